@@ -1,0 +1,25 @@
+import { type Logger, pino } from 'pino';
+
+export type { Logger };
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** The component the lines belong to, e.g. "distributor" or "goods". */
+  component: string;
+  /** pino level; "silent" in tests. */
+  level?: string;
+}
+
+/** The root logger of one process: JSON lines on stdout, one child per component. */
+export function createLogger({ component, level = 'info' }: LoggerOptions): Logger {
+  return pino({
+    level,
+    base: { component },
+    redact: { paths: ['password', '*.password', 'req.headers.authorization'], censor: '[redacted]' },
+  });
+}
+
+/** A logger that writes nothing: the default of every factory, so tests stay quiet. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

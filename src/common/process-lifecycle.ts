@@ -1,0 +1,49 @@
+import type { Logger } from './logger.js';
+
+/**
+ * Wires a process's signals to its one `stop()`: SIGINT or SIGTERM stops it in order and exits 0;
+ * a second signal exits at once with 1. An unexpected error is a bug: it is logged and the process
+ * exits with 1 rather than running on in an unknown state.
+ */
+export function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('uncaughtException', (error) => {
+    log.fatal({ err: error }, 'uncaught exception');
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (reason) => {
+    log.fatal({ err: reason }, 'unhandled rejection');
+    process.exit(1);
+  });
+}
+
+/** Runs a process's async `main`, turning a start-up failure into a clear message and exit code. */
+export function runMain(main: () => Promise<void>, usage: string): void {
+  main().catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `${message}\n${error instanceof Error && error.name === 'ConfigError' ? `\n${usage}\n` : ''}`,
+    );
+    process.exit(error instanceof Error && error.name === 'ConfigError' ? 2 : 1);
+  });
+}

@@ -1,0 +1,50 @@
+import { status } from '@grpc/grpc-js';
+
+/**
+ * The one error type of the shop: a gRPC status code with a message that is safe to show a caller.
+ * `cause` keeps the underlying error for logs only; it never crosses the wire.
+ */
+export class ServiceError extends Error {
+  override readonly name = 'ServiceError';
+
+  constructor(
+    readonly code: status,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** True for failures the caller did not cause and cannot fix: these are logged with their cause. */
+  get isServerFault(): boolean {
+    return SERVER_FAULTS.has(this.code);
+  }
+}
+
+const SERVER_FAULTS = new Set<status>([
+  status.INTERNAL,
+  status.UNKNOWN,
+  status.UNAVAILABLE,
+  status.DATA_LOSS,
+  status.DEADLINE_EXCEEDED,
+]);
+
+/** The message the book gives for any missing or ill-typed parameter. */
+export const INVALID_PARAMETERS = 'Invalid Parameters';
+
+/** Builds the INVALID_ARGUMENT error for a bad parameter; the book's words come first. */
+export function invalidArgument(detail?: string): ServiceError {
+  return new ServiceError(
+    status.INVALID_ARGUMENT,
+    detail ? `${INVALID_PARAMETERS}: ${detail}` : INVALID_PARAMETERS,
+  );
+}
+
+/**
+ * Normalises anything thrown into a ServiceError. Unknown errors become INTERNAL with a plain message,
+ * so a database error, a stack or SQL text never reaches a caller.
+ */
+export function toServiceError(error: unknown): ServiceError {
+  if (error instanceof ServiceError) return error;
+  return new ServiceError(status.INTERNAL, 'Internal error', { cause: error });
+}

@@ -1,0 +1,26 @@
+import type { handleUnaryCall, ServerUnaryCall } from '@grpc/grpc-js';
+import type { Logger } from './logger.js';
+import { toServiceError } from './service-error.js';
+
+/**
+ * Adapts an async function to a grpc-js unary handler. What it returns is the response; what it
+ * throws becomes a status: a ServiceError keeps its code and message, anything else is INTERNAL with
+ * a plain message. Server faults are logged with their cause; a caller's mistakes are not errors.
+ */
+export function unaryHandler<Request, Response>(
+  log: Logger,
+  handler: (request: Request, call: ServerUnaryCall<Request, Response>) => Promise<Response>,
+): handleUnaryCall<Request, Response> {
+  return (call, callback) => {
+    handler(call.request, call).then(
+      (response) => callback(null, response),
+      (thrown: unknown) => {
+        const error = toServiceError(thrown);
+        if (error.isServerFault)
+          log.error({ err: error.cause ?? error, method: call.getPath() }, error.message);
+        else log.debug({ method: call.getPath(), code: error.code }, error.message);
+        callback({ code: error.code, details: error.message });
+      },
+    );
+  };
+}

@@ -1,0 +1,162 @@
+import { EventEmitter } from 'node:events';
+import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
+import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import {
+  DistributorServiceClient,
+  type NodeDescription,
+  NodeState,
+  type RegisterRequest,
+  type RegisterResponse,
+  type Snapshot,
+} from '../gen/distributor.js';
+
+/** Exponential backoff between reconnection attempts, with jitter. */
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** Options of {@link RegistrationClient}. */
+export interface RegistrationClientOptions {
+  /** The distributor's address, "host:port". */
+  distributor: string;
+  /** What to register: the port must be the one really bound. */
+  node: NodeDescription;
+  log?: Logger;
+  backoff?: BackoffOptions;
+  keepalive?: KeepaliveOptions;
+}
+
+interface RegistrationEvents {
+  /** A new node list arrived. */
+  snapshot: [snapshot: Snapshot];
+  /** The distributor accepted the registration under this id (again, after every reconnection). */
+  registered: [nodeId: string];
+  /** The stream ended; a new attempt follows unless the client was stopped. */
+  disconnected: [status: StatusObject];
+}
+
+/**
+ * Keeps one node registered with the distributor. It registers on start, re-registers by itself
+ * (exponential backoff with jitter, capped) whenever the stream ends, and exposes the latest node
+ * list. Its owner keeps serving while the distributor is away: nothing here throws at it.
+ */
+export class RegistrationClient extends EventEmitter<RegistrationEvents> {
+  readonly #client: DistributorServiceClient;
+  readonly #node: NodeDescription;
+  readonly #log: Logger;
+  readonly #backoff: BackoffOptions;
+  #state: NodeState;
+  #call: ClientDuplexStream<RegisterRequest, RegisterResponse> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #started = false;
+  #stopped = false;
+  #snapshot: Snapshot | undefined;
+  #nodeId: string | undefined;
+
+  constructor(options: RegistrationClientOptions) {
+    super();
+    this.#node = options.node;
+    this.#log = options.log ?? silentLogger();
+    this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
+    this.#state =
+      options.node.state === NodeState.NODE_STATE_DRAINING
+        ? NodeState.NODE_STATE_DRAINING
+        : NodeState.NODE_STATE_SERVING;
+    this.#client = new DistributorServiceClient(
+      options.distributor,
+      credentials.createInsecure(),
+      keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    );
+  }
+
+  /** The latest node list, once one has arrived. */
+  get snapshot(): Snapshot | undefined {
+    return this.#snapshot;
+  }
+
+  /** The id of the current registration, while registered. */
+  get nodeId(): string | undefined {
+    return this.#nodeId;
+  }
+
+  /** Starts registering; safe to call before the distributor is up. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#connect();
+  }
+
+  /** Tells the distributor the node's state now and on every later re-registration. */
+  setState(state: NodeState.NODE_STATE_SERVING | NodeState.NODE_STATE_DRAINING): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#call?.write({ kind: { $case: 'state', value: state } });
+  }
+
+  /** Says draining, ends the stream (waiting for the distributor's answer at most `timeoutMs`), and closes. */
+  async stop(timeoutMs = 2_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    const call = this.#call;
+    if (call) {
+      this.setState(NodeState.NODE_STATE_DRAINING);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          call.cancel();
+          resolve();
+        }, timeoutMs);
+        call.once('status', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        call.end();
+      });
+    }
+    this.#client.close();
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const call = this.#client.register();
+    this.#call = call;
+    call.on('data', (response: RegisterResponse) => {
+      if (this.#nodeId !== response.nodeId) {
+        this.#nodeId = response.nodeId;
+        this.#failures = 0;
+        this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
+        this.emit('registered', response.nodeId);
+      }
+      if (response.snapshot) {
+        this.#snapshot = response.snapshot;
+        this.emit('snapshot', response.snapshot);
+      }
+    });
+    // Every end of the call is reported by 'status'; 'error' must be listened to, or it would throw.
+    call.on('error', () => {});
+    call.once('status', (status: StatusObject) => {
+      if (this.#call === call) this.#call = undefined;
+      this.#nodeId = undefined;
+      if (this.#stopped) return;
+      this.emit('disconnected', status);
+      const delay = this.#nextDelay();
+      this.#log.warn(
+        { event: 'disconnected', code: status.code, details: status.details, retryInMs: delay },
+        'registration stream ended; registering again',
+      );
+      this.#retryTimer = setTimeout(() => this.#connect(), delay);
+      this.#retryTimer.unref();
+    });
+    call.write({ kind: { $case: 'node', value: { ...this.#node, state: this.#state } } });
+  }
+
+  /** Full-jitter exponential backoff: a random delay up to initial × 2^failures, capped. */
+  #nextDelay(): number {
+    const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
+    this.#failures = Math.min(this.#failures + 1, 30);
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+}
