@@ -1,4 +1,4 @@
-import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
   type FileDescriptorProto,
   FileDescriptorProtoSchema,
@@ -46,11 +46,8 @@ export function filesForServices(
 }
 
 /** Serializes files as a google.protobuf.FileDescriptorSet (the form a node registers). */
-export function encodeDescriptorSet(files: readonly FileDescriptorProto[]): Uint8Array {
-  return toBinary(FileDescriptorSetSchema, {
-    $typeName: 'google.protobuf.FileDescriptorSet',
-    file: [...files],
-  });
+export function encodeDescriptorSet(files: readonly FileDescriptorProto[]): Buffer {
+  return Buffer.from(toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: [...files] })));
 }
 
 /** Serializes each file on its own (the form gRPC reflection answers with). */
