@@ -47,7 +47,9 @@ export function filesForServices(
 
 /** Serializes files as a google.protobuf.FileDescriptorSet (the form a node registers). */
 export function encodeDescriptorSet(files: readonly FileDescriptorProto[]): Buffer {
-  return Buffer.from(toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: [...files] })));
+  return Buffer.from(
+    toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: [...files] })),
+  );
 }
 
 /** Serializes each file on its own (the form gRPC reflection answers with). */

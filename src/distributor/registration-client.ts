@@ -65,11 +65,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       options.node.state === NodeState.NODE_STATE_DRAINING
         ? NodeState.NODE_STATE_DRAINING
         : NodeState.NODE_STATE_SERVING;
-    this.#client = new DistributorServiceClient(
-      options.distributor,
-      credentials.createInsecure(),
-      keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
-    );
+    this.#client = new DistributorServiceClient(options.distributor, credentials.createInsecure(), {
+      ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+      // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
+      // attempts long after the distributor is back: keep it within the same cap.
+      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
+      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+    });
   }
 
   /** The latest node list, once one has arrived. */

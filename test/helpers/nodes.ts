@@ -1,5 +1,9 @@
+import {
+  encodeDescriptorSet,
+  filesForServices,
+  loadShopDescriptorSet,
+} from '../../src/common/descriptors.js';
 import { type NodeDescription, NodeState, type Route } from '../../src/gen/distributor.js';
-import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../src/common/descriptors.js';
 
 /** The descriptor set a goods node registers: GoodsService with its imports. */
 export function goodsDescriptorSet(): Buffer {
@@ -9,8 +13,18 @@ export function goodsDescriptorSet(): Buffer {
 /** The routes the goods service registers. */
 export const GOODS_ROUTES: Route[] = [
   { httpMethod: 'POST', path: '/goods', grpcMethod: 'shop.v1.GoodsService/CreateGoods', responseFields: [] },
-  { httpMethod: 'GET', path: '/goods', grpcMethod: 'shop.v1.GoodsService/ListGoods', responseFields: ['results'] },
-  { httpMethod: 'DELETE', path: '/goods', grpcMethod: 'shop.v1.GoodsService/DeleteGoods', responseFields: [] },
+  {
+    httpMethod: 'GET',
+    path: '/goods',
+    grpcMethod: 'shop.v1.GoodsService/ListGoods',
+    responseFields: ['results'],
+  },
+  {
+    httpMethod: 'DELETE',
+    path: '/goods',
+    grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
+    responseFields: [],
+  },
 ];
 
 /** A valid goods-like node description; override any part. */

@@ -1,0 +1,315 @@
+import { credentials, type StatusObject, status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  createDistributorServer,
+  type DistributorServer,
+  observedHost,
+} from '../../src/distributor/distributor-server.js';
+import { RegistrationClient } from '../../src/distributor/registration-client.js';
+import {
+  DistributorServiceClient,
+  type ListResponse,
+  type NodeDescription,
+  NodeState,
+  type RegisterRequest,
+  type RegisterResponse,
+  type Snapshot,
+} from '../../src/gen/distributor.js';
+import { checkHealth, reflect } from '../helpers/grpc-clients.js';
+import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startDistributor(options: Parameters<typeof createDistributorServer>[0] = {}, port = 0) {
+  const distributor = createDistributorServer(options);
+  const boundPort = await distributor.listen('127.0.0.1', port);
+  cleanups.push(() => distributor.stop(100));
+  return { distributor, address: `127.0.0.1:${boundPort}`, port: boundPort };
+}
+
+function client(address: string): DistributorServiceClient {
+  const created = new DistributorServiceClient(address, credentials.createInsecure());
+  cleanups.push(() => created.close());
+  return created;
+}
+
+/** A raw Register stream: what the test writes goes out as is, and everything that comes back is kept. */
+function openRegistration(address: string, ...messages: RegisterRequest[]) {
+  const call = client(address).register();
+  const responses: RegisterResponse[] = [];
+  call.on('data', (response: RegisterResponse) => responses.push(response));
+  call.on('error', () => {});
+  const ended = new Promise<StatusObject>((resolve) => call.once('status', resolve));
+  for (const message of messages) call.write(message);
+  cleanups.push(() => call.cancel());
+  return { call, responses, ended, revisions: () => responses.map((r) => r.snapshot!.revision) };
+}
+
+const describeNode = (node: NodeDescription): RegisterRequest => ({ kind: { $case: 'node', value: node } });
+const stateMessage = (state: NodeState): RegisterRequest => ({ kind: { $case: 'state', value: state } });
+
+function watch(address: string) {
+  const call = client(address).watch({});
+  const snapshots: Snapshot[] = [];
+  call.on('data', (response: { snapshot: Snapshot }) => snapshots.push(response.snapshot));
+  call.on('error', () => {});
+  cleanups.push(() => call.cancel());
+  return snapshots;
+}
+
+function list(address: string): Promise<ListResponse> {
+  return new Promise((resolve, reject) =>
+    client(address).list({}, (error, response) => (error ? reject(error) : resolve(response))),
+  );
+}
+
+const listedIds = (snapshot: Snapshot) => snapshot.nodes.map((node) => `${node.id}:${NodeState[node.state]}`);
+
+describe('distributor over gRPC', () => {
+  it('sends two nodes and a watcher the same lists, in order, on every change', async () => {
+    const { address } = await startDistributor();
+    const watcher = watch(address);
+    await vi.waitFor(() => expect(watcher).toHaveLength(1));
+
+    const goods = openRegistration(address, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(watcher).toHaveLength(2));
+    const gateway = openRegistration(address, describeNode(gatewayNode()));
+    await vi.waitFor(() => expect(watcher).toHaveLength(3));
+    goods.call.write(stateMessage(NodeState.NODE_STATE_DRAINING));
+    await vi.waitFor(() => expect(watcher).toHaveLength(4));
+    goods.call.end();
+    expect((await goods.ended).code).toBe(status.OK);
+    await vi.waitFor(() => expect(watcher).toHaveLength(5));
+
+    expect(watcher.map((snapshot) => snapshot.revision)).toEqual([0, 1, 2, 3, 4]);
+    expect(watcher.map(listedIds)).toEqual([
+      [],
+      ['goods@127.0.0.1:9010:NODE_STATE_SERVING'],
+      ['goods@127.0.0.1:9010:NODE_STATE_SERVING', 'gateway@127.0.0.1:8000:NODE_STATE_SERVING'],
+      ['goods@127.0.0.1:9010:NODE_STATE_DRAINING', 'gateway@127.0.0.1:8000:NODE_STATE_SERVING'],
+      ['gateway@127.0.0.1:8000:NODE_STATE_SERVING'],
+    ]);
+    expect(goods.revisions()).toEqual([1, 2, 3]);
+    expect(goods.responses.every((response) => response.nodeId === 'goods@127.0.0.1:9010')).toBe(true);
+    await vi.waitFor(() => expect(gateway.revisions()).toEqual([2, 3, 4]));
+    expect(gateway.responses[0]!.snapshot).toEqual(watcher[2]);
+    expect((await list(address)).snapshot).toEqual(watcher[4]);
+  });
+
+  it('lists a node that gives no host under the address it connected from', async () => {
+    const { address } = await startDistributor();
+    const node = openRegistration(address, describeNode(goodsNode({ host: '' })));
+    await vi.waitFor(() => expect(node.responses).toHaveLength(1));
+    expect(node.responses[0]!.nodeId).toBe('goods@127.0.0.1:9010');
+    expect(observedHost('::ffff:10.1.2.3:5000')).toBe('10.1.2.3');
+    expect(observedHost('[::1]:5000')).toBe('::1');
+  });
+
+  it('drops a node whose connection is destroyed without a goodbye', async () => {
+    const { address, port } = await startDistributor();
+    const proxy = await startTcpProxy('127.0.0.1', port);
+    cleanups.push(() => proxy.close());
+    const node = openRegistration(`127.0.0.1:${proxy.port}`, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(node.responses).toHaveLength(1));
+    expect((await list(address)).snapshot!.nodes).toHaveLength(1);
+    proxy.cut();
+    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+  });
+
+  it('drops a peer that goes silent, through keepalive', async () => {
+    const { address, port } = await startDistributor({ keepalive: { timeMs: 300, timeoutMs: 300 } });
+    const proxy: TcpProxy = await startTcpProxy('127.0.0.1', port);
+    cleanups.push(() => proxy.close());
+    const node = openRegistration(`127.0.0.1:${proxy.port}`, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(node.responses).toHaveLength(1));
+    proxy.freeze();
+    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]), {
+      timeout: 10_000,
+    });
+  });
+
+  it('replaces a node that registers again with the same identity and ends the old stream', async () => {
+    const { address } = await startDistributor();
+    const first = openRegistration(address, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(first.responses).toHaveLength(1));
+    const second = openRegistration(address, describeNode(goodsNode()));
+    const ended = await first.ended;
+    expect(ended.code).toBe(status.ABORTED);
+    await vi.waitFor(() => expect(second.responses).toHaveLength(1));
+    expect((await list(address)).snapshot!.nodes.map((node) => node.id)).toEqual(['goods@127.0.0.1:9010']);
+  });
+
+  it.each([
+    [
+      'a first message that is a state',
+      [stateMessage(NodeState.NODE_STATE_DRAINING)],
+      'the first message must describe the node',
+    ],
+    ['an empty first message', [{ kind: undefined }], 'the first message must describe the node'],
+    ['a node without a name', [describeNode(goodsNode({ name: '' }))], 'name is required'],
+    ['a node without a port', [describeNode(goodsNode({ port: 0 }))], 'port must be from 1 to 65535'],
+    [
+      'a route that names no package.Service/Method',
+      [
+        describeNode(
+          goodsNode({
+            routes: [{ httpMethod: 'GET', path: '/goods', grpcMethod: 'ListGoods', responseFields: [] }],
+          }),
+        ),
+      ],
+      'package.Service/Method',
+    ],
+    [
+      'a route that is not METHOD /path',
+      [
+        describeNode(
+          goodsNode({
+            routes: [
+              {
+                httpMethod: 'GET',
+                path: 'goods',
+                grpcMethod: 'shop.v1.GoodsService/ListGoods',
+                responseFields: [],
+              },
+            ],
+          }),
+        ),
+      ],
+      'the path must start with "/"',
+    ],
+    [
+      'a second description',
+      [describeNode(goodsNode({ port: 9099 })), describeNode(goodsNode({ port: 9099 }))],
+      'only the first message',
+    ],
+    [
+      'an unknown state',
+      [describeNode(goodsNode({ port: 9099 })), stateMessage(NodeState.NODE_STATE_UNSPECIFIED)],
+      'state must be',
+    ],
+  ])('refuses %s with INVALID_ARGUMENT and disturbs no one else', async (_label, messages, message) => {
+    const { address } = await startDistributor();
+    const bystander = openRegistration(address, describeNode(gatewayNode()));
+    await vi.waitFor(() => expect(bystander.responses).toHaveLength(1));
+
+    const refused = openRegistration(address, ...messages);
+    const ended = await refused.ended;
+    expect(ended.code).toBe(status.INVALID_ARGUMENT);
+    expect(ended.details).toContain(message);
+
+    const nodes = (await list(address)).snapshot!.nodes;
+    expect(nodes.map((node) => node.id)).toEqual(['gateway@127.0.0.1:8000']);
+    bystander.call.write(stateMessage(NodeState.NODE_STATE_DRAINING));
+    await vi.waitFor(async () =>
+      expect((await list(address)).snapshot!.nodes[0]!.state).toBe(NodeState.NODE_STATE_DRAINING),
+    );
+  });
+
+  it('serves reflection v1 and v1alpha that resolves every type of its methods, and health', async () => {
+    const { address } = await startDistributor();
+    for (const version of ['v1', 'v1alpha'] as const) {
+      const { services, registry } = await reflect(address, version);
+      expect(services).toEqual(
+        expect.arrayContaining(['shop.v1.DistributorService', 'grpc.health.v1.Health']),
+      );
+      const service = registry.getService('shop.v1.DistributorService')!;
+      expect(service.methods.map((method) => method.name)).toEqual(['Register', 'Watch', 'List']);
+      for (const method of service.methods) {
+        expect(registry.getMessage(method.input.typeName)).toBeDefined();
+        expect(registry.getMessage(method.output.typeName)).toBeDefined();
+      }
+      const node = registry.getMessage('shop.v1.Node')!;
+      expect(node.fields.find((field) => field.name === 'registered_at')!.message!.typeName).toBe(
+        'google.protobuf.Timestamp',
+      );
+      expect(registry.getService('grpc.health.v1.Health')).toBeDefined();
+    }
+    expect(await checkHealth(address)).toBe('SERVING');
+    expect(await checkHealth(address, 'shop.v1.DistributorService')).toBe('SERVING');
+  });
+});
+
+describe('registration client', () => {
+  const fastBackoff = { initialMs: 20, maxMs: 200 };
+
+  function registrationClient(address: string, node: NodeDescription): RegistrationClient {
+    const registration = new RegistrationClient({ distributor: address, node, backoff: fastBackoff });
+    cleanups.push(() => registration.stop(200));
+    return registration;
+  }
+
+  it('registers by itself once a distributor that started later comes up', async () => {
+    const probe = await startDistributor();
+    await probe.distributor.stop(100);
+    const registration = registrationClient(probe.address, goodsNode());
+    registration.start();
+    const snapshots: Snapshot[] = [];
+    registration.on('snapshot', (snapshot) => snapshots.push(snapshot));
+    const { distributor } = await startDistributor({}, probe.port);
+    await vi.waitFor(() => expect(registration.nodeId).toBe('goods@127.0.0.1:9010'));
+    expect(distributor.registry.snapshot().nodes.map((node) => node.id)).toEqual(['goods@127.0.0.1:9010']);
+    expect(registration.snapshot).toEqual(snapshots.at(-1));
+  });
+
+  it('registers every client again by itself after the distributor restarts on the same port', async () => {
+    const first = await startDistributor();
+    const goods = registrationClient(first.address, goodsNode());
+    const gateway = registrationClient(first.address, gatewayNode());
+    goods.start();
+    gateway.start();
+    await vi.waitFor(() => expect(first.distributor.registry.snapshot().nodes).toHaveLength(2));
+
+    const disconnected = vi.fn();
+    goods.on('disconnected', disconnected);
+    await first.distributor.stop(100);
+    await vi.waitFor(() => expect(disconnected).toHaveBeenCalled());
+    expect(disconnected.mock.calls[0]![0].code).toBe(status.UNAVAILABLE);
+
+    const second: DistributorServer = (await startDistributor({}, first.port)).distributor;
+    await vi.waitFor(() =>
+      expect(
+        second.registry
+          .snapshot()
+          .nodes.map((node) => node.id)
+          .sort(),
+      ).toEqual(['gateway@127.0.0.1:8000', 'goods@127.0.0.1:9010']),
+    );
+    await vi.waitFor(() => expect(gateway.snapshot?.nodes).toHaveLength(2));
+  });
+
+  it('re-registers with the state it last set', async () => {
+    const first = await startDistributor();
+    const goods = registrationClient(first.address, goodsNode());
+    goods.start();
+    await vi.waitFor(() => expect(goods.nodeId).toBeDefined());
+    goods.setState(NodeState.NODE_STATE_DRAINING);
+    await vi.waitFor(() =>
+      expect(first.distributor.registry.snapshot().nodes[0]!.state).toBe(NodeState.NODE_STATE_DRAINING),
+    );
+    await first.distributor.stop(100);
+    const second = (await startDistributor({}, first.port)).distributor;
+    await vi.waitFor(() =>
+      expect(second.registry.snapshot().nodes[0]?.state).toBe(NodeState.NODE_STATE_DRAINING),
+    );
+  });
+
+  it('says draining, then leaves, when stopped', async () => {
+    const { address } = await startDistributor();
+    const watcher = watch(address);
+    const goods = new RegistrationClient({ distributor: address, node: goodsNode(), backoff: fastBackoff });
+    goods.start();
+    await vi.waitFor(() => expect(watcher.at(-1)!.nodes).toHaveLength(1));
+    await goods.stop();
+    await vi.waitFor(() => expect(watcher.at(-1)!.nodes).toHaveLength(0));
+    expect(watcher.map(listedIds)).toEqual([
+      [],
+      ['goods@127.0.0.1:9010:NODE_STATE_SERVING'],
+      ['goods@127.0.0.1:9010:NODE_STATE_DRAINING'],
+      [],
+    ]);
+  });
+});
