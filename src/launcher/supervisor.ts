@@ -1,0 +1,105 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { formatLogLine } from './log-line-formatter.js';
+
+/** One process the supervisor runs. */
+export interface ComponentSpec {
+  /** The prefix of its output lines, e.g. "goods". */
+  name: string;
+  /** The Node.js entry point to run. */
+  entry: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Options of {@link Supervisor}. */
+export interface SupervisorOptions {
+  /** Where prefixed lines go. */
+  write: (line: string) => void;
+  /** How long a component may take to stop after SIGTERM before it is killed. */
+  stopTimeoutMs?: number;
+  /** Whether to turn JSON log lines into readable ones. */
+  pretty?: boolean;
+}
+
+/**
+ * Runs components as separate Node.js processes with every output line prefixed by the component's
+ * name. A component that exits on its own is started again, after a delay that doubles up to 10 s,
+ * so a crash heals without a person. `stop()` sends SIGTERM to all and waits for them.
+ */
+export class Supervisor {
+  readonly #running = new Map<string, ChildProcess>();
+  readonly #restarts = new Map<string, number>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #options: Required<SupervisorOptions>;
+  readonly #width: number;
+  #stopping = false;
+
+  constructor(
+    readonly components: readonly ComponentSpec[],
+    options: SupervisorOptions,
+  ) {
+    this.#options = { stopTimeoutMs: 10_000, pretty: true, ...options };
+    this.#width = Math.max(...components.map((component) => component.name.length));
+  }
+
+  start(): void {
+    for (const component of this.components) this.#spawn(component);
+  }
+
+  /** Kills whatever still runs, at once: for a supervisor that is itself exiting abnormally. */
+  killAll(): void {
+    for (const child of this.#running.values()) child.kill('SIGKILL');
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    await Promise.all([...this.#running.values()].map((child) => this.#terminate(child)));
+  }
+
+  #spawn(component: ComponentSpec): void {
+    const startedAt = Date.now();
+    const child = spawn(process.execPath, [component.entry, ...(component.args ?? [])], {
+      env: { ...process.env, ...component.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then stops
+      // each component once, in order, instead of every process getting two signals.
+      detached: true,
+    });
+    this.#running.set(component.name, child);
+    const prefix = `[${component.name.padEnd(this.#width)}]`;
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
+      });
+    }
+    child.on('error', (error) => this.#options.write(`${prefix} could not start: ${error.message}`));
+    child.on('exit', (code, signal) => {
+      this.#running.delete(component.name);
+      if (this.#stopping) return;
+      // A process that ran for a while before it died starts again quickly; a crash loop backs off.
+      const failures = Date.now() - startedAt > 30_000 ? 0 : (this.#restarts.get(component.name) ?? 0) + 1;
+      this.#restarts.set(component.name, failures);
+      const delay = Math.min(10_000, 500 * 2 ** (failures - 1));
+      this.#options.write(`${prefix} exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`);
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        if (!this.#stopping) this.#spawn(component);
+      }, delay);
+      this.#timers.add(timer);
+    });
+  }
+
+  #terminate(child: ChildProcess): Promise<void> {
+    return new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      const kill = setTimeout(() => child.kill('SIGKILL'), this.#options.stopTimeoutMs);
+      child.once('exit', () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+}

@@ -1,0 +1,100 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { formatLogLine } from '../../src/launcher/log-line-formatter.js';
+import { Supervisor } from '../../src/launcher/supervisor.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'supervisor-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function script(name: string, source: string): string {
+  const path = join(scratch, `${name}.mjs`);
+  writeFileSync(path, source);
+  return path;
+}
+
+describe('Supervisor', () => {
+  it('prefixes every line, stops each component with SIGTERM and waits for it', async () => {
+    const graceful = script(
+      'graceful',
+      `console.log('ready'); console.error('to stderr');
+       process.on('SIGTERM', () => { console.log('got SIGTERM'); setTimeout(() => process.exit(0), 50); });
+       setInterval(() => {}, 1000);`,
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor(
+      [
+        { name: 'one', entry: graceful },
+        { name: 'three', entry: graceful },
+      ],
+      { write: (line) => lines.push(line) },
+    );
+    supervisor.start();
+    await vi.waitFor(() => expect(lines.filter((line) => line.endsWith('ready'))).toHaveLength(2));
+    await supervisor.stop();
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        '[one  ] ready',
+        '[three] ready',
+        '[one  ] to stderr',
+        '[one  ] got SIGTERM',
+        '[three] got SIGTERM',
+      ]),
+    );
+  });
+
+  it('starts a component that crashed again', async () => {
+    const counter = join(scratch, 'starts.txt');
+    const crashing = script(
+      'crashing',
+      `import { appendFileSync, readFileSync } from 'node:fs';
+       appendFileSync(${JSON.stringify(counter)}, 'x');
+       if (readFileSync(${JSON.stringify(counter)}, 'utf8').length < 2) process.exit(3);
+       console.log('second life');
+       setInterval(() => {}, 1000);`,
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor([{ name: 'fragile', entry: crashing }], {
+      write: (line) => lines.push(line),
+    });
+    supervisor.start();
+    await vi.waitFor(() => expect(lines).toContain('[fragile] second life'), { timeout: 5_000 });
+    expect(lines[0]).toBe('[fragile] exited (code 3); starting it again in 500 ms');
+    await supervisor.stop();
+  });
+
+  it('kills a component that ignores SIGTERM after the stop timeout', async () => {
+    const stubborn = script(
+      'stubborn',
+      `process.on('SIGTERM', () => {}); console.log('up'); setInterval(() => {}, 1000);`,
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor([{ name: 'stubborn', entry: stubborn }], {
+      write: (line) => lines.push(line),
+      stopTimeoutMs: 200,
+    });
+    supervisor.start();
+    await vi.waitFor(() => expect(lines).toContain('[stubborn] up'));
+    await supervisor.stop();
+  });
+});
+
+describe('formatLogLine', () => {
+  it('makes a pino line readable and leaves other lines alone', () => {
+    const line = JSON.stringify({
+      level: 30,
+      time: Date.parse('2020-11-04T15:31:47.123Z'),
+      pid: 1,
+      hostname: 'h',
+      component: 'goods',
+      msg: 'listening',
+      port: 9010,
+      node: { id: 'x' },
+    });
+    expect(formatLogLine(line)).toBe('15:31:47.123 INFO  listening port=9010 node={"id":"x"}');
+    expect(formatLogLine('plain text')).toBe('plain text');
+    expect(formatLogLine('{not json')).toBe('{not json');
+    expect(formatLogLine('{"a":1}')).toBe('{"a":1}');
+  });
+});
