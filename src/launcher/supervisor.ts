@@ -47,6 +47,13 @@ export class Supervisor {
     for (const component of this.components) this.#spawn(component);
   }
 
+  /** The process id of each running component, by name. */
+  pids(): Map<string, number> {
+    const pids = new Map<string, number>();
+    for (const [name, child] of this.#running) if (child.pid !== undefined) pids.set(name, child.pid);
+    return pids;
+  }
+
   /** Kills whatever still runs, at once: for a supervisor that is itself exiting abnormally. */
   killAll(): void {
     for (const child of this.#running.values()) child.kill('SIGKILL');
@@ -60,7 +67,8 @@ export class Supervisor {
 
   #spawn(component: ComponentSpec): void {
     const startedAt = Date.now();
-    const child = spawn(process.execPath, [component.entry, ...(component.args ?? [])], {
+    // execArgv carries loader flags (e.g. tsx's) so that the components run as the supervisor does.
+    const child = spawn(process.execPath, [...process.execArgv, component.entry, ...(component.args ?? [])], {
       env: { ...process.env, ...component.env },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then stops
