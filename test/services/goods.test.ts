@@ -1,10 +1,15 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
 import { GOODS_LIMITS } from '../../src/services/goods/goods-handlers.js';
 import { createGoodsServer } from '../../src/services/goods/goods-server.js';
 import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import type { GoodsStore } from '../../src/services/goods/goods-store.js';
+import type { GoodsStore, NewGoods } from '../../src/services/goods/goods-store.js';
+import { SqliteGoodsStore } from '../../src/services/goods/sqlite-goods-store.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { callRaw, wire } from './support/raw-call.js';
 import { call, startTestServer, type TestServer } from './support/test-server.js';
@@ -146,6 +151,28 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
       );
     });
 
+    it('a database error is INTERNAL "Internal error" to the caller, and logged with its cause', async () => {
+      const lines: string[] = [];
+      const log = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
+      await service.close();
+      service = await startTestServer(createGoodsServer({ store: opened.store, log }), GoodsServiceClient);
+      await create(VALID);
+      await opened.rawExec('DROP TABLE goods');
+      const failure = await create(VALID).catch((error) => error);
+      expect({ code: failure.code, details: failure.details }).toEqual({
+        code: status.INTERNAL,
+        details: 'Internal error',
+      });
+      const logged = lines.map((line) => JSON.parse(line));
+      expect(logged).toContainEqual(
+        expect.objectContaining({
+          msg: 'Internal error',
+          method: '/shop.v1.GoodsService/CreateGoods',
+          err: expect.objectContaining({ message: expect.stringMatching(/goods/) }),
+        }),
+      );
+    });
+
     it('keeps its table as documented', async () => {
       await create(VALID);
       expect(await opened.rawRows('SELECT id, name, category, price, description FROM goods')).toEqual([
@@ -181,5 +208,27 @@ describe('GoodsService given fields of the wrong wire type', () => {
   it('DeleteGoods with an id sent as text is "Invalid Parameters"', async () => {
     const path = '/shop.v1.GoodsService/DeleteGoods';
     expect(await callRaw(service.address, path, wire.text(1, '1'))).toEqual(INVALID);
+  });
+});
+
+describe('two goods instances sharing one SQLite file', () => {
+  it('both write, with distinct ids, and each sees the other’s rows', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-shared-'));
+    const first = new SqliteGoodsStore(join(dir, 'goods.sqlite'));
+    const second = new SqliteGoodsStore(join(dir, 'goods.sqlite'));
+    try {
+      const item: NewGoods = { name: 'shared', category: 'tests', price: 1, description: '' };
+      const ids = await Promise.all(
+        Array.from({ length: 50 }, (_, index) => (index % 2 ? first : second).createGoods(item)),
+      );
+      expect(new Set(ids).size).toBe(50);
+      const seenByFirst = (await first.listGoods()).map(({ id }) => id);
+      expect(seenByFirst).toHaveLength(50);
+      expect((await second.listGoods()).map(({ id }) => id)).toEqual(seenByFirst);
+    } finally {
+      await first.close();
+      await second.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -95,6 +95,22 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
       await expect(signIn({ username: 'test_account', password: 'second' })).rejects.toMatchObject(DENIED);
     });
 
+    it('of 10 simultaneous creations of one username, exactly one wins', async () => {
+      await start();
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, (_, index) =>
+          create({ username: 'race', password: `pw ${index}` }).then(
+            () => 'created',
+            (error) => `${error.code} ${error.details}`,
+          ),
+        ),
+      );
+      expect(answers.filter((answer) => answer === 'created')).toHaveLength(1);
+      expect(answers.filter((answer) => answer === `${status.ALREADY_EXISTS} ${TAKEN.details}`)).toHaveLength(
+        9,
+      );
+    });
+
     it('usernames are exact: case and surrounding spaces make different accounts', async () => {
       await start();
       const names = ['alice', 'Alice', 'alice ', ' alice'];

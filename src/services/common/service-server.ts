@@ -44,7 +44,8 @@ export interface ServiceServer {
  * Builds the gRPC server of one service: its handlers, server reflection (v1 and v1alpha, full
  * import closure) and grpc.health.v1.Health. Health is SERVING for "" and for the service while the
  * database answers and the server is not draining; NOT_SERVING otherwise. It starts NOT_SERVING and
- * turns SERVING after the first successful database probe.
+ * turns SERVING after the first successful database probe; probing starts with `listen()`, so that
+ * building a server has no side effect.
  */
 export function createServiceServer<Store extends ServiceStore>(
   options: ServiceServerDefinition<Store>,
@@ -76,7 +77,6 @@ export function createServiceServer<Store extends ServiceStore>(
   server.addService(options.definition, options.implementation);
   health.addToServer(server);
   addReflection(server, [options.serviceName]);
-  monitor.start();
 
   let stopping: Promise<void> | undefined;
   const drain = (): void => {
@@ -84,7 +84,11 @@ export function createServiceServer<Store extends ServiceStore>(
     updateHealth();
   };
   return {
-    listen: (host, port) => listen(server, host, port),
+    async listen(host, port) {
+      const bound = await listen(server, host, port);
+      monitor.start();
+      return bound;
+    },
     drain,
     stop(graceMs = 10_000) {
       stopping ??= (async () => {

@@ -18,8 +18,11 @@ export interface ServiceSpec<Store extends ServiceStore> {
   readonly serviceName: string;
   /** The REST routes it announces to the distributor. */
   readonly routes: readonly Route[];
+  /** Opens its store in one SQLite file (created with its folder if missing); throws if it cannot. */
   openSqlite(file: string): Store;
+  /** Opens its store on MySQL; never throws for an unreachable server (calls answer UNAVAILABLE). */
   openMysql(options: MysqlStoreOptions): Store;
+  /** Builds its server over the store, without listening. */
   createServer(options: ServiceServerOptions<Store>): ServiceServer;
 }
 
@@ -131,7 +134,14 @@ function openStore<Store extends ServiceStore>(spec: ServiceSpec<Store>, config:
   }
   const file = join(storage.dataDir, `${spec.name}.sqlite`);
   log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);
-  return spec.openSqlite(file);
+  try {
+    return spec.openSqlite(file);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`, {
+      cause: error,
+    });
+  }
 }
 
 /** Resolves once a snapshot lists this node as draining, or after `timeoutMs`, or at once if unregistered. */

@@ -7,6 +7,7 @@ import {
 
 const GOODS_CONFIG: ServiceConfigSpec = { name: 'goods', portEnv: 'GOODS_PORT', defaultPort: 9010 };
 
+/** The usage text printed with a configuration error. */
 export const GOODS_USAGE = serviceUsage(GOODS_CONFIG);
 
 /** Reads the goods service's flags and environment; throws ConfigError on a bad value. */

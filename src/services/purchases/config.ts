@@ -11,6 +11,7 @@ const PURCHASES_CONFIG: ServiceConfigSpec = {
   defaultPort: 9030,
 };
 
+/** The usage text printed with a configuration error. */
 export const PURCHASES_USAGE = serviceUsage(PURCHASES_CONFIG);
 
 /** Reads the purchases service's flags and environment; throws ConfigError on a bad value. */

@@ -15,6 +15,8 @@ export interface OpenedStore<Store> {
   readonly store: Store;
   /** Runs a read-only statement straight on the database, bypassing the store. */
   rawRows(sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
+  /** Runs a statement straight on the database, behind the store's back (to break things on purpose). */
+  rawExec(sql: string): Promise<void>;
   /** Closes the store and deletes its database. */
   dispose(): Promise<void>;
 }
@@ -56,6 +58,14 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               db.close();
             }
           },
+          async rawExec(sql) {
+            const db = new Database(file);
+            try {
+              db.exec(sql);
+            } finally {
+              db.close();
+            }
+          },
           async dispose() {
             await store.close();
             await rm(dir, { recursive: true, force: true });
@@ -80,6 +90,14 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
             try {
               const [rows] = await connection.query(sql, values);
               return rows as Record<string, unknown>[];
+            } finally {
+              await connection.end();
+            }
+          },
+          async rawExec(sql) {
+            const connection = await createConnection({ uri: database.url });
+            try {
+              await connection.query(sql);
             } finally {
               await connection.end();
             }
