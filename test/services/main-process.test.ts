@@ -56,7 +56,11 @@ describe('each service run as its own process', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function runAndStop(name: string, env: Record<string, string>): Promise<void> {
+  async function runAndStop(
+    name: string,
+    env: Record<string, string>,
+    signal: NodeJS.Signals = 'SIGTERM',
+  ): Promise<void> {
     running = startMain(name, ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], env);
     const node = await vi.waitFor(
       () => {
@@ -70,7 +74,7 @@ describe('each service run as its own process', () => {
     expect(node.state).toBe(NodeState.NODE_STATE_SERVING);
     await vi.waitFor(async () => expect(await checkHealth(`127.0.0.1:${node.port}`)).toBe('SERVING'));
 
-    running.child.kill('SIGTERM');
+    running.child.kill(signal);
     expect(await running.exited).toBe(0);
     expect(
       distributor.registry.snapshot().nodes.find((candidate) => candidate.name === name),
@@ -81,14 +85,19 @@ describe('each service run as its own process', () => {
       .filter(Boolean)
       .map((line) => JSON.parse(line) as { event?: string; msg: string });
     expect(events.map((line) => line.event ?? line.msg)).toEqual(
-      expect.arrayContaining(['listening', 'registered', 'draining', 'stopped']),
+      expect.arrayContaining(['listening', 'registered', 'stopping', 'draining', 'stopped']),
     );
+    expect(events).toContainEqual(expect.objectContaining({ msg: 'stopping', signal }));
   }
 
-  it.each(['goods', 'members', 'purchases'])(
-    '%s: starts on SQLite with --port 0, registers its real port, stops on SIGTERM with 0',
-    async (name) => {
-      await runAndStop(name, { DATA_DIR: dataDir });
+  it.each([
+    ['goods', 'SIGTERM'],
+    ['members', 'SIGTERM'],
+    ['purchases', 'SIGINT'],
+  ] as const)(
+    '%s: starts on SQLite with --port 0, registers its real port, stops on %s with 0',
+    async (name, signal) => {
+      await runAndStop(name, { DATA_DIR: dataDir }, signal);
     },
   );
 
