@@ -1,0 +1,25 @@
+import { status } from '@grpc/grpc-js';
+import { ServiceError } from '../../common/service-error.js';
+
+/** What a caller is told when the service cannot reach its database. */
+export const DATABASE_UNAVAILABLE = 'Database unavailable';
+
+/**
+ * The database cannot be reached or did not answer in time: UNAVAILABLE, which tells a caller that
+ * trying again later may work. The driver's error stays in `cause`, for the log only.
+ */
+export function databaseUnavailable(cause: unknown): ServiceError {
+  return new ServiceError(status.UNAVAILABLE, DATABASE_UNAVAILABLE, { cause });
+}
+
+/** Any other database failure: INTERNAL with a plain message; the driver's error is logged, never sent. */
+export function databaseFailure(cause: unknown): ServiceError {
+  return new ServiceError(status.INTERNAL, 'Internal error', { cause });
+}
+
+/** The driver error code (e.g. "ER_DUP_ENTRY", "SQLITE_CONSTRAINT_UNIQUE") behind an error, if any. */
+export function driverErrorCode(error: unknown): string | undefined {
+  const underlying = error instanceof ServiceError ? error.cause : error;
+  const code = (underlying as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

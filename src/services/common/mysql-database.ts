@@ -1,0 +1,223 @@
+import {
+  createPool,
+  type ExecuteValues,
+  type Pool,
+  type PoolConnection,
+  type ResultSetHeader,
+  type RowDataPacket,
+} from 'mysql2/promise';
+import { type Logger, silentLogger } from '../../common/logger.js';
+import { ServiceError } from '../../common/service-error.js';
+import { databaseFailure, databaseUnavailable } from './database-errors.js';
+import type { MysqlConnectionOptions } from './mysql-url.js';
+
+/** Options of {@link MysqlDatabase}. */
+export interface MysqlDatabaseOptions {
+  connection: MysqlConnectionOptions;
+  /**
+   * `CREATE TABLE IF NOT EXISTS` statements for the service's own tables. They run before the first
+   * statement and again after a failure, so a service started while MySQL is down creates its tables
+   * once MySQL is back, without a restart.
+   */
+  schema: readonly string[];
+  log?: Logger;
+  /** Most connections open at once: the pool never asks MySQL for more (default 10). */
+  connectionLimit?: number;
+  /** How long opening one connection may take (default 3 s). */
+  connectTimeoutMs?: number;
+  /** How long a caller may wait for a free connection when all are busy (default 5 s). */
+  acquireTimeoutMs?: number;
+  /** How long one statement may take before its connection is dropped (default 5 s). */
+  queryTimeoutMs?: number;
+}
+
+/** How a service's MySQL store is opened: the pool's options; the store adds its own tables. */
+export type MysqlStoreOptions = Omit<MysqlDatabaseOptions, 'schema'>;
+
+/** Driver codes that mean "the server cannot be used right now" rather than "this statement is wrong". */
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_CONNECTION_KILLED',
+  'ER_QUERY_INTERRUPTED',
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+  'ER_BAD_DB_ERROR',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_LOCK_DEADLOCK',
+]);
+
+/** Raised by this module's own timers; its message goes to the log only. */
+class MysqlTimeoutError extends Error {
+  override readonly name = 'MysqlTimeoutError';
+}
+
+/**
+ * One service's bounded MySQL pool, with the guarantees the services rely on:
+ *
+ * - at most `connectionLimit` connections; further callers queue, and give up after `acquireTimeoutMs`
+ *   (mysql2's pool would queue them forever);
+ * - a statement that takes longer than `queryTimeoutMs` fails and its connection is dropped (mysql2's
+ *   own `timeout` leaves the connection busy with the abandoned statement);
+ * - every failure is a ServiceError: UNAVAILABLE "Database unavailable" when the server cannot be
+ *   reached or does not answer, INTERNAL otherwise, with the driver's error kept as `cause` for logs;
+ * - values only ever travel as `?` parameters of prepared statements, and statement stacking is off.
+ */
+export class MysqlDatabase {
+  readonly #pool: Pool;
+  readonly #schema: readonly string[];
+  readonly #log: Logger;
+  readonly #acquireTimeoutMs: number;
+  readonly #queryTimeoutMs: number;
+  #schemaReady: Promise<void> | undefined;
+
+  constructor(options: MysqlDatabaseOptions) {
+    const { connection } = options;
+    this.#schema = options.schema;
+    this.#log = options.log ?? silentLogger();
+    this.#acquireTimeoutMs = options.acquireTimeoutMs ?? 5_000;
+    this.#queryTimeoutMs = options.queryTimeoutMs ?? 5_000;
+    this.#pool = createPool({
+      host: connection.host,
+      port: connection.port,
+      user: connection.user,
+      password: connection.password,
+      database: connection.database,
+      ...(connection.ssl === undefined ? {} : { ssl: connection.ssl as never }),
+      connectionLimit: options.connectionLimit ?? 10,
+      // Idle connections are closed before a server's wait_timeout can cut them under a caller.
+      maxIdle: options.connectionLimit ?? 10,
+      idleTimeout: 60_000,
+      connectTimeout: options.connectTimeoutMs ?? 3_000,
+      enableKeepAlive: true,
+      multipleStatements: false,
+      charset: 'utf8mb4',
+      // DATETIME values are written and read as UTC whatever the process's or the server's time zone.
+      timezone: 'Z',
+    });
+    // A connection that breaks while idle emits 'error'; without a listener that would crash the process.
+    this.#pool.pool.on('connection', (core) => {
+      core.on('error', (error: Error) => this.#log.debug({ err: error }, 'idle MySQL connection closed'));
+    });
+  }
+
+  /** Runs a SELECT and resolves with its rows. */
+  async select<Row extends RowDataPacket>(sql: string, values: ExecuteValues = []): Promise<Row[]> {
+    await this.#ensureSchema();
+    return this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]);
+  }
+
+  /** Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). */
+  async change(sql: string, values: ExecuteValues = []): Promise<ResultSetHeader> {
+    await this.#ensureSchema();
+    return this.#withConnection(
+      async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0],
+    );
+  }
+
+  /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */
+  async ping(): Promise<void> {
+    await this.#ensureSchema();
+    await this.#withConnection((connection) => connection.ping());
+  }
+
+  /** Closes the pool, waiting at most `timeoutMs` for connections to say goodbye. */
+  async close(timeoutMs = 2_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    try {
+      await Promise.race([this.#pool.end().catch(() => {}), gaveUp]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #ensureSchema(): Promise<void> {
+    if (!this.#schemaReady) {
+      const ready = this.#withConnection(async (connection) => {
+        for (const statement of this.#schema) await connection.query(statement);
+      });
+      this.#schemaReady = ready;
+      ready.catch(() => {
+        if (this.#schemaReady === ready) this.#schemaReady = undefined;
+      });
+    }
+    return this.#schemaReady;
+  }
+
+  async #withConnection<T>(work: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    let connection: PoolConnection;
+    try {
+      connection = await this.#acquire();
+    } catch (error) {
+      throw classify(error);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new MysqlTimeoutError(`no answer from MySQL within ${this.#queryTimeoutMs} ms`)),
+        this.#queryTimeoutMs,
+      );
+    });
+    try {
+      const result = await Promise.race([work(connection), timedOut]);
+      connection.release();
+      return result;
+    } catch (error) {
+      // A connection that timed out or broke may still be mid-statement: never hand it out again.
+      if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) connection.destroy();
+      else connection.release();
+      throw classify(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #acquire(): Promise<PoolConnection> {
+    return new Promise((resolve, reject) => {
+      let abandoned = false;
+      const timer = setTimeout(() => {
+        abandoned = true;
+        reject(new MysqlTimeoutError(`no free MySQL connection within ${this.#acquireTimeoutMs} ms`));
+      }, this.#acquireTimeoutMs);
+      this.#pool.getConnection().then(
+        (connection) => {
+          clearTimeout(timer);
+          // The caller has gone: give the connection straight back to the queue.
+          if (abandoned) connection.release();
+          else resolve(connection);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+}
+
+function classify(error: unknown): ServiceError {
+  if (error instanceof ServiceError) return error;
+  const { code, fatal, message } = (error ?? {}) as { code?: unknown; fatal?: unknown; message?: unknown };
+  if (
+    error instanceof MysqlTimeoutError ||
+    (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) ||
+    fatal === true ||
+    message === 'Pool is closed.'
+  ) {
+    return databaseUnavailable(error);
+  }
+  return databaseFailure(error);
+}

@@ -1,0 +1,72 @@
+import { ConfigError } from '../../common/config.js';
+
+/** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
+export interface MysqlConnectionOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly database: string;
+  /** mysql2's `ssl` option: a profile name or an object (JSON in the URL's `ssl` parameter). */
+  readonly ssl?: string | Record<string, unknown>;
+}
+
+/**
+ * Parses `mysql://user:password@host:port/database[?ssl=...]`.
+ *
+ * The URL is taken apart here rather than handed to mysql2 as `uri` because mysql2 turns every query
+ * parameter into a driver option and lets it override ours: `?multipleStatements=true` would switch
+ * statement stacking back on. Only `ssl` is accepted; anything else is a configuration error.
+ */
+export function parseMysqlUrl(value: string, source: string): MysqlConnectionOptions {
+  const example = 'mysql://user:password@127.0.0.1:3306/shop';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${source}: expected a URL such as ${example}`);
+  }
+  if (url.protocol !== 'mysql:') {
+    throw new ConfigError(`${source}: expected a mysql:// URL such as ${example}, got "${url.protocol}//"`);
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!host) throw new ConfigError(`${source}: the URL names no host, e.g. ${example}`);
+  const database = decodeURIComponent(url.pathname.slice(1));
+  if (!database || database.includes('/')) {
+    throw new ConfigError(`${source}: the URL must name one database, e.g. ${example}`);
+  }
+  let ssl: MysqlConnectionOptions['ssl'];
+  for (const [key, raw] of url.searchParams) {
+    if (key !== 'ssl') {
+      throw new ConfigError(`${source}: unsupported URL parameter "${key}" (only "ssl" is accepted)`);
+    }
+    ssl = parseSsl(raw, source);
+  }
+  return {
+    host,
+    port: url.port ? Number(url.port) : 3306,
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database,
+    ...(ssl === undefined ? {} : { ssl }),
+  };
+}
+
+function parseSsl(raw: string, source: string): string | Record<string, unknown> {
+  if (!raw.startsWith('{')) return raw;
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
+      return parsed as Record<string, unknown>;
+  } catch {
+    // Reported below with the same message as any other malformed value.
+  }
+  throw new ConfigError(`${source}: the "ssl" parameter must be a profile name or a JSON object`);
+}
+
+/** A URL fit for logs: the password is replaced. */
+export function describeMysql(options: MysqlConnectionOptions): string {
+  const user = options.user ? `${options.user}${options.password ? ':***' : ''}@` : '';
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return `mysql://${user}${host}:${options.port}/${options.database}`;
+}

@@ -1,0 +1,102 @@
+import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import {
+  DEFAULT_KEEPALIVE,
+  type KeepaliveOptions,
+  keepaliveChannelOptions,
+  listen,
+  shutdown,
+} from '../../common/grpc-server.js';
+import { type Logger, silentLogger } from '../../common/logger.js';
+import { addReflection } from '../../common/reflection.js';
+import { DatabaseHealthMonitor } from './database-health-monitor.js';
+import type { ServiceStore } from './service-store.js';
+
+/** What every service's server factory accepts. */
+export interface ServiceServerOptions<Store extends ServiceStore> {
+  /** The service's data; the server never closes it (its owner does, after `stop()`). */
+  store: Store;
+  log?: Logger;
+  /** Pause between database probes (default 2 s); tests shorten it. */
+  databaseProbeIntervalMs?: number;
+  keepalive?: KeepaliveOptions;
+}
+
+/** Options of {@link createServiceServer}: one gRPC service with its handlers and its store. */
+export interface ServiceServerDefinition<Store extends ServiceStore> extends ServiceServerOptions<Store> {
+  /** The fully qualified service, e.g. "shop.v1.GoodsService". */
+  serviceName: string;
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+/** A service built but not yet listening. */
+export interface ServiceServer {
+  /** Binds host:port (0: any free port) and resolves with the port it got. */
+  listen(host: string, port: number): Promise<number>;
+  /** Health turns NOT_SERVING for good: the first step of a graceful stop. */
+  drain(): void;
+  /** Drains, refuses new calls, gives calls in flight `graceMs` to finish, then cancels the rest. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Builds the gRPC server of one service: its handlers, server reflection (v1 and v1alpha, full
+ * import closure) and grpc.health.v1.Health. Health is SERVING for "" and for the service while the
+ * database answers and the server is not draining; NOT_SERVING otherwise. It starts NOT_SERVING and
+ * turns SERVING after the first successful database probe; probing starts with `listen()`, so that
+ * building a server has no side effect.
+ */
+export function createServiceServer<Store extends ServiceStore>(
+  options: ServiceServerDefinition<Store>,
+): ServiceServer {
+  const log = options.log ?? silentLogger();
+  const server = new Server({
+    ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    // The largest request is a CreateGoods with a 64 KiB description.
+    'grpc.max_receive_message_length': 1024 * 1024,
+  });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [options.serviceName]: 'NOT_SERVING' });
+  let draining = false;
+  let current: ServingStatus = 'NOT_SERVING';
+  const updateHealth = (): void => {
+    const next: ServingStatus = !draining && monitor.reachable ? 'SERVING' : 'NOT_SERVING';
+    if (next === current) return;
+    current = next;
+    health.setStatus('', next);
+    health.setStatus(options.serviceName, next);
+    log.info({ event: 'health', status: next }, `health: ${next}`);
+  };
+  const monitor = new DatabaseHealthMonitor({
+    probe: () => options.store.ping(),
+    onChange: updateHealth,
+    ...(options.databaseProbeIntervalMs === undefined ? {} : { intervalMs: options.databaseProbeIntervalMs }),
+    log,
+  });
+
+  server.addService(options.definition, options.implementation);
+  health.addToServer(server);
+  addReflection(server, [options.serviceName]);
+
+  let stopping: Promise<void> | undefined;
+  const drain = (): void => {
+    draining = true;
+    updateHealth();
+  };
+  return {
+    async listen(host, port) {
+      const bound = await listen(server, host, port);
+      monitor.start();
+      return bound;
+    },
+    drain,
+    stop(graceMs = 10_000) {
+      stopping ??= (async () => {
+        drain();
+        monitor.stop();
+        await shutdown(server, graceMs);
+      })();
+      return stopping;
+    },
+  };
+}

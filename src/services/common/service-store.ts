@@ -1,0 +1,12 @@
+/**
+ * What every service's store offers besides its own operations, so that the shared plumbing can
+ * watch and close it without knowing which database is behind it.
+ */
+export interface ServiceStore {
+  /** Which back end this is, for logs: "sqlite" or "mysql". */
+  readonly kind: 'sqlite' | 'mysql';
+  /** Resolves when the database answers; rejects with UNAVAILABLE (a ServiceError) when it cannot be used. */
+  ping(): Promise<void>;
+  /** Releases the database (closes the file or ends the pool). Called once, after the server stopped. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,50 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { ServiceError } from '../../common/service-error.js';
+import { databaseFailure, databaseUnavailable } from './database-errors.js';
+
+export type { Database } from 'better-sqlite3';
+
+/** How long a statement waits for another process's write lock before it fails. */
+const BUSY_TIMEOUT_MS = 2_000;
+
+/**
+ * Opens (creating it and its folder if needed) one service's SQLite file and creates its tables.
+ *
+ * WAL lets readers run while one writer writes, and the busy timeout lets several instances of a
+ * service share the file (design: port 0 runs several at once) by waiting for each other's short
+ * writes instead of failing at once. better-sqlite3 is synchronous, so a wait blocks the event loop:
+ * the timeout is kept short.
+ */
+export function openSqliteDatabase(file: string, schema: readonly string[]): Database.Database {
+  mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.transaction(() => {
+      for (const statement of schema) db.exec(statement);
+    })();
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/**
+ * Runs a synchronous SQLite operation and turns its failure into a ServiceError: a file locked by
+ * another process for longer than the busy timeout is UNAVAILABLE (trying again may work); anything
+ * else is INTERNAL. The driver's error stays in `cause`, for the log only.
+ */
+export function sqliteCall<T>(operation: () => T): T {
+  try {
+    return operation();
+  } catch (error) {
+    if (error instanceof ServiceError) throw error;
+    const code = String((error as { code?: unknown }).code ?? '');
+    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) throw databaseUnavailable(error);
+    throw databaseFailure(error);
+  }
+}

@@ -1,0 +1,165 @@
+import { join } from 'node:path';
+import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../common/descriptors.js';
+import type { KeepaliveOptions } from '../../common/grpc-server.js';
+import { type Logger, silentLogger } from '../../common/logger.js';
+import { type BackoffOptions, RegistrationClient } from '../../distributor/registration-client.js';
+import { NodeState, type Route, type Snapshot } from '../../gen/distributor.js';
+import type { MysqlStoreOptions } from './mysql-database.js';
+import { describeMysql } from './mysql-url.js';
+import type { ServiceConfig } from './service-config.js';
+import type { ServiceServer, ServiceServerOptions } from './service-server.js';
+import type { ServiceStore } from './service-store.js';
+
+/** Everything the shared wiring needs to know about one service. */
+export interface ServiceSpec<Store extends ServiceStore> {
+  /** The node name it registers under, e.g. "goods"; also the name of its SQLite file. */
+  readonly name: string;
+  /** The fully qualified gRPC service, e.g. "shop.v1.GoodsService". */
+  readonly serviceName: string;
+  /** The REST routes it announces to the distributor. */
+  readonly routes: readonly Route[];
+  /** Opens its store in one SQLite file (created with its folder if missing); throws if it cannot. */
+  openSqlite(file: string): Store;
+  /** Opens its store on MySQL; never throws for an unreachable server (calls answer UNAVAILABLE). */
+  openMysql(options: MysqlStoreOptions): Store;
+  /** Builds its server over the store, without listening. */
+  createServer(options: ServiceServerOptions<Store>): ServiceServer;
+}
+
+/** Options of {@link startService} besides the configuration. */
+export interface StartServiceOptions {
+  log?: Logger;
+  /** How long calls in flight may run on after a stop begins (default 10 s). */
+  graceMs?: number;
+  /**
+   * How long a stop waits for the distributor to confirm the draining state (default 1 s), so that
+   * gateways hear of it before the server refuses new calls.
+   */
+  drainNoticeMs?: number;
+  databaseProbeIntervalMs?: number;
+  registrationBackoff?: BackoffOptions;
+  keepalive?: KeepaliveOptions;
+}
+
+/** A service that is serving and registered (or registering). */
+export interface RunningService {
+  /** The port really bound. */
+  readonly port: number;
+  readonly registration: RegistrationClient;
+  /** Stops in order; calling it again returns the same promise. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs one service: opens its store, builds its server, binds it, and registers the port it really
+ * got with the distributor (retrying in the background, so start order does not matter).
+ *
+ * `stop()` goes: say draining on the registration stream and turn health NOT_SERVING → wait briefly
+ * for the distributor to confirm → stop the server (new calls refused, calls in flight get the grace
+ * period) → leave the distributor → close the store.
+ */
+export async function startService<Store extends ServiceStore>(
+  spec: ServiceSpec<Store>,
+  config: ServiceConfig,
+  options: StartServiceOptions = {},
+): Promise<RunningService> {
+  const log = options.log ?? silentLogger();
+  const store = openStore(spec, config, log);
+  const server = spec.createServer({
+    store,
+    log,
+    ...(options.databaseProbeIntervalMs === undefined
+      ? {}
+      : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
+    ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
+  });
+  let port: number;
+  try {
+    port = await server.listen(config.host, config.port);
+  } catch (error) {
+    await server.stop(0);
+    await store.close();
+    throw error;
+  }
+  log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
+
+  const registration = new RegistrationClient({
+    distributor: config.distributor,
+    node: {
+      name: spec.name,
+      host: config.advertiseHost,
+      port,
+      routes: [...spec.routes],
+      descriptorSet: Buffer.from(
+        encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [spec.serviceName])),
+      ),
+      state: NodeState.NODE_STATE_SERVING,
+    },
+    log,
+    ...(options.registrationBackoff === undefined ? {} : { backoff: options.registrationBackoff }),
+    ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
+  });
+  registration.start();
+  log.info(
+    { event: 'registering', distributor: config.distributor },
+    `registering with ${config.distributor}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stopInOrder = async (): Promise<void> => {
+    const confirmed = drainingConfirmed(registration, options.drainNoticeMs ?? 1_000);
+    registration.setState(NodeState.NODE_STATE_DRAINING);
+    server.drain();
+    log.info({ event: 'draining' }, 'draining');
+    await confirmed;
+    await server.stop(options.graceMs ?? 10_000);
+    await registration.stop();
+    await store.close();
+  };
+  return {
+    port,
+    registration,
+    stop: () => {
+      stopping ??= stopInOrder();
+      return stopping;
+    },
+  };
+}
+
+function openStore<Store extends ServiceStore>(spec: ServiceSpec<Store>, config: ServiceConfig, log: Logger) {
+  const { storage } = config;
+  if (storage.kind === 'mysql') {
+    log.info({ event: 'storage', kind: 'mysql' }, `storage: ${describeMysql(storage.connection)}`);
+    return spec.openMysql({ connection: storage.connection, log });
+  }
+  const file = join(storage.dataDir, `${spec.name}.sqlite`);
+  log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);
+  try {
+    return spec.openSqlite(file);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Resolves once a snapshot lists this node as draining, or after `timeoutMs`, or at once if unregistered. */
+function drainingConfirmed(registration: RegistrationClient, timeoutMs: number): Promise<void> {
+  if (!registration.nodeId) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      registration.off('snapshot', onSnapshot);
+      registration.off('disconnected', done);
+      resolve();
+    };
+    const onSnapshot = (snapshot: Snapshot): void => {
+      const self = snapshot.nodes.find((node) => node.id === registration.nodeId);
+      if (!self || self.state === NodeState.NODE_STATE_DRAINING) done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    registration.on('snapshot', onSnapshot);
+    registration.on('disconnected', done);
+  });
+}

@@ -1,0 +1,54 @@
+import { type Database, openSqliteDatabase, sqliteCall } from '../common/sqlite-database.js';
+import type { GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
+
+/** The goods table in SQLite: STRICT, so a value of the wrong type is refused rather than kept. */
+export const SQLITE_GOODS_SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS goods (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    category TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    description TEXT NOT NULL
+  ) STRICT`,
+] as const;
+
+/** The goods catalogue in one SQLite file (the default when no MySQL is configured). */
+export class SqliteGoodsStore implements GoodsStore {
+  readonly kind = 'sqlite';
+  readonly #db: Database;
+  readonly #insert;
+  readonly #list;
+  readonly #delete;
+
+  /** Opens (or creates) the file and its table. */
+  constructor(file: string) {
+    this.#db = openSqliteDatabase(file, SQLITE_GOODS_SCHEMA);
+    this.#insert = this.#db.prepare<[string, string, number, string]>(
+      'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
+    );
+    this.#list = this.#db.prepare<[], GoodsRecord>(
+      'SELECT id, name, category, price, description FROM goods ORDER BY id',
+    );
+    this.#delete = this.#db.prepare<[number]>('DELETE FROM goods WHERE id = ?');
+  }
+
+  async createGoods({ name, category, price, description }: NewGoods): Promise<number> {
+    return sqliteCall(() => Number(this.#insert.run(name, category, price, description).lastInsertRowid));
+  }
+
+  async listGoods(): Promise<GoodsRecord[]> {
+    return sqliteCall(() => this.#list.all());
+  }
+
+  async deleteGoods(id: number): Promise<void> {
+    sqliteCall(() => this.#delete.run(id));
+  }
+
+  async ping(): Promise<void> {
+    sqliteCall(() => this.#db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,27 @@
+import type { ServiceStore } from '../common/service-store.js';
+
+/** What sign-in needs to know about an account. */
+export interface MemberCredentials {
+  readonly id: number;
+  /** The stored scrypt hash (see password-hasher.ts); never the password. */
+  readonly passwordHash: string;
+}
+
+/** The outcome of adding an account: a taken username is an answer, not a failure of the store. */
+export type CreateMemberResult =
+  | { readonly created: true; readonly id: number }
+  | { readonly created: false };
+
+/**
+ * The accounts' storage. Usernames are compared exactly: case, spaces and every byte count, the
+ * same in SQLite and MySQL. Implementations throw only ServiceErrors (UNAVAILABLE when the database
+ * cannot be used, INTERNAL otherwise).
+ */
+export interface MembersStore extends ServiceStore {
+  /** Adds an account; resolves `{ created: false }` when the username is already taken. */
+  createMember(username: string, passwordHash: string): Promise<CreateMemberResult>;
+  /** The account of a username, if there is one. */
+  findMember(username: string): Promise<MemberCredentials | undefined>;
+  /** Deletes an account; an unknown username is not an error. */
+  deleteMember(username: string): Promise<void>;
+}

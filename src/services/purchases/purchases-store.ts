@@ -1,0 +1,28 @@
+import type { ServiceStore } from '../common/service-store.js';
+
+/** A purchase to record, already validated. */
+export interface NewPurchase {
+  readonly userid: number;
+  readonly goodsid: number;
+  /** When it was made; stored to the millisecond, as an instant (UTC). */
+  readonly date: Date;
+}
+
+/** A purchase as listed. */
+export interface PurchaseRecord {
+  readonly id: number;
+  readonly goodsid: number;
+  readonly date: Date;
+}
+
+/**
+ * The purchase history's storage. As in the book, user and goods ids are not checked against the
+ * other services' tables: each service touches only its own. Implementations throw only
+ * ServiceErrors (UNAVAILABLE when the database cannot be used, INTERNAL otherwise).
+ */
+export interface PurchasesStore extends ServiceStore {
+  /** Records a purchase; resolves with its id (1 for the first of a fresh store). */
+  createPurchase(purchase: NewPurchase): Promise<number>;
+  /** One user's purchases, in id order. */
+  listPurchases(userid: number): Promise<PurchaseRecord[]>;
+}

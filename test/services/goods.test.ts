@@ -1,0 +1,234 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
+import { GOODS_LIMITS } from '../../src/services/goods/goods-handlers.js';
+import { createGoodsServer } from '../../src/services/goods/goods-server.js';
+import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import type { GoodsStore, NewGoods } from '../../src/services/goods/goods-store.js';
+import { SqliteGoodsStore } from '../../src/services/goods/sqlite-goods-store.js';
+import { backendsOf, type OpenedStore } from './support/backends.js';
+import { callRaw, wire } from './support/raw-call.js';
+import { call, startTestServer, type TestServer } from './support/test-server.js';
+import { firstCharacters, TRICKY_STRINGS } from './support/tricky-strings.js';
+
+const VALID: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const INVALID = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
+
+describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
+  describe.runIf(!backend.skipReason)('', () => {
+    let opened: OpenedStore<GoodsStore>;
+    let service: TestServer<GoodsServiceClient>;
+    const create = (request: CreateGoodsRequest) => call(service.client, service.client.createGoods, request);
+    const list = () => call(service.client, service.client.listGoods, {});
+    const remove = (id?: number) =>
+      call(service.client, service.client.deleteGoods, id === undefined ? {} : { id });
+
+    beforeEach(async () => {
+      opened = await backend.open();
+      service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+    });
+    afterEach(async () => {
+      await service?.close();
+      await opened?.dispose();
+    });
+
+    it('answers the book: create, list exactly, delete, then "no data"', async () => {
+      await expect(list()).rejects.toMatchObject({ code: status.NOT_FOUND, details: 'no data' });
+      await expect(create(VALID)).resolves.toEqual({ id: 1 });
+      await expect(list()).resolves.toEqual({
+        results: [{ id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' }],
+      });
+      await expect(remove(1)).resolves.toEqual({});
+      await expect(list()).rejects.toMatchObject({ code: status.NOT_FOUND, details: 'no data' });
+    });
+
+    it('lists in id order and deletes only the id asked for', async () => {
+      for (const name of ['a', 'b', 'c']) await create({ ...VALID, name });
+      await remove(2);
+      const { results } = await list();
+      expect(results.map(({ id, name }) => [id, name])).toEqual([
+        [1, 'a'],
+        [3, 'c'],
+      ]);
+    });
+
+    it('deleting an id that does not exist succeeds', async () => {
+      await expect(remove(42)).resolves.toEqual({});
+    });
+
+    it.each(['name', 'category', 'price', 'description'] as const)(
+      'a missing %s is "Invalid Parameters"',
+      async (field) => {
+        const request: CreateGoodsRequest = { ...VALID };
+        delete request[field];
+        await expect(create(request)).rejects.toMatchObject(INVALID);
+      },
+    );
+
+    it.each(['name', 'category'] as const)('an empty %s counts as missing', async (field) => {
+      await expect(create({ ...VALID, [field]: '' })).rejects.toMatchObject(INVALID);
+    });
+
+    it('an empty description and a price of 0 are values', async () => {
+      await expect(create({ ...VALID, description: '', price: 0 })).resolves.toEqual({ id: 1 });
+      const { results } = await list();
+      expect(results[0]).toMatchObject({ description: '', price: 0 });
+    });
+
+    it('a negative price is refused with a reason', async () => {
+      await expect(create({ ...VALID, price: -1 })).rejects.toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: 'Invalid Parameters: price must not be negative',
+      });
+    });
+
+    it('the largest price an int32 holds is kept', async () => {
+      await create({ ...VALID, price: 2 ** 31 - 1 });
+      expect((await list()).results[0]?.price).toBe(2 ** 31 - 1);
+    });
+
+    it.each(['name', 'category'] as const)(
+      '%s: 128 characters are kept (emoji count as one), 129 are refused',
+      async (field) => {
+        const atBound = '😀'.repeat(GOODS_LIMITS.nameCharacters);
+        await expect(create({ ...VALID, [field]: atBound })).resolves.toEqual({ id: 1 });
+        expect((await list()).results[0]?.[field]).toBe(atBound);
+        await expect(create({ ...VALID, [field]: `${atBound}a` })).rejects.toMatchObject({
+          code: status.INVALID_ARGUMENT,
+          details: `Invalid Parameters: ${field} must be at most 128 characters`,
+        });
+      },
+    );
+
+    it('description: 64 KiB of UTF-8 is kept, one byte more is refused', async () => {
+      const atBound = `${'한'.repeat(21_845)}a`; // 3 bytes each: 65 535 + 1 = 65 536 bytes
+      expect(Buffer.byteLength(atBound)).toBe(GOODS_LIMITS.descriptionBytes);
+      await expect(create({ ...VALID, description: atBound })).resolves.toEqual({ id: 1 });
+      expect((await list()).results[0]?.description).toBe(atBound);
+      await expect(create({ ...VALID, description: `${atBound}a` })).rejects.toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: 'Invalid Parameters: description must be at most 64 KiB (65536 bytes of UTF-8)',
+      });
+    });
+
+    it('a missing or non-positive id to delete is refused', async () => {
+      await expect(remove()).rejects.toMatchObject(INVALID);
+      for (const id of [0, -1]) {
+        await expect(remove(id)).rejects.toMatchObject({
+          code: status.INVALID_ARGUMENT,
+          details: 'Invalid Parameters: id must be a positive number',
+        });
+      }
+    });
+
+    it('stores quotes, SQL, unicode and 10 KB of text verbatim', async () => {
+      for (const text of TRICKY_STRINGS) {
+        const short = firstCharacters(text, 128);
+        await create({ name: short, category: short, price: 1, description: text });
+      }
+      const { results } = await list();
+      expect(results.map((goods) => goods.description)).toEqual(TRICKY_STRINGS);
+      expect(results.map((goods) => goods.name)).toEqual(
+        TRICKY_STRINGS.map((text) => firstCharacters(text, 128)),
+      );
+      // The injection attempt did not drop or widen anything: every row is still there, once.
+      expect(results.map((goods) => goods.id)).toEqual(TRICKY_STRINGS.map((_, index) => index + 1));
+    });
+
+    it('200 concurrent creations all land, with distinct ids', async () => {
+      const ids = await Promise.all(
+        Array.from({ length: 200 }, (_, index) => create({ ...VALID, name: `goods ${index}` })),
+      );
+      expect(new Set(ids.map(({ id }) => id)).size).toBe(200);
+      const { results } = await list();
+      expect(results).toHaveLength(200);
+      expect(results.map(({ id }) => id).sort((a, b) => a - b)).toEqual(
+        ids.map(({ id }) => id).sort((a, b) => a - b),
+      );
+    });
+
+    it('a database error is INTERNAL "Internal error" to the caller, and logged with its cause', async () => {
+      const lines: string[] = [];
+      const log = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
+      await service.close();
+      service = await startTestServer(createGoodsServer({ store: opened.store, log }), GoodsServiceClient);
+      await create(VALID);
+      await opened.rawExec('DROP TABLE goods');
+      const failure = await create(VALID).catch((error) => error);
+      expect({ code: failure.code, details: failure.details }).toEqual({
+        code: status.INTERNAL,
+        details: 'Internal error',
+      });
+      const logged = lines.map((line) => JSON.parse(line));
+      expect(logged).toContainEqual(
+        expect.objectContaining({
+          msg: 'Internal error',
+          method: '/shop.v1.GoodsService/CreateGoods',
+          err: expect.objectContaining({ message: expect.stringMatching(/goods/) }),
+        }),
+      );
+    });
+
+    it('keeps its table as documented', async () => {
+      await create(VALID);
+      expect(await opened.rawRows('SELECT id, name, category, price, description FROM goods')).toEqual([
+        { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' },
+      ]);
+    });
+  });
+});
+
+describe('GoodsService given fields of the wrong wire type', () => {
+  let opened: OpenedStore<GoodsStore>;
+  let service: TestServer<GoodsServiceClient>;
+  beforeEach(async () => {
+    opened = await backendsOf(goodsSpec)[0]!.open();
+    service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+  });
+  afterEach(async () => {
+    await service?.close();
+    await opened?.dispose();
+  });
+
+  it.each([
+    ['a price sent as text', [wire.text(1, 'n'), wire.text(2, 'c'), wire.text(3, '1000'), wire.text(4, 'd')]],
+    ['a name sent as a number', [wire.number(1, 7), wire.text(2, 'c'), wire.number(3, 1), wire.text(4, 'd')]],
+  ])('CreateGoods with %s is "Invalid Parameters", and nothing is stored', async (_label, fields) => {
+    const path = '/shop.v1.GoodsService/CreateGoods';
+    expect(await callRaw(service.address, path, Buffer.concat(fields))).toEqual(INVALID);
+    await expect(call(service.client, service.client.listGoods, {})).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+    });
+  });
+
+  it('DeleteGoods with an id sent as text is "Invalid Parameters"', async () => {
+    const path = '/shop.v1.GoodsService/DeleteGoods';
+    expect(await callRaw(service.address, path, wire.text(1, '1'))).toEqual(INVALID);
+  });
+});
+
+describe('two goods instances sharing one SQLite file', () => {
+  it('both write, with distinct ids, and each sees the other’s rows', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-shared-'));
+    const first = new SqliteGoodsStore(join(dir, 'goods.sqlite'));
+    const second = new SqliteGoodsStore(join(dir, 'goods.sqlite'));
+    try {
+      const item: NewGoods = { name: 'shared', category: 'tests', price: 1, description: '' };
+      const ids = await Promise.all(
+        Array.from({ length: 50 }, (_, index) => (index % 2 ? first : second).createGoods(item)),
+      );
+      expect(new Set(ids).size).toBe(50);
+      const seenByFirst = (await first.listGoods()).map(({ id }) => id);
+      expect(seenByFirst).toHaveLength(50);
+      expect((await second.listGoods()).map(({ id }) => id)).toEqual(seenByFirst);
+    } finally {
+      await first.close();
+      await second.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,123 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
+import { NodeState } from '../../src/gen/distributor.js';
+import { checkHealth } from '../helpers/grpc-clients.js';
+import { createTestDatabase } from '../helpers/mysql.js';
+
+/** A component started the way a user starts it: its own process, running its main.ts. */
+interface Started {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
+}
+
+function startMain(service: string, args: string[], env: Record<string, string>): Started {
+  const { MYSQL_URL: _ignored, ...inherited } = process.env;
+  const child = spawn(process.execPath, ['--import', 'tsx', `src/services/${service}/main.ts`, ...args], {
+    env: { ...inherited, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr!.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return { child, output: () => output, exited };
+}
+
+describe('each service run as its own process', () => {
+  let distributor: DistributorServer;
+  let distributorPort: number;
+  let dataDir: string;
+  let running: Started | undefined;
+
+  beforeAll(async () => {
+    distributor = createDistributorServer();
+    distributorPort = await distributor.listen('127.0.0.1', 0);
+    dataDir = await mkdtemp(join(tmpdir(), 'shop-main-'));
+  });
+  afterEach(async () => {
+    if (running && running.child.exitCode === null) {
+      running.child.kill('SIGKILL');
+      await running.exited;
+    }
+    running = undefined;
+  });
+  afterAll(async () => {
+    await distributor.stop(100);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  async function runAndStop(
+    name: string,
+    env: Record<string, string>,
+    signal: NodeJS.Signals = 'SIGTERM',
+  ): Promise<void> {
+    running = startMain(name, ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], env);
+    const node = await vi.waitFor(
+      () => {
+        const found = distributor.registry.snapshot().nodes.find((candidate) => candidate.name === name);
+        expect(found, running!.output()).toBeDefined();
+        return found!;
+      },
+      { timeout: 20_000, interval: 50 },
+    );
+    expect(node.port).toBeGreaterThan(0);
+    expect(node.state).toBe(NodeState.NODE_STATE_SERVING);
+    await vi.waitFor(async () => expect(await checkHealth(`127.0.0.1:${node.port}`)).toBe('SERVING'));
+
+    running.child.kill(signal);
+    expect(await running.exited).toBe(0);
+    expect(
+      distributor.registry.snapshot().nodes.find((candidate) => candidate.name === name),
+    ).toBeUndefined();
+    const events = running
+      .output()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { event?: string; msg: string });
+    expect(events.map((line) => line.event ?? line.msg)).toEqual(
+      expect.arrayContaining(['listening', 'registered', 'stopping', 'draining', 'stopped']),
+    );
+    expect(events).toContainEqual(expect.objectContaining({ msg: 'stopping', signal }));
+  }
+
+  it.each([
+    ['goods', 'SIGTERM'],
+    ['members', 'SIGTERM'],
+    ['purchases', 'SIGINT'],
+  ] as const)(
+    '%s: starts on SQLite with --port 0, registers its real port, stops on %s with 0',
+    async (name, signal) => {
+      await runAndStop(name, { DATA_DIR: dataDir }, signal);
+    },
+  );
+
+  const mysqlUrl = inject('mysqlUrl');
+  it.runIf(mysqlUrl)(
+    mysqlUrl ? 'members: the same on MySQL' : 'members: the same on MySQL (skipped: MySQL unreachable here)',
+    async () => {
+      const database = await createTestDatabase(mysqlUrl);
+      try {
+        await runAndStop('members', { MYSQL_URL: database.url });
+      } finally {
+        await database.drop();
+      }
+    },
+  );
+
+  it('a bad flag stops it at once with the reason, the usage and exit code 2', async () => {
+    running = startMain('goods', ['--port', 'ninety'], {});
+    expect(await running.exited).toBe(2);
+    expect(running.output()).toContain('--port: expected a whole number of at least 0, got "ninety"');
+    expect(running.output()).toContain('usage: goods [--port N]');
+  });
+});

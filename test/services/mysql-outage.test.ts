@@ -1,0 +1,117 @@
+import { status } from '@grpc/grpc-js';
+import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { createGoodsServer } from '../../src/services/goods/goods-server.js';
+import { MysqlGoodsStore } from '../../src/services/goods/mysql-goods-store.js';
+import { checkHealth } from '../helpers/grpc-clients.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+import { call, startTestServer, type TestServer, waitForHealth } from './support/test-server.js';
+
+const mysqlUrl = inject('mysqlUrl');
+const GOODS: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const UNAVAILABLE = { code: status.UNAVAILABLE, details: 'Database unavailable' };
+/** The deadline the tests give each call: failures must come as UNAVAILABLE well before it. */
+const DEADLINE_MS = 5_000;
+
+/**
+ * The goods service on MariaDB behind a TCP proxy that the tests cut and restore. Timeouts are
+ * shortened (1 s instead of 3–5 s) and the database is probed every 100 ms, so the suite is quick;
+ * the behaviour is the production one.
+ */
+describe.runIf(mysqlUrl)(
+  mysqlUrl ? 'goods when MySQL goes away' : 'goods when MySQL goes away (skipped: MySQL unreachable here)',
+  () => {
+    let database: TestDatabase;
+    let proxy: TcpProxy;
+    let store: MysqlGoodsStore;
+    let service: TestServer<GoodsServiceClient> | undefined;
+
+    beforeEach(async () => {
+      database = await createTestDatabase(mysqlUrl);
+      const server = new URL(mysqlUrl);
+      proxy = await TcpProxy.start({ host: server.hostname, port: Number(server.port || 3306) });
+      store = new MysqlGoodsStore({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), host: '127.0.0.1', port: proxy.port },
+        connectTimeoutMs: 1_000,
+        acquireTimeoutMs: 1_000,
+        queryTimeoutMs: 1_000,
+      });
+    });
+    afterEach(async () => {
+      await service?.close();
+      service = undefined;
+      await store.close();
+      await proxy.close();
+      await database.drop();
+    });
+
+    async function start(
+      options: { waitUntilServing?: boolean } = {},
+    ): Promise<TestServer<GoodsServiceClient>> {
+      service = await startTestServer(
+        createGoodsServer({ store, databaseProbeIntervalMs: 100 }),
+        GoodsServiceClient,
+        options,
+      );
+      return service;
+    }
+    const create = () => call(service!.client, service!.client.createGoods, GOODS, DEADLINE_MS);
+    const list = () => call(service!.client, service!.client.listGoods, {}, DEADLINE_MS);
+
+    it('refused connections: UNAVAILABLE at once and NOT_SERVING; back by itself when MySQL is', async () => {
+      const { address } = await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+
+      await proxy.refuse();
+      await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+      await expect(list()).rejects.toMatchObject(UNAVAILABLE);
+      await waitForHealth(address, 'NOT_SERVING');
+
+      await proxy.restore();
+      await waitForHealth(address, 'SERVING');
+      await expect(create()).resolves.toEqual({ id: 2 });
+      expect((await list()).results.map(({ id }) => id)).toEqual([1, 2]);
+    });
+
+    it('a network that drops everything: UNAVAILABLE before the deadline, not a hang', async () => {
+      const { address } = await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+
+      proxy.blackhole();
+      await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+      await expect(list()).rejects.toMatchObject(UNAVAILABLE);
+      await waitForHealth(address, 'NOT_SERVING');
+
+      await proxy.restore();
+      await waitForHealth(address, 'SERVING');
+      await expect(list()).resolves.toMatchObject({ results: [{ id: 1 }] });
+    });
+
+    it('started while MySQL is down: NOT_SERVING, then creates its table and serves once MySQL is up', async () => {
+      await proxy.refuse();
+      const { address } = await start({ waitUntilServing: false });
+      await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+      expect(await checkHealth(address)).toBe('NOT_SERVING');
+
+      await proxy.restore();
+      await waitForHealth(address, 'SERVING');
+      await expect(create()).resolves.toEqual({ id: 1 });
+    });
+
+    it('200 concurrent calls during an outage all answer UNAVAILABLE', async () => {
+      await start();
+      await proxy.refuse();
+      const answers = await Promise.all(
+        Array.from({ length: 200 }, () =>
+          create().then(
+            () => 'stored',
+            (error) => `${error.code} ${error.details}`,
+          ),
+        ),
+      );
+      expect(new Set(answers)).toEqual(new Set([`${status.UNAVAILABLE} Database unavailable`]));
+    });
+  },
+);

@@ -1,0 +1,174 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { credentials, status } from '@grpc/grpc-js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
+import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
+import { type RunningService, startService } from '../../src/services/common/start-service.js';
+import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { membersSpec } from '../../src/services/members/members-spec.js';
+import { checkHealth } from '../helpers/grpc-clients.js';
+import { testServiceConfig } from './support/service-config.js';
+import { call } from './support/test-server.js';
+
+const FAST_RETRY = { initialMs: 20, maxMs: 200 };
+
+describe('a service and the distributor', () => {
+  let dataDir: string;
+  let distributor: DistributorServer | undefined;
+  let service: RunningService | undefined;
+  let clients: Array<{ close(): void }> = [];
+
+  beforeEach(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'shop-registration-'));
+  });
+  afterEach(async () => {
+    for (const client of clients) client.close();
+    clients = [];
+    await service?.stop();
+    await distributor?.stop(100);
+    service = undefined;
+    distributor = undefined;
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  async function startDistributor(port = 0): Promise<number> {
+    distributor = createDistributorServer();
+    return distributor.listen('127.0.0.1', port);
+  }
+
+  function goodsClient(port: number): GoodsServiceClient {
+    const client = new GoodsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    clients.push(client);
+    return client;
+  }
+
+  it('registers the port it really got, its routes and a descriptor set naming their methods', async () => {
+    const distributorPort = await startDistributor();
+    service = await startService(
+      goodsSpec,
+      testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
+      { registrationBackoff: FAST_RETRY },
+    );
+    await vi.waitFor(() => expect(distributor!.registry.snapshot().nodes).toHaveLength(1));
+    const [node] = distributor!.registry.snapshot().nodes;
+    expect(node).toMatchObject({
+      id: `goods@127.0.0.1:${service.port}`,
+      name: 'goods',
+      host: '127.0.0.1',
+      port: service.port,
+      state: NodeState.NODE_STATE_SERVING,
+      routes: [
+        {
+          httpMethod: 'POST',
+          path: '/goods',
+          grpcMethod: 'shop.v1.GoodsService/CreateGoods',
+          responseFields: [],
+        },
+        {
+          httpMethod: 'GET',
+          path: '/goods',
+          grpcMethod: 'shop.v1.GoodsService/ListGoods',
+          responseFields: ['results'],
+        },
+        {
+          httpMethod: 'DELETE',
+          path: '/goods',
+          grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
+          responseFields: [],
+        },
+      ],
+    });
+    const descriptors = createFileRegistry(fromBinary(FileDescriptorSetSchema, node!.descriptorSet));
+    expect(descriptors.getService('shop.v1.GoodsService')?.methods.map((method) => method.name)).toEqual([
+      'CreateGoods',
+      'ListGoods',
+      'DeleteGoods',
+    ]);
+    expect(service.port).toBeGreaterThan(0);
+    const client = goodsClient(service.port);
+    await expect(call(client, client.createGoods, GOODS)).resolves.toEqual({ id: 1 });
+  });
+
+  it('serves while the distributor is away, and registers again when it is back', async () => {
+    const distributorPort = await startDistributor();
+    service = await startService(
+      goodsSpec,
+      testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
+      { registrationBackoff: FAST_RETRY },
+    );
+    await vi.waitFor(() => expect(service!.registration.nodeId).toBeDefined());
+    await distributor!.stop(100);
+    await vi.waitFor(() => expect(service!.registration.nodeId).toBeUndefined());
+
+    const client = goodsClient(service.port);
+    await expect(call(client, client.createGoods, GOODS)).resolves.toEqual({ id: 1 });
+    expect(await checkHealth(`127.0.0.1:${service.port}`)).toBe('SERVING');
+
+    await startDistributor(distributorPort);
+    await vi.waitFor(
+      () => expect(distributor!.registry.snapshot().nodes.map((node) => node.name)).toEqual(['goods']),
+      {
+        timeout: 5_000,
+      },
+    );
+  });
+
+  it('registers once the distributor comes up, whatever the start order', async () => {
+    const probe = createDistributorServer();
+    const distributorPort = await probe.listen('127.0.0.1', 0);
+    await probe.stop(0); // a port that was free a moment ago, with nothing on it now
+    service = await startService(
+      goodsSpec,
+      testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
+      { registrationBackoff: FAST_RETRY },
+    );
+    const client = goodsClient(service.port);
+    await expect(call(client, client.createGoods, GOODS)).resolves.toEqual({ id: 1 });
+    await startDistributor(distributorPort);
+    await vi.waitFor(() => expect(distributor!.registry.snapshot().nodes).toHaveLength(1), {
+      timeout: 5_000,
+    });
+  });
+
+  it('a graceful stop says draining, lets calls in flight finish, refuses new ones, then leaves', async () => {
+    const distributorPort = await startDistributor();
+    const snapshots: Snapshot[] = [];
+    distributor!.registry.subscribe((snapshot) => snapshots.push(snapshot));
+    // Members with the production scrypt parameters: a sign-in takes long enough to be in flight.
+    service = await startService(
+      membersSpec,
+      testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
+      { registrationBackoff: FAST_RETRY },
+    );
+    await vi.waitFor(() => expect(service!.registration.nodeId).toBeDefined());
+    const client = new MembersServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
+    clients.push(client);
+    await call(client, client.createMember, { username: 'test_account', password: '1234' });
+
+    const inFlight = Array.from({ length: 4 }, () =>
+      call(client, client.signIn, { username: 'test_account', password: '1234' }),
+    );
+    const stopped = service.stop();
+    await expect(Promise.all(inFlight)).resolves.toEqual(Array(4).fill({ userid: 1 }));
+    await stopped;
+    await expect(
+      call(client, client.signIn, { username: 'test_account', password: '1234' }, 2_000),
+    ).rejects.toMatchObject({ code: status.UNAVAILABLE });
+
+    const states = snapshots.map(
+      (snapshot) => snapshot.nodes.find((node) => node.name === 'members')?.state ?? 'gone',
+    );
+    expect(states.filter((state, index) => state !== states[index - 1])).toEqual([
+      NodeState.NODE_STATE_SERVING,
+      NodeState.NODE_STATE_DRAINING,
+      'gone',
+    ]);
+  });
+});
+
+const GOODS = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { describeMysql, parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { loadGoodsConfig } from '../../src/services/goods/config.js';
+import { loadMembersConfig, MEMBERS_USAGE } from '../../src/services/members/config.js';
+import { loadPurchasesConfig } from '../../src/services/purchases/config.js';
+
+describe('service configuration', () => {
+  it('defaults: the book ports, all addresses, the local distributor, SQLite in ./data', () => {
+    const defaults = {
+      host: '0.0.0.0',
+      distributor: '127.0.0.1:9000',
+      advertiseHost: '',
+      storage: { kind: 'sqlite', dataDir: './data' },
+      logLevel: 'info',
+    };
+    expect(loadGoodsConfig([], {})).toEqual({ ...defaults, port: 9010 });
+    expect(loadMembersConfig([], {})).toEqual({ ...defaults, port: 9020 });
+    expect(loadPurchasesConfig([], {})).toEqual({ ...defaults, port: 9030 });
+  });
+
+  it('reads the environment', () => {
+    const config = loadPurchasesConfig([], {
+      PURCHASES_PORT: '0',
+      SERVICE_HOST: '127.0.0.1',
+      DISTRIBUTOR_ADDRESS: 'registry.local:9100',
+      ADVERTISE_HOST: 'purchases-1.internal',
+      MYSQL_URL: 'mysql://shop:p%40ss@db.local:3307/shop',
+      LOG_LEVEL: 'warn',
+    });
+    expect(config).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+      distributor: 'registry.local:9100',
+      advertiseHost: 'purchases-1.internal',
+      storage: {
+        kind: 'mysql',
+        connection: { host: 'db.local', port: 3307, user: 'shop', password: 'p@ss', database: 'shop' },
+      },
+      logLevel: 'warn',
+    });
+  });
+
+  it('flags win over the environment', () => {
+    const config = loadGoodsConfig(
+      ['--port', '0', '--host', '::', '--distributor', '[::1]:9000', '--advertise-host', '10.0.0.5'],
+      { GOODS_PORT: '7000', SERVICE_HOST: '127.0.0.1', DISTRIBUTOR_ADDRESS: 'x:1', DATA_DIR: '/var/shop' },
+    );
+    expect(config).toMatchObject({
+      port: 0,
+      host: '::',
+      distributor: '[::1]:9000',
+      advertiseHost: '10.0.0.5',
+      storage: { kind: 'sqlite', dataDir: '/var/shop' },
+    });
+  });
+
+  it('a service reads only its own port variable', () => {
+    expect(loadGoodsConfig([], { MEMBERS_PORT: '1' }).port).toBe(9010);
+  });
+
+  it.each([
+    [['--port', '70000'], {}, /--port: expected a port from 0 to 65535/],
+    [['--port', 'abc'], {}, /--port: expected a whole number/],
+    [[], { GOODS_PORT: '-1' }, /GOODS_PORT: expected a whole number/],
+    [['--distributor', 'nowhere'], {}, /--distributor: expected host:port/],
+    [['--distributor', '127.0.0.1:0'], {}, /--distributor: the port must not be 0/],
+    [['--advertise-host', 'bad host!'], {}, /--advertise-host: expected a host name or an IP address/],
+    [['--colour'], {}, /Unknown option '--colour'/],
+    [['stray'], {}, /Unexpected argument 'stray'/],
+    [[], { LOG_LEVEL: 'loud' }, /LOG_LEVEL: expected one of fatal, error/],
+    [[], { MYSQL_URL: 'postgres://u@h/db' }, /MYSQL_URL: expected a mysql:\/\/ URL/],
+    [[], { MYSQL_URL: 'mysql://u@h:3306' }, /MYSQL_URL: the URL must name one database/],
+    [
+      [],
+      { MYSQL_URL: 'mysql://u@h/db?multipleStatements=true' },
+      /unsupported URL parameter "multipleStatements"/,
+    ],
+    [[], { MYSQL_URL: 'not a url' }, /MYSQL_URL: expected a URL/],
+  ])('%j with %j is a ConfigError saying %s', (argv, env, message) => {
+    expect(() => loadGoodsConfig(argv, env)).toThrow(ConfigError);
+    expect(() => loadGoodsConfig(argv, env)).toThrow(message);
+  });
+
+  it('the usage names every flag and variable', () => {
+    for (const word of [
+      '--port',
+      'MEMBERS_PORT',
+      '--host',
+      'SERVICE_HOST',
+      '--distributor',
+      'DISTRIBUTOR_ADDRESS',
+      '--advertise-host',
+      'ADVERTISE_HOST',
+      'MYSQL_URL',
+      'DATA_DIR',
+      'members.sqlite',
+      'LOG_LEVEL',
+      '9020',
+    ]) {
+      expect(MEMBERS_USAGE).toContain(word);
+    }
+  });
+});
+
+describe('MySQL URL', () => {
+  it('accepts an ssl parameter, as a profile name or JSON', () => {
+    expect(parseMysqlUrl('mysql://u@h/db?ssl=Amazon%20RDS', 'x').ssl).toBe('Amazon RDS');
+    expect(parseMysqlUrl('mysql://u@h/db?ssl={"rejectUnauthorized":true}', 'x').ssl).toEqual({
+      rejectUnauthorized: true,
+    });
+  });
+
+  it('is described for logs without its password', () => {
+    expect(describeMysql(parseMysqlUrl('mysql://shop:secret@db.local:3307/shop', 'x'))).toBe(
+      'mysql://shop:***@db.local:3307/shop',
+    );
+  });
+});

@@ -1,0 +1,113 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { createConnection } from 'mysql2/promise';
+import { inject } from 'vitest';
+import type { MysqlStoreOptions } from '../../../src/services/common/mysql-database.js';
+import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
+import type { ServiceStore } from '../../../src/services/common/service-store.js';
+import type { ServiceSpec } from '../../../src/services/common/start-service.js';
+import { createTestDatabase } from '../../helpers/mysql.js';
+
+/** A fresh store, with a side door to read its tables as they really are. */
+export interface OpenedStore<Store> {
+  readonly store: Store;
+  /** Runs a read-only statement straight on the database, bypassing the store. */
+  rawRows(sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
+  /** Runs a statement straight on the database, behind the store's back (to break things on purpose). */
+  rawExec(sql: string): Promise<void>;
+  /** Closes the store and deletes its database. */
+  dispose(): Promise<void>;
+}
+
+/** One storage back end the same suite runs against. */
+export interface Backend<Store> {
+  readonly name: 'sqlite' | 'mysql';
+  /** Why this back end cannot run here, or undefined when it can. */
+  readonly skipReason: string | undefined;
+  /** A title for `describe` that carries the skip reason, so a skipped run says why. */
+  readonly title: string;
+  open(options?: Partial<MysqlStoreOptions>): Promise<OpenedStore<Store>>;
+}
+
+/**
+ * The back ends of one service: SQLite always (a temp file per store), MySQL when the global setup
+ * found a server (a fresh database per store, so ids start at 1). Under CI=true the global setup
+ * fails the run instead of letting MySQL skip.
+ */
+export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>): Backend<Store>[] {
+  const mysqlUrl = inject('mysqlUrl');
+  const mysqlSkip = mysqlUrl ? undefined : 'MySQL unreachable here (see the global setup message)';
+  return [
+    {
+      name: 'sqlite',
+      skipReason: undefined,
+      title: 'on SQLite',
+      async open() {
+        const dir = await mkdtemp(join(tmpdir(), `shop-${spec.name}-`));
+        const file = join(dir, `${spec.name}.sqlite`);
+        const store = spec.openSqlite(file);
+        return {
+          store,
+          async rawRows(sql, values = []) {
+            const db = new Database(file, { readonly: true });
+            try {
+              return db.prepare(sql).all(...values) as Record<string, unknown>[];
+            } finally {
+              db.close();
+            }
+          },
+          async rawExec(sql) {
+            const db = new Database(file);
+            try {
+              db.exec(sql);
+            } finally {
+              db.close();
+            }
+          },
+          async dispose() {
+            await store.close();
+            await rm(dir, { recursive: true, force: true });
+          },
+        };
+      },
+    },
+    {
+      name: 'mysql',
+      skipReason: mysqlSkip,
+      title: mysqlSkip ? `on MySQL (skipped: ${mysqlSkip})` : 'on MySQL',
+      async open(options = {}) {
+        const database = await createTestDatabase(mysqlUrl);
+        const store = spec.openMysql({
+          connection: parseMysqlUrl(database.url, 'test database'),
+          ...options,
+        });
+        return {
+          store,
+          async rawRows(sql, values = []) {
+            const connection = await createConnection({ uri: database.url });
+            try {
+              const [rows] = await connection.query(sql, values);
+              return rows as Record<string, unknown>[];
+            } finally {
+              await connection.end();
+            }
+          },
+          async rawExec(sql) {
+            const connection = await createConnection({ uri: database.url });
+            try {
+              await connection.query(sql);
+            } finally {
+              await connection.end();
+            }
+          },
+          async dispose() {
+            await store.close();
+            await database.drop();
+          },
+        };
+      },
+    },
+  ];
+}
