@@ -144,10 +144,14 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.#nodeId = undefined;
       if (this.#stopped) return;
       this.emit('disconnected', status);
+      // Warn once when the link is lost; the retries that follow until it is back are routine.
+      const firstFailure = this.#failures === 0;
       const delay = this.#nextDelay();
-      this.#log.warn(
+      this.#log[firstFailure ? 'warn' : 'debug'](
         { event: 'disconnected', code: status.code, details: status.details, retryInMs: delay },
-        'registration stream ended; registering again',
+        firstFailure
+          ? 'not registered with the distributor; retrying with backoff until it answers'
+          : 'distributor still unreachable; retrying',
       );
       this.#retryTimer = setTimeout(() => this.#connect(), delay);
       this.#retryTimer.unref();
