@@ -17,7 +17,7 @@ import {
 } from '../../src/gen/distributor.js';
 import { checkHealth, reflect } from '../helpers/grpc-clients.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -111,22 +111,22 @@ describe('distributor over gRPC', () => {
 
   it('drops a node whose connection is destroyed without a goodbye', async () => {
     const { address, port } = await startDistributor();
-    const proxy = await startTcpProxy('127.0.0.1', port);
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
     cleanups.push(() => proxy.close());
     const node = openRegistration(`127.0.0.1:${proxy.port}`, describeNode(goodsNode()));
     await vi.waitFor(() => expect(node.responses).toHaveLength(1));
     expect((await list(address)).snapshot!.nodes).toHaveLength(1);
-    proxy.cut();
+    await proxy.refuse();
     await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
   });
 
   it('drops a peer that goes silent, through keepalive', async () => {
     const { address, port } = await startDistributor({ keepalive: { timeMs: 300, timeoutMs: 300 } });
-    const proxy: TcpProxy = await startTcpProxy('127.0.0.1', port);
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
     cleanups.push(() => proxy.close());
     const node = openRegistration(`127.0.0.1:${proxy.port}`, describeNode(goodsNode()));
     await vi.waitFor(() => expect(node.responses).toHaveLength(1));
-    proxy.freeze();
+    proxy.blackhole();
     await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]), {
       timeout: 10_000,
     });

@@ -1,64 +1,101 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
- * A TCP proxy on 127.0.0.1 in front of a real server, so a test can make the network misbehave:
- * `freeze()` keeps every connection open but stops forwarding (a peer that vanished without a word,
- * only keepalive notices), `cut()` destroys every connection and refuses new ones (an outage),
- * `restore()` forwards again.
+ * A TCP proxy in front of a real server, for fault injection: forward normally, `refuse()` (stop
+ * listening and reset every connection, as a stopped server does), `blackhole()` (accept and hold
+ * connections but pass nothing either way, as a dropped network does), then `restore()`.
  */
-export interface TcpProxy {
-  readonly port: number;
-  freeze(): void;
-  cut(): void;
-  restore(): void;
-  close(): Promise<void>;
-}
+export class TcpProxy {
+  readonly #target: { host: string; port: number };
+  readonly #sockets = new Set<Socket>();
+  #server: Server | undefined;
+  #port = 0;
+  #mode: 'forward' | 'blackhole' | 'refuse' = 'forward';
 
-export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
-  const sockets = new Set<Socket>();
-  let mode: 'open' | 'frozen' | 'cut' = 'open';
-  const track = (socket: Socket): void => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-  };
-  const server: Server = createServer((client) => {
-    track(client);
-    if (mode === 'cut') {
-      client.destroy();
+  private constructor(target: { host: string; port: number }) {
+    this.#target = target;
+  }
+
+  /** Starts a proxy on 127.0.0.1 with a port the OS chose. */
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const proxy = new TcpProxy(target);
+    await proxy.#listen(0);
+    return proxy;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Stops listening (new connections are refused) and resets every open connection. */
+  async refuse(): Promise<void> {
+    this.#mode = 'refuse';
+    const server = this.#server;
+    this.#server = undefined;
+    this.#dropAll();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Keeps accepting, but from now on nothing passes, on new connections or on open ones. */
+  blackhole(): void {
+    this.#mode = 'blackhole';
+    for (const socket of this.#sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
+  }
+
+  /** Forwards again, on the same port; connections held by a blackhole are reset. */
+  async restore(): Promise<void> {
+    if (this.#mode === 'blackhole') this.#dropAll();
+    this.#mode = 'forward';
+    if (!this.#server) await this.#listen(this.#port);
+  }
+
+  async close(): Promise<void> {
+    await this.refuse();
+  }
+
+  #dropAll(): void {
+    for (const socket of this.#sockets) socket.resetAndDestroy();
+    this.#sockets.clear();
+  }
+
+  #listen(port: number): Promise<void> {
+    const server = createServer((client) => this.#accept(client));
+    this.#server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        const address = server.address();
+        this.#port = typeof address === 'object' && address ? address.port : port;
+        resolve();
+      });
+    });
+  }
+
+  #accept(client: Socket): void {
+    this.#track(client);
+    if (this.#mode !== 'forward') {
+      client.pause();
       return;
     }
-    const upstream = connect(targetPort, targetHost);
-    track(upstream);
-    const forward = (from: Socket, to: Socket): void => {
-      from.on('data', (chunk) => {
-        if (mode === 'open') to.write(chunk);
-      });
-      from.on('end', () => to.end());
-      from.on('close', () => to.destroy());
+    const upstream = connect(this.#target.port, this.#target.host);
+    this.#track(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const closeBoth = (): void => {
+      client.destroy();
+      upstream.destroy();
     };
-    forward(client, upstream);
-    forward(upstream, client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (!address || typeof address === 'string') throw new Error('proxy has no port');
-  return {
-    port: address.port,
-    freeze: () => {
-      mode = 'frozen';
-    },
-    cut: () => {
-      mode = 'cut';
-      for (const socket of sockets) socket.destroy();
-    },
-    restore: () => {
-      mode = 'open';
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+    client.on('close', closeBoth);
+    upstream.on('close', closeBoth);
+  }
+
+  #track(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => this.#sockets.delete(socket));
+  }
 }

@@ -6,7 +6,7 @@ import { createGoodsServer } from '../../src/services/goods/goods-server.js';
 import { MysqlGoodsStore } from '../../src/services/goods/mysql-goods-store.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
-import { TcpProxy } from './support/tcp-proxy.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { call, startTestServer, type TestServer, waitForHealth } from './support/test-server.js';
 
 const mysqlUrl = inject('mysqlUrl');
