@@ -1,5 +1,8 @@
 import type { Logger } from './logger.js';
 
+/** Set by the launcher's supervisor in each component it runs. */
+export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
+
 /**
  * Wires a process's signals to its one `stop()`: SIGINT or SIGTERM stops it in order and exits 0;
  * a second signal exits at once with 1. An unexpected error is a bug: it is logged and the process
@@ -27,6 +30,12 @@ export function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (process.env[SUPERVISED_ENV] === '1') {
+    // The supervisor holds the other end of stdin: its end means the supervisor is gone.
+    process.stdin.on('end', () => onSignal('SIGTERM'));
+    process.stdin.on('error', () => onSignal('SIGTERM'));
+    process.stdin.resume();
+  }
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception');
     process.exit(1);

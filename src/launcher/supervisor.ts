@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import { formatLogLine } from './log-line-formatter.js';
 
 /** One process the supervisor runs. */
@@ -69,8 +70,10 @@ export class Supervisor {
     const startedAt = Date.now();
     // execArgv carries loader flags (e.g. tsx's) so that the components run as the supervisor does.
     const child = spawn(process.execPath, [...process.execArgv, component.entry, ...(component.args ?? [])], {
-      env: { ...process.env, ...component.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...component.env, [SUPERVISED_ENV]: '1' },
+      // stdin is a pipe that only closes when the supervisor is gone, however it died: the
+      // component then stops by itself instead of running on orphaned (see stopOnSignals).
+      stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then stops
       // each component once, in order, instead of every process getting two signals.
       detached: true,

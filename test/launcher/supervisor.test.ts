@@ -98,3 +98,26 @@ describe('formatLogLine', () => {
     expect(formatLogLine('{"a":1}')).toBe('{"a":1}');
   });
 });
+
+describe('a supervised component', () => {
+  it('stops in order by itself when its supervisor is killed without warning', async () => {
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readFileSync } = await import('node:fs');
+    const marker = join(scratch, 'orphan-marker.txt');
+    const supervisor = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/launcher/fixtures/supervise.ts', marker],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let output = '';
+    supervisor.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    await vi.waitFor(() => expect(output).toContain('[component] component up'), { timeout: 20_000 });
+    supervisor.kill('SIGKILL');
+    await vi.waitFor(() => expect(existsSync(marker)).toBe(true), { timeout: 10_000 });
+    expect(readFileSync(marker, 'utf8')).toBe('stopped in order');
+  }, 40_000);
+});
