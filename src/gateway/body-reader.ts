@@ -1,0 +1,72 @@
+import type { IncomingMessage } from 'node:http';
+
+/** The body grew past the limit; reading stopped there. */
+export class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError';
+}
+
+/** The client went away before the body ended. */
+export class BodyAbortedError extends Error {
+  override readonly name = 'BodyAbortedError';
+}
+
+/**
+ * The declared size of a request's body: a number from Content-Length, `'chunked'` for a body of
+ * unknown length, or 0 for none. A request with neither header has no body (RFC 9112 §6.3).
+ */
+export function declaredBodySize(request: IncomingMessage): number | 'chunked' {
+  if (request.headers['transfer-encoding'] !== undefined) return 'chunked';
+  const length = request.headers['content-length'];
+  // Node's parser has already refused a malformed Content-Length.
+  return length === undefined ? 0 : Number(length);
+}
+
+/**
+ * Reads a request body of at most `limitBytes`. Past the limit it stops at once: it removes its
+ * listeners and pauses the request, so nothing more is buffered, and rejects with
+ * {@link BodyTooLargeError}; the caller answers 413 and closes the connection. A client that goes
+ * away mid-body rejects with {@link BodyAbortedError}.
+ *
+ * A Content-Length over the limit should be refused before calling this, without reading at all.
+ */
+export function readBody(request: IncomingMessage, limitBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      request.off('data', onData);
+      request.off('end', onEnd);
+      request.off('close', onClose);
+      // Errors after this point (a reset while the 413 is being sent) must not go unhandled.
+      request.off('error', onClose);
+      request.on('error', ignore);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limitBytes) {
+        cleanup();
+        request.pause();
+        chunks.length = 0;
+        reject(new BodyTooLargeError(`body larger than ${limitBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onClose = (): void => {
+      // 'close' also follows a normal 'end'; only a close before it means the client left.
+      if (request.complete) return;
+      cleanup();
+      reject(new BodyAbortedError('the client closed the connection before the body ended'));
+    };
+    request.on('data', onData);
+    request.on('end', onEnd);
+    request.on('close', onClose);
+    request.on('error', onClose);
+  });
+}
+
+function ignore(): void {}

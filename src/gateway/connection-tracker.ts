@@ -1,0 +1,66 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+interface ConnectionState {
+  /** Requests received on it and not yet answered or abandoned. */
+  inFlight: number;
+  /** Closes a connection that has not sent its first request in time. */
+  firstRequestTimer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Watches an HTTP server's connections for what Node's own timeouts miss.
+ *
+ * - A connection that opens and sends nothing is closed after `firstRequestTimeoutMs`: Node's
+ *   headersTimeout counts only from a request's first byte, and closeIdleConnections() does not
+ *   count a connection that never sent a request as idle, so a silent socket would otherwise live
+ *   forever (and hold a graceful stop until its grace period ran out).
+ * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
+ */
+export class ConnectionTracker {
+  readonly #connections = new Map<Socket, ConnectionState>();
+  readonly #firstRequestTimeoutMs: number;
+
+  constructor(server: Server, firstRequestTimeoutMs: number) {
+    this.#firstRequestTimeoutMs = firstRequestTimeoutMs;
+    server.on('connection', (socket: Socket) => this.#opened(socket));
+  }
+
+  /** Open connections, for tests and diagnostics. */
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  /** Counts a request until its response is finished or abandoned. */
+  requestStarted(request: IncomingMessage, response: ServerResponse): void {
+    const state = this.#connections.get(request.socket);
+    if (!state) return;
+    state.inFlight++;
+    if (state.firstRequestTimer) {
+      clearTimeout(state.firstRequestTimer);
+      state.firstRequestTimer = undefined;
+    }
+    response.once('close', () => {
+      state.inFlight--;
+    });
+  }
+
+  /** Closes every connection that has no request in flight (keep-alive and silent ones alike). */
+  closeIdle(): void {
+    for (const [socket, state] of this.#connections) {
+      if (state.inFlight === 0) socket.destroy();
+    }
+  }
+
+  #opened(socket: Socket): void {
+    const timer = setTimeout(() => {
+      if (this.#connections.get(socket)?.firstRequestTimer === timer) socket.destroy();
+    }, this.#firstRequestTimeoutMs);
+    timer.unref();
+    this.#connections.set(socket, { inFlight: 0, firstRequestTimer: timer });
+    socket.once('close', () => {
+      clearTimeout(this.#connections.get(socket)?.firstRequestTimer);
+      this.#connections.delete(socket);
+    });
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * An answer the gateway makes itself rather than a service: a proper HTTP status with the book's
+ * envelope, `errorcode: 1` and a message saying what went wrong.
+ */
+export class GatewayError extends Error {
+  override readonly name = 'GatewayError';
+
+  constructor(
+    readonly httpStatus: number,
+    message: string,
+    readonly options: {
+      /** Send `Retry-After`: the condition is temporary. */
+      retryAfter?: boolean;
+      /** Close the connection after answering (its request body was not read to the end). */
+      closeConnection?: boolean;
+    } = {},
+  ) {
+    super(message);
+  }
+}
+
+/** A path is echoed in messages up to this length. */
+const MAX_ECHOED_PATH = 200;
+
+/** The catalogue of the gateway's own answers, so that their words stay in one place. */
+export const gatewayErrors = {
+  notFound: (method: string, path: string) =>
+    new GatewayError(404, `No route for ${method} ${path.slice(0, MAX_ECHOED_PATH)}`),
+  notReady: () =>
+    new GatewayError(503, 'The gateway has not received the route table from the distributor yet', {
+      retryAfter: true,
+    }),
+  noInstance: (method: string, path: string) =>
+    new GatewayError(503, `No serving instance for ${method} ${path}`, { retryAfter: true }),
+  unsupportedMediaType: () =>
+    new GatewayError(
+      415,
+      'Unsupported Content-Type: send application/json or application/x-www-form-urlencoded',
+      {
+        closeConnection: true,
+      },
+    ),
+  bodyTooLarge: (limit: number) =>
+    new GatewayError(413, `Request body larger than ${limit} bytes`, { closeConnection: true }),
+  malformedJson: () => new GatewayError(400, 'Malformed JSON body'),
+  notAnObject: () => new GatewayError(400, 'The JSON body must be an object'),
+  notUtf8: () => new GatewayError(400, 'The body is not valid UTF-8'),
+  stopping: () =>
+    new GatewayError(503, 'The gateway is stopping', { retryAfter: true, closeConnection: true }),
+} as const;

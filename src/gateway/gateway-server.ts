@@ -1,0 +1,484 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
+import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
+import { NodeState } from '../gen/distributor.js';
+import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
+import type { CallPlan } from './call-plan.js';
+import { ConnectionTracker } from './connection-tracker.js';
+import { errorBody, successBody } from './envelope.js';
+import { GatewayError, gatewayErrors } from './gateway-error.js';
+import { InstancePool } from './instance-pool.js';
+import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
+import { InvalidParameterError } from './request-transcoder.js';
+import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
+import { outcomeForStatus } from './status-mapping.js';
+
+/** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
+export interface GatewayOptions {
+  /** The distributor's address, "host:port". */
+  distributor: string;
+  log?: Logger;
+  /** The deadline of every upstream call, retry included. Default 5000. */
+  deadlineMs?: number;
+  /** The largest request body read. Default 1 MiB. */
+  bodyLimitBytes?: number;
+  /** The host registered with the distributor; empty (default): the address it sees. */
+  advertiseHost?: string;
+  /** The `Retry-After` of temporary failures, in seconds. Default 1. */
+  retryAfterSeconds?: number;
+  /** How long an idle keep-alive connection stays open. Default 5000. */
+  keepAliveTimeoutMs?: number;
+  /** How long a client may take to send a request's headers. Default 10000. */
+  headersTimeoutMs?: number;
+  /** How long a client may take to send a whole request. Default 30000. */
+  requestTimeoutMs?: number;
+  /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s. */
+  stopGraceMs?: number;
+  /** gRPC keepalive of the channels to services and to the distributor. */
+  keepalive?: KeepaliveOptions;
+  /** Reconnection backoff of the registration with the distributor. */
+  registrationBackoff?: BackoffOptions;
+}
+
+/** A gateway built but not yet listening. */
+export interface Gateway {
+  /**
+   * Binds host:port (0: any free port), then registers with the distributor under the port it got
+   * and routes from the snapshots it receives. Resolves with the port, without waiting for the
+   * distributor: until the first snapshot every request is answered 503.
+   */
+  listen(host: string, port: number): Promise<number>;
+  /**
+   * Stops in order: no new connections, requests in flight finish (up to `stopGraceMs`, then their
+   * connections are closed and their upstream calls cancelled), channels to services close, and the
+   * registration ends. Safe to call more than once.
+   */
+  stop(): Promise<void>;
+  /** The routes known now and their instances. */
+  routes(): RouteInfo[];
+  /** The revision of the last snapshot applied, undefined before the first. */
+  readonly revision: number | undefined;
+}
+
+const MIB = 1024 * 1024;
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+/** GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere. */
+const RETRYABLE_METHODS = new Set(['GET', 'DELETE']);
+/** grpc-js serializes the request; the transcoder has already made its bytes. */
+const passThrough = (bytes: Buffer): Buffer => bytes;
+
+/**
+ * Builds the HTTP gateway: the book's REST surface on HTTP/1.1 with keep-alive, routed to gRPC
+ * services from what they register with the distributor. It knows no service: a service that
+ * registers a new route is reachable at once, without restarting the gateway.
+ *
+ * Per request: match "METHOD /path" (query excluded) → give the request its key (a counter from 0,
+ * per process, for requests that match a route) → read the input (query for GET/DELETE, a JSON or
+ * form body for POST/PUT/PATCH) → pick a serving instance round robin → transcode → call with a
+ * deadline → render the book's envelope. See status-mapping.ts and gateway-error.ts for every
+ * answer that is not a success.
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  return new GatewayServer(options);
+}
+
+/** One request on its way through the gateway. */
+interface Exchange {
+  readonly request: IncomingMessage;
+  readonly response: ServerResponse;
+  readonly route: Route;
+  readonly key: number;
+  readonly deadline: number;
+  readonly retryable: boolean;
+  /** The upstream call running, to cancel if the client leaves. */
+  call: ClientUnaryCall | undefined;
+  /** The client closed its connection: there is nobody to answer. */
+  gone: boolean;
+  /** The request's body was read to its end (or it had none): the connection can be kept. */
+  bodyRead: boolean;
+}
+
+class GatewayServer implements Gateway {
+  readonly #options: GatewayOptions;
+  readonly #log: Logger;
+  readonly #deadlineMs: number;
+  readonly #bodyLimit: number;
+  readonly #retryAfter: string;
+  readonly #server: Server;
+  readonly #connections: ConnectionTracker;
+  readonly #pool: InstancePool;
+  readonly #table: RouteTable;
+  #registration: RegistrationClient | undefined;
+  #nextKey = 0;
+  #stopping = false;
+  /** The channels are closed: snapshots are no longer applied. */
+  #poolClosed = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#log = options.log ?? silentLogger();
+    this.#deadlineMs = options.deadlineMs ?? 5_000;
+    this.#bodyLimit = options.bodyLimitBytes ?? MIB;
+    this.#retryAfter = String(options.retryAfterSeconds ?? 1);
+    this.#pool = new InstancePool({
+      channelOptions: keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    });
+    this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
+    const headersTimeout = options.headersTimeoutMs ?? 10_000;
+    this.#server = createServer(
+      {
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+        headersTimeout,
+        requestTimeout: Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout),
+        // How often the two timeouts above are enforced.
+        connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+      },
+      (request, response) => this.#handle(request, response, false),
+    );
+    this.#connections = new ConnectionTracker(this.#server, headersTimeout);
+    // A client sending Expect: 100-continue is told to go on only once the body is wanted.
+    this.#server.on('checkContinue', (request, response) => this.#handle(request, response, true));
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
+      this.#onClientError(error, socket),
+    );
+  }
+
+  get revision(): number | undefined {
+    return this.#table.revision;
+  }
+
+  routes(): RouteInfo[] {
+    return this.#table.describe();
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error): void => reject(error);
+      this.#server.once('error', onError);
+      this.#server.listen({ host, port }, () => {
+        this.#server.off('error', onError);
+        const address = this.#server.address();
+        const boundPort = typeof address === 'object' && address ? address.port : port;
+        this.#register(boundPort);
+        resolve(boundPort);
+      });
+    });
+  }
+
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#server.listening) {
+      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      // Idle connections go now; busy ones when their answer is sent (it says close).
+      this.#connections.closeIdle();
+      const grace = setTimeout(
+        () => {
+          this.#log.warn('requests still running after the grace period: closing their connections');
+          this.#server.closeAllConnections();
+        },
+        this.#options.stopGraceMs ?? this.#deadlineMs + 1_000,
+      );
+      await closed;
+      clearTimeout(grace);
+    }
+    this.#poolClosed = true;
+    this.#pool.close();
+    await this.#registration?.stop();
+  }
+
+  #register(port: number): void {
+    const registration = new RegistrationClient({
+      distributor: this.#options.distributor,
+      node: {
+        name: 'gateway',
+        host: this.#options.advertiseHost ?? '',
+        port,
+        routes: [],
+        descriptorSet: Buffer.alloc(0),
+        state: NodeState.NODE_STATE_SERVING,
+      },
+      log: this.#log,
+      ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
+      ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
+    });
+    registration.on('snapshot', (snapshot) => {
+      if (!this.#poolClosed) this.#table.apply(snapshot);
+    });
+    this.#registration = registration;
+    registration.start();
+  }
+
+  #handle(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
+    this.#connections.requestStarted(request, response);
+    const url = request.url ?? '/';
+    const queryStart = url.indexOf('?');
+    const path = queryStart < 0 ? url : url.slice(0, queryStart);
+    const method = request.method ?? 'GET';
+    const hasBody = declaredBodySize(request) !== 0;
+    if (!this.#table.ready) {
+      this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
+      return;
+    }
+    const routeKey = `${method} ${path}`;
+    const route = this.#table.get(routeKey);
+    if (!route) {
+      // A retired route is one the gateway knows: its request gets a key, like any routed request.
+      const error = this.#table.isRetired(routeKey)
+        ? gatewayErrors.noInstance(method, path)
+        : gatewayErrors.notFound(method, path);
+      this.#fail(request, response, error.httpStatus === 404 ? null : this.#nextKey++, error, hasBody);
+      return;
+    }
+    const exchange: Exchange = {
+      request,
+      response,
+      route,
+      key: this.#nextKey++,
+      deadline: Date.now() + this.#deadlineMs,
+      retryable: RETRYABLE_METHODS.has(method),
+      call: undefined,
+      gone: false,
+      bodyRead: !hasBody,
+    };
+    response.once('close', () => {
+      if (response.writableFinished) return;
+      // The client left before its answer: nobody to answer, so stop the upstream work too.
+      exchange.gone = true;
+      exchange.call?.cancel();
+    });
+    if (this.#stopping) {
+      this.#answerError(exchange, gatewayErrors.stopping());
+    } else if (BODY_METHODS.has(method)) {
+      this.#readThenDispatch(exchange, expectsContinue).catch((error: unknown) =>
+        this.#internalError(exchange, error),
+      );
+    } else {
+      this.#dispatch(exchange, queryStart < 0 ? NO_INPUT : queryInput(url.slice(queryStart + 1)));
+    }
+  }
+
+  async #readThenDispatch(exchange: Exchange, expectsContinue: boolean): Promise<void> {
+    const { request, response } = exchange;
+    const size = declaredBodySize(request);
+    if (size === 0) {
+      this.#dispatch(exchange, NO_INPUT);
+      return;
+    }
+    const format = bodyFormat(request.headers['content-type']);
+    if (!format) {
+      this.#answerError(exchange, gatewayErrors.unsupportedMediaType());
+      return;
+    }
+    if (size !== 'chunked' && size > this.#bodyLimit) {
+      // Refused on its declared size, without reading a byte of it.
+      this.#answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
+      return;
+    }
+    if (expectsContinue) response.writeContinue();
+    let body: Buffer;
+    try {
+      body = await readBody(request, this.#bodyLimit);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError)
+        this.#answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
+      else if (!(error instanceof BodyAbortedError)) throw error;
+      return;
+    }
+    exchange.bodyRead = true;
+    if (exchange.gone) return;
+    let input: RequestInput;
+    try {
+      input = bodyInput(format, body);
+    } catch (error) {
+      if (!(error instanceof GatewayError)) throw error;
+      this.#answerError(exchange, error);
+      return;
+    }
+    this.#dispatch(exchange, input);
+  }
+
+  /** Picks an instance (503 if none serves), transcodes (Invalid Parameters if it cannot), calls. */
+  #dispatch(exchange: Exchange, input: RequestInput): void {
+    const instance = exchange.route.pick();
+    if (!instance) {
+      this.#answerError(exchange, gatewayErrors.noInstance(exchange.route.method, exchange.route.path));
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = encode(instance.plan, input);
+    } catch (error) {
+      if (!(error instanceof InvalidParameterError)) throw error;
+      this.#log.debug({ key: exchange.key, detail: error.message }, 'invalid parameters');
+      this.#answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
+      return;
+    }
+    this.#call(exchange, instance, bytes, input, true);
+  }
+
+  #call(exchange: Exchange, instance: Instance, bytes: Buffer, input: RequestInput, first: boolean): void {
+    const { upstream, plan } = instance;
+    this.#pool.begin(upstream);
+    exchange.call = upstream.client.makeUnaryRequest(
+      plan.path,
+      passThrough,
+      plan.render,
+      bytes,
+      { deadline: exchange.deadline },
+      (error: ServiceError | null, fields?: Buffer) => {
+        this.#pool.end(upstream);
+        exchange.call = undefined;
+        if (exchange.gone) return;
+        if (!error) {
+          this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
+          return;
+        }
+        if (error.code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
+          // The route is looked up afresh: the snapshot may have changed while the call failed.
+          const other = this.#table
+            .get(`${exchange.route.method} ${exchange.route.path}`)
+            ?.pickOther(instance);
+          if (other) {
+            this.#log.debug(
+              { key: exchange.key, from: instance.nodeId, to: other.nodeId },
+              'retrying elsewhere',
+            );
+            const retryBytes = other.plan === plan ? bytes : this.#encodeOrUndefined(other.plan, input);
+            if (retryBytes) {
+              this.#call(exchange, other, retryBytes, input, false);
+              return;
+            }
+          }
+        }
+        this.#answerStatus(exchange, instance, error);
+      },
+    );
+  }
+
+  #encodeOrUndefined(plan: CallPlan, input: RequestInput): Buffer | undefined {
+    try {
+      return encode(plan, input);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #answerStatus(exchange: Exchange, instance: Instance, error: ServiceError): void {
+    const outcome = outcomeForStatus(error.code, error.details);
+    if (outcome.httpStatus >= 500) {
+      this.#log.warn(
+        {
+          key: exchange.key,
+          node: instance.nodeId,
+          grpcMethod: instance.plan.grpcMethod,
+          code: status[error.code] ?? error.code,
+          details: error.details,
+        },
+        `upstream call failed: ${outcome.message}`,
+      );
+    }
+    this.#answer(exchange, outcome.httpStatus, errorBody(exchange.key, outcome.message), outcome.retryAfter);
+  }
+
+  #answerError(exchange: Exchange, error: GatewayError): void {
+    if (error.options.closeConnection) exchange.bodyRead = false;
+    this.#answer(
+      exchange,
+      error.httpStatus,
+      errorBody(exchange.key, error.message),
+      error.options.retryAfter === true,
+    );
+  }
+
+  #internalError(exchange: Exchange, error: unknown): void {
+    this.#log.error({ err: error, key: exchange.key }, 'unexpected error while handling a request');
+    if (!exchange.gone && !exchange.response.headersSent) {
+      this.#answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'), false);
+    }
+  }
+
+  #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void {
+    this.#write(exchange.response, httpStatus, body, retryAfter, !exchange.bodyRead);
+  }
+
+  /** Answers a request that has no exchange (no route, or the gateway not ready). */
+  #fail(
+    request: IncomingMessage,
+    response: ServerResponse,
+    key: number | null,
+    error: GatewayError,
+    hasBody: boolean,
+  ): void {
+    this.#log.debug({ method: request.method, url: request.url, status: error.httpStatus }, error.message);
+    // Its body, if any, is not read: the connection is closed rather than drained.
+    this.#write(
+      response,
+      error.httpStatus,
+      errorBody(key, error.message),
+      error.options.retryAfter === true,
+      hasBody,
+    );
+  }
+
+  #write(
+    response: ServerResponse,
+    httpStatus: number,
+    body: Buffer,
+    retryAfter: boolean,
+    close: boolean,
+  ): void {
+    if (response.headersSent || response.destroyed) return;
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'application/json',
+      'Content-Length': body.length,
+    };
+    if (retryAfter) headers['Retry-After'] = this.#retryAfter;
+    // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
+    if (close || this.#stopping) headers.Connection = 'close';
+    response.writeHead(httpStatus, headers);
+    response.end(body);
+  }
+
+  /** Bytes that are not HTTP, a header timeout, a reset: answer if the socket still can, never throw. */
+  #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+    // A response already under way on this socket (Node's own check) cannot be followed by another.
+    if (
+      error.code === 'ECONNRESET' ||
+      !socket.writable ||
+      (socket as { _httpMessage?: unknown })._httpMessage
+    ) {
+      socket.destroy();
+      return;
+    }
+    const [httpStatus, reason, message] =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'The request took too long to arrive']
+        : error.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', 'The request headers are too large']
+          : [400, 'Bad Request', 'Malformed HTTP request'];
+    const body = errorBody(null, message);
+    socket.end(
+      `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+}
+
+function encode(plan: CallPlan, input: RequestInput): Buffer {
+  switch (input.kind) {
+    case 'none':
+      return plan.transcoder.fromText([]);
+    case 'text':
+      return plan.transcoder.fromText(input.params);
+    case 'json':
+      return plan.transcoder.fromJson(input.object);
+  }
+}

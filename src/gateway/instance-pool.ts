@@ -1,0 +1,89 @@
+import { type ChannelOptions, Client, credentials } from '@grpc/grpc-js';
+
+/** One upstream address and its gRPC channel. */
+export interface Upstream {
+  /** "host:port" (IPv6 in brackets), as grpc-js dials it. */
+  readonly address: string;
+  readonly client: Client;
+  /** Calls started and not yet finished on this channel. */
+  inFlight: number;
+}
+
+/** Options of {@link InstancePool}. */
+export interface InstancePoolOptions {
+  /** grpc-js options of every channel (keepalive, message sizes). */
+  channelOptions?: ChannelOptions;
+}
+
+/**
+ * One grpc-js channel per instance address, reused by every request to it (one HTTP/2 connection,
+ * multiplexed), created when an instance first appears and closed when it has left.
+ *
+ * An address that leaves while calls are still running on it is closed once they finish, not
+ * before: closing a channel fails the calls it holds, and a node can disappear from a snapshot for
+ * reasons that say nothing about its health (a distributor restart drops every registration).
+ */
+export class InstancePool {
+  readonly #upstreams = new Map<string, Upstream>();
+  /** Addresses that have left but still have calls running. */
+  readonly #leaving = new Set<Upstream>();
+  readonly #channelOptions: ChannelOptions;
+  #closed = false;
+
+  constructor(options: InstancePoolOptions = {}) {
+    this.#channelOptions = options.channelOptions ?? {};
+  }
+
+  /** The upstream of an address, with a channel made on first use. */
+  get(address: string): Upstream {
+    if (this.#closed) throw new Error('the instance pool is closed');
+    let upstream = this.#upstreams.get(address);
+    if (!upstream) {
+      upstream = [...this.#leaving].find((candidate) => candidate.address === address);
+      if (upstream) this.#leaving.delete(upstream);
+      else {
+        upstream = {
+          address,
+          client: new Client(address, credentials.createInsecure(), this.#channelOptions),
+          inFlight: 0,
+        };
+      }
+      this.#upstreams.set(address, upstream);
+    }
+    return upstream;
+  }
+
+  /** Counts a call starting on an upstream. */
+  begin(upstream: Upstream): void {
+    upstream.inFlight++;
+  }
+
+  /** Counts a call ending; closes the channel of an address that left once its last call ends. */
+  end(upstream: Upstream): void {
+    upstream.inFlight--;
+    if (upstream.inFlight === 0 && this.#leaving.delete(upstream)) upstream.client.close();
+  }
+
+  /** Keeps only these addresses: every other channel is closed, at once or after its last call. */
+  retainOnly(addresses: ReadonlySet<string>): void {
+    for (const [address, upstream] of this.#upstreams) {
+      if (addresses.has(address)) continue;
+      this.#upstreams.delete(address);
+      if (upstream.inFlight === 0) upstream.client.close();
+      else this.#leaving.add(upstream);
+    }
+  }
+
+  /** The addresses with an open channel, for diagnostics and tests. */
+  addresses(): string[] {
+    return [...this.#upstreams.keys()];
+  }
+
+  /** Closes every channel; calls still running on them fail. */
+  close(): void {
+    this.#closed = true;
+    for (const upstream of [...this.#upstreams.values(), ...this.#leaving]) upstream.client.close();
+    this.#upstreams.clear();
+    this.#leaving.clear();
+  }
+}

@@ -1,0 +1,70 @@
+import { isUtf8 } from 'node:buffer';
+import { gatewayErrors } from './gateway-error.js';
+
+/** What a request carries for the transcoder. */
+export type RequestInput =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'text'; readonly params: URLSearchParams }
+  | { readonly kind: 'json'; readonly object: Record<string, unknown> };
+
+export const NO_INPUT: RequestInput = { kind: 'none' };
+
+/** The body formats the gateway reads. */
+export type BodyFormat = 'json' | 'form';
+
+/**
+ * The body format of a Content-Type header: `application/json` or
+ * `application/x-www-form-urlencoded`, case-insensitive, with or without parameters; a `charset`, if
+ * any, must be UTF-8 (JSON is UTF-8 by definition; a form's percent-escapes are decoded as UTF-8).
+ * Anything else is undefined: the gateway answers 415 rather than guess.
+ */
+export function bodyFormat(contentType: string | undefined): BodyFormat | undefined {
+  if (!contentType) return undefined;
+  const [mediaType = '', ...parameters] = contentType.split(';');
+  let format: BodyFormat;
+  switch (mediaType.trim().toLowerCase()) {
+    case 'application/json':
+      format = 'json';
+      break;
+    case 'application/x-www-form-urlencoded':
+      format = 'form';
+      break;
+    default:
+      return undefined;
+  }
+  for (const parameter of parameters) {
+    const [name = '', value = ''] = parameter.split('=');
+    if (name.trim().toLowerCase() !== 'charset') continue;
+    const charset = value
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
+    if (charset !== 'utf-8' && charset !== 'utf8') return undefined;
+  }
+  return format;
+}
+
+/** The parameters of a query string (the part after `?`). */
+export function queryInput(query: string): RequestInput {
+  return query.length === 0 ? NO_INPUT : { kind: 'text', params: new URLSearchParams(query) };
+}
+
+/**
+ * Parses a body of a known format. An empty body is no input at all (the service then says what is
+ * missing). Throws the gateway's 400 for a body that is not UTF-8, not JSON, or JSON but not an object.
+ */
+export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
+  if (body.length === 0) return NO_INPUT;
+  if (!isUtf8(body)) throw gatewayErrors.notUtf8();
+  const text = body.toString('utf8');
+  if (format === 'form') return { kind: 'text', params: new URLSearchParams(text) };
+  let value: unknown;
+  try {
+    // A UTF-8 byte order mark is tolerated, as RFC 8259 allows a parser to.
+    value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  } catch {
+    throw gatewayErrors.malformedJson();
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw gatewayErrors.notAnObject();
+  return { kind: 'json', object: value as Record<string, unknown> };
+}

@@ -1,0 +1,79 @@
+import { status } from '@grpc/grpc-js';
+
+/** How the gateway answers a gRPC status from a service. */
+export interface HttpOutcome {
+  /** The HTTP status: 200 for a business answer (the book's envelope carries the failure). */
+  readonly httpStatus: number;
+  /** The envelope's `errormessage`. */
+  readonly message: string;
+  /** Whether to send `Retry-After`: the failure is temporary. */
+  readonly retryAfter: boolean;
+}
+
+/** A service's own message is shown up to this length. */
+const MAX_MESSAGE_LENGTH = 1024;
+
+/**
+ * The one table from a gRPC status to what a REST client sees.
+ *
+ * Business outcomes (the caller's request was understood and refused: INVALID_ARGUMENT, NOT_FOUND,
+ * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE) keep
+ * the book's HTTP 200 with `errorcode: 1` and the service's own message ("Invalid Parameters",
+ * "no data", "Invalid password"), as the book's clients expect.
+ *
+ * Faults are proper HTTP errors with a plain message of the gateway's, never upstream internals:
+ * UNAVAILABLE and CANCELLED 503 and RESOURCE_EXHAUSTED 429 (both with Retry-After: temporary),
+ * DEADLINE_EXCEEDED 504, and INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED (and OK, which is never an
+ * error) 500.
+ */
+export function outcomeForStatus(code: status, details: string | undefined): HttpOutcome {
+  switch (code) {
+    case status.INVALID_ARGUMENT:
+      return business(details, 'Invalid Parameters');
+    case status.NOT_FOUND:
+      return business(details, 'Not found');
+    case status.ALREADY_EXISTS:
+      return business(details, 'Already exists');
+    case status.PERMISSION_DENIED:
+      return business(details, 'Permission denied');
+    case status.UNAUTHENTICATED:
+      return business(details, 'Unauthenticated');
+    case status.FAILED_PRECONDITION:
+      return business(details, 'Failed precondition');
+    case status.ABORTED:
+      return business(details, 'Aborted, try again');
+    case status.OUT_OF_RANGE:
+      return business(details, 'Out of range');
+    case status.UNAVAILABLE:
+      return fault(503, 'Service unavailable', true);
+    case status.CANCELLED:
+      return fault(503, 'Request cancelled by the service', true);
+    case status.RESOURCE_EXHAUSTED:
+      return fault(429, 'Service overloaded', true);
+    case status.DEADLINE_EXCEEDED:
+      return fault(504, 'Upstream deadline exceeded', false);
+    case status.UNIMPLEMENTED:
+      return fault(500, 'The service does not implement this method', false);
+    case status.INTERNAL:
+    case status.UNKNOWN:
+    case status.DATA_LOSS:
+    case status.OK:
+      return fault(500, 'Internal error in the service', false);
+    default:
+      return unreachable(code);
+  }
+}
+
+function business(details: string | undefined, fallback: string): HttpOutcome {
+  const message = details?.trim() ? details.trim().slice(0, MAX_MESSAGE_LENGTH) : fallback;
+  return { httpStatus: 200, message, retryAfter: false };
+}
+
+function fault(httpStatus: number, message: string, retryAfter: boolean): HttpOutcome {
+  return { httpStatus, message, retryAfter };
+}
+
+function unreachable(code: never): HttpOutcome {
+  // A status code outside the gRPC spec (a broken peer): treated as an internal fault.
+  return fault(500, `Internal error in the service (status ${String(code)})`, false);
+}

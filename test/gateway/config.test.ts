@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { loadGatewayConfig, parseByteSize } from '../../src/gateway/config.js';
+
+describe('loadGatewayConfig', () => {
+  it('has the documented defaults', () => {
+    expect(loadGatewayConfig([], {})).toEqual({
+      host: '0.0.0.0',
+      port: 8000,
+      distributor: '127.0.0.1:9000',
+      deadlineMs: 5000,
+      bodyLimitBytes: 1024 * 1024,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads the environment, and flags over it', () => {
+    const env = {
+      GATEWAY_PORT: '8080',
+      GATEWAY_HOST: '127.0.0.1',
+      DISTRIBUTOR_ADDRESS: '10.0.0.1:9100',
+      GATEWAY_DEADLINE_MS: '250',
+      GATEWAY_BODY_LIMIT: '64KiB',
+      LOG_LEVEL: 'debug',
+    };
+    expect(loadGatewayConfig([], env)).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      distributor: '10.0.0.1:9100',
+      deadlineMs: 250,
+      bodyLimitBytes: 65536,
+      logLevel: 'debug',
+    });
+    expect(
+      loadGatewayConfig(
+        ['--port', '0', '--distributor', '[::1]:9000', '--deadline-ms', '1000', '--body-limit', '2048'],
+        env,
+      ),
+    ).toMatchObject({ port: 0, distributor: '[::1]:9000', deadlineMs: 1000, bodyLimitBytes: 2048 });
+  });
+
+  it('refuses bad values with a message naming the source', () => {
+    expect(() => loadGatewayConfig(['--port', '70000'], {})).toThrow(ConfigError);
+    expect(() => loadGatewayConfig([], { GATEWAY_DEADLINE_MS: '0' })).toThrow(/GATEWAY_DEADLINE_MS/);
+    expect(() => loadGatewayConfig([], { DISTRIBUTOR_ADDRESS: 'nowhere' })).toThrow(/DISTRIBUTOR_ADDRESS/);
+    expect(() => loadGatewayConfig(['--body-limit', '1GB'], {})).toThrow(/--body-limit/);
+    expect(() => loadGatewayConfig(['--nope'], {})).toThrow();
+  });
+});
+
+describe('parseByteSize', () => {
+  it('takes bytes or binary K/M suffixes', () => {
+    expect(parseByteSize('1', 'x')).toBe(1);
+    expect(parseByteSize('512KiB', 'x')).toBe(524288);
+    expect(parseByteSize('1mb', 'x')).toBe(1048576);
+    expect(parseByteSize(' 2 M ', 'x')).toBe(2097152);
+    for (const bad of ['0', '', '-1', '1.5M', 'MiB', '1TiB'])
+      expect(() => parseByteSize(bad, 'x')).toThrow(ConfigError);
+  });
+});

@@ -1,0 +1,290 @@
+import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  Closer,
+  startCuttableProxy,
+  startDistributor,
+  startGateway,
+  waitForRoute,
+} from './support/cluster.js';
+import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
+import { http, httpJson, oneConnection, raw, rawBody } from './support/http.js';
+
+const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });
+
+function keyOf(body: string): number {
+  return Number(/^\{"key":(\d+),/.exec(body)?.[1]);
+}
+
+/** Opens a TCP connection and resolves once it is connected. */
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+describe('gateway under hostile or unlucky clients', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+  let goods: FakeGoods;
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+    goods = await startFakeGoods(shared, distributor, {}, [ROW]);
+  });
+  afterEach(() => perTest.closeAll());
+  afterAll(() => shared.closeAll());
+
+  async function gateway(options: Parameters<typeof startGateway>[2] = {}) {
+    const started = await startGateway(perTest, distributor, options);
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    return started;
+  }
+
+  it('refuses a body whose Content-Length is over the limit without reading it, and closes', async () => {
+    const { port } = await gateway();
+    const calls = goods.calls.CreateGoods ?? 0;
+    const response = await raw(
+      port,
+      'POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n\r\n{"name":',
+    );
+    expect(response).toMatch(/^HTTP\/1\.1 413 Payload Too Large\r\n/);
+    expect(response).toMatch(/\r\nConnection: close\r\n/i);
+    expect(rawBody(response)).toBe(
+      `{"key":${keyOf(rawBody(response))},"errorcode":1,"errormessage":"Request body larger than 1048576 bytes"}`,
+    );
+    expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
+  it('answers 413 to a 10 MB body while it is still being sent', async () => {
+    const { port } = await gateway();
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    let written = 0;
+    const status = await new Promise<number>((resolve, reject) => {
+      const outgoing = request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/goods',
+        headers: { 'Content-Type': 'application/json', 'Content-Length': 10 * 1024 * 1024 },
+      });
+      outgoing.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+        outgoing.destroy();
+      });
+      outgoing.on('error', (error) => (written > 0 ? undefined : reject(error)));
+      const pump = (): void => {
+        while (written < 10 * 1024 * 1024) {
+          written += chunk.length;
+          if (!outgoing.write(chunk)) {
+            outgoing.once('drain', pump);
+            return;
+          }
+        }
+        outgoing.end();
+      };
+      pump();
+    });
+    expect(status).toBe(413);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
+  it('stops reading a chunked body as soon as it passes the limit, answers 413 and stays up', async () => {
+    const { port } = await gateway({ bodyLimitBytes: 1024 });
+    const result = await new Promise<{ status: number; body: string; sentWhenAnswered: number }>(
+      (resolve) => {
+        let sent = 0;
+        const outgoing = request({
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/goods',
+          headers: { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' },
+        });
+        const timer = setInterval(() => {
+          sent += 256;
+          outgoing.write(Buffer.alloc(256, 0x20));
+        }, 2);
+        outgoing.on('response', (response) => {
+          clearInterval(timer);
+          const chunks: Buffer[] = [];
+          response.on('data', (data: Buffer) => chunks.push(data));
+          response.on('end', () => {
+            resolve({
+              status: response.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString(),
+              sentWhenAnswered: sent,
+            });
+            outgoing.destroy();
+          });
+        });
+        outgoing.on('error', () => clearInterval(timer));
+      },
+    );
+    expect(result.status).toBe(413);
+    expect(result.body).toBe(
+      `{"key":${keyOf(result.body)},"errorcode":1,"errormessage":"Request body larger than 1024 bytes"}`,
+    );
+    expect(result.sentWhenAnswered).toBeLessThan(64 * 1024);
+    // A chunked body within the limit is read normally.
+    const small = await http(port, 'POST', '/goods', {
+      headers: { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' },
+      body: GOODS,
+    });
+    expect(small.body).toBe(`{"key":${keyOf(small.body)},"errorcode":0,"errormessage":"success"}`);
+    goods.goods.splice(1);
+  });
+
+  it('answers Expect: 100-continue with 413 before the body, or lets it come', async () => {
+    const { port } = await gateway({ bodyLimitBytes: 1024 });
+    const refused = await raw(
+      port,
+      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n',
+    );
+    expect(refused).toMatch(/^HTTP\/1\.1 413 /);
+    expect(refused).not.toContain('100 Continue');
+    const accepted = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let received = '';
+      socket.on('data', (data) => {
+        received += data.toString();
+        if (received.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !received.includes('200 OK'))
+          socket.write(GOODS);
+        if (received.includes('"errormessage"')) {
+          socket.destroy();
+          resolve(received);
+        }
+      });
+      socket.write(
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\nExpect: 100-continue\r\n\r\n`,
+      );
+    });
+    expect(accepted).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    goods.goods.splice(1);
+  });
+
+  it('survives garbage bytes, answering 400 with the envelope', async () => {
+    const { port } = await gateway();
+    for (const garbage of [
+      '\u0000\u0001\u0002GARBAGE\r\n\r\n',
+      'GET / HTTP/9.9\r\n\r\n',
+      `${'x'.repeat(20_000)}\r\n\r\n`,
+    ]) {
+      const response = await raw(port, garbage);
+      expect(response).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(rawBody(response)).toBe('{"key":null,"errorcode":1,"errormessage":"Malformed HTTP request"}');
+    }
+    const oversized = await raw(port, `GET /goods HTTP/1.1\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`);
+    expect(oversized).toMatch(/^HTTP\/1\.1 431 /);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
+  it('survives clients that leave in the middle of a body', async () => {
+    const { port } = await gateway();
+    const calls = goods.calls.CreateGoods ?? 0;
+    for (let count = 0; count < 20; count++) {
+      const socket = await open(port);
+      socket.write(
+        'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+      );
+      socket.destroy();
+    }
+    const chunked = await open(port);
+    chunked.write(
+      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n',
+    );
+    chunked.end();
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+    expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+  });
+
+  it('keeps serving while 1,000 idle connections are held open', async () => {
+    const { port } = await gateway();
+    const sockets: Socket[] = [];
+    try {
+      for (let batch = 0; batch < 10; batch++) {
+        sockets.push(...(await Promise.all(Array.from({ length: 50 }, () => open(port)))));
+      }
+      // Half of them idle after one request on a keep-alive connection, half never sent a byte.
+      const agents = Array.from({ length: 500 }, () => oneConnection());
+      await Promise.all(agents.map((agent) => http(port, 'GET', '/nope', { agent })));
+      const started = Date.now();
+      const results = await Promise.all(Array.from({ length: 50 }, () => httpJson(port, 'GET', '/goods')));
+      expect(results.map((result) => result.status)).toEqual(Array(50).fill(200));
+      expect(Date.now() - started).toBeLessThan(5_000);
+      for (const agent of agents) agent.destroy();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  it('closes a connection that sends nothing', async () => {
+    const { port } = await gateway({ headersTimeoutMs: 200 });
+    const socket = await open(port);
+    const started = Date.now();
+    await new Promise((resolve) => socket.on('close', resolve));
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('answers 503 with a null key until the distributor has sent a route table', async () => {
+    const { port } = await startGateway(perTest, '127.0.0.1:1');
+    const result = await httpJson(port, 'GET', '/goods');
+    expect(result.status).toBe(503);
+    expect(result.headers['retry-after']).toBe('1');
+    expect(result.body).toBe(
+      '{"key":null,"errorcode":1,"errormessage":"The gateway has not received the route table from the distributor yet"}',
+    );
+  });
+
+  it('keeps routing from the last route table while the distributor is unreachable', async () => {
+    // The gateway reaches the distributor through a proxy that is then cut: a crash or a network
+    // loss, where nobody says goodbye.
+    const proxy = await startCuttableProxy(perTest, distributor);
+    const { gateway: started, port } = await startGateway(perTest, proxy.address);
+    await waitForRoute(started, 'GET /goods', 1);
+    const revision = started.revision;
+    proxy.cut();
+    for (let count = 0; count < 3; count++) expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+    expect(started.revision).toBe(revision);
+  });
+
+  it('stops gracefully: in-flight requests finish, idle connections close at once, new ones are refused', async () => {
+    const slowDistributor = await startDistributor(perTest);
+    let release: () => void = () => {};
+    let arrived = false;
+    await startFakeGoods(
+      perTest,
+      slowDistributor.address,
+      {
+        onCall: () =>
+          new Promise<void>((resolve) => {
+            arrived = true;
+            release = resolve;
+          }),
+      },
+      [ROW],
+    );
+    const { gateway: started, port } = await startGateway(perTest, slowDistributor.address);
+    await waitForRoute(started, 'GET /goods', 1);
+    const silent = await open(port);
+    const inFlight = httpJson(port, 'GET', '/goods');
+    await vi.waitFor(() => expect(arrived).toBe(true));
+
+    const stopping = started.stop();
+    await new Promise((resolve) => silent.on('close', resolve));
+    await expect(open(port)).rejects.toThrow(/ECONNREFUSED/);
+    release();
+    const result = await inFlight;
+    expect(result.status).toBe(200);
+    expect(result.headers.connection).toBe('close');
+    const begun = Date.now();
+    await stopping;
+    expect(Date.now() - begun).toBeLessThan(1_000);
+  });
+});

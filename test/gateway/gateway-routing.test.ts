@@ -1,0 +1,288 @@
+import { request } from 'node:http';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import type { ServerUnaryCall, ServiceDefinition, sendUnaryData } from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
+import { descriptorSetOf, field, message, registryOf, Type } from './support/descriptors.js';
+import { type FakeHooks, startFakeGoods } from './support/fake-shop.js';
+import { type HttpResult, http, httpJson } from './support/http.js';
+
+const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const LIST_BODY = (key: number) =>
+  `{"key":${key},"errorcode":0,"errormessage":"success","results":[{"id":1,"name":"test Goods","category":"tests","price":1000,"description":"test"}]}`;
+
+function keyOf(result: HttpResult): number {
+  return Number(/^\{"key":(\d+),/.exec(result.body)?.[1]);
+}
+
+/** A service the gateway has never heard of: its contract exists only in this test. */
+function greeterFile() {
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/greeter.proto',
+    package: 'test.greeter.v1',
+    syntax: 'proto3',
+    dependency: ['google/protobuf/timestamp.proto'],
+    messageType: [
+      message('GreetRequest', [field('name', 1, Type.STRING), field('times', 2, Type.UINT32)]),
+      message('GreetResponse', [
+        field('lines', 1, Type.STRING, { repeated: true }),
+        field('count', 2, Type.INT64),
+        field('at', 3, Type.MESSAGE, { typeName: '.google.protobuf.Timestamp' }),
+        field('internal_note', 4, Type.STRING),
+      ]),
+    ],
+    service: [
+      {
+        name: 'Greeter',
+        method: [
+          {
+            name: 'Greet',
+            inputType: '.test.greeter.v1.GreetRequest',
+            outputType: '.test.greeter.v1.GreetResponse',
+          },
+        ],
+      } as never,
+    ],
+  });
+}
+
+describe('gateway routing, balancing and upstream faults', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+  });
+  afterEach(() => perTest.closeAll());
+  afterAll(() => shared.closeAll());
+
+  it('routes to a service defined only in this test, registered while the gateway runs', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    await startFakeGoods(perTest, distributor, {}, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const before = await httpJson(port, 'GET', '/greetings?name=Ada&times=2');
+    expect(before.status).toBe(404);
+
+    const file = greeterFile();
+    const registry = registryOf(file);
+    const GreetRequest = registry.getMessage('test.greeter.v1.GreetRequest')!;
+    const GreetResponse = registry.getMessage('test.greeter.v1.GreetResponse')!;
+    const definition: ServiceDefinition = {
+      Greet: {
+        path: '/test.greeter.v1.Greeter/Greet',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value: Parameters<typeof toBinary>[1]) =>
+          Buffer.from(toBinary(GreetRequest, value)),
+        requestDeserialize: (bytes: Buffer) => fromBinary(GreetRequest, bytes),
+        responseSerialize: (value: Parameters<typeof toBinary>[1]) =>
+          Buffer.from(toBinary(GreetResponse, value)),
+        responseDeserialize: (bytes: Buffer) => fromBinary(GreetResponse, bytes),
+      },
+    };
+    const greeter = await startService(perTest, {
+      distributor,
+      name: 'greeter',
+      definition,
+      implementation: {
+        Greet: (
+          call: ServerUnaryCall<{ name: string; times: number }, unknown>,
+          callback: sendUnaryData<unknown>,
+        ) => {
+          const { name, times } = call.request;
+          callback(
+            null,
+            create(GreetResponse, {
+              lines: Array.from({ length: times }, () => `Hello, ${name}`),
+              count: BigInt(times),
+              at: { seconds: 1604503907n, nanos: 5_000_000 },
+              internalNote: 'not shown',
+            } as never),
+          );
+        },
+      },
+      routes: [
+        {
+          httpMethod: 'GET',
+          path: '/greetings',
+          grpcMethod: 'test.greeter.v1.Greeter/Greet',
+          responseFields: ['lines', 'count', 'at'],
+        },
+      ],
+      descriptorSet: descriptorSetOf(file),
+    });
+    await waitForRoute(gateway, 'GET /greetings', 1);
+
+    const greeted = await httpJson(port, 'GET', '/greetings?name=Ada&times=2');
+    expect(greeted.status).toBe(200);
+    expect(greeted.body).toBe(
+      `{"key":${keyOf(greeted)},"errorcode":0,"errormessage":"success","lines":["Hello, Ada","Hello, Ada"],"count":2,"at":"2020-11-04T15:31:47.005Z"}`,
+    );
+    const invalid = await httpJson(port, 'GET', '/greetings?name=Ada&times=-1');
+    expect(invalid.body).toBe(`{"key":${keyOf(invalid)},"errorcode":1,"errormessage":"Invalid Parameters"}`);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+
+    await greeter.stop();
+    await waitForRoute(gateway, 'GET /greetings', 0);
+    const gone = await httpJson(port, 'GET', '/greetings?name=Ada');
+    expect(gone.status).toBe(503);
+  });
+
+  it('balances round robin across two instances', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const first = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    const second = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 2);
+    for (let count = 0; count < 10; count++) {
+      const result = await httpJson(port, 'GET', '/goods');
+      expect(result.body).toBe(LIST_BODY(keyOf(result)));
+    }
+    expect([first.calls.ListGoods, second.calls.ListGoods]).toEqual([5, 5]);
+  });
+
+  it('moves all traffic off a draining instance without a failed request', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const draining = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    const staying = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 2);
+
+    const statuses: number[] = [];
+    let running = true;
+    const worker = async (): Promise<void> => {
+      while (running) statuses.push((await httpJson(port, 'GET', '/goods')).status);
+    };
+    const workers = [worker(), worker(), worker(), worker()];
+    await vi.waitFor(() => expect(draining.calls.ListGoods).toBeGreaterThan(10));
+    draining.drain();
+    await waitForRoute(gateway, 'GET /goods', 1, 1);
+    const drainedCalls = draining.calls.ListGoods;
+    const stayingCalls = staying.calls.ListGoods ?? 0;
+    await vi.waitFor(() => expect(staying.calls.ListGoods).toBeGreaterThan(stayingCalls + 40));
+    running = false;
+    await Promise.all(workers);
+
+    // Calls already on their way when the snapshot arrived may still land: four workers, four calls.
+    expect(draining.calls.ListGoods! - drainedCalls).toBeLessThanOrEqual(4);
+    const later = draining.calls.ListGoods;
+    for (let count = 0; count < 10; count++) expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+    expect(draining.calls.ListGoods).toBe(later);
+    expect(new Set(statuses)).toEqual(new Set([200]));
+  });
+
+  it('answers 503 with Retry-After, promptly, when the only instance drains or leaves', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor, { retryAfterSeconds: 2 });
+    const only = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 1);
+
+    only.drain();
+    await waitForRoute(gateway, 'GET /goods', 0, 1);
+    let started = Date.now();
+    const drained = await httpJson(port, 'GET', '/goods');
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(drained.status).toBe(503);
+    expect(drained.headers['retry-after']).toBe('2');
+    expect(drained.body).toBe(
+      `{"key":${keyOf(drained)},"errorcode":1,"errormessage":"No serving instance for GET /goods"}`,
+    );
+
+    await only.stop();
+    await waitForRoute(gateway, 'GET /goods', 0, 0);
+    started = Date.now();
+    const left = await httpJson(port, 'POST', '/goods', { name: 'n' });
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(left.status).toBe(503);
+    expect(left.headers['retry-after']).toBe('2');
+    expect(left.body).toBe(
+      `{"key":${keyOf(left)},"errorcode":1,"errormessage":"No serving instance for POST /goods"}`,
+    );
+
+    // Back on another port: served again, nothing touched on the gateway.
+    await startFakeGoods(perTest, distributor, {}, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const back = await httpJson(port, 'GET', '/goods');
+    expect(back.body).toBe(LIST_BODY(keyOf(back)));
+  });
+
+  it('retries a GET on another instance when one dies, and never retries a POST', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const dying = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    const healthy = await startFakeGoods(perTest, distributor, {}, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 2);
+    // Warm both channels, then kill one server while it is still registered (as a crash looks
+    // until the distributor notices).
+    for (let count = 0; count < 2; count++) await httpJson(port, 'GET', '/goods');
+    dying.server.forceShutdown();
+
+    for (let count = 0; count < 4; count++) {
+      const result = await httpJson(port, 'GET', '/goods');
+      expect(result.body).toBe(LIST_BODY(keyOf(result)));
+    }
+    const created = [];
+    for (let count = 0; count < 2; count++) {
+      created.push(
+        await httpJson(port, 'POST', '/goods', { name: 'n', category: 'c', price: 1, description: '' }),
+      );
+    }
+    expect(created.map((result) => result.status).sort()).toEqual([200, 503]);
+    const refused = created.find((result) => result.status === 503)!;
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.body).toBe(`{"key":${keyOf(refused)},"errorcode":1,"errormessage":"Service unavailable"}`);
+    expect(healthy.goods).toHaveLength(2);
+  });
+
+  it('answers 504 when the service does not answer within the deadline', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor, { deadlineMs: 200 });
+    const hooks: FakeHooks = { onCall: () => new Promise<void>(() => {}) };
+    await startFakeGoods(perTest, distributor, hooks, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const started = Date.now();
+    const result = await httpJson(port, 'GET', '/goods');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(result.status).toBe(504);
+    expect(result.body).toBe(
+      `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Upstream deadline exceeded"}`,
+    );
+  });
+
+  it('answers 500 with a plain message when the service fails, never its details', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const hooks: FakeHooks = {
+      onCall: () => Promise.reject(new Error('ECONNREFUSED 10.0.0.7:3306 at Pool.query')),
+    };
+    await startFakeGoods(perTest, distributor, hooks, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const result = await httpJson(port, 'GET', '/goods');
+    expect(result.status).toBe(500);
+    expect(result.body).toBe(
+      `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Internal error in the service"}`,
+    );
+  });
+
+  it('cancels the upstream call when the HTTP client goes away', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    let cancelled = false;
+    let arrived = false;
+    const hooks: FakeHooks = {
+      onCall: (_method, call) =>
+        new Promise<void>(() => {
+          arrived = true;
+          call.on('cancelled', () => {
+            cancelled = true;
+          });
+        }),
+    };
+    await startFakeGoods(perTest, distributor, hooks, [ROW]);
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const outgoing = request({ host: '127.0.0.1', port, path: '/goods', agent: false });
+    const pending = new Promise((resolve) => outgoing.on('error', () => resolve('aborted')));
+    outgoing.end();
+    await vi.waitFor(() => expect(arrived).toBe(true));
+    outgoing.destroy();
+    expect(await pending).toBe('aborted');
+    await vi.waitFor(() => expect(cancelled).toBe(true));
+    expect((await http(port, 'GET', '/nope')).status).toBe(404);
+  });
+});

@@ -1,0 +1,177 @@
+import { create, createFileRegistry, type FileRegistry } from '@bufbuild/protobuf';
+import {
+  type DescriptorProto,
+  DescriptorProtoSchema,
+  type FieldDescriptorProto,
+  FieldDescriptorProto_Label,
+  FieldDescriptorProto_Type,
+  FieldDescriptorProtoSchema,
+  type FileDescriptorProto,
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+  file_google_protobuf_duration,
+  file_google_protobuf_timestamp,
+  file_google_protobuf_wrappers,
+} from '@bufbuild/protobuf/wkt';
+import { encodeDescriptorSet } from '../../../src/common/descriptors.js';
+
+export const Type = FieldDescriptorProto_Type;
+const Label = FieldDescriptorProto_Label;
+
+interface FieldOptions {
+  repeated?: boolean;
+  /** A message or enum type, fully qualified with a leading dot. */
+  typeName?: string;
+  oneofIndex?: number;
+  proto3Optional?: boolean;
+  jsonName?: string;
+}
+
+/** A FieldDescriptorProto, as protoc would write it. */
+export function field(
+  name: string,
+  number: number,
+  type: FieldDescriptorProto_Type,
+  options: FieldOptions = {},
+): FieldDescriptorProto {
+  return create(FieldDescriptorProtoSchema, {
+    name,
+    number,
+    type,
+    label: options.repeated ? Label.REPEATED : Label.OPTIONAL,
+    ...(options.typeName ? { typeName: options.typeName } : {}),
+    ...(options.oneofIndex !== undefined ? { oneofIndex: options.oneofIndex } : {}),
+    ...(options.proto3Optional ? { proto3Optional: true } : {}),
+    ...(options.jsonName ? { jsonName: options.jsonName } : {}),
+  });
+}
+
+/** A message type. */
+export function message(
+  name: string,
+  fields: FieldDescriptorProto[],
+  extra: Partial<Pick<DescriptorProto, 'nestedType' | 'oneofDecl' | 'options'>> = {},
+): DescriptorProto {
+  return create(DescriptorProtoSchema, { name, field: fields, ...extra } as never);
+}
+
+/** The nested type protoc makes for `map<K, V> name`. */
+export function mapEntry(
+  name: string,
+  keyType: FieldDescriptorProto_Type,
+  valueType: FieldDescriptorProto_Type,
+  valueTypeName?: string,
+): DescriptorProto {
+  return create(DescriptorProtoSchema, {
+    name,
+    field: [
+      field('key', 1, keyType),
+      field('value', 2, valueType, valueTypeName ? { typeName: valueTypeName } : {}),
+    ],
+    options: { mapEntry: true },
+  });
+}
+
+const WKT_FILES = [
+  file_google_protobuf_timestamp.proto,
+  file_google_protobuf_duration.proto,
+  file_google_protobuf_wrappers.proto,
+];
+
+/** A registry of test files, with the well-known types they may import. */
+export function registryOf(...files: FileDescriptorProto[]): FileRegistry {
+  return createFileRegistry(create(FileDescriptorSetSchema, { file: [...WKT_FILES, ...files] }));
+}
+
+/** The descriptor set a node registers for test files (with the well-known types they import). */
+export function descriptorSetOf(...files: FileDescriptorProto[]): Uint8Array {
+  const imported = new Set(files.flatMap((file) => file.dependency));
+  return encodeDescriptorSet([...WKT_FILES.filter((file) => imported.has(file.name)), ...files]);
+}
+
+const P = '.test.kitchen.v1';
+
+/**
+ * `test.kitchen.v1`: a message with a field of every kind the gateway transcodes and renders, and
+ * `KitchenService.Echo(Everything) returns (Everything)`. Field numbers follow declaration order,
+ * except `late` (declared last with number 3) — see the renderer tests.
+ */
+export function kitchenFile(): FileDescriptorProto {
+  const everything = message(
+    'Everything',
+    [
+      field('f_int32', 1, Type.INT32),
+      field('f_int64', 2, Type.INT64),
+      field('f_uint32', 4, Type.UINT32),
+      field('f_uint64', 5, Type.UINT64),
+      field('f_sint32', 6, Type.SINT32),
+      field('f_sint64', 7, Type.SINT64),
+      field('f_fixed32', 8, Type.FIXED32),
+      field('f_fixed64', 9, Type.FIXED64),
+      field('f_sfixed32', 10, Type.SFIXED32),
+      field('f_sfixed64', 11, Type.SFIXED64),
+      field('f_float', 12, Type.FLOAT),
+      field('f_double', 13, Type.DOUBLE),
+      field('f_bool', 14, Type.BOOL),
+      field('f_string', 15, Type.STRING),
+      field('f_bytes', 16, Type.BYTES),
+      field('f_enum', 17, Type.ENUM, { typeName: `${P}.Color` }),
+      field('f_nested', 18, Type.MESSAGE, { typeName: `${P}.Nested` }),
+      field('r_int32', 19, Type.INT32, { repeated: true }),
+      field('r_string', 20, Type.STRING, { repeated: true }),
+      field('r_nested', 21, Type.MESSAGE, { repeated: true, typeName: `${P}.Nested` }),
+      field('r_enum', 22, Type.ENUM, { repeated: true, typeName: `${P}.Color` }),
+      field('m_string_int32', 23, Type.MESSAGE, {
+        repeated: true,
+        typeName: `${P}.Everything.MStringInt32Entry`,
+      }),
+      field('m_int64_nested', 24, Type.MESSAGE, {
+        repeated: true,
+        typeName: `${P}.Everything.MInt64NestedEntry`,
+      }),
+      field('choice_text', 25, Type.STRING, { oneofIndex: 0 }),
+      field('choice_number', 26, Type.INT32, { oneofIndex: 0 }),
+      field('o_int32', 27, Type.INT32, { oneofIndex: 1, proto3Optional: true }),
+      field('when', 28, Type.MESSAGE, { typeName: '.google.protobuf.Timestamp' }),
+      field('how_long', 29, Type.MESSAGE, { typeName: '.google.protobuf.Duration' }),
+      field('maybe_int32', 30, Type.MESSAGE, { typeName: '.google.protobuf.Int32Value' }),
+      field('self', 31, Type.MESSAGE, { typeName: `${P}.Everything` }),
+      field('late', 3, Type.STRING),
+    ],
+    {
+      nestedType: [
+        mapEntry('MStringInt32Entry', Type.STRING, Type.INT32),
+        mapEntry('MInt64NestedEntry', Type.INT64, Type.MESSAGE, `${P}.Nested`),
+      ],
+      oneofDecl: [{ name: 'choice' }, { name: '_o_int32' }] as never,
+    },
+  );
+  const nested = message('Nested', [field('a', 1, Type.INT32), field('b', 2, Type.STRING)]);
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/kitchen.proto',
+    package: 'test.kitchen.v1',
+    syntax: 'proto3',
+    dependency: [
+      'google/protobuf/timestamp.proto',
+      'google/protobuf/duration.proto',
+      'google/protobuf/wrappers.proto',
+    ],
+    messageType: [everything, nested],
+    enumType: [
+      {
+        name: 'Color',
+        value: [
+          { name: 'COLOR_UNSPECIFIED', number: 0 },
+          { name: 'COLOR_RED', number: 1 },
+          { name: 'COLOR_BLUE', number: 2 },
+        ],
+      } as never,
+    ],
+    service: [
+      {
+        name: 'KitchenService',
+        method: [{ name: 'Echo', inputType: `${P}.Everything`, outputType: `${P}.Everything` }],
+      } as never,
+    ],
+  });
+}

@@ -1,0 +1,209 @@
+import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import {
+  encodeDescriptorSet,
+  filesForServices,
+  loadShopDescriptorSet,
+} from '../../../src/common/descriptors.js';
+import type { Route } from '../../../src/gen/distributor.js';
+import {
+  type Goods,
+  type GoodsServiceServer,
+  GoodsServiceService,
+  type MembersServiceServer,
+  MembersServiceService,
+  type Purchase,
+  type PurchasesServiceServer,
+  PurchasesServiceService,
+} from '../../../src/gen/services.js';
+import { type Closer, startService, type TestService } from './cluster.js';
+
+/**
+ * In-memory stand-ins for the shop's services, on the real contracts and with the routes the real
+ * services register: enough to check the gateway against the seed run's bodies, not the services.
+ */
+
+function shopDescriptorSet(service: string): Uint8Array {
+  return encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [service]));
+}
+
+const invalid = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
+const noData = { code: status.NOT_FOUND, details: 'no data' };
+
+export const GOODS_ROUTES: Route[] = [
+  { httpMethod: 'POST', path: '/goods', grpcMethod: 'shop.v1.GoodsService/CreateGoods', responseFields: [] },
+  {
+    httpMethod: 'GET',
+    path: '/goods',
+    grpcMethod: 'shop.v1.GoodsService/ListGoods',
+    responseFields: ['results'],
+  },
+  {
+    httpMethod: 'DELETE',
+    path: '/goods',
+    grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
+    responseFields: [],
+  },
+];
+
+/** Hooks a test uses to watch or slow a fake service. */
+export interface FakeHooks {
+  /** Called with every call before it is answered; a promise delays the answer. */
+  onCall?: (method: string, call: ServerUnaryCall<unknown, unknown>) => Promise<void> | void;
+}
+
+export interface FakeGoods extends TestService {
+  readonly goods: Goods[];
+  /** Calls received, by method name. */
+  readonly calls: Record<string, number>;
+}
+
+export async function startFakeGoods(
+  closer: Closer,
+  distributor: string,
+  hooks: FakeHooks = {},
+  goods: Goods[] = [],
+): Promise<FakeGoods> {
+  const calls: Record<string, number> = {};
+  let nextId = goods.reduce((max, item) => Math.max(max, item.id), 0) + 1;
+  /** Counts the call, runs the test's hook, then answers; a hook that throws is an internal error. */
+  const handle = <Request, Response>(
+    method: string,
+    call: ServerUnaryCall<Request, Response>,
+    callback: sendUnaryData<Response>,
+    answer: (request: Request) => void,
+  ): void => {
+    calls[method] = (calls[method] ?? 0) + 1;
+    Promise.resolve(hooks.onCall?.(method, call as ServerUnaryCall<unknown, unknown>)).then(
+      () => answer(call.request),
+      (error: Error) => callback({ code: status.INTERNAL, details: error.message }),
+    );
+  };
+  const implementation: GoodsServiceServer = {
+    createGoods: (call, callback) =>
+      handle('CreateGoods', call, callback, ({ name, category, price, description }) => {
+        if (!name || !category || price === undefined || description === undefined) return callback(invalid);
+        const id = nextId++;
+        goods.push({ id, name, category, price, description });
+        callback(null, { id });
+      }),
+    listGoods: (call, callback) =>
+      handle('ListGoods', call, callback, () =>
+        goods.length ? callback(null, { results: goods }) : callback(noData),
+      ),
+    deleteGoods: (call, callback) =>
+      handle('DeleteGoods', call, callback, ({ id }) => {
+        if (id === undefined || id < 1) return callback(invalid);
+        const index = goods.findIndex((item) => item.id === id);
+        if (index >= 0) goods.splice(index, 1);
+        callback(null, {});
+      }),
+  };
+  const service = await startService(closer, {
+    distributor,
+    name: 'goods',
+    definition: GoodsServiceService,
+    implementation,
+    routes: GOODS_ROUTES,
+    descriptorSet: shopDescriptorSet('shop.v1.GoodsService'),
+  });
+  return Object.assign(service, { goods, calls });
+}
+
+export async function startFakeMembers(closer: Closer, distributor: string): Promise<TestService> {
+  const members = new Map<string, { id: number; password: string }>();
+  let nextId = 1;
+  const implementation: MembersServiceServer = {
+    createMember: ({ request }, callback) => {
+      if (!request.username || !request.password) return callback(invalid);
+      if (members.has(request.username)) {
+        return callback({ code: status.ALREADY_EXISTS, details: 'The username is already taken' });
+      }
+      const id = nextId++;
+      members.set(request.username, { id, password: request.password });
+      callback(null, { userid: id });
+    },
+    signIn: ({ request }, callback) => {
+      const member = members.get(request.username ?? '');
+      if (!member || member.password !== request.password) {
+        return callback({ code: status.UNAUTHENTICATED, details: 'Invalid password' });
+      }
+      callback(null, { userid: member.id });
+    },
+    deleteMember: ({ request }, callback) => {
+      if (!request.username) return callback(invalid);
+      members.delete(request.username);
+      callback(null, {});
+    },
+  };
+  return startService(closer, {
+    distributor,
+    name: 'members',
+    definition: MembersServiceService,
+    implementation,
+    routes: [
+      {
+        httpMethod: 'POST',
+        path: '/members',
+        grpcMethod: 'shop.v1.MembersService/CreateMember',
+        responseFields: [],
+      },
+      {
+        httpMethod: 'GET',
+        path: '/members',
+        grpcMethod: 'shop.v1.MembersService/SignIn',
+        responseFields: ['userid'],
+      },
+      {
+        httpMethod: 'DELETE',
+        path: '/members',
+        grpcMethod: 'shop.v1.MembersService/DeleteMember',
+        responseFields: [],
+      },
+    ],
+    descriptorSet: shopDescriptorSet('shop.v1.MembersService'),
+  });
+}
+
+export async function startFakePurchases(
+  closer: Closer,
+  distributor: string,
+  date: Date,
+): Promise<TestService> {
+  const purchases: (Purchase & { userid: number })[] = [];
+  const implementation: PurchasesServiceServer = {
+    createPurchase: ({ request }, callback) => {
+      if (!request.userid || !request.goodsid) return callback(invalid);
+      const id = purchases.length + 1;
+      purchases.push({ id, userid: request.userid, goodsid: request.goodsid, date });
+      callback(null, { id });
+    },
+    listPurchases: ({ request }, callback) => {
+      if (!request.userid) return callback(invalid);
+      const results = purchases
+        .filter((purchase) => purchase.userid === request.userid)
+        .map(({ id, goodsid, date: when }) => ({ id, goodsid, date: when }));
+      return results.length ? callback(null, { results }) : callback(noData);
+    },
+  };
+  return startService(closer, {
+    distributor,
+    name: 'purchases',
+    definition: PurchasesServiceService,
+    implementation,
+    routes: [
+      {
+        httpMethod: 'POST',
+        path: '/purchases',
+        grpcMethod: 'shop.v1.PurchasesService/CreatePurchase',
+        responseFields: [],
+      },
+      {
+        httpMethod: 'GET',
+        path: '/purchases',
+        grpcMethod: 'shop.v1.PurchasesService/ListPurchases',
+        responseFields: ['results'],
+      },
+    ],
+    descriptorSet: shopDescriptorSet('shop.v1.PurchasesService'),
+  });
+}

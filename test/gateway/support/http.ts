@@ -1,0 +1,78 @@
+import { Agent, type IncomingHttpHeaders, request } from 'node:http';
+import { connect } from 'node:net';
+
+export interface HttpResult {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export interface HttpOptions {
+  body?: string | Buffer;
+  headers?: Record<string, string | number>;
+  agent?: Agent;
+}
+
+/** One HTTP/1.1 request to 127.0.0.1; resolves with the status, headers and body as text. */
+export function http(
+  port: number,
+  method: string,
+  path: string,
+  options: HttpOptions = {},
+): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const outgoing = request(
+      { host: '127.0.0.1', port, method, path, headers: options.headers, agent: options.agent ?? false },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end(options.body);
+  });
+}
+
+/** A JSON request as the book's test client makes it. */
+export function httpJson(port: number, method: string, path: string, body?: unknown, agent?: Agent) {
+  return http(port, method, path, {
+    headers: { 'Content-Type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    ...(agent ? { agent } : {}),
+  });
+}
+
+/** A keep-alive agent with one socket: consecutive requests share one connection. */
+export function oneConnection(): Agent {
+  return new Agent({ keepAlive: true, maxSockets: 1 });
+}
+
+/** Writes raw bytes on a new connection and resolves with everything read until the server closes it. */
+export function raw(port: number, bytes: string | Buffer, { endAfterWrite = false } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // A reset after the answer was read still counts as an answer.
+      if (chunks.length > 0) resolve(Buffer.concat(chunks).toString('utf8'));
+      else reject(error);
+    });
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    socket.write(bytes);
+    if (endAfterWrite) socket.end();
+  });
+}
+
+/** The body of a raw HTTP response. */
+export function rawBody(response: string): string {
+  return response.slice(response.indexOf('\r\n\r\n') + 4);
+}
