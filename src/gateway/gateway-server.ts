@@ -288,9 +288,14 @@ class GatewayServer implements Gateway {
     try {
       body = await readBody(request, this.#bodyLimit);
     } catch (error) {
-      if (error instanceof BodyTooLargeError)
-        this.#answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
-      else if (!(error instanceof BodyAbortedError)) throw error;
+      if (error instanceof BodyTooLargeError) {
+        // The rest is discarded as it comes (see lingerThenClose): the answer does not force a close,
+        // which would reset the connection under a client still sending.
+        lingerThenClose(request);
+        exchange.bodyRead = true;
+        const tooLarge = gatewayErrors.bodyTooLarge(this.#bodyLimit);
+        this.#answer(exchange, tooLarge.httpStatus, errorBody(exchange.key, tooLarge.message), false);
+      } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
     }
     exchange.bodyRead = true;
@@ -481,4 +486,30 @@ function encode(plan: CallPlan, input: RequestInput): Buffer {
     case 'json':
       return plan.transcoder.fromJson(input.object);
   }
+}
+
+/** How long, and how many bytes, a refused body may keep arriving after its 413 has been sent. */
+const LINGER = { ms: 2_000, bytes: 16 * MIB } as const;
+
+/**
+ * After a 413 on a body of unknown size: closing a socket with unread bytes makes the kernel send a
+ * reset, which can reach a client still sending before it has read the answer. So what still
+ * arrives is discarded, never kept; a client whose body ends in time keeps its connection, one that
+ * goes on past LINGER's time or size loses it.
+ */
+function lingerThenClose(request: IncomingMessage): void {
+  let discarded = 0;
+  const cutOff = (): void => {
+    clearTimeout(timer);
+    request.socket.destroy();
+  };
+  const timer = setTimeout(cutOff, LINGER.ms);
+  timer.unref();
+  request.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > LINGER.bytes) cutOff();
+  });
+  request.once('end', () => clearTimeout(timer));
+  request.once('close', () => clearTimeout(timer));
+  request.resume();
 }
