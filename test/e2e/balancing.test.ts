@@ -1,0 +1,62 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type Shop, send, servingCount, startShop } from './support/shop.js';
+
+// Two goods instances, each on a store of its own: instance A holds one item, instance B none, so
+// every GET /goods answer tells which instance served it.
+describe('two goods instances behind the gateway', () => {
+  let shop: Shop;
+  const secondStore = mkdtempSync(join(tmpdir(), 'shop-e2e-second-'));
+  beforeAll(async () => {
+    shop = await startShop({ kind: 'sqlite' });
+    await vi.waitFor(() => expect(servingCount(shop.gateway, 'POST', '/goods')).toBe(1));
+    const created = await send(`${shop.gatewayUrl}/goods`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'on A', category: 'c', price: 1, description: '' }),
+    });
+    expect(created.body).toContain('"errorcode":0');
+    await shop.startInstance('goods', { kind: 'sqlite', dataDir: secondStore });
+    await vi.waitFor(() => expect(servingCount(shop.gateway, 'GET', '/goods')).toBe(2));
+  });
+  afterAll(async () => {
+    await shop?.stop();
+    rmSync(secondStore, { recursive: true, force: true });
+  });
+
+  const servedBy = (body: string): 'A' | 'B' | 'failed' =>
+    body.includes('"name":"on A"') ? 'A' : body.includes('"errormessage":"no data"') ? 'B' : 'failed';
+
+  it('sends traffic to both, round robin', async () => {
+    const answers: string[] = [];
+    for (let index = 0; index < 10; index++)
+      answers.push(servedBy((await send(`${shop.gatewayUrl}/goods`)).body));
+    expect(answers.filter((who) => who === 'A')).toHaveLength(5);
+    expect(answers.filter((who) => who === 'B')).toHaveLength(5);
+  });
+
+  it('moves all traffic to the other instance when one drains, with no failed request', async () => {
+    const second = shop.services.get('goods')![1]!;
+    const answers: Array<{ status: number; who: string }> = [];
+    let stopped = false;
+    const load = (async () => {
+      while (!stopped) {
+        const batch = await Promise.all(Array.from({ length: 8 }, () => send(`${shop.gatewayUrl}/goods`)));
+        for (const answer of batch) answers.push({ status: answer.status, who: servedBy(answer.body) });
+      }
+    })();
+    await vi.waitFor(() => expect(answers.length).toBeGreaterThan(16));
+    await second.stop();
+    const afterStop = answers.length;
+    await vi.waitFor(() => expect(answers.length).toBeGreaterThan(afterStop + 40));
+    stopped = true;
+    await load;
+
+    expect(answers.filter((answer) => answer.status !== 200 || answer.who === 'failed')).toEqual([]);
+    expect(answers.slice(0, afterStop).some((answer) => answer.who === 'B')).toBe(true);
+    expect(answers.slice(afterStop).every((answer) => answer.who === 'A')).toBe(true);
+    expect(servingCount(shop.gateway, 'GET', '/goods')).toBe(1);
+  });
+});

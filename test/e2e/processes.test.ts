@@ -1,0 +1,216 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
+import { childPids, freePort, isAlive, rssMiB, spawnComponent } from './support/processes.js';
+import { send, servingCount } from './support/shop.js';
+
+const json = { 'content-type': 'application/json' };
+const withoutKey = (body: string): string =>
+  body.replace(/^\{"key":\d+,/, '{"key":N,').replace(/"date":"[^"]+"/, '"date":"D"');
+
+describe('npm start: the launcher runs the five components as processes', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-'));
+  let launcher: ReturnType<typeof spawnComponent>;
+  let gatewayUrl: string;
+  beforeAll(async () => {
+    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+    gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+    launcher = spawnComponent('src/launcher/main.ts', [], {
+      DISTRIBUTOR_PORT: String(distributorPort),
+      DISTRIBUTOR_ADDRESS: `127.0.0.1:${distributorPort}`,
+      GATEWAY_PORT: String(gatewayPort),
+      GOODS_PORT: '0',
+      MEMBERS_PORT: '0',
+      PURCHASES_PORT: '0',
+      DATA_DIR: dataDir,
+      MYSQL_URL: '',
+    });
+    await vi.waitFor(
+      async () => {
+        const answer = await send(`${gatewayUrl}/purchases?userid=1`);
+        expect(answer.body).toContain('"errormessage":"no data"');
+      },
+      { timeout: 60_000, interval: 250 },
+    );
+    await vi.waitFor(async () => expect((await send(`${gatewayUrl}/goods`)).body).toContain('"no data"'), {
+      timeout: 10_000,
+    });
+    await vi.waitFor(
+      async () =>
+        expect((await send(`${gatewayUrl}/members?username=x&password=y`)).body).toContain(
+          'Invalid password',
+        ),
+      { timeout: 10_000 },
+    );
+  }, 90_000);
+  afterAll(async () => {
+    if (launcher && launcher.child.exitCode === null) {
+      const children = childPids(launcher.child.pid!);
+      launcher.child.kill('SIGKILL');
+      for (const pid of children) process.kill(pid, 'SIGKILL');
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('prefixes every line with its component', () => {
+    for (const name of ['distributor', 'goods', 'members', 'purchases', 'gateway']) {
+      expect(launcher.lines.some((line) => line.startsWith(`[${name.padEnd(11)}] `))).toBe(true);
+    }
+  });
+
+  it('serves the book requests with the seed bodies', async () => {
+    const steps: Array<[string, string, object | undefined, string]> = [
+      [
+        'DELETE',
+        '/members?username=test_account',
+        undefined,
+        '{"key":N,"errorcode":0,"errormessage":"success"}',
+      ],
+      [
+        'POST',
+        '/members',
+        { username: 'test_account', password: '1234' },
+        '{"key":N,"errorcode":0,"errormessage":"success"}',
+      ],
+      [
+        'GET',
+        '/members?username=test_account&password=1234',
+        undefined,
+        '{"key":N,"errorcode":0,"errormessage":"success","userid":1}',
+      ],
+      [
+        'POST',
+        '/goods',
+        { name: 'test Goods', category: 'tests', price: 1000, description: 'test' },
+        '{"key":N,"errorcode":0,"errormessage":"success"}',
+      ],
+      [
+        'GET',
+        '/goods',
+        undefined,
+        '{"key":N,"errorcode":0,"errormessage":"success","results":[{"id":1,"name":"test Goods","category":"tests","price":1000,"description":"test"}]}',
+      ],
+      ['DELETE', '/goods?id=1', undefined, '{"key":N,"errorcode":0,"errormessage":"success"}'],
+      ['POST', '/purchases', { userid: 1, goodsid: 1 }, '{"key":N,"errorcode":0,"errormessage":"success"}'],
+      [
+        'GET',
+        '/purchases?userid=1',
+        undefined,
+        '{"key":N,"errorcode":0,"errormessage":"success","results":[{"id":1,"goodsid":1,"date":"D"}]}',
+      ],
+    ];
+    for (const [method, path, body, expected] of steps) {
+      const answer = await send(`${gatewayUrl}${path}`, {
+        method,
+        headers: json,
+        body: body && JSON.stringify(body),
+      });
+      expect(withoutKey(answer.body)).toBe(expected);
+    }
+  });
+
+  it('refuses a 10 MB body with 413 while the gateway process stays flat in memory', async () => {
+    const gatewayPid = childPids(launcher.child.pid!, 'gateway/main.')[0]!;
+    expect(gatewayPid).toBeDefined();
+    const before = rssMiB(gatewayPid);
+    // Announced size over the limit: the answer must come from the header alone, before any body.
+    const announced = await new Promise<number>((resolve, reject) => {
+      const outgoing = request(`${gatewayUrl}/goods`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(10 * 1024 * 1024) },
+      });
+      outgoing.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+        outgoing.destroy();
+      });
+      outgoing.on('error', reject);
+      outgoing.flushHeaders();
+    });
+    expect(announced).toBe(413);
+    // Chunked, size unknown: the gateway must stop reading once past the limit and answer.
+    const streamed = await new Promise<number>((resolve, reject) => {
+      let answered = false;
+      const outgoing = request(`${gatewayUrl}/goods`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
+      outgoing.on('response', (response) => {
+        answered = true;
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      // Once the gateway has answered and closed, our remaining writes fail: that is expected.
+      outgoing.on('error', (error) => (answered ? undefined : reject(error)));
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      let sent = 0;
+      const pump = (): void => {
+        while (!answered && sent < 10 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!outgoing.write(chunk)) return void outgoing.once('drain', pump);
+        }
+        outgoing.end();
+      };
+      pump();
+    });
+    expect(streamed).toBe(413);
+    expect(rssMiB(gatewayPid) - before).toBeLessThan(8);
+    const next = await send(`${gatewayUrl}/goods`);
+    expect(next.status).toBe(200);
+  });
+
+  it('stops every component on SIGTERM and exits 0', async () => {
+    // Only the components: under tsx the launcher also has an esbuild helper process.
+    const children = childPids(launcher.child.pid!, '/main.');
+    expect(children).toHaveLength(5);
+    launcher.child.kill('SIGTERM');
+    expect(await launcher.exited()).toBe(0);
+    expect(children.filter(isAlive)).toEqual([]);
+    expect(launcher.lines).toContain('[launcher] all stopped');
+  });
+});
+
+describe('a service instance killed without warning', () => {
+  it('gets 503 at once, and is served again when started on another port, without touching the gateway', async () => {
+    const distributor = createDistributorServer();
+    const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    const gateway = createGateway({
+      distributor: distributorAddress,
+      registrationBackoff: { initialMs: 20, maxMs: 200 },
+    });
+    const gatewayUrl = `http://127.0.0.1:${await gateway.listen('127.0.0.1', 0)}`;
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-kill-'));
+    const goodsArgs = ['--port', '0', '--host', '127.0.0.1', '--distributor', distributorAddress];
+    const env = { DATA_DIR: dataDir, MYSQL_URL: '' };
+    let goods = spawnComponent('src/services/goods/main.ts', goodsArgs, env);
+    try {
+      await vi.waitFor(() => expect(servingCount(gateway, 'GET', '/goods')).toBe(1), { timeout: 30_000 });
+      expect((await send(`${gatewayUrl}/goods`)).body).toContain('"no data"');
+
+      goods.child.kill('SIGKILL');
+      await goods.exited();
+      const started = Date.now();
+      await vi.waitFor(async () => expect((await send(`${gatewayUrl}/goods`)).status).toBe(503), {
+        timeout: 5_000,
+      });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const unavailable = await send(`${gatewayUrl}/goods`);
+      expect(unavailable.headers['retry-after']).toBeDefined();
+      expect(unavailable.body).toMatch(/^\{"key":\d+,"errorcode":1,"errormessage":"[^"]+"\}$/);
+
+      goods = spawnComponent('src/services/goods/main.ts', goodsArgs, env);
+      await vi.waitFor(async () => expect((await send(`${gatewayUrl}/goods`)).body).toContain('"no data"'), {
+        timeout: 30_000,
+      });
+    } finally {
+      goods.child.kill('SIGKILL');
+      await gateway.stop();
+      await distributor.stop(100);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

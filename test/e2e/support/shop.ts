@@ -1,0 +1,138 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDistributorServer } from '../../../src/distributor/distributor-server.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../../../src/gateway/gateway-server.js';
+import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
+import type { ServiceConfig, StorageConfig } from '../../../src/services/common/service-config.js';
+import { type RunningService, startService } from '../../../src/services/common/start-service.js';
+import { goodsSpec } from '../../../src/services/goods/goods-spec.js';
+import { membersSpec } from '../../../src/services/members/members-spec.js';
+import { purchasesSpec } from '../../../src/services/purchases/purchases-spec.js';
+import { createTestDatabase } from '../../helpers/mysql.js';
+
+/** Which store the shop runs on in a test. */
+export type Backend = { kind: 'sqlite' } | { kind: 'mysql'; serverUrl: string };
+
+const SPECS = { goods: goodsSpec, members: membersSpec, purchases: purchasesSpec } as const;
+export type ServiceName = keyof typeof SPECS;
+
+/**
+ * The whole shop in one test process, every part real: a distributor, the three services on a
+ * fresh store, and a gateway, all on 127.0.0.1 with ports the OS picked.
+ */
+export interface Shop {
+  readonly gatewayUrl: string;
+  readonly gateway: Gateway;
+  readonly distributorAddress: string;
+  readonly services: Map<ServiceName, RunningService[]>;
+  /** Starts one more instance of a service on a new port, on the shop's store or on another one. */
+  startInstance(name: ServiceName, storage?: StorageConfig): Promise<RunningService>;
+  stop(): Promise<void>;
+}
+
+export async function startShop(
+  backend: Backend,
+  gatewayOptions: Partial<GatewayOptions> = {},
+): Promise<Shop> {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  let storage: StorageConfig;
+  if (backend.kind === 'mysql') {
+    const database = await createTestDatabase(backend.serverUrl);
+    cleanups.push(() => database.drop());
+    storage = { kind: 'mysql', connection: parseMysqlUrl(database.url, 'test database') };
+  } else {
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-e2e-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    storage = { kind: 'sqlite', dataDir };
+  }
+  const distributor = createDistributorServer();
+  const distributorPort = await distributor.listen('127.0.0.1', 0);
+  const distributorAddress = `127.0.0.1:${distributorPort}`;
+  cleanups.unshift(() => distributor.stop(100));
+
+  const config: ServiceConfig = {
+    host: '127.0.0.1',
+    port: 0,
+    distributor: distributorAddress,
+    advertiseHost: '127.0.0.1',
+    storage,
+    logLevel: 'silent',
+  };
+  const services = new Map<ServiceName, RunningService[]>();
+  const startInstance = async (name: ServiceName, ownStorage?: StorageConfig): Promise<RunningService> => {
+    const running = await startService(
+      SPECS[name] as never,
+      { ...config, storage: ownStorage ?? storage },
+      {
+        graceMs: 1_000,
+        drainNoticeMs: 500,
+        registrationBackoff: { initialMs: 20, maxMs: 200 },
+      },
+    );
+    services.set(name, [...(services.get(name) ?? []), running]);
+    cleanups.unshift(() => running.stop());
+    return running;
+  };
+  for (const name of Object.keys(SPECS) as ServiceName[]) await startInstance(name);
+
+  const gateway = createGateway({
+    distributor: distributorAddress,
+    registrationBackoff: { initialMs: 20, maxMs: 200 },
+    ...gatewayOptions,
+  });
+  const gatewayPort = await gateway.listen('127.0.0.1', 0);
+  cleanups.unshift(() => gateway.stop());
+  return {
+    gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    gateway,
+    distributorAddress,
+    services,
+    startInstance,
+    async stop() {
+      for (const cleanup of cleanups) await cleanup();
+    },
+  };
+}
+
+/** True once the gateway routes `METHOD /path` to `count` serving instances. */
+export function servingCount(gateway: Gateway, method: string, path: string): number {
+  return (
+    gateway.routes().find((route) => route.method === method && route.path === path)?.serving.length ?? 0
+  );
+}
+
+/** One HTTP answer, with the body as the exact text the gateway sent. */
+export interface HttpAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** Sends one HTTP request with node:http, so the exact bytes of the answer can be compared. */
+export function send(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      url,
+      { method: options.method ?? 'GET', headers: options.headers },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(options.body);
+  });
+}
