@@ -1,0 +1,41 @@
+import autocannon from 'autocannon';
+import type { CaseResult } from './case-result.js';
+
+/** One HTTP load case: autocannon, closed loop, fixed connections and duration. */
+export interface HttpCase {
+  name: string;
+  url: string;
+  method?: 'GET' | 'POST' | 'DELETE';
+  body?: string;
+  connections: number;
+  durationSec: number;
+}
+
+/**
+ * Runs one case. Besides transport errors and non-2xx answers, a body whose envelope says
+ * `"errorcode":1` counts as an error, so a run that "succeeds" with business failures is seen.
+ */
+export async function runHttpCase(spec: HttpCase): Promise<CaseResult> {
+  let businessErrors = 0;
+  const result = await autocannon({
+    url: spec.url,
+    method: spec.method ?? 'GET',
+    connections: spec.connections,
+    duration: spec.durationSec,
+    headers: spec.body ? { 'content-type': 'application/json' } : {},
+    body: spec.body,
+    setupClient: (client) => {
+      client.on('body', (body: Buffer) => {
+        if (body.includes('"errorcode":1')) businessErrors++;
+      });
+    },
+  });
+  return {
+    name: spec.name,
+    requestsPerSec: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.timeouts + result.non2xx + businessErrors,
+    total: result.requests.total,
+  };
+}
