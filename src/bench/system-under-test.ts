@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { createConnection } from 'mysql2/promise';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
+import { COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { Supervisor } from '../launcher/supervisor.js';
 
 /** The whole shop started as separate processes for a benchmark, on free ports and a fresh store. */
@@ -59,11 +60,16 @@ export async function startSystem(logFile: string): Promise<SystemUnderTest> {
   const log = createWriteStream(logFile);
   const supervisor = new Supervisor(
     [
-      { name: 'distributor', entry: entry('../distributor/main.js'), env },
-      { name: 'goods', entry: entry('../services/goods/main.js'), env },
-      { name: 'members', entry: entry('../services/members/main.js'), env },
-      { name: 'purchases', entry: entry('../services/purchases/main.js'), env },
-      { name: 'gateway', entry: entry('../gateway/main.js'), env },
+      { name: 'distributor', entry: entry('../distributor/main.js'), env, nodeFlags: COMPONENT_NODE_FLAGS },
+      { name: 'goods', entry: entry('../services/goods/main.js'), env, nodeFlags: COMPONENT_NODE_FLAGS },
+      { name: 'members', entry: entry('../services/members/main.js'), env, nodeFlags: COMPONENT_NODE_FLAGS },
+      {
+        name: 'purchases',
+        entry: entry('../services/purchases/main.js'),
+        env,
+        nodeFlags: COMPONENT_NODE_FLAGS,
+      },
+      { name: 'gateway', entry: entry('../gateway/main.js'), env, nodeFlags: COMPONENT_NODE_FLAGS },
     ],
     { write: (line) => log.write(`${line}\n`), pretty: false },
   );

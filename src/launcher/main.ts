@@ -1,15 +1,21 @@
 import { fileURLToPath } from 'node:url';
+import { COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { type ComponentSpec, Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
 // reads its own flags and environment variables (see the README), so they pass straight through.
 const entry = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
+const component = (name: string, path: string): ComponentSpec => ({
+  name,
+  entry: entry(path),
+  nodeFlags: COMPONENT_NODE_FLAGS,
+});
 const components: ComponentSpec[] = [
-  { name: 'distributor', entry: entry('../distributor/main.js') },
-  { name: 'goods', entry: entry('../services/goods/main.js') },
-  { name: 'members', entry: entry('../services/members/main.js') },
-  { name: 'purchases', entry: entry('../services/purchases/main.js') },
-  { name: 'gateway', entry: entry('../gateway/main.js') },
+  component('distributor', '../distributor/main.js'),
+  component('goods', '../services/goods/main.js'),
+  component('members', '../services/members/main.js'),
+  component('purchases', '../services/purchases/main.js'),
+  component('gateway', '../gateway/main.js'),
 ];
 
 const supervisor = new Supervisor(components, {

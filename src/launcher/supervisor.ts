@@ -11,6 +11,8 @@ export interface ComponentSpec {
   entry: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Node.js flags for this component, before its entry point. */
+  nodeFlags?: string[];
 }
 
 /** Options of {@link Supervisor}. */
@@ -69,15 +71,19 @@ export class Supervisor {
   #spawn(component: ComponentSpec): void {
     const startedAt = Date.now();
     // execArgv carries loader flags (e.g. tsx's) so that the components run as the supervisor does.
-    const child = spawn(process.execPath, [...process.execArgv, component.entry, ...(component.args ?? [])], {
-      env: { ...process.env, ...component.env, [SUPERVISED_ENV]: '1' },
-      // stdin is a pipe that only closes when the supervisor is gone, however it died: the
-      // component then stops by itself instead of running on orphaned (see stopOnSignals).
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then stops
-      // each component once, in order, instead of every process getting two signals.
-      detached: true,
-    });
+    const child = spawn(
+      process.execPath,
+      [...process.execArgv, ...(component.nodeFlags ?? []), component.entry, ...(component.args ?? [])],
+      {
+        env: { ...process.env, ...component.env, [SUPERVISED_ENV]: '1' },
+        // stdin is a pipe that only closes when the supervisor is gone, however it died: the
+        // component then stops by itself instead of running on orphaned (see stopOnSignals).
+        stdio: ['pipe', 'pipe', 'pipe'],
+        // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then stops
+        // each component once, in order, instead of every process getting two signals.
+        detached: true,
+      },
+    );
     this.#running.set(component.name, child);
     const prefix = `[${component.name.padEnd(this.#width)}]`;
     for (const stream of [child.stdout, child.stderr]) {
