@@ -725,7 +725,7 @@ function mapKeyJson(type: ScalarType, reader: WireReader | undefined): string {
 }
 
 /** The shortest decimal that reads back as the same float32 (what proto3 JSON prints for a float). */
-export function floatJson(value: number): string {
+function floatJson(value: number): string {
   if (!Number.isFinite(value)) return nonFiniteJson(value);
   for (let precision = 1; precision < 9; precision++) {
     const candidate = Number(value.toPrecision(precision));
@@ -734,7 +734,7 @@ export function floatJson(value: number): string {
   return String(Number(value.toPrecision(9)));
 }
 
-export function doubleJson(value: number): string {
+function doubleJson(value: number): string {
   return Number.isFinite(value) ? String(value) : nonFiniteJson(value);
 }
 
