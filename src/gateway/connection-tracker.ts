@@ -1,11 +1,16 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 
-interface ConnectionState {
+/** One connection's count of requests in flight; its owner calls requestEnded() once per request. */
+export class Connection {
   /** Requests received on it and not yet answered or abandoned. */
-  inFlight: number;
+  inFlight = 0;
   /** Closes a connection that has not sent its first request in time. */
   firstRequestTimer: NodeJS.Timeout | undefined;
+
+  requestEnded(): void {
+    this.inFlight--;
+  }
 }
 
 /**
@@ -18,7 +23,7 @@ interface ConnectionState {
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
 export class ConnectionTracker {
-  readonly #connections = new Map<Socket, ConnectionState>();
+  readonly #connections = new Map<Socket, Connection>();
   readonly #firstRequestTimeoutMs: number;
 
   constructor(server: Server, firstRequestTimeoutMs: number) {
@@ -31,18 +36,19 @@ export class ConnectionTracker {
     return this.#connections.size;
   }
 
-  /** Counts a request until its response is finished or abandoned. */
-  requestStarted(request: IncomingMessage, response: ServerResponse): void {
-    const state = this.#connections.get(request.socket);
-    if (!state) return;
-    state.inFlight++;
-    if (state.firstRequestTimer) {
-      clearTimeout(state.firstRequestTimer);
-      state.firstRequestTimer = undefined;
+  /**
+   * Counts a request on its connection; the caller calls requestEnded() on the result when the
+   * response is finished or abandoned (its 'close' event), so that a request costs one listener.
+   */
+  requestStarted(request: IncomingMessage): Connection | undefined {
+    const connection = this.#connections.get(request.socket);
+    if (!connection) return undefined;
+    connection.inFlight++;
+    if (connection.firstRequestTimer) {
+      clearTimeout(connection.firstRequestTimer);
+      connection.firstRequestTimer = undefined;
     }
-    response.once('close', () => {
-      state.inFlight--;
-    });
+    return connection;
   }
 
   /** Closes every connection that has no request in flight (keep-alive and silent ones alike). */
@@ -57,7 +63,9 @@ export class ConnectionTracker {
       if (this.#connections.get(socket)?.firstRequestTimer === timer) socket.destroy();
     }, this.#firstRequestTimeoutMs);
     timer.unref();
-    this.#connections.set(socket, { inFlight: 0, firstRequestTimer: timer });
+    const connection = new Connection();
+    connection.firstRequestTimer = timer;
+    this.#connections.set(socket, connection);
     socket.once('close', () => {
       clearTimeout(this.#connections.get(socket)?.firstRequestTimer);
       this.#connections.delete(socket);

@@ -137,11 +137,11 @@ class GatewayServer implements Gateway {
         // How often the two timeouts above are enforced.
         connectionsCheckingInterval: Math.min(1_000, headersTimeout),
       },
-      (request, response) => this.#handle(request, response, false),
+      (request, response) => this.#handleSafely(request, response, false),
     );
     this.#connections = new ConnectionTracker(this.#server, headersTimeout);
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
-    this.#server.on('checkContinue', (request, response) => this.#handle(request, response, true));
+    this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
       this.#onClientError(error, socket),
     );
@@ -217,20 +217,34 @@ class GatewayServer implements Gateway {
     registration.start();
   }
 
+  /** A bug while handling one request answers that request 500; it must not stop the gateway. */
+  #handleSafely(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
+    try {
+      this.#handle(request, response, expectsContinue);
+    } catch (error) {
+      this.#log.error(
+        { err: error, method: request.method, url: request.url },
+        'bug while handling a request',
+      );
+      this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true);
+    }
+  }
+
   #handle(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
-    this.#connections.requestStarted(request, response);
     const url = request.url ?? '/';
     const queryStart = url.indexOf('?');
     const path = queryStart < 0 ? url : url.slice(0, queryStart);
     const method = request.method ?? 'GET';
     const hasBody = declaredBodySize(request) !== 0;
     if (!this.#table.ready) {
+      this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
       return;
     }
     const routeKey = `${method} ${path}`;
     const route = this.#table.get(routeKey);
     if (!route) {
+      this.#countUntilAnswered(request, response);
       // A retired route is one the gateway knows: its request gets a key, like any routed request.
       const error = this.#table.isRetired(routeKey)
         ? gatewayErrors.noInstance(method, path)
@@ -249,7 +263,9 @@ class GatewayServer implements Gateway {
       gone: false,
       bodyRead: !hasBody,
     };
+    const connection = this.#connections.requestStarted(request);
     response.once('close', () => {
+      connection?.requestEnded();
       if (response.writableFinished) return;
       // The client left before its answer: nobody to answer, so stop the upstream work too.
       exchange.gone = true;
@@ -262,8 +278,18 @@ class GatewayServer implements Gateway {
         this.#internalError(exchange, error),
       );
     } else {
-      this.#dispatch(exchange, queryStart < 0 ? NO_INPUT : queryInput(url.slice(queryStart + 1)));
+      try {
+        this.#dispatch(exchange, queryStart < 0 ? NO_INPUT : queryInput(url.slice(queryStart + 1)));
+      } catch (error) {
+        this.#internalError(exchange, error);
+      }
     }
+  }
+
+  /** Counts a request on its connection until it is answered (see ConnectionTracker). */
+  #countUntilAnswered(request: IncomingMessage, response: ServerResponse): void {
+    const connection = this.#connections.requestStarted(request);
+    if (connection) response.once('close', () => connection.requestEnded());
   }
 
   async #readThenDispatch(exchange: Exchange, expectsContinue: boolean): Promise<void> {
@@ -343,30 +369,42 @@ class GatewayServer implements Gateway {
         this.#pool.end(upstream);
         exchange.call = undefined;
         if (exchange.gone) return;
-        if (!error) {
-          this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
-          return;
+        try {
+          this.#completeCall(exchange, instance, bytes, input, first, error, fields);
+        } catch (bug) {
+          this.#internalError(exchange, bug);
         }
-        if (error.code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
-          // The route is looked up afresh: the snapshot may have changed while the call failed.
-          const other = this.#table
-            .get(`${exchange.route.method} ${exchange.route.path}`)
-            ?.pickOther(instance);
-          if (other) {
-            this.#log.debug(
-              { key: exchange.key, from: instance.nodeId, to: other.nodeId },
-              'retrying elsewhere',
-            );
-            const retryBytes = other.plan === plan ? bytes : this.#encodeOrUndefined(other.plan, input);
-            if (retryBytes) {
-              this.#call(exchange, other, retryBytes, input, false);
-              return;
-            }
-          }
-        }
-        this.#answerStatus(exchange, instance, error);
       },
     );
+  }
+
+  /** Answers a finished call, or retries it elsewhere once (GET/DELETE refused with UNAVAILABLE). */
+  #completeCall(
+    exchange: Exchange,
+    instance: Instance,
+    bytes: Buffer,
+    input: RequestInput,
+    first: boolean,
+    error: ServiceError | null,
+    fields: Buffer | undefined,
+  ): void {
+    if (!error) {
+      this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
+      return;
+    }
+    if (error.code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
+      // The route is looked up afresh: the snapshot may have changed while the call failed.
+      const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
+      if (other) {
+        this.#log.debug({ key: exchange.key, from: instance.nodeId, to: other.nodeId }, 'retrying elsewhere');
+        const retryBytes = other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, input);
+        if (retryBytes) {
+          this.#call(exchange, other, retryBytes, input, false);
+          return;
+        }
+      }
+    }
+    this.#answerStatus(exchange, instance, error);
   }
 
   #encodeOrUndefined(plan: CallPlan, input: RequestInput): Buffer | undefined {
@@ -407,6 +445,7 @@ class GatewayServer implements Gateway {
   #internalError(exchange: Exchange, error: unknown): void {
     this.#log.error({ err: error, key: exchange.key }, 'unexpected error while handling a request');
     if (!exchange.gone && !exchange.response.headersSent) {
+      exchange.bodyRead = false;
       this.#answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'), false);
     }
   }
@@ -442,14 +481,12 @@ class GatewayServer implements Gateway {
     close: boolean,
   ): void {
     if (response.headersSent || response.destroyed) return;
-    const headers: Record<string, string | number> = {
-      'Content-Type': 'application/json',
-      'Content-Length': body.length,
-    };
-    if (retryAfter) headers['Retry-After'] = this.#retryAfter;
+    // A flat [name, value, …] list: Node takes it as it is, without walking an object.
+    const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
+    if (retryAfter) headers.push('Retry-After', this.#retryAfter);
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
-    if (close || this.#stopping) headers.Connection = 'close';
-    response.writeHead(httpStatus, headers);
+    if (close || this.#stopping) headers.push('Connection', 'close');
+    response.writeHead(httpStatus, headers as unknown as string[]);
     response.end(body);
   }
 

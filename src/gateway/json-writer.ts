@@ -24,6 +24,12 @@ export class JsonWriter {
     this.#pos = position;
   }
 
+  /** Leaves `count` bytes unwritten (for a header filled in later). */
+  skip(count: number): void {
+    if (this.#pos + count > this.#buf.length) this.#grow(count);
+    this.#pos += count;
+  }
+
   /** Appends one byte, e.g. `,` or `{`. */
   byte(value: number): void {
     if (this.#pos >= this.#buf.length) this.#grow(1);

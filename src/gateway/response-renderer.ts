@@ -1,4 +1,5 @@
 import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
+import { ENVELOPE_ROOM } from './envelope.js';
 import { JsonWriter } from './json-writer.js';
 import {
   int64Json,
@@ -13,7 +14,8 @@ import {
 /**
  * Turns the protobuf bytes of a response into the JSON text that follows the book's envelope:
  * `,"results":[{"id":1,...}]` for a route whose response fields are `["results"]`, or nothing for a
- * route with none. The gateway wraps it as `{"key":N,"errorcode":0,"errormessage":"success"` + it + `}`.
+ * route with none, then the closing `}`. The result starts with {@link ENVELOPE_ROOM} free bytes where
+ * successBody() writes `{"key":N,"errorcode":0,"errormessage":"success"`: one buffer per response.
  */
 export type ResponseRenderer = (bytes: Buffer) => Buffer;
 
@@ -49,7 +51,13 @@ export function compileResponseRenderer(
     if (ENVELOPE_KEYS.has(name)) throw new Error(`response field "${name}" would repeat an envelope key`);
     if (!fields.includes(field)) fields.push(field);
   }
-  if (fields.length === 0) return () => EMPTY;
+  if (fields.length === 0) {
+    return () => {
+      const out = Buffer.allocUnsafe(ENVELOPE_ROOM + 1);
+      out[ENVELOPE_ROOM] = 0x7d;
+      return out;
+    };
+  }
   const compiler = new RendererCompiler();
   const projection = new MessageRenderer(message.typeName);
   projection.init(
@@ -57,13 +65,14 @@ export function compileResponseRenderer(
     true,
   );
   return (bytes) => {
-    const out = new JsonWriter(bytes.length * 2 + 64);
+    const out = new JsonWriter(ENVELOPE_ROOM + bytes.length * 2 + 64);
+    out.skip(ENVELOPE_ROOM);
     projection.renderProjection(new WireReader(bytes), out);
+    out.byte(0x7d);
     return out.finish();
   };
 }
 
-const EMPTY = Buffer.alloc(0);
 const ENVELOPE_KEYS = new Set(['key', 'errorcode', 'errormessage']);
 /** Deeper nesting than this in a response is refused rather than risking the stack. */
 const MAX_DEPTH = 100;
@@ -716,7 +725,7 @@ function mapKeyJson(type: ScalarType, reader: WireReader | undefined): string {
 }
 
 /** The shortest decimal that reads back as the same float32 (what proto3 JSON prints for a float). */
-export function floatJson(value: number): string {
+function floatJson(value: number): string {
   if (!Number.isFinite(value)) return nonFiniteJson(value);
   for (let precision = 1; precision < 9; precision++) {
     const candidate = Number(value.toPrecision(precision));
@@ -725,7 +734,7 @@ export function floatJson(value: number): string {
   return String(Number(value.toPrecision(9)));
 }
 
-export function doubleJson(value: number): string {
+function doubleJson(value: number): string {
   return Number.isFinite(value) ? String(value) : nonFiniteJson(value);
 }
 

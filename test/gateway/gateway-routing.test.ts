@@ -110,6 +110,12 @@ describe('gateway routing, balancing and upstream faults', () => {
           grpcMethod: 'test.greeter.v1.Greeter/Greet',
           responseFields: ['lines', 'count', 'at'],
         },
+        {
+          httpMethod: 'PATCH',
+          path: '/greetings',
+          grpcMethod: 'test.greeter.v1.Greeter/Greet',
+          responseFields: ['count'],
+        },
       ],
       descriptorSet: descriptorSetOf(file),
     });
@@ -120,6 +126,8 @@ describe('gateway routing, balancing and upstream faults', () => {
     expect(greeted.body).toBe(
       `{"key":${keyOf(greeted)},"errorcode":0,"errormessage":"success","lines":["Hello, Ada","Hello, Ada"],"count":2,"at":"2020-11-04T15:31:47.005Z"}`,
     );
+    const patched = await httpJson(port, 'PATCH', '/greetings', { name: 'Bob', times: '3' });
+    expect(patched.body).toBe(`{"key":${keyOf(patched)},"errorcode":0,"errormessage":"success","count":3}`);
     const invalid = await httpJson(port, 'GET', '/greetings?name=Ada&times=-1');
     expect(invalid.body).toBe(`{"key":${keyOf(invalid)},"errorcode":1,"errormessage":"Invalid Parameters"}`);
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
@@ -255,6 +263,44 @@ describe('gateway routing, balancing and upstream faults', () => {
     await startFakeGoods(perTest, distributor, hooks, [ROW]);
     await waitForRoute(gateway, 'GET /goods', 1);
     const result = await httpJson(port, 'GET', '/goods');
+    expect(result.status).toBe(500);
+    expect(result.body).toBe(
+      `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Internal error in the service"}`,
+    );
+  });
+
+  it('answers 500 when a service answers bytes that do not match the descriptors it registered', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const file = greeterFile();
+    const GreetRequest = registryOf(file).getMessage('test.greeter.v1.GreetRequest')!;
+    await startService(perTest, {
+      distributor,
+      name: 'liar',
+      definition: {
+        Greet: {
+          path: '/test.greeter.v1.Greeter/Greet',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (value: Buffer) => value,
+          requestDeserialize: (bytes: Buffer) => fromBinary(GreetRequest, bytes),
+          // Field 1 is `repeated string lines`; this sends it as a varint.
+          responseSerialize: () => Buffer.from([0x08, 0x01]),
+          responseDeserialize: (bytes: Buffer) => bytes,
+        },
+      },
+      implementation: { Greet: (_call: unknown, callback: sendUnaryData<unknown>) => callback(null, {}) },
+      routes: [
+        {
+          httpMethod: 'GET',
+          path: '/lies',
+          grpcMethod: 'test.greeter.v1.Greeter/Greet',
+          responseFields: ['lines'],
+        },
+      ],
+      descriptorSet: descriptorSetOf(file),
+    });
+    await waitForRoute(gateway, 'GET /lies', 1);
+    const result = await httpJson(port, 'GET', '/lies');
     expect(result.status).toBe(500);
     expect(result.body).toBe(
       `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Internal error in the service"}`,

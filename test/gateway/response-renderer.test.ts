@@ -14,9 +14,20 @@ import {
   filesForServices,
   loadShopDescriptorSet,
 } from '../../src/common/descriptors.js';
+import { ENVELOPE_ROOM } from '../../src/gateway/envelope.js';
 import { compileResponseRenderer } from '../../src/gateway/response-renderer.js';
 import { MalformedMessageError } from '../../src/gateway/wire-reader.js';
 import { field, kitchenFile, message, registryOf, Type } from './support/descriptors.js';
+
+/** The renderer, returning only the fields' JSON (without the envelope room and the closing brace). */
+function compile(message: DescMessage, fields: readonly string[]): (bytes: Buffer) => Buffer {
+  const render = compileResponseRenderer(message, fields);
+  return (bytes) => {
+    const out = render(bytes);
+    expect(out[out.length - 1]).toBe(0x7d);
+    return out.subarray(ENVELOPE_ROOM, out.length - 1);
+  };
+}
 
 const registry = registryOf(kitchenFile());
 const Everything = registry.getMessage('test.kitchen.v1.Everything')!;
@@ -33,7 +44,7 @@ function renderWhole(bytes: Buffer): string {
   const writer = new BinaryWriter();
   writer.tag(31, WireType.LengthDelimited).bytes(bytes);
   const outer = Buffer.from(writer.finish());
-  const fields = compileResponseRenderer(Everything, ['self'])(outer).toString('utf8');
+  const fields = compile(Everything, ['self'])(outer).toString('utf8');
   expect(fields.startsWith(',"self":')).toBe(true);
   return fields.slice(',"self":'.length);
 }
@@ -47,19 +58,19 @@ const DEFAULTS =
 
 describe('compileResponseRenderer', () => {
   it('renders the route fields in the route order, after the envelope', () => {
-    const render = compileResponseRenderer(Everything, ['f_string', 'f_int32']);
+    const render = compile(Everything, ['f_string', 'f_int32']);
     expect(render(encode({ fInt32: 7, fString: 'x' })).toString()).toBe(',"f_string":"x","f_int32":7');
   });
 
   it('renders nothing for a route without response fields', () => {
-    expect(compileResponseRenderer(Everything, [])(encode({ fInt32: 7 })).length).toBe(0);
+    expect(compile(Everything, [])(encode({ fInt32: 7 })).length).toBe(0);
   });
 
   it('renders every field at its default when the message is empty (proto3 JSON would omit them)', () => {
     expect(renderWhole(Buffer.alloc(0))).toBe(DEFAULTS);
-    expect(
-      compileResponseRenderer(Everything, ['f_int32', 'f_string', 'r_int32'])(Buffer.alloc(0)).toString(),
-    ).toBe(',"f_int32":0,"f_string":"","r_int32":[]');
+    expect(compile(Everything, ['f_int32', 'f_string', 'r_int32'])(Buffer.alloc(0)).toString()).toBe(
+      ',"f_int32":0,"f_string":"","r_int32":[]',
+    );
   });
 
   it('renders the seed run rows byte for byte', () => {
@@ -78,7 +89,7 @@ describe('compileResponseRenderer', () => {
         results: [{ id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' }],
       } as never),
     );
-    expect(compileResponseRenderer(goods, ['results'])(Buffer.from(bytes)).toString()).toBe(
+    expect(compile(goods, ['results'])(Buffer.from(bytes)).toString()).toBe(
       ',"results":[{"id":1,"name":"test Goods","category":"tests","price":1000,"description":"test"}]',
     );
     const purchases = shop.getMessage('shop.v1.ListPurchasesResponse')!;
@@ -88,7 +99,7 @@ describe('compileResponseRenderer', () => {
         results: [{ id: 1, goodsid: 1, date: { seconds: 1604503907n, nanos: 0 } }],
       } as never),
     );
-    expect(compileResponseRenderer(purchases, ['results'])(Buffer.from(purchaseBytes)).toString()).toBe(
+    expect(compile(purchases, ['results'])(Buffer.from(purchaseBytes)).toString()).toBe(
       ',"results":[{"id":1,"goodsid":1,"date":"2020-11-04T15:31:47.000Z"}]',
     );
   });
@@ -173,7 +184,7 @@ describe('compileResponseRenderer', () => {
       '😀',
       '\u2028',
     ];
-    const render = compileResponseRenderer(Everything, ['f_string']);
+    const render = compile(Everything, ['f_string']);
     for (const sample of samples) {
       expect(render(encode({ fString: sample })).toString('utf8')).toBe(
         `,"f_string":${JSON.stringify(sample)}`,
@@ -184,20 +195,12 @@ describe('compileResponseRenderer', () => {
   it('turns invalid UTF-8 into U+FFFD, keeping the JSON valid', () => {
     const writer = new BinaryWriter();
     writer.tag(15, WireType.LengthDelimited).bytes(new Uint8Array([0x61, 0xff, 0x62]));
-    const json = compileResponseRenderer(Everything, ['f_string'])(Buffer.from(writer.finish())).toString(
-      'utf8',
-    );
+    const json = compile(Everything, ['f_string'])(Buffer.from(writer.finish())).toString('utf8');
     expect(json).toBe(',"f_string":"a\uFFFDb"');
   });
 
   it('renders 64-bit integers as numbers when exact and as strings beyond 2^53', () => {
-    const render = compileResponseRenderer(Everything, [
-      'f_int64',
-      'f_uint64',
-      'f_sint64',
-      'f_fixed64',
-      'f_sfixed64',
-    ]);
+    const render = compile(Everything, ['f_int64', 'f_uint64', 'f_sint64', 'f_fixed64', 'f_sfixed64']);
     expect(
       render(
         encode({
@@ -218,7 +221,7 @@ describe('compileResponseRenderer', () => {
   });
 
   it('renders floats by their shortest form and non-finite numbers as strings', () => {
-    const render = compileResponseRenderer(Everything, ['f_float', 'f_double']);
+    const render = compile(Everything, ['f_float', 'f_double']);
     expect(render(encode({ fFloat: 0.1, fDouble: 0.1 })).toString()).toBe(',"f_float":0.1,"f_double":0.1');
     expect(render(encode({ fFloat: 3.4028234663852886e38, fDouble: -0 })).toString()).toBe(
       ',"f_float":3.4028235e+38,"f_double":0',
@@ -229,7 +232,7 @@ describe('compileResponseRenderer', () => {
   });
 
   it('renders timestamps as ISO 8601 UTC with milliseconds, before 1970 too', () => {
-    const render = compileResponseRenderer(Everything, ['when']);
+    const render = compile(Everything, ['when']);
     expect(render(encode({ when: { seconds: 0n, nanos: 999999 } })).toString()).toBe(
       ',"when":"1970-01-01T00:00:00.000Z"',
     );
@@ -240,7 +243,7 @@ describe('compileResponseRenderer', () => {
   });
 
   it('renders durations as proto3 JSON does', () => {
-    const render = compileResponseRenderer(Everything, ['how_long']);
+    const render = compile(Everything, ['how_long']);
     const cases: [bigint, number, string][] = [
       [3n, 0, '"3s"'],
       [0n, 1000, '"0.000001s"'],
@@ -335,7 +338,7 @@ describe('compileResponseRenderer', () => {
     writer.tag(19, WireType.LengthDelimited).fork().int32(3).int32(-4).join();
     writer.tag(19, WireType.LengthDelimited).fork().join();
     writer.tag(19, WireType.Varint).int32(5);
-    expect(compileResponseRenderer(Everything, ['r_int32'])(Buffer.from(writer.finish())).toString()).toBe(
+    expect(compile(Everything, ['r_int32'])(Buffer.from(writer.finish())).toString()).toBe(
       ',"r_int32":[1,2,3,-4,5]',
     );
   });
@@ -347,9 +350,9 @@ describe('compileResponseRenderer', () => {
     writer.tag(98, WireType.Bit64).fixed64(1n);
     writer.tag(97, WireType.StartGroup).tag(1, WireType.Varint).int32(1).tag(97, WireType.EndGroup);
     writer.tag(15, WireType.LengthDelimited).string('known');
-    expect(
-      compileResponseRenderer(Everything, ['f_int32', 'f_string'])(Buffer.from(writer.finish())).toString(),
-    ).toBe(',"f_int32":1,"f_string":"known"');
+    expect(compile(Everything, ['f_int32', 'f_string'])(Buffer.from(writer.finish())).toString()).toBe(
+      ',"f_int32":1,"f_string":"known"',
+    );
   });
 
   it('renders a map value missing from its entry as the default, and the last of a repeated key', () => {
@@ -365,14 +368,12 @@ describe('compileResponseRenderer', () => {
       .int32(9)
       .join();
     expect(
-      compileResponseRenderer(Everything, ['m_string_int32', 'm_int64_nested'])(
-        Buffer.from(writer.finish()),
-      ).toString(),
+      compile(Everything, ['m_string_int32', 'm_int64_nested'])(Buffer.from(writer.finish())).toString(),
     ).toBe(',"m_string_int32":{"k":9},"m_int64_nested":{"7":{"a":0,"b":""}}');
   });
 
   it('refuses bytes that are not a valid encoding', () => {
-    const render = compileResponseRenderer(Everything, ['f_string', 'f_nested']);
+    const render = compile(Everything, ['f_string', 'f_nested']);
     const valid = encode({ fString: 'hello', fNested: { a: 1, b: 'x' } });
     // Cut anywhere but between the two fields (a shorter valid message), it is malformed.
     const boundary = encode({ fString: 'hello' }).length;
@@ -384,7 +385,7 @@ describe('compileResponseRenderer', () => {
   });
 
   it('never writes invalid JSON nor throws anything but MalformedMessageError on random bytes', () => {
-    const render = compileResponseRenderer(
+    const render = compile(
       Everything,
       Everything.fields.map((candidate) => candidate.name),
     );
@@ -414,8 +415,8 @@ describe('compileResponseRenderer', () => {
   });
 
   it('refuses response fields that are unknown or would repeat an envelope key', () => {
-    expect(() => compileResponseRenderer(Everything, ['nope'])).toThrow('has no field "nope"');
-    expect(compileResponseRenderer(Nested, ['a', 'a'])(Buffer.alloc(0)).toString()).toBe(',"a":0');
+    expect(() => compile(Everything, ['nope'])).toThrow('has no field "nope"');
+    expect(compile(Nested, ['a', 'a'])(Buffer.alloc(0)).toString()).toBe(',"a":0');
     const keyed = registryOf(
       create(FileDescriptorProtoSchema, {
         name: 'keyed.proto',
@@ -424,6 +425,6 @@ describe('compileResponseRenderer', () => {
         messageType: [message('Keyed', [field('key', 1, Type.INT32)])],
       }),
     ).getMessage('keyed.Keyed')!;
-    expect(() => compileResponseRenderer(keyed, ['key'])).toThrow('would repeat an envelope key');
+    expect(() => compile(keyed, ['key'])).toThrow('would repeat an envelope key');
   });
 });
