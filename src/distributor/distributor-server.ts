@@ -149,6 +149,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
       const closing = new ServiceError(status.UNAVAILABLE, 'the distributor is shutting down');
+      registry.unsubscribeAll();
       for (const stream of [...openStreams]) stream.close(closing);
       await shutdown(server, graceMs);
     },

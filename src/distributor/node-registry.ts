@@ -49,6 +49,14 @@ export class NodeRegistry {
     return this.#snapshot;
   }
 
+  /**
+   * Drops every listener at once: for a distributor that is stopping, so that closing its streams one
+   * by one does not tell the streams still open that every node has left.
+   */
+  unsubscribeAll(): void {
+    this.#listeners.clear();
+  }
+
   /** Registers a listener for every later change; returns the function that unregisters it. */
   subscribe(listener: SnapshotListener): () => void {
     this.#listeners.add(listener);

@@ -255,6 +255,21 @@ describe('registration client', () => {
     expect(registration.snapshot).toEqual(snapshots.at(-1));
   });
 
+  it('does not tell the nodes still connected that the others left while it is stopping', async () => {
+    const { distributor, address } = await startDistributor();
+    const watcher = watch(address);
+    const goods = openRegistration(address, describeNode(goodsNode()));
+    const gateway = openRegistration(address, describeNode(gatewayNode()));
+    await vi.waitFor(() => expect(watcher.at(-1)!.nodes).toHaveLength(2));
+    await vi.waitFor(() => expect(gateway.revisions()).toEqual([2]));
+    await distributor.stop(100);
+    expect((await goods.ended).code).toBe(status.UNAVAILABLE);
+    expect((await gateway.ended).code).toBe(status.UNAVAILABLE);
+    expect(gateway.revisions()).toEqual([2]);
+    expect(goods.revisions()).toEqual([1, 2]);
+    expect(watcher.at(-1)!.nodes).toHaveLength(2);
+  });
+
   it('registers every client again by itself after the distributor restarts on the same port', async () => {
     const first = await startDistributor();
     const goods = registrationClient(first.address, goodsNode());
