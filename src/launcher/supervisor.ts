@@ -32,6 +32,8 @@ export interface SupervisorOptions {
  */
 export class Supervisor {
   readonly #running = new Map<string, ChildProcess>();
+  /** Children whose output has not ended yet: 'exit' can come before their last lines are read. */
+  readonly #outputOpen = new Set<Promise<void>>();
   readonly #restarts = new Map<string, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #options: Required<SupervisorOptions>;
@@ -66,6 +68,7 @@ export class Supervisor {
     this.#stopping = true;
     for (const timer of this.#timers) clearTimeout(timer);
     await Promise.all([...this.#running.values()].map((child) => this.#terminate(child)));
+    await Promise.all(this.#outputOpen);
   }
 
   #spawn(component: ComponentSpec): void {
@@ -85,6 +88,9 @@ export class Supervisor {
       },
     );
     this.#running.set(component.name, child);
+    const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    this.#outputOpen.add(outputEnded);
+    void outputEnded.then(() => this.#outputOpen.delete(outputEnded));
     const prefix = `[${component.name.padEnd(this.#width)}]`;
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
