@@ -315,8 +315,8 @@ class GatewayServer implements Gateway {
       body = await readBody(request, this.#bodyLimit);
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
-        // The rest is discarded as it comes (see lingerThenClose): the answer does not force a close,
-        // which would reset the connection under a client still sending.
+        // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
+        // does not force a close, which would reset the connection under a client still sending.
         lingerThenClose(request);
         exchange.bodyRead = true;
         const tooLarge = gatewayErrors.bodyTooLarge(this.#bodyLimit);
@@ -525,28 +525,17 @@ function encode(plan: CallPlan, input: RequestInput): Buffer {
   }
 }
 
-/** How long, and how many bytes, a refused body may keep arriving after its 413 has been sent. */
-const LINGER = { ms: 2_000, bytes: 16 * MIB } as const;
+/** How long a client may hold its connection after a 413 on a body of unknown size. */
+const LINGER_MS = 2_000;
 
 /**
- * After a 413 on a body of unknown size: closing a socket with unread bytes makes the kernel send a
- * reset, which can reach a client still sending before it has read the answer. So what still
- * arrives is discarded, never kept; a client whose body ends in time keeps its connection, one that
- * goes on past LINGER's time or size loses it.
+ * After a 413 on a body of unknown size, reading stops for good: the request stays paused, so no
+ * more of the body enters the process. The socket is not closed at once, because closing it with
+ * unread bytes makes the kernel reset it, and the reset can reach a client still sending before it
+ * has read the answer; the client gets LINGER_MS to read it and leave, then the socket goes.
  */
 function lingerThenClose(request: IncomingMessage): void {
-  let discarded = 0;
-  const cutOff = (): void => {
-    clearTimeout(timer);
-    request.socket.destroy();
-  };
-  const timer = setTimeout(cutOff, LINGER.ms);
+  const timer = setTimeout(() => request.socket.destroy(), LINGER_MS);
   timer.unref();
-  request.on('data', (chunk: Buffer) => {
-    discarded += chunk.length;
-    if (discarded > LINGER.bytes) cutOff();
-  });
-  request.once('end', () => clearTimeout(timer));
-  request.once('close', () => clearTimeout(timer));
-  request.resume();
+  request.socket.once('close', () => clearTimeout(timer));
 }
