@@ -100,9 +100,10 @@ try {
       );
     }
   }
-  const rss = system.rssMiB();
-  rss.set('bench (autocannon, gRPC client)', process.memoryUsage().rss / 2 ** 20);
-  report(samples, rss);
+  report(samples, system.rssMiB());
+  say(
+    `bench: the load generator itself (autocannon, gRPC client) ended at ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB RSS`,
+  );
 } finally {
   goodsClient.close();
   bare.stop();
