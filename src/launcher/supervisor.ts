@@ -28,7 +28,7 @@ export interface SupervisorOptions {
 /**
  * Runs components as separate Node.js processes with every output line prefixed by the component's
  * name. A component that exits on its own is started again, after a delay that doubles up to 10 s,
- * so a crash heals without a person. `stop()` sends SIGTERM to all and waits for them.
+ * so a crash heals without a person. `stop()` sends each SIGTERM in reverse start order and waits.
  */
 export class Supervisor {
   readonly #running = new Map<string, ChildProcess>();
@@ -67,7 +67,11 @@ export class Supervisor {
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const timer of this.#timers) clearTimeout(timer);
-    await Promise.all([...this.#running.values()].map((child) => this.#terminate(child)));
+    // Reverse start order: the gateway first, the distributor last, so nobody loses it mid-stop.
+    for (const component of [...this.components].reverse()) {
+      const child = this.#running.get(component.name);
+      if (child) await this.#terminate(child);
+    }
     await Promise.all(this.#outputOpen);
   }
 
