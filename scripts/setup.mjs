@@ -1,5 +1,6 @@
 // Makes a fresh clone runnable: installs dependencies when they are missing, then generates the
-// protobuf code and compiles to dist/. Runs before `npm start` and the per-component scripts.
+// protobuf code and compiles to dist/. Runs before `npm start`, the per-component scripts, and
+// (install only) before `npm test` and `npm run lint`.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -13,4 +14,5 @@ if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/
   process.stderr.write('setup: installing dependencies (first run only)...\n');
   run([existsSync('package-lock.json') ? 'ci' : 'install', '--no-audit', '--no-fund']);
 }
-run(['run', '--silent', 'build']);
+// `--install-only`: for scripts that need the dependencies but not dist/ (test, lint).
+if (!process.argv.includes('--install-only')) run(['run', '--silent', 'build']);
