@@ -8,27 +8,13 @@ import type { Logger } from '../../src/common/logger.js';
 import { ENVELOPE_ROOM } from '../../src/gateway/envelope.js';
 import { InstancePool } from '../../src/gateway/instance-pool.js';
 import { RouteTable } from '../../src/gateway/route-table.js';
-import { type Node, NodeState, type Route, type Snapshot } from '../../src/gen/distributor.js';
+import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { GOODS_ROUTES } from '../helpers/nodes.js';
 import { descriptorSetOf, kitchenFile } from './support/descriptors.js';
 
 const GOODS_SET = Buffer.from(
   encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), ['shop.v1.GoodsService'])),
 );
-const GOODS_ROUTES: Route[] = [
-  { httpMethod: 'POST', path: '/goods', grpcMethod: 'shop.v1.GoodsService/CreateGoods', responseFields: [] },
-  {
-    httpMethod: 'GET',
-    path: '/goods',
-    grpcMethod: 'shop.v1.GoodsService/ListGoods',
-    responseFields: ['results'],
-  },
-  {
-    httpMethod: 'DELETE',
-    path: '/goods',
-    grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
-    responseFields: [],
-  },
-];
 
 function goods(port: number, state = NodeState.NODE_STATE_SERVING, registeredAt = new Date(1_000)): Node {
   return {

@@ -4,7 +4,6 @@ import {
   filesForServices,
   loadShopDescriptorSet,
 } from '../../../src/common/descriptors.js';
-import type { Route } from '../../../src/gen/distributor.js';
 import {
   type Goods,
   type GoodsServiceServer,
@@ -15,6 +14,7 @@ import {
   type PurchasesServiceServer,
   PurchasesServiceService,
 } from '../../../src/gen/services.js';
+import { GOODS_ROUTES } from '../../helpers/nodes.js';
 import { type Closer, startService, type TestService } from './cluster.js';
 
 /**
@@ -29,21 +29,7 @@ function shopDescriptorSet(service: string): Uint8Array {
 const invalid = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
 const noData = { code: status.NOT_FOUND, details: 'no data' };
 
-export const GOODS_ROUTES: Route[] = [
-  { httpMethod: 'POST', path: '/goods', grpcMethod: 'shop.v1.GoodsService/CreateGoods', responseFields: [] },
-  {
-    httpMethod: 'GET',
-    path: '/goods',
-    grpcMethod: 'shop.v1.GoodsService/ListGoods',
-    responseFields: ['results'],
-  },
-  {
-    httpMethod: 'DELETE',
-    path: '/goods',
-    grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
-    responseFields: [],
-  },
-];
+export { GOODS_ROUTES };
 
 /** Hooks a test uses to watch or slow a fake service. */
 export interface FakeHooks {
