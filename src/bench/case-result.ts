@@ -1,6 +1,7 @@
 /** What one benchmark case measured. */
 export interface CaseResult {
   name: string;
+  /** Successful answers per second. */
   requestsPerSec: number;
   p50Ms: number;
   p99Ms: number;

@@ -31,7 +31,7 @@ export async function runClosedLoop(
   latencies.sort((a, b) => a - b);
   return {
     name,
-    requestsPerSec: latencies.length / elapsedSec,
+    requestsPerSec: (latencies.length - errors) / elapsedSec,
     p50Ms: quantile(latencies, 0.5),
     p99Ms: quantile(latencies, 0.99),
     errors,

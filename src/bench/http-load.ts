@@ -30,14 +30,16 @@ export async function runHttpCase(spec: HttpCase): Promise<CaseResult> {
       });
     },
   });
+  const failed = result.errors + result.timeouts + Math.max(result.non2xx, businessErrors);
   return {
     name: spec.name,
-    requestsPerSec: result.requests.average,
+    // Successful answers only: a fast refusal must not count as throughput.
+    requestsPerSec: Math.max(0, result.requests.total - failed) / result.duration,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
     // Every answer of the gateway wears the envelope, so a non-2xx answer is also a business error:
     // the larger count, not the sum, is the number of failed answers.
-    errors: result.errors + result.timeouts + Math.max(result.non2xx, businessErrors),
+    errors: failed,
     total: result.requests.total,
   };
 }

@@ -7,6 +7,7 @@ import {
   MembersServiceClient,
   type SignInRequest,
 } from '../../src/gen/services.js';
+import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS } from '../../src/services/members/members-handlers.js';
 import { createMembersServer, type MembersServerOptions } from '../../src/services/members/members-server.js';
 import { membersSpec } from '../../src/services/members/members-spec.js';
@@ -62,6 +63,20 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
       await expect(remove('test_account')).resolves.toEqual({});
       await expect(create({ username: 'test_account', password: '1234' })).resolves.toEqual({ userid: 1 });
       await expect(signIn({ username: 'test_account', password: '1234' })).resolves.toEqual({ userid: 1 });
+    });
+
+    it('refuses password checks beyond its queue at once with RESOURCE_EXHAUSTED and answers the rest', async () => {
+      await start({ hashParameters: SCRYPT_PARAMETERS, hashingLimits: { maxConcurrent: 1, maxWaiting: 2 } });
+      await create({ username: 'busy', password: 'pw' });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, () => signIn({ username: 'busy', password: 'pw' })),
+      );
+      const answered = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+      const refused = outcomes.flatMap((outcome) =>
+        outcome.status === 'rejected' ? [[outcome.reason.code, outcome.reason.details]] : [],
+      );
+      expect(answered.map((outcome) => outcome.value)).toEqual([{ userid: 1 }, { userid: 1 }, { userid: 1 }]);
+      expect(refused).toEqual(Array(5).fill([status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS]));
     });
 
     it('with the production scrypt parameters, stores only a salted hash and signs in', async () => {
@@ -219,7 +234,9 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
     });
 
     it('200 concurrent sign-ins over a pool of 10 all answer, right or wrong as they should', async () => {
-      await start();
+      // This is about the database pool: the hashing queue is widened so that every call reaches
+      // the store (the default queue refuses most of 200 at once, as the test above shows).
+      await start({ hashingLimits: { maxConcurrent: 2, maxWaiting: 200 } });
       await create({ username: 'test_account', password: '1234' });
       const answers = await Promise.all(
         Array.from({ length: 200 }, (_, index) =>

@@ -4,6 +4,7 @@ import { ServiceError } from '../../common/service-error.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import type { MembersServiceServer } from '../../gen/services.js';
 import { requireText } from '../common/request-fields.js';
+import { HashingLimiter, type HashingLimits } from './hashing-limiter.js';
 import type { MembersStore } from './members-store.js';
 import {
   hashPassword,
@@ -29,6 +30,8 @@ export const USERNAME_TAKEN = 'Username is already taken';
 export interface MembersHandlersOptions {
   /** scrypt parameters of new hashes (default SCRYPT_PARAMETERS); tests of concurrency lower them. */
   hashParameters?: ScryptParameters;
+  /** How many hashes run and wait at once (default DEFAULT_HASHING_LIMITS). */
+  hashingLimits?: HashingLimits;
 }
 
 /**
@@ -43,24 +46,32 @@ export function createMembersHandlers(
 ): MembersServiceServer {
   const parameters = options.hashParameters ?? SCRYPT_PARAMETERS;
   const decoy = unmatchableHash(parameters);
+  const hashing = new HashingLimiter(options.hashingLimits);
   const username = (value: string | undefined): string =>
     requireText(value, 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
   const password = (value: string | undefined): string =>
     requireText(value, 'password', { maxBytes: MEMBERS_LIMITS.passwordBytes });
 
   return {
-    createMember: unaryHandler(log, async (request) => {
+    createMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
-      const hash = await hashPassword(password(request.password), parameters);
+      const given = password(request.password);
+      const hash = await hashing.run(
+        () => hashPassword(given, parameters),
+        () => call.cancelled,
+      );
       const result = await store.createMember(name, hash);
       if (!result.created) throw new ServiceError(status.ALREADY_EXISTS, USERNAME_TAKEN);
       return { userid: result.id };
     }),
-    signIn: unaryHandler(log, async (request) => {
+    signIn: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
       const member = await store.findMember(name);
-      const matches = await verifyPassword(given, member?.passwordHash ?? decoy);
+      const matches = await hashing.run(
+        () => verifyPassword(given, member?.passwordHash ?? decoy),
+        () => call.cancelled,
+      );
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
       return { userid: member.id };
     }),

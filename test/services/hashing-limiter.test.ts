@@ -1,0 +1,81 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { ServiceError } from '../../src/common/service-error.js';
+import { HashingLimiter, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
+
+/** A task the test finishes by hand, recording when it started. */
+function manualTask(started: string[], name: string) {
+  let finish!: () => void;
+  const done = new Promise<string>((resolve) => {
+    finish = () => resolve(name);
+  });
+  return {
+    run: () => {
+      started.push(name);
+      return done;
+    },
+    finish: () => finish(),
+  };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('HashingLimiter', () => {
+  it('runs at most maxConcurrent at once and hands slots over in arrival order', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 2, maxWaiting: 5 });
+    const started: string[] = [];
+    const tasks = ['a', 'b', 'c', 'd'].map((name) => manualTask(started, name));
+    const results = tasks.map((task) => limiter.run(task.run));
+    await flush();
+    expect(started).toEqual(['a', 'b']);
+    tasks[1]!.finish();
+    await flush();
+    expect(started).toEqual(['a', 'b', 'c']);
+    tasks[0]!.finish();
+    await flush();
+    expect(started).toEqual(['a', 'b', 'c', 'd']);
+    tasks[2]!.finish();
+    tasks[3]!.finish();
+    expect(await Promise.all(results)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('refuses at once with RESOURCE_EXHAUSTED when the queue is full, and recovers', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 1 });
+    const started: string[] = [];
+    const first = manualTask(started, 'first');
+    const second = manualTask(started, 'second');
+    const running = limiter.run(first.run);
+    const waiting = limiter.run(second.run);
+    const refused = limiter.run(async () => 'never');
+    await expect(refused).rejects.toEqual(new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS));
+    await expect(refused).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED });
+    first.finish();
+    second.finish();
+    expect(await Promise.all([running, waiting])).toEqual(['first', 'second']);
+    await expect(limiter.run(async () => 'later')).resolves.toBe('later');
+  });
+
+  it('skips a waiting call whose caller went away, and frees its slot', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 2 });
+    const started: string[] = [];
+    const first = manualTask(started, 'first');
+    const running = limiter.run(first.run);
+    let gone = false;
+    const abandoned = limiter.run(
+      async () => 'hashed for nobody',
+      () => gone,
+    );
+    const next = limiter.run(async () => 'next');
+    gone = true;
+    first.finish();
+    await expect(abandoned).rejects.toMatchObject({ code: status.CANCELLED });
+    await expect(next).resolves.toBe('next');
+    await expect(running).resolves.toBe('first');
+  });
+
+  it('frees the slot when a task fails', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 0 });
+    await expect(limiter.run(async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    await expect(limiter.run(async () => 'ok')).resolves.toBe('ok');
+  });
+});
