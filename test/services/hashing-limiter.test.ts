@@ -61,10 +61,7 @@ describe('HashingLimiter', () => {
     const first = manualTask(started, 'first');
     const running = limiter.run(first.run);
     let gone = false;
-    const abandoned = limiter.run(
-      async () => 'hashed for nobody',
-      () => gone,
-    );
+    const abandoned = limiter.run(async () => 'hashed for nobody', { isCancelled: () => gone });
     const next = limiter.run(async () => 'next');
     gone = true;
     first.finish();
@@ -77,5 +74,15 @@ describe('HashingLimiter', () => {
     const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 0 });
     await expect(limiter.run(async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     await expect(limiter.run(async () => 'ok')).resolves.toBe('ok');
+  });
+
+  it('drops a call whose deadline would pass before a typical hash ends, and runs one with time left', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 2 });
+    const slow = () => new Promise<string>((resolve) => setTimeout(() => resolve('hashed'), 50));
+    await expect(limiter.run(slow)).resolves.toBe('hashed');
+    await expect(limiter.run(slow, { deadline: Date.now() + 10 })).rejects.toMatchObject({
+      code: status.DEADLINE_EXCEEDED,
+    });
+    await expect(limiter.run(slow, { deadline: Date.now() + 5_000 })).resolves.toBe('hashed');
   });
 });

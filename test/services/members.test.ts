@@ -235,7 +235,7 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
 
     it('200 concurrent sign-ins over a pool of 10 all answer, right or wrong as they should', async () => {
       // This is about the database pool: the hashing queue is widened so that every call reaches
-      // the store (the default queue refuses most of 200 at once, as the test above shows).
+      // the store (the default queue refuses what is beyond 66 at once, as the test above shows).
       await start({ hashingLimits: { maxConcurrent: 2, maxWaiting: 200 } });
       await create({ username: 'test_account', password: '1234' });
       const answers = await Promise.all(

@@ -1,10 +1,10 @@
-import { status } from '@grpc/grpc-js';
+import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import type { MembersServiceServer } from '../../gen/services.js';
 import { requireText } from '../common/request-fields.js';
-import { HashingLimiter, type HashingLimits } from './hashing-limiter.js';
+import { HashingLimiter, type HashingLimits, type RunOptions } from './hashing-limiter.js';
 import type { MembersStore } from './members-store.js';
 import {
   hashPassword,
@@ -56,10 +56,7 @@ export function createMembersHandlers(
     createMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
-      const hash = await hashing.run(
-        () => hashPassword(given, parameters),
-        () => call.cancelled,
-      );
+      const hash = await hashing.run(() => hashPassword(given, parameters), callInfo(call));
       const result = await store.createMember(name, hash);
       if (!result.created) throw new ServiceError(status.ALREADY_EXISTS, USERNAME_TAKEN);
       return { userid: result.id };
@@ -70,7 +67,7 @@ export function createMembersHandlers(
       const member = await store.findMember(name);
       const matches = await hashing.run(
         () => verifyPassword(given, member?.passwordHash ?? decoy),
-        () => call.cancelled,
+        callInfo(call),
       );
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
       return { userid: member.id };
@@ -79,5 +76,14 @@ export function createMembersHandlers(
       await store.deleteMember(username(request.username));
       return {};
     }),
+  };
+}
+
+/** What the hashing queue needs to know of a call: whether its caller left, and its deadline. */
+function callInfo(call: ServerUnaryCall<unknown, unknown>): RunOptions {
+  const deadline = call.getDeadline();
+  return {
+    isCancelled: () => call.cancelled,
+    deadline: deadline instanceof Date ? deadline.getTime() : deadline,
   };
 }
