@@ -1,6 +1,7 @@
 import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
 import { protoCamelCase } from '@bufbuild/protobuf/reflect';
 import { BinaryWriter, FLOAT32_MAX, WireType } from '@bufbuild/protobuf/wire';
+import { WRAPPER_SCALARS } from './wrapper-types.js';
 
 /**
  * A parameter that cannot become its field's value. The gateway answers it as the book does, with
@@ -463,18 +464,6 @@ function messageCodec(desc: DescMessage, label: string, cache: Map<string, Messa
   };
 }
 
-const WRAPPERS: Record<string, ScalarType> = {
-  'google.protobuf.DoubleValue': ScalarType.DOUBLE,
-  'google.protobuf.FloatValue': ScalarType.FLOAT,
-  'google.protobuf.Int64Value': ScalarType.INT64,
-  'google.protobuf.UInt64Value': ScalarType.UINT64,
-  'google.protobuf.Int32Value': ScalarType.INT32,
-  'google.protobuf.UInt32Value': ScalarType.UINT32,
-  'google.protobuf.BoolValue': ScalarType.BOOL,
-  'google.protobuf.StringValue': ScalarType.STRING,
-  'google.protobuf.BytesValue': ScalarType.BYTES,
-};
-
 const RFC3339 =
   /^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?([Zz]|([+-])([0-9]{2}):([0-9]{2}))$/;
 const DURATION = /^(-)?([0-9]+)(?:\.([0-9]{1,9}))?s$/;
@@ -487,7 +476,7 @@ const DURATION_SECONDS_MAX = 315576000000;
  * field values, so that it encodes like any message.
  */
 function wellKnownFromString(desc: DescMessage, label: string): ((value: unknown) => Values) | undefined {
-  const wrapped = WRAPPERS[desc.typeName];
+  const wrapped = WRAPPER_SCALARS[desc.typeName];
   if (wrapped !== undefined) {
     const convert = scalarCodec(wrapped, label).convert;
     return (value) => [convert(value, 0)];

@@ -10,6 +10,7 @@ import {
   Wire,
   WireReader,
 } from './wire-reader.js';
+import { WRAPPER_SCALARS } from './wrapper-types.js';
 
 /**
  * Turns the protobuf bytes of a response into the JSON text that follows the book's envelope:
@@ -743,22 +744,10 @@ function nonFiniteJson(value: number): string {
   return value > 0 ? '"Infinity"' : '"-Infinity"';
 }
 
-const WRAPPERS: Record<string, ScalarType> = {
-  'google.protobuf.DoubleValue': ScalarType.DOUBLE,
-  'google.protobuf.FloatValue': ScalarType.FLOAT,
-  'google.protobuf.Int64Value': ScalarType.INT64,
-  'google.protobuf.UInt64Value': ScalarType.UINT64,
-  'google.protobuf.Int32Value': ScalarType.INT32,
-  'google.protobuf.UInt32Value': ScalarType.UINT32,
-  'google.protobuf.BoolValue': ScalarType.BOOL,
-  'google.protobuf.StringValue': ScalarType.STRING,
-  'google.protobuf.BytesValue': ScalarType.BYTES,
-};
-
 function wellKnownRenderer(desc: DescMessage): Renderer | undefined {
   if (desc.typeName === 'google.protobuf.Timestamp') return new SecondsNanosRenderer(timestampJson);
   if (desc.typeName === 'google.protobuf.Duration') return new SecondsNanosRenderer(durationJson);
-  const wrapped = WRAPPERS[desc.typeName];
+  const wrapped = WRAPPER_SCALARS[desc.typeName];
   if (wrapped !== undefined) return new WrapperRenderer(wrapped);
   return undefined;
 }
