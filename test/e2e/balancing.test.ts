@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Shop, send, servingCount, startShop } from './support/shop.js';
+import { send } from '../helpers/http.js';
+import { type Shop, servingCount, startShop } from './support/shop.js';
 
 // Two goods instances, each on a store of its own: instance A holds one item, instance B none, so
 // every GET /goods answer tells which instance served it.

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
+import { send } from '../helpers/http.js';
 import { childPids, freePort, isAlive, rssMiB, spawnComponent } from './support/processes.js';
-import { send, servingCount } from './support/shop.js';
+import { servingCount } from './support/shop.js';
 
 const json = { 'content-type': 'application/json' };
 const withoutKey = (body: string): string =>

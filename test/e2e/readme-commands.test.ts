@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { grpcurl, grpcurlLines, shellWords } from '../helpers/grpcurl.js';
-import { type Shop, send, servingCount, startShop } from './support/shop.js';
+import { send } from '../helpers/http.js';
+import { type Shop, servingCount, startShop } from './support/shop.js';
 
 // The README's examples are run as written, on a fresh shop, with the default ports mapped to the
 // ones this test got: what the README promises is what a user sees.

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { type Backend, type Shop, send, servingCount, startShop } from './support/shop.js';
+import { send } from '../helpers/http.js';
+import { type Backend, type Shop, servingCount, startShop } from './support/shop.js';
 
 // The book's test.js, request by request, and the exact bodies its run printed (seeds/004_*.txt).
 const json = { 'Content-Type': 'application/json' };

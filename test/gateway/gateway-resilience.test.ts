@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
 import {
   Closer,
   startCuttableProxy,
@@ -9,7 +10,6 @@ import {
   waitForRoute,
 } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
-import { http, httpJson, oneConnection, raw, rawBody } from './support/http.js';
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });

@@ -3,10 +3,10 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall, ServiceDefinition, sendUnaryData } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type HttpResult, http, httpJson } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 import { descriptorSetOf, field, message, registryOf, Type } from './support/descriptors.js';
 import { type FakeHooks, startFakeGoods } from './support/fake-shop.js';
-import { type HttpResult, http, httpJson } from './support/http.js';
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const LIST_BODY = (key: number) =>

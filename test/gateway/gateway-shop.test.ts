@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type HttpResult, http, httpJson, oneConnection } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods, startFakeMembers, startFakePurchases } from './support/fake-shop.js';
-import { type HttpResult, http, httpJson, oneConnection } from './support/http.js';
 
 const SEED_DATE = new Date('2020-11-04T15:31:47.000Z');
 

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDistributorServer } from '../../../src/distributor/distributor-server.js';
@@ -101,38 +100,4 @@ export function servingCount(gateway: Gateway, method: string, path: string): nu
   return (
     gateway.routes().find((route) => route.method === method && route.path === path)?.serving.length ?? 0
   );
-}
-
-/** One HTTP answer, with the body as the exact text the gateway sent. */
-export interface HttpAnswer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** Sends one HTTP request with node:http, so the exact bytes of the answer can be compared. */
-export function send(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
-): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(
-      url,
-      { method: options.method ?? 'GET', headers: options.headers },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        );
-        response.on('error', reject);
-      },
-    );
-    request.on('error', reject);
-    request.end(options.body);
-  });
 }

@@ -8,21 +8,24 @@ export interface HttpResult {
 }
 
 export interface HttpOptions {
-  body?: string | Buffer;
+  body?: string | Buffer | undefined;
   headers?: Record<string, string | number>;
-  agent?: Agent;
+  agent?: Agent | false;
 }
 
-/** One HTTP/1.1 request to 127.0.0.1; resolves with the status, headers and body as text. */
-export function http(
-  port: number,
-  method: string,
-  path: string,
-  options: HttpOptions = {},
-): Promise<HttpResult> {
+/**
+ * Sends one HTTP/1.1 request with node:http and resolves with the status, the headers and the body
+ * as the exact text the server sent. Without an `agent`, node's global agent is used.
+ */
+export function send(url: string, options: HttpOptions & { method?: string } = {}): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const outgoing = request(
-      { host: '127.0.0.1', port, method, path, headers: options.headers, agent: options.agent ?? false },
+      url,
+      {
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        ...(options.agent === undefined ? {} : { agent: options.agent }),
+      },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -39,6 +42,16 @@ export function http(
     outgoing.on('error', reject);
     outgoing.end(options.body);
   });
+}
+
+/** One request to 127.0.0.1:port on a connection of its own unless an agent is given. */
+export function http(
+  port: number,
+  method: string,
+  path: string,
+  options: HttpOptions = {},
+): Promise<HttpResult> {
+  return send(`http://127.0.0.1:${port}${path}`, { ...options, method, agent: options.agent ?? false });
 }
 
 /** A JSON request as the book's test client makes it. */
