@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +8,7 @@ import { createConnection } from 'mysql2/promise';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
 import { COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { Supervisor } from '../launcher/supervisor.js';
+import { freePort, residentMiB } from './process-probes.js';
 
 /** The whole shop started as separate processes for a benchmark, on free ports and a fresh store. */
 export interface SystemUnderTest {
@@ -96,7 +96,7 @@ export async function startSystem(logFile: string): Promise<SystemUnderTest> {
       goodsAddress: `127.0.0.1:${goods.port}`,
       rssMiB: () => {
         const rss = new Map<string, number>();
-        for (const [name, pid] of supervisor.pids()) rss.set(name, readRssMiB(pid));
+        for (const [name, pid] of supervisor.pids()) rss.set(name, residentMiB(pid));
         return rss;
       },
       stop: async () => {
@@ -107,17 +107,6 @@ export async function startSystem(logFile: string): Promise<SystemUnderTest> {
     for (const cleanup of cleanups) await cleanup();
     throw error;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 async function waitForNodes(address: string, names: string[], timeoutMs = 60_000): Promise<Node[]> {
@@ -147,14 +136,4 @@ async function waitForRoute(url: string, timeoutMs = 30_000): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   throw new Error(`the gateway did not route ${url} within ${timeoutMs} ms`);
-}
-
-function readRssMiB(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
-    return kib / 1024;
-  } catch {
-    return Number.NaN;
-  }
 }

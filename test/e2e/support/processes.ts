@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+
+export { freePort, residentMiB as rssMiB } from '../../../src/bench/process-probes.js';
 
 /** A component started as its own OS process from src/, through tsx. */
 export interface ComponentProcess {
@@ -54,23 +55,6 @@ export function spawnComponent(entry: string, args: string[], env: NodeJS.Proces
         check();
       }),
   };
-}
-
-/** A port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-/** Resident memory of a process in MiB. */
-export function rssMiB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
 
 /** The children of a process whose command line contains `needle`. */
