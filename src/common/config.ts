@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
 
 /** A configuration value that is missing or malformed; the message says what was expected. */
 export class ConfigError extends Error {
@@ -60,4 +61,26 @@ export function pick(
   const fromEnv = env[envName];
   if (fromEnv !== undefined && fromEnv !== '') return [fromEnv, envName];
   return [fallback, `default of --${flagName}`];
+}
+
+/**
+ * Reads `--name value` flags, every one a string; an unknown flag, a missing value or a stray word
+ * is a ConfigError, so that each component answers a bad command line the same way (message and
+ * usage, exit 2).
+ */
+export function parseFlags<Name extends string>(
+  argv: readonly string[],
+  names: readonly Name[],
+): Partial<Record<Name, string>> {
+  try {
+    const { values } = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    });
+    return values as Partial<Record<Name, string>>;
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
 }

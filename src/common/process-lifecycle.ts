@@ -1,3 +1,4 @@
+import { ConfigError } from './config.js';
 import type { Logger } from './logger.js';
 
 /** Set by the launcher's supervisor in each component it runs. */
@@ -50,9 +51,8 @@ export function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
 export function runMain(main: () => Promise<void>, usage: string): void {
   main().catch((error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(
-      `${message}\n${error instanceof Error && error.name === 'ConfigError' ? `\n${usage}\n` : ''}`,
-    );
-    process.exit(error instanceof Error && error.name === 'ConfigError' ? 2 : 1);
+    const badConfig = error instanceof ConfigError;
+    process.stderr.write(`${message}\n${badConfig ? `\n${usage}\n` : ''}`);
+    process.exit(badConfig ? 2 : 1);
   });
 }

@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { parsePort, pick } from '../common/config.js';
+import { parseFlags, parsePort, pick } from '../common/config.js';
 
 /** The distributor's validated configuration. */
 export interface DistributorConfig {
@@ -15,11 +14,7 @@ export const DISTRIBUTOR_USAGE = `usage: distributor [--port N] [--host ADDRESS]
 
 /** Reads flags, then environment variables, then defaults; throws ConfigError on a bad value. */
 export function loadDistributorConfig(argv: string[], env: NodeJS.ProcessEnv): DistributorConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: { port: { type: 'string' }, host: { type: 'string' } },
-    strict: true,
-  });
+  const values = parseFlags(argv, ['port', 'host']);
   const port = parsePort(...pick(values.port, 'port', env, 'DISTRIBUTOR_PORT', '9000'));
   const [host] = pick(values.host, 'host', env, 'DISTRIBUTOR_HOST', '0.0.0.0');
   return Object.freeze({ host, port, logLevel: env.LOG_LEVEL || 'info' });

@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
 import {
   ConfigError,
   formatHostPort,
+  parseFlags,
   parseHostPort,
   parsePort,
   parseWholeNumber,
@@ -29,17 +29,7 @@ export const GATEWAY_USAGE = `usage: gateway [--port N] [--host ADDRESS] [--dist
 
 /** Reads flags, then environment variables, then defaults; throws ConfigError on a bad value. */
 export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv): GatewayConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      distributor: { type: 'string' },
-      'deadline-ms': { type: 'string' },
-      'body-limit': { type: 'string' },
-    },
-    strict: true,
-  });
+  const values = parseFlags(argv, ['port', 'host', 'distributor', 'deadline-ms', 'body-limit']);
   const port = parsePort(...pick(values.port, 'port', env, 'GATEWAY_PORT', '8000'));
   const [host] = pick(values.host, 'host', env, 'GATEWAY_HOST', '0.0.0.0');
   const distributor = formatHostPort(

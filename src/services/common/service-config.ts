@@ -1,5 +1,11 @@
-import { parseArgs } from 'node:util';
-import { ConfigError, formatHostPort, parseHostPort, parsePort, pick } from '../../common/config.js';
+import {
+  ConfigError,
+  formatHostPort,
+  parseFlags,
+  parseHostPort,
+  parsePort,
+  pick,
+} from '../../common/config.js';
 import { type MysqlConnectionOptions, parseMysqlUrl } from './mysql-url.js';
 
 /** What differs between the three services' command lines. */
@@ -56,22 +62,7 @@ export function loadServiceConfig(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
 ): ServiceConfig {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        distributor: { type: 'string' },
-        'advertise-host': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
-  }
+  const values = parseFlags(argv, ['port', 'host', 'distributor', 'advertise-host']);
   const port = parsePort(...pick(values.port, 'port', env, spec.portEnv, String(spec.defaultPort)));
   const [host, hostSource] = pick(values.host, 'host', env, 'SERVICE_HOST', '0.0.0.0');
   if (!host.trim()) throw new ConfigError(`${hostSource}: expected an address to listen on`);
