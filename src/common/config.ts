@@ -1,5 +1,4 @@
 import { isIP } from 'node:net';
-import { parseArgs } from 'node:util';
 
 /** A configuration value that is missing or malformed; the message says what was expected. */
 export class ConfigError extends Error {
@@ -44,43 +43,4 @@ export function parseHostPort(value: string, source: string): HostPort {
 /** Formats a host and port for grpc-js and logs, bracketing IPv6 literals. */
 export function formatHostPort({ host, port }: HostPort): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/**
- * Picks the first value that is set: the command-line flag, then the environment variable, then the
- * default. Returns the value with a label that names where it came from, for error messages.
- */
-export function pick(
-  flag: string | undefined,
-  flagName: string,
-  env: NodeJS.ProcessEnv,
-  envName: string,
-  fallback: string,
-): [value: string, source: string] {
-  if (flag !== undefined) return [flag, `--${flagName}`];
-  const fromEnv = env[envName];
-  if (fromEnv !== undefined && fromEnv !== '') return [fromEnv, envName];
-  return [fallback, `default of --${flagName}`];
-}
-
-/**
- * Reads `--name value` flags, every one a string; an unknown flag, a missing value or a stray word
- * is a ConfigError, so that each component answers a bad command line the same way (message and
- * usage, exit 2).
- */
-export function parseFlags<Name extends string>(
-  argv: readonly string[],
-  names: readonly Name[],
-): Partial<Record<Name, string>> {
-  try {
-    const { values } = parseArgs({
-      args: [...argv],
-      options: Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
-      strict: true,
-      allowPositionals: false,
-    });
-    return values as Partial<Record<Name, string>>;
-  } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
-  }
 }

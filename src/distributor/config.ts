@@ -1,21 +1,57 @@
-import { parseFlags, parsePort, pick } from '../common/config.js';
+import {
+  COMMON_SETTINGS,
+  hostSetting,
+  type LogLevel,
+  portSetting,
+  REGISTRY_TOKEN_ENV,
+  type TlsSettings,
+  tlsSettings,
+} from '../common/common-settings.js';
+import { ConfigError } from '../common/config.js';
+import { loadSettings, switchSetting, usageText } from '../common/settings.js';
+
+/** Every setting of the distributor, declared once (see src/common/settings.ts). */
+export const DISTRIBUTOR_SETTINGS = {
+  port: portSetting('DISTRIBUTOR_PORT', 9000),
+  host: hostSetting('DISTRIBUTOR_HOST', '127.0.0.1'),
+  ...COMMON_SETTINGS,
+  openRegistry: switchSetting({
+    flag: 'insecure-open-registry',
+    env: 'SHOP_REGISTRY_OPEN',
+    help: 'let anyone who reaches it register, watch and list, with neither token nor mTLS (a trusted network only)',
+  }),
+} as const;
 
 /** The distributor's validated configuration. */
 export interface DistributorConfig {
   readonly host: string;
   readonly port: number;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
+  readonly tls: TlsSettings | undefined;
+  readonly registryToken: string | undefined;
+  readonly openRegistry: boolean;
 }
 
-export const DISTRIBUTOR_USAGE = `usage: distributor [--port N] [--host ADDRESS]
-  --port  DISTRIBUTOR_PORT  port to listen on; 0 picks a free one (default 9000)
-  --host  DISTRIBUTOR_HOST  address to listen on (default 0.0.0.0)
-          LOG_LEVEL         fatal, error, warn, info, debug or silent (default info)`;
+export const DISTRIBUTOR_USAGE = usageText('distributor', DISTRIBUTOR_SETTINGS);
 
-/** Reads flags, then environment variables, then defaults; throws ConfigError on a bad value. */
-export function loadDistributorConfig(argv: string[], env: NodeJS.ProcessEnv): DistributorConfig {
-  const values = parseFlags(argv, ['port', 'host']);
-  const port = parsePort(...pick(values.port, 'port', env, 'DISTRIBUTOR_PORT', '9000'));
-  const [host] = pick(values.host, 'host', env, 'DISTRIBUTOR_HOST', '0.0.0.0');
-  return Object.freeze({ host, port, logLevel: env.LOG_LEVEL || 'info' });
+/**
+ * Reads flags, then environment variables, then defaults; throws ConfigError on a bad value. The
+ * registry is never open by accident: it needs a token, mTLS (a CA), or the explicit switch.
+ */
+export function loadDistributorConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DistributorConfig {
+  const values = loadSettings(DISTRIBUTOR_SETTINGS, argv, env);
+  const tls = tlsSettings(values, 'distributor');
+  if (!values.registryToken && !tls?.caFile && !values.openRegistry) {
+    throw new ConfigError(
+      `the registry needs credentials: set ${REGISTRY_TOKEN_ENV} (a shared token), or TLS with a CA (mTLS: TLS_DIR, or TLS_CA, TLS_CERT and TLS_KEY); --insecure-open-registry runs it open, for a trusted network only`,
+    );
+  }
+  return Object.freeze({
+    host: values.host,
+    port: values.port,
+    logLevel: values.logLevel,
+    tls,
+    registryToken: values.registryToken,
+    openRegistry: values.openRegistry,
+  });
 }

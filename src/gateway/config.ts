@@ -1,12 +1,64 @@
 import {
-  ConfigError,
-  formatHostPort,
-  parseFlags,
-  parseHostPort,
-  parsePort,
-  parseWholeNumber,
-  pick,
-} from '../common/config.js';
+  COMMON_SETTINGS,
+  DISTRIBUTOR_ADDRESS_SETTING,
+  hostSetting,
+  type LogLevel,
+  portSetting,
+  type TlsSettings,
+  tlsSettings,
+} from '../common/common-settings.js';
+import { ConfigError, parseWholeNumber } from '../common/config.js';
+import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
+
+/** The files of the gateway's HTTPS side, for REST clients. */
+export interface HttpsSettings {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** With it, REST clients must present a certificate this CA issued. */
+  readonly clientCaFile?: string;
+}
+
+/** Every setting of the gateway, declared once (see src/common/settings.ts). */
+export const GATEWAY_SETTINGS = {
+  port: portSetting('GATEWAY_PORT', 8000),
+  host: hostSetting('GATEWAY_HOST', '0.0.0.0'),
+  distributor: DISTRIBUTOR_ADDRESS_SETTING,
+  deadlineMs: setting({
+    flag: 'deadline-ms',
+    env: 'GATEWAY_DEADLINE_MS',
+    default: '5000',
+    help: 'deadline of every call to a service, in ms (then 504)',
+    parse: (value, source) => parseWholeNumber(value, source, 1),
+  }),
+  bodyLimitBytes: setting({
+    flag: 'body-limit',
+    env: 'GATEWAY_BODY_LIMIT',
+    default: '1MiB',
+    help: 'largest request body: bytes, or with a KiB/MiB suffix (then 413)',
+    parse: parseByteSize,
+  }),
+  httpsCert: optionalSetting({
+    flag: 'https-cert',
+    env: 'GATEWAY_HTTPS_CERT',
+    defaultText: 'none: plain HTTP',
+    help: 'certificate (PEM) of the REST port: with it, the gateway serves HTTPS. Re-read when the file changes',
+    parse: nonEmpty,
+  }),
+  httpsKey: optionalSetting({
+    flag: 'https-key',
+    env: 'GATEWAY_HTTPS_KEY',
+    help: 'private key (PEM) of the REST port, with --https-cert',
+    parse: nonEmpty,
+  }),
+  httpsClientCa: optionalSetting({
+    flag: 'https-client-ca',
+    env: 'GATEWAY_HTTPS_CLIENT_CA',
+    defaultText: 'none: any REST client',
+    help: 'CA (PEM) whose certificates REST clients must present',
+    parse: nonEmpty,
+  }),
+  ...COMMON_SETTINGS,
+} as const;
 
 /** The gateway's validated configuration. */
 export interface GatewayConfig {
@@ -16,39 +68,47 @@ export interface GatewayConfig {
   readonly distributor: string;
   readonly deadlineMs: number;
   readonly bodyLimitBytes: number;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
+  /** TLS of its gRPC side: calls to services (secure naming) and the registration. */
+  readonly tls: TlsSettings | undefined;
+  readonly registryToken: string | undefined;
+  /** HTTPS of its REST side; undefined: plain HTTP. */
+  readonly https: HttpsSettings | undefined;
 }
 
-export const GATEWAY_USAGE = `usage: gateway [--port N] [--host ADDRESS] [--distributor HOST:PORT] [--deadline-ms N] [--body-limit SIZE]
-  --port         GATEWAY_PORT         HTTP port to listen on; 0 picks a free one (default 8000)
-  --host         GATEWAY_HOST         address to listen on (default 0.0.0.0)
-  --distributor  DISTRIBUTOR_ADDRESS  the distributor to register with (default 127.0.0.1:9000)
-  --deadline-ms  GATEWAY_DEADLINE_MS  deadline of every call to a service, in ms (default 5000)
-  --body-limit   GATEWAY_BODY_LIMIT   largest request body: bytes, or with a KiB/MiB suffix (default 1MiB)
-                 LOG_LEVEL            fatal, error, warn, info, debug or silent (default info)`;
+export const GATEWAY_USAGE = usageText('gateway', GATEWAY_SETTINGS);
 
 /** Reads flags, then environment variables, then defaults; throws ConfigError on a bad value. */
-export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv): GatewayConfig {
-  const values = parseFlags(argv, ['port', 'host', 'distributor', 'deadline-ms', 'body-limit']);
-  const port = parsePort(...pick(values.port, 'port', env, 'GATEWAY_PORT', '8000'));
-  const [host] = pick(values.host, 'host', env, 'GATEWAY_HOST', '0.0.0.0');
-  const distributor = formatHostPort(
-    parseHostPort(...pick(values.distributor, 'distributor', env, 'DISTRIBUTOR_ADDRESS', '127.0.0.1:9000')),
-  );
-  const deadlineMs = parseWholeNumber(
-    ...pick(values['deadline-ms'], 'deadline-ms', env, 'GATEWAY_DEADLINE_MS', '5000'),
-    1,
-  );
-  const bodyLimitBytes = parseByteSize(
-    ...pick(values['body-limit'], 'body-limit', env, 'GATEWAY_BODY_LIMIT', '1MiB'),
-  );
+export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayConfig {
+  const values = loadSettings(GATEWAY_SETTINGS, argv, env);
+  const { httpsCert, httpsKey, httpsClientCa } = values;
+  if (!httpsCert !== !httpsKey) {
+    throw new ConfigError(
+      'GATEWAY_HTTPS_CERT / --https-cert and GATEWAY_HTTPS_KEY / --https-key go together: give both',
+    );
+  }
+  if (httpsClientCa && !httpsCert) {
+    throw new ConfigError(
+      'GATEWAY_HTTPS_CLIENT_CA / --https-client-ca needs HTTPS: give --https-cert and --https-key',
+    );
+  }
   return Object.freeze({
-    host,
-    port,
-    distributor,
-    deadlineMs,
-    bodyLimitBytes,
-    logLevel: env.LOG_LEVEL || 'info',
+    host: values.host,
+    port: values.port,
+    distributor: values.distributor,
+    deadlineMs: values.deadlineMs,
+    bodyLimitBytes: values.bodyLimitBytes,
+    logLevel: values.logLevel,
+    tls: tlsSettings(values, 'gateway'),
+    registryToken: values.registryToken,
+    https:
+      httpsCert && httpsKey
+        ? Object.freeze({
+            certFile: httpsCert,
+            keyFile: httpsKey,
+            ...(httpsClientCa ? { clientCaFile: httpsClientCa } : {}),
+          })
+        : undefined,
   });
 }
 

@@ -1,21 +1,67 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseFlags, parseHostPort, parsePort } from '../../src/common/config.js';
+import { COMMON_SETTINGS, tlsSettings } from '../../src/common/common-settings.js';
+import { ConfigError, parseHostPort, parsePort } from '../../src/common/config.js';
+import {
+  loadSettings,
+  markdownTable,
+  optionalSetting,
+  setting,
+  switchSetting,
+  usageText,
+} from '../../src/common/settings.js';
 import { loadDistributorConfig } from '../../src/distributor/config.js';
 
-describe('parseFlags', () => {
-  it('reads the known flags as strings', () => {
-    expect(parseFlags(['--port', '0', '--host=::1'], ['port', 'host', 'other'])).toEqual({
-      port: '0',
-      host: '::1',
+const TOKEN = 'a-token-of-sixteen-or-more';
+
+describe('a settings table', () => {
+  const table = {
+    port: setting({ flag: 'port', env: 'X_PORT', default: '9000', help: 'the port', parse: parsePort }),
+    name: optionalSetting({ env: 'X_NAME', help: 'a name', parse: (value) => value }),
+    loud: switchSetting({ flag: 'loud', env: 'X_LOUD', help: 'shout' }),
+  };
+
+  it('takes a flag over the environment over the default', () => {
+    expect(loadSettings(table, [], {})).toEqual({ port: 9000, name: undefined, loud: false });
+    expect(loadSettings(table, [], { X_PORT: '9100', X_NAME: 'n', X_LOUD: '1' })).toEqual({
+      port: 9100,
+      name: 'n',
+      loud: true,
+    });
+    expect(loadSettings(table, ['--port', '0', '--loud'], { X_PORT: '9100', X_LOUD: 'false' })).toEqual({
+      port: 0,
+      name: undefined,
+      loud: true,
     });
   });
 
   it.each([
-    ['an unknown flag', ['--bogus', '1']],
-    ['a flag without its value', ['--port']],
-    ['a stray word', ['9000']],
-  ])('refuses %s with a ConfigError', (_label, argv) => {
-    expect(() => parseFlags(argv, ['port'])).toThrow(ConfigError);
+    ['an unknown flag', ['--bogus', '1'], {}, /Unknown option '--bogus'/],
+    ['a flag without its value', ['--port'], {}, /--port/],
+    ['a stray word', ['9000'], {}, /Unexpected argument '9000'/],
+    ['a bad flag value', ['--port', 'abc'], {}, /--port: expected a whole number/],
+    ['a bad variable', [], { X_PORT: '70000' }, /X_PORT: expected a port from 0 to 65535/],
+    ['a bad switch', [], { X_LOUD: 'yes' }, /X_LOUD: expected true or false/],
+  ])('refuses %s with a ConfigError naming its source', (_label, argv, env, message) => {
+    expect(() => loadSettings(table, argv, env)).toThrow(ConfigError);
+    expect(() => loadSettings(table, argv, env)).toThrow(message);
+  });
+
+  it('makes the usage and the README rows from the same declarations', () => {
+    const usage = usageText('thing', table);
+    expect(usage).toContain('usage: thing [options]');
+    expect(usage).toMatch(/--port VALUE\s+X_PORT\s+the port \(default: 9000\)/);
+    expect(usage).toMatch(/--loud\s+X_LOUD\s+shout \(default: false\)/);
+    const markdown = markdownTable([
+      { component: 'a', table },
+      { component: 'b', table: { port: table.port } },
+    ]);
+    expect(markdown.split('\n')).toEqual([
+      '| flag | environment | default | what it sets | used by |',
+      '|---|---|---|---|---|',
+      '| `--port` | `X_PORT` | 9000 | the port | all |',
+      '|  | `X_NAME` | none | a name | a |',
+      '| `--loud` | `X_LOUD` | false | shout | a |',
+    ]);
   });
 });
 
@@ -31,16 +77,63 @@ describe('parsePort and parseHostPort', () => {
   });
 });
 
+describe('TLS and token settings', () => {
+  const load = (env: NodeJS.ProcessEnv) => tlsSettings(loadSettings(COMMON_SETTINGS, [], env), 'goods');
+
+  it('are off by default, and TLS_DIR names the files of the component', () => {
+    expect(load({})).toBeUndefined();
+    expect(load({ TLS_DIR: '/etc/shop' })).toEqual({
+      caFile: '/etc/shop/ca.crt',
+      certFile: '/etc/shop/goods.crt',
+      keyFile: '/etc/shop/goods.key',
+    });
+    expect(load({ TLS_DIR: '/etc/shop', TLS_CERT: '/other.crt' })).toMatchObject({ certFile: '/other.crt' });
+    expect(load({ TLS_CERT: '/a.crt', TLS_KEY: '/a.key' })).toEqual({
+      certFile: '/a.crt',
+      keyFile: '/a.key',
+    });
+  });
+
+  it('refuse a certificate without its key, or a CA alone', () => {
+    expect(() => load({ TLS_CERT: '/a.crt' })).toThrow(/go together/);
+    expect(() => load({ TLS_CA: '/ca.crt' })).toThrow(/needs this component's own certificate/);
+  });
+
+  it('refuse a token that is short or has spaces', () => {
+    expect(() => loadSettings(COMMON_SETTINGS, [], { SHOP_REGISTRY_TOKEN: 'short' })).toThrow(
+      /SHOP_REGISTRY_TOKEN: expected 16 to 512 printable characters/,
+    );
+    expect(() => loadSettings(COMMON_SETTINGS, [], { SHOP_REGISTRY_TOKEN: `${TOKEN} x` })).toThrow(
+      ConfigError,
+    );
+  });
+
+  it('refuse a log level pino does not know', () => {
+    expect(() => loadSettings(COMMON_SETTINGS, [], { LOG_LEVEL: 'verbose' })).toThrow(
+      /LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"/,
+    );
+  });
+});
+
 describe('loadDistributorConfig', () => {
-  it('takes a flag over the environment over the default', () => {
-    expect(loadDistributorConfig([], {})).toMatchObject({ host: '0.0.0.0', port: 9000 });
-    expect(loadDistributorConfig([], { DISTRIBUTOR_PORT: '9100' }).port).toBe(9100);
-    expect(loadDistributorConfig(['--port', '0'], { DISTRIBUTOR_PORT: '9100' }).port).toBe(0);
+  it('listens on 127.0.0.1:9000 by default', () => {
+    expect(loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN })).toMatchObject({
+      host: '127.0.0.1',
+      port: 9000,
+      registryToken: TOKEN,
+      openRegistry: false,
+    });
+  });
+
+  it('never runs an open registry by accident', () => {
+    expect(() => loadDistributorConfig([], {})).toThrow(/the registry needs credentials/);
+    expect(loadDistributorConfig(['--insecure-open-registry'], {}).openRegistry).toBe(true);
+    expect(loadDistributorConfig([], { TLS_DIR: '/etc/shop' }).tls?.caFile).toBe('/etc/shop/ca.crt');
   });
 
   it('refuses a bad command line or value with a ConfigError', () => {
     expect(() => loadDistributorConfig(['--bogus'], {})).toThrow(ConfigError);
-    expect(() => loadDistributorConfig([], { DISTRIBUTOR_PORT: 'abc' })).toThrow(
+    expect(() => loadDistributorConfig([], { DISTRIBUTOR_PORT: 'abc', SHOP_REGISTRY_TOKEN: TOKEN })).toThrow(
       'DISTRIBUTOR_PORT: expected a whole number of at least 0, got "abc"',
     );
   });

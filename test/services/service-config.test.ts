@@ -6,9 +6,9 @@ import { loadMembersConfig, MEMBERS_USAGE } from '../../src/services/members/con
 import { loadPurchasesConfig } from '../../src/services/purchases/config.js';
 
 describe('service configuration', () => {
-  it('defaults: the book ports, all addresses, the local distributor, SQLite in ./data', () => {
+  it('defaults: the book ports, loopback only, the local distributor, SQLite in ./data, no TLS', () => {
     const defaults = {
-      host: '0.0.0.0',
+      host: '127.0.0.1',
       distributor: '127.0.0.1:9000',
       advertiseHost: '',
       storage: { kind: 'sqlite', dataDir: './data' },
@@ -94,7 +94,9 @@ describe('service configuration', () => {
       'ADVERTISE_HOST',
       'MYSQL_URL',
       'DATA_DIR',
-      'members.sqlite',
+      '<service>.sqlite',
+      'TLS_DIR',
+      'SHOP_REGISTRY_TOKEN',
       'LOG_LEVEL',
       '9020',
     ]) {

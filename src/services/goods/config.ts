@@ -5,7 +5,7 @@ import {
   serviceUsage,
 } from '../common/service-config.js';
 
-const GOODS_CONFIG: ServiceConfigSpec = { name: 'goods', portEnv: 'GOODS_PORT', defaultPort: 9010 };
+export const GOODS_CONFIG: ServiceConfigSpec = { name: 'goods', portEnv: 'GOODS_PORT', defaultPort: 9010 };
 
 /** The usage text printed with a configuration error. */
 export const GOODS_USAGE = serviceUsage(GOODS_CONFIG);

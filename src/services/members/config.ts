@@ -5,7 +5,11 @@ import {
   serviceUsage,
 } from '../common/service-config.js';
 
-const MEMBERS_CONFIG: ServiceConfigSpec = { name: 'members', portEnv: 'MEMBERS_PORT', defaultPort: 9020 };
+export const MEMBERS_CONFIG: ServiceConfigSpec = {
+  name: 'members',
+  portEnv: 'MEMBERS_PORT',
+  defaultPort: 9020,
+};
 
 /** The usage text printed with a configuration error. */
 export const MEMBERS_USAGE = serviceUsage(MEMBERS_CONFIG);

@@ -5,7 +5,7 @@ import {
   serviceUsage,
 } from '../common/service-config.js';
 
-const PURCHASES_CONFIG: ServiceConfigSpec = {
+export const PURCHASES_CONFIG: ServiceConfigSpec = {
   name: 'purchases',
   portEnv: 'PURCHASES_PORT',
   defaultPort: 9030,

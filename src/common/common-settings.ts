@@ -1,0 +1,124 @@
+import { resolve } from 'node:path';
+import { ConfigError, formatHostPort, parseHostPort, parsePort } from './config.js';
+import { nonEmpty, oneOf, optionalSetting, type Setting, type SettingsValues, setting } from './settings.js';
+
+/** pino's levels, and "silent". */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The environment variable of the shared registration token. */
+export const REGISTRY_TOKEN_ENV = 'SHOP_REGISTRY_TOKEN';
+
+/** The listening port of a component. */
+export function portSetting(env: string, defaultPort: number): Setting<number> {
+  return setting({
+    flag: 'port',
+    env,
+    default: String(defaultPort),
+    help: 'port to listen on; 0 picks a free one',
+    parse: parsePort,
+  });
+}
+
+/** The address a component listens on. */
+export function hostSetting(env: string, defaultHost: string): Setting<string> {
+  return setting({ flag: 'host', env, default: defaultHost, help: 'address to listen on', parse: nonEmpty });
+}
+
+/**
+ * Settings every component has: its log level, its TLS files and the registration token. TLS is on
+ * when a certificate is given, mutual when a CA is given too; `TLS_DIR` names a folder made by
+ * `npm run certs` (ca.crt, <component>.crt, <component>.key) so that one environment serves every
+ * component of `npm start`.
+ */
+export const COMMON_SETTINGS = {
+  logLevel: setting({
+    env: 'LOG_LEVEL',
+    default: 'info',
+    help: `log level: ${LOG_LEVELS.join(', ')}`,
+    parse: oneOf(LOG_LEVELS),
+  }),
+  tlsDir: optionalSetting({
+    flag: 'tls-dir',
+    env: 'TLS_DIR',
+    help: 'folder of ca.crt, <component>.crt and <component>.key (from npm run certs): mTLS for this component',
+    parse: nonEmpty,
+  }),
+  tlsCa: optionalSetting({
+    flag: 'tls-ca',
+    env: 'TLS_CA',
+    defaultText: 'TLS_DIR/ca.crt',
+    help: 'CA certificate (PEM): peers must present certificates it issued (mTLS)',
+    parse: nonEmpty,
+  }),
+  tlsCert: optionalSetting({
+    flag: 'tls-cert',
+    env: 'TLS_CERT',
+    defaultText: 'TLS_DIR/<component>.crt',
+    help: "this component's certificate (PEM); with it, TLS is on. Re-read when the file changes",
+    parse: nonEmpty,
+  }),
+  tlsKey: optionalSetting({
+    flag: 'tls-key',
+    env: 'TLS_KEY',
+    defaultText: 'TLS_DIR/<component>.key',
+    help: "this component's private key (PEM), with --tls-cert",
+    parse: nonEmpty,
+  }),
+  registryToken: optionalSetting({
+    env: REGISTRY_TOKEN_ENV,
+    defaultText: 'none (npm start makes one per run)',
+    help: 'shared secret for Register, Watch and List, sent as "authorization: Bearer …" (an environment variable only, so it stays out of ps)',
+    parse: parseToken,
+  }),
+} as const;
+
+/** The distributor's address, for components that register with it. */
+export const DISTRIBUTOR_ADDRESS_SETTING = setting({
+  flag: 'distributor',
+  env: 'DISTRIBUTOR_ADDRESS',
+  default: '127.0.0.1:9000',
+  help: 'the distributor to register with, host:port',
+  parse: (value, source) => formatHostPort(parseHostPort(value, source)),
+});
+
+const TOKEN = /^[\x21-\x7e]{16,512}$/;
+
+function parseToken(value: string, source: string): string {
+  if (!TOKEN.test(value)) {
+    throw new ConfigError(`${source}: expected 16 to 512 printable characters without spaces`);
+  }
+  return value;
+}
+
+/** The files of a component's TLS identity; undefined when it runs plaintext. */
+export interface TlsSettings {
+  readonly caFile?: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
+ * A component's TLS files from its settings: explicit files win over TLS_DIR's. A certificate
+ * without its key (or the reverse), or a CA alone, is a ConfigError.
+ */
+export function tlsSettings(
+  values: SettingsValues<typeof COMMON_SETTINGS>,
+  component: string,
+): TlsSettings | undefined {
+  const dir = values.tlsDir;
+  const caFile = values.tlsCa ?? (dir && resolve(dir, 'ca.crt'));
+  const certFile = values.tlsCert ?? (dir && resolve(dir, `${component}.crt`));
+  const keyFile = values.tlsKey ?? (dir && resolve(dir, `${component}.key`));
+  if (!certFile && !keyFile) {
+    if (caFile)
+      throw new ConfigError(
+        "TLS_CA / --tls-ca: a CA needs this component's own certificate and key too (TLS_CERT, TLS_KEY)",
+      );
+    return undefined;
+  }
+  if (!certFile || !keyFile) {
+    throw new ConfigError('TLS_CERT / --tls-cert and TLS_KEY / --tls-key go together: give both');
+  }
+  return Object.freeze({ ...(caFile ? { caFile } : {}), certFile, keyFile });
+}

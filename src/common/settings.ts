@@ -1,0 +1,187 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from './config.js';
+
+/**
+ * One configuration setting, declared once: where it is read from (a flag, an environment variable,
+ * or both), its default, how its text is parsed, and what it is for. A component's table of settings
+ * produces its parser, its usage text and its rows of the README's configuration table, so the three
+ * cannot drift apart.
+ */
+export interface Setting<Value> {
+  /** The command-line flag without "--", if it has one. */
+  readonly flag?: string;
+  /** The environment variable, if it has one. */
+  readonly env?: string;
+  /** The default as text, parsed like any other value; absent: unset, and the value is undefined. */
+  readonly default?: string;
+  /** How the default reads in help when it is not a literal, e.g. "the address the distributor sees". */
+  readonly defaultText?: string;
+  /** The flag takes no value (`--flag`); its environment variable reads true/false/1/0. */
+  readonly boolean?: boolean;
+  /** One line (or a few) saying what it is for, in the usage and the README. */
+  readonly help: string;
+  /** Turns the text into the value, or throws ConfigError naming `source`. */
+  readonly parse: (value: string, source: string) => Value;
+}
+
+/** A component's settings by the name of the value they produce. */
+export type SettingsTable = Readonly<Record<string, Setting<unknown>>>;
+
+/** The values a table produces: what `parse` returns, or undefined for an unset setting without default. */
+export type SettingsValues<Table extends SettingsTable> = {
+  readonly [Name in keyof Table]: Table[Name] extends Setting<infer Value> ? Value : never;
+};
+
+/** Declares a setting with a default: its value is always set. */
+export function setting<Value>(spec: Setting<Value> & { default: string }): Setting<Value> {
+  return spec;
+}
+
+/** Declares a setting without a default: its value is undefined when neither flag nor variable is given. */
+export function optionalSetting<Value>(spec: Omit<Setting<Value>, 'default'>): Setting<Value | undefined> {
+  return spec;
+}
+
+/** Declares an on/off setting: `--flag`, or its variable set to true/false/1/0; off by default. */
+export function switchSetting(
+  spec: Omit<Setting<boolean>, 'default' | 'parse' | 'boolean'>,
+): Setting<boolean> {
+  return { ...spec, boolean: true, default: 'false', parse: parseBoolean };
+}
+
+/** Parses true/false/1/0 (any case). */
+export function parseBoolean(value: string, source: string): boolean {
+  const normalized = value.trim().toLowerCase();
+  if (normalized === 'true' || normalized === '1') return true;
+  if (normalized === 'false' || normalized === '0') return false;
+  throw new ConfigError(`${source}: expected true or false, got "${value}"`);
+}
+
+/** Parses one of a fixed list of words. */
+export function oneOf<const Word extends string>(words: readonly Word[]) {
+  return (value: string, source: string): Word => {
+    if ((words as readonly string[]).includes(value)) return value as Word;
+    throw new ConfigError(`${source}: expected one of ${words.join(', ')}, got "${value}"`);
+  };
+}
+
+/** Keeps the text as it is, refusing an empty one. */
+export function nonEmpty(value: string, source: string): string {
+  if (value.trim() === '') throw new ConfigError(`${source}: expected a value, got an empty one`);
+  return value;
+}
+
+/**
+ * Reads every setting of a table: the flag first, then the environment variable, then the default.
+ * An unknown flag, a missing flag value or a stray word is a ConfigError, like a bad value.
+ */
+export function loadSettings<Table extends SettingsTable>(
+  table: Table,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): SettingsValues<Table> {
+  const flags = readFlags(table, argv);
+  const values: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(table)) {
+    const fromFlag = spec.flag === undefined ? undefined : flags[spec.flag];
+    const fromEnv = spec.env === undefined ? undefined : env[spec.env];
+    if (fromFlag !== undefined) {
+      values[name] = typeof fromFlag === 'boolean' ? fromFlag : spec.parse(fromFlag, `--${spec.flag}`);
+    } else if (fromEnv !== undefined && fromEnv !== '') {
+      values[name] = spec.parse(fromEnv, spec.env!);
+    } else if (spec.default !== undefined) {
+      values[name] = spec.parse(spec.default, `the default of ${describeSources(spec)}`);
+    } else {
+      values[name] = undefined;
+    }
+  }
+  return Object.freeze(values) as SettingsValues<Table>;
+}
+
+function readFlags(table: SettingsTable, argv: readonly string[]): Record<string, string | boolean> {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const spec of Object.values(table)) {
+    if (spec.flag !== undefined) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
+  }
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<
+      string,
+      string | boolean
+    >;
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+function describeSources(spec: Setting<unknown>): string {
+  return [spec.flag && `--${spec.flag}`, spec.env].filter(Boolean).join(' / ');
+}
+
+function defaultOf(spec: Setting<unknown>): string {
+  return spec.defaultText ?? (spec.default === undefined ? 'none' : spec.default);
+}
+
+/** The usage text of a component: its command line, then one block per setting. */
+export function usageText(command: string, table: SettingsTable): string {
+  const specs = Object.values(table);
+  const flagWidth = Math.max(...specs.map((spec) => flagLabel(spec).length));
+  const envWidth = Math.max(...specs.map((spec) => (spec.env ?? '').length));
+  const lines = [`usage: ${command} [options]`];
+  for (const spec of specs) {
+    const head = `  ${flagLabel(spec).padEnd(flagWidth)}  ${(spec.env ?? '').padEnd(envWidth)}  `;
+    lines.push(`${head}${spec.help} (default: ${defaultOf(spec)})`);
+  }
+  return lines.join('\n');
+}
+
+function flagLabel(spec: Setting<unknown>): string {
+  if (spec.flag === undefined) return '';
+  return spec.boolean ? `--${spec.flag}` : `--${spec.flag} VALUE`;
+}
+
+/** A component's table with the name it appears under in the README. */
+export interface DocumentedTable {
+  readonly component: string;
+  readonly table: SettingsTable;
+  /** Not one of the components "all" counts (e.g. the launcher, which only passes settings on). */
+  readonly apart?: boolean;
+}
+
+/**
+ * The README's configuration table for several components: one row per distinct setting, saying
+ * which components use it.
+ */
+export function markdownTable(tables: readonly DocumentedTable[]): string {
+  const rows = new Map<string, { cells: string[]; users: string[] }>();
+  for (const { component, table } of tables) {
+    for (const spec of Object.values(table)) {
+      const cells = [
+        spec.flag === undefined ? '' : `\`--${spec.flag}\``,
+        spec.env === undefined ? '' : `\`${spec.env}\``,
+        escapeCell(defaultOf(spec)),
+        escapeCell(spec.help),
+      ];
+      const key = cells.join('|');
+      const row = rows.get(key) ?? { cells, users: [] };
+      row.users.push(component);
+      rows.set(key, row);
+    }
+  }
+  const everyone = tables.filter((table) => !table.apart).length;
+  // Rows of one flag (every component's --port, say) stand together, in order of first appearance.
+  const groups = new Map<string, { cells: string[]; users: string[] }[]>();
+  for (const row of rows.values()) {
+    const group = row.cells[0] || row.cells[1]!;
+    groups.set(group, [...(groups.get(group) ?? []), row]);
+  }
+  const lines = ['| flag | environment | default | what it sets | used by |', '|---|---|---|---|---|'];
+  for (const { cells, users } of [...groups.values()].flat()) {
+    const usedBy = users.length === everyone ? 'all' : users.join(', ');
+    lines.push(`| ${[...cells, usedBy].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function escapeCell(text: string): string {
+  return text.replaceAll('|', '\\|').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('\n', ' ');
+}
