@@ -1,6 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createServer as createHttpsServer,
+  type Server as HttpsServer,
+  request as httpsRequest,
+} from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -13,6 +21,7 @@ import {
 } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { httpsServerOptions, watchHttpsCertificates } from '../../src/common/https-options.js';
 import {
   channelCredentials,
   peerIdentities,
@@ -240,6 +249,67 @@ describe('configuration errors', () => {
     writeFileSync(garbage, 'not a certificate\n');
     expect(() => channelCredentials({ caFile: garbage })).toThrow(
       `TLS CA file "${garbage}": expected PEM certificates`,
+    );
+  });
+});
+
+describe('HTTPS options', () => {
+  let https: HttpsServer | undefined;
+  afterEach(() => {
+    https?.closeAllConnections();
+    https?.close();
+  });
+
+  /** A GET as `client` (no certificate without one): its status, and the certificate it was shown. */
+  function get(port: number, client?: Required<TlsFiles>): Promise<{ status?: number; fingerprint: string }> {
+    return new Promise((resolve, reject) => {
+      const request = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          servername: 'localhost',
+          ca: readFileSync(pki.caFile),
+          ...(client ? { cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) } : {}),
+          agent: false,
+        },
+        (response) => {
+          const fingerprint = (response.socket as TLSSocket).getPeerCertificate().fingerprint256;
+          response.resume();
+          response.on('end', () => resolve({ status: response.statusCode, fingerprint }));
+        },
+      );
+      request.on('error', reject);
+      request.end();
+    });
+  }
+
+  it('requires client certificates with a CA file and follows a replaced certificate', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const options = httpsServerOptions(files);
+    expect(options).toMatchObject({ requestCert: true, rejectUnauthorized: true });
+    expect(httpsServerOptions({ certFile: files.certFile, keyFile: files.keyFile })).toMatchObject({
+      requestCert: false,
+      rejectUnauthorized: false,
+    });
+    https = createHttpsServer(options, (_request, response) => response.end());
+    https.on('close', watchHttpsCertificates(https, files, REFRESH));
+    await new Promise<void>((resolve) => https!.listen(0, '127.0.0.1', resolve));
+    const port = (https.address() as AddressInfo).port;
+    const fingerprint = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256;
+    await expect(get(port)).rejects.toThrow(/certificate required/);
+    await expect(get(port, pki.files('gateway'))).resolves.toEqual({
+      status: 200,
+      fingerprint: fingerprint(pki.files('goods').certFile),
+    });
+
+    installCertificate(pki.files('members'), files.folder, 'goods');
+
+    await vi.waitFor(
+      async () =>
+        expect((await get(port, pki.files('gateway'))).fingerprint).toBe(
+          fingerprint(pki.files('members').certFile),
+        ),
+      WAIT,
     );
   });
 });
