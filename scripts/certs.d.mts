@@ -1,0 +1,41 @@
+// Types of scripts/certs.mjs, for the tests that make throwaway PKIs with it.
+
+/** A certificate and its private key, as PEM files. */
+export interface CertificateFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** The components of the shop, each of which gets a certificate by default. */
+export declare const COMPONENTS: readonly string[];
+
+/** Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600); `name` defaults to "ca". */
+export declare function createCa(
+  dir: string,
+  options?: { readonly name?: string; readonly commonName?: string },
+): CertificateFiles;
+
+/**
+ * Issues `<dir>/<name>.crt` and `<dir>/<name>.key` signed by `ca`, for server and client
+ * authentication, with the URI SAN spiffe://shop/<identity> (default: `name`), the DNS SAN
+ * localhost, the IP SAN 127.0.0.1 and `hosts`.
+ */
+export declare function issueCertificate(
+  ca: CertificateFiles,
+  dir: string,
+  options: { readonly name: string; readonly identity?: string; readonly hosts?: readonly string[] },
+): CertificateFiles;
+
+/** Makes the development PKI in `dir`: the CA (kept if present, unless `newCa`) and one certificate per name. */
+export declare function makeDevPki(
+  dir: string,
+  options?: {
+    readonly names?: readonly string[];
+    readonly hosts?: readonly string[];
+    readonly hostsByName?: Readonly<Record<string, readonly string[]>>;
+    readonly newCa?: boolean;
+  },
+): {
+  ca: CertificateFiles & { created: boolean };
+  certificates: Record<string, CertificateFiles>;
+};

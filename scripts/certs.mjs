@@ -1,0 +1,290 @@
+// Makes a development PKI for mutual TLS between the components: one CA, and per component a
+// certificate with the URI SAN spiffe://shop/<name> (its identity, see src/common/identity.ts), the
+// DNS SAN localhost, the IP SAN 127.0.0.1 and any extra --host. Keys are made with node:crypto and
+// signed by the openssl CLI. Importable: the tests make throwaway PKIs with the same functions.
+//
+//   npm run certs -- [--out DIR] [--host NAME_OR_IP]... [--host COMPONENT=NAME_OR_IP]... [--new-ca]
+//
+// An existing CA in DIR is kept and the component certificates are issued again from it, so that a
+// re-run renews them and running components pick them up (they re-read their files); --new-ca
+// replaces the CA too. For development only: the CA key sits next to the certificates.
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+/** The components of the shop, each of which gets a certificate by default. */
+export const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases'];
+
+/** The trust domain of the URI SANs; the same as TRUST_DOMAIN in src/common/identity.ts. */
+const TRUST_DOMAIN = 'shop';
+
+const CA_DAYS = 3650;
+const LEAF_DAYS = 825;
+
+/**
+ * Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600).
+ * @param {string} dir
+ * @param {{ name?: string, commonName?: string }} [options]
+ * @returns {{ certFile: string, keyFile: string }}
+ */
+export function createCa(dir, { name = 'ca', commonName = 'shop development CA' } = {}) {
+  checkName(name);
+  const keyFile = join(dir, `${name}.key`);
+  const certFile = join(dir, `${name}.crt`);
+  return withScratch((scratch) => {
+    const config = join(scratch, 'ca.cnf');
+    writeFileSync(
+      config,
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        `CN = ${configValue(commonName)}`,
+        '[ext]',
+        'basicConstraints = critical, CA:TRUE, pathlen:0',
+        'keyUsage = critical, keyCertSign, cRLSign',
+        'subjectKeyIdentifier = hash',
+        '',
+      ].join('\n'),
+    );
+    const newKey = join(scratch, 'ca.key');
+    writeKey(newKey);
+    const newCert = join(scratch, 'ca.crt');
+    const selfSigned = ['req', '-x509', '-new', '-key', newKey, '-config', config];
+    openssl([...selfSigned, ...signing(CA_DAYS), '-out', newCert]);
+    publish(newKey, keyFile);
+    publish(newCert, certFile);
+    return { certFile, keyFile };
+  });
+}
+
+/**
+ * Issues a certificate signed by `ca`: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600), for
+ * server and client authentication, with the URI SAN of `identity` (default: `name`), the DNS SAN
+ * localhost, the IP SAN 127.0.0.1 and `hosts` (host names or IP addresses).
+ * @param {{ certFile: string, keyFile: string }} ca
+ * @param {string} dir
+ * @param {{ name: string, identity?: string, hosts?: readonly string[] }} options
+ * @returns {{ certFile: string, keyFile: string }}
+ */
+export function issueCertificate(ca, dir, { name, identity = name, hosts = [] }) {
+  checkName(name);
+  checkName(identity);
+  const keyFile = join(dir, `${name}.key`);
+  const certFile = join(dir, `${name}.crt`);
+  const { dns, ips } = splitHosts(['localhost', '127.0.0.1', ...hosts]);
+  return withScratch((scratch) => {
+    const config = join(scratch, 'leaf.cnf');
+    writeFileSync(
+      config,
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        `CN = ${identity}`,
+        '[ext]',
+        'basicConstraints = critical, CA:FALSE',
+        'keyUsage = critical, digitalSignature',
+        'extendedKeyUsage = serverAuth, clientAuth',
+        'subjectKeyIdentifier = hash',
+        'authorityKeyIdentifier = keyid',
+        'subjectAltName = @alt',
+        '[alt]',
+        `URI.1 = spiffe://${TRUST_DOMAIN}/${identity}`,
+        ...dns.map((host, index) => `DNS.${index + 1} = ${host}`),
+        ...ips.map((ip, index) => `IP.${index + 1} = ${ip}`),
+        '',
+      ].join('\n'),
+    );
+    const newKey = join(scratch, 'leaf.key');
+    writeKey(newKey);
+    const csr = join(scratch, 'leaf.csr');
+    openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
+    const newCert = join(scratch, 'leaf.crt');
+    const signedByCa = [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      ca.certFile,
+      '-CAkey',
+      ca.keyFile,
+      '-extfile',
+      config,
+    ];
+    openssl([...signedByCa, ...signing(LEAF_DAYS), '-out', newCert]);
+    publish(newKey, keyFile);
+    publish(newCert, certFile);
+    return { certFile, keyFile };
+  });
+}
+
+/**
+ * Makes the development PKI in `dir`: `ca.crt`/`ca.key` (kept if both exist, unless `newCa`) and
+ * `<name>.crt`/`<name>.key` for each of `names`, with `hosts` on every certificate and
+ * `hostsByName[name]` on that component's only.
+ * @param {string} dir
+ * @param {{ names?: readonly string[], hosts?: readonly string[], hostsByName?: Readonly<Record<string, readonly string[]>>, newCa?: boolean }} [options]
+ * @returns {{ ca: { certFile: string, keyFile: string, created: boolean }, certificates: Record<string, { certFile: string, keyFile: string }> }}
+ */
+export function makeDevPki(dir, { names = COMPONENTS, hosts = [], hostsByName = {}, newCa = false } = {}) {
+  for (const name of Object.keys(hostsByName)) {
+    if (!names.includes(name))
+      throw new Error(`--host ${name}=...: "${name}" is not one of ${names.join(', ')}`);
+  }
+  // Refuse a bad host before anything is written.
+  for (const name of names) splitHosts([...hosts, ...(hostsByName[name] ?? [])]);
+  mkdirSync(dir, { recursive: true });
+  const existing = { certFile: join(dir, 'ca.crt'), keyFile: join(dir, 'ca.key') };
+  const reuse = !newCa && existsSync(existing.certFile) && existsSync(existing.keyFile);
+  const ca = reuse ? existing : createCa(dir);
+  const certificates = {};
+  for (const name of names) {
+    certificates[name] = issueCertificate(ca, dir, { name, hosts: [...hosts, ...(hostsByName[name] ?? [])] });
+  }
+  return { ca: { ...ca, created: !reuse }, certificates };
+}
+
+/** A component name: it becomes a file name and the path of a URI, so only [a-z0-9-]. */
+function checkName(name) {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) {
+    throw new Error(`expected a name of lowercase letters, digits and dashes, got "${name}"`);
+  }
+}
+
+/** Sorts hosts into DNS names and IP addresses, refusing anything else (it goes into a config file). */
+function splitHosts(hosts) {
+  const dns = [];
+  const ips = [];
+  for (const host of hosts) {
+    if (isIP(host)) {
+      if (!ips.includes(host)) ips.push(host);
+    } else if (
+      /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host)
+    ) {
+      if (!dns.includes(host.toLowerCase())) dns.push(host.toLowerCase());
+    } else {
+      throw new Error(`--host: expected a host name or an IP address, got "${host}"`);
+    }
+  }
+  return { dns, ips };
+}
+
+function configValue(text) {
+  if (!/^[\w .-]+$/.test(text)) throw new Error(`expected a plain common name, got "${text}"`);
+  return text;
+}
+
+/** A P-256 key in PKCS#8 PEM, readable by its owner only. */
+function writeKey(file) {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+}
+
+/**
+ * The openssl flags shared by the CA and the leaves: the [ext] section of the config, the validity,
+ * SHA-256, and a random positive serial of up to 127 bits (RFC 5280 asks for unpredictable serials).
+ */
+function signing(days) {
+  const serial = randomBytes(16);
+  serial[0] &= 0x7f;
+  return [
+    '-extensions',
+    'ext',
+    '-days',
+    String(days),
+    '-sha256',
+    '-set_serial',
+    `0x${serial.toString('hex')}`,
+  ];
+}
+
+function openssl(args) {
+  try {
+    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    if (error.code === 'ENOENT') throw new Error('the openssl command is needed to make certificates');
+    throw new Error(`openssl ${args[0]} failed: ${String(error.stderr ?? error.message).trim()}`);
+  }
+}
+
+/** Runs `work` with a private scratch folder, removed afterwards. */
+function withScratch(work) {
+  const scratch = mkdtempSync(join(tmpdir(), 'shop-certs-'));
+  try {
+    return work(scratch);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Moves a finished file into place with a rename, so that a running component re-reading its files
+ * never sees half a file. Staged next to the target: a rename does not cross file systems.
+ */
+function publish(source, target) {
+  const mode = target.endsWith('.key') ? 0o600 : 0o644;
+  const staged = `${target}.${process.pid}.tmp`;
+  writeFileSync(staged, readFileSync(source), { mode });
+  chmodSync(staged, mode);
+  renameSync(staged, target);
+}
+
+function main(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      out: { type: 'string', default: 'certs' },
+      host: { type: 'string', multiple: true, default: [] },
+      'new-ca': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(
+      'usage: npm run certs -- [--out DIR] [--host NAME_OR_IP]... [--host COMPONENT=NAME_OR_IP]... [--new-ca]\n',
+    );
+    return;
+  }
+  const hosts = [];
+  const hostsByName = {};
+  for (const value of values.host) {
+    const match = /^([a-z0-9-]+)=(.+)$/.exec(value);
+    if (match) hostsByName[match[1]] = [...(hostsByName[match[1]] ?? []), match[2]];
+    else hosts.push(value);
+  }
+  const dir = resolve(values.out);
+  const { ca, certificates } = makeDevPki(dir, { hosts, hostsByName, newCa: values['new-ca'] });
+  process.stdout.write(`${ca.created ? 'made' : 'kept'} the CA ${ca.certFile}\n`);
+  for (const [name, { certFile }] of Object.entries(certificates)) {
+    process.stdout.write(`issued ${certFile} (spiffe://${TRUST_DOMAIN}/${name})\n`);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  try {
+    main(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`certs: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(2);
+  }
+}

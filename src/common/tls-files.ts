@@ -1,0 +1,215 @@
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { ConfigError } from './config.js';
+
+/**
+ * Where a component's TLS material is: PEM files. The certificate and the key come together; the
+ * CA file holds the certificates a peer's certificate must chain to.
+ */
+export interface TlsFiles {
+  /** CA certificates (PEM, one or more) that the peer's certificate must be issued by. */
+  readonly caFile?: string;
+  /** This side's certificate, optionally followed by its intermediates (PEM). */
+  readonly certFile?: string;
+  /** The private key of `certFile` (PEM, unencrypted). */
+  readonly keyFile?: string;
+}
+
+/** The contents of TlsFiles, checked: the key belongs to the certificate, every PEM block parses. */
+export interface TlsMaterial {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+/**
+ * How often the files are read again by default. Rotation tools replace certificates well before
+ * they expire, so a few seconds of delay costs nothing, while reading three small files every few
+ * seconds costs next to nothing either.
+ */
+export const DEFAULT_TLS_REFRESH_MS = 5_000;
+
+/** How changed TLS files are picked up. */
+export interface TlsRefreshOptions {
+  /** How often the files are read again; default DEFAULT_TLS_REFRESH_MS. */
+  readonly refreshIntervalMs?: number;
+  /**
+   * Told when changed files cannot be used (unreadable, or a key that does not belong to the
+   * certificate); the last good material stays in use. A failure is reported once it has been seen
+   * on two reads in a row, so the torn moment of a rotation that replaces the certificate and then
+   * the key is not reported.
+   */
+  readonly onReloadError?: (error: ConfigError) => void;
+}
+
+const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
+
+type RawMaterial = { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] };
+
+/**
+ * Reads and checks TLS files at startup, so that a wrong path or a mismatched key stops the
+ * component with a ConfigError naming the file, not with a stack trace from inside grpc-js or
+ * node:tls at the first connection.
+ */
+export function readTlsFiles(files: TlsFiles): TlsMaterial {
+  checkPairing(files);
+  const raw: RawMaterial = {};
+  if (files.caFile !== undefined) raw.ca = readSync(files.caFile, 'caFile');
+  if (files.certFile !== undefined) raw.cert = readSync(files.certFile, 'certFile');
+  if (files.keyFile !== undefined) raw.key = readSync(files.keyFile, 'keyFile');
+  return checkTlsMaterial(files, raw);
+}
+
+/**
+ * Polls TLS files for changes and hands over new material once it checks out; until then, and
+ * whenever the files are unreadable or inconsistent, the last good material stays in use. The
+ * first read happens at once (the files may have changed while nothing watched them). The timer is
+ * unref'd: watching alone keeps no process alive. Returns the function that stops watching.
+ */
+export function watchTlsFiles(
+  files: TlsFiles,
+  initial: TlsMaterial,
+  onChange: (material: TlsMaterial) => void,
+  options: TlsRefreshOptions = {},
+): () => void {
+  let current = initial;
+  let reading = false;
+  let stopped = false;
+  let lastFailure: string | undefined;
+  let reportedFailure: string | undefined;
+  const poll = async (): Promise<void> => {
+    if (reading) return;
+    reading = true;
+    try {
+      const raw = await readAsync(files);
+      if (stopped || sameMaterial(raw, current)) return;
+      const next = checkTlsMaterial(files, raw);
+      onChange(next);
+      current = next;
+      lastFailure = reportedFailure = undefined;
+    } catch (error) {
+      if (stopped) return;
+      const failure = error instanceof ConfigError ? error : new ConfigError(String(error));
+      if (failure.message === lastFailure && failure.message !== reportedFailure) {
+        reportedFailure = failure.message;
+        options.onReloadError?.(failure);
+      }
+      lastFailure = failure.message;
+    } finally {
+      reading = false;
+    }
+  };
+  const timer = setInterval(() => void poll(), options.refreshIntervalMs ?? DEFAULT_TLS_REFRESH_MS);
+  timer.unref();
+  void poll();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
+
+function checkPairing(files: TlsFiles): void {
+  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
+    const [given, missing] =
+      files.certFile === undefined ? (['keyFile', 'certFile'] as const) : (['certFile', 'keyFile'] as const);
+    throw new ConfigError(`${LABELS[given]} "${files[given]}" needs a ${LABELS[missing]} to go with it`);
+  }
+}
+
+function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
+  if (raw.ca) {
+    const blocks = certificateBlocks(raw.ca);
+    if (blocks.length === 0 || !blocks.every(parsesAsCertificate)) {
+      throw new ConfigError(`${LABELS.caFile} "${files.caFile}": expected PEM certificates`);
+    }
+  }
+  if (raw.cert && raw.key) {
+    const leaf = certificateBlocks(raw.cert)[0];
+    const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
+    if (!certificate) {
+      throw new ConfigError(`${LABELS.certFile} "${files.certFile}": expected a PEM certificate`);
+    }
+    let key: KeyObject;
+    try {
+      key = createPrivateKey(raw.key);
+    } catch {
+      throw new ConfigError(`${LABELS.keyFile} "${files.keyFile}": expected an unencrypted PEM private key`);
+    }
+    if (!certificate.checkPrivateKey(key)) {
+      throw new ConfigError(
+        `${LABELS.keyFile} "${files.keyFile}" is not the key of ${LABELS.certFile} "${files.certFile}"`,
+      );
+    }
+    if (Date.parse(certificate.validTo) < Date.now()) {
+      throw new ConfigError(
+        `${LABELS.certFile} "${files.certFile}" expired on ${new Date(certificate.validTo).toISOString()}`,
+      );
+    }
+  }
+  return raw;
+}
+
+function readSync(file: string, role: keyof typeof LABELS): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw unreadable(file, role, error);
+  }
+}
+
+async function readAsync(files: TlsFiles): Promise<RawMaterial> {
+  checkPairing(files);
+  const read = async (role: keyof typeof LABELS): Promise<Buffer | undefined> => {
+    const file = files[role];
+    if (file === undefined) return undefined;
+    try {
+      return await readFile(file);
+    } catch (error) {
+      throw unreadable(file, role, error);
+    }
+  };
+  const [ca, cert, key] = await Promise.all([read('caFile'), read('certFile'), read('keyFile')]);
+  const raw: RawMaterial = {};
+  if (ca) raw.ca = ca;
+  if (cert) raw.cert = cert;
+  if (key) raw.key = key;
+  return raw;
+}
+
+function unreadable(file: string, role: keyof typeof LABELS, error: unknown): ConfigError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason =
+    code === 'ENOENT'
+      ? 'no such file'
+      : code === 'EACCES'
+        ? 'permission denied'
+        : code === 'EISDIR'
+          ? 'it is a directory'
+          : error instanceof Error
+            ? error.message
+            : String(error);
+  return new ConfigError(`${LABELS[role]} "${file}" cannot be read: ${reason}`);
+}
+
+function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
+  const same = (x: Buffer | undefined, y: Buffer | undefined): boolean =>
+    x === undefined || y === undefined ? x === y : x.equals(y);
+  return same(a.ca, b.ca) && same(a.cert, b.cert) && same(a.key, b.key);
+}
+
+function certificateBlocks(pem: Buffer): string[] {
+  return pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+function parseCertificate(block: string): X509Certificate | undefined {
+  try {
+    return new X509Certificate(block);
+  } catch {
+    return undefined;
+  }
+}
+
+function parsesAsCertificate(block: string): boolean {
+  return parseCertificate(block) !== undefined;
+}

@@ -1,0 +1,196 @@
+import type { PeerCertificate } from 'node:tls';
+import { type ChannelCredentials, credentials, experimental, ServerCredentials } from '@grpc/grpc-js';
+import { ConfigError } from './config.js';
+import { identityForName, uriSans } from './identity.js';
+import {
+  readTlsFiles,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsRefreshOptions,
+  watchTlsFiles,
+} from './tls-files.js';
+
+export { DEFAULT_TLS_REFRESH_MS, type TlsFiles, type TlsRefreshOptions } from './tls-files.js';
+
+/** How a client checks the server it dials. */
+export interface ChannelTlsOptions extends TlsRefreshOptions {
+  /**
+   * Secure naming: the component the server must be, by its certificate's URI SAN
+   * `spiffe://shop/<expectedName>`, instead of the usual check of the dialled host name. Components
+   * dial each other by the address they registered, which need not be in any certificate, while
+   * the name is what the distributor routed by; a certificate for another component is refused.
+   */
+  readonly expectedName?: string;
+}
+
+/**
+ * Credentials for a component's gRPC server. Plaintext without `tls`; with it, TLS with the
+ * certificate and key, and with a CA file also mutual TLS: a client must present a certificate
+ * issued by that CA, or the handshake fails. The files are checked now (ConfigError) and read
+ * again every `refreshIntervalMs`, so renewed certificates (or a new CA bundle) serve new
+ * connections without a restart; established connections keep the certificate they started with.
+ */
+export function serverCredentials(
+  tls: TlsFiles | undefined,
+  options: TlsRefreshOptions = {},
+): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  if (tls.certFile === undefined || tls.keyFile === undefined) {
+    throw new ConfigError('a TLS server needs a certificate file and a key file');
+  }
+  const provider = new TlsFileProvider(tls, readTlsFiles(tls), options);
+  // grpc-js 1.14 passes the FIRST argument on as the identity provider and the second as the CA
+  // provider, whatever its typings call them: one provider for both is right either way, and
+  // without a CA the provider goes first. No CA provider means no client certificate is requested.
+  return tls.caFile === undefined
+    ? experimental.createCertificateProviderServerCredentials(provider, null, false)
+    : experimental.createCertificateProviderServerCredentials(provider, provider, true);
+}
+
+/**
+ * Credentials for a channel to another component. Plaintext without `tls`; with it, TLS that
+ * verifies the server against the CA file (the system's roots without one) and presents the client
+ * certificate when one is given (for servers that require mutual TLS). With `expectedName` the
+ * server must carry that component's identity (secure naming); otherwise its certificate must
+ * match the dialled host name. A server that fails the check fails the call with UNAVAILABLE.
+ *
+ * With a CA file, all files are read again every `refreshIntervalMs` for new connections, as on
+ * the server. Without one they are read once: grpc-js rotates only through a CA provider, and a CA
+ * read from the system would drop Node's own root handling (NODE_EXTRA_CA_CERTS, --use-openssl-ca).
+ */
+export function channelCredentials(
+  tls: TlsFiles | undefined,
+  options: ChannelTlsOptions = {},
+): ChannelCredentials {
+  if (!tls) return credentials.createInsecure();
+  const material = readTlsFiles(tls);
+  const verify =
+    options.expectedName === undefined ? {} : { checkServerIdentity: secureNaming(options.expectedName) };
+  if (material.ca === undefined) {
+    return credentials.createSsl(null, material.key ?? null, material.cert ?? null, verify);
+  }
+  const provider = new TlsFileProvider(tls, material, options);
+  return experimental.createCertificateProviderChannelCredentials(
+    provider,
+    material.cert === undefined ? null : provider,
+    verify,
+  );
+}
+
+/** Anything that knows the TLS peer of a call, as a grpc-js server call does. */
+export interface CallWithAuthContext {
+  getAuthContext():
+    | { readonly sslPeerCertificate?: Pick<PeerCertificate, 'subjectaltname'> }
+    | null
+    | undefined;
+}
+
+/**
+ * The identities (URI SANs, e.g. `spiffe://shop/goods`) of the client certificate of a server
+ * call; [] over plaintext or when the client presented no certificate. grpc-js reports only a
+ * certificate that the server verified against its CA.
+ */
+export function peerIdentities(call: CallWithAuthContext): string[] {
+  return uriSans(call.getAuthContext()?.sslPeerCertificate?.subjectaltname);
+}
+
+/** Accepts a server certificate carrying the URI SAN of `expectedName`, whatever its host names. */
+function secureNaming(expectedName: string): (hostname: string, cert: PeerCertificate) => Error | undefined {
+  const expected = identityForName(expectedName);
+  return (_hostname, cert) => {
+    const found = uriSans(cert.subjectaltname);
+    if (found.includes(expected)) return undefined;
+    const error: Error & { code?: string } = new Error(
+      `the server's certificate is not for ${expected} (it names ${found.join(', ') || 'no identity'})`,
+    );
+    error.code = 'ERR_TLS_CERT_ALTNAME_INVALID';
+    return error;
+  };
+}
+
+/**
+ * Hands grpc-js the material of TlsFiles, read again while anything listens. grpc-js's own
+ * FileWatcherCertificateProvider is not used, because in 1.14 it delivers nothing before its first
+ * asynchronous read, and a server drops every connection until then (the first call right after
+ * bindAsync fails with UNAVAILABLE); and a file that is missing or torn for a moment (mid-rotation)
+ * withdraws the credentials, so the server drops every new connection until the next good read.
+ * This provider starts
+ * from the material checked at construction, delivered on the next tick (grpc-js reads a server's
+ * credentials before it subscribes), and keeps the last good material when a read fails.
+ */
+class TlsFileProvider implements experimental.CertificateProvider {
+  private readonly caListeners = new Set<experimental.CaCertificateUpdateListener>();
+  private readonly identityListeners = new Set<experimental.IdentityCertificateUpdateListener>();
+  private stopWatching: (() => void) | undefined;
+  private watchedBefore = false;
+
+  constructor(
+    private readonly files: TlsFiles,
+    private material: TlsMaterial,
+    private readonly options: TlsRefreshOptions,
+  ) {}
+
+  addCaCertificateListener(listener: experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(listener);
+    this.watch();
+    process.nextTick(() => {
+      if (this.caListeners.has(listener)) listener(this.caUpdate());
+    });
+  }
+
+  removeCaCertificateListener(listener: experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(listener);
+    this.unwatchIfUnused();
+  }
+
+  addIdentityCertificateListener(listener: experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(listener);
+    this.watch();
+    process.nextTick(() => {
+      if (this.identityListeners.has(listener)) listener(this.identityUpdate());
+    });
+  }
+
+  removeIdentityCertificateListener(listener: experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(listener);
+    this.unwatchIfUnused();
+  }
+
+  private watch(): void {
+    if (this.stopWatching) return;
+    if (this.watchedBefore) {
+      // Nothing watched for a while (a channel that was closed, then dialled again): read the files
+      // now, so that the next connection does not start from stale material. A failure keeps the
+      // last good material, and the watcher reports it.
+      try {
+        this.material = readTlsFiles(this.files);
+      } catch {}
+    }
+    this.watchedBefore = true;
+    this.stopWatching = watchTlsFiles(
+      this.files,
+      this.material,
+      (material) => {
+        this.material = material;
+        for (const listener of this.caListeners) listener(this.caUpdate());
+        for (const listener of this.identityListeners) listener(this.identityUpdate());
+      },
+      this.options,
+    );
+  }
+
+  private unwatchIfUnused(): void {
+    if (this.caListeners.size > 0 || this.identityListeners.size > 0) return;
+    this.stopWatching?.();
+    this.stopWatching = undefined;
+  }
+
+  private caUpdate(): experimental.CaCertificateUpdate | null {
+    return this.material.ca ? { caCertificate: this.material.ca } : null;
+  }
+
+  private identityUpdate(): experimental.IdentityCertificateUpdate | null {
+    const { cert, key } = this.material;
+    return cert && key ? { certificate: cert, privateKey: key } : null;
+  }
+}

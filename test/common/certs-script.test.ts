@@ -1,0 +1,71 @@
+import { spawnSync } from 'node:child_process';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases'];
+
+function certs(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['scripts/certs.mjs', ...args], { encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function certificate(file: string): X509Certificate {
+  return new X509Certificate(readFileSync(file));
+}
+
+describe('npm run certs', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'certs-script-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('makes a CA and one certificate per component, with its identity and the extra hosts', () => {
+    const out = join(dir, 'certs');
+    const result = certs(['--out', out, '--host', 'shop.example', '--host', 'goods=10.0.0.2']);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+
+    const ca = certificate(join(out, 'ca.crt'));
+    expect(ca.ca).toBe(true);
+    for (const name of ['ca', ...COMPONENTS]) {
+      expect(statSync(join(out, `${name}.key`)).mode & 0o777).toBe(0o600);
+    }
+    for (const name of COMPONENTS) {
+      const leaf = certificate(join(out, `${name}.crt`));
+      expect(leaf.verify(ca.publicKey)).toBe(true);
+      expect(leaf.ca).toBe(false);
+      expect(leaf.checkPrivateKey(createPrivateKey(readFileSync(join(out, `${name}.key`))))).toBe(true);
+      expect(leaf.subjectAltName).toContain(`URI:spiffe://shop/${name}`);
+      expect(leaf.subjectAltName).toContain('DNS:localhost');
+      expect(leaf.subjectAltName).toContain('DNS:shop.example');
+      expect(leaf.subjectAltName).toContain('IP Address:127.0.0.1');
+      expect(leaf.keyUsage).toEqual(expect.arrayContaining(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']));
+    }
+    expect(certificate(join(out, 'goods.crt')).subjectAltName).toContain('IP Address:10.0.0.2');
+    expect(certificate(join(out, 'members.crt')).subjectAltName).not.toContain('10.0.0.2');
+  });
+
+  it('keeps an existing CA and issues the certificates again from it', () => {
+    expect(certs(['--out', dir]).status).toBe(0);
+    const before = certificate(join(dir, 'ca.crt')).fingerprint256;
+    const goodsBefore = certificate(join(dir, 'goods.crt')).serialNumber;
+
+    const again = certs(['--out', dir]);
+    expect(again.stdout).toContain('kept the CA');
+    expect(certificate(join(dir, 'ca.crt')).fingerprint256).toBe(before);
+    expect(certificate(join(dir, 'goods.crt')).serialNumber).not.toBe(goodsBefore);
+  });
+
+  it('refuses a bad host or an unknown component before writing anything', () => {
+    for (const host of ['not a host', 'shop=10.0.0.2']) {
+      const result = certs(['--out', join(dir, 'out'), '--host', host]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toMatch(/^certs: /);
+    }
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+});

@@ -1,0 +1,315 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createServer as createHttpsServer,
+  type Server as HttpsServer,
+  request as httpsRequest,
+} from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  makeGenericClientConstructor,
+  Server,
+  type ServerCredentials,
+  type ServiceDefinition,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { httpsServerOptions, watchHttpsCertificates } from '../../src/common/https-options.js';
+import {
+  channelCredentials,
+  peerIdentities,
+  serverCredentials,
+  type TlsFiles,
+} from '../../src/common/tls.js';
+import { installCertificate, makeTestPki, replaceFile, type TestPki } from '../helpers/certs.js';
+
+/** One method that answers with the identities of the caller's client certificate. */
+const PEER_SERVICE = {
+  whoAmI: {
+    path: '/test.Peer/WhoAmI',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: Buffer) => value,
+    requestDeserialize: (bytes: Buffer) => bytes,
+    responseSerialize: (value: string[]) => Buffer.from(JSON.stringify(value)),
+    responseDeserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as string[],
+  },
+} satisfies ServiceDefinition;
+const PeerClient = makeGenericClientConstructor(PEER_SERVICE, 'Peer');
+
+/** Rotation tests poll fast. */
+const REFRESH = { refreshIntervalMs: 20 };
+const WAIT = { timeout: 5_000, interval: 20 };
+
+let dir: string;
+let pki: TestPki;
+const servers: Server[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tls-test-'));
+  pki = makeTestPki(dir, { names: ['gateway', 'goods', 'members'] });
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+afterEach(() => {
+  for (const server of servers.splice(0)) server.forceShutdown();
+});
+
+async function startServer(credentials: ServerCredentials): Promise<number> {
+  const server = new Server();
+  server.addService(PEER_SERVICE, {
+    whoAmI: (call: Parameters<typeof peerIdentities>[0], callback: (error: null, value: string[]) => void) =>
+      callback(null, peerIdentities(call)),
+  });
+  servers.push(server);
+  return new Promise((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', credentials, (error, port) => (error ? reject(error) : resolve(port))),
+  );
+}
+
+/** One call on a fresh channel: the identities the server saw, or the call's error. */
+function whoAmI(
+  port: number,
+  credentials: ChannelCredentials,
+  options: ChannelOptions = {},
+): Promise<string[]> {
+  const client = new PeerClient(`127.0.0.1:${port}`, credentials, options);
+  return new Promise<string[]>((resolve, reject) => {
+    client.whoAmI(
+      Buffer.alloc(0),
+      { deadline: Date.now() + 5_000 },
+      (error: ServiceError | null, value?: string[]) => (error ? reject(error) : resolve(value ?? [])),
+    );
+  }).finally(() => client.close());
+}
+
+const UNAVAILABLE = { code: status.UNAVAILABLE };
+
+/** A private copy of a component's files in a folder of their own, to rotate in place. */
+function rotatable(name: string, from: Required<TlsFiles>): Required<TlsFiles> & { folder: string } {
+  const folder = mkdtempSync(join(dir, `${name}-`));
+  const caFile = join(folder, 'ca.crt');
+  replaceFile(from.caFile, caFile);
+  return { folder, caFile, ...installCertificate(from, folder, name) };
+}
+
+describe('plaintext and TLS', () => {
+  it('is plaintext without TLS files', async () => {
+    const port = await startServer(serverCredentials(undefined));
+    await expect(whoAmI(port, channelCredentials(undefined))).resolves.toEqual([]);
+  });
+
+  it('serves TLS from the first connection after bindAsync, checking the host name', async () => {
+    const { certFile, keyFile } = pki.files('goods');
+    const port = await startServer(serverCredentials({ certFile, keyFile }));
+    await expect(whoAmI(port, channelCredentials({ caFile: pki.caFile }))).resolves.toEqual([]);
+    await expect(whoAmI(port, channelCredentials({ caFile: pki.otherCaFile }))).rejects.toMatchObject(
+      UNAVAILABLE,
+    );
+    // Dialled under a name the certificate does not carry: refused without secure naming.
+    await expect(
+      whoAmI(port, channelCredentials({ caFile: pki.caFile }), {
+        'grpc.ssl_target_name_override': 'elsewhere.example',
+      }),
+    ).rejects.toMatchObject(UNAVAILABLE);
+  });
+});
+
+describe('mutual TLS', () => {
+  let port: number;
+  beforeEach(async () => {
+    port = await startServer(serverCredentials(pki.files('goods')));
+  });
+
+  it('refuses a client without a certificate', async () => {
+    await expect(whoAmI(port, channelCredentials({ caFile: pki.caFile }))).rejects.toMatchObject(UNAVAILABLE);
+  });
+
+  it('refuses a client whose certificate is from another CA', async () => {
+    await expect(whoAmI(port, channelCredentials(pki.foreignFiles('gateway')))).rejects.toMatchObject(
+      UNAVAILABLE,
+    );
+  });
+
+  it("accepts a client with the CA's certificate and tells the handler who it is", async () => {
+    await expect(whoAmI(port, channelCredentials(pki.files('gateway')))).resolves.toEqual([
+      'spiffe://shop/gateway',
+    ]);
+  });
+});
+
+describe('secure naming', () => {
+  let port: number;
+  beforeEach(async () => {
+    port = await startServer(serverCredentials(pki.files('goods')));
+  });
+
+  it('refuses a server whose certificate names another component', async () => {
+    const client = channelCredentials(pki.files('gateway'), { expectedName: 'members' });
+    await expect(whoAmI(port, client)).rejects.toMatchObject(UNAVAILABLE);
+  });
+
+  it('accepts the named component, whatever host name was dialled', async () => {
+    const client = channelCredentials(pki.files('gateway'), { expectedName: 'goods' });
+    await expect(whoAmI(port, client)).resolves.toEqual(['spiffe://shop/gateway']);
+    await expect(
+      whoAmI(port, channelCredentials(pki.files('gateway'), { expectedName: 'goods' }), {
+        'grpc.ssl_target_name_override': 'elsewhere.example',
+      }),
+    ).resolves.toEqual(['spiffe://shop/gateway']);
+  });
+});
+
+describe('rotation without restart', () => {
+  it('serves a replaced server certificate to new connections', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const port = await startServer(serverCredentials(server, REFRESH));
+    // This client trusts only the other CA: the current certificate is not good enough for it.
+    const trustsOtherCa = () => channelCredentials({ ...pki.files('gateway'), caFile: pki.otherCaFile });
+    await expect(whoAmI(port, trustsOtherCa())).rejects.toMatchObject(UNAVAILABLE);
+
+    installCertificate(pki.foreignFiles('goods'), server.folder, 'goods');
+
+    await vi.waitFor(() => whoAmI(port, trustsOtherCa()), WAIT);
+    // The client that trusts the first CA only is now the one refused.
+    await expect(whoAmI(port, channelCredentials(pki.files('gateway')))).rejects.toMatchObject(UNAVAILABLE);
+  });
+
+  it('accepts clients of a replaced CA file', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const port = await startServer(serverCredentials(server, REFRESH));
+    const foreigner = channelCredentials(pki.foreignFiles('gateway'));
+    await expect(whoAmI(port, foreigner)).rejects.toMatchObject(UNAVAILABLE);
+
+    replaceFile(pki.otherCaFile, server.caFile);
+
+    await vi.waitFor(() => whoAmI(port, channelCredentials(pki.foreignFiles('gateway'))), WAIT);
+  });
+
+  it('presents a replaced client certificate, on the same credentials', async () => {
+    const port = await startServer(serverCredentials(pki.files('goods')));
+    const client = rotatable('gateway', pki.foreignFiles('gateway'));
+    const credentials = channelCredentials(client, REFRESH);
+    // A subchannel of its own per call, so that a refused one in backoff does not get reused.
+    const ownSubchannel = { 'grpc.use_local_subchannel_pool': 1 };
+    await expect(whoAmI(port, credentials, ownSubchannel)).rejects.toMatchObject(UNAVAILABLE);
+
+    installCertificate(pki.files('gateway'), client.folder, 'gateway');
+
+    await vi.waitFor(() => whoAmI(port, credentials, ownSubchannel), WAIT);
+  });
+
+  it('keeps the last good files and reports a key that does not belong to the certificate', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const onReloadError = vi.fn();
+    const port = await startServer(serverCredentials(server, { ...REFRESH, onReloadError }));
+
+    replaceFile(pki.files('members').keyFile, server.keyFile);
+
+    await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+    expect(onReloadError.mock.calls[0]![0]).toBeInstanceOf(ConfigError);
+    expect(String(onReloadError.mock.calls[0]![0].message)).toContain('is not the key of');
+    await expect(whoAmI(port, channelCredentials(pki.files('gateway')))).resolves.toEqual([
+      'spiffe://shop/gateway',
+    ]);
+  });
+});
+
+describe('configuration errors', () => {
+  it('names a missing file', () => {
+    const missing = join(dir, 'missing.crt');
+    const { keyFile } = pki.files('goods');
+    expect(() => serverCredentials({ certFile: missing, keyFile })).toThrow(ConfigError);
+    expect(() => serverCredentials({ certFile: missing, keyFile })).toThrow(
+      `TLS certificate file "${missing}" cannot be read: no such file`,
+    );
+    expect(() => channelCredentials({ caFile: missing })).toThrow(`TLS CA file "${missing}"`);
+  });
+
+  it('refuses a certificate without its key, and a key of another certificate', () => {
+    const { certFile } = pki.files('goods');
+    expect(() => channelCredentials({ certFile })).toThrow(
+      `TLS certificate file "${certFile}" needs a TLS key file to go with it`,
+    );
+    expect(() => serverCredentials({ caFile: pki.caFile })).toThrow(ConfigError);
+    const keyFile = pki.files('members').keyFile;
+    expect(() => serverCredentials({ certFile, keyFile })).toThrow('is not the key of');
+  });
+
+  it('refuses a CA file that holds no certificate', () => {
+    const garbage = join(dir, 'garbage.crt');
+    writeFileSync(garbage, 'not a certificate\n');
+    expect(() => channelCredentials({ caFile: garbage })).toThrow(
+      `TLS CA file "${garbage}": expected PEM certificates`,
+    );
+  });
+});
+
+describe('HTTPS options', () => {
+  let https: HttpsServer | undefined;
+  afterEach(() => {
+    https?.closeAllConnections();
+    https?.close();
+  });
+
+  /** A GET as `client` (no certificate without one): its status, and the certificate it was shown. */
+  function get(port: number, client?: Required<TlsFiles>): Promise<{ status?: number; fingerprint: string }> {
+    return new Promise((resolve, reject) => {
+      const request = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          servername: 'localhost',
+          ca: readFileSync(pki.caFile),
+          ...(client ? { cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) } : {}),
+          agent: false,
+        },
+        (response) => {
+          const fingerprint = (response.socket as TLSSocket).getPeerCertificate().fingerprint256;
+          response.resume();
+          response.on('end', () => resolve({ status: response.statusCode, fingerprint }));
+        },
+      );
+      request.on('error', reject);
+      request.end();
+    });
+  }
+
+  it('requires client certificates with a CA file and follows a replaced certificate', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const options = httpsServerOptions(files);
+    expect(options).toMatchObject({ requestCert: true, rejectUnauthorized: true });
+    expect(httpsServerOptions({ certFile: files.certFile, keyFile: files.keyFile })).toMatchObject({
+      requestCert: false,
+      rejectUnauthorized: false,
+    });
+    https = createHttpsServer(options, (_request, response) => response.end());
+    https.on('close', watchHttpsCertificates(https, files, REFRESH));
+    await new Promise<void>((resolve) => https!.listen(0, '127.0.0.1', resolve));
+    const port = (https.address() as AddressInfo).port;
+    const fingerprint = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256;
+    await expect(get(port)).rejects.toThrow(/certificate required/);
+    await expect(get(port, pki.files('gateway'))).resolves.toEqual({
+      status: 200,
+      fingerprint: fingerprint(pki.files('goods').certFile),
+    });
+
+    installCertificate(pki.files('members'), files.folder, 'goods');
+
+    await vi.waitFor(
+      async () =>
+        expect((await get(port, pki.files('gateway'))).fingerprint).toBe(
+          fingerprint(pki.files('members').certFile),
+        ),
+      WAIT,
+    );
+  });
+});

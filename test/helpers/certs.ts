@@ -1,0 +1,81 @@
+import { copyFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { type CertificateFiles, createCa, issueCertificate } from '../../scripts/certs.mjs';
+import type { TlsFiles } from '../../src/common/tls.js';
+
+/** A throwaway PKI for TLS tests, made by the same code as `npm run certs`. */
+export interface TestPki {
+  readonly dir: string;
+  /** The CA that issued the certificates of `files`. */
+  readonly caFile: string;
+  /** A second CA that nothing trusts unless a test says so. */
+  readonly otherCaFile: string;
+  /** A component's certificate and key, issued by the CA, with the CA file: as a component runs. */
+  files(name: string): Required<TlsFiles>;
+  /**
+   * A certificate and key for `name` (its URI SAN says so) issued by the OTHER CA, with the real
+   * CA file: an impostor that trusts the real servers but whom they must not trust.
+   */
+  foreignFiles(name: string): Required<TlsFiles>;
+  /**
+   * Issues one more certificate as `<file>.crt`/`<file>.key`: by the CA or the other one, for the
+   * identity `identity` (default: `file`), with extra `hosts`.
+   */
+  issue(
+    file: string,
+    options?: { identity?: string; by?: 'ca' | 'other'; hosts?: readonly string[] },
+  ): CertificateFiles;
+}
+
+/**
+ * Makes a CA, a second CA, and for each of `names` a certificate from each CA (the URI SAN
+ * spiffe://shop/<name>, localhost, 127.0.0.1 and `hosts`), in `dir`, which must exist.
+ */
+export function makeTestPki(
+  dir: string,
+  { names, hosts = [] }: { names: readonly string[]; hosts?: readonly string[] },
+): TestPki {
+  const ca = createCa(dir, { name: 'ca', commonName: 'test CA' });
+  const other = createCa(dir, { name: 'other-ca', commonName: 'other test CA' });
+  const issue: TestPki['issue'] = (file, { identity = file, by = 'ca', hosts: extra = [] } = {}) =>
+    issueCertificate(by === 'ca' ? ca : other, dir, { name: file, identity, hosts: [...hosts, ...extra] });
+  const withCa = (certificate: CertificateFiles): Required<TlsFiles> => ({
+    caFile: ca.certFile,
+    ...certificate,
+  });
+  const own = new Map(names.map((name) => [name, withCa(issue(name))]));
+  const foreign = new Map(
+    names.map((name) => [name, withCa(issue(`foreign-${name}`, { identity: name, by: 'other' }))]),
+  );
+  const lookup = (map: Map<string, Required<TlsFiles>>, name: string): Required<TlsFiles> => {
+    const files = map.get(name);
+    if (!files) throw new Error(`makeTestPki: no certificate for "${name}"; add it to names`);
+    return files;
+  };
+  return {
+    dir,
+    caFile: ca.certFile,
+    otherCaFile: other.certFile,
+    files: (name) => lookup(own, name),
+    foreignFiles: (name) => lookup(foreign, name),
+    issue,
+  };
+}
+
+/**
+ * Replaces `target` with a copy of `source` in one rename, as a rotation tool should: a process
+ * reading the file sees the old or the new contents, never half of them.
+ */
+export function replaceFile(source: string, target: string): void {
+  const staged = `${target}.staged`;
+  copyFileSync(source, staged);
+  renameSync(staged, target);
+}
+
+/** Points `target` (a folder) at a certificate and key: `<target>/<name>.crt` and `.key`. */
+export function installCertificate(from: CertificateFiles, target: string, name: string): CertificateFiles {
+  const installed = { certFile: join(target, `${name}.crt`), keyFile: join(target, `${name}.key`) };
+  replaceFile(from.certFile, installed.certFile);
+  replaceFile(from.keyFile, installed.keyFile);
+  return installed;
+}
