@@ -1,4 +1,5 @@
 import { LruMap } from './lru-map.js';
+import { TokenBucket } from './token-bucket.js';
 
 /** Options of {@link PeerRateLimiter}. */
 export interface PeerRateLimiterOptions {
@@ -12,29 +13,22 @@ export interface PeerRateLimiterOptions {
   now?: () => number;
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
 /**
- * A token bucket per peer address: each registration (or state change) spends one token, and a peer
- * without one is refused until its bucket refills. A bucket idle long enough to be full again is the
- * same as no bucket, so such buckets are dropped as they are passed; together with the cap on peers
- * this keeps the state bounded without a timer.
+ * A token bucket per peer address: each registration spends one token, and a peer without one is
+ * refused until its bucket refills. A bucket idle long enough to be full again is the same as no
+ * bucket, so such buckets are dropped as they are passed; together with the cap on peers this keeps
+ * the state bounded without a timer.
  */
 export class PeerRateLimiter {
-  readonly #buckets: LruMap<string, Bucket>;
+  readonly #buckets: LruMap<string, TokenBucket>;
   readonly #rate: number;
   readonly #burst: number;
-  readonly #refillMs: number;
   readonly #now: () => number;
 
   constructor({ ratePerSecond, burst, peers, now = () => performance.now() }: PeerRateLimiterOptions) {
     this.#buckets = new LruMap(peers);
-    this.#rate = ratePerSecond / 1_000;
+    this.#rate = ratePerSecond;
     this.#burst = burst;
-    this.#refillMs = burst / this.#rate;
     this.#now = now;
   }
 
@@ -47,19 +41,22 @@ export class PeerRateLimiter {
   tryTake(peer: string): boolean {
     const now = this.#now();
     this.#forgetRefilled(now);
-    const bucket = this.#buckets.get(peer);
-    const tokens = bucket
-      ? Math.min(this.#burst, bucket.tokens + (now - bucket.at) * this.#rate)
-      : this.#burst;
-    const allowed = tokens >= 1;
-    this.#buckets.set(peer, { tokens: allowed ? tokens - 1 : tokens, at: now });
-    return allowed;
+    let bucket = this.#buckets.get(peer);
+    if (!bucket) {
+      bucket = new TokenBucket(this.#rate, this.#burst, now);
+      this.#buckets.set(peer, bucket);
+    }
+    return bucket.tryTake(now);
   }
 
-  /** Buckets iterate least recently used first, so the ones idle for a full refill are at the front. */
+  /**
+   * Buckets iterate least recently used first, and every bucket is full again within burst/rate of
+   * its last use: dropping full buckets from the front until one is not drops at least every bucket
+   * idle that long.
+   */
   #forgetRefilled(now: number): void {
     for (const [peer, bucket] of this.#buckets) {
-      if (now - bucket.at < this.#refillMs) return;
+      if (bucket.fullAt > now) return;
       this.#buckets.delete(peer);
     }
   }

@@ -33,10 +33,18 @@ export interface RegistrationLimits {
   readonly snapshotBytes: number;
   /** The fraction of the node list's bytes the nodes of one name may take, so one name cannot fill it. */
   readonly nameShare: number;
-  /** Registrations (and state changes) one peer address may make per second, on average. */
+  /** Registrations one peer address may make per second, on average. */
   readonly registrationsPerSecond: number;
   /** How many of those a peer may make at once after a quiet spell. */
   readonly registrationBurst: number;
+  /**
+   * State changes one registration may make per second, on average: each is a broadcast of the whole
+   * list. Counted per stream, so that a flood from one address cannot stop a real node on the same
+   * host from saying it drains.
+   */
+  readonly stateChangesPerSecond: number;
+  /** How many of those a registration may make at once. */
+  readonly stateChangeBurst: number;
   /** Peer addresses remembered for rate limiting and for logging a refusal once: memory stays bounded. */
   readonly peers: number;
 }
@@ -60,6 +68,8 @@ export const REGISTRATION_LIMITS: RegistrationLimits = Object.freeze({
   nameShare: 1 / 4,
   registrationsPerSecond: 100,
   registrationBurst: 200,
+  stateChangesPerSecond: 1,
+  stateChangeBurst: 10,
   peers: 1024,
 });
 

@@ -50,17 +50,20 @@ describe('PeerRateLimiter', () => {
 
   it('remembers a bounded number of peers and forgets buckets that are full again', () => {
     const { rateLimiter, takes, advance } = limiter({ peers: 3 });
-    for (const peer of ['a', 'b', 'c', 'd', 'e']) takes(peer, 1);
+    for (const peer of ['a', 'b', 'c', 'd', 'e']) takes(peer, 200);
     expect(rateLimiter.trackedPeers).toBe(3);
-    // A full refill takes burst/rate = 2 s: after that no bucket is worth keeping.
+    // An empty bucket takes burst/rate = 2 s to fill; until then it is kept.
     advance(1_999);
-    takes('f', 1);
+    takes('f', 200);
     expect(rateLimiter.trackedPeers).toBe(3);
     advance(1);
-    takes('g', 1);
+    takes('g', 200);
     expect(rateLimiter.trackedPeers).toBe(2);
+    // A bucket that spent one token is full again after 1/rate = 10 ms.
     advance(2_000);
-    takes('g', 1);
+    takes('h', 1);
+    advance(10);
+    takes('i', 1);
     expect(rateLimiter.trackedPeers).toBe(1);
   });
 });
