@@ -26,10 +26,7 @@ export function validateNodeDescription(
   node: NodeDescription,
   limits: RegistrationLimits = REGISTRATION_LIMITS,
 ): void {
-  if (!node.name) throw invalid('name is required');
-  if (node.name.length > limits.nameLength || !NAME.test(node.name)) {
-    throw invalid(`name must be 1 to ${limits.nameLength} characters of A-Z a-z 0-9 . _ -`);
-  }
+  validateName(node.name, limits);
   if (node.host) validateHost(node.host, limits);
   if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) {
     throw invalid(`port must be from 1 to 65535, got ${node.port}`);
@@ -56,6 +53,17 @@ export function validateNodeDescription(
     seen.add(key);
   }
   if (node.routes.length > 0) validateRoutesAgainstDescriptors(node);
+}
+
+/**
+ * Checks a node name alone: the cheap check the distributor makes before it looks at who may
+ * register under the name, and before it parses the rest. Throws INVALID_ARGUMENT.
+ */
+export function validateName(name: string, limits: RegistrationLimits = REGISTRATION_LIMITS): void {
+  if (!name) throw invalid('name is required');
+  if (name.length > limits.nameLength || !NAME.test(name)) {
+    throw invalid(`name must be 1 to ${limits.nameLength} characters of A-Z a-z 0-9 . _ -`);
+  }
 }
 
 /**
