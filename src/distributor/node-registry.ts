@@ -1,6 +1,17 @@
+import { status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
+import { ServiceError } from '../common/service-error.js';
 import { type Node, type NodeDescription, NodeState, type Snapshot } from '../gen/distributor.js';
+import { NodeBudget, type NodeCost } from './node-budget.js';
+import {
+  DEFAULT_BUDGET,
+  REGISTRATION_LIMITS,
+  type RegistrationLimits,
+  registrationBudget,
+} from './registration-limits.js';
+import { ANONYMOUS_PRINCIPAL } from './registry-auth.js';
+import { nodeEntryBytes } from './snapshot-size.js';
 
 /** A node's hold on its registry entry: it lasts until `leave()` or until a newer registration replaces it. */
 export interface Lease {
@@ -18,6 +29,8 @@ export type SnapshotListener = (snapshot: Snapshot) => void;
 interface Entry {
   node: Node;
   lease: Lease;
+  principal: string;
+  cost: NodeCost;
   onReplaced: () => void;
 }
 
@@ -25,23 +38,38 @@ interface Entry {
 export interface NodeRegistryOptions {
   log?: Logger;
   now?: () => Date;
+  /** Nodes in all and per name, and the bytes of the list; REGISTRATION_LIMITS by default. */
+  limits?: RegistrationLimits;
 }
 
 /**
  * The distributor's state: the registered nodes and a revision that grows by one on every change.
  * Listeners are told of every change synchronously and in order, so that every stream sees the same
  * sequence of lists.
+ *
+ * The list stays within its limits (nodes in all, per name, and bytes, so that every snapshot fits
+ * what clients accept): a node that would break one is refused and nothing changes. A node already
+ * listed is never pushed out to make room.
  */
 export class NodeRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #listeners = new Set<SnapshotListener>();
   readonly #log: Logger;
   readonly #now: () => Date;
+  readonly #budget: NodeBudget;
   #snapshot: Snapshot = { revision: 0, nodes: [] };
 
-  constructor({ log = silentLogger(), now = () => new Date() }: NodeRegistryOptions = {}) {
+  constructor({ log = silentLogger(), now = () => new Date(), limits }: NodeRegistryOptions = {}) {
     this.#log = log;
     this.#now = now;
+    this.#budget = limits
+      ? new NodeBudget(limits, registrationBudget(limits))
+      : new NodeBudget(REGISTRATION_LIMITS, DEFAULT_BUDGET);
+  }
+
+  /** What the listed nodes add to an encoded snapshot, in bytes: the running total the limits check. */
+  get listBytes(): number {
+    return this.#budget.bytes;
   }
 
   /** The current list. */
@@ -64,10 +92,22 @@ export class NodeRegistry {
   }
 
   /**
-   * Lists a node under "name@host:port". A node already listed under that identity is replaced, never
-   * listed twice, and its `onReplaced` is called so that its stream can be closed.
+   * Lists a node under "name@host:port" for `principal` (who the registering stream authenticated as).
+   *
+   * Takeover rule: an identity held by a live registration of the same principal is replaced (newest
+   * wins: the earlier entry's `onReplaced` is called so that its stream can be closed), so a node that
+   * restarts before its old connection is seen dead registers again at once. An identity held by
+   * another principal is refused with ALREADY_EXISTS until its holder leaves.
+   *
+   * Throws ALREADY_EXISTS, or RESOURCE_EXHAUSTED when the node would break a limit; a refused node
+   * changes nothing and nobody is told.
    */
-  join(description: NodeDescription, host: string, onReplaced: () => void): Lease {
+  join(
+    description: NodeDescription,
+    host: string,
+    onReplaced: () => void,
+    principal: string = ANONYMOUS_PRINCIPAL,
+  ): Lease {
     const id = `${description.name}@${host}:${description.port}`;
     const node: Node = {
       id,
@@ -82,14 +122,25 @@ export class NodeRegistry {
           : NodeState.NODE_STATE_SERVING,
       registeredAt: this.#now(),
     };
+    const previous = this.#entries.get(id);
+    if (previous && previous.principal !== principal) {
+      throw new ServiceError(
+        status.ALREADY_EXISTS,
+        `node ${id} is held by a live registration of another principal; it can register again once that one ends`,
+      );
+    }
+    // SERVING and DRAINING encode to the same size, so a change of state never changes the cost.
+    const cost: NodeCost = { name: node.name, bytes: nodeEntryBytes(node) };
+    this.#budget.check(cost, previous?.cost);
     const lease: Lease = {
       id,
       setState: (state) => this.#setState(lease, state),
       leave: (reason) => this.#leave(lease, reason),
     };
-    const previous = this.#entries.get(id);
+    if (previous) this.#budget.remove(previous.cost);
+    this.#budget.add(cost);
     this.#entries.delete(id);
-    this.#entries.set(id, { node, lease, onReplaced });
+    this.#entries.set(id, { node, lease, principal, cost, onReplaced });
     this.#publish();
     this.#log.info(
       {
@@ -116,8 +167,10 @@ export class NodeRegistry {
   }
 
   #leave(lease: Lease, reason: string): void {
-    if (!this.#current(lease)) return;
+    const entry = this.#current(lease);
+    if (!entry) return;
     this.#entries.delete(lease.id);
+    this.#budget.remove(entry.cost);
     this.#publish();
     this.#log.info(
       { event: 'leave', node: lease.id, reason, revision: this.#snapshot.revision },

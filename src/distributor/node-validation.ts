@@ -4,18 +4,8 @@ import { status } from '@grpc/grpc-js';
 import { ServiceError } from '../common/service-error.js';
 import type { NodeDescription, Route } from '../gen/distributor.js';
 import { NodeState } from '../gen/distributor.js';
+import { HTTP_METHODS, REGISTRATION_LIMITS, type RegistrationLimits } from './registration-limits.js';
 
-/** Bounds on what one node may register, so that one node cannot bloat every broadcast. */
-export const REGISTRATION_LIMITS = {
-  nameLength: 64,
-  hostLength: 253,
-  routes: 64,
-  pathLength: 256,
-  responseFields: 32,
-  descriptorSetBytes: 256 * 1024,
-} as const;
-
-const HTTP_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
 const NAME = /^[A-Za-z0-9._-]+$/;
 const HOST = /^[A-Za-z0-9.:_-]+$/;
 const PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
@@ -27,33 +17,37 @@ function invalid(message: string): ServiceError {
 }
 
 /**
- * Checks a node description and throws INVALID_ARGUMENT with a message that names the first problem.
- * Routes must be well formed and, since a gateway transcodes with the node's descriptor set, every
- * route's gRPC method and response fields must exist in that set.
+ * Checks a node description against `limits` and throws INVALID_ARGUMENT with a message that names the
+ * first problem. Routes must be well formed and, since a gateway transcodes with the node's descriptor
+ * set, every route's gRPC method and response fields must exist in that set. A node without routes
+ * sends no descriptor set: nothing would use it, and it would only swell every node's list.
  */
-export function validateNodeDescription(node: NodeDescription): void {
-  if (!node.name) throw invalid('name is required');
-  if (node.name.length > REGISTRATION_LIMITS.nameLength || !NAME.test(node.name)) {
-    throw invalid(`name must be 1 to ${REGISTRATION_LIMITS.nameLength} characters of A-Z a-z 0-9 . _ -`);
-  }
-  if (node.host && (node.host.length > REGISTRATION_LIMITS.hostLength || !HOST.test(node.host))) {
-    throw invalid('host must be a host name or an IP address');
-  }
+export function validateNodeDescription(
+  node: NodeDescription,
+  limits: RegistrationLimits = REGISTRATION_LIMITS,
+): void {
+  validateName(node.name, limits);
+  if (node.host) validateHost(node.host, limits);
   if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) {
     throw invalid(`port must be from 1 to 65535, got ${node.port}`);
   }
   if (node.state !== NodeState.NODE_STATE_UNSPECIFIED && !(node.state in NodeState)) {
     throw invalid('state is not a known NodeState');
   }
-  if (node.routes.length > REGISTRATION_LIMITS.routes) {
-    throw invalid(`at most ${REGISTRATION_LIMITS.routes} routes per node`);
+  if (node.routes.length > limits.routes) {
+    throw invalid(`at most ${limits.routes} routes per node, got ${node.routes.length}`);
   }
-  if (node.descriptorSet.length > REGISTRATION_LIMITS.descriptorSetBytes) {
-    throw invalid(`descriptor_set must be at most ${REGISTRATION_LIMITS.descriptorSetBytes} bytes`);
+  if (node.descriptorSet.length > limits.descriptorSetBytes) {
+    throw invalid(
+      `descriptor_set must be at most ${limits.descriptorSetBytes} bytes, got ${node.descriptorSet.length}`,
+    );
+  }
+  if (node.routes.length === 0 && node.descriptorSet.length > 0) {
+    throw invalid('a node without routes must send no descriptor_set');
   }
   const seen = new Set<string>();
   for (const route of node.routes) {
-    validateRouteSyntax(route);
+    validateRouteSyntax(route, limits);
     const key = `${route.httpMethod} ${route.path}`;
     if (seen.has(key)) throw invalid(`route "${key}" is listed twice`);
     seen.add(key);
@@ -61,22 +55,52 @@ export function validateNodeDescription(node: NodeDescription): void {
   if (node.routes.length > 0) validateRoutesAgainstDescriptors(node);
 }
 
-function validateRouteSyntax(route: Route): void {
-  const label = `route "${route.httpMethod} ${route.path}"`;
+/**
+ * Checks a node name alone: the cheap check the distributor makes before it looks at who may
+ * register under the name, and before it parses the rest. Throws INVALID_ARGUMENT.
+ */
+export function validateName(name: string, limits: RegistrationLimits = REGISTRATION_LIMITS): void {
+  if (!name) throw invalid('name is required');
+  if (name.length > limits.nameLength || !NAME.test(name)) {
+    throw invalid(`name must be 1 to ${limits.nameLength} characters of A-Z a-z 0-9 . _ -`);
+  }
+}
+
+/**
+ * Checks an advertised or observed host, which becomes part of the node's id: throws INVALID_ARGUMENT
+ * unless it is a host name or an IP address of at most `limits.hostLength` characters.
+ */
+export function validateHost(host: string, limits: RegistrationLimits = REGISTRATION_LIMITS): void {
+  if (host.length > limits.hostLength || !HOST.test(host)) {
+    throw invalid(`host must be a host name or an IP address of at most ${limits.hostLength} characters`);
+  }
+}
+
+function validateRouteSyntax(route: Route, limits: RegistrationLimits): void {
+  // Cut what is echoed, so that a refusal never carries a caller's megabytes into messages and logs.
+  const label = `route "${route.httpMethod.slice(0, 16)} ${route.path.slice(0, limits.pathLength)}"`;
   if (!HTTP_METHODS.has(route.httpMethod)) {
     throw invalid(`${label}: the HTTP method must be one of ${[...HTTP_METHODS].join(', ')}`);
   }
-  if (route.path.length > REGISTRATION_LIMITS.pathLength || !PATH.test(route.path)) {
-    throw invalid(`${label}: the path must start with "/" and hold no spaces, "?" or "#"`);
+  if (route.path.length > limits.pathLength || !PATH.test(route.path)) {
+    throw invalid(
+      `${label}: the path must start with "/", hold no spaces, "?" or "#", and be at most ${limits.pathLength} characters`,
+    );
   }
-  if (!GRPC_METHOD.test(route.grpcMethod)) {
-    throw invalid(`${label}: the gRPC method must be "package.Service/Method", got "${route.grpcMethod}"`);
+  if (route.grpcMethod.length > limits.grpcMethodLength || !GRPC_METHOD.test(route.grpcMethod)) {
+    throw invalid(
+      `${label}: the gRPC method must be "package.Service/Method" of at most ${limits.grpcMethodLength} characters, got "${route.grpcMethod.slice(0, limits.grpcMethodLength)}"`,
+    );
   }
-  if (route.responseFields.length > REGISTRATION_LIMITS.responseFields) {
-    throw invalid(`${label}: at most ${REGISTRATION_LIMITS.responseFields} response fields`);
+  if (route.responseFields.length > limits.responseFields) {
+    throw invalid(`${label}: at most ${limits.responseFields} response fields`);
   }
   for (const field of route.responseFields) {
-    if (!IDENTIFIER.test(field)) throw invalid(`${label}: "${field}" is not a field name`);
+    if (field.length > limits.fieldNameLength || !IDENTIFIER.test(field)) {
+      throw invalid(
+        `${label}: "${field.slice(0, limits.fieldNameLength)}" is not a field name of at most ${limits.fieldNameLength} characters`,
+      );
+    }
   }
 }
 

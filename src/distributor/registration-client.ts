@@ -1,5 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { type ClientDuplexStream, credentials, type StatusObject } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ClientDuplexStream,
+  credentials,
+  status as grpcStatus,
+  Metadata,
+  type StatusObject,
+} from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import {
@@ -26,6 +33,10 @@ export interface RegistrationClientOptions {
   log?: Logger;
   backoff?: BackoffOptions;
   keepalive?: KeepaliveOptions;
+  /** The distributor's registration token, sent as `authorization: Bearer <token>`; none by default. */
+  token?: string;
+  /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
+  credentials?: ChannelCredentials;
 }
 
 interface RegistrationEvents {
@@ -47,7 +58,9 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #node: NodeDescription;
   readonly #log: Logger;
   readonly #backoff: BackoffOptions;
+  readonly #metadata: Metadata;
   #state: NodeState;
+  #lastFailure: grpcStatus | undefined;
   #call: ClientDuplexStream<RegisterRequest, RegisterResponse> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
@@ -65,7 +78,10 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       options.node.state === NodeState.NODE_STATE_DRAINING
         ? NodeState.NODE_STATE_DRAINING
         : NodeState.NODE_STATE_SERVING;
-    this.#client = new DistributorServiceClient(options.distributor, credentials.createInsecure(), {
+    this.#metadata = new Metadata();
+    if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
+    const channelCredentials = options.credentials ?? credentials.createInsecure();
+    this.#client = new DistributorServiceClient(options.distributor, channelCredentials, {
       ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
       // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
       // attempts long after the distributor is back: keep it within the same cap.
@@ -123,12 +139,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   #connect(): void {
     if (this.#stopped) return;
-    const call = this.#client.register();
+    const call = this.#client.register(this.#metadata);
     this.#call = call;
     call.on('data', (response: RegisterResponse) => {
       if (this.#nodeId !== response.nodeId) {
         this.#nodeId = response.nodeId;
         this.#failures = 0;
+        this.#lastFailure = undefined;
         this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
         this.emit('registered', response.nodeId);
       }
@@ -144,14 +161,16 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.#nodeId = undefined;
       if (this.#stopped) return;
       this.emit('disconnected', status);
-      // Warn once when the link is lost; the retries that follow until it is back are routine.
-      const firstFailure = this.#failures === 0;
+      // Warn when the link is lost, and when the reason changes (the distributor came back but refuses
+      // the node, say for a wrong token); the retries that follow for the same reason are routine.
+      const newReason = this.#failures === 0 || status.code !== this.#lastFailure;
+      this.#lastFailure = status.code;
       const delay = this.#nextDelay();
-      this.#log[firstFailure ? 'warn' : 'debug'](
+      this.#log[newReason ? 'warn' : 'debug'](
         { event: 'disconnected', code: status.code, details: status.details, retryInMs: delay },
-        firstFailure
-          ? 'not registered with the distributor; retrying with backoff until it answers'
-          : 'distributor still unreachable; retrying',
+        newReason
+          ? `not registered with the distributor (${grpcStatus[status.code]}: ${status.details}); retrying with backoff`
+          : 'still not registered with the distributor; retrying',
       );
       this.#retryTimer = setTimeout(() => this.#connect(), delay);
       this.#retryTimer.unref();

@@ -1,71 +1,21 @@
-import { credentials, type StatusObject, status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  createDistributorServer,
-  type DistributorServer,
-  observedHost,
-} from '../../src/distributor/distributor-server.js';
+import { credentials, status } from '@grpc/grpc-js';
+import { describe, expect, it, vi } from 'vitest';
+import { type DistributorServer, observedHost } from '../../src/distributor/distributor-server.js';
 import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import {
-  DistributorServiceClient,
-  type ListResponse,
   type NodeDescription,
   NodeState,
   type RegisterRequest,
-  type RegisterResponse,
   type Snapshot,
 } from '../../src/gen/distributor.js';
 import { checkHealth, reflect } from '../helpers/grpc-clients.js';
-import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { capturingLogger } from './support/capturing-logger.js';
+import { describeNode, stateMessage, useDistributorHarness } from './support/distributor-harness.js';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function startDistributor(options: Parameters<typeof createDistributorServer>[0] = {}, port = 0) {
-  const distributor = createDistributorServer(options);
-  const boundPort = await distributor.listen('127.0.0.1', port);
-  cleanups.push(() => distributor.stop(100));
-  return { distributor, address: `127.0.0.1:${boundPort}`, port: boundPort };
-}
-
-function client(address: string): DistributorServiceClient {
-  const created = new DistributorServiceClient(address, credentials.createInsecure());
-  cleanups.push(() => created.close());
-  return created;
-}
-
-/** A raw Register stream: what the test writes goes out as is, and everything that comes back is kept. */
-function openRegistration(address: string, ...messages: RegisterRequest[]) {
-  const call = client(address).register();
-  const responses: RegisterResponse[] = [];
-  call.on('data', (response: RegisterResponse) => responses.push(response));
-  call.on('error', () => {});
-  const ended = new Promise<StatusObject>((resolve) => call.once('status', resolve));
-  for (const message of messages) call.write(message);
-  cleanups.push(() => call.cancel());
-  return { call, responses, ended, revisions: () => responses.map((r) => r.snapshot!.revision) };
-}
-
-const describeNode = (node: NodeDescription): RegisterRequest => ({ kind: { $case: 'node', value: node } });
-const stateMessage = (state: NodeState): RegisterRequest => ({ kind: { $case: 'state', value: state } });
-
-function watch(address: string) {
-  const call = client(address).watch({});
-  const snapshots: Snapshot[] = [];
-  call.on('data', (response: { snapshot: Snapshot }) => snapshots.push(response.snapshot));
-  call.on('error', () => {});
-  cleanups.push(() => call.cancel());
-  return snapshots;
-}
-
-function list(address: string): Promise<ListResponse> {
-  return new Promise((resolve, reject) =>
-    client(address).list({}, (error, response) => (error ? reject(error) : resolve(response))),
-  );
-}
+const { cleanups, startDistributor, openRegistration: open, watch, list } = useDistributorHarness();
+const openRegistration = (address: string, ...messages: RegisterRequest[]) => open(address, messages);
 
 const listedIds = (snapshot: Snapshot) => snapshot.nodes.map((node) => `${node.id}:${NodeState[node.state]}`);
 
@@ -180,6 +130,11 @@ describe('distributor over gRPC', () => {
         ),
       ],
       'the path must start with "/"',
+    ],
+    [
+      'a node without routes that sends a descriptor set',
+      [describeNode(gatewayNode({ name: 'rogue', descriptorSet: goodsDescriptorSet() }))],
+      'a node without routes must send no descriptor_set',
     ],
     [
       'a second description',
@@ -310,6 +265,46 @@ describe('registration client', () => {
     await vi.waitFor(() =>
       expect(second.registry.snapshot().nodes[0]?.state).toBe(NodeState.NODE_STATE_DRAINING),
     );
+  });
+
+  it('sends its token as authorization metadata, over the credentials it is given', async () => {
+    const { distributor, address } = await startDistributor({ registryToken: 'the-token' });
+    const registration = new RegistrationClient({
+      distributor: address,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      token: 'the-token',
+      credentials: credentials.createInsecure(),
+    });
+    cleanups.push(() => registration.stop(200));
+    registration.start();
+    await vi.waitFor(() => expect(registration.nodeId).toBe('goods@127.0.0.1:9010'));
+    expect(distributor.registry.snapshot().nodes).toHaveLength(1);
+  });
+
+  it('keeps retrying when refused, and warns once per reason', async () => {
+    const { log, lines, warnings } = capturingLogger();
+    const { address } = await startDistributor({ registryToken: 'the-token' });
+    const registration = new RegistrationClient({
+      distributor: address,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      token: 'a-wrong-token',
+      log,
+    });
+    cleanups.push(() => registration.stop(200));
+    const disconnected = vi.fn();
+    registration.on('disconnected', disconnected);
+    registration.start();
+    await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(3));
+    expect(disconnected.mock.calls.map(([ended]) => ended.code)).toEqual(
+      Array(3).fill(status.UNAUTHENTICATED),
+    );
+    expect(warnings().map((line) => line.msg)).toEqual([
+      'not registered with the distributor (UNAUTHENTICATED: invalid credentials: the registry token is wrong); retrying with backoff',
+    ]);
+    expect(lines.filter((line) => line.event === 'disconnected').length).toBeGreaterThanOrEqual(3);
+    expect(registration.nodeId).toBeUndefined();
   });
 
   it('says draining, then leaves, when stopped', async () => {

@@ -1,7 +1,17 @@
+import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { ServiceError } from '../../src/common/service-error.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
-import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { DEFAULT_BUDGET, REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
+import { SNAPSHOT_LIMIT_BYTES } from '../../src/distributor/snapshot-size.js';
+import {
+  type NodeDescription,
+  NodeState,
+  RegisterResponse,
+  type Snapshot,
+} from '../../src/gen/distributor.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { junkNodeOfEntrySize } from './support/junk-nodes.js';
 
 function recordSnapshots(registry: NodeRegistry): Snapshot[] {
   const seen: Snapshot[] = [];
@@ -108,5 +118,147 @@ describe('NodeRegistry', () => {
     unsubscribe();
     registry.join(gatewayNode(), '127.0.0.1', () => {});
     expect(seen).toEqual([1]);
+  });
+});
+
+function refusal(join: () => unknown): ServiceError {
+  try {
+    join();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ServiceError);
+    return error as ServiceError;
+  }
+  throw new Error('the node was accepted');
+}
+
+describe('NodeRegistry takeover rule', () => {
+  it('lets the same principal take over a live identity: newest wins', () => {
+    const registry = new NodeRegistry();
+    let replaced = 0;
+    registry.join(goodsNode(), '127.0.0.1', () => replaced++, 'spiffe://shop/goods');
+    registry.join(
+      goodsNode({ state: NodeState.NODE_STATE_DRAINING }),
+      '127.0.0.1',
+      () => {},
+      'spiffe://shop/goods',
+    );
+    expect(replaced).toBe(1);
+    expect(registry.snapshot().nodes.map((node) => node.state)).toEqual([NodeState.NODE_STATE_DRAINING]);
+  });
+
+  it('refuses another principal with ALREADY_EXISTS and changes nothing', () => {
+    const registry = new NodeRegistry();
+    let replaced = 0;
+    registry.join(goodsNode(), '127.0.0.1', () => replaced++, 'spiffe://shop/goods');
+    const seen = recordSnapshots(registry);
+    const bytes = registry.listBytes;
+    for (const principal of ['token', 'anonymous', 'spiffe://shop/members']) {
+      const error = refusal(() => registry.join(goodsNode({ routes: [] }), '127.0.0.1', () => {}, principal));
+      expect(error.code).toBe(status.ALREADY_EXISTS);
+      expect(error.message).toContain(
+        'goods@127.0.0.1:9010 is held by a live registration of another principal',
+      );
+    }
+    expect(replaced).toBe(0);
+    expect(seen).toEqual([]);
+    expect(registry.listBytes).toBe(bytes);
+    expect(registry.snapshot().nodes[0]!.routes).toHaveLength(3);
+  });
+
+  it('lets another principal in once the holder has left', () => {
+    const registry = new NodeRegistry();
+    registry.join(goodsNode(), '127.0.0.1', () => {}, 'token').leave('closed');
+    expect(registry.join(goodsNode(), '127.0.0.1', () => {}, 'spiffe://shop/goods').id).toBe(
+      'goods@127.0.0.1:9010',
+    );
+  });
+});
+
+describe('NodeRegistry limits (the defaults)', () => {
+  const AT = new Date('2026-01-01T00:00:00.123Z');
+  const nodeOf = (name: string, port: number): NodeDescription => gatewayNode({ name, port });
+
+  it(`lists ${REGISTRATION_LIMITS.nodesPerName} nodes of one name, and refuses one more`, () => {
+    const registry = new NodeRegistry();
+    for (let port = 1; port <= REGISTRATION_LIMITS.nodesPerName; port++) {
+      registry.join(nodeOf('gateway', port), '127.0.0.1', () => {});
+    }
+    const seen = recordSnapshots(registry);
+    const error = refusal(() => registry.join(nodeOf('gateway', 9999), '127.0.0.1', () => {}));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.message).toBe(`too many nodes named gateway: at most ${REGISTRATION_LIMITS.nodesPerName}`);
+    expect(seen).toEqual([]);
+    // A replacement is no extra node.
+    registry.join(nodeOf('gateway', 1), '127.0.0.1', () => {});
+    expect(registry.snapshot().nodes).toHaveLength(REGISTRATION_LIMITS.nodesPerName);
+  });
+
+  it(`lists ${REGISTRATION_LIMITS.nodes} nodes in all, and refuses one more`, () => {
+    const registry = new NodeRegistry();
+    const names = REGISTRATION_LIMITS.nodes / REGISTRATION_LIMITS.nodesPerName;
+    for (let name = 0; name < names; name++) {
+      for (let port = 1; port <= REGISTRATION_LIMITS.nodesPerName; port++) {
+        registry.join(nodeOf(`service-${name}`, port), '127.0.0.1', () => {});
+      }
+    }
+    expect(registry.snapshot().nodes).toHaveLength(REGISTRATION_LIMITS.nodes);
+    const error = refusal(() => registry.join(nodeOf('one-more', 1), '127.0.0.1', () => {}));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.message).toBe(`the registry is full: at most ${REGISTRATION_LIMITS.nodes} nodes`);
+    expect(registry.snapshot().revision).toBe(REGISTRATION_LIMITS.nodes);
+  });
+
+  it('fills one name up to its share of the bytes exactly, and refuses one byte more', () => {
+    const registry = new NodeRegistry({ now: () => AT });
+    const share = DEFAULT_BUDGET.nameBytes;
+    const sizes = [250_000, 250_000, 250_000, share - 750_000];
+    sizes.forEach((size, index) => {
+      registry.join(junkNodeOfEntrySize('junk', 9100 + index, size, AT), '127.0.0.1', () => {});
+    });
+    expect(registry.listBytes).toBe(share);
+    // A replacement may reuse the room of the entry it replaces, and not a byte more.
+    registry.join(junkNodeOfEntrySize('junk', 9103, share - 750_000, AT), '127.0.0.1', () => {});
+    const error = refusal(() =>
+      registry.join(junkNodeOfEntrySize('junk', 9103, share - 750_000 + 1, AT), '127.0.0.1', () => {}),
+    );
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.message).toBe(
+      `too much registered under the name junk: its nodes would take ${share + 1} bytes of the node list, over their share of ${share}`,
+    );
+    expect(registry.listBytes).toBe(share);
+    // Another name has its own share.
+    registry.join(junkNodeOfEntrySize('other', 9100, 250_000, AT), '127.0.0.1', () => {});
+  });
+
+  it('fills the list to exactly what a response can carry, and refuses one byte more', () => {
+    const registry = new NodeRegistry({ now: () => AT });
+    const share = DEFAULT_BUDGET.nameBytes;
+    const join = (name: string, port: number, bytes: number) =>
+      registry.join(junkNodeOfEntrySize(name, port, bytes, AT), '127.0.0.1', () => {});
+    for (const name of ['a', 'b', 'c', 'd']) {
+      for (let port = 1; port <= 4; port++)
+        join(name, port, Math.floor(share / 4) - (port === 4 ? 100_000 : 0));
+    }
+    const room = DEFAULT_BUDGET.listBytes - registry.listBytes;
+    expect(room).toBeGreaterThan(20_000);
+    const seen = recordSnapshots(registry);
+    const error = refusal(() => join('e', 1, room + 1));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.message).toBe(
+      `the registry is full: the node list would take ${DEFAULT_BUDGET.listBytes + 1} bytes, over the ` +
+        `${DEFAULT_BUDGET.listBytes} that keep every response within ${SNAPSHOT_LIMIT_BYTES} bytes`,
+    );
+    expect(seen).toEqual([]);
+    const last = join('e', 1, room);
+    expect(registry.listBytes).toBe(DEFAULT_BUDGET.listBytes);
+    const response = RegisterResponse.encode({
+      nodeId: 'i'.repeat(DEFAULT_BUDGET.maxNodeIdLength),
+      snapshot: { ...registry.snapshot(), revision: Number.MAX_SAFE_INTEGER },
+    }).finish();
+    expect(response.length).toBe(SNAPSHOT_LIMIT_BYTES);
+    // Room comes back when a node leaves.
+    expect(() => join('e', 2, 50_000)).toThrow('the registry is full');
+    last.leave('closed');
+    join('e', 2, 50_000);
   });
 });

@@ -6,9 +6,11 @@ import {
   loadShopDescriptorSet,
 } from '../../src/common/descriptors.js';
 import { ServiceError } from '../../src/common/service-error.js';
-import { REGISTRATION_LIMITS, validateNodeDescription } from '../../src/distributor/node-validation.js';
+import { validateNodeDescription } from '../../src/distributor/node-validation.js';
+import { REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
 import type { NodeDescription } from '../../src/gen/distributor.js';
 import { GOODS_ROUTES, gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { JUNK_ROUTE, junkDescriptorSet, junkNode } from './support/junk-nodes.js';
 
 function refusal(node: NodeDescription): string {
   try {
@@ -94,13 +96,66 @@ describe('validateNodeDescription', () => {
     );
   });
 
-  it('bounds the number of routes and the descriptor set size', () => {
-    const many = Array.from({ length: REGISTRATION_LIMITS.routes + 1 }, (_, index) => ({
-      ...route,
-      path: `/r${index}`,
-    }));
-    expect(refusal(goodsNode({ routes: many }))).toContain(`at most ${REGISTRATION_LIMITS.routes} routes`);
-    const huge = Buffer.alloc(REGISTRATION_LIMITS.descriptorSetBytes + 1);
-    expect(refusal(goodsNode({ descriptorSet: huge }))).toContain('descriptor_set must be at most');
+  it('takes exactly the maximum number of routes, and refuses one more', () => {
+    const routes = (count: number) =>
+      Array.from({ length: count }, (_, index) => ({ ...route, path: `/r${index}` }));
+    expect(() =>
+      validateNodeDescription(goodsNode({ routes: routes(REGISTRATION_LIMITS.routes) })),
+    ).not.toThrow();
+    expect(refusal(goodsNode({ routes: routes(REGISTRATION_LIMITS.routes + 1) }))).toContain(
+      `at most ${REGISTRATION_LIMITS.routes} routes per node, got ${REGISTRATION_LIMITS.routes + 1}`,
+    );
+  });
+
+  it('takes a real descriptor set of exactly the maximum size, and refuses one byte more', () => {
+    const limit = REGISTRATION_LIMITS.descriptorSetBytes;
+    const atLimit = junkNode('junk', 9100, limit);
+    expect(atLimit.descriptorSet.length).toBe(limit);
+    expect(() => validateNodeDescription(atLimit)).not.toThrow();
+    const over = junkNode('junk', 9100, limit + 1);
+    expect(refusal(over)).toContain(`descriptor_set must be at most ${limit} bytes, got ${limit + 1}`);
+  });
+
+  it('refuses a descriptor set from a node without routes', () => {
+    expect(refusal(gatewayNode({ descriptorSet: junkDescriptorSet(1_000) }))).toContain(
+      'a node without routes must send no descriptor_set',
+    );
+  });
+
+  it.each([
+    [
+      'host',
+      (n: number) => goodsNode({ host: 'h'.repeat(n) }),
+      REGISTRATION_LIMITS.hostLength,
+      'host must be',
+    ],
+    [
+      'path',
+      (n: number) => junkNode('junk', 9100, 1_000, { ...JUNK_ROUTE, path: `/${'p'.repeat(n - 1)}` }),
+      REGISTRATION_LIMITS.pathLength,
+      'the path must start with "/"',
+    ],
+    [
+      'gRPC method',
+      (n: number) => goodsNode({ routes: [{ ...route, grpcMethod: `a.${'S'.repeat(n - 4)}/M` }] }),
+      REGISTRATION_LIMITS.grpcMethodLength,
+      'the gRPC method must be "package.Service/Method" of at most',
+    ],
+    [
+      'response field name',
+      (n: number) => goodsNode({ routes: [{ ...route, responseFields: ['f'.repeat(n)] }] }),
+      REGISTRATION_LIMITS.fieldNameLength,
+      'is not a field name of at most',
+    ],
+  ] as const)('bounds the length of a %s, and echoes no more than that', (_label, make, limit, message) => {
+    const over = refusal(make(limit + 1));
+    expect(over).toContain(message);
+    expect(over.length).toBeLessThan(limit + 200);
+    // At the limit the syntax check passes: whatever is refused then is refused for another reason.
+    try {
+      validateNodeDescription(make(limit));
+    } catch (error) {
+      expect((error as ServiceError).message).not.toContain(message);
+    }
   });
 });

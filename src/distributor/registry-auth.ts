@@ -1,0 +1,113 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
+import { identityForName } from '../common/identity.js';
+import { ServiceError } from '../common/service-error.js';
+
+export type { ServerSurfaceCall };
+
+/** The identities (URI SANs) of the client certificate a call came with; none without TLS. */
+export type PeerIdentities = (call: ServerSurfaceCall) => readonly string[];
+
+/** The principal of a registry that checks nothing: every open-registry stream shares it. */
+export const ANONYMOUS_PRINCIPAL = 'anonymous';
+/** The principal of every stream that proved only that it holds the shared registration token. */
+export const TOKEN_PRINCIPAL = 'token';
+
+/** Options of {@link createRegistryAuth}. */
+export interface RegistryAuthOptions {
+  /** The shared registration token; unset: no token is asked for. */
+  token?: string | undefined;
+  /** Reads the caller's certificate identities; by default there are none. */
+  peerIdentities?: PeerIdentities | undefined;
+  /**
+   * mTLS: a registering node must hold the identity of the name it registers under (identityForName),
+   * and every caller must present a certificate identity at all.
+   */
+  requireCertificateIdentity?: boolean | undefined;
+}
+
+/** What a caller proved. */
+export interface Caller {
+  /** The URI SANs of its client certificate. */
+  readonly identities: readonly string[];
+  /** Whether it sent the right registration token (false when none is asked for). */
+  readonly token: boolean;
+}
+
+/** Who may call Register, Watch and List, and under which principal a node holds its registration. */
+export interface RegistryAuth {
+  /** Checks the credentials every Register, Watch and List call needs: throws UNAUTHENTICATED. */
+  authenticate(call: ServerSurfaceCall): Caller;
+  /**
+   * The principal that registers under `name`: the certificate identity when there is one, else
+   * "token", else "anonymous". With `requireCertificateIdentity`, throws PERMISSION_DENIED unless the
+   * caller's certificate carries identityForName(name).
+   */
+  principalFor(caller: Caller, name: string): string;
+}
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+const sha256 = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+
+function unauthenticated(message: string): ServiceError {
+  return new ServiceError(status.UNAUTHENTICATED, message);
+}
+
+/**
+ * Builds the distributor's authentication. The token is compared in constant time: both sides are
+ * hashed to 32 bytes first, so neither the content nor the length of the expected token leaks through
+ * the time a refusal takes.
+ */
+export function createRegistryAuth({
+  token,
+  peerIdentities = () => [],
+  requireCertificateIdentity = false,
+}: RegistryAuthOptions = {}): RegistryAuth {
+  if (token !== undefined && !/^\S+$/.test(token)) {
+    throw new RangeError('registry token: expected a non-empty string without spaces');
+  }
+  const expected = token === undefined ? undefined : sha256(token);
+
+  const checkToken = (call: ServerSurfaceCall): boolean => {
+    if (!expected) return false;
+    const values = call.metadata.get('authorization');
+    if (values.length === 0) {
+      throw unauthenticated(
+        'missing credentials: send the registry token as metadata "authorization: Bearer <token>"',
+      );
+    }
+    const match = values.length === 1 && typeof values[0] === 'string' ? BEARER.exec(values[0]) : null;
+    if (!match || !timingSafeEqual(sha256(match[1]!), expected)) {
+      throw unauthenticated('invalid credentials: the registry token is wrong');
+    }
+    return true;
+  };
+
+  return {
+    authenticate(call) {
+      const tokenChecked = checkToken(call);
+      const identities = peerIdentities(call);
+      if (requireCertificateIdentity && identities.length === 0) {
+        throw unauthenticated(
+          `missing credentials: a client certificate with a URI SAN such as ${identityForName('<name>')} is required`,
+        );
+      }
+      return { identities, token: tokenChecked };
+    },
+    principalFor(caller, name) {
+      const wanted = identityForName(name);
+      if (caller.identities.includes(wanted)) return wanted;
+      if (requireCertificateIdentity) {
+        throw new ServiceError(
+          status.PERMISSION_DENIED,
+          `certificate identity ${caller.identities.join(', ')} does not match the name ${name}: ` +
+            `registering as ${name} needs ${wanted}`,
+        );
+      }
+      if (caller.identities.length > 0) return [...caller.identities].sort().join(' ');
+      return caller.token ? TOKEN_PRINCIPAL : ANONYMOUS_PRINCIPAL;
+    },
+  };
+}
