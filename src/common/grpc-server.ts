@@ -24,17 +24,21 @@ export function keepaliveChannelOptions({ timeMs, timeoutMs }: KeepaliveOptions)
   };
 }
 
-/** Binds a built server to host:port (0: any free port) and resolves with the port it got. */
-export function listen(server: Server, host: string, port: number): Promise<number> {
+/**
+ * Binds a built server to host:port (0: any free port) with its credentials (plaintext by default)
+ * and resolves with the port it got.
+ */
+export function listen(
+  server: Server,
+  host: string,
+  port: number,
+  credentials: ServerCredentials = ServerCredentials.createInsecure(),
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(
-      formatHostPort({ host, port }),
-      ServerCredentials.createInsecure(),
-      (error, boundPort) => {
-        if (error) reject(error);
-        else resolve(boundPort);
-      },
-    );
+    server.bindAsync(formatHostPort({ host, port }), credentials, (error, boundPort) => {
+      if (error) reject(error);
+      else resolve(boundPort);
+    });
   });
 }
 

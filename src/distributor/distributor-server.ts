@@ -1,5 +1,6 @@
 import {
   Server,
+  type ServerCredentials,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -66,6 +67,8 @@ export interface DistributorServerOptions {
   requireCertificateIdentity?: boolean;
   /** Overrides of REGISTRATION_LIMITS; checked for consistency at once (a RangeError if they clash). */
   limits?: Partial<RegistrationLimits>;
+  /** How callers connect: plaintext by default; TLS, or mTLS with a CA (see src/common/tls.ts). */
+  credentials?: ServerCredentials;
 }
 
 /** A distributor built but not yet listening. */
@@ -255,7 +258,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
 
   return {
     registry,
-    listen: (host, port) => listen(server, host, port),
+    listen: (host, port) => listen(server, host, port, options.credentials),
     async stop(graceMs = 5_000) {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');

@@ -1,13 +1,28 @@
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
+import { peerIdentities, serverCredentials } from '../common/tls.js';
 import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
 
 runMain(async () => {
   const config = loadDistributorConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'distributor', level: config.logLevel });
-  const distributor = createDistributorServer({ log });
+  const distributor = createDistributorServer({
+    log,
+    credentials: serverCredentials(config.tls),
+    // With a CA, every caller has a verified certificate: a node may register only under its name.
+    requireCertificateIdentity: config.tls?.caFile !== undefined,
+    peerIdentities,
+    ...(config.registryToken ? { registryToken: config.registryToken } : {}),
+  });
   const port = await distributor.listen(config.host, config.port);
-  log.info({ host: config.host, port }, `listening on ${config.host}:${port}`);
+  const auth = [
+    config.tls?.caFile ? 'mTLS (certificate identity must match the registered name)' : undefined,
+    config.registryToken ? 'registration token' : undefined,
+  ].filter(Boolean);
+  log.info(
+    { host: config.host, port, tls: Boolean(config.tls), auth },
+    `listening on ${config.host}:${port}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
+  );
   stopOnSignals(log, () => distributor.stop());
 }, DISTRIBUTOR_USAGE);

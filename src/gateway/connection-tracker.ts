@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
 /** One connection's count of requests in flight; its owner calls requestEnded() once per request. */
@@ -26,9 +27,11 @@ export class ConnectionTracker {
   readonly #connections = new Map<Socket, Connection>();
   readonly #firstRequestTimeoutMs: number;
 
-  constructor(server: Server, firstRequestTimeoutMs: number) {
+  constructor(server: Server | HttpsServer, firstRequestTimeoutMs: number) {
     this.#firstRequestTimeoutMs = firstRequestTimeoutMs;
-    server.on('connection', (socket: Socket) => this.#opened(socket));
+    // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
+    const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
+    server.on(event, (socket: Socket) => this.#opened(socket));
   }
 
   /** Open connections, for tests and diagnostics. */

@@ -1,8 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { channelCredentials, type TlsFiles } from '../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
 import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
@@ -41,6 +44,16 @@ export interface GatewayOptions {
   keepalive?: KeepaliveOptions;
   /** Reconnection backoff of the registration with the distributor. */
   registrationBackoff?: BackoffOptions;
+  /**
+   * TLS of the gRPC side: the gateway's certificate (presented to mTLS servers) and the CA it checks
+   * servers against. Every service must then present a certificate naming the component it
+   * registered as (secure naming), and the distributor one naming "distributor". Plaintext without.
+   */
+  tls?: TlsFiles;
+  /** The registration token, sent on the Register stream. */
+  registryToken?: string;
+  /** HTTPS for REST clients: certificate and key, and a CA file to require client certificates. */
+  https?: TlsFiles;
 }
 
 /** A gateway built but not yet listening. */
@@ -107,7 +120,8 @@ class GatewayServer implements Gateway {
   readonly #deadlineMs: number;
   readonly #bodyLimit: number;
   readonly #retryAfter: string;
-  readonly #server: Server;
+  readonly #server: Server | HttpsServer;
+  readonly #stopWatchingCertificates: (() => void) | undefined;
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   readonly #table: RouteTable;
@@ -126,19 +140,26 @@ class GatewayServer implements Gateway {
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     this.#pool = new InstancePool({
       channelOptions: keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+      credentialsFor: upstreamCredentials(options.tls),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
-    this.#server = createServer(
-      {
-        keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
-        headersTimeout,
-        requestTimeout: Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout),
-        // How often the two timeouts above are enforced.
-        connectionsCheckingInterval: Math.min(1_000, headersTimeout),
-      },
-      (request, response) => this.#handleSafely(request, response, false),
-    );
+    const httpOptions = {
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+      headersTimeout,
+      requestTimeout: Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout),
+      // How often the two timeouts above are enforced.
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    };
+    const onRequest = (request: IncomingMessage, response: ServerResponse): void =>
+      this.#handleSafely(request, response, false);
+    if (options.https) {
+      const server = createHttpsServer({ ...httpOptions, ...httpsServerOptions(options.https) }, onRequest);
+      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https);
+      this.#server = server;
+    } else {
+      this.#server = createServer(httpOptions, onRequest);
+    }
     this.#connections = new ConnectionTracker(this.#server, headersTimeout);
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
@@ -190,6 +211,7 @@ class GatewayServer implements Gateway {
       await closed;
       clearTimeout(grace);
     }
+    this.#stopWatchingCertificates?.();
     this.#poolClosed = true;
     this.#pool.close();
     await this.#registration?.stop();
@@ -207,6 +229,8 @@ class GatewayServer implements Gateway {
         state: NodeState.NODE_STATE_SERVING,
       },
       log: this.#log,
+      credentials: channelCredentials(this.#options.tls, { expectedName: 'distributor' }),
+      ...(this.#options.registryToken ? { token: this.#options.registryToken } : {}),
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
     });
@@ -512,6 +536,20 @@ class GatewayServer implements Gateway {
       `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );
   }
+}
+
+/** One set of credentials per component name, checking that name on the server (secure naming). */
+function upstreamCredentials(tls: TlsFiles | undefined): ((name: string) => ChannelCredentials) | undefined {
+  if (!tls) return undefined;
+  const byName = new Map<string, ChannelCredentials>();
+  return (name) => {
+    let credentials = byName.get(name);
+    if (!credentials) {
+      credentials = channelCredentials(tls, { expectedName: name });
+      byName.set(name, credentials);
+    }
+    return credentials;
+  };
 }
 
 function encode(plan: CallPlan, input: RequestInput): Buffer {

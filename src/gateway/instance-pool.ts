@@ -1,7 +1,9 @@
-import { type ChannelOptions, Client, credentials } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelOptions, Client, credentials } from '@grpc/grpc-js';
 
-/** One upstream address and its gRPC channel. */
+/** One upstream address, the component expected there, and its gRPC channel. */
 export interface Upstream {
+  /** "name@host:port": who is expected at which address. */
+  readonly key: string;
   /** "host:port" (IPv6 in brackets), as grpc-js dials it. */
   readonly address: string;
   readonly client: Client;
@@ -13,10 +15,16 @@ export interface Upstream {
 export interface InstancePoolOptions {
   /** grpc-js options of every channel (keepalive, message sizes). */
   channelOptions?: ChannelOptions;
+  /**
+   * The credentials of a channel to a component registered under `name` (default: plaintext). With
+   * TLS they check that the server's certificate names that component (secure naming), so a
+   * listing that points at someone else's server gets no traffic.
+   */
+  credentialsFor?: (name: string) => ChannelCredentials;
 }
 
 /**
- * One grpc-js channel per instance address, reused by every request to it (one HTTP/2 connection,
+ * One grpc-js channel per instance (component name and address), reused by every request to it (one HTTP/2 connection,
  * multiplexed), created when an instance first appears and closed when it has left.
  *
  * An address that leaves while calls are still running on it is closed once they finish, not
@@ -28,27 +36,31 @@ export class InstancePool {
   /** Addresses that have left but still have calls running. */
   readonly #leaving = new Set<Upstream>();
   readonly #channelOptions: ChannelOptions;
+  readonly #credentialsFor: (name: string) => ChannelCredentials;
   #closed = false;
 
   constructor(options: InstancePoolOptions = {}) {
     this.#channelOptions = options.channelOptions ?? {};
+    this.#credentialsFor = options.credentialsFor ?? (() => credentials.createInsecure());
   }
 
-  /** The upstream of an address, with a channel made on first use. */
-  get(address: string): Upstream {
+  /** The upstream of component `name` at an address, with a channel made on first use. */
+  get(name: string, address: string): Upstream {
     if (this.#closed) throw new Error('the instance pool is closed');
-    let upstream = this.#upstreams.get(address);
+    const key = `${name}@${address}`;
+    let upstream = this.#upstreams.get(key);
     if (!upstream) {
-      upstream = [...this.#leaving].find((candidate) => candidate.address === address);
+      upstream = [...this.#leaving].find((candidate) => candidate.key === key);
       if (upstream) this.#leaving.delete(upstream);
       else {
         upstream = {
+          key,
           address,
-          client: new Client(address, credentials.createInsecure(), this.#channelOptions),
+          client: new Client(address, this.#credentialsFor(name), this.#channelOptions),
           inFlight: 0,
         };
       }
-      this.#upstreams.set(address, upstream);
+      this.#upstreams.set(key, upstream);
     }
     return upstream;
   }
@@ -64,11 +76,11 @@ export class InstancePool {
     if (upstream.inFlight === 0 && this.#leaving.delete(upstream)) upstream.client.close();
   }
 
-  /** Keeps only these addresses: every other channel is closed, at once or after its last call. */
-  retainOnly(addresses: ReadonlySet<string>): void {
-    for (const [address, upstream] of this.#upstreams) {
-      if (addresses.has(address)) continue;
-      this.#upstreams.delete(address);
+  /** Keeps only these upstreams (by key): every other channel is closed, at once or after its last call. */
+  retainOnly(keys: ReadonlySet<string>): void {
+    for (const [key, upstream] of this.#upstreams) {
+      if (keys.has(key)) continue;
+      this.#upstreams.delete(key);
       if (upstream.inFlight === 0) upstream.client.close();
       else this.#leaving.add(upstream);
     }
@@ -76,7 +88,7 @@ export class InstancePool {
 
   /** The addresses with an open channel, for diagnostics and tests. */
   addresses(): string[] {
-    return [...this.#upstreams.keys()];
+    return [...this.#upstreams.values()].map((upstream) => upstream.address);
   }
 
   /** Closes every channel; calls still running on them fail. */

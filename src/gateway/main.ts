@@ -11,11 +11,22 @@ runMain(async () => {
     log,
     deadlineMs: config.deadlineMs,
     bodyLimitBytes: config.bodyLimitBytes,
+    ...(config.tls ? { tls: config.tls } : {}),
+    ...(config.registryToken ? { registryToken: config.registryToken } : {}),
+    ...(config.https
+      ? {
+          https: {
+            certFile: config.https.certFile,
+            keyFile: config.https.keyFile,
+            ...(config.https.clientCaFile ? { caFile: config.https.clientCaFile } : {}),
+          },
+        }
+      : {}),
   });
   const port = await gateway.listen(config.host, config.port);
   log.info(
     { host: config.host, port, distributor: config.distributor },
-    `listening on http://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
+    `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
   );
   stopOnSignals(log, () => gateway.stop());
 }, GATEWAY_USAGE);

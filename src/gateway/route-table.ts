@@ -122,7 +122,7 @@ export class RouteTable {
    */
   apply(snapshot: Snapshot): void {
     const next = new Map<string, { serving: Instance[]; draining: Instance[] }>();
-    const addresses = new Set<string>();
+    const upstreams = new Set<string>();
     for (const node of snapshot.nodes) {
       if (node.routes.length === 0) continue;
       const address = formatHostPort({ host: node.host, port: node.port });
@@ -130,8 +130,9 @@ export class RouteTable {
         const key = `${route.httpMethod} ${route.path}`;
         const plan = this.#planOrWarn(node, route, key);
         if (!plan) continue;
-        addresses.add(address);
-        const instance: Instance = { nodeId: node.id, upstream: this.#pool.get(address), plan };
+        const upstream = this.#pool.get(node.name, address);
+        upstreams.add(upstream.key);
+        const instance: Instance = { nodeId: node.id, upstream, plan };
         let lists = next.get(key);
         if (!lists) {
           lists = { serving: [], draining: [] };
@@ -154,7 +155,7 @@ export class RouteTable {
     }
     this.#routes = routes;
     this.#revision = snapshot.revision;
-    this.#pool.retainOnly(addresses);
+    this.#pool.retainOnly(upstreams);
     this.#plans.retainOnly(snapshot.nodes);
     const registrations = new Set(snapshot.nodes.map((node) => warningPrefix(node)));
     for (const warning of this.#warned) {

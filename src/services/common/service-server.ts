@@ -1,4 +1,9 @@
-import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  type ServerCredentials,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import {
   DEFAULT_KEEPALIVE,
@@ -20,6 +25,8 @@ export interface ServiceServerOptions<Store extends ServiceStore> {
   /** Pause between database probes (default 2 s); tests shorten it. */
   databaseProbeIntervalMs?: number;
   keepalive?: KeepaliveOptions;
+  /** How callers connect: plaintext by default; TLS, or mTLS with a CA, across machines. */
+  credentials?: ServerCredentials;
 }
 
 /** Options of {@link createServiceServer}: one gRPC service with its handlers and its store. */
@@ -85,7 +92,7 @@ export function createServiceServer<Store extends ServiceStore>(
   };
   return {
     async listen(host, port) {
-      const bound = await listen(server, host, port);
+      const bound = await listen(server, host, port, options.credentials);
       monitor.start();
       return bound;
     },

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
+import { channelCredentials, serverCredentials } from '../../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../../distributor/registration-client.js';
 import { NodeState, type Route, type Snapshot } from '../../gen/distributor.js';
 import type { MysqlStoreOptions } from './mysql-database.js';
@@ -64,6 +65,9 @@ export async function startService<Store extends ServiceStore>(
   options: StartServiceOptions = {},
 ): Promise<RunningService> {
   const log = options.log ?? silentLogger();
+  // Unreadable certificate files stop the start here, before anything is opened.
+  const credentials = serverCredentials(config.tls);
+  const distributorCredentials = channelCredentials(config.tls, { expectedName: 'distributor' });
   const store = openStore(spec, config, log);
   const server = spec.createServer({
     store,
@@ -72,6 +76,7 @@ export async function startService<Store extends ServiceStore>(
       ? {}
       : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
     ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
+    credentials,
   });
   let port: number;
   try {
@@ -96,6 +101,8 @@ export async function startService<Store extends ServiceStore>(
       state: NodeState.NODE_STATE_SERVING,
     },
     log,
+    credentials: distributorCredentials,
+    ...(config.registryToken ? { token: config.registryToken } : {}),
     ...(options.registrationBackoff === undefined ? {} : { backoff: options.registrationBackoff }),
     ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
   });

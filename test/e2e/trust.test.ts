@@ -1,0 +1,252 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials as grpcCredentials, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { channelCredentials, serverCredentials } from '../../src/common/tls.js';
+import { junkNode } from '../distributor/support/junk-nodes.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { send } from '../helpers/http.js';
+import { goodsNode } from '../helpers/nodes.js';
+import {
+  attemptList,
+  attemptRegistration,
+  attemptWatch,
+  type RogueServer,
+  startRogueGoods,
+  trafficDuring,
+} from '../helpers/rogue.js';
+import { type ComponentProcess, freePort, rssMiB, spawnComponent } from './support/processes.js';
+
+const TOKEN = 'trust-test-token-0123456789abcdef';
+
+/** A distributor, one goods and a gateway as OS processes, with `env` added to each. */
+async function startProcesses(
+  dataDir: string,
+  env: (name: string) => NodeJS.ProcessEnv,
+): Promise<{
+  distributor: ComponentProcess;
+  goods: ComponentProcess;
+  gateway: ComponentProcess;
+  distributorAddress: string;
+  gatewayUrl: string;
+  stop(): Promise<void>;
+}> {
+  const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+  const distributorAddress = `127.0.0.1:${distributorPort}`;
+  const common = { DISTRIBUTOR_ADDRESS: distributorAddress, DATA_DIR: dataDir, MYSQL_URL: '' };
+  const distributor = spawnComponent('src/distributor/main.ts', ['--port', String(distributorPort)], {
+    ...common,
+    ...env('distributor'),
+  });
+  await distributor.waitForLine(/listening on/);
+  const goods = spawnComponent('src/services/goods/main.ts', ['--port', '0'], { ...common, ...env('goods') });
+  const gateway = spawnComponent('src/gateway/main.ts', ['--port', String(gatewayPort)], {
+    ...common,
+    ...env('gateway'),
+  });
+  const processes = [gateway, goods, distributor];
+  return {
+    distributor,
+    goods,
+    gateway,
+    distributorAddress,
+    gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    async stop() {
+      for (const process of processes) {
+        process.child.kill('SIGTERM');
+        await process.exited();
+      }
+    },
+  };
+}
+
+async function waitForGoods(gatewayUrl: string): Promise<void> {
+  await vi.waitFor(async () => expect((await send(`${gatewayUrl}/goods`)).body).toContain('"errorcode":0'), {
+    timeout: 30_000,
+    interval: 200,
+  });
+}
+
+async function addGoods(gatewayUrl: string): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const answer = await send(`${gatewayUrl}/goods`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'real', category: 'c', price: 1, description: 'd' }),
+      });
+      expect(answer.body).toContain('"errorcode":0');
+    },
+    { timeout: 30_000, interval: 200 },
+  );
+  await waitForGoods(gatewayUrl);
+}
+
+function expectAtLeast99Percent(result: { ok: number; total: number; failures: string[] }): void {
+  expect(result.ok / result.total, result.failures.slice(0, 5).join('\n')).toBeGreaterThanOrEqual(0.99);
+}
+
+describe('trust with a registration token (the default of npm start), against real processes', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-trust-token-'));
+  let shop: Awaited<ReturnType<typeof startProcesses>>;
+  let rogue: RogueServer;
+  beforeAll(async () => {
+    shop = await startProcesses(dataDir, () => ({ SHOP_REGISTRY_TOKEN: TOKEN }));
+    await addGoods(shop.gatewayUrl);
+    rogue = await startRogueGoods();
+  }, 90_000);
+  afterAll(async () => {
+    await rogue?.stop();
+    await shop?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses a rogue registration without the token or with a wrong one, and the rogue gets no request', async () => {
+    const rogueNode = goodsNode({ host: '127.0.0.1', port: rogue.port });
+    const result = await trafficDuring(`${shop.gatewayUrl}/goods`, async () => {
+      for (const token of [undefined, 'a-wrong-token-0123456789abcdef']) {
+        const outcome = await attemptRegistration(shop.distributorAddress, rogueNode, token ? { token } : {});
+        expect(outcome).toMatchObject({ listed: false, code: status.UNAUTHENTICATED });
+      }
+    });
+    expectAtLeast99Percent(result);
+    expect(rogue.calls).toBe(0);
+    // Logged once per peer, with its address, however often it tries.
+    const refusals = shop.distributor.lines.filter(
+      (line) => line.includes('UNAUTHENTICATED') || /unauthenticated/i.test(line),
+    );
+    expect(refusals.length).toBeGreaterThanOrEqual(1);
+    expect(refusals.length).toBeLessThanOrEqual(2);
+  });
+
+  it('keeps the topology and the descriptor sets from callers without the token', async () => {
+    expect(await attemptList(shop.distributorAddress)).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      nodes: 0,
+    });
+    expect(await attemptWatch(shop.distributorAddress)).toEqual({ code: status.UNAUTHENTICATED });
+    const listed = await attemptList(shop.distributorAddress, { token: TOKEN });
+    expect(listed.code).toBe(status.OK);
+    expect(listed.nodes).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses an oversized descriptor set with a clear status', async () => {
+    const outcome = await attemptRegistration(
+      shop.distributorAddress,
+      junkNode('oversized', rogue.port, 300 * 1024),
+      { token: TOKEN },
+    );
+    expect(outcome.listed).toBe(false);
+    if (!outcome.listed) {
+      expect([status.INVALID_ARGUMENT, status.RESOURCE_EXHAUSTED]).toContain(outcome.code);
+      expect(outcome.details).toMatch(/descriptor/);
+    }
+  });
+
+  it.each([
+    ['without credentials', undefined],
+    ['with the token', TOKEN],
+  ])(
+    'survives the 20 × 256 KiB junk flood %s: real nodes stay listed and real traffic succeeds',
+    async (_label, token) => {
+      const distributorPid = shop.distributor.child.pid!;
+      const listed: Array<() => void> = [];
+      let refused = 0;
+      const result = await trafficDuring(`${shop.gatewayUrl}/goods`, async () => {
+        const outcomes = await Promise.all(
+          Array.from({ length: 20 }, (_, index) =>
+            attemptRegistration(
+              shop.distributorAddress,
+              junkNode(`junk${index}`, rogue.port, 256 * 1024),
+              token ? { token } : {},
+            ),
+          ),
+        );
+        for (const outcome of outcomes) {
+          if (outcome.listed) listed.push(outcome.close);
+          else refused++;
+        }
+      });
+      try {
+        expectAtLeast99Percent(result);
+        if (!token) expect(listed).toHaveLength(0);
+        else expect(refused).toBeGreaterThan(0);
+        const after = await attemptList(shop.distributorAddress, { token: TOKEN });
+        expect(after.code).toBe(status.OK);
+        expect((await send(`${shop.gatewayUrl}/goods`)).body).toContain('"name":"real"');
+        expect(rssMiB(distributorPid)).toBeLessThan(200);
+      } finally {
+        for (const close of listed) close();
+      }
+    },
+  );
+});
+
+describe('trust with mutual TLS, against real processes', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-trust-mtls-'));
+  let pki: TestPki;
+  let shop: Awaited<ReturnType<typeof startProcesses>>;
+  const tlsEnv = (name: string): NodeJS.ProcessEnv => {
+    const files = pki.files(name);
+    return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };
+  };
+  beforeAll(async () => {
+    pki = makeTestPki(dataDir, { names: ['distributor', 'gateway', 'goods', 'members'] });
+    shop = await startProcesses(dataDir, tlsEnv);
+    await addGoods(shop.gatewayUrl);
+  }, 90_000);
+  afterAll(async () => {
+    await shop?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses callers without a certificate from the CA', async () => {
+    expect(
+      (await attemptList(shop.distributorAddress, { credentials: grpcCredentials.createInsecure() })).code,
+    ).toBe(status.UNAVAILABLE);
+    const foreign = channelCredentials(pki.foreignFiles('goods'), { expectedName: 'distributor' });
+    expect((await attemptList(shop.distributorAddress, { credentials: foreign })).code).toBe(
+      status.UNAVAILABLE,
+    );
+    const own = channelCredentials(pki.files('members'), { expectedName: 'distributor' });
+    expect((await attemptList(shop.distributorAddress, { credentials: own })).code).toBe(status.OK);
+  });
+
+  it("refuses a registration under another principal's name with PERMISSION_DENIED; the impostor gets no request", async () => {
+    const rogue = await startRogueGoods(serverCredentials(pki.files('members')));
+    try {
+      const result = await trafficDuring(`${shop.gatewayUrl}/goods`, async () => {
+        const outcome = await attemptRegistration(
+          shop.distributorAddress,
+          goodsNode({ host: '127.0.0.1', port: rogue.port }),
+          { credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }) },
+        );
+        expect(outcome).toMatchObject({ listed: false, code: status.PERMISSION_DENIED });
+      });
+      expectAtLeast99Percent(result);
+      expect(rogue.calls).toBe(0);
+    } finally {
+      await rogue.stop();
+    }
+  });
+
+  it("secure naming: a goods listing that points at a server without goods' certificate gets no traffic", async () => {
+    // The listing gets in (a goods certificate registered it), but the server behind it is not goods.
+    const rogue = await startRogueGoods(serverCredentials(pki.files('members')));
+    const listing = await attemptRegistration(
+      shop.distributorAddress,
+      goodsNode({ host: '127.0.0.1', port: rogue.port }),
+      { credentials: channelCredentials(pki.files('goods'), { expectedName: 'distributor' }) },
+    );
+    try {
+      expect(listing.listed).toBe(true);
+      const result = await trafficDuring(`${shop.gatewayUrl}/goods`, async () => {}, { count: 100 });
+      expectAtLeast99Percent(result);
+      expect(rogue.calls).toBe(0);
+    } finally {
+      if (listing.listed) listing.close();
+      await rogue.stop();
+    }
+  });
+});
