@@ -2,19 +2,24 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { credentials } from '@grpc/grpc-js';
 import { GoodsServiceClient } from '../gen/services.js';
 import { hashPassword, verifyPassword } from '../services/members/password-hasher.js';
 import { type CaseResult, median } from './case-result.js';
 import { runClosedLoop } from './closed-loop.js';
 import { runHttpCase } from './http-load.js';
-import { startSystem } from './system-under-test.js';
+import { type SystemUnderTest, startSystem } from './system-under-test.js';
 
 // `npm run bench`: the shop's throughput and latency against this machine's own ceilings, measured in
 // one run so that the ratios hold on a noisy, shared machine. Each round runs every case once;
-// the figures printed are the medians over the rounds.
+// the figures printed are the medians over the rounds. What TLS costs is measured the same way: a
+// second shop runs with mutual TLS on every internal hop, and each main case runs on the plaintext
+// shop and then at once on the mTLS one, in every round.
 const durationSec = Number(process.env.BENCH_DURATION_SEC ?? 10);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+/** BENCH_TLS=0 leaves out the mTLS shop and its cases. */
+const withTls = process.env.BENCH_TLS !== '0';
+/** BENCH_HTTPS=0 leaves out the optional case of the gateway's REST side over HTTPS. */
+const withHttps = withTls && process.env.BENCH_HTTPS !== '0';
 const connections = 64;
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -23,91 +28,166 @@ const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
+/** One case; `plaintextTwin` marks an mTLS case and names the plaintext case it is compared with. */
+interface BenchCase {
+  name: string;
+  run: () => Promise<CaseResult>;
+  plaintextTwin?: string;
+}
+
 say(`bench: ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
 say(`bench: ${rounds} round(s) of ${durationSec} s per case, ${connections} connections`);
-const system = await startSystem(`bench-results/${stamp}-processes.log`);
-say(`bench: store is ${system.store}`);
-const bare = await startBareServer();
+const stops: Array<() => Promise<void> | void> = [];
+try {
+  const plain = await startSystem({ logFile: `bench-results/${stamp}-processes.log`, tls: false });
+  stops.unshift(() => plain.stop());
+  say(`bench: store is ${plain.store}`);
+  const secure = withTls
+    ? await startSystem({
+        logFile: `bench-results/${stamp}-mtls-processes.log`,
+        tls: true,
+        httpsGateway: withHttps,
+      })
+    : undefined;
+  if (secure) {
+    stops.unshift(() => secure.stop());
+    say('bench: a second shop runs with mutual TLS on every gRPC hop (throwaway CA), REST on plain HTTP');
+  }
+  const bare = await startBareServer();
+  stops.unshift(() => bare.stop());
 
-const member = { username: 'bench_member', password: 'bench password 1234' };
-await seed(system.gatewayUrl, member);
-const goodsClient = new GoodsServiceClient(system.goodsAddress, credentials.createInsecure());
-const storedHash = await hashPassword(member.password);
+  const member = { username: 'bench_member', password: 'bench password 1234' };
+  for (const system of [plain, secure]) if (system) await seed(system.gatewayUrl, member);
+  const storedHash = await hashPassword(member.password);
 
-const cases: Array<{ name: string; run: () => Promise<CaseResult> }> = [
-  {
-    name: 'bare Node HTTP (ceiling)',
-    run: () => runHttpCase({ name: 'bare', url: bare.url, connections, durationSec }),
-  },
-  {
-    name: 'GET /goods (gateway)',
-    run: () =>
-      runHttpCase({ name: 'GET /goods', url: `${system.gatewayUrl}/goods`, connections, durationSec }),
-  },
-  {
-    name: 'ListGoods (direct gRPC)',
-    run: () =>
+  const listGoods = (system: SystemUnderTest, name: string): BenchCase['run'] => {
+    const client = new GoodsServiceClient(system.goodsAddress, system.credentialsFor('goods'));
+    stops.unshift(() => client.close());
+    return () =>
       runClosedLoop(
-        'ListGoods',
+        name,
         connections,
         durationSec,
         () =>
           new Promise((resolve, reject) =>
-            goodsClient.listGoods({}, (error, response) => (error ? reject(error) : resolve(response))),
+            client.listGoods({}, (error, response) => (error ? reject(error) : resolve(response))),
           ),
-      ),
-  },
-  {
-    name: 'GET /members (sign-in)',
-    run: () =>
+      );
+  };
+  const getGoods =
+    (gatewayUrl: string, name: string): BenchCase['run'] =>
+    () =>
+      runHttpCase({ name, url: `${gatewayUrl}/goods`, connections, durationSec });
+  const postPurchase =
+    (gatewayUrl: string, name: string): BenchCase['run'] =>
+    () =>
       runHttpCase({
-        name: 'sign-in',
-        url: `${system.gatewayUrl}/members?username=${member.username}&password=${encodeURIComponent(member.password)}`,
-        connections,
-        durationSec,
-      }),
-  },
-  {
-    name: 'POST /purchases',
-    run: () =>
-      runHttpCase({
-        name: 'POST /purchases',
-        url: `${system.gatewayUrl}/purchases`,
+        name,
+        url: `${gatewayUrl}/purchases`,
         method: 'POST',
         body: JSON.stringify({ userid: 1, goodsid: 1 }),
         connections,
         durationSec,
-      }),
-  },
-  {
-    name: 'password verify (raw)',
-    run: () =>
-      runClosedLoop('verify', connections, durationSec, async () => {
-        if (!(await verifyPassword(member.password, storedHash))) throw new Error('verify failed');
-      }),
-  },
-];
+      });
+  /** The mTLS twin of a plaintext case, run right after it in every round. */
+  const twin = (plaintextTwin: string, run: (system: SystemUnderTest, name: string) => BenchCase['run']) =>
+    secure
+      ? [{ name: `${plaintextTwin} [mTLS]`, plaintextTwin, run: run(secure, `${plaintextTwin} [mTLS]`) }]
+      : [];
 
-const samples = new Map<string, CaseResult[]>(cases.map((entry) => [entry.name, []]));
-try {
+  const cases: BenchCase[] = [
+    {
+      name: 'bare Node HTTP (ceiling)',
+      run: () => runHttpCase({ name: 'bare', url: bare.url, connections, durationSec }),
+    },
+    { name: 'GET /goods (gateway)', run: getGoods(plain.gatewayUrl, 'GET /goods') },
+    ...twin('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
+    // Optional and apart: the REST side over HTTPS as well, which also costs the load generator.
+    ...(secure?.httpsGatewayUrl
+      ? [
+          {
+            name: 'GET /goods (gateway) [mTLS + HTTPS REST]',
+            plaintextTwin: 'GET /goods (gateway)',
+            run: getGoods(secure.httpsGatewayUrl, 'GET /goods HTTPS'),
+          },
+        ]
+      : []),
+    { name: 'ListGoods (direct gRPC)', run: listGoods(plain, 'ListGoods') },
+    ...twin('ListGoods (direct gRPC)', listGoods),
+    {
+      name: 'GET /members (sign-in)',
+      run: () =>
+        runHttpCase({
+          name: 'sign-in',
+          url: `${plain.gatewayUrl}/members?username=${member.username}&password=${encodeURIComponent(member.password)}`,
+          connections,
+          durationSec,
+        }),
+    },
+    { name: 'POST /purchases', run: postPurchase(plain.gatewayUrl, 'POST /purchases') },
+    ...twin('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
+    {
+      name: 'password verify (raw)',
+      run: () =>
+        runClosedLoop('verify', connections, durationSec, async () => {
+          if (!(await verifyPassword(member.password, storedHash))) throw new Error('verify failed');
+        }),
+    },
+  ];
+
+  const samples = new Map<string, CaseResult[]>(cases.map((entry) => [entry.name, []]));
   for (let round = 1; round <= rounds; round++) {
     for (const entry of cases) {
       const result = await entry.run();
       samples.get(entry.name)!.push(result);
       say(
-        `  round ${round} ${entry.name.padEnd(26)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  ` +
+        `  round ${round} ${entry.name.padEnd(40)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  ` +
           `p50 ${result.p50Ms.toFixed(1)} ms  p99 ${result.p99Ms.toFixed(1)} ms  errors ${result.errors}`,
       );
     }
   }
-  report(samples, system.rssMiB());
+  const rss = plain.rssMiB();
+  if (secure) for (const [name, mib] of secure.rssMiB()) rss.set(`${name} [mTLS]`, mib);
+  report(plain, samples, tlsCost(cases, samples), rss);
   say(
-    `bench: the load generator itself (autocannon, gRPC client) ended at ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB RSS`,
+    `bench: the load generator itself (autocannon, gRPC clients) ended at ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB RSS`,
   );
 } finally {
-  goodsClient.close();
-  bare.stop();
-  await system.stop();
+  for (const stop of stops) await stop();
+}
+
+/** What TLS costs in one case: the mTLS case against its plaintext twin of the same rounds. */
+interface TlsCost {
+  case: string;
+  plaintextCase: string;
+  plaintextRequestsPerSec: number;
+  tlsRequestsPerSec: number;
+  /** The median of the per-round ratios mTLS / plaintext: 1 means TLS costs nothing. */
+  ratio: number;
+  roundRatios: number[];
+  plaintextP99Ms: number;
+  tlsP99Ms: number;
+}
+
+function tlsCost(cases: readonly BenchCase[], all: Map<string, CaseResult[]>): TlsCost[] {
+  return cases.flatMap((entry) => {
+    if (!entry.plaintextTwin) return [];
+    const tls = all.get(entry.name)!;
+    const plaintext = all.get(entry.plaintextTwin)!;
+    const roundRatios = tls.map((result, round) => result.requestsPerSec / plaintext[round]!.requestsPerSec);
+    return [
+      {
+        case: entry.name,
+        plaintextCase: entry.plaintextTwin,
+        plaintextRequestsPerSec: median(plaintext.map((result) => result.requestsPerSec)),
+        tlsRequestsPerSec: median(tls.map((result) => result.requestsPerSec)),
+        ratio: median(roundRatios),
+        roundRatios,
+        plaintextP99Ms: median(plaintext.map((result) => result.p99Ms)),
+        tlsP99Ms: median(tls.map((result) => result.p99Ms)),
+      },
+    ];
+  });
 }
 
 function summarize(results: CaseResult[]) {
@@ -120,19 +200,47 @@ function summarize(results: CaseResult[]) {
   };
 }
 
-function report(all: Map<string, CaseResult[]>, rss: Map<string, number>): void {
+function report(
+  plain: SystemUnderTest,
+  all: Map<string, CaseResult[]>,
+  tls: readonly TlsCost[],
+  rss: Map<string, number>,
+): void {
   const figures = Object.fromEntries([...all].map(([name, results]) => [name, summarize(results)]));
   const rate = (name: string): number => figures[name]!.requestsPerSec;
   const p99 = (name: string): number => figures[name]!.p99Ms;
+  const width = Math.max(28, ...Object.keys(figures).map((name) => name.length));
   say('');
   say(
-    `${'case (median of rounds)'.padEnd(28)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} errors`,
+    `${'case (median of rounds)'.padEnd(width)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} errors`,
   );
   for (const [name, figure] of Object.entries(figures)) {
     say(
-      `${name.padEnd(28)} ${figure.requestsPerSec.toFixed(0).padStart(8)} ${figure.p50Ms.toFixed(1).padStart(8)} ` +
+      `${name.padEnd(width)} ${figure.requestsPerSec.toFixed(0).padStart(8)} ${figure.p50Ms.toFixed(1).padStart(8)} ` +
         `${figure.p99Ms.toFixed(1).padStart(8)} ${figure.errors}/${figure.total}`,
     );
+  }
+  if (tls.length > 0) {
+    const tlsWidth = Math.max(...tls.map((row) => row.case.length));
+    say('');
+    say('TLS cost: the same case on the plaintext shop and on the mTLS shop, back to back in each round');
+    say(
+      `${'case'.padEnd(tlsWidth)} ${'plain req/s'.padStart(11)} ${'mTLS req/s'.padStart(10)} ${'ratio'.padStart(6)} ` +
+        `${'plain p99'.padStart(9)} ${'mTLS p99'.padStart(9)}`,
+    );
+    for (const row of tls) {
+      say(
+        `${row.case.padEnd(tlsWidth)} ${row.plaintextRequestsPerSec.toFixed(0).padStart(11)} ` +
+          `${row.tlsRequestsPerSec.toFixed(0).padStart(10)} ${row.ratio.toFixed(3).padStart(6)} ` +
+          `${row.plaintextP99Ms.toFixed(1).padStart(9)} ${row.tlsP99Ms.toFixed(1).padStart(9)}`,
+      );
+    }
+    say('(ratio: median of the per-round ratios mTLS / plaintext; p99 in ms, median of rounds)');
+    if (tls.some((row) => row.case.includes('HTTPS REST'))) {
+      say(
+        '(HTTPS REST: optional, the gateway REST side over HTTPS too; autocannon skips certificate checks and pays TLS itself)',
+      );
+    }
   }
   const ceiling = rate('bare Node HTTP (ceiling)');
   const targets = [
@@ -146,12 +254,16 @@ function report(all: Map<string, CaseResult[]>, rss: Map<string, number>): void 
       rate('GET /goods (gateway)') / rate('ListGoods (direct gRPC)'),
       0.75,
     ),
+    // Issue 9: with TLS on, the same cases within 20 % of plaintext (the optional HTTPS case aside).
+    ...tls
+      .filter((row) => row.case === `${row.plaintextCase} [mTLS]`)
+      .map((row) => check(`${row.plaintextCase} mTLS vs plaintext`, row.ratio, 0.8)),
     ...[...rss].map(([name, mib]) => check(`RSS ${name} (MiB)`, mib, 100, 'max')),
   ];
   say('');
   for (const target of targets) {
     say(
-      `${target.met ? 'MET   ' : 'MISSED'} ${target.name.padEnd(40)} ${target.value.toFixed(3).padStart(9)}  (target ${target.kind === 'min' ? '≥' : '≤'} ${target.target})`,
+      `${target.met ? 'MET   ' : 'MISSED'} ${target.name.padEnd(44)} ${target.value.toFixed(3).padStart(9)}  (target ${target.kind === 'min' ? '≥' : '≤'} ${target.target})`,
     );
   }
   const errors = Object.values(figures).reduce((sum, figure) => sum + figure.errors, 0);
@@ -159,7 +271,25 @@ function report(all: Map<string, CaseResult[]>, rss: Map<string, number>): void 
   const file = `bench-results/${stamp}.json`;
   writeFileSync(
     file,
-    `${JSON.stringify({ date: new Date().toISOString(), store: system.store, rounds, durationSec, connections, cores: cpus().length, node: process.version, figures, samples: Object.fromEntries(all), rssMiB: Object.fromEntries(rss), targets }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        store: plain.store,
+        rounds,
+        durationSec,
+        connections,
+        cores: cpus().length,
+        node: process.version,
+        tls: { mtls: withTls, httpsRest: withHttps },
+        figures,
+        tlsCost: tls,
+        samples: Object.fromEntries(all),
+        rssMiB: Object.fromEntries(rss),
+        targets,
+      },
+      null,
+      2,
+    )}\n`,
   );
   say(`bench: written ${file}`);
 }
