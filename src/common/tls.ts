@@ -1,5 +1,11 @@
 import type { PeerCertificate } from 'node:tls';
-import { type ChannelCredentials, credentials, experimental, ServerCredentials } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  credentials,
+  experimental,
+  ServerCredentials,
+} from '@grpc/grpc-js';
 import { ConfigError } from './config.js';
 import { identityForName, uriSans } from './identity.js';
 import {
@@ -75,6 +81,15 @@ export function channelCredentials(
     material.cert === undefined ? null : provider,
     verify,
   );
+}
+
+/**
+ * Channel options to go with secure naming: the TLS server name becomes the component's name. The
+ * name check ignores it either way, but without it grpc-js sends the dialled IP address as the
+ * server name, which Node warns about (DEP0123) and RFC 6066 forbids.
+ */
+export function secureNamingChannelOptions(tls: TlsFiles | undefined, expectedName: string): ChannelOptions {
+  return tls ? { 'grpc.ssl_target_name_override': expectedName } : {};
 }
 
 /** Anything that knows the TLS peer of a call, as a grpc-js server call does. */

@@ -20,7 +20,6 @@ import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import {
   type DistributorServiceServer,
-  DistributorServiceService,
   type ListRequest,
   type ListResponse,
   NodeState,
@@ -29,6 +28,7 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../gen/distributor.js';
+import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snapshot.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
 import { validateHost, validateName, validateNodeDescription } from './node-validation.js';
 import { PeerRateLimiter } from './peer-rate-limiter.js';
@@ -40,7 +40,7 @@ import {
   type PeerIdentities,
   type ServerSurfaceCall,
 } from './registry-auth.js';
-import { createSnapshotWriter } from './snapshot-writer.js';
+import { createSnapshotWriter, type WritableCall } from './snapshot-writer.js';
 import { TokenBucket } from './token-bucket.js';
 
 const SERVICE_NAME = 'shop.v1.DistributorService';
@@ -113,6 +113,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     'grpc.max_receive_message_length': budget.maxRequestBytes,
   });
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
+  const encoder = new SnapshotEncoder();
   const openStreams = new Set<{ close(error: ServiceError): void }>();
 
   /** Checks a Watch or List call's credentials: the error to end it with (logged), if any. */
@@ -179,7 +180,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           if (kind?.$case !== 'node') throw invalidMessage('the first message must describe the node');
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
-          const principal = auth.principalFor(caller, kind.value.name);
+          const principal = auth.principalFor(caller, kind.value.name, peer);
           validateNodeDescription(kind.value, limits);
           const host = kind.value.host || peer;
           validateHost(host, limits);
@@ -193,7 +194,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
             principal,
           );
           lease = joined;
-          const write = createSnapshotWriter(call, (snapshot) => ({ nodeId: joined.id, snapshot }));
+          const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>
+            encoder.registerResponse(joined.id, snapshot),
+          );
           unsubscribe = registry.subscribe(write);
           write(registry.snapshot());
         } else if (kind?.$case === 'state') {
@@ -228,7 +231,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       call.emit('error', { code: refusal.code, details: refusal.message });
       return;
     }
-    const write = createSnapshotWriter(call, (snapshot) => ({ snapshot }));
+    const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>
+      encoder.watchResponse(snapshot),
+    );
     const unsubscribe = registry.subscribe(write);
     const stream = {
       close(error: ServiceError): void {
@@ -252,7 +257,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   };
 
   const implementation: DistributorServiceServer = { register, watch, list };
-  server.addService(DistributorServiceService, implementation);
+  server.addService(PRE_ENCODED_DISTRIBUTOR_SERVICE, implementation);
   health.addToServer(server);
   addReflection(server, [SERVICE_NAME]);
 

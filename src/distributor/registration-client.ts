@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import {
   type ChannelCredentials,
+  type ChannelOptions,
   type ClientDuplexStream,
   credentials,
   status as grpcStatus,
@@ -37,6 +38,8 @@ export interface RegistrationClientOptions {
   token?: string;
   /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
   credentials?: ChannelCredentials;
+  /** Channel options that go with the credentials (see secureNamingChannelOptions). */
+  channelOptions?: ChannelOptions;
 }
 
 interface RegistrationEvents {
@@ -82,6 +85,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
     const channelCredentials = options.credentials ?? credentials.createInsecure();
     this.#client = new DistributorServiceClient(options.distributor, channelCredentials, {
+      ...options.channelOptions,
       ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
       // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
       // attempts long after the distributor is back: keep it within the same cap.

@@ -9,9 +9,9 @@ export type { ServerSurfaceCall };
 /** The identities (URI SANs) of the client certificate a call came with; none without TLS. */
 export type PeerIdentities = (call: ServerSurfaceCall) => readonly string[];
 
-/** The principal of a registry that checks nothing: every open-registry stream shares it. */
+/** The principal of a registry that checks nothing, before the caller's address is added. */
 export const ANONYMOUS_PRINCIPAL = 'anonymous';
-/** The principal of every stream that proved only that it holds the shared registration token. */
+/** The principal of a stream that proved only that it holds the shared token, before its address. */
 export const TOKEN_PRINCIPAL = 'token';
 
 /** Options of {@link createRegistryAuth}. */
@@ -41,10 +41,13 @@ export interface RegistryAuth {
   authenticate(call: ServerSurfaceCall): Caller;
   /**
    * The principal that registers under `name`: the certificate identity when there is one, else
-   * "token", else "anonymous". With `requireCertificateIdentity`, throws PERMISSION_DENIED unless the
-   * caller's certificate carries identityForName(name).
+   * "token@<peer address>", else "anonymous@<peer address>". A token proves membership, not who is
+   * speaking: every holder shares it, so the address it connects from tells holders apart, and a
+   * node restarted on its host takes its identity back at once while a holder elsewhere cannot.
+   * With `requireCertificateIdentity`, throws PERMISSION_DENIED unless the caller's certificate
+   * carries identityForName(name).
    */
-  principalFor(caller: Caller, name: string): string;
+  principalFor(caller: Caller, name: string, peerAddress: string): string;
 }
 
 const BEARER = /^Bearer +(\S+) *$/i;
@@ -96,7 +99,7 @@ export function createRegistryAuth({
       }
       return { identities, token: tokenChecked };
     },
-    principalFor(caller, name) {
+    principalFor(caller, name, peerAddress) {
       const wanted = identityForName(name);
       if (caller.identities.includes(wanted)) return wanted;
       if (requireCertificateIdentity) {
@@ -107,7 +110,7 @@ export function createRegistryAuth({
         );
       }
       if (caller.identities.length > 0) return [...caller.identities].sort().join(' ');
-      return caller.token ? TOKEN_PRINCIPAL : ANONYMOUS_PRINCIPAL;
+      return `${caller.token ? TOKEN_PRINCIPAL : ANONYMOUS_PRINCIPAL}@${peerAddress}`;
     },
   };
 }

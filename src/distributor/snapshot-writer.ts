@@ -2,31 +2,31 @@ import type { Snapshot } from '../gen/distributor.js';
 import type { SnapshotListener } from './node-registry.js';
 
 /** The part of a grpc-js server stream a snapshot writer needs. */
-interface WritableCall<Message> {
-  write(message: Message): boolean;
-  once(event: 'drain', listener: () => void): unknown;
+export interface WritableCall<Message> {
+  write(message: Message, callback: (error?: Error | null) => void): boolean;
 }
 
 /**
- * Streams snapshots to one peer without letting a slow reader pile them up: while the stream's
- * buffer is full, only the newest snapshot waits, and it is sent when the stream drains. A peer
- * therefore always ends on the latest list, and revisions it sees only ever grow.
+ * Streams snapshots to one peer with at most one in flight: until the stream has taken the last
+ * one, only the newest snapshot waits, and it is sent when the stream is ready. A slow reader
+ * therefore costs at most two snapshots of memory, however often the list changes (a stream's own
+ * buffer would otherwise hold up to 16 of them, each up to 4 MiB), and a peer always ends on the
+ * latest list, with revisions that only grow.
  */
 export function createSnapshotWriter<Message>(
   call: WritableCall<Message>,
   toMessage: (snapshot: Snapshot) => Message,
 ): SnapshotListener {
-  let waitingForDrain = false;
+  let inFlight = false;
   let pending: Snapshot | undefined;
   const write = (snapshot: Snapshot): void => {
-    if (waitingForDrain) {
+    if (inFlight) {
       pending = snapshot;
       return;
     }
-    if (call.write(toMessage(snapshot))) return;
-    waitingForDrain = true;
-    call.once('drain', () => {
-      waitingForDrain = false;
+    inFlight = true;
+    call.write(toMessage(snapshot), () => {
+      inFlight = false;
       const next = pending;
       pending = undefined;
       if (next) write(next);

@@ -5,7 +5,7 @@ import { type ChannelCredentials, type ClientUnaryCall, type ServiceError, statu
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { channelCredentials, type TlsFiles } from '../common/tls.js';
+import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
 import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
@@ -141,6 +141,7 @@ class GatewayServer implements Gateway {
     this.#pool = new InstancePool({
       channelOptions: keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
       credentialsFor: upstreamCredentials(options.tls),
+      channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
@@ -230,6 +231,7 @@ class GatewayServer implements Gateway {
       },
       log: this.#log,
       credentials: channelCredentials(this.#options.tls, { expectedName: 'distributor' }),
+      channelOptions: secureNamingChannelOptions(this.#options.tls, 'distributor'),
       ...(this.#options.registryToken ? { token: this.#options.registryToken } : {}),
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),

@@ -21,6 +21,8 @@ export interface InstancePoolOptions {
    * listing that points at someone else's server gets no traffic.
    */
   credentialsFor?: (name: string) => ChannelCredentials;
+  /** Channel options that go with those credentials, added to `channelOptions`. */
+  channelOptionsFor?: (name: string) => ChannelOptions;
 }
 
 /**
@@ -37,11 +39,13 @@ export class InstancePool {
   readonly #leaving = new Set<Upstream>();
   readonly #channelOptions: ChannelOptions;
   readonly #credentialsFor: (name: string) => ChannelCredentials;
+  readonly #channelOptionsFor: (name: string) => ChannelOptions;
   #closed = false;
 
   constructor(options: InstancePoolOptions = {}) {
     this.#channelOptions = options.channelOptions ?? {};
     this.#credentialsFor = options.credentialsFor ?? (() => credentials.createInsecure());
+    this.#channelOptionsFor = options.channelOptionsFor ?? (() => ({}));
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -56,7 +60,10 @@ export class InstancePool {
         upstream = {
           key,
           address,
-          client: new Client(address, this.#credentialsFor(name), this.#channelOptions),
+          client: new Client(address, this.#credentialsFor(name), {
+            ...this.#channelOptions,
+            ...this.#channelOptionsFor(name),
+          }),
           inFlight: 0,
         };
       }

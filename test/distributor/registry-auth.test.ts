@@ -33,14 +33,16 @@ describe('createRegistryAuth', () => {
   it('lets everyone in as anonymous when there is no token and no certificate check', () => {
     const auth = createRegistryAuth();
     const caller = auth.authenticate(callWith({ authorization: 'Bearer whatever' }));
-    expect(auth.principalFor(caller, 'goods')).toBe('anonymous');
+    expect(auth.principalFor(caller, 'goods', '10.0.0.1')).toBe('anonymous@10.0.0.1');
   });
 
-  it('takes the right token, with the scheme in any case, as the principal "token"', () => {
+  it('takes the right token, with the scheme in any case, as the principal "token" at the peer address', () => {
     const auth = createRegistryAuth({ token });
     for (const header of [`Bearer ${token}`, `bearer ${token}`, `BEARER  ${token}`]) {
-      expect(auth.principalFor(auth.authenticate(callWith({ authorization: header })), 'goods')).toBe(
-        'token',
+      const caller = auth.authenticate(callWith({ authorization: header }));
+      expect(auth.principalFor(caller, 'goods', '10.0.0.1')).toBe('token@10.0.0.1');
+      expect(auth.principalFor(caller, 'goods', '10.0.0.2')).not.toBe(
+        auth.principalFor(caller, 'goods', '10.0.0.1'),
       );
     }
   });
@@ -71,17 +73,17 @@ describe('createRegistryAuth', () => {
       refusal({ peerIdentities: fakeIdentities, requireCertificateIdentity: true }, callWith({})).code,
     ).toBe(status.UNAUTHENTICATED);
     const members = auth.authenticate(callWith({}, ['spiffe://shop/members']));
-    expect(auth.principalFor(members, 'members')).toBe('spiffe://shop/members');
-    expect(() => auth.principalFor(members, 'goods')).toThrow(
+    expect(auth.principalFor(members, 'members', '10.0.0.1')).toBe('spiffe://shop/members');
+    expect(() => auth.principalFor(members, 'goods', '10.0.0.1')).toThrow(
       'certificate identity spiffe://shop/members does not match the name goods',
     );
     try {
-      auth.principalFor(members, 'goods');
+      auth.principalFor(members, 'goods', '10.0.0.1');
     } catch (error) {
       expect((error as ServiceError).code).toBe(status.PERMISSION_DENIED);
     }
     const both = auth.authenticate(callWith({}, ['spiffe://shop/members', 'spiffe://shop/goods']));
-    expect(auth.principalFor(both, 'goods')).toBe('spiffe://shop/goods');
+    expect(auth.principalFor(both, 'goods', '10.0.0.1')).toBe('spiffe://shop/goods');
   });
 
   it('names the principal by the certificate when there is one, even without the check', () => {
@@ -89,7 +91,7 @@ describe('createRegistryAuth', () => {
     const caller = auth.authenticate(
       callWith({ authorization: `Bearer ${token}` }, ['spiffe://shop/b', 'spiffe://shop/a']),
     );
-    expect(auth.principalFor(caller, 'goods')).toBe('spiffe://shop/a spiffe://shop/b');
-    expect(auth.principalFor(caller, 'b')).toBe('spiffe://shop/b');
+    expect(auth.principalFor(caller, 'goods', '10.0.0.1')).toBe('spiffe://shop/a spiffe://shop/b');
+    expect(auth.principalFor(caller, 'b', '10.0.0.1')).toBe('spiffe://shop/b');
   });
 });

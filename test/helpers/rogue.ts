@@ -8,7 +8,7 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
-import { DistributorServiceClient, type NodeDescription } from '../../src/gen/distributor.js';
+import { DistributorServiceClient, type NodeDescription, type Snapshot } from '../../src/gen/distributor.js';
 import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
 import { send } from './http.js';
 
@@ -107,14 +107,14 @@ export function attemptRegistration(
 export function attemptList(
   distributor: string,
   { token, credentials = grpcCredentials.createInsecure() }: AttemptOptions = {},
-): Promise<{ code: status; nodes: number }> {
+): Promise<{ code: status; snapshot: Snapshot }> {
   const client = new DistributorServiceClient(distributor, credentials);
   const metadata = new Metadata();
   if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
   return new Promise((resolve) => {
     client.list({}, metadata, (error, response) => {
       client.close();
-      resolve({ code: error?.code ?? status.OK, nodes: response?.snapshot?.nodes.length ?? 0 });
+      resolve({ code: error?.code ?? status.OK, snapshot: response?.snapshot ?? { revision: 0, nodes: [] } });
     });
   });
 }

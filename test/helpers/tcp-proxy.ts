@@ -6,18 +6,21 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  * connections but pass nothing either way, as a dropped network does), then `restore()`.
  */
 export class TcpProxy {
-  readonly #target: { host: string; port: number };
+  readonly #target: { host: string; port: number; localAddress?: string };
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
   #port = 0;
   #mode: 'forward' | 'blackhole' | 'refuse' = 'forward';
 
-  private constructor(target: { host: string; port: number }) {
+  private constructor(target: { host: string; port: number; localAddress?: string }) {
     this.#target = target;
   }
 
-  /** Starts a proxy on 127.0.0.1 with a port the OS chose. */
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+  /**
+   * Starts a proxy on 127.0.0.1 with a port the OS chose. With `localAddress` (e.g. 127.0.0.2) it
+   * connects to the target from that address: a second host, as the target sees it.
+   */
+  static async start(target: { host: string; port: number; localAddress?: string }): Promise<TcpProxy> {
     const proxy = new TcpProxy(target);
     await proxy.#listen(0);
     return proxy;
@@ -81,7 +84,8 @@ export class TcpProxy {
       client.pause();
       return;
     }
-    const upstream = connect(this.#target.port, this.#target.host);
+    const { host, port, localAddress } = this.#target;
+    const upstream = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
     this.#track(upstream);
     client.pipe(upstream);
     upstream.pipe(client);

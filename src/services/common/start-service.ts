@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
-import { channelCredentials, serverCredentials } from '../../common/tls.js';
+import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../../distributor/registration-client.js';
 import { NodeState, type Route, type Snapshot } from '../../gen/distributor.js';
 import type { MysqlStoreOptions } from './mysql-database.js';
@@ -102,6 +102,7 @@ export async function startService<Store extends ServiceStore>(
     },
     log,
     credentials: distributorCredentials,
+    channelOptions: secureNamingChannelOptions(config.tls, 'distributor'),
     ...(config.registryToken ? { token: config.registryToken } : {}),
     ...(options.registrationBackoff === undefined ? {} : { backoff: options.registrationBackoff }),
     ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
