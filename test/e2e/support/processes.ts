@@ -15,8 +15,23 @@ export interface ComponentProcess {
   exited(): Promise<number | string>;
 }
 
-export function spawnComponent(entry: string, args: string[], env: NodeJS.ProcessEnv): ComponentProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+/** Options of {@link spawnComponent}. */
+export interface SpawnOptions {
+  /**
+   * A command that runs node, e.g. `['ip', 'netns', 'exec', 'shop-1-goods']`; it must exec node in
+   * place (not fork), so that the child's pid and signals are node's.
+   */
+  readonly prefix?: readonly string[];
+}
+
+export function spawnComponent(
+  entry: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  { prefix = [] }: SpawnOptions = {},
+): ComponentProcess {
+  const [command, ...commandArgs] = [...prefix, process.execPath, '--import', 'tsx', entry, ...args];
+  const child = spawn(command!, commandArgs, {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,132 @@
+import { execFile, execFileSync } from 'node:child_process';
+
+/** What a command run inside a namespace printed, and how it ended. */
+export interface NamespaceRun {
+  /** The exit code; null when it was killed (for instance by the timeout). */
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Hosts made of Linux network namespaces, for tests that need components on separate addresses:
+ * one namespace per host, each with `lo` and an `eth0` on a bridge. The bridge lives in a hub
+ * namespace of its own, so nothing is added to the namespace the test runs in, and the addresses
+ * exist only inside these namespaces.
+ */
+export interface TestNetwork {
+  /** The namespace of a host, e.g. "shop-1234-goods". */
+  namespace(host: string): string;
+  /** The command prefix that runs a program on a host: `ip netns exec <namespace>`. */
+  prefix(host: string): string[];
+  /** Runs a program on a host; killed after `timeoutMs`. Never rejects for an exit code. */
+  run(host: string, command: string, args: readonly string[], timeoutMs?: number): Promise<NamespaceRun>;
+  /**
+   * Deletes every namespace, and with them their interfaces; kill what runs inside first, or a
+   * namespace lives on (unnamed) until its last process ends. Throws if one is still listed.
+   */
+  remove(): void;
+}
+
+const IP_TIMEOUT_MS = 10_000;
+
+function ip(args: readonly string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8', timeout: IP_TIMEOUT_MS, stdio: 'pipe' });
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) {
+    const stderr = (error as { stderr?: unknown }).stderr;
+    return (typeof stderr === 'string' && stderr.trim()) || error.message;
+  }
+  return String(error);
+}
+
+/**
+ * Why network namespaces cannot be made here, or undefined when they can: the process is not root,
+ * or `ip netns add` fails (no iproute2, no CAP_SYS_ADMIN in a container, ...).
+ */
+export function netnsUnavailableReason(): string | undefined {
+  if (process.platform !== 'linux') return `network namespaces need Linux, not ${process.platform}`;
+  if (process.getuid?.() !== 0) return 'not root, and creating network namespaces needs root';
+  const probe = `shop-${process.pid}-probe`;
+  try {
+    ip(['netns', 'add', probe]);
+  } catch (error) {
+    return `"ip netns add" failed: ${messageOf(error)}`;
+  }
+  try {
+    ip(['netns', 'del', probe]);
+  } catch {}
+  return undefined;
+}
+
+/**
+ * Makes one namespace per entry of `hosts` (name → IPv4 address, all in one /24), named after this
+ * process's pid so that parallel runs do not clash. If a step fails, what was made is removed
+ * before the error is thrown. A process exit also removes it, in case the test's cleanup never ran.
+ */
+export function createTestNetwork(hosts: Readonly<Record<string, string>>): TestNetwork {
+  const base = `shop-${process.pid}`;
+  const namespace = (host: string): string => {
+    if (!(host in hosts)) throw new Error(`createTestNetwork: no host "${host}"`);
+    return `${base}-${host}`;
+  };
+  const hub = `${base}-hub`;
+  const made: string[] = [];
+  const remove = (): void => {
+    process.off('exit', remove);
+    for (const name of made.splice(0).reverse()) {
+      try {
+        ip(['netns', 'del', name]);
+      } catch {}
+    }
+  };
+  const add = (name: string): void => {
+    ip(['netns', 'add', name]);
+    made.push(name);
+    ip(['-n', name, 'link', 'set', 'lo', 'up']);
+  };
+  process.once('exit', remove);
+  try {
+    add(hub);
+    ip(['-n', hub, 'link', 'add', 'br0', 'type', 'bridge']);
+    ip(['-n', hub, 'link', 'set', 'br0', 'up']);
+    for (const [index, [host, address]] of Object.entries(hosts).entries()) {
+      const name = namespace(host);
+      add(name);
+      // Both ends are made from the hub: the pair never exists in the test's own namespace.
+      const port = `veth${index}`;
+      ip(['-n', hub, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
+      ip(['-n', hub, 'link', 'set', port, 'master', 'br0', 'up']);
+      ip(['-n', name, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+      ip(['-n', name, 'link', 'set', 'eth0', 'up']);
+    }
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  return {
+    namespace,
+    prefix: (host) => ['ip', 'netns', 'exec', namespace(host)],
+    run: (host, command, args, timeoutMs = 15_000) =>
+      new Promise((resolve) => {
+        execFile(
+          'ip',
+          ['netns', 'exec', namespace(host), command, ...args],
+          { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' },
+          (error, stdout, stderr) => {
+            const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+            resolve({ code, stdout, stderr });
+          },
+        );
+      }),
+    remove() {
+      remove();
+      const left = ip(['netns', 'list'])
+        .split('\n')
+        .filter((line) => line.startsWith(`${base}-`));
+      if (left.length > 0) throw new Error(`network namespaces left behind: ${left.join(', ')}`);
+    },
+  };
+}
