@@ -8,6 +8,7 @@ export interface CertificateFiles {
 
 /** The components of the shop, each of which gets a certificate by default. */
 export declare const COMPONENTS: readonly string[];
+export declare const OPERATOR: string;
 
 /** Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600); `name` defaults to "ca". */
 export declare function createCa(

@@ -29,6 +29,12 @@ import { parseArgs } from 'node:util';
 /** The components of the shop, each of which gets a certificate by default. */
 export const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases'];
 
+/**
+ * A certificate for people's tools (grpcurl, scripts): spiffe://shop/operator. It is accepted by
+ * every mTLS server like any certificate of the CA, but no component can register under it.
+ */
+export const OPERATOR = 'operator';
+
 /** The trust domain of the URI SANs; the same as TRUST_DOMAIN in src/common/identity.ts. */
 const TRUST_DOMAIN = 'shop';
 
@@ -144,7 +150,7 @@ export function issueCertificate(ca, dir, { name, identity = name, hosts = [] })
  * @param {{ names?: readonly string[], hosts?: readonly string[], hostsByName?: Readonly<Record<string, readonly string[]>>, newCa?: boolean }} [options]
  * @returns {{ ca: { certFile: string, keyFile: string, created: boolean }, certificates: Record<string, { certFile: string, keyFile: string }> }}
  */
-export function makeDevPki(dir, { names = COMPONENTS, hosts = [], hostsByName = {}, newCa = false } = {}) {
+export function makeDevPki(dir, { names = [...COMPONENTS, OPERATOR], hosts = [], hostsByName = {}, newCa = false } = {}) {
   for (const name of Object.keys(hostsByName)) {
     if (!names.includes(name))
       throw new Error(`--host ${name}=...: "${name}" is not one of ${names.join(', ')}`);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases'];
+const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases', 'operator'];
 
 function certs(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, ['scripts/certs.mjs', ...args], { encoding: 'utf8' });

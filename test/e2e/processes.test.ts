@@ -1,11 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { send } from '../helpers/http.js';
+import { goodsNode } from '../helpers/nodes.js';
+import { attemptList, attemptRegistration, startRogueGoods } from '../helpers/rogue.js';
 import { childPids, freePort, isAlive, rssMiB, spawnComponent } from './support/processes.js';
 import { servingCount } from './support/shop.js';
 
@@ -17,8 +20,10 @@ describe('npm start: the launcher runs the five components as processes', () => 
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-'));
   let launcher: ReturnType<typeof spawnComponent>;
   let gatewayUrl: string;
+  let distributorAddress: string;
   beforeAll(async () => {
     const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+    distributorAddress = `127.0.0.1:${distributorPort}`;
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     launcher = spawnComponent('src/launcher/main.ts', [], {
       DISTRIBUTOR_PORT: String(distributorPort),
@@ -55,6 +60,30 @@ describe('npm start: the launcher runs the five components as processes', () => 
       for (const pid of children) process.kill(pid, 'SIGKILL');
     }
     rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('is secure by default: a per-run token guards the registry, written for tools with mode 0600', async () => {
+    const tokenFile = join(dataDir, 'registry-token');
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    expect(token.length).toBeGreaterThanOrEqual(32);
+    const rogue = await startRogueGoods();
+    try {
+      const outcome = await attemptRegistration(distributorAddress, goodsNode({ port: rogue.port }));
+      expect(outcome).toMatchObject({ listed: false, code: status.UNAUTHENTICATED });
+      expect((await attemptList(distributorAddress)).code).toBe(status.UNAUTHENTICATED);
+      const listed = await attemptList(distributorAddress, { token });
+      expect(listed.snapshot.nodes.map((node) => node.name).sort()).toEqual([
+        'gateway',
+        'goods',
+        'members',
+        'purchases',
+      ]);
+      expect((await send(`${gatewayUrl}/goods`)).status).toBe(200);
+      expect(rogue.calls).toBe(0);
+    } finally {
+      await rogue.stop();
+    }
   });
 
   it('prefixes every line with its component', () => {

@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { makeTestPki } from '../helpers/certs.js';
 import { grpcurl, grpcurlLines, shellWords } from '../helpers/grpcurl.js';
 import { send } from '../helpers/http.js';
-import { type Shop, servingCount, startShop } from './support/shop.js';
+import { type Shop, servingCount, startShop, TEST_REGISTRY_TOKEN } from './support/shop.js';
 
 // The README's examples are run as written, on a fresh shop, with the default ports mapped to the
 // ones this test got: what the README promises is what a user sees.
@@ -41,7 +44,9 @@ describe('the README examples', () => {
   afterAll(() => shop?.stop());
 
   const localize = (text: string): string =>
-    text.replace(/127\.0\.0\.1:(\d+)/g, (_whole, port: string) => `127.0.0.1:${ports.get(port) ?? port}`);
+    text
+      .replace(/127\.0\.0\.1:(\d+)/g, (_whole, port: string) => `127.0.0.1:${ports.get(port) ?? port}`)
+      .replaceAll('$(cat data/registry-token)', TEST_REGISTRY_TOKEN);
 
   it('curl: the eight book requests answer what the README shows', async () => {
     const examples = curlExamples(readme);
@@ -69,12 +74,57 @@ describe('the README examples', () => {
     }
   });
 
-  it('grpcurl: every command works against the running shop', async () => {
-    const commands = grpcurlLines(readme);
+  it('grpcurl: every one-machine command works against the running shop', async () => {
+    const commands = grpcurlLines(readme).filter((command) => !command.includes('-cacert'));
     expect(commands.length).toBeGreaterThanOrEqual(13);
     for (const command of commands) {
       const outcome = await grpcurl(localize(command));
       expect(outcome.status, `${command}\n${JSON.stringify(outcome.output)}`).toBe('OK');
     }
+  });
+});
+
+describe('the README examples across machines (mutual TLS)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shop-readme-mtls-'));
+  let shop: Shop;
+  let hosts: Map<string, string>;
+  beforeAll(async () => {
+    const pki = makeTestPki(dir, {
+      names: ['distributor', 'gateway', 'goods', 'members', 'purchases', 'operator'],
+    });
+    shop = await startShop({ kind: 'sqlite' }, {}, { pki, registryToken: false });
+    await vi.waitFor(() => expect(servingCount(shop.gateway, 'GET', '/goods')).toBe(1));
+    const created = await send(`${shop.gatewayUrl}/goods`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'test Goods', category: 'tests', price: 1000, description: 'test' }),
+    });
+    expect(created.body).toContain('"errorcode":0');
+    // The README's hosts, as this test reaches them.
+    hosts = new Map([
+      ['10.0.0.1:9000', shop.distributorAddress],
+      ['10.0.0.2:9010', `127.0.0.1:${shop.services.get('goods')![0]!.port}`],
+    ]);
+  });
+  afterAll(async () => {
+    await shop?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('grpcurl with -cacert/-cert/-key works against the distributor and a service', async () => {
+    const commands = grpcurlLines(readme).filter((command) => command.includes('-cacert'));
+    expect(commands.length).toBeGreaterThanOrEqual(2);
+    for (const command of commands) {
+      const local = command
+        .replace(/10\.0\.0\.\d+:\d+/g, (address) => hosts.get(address) ?? address)
+        .replaceAll('certs/', `${dir}/`);
+      const outcome = await grpcurl(local);
+      expect(outcome.status, `${command}\n${JSON.stringify(outcome.output)}`).toBe('OK');
+    }
+    // Without the client certificate the same call is refused.
+    const withoutCertificate = await grpcurl(
+      `grpcurl -cacert ${dir}/ca.crt ${hosts.get('10.0.0.2:9010')} shop.v1.GoodsService/ListGoods`,
+    ).catch((error: Error) => ({ status: 'refused', output: error.message }));
+    expect(withoutCertificate.status).not.toBe('OK');
   });
 });

@@ -6,6 +6,7 @@ import {
   FileDescriptorSetSchema,
 } from '@bufbuild/protobuf/wkt';
 import {
+  type ChannelCredentials,
   credentials,
   type GrpcObject,
   loadPackageDefinition,
@@ -37,12 +38,16 @@ export interface ReflectedSchema {
  * Asks a server's reflection service, as grpcurl does: list the services, fetch the file of each
  * service, then fetch every imported file by name until nothing is missing.
  */
-export async function reflect(address: string, version: 'v1' | 'v1alpha' = 'v1'): Promise<ReflectedSchema> {
+export async function reflect(
+  address: string,
+  version: 'v1' | 'v1alpha' = 'v1',
+  channelCredentials: ChannelCredentials = credentials.createInsecure(),
+): Promise<ReflectedSchema> {
   const protoFile = require.resolve(
     `@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`,
   );
   const Client = loadService(protoFile, ['grpc', 'reflection', version, 'ServerReflection']);
-  const client = new Client(address, credentials.createInsecure());
+  const client = new Client(address, channelCredentials);
   const stream = client.ServerReflectionInfo({ deadline: Date.now() + 10_000 });
   const replies: Array<(message: Record<string, unknown>) => void> = [];
   const failures: Array<(error: Error) => void> = [];

@@ -1,5 +1,6 @@
 import { fromBinary, fromJson, type JsonValue, toBinary, toJson } from '@bufbuild/protobuf';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentials } from '../../src/common/tls.js';
 import { reflect } from './grpc-clients.js';
 
 /** What a grpcurl command printed, in substance. */
@@ -19,17 +20,29 @@ export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
   const words = shellWords(commandLine);
   if (words.shift() !== 'grpcurl') throw new Error(`not a grpcurl command: ${commandLine}`);
   let data: string | undefined;
+  let plaintext = false;
+  const tls: { caFile?: string; certFile?: string; keyFile?: string } = {};
+  const metadata = new Metadata();
   const positional: string[] = [];
   while (words.length > 0) {
     const word = words.shift()!;
-    if (word === '-plaintext') continue;
-    if (word === '-d') data = words.shift();
+    if (word === '-plaintext') plaintext = true;
+    else if (word === '-d') data = words.shift();
+    else if (word === '-H') {
+      const header = words.shift() ?? '';
+      const colon = header.indexOf(':');
+      metadata.add(header.slice(0, colon).trim().toLowerCase(), header.slice(colon + 1).trim());
+    } else if (word === '-cacert') tls.caFile = words.shift()!;
+    else if (word === '-cert') tls.certFile = words.shift()!;
+    else if (word === '-key') tls.keyFile = words.shift()!;
     else if (word.startsWith('-')) throw new Error(`unsupported grpcurl flag ${word}`);
     else positional.push(word);
   }
   const [address, verb, symbol] = positional;
   if (!address || !verb) throw new Error(`incomplete grpcurl command: ${commandLine}`);
-  const schema = await reflect(address);
+  // As grpcurl: TLS unless -plaintext, checking the server's certificate against the address's host.
+  const channel = plaintext ? credentials.createInsecure() : channelCredentials(tls);
+  const schema = await reflect(address, 'v1', channel);
   if (verb === 'list') return { status: 'OK', output: schema.services };
   if (verb === 'describe') {
     const found = symbol ? schema.registry.get(symbol) : undefined;
@@ -40,7 +53,7 @@ export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
   const method = schema.registry.getService(serviceName ?? '')?.methods.find((m) => m.name === methodName);
   if (!method) throw new Error(`no method ${verb} on ${address}`);
   const request = fromJson(method.input, JSON.parse(data ?? '{}') as JsonValue);
-  const client = new Client(address, credentials.createInsecure());
+  const client = new Client(address, channel);
   try {
     const response = await new Promise<Uint8Array>((resolve, reject) => {
       client.makeUnaryRequest(
@@ -48,7 +61,7 @@ export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
         (message: Uint8Array) => Buffer.from(message),
         (bytes: Buffer) => bytes,
         toBinary(method.input, request),
-        new Metadata(),
+        metadata,
         { deadline: Date.now() + 10_000 },
         (error: ServiceError | null, value?: Uint8Array) =>
           error || !value ? reject(error) : resolve(value),

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { peerIdentities, serverCredentials } from '../../../src/common/tls.js';
 import { createDistributorServer } from '../../../src/distributor/distributor-server.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../../src/gateway/gateway-server.js';
 import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
@@ -9,6 +10,7 @@ import { type RunningService, startService } from '../../../src/services/common/
 import { goodsSpec } from '../../../src/services/goods/goods-spec.js';
 import { membersSpec } from '../../../src/services/members/members-spec.js';
 import { purchasesSpec } from '../../../src/services/purchases/purchases-spec.js';
+import type { TestPki } from '../../helpers/certs.js';
 import { createTestDatabase } from '../../helpers/mysql.js';
 
 /** Which store the shop runs on in a test. */
@@ -31,10 +33,25 @@ export interface Shop {
   stop(): Promise<void>;
 }
 
+/** How the shop's components trust each other: a registration token, and mTLS when a PKI is given. */
+export interface ShopTrust {
+  /** The registration token; false: none (with a PKI, mTLS alone, as across machines). */
+  registryToken?: string | false;
+  /** Every component gets its certificate from this PKI (names: distributor, gateway and the services). */
+  pki?: TestPki;
+}
+
+/** The token every test shop uses unless told otherwise: the shop runs as `npm start` runs it. */
+export const TEST_REGISTRY_TOKEN = 'test-shop-registry-token-0123456789';
+
 export async function startShop(
   backend: Backend,
   gatewayOptions: Partial<GatewayOptions> = {},
+  trust: ShopTrust = {},
 ): Promise<Shop> {
+  const { pki } = trust;
+  const registryToken =
+    trust.registryToken === false ? undefined : (trust.registryToken ?? TEST_REGISTRY_TOKEN);
   const cleanups: Array<() => Promise<void> | void> = [];
   let storage: StorageConfig;
   if (backend.kind === 'mysql') {
@@ -46,7 +63,16 @@ export async function startShop(
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     storage = { kind: 'sqlite', dataDir };
   }
-  const distributor = createDistributorServer();
+  const distributor = createDistributorServer({
+    ...(registryToken ? { registryToken } : {}),
+    ...(pki
+      ? {
+          credentials: serverCredentials(pki.files('distributor')),
+          requireCertificateIdentity: true,
+          peerIdentities,
+        }
+      : {}),
+  });
   const distributorPort = await distributor.listen('127.0.0.1', 0);
   const distributorAddress = `127.0.0.1:${distributorPort}`;
   cleanups.unshift(() => distributor.stop(100));
@@ -58,12 +84,13 @@ export async function startShop(
     advertiseHost: '127.0.0.1',
     storage,
     logLevel: 'silent',
+    registryToken,
   };
   const services = new Map<ServiceName, RunningService[]>();
   const startInstance = async (name: ServiceName, ownStorage?: StorageConfig): Promise<RunningService> => {
     const running = await startService(
       SPECS[name] as never,
-      { ...config, storage: ownStorage ?? storage },
+      { ...config, storage: ownStorage ?? storage, ...(pki ? { tls: pki.files(name) } : {}) },
       {
         graceMs: 1_000,
         drainNoticeMs: 500,
@@ -79,6 +106,8 @@ export async function startShop(
   const gateway = createGateway({
     distributor: distributorAddress,
     registrationBackoff: { initialMs: 20, maxMs: 200 },
+    ...(registryToken ? { registryToken } : {}),
+    ...(pki ? { tls: pki.files('gateway') } : {}),
     ...gatewayOptions,
   });
   const gatewayPort = await gateway.listen('127.0.0.1', 0);

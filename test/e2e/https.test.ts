@@ -1,0 +1,75 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { type Shop, servingCount, startShop } from './support/shop.js';
+
+/** One HTTPS GET that trusts `ca`, optionally with a client certificate. */
+function httpsGet(
+  url: string,
+  ca: string,
+  client?: { certFile: string; keyFile: string },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = request(
+      url,
+      {
+        ca: readFileSync(ca),
+        ...(client ? { cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) } : {}),
+        agent: false,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end();
+  });
+}
+
+describe('the gateway over HTTPS, with the whole shop on mTLS behind it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shop-https-'));
+  let pki: TestPki;
+  let open: Shop;
+  let clientOnly: Shop;
+  beforeAll(async () => {
+    pki = makeTestPki(dir, {
+      names: ['distributor', 'gateway', 'goods', 'members', 'purchases', 'operator'],
+    });
+    const { certFile, keyFile } = pki.files('gateway');
+    open = await startShop({ kind: 'sqlite' }, { https: { certFile, keyFile } }, { pki });
+    clientOnly = await startShop(
+      { kind: 'sqlite' },
+      { https: { certFile, keyFile, caFile: pki.caFile } },
+      { pki },
+    );
+    for (const shop of [open, clientOnly]) {
+      await vi.waitFor(() => expect(servingCount(shop.gateway, 'GET', '/goods')).toBe(1));
+    }
+  });
+  afterAll(async () => {
+    await open?.stop();
+    await clientOnly?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const httpsUrl = (shop: Shop): string => `${shop.gatewayUrl.replace('http:', 'https:')}/goods`;
+
+  it('serves the book body over HTTPS, to services reached over mTLS', async () => {
+    const answer = await httpsGet(httpsUrl(open), pki.caFile);
+    expect(answer).toEqual({ status: 200, body: '{"key":0,"errorcode":1,"errormessage":"no data"}' });
+  });
+
+  it('with a client CA, answers only REST clients with a certificate it issued', async () => {
+    await expect(httpsGet(httpsUrl(clientOnly), pki.caFile)).rejects.toThrow();
+    await expect(httpsGet(httpsUrl(clientOnly), pki.caFile, pki.foreignFiles('operator'))).rejects.toThrow();
+    const answer = await httpsGet(httpsUrl(clientOnly), pki.caFile, pki.files('operator'));
+    expect(answer.body).toContain('"errormessage":"no data"');
+  });
+});
