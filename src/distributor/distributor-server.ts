@@ -20,8 +20,11 @@ import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import {
   type DistributorServiceServer,
+  type GetDescriptorSetRequest,
+  type GetDescriptorSetResponse,
   type ListRequest,
   type ListResponse,
+  type NodeListSubscription,
   NodeState,
   type RegisterRequest,
   type RegisterResponse,
@@ -29,8 +32,9 @@ import {
   type WatchResponse,
 } from '../gen/distributor.js';
 import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snapshot.js';
+import { NodeListFeed, type NodeListFeedOptions } from './node-list-feed.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
-import { validateHost, validateName, validateNodeDescription } from './node-validation.js';
+import { SHA256_BYTES, validateHost, validateName, validateNodeShape } from './node-validation.js';
 import { PeerRateLimiter } from './peer-rate-limiter.js';
 import { RefusalLog } from './refusal-log.js';
 import { type RegistrationLimits, registrationBudget, resolveLimits } from './registration-limits.js';
@@ -42,6 +46,8 @@ import {
 } from './registry-auth.js';
 import { createSnapshotWriter, type WritableCall } from './snapshot-writer.js';
 import { TokenBucket } from './token-bucket.js';
+import { encodeAck } from './update-encoding.js';
+import { UpdateWriter } from './update-writer.js';
 
 const SERVICE_NAME = 'shop.v1.DistributorService';
 
@@ -69,6 +75,8 @@ export interface DistributorServerOptions {
   limits?: Partial<RegistrationLimits>;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA (see src/common/tls.ts). */
   credentials?: ServerCredentials;
+  /** How much history is kept for subscribers that resume. */
+  history?: NodeListFeedOptions;
 }
 
 /** A distributor built but not yet listening. */
@@ -83,6 +91,11 @@ export interface DistributorServer {
 /**
  * Builds the distributor: DistributorService over a NodeRegistry, plus reflection and health.
  * A node is listed from its first Register message until its stream ends for any reason.
+ *
+ * Subscribers of the node list (Watch with a subscription, Register with options.node_list) get a
+ * snapshot or what they missed, then every change as one shared event (NodeListFeed), through a
+ * writer that swaps a slow stream's backlog for a snapshot (UpdateWriter). Other registered nodes
+ * get acknowledgements only. Clients of the first contract get full snapshots as before.
  *
  * Register, Watch and List are authenticated (see `registryToken` and `requireCertificateIdentity`);
  * health and reflection stay open. Refusals end the call with a status and a message saying why, and
@@ -114,6 +127,19 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   });
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   const encoder = new SnapshotEncoder();
+  const feed = new NodeListFeed(registry, options.history);
+  const updateWriter = (call: unknown): UpdateWriter =>
+    new UpdateWriter(call as WritableCall<Buffer>, {
+      snapshot: () => feed.snapshot(),
+      backlogLimit: () => feed.backlogLimit(),
+    });
+  /** Starts `writer` on the node list (from a resume point, if any) and feeds it every later change. */
+  const subscribeWriter = (writer: UpdateWriter, from: NodeListSubscription | undefined): (() => void) => {
+    for (const message of feed.start(from)) writer.send(message);
+    return feed.subscribe((event) => writer.event(event));
+  };
+  const ack = (nodeId: string, state: NodeState): Buffer =>
+    encodeAck(nodeId, { state, revision: registry.revision, instanceId: registry.instanceId });
   const openStreams = new Set<{ close(error: ServiceError): void }>();
 
   /** Checks a Watch or List call's credentials: the error to end it with (logged), if any. */
@@ -166,6 +192,18 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       return;
     }
 
+    /** Acknowledgements (and updates, if the node asked for the list) of a node of this contract. */
+    let writer: UpdateWriter | undefined;
+    let listening = false;
+    const takeStateChange = (): void => {
+      if (!stateChanges.tryTake(performance.now())) {
+        throw exhausted(
+          `too many state changes: at most ${limits.stateChangesPerSecond} a second ` +
+            `(bursts of ${limits.stateChangeBurst})`,
+        );
+      }
+    };
+
     call.on('data', (request: RegisterRequest) => {
       if (finished) return;
       try {
@@ -181,7 +219,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
           const principal = auth.principalFor(caller, kind.value.name, peer);
-          validateNodeDescription(kind.value, limits);
+          validateNodeShape(kind.value, limits);
           const host = kind.value.host || peer;
           validateHost(host, limits);
           const joined = registry.join(
@@ -194,22 +232,42 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
             principal,
           );
           lease = joined;
-          const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>
-            encoder.registerResponse(joined.id, snapshot),
-          );
-          unsubscribe = registry.subscribe(write);
-          write(registry.snapshot());
-        } else if (kind?.$case === 'state') {
-          if (!stateChanges.tryTake(performance.now())) {
-            throw exhausted(
-              `too many state changes: at most ${limits.stateChangesPerSecond} a second ` +
-                `(bursts of ${limits.stateChangeBurst})`,
+          if (request.options) {
+            // This contract: an acknowledgement, then the node list only if the node asked for it.
+            writer = updateWriter(call);
+            const state =
+              kind.value.state === NodeState.NODE_STATE_DRAINING
+                ? NodeState.NODE_STATE_DRAINING
+                : NodeState.NODE_STATE_SERVING;
+            writer.send(ack(joined.id, state));
+            if (request.options.nodeList) {
+              listening = true;
+              unsubscribe = subscribeWriter(writer, request.options.nodeList);
+            }
+          } else {
+            // The first contract: the full list, with descriptor sets while they fit, on every change.
+            const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, () =>
+              encoder.registerResponse(joined.id, registry.legacySnapshot()),
             );
+            unsubscribe = registry.subscribe(write);
+            write(registry.snapshot());
           }
+        } else if (kind?.$case === 'state') {
+          takeStateChange();
           if (kind.value !== NodeState.NODE_STATE_SERVING && kind.value !== NodeState.NODE_STATE_DRAINING) {
             throw invalidMessage('state must be NODE_STATE_SERVING or NODE_STATE_DRAINING');
           }
           lease.setState(kind.value);
+          writer?.send(ack(lease.id, kind.value));
+        } else if (kind?.$case === 'resync') {
+          if (!writer || !listening) {
+            throw invalidMessage(
+              'resync needs a node list subscription (options.node_list in the first message)',
+            );
+          }
+          takeStateChange();
+          const from = kind.value;
+          writer.resync(() => feed.start(from));
         } else {
           throw invalidMessage('only the first message may describe the node; later ones carry a state');
         }
@@ -231,10 +289,17 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       call.emit('error', { code: refusal.code, details: refusal.message });
       return;
     }
-    const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>
-      encoder.watchResponse(snapshot),
-    );
-    const unsubscribe = registry.subscribe(write);
+    let unsubscribe: () => void;
+    if (call.request.subscription) {
+      unsubscribe = subscribeWriter(updateWriter(call), call.request.subscription);
+    } else {
+      // The first contract: the full list, with descriptor sets while they fit, on every change.
+      const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, () =>
+        encoder.watchResponse(registry.legacySnapshot()),
+      );
+      unsubscribe = registry.subscribe(write);
+      write(registry.snapshot());
+    }
     const stream = {
       close(error: ServiceError): void {
         unsubscribe();
@@ -247,16 +312,48 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       unsubscribe();
       openStreams.delete(stream);
     });
-    write(registry.snapshot());
   };
 
   const list = (call: ServerUnaryCall<ListRequest, ListResponse>, callback: sendUnaryData<ListResponse>) => {
     const refusal = refusalOf(call);
     if (refusal) callback({ code: refusal.code, details: refusal.message });
-    else callback(null, { snapshot: registry.snapshot() });
+    else callback(null, { snapshot: registry.legacySnapshot() });
   };
 
-  const implementation: DistributorServiceServer = { register, watch, list };
+  const getDescriptorSet = (
+    call: ServerUnaryCall<GetDescriptorSetRequest, GetDescriptorSetResponse>,
+    callback: sendUnaryData<Buffer>,
+  ): void => {
+    const refusal = refusalOf(call);
+    if (refusal) {
+      callback({ code: refusal.code, details: refusal.message });
+      return;
+    }
+    const sha256 = call.request.sha256;
+    if (sha256.length !== SHA256_BYTES) {
+      callback({
+        code: status.INVALID_ARGUMENT,
+        details: `sha256 must be ${SHA256_BYTES} bytes, got ${sha256.length}`,
+      });
+      return;
+    }
+    const held = registry.descriptorSets.get(sha256);
+    if (held) callback(null, held.response);
+    else {
+      callback({
+        code: status.NOT_FOUND,
+        details: `no listed node has the descriptor set ${sha256.toString('hex')}`,
+      });
+    }
+  };
+
+  const implementation: DistributorServiceServer = {
+    register,
+    watch,
+    list,
+    // Answered with GetDescriptorSetResponse bytes encoded once per set (see encoded-snapshot.ts).
+    getDescriptorSet: getDescriptorSet as unknown as DistributorServiceServer['getDescriptorSet'],
+  };
   server.addService(PRE_ENCODED_DISTRIBUTOR_SERVICE, implementation);
   health.addToServer(server);
   addReflection(server, [SERVICE_NAME]);
@@ -269,6 +366,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
       const closing = new ServiceError(status.UNAVAILABLE, 'the distributor is shutting down');
       registry.unsubscribeAll();
+      feed.close();
       for (const stream of [...openStreams]) stream.close(closing);
       await shutdown(server, graceMs);
     },

@@ -16,13 +16,47 @@ function invalid(message: string): ServiceError {
   return new ServiceError(status.INVALID_ARGUMENT, `invalid registration: ${message}`);
 }
 
+/** The SHA-256 a descriptor set is known by: 32 bytes. */
+export const SHA256_BYTES = 32;
+
+/**
+ * What route validation needs of a descriptor set: its unary-or-not methods by
+ * "package.Service/Method", each with the field names of its output. Small, so that the distributor
+ * keeps one per distinct set instead of parsing the set again for every instance that registers it.
+ */
+export type MethodIndex = ReadonlyMap<string, IndexedMethod>;
+
+/** One method of a {@link MethodIndex}. */
+export interface IndexedMethod {
+  readonly unary: boolean;
+  /** The output message's full name, e.g. "shop.v1.ListGoodsResponse". */
+  readonly outputType: string;
+  readonly outputFields: ReadonlySet<string>;
+}
+
 /**
  * Checks a node description against `limits` and throws INVALID_ARGUMENT with a message that names the
  * first problem. Routes must be well formed and, since a gateway transcodes with the node's descriptor
  * set, every route's gRPC method and response fields must exist in that set. A node without routes
  * sends no descriptor set: nothing would use it, and it would only swell every node's list.
+ *
+ * The distributor runs the two halves apart (validateNodeShape, then the routes against the index of
+ * a set it may already hold); this is both at once, on the bytes given.
  */
 export function validateNodeDescription(
+  node: NodeDescription,
+  limits: RegistrationLimits = REGISTRATION_LIMITS,
+): void {
+  validateNodeShape(node, limits);
+  if (node.routes.length > 0) validateRoutesAgainst(node.routes, indexDescriptorSet(node.descriptorSet));
+}
+
+/**
+ * Checks everything of a node description but whether its descriptor set serves its routes: names,
+ * host, port, state, the routes' syntax, the sizes, and the announced hash's length. Throws
+ * INVALID_ARGUMENT.
+ */
+export function validateNodeShape(
   node: NodeDescription,
   limits: RegistrationLimits = REGISTRATION_LIMITS,
 ): void {
@@ -42,8 +76,13 @@ export function validateNodeDescription(
       `descriptor_set must be at most ${limits.descriptorSetBytes} bytes, got ${node.descriptorSet.length}`,
     );
   }
-  if (node.routes.length === 0 && node.descriptorSet.length > 0) {
+  if (node.routes.length === 0 && (node.descriptorSet.length > 0 || node.descriptorSetSha256.length > 0)) {
     throw invalid('a node without routes must send no descriptor_set');
+  }
+  if (node.descriptorSetSha256.length !== 0 && node.descriptorSetSha256.length !== SHA256_BYTES) {
+    throw invalid(
+      `descriptor_set_sha256 must be ${SHA256_BYTES} bytes, got ${node.descriptorSetSha256.length}`,
+    );
   }
   const seen = new Set<string>();
   for (const route of node.routes) {
@@ -52,7 +91,6 @@ export function validateNodeDescription(
     if (seen.has(key)) throw invalid(`route "${key}" is listed twice`);
     seen.add(key);
   }
-  if (node.routes.length > 0) validateRoutesAgainstDescriptors(node);
 }
 
 /**
@@ -104,29 +142,50 @@ function validateRouteSyntax(route: Route, limits: RegistrationLimits): void {
   }
 }
 
-function validateRoutesAgainstDescriptors(node: NodeDescription): void {
+/**
+ * Parses a serialized FileDescriptorSet into the index of its methods; throws INVALID_ARGUMENT when
+ * it does not parse or its imports do not resolve.
+ */
+export function indexDescriptorSet(bytes: Uint8Array): MethodIndex {
   let registry: ReturnType<typeof createFileRegistry>;
   try {
-    registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, node.descriptorSet));
+    registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
   } catch {
     throw invalid(
       "descriptor_set must be a google.protobuf.FileDescriptorSet holding the routes' methods and their imports",
     );
   }
-  for (const route of node.routes) {
-    const [, serviceName, methodName] = GRPC_METHOD.exec(route.grpcMethod)!;
-    const method = registry
-      .getService(serviceName!)
-      ?.methods.find((candidate) => candidate.name === methodName);
+  const index = new Map<string, IndexedMethod>();
+  for (const file of registry.files) {
+    for (const service of file.services) {
+      for (const method of service.methods) {
+        index.set(`${service.typeName}/${method.name}`, {
+          unary: method.methodKind === 'unary',
+          outputType: method.output.typeName,
+          outputFields: new Set(method.output.fields.map((field) => field.name)),
+        });
+      }
+    }
+  }
+  return index;
+}
+
+/**
+ * Checks that every route's gRPC method is a unary method of the descriptor set indexed, and that
+ * its response fields are fields of the method's output. Throws INVALID_ARGUMENT.
+ */
+export function validateRoutesAgainst(routes: readonly Route[], methods: MethodIndex): void {
+  for (const route of routes) {
+    const method = methods.get(route.grpcMethod);
     if (!method)
       throw invalid(`route "${route.httpMethod} ${route.path}": descriptor_set has no ${route.grpcMethod}`);
-    if (method.methodKind !== 'unary') {
+    if (!method.unary) {
       throw invalid(`route "${route.httpMethod} ${route.path}": ${route.grpcMethod} must be a unary method`);
     }
     for (const field of route.responseFields) {
-      if (!method.output.fields.some((candidate) => candidate.name === field)) {
+      if (!method.outputFields.has(field)) {
         throw invalid(
-          `route "${route.httpMethod} ${route.path}": ${method.output.typeName} has no field "${field}"`,
+          `route "${route.httpMethod} ${route.path}": ${method.outputType} has no field "${field}"`,
         );
       }
     }
