@@ -26,11 +26,12 @@ function goods(port: number, state = NodeState.NODE_STATE_SERVING, registeredAt 
     descriptorSet: GOODS_SET,
     state,
     registeredAt,
+    descriptorSetSha256: Buffer.alloc(0),
   };
 }
 
 function snapshot(revision: number, ...nodes: Node[]): Snapshot {
-  return { revision, nodes };
+  return { revision, nodes, instanceId: 'test' };
 }
 
 describe('RouteTable', () => {
@@ -138,6 +139,7 @@ describe('RouteTable', () => {
       descriptorSet: Buffer.from(descriptorSetOf(kitchenFile())),
       state: NodeState.NODE_STATE_SERVING,
       registeredAt: new Date(2_000),
+      descriptorSetSha256: Buffer.alloc(0),
     };
     routes.apply(snapshot(2, goods(9010), kitchen));
     expect(routes.get('PUT /kitchen')?.pick()?.plan.grpcMethod).toBe('test.kitchen.v1.KitchenService/Echo');

@@ -36,6 +36,7 @@ export function goodsNode(overrides: Partial<NodeDescription> = {}): NodeDescrip
     routes: GOODS_ROUTES,
     descriptorSet: goodsDescriptorSet(),
     state: NodeState.NODE_STATE_UNSPECIFIED,
+    descriptorSetSha256: Buffer.alloc(0),
     ...overrides,
   };
 }
@@ -49,6 +50,7 @@ export function gatewayNode(overrides: Partial<NodeDescription> = {}): NodeDescr
     routes: [],
     descriptorSet: Buffer.alloc(0),
     state: NodeState.NODE_STATE_UNSPECIFIED,
+    descriptorSetSha256: Buffer.alloc(0),
     ...overrides,
   };
 }
