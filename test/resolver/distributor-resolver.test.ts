@@ -97,11 +97,11 @@ async function callsServedBy(client: GoodsServiceClient, count: number): Promise
   return served;
 }
 
-const tally = (served: string[]) =>
-  served.reduce<Record<string, number>>(
-    (counts, name) => ({ ...counts, [name]: (counts[name] ?? 0) + 1 }),
-    {},
-  );
+const tally = (served: string[]): Record<string, number> => {
+  const counts: Record<string, number> = {};
+  for (const name of served) counts[name] = (counts[name] ?? 0) + 1;
+  return counts;
+};
 
 describe('distributor:/// for a stock generated client', () => {
   it('spreads calls round robin over the serving instances, and sends a drained one nothing new', async () => {
