@@ -1,0 +1,46 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createLogger } from '../common/logger.js';
+import { createDistributorServer } from '../distributor/distributor-server.js';
+
+// The distributor alone, as the registry benchmark runs it: a process of its own (forked, with an
+// IPC channel), the default limits, the token from SHOP_REGISTRY_TOKEN, logs at warn only (a log
+// line is a write too, and the benchmark counts the bytes the process writes). It measures its own
+// event-loop delay and reports it when asked, so that the longest stall is seen from inside.
+
+/** Messages the benchmark sends. */
+export type DistributorProbeRequest = { type: 'loop'; reset: boolean } | { type: 'stop' };
+/** Messages this process sends back. */
+export type DistributorProbeMessage =
+  | { type: 'listening'; port: number }
+  | { type: 'loop'; maxMs: number; p99Ms: number; meanMs: number }
+  | { type: 'stopped' };
+
+const send = (message: DistributorProbeMessage): void => {
+  process.send?.(message);
+};
+
+const delay = monitorEventLoopDelay({ resolution: 10 });
+delay.enable();
+const distributor = createDistributorServer({
+  log: createLogger({ component: 'distributor', level: 'warn' }),
+  ...(process.env.SHOP_REGISTRY_TOKEN ? { registryToken: process.env.SHOP_REGISTRY_TOKEN } : {}),
+});
+const port = await distributor.listen('127.0.0.1', 0);
+send({ type: 'listening', port });
+
+process.on('message', (message: DistributorProbeRequest) => {
+  if (message.type === 'loop') {
+    send({
+      type: 'loop',
+      maxMs: delay.max / 1e6,
+      p99Ms: delay.percentile(99) / 1e6,
+      meanMs: delay.mean / 1e6,
+    });
+    if (message.reset) delay.reset();
+  } else if (message.type === 'stop') {
+    void distributor.stop(1_000).then(() => {
+      send({ type: 'stopped' });
+      process.disconnect();
+    });
+  }
+});
