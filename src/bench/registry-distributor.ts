@@ -1,26 +1,25 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createLogger } from '../common/logger.js';
 import { createDistributorServer } from '../distributor/distributor-server.js';
+import { StallProbe, type StallReading } from './stall-probe.js';
 
 // The distributor alone, as the registry benchmark runs it: a process of its own (forked, with an
 // IPC channel), the default limits, the token from SHOP_REGISTRY_TOKEN, logs at warn only (a log
 // line is a write too, and the benchmark counts the bytes the process writes). It measures its own
-// event-loop delay and reports it when asked, so that the longest stall is seen from inside.
+// event-loop stalls (StallProbe) and reports them when asked, so that they are seen from inside.
 
 /** Messages the benchmark sends. */
-export type DistributorProbeRequest = { type: 'loop'; reset: boolean } | { type: 'stop' };
+export type DistributorProbeRequest = { type: 'loop' } | { type: 'stop' };
 /** Messages this process sends back. */
 export type DistributorProbeMessage =
   | { type: 'listening'; port: number }
-  | { type: 'loop'; maxMs: number; p99Ms: number; meanMs: number }
+  | ({ type: 'loop' } & StallReading)
   | { type: 'stopped' };
 
 const send = (message: DistributorProbeMessage): void => {
   process.send?.(message);
 };
 
-const delay = monitorEventLoopDelay({ resolution: 10 });
-delay.enable();
+const stalls = new StallProbe();
 const distributor = createDistributorServer({
   log: createLogger({ component: 'distributor', level: 'warn' }),
   ...(process.env.SHOP_REGISTRY_TOKEN ? { registryToken: process.env.SHOP_REGISTRY_TOKEN } : {}),
@@ -30,14 +29,9 @@ send({ type: 'listening', port });
 
 process.on('message', (message: DistributorProbeRequest) => {
   if (message.type === 'loop') {
-    send({
-      type: 'loop',
-      maxMs: delay.max / 1e6,
-      p99Ms: delay.percentile(99) / 1e6,
-      meanMs: delay.mean / 1e6,
-    });
-    if (message.reset) delay.reset();
+    send({ type: 'loop', ...stalls.take() });
   } else if (message.type === 'stop') {
+    stalls.stop();
     void distributor.stop(1_000).then(() => {
       send({ type: 'stopped' });
       process.disconnect();

@@ -8,6 +8,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
   type KeepaliveOptions,
@@ -34,7 +35,13 @@ import {
 import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snapshot.js';
 import { NodeListFeed, type NodeListFeedOptions } from './node-list-feed.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
-import { SHA256_BYTES, validateHost, validateName, validateNodeShape } from './node-validation.js';
+import {
+  indexDescriptorSet,
+  SHA256_BYTES,
+  validateHost,
+  validateName,
+  validateNodeShape,
+} from './node-validation.js';
 import { PeerRateLimiter } from './peer-rate-limiter.js';
 import { RefusalLog } from './refusal-log.js';
 import { type RegistrationLimits, registrationBudget, resolveLimits } from './registration-limits.js';
@@ -122,10 +129,15 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const refusals = new RefusalLog(log, limits.peers);
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    // Nobody reads the distributor's channelz, and it costs every stream: thousands open at once.
+    'grpc.enable_channelz': 0,
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.
     'grpc.max_receive_message_length': budget.maxRequestBytes,
   });
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
+  // The first descriptor set parsed takes tens of milliseconds (the parser is compiled on first use):
+  // pay it now rather than in the middle of the first burst of registrations.
+  indexDescriptorSet(encodeDescriptorSet(loadShopDescriptorSet().file));
   const encoder = new SnapshotEncoder();
   const feed = new NodeListFeed(registry, options.history);
   const updateWriter = (call: unknown): UpdateWriter =>
