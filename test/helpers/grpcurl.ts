@@ -13,18 +13,24 @@ export interface GrpcurlOutcome {
 /**
  * Runs a README grpcurl command line the way stock grpcurl does, knowing nothing but what the
  * server's reflection tells: `list`, `describe SYMBOL`, and `[-d JSON] SERVICE/METHOD` calls with
- * the request parsed as protobuf JSON (unknown fields refused, as grpcurl does).
+ * the request parsed as protobuf JSON (unknown fields refused, as grpcurl does), with `-H 'name: value'`
+ * metadata.
  */
 export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
   const words = shellWords(commandLine);
   if (words.shift() !== 'grpcurl') throw new Error(`not a grpcurl command: ${commandLine}`);
   let data: string | undefined;
+  const metadata = new Metadata();
   const positional: string[] = [];
   while (words.length > 0) {
     const word = words.shift()!;
     if (word === '-plaintext') continue;
     if (word === '-d') data = words.shift();
-    else if (word.startsWith('-')) throw new Error(`unsupported grpcurl flag ${word}`);
+    else if (word === '-H') {
+      const header = words.shift() ?? '';
+      const colon = header.indexOf(':');
+      metadata.add(header.slice(0, colon).trim().toLowerCase(), header.slice(colon + 1).trim());
+    } else if (word.startsWith('-')) throw new Error(`unsupported grpcurl flag ${word}`);
     else positional.push(word);
   }
   const [address, verb, symbol] = positional;
@@ -48,7 +54,7 @@ export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
         (message: Uint8Array) => Buffer.from(message),
         (bytes: Buffer) => bytes,
         toBinary(method.input, request),
-        new Metadata(),
+        metadata,
         { deadline: Date.now() + 10_000 },
         (error: ServiceError | null, value?: Uint8Array) =>
           error || !value ? reject(error) : resolve(value),
