@@ -1,5 +1,5 @@
 import { type ChannelCredentials, type Client, status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type CreateGoodsRequest,
   GoodsServiceClient,
@@ -172,6 +172,20 @@ describe.each(backendsOf(goodsSpec))('idempotent goods writes $title', (backend)
       await expect(create(GOODS, 'k')).resolves.toEqual({ id: 2 });
       await expect(create(GOODS, 'k')).resolves.toEqual({ id: 2 });
       expect(await count(opened, 'goods_idempotency')).toBe(1);
+    });
+
+    it('the server sweeps expired keys by itself, on its interval', async () => {
+      const clock = manualClock();
+      const opened = await h.open<GoodsStore>(backend, clock);
+      const { client } = await h.serve(
+        createGoodsServer({ store: opened.store, idempotencySweepIntervalMs: 20 }),
+        GoodsServiceClient,
+      );
+      await callWithKey(client, client.createGoods, GOODS, 'k');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await count(opened, 'goods_idempotency')).toBe(1);
+      clock.advance(IDEMPOTENCY_RETENTION_MS);
+      await vi.waitFor(async () => expect(await count(opened, 'goods_idempotency')).toBe(0));
     });
 
     it('a sweep deletes in bounded batches until no expired key is left', async () => {
