@@ -13,6 +13,7 @@ import type { CallPlan } from './call-plan.js';
 import { ConnectionTracker } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
+import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
@@ -78,7 +79,10 @@ export interface Gateway {
 
 const MIB = 1024 * 1024;
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-/** GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere. */
+/**
+ * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
+ * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
+ */
 const RETRYABLE_METHODS = new Set(['GET', 'DELETE']);
 /** grpc-js serializes the request; the transcoder has already made its bytes. */
 const passThrough = (bytes: Buffer): Buffer => bytes;
@@ -106,6 +110,8 @@ interface Exchange {
   readonly key: number;
   readonly deadline: number;
   readonly retryable: boolean;
+  /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
+  readonly idempotencyKey: string | undefined;
   /** The upstream call running, to cancel if the client leaves. */
   call: ClientUnaryCall | undefined;
   /** The client closed its connection: there is nobody to answer. */
@@ -278,13 +284,16 @@ class GatewayServer implements Gateway {
       this.#fail(request, response, error.httpStatus === 404 ? null : this.#nextKey++, error, hasBody);
       return;
     }
+    const idempotencyKey = idempotencyKeyOf(request);
+    const keyed = typeof idempotencyKey === 'string';
     const exchange: Exchange = {
       request,
       response,
       route,
       key: this.#nextKey++,
       deadline: Date.now() + this.#deadlineMs,
-      retryable: RETRYABLE_METHODS.has(method),
+      retryable: keyed || RETRYABLE_METHODS.has(method),
+      idempotencyKey: keyed ? idempotencyKey : undefined,
       call: undefined,
       gone: false,
       bodyRead: !hasBody,
@@ -299,6 +308,8 @@ class GatewayServer implements Gateway {
     });
     if (this.#stopping) {
       this.#answerError(exchange, gatewayErrors.stopping());
+    } else if (idempotencyKey instanceof GatewayError) {
+      this.#answerError(exchange, idempotencyKey);
     } else if (BODY_METHODS.has(method)) {
       this.#readThenDispatch(exchange, expectsContinue).catch((error: unknown) =>
         this.#internalError(exchange, error),
@@ -390,6 +401,7 @@ class GatewayServer implements Gateway {
       passThrough,
       plan.render,
       bytes,
+      callMetadata(exchange.idempotencyKey),
       { deadline: exchange.deadline },
       (error: ServiceError | null, fields?: Buffer) => {
         this.#pool.end(upstream);
@@ -404,7 +416,7 @@ class GatewayServer implements Gateway {
     );
   }
 
-  /** Answers a finished call, or retries it elsewhere once (GET/DELETE refused with UNAVAILABLE). */
+  /** Answers a finished call, or retries it elsewhere once (refused with UNAVAILABLE, if retryable). */
   #completeCall(
     exchange: Exchange,
     instance: Instance,

@@ -17,9 +17,13 @@ const MAX_MESSAGE_LENGTH = 1024;
  * The one table from a gRPC status to what a REST client sees.
  *
  * Business outcomes (the caller's request was understood and refused: INVALID_ARGUMENT, NOT_FOUND,
- * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE) keep
- * the book's HTTP 200 with `errorcode: 1` and the service's own message ("Invalid Parameters",
- * "no data", "Invalid password"), as the book's clients expect.
+ * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, ABORTED, OUT_OF_RANGE) keep the book's HTTP 200
+ * with `errorcode: 1` and the service's own message ("Invalid Parameters", "no data",
+ * "Invalid password"), as the book's clients expect.
+ *
+ * FAILED_PRECONDITION is 422 with the service's message: the shop says it only of an Idempotency-Key
+ * reused with a different request (a request the book never had), which the IETF Idempotency-Key
+ * draft answers 422 Unprocessable Content.
  *
  * Faults are proper HTTP errors with a plain message of the gateway's, never upstream internals:
  * UNAVAILABLE and CANCELLED 503 and RESOURCE_EXHAUSTED 429 (both with Retry-After: temporary),
@@ -39,7 +43,7 @@ export function outcomeForStatus(code: status, details: string | undefined): Htt
     case status.UNAUTHENTICATED:
       return business(details, 'Unauthenticated');
     case status.FAILED_PRECONDITION:
-      return business(details, 'Failed precondition');
+      return { ...business(details, 'Failed precondition'), httpStatus: 422 };
     case status.ABORTED:
       return business(details, 'Aborted, try again');
     case status.OUT_OF_RANGE:

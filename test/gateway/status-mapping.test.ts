@@ -10,7 +10,6 @@ describe('outcomeForStatus', () => {
       status.ALREADY_EXISTS,
       status.PERMISSION_DENIED,
       status.UNAUTHENTICATED,
-      status.FAILED_PRECONDITION,
       status.ABORTED,
       status.OUT_OF_RANGE,
     ];
@@ -24,6 +23,17 @@ describe('outcomeForStatus', () => {
     expect(outcomeForStatus(status.INVALID_ARGUMENT, '').message).toBe('Invalid Parameters');
     expect(outcomeForStatus(status.NOT_FOUND, '  ').message).toBe('Not found');
     expect(outcomeForStatus(status.UNAUTHENTICATED, 'x'.repeat(5000)).message.length).toBe(1024);
+  });
+
+  it('answers FAILED_PRECONDITION (an Idempotency-Key reused) 422 with the service message', () => {
+    expect(
+      outcomeForStatus(status.FAILED_PRECONDITION, 'Idempotency-Key reused with a different request'),
+    ).toEqual({
+      httpStatus: 422,
+      message: 'Idempotency-Key reused with a different request',
+      retryAfter: false,
+    });
+    expect(outcomeForStatus(status.FAILED_PRECONDITION, '').message).toBe('Failed precondition');
   });
 
   it('maps faults to HTTP errors with the gateway own words, never upstream details', () => {

@@ -15,6 +15,7 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
+import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
 
 /** What every service's server factory accepts. */
@@ -24,6 +25,8 @@ export interface ServiceServerOptions<Store extends ServiceStore> {
   log?: Logger;
   /** Pause between database probes (default 2 s); tests shorten it. */
   databaseProbeIntervalMs?: number;
+  /** Pause between sweeps of expired idempotency keys (default 10 min); tests shorten it. */
+  idempotencySweepIntervalMs?: number;
   keepalive?: KeepaliveOptions;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA, across machines. */
   credentials?: ServerCredentials;
@@ -52,7 +55,7 @@ export interface ServiceServer {
  * import closure) and grpc.health.v1.Health. Health is SERVING for "" and for the service while the
  * database answers and the server is not draining; NOT_SERVING otherwise. It starts NOT_SERVING and
  * turns SERVING after the first successful database probe; probing starts with `listen()`, so that
- * building a server has no side effect.
+ * building a server has no side effect. Sweeping expired idempotency keys starts there too.
  */
 export function createServiceServer<Store extends ServiceStore>(
   options: ServiceServerDefinition<Store>,
@@ -81,6 +84,14 @@ export function createServiceServer<Store extends ServiceStore>(
     log,
   });
 
+  const sweeper = new IdempotencySweeper({
+    store: options.store,
+    ...(options.idempotencySweepIntervalMs === undefined
+      ? {}
+      : { intervalMs: options.idempotencySweepIntervalMs }),
+    log,
+  });
+
   server.addService(options.definition, options.implementation);
   health.addToServer(server);
   addReflection(server, [options.serviceName]);
@@ -94,6 +105,7 @@ export function createServiceServer<Store extends ServiceStore>(
     async listen(host, port) {
       const bound = await listen(server, host, port, options.credentials);
       monitor.start();
+      sweeper.start();
       return bound;
     },
     drain,
@@ -101,6 +113,7 @@ export function createServiceServer<Store extends ServiceStore>(
       stopping ??= (async () => {
         drain();
         monitor.stop();
+        sweeper.stop();
         await shutdown(server, graceMs);
       })();
       return stopping;

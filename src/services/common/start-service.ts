@@ -10,6 +10,7 @@ import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
 import type { ServiceServer, ServiceServerOptions } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
+import type { SqliteStoreOptions } from './sqlite-database.js';
 
 /** Everything the shared wiring needs to know about one service. */
 export interface ServiceSpec<Store extends ServiceStore> {
@@ -20,7 +21,7 @@ export interface ServiceSpec<Store extends ServiceStore> {
   /** The REST routes it announces to the distributor. */
   readonly routes: readonly Route[];
   /** Opens its store in one SQLite file (created with its folder if missing); throws if it cannot. */
-  openSqlite(file: string): Store;
+  openSqlite(file: string, options?: SqliteStoreOptions): Store;
   /** Opens its store on MySQL; never throws for an unreachable server (calls answer UNAVAILABLE). */
   openMysql(options: MysqlStoreOptions): Store;
   /** Builds its server over the store, without listening. */

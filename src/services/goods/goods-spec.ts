@@ -31,7 +31,7 @@ export const goodsSpec: ServiceSpec<GoodsStore> = {
       responseFields: [],
     },
   ],
-  openSqlite: (file) => new SqliteGoodsStore(file),
+  openSqlite: (file, options) => new SqliteGoodsStore(file, options),
   openMysql: (options) => new MysqlGoodsStore(options),
   createServer: createGoodsServer,
 };

@@ -1,3 +1,4 @@
+import type { Once, Outcome } from '../common/idempotency.js';
 import type { ServiceStore } from '../common/service-store.js';
 
 /** An item to add to the catalogue, already validated. */
@@ -24,4 +25,8 @@ export interface GoodsStore extends ServiceStore {
   listGoods(): Promise<GoodsRecord[]>;
   /** Deletes an item; an id that does not exist is not an error. */
   deleteGoods(id: number): Promise<void>;
+  /** `createGoods` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
+  createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome>;
+  /** `deleteGoods` at most once per idempotency key, in one transaction with its key. */
+  deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome>;
 }

@@ -31,7 +31,7 @@ export const membersSpec: ServiceSpec<MembersStore> = {
       responseFields: [],
     },
   ],
-  openSqlite: (file) => new SqliteMembersStore(file),
+  openSqlite: (file, options) => new SqliteMembersStore(file, options),
   openMysql: (options) => new MysqlMembersStore(options),
   createServer: createMembersServer,
 };

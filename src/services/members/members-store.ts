@@ -1,3 +1,4 @@
+import type { Once, Outcome } from '../common/idempotency.js';
 import type { ServiceStore } from '../common/service-store.js';
 
 /** What sign-in needs to know about an account. */
@@ -24,4 +25,8 @@ export interface MembersStore extends ServiceStore {
   findMember(username: string): Promise<MemberCredentials | undefined>;
   /** Deletes an account; an unknown username is not an error. */
   deleteMember(username: string): Promise<void>;
+  /** `createMember` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
+  createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome>;
+  /** `deleteMember` at most once per idempotency key, in one transaction with its key. */
+  deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome>;
 }

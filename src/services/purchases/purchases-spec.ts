@@ -25,7 +25,7 @@ export const purchasesSpec: ServiceSpec<PurchasesStore> = {
       responseFields: ['results'],
     },
   ],
-  openSqlite: (file) => new SqlitePurchasesStore(file),
+  openSqlite: (file, options) => new SqlitePurchasesStore(file, options),
   openMysql: (options) => new MysqlPurchasesStore(options),
   createServer: createPurchasesServer,
 };

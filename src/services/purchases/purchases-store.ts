@@ -1,3 +1,4 @@
+import type { Once, Outcome } from '../common/idempotency.js';
 import type { ServiceStore } from '../common/service-store.js';
 
 /** A purchase to record, already validated. */
@@ -25,4 +26,6 @@ export interface PurchasesStore extends ServiceStore {
   createPurchase(purchase: NewPurchase): Promise<number>;
   /** One user's purchases, in id order. */
   listPurchases(userid: number): Promise<PurchaseRecord[]>;
+  /** `createPurchase` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome>;
 }

@@ -7,6 +7,7 @@ import { inject } from 'vitest';
 import type { MysqlStoreOptions } from '../../../src/services/common/mysql-database.js';
 import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
 import type { ServiceStore } from '../../../src/services/common/service-store.js';
+import type { SqliteStoreOptions } from '../../../src/services/common/sqlite-database.js';
 import type { ServiceSpec } from '../../../src/services/common/start-service.js';
 import { createTestDatabase } from '../../helpers/mysql.js';
 
@@ -16,7 +17,9 @@ export interface OpenedStore<Store> {
   /** Runs a read-only statement straight on the database, bypassing the store. */
   rawRows(sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
   /** Runs a statement straight on the database, behind the store's back (to break things on purpose). */
-  rawExec(sql: string): Promise<void>;
+  rawExec(sql: string, values?: unknown[]): Promise<void>;
+  /** Opens one more store on the same database (another instance of the service); its owner closes it. */
+  openAnother(): Store;
   /** Closes the store and deletes its database. */
   dispose(): Promise<void>;
 }
@@ -28,7 +31,8 @@ export interface Backend<Store> {
   readonly skipReason: string | undefined;
   /** A title for `describe` that carries the skip reason, so a skipped run says why. */
   readonly title: string;
-  open(options?: Partial<MysqlStoreOptions>): Promise<OpenedStore<Store>>;
+  /** A fresh store; `idempotency` applies to both back ends, the pool's options to MySQL only. */
+  open(options?: Partial<MysqlStoreOptions> & SqliteStoreOptions): Promise<OpenedStore<Store>>;
 }
 
 /**
@@ -44,10 +48,11 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
       name: 'sqlite',
       skipReason: undefined,
       title: 'on SQLite',
-      async open() {
+      async open(options = {}) {
         const dir = await mkdtemp(join(tmpdir(), `shop-${spec.name}-`));
         const file = join(dir, `${spec.name}.sqlite`);
-        const store = spec.openSqlite(file);
+        const sqliteOptions = options.idempotency ? { idempotency: options.idempotency } : {};
+        const store = spec.openSqlite(file, sqliteOptions);
         return {
           store,
           async rawRows(sql, values = []) {
@@ -58,14 +63,16 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               db.close();
             }
           },
-          async rawExec(sql) {
+          async rawExec(sql, values = []) {
             const db = new Database(file);
             try {
-              db.exec(sql);
+              if (values.length > 0) db.prepare(sql).run(...values);
+              else db.exec(sql);
             } finally {
               db.close();
             }
           },
+          openAnother: () => spec.openSqlite(file, sqliteOptions),
           async dispose() {
             await store.close();
             await rm(dir, { recursive: true, force: true });
@@ -79,10 +86,8 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
       title: mysqlSkip ? `on MySQL (skipped: ${mysqlSkip})` : 'on MySQL',
       async open(options = {}) {
         const database = await createTestDatabase(mysqlUrl);
-        const store = spec.openMysql({
-          connection: parseMysqlUrl(database.url, 'test database'),
-          ...options,
-        });
+        const storeOptions = { connection: parseMysqlUrl(database.url, 'test database'), ...options };
+        const store = spec.openMysql(storeOptions);
         return {
           store,
           async rawRows(sql, values = []) {
@@ -94,14 +99,15 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               await connection.end();
             }
           },
-          async rawExec(sql) {
+          async rawExec(sql, values = []) {
             const connection = await createConnection({ uri: database.url });
             try {
-              await connection.query(sql);
+              await connection.query(sql, values);
             } finally {
               await connection.end();
             }
           },
+          openAnother: () => spec.openMysql(storeOptions),
           async dispose() {
             await store.close();
             await database.drop();
