@@ -2,6 +2,7 @@ import type { Logger } from '../../common/logger.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import type { GoodsServiceServer } from '../../gen/services.js';
 import { noData } from '../common/no-data.js';
+import { isFirstPage, nextPageToken, PAGE_TEXT_BYTES, pageQuery } from '../common/paging.js';
 import { requireId, requireNonNegative, requireText } from '../common/request-fields.js';
 import type { GoodsStore } from './goods-store.js';
 
@@ -12,9 +13,13 @@ export const GOODS_LIMITS = {
   descriptionBytes: 64 * 1024,
 } as const;
 
+/** What the catalogue's page tokens name (see paging.ts). */
+const GOODS_PAGE_SCOPE = 'goods';
+
 /**
  * The GoodsService methods over a store. Missing fields are the book's "Invalid Parameters"; an
- * empty description is a value (only its absence is an error); price 0 is a price.
+ * empty description is a value (only its absence is an error); price 0 is a price. ListGoods answers
+ * one page (AIP-158), cut by count and by bytes of text; an empty first page is the book's "no data".
  */
 export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServiceServer {
   return {
@@ -30,10 +35,11 @@ export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServic
       });
       return { id: await store.createGoods({ name, category, price, description }) };
     }),
-    listGoods: unaryHandler(log, async () => {
-      const results = await store.listGoods();
-      if (results.length === 0) throw noData();
-      return { results };
+    listGoods: unaryHandler(log, async (request) => {
+      const query = pageQuery(request, GOODS_PAGE_SCOPE);
+      const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES });
+      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+      return { results: page.rows, nextPageToken: nextPageToken(page, GOODS_PAGE_SCOPE) };
     }),
     deleteGoods: unaryHandler(log, async (request) => {
       await store.deleteGoods(requireId(request.id, 'id'));

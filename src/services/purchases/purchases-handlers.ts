@@ -2,6 +2,7 @@ import type { Logger } from '../../common/logger.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import type { PurchasesServiceServer } from '../../gen/services.js';
 import { noData } from '../common/no-data.js';
+import { isFirstPage, nextPageToken, pageQuery } from '../common/paging.js';
 import { requireId } from '../common/request-fields.js';
 import type { PurchasesStore } from './purchases-store.js';
 
@@ -13,7 +14,8 @@ export interface PurchasesHandlersOptions {
 
 /**
  * The PurchasesService methods over a store. A purchase is dated by the service when it is recorded;
- * as in the book, the user and the goods are not checked.
+ * as in the book, the user and the goods are not checked. ListPurchases answers one page (AIP-158);
+ * an empty first page is the book's "no data".
  */
 export function createPurchasesHandlers(
   store: PurchasesStore,
@@ -28,9 +30,13 @@ export function createPurchasesHandlers(
       return { id: await store.createPurchase({ userid, goodsid, date: now() }) };
     }),
     listPurchases: unaryHandler(log, async (request) => {
-      const results = await store.listPurchases(requireId(request.userid, 'userid'));
-      if (results.length === 0) throw noData();
-      return { results };
+      const userid = requireId(request.userid, 'userid');
+      // A token names its user too: it cannot page through someone else's purchases.
+      const scope = `purchases/${userid}`;
+      const query = pageQuery(request, scope);
+      const page = await store.listPurchases(userid, query);
+      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+      return { results: page.rows, nextPageToken: nextPageToken(page, scope) };
     }),
   };
 }
