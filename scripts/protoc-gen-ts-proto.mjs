@@ -34,5 +34,6 @@ const result = spawnSync(process.execPath, [plugin], {
   maxBuffer: 1024 * 1024 * 1024,
 });
 if (result.error) fail(`could not run ts-proto: ${result.error.message}`);
+// Not process.exit(): buf's pipe may take the answer in parts, and exiting would cut it short.
+process.exitCode = result.status ?? 1;
 process.stdout.write(result.stdout);
-process.exit(result.status ?? 1);

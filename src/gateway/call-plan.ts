@@ -1,4 +1,5 @@
 import type { FileRegistry } from '@bufbuild/protobuf';
+import { compilePagingPlan, type PagingPlan } from './paging-plan.js';
 import { compileRequestTranscoder, type RequestTranscoder } from './request-transcoder.js';
 import { compileResponseRenderer, type ResponseRenderer } from './response-renderer.js';
 
@@ -15,6 +16,8 @@ export interface CallPlan {
   readonly transcoder: RequestTranscoder;
   /** The response fields as JSON text to follow the envelope (see compileResponseRenderer). */
   readonly render: ResponseRenderer;
+  /** How to follow the pages of a method that pages (AIP-158), or undefined (see compilePagingPlan). */
+  readonly paging: PagingPlan | undefined;
 }
 
 const GRPC_METHOD = /^([A-Za-z_][A-Za-z0-9_.]*)\/([A-Za-z_][A-Za-z0-9_]*)$/;
@@ -42,5 +45,6 @@ export function compileCallPlan(
     path: `/${serviceName}/${methodName}`,
     transcoder: compileRequestTranscoder(method.input),
     render: compileResponseRenderer(method.output, responseFields),
+    paging: compilePagingPlan(method, responseFields),
   };
 }

@@ -15,6 +15,7 @@ import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
+import { PageStreamer } from './page-streamer.js';
 import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
@@ -131,6 +132,8 @@ class GatewayServer implements Gateway {
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   readonly #table: RouteTable;
+  /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
+  readonly #pages: PageStreamer<Exchange>;
   #registration: RegistrationClient | undefined;
   #nextKey = 0;
   #stopping = false;
@@ -150,6 +153,18 @@ class GatewayServer implements Gateway {
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
+    this.#pages = new PageStreamer<Exchange>({
+      pool: this.#pool,
+      log: this.#log,
+      deadlineMs: this.#deadlineMs,
+      answer: (exchange, httpStatus, body) => this.#answer(exchange, httpStatus, body, false),
+      answerStatus: (exchange, instance, error) => this.#answerStatus(exchange, instance, error),
+      otherInstance: (exchange, failed) =>
+        exchange.retryable && !this.#stopping
+          ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
+          : undefined,
+      closeAfter: (exchange) => !exchange.bodyRead || this.#stopping,
+    });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const httpOptions = {
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
@@ -388,6 +403,10 @@ class GatewayServer implements Gateway {
       if (!(error instanceof InvalidParameterError)) throw error;
       this.#log.debug({ key: exchange.key, detail: error.message }, 'invalid parameters');
       this.#answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
+      return;
+    }
+    if (instance.plan.paging) {
+      this.#pages.start(exchange, instance, bytes, (plan) => this.#encodeOrUndefined(plan, input));
       return;
     }
     this.#call(exchange, instance, bytes, input, true);

@@ -14,6 +14,15 @@ export interface HttpOutcome {
 const MAX_MESSAGE_LENGTH = 1024;
 
 /**
+ * The details grpc-js (1.14) gives a message over a size limit: "Received message larger than max
+ * (…)" (the gateway's 4 MiB limit on an answer), "Sent message larger than max (…)" (a service's
+ * limit on its own answer), "Received message that decompresses to a size larger than …". The
+ * gateway sends no request near a service's limit (its body limit is smaller), so it is the answer.
+ */
+const MESSAGE_TOO_LARGE =
+  /^(?:(?:Received|Sent) message larger than max|Received message that decompresses to a size larger than)/;
+
+/**
  * The one table from a gRPC status to what a REST client sees.
  *
  * Business outcomes (the caller's request was understood and refused: INVALID_ARGUMENT, NOT_FOUND,
@@ -27,8 +36,10 @@ const MAX_MESSAGE_LENGTH = 1024;
  *
  * Faults are proper HTTP errors with a plain message of the gateway's, never upstream internals:
  * UNAVAILABLE and CANCELLED 503 and RESOURCE_EXHAUSTED 429 (both with Retry-After: temporary),
- * DEADLINE_EXCEEDED 504, and INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED (and OK, which is never an
- * error) 500.
+ * except a RESOURCE_EXHAUSTED that is grpc-js's own message size limit: 502 "The answer is too
+ * large", without Retry-After, since the same request would meet the same limit (logged, as every
+ * answer of 500 and above, with grpc-js's details); DEADLINE_EXCEEDED 504, and INTERNAL, UNKNOWN,
+ * DATA_LOSS, UNIMPLEMENTED (and OK, which is never an error) 500.
  */
 export function outcomeForStatus(code: status, details: string | undefined): HttpOutcome {
   switch (code) {
@@ -53,6 +64,11 @@ export function outcomeForStatus(code: status, details: string | undefined): Htt
     case status.CANCELLED:
       return fault(503, 'Request cancelled by the service', true);
     case status.RESOURCE_EXHAUSTED:
+      // grpc-js uses this code for its own message size limits too: that is no overload, and a retry
+      // would meet the same limit.
+      if (details !== undefined && MESSAGE_TOO_LARGE.test(details)) {
+        return fault(502, 'The answer is too large', false);
+      }
       return fault(429, 'Service overloaded', true);
     case status.DEADLINE_EXCEEDED:
       return fault(504, 'Upstream deadline exceeded', false);

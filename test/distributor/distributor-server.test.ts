@@ -214,6 +214,8 @@ describe('registration client', () => {
     const { distributor, address } = await startDistributor();
     const watcher = watch(address);
     const goods = openRegistration(address, describeNode(goodsNode()));
+    // One after the other, so that the revisions each sees are known.
+    await vi.waitFor(() => expect(goods.revisions()).toEqual([1]));
     const gateway = openRegistration(address, describeNode(gatewayNode()));
     await vi.waitFor(() => expect(watcher.at(-1)!.nodes).toHaveLength(2));
     await vi.waitFor(() => expect(gateway.revisions()).toEqual([2]));

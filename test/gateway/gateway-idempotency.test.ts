@@ -36,7 +36,7 @@ async function fakeGoods(
     };
   const implementation: GoodsServiceServer = {
     createGoods: handle('CreateGoods', { id: 1 }),
-    listGoods: handle('ListGoods', { results: [] }),
+    listGoods: handle('ListGoods', { results: [], nextPageToken: '' }),
     deleteGoods: handle('DeleteGoods', {}),
   };
   await startService(closer, {

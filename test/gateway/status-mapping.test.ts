@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { outcomeForStatus } from '../../src/gateway/status-mapping.js';
+import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 
 describe('outcomeForStatus', () => {
   it('keeps HTTP 200 and the service message for business outcomes', () => {
@@ -54,6 +55,27 @@ describe('outcomeForStatus', () => {
       expect(outcome.retryAfter, status[code]).toBe(retryAfter);
       expect(outcome.message).not.toContain('ECONNREFUSED');
     }
+  });
+
+  it("tells grpc-js's message size limits from an overload: 502, not 429, and no Retry-After", () => {
+    for (const details of [
+      'Received message larger than max (4194405 vs 4194304)',
+      'Sent message larger than max (5242885 vs. 4194304)',
+      'Received message that decompresses to a size larger than 4194304',
+    ]) {
+      expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, details), details).toEqual({
+        httpStatus: 502,
+        message: 'The answer is too large',
+        retryAfter: false,
+      });
+    }
+    // A service's own RESOURCE_EXHAUSTED (members' full hashing queue) is still an overload.
+    expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS)).toEqual({
+      httpStatus: 429,
+      message: 'Service overloaded',
+      retryAfter: true,
+    });
+    expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, undefined).httpStatus).toBe(429);
   });
 
   it('covers every gRPC status code', () => {

@@ -41,6 +41,7 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
       await expect(create(VALID)).resolves.toEqual({ id: 1 });
       await expect(list()).resolves.toEqual({
         results: [{ id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' }],
+        nextPageToken: '',
       });
       await expect(remove(1)).resolves.toEqual({});
       await expect(list()).rejects.toMatchObject({ code: status.NOT_FOUND, details: 'no data' });
@@ -222,9 +223,10 @@ describe('two goods instances sharing one SQLite file', () => {
         Array.from({ length: 50 }, (_, index) => (index % 2 ? first : second).createGoods(item)),
       );
       expect(new Set(ids).size).toBe(50);
-      const seenByFirst = (await first.listGoods()).map(({ id }) => id);
+      const everything = { afterId: 0, size: 1_000, maxTextBytes: 1024 * 1024 };
+      const seenByFirst = (await first.listGoods(everything)).rows.map(({ id }) => id);
       expect(seenByFirst).toHaveLength(50);
-      expect((await second.listGoods()).map(({ id }) => id)).toEqual(seenByFirst);
+      expect((await second.listGoods(everything)).rows.map(({ id }) => id)).toEqual(seenByFirst);
     } finally {
       await first.close();
       await second.close();

@@ -101,6 +101,7 @@ describe.each(STORAGES)('the seed run $title', ({ enabled, open }) => {
     await expect(call(goodsClient, goodsClient.createGoods, item)).resolves.toEqual({ id: 1 });
     await expect(call(goodsClient, goodsClient.listGoods, {})).resolves.toEqual({
       results: [{ id: 1, ...item }],
+      nextPageToken: '',
     });
     await expect(call(goodsClient, goodsClient.deleteGoods, { id: 1 })).resolves.toEqual({});
 

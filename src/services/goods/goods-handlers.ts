@@ -9,6 +9,7 @@ import {
 } from '../../gen/services.js';
 import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { noData } from '../common/no-data.js';
+import { isFirstPage, nextPageToken, PAGE_TEXT_BYTES, pageQuery } from '../common/paging.js';
 import { requireId, requireNonNegative, requireText } from '../common/request-fields.js';
 import type { GoodsStore } from './goods-store.js';
 
@@ -28,10 +29,14 @@ const DELETED: WriteAnswer<void, DeleteGoodsResponse> = {
   answer: () => ({}),
 };
 
+/** What the catalogue's page tokens name (see paging.ts). */
+const GOODS_PAGE_SCOPE = 'goods';
+
 /**
  * The GoodsService methods over a store. Missing fields are the book's "Invalid Parameters"; an
- * empty description is a value (only its absence is an error); price 0 is a price. A write that
- * comes with `idempotency-key` metadata is made at most once per key (see idempotency.ts).
+ * empty description is a value (only its absence is an error); price 0 is a price. ListGoods answers
+ * one page (AIP-158), cut by count and by bytes of text; an empty first page is the book's "no data".
+ * A write that comes with `idempotency-key` metadata is made at most once per key (see idempotency.ts).
  */
 export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServiceServer {
   return {
@@ -50,10 +55,11 @@ export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServic
       if (!claim) return answerOf(CREATED, await store.createGoods(goods));
       return replay(await store.createGoodsOnce(goods, once(claim, CREATED)), CreateGoodsResponse);
     }),
-    listGoods: unaryHandler(log, async () => {
-      const results = await store.listGoods();
-      if (results.length === 0) throw noData();
-      return { results };
+    listGoods: unaryHandler(log, async (request) => {
+      const query = pageQuery(request, GOODS_PAGE_SCOPE);
+      const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES });
+      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+      return { results: page.rows, nextPageToken: nextPageToken(page, GOODS_PAGE_SCOPE) };
     }),
     deleteGoods: unaryHandler(log, async (request, call) => {
       const id = requireId(request.id, 'id');

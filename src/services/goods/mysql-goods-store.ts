@@ -2,7 +2,8 @@ import type { RowDataPacket } from 'mysql2/promise';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
-import type { GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
+import { type StoredPage, takePage } from '../common/paging.js';
+import type { GoodsPageQuery, GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
 
 /**
  * The goods table in MySQL, and its idempotency keys (see idempotency.ts). MEDIUMTEXT because a
@@ -20,7 +21,22 @@ export const MYSQL_GOODS_SCHEMA = [
   ...mysqlIdempotencySchema('goods_idempotency'),
 ] as const;
 
-type GoodsRow = GoodsRecord & RowDataPacket;
+/**
+ * Descriptions up to this many bytes come with the page's first query; longer ones are read by a
+ * second query, and only for the rows the page keeps, so that a page never brings the descriptions
+ * of rows past its text budget into memory (a thousand 64 KiB descriptions would be 64 MiB).
+ */
+const INLINE_DESCRIPTION_BYTES = 1024;
+
+interface PageRow extends RowDataPacket {
+  id: number;
+  name: string;
+  category: string;
+  price: number;
+  /** Null when longer than INLINE_DESCRIPTION_BYTES. */
+  description: string | null;
+  descriptionBytes: number;
+}
 
 /** The goods catalogue in MySQL, through one bounded pool. */
 export class MysqlGoodsStore implements GoodsStore {
@@ -42,17 +58,38 @@ export class MysqlGoodsStore implements GoodsStore {
     return this.#journal.run(once, (sql) => insertGoods(sql, goods));
   }
 
-  async listGoods(): Promise<GoodsRecord[]> {
-    const rows = await this.#db.select<GoodsRow>(
-      'SELECT id, name, category, price, description FROM goods ORDER BY id',
+  async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
+    const rows = await this.#db.select<PageRow>(
+      `SELECT id, name, category, price, LENGTH(description) AS descriptionBytes,
+         IF(LENGTH(description) <= ${INLINE_DESCRIPTION_BYTES}, description, NULL) AS description
+       FROM goods WHERE id > ? ORDER BY id LIMIT ?`,
+      // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+      [afterId, String(size + 1)],
     );
-    return rows.map(({ id, name, category, price, description }) => ({
-      id,
-      name,
-      category,
-      price,
-      description,
-    }));
+    const page = takePage(
+      rows,
+      size,
+      maxTextBytes,
+      (row) =>
+        Buffer.byteLength(row.name, 'utf8') + Buffer.byteLength(row.category, 'utf8') + row.descriptionBytes,
+    );
+    const last = page.rows.at(-1);
+    const long = new Map<number, string>();
+    if (last && page.rows.some((row) => row.description === null)) {
+      const found = await this.#db.select<PageRow>(
+        `SELECT id, description FROM goods
+         WHERE id > ? AND id <= ? AND LENGTH(description) > ${INLINE_DESCRIPTION_BYTES}`,
+        [afterId, last.id],
+      );
+      for (const row of found) long.set(row.id, row.description!);
+    }
+    const goods: GoodsRecord[] = [];
+    for (const { id, name, category, price, description } of page.rows) {
+      const text = description ?? long.get(id);
+      // Deleted between the two queries: it is no longer in the catalogue.
+      if (text !== undefined) goods.push({ id, name, category, price, description: text });
+    }
+    return { rows: goods, nextAfterId: page.nextAfterId };
   }
 
   deleteGoods(id: number): Promise<void> {

@@ -1,4 +1,5 @@
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { type StoredPage, takePage } from '../common/paging.js';
 import {
   type Database,
   openSqliteDatabase,
@@ -6,7 +7,13 @@ import {
   sqliteCall,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
-import type { GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
+import {
+  type GoodsPageQuery,
+  type GoodsRecord,
+  type GoodsStore,
+  goodsTextBytes,
+  type NewGoods,
+} from './goods-store.js';
 
 /**
  * The goods table in SQLite: STRICT, so a value of the wrong type is refused rather than kept; and
@@ -39,8 +46,8 @@ export class SqliteGoodsStore implements GoodsStore {
     this.#insert = this.#db.prepare<[string, string, number, string]>(
       'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
     );
-    this.#list = this.#db.prepare<[], GoodsRecord>(
-      'SELECT id, name, category, price, description FROM goods ORDER BY id',
+    this.#list = this.#db.prepare<[number, number], GoodsRecord>(
+      'SELECT id, name, category, price, description FROM goods WHERE id > ? ORDER BY id LIMIT ?',
     );
     this.#delete = this.#db.prepare<[number]>('DELETE FROM goods WHERE id = ?');
   }
@@ -53,8 +60,11 @@ export class SqliteGoodsStore implements GoodsStore {
     return this.#journal.run(once, () => this.#create(goods));
   }
 
-  async listGoods(): Promise<GoodsRecord[]> {
-    return sqliteCall(() => this.#list.all());
+  async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
+    // A cursor: rows past the page's text budget are never read into memory.
+    return sqliteCall(() =>
+      takePage(this.#list.iterate(afterId, size + 1), size, maxTextBytes, goodsTextBytes),
+    );
   }
 
   async deleteGoods(id: number): Promise<void> {

@@ -2,6 +2,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
 /**
@@ -42,12 +43,16 @@ export class MysqlPurchasesStore implements PurchasesStore {
     return this.#journal.run(once, (sql) => insertPurchase(sql, purchase));
   }
 
-  async listPurchases(userid: number): Promise<PurchaseRecord[]> {
+  async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
     const rows = await this.#db.select<PurchaseRow>(
-      'SELECT id, goodsid, date FROM purchases WHERE userid = ? ORDER BY id',
-      [userid],
+      'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
+      // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+      [userid, afterId, String(size + 1)],
     );
-    return rows.map(({ id, goodsid, date }) => ({ id, goodsid, date }));
+    return takePage(
+      rows.map(({ id, goodsid, date }) => ({ id, goodsid, date })),
+      size,
+    );
   }
 
   recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {

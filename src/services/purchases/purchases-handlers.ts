@@ -7,6 +7,7 @@ import {
 } from '../../gen/services.js';
 import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { noData } from '../common/no-data.js';
+import { isFirstPage, nextPageToken, pageQuery } from '../common/paging.js';
 import { requireId } from '../common/request-fields.js';
 import type { PurchasesStore } from './purchases-store.js';
 
@@ -23,8 +24,9 @@ const PURCHASED: WriteAnswer<number, CreatePurchaseResponse> = {
 
 /**
  * The PurchasesService methods over a store. A purchase is dated by the service when it is recorded;
- * as in the book, the user and the goods are not checked. A purchase that comes with
- * `idempotency-key` metadata is recorded at most once per key (see idempotency.ts).
+ * as in the book, the user and the goods are not checked. ListPurchases answers one page (AIP-158);
+ * an empty first page is the book's "no data". A purchase that comes with `idempotency-key`
+ * metadata is recorded at most once per key (see idempotency.ts).
  */
 export function createPurchasesHandlers(
   store: PurchasesStore,
@@ -42,9 +44,13 @@ export function createPurchasesHandlers(
       return replay(await store.createPurchaseOnce(purchase, once(claim, PURCHASED)), CreatePurchaseResponse);
     }),
     listPurchases: unaryHandler(log, async (request) => {
-      const results = await store.listPurchases(requireId(request.userid, 'userid'));
-      if (results.length === 0) throw noData();
-      return { results };
+      const userid = requireId(request.userid, 'userid');
+      // A token names its user too: it cannot page through someone else's purchases.
+      const scope = `purchases/${userid}`;
+      const query = pageQuery(request, scope);
+      const page = await store.listPurchases(userid, query);
+      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+      return { results: page.rows, nextPageToken: nextPageToken(page, scope) };
     }),
   };
 }

@@ -1,4 +1,5 @@
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import {
   type Database,
   openSqliteDatabase,
@@ -44,8 +45,8 @@ export class SqlitePurchasesStore implements PurchasesStore {
     this.#insert = this.#db.prepare<[number, number, string]>(
       'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)',
     );
-    this.#list = this.#db.prepare<[number], PurchaseRow>(
-      'SELECT id, goodsid, date FROM purchases WHERE userid = ? ORDER BY id',
+    this.#list = this.#db.prepare<[number, number, number], PurchaseRow>(
+      'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
     );
   }
 
@@ -57,9 +58,14 @@ export class SqlitePurchasesStore implements PurchasesStore {
     return this.#journal.run(once, () => this.#create(purchase));
   }
 
-  async listPurchases(userid: number): Promise<PurchaseRecord[]> {
+  async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
     return sqliteCall(() =>
-      this.#list.all(userid).map(({ id, goodsid, date }) => ({ id, goodsid, date: new Date(date) })),
+      takePage(
+        this.#list
+          .all(userid, afterId, size + 1)
+          .map(({ id, goodsid, date }) => ({ id, goodsid, date: new Date(date) })),
+        size,
+      ),
     );
   }
 

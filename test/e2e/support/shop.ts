@@ -27,6 +27,8 @@ export interface Shop {
   readonly gatewayUrl: string;
   readonly gateway: Gateway;
   readonly distributorAddress: string;
+  /** Where the services keep their data (to fill a table behind their backs). */
+  readonly storage: StorageConfig;
   readonly services: Map<ServiceName, RunningService[]>;
   /** Starts one more instance of a service on a new port, on the shop's store or on another one. */
   startInstance(name: ServiceName, storage?: StorageConfig): Promise<RunningService>;
@@ -116,6 +118,7 @@ export async function startShop(
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
     gateway,
     distributorAddress,
+    storage,
     services,
     startInstance,
     async stop() {

@@ -74,7 +74,7 @@ export async function startFakeGoods(
       }),
     listGoods: (call, callback) =>
       handle('ListGoods', call, callback, () =>
-        goods.length ? callback(null, { results: goods }) : callback(noData),
+        goods.length ? callback(null, { results: goods, nextPageToken: '' }) : callback(noData),
       ),
     deleteGoods: (call, callback) =>
       handle('DeleteGoods', call, callback, ({ id }) => {
@@ -168,7 +168,7 @@ export async function startFakePurchases(
       const results = purchases
         .filter((purchase) => purchase.userid === request.userid)
         .map(({ id, goodsid, date: when }) => ({ id, goodsid, date: when }));
-      return results.length ? callback(null, { results }) : callback(noData);
+      return results.length ? callback(null, { results, nextPageToken: '' }) : callback(noData);
     },
   };
   return startService(closer, {
