@@ -132,9 +132,9 @@ describe('distributor over gRPC', () => {
       'the path must start with "/"',
     ],
     [
-      'a node without routes that sends a descriptor set',
-      [describeNode(gatewayNode({ name: 'rogue', descriptorSet: goodsDescriptorSet() }))],
-      'a node without routes must send no descriptor_set',
+      'a descriptor set that does not parse',
+      [describeNode(gatewayNode({ name: 'rogue', descriptorSet: goodsDescriptorSet().subarray(0, 100) }))],
+      'descriptor_set must be a google.protobuf.FileDescriptorSet',
     ],
     [
       'a second description',
@@ -162,6 +162,31 @@ describe('distributor over gRPC', () => {
     await vi.waitFor(async () =>
       expect((await list(address)).snapshot!.nodes[0]!.state).toBe(NodeState.NODE_STATE_DRAINING),
     );
+  });
+
+  it('refuses a service whose REST routes another service serves, with ALREADY_EXISTS, and logs it', async () => {
+    const log = capturingLogger();
+    const { address } = await startDistributor({ log: log.log });
+    const goods = openRegistration(address, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(goods.responses).toHaveLength(1));
+    // Another service declaring GoodsService's routes (its descriptors copied).
+    const rival = openRegistration(address, describeNode(goodsNode({ name: 'rival', port: 9099 })));
+    expect(await rival.ended).toMatchObject({
+      code: status.ALREADY_EXISTS,
+      details: expect.stringContaining(
+        'route "POST /goods" is served by goods@127.0.0.1:9010: a node named "rival" cannot serve it too',
+      ),
+    });
+    expect(
+      log.lines.some((line) => line.event === 'route-conflict' && line.node === 'rival@127.0.0.1:9099'),
+    ).toBe(true);
+    // Another instance of goods declares them as well: no conflict.
+    const second = openRegistration(address, describeNode(goodsNode({ port: 9011 })));
+    await vi.waitFor(() => expect(second.responses).toHaveLength(1));
+    expect((await list(address)).snapshot!.nodes.map((node) => node.id)).toEqual([
+      'goods@127.0.0.1:9010',
+      'goods@127.0.0.1:9011',
+    ]);
   });
 
   it('serves reflection v1 and v1alpha that resolves every type of its methods, and health', async () => {

@@ -1,5 +1,6 @@
 import type { Client } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
 import { GoodsServiceClient, MembersServiceClient, PurchasesServiceClient } from '../../src/gen/services.js';
 import type { ServiceStore } from '../../src/services/common/service-store.js';
 import type { ServiceSpec } from '../../src/services/common/start-service.js';
@@ -48,7 +49,11 @@ describe.each(SERVICES)('$spec.serviceName', ({ spec, Client }) => {
       expect(services).toEqual(expect.arrayContaining([spec.serviceName, 'grpc.health.v1.Health']));
       const described = registry.getService(spec.serviceName);
       expect(described?.methods.map((method) => method.name).sort()).toEqual(
-        spec.routes.map((route) => route.grpcMethod.split('/')[1]).sort(),
+        loadShopDescriptorSet()
+          .file.flatMap((file) => file.service)
+          .find((service) => `shop.v1.${service.name}` === spec.serviceName)!
+          .method.map((method) => method.name)
+          .sort(),
       );
       for (const method of described!.methods) {
         expect(registry.getMessage(method.input.typeName)).toBeDefined();

@@ -5,6 +5,7 @@ import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { credentials, status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
@@ -47,7 +48,7 @@ describe('a service and the distributor', () => {
     return client;
   }
 
-  it('registers the port it really got, its routes and a descriptor set naming their methods', async () => {
+  it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
       goodsSpec,
@@ -62,32 +63,27 @@ describe('a service and the distributor', () => {
       host: '127.0.0.1',
       port: service.port,
       state: NodeState.NODE_STATE_SERVING,
-      routes: [
-        {
-          httpMethod: 'POST',
-          path: '/goods',
-          grpcMethod: 'shop.v1.GoodsService/CreateGoods',
-          responseFields: [],
-        },
-        {
-          httpMethod: 'GET',
-          path: '/goods',
-          grpcMethod: 'shop.v1.GoodsService/ListGoods',
-          responseFields: ['results'],
-        },
-        {
-          httpMethod: 'DELETE',
-          path: '/goods',
-          grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
-          responseFields: [],
-        },
-      ],
+      routes: [],
     });
     const descriptors = createFileRegistry(fromBinary(FileDescriptorSetSchema, node!.descriptorSet));
     expect(descriptors.getService('shop.v1.GoodsService')?.methods.map((method) => method.name)).toEqual([
       'CreateGoods',
       'ListGoods',
       'DeleteGoods',
+    ]);
+    // services.proto defines the other services too; the goods node registers its own alone.
+    expect(descriptors.getService('shop.v1.MembersService')).toBeUndefined();
+    expect(
+      readHttpRoutes(descriptors).routes.map((route) => [
+        route.key,
+        route.grpcMethod,
+        route.envelopeFields.map((field) => field.name),
+      ]),
+    ).toEqual([
+      ['POST /goods', 'shop.v1.GoodsService/CreateGoods', []],
+      ['GET /goods', 'shop.v1.GoodsService/ListGoods', ['results']],
+      ['DELETE /goods', 'shop.v1.GoodsService/DeleteGoods', []],
+      ['DELETE /goods/*', 'shop.v1.GoodsService/DeleteGoods', []],
     ]);
     expect(service.port).toBeGreaterThan(0);
     const client = goodsClient(service.port);

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../common/descriptors.js';
+import { registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../../distributor/registration-client.js';
-import { NodeState, type Route, type Snapshot } from '../../gen/distributor.js';
+import { NodeState, type Snapshot } from '../../gen/distributor.js';
 import type { MysqlStoreOptions } from './mysql-database.js';
 import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
@@ -18,8 +18,6 @@ export interface ServiceSpec<Store extends ServiceStore> {
   readonly name: string;
   /** The fully qualified gRPC service, e.g. "shop.v1.GoodsService". */
   readonly serviceName: string;
-  /** The REST routes it announces to the distributor. */
-  readonly routes: readonly Route[];
   /** Opens its store in one SQLite file (created with its folder if missing); throws if it cannot. */
   openSqlite(file: string, options?: SqliteStoreOptions): Store;
   /** Opens its store on MySQL; never throws for an unreachable server (calls answer UNAVAILABLE). */
@@ -95,10 +93,9 @@ export async function startService<Store extends ServiceStore>(
       name: spec.name,
       host: config.advertiseHost,
       port,
-      routes: [...spec.routes],
-      descriptorSet: Buffer.from(
-        encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [spec.serviceName])),
-      ),
+      // The REST routes are the google.api.http options in the descriptor set.
+      routes: [],
+      descriptorSet: registrationDescriptorSet([spec.serviceName]),
       state: NodeState.NODE_STATE_SERVING,
     },
     log,

@@ -5,32 +5,12 @@ import { MysqlMembersStore } from './mysql-members-store.js';
 import { SqliteMembersStore } from './sqlite-members-store.js';
 
 /**
- * The members node: the book's routes (GET /members is sign-in and shows `userid`; POST shows no
- * body fields so the REST answer stays the seed's bare envelope) and its stores.
+ * The members node and its stores. Its REST routes are the google.api.http options of MembersService
+ * in proto/services.proto, sent with its descriptor set.
  */
 export const membersSpec: ServiceSpec<MembersStore> = {
   name: 'members',
   serviceName: MEMBERS_SERVICE_NAME,
-  routes: [
-    {
-      httpMethod: 'POST',
-      path: '/members',
-      grpcMethod: `${MEMBERS_SERVICE_NAME}/CreateMember`,
-      responseFields: [],
-    },
-    {
-      httpMethod: 'GET',
-      path: '/members',
-      grpcMethod: `${MEMBERS_SERVICE_NAME}/SignIn`,
-      responseFields: ['userid'],
-    },
-    {
-      httpMethod: 'DELETE',
-      path: '/members',
-      grpcMethod: `${MEMBERS_SERVICE_NAME}/DeleteMember`,
-      responseFields: [],
-    },
-  ],
   openSqlite: (file, options) => new SqliteMembersStore(file, options),
   openMysql: (options) => new MysqlMembersStore(options),
   createServer: createMembersServer,
