@@ -13,6 +13,7 @@ runMain(async () => {
     bodyLimitBytes: config.bodyLimitBytes,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
+    corsOrigins: config.corsOrigins,
     ...(config.https
       ? {
           https: {

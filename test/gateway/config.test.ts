@@ -11,6 +11,7 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 5000,
       bodyLimitBytes: 1024 * 1024,
       logLevel: 'info',
+      corsOrigins: [],
     });
   });
 
@@ -22,6 +23,7 @@ describe('loadGatewayConfig', () => {
       GATEWAY_DEADLINE_MS: '250',
       GATEWAY_BODY_LIMIT: '64KiB',
       LOG_LEVEL: 'debug',
+      CORS_ORIGINS: 'https://shop.example, http://localhost:3000',
     };
     expect(loadGatewayConfig([], env)).toEqual({
       host: '127.0.0.1',
@@ -30,6 +32,7 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 250,
       bodyLimitBytes: 65536,
       logLevel: 'debug',
+      corsOrigins: ['https://shop.example', 'http://localhost:3000'],
     });
     expect(
       loadGatewayConfig(
@@ -45,6 +48,10 @@ describe('loadGatewayConfig', () => {
     expect(() => loadGatewayConfig([], { DISTRIBUTOR_ADDRESS: 'nowhere' })).toThrow(/DISTRIBUTOR_ADDRESS/);
     expect(() => loadGatewayConfig(['--body-limit', '1GB'], {})).toThrow(/--body-limit/);
     expect(() => loadGatewayConfig(['--nope'], {})).toThrow();
+    for (const origins of ['https://shop.example/', 'shop.example', 'https://a.example,*', 'ftp://x'])
+      expect(() => loadGatewayConfig([], { CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS/);
+    expect(loadGatewayConfig(['--cors-origins', '*'], {}).corsOrigins).toEqual(['*']);
+    expect(loadGatewayConfig([], { CORS_ORIGINS: 'http://[::1]:8080' }).corsOrigins).toEqual(['http://[::1]:8080']);
   });
 });
 

@@ -4,7 +4,7 @@ import { type ServiceError, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Goods, type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
-import { GOODS_ROUTES, goodsDescriptorSet } from '../helpers/nodes.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 
 // The gateway following pages (page-streamer.ts) where real services cannot easily take it: a page
@@ -63,7 +63,6 @@ async function startPagingGoods(
       name: 'goods',
       definition: GoodsServiceService,
       implementation,
-      routes: GOODS_ROUTES,
       descriptorSet: goodsDescriptorSet(),
     });
   }
