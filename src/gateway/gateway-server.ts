@@ -91,7 +91,7 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
  * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
  */
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
-/** grpc-js serializes the request; the transcoder has already made its bytes. */
+/** grpc-js serializes the request; the request decoder has already made its bytes. */
 const passThrough = (bytes: Buffer): Buffer => bytes;
 
 /**
@@ -439,7 +439,7 @@ class GatewayServer implements Gateway {
     this.#dispatch(exchange, input);
   }
 
-  /** Picks an instance (503 if none serves), transcodes (Invalid Parameters if it cannot), calls. */
+  /** Picks an instance (503 if none serves), decodes the request (Invalid Parameters if it cannot), calls. */
   #dispatch(exchange: Exchange, input: RequestInput): void {
     const instance = exchange.route.pick();
     if (!instance) {

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { gatewayErrors } from './gateway-error.js';
 
-/** What a request carries for the transcoder. */
+/** What a request's body carries for the request decoder (the query string is read there). */
 export type RequestInput =
   | { readonly kind: 'none' }
   | { readonly kind: 'text'; readonly params: URLSearchParams }
@@ -42,11 +42,6 @@ export function bodyFormat(contentType: string | undefined): BodyFormat | undefi
     if (charset !== 'utf-8' && charset !== 'utf8') return undefined;
   }
   return format;
-}
-
-/** The parameters of a query string (the part after `?`). */
-export function queryInput(query: string): RequestInput {
-  return query.length === 0 ? NO_INPUT : { kind: 'text', params: new URLSearchParams(query) };
 }
 
 /**
