@@ -51,7 +51,9 @@ describe('loadGatewayConfig', () => {
     for (const origins of ['https://shop.example/', 'shop.example', 'https://a.example,*', 'ftp://x'])
       expect(() => loadGatewayConfig([], { CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS/);
     expect(loadGatewayConfig(['--cors-origins', '*'], {}).corsOrigins).toEqual(['*']);
-    expect(loadGatewayConfig([], { CORS_ORIGINS: 'http://[::1]:8080' }).corsOrigins).toEqual(['http://[::1]:8080']);
+    expect(loadGatewayConfig([], { CORS_ORIGINS: 'http://[::1]:8080' }).corsOrigins).toEqual([
+      'http://[::1]:8080',
+    ]);
   });
 });
 
