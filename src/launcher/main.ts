@@ -6,6 +6,7 @@ import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { loadSettings } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { watchParent } from './parent-watch.js';
 import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
@@ -51,16 +52,22 @@ function registrationCredentials(): NodeJS.ProcessEnv {
 }
 
 let stopping = false;
-const stop = (signal: NodeJS.Signals): void => {
+/** Stops every component in order (the gateway first, the distributor last), then exits. */
+const stopEverything = (why: string, exitCode: number): void => {
   if (stopping) return;
   stopping = true;
-  say(`${signal}: stopping every component`);
+  say(`${why}: stopping every component`);
   supervisor.stop().then(() => {
     say('all stopped');
-    process.exit(0);
+    process.exit(exitCode);
   });
 };
-process.on('SIGINT', stop);
-process.on('SIGHUP', stop);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => stopEverything(signal, 0));
+}
+// `npm start` runs the launcher in place of its shell (exec), so that npm's forwarded SIGTERM reaches
+// it. When npm itself is killed outright, nothing is forwarded: the launcher is orphaned instead.
+watchParent((parent) => stopEverything(`the process that started the launcher (pid ${parent}) is gone`, 0));
+// Whoever read our output may be gone with our parent: the components are still stopped in order.
+process.stdout.on('error', () => {});
 process.on('exit', () => supervisor.killAll());
-process.on('SIGTERM', stop);
