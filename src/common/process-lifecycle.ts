@@ -1,4 +1,5 @@
 import { ConfigError } from './config.js';
+import { EXIT_CODES } from './exit-codes.js';
 import type { Logger } from './logger.js';
 
 /** Set by the launcher's supervisor in each component it runs. */
@@ -53,6 +54,6 @@ export function runMain(main: () => Promise<void>, usage: string): void {
     const message = error instanceof Error ? error.message : String(error);
     const badConfig = error instanceof ConfigError;
     process.stderr.write(`${message}\n${badConfig ? `\n${usage}\n` : ''}`);
-    process.exit(badConfig ? 2 : 1);
+    process.exit(badConfig ? EXIT_CODES.badConfiguration : EXIT_CODES.failed);
   });
 }
