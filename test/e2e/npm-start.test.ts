@@ -2,6 +2,7 @@ import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } fr
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { send } from '../helpers/http.js';
 import {
   type ComponentProcess,
@@ -127,5 +128,33 @@ describe('npm start, stopped from outside', () => {
     expect(stopOrder(npm.lines)).toEqual(STOP_ORDER);
     expect(npm.lines).toContain('[launcher] all stopped');
     for (const port of ports) expect(await canBind(port)).toBe(true);
+  }, 180_000);
+
+  it('npm run goods: SIGTERM to the npm pid reaches goods, which leaves the distributor and stops', async () => {
+    const distributor = createDistributorServer();
+    const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    try {
+      const npm = spawnLogged('npm', ['run', 'goods', '--', '--port', '0', '--distributor', address], {
+        cwd: copy,
+        env: { ...process.env, npm_config_update_notifier: 'false', DATA_DIR: dataDir, MYSQL_URL: '' },
+      });
+      running = { npm, tree: [] };
+      await vi.waitFor(
+        () => {
+          expect(npm.child.exitCode, npm.lines.join('\n')).toBeNull();
+          expect(distributor.registry.snapshot().nodes.map((node) => node.name)).toEqual(['goods']);
+        },
+        { timeout: 90_000, interval: 250 },
+      );
+      const tree = processTree(npm);
+      npm.child.kill('SIGTERM');
+      await vi.waitFor(() => expect(tree.filter(isRunning)).toEqual([]), { timeout: 30_000 });
+      expect(npm.lines.map((line) => (line.startsWith('{') ? JSON.parse(line).msg : line))).toEqual(
+        expect.arrayContaining(['stopping', 'draining', 'stopped']),
+      );
+      expect(distributor.registry.snapshot().nodes).toEqual([]);
+    } finally {
+      await distributor.stop(100);
+    }
   }, 180_000);
 });
