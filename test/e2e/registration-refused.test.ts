@@ -86,7 +86,7 @@ describe('a registration refused for good', () => {
       expect(lines).toContainEqual(
         expect.objectContaining({ msg: 'stopping', reason: 'refused by the distributor' }),
       );
-      expect(lines.at(-1)!.msg).toBe('stopped');
+      expect(lines.at(-1)!.msg, component.lines.join('\n')).toBe('stopped');
     },
   );
 
