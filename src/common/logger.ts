@@ -10,13 +10,21 @@ export interface LoggerOptions {
   level?: string;
 }
 
-/** The root logger of one process: JSON lines on stdout, one child per component. */
+/**
+ * The root logger of one process: JSON lines on stdout, one child per component. Lines are written
+ * synchronously: with pino's default asynchronous stdout, a process that exits right after logging
+ * why (a refusal, a fatal error) could lose that line or print it after later ones, since the exit
+ * flush writes the queued lines while an earlier write is still in flight.
+ */
 export function createLogger({ component, level = 'info' }: LoggerOptions): Logger {
-  return pino({
-    level,
-    base: { component },
-    redact: { paths: ['password', '*.password', 'req.headers.authorization'], censor: '[redacted]' },
-  });
+  return pino(
+    {
+      level,
+      base: { component },
+      redact: { paths: ['password', '*.password', 'req.headers.authorization'], censor: '[redacted]' },
+    },
+    pino.destination({ dest: 1, sync: true }),
+  );
 }
 
 /** A logger that writes nothing: the default of every factory, so tests stay quiet. */

@@ -76,6 +76,11 @@ export interface Gateway {
   routes(): RouteInfo[];
   /** The revision of the last snapshot applied, undefined before the first. */
   readonly revision: number | undefined;
+  /**
+   * The registration with the distributor, from the moment listen() resolves: its 'refused' event
+   * says the distributor refused the gateway for good, so that it will never learn a route.
+   */
+  readonly registration: RegistrationClient | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -192,6 +197,10 @@ class GatewayServer implements Gateway {
 
   get revision(): number | undefined {
     return this.#table.revision;
+  }
+
+  get registration(): RegistrationClient | undefined {
+    return this.#registration;
   }
 
   routes(): RouteInfo[] {

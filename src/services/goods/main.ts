@@ -1,3 +1,4 @@
+import { EXIT_CODES } from '../../common/exit-codes.js';
 import { createLogger } from '../../common/logger.js';
 import { runMain, stopOnSignals } from '../../common/process-lifecycle.js';
 import { startService } from '../common/start-service.js';
@@ -8,5 +9,7 @@ runMain(async () => {
   const config = loadGoodsConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'goods', level: config.logLevel });
   const service = await startService(goodsSpec, config, { log });
-  stopOnSignals(log, () => service.stop());
+  const stopAndExit = stopOnSignals(log, () => service.stop());
+  // Serving while never routed helps nobody: a refusal for good stops the service, with exit code 3.
+  service.registration.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
 }, GOODS_USAGE);
