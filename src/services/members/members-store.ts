@@ -3,7 +3,7 @@ import type { ServiceStore } from '../common/service-store.js';
 /** What sign-in needs to know about an account. */
 export interface MemberCredentials {
   readonly id: number;
-  /** The stored scrypt hash (see password-hasher.ts); never the password. */
+  /** The stored hash, Argon2id or an older scrypt one (see password-hasher.ts); never the password. */
   readonly passwordHash: string;
 }
 
@@ -24,4 +24,9 @@ export interface MembersStore extends ServiceStore {
   findMember(username: string): Promise<MemberCredentials | undefined>;
   /** Deletes an account; an unknown username is not an error. */
   deleteMember(username: string): Promise<void>;
+  /**
+   * Replaces an account's password hash, only if it is still `oldHash` (so that a password changed
+   * meanwhile is not overwritten). Resolves whether it was replaced.
+   */
+  updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean>;
 }
