@@ -9,7 +9,7 @@ import {
   MembersServiceClient,
   type SignInRequest,
 } from '../../src/gen/services.js';
-import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
+import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS } from '../../src/services/members/members-handlers.js';
 import { createMembersServer, type MembersServerOptions } from '../../src/services/members/members-server.js';
 import { membersSpec } from '../../src/services/members/members-spec.js';
@@ -287,6 +287,41 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
       const ratio = cpu.unknown / cpu.wrong;
       expect(ratio).toBeGreaterThan(0.5);
       expect(ratio).toBeLessThan(2);
+    });
+
+    it('64 sign-ins at once with a short deadline: what the queue cannot serve in time is refused early, not left to time out', async () => {
+      // Default limits (2 at once, 64 waiting) and today's parameters. The deadline is a multiple of
+      // one sign-in alone, measured now, so that the test means the same on a quiet machine and on a
+      // busy one: 64 checks need about 32 of them, the deadline leaves 20, so the queue has to refuse
+      // some, at once or at the latest shortly before their deadline (RESOURCE_EXHAUSTED: 429 with
+      // Retry-After at the gateway). Only a check already running can still overrun the deadline (a
+      // 12 ms hash takes anything from 30 to 300 ms when these two cores are shared), so at most
+      // maxConcurrent calls may time out; behind the gateway (a 5 s deadline, a queue of well under a
+      // second at 64 connections) none should.
+      await start({ hashParameters: ARGON2_PARAMETERS });
+      await create({ username: 'crowd', password: 'pw' });
+      const started = performance.now();
+      await signIn({ username: 'crowd', password: 'pw' });
+      const deadlineMs = Math.ceil(20 * (performance.now() - started));
+      const outcomes = await Promise.all(
+        Array.from({ length: 64 }, () =>
+          call(
+            service!.client,
+            service!.client.signIn,
+            { username: 'crowd', password: 'pw' },
+            deadlineMs,
+          ).then(
+            () => 'answered',
+            (error) => `${error.code} ${error.details}`,
+          ),
+        ),
+      );
+      const refused = `${status.RESOURCE_EXHAUSTED} ${TOO_MANY_SIGN_INS}`;
+      const others = outcomes.filter((outcome) => outcome !== 'answered' && outcome !== refused);
+      expect(others.length).toBeLessThanOrEqual(DEFAULT_HASHING_LIMITS.maxConcurrent);
+      for (const other of others) expect(other).toMatch(new RegExp(`^${status.DEADLINE_EXCEEDED} `));
+      expect(outcomes).toContain('answered');
+      expect(outcomes).toContain(refused);
     });
 
     it('a taken username is ALREADY_EXISTS, and the first account keeps its password', async () => {
