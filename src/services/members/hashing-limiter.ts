@@ -52,8 +52,8 @@ export class HashingLimiter {
   readonly #waiting: Waiter[] = [];
   #running = 0;
   /**
-   * How long a task takes, once one has finished: a moving average, except that a slower task counts
-   * at once (the cores got busier), so that estimates err towards refusing rather than timing out.
+   * How long a task takes, once one has finished: a moving average, so that one slow check (the
+   * cores are shared) does not make the queue refuse everyone for a while.
    */
   #typicalMs: number | undefined;
 
@@ -89,8 +89,7 @@ export class HashingLimiter {
       const started = Date.now();
       const result = await task();
       const tookMs = Date.now() - started;
-      this.#typicalMs =
-        this.#typicalMs === undefined ? tookMs : Math.max(tookMs, 0.8 * this.#typicalMs + 0.2 * tookMs);
+      this.#typicalMs = this.#typicalMs === undefined ? tookMs : 0.8 * this.#typicalMs + 0.2 * tookMs;
       return result;
     } finally {
       const next = this.#waiting.shift();
