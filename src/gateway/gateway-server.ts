@@ -17,7 +17,7 @@ import { InstancePool } from './instance-pool.js';
 import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
-import { outcomeForStatus } from './status-mapping.js';
+import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
@@ -418,7 +418,8 @@ class GatewayServer implements Gateway {
       this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
       return;
     }
-    if (error.code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
+    const code = upstreamStatus(error.code, error.details, exchange.deadline);
+    if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
       const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
       if (other) {
@@ -430,7 +431,7 @@ class GatewayServer implements Gateway {
         }
       }
     }
-    this.#answerStatus(exchange, instance, error);
+    this.#answerStatus(exchange, instance, code, error);
   }
 
   #encodeOrUndefined(plan: CallPlan, input: RequestInput): Buffer | undefined {
@@ -441,8 +442,8 @@ class GatewayServer implements Gateway {
     }
   }
 
-  #answerStatus(exchange: Exchange, instance: Instance, error: ServiceError): void {
-    const outcome = outcomeForStatus(error.code, error.details);
+  #answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
+    const outcome = outcomeForStatus(code, error.details);
     if (outcome.httpStatus >= 500) {
       this.#log.warn(
         {
