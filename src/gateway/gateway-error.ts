@@ -45,6 +45,11 @@ export const gatewayErrors = {
   malformedJson: () => new GatewayError(400, 'Malformed JSON body'),
   notAnObject: () => new GatewayError(400, 'The JSON body must be an object'),
   notUtf8: () => new GatewayError(400, 'The body is not valid UTF-8'),
+  tooManyConnections: () =>
+    new GatewayError(503, 'The gateway has too many connections open', {
+      retryAfter: true,
+      closeConnection: true,
+    }),
   stopping: () =>
     new GatewayError(503, 'The gateway is stopping', { retryAfter: true, closeConnection: true }),
 } as const;

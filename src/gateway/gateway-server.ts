@@ -10,7 +10,7 @@ import { type BackoffOptions, RegistrationClient } from '../distributor/registra
 import { NodeState } from '../gen/distributor.js';
 import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
 import type { CallPlan } from './call-plan.js';
-import { ConnectionTracker } from './connection-tracker.js';
+import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { InstancePool } from './instance-pool.js';
@@ -28,6 +28,12 @@ export interface GatewayOptions {
   deadlineMs?: number;
   /** The largest request body read. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /**
+   * Most REST connections open at once; past it the longest idle connection is closed to make room,
+   * or, when none is idle, the new one is answered 503 (see ConnectionTracker). Default: ¾ of the
+   * process's open-file limit.
+   */
+  maxConnections?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -161,7 +167,10 @@ class GatewayServer implements Gateway {
     } else {
       this.#server = createServer(httpOptions, onRequest);
     }
-    this.#connections = new ConnectionTracker(this.#server, headersTimeout);
+    this.#connections = new ConnectionTracker(this.#server, {
+      firstRequestTimeoutMs: headersTimeout,
+      maxConnections: options.maxConnections ?? defaultMaxConnections(),
+    });
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
@@ -262,6 +271,11 @@ class GatewayServer implements Gateway {
     const path = queryStart < 0 ? url : url.slice(0, queryStart);
     const method = request.method ?? 'GET';
     const hasBody = declaredBodySize(request) !== 0;
+    if (this.#connections.isRefused(request)) {
+      this.#countUntilAnswered(request, response);
+      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true);
+      return;
+    }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);

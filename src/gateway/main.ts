@@ -11,6 +11,7 @@ runMain(async () => {
     log,
     deadlineMs: config.deadlineMs,
     bodyLimitBytes: config.bodyLimitBytes,
+    maxConnections: config.maxConnections,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
     ...(config.https
