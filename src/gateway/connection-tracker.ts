@@ -9,6 +9,9 @@ export class Connection {
   inFlight = 0;
   /** Closes a connection that has not sent its first request in time. */
   firstRequestTimer: NodeJS.Timeout | undefined;
+  /** The request whose body is being read, and how to stop reading it. */
+  readingBody: { request: IncomingMessage; stop: AbortController } | undefined;
+  #whenIdle: (() => void) | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -19,7 +22,17 @@ export class Connection {
 
   requestEnded(): void {
     this.inFlight--;
-    if (this.inFlight === 0) this.onIdle(this);
+    if (this.inFlight > 0) return;
+    this.onIdle(this);
+    const whenIdle = this.#whenIdle;
+    this.#whenIdle = undefined;
+    whenIdle?.();
+  }
+
+  /** Runs `action` once no request is in flight on this connection: now, or when the last one ends. */
+  whenIdle(action: () => void): void {
+    if (this.inFlight === 0) action();
+    else this.#whenIdle = action;
   }
 }
 
@@ -117,6 +130,11 @@ export class ConnectionTracker {
       connection.firstRequestTimer = undefined;
     }
     return connection;
+  }
+
+  /** The connection of a socket, while it is open. */
+  of(socket: Socket): Connection | undefined {
+    return this.#connections.get(socket);
   }
 
   /** Whether a request arrived on a connection opened past the limit (answer 503 and close). */

@@ -8,8 +8,15 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
-import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
+import {
+  BodyAbortedError,
+  BodyTooLargeError,
+  declaredBodySize,
+  readBody,
+  unsupportedTransferCoding,
+} from './body-reader.js';
 import type { CallPlan } from './call-plan.js';
+import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
 import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
@@ -137,6 +144,8 @@ class GatewayServer implements Gateway {
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
   #stopped: Promise<void> | undefined;
+  /** Sockets whose parser has failed: answered once (see #onClientError). */
+  readonly #failedSockets = new WeakSet<Socket>();
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -276,6 +285,12 @@ class GatewayServer implements Gateway {
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true);
       return;
     }
+    const coding = unsupportedTransferCoding(request);
+    if (coding !== undefined) {
+      this.#countUntilAnswered(request, response);
+      this.#fail(request, response, null, gatewayErrors.unsupportedTransferCoding(coding), true);
+      return;
+    }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
@@ -350,10 +365,18 @@ class GatewayServer implements Gateway {
       return;
     }
     if (expectsContinue) response.writeContinue();
+    // Stopped when the parser fails under it (see #onClientError): then the body never ends.
+    const connection = this.#connections.of(request.socket);
+    const reading = { request, stop: new AbortController() };
+    if (connection) connection.readingBody = reading;
     let body: Buffer;
     try {
-      body = await readBody(request, this.#bodyLimit);
+      body = await readBody(request, this.#bodyLimit, reading.stop.signal);
     } catch (error) {
+      if (error instanceof GatewayError) {
+        this.#answerError(exchange, error);
+        return;
+      }
       if (error instanceof BodyTooLargeError) {
         // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
         // does not force a close, which would reset the connection under a client still sending.
@@ -363,6 +386,8 @@ class GatewayServer implements Gateway {
         this.#answer(exchange, tooLarge.httpStatus, errorBody(exchange.key, tooLarge.message), false);
       } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
+    } finally {
+      if (connection?.readingBody === reading) connection.readingBody = undefined;
     }
     exchange.bodyRead = true;
     if (exchange.gone) return;
@@ -531,27 +556,31 @@ class GatewayServer implements Gateway {
     response.end(body);
   }
 
-  /** Bytes that are not HTTP, a header timeout, a reset: answer if the socket still can, never throw. */
+  /**
+   * Bytes that are not HTTP, a bad chunk, a request timeout, a reset: never throw, and lose no
+   * answer. Requests complete before the bad bytes are answered first (their answers are on their
+   * way); a request whose body was being read gets the error as its answer; then the error is
+   * written and the connection closed, unless an answer has closed it already.
+   */
   #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    // A response already under way on this socket (Node's own check) cannot be followed by another.
-    if (
-      error.code === 'ECONNRESET' ||
-      !socket.writable ||
-      (socket as { _httpMessage?: unknown })._httpMessage
-    ) {
+    if (error.code === 'ECONNRESET' || socket.destroyed) {
       socket.destroy();
       return;
     }
-    const [httpStatus, reason, message] =
-      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'The request took too long to arrive']
-        : error.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large', 'The request headers are too large']
-          : [400, 'Bad Request', 'Malformed HTTP request'];
-    const body = errorBody(null, message);
-    socket.end(
-      `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    // The parser reports its error again on every later chunk: answer once.
+    if (this.#failedSockets.has(socket)) return;
+    this.#failedSockets.add(socket);
+    const answer = clientErrorAnswer(error);
+    this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
+    closeAfterLinger(socket);
+    const connection = this.#connections.of(socket);
+    const reading = connection?.readingBody;
+    if (reading && !reading.request.complete) reading.stop.abort(answer);
+    const writeAnswer = (): void => {
+      if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
+    };
+    if (connection) connection.whenIdle(writeAnswer);
+    else writeAnswer();
   }
 }
 
@@ -578,6 +607,16 @@ function encode(plan: CallPlan, input: RequestInput): Buffer {
     case 'json':
       return plan.transcoder.fromJson(input.object);
   }
+}
+
+/**
+ * A socket whose parser has failed is closed once its answers are written; if the client neither
+ * reads them nor leaves, it is closed after LINGER_MS all the same.
+ */
+function closeAfterLinger(socket: Socket): void {
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /** How long a client may hold its connection after a 413 on a body of unknown size. */
