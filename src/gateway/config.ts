@@ -46,6 +46,13 @@ export const GATEWAY_SETTINGS = {
     help: 'most REST connections open at once; past it the longest idle one is closed to make room, or, with none idle, the new one is answered 503 with Retry-After',
     parse: parseMaxConnections,
   }),
+  restartGraceMs: setting({
+    flag: 'restart-grace-ms',
+    env: 'GATEWAY_RESTART_GRACE_MS',
+    default: '3000',
+    help: 'after a distributor restart, how long instances that have not registered again are still routed to, in ms; 0: none',
+    parse: (value, source) => parseWholeNumber(value, source),
+  }),
   httpsCert: optionalSetting({
     flag: 'https-cert',
     env: 'GATEWAY_HTTPS_CERT',
@@ -79,6 +86,8 @@ export interface GatewayConfig {
   readonly bodyLimitBytes: number;
   /** Most REST connections open at once. */
   readonly maxConnections: number;
+  /** After a distributor restart, how long missing instances are still routed to. */
+  readonly restartGraceMs: number;
   readonly logLevel: LogLevel;
   /** TLS of its gRPC side: calls to services (secure naming) and the registration. */
   readonly tls: TlsSettings | undefined;
@@ -110,6 +119,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     deadlineMs: values.deadlineMs,
     bodyLimitBytes: values.bodyLimitBytes,
     maxConnections: values.maxConnections,
+    restartGraceMs: values.restartGraceMs,
     logLevel: values.logLevel,
     tls: tlsSettings(values, 'gateway'),
     registryToken: values.registryToken,

@@ -23,6 +23,7 @@ import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { InstancePool } from './instance-pool.js';
 import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
+import { RestartGrace } from './restart-grace.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
@@ -41,6 +42,11 @@ export interface GatewayOptions {
    * process's open-file limit.
    */
   maxConnections?: number;
+  /**
+   * After a distributor restart, how long instances of the last snapshot that have not registered
+   * again are still routed to (see RestartGrace). Default 3000; 0 turns it off.
+   */
+  restartGraceMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -139,6 +145,7 @@ class GatewayServer implements Gateway {
   readonly #pool: InstancePool;
   readonly #table: RouteTable;
   #registration: RegistrationClient | undefined;
+  #restartGrace: RestartGrace | undefined;
   #nextKey = 0;
   #stopping = false;
   /** The channels are closed: snapshots are no longer applied. */
@@ -232,6 +239,7 @@ class GatewayServer implements Gateway {
     }
     this.#stopWatchingCertificates?.();
     this.#poolClosed = true;
+    this.#restartGrace?.stop();
     this.#pool.close();
     await this.#registration?.stop();
   }
@@ -254,9 +262,16 @@ class GatewayServer implements Gateway {
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
     });
-    registration.on('snapshot', (snapshot) => {
-      if (!this.#poolClosed) this.#table.apply(snapshot);
+    const grace = new RestartGrace({
+      graceMs: this.#options.restartGraceMs ?? 3_000,
+      apply: (snapshot) => {
+        if (!this.#poolClosed) this.#table.apply(snapshot);
+      },
+      log: this.#log,
     });
+    registration.on('snapshot', (snapshot) => grace.snapshot(snapshot));
+    registration.on('disconnected', () => grace.disconnected());
+    this.#restartGrace = grace;
     this.#registration = registration;
     registration.start();
   }

@@ -12,6 +12,7 @@ runMain(async () => {
     deadlineMs: config.deadlineMs,
     bodyLimitBytes: config.bodyLimitBytes,
     maxConnections: config.maxConnections,
+    restartGraceMs: config.restartGraceMs,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
     ...(config.https

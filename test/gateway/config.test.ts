@@ -22,6 +22,7 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 5000,
       bodyLimitBytes: 1024 * 1024,
       maxConnections: defaultMaxConnections(),
+      restartGraceMs: 3000,
       logLevel: 'info',
     });
   });
@@ -42,6 +43,7 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 250,
       bodyLimitBytes: 65536,
       maxConnections: defaultMaxConnections(),
+      restartGraceMs: 3000,
       logLevel: 'debug',
     });
     expect(

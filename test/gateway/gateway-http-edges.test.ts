@@ -67,10 +67,12 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       port,
       `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}\u0000\u0001\u0002`,
     );
-    expect(answers(stream).map(({ status, body }) => [status, body.replace(/"key":\d+/, '"key":N')])).toEqual([
-      [200, '{"key":N,"errorcode":0,"errormessage":"success"}'],
-      [400, MALFORMED],
-    ]);
+    expect(answers(stream).map(({ status, body }) => [status, body.replace(/"key":\d+/, '"key":N')])).toEqual(
+      [
+        [200, '{"key":N,"errorcode":0,"errormessage":"success"}'],
+        [400, MALFORMED],
+      ],
+    );
     expect(goods.calls.CreateGoods).toBe(calls + 1);
     goods.goods.splice(1);
   });
