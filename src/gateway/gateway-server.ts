@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { type ChannelCredentials, type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
+import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
@@ -499,7 +500,9 @@ class GatewayServer implements Gateway {
   #answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
     const outcome = outcomeForStatus(code, error.details);
     if (outcome.httpStatus >= 500) {
-      this.#log.warn(
+      // One line per instance, method and failure per interval: a failing upstream fails every call.
+      limiterOf(this.#log).warn(
+        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${error.details?.slice(0, 80)}`,
         {
           key: exchange.key,
           node: instance.nodeId,
