@@ -1,4 +1,5 @@
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
+import { REDACT_PATHS, REDACTED, redactUrl } from './redact.js';
 
 export type { Logger };
 
@@ -8,15 +9,28 @@ export interface LoggerOptions {
   component: string;
   /** pino level; "silent" in tests. */
   level?: string;
+  /** Where the lines go; stdout by default. */
+  destination?: DestinationStream;
 }
 
-/** The root logger of one process: JSON lines on stdout, one child per component. */
-export function createLogger({ component, level = 'info' }: LoggerOptions): Logger {
-  return pino({
-    level,
-    base: { component },
-    redact: { paths: ['password', '*.password', 'req.headers.authorization'], censor: '[redacted]' },
-  });
+/**
+ * The root logger of one process: JSON lines on stdout, one child per component. Secrets are
+ * redacted at every level: fields named as secrets (see REDACT_PATHS), and secret query parameters
+ * of any `url` field (a request's URL carries the book's `password` on GET /members).
+ */
+export function createLogger({ component, level = 'info', destination }: LoggerOptions): Logger {
+  return pino(
+    {
+      level,
+      base: { component },
+      redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      formatters: {
+        log: (fields) =>
+          typeof fields.url === 'string' ? { ...fields, url: redactUrl(fields.url) } : fields,
+      },
+    },
+    destination,
+  );
 }
 
 /** A logger that writes nothing: the default of every factory, so tests stay quiet. */
