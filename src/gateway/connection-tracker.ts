@@ -45,6 +45,8 @@ export interface ConnectionTrackerOptions {
    * {@link refusalRoom}); past the rest, the connection idle the longest is closed to make room.
    */
   maxConnections?: number;
+  /** Told of every connection closed to make room, or refused. */
+  onLimit?: (action: 'evicted' | 'refused') => void;
 }
 
 /** The connection limit when the open-file limit is unknown. */
@@ -92,6 +94,7 @@ export class ConnectionTracker {
   readonly #idle = new Map<Socket, Connection>();
   readonly #firstRequestTimeoutMs: number;
   readonly #servedLimit: number;
+  readonly #onLimit: (action: 'evicted' | 'refused') => void;
   #served = 0;
   #evicted = 0;
   #refused = 0;
@@ -100,6 +103,7 @@ export class ConnectionTracker {
     this.#firstRequestTimeoutMs = options.firstRequestTimeoutMs;
     const limit = options.maxConnections ?? Number.POSITIVE_INFINITY;
     this.#servedLimit = limit - refusalRoom(limit);
+    this.#onLimit = options.onLimit ?? (() => {});
     if (Number.isFinite(limit)) server.maxConnections = limit;
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
@@ -155,6 +159,7 @@ export class ConnectionTracker {
       const idlest = this.#idle.values().next().value;
       if (idlest) this.#close(idlest, 'evicted');
       else refused = true;
+      this.#onLimit(idlest ? 'evicted' : 'refused');
     }
     const connection = new Connection(socket, refused, (idle) => {
       if (!idle.refused && this.#connections.has(idle.socket)) this.#idle.set(idle.socket, idle);

@@ -184,9 +184,18 @@ class GatewayServer implements Gateway {
     } else {
       this.#server = createServer(httpOptions, onRequest);
     }
+    const maxConnections = options.maxConnections ?? defaultMaxConnections();
     this.#connections = new ConnectionTracker(this.#server, {
       firstRequestTimeoutMs: headersTimeout,
-      maxConnections: options.maxConnections ?? defaultMaxConnections(),
+      maxConnections,
+      onLimit: (action) =>
+        limiterOf(this.#log).warn(
+          `connection-limit ${action}`,
+          { event: 'connection-limit', action, maxConnections },
+          action === 'evicted'
+            ? 'connection limit reached: closed the connection idle the longest to make room'
+            : 'connection limit reached with every connection busy: new connections are answered 503',
+        ),
     });
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
