@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { loadSettings } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
-import { COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
@@ -27,7 +27,7 @@ const supervisor = new Supervisor(
     name,
     entry: fileURLToPath(new URL(entry, import.meta.url)),
     nodeFlags: COMPONENT_NODE_FLAGS,
-    env: componentEnv,
+    env: { ...allocatorEnv(), ...componentEnv },
   })),
   { write: (line) => process.stdout.write(`${line}\n`), pretty: logFormat === 'pretty' },
 );
