@@ -96,8 +96,6 @@ export class ConnectionTracker {
   readonly #servedLimit: number;
   readonly #onLimit: (action: 'evicted' | 'refused') => void;
   #served = 0;
-  #evicted = 0;
-  #refused = 0;
 
   constructor(server: Server | HttpsServer, options: ConnectionTrackerOptions) {
     this.#firstRequestTimeoutMs = options.firstRequestTimeoutMs;
@@ -113,11 +111,6 @@ export class ConnectionTracker {
   /** Open connections, for tests and diagnostics. */
   get size(): number {
     return this.#connections.size;
-  }
-
-  /** Idle connections closed to make room, and connections refused, since the start. */
-  get counts(): { evicted: number; refused: number } {
-    return { evicted: this.#evicted, refused: this.#refused };
   }
 
   /**
@@ -173,8 +166,7 @@ export class ConnectionTracker {
     timer.unref();
     connection.firstRequestTimer = timer;
     this.#connections.set(socket, connection);
-    if (refused) this.#refused++;
-    else {
+    if (!refused) {
       this.#served++;
       this.#idle.set(socket, connection);
     }
@@ -189,9 +181,6 @@ export class ConnectionTracker {
     this.#connections.delete(connection.socket);
     this.#idle.delete(connection.socket);
     if (!connection.refused) this.#served--;
-    if (reason === 'evicted') {
-      this.#evicted++;
-      connection.socket.destroy();
-    }
+    if (reason === 'evicted') connection.socket.destroy();
   }
 }
