@@ -6,8 +6,8 @@ import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } fro
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
-import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
+import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
 import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
 import type { CallPlan } from './call-plan.js';
 import { ConnectionTracker } from './connection-tracker.js';

@@ -8,9 +8,9 @@ import {
   loadShopDescriptorSet,
 } from '../../src/common/descriptors.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import { createGateway, type Gateway } from '../../src/gateway/gateway-server.js';
 import { NodeState } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import {
   createPurchasesServer,

@@ -3,8 +3,8 @@ import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '..
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
-import { type BackoffOptions, RegistrationClient } from '../../distributor/registration-client.js';
 import { NodeState, type Route, type Snapshot } from '../../gen/distributor.js';
+import { type BackoffOptions, RegistrationClient } from '../../registry-client/registration-client.js';
 import type { MysqlStoreOptions } from './mysql-database.js';
 import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
