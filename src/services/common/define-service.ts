@@ -1,3 +1,4 @@
+import type { FileDescriptorSet } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
 import type { MysqlStoreOptions } from './mysql-database.js';
@@ -30,8 +31,13 @@ export interface ShopService<Store extends ServiceStore, Options = never, Name e
   readonly grpc: {
     /** The fully qualified gRPC service, e.g. "shop.v1.GoodsService" (health and reflection use it). */
     readonly name: string;
-    /** Its grpc-js definition (ts-proto's `XxxServiceService`); its .proto is one of proto/. */
+    /** Its grpc-js definition (ts-proto's `XxxServiceService`). */
     readonly definition: ServiceDefinition;
+    /**
+     * The descriptors of its .proto file and every file it imports, for reflection and
+     * registration; default: the shop's, as `buf build` made them from proto/.
+     */
+    readonly descriptors?: FileDescriptorSet;
   };
   readonly port: {
     /** The environment variable of its port, e.g. "GOODS_PORT" (the flag is --port for all). */

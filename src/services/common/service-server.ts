@@ -87,7 +87,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
 
   server.addService(service.grpc.definition, service.handlers(options.store, log, options.handlerOptions));
   health.addToServer(server);
-  addReflection(server, [serviceName]);
+  addReflection(server, [serviceName], service.grpc.descriptors);
 
   let stopping: Promise<void> | undefined;
   const drain = (): void => {

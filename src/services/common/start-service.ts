@@ -88,7 +88,9 @@ export async function startService<Store extends ServiceStore, Options>(
       descriptorSet:
         routes.length === 0
           ? Buffer.alloc(0)
-          : encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [service.grpc.name])),
+          : encodeDescriptorSet(
+              filesForServices(service.grpc.descriptors ?? loadShopDescriptorSet(), [service.grpc.name]),
+            ),
       state: NodeState.NODE_STATE_SERVING,
     },
     log,
