@@ -7,8 +7,8 @@ import { httpsServerOptions, watchHttpsCertificates } from '../common/https-opti
 import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
-import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
+import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
 import {
   BodyAbortedError,
   BodyTooLargeError,

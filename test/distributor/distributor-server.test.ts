@@ -2,13 +2,13 @@ import { credentials, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/bench/process-probes.js';
 import { type DistributorServer, observedHost } from '../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import {
   type NodeDescription,
   NodeState,
   type RegisterRequest,
   type Snapshot,
 } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { checkHealth, reflect } from '../helpers/grpc-clients.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';

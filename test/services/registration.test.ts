@@ -9,8 +9,8 @@ import { createDistributorServer, type DistributorServer } from '../../src/distr
 import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { testServiceConfig } from './support/service-config.js';
 import { call } from './support/test-server.js';
@@ -50,7 +50,7 @@ describe('a service and the distributor', () => {
   it('registers the port it really got, its routes and a descriptor set naming their methods', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -97,7 +97,7 @@ describe('a service and the distributor', () => {
   it('serves while the distributor is away, and registers again when it is back', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -123,7 +123,7 @@ describe('a service and the distributor', () => {
     const distributorPort = await probe.listen('127.0.0.1', 0);
     await probe.stop(0); // a port that was free a moment ago, with nothing on it now
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -141,7 +141,7 @@ describe('a service and the distributor', () => {
     distributor!.registry.subscribe((snapshot) => snapshots.push(snapshot));
     // Members with the production scrypt parameters: a sign-in takes long enough to be in flight.
     service = await startService(
-      membersSpec,
+      membersService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
