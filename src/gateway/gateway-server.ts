@@ -16,7 +16,14 @@ import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
-import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
+import {
+  BODY_METHODS,
+  bodyFormat,
+  bodyInput,
+  NO_INPUT,
+  queryInput,
+  type RequestInput,
+} from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { outcomeForStatus } from './status-mapping.js';
@@ -84,7 +91,6 @@ export interface Gateway {
 }
 
 const MIB = 1024 * 1024;
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
  * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
