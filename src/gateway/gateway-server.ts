@@ -8,6 +8,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
+import { ApiDocs } from './api-docs.js';
 import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
 import type { CallPlan } from './call-plan.js';
 import { ConnectionTracker } from './connection-tracker.js';
@@ -26,6 +27,7 @@ import {
 } from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
+import { operationsOfRoutes } from './route-table-operations.js';
 import { outcomeForStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
@@ -145,6 +147,8 @@ class GatewayServer implements Gateway {
   readonly #table: RouteTable;
   /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
   readonly #pages: PageStreamer<Exchange>;
+  /** /openapi.json and /docs: the REST surface documented from the route table. */
+  readonly #apiDocs: ApiDocs;
   #registration: RegistrationClient | undefined;
   #nextKey = 0;
   #stopping = false;
@@ -175,6 +179,13 @@ class GatewayServer implements Gateway {
           ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
       closeAfter: (exchange) => !exchange.bodyRead || this.#stopping,
+    });
+    this.#apiDocs = new ApiDocs({
+      surface: () =>
+        this.#table.revision === undefined
+          ? undefined
+          : { revision: this.#table.revision, operations: operationsOfRoutes(this.#table.live()) },
+      retryAfterSeconds: options.retryAfterSeconds ?? 1,
     });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const httpOptions = {
@@ -298,6 +309,16 @@ class GatewayServer implements Gateway {
     const path = queryStart < 0 ? url : url.slice(0, queryStart);
     const method = request.method ?? 'GET';
     const hasBody = declaredBodySize(request) !== 0;
+    if (ApiDocs.owns(path)) {
+      this.#countUntilAnswered(request, response);
+      const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
+      const headers: (string | number)[] = answer.headers.flat();
+      headers.push('Content-Length', answer.body.length);
+      if (hasBody || this.#stopping) headers.push('Connection', 'close');
+      response.writeHead(answer.status, headers as unknown as string[]);
+      response.end(method === 'HEAD' ? undefined : answer.body);
+      return;
+    }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
