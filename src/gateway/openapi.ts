@@ -245,7 +245,7 @@ function operationObject(operation: RestOperation, operationId: string, schemas:
   const body = requestBody(operation, schemas);
   return {
     tags: [operation.method.parent.typeName],
-    summary: `${operation.httpMethod} ${operation.pathTemplate} → ${operation.method.name}`,
+    summary: operation.method.name,
     ...describedBy(description),
     operationId,
     ...(parameters.length > 0 ? { parameters } : {}),
