@@ -57,6 +57,11 @@ const ERROR_RESPONSES: readonly {
     description: 'The path is served, but not with this method.',
   },
   {
+    status: '408',
+    name: 'RequestTimeout',
+    description: 'The request took too long to arrive.',
+  },
+  {
     status: '413',
     name: 'PayloadTooLarge',
     description: "The request body is larger than the gateway's limit (1 MiB by default).",
@@ -82,9 +87,20 @@ const ERROR_RESPONSES: readonly {
     retryAfter: true,
   },
   {
+    status: '431',
+    name: 'RequestHeaderFieldsTooLarge',
+    description: 'The request headers are too large.',
+  },
+  {
     status: '500',
     name: 'InternalError',
     description: 'The service or the gateway failed (gRPC INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED).',
+  },
+  {
+    status: '501',
+    name: 'NotImplemented',
+    description:
+      'A `Transfer-Encoding` the gateway does not take: send a body with `Content-Length` or chunked.',
   },
   {
     status: '502',
@@ -95,8 +111,9 @@ const ERROR_RESPONSES: readonly {
     status: '503',
     name: 'ServiceUnavailable',
     description:
-      'No serving instance for the route right now, the gateway has no route table yet or is stopping, ' +
-      'or the service refused the call (gRPC UNAVAILABLE, CANCELLED): retry after `Retry-After` seconds.',
+      'No serving instance for the route right now, the gateway has no route table yet, is stopping or ' +
+      'has too many connections open, or the service refused the call or it was cut (gRPC UNAVAILABLE, ' +
+      'CANCELLED): retry after `Retry-After` seconds.',
     retryAfter: true,
   },
   {

@@ -75,6 +75,9 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     const { port, gateway: started } = await gateway();
     const before = await openApi(port);
     await expectValidOpenApi(before);
+    // The proto comments travelled in the descriptor sets the services registered.
+    expect(before.tags[0]).toEqual({ name: 'shop.v1.GoodsService', description: 'The goods catalogue.' });
+    expect(before.paths['/goods']!.get!.description).toMatch(/^Lists the catalogue in id order/);
     expect(operations(before)).toEqual([
       'GET /goods',
       'POST /goods',
