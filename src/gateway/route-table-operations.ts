@@ -10,14 +10,15 @@ import type { Route } from './route-table.js';
  * anything else from its query string, and such paths have no variables.
  *
  * A route's first serving instance describes it (a draining one when none serves); a route with no
- * instance left is not documented. This adapter is all that changes when routes come from the
+ * instance left is not documented, nor one whose literal path holds a brace (the gateway matches it
+ * as written, but OpenAPI would read it as a path variable). This adapter is all that changes when routes come from the
  * contract's HttpRules instead.
  */
 export function operationsOfRoutes(routes: Iterable<Route>): RestOperation[] {
   const operations: RestOperation[] = [];
   for (const route of routes) {
     const instance = route.serving[0] ?? route.draining[0];
-    if (!instance) continue;
+    if (!instance || /[{}]/.test(route.path)) continue;
     const { method, responseFields, paging } = instance.plan;
     const fieldsOf = (names: readonly string[]): DescField[] =>
       names.flatMap((name) => method.output.fields.filter((field) => field.name === name));

@@ -216,12 +216,16 @@ describe('the OpenAPI document of the shop', () => {
     expect(JSON.stringify(backward)).toBe(JSON.stringify(forward));
   });
 
-  it('leaves out a route whose instances have all gone', () => {
+  it('leaves out a route whose instances have all gone, and one whose literal path has braces', async () => {
     const routes = shopRoutes(createFileRegistry(loadShopDescriptorSet()));
     for (const route of routes) if (route.path === '/purchases') route.serving = [];
+    const braces = new Route('GET', '/goods/{all}');
+    braces.serving = routes[0]!.serving;
+    routes.push(braces);
     const document = createOpenApiDocument(operationsOfRoutes(routes), { version: '1' });
     expect(Object.keys(document.paths)).toEqual(['/goods', '/members']);
     expect(document.components.schemas['shop.v1.Purchase']).toBeUndefined();
+    await expectValidOpenApi(document);
   });
 });
 
