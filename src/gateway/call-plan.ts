@@ -1,4 +1,4 @@
-import type { FileRegistry } from '@bufbuild/protobuf';
+import type { DescMethod, FileRegistry } from '@bufbuild/protobuf';
 import { compilePagingPlan, type PagingPlan } from './paging-plan.js';
 import { compileRequestTranscoder, type RequestTranscoder } from './request-transcoder.js';
 import { compileResponseRenderer, type ResponseRenderer } from './response-renderer.js';
@@ -13,6 +13,10 @@ export interface CallPlan {
   readonly grpcMethod: string;
   /** "/package.Service/Method", the HTTP/2 path grpc-js calls. */
   readonly path: string;
+  /** The method's descriptor, from the node's descriptor set (for the OpenAPI document). */
+  readonly method: DescMethod;
+  /** The response fields the REST answer shows after the envelope, as registered. */
+  readonly responseFields: readonly string[];
   readonly transcoder: RequestTranscoder;
   /** The response fields as JSON text to follow the envelope (see compileResponseRenderer). */
   readonly render: ResponseRenderer;
@@ -43,6 +47,8 @@ export function compileCallPlan(
   return {
     grpcMethod,
     path: `/${serviceName}/${methodName}`,
+    method,
+    responseFields: [...responseFields],
     transcoder: compileRequestTranscoder(method.input),
     render: compileResponseRenderer(method.output, responseFields),
     paging: compilePagingPlan(method, responseFields),

@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { NodeState } from '../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
+import { ApiDocs } from './api-docs.js';
 import {
   BodyAbortedError,
   BodyTooLargeError,
@@ -24,10 +25,18 @@ import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
-import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
+import {
+  BODY_METHODS,
+  bodyFormat,
+  bodyInput,
+  NO_INPUT,
+  queryInput,
+  type RequestInput,
+} from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
 import { RestartGrace } from './restart-grace.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
+import { operationsOfRoutes } from './route-table-operations.js';
 import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
@@ -104,7 +113,6 @@ export interface Gateway {
 }
 
 const MIB = 1024 * 1024;
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
  * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
@@ -159,6 +167,8 @@ class GatewayServer implements Gateway {
   readonly #table: RouteTable;
   /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
   readonly #pages: PageStreamer<Exchange>;
+  /** /openapi.json and /docs: the REST surface documented from the route table. */
+  readonly #apiDocs: ApiDocs;
   #registration: RegistrationClient | undefined;
   #restartGrace: RestartGrace | undefined;
   #nextKey = 0;
@@ -198,6 +208,13 @@ class GatewayServer implements Gateway {
           ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
       closeAfter: (exchange) => !exchange.bodyRead || this.#stopping,
+    });
+    this.#apiDocs = new ApiDocs({
+      surface: () =>
+        this.#table.revision === undefined
+          ? undefined
+          : { revision: this.#table.revision, operations: operationsOfRoutes(this.#table.live()) },
+      retryAfterSeconds: options.retryAfterSeconds ?? 1,
     });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const httpOptions = {
@@ -350,6 +367,16 @@ class GatewayServer implements Gateway {
     if (coding !== undefined) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.unsupportedTransferCoding(coding), true);
+      return;
+    }
+    if (ApiDocs.owns(path)) {
+      this.#countUntilAnswered(request, response);
+      const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
+      const headers: (string | number)[] = answer.headers.flat();
+      headers.push('Content-Length', answer.body.length);
+      if (hasBody || this.#stopping) headers.push('Connection', 'close');
+      response.writeHead(answer.status, headers as unknown as string[]);
+      response.end(method === 'HEAD' ? undefined : answer.body);
       return;
     }
     if (!this.#table.ready) {

@@ -111,6 +111,11 @@ export class RouteTable {
     return this.#routes.get(key);
   }
 
+  /** The routes that have instances now (serving or draining), in the order nodes registered them. */
+  live(): Route[] {
+    return [...this.#routes.values()];
+  }
+
   /** Whether "METHOD /path" was served once and has lost all its nodes. */
   isRetired(key: string): boolean {
     return this.#retired.has(key);
