@@ -9,6 +9,9 @@ export type RequestInput =
 
 export const NO_INPUT: RequestInput = { kind: 'none' };
 
+/** The methods whose input is the body (JSON or form); the others' is the query string. */
+export const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
+
 /** The body formats the gateway reads. */
 export type BodyFormat = 'json' | 'form';
 

@@ -144,6 +144,11 @@ export class RouteTable {
     return this.#routes.get(key);
   }
 
+  /** The routes that have instances now (serving or draining), in the order nodes registered them. */
+  live(): Route[] {
+    return [...this.#routes.values()];
+  }
+
   /** Whether the route of a key was served once and has lost all its nodes. */
   isRetired(key: string): boolean {
     return this.#retired.has(key);

@@ -174,10 +174,14 @@ describe('the gateway following pages', () => {
     socket.on('error', () => {});
     socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
     socket.pause();
+    // Cut off for the stalled client; on a loaded machine the page call behind it may reach the
+    // same short deadline first, which cuts the connection the same way.
     await vi.waitFor(
       () =>
-        expect(warnings()).toContainEqual(
-          expect.objectContaining({ msg: 'the client stopped reading a streamed list: connection aborted' }),
+        expect(warnings().map((line) => line.msg)).toContainEqual(
+          expect.stringMatching(
+            /^(the client stopped reading a streamed list|a page of a streamed list failed after the answer had begun): connection aborted$/,
+          ),
         ),
       { timeout: 10_000, interval: 50 },
     );

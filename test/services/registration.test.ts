@@ -10,8 +10,8 @@ import { createDistributorServer, type DistributorServer } from '../../src/distr
 import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { testServiceConfig } from './support/service-config.js';
 import { call } from './support/test-server.js';
@@ -51,7 +51,7 @@ describe('a service and the distributor', () => {
   it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -93,7 +93,7 @@ describe('a service and the distributor', () => {
   it('serves while the distributor is away, and registers again when it is back', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -119,7 +119,7 @@ describe('a service and the distributor', () => {
     const distributorPort = await probe.listen('127.0.0.1', 0);
     await probe.stop(0); // a port that was free a moment ago, with nothing on it now
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -137,7 +137,7 @@ describe('a service and the distributor', () => {
     distributor!.registry.subscribe((snapshot) => snapshots.push(snapshot));
     // Members with the production scrypt parameters: a sign-in takes long enough to be in flight.
     service = await startService(
-      membersSpec,
+      membersService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );

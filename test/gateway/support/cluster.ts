@@ -9,9 +9,9 @@ import {
   createDistributorServer,
   type DistributorServer,
 } from '../../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../../src/distributor/registration-client.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../../src/gateway/gateway-server.js';
 import { NodeState } from '../../../src/gen/distributor.js';
+import { RegistrationClient } from '../../../src/registry-client/registration-client.js';
 
 /** Things to close after a test, in reverse order of creation. */
 export class Closer {

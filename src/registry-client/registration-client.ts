@@ -10,6 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { retryClassOf } from '../common/retry-policy.js';
 import {
   DistributorServiceClient,
   type NodeDescription,
@@ -47,14 +48,21 @@ interface RegistrationEvents {
   snapshot: [snapshot: Snapshot];
   /** The distributor accepted the registration under this id (again, after every reconnection). */
   registered: [nodeId: string];
-  /** The stream ended; a new attempt follows unless the client was stopped. */
+  /** The stream ended; a new attempt follows unless the client was stopped or the end is a refusal for good. */
   disconnected: [status: StatusObject];
+  /**
+   * The distributor refused the node for a reason no retry changes (a `permanent` status of
+   * retry-policy.ts: a bad token, a name the certificate may not use, an invalid description). The
+   * client has given up: the node stays unregistered, so its owner should stop and say so.
+   */
+  refused: [status: StatusObject];
 }
 
 /**
  * Keeps one node registered with the distributor. It registers on start, re-registers by itself
  * (exponential backoff with jitter, capped) whenever the stream ends, and exposes the latest node
- * list. Its owner keeps serving while the distributor is away: nothing here throws at it.
+ * list. Its owner keeps serving while the distributor is away: nothing here throws at it. A refusal
+ * that cannot succeed on retry (see retry-policy.ts) ends the attempts instead, with a 'refused' event.
  */
 export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #client: DistributorServiceClient;
@@ -71,6 +79,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #stopped = false;
   #snapshot: Snapshot | undefined;
   #nodeId: string | undefined;
+  #refusal: StatusObject | undefined;
 
   constructor(options: RegistrationClientOptions) {
     super();
@@ -102,6 +111,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   /** The id of the current registration, while registered. */
   get nodeId(): string | undefined {
     return this.#nodeId;
+  }
+
+  /** The refusal the client gave up on, if the distributor refused the node for good. */
+  get refusal(): StatusObject | undefined {
+    return this.#refusal;
   }
 
   /** Starts registering; safe to call before the distributor is up. */
@@ -165,17 +179,37 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.#nodeId = undefined;
       if (this.#stopped) return;
       this.emit('disconnected', status);
-      // Warn when the link is lost, and when the reason changes (the distributor came back but refuses
-      // the node, say for a wrong token); the retries that follow for the same reason are routine.
+      const retry = retryClassOf(status.code);
+      const reason = `${grpcStatus[status.code]}: ${status.details}`;
+      const fields = { code: status.code, details: status.details };
+      if (retry === 'permanent') {
+        this.#refusal = status;
+        this.#log.error(
+          { event: 'refused', ...fields },
+          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here`,
+        );
+        this.emit('refused', status);
+        return;
+      }
+      // Warn when the link is lost, when the reason changes (the distributor came back but refuses
+      // the node, say), and at every refusal that may clear later: the node is not routed meanwhile.
+      // Repeated transient failures for the same reason are routine.
       const newReason = this.#failures === 0 || status.code !== this.#lastFailure;
       this.#lastFailure = status.code;
       const delay = this.#nextDelay();
-      this.#log[newReason ? 'warn' : 'debug'](
-        { event: 'disconnected', code: status.code, details: status.details, retryInMs: delay },
-        newReason
-          ? `not registered with the distributor (${grpcStatus[status.code]}: ${status.details}); retrying with backoff`
-          : 'still not registered with the distributor; retrying',
-      );
+      if (retry === 'refused') {
+        this.#log.warn(
+          { event: 'refused', ...fields, retryInMs: delay },
+          `the distributor refused this node for now (${reason}); retrying with backoff`,
+        );
+      } else {
+        this.#log[newReason ? 'warn' : 'debug'](
+          { event: 'disconnected', ...fields, retryInMs: delay },
+          newReason
+            ? `not registered with the distributor (${reason}); retrying with backoff`
+            : 'still not registered with the distributor; retrying',
+        );
+      }
       this.#retryTimer = setTimeout(() => this.#connect(), delay);
       this.#retryTimer.unref();
     });
