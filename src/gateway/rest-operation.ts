@@ -3,8 +3,8 @@ import type { DescField, DescMethod } from '@bufbuild/protobuf';
 /**
  * One REST operation of the gateway, described from the contract: what the OpenAPI generator
  * (openapi.ts) documents. It is the shape of an HttpRule binding (google/api/http.proto) resolved
- * against its method's descriptors, so that whatever builds the route table can feed it: today an
- * adapter over the registered routes (route-table-operations.ts), later the HttpRules themselves.
+ * against its method's descriptors: route-table-operations.ts makes it from the HttpRoute of each
+ * route the gateway serves (src/common/http-routes.ts).
  *
  * Every field of the request message is either bound by the path, carried by the body, or read
  * from the query string; fields in none of the three cannot be set over REST.
