@@ -82,6 +82,7 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
       'GET /goods',
       'POST /goods',
       'DELETE /goods',
+      'DELETE /goods/{id}',
       'GET /members',
       'POST /members',
       'DELETE /members',
@@ -91,7 +92,12 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     await waitForRoute(started, 'GET /purchases', 1);
     const joined = await openApi(port);
     await expectValidOpenApi(joined);
-    expect(operations(joined)).toEqual([...operations(before), 'GET /purchases', 'POST /purchases']);
+    expect(operations(joined)).toEqual([
+      ...operations(before),
+      'GET /purchases',
+      'POST /purchases',
+      'GET /purchases/{userid}',
+    ]);
     expect(joined.info.version).not.toBe(before.info.version);
     expect(joined.tags.map((tag) => tag.name)).toContain('shop.v1.PurchasesService');
 
