@@ -1,28 +1,24 @@
 import { createHash } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { type ClientDuplexStream, credentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
-import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../common/descriptors.js';
+import { registrationDescriptorSet } from '../common/descriptors.js';
 import {
   DistributorServiceClient,
   type NodeDescription,
   NodeState,
   type RegisterRequest,
   type RegisterResponse,
-  type Route,
 } from '../gen/distributor.js';
-import { goodsSpec } from '../services/goods/goods-spec.js';
-import { membersSpec } from '../services/members/members-spec.js';
-import { purchasesSpec } from '../services/purchases/purchases-spec.js';
+import { SHOP_SERVICES } from '../services/service-list.js';
 
-/** A service the simulated nodes are instances of. */
+/** A service the simulated nodes are instances of: one of the shop's. */
 interface SimulatedService {
   readonly name: string;
-  readonly serviceName: string;
-  readonly routes: readonly Route[];
+  readonly grpc: { readonly name: string };
 }
 
-const SERVICES: readonly SimulatedService[] = [goodsSpec, membersSpec, purchasesSpec];
+const SERVICES: readonly SimulatedService[] = SHOP_SERVICES;
 
 /** Builds of each service that run side by side (a rollout): each build is its own descriptor set. */
 const BUILDS = 2;
@@ -31,18 +27,19 @@ const BUILDS = 2;
 const CANARY_EVERY = 100;
 
 /**
- * The descriptor set of one build of a service: the service's real files (the shop's services.proto
- * with its imports, about 14 KB), plus a small file naming the build, so that builds differ.
+ * The descriptor set of one build of a service: what the service registers (its files with their
+ * imports and HttpRules, about 25 KB), plus a small file naming the build, so that builds differ.
  */
 function descriptorSetOf(service: SimulatedService, build: string): Buffer {
-  const files = filesForServices(loadShopDescriptorSet(), [service.serviceName]);
+  const set = fromBinary(FileDescriptorSetSchema, registrationDescriptorSet([service.grpc.name]));
   const marker = create(FileDescriptorProtoSchema, {
     name: `build/${service.name}-${build}.proto`,
     package: `build.${service.name.replace(/[^a-z]/g, '')}.b${build.replace(/[^0-9a-z]/gi, '')}`,
     syntax: 'proto3',
     messageType: [{ name: 'Build' }],
   });
-  return encodeDescriptorSet([...files, marker]);
+  set.file.push(marker);
+  return Buffer.from(toBinary(FileDescriptorSetSchema, set));
 }
 
 /** What simulated node number `index` registers: most share a few sets, one in 100 is a canary. */
@@ -59,7 +56,7 @@ export function simulatedNode(index: number, sets: Map<string, Buffer>): NodeDes
     name: service.name,
     host: '127.0.0.1',
     port: 10_000 + index,
-    routes: [...service.routes],
+    routes: [],
     descriptorSet,
     state: NodeState.NODE_STATE_SERVING,
     descriptorSetSha256: createHash('sha256').update(descriptorSet).digest(),

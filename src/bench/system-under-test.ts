@@ -11,8 +11,10 @@ import { COMPONENTS, makeDevPki } from '../../scripts/certs.mjs';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { channelCredentials, type TlsFiles } from '../common/tls.js';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
-import { COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
+import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { type ComponentSpec, Supervisor } from '../launcher/supervisor.js';
+import { parseMysqlUrl } from '../services/common/mysql-url.js';
+import type { GoodsTable } from './bulk-goods.js';
 import { freePort, residentMiB } from './process-probes.js';
 
 /** How the shop is started for a benchmark. */
@@ -43,6 +45,8 @@ export interface SystemUnderTest {
   /** The CA of this run's certificates; undefined in plaintext. */
   readonly caFile: string | undefined;
   readonly goodsAddress: string;
+  /** The goods service's table, to fill behind its back (see insertGoods). */
+  readonly goodsTable: GoodsTable;
   /**
    * Credentials to dial `component` as the components dial each other: plaintext, or mutual TLS
    * with the benchmark's own certificate (spiffe://shop/bench) and secure naming.
@@ -96,6 +100,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
     LOG_LEVEL: 'warn',
   };
   let store: string;
+  let goodsTable: GoodsTable;
   try {
     if (process.env.MYSQL_URL) {
       const database = `shop_bench_${randomBytes(4).toString('hex')}`;
@@ -106,6 +111,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
       url.pathname = `/${database}`;
       env.MYSQL_URL = url.toString();
       store = `MySQL (${url.host}, scratch database ${database})`;
+      goodsTable = { kind: 'mysql', connection: parseMysqlUrl(url.toString(), 'the bench database') };
       cleanups.push(async () => {
         const connection = await createConnection({ uri: process.env.MYSQL_URL });
         await connection.query(`DROP DATABASE IF EXISTS \`${database}\``);
@@ -116,6 +122,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
       env.DATA_DIR = dataDir;
       env.MYSQL_URL = '';
       store = `embedded SQLite (${dataDir}); set MYSQL_URL to measure on MySQL`;
+      goodsTable = { kind: 'sqlite', file: join(dataDir, 'goods.sqlite') };
       cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     }
   } catch (error) {
@@ -153,7 +160,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
   const component = (name: string, path: string, componentEnv = env): ComponentSpec => ({
     name,
     entry: entry(path),
-    env: componentEnv,
+    env: { ...allocatorEnv(), ...componentEnv },
     nodeFlags: COMPONENT_NODE_FLAGS,
   });
   const supervisor = new Supervisor(
@@ -208,6 +215,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
       httpsGatewayUrl,
       caFile,
       goodsAddress: `127.0.0.1:${goods.port}`,
+      goodsTable,
       credentialsFor,
       registryMetadata,
       rssMiB: () => {

@@ -1,33 +1,44 @@
 import { ConfigError } from './config.js';
+import { EXIT_CODES } from './exit-codes.js';
 import type { Logger } from './logger.js';
 
 /** Set by the launcher's supervisor in each component it runs. */
 export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
 
 /**
+ * Stops a process in order and then exits with `exitCode`, for a failure it cannot heal by itself
+ * (e.g. EXIT_CODES.refused); `reason` is logged. Like a signal, only the first request counts.
+ */
+export type StopAndExit = (exitCode: number, reason: string) => void;
+
+/**
  * Wires a process's signals to its one `stop()`: SIGINT or SIGTERM stops it in order and exits 0;
  * a second signal exits at once with 1. An unexpected error is a bug: it is logged and the process
- * exits with 1 rather than running on in an unknown state.
+ * exits with 1 rather than running on in an unknown state. Returns the same orderly stop for the
+ * process's own fatal conditions, with the exit code they call for.
  */
-export function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
+export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
+  const stopThenExit = (exitCode: number, fields: Record<string, unknown>): void => {
     stopping = true;
-    log.info({ signal }, 'stopping');
+    log[exitCode === EXIT_CODES.stopped ? 'info' : 'error'](fields, 'stopping');
     stop().then(
       () => {
         log.info('stopped');
-        process.exit(0);
+        process.exit(exitCode);
       },
       (error: unknown) => {
         log.error({ err: error }, 'error while stopping');
-        process.exit(1);
+        process.exit(exitCode === EXIT_CODES.stopped ? EXIT_CODES.failed : exitCode);
       },
     );
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(EXIT_CODES.failed);
+    }
+    stopThenExit(EXIT_CODES.stopped, { signal });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -39,12 +50,15 @@ export function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
   }
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception');
-    process.exit(1);
+    process.exit(EXIT_CODES.failed);
   });
   process.on('unhandledRejection', (reason) => {
     log.fatal({ err: reason }, 'unhandled rejection');
-    process.exit(1);
+    process.exit(EXIT_CODES.failed);
   });
+  return (exitCode, reason) => {
+    if (!stopping) stopThenExit(exitCode, { reason, exitCode });
+  };
 }
 
 /** Runs a process's async `main`, turning a start-up failure into a clear message and exit code. */
@@ -53,6 +67,6 @@ export function runMain(main: () => Promise<void>, usage: string): void {
     const message = error instanceof Error ? error.message : String(error);
     const badConfig = error instanceof ConfigError;
     process.stderr.write(`${message}\n${badConfig ? `\n${usage}\n` : ''}`);
-    process.exit(badConfig ? 2 : 1);
+    process.exit(badConfig ? EXIT_CODES.badConfiguration : EXIT_CODES.failed);
   });
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { ServiceError } from '../common/service-error.js';
 import { GetDescriptorSetResponse } from '../gen/distributor.js';
-import { indexDescriptorSet, type MethodIndex } from './node-validation.js';
+import { validateDescriptorSet } from './node-validation.js';
 import type { RegistrationLimits } from './registration-limits.js';
 
 /** A descriptor set, identified by the SHA-256 of its bytes. */
@@ -12,8 +12,8 @@ export interface DescriptorSet {
   /** `sha256` in hex: the key the store and its clients use. */
   readonly key: string;
   readonly bytes: Buffer;
-  /** What validating a route against it needs. */
-  readonly methods: MethodIndex;
+  /** The keys of the REST routes its `google.api.http` options declare (see validateDescriptorSet). */
+  readonly routeKeys: readonly string[];
 }
 
 /** A set the store holds: a {@link DescriptorSet} with its GetDescriptorSet answer, encoded once. */
@@ -40,7 +40,8 @@ function exhausted(message: string): ServiceError {
 /**
  * The distinct descriptor sets of the listed nodes: one copy per SHA-256, counted by the nodes that
  * use it and dropped when the last one leaves. The instances of one service register the same
- * bytes, so a thousand of them cost one copy, one parse and one entry in the list a gateway fetches.
+ * bytes, so a thousand of them cost one copy, one validation (a parse and the HttpRule checks) and
+ * one fetch by a gateway.
  *
  * Bounded like the node list: the distinct sets take at most `limits.descriptorSetsBytes` in all, and
  * the sets of one name at most `nameShare` of that, so that no caller can fill the store for
@@ -100,7 +101,7 @@ export class DescriptorSetStore {
    * parsed, so that a caller cannot make the distributor parse sets it would refuse anyway.
    *
    * Throws FAILED_PRECONDITION (no bytes, and a hash the store does not hold), RESOURCE_EXHAUSTED
-   * (no room) or INVALID_ARGUMENT (a set that does not parse).
+   * (no room) or INVALID_ARGUMENT (a set that does not parse or declares invalid routes).
    */
   resolve(name: string, sha256: Buffer, bytes: Buffer): DescriptorSet {
     const key = descriptorSetKey(sha256);
@@ -113,7 +114,7 @@ export class DescriptorSetStore {
       );
     }
     this.#checkRoom(name, key, bytes.length);
-    return { sha256, key, bytes, methods: indexDescriptorSet(bytes) };
+    return { sha256, key, bytes, routeKeys: validateDescriptorSet(bytes, this.#limits) };
   }
 
   /** Throws RESOURCE_EXHAUSTED unless a node of `name` may start using `set`. */

@@ -25,6 +25,7 @@ import {
   type GetDescriptorSetResponse,
   type ListRequest,
   type ListResponse,
+  type NodeDescription,
   type NodeListSubscription,
   NodeState,
   type RegisterRequest,
@@ -36,7 +37,7 @@ import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snap
 import { NodeListFeed, type NodeListFeedOptions } from './node-list-feed.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
 import {
-  indexDescriptorSet,
+  declaredRouteKeys,
   SHA256_BYTES,
   validateHost,
   validateName,
@@ -57,6 +58,16 @@ import { encodeAck } from './update-encoding.js';
 import { UpdateWriter } from './update-writer.js';
 
 const SERVICE_NAME = 'shop.v1.DistributorService';
+
+const EMPTY_DESCRIPTION: NodeDescription = {
+  name: '',
+  host: '',
+  port: 0,
+  routes: [],
+  descriptorSet: Buffer.alloc(0),
+  state: NodeState.NODE_STATE_UNSPECIFIED,
+  descriptorSetSha256: Buffer.alloc(0),
+};
 
 /** Options of {@link createDistributorServer}. */
 export interface DistributorServerOptions {
@@ -137,7 +148,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   // The first descriptor set parsed takes tens of milliseconds (the parser is compiled on first use):
   // pay it now rather than in the middle of the first burst of registrations.
-  indexDescriptorSet(encodeDescriptorSet(loadShopDescriptorSet().file));
+  declaredRouteKeys({
+    ...EMPTY_DESCRIPTION,
+    descriptorSet: encodeDescriptorSet(loadShopDescriptorSet().file),
+  });
   const encoder = new SnapshotEncoder();
   const feed = new NodeListFeed(registry, options.history);
   const updateWriter = (call: unknown): UpdateWriter =>

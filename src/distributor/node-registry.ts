@@ -6,7 +6,6 @@ import { ServiceError } from '../common/service-error.js';
 import { Node, type NodeDescription, NodeState, type Snapshot } from '../gen/distributor.js';
 import { type DescriptorSet, DescriptorSetStore } from './descriptor-set-store.js';
 import { NodeBudget, type NodeCost } from './node-budget.js';
-import { validateRoutesAgainst } from './node-validation.js';
 import {
   DEFAULT_BUDGET,
   REGISTRATION_LIMITS,
@@ -56,8 +55,10 @@ interface Entry {
   node: Node;
   /** `node`, encoded: the node's part of every snapshot and its `added` event. */
   encoded: Uint8Array;
-  /** The node's set, held in the store while the entry lives; none without routes. */
+  /** The node's set, held in the store while the entry lives; none for a node that serves nothing. */
   readonly descriptorSet: DescriptorSet | undefined;
+  /** The keys of the REST routes it declares (its set's, see validateDescriptorSet). */
+  readonly routeKeys: readonly string[];
   /** `node` with its descriptor set's bytes, for the first contract's snapshots; made when first needed. */
   legacyNode: Node | undefined;
   /** What the set's bytes add to the node's entry in a first-contract snapshot. */
@@ -198,8 +199,14 @@ export class NodeRegistry {
    * restarts before its old connection is seen dead registers again at once. An identity held by
    * another principal is refused with ALREADY_EXISTS until its holder leaves.
    *
-   * The node's descriptor set is checked against its routes (once per distinct set: a set the store
-   * holds is not parsed again) and held in the store under its SHA-256 while the node is listed.
+   * Route rule: a REST route (a key of its descriptor set's routes, "METHOD shape") belongs to the
+   * name that registered it first. Instances of that name may all declare it; a node of another name
+   * that declares it is refused with ALREADY_EXISTS, and the conflict is logged, until every node of
+   * the holding name has left.
+   *
+   * The node's descriptor set is validated once per distinct set (a set the store holds is not
+   * parsed again) and held in the store under its SHA-256 while the node is listed. `routeKeys`, if
+   * given, stands for the keys its set declares (a test of the route rule).
    *
    * Throws ALREADY_EXISTS; RESOURCE_EXHAUSTED when the node would break a limit; INVALID_ARGUMENT or
    * FAILED_PRECONDITION for its descriptor set (see DescriptorSetStore.resolve). A refused node
@@ -210,6 +217,7 @@ export class NodeRegistry {
     host: string,
     onReplaced: () => void,
     principal: string = ANONYMOUS_PRINCIPAL,
+    routeKeys?: readonly string[],
   ): Lease {
     const id = `${description.name}@${host}:${description.port}`;
     const previous = this.#entries.get(id);
@@ -219,7 +227,8 @@ export class NodeRegistry {
         `node ${id} is held by a live registration of another principal; it can register again once that one ends`,
       );
     }
-    const routed = description.routes.length > 0;
+    // A node serves the services of its descriptor set, sent or named by hash; a gateway has none.
+    const routed = description.descriptorSet.length > 0 || description.descriptorSetSha256.length > 0;
     const sha256 = routed
       ? this.descriptorSets.digest(description.descriptorSet, description.descriptorSetSha256)
       : EMPTY;
@@ -241,14 +250,13 @@ export class NodeRegistry {
     const encoded = Node.encode(node).finish();
     const cost: NodeCost = { name: node.name, bytes: entryBytes(encoded.length) };
     this.#budget.check(cost, previous?.cost);
-    // The list has room: only now is a set the store lacks parsed, and checked against the routes.
+    // The list has room: only now is a set the store lacks parsed and validated.
     const descriptorSet = routed
       ? this.descriptorSets.resolve(node.name, sha256, description.descriptorSet)
       : undefined;
-    if (descriptorSet) {
-      validateRoutesAgainst(node.routes, descriptorSet.methods);
-      this.descriptorSets.check(node.name, descriptorSet);
-    }
+    const keys = routeKeys ?? descriptorSet?.routeKeys ?? [];
+    this.#checkRouteOwners(description.name, id, keys);
+    if (descriptorSet) this.descriptorSets.check(node.name, descriptorSet);
     const lease: Lease = {
       id,
       setState: (state) => this.#setState(lease, state),
@@ -266,6 +274,7 @@ export class NodeRegistry {
       node,
       encoded,
       descriptorSet,
+      routeKeys: keys,
       legacyNode: undefined,
       legacyExtraBytes: entryBytes(legacyLength) - cost.bytes,
       lease,
@@ -278,13 +287,32 @@ export class NodeRegistry {
       {
         event: previous ? 'rejoin' : 'join',
         node: id,
-        routes: node.routes.length,
+        routes: keys.length,
         revision: this.#revision,
       },
       previous ? `node ${id} registered again, replacing its earlier entry` : `node ${id} joined`,
     );
     previous?.onReplaced();
     return lease;
+  }
+
+  /** Throws ALREADY_EXISTS when a node of another name holds one of these routes. */
+  #checkRouteOwners(name: string, id: string, routeKeys: readonly string[]): void {
+    if (routeKeys.length === 0) return;
+    const wanted = new Set(routeKeys);
+    for (const entry of this.#entries.values()) {
+      if (entry.node.name === name) continue;
+      const taken = entry.routeKeys.find((key) => wanted.has(key));
+      if (taken === undefined) continue;
+      const message =
+        `route "${taken}" is served by ${entry.node.id}: a node named "${name}" cannot serve it too ` +
+        '(two services cannot share a REST route; it is free again once every node of that name has left)';
+      this.#log.warn(
+        { event: 'route-conflict', node: id, route: taken, holder: entry.node.id },
+        `refused ${id}: ${message}`,
+      );
+      throw new ServiceError(status.ALREADY_EXISTS, message);
+    }
   }
 
   #setState(lease: Lease, state: NodeState): void {

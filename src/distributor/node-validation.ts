@@ -1,6 +1,6 @@
-import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { FileRegistry } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
+import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
 import { ServiceError } from '../common/service-error.js';
 import type { NodeDescription, Route } from '../gen/distributor.js';
 import { NodeState } from '../gen/distributor.js';
@@ -20,41 +20,32 @@ function invalid(message: string): ServiceError {
 export const SHA256_BYTES = 32;
 
 /**
- * What route validation needs of a descriptor set: its unary-or-not methods by
- * "package.Service/Method", each with the field names of its output. Small, so that the distributor
- * keeps one per distinct set instead of parsing the set again for every instance that registers it.
- */
-export type MethodIndex = ReadonlyMap<string, IndexedMethod>;
-
-/** One method of a {@link MethodIndex}. */
-export interface IndexedMethod {
-  readonly unary: boolean;
-  /** The output message's full name, e.g. "shop.v1.ListGoodsResponse". */
-  readonly outputType: string;
-  readonly outputFields: ReadonlySet<string>;
-}
-
-/**
  * Checks a node description against `limits` and throws INVALID_ARGUMENT with a message that names the
- * first problem. Routes must be well formed and, since a gateway transcodes with the node's descriptor
- * set, every route's gRPC method and response fields must exist in that set. A node without routes
- * sends no descriptor set: nothing would use it, and it would only swell every node's list.
+ * first problem. Returns the keys of the REST routes the node declares ("METHOD shape", see
+ * {@link HttpRoute.key}), for the registry's check that no two services claim one route.
  *
- * The distributor runs the two halves apart (validateNodeShape, then the routes against the index of
- * a set it may already hold); this is both at once, on the bytes given.
+ * The REST routes are the `google.api.http` options of the methods in the node's descriptor set (every
+ * service of the set is taken as served by the node): each must follow the HttpRule rules and the
+ * gateway's (see readHttpRoutes), within the limits (routes per node, template length, envelope
+ * fields). A set must define at least one service: nothing would use it otherwise, and it would only
+ * swell every node's list.
+ *
+ * `routes` (Route messages, deprecated) is no longer read by anyone: it is bounded as before, so that
+ * old nodes still register, and otherwise ignored.
  */
 export function validateNodeDescription(
   node: NodeDescription,
   limits: RegistrationLimits = REGISTRATION_LIMITS,
-): void {
+): string[] {
   validateNodeShape(node, limits);
-  if (node.routes.length > 0) validateRoutesAgainst(node.routes, indexDescriptorSet(node.descriptorSet));
+  return node.descriptorSet.length > 0 ? validateDescriptorSet(node.descriptorSet, limits) : [];
 }
 
 /**
- * Checks everything of a node description but whether its descriptor set serves its routes: names,
- * host, port, state, the routes' syntax, the sizes, and the announced hash's length. Throws
- * INVALID_ARGUMENT.
+ * Checks everything of a node description but what its descriptor set holds: name, host, port,
+ * state, the deprecated routes' syntax, the sizes and the announced hash's length. Throws
+ * INVALID_ARGUMENT. The distributor runs it on every registration, and {@link validateDescriptorSet}
+ * once per distinct set.
  */
 export function validateNodeShape(
   node: NodeDescription,
@@ -76,20 +67,24 @@ export function validateNodeShape(
       `descriptor_set must be at most ${limits.descriptorSetBytes} bytes, got ${node.descriptorSet.length}`,
     );
   }
-  if (node.routes.length === 0 && (node.descriptorSet.length > 0 || node.descriptorSetSha256.length > 0)) {
-    throw invalid('a node without routes must send no descriptor_set');
-  }
   if (node.descriptorSetSha256.length !== 0 && node.descriptorSetSha256.length !== SHA256_BYTES) {
     throw invalid(
       `descriptor_set_sha256 must be ${SHA256_BYTES} bytes, got ${node.descriptorSetSha256.length}`,
     );
   }
-  const seen = new Set<string>();
-  for (const route of node.routes) {
-    validateRouteSyntax(route, limits);
-    const key = `${route.httpMethod} ${route.path}`;
-    if (seen.has(key)) throw invalid(`route "${key}" is listed twice`);
-    seen.add(key);
+  for (const route of node.routes) validateRouteSyntax(route, limits);
+}
+
+/**
+ * The route keys a node's descriptor set declares, without the checks: for a description already
+ * validated, or a registry test that builds one by hand. A set that does not parse declares none.
+ */
+export function declaredRouteKeys(node: NodeDescription): string[] {
+  if (node.descriptorSet.length === 0) return [];
+  try {
+    return readHttpRoutes(registryOfDescriptorSet(node.descriptorSet)).routes.map((route) => route.key);
+  } catch {
+    return [];
   }
 }
 
@@ -143,51 +138,37 @@ function validateRouteSyntax(route: Route, limits: RegistrationLimits): void {
 }
 
 /**
- * Parses a serialized FileDescriptorSet into the index of its methods; throws INVALID_ARGUMENT when
- * it does not parse or its imports do not resolve.
+ * Checks a descriptor set (see {@link validateNodeDescription}) and returns the keys of the REST
+ * routes it declares. Throws INVALID_ARGUMENT. What it returns depends on the bytes and the limits
+ * alone, so the distributor keeps it with each distinct set it holds instead of parsing the set again
+ * for every instance that registers it.
  */
-export function indexDescriptorSet(bytes: Uint8Array): MethodIndex {
-  let registry: ReturnType<typeof createFileRegistry>;
+export function validateDescriptorSet(descriptorSet: Uint8Array, limits: RegistrationLimits): string[] {
+  let registry: FileRegistry;
   try {
-    registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
+    registry = registryOfDescriptorSet(descriptorSet);
   } catch {
+    throw invalid("descriptor_set must be a google.protobuf.FileDescriptorSet holding its files' imports");
+  }
+  let services = 0;
+  for (const file of registry.files) services += file.services.length;
+  if (services === 0) throw invalid('descriptor_set defines no service: send none');
+  const { routes, problems } = readHttpRoutes(registry);
+  // Cut what is echoed, so that a refusal never carries a caller's megabytes into messages and logs.
+  if (problems.length > 0) throw invalid(`google.api.http: ${problems[0]!.slice(0, 512)}`);
+  if (routes.length > limits.routes) {
     throw invalid(
-      "descriptor_set must be a google.protobuf.FileDescriptorSet holding the routes' methods and their imports",
+      `at most ${limits.routes} REST routes (http rules and bindings) per node, got ${routes.length}`,
     );
   }
-  const index = new Map<string, IndexedMethod>();
-  for (const file of registry.files) {
-    for (const service of file.services) {
-      for (const method of service.methods) {
-        index.set(`${service.typeName}/${method.name}`, {
-          unary: method.methodKind === 'unary',
-          outputType: method.output.typeName,
-          outputFields: new Set(method.output.fields.map((field) => field.name)),
-        });
-      }
-    }
-  }
-  return index;
-}
-
-/**
- * Checks that every route's gRPC method is a unary method of the descriptor set indexed, and that
- * its response fields are fields of the method's output. Throws INVALID_ARGUMENT.
- */
-export function validateRoutesAgainst(routes: readonly Route[], methods: MethodIndex): void {
   for (const route of routes) {
-    const method = methods.get(route.grpcMethod);
-    if (!method)
-      throw invalid(`route "${route.httpMethod} ${route.path}": descriptor_set has no ${route.grpcMethod}`);
-    if (!method.unary) {
-      throw invalid(`route "${route.httpMethod} ${route.path}": ${route.grpcMethod} must be a unary method`);
+    const label = `${route.httpMethod} ${route.template.text.slice(0, limits.pathLength)}`;
+    if (route.template.text.length > limits.pathLength) {
+      throw invalid(`route "${label}": the path template must be at most ${limits.pathLength} characters`);
     }
-    for (const field of route.responseFields) {
-      if (!method.outputFields.has(field)) {
-        throw invalid(
-          `route "${route.httpMethod} ${route.path}": ${method.outputType} has no field "${field}"`,
-        );
-      }
+    if (route.envelopeFields.length > limits.responseFields) {
+      throw invalid(`route "${label}": at most ${limits.responseFields} envelope fields`);
     }
   }
+  return routes.map((route) => route.key);
 }

@@ -71,13 +71,15 @@ const NODES = 8192;
 const NAME_SHARE = 1 / 4;
 
 /**
- * The defaults, derived from each other where they can be. Node entries carry a 32-byte hash instead
- * of their descriptor set, so a goods node takes about 300 bytes of the 4 MiB list: the 8,192 nodes
- * take about 2.5 MB, and one name's 2,048 (a quarter) about 620 KB of its 1 MiB share. The distinct
- * descriptor sets may take what the whole list could before (4 MiB: about 290 sets of goods' 14 KB,
- * or 16 of the largest), one name a quarter of it. A host may bring a whole name's instances back at
- * once after a distributor restart (a burst of `nodesPerName`), and then 500 a second: a registration
- * now costs each subscriber one event of a few hundred bytes, not a list.
+ * The defaults, derived from each other where they can be. Node entries carry the 32-byte hash of
+ * their descriptor set instead of the set (about 25 KB for goods: services.proto with comments and
+ * the imports its HttpRules need), so a goods node takes about 100 bytes of the 4 MiB list: the
+ * 8,192 nodes take well under 1 MB, one name's 2,048 (a quarter) well under its 1 MiB share, and the
+ * per-node limits still leave room for the largest valid node. The distinct descriptor sets may
+ * take what the whole list could before (4 MiB: about 160 sets like goods', or 16 of the largest),
+ * one name a quarter of it. A host may bring a whole name's instances back at once after a
+ * distributor restart (a burst of `nodesPerName`), and then 500 a second: a registration now costs
+ * each subscriber one event of a few hundred bytes, not a list.
  */
 export const REGISTRATION_LIMITS: RegistrationLimits = Object.freeze({
   nameLength: 64,

@@ -9,6 +9,7 @@ import {
 } from '../common/common-settings.js';
 import { ConfigError, parseWholeNumber } from '../common/config.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
+import { defaultMaxConnections } from './connection-tracker.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -37,6 +38,21 @@ export const GATEWAY_SETTINGS = {
     help: 'largest request body: bytes, or with a KiB/MiB suffix (then 413)',
     parse: parseByteSize,
   }),
+  maxConnections: setting({
+    flag: 'max-connections',
+    env: 'GATEWAY_MAX_CONNECTIONS',
+    default: 'auto',
+    defaultText: 'auto: ¾ of the open-file limit',
+    help: 'most REST connections open at once; past it the longest idle one is closed to make room, or, with none idle, the new one is answered 503 with Retry-After',
+    parse: parseMaxConnections,
+  }),
+  restartGraceMs: setting({
+    flag: 'restart-grace-ms',
+    env: 'GATEWAY_RESTART_GRACE_MS',
+    default: '3000',
+    help: 'after a distributor restart, how long instances that have not registered again are still routed to, in ms; 0: none',
+    parse: (value, source) => parseWholeNumber(value, source),
+  }),
   httpsCert: optionalSetting({
     flag: 'https-cert',
     env: 'GATEWAY_HTTPS_CERT',
@@ -57,6 +73,13 @@ export const GATEWAY_SETTINGS = {
     help: 'CA (PEM) whose certificates REST clients must present',
     parse: nonEmpty,
   }),
+  corsOrigins: setting({
+    flag: 'cors-origins',
+    env: 'CORS_ORIGINS',
+    default: '',
+    help: 'origins whose browser pages may call the REST API, comma-separated (https://shop.example,http://localhost:3000), or * for any; empty: no CORS',
+    parse: parseOrigins,
+  }),
   ...COMMON_SETTINGS,
 } as const;
 
@@ -68,12 +91,18 @@ export interface GatewayConfig {
   readonly distributor: string;
   readonly deadlineMs: number;
   readonly bodyLimitBytes: number;
+  /** Most REST connections open at once. */
+  readonly maxConnections: number;
+  /** After a distributor restart, how long missing instances are still routed to. */
+  readonly restartGraceMs: number;
   readonly logLevel: LogLevel;
   /** TLS of its gRPC side: calls to services (secure naming) and the registration. */
   readonly tls: TlsSettings | undefined;
   readonly registryToken: string | undefined;
   /** HTTPS of its REST side; undefined: plain HTTP. */
   readonly https: HttpsSettings | undefined;
+  /** The origins allowed by CORS ("*": any); empty: no CORS. */
+  readonly corsOrigins: readonly string[];
 }
 
 export const GATEWAY_USAGE = usageText('gateway', GATEWAY_SETTINGS);
@@ -98,9 +127,12 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     distributor: values.distributor,
     deadlineMs: values.deadlineMs,
     bodyLimitBytes: values.bodyLimitBytes,
+    maxConnections: values.maxConnections,
+    restartGraceMs: values.restartGraceMs,
     logLevel: values.logLevel,
     tls: tlsSettings(values, 'gateway'),
     registryToken: values.registryToken,
+    corsOrigins: values.corsOrigins,
     https:
       httpsCert && httpsKey
         ? Object.freeze({
@@ -110,6 +142,17 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
           })
         : undefined,
   });
+}
+
+/** Parses a connection limit: a whole number of at least 1, or "auto" (see defaultMaxConnections). */
+export function parseMaxConnections(value: string, source: string): number {
+  if (value.trim().toLowerCase() === 'auto') return defaultMaxConnections();
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new ConfigError(
+      `${source}: expected a number of connections of at least 1, or auto, got "${value}"`,
+    );
+  }
+  return Number(value);
 }
 
 const UNITS: Record<string, number> = {
@@ -134,4 +177,29 @@ export function parseByteSize(value: string, source: string): number {
     );
   }
   return bytes;
+}
+
+const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$/;
+
+/**
+ * Parses a comma-separated list of origins as browsers send them in `Origin` (scheme, host and port,
+ * no path and no trailing slash), or "*" alone; empty is none.
+ */
+export function parseOrigins(value: string, source: string): readonly string[] {
+  const origins = value
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin.length > 0);
+  if (origins.includes('*')) {
+    if (origins.length > 1) throw new ConfigError(`${source}: "*" allows any origin and goes alone`);
+    return Object.freeze(['*']);
+  }
+  for (const origin of origins) {
+    if (!ORIGIN.test(origin)) {
+      throw new ConfigError(
+        `${source}: expected origins such as https://shop.example or http://localhost:3000 (scheme, host, optional port; no path), got "${origin}"`,
+      );
+    }
+  }
+  return Object.freeze(origins);
 }

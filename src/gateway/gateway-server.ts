@@ -4,20 +4,34 @@ import type { Socket } from 'node:net';
 import { type ChannelCredentials, type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
+import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
-import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
-import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
+import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
+import { ApiDocs } from './api-docs.js';
+import {
+  BodyAbortedError,
+  BodyTooLargeError,
+  declaredBodySize,
+  readBody,
+  unsupportedTransferCoding,
+} from './body-reader.js';
 import type { CallPlan } from './call-plan.js';
-import { ConnectionTracker } from './connection-tracker.js';
+import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
+import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
+import { allowedMethods, Cors } from './cors.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
+import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
-import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
-import { InvalidParameterError } from './request-transcoder.js';
+import { PageStreamer } from './page-streamer.js';
+import { InvalidParameterError } from './request-decoder.js';
+import { BODY_METHODS, bodyFormat, bodyInput, NO_INPUT, type RequestInput } from './request-input.js';
+import { RestartGrace } from './restart-grace.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
-import { outcomeForStatus } from './status-mapping.js';
+import { operationsOfRoutes } from './route-table-operations.js';
+import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
@@ -28,6 +42,17 @@ export interface GatewayOptions {
   deadlineMs?: number;
   /** The largest request body read. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /**
+   * Most REST connections open at once; past it the longest idle connection is closed to make room,
+   * or, when none is idle, the new one is answered 503 (see ConnectionTracker). Default: ¾ of the
+   * process's open-file limit.
+   */
+  maxConnections?: number;
+  /**
+   * After a distributor restart, how long instances of the last snapshot that have not registered
+   * again are still routed to (see RestartGrace). Default 3000; 0 turns it off.
+   */
+  restartGraceMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -54,6 +79,11 @@ export interface GatewayOptions {
   registryToken?: string;
   /** HTTPS for REST clients: certificate and key, and a CA file to require client certificates. */
   https?: TlsFiles;
+  /**
+   * The origins whose browser pages may call the REST API ("scheme://host[:port]", or "*" for any):
+   * CORS headers and preflights for them (see Cors). Empty (default): no CORS.
+   */
+  corsOrigins?: readonly string[];
 }
 
 /** A gateway built but not yet listening. */
@@ -74,13 +104,20 @@ export interface Gateway {
   routes(): RouteInfo[];
   /** The revision of the last snapshot applied, undefined before the first. */
   readonly revision: number | undefined;
+  /**
+   * The registration with the distributor, from the moment listen() resolves: its 'refused' event
+   * says the distributor refused the gateway for good, so that it will never learn a route.
+   */
+  readonly registration: RegistrationClient | undefined;
 }
 
 const MIB = 1024 * 1024;
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-/** GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere. */
-const RETRYABLE_METHODS = new Set(['GET', 'DELETE']);
-/** grpc-js serializes the request; the transcoder has already made its bytes. */
+/**
+ * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
+ * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
+ */
+const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
+/** grpc-js serializes the request; the request decoder has already made its bytes. */
 const passThrough = (bytes: Buffer): Buffer => bytes;
 
 /**
@@ -88,11 +125,16 @@ const passThrough = (bytes: Buffer): Buffer => bytes;
  * services from what they register with the distributor. It knows no service: a service that
  * registers a new route is reachable at once, without restarting the gateway.
  *
- * Per request: match "METHOD /path" (query excluded) → give the request its key (a counter from 0,
- * per process, for requests that match a route) → read the input (query for GET/DELETE, a JSON or
- * form body for POST/PUT/PATCH) → pick a serving instance round robin → transcode → call with a
- * deadline → render the book's envelope. See status-mapping.ts and gateway-error.ts for every
- * answer that is not a success.
+ * Per request: match the method and path (query excluded) against the routes' templates → give the
+ * request its key (a counter from 0, per process, for requests that match a route) → read the body
+ * (a JSON or form body for POST/PUT/PATCH, or for a route whose HttpRule takes one) → pick a serving
+ * instance round robin → build the request message from path, query and body as the route's
+ * HttpRule says → call with a deadline → render the book's envelope. See status-mapping.ts and
+ * gateway-error.ts for every answer that is not a success.
+ *
+ * HTTP as clients expect it: HEAD is GET without the body (same status and headers); a path that
+ * routes for other methods is 405 with `Allow`; OPTIONS answers 204 with `Allow`, and is the CORS
+ * preflight for the allowed origins (see Cors).
  */
 export function createGateway(options: GatewayOptions): Gateway {
   return new GatewayServer(options);
@@ -103,9 +145,15 @@ interface Exchange {
   readonly request: IncomingMessage;
   readonly response: ServerResponse;
   readonly route: Route;
+  /** The route's path variables, decoded, in template order. */
+  readonly pathValues: readonly string[];
+  /** The query string, after the "?". */
+  readonly query: string;
   readonly key: number;
   readonly deadline: number;
   readonly retryable: boolean;
+  /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
+  readonly idempotencyKey: string | undefined;
   /** The upstream call running, to cancel if the client leaves. */
   call: ClientUnaryCall | undefined;
   /** The client closed its connection: there is nobody to answer. */
@@ -125,12 +173,20 @@ class GatewayServer implements Gateway {
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   readonly #table: RouteTable;
+  /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
+  readonly #pages: PageStreamer<Exchange>;
+  /** /openapi.json and /docs: the REST surface documented from the route table. */
+  readonly #apiDocs: ApiDocs;
+  readonly #cors: Cors | undefined;
   #registration: RegistrationClient | undefined;
+  #restartGrace: RestartGrace | undefined;
   #nextKey = 0;
   #stopping = false;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
   #stopped: Promise<void> | undefined;
+  /** Sockets whose parser has failed: answered once (see #onClientError). */
+  readonly #failedSockets = new WeakSet<Socket>();
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -144,6 +200,32 @@ class GatewayServer implements Gateway {
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
+    this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
+    this.#pages = new PageStreamer<Exchange>({
+      pool: this.#pool,
+      log: this.#log,
+      deadlineMs: this.#deadlineMs,
+      answer: (exchange, httpStatus, body) => this.#answer(exchange, httpStatus, body, false),
+      answerStatus: (exchange, instance, error) =>
+        this.#answerStatus(
+          exchange,
+          instance,
+          upstreamStatus(error.code, error.details, exchange.deadline),
+          error,
+        ),
+      otherInstance: (exchange, failed) =>
+        exchange.retryable && !this.#stopping
+          ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
+          : undefined,
+      closeAfter: (exchange) => !exchange.bodyRead || this.#stopping,
+    });
+    this.#apiDocs = new ApiDocs({
+      surface: () =>
+        this.#table.revision === undefined
+          ? undefined
+          : { revision: this.#table.revision, operations: operationsOfRoutes(this.#table.live()) },
+      retryAfterSeconds: options.retryAfterSeconds ?? 1,
+    });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const httpOptions = {
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
@@ -161,7 +243,19 @@ class GatewayServer implements Gateway {
     } else {
       this.#server = createServer(httpOptions, onRequest);
     }
-    this.#connections = new ConnectionTracker(this.#server, headersTimeout);
+    const maxConnections = options.maxConnections ?? defaultMaxConnections();
+    this.#connections = new ConnectionTracker(this.#server, {
+      firstRequestTimeoutMs: headersTimeout,
+      maxConnections,
+      onLimit: (action) =>
+        limiterOf(this.#log).warn(
+          `connection-limit ${action}`,
+          { event: 'connection-limit', action, maxConnections },
+          action === 'evicted'
+            ? 'connection limit reached: closed the connection idle the longest to make room'
+            : 'connection limit reached with every connection busy: new connections are answered 503',
+        ),
+    });
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
@@ -171,6 +265,10 @@ class GatewayServer implements Gateway {
 
   get revision(): number | undefined {
     return this.#table.revision;
+  }
+
+  get registration(): RegistrationClient | undefined {
+    return this.#registration;
   }
 
   routes(): RouteInfo[] {
@@ -214,6 +312,7 @@ class GatewayServer implements Gateway {
     }
     this.#stopWatchingCertificates?.();
     this.#poolClosed = true;
+    this.#restartGrace?.stop();
     this.#pool.close();
     await this.#registration?.stop();
   }
@@ -238,9 +337,16 @@ class GatewayServer implements Gateway {
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
     });
-    registration.on('snapshot', (snapshot) => {
-      if (!this.#poolClosed) this.#table.apply(snapshot);
+    const grace = new RestartGrace({
+      graceMs: this.#options.restartGraceMs ?? 3_000,
+      apply: (snapshot) => {
+        if (!this.#poolClosed) this.#table.apply(snapshot);
+      },
+      log: this.#log,
     });
+    registration.on('snapshot', (snapshot) => grace.snapshot(snapshot));
+    registration.on('disconnected', () => grace.disconnected());
+    this.#restartGrace = grace;
     this.#registration = registration;
     registration.start();
   }
@@ -264,29 +370,60 @@ class GatewayServer implements Gateway {
     const path = queryStart < 0 ? url : url.slice(0, queryStart);
     const method = request.method ?? 'GET';
     const hasBody = declaredBodySize(request) !== 0;
+    this.#cors?.decorate(request, response);
+    if (this.#connections.isRefused(request)) {
+      this.#countUntilAnswered(request, response);
+      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true);
+      return;
+    }
+    const coding = unsupportedTransferCoding(request);
+    if (coding !== undefined) {
+      this.#countUntilAnswered(request, response);
+      this.#fail(request, response, null, gatewayErrors.unsupportedTransferCoding(coding), true);
+      return;
+    }
+    if (ApiDocs.owns(path)) {
+      this.#countUntilAnswered(request, response);
+      const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
+      const headers: (string | number)[] = answer.headers.flat();
+      headers.push('Content-Length', answer.body.length);
+      if (hasBody || this.#stopping) headers.push('Connection', 'close');
+      response.writeHead(answer.status, headers as unknown as string[]);
+      response.end(method === 'HEAD' ? undefined : answer.body);
+      return;
+    }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
       return;
     }
-    const routeKey = `${method} ${path}`;
-    const route = this.#table.get(routeKey);
-    if (!route) {
+    if (method === 'OPTIONS') {
       this.#countUntilAnswered(request, response);
-      // A retired route is one the gateway knows: its request gets a key, like any routed request.
-      const error = this.#table.isRetired(routeKey)
-        ? gatewayErrors.noInstance(method, path)
-        : gatewayErrors.notFound(method, path);
-      this.#fail(request, response, error.httpStatus === 404 ? null : this.#nextKey++, error, hasBody);
+      this.#answerOptions(request, response, path, hasBody);
       return;
     }
+    // HEAD is GET: Node writes no body for it, and keeps the status and every header.
+    const match = this.#table.match(method === 'HEAD' ? 'GET' : method, path);
+    if (!match || match.retired) {
+      this.#countUntilAnswered(request, response);
+      // A retired route is one the gateway knows: its request gets a key, like any routed request.
+      const error = match ? gatewayErrors.noInstance(method, path) : this.#notRouted(response, method, path);
+      this.#fail(request, response, error.httpStatus === 503 ? this.#nextKey++ : null, error, hasBody);
+      return;
+    }
+    const route = match.route;
+    const idempotencyKey = idempotencyKeyOf(request);
+    const keyed = typeof idempotencyKey === 'string';
     const exchange: Exchange = {
       request,
       response,
       route,
+      pathValues: match.pathValues,
+      query: queryStart < 0 ? '' : url.slice(queryStart + 1),
       key: this.#nextKey++,
       deadline: Date.now() + this.#deadlineMs,
-      retryable: RETRYABLE_METHODS.has(method),
+      retryable: keyed || RETRYABLE_METHODS.has(method),
+      idempotencyKey: keyed ? idempotencyKey : undefined,
       call: undefined,
       gone: false,
       bodyRead: !hasBody,
@@ -301,17 +438,45 @@ class GatewayServer implements Gateway {
     });
     if (this.#stopping) {
       this.#answerError(exchange, gatewayErrors.stopping());
-    } else if (BODY_METHODS.has(method)) {
+    } else if (idempotencyKey instanceof GatewayError) {
+      this.#answerError(exchange, idempotencyKey);
+    } else if (BODY_METHODS.has(method) || takesBody(route)) {
       this.#readThenDispatch(exchange, expectsContinue).catch((error: unknown) =>
         this.#internalError(exchange, error),
       );
     } else {
       try {
-        this.#dispatch(exchange, queryStart < 0 ? NO_INPUT : queryInput(url.slice(queryStart + 1)));
+        this.#dispatch(exchange, NO_INPUT);
       } catch (error) {
         this.#internalError(exchange, error);
       }
     }
+  }
+
+  /** 405 with `Allow` for a path that routes other methods, else 404. */
+  #notRouted(response: ServerResponse, method: string, path: string): GatewayError {
+    const methods = this.#table.methodsOf(path);
+    if (methods.length === 0) return gatewayErrors.notFound(method, path);
+    response.setHeader('Allow', allowedMethods(methods).join(', '));
+    return gatewayErrors.methodNotAllowed(method, path);
+  }
+
+  /**
+   * OPTIONS: 204 with `Allow` for a path that routes, plus the CORS preflight headers for an allowed
+   * origin; 404 for an unknown path. The body, if any, is not read.
+   */
+  #answerOptions(request: IncomingMessage, response: ServerResponse, path: string, hasBody: boolean): void {
+    const methods = this.#table.methodsOf(path);
+    if (methods.length === 0) {
+      this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody);
+      return;
+    }
+    const allow = allowedMethods(methods);
+    if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
+    const headers: string[] = ['Allow', allow.join(', '), 'Content-Length', '0'];
+    if (hasBody || this.#stopping) headers.push('Connection', 'close');
+    response.writeHead(204, headers);
+    response.end();
   }
 
   /** Counts a request on its connection until it is answered (see ConnectionTracker). */
@@ -338,10 +503,18 @@ class GatewayServer implements Gateway {
       return;
     }
     if (expectsContinue) response.writeContinue();
+    // Stopped when the parser fails under it (see #onClientError): then the body never ends.
+    const connection = this.#connections.of(request.socket);
+    const reading = { request, stop: new AbortController() };
+    if (connection) connection.readingBody = reading;
     let body: Buffer;
     try {
-      body = await readBody(request, this.#bodyLimit);
+      body = await readBody(request, this.#bodyLimit, reading.stop.signal);
     } catch (error) {
+      if (error instanceof GatewayError) {
+        this.#answerError(exchange, error);
+        return;
+      }
       if (error instanceof BodyTooLargeError) {
         // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
         // does not force a close, which would reset the connection under a client still sending.
@@ -351,6 +524,8 @@ class GatewayServer implements Gateway {
         this.#answer(exchange, tooLarge.httpStatus, errorBody(exchange.key, tooLarge.message), false);
       } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
+    } finally {
+      if (connection?.readingBody === reading) connection.readingBody = undefined;
     }
     exchange.bodyRead = true;
     if (exchange.gone) return;
@@ -365,7 +540,7 @@ class GatewayServer implements Gateway {
     this.#dispatch(exchange, input);
   }
 
-  /** Picks an instance (503 if none serves), transcodes (Invalid Parameters if it cannot), calls. */
+  /** Picks an instance (503 if none serves), decodes the request (Invalid Parameters if it cannot), calls. */
   #dispatch(exchange: Exchange, input: RequestInput): void {
     const instance = exchange.route.pick();
     if (!instance) {
@@ -374,11 +549,15 @@ class GatewayServer implements Gateway {
     }
     let bytes: Buffer;
     try {
-      bytes = encode(instance.plan, input);
+      bytes = encode(instance.plan, exchange, input);
     } catch (error) {
       if (!(error instanceof InvalidParameterError)) throw error;
       this.#log.debug({ key: exchange.key, detail: error.message }, 'invalid parameters');
       this.#answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
+      return;
+    }
+    if (instance.plan.paging) {
+      this.#pages.start(exchange, instance, bytes, (plan) => this.#encodeOrUndefined(plan, exchange, input));
       return;
     }
     this.#call(exchange, instance, bytes, input, true);
@@ -392,6 +571,7 @@ class GatewayServer implements Gateway {
       passThrough,
       plan.render,
       bytes,
+      callMetadata(exchange.idempotencyKey),
       { deadline: exchange.deadline },
       (error: ServiceError | null, fields?: Buffer) => {
         this.#pool.end(upstream);
@@ -406,7 +586,7 @@ class GatewayServer implements Gateway {
     );
   }
 
-  /** Answers a finished call, or retries it elsewhere once (GET/DELETE refused with UNAVAILABLE). */
+  /** Answers a finished call, or retries it elsewhere once (refused with UNAVAILABLE, if retryable). */
   #completeCall(
     exchange: Exchange,
     instance: Instance,
@@ -420,33 +600,37 @@ class GatewayServer implements Gateway {
       this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
       return;
     }
-    if (error.code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
+    const code = upstreamStatus(error.code, error.details, exchange.deadline);
+    if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
       const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
       if (other) {
         this.#log.debug({ key: exchange.key, from: instance.nodeId, to: other.nodeId }, 'retrying elsewhere');
-        const retryBytes = other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, input);
+        const retryBytes =
+          other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, exchange, input);
         if (retryBytes) {
           this.#call(exchange, other, retryBytes, input, false);
           return;
         }
       }
     }
-    this.#answerStatus(exchange, instance, error);
+    this.#answerStatus(exchange, instance, code, error);
   }
 
-  #encodeOrUndefined(plan: CallPlan, input: RequestInput): Buffer | undefined {
+  #encodeOrUndefined(plan: CallPlan, exchange: Exchange, input: RequestInput): Buffer | undefined {
     try {
-      return encode(plan, input);
+      return encode(plan, exchange, input);
     } catch {
       return undefined;
     }
   }
 
-  #answerStatus(exchange: Exchange, instance: Instance, error: ServiceError): void {
-    const outcome = outcomeForStatus(error.code, error.details);
+  #answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
+    const outcome = outcomeForStatus(code, error.details);
     if (outcome.httpStatus >= 500) {
-      this.#log.warn(
+      // One line per instance, method and failure per interval: a failing upstream fails every call.
+      limiterOf(this.#log).warn(
+        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${error.details?.slice(0, 80)}`,
         {
           key: exchange.key,
           node: instance.nodeId,
@@ -518,27 +702,31 @@ class GatewayServer implements Gateway {
     response.end(body);
   }
 
-  /** Bytes that are not HTTP, a header timeout, a reset: answer if the socket still can, never throw. */
+  /**
+   * Bytes that are not HTTP, a bad chunk, a request timeout, a reset: never throw, and lose no
+   * answer. Requests complete before the bad bytes are answered first (their answers are on their
+   * way); a request whose body was being read gets the error as its answer; then the error is
+   * written and the connection closed, unless an answer has closed it already.
+   */
   #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    // A response already under way on this socket (Node's own check) cannot be followed by another.
-    if (
-      error.code === 'ECONNRESET' ||
-      !socket.writable ||
-      (socket as { _httpMessage?: unknown })._httpMessage
-    ) {
+    if (error.code === 'ECONNRESET' || socket.destroyed) {
       socket.destroy();
       return;
     }
-    const [httpStatus, reason, message] =
-      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'The request took too long to arrive']
-        : error.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large', 'The request headers are too large']
-          : [400, 'Bad Request', 'Malformed HTTP request'];
-    const body = errorBody(null, message);
-    socket.end(
-      `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    // The parser reports its error again on every later chunk: answer once.
+    if (this.#failedSockets.has(socket)) return;
+    this.#failedSockets.add(socket);
+    const answer = clientErrorAnswer(error);
+    this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
+    closeAfterLinger(socket);
+    const connection = this.#connections.of(socket);
+    const reading = connection?.readingBody;
+    if (reading && !reading.request.complete) reading.stop.abort(answer);
+    const writeAnswer = (): void => {
+      if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
+    };
+    if (connection) connection.whenIdle(writeAnswer);
+    else writeAnswer();
   }
 }
 
@@ -556,15 +744,24 @@ function upstreamCredentials(tls: TlsFiles | undefined): ((name: string) => Chan
   };
 }
 
-function encode(plan: CallPlan, input: RequestInput): Buffer {
-  switch (input.kind) {
-    case 'none':
-      return plan.transcoder.fromText([]);
-    case 'text':
-      return plan.transcoder.fromText(input.params);
-    case 'json':
-      return plan.transcoder.fromJson(input.object);
-  }
+/** The request message of a plan, from the exchange's path and query and the body read. */
+function encode(plan: CallPlan, exchange: Exchange, body: RequestInput): Buffer {
+  return plan.decode({ pathValues: exchange.pathValues, query: exchange.query, body });
+}
+
+/** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
+function takesBody(route: Route): boolean {
+  return route.serving.some((instance) => instance.plan.route.body.kind !== 'none');
+}
+
+/**
+ * A socket whose parser has failed is closed once its answers are written; if the client neither
+ * reads them nor leaves, it is closed after LINGER_MS all the same.
+ */
+function closeAfterLinger(socket: Socket): void {
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /** How long a client may hold its connection after a 413 on a body of unknown size. */

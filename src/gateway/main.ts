@@ -1,3 +1,4 @@
+import { EXIT_CODES } from '../common/exit-codes.js';
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { GATEWAY_USAGE, loadGatewayConfig } from './config.js';
@@ -11,8 +12,11 @@ runMain(async () => {
     log,
     deadlineMs: config.deadlineMs,
     bodyLimitBytes: config.bodyLimitBytes,
+    maxConnections: config.maxConnections,
+    restartGraceMs: config.restartGraceMs,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
+    corsOrigins: config.corsOrigins,
     ...(config.https
       ? {
           https: {
@@ -28,5 +32,7 @@ runMain(async () => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
   );
-  stopOnSignals(log, () => gateway.stop());
+  const stopAndExit = stopOnSignals(log, () => gateway.stop());
+  // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
+  gateway.registration?.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
 }, GATEWAY_USAGE);

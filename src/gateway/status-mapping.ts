@@ -10,21 +10,54 @@ export interface HttpOutcome {
   readonly retryAfter: boolean;
 }
 
+/**
+ * How grpc-js words a call that ended without a gRPC status because its HTTP/2 stream or connection
+ * was cut under it (a RST_STREAM or a GOAWAY with an error code, a socket error): the service never
+ * answered, so nothing says it failed.
+ */
+const CUT_BELOW_GRPC = /^Received RST_STREAM with code \d+/;
+
+/**
+ * The status the gateway answers for a failed upstream call. A call cut below gRPC (grpc-js reports
+ * INTERNAL "Received RST_STREAM …", as when an instance freezes or dies behind an HTTP/2 hop) is not
+ * an error of the service: it is UNAVAILABLE (503, retried elsewhere like any refusal), or
+ * DEADLINE_EXCEEDED (504) when the call's deadline had passed by then.
+ */
+export function upstreamStatus(code: status, details: string | undefined, deadline: number): status {
+  if (code !== status.INTERNAL || !CUT_BELOW_GRPC.test(details ?? '')) return code;
+  return Date.now() >= deadline ? status.DEADLINE_EXCEEDED : status.UNAVAILABLE;
+}
+
 /** A service's own message is shown up to this length. */
 const MAX_MESSAGE_LENGTH = 1024;
+
+/**
+ * The details grpc-js (1.14) gives a message over a size limit: "Received message larger than max
+ * (…)" (the gateway's 4 MiB limit on an answer), "Sent message larger than max (…)" (a service's
+ * limit on its own answer), "Received message that decompresses to a size larger than …". The
+ * gateway sends no request near a service's limit (its body limit is smaller), so it is the answer.
+ */
+const MESSAGE_TOO_LARGE =
+  /^(?:(?:Received|Sent) message larger than max|Received message that decompresses to a size larger than)/;
 
 /**
  * The one table from a gRPC status to what a REST client sees.
  *
  * Business outcomes (the caller's request was understood and refused: INVALID_ARGUMENT, NOT_FOUND,
- * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE) keep
- * the book's HTTP 200 with `errorcode: 1` and the service's own message ("Invalid Parameters",
- * "no data", "Invalid password"), as the book's clients expect.
+ * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, ABORTED, OUT_OF_RANGE) keep the book's HTTP 200
+ * with `errorcode: 1` and the service's own message ("Invalid Parameters", "no data",
+ * "Invalid password"), as the book's clients expect.
+ *
+ * FAILED_PRECONDITION is 422 with the service's message: the shop says it only of an Idempotency-Key
+ * reused with a different request (a request the book never had), which the IETF Idempotency-Key
+ * draft answers 422 Unprocessable Content.
  *
  * Faults are proper HTTP errors with a plain message of the gateway's, never upstream internals:
  * UNAVAILABLE and CANCELLED 503 and RESOURCE_EXHAUSTED 429 (both with Retry-After: temporary),
- * DEADLINE_EXCEEDED 504, and INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED (and OK, which is never an
- * error) 500.
+ * except a RESOURCE_EXHAUSTED that is grpc-js's own message size limit: 502 "The answer is too
+ * large", without Retry-After, since the same request would meet the same limit (logged, as every
+ * answer of 500 and above, with grpc-js's details); DEADLINE_EXCEEDED 504, and INTERNAL, UNKNOWN,
+ * DATA_LOSS, UNIMPLEMENTED (and OK, which is never an error) 500.
  */
 export function outcomeForStatus(code: status, details: string | undefined): HttpOutcome {
   switch (code) {
@@ -39,7 +72,7 @@ export function outcomeForStatus(code: status, details: string | undefined): Htt
     case status.UNAUTHENTICATED:
       return business(details, 'Unauthenticated');
     case status.FAILED_PRECONDITION:
-      return business(details, 'Failed precondition');
+      return { ...business(details, 'Failed precondition'), httpStatus: 422 };
     case status.ABORTED:
       return business(details, 'Aborted, try again');
     case status.OUT_OF_RANGE:
@@ -49,6 +82,11 @@ export function outcomeForStatus(code: status, details: string | undefined): Htt
     case status.CANCELLED:
       return fault(503, 'Request cancelled by the service', true);
     case status.RESOURCE_EXHAUSTED:
+      // grpc-js uses this code for its own message size limits too: that is no overload, and a retry
+      // would meet the same limit.
+      if (details !== undefined && MESSAGE_TOO_LARGE.test(details)) {
+        return fault(502, 'The answer is too large', false);
+      }
       return fault(429, 'Service overloaded', true);
     case status.DEADLINE_EXCEEDED:
       return fault(504, 'Upstream deadline exceeded', false);

@@ -3,9 +3,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
+import { EXIT_CODES } from '../common/exit-codes.js';
 import { loadSettings } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
-import { COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { watchParent } from './parent-watch.js';
 import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
@@ -19,7 +21,7 @@ try {
   ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, [], process.env));
 } catch (error) {
   process.stderr.write(`[launcher] ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(2);
+  process.exit(EXIT_CODES.badConfiguration);
 }
 const componentEnv = registrationCredentials();
 const supervisor = new Supervisor(
@@ -27,11 +29,28 @@ const supervisor = new Supervisor(
     name,
     entry: fileURLToPath(new URL(entry, import.meta.url)),
     nodeFlags: COMPONENT_NODE_FLAGS,
-    env: componentEnv,
+    env: { ...allocatorEnv(), ...componentEnv },
   })),
-  { write: (line) => process.stdout.write(`${line}\n`), pretty: logFormat === 'pretty' },
+  {
+    write: (line) => process.stdout.write(`${line}\n`),
+    pretty: logFormat === 'pretty',
+    // The shop is not whole without it and a restart would fail the same way: stop, and say so.
+    onPermanentExit: (name, code, meaning) =>
+      stopEverything(`${name} cannot run (${meaning}: see its message above)`, code),
+  },
 );
-supervisor.start();
+
+let stopping = false;
+/** Stops every component in order (the gateway first, the distributor last), then exits. */
+function stopEverything(why: string, exitCode: number): void {
+  if (stopping) return;
+  stopping = true;
+  say(`${why}: stopping every component`);
+  supervisor.stop().then(() => {
+    say(exitCode === 0 ? 'all stopped' : `all stopped; exiting with code ${exitCode}`);
+    process.exit(exitCode);
+  });
+}
 
 /**
  * Secure by default, with no extra step: unless the environment already names a token, `npm start`
@@ -50,17 +69,13 @@ function registrationCredentials(): NodeJS.ProcessEnv {
   return { [REGISTRY_TOKEN_ENV]: token };
 }
 
-let stopping = false;
-const stop = (signal: NodeJS.Signals): void => {
-  if (stopping) return;
-  stopping = true;
-  say(`${signal}: stopping every component`);
-  supervisor.stop().then(() => {
-    say('all stopped');
-    process.exit(0);
-  });
-};
-process.on('SIGINT', stop);
-process.on('SIGHUP', stop);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => stopEverything(signal, 0));
+}
+// `npm start` runs the launcher in place of its shell (exec), so that npm's forwarded SIGTERM reaches
+// it. When npm itself is killed outright, nothing is forwarded: the launcher is orphaned instead.
+watchParent((parent) => stopEverything(`the process that started the launcher (pid ${parent}) is gone`, 0));
+// Whoever read our output may be gone with our parent: the components are still stopped in order.
+process.stdout.on('error', () => {});
 process.on('exit', () => supervisor.killAll());
-process.on('SIGTERM', stop);
+supervisor.start();

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { PERMANENT_EXITS } from '../common/exit-codes.js';
 import { SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import { formatLogLine } from './log-line-formatter.js';
 
@@ -23,12 +24,18 @@ export interface SupervisorOptions {
   stopTimeoutMs?: number;
   /** Whether to turn JSON log lines into readable ones. */
   pretty?: boolean;
+  /** Exit codes after which a component is not started again, with their meaning; PERMANENT_EXITS by default. */
+  permanentExits?: ReadonlyMap<number, string>;
+  /** Told when a component exited with one of `permanentExits`, e.g. to stop the others. */
+  onPermanentExit?: (component: string, code: number, meaning: string) => void;
 }
 
 /**
  * Runs components as separate Node.js processes with every output line prefixed by the component's
  * name. A component that exits on its own is started again, after a delay that doubles up to 10 s,
- * so a crash heals without a person. `stop()` sends each SIGTERM in reverse start order and waits.
+ * so a crash heals without a person; one that exits with a permanent code (bad configuration, a
+ * refusal) is not, since it would fail the same way forever: `onPermanentExit` hears of it instead.
+ * `stop()` sends each SIGTERM in reverse start order and waits.
  */
 export class Supervisor {
   readonly #running = new Map<string, ChildProcess>();
@@ -44,7 +51,13 @@ export class Supervisor {
     readonly components: readonly ComponentSpec[],
     options: SupervisorOptions,
   ) {
-    this.#options = { stopTimeoutMs: 10_000, pretty: true, ...options };
+    this.#options = {
+      stopTimeoutMs: 10_000,
+      pretty: true,
+      permanentExits: PERMANENT_EXITS,
+      onPermanentExit: () => {},
+      ...options,
+    };
     this.#width = Math.max(...components.map((component) => component.name.length));
   }
 
@@ -105,6 +118,14 @@ export class Supervisor {
     child.on('exit', (code, signal) => {
       this.#running.delete(component.name);
       if (this.#stopping) return;
+      const meaning = code === null ? undefined : this.#options.permanentExits.get(code);
+      if (meaning !== undefined) {
+        this.#options.write(
+          `${prefix} exited with code ${code} (${meaning}); starting it again would fail the same way, so it stays stopped`,
+        );
+        this.#options.onPermanentExit(component.name, code!, meaning);
+        return;
+      }
       // A process that ran for a while before it died starts again quickly; a crash loop backs off.
       const failures = Date.now() - startedAt > 30_000 ? 0 : (this.#restarts.get(component.name) ?? 0) + 1;
       this.#restarts.set(component.name, failures);

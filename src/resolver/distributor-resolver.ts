@@ -6,10 +6,11 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
+import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import type { BackoffOptions } from '../distributor/registration-client.js';
-import { RegistryWatcher } from '../distributor/registry-watcher.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
+import type { BackoffOptions } from '../registry-client/registration-client.js';
+import { RegistryWatcher } from '../registry-client/registry-watcher.js';
 
 /** The URI scheme the resolver serves: `distributor:///<gRPC service or node name>`. */
 export const DISTRIBUTOR_SCHEME = 'distributor';
@@ -48,20 +49,53 @@ const ROUND_ROBIN = experimental.statusOrFromValue({
   methodConfig: [],
 });
 
-/**
- * Whether `node` serves `target`: a node name ("goods"), or a fully qualified gRPC service
- * ("shop.v1.GoodsService") that one of the node's routes maps to.
- */
-function serves(node: Node, target: string): boolean {
-  return node.name === target || node.routes.some((route) => route.grpcMethod.startsWith(`${target}/`));
+/** The gRPC services a descriptor set defines (a node serves every one), by the set's SHA-256. */
+class ServicesBySet {
+  readonly #known = new Map<string, ReadonlySet<string>>();
+
+  of(node: Node): ReadonlySet<string> {
+    if (node.descriptorSet.length === 0) return NONE;
+    const key = node.descriptorSetSha256.toString('hex');
+    let services = this.#known.get(key);
+    if (!services) {
+      services = new Set<string>();
+      try {
+        for (const file of registryOfDescriptorSet(node.descriptorSet).files) {
+          for (const service of file.services) (services as Set<string>).add(service.typeName);
+        }
+      } catch {
+        // The distributor validated it; a set that does not parse here serves nothing.
+      }
+      this.#known.set(key, services);
+    }
+    return services;
+  }
+
+  /** Forgets the sets no node of `snapshot` uses. */
+  retainOnly(snapshot: Snapshot): void {
+    const used = new Set(snapshot.nodes.map((node) => node.descriptorSetSha256.toString('hex')));
+    for (const key of this.#known.keys()) if (!used.has(key)) this.#known.delete(key);
+  }
 }
 
-/** The serving instances of `target` in a snapshot, one endpoint per address. */
-export function endpointsFor(snapshot: Snapshot, target: string): Endpoint[] {
+const NONE: ReadonlySet<string> = new Set();
+
+/**
+ * The serving instances of `target` in a snapshot, one endpoint per address: nodes named `target`
+ * ("goods"), or whose descriptor set defines the gRPC service `target` ("shop.v1.GoodsService").
+ */
+export function endpointsFor(
+  snapshot: Snapshot,
+  target: string,
+  services?: (node: Node) => ReadonlySet<string>,
+): Endpoint[] {
+  const bySet = services ? undefined : new ServicesBySet();
+  const servicesOf = services ?? ((node: Node) => bySet!.of(node));
   const seen = new Set<string>();
   const endpoints: Endpoint[] = [];
   for (const node of snapshot.nodes) {
-    if (node.state !== NodeState.NODE_STATE_SERVING || !serves(node, target)) continue;
+    if (node.state !== NodeState.NODE_STATE_SERVING) continue;
+    if (node.name !== target && !servicesOf(node).has(target)) continue;
     const key = `${node.host}:${node.port}`;
     if (seen.has(key)) continue;
     seen.add(key);
@@ -73,7 +107,8 @@ export function endpointsFor(snapshot: Snapshot, target: string): Endpoint[] {
 /**
  * Registers a grpc-js name resolver for `distributor:///<target>`, so that any grpc-js client
  * (a stock generated one included) reaches the serving instances the distributor lists, balanced
- * round robin. The target is a gRPC service ("shop.v1.GoodsService") or a node name ("goods").
+ * round robin. The target is a gRPC service ("shop.v1.GoodsService": the nodes whose descriptor set
+ * defines it) or a node name ("goods").
  *
  * One Watch stream (with the given credentials), opened at once, follows the distributor's node
  * list for every channel of the process; each channel's addresses change as instances join, drain (a draining
@@ -86,8 +121,10 @@ export function registerDistributorResolver(
   options: DistributorResolverOptions,
 ): DistributorResolverRegistration {
   const log = options.log ?? silentLogger();
+  // The services a node serves are those its descriptor set defines: the watcher fetches each set once.
   const watcher = new RegistryWatcher({
     distributor: options.distributor,
+    descriptorSets: true,
     log,
     ...(options.token === undefined ? {} : { token: options.token }),
     ...(options.credentials ? { credentials: options.credentials } : {}),
@@ -95,9 +132,12 @@ export function registerDistributorResolver(
     ...(options.backoff ? { backoff: options.backoff } : {}),
   });
   const resolvers = new Set<DistributorResolver>();
+  const servicesBySet = new ServicesBySet();
+  const servicesOf = (node: Node) => servicesBySet.of(node);
   let unreachable: StatusObject | undefined;
   watcher.on('snapshot', (snapshot) => {
     unreachable = undefined;
+    servicesBySet.retainOnly(snapshot);
     for (const resolver of resolvers) resolver.report(snapshot);
   });
   watcher.on('disconnected', (ended) => {
@@ -123,7 +163,7 @@ export function registerDistributorResolver(
 
     /** Reports the target's endpoints in `snapshot`, if they changed. */
     report(snapshot: Snapshot): void {
-      const endpoints = endpointsFor(snapshot, this.#target);
+      const endpoints = endpointsFor(snapshot, this.#target, servicesOf);
       const key = JSON.stringify(endpoints);
       if (key === this.#last) return;
       this.#last = key;

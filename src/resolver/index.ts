@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 
-export { RegistryWatcher, type RegistryWatcherOptions } from '../distributor/registry-watcher.js';
+export { RegistryWatcher, type RegistryWatcherOptions } from '../registry-client/registry-watcher.js';
 export {
   DISTRIBUTOR_SCHEME,
   type DistributorResolverOptions,

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import type { GetDescriptorSetResponse } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { describeNodeWith, metadataOf, useDistributorHarness } from './support/distributor-harness.js';
 import { junkDescriptorSet, junkNode } from './support/junk-nodes.js';
@@ -82,6 +82,7 @@ describe('descriptor sets by hash', () => {
       details: `the distributor holds no descriptor set ${sha256(goodsDescriptorSet()).toString('hex')}: register again with descriptor_set`,
     });
     openRegistration(address, [describeNodeWith(goodsNode({ port: 9011 }))]);
+    await vi.waitFor(() => expect(distributor.registry.snapshot().nodes).toHaveLength(1));
     const later = openRegistration(address, [describeNodeWith(hashOnly(9012))]);
     expect(await later.outcome).toMatchObject({ code: status.OK });
     expect(distributor.registry.snapshot().nodes.map((node) => node.port)).toEqual([9011, 9012]);

@@ -1,13 +1,14 @@
 import { credentials, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
+import { freePort } from '../../src/bench/process-probes.js';
 import { type DistributorServer, observedHost } from '../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import {
   type NodeDescription,
   NodeState,
   type RegisterRequest,
   type Snapshot,
 } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { checkHealth, reflect } from '../helpers/grpc-clients.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -136,9 +137,9 @@ describe('distributor over gRPC', () => {
       'the path must start with "/"',
     ],
     [
-      'a node without routes that sends a descriptor set',
-      [describeNode(gatewayNode({ name: 'rogue', descriptorSet: goodsDescriptorSet() }))],
-      'a node without routes must send no descriptor_set',
+      'a descriptor set that does not parse',
+      [describeNode(gatewayNode({ name: 'rogue', descriptorSet: goodsDescriptorSet().subarray(0, 100) }))],
+      'descriptor_set must be a google.protobuf.FileDescriptorSet',
     ],
     [
       'a second description',
@@ -166,6 +167,31 @@ describe('distributor over gRPC', () => {
     await vi.waitFor(async () =>
       expect((await list(address)).snapshot!.nodes[0]!.state).toBe(NodeState.NODE_STATE_DRAINING),
     );
+  });
+
+  it('refuses a service whose REST routes another service serves, with ALREADY_EXISTS, and logs it', async () => {
+    const log = capturingLogger();
+    const { address } = await startDistributor({ log: log.log });
+    const goods = openRegistration(address, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(goods.responses).toHaveLength(1));
+    // Another service declaring GoodsService's routes (its descriptors copied).
+    const rival = openRegistration(address, describeNode(goodsNode({ name: 'rival', port: 9099 })));
+    expect(await rival.ended).toMatchObject({
+      code: status.ALREADY_EXISTS,
+      details: expect.stringContaining(
+        'route "POST /goods" is served by goods@127.0.0.1:9010: a node named "rival" cannot serve it too',
+      ),
+    });
+    expect(
+      log.lines.some((line) => line.event === 'route-conflict' && line.node === 'rival@127.0.0.1:9099'),
+    ).toBe(true);
+    // Another instance of goods declares them as well: no conflict.
+    const second = openRegistration(address, describeNode(goodsNode({ port: 9011 })));
+    await vi.waitFor(() => expect(second.responses).toHaveLength(1));
+    expect((await list(address)).snapshot!.nodes.map((node) => node.id)).toEqual([
+      'goods@127.0.0.1:9010',
+      'goods@127.0.0.1:9011',
+    ]);
   });
 
   it('serves reflection v1 and v1alpha that resolves every type of its methods, and health', async () => {
@@ -235,6 +261,8 @@ describe('registration client', () => {
     const { distributor, address } = await startDistributor();
     const watcher = watch(address);
     const goods = openRegistration(address, describeNode(goodsNode()));
+    // One after the other, so that the revisions each sees are known.
+    await vi.waitFor(() => expect(goods.revisions()).toEqual([1]));
     const gateway = openRegistration(address, describeNode(gatewayNode()));
     await vi.waitFor(() => expect(watcher.at(-1)!.nodes).toHaveLength(2));
     await vi.waitFor(() => expect(gateway.revisions()).toEqual([2]));
@@ -303,8 +331,8 @@ describe('registration client', () => {
     expect(distributor.registry.snapshot().nodes).toHaveLength(1);
   });
 
-  it('keeps retrying when refused, and warns once per reason', async () => {
-    const { log, lines, warnings } = capturingLogger();
+  it('gives up on a refusal no retry can change (a wrong token): one error, a refused event, no retry', async () => {
+    const { log, lines } = capturingLogger();
     const { address } = await startDistributor({ registryToken: 'the-token' });
     const registration = new RegistrationClient({
       distributor: address,
@@ -315,17 +343,73 @@ describe('registration client', () => {
     });
     cleanups.push(() => registration.stop(200));
     const disconnected = vi.fn();
+    const refused = vi.fn();
+    registration.on('disconnected', disconnected);
+    registration.on('refused', refused);
+    registration.start();
+    await vi.waitFor(() => expect(refused).toHaveBeenCalledTimes(1));
+    expect(refused.mock.calls[0]![0]).toMatchObject({ code: status.UNAUTHENTICATED });
+    expect(registration.refusal?.code).toBe(status.UNAUTHENTICATED);
+    expect(lines.filter((line) => line.level >= 40).map((line) => [line.level, line.msg])).toEqual([
+      [
+        50,
+        'the distributor refused this node (UNAUTHENTICATED: invalid credentials: the registry token is wrong); ' +
+          'retrying cannot change that, so registration stops here',
+      ],
+    ]);
+    // A retry would come within fastBackoff's 20 ms: none comes.
+    await expect(
+      vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(2), { timeout: 500 }),
+    ).rejects.toThrow();
+    expect(registration.nodeId).toBeUndefined();
+  });
+
+  it('keeps retrying a refusal that may clear, warns at each, and registers once it has cleared', async () => {
+    const { log, warnings } = capturingLogger();
+    const { distributor, address } = await startDistributor({ limits: { nodesPerName: 1 } });
+    const first = openRegistration(address, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(first.responses).toHaveLength(1));
+    const second = new RegistrationClient({
+      distributor: address,
+      node: goodsNode({ port: 9011 }),
+      backoff: fastBackoff,
+      log,
+    });
+    cleanups.push(() => second.stop(200));
+    const refused = vi.fn();
+    second.on('refused', refused);
+    second.start();
+    await vi.waitFor(() => expect(warnings().length).toBeGreaterThanOrEqual(3));
+    expect(new Set(warnings().map((line) => line.msg))).toEqual(
+      new Set([
+        'the distributor refused this node for now (RESOURCE_EXHAUSTED: too many nodes named goods: at most 1); retrying with backoff',
+      ]),
+    );
+    first.call.end();
+    await vi.waitFor(() => expect(second.nodeId).toBe('goods@127.0.0.1:9011'));
+    expect(distributor.registry.snapshot().nodes.map((node) => node.id)).toEqual(['goods@127.0.0.1:9011']);
+    expect(refused).not.toHaveBeenCalled();
+  });
+
+  it('retries quietly while the distributor is unreachable: one warning for the reason, not one per attempt', async () => {
+    const { log, lines, warnings } = capturingLogger();
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${await freePort()}`,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      log,
+    });
+    cleanups.push(() => registration.stop(200));
+    const disconnected = vi.fn();
     registration.on('disconnected', disconnected);
     registration.start();
-    await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(3));
-    expect(disconnected.mock.calls.map(([ended]) => ended.code)).toEqual(
-      Array(3).fill(status.UNAUTHENTICATED),
+    await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(3), { timeout: 10_000 });
+    expect(disconnected.mock.calls.map(([ended]) => ended.code)).toEqual(Array(3).fill(status.UNAVAILABLE));
+    expect(warnings()).toHaveLength(1);
+    expect(warnings()[0]!.msg).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*\); retrying with backoff$/,
     );
-    expect(warnings().map((line) => line.msg)).toEqual([
-      'not registered with the distributor (UNAUTHENTICATED: invalid credentials: the registry token is wrong); retrying with backoff',
-    ]);
     expect(lines.filter((line) => line.event === 'disconnected').length).toBeGreaterThanOrEqual(3);
-    expect(registration.nodeId).toBeUndefined();
   });
 
   it('says draining, then leaves, when stopped', async () => {

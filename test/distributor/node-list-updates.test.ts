@@ -6,8 +6,6 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
-import { RegistryWatcher } from '../../src/distributor/registry-watcher.js';
 import {
   type DistributorServiceServer,
   DistributorServiceService,
@@ -21,6 +19,8 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { RegistryWatcher } from '../../src/registry-client/registry-watcher.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import {

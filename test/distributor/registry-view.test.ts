@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
-import { RegistryView } from '../../src/distributor/registry-view.js';
 import { type Node, type NodeListUpdate, NodeState, type Snapshot } from '../../src/gen/distributor.js';
-import { GOODS_ROUTES } from '../helpers/nodes.js';
+import { RegistryView } from '../../src/registry-client/registry-view.js';
 
 const INSTANCE = 'instance-a';
 
 const setA = Buffer.from('descriptor set A');
 const setB = Buffer.from('descriptor set B');
+const setC = Buffer.from('descriptor set C');
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest();
 
 function node(port: number, set: Buffer | null = setA): Node {
@@ -16,7 +16,7 @@ function node(port: number, set: Buffer | null = setA): Node {
     name: 'goods',
     host: '127.0.0.1',
     port,
-    routes: set ? GOODS_ROUTES : [],
+    routes: [],
     descriptorSet: Buffer.alloc(0),
     state: NodeState.NODE_STATE_SERVING,
     registeredAt: new Date(1_000),
@@ -114,43 +114,48 @@ describe('RegistryView', () => {
     expect(ids(view.snapshot)).toEqual([node(3).id]);
   });
 
-  it('fetches each distinct descriptor set once, fills it in, and leaves a node out until its set arrives', async () => {
+  it('fetches each distinct descriptor set once and fills it in; a snapshot waits for its sets, a later node does not', async () => {
     const fetches: string[] = [];
     const pending = new Map<string, () => void>();
+    const sets = new Map([setA, setB, setC].map((set) => [sha(set).toString('hex'), set]));
     const view = new RegistryView({
       fetchDescriptorSet: (hash) => {
         const key = hash.toString('hex');
         fetches.push(key);
-        return new Promise((resolve) =>
-          pending.set(key, () => resolve(key === sha(setA).toString('hex') ? setA : setB)),
-        );
+        return new Promise((resolve) => pending.set(key, () => resolve(sets.get(key)!)));
       },
     });
     const seen = recording(view);
+    const arrive = (set: Buffer) => pending.get(sha(set).toString('hex'))!();
     const gateway = node(8000, null);
     view.apply(snapshotOf(1, [gateway, node(1), node(2), node(3, setB)]));
+    await vi.waitFor(() => expect(fetches).toHaveLength(2));
+    arrive(setA);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The whole list is handed on once every set it needs is here.
+    expect(seen).toHaveLength(0);
+    arrive(setB);
     await vi.waitFor(() => expect(seen).toHaveLength(1));
-    // Only the node without routes can be emitted before the sets arrive.
-    expect(ids(seen[0])).toEqual([gateway.id]);
-    view.apply(added(2, node(4)));
-    pending.get(sha(setA).toString('hex'))!();
-    await vi.waitFor(() =>
-      expect(ids(view.snapshot)).toEqual([gateway.id, node(1).id, node(2).id, node(4).id]),
-    );
-    pending.get(sha(setB).toString('hex'))!();
+    expect(ids(seen[0])).toEqual([gateway.id, node(1).id, node(2).id, node(3).id]);
+    // A node added later with a set not seen yet waits for it; the others are handed on at once.
+    view.apply(added(2, node(4, setC)));
+    view.apply(drained(3, node(1).id));
+    await vi.waitFor(() => expect(view.snapshot?.revision).toBe(3));
+    expect(ids(view.snapshot)).toEqual([gateway.id, node(1).id, node(2).id, node(3).id]);
+    arrive(setC);
     await vi.waitFor(() => expect(view.snapshot!.nodes).toHaveLength(5));
-    expect(fetches).toHaveLength(2);
-    const filled = view.snapshot!.nodes.filter((entry) => entry.routes.length > 0);
+    expect(fetches).toHaveLength(3);
+    const filled = view.snapshot!.nodes.filter((entry) => entry.descriptorSetSha256.length > 0);
     expect(filled.map((entry) => entry.descriptorSet.toString())).toEqual([
       'descriptor set A',
       'descriptor set A',
       'descriptor set B',
-      'descriptor set A',
+      'descriptor set C',
     ]);
     // Kept while used: a new instance of a known set costs no fetch.
-    view.apply(added(3, node(5)));
+    view.apply(added(4, node(5)));
     await vi.waitFor(() => expect(view.snapshot!.nodes).toHaveLength(6));
-    expect(fetches).toHaveLength(2);
+    expect(fetches).toHaveLength(3);
   });
 
   it('fetches a set again after a failure, while a node still needs it', async () => {

@@ -9,7 +9,15 @@ import { createGateway } from '../../src/gateway/gateway-server.js';
 import { send } from '../helpers/http.js';
 import { goodsNode } from '../helpers/nodes.js';
 import { attemptList, attemptRegistration, startRogueGoods } from '../helpers/rogue.js';
-import { childPids, freePort, isAlive, rssMiB, spawnComponent } from './support/processes.js';
+import {
+  childPids,
+  descendantPids,
+  freePort,
+  isAlive,
+  isRunning,
+  rssMiB,
+  spawnComponent,
+} from './support/processes.js';
 import { servingCount } from './support/shop.js';
 
 const json = { 'content-type': 'application/json' };
@@ -212,6 +220,73 @@ describe('npm start: the launcher runs the five components as processes', () => 
     expect(await launcher.exited()).toBe(0);
     expect(children.filter(isAlive)).toEqual([]);
     expect(launcher.lines).toContain('[launcher] all stopped');
+  });
+});
+
+describe('npm start with a configuration error', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-config-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it.each([
+    // Only goods fails: the four others are running when the launcher stops them.
+    ['GOODS_PORT=abc', { GOODS_PORT: 'abc' }, /^\[goods +\] GOODS_PORT: expected a whole number/],
+    // All five fail: whichever exits first makes the launcher stop the rest.
+    ['LOG_LEVEL=verbose', { LOG_LEVEL: 'verbose' }, /^\[\w+ *\] LOG_LEVEL: expected one of .*"verbose"/],
+  ])(
+    '%s: the component is not restarted; the launcher says why, stops the rest and exits 2',
+    async (_name, bad, message) => {
+      const ports = [await freePort(), await freePort()];
+      const launcher = spawnComponent('src/launcher/main.ts', [], {
+        DISTRIBUTOR_PORT: String(ports[0]),
+        DISTRIBUTOR_ADDRESS: `127.0.0.1:${ports[0]}`,
+        GATEWAY_PORT: String(ports[1]),
+        GOODS_PORT: '0',
+        MEMBERS_PORT: '0',
+        PURCHASES_PORT: '0',
+        DATA_DIR: dataDir,
+        MYSQL_URL: '',
+        ...bad,
+      });
+      try {
+        await launcher.waitForLine(message);
+        const tree = descendantPids(launcher.child.pid!);
+        expect(await launcher.exited()).toBe(2);
+        const [said, ...more] = launcher.lines.filter((line) => / cannot run /.test(line));
+        expect(more).toEqual([]);
+        const culprit = /^\[launcher\] (\w+) /.exec(said ?? '')?.[1];
+        expect(said).toBe(
+          `[launcher] ${culprit} cannot run (bad configuration: see its message above): stopping every component`,
+        );
+        expect(
+          launcher.lines.some((line) => message.test(line) && new RegExp(`^\\[${culprit} *\\] `).test(line)),
+        ).toBe(true);
+        expect(launcher.lines).toContain('[launcher] all stopped; exiting with code 2');
+        // Each component printed its error once at most: none was started again.
+        const errors = launcher.lines.filter((line) => message.test(line)).map((line) => line.split(']')[0]);
+        expect(new Set(errors).size).toBe(errors.length);
+        expect(launcher.lines.some((line) => / starting it again in /.test(line))).toBe(false);
+        expect(tree.filter(isRunning)).toEqual([]);
+      } finally {
+        if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+      }
+    },
+    60_000,
+  );
+});
+
+describe('each component with LOG_LEVEL=verbose', () => {
+  it.each([
+    'src/distributor/main.ts',
+    'src/gateway/main.ts',
+    'src/services/goods/main.ts',
+    'src/services/members/main.ts',
+    'src/services/purchases/main.ts',
+  ])('%s exits 2 at once, saying what LOG_LEVEL expects', async (entry) => {
+    const component = spawnComponent(entry, ['--port', '0'], { LOG_LEVEL: 'verbose', MYSQL_URL: '' });
+    expect(await component.exited()).toBe(2);
+    expect(component.lines[0]).toBe(
+      'LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"',
+    );
   });
 });
 

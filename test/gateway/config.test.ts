@@ -1,8 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import { loadGatewayConfig, parseByteSize } from '../../src/gateway/config.js';
+import { defaultMaxConnections } from '../../src/gateway/connection-tracker.js';
 
 describe('loadGatewayConfig', () => {
+  it('caps connections at ¾ of the open-file limit by default, or as told', () => {
+    const limit = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    expect(defaultMaxConnections()).toBe(limit ? Math.floor((Number(limit[1]) * 3) / 4) : 10_000);
+    expect(loadGatewayConfig(['--max-connections', '50'], {}).maxConnections).toBe(50);
+    expect(loadGatewayConfig([], { GATEWAY_MAX_CONNECTIONS: 'auto' }).maxConnections).toBe(
+      defaultMaxConnections(),
+    );
+  });
+
   it('has the documented defaults', () => {
     expect(loadGatewayConfig([], {})).toEqual({
       host: '0.0.0.0',
@@ -10,7 +21,10 @@ describe('loadGatewayConfig', () => {
       distributor: '127.0.0.1:9000',
       deadlineMs: 5000,
       bodyLimitBytes: 1024 * 1024,
+      maxConnections: defaultMaxConnections(),
+      restartGraceMs: 3000,
       logLevel: 'info',
+      corsOrigins: [],
     });
   });
 
@@ -22,6 +36,7 @@ describe('loadGatewayConfig', () => {
       GATEWAY_DEADLINE_MS: '250',
       GATEWAY_BODY_LIMIT: '64KiB',
       LOG_LEVEL: 'debug',
+      CORS_ORIGINS: 'https://shop.example, http://localhost:3000',
     };
     expect(loadGatewayConfig([], env)).toEqual({
       host: '127.0.0.1',
@@ -29,7 +44,10 @@ describe('loadGatewayConfig', () => {
       distributor: '10.0.0.1:9100',
       deadlineMs: 250,
       bodyLimitBytes: 65536,
+      maxConnections: defaultMaxConnections(),
+      restartGraceMs: 3000,
       logLevel: 'debug',
+      corsOrigins: ['https://shop.example', 'http://localhost:3000'],
     });
     expect(
       loadGatewayConfig(
@@ -45,6 +63,14 @@ describe('loadGatewayConfig', () => {
     expect(() => loadGatewayConfig([], { DISTRIBUTOR_ADDRESS: 'nowhere' })).toThrow(/DISTRIBUTOR_ADDRESS/);
     expect(() => loadGatewayConfig(['--body-limit', '1GB'], {})).toThrow(/--body-limit/);
     expect(() => loadGatewayConfig(['--nope'], {})).toThrow();
+    expect(() => loadGatewayConfig(['--max-connections', '0'], {})).toThrow(/--max-connections/);
+    expect(() => loadGatewayConfig([], { GATEWAY_MAX_CONNECTIONS: 'many' })).toThrow(/or auto/);
+    for (const origins of ['https://shop.example/', 'shop.example', 'https://a.example,*', 'ftp://x'])
+      expect(() => loadGatewayConfig([], { CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS/);
+    expect(loadGatewayConfig(['--cors-origins', '*'], {}).corsOrigins).toEqual(['*']);
+    expect(loadGatewayConfig([], { CORS_ORIGINS: 'http://[::1]:8080' }).corsOrigins).toEqual([
+      'http://[::1]:8080',
+    ]);
   });
 });
 

@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { outcomeForStatus } from '../../src/gateway/status-mapping.js';
+import { outcomeForStatus, upstreamStatus } from '../../src/gateway/status-mapping.js';
+import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 
 describe('outcomeForStatus', () => {
   it('keeps HTTP 200 and the service message for business outcomes', () => {
@@ -10,7 +11,6 @@ describe('outcomeForStatus', () => {
       status.ALREADY_EXISTS,
       status.PERMISSION_DENIED,
       status.UNAUTHENTICATED,
-      status.FAILED_PRECONDITION,
       status.ABORTED,
       status.OUT_OF_RANGE,
     ];
@@ -24,6 +24,17 @@ describe('outcomeForStatus', () => {
     expect(outcomeForStatus(status.INVALID_ARGUMENT, '').message).toBe('Invalid Parameters');
     expect(outcomeForStatus(status.NOT_FOUND, '  ').message).toBe('Not found');
     expect(outcomeForStatus(status.UNAUTHENTICATED, 'x'.repeat(5000)).message.length).toBe(1024);
+  });
+
+  it('answers FAILED_PRECONDITION (an Idempotency-Key reused) 422 with the service message', () => {
+    expect(
+      outcomeForStatus(status.FAILED_PRECONDITION, 'Idempotency-Key reused with a different request'),
+    ).toEqual({
+      httpStatus: 422,
+      message: 'Idempotency-Key reused with a different request',
+      retryAfter: false,
+    });
+    expect(outcomeForStatus(status.FAILED_PRECONDITION, '').message).toBe('Failed precondition');
   });
 
   it('maps faults to HTTP errors with the gateway own words, never upstream details', () => {
@@ -46,10 +57,52 @@ describe('outcomeForStatus', () => {
     }
   });
 
+  it("tells grpc-js's message size limits from an overload: 502, not 429, and no Retry-After", () => {
+    for (const details of [
+      'Received message larger than max (4194405 vs 4194304)',
+      'Sent message larger than max (5242885 vs. 4194304)',
+      'Received message that decompresses to a size larger than 4194304',
+    ]) {
+      expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, details), details).toEqual({
+        httpStatus: 502,
+        message: 'The answer is too large',
+        retryAfter: false,
+      });
+    }
+    // A service's own RESOURCE_EXHAUSTED (members' full hashing queue) is still an overload.
+    expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS)).toEqual({
+      httpStatus: 429,
+      message: 'Service overloaded',
+      retryAfter: true,
+    });
+    expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, undefined).httpStatus).toBe(429);
+  });
+
   it('covers every gRPC status code', () => {
     for (const code of Object.values(status).filter((value): value is status => typeof value === 'number')) {
       expect(outcomeForStatus(code, '').httpStatus).toBeGreaterThanOrEqual(200);
     }
     expect(outcomeForStatus(99 as status, '').httpStatus).toBe(500);
+  });
+});
+
+describe('upstreamStatus', () => {
+  const later = Date.now() + 60_000;
+  it('a call cut below gRPC is UNAVAILABLE, or DEADLINE_EXCEEDED once its deadline has passed', () => {
+    for (const details of [
+      'Received RST_STREAM with code 2 (Internal server error)',
+      'Received RST_STREAM with code 1',
+      'Received RST_STREAM with code 2 triggered by internal client error: Session closed with error code 2',
+    ]) {
+      expect(upstreamStatus(status.INTERNAL, details, later)).toBe(status.UNAVAILABLE);
+      expect(upstreamStatus(status.INTERNAL, details, Date.now() - 1)).toBe(status.DEADLINE_EXCEEDED);
+    }
+  });
+
+  it("keeps a service's own status as it is", () => {
+    expect(upstreamStatus(status.INTERNAL, 'Internal error', later)).toBe(status.INTERNAL);
+    expect(upstreamStatus(status.INTERNAL, undefined, later)).toBe(status.INTERNAL);
+    expect(upstreamStatus(status.UNKNOWN, 'Received RST_STREAM with code 2', later)).toBe(status.UNKNOWN);
+    expect(upstreamStatus(status.NOT_FOUND, 'no data', later)).toBe(status.NOT_FOUND);
   });
 });

@@ -36,7 +36,7 @@ export async function startRogueGoods(
     createGoods: answer,
     listGoods: (_call, callback) => {
       calls++;
-      callback(null, { results: [] });
+      callback(null, { results: [], nextPageToken: '' });
     },
     deleteGoods: answer,
   } as GoodsServiceServer;

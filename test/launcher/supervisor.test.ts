@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -50,7 +50,7 @@ describe('Supervisor', () => {
       'crashing',
       `import { appendFileSync, readFileSync } from 'node:fs';
        appendFileSync(${JSON.stringify(counter)}, 'x');
-       if (readFileSync(${JSON.stringify(counter)}, 'utf8').length < 2) process.exit(3);
+       if (readFileSync(${JSON.stringify(counter)}, 'utf8').length < 2) process.exit(1);
        console.log('second life');
        setInterval(() => {}, 1000);`,
     );
@@ -60,7 +60,46 @@ describe('Supervisor', () => {
     });
     supervisor.start();
     await vi.waitFor(() => expect(lines).toContain('[fragile] second life'), { timeout: 5_000 });
-    expect(lines[0]).toBe('[fragile] exited (code 3); starting it again in 500 ms');
+    expect(lines[0]).toBe('[fragile] exited (code 1); starting it again in 500 ms');
+    await supervisor.stop();
+  });
+
+  it.each([
+    [2, 'bad configuration'],
+    [3, 'refused by the distributor'],
+  ])('does not start again a component that exits %i (%s), and says so', async (code, meaning) => {
+    const counter = join(scratch, `permanent-${code}.txt`);
+    const failing = script(
+      `permanent-${code}`,
+      `import { appendFileSync } from 'node:fs';
+       appendFileSync(${JSON.stringify(counter)}, 'x');
+       console.error('GOODS_PORT: expected a port');
+       process.exit(${code});`,
+    );
+    const steady = script('steady', `console.log('up'); setInterval(() => {}, 1000);`);
+    const lines: string[] = [];
+    const permanent: Array<[string, number, string]> = [];
+    const supervisor = new Supervisor(
+      [
+        { name: 'steady', entry: steady },
+        { name: 'failing', entry: failing },
+      ],
+      {
+        write: (line) => lines.push(line),
+        onPermanentExit: (...args) => permanent.push(args),
+      },
+    );
+    supervisor.start();
+    await vi.waitFor(() => expect(permanent).toEqual([['failing', code, meaning]]), { timeout: 5_000 });
+    expect(lines).toContain('[failing] GOODS_PORT: expected a port');
+    expect(lines).toContain(
+      `[failing] exited with code ${code} (${meaning}); starting it again would fail the same way, so it stays stopped`,
+    );
+    // A restart would come after 500 ms: it does not, and the others run on until told to stop.
+    await expect(
+      vi.waitFor(() => expect(readFileSync(counter, 'utf8')).toBe('xx'), { timeout: 1_500 }),
+    ).rejects.toThrow();
+    expect([...supervisor.pids().keys()]).toEqual(['steady']);
     await supervisor.stop();
   });
 

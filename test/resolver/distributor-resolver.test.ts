@@ -1,7 +1,6 @@
 import { credentials, Metadata, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import {
   GoodsServiceClient,
@@ -9,11 +8,12 @@ import {
   GoodsServiceService,
   type ListGoodsResponse,
 } from '../../src/gen/services.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import {
   type DistributorResolverRegistration,
   registerDistributorResolver,
 } from '../../src/resolver/index.js';
-import { GOODS_ROUTES, goodsDescriptorSet } from '../helpers/nodes.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
 
 const TOKEN = 'test-registry-token-0123456789';
 const fastBackoff = { initialMs: 20, maxMs: 200 };
@@ -35,7 +35,10 @@ async function startGoods(distributor: string, name: string) {
   const server = new Server();
   const implementation = {
     listGoods: (_call: unknown, callback: (error: null, response: ListGoodsResponse) => void) =>
-      callback(null, { results: [{ id: 1, name, category: 'test', price: 1, description: '' }] }),
+      callback(null, {
+        results: [{ id: 1, name, category: 'test', price: 1, description: '' }],
+        nextPageToken: '',
+      }),
   } as unknown as GoodsServiceServer;
   server.addService(GoodsServiceService, implementation);
   const port = await new Promise<number>((resolve, reject) =>
@@ -49,7 +52,7 @@ async function startGoods(distributor: string, name: string) {
       name: 'goods',
       host: '127.0.0.1',
       port,
-      routes: GOODS_ROUTES,
+      routes: [],
       descriptorSet: goodsDescriptorSet(),
       state: NodeState.NODE_STATE_SERVING,
     },

@@ -5,9 +5,9 @@ import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
 import { GOODS_LIMITS } from '../../src/services/goods/goods-handlers.js';
-import { createGoodsServer } from '../../src/services/goods/goods-server.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import type { GoodsStore, NewGoods } from '../../src/services/goods/goods-store.js';
 import { SqliteGoodsStore } from '../../src/services/goods/sqlite-goods-store.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
@@ -18,7 +18,7 @@ import { firstCharacters, TRICKY_STRINGS } from './support/tricky-strings.js';
 const VALID: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const INVALID = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
 
-describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
+describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     let opened: OpenedStore<GoodsStore>;
     let service: TestServer<GoodsServiceClient>;
@@ -29,7 +29,10 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
 
     beforeEach(async () => {
       opened = await backend.open();
-      service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+      service = await startTestServer(
+        createServiceServer(goodsService, { store: opened.store }),
+        GoodsServiceClient,
+      );
     });
     afterEach(async () => {
       await service?.close();
@@ -41,6 +44,7 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
       await expect(create(VALID)).resolves.toEqual({ id: 1 });
       await expect(list()).resolves.toEqual({
         results: [{ id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' }],
+        nextPageToken: '',
       });
       await expect(remove(1)).resolves.toEqual({});
       await expect(list()).rejects.toMatchObject({ code: status.NOT_FOUND, details: 'no data' });
@@ -155,7 +159,10 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
       const lines: string[] = [];
       const log = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
       await service.close();
-      service = await startTestServer(createGoodsServer({ store: opened.store, log }), GoodsServiceClient);
+      service = await startTestServer(
+        createServiceServer(goodsService, { store: opened.store, log }),
+        GoodsServiceClient,
+      );
       await create(VALID);
       await opened.rawExec('DROP TABLE goods');
       const failure = await create(VALID).catch((error) => error);
@@ -186,8 +193,11 @@ describe('GoodsService given fields of the wrong wire type', () => {
   let opened: OpenedStore<GoodsStore>;
   let service: TestServer<GoodsServiceClient>;
   beforeEach(async () => {
-    opened = await backendsOf(goodsSpec)[0]!.open();
-    service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+    opened = await backendsOf(goodsService)[0]!.open();
+    service = await startTestServer(
+      createServiceServer(goodsService, { store: opened.store }),
+      GoodsServiceClient,
+    );
   });
   afterEach(async () => {
     await service?.close();
@@ -222,9 +232,10 @@ describe('two goods instances sharing one SQLite file', () => {
         Array.from({ length: 50 }, (_, index) => (index % 2 ? first : second).createGoods(item)),
       );
       expect(new Set(ids).size).toBe(50);
-      const seenByFirst = (await first.listGoods()).map(({ id }) => id);
+      const everything = { afterId: 0, size: 1_000, maxTextBytes: 1024 * 1024 };
+      const seenByFirst = (await first.listGoods(everything)).rows.map(({ id }) => id);
       expect(seenByFirst).toHaveLength(50);
-      expect((await second.listGoods()).map(({ id }) => id)).toEqual(seenByFirst);
+      expect((await second.listGoods(everything)).rows.map(({ id }) => id)).toEqual(seenByFirst);
     } finally {
       await first.close();
       await second.close();

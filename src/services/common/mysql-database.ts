@@ -9,6 +9,7 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
+import type { IdempotencyOptions } from './idempotency.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /** Options of {@link MysqlDatabase}. */
@@ -32,7 +33,18 @@ export interface MysqlDatabaseOptions {
 }
 
 /** How a service's MySQL store is opened: the pool's options; the store adds its own tables. */
-export type MysqlStoreOptions = Omit<MysqlDatabaseOptions, 'schema'>;
+export type MysqlStoreOptions = Omit<MysqlDatabaseOptions, 'schema'> & {
+  /** Retention and clock of the store's idempotency keys (see idempotency.ts). */
+  idempotency?: IdempotencyOptions;
+};
+
+/** What runs statements: the pool (each statement on any connection) or one transaction's connection. */
+export interface SqlExecutor {
+  /** Runs a SELECT and resolves with its rows. */
+  select<Row extends RowDataPacket>(sql: string, values?: ExecuteValues): Promise<Row[]>;
+  /** Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). */
+  change(sql: string, values?: ExecuteValues): Promise<ResultSetHeader>;
+}
 
 /** Driver codes that mean "the server cannot be used right now" rather than "this statement is wrong". */
 const UNAVAILABLE_CODES = new Set([
@@ -73,7 +85,7 @@ class MysqlTimeoutError extends Error {
  *   reached or does not answer, INTERNAL otherwise, with the driver's error kept as `cause` for logs;
  * - values only ever travel as `?` parameters of prepared statements, and statement stacking is off.
  */
-export class MysqlDatabase {
+export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
   readonly #schema: readonly string[];
   readonly #log: Logger;
@@ -123,6 +135,33 @@ export class MysqlDatabase {
     return this.#withConnection(
       async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0],
     );
+  }
+
+  /**
+   * Runs `work` in one transaction on one connection: committed when it resolves, rolled back when it
+   * rejects. The whole transaction gets the statement timeout; one that runs over drops its
+   * connection, which rolls back whatever was not committed. Statements inside throw the driver's
+   * errors as they are (so that `work` can tell a duplicate key); the transaction's failure is
+   * classified like any statement's.
+   */
+  async transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
+    await this.#ensureSchema();
+    return this.#withConnection(async (connection) => {
+      await connection.query('START TRANSACTION');
+      try {
+        const result = await work({
+          select: async <Row extends RowDataPacket>(sql: string, values: ExecuteValues = []) =>
+            (await connection.execute<Row[]>(sql, values))[0],
+          change: async (sql, values = []) => (await connection.execute<ResultSetHeader>(sql, values))[0],
+        });
+        await connection.query('COMMIT');
+        return result;
+      } catch (error) {
+        // A broken connection cannot roll back; the server does when it notices the connection gone.
+        await connection.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    });
   }
 
   /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */

@@ -1,9 +1,4 @@
-import {
-  Server,
-  type ServerCredentials,
-  type ServiceDefinition,
-  type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import {
   DEFAULT_KEEPALIVE,
@@ -15,26 +10,24 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
+import type { ShopService } from './define-service.js';
+import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
 
-/** What every service's server factory accepts. */
-export interface ServiceServerOptions<Store extends ServiceStore> {
+/** Options of {@link createServiceServer}. */
+export interface ServiceServerOptions<Store extends ServiceStore, Options = never> {
   /** The service's data; the server never closes it (its owner does, after `stop()`). */
   store: Store;
   log?: Logger;
   /** Pause between database probes (default 2 s); tests shorten it. */
   databaseProbeIntervalMs?: number;
+  /** Pause between sweeps of expired idempotency keys (default 10 min); tests shorten it. */
+  idempotencySweepIntervalMs?: number;
   keepalive?: KeepaliveOptions;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA, across machines. */
   credentials?: ServerCredentials;
-}
-
-/** Options of {@link createServiceServer}: one gRPC service with its handlers and its store. */
-export interface ServiceServerDefinition<Store extends ServiceStore> extends ServiceServerOptions<Store> {
-  /** The fully qualified service, e.g. "shop.v1.GoodsService". */
-  serviceName: string;
-  definition: ServiceDefinition;
-  implementation: UntypedServiceImplementation;
+  /** The service's own handler options (see ShopService); default: the handlers' defaults. */
+  handlerOptions?: Options;
 }
 
 /** A service built but not yet listening. */
@@ -48,22 +41,25 @@ export interface ServiceServer {
 }
 
 /**
- * Builds the gRPC server of one service: its handlers, server reflection (v1 and v1alpha, full
- * import closure) and grpc.health.v1.Health. Health is SERVING for "" and for the service while the
- * database answers and the server is not draining; NOT_SERVING otherwise. It starts NOT_SERVING and
- * turns SERVING after the first successful database probe; probing starts with `listen()`, so that
- * building a server has no side effect.
+ * Builds the gRPC server of one service over its store: the service's handlers, server reflection
+ * (v1 and v1alpha, full import closure) and grpc.health.v1.Health. Health is SERVING for "" and for
+ * the service while the database answers and the server is not draining; NOT_SERVING otherwise. It
+ * starts NOT_SERVING and turns SERVING after the first successful database probe; probing starts
+ * with `listen()`, so that building a server has no side effect. Sweeping expired idempotency keys
+ * starts there too.
  */
-export function createServiceServer<Store extends ServiceStore>(
-  options: ServiceServerDefinition<Store>,
+export function createServiceServer<Store extends ServiceStore, Options>(
+  service: ShopService<Store, Options>,
+  options: ServiceServerOptions<Store, Options>,
 ): ServiceServer {
   const log = options.log ?? silentLogger();
+  const serviceName = service.grpc.name;
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     // The largest request is a CreateGoods with a 64 KiB description.
     'grpc.max_receive_message_length': 1024 * 1024,
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [options.serviceName]: 'NOT_SERVING' });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
   let draining = false;
   let current: ServingStatus = 'NOT_SERVING';
   const updateHealth = (): void => {
@@ -71,7 +67,7 @@ export function createServiceServer<Store extends ServiceStore>(
     if (next === current) return;
     current = next;
     health.setStatus('', next);
-    health.setStatus(options.serviceName, next);
+    health.setStatus(serviceName, next);
     log.info({ event: 'health', status: next }, `health: ${next}`);
   };
   const monitor = new DatabaseHealthMonitor({
@@ -81,9 +77,17 @@ export function createServiceServer<Store extends ServiceStore>(
     log,
   });
 
-  server.addService(options.definition, options.implementation);
+  const sweeper = new IdempotencySweeper({
+    store: options.store,
+    ...(options.idempotencySweepIntervalMs === undefined
+      ? {}
+      : { intervalMs: options.idempotencySweepIntervalMs }),
+    log,
+  });
+
+  server.addService(service.grpc.definition, service.handlers(options.store, log, options.handlerOptions));
   health.addToServer(server);
-  addReflection(server, [options.serviceName]);
+  addReflection(server, [serviceName], service.grpc.descriptors);
 
   let stopping: Promise<void> | undefined;
   const drain = (): void => {
@@ -94,6 +98,7 @@ export function createServiceServer<Store extends ServiceStore>(
     async listen(host, port) {
       const bound = await listen(server, host, port, options.credentials);
       monitor.start();
+      sweeper.start();
       return bound;
     },
     drain,
@@ -101,6 +106,7 @@ export function createServiceServer<Store extends ServiceStore>(
       stopping ??= (async () => {
         drain();
         monitor.stop();
+        sweeper.stop();
         await shutdown(server, graceMs);
       })();
       return stopping;

@@ -1,3 +1,5 @@
+import type { IdempotencyClaim, Outcome } from './idempotency.js';
+
 /**
  * What every service's store offers besides its own operations, so that the shared plumbing can
  * watch and close it without knowing which database is behind it.
@@ -7,6 +9,13 @@ export interface ServiceStore {
   readonly kind: 'sqlite' | 'mysql';
   /** Resolves when the database answers; rejects with UNAVAILABLE (a ServiceError) when it cannot be used. */
   ping(): Promise<void>;
+  /**
+   * The outcome recorded for an idempotency key that is still kept, or undefined; rejects with
+   * FAILED_PRECONDITION when the key was used for another request (see idempotency.ts).
+   */
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined>;
+  /** Deletes expired idempotency keys, a bounded number per call; resolves with how many. */
+  sweepIdempotencyKeys(): Promise<number>;
   /** Releases the database (closes the file or ends the pool). Called once, after the server stopped. */
   close(): Promise<void>;
 }

@@ -3,8 +3,15 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ServiceError } from '../../common/service-error.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
+import type { IdempotencyOptions } from './idempotency.js';
 
 export type { Database } from 'better-sqlite3';
+
+/** How a service's SQLite store is opened, besides its file. */
+export interface SqliteStoreOptions {
+  /** Retention and clock of the store's idempotency keys (see idempotency.ts). */
+  idempotency?: IdempotencyOptions;
+}
 
 /** How long a statement waits for another process's write lock before it fails. */
 const BUSY_TIMEOUT_MS = 2_000;

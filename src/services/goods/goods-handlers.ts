@@ -1,7 +1,15 @@
 import type { Logger } from '../../common/logger.js';
 import { unaryHandler } from '../../common/unary-handler.js';
-import type { GoodsServiceServer } from '../../gen/services.js';
+import {
+  CreateGoodsRequest,
+  CreateGoodsResponse,
+  DeleteGoodsRequest,
+  DeleteGoodsResponse,
+  type GoodsServiceServer,
+} from '../../gen/services.js';
+import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { noData } from '../common/no-data.js';
+import { isFirstPage, nextPageToken, PAGE_TEXT_BYTES, pageQuery } from '../common/paging.js';
 import { requireId, requireNonNegative, requireText } from '../common/request-fields.js';
 import type { GoodsStore } from './goods-store.js';
 
@@ -12,13 +20,27 @@ export const GOODS_LIMITS = {
   descriptionBytes: 64 * 1024,
 } as const;
 
+const CREATED: WriteAnswer<number, CreateGoodsResponse> = {
+  responseType: CreateGoodsResponse,
+  answer: (id) => ({ id }),
+};
+const DELETED: WriteAnswer<void, DeleteGoodsResponse> = {
+  responseType: DeleteGoodsResponse,
+  answer: () => ({}),
+};
+
+/** What the catalogue's page tokens name (see paging.ts). */
+const GOODS_PAGE_SCOPE = 'goods';
+
 /**
  * The GoodsService methods over a store. Missing fields are the book's "Invalid Parameters"; an
- * empty description is a value (only its absence is an error); price 0 is a price.
+ * empty description is a value (only its absence is an error); price 0 is a price. ListGoods answers
+ * one page (AIP-158), cut by count and by bytes of text; an empty first page is the book's "no data".
+ * A write that comes with `idempotency-key` metadata is made at most once per key (see idempotency.ts).
  */
 export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServiceServer {
   return {
-    createGoods: unaryHandler(log, async (request) => {
+    createGoods: unaryHandler(log, async (request, call) => {
       const name = requireText(request.name, 'name', { maxCharacters: GOODS_LIMITS.nameCharacters });
       const category = requireText(request.category, 'category', {
         maxCharacters: GOODS_LIMITS.categoryCharacters,
@@ -28,16 +50,22 @@ export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServic
         maxBytes: GOODS_LIMITS.descriptionBytes,
         allowEmpty: true,
       });
-      return { id: await store.createGoods({ name, category, price, description }) };
+      const goods = { name, category, price, description };
+      const claim = claimOf(call, 'CreateGoods', CreateGoodsRequest.encode(request).finish());
+      if (!claim) return answerOf(CREATED, await store.createGoods(goods));
+      return replay(await store.createGoodsOnce(goods, once(claim, CREATED)), CreateGoodsResponse);
     }),
-    listGoods: unaryHandler(log, async () => {
-      const results = await store.listGoods();
-      if (results.length === 0) throw noData();
-      return { results };
+    listGoods: unaryHandler(log, async (request) => {
+      const query = pageQuery(request, GOODS_PAGE_SCOPE);
+      const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES });
+      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+      return { results: page.rows, nextPageToken: nextPageToken(page, GOODS_PAGE_SCOPE) };
     }),
-    deleteGoods: unaryHandler(log, async (request) => {
-      await store.deleteGoods(requireId(request.id, 'id'));
-      return {};
+    deleteGoods: unaryHandler(log, async (request, call) => {
+      const id = requireId(request.id, 'id');
+      const claim = claimOf(call, 'DeleteGoods', DeleteGoodsRequest.encode(request).finish());
+      if (!claim) return answerOf(DELETED, await store.deleteGoods(id));
+      return replay(await store.deleteGoodsOnce(id, once(claim, DELETED)), DeleteGoodsResponse);
     }),
   };
 }

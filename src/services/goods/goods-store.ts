@@ -1,3 +1,5 @@
+import type { Once, Outcome } from '../common/idempotency.js';
+import type { PageQuery, StoredPage } from '../common/paging.js';
 import type { ServiceStore } from '../common/service-store.js';
 
 /** An item to add to the catalogue, already validated. */
@@ -13,6 +15,20 @@ export interface GoodsRecord extends NewGoods {
   readonly id: number;
 }
 
+/** Which page of the catalogue to read. */
+export interface GoodsPageQuery extends PageQuery {
+  readonly maxTextBytes: number;
+}
+
+/** The bytes of text an item's row holds, as the page budget counts them. */
+export function goodsTextBytes(goods: NewGoods): number {
+  return (
+    Buffer.byteLength(goods.name, 'utf8') +
+    Buffer.byteLength(goods.category, 'utf8') +
+    Buffer.byteLength(goods.description, 'utf8')
+  );
+}
+
 /**
  * The goods catalogue's storage. Implementations throw only ServiceErrors (UNAVAILABLE when the
  * database cannot be used, INTERNAL otherwise), and keep values exactly as given.
@@ -20,8 +36,17 @@ export interface GoodsRecord extends NewGoods {
 export interface GoodsStore extends ServiceStore {
   /** Adds an item; resolves with its id (1 for the first item of a fresh store). */
   createGoods(goods: NewGoods): Promise<number>;
-  /** Every item, in id order. */
-  listGoods(): Promise<GoodsRecord[]>;
+  /**
+   * One page of the catalogue in id order: the items after `afterId`, at most `size` of them, and no
+   * more once the text of those taken (name, category and description, in bytes of UTF-8) reaches
+   * `maxTextBytes`; the item that crosses it is kept. Reads no more than the page (and one row to
+   * tell whether more follow) into memory.
+   */
+  listGoods(query: GoodsPageQuery): Promise<StoredPage<GoodsRecord>>;
   /** Deletes an item; an id that does not exist is not an error. */
   deleteGoods(id: number): Promise<void>;
+  /** `createGoods` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
+  createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome>;
+  /** `deleteGoods` at most once per idempotency key, in one transaction with its key. */
+  deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome>;
 }

@@ -1,10 +1,14 @@
 import type { RowDataPacket } from 'mysql2/promise';
-import { MysqlDatabase, type MysqlStoreOptions } from '../common/mysql-database.js';
-import type { GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
+import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
+import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { type StoredPage, takePage } from '../common/paging.js';
+import type { GoodsPageQuery, GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
 
 /**
- * The goods table in MySQL. MEDIUMTEXT because a description may hold 64 KiB, one byte more than
- * TEXT's 65 535; VARCHAR(128) counts characters, as the service's bounds do.
+ * The goods table in MySQL, and its idempotency keys (see idempotency.ts). MEDIUMTEXT because a
+ * description may hold 64 KiB, one byte more than TEXT's 65 535; VARCHAR(128) counts characters, as
+ * the service's bounds do.
  */
 export const MYSQL_GOODS_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS goods (
@@ -14,43 +18,94 @@ export const MYSQL_GOODS_SCHEMA = [
     price INT NOT NULL,
     description MEDIUMTEXT NOT NULL
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+  ...mysqlIdempotencySchema('goods_idempotency'),
 ] as const;
 
-type GoodsRow = GoodsRecord & RowDataPacket;
+/**
+ * Descriptions up to this many bytes come with the page's first query; longer ones are read by a
+ * second query, and only for the rows the page keeps, so that a page never brings the descriptions
+ * of rows past its text budget into memory (a thousand 64 KiB descriptions would be 64 MiB).
+ */
+const INLINE_DESCRIPTION_BYTES = 1024;
+
+interface PageRow extends RowDataPacket {
+  id: number;
+  name: string;
+  category: string;
+  price: number;
+  /** Null when longer than INLINE_DESCRIPTION_BYTES. */
+  description: string | null;
+  descriptionBytes: number;
+}
 
 /** The goods catalogue in MySQL, through one bounded pool. */
 export class MysqlGoodsStore implements GoodsStore {
   readonly kind = 'mysql';
   readonly #db: MysqlDatabase;
+  readonly #journal: MysqlIdempotencyJournal;
 
-  /** Creates the pool; the table is created on first use (see MysqlDatabase). */
-  constructor(options: MysqlStoreOptions) {
+  /** Creates the pool; the tables are created on first use (see MysqlDatabase). */
+  constructor({ idempotency, ...options }: MysqlStoreOptions) {
     this.#db = new MysqlDatabase({ ...options, schema: MYSQL_GOODS_SCHEMA });
+    this.#journal = new MysqlIdempotencyJournal(this.#db, 'goods_idempotency', idempotency);
   }
 
-  async createGoods({ name, category, price, description }: NewGoods): Promise<number> {
-    const result = await this.#db.change(
-      'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
-      [name, category, price, description],
+  createGoods(goods: NewGoods): Promise<number> {
+    return insertGoods(this.#db, goods);
+  }
+
+  createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => insertGoods(sql, goods));
+  }
+
+  async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
+    const rows = await this.#db.select<PageRow>(
+      `SELECT id, name, category, price, LENGTH(description) AS descriptionBytes,
+         IF(LENGTH(description) <= ${INLINE_DESCRIPTION_BYTES}, description, NULL) AS description
+       FROM goods WHERE id > ? ORDER BY id LIMIT ?`,
+      // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+      [afterId, String(size + 1)],
     );
-    return result.insertId;
-  }
-
-  async listGoods(): Promise<GoodsRecord[]> {
-    const rows = await this.#db.select<GoodsRow>(
-      'SELECT id, name, category, price, description FROM goods ORDER BY id',
+    const page = takePage(
+      rows,
+      size,
+      maxTextBytes,
+      (row) =>
+        Buffer.byteLength(row.name, 'utf8') + Buffer.byteLength(row.category, 'utf8') + row.descriptionBytes,
     );
-    return rows.map(({ id, name, category, price, description }) => ({
-      id,
-      name,
-      category,
-      price,
-      description,
-    }));
+    const last = page.rows.at(-1);
+    const long = new Map<number, string>();
+    if (last && page.rows.some((row) => row.description === null)) {
+      const found = await this.#db.select<PageRow>(
+        `SELECT id, description FROM goods
+         WHERE id > ? AND id <= ? AND LENGTH(description) > ${INLINE_DESCRIPTION_BYTES}`,
+        [afterId, last.id],
+      );
+      for (const row of found) long.set(row.id, row.description!);
+    }
+    const goods: GoodsRecord[] = [];
+    for (const { id, name, category, price, description } of page.rows) {
+      const text = description ?? long.get(id);
+      // Deleted between the two queries: it is no longer in the catalogue.
+      if (text !== undefined) goods.push({ id, name, category, price, description: text });
+    }
+    return { rows: goods, nextAfterId: page.nextAfterId };
   }
 
-  async deleteGoods(id: number): Promise<void> {
-    await this.#db.change('DELETE FROM goods WHERE id = ?', [id]);
+  deleteGoods(id: number): Promise<void> {
+    return removeGoods(this.#db, id);
+  }
+
+  deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => removeGoods(sql, id));
+  }
+
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim);
+  }
+
+  sweepIdempotencyKeys(): Promise<number> {
+    return this.#journal.sweep();
   }
 
   ping(): Promise<void> {
@@ -60,4 +115,16 @@ export class MysqlGoodsStore implements GoodsStore {
   close(): Promise<void> {
     return this.#db.close();
   }
+}
+
+async function insertGoods(sql: SqlExecutor, { name, category, price, description }: NewGoods) {
+  const result = await sql.change(
+    'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
+    [name, category, price, description],
+  );
+  return result.insertId;
+}
+
+async function removeGoods(sql: SqlExecutor, id: number): Promise<void> {
+  await sql.change('DELETE FROM goods WHERE id = ?', [id]);
 }

@@ -1,7 +1,24 @@
-import { type Database, openSqliteDatabase, sqliteCall } from '../common/sqlite-database.js';
-import type { GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
+import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { type StoredPage, takePage } from '../common/paging.js';
+import {
+  type Database,
+  openSqliteDatabase,
+  type SqliteStoreOptions,
+  sqliteCall,
+} from '../common/sqlite-database.js';
+import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import {
+  type GoodsPageQuery,
+  type GoodsRecord,
+  type GoodsStore,
+  goodsTextBytes,
+  type NewGoods,
+} from './goods-store.js';
 
-/** The goods table in SQLite: STRICT, so a value of the wrong type is refused rather than kept. */
+/**
+ * The goods table in SQLite: STRICT, so a value of the wrong type is refused rather than kept; and
+ * its idempotency keys (see idempotency.ts).
+ */
 export const SQLITE_GOODS_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS goods (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -10,38 +27,62 @@ export const SQLITE_GOODS_SCHEMA = [
     price INTEGER NOT NULL,
     description TEXT NOT NULL
   ) STRICT`,
+  ...sqliteIdempotencySchema('goods_idempotency'),
 ] as const;
 
 /** The goods catalogue in one SQLite file (the default when no MySQL is configured). */
 export class SqliteGoodsStore implements GoodsStore {
   readonly kind = 'sqlite';
   readonly #db: Database;
+  readonly #journal: SqliteIdempotencyJournal;
   readonly #insert;
   readonly #list;
   readonly #delete;
 
-  /** Opens (or creates) the file and its table. */
-  constructor(file: string) {
+  /** Opens (or creates) the file and its tables. */
+  constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_GOODS_SCHEMA);
+    this.#journal = new SqliteIdempotencyJournal(this.#db, 'goods_idempotency', options.idempotency);
     this.#insert = this.#db.prepare<[string, string, number, string]>(
       'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
     );
-    this.#list = this.#db.prepare<[], GoodsRecord>(
-      'SELECT id, name, category, price, description FROM goods ORDER BY id',
+    this.#list = this.#db.prepare<[number, number], GoodsRecord>(
+      'SELECT id, name, category, price, description FROM goods WHERE id > ? ORDER BY id LIMIT ?',
     );
     this.#delete = this.#db.prepare<[number]>('DELETE FROM goods WHERE id = ?');
   }
 
-  async createGoods({ name, category, price, description }: NewGoods): Promise<number> {
-    return sqliteCall(() => Number(this.#insert.run(name, category, price, description).lastInsertRowid));
+  async createGoods(goods: NewGoods): Promise<number> {
+    return sqliteCall(() => this.#create(goods));
   }
 
-  async listGoods(): Promise<GoodsRecord[]> {
-    return sqliteCall(() => this.#list.all());
+  createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome> {
+    return this.#journal.run(once, () => this.#create(goods));
+  }
+
+  async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
+    // A cursor: rows past the page's text budget are never read into memory.
+    return sqliteCall(() =>
+      takePage(this.#list.iterate(afterId, size + 1), size, maxTextBytes, goodsTextBytes),
+    );
   }
 
   async deleteGoods(id: number): Promise<void> {
     sqliteCall(() => this.#delete.run(id));
+  }
+
+  deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome> {
+    return this.#journal.run(once, () => {
+      this.#delete.run(id);
+    });
+  }
+
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim);
+  }
+
+  sweepIdempotencyKeys(): Promise<number> {
+    return this.#journal.sweep();
   }
 
   async ping(): Promise<void> {
@@ -50,5 +91,9 @@ export class SqliteGoodsStore implements GoodsStore {
 
   async close(): Promise<void> {
     this.#db.close();
+  }
+
+  #create({ name, category, price, description }: NewGoods): number {
+    return Number(this.#insert.run(name, category, price, description).lastInsertRowid);
   }
 }

@@ -1,12 +1,4 @@
-import { createLogger } from '../../common/logger.js';
-import { runMain, stopOnSignals } from '../../common/process-lifecycle.js';
-import { startService } from '../common/start-service.js';
-import { loadMembersConfig, MEMBERS_USAGE } from './config.js';
-import { membersSpec } from './members-spec.js';
+import { runService } from '../common/run-service.js';
+import { membersService } from './members-service.js';
 
-runMain(async () => {
-  const config = loadMembersConfig(process.argv.slice(2), process.env);
-  const log = createLogger({ component: 'members', level: config.logLevel });
-  const service = await startService(membersSpec, config, { log });
-  stopOnSignals(log, () => service.stop());
-}, MEMBERS_USAGE);
+runService(membersService);

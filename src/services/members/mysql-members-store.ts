@@ -1,13 +1,15 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { driverErrorCode } from '../common/database-errors.js';
-import { MysqlDatabase, type MysqlStoreOptions } from '../common/mysql-database.js';
+import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
+import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
 
 /**
- * The members table in MySQL. The username is VARBINARY, compared byte for byte: MySQL's text
- * collations, even the _bin ones, ignore trailing spaces ("a" and "a " would collide) and the
- * default ones ignore case, and SQLite does neither. The service bounds it to 128 characters,
- * at most 512 bytes of UTF-8.
+ * The members table in MySQL, and its idempotency keys (see idempotency.ts). The username is
+ * VARBINARY, compared byte for byte: MySQL's text collations, even the _bin ones, ignore trailing
+ * spaces ("a" and "a " would collide) and the default ones ignore case, and SQLite does neither. The
+ * service bounds it to 128 characters, at most 512 bytes of UTF-8.
  */
 export const MYSQL_MEMBERS_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS members (
@@ -16,6 +18,7 @@ export const MYSQL_MEMBERS_SCHEMA = [
     password_hash VARCHAR(255) CHARACTER SET ascii NOT NULL,
     UNIQUE KEY members_username (username)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+  ...mysqlIdempotencySchema('members_idempotency'),
 ] as const;
 
 type MemberRow = MemberCredentials & RowDataPacket;
@@ -24,23 +27,20 @@ type MemberRow = MemberCredentials & RowDataPacket;
 export class MysqlMembersStore implements MembersStore {
   readonly kind = 'mysql';
   readonly #db: MysqlDatabase;
+  readonly #journal: MysqlIdempotencyJournal;
 
-  /** Creates the pool; the table is created on first use (see MysqlDatabase). */
-  constructor(options: MysqlStoreOptions) {
+  /** Creates the pool; the tables are created on first use (see MysqlDatabase). */
+  constructor({ idempotency, ...options }: MysqlStoreOptions) {
     this.#db = new MysqlDatabase({ ...options, schema: MYSQL_MEMBERS_SCHEMA });
+    this.#journal = new MysqlIdempotencyJournal(this.#db, 'members_idempotency', idempotency);
   }
 
-  async createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
-    try {
-      const result = await this.#db.change('INSERT INTO members (username, password_hash) VALUES (?, ?)', [
-        username,
-        passwordHash,
-      ]);
-      return { created: true, id: result.insertId };
-    } catch (error) {
-      if (driverErrorCode(error) === 'ER_DUP_ENTRY') return { created: false };
-      throw error;
-    }
+  createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
+    return insertMember(this.#db, username, passwordHash);
+  }
+
+  createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => insertMember(sql, username, passwordHash));
   }
 
   async findMember(username: string): Promise<MemberCredentials | undefined> {
@@ -51,8 +51,28 @@ export class MysqlMembersStore implements MembersStore {
     return row ? { id: row.id, passwordHash: row.passwordHash } : undefined;
   }
 
-  async deleteMember(username: string): Promise<void> {
-    await this.#db.change('DELETE FROM members WHERE username = ?', [username]);
+  deleteMember(username: string): Promise<void> {
+    return removeMember(this.#db, username);
+  }
+
+  deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => removeMember(sql, username));
+  }
+
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim);
+  }
+
+  sweepIdempotencyKeys(): Promise<number> {
+    return this.#journal.sweep();
+  }
+
+  async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
+    const result = await this.#db.change(
+      'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
+      [newHash, id, oldHash],
+    );
+    return result.affectedRows === 1;
   }
 
   ping(): Promise<void> {
@@ -62,4 +82,22 @@ export class MysqlMembersStore implements MembersStore {
   close(): Promise<void> {
     return this.#db.close();
   }
+}
+
+/** Inserts an account; a taken username is an answer. Inside a transaction, only this statement is undone. */
+async function insertMember(sql: SqlExecutor, username: string, passwordHash: string) {
+  try {
+    const result = await sql.change('INSERT INTO members (username, password_hash) VALUES (?, ?)', [
+      username,
+      passwordHash,
+    ]);
+    return { created: true, id: result.insertId } as const;
+  } catch (error) {
+    if (driverErrorCode(error) === 'ER_DUP_ENTRY') return { created: false } as const;
+    throw error;
+  }
+}
+
+async function removeMember(sql: SqlExecutor, username: string): Promise<void> {
+  await sql.change('DELETE FROM members WHERE username = ?', [username]);
 }

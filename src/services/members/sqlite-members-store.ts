@@ -1,27 +1,41 @@
 import { SqliteError } from 'better-sqlite3';
-import { type Database, openSqliteDatabase, sqliteCall } from '../common/sqlite-database.js';
+import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import {
+  type Database,
+  openSqliteDatabase,
+  type SqliteStoreOptions,
+  sqliteCall,
+} from '../common/sqlite-database.js';
+import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
 
-/** The members table in SQLite; TEXT compares byte for byte (BINARY collation), as usernames must. */
+/**
+ * The members table in SQLite; TEXT compares byte for byte (BINARY collation), as usernames must.
+ * And its idempotency keys (see idempotency.ts).
+ */
 export const SQLITE_MEMBERS_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS members (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     username TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL
   ) STRICT`,
+  ...sqliteIdempotencySchema('members_idempotency'),
 ] as const;
 
 /** The accounts in one SQLite file (the default when no MySQL is configured). */
 export class SqliteMembersStore implements MembersStore {
   readonly kind = 'sqlite';
   readonly #db: Database;
+  readonly #journal: SqliteIdempotencyJournal;
   readonly #insert;
   readonly #find;
   readonly #delete;
+  readonly #updateHash;
 
-  /** Opens (or creates) the file and its table. */
-  constructor(file: string) {
+  /** Opens (or creates) the file and its tables. */
+  constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_MEMBERS_SCHEMA);
+    this.#journal = new SqliteIdempotencyJournal(this.#db, 'members_idempotency', options.idempotency);
     this.#insert = this.#db.prepare<[string, string]>(
       'INSERT INTO members (username, password_hash) VALUES (?, ?)',
     );
@@ -29,18 +43,17 @@ export class SqliteMembersStore implements MembersStore {
       'SELECT id, password_hash AS passwordHash FROM members WHERE username = ?',
     );
     this.#delete = this.#db.prepare<[string]>('DELETE FROM members WHERE username = ?');
+    this.#updateHash = this.#db.prepare<[string, number, string]>(
+      'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
+    );
   }
 
   async createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
-    return sqliteCall(() => {
-      try {
-        return { created: true, id: Number(this.#insert.run(username, passwordHash).lastInsertRowid) };
-      } catch (error) {
-        if (error instanceof SqliteError && error.code === 'SQLITE_CONSTRAINT_UNIQUE')
-          return { created: false };
-        throw error;
-      }
-    });
+    return sqliteCall(() => this.#create(username, passwordHash));
+  }
+
+  createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome> {
+    return this.#journal.run(once, () => this.#create(username, passwordHash));
   }
 
   async findMember(username: string): Promise<MemberCredentials | undefined> {
@@ -51,11 +64,40 @@ export class SqliteMembersStore implements MembersStore {
     sqliteCall(() => this.#delete.run(username));
   }
 
+  deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome> {
+    return this.#journal.run(once, () => {
+      this.#delete.run(username);
+    });
+  }
+
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim);
+  }
+
+  sweepIdempotencyKeys(): Promise<number> {
+    return this.#journal.sweep();
+  }
+
+  async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
+    return sqliteCall(() => this.#updateHash.run(newHash, id, oldHash).changes === 1);
+  }
+
   async ping(): Promise<void> {
     sqliteCall(() => this.#db.prepare('SELECT 1').get());
   }
 
   async close(): Promise<void> {
     this.#db.close();
+  }
+
+  /** Inserts an account; a taken username is an answer. Inside a transaction, only this statement is undone. */
+  #create(username: string, passwordHash: string): CreateMemberResult {
+    try {
+      return { created: true, id: Number(this.#insert.run(username, passwordHash).lastInsertRowid) };
+    } catch (error) {
+      if (error instanceof SqliteError && error.code === 'SQLITE_CONSTRAINT_UNIQUE')
+        return { created: false };
+      throw error;
+    }
   }
 }

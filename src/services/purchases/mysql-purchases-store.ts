@@ -1,11 +1,14 @@
 import type { RowDataPacket } from 'mysql2/promise';
-import { MysqlDatabase, type MysqlStoreOptions } from '../common/mysql-database.js';
+import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
+import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
 /**
  * The purchases table in MySQL. DATETIME(3) keeps milliseconds; the pool writes and reads it as UTC
  * (mysql2 `timezone: 'Z'`) and the service supplies the time, so neither the process's nor the
- * server's time zone can shift it.
+ * server's time zone can shift it. And its idempotency keys (see idempotency.ts).
  */
 export const MYSQL_PURCHASES_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS purchases (
@@ -15,6 +18,7 @@ export const MYSQL_PURCHASES_SCHEMA = [
     date DATETIME(3) NOT NULL,
     KEY purchases_userid (userid, id)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+  ...mysqlIdempotencySchema('purchases_idempotency'),
 ] as const;
 
 type PurchaseRow = PurchaseRecord & RowDataPacket;
@@ -23,27 +27,40 @@ type PurchaseRow = PurchaseRecord & RowDataPacket;
 export class MysqlPurchasesStore implements PurchasesStore {
   readonly kind = 'mysql';
   readonly #db: MysqlDatabase;
+  readonly #journal: MysqlIdempotencyJournal;
 
-  /** Creates the pool; the table is created on first use (see MysqlDatabase). */
-  constructor(options: MysqlStoreOptions) {
+  /** Creates the pool; the tables are created on first use (see MysqlDatabase). */
+  constructor({ idempotency, ...options }: MysqlStoreOptions) {
     this.#db = new MysqlDatabase({ ...options, schema: MYSQL_PURCHASES_SCHEMA });
+    this.#journal = new MysqlIdempotencyJournal(this.#db, 'purchases_idempotency', idempotency);
   }
 
-  async createPurchase({ userid, goodsid, date }: NewPurchase): Promise<number> {
-    const result = await this.#db.change('INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)', [
-      userid,
-      goodsid,
-      date,
-    ]);
-    return result.insertId;
+  createPurchase(purchase: NewPurchase): Promise<number> {
+    return insertPurchase(this.#db, purchase);
   }
 
-  async listPurchases(userid: number): Promise<PurchaseRecord[]> {
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => insertPurchase(sql, purchase));
+  }
+
+  async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
     const rows = await this.#db.select<PurchaseRow>(
-      'SELECT id, goodsid, date FROM purchases WHERE userid = ? ORDER BY id',
-      [userid],
+      'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
+      // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+      [userid, afterId, String(size + 1)],
     );
-    return rows.map(({ id, goodsid, date }) => ({ id, goodsid, date }));
+    return takePage(
+      rows.map(({ id, goodsid, date }) => ({ id, goodsid, date })),
+      size,
+    );
+  }
+
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim);
+  }
+
+  sweepIdempotencyKeys(): Promise<number> {
+    return this.#journal.sweep();
   }
 
   ping(): Promise<void> {
@@ -53,4 +70,13 @@ export class MysqlPurchasesStore implements PurchasesStore {
   close(): Promise<void> {
     return this.#db.close();
   }
+}
+
+async function insertPurchase(sql: SqlExecutor, { userid, goodsid, date }: NewPurchase): Promise<number> {
+  const result = await sql.change('INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)', [
+    userid,
+    goodsid,
+    date,
+  ]);
+  return result.insertId;
 }

@@ -1,7 +1,13 @@
 import type { Logger } from '../../common/logger.js';
 import { unaryHandler } from '../../common/unary-handler.js';
-import type { PurchasesServiceServer } from '../../gen/services.js';
+import {
+  CreatePurchaseRequest,
+  CreatePurchaseResponse,
+  type PurchasesServiceServer,
+} from '../../gen/services.js';
+import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { noData } from '../common/no-data.js';
+import { isFirstPage, nextPageToken, pageQuery } from '../common/paging.js';
 import { requireId } from '../common/request-fields.js';
 import type { PurchasesStore } from './purchases-store.js';
 
@@ -11,9 +17,16 @@ export interface PurchasesHandlersOptions {
   now?: () => Date;
 }
 
+const PURCHASED: WriteAnswer<number, CreatePurchaseResponse> = {
+  responseType: CreatePurchaseResponse,
+  answer: (id) => ({ id }),
+};
+
 /**
  * The PurchasesService methods over a store. A purchase is dated by the service when it is recorded;
- * as in the book, the user and the goods are not checked.
+ * as in the book, the user and the goods are not checked. ListPurchases answers one page (AIP-158);
+ * an empty first page is the book's "no data". A purchase that comes with `idempotency-key`
+ * metadata is recorded at most once per key (see idempotency.ts).
  */
 export function createPurchasesHandlers(
   store: PurchasesStore,
@@ -22,15 +35,22 @@ export function createPurchasesHandlers(
 ): PurchasesServiceServer {
   const now = options.now ?? (() => new Date());
   return {
-    createPurchase: unaryHandler(log, async (request) => {
+    createPurchase: unaryHandler(log, async (request, call) => {
       const userid = requireId(request.userid, 'userid');
       const goodsid = requireId(request.goodsid, 'goodsid');
-      return { id: await store.createPurchase({ userid, goodsid, date: now() }) };
+      const purchase = { userid, goodsid, date: now() };
+      const claim = claimOf(call, 'CreatePurchase', CreatePurchaseRequest.encode(request).finish());
+      if (!claim) return answerOf(PURCHASED, await store.createPurchase(purchase));
+      return replay(await store.createPurchaseOnce(purchase, once(claim, PURCHASED)), CreatePurchaseResponse);
     }),
     listPurchases: unaryHandler(log, async (request) => {
-      const results = await store.listPurchases(requireId(request.userid, 'userid'));
-      if (results.length === 0) throw noData();
-      return { results };
+      const userid = requireId(request.userid, 'userid');
+      // A token names its user too: it cannot page through someone else's purchases.
+      const scope = `purchases/${userid}`;
+      const query = pageQuery(request, scope);
+      const page = await store.listPurchases(userid, query);
+      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+      return { results: page.rows, nextPageToken: nextPageToken(page, scope) };
     }),
   };
 }

@@ -1,3 +1,5 @@
+import type { Once, Outcome } from '../common/idempotency.js';
+import type { PageQuery, StoredPage } from '../common/paging.js';
 import type { ServiceStore } from '../common/service-store.js';
 
 /** A purchase to record, already validated. */
@@ -23,6 +25,8 @@ export interface PurchaseRecord {
 export interface PurchasesStore extends ServiceStore {
   /** Records a purchase; resolves with its id (1 for the first of a fresh store). */
   createPurchase(purchase: NewPurchase): Promise<number>;
-  /** One user's purchases, in id order. */
-  listPurchases(userid: number): Promise<PurchaseRecord[]>;
+  /** One page of a user's purchases in id order: those after `afterId`, at most `size`. */
+  listPurchases(userid: number, query: PageQuery): Promise<StoredPage<PurchaseRecord>>;
+  /** `createPurchase` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome>;
 }

@@ -1,4 +1,12 @@
-import { type Database, openSqliteDatabase, sqliteCall } from '../common/sqlite-database.js';
+import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
+import {
+  type Database,
+  openSqliteDatabase,
+  type SqliteStoreOptions,
+  sqliteCall,
+} from '../common/sqlite-database.js';
+import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
 /**
@@ -13,6 +21,7 @@ export const SQLITE_PURCHASES_SCHEMA = [
     date TEXT NOT NULL
   ) STRICT`,
   'CREATE INDEX IF NOT EXISTS purchases_userid ON purchases (userid, id)',
+  ...sqliteIdempotencySchema('purchases_idempotency'),
 ] as const;
 
 interface PurchaseRow {
@@ -25,28 +34,47 @@ interface PurchaseRow {
 export class SqlitePurchasesStore implements PurchasesStore {
   readonly kind = 'sqlite';
   readonly #db: Database;
+  readonly #journal: SqliteIdempotencyJournal;
   readonly #insert;
   readonly #list;
 
-  /** Opens (or creates) the file and its table. */
-  constructor(file: string) {
+  /** Opens (or creates) the file and its tables. */
+  constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_PURCHASES_SCHEMA);
+    this.#journal = new SqliteIdempotencyJournal(this.#db, 'purchases_idempotency', options.idempotency);
     this.#insert = this.#db.prepare<[number, number, string]>(
       'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)',
     );
-    this.#list = this.#db.prepare<[number], PurchaseRow>(
-      'SELECT id, goodsid, date FROM purchases WHERE userid = ? ORDER BY id',
+    this.#list = this.#db.prepare<[number, number, number], PurchaseRow>(
+      'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
     );
   }
 
-  async createPurchase({ userid, goodsid, date }: NewPurchase): Promise<number> {
-    return sqliteCall(() => Number(this.#insert.run(userid, goodsid, date.toISOString()).lastInsertRowid));
+  async createPurchase(purchase: NewPurchase): Promise<number> {
+    return sqliteCall(() => this.#create(purchase));
   }
 
-  async listPurchases(userid: number): Promise<PurchaseRecord[]> {
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome> {
+    return this.#journal.run(once, () => this.#create(purchase));
+  }
+
+  async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
     return sqliteCall(() =>
-      this.#list.all(userid).map(({ id, goodsid, date }) => ({ id, goodsid, date: new Date(date) })),
+      takePage(
+        this.#list
+          .all(userid, afterId, size + 1)
+          .map(({ id, goodsid, date }) => ({ id, goodsid, date: new Date(date) })),
+        size,
+      ),
     );
+  }
+
+  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim);
+  }
+
+  sweepIdempotencyKeys(): Promise<number> {
+    return this.#journal.sweep();
   }
 
   async ping(): Promise<void> {
@@ -55,5 +83,9 @@ export class SqlitePurchasesStore implements PurchasesStore {
 
   async close(): Promise<void> {
     this.#db.close();
+  }
+
+  #create({ userid, goodsid, date }: NewPurchase): number {
+    return Number(this.#insert.run(userid, goodsid, date.toISOString()).lastInsertRowid);
   }
 }

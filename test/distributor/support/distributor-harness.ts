@@ -4,7 +4,6 @@ import {
   createDistributorServer,
   type DistributorServerOptions,
 } from '../../../src/distributor/distributor-server.js';
-import { RegistryView } from '../../../src/distributor/registry-view.js';
 import {
   DistributorServiceClient,
   type ListResponse,
@@ -18,6 +17,7 @@ import {
   WatchRequest,
   WatchResponse,
 } from '../../../src/gen/distributor.js';
+import { RegistryView } from '../../../src/registry-client/registry-view.js';
 
 /** A first Register message of the first contract (no options): the node gets full snapshots. */
 export const describeNode = (node: NodeDescription): RegisterRequest => ({

@@ -116,7 +116,7 @@ export function listedNode(description: NodeDescription, registeredAt: Date): No
     state: NodeState.NODE_STATE_SERVING,
     registeredAt,
     descriptorSetSha256:
-      description.routes.length > 0
+      description.descriptorSet.length > 0
         ? createHash('sha256').update(description.descriptorSet).digest()
         : Buffer.alloc(0),
   };

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 
 export { freePort, residentMiB as rssMiB } from '../../../src/bench/process-probes.js';
@@ -22,19 +23,35 @@ export interface SpawnOptions {
    * place (not fork), so that the child's pid and signals are node's.
    */
   readonly prefix?: readonly string[];
+  /** Node.js flags before the entry point, e.g. COMPONENT_NODE_FLAGS (V8 flags NODE_OPTIONS refuses). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export function spawnComponent(
   entry: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-  { prefix = [] }: SpawnOptions = {},
+  { prefix = [], nodeFlags = [] }: SpawnOptions = {},
 ): ComponentProcess {
-  const [command, ...commandArgs] = [...prefix, process.execPath, '--import', 'tsx', entry, ...args];
-  const child = spawn(command!, commandArgs, {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const [command, ...commandArgs] = [
+    ...prefix,
+    process.execPath,
+    ...nodeFlags,
+    '--import',
+    'tsx',
+    entry,
+    ...args,
+  ];
+  return spawnLogged(command!, commandArgs, { env: { ...process.env, LOG_LEVEL: 'info', ...env } });
+}
+
+/** Runs any command with its stdout and stderr collected line by line (e.g. `npm start`). */
+export function spawnLogged(
+  command: string,
+  args: readonly string[],
+  options: { env: NodeJS.ProcessEnv; cwd?: string },
+): ComponentProcess {
+  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiters = new Set<() => void>();
   for (const stream of [child.stdout!, child.stderr!]) {
@@ -97,4 +114,36 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Every process under `rootPid` (children, their children, ...), the root excluded. */
+export function descendantPids(rootPid: number): number[] {
+  const found: number[] = [];
+  const queue = [rootPid];
+  while (queue.length > 0) {
+    for (const child of childPids(queue.shift()!)) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}
+
+/** Whether a process still runs: a zombie waiting for its parent to reap it has stopped. */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a TCP port on 127.0.0.1 can be bound now, i.e. nobody holds it. */
+export function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
 }

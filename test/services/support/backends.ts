@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createConnection } from 'mysql2/promise';
 import { inject } from 'vitest';
+import type { ShopService } from '../../../src/services/common/define-service.js';
 import type { MysqlStoreOptions } from '../../../src/services/common/mysql-database.js';
 import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
 import type { ServiceStore } from '../../../src/services/common/service-store.js';
-import type { ServiceSpec } from '../../../src/services/common/start-service.js';
+import type { SqliteStoreOptions } from '../../../src/services/common/sqlite-database.js';
 import { createTestDatabase } from '../../helpers/mysql.js';
 
 /** A fresh store, with a side door to read its tables as they really are. */
@@ -16,7 +17,9 @@ export interface OpenedStore<Store> {
   /** Runs a read-only statement straight on the database, bypassing the store. */
   rawRows(sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
   /** Runs a statement straight on the database, behind the store's back (to break things on purpose). */
-  rawExec(sql: string): Promise<void>;
+  rawExec(sql: string, values?: unknown[]): Promise<void>;
+  /** Opens one more store on the same database (another instance of the service); its owner closes it. */
+  openAnother(): Store;
   /** Closes the store and deletes its database. */
   dispose(): Promise<void>;
 }
@@ -28,7 +31,8 @@ export interface Backend<Store> {
   readonly skipReason: string | undefined;
   /** A title for `describe` that carries the skip reason, so a skipped run says why. */
   readonly title: string;
-  open(options?: Partial<MysqlStoreOptions>): Promise<OpenedStore<Store>>;
+  /** A fresh store; `idempotency` applies to both back ends, the pool's options to MySQL only. */
+  open(options?: Partial<MysqlStoreOptions> & SqliteStoreOptions): Promise<OpenedStore<Store>>;
 }
 
 /**
@@ -36,7 +40,9 @@ export interface Backend<Store> {
  * found a server (a fresh database per store, so ids start at 1). Under CI=true the global setup
  * fails the run instead of letting MySQL skip.
  */
-export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>): Backend<Store>[] {
+export function backendsOf<Store extends ServiceStore>(
+  service: Pick<ShopService<Store>, 'name' | 'stores'>,
+): Backend<Store>[] {
   const mysqlUrl = inject('mysqlUrl');
   const mysqlSkip = mysqlUrl ? undefined : 'MySQL unreachable here (see the global setup message)';
   return [
@@ -44,10 +50,11 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
       name: 'sqlite',
       skipReason: undefined,
       title: 'on SQLite',
-      async open() {
-        const dir = await mkdtemp(join(tmpdir(), `shop-${spec.name}-`));
-        const file = join(dir, `${spec.name}.sqlite`);
-        const store = spec.openSqlite(file);
+      async open(options = {}) {
+        const dir = await mkdtemp(join(tmpdir(), `shop-${service.name}-`));
+        const file = join(dir, `${service.name}.sqlite`);
+        const sqliteOptions = options.idempotency ? { idempotency: options.idempotency } : {};
+        const store = service.stores.sqlite(file, sqliteOptions);
         return {
           store,
           async rawRows(sql, values = []) {
@@ -58,14 +65,16 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               db.close();
             }
           },
-          async rawExec(sql) {
+          async rawExec(sql, values = []) {
             const db = new Database(file);
             try {
-              db.exec(sql);
+              if (values.length > 0) db.prepare(sql).run(...values);
+              else db.exec(sql);
             } finally {
               db.close();
             }
           },
+          openAnother: () => service.stores.sqlite(file, sqliteOptions),
           async dispose() {
             await store.close();
             await rm(dir, { recursive: true, force: true });
@@ -79,10 +88,8 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
       title: mysqlSkip ? `on MySQL (skipped: ${mysqlSkip})` : 'on MySQL',
       async open(options = {}) {
         const database = await createTestDatabase(mysqlUrl);
-        const store = spec.openMysql({
-          connection: parseMysqlUrl(database.url, 'test database'),
-          ...options,
-        });
+        const storeOptions = { connection: parseMysqlUrl(database.url, 'test database'), ...options };
+        const store = service.stores.mysql(storeOptions);
         return {
           store,
           async rawRows(sql, values = []) {
@@ -94,14 +101,15 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               await connection.end();
             }
           },
-          async rawExec(sql) {
+          async rawExec(sql, values = []) {
             const connection = await createConnection({ uri: database.url });
             try {
-              await connection.query(sql);
+              await connection.query(sql, values);
             } finally {
               await connection.end();
             }
           },
+          openAnother: () => service.stores.mysql(storeOptions),
           async dispose() {
             await store.close();
             await database.drop();

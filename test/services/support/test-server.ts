@@ -67,14 +67,23 @@ export function call<Request, Response>(
   method: UnaryMethod<Request, Response>,
   request: Request,
   deadlineMs = 10_000,
+  metadata: Metadata = new GrpcMetadata(),
 ): Promise<Response> {
   return new Promise((resolve, reject) => {
-    method.call(
-      client,
-      request,
-      new GrpcMetadata(),
-      { deadline: Date.now() + deadlineMs },
-      (error, response) => (error ? reject(error) : resolve(response)),
+    method.call(client, request, metadata, { deadline: Date.now() + deadlineMs }, (error, response) =>
+      error ? reject(error) : resolve(response),
     );
   });
+}
+
+/** {@link call} with `idempotency-key` metadata (each value given is sent, in order). */
+export function callWithKey<Request, Response>(
+  client: Client,
+  method: UnaryMethod<Request, Response>,
+  request: Request,
+  ...keys: string[]
+): Promise<Response> {
+  const metadata = new GrpcMetadata();
+  for (const key of keys) metadata.add('idempotency-key', key);
+  return call(client, method, request, 10_000, metadata);
 }

@@ -1,0 +1,306 @@
+import type { ServerResponse } from 'node:http';
+import { type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
+import type { Logger } from '../common/logger.js';
+import type { CallPlan } from './call-plan.js';
+import { errorBody, successBody } from './envelope.js';
+import type { InstancePool } from './instance-pool.js';
+import type { PagingPlan, RenderedPage } from './paging-plan.js';
+import type { Instance } from './route-table.js';
+
+/** The part of a gateway request the streamer works with. */
+export interface PagedExchange {
+  readonly response: ServerResponse;
+  readonly key: number;
+  /** The deadline of the first page's call. */
+  readonly deadline: number;
+  /** The upstream call running; the gateway cancels it when the client leaves. */
+  call: ClientUnaryCall | undefined;
+  /** The client has left: nobody to answer. */
+  readonly gone: boolean;
+}
+
+/** What the streamer needs of the gateway, so that its answers are the gateway's own. */
+export interface PageStreamerOptions<E extends PagedExchange> {
+  readonly pool: InstancePool;
+  readonly log: Logger;
+  /**
+   * The deadline of each page's call after the first, in ms; also how long a client may leave the
+   * answer unread before the gateway gives up on it.
+   */
+  readonly deadlineMs: number;
+  /** Answers with a whole body, as every unpaged answer is. */
+  answer(exchange: E, httpStatus: number, body: Buffer): void;
+  /** Answers a failed call, as every failed call is (the status table, logging). */
+  answerStatus(exchange: E, instance: Instance, error: ServiceError): void;
+  /** Another instance for a call refused with UNAVAILABLE, or undefined (the gateway's retry rule). */
+  otherInstance(exchange: E, failed: Instance): Instance | undefined;
+  /** Whether the connection closes after a streamed answer. */
+  closeAfter(exchange: E): boolean;
+}
+
+/** Encodes the REST input of a request for another plan, or returns undefined when it cannot. */
+export type Reencode = (plan: CallPlan) => Buffer | undefined;
+
+/** An instance, its paging plan, and the request message encoded for it (without a page_token). */
+interface Target {
+  readonly instance: Instance;
+  readonly paging: PagingPlan;
+  readonly request: Buffer;
+}
+
+/** A call that failed, with the instance that failed it. */
+class CallFailure extends Error {
+  override readonly name = 'CallFailure';
+
+  constructor(
+    readonly instance: Instance,
+    readonly status: ServiceError,
+  ) {
+    super(status.message);
+  }
+}
+
+/** grpc-js serializes the request; its bytes are already made. */
+const passThrough = (bytes: Buffer): Buffer => bytes;
+const LIST_END = Buffer.from(']}');
+const COMMA = 0x2c;
+
+/**
+ * Answers the REST requests of routes that page (see compilePagingPlan).
+ *
+ * - A request without `page_size` and `page_token` gets the whole list, as in the book: the gateway
+ *   asks for the first page (the service's default size) and, while an answer has a
+ *   next_page_token, for the page after it. A list of one page is answered as before paging, byte
+ *   for byte, with Content-Length. A longer one is streamed with chunked transfer encoding: the
+ *   envelope and the first page's elements at once, each later page's elements as they come, then
+ *   `]}`. The next page is asked for while the last one is being sent, and written only once the
+ *   client has taken the one before, so the gateway holds about two pages, whatever the length of
+ *   the list, and no message comes near gRPC's 4 MiB limit.
+ * - A request with either gets that one page: `…,"results":[…],"next_page_token":"…"}`, the token
+ *   empty on the last page.
+ *
+ * A failure before anything is sent is answered as any failed call. Once the status line is out it
+ * cannot change: the gateway logs the failure once and aborts the connection, so the body lacks its
+ * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
+ * reads nothing of the answer for `deadlineMs` is cut off the same way. Each page's call has its
+ * own deadline, and a page refused with UNAVAILABLE is tried once more on another instance, as any
+ * GET is.
+ */
+export class PageStreamer<E extends PagedExchange> {
+  readonly #options: PageStreamerOptions<E>;
+
+  constructor(options: PageStreamerOptions<E>) {
+    this.#options = options;
+  }
+
+  /** Answers a request of a paging route, its request message `request` encoded for `instance`. */
+  start(exchange: E, instance: Instance, request: Buffer, reencode: Reencode): void {
+    const target: Target = { instance, paging: instance.plan.paging!, request };
+    const answered = target.paging.asksForOnePage(request)
+      ? this.#onePage(exchange, target, reencode)
+      : this.#wholeList(exchange, target, reencode);
+    answered.catch((error: unknown) => {
+      this.#options.log.error({ err: error, key: exchange.key }, 'bug while answering a paged list');
+      if (exchange.response.headersSent) exchange.response.destroy();
+      else this.#options.answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'));
+    });
+  }
+
+  async #onePage(exchange: E, target: Target, reencode: Reencode): Promise<void> {
+    let rendered: Buffer;
+    try {
+      ({ value: rendered } = await this.#fetch(
+        exchange,
+        target,
+        undefined,
+        exchange.deadline,
+        reencode,
+        onePage,
+      ));
+    } catch (error) {
+      this.#failBeforeAnswer(exchange, error);
+      return;
+    }
+    if (!exchange.gone) this.#options.answer(exchange, 200, successBody(exchange.key, rendered));
+  }
+
+  async #wholeList(exchange: E, first: Target, reencode: Reencode): Promise<void> {
+    const { response, key } = exchange;
+    let fetched: { value: RenderedPage; target: Target };
+    try {
+      fetched = await this.#fetch(exchange, first, undefined, exchange.deadline, reencode, wholeList);
+    } catch (error) {
+      this.#failBeforeAnswer(exchange, error);
+      return;
+    }
+    if (exchange.gone) return;
+    let page = fetched.value;
+    if (page.nextPageToken.length === 0) {
+      this.#options.answer(exchange, 200, successBody(key, page.rendered));
+      return;
+    }
+    const headers = ['Content-Type', 'application/json'];
+    if (this.#options.closeAfter(exchange)) headers.push('Connection', 'close');
+    response.writeHead(200, headers);
+    // The envelope, `,"results":[` and the first page's elements: the body without its `]}`.
+    const head = successBody(key, page.rendered);
+    response.write(head.subarray(0, head.length - LIST_END.length));
+    let anyItem = page.rendered.length - LIST_END.length > page.itemsStart;
+    let pages = 1;
+    let target = fetched.target;
+    while (page.nextPageToken.length > 0) {
+      const next = this.#fetch(
+        exchange,
+        target,
+        page.nextPageToken,
+        Date.now() + this.#options.deadlineMs,
+        reencode,
+        wholeList,
+      );
+      // Handled below, after the wait: a failure meanwhile must not count as unhandled.
+      next.catch(() => {});
+      if (!(await this.#taken(exchange))) return;
+      try {
+        fetched = await next;
+      } catch (error) {
+        this.#abort(exchange, error, pages);
+        return;
+      }
+      if (exchange.gone) return;
+      page = fetched.value;
+      target = fetched.target;
+      pages++;
+      const end = page.rendered.length - LIST_END.length;
+      if (end > page.itemsStart) {
+        // The byte before the elements is the page's own `[`: a comma takes its place.
+        const start = anyItem ? page.itemsStart - 1 : page.itemsStart;
+        if (anyItem) page.rendered[start] = COMMA;
+        response.write(page.rendered.subarray(start, end));
+        anyItem = true;
+      }
+    }
+    response.end(LIST_END);
+  }
+
+  /**
+   * One page's call, tried once more on another instance if refused with UNAVAILABLE. Resolves with
+   * the rendered answer and the target that gave it (later pages go there too); rejects with a
+   * CallFailure.
+   */
+  async #fetch<T>(
+    exchange: E,
+    target: Target,
+    token: Buffer | undefined,
+    deadline: number,
+    reencode: Reencode,
+    render: (paging: PagingPlan) => (bytes: Buffer) => T,
+  ): Promise<{ value: T; target: Target }> {
+    try {
+      return { value: await this.#call(exchange, target, token, deadline, render), target };
+    } catch (error) {
+      if (!(error instanceof CallFailure) || error.status.code !== status.UNAVAILABLE || exchange.gone) {
+        throw error;
+      }
+      const other = this.#elsewhere(exchange, target, reencode);
+      if (!other) throw error;
+      this.#options.log.debug(
+        { key: exchange.key, from: target.instance.nodeId, to: other.instance.nodeId },
+        'retrying a page elsewhere',
+      );
+      return { value: await this.#call(exchange, other, token, deadline, render), target: other };
+    }
+  }
+
+  #call<T>(
+    exchange: E,
+    target: Target,
+    token: Buffer | undefined,
+    deadline: number,
+    render: (paging: PagingPlan) => (bytes: Buffer) => T,
+  ): Promise<T> {
+    const { instance, paging, request } = target;
+    const { upstream, plan } = instance;
+    const bytes = token ? paging.withToken(request, token) : request;
+    return new Promise((resolve, reject) => {
+      this.#options.pool.begin(upstream);
+      exchange.call = upstream.client.makeUnaryRequest(
+        plan.path,
+        passThrough,
+        render(paging),
+        bytes,
+        { deadline },
+        (error: ServiceError | null, value?: T) => {
+          this.#options.pool.end(upstream);
+          exchange.call = undefined;
+          if (error) reject(new CallFailure(instance, error));
+          else resolve(value!);
+        },
+      );
+    });
+  }
+
+  /** The target of a retry: another serving instance of a plan that pages, with the request for it. */
+  #elsewhere(exchange: E, failed: Target, reencode: Reencode): Target | undefined {
+    const other = this.#options.otherInstance(exchange, failed.instance);
+    const paging = other?.plan.paging;
+    if (!other || !paging) return undefined;
+    const request = other.plan === failed.instance.plan ? failed.request : reencode(other.plan);
+    return request ? { instance: other, paging, request } : undefined;
+  }
+
+  /**
+   * Resolves true once the client has taken what was written (at once if it has), false when it has
+   * left or has read nothing for `deadlineMs`; then the connection is aborted.
+   */
+  #taken(exchange: E): Promise<boolean> {
+    const { response } = exchange;
+    if (exchange.gone || response.destroyed) return Promise.resolve(false);
+    if (!response.writableNeedDrain) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (taken: boolean): void => {
+        clearTimeout(timer);
+        response.off('drain', onDrain);
+        response.off('close', onClose);
+        resolve(taken);
+      };
+      const onDrain = (): void => done(true);
+      const onClose = (): void => done(false);
+      const timer = setTimeout(() => {
+        this.#options.log.warn(
+          { key: exchange.key, waitedMs: this.#options.deadlineMs },
+          'the client stopped reading a streamed list: connection aborted',
+        );
+        done(false);
+        response.destroy();
+      }, this.#options.deadlineMs);
+      response.once('drain', onDrain);
+      response.once('close', onClose);
+    });
+  }
+
+  #failBeforeAnswer(exchange: E, error: unknown): void {
+    if (!(error instanceof CallFailure)) throw error;
+    if (!exchange.gone) this.#options.answerStatus(exchange, error.instance, error.status);
+  }
+
+  /** A page after the first failed: the status is sent, so the answer can only be cut short. */
+  #abort(exchange: E, error: unknown, pagesSent: number): void {
+    if (!(error instanceof CallFailure)) throw error;
+    if (exchange.gone) return;
+    this.#options.log.error(
+      {
+        key: exchange.key,
+        node: error.instance.nodeId,
+        grpcMethod: error.instance.plan.grpcMethod,
+        code: status[error.status.code] ?? error.status.code,
+        details: error.status.details,
+        pagesSent,
+      },
+      'a page of a streamed list failed after the answer had begun: connection aborted',
+    );
+    exchange.response.destroy();
+  }
+}
+
+const onePage = (paging: PagingPlan): ((bytes: Buffer) => Buffer) => paging.renderOnePage;
+const wholeList = (paging: PagingPlan): ((bytes: Buffer) => RenderedPage) => paging.renderPage;

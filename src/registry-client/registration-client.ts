@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  type ClientDuplexStream,
+  credentials,
+  status as grpcStatus,
+  Metadata,
+  type StatusObject,
+} from '@grpc/grpc-js';
+import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import { retryClassOf } from '../common/retry-policy.js';
+import {
+  DistributorServiceClient,
+  type NodeDescription,
+  NodeState,
+  type RegisterRequest,
+  type RegisterResponse,
+  type Snapshot,
+} from '../gen/distributor.js';
+import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import { RegistryView } from './registry-view.js';
+
+/** Exponential backoff between reconnection attempts, with jitter. */
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** What a node registers; the SHA-256 of its descriptor set is computed when not given. */
+export type RegistrationNode = Omit<NodeDescription, 'descriptorSetSha256'> &
+  Partial<Pick<NodeDescription, 'descriptorSetSha256'>>;
+
+/** Options of {@link RegistrationClient}. */
+export interface RegistrationClientOptions {
+  /** The distributor's address, "host:port". */
+  distributor: string;
+  /** What to register: the port must be the one really bound. */
+  node: RegistrationNode;
+  /**
+   * Whether the node receives the node list (a gateway): snapshots with every node's descriptor set
+   * filled in, kept from the distributor's updates. Default false (a service): the stream carries
+   * acknowledgements of the node's own state only.
+   */
+  watchNodes?: boolean;
+  log?: Logger;
+  backoff?: BackoffOptions;
+  keepalive?: KeepaliveOptions;
+  /** The distributor's registration token, sent as `authorization: Bearer <token>`; none by default. */
+  token?: string;
+  /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
+  credentials?: ChannelCredentials;
+  /** Channel options that go with the credentials (see secureNamingChannelOptions). */
+  channelOptions?: ChannelOptions;
+}
+
+interface RegistrationEvents {
+  /** A new node list arrived (with `watchNodes`, or from a distributor of the first contract). */
+  snapshot: [snapshot: Snapshot];
+  /** The distributor has the node listed in this state (after registering, and after each change). */
+  state: [state: NodeState];
+  /** The distributor accepted the registration under this id (again, after every reconnection). */
+  registered: [nodeId: string];
+  /** The stream ended; a new attempt follows unless the client was stopped or the end is a refusal for good. */
+  disconnected: [status: StatusObject];
+  /**
+   * The distributor refused the node for a reason no retry changes (a `permanent` status of
+   * retry-policy.ts: a bad token, a name the certificate may not use, an invalid description). The
+   * client has given up: the node stays unregistered, so its owner should stop and say so.
+   */
+  refused: [status: StatusObject];
+}
+
+/**
+ * Keeps one node registered with the distributor. It registers on start, re-registers by itself
+ * (exponential backoff with jitter, capped) whenever the stream ends, and, with `watchNodes`,
+ * exposes the latest node list: kept by a RegistryView from the distributor's updates, resumed
+ * after a reconnection where the distributor still can, whole again after a distributor restart. Its
+ * owner keeps serving while the distributor is away: nothing here throws at it. A refusal that cannot
+ * succeed on retry (see retry-policy.ts) ends the attempts instead, with a 'refused' event.
+ *
+ * It announces the SHA-256 of its descriptor set and sends the set too, so that a distributor that
+ * lost it (a restart) needs no second round, and one of the first contract understands it.
+ */
+export class RegistrationClient extends EventEmitter<RegistrationEvents> {
+  readonly #client: DistributorServiceClient;
+  readonly #node: NodeDescription;
+  readonly #view: RegistryView | undefined;
+  readonly #log: Logger;
+  readonly #backoff: BackoffOptions;
+  readonly #metadata: Metadata;
+  #state: NodeState;
+  #lastFailure: grpcStatus | undefined;
+  #call: ClientDuplexStream<RegisterRequest, RegisterResponse> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #started = false;
+  #stopped = false;
+  #snapshot: Snapshot | undefined;
+  #nodeId: string | undefined;
+  #refusal: StatusObject | undefined;
+
+  constructor(options: RegistrationClientOptions) {
+    super();
+    const { descriptorSetSha256, ...node } = options.node;
+    this.#node = {
+      ...node,
+      descriptorSetSha256:
+        descriptorSetSha256 ??
+        (node.descriptorSet.length > 0
+          ? createHash('sha256').update(node.descriptorSet).digest()
+          : Buffer.alloc(0)),
+    };
+    this.#log = options.log ?? silentLogger();
+    this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
+    this.#state =
+      options.node.state === NodeState.NODE_STATE_DRAINING
+        ? NodeState.NODE_STATE_DRAINING
+        : NodeState.NODE_STATE_SERVING;
+    this.#metadata = new Metadata();
+    if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
+    const channelCredentials = options.credentials ?? credentials.createInsecure();
+    this.#client = new DistributorServiceClient(options.distributor, channelCredentials, {
+      ...options.channelOptions,
+      ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+      // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
+      // attempts long after the distributor is back: keep it within the same cap.
+      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
+      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+    });
+    if (options.watchNodes) {
+      this.#view = new RegistryView({
+        fetchDescriptorSet: createDescriptorSetFetcher(this.#client, this.#metadata),
+        log: this.#log,
+      });
+      this.#view.on('snapshot', (snapshot) => this.#onSnapshot(snapshot));
+    }
+  }
+
+  /** The latest node list, once one has arrived. */
+  get snapshot(): Snapshot | undefined {
+    return this.#snapshot;
+  }
+
+  /** The id of the current registration, while registered. */
+  get nodeId(): string | undefined {
+    return this.#nodeId;
+  }
+
+  /** The refusal the client gave up on, if the distributor refused the node for good. */
+  get refusal(): StatusObject | undefined {
+    return this.#refusal;
+  }
+
+  /** Starts registering; safe to call before the distributor is up. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#connect();
+  }
+
+  /** Tells the distributor the node's state now and on every later re-registration. */
+  setState(state: NodeState.NODE_STATE_SERVING | NodeState.NODE_STATE_DRAINING): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#call?.write({ kind: { $case: 'state', value: state }, options: undefined });
+  }
+
+  /** Says draining, ends the stream (waiting for the distributor's answer at most `timeoutMs`), and closes. */
+  async stop(timeoutMs = 2_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    const call = this.#call;
+    if (call) {
+      this.setState(NodeState.NODE_STATE_DRAINING);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          call.cancel();
+          resolve();
+        }, timeoutMs);
+        call.once('status', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        call.end();
+      });
+    }
+    this.#view?.close();
+    this.#client.close();
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const call = this.#client.register(this.#metadata);
+    this.#call = call;
+    call.on('data', (response: RegisterResponse) => this.#onResponse(call, response));
+    // Every end of the call is reported by 'status'; 'error' must be listened to, or it would throw.
+    call.on('error', () => {});
+    call.once('status', (status: StatusObject) => {
+      if (this.#call === call) this.#call = undefined;
+      this.#nodeId = undefined;
+      if (this.#stopped) return;
+      this.emit('disconnected', status);
+      const retry = retryClassOf(status.code);
+      const reason = `${grpcStatus[status.code]}: ${status.details}`;
+      const fields = { code: status.code, details: status.details };
+      if (retry === 'permanent') {
+        this.#refusal = status;
+        this.#log.error(
+          { event: 'refused', ...fields },
+          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here`,
+        );
+        this.emit('refused', status);
+        return;
+      }
+      // Warn when the link is lost, when the reason changes (the distributor came back but refuses
+      // the node, say), and at every refusal that may clear later: the node is not routed meanwhile.
+      // Repeated transient failures for the same reason are routine.
+      const newReason = this.#failures === 0 || status.code !== this.#lastFailure;
+      this.#lastFailure = status.code;
+      const delay = this.#nextDelay();
+      if (retry === 'refused') {
+        this.#log.warn(
+          { event: 'refused', ...fields, retryInMs: delay },
+          `the distributor refused this node for now (${reason}); retrying with backoff`,
+        );
+      } else {
+        this.#log[newReason ? 'warn' : 'debug'](
+          { event: 'disconnected', ...fields, retryInMs: delay },
+          newReason
+            ? `not registered with the distributor (${reason}); retrying with backoff`
+            : 'still not registered with the distributor; retrying',
+        );
+      }
+      this.#retryTimer = setTimeout(() => this.#connect(), delay);
+      this.#retryTimer.unref();
+    });
+    this.#view?.restart();
+    call.write({
+      kind: { $case: 'node', value: { ...this.#node, state: this.#state } },
+      options: { nodeList: this.#view?.resumePoint() },
+    });
+  }
+
+  #onResponse(call: ClientDuplexStream<RegisterRequest, RegisterResponse>, response: RegisterResponse): void {
+    if (response.nodeId && this.#nodeId !== response.nodeId) {
+      this.#nodeId = response.nodeId;
+      this.#failures = 0;
+      this.#lastFailure = undefined;
+      this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
+      this.emit('registered', response.nodeId);
+    }
+    if (response.ack) this.emit('state', response.ack.state);
+    if (response.update && this.#view?.apply(response.update) === 'resync') {
+      call.write({
+        kind: { $case: 'resync', value: { resumeInstanceId: '', resumeRevision: 0 } },
+        options: undefined,
+      });
+    }
+    // A distributor of the first contract sends the whole list, whatever was asked for.
+    if (response.snapshot) {
+      const self = response.snapshot.nodes.find((node) => node.id === response.nodeId);
+      if (self) this.emit('state', self.state);
+      this.#onSnapshot(response.snapshot);
+    }
+  }
+
+  #onSnapshot(snapshot: Snapshot): void {
+    this.#snapshot = snapshot;
+    this.emit('snapshot', snapshot);
+  }
+
+  /** Full-jitter exponential backoff: a random delay up to initial × 2^failures, capped. */
+  #nextDelay(): number {
+    const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
+    this.#failures = Math.min(this.#failures + 1, 30);
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+}

@@ -1,0 +1,155 @@
+import { status } from '@grpc/grpc-js';
+import type { RowDataPacket } from 'mysql2/promise';
+import { ServiceError } from '../../common/service-error.js';
+import { driverErrorCode } from './database-errors.js';
+import {
+  IDEMPOTENCY_SWEEP_BATCH,
+  IDEMPOTENCY_SWEEP_MAX_BATCHES,
+  type IdempotencyClaim,
+  type IdempotencyOptions,
+  isExpired,
+  type JournalRow,
+  journalSettings,
+  type Once,
+  type Outcome,
+  outcomeFor,
+} from './idempotency.js';
+import type { MysqlDatabase, SqlExecutor } from './mysql-database.js';
+
+/**
+ * The journal table of one service in MySQL (see idempotency.ts). The key is ASCII compared byte for
+ * byte; `code` is NULL only inside the transaction that claimed the key, so no reader ever sees it
+ * NULL; `created_at` is in ms since the epoch, by the service's clock.
+ */
+export function mysqlIdempotencySchema(table: string): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      idem_key VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+      method VARCHAR(64) CHARACTER SET ascii NOT NULL,
+      fingerprint BINARY(32) NOT NULL,
+      code SMALLINT NULL,
+      message VARCHAR(1024) NOT NULL DEFAULT '',
+      response MEDIUMBLOB NULL,
+      created_at BIGINT NOT NULL,
+      KEY ${table}_created_at (created_at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+  ];
+}
+
+type Row = RowDataPacket & {
+  method: string;
+  fingerprint: Buffer;
+  code: number | null;
+  message: string;
+  response: Buffer | null;
+  createdAt: number | string;
+};
+
+/** The refusal when a key's row vanished between two looks (it cannot in practice: see `run`). */
+const KEY_BUSY = 'Idempotency-Key is in use by a concurrent request; try again';
+
+/**
+ * Keys and outcomes of one service's writes in MySQL.
+ *
+ * A write under a key is one transaction: INSERT the key's row first (the claim), then the write,
+ * then the outcome into the row, then COMMIT. A second call with the same key blocks on the claim
+ * (InnoDB locks the new primary key until the first commits or rolls back): after a commit it gets a
+ * duplicate key, rolls back, and answers the committed outcome; after a rollback its claim goes
+ * through and it writes. So exactly one call writes, and the other waits and answers the same.
+ */
+export class MysqlIdempotencyJournal {
+  readonly #db: MysqlDatabase;
+  readonly #table: string;
+  readonly #retentionMs: number;
+  readonly #now: () => number;
+
+  constructor(db: MysqlDatabase, table: string, options: IdempotencyOptions = {}) {
+    this.#db = db;
+    this.#table = table;
+    ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options));
+  }
+
+  /** The outcome recorded for a live key, undefined if none; FAILED_PRECONDITION for another request. */
+  async recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
+    const [row] = await this.#db.select<Row>(
+      `SELECT method, fingerprint, code, message, response, created_at AS createdAt FROM ${this.#table} WHERE idem_key = ?`,
+      [claim.key],
+    );
+    if (!row) return undefined;
+    const journalRow = toJournalRow(row);
+    if (isExpired(journalRow, this.#now(), this.#retentionMs)) {
+      // An expired key is as good as unused. Its row goes now (that exact row, so a fresh claim
+      // made meanwhile by another instance stays), so that the claim below can insert it again.
+      await this.#db.change(`DELETE FROM ${this.#table} WHERE idem_key = ? AND created_at = ?`, [
+        claim.key,
+        journalRow.createdAt,
+      ]);
+      return undefined;
+    }
+    return outcomeFor(journalRow, claim);
+  }
+
+  /**
+   * Runs `write` and records its outcome under the claim's key, in one transaction; or, when the key
+   * is live, answers its recorded outcome without writing. `write` runs its statements on the
+   * transaction it is given.
+   */
+  async run<Result>(once: Once<Result>, write: (sql: SqlExecutor) => Promise<Result>): Promise<Outcome> {
+    const { claim } = once;
+    // Twice at most: a claim refused as a duplicate means a concurrent call committed that key, and
+    // the second look finds its row.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const earlier = await this.recall(claim);
+      if (earlier) return earlier;
+      const outcome = await this.#db.transaction(async (sql) => {
+        try {
+          await sql.change(
+            `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,
+            [claim.key, claim.method, claim.fingerprint, this.#now()],
+          );
+        } catch (error) {
+          if (driverErrorCode(error) === 'ER_DUP_ENTRY') return undefined;
+          throw error;
+        }
+        const recorded = once.outcomeOf(await write(sql));
+        await sql.change(`UPDATE ${this.#table} SET code = ?, message = ?, response = ? WHERE idem_key = ?`, [
+          recorded.code,
+          recorded.message,
+          Buffer.from(recorded.response),
+          claim.key,
+        ]);
+        return recorded;
+      });
+      if (outcome) return outcome;
+    }
+    throw new ServiceError(status.ABORTED, KEY_BUSY);
+  }
+
+  /** Deletes expired keys, at most a bounded number per call; resolves with how many. */
+  async sweep(): Promise<number> {
+    const cutoff = this.#now() - this.#retentionMs;
+    let deleted = 0;
+    for (let batch = 0; batch < IDEMPOTENCY_SWEEP_MAX_BATCHES; batch++) {
+      const { affectedRows } = await this.#db.change(
+        `DELETE FROM ${this.#table} WHERE created_at <= ? ORDER BY created_at LIMIT ${IDEMPOTENCY_SWEEP_BATCH}`,
+        [cutoff],
+      );
+      deleted += affectedRows;
+      if (affectedRows < IDEMPOTENCY_SWEEP_BATCH) break;
+    }
+    return deleted;
+  }
+}
+
+function toJournalRow(row: Row): JournalRow {
+  // A row is only visible once committed, with its outcome; a NULL code would be a broken row.
+  if (row.code === null) throw new ServiceError(status.ABORTED, KEY_BUSY);
+  return {
+    method: row.method,
+    fingerprint: row.fingerprint,
+    code: row.code,
+    message: row.message,
+    response: row.response ?? Buffer.alloc(0),
+    createdAt: Number(row.createdAt),
+  };
+}

@@ -1,0 +1,160 @@
+import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { send } from '../helpers/http.js';
+import {
+  type ComponentProcess,
+  canBind,
+  descendantPids,
+  freePort,
+  isRunning,
+  spawnLogged,
+} from './support/processes.js';
+
+// `npm start` run as a user, docker or systemd runs it, in a copy of the project (its own src/gen
+// and dist/, so that its build cannot disturb the other test files), then stopped from outside.
+const ROOT = realpathSync(new URL('../..', import.meta.url));
+const LEFT_OUT = new Set(['node_modules', 'dist', 'data', '.git', 'src/gen', 'bench-results', 'coverage']);
+const STOP_ORDER = ['gateway', 'purchases', 'members', 'goods', 'distributor'];
+
+describe('npm start, stopped from outside', () => {
+  let copy: string;
+  let dataDir: string;
+  let running: { npm: ComponentProcess; tree: number[] } | undefined;
+
+  beforeAll(() => {
+    copy = mkdtempSync(join(tmpdir(), 'shop-npm-start-'));
+    cpSync(ROOT, copy, { recursive: true, filter: (source) => !LEFT_OUT.has(relative(ROOT, source)) });
+    symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(copy, 'node_modules'));
+    dataDir = mkdtempSync(join(tmpdir(), 'shop-npm-start-data-'));
+  });
+  afterEach(() => {
+    // A failed test must not leave a shop running: kill whatever of its tree is left.
+    for (const pid of running?.tree ?? []) if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+    running = undefined;
+  });
+  afterAll(() => {
+    rmSync(copy, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  /** Starts `npm start` with every port its own, waits until the gateway routes to all three services. */
+  async function npmStart(npmArgs: string[]): Promise<{ npm: ComponentProcess; ports: number[] }> {
+    const ports = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const [distributor, goods, members, purchases, gateway] = ports;
+    const npm = spawnLogged('npm', ['start', ...npmArgs], {
+      cwd: copy,
+      env: {
+        ...process.env,
+        npm_config_update_notifier: 'false',
+        LOG_LEVEL: 'info',
+        LOG_FORMAT: 'pretty',
+        DISTRIBUTOR_PORT: String(distributor),
+        DISTRIBUTOR_ADDRESS: `127.0.0.1:${distributor}`,
+        GOODS_PORT: String(goods),
+        MEMBERS_PORT: String(members),
+        PURCHASES_PORT: String(purchases),
+        GATEWAY_PORT: String(gateway),
+        GATEWAY_HOST: '127.0.0.1',
+        DATA_DIR: dataDir,
+        MYSQL_URL: '',
+      },
+    });
+    running = { npm, tree: [] };
+    const gatewayUrl = `http://127.0.0.1:${gateway}`;
+    for (const [path, answer] of [
+      ['/goods', '"no data"'],
+      ['/purchases?userid=1', '"no data"'],
+      ['/members?username=x&password=y', 'Invalid password'],
+    ]) {
+      await vi.waitFor(
+        async () => {
+          expect(npm.child.exitCode, npm.lines.join('\n')).toBeNull();
+          expect((await send(`${gatewayUrl}${path}`)).body).toContain(answer);
+        },
+        { timeout: 90_000, interval: 250 },
+      );
+    }
+    return { npm, ports };
+  }
+
+  /** The processes under npm once the five components run: the launcher (and a shell, if any) and them. */
+  function processTree(npm: ComponentProcess): number[] {
+    const tree = descendantPids(npm.child.pid!);
+    running!.tree = [npm.child.pid!, ...tree];
+    return tree;
+  }
+
+  /** Each component's "stopped" line, in the order they came. */
+  function stopOrder(lines: readonly string[]): string[] {
+    return lines.flatMap((line) => /^\[(\w+) *\] .*INFO +stopped$/.exec(line)?.[1] ?? []);
+  }
+
+  it('SIGTERM to the npm pid stops every component in order, frees every port, and npm exits', async () => {
+    const { npm, ports } = await npmStart([]);
+    const tree = processTree(npm);
+    // The launcher and its five components at least (a shell between npm and the launcher is not needed).
+    expect(tree.length).toBeGreaterThanOrEqual(6);
+
+    npm.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(npm.child.exitCode ?? npm.child.signalCode).not.toBeNull(), {
+      timeout: 30_000,
+    });
+    await vi.waitFor(() => expect(tree.filter(isRunning)).toEqual([]), { timeout: 30_000 });
+    // npm forwards SIGTERM to its script's process: the launcher itself, not a shell that would die alone.
+    expect(npm.lines).toContain('[launcher] SIGTERM: stopping every component');
+    expect(stopOrder(npm.lines)).toEqual(STOP_ORDER);
+    expect(npm.lines).toContain('[launcher] all stopped');
+    for (const port of ports) expect(await canBind(port)).toBe(true);
+  }, 180_000);
+
+  it('npm killed without warning (SIGKILL): the launcher notices and stops every component in order', async () => {
+    // The project as the test above built it; built here when this test runs alone.
+    if (!existsSync(join(copy, 'dist/launcher/main.js'))) {
+      const build = spawnLogged('npm', ['run', 'build'], { cwd: copy, env: process.env });
+      expect(await build.exited(), build.lines.join('\n')).toBe(0);
+    }
+    const { npm, ports } = await npmStart(['--ignore-scripts']);
+    const tree = processTree(npm);
+    expect(tree.length).toBeGreaterThanOrEqual(6);
+
+    npm.child.kill('SIGKILL');
+    await vi.waitFor(() => expect(tree.filter(isRunning)).toEqual([]), { timeout: 30_000 });
+    expect(npm.lines.join('\n')).toMatch(
+      /\[launcher\] the process that started the launcher \(pid \d+\) is gone/,
+    );
+    expect(stopOrder(npm.lines)).toEqual(STOP_ORDER);
+    expect(npm.lines).toContain('[launcher] all stopped');
+    for (const port of ports) expect(await canBind(port)).toBe(true);
+  }, 180_000);
+
+  it('npm run goods: SIGTERM to the npm pid reaches goods, which leaves the distributor and stops', async () => {
+    const distributor = createDistributorServer();
+    const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    try {
+      const npm = spawnLogged('npm', ['run', 'goods', '--', '--port', '0', '--distributor', address], {
+        cwd: copy,
+        env: { ...process.env, npm_config_update_notifier: 'false', DATA_DIR: dataDir, MYSQL_URL: '' },
+      });
+      running = { npm, tree: [] };
+      await vi.waitFor(
+        () => {
+          expect(npm.child.exitCode, npm.lines.join('\n')).toBeNull();
+          expect(distributor.registry.snapshot().nodes.map((node) => node.name)).toEqual(['goods']);
+        },
+        { timeout: 90_000, interval: 250 },
+      );
+      const tree = processTree(npm);
+      npm.child.kill('SIGTERM');
+      await vi.waitFor(() => expect(tree.filter(isRunning)).toEqual([]), { timeout: 30_000 });
+      expect(npm.lines.map((line) => (line.startsWith('{') ? JSON.parse(line).msg : line))).toEqual(
+        expect.arrayContaining(['stopping', 'draining', 'stopped']),
+      );
+      expect(distributor.registry.snapshot().nodes).toEqual([]);
+    } finally {
+      await distributor.stop(100);
+    }
+  }, 180_000);
+});

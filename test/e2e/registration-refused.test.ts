@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import {
+  createDistributorServer,
+  type DistributorServerOptions,
+} from '../../src/distributor/distributor-server.js';
+import {
+  type ComponentProcess,
+  descendantPids,
+  freePort,
+  isRunning,
+  spawnComponent,
+} from './support/processes.js';
+
+// A component the distributor refuses for good (see src/common/retry-policy.ts) must not run on
+// unregistered, reporting SERVING while nothing routes to it: it stops in order and exits 3.
+const TOKEN = 'the-right-token-of-this-test';
+const dataDir = mkdtempSync(join(tmpdir(), 'shop-refused-'));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startDistributor(options: DistributorServerOptions): Promise<string> {
+  const distributor = createDistributorServer(options);
+  const port = await distributor.listen('127.0.0.1', 0);
+  cleanups.push(() => distributor.stop(100));
+  return `127.0.0.1:${port}`;
+}
+
+function start(entry: string, distributor: string, env: NodeJS.ProcessEnv): ComponentProcess {
+  const component = spawnComponent(entry, ['--port', '0', '--distributor', distributor], {
+    DATA_DIR: dataDir,
+    MYSQL_URL: '',
+    ...env,
+  });
+  cleanups.push(() => {
+    if (component.child.exitCode === null) component.child.kill('SIGKILL');
+  });
+  return component;
+}
+
+type LogLine = { level: number; msg: string; event?: string; reason?: string };
+const logLines = (component: ComponentProcess): LogLine[] =>
+  component.lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine);
+
+describe('a registration refused for good', () => {
+  it.each([
+    [
+      'goods, with a wrong token (UNAUTHENTICATED)',
+      'src/services/goods/main.ts',
+      { registryToken: TOKEN },
+      { SHOP_REGISTRY_TOKEN: 'a-wrong-token-of-this-test' },
+      'UNAUTHENTICATED: invalid credentials: the registry token is wrong',
+    ],
+    [
+      'members, whose description breaks a limit (INVALID_ARGUMENT)',
+      'src/services/members/main.ts',
+      { limits: { descriptorSetBytes: 1024 } },
+      {},
+      'INVALID_ARGUMENT: invalid registration: descriptor_set must be at most 1024 bytes',
+    ],
+    [
+      'the gateway, with no token (UNAUTHENTICATED)',
+      'src/gateway/main.ts',
+      { registryToken: TOKEN },
+      {},
+      'UNAUTHENTICATED: missing credentials',
+    ],
+  ] as const)(
+    '%s: stops in order with a clear error and exit code 3',
+    async (_name, entry, options, env, why) => {
+      const distributor = await startDistributor(options);
+      const component = start(entry, distributor, env);
+      expect(await component.exited()).toBe(3);
+      const lines = logLines(component);
+      const refused = lines.filter((line) => line.event === 'refused');
+      expect(refused).toHaveLength(1);
+      expect(refused[0]!.level).toBe(50);
+      expect(refused[0]!.msg).toContain(`the distributor refused this node (${why}`);
+      expect(refused[0]!.msg).toContain('retrying cannot change that, so registration stops here');
+      expect(lines).toContainEqual(
+        expect.objectContaining({ msg: 'stopping', reason: 'refused by the distributor' }),
+      );
+      expect(lines.at(-1)!.msg, component.lines.join('\n')).toBe('stopped');
+    },
+  );
+
+  it('under the launcher: the refused components are not restarted, the rest stop in order, exit 3', async () => {
+    // The launcher's components are sent to a distributor of this test's, which knows another token.
+    const distributor = await startDistributor({ registryToken: TOKEN });
+    const launcher = spawnComponent('src/launcher/main.ts', [], {
+      DISTRIBUTOR_PORT: String(await freePort()),
+      DISTRIBUTOR_ADDRESS: distributor,
+      GATEWAY_PORT: '0',
+      GOODS_PORT: '0',
+      MEMBERS_PORT: '0',
+      PURCHASES_PORT: '0',
+      DATA_DIR: dataDir,
+      MYSQL_URL: '',
+    });
+    cleanups.push(() => {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+    });
+    const said = await launcher.waitForLine(/^\[launcher\] \w+ cannot run /);
+    const tree = descendantPids(launcher.child.pid!);
+    expect(await launcher.exited()).toBe(3);
+    expect(said).toMatch(
+      /^\[launcher\] (goods|members|purchases|gateway) cannot run \(refused by the distributor: see its message above\): stopping every component$/,
+    );
+    expect(launcher.lines.join('\n')).toMatch(/ the distributor refused this node \(UNAUTHENTICATED: /);
+    expect(launcher.lines).toContain('[launcher] all stopped; exiting with code 3');
+    expect(launcher.lines.some((line) => / starting it again in /.test(line))).toBe(false);
+    expect(tree.filter(isRunning)).toEqual([]);
+  }, 60_000);
+});

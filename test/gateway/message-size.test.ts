@@ -1,0 +1,49 @@
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Goods } from '../../src/gen/services.js';
+import { httpJson } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { startFakeGoods } from './support/fake-shop.js';
+
+// Issue 8 §3: an answer over grpc-js's 4 MiB message limit was answered 429 "Service overloaded"
+// with Retry-After, forever, and nothing was logged.
+
+describe('an answer over the gRPC message size limit', () => {
+  const closer = new Closer();
+  const lines: Record<string, unknown>[] = [];
+  let port: number;
+
+  beforeAll(async () => {
+    const distributor = (await startDistributor(closer)).address;
+    // A service that ignores paging and answers 5 MiB at once.
+    const description = 'x'.repeat(64 * 1024);
+    const goods: Goods[] = Array.from({ length: 80 }, (_, index) => ({
+      id: index + 1,
+      name: `goods ${index + 1}`,
+      category: 'c',
+      price: 1,
+      description,
+    }));
+    await startFakeGoods(closer, distributor, {}, goods);
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(closer, distributor, { log });
+    port = started.port;
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+  });
+  afterAll(() => closer.closeAll());
+
+  it('is 502 "The answer is too large", without Retry-After, and logged once with the limit', async () => {
+    const before = lines.length;
+    const answer = await httpJson(port, 'GET', '/goods');
+    expect(answer.status).toBe(502);
+    expect(answer.body).toMatch(/^\{"key":\d+,"errorcode":1,"errormessage":"The answer is too large"\}$/);
+    expect(answer.headers['retry-after']).toBeUndefined();
+    const logged = lines.slice(before).filter((line) => (line.level as number) >= 40);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+      details: expect.stringMatching(/^Received message larger than max/),
+      msg: 'upstream call failed: The answer is too large',
+    });
+  });
+});

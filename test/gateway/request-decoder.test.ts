@@ -1,0 +1,295 @@
+import { fromBinary } from '@bufbuild/protobuf';
+import { describe, expect, it } from 'vitest';
+import { readHttpRoutes } from '../../src/common/http-routes.js';
+import { compileRequestDecoder, InvalidParameterError } from '../../src/gateway/request-decoder.js';
+import { NO_INPUT } from '../../src/gateway/request-input.js';
+import { kitchenFile, registryOf } from './support/descriptors.js';
+
+const registry = registryOf(kitchenFile());
+const Everything = registry.getMessage('test.kitchen.v1.Everything')!;
+const [post, get, patch] = readHttpRoutes(registry).routes;
+/** POST /kitchen, body "*": the JSON or form body is the message. */
+const fromBody = compileRequestDecoder(post!);
+/** GET /kitchen: the query string is the message. */
+const fromQueryString = compileRequestDecoder(get!);
+
+const transcoder = {
+  fromJson: (object: Record<string, unknown>) =>
+    fromBody({ pathValues: [], query: '', body: { kind: 'json', object } }),
+  fromText: (params: URLSearchParams) =>
+    fromQueryString({ pathValues: [], query: params.toString(), body: NO_INPUT }),
+};
+
+/** Decodes a JSON body and parses the result, as the service would see it. */
+function fromJson(object: Record<string, unknown>): Record<string, unknown> {
+  return fromBinary(Everything, transcoder.fromJson(object)) as unknown as Record<string, unknown>;
+}
+
+function fromQuery(query: string): Record<string, unknown> {
+  return fromBinary(Everything, transcoder.fromText(new URLSearchParams(query))) as unknown as Record<
+    string,
+    unknown
+  >;
+}
+
+function rejectsJson(object: Record<string, unknown>): void {
+  expect(
+    () => transcoder.fromJson(object),
+    JSON.stringify(object, (_, v) => (typeof v === 'bigint' ? `${v}n` : v)),
+  ).toThrow(InvalidParameterError);
+}
+
+function rejectsQuery(query: string): void {
+  expect(() => transcoder.fromText(new URLSearchParams(query)), query).toThrow(InvalidParameterError);
+}
+
+describe('compileRequestDecoder: 32-bit integers', () => {
+  it('takes JSON integers and decimal integer strings within range', () => {
+    expect(fromJson({ f_int32: 1000 }).fInt32).toBe(1000);
+    expect(fromJson({ f_int32: '1000' }).fInt32).toBe(1000);
+    expect(fromJson({ f_int32: '-2147483648' }).fInt32).toBe(-2147483648);
+    expect(fromJson({ f_int32: 2147483647 }).fInt32).toBe(2147483647);
+    expect(fromJson({ f_int32: '007' }).fInt32).toBe(7);
+    expect(fromJson({ f_int32: 1.0 }).fInt32).toBe(1);
+    expect(fromJson({ f_uint32: '4294967295' }).fUint32).toBe(4294967295);
+    expect(fromJson({ f_sint32: -5 }).fSint32).toBe(-5);
+    expect(fromJson({ f_fixed32: 4000000000 }).fFixed32).toBe(4000000000);
+    expect(fromJson({ f_sfixed32: '-9' }).fSfixed32).toBe(-9);
+    expect(fromQuery('f_int32=1000').fInt32).toBe(1000);
+  });
+
+  it('refuses anything else, never a silent 0 or a truncation', () => {
+    for (const value of ['abc', '1.9', '', ' 1', '1 ', 1.5, 2 ** 31, -(2 ** 31) - 1, true, {}, [], [1]]) {
+      rejectsJson({ f_int32: value });
+    }
+    for (const value of [-1, '-1', 2 ** 32, '4294967296']) rejectsJson({ f_uint32: value });
+    for (const value of [-1, 2 ** 32]) rejectsJson({ f_fixed32: value });
+    for (const value of [2 ** 31]) rejectsJson({ f_sint32: value });
+    for (const text of ['abc', '', '1.9', '+1', '1e3', '0x10', ' 1', '2147483648'])
+      rejectsQuery(`f_int32=${text}`);
+  });
+
+  it('reads numeric strings in a JSON body as proto3 JSON does (a query string takes digits only)', () => {
+    expect(fromJson({ f_int32: '+1' }).fInt32).toBe(1);
+    expect(fromJson({ f_int32: '1e3' }).fInt32).toBe(1000);
+    expect(fromJson({ f_int32: '0x10' }).fInt32).toBe(16);
+  });
+});
+
+describe('compileRequestDecoder: 64-bit integers', () => {
+  it('takes exact integers: numbers up to 2^53, strings up to the type range', () => {
+    expect(fromJson({ f_int64: 9007199254740991 }).fInt64).toBe(9007199254740991n);
+    expect(fromJson({ f_int64: '-9223372036854775808' }).fInt64).toBe(-9223372036854775808n);
+    expect(fromJson({ f_int64: '9223372036854775807' }).fInt64).toBe(9223372036854775807n);
+    expect(fromJson({ f_uint64: '18446744073709551615' }).fUint64).toBe(18446744073709551615n);
+    expect(fromJson({ f_sint64: '-3' }).fSint64).toBe(-3n);
+    expect(fromJson({ f_fixed64: 9 }).fFixed64).toBe(9n);
+    expect(fromJson({ f_sfixed64: '-10' }).fSfixed64).toBe(-10n);
+    expect(fromJson({ f_int64: '000000000000000000000000000042' }).fInt64).toBe(42n);
+  });
+
+  it('refuses out-of-range values and non-integers', () => {
+    expect(fromJson({ f_int64: 2 ** 53 }).fInt64).toBe(9007199254740992n);
+    for (const value of [
+      1e20,
+      1.5,
+      '1.5',
+      'abc',
+      '',
+      '9223372036854775808',
+      '-9223372036854775809',
+      true,
+      '1'.repeat(400),
+    ]) {
+      rejectsJson({ f_int64: value });
+    }
+    for (const value of ['-1', -1, '18446744073709551616']) rejectsJson({ f_uint64: value });
+  });
+});
+
+describe('compileRequestDecoder: other scalars', () => {
+  it('takes finite numbers and numeric strings for float and double', () => {
+    expect(fromJson({ f_double: 2.5 }).fDouble).toBe(2.5);
+    expect(fromJson({ f_double: '-1e-3' }).fDouble).toBe(-0.001);
+    expect(fromJson({ f_double: '.5' }).fDouble).toBe(0.5);
+    expect(fromJson({ f_float: '1.5' }).fFloat).toBe(1.5);
+    // proto3 JSON spells the special values as strings.
+    expect(fromJson({ f_double: 'NaN' }).fDouble).toBeNaN();
+    expect(fromJson({ f_double: '-Infinity' }).fDouble).toBe(Number.NEGATIVE_INFINITY);
+    for (const value of ['abc', '', '1e400', true, {}]) rejectsJson({ f_double: value });
+    rejectsJson({ f_float: 1e39 });
+    expect(fromQuery('f_double=-1.5e2').fDouble).toBe(-150);
+    for (const text of ['NaN', 'Infinity', '0x1', 'abc']) rejectsQuery(`f_double=${text}`);
+  });
+
+  it('takes true and false for a bool, as JSON booleans or as query text', () => {
+    expect(fromJson({ f_bool: true }).fBool).toBe(true);
+    expect(fromJson({ f_bool: false }).fBool).toBe(false);
+    expect(fromQuery('f_bool=true').fBool).toBe(true);
+    expect(fromQuery('f_bool=false').fBool).toBe(false);
+    for (const value of [1, 0, '1', 'yes', 'True', '', 'true']) rejectsJson({ f_bool: value });
+    for (const text of ['1', 'yes', 'True', '']) rejectsQuery(`f_bool=${text}`);
+  });
+
+  it('takes only strings for a string field', () => {
+    expect(fromJson({ f_string: 'é😀' }).fString).toBe('é😀');
+    expect(fromJson({ f_string: '' }).fString).toBe('');
+    for (const value of [1234, true, {}, ['a']]) rejectsJson({ f_string: value });
+  });
+
+  it('takes standard and URL-safe base64 for bytes', () => {
+    expect([...(fromJson({ f_bytes: 'AAH+/w==' }).fBytes as Uint8Array)]).toEqual([0, 1, 254, 255]);
+    expect([...(fromJson({ f_bytes: 'AAH-_w' }).fBytes as Uint8Array)]).toEqual([0, 1, 254, 255]);
+    for (const value of ['A', 'not base64!', 12]) rejectsJson({ f_bytes: value });
+  });
+
+  it('takes an enum value by name or by number, never an unknown name', () => {
+    expect(fromJson({ f_enum: 'COLOR_BLUE' }).fEnum).toBe(2);
+    expect(fromJson({ f_enum: 1 }).fEnum).toBe(1);
+    // A proto3 enum is open: JSON may carry a number it does not name.
+    expect(fromJson({ f_enum: 7 }).fEnum).toBe(7);
+    expect(fromQuery('f_enum=2').fEnum).toBe(2);
+    expect(fromQuery('f_enum=COLOR_RED').fEnum).toBe(1);
+    for (const value of ['COLOR_GREEN', 'color_blue', '7', 1.5, true]) rejectsJson({ f_enum: value });
+    for (const text of ['COLOR_GREEN', '7', '']) rejectsQuery(`f_enum=${text}`);
+  });
+});
+
+describe('compileRequestDecoder: names, structure, unknown parameters', () => {
+  it('matches a field by its proto name or its JSON name and ignores unknown parameters', () => {
+    expect(fromJson({ fInt32: 3, passwordConfirm: 'x', other: { deep: [1] } }).fInt32).toBe(3);
+    expect(fromQuery('fString=a&passwordConfirm=b').fString).toBe('a');
+  });
+
+  it('encodes nothing at all when no known field is given', () => {
+    expect(transcoder.fromJson({ unknown: 1 }).length).toBe(0);
+    expect(transcoder.fromText(new URLSearchParams('')).length).toBe(0);
+  });
+
+  it('leaves a field unset for JSON null', () => {
+    const decoded = fromJson({ o_int32: null, f_nested: null });
+    expect(decoded.oInt32).toBeUndefined();
+    expect(decoded.fNested).toBeUndefined();
+  });
+
+  it('keeps explicit presence: an optional field given as 0 is set', () => {
+    expect(fromJson({ o_int32: 0 }).oInt32).toBe(0);
+  });
+
+  it('refuses a field given twice, under both names or twice in a query', () => {
+    rejectsJson({ f_int32: 1, fInt32: 2 });
+    expect(() => transcoder.fromText(new URLSearchParams('f_int32=1&f_int32=2'))).toThrow(
+      InvalidParameterError,
+    );
+    expect(() => transcoder.fromText(new URLSearchParams('f_int32=1&fInt32=1'))).toThrow(
+      InvalidParameterError,
+    );
+  });
+
+  it('refuses two members of one oneof', () => {
+    expect(fromJson({ choice_text: 't' }).choice).toEqual({ case: 'choiceText', value: 't' });
+    rejectsJson({ choice_text: 't', choice_number: 1 });
+  });
+
+  it('takes repeated fields as JSON arrays or repeated query keys', () => {
+    expect(fromJson({ r_int32: [1, '2', -3] }).rInt32).toEqual([1, 2, -3]);
+    expect(fromJson({ r_string: [] }).rString).toEqual([]);
+    expect(fromQuery('r_int32=1&r_int32=2&rInt32=3').rInt32).toEqual([1, 2, 3]);
+    expect(fromQuery('r_string=only').rString).toEqual(['only']);
+    expect(fromQuery('r_enum=COLOR_RED&r_enum=2').rEnum).toEqual([1, 2]);
+    for (const value of [1, '1', [1, 'x'], [null], { 0: 1 }]) rejectsJson({ r_int32: value });
+  });
+
+  it('takes nested messages as JSON objects, converted by the same rules', () => {
+    const decoded = fromJson({ f_nested: { a: '5', b: 'x', unknown: 1 }, r_nested: [{ a: 1 }, {}] });
+    expect(decoded.fNested).toMatchObject({ a: 5, b: 'x' });
+    expect((decoded.rNested as unknown[]).length).toBe(2);
+    expect(fromJson({ self: { self: { f_int32: 3 } } }).self).toMatchObject({ self: { fInt32: 3 } });
+    for (const value of ['x', 1, [], { a: 'abc' }]) rejectsJson({ f_nested: value });
+    expect(() => transcoder.fromText(new URLSearchParams('f_nested=1'))).toThrow(InvalidParameterError);
+    expect(() => transcoder.fromText(new URLSearchParams('r_nested=1'))).toThrow(InvalidParameterError);
+  });
+
+  it('refuses nesting deeper than 32 levels', () => {
+    let deep: Record<string, unknown> = { f_int32: 1 };
+    for (let level = 0; level < 40; level++) deep = { self: deep };
+    rejectsJson(deep);
+  });
+
+  it('takes maps as JSON objects, converting keys by the key type', () => {
+    const decoded = fromJson({ m_string_int32: { a: 1, b: '2' }, m_int64_nested: { '-7': { a: 1 } } });
+    expect(decoded.mStringInt32).toEqual({ a: 1, b: 2 });
+    expect(Object.keys(decoded.mInt64Nested as object)).toEqual(['-7']);
+    for (const value of [[1], 'x', { a: 'x' }, { a: null }]) rejectsJson({ m_string_int32: value });
+    rejectsJson({ m_int64_nested: { x: {} } });
+    expect(() => transcoder.fromText(new URLSearchParams('m_string_int32=1'))).toThrow(InvalidParameterError);
+  });
+});
+
+describe('compileRequestDecoder: well-known types', () => {
+  it('takes an RFC 3339 string for a Timestamp, from JSON and from a query', () => {
+    expect(fromJson({ when: '2020-11-04T15:31:47.123Z' }).when).toMatchObject({
+      seconds: 1604503907n,
+      nanos: 123000000,
+    });
+    expect(fromJson({ when: '2020-11-05T00:31:47.000000001+09:00' }).when).toMatchObject({
+      seconds: 1604503907n,
+      nanos: 1,
+    });
+    expect(fromQuery('when=0001-01-01T00:00:00Z').when).toMatchObject({ seconds: -62135596800n });
+    for (const value of [
+      { seconds: '5', nanos: 6 },
+      '2020-11-04',
+      '2020-11-04T25:00:00Z',
+      'yesterday',
+      1604503907,
+    ]) {
+      rejectsJson({ when: value });
+    }
+  });
+
+  it('takes "1.5s" for a Duration and the bare value for a wrapper', () => {
+    expect(fromJson({ how_long: '-1.5s' }).howLong).toMatchObject({ seconds: -1n, nanos: -500000000 });
+    expect(fromJson({ maybe_int32: '7' }).maybeInt32).toBe(7);
+    expect(fromQuery('maybe_int32=0').maybeInt32).toBe(0);
+    for (const value of ['1.5', '1.5 s', 's']) rejectsJson({ how_long: value });
+    rejectsJson({ maybe_int32: 'x' });
+  });
+});
+
+describe('compileRequestDecoder: path variables, a body field, the query', () => {
+  const update = compileRequestDecoder(patch!);
+  const decode = (pathValues: string[], query: string, object?: Record<string, unknown>) =>
+    fromBinary(
+      Everything,
+      update({ pathValues, query, body: object ? { kind: 'json', object } : NO_INPUT }),
+    ) as unknown as Record<string, unknown>;
+
+  it('sets fields from the path, nested ones too, converted by the field type', () => {
+    const decoded = decode(['7', 'shelves/1'], '');
+    expect(decoded.fInt32).toBe(7);
+    expect(decoded.fNested).toMatchObject({ b: 'shelves/1' });
+    expect(() => update({ pathValues: ['seven', 'x'], query: '', body: NO_INPUT })).toThrow(
+      InvalidParameterError,
+    );
+  });
+
+  it('puts the body in its field and takes the other fields from the query, by dotted names too', () => {
+    const decoded = decode(['7', 'b'], 'f_string=x&f_nested.a=5&r_int32=1&r_int32=2&unknown=1', {
+      f_int32: 3,
+      fString: 'inner',
+    });
+    expect(decoded.self).toMatchObject({ fInt32: 3, fString: 'inner' });
+    expect(decoded.fString).toBe('x');
+    expect(decoded.fNested).toMatchObject({ a: 5, b: 'b' });
+    expect(decoded.rInt32).toEqual([1, 2]);
+  });
+
+  it('lets the path win: the query cannot set a field the path binds, nor the body', () => {
+    expect(decode(['7', 'b'], 'f_int32=99&self.f_int32=5').fInt32).toBe(7);
+    expect(decode(['7', 'b'], 'self.f_int32=5').self).toBeUndefined();
+    // A body of "*" route: query parameters are not read at all.
+    const bodyOnly = fromBinary(Everything, fromBody({ pathValues: [], query: 'f_int32=5', body: NO_INPUT }));
+    expect((bodyOnly as unknown as Record<string, unknown>).fInt32).toBe(0);
+  });
+});
