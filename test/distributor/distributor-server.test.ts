@@ -403,8 +403,12 @@ describe('registration client', () => {
     const disconnected = vi.fn();
     registration.on('disconnected', disconnected);
     registration.start();
-    await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(3), { timeout: 10_000 });
-    expect(disconnected.mock.calls.map(([ended]) => ended.code)).toEqual(Array(3).fill(status.UNAVAILABLE));
+    // At least three attempts (fast backoff: a loaded machine may see many more before it looks).
+    await vi.waitFor(() => expect(disconnected.mock.calls.length).toBeGreaterThanOrEqual(3), {
+      timeout: 10_000,
+    });
+    const codes = disconnected.mock.calls.map(([ended]) => ended.code);
+    expect(codes).toEqual(Array(codes.length).fill(status.UNAVAILABLE));
     expect(warnings()).toHaveLength(1);
     expect(warnings()[0]!.msg).toMatch(
       /^not registered with the distributor \(UNAVAILABLE: .*\); retrying with backoff$/,
