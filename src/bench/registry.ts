@@ -267,7 +267,8 @@ for (const count of sizes) {
 
 say('');
 say(
-  'nodes | distinct sets | all listed (s) | bytes/change (max) | change seen (max ms) | stall (ms) | peak RSS (MiB)',
+  'nodes | distinct sets | all listed (s) | bytes/change (max) | change seen (max ms) | ' +
+    'stall, wall (ms) | stall, own work (ms) | peak RSS (MiB)',
 );
 for (const figures of results) {
   say(
