@@ -1,4 +1,5 @@
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
+import { requestIdMixin } from './request-context.js';
 
 export type { Logger };
 
@@ -8,6 +9,8 @@ export interface LoggerOptions {
   component: string;
   /** pino level; "silent" in tests. */
   level?: string;
+  /** Where lines go; stdout (written synchronously) by default. Tests pass a stream to read them. */
+  destination?: DestinationStream;
 }
 
 /**
@@ -16,14 +19,16 @@ export interface LoggerOptions {
  * why (a refusal, a fatal error) could lose that line or print it after later ones, since the exit
  * flush writes the queued lines while an earlier write is still in flight.
  */
-export function createLogger({ component, level = 'info' }: LoggerOptions): Logger {
+export function createLogger({ component, level = 'info', destination }: LoggerOptions): Logger {
   return pino(
     {
       level,
       base: { component },
       redact: { paths: ['password', '*.password', 'req.headers.authorization'], censor: '[redacted]' },
+      // The id of the request being served, on every line written for it (see request-context.ts).
+      mixin: requestIdMixin,
     },
-    pino.destination({ dest: 1, sync: true }),
+    destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
 
