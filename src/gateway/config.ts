@@ -8,6 +8,7 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError, parseWholeNumber } from '../common/config.js';
+import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
@@ -74,6 +75,8 @@ export interface GatewayConfig {
   readonly registryToken: string | undefined;
   /** HTTPS of its REST side; undefined: plain HTTP. */
   readonly https: HttpsSettings | undefined;
+  /** Metrics (served on its own port, at /metrics) and request ids. */
+  readonly observability: ObservabilityConfig;
 }
 
 export const GATEWAY_USAGE = usageText('gateway', GATEWAY_SETTINGS);
@@ -109,6 +112,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
             ...(httpsClientCa ? { clientCaFile: httpsClientCa } : {}),
           })
         : undefined,
+    observability: observabilityConfig(values),
   });
 }
 
