@@ -17,6 +17,7 @@ import { addReflection } from '../../common/reflection.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
+import type { ServiceTelemetry } from './service-telemetry.js';
 
 /** What every service's server factory accepts. */
 export interface ServiceServerOptions<Store extends ServiceStore> {
@@ -30,6 +31,8 @@ export interface ServiceServerOptions<Store extends ServiceStore> {
   keepalive?: KeepaliveOptions;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA, across machines. */
   credentials?: ServerCredentials;
+  /** Metrics and request ids of every call (service-telemetry.ts); none: the server counts nothing. */
+  telemetry?: ServiceTelemetry;
 }
 
 /** Options of {@link createServiceServer}: one gRPC service with its handlers and its store. */
@@ -65,6 +68,7 @@ export function createServiceServer<Store extends ServiceStore>(
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     // The largest request is a CreateGoods with a 64 KiB description.
     'grpc.max_receive_message_length': 1024 * 1024,
+    ...options.telemetry?.serverOptions(log),
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [options.serviceName]: 'NOT_SERVING' });
   let draining = false;

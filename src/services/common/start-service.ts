@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
 import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
@@ -10,6 +11,7 @@ import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
 import type { ServiceServer, ServiceServerOptions } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
+import { ServiceTelemetry } from './service-telemetry.js';
 import type { SqliteStoreOptions } from './sqlite-database.js';
 
 /** Everything the shared wiring needs to know about one service. */
@@ -47,6 +49,8 @@ export interface StartServiceOptions {
 export interface RunningService {
   /** The port really bound. */
   readonly port: number;
+  /** The port of its admin server (GET /metrics), when one runs. */
+  readonly metricsPort: number | undefined;
   readonly registration: RegistrationClient;
   /** Stops in order; calling it again returns the same promise. */
   stop(): Promise<void>;
@@ -69,10 +73,18 @@ export async function startService<Store extends ServiceStore>(
   // Unreadable certificate files stop the start here, before anything is opened.
   const credentials = serverCredentials(config.tls);
   const distributorCredentials = channelCredentials(config.tls, { expectedName: 'distributor' });
-  const store = openStore(spec, config, log);
+  // Metrics and request ids (issue 11); the process's own metrics only where /metrics is served.
+  const observability = config.observability;
+  const telemetry = new ServiceTelemetry({
+    metrics: observability?.metrics ?? true,
+    requestIds: observability?.requestIds ?? true,
+    processMetrics: observability?.metricsPort !== undefined,
+  });
+  const store = openStore(spec, config, log, telemetry);
   const server = spec.createServer({
     store,
     log,
+    telemetry,
     ...(options.databaseProbeIntervalMs === undefined
       ? {}
       : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
@@ -88,6 +100,22 @@ export async function startService<Store extends ServiceStore>(
     throw error;
   }
   log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
+  let admin: AdminServer | undefined;
+  if (observability?.metricsPort !== undefined && telemetry.registry) {
+    try {
+      admin = await startAdminServer({
+        registry: telemetry.registry,
+        host: config.host,
+        port: observability.metricsPort,
+        log,
+        required: observability.metricsPortGiven,
+      });
+    } catch (error) {
+      await server.stop(0);
+      await store.close();
+      throw error;
+    }
+  }
 
   const registration = new RegistrationClient({
     distributor: config.distributor,
@@ -124,9 +152,11 @@ export async function startService<Store extends ServiceStore>(
     await server.stop(options.graceMs ?? 10_000);
     await registration.stop();
     await store.close();
+    await admin?.stop();
   };
   return {
     port,
+    metricsPort: admin?.port,
     registration,
     stop: () => {
       stopping ??= stopInOrder();
@@ -135,11 +165,16 @@ export async function startService<Store extends ServiceStore>(
   };
 }
 
-function openStore<Store extends ServiceStore>(spec: ServiceSpec<Store>, config: ServiceConfig, log: Logger) {
+function openStore<Store extends ServiceStore>(
+  spec: ServiceSpec<Store>,
+  config: ServiceConfig,
+  log: Logger,
+  telemetry: ServiceTelemetry,
+) {
   const { storage } = config;
   if (storage.kind === 'mysql') {
     log.info({ event: 'storage', kind: 'mysql' }, `storage: ${describeMysql(storage.connection)}`);
-    return spec.openMysql({ connection: storage.connection, log });
+    return spec.openMysql({ connection: storage.connection, log, observer: telemetry });
   }
   const file = join(storage.dataDir, `${spec.name}.sqlite`);
   log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);

@@ -45,6 +45,16 @@ export class HashingLimiter {
     this.#limits = limits;
   }
 
+  /** Calls waiting for a turn (the queue's depth, for metrics). */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** Tasks holding a slot now. */
+  get running(): number {
+    return this.#running;
+  }
+
   /**
    * Runs `task` when a slot is free. When its turn comes, a call whose caller has gone is dropped,
    * and so is one whose deadline (ms since the epoch) would pass before a typical task ends: a hash

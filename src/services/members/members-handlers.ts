@@ -11,6 +11,7 @@ import {
 } from '../../gen/services.js';
 import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { requireText } from '../common/request-fields.js';
+import type { ServiceTelemetry } from '../common/service-telemetry.js';
 import { HashingLimiter, type HashingLimits, type RunOptions } from './hashing-limiter.js';
 import type { CreateMemberResult, MembersStore } from './members-store.js';
 import {
@@ -49,6 +50,8 @@ export interface MembersHandlersOptions {
   hashParameters?: ScryptParameters;
   /** How many hashes run and wait at once (default DEFAULT_HASHING_LIMITS). */
   hashingLimits?: HashingLimits;
+  /** Where the hashing queue's depth is reported (service-telemetry.ts). */
+  telemetry?: Pick<ServiceTelemetry, 'watchHashing'>;
 }
 
 /**
@@ -70,6 +73,7 @@ export function createMembersHandlers(
   const parameters = options.hashParameters ?? SCRYPT_PARAMETERS;
   const decoy = unmatchableHash(parameters);
   const hashing = new HashingLimiter(options.hashingLimits);
+  options.telemetry?.watchHashing(hashing);
   const username = (value: string | undefined): string =>
     requireText(value, 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
   const password = (value: string | undefined): string =>
