@@ -28,6 +28,7 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../gen/distributor.js';
+import type { DistributorTelemetry } from './distributor-telemetry.js';
 import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snapshot.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
 import { validateHost, validateName, validateNodeDescription } from './node-validation.js';
@@ -69,6 +70,8 @@ export interface DistributorServerOptions {
   limits?: Partial<RegistrationLimits>;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA (see src/common/tls.ts). */
   credentials?: ServerCredentials;
+  /** Metrics of its calls and of the registry (distributor-telemetry.ts); none: nothing is counted. */
+  telemetry?: DistributorTelemetry;
 }
 
 /** A distributor built but not yet listening. */
@@ -111,10 +114,12 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.
     'grpc.max_receive_message_length': budget.maxRequestBytes,
+    ...options.telemetry?.serverOptions(log),
   });
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   const encoder = new SnapshotEncoder();
   const openStreams = new Set<{ close(error: ServiceError): void }>();
+  options.telemetry?.watchRegistry(registry, () => openStreams.size);
 
   /** Checks a Watch or List call's credentials: the error to end it with (logged), if any. */
   const refusalOf = (call: ServerSurfaceCall): ServiceError | undefined => {
