@@ -1,7 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { type ChannelCredentials, type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ClientUnaryCall,
+  type Metadata,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { type Logger, silentLogger } from '../common/logger.js';
@@ -13,7 +19,8 @@ import type { CallPlan } from './call-plan.js';
 import { ConnectionTracker } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
-import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
+import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
+import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
 import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
@@ -56,6 +63,8 @@ export interface GatewayOptions {
   registryToken?: string;
   /** HTTPS for REST clients: certificate and key, and a CA file to require client certificates. */
   https?: TlsFiles;
+  /** Request ids, metrics and the process's own metrics (see gateway-telemetry.ts); ids and metrics on by default. */
+  observability?: GatewayTelemetryOptions;
 }
 
 /** A gateway built but not yet listening. */
@@ -118,6 +127,10 @@ interface Exchange {
   readonly retryable: boolean;
   /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
   readonly idempotencyKey: string | undefined;
+  /** The request's id (X-Request-Id), in its log lines; undefined when ids are off. */
+  readonly requestId: string | undefined;
+  /** The metadata of its upstream calls: Idempotency-Key, request id and trace context. */
+  readonly metadata: Metadata;
   /** The upstream call running, to cancel if the client leaves. */
   call: ClientUnaryCall | undefined;
   /** The client closed its connection: there is nobody to answer. */
@@ -139,6 +152,8 @@ class GatewayServer implements Gateway {
   readonly #table: RouteTable;
   /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
   readonly #pages: PageStreamer<Exchange>;
+  /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
+  readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
   #nextKey = 0;
   #stopping = false;
@@ -152,8 +167,24 @@ class GatewayServer implements Gateway {
     this.#deadlineMs = options.deadlineMs ?? 5_000;
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
+    this.#telemetry = new GatewayTelemetry(
+      {
+        routeOf: (method, path) => {
+          const key = `${method} ${path}`;
+          return this.#table.get(key) || this.#table.isRetired(key) ? path : undefined;
+        },
+        routes: () => this.#table.describe(),
+        revision: () => this.#table.revision,
+        stopping: () => this.#stopping,
+      },
+      options.observability,
+      this.#log,
+    );
     this.#pool = new InstancePool({
-      channelOptions: keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+      channelOptions: {
+        ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+        ...this.#telemetry.channelOptions,
+      },
       credentialsFor: upstreamCredentials(options.tls),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
     });
@@ -269,6 +300,7 @@ class GatewayServer implements Gateway {
     registration.on('snapshot', (snapshot) => {
       if (!this.#poolClosed) this.#table.apply(snapshot);
     });
+    this.#telemetry.watch(registration);
     this.#registration = registration;
     registration.start();
   }
@@ -279,7 +311,12 @@ class GatewayServer implements Gateway {
       this.#handle(request, response, expectsContinue);
     } catch (error) {
       this.#log.error(
-        { err: error, method: request.method, url: request.url },
+        {
+          err: error,
+          method: request.method,
+          url: request.url,
+          requestId: response.getHeader('x-request-id'),
+        },
         'bug while handling a request',
       );
       this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true);
@@ -291,10 +328,13 @@ class GatewayServer implements Gateway {
     const queryStart = url.indexOf('?');
     const path = queryStart < 0 ? url : url.slice(0, queryStart);
     const method = request.method ?? 'GET';
+    // The gateway's own pages are answered here; any other request gets its id and its metrics.
+    const telemetry = this.#telemetry.onRequest(request, response, method, path);
+    if (!telemetry) return;
     const hasBody = declaredBodySize(request) !== 0;
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
-      this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
+      this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
     }
     const routeKey = `${method} ${path}`;
@@ -305,7 +345,8 @@ class GatewayServer implements Gateway {
       const error = this.#table.isRetired(routeKey)
         ? gatewayErrors.noInstance(method, path)
         : gatewayErrors.notFound(method, path);
-      this.#fail(request, response, error.httpStatus === 404 ? null : this.#nextKey++, error, hasBody);
+      const key = error.httpStatus === 404 ? null : this.#nextKey++;
+      this.#fail(request, response, key, error, hasBody, telemetry.requestId);
       return;
     }
     const idempotencyKey = idempotencyKeyOf(request);
@@ -318,6 +359,8 @@ class GatewayServer implements Gateway {
       deadline: Date.now() + this.#deadlineMs,
       retryable: keyed || RETRYABLE_METHODS.has(method),
       idempotencyKey: keyed ? idempotencyKey : undefined,
+      requestId: telemetry.requestId,
+      metadata: telemetry.metadata(keyed ? idempotencyKey : undefined),
       call: undefined,
       gone: false,
       bodyRead: !hasBody,
@@ -410,7 +453,10 @@ class GatewayServer implements Gateway {
       bytes = encode(instance.plan, input);
     } catch (error) {
       if (!(error instanceof InvalidParameterError)) throw error;
-      this.#log.debug({ key: exchange.key, detail: error.message }, 'invalid parameters');
+      this.#log.debug(
+        { key: exchange.key, requestId: exchange.requestId, detail: error.message },
+        'invalid parameters',
+      );
       this.#answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
       return;
     }
@@ -429,7 +475,7 @@ class GatewayServer implements Gateway {
       passThrough,
       plan.render,
       bytes,
-      callMetadata(exchange.idempotencyKey),
+      exchange.metadata,
       { deadline: exchange.deadline },
       (error: ServiceError | null, fields?: Buffer) => {
         this.#pool.end(upstream);
@@ -462,7 +508,10 @@ class GatewayServer implements Gateway {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
       const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
       if (other) {
-        this.#log.debug({ key: exchange.key, from: instance.nodeId, to: other.nodeId }, 'retrying elsewhere');
+        this.#log.debug(
+          { key: exchange.key, requestId: exchange.requestId, from: instance.nodeId, to: other.nodeId },
+          'retrying elsewhere',
+        );
         const retryBytes = other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, input);
         if (retryBytes) {
           this.#call(exchange, other, retryBytes, input, false);
@@ -487,6 +536,7 @@ class GatewayServer implements Gateway {
       this.#log.warn(
         {
           key: exchange.key,
+          requestId: exchange.requestId,
           node: instance.nodeId,
           grpcMethod: instance.plan.grpcMethod,
           code: status[error.code] ?? error.code,
@@ -509,7 +559,10 @@ class GatewayServer implements Gateway {
   }
 
   #internalError(exchange: Exchange, error: unknown): void {
-    this.#log.error({ err: error, key: exchange.key }, 'unexpected error while handling a request');
+    this.#log.error(
+      { err: error, key: exchange.key, requestId: exchange.requestId },
+      'unexpected error while handling a request',
+    );
     if (!exchange.gone && !exchange.response.headersSent) {
       exchange.bodyRead = false;
       this.#answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'), false);
@@ -527,8 +580,12 @@ class GatewayServer implements Gateway {
     key: number | null,
     error: GatewayError,
     hasBody: boolean,
+    requestId: string | undefined,
   ): void {
-    this.#log.debug({ method: request.method, url: request.url, status: error.httpStatus }, error.message);
+    this.#log.debug(
+      { method: request.method, url: request.url, status: error.httpStatus, requestId },
+      error.message,
+    );
     // Its body, if any, is not read: the connection is closed rather than drained.
     this.#write(
       response,
