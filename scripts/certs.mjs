@@ -150,7 +150,10 @@ export function issueCertificate(ca, dir, { name, identity = name, hosts = [] })
  * @param {{ names?: readonly string[], hosts?: readonly string[], hostsByName?: Readonly<Record<string, readonly string[]>>, newCa?: boolean }} [options]
  * @returns {{ ca: { certFile: string, keyFile: string, created: boolean }, certificates: Record<string, { certFile: string, keyFile: string }> }}
  */
-export function makeDevPki(dir, { names = [...COMPONENTS, OPERATOR], hosts = [], hostsByName = {}, newCa = false } = {}) {
+export function makeDevPki(
+  dir,
+  { names = [...COMPONENTS, OPERATOR], hosts = [], hostsByName = {}, newCa = false } = {},
+) {
   for (const name of Object.keys(hostsByName)) {
     if (!names.includes(name))
       throw new Error(`--host ${name}=...: "${name}" is not one of ${names.join(', ')}`);

@@ -24,8 +24,10 @@ if (!existsSync(plugin)) {
     cwd: root,
     stdio: ['ignore', process.stderr, process.stderr],
   });
-  if (install.error) fail(`could not run npm (${install.error.message}); install Node.js and npm, then run npm ci`);
-  if (install.status !== 0 || !existsSync(plugin)) fail(`npm ci failed (exit ${install.status}); run it by hand to see why`);
+  if (install.error)
+    fail(`could not run npm (${install.error.message}); install Node.js and npm, then run npm ci`);
+  if (install.status !== 0 || !existsSync(plugin))
+    fail(`npm ci failed (exit ${install.status}); run it by hand to see why`);
 }
 
 const result = spawnSync(process.execPath, [plugin], {

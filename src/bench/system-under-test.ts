@@ -11,7 +11,7 @@ import { COMPONENTS, makeDevPki } from '../../scripts/certs.mjs';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { channelCredentials, type TlsFiles } from '../common/tls.js';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
-import { COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
+import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { type ComponentSpec, Supervisor } from '../launcher/supervisor.js';
 import { parseMysqlUrl } from '../services/common/mysql-url.js';
 import type { GoodsTable } from './bulk-goods.js';
@@ -160,7 +160,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
   const component = (name: string, path: string, componentEnv = env): ComponentSpec => ({
     name,
     entry: entry(path),
-    env: componentEnv,
+    env: { ...allocatorEnv(), ...componentEnv },
     nodeFlags: COMPONENT_NODE_FLAGS,
   });
   const supervisor = new Supervisor(

@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { REDACT_PATHS, REDACTED, redactUrl } from './redact.js';
 import { requestIdMixin } from './request-context.js';
 
 export type { Logger };
@@ -9,22 +10,30 @@ export interface LoggerOptions {
   component: string;
   /** pino level; "silent" in tests. */
   level?: string;
-  /** Where lines go; stdout (written synchronously) by default. Tests pass a stream to read them. */
+  /** Where the lines go; stdout by default. */
   destination?: DestinationStream;
 }
 
 /**
- * The root logger of one process: JSON lines on stdout, one child per component. Lines are written
- * synchronously: with pino's default asynchronous stdout, a process that exits right after logging
- * why (a refusal, a fatal error) could lose that line or print it after later ones, since the exit
- * flush writes the queued lines while an earlier write is still in flight.
+ * The root logger of one process: JSON lines on stdout, one child per component. Secrets are
+ * redacted at every level: fields named as secrets (see REDACT_PATHS), and secret query parameters
+ * of any `url` field (a request's URL carries the book's `password` on GET /members).
+ *
+ * Lines are written synchronously by default: with pino's default asynchronous stdout, a process
+ * that exits right after logging why (a refusal, a fatal error) could lose that line or print it
+ * after later ones, since the exit flush writes the queued lines while an earlier write is still in
+ * flight.
  */
 export function createLogger({ component, level = 'info', destination }: LoggerOptions): Logger {
   return pino(
     {
       level,
       base: { component },
-      redact: { paths: ['password', '*.password', 'req.headers.authorization'], censor: '[redacted]' },
+      redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      formatters: {
+        log: (fields) =>
+          typeof fields.url === 'string' ? { ...fields, url: redactUrl(fields.url) } : fields,
+      },
       // The id of the request being served, on every line written for it (see request-context.ts).
       mixin: requestIdMixin,
     },

@@ -1,11 +1,14 @@
 import type { handleUnaryCall, ServerUnaryCall } from '@grpc/grpc-js';
+import { errorCause, limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { toServiceError } from './service-error.js';
 
 /**
  * Adapts an async function to a grpc-js unary handler. What it returns is the response; what it
  * throws becomes a status: a ServiceError keeps its code and message, anything else is INTERNAL with
- * a plain message. Server faults are logged with their cause; a caller's mistakes are not errors.
+ * a plain message. Server faults are logged with their cause, one line per method, status and cause
+ * per interval (see LogLimiter: an outage under load fails every call the same way); a caller's
+ * mistakes are not errors.
  */
 export function unaryHandler<Request, Response>(
   log: Logger,
@@ -16,9 +19,15 @@ export function unaryHandler<Request, Response>(
       (response) => callback(null, response),
       (thrown: unknown) => {
         const error = toServiceError(thrown);
-        if (error.isServerFault)
-          log.error({ err: error.cause ?? error, method: call.getPath() }, error.message);
-        else log.debug({ method: call.getPath(), code: error.code }, error.message);
+        if (error.isServerFault) {
+          const cause = error.cause ?? error;
+          const method = call.getPath();
+          limiterOf(log).error(
+            `${method} ${error.code} ${errorCause(cause)}`,
+            { err: cause, method },
+            error.message,
+          );
+        } else log.debug({ method: call.getPath(), code: error.code }, error.message);
         callback({ code: error.code, details: error.message });
       },
     );

@@ -22,14 +22,30 @@ export function declaredBodySize(request: IncomingMessage): number | 'chunked' {
 }
 
 /**
+ * The request's transfer coding when it is one the gateway cannot read (anything but a plain
+ * `chunked`, e.g. `gzip, chunked` or an unknown `xchunked`), else undefined. Such a request is
+ * answered 501 and its connection closed: its body's length cannot be known (RFC 9112 §6.1).
+ */
+export function unsupportedTransferCoding(request: IncomingMessage): string | undefined {
+  const coding = request.headers['transfer-encoding'];
+  if (coding === undefined || coding.trim().toLowerCase() === 'chunked') return undefined;
+  return coding;
+}
+
+/**
  * Reads a request body of at most `limitBytes`. Past the limit it stops at once: it removes its
  * listeners and pauses the request, so nothing more is buffered, and rejects with
  * {@link BodyTooLargeError}; the caller answers 413 and closes the connection. A client that goes
- * away mid-body rejects with {@link BodyAbortedError}.
+ * away mid-body rejects with {@link BodyAbortedError}. Aborting `signal` stops reading the same way
+ * and rejects with the signal's reason (the parser has failed: the body will never end).
  *
  * A Content-Length over the limit should be refused before calling this, without reading at all.
  */
-export function readBody(request: IncomingMessage, limitBytes: number): Promise<Buffer> {
+export function readBody(
+  request: IncomingMessage,
+  limitBytes: number,
+  signal?: AbortSignal,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -40,6 +56,12 @@ export function readBody(request: IncomingMessage, limitBytes: number): Promise<
       // Errors after this point (a reset while the 413 is being sent) must not go unhandled.
       request.off('error', onClose);
       request.on('error', ignore);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      cleanup();
+      request.pause();
+      reject(signal!.reason);
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
@@ -66,6 +88,7 @@ export function readBody(request: IncomingMessage, limitBytes: number): Promise<
     request.on('end', onEnd);
     request.on('close', onClose);
     request.on('error', onClose);
+    signal?.addEventListener('abort', onAbort);
   });
 }
 

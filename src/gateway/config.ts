@@ -10,6 +10,7 @@ import {
 import { ConfigError, parseWholeNumber } from '../common/config.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
+import { defaultMaxConnections } from './connection-tracker.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -37,6 +38,21 @@ export const GATEWAY_SETTINGS = {
     default: '1MiB',
     help: 'largest request body: bytes, or with a KiB/MiB suffix (then 413)',
     parse: parseByteSize,
+  }),
+  maxConnections: setting({
+    flag: 'max-connections',
+    env: 'GATEWAY_MAX_CONNECTIONS',
+    default: 'auto',
+    defaultText: 'auto: ¾ of the open-file limit',
+    help: 'most REST connections open at once; past it the longest idle one is closed to make room, or, with none idle, the new one is answered 503 with Retry-After',
+    parse: parseMaxConnections,
+  }),
+  restartGraceMs: setting({
+    flag: 'restart-grace-ms',
+    env: 'GATEWAY_RESTART_GRACE_MS',
+    default: '3000',
+    help: 'after a distributor restart, how long instances that have not registered again are still routed to, in ms; 0: none',
+    parse: (value, source) => parseWholeNumber(value, source),
   }),
   httpsCert: optionalSetting({
     flag: 'https-cert',
@@ -69,6 +85,10 @@ export interface GatewayConfig {
   readonly distributor: string;
   readonly deadlineMs: number;
   readonly bodyLimitBytes: number;
+  /** Most REST connections open at once. */
+  readonly maxConnections: number;
+  /** After a distributor restart, how long missing instances are still routed to. */
+  readonly restartGraceMs: number;
   readonly logLevel: LogLevel;
   /** TLS of its gRPC side: calls to services (secure naming) and the registration. */
   readonly tls: TlsSettings | undefined;
@@ -101,6 +121,8 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     distributor: values.distributor,
     deadlineMs: values.deadlineMs,
     bodyLimitBytes: values.bodyLimitBytes,
+    maxConnections: values.maxConnections,
+    restartGraceMs: values.restartGraceMs,
     logLevel: values.logLevel,
     tls: tlsSettings(values, 'gateway'),
     registryToken: values.registryToken,
@@ -114,6 +136,17 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
         : undefined,
     observability: observabilityConfig(values),
   });
+}
+
+/** Parses a connection limit: a whole number of at least 1, or "auto" (see defaultMaxConnections). */
+export function parseMaxConnections(value: string, source: string): number {
+  if (value.trim().toLowerCase() === 'auto') return defaultMaxConnections();
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new ConfigError(
+      `${source}: expected a number of connections of at least 1, or auto, got "${value}"`,
+    );
+  }
+  return Number(value);
 }
 
 const UNITS: Record<string, number> = {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import { openFileLimit } from '../common/open-file-limit.js';
 
 /** One connection's count of requests in flight; its owner calls requestEnded() once per request. */
 export class Connection {
@@ -8,27 +9,100 @@ export class Connection {
   inFlight = 0;
   /** Closes a connection that has not sent its first request in time. */
   firstRequestTimer: NodeJS.Timeout | undefined;
+  /** The request whose body is being read, and how to stop reading it. */
+  readingBody: { request: IncomingMessage; stop: AbortController } | undefined;
+  #whenIdle: (() => void) | undefined;
+
+  constructor(
+    readonly socket: Socket,
+    /** Opened past the limit: its requests are answered 503 and it is closed. */
+    readonly refused: boolean,
+    readonly onIdle: (connection: Connection) => void,
+  ) {}
 
   requestEnded(): void {
     this.inFlight--;
+    if (this.inFlight > 0) return;
+    this.onIdle(this);
+    const whenIdle = this.#whenIdle;
+    this.#whenIdle = undefined;
+    whenIdle?.();
+  }
+
+  /** Runs `action` once no request is in flight on this connection: now, or when the last one ends. */
+  whenIdle(action: () => void): void {
+    if (this.inFlight === 0) action();
+    else this.#whenIdle = action;
   }
 }
 
+/** Options of {@link ConnectionTracker}. */
+export interface ConnectionTrackerOptions {
+  /** How long a new connection may stay silent before its first request (then it is closed). */
+  firstRequestTimeoutMs: number;
+  /**
+   * Most connections open at once (Infinity: no limit). A few are kept for refusals (see
+   * {@link refusalRoom}); past the rest, the connection idle the longest is closed to make room.
+   */
+  maxConnections?: number;
+  /** Told of every connection closed to make room, or refused. */
+  onLimit?: (action: 'evicted' | 'refused') => void;
+}
+
+/** The connection limit when the open-file limit is unknown. */
+const FALLBACK_MAX_CONNECTIONS = 10_000;
+
 /**
- * Watches an HTTP server's connections for what Node's own timeouts miss.
+ * The default connection limit: three quarters of the process's open-file limit, so that a flood of
+ * idle sockets cannot take the descriptors the gateway needs for its channels, its logs and the
+ * connections it serves; 10,000 where the open-file limit cannot be read.
+ */
+export function defaultMaxConnections(): number {
+  const files = openFileLimit();
+  return files === undefined ? FALLBACK_MAX_CONNECTIONS : Math.max(1, Math.floor((files * 3) / 4));
+}
+
+/** How long a refused connection may take to send the request it is answered 503 to. */
+const REFUSED_LINGER_MS = 1_000;
+
+/**
+ * Of a limit of `maxConnections`, how many are kept to answer 503 to connections opened while every
+ * other one is busy: a tenth, at most 64. Past the whole limit, new connections are closed at once.
+ */
+export function refusalRoom(maxConnections: number): number {
+  return Number.isFinite(maxConnections) ? Math.min(64, Math.ceil(maxConnections / 10)) : 0;
+}
+
+/**
+ * Watches an HTTP server's connections for what Node's own timeouts miss, and bounds how many stay
+ * open, so that idle sockets cannot use up the process's file descriptors.
  *
  * - A connection that opens and sends nothing is closed after `firstRequestTimeoutMs`: Node's
  *   headersTimeout counts only from a request's first byte, and closeIdleConnections() does not
  *   count a connection that never sent a request as idle, so a silent socket would otherwise live
  *   forever (and hold a graceful stop until its grace period ran out).
+ * - At most `maxConnections − refusalRoom` connections are served. A connection opened past that
+ *   closes the one idle the longest (a keep-alive connection between requests, or one that never
+ *   sent a request); when none is idle, the new connection is marked refused: its requests are
+ *   answered 503 and it closes. Node's own `maxConnections` closes any connection past the whole
+ *   limit as soon as it is accepted.
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
 export class ConnectionTracker {
   readonly #connections = new Map<Socket, Connection>();
+  /** Served connections with no request in flight, the longest idle first. */
+  readonly #idle = new Map<Socket, Connection>();
   readonly #firstRequestTimeoutMs: number;
+  readonly #servedLimit: number;
+  readonly #onLimit: (action: 'evicted' | 'refused') => void;
+  #served = 0;
 
-  constructor(server: Server | HttpsServer, firstRequestTimeoutMs: number) {
-    this.#firstRequestTimeoutMs = firstRequestTimeoutMs;
+  constructor(server: Server | HttpsServer, options: ConnectionTrackerOptions) {
+    this.#firstRequestTimeoutMs = options.firstRequestTimeoutMs;
+    const limit = options.maxConnections ?? Number.POSITIVE_INFINITY;
+    this.#servedLimit = limit - refusalRoom(limit);
+    this.#onLimit = options.onLimit ?? (() => {});
+    if (Number.isFinite(limit)) server.maxConnections = limit;
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
     server.on(event, (socket: Socket) => this.#opened(socket));
@@ -47,11 +121,22 @@ export class ConnectionTracker {
     const connection = this.#connections.get(request.socket);
     if (!connection) return undefined;
     connection.inFlight++;
+    this.#idle.delete(connection.socket);
     if (connection.firstRequestTimer) {
       clearTimeout(connection.firstRequestTimer);
       connection.firstRequestTimer = undefined;
     }
     return connection;
+  }
+
+  /** The connection of a socket, while it is open. */
+  of(socket: Socket): Connection | undefined {
+    return this.#connections.get(socket);
+  }
+
+  /** Whether a request arrived on a connection opened past the limit (answer 503 and close). */
+  isRefused(request: IncomingMessage): boolean {
+    return this.#connections.get(request.socket)?.refused === true;
   }
 
   /** Closes every connection that has no request in flight (keep-alive and silent ones alike). */
@@ -62,16 +147,40 @@ export class ConnectionTracker {
   }
 
   #opened(socket: Socket): void {
-    const timer = setTimeout(() => {
-      if (this.#connections.get(socket)?.firstRequestTimer === timer) socket.destroy();
-    }, this.#firstRequestTimeoutMs);
+    let refused = false;
+    if (this.#served >= this.#servedLimit) {
+      const idlest = this.#idle.values().next().value;
+      if (idlest) this.#close(idlest, 'evicted');
+      else refused = true;
+      this.#onLimit(idlest ? 'evicted' : 'refused');
+    }
+    const connection = new Connection(socket, refused, (idle) => {
+      if (!idle.refused && this.#connections.has(idle.socket)) this.#idle.set(idle.socket, idle);
+    });
+    const timer = setTimeout(
+      () => {
+        if (this.#connections.get(socket)?.firstRequestTimer === timer) socket.destroy();
+      },
+      refused ? Math.min(REFUSED_LINGER_MS, this.#firstRequestTimeoutMs) : this.#firstRequestTimeoutMs,
+    );
     timer.unref();
-    const connection = new Connection();
     connection.firstRequestTimer = timer;
     this.#connections.set(socket, connection);
+    if (!refused) {
+      this.#served++;
+      this.#idle.set(socket, connection);
+    }
     socket.once('close', () => {
-      clearTimeout(this.#connections.get(socket)?.firstRequestTimer);
-      this.#connections.delete(socket);
+      if (this.#connections.get(socket) === connection) this.#close(connection, 'closed');
     });
+  }
+
+  /** Forgets a connection at once (its socket's 'close' comes later), destroying it if evicted. */
+  #close(connection: Connection, reason: 'evicted' | 'closed'): void {
+    clearTimeout(connection.firstRequestTimer);
+    this.#connections.delete(connection.socket);
+    this.#idle.delete(connection.socket);
+    if (!connection.refused) this.#served--;
+    if (reason === 'evicted') connection.socket.destroy();
   }
 }

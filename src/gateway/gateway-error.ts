@@ -45,6 +45,22 @@ export const gatewayErrors = {
   malformedJson: () => new GatewayError(400, 'Malformed JSON body'),
   notAnObject: () => new GatewayError(400, 'The JSON body must be an object'),
   notUtf8: () => new GatewayError(400, 'The body is not valid UTF-8'),
+  unsupportedTransferCoding: (coding: string) =>
+    new GatewayError(
+      501,
+      `Transfer-Encoding ${JSON.stringify(coding.slice(0, MAX_ECHOED_PATH))} is not supported: send the body with Content-Length or Transfer-Encoding: chunked`,
+      { closeConnection: true },
+    ),
+  malformedRequest: () => new GatewayError(400, 'Malformed HTTP request', { closeConnection: true }),
+  requestTimeout: () =>
+    new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
+  headersTooLarge: () =>
+    new GatewayError(431, 'The request headers are too large', { closeConnection: true }),
+  tooManyConnections: () =>
+    new GatewayError(503, 'The gateway has too many connections open', {
+      retryAfter: true,
+      closeConnection: true,
+    }),
   stopping: () =>
     new GatewayError(503, 'The gateway is stopping', { retryAfter: true, closeConnection: true }),
 } as const;

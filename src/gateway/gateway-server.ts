@@ -10,13 +10,21 @@ import {
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
+import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
-import { BodyAbortedError, BodyTooLargeError, declaredBodySize, readBody } from './body-reader.js';
+import {
+  BodyAbortedError,
+  BodyTooLargeError,
+  declaredBodySize,
+  readBody,
+  unsupportedTransferCoding,
+} from './body-reader.js';
 import type { CallPlan } from './call-plan.js';
-import { ConnectionTracker } from './connection-tracker.js';
+import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
+import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
@@ -25,8 +33,9 @@ import { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
 import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
 import { InvalidParameterError } from './request-transcoder.js';
+import { RestartGrace } from './restart-grace.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
-import { outcomeForStatus } from './status-mapping.js';
+import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
@@ -37,6 +46,17 @@ export interface GatewayOptions {
   deadlineMs?: number;
   /** The largest request body read. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /**
+   * Most REST connections open at once; past it the longest idle connection is closed to make room,
+   * or, when none is idle, the new one is answered 503 (see ConnectionTracker). Default: ¾ of the
+   * process's open-file limit.
+   */
+  maxConnections?: number;
+  /**
+   * After a distributor restart, how long instances of the last snapshot that have not registered
+   * again are still routed to (see RestartGrace). Default 3000; 0 turns it off.
+   */
+  restartGraceMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -155,11 +175,14 @@ class GatewayServer implements Gateway {
   /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
   readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
+  #restartGrace: RestartGrace | undefined;
   #nextKey = 0;
   #stopping = false;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
   #stopped: Promise<void> | undefined;
+  /** Sockets whose parser has failed: answered once (see #onClientError). */
+  readonly #failedSockets = new WeakSet<Socket>();
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -194,7 +217,13 @@ class GatewayServer implements Gateway {
       log: this.#log,
       deadlineMs: this.#deadlineMs,
       answer: (exchange, httpStatus, body) => this.#answer(exchange, httpStatus, body, false),
-      answerStatus: (exchange, instance, error) => this.#answerStatus(exchange, instance, error),
+      answerStatus: (exchange, instance, error) =>
+        this.#answerStatus(
+          exchange,
+          instance,
+          upstreamStatus(error.code, error.details, exchange.deadline),
+          error,
+        ),
       otherInstance: (exchange, failed) =>
         exchange.retryable && !this.#stopping
           ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
@@ -218,7 +247,19 @@ class GatewayServer implements Gateway {
     } else {
       this.#server = createServer(httpOptions, onRequest);
     }
-    this.#connections = new ConnectionTracker(this.#server, headersTimeout);
+    const maxConnections = options.maxConnections ?? defaultMaxConnections();
+    this.#connections = new ConnectionTracker(this.#server, {
+      firstRequestTimeoutMs: headersTimeout,
+      maxConnections,
+      onLimit: (action) =>
+        limiterOf(this.#log).warn(
+          `connection-limit ${action}`,
+          { event: 'connection-limit', action, maxConnections },
+          action === 'evicted'
+            ? 'connection limit reached: closed the connection idle the longest to make room'
+            : 'connection limit reached with every connection busy: new connections are answered 503',
+        ),
+    });
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
@@ -275,6 +316,7 @@ class GatewayServer implements Gateway {
     }
     this.#stopWatchingCertificates?.();
     this.#poolClosed = true;
+    this.#restartGrace?.stop();
     this.#pool.close();
     await this.#registration?.stop();
   }
@@ -297,9 +339,16 @@ class GatewayServer implements Gateway {
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
     });
-    registration.on('snapshot', (snapshot) => {
-      if (!this.#poolClosed) this.#table.apply(snapshot);
+    const grace = new RestartGrace({
+      graceMs: this.#options.restartGraceMs ?? 3_000,
+      apply: (snapshot) => {
+        if (!this.#poolClosed) this.#table.apply(snapshot);
+      },
+      log: this.#log,
     });
+    registration.on('snapshot', (snapshot) => grace.snapshot(snapshot));
+    registration.on('disconnected', () => grace.disconnected());
+    this.#restartGrace = grace;
     this.#telemetry.watch(registration);
     this.#registration = registration;
     registration.start();
@@ -332,6 +381,24 @@ class GatewayServer implements Gateway {
     const telemetry = this.#telemetry.onRequest(request, response, method, path);
     if (!telemetry) return;
     const hasBody = declaredBodySize(request) !== 0;
+    if (this.#connections.isRefused(request)) {
+      this.#countUntilAnswered(request, response);
+      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
+      return;
+    }
+    const coding = unsupportedTransferCoding(request);
+    if (coding !== undefined) {
+      this.#countUntilAnswered(request, response);
+      this.#fail(
+        request,
+        response,
+        null,
+        gatewayErrors.unsupportedTransferCoding(coding),
+        true,
+        telemetry.requestId,
+      );
+      return;
+    }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
@@ -414,10 +481,18 @@ class GatewayServer implements Gateway {
       return;
     }
     if (expectsContinue) response.writeContinue();
+    // Stopped when the parser fails under it (see #onClientError): then the body never ends.
+    const connection = this.#connections.of(request.socket);
+    const reading = { request, stop: new AbortController() };
+    if (connection) connection.readingBody = reading;
     let body: Buffer;
     try {
-      body = await readBody(request, this.#bodyLimit);
+      body = await readBody(request, this.#bodyLimit, reading.stop.signal);
     } catch (error) {
+      if (error instanceof GatewayError) {
+        this.#answerError(exchange, error);
+        return;
+      }
       if (error instanceof BodyTooLargeError) {
         // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
         // does not force a close, which would reset the connection under a client still sending.
@@ -427,6 +502,8 @@ class GatewayServer implements Gateway {
         this.#answer(exchange, tooLarge.httpStatus, errorBody(exchange.key, tooLarge.message), false);
       } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
+    } finally {
+      if (connection?.readingBody === reading) connection.readingBody = undefined;
     }
     exchange.bodyRead = true;
     if (exchange.gone) return;
@@ -504,7 +581,8 @@ class GatewayServer implements Gateway {
       this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
       return;
     }
-    if (error.code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
+    const code = upstreamStatus(error.code, error.details, exchange.deadline);
+    if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
       const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
       if (other) {
@@ -519,7 +597,7 @@ class GatewayServer implements Gateway {
         }
       }
     }
-    this.#answerStatus(exchange, instance, error);
+    this.#answerStatus(exchange, instance, code, error);
   }
 
   #encodeOrUndefined(plan: CallPlan, input: RequestInput): Buffer | undefined {
@@ -530,10 +608,12 @@ class GatewayServer implements Gateway {
     }
   }
 
-  #answerStatus(exchange: Exchange, instance: Instance, error: ServiceError): void {
-    const outcome = outcomeForStatus(error.code, error.details);
+  #answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
+    const outcome = outcomeForStatus(code, error.details);
     if (outcome.httpStatus >= 500) {
-      this.#log.warn(
+      // One line per instance, method and failure per interval: a failing upstream fails every call.
+      limiterOf(this.#log).warn(
+        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${error.details?.slice(0, 80)}`,
         {
           key: exchange.key,
           requestId: exchange.requestId,
@@ -613,27 +693,31 @@ class GatewayServer implements Gateway {
     response.end(body);
   }
 
-  /** Bytes that are not HTTP, a header timeout, a reset: answer if the socket still can, never throw. */
+  /**
+   * Bytes that are not HTTP, a bad chunk, a request timeout, a reset: never throw, and lose no
+   * answer. Requests complete before the bad bytes are answered first (their answers are on their
+   * way); a request whose body was being read gets the error as its answer; then the error is
+   * written and the connection closed, unless an answer has closed it already.
+   */
   #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    // A response already under way on this socket (Node's own check) cannot be followed by another.
-    if (
-      error.code === 'ECONNRESET' ||
-      !socket.writable ||
-      (socket as { _httpMessage?: unknown })._httpMessage
-    ) {
+    if (error.code === 'ECONNRESET' || socket.destroyed) {
       socket.destroy();
       return;
     }
-    const [httpStatus, reason, message] =
-      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'The request took too long to arrive']
-        : error.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large', 'The request headers are too large']
-          : [400, 'Bad Request', 'Malformed HTTP request'];
-    const body = errorBody(null, message);
-    socket.end(
-      `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    // The parser reports its error again on every later chunk: answer once.
+    if (this.#failedSockets.has(socket)) return;
+    this.#failedSockets.add(socket);
+    const answer = clientErrorAnswer(error);
+    this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
+    closeAfterLinger(socket);
+    const connection = this.#connections.of(socket);
+    const reading = connection?.readingBody;
+    if (reading && !reading.request.complete) reading.stop.abort(answer);
+    const writeAnswer = (): void => {
+      if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
+    };
+    if (connection) connection.whenIdle(writeAnswer);
+    else writeAnswer();
   }
 }
 
@@ -660,6 +744,16 @@ function encode(plan: CallPlan, input: RequestInput): Buffer {
     case 'json':
       return plan.transcoder.fromJson(input.object);
   }
+}
+
+/**
+ * A socket whose parser has failed is closed once its answers are written; if the client neither
+ * reads them nor leaves, it is closed after LINGER_MS all the same.
+ */
+function closeAfterLinger(socket: Socket): void {
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /** How long a client may hold its connection after a 413 on a body of unknown size. */

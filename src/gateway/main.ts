@@ -14,6 +14,8 @@ runMain(async () => {
     log,
     deadlineMs: config.deadlineMs,
     bodyLimitBytes: config.bodyLimitBytes,
+    maxConnections: config.maxConnections,
+    restartGraceMs: config.restartGraceMs,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
     ...(config.https

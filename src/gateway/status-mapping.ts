@@ -10,6 +10,24 @@ export interface HttpOutcome {
   readonly retryAfter: boolean;
 }
 
+/**
+ * How grpc-js words a call that ended without a gRPC status because its HTTP/2 stream or connection
+ * was cut under it (a RST_STREAM or a GOAWAY with an error code, a socket error): the service never
+ * answered, so nothing says it failed.
+ */
+const CUT_BELOW_GRPC = /^Received RST_STREAM with code \d+/;
+
+/**
+ * The status the gateway answers for a failed upstream call. A call cut below gRPC (grpc-js reports
+ * INTERNAL "Received RST_STREAM …", as when an instance freezes or dies behind an HTTP/2 hop) is not
+ * an error of the service: it is UNAVAILABLE (503, retried elsewhere like any refusal), or
+ * DEADLINE_EXCEEDED (504) when the call's deadline had passed by then.
+ */
+export function upstreamStatus(code: status, details: string | undefined, deadline: number): status {
+  if (code !== status.INTERNAL || !CUT_BELOW_GRPC.test(details ?? '')) return code;
+  return Date.now() >= deadline ? status.DEADLINE_EXCEEDED : status.UNAVAILABLE;
+}
+
 /** A service's own message is shown up to this length. */
 const MAX_MESSAGE_LENGTH = 1024;
 

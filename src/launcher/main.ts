@@ -6,7 +6,7 @@ import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { loadSettings } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
-import { COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
 import { Supervisor } from './supervisor.js';
 
@@ -29,7 +29,7 @@ const supervisor = new Supervisor(
     name,
     entry: fileURLToPath(new URL(entry, import.meta.url)),
     nodeFlags: COMPONENT_NODE_FLAGS,
-    env: componentEnv,
+    env: { ...allocatorEnv(), ...componentEnv },
   })),
   {
     write: (line) => process.stdout.write(`${line}\n`),

@@ -1,8 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import { loadGatewayConfig, parseByteSize } from '../../src/gateway/config.js';
+import { defaultMaxConnections } from '../../src/gateway/connection-tracker.js';
 
 describe('loadGatewayConfig', () => {
+  it('caps connections at ¾ of the open-file limit by default, or as told', () => {
+    const limit = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    expect(defaultMaxConnections()).toBe(limit ? Math.floor((Number(limit[1]) * 3) / 4) : 10_000);
+    expect(loadGatewayConfig(['--max-connections', '50'], {}).maxConnections).toBe(50);
+    expect(loadGatewayConfig([], { GATEWAY_MAX_CONNECTIONS: 'auto' }).maxConnections).toBe(
+      defaultMaxConnections(),
+    );
+  });
+
   it('has the documented defaults', () => {
     expect(loadGatewayConfig([], {})).toEqual({
       host: '0.0.0.0',
@@ -10,6 +21,8 @@ describe('loadGatewayConfig', () => {
       distributor: '127.0.0.1:9000',
       deadlineMs: 5000,
       bodyLimitBytes: 1024 * 1024,
+      maxConnections: defaultMaxConnections(),
+      restartGraceMs: 3000,
       logLevel: 'info',
     });
   });
@@ -29,6 +42,8 @@ describe('loadGatewayConfig', () => {
       distributor: '10.0.0.1:9100',
       deadlineMs: 250,
       bodyLimitBytes: 65536,
+      maxConnections: defaultMaxConnections(),
+      restartGraceMs: 3000,
       logLevel: 'debug',
     });
     expect(
@@ -45,6 +60,8 @@ describe('loadGatewayConfig', () => {
     expect(() => loadGatewayConfig([], { DISTRIBUTOR_ADDRESS: 'nowhere' })).toThrow(/DISTRIBUTOR_ADDRESS/);
     expect(() => loadGatewayConfig(['--body-limit', '1GB'], {})).toThrow(/--body-limit/);
     expect(() => loadGatewayConfig(['--nope'], {})).toThrow();
+    expect(() => loadGatewayConfig(['--max-connections', '0'], {})).toThrow(/--max-connections/);
+    expect(() => loadGatewayConfig([], { GATEWAY_MAX_CONNECTIONS: 'many' })).toThrow(/or auto/);
   });
 });
 

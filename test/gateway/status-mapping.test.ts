@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { outcomeForStatus } from '../../src/gateway/status-mapping.js';
+import { outcomeForStatus, upstreamStatus } from '../../src/gateway/status-mapping.js';
 import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 
 describe('outcomeForStatus', () => {
@@ -83,5 +83,26 @@ describe('outcomeForStatus', () => {
       expect(outcomeForStatus(code, '').httpStatus).toBeGreaterThanOrEqual(200);
     }
     expect(outcomeForStatus(99 as status, '').httpStatus).toBe(500);
+  });
+});
+
+describe('upstreamStatus', () => {
+  const later = Date.now() + 60_000;
+  it('a call cut below gRPC is UNAVAILABLE, or DEADLINE_EXCEEDED once its deadline has passed', () => {
+    for (const details of [
+      'Received RST_STREAM with code 2 (Internal server error)',
+      'Received RST_STREAM with code 1',
+      'Received RST_STREAM with code 2 triggered by internal client error: Session closed with error code 2',
+    ]) {
+      expect(upstreamStatus(status.INTERNAL, details, later)).toBe(status.UNAVAILABLE);
+      expect(upstreamStatus(status.INTERNAL, details, Date.now() - 1)).toBe(status.DEADLINE_EXCEEDED);
+    }
+  });
+
+  it("keeps a service's own status as it is", () => {
+    expect(upstreamStatus(status.INTERNAL, 'Internal error', later)).toBe(status.INTERNAL);
+    expect(upstreamStatus(status.INTERNAL, undefined, later)).toBe(status.INTERNAL);
+    expect(upstreamStatus(status.UNKNOWN, 'Received RST_STREAM with code 2', later)).toBe(status.UNKNOWN);
+    expect(upstreamStatus(status.NOT_FOUND, 'no data', later)).toBe(status.NOT_FOUND);
   });
 });

@@ -76,13 +76,56 @@ describe('HashingLimiter', () => {
     await expect(limiter.run(async () => 'ok')).resolves.toBe('ok');
   });
 
-  it('drops a call whose deadline would pass before a typical hash ends, and runs one with time left', async () => {
+  it('refuses a call with less than two typical hashes of time left when its turn comes, and runs one with time left', async () => {
     const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 2 });
     const slow = () => new Promise<string>((resolve) => setTimeout(() => resolve('hashed'), 50));
     await expect(limiter.run(slow)).resolves.toBe('hashed');
-    await expect(limiter.run(slow, { deadline: Date.now() + 10 })).rejects.toMatchObject({
-      code: status.DEADLINE_EXCEEDED,
-    });
+    await expect(limiter.run(slow, { deadline: Date.now() + 10 })).rejects.toEqual(
+      new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS),
+    );
     await expect(limiter.run(slow, { deadline: Date.now() + 5_000 })).resolves.toBe('hashed');
+  });
+
+  it('refuses at once a call that the queue ahead of it would make miss its deadline', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 10 });
+    const slow = () => new Promise<string>((resolve) => setTimeout(() => resolve('hashed'), 40));
+    await limiter.run(slow); // now a typical task is known: about 40 ms
+    const started: string[] = [];
+    const blocking = manualTask(started, 'blocking');
+    const running = limiter.run(blocking.run);
+    // One turn ahead (the running task), then two tasks' margin: about 120 ms, so 5 s is plenty;
+    // a call without a deadline is never refused for time.
+    const patient = limiter.run(async () => 'patient', { deadline: Date.now() + 5_000 });
+    const timeless = limiter.run(async () => 'timeless');
+    // Three turns ahead now, then the margin: about 200 ms, more than the 60 ms it has.
+    const hurried = limiter.run(async () => 'hurried', { deadline: Date.now() + 60 });
+    await expect(hurried).rejects.toEqual(new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS));
+    expect(started).toEqual(['blocking']); // refused while the queue was still blocked
+    blocking.finish();
+    await expect(Promise.all([running, patient, timeless])).resolves.toEqual([
+      'blocking',
+      'patient',
+      'timeless',
+    ]);
+  });
+
+  it('refuses a waiting call before its deadline when the queue stalls, and keeps the others in order', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 10 });
+    await limiter.run(() => new Promise<string>((resolve) => setTimeout(() => resolve('timed'), 20)));
+    const started: string[] = [];
+    const stalled = manualTask(started, 'stalled');
+    const running = limiter.run(stalled.run);
+    const deadline = Date.now() + 300; // admitted: one turn and the margin are about 60 ms
+    const hurried = limiter.run(async () => 'hurried', { deadline });
+    const patient = limiter.run(async () => 'patient');
+    const refusal = await hurried.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refusal).toEqual(new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS));
+    expect(Date.now()).toBeLessThan(deadline); // told before its deadline, not left to time out
+    stalled.finish();
+    await expect(Promise.all([running, patient])).resolves.toEqual(['stalled', 'patient']);
+    await expect(limiter.run(async () => 'after')).resolves.toBe('after');
   });
 });

@@ -24,7 +24,8 @@ import { call, callWithKey, startTestServer, type TestServer } from './support/t
 
 const GOODS: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const REUSED = { code: status.FAILED_PRECONDITION, details: KEY_REUSED };
-const HASH = { hashParameters: { N: 1024, r: 8, p: 1 } };
+/** Light Argon2id parameters: these tests are about idempotency, not hashing cost. */
+const HASH = { hashParameters: { memoryCost: 1024, timeCost: 1, parallelism: 1 } };
 
 /** A clock the test moves by hand, in ms since the epoch. */
 function manualClock(start = Date.UTC(2026, 0, 1)) {

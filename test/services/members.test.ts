@@ -1,34 +1,47 @@
+import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ServiceError } from '../../src/common/service-error.js';
 import {
   type CreateMemberRequest,
   MembersServiceClient,
   type SignInRequest,
 } from '../../src/gen/services.js';
-import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
+import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS } from '../../src/services/members/members-handlers.js';
 import { createMembersServer, type MembersServerOptions } from '../../src/services/members/members-server.js';
 import { membersSpec } from '../../src/services/members/members-spec.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
-import { SCRYPT_PARAMETERS, type ScryptParameters } from '../../src/services/members/password-hasher.js';
+import {
+  ARGON2_PARAMETERS,
+  type Argon2Parameters,
+  hashPassword,
+  hashPasswordWithScrypt,
+} from '../../src/services/members/password-hasher.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { callRaw, wire } from './support/raw-call.js';
 import { call, startTestServer, type TestServer } from './support/test-server.js';
 import { firstCharacters, TRICKY_STRINGS } from './support/tricky-strings.js';
 
 /**
- * Cheap scrypt parameters for the tests that hash a lot: these test the service and its storage, not
- * the cost of hashing, and the machine has two shared cores. The stored value carries the parameters,
- * so the code path is the one production runs; one test below checks the production parameters.
+ * Cheap Argon2id parameters for the tests that hash a lot: these test the service and its storage,
+ * not the cost of hashing, and the machine has two shared cores. The stored value carries the
+ * parameters, so the code path is the one production runs; the tests below that are about hashing
+ * use the production parameters.
  */
-const TEST_HASH_PARAMETERS: ScryptParameters = { N: 1024, r: 8, p: 1 };
+const TEST_HASH_PARAMETERS: Argon2Parameters = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
+/** Four times today's passes (about 50 ms a check on a quiet machine): long enough for calls to pile up. */
+const SLOW_HASH_PARAMETERS: Argon2Parameters = { ...ARGON2_PARAMETERS, timeCost: 8 };
+/** scrypt as stored before Argon2id, lighter than it was: the format and code path are the same. */
+const LEGACY_SCRYPT = { N: 1024, r: 8, p: 1 };
 
 const INVALID = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
 const DENIED = { code: status.UNAUTHENTICATED, details: 'Invalid password' };
 const TAKEN = { code: status.ALREADY_EXISTS, details: 'Username is already taken' };
-const HASH_FORMAT = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}$/;
+const HASH_FORMAT = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/;
+const INTERNAL = { code: status.INTERNAL, details: 'Internal error' };
 
 describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
@@ -37,14 +50,29 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
 
     async function start(
       options: Partial<MembersServerOptions> = {},
+      wrapStore: (store: MembersStore) => MembersStore = (store) => store,
     ): Promise<TestServer<MembersServiceClient>> {
       opened = await backend.open({ connectionLimit: 10 });
       service = await startTestServer(
-        createMembersServer({ store: opened.store, hashParameters: TEST_HASH_PARAMETERS, ...options }),
+        createMembersServer({
+          store: wrapStore(opened.store),
+          hashParameters: TEST_HASH_PARAMETERS,
+          ...options,
+        }),
         MembersServiceClient,
       );
       return service;
     }
+    /** Adds an account as an older version of the service stored it, behind the service's back. */
+    async function storeAccount(name: string, passwordHash: string): Promise<number> {
+      const result = await opened!.store.createMember(name, passwordHash);
+      if (!result.created) throw new Error(`${name} is taken`);
+      return result.id;
+    }
+    const storedHash = async (name: string): Promise<string> => {
+      const rows = await opened!.rawRows('SELECT password_hash FROM members WHERE username = ?', [name]);
+      return String(rows[0]?.password_hash);
+    };
     const create = (request: CreateMemberRequest) =>
       call(service!.client, service!.client.createMember, request);
     const signIn = (request: SignInRequest) => call(service!.client, service!.client.signIn, request);
@@ -66,10 +94,16 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
     });
 
     it('refuses password checks beyond its queue at once with RESOURCE_EXHAUSTED and answers the rest', async () => {
-      await start({ hashParameters: SCRYPT_PARAMETERS, hashingLimits: { maxConcurrent: 1, maxWaiting: 2 } });
+      await start({
+        hashParameters: SLOW_HASH_PARAMETERS,
+        hashingLimits: { maxConcurrent: 1, maxWaiting: 2 },
+      });
       await create({ username: 'busy', password: 'pw' });
+      // A deadline far enough that only the queue's length refuses, however slow the shared cores.
       const outcomes = await Promise.allSettled(
-        Array.from({ length: 8 }, () => signIn({ username: 'busy', password: 'pw' })),
+        Array.from({ length: 8 }, () =>
+          call(service!.client, service!.client.signIn, { username: 'busy', password: 'pw' }, 120_000),
+        ),
       );
       const answered = outcomes.filter((outcome) => outcome.status === 'fulfilled');
       const refused = outcomes.flatMap((outcome) =>
@@ -79,8 +113,8 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
       expect(refused).toEqual(Array(5).fill([status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS]));
     });
 
-    it('with the production scrypt parameters, stores only a salted hash and signs in', async () => {
-      await start({ hashParameters: SCRYPT_PARAMETERS });
+    it('with the production parameters, stores only a salted Argon2id hash and signs in', async () => {
+      await start({ hashParameters: ARGON2_PARAMETERS });
       await create({ username: 'alice', password: 'correct horse' });
       await create({ username: 'bob', password: 'correct horse' });
       await expect(signIn({ username: 'alice', password: 'correct horse' })).resolves.toEqual({ userid: 1 });
@@ -92,14 +126,202 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
       const hashes = rows.map((row) => String(row.password_hash));
       for (const hash of hashes) {
         expect(hash).toMatch(HASH_FORMAT);
-        expect(HASH_FORMAT.exec(hash)!.slice(1, 4).map(Number)).toEqual([
-          SCRYPT_PARAMETERS.N,
-          SCRYPT_PARAMETERS.r,
-          SCRYPT_PARAMETERS.p,
-        ]);
+        expect(HASH_FORMAT.exec(hash)!.slice(1, 4).map(Number)).toEqual([19456, 2, 1]);
       }
       expect(hashes[0]).not.toBe(hashes[1]); // same password, different salt
       expect(JSON.stringify(rows)).not.toContain('correct horse');
+    });
+
+    it('a member with a scrypt hash signs in, is rehashed to Argon2id, and signs in again', async () => {
+      const { log, lines } = captureLog();
+      await start({ hashParameters: ARGON2_PARAMETERS, log });
+      const legacy = await hashPasswordWithScrypt('old pw', LEGACY_SCRYPT);
+      await storeAccount('veteran', legacy);
+      await expect(signIn({ username: 'veteran', password: 'old pw' })).resolves.toEqual({ userid: 1 });
+      const upgraded = await storedHash('veteran');
+      expect(upgraded).not.toBe(legacy);
+      expect(HASH_FORMAT.exec(upgraded)?.slice(1, 4).map(Number)).toEqual([19456, 2, 1]);
+      await expect(signIn({ username: 'veteran', password: 'old pw' })).resolves.toEqual({ userid: 1 });
+      await expect(signIn({ username: 'veteran', password: 'old pW' })).rejects.toMatchObject(DENIED);
+      expect(await storedHash('veteran')).toBe(upgraded); // upgraded once, not at every sign-in
+      expect(lines().filter((line) => line.event === 'password-rehashed')).toEqual([
+        expect.objectContaining({ memberId: 1, msg: 'password hash upgraded' }),
+      ]);
+      expect(JSON.stringify(lines())).not.toContain('old pw');
+    });
+
+    it('a wrong password against a scrypt hash is refused and leaves the hash as it was', async () => {
+      await start({ hashParameters: ARGON2_PARAMETERS });
+      const legacy = await hashPasswordWithScrypt('old pw', LEGACY_SCRYPT);
+      await storeAccount('veteran', legacy);
+      await expect(signIn({ username: 'veteran', password: 'not it' })).rejects.toMatchObject(DENIED);
+      await expect(signIn({ username: 'veteran', password: '' })).rejects.toMatchObject(INVALID);
+      expect(await storedHash('veteran')).toBe(legacy);
+    });
+
+    it("an Argon2id hash weaker than today's is upgraded, today's is left alone", async () => {
+      await start({ hashParameters: ARGON2_PARAMETERS });
+      await storeAccount('light', await hashPassword('pw', TEST_HASH_PARAMETERS));
+      await create({ username: 'current', password: 'pw' });
+      const current = await storedHash('current');
+      await expect(signIn({ username: 'light', password: 'pw' })).resolves.toEqual({ userid: 1 });
+      await expect(signIn({ username: 'current', password: 'pw' })).resolves.toEqual({ userid: 2 });
+      expect(
+        HASH_FORMAT.exec(await storedHash('light'))
+          ?.slice(1, 4)
+          .map(Number),
+      ).toEqual([19456, 2, 1]);
+      expect(await storedHash('current')).toBe(current);
+    });
+
+    it('replaces a hash only if it is still the one read (a password changed meanwhile stays)', async () => {
+      await start();
+      const id = await storeAccount('racer', 'first hash');
+      await expect(opened!.store.updatePasswordHash(id, 'not the stored one', 'new hash')).resolves.toBe(
+        false,
+      );
+      expect(await storedHash('racer')).toBe('first hash');
+      await expect(opened!.store.updatePasswordHash(id + 1, 'first hash', 'new hash')).resolves.toBe(false);
+      await expect(opened!.store.updatePasswordHash(id, 'first hash', 'new hash')).resolves.toBe(true);
+      expect(await storedHash('racer')).toBe('new hash');
+    });
+
+    it('a sign-in racing a password change signs in and does not overwrite the new password', async () => {
+      const { log, lines } = captureLog();
+      let changedMeanwhile: string | undefined;
+      await start({ hashParameters: ARGON2_PARAMETERS, log }, (store) =>
+        withUpdate(store, async (id, oldHash, newHash) => {
+          // Another request changes the password between this sign-in's read and its write.
+          changedMeanwhile = await hashPassword('new pw', TEST_HASH_PARAMETERS);
+          await store.updatePasswordHash(id, oldHash, changedMeanwhile);
+          return store.updatePasswordHash(id, oldHash, newHash);
+        }),
+      );
+      await storeAccount('veteran', await hashPasswordWithScrypt('old pw', LEGACY_SCRYPT));
+      await expect(signIn({ username: 'veteran', password: 'old pw' })).resolves.toEqual({ userid: 1 });
+      expect(await storedHash('veteran')).toBe(changedMeanwhile);
+      expect(lines().map((line) => line.msg)).toContain('password hash not upgraded: it changed meanwhile');
+    });
+
+    it('a failed rehash write does not fail the sign-in: it is logged and tried again next time', async () => {
+      const { log, lines } = captureLog();
+      let storeFails = true;
+      await start({ hashParameters: ARGON2_PARAMETERS, log }, (store) =>
+        withUpdate(store, async (...args) => {
+          if (storeFails) throw new ServiceError(status.UNAVAILABLE, 'Database unavailable');
+          return store.updatePasswordHash(...args);
+        }),
+      );
+      const legacy = await hashPasswordWithScrypt('old pw', LEGACY_SCRYPT);
+      await storeAccount('veteran', legacy);
+      await expect(signIn({ username: 'veteran', password: 'old pw' })).resolves.toEqual({ userid: 1 });
+      expect(await storedHash('veteran')).toBe(legacy);
+      expect(lines()).toContainEqual(
+        expect.objectContaining({
+          level: 40,
+          memberId: 1,
+          msg: 'password hash not upgraded: the store failed',
+          err: expect.objectContaining({ message: 'Database unavailable' }),
+        }),
+      );
+      storeFails = false;
+      await expect(signIn({ username: 'veteran', password: 'old pw' })).resolves.toEqual({ userid: 1 });
+      expect(await storedHash('veteran')).toMatch(HASH_FORMAT);
+    });
+
+    it.each([
+      [
+        'Argon2id asking for 4 GiB',
+        '$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U',
+        'stored password hash refused: argon2id m=4194304 KiB is outside 8..65536',
+      ],
+      [
+        'argon2i',
+        '$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U',
+        'stored password hash refused: argon2i is not read, only argon2id',
+      ],
+      [
+        'in no known format',
+        'md5$0cc175b9c0f1b6a831c399e269772661',
+        'stored password hash is in no known format',
+      ],
+    ])(
+      'a stored hash %s is refused: INTERNAL to the caller, the reason in the log',
+      async (_label, hostile, reason) => {
+        const { log, lines } = captureLog();
+        await start({ hashParameters: ARGON2_PARAMETERS, log });
+        await storeAccount('tampered', hostile);
+        const started = performance.now();
+        await expect(signIn({ username: 'tampered', password: 'pw' })).rejects.toMatchObject(INTERNAL);
+        expect(performance.now() - started).toBeLessThan(2_000); // refused, not hashed
+        expect(await storedHash('tampered')).toBe(hostile);
+        const errors = lines().filter((line) => line.level === 50);
+        expect(errors).toEqual([
+          expect.objectContaining({
+            method: '/shop.v1.MembersService/SignIn',
+            err: expect.objectContaining({ type: 'UnreadableHashError', memberId: 1 }),
+          }),
+        ]);
+        expect(String((errors[0]!.err as { message: string }).message)).toContain(reason);
+        expect(JSON.stringify(lines())).not.toContain(hostile.split('$').at(-1));
+      },
+    );
+
+    it('an unknown username costs as much hashing as a wrong password (the decoy is Argon2id too)', async () => {
+      await start({ hashParameters: ARGON2_PARAMETERS });
+      await create({ username: 'known', password: 'right' });
+      // CPU time of this process (client, server and the hashing threads), not wall time: on two
+      // shared cores the wall time of a 12 ms hash ranges from 30 to 300 ms, its CPU time hardly moves.
+      const cpu = { wrong: 0, unknown: 0 };
+      for (let round = -1; round < 7; round++) {
+        for (const [kind, username] of [
+          ['wrong', 'known'],
+          ['unknown', `nobody ${round}`],
+        ] as const) {
+          const before = process.cpuUsage();
+          await expect(signIn({ username, password: 'wrong' })).rejects.toMatchObject(DENIED);
+          const used = process.cpuUsage(before);
+          if (round >= 0) cpu[kind] += used.user + used.system; // round -1 warms both paths up
+        }
+      }
+      const ratio = cpu.unknown / cpu.wrong;
+      expect(ratio).toBeGreaterThan(0.5);
+      expect(ratio).toBeLessThan(2);
+    });
+
+    it('64 sign-ins at once with a short deadline: what the queue cannot serve in time is refused early, not left to time out', async () => {
+      // Default limits (2 at once, 64 waiting) and today's parameters. The deadline is a multiple of
+      // one sign-in alone, measured now, so that the test means the same on a quiet machine and on a
+      // busy one: 64 checks need about 32 of them, the deadline leaves 20, so the queue has to refuse
+      // some, at once or at the latest shortly before their deadline (RESOURCE_EXHAUSTED: 429 with
+      // Retry-After at the gateway). Only a check already running can still overrun the deadline (a
+      // 12 ms hash takes anything from 30 to 300 ms when these two cores are shared), so at most
+      // maxConcurrent calls may time out; behind the gateway (a 5 s deadline, a queue of well under a
+      // second at 64 connections) none should.
+      await start({ hashParameters: ARGON2_PARAMETERS });
+      await create({ username: 'crowd', password: 'pw' });
+      const started = performance.now();
+      await signIn({ username: 'crowd', password: 'pw' });
+      const deadlineMs = Math.ceil(20 * (performance.now() - started));
+      const outcomes = await Promise.all(
+        Array.from({ length: 64 }, () =>
+          call(
+            service!.client,
+            service!.client.signIn,
+            { username: 'crowd', password: 'pw' },
+            deadlineMs,
+          ).then(
+            () => 'answered',
+            (error) => `${error.code} ${error.details}`,
+          ),
+        ),
+      );
+      const refused = `${status.RESOURCE_EXHAUSTED} ${TOO_MANY_SIGN_INS}`;
+      const others = outcomes.filter((outcome) => outcome !== 'answered' && outcome !== refused);
+      expect(others.length).toBeLessThanOrEqual(DEFAULT_HASHING_LIMITS.maxConcurrent);
+      for (const other of others) expect(other).toMatch(new RegExp(`^${status.DEADLINE_EXCEEDED} `));
+      expect(outcomes).toContain('answered');
+      expect(outcomes).toContain(refused);
     });
 
     it('a taken username is ALREADY_EXISTS, and the first account keeps its password', async () => {
@@ -270,6 +492,46 @@ describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
     });
   });
 });
+
+/** A logger at debug level whose lines the test reads back as objects. */
+function captureLog() {
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  return {
+    log: pino({ level: 'debug' }, sink),
+    lines: (): Record<string, unknown>[] =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line)),
+  };
+}
+
+/** The store with another `updatePasswordHash`. */
+function withUpdate(
+  store: MembersStore,
+  updatePasswordHash: MembersStore['updatePasswordHash'],
+): MembersStore {
+  return {
+    kind: store.kind,
+    createMember: (username, passwordHash) => store.createMember(username, passwordHash),
+    findMember: (username) => store.findMember(username),
+    deleteMember: (username) => store.deleteMember(username),
+    updatePasswordHash,
+    createMemberOnce: (username, passwordHash, once) => store.createMemberOnce(username, passwordHash, once),
+    deleteMemberOnce: (username, once) => store.deleteMemberOnce(username, once),
+    recall: (claim) => store.recall(claim),
+    sweepIdempotencyKeys: () => store.sweepIdempotencyKeys(),
+    ping: () => store.ping(),
+    close: () => store.close(),
+  };
+}
 
 describe('MembersService given fields of the wrong wire type', () => {
   it('SignIn with a password sent as a number is "Invalid Parameters"', async () => {

@@ -1,3 +1,4 @@
+import { errorCause, limiterOf } from '../../common/log-limiter.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 
 /** Options of {@link DatabaseHealthMonitor}. */
@@ -67,10 +68,16 @@ export class DatabaseHealthMonitor {
     if (reachable !== this.#reachable || !this.#probedOnce) {
       this.#probedOnce = true;
       this.#reachable = reachable;
-      if (reachable) this.#log.info({ event: 'database-up' }, 'database reachable: serving');
+      // A database that comes and goes writes one line of each kind per interval (see LogLimiter).
+      if (reachable)
+        limiterOf(this.#log).info('database-up', { event: 'database-up' }, 'database reachable: serving');
       else {
         const cause = (failure as { cause?: unknown } | undefined)?.cause ?? failure;
-        this.#log.error({ event: 'database-down', err: cause }, 'database unreachable: not serving');
+        limiterOf(this.#log).error(
+          `database-down ${errorCause(cause)}`,
+          { event: 'database-down', err: cause },
+          'database unreachable: not serving',
+        );
       }
       this.#onChange(reachable);
     }

@@ -3,8 +3,8 @@ import { ServiceError } from '../../common/service-error.js';
 
 /** Bounds of {@link HashingLimiter}. */
 export interface HashingLimits {
-  /** Hashes computed at once. scrypt is memory-hard: on this project's 2-core machine a third or
-   * fourth concurrent hash adds no throughput, only 8 MiB of memory each. */
+  /** Hashes computed at once. Each Argon2id check is one thread busy for about 12 ms with 19 MiB:
+   * on this project's 2-core machine a third one adds no throughput, only memory. */
   maxConcurrent: number;
   /** Calls allowed to wait for a turn; more than this is refused at once. */
   maxWaiting: number;
@@ -19,26 +19,42 @@ export interface RunOptions {
 }
 
 /**
- * 2 at once, 64 waiting. A shorter queue refuses sooner, but clients that do not honour Retry-After
- * (a closed-loop load generator, a naive retry loop) then spin on the refusals and starve the hashing
- * itself: measured with `npm run bench`, 16 waiting cut successful sign-ins from 10/s to 4/s.
- * Calls that would miss their deadline cost nothing: they are dropped when their turn comes.
+ * 2 at once (one per core, 38 MiB of Argon2id memory, returned when the checks end), 64 waiting:
+ * about 0.4 s of queue at 12 ms a check, well inside the gateway's 5 s deadline. A shorter queue
+ * refuses sooner, but clients that do not honour Retry-After (a closed-loop load generator, a naive
+ * retry loop) then spin on the refusals and starve the hashing itself: measured with `npm run bench`
+ * under scrypt, 16 waiting cut successful sign-ins from 10/s to 4/s. Whatever the count, a call that
+ * the queue could not answer before its deadline is refused at once (see {@link HashingLimiter.run}).
  */
 export const DEFAULT_HASHING_LIMITS: HashingLimits = Object.freeze({ maxConcurrent: 2, maxWaiting: 64 });
 
-/** The answer when the queue is full: the gateway turns it into 429 with Retry-After. */
+/**
+ * A call starts only with this many typical tasks' time left before its deadline: its own task, and
+ * as much again because a check takes longer than usual when the cores get busier (measured: with
+ * half a task of margin, loaded test runs still saw calls time out).
+ */
+const START_MARGIN_TASKS = 2;
+/** The least time before its deadline at which a waiting call gives up, before any task was timed. */
+const MIN_MARGIN_MS = 20;
+
+/** The answer when the queue is full or too slow: the gateway turns it into 429 with Retry-After. */
 export const TOO_MANY_SIGN_INS = 'Too many password checks at once; try again shortly';
 
 /**
  * Runs password hashing with bounded concurrency and a bounded queue. A slow hash is the point of
- * password storage, so a full queue is refused at once (RESOURCE_EXHAUSTED), and a waiting call that
- * could no longer be answered in time is dropped instead of hashed.
+ * password storage, so an overloaded queue refuses (RESOURCE_EXHAUSTED, which the gateway answers
+ * with 429 and Retry-After) rather than let a caller wait past its deadline for a 504: at once when
+ * the queue is full or would not reach the call in time, and later, still before the deadline, if
+ * the queue turns out slower than estimated.
  */
 export class HashingLimiter {
   readonly #limits: HashingLimits;
-  readonly #waiting: Array<() => void> = [];
+  readonly #waiting: Waiter[] = [];
   #running = 0;
-  /** Moving average of how long a task takes, once one has finished. */
+  /**
+   * How long a task takes, once one has finished: a moving average, so that one slow check (the
+   * cores are shared) does not make the queue refuse everyone for a while.
+   */
   #typicalMs: number | undefined;
 
   constructor(limits: HashingLimits = DEFAULT_HASHING_LIMITS) {
@@ -56,28 +72,30 @@ export class HashingLimiter {
   }
 
   /**
-   * Runs `task` when a slot is free. When its turn comes, a call whose caller has gone is dropped,
-   * and so is one whose deadline (ms since the epoch) would pass before a typical task ends: a hash
-   * finished after the caller stopped waiting is work for nobody.
+   * Runs `task` when a slot is free. A call is refused at once when the queue is full, or when, once
+   * a task has been timed, the queue ahead of it and its own task would outlast its deadline (ms
+   * since the epoch). A waiting call leaves the queue, refused, when less than two typical tasks'
+   * time is left before its deadline; when its turn comes, a call whose caller has gone is dropped,
+   * and one with less than that time left is refused: a hash finished after the caller stopped
+   * waiting is work for nobody.
    */
   async run<T>(
     task: () => Promise<T>,
     { isCancelled = () => false, deadline = Number.POSITIVE_INFINITY }: RunOptions = {},
   ): Promise<T> {
     if (this.#running >= this.#limits.maxConcurrent) {
-      if (this.#waiting.length >= this.#limits.maxWaiting) {
-        throw new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS);
+      const turnsAhead = Math.ceil((this.#waiting.length + 1) / this.#limits.maxConcurrent);
+      if (this.#waiting.length >= this.#limits.maxWaiting || this.#wouldMiss(deadline, turnsAhead)) {
+        throw tooMany();
       }
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      await this.#wait(deadline);
     } else {
       this.#running++;
     }
     // Here this call holds a slot, either taken above or handed over by the call that finished.
     try {
       if (isCancelled()) throw new ServiceError(status.CANCELLED, 'The caller went away');
-      if (this.#typicalMs !== undefined && Date.now() + this.#typicalMs > deadline) {
-        throw new ServiceError(status.DEADLINE_EXCEEDED, 'Not enough time left to check the password');
-      }
+      if (this.#wouldMiss(deadline, 0)) throw tooMany();
       const started = Date.now();
       const result = await task();
       const tookMs = Date.now() - started;
@@ -85,8 +103,57 @@ export class HashingLimiter {
       return result;
     } finally {
       const next = this.#waiting.shift();
-      if (next) next();
+      if (next) next.takeTurn();
       else this.#running--;
     }
   }
+
+  /**
+   * Waits in the queue until a finishing call hands its slot over, or refuses the call when its
+   * deadline comes within the start margin first (a stalled queue still answers 429, not 504).
+   */
+  #wait(deadline: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        takeTurn: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      if (deadline !== Number.POSITIVE_INFINITY) {
+        const marginMs = Math.max(START_MARGIN_TASKS * (this.#typicalMs ?? 0), MIN_MARGIN_MS);
+        timer = setTimeout(
+          () => {
+            const index = this.#waiting.indexOf(waiter);
+            if (index >= 0) this.#waiting.splice(index, 1);
+            reject(tooMany());
+          },
+          Math.max(0, deadline - marginMs - Date.now()),
+        );
+        timer.unref();
+      }
+      this.#waiting.push(waiter);
+    });
+  }
+
+  /**
+   * Whether a call would likely miss `deadline` after waiting `turnsAhead` typical tasks for a slot
+   * (each slot frees up once per typical task), keeping the start margin. Never, before a task has
+   * been timed or without a deadline.
+   */
+  #wouldMiss(deadline: number, turnsAhead: number): boolean {
+    if (this.#typicalMs === undefined || deadline === Number.POSITIVE_INFINITY) return false;
+    return Date.now() + (turnsAhead + START_MARGIN_TASKS) * this.#typicalMs > deadline;
+  }
+}
+
+/** A call in the queue. */
+interface Waiter {
+  /** Hands this call the slot of a call that finished. */
+  takeTurn(): void;
+}
+
+function tooMany(): ServiceError {
+  return new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS);
 }

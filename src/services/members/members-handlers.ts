@@ -13,11 +13,13 @@ import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/ide
 import { requireText } from '../common/request-fields.js';
 import type { ServiceTelemetry } from '../common/service-telemetry.js';
 import { HashingLimiter, type HashingLimits, type RunOptions } from './hashing-limiter.js';
-import type { CreateMemberResult, MembersStore } from './members-store.js';
+import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
 import {
+  ARGON2_PARAMETERS,
+  type Argon2Parameters,
   hashPassword,
-  SCRYPT_PARAMETERS,
-  type ScryptParameters,
+  needsRehash,
+  UnreadableHashError,
   unmatchableHash,
   verifyPassword,
 } from './password-hasher.js';
@@ -46,8 +48,8 @@ const MEMBER_DELETED: WriteAnswer<void, DeleteMemberResponse> = {
 
 /** Options of {@link createMembersHandlers}. */
 export interface MembersHandlersOptions {
-  /** scrypt parameters of new hashes (default SCRYPT_PARAMETERS); tests of concurrency lower them. */
-  hashParameters?: ScryptParameters;
+  /** Argon2id parameters of new hashes (default ARGON2_PARAMETERS); tests that hash a lot lower them. */
+  hashParameters?: Argon2Parameters;
   /** How many hashes run and wait at once (default DEFAULT_HASHING_LIMITS). */
   hashingLimits?: HashingLimits;
   /** Where the hashing queue's depth is reported (service-telemetry.ts). */
@@ -57,20 +59,26 @@ export interface MembersHandlersOptions {
 /**
  * The MembersService methods over a store. Passwords are hashed before they reach the store and are
  * never returned or logged. Sign-in answers an unknown username exactly as a wrong password, after
- * the same amount of hashing, so that neither the answer nor its timing tells which usernames exist.
+ * the same amount of hashing (a decoy Argon2id hash with today's parameters), so that neither the
+ * answer nor its timing tells which usernames exist.
+ *
+ * A successful sign-in against an older hash (scrypt, or Argon2id weaker than today's parameters)
+ * stores a new hash made with today's parameters, only if the stored one has not changed meanwhile.
+ * That upgrade never fails the sign-in: if it cannot be made or stored, it is logged and tried again
+ * at the next sign-in.
  *
  * A write that comes with `idempotency-key` metadata is made at most once per key (idempotency.ts).
  * CreateMember's fingerprint covers the username but not the password: a fast hash of the password
- * kept for a day would be a far weaker copy of it than its scrypt hash. So a repeat of a key with the
- * same username and another password gets the first answer, and the account keeps the first password.
- * A repeat is looked up before hashing, so it costs no hash.
+ * kept for a day would be a far weaker copy of it than its Argon2id hash. So a repeat of a key with
+ * the same username and another password gets the first answer, and the account keeps the first
+ * password. A repeat is looked up before hashing, so it costs no hash.
  */
 export function createMembersHandlers(
   store: MembersStore,
   log: Logger,
   options: MembersHandlersOptions = {},
 ): MembersServiceServer {
-  const parameters = options.hashParameters ?? SCRYPT_PARAMETERS;
+  const parameters = options.hashParameters ?? ARGON2_PARAMETERS;
   const decoy = unmatchableHash(parameters);
   const hashing = new HashingLimiter(options.hashingLimits);
   options.telemetry?.watchHashing(hashing);
@@ -78,6 +86,35 @@ export function createMembersHandlers(
     requireText(value, 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
   const password = (value: string | undefined): string =>
     requireText(value, 'password', { maxBytes: MEMBERS_LIMITS.passwordBytes });
+
+  /** Checks the password and, in the same hashing turn, makes the upgraded hash it may need. */
+  async function check(given: string, member: MemberCredentials | undefined) {
+    let matches: boolean;
+    try {
+      matches = await verifyPassword(given, member?.passwordHash ?? decoy);
+    } catch (error) {
+      if (error instanceof UnreadableHashError) error.memberId = member?.id;
+      throw new ServiceError(status.INTERNAL, 'Internal error', { cause: error });
+    }
+    if (!matches || !member || !needsRehash(member.passwordHash, parameters)) return { matches };
+    try {
+      return { matches, upgraded: await hashPassword(given, parameters) };
+    } catch (error) {
+      log.warn({ err: error, memberId: member.id }, 'password hash not upgraded: hashing failed');
+      return { matches };
+    }
+  }
+
+  /** Stores an upgraded hash; a failure is logged, never thrown (the next sign-in tries again). */
+  async function upgrade(member: MemberCredentials, upgraded: string): Promise<void> {
+    try {
+      const replaced = await store.updatePasswordHash(member.id, member.passwordHash, upgraded);
+      if (replaced) log.info({ event: 'password-rehashed', memberId: member.id }, 'password hash upgraded');
+      else log.info({ memberId: member.id }, 'password hash not upgraded: it changed meanwhile');
+    } catch (error) {
+      log.warn({ err: error, memberId: member.id }, 'password hash not upgraded: the store failed');
+    }
+  }
 
   return {
     createMember: unaryHandler(log, async (request, call) => {
@@ -95,11 +132,9 @@ export function createMembersHandlers(
       const name = username(request.username);
       const given = password(request.password);
       const member = await store.findMember(name);
-      const matches = await hashing.run(
-        () => verifyPassword(given, member?.passwordHash ?? decoy),
-        callInfo(call),
-      );
+      const { matches, upgraded } = await hashing.run(() => check(given, member), callInfo(call));
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
+      if (upgraded !== undefined) await upgrade(member, upgraded);
       return { userid: member.id };
     }),
     deleteMember: unaryHandler(log, async (request, call) => {

@@ -4,7 +4,7 @@ import type { ServiceStore } from '../common/service-store.js';
 /** What sign-in needs to know about an account. */
 export interface MemberCredentials {
   readonly id: number;
-  /** The stored scrypt hash (see password-hasher.ts); never the password. */
+  /** The stored hash, Argon2id or an older scrypt one (see password-hasher.ts); never the password. */
   readonly passwordHash: string;
 }
 
@@ -29,4 +29,9 @@ export interface MembersStore extends ServiceStore {
   createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome>;
   /** `deleteMember` at most once per idempotency key, in one transaction with its key. */
   deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome>;
+  /**
+   * Replaces an account's password hash, only if it is still `oldHash` (so that a password changed
+   * meanwhile is not overwritten). Resolves whether it was replaced.
+   */
+  updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean>;
 }

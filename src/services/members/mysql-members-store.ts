@@ -67,6 +67,14 @@ export class MysqlMembersStore implements MembersStore {
     return this.#journal.sweep();
   }
 
+  async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
+    const result = await this.#db.change(
+      'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
+      [newHash, id, oldHash],
+    );
+    return result.affectedRows === 1;
+  }
+
   ping(): Promise<void> {
     return this.#db.ping();
   }

@@ -30,6 +30,7 @@ export class SqliteMembersStore implements MembersStore {
   readonly #insert;
   readonly #find;
   readonly #delete;
+  readonly #updateHash;
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
@@ -42,6 +43,9 @@ export class SqliteMembersStore implements MembersStore {
       'SELECT id, password_hash AS passwordHash FROM members WHERE username = ?',
     );
     this.#delete = this.#db.prepare<[string]>('DELETE FROM members WHERE username = ?');
+    this.#updateHash = this.#db.prepare<[string, number, string]>(
+      'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
+    );
   }
 
   async createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
@@ -72,6 +76,10 @@ export class SqliteMembersStore implements MembersStore {
 
   sweepIdempotencyKeys(): Promise<number> {
     return this.#journal.sweep();
+  }
+
+  async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
+    return sqliteCall(() => this.#updateHash.run(newHash, id, oldHash).changes === 1);
   }
 
   async ping(): Promise<void> {

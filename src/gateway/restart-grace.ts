@@ -1,0 +1,103 @@
+import { formatHostPort } from '../common/config.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import type { Node, Snapshot } from '../gen/distributor.js';
+
+/** Options of {@link RestartGrace}. */
+export interface RestartGraceOptions {
+  /** How long instances missing after a restart are kept at most. */
+  graceMs: number;
+  /** Applies a node list to the route table. */
+  apply: (snapshot: Snapshot) => void;
+  log?: Logger;
+}
+
+/**
+ * Keeps the gateway's routes through a distributor restart.
+ *
+ * A restarted distributor knows nobody: every node registers again by itself, one after the other,
+ * so its first snapshots are partial. Applied as they are, they would remove routes whose instances
+ * are alive and about to come back (their requests answered 503 meanwhile). So after a restart (the
+ * registration stream was lost and came back, or a snapshot's revision went back) the nodes of the
+ * last snapshot before it that are missing from the new ones are kept, for `graceMs` at most or
+ * until every one of them is back. Nodes in the new snapshots are taken as they are (state
+ * included); a node that really left is dropped when the grace period ends.
+ */
+export class RestartGrace {
+  readonly #graceMs: number;
+  readonly #apply: (snapshot: Snapshot) => void;
+  readonly #log: Logger;
+  /** The last snapshot received. */
+  #latest: Snapshot | undefined;
+  /** The stream was lost since the last snapshot: the next one may come from a new distributor. */
+  #reconnecting = false;
+  /** During a grace period: the nodes known before the restart, by address. */
+  #kept: Map<string, Node> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: RestartGraceOptions) {
+    this.#graceMs = options.graceMs;
+    this.#apply = options.apply;
+    this.#log = options.log ?? silentLogger();
+  }
+
+  /** The registration stream has ended: what comes next may be a restarted distributor. */
+  disconnected(): void {
+    this.#reconnecting = true;
+  }
+
+  /** A snapshot from the distributor. */
+  snapshot(snapshot: Snapshot): void {
+    const previous = this.#latest;
+    const restarted = previous !== undefined && (this.#reconnecting || snapshot.revision < previous.revision);
+    this.#reconnecting = false;
+    this.#latest = snapshot;
+    if (restarted && !this.#kept && this.#graceMs > 0) {
+      this.#kept = new Map(previous.nodes.map((node) => [addressKey(node), node]));
+      this.#timer = setTimeout(() => this.#settle('grace period over'), this.#graceMs);
+      this.#timer.unref();
+    }
+    if (!this.#kept) {
+      this.#apply(snapshot);
+      return;
+    }
+    const present = new Set(snapshot.nodes.map(addressKey));
+    const missing = [...this.#kept].filter(([key]) => !present.has(key)).map(([, node]) => node);
+    if (missing.length === 0) {
+      this.#settle('every instance is back');
+      return;
+    }
+    this.#log.debug(
+      { event: 'restart-grace', revision: snapshot.revision, kept: missing.map((node) => node.id) },
+      'distributor restarted: keeping the instances not registered again yet',
+    );
+    this.#apply({ ...snapshot, nodes: [...snapshot.nodes, ...missing] });
+  }
+
+  /** Ends a grace period at once, if one runs. */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#kept = undefined;
+  }
+
+  #settle(reason: string): void {
+    clearTimeout(this.#timer);
+    const kept = this.#kept;
+    this.#kept = undefined;
+    const latest = this.#latest!;
+    const gone = kept
+      ? [...kept.keys()].filter((key) => !latest.nodes.some((node) => addressKey(node) === key))
+      : [];
+    if (gone.length > 0) {
+      this.#log.info(
+        { event: 'restart-grace-over', revision: latest.revision, dropped: gone },
+        `distributor restart settled (${reason}): dropping instances that did not come back`,
+      );
+    }
+    this.#apply(latest);
+  }
+}
+
+/** A node's name and address: the same instance before and after a restart, whatever its id. */
+function addressKey(node: Node): string {
+  return `${node.name}@${formatHostPort({ host: node.host, port: node.port })}`;
+}

@@ -1,0 +1,74 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { errorCause, LogLimiter, limiterOf } from '../../src/common/log-limiter.js';
+import { capturingLogger } from '../distributor/support/capturing-logger.js';
+
+describe('LogLimiter', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('writes the first line of a cause whole, then one line per interval with the count left out', () => {
+    const { log, lines } = capturingLogger();
+    const limiter = new LogLimiter(log, { intervalMs: 1_000 });
+    const failure = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    for (let count = 0; count < 500; count++) {
+      limiter.error(
+        'ListGoods 14 ECONNREFUSED',
+        { err: failure, method: 'ListGoods' },
+        'Database unavailable',
+      );
+    }
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 50, method: 'ListGoods', msg: 'Database unavailable' });
+    expect((lines[0]!.err as { stack: string }).stack).toContain('ECONNREFUSED');
+
+    vi.advanceTimersByTime(1_000);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatchObject({
+      level: 50,
+      method: 'ListGoods',
+      repeated: 499,
+      msg: 'Database unavailable (repeated 499 times in 1 s)',
+    });
+    expect(lines[1]!.err).toBeUndefined();
+
+    // Still failing: one summary per interval; then quiet; then the next line goes through at once.
+    for (let count = 0; count < 30; count++)
+      limiter.error('ListGoods 14 ECONNREFUSED', {}, 'Database unavailable');
+    vi.advanceTimersByTime(1_000);
+    expect(lines.map((line) => line.repeated)).toEqual([undefined, 499, 30]);
+    vi.advanceTimersByTime(5_000);
+    expect(lines).toHaveLength(3);
+    limiter.error('ListGoods 14 ECONNREFUSED', { method: 'ListGoods' }, 'Database unavailable');
+    expect(lines).toHaveLength(4);
+  });
+
+  it('limits each cause on its own, forgets the oldest past maxCauses, and flushes', () => {
+    const { log, lines } = capturingLogger();
+    const limiter = new LogLimiter(log, { intervalMs: 1_000, maxCauses: 2 });
+    for (const cause of ['a', 'b', 'a', 'b', 'a']) limiter.warn(cause, { cause }, `failed: ${cause}`);
+    expect(lines.map((line) => line.msg)).toEqual(['failed: a', 'failed: b']);
+    limiter.warn('c', { cause: 'c' }, 'failed: c');
+    expect(lines.map((line) => line.msg)).toEqual([
+      'failed: a',
+      'failed: b',
+      'failed: a (repeated 2 times in 1 s)',
+      'failed: c',
+    ]);
+    limiter.flush();
+    expect(lines.at(-1)!.msg).toBe('failed: b (repeated 1 times in 1 s)');
+  });
+
+  it('counts nothing below the logger level, and is one per logger', () => {
+    const { log, lines } = capturingLogger();
+    log.level = 'error';
+    limiterOf(log).info('up', {}, 'up');
+    expect(lines).toEqual([]);
+    expect(limiterOf(log)).toBe(limiterOf(log));
+  });
+
+  it('names a cause by its code, else by its class and message', () => {
+    expect(errorCause(Object.assign(new Error('x'), { code: 'ER_LOCK_DEADLOCK' }))).toBe('ER_LOCK_DEADLOCK');
+    expect(errorCause(new TypeError('bad thing'))).toBe('TypeError: bad thing');
+    expect(errorCause('text')).toBe('string: text');
+  });
+});

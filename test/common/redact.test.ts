@@ -1,0 +1,53 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/common/logger.js';
+import { redactUrl } from '../../src/common/redact.js';
+
+describe('redactUrl', () => {
+  it('replaces the values of secret query parameters and keeps the rest as it came', () => {
+    expect(redactUrl('/members?username=ada&password=1234')).toBe(
+      '/members?username=ada&password=[redacted]',
+    );
+    expect(redactUrl('/x?passwordConfirm=a&token=b&api_key=c&newPassword=d&q=%20e#frag')).toBe(
+      '/x?passwordConfirm=[redacted]&token=[redacted]&api_key=[redacted]&newPassword=[redacted]&q=%20e#frag',
+    );
+    expect(redactUrl('/x?pass%77ord=1&PASSWORD=2&password')).toBe(
+      '/x?pass%77ord=[redacted]&PASSWORD=[redacted]&password',
+    );
+    expect(redactUrl('/goods?id=1')).toBe('/goods?id=1');
+    expect(redactUrl('/goods')).toBe('/goods');
+    expect(redactUrl('/x?%E0%A4%A=1&password=2')).toBe('/x?%E0%A4%A=1&password=[redacted]');
+  });
+});
+
+describe('createLogger', () => {
+  it('redacts secrets at every level, debug included: url queries and fields named as secrets', () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const log = createLogger({ component: 'test', level: 'trace', destination });
+    log.trace({ url: '/nope?username=ada&password=hunter2' }, 'no route');
+    log.debug({ request: { username: 'ada', password: 'hunter2', passwordConfirm: 'hunter2' } }, 'request');
+    log.warn(
+      {
+        call: { body: { password: 'hunter2' } },
+        token: 'hunter2',
+        headers: { authorization: 'Bearer hunter2' },
+      },
+      'x',
+    );
+    log.error({ err: new Error('failed'), registryToken: 'hunter2' }, 'failed');
+    expect(lines).toHaveLength(4);
+    expect(lines.join('')).not.toContain('hunter2');
+    expect(JSON.parse(lines[0]!).url).toBe('/nope?username=ada&password=[redacted]');
+    expect(JSON.parse(lines[1]!).request).toEqual({
+      username: 'ada',
+      password: '[redacted]',
+      passwordConfirm: '[redacted]',
+    });
+  });
+});

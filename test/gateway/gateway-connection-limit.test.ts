@@ -1,0 +1,121 @@
+import { connect, type Socket } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { freePort, spawnComponent } from '../e2e/support/processes.js';
+import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
+
+const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+
+/** Opens a TCP connection and resolves once it is connected; `closed` says when the server closed it. */
+function open(port: number): Promise<{ socket: Socket; closed: () => boolean }> {
+  return new Promise((resolve, reject) => {
+    let closed = false;
+    const socket = connect(port, '127.0.0.1', () => resolve({ socket, closed: () => closed }));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      closed = true;
+    });
+  });
+}
+
+describe('gateway connection limit', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+  let goods: FakeGoods;
+  /** While set, every call to goods waits for it. */
+  let hold: Promise<void> | undefined;
+  let release: () => void = () => {};
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+    goods = await startFakeGoods(shared, distributor, { onCall: () => hold }, [ROW]);
+  });
+  afterEach(async () => {
+    release();
+    hold = undefined;
+    await perTest.closeAll();
+  });
+  afterAll(() => shared.closeAll());
+
+  /** Sockets opened one after the other (so the gateway sees them in order), destroyed after the test. */
+  async function openIdle(port: number, count: number) {
+    const sockets: Awaited<ReturnType<typeof open>>[] = [];
+    for (let index = 0; index < count; index++) sockets.push(await open(port));
+    perTest.add(sockets, (all) => {
+      for (const { socket } of all) socket.destroy();
+    });
+    return sockets;
+  }
+
+  it('cap 50, 60 idle sockets: the longest idle are closed to make room and a real request is served', async () => {
+    // 50 with 5 kept for refusals: 45 connections are served at once.
+    const { gateway, port } = await startGateway(perTest, distributor, { maxConnections: 50 });
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const keptAlive = oneConnection();
+    perTest.add(keptAlive, (agent) => agent.destroy());
+    expect((await http(port, 'GET', '/goods', { agent: keptAlive })).status).toBe(200);
+
+    const sockets = await openIdle(port, 60);
+    const result = await httpJson(port, 'GET', '/goods');
+    expect(result.status).toBe(200);
+    // The keep-alive connection idle the longest went first, then the silent sockets in the order
+    // they came: 61 + 1 connections for 45 places.
+    await vi.waitFor(() => expect(sockets.filter(({ closed }) => closed()).length).toBe(16));
+    expect(sockets.slice(0, 16).every(({ closed }) => closed())).toBe(true);
+    expect(sockets.slice(16).some(({ closed }) => closed())).toBe(false);
+    // The keep-alive agent's socket was closed: its next request opens a new connection.
+    expect((await http(port, 'GET', '/goods', { agent: keptAlive })).status).toBe(200);
+  });
+
+  it('with every connection busy, a new one is answered 503 with Retry-After and closed', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor, { maxConnections: 20 });
+    await waitForRoute(gateway, 'GET /goods', 1);
+    hold = new Promise((resolve) => {
+      release = resolve;
+    });
+    const calls = goods.calls.ListGoods ?? 0;
+    // 20 with 2 kept for refusals: 18 requests in flight fill every place.
+    const busy = Array.from({ length: 18 }, () => httpJson(port, 'GET', '/goods'));
+    await vi.waitFor(() => expect(goods.calls.ListGoods).toBe(calls + 18));
+
+    const refused = await raw(port, 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n');
+    expect(refused).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(refused).toMatch(/\r\nRetry-After: 1\r\n/i);
+    expect(refused).toMatch(/\r\nConnection: close\r\n/i);
+    expect(rawBody(refused)).toBe(
+      '{"key":null,"errorcode":1,"errormessage":"The gateway has too many connections open"}',
+    );
+    expect(goods.calls.ListGoods).toBe(calls + 18);
+
+    release();
+    hold = undefined;
+    expect((await Promise.all(busy)).map((answer) => answer.status)).toEqual(Array(18).fill(200));
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
+  it('a gateway process with 200 file descriptors keeps serving under 300 idle sockets', async () => {
+    const port = await freePort();
+    const gateway = spawnComponent(
+      'src/gateway/main.ts',
+      ['--host', '127.0.0.1', '--port', String(port), '--distributor', distributor],
+      {},
+      { prefix: ['prlimit', '--nofile=200:200', '--'] },
+    );
+    perTest.add(gateway, (child) => {
+      child.child.kill('SIGKILL');
+    });
+    await vi.waitFor(async () => expect((await httpJson(port, 'GET', '/goods')).status).toBe(200), {
+      timeout: 20_000,
+      interval: 100,
+    });
+    const sockets = await openIdle(port, 300);
+    // Without a limit the process runs out of descriptors and resets new clients (ECONNRESET).
+    for (let count = 0; count < 5; count++) {
+      expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+    }
+    expect(sockets.filter(({ closed }) => closed()).length).toBeGreaterThan(100);
+    expect(gateway.child.exitCode).toBeNull();
+  });
+});

@@ -1,0 +1,138 @@
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { raw } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
+
+const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const LIST = /^\{"key":\d+,"errorcode":0,"errormessage":"success","results":\[\{"id":1,/;
+const GOODS = '{"name":"n","category":"c","price":1,"description":"d"}';
+const MALFORMED = '{"key":null,"errorcode":1,"errormessage":"Malformed HTTP request"}';
+
+/** The answers in a raw HTTP/1.1 byte stream: status, headers and body of each, in order. */
+function answers(stream: string): { status: number; headers: string; body: string }[] {
+  const found: { status: number; headers: string; body: string }[] = [];
+  let rest = stream;
+  while (rest.startsWith('HTTP/1.1 ')) {
+    const headEnd = rest.indexOf('\r\n\r\n');
+    const headers = rest.slice(0, headEnd);
+    const length = Number(/\r\nContent-Length: (\d+)/i.exec(headers)?.[1] ?? 0);
+    const body = rest.slice(headEnd + 4, headEnd + 4 + length);
+    found.push({ status: Number(headers.slice(9, 12)), headers, body });
+    rest = rest.slice(headEnd + 4 + length);
+  }
+  expect(rest).toBe('');
+  return found;
+}
+
+/**
+ * The gateway's HTTP/1.1 edge under bytes that break the parser after or inside a request: what was
+ * complete is answered, then the error, then the connection closes (raw() resolves on the close).
+ */
+describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
+  const closer = new Closer();
+  let goods: FakeGoods;
+  let port: number;
+  /** Every call to goods waits this long, so that answers are still on their way when bad bytes come. */
+  const SLOW_MS = 50;
+
+  beforeAll(async () => {
+    const distributor = (await startDistributor(closer)).address;
+    goods = await startFakeGoods(
+      closer,
+      distributor,
+      { onCall: () => new Promise((resolve) => setTimeout(resolve, SLOW_MS)) },
+      [ROW],
+    );
+    const started = await startGateway(closer, distributor);
+    port = started.port;
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+  });
+  afterAll(() => closer.closeAll());
+
+  it('garbage after a complete GET: the GET is answered, then 400, then the connection closes', async () => {
+    const stream = await raw(port, 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\nGARBAGE\r\n\r\n');
+    const [list, refused, ...more] = answers(stream);
+    expect(list!.status).toBe(200);
+    expect(list!.body).toMatch(LIST);
+    expect(refused!.status).toBe(400);
+    expect(refused!.headers).toMatch(/\r\nConnection: close/i);
+    expect(refused!.body).toBe(MALFORMED);
+    expect(more).toEqual([]);
+  });
+
+  it('garbage after a complete POST: stored once and answered, then 400', async () => {
+    const calls = goods.calls.CreateGoods ?? 0;
+    const stream = await raw(
+      port,
+      `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}\u0000\u0001\u0002`,
+    );
+    expect(answers(stream).map(({ status, body }) => [status, body.replace(/"key":\d+/, '"key":N')])).toEqual(
+      [
+        [200, '{"key":N,"errorcode":0,"errormessage":"success"}'],
+        [400, MALFORMED],
+      ],
+    );
+    expect(goods.calls.CreateGoods).toBe(calls + 1);
+    goods.goods.splice(1);
+  });
+
+  it('two pipelined GETs then garbage: both answered in order, then 400', async () => {
+    const get = 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\n';
+    const stream = await raw(port, `${get}${get}NOT HTTP\r\n\r\n`);
+    const found = answers(stream);
+    expect(found.map(({ status }) => status)).toEqual([200, 200, 400]);
+    const [first, second] = found.map(({ body }) => Number(/"key":(\d+)/.exec(body)?.[1]));
+    expect(second).toBe(first! + 1);
+  });
+
+  for (const coding of ['xchunked', 'gzip, chunked', 'identity']) {
+    it(`Transfer-Encoding: ${coding}: 501 and close, the service untouched`, async () => {
+      const calls = goods.calls.CreateGoods ?? 0;
+      const stream = await raw(
+        port,
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: ${coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+      );
+      const [answer, ...more] = answers(stream);
+      expect(answer!.status).toBe(501);
+      expect(answer!.headers).toMatch(/\r\nConnection: close/i);
+      expect(answer!.body).toBe(
+        `{"key":null,"errorcode":1,"errormessage":${JSON.stringify(`Transfer-Encoding "${coding}" is not supported: send the body with Content-Length or Transfer-Encoding: chunked`)}}`,
+      );
+      expect(more).toEqual([]);
+      expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+    });
+  }
+
+  it('a bad chunk size: 400 with the request key, and close, the service untouched', async () => {
+    const calls = goods.calls.CreateGoods ?? 0;
+    const stream = await raw(
+      port,
+      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+    );
+    const [answer, ...more] = answers(stream);
+    expect(answer!.status).toBe(400);
+    expect(answer!.headers).toMatch(/\r\nConnection: close/i);
+    expect(answer!.body).toMatch(/^\{"key":\d+,"errorcode":1,"errormessage":"Malformed HTTP request"\}$/);
+    expect(more).toEqual([]);
+    expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+  });
+
+  it('a bad chunk in the middle of a body being read: 400 at once, not at the request timeout', async () => {
+    const started = Date.now();
+    const stream = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let received = '';
+      socket.on('data', (data) => {
+        received += data.toString();
+      });
+      socket.on('close', () => resolve(received));
+      socket.write(
+        'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n',
+      );
+      setTimeout(() => socket.write('not a size\r\n'), 100);
+    });
+    expect(answers(stream).map(({ status }) => status)).toEqual([400]);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});

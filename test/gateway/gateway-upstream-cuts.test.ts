@@ -1,0 +1,109 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { RegistrationClient } from '../../src/distributor/registration-client.js';
+import { NodeState } from '../../src/gen/distributor.js';
+import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { spawnComponent } from '../e2e/support/processes.js';
+import { type HttpResult, httpJson } from '../helpers/http.js';
+import { Http2CuttingProxy, Http2Error } from '../helpers/http2-cutting-proxy.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+
+const GOODS = { name: 'n', category: 'c', price: 1, description: 'd' };
+
+/**
+ * The real goods server in a process of its own, reached through an HTTP/2-aware proxy. Each test
+ * freezes the process (SIGSTOP) with calls in flight, then cuts those calls below gRPC, as an
+ * HTTP/2 hop in front of a frozen instance does: grpc-js then reports INTERNAL "Received RST_STREAM
+ * …", which the gateway used to answer 500 as if the service had failed.
+ */
+describe('gateway: calls cut below gRPC by a frozen instance', () => {
+  const closer = new Closer();
+  const dataDir = mkdtempSync(join(tmpdir(), 'gateway-cuts-'));
+  let distributor: string;
+  let goods: ReturnType<typeof spawnComponent>;
+  let goodsPort: number;
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(closer)).address;
+    goods = spawnComponent('test/gateway/fixtures/freezable-goods.ts', [dataDir], {});
+    closer.add(goods, (child) => {
+      child.child.kill('SIGCONT');
+      child.child.kill('SIGKILL');
+    });
+    goodsPort = Number(/on (\d+)/.exec(await goods.waitForLine(/goods listening on \d+/))![1]);
+  });
+  afterAll(async () => {
+    await closer.closeAll();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  /** A gateway routing GET/POST /goods through a fresh proxy to the (thawed) goods process. */
+  async function throughProxy() {
+    const perCase = new Closer();
+    goods.child.kill('SIGCONT');
+    const proxy = perCase.add(await Http2CuttingProxy.start({ host: '127.0.0.1', port: goodsPort }), (p) =>
+      p.close(),
+    );
+    const registration = perCase.add(
+      new RegistrationClient({
+        distributor,
+        node: {
+          name: 'goods',
+          host: '127.0.0.1',
+          port: proxy.port,
+          routes: [...goodsSpec.routes],
+          descriptorSet: goodsDescriptorSet(),
+          state: NodeState.NODE_STATE_SERVING,
+        },
+      }),
+      (client) => client.stop(100),
+    );
+    registration.start();
+    const { gateway, port } = await startGateway(perCase, distributor, {});
+    await waitForRoute(gateway, 'GET /goods', 1);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+    return { proxy, port, close: () => perCase.closeAll() };
+  }
+
+  /** Sends a GET and a POST, freezes goods once both are on the wire, then lets `cut` act. */
+  async function freezeAndCut(
+    port: number,
+    proxy: Http2CuttingProxy,
+    cut: () => void,
+  ): Promise<HttpResult[]> {
+    goods.child.kill('SIGSTOP');
+    const answers = Promise.all([httpJson(port, 'GET', '/goods'), httpJson(port, 'POST', '/goods', GOODS)]);
+    await vi.waitFor(() => expect(proxy.openStreams).toBe(2));
+    cut();
+    return answers;
+  }
+
+  for (const [name, cut] of [
+    [
+      'RST_STREAM INTERNAL_ERROR',
+      (proxy: Http2CuttingProxy) => proxy.resetStreams(Http2Error.INTERNAL_ERROR),
+    ],
+    [
+      'RST_STREAM PROTOCOL_ERROR',
+      (proxy: Http2CuttingProxy) => proxy.resetStreams(Http2Error.PROTOCOL_ERROR),
+    ],
+    ['GOAWAY INTERNAL_ERROR', (proxy: Http2CuttingProxy) => proxy.goAway(Http2Error.INTERNAL_ERROR)],
+  ] as const) {
+    it(`${name}: 503 with Retry-After, never 500`, async () => {
+      const { proxy, port, close } = await throughProxy();
+      try {
+        const answers = await freezeAndCut(port, proxy, () => cut(proxy));
+        for (const answer of answers) {
+          expect(answer.status).toBe(503);
+          expect(answer.headers['retry-after']).toBe('1');
+          expect(answer.body).toMatch(/^\{"key":\d+,"errorcode":1,"errormessage":"Service unavailable"\}$/);
+        }
+      } finally {
+        await close();
+      }
+    });
+  }
+});

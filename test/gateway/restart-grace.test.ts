@@ -1,0 +1,79 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RestartGrace } from '../../src/gateway/restart-grace.js';
+import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
+
+function node(name: string, port: number, state = NodeState.NODE_STATE_SERVING): Node {
+  return {
+    id: `${name}@127.0.0.1:${port}`,
+    name,
+    host: '127.0.0.1',
+    port,
+    routes: [],
+    descriptorSet: Buffer.alloc(0),
+    state,
+    registeredAt: undefined,
+  } as unknown as Node;
+}
+
+const snapshot = (revision: number, ...nodes: Node[]): Snapshot => ({ revision, nodes }) as Snapshot;
+const names = (applied: Snapshot) => applied.nodes.map((each) => `${each.name}:${each.port}`).sort();
+
+describe('RestartGrace', () => {
+  let applied: Snapshot[];
+  let grace: RestartGrace;
+  beforeEach(() => {
+    vi.useFakeTimers();
+    applied = [];
+    grace = new RestartGrace({ graceMs: 3_000, apply: (next) => applied.push(next) });
+  });
+  afterEach(() => {
+    grace.stop();
+    vi.useRealTimers();
+  });
+
+  it('applies snapshots as they are while the distributor stays up', () => {
+    grace.snapshot(snapshot(1, node('goods', 1)));
+    grace.snapshot(snapshot(2, node('goods', 1), node('members', 2)));
+    grace.snapshot(snapshot(3, node('members', 2)));
+    expect(applied.map(names)).toEqual([['goods:1'], ['goods:1', 'members:2'], ['members:2']]);
+  });
+
+  it('after a revision that goes back, keeps the missing nodes until they are back', () => {
+    grace.snapshot(snapshot(7, node('goods', 1), node('members', 2)));
+    grace.snapshot(snapshot(1, node('gateway', 3)));
+    grace.snapshot(snapshot(2, node('gateway', 3), node('goods', 1, NodeState.NODE_STATE_DRAINING)));
+    grace.snapshot(snapshot(3, node('gateway', 3), node('goods', 1), node('members', 2)));
+    expect(applied.map(names)).toEqual([
+      ['goods:1', 'members:2'],
+      ['gateway:3', 'goods:1', 'members:2'],
+      ['gateway:3', 'goods:1', 'members:2'],
+      ['gateway:3', 'goods:1', 'members:2'],
+    ]);
+    // A node back in a new snapshot is taken as it is registered now.
+    expect(applied[2]!.nodes.find((each) => each.name === 'goods')!.state).toBe(
+      NodeState.NODE_STATE_DRAINING,
+    );
+    expect(applied.map((each) => each.revision)).toEqual([7, 1, 2, 3]);
+  });
+
+  it('after a reconnection, drops the nodes that did not come back when the grace period ends', () => {
+    grace.snapshot(snapshot(4, node('goods', 1), node('goods', 2)));
+    grace.disconnected();
+    grace.snapshot(snapshot(9, node('goods', 1)));
+    expect(names(applied.at(-1)!)).toEqual(['goods:1', 'goods:2']);
+    vi.advanceTimersByTime(2_999);
+    expect(applied).toHaveLength(2);
+    vi.advanceTimersByTime(1);
+    expect(names(applied.at(-1)!)).toEqual(['goods:1']);
+    // Settled: the next snapshots are applied as they are.
+    grace.snapshot(snapshot(10));
+    expect(names(applied.at(-1)!)).toEqual([]);
+  });
+
+  it('does nothing with a grace of 0', () => {
+    const none = new RestartGrace({ graceMs: 0, apply: (next) => applied.push(next) });
+    none.snapshot(snapshot(5, node('goods', 1)));
+    none.snapshot(snapshot(1));
+    expect(applied.map(names)).toEqual([['goods:1'], []]);
+  });
+});
