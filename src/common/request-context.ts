@@ -92,13 +92,12 @@ export function currentCallContext(): CallContext | undefined {
   return storage.getStore();
 }
 
-const NO_FIELDS = Object.freeze({});
-
 /**
  * pino's `mixin`: adds `requestId` to every line written while a call with an id is being served.
- * Outside a call (or in the gateway, which names its requests itself) it adds nothing.
+ * Outside a call (or in the gateway, which names its requests itself) it adds nothing. A new object
+ * each time: pino merges the line's own fields into it.
  */
 export function requestIdMixin(): object {
   const requestId = storage.getStore()?.requestId;
-  return requestId === undefined ? NO_FIELDS : { [REQUEST_ID_FIELD]: requestId };
+  return requestId === undefined ? {} : { [REQUEST_ID_FIELD]: requestId };
 }
