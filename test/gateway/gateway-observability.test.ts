@@ -1,6 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { http } from '../helpers/http.js';
+import { sample } from '../helpers/prometheus.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods, startFakeMembers } from './support/fake-shop.js';
 
@@ -11,19 +12,6 @@ const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 function first(metadata: Metadata | undefined, key: string): string | undefined {
   const value = metadata?.get(key)[0];
   return value === undefined ? undefined : String(value);
-}
-
-/** One sample of a metric in Prometheus's text format, e.g. `name{a="b"} 3`; undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const close = line.lastIndexOf('}');
-    const labelText = line.slice(name.length + 1, close);
-    if (Object.entries(labels).every(([key, value]) => labelText.includes(`${key}="${value}"`))) {
-      return Number(line.slice(close + 2));
-    }
-  }
-  return undefined;
 }
 
 describe('gateway observability: request ids, trace context, metrics, health (in-memory services)', () => {
