@@ -95,7 +95,7 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
       }
       if (span) {
         span.setAttribute('rpc.grpc.status_code', code);
-        if (code !== status.OK) span.fail(details ?? status[code] ?? String(code));
+        if (SERVER_FAULTS.has(code)) span.fail(details ?? status[code] ?? String(code));
         span.end();
       }
     };
@@ -137,6 +137,19 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
     });
   };
 }
+
+/**
+ * The codes that mark a server span as failed, after OpenTelemetry's gRPC conventions: the server's
+ * own faults. A caller's mistake (INVALID_ARGUMENT, NOT_FOUND, ...) is an answer, not a failure.
+ */
+const SERVER_FAULTS = new Set<number>([
+  status.UNKNOWN,
+  status.DEADLINE_EXCEEDED,
+  status.UNIMPLEMENTED,
+  status.INTERNAL,
+  status.UNAVAILABLE,
+  status.DATA_LOSS,
+]);
 
 /** The caller's request id, when it sent one that is valid. */
 function requestIdOf(metadata: Metadata): string | undefined {
