@@ -281,7 +281,8 @@ export class GatewayTelemetry {
       if (!duration) return;
       const methodLabel = KNOWN_METHODS.has(method) ? method : '_OTHER';
       duration.observe(this.#labelsOf(methodLabel, route, code), seconds);
-      this.#rates!.record(`${methodLabel} ${route}`, code >= 500);
+      // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
+      if (!OWN_PATHS.has(path)) this.#rates!.record(`${methodLabel} ${route}`, code >= 500);
     });
   }
 

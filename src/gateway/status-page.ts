@@ -23,7 +23,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   .ready, .serving { background: #d9f2dd; color: #14532d; }
   .not-ready, .gone { background: #fde2e1; color: #7f1d1d; }
   .draining { background: #fff1cc; color: #713f12; }
-  tr.gone td { color: #8a8a8a; }
+  tr.node-gone td { color: #8a8a8a; }
   #meta, #reasons, .empty { color: #555; }
   #error { color: #b91c1c; }
 </style>
@@ -98,7 +98,7 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     nodes.replaceChildren();
     status.nodes.forEach(function (node) {
       var row = document.createElement('tr');
-      row.className = node.state;
+      row.className = 'node-' + node.state;
       row.dataset.nodeId = node.id;
       row.dataset.state = node.state;
       cell(row, node.name);
@@ -126,7 +126,7 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     });
     if (status.routes.length === 0) emptyRow(routes, 6, 'no route known');
     document.getElementById('window').textContent = status.metrics
-      ? 'rates over the last ' + status.windowSeconds + ' s; errors are 5xx answers'
+      ? 'rates over the last ' + status.windowSeconds + ' s; errors are 5xx answers; requests for these pages are not counted'
       : 'rates are off (METRICS=off)';
   }
 
