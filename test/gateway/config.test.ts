@@ -24,6 +24,7 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       restartGraceMs: 3000,
       logLevel: 'info',
+      observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
     });
   });
 
@@ -45,6 +46,7 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       restartGraceMs: 3000,
       logLevel: 'debug',
+      observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
     });
     expect(
       loadGatewayConfig(
