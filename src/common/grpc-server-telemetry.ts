@@ -58,10 +58,11 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
   const labelsOf = (method: ServerMethodDefinition<unknown, unknown>): GrpcMethodLabels => {
     let labels = labelsByPath.get(method.path);
     if (!labels) {
+      const type = grpcType(method.requestStream, method.responseStream);
       labels =
-        metrics?.labelsFor(method.path, grpcType(method.requestStream, method.responseStream)) ??
+        metrics?.labelsFor(method.path, type) ??
         ({
-          grpc_type: 'unary',
+          grpc_type: type,
           grpc_service: '',
           grpc_method: method.path.slice(method.path.lastIndexOf('/') + 1),
         } as const);

@@ -37,7 +37,7 @@ export class DatabaseMetrics implements DatabaseObserver {
   readonly #duration: Histogram<QueryLabel>;
   readonly #registry: Registry;
   readonly #labels = new Map<string, Record<QueryLabel, string>>();
-  #pool: { system: DatabaseSystem; stats: () => PoolStats } | undefined;
+  readonly #pools: { system: DatabaseSystem; stats: () => PoolStats }[] = [];
 
   constructor(registry: Registry) {
     this.#registry = registry;
@@ -62,22 +62,39 @@ export class DatabaseMetrics implements DatabaseObserver {
   }
 
   watchPool(system: DatabaseSystem, stats: () => PoolStats): void {
-    if (this.#pool) throw new Error('this service already reports a database pool');
-    this.#pool = { system, stats };
-    const read = (): { system: DatabaseSystem; stats: PoolStats } | undefined => {
-      const pool = this.#pool;
-      return pool && { system: pool.system, stats: pool.stats() };
-    };
+    const first = this.#pools.length === 0;
+    this.#pools.push({ system, stats });
+    if (first) this.#registerPoolGauges();
+  }
+
+  /** Every watched pool's occupancy, summed by back end (a service normally has one pool). */
+  #poolTotals(): Map<DatabaseSystem, PoolStats> {
+    const totals = new Map<DatabaseSystem, PoolStats>();
+    for (const pool of this.#pools) {
+      const stats = pool.stats();
+      const total = totals.get(pool.system) ?? { used: 0, idle: 0, waiting: 0, max: 0 };
+      totals.set(pool.system, {
+        used: total.used + stats.used,
+        idle: total.idle + stats.idle,
+        waiting: total.waiting + stats.waiting,
+        max: total.max + stats.max,
+      });
+    }
+    return totals;
+  }
+
+  #registerPoolGauges(): void {
+    const totals = (): Map<DatabaseSystem, PoolStats> => this.#poolTotals();
     new Gauge({
       name: 'db_client_connection_count',
       help: 'Connections of the database pool, by state (used: lent to a statement; idle: open and free).',
       labelNames: ['db_system_name', 'state'],
       registers: [this.#registry],
       collect() {
-        const pool = read();
-        if (!pool) return;
-        this.set({ db_system_name: pool.system, state: 'used' }, pool.stats.used);
-        this.set({ db_system_name: pool.system, state: 'idle' }, pool.stats.idle);
+        for (const [system, pool] of totals()) {
+          this.set({ db_system_name: system, state: 'used' }, pool.used);
+          this.set({ db_system_name: system, state: 'idle' }, pool.idle);
+        }
       },
     });
     new Gauge({
@@ -86,8 +103,7 @@ export class DatabaseMetrics implements DatabaseObserver {
       labelNames: ['db_system_name'],
       registers: [this.#registry],
       collect() {
-        const pool = read();
-        if (pool) this.set({ db_system_name: pool.system }, pool.stats.waiting);
+        for (const [system, pool] of totals()) this.set({ db_system_name: system }, pool.waiting);
       },
     });
     new Gauge({
@@ -96,8 +112,7 @@ export class DatabaseMetrics implements DatabaseObserver {
       labelNames: ['db_system_name'],
       registers: [this.#registry],
       collect() {
-        const pool = read();
-        if (pool) this.set({ db_system_name: pool.system }, pool.stats.max);
+        for (const [system, pool] of totals()) this.set({ db_system_name: system }, pool.max);
       },
     });
   }
