@@ -45,7 +45,60 @@ export function filesForServices(
   return ordered;
 }
 
-/** Serializes files as a google.protobuf.FileDescriptorSet (the form a node registers). */
+/**
+ * The descriptor set a node registers for the services it serves: {@link filesForServices}, with two
+ * cuts, because a gateway reads every service of the set as served by the node (its routes come
+ * from their google.api.http options) and every node's set travels in every node list:
+ *
+ * - a file keeps only the named services (services.proto defines all three shop services; a goods
+ *   node serves one); its messages all stay, since a pruned file must still resolve;
+ * - files outside the named services' packages (google/protobuf/descriptor.proto, google/api/*,
+ *   the well-known types) lose their source comments, which are most of their size. The services'
+ *   own comments stay: they describe the REST operations (OpenAPI).
+ */
+export function registrationDescriptorSet(
+  serviceNames: readonly string[],
+  set: FileDescriptorSet = loadShopDescriptorSet(),
+): Buffer {
+  const wanted = new Set(serviceNames);
+  const packages = new Set(serviceNames.map((name) => name.slice(0, Math.max(0, name.lastIndexOf('.')))));
+  const files = filesForServices(set, serviceNames).map((file) => {
+    const own = packages.has(file.package);
+    const services = file.service.filter((service) =>
+      wanted.has(file.package ? `${file.package}.${service.name}` : service.name),
+    );
+    if (own && services.length === file.service.length) return file;
+    const copy = create(FileDescriptorProtoSchema, { ...file, service: services });
+    if (!own) copy.sourceCodeInfo = undefined;
+    // Comments are found by index: with services gone, those of the services kept point elsewhere.
+    else if (services.length !== file.service.length)
+      copy.sourceCodeInfo = reindexServiceComments(file, services);
+    return copy;
+  });
+  return encodeDescriptorSet(files);
+}
+
+/** The file's comments with those of removed services dropped and the kept services' renumbered. */
+function reindexServiceComments(
+  file: FileDescriptorProto,
+  kept: FileDescriptorProto['service'],
+): FileDescriptorProto['sourceCodeInfo'] {
+  const info = file.sourceCodeInfo;
+  if (!info) return undefined;
+  const newIndex = new Map(kept.map((service, index) => [file.service.indexOf(service), index]));
+  const location = info.location.flatMap((entry) => {
+    if (entry.path[0] !== FILE_SERVICE || entry.path.length < 2) return [entry];
+    const index = newIndex.get(entry.path[1]!);
+    if (index === undefined) return [];
+    return [{ ...entry, path: [FILE_SERVICE, index, ...entry.path.slice(2)] }];
+  });
+  return { ...info, location };
+}
+
+/** FileDescriptorProto.service's field number, the first element of a service's comment path. */
+const FILE_SERVICE = 6;
+
+/** Serializes files as a google.protobuf.FileDescriptorSet. */
 export function encodeDescriptorSet(files: readonly FileDescriptorProto[]): Buffer {
   return Buffer.from(
     toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: [...files] })),

@@ -25,6 +25,10 @@ const KINDS: Record<SpanRole, SpanKind> = {
 class OtelSpan implements TraceSpan {
   constructor(readonly span: Span) {}
 
+  setName(name: string): void {
+    this.span.updateName(name);
+  }
+
   setAttribute(key: string, value: string | number | boolean): void {
     this.span.setAttribute(key, value);
   }

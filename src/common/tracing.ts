@@ -7,6 +7,8 @@ export type SpanAttributes = Readonly<Record<string, string | number | boolean>>
 
 /** One span being recorded (or, when its trace is not sampled, one that records nothing). */
 export interface TraceSpan {
+  /** Renames the span, e.g. once the route of a request is known. */
+  setName(name: string): void;
   setAttribute(key: string, value: string | number | boolean): void;
   /** Marks the span as failed (OpenTelemetry's status ERROR), with a short reason. */
   fail(message: string): void;

@@ -186,7 +186,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
           const principal = auth.principalFor(caller, kind.value.name, peer);
-          validateNodeDescription(kind.value, limits);
+          const routeKeys = validateNodeDescription(kind.value, limits);
           const host = kind.value.host || peer;
           validateHost(host, limits);
           const joined = registry.join(
@@ -197,6 +197,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
                 new ServiceError(status.ABORTED, 'replaced by a newer registration of the same node'),
               ),
             principal,
+            routeKeys,
           );
           lease = joined;
           const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>

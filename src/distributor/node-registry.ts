@@ -4,6 +4,7 @@ import { silentLogger } from '../common/logger.js';
 import { ServiceError } from '../common/service-error.js';
 import { type Node, type NodeDescription, NodeState, type Snapshot } from '../gen/distributor.js';
 import { NodeBudget, type NodeCost } from './node-budget.js';
+import { declaredRouteKeys } from './node-validation.js';
 import {
   DEFAULT_BUDGET,
   REGISTRATION_LIMITS,
@@ -28,6 +29,8 @@ export type SnapshotListener = (snapshot: Snapshot) => void;
 
 interface Entry {
   node: Node;
+  /** The keys of the REST routes it declares (see validateNodeDescription). */
+  routeKeys: readonly string[];
   lease: Lease;
   principal: string;
   cost: NodeCost;
@@ -99,6 +102,11 @@ export class NodeRegistry {
    * restarts before its old connection is seen dead registers again at once. An identity held by
    * another principal is refused with ALREADY_EXISTS until its holder leaves.
    *
+   * Route rule: a REST route (`routeKeys`, "METHOD shape") belongs to the name that registered it
+   * first. Instances of that name may all declare it; a node of another name that declares it is
+   * refused with ALREADY_EXISTS, and the conflict is logged, until every node of the holding name
+   * has left.
+   *
    * Throws ALREADY_EXISTS, or RESOURCE_EXHAUSTED when the node would break a limit; a refused node
    * changes nothing and nobody is told.
    */
@@ -107,6 +115,7 @@ export class NodeRegistry {
     host: string,
     onReplaced: () => void,
     principal: string = ANONYMOUS_PRINCIPAL,
+    routeKeys: readonly string[] = declaredRouteKeys(description),
   ): Lease {
     const id = `${description.name}@${host}:${description.port}`;
     const node: Node = {
@@ -129,6 +138,7 @@ export class NodeRegistry {
         `node ${id} is held by a live registration of another principal; it can register again once that one ends`,
       );
     }
+    this.#checkRouteOwners(description.name, id, routeKeys);
     // SERVING and DRAINING encode to the same size, so a change of state never changes the cost.
     const cost: NodeCost = { name: node.name, bytes: nodeEntryBytes(node) };
     this.#budget.check(cost, previous?.cost);
@@ -140,19 +150,38 @@ export class NodeRegistry {
     if (previous) this.#budget.remove(previous.cost);
     this.#budget.add(cost);
     this.#entries.delete(id);
-    this.#entries.set(id, { node, lease, principal, cost, onReplaced });
+    this.#entries.set(id, { node, routeKeys, lease, principal, cost, onReplaced });
     this.#publish();
     this.#log.info(
       {
         event: previous ? 'rejoin' : 'join',
         node: id,
-        routes: node.routes.length,
+        routes: routeKeys.length,
         revision: this.#snapshot.revision,
       },
       previous ? `node ${id} registered again, replacing its earlier entry` : `node ${id} joined`,
     );
     previous?.onReplaced();
     return lease;
+  }
+
+  /** Throws ALREADY_EXISTS when a node of another name holds one of these routes. */
+  #checkRouteOwners(name: string, id: string, routeKeys: readonly string[]): void {
+    if (routeKeys.length === 0) return;
+    const wanted = new Set(routeKeys);
+    for (const entry of this.#entries.values()) {
+      if (entry.node.name === name) continue;
+      const taken = entry.routeKeys.find((key) => wanted.has(key));
+      if (taken === undefined) continue;
+      const message =
+        `route "${taken}" is served by ${entry.node.id}: a node named "${name}" cannot serve it too ` +
+        '(two services cannot share a REST route; it is free again once every node of that name has left)';
+      this.#log.warn(
+        { event: 'route-conflict', node: id, route: taken, holder: entry.node.id },
+        `refused ${id}: ${message}`,
+      );
+      throw new ServiceError(status.ALREADY_EXISTS, message);
+    }
   }
 
   #setState(lease: Lease, state: NodeState): void {

@@ -1,6 +1,6 @@
-import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { FileRegistry } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
+import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
 import { ServiceError } from '../common/service-error.js';
 import type { NodeDescription, Route } from '../gen/distributor.js';
 import { NodeState } from '../gen/distributor.js';
@@ -18,14 +18,22 @@ function invalid(message: string): ServiceError {
 
 /**
  * Checks a node description against `limits` and throws INVALID_ARGUMENT with a message that names the
- * first problem. Routes must be well formed and, since a gateway transcodes with the node's descriptor
- * set, every route's gRPC method and response fields must exist in that set. A node without routes
- * sends no descriptor set: nothing would use it, and it would only swell every node's list.
+ * first problem. Returns the keys of the REST routes the node declares ("METHOD shape", see
+ * {@link HttpRoute.key}), for the registry's check that no two services claim one route.
+ *
+ * The REST routes are the `google.api.http` options of the methods in the node's descriptor set (every
+ * service of the set is taken as served by the node): each must follow the HttpRule rules and the
+ * gateway's (see readHttpRoutes), within the limits (routes per node, template length, envelope
+ * fields). A set must define at least one service: nothing would use it otherwise, and it would only
+ * swell every node's list.
+ *
+ * `routes` (Route messages, deprecated) is no longer read by anyone: it is bounded as before, so that
+ * old nodes still register, and otherwise ignored.
  */
 export function validateNodeDescription(
   node: NodeDescription,
   limits: RegistrationLimits = REGISTRATION_LIMITS,
-): void {
+): string[] {
   validateName(node.name, limits);
   if (node.host) validateHost(node.host, limits);
   if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) {
@@ -42,17 +50,21 @@ export function validateNodeDescription(
       `descriptor_set must be at most ${limits.descriptorSetBytes} bytes, got ${node.descriptorSet.length}`,
     );
   }
-  if (node.routes.length === 0 && node.descriptorSet.length > 0) {
-    throw invalid('a node without routes must send no descriptor_set');
+  for (const route of node.routes) validateRouteSyntax(route, limits);
+  return node.descriptorSet.length > 0 ? validateHttpRoutes(node.descriptorSet, limits) : [];
+}
+
+/**
+ * The route keys a node's descriptor set declares, without the checks: for a description already
+ * validated, or a registry test that builds one by hand. A set that does not parse declares none.
+ */
+export function declaredRouteKeys(node: NodeDescription): string[] {
+  if (node.descriptorSet.length === 0) return [];
+  try {
+    return readHttpRoutes(registryOfDescriptorSet(node.descriptorSet)).routes.map((route) => route.key);
+  } catch {
+    return [];
   }
-  const seen = new Set<string>();
-  for (const route of node.routes) {
-    validateRouteSyntax(route, limits);
-    const key = `${route.httpMethod} ${route.path}`;
-    if (seen.has(key)) throw invalid(`route "${key}" is listed twice`);
-    seen.add(key);
-  }
-  if (node.routes.length > 0) validateRoutesAgainstDescriptors(node);
 }
 
 /**
@@ -104,31 +116,32 @@ function validateRouteSyntax(route: Route, limits: RegistrationLimits): void {
   }
 }
 
-function validateRoutesAgainstDescriptors(node: NodeDescription): void {
-  let registry: ReturnType<typeof createFileRegistry>;
+function validateHttpRoutes(descriptorSet: Uint8Array, limits: RegistrationLimits): string[] {
+  let registry: FileRegistry;
   try {
-    registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, node.descriptorSet));
+    registry = registryOfDescriptorSet(descriptorSet);
   } catch {
+    throw invalid("descriptor_set must be a google.protobuf.FileDescriptorSet holding its files' imports");
+  }
+  let services = 0;
+  for (const file of registry.files) services += file.services.length;
+  if (services === 0) throw invalid('descriptor_set defines no service: send none');
+  const { routes, problems } = readHttpRoutes(registry);
+  // Cut what is echoed, so that a refusal never carries a caller's megabytes into messages and logs.
+  if (problems.length > 0) throw invalid(`google.api.http: ${problems[0]!.slice(0, 512)}`);
+  if (routes.length > limits.routes) {
     throw invalid(
-      "descriptor_set must be a google.protobuf.FileDescriptorSet holding the routes' methods and their imports",
+      `at most ${limits.routes} REST routes (http rules and bindings) per node, got ${routes.length}`,
     );
   }
-  for (const route of node.routes) {
-    const [, serviceName, methodName] = GRPC_METHOD.exec(route.grpcMethod)!;
-    const method = registry
-      .getService(serviceName!)
-      ?.methods.find((candidate) => candidate.name === methodName);
-    if (!method)
-      throw invalid(`route "${route.httpMethod} ${route.path}": descriptor_set has no ${route.grpcMethod}`);
-    if (method.methodKind !== 'unary') {
-      throw invalid(`route "${route.httpMethod} ${route.path}": ${route.grpcMethod} must be a unary method`);
+  for (const route of routes) {
+    const label = `${route.httpMethod} ${route.template.text.slice(0, limits.pathLength)}`;
+    if (route.template.text.length > limits.pathLength) {
+      throw invalid(`route "${label}": the path template must be at most ${limits.pathLength} characters`);
     }
-    for (const field of route.responseFields) {
-      if (!method.output.fields.some((candidate) => candidate.name === field)) {
-        throw invalid(
-          `route "${route.httpMethod} ${route.path}": ${method.output.typeName} has no field "${field}"`,
-        );
-      }
+    if (route.envelopeFields.length > limits.responseFields) {
+      throw invalid(`route "${label}": at most ${limits.responseFields} envelope fields`);
     }
   }
+  return routes.map((route) => route.key);
 }

@@ -50,8 +50,10 @@ export interface RegistrationLimits {
 }
 
 /**
- * The defaults. A goods node (3 routes, a 14 KB descriptor set) takes about 14 KB of the list, so a
- * name's share holds its 64 instances; a route-less node takes about 60 bytes, so 1,024 of them fit.
+ * The defaults. A goods node takes about 25 KB of the list (its descriptor set: services.proto with
+ * comments, and the imports its HttpRules need, google/protobuf/descriptor.proto the largest), so a
+ * name's share holds 41 of its instances, not 64; a node without descriptors takes about 60 bytes,
+ * so 1,024 of them fit.
  */
 export const REGISTRATION_LIMITS: RegistrationLimits = Object.freeze({
   nameLength: 64,

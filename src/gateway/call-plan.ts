@@ -1,6 +1,6 @@
-import type { FileRegistry } from '@bufbuild/protobuf';
+import type { HttpRoute } from '../common/http-routes.js';
 import { compilePagingPlan, type PagingPlan } from './paging-plan.js';
-import { compileRequestTranscoder, type RequestTranscoder } from './request-transcoder.js';
+import { compileRequestDecoder, type RequestDecoder } from './request-decoder.js';
 import { compileResponseRenderer, type ResponseRenderer } from './response-renderer.js';
 
 /**
@@ -9,42 +9,32 @@ import { compileResponseRenderer, type ResponseRenderer } from './response-rende
  * then does no descriptor lookup at all.
  */
 export interface CallPlan {
-  /** "package.Service/Method", as registered. */
+  /** The route as the node's descriptors declare it (see HttpRoute). */
+  readonly route: HttpRoute;
+  /** "package.Service/Method". */
   readonly grpcMethod: string;
   /** "/package.Service/Method", the HTTP/2 path grpc-js calls. */
   readonly path: string;
-  readonly transcoder: RequestTranscoder;
+  readonly decode: RequestDecoder;
   /** The response fields as JSON text to follow the envelope (see compileResponseRenderer). */
   readonly render: ResponseRenderer;
   /** How to follow the pages of a method that pages (AIP-158), or undefined (see compilePagingPlan). */
   readonly paging: PagingPlan | undefined;
 }
 
-const GRPC_METHOD = /^([A-Za-z_][A-Za-z0-9_.]*)\/([A-Za-z_][A-Za-z0-9_]*)$/;
-
 /**
- * Compiles the plan of one route from a registry of the node's files. Throws with a message naming
- * the problem when the method is missing, not unary, or a response field does not exist (the
- * distributor checks the same, but a gateway must not trust its input to stay up).
+ * Compiles the plan of one route. Throws with a message naming the problem when the route cannot be
+ * served (the distributor checks routes at registration, but a gateway must not trust its input to
+ * stay up).
  */
-export function compileCallPlan(
-  registry: FileRegistry,
-  grpcMethod: string,
-  responseFields: readonly string[],
-): CallPlan {
-  const match = GRPC_METHOD.exec(grpcMethod);
-  if (!match) throw new Error(`"${grpcMethod}" is not a gRPC method name (package.Service/Method)`);
-  const [, serviceName, methodName] = match;
-  const method = registry
-    .getService(serviceName!)
-    ?.methods.find((candidate) => candidate.name === methodName);
-  if (!method) throw new Error(`the descriptor set has no ${grpcMethod}`);
-  if (method.methodKind !== 'unary') throw new Error(`${grpcMethod} is not a unary method`);
+export function compileCallPlan(route: HttpRoute): CallPlan {
+  const envelopeFields = route.envelopeFields.map((field) => field.name);
   return {
-    grpcMethod,
-    path: `/${serviceName}/${methodName}`,
-    transcoder: compileRequestTranscoder(method.input),
-    render: compileResponseRenderer(method.output, responseFields),
-    paging: compilePagingPlan(method, responseFields),
+    route,
+    grpcMethod: route.grpcMethod,
+    path: `/${route.grpcMethod}`,
+    decode: compileRequestDecoder(route),
+    render: compileResponseRenderer(route.method.output, envelopeFields),
+    paging: compilePagingPlan(route.method, envelopeFields),
   };
 }

@@ -74,6 +74,13 @@ export const GATEWAY_SETTINGS = {
     help: 'CA (PEM) whose certificates REST clients must present',
     parse: nonEmpty,
   }),
+  corsOrigins: setting({
+    flag: 'cors-origins',
+    env: 'CORS_ORIGINS',
+    default: '',
+    help: 'origins whose browser pages may call the REST API, comma-separated (https://shop.example,http://localhost:3000), or * for any; empty: no CORS',
+    parse: parseOrigins,
+  }),
   ...COMMON_SETTINGS,
 } as const;
 
@@ -95,6 +102,8 @@ export interface GatewayConfig {
   readonly registryToken: string | undefined;
   /** HTTPS of its REST side; undefined: plain HTTP. */
   readonly https: HttpsSettings | undefined;
+  /** The origins allowed by CORS ("*": any); empty: no CORS. */
+  readonly corsOrigins: readonly string[];
   /** Metrics (served on its own port, at /metrics) and request ids. */
   readonly observability: ObservabilityConfig;
 }
@@ -126,6 +135,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     logLevel: values.logLevel,
     tls: tlsSettings(values, 'gateway'),
     registryToken: values.registryToken,
+    corsOrigins: values.corsOrigins,
     https:
       httpsCert && httpsKey
         ? Object.freeze({
@@ -171,4 +181,29 @@ export function parseByteSize(value: string, source: string): number {
     );
   }
   return bytes;
+}
+
+const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$/;
+
+/**
+ * Parses a comma-separated list of origins as browsers send them in `Origin` (scheme, host and port,
+ * no path and no trailing slash), or "*" alone; empty is none.
+ */
+export function parseOrigins(value: string, source: string): readonly string[] {
+  const origins = value
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin.length > 0);
+  if (origins.includes('*')) {
+    if (origins.length > 1) throw new ConfigError(`${source}: "*" allows any origin and goes alone`);
+    return Object.freeze(['*']);
+  }
+  for (const origin of origins) {
+    if (!ORIGIN.test(origin)) {
+      throw new ConfigError(
+        `${source}: expected origins such as https://shop.example or http://localhost:3000 (scheme, host, optional port; no path), got "${origin}"`,
+      );
+    }
+  }
+  return Object.freeze(origins);
 }

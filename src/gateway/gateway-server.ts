@@ -13,8 +13,9 @@ import { httpsServerOptions, watchHttpsCertificates } from '../common/https-opti
 import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
-import { type BackoffOptions, RegistrationClient } from '../distributor/registration-client.js';
 import { NodeState } from '../gen/distributor.js';
+import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
+import { ApiDocs } from './api-docs.js';
 import {
   BodyAbortedError,
   BodyTooLargeError,
@@ -25,16 +26,18 @@ import {
 import type { CallPlan } from './call-plan.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
 import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
+import { allowedMethods, Cors } from './cors.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
-import { bodyFormat, bodyInput, NO_INPUT, queryInput, type RequestInput } from './request-input.js';
-import { InvalidParameterError } from './request-transcoder.js';
+import { InvalidParameterError } from './request-decoder.js';
+import { BODY_METHODS, bodyFormat, bodyInput, NO_INPUT, type RequestInput } from './request-input.js';
 import { RestartGrace } from './restart-grace.js';
 import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
+import { operationsOfRoutes } from './route-table-operations.js';
 import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
@@ -83,6 +86,11 @@ export interface GatewayOptions {
   registryToken?: string;
   /** HTTPS for REST clients: certificate and key, and a CA file to require client certificates. */
   https?: TlsFiles;
+  /**
+   * The origins whose browser pages may call the REST API ("scheme://host[:port]", or "*" for any):
+   * CORS headers and preflights for them (see Cors). Empty (default): no CORS.
+   */
+  corsOrigins?: readonly string[];
   /** Request ids, metrics and the process's own metrics (see gateway-telemetry.ts); ids and metrics on by default. */
   observability?: GatewayTelemetryOptions;
 }
@@ -113,13 +121,12 @@ export interface Gateway {
 }
 
 const MIB = 1024 * 1024;
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
  * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
  */
-const RETRYABLE_METHODS = new Set(['GET', 'DELETE']);
-/** grpc-js serializes the request; the transcoder has already made its bytes. */
+const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
+/** grpc-js serializes the request; the request decoder has already made its bytes. */
 const passThrough = (bytes: Buffer): Buffer => bytes;
 
 /**
@@ -127,11 +134,16 @@ const passThrough = (bytes: Buffer): Buffer => bytes;
  * services from what they register with the distributor. It knows no service: a service that
  * registers a new route is reachable at once, without restarting the gateway.
  *
- * Per request: match "METHOD /path" (query excluded) → give the request its key (a counter from 0,
- * per process, for requests that match a route) → read the input (query for GET/DELETE, a JSON or
- * form body for POST/PUT/PATCH) → pick a serving instance round robin → transcode → call with a
- * deadline → render the book's envelope. See status-mapping.ts and gateway-error.ts for every
- * answer that is not a success.
+ * Per request: match the method and path (query excluded) against the routes' templates → give the
+ * request its key (a counter from 0, per process, for requests that match a route) → read the body
+ * (a JSON or form body for POST/PUT/PATCH, or for a route whose HttpRule takes one) → pick a serving
+ * instance round robin → build the request message from path, query and body as the route's
+ * HttpRule says → call with a deadline → render the book's envelope. See status-mapping.ts and
+ * gateway-error.ts for every answer that is not a success.
+ *
+ * HTTP as clients expect it: HEAD is GET without the body (same status and headers); a path that
+ * routes for other methods is 405 with `Allow`; OPTIONS answers 204 with `Allow`, and is the CORS
+ * preflight for the allowed origins (see Cors).
  */
 export function createGateway(options: GatewayOptions): Gateway {
   return new GatewayServer(options);
@@ -142,6 +154,10 @@ interface Exchange {
   readonly request: IncomingMessage;
   readonly response: ServerResponse;
   readonly route: Route;
+  /** The route's path variables, decoded, in template order. */
+  readonly pathValues: readonly string[];
+  /** The query string, after the "?". */
+  readonly query: string;
   readonly key: number;
   readonly deadline: number;
   readonly retryable: boolean;
@@ -172,6 +188,9 @@ class GatewayServer implements Gateway {
   readonly #table: RouteTable;
   /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
   readonly #pages: PageStreamer<Exchange>;
+  /** /openapi.json and /docs: the REST surface documented from the route table. */
+  readonly #apiDocs: ApiDocs;
+  readonly #cors: Cors | undefined;
   /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
   readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
@@ -192,10 +211,8 @@ class GatewayServer implements Gateway {
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     this.#telemetry = new GatewayTelemetry(
       {
-        routeOf: (method, path) => {
-          const key = `${method} ${path}`;
-          return this.#table.get(key) || this.#table.isRetired(key) ? path : undefined;
-        },
+        routeOf: (method, path) =>
+          this.#table.match(method === 'HEAD' ? 'GET' : method, path)?.route.template.text,
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
         stopping: () => this.#stopping,
@@ -212,6 +229,7 @@ class GatewayServer implements Gateway {
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
+    this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
     this.#pages = new PageStreamer<Exchange>({
       pool: this.#pool,
       log: this.#log,
@@ -229,6 +247,13 @@ class GatewayServer implements Gateway {
           ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
       closeAfter: (exchange) => !exchange.bodyRead || this.#stopping,
+    });
+    this.#apiDocs = new ApiDocs({
+      surface: () =>
+        this.#table.revision === undefined
+          ? undefined
+          : { revision: this.#table.revision, operations: operationsOfRoutes(this.#table.live()) },
+      retryAfterSeconds: options.retryAfterSeconds ?? 1,
     });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const httpOptions = {
@@ -381,6 +406,7 @@ class GatewayServer implements Gateway {
     const telemetry = this.#telemetry.onRequest(request, response, method, path);
     if (!telemetry) return;
     const hasBody = declaredBodySize(request) !== 0;
+    this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
@@ -399,29 +425,46 @@ class GatewayServer implements Gateway {
       );
       return;
     }
+    if (ApiDocs.owns(path)) {
+      this.#countUntilAnswered(request, response);
+      const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
+      const headers: (string | number)[] = answer.headers.flat();
+      headers.push('Content-Length', answer.body.length);
+      if (hasBody || this.#stopping) headers.push('Connection', 'close');
+      response.writeHead(answer.status, headers as unknown as string[]);
+      response.end(method === 'HEAD' ? undefined : answer.body);
+      return;
+    }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
     }
-    const routeKey = `${method} ${path}`;
-    const route = this.#table.get(routeKey);
-    if (!route) {
+    if (method === 'OPTIONS') {
+      this.#countUntilAnswered(request, response);
+      this.#answerOptions(request, response, path, hasBody);
+      return;
+    }
+    // HEAD is GET: Node writes no body for it, and keeps the status and every header.
+    const match = this.#table.match(method === 'HEAD' ? 'GET' : method, path);
+    if (!match || match.retired) {
       this.#countUntilAnswered(request, response);
       // A retired route is one the gateway knows: its request gets a key, like any routed request.
-      const error = this.#table.isRetired(routeKey)
-        ? gatewayErrors.noInstance(method, path)
-        : gatewayErrors.notFound(method, path);
-      const key = error.httpStatus === 404 ? null : this.#nextKey++;
+      const error = match ? gatewayErrors.noInstance(method, path) : this.#notRouted(response, method, path);
+      const key = error.httpStatus === 503 ? this.#nextKey++ : null;
       this.#fail(request, response, key, error, hasBody, telemetry.requestId);
       return;
     }
+    const route = match.route;
+    telemetry.route = route.template.text;
     const idempotencyKey = idempotencyKeyOf(request);
     const keyed = typeof idempotencyKey === 'string';
     const exchange: Exchange = {
       request,
       response,
       route,
+      pathValues: match.pathValues,
+      query: queryStart < 0 ? '' : url.slice(queryStart + 1),
       key: this.#nextKey++,
       deadline: Date.now() + this.#deadlineMs,
       retryable: keyed || RETRYABLE_METHODS.has(method),
@@ -444,17 +487,43 @@ class GatewayServer implements Gateway {
       this.#answerError(exchange, gatewayErrors.stopping());
     } else if (idempotencyKey instanceof GatewayError) {
       this.#answerError(exchange, idempotencyKey);
-    } else if (BODY_METHODS.has(method)) {
+    } else if (BODY_METHODS.has(method) || takesBody(route)) {
       this.#readThenDispatch(exchange, expectsContinue).catch((error: unknown) =>
         this.#internalError(exchange, error),
       );
     } else {
       try {
-        this.#dispatch(exchange, queryStart < 0 ? NO_INPUT : queryInput(url.slice(queryStart + 1)));
+        this.#dispatch(exchange, NO_INPUT);
       } catch (error) {
         this.#internalError(exchange, error);
       }
     }
+  }
+
+  /** 405 with `Allow` for a path that routes other methods, else 404. */
+  #notRouted(response: ServerResponse, method: string, path: string): GatewayError {
+    const methods = this.#table.methodsOf(path);
+    if (methods.length === 0) return gatewayErrors.notFound(method, path);
+    response.setHeader('Allow', allowedMethods(methods).join(', '));
+    return gatewayErrors.methodNotAllowed(method, path);
+  }
+
+  /**
+   * OPTIONS: 204 with `Allow` for a path that routes, plus the CORS preflight headers for an allowed
+   * origin; 404 for an unknown path. The body, if any, is not read.
+   */
+  #answerOptions(request: IncomingMessage, response: ServerResponse, path: string, hasBody: boolean): void {
+    const methods = this.#table.methodsOf(path);
+    if (methods.length === 0) {
+      this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody);
+      return;
+    }
+    const allow = allowedMethods(methods);
+    if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
+    const headers: string[] = ['Allow', allow.join(', '), 'Content-Length', '0'];
+    if (hasBody || this.#stopping) headers.push('Connection', 'close');
+    response.writeHead(204, headers);
+    response.end();
   }
 
   /** Counts a request on its connection until it is answered (see ConnectionTracker). */
@@ -518,7 +587,7 @@ class GatewayServer implements Gateway {
     this.#dispatch(exchange, input);
   }
 
-  /** Picks an instance (503 if none serves), transcodes (Invalid Parameters if it cannot), calls. */
+  /** Picks an instance (503 if none serves), decodes the request (Invalid Parameters if it cannot), calls. */
   #dispatch(exchange: Exchange, input: RequestInput): void {
     const instance = exchange.route.pick();
     if (!instance) {
@@ -527,7 +596,7 @@ class GatewayServer implements Gateway {
     }
     let bytes: Buffer;
     try {
-      bytes = encode(instance.plan, input);
+      bytes = encode(instance.plan, exchange, input);
     } catch (error) {
       if (!(error instanceof InvalidParameterError)) throw error;
       this.#log.debug(
@@ -538,7 +607,7 @@ class GatewayServer implements Gateway {
       return;
     }
     if (instance.plan.paging) {
-      this.#pages.start(exchange, instance, bytes, (plan) => this.#encodeOrUndefined(plan, input));
+      this.#pages.start(exchange, instance, bytes, (plan) => this.#encodeOrUndefined(plan, exchange, input));
       return;
     }
     this.#call(exchange, instance, bytes, input, true);
@@ -590,7 +659,8 @@ class GatewayServer implements Gateway {
           { key: exchange.key, requestId: exchange.requestId, from: instance.nodeId, to: other.nodeId },
           'retrying elsewhere',
         );
-        const retryBytes = other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, input);
+        const retryBytes =
+          other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, exchange, input);
         if (retryBytes) {
           this.#call(exchange, other, retryBytes, input, false);
           return;
@@ -600,9 +670,9 @@ class GatewayServer implements Gateway {
     this.#answerStatus(exchange, instance, code, error);
   }
 
-  #encodeOrUndefined(plan: CallPlan, input: RequestInput): Buffer | undefined {
+  #encodeOrUndefined(plan: CallPlan, exchange: Exchange, input: RequestInput): Buffer | undefined {
     try {
-      return encode(plan, input);
+      return encode(plan, exchange, input);
     } catch {
       return undefined;
     }
@@ -660,7 +730,8 @@ class GatewayServer implements Gateway {
     key: number | null,
     error: GatewayError,
     hasBody: boolean,
-    requestId: string | undefined,
+    // The id onRequest answered with, when the caller does not have it at hand.
+    requestId: unknown = response.getHeader('x-request-id'),
   ): void {
     this.#log.debug(
       { method: request.method, url: request.url, status: error.httpStatus, requestId },
@@ -735,15 +806,14 @@ function upstreamCredentials(tls: TlsFiles | undefined): ((name: string) => Chan
   };
 }
 
-function encode(plan: CallPlan, input: RequestInput): Buffer {
-  switch (input.kind) {
-    case 'none':
-      return plan.transcoder.fromText([]);
-    case 'text':
-      return plan.transcoder.fromText(input.params);
-    case 'json':
-      return plan.transcoder.fromJson(input.object);
-  }
+/** The request message of a plan, from the exchange's path and query and the body read. */
+function encode(plan: CallPlan, exchange: Exchange, body: RequestInput): Buffer {
+  return plan.decode({ pathValues: exchange.pathValues, query: exchange.query, body });
+}
+
+/** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
+function takesBody(route: Route): boolean {
+  return route.serving.some((instance) => instance.plan.route.body.kind !== 'none');
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   type TraceCarrier,
 } from '../common/request-context.js';
 import { activeTracer, type TraceSpan } from '../common/tracing.js';
-import type { RegistrationClient } from '../distributor/registration-client.js';
+import type { RegistrationClient } from '../registry-client/registration-client.js';
 import { callMetadata } from './idempotency-header.js';
 import { NodeHistory } from './node-history.js';
 import { RouteRates } from './route-rates.js';
@@ -24,8 +24,10 @@ import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
 /** What the gateway tells its telemetry about itself. */
 export interface GatewayView {
   /**
-   * The route (its path template) that a request of `method` to `path` belongs to, including a
-   * route that has lost all its instances; undefined when none: such requests share one label.
+   * The route (its path template as written, e.g. "/goods/{id}") that a request of `method` to
+   * `path` belongs to, including a route that has lost all its instances; undefined when none: such
+   * requests share one label. Asked only for requests the gateway did not route (see
+   * RequestTelemetry.route).
    */
   routeOf(method: string, path: string): string | undefined;
   /** Every known route with its instances. */
@@ -50,6 +52,8 @@ export interface GatewayTelemetryOptions {
 export interface RequestTelemetry {
   /** The request's id, for log lines; undefined when ids are off. */
   readonly requestId: string | undefined;
+  /** The route the gateway matched (its template), set once it has: the request's label and span name. */
+  route: string | undefined;
   /** The metadata of the request's upstream calls: Idempotency-Key, request id, trace context. */
   metadata(idempotencyKey: string | undefined): Metadata;
 }
@@ -77,8 +81,10 @@ type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_co
 /** The gateway's own pages, answered before routing (GET and HEAD only). */
 const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/status', '/status.js', '/status.json']);
 
+/** For a request that nothing observes: shared, so its `route` is never read. */
 const NO_REQUEST_TELEMETRY: RequestTelemetry = {
   requestId: undefined,
+  route: undefined,
   metadata: callMetadata,
 };
 
@@ -156,7 +162,13 @@ export class GatewayTelemetry {
   ): RequestTelemetry | undefined {
     const own = OWN_PATHS.has(path) && (method === 'GET' || method === 'HEAD');
     if (own && (path !== '/metrics' || this.#registry)) {
-      this.#observe(response, method, path, performance.now(), undefined, undefined);
+      this.#observe(
+        { requestId: undefined, route: path, metadata: callMetadata },
+        response,
+        method,
+        path,
+        undefined,
+      );
       this.#answerOwn(response, path);
       return undefined;
     }
@@ -169,18 +181,17 @@ export class GatewayTelemetry {
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;
     if (tracer) {
-      const route = this.#view.routeOf(method, path);
-      span = tracer.startSpan(route ? `${method} ${route}` : method, 'server', carrier, {
+      // Named for its route once it is known (see #observe): HTTP server spans are "METHOD route".
+      span = tracer.startSpan(method, 'server', carrier, {
         'http.request.method': method,
         'url.path': path,
-        ...(route ? { 'http.route': route } : {}),
         ...(requestId ? { 'shop.request_id': requestId } : {}),
       });
       carrier = span.carrier();
     }
-    this.#observe(response, method, path, performance.now(), span, requestId);
-    return {
+    const telemetry: RequestTelemetry = {
       requestId,
+      route: undefined,
       metadata(idempotencyKey) {
         const metadata = callMetadata(idempotencyKey);
         if (requestId !== undefined) metadata.set(REQUEST_ID_HEADER, requestId);
@@ -189,6 +200,8 @@ export class GatewayTelemetry {
         return metadata;
       },
     };
+    this.#observe(telemetry, response, method, path, span);
+    return telemetry;
   }
 
   /** Readiness: registered, a node list received, every known route with a serving instance. */
@@ -200,7 +213,9 @@ export class GatewayTelemetry {
       reasons.push('no node list received from the distributor yet');
     } else {
       for (const route of this.#view.routes()) {
-        if (route.serving.length === 0) reasons.push(`no serving instance for ${route.method} ${route.path}`);
+        if (route.serving.length === 0) {
+          reasons.push(`no serving instance for ${route.method} ${route.template}`);
+        }
       }
     }
     return { ready: reasons.length === 0, reasons };
@@ -221,10 +236,10 @@ export class GatewayTelemetry {
     };
     const routes: RouteStatus[] = this.#view.routes().map((route) => ({
       method: route.method,
-      path: route.path,
+      path: route.template,
       serving: route.serving,
       draining: route.draining,
-      rate: rateOf(`${route.method} ${route.path}`),
+      rate: rateOf(`${route.method} ${route.template}`),
     }));
     const listed = new Set(routes.map((route) => `${route.method} ${route.path}`));
     // Traffic to routes no longer listed, and to no route at all, still shows.
@@ -252,26 +267,31 @@ export class GatewayTelemetry {
   }
 
   #observe(
+    telemetry: RequestTelemetry,
     response: ServerResponse,
     method: string,
     path: string,
-    startedAt: number,
     span: TraceSpan | undefined,
-    requestId: string | undefined,
   ): void {
     const duration = this.#duration;
     const debug = this.#log.isLevelEnabled('debug');
     if (!duration && !span && !debug) return;
+    const startedAt = performance.now();
     response.once('close', () => {
       // An answer never begun: the client left first (nginx's 499).
       const code = response.headersSent ? response.statusCode : 499;
+      const seconds = (performance.now() - startedAt) / 1000;
+      const route = telemetry.route ?? this.#view.routeOf(method, path) ?? UNMATCHED_ROUTE;
       if (span) {
+        if (route !== UNMATCHED_ROUTE) {
+          span.setName(`${method} ${route}`);
+          span.setAttribute('http.route', route);
+        }
         span.setAttribute('http.response.status_code', code);
         if (code >= 500) span.fail(`HTTP ${code}`);
         span.end();
       }
-      const seconds = (performance.now() - startedAt) / 1000;
-      const route = OWN_PATHS.has(path) ? path : (this.#view.routeOf(method, path) ?? UNMATCHED_ROUTE);
+      const requestId = telemetry.requestId;
       if (debug) {
         this.#log.debug(
           { requestId, method, route, status: code, durationMs: Math.round(seconds * 10_000) / 10 },

@@ -8,7 +8,7 @@ import {
 import { GatewayError } from './gateway-error.js';
 
 /** The methods whose `Idempotency-Key` is carried: the writes. On any other method it is ignored. */
-const KEYED_METHODS = new Set(['POST', 'DELETE']);
+export const KEYED_METHODS: ReadonlySet<string> = new Set(['POST', 'DELETE']);
 
 /**
  * The `Idempotency-Key` of a request: the key, undefined when there is none (or the method is not a

@@ -18,6 +18,7 @@ runMain(async () => {
     restartGraceMs: config.restartGraceMs,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
+    corsOrigins: config.corsOrigins,
     ...(config.https
       ? {
           https: {

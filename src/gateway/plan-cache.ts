@@ -1,37 +1,44 @@
 import { createHash } from 'node:crypto';
-import { createFileRegistry, type FileRegistry, fromBinary } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-import type { Node, Route } from '../gen/distributor.js';
+import { readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
+import type { Node } from '../gen/distributor.js';
 import { type CallPlan, compileCallPlan } from './call-plan.js';
 
-interface DescriptorEntry {
-  readonly registry: FileRegistry;
-  /** Plans by method and response fields. */
-  readonly plans: Map<string, CallPlan>;
+/** The call plans of one descriptor set: one per REST route it declares. */
+export interface NodePlans {
+  readonly plans: readonly CallPlan[];
+  /** One sentence per route that cannot be served (left out of `plans`). */
+  readonly problems: readonly string[];
 }
+
+const NONE: NodePlans = { plans: [], problems: [] };
 
 /**
  * Compiled call plans, kept across snapshots so that a new revision recompiles nothing it has seen.
  *
  * A node's descriptor set is identified by the node's registration (id and registration time: a
  * node that registers again, perhaps with new descriptors, is looked at afresh) and shared by content
- * (a digest): the instances of one service register the same bytes, so they share one registry and
- * one plan per route, and a retry can reuse the request bytes encoded for another instance.
+ * (a digest): the instances of one service register the same bytes, so they share one set of plans,
+ * and a retry can reuse the request bytes encoded for another instance.
  */
 export class PlanCache {
   readonly #digestByRegistration = new Map<string, string>();
-  readonly #byDigest = new Map<string, DescriptorEntry>();
+  readonly #byDigest = new Map<string, NodePlans>();
 
-  /** The plan of one of a node's routes; throws when the node's descriptors cannot serve it. */
-  plan(node: Node, route: Route): CallPlan {
-    const entry = this.#entry(node);
-    const planKey = `${route.grpcMethod} ${route.responseFields.join(',')}`;
-    let plan = entry.plans.get(planKey);
-    if (!plan) {
-      plan = compileCallPlan(entry.registry, route.grpcMethod, route.responseFields);
-      entry.plans.set(planKey, plan);
+  /** The plans of a node's routes, read from the google.api.http options of its descriptor set. */
+  plansOf(node: Node): NodePlans {
+    if (node.descriptorSet.length === 0) return NONE;
+    const registration = registrationKey(node);
+    let digest = this.#digestByRegistration.get(registration);
+    if (digest === undefined) {
+      digest = createHash('sha256').update(node.descriptorSet).digest('base64');
+      this.#digestByRegistration.set(registration, digest);
     }
-    return plan;
+    let entry = this.#byDigest.get(digest);
+    if (!entry) {
+      entry = compileNodePlans(node.descriptorSet);
+      this.#byDigest.set(digest, entry);
+    }
+    return entry;
   }
 
   /** Forgets every registration and descriptor set not used by these nodes. */
@@ -45,27 +52,25 @@ export class PlanCache {
       if (!digests.has(digest)) this.#byDigest.delete(digest);
     }
   }
+}
 
-  #entry(node: Node): DescriptorEntry {
-    const registration = registrationKey(node);
-    let digest = this.#digestByRegistration.get(registration);
-    if (digest === undefined) {
-      digest = createHash('sha256').update(node.descriptorSet).digest('base64');
-      this.#digestByRegistration.set(registration, digest);
-    }
-    let entry = this.#byDigest.get(digest);
-    if (!entry) {
-      let registry: FileRegistry;
-      try {
-        registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, node.descriptorSet));
-      } catch (error) {
-        throw new Error(`its descriptor set does not resolve: ${(error as Error).message}`);
-      }
-      entry = { registry, plans: new Map() };
-      this.#byDigest.set(digest, entry);
-    }
-    return entry;
+function compileNodePlans(descriptorSet: Uint8Array): NodePlans {
+  let read: ReturnType<typeof readHttpRoutes>;
+  try {
+    read = readHttpRoutes(registryOfDescriptorSet(descriptorSet));
+  } catch (error) {
+    return { plans: [], problems: [`its descriptor set does not resolve: ${(error as Error).message}`] };
   }
+  const plans: CallPlan[] = [];
+  const problems = [...read.problems];
+  for (const route of read.routes) {
+    try {
+      plans.push(compileCallPlan(route));
+    } catch (error) {
+      problems.push(`${route.key} (${route.grpcMethod}): ${(error as Error).message}`);
+    }
+  }
+  return { plans, problems };
 }
 
 function registrationKey(node: Node): string {

@@ -1,13 +1,16 @@
 import { isUtf8 } from 'node:buffer';
 import { gatewayErrors } from './gateway-error.js';
 
-/** What a request carries for the transcoder. */
+/** What a request's body carries for the request decoder (the query string is read there). */
 export type RequestInput =
   | { readonly kind: 'none' }
   | { readonly kind: 'text'; readonly params: URLSearchParams }
   | { readonly kind: 'json'; readonly object: Record<string, unknown> };
 
 export const NO_INPUT: RequestInput = { kind: 'none' };
+
+/** The methods whose input is the body (JSON or form); the others' is the query string. */
+export const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
 /** The body formats the gateway reads. */
 export type BodyFormat = 'json' | 'form';
@@ -42,11 +45,6 @@ export function bodyFormat(contentType: string | undefined): BodyFormat | undefi
     if (charset !== 'utf-8' && charset !== 'utf8') return undefined;
   }
   return format;
-}
-
-/** The parameters of a query string (the part after `?`). */
-export function queryInput(query: string): RequestInput {
-  return query.length === 0 ? NO_INPUT : { kind: 'text', params: new URLSearchParams(query) };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { formatHostPort } from '../common/config.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { isLiteralTemplate, matchPathTemplate, type PathTemplate } from '../common/path-template.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { CallPlan } from './call-plan.js';
 import type { InstancePool, Upstream } from './instance-pool.js';
@@ -25,10 +26,20 @@ export class Route {
   draining: readonly Instance[] = [];
   #next = 0;
 
+  /**
+   * `path` is the template's shape ("/goods/*" for "/goods/{id}"), so that "method path" is the
+   * route's key; `template` is the template as the first instance's descriptors write it.
+   */
   constructor(
     readonly method: string,
     readonly path: string,
+    readonly template: PathTemplate,
   ) {}
+
+  /** "METHOD shape": the route's identity (see HttpRoute.key). */
+  get key(): string {
+    return `${this.method} ${this.path}`;
+  }
 
   /** The next serving instance in round-robin order, or undefined when none serves. */
   pick(): Instance | undefined {
@@ -53,10 +64,22 @@ export class Route {
 /** A route as {@link RouteTable.describe} lists it. */
 export interface RouteInfo {
   readonly method: string;
+  /** The template's shape: "/goods/*" for "/goods/{id}". */
   readonly path: string;
+  /** The template as written, e.g. "/goods/{id}". */
+  readonly template: string;
   readonly grpcMethods: string[];
   readonly serving: string[];
   readonly draining: string[];
+}
+
+/** What {@link RouteTable.match} found for a request. */
+export interface RouteMatch {
+  readonly route: Route;
+  /** The path variables' values, decoded, in template order. */
+  readonly pathValues: readonly string[];
+  /** The route has lost all its nodes (answered 503, not 404). */
+  readonly retired: boolean;
 }
 
 /** Options of {@link RouteTable}. */
@@ -69,19 +92,29 @@ export interface RouteTableOptions {
 }
 
 /**
- * The gateway's view of the registry: "METHOD /path" → the instances serving it, rebuilt from each
- * distributor snapshot, with nothing of its own (no service names, no routes, no message types).
+ * The gateway's view of the registry: REST routes → the instances serving them, rebuilt from each
+ * distributor snapshot, with nothing of its own (no service names, no routes, no message types). The
+ * routes are the google.api.http options of the descriptor sets the nodes register (see
+ * readHttpRoutes); a route is keyed by method and template shape, and a request is matched by its
+ * method and path: literal paths first, then templates, the most literal segments first.
  *
  * - A DRAINING node gets no new request from the snapshot that says so; a node missing from a
  *   snapshot is gone, and its channel is closed once its last call ends.
  * - A route whose nodes have all left stays known (503 with Retry-After rather than 404: the service
  *   exists and is expected back), up to `retiredLimit` routes, the oldest forgotten first.
- * - A route a node registers with descriptors that cannot serve it is skipped with a warning, once
- *   per registration; the node's other routes still work.
+ * - A route a node declares but cannot serve (its descriptors do not hold together) is skipped with a
+ *   warning, once per registration; the node's other routes still work.
+ * - A route belongs to the node name that declares it first in the snapshot (registration order):
+ *   instances of another name that declare it too are skipped, with a warning once per registration.
+ *   The distributor refuses such registrations; this guards against a list that holds them anyway.
  */
 export class RouteTable {
   #routes = new Map<string, Route>();
-  readonly #retired = new Set<string>();
+  readonly #retired = new Map<string, Route>();
+  /** Literal routes (live and retired) by path, then method. */
+  #byPath = new Map<string, Map<string, Route>>();
+  /** Routes with variables or wildcards (live and retired), the most specific first. */
+  #templated: Route[] = [];
   readonly #warned = new Set<string>();
   readonly #pool: InstancePool;
   readonly #plans: PlanCache;
@@ -106,14 +139,40 @@ export class RouteTable {
     return this.#revision;
   }
 
-  /** The route for "METHOD /path". */
+  /** The live route of a key, "METHOD shape". */
   get(key: string): Route | undefined {
     return this.#routes.get(key);
   }
 
-  /** Whether "METHOD /path" was served once and has lost all its nodes. */
+  /** The routes that have instances now (serving or draining), in the order nodes registered them. */
+  live(): Route[] {
+    return [...this.#routes.values()];
+  }
+
+  /** Whether the route of a key was served once and has lost all its nodes. */
   isRetired(key: string): boolean {
     return this.#retired.has(key);
+  }
+
+  /** The route a request goes to, live or retired, or undefined when none of its method matches. */
+  match(method: string, path: string): RouteMatch | undefined {
+    const literal = this.#byPath.get(path)?.get(method);
+    if (literal) return { route: literal, pathValues: [], retired: this.#retired.has(literal.key) };
+    for (const route of this.#templated) {
+      if (route.method !== method) continue;
+      const pathValues = matchPathTemplate(route.template, path);
+      if (pathValues) return { route, pathValues, retired: this.#retired.has(route.key) };
+    }
+    return undefined;
+  }
+
+  /** The methods of the routes (live or retired) that match a path, sorted: empty for an unknown path. */
+  methodsOf(path: string): string[] {
+    const methods = new Set(this.#byPath.get(path)?.keys());
+    for (const route of this.#templated) {
+      if (!methods.has(route.method) && matchPathTemplate(route.template, path)) methods.add(route.method);
+    }
+    return [...methods].sort();
   }
 
   /**
@@ -121,21 +180,31 @@ export class RouteTable {
    * distributor restart revisions start again from 1, so a lower revision is not stale.
    */
   apply(snapshot: Snapshot): void {
-    const next = new Map<string, { serving: Instance[]; draining: Instance[] }>();
+    const next = new Map<string, { template: PathTemplate; serving: Instance[]; draining: Instance[] }>();
+    const owners = new Map<string, string>();
     const upstreams = new Set<string>();
     for (const node of snapshot.nodes) {
-      if (node.routes.length === 0) continue;
+      const { plans, problems } = this.#plans.plansOf(node);
+      for (const problem of problems) this.#warnOnce(node, problem, { event: 'route-skipped' });
+      if (plans.length === 0) continue;
       const address = formatHostPort({ host: node.host, port: node.port });
-      for (const route of node.routes) {
-        const key = `${route.httpMethod} ${route.path}`;
-        const plan = this.#planOrWarn(node, route, key);
-        if (!plan) continue;
+      for (const plan of plans) {
+        const key = plan.route.key;
+        const owner = owners.get(key);
+        if (owner !== undefined && owner !== node.name) {
+          this.#warnOnce(node, `${key} belongs to "${owner}", which declared it first`, {
+            event: 'route-conflict',
+            owner,
+          });
+          continue;
+        }
+        owners.set(key, node.name);
         const upstream = this.#pool.get(node.name, address);
         upstreams.add(upstream.key);
         const instance: Instance = { nodeId: node.id, upstream, plan };
         let lists = next.get(key);
         if (!lists) {
-          lists = { serving: [], draining: [] };
+          lists = { template: plan.route.template, serving: [], draining: [] };
           next.set(key, lists);
         }
         (node.state === NodeState.NODE_STATE_DRAINING ? lists.draining : lists.serving).push(instance);
@@ -143,17 +212,20 @@ export class RouteTable {
     }
     const routes = new Map<string, Route>();
     for (const [key, lists] of next) {
-      const separator = key.indexOf(' ');
-      const route = this.#routes.get(key) ?? new Route(key.slice(0, separator), key.slice(separator + 1));
+      const route =
+        this.#routes.get(key) ??
+        this.#retired.get(key) ??
+        new Route(key.slice(0, key.indexOf(' ')), lists.template.shape, lists.template);
       route.serving = lists.serving;
       route.draining = lists.draining;
       routes.set(key, route);
       this.#retired.delete(key);
     }
-    for (const key of this.#routes.keys()) {
-      if (!routes.has(key)) this.#retire(key);
+    for (const [key, route] of this.#routes) {
+      if (!routes.has(key)) this.#retire(route);
     }
     this.#routes = routes;
+    this.#index();
     this.#revision = snapshot.revision;
     this.#pool.retainOnly(upstreams);
     this.#plans.retainOnly(snapshot.nodes);
@@ -172,47 +244,70 @@ export class RouteTable {
     const live = [...this.#routes.values()].map((route) => ({
       method: route.method,
       path: route.path,
+      template: route.template.text,
       grpcMethods: [
         ...new Set([...route.serving, ...route.draining].map((instance) => instance.plan.grpcMethod)),
       ],
       serving: route.serving.map((instance) => instance.nodeId),
       draining: route.draining.map((instance) => instance.nodeId),
     }));
-    const retired = [...this.#retired].map((key) => {
-      const separator = key.indexOf(' ');
-      return {
-        method: key.slice(0, separator),
-        path: key.slice(separator + 1),
-        grpcMethods: [],
-        serving: [],
-        draining: [],
-      };
-    });
+    const retired = [...this.#retired.values()].map((route) => ({
+      method: route.method,
+      path: route.path,
+      template: route.template.text,
+      grpcMethods: [],
+      serving: [],
+      draining: [],
+    }));
     return [...live, ...retired];
   }
 
-  #planOrWarn(node: Node, route: Node['routes'][number], key: string): CallPlan | undefined {
-    try {
-      return this.#plans.plan(node, route);
-    } catch (error) {
-      const warning = `${warningPrefix(node)}|${key}`;
-      if (!this.#warned.has(warning)) {
-        this.#warned.add(warning);
-        this.#log.warn(
-          { event: 'route-skipped', node: node.id, route: key, grpcMethod: route.grpcMethod },
-          `not routing ${key} to ${node.id}: ${(error as Error).message}`,
-        );
+  /** Rebuilds the lookup structures from the live and retired routes. */
+  #index(): void {
+    const byPath = new Map<string, Map<string, Route>>();
+    const templated: Route[] = [];
+    for (const route of [...this.#routes.values(), ...this.#retired.values()]) {
+      if (isLiteralTemplate(route.template) && route.template.verb === undefined) {
+        let methods = byPath.get(route.template.text);
+        if (!methods) {
+          methods = new Map();
+          byPath.set(route.template.text, methods);
+        }
+        methods.set(route.method, route);
+      } else {
+        templated.push(route);
       }
-      return undefined;
     }
+    templated.sort((a, b) => specificity(b.template) - specificity(a.template));
+    this.#byPath = byPath;
+    this.#templated = templated;
   }
 
-  #retire(key: string): void {
-    this.#retired.add(key);
+  #warnOnce(node: Node, problem: string, fields: Record<string, unknown>): void {
+    const warning = `${warningPrefix(node)}|${problem}`;
+    if (this.#warned.has(warning)) return;
+    this.#warned.add(warning);
+    this.#log.warn({ ...fields, node: node.id }, `not routing to ${node.id}: ${problem}`);
+  }
+
+  #retire(route: Route): void {
+    route.serving = [];
+    route.draining = [];
+    this.#retired.set(route.key, route);
     if (this.#retired.size > this.#retiredLimit) {
-      this.#retired.delete(this.#retired.values().next().value!);
+      this.#retired.delete(this.#retired.keys().next().value!);
     }
   }
+}
+
+/** More literal segments first, then fewer wildcards: "/goods/special" before "/goods/*". */
+function specificity(template: PathTemplate): number {
+  let score = 0;
+  for (const segment of template.segments) {
+    if (segment.kind === 'literal') score += 1_000;
+    else if (segment.kind === 'single') score += 10;
+  }
+  return score + (template.verb === undefined ? 0 : 1);
 }
 
 function warningPrefix(node: Node): string {

@@ -1,10 +1,9 @@
 import { oneOf, type SettingsTable, setting } from '../common/settings.js';
 import { DISTRIBUTOR_SETTINGS } from '../distributor/config.js';
 import { GATEWAY_SETTINGS } from '../gateway/config.js';
+import type { AnyShopService } from '../services/common/define-service.js';
 import { serviceSettings } from '../services/common/service-config.js';
-import { GOODS_CONFIG } from '../services/goods/config.js';
-import { MEMBERS_CONFIG } from '../services/members/config.js';
-import { PURCHASES_CONFIG } from '../services/purchases/config.js';
+import { SHOP_SERVICES } from '../services/service-list.js';
 
 /** One component of the shop: its process entry (relative to this folder) and its settings. */
 export interface ShopComponent {
@@ -14,14 +13,24 @@ export interface ShopComponent {
   readonly settings: SettingsTable;
 }
 
-/** The shop's components in start order: the distributor first, the gateway last. */
-export const SHOP_COMPONENTS: readonly ShopComponent[] = [
-  { name: 'distributor', entry: '../distributor/main.js', settings: DISTRIBUTOR_SETTINGS },
-  { name: 'goods', entry: '../services/goods/main.js', settings: serviceSettings(GOODS_CONFIG) },
-  { name: 'members', entry: '../services/members/main.js', settings: serviceSettings(MEMBERS_CONFIG) },
-  { name: 'purchases', entry: '../services/purchases/main.js', settings: serviceSettings(PURCHASES_CONFIG) },
-  { name: 'gateway', entry: '../gateway/main.js', settings: GATEWAY_SETTINGS },
-];
+/**
+ * The components of a shop made of `services` in start order: the distributor first, then the
+ * services (each runs its folder's main.js), the gateway last.
+ */
+export function shopComponents(services: readonly AnyShopService[]): readonly ShopComponent[] {
+  return [
+    { name: 'distributor', entry: '../distributor/main.js', settings: DISTRIBUTOR_SETTINGS },
+    ...services.map((service) => ({
+      name: service.name,
+      entry: `../services/${service.name}/main.js`,
+      settings: serviceSettings(service),
+    })),
+    { name: 'gateway', entry: '../gateway/main.js', settings: GATEWAY_SETTINGS },
+  ];
+}
+
+/** The shop's components: those of src/services/service-list.ts. */
+export const SHOP_COMPONENTS = shopComponents(SHOP_SERVICES);
 
 /** The launcher's own settings (`npm start`); every other variable passes through to the components. */
 export const LAUNCHER_SETTINGS = {

@@ -1,5 +1,5 @@
 import { markdownTable } from '../common/settings.js';
-import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
+import { LAUNCHER_SETTINGS, SHOP_COMPONENTS, type ShopComponent } from './components.js';
 
 /** Where the generated table sits in the README. */
 export const README_MARKERS = {
@@ -9,9 +9,9 @@ export const README_MARKERS = {
 } as const;
 
 /** The README's configuration table, made from every component's settings table. */
-export function configurationMarkdown(): string {
+export function configurationMarkdown(components: readonly ShopComponent[] = SHOP_COMPONENTS): string {
   return markdownTable([
-    ...SHOP_COMPONENTS.map(({ name, settings }) => ({ component: name, table: settings })),
+    ...components.map(({ name, settings }) => ({ component: name, table: settings })),
     { component: 'launcher', table: LAUNCHER_SETTINGS, apart: true },
   ]);
 }

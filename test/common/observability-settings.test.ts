@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import { loadDistributorConfig } from '../../src/distributor/config.js';
 import { loadGatewayConfig } from '../../src/gateway/config.js';
-import { loadGoodsConfig } from '../../src/services/goods/config.js';
+import { loadServiceConfig } from '../../src/services/common/service-config.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+
+const loadGoodsConfig = (argv: string[], env: NodeJS.ProcessEnv) =>
+  loadServiceConfig(goodsService, argv, env);
 
 const TOKEN = { SHOP_REGISTRY_TOKEN: 'a-registry-token-of-enough-length' };
 

@@ -153,7 +153,9 @@ describe('NodeRegistry takeover rule', () => {
     const seen = recordSnapshots(registry);
     const bytes = registry.listBytes;
     for (const principal of ['token', 'anonymous', 'spiffe://shop/members']) {
-      const error = refusal(() => registry.join(goodsNode({ routes: [] }), '127.0.0.1', () => {}, principal));
+      const error = refusal(() =>
+        registry.join(goodsNode({ descriptorSet: Buffer.alloc(0) }), '127.0.0.1', () => {}, principal),
+      );
       expect(error.code).toBe(status.ALREADY_EXISTS);
       expect(error.message).toContain(
         'goods@127.0.0.1:9010 is held by a live registration of another principal',
@@ -162,7 +164,31 @@ describe('NodeRegistry takeover rule', () => {
     expect(replaced).toBe(0);
     expect(seen).toEqual([]);
     expect(registry.listBytes).toBe(bytes);
-    expect(registry.snapshot().nodes[0]!.routes).toHaveLength(3);
+    expect(registry.snapshot().nodes[0]!.descriptorSet.length).toBeGreaterThan(0);
+  });
+
+  it('refuses a node of another name that declares a route already served, until its holders leave', () => {
+    const registry = new NodeRegistry();
+    const first = registry.join(goodsNode(), '127.0.0.1', () => {});
+    const second = registry.join(goodsNode({ port: 9011 }), '127.0.0.1', () => {});
+    const seen = recordSnapshots(registry);
+    const error = refusal(() => registry.join(goodsNode({ name: 'rival' }), '127.0.0.1', () => {}));
+    expect(error.code).toBe(status.ALREADY_EXISTS);
+    expect(error.message).toContain('route "POST /goods" is served by goods@127.0.0.1:9010');
+    expect(seen).toEqual([]);
+    // Route keys given by the caller are what counts: "DELETE /goods/*" whatever the variable's name.
+    const byKey = refusal(() =>
+      registry.join(gatewayNode({ name: 'other' }), '127.0.0.1', () => {}, undefined, ['DELETE /goods/*']),
+    );
+    expect(byKey.message).toContain('route "DELETE /goods/*" is served by');
+    first.leave('closed');
+    expect(refusal(() => registry.join(goodsNode({ name: 'rival' }), '127.0.0.1', () => {})).code).toBe(
+      status.ALREADY_EXISTS,
+    );
+    second.leave('closed');
+    expect(registry.join(goodsNode({ name: 'rival' }), '127.0.0.1', () => {}).id).toBe(
+      'rival@127.0.0.1:9010',
+    );
   });
 
   it('lets another principal in once the holder has left', () => {

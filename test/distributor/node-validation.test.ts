@@ -1,16 +1,14 @@
+import { create } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema, type MethodOptions } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import {
-  encodeDescriptorSet,
-  filesForServices,
-  loadShopDescriptorSet,
-} from '../../src/common/descriptors.js';
 import { ServiceError } from '../../src/common/service-error.js';
-import { validateNodeDescription } from '../../src/distributor/node-validation.js';
+import { declaredRouteKeys, validateNodeDescription } from '../../src/distributor/node-validation.js';
 import { REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
-import type { NodeDescription } from '../../src/gen/distributor.js';
-import { GOODS_ROUTES, gatewayNode, goodsNode } from '../helpers/nodes.js';
-import { JUNK_ROUTE, junkDescriptorSet, junkNode } from './support/junk-nodes.js';
+import type { NodeDescription, Route } from '../../src/gen/distributor.js';
+import { descriptorSetOf, field, httpOptions, message, Type } from '../gateway/support/descriptors.js';
+import { GOODS_ROUTE_KEYS, gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { JUNK_ROUTE, junkNode } from './support/junk-nodes.js';
 
 function refusal(node: NodeDescription): string {
   try {
@@ -23,13 +21,60 @@ function refusal(node: NodeDescription): string {
   throw new Error('the description was accepted');
 }
 
-const route = GOODS_ROUTES[1]!;
+/** A Route message as nodes sent before the HttpRules (deprecated, bounded, otherwise ignored). */
+const route: Route = {
+  httpMethod: 'GET',
+  path: '/goods',
+  grpcMethod: 'shop.v1.GoodsService/ListGoods',
+  responseFields: ['results'],
+};
+
+/**
+ * A node serving `test.rules.v1.RuleService`, whose methods are routed by `rules` (one method per
+ * rule, M0, M1, …; `streaming` makes M0 a server-streaming method).
+ */
+function rulesNode(rules: MethodOptions[], streaming = false): NodeDescription {
+  const file = create(FileDescriptorProtoSchema, {
+    name: 'test/rules.proto',
+    package: 'test.rules.v1',
+    syntax: 'proto3',
+    messageType: [
+      message('Request', [
+        field('id', 1, Type.INT32),
+        field('tags', 2, Type.STRING, { repeated: true }),
+        field('inner', 3, Type.MESSAGE, { typeName: '.test.rules.v1.Request' }),
+      ]),
+      message('Response', [field('results', 1, Type.STRING, { repeated: true })]),
+    ],
+    service: [
+      {
+        name: 'RuleService',
+        method: rules.map((options, index) => ({
+          name: `M${index}`,
+          inputType: '.test.rules.v1.Request',
+          outputType: '.test.rules.v1.Response',
+          options,
+          ...(streaming && index === 0 ? { serverStreaming: true } : {}),
+        })),
+      },
+    ] as never,
+  });
+  return goodsNode({ name: 'rules', descriptorSet: Buffer.from(descriptorSetOf(file)) });
+}
 
 describe('validateNodeDescription', () => {
-  it('accepts a service with routes and a gateway without', () => {
-    expect(() => validateNodeDescription(goodsNode())).not.toThrow();
-    expect(() => validateNodeDescription(gatewayNode({ host: '' }))).not.toThrow();
+  it('accepts a service with HttpRules and a gateway without descriptors, and returns the route keys', () => {
+    expect(validateNodeDescription(goodsNode())).toEqual(GOODS_ROUTE_KEYS);
+    expect(declaredRouteKeys(goodsNode())).toEqual(GOODS_ROUTE_KEYS);
+    expect(validateNodeDescription(gatewayNode({ host: '' }))).toEqual([]);
     expect(() => validateNodeDescription(goodsNode({ host: '::1' }))).not.toThrow();
+    // A gRPC service without REST routes may register its descriptors.
+    expect(validateNodeDescription(junkNode('junk', 9100, 1_000))).toEqual([]);
+  });
+
+  it('still takes Route messages from old nodes, bounded but ignored', () => {
+    expect(validateNodeDescription(goodsNode({ routes: [route] }))).toEqual(GOODS_ROUTE_KEYS);
+    expect(validateNodeDescription(gatewayNode({ routes: [route] }))).toEqual([]);
   });
 
   it.each([
@@ -46,6 +91,64 @@ describe('validateNodeDescription', () => {
   });
 
   it.each([
+    ['a template that does not parse', httpOptions('GET /goods/{id'), 'a "{" is not closed'],
+    ['a template without a leading slash', httpOptions('GET goods' as never), 'must start with "/"'],
+    ['a variable of no field', httpOptions('GET /r/{nope}'), 'Request has no field "nope"'],
+    ['a variable of a repeated field', httpOptions('GET /r/{tags}'), 'must name a singular scalar or enum'],
+    ['a nested variable through a scalar', httpOptions('GET /r/{id.x}'), 'is not a singular message field'],
+    ['"**" before the end', httpOptions('GET /r/**/x'), '"**" must be the last segment'],
+    ['a body on GET', httpOptions('GET /r', { body: '*' }), 'a GET route cannot have a body'],
+    ['a body of no field', httpOptions('POST /r', { body: 'nope' }), 'body "nope"'],
+    ['a body the path binds', httpOptions('POST /r/{id}', { body: 'id' }), 'is also bound by the path'],
+    ['an envelope field of no field', httpOptions('GET /r', { envelope: ['rows'] }), 'envelope field "rows"'],
+    [
+      'an envelope field listed twice',
+      httpOptions('GET /r', { envelope: ['results', 'results'] }),
+      'listed twice',
+    ],
+  ])('refuses an http rule with %s', (_label, options, message) => {
+    const refused = refusal(rulesNode([options]));
+    expect(refused).toContain('google.api.http: test.rules.v1.RuleService/M0: ');
+    expect(refused).toContain(message);
+  });
+
+  it('refuses a route declared twice, by two methods or twice by one', () => {
+    expect(refusal(rulesNode([httpOptions('GET /r/{id}'), httpOptions('GET /r/{inner.id}')]))).toContain(
+      'GET /r/* is declared twice (also by test.rules.v1.RuleService/M0)',
+    );
+    expect(refusal(rulesNode([httpOptions('GET /r', { additional: ['GET /r'] })]))).toContain(
+      'GET /r is declared twice',
+    );
+  });
+
+  it('refuses REST routes on a streaming method', () => {
+    expect(refusal(rulesNode([httpOptions('GET /r')], true))).toContain(
+      'only unary methods can have REST routes',
+    );
+  });
+
+  it('takes exactly the maximum number of routes, additional bindings counted, and refuses one more', () => {
+    const rules = (count: number) =>
+      Array.from({ length: count / 2 }, (_, index) =>
+        httpOptions(`GET /r${index}`, { additional: [`GET /s${index}`] }),
+      );
+    expect(validateNodeDescription(rulesNode(rules(REGISTRATION_LIMITS.routes)))).toHaveLength(
+      REGISTRATION_LIMITS.routes,
+    );
+    expect(refusal(rulesNode([...rules(REGISTRATION_LIMITS.routes), httpOptions('GET /last')]))).toContain(
+      `at most ${REGISTRATION_LIMITS.routes} REST routes (http rules and bindings) per node, got ${REGISTRATION_LIMITS.routes + 1}`,
+    );
+  });
+
+  it('bounds the length of a path template', () => {
+    const at = `/${'p'.repeat(REGISTRATION_LIMITS.pathLength - 1)}` as const;
+    expect(() => validateNodeDescription(rulesNode([httpOptions(`GET ${at}`)]))).not.toThrow();
+    expect(refusal(rulesNode([httpOptions(`GET ${at}p`)]))).toContain(
+      `the path template must be at most ${REGISTRATION_LIMITS.pathLength} characters`,
+    );
+  });
+
+  it.each([
     ['an unknown HTTP method', { ...route, httpMethod: 'FETCH' }, 'the HTTP method must be one of'],
     ['a lower-case HTTP method', { ...route, httpMethod: 'get' }, 'the HTTP method must be one of'],
     ['a path without a leading slash', { ...route, path: 'goods' }, 'the path must start with "/"'],
@@ -57,46 +160,35 @@ describe('validateNodeDescription', () => {
       'package.Service/Method',
     ],
     ['a method without a method', { ...route, grpcMethod: 'shop.v1.GoodsService' }, 'package.Service/Method'],
-    [
-      'a method the descriptors lack',
-      { ...route, grpcMethod: 'shop.v1.GoodsService/Nope' },
-      'has no shop.v1.GoodsService/Nope',
-    ],
-    ['a response field the output lacks', { ...route, responseFields: ['rows'] }, 'has no field "rows"'],
     ['a response field that is no name', { ...route, responseFields: ['a-b'] }, 'is not a field name'],
-  ])('refuses a route with %s', (_label, badRoute, message) => {
+  ])('refuses an old Route message with %s', (_label, badRoute, message) => {
     expect(refusal(goodsNode({ routes: [badRoute] }))).toContain(message);
   });
 
-  it('refuses the same route twice', () => {
-    expect(refusal(goodsNode({ routes: [route, route] }))).toContain('is listed twice');
-  });
-
-  it('refuses routes without a descriptor set, or with one that does not parse', () => {
-    expect(refusal(goodsNode({ descriptorSet: Buffer.alloc(0) }))).toContain(
-      'has no shop.v1.GoodsService/CreateGoods',
-    );
+  it('refuses a descriptor set that does not parse, does not resolve, or defines no service', () => {
     expect(refusal(goodsNode({ descriptorSet: Buffer.from([0xff, 0xff, 0xff]) }))).toContain(
       'descriptor_set must be a google.protobuf.FileDescriptorSet',
     );
+    const orphan = create(FileDescriptorProtoSchema, {
+      name: 'test/orphan.proto',
+      syntax: 'proto3',
+      dependency: ['test/missing.proto'],
+      messageType: [message('Lonely', [])],
+    });
+    expect(refusal(goodsNode({ descriptorSet: Buffer.from(descriptorSetOf(orphan)) }))).toContain(
+      'descriptor_set must be a google.protobuf.FileDescriptorSet',
+    );
+    const messagesOnly = create(FileDescriptorProtoSchema, {
+      name: 'test/messages.proto',
+      syntax: 'proto3',
+      messageType: [message('Lonely', [])],
+    });
+    expect(refusal(gatewayNode({ descriptorSet: Buffer.from(descriptorSetOf(messagesOnly)) }))).toContain(
+      'descriptor_set defines no service: send none',
+    );
   });
 
-  it('refuses a streaming method as a route', () => {
-    const distributorSet = encodeDescriptorSet(
-      filesForServices(loadShopDescriptorSet(), ['shop.v1.DistributorService']),
-    );
-    const watch = {
-      httpMethod: 'GET',
-      path: '/watch',
-      grpcMethod: 'shop.v1.DistributorService/Watch',
-      responseFields: [],
-    };
-    expect(refusal(goodsNode({ routes: [watch], descriptorSet: distributorSet }))).toContain(
-      'must be a unary method',
-    );
-  });
-
-  it('takes exactly the maximum number of routes, and refuses one more', () => {
+  it('takes at most the maximum number of old Route messages', () => {
     const routes = (count: number) =>
       Array.from({ length: count }, (_, index) => ({ ...route, path: `/r${index}` }));
     expect(() =>
@@ -114,12 +206,6 @@ describe('validateNodeDescription', () => {
     expect(() => validateNodeDescription(atLimit)).not.toThrow();
     const over = junkNode('junk', 9100, limit + 1);
     expect(refusal(over)).toContain(`descriptor_set must be at most ${limit} bytes, got ${limit + 1}`);
-  });
-
-  it('refuses a descriptor set from a node without routes', () => {
-    expect(refusal(gatewayNode({ descriptorSet: junkDescriptorSet(1_000) }))).toContain(
-      'a node without routes must send no descriptor_set',
-    );
   });
 
   it.each([

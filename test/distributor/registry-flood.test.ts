@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import { DEFAULT_BUDGET, REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
 import { SNAPSHOT_LIMIT_BYTES } from '../../src/distributor/snapshot-size.js';
 import { NodeState, WatchResponse } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
 import { capturingLogger } from './support/capturing-logger.js';
 import { describeNode, stateMessage, useDistributorHarness } from './support/distributor-harness.js';

@@ -7,13 +7,13 @@ import { startAdminServer } from '../../src/common/admin-server.js';
 import { createMetricsRegistry } from '../../src/common/metrics.js';
 import { observabilityConfig } from '../../src/common/observability-settings.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import type { ServiceConfig, StorageConfig } from '../../src/services/common/service-config.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
 import { goodsNode } from '../helpers/nodes.js';
@@ -37,8 +37,8 @@ async function startServices(storage: StorageConfig) {
     observability: WITH_ADMIN_PORT,
   };
   const options = { graceMs: 500, drainNoticeMs: 100, registrationBackoff: { initialMs: 20, maxMs: 200 } };
-  const goods = await startService(goodsSpec, config, options);
-  const members = await startService(membersSpec, config, options);
+  const goods = await startService(goodsService, config, options);
+  const members = await startService(membersService, config, options);
   const gateway = createGateway({ distributor: address, registrationBackoff: { initialMs: 20, maxMs: 200 } });
   const url = `http://127.0.0.1:${await gateway.listen('127.0.0.1', 0)}`;
   await vi.waitFor(

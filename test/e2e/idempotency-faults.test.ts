@@ -2,21 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
-import {
-  encodeDescriptorSet,
-  filesForServices,
-  loadShopDescriptorSet,
-} from '../../src/common/descriptors.js';
+import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import { createGateway, type Gateway } from '../../src/gateway/gateway-server.js';
 import { NodeState } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
-import {
-  createPurchasesServer,
-  PURCHASES_SERVICE_NAME,
-} from '../../src/services/purchases/purchases-server.js';
-import { purchasesSpec } from '../../src/services/purchases/purchases-spec.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
+import { purchasesService } from '../../src/services/purchases/purchases-service.js';
 import type { PurchasesStore } from '../../src/services/purchases/purchases-store.js';
 import { type HttpResult, send } from '../helpers/http.js';
 import { createTestDatabase } from '../helpers/mysql.js';
@@ -76,11 +69,12 @@ for (const backend of backends) {
       if (backend.name === 'MariaDB') {
         const database = await createTestDatabase(mysqlUrl);
         cleanups.push(() => database.drop());
-        return () => purchasesSpec.openMysql({ connection: parseMysqlUrl(database.url, 'test database') });
+        return () =>
+          purchasesService.stores.mysql({ connection: parseMysqlUrl(database.url, 'test database') });
       }
       const dir = mkdtempSync(join(tmpdir(), 'shop-idempotency-'));
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      return () => purchasesSpec.openSqlite(join(dir, 'purchases.sqlite'));
+      return () => purchasesService.stores.sqlite(join(dir, 'purchases.sqlite'));
     }
 
     /** The shop's purchases side: `instances` purchases servers on one store, each behind its proxy. */
@@ -99,7 +93,7 @@ for (const backend of backends) {
         // Every connection through the proxy is reset, and it listens again at once, as a network
         // that came back does; what was in flight is lost.
         const cut = (): void => void proxy?.refuse().then(() => proxy?.restore());
-        const server = createPurchasesServer({ store: cutAfterCommit(store, trap, cut) });
+        const server = createServiceServer(purchasesService, { store: cutAfterCommit(store, trap, cut) });
         const port = await server.listen('127.0.0.1', 0);
         cleanups.push(() => server.stop(500));
         proxy = await TcpProxy.start({ host: '127.0.0.1', port });
@@ -110,10 +104,8 @@ for (const backend of backends) {
             name: 'purchases',
             host: '127.0.0.1',
             port: proxy.port,
-            routes: [...purchasesSpec.routes],
-            descriptorSet: Buffer.from(
-              encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [PURCHASES_SERVICE_NAME])),
-            ),
+            routes: [],
+            descriptorSet: registrationDescriptorSet([purchasesService.grpc.name]),
             state: NodeState.NODE_STATE_SERVING,
           },
           backoff: { initialMs: 20, maxMs: 200 },

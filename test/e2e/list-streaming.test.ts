@@ -217,14 +217,18 @@ for (const { label, backend, enabled } of backends) {
       await insertGoods(goodsTable(shop.storage), COUNT, (index) => goodsAt(index, DESCRIPTION_BYTES));
       const port = await freePort();
       gatewayUrl = `http://127.0.0.1:${port}`;
-      gateway = spawnComponent('src/gateway/main.ts', ['--port', String(port)], {
-        DISTRIBUTOR_ADDRESS: shop.distributorAddress,
-        SHOP_REGISTRY_TOKEN: TEST_REGISTRY_TOKEN,
-        GATEWAY_HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
+      gateway = spawnComponent(
+        'src/gateway/main.ts',
+        ['--port', String(port)],
+        {
+          DISTRIBUTOR_ADDRESS: shop.distributorAddress,
+          SHOP_REGISTRY_TOKEN: TEST_REGISTRY_TOKEN,
+          GATEWAY_HOST: '127.0.0.1',
+          LOG_LEVEL: 'warn',
+        },
         // As npm start and the bench run every component.
-        NODE_OPTIONS: COMPONENT_NODE_FLAGS.join(' '),
-      });
+        { nodeFlags: COMPONENT_NODE_FLAGS },
+      );
       await vi.waitFor(async () => expect((await send(`${gatewayUrl}/goods?page_size=1`)).status).toBe(200), {
         timeout: 30_000,
         interval: 200,

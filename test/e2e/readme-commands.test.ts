@@ -48,9 +48,9 @@ describe('the README examples', () => {
       .replace(/127\.0\.0\.1:(\d+)/g, (_whole, port: string) => `127.0.0.1:${ports.get(port) ?? port}`)
       .replaceAll('$(cat data/registry-token)', TEST_REGISTRY_TOKEN);
 
-  it('curl: the eight book requests, then the Idempotency-Key ones, answer what the README shows', async () => {
+  it('curl: the eight book requests, the Idempotency-Key ones, then the routes by path, answer what the README shows', async () => {
     const examples = curlExamples(readme);
-    expect(examples).toHaveLength(12);
+    expect(examples).toHaveLength(14);
     for (const { command, expected } of examples) {
       const words = shellWords(localize(command)).slice(1);
       let method = 'GET';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway, type Gateway } from '../../src/gateway/gateway-server.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import { http } from '../helpers/http.js';
 import { type CapturedLog, captureLog, type LogLine } from '../helpers/log-capture.js';
 import { servingCount } from './support/shop.js';
@@ -26,7 +26,7 @@ describe('one request id in every log line about the request, gateway and servic
     const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
     goodsLog = captureLog('goods');
     goods = await startService(
-      goodsSpec,
+      goodsService,
       {
         host: '127.0.0.1',
         port: 0,

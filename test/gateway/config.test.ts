@@ -24,6 +24,7 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       restartGraceMs: 3000,
       logLevel: 'info',
+      corsOrigins: [],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
     });
   });
@@ -36,6 +37,7 @@ describe('loadGatewayConfig', () => {
       GATEWAY_DEADLINE_MS: '250',
       GATEWAY_BODY_LIMIT: '64KiB',
       LOG_LEVEL: 'debug',
+      CORS_ORIGINS: 'https://shop.example, http://localhost:3000',
     };
     expect(loadGatewayConfig([], env)).toEqual({
       host: '127.0.0.1',
@@ -46,6 +48,7 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       restartGraceMs: 3000,
       logLevel: 'debug',
+      corsOrigins: ['https://shop.example', 'http://localhost:3000'],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
     });
     expect(
@@ -64,6 +67,12 @@ describe('loadGatewayConfig', () => {
     expect(() => loadGatewayConfig(['--nope'], {})).toThrow();
     expect(() => loadGatewayConfig(['--max-connections', '0'], {})).toThrow(/--max-connections/);
     expect(() => loadGatewayConfig([], { GATEWAY_MAX_CONNECTIONS: 'many' })).toThrow(/or auto/);
+    for (const origins of ['https://shop.example/', 'shop.example', 'https://a.example,*', 'ftp://x'])
+      expect(() => loadGatewayConfig([], { CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS/);
+    expect(loadGatewayConfig(['--cors-origins', '*'], {}).corsOrigins).toEqual(['*']);
+    expect(loadGatewayConfig([], { CORS_ORIGINS: 'http://[::1]:8080' }).corsOrigins).toEqual([
+      'http://[::1]:8080',
+    ]);
   });
 });
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import { httpJson } from '../helpers/http.js';
 import { Closer, startGateway, waitForRoute } from './support/cluster.js';
 
@@ -32,7 +32,7 @@ describe('gateway through a distributor restart', () => {
   /** By default goods registers again 0.75 to 1.5 s after losing the distributor, well after the gateway. */
   async function startGoods(distributor: string, initialBackoffMs = 1_500): Promise<RunningService> {
     const service = await startService(
-      goodsSpec,
+      goodsService,
       {
         host: '127.0.0.1',
         port: 0,

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { INVALID_IDEMPOTENCY_KEY } from '../../src/common/idempotency-key.js';
 import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
 import { http, raw, rawBody } from '../helpers/http.js';
-import { GOODS_ROUTES, goodsDescriptorSet } from '../helpers/nodes.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 
 const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });
@@ -44,7 +44,6 @@ async function fakeGoods(
     name: 'goods',
     definition: GoodsServiceService,
     implementation,
-    routes: GOODS_ROUTES,
     descriptorSet: goodsDescriptorSet(),
   });
   return seen;

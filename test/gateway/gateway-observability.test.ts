@@ -112,6 +112,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       await http(port, 'GET', '/goods?page_size=1');
       await http(port, 'GET', '/members?username=alice-in-metrics&password=pw');
       await http(port, 'GET', '/some/raw/path-12345');
+      await http(port, 'DELETE', '/goods/98765');
       await http(port, 'POST', '/another/raw/path', {
         body: '{}',
         headers: { 'content-type': 'application/json' },
@@ -147,8 +148,23 @@ describe('gateway observability: request ids, trace context, metrics, health (in
         grpc_method: 'SignIn',
       }),
     ).toBe(1);
+    // A path with a value is counted under its route's template.
+    expect(
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'DELETE',
+        http_route: '/goods/{id}',
+        http_response_status_code: '200',
+      }),
+    ).toBe(1);
     // No raw path, query, user name or request id ever becomes a label value.
-    for (const leak of ['raw/path', 'path-12345', 'page_size', 'alice-in-metrics', 'secret-request-id']) {
+    for (const leak of [
+      'raw/path',
+      'path-12345',
+      '98765',
+      'page_size',
+      'alice-in-metrics',
+      'secret-request-id',
+    ]) {
       expect(text).not.toContain(leak);
     }
   });
@@ -191,6 +207,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
           'no serving instance for POST /goods',
           'no serving instance for GET /goods',
           'no serving instance for DELETE /goods',
+          'no serving instance for DELETE /goods/{id}',
         ]);
       });
       await startFakeGoods(local, address);

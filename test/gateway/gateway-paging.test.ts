@@ -4,7 +4,7 @@ import { type ServiceError, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Goods, type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
-import { GOODS_ROUTES, goodsDescriptorSet } from '../helpers/nodes.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 
 // The gateway following pages (page-streamer.ts) where real services cannot easily take it: a page
@@ -63,7 +63,6 @@ async function startPagingGoods(
       name: 'goods',
       definition: GoodsServiceService,
       implementation,
-      routes: GOODS_ROUTES,
       descriptorSet: goodsDescriptorSet(),
     });
   }
@@ -175,10 +174,14 @@ describe('the gateway following pages', () => {
     socket.on('error', () => {});
     socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
     socket.pause();
+    // Cut off for the stalled client; on a loaded machine the page call behind it may reach the
+    // same short deadline first, which cuts the connection the same way.
     await vi.waitFor(
       () =>
-        expect(warnings()).toContainEqual(
-          expect.objectContaining({ msg: 'the client stopped reading a streamed list: connection aborted' }),
+        expect(warnings().map((line) => line.msg)).toContainEqual(
+          expect.stringMatching(
+            /^(the client stopped reading a streamed list|a page of a streamed list failed after the answer had begun): connection aborted$/,
+          ),
         ),
       { timeout: 10_000, interval: 50 },
     );

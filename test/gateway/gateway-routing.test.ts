@@ -5,7 +5,7 @@ import type { ServerUnaryCall, ServiceDefinition, sendUnaryData } from '@grpc/gr
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type HttpResult, http, httpJson } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
-import { descriptorSetOf, field, message, registryOf, Type } from './support/descriptors.js';
+import { descriptorSetOf, field, httpOptions, message, registryOf, Type } from './support/descriptors.js';
 import { type FakeHooks, startFakeGoods } from './support/fake-shop.js';
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
@@ -16,8 +16,17 @@ function keyOf(result: HttpResult): number {
   return Number(/^\{"key":(\d+),/.exec(result.body)?.[1]);
 }
 
-/** A service the gateway has never heard of: its contract exists only in this test. */
-function greeterFile() {
+/**
+ * A service the gateway has never heard of: its contract, REST routes included, exists only in this
+ * test. By default Greet is `GET /greetings` (query), `GET /greetings/{name}` and
+ * `PATCH /greetings/{name}` (body `*`), showing `lines`, `count` and `at`.
+ */
+function greeterFile(
+  options = httpOptions('GET /greetings', {
+    additional: ['GET /greetings/{name}', ['PATCH /greetings/{name}', '*']],
+    envelope: ['lines', 'count', 'at'],
+  }),
+) {
   return create(FileDescriptorProtoSchema, {
     name: 'test/greeter.proto',
     package: 'test.greeter.v1',
@@ -40,6 +49,7 @@ function greeterFile() {
             name: 'Greet',
             inputType: '.test.greeter.v1.GreetRequest',
             outputType: '.test.greeter.v1.GreetResponse',
+            options,
           },
         ],
       } as never,
@@ -103,20 +113,6 @@ describe('gateway routing, balancing and upstream faults', () => {
           );
         },
       },
-      routes: [
-        {
-          httpMethod: 'GET',
-          path: '/greetings',
-          grpcMethod: 'test.greeter.v1.Greeter/Greet',
-          responseFields: ['lines', 'count', 'at'],
-        },
-        {
-          httpMethod: 'PATCH',
-          path: '/greetings',
-          grpcMethod: 'test.greeter.v1.Greeter/Greet',
-          responseFields: ['count'],
-        },
-      ],
       descriptorSet: descriptorSetOf(file),
     });
     await waitForRoute(gateway, 'GET /greetings', 1);
@@ -126,8 +122,12 @@ describe('gateway routing, balancing and upstream faults', () => {
     expect(greeted.body).toBe(
       `{"key":${keyOf(greeted)},"errorcode":0,"errormessage":"success","lines":["Hello, Ada","Hello, Ada"],"count":2,"at":"2020-11-04T15:31:47.005Z"}`,
     );
-    const patched = await httpJson(port, 'PATCH', '/greetings', { name: 'Bob', times: '3' });
-    expect(patched.body).toBe(`{"key":${keyOf(patched)},"errorcode":0,"errormessage":"success","count":3}`);
+    const patched = await httpJson(port, 'PATCH', '/greetings/Bob', { name: 'Eve', times: '1' });
+    expect(patched.body).toBe(
+      `{"key":${keyOf(patched)},"errorcode":0,"errormessage":"success","lines":["Hello, Bob"],"count":1,"at":"2020-11-04T15:31:47.005Z"}`,
+    );
+    const byPath = await httpJson(port, 'GET', '/greetings/Ad%C3%A1?times=1');
+    expect(JSON.parse(byPath.body).lines).toEqual(['Hello, Adá']);
     const invalid = await httpJson(port, 'GET', '/greetings?name=Ada&times=-1');
     expect(invalid.body).toBe(`{"key":${keyOf(invalid)},"errorcode":1,"errormessage":"Invalid Parameters"}`);
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
@@ -274,7 +274,7 @@ describe('gateway routing, balancing and upstream faults', () => {
 
   it('answers 500 when a service answers bytes that do not match the descriptors it registered', async () => {
     const { gateway, port } = await startGateway(perTest, distributor);
-    const file = greeterFile();
+    const file = greeterFile(httpOptions('GET /lies', { envelope: ['lines'] }));
     const GreetRequest = registryOf(file).getMessage('test.greeter.v1.GreetRequest')!;
     await startService(perTest, {
       distributor,
@@ -292,14 +292,6 @@ describe('gateway routing, balancing and upstream faults', () => {
         },
       },
       implementation: { Greet: (_call: unknown, callback: sendUnaryData<unknown>) => callback(null, {}) },
-      routes: [
-        {
-          httpMethod: 'GET',
-          path: '/lies',
-          grpcMethod: 'test.greeter.v1.Greeter/Greet',
-          responseFields: ['lines'],
-        },
-      ],
       descriptorSet: descriptorSetOf(file),
     });
     await waitForRoute(gateway, 'GET /lies', 1);

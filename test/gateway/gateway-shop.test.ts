@@ -163,8 +163,8 @@ describe('gateway on the shop contracts (in-memory services)', () => {
     );
     for (const [method, path] of [
       ['GET', '/nope'],
-      ['PUT', '/goods'],
       ['GET', '/goods/'],
+      ['DELETE', '/goods/1/2'],
       ['GET', '/GOODS?x=1'],
     ]) {
       const result = await httpJson(port, method!, path!);
@@ -173,6 +173,13 @@ describe('gateway on the shop contracts (in-memory services)', () => {
         `{"key":null,"errorcode":1,"errormessage":"No route for ${method} ${path!.split('?')[0]}"}`,
       );
     }
+    // A known path with another method is 405 with Allow, without a key either.
+    const other = await httpJson(port, 'PUT', '/goods');
+    expect(other.status).toBe(405);
+    expect(other.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, POST');
+    expect(other.body).toBe('{"key":null,"errorcode":1,"errormessage":"Method PUT not allowed on /goods"}');
+    const templated = await httpJson(port, 'GET', '/goods/1');
+    expect([templated.status, templated.headers.allow]).toEqual([405, 'DELETE, OPTIONS']);
     const next = await httpJson(port, 'GET', '/goods?unknown=1');
     expect(expectAnswer(next, 200, (key) => `{"key":${key},"errorcode":1,"errormessage":"no data"}`)).toBe(
       first + 1,

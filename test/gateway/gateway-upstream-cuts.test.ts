@@ -2,9 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { RegistrationClient } from '../../src/distributor/registration-client.js';
 import { NodeState } from '../../src/gen/distributor.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { spawnComponent } from '../e2e/support/processes.js';
 import { type HttpResult, httpJson } from '../helpers/http.js';
 import { Http2CuttingProxy, Http2Error } from '../helpers/http2-cutting-proxy.js';
@@ -54,7 +53,7 @@ describe('gateway: calls cut below gRPC by a frozen instance', () => {
           name: 'goods',
           host: '127.0.0.1',
           port: proxy.port,
-          routes: [...goodsSpec.routes],
+          routes: [],
           descriptorSet: goodsDescriptorSet(),
           state: NodeState.NODE_STATE_SERVING,
         },

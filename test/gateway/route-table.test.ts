@@ -1,3 +1,5 @@
+import { create } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   encodeDescriptorSet,
@@ -5,16 +7,37 @@ import {
   loadShopDescriptorSet,
 } from '../../src/common/descriptors.js';
 import type { Logger } from '../../src/common/logger.js';
-import { ENVELOPE_ROOM } from '../../src/gateway/envelope.js';
 import { InstancePool } from '../../src/gateway/instance-pool.js';
 import { RouteTable } from '../../src/gateway/route-table.js';
 import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
-import { GOODS_ROUTES } from '../helpers/nodes.js';
-import { descriptorSetOf, kitchenFile } from './support/descriptors.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
+import { descriptorSetOf, httpOptions, kitchenFile } from './support/descriptors.js';
 
-const GOODS_SET = Buffer.from(
-  encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), ['shop.v1.GoodsService'])),
-);
+const GOODS_SET = goodsDescriptorSet();
+
+/** The kitchen's file with one more method, routed by `options`. */
+function kitchenWith(method: string, options: ReturnType<typeof httpOptions>) {
+  const file = kitchenFile();
+  const service = file.service[0]!;
+  const echo = service.method[0]!;
+  return create(FileDescriptorProtoSchema, {
+    ...file,
+    service: [{ ...service, method: [...service.method, { ...echo, name: method, options }] }],
+  });
+}
+
+function node(name: string, port: number, descriptorSet: Uint8Array, registeredAt = new Date(2_000)): Node {
+  return {
+    id: `${name}@127.0.0.1:${port}`,
+    name,
+    host: '127.0.0.1',
+    port,
+    routes: [],
+    descriptorSet: Buffer.from(descriptorSet),
+    state: NodeState.NODE_STATE_SERVING,
+    registeredAt,
+  };
+}
 
 function goods(port: number, state = NodeState.NODE_STATE_SERVING, registeredAt = new Date(1_000)): Node {
   return {
@@ -22,7 +45,7 @@ function goods(port: number, state = NodeState.NODE_STATE_SERVING, registeredAt 
     name: 'goods',
     host: '127.0.0.1',
     port,
-    routes: GOODS_ROUTES,
+    routes: [],
     descriptorSet: GOODS_SET,
     state,
     registeredAt,
@@ -122,25 +145,12 @@ describe('RouteTable', () => {
   it('picks up a route a new revision adds, from a service it has never seen', () => {
     const { table: routes } = table();
     routes.apply(snapshot(1, goods(9010)));
-    const kitchen: Node = {
-      id: 'kitchen@127.0.0.1:9050',
-      name: 'kitchen',
-      host: '127.0.0.1',
-      port: 9050,
-      routes: [
-        {
-          httpMethod: 'PUT',
-          path: '/kitchen',
-          grpcMethod: 'test.kitchen.v1.KitchenService/Echo',
-          responseFields: ['f_int32'],
-        },
-      ],
-      descriptorSet: Buffer.from(descriptorSetOf(kitchenFile())),
-      state: NodeState.NODE_STATE_SERVING,
-      registeredAt: new Date(2_000),
-    };
+    const kitchen = node('kitchen', 9050, descriptorSetOf(kitchenFile()));
     routes.apply(snapshot(2, goods(9010), kitchen));
-    expect(routes.get('PUT /kitchen')?.pick()?.plan.grpcMethod).toBe('test.kitchen.v1.KitchenService/Echo');
+    expect(routes.get('POST /kitchen')?.pick()?.plan.grpcMethod).toBe('test.kitchen.v1.KitchenService/Echo');
+    expect(routes.get('PATCH /kitchen/*/**')?.pick()?.plan.grpcMethod).toBe(
+      'test.kitchen.v1.KitchenService/Update',
+    );
     expect(routes.get('GET /goods')).toBeDefined();
   });
 
@@ -152,38 +162,41 @@ describe('RouteTable', () => {
     expect(first.plan).toBe(second.plan);
     routes.apply(snapshot(2, goods(9010), goods(9011)));
     expect(route.pick()!.plan).toBe(first.plan);
-    // The same node registers again, now with a descriptor set that lacks ListGoods' response field.
+    // The same node registers again, now with other descriptors (every shop service, with comments).
     const changed: Node = {
       ...goods(9010, NodeState.NODE_STATE_SERVING, new Date(5_000)),
-      routes: [{ ...GOODS_ROUTES[1]!, responseFields: [] }],
+      descriptorSet: Buffer.from(
+        encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), ['shop.v1.GoodsService'])),
+      ),
     };
     routes.apply(snapshot(3, changed));
     expect(route.pick()!.plan).not.toBe(first.plan);
-    expect(route.pick()!.plan.render(Buffer.alloc(0)).subarray(ENVELOPE_ROOM).toString()).toBe('}');
+    expect(routes.get('GET /members')?.pick()?.nodeId).toBe('goods@127.0.0.1:9010');
   });
 
   it('skips a route whose descriptors cannot serve it, warning once, and keeps the rest', () => {
     const warn = vi.fn();
     const log = { warn, debug: vi.fn(), info: vi.fn(), error: vi.fn() } as unknown as Logger;
     const { table: routes } = table(log);
-    const broken: Node = {
-      ...goods(9010),
-      routes: [
-        ...GOODS_ROUTES,
-        { httpMethod: 'GET', path: '/nope', grpcMethod: 'shop.v1.GoodsService/Nope', responseFields: [] },
-      ],
-    };
+    const broken = node(
+      'kitchen',
+      9050,
+      descriptorSetOf(kitchenWith('Nope', httpOptions('GET /nope', { body: '*' }))),
+    );
     routes.apply(snapshot(1, broken));
     routes.apply(snapshot(2, broken));
     expect(routes.get('GET /nope')).toBeUndefined();
-    expect(routes.get('GET /goods')).toBeDefined();
+    expect(routes.get('POST /kitchen')).toBeDefined();
     expect(warn).toHaveBeenCalledOnce();
-    expect(String(warn.mock.calls[0]![1])).toContain('has no shop.v1.GoodsService/Nope');
+    expect(String(warn.mock.calls[0]![1])).toContain(
+      'test.kitchen.v1.KitchenService/Nope: a GET route cannot have a body',
+    );
     // A registration cannot change its descriptors; registering again (a new registered_at) can.
     routes.apply(
       snapshot(3, { ...broken, descriptorSet: Buffer.from([1, 2, 3]), registeredAt: new Date(9_000) }),
     );
-    expect(routes.get('GET /goods')).toBeUndefined();
+    expect(routes.get('POST /kitchen')).toBeUndefined();
+    expect(String(warn.mock.calls[1]![1])).toContain('its descriptor set does not resolve');
   });
 
   it('retries on another address only', () => {
@@ -196,5 +209,78 @@ describe('RouteTable', () => {
     }
     routes.apply(snapshot(2, goods(9010)));
     expect(route.pickOther(route.pick()!)).toBeUndefined();
+  });
+
+  it("matches templates: the additional binding DELETE /goods/{id} beside the book's DELETE /goods", () => {
+    const { table: routes } = table();
+    routes.apply(snapshot(1, goods(9010)));
+    const byQuery = routes.match('DELETE', '/goods')!;
+    expect(byQuery.route.key).toBe('DELETE /goods');
+    expect(byQuery.pathValues).toEqual([]);
+    const byPath = routes.match('DELETE', '/goods/42')!;
+    expect(byPath.route.key).toBe('DELETE /goods/*');
+    expect(byPath.route.template.text).toBe('/goods/{id}');
+    expect(byPath.pathValues).toEqual(['42']);
+    expect(byPath.route.pick()!.plan.route.pathVariables.map((variable) => variable.fieldPath)).toEqual([
+      'id',
+    ]);
+    expect(routes.match('DELETE', '/goods/a%2Fb')!.pathValues).toEqual(['a/b']);
+    for (const [method, path] of [
+      ['DELETE', '/goods/'],
+      ['DELETE', '/goods/1/2'],
+      ['GET', '/goods/1'],
+      ['DELETE', '/goods/%zz'],
+    ]) {
+      expect(routes.match(method!, path!), `${method} ${path}`).toBeUndefined();
+    }
+    expect(routes.methodsOf('/goods')).toEqual(['DELETE', 'GET', 'POST']);
+    expect(routes.methodsOf('/goods/7')).toEqual(['DELETE']);
+    expect(routes.methodsOf('/nope')).toEqual([]);
+    expect(routes.describe().find((info) => info.path === '/goods/*')).toMatchObject({
+      method: 'DELETE',
+      template: '/goods/{id}',
+      grpcMethods: ['shop.v1.GoodsService/DeleteGoods'],
+    });
+  });
+
+  it('prefers literal segments to variables, and matches ** over any depth', () => {
+    const { table: routes } = table();
+    const file = kitchenWith('Special', httpOptions('PATCH /kitchen/special/{f_string}'));
+    routes.apply(snapshot(1, node('kitchen', 9050, descriptorSetOf(file))));
+    const special = routes.match('PATCH', '/kitchen/special/x')!;
+    expect(special.route.pick()!.plan.grpcMethod).toBe('test.kitchen.v1.KitchenService/Special');
+    expect(special.pathValues).toEqual(['x']);
+    const deep = routes.match('PATCH', '/kitchen/7/a/b/c')!;
+    expect(deep.route.pick()!.plan.grpcMethod).toBe('test.kitchen.v1.KitchenService/Update');
+    expect(deep.pathValues).toEqual(['7', 'a/b/c']);
+  });
+
+  it("keeps a route with the name that declared it first, skipping another name's instances with one warning", () => {
+    const warn = vi.fn();
+    const log = { warn, debug: vi.fn(), info: vi.fn(), error: vi.fn() } as unknown as Logger;
+    const { table: routes } = table(log);
+    const rogue = node('rogue', 9099, GOODS_SET, new Date(3_000));
+    routes.apply(snapshot(1, goods(9010), rogue));
+    routes.apply(snapshot(2, goods(9010), rogue));
+    expect(routes.get('GET /goods')!.serving.map((instance) => instance.nodeId)).toEqual([
+      'goods@127.0.0.1:9010',
+    ]);
+    // One warning per route the registration cannot have.
+    expect(warn).toHaveBeenCalledTimes(4);
+    expect(warn.mock.calls.map((call) => String(call[1]))).toContain(
+      'not routing to rogue@127.0.0.1:9099: GET /goods belongs to "goods", which declared it first',
+    );
+    // Once goods has left, the route is the other name's.
+    routes.apply(snapshot(3, rogue));
+    expect(routes.get('GET /goods')!.pick()!.nodeId).toBe('rogue@127.0.0.1:9099');
+  });
+
+  it('answers a retired templated route as retired, not unknown', () => {
+    const { table: routes } = table();
+    routes.apply(snapshot(1, goods(9010)));
+    routes.apply(snapshot(2));
+    expect(routes.match('DELETE', '/goods/3')).toMatchObject({ retired: true, pathValues: ['3'] });
+    expect(routes.isRetired('DELETE /goods/*')).toBe(true);
+    expect(routes.methodsOf('/goods')).toEqual(['DELETE', 'GET', 'POST']);
   });
 });

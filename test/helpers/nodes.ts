@@ -1,31 +1,13 @@
-import {
-  encodeDescriptorSet,
-  filesForServices,
-  loadShopDescriptorSet,
-} from '../../src/common/descriptors.js';
-import { type NodeDescription, NodeState, type Route } from '../../src/gen/distributor.js';
+import { registrationDescriptorSet } from '../../src/common/descriptors.js';
+import { type NodeDescription, NodeState } from '../../src/gen/distributor.js';
 
-/** The descriptor set a goods node registers: GoodsService with its imports. */
+/** The descriptor set a goods node registers: GoodsService with its imports and its HttpRules. */
 export function goodsDescriptorSet(): Buffer {
-  return encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), ['shop.v1.GoodsService']));
+  return registrationDescriptorSet(['shop.v1.GoodsService']);
 }
 
-/** The routes the goods service registers. */
-export const GOODS_ROUTES: Route[] = [
-  { httpMethod: 'POST', path: '/goods', grpcMethod: 'shop.v1.GoodsService/CreateGoods', responseFields: [] },
-  {
-    httpMethod: 'GET',
-    path: '/goods',
-    grpcMethod: 'shop.v1.GoodsService/ListGoods',
-    responseFields: ['results'],
-  },
-  {
-    httpMethod: 'DELETE',
-    path: '/goods',
-    grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
-    responseFields: [],
-  },
-];
+/** The keys of the REST routes GoodsService declares (see HttpRoute.key). */
+export const GOODS_ROUTE_KEYS = ['POST /goods', 'GET /goods', 'DELETE /goods', 'DELETE /goods/*'];
 
 /** A valid goods-like node description; override any part. */
 export function goodsNode(overrides: Partial<NodeDescription> = {}): NodeDescription {
@@ -33,14 +15,14 @@ export function goodsNode(overrides: Partial<NodeDescription> = {}): NodeDescrip
     name: 'goods',
     host: '127.0.0.1',
     port: 9010,
-    routes: GOODS_ROUTES,
+    routes: [],
     descriptorSet: goodsDescriptorSet(),
     state: NodeState.NODE_STATE_UNSPECIFIED,
     ...overrides,
   };
 }
 
-/** A gateway-like node description: no routes. */
+/** A gateway-like node description: no descriptor set. */
 export function gatewayNode(overrides: Partial<NodeDescription> = {}): NodeDescription {
   return {
     name: 'gateway',

@@ -5,9 +5,9 @@ import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
 import { GOODS_LIMITS } from '../../src/services/goods/goods-handlers.js';
-import { createGoodsServer } from '../../src/services/goods/goods-server.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import type { GoodsStore, NewGoods } from '../../src/services/goods/goods-store.js';
 import { SqliteGoodsStore } from '../../src/services/goods/sqlite-goods-store.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
@@ -18,7 +18,7 @@ import { firstCharacters, TRICKY_STRINGS } from './support/tricky-strings.js';
 const VALID: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const INVALID = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
 
-describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
+describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     let opened: OpenedStore<GoodsStore>;
     let service: TestServer<GoodsServiceClient>;
@@ -29,7 +29,10 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
 
     beforeEach(async () => {
       opened = await backend.open();
-      service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+      service = await startTestServer(
+        createServiceServer(goodsService, { store: opened.store }),
+        GoodsServiceClient,
+      );
     });
     afterEach(async () => {
       await service?.close();
@@ -156,7 +159,10 @@ describe.each(backendsOf(goodsSpec))('GoodsService $title', (backend) => {
       const lines: string[] = [];
       const log = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
       await service.close();
-      service = await startTestServer(createGoodsServer({ store: opened.store, log }), GoodsServiceClient);
+      service = await startTestServer(
+        createServiceServer(goodsService, { store: opened.store, log }),
+        GoodsServiceClient,
+      );
       await create(VALID);
       await opened.rawExec('DROP TABLE goods');
       const failure = await create(VALID).catch((error) => error);
@@ -187,8 +193,11 @@ describe('GoodsService given fields of the wrong wire type', () => {
   let opened: OpenedStore<GoodsStore>;
   let service: TestServer<GoodsServiceClient>;
   beforeEach(async () => {
-    opened = await backendsOf(goodsSpec)[0]!.open();
-    service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+    opened = await backendsOf(goodsService)[0]!.open();
+    service = await startTestServer(
+      createServiceServer(goodsService, { store: opened.store }),
+      GoodsServiceClient,
+    );
   });
   afterEach(async () => {
     await service?.close();

@@ -8,16 +8,14 @@ import {
 } from '../../src/gen/services.js';
 import { IDEMPOTENCY_RETENTION_MS, KEY_REUSED } from '../../src/services/common/idempotency.js';
 import type { ServiceServer } from '../../src/services/common/service-server.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
 import type { ServiceStore } from '../../src/services/common/service-store.js';
-import { createGoodsServer } from '../../src/services/goods/goods-server.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import type { GoodsStore } from '../../src/services/goods/goods-store.js';
 import { USERNAME_TAKEN } from '../../src/services/members/members-handlers.js';
-import { createMembersServer } from '../../src/services/members/members-server.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
+import { membersService } from '../../src/services/members/members-service.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
-import { createPurchasesServer } from '../../src/services/purchases/purchases-server.js';
-import { purchasesSpec } from '../../src/services/purchases/purchases-spec.js';
+import { purchasesService } from '../../src/services/purchases/purchases-service.js';
 import type { PurchasesStore } from '../../src/services/purchases/purchases-store.js';
 import { type Backend, backendsOf, type OpenedStore } from './support/backends.js';
 import { call, callWithKey, startTestServer, type TestServer } from './support/test-server.js';
@@ -25,7 +23,7 @@ import { call, callWithKey, startTestServer, type TestServer } from './support/t
 const GOODS: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const REUSED = { code: status.FAILED_PRECONDITION, details: KEY_REUSED };
 /** Light Argon2id parameters: these tests are about idempotency, not hashing cost. */
-const HASH = { hashParameters: { memoryCost: 1024, timeCost: 1, parallelism: 1 } };
+const HASH = { handlerOptions: { hashParameters: { memoryCost: 1024, timeCost: 1, parallelism: 1 } } };
 
 /** A clock the test moves by hand, in ms since the epoch. */
 function manualClock(start = Date.UTC(2026, 0, 1)) {
@@ -72,12 +70,15 @@ async function count(opened: OpenedStore<unknown>, table: string): Promise<numbe
   return Number(row?.n);
 }
 
-describe.each(backendsOf(goodsSpec))('idempotent goods writes $title', (backend) => {
+describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     const h = harness();
     async function goods(clock?: ReturnType<typeof manualClock>) {
       const opened = await h.open<GoodsStore>(backend, clock);
-      const { client } = await h.serve(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+      const { client } = await h.serve(
+        createServiceServer(goodsService, { store: opened.store }),
+        GoodsServiceClient,
+      );
       const create = (request: CreateGoodsRequest, ...keys: string[]) =>
         callWithKey(client, client.createGoods, request, ...keys);
       const remove = (id: number, ...keys: string[]) =>
@@ -129,7 +130,10 @@ describe.each(backendsOf(goodsSpec))('idempotent goods writes $title', (backend)
 
     it('two instances on one store, called at once with one key: one row, one answer', async () => {
       const { opened, client } = await goods();
-      const second = await h.serve(createGoodsServer({ store: h.another(opened) }), GoodsServiceClient);
+      const second = await h.serve(
+        createServiceServer(goodsService, { store: h.another(opened) }),
+        GoodsServiceClient,
+      );
       const clients = [client, second.client];
       const answers = await Promise.all(
         Array.from({ length: 20 }, (_, index) => {
@@ -179,7 +183,7 @@ describe.each(backendsOf(goodsSpec))('idempotent goods writes $title', (backend)
       const clock = manualClock();
       const opened = await h.open<GoodsStore>(backend, clock);
       const { client } = await h.serve(
-        createGoodsServer({ store: opened.store, idempotencySweepIntervalMs: 20 }),
+        createServiceServer(goodsService, { store: opened.store, idempotencySweepIntervalMs: 20 }),
         GoodsServiceClient,
       );
       await callWithKey(client, client.createGoods, GOODS, 'k');
@@ -247,13 +251,13 @@ describe.each(backendsOf(goodsSpec))('idempotent goods writes $title', (backend)
   });
 });
 
-describe.each(backendsOf(membersSpec))('idempotent members writes $title', (backend) => {
+describe.each(backendsOf(membersService))('idempotent members writes $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     const h = harness();
     async function members() {
       const opened = await h.open<MembersStore>(backend);
       const { client } = await h.serve(
-        createMembersServer({ store: opened.store, ...HASH }),
+        createServiceServer(membersService, { store: opened.store, ...HASH }),
         MembersServiceClient,
       );
       return {
@@ -319,14 +323,14 @@ describe.each(backendsOf(membersSpec))('idempotent members writes $title', (back
   });
 });
 
-describe.each(backendsOf(purchasesSpec))('idempotent purchases $title', (backend) => {
+describe.each(backendsOf(purchasesService))('idempotent purchases $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     const h = harness();
 
     it('a repeat gets the first answer without a second row; another request is refused', async () => {
       const opened = await h.open<PurchasesStore>(backend);
       const { client } = await h.serve(
-        createPurchasesServer({ store: opened.store }),
+        createServiceServer(purchasesService, { store: opened.store }),
         PurchasesServiceClient,
       );
       const buy = (goodsid: number, key: string) =>

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceError } from '../../src/common/service-error.js';
 import {
@@ -9,10 +9,10 @@ import {
   MembersServiceClient,
   type SignInRequest,
 } from '../../src/gen/services.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
 import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
-import { MEMBERS_LIMITS } from '../../src/services/members/members-handlers.js';
-import { createMembersServer, type MembersServerOptions } from '../../src/services/members/members-server.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
+import { MEMBERS_LIMITS, type MembersHandlersOptions } from '../../src/services/members/members-handlers.js';
+import { membersService } from '../../src/services/members/members-service.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
 import {
   ARGON2_PARAMETERS,
@@ -43,21 +43,21 @@ const TAKEN = { code: status.ALREADY_EXISTS, details: 'Username is already taken
 const HASH_FORMAT = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/;
 const INTERNAL = { code: status.INTERNAL, details: 'Internal error' };
 
-describe.each(backendsOf(membersSpec))('MembersService $title', (backend) => {
+describe.each(backendsOf(membersService))('MembersService $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     let opened: OpenedStore<MembersStore> | undefined;
     let service: TestServer<MembersServiceClient> | undefined;
 
     async function start(
-      options: Partial<MembersServerOptions> = {},
+      { log, ...handlerOptions }: MembersHandlersOptions & { log?: Logger } = {},
       wrapStore: (store: MembersStore) => MembersStore = (store) => store,
     ): Promise<TestServer<MembersServiceClient>> {
       opened = await backend.open({ connectionLimit: 10 });
       service = await startTestServer(
-        createMembersServer({
+        createServiceServer(membersService, {
           store: wrapStore(opened.store),
-          hashParameters: TEST_HASH_PARAMETERS,
-          ...options,
+          ...(log ? { log } : {}),
+          handlerOptions: { hashParameters: TEST_HASH_PARAMETERS, ...handlerOptions },
         }),
         MembersServiceClient,
       );
@@ -535,8 +535,11 @@ function withUpdate(
 
 describe('MembersService given fields of the wrong wire type', () => {
   it('SignIn with a password sent as a number is "Invalid Parameters"', async () => {
-    const opened = await backendsOf(membersSpec)[0]!.open();
-    const service = await startTestServer(createMembersServer({ store: opened.store }), MembersServiceClient);
+    const opened = await backendsOf(membersService)[0]!.open();
+    const service = await startTestServer(
+      createServiceServer(membersService, { store: opened.store }),
+      MembersServiceClient,
+    );
     try {
       const body = Buffer.concat([wire.text(1, 'test_account'), wire.number(2, 1234)]);
       expect(await callRaw(service.address, '/shop.v1.MembersService/SignIn', body)).toEqual(INVALID);

@@ -2,7 +2,8 @@ import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
-import { createGoodsServer } from '../../src/services/goods/goods-server.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import { MysqlGoodsStore } from '../../src/services/goods/mysql-goods-store.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
@@ -51,7 +52,7 @@ describe.runIf(mysqlUrl)(
       options: { waitUntilServing?: boolean } = {},
     ): Promise<TestServer<GoodsServiceClient>> {
       service = await startTestServer(
-        createGoodsServer({ store, databaseProbeIntervalMs: 100 }),
+        createServiceServer(goodsService, { store, databaseProbeIntervalMs: 100 }),
         GoodsServiceClient,
         options,
       );

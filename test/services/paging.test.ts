@@ -9,11 +9,10 @@ import {
   PurchasesServiceClient,
 } from '../../src/gen/services.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PAGE_TEXT_BYTES } from '../../src/services/common/paging.js';
-import { createGoodsServer } from '../../src/services/goods/goods-server.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import type { GoodsStore } from '../../src/services/goods/goods-store.js';
-import { createPurchasesServer } from '../../src/services/purchases/purchases-server.js';
-import { purchasesSpec } from '../../src/services/purchases/purchases-spec.js';
+import { purchasesService } from '../../src/services/purchases/purchases-service.js';
 import type { PurchasesStore } from '../../src/services/purchases/purchases-store.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { call, startTestServer, type TestServer } from './support/test-server.js';
@@ -34,7 +33,7 @@ function goodsRows(count: number, from = 1, description = 'd'): string {
   return `INSERT INTO goods (name, category, price, description) VALUES ${values.join(', ')}`;
 }
 
-describe.each(backendsOf(goodsSpec))('ListGoods pages $title', (backend) => {
+describe.each(backendsOf(goodsService))('ListGoods pages $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     let opened: OpenedStore<GoodsStore>;
     let service: TestServer<GoodsServiceClient>;
@@ -51,7 +50,10 @@ describe.each(backendsOf(goodsSpec))('ListGoods pages $title', (backend) => {
 
     beforeEach(async () => {
       opened = await backend.open();
-      service = await startTestServer(createGoodsServer({ store: opened.store }), GoodsServiceClient);
+      service = await startTestServer(
+        createServiceServer(goodsService, { store: opened.store }),
+        GoodsServiceClient,
+      );
     });
     afterEach(async () => {
       await service?.close();
@@ -180,7 +182,7 @@ describe.each(backendsOf(goodsSpec))('ListGoods pages $title', (backend) => {
   });
 });
 
-describe.each(backendsOf(purchasesSpec))('ListPurchases pages $title', (backend) => {
+describe.each(backendsOf(purchasesService))('ListPurchases pages $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     let opened: OpenedStore<PurchasesStore>;
     let service: TestServer<PurchasesServiceClient>;
@@ -195,7 +197,10 @@ describe.each(backendsOf(purchasesSpec))('ListPurchases pages $title', (backend)
 
     beforeEach(async () => {
       opened = await backend.open();
-      service = await startTestServer(createPurchasesServer({ store: opened.store }), PurchasesServiceClient);
+      service = await startTestServer(
+        createServiceServer(purchasesService, { store: opened.store }),
+        PurchasesServiceClient,
+      );
     });
     afterEach(async () => {
       await service?.close();

@@ -5,8 +5,8 @@ import {
   type ListPurchasesRequest,
   PurchasesServiceClient,
 } from '../../src/gen/services.js';
-import { createPurchasesServer } from '../../src/services/purchases/purchases-server.js';
-import { purchasesSpec } from '../../src/services/purchases/purchases-spec.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
+import { purchasesService } from '../../src/services/purchases/purchases-service.js';
 import type { PurchasesStore } from '../../src/services/purchases/purchases-store.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { callRaw, wire } from './support/raw-call.js';
@@ -15,7 +15,7 @@ import { call, startTestServer, type TestServer } from './support/test-server.js
 const INVALID = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
 const NO_DATA = { code: status.NOT_FOUND, details: 'no data' };
 
-describe.each(backendsOf(purchasesSpec))('PurchasesService $title', (backend) => {
+describe.each(backendsOf(purchasesService))('PurchasesService $title', (backend) => {
   describe.runIf(!backend.skipReason)('', () => {
     let opened: OpenedStore<PurchasesStore> | undefined;
     let service: TestServer<PurchasesServiceClient> | undefined;
@@ -24,7 +24,7 @@ describe.each(backendsOf(purchasesSpec))('PurchasesService $title', (backend) =>
     async function start(): Promise<void> {
       opened = await backend.open();
       service = await startTestServer(
-        createPurchasesServer({ store: opened.store, now: () => clock }),
+        createServiceServer(purchasesService, { store: opened.store, handlerOptions: { now: () => clock } }),
         PurchasesServiceClient,
       );
     }
@@ -141,9 +141,9 @@ describe.each(backendsOf(purchasesSpec))('PurchasesService $title', (backend) =>
 
 describe('PurchasesService given fields of the wrong wire type', () => {
   it('ListPurchases with a userid sent as text is "Invalid Parameters"', async () => {
-    const opened = await backendsOf(purchasesSpec)[0]!.open();
+    const opened = await backendsOf(purchasesService)[0]!.open();
     const service = await startTestServer(
-      createPurchasesServer({ store: opened.store }),
+      createServiceServer(purchasesService, { store: opened.store }),
       PurchasesServiceClient,
     );
     try {

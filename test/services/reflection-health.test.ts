@@ -1,43 +1,31 @@
-import type { Client } from '@grpc/grpc-js';
+import { type Client, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { GoodsServiceClient, MembersServiceClient, PurchasesServiceClient } from '../../src/gen/services.js';
+import type { AnyShopService } from '../../src/services/common/define-service.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
 import type { ServiceStore } from '../../src/services/common/service-store.js';
-import type { ServiceSpec } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
-import { purchasesSpec } from '../../src/services/purchases/purchases-spec.js';
+import { SHOP_SERVICES } from '../../src/services/service-list.js';
 import { checkHealth, reflect } from '../helpers/grpc-clients.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
-const SERVICES = [
-  {
-    spec: goodsSpec as ServiceSpec<ServiceStore>,
-    Client: GoodsServiceClient as new (...args: never[]) => Client,
-  },
-  {
-    spec: membersSpec as ServiceSpec<ServiceStore>,
-    Client: MembersServiceClient as new (...args: never[]) => Client,
-  },
-  {
-    spec: purchasesSpec as ServiceSpec<ServiceStore>,
-    Client: PurchasesServiceClient as new (...args: never[]) => Client,
-  },
-];
+const SERVICES: readonly AnyShopService[] = SHOP_SERVICES;
 
-describe.each(SERVICES)('$spec.serviceName', ({ spec, Client }) => {
+describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({ service }) => {
+  const serviceName = service.grpc.name;
+  const methodNames = Object.values(service.grpc.definition).map(({ path }) => path.split('/')[2]);
   let opened: OpenedStore<ServiceStore> | undefined;
-  let service: TestServer<Client> | undefined;
+  let running: TestServer<Client> | undefined;
 
   afterEach(async () => {
-    await service?.close();
+    await running?.close();
     await opened?.dispose();
   });
 
   async function start(): Promise<TestServer<Client>> {
-    opened = await backendsOf(spec)[0]!.open();
-    service = await startTestServer(spec.createServer({ store: opened.store }), Client as never);
-    return service;
+    opened = await backendsOf(service)[0]!.open();
+    const Client = makeGenericClientConstructor(service.grpc.definition, service.name);
+    running = await startTestServer(createServiceServer(service, { store: opened.store }), Client);
+    return running;
   }
 
   it.each(['v1', 'v1alpha'] as const)(
@@ -45,11 +33,9 @@ describe.each(SERVICES)('$spec.serviceName', ({ spec, Client }) => {
     async (version) => {
       const { address } = await start();
       const { services, registry } = await reflect(address, version);
-      expect(services).toEqual(expect.arrayContaining([spec.serviceName, 'grpc.health.v1.Health']));
-      const described = registry.getService(spec.serviceName);
-      expect(described?.methods.map((method) => method.name).sort()).toEqual(
-        spec.routes.map((route) => route.grpcMethod.split('/')[1]).sort(),
-      );
+      expect(services).toEqual(expect.arrayContaining([serviceName, 'grpc.health.v1.Health']));
+      const described = registry.getService(serviceName);
+      expect(described?.methods.map((method) => method.name).sort()).toEqual(methodNames.sort());
       for (const method of described!.methods) {
         expect(registry.getMessage(method.input.typeName)).toBeDefined();
         expect(registry.getMessage(method.output.typeName)).toBeDefined();
@@ -68,9 +54,9 @@ describe.each(SERVICES)('$spec.serviceName', ({ spec, Client }) => {
   it('health says SERVING for the server and for the service, and NOT_SERVING once draining', async () => {
     const { address, server } = await start();
     expect(await checkHealth(address)).toBe('SERVING');
-    expect(await checkHealth(address, spec.serviceName)).toBe('SERVING');
+    expect(await checkHealth(address, serviceName)).toBe('SERVING');
     server.drain();
     expect(await checkHealth(address)).toBe('NOT_SERVING');
-    expect(await checkHealth(address, spec.serviceName)).toBe('NOT_SERVING');
+    expect(await checkHealth(address, serviceName)).toBe('NOT_SERVING');
   });
 });

@@ -5,12 +5,13 @@ import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { credentials, status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { testServiceConfig } from './support/service-config.js';
 import { call } from './support/test-server.js';
@@ -47,10 +48,10 @@ describe('a service and the distributor', () => {
     return client;
   }
 
-  it('registers the port it really got, its routes and a descriptor set naming their methods', async () => {
+  it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -62,32 +63,27 @@ describe('a service and the distributor', () => {
       host: '127.0.0.1',
       port: service.port,
       state: NodeState.NODE_STATE_SERVING,
-      routes: [
-        {
-          httpMethod: 'POST',
-          path: '/goods',
-          grpcMethod: 'shop.v1.GoodsService/CreateGoods',
-          responseFields: [],
-        },
-        {
-          httpMethod: 'GET',
-          path: '/goods',
-          grpcMethod: 'shop.v1.GoodsService/ListGoods',
-          responseFields: ['results'],
-        },
-        {
-          httpMethod: 'DELETE',
-          path: '/goods',
-          grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
-          responseFields: [],
-        },
-      ],
+      routes: [],
     });
     const descriptors = createFileRegistry(fromBinary(FileDescriptorSetSchema, node!.descriptorSet));
     expect(descriptors.getService('shop.v1.GoodsService')?.methods.map((method) => method.name)).toEqual([
       'CreateGoods',
       'ListGoods',
       'DeleteGoods',
+    ]);
+    // services.proto defines the other services too; the goods node registers its own alone.
+    expect(descriptors.getService('shop.v1.MembersService')).toBeUndefined();
+    expect(
+      readHttpRoutes(descriptors).routes.map((route) => [
+        route.key,
+        route.grpcMethod,
+        route.envelopeFields.map((field) => field.name),
+      ]),
+    ).toEqual([
+      ['POST /goods', 'shop.v1.GoodsService/CreateGoods', []],
+      ['GET /goods', 'shop.v1.GoodsService/ListGoods', ['results']],
+      ['DELETE /goods', 'shop.v1.GoodsService/DeleteGoods', []],
+      ['DELETE /goods/*', 'shop.v1.GoodsService/DeleteGoods', []],
     ]);
     expect(service.port).toBeGreaterThan(0);
     const client = goodsClient(service.port);
@@ -97,7 +93,7 @@ describe('a service and the distributor', () => {
   it('serves while the distributor is away, and registers again when it is back', async () => {
     const distributorPort = await startDistributor();
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -123,7 +119,7 @@ describe('a service and the distributor', () => {
     const distributorPort = await probe.listen('127.0.0.1', 0);
     await probe.stop(0); // a port that was free a moment ago, with nothing on it now
     service = await startService(
-      goodsSpec,
+      goodsService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );
@@ -141,7 +137,7 @@ describe('a service and the distributor', () => {
     distributor!.registry.subscribe((snapshot) => snapshots.push(snapshot));
     // Members with the production scrypt parameters: a sign-in takes long enough to be in flight.
     service = await startService(
-      membersSpec,
+      membersService,
       testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
       { registrationBackoff: FAST_RETRY },
     );

@@ -8,9 +8,9 @@ import { GoodsServiceClient, MembersServiceClient, PurchasesServiceClient } from
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import type { StorageConfig } from '../../src/services/common/service-config.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
-import { goodsSpec } from '../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../src/services/members/members-spec.js';
-import { purchasesSpec } from '../../src/services/purchases/purchases-spec.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
+import { purchasesService } from '../../src/services/purchases/purchases-service.js';
 import { createTestDatabase } from '../helpers/mysql.js';
 import { testServiceConfig } from './support/service-config.js';
 import { call } from './support/test-server.js';
@@ -65,9 +65,9 @@ describe.each(STORAGES)('the seed run $title', ({ enabled, open }) => {
     const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
     const config = testServiceConfig(address, opened.storage);
     const [goods, members, purchases] = await Promise.all([
-      startService(goodsSpec, config),
-      startService(membersSpec, config),
-      startService(purchasesSpec, config),
+      startService(goodsService, config),
+      startService(membersService, config),
+      startService(purchasesService, config),
     ]);
     services = [goods!, members!, purchases!];
     await vi.waitFor(() =>

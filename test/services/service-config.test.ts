@@ -1,9 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import { describeMysql, parseMysqlUrl } from '../../src/services/common/mysql-url.js';
-import { loadGoodsConfig } from '../../src/services/goods/config.js';
-import { loadMembersConfig, MEMBERS_USAGE } from '../../src/services/members/config.js';
-import { loadPurchasesConfig } from '../../src/services/purchases/config.js';
+import { loadServiceConfig, serviceUsage } from '../../src/services/common/service-config.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
+import { purchasesService } from '../../src/services/purchases/purchases-service.js';
+
+const loadGoodsConfig = (argv: string[], env: NodeJS.ProcessEnv) =>
+  loadServiceConfig(goodsService, argv, env);
+const loadMembersConfig = (argv: string[], env: NodeJS.ProcessEnv) =>
+  loadServiceConfig(membersService, argv, env);
+const loadPurchasesConfig = (argv: string[], env: NodeJS.ProcessEnv) =>
+  loadServiceConfig(purchasesService, argv, env);
 
 describe('service configuration', () => {
   it('defaults: the book ports, loopback only, the local distributor, SQLite in ./data, no TLS', () => {
@@ -116,7 +124,7 @@ describe('service configuration', () => {
       'LOG_LEVEL',
       '9020',
     ]) {
-      expect(MEMBERS_USAGE).toContain(word);
+      expect(serviceUsage(membersService)).toContain(word);
     }
   });
 });

@@ -21,17 +21,11 @@ import {
   setting,
   usageText,
 } from '../../common/settings.js';
+import type { AnyShopService } from './define-service.js';
 import { type MysqlConnectionOptions, parseMysqlUrl } from './mysql-url.js';
 
-/** What differs between the services' command lines. */
-export interface ServiceConfigSpec {
-  /** The service's name: "goods", "members" or "purchases". */
-  readonly name: string;
-  /** The environment variable of its port, e.g. "GOODS_PORT". */
-  readonly portEnv: string;
-  /** Its default port, e.g. 9010. */
-  readonly defaultPort: number;
-}
+/** What differs between the services' command lines: a service definition's name and port. */
+export type ServiceConfigSpec = Pick<AnyShopService, 'name' | 'port'>;
 
 /** Where a service keeps its data: MySQL when a URL is configured, else one SQLite file. */
 export type StorageConfig =
@@ -63,11 +57,11 @@ export interface ServiceConfig {
 const ADVERTISED_HOST = /^[A-Za-z0-9.:_-]{1,253}$/;
 
 /** Every setting of one service, declared once (see src/common/settings.ts). */
-export function serviceSettings({ portEnv, defaultPort }: ServiceConfigSpec) {
+export function serviceSettings({ port }: ServiceConfigSpec) {
   return {
-    port: portSetting(portEnv, defaultPort),
+    port: portSetting(port.env, port.default),
     host: hostSetting('SERVICE_HOST', '127.0.0.1'),
-    metricsPort: metricsPortSetting(portEnv.replace(/PORT$/, 'METRICS_PORT'), defaultPort),
+    metricsPort: metricsPortSetting(port.env.replace(/PORT$/, 'METRICS_PORT'), port.default),
     distributor: DISTRIBUTOR_ADDRESS_SETTING,
     advertiseHost: setting({
       flag: 'advertise-host',

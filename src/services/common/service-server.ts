@@ -1,9 +1,4 @@
-import {
-  Server,
-  type ServerCredentials,
-  type ServiceDefinition,
-  type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import {
   DEFAULT_KEEPALIVE,
@@ -15,12 +10,13 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
+import type { ShopService } from './define-service.js';
 import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
 import type { ServiceTelemetry } from './service-telemetry.js';
 
-/** What every service's server factory accepts. */
-export interface ServiceServerOptions<Store extends ServiceStore> {
+/** Options of {@link createServiceServer}. */
+export interface ServiceServerOptions<Store extends ServiceStore, Options = never> {
   /** The service's data; the server never closes it (its owner does, after `stop()`). */
   store: Store;
   log?: Logger;
@@ -31,16 +27,10 @@ export interface ServiceServerOptions<Store extends ServiceStore> {
   keepalive?: KeepaliveOptions;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA, across machines. */
   credentials?: ServerCredentials;
+  /** The service's own handler options (see ShopService); default: the handlers' defaults. */
+  handlerOptions?: Options;
   /** Metrics and request ids of every call (service-telemetry.ts); none: the server counts nothing. */
   telemetry?: ServiceTelemetry;
-}
-
-/** Options of {@link createServiceServer}: one gRPC service with its handlers and its store. */
-export interface ServiceServerDefinition<Store extends ServiceStore> extends ServiceServerOptions<Store> {
-  /** The fully qualified service, e.g. "shop.v1.GoodsService". */
-  serviceName: string;
-  definition: ServiceDefinition;
-  implementation: UntypedServiceImplementation;
 }
 
 /** A service built but not yet listening. */
@@ -54,23 +44,26 @@ export interface ServiceServer {
 }
 
 /**
- * Builds the gRPC server of one service: its handlers, server reflection (v1 and v1alpha, full
- * import closure) and grpc.health.v1.Health. Health is SERVING for "" and for the service while the
- * database answers and the server is not draining; NOT_SERVING otherwise. It starts NOT_SERVING and
- * turns SERVING after the first successful database probe; probing starts with `listen()`, so that
- * building a server has no side effect. Sweeping expired idempotency keys starts there too.
+ * Builds the gRPC server of one service over its store: the service's handlers, server reflection
+ * (v1 and v1alpha, full import closure) and grpc.health.v1.Health. Health is SERVING for "" and for
+ * the service while the database answers and the server is not draining; NOT_SERVING otherwise. It
+ * starts NOT_SERVING and turns SERVING after the first successful database probe; probing starts
+ * with `listen()`, so that building a server has no side effect. Sweeping expired idempotency keys
+ * starts there too.
  */
-export function createServiceServer<Store extends ServiceStore>(
-  options: ServiceServerDefinition<Store>,
+export function createServiceServer<Store extends ServiceStore, Options>(
+  service: ShopService<Store, Options>,
+  options: ServiceServerOptions<Store, Options>,
 ): ServiceServer {
   const log = options.log ?? silentLogger();
+  const serviceName = service.grpc.name;
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     // The largest request is a CreateGoods with a 64 KiB description.
     'grpc.max_receive_message_length': 1024 * 1024,
     ...options.telemetry?.serverOptions(log),
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [options.serviceName]: 'NOT_SERVING' });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
   let draining = false;
   let current: ServingStatus = 'NOT_SERVING';
   const updateHealth = (): void => {
@@ -78,7 +71,7 @@ export function createServiceServer<Store extends ServiceStore>(
     if (next === current) return;
     current = next;
     health.setStatus('', next);
-    health.setStatus(options.serviceName, next);
+    health.setStatus(serviceName, next);
     log.info({ event: 'health', status: next }, `health: ${next}`);
   };
   const monitor = new DatabaseHealthMonitor({
@@ -96,9 +89,12 @@ export function createServiceServer<Store extends ServiceStore>(
     log,
   });
 
-  server.addService(options.definition, options.implementation);
+  server.addService(
+    service.grpc.definition,
+    service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
+  );
   health.addToServer(server);
-  addReflection(server, [options.serviceName]);
+  addReflection(server, [serviceName], service.grpc.descriptors);
 
   let stopping: Promise<void> | undefined;
   const drain = (): void => {
@@ -123,4 +119,13 @@ export function createServiceServer<Store extends ServiceStore>(
       return stopping;
     },
   };
+}
+
+/**
+ * The handlers' options with the server's telemetry added, for handlers that report something of
+ * their own (members: its password-hash queue, see TelemetryOption); others ignore it.
+ */
+function withTelemetry<Options>(options: Options | undefined, telemetry: ServiceTelemetry | undefined) {
+  if (!telemetry) return options;
+  return { ...(options ?? {}), telemetry } as Options;
 }

@@ -1,37 +1,20 @@
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
-import { encodeDescriptorSet, filesForServices, loadShopDescriptorSet } from '../../common/descriptors.js';
+import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
-import { type BackoffOptions, RegistrationClient } from '../../distributor/registration-client.js';
-import { NodeState, type Route, type Snapshot } from '../../gen/distributor.js';
-import type { MysqlStoreOptions } from './mysql-database.js';
+import { NodeState, type Snapshot } from '../../gen/distributor.js';
+import { type BackoffOptions, RegistrationClient } from '../../registry-client/registration-client.js';
+import type { ShopService } from './define-service.js';
 import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
-import type { ServiceServer, ServiceServerOptions } from './service-server.js';
+import { createServiceServer } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
 import { ServiceTelemetry } from './service-telemetry.js';
-import type { SqliteStoreOptions } from './sqlite-database.js';
-
-/** Everything the shared wiring needs to know about one service. */
-export interface ServiceSpec<Store extends ServiceStore> {
-  /** The node name it registers under, e.g. "goods"; also the name of its SQLite file. */
-  readonly name: string;
-  /** The fully qualified gRPC service, e.g. "shop.v1.GoodsService". */
-  readonly serviceName: string;
-  /** The REST routes it announces to the distributor. */
-  readonly routes: readonly Route[];
-  /** Opens its store in one SQLite file (created with its folder if missing); throws if it cannot. */
-  openSqlite(file: string, options?: SqliteStoreOptions): Store;
-  /** Opens its store on MySQL; never throws for an unreachable server (calls answer UNAVAILABLE). */
-  openMysql(options: MysqlStoreOptions): Store;
-  /** Builds its server over the store, without listening. */
-  createServer(options: ServiceServerOptions<Store>): ServiceServer;
-}
 
 /** Options of {@link startService} besides the configuration. */
-export interface StartServiceOptions {
+export interface StartServiceOptions<Options = never> {
   log?: Logger;
   /** How long calls in flight may run on after a stop begins (default 10 s). */
   graceMs?: number;
@@ -43,6 +26,8 @@ export interface StartServiceOptions {
   databaseProbeIntervalMs?: number;
   registrationBackoff?: BackoffOptions;
   keepalive?: KeepaliveOptions;
+  /** The service's own handler options (see ShopService); default: the handlers' defaults. */
+  handlerOptions?: Options;
 }
 
 /** A service that is serving and registered (or registering). */
@@ -64,10 +49,10 @@ export interface RunningService {
  * for the distributor to confirm → stop the server (new calls refused, calls in flight get the grace
  * period) → leave the distributor → close the store.
  */
-export async function startService<Store extends ServiceStore>(
-  spec: ServiceSpec<Store>,
+export async function startService<Store extends ServiceStore, Options>(
+  service: ShopService<Store, Options>,
   config: ServiceConfig,
-  options: StartServiceOptions = {},
+  options: StartServiceOptions<Options> = {},
 ): Promise<RunningService> {
   const log = options.log ?? silentLogger();
   // Unreadable certificate files stop the start here, before anything is opened.
@@ -80,8 +65,8 @@ export async function startService<Store extends ServiceStore>(
     requestIds: observability?.requestIds ?? true,
     processMetrics: observability?.metricsPort !== undefined,
   });
-  const store = openStore(spec, config, log, telemetry);
-  const server = spec.createServer({
+  const store = openStore(service, config, log, telemetry);
+  const server = createServiceServer(service, {
     store,
     log,
     telemetry,
@@ -89,6 +74,7 @@ export async function startService<Store extends ServiceStore>(
       ? {}
       : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
     ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
+    ...(options.handlerOptions === undefined ? {} : { handlerOptions: options.handlerOptions }),
     credentials,
   });
   let port: number;
@@ -120,12 +106,14 @@ export async function startService<Store extends ServiceStore>(
   const registration = new RegistrationClient({
     distributor: config.distributor,
     node: {
-      name: spec.name,
+      name: service.name,
       host: config.advertiseHost,
       port,
-      routes: [...spec.routes],
-      descriptorSet: Buffer.from(
-        encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [spec.serviceName])),
+      // The REST routes are the google.api.http options in the descriptor set.
+      routes: [],
+      descriptorSet: registrationDescriptorSet(
+        [service.grpc.name],
+        service.grpc.descriptors ?? loadShopDescriptorSet(),
       ),
       state: NodeState.NODE_STATE_SERVING,
     },
@@ -165,21 +153,21 @@ export async function startService<Store extends ServiceStore>(
   };
 }
 
-function openStore<Store extends ServiceStore>(
-  spec: ServiceSpec<Store>,
+function openStore<Store extends ServiceStore, Options>(
+  service: ShopService<Store, Options>,
   config: ServiceConfig,
   log: Logger,
   telemetry: ServiceTelemetry,
-) {
+): Store {
   const { storage } = config;
   if (storage.kind === 'mysql') {
     log.info({ event: 'storage', kind: 'mysql' }, `storage: ${describeMysql(storage.connection)}`);
-    return spec.openMysql({ connection: storage.connection, log, observer: telemetry });
+    return service.stores.mysql({ connection: storage.connection, log, observer: telemetry });
   }
-  const file = join(storage.dataDir, `${spec.name}.sqlite`);
+  const file = join(storage.dataDir, `${service.name}.sqlite`);
   log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);
   try {
-    return spec.openSqlite(file);
+    return service.stores.sqlite(file);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`, {

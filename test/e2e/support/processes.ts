@@ -23,15 +23,25 @@ export interface SpawnOptions {
    * place (not fork), so that the child's pid and signals are node's.
    */
   readonly prefix?: readonly string[];
+  /** Node.js flags before the entry point, e.g. COMPONENT_NODE_FLAGS (V8 flags NODE_OPTIONS refuses). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export function spawnComponent(
   entry: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-  { prefix = [] }: SpawnOptions = {},
+  { prefix = [], nodeFlags = [] }: SpawnOptions = {},
 ): ComponentProcess {
-  const [command, ...commandArgs] = [...prefix, process.execPath, '--import', 'tsx', entry, ...args];
+  const [command, ...commandArgs] = [
+    ...prefix,
+    process.execPath,
+    ...nodeFlags,
+    '--import',
+    'tsx',
+    entry,
+    ...args,
+  ];
   return spawnLogged(command!, commandArgs, { env: { ...process.env, LOG_LEVEL: 'info', ...env } });
 }
 

@@ -4,20 +4,19 @@ import { join } from 'node:path';
 import { peerIdentities, serverCredentials } from '../../../src/common/tls.js';
 import { createDistributorServer } from '../../../src/distributor/distributor-server.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../../src/gateway/gateway-server.js';
+import type { AnyShopService } from '../../../src/services/common/define-service.js';
 import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
 import type { ServiceConfig, StorageConfig } from '../../../src/services/common/service-config.js';
 import { type RunningService, startService } from '../../../src/services/common/start-service.js';
-import { goodsSpec } from '../../../src/services/goods/goods-spec.js';
-import { membersSpec } from '../../../src/services/members/members-spec.js';
-import { purchasesSpec } from '../../../src/services/purchases/purchases-spec.js';
+import { SHOP_SERVICES, type ShopServiceName } from '../../../src/services/service-list.js';
 import type { TestPki } from '../../helpers/certs.js';
 import { createTestDatabase } from '../../helpers/mysql.js';
 
 /** Which store the shop runs on in a test. */
 export type Backend = { kind: 'sqlite' } | { kind: 'mysql'; serverUrl: string };
 
-const SPECS = { goods: goodsSpec, members: membersSpec, purchases: purchasesSpec } as const;
-export type ServiceName = keyof typeof SPECS;
+export type ServiceName = ShopServiceName;
+const SERVICES: readonly AnyShopService[] = SHOP_SERVICES;
 
 /**
  * The whole shop in one test process, every part real: a distributor, the three services on a
@@ -91,7 +90,7 @@ export async function startShop(
   const services = new Map<ServiceName, RunningService[]>();
   const startInstance = async (name: ServiceName, ownStorage?: StorageConfig): Promise<RunningService> => {
     const running = await startService(
-      SPECS[name] as never,
+      SERVICES.find((service) => service.name === name)!,
       { ...config, storage: ownStorage ?? storage, ...(pki ? { tls: pki.files(name) } : {}) },
       {
         graceMs: 1_000,
@@ -103,7 +102,7 @@ export async function startShop(
     cleanups.unshift(() => running.stop());
     return running;
   };
-  for (const name of Object.keys(SPECS) as ServiceName[]) await startInstance(name);
+  for (const { name } of SHOP_SERVICES) await startInstance(name);
 
   const gateway = createGateway({
     distributor: distributorAddress,

@@ -9,9 +9,9 @@ import {
   createDistributorServer,
   type DistributorServer,
 } from '../../../src/distributor/distributor-server.js';
-import { RegistrationClient } from '../../../src/distributor/registration-client.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../../src/gateway/gateway-server.js';
-import { NodeState, type Route } from '../../../src/gen/distributor.js';
+import { NodeState } from '../../../src/gen/distributor.js';
+import { RegistrationClient } from '../../../src/registry-client/registration-client.js';
 
 /** Things to close after a test, in reverse order of creation. */
 export class Closer {
@@ -84,7 +84,7 @@ export interface TestServiceOptions {
   name: string;
   definition: ServiceDefinition;
   implementation: UntypedServiceImplementation;
-  routes: Route[];
+  /** The services it serves, with their google.api.http options: its REST routes. */
   descriptorSet: Uint8Array;
 }
 
@@ -102,7 +102,7 @@ export async function startService(closer: Closer, options: TestServiceOptions):
       name: options.name,
       host: '127.0.0.1',
       port,
-      routes: options.routes,
+      routes: [],
       descriptorSet: Buffer.from(options.descriptorSet),
       state: NodeState.NODE_STATE_SERVING,
     },

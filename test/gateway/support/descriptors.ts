@@ -1,4 +1,5 @@
-import { create, createFileRegistry, type FileRegistry } from '@bufbuild/protobuf';
+import { create, createFileRegistry, type FileRegistry, setExtension } from '@bufbuild/protobuf';
+import { protoCamelCase } from '@bufbuild/protobuf/reflect';
 import {
   type DescriptorProto,
   DescriptorProtoSchema,
@@ -12,8 +13,10 @@ import {
   file_google_protobuf_duration,
   file_google_protobuf_timestamp,
   file_google_protobuf_wrappers,
+  type MethodOptions,
+  MethodOptionsSchema,
 } from '@bufbuild/protobuf/wkt';
-import { encodeDescriptorSet } from '../../../src/common/descriptors.js';
+import { encodeDescriptorSet, loadShopDescriptorSet } from '../../../src/common/descriptors.js';
 
 export const Type = FieldDescriptorProto_Type;
 const Label = FieldDescriptorProto_Label;
@@ -42,7 +45,8 @@ export function field(
     ...(options.typeName ? { typeName: options.typeName } : {}),
     ...(options.oneofIndex !== undefined ? { oneofIndex: options.oneofIndex } : {}),
     ...(options.proto3Optional ? { proto3Optional: true } : {}),
-    ...(options.jsonName ? { jsonName: options.jsonName } : {}),
+    // protoc always writes json_name: lowerCamelCase unless the field says otherwise.
+    jsonName: options.jsonName ?? protoCamelCase(name),
   });
 }
 
@@ -72,6 +76,41 @@ export function mapEntry(
   });
 }
 
+const SHOP = createFileRegistry(loadShopDescriptorSet());
+const HTTP = SHOP.getExtension('google.api.http')!;
+const ENVELOPE = SHOP.getExtension('shop.v1.envelope_fields')!;
+const HTTP_RULE = SHOP.getMessage('google.api.HttpRule')!;
+
+/** A binding as "METHOD /template", e.g. "GET /goods/{id}". */
+type Binding = `${'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH'} /${string}`;
+
+function rule(binding: Binding, body = '', additionalBindings: unknown[] = []): unknown {
+  const space = binding.indexOf(' ');
+  return create(HTTP_RULE, {
+    pattern: { case: binding.slice(0, space).toLowerCase(), value: binding.slice(space + 1) },
+    body,
+    additionalBindings,
+  } as never);
+}
+
+/**
+ * The options of a method with a `google.api.http` rule, as protoc writes them: `binding` and its
+ * `body` ("" none, "*" all, or a field), more bindings (`additional`, each with its own body), and
+ * the `shop.v1.envelope_fields` the answer shows. A test's own file declares its routes with it.
+ */
+export function httpOptions(
+  binding: Binding,
+  options: { body?: string; additional?: (Binding | [Binding, string])[]; envelope?: string[] } = {},
+): MethodOptions {
+  const methodOptions = create(MethodOptionsSchema);
+  const additional = (options.additional ?? []).map((extra) =>
+    typeof extra === 'string' ? rule(extra) : rule(extra[0], extra[1]),
+  );
+  setExtension(methodOptions, HTTP, rule(binding, options.body, additional) as never);
+  if (options.envelope?.length) setExtension(methodOptions, ENVELOPE, options.envelope);
+  return methodOptions;
+}
+
 const WKT_FILES = [
   file_google_protobuf_timestamp.proto,
   file_google_protobuf_duration.proto,
@@ -93,8 +132,10 @@ const P = '.test.kitchen.v1';
 
 /**
  * `test.kitchen.v1`: a message with a field of every kind the gateway transcodes and renders, and
- * `KitchenService.Echo(Everything) returns (Everything)`. Field numbers follow declaration order,
- * except `late` (declared last with number 3) — see the renderer tests.
+ * `KitchenService.Echo(Everything) returns (Everything)`, routed as `POST /kitchen` (body `*`) and
+ * `GET /kitchen` (query), and `Update`, routed as `PATCH /kitchen/{f_int32}/{f_nested.b=**}` with the
+ * body `self`. Field numbers follow declaration order, except `late` (declared last with
+ * number 3) — see the renderer tests.
  */
 export function kitchenFile(): FileDescriptorProto {
   const everything = message(
@@ -170,7 +211,23 @@ export function kitchenFile(): FileDescriptorProto {
     service: [
       {
         name: 'KitchenService',
-        method: [{ name: 'Echo', inputType: `${P}.Everything`, outputType: `${P}.Everything` }],
+        method: [
+          {
+            name: 'Echo',
+            inputType: `${P}.Everything`,
+            outputType: `${P}.Everything`,
+            options: httpOptions('POST /kitchen', { body: '*', additional: ['GET /kitchen'] }),
+          },
+          {
+            name: 'Update',
+            inputType: `${P}.Everything`,
+            outputType: `${P}.Everything`,
+            options: httpOptions('PATCH /kitchen/{f_int32}/{f_nested.b=**}', {
+              body: 'self',
+              envelope: ['f_int32', 'f_string'],
+            }),
+          },
+        ],
       } as never,
     ],
   });

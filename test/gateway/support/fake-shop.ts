@@ -1,9 +1,5 @@
 import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
-import {
-  encodeDescriptorSet,
-  filesForServices,
-  loadShopDescriptorSet,
-} from '../../../src/common/descriptors.js';
+import { registrationDescriptorSet } from '../../../src/common/descriptors.js';
 import {
   type Goods,
   type GoodsServiceServer,
@@ -14,22 +10,19 @@ import {
   type PurchasesServiceServer,
   PurchasesServiceService,
 } from '../../../src/gen/services.js';
-import { GOODS_ROUTES } from '../../helpers/nodes.js';
 import { type Closer, startService, type TestService } from './cluster.js';
 
 /**
- * In-memory stand-ins for the shop's services, on the real contracts and with the routes the real
- * services register: enough to check the gateway against the seed run's bodies, not the services.
+ * In-memory stand-ins for the shop's services, on the real contracts and with the descriptor sets
+ * (so the REST routes) the real services register: enough to check the gateway against the seed run's bodies, not the services.
  */
 
 function shopDescriptorSet(service: string): Uint8Array {
-  return encodeDescriptorSet(filesForServices(loadShopDescriptorSet(), [service]));
+  return registrationDescriptorSet([service]);
 }
 
 const invalid = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' };
 const noData = { code: status.NOT_FOUND, details: 'no data' };
-
-export { GOODS_ROUTES };
 
 /** Hooks a test uses to watch or slow a fake service. */
 export interface FakeHooks {
@@ -89,7 +82,6 @@ export async function startFakeGoods(
     name: 'goods',
     definition: GoodsServiceService,
     implementation,
-    routes: GOODS_ROUTES,
     descriptorSet: shopDescriptorSet('shop.v1.GoodsService'),
   });
   return Object.assign(service, { goods, calls });
@@ -126,26 +118,6 @@ export async function startFakeMembers(closer: Closer, distributor: string): Pro
     name: 'members',
     definition: MembersServiceService,
     implementation,
-    routes: [
-      {
-        httpMethod: 'POST',
-        path: '/members',
-        grpcMethod: 'shop.v1.MembersService/CreateMember',
-        responseFields: [],
-      },
-      {
-        httpMethod: 'GET',
-        path: '/members',
-        grpcMethod: 'shop.v1.MembersService/SignIn',
-        responseFields: ['userid'],
-      },
-      {
-        httpMethod: 'DELETE',
-        path: '/members',
-        grpcMethod: 'shop.v1.MembersService/DeleteMember',
-        responseFields: [],
-      },
-    ],
     descriptorSet: shopDescriptorSet('shop.v1.MembersService'),
   });
 }
@@ -176,20 +148,6 @@ export async function startFakePurchases(
     name: 'purchases',
     definition: PurchasesServiceService,
     implementation,
-    routes: [
-      {
-        httpMethod: 'POST',
-        path: '/purchases',
-        grpcMethod: 'shop.v1.PurchasesService/CreatePurchase',
-        responseFields: [],
-      },
-      {
-        httpMethod: 'GET',
-        path: '/purchases',
-        grpcMethod: 'shop.v1.PurchasesService/ListPurchases',
-        responseFields: ['results'],
-      },
-    ],
     descriptorSet: shopDescriptorSet('shop.v1.PurchasesService'),
   });
 }

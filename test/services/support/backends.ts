@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createConnection } from 'mysql2/promise';
 import { inject } from 'vitest';
+import type { ShopService } from '../../../src/services/common/define-service.js';
 import type { MysqlStoreOptions } from '../../../src/services/common/mysql-database.js';
 import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
 import type { ServiceStore } from '../../../src/services/common/service-store.js';
 import type { SqliteStoreOptions } from '../../../src/services/common/sqlite-database.js';
-import type { ServiceSpec } from '../../../src/services/common/start-service.js';
 import { createTestDatabase } from '../../helpers/mysql.js';
 
 /** A fresh store, with a side door to read its tables as they really are. */
@@ -40,7 +40,9 @@ export interface Backend<Store> {
  * found a server (a fresh database per store, so ids start at 1). Under CI=true the global setup
  * fails the run instead of letting MySQL skip.
  */
-export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>): Backend<Store>[] {
+export function backendsOf<Store extends ServiceStore>(
+  service: Pick<ShopService<Store>, 'name' | 'stores'>,
+): Backend<Store>[] {
   const mysqlUrl = inject('mysqlUrl');
   const mysqlSkip = mysqlUrl ? undefined : 'MySQL unreachable here (see the global setup message)';
   return [
@@ -49,10 +51,10 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
       skipReason: undefined,
       title: 'on SQLite',
       async open(options = {}) {
-        const dir = await mkdtemp(join(tmpdir(), `shop-${spec.name}-`));
-        const file = join(dir, `${spec.name}.sqlite`);
+        const dir = await mkdtemp(join(tmpdir(), `shop-${service.name}-`));
+        const file = join(dir, `${service.name}.sqlite`);
         const sqliteOptions = options.idempotency ? { idempotency: options.idempotency } : {};
-        const store = spec.openSqlite(file, sqliteOptions);
+        const store = service.stores.sqlite(file, sqliteOptions);
         return {
           store,
           async rawRows(sql, values = []) {
@@ -72,7 +74,7 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               db.close();
             }
           },
-          openAnother: () => spec.openSqlite(file, sqliteOptions),
+          openAnother: () => service.stores.sqlite(file, sqliteOptions),
           async dispose() {
             await store.close();
             await rm(dir, { recursive: true, force: true });
@@ -87,7 +89,7 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
       async open(options = {}) {
         const database = await createTestDatabase(mysqlUrl);
         const storeOptions = { connection: parseMysqlUrl(database.url, 'test database'), ...options };
-        const store = spec.openMysql(storeOptions);
+        const store = service.stores.mysql(storeOptions);
         return {
           store,
           async rawRows(sql, values = []) {
@@ -107,7 +109,7 @@ export function backendsOf<Store extends ServiceStore>(spec: ServiceSpec<Store>)
               await connection.end();
             }
           },
-          openAnother: () => spec.openMysql(storeOptions),
+          openAnother: () => service.stores.mysql(storeOptions),
           async dispose() {
             await store.close();
             await database.drop();

@@ -1,13 +1,26 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { compileRequestTranscoder, InvalidParameterError } from '../../src/gateway/request-transcoder.js';
+import { readHttpRoutes } from '../../src/common/http-routes.js';
+import { compileRequestDecoder, InvalidParameterError } from '../../src/gateway/request-decoder.js';
+import { NO_INPUT } from '../../src/gateway/request-input.js';
 import { kitchenFile, registryOf } from './support/descriptors.js';
 
 const registry = registryOf(kitchenFile());
 const Everything = registry.getMessage('test.kitchen.v1.Everything')!;
-const transcoder = compileRequestTranscoder(Everything);
+const [post, get, patch] = readHttpRoutes(registry).routes;
+/** POST /kitchen, body "*": the JSON or form body is the message. */
+const fromBody = compileRequestDecoder(post!);
+/** GET /kitchen: the query string is the message. */
+const fromQueryString = compileRequestDecoder(get!);
 
-/** Transcodes JSON and decodes the result, as the service would see it. */
+const transcoder = {
+  fromJson: (object: Record<string, unknown>) =>
+    fromBody({ pathValues: [], query: '', body: { kind: 'json', object } }),
+  fromText: (params: URLSearchParams) =>
+    fromQueryString({ pathValues: [], query: params.toString(), body: NO_INPUT }),
+};
+
+/** Decodes a JSON body and parses the result, as the service would see it. */
 function fromJson(object: Record<string, unknown>): Record<string, unknown> {
   return fromBinary(Everything, transcoder.fromJson(object)) as unknown as Record<string, unknown>;
 }
@@ -26,7 +39,11 @@ function rejectsJson(object: Record<string, unknown>): void {
   ).toThrow(InvalidParameterError);
 }
 
-describe('compileRequestTranscoder: 32-bit integers', () => {
+function rejectsQuery(query: string): void {
+  expect(() => transcoder.fromText(new URLSearchParams(query)), query).toThrow(InvalidParameterError);
+}
+
+describe('compileRequestDecoder: 32-bit integers', () => {
   it('takes JSON integers and decimal integer strings within range', () => {
     expect(fromJson({ f_int32: 1000 }).fInt32).toBe(1000);
     expect(fromJson({ f_int32: '1000' }).fInt32).toBe(1000);
@@ -42,34 +59,24 @@ describe('compileRequestTranscoder: 32-bit integers', () => {
   });
 
   it('refuses anything else, never a silent 0 or a truncation', () => {
-    for (const value of [
-      'abc',
-      '1.9',
-      '',
-      ' 1',
-      '1 ',
-      '+1',
-      '1e3',
-      '0x10',
-      1.5,
-      2 ** 31,
-      -(2 ** 31) - 1,
-      true,
-      {},
-      [],
-      [1],
-    ]) {
+    for (const value of ['abc', '1.9', '', ' 1', '1 ', 1.5, 2 ** 31, -(2 ** 31) - 1, true, {}, [], [1]]) {
       rejectsJson({ f_int32: value });
     }
     for (const value of [-1, '-1', 2 ** 32, '4294967296']) rejectsJson({ f_uint32: value });
     for (const value of [-1, 2 ** 32]) rejectsJson({ f_fixed32: value });
     for (const value of [2 ** 31]) rejectsJson({ f_sint32: value });
-    expect(() => transcoder.fromText(new URLSearchParams('f_int32=abc'))).toThrow(InvalidParameterError);
-    expect(() => transcoder.fromText(new URLSearchParams('f_int32='))).toThrow(InvalidParameterError);
+    for (const text of ['abc', '', '1.9', '+1', '1e3', '0x10', ' 1', '2147483648'])
+      rejectsQuery(`f_int32=${text}`);
+  });
+
+  it('reads numeric strings in a JSON body as proto3 JSON does (a query string takes digits only)', () => {
+    expect(fromJson({ f_int32: '+1' }).fInt32).toBe(1);
+    expect(fromJson({ f_int32: '1e3' }).fInt32).toBe(1000);
+    expect(fromJson({ f_int32: '0x10' }).fInt32).toBe(16);
   });
 });
 
-describe('compileRequestTranscoder: 64-bit integers', () => {
+describe('compileRequestDecoder: 64-bit integers', () => {
   it('takes exact integers: numbers up to 2^53, strings up to the type range', () => {
     expect(fromJson({ f_int64: 9007199254740991 }).fInt64).toBe(9007199254740991n);
     expect(fromJson({ f_int64: '-9223372036854775808' }).fInt64).toBe(-9223372036854775808n);
@@ -81,9 +88,10 @@ describe('compileRequestTranscoder: 64-bit integers', () => {
     expect(fromJson({ f_int64: '000000000000000000000000000042' }).fInt64).toBe(42n);
   });
 
-  it('refuses rounded numbers, out-of-range values and non-integers', () => {
+  it('refuses out-of-range values and non-integers', () => {
+    expect(fromJson({ f_int64: 2 ** 53 }).fInt64).toBe(9007199254740992n);
     for (const value of [
-      2 ** 53,
+      1e20,
       1.5,
       '1.5',
       'abc',
@@ -99,22 +107,28 @@ describe('compileRequestTranscoder: 64-bit integers', () => {
   });
 });
 
-describe('compileRequestTranscoder: other scalars', () => {
+describe('compileRequestDecoder: other scalars', () => {
   it('takes finite numbers and numeric strings for float and double', () => {
     expect(fromJson({ f_double: 2.5 }).fDouble).toBe(2.5);
     expect(fromJson({ f_double: '-1e-3' }).fDouble).toBe(-0.001);
     expect(fromJson({ f_double: '.5' }).fDouble).toBe(0.5);
     expect(fromJson({ f_float: '1.5' }).fFloat).toBe(1.5);
-    for (const value of ['abc', '', 'NaN', 'Infinity', '1e400', true, {}, '0x1'])
-      rejectsJson({ f_double: value });
+    // proto3 JSON spells the special values as strings.
+    expect(fromJson({ f_double: 'NaN' }).fDouble).toBeNaN();
+    expect(fromJson({ f_double: '-Infinity' }).fDouble).toBe(Number.NEGATIVE_INFINITY);
+    for (const value of ['abc', '', '1e400', true, {}]) rejectsJson({ f_double: value });
     rejectsJson({ f_float: 1e39 });
+    expect(fromQuery('f_double=-1.5e2').fDouble).toBe(-150);
+    for (const text of ['NaN', 'Infinity', '0x1', 'abc']) rejectsQuery(`f_double=${text}`);
   });
 
-  it('takes true, false, "true" and "false" for a bool', () => {
+  it('takes true and false for a bool, as JSON booleans or as query text', () => {
     expect(fromJson({ f_bool: true }).fBool).toBe(true);
-    expect(fromJson({ f_bool: 'false' }).fBool).toBe(false);
+    expect(fromJson({ f_bool: false }).fBool).toBe(false);
     expect(fromQuery('f_bool=true').fBool).toBe(true);
-    for (const value of [1, 0, '1', 'yes', 'True', '']) rejectsJson({ f_bool: value });
+    expect(fromQuery('f_bool=false').fBool).toBe(false);
+    for (const value of [1, 0, '1', 'yes', 'True', '', 'true']) rejectsJson({ f_bool: value });
+    for (const text of ['1', 'yes', 'True', '']) rejectsQuery(`f_bool=${text}`);
   });
 
   it('takes only strings for a string field', () => {
@@ -126,18 +140,22 @@ describe('compileRequestTranscoder: other scalars', () => {
   it('takes standard and URL-safe base64 for bytes', () => {
     expect([...(fromJson({ f_bytes: 'AAH+/w==' }).fBytes as Uint8Array)]).toEqual([0, 1, 254, 255]);
     expect([...(fromJson({ f_bytes: 'AAH-_w' }).fBytes as Uint8Array)]).toEqual([0, 1, 254, 255]);
-    for (const value of ['A', 'AAH+/w=', 'not base64!', 12]) rejectsJson({ f_bytes: value });
+    for (const value of ['A', 'not base64!', 12]) rejectsJson({ f_bytes: value });
   });
 
-  it('takes an enum value by name or by a number the enum defines', () => {
+  it('takes an enum value by name or by number, never an unknown name', () => {
     expect(fromJson({ f_enum: 'COLOR_BLUE' }).fEnum).toBe(2);
     expect(fromJson({ f_enum: 1 }).fEnum).toBe(1);
+    // A proto3 enum is open: JSON may carry a number it does not name.
+    expect(fromJson({ f_enum: 7 }).fEnum).toBe(7);
     expect(fromQuery('f_enum=2').fEnum).toBe(2);
-    for (const value of ['COLOR_GREEN', 'color_blue', 7, '7', 1.5, true]) rejectsJson({ f_enum: value });
+    expect(fromQuery('f_enum=COLOR_RED').fEnum).toBe(1);
+    for (const value of ['COLOR_GREEN', 'color_blue', '7', 1.5, true]) rejectsJson({ f_enum: value });
+    for (const text of ['COLOR_GREEN', '7', '']) rejectsQuery(`f_enum=${text}`);
   });
 });
 
-describe('compileRequestTranscoder: names, structure, unknown parameters', () => {
+describe('compileRequestDecoder: names, structure, unknown parameters', () => {
   it('matches a field by its proto name or its JSON name and ignores unknown parameters', () => {
     expect(fromJson({ fInt32: 3, passwordConfirm: 'x', other: { deep: [1] } }).fInt32).toBe(3);
     expect(fromQuery('fString=a&passwordConfirm=b').fString).toBe('a');
@@ -208,7 +226,7 @@ describe('compileRequestTranscoder: names, structure, unknown parameters', () =>
   });
 });
 
-describe('compileRequestTranscoder: well-known types', () => {
+describe('compileRequestDecoder: well-known types', () => {
   it('takes an RFC 3339 string for a Timestamp, from JSON and from a query', () => {
     expect(fromJson({ when: '2020-11-04T15:31:47.123Z' }).when).toMatchObject({
       seconds: 1604503907n,
@@ -219,9 +237,8 @@ describe('compileRequestTranscoder: well-known types', () => {
       nanos: 1,
     });
     expect(fromQuery('when=0001-01-01T00:00:00Z').when).toMatchObject({ seconds: -62135596800n });
-    expect(fromJson({ when: { seconds: '5', nanos: 6 } }).when).toMatchObject({ seconds: 5n, nanos: 6 });
     for (const value of [
-      '2020-02-30T00:00:00Z',
+      { seconds: '5', nanos: 6 },
       '2020-11-04',
       '2020-11-04T25:00:00Z',
       'yesterday',
@@ -237,5 +254,42 @@ describe('compileRequestTranscoder: well-known types', () => {
     expect(fromQuery('maybe_int32=0').maybeInt32).toBe(0);
     for (const value of ['1.5', '1.5 s', 's']) rejectsJson({ how_long: value });
     rejectsJson({ maybe_int32: 'x' });
+  });
+});
+
+describe('compileRequestDecoder: path variables, a body field, the query', () => {
+  const update = compileRequestDecoder(patch!);
+  const decode = (pathValues: string[], query: string, object?: Record<string, unknown>) =>
+    fromBinary(
+      Everything,
+      update({ pathValues, query, body: object ? { kind: 'json', object } : NO_INPUT }),
+    ) as unknown as Record<string, unknown>;
+
+  it('sets fields from the path, nested ones too, converted by the field type', () => {
+    const decoded = decode(['7', 'shelves/1'], '');
+    expect(decoded.fInt32).toBe(7);
+    expect(decoded.fNested).toMatchObject({ b: 'shelves/1' });
+    expect(() => update({ pathValues: ['seven', 'x'], query: '', body: NO_INPUT })).toThrow(
+      InvalidParameterError,
+    );
+  });
+
+  it('puts the body in its field and takes the other fields from the query, by dotted names too', () => {
+    const decoded = decode(['7', 'b'], 'f_string=x&f_nested.a=5&r_int32=1&r_int32=2&unknown=1', {
+      f_int32: 3,
+      fString: 'inner',
+    });
+    expect(decoded.self).toMatchObject({ fInt32: 3, fString: 'inner' });
+    expect(decoded.fString).toBe('x');
+    expect(decoded.fNested).toMatchObject({ a: 5, b: 'b' });
+    expect(decoded.rInt32).toEqual([1, 2]);
+  });
+
+  it('lets the path win: the query cannot set a field the path binds, nor the body', () => {
+    expect(decode(['7', 'b'], 'f_int32=99&self.f_int32=5').fInt32).toBe(7);
+    expect(decode(['7', 'b'], 'self.f_int32=5').self).toBeUndefined();
+    // A body of "*" route: query parameters are not read at all.
+    const bodyOnly = fromBinary(Everything, fromBody({ pathValues: [], query: 'f_int32=5', body: NO_INPUT }));
+    expect((bodyOnly as unknown as Record<string, unknown>).fInt32).toBe(0);
   });
 });

@@ -1,0 +1,177 @@
+/**
+ * The path templates of google.api.HttpRule (see third_party/google/api/http.proto):
+ *
+ *     Template = "/" Segments [ Verb ] ;
+ *     Segments = Segment { "/" Segment } ;
+ *     Segment  = "*" | "**" | LITERAL | Variable ;
+ *     Variable = "{" FieldPath [ "=" Segments ] "}" ;
+ *     FieldPath = IDENT { "." IDENT } ;
+ *     Verb     = ":" LITERAL ;
+ *
+ * `{id}` is short for `{id=*}`. `*` matches one non-empty path segment, `**` zero or more and only
+ * as the last segment. A variable captures the segments its own pattern matches, joined by "/".
+ */
+
+/** One segment pattern of a template. */
+export type SegmentPattern =
+  | { readonly kind: 'literal'; readonly value: string }
+  | { readonly kind: 'single' }
+  | { readonly kind: 'multi' };
+
+/** A template variable: the request field it sets and the segments it spans. */
+export interface TemplateVariable {
+  /** The field path as written, e.g. "id" or "book.id". */
+  readonly fieldPath: string;
+  /** Index of its first segment in {@link PathTemplate.segments}. */
+  readonly start: number;
+  /** Index after its last segment. */
+  readonly end: number;
+}
+
+/** A parsed path template. */
+export interface PathTemplate {
+  /** The template as written, e.g. "/goods/{id}". */
+  readonly text: string;
+  readonly segments: readonly SegmentPattern[];
+  readonly variables: readonly TemplateVariable[];
+  /** The custom verb after ":", or undefined. */
+  readonly verb: string | undefined;
+  /**
+   * The template with every variable reduced to its pattern: "/goods/*" for "/goods/{id}". Two
+   * templates with the same shape match the same paths, whatever their variables are named.
+   */
+  readonly shape: string;
+}
+
+/** A template that does not follow the grammar; the message says where. */
+export class PathTemplateError extends Error {
+  override readonly name = 'PathTemplateError';
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A literal: unreserved characters, sub-delims, ":" and "@", or percent-escapes (RFC 3986 pchar). */
+const LITERAL = /^(?:[A-Za-z0-9._~!$&'()+,;=@-]|%[0-9A-Fa-f]{2})+$/;
+
+/** Parses a template; throws {@link PathTemplateError}. */
+export function parsePathTemplate(text: string): PathTemplate {
+  const fail = (problem: string): never => {
+    throw new PathTemplateError(`path template "${text}": ${problem}`);
+  };
+  if (!text.startsWith('/')) fail('must start with "/"');
+  let rest = text.slice(1);
+  let verb: string | undefined;
+  // The verb follows the last "}" or "/"; a ":" inside a variable's braces is not one.
+  const lastColon = rest.lastIndexOf(':');
+  if (lastColon >= 0 && lastColon > rest.lastIndexOf('}') && lastColon > rest.lastIndexOf('/')) {
+    verb = rest.slice(lastColon + 1);
+    rest = rest.slice(0, lastColon);
+    if (!LITERAL.test(verb)) fail(`the verb "${verb}" is not a literal`);
+  }
+  const segments: SegmentPattern[] = [];
+  const variables: TemplateVariable[] = [];
+  const shape: string[] = [];
+  // "/" alone: the root, no segment.
+  let position = rest.length === 0 ? 1 : 0;
+  const readSegment = (word: string): SegmentPattern => {
+    if (word === '*') return { kind: 'single' };
+    if (word === '**') return { kind: 'multi' };
+    if (!LITERAL.test(word)) fail(`"${word}" is not a path segment`);
+    return { kind: 'literal', value: decodeLiteral(word) };
+  };
+  while (position <= rest.length) {
+    if (rest[position] === '{') {
+      const close = rest.indexOf('}', position);
+      if (close < 0) fail('a "{" is not closed');
+      const inside = rest.slice(position + 1, close);
+      const equals = inside.indexOf('=');
+      const fieldPath = equals < 0 ? inside : inside.slice(0, equals);
+      if (!fieldPath.split('.').every((part) => IDENT.test(part))) {
+        fail(`"${fieldPath}" is not a field path`);
+      }
+      if (variables.some((variable) => variable.fieldPath === fieldPath)) {
+        fail(`the variable "${fieldPath}" appears twice`);
+      }
+      const patterns = equals < 0 ? ['*'] : inside.slice(equals + 1).split('/');
+      const start = segments.length;
+      for (const word of patterns) {
+        if (word.includes('{') || word.includes('}')) fail('variables cannot nest');
+        segments.push(readSegment(word));
+      }
+      variables.push({ fieldPath, start, end: segments.length });
+      shape.push(patterns.join('/'));
+      position = close + 1;
+    } else {
+      let end = rest.indexOf('/', position);
+      if (end < 0) end = rest.length;
+      const word = rest.slice(position, end);
+      if (word.includes('{') || word.includes('}')) fail('a variable must take whole segments');
+      segments.push(readSegment(word));
+      shape.push(word);
+      position = end;
+    }
+    if (position < rest.length && rest[position] !== '/') fail('a variable must take whole segments');
+    position++;
+  }
+  const multi = segments.findIndex((segment) => segment.kind === 'multi');
+  if (multi >= 0 && multi !== segments.length - 1) fail('"**" must be the last segment');
+  return {
+    text,
+    segments,
+    variables,
+    verb,
+    shape: `/${shape.join('/')}${verb === undefined ? '' : `:${verb}`}`,
+  };
+}
+
+/**
+ * Matches a request path (no query string) against a template. Returns each variable's value,
+ * percent-decoded, in the template's order (a multi-segment value keeps its "/" separators, an
+ * escaped "%2F" inside a segment is decoded too), or undefined when the path does not match.
+ */
+export function matchPathTemplate(template: PathTemplate, path: string): string[] | undefined {
+  if (!path.startsWith('/')) return undefined;
+  let rest = path.slice(1);
+  if (template.verb !== undefined) {
+    const suffix = `:${template.verb}`;
+    if (!rest.endsWith(suffix)) return undefined;
+    rest = rest.slice(0, -suffix.length);
+  }
+  const { segments } = template;
+  if (segments.length === 0) return rest.length === 0 ? [] : undefined;
+  const raw = rest.split('/');
+  const decoded: string[] = [];
+  const multi = segments.length > 0 && segments[segments.length - 1]!.kind === 'multi';
+  if (multi ? raw.length < segments.length - 1 : raw.length !== segments.length) return undefined;
+  for (let index = 0; index < raw.length; index++) {
+    const value = decodeSegment(raw[index]!);
+    if (value === undefined) return undefined;
+    const pattern = segments[Math.min(index, segments.length - 1)]!;
+    if (pattern.kind === 'literal') {
+      if (value !== pattern.value) return undefined;
+    } else if (pattern.kind === 'single' && value.length === 0) {
+      return undefined;
+    }
+    decoded.push(value);
+  }
+  return template.variables.map((variable) =>
+    decoded.slice(variable.start, variable.end === segments.length ? undefined : variable.end).join('/'),
+  );
+}
+
+/** Whether the template has no variable and no wildcard: it matches one path only. */
+export function isLiteralTemplate(template: PathTemplate): boolean {
+  return template.segments.every((segment) => segment.kind === 'literal');
+}
+
+function decodeLiteral(word: string): string {
+  return decodeURIComponent(word);
+}
+
+function decodeSegment(segment: string): string | undefined {
+  if (!segment.includes('%')) return segment;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,106 @@
+import { DocsPage, type PageAnswer } from './docs-page.js';
+import { errorBody } from './envelope.js';
+import type { GatewayError } from './gateway-error.js';
+import { gatewayErrors } from './gateway-error.js';
+import { createOpenApiDocument } from './openapi.js';
+import type { RestOperation } from './rest-operation.js';
+
+/** The REST surface known at one moment: the operations of one route table. */
+export interface RestSurface {
+  /** The registry revision the route table was built from. */
+  readonly revision: number;
+  readonly operations: readonly RestOperation[];
+}
+
+/** Options of {@link ApiDocs}. */
+export interface ApiDocsOptions {
+  /** The REST surface now, or undefined before the gateway knows its routes. */
+  surface: () => RestSurface | undefined;
+  /** The `Retry-After` of a 503, in seconds. */
+  retryAfterSeconds: number;
+  page?: DocsPage;
+}
+
+/** The methods the gateway's own pages answer. */
+const ALLOW = 'GET, HEAD';
+
+/**
+ * The gateway's API documentation, beside the routed paths (which it takes precedence over):
+ *
+ * - `GET /openapi.json`: the OpenAPI 3.1 document of the routes served at the moment it is asked,
+ *   generated from the descriptors the services registered (see openapi.ts), so a service that
+ *   registers or leaves changes it at once; 503 before the first route table.
+ * - `GET /docs/`: an API reference page rendering that document (see docs-page.ts).
+ *
+ * HEAD is answered as GET without the body; any other method is 405 with `Allow`. Errors carry the
+ * book's envelope with a null key: these requests are not routed and take no key.
+ */
+export class ApiDocs {
+  readonly #surface: () => RestSurface | undefined;
+  readonly #retryAfter: string;
+  readonly #page: DocsPage;
+
+  constructor(options: ApiDocsOptions) {
+    this.#surface = options.surface;
+    this.#retryAfter = String(options.retryAfterSeconds);
+    this.#page = options.page ?? new DocsPage();
+  }
+
+  /** Whether a path is one of the documentation's: /openapi.json, /docs and below. */
+  static owns(path: string): boolean {
+    return path === '/openapi.json' || path === '/docs' || path.startsWith('/docs/');
+  }
+
+  /** The answer to a request for one of the paths {@link ApiDocs.owns}. */
+  answer(method: string, path: string, acceptEncoding: string | undefined): PageAnswer {
+    if (method !== 'GET' && method !== 'HEAD') {
+      return {
+        status: 405,
+        headers: [
+          ['Content-Type', 'application/json'],
+          ['Allow', ALLOW],
+        ],
+        body: errorBody(null, `Method ${method} not allowed on ${path}: use ${ALLOW}`),
+      };
+    }
+    if (path === '/openapi.json') return this.#document();
+    const page = this.#page.answer(path, acceptsGzip(acceptEncoding));
+    return page ?? this.#error(gatewayErrors.notFound(method, path));
+  }
+
+  #document(): PageAnswer {
+    const surface = this.#surface();
+    if (!surface) return this.#error(gatewayErrors.notReady());
+    const document = createOpenApiDocument(surface.operations, { version: `revision ${surface.revision}` });
+    return {
+      status: 200,
+      headers: [
+        ['Content-Type', 'application/json'],
+        // Live: the next request may see another set of routes.
+        ['Cache-Control', 'no-cache'],
+      ],
+      body: Buffer.from(JSON.stringify(document)),
+    };
+  }
+
+  #error(error: GatewayError): PageAnswer {
+    return {
+      status: error.httpStatus,
+      headers: [
+        ['Content-Type', 'application/json'],
+        ...(error.options.retryAfter ? [['Retry-After', this.#retryAfter] as [string, string]] : []),
+      ],
+      body: errorBody(null, error.message),
+    };
+  }
+}
+
+/** Whether an Accept-Encoding header takes gzip (not with q=0). */
+function acceptsGzip(header: string | undefined): boolean {
+  if (!header) return false;
+  return header.split(',').some((part) => {
+    const [coding = '', ...parameters] = part.split(';').map((piece) => piece.trim().toLowerCase());
+    if (coding !== 'gzip' && coding !== '*') return false;
+    return !parameters.some((parameter) => /^q=0(\.0*)?$/.test(parameter));
+  });
+}

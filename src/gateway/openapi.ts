@@ -1,0 +1,402 @@
+import type { DescField } from '@bufbuild/protobuf';
+import { KEYED_METHODS } from './idempotency-header.js';
+import { protoComment } from './proto-comments.js';
+import { type JsonSchema, messagesReachedFrom, ProtoSchemas } from './proto-json-schema.js';
+import { grpcMethodName, type RestOperation } from './rest-operation.js';
+import { WRAPPER_SCALARS } from './wrapper-types.js';
+
+/** An OpenAPI 3.1 document, as the plain object served at /openapi.json. */
+export interface OpenApiDocument {
+  readonly openapi: '3.1.0';
+  readonly info: { title: string; version: string; description: string };
+  readonly tags: { name: string; description?: string }[];
+  readonly paths: Record<string, Record<string, JsonSchema>>;
+  readonly components: {
+    schemas: Record<string, JsonSchema>;
+    responses: Record<string, JsonSchema>;
+    parameters: Record<string, JsonSchema>;
+    headers: Record<string, JsonSchema>;
+  };
+}
+
+/** Options of {@link createOpenApiDocument}. */
+export interface OpenApiOptions {
+  /** `info.title`. Default "grpc-shop gateway". */
+  title?: string;
+  /** `info.version`: the version of this document (the gateway gives its registry revision). */
+  version: string;
+}
+
+/**
+ * A statement of the gateway's own answers and of the mapping of gRPC faults, each with the book's
+ * envelope: the one list of error statuses the document shows, and for which operations.
+ */
+const ERROR_RESPONSES: readonly {
+  status: string;
+  name: string;
+  description: string;
+  retryAfter?: boolean;
+  applies?: (operation: RestOperation) => boolean;
+}[] = [
+  {
+    status: '400',
+    name: 'BadRequest',
+    description:
+      'The request could not be read: a body that is not UTF-8, not JSON or not a JSON object, a malformed ' +
+      '`Idempotency-Key` (or two of them), or malformed HTTP.',
+  },
+  {
+    status: '404',
+    name: 'NotFound',
+    description:
+      'No route for this method and path: the service serving it has not registered (`key` is null).',
+  },
+  {
+    status: '405',
+    name: 'MethodNotAllowed',
+    description: 'The path is served, but not with this method.',
+  },
+  {
+    status: '408',
+    name: 'RequestTimeout',
+    description: 'The request took too long to arrive.',
+  },
+  {
+    status: '413',
+    name: 'PayloadTooLarge',
+    description: "The request body is larger than the gateway's limit (1 MiB by default).",
+    applies: (operation) => operation.body.kind !== 'none',
+  },
+  {
+    status: '415',
+    name: 'UnsupportedMediaType',
+    description: 'The body is neither `application/json` nor `application/x-www-form-urlencoded` (in UTF-8).',
+    applies: (operation) => operation.body.kind !== 'none',
+  },
+  {
+    status: '422',
+    name: 'UnprocessableContent',
+    description:
+      'The `Idempotency-Key` was already used with a different request (gRPC FAILED_PRECONDITION).',
+    applies: (operation) => KEYED_METHODS.has(operation.httpMethod),
+  },
+  {
+    status: '429',
+    name: 'TooManyRequests',
+    description: 'The service is overloaded (gRPC RESOURCE_EXHAUSTED): retry after `Retry-After` seconds.',
+    retryAfter: true,
+  },
+  {
+    status: '431',
+    name: 'RequestHeaderFieldsTooLarge',
+    description: 'The request headers are too large.',
+  },
+  {
+    status: '500',
+    name: 'InternalError',
+    description: 'The service or the gateway failed (gRPC INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED).',
+  },
+  {
+    status: '501',
+    name: 'NotImplemented',
+    description:
+      'A `Transfer-Encoding` the gateway does not take: send a body with `Content-Length` or chunked.',
+  },
+  {
+    status: '502',
+    name: 'BadGateway',
+    description: "The service's answer is over gRPC's message size limit; asking again would meet it too.",
+  },
+  {
+    status: '503',
+    name: 'ServiceUnavailable',
+    description:
+      'No serving instance for the route right now, the gateway has no route table yet, is stopping or ' +
+      'has too many connections open, or the service refused the call or it was cut (gRPC UNAVAILABLE, ' +
+      'CANCELLED): retry after `Retry-After` seconds.',
+    retryAfter: true,
+  },
+  {
+    status: '504',
+    name: 'GatewayTimeout',
+    description: "The service did not answer within the gateway's deadline (gRPC DEADLINE_EXCEEDED).",
+  },
+];
+
+const DOCUMENT_DESCRIPTION = `The REST surface of the shop, generated from the gRPC contracts that the running services
+registered with the distributor: it changes as services come and go.
+
+Every answer is one JSON object that starts with the book's envelope: \`key\` (the gateway's count of
+requests), \`errorcode\` (0 success, 1 failure) and \`errormessage\` ("success" on success), then the
+operation's fields. A business failure (a missing or ill-typed parameter is "Invalid Parameters",
+an empty list "no data", a wrong password "Invalid password") is HTTP 200 with \`errorcode\` 1, as in
+the book; failures of the gateway or of a service have their HTTP status and the same envelope.
+
+GET and DELETE take their parameters from the query string; POST, PUT and PATCH from a JSON or
+form body. Numbers may be given as strings ("1000"); a value that does not convert to the field's
+type is "Invalid Parameters". Parameters the operation does not know are ignored.`;
+
+const METHOD_ORDER = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH'];
+const ENVELOPE_REF = '#/components/schemas/ErrorEnvelope';
+
+/**
+ * Builds the OpenAPI 3.1 document of a set of REST operations: per operation its parameters (path,
+ * query, the `Idempotency-Key` header of writes) and request body typed from the proto fields, its
+ * answer as the book's envelope with the operation's fields, the error statuses of the gateway, and
+ * the proto comments as descriptions. Operations are sorted by path, then method, so the document
+ * does not depend on the order services registered in.
+ */
+export function createOpenApiDocument(
+  operations: readonly RestOperation[],
+  options: OpenApiOptions,
+): OpenApiDocument {
+  const sorted = [...operations].sort(
+    (a, b) =>
+      (a.pathTemplate < b.pathTemplate ? -1 : a.pathTemplate > b.pathTemplate ? 1 : 0) ||
+      methodRank(a.httpMethod) - methodRank(b.httpMethod),
+  );
+  const requestFields: DescField[] = [];
+  for (const operation of sorted) {
+    requestFields.push(...requestCarriedFields(operation));
+  }
+  const schemas = new ProtoSchemas(messagesReachedFrom(requestFields));
+  const paths: Record<string, Record<string, JsonSchema>> = {};
+  const tags = new Map<string, string | undefined>();
+  const operationIds = new Set<string>();
+  for (const operation of sorted) {
+    const service = operation.method.parent;
+    if (!tags.has(service.typeName)) tags.set(service.typeName, protoComment(service));
+    let operationId = `${service.name}_${operation.method.name}`;
+    for (let n = 2; operationIds.has(operationId); n++)
+      operationId = `${service.name}_${operation.method.name}_${n}`;
+    operationIds.add(operationId);
+    paths[operation.pathTemplate] ??= {};
+    paths[operation.pathTemplate]![operation.httpMethod.toLowerCase()] = operationObject(
+      operation,
+      operationId,
+      schemas,
+    );
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: options.title ?? 'grpc-shop gateway',
+      version: options.version,
+      description: DOCUMENT_DESCRIPTION,
+    },
+    tags: [...tags].map(([name, description]) => (description ? { name, description } : { name })),
+    paths,
+    components: {
+      schemas: { ErrorEnvelope: errorEnvelopeSchema(), ...schemas.components() },
+      responses: Object.fromEntries(
+        ERROR_RESPONSES.map((error) => [
+          error.name,
+          {
+            description: error.description,
+            ...(error.retryAfter
+              ? { headers: { 'Retry-After': { $ref: '#/components/headers/RetryAfter' } } }
+              : {}),
+            content: { 'application/json': { schema: { $ref: ENVELOPE_REF } } },
+          },
+        ]),
+      ),
+      parameters: {
+        IdempotencyKey: {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: false,
+          description:
+            'Makes the write happen at most once: a repeat with the same key and request gets the first ' +
+            'answer; the same key with another request is 422. Kept 24 hours.',
+          schema: { type: 'string', pattern: '^[!-~]{1,255}$' },
+        },
+      },
+      headers: {
+        RetryAfter: {
+          description: 'Seconds to wait before asking again.',
+          schema: { type: 'integer', minimum: 0 },
+        },
+      },
+    },
+  };
+}
+
+function operationObject(operation: RestOperation, operationId: string, schemas: ProtoSchemas): JsonSchema {
+  const description = operation.description ?? protoComment(operation.method);
+  const parameters: JsonSchema[] = [];
+  for (const param of operation.pathParams) {
+    parameters.push({
+      name: param.name,
+      in: 'path',
+      required: true,
+      ...describedBy(protoComment(param.field)),
+      schema: schemas.value(param.field),
+    });
+  }
+  for (const field of operation.queryFields) {
+    if (!fromText(field)) continue;
+    parameters.push({
+      name: field.name,
+      in: 'query',
+      required: false,
+      ...describedBy(protoComment(field)),
+      schema: schemas.value(field),
+      ...(field.fieldKind === 'list' ? { style: 'form', explode: true } : {}),
+    });
+  }
+  if (KEYED_METHODS.has(operation.httpMethod)) {
+    parameters.push({ $ref: '#/components/parameters/IdempotencyKey' });
+  }
+  const responses: Record<string, JsonSchema> = {
+    '200': {
+      description:
+        'The book\'s envelope: `errorcode` 0 and "success" with the fields below, or `errorcode` 1 ' +
+        'and the reason of a business failure (still HTTP 200).',
+      content: { 'application/json': { schema: envelopeSchema(operation, schemas) } },
+    },
+  };
+  for (const error of ERROR_RESPONSES) {
+    if (error.applies && !error.applies(operation)) continue;
+    responses[error.status] = { $ref: `#/components/responses/${error.name}` };
+  }
+  const body = requestBody(operation, schemas);
+  return {
+    tags: [operation.method.parent.typeName],
+    summary: operation.method.name,
+    ...describedBy(description),
+    operationId,
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(body ? { requestBody: body } : {}),
+    responses,
+    'x-grpc-method': grpcMethodName(operation.method),
+  };
+}
+
+function requestBody(operation: RestOperation, schemas: ProtoSchemas): JsonSchema | undefined {
+  let schema: JsonSchema;
+  switch (operation.body.kind) {
+    case 'none':
+      return undefined;
+    case 'all': {
+      const bound = pathBoundFields(operation);
+      const fields = operation.method.input.fields.filter((field) => !bound.has(field));
+      schema = schemas.object(operation.method.input, fields);
+      break;
+    }
+    case 'field':
+      schema = schemas.field(operation.body.field);
+      break;
+  }
+  return {
+    required: false,
+    content: {
+      'application/json': { schema },
+      // A form carries no nested messages; the gateway reads the same fields from it.
+      'application/x-www-form-urlencoded': { schema },
+    },
+  };
+}
+
+/** The answer of a routed request: the envelope, then the operation's fields on success. */
+function envelopeSchema(operation: RestOperation, schemas: ProtoSchemas): JsonSchema {
+  const properties: Record<string, JsonSchema> = {
+    key: {
+      type: 'integer',
+      minimum: 0,
+      description: "The request's number: the gateway counts the requests it routes, from 0.",
+    },
+    errorcode: { type: 'integer', enum: [0, 1], description: '0: success; 1: failure.' },
+    errormessage: { type: 'string', description: '"success", or what went wrong.' },
+  };
+  for (const field of operation.envelopeFields) {
+    properties[field.name] = withNote(schemas.field(field), 'Present when `errorcode` is 0.');
+  }
+  for (const field of operation.onePageFields ?? []) {
+    properties[field.name] ??= withNote(
+      schemas.field(field),
+      'Present when the request asks for one page (gives `page_size` or `page_token`); otherwise the ' +
+        'gateway follows every page and answers the whole list.',
+    );
+  }
+  return {
+    type: 'object',
+    required: ['key', 'errorcode', 'errormessage'],
+    properties,
+    additionalProperties: false,
+  };
+}
+
+function errorEnvelopeSchema(): JsonSchema {
+  return {
+    type: 'object',
+    description: "The book's envelope of a failure.",
+    required: ['key', 'errorcode', 'errormessage'],
+    properties: {
+      key: {
+        type: ['integer', 'null'],
+        minimum: 0,
+        description: "The request's number; null when it matched no route.",
+      },
+      errorcode: { const: 1 },
+      errormessage: { type: 'string', description: 'What went wrong.' },
+    },
+    additionalProperties: false,
+  };
+}
+
+/** The request fields a request can carry: path, query and body. */
+function requestCarriedFields(operation: RestOperation): DescField[] {
+  const fields = [...operation.pathParams.map((param) => param.field), ...operation.queryFields];
+  if (operation.body.kind === 'all') fields.push(...operation.method.input.fields);
+  if (operation.body.kind === 'field') fields.push(operation.body.field);
+  return fields;
+}
+
+/** Top-level request fields that the path sets (a dotted variable sets a nested field instead). */
+function pathBoundFields(operation: RestOperation): Set<DescField> {
+  return new Set(
+    operation.pathParams
+      .filter((param) => !param.name.includes('.') && param.field.parent === operation.method.input)
+      .map((param) => param.field),
+  );
+}
+
+/**
+ * Whether a query string can set the field: scalars, enums, lists of them, and the well-known
+ * messages written as one string; not other messages nor maps (the transcoder refuses them).
+ */
+function fromText(field: DescField): boolean {
+  switch (field.fieldKind) {
+    case 'scalar':
+    case 'enum':
+      return true;
+    case 'list':
+      return field.listKind !== 'message' || isTextualMessage(field.message.typeName);
+    case 'message':
+      return isTextualMessage(field.message.typeName);
+    case 'map':
+      return false;
+  }
+}
+
+function isTextualMessage(typeName: string): boolean {
+  return (
+    typeName === 'google.protobuf.Timestamp' ||
+    typeName === 'google.protobuf.Duration' ||
+    WRAPPER_SCALARS[typeName] !== undefined
+  );
+}
+
+function methodRank(method: string): number {
+  const rank = METHOD_ORDER.indexOf(method);
+  return rank < 0 ? METHOD_ORDER.length : rank;
+}
+
+function describedBy(description: string | undefined): { description?: string } {
+  return description ? { description } : {};
+}
+
+function withNote(schema: JsonSchema, note: string): JsonSchema {
+  const description = typeof schema.description === 'string' ? `${schema.description}\n\n${note}` : note;
+  return { ...schema, description };
+}

@@ -1,0 +1,256 @@
+import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
+import { protoComment } from './proto-comments.js';
+import { WRAPPER_SCALARS } from './wrapper-types.js';
+
+/** A JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1), as a plain object. */
+export type JsonSchema = { [keyword: string]: unknown };
+
+/** Where the schemas of named types live in the document. */
+const COMPONENTS = '#/components/schemas/';
+
+/**
+ * JSON Schemas of protobuf types as the gateway reads and writes them (request-transcoder.ts,
+ * response-renderer.ts), which is close to proto3 JSON with the book's differences:
+ *
+ * - fields by their proto name (`page_size`; the gateway also takes the JSON name `pageSize`);
+ * - 32-bit integers are integers (a string of digits is taken too); 64-bit integers are numbers when
+ *   exact and decimal strings otherwise; float and double may be "NaN", "Infinity", "-Infinity";
+ * - enums by value name, bytes as base64, google.protobuf.Timestamp as an RFC 3339 string in UTC,
+ *   Duration as "1.5s", the wrapper types as their bare value;
+ * - an answer shows every field, an unset message field as `null`, and of a oneof only the member
+ *   that is set: a message found only in answers lists its other fields as required.
+ *
+ * Messages and enums become named schemas (by full name, e.g. `shop.v1.Goods`) in `components`,
+ * referred to with `$ref`, so recursive types work; the well-known types above are inlined.
+ */
+export class ProtoSchemas {
+  readonly #components: Record<string, JsonSchema> = {};
+  readonly #inputTypes: ReadonlySet<string>;
+
+  /**
+   * @param inputTypes the full names of the messages that requests may carry (see
+   *   {@link messagesReachedFrom}): their fields are never required, and unknown fields are allowed.
+   */
+  constructor(inputTypes: ReadonlySet<string>) {
+    this.#inputTypes = inputTypes;
+  }
+
+  /** The named schemas made so far, for `components.schemas`, sorted by name. */
+  components(): Record<string, JsonSchema> {
+    return Object.fromEntries(Object.entries(this.#components).sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+
+  /** The schema of a field's value in JSON, with the field's comment as its description. */
+  field(field: DescField): JsonSchema {
+    return described(this.value(field), protoComment(field));
+  }
+
+  /** The schema of a field's value in JSON, without description (for a parameter, which has one). */
+  value(field: DescField): JsonSchema {
+    return this.#fieldValue(field);
+  }
+
+  /** An object schema of some of a message's fields (a request body less its path variables). */
+  object(message: DescMessage, fields: readonly DescField[]): JsonSchema {
+    const properties: Record<string, JsonSchema> = {};
+    for (const field of fields) properties[field.name] = this.field(field);
+    return described({ type: 'object', properties }, protoComment(message));
+  }
+
+  #fieldValue(field: DescField): JsonSchema {
+    switch (field.fieldKind) {
+      case 'scalar':
+        return scalarSchema(field.scalar);
+      case 'enum':
+        return this.#enumRef(field.enum);
+      case 'message':
+        return this.#messageValue(field.message, true);
+      case 'list':
+        return {
+          type: 'array',
+          items:
+            field.listKind === 'scalar'
+              ? scalarSchema(field.scalar)
+              : field.listKind === 'enum'
+                ? this.#enumRef(field.enum)
+                : this.#messageValue(field.message, false),
+        };
+      case 'map': {
+        const value =
+          field.mapKind === 'scalar'
+            ? scalarSchema(field.scalar)
+            : field.mapKind === 'enum'
+              ? this.#enumRef(field.enum)
+              : this.#messageValue(field.message, false);
+        const keys = mapKeyPattern(field.mapKey);
+        return {
+          type: 'object',
+          ...(keys ? { propertyNames: { pattern: keys } } : {}),
+          additionalProperties: value,
+        };
+      }
+    }
+  }
+
+  /** A message value: a well-known type inlined, else a reference; `nullable` for a singular field. */
+  #messageValue(message: DescMessage, nullable: boolean): JsonSchema {
+    const wellKnown = wellKnownSchema(message);
+    if (wellKnown) return wellKnown;
+    const ref = { $ref: this.#messageRef(message) };
+    return nullable ? { oneOf: [ref, { type: 'null' }] } : ref;
+  }
+
+  #messageRef(message: DescMessage): string {
+    const name = message.typeName;
+    if (!(name in this.#components)) {
+      // Claimed before the fields are walked, so that a recursive type refers to itself.
+      this.#components[name] = {};
+      const properties: Record<string, JsonSchema> = {};
+      for (const field of message.fields) properties[field.name] = this.field(field);
+      const answersOnly = !this.#inputTypes.has(name);
+      // An answer shows every field, except the members of a oneof that are not set.
+      const required = answersOnly
+        ? message.fields.filter((field) => field.oneof === undefined).map((field) => field.name)
+        : [];
+      this.#components[name] = described(
+        {
+          type: 'object',
+          properties,
+          ...(required.length > 0 ? { required } : {}),
+          ...(answersOnly ? { additionalProperties: false } : {}),
+        },
+        protoComment(message),
+      );
+    }
+    return `${COMPONENTS}${name}`;
+  }
+
+  #enumRef(desc: DescEnum): JsonSchema {
+    const name = desc.typeName;
+    if (!(name in this.#components)) {
+      const values = desc.values.map((value) => {
+        const comment = protoComment(value);
+        return comment ? `- \`${value.name}\`: ${comment}` : `- \`${value.name}\``;
+      });
+      const comment = protoComment(desc);
+      this.#components[name] = {
+        type: 'string',
+        enum: desc.values.map((value) => value.name),
+        description: [comment, values.join('\n')].filter(Boolean).join('\n\n'),
+      };
+    }
+    return { $ref: `${COMPONENTS}${name}` };
+  }
+}
+
+/**
+ * The full names of every message that a request can carry, from the given fields down: the
+ * messages those fields hold, and theirs, recursively (map values and list elements included).
+ */
+export function messagesReachedFrom(fields: Iterable<DescField>): Set<string> {
+  const reached = new Set<string>();
+  const visit = (message: DescMessage): void => {
+    if (reached.has(message.typeName) || wellKnownSchema(message)) return;
+    reached.add(message.typeName);
+    for (const field of message.fields) {
+      const held = heldMessage(field);
+      if (held) visit(held);
+    }
+  };
+  for (const field of fields) {
+    const held = heldMessage(field);
+    if (held) visit(held);
+  }
+  return reached;
+}
+
+function heldMessage(field: DescField): DescMessage | undefined {
+  switch (field.fieldKind) {
+    case 'message':
+      return field.message;
+    case 'list':
+      return field.listKind === 'message' ? field.message : undefined;
+    case 'map':
+      return field.mapKind === 'message' ? field.message : undefined;
+    default:
+      return undefined;
+  }
+}
+
+const UINT32_MAX = 4294967295;
+
+/** The schema of a scalar's JSON value. */
+export function scalarSchema(scalar: ScalarType): JsonSchema {
+  switch (scalar) {
+    case ScalarType.INT32:
+    case ScalarType.SINT32:
+    case ScalarType.SFIXED32:
+      return { type: 'integer', format: 'int32' };
+    case ScalarType.UINT32:
+    case ScalarType.FIXED32:
+      return { type: 'integer', format: 'uint32', minimum: 0, maximum: UINT32_MAX };
+    case ScalarType.INT64:
+    case ScalarType.SINT64:
+    case ScalarType.SFIXED64:
+      // A number while exact (|n| < 2^53), a decimal string beyond: both are accepted in requests.
+      return { type: ['integer', 'string'], format: 'int64', pattern: '^-?[0-9]+$' };
+    case ScalarType.UINT64:
+    case ScalarType.FIXED64:
+      return { type: ['integer', 'string'], format: 'uint64', minimum: 0, pattern: '^[0-9]+$' };
+    case ScalarType.FLOAT:
+      return floatSchema('float');
+    case ScalarType.DOUBLE:
+      return floatSchema('double');
+    case ScalarType.BOOL:
+      return { type: 'boolean' };
+    case ScalarType.STRING:
+      return { type: 'string' };
+    case ScalarType.BYTES:
+      return { type: 'string', contentEncoding: 'base64' };
+  }
+}
+
+function floatSchema(format: 'float' | 'double'): JsonSchema {
+  return {
+    oneOf: [
+      { type: 'number', format },
+      { type: 'string', enum: ['NaN', 'Infinity', '-Infinity'] },
+    ],
+  };
+}
+
+/** The well-known messages the gateway writes as JSON scalars, or undefined for any other message. */
+function wellKnownSchema(message: DescMessage): JsonSchema | undefined {
+  switch (message.typeName) {
+    case 'google.protobuf.Timestamp':
+      // null: unset, or a time a JavaScript Date cannot hold.
+      return { type: ['string', 'null'], format: 'date-time' };
+    case 'google.protobuf.Duration':
+      return { type: ['string', 'null'], pattern: '^-?[0-9]+(\\.[0-9]{1,9})?s$' };
+  }
+  const wrapped = WRAPPER_SCALARS[message.typeName];
+  return wrapped === undefined ? undefined : orNull(scalarSchema(wrapped));
+}
+
+/** The same schema, also allowing `null`. */
+function orNull(schema: JsonSchema): JsonSchema {
+  if (typeof schema.type === 'string') return { ...schema, type: [schema.type, 'null'] };
+  if (Array.isArray(schema.type)) return { ...schema, type: [...schema.type, 'null'] };
+  return { oneOf: [...((schema.oneOf as JsonSchema[] | undefined) ?? [schema]), { type: 'null' }] };
+}
+
+/** JSON object keys of a map: the key type's text (strings: anything). */
+function mapKeyPattern(key: ScalarType): string | undefined {
+  switch (key) {
+    case ScalarType.BOOL:
+      return '^(true|false)$';
+    case ScalarType.STRING:
+      return undefined;
+    default:
+      return '^-?[0-9]+$';
+  }
+}
+
+function described(schema: JsonSchema, description: string | undefined): JsonSchema {
+  return description ? { ...schema, description } : schema;
+}

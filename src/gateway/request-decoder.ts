@@ -1,0 +1,292 @@
+import {
+  type DescField,
+  type DescMessage,
+  fromJson,
+  type JsonObject,
+  ScalarType,
+  toBinary,
+} from '@bufbuild/protobuf';
+import type { HttpRoute } from '../common/http-routes.js';
+import type { RequestInput } from './request-input.js';
+
+/**
+ * A parameter that cannot become its field's value. The gateway answers it as the book does, with
+ * "Invalid Parameters"; the message (which field, what was expected) is for logs.
+ */
+export class InvalidParameterError extends Error {
+  override readonly name = 'InvalidParameterError';
+}
+
+/** What a REST request gives for its request message. */
+export interface RestRequest {
+  /** The values of the route's path variables, decoded, in template order. */
+  readonly pathValues: readonly string[];
+  /** The query string, after the "?" (empty if none). */
+  readonly query: string;
+  /** The body, as read for the route (NO_INPUT when it has none or the route takes none). */
+  readonly body: RequestInput;
+}
+
+/** Builds the protobuf bytes of one route's request message from a REST request. */
+export type RequestDecoder = (request: RestRequest) => Buffer;
+
+/** Deeper message nesting than this in a body is refused, so a recursive type cannot exhaust the stack. */
+const MAX_DEPTH = 32;
+
+/**
+ * Compiles the decoder of one route, following its HttpRule: path variables set their fields; the
+ * body is the whole message (`body: "*"`) or one field; the query string sets the fields the route
+ * leaves to it (see {@link HttpRoute.queryFields}), nested ones by dotted names (`a.b=1`).
+ *
+ * The message is built by @bufbuild/protobuf's proto3 JSON parser (`fromJson`), so a JSON body reads
+ * as proto3 JSON does: a field by its proto or JSON name, numbers of any integer type as JSON numbers
+ * or numeric strings ("1000" is 1000; "1.9", "abc" or a value out of the type's range is invalid),
+ * 64-bit integers exact, floats also "NaN" and "Infinity", `null` for unset, one member per oneof, the
+ * well-known types in their JSON forms. Keys that name no field are dropped first (the book's
+ * clients send `passwordConfirm`), so that the parser can run strict: an enum name the enum lacks is
+ * invalid rather than silently unset, as proto3's "ignore unknown fields" would have it.
+ *
+ * Text (query strings, form bodies, path segments) has no types, so a small adapter gives each value
+ * its field's JSON type first, and is stricter than JSON where text would be ambiguous: integers are
+ * decimal digits only, floats decimal numbers only, bools `true` or `false`, enums a name or a
+ * number the enum defines; a repeated field takes its key once per element; a singular field given
+ * twice, a map, or a message other than a well-known type with a string form is invalid.
+ *
+ * Where two sources name one field, the path wins over the body and the query.
+ */
+export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
+  const input = route.method.input;
+  const queryFields = new Set(route.queryFields);
+  const bodyField = route.body.kind === 'field' ? route.body.field : undefined;
+  return ({ pathValues, query, body }) => {
+    let json: JsonObject = {};
+    if (route.body.kind === 'all') {
+      if (body.kind === 'json') json = { ...body.object } as JsonObject;
+      else if (body.kind === 'text') addText(input, json, body.params, undefined);
+    } else if (bodyField && body.kind !== 'none') {
+      if (body.kind === 'json') {
+        json[bodyField.name] = body.object as JsonObject;
+      } else if (bodyField.fieldKind === 'message') {
+        const value: JsonObject = {};
+        addText(bodyField.message, value, body.params, undefined);
+        json[bodyField.name] = value;
+      } else {
+        throw new InvalidParameterError(`${bodyField.name} cannot be given in a form`);
+      }
+    }
+    if (queryFields.size > 0 && query.length > 0) {
+      addText(input, json, new URLSearchParams(query), queryFields);
+    }
+    route.pathVariables.forEach((variable, index) => {
+      setPath(
+        json,
+        variable.fields,
+        textToJson(variable.fields[variable.fields.length - 1]!, pathValues[index]!),
+      );
+    });
+    let message: ReturnType<typeof fromJson>;
+    try {
+      message = fromJson(input, knownFieldsOnly(input, json, 0), { recursionLimit: MAX_DEPTH });
+    } catch (error) {
+      throw new InvalidParameterError((error as Error).message);
+    }
+    const bytes = toBinary(input, message);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+/**
+ * A copy of a JSON object of `message` without the keys that name no field, at every depth of plain
+ * messages (the well-known types have JSON forms of their own and are left to the parser).
+ */
+function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number): JsonObject {
+  if (depth > MAX_DEPTH) throw new InvalidParameterError(`${message.typeName}: nested too deeply`);
+  const known: JsonObject = {};
+  for (const key of Object.keys(json)) {
+    const field = fieldNamed(message, key);
+    if (!field) continue;
+    const value = json[key];
+    const nested = field.fieldKind === 'message' || field.fieldKind === 'list' || field.fieldKind === 'map';
+    const type = nested && 'message' in field ? field.message : undefined;
+    if (!type || type.typeName.startsWith('google.protobuf.') || value === null) {
+      known[key] = value as JsonObject[string];
+    } else if (field.fieldKind === 'message') {
+      known[key] = isObject(value) ? knownFieldsOnly(type, value, depth + 1) : (value as JsonObject[string]);
+    } else if (field.fieldKind === 'list') {
+      known[key] = Array.isArray(value)
+        ? value.map((item) => (isObject(item) ? knownFieldsOnly(type, item, depth + 1) : item))
+        : (value as JsonObject[string]);
+    } else {
+      known[key] = isObject(value)
+        ? mapValues(value, (item) => (isObject(item) ? knownFieldsOnly(type, item, depth + 1) : item))
+        : (value as JsonObject[string]);
+    }
+  }
+  return known;
+}
+
+function mapValues(
+  object: JsonObject,
+  convert: (value: JsonObject[string]) => JsonObject[string],
+): JsonObject {
+  const result: JsonObject = {};
+  for (const key of Object.keys(object)) {
+    Object.defineProperty(result, key, { value: convert(object[key]!), enumerable: true, writable: true });
+  }
+  return result;
+}
+
+/** Sets a field path in a JSON object, copying the objects on the way, and drops other names of its fields. */
+function setPath(json: JsonObject, fields: readonly DescField[], value: unknown): void {
+  let target = json;
+  fields.forEach((field, index) => {
+    const existing = target[field.name] ?? target[field.jsonName];
+    delete target[field.jsonName];
+    if (index === fields.length - 1) {
+      target[field.name] = value as JsonObject[string];
+      return;
+    }
+    const child: JsonObject = isObject(existing) ? { ...existing } : {};
+    target[field.name] = child;
+    target = child;
+  });
+}
+
+/** The fields of a message by proto name and JSON name. */
+const fieldsByName = new WeakMap<DescMessage, Map<string, DescField>>();
+
+function fieldNamed(message: DescMessage, name: string): DescField | undefined {
+  let byName = fieldsByName.get(message);
+  if (!byName) {
+    byName = new Map();
+    for (const field of message.fields) byName.set(field.name, field).set(field.jsonName, field);
+    fieldsByName.set(message, byName);
+  }
+  return byName.get(name);
+}
+
+/**
+ * Adds text parameters to a JSON object of `message`. `allowed`: the top-level fields the text may
+ * set (others are ignored, as unknown keys are); undefined: any.
+ */
+function addText(
+  message: DescMessage,
+  json: JsonObject,
+  params: Iterable<[string, string]>,
+  allowed: ReadonlySet<DescField> | undefined,
+): void {
+  for (const [key, text] of params) {
+    const names = key.split('.');
+    let parent = message;
+    let target = json;
+    let field: DescField | undefined;
+    for (let index = 0; index < names.length; index++) {
+      field = fieldNamed(parent, names[index]!);
+      // An unknown name, or a field the route does not take from here, is ignored.
+      if (!field || (index === 0 && allowed && !allowed.has(field))) {
+        field = undefined;
+        break;
+      }
+      if (index === names.length - 1) break;
+      if (field.fieldKind !== 'message' || hasTextForm(field.message)) {
+        throw new InvalidParameterError(`${key}: ${field.name} has no fields to set`);
+      }
+      const existing = target[field.name];
+      const child: JsonObject = isObject(existing) ? existing : {};
+      target[field.name] = child;
+      target = child;
+      parent = field.message;
+    }
+    if (!field) continue;
+    if (field.fieldKind === 'list') {
+      const list = (target[field.name] as unknown[] | undefined) ?? [];
+      list.push(listElementToJson(field, text));
+      target[field.name] = list as JsonObject[string];
+    } else {
+      if (Object.hasOwn(target, field.name) || Object.hasOwn(target, field.jsonName)) {
+        throw new InvalidParameterError(`${key} is given twice`);
+      }
+      target[field.name] = textToJson(field, text) as JsonObject[string];
+    }
+  }
+}
+
+/** A text value as the JSON value of a singular field. */
+function textToJson(field: DescField, text: string): unknown {
+  switch (field.fieldKind) {
+    case 'scalar':
+      return scalarText(field.scalar, text, field.name);
+    case 'enum':
+      return enumText(field.enum.values, text, field.name);
+    case 'message':
+      return messageText(field.message, text, field.name);
+    default:
+      throw new InvalidParameterError(`${field.name} cannot be given in a query string or a form`);
+  }
+}
+
+function listElementToJson(field: DescField & { fieldKind: 'list' }, text: string): unknown {
+  switch (field.listKind) {
+    case 'scalar':
+      return scalarText(field.scalar, text, field.name);
+    case 'enum':
+      return enumText(field.enum.values, text, field.name);
+    case 'message':
+      return messageText(field.message, text, field.name);
+  }
+}
+
+const INTEGER = /^-?[0-9]+$/;
+const DECIMAL = /^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+
+function scalarText(type: ScalarType, text: string, name: string): unknown {
+  switch (type) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+      return text;
+    case ScalarType.BOOL:
+      if (text === 'true') return true;
+      if (text === 'false') return false;
+      throw new InvalidParameterError(`${name} must be true or false`);
+    case ScalarType.FLOAT:
+    case ScalarType.DOUBLE:
+      if (DECIMAL.test(text)) return text;
+      throw new InvalidParameterError(`${name} must be a decimal number`);
+    default:
+      if (INTEGER.test(text)) return text;
+      throw new InvalidParameterError(`${name} must be an integer`);
+  }
+}
+
+function enumText(values: readonly { name: string; number: number }[], text: string, name: string): unknown {
+  if (values.some((value) => value.name === text)) return text;
+  if (INTEGER.test(text) && values.some((value) => value.number === Number(text))) return Number(text);
+  throw new InvalidParameterError(`${name} must be one of ${values.map((value) => value.name).join(', ')}`);
+}
+
+/** The well-known types whose JSON form is a string, taken from text as it is. */
+const STRING_FORMS = new Set([
+  'google.protobuf.Timestamp',
+  'google.protobuf.Duration',
+  'google.protobuf.FieldMask',
+]);
+/** The wrapper types: their JSON form is the wrapped value's. */
+const WRAPPERS = new Set(
+  ['Double', 'Float', 'Int64', 'UInt64', 'Int32', 'UInt32', 'Bool', 'String', 'Bytes'].map(
+    (name) => `google.protobuf.${name}Value`,
+  ),
+);
+
+function hasTextForm(message: DescMessage): boolean {
+  return STRING_FORMS.has(message.typeName) || WRAPPERS.has(message.typeName);
+}
+
+function messageText(message: DescMessage, text: string, name: string): unknown {
+  if (STRING_FORMS.has(message.typeName)) return text;
+  if (WRAPPERS.has(message.typeName)) return textToJson(message.fields[0]!, text);
+  throw new InvalidParameterError(`${name} cannot be given in a query string or a form`);
+}
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

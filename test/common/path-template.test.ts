@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import {
+  isLiteralTemplate,
+  matchPathTemplate,
+  PathTemplateError,
+  parsePathTemplate,
+} from '../../src/common/path-template.js';
+
+describe('parsePathTemplate', () => {
+  it('reads literals, variables, wildcards and a verb, and gives the shape that identifies a route', () => {
+    expect(parsePathTemplate('/goods')).toMatchObject({ variables: [], verb: undefined, shape: '/goods' });
+    expect(isLiteralTemplate(parsePathTemplate('/goods'))).toBe(true);
+    const byId = parsePathTemplate('/goods/{id}');
+    expect(byId.shape).toBe('/goods/*');
+    expect(byId.variables).toEqual([{ fieldPath: 'id', start: 1, end: 2 }]);
+    expect(isLiteralTemplate(byId)).toBe(false);
+    const nested = parsePathTemplate('/v1/{book.name=shelves/*/books/*}:publish');
+    expect(nested.shape).toBe('/v1/shelves/*/books/*:publish');
+    expect(nested.verb).toBe('publish');
+    expect(nested.variables).toEqual([{ fieldPath: 'book.name', start: 1, end: 5 }]);
+    expect(parsePathTemplate('/files/{path=**}').shape).toBe('/files/**');
+    expect(parsePathTemplate('/').segments).toEqual([]);
+  });
+
+  it.each([
+    ['goods', 'must start with "/"'],
+    ['/goods/', 'is not a path segment'],
+    ['/goods//x', 'is not a path segment'],
+    ['/goods/{id', 'a "{" is not closed'],
+    ['/goods/{1d}', 'is not a field path'],
+    ['/goods/{id}/{id}', 'appears twice'],
+    ['/goods/x{id}', 'whole segments'],
+    ['/goods/{id}x', 'whole segments'],
+    ['/a/{b={c}}', 'variables cannot nest'],
+    ['/**/goods', '"**" must be the last segment'],
+    ['/go ods', 'is not a path segment'],
+    ['/goods?x=1', 'is not a path segment'],
+  ])('refuses %s', (template, problem) => {
+    expect(() => parsePathTemplate(template)).toThrow(PathTemplateError);
+    expect(() => parsePathTemplate(template)).toThrow(problem);
+  });
+});
+
+describe('matchPathTemplate', () => {
+  it('matches segment by segment, and gives the variables decoded', () => {
+    const byId = parsePathTemplate('/goods/{id}');
+    expect(matchPathTemplate(byId, '/goods/42')).toEqual(['42']);
+    expect(matchPathTemplate(byId, '/goods/caf%C3%A9%2F1')).toEqual(['café/1']);
+    for (const path of ['/goods', '/goods/', '/goods/1/2', '/goodsx/1', 'goods/1', '/goods/%E0%A4%A']) {
+      expect(matchPathTemplate(byId, path), path).toBeUndefined();
+    }
+  });
+
+  it('matches a multi-segment variable and ** over any depth, and a verb', () => {
+    const nested = parsePathTemplate('/v1/{name=shelves/*/books/*}:publish');
+    expect(matchPathTemplate(nested, '/v1/shelves/1/books/2:publish')).toEqual(['shelves/1/books/2']);
+    expect(matchPathTemplate(nested, '/v1/shelves/1/books/2')).toBeUndefined();
+    expect(matchPathTemplate(nested, '/v1/shelves/1/novels/2:publish')).toBeUndefined();
+    const files = parsePathTemplate('/files/{path=**}');
+    expect(matchPathTemplate(files, '/files/a/b/c')).toEqual(['a/b/c']);
+    expect(matchPathTemplate(files, '/files/')).toEqual(['']);
+    expect(matchPathTemplate(parsePathTemplate('/'), '/')).toEqual([]);
+    expect(matchPathTemplate(parsePathTemplate('/'), '/x')).toBeUndefined();
+  });
+});

@@ -1,0 +1,160 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { http, httpJson, oneConnection } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { type FakeGoods, startFakeGoods, startFakePurchases } from './support/fake-shop.js';
+
+const ROW = { id: 7, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const SEED_DATE = new Date('2020-11-04T15:31:47.000Z');
+const PAGE = 'https://shop.example';
+
+/** HTTP as clients expect it: the routes' templates, 405, HEAD, OPTIONS and CORS. */
+describe('gateway HTTP semantics', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+  let goods: FakeGoods;
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+    goods = await startFakeGoods(shared, distributor);
+    await startFakePurchases(shared, distributor, SEED_DATE);
+  });
+  afterEach(async () => {
+    await perTest.closeAll();
+    goods.goods.length = 0;
+  });
+  afterAll(() => shared.closeAll());
+
+  async function gateway(corsOrigins?: string[]): Promise<number> {
+    const { gateway: started, port } = await startGateway(
+      perTest,
+      distributor,
+      corsOrigins ? { corsOrigins } : {},
+    );
+    await waitForRoute(started, 'DELETE /goods/*', 1);
+    await waitForRoute(started, 'GET /purchases/*', 1);
+    return port;
+  }
+
+  it("deletes by path, DELETE /goods/{id}, as by the book's query, DELETE /goods?id=", async () => {
+    const port = await gateway();
+    goods.goods.push({ ...ROW }, { ...ROW, id: 8 });
+    const byPath = await httpJson(port, 'DELETE', '/goods/7');
+    expect(byPath.status).toBe(200);
+    expect(byPath.body).toMatch(/^\{"key":\d+,"errorcode":0,"errormessage":"success"\}$/);
+    expect(goods.goods.map((item) => item.id)).toEqual([8]);
+    await httpJson(port, 'DELETE', '/goods?id=8');
+    expect(goods.goods).toEqual([]);
+    // The path is text: a segment that is not an int32 is the book's "Invalid Parameters".
+    for (const path of ['/goods/abc', '/goods/1.5', '/goods/99999999999']) {
+      const invalid = await httpJson(port, 'DELETE', path);
+      expect([invalid.status, JSON.parse(invalid.body).errormessage], path).toEqual([
+        200,
+        'Invalid Parameters',
+      ]);
+    }
+  });
+
+  it('lists purchases by path as by query, GET /purchases/{userid}', async () => {
+    const port = await gateway();
+    await httpJson(port, 'POST', '/purchases', { userid: 1, goodsid: 2 });
+    const byPath = await httpJson(port, 'GET', '/purchases/1');
+    const byQuery = await httpJson(port, 'GET', '/purchases?userid=1');
+    const results = '"results":[{"id":1,"goodsid":2,"date":"2020-11-04T15:31:47.000Z"}]}';
+    expect(byPath.body.endsWith(results)).toBe(true);
+    expect(byQuery.body.endsWith(results)).toBe(true);
+  });
+
+  it('answers a known path with another method 405 and Allow, without a key, and keeps the connection', async () => {
+    const port = await gateway();
+    const agent = oneConnection();
+    const result = await http(port, 'PATCH', '/goods', { agent });
+    expect(result.status).toBe(405);
+    expect(result.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, POST');
+    expect(result.body).toBe(
+      '{"key":null,"errorcode":1,"errormessage":"Method PATCH not allowed on /goods"}',
+    );
+    expect(result.headers.connection).toBe('keep-alive');
+    expect((await http(port, 'POST', '/purchases/1', { agent })).headers.allow).toBe('GET, HEAD, OPTIONS');
+    expect((await http(port, 'PUT', '/nope', { agent })).status).toBe(404);
+    agent.destroy();
+  });
+
+  it('answers HEAD on every GET route as GET, without the body', async () => {
+    const port = await gateway();
+    goods.goods.push({ ...ROW });
+    for (const path of ['/goods', '/purchases?userid=1', '/purchases/1', '/purchases?userid=abc']) {
+      const get = await http(port, 'GET', path);
+      const head = await http(port, 'HEAD', path);
+      expect(head.status, path).toBe(get.status);
+      expect(head.headers['content-length'], path).toBe(get.headers['content-length']);
+      expect(head.headers['content-type'], path).toBe('application/json');
+      expect(head.body, path).toBe('');
+    }
+    const missing = await http(port, 'HEAD', '/nope');
+    expect([missing.status, missing.body]).toEqual([404, '']);
+    // HEAD is GET's: a path with no GET route does not take it.
+    expect((await http(port, 'HEAD', '/goods/7')).status).toBe(405);
+  });
+
+  it('answers OPTIONS with Allow, and no CORS header while CORS_ORIGINS is empty (the default)', async () => {
+    const port = await gateway();
+    const options = await http(port, 'OPTIONS', '/goods', {
+      headers: { Origin: PAGE, 'Access-Control-Request-Method': 'POST' },
+    });
+    expect(options.status).toBe(204);
+    expect(options.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, POST');
+    expect(options.body).toBe('');
+    expect(Object.keys(options.headers).filter((name) => name.startsWith('access-control-'))).toEqual([]);
+    const get = await http(port, 'GET', '/goods', { headers: { Origin: PAGE } });
+    expect(get.headers['access-control-allow-origin']).toBeUndefined();
+    expect((await http(port, 'OPTIONS', '/nope')).status).toBe(404);
+  });
+
+  it("answers a preflight from an allowed origin with the route's methods and the headers it reads", async () => {
+    const port = await gateway([PAGE, 'http://localhost:3000']);
+    const preflight = await http(port, 'OPTIONS', '/goods/7', {
+      headers: {
+        Origin: PAGE,
+        'Access-Control-Request-Method': 'DELETE',
+        'Access-Control-Request-Headers': 'idempotency-key',
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers).toMatchObject({
+      allow: 'DELETE, OPTIONS',
+      'access-control-allow-origin': PAGE,
+      'access-control-allow-methods': 'DELETE, OPTIONS',
+      'access-control-allow-headers': 'Content-Type, Idempotency-Key, X-Request-Id',
+      'access-control-max-age': '600',
+      vary: 'Origin',
+    });
+    const answer = await httpJson(port, 'DELETE', '/goods/7');
+    expect(answer.headers['access-control-allow-origin']).toBeUndefined();
+    const fromPage = await http(port, 'GET', '/goods', { headers: { Origin: PAGE } });
+    expect(fromPage.headers).toMatchObject({ 'access-control-allow-origin': PAGE, vary: 'Origin' });
+    // Every answer carries it, the gateway's own errors too.
+    const notFound = await http(port, 'GET', '/nope', { headers: { Origin: 'http://localhost:3000' } });
+    expect([notFound.status, notFound.headers['access-control-allow-origin']]).toEqual([
+      404,
+      'http://localhost:3000',
+    ]);
+  });
+
+  it('gives an origin off the list no CORS header, preflight or not', async () => {
+    const port = await gateway([PAGE]);
+    const headers = { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'DELETE' };
+    const preflight = await http(port, 'OPTIONS', '/goods', { headers });
+    expect(preflight.status).toBe(204);
+    expect(Object.keys(preflight.headers).filter((name) => name.startsWith('access-control-'))).toEqual([]);
+    const get = await http(port, 'GET', '/goods', { headers: { Origin: 'https://evil.example' } });
+    expect(get.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  it('allows any origin with "*", without Vary', async () => {
+    const port = await gateway(['*']);
+    const get = await http(port, 'GET', '/goods', { headers: { Origin: 'https://any.example' } });
+    expect(get.headers['access-control-allow-origin']).toBe('*');
+    expect(get.headers.vary).toBeUndefined();
+  });
+});

@@ -1,0 +1,231 @@
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DOCS_CONTENT_SECURITY_POLICY } from '../../src/gateway/docs-page.js';
+import type { OpenApiDocument } from '../../src/gateway/openapi.js';
+import { http, httpJson } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { startFakeGoods, startFakeMembers, startFakePurchases } from './support/fake-shop.js';
+import { answerSchema, errorSchema, expectValidOpenApi, schemaValidator } from './support/openapi.js';
+
+const distDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
+
+/** The operations of a document, as "METHOD /path". */
+function operations(document: OpenApiDocument): string[] {
+  return Object.entries(document.paths).flatMap(([path, item]) =>
+    Object.keys(item).map((method) => `${method.toUpperCase()} ${path}`),
+  );
+}
+
+async function openApi(port: number): Promise<OpenApiDocument> {
+  const result = await http(port, 'GET', '/openapi.json');
+  expect(result.status).toBe(200);
+  expect(result.headers['content-type']).toBe('application/json');
+  expect(result.headers['cache-control']).toBe('no-cache');
+  return JSON.parse(result.body) as OpenApiDocument;
+}
+
+/** GET with raw bytes back (the helpers decode the body as UTF-8 text). */
+function getBytes(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path, headers, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }),
+      );
+      response.on('error', reject);
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+describe('the live OpenAPI document and the API page on the gateway', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+    await startFakeGoods(shared, distributor);
+    await startFakeMembers(shared, distributor);
+  });
+  afterEach(() => perTest.closeAll());
+  afterAll(() => shared.closeAll());
+
+  async function gateway(): Promise<{
+    port: number;
+    gateway: Awaited<ReturnType<typeof startGateway>>['gateway'];
+  }> {
+    const started = await startGateway(perTest, distributor);
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    await waitForRoute(started.gateway, 'GET /members', 1);
+    return started;
+  }
+
+  it('documents the routes registered now, and follows registrations without a restart', async () => {
+    const { port, gateway: started } = await gateway();
+    const before = await openApi(port);
+    await expectValidOpenApi(before);
+    // The proto comments travelled in the descriptor sets the services registered.
+    expect(before.tags[0]).toEqual({ name: 'shop.v1.GoodsService', description: 'The goods catalogue.' });
+    expect(before.paths['/goods']!.get!.description).toMatch(/^Lists the catalogue in id order/);
+    expect(operations(before)).toEqual([
+      'GET /goods',
+      'POST /goods',
+      'DELETE /goods',
+      'DELETE /goods/{id}',
+      'GET /members',
+      'POST /members',
+      'DELETE /members',
+    ]);
+
+    const purchases = await startFakePurchases(perTest, distributor, new Date());
+    await waitForRoute(started, 'GET /purchases', 1);
+    const joined = await openApi(port);
+    await expectValidOpenApi(joined);
+    expect(operations(joined)).toEqual([
+      ...operations(before),
+      'GET /purchases',
+      'POST /purchases',
+      'GET /purchases/{userid}',
+    ]);
+    expect(joined.info.version).not.toBe(before.info.version);
+    expect(joined.tags.map((tag) => tag.name)).toContain('shop.v1.PurchasesService');
+
+    await purchases.stop();
+    await waitForRoute(started, 'GET /purchases', 0);
+    expect(operations(await openApi(port))).toEqual(operations(before));
+  });
+
+  it('takes no request key: routed requests still count from 0', async () => {
+    const { port } = await gateway();
+    await openApi(port);
+    expect((await http(port, 'GET', '/docs/')).status).toBe(200);
+    expect((await http(port, 'GET', '/docs/nothing-here')).status).toBe(404);
+    expect((await httpJson(port, 'GET', '/goods')).body).toBe(
+      '{"key":0,"errorcode":1,"errormessage":"no data"}',
+    );
+  });
+
+  it('answers as it documents: real answers validate against its schemas', async () => {
+    const { port, gateway: started } = await gateway();
+    await startFakePurchases(perTest, distributor, new Date('2020-11-04T15:31:47.000Z'));
+    await waitForRoute(started, 'GET /purchases', 1);
+    const document = await openApi(port);
+    const ajv = schemaValidator(document);
+    const exchanges: [string, string, unknown][] = [
+      ['GET', '/goods', undefined],
+      ['POST', '/goods', { name: 'test Goods', category: 'tests', price: 1000, description: 'test' }],
+      ['GET', '/goods', undefined],
+      ['GET', '/goods?page_size=1', undefined],
+      ['POST', '/members', { username: 'test_account', password: '1234' }],
+      ['GET', '/members?username=test_account&password=1234', undefined],
+      ['GET', '/members?username=test_account&password=wrong', undefined],
+      ['POST', '/purchases', { userid: 1, goodsid: 1 }],
+      ['GET', '/purchases?userid=1', undefined],
+      ['GET', '/purchases?userid=abc', undefined],
+      ['DELETE', '/goods?id=1', undefined],
+    ];
+    for (const [method, path, body] of exchanges) {
+      const result = await httpJson(port, method, path, body);
+      expect(result.status).toBe(200);
+      const validate = ajv.compile(answerSchema(document, method, path.split('?')[0]!));
+      expect(validate(JSON.parse(result.body)), `${method} ${path} → ${result.body}`).toBe(true);
+    }
+    const validateError = ajv.compile(errorSchema());
+    const notFound = await httpJson(port, 'GET', '/nothing');
+    expect(notFound.status).toBe(404);
+    expect(validateError(JSON.parse(notFound.body))).toBe(true);
+    const unsupported = await http(port, 'POST', '/goods', {
+      headers: { 'Content-Type': 'text/plain' },
+      body: 'name=x',
+    });
+    expect(unsupported.status).toBe(415);
+    expect(validateError(JSON.parse(unsupported.body))).toBe(true);
+    expect(Object.keys(document.paths['/goods']!.post!.responses as object)).toContain('415');
+  });
+
+  it('is 503 before the first route table; other methods are 405; HEAD has no body', async () => {
+    const lost = new Closer();
+    try {
+      // A distributor that is not there: the gateway never gets a route table.
+      const { port } = await startGateway(lost, '127.0.0.1:1');
+      const early = await http(port, 'GET', '/openapi.json');
+      expect(early.status).toBe(503);
+      expect(early.headers['retry-after']).toBe('1');
+      expect(early.body).toBe(
+        '{"key":null,"errorcode":1,"errormessage":"The gateway has not received the route table from the distributor yet"}',
+      );
+      expect((await http(port, 'GET', '/docs/')).status).toBe(200);
+    } finally {
+      await lost.closeAll();
+    }
+    const { port } = await gateway();
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const refused = await http(port, method, '/openapi.json');
+      expect(refused.status).toBe(405);
+      expect(refused.headers.allow).toBe('GET, HEAD');
+      expect(JSON.parse(refused.body)).toMatchObject({ key: null, errorcode: 1 });
+    }
+    const head = await http(port, 'HEAD', '/openapi.json');
+    expect(head.status).toBe(200);
+    expect(Number(head.headers['content-length'])).toBeGreaterThan(1000);
+    expect(head.body).toBe('');
+  });
+
+  it('serves the page from swagger-ui-dist, nothing from elsewhere, under a self-only policy', async () => {
+    const { port } = await gateway();
+    const bare = await http(port, 'GET', '/docs');
+    expect(bare.status).toBe(301);
+    expect(bare.headers.location).toBe('docs/');
+
+    const page = await http(port, 'GET', '/docs/');
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toBe(DOCS_CONTENT_SECURITY_POLICY);
+    expect(DOCS_CONTENT_SECURITY_POLICY).not.toMatch(/https?:|\*|unsafe/);
+    expect(page.body).toContain('<script src="swagger-ui-bundle.js"');
+    // Every URL of the page is its own: nothing from a CDN.
+    expect(page.body).not.toMatch(/\/\/|https?:/);
+    const initializer = await http(port, 'GET', '/docs/swagger-initializer.js');
+    expect(initializer.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(initializer.body).toContain("'../openapi.json'");
+    expect(initializer.body).toContain('validatorUrl: null');
+
+    const bundle = readFileSync(join(distDir, 'swagger-ui-bundle.js'));
+    const plain = await getBytes(port, '/docs/swagger-ui-bundle.js');
+    expect(plain.status).toBe(200);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.body.equals(bundle)).toBe(true);
+    const zipped = await getBytes(port, '/docs/swagger-ui-bundle.js', { 'Accept-Encoding': 'gzip, deflate' });
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(zipped.headers.vary).toBe('Accept-Encoding');
+    expect(zipped.body.length).toBeLessThan(bundle.length / 2);
+    expect(gunzipSync(zipped.body).equals(bundle)).toBe(true);
+    const css = await getBytes(port, '/docs/swagger-ui.css', { 'Accept-Encoding': 'gzip;q=0' });
+    expect(css.headers['content-type']).toBe('text/css; charset=utf-8');
+    expect(css.body.equals(readFileSync(join(distDir, 'swagger-ui.css')))).toBe(true);
+    expect((await getBytes(port, '/docs/favicon-32x32.png')).headers['content-type']).toBe('image/png');
+
+    // Only the page's files: not the rest of the package, nor anything above it.
+    for (const path of [
+      '/docs/package.json',
+      '/docs/../package.json',
+      '/docs/swagger-ui.js',
+      '/docs/%2e%2e/x',
+    ]) {
+      const refused = await http(port, 'GET', path);
+      expect(refused.status, path).toBe(404);
+      expect(JSON.parse(refused.body)).toMatchObject({ key: null, errorcode: 1 });
+    }
+  });
+});

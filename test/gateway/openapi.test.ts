@@ -1,0 +1,437 @@
+import { create, createFileRegistry, type DescMessage, type FileRegistry } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { describe, expect, it } from 'vitest';
+import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
+import { readHttpRoutes } from '../../src/common/http-routes.js';
+import { parsePathTemplate } from '../../src/common/path-template.js';
+import { compileCallPlan } from '../../src/gateway/call-plan.js';
+import { createOpenApiDocument, type OpenApiDocument } from '../../src/gateway/openapi.js';
+import type { RestOperation } from '../../src/gateway/rest-operation.js';
+import { Route } from '../../src/gateway/route-table.js';
+import { operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
+import { SHOP_SERVICES } from '../../src/services/service-list.js';
+import { kitchenFile, registryOf } from './support/descriptors.js';
+import { answerSchema, expectValidOpenApi, schemaValidator } from './support/openapi.js';
+
+/** The shop's routes as its services declare them (HttpRules), each served by one instance, over `registry`. */
+function shopRoutes(registry: FileRegistry): Route[] {
+  return SHOP_SERVICES.flatMap((spec) =>
+    readHttpRoutes(registry)
+      .routes.filter((declared) => declared.grpcMethod.startsWith(`${spec.grpc.name}/`))
+      .map((declared) => {
+        const route = new Route(declared.httpMethod, declared.template.shape, declared.template);
+        const plan = compileCallPlan(declared);
+        route.serving = [{ nodeId: `${spec.name}@127.0.0.1:1`, upstream: {} as never, plan }];
+        return route;
+      }),
+  );
+}
+
+function shopDocument(registry = createFileRegistry(loadShopDescriptorSet())): OpenApiDocument {
+  return createOpenApiDocument(operationsOfRoutes(shopRoutes(registry)), { version: 'revision 1' });
+}
+
+/** The document walked as plain JSON: a test reads deep into it and checks what it finds. */
+// biome-ignore lint/suspicious/noExplicitAny: reading JSON of a known shape, checked by expect()
+type Json = Record<string, any>;
+
+function operation(document: OpenApiDocument, method: string, path: string): Json {
+  const found = document.paths[path]?.[method.toLowerCase()];
+  if (!found) throw new Error(`no ${method} ${path}`);
+  return found as Json;
+}
+
+function properties(document: OpenApiDocument, method: string, path: string): Json {
+  return operation(document, method, path).responses['200'].content['application/json'].schema.properties;
+}
+
+describe('the OpenAPI document of the shop', () => {
+  it('is a valid OpenAPI 3.1 document', async () => {
+    await expectValidOpenApi(shopDocument());
+  });
+
+  it("lists the book's eight operations and the two by path, each named after its gRPC method", () => {
+    const document = shopDocument();
+    const listed = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.entries(item).map(([method, op]) => `${method.toUpperCase()} ${path} ${op['x-grpc-method']}`),
+    );
+    expect(listed).toEqual([
+      'GET /goods shop.v1.GoodsService/ListGoods',
+      'POST /goods shop.v1.GoodsService/CreateGoods',
+      'DELETE /goods shop.v1.GoodsService/DeleteGoods',
+      'DELETE /goods/{id} shop.v1.GoodsService/DeleteGoods',
+      'GET /members shop.v1.MembersService/SignIn',
+      'POST /members shop.v1.MembersService/CreateMember',
+      'DELETE /members shop.v1.MembersService/DeleteMember',
+      'GET /purchases shop.v1.PurchasesService/ListPurchases',
+      'POST /purchases shop.v1.PurchasesService/CreatePurchase',
+      'GET /purchases/{userid} shop.v1.PurchasesService/ListPurchases',
+    ]);
+    expect(operation(document, 'GET', '/goods').operationId).toBe('GoodsService_ListGoods');
+    expect(document.tags.map((tag) => tag.name)).toEqual([
+      'shop.v1.GoodsService',
+      'shop.v1.MembersService',
+      'shop.v1.PurchasesService',
+    ]);
+  });
+
+  it('types GET and DELETE parameters from the query fields, POST bodies from the request message', () => {
+    const document = shopDocument();
+    const query = (method: string, path: string) =>
+      (operation(document, method, path).parameters as Json[])
+        .filter((parameter) => parameter.in === 'query')
+        .map((parameter) => [parameter.name, parameter.schema, parameter.required]);
+    expect(query('GET', '/goods')).toEqual([
+      ['page_size', { type: 'integer', format: 'int32' }, false],
+      ['page_token', { type: 'string' }, false],
+    ]);
+    expect(query('DELETE', '/goods')).toEqual([['id', { type: 'integer', format: 'int32' }, false]]);
+    expect(query('GET', '/members')).toEqual([
+      ['username', { type: 'string' }, false],
+      ['password', { type: 'string' }, false],
+    ]);
+    expect(operation(document, 'GET', '/goods').requestBody).toBeUndefined();
+
+    const post = operation(document, 'POST', '/goods');
+    expect(post.parameters).toEqual([{ $ref: '#/components/parameters/IdempotencyKey' }]);
+    expect(Object.keys(post.requestBody.content)).toEqual([
+      'application/json',
+      'application/x-www-form-urlencoded',
+    ]);
+    const body = post.requestBody.content['application/json'].schema;
+    expect(body.type).toBe('object');
+    expect(Object.keys(body.properties)).toEqual(['name', 'category', 'price', 'description']);
+    expect(body.properties.price).toMatchObject({ type: 'integer', format: 'int32' });
+    expect(body.required).toBeUndefined();
+  });
+
+  it("answers with the book's envelope and the route's fields", () => {
+    const document = shopDocument();
+    const goods = properties(document, 'GET', '/goods');
+    expect(Object.keys(goods)).toEqual(['key', 'errorcode', 'errormessage', 'results', 'next_page_token']);
+    expect(goods.errorcode).toMatchObject({ type: 'integer', enum: [0, 1] });
+    expect(goods.results).toMatchObject({
+      type: 'array',
+      items: { $ref: '#/components/schemas/shop.v1.Goods' },
+    });
+    expect(goods.next_page_token.description).toMatch(/asks for one page/);
+    expect(Object.keys(properties(document, 'GET', '/members'))).toEqual([
+      'key',
+      'errorcode',
+      'errormessage',
+      'userid',
+    ]);
+    expect(Object.keys(properties(document, 'POST', '/goods'))).toEqual(['key', 'errorcode', 'errormessage']);
+    expect(Object.keys(properties(document, 'GET', '/purchases'))).toEqual([
+      'key',
+      'errorcode',
+      'errormessage',
+      'results',
+      'next_page_token',
+    ]);
+    // A row of an answer carries every column.
+    expect(document.components.schemas['shop.v1.Goods']).toMatchObject({
+      required: ['id', 'name', 'category', 'price', 'description'],
+      additionalProperties: false,
+    });
+    expect(document.components.schemas['shop.v1.Purchase']?.properties).toMatchObject({
+      date: { type: ['string', 'null'], format: 'date-time' },
+    });
+  });
+
+  it("validates the seed run's bodies against the answers it documents", () => {
+    const document = shopDocument();
+    const ajv = schemaValidator(document);
+    const seed: [string, string, unknown][] = [
+      ['DELETE', '/members', { key: 0, errorcode: 0, errormessage: 'success' }],
+      ['GET', '/members', { key: 2, errorcode: 0, errormessage: 'success', userid: 1 }],
+      [
+        'GET',
+        '/goods',
+        {
+          key: 4,
+          errorcode: 0,
+          errormessage: 'success',
+          results: [{ id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' }],
+        },
+      ],
+      [
+        'GET',
+        '/purchases',
+        {
+          key: 7,
+          errorcode: 0,
+          errormessage: 'success',
+          results: [{ id: 1, goodsid: 1, date: '2020-11-04T15:31:47.000Z' }],
+        },
+      ],
+      ['GET', '/goods', { key: 8, errorcode: 1, errormessage: 'no data' }],
+    ];
+    for (const [method, path, body] of seed) {
+      const validate = ajv.compile(answerSchema(document, method, path));
+      expect(validate(body), `${method} ${path} ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+    const wrong = ajv.compile(answerSchema(document, 'GET', '/goods'));
+    expect(wrong({ key: 1, errorcode: 0, errormessage: 'success', results: [{ id: 1 }] })).toBe(false);
+  });
+
+  it("lists the gateway's error statuses with the envelope, each where it can happen", () => {
+    const document = shopDocument();
+    const statuses = (method: string, path: string) =>
+      Object.keys(operation(document, method, path).responses).sort();
+    const always = ['400', '404', '405', '408', '429', '431', '500', '501', '502', '503', '504'];
+    expect(statuses('GET', '/goods')).toEqual(['200', ...always].sort());
+    expect(statuses('DELETE', '/goods')).toEqual(['200', '422', ...always].sort());
+    expect(statuses('POST', '/goods')).toEqual(['200', '413', '415', '422', ...always].sort());
+    const unavailable = document.components.responses.ServiceUnavailable as Json;
+    expect(unavailable.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/ErrorEnvelope',
+    });
+    expect(unavailable.headers['Retry-After']).toEqual({ $ref: '#/components/headers/RetryAfter' });
+  });
+
+  it('takes its descriptions from the proto comments the descriptor set carries', () => {
+    const document = shopDocument();
+    expect(operation(document, 'GET', '/goods').description).toMatch(/^Lists the catalogue in id order/);
+    expect(operation(document, 'GET', '/members').description).toMatch(/^Checks a username and password/);
+    expect(document.tags[0]).toEqual({ name: 'shop.v1.GoodsService', description: 'The goods catalogue.' });
+    const goods = document.components.schemas['shop.v1.Goods'] as Json;
+    expect(goods.description).toBe('One item of the catalogue.');
+    expect(goods.properties.price.description).toBe("The item's price, a non-negative whole number.");
+    const pageSize = (operation(document, 'GET', '/goods').parameters as Json[])[0]!;
+    expect(pageSize.description).toMatch(/^The most items the page may hold/);
+  });
+
+  it('is still valid, without descriptions, from a descriptor set stripped of its comments', async () => {
+    const set = loadShopDescriptorSet();
+    for (const file of set.file) file.sourceCodeInfo = undefined;
+    const document = shopDocument(createFileRegistry(set));
+    await expectValidOpenApi(document);
+    expect(operation(document, 'GET', '/goods').description).toBeUndefined();
+    expect(document.tags[0]).toEqual({ name: 'shop.v1.GoodsService' });
+  });
+
+  it('does not depend on the order the routes were registered in', () => {
+    const registry = createFileRegistry(loadShopDescriptorSet());
+    const forward = createOpenApiDocument(operationsOfRoutes(shopRoutes(registry)), { version: '1' });
+    const backward = createOpenApiDocument(operationsOfRoutes(shopRoutes(registry).reverse()), {
+      version: '1',
+    });
+    expect(JSON.stringify(backward)).toBe(JSON.stringify(forward));
+  });
+
+  it('leaves out a route whose instances have all gone, and one whose template has an anonymous wildcard', async () => {
+    const routes = shopRoutes(createFileRegistry(loadShopDescriptorSet()));
+    for (const route of routes) if (route.path.startsWith('/purchases')) route.serving = [];
+    const template = parsePathTemplate('/goods/*');
+    const wildcard = new Route('GET', template.shape, template);
+    const [first] = routes[0]!.serving;
+    wildcard.serving = [{ ...first!, plan: { ...first!.plan, route: { ...first!.plan.route, template } } }];
+    routes.push(wildcard);
+    const document = createOpenApiDocument(operationsOfRoutes(routes), { version: '1' });
+    expect(Object.keys(document.paths)).toEqual(['/goods', '/goods/{id}', '/members']);
+    expect(document.components.schemas['shop.v1.Purchase']).toBeUndefined();
+    await expectValidOpenApi(document);
+  });
+});
+
+describe('JSON Schemas of proto types', () => {
+  const registry = registryOf(kitchenFile());
+  const echo = registry.getService('test.kitchen.v1.KitchenService')!.methods[0]!;
+  const everything = registry.getMessage('test.kitchen.v1.Everything')!;
+  const fieldsOf = (message: DescMessage, ...names: string[]) =>
+    names.map((name) => message.fields.find((field) => field.name === name)!);
+
+  /** A GET whose query takes every field and whose answer shows every field. */
+  function kitchenDocument(): OpenApiDocument {
+    return createOpenApiDocument(
+      [
+        {
+          httpMethod: 'GET',
+          pathTemplate: '/kitchen',
+          pathParams: [],
+          queryFields: everything.fields,
+          body: { kind: 'none' },
+          method: echo,
+          envelopeFields: fieldsOf(everything, 'f_nested', 'r_nested', 'self', 'when'),
+        },
+        {
+          httpMethod: 'POST',
+          pathTemplate: '/kitchen',
+          pathParams: [],
+          queryFields: [],
+          body: { kind: 'all' },
+          method: echo,
+          envelopeFields: fieldsOf(everything, ...everything.fields.map((field) => field.name)),
+        },
+      ],
+      { version: '1' },
+    );
+  }
+
+  it('maps every scalar, enum, list, map and well-known type as the gateway writes them', async () => {
+    const document = kitchenDocument();
+    await expectValidOpenApi(document);
+    const body = operation(document, 'POST', '/kitchen').requestBody.content['application/json'].schema
+      .properties as Json;
+    expect(body).toMatchObject({
+      f_int32: { type: 'integer', format: 'int32' },
+      f_sint32: { type: 'integer', format: 'int32' },
+      f_sfixed32: { type: 'integer', format: 'int32' },
+      f_uint32: { type: 'integer', format: 'uint32', minimum: 0, maximum: 4294967295 },
+      f_fixed32: { type: 'integer', format: 'uint32' },
+      f_int64: { type: ['integer', 'string'], format: 'int64', pattern: '^-?[0-9]+$' },
+      f_sint64: { type: ['integer', 'string'], format: 'int64' },
+      f_uint64: { type: ['integer', 'string'], format: 'uint64', minimum: 0, pattern: '^[0-9]+$' },
+      f_fixed64: { type: ['integer', 'string'], format: 'uint64' },
+      f_float: { oneOf: [{ type: 'number', format: 'float' }, { enum: ['NaN', 'Infinity', '-Infinity'] }] },
+      f_double: { oneOf: [{ type: 'number', format: 'double' }, { type: 'string' }] },
+      f_bool: { type: 'boolean' },
+      f_string: { type: 'string' },
+      f_bytes: { type: 'string', contentEncoding: 'base64' },
+      f_enum: { $ref: '#/components/schemas/test.kitchen.v1.Color' },
+      f_nested: { oneOf: [{ $ref: '#/components/schemas/test.kitchen.v1.Nested' }, { type: 'null' }] },
+      r_int32: { type: 'array', items: { type: 'integer', format: 'int32' } },
+      r_nested: { type: 'array', items: { $ref: '#/components/schemas/test.kitchen.v1.Nested' } },
+      r_enum: { type: 'array', items: { $ref: '#/components/schemas/test.kitchen.v1.Color' } },
+      m_string_int32: { type: 'object', additionalProperties: { type: 'integer', format: 'int32' } },
+      m_int64_nested: {
+        type: 'object',
+        propertyNames: { pattern: '^-?[0-9]+$' },
+        additionalProperties: { $ref: '#/components/schemas/test.kitchen.v1.Nested' },
+      },
+      when: { type: ['string', 'null'], format: 'date-time' },
+      how_long: { type: ['string', 'null'], pattern: '^-?[0-9]+(\\.[0-9]{1,9})?s$' },
+      maybe_int32: { type: ['integer', 'null'], format: 'int32' },
+      self: { oneOf: [{ $ref: '#/components/schemas/test.kitchen.v1.Everything' }, { type: 'null' }] },
+    });
+    expect(document.components.schemas['test.kitchen.v1.Color']).toMatchObject({
+      type: 'string',
+      enum: ['COLOR_UNSPECIFIED', 'COLOR_RED', 'COLOR_BLUE'],
+    });
+  });
+
+  it('requires every field of a message only answers show, except the members of a oneof', () => {
+    const answersOnly = createOpenApiDocument(
+      [
+        {
+          httpMethod: 'GET',
+          pathTemplate: '/kitchen',
+          pathParams: [],
+          queryFields: [],
+          body: { kind: 'none' },
+          method: echo,
+          envelopeFields: fieldsOf(everything, 'self'),
+        },
+      ],
+      { version: '1' },
+    );
+    const schema = answersOnly.components.schemas['test.kitchen.v1.Everything'] as Json;
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.required).toContain('f_int32');
+    // proto3 `optional` is a field of its own, always shown; a real oneof's members are not.
+    expect(schema.required).toContain('o_int32');
+    expect(schema.required).not.toContain('choice_text');
+    expect(schema.required).not.toContain('choice_number');
+    // A message that requests carry too (the POST body) requires nothing.
+    const both = kitchenDocument().components.schemas['test.kitchen.v1.Everything'] as Json;
+    expect(both.required).toBeUndefined();
+    expect(both.additionalProperties).toBeUndefined();
+  });
+
+  it('puts in the query only what a query string can carry', () => {
+    const names = (operation(kitchenDocument(), 'GET', '/kitchen').parameters as Json[]).map(
+      (parameter) => parameter.name,
+    );
+    expect(names).toContain('r_int32');
+    expect(names).toContain('when');
+    expect(names).toContain('maybe_int32');
+    expect(names).not.toContain('f_nested');
+    expect(names).not.toContain('m_string_int32');
+    const list = (operation(kitchenDocument(), 'GET', '/kitchen').parameters as Json[]).find(
+      (parameter) => parameter.name === 'r_int32',
+    );
+    expect(list).toMatchObject({ style: 'form', explode: true, schema: { type: 'array' } });
+  });
+});
+
+describe('operations shaped by HttpRules (what the rest-contract route model feeds)', () => {
+  const registry = createFileRegistry(create(FileDescriptorSetSchema, loadShopDescriptorSet()));
+  const goods = registry.getService('shop.v1.GoodsService')!;
+  const method = (name: string) => goods.methods.find((candidate) => candidate.name === name)!;
+  const deleteGoods = method('DeleteGoods');
+  const createGoods = method('CreateGoods');
+  const idField = deleteGoods.input.fields.find((field) => field.name === 'id')!;
+
+  const operations: RestOperation[] = [
+    {
+      httpMethod: 'DELETE',
+      pathTemplate: '/goods',
+      pathParams: [],
+      queryFields: deleteGoods.input.fields,
+      body: { kind: 'none' },
+      method: deleteGoods,
+      envelopeFields: [],
+    },
+    {
+      httpMethod: 'DELETE',
+      pathTemplate: '/goods/{id}',
+      pathParams: [{ name: 'id', field: idField }],
+      queryFields: [],
+      body: { kind: 'none' },
+      method: deleteGoods,
+      envelopeFields: [],
+    },
+    {
+      httpMethod: 'PUT',
+      pathTemplate: '/goods/{name}',
+      pathParams: [{ name: 'name', field: createGoods.input.fields[0]! }],
+      queryFields: [],
+      body: { kind: 'all' },
+      method: createGoods,
+      envelopeFields: [],
+      description: 'Adds an item under its name.',
+    },
+    {
+      httpMethod: 'PATCH',
+      pathTemplate: '/goods',
+      pathParams: [],
+      queryFields: createGoods.input.fields.slice(1),
+      body: { kind: 'field', field: createGoods.input.fields[0]! },
+      method: createGoods,
+      envelopeFields: createGoods.output.fields,
+    },
+  ];
+
+  it('documents path variables, body "*" less the path, a body field, and one operationId each', async () => {
+    const document = createOpenApiDocument(operations, { version: '1' });
+    await expectValidOpenApi(document);
+    expect(Object.keys(document.paths)).toEqual(['/goods', '/goods/{id}', '/goods/{name}']);
+    const byId = operation(document, 'DELETE', '/goods/{id}');
+    expect(byId.parameters[0]).toMatchObject({
+      name: 'id',
+      in: 'path',
+      required: true,
+      schema: { type: 'integer', format: 'int32' },
+      description: 'The id of the item to delete: a positive number.',
+    });
+    expect(byId.operationId).toBe('GoodsService_DeleteGoods_2');
+    expect(operation(document, 'DELETE', '/goods').operationId).toBe('GoodsService_DeleteGoods');
+
+    const put = operation(document, 'PUT', '/goods/{name}');
+    expect(put.description).toBe('Adds an item under its name.');
+    expect(Object.keys(put.requestBody.content['application/json'].schema.properties)).toEqual([
+      'category',
+      'price',
+      'description',
+    ]);
+    const patch = operation(document, 'PATCH', '/goods');
+    expect(patch.requestBody.content['application/json'].schema).toMatchObject({ type: 'string' });
+    expect(patch.parameters.map((parameter: Json) => parameter.name)).toEqual([
+      'category',
+      'price',
+      'description',
+    ]);
+    expect(Object.keys(patch.responses['200'].content['application/json'].schema.properties)).toContain('id');
+  });
+});
