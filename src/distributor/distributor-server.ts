@@ -8,6 +8,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
   type KeepaliveOptions,
@@ -20,8 +21,12 @@ import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import {
   type DistributorServiceServer,
+  type GetDescriptorSetRequest,
+  type GetDescriptorSetResponse,
   type ListRequest,
   type ListResponse,
+  type NodeDescription,
+  type NodeListSubscription,
   NodeState,
   type RegisterRequest,
   type RegisterResponse,
@@ -30,8 +35,15 @@ import {
 } from '../gen/distributor.js';
 import type { DistributorTelemetry } from './distributor-telemetry.js';
 import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snapshot.js';
+import { NodeListFeed, type NodeListFeedOptions } from './node-list-feed.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
-import { validateHost, validateName, validateNodeDescription } from './node-validation.js';
+import {
+  declaredRouteKeys,
+  SHA256_BYTES,
+  validateHost,
+  validateName,
+  validateNodeShape,
+} from './node-validation.js';
 import { PeerRateLimiter } from './peer-rate-limiter.js';
 import { RefusalLog } from './refusal-log.js';
 import { type RegistrationLimits, registrationBudget, resolveLimits } from './registration-limits.js';
@@ -43,8 +55,20 @@ import {
 } from './registry-auth.js';
 import { createSnapshotWriter, type WritableCall } from './snapshot-writer.js';
 import { TokenBucket } from './token-bucket.js';
+import { encodeAck } from './update-encoding.js';
+import { UpdateWriter } from './update-writer.js';
 
 const SERVICE_NAME = 'shop.v1.DistributorService';
+
+const EMPTY_DESCRIPTION: NodeDescription = {
+  name: '',
+  host: '',
+  port: 0,
+  routes: [],
+  descriptorSet: Buffer.alloc(0),
+  state: NodeState.NODE_STATE_UNSPECIFIED,
+  descriptorSetSha256: Buffer.alloc(0),
+};
 
 /** Options of {@link createDistributorServer}. */
 export interface DistributorServerOptions {
@@ -70,6 +94,8 @@ export interface DistributorServerOptions {
   limits?: Partial<RegistrationLimits>;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA (see src/common/tls.ts). */
   credentials?: ServerCredentials;
+  /** How much history is kept for subscribers that resume. */
+  history?: NodeListFeedOptions;
   /** Metrics of its calls and of the registry (distributor-telemetry.ts); none: nothing is counted. */
   telemetry?: DistributorTelemetry;
 }
@@ -86,6 +112,11 @@ export interface DistributorServer {
 /**
  * Builds the distributor: DistributorService over a NodeRegistry, plus reflection and health.
  * A node is listed from its first Register message until its stream ends for any reason.
+ *
+ * Subscribers of the node list (Watch with a subscription, Register with options.node_list) get a
+ * snapshot or what they missed, then every change as one shared event (NodeListFeed), through a
+ * writer that swaps a slow stream's backlog for a snapshot (UpdateWriter). Other registered nodes
+ * get acknowledgements only. Clients of the first contract get full snapshots as before.
  *
  * Register, Watch and List are authenticated (see `registryToken` and `requireCertificateIdentity`);
  * health and reflection stay open. Refusals end the call with a status and a message saying why, and
@@ -112,12 +143,33 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const refusals = new RefusalLog(log, limits.peers);
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    // Nobody reads the distributor's channelz, and it costs every stream: thousands open at once.
+    'grpc.enable_channelz': 0,
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.
     'grpc.max_receive_message_length': budget.maxRequestBytes,
     ...options.telemetry?.serverOptions(log),
   });
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
+  // The first descriptor set parsed takes tens of milliseconds (the parser is compiled on first use):
+  // pay it now rather than in the middle of the first burst of registrations.
+  declaredRouteKeys({
+    ...EMPTY_DESCRIPTION,
+    descriptorSet: encodeDescriptorSet(loadShopDescriptorSet().file),
+  });
   const encoder = new SnapshotEncoder();
+  const feed = new NodeListFeed(registry, options.history);
+  const updateWriter = (call: unknown): UpdateWriter =>
+    new UpdateWriter(call as WritableCall<Buffer>, {
+      snapshot: () => feed.snapshot(),
+      backlogLimit: () => feed.backlogLimit(),
+    });
+  /** Starts `writer` on the node list (from a resume point, if any) and feeds it every later change. */
+  const subscribeWriter = (writer: UpdateWriter, from: NodeListSubscription | undefined): (() => void) => {
+    for (const message of feed.start(from)) writer.send(message);
+    return feed.subscribe((event) => writer.event(event));
+  };
+  const ack = (nodeId: string, state: NodeState): Buffer =>
+    encodeAck(nodeId, { state, revision: registry.revision, instanceId: registry.instanceId });
   const openStreams = new Set<{ close(error: ServiceError): void }>();
   options.telemetry?.watchRegistry(registry, () => openStreams.size);
 
@@ -171,6 +223,18 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       return;
     }
 
+    /** Acknowledgements (and updates, if the node asked for the list) of a node of this contract. */
+    let writer: UpdateWriter | undefined;
+    let listening = false;
+    const takeStateChange = (): void => {
+      if (!stateChanges.tryTake(performance.now())) {
+        throw exhausted(
+          `too many state changes: at most ${limits.stateChangesPerSecond} a second ` +
+            `(bursts of ${limits.stateChangeBurst})`,
+        );
+      }
+    };
+
     call.on('data', (request: RegisterRequest) => {
       if (finished) return;
       try {
@@ -186,7 +250,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
           const principal = auth.principalFor(caller, kind.value.name, peer);
-          const routeKeys = validateNodeDescription(kind.value, limits);
+          validateNodeShape(kind.value, limits);
           const host = kind.value.host || peer;
           validateHost(host, limits);
           const joined = registry.join(
@@ -197,25 +261,44 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
                 new ServiceError(status.ABORTED, 'replaced by a newer registration of the same node'),
               ),
             principal,
-            routeKeys,
           );
           lease = joined;
-          const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>
-            encoder.registerResponse(joined.id, snapshot),
-          );
-          unsubscribe = registry.subscribe(write);
-          write(registry.snapshot());
-        } else if (kind?.$case === 'state') {
-          if (!stateChanges.tryTake(performance.now())) {
-            throw exhausted(
-              `too many state changes: at most ${limits.stateChangesPerSecond} a second ` +
-                `(bursts of ${limits.stateChangeBurst})`,
+          if (request.options) {
+            // This contract: an acknowledgement, then the node list only if the node asked for it.
+            writer = updateWriter(call);
+            const state =
+              kind.value.state === NodeState.NODE_STATE_DRAINING
+                ? NodeState.NODE_STATE_DRAINING
+                : NodeState.NODE_STATE_SERVING;
+            writer.send(ack(joined.id, state));
+            if (request.options.nodeList) {
+              listening = true;
+              unsubscribe = subscribeWriter(writer, request.options.nodeList);
+            }
+          } else {
+            // The first contract: the full list, with descriptor sets while they fit, on every change.
+            const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, () =>
+              encoder.registerResponse(joined.id, registry.legacySnapshot()),
             );
+            unsubscribe = registry.subscribe(write);
+            write(registry.snapshot());
           }
+        } else if (kind?.$case === 'state') {
+          takeStateChange();
           if (kind.value !== NodeState.NODE_STATE_SERVING && kind.value !== NodeState.NODE_STATE_DRAINING) {
             throw invalidMessage('state must be NODE_STATE_SERVING or NODE_STATE_DRAINING');
           }
           lease.setState(kind.value);
+          writer?.send(ack(lease.id, kind.value));
+        } else if (kind?.$case === 'resync') {
+          if (!writer || !listening) {
+            throw invalidMessage(
+              'resync needs a node list subscription (options.node_list in the first message)',
+            );
+          }
+          takeStateChange();
+          const from = kind.value;
+          writer.resync(() => feed.start(from));
         } else {
           throw invalidMessage('only the first message may describe the node; later ones carry a state');
         }
@@ -237,10 +320,17 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       call.emit('error', { code: refusal.code, details: refusal.message });
       return;
     }
-    const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, (snapshot) =>
-      encoder.watchResponse(snapshot),
-    );
-    const unsubscribe = registry.subscribe(write);
+    let unsubscribe: () => void;
+    if (call.request.subscription) {
+      unsubscribe = subscribeWriter(updateWriter(call), call.request.subscription);
+    } else {
+      // The first contract: the full list, with descriptor sets while they fit, on every change.
+      const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, () =>
+        encoder.watchResponse(registry.legacySnapshot()),
+      );
+      unsubscribe = registry.subscribe(write);
+      write(registry.snapshot());
+    }
     const stream = {
       close(error: ServiceError): void {
         unsubscribe();
@@ -253,16 +343,48 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       unsubscribe();
       openStreams.delete(stream);
     });
-    write(registry.snapshot());
   };
 
   const list = (call: ServerUnaryCall<ListRequest, ListResponse>, callback: sendUnaryData<ListResponse>) => {
     const refusal = refusalOf(call);
     if (refusal) callback({ code: refusal.code, details: refusal.message });
-    else callback(null, { snapshot: registry.snapshot() });
+    else callback(null, { snapshot: registry.legacySnapshot() });
   };
 
-  const implementation: DistributorServiceServer = { register, watch, list };
+  const getDescriptorSet = (
+    call: ServerUnaryCall<GetDescriptorSetRequest, GetDescriptorSetResponse>,
+    callback: sendUnaryData<Buffer>,
+  ): void => {
+    const refusal = refusalOf(call);
+    if (refusal) {
+      callback({ code: refusal.code, details: refusal.message });
+      return;
+    }
+    const sha256 = call.request.sha256;
+    if (sha256.length !== SHA256_BYTES) {
+      callback({
+        code: status.INVALID_ARGUMENT,
+        details: `sha256 must be ${SHA256_BYTES} bytes, got ${sha256.length}`,
+      });
+      return;
+    }
+    const held = registry.descriptorSets.get(sha256);
+    if (held) callback(null, held.response);
+    else {
+      callback({
+        code: status.NOT_FOUND,
+        details: `no listed node has the descriptor set ${sha256.toString('hex')}`,
+      });
+    }
+  };
+
+  const implementation: DistributorServiceServer = {
+    register,
+    watch,
+    list,
+    // Answered with GetDescriptorSetResponse bytes encoded once per set (see encoded-snapshot.ts).
+    getDescriptorSet: getDescriptorSet as unknown as DistributorServiceServer['getDescriptorSet'],
+  };
   server.addService(PRE_ENCODED_DISTRIBUTOR_SERVICE, implementation);
   health.addToServer(server);
   addReflection(server, [SERVICE_NAME]);
@@ -275,6 +397,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
       const closing = new ServiceError(status.UNAVAILABLE, 'the distributor is shutting down');
       registry.unsubscribeAll();
+      feed.close();
       for (const stream of [...openStreams]) stream.close(closing);
       await shutdown(server, graceMs);
     },

@@ -1,17 +1,23 @@
 import { DistributorServiceService, Snapshot } from '../gen/distributor.js';
 
+const asIs = (bytes: Buffer): Buffer => bytes;
+
 /**
- * The distributor's streaming methods with responses that are already bytes: a snapshot of up to
- * 4 MiB is encoded once per revision and shared by every stream, instead of once per stream
- * (grpc-js still frames each message with a copy of its own).
+ * The distributor's methods with responses that are already bytes: an update or a snapshot is
+ * encoded once and shared by every stream, instead of once per stream (grpc-js still frames each
+ * message with a copy of its own), and a descriptor set's answer once per set.
  */
 export const PRE_ENCODED_DISTRIBUTOR_SERVICE = {
   ...DistributorServiceService,
-  register: { ...DistributorServiceService.register, responseSerialize: (bytes: Buffer): Buffer => bytes },
-  watch: { ...DistributorServiceService.watch, responseSerialize: (bytes: Buffer): Buffer => bytes },
+  register: { ...DistributorServiceService.register, responseSerialize: asIs },
+  watch: { ...DistributorServiceService.watch, responseSerialize: asIs },
+  getDescriptorSet: { ...DistributorServiceService.getDescriptorSet, responseSerialize: asIs },
 } as const;
 
-/** Encodes RegisterResponse and WatchResponse messages around one shared encoding of a snapshot. */
+/**
+ * Encodes the first contract's RegisterResponse and WatchResponse messages around one shared
+ * encoding of a snapshot (for clients that subscribe without options; see NodeRegistry.legacySnapshot).
+ */
 export class SnapshotEncoder {
   #snapshot: Snapshot | undefined;
   #watchResponse: Buffer = Buffer.alloc(0);

@@ -1,18 +1,20 @@
+import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
 import { ServiceError } from '../common/service-error.js';
-import { type Node, type NodeDescription, NodeState, type Snapshot } from '../gen/distributor.js';
+import { Node, type NodeDescription, NodeState, type Snapshot } from '../gen/distributor.js';
+import { type DescriptorSet, DescriptorSetStore } from './descriptor-set-store.js';
 import { NodeBudget, type NodeCost } from './node-budget.js';
-import { declaredRouteKeys } from './node-validation.js';
 import {
   DEFAULT_BUDGET,
   REGISTRATION_LIMITS,
+  type RegistrationBudget,
   type RegistrationLimits,
   registrationBudget,
 } from './registration-limits.js';
 import { ANONYMOUS_PRINCIPAL } from './registry-auth.js';
-import { nodeEntryBytes } from './snapshot-size.js';
+import { MAX_INSTANCE_ID_LENGTH, varintBytes } from './snapshot-size.js';
 
 /** A node's hold on its registry entry: it lasts until `leave()` or until a newer registration replaces it. */
 export interface Lease {
@@ -27,14 +29,44 @@ export interface Lease {
 /** Called with every new snapshot, in revision order. */
 export type SnapshotListener = (snapshot: Snapshot) => void;
 
+/** One change of the list, at the revision it made. */
+export type RegistryChange =
+  | {
+      readonly kind: 'added';
+      readonly revision: number;
+      /** As listed: descriptor set by hash. A node listed under the same id before is replaced. */
+      readonly node: Node;
+      /** `node`, encoded once. */
+      readonly encoded: Uint8Array;
+    }
+  | { readonly kind: 'removed'; readonly revision: number; readonly nodeId: string }
+  | {
+      readonly kind: 'stateChanged';
+      readonly revision: number;
+      readonly nodeId: string;
+      readonly state: NodeState;
+    };
+
+/** Called with every change, in revision order. */
+export type ChangeListener = (change: RegistryChange) => void;
+
 interface Entry {
+  /** As listed: the descriptor set by its hash, descriptor_set empty. */
   node: Node;
-  /** The keys of the REST routes it declares (see validateNodeDescription). */
-  routeKeys: readonly string[];
-  lease: Lease;
-  principal: string;
-  cost: NodeCost;
-  onReplaced: () => void;
+  /** `node`, encoded: the node's part of every snapshot and its `added` event. */
+  encoded: Uint8Array;
+  /** The node's set, held in the store while the entry lives; none for a node that serves nothing. */
+  readonly descriptorSet: DescriptorSet | undefined;
+  /** The keys of the REST routes it declares (its set's, see validateDescriptorSet). */
+  readonly routeKeys: readonly string[];
+  /** `node` with its descriptor set's bytes, for the first contract's snapshots; made when first needed. */
+  legacyNode: Node | undefined;
+  /** What the set's bytes add to the node's entry in a first-contract snapshot. */
+  readonly legacyExtraBytes: number;
+  readonly lease: Lease;
+  readonly principal: string;
+  readonly cost: NodeCost;
+  readonly onReplaced: () => void;
 }
 
 /** Options of {@link NodeRegistry}. */
@@ -43,31 +75,58 @@ export interface NodeRegistryOptions {
   now?: () => Date;
   /** Nodes in all and per name, and the bytes of the list; REGISTRATION_LIMITS by default. */
   limits?: RegistrationLimits;
+  /** This registry's instance id (Snapshot.instance_id); by default a random one. */
+  instanceId?: string;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /**
- * The distributor's state: the registered nodes and a revision that grows by one on every change.
- * Listeners are told of every change synchronously and in order, so that every stream sees the same
- * sequence of lists.
+ * The distributor's state: the registered nodes, the distinct descriptor sets they use, and a
+ * revision that grows by one on every change, under an instance id of its own (random: revisions
+ * start again with the next instance). Listeners are told of every change synchronously and in
+ * order, so that every stream sees the same sequence.
  *
- * The list stays within its limits (nodes in all, per name, and bytes, so that every snapshot fits
- * what clients accept): a node that would break one is refused and nothing changes. A node already
- * listed is never pushed out to make room.
+ * The list stays within its limits (nodes in all, per name, the bytes of the list so that every
+ * snapshot fits what clients accept, and the bytes of the distinct descriptor sets): a node that
+ * would break one is refused and nothing changes. A node already listed is never pushed out to make
+ * room. Nodes are listed with the SHA-256 of their descriptor set; the store serves the sets.
  */
 export class NodeRegistry {
+  readonly instanceId: string;
+  /** The distinct descriptor sets of the listed nodes, by SHA-256. */
+  readonly descriptorSets: DescriptorSetStore;
   readonly #entries = new Map<string, Entry>();
   readonly #listeners = new Set<SnapshotListener>();
+  readonly #changeListeners = new Set<ChangeListener>();
   readonly #log: Logger;
   readonly #now: () => Date;
+  readonly #limits: RegistrationBudget;
   readonly #budget: NodeBudget;
-  #snapshot: Snapshot = { revision: 0, nodes: [] };
+  #revision = 0;
+  #snapshot: Snapshot | undefined;
+  #legacySnapshot: Snapshot | undefined;
 
-  constructor({ log = silentLogger(), now = () => new Date(), limits }: NodeRegistryOptions = {}) {
+  constructor({
+    log = silentLogger(),
+    now = () => new Date(),
+    limits,
+    instanceId,
+  }: NodeRegistryOptions = {}) {
     this.#log = log;
     this.#now = now;
-    this.#budget = limits
-      ? new NodeBudget(limits, registrationBudget(limits))
-      : new NodeBudget(REGISTRATION_LIMITS, DEFAULT_BUDGET);
+    this.#limits = limits ? registrationBudget(limits) : DEFAULT_BUDGET;
+    this.#budget = new NodeBudget(limits ?? REGISTRATION_LIMITS, this.#limits);
+    this.descriptorSets = new DescriptorSetStore(limits ?? REGISTRATION_LIMITS);
+    this.instanceId = instanceId ?? randomBytes(12).toString('base64url');
+    if (!this.instanceId || this.instanceId.length > MAX_INSTANCE_ID_LENGTH) {
+      throw new RangeError(`instanceId: expected 1 to ${MAX_INSTANCE_ID_LENGTH} characters`);
+    }
+  }
+
+  /** The revision of the list now: 0 before the first change. */
+  get revision(): number {
+    return this.#revision;
   }
 
   /** What the listed nodes add to an encoded snapshot, in bytes: the running total the limits check. */
@@ -75,9 +134,37 @@ export class NodeRegistry {
     return this.#budget.bytes;
   }
 
-  /** The current list. */
+  /** The current list, with descriptor sets by hash; the same object until the next change. */
   snapshot(): Snapshot {
+    this.#snapshot ??= {
+      revision: this.#revision,
+      nodes: [...this.#entries.values()].map((entry) => entry.node),
+      instanceId: this.instanceId,
+    };
     return this.#snapshot;
+  }
+
+  /** Every listed node encoded (see Entry.encoded), in registration order: a snapshot's parts. */
+  encodedNodes(): Uint8Array[] {
+    return [...this.#entries.values()].map((entry) => entry.encoded);
+  }
+
+  /**
+   * The current list as the first contract sends it: nodes carry their descriptor set's bytes, in
+   * registration order, as long as the response stays within the limit clients accept; the nodes
+   * whose bytes no longer fit are listed with the hash alone. The same object until the next change.
+   */
+  legacySnapshot(): Snapshot {
+    if (this.#legacySnapshot) return this.#legacySnapshot;
+    let room = this.#limits.listBytes - this.#budget.bytes;
+    const nodes = [...this.#entries.values()].map((entry) => {
+      if (!entry.descriptorSet || entry.legacyExtraBytes > room) return entry.node;
+      room -= entry.legacyExtraBytes;
+      entry.legacyNode ??= { ...entry.node, descriptorSet: entry.descriptorSet.bytes };
+      return entry.legacyNode;
+    });
+    this.#legacySnapshot = { revision: this.#revision, nodes, instanceId: this.instanceId };
+    return this.#legacySnapshot;
   }
 
   /**
@@ -86,12 +173,22 @@ export class NodeRegistry {
    */
   unsubscribeAll(): void {
     this.#listeners.clear();
+    this.#changeListeners.clear();
   }
 
-  /** Registers a listener for every later change; returns the function that unregisters it. */
+  /**
+   * Registers a listener for the list after every later change; returns the function that
+   * unregisters it. The list is built once per revision, and only while someone listens.
+   */
   subscribe(listener: SnapshotListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Registers a listener for every later change; returns the function that unregisters it. */
+  onChange(listener: ChangeListener): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
   }
 
   /**
@@ -102,12 +199,17 @@ export class NodeRegistry {
    * restarts before its old connection is seen dead registers again at once. An identity held by
    * another principal is refused with ALREADY_EXISTS until its holder leaves.
    *
-   * Route rule: a REST route (`routeKeys`, "METHOD shape") belongs to the name that registered it
-   * first. Instances of that name may all declare it; a node of another name that declares it is
-   * refused with ALREADY_EXISTS, and the conflict is logged, until every node of the holding name
-   * has left.
+   * Route rule: a REST route (a key of its descriptor set's routes, "METHOD shape") belongs to the
+   * name that registered it first. Instances of that name may all declare it; a node of another name
+   * that declares it is refused with ALREADY_EXISTS, and the conflict is logged, until every node of
+   * the holding name has left.
    *
-   * Throws ALREADY_EXISTS, or RESOURCE_EXHAUSTED when the node would break a limit; a refused node
+   * The node's descriptor set is validated once per distinct set (a set the store holds is not
+   * parsed again) and held in the store under its SHA-256 while the node is listed. `routeKeys`, if
+   * given, stands for the keys its set declares (a test of the route rule).
+   *
+   * Throws ALREADY_EXISTS; RESOURCE_EXHAUSTED when the node would break a limit; INVALID_ARGUMENT or
+   * FAILED_PRECONDITION for its descriptor set (see DescriptorSetStore.resolve). A refused node
    * changes nothing and nobody is told.
    */
   join(
@@ -115,22 +217,9 @@ export class NodeRegistry {
     host: string,
     onReplaced: () => void,
     principal: string = ANONYMOUS_PRINCIPAL,
-    routeKeys: readonly string[] = declaredRouteKeys(description),
+    routeKeys?: readonly string[],
   ): Lease {
     const id = `${description.name}@${host}:${description.port}`;
-    const node: Node = {
-      id,
-      name: description.name,
-      host,
-      port: description.port,
-      routes: description.routes,
-      descriptorSet: description.descriptorSet,
-      state:
-        description.state === NodeState.NODE_STATE_DRAINING
-          ? NodeState.NODE_STATE_DRAINING
-          : NodeState.NODE_STATE_SERVING,
-      registeredAt: this.#now(),
-    };
     const previous = this.#entries.get(id);
     if (previous && previous.principal !== principal) {
       throw new ServiceError(
@@ -138,10 +227,36 @@ export class NodeRegistry {
         `node ${id} is held by a live registration of another principal; it can register again once that one ends`,
       );
     }
-    this.#checkRouteOwners(description.name, id, routeKeys);
+    // A node serves the services of its descriptor set, sent or named by hash; a gateway has none.
+    const routed = description.descriptorSet.length > 0 || description.descriptorSetSha256.length > 0;
+    const sha256 = routed
+      ? this.descriptorSets.digest(description.descriptorSet, description.descriptorSetSha256)
+      : EMPTY;
+    const node: Node = {
+      id,
+      name: description.name,
+      host,
+      port: description.port,
+      routes: description.routes,
+      descriptorSet: EMPTY,
+      state:
+        description.state === NodeState.NODE_STATE_DRAINING
+          ? NodeState.NODE_STATE_DRAINING
+          : NodeState.NODE_STATE_SERVING,
+      registeredAt: this.#now(),
+      descriptorSetSha256: sha256,
+    };
     // SERVING and DRAINING encode to the same size, so a change of state never changes the cost.
-    const cost: NodeCost = { name: node.name, bytes: nodeEntryBytes(node) };
+    const encoded = Node.encode(node).finish();
+    const cost: NodeCost = { name: node.name, bytes: entryBytes(encoded.length) };
     this.#budget.check(cost, previous?.cost);
+    // The list has room: only now is a set the store lacks parsed and validated.
+    const descriptorSet = routed
+      ? this.descriptorSets.resolve(node.name, sha256, description.descriptorSet)
+      : undefined;
+    const keys = routeKeys ?? descriptorSet?.routeKeys ?? [];
+    this.#checkRouteOwners(description.name, id, keys);
+    if (descriptorSet) this.descriptorSets.check(node.name, descriptorSet);
     const lease: Lease = {
       id,
       setState: (state) => this.#setState(lease, state),
@@ -149,15 +264,31 @@ export class NodeRegistry {
     };
     if (previous) this.#budget.remove(previous.cost);
     this.#budget.add(cost);
+    // Held before the replaced entry lets go, so that a set both use is never dropped in between.
+    if (descriptorSet) this.descriptorSets.hold(node.name, descriptorSet);
+    if (previous?.descriptorSet) this.descriptorSets.release(previous.node.name, previous.descriptorSet.key);
+    const setBytes = descriptorSet?.bytes.length ?? 0;
+    const legacyLength = encoded.length + (setBytes > 0 ? 1 + varintBytes(setBytes) + setBytes : 0);
     this.#entries.delete(id);
-    this.#entries.set(id, { node, routeKeys, lease, principal, cost, onReplaced });
-    this.#publish();
+    this.#entries.set(id, {
+      node,
+      encoded,
+      descriptorSet,
+      routeKeys: keys,
+      legacyNode: undefined,
+      legacyExtraBytes: entryBytes(legacyLength) - cost.bytes,
+      lease,
+      principal,
+      cost,
+      onReplaced,
+    });
+    this.#publish({ kind: 'added', revision: this.#revision + 1, node, encoded });
     this.#log.info(
       {
         event: previous ? 'rejoin' : 'join',
         node: id,
-        routes: routeKeys.length,
-        revision: this.#snapshot.revision,
+        routes: keys.length,
+        revision: this.#revision,
       },
       previous ? `node ${id} registered again, replacing its earlier entry` : `node ${id} joined`,
     );
@@ -188,9 +319,11 @@ export class NodeRegistry {
     const entry = this.#current(lease);
     if (!entry || entry.node.state === state) return;
     entry.node = { ...entry.node, state };
-    this.#publish();
+    entry.encoded = Node.encode(entry.node).finish();
+    entry.legacyNode = undefined;
+    this.#publish({ kind: 'stateChanged', revision: this.#revision + 1, nodeId: lease.id, state });
     this.#log.info(
-      { event: 'state', node: lease.id, state: NodeState[state], revision: this.#snapshot.revision },
+      { event: 'state', node: lease.id, state: NodeState[state], revision: this.#revision },
       `node ${lease.id} is ${state === NodeState.NODE_STATE_DRAINING ? 'draining' : 'serving'}`,
     );
   }
@@ -200,9 +333,10 @@ export class NodeRegistry {
     if (!entry) return;
     this.#entries.delete(lease.id);
     this.#budget.remove(entry.cost);
-    this.#publish();
+    if (entry.descriptorSet) this.descriptorSets.release(entry.node.name, entry.descriptorSet.key);
+    this.#publish({ kind: 'removed', revision: this.#revision + 1, nodeId: lease.id });
     this.#log.info(
-      { event: 'leave', node: lease.id, reason, revision: this.#snapshot.revision },
+      { event: 'leave', node: lease.id, reason, revision: this.#revision },
       `node ${lease.id} left`,
     );
   }
@@ -212,11 +346,18 @@ export class NodeRegistry {
     return entry?.lease === lease ? entry : undefined;
   }
 
-  #publish(): void {
-    this.#snapshot = {
-      revision: this.#snapshot.revision + 1,
-      nodes: [...this.#entries.values()].map((entry) => entry.node),
-    };
-    for (const listener of this.#listeners) listener(this.#snapshot);
+  #publish(change: RegistryChange): void {
+    this.#revision = change.revision;
+    this.#snapshot = undefined;
+    this.#legacySnapshot = undefined;
+    for (const listener of this.#changeListeners) listener(change);
+    if (this.#listeners.size === 0) return;
+    const snapshot = this.snapshot();
+    for (const listener of this.#listeners) listener(snapshot);
   }
+}
+
+/** What a node of `length` encoded bytes adds to a snapshot: its field tag, its length and itself. */
+function entryBytes(length: number): number {
+  return 1 + varintBytes(length) + length;
 }

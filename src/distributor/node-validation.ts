@@ -16,6 +16,9 @@ function invalid(message: string): ServiceError {
   return new ServiceError(status.INVALID_ARGUMENT, `invalid registration: ${message}`);
 }
 
+/** The SHA-256 a descriptor set is known by: 32 bytes. */
+export const SHA256_BYTES = 32;
+
 /**
  * Checks a node description against `limits` and throws INVALID_ARGUMENT with a message that names the
  * first problem. Returns the keys of the REST routes the node declares ("METHOD shape", see
@@ -34,6 +37,20 @@ export function validateNodeDescription(
   node: NodeDescription,
   limits: RegistrationLimits = REGISTRATION_LIMITS,
 ): string[] {
+  validateNodeShape(node, limits);
+  return node.descriptorSet.length > 0 ? validateDescriptorSet(node.descriptorSet, limits) : [];
+}
+
+/**
+ * Checks everything of a node description but what its descriptor set holds: name, host, port,
+ * state, the deprecated routes' syntax, the sizes and the announced hash's length. Throws
+ * INVALID_ARGUMENT. The distributor runs it on every registration, and {@link validateDescriptorSet}
+ * once per distinct set.
+ */
+export function validateNodeShape(
+  node: NodeDescription,
+  limits: RegistrationLimits = REGISTRATION_LIMITS,
+): void {
   validateName(node.name, limits);
   if (node.host) validateHost(node.host, limits);
   if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) {
@@ -50,8 +67,12 @@ export function validateNodeDescription(
       `descriptor_set must be at most ${limits.descriptorSetBytes} bytes, got ${node.descriptorSet.length}`,
     );
   }
+  if (node.descriptorSetSha256.length !== 0 && node.descriptorSetSha256.length !== SHA256_BYTES) {
+    throw invalid(
+      `descriptor_set_sha256 must be ${SHA256_BYTES} bytes, got ${node.descriptorSetSha256.length}`,
+    );
+  }
   for (const route of node.routes) validateRouteSyntax(route, limits);
-  return node.descriptorSet.length > 0 ? validateHttpRoutes(node.descriptorSet, limits) : [];
 }
 
 /**
@@ -116,7 +137,13 @@ function validateRouteSyntax(route: Route, limits: RegistrationLimits): void {
   }
 }
 
-function validateHttpRoutes(descriptorSet: Uint8Array, limits: RegistrationLimits): string[] {
+/**
+ * Checks a descriptor set (see {@link validateNodeDescription}) and returns the keys of the REST
+ * routes it declares. Throws INVALID_ARGUMENT. What it returns depends on the bytes and the limits
+ * alone, so the distributor keeps it with each distinct set it holds instead of parsing the set again
+ * for every instance that registers it.
+ */
+export function validateDescriptorSet(descriptorSet: Uint8Array, limits: RegistrationLimits): string[] {
   let registry: FileRegistry;
   try {
     registry = registryOfDescriptorSet(descriptorSet);

@@ -1,5 +1,10 @@
 import { type Node, NodeState, RegisterRequest } from '../gen/distributor.js';
-import { nodeEntryBytes, responseEnvelopeBytes, SNAPSHOT_LIMIT_BYTES } from './snapshot-size.js';
+import {
+  MAX_INSTANCE_ID_LENGTH,
+  nodeEntryBytes,
+  responseEnvelopeBytes,
+  SNAPSHOT_LIMIT_BYTES,
+} from './snapshot-size.js';
 
 /** The HTTP methods a route may use. */
 export const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
@@ -25,13 +30,24 @@ export interface RegistrationLimits {
   readonly fieldNameLength: number;
   /** Bytes of one node's descriptor set. */
   readonly descriptorSetBytes: number;
+  /**
+   * Bytes of the distinct descriptor sets held in all (one copy per SHA-256, however many nodes
+   * share it); the sets of one name may take `nameShare` of it.
+   */
+  readonly descriptorSetsBytes: number;
   /** Live nodes under one name (instances of one service). */
   readonly nodesPerName: number;
   /** Live nodes in all. */
   readonly nodes: number;
-  /** The largest Register, Watch or List response: at most {@link SNAPSHOT_LIMIT_BYTES}. */
+  /**
+   * The largest Register, Watch or List response: at most {@link SNAPSHOT_LIMIT_BYTES}. Node entries
+   * carry the SHA-256 of their descriptor set, not the set, so this bounds the entries alone.
+   */
   readonly snapshotBytes: number;
-  /** The fraction of the node list's bytes the nodes of one name may take, so one name cannot fill it. */
+  /**
+   * The fraction of the node list's bytes, of the nodes and of the distinct descriptor sets' bytes the
+   * nodes of one name may take, so one name cannot fill them.
+   */
   readonly nameShare: number;
   /** Registrations one peer address may make per second, on average. */
   readonly registrationsPerSecond: number;
@@ -49,11 +65,21 @@ export interface RegistrationLimits {
   readonly peers: number;
 }
 
+/** Live nodes the registry holds by default. */
+const NODES = 8192;
+/** What one name may take of each bound by default. */
+const NAME_SHARE = 1 / 4;
+
 /**
- * The defaults. A goods node takes about 25 KB of the list (its descriptor set: services.proto with
- * comments, and the imports its HttpRules need, google/protobuf/descriptor.proto the largest), so a
- * name's share holds 41 of its instances, not 64; a node without descriptors takes about 60 bytes,
- * so 1,024 of them fit.
+ * The defaults, derived from each other where they can be. Node entries carry the 32-byte hash of
+ * their descriptor set instead of the set (about 25 KB for goods: services.proto with comments and
+ * the imports its HttpRules need), so a goods node takes about 100 bytes of the 4 MiB list: the
+ * 8,192 nodes take well under 1 MB, one name's 2,048 (a quarter) well under its 1 MiB share, and the
+ * per-node limits still leave room for the largest valid node. The distinct descriptor sets may
+ * take what the whole list could before (4 MiB: about 160 sets like goods', or 16 of the largest),
+ * one name a quarter of it. A host may bring a whole name's instances back at once after a
+ * distributor restart (a burst of `nodesPerName`), and then 500 a second: a registration now costs
+ * each subscriber one event of a few hundred bytes, not a list.
  */
 export const REGISTRATION_LIMITS: RegistrationLimits = Object.freeze({
   nameLength: 64,
@@ -64,12 +90,13 @@ export const REGISTRATION_LIMITS: RegistrationLimits = Object.freeze({
   responseFields: 32,
   fieldNameLength: 64,
   descriptorSetBytes: 256 * 1024,
-  nodesPerName: 64,
-  nodes: 1024,
+  descriptorSetsBytes: SNAPSHOT_LIMIT_BYTES,
+  nodesPerName: NODES * NAME_SHARE,
+  nodes: NODES,
   snapshotBytes: SNAPSHOT_LIMIT_BYTES,
-  nameShare: 1 / 4,
-  registrationsPerSecond: 100,
-  registrationBurst: 200,
+  nameShare: NAME_SHARE,
+  registrationsPerSecond: 500,
+  registrationBurst: NODES * NAME_SHARE,
   stateChangesPerSecond: 1,
   stateChangeBurst: 10,
   peers: 1024,
@@ -89,12 +116,14 @@ export interface RegistrationBudget {
   readonly listBytes: number;
   /** What the nodes of one name may take: listBytes × nameShare. */
   readonly nameBytes: number;
+  /** What the distinct descriptor sets of one name may take: descriptorSetsBytes × nameShare. */
+  readonly nameDescriptorSetsBytes: number;
 }
 
 /**
  * Derives the byte budgets from the limits and checks that they hold together: every response fits
- * what clients accept, and the largest valid node fits one name's share (else a valid node could
- * never register). Throws a RangeError saying what was expected.
+ * what clients accept, and the largest valid node and the largest valid descriptor set fit one
+ * name's share (else a valid node could never register). Throws a RangeError saying what was expected.
  */
 export function registrationBudget(limits: RegistrationLimits): RegistrationBudget {
   for (const [key, value] of Object.entries(limits)) {
@@ -125,13 +154,39 @@ export function registrationBudget(limits: RegistrationLimits): RegistrationBudg
         `${nameBytes}; expected smaller per-node limits or a larger snapshotBytes or nameShare`,
     );
   }
+  const nameDescriptorSetsBytes = Math.floor(limits.descriptorSetsBytes * limits.nameShare);
+  if (limits.descriptorSetBytes > nameDescriptorSetsBytes) {
+    throw new RangeError(
+      `registration limits: the largest valid descriptor set takes ${limits.descriptorSetBytes} bytes, over ` +
+        `one name's share of the distinct sets, ${nameDescriptorSetsBytes}; expected a smaller ` +
+        'descriptorSetBytes or a larger descriptorSetsBytes or nameShare',
+    );
+  }
   const maxRequestBytes = RegisterRequest.encode({
     kind: {
       $case: 'node',
-      value: { ...largest, state: NodeState.NODE_STATE_DRAINING },
+      value: {
+        ...largest,
+        descriptorSet: Buffer.alloc(limits.descriptorSetBytes),
+        state: NodeState.NODE_STATE_DRAINING,
+      },
+    },
+    options: {
+      nodeList: {
+        resumeInstanceId: 'i'.repeat(MAX_INSTANCE_ID_LENGTH),
+        resumeRevision: Number.MAX_SAFE_INTEGER,
+      },
     },
   }).finish().length;
-  return { maxNodeIdLength, maxNodeBytes, maxRequestBytes, envelopeBytes, listBytes, nameBytes };
+  return {
+    maxNodeIdLength,
+    maxNodeBytes,
+    maxRequestBytes,
+    envelopeBytes,
+    listBytes,
+    nameBytes,
+    nameDescriptorSetsBytes,
+  };
 }
 
 /** The budgets of the defaults, derived (and so checked) when the module loads. */
@@ -142,7 +197,10 @@ export function resolveLimits(overrides: Partial<RegistrationLimits> = {}): Regi
   return Object.freeze({ ...REGISTRATION_LIMITS, ...overrides });
 }
 
-/** A node at every limit at once: the largest entry a valid registration can add to the list. */
+/**
+ * A node at every limit at once: the largest entry a valid registration can add to the list, which
+ * names its descriptor set by hash.
+ */
 function largestNode(limits: RegistrationLimits): Node {
   const longestMethod = [...HTTP_METHODS].reduce((a, b) => (b.length > a.length ? b : a));
   const route = {
@@ -159,7 +217,8 @@ function largestNode(limits: RegistrationLimits): Node {
     host,
     port: 65535,
     routes: Array.from({ length: limits.routes }, () => route),
-    descriptorSet: Buffer.alloc(limits.descriptorSetBytes),
+    descriptorSet: Buffer.alloc(0),
+    descriptorSetSha256: Buffer.alloc(32),
     state: NodeState.NODE_STATE_DRAINING,
     // The widest timestamp a Date holds: year 275760, with nanoseconds.
     registeredAt: new Date(8.64e15 - 1),

@@ -1,5 +1,8 @@
 import { Node, RegisterResponse } from '../gen/distributor.js';
 
+/** The longest distributor instance id (Snapshot.instance_id) the envelope is sized for. */
+export const MAX_INSTANCE_ID_LENGTH = 64;
+
 /**
  * The largest message a client of the distributor accepts: grpc-js's default receive limit
  * (`grpc.max_receive_message_length`, 4 MiB), which no component raises. A snapshot that grew past it
@@ -25,15 +28,29 @@ export function nodeEntryBytes(node: Node): number {
 }
 
 /**
- * The most a response adds around the nodes of a snapshot holding `snapshotBytes` in all: a
- * RegisterResponse (the largest of the three) with the longest node id, the largest revision a
- * JavaScript number holds, and the snapshot's length prefix at its widest.
+ * The most a response adds around the nodes of a snapshot holding `snapshotBytes` in all, with the
+ * longest node id and instance id and the largest revision a JavaScript number holds. The largest of
+ * the framings: a first-contract RegisterResponse { node_id, snapshot }, and an update
+ * (RegisterResponse or WatchResponse { update { instance_id, revision, snapshot } }), whose two
+ * length prefixes both widen with the list.
  */
 export function responseEnvelopeBytes(maxNodeIdLength: number, snapshotBytes: number): number {
-  const empty: RegisterResponse = {
+  const instanceId = 'i'.repeat(MAX_INSTANCE_ID_LENGTH);
+  const revision = Number.MAX_SAFE_INTEGER;
+  const snapshot = { revision, nodes: [], instanceId };
+  const legacy = RegisterResponse.encode({
     nodeId: 'x'.repeat(maxNodeIdLength),
-    snapshot: { revision: Number.MAX_SAFE_INTEGER, nodes: [] },
-  };
-  // The empty snapshot's length fits one byte; a full one's takes varintBytes(snapshotBytes).
-  return RegisterResponse.encode(empty).finish().length - 1 + varintBytes(snapshotBytes);
+    snapshot,
+    update: undefined,
+    ack: undefined,
+  }).finish().length;
+  const update = RegisterResponse.encode({
+    nodeId: '',
+    snapshot: undefined,
+    update: { instanceId, revision, change: { $case: 'snapshot', value: snapshot } },
+    ack: undefined,
+  }).finish().length;
+  // An empty snapshot's length fits one byte; a full one's takes varintBytes(snapshotBytes).
+  const wide = varintBytes(snapshotBytes) - 1;
+  return Math.max(legacy + wide, update + 2 * wide);
 }

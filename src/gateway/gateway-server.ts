@@ -357,6 +357,8 @@ class GatewayServer implements Gateway {
         descriptorSet: Buffer.alloc(0),
         state: NodeState.NODE_STATE_SERVING,
       },
+      // The gateway routes from the node list: snapshots with every descriptor set filled in.
+      watchNodes: true,
       log: this.#log,
       credentials: channelCredentials(this.#options.tls, { expectedName: 'distributor' }),
       channelOptions: secureNamingChannelOptions(this.#options.tls, 'distributor'),

@@ -16,8 +16,9 @@ export interface RestartGraceOptions {
  *
  * A restarted distributor knows nobody: every node registers again by itself, one after the other,
  * so its first snapshots are partial. Applied as they are, they would remove routes whose instances
- * are alive and about to come back (their requests answered 503 meanwhile). So after a restart (the
- * registration stream was lost and came back, or a snapshot's revision went back) the nodes of the
+ * are alive and about to come back (their requests answered 503 meanwhile). So after a restart (a
+ * snapshot from another distributor instance; without instance ids, the registration stream was
+ * lost and came back, or a snapshot's revision went back) the nodes of the
  * last snapshot before it that are missing from the new ones are kept, for `graceMs` at most or
  * until every one of them is back. Nodes in the new snapshots are taken as they are (state
  * included); a node that really left is dropped when the grace period ends.
@@ -48,7 +49,14 @@ export class RestartGrace {
   /** A snapshot from the distributor. */
   snapshot(snapshot: Snapshot): void {
     const previous = this.#latest;
-    const restarted = previous !== undefined && (this.#reconnecting || snapshot.revision < previous.revision);
+    // Snapshots name the distributor instance they come from: a new one is a restart, the same one
+    // after a lost stream is not (the list resumed whole). Without ids, a lost stream or a revision
+    // that went back says so.
+    const restarted =
+      previous !== undefined &&
+      (snapshot.instanceId && previous.instanceId
+        ? snapshot.instanceId !== previous.instanceId
+        : this.#reconnecting || snapshot.revision < previous.revision);
     this.#reconnecting = false;
     this.#latest = snapshot;
     if (restarted && !this.#kept && this.#graceMs > 0) {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   type ChannelCredentials,
@@ -19,6 +20,8 @@ import {
   type RegisterResponse,
   type Snapshot,
 } from '../gen/distributor.js';
+import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import { RegistryView } from './registry-view.js';
 
 /** Exponential backoff between reconnection attempts, with jitter. */
 export interface BackoffOptions {
@@ -26,12 +29,22 @@ export interface BackoffOptions {
   maxMs: number;
 }
 
+/** What a node registers; the SHA-256 of its descriptor set is computed when not given. */
+export type RegistrationNode = Omit<NodeDescription, 'descriptorSetSha256'> &
+  Partial<Pick<NodeDescription, 'descriptorSetSha256'>>;
+
 /** Options of {@link RegistrationClient}. */
 export interface RegistrationClientOptions {
   /** The distributor's address, "host:port". */
   distributor: string;
   /** What to register: the port must be the one really bound. */
-  node: NodeDescription;
+  node: RegistrationNode;
+  /**
+   * Whether the node receives the node list (a gateway): snapshots with every node's descriptor set
+   * filled in, kept from the distributor's updates. Default false (a service): the stream carries
+   * acknowledgements of the node's own state only.
+   */
+  watchNodes?: boolean;
   log?: Logger;
   backoff?: BackoffOptions;
   keepalive?: KeepaliveOptions;
@@ -44,8 +57,10 @@ export interface RegistrationClientOptions {
 }
 
 interface RegistrationEvents {
-  /** A new node list arrived. */
+  /** A new node list arrived (with `watchNodes`, or from a distributor of the first contract). */
   snapshot: [snapshot: Snapshot];
+  /** The distributor has the node listed in this state (after registering, and after each change). */
+  state: [state: NodeState];
   /** The distributor accepted the registration under this id (again, after every reconnection). */
   registered: [nodeId: string];
   /** The stream ended; a new attempt follows unless the client was stopped or the end is a refusal for good. */
@@ -60,13 +75,19 @@ interface RegistrationEvents {
 
 /**
  * Keeps one node registered with the distributor. It registers on start, re-registers by itself
- * (exponential backoff with jitter, capped) whenever the stream ends, and exposes the latest node
- * list. Its owner keeps serving while the distributor is away: nothing here throws at it. A refusal
- * that cannot succeed on retry (see retry-policy.ts) ends the attempts instead, with a 'refused' event.
+ * (exponential backoff with jitter, capped) whenever the stream ends, and, with `watchNodes`,
+ * exposes the latest node list: kept by a RegistryView from the distributor's updates, resumed
+ * after a reconnection where the distributor still can, whole again after a distributor restart. Its
+ * owner keeps serving while the distributor is away: nothing here throws at it. A refusal that cannot
+ * succeed on retry (see retry-policy.ts) ends the attempts instead, with a 'refused' event.
+ *
+ * It announces the SHA-256 of its descriptor set and sends the set too, so that a distributor that
+ * lost it (a restart) needs no second round, and one of the first contract understands it.
  */
 export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #client: DistributorServiceClient;
   readonly #node: NodeDescription;
+  readonly #view: RegistryView | undefined;
   readonly #log: Logger;
   readonly #backoff: BackoffOptions;
   readonly #metadata: Metadata;
@@ -83,7 +104,15 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   constructor(options: RegistrationClientOptions) {
     super();
-    this.#node = options.node;
+    const { descriptorSetSha256, ...node } = options.node;
+    this.#node = {
+      ...node,
+      descriptorSetSha256:
+        descriptorSetSha256 ??
+        (node.descriptorSet.length > 0
+          ? createHash('sha256').update(node.descriptorSet).digest()
+          : Buffer.alloc(0)),
+    };
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
     this.#state =
@@ -101,6 +130,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
       'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
     });
+    if (options.watchNodes) {
+      this.#view = new RegistryView({
+        fetchDescriptorSet: createDescriptorSetFetcher(this.#client, this.#metadata),
+        log: this.#log,
+      });
+      this.#view.on('snapshot', (snapshot) => this.#onSnapshot(snapshot));
+    }
   }
 
   /** The latest node list, once one has arrived. */
@@ -129,7 +165,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   setState(state: NodeState.NODE_STATE_SERVING | NodeState.NODE_STATE_DRAINING): void {
     if (this.#state === state) return;
     this.#state = state;
-    this.#call?.write({ kind: { $case: 'state', value: state } });
+    this.#call?.write({ kind: { $case: 'state', value: state }, options: undefined });
   }
 
   /** Says draining, ends the stream (waiting for the distributor's answer at most `timeoutMs`), and closes. */
@@ -152,6 +188,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         call.end();
       });
     }
+    this.#view?.close();
     this.#client.close();
   }
 
@@ -159,19 +196,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (this.#stopped) return;
     const call = this.#client.register(this.#metadata);
     this.#call = call;
-    call.on('data', (response: RegisterResponse) => {
-      if (this.#nodeId !== response.nodeId) {
-        this.#nodeId = response.nodeId;
-        this.#failures = 0;
-        this.#lastFailure = undefined;
-        this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
-        this.emit('registered', response.nodeId);
-      }
-      if (response.snapshot) {
-        this.#snapshot = response.snapshot;
-        this.emit('snapshot', response.snapshot);
-      }
-    });
+    call.on('data', (response: RegisterResponse) => this.#onResponse(call, response));
     // Every end of the call is reported by 'status'; 'error' must be listened to, or it would throw.
     call.on('error', () => {});
     call.once('status', (status: StatusObject) => {
@@ -213,7 +238,39 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.#retryTimer = setTimeout(() => this.#connect(), delay);
       this.#retryTimer.unref();
     });
-    call.write({ kind: { $case: 'node', value: { ...this.#node, state: this.#state } } });
+    this.#view?.restart();
+    call.write({
+      kind: { $case: 'node', value: { ...this.#node, state: this.#state } },
+      options: { nodeList: this.#view?.resumePoint() },
+    });
+  }
+
+  #onResponse(call: ClientDuplexStream<RegisterRequest, RegisterResponse>, response: RegisterResponse): void {
+    if (response.nodeId && this.#nodeId !== response.nodeId) {
+      this.#nodeId = response.nodeId;
+      this.#failures = 0;
+      this.#lastFailure = undefined;
+      this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
+      this.emit('registered', response.nodeId);
+    }
+    if (response.ack) this.emit('state', response.ack.state);
+    if (response.update && this.#view?.apply(response.update) === 'resync') {
+      call.write({
+        kind: { $case: 'resync', value: { resumeInstanceId: '', resumeRevision: 0 } },
+        options: undefined,
+      });
+    }
+    // A distributor of the first contract sends the whole list, whatever was asked for.
+    if (response.snapshot) {
+      const self = response.snapshot.nodes.find((node) => node.id === response.nodeId);
+      if (self) this.emit('state', self.state);
+      this.#onSnapshot(response.snapshot);
+    }
+  }
+
+  #onSnapshot(snapshot: Snapshot): void {
+    this.#snapshot = snapshot;
+    this.emit('snapshot', snapshot);
   }
 
   /** Full-jitter exponential backoff: a random delay up to initial × 2^failures, capped. */

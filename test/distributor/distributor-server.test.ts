@@ -100,7 +100,11 @@ describe('distributor over gRPC', () => {
       [stateMessage(NodeState.NODE_STATE_DRAINING)],
       'the first message must describe the node',
     ],
-    ['an empty first message', [{ kind: undefined }], 'the first message must describe the node'],
+    [
+      'an empty first message',
+      [{ kind: undefined, options: undefined }],
+      'the first message must describe the node',
+    ],
     ['a node without a name', [describeNode(goodsNode({ name: '' }))], 'name is required'],
     ['a node without a port', [describeNode(goodsNode({ port: 0 }))], 'port must be from 1 to 65535'],
     [
@@ -198,7 +202,12 @@ describe('distributor over gRPC', () => {
         expect.arrayContaining(['shop.v1.DistributorService', 'grpc.health.v1.Health']),
       );
       const service = registry.getService('shop.v1.DistributorService')!;
-      expect(service.methods.map((method) => method.name)).toEqual(['Register', 'Watch', 'List']);
+      expect(service.methods.map((method) => method.name)).toEqual([
+        'Register',
+        'Watch',
+        'List',
+        'GetDescriptorSet',
+      ]);
       for (const method of service.methods) {
         expect(registry.getMessage(method.input.typeName)).toBeDefined();
         expect(registry.getMessage(method.output.typeName)).toBeDefined();
@@ -217,8 +226,17 @@ describe('distributor over gRPC', () => {
 describe('registration client', () => {
   const fastBackoff = { initialMs: 20, maxMs: 200 };
 
-  function registrationClient(address: string, node: NodeDescription): RegistrationClient {
-    const registration = new RegistrationClient({ distributor: address, node, backoff: fastBackoff });
+  function registrationClient(
+    address: string,
+    node: NodeDescription,
+    watchNodes = false,
+  ): RegistrationClient {
+    const registration = new RegistrationClient({
+      distributor: address,
+      node,
+      backoff: fastBackoff,
+      watchNodes,
+    });
     cleanups.push(() => registration.stop(200));
     return registration;
   }
@@ -226,14 +244,17 @@ describe('registration client', () => {
   it('registers by itself once a distributor that started later comes up', async () => {
     const probe = await startDistributor();
     await probe.distributor.stop(100);
-    const registration = registrationClient(probe.address, goodsNode());
+    const registration = registrationClient(probe.address, goodsNode(), true);
     registration.start();
     const snapshots: Snapshot[] = [];
     registration.on('snapshot', (snapshot) => snapshots.push(snapshot));
     const { distributor } = await startDistributor({}, probe.port);
     await vi.waitFor(() => expect(registration.nodeId).toBe('goods@127.0.0.1:9010'));
     expect(distributor.registry.snapshot().nodes.map((node) => node.id)).toEqual(['goods@127.0.0.1:9010']);
-    expect(registration.snapshot).toEqual(snapshots.at(-1));
+    await vi.waitFor(() => expect(snapshots.at(-1)?.nodes).toHaveLength(1));
+    expect(registration.snapshot).toBe(snapshots.at(-1));
+    // The list it keeps has the descriptor set filled in, fetched by its hash.
+    expect(registration.snapshot!.nodes[0]!.descriptorSet).toEqual(goodsDescriptorSet());
   });
 
   it('does not tell the nodes still connected that the others left while it is stopping', async () => {
@@ -256,7 +277,7 @@ describe('registration client', () => {
   it('registers every client again by itself after the distributor restarts on the same port', async () => {
     const first = await startDistributor();
     const goods = registrationClient(first.address, goodsNode());
-    const gateway = registrationClient(first.address, gatewayNode());
+    const gateway = registrationClient(first.address, gatewayNode(), true);
     goods.start();
     gateway.start();
     await vi.waitFor(() => expect(first.distributor.registry.snapshot().nodes).toHaveLength(2));

@@ -8,18 +8,21 @@ describe('SnapshotEncoder', () => {
   const snapshot: Snapshot = {
     revision: 7,
     nodes: [{ ...node, id: 'goods@127.0.0.1:9010', registeredAt: new Date(1_000) }],
+    instanceId: 'instance',
   };
 
   it('encodes the messages the generated code would, sharing one snapshot encoding', () => {
     const encoder = new SnapshotEncoder();
     const watch = encoder.watchResponse(snapshot);
     expect(WatchResponse.decode(watch)).toEqual(
-      WatchResponse.decode(WatchResponse.encode({ snapshot }).finish()),
+      WatchResponse.decode(WatchResponse.encode({ snapshot, update: undefined }).finish()),
     );
     expect(encoder.watchResponse(snapshot)).toBe(watch);
     const nodeId = 'goods@127.0.0.1:9010';
     expect(RegisterResponse.decode(encoder.registerResponse(nodeId, snapshot))).toEqual(
-      RegisterResponse.decode(RegisterResponse.encode({ nodeId, snapshot }).finish()),
+      RegisterResponse.decode(
+        RegisterResponse.encode({ nodeId, snapshot, update: undefined, ack: undefined }).finish(),
+      ),
     );
   });
 

@@ -4,14 +4,9 @@ import { ServiceError } from '../../src/common/service-error.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
 import { DEFAULT_BUDGET, REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
 import { SNAPSHOT_LIMIT_BYTES } from '../../src/distributor/snapshot-size.js';
-import {
-  type NodeDescription,
-  NodeState,
-  RegisterResponse,
-  type Snapshot,
-} from '../../src/gen/distributor.js';
+import { type NodeDescription, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
-import { junkNodeOfEntrySize } from './support/junk-nodes.js';
+import { junkNodeOfEntrySize, largestResponseBytes, PIECE_BYTES, piecesOf } from './support/junk-nodes.js';
 
 function recordSnapshots(registry: NodeRegistry): Snapshot[] {
   const seen: Snapshot[] = [];
@@ -22,8 +17,11 @@ function recordSnapshots(registry: NodeRegistry): Snapshot[] {
 const ids = (snapshot: Snapshot): string[] => snapshot.nodes.map((node) => node.id);
 
 describe('NodeRegistry', () => {
-  it('starts empty at revision 0', () => {
-    expect(new NodeRegistry().snapshot()).toEqual({ revision: 0, nodes: [] });
+  it('starts empty at revision 0, under an instance id of its own', () => {
+    const registry = new NodeRegistry();
+    expect(registry.snapshot()).toEqual({ revision: 0, nodes: [], instanceId: registry.instanceId });
+    expect(registry.instanceId).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(new NodeRegistry().instanceId).not.toBe(registry.instanceId);
   });
 
   it('lists a node on join under name@host:port, serving, and tells listeners', () => {
@@ -164,7 +162,9 @@ describe('NodeRegistry takeover rule', () => {
     expect(replaced).toBe(0);
     expect(seen).toEqual([]);
     expect(registry.listBytes).toBe(bytes);
-    expect(registry.snapshot().nodes[0]!.descriptorSet.length).toBeGreaterThan(0);
+    // Listed with its descriptor set (by hash), which the refused registrations did not replace.
+    expect(registry.snapshot().nodes[0]!.descriptorSetSha256).toHaveLength(32);
+    expect(registry.descriptorSets.size).toBe(1);
   });
 
   it('refuses a node of another name that declares a route already served, until its holders leave', () => {
@@ -237,15 +237,17 @@ describe('NodeRegistry limits (the defaults)', () => {
   it('fills one name up to its share of the bytes exactly, and refuses one byte more', () => {
     const registry = new NodeRegistry({ now: () => AT });
     const share = DEFAULT_BUDGET.nameBytes;
-    const sizes = [250_000, 250_000, 250_000, share - 750_000];
+    const sizes = piecesOf(share);
+    const lastPort = 9100 + sizes.length - 1;
     sizes.forEach((size, index) => {
       registry.join(junkNodeOfEntrySize('junk', 9100 + index, size, AT), '127.0.0.1', () => {});
     });
     expect(registry.listBytes).toBe(share);
     // A replacement may reuse the room of the entry it replaces, and not a byte more.
-    registry.join(junkNodeOfEntrySize('junk', 9103, share - 750_000, AT), '127.0.0.1', () => {});
+    const last = sizes.at(-1)!;
+    registry.join(junkNodeOfEntrySize('junk', lastPort, last, AT), '127.0.0.1', () => {});
     const error = refusal(() =>
-      registry.join(junkNodeOfEntrySize('junk', 9103, share - 750_000 + 1, AT), '127.0.0.1', () => {}),
+      registry.join(junkNodeOfEntrySize('junk', lastPort, last + 1, AT), '127.0.0.1', () => {}),
     );
     expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(error.message).toBe(
@@ -253,7 +255,7 @@ describe('NodeRegistry limits (the defaults)', () => {
     );
     expect(registry.listBytes).toBe(share);
     // Another name has its own share.
-    registry.join(junkNodeOfEntrySize('other', 9100, 250_000, AT), '127.0.0.1', () => {});
+    registry.join(junkNodeOfEntrySize('other', 9100, PIECE_BYTES, AT), '127.0.0.1', () => {});
   });
 
   it('fills the list to exactly what a response can carry, and refuses one byte more', () => {
@@ -262,29 +264,28 @@ describe('NodeRegistry limits (the defaults)', () => {
     const join = (name: string, port: number, bytes: number) =>
       registry.join(junkNodeOfEntrySize(name, port, bytes, AT), '127.0.0.1', () => {});
     for (const name of ['a', 'b', 'c', 'd']) {
-      for (let port = 1; port <= 4; port++)
-        join(name, port, Math.floor(share / 4) - (port === 4 ? 100_000 : 0));
+      for (const [index, bytes] of piecesOf(share - 100_000).entries()) join(name, index + 1, bytes);
     }
     const room = DEFAULT_BUDGET.listBytes - registry.listBytes;
-    expect(room).toBeGreaterThan(20_000);
+    expect(room).toBeGreaterThan(PIECE_BYTES);
+    const [last, ...before] = piecesOf(room).reverse();
+    for (const [index, bytes] of before.entries()) join('e', index + 10, bytes);
     const seen = recordSnapshots(registry);
-    const error = refusal(() => join('e', 1, room + 1));
+    const error = refusal(() => join('e', 1, last! + 1));
     expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(error.message).toBe(
       `the registry is full: the node list would take ${DEFAULT_BUDGET.listBytes + 1} bytes, over the ` +
         `${DEFAULT_BUDGET.listBytes} that keep every response within ${SNAPSHOT_LIMIT_BYTES} bytes`,
     );
     expect(seen).toEqual([]);
-    const last = join('e', 1, room);
+    const lastNode = join('e', 1, last!);
     expect(registry.listBytes).toBe(DEFAULT_BUDGET.listBytes);
-    const response = RegisterResponse.encode({
-      nodeId: 'i'.repeat(DEFAULT_BUDGET.maxNodeIdLength),
-      snapshot: { ...registry.snapshot(), revision: Number.MAX_SAFE_INTEGER },
-    }).finish();
-    expect(response.length).toBe(SNAPSHOT_LIMIT_BYTES);
+    expect(largestResponseBytes(registry.snapshot(), DEFAULT_BUDGET.maxNodeIdLength)).toBe(
+      SNAPSHOT_LIMIT_BYTES,
+    );
     // Room comes back when a node leaves.
     expect(() => join('e', 2, 50_000)).toThrow('the registry is full');
-    last.leave('closed');
+    lastNode.leave('closed');
     join('e', 2, 50_000);
   });
 });

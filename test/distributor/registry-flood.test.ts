@@ -7,10 +7,17 @@ import { NodeState, WatchResponse } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
 import { capturingLogger } from './support/capturing-logger.js';
-import { describeNode, stateMessage, useDistributorHarness } from './support/distributor-harness.js';
-import { junkNode, junkNodeOfEntrySize } from './support/junk-nodes.js';
+import {
+  describeNode,
+  describeNodeWith,
+  NO_RESUME,
+  stateMessage,
+  useDistributorHarness,
+} from './support/distributor-harness.js';
+import { junkNode, junkNodeOfEntrySize, piecesOf } from './support/junk-nodes.js';
 
-const { cleanups, startDistributor, openRegistration, watch, measuringWatch, list } = useDistributorHarness();
+const { cleanups, startDistributor, openRegistration, watch, measuringWatch, subscribe, list } =
+  useDistributorHarness();
 
 const TOKEN = 'test-registry-token-0123456789';
 const WITH_TOKEN = { authorization: `Bearer ${TOKEN}` };
@@ -90,28 +97,33 @@ describe('registry limits over gRPC', () => {
     const { address } = await startDistributor({ registry: new NodeRegistry({ now: () => at }) });
     const measured = measuringWatch(address);
     const defaultWatcher = watch(address);
-    // Four names at nearly their full share (four full shares leave too little for a fifth name's
-    // node), in nodes within the descriptor set limit; a fifth name takes the last bytes.
-    const quarter = Math.floor(DEFAULT_BUDGET.nameBytes / 4);
-    const sizes = [quarter, quarter, quarter, DEFAULT_BUDGET.nameBytes - 3 * quarter - 100_000];
+    const subscriber = subscribe(address, NO_RESUME, {}, {});
+    // Four names at nearly their full share, in nodes padded with routes; a fifth name takes the
+    // last bytes.
     const plan = ['a', 'b', 'c', 'd'].flatMap((name) =>
-      sizes.map((bytes, index) => ({ name, port: index + 1, bytes })),
+      piecesOf(DEFAULT_BUDGET.nameBytes - 100_000).map((bytes, index) => ({ name, port: index + 1, bytes })),
     );
     const planned = plan.reduce((sum, entry) => sum + entry.bytes, 0);
-    const rest = DEFAULT_BUDGET.listBytes - planned;
     plan.push(
-      { name: 'e', port: 1, bytes: Math.floor(rest / 2) },
-      { name: 'e', port: 2, bytes: Math.ceil(rest / 2) },
+      ...piecesOf(DEFAULT_BUDGET.listBytes - planned).map((bytes, index) => ({
+        name: 'e',
+        port: index + 1,
+        bytes,
+      })),
     );
     const nodes: Array<ReturnType<typeof openRegistration>> = [];
-    for (const { name, port, bytes } of plan) {
-      const node = openRegistration(address, [describeNode(junkNodeOfEntrySize(name, port, bytes, at))]);
+    // The first node is a client of the first contract (it receives every list); the others are not.
+    for (const [index, { name, port, bytes }] of plan.entries()) {
+      const description = junkNodeOfEntrySize(name, port, bytes, at);
+      const node = openRegistration(address, [
+        index === 0 ? describeNode(description) : describeNodeWith(description),
+      ]);
       expect(await node.outcome).toEqual({ code: status.OK, details: '' });
       nodes.push(node);
     }
     const full = (await list(address)).snapshot!;
     expect(full.nodes).toHaveLength(plan.length);
-    const fullWatchBytes = WatchResponse.encode({ snapshot: full }).finish().length;
+    const fullWatchBytes = WatchResponse.encode({ snapshot: full, update: undefined }).finish().length;
     expect(fullWatchBytes).toBeLessThanOrEqual(SNAPSHOT_LIMIT_BYTES);
     expect(SNAPSHOT_LIMIT_BYTES - fullWatchBytes).toBeLessThan(DEFAULT_BUDGET.envelopeBytes);
 
@@ -124,6 +136,13 @@ describe('registry limits over gRPC', () => {
     await vi.waitFor(() => expect(nodes[0]!.responses.at(-1)!.snapshot!.revision).toBe(full.revision), slow);
     await vi.waitFor(() => expect(measured.snapshots.at(-1)?.revision).toBe(full.revision), slow);
     expect(Math.max(...measured.sizes)).toBe(fullWatchBytes);
+    // A subscriber of this contract with the default receive limit lists them all too, and a new one
+    // gets the whole list in one snapshot within the limit.
+    await vi.waitFor(() => expect(subscriber.view.snapshot?.nodes).toHaveLength(plan.length), slow);
+    const late = subscribe(address, NO_RESUME, {}, {});
+    await vi.waitFor(() => expect(late.view.snapshot?.nodes).toHaveLength(plan.length), slow);
+    expect(late.sizes[0]).toBeLessThanOrEqual(SNAPSHOT_LIMIT_BYTES);
+    expect(SNAPSHOT_LIMIT_BYTES - late.sizes[0]!).toBeLessThan(DEFAULT_BUDGET.envelopeBytes);
   });
 });
 
@@ -139,6 +158,8 @@ describe('a flood of junk registrations', () => {
         node,
         token: TOKEN,
         backoff: { initialMs: 20, maxMs: 200 },
+        // The gateway receives the list; goods only its acknowledgements.
+        watchNodes: node.name === 'gateway',
       });
       const disconnected = vi.fn();
       registration.on('disconnected', disconnected);
@@ -150,7 +171,7 @@ describe('a flood of junk registrations', () => {
     return registrations;
   }
 
-  it(`with a valid token: ${JUNK} × 256 KiB fills the registry to its bound and no further; real nodes stay`, async () => {
+  it(`with a valid token: ${JUNK} × 256 KiB fill the distinct descriptor sets to their bound and no further; real nodes stay`, async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
     const measured = measuringWatch(address, WITH_TOKEN);
     const defaultWatcher = watch(address, WITH_TOKEN);
@@ -178,8 +199,12 @@ describe('a flood of junk registrations', () => {
     // Catching up on megabytes of lists takes a while.
     const slow = { timeout: 15_000 };
     await vi.waitFor(() => expect(defaultWatcher.at(-1)?.revision).toBe(listed.revision), slow);
+    const [goods, gateway] = shop;
+    await vi.waitFor(() => expect(gateway!.registration.snapshot?.revision).toBe(listed.revision), slow);
+    expect(gateway!.registration.snapshot!.nodes).toHaveLength(2 + accepted);
+    expect(goods!.registration.snapshot).toBeUndefined();
     for (const { registration, disconnected } of shop) {
-      await vi.waitFor(() => expect(registration.snapshot?.revision).toBe(listed.revision), slow);
+      expect(registration.nodeId).toBeDefined();
       expect(disconnected).not.toHaveBeenCalled();
     }
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createSnapshotWriter } from '../../src/distributor/snapshot-writer.js';
 import type { Snapshot } from '../../src/gen/distributor.js';
 
-const snapshot = (revision: number): Snapshot => ({ revision, nodes: [] });
+const snapshot = (revision: number): Snapshot => ({ revision, nodes: [], instanceId: 'test' });
 
 describe('createSnapshotWriter', () => {
   it('keeps one snapshot in flight and only the newest one waiting', () => {

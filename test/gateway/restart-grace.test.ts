@@ -38,6 +38,20 @@ describe('RestartGrace', () => {
     expect(applied.map(names)).toEqual([['goods:1'], ['goods:1', 'members:2'], ['members:2']]);
   });
 
+  it('tells a restart from a resumed stream by the instance id snapshots carry', () => {
+    const from = (instanceId: string, revision: number, ...nodes: Node[]): Snapshot => ({
+      ...snapshot(revision, ...nodes),
+      instanceId,
+    });
+    grace.snapshot(from('a', 4, node('goods', 1), node('members', 2)));
+    // The stream was lost and resumed on the same instance: the list is whole, nothing is kept.
+    grace.disconnected();
+    grace.snapshot(from('a', 5, node('goods', 1)));
+    // Another instance: a restart, whatever its revision.
+    grace.snapshot(from('b', 9, node('gateway', 3)));
+    expect(applied.map(names)).toEqual([['goods:1', 'members:2'], ['goods:1'], ['gateway:3', 'goods:1']]);
+  });
+
   it('after a revision that goes back, keeps the missing nodes until they are back', () => {
     grace.snapshot(snapshot(7, node('goods', 1), node('members', 2)));
     grace.snapshot(snapshot(1, node('gateway', 3)));

@@ -36,6 +36,7 @@ function node(name: string, port: number, descriptorSet: Uint8Array, registeredA
     descriptorSet: Buffer.from(descriptorSet),
     state: NodeState.NODE_STATE_SERVING,
     registeredAt,
+    descriptorSetSha256: Buffer.alloc(0),
   };
 }
 
@@ -49,11 +50,12 @@ function goods(port: number, state = NodeState.NODE_STATE_SERVING, registeredAt 
     descriptorSet: GOODS_SET,
     state,
     registeredAt,
+    descriptorSetSha256: Buffer.alloc(0),
   };
 }
 
 function snapshot(revision: number, ...nodes: Node[]): Snapshot {
-  return { revision, nodes };
+  return { revision, nodes, instanceId: 'test' };
 }
 
 describe('RouteTable', () => {

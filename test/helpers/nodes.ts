@@ -18,6 +18,7 @@ export function goodsNode(overrides: Partial<NodeDescription> = {}): NodeDescrip
     routes: [],
     descriptorSet: goodsDescriptorSet(),
     state: NodeState.NODE_STATE_UNSPECIFIED,
+    descriptorSetSha256: Buffer.alloc(0),
     ...overrides,
   };
 }
@@ -31,6 +32,7 @@ export function gatewayNode(overrides: Partial<NodeDescription> = {}): NodeDescr
     routes: [],
     descriptorSet: Buffer.alloc(0),
     state: NodeState.NODE_STATE_UNSPECIFIED,
+    descriptorSetSha256: Buffer.alloc(0),
     ...overrides,
   };
 }

@@ -99,7 +99,7 @@ export function attemptRegistration(
       client.close();
       resolve({ listed: false, code: result.code, details: result.details });
     });
-    call.write({ kind: { $case: 'node', value: node } });
+    call.write({ kind: { $case: 'node', value: node }, options: undefined });
   });
 }
 
@@ -114,7 +114,10 @@ export function attemptList(
   return new Promise((resolve) => {
     client.list({}, metadata, (error, response) => {
       client.close();
-      resolve({ code: error?.code ?? status.OK, snapshot: response?.snapshot ?? { revision: 0, nodes: [] } });
+      resolve({
+        code: error?.code ?? status.OK,
+        snapshot: response?.snapshot ?? { revision: 0, nodes: [], instanceId: '' },
+      });
     });
   });
 }
@@ -127,7 +130,7 @@ export function attemptWatch(
   const client = new DistributorServiceClient(distributor, credentials);
   const metadata = new Metadata();
   if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
-  const call = client.watch({}, metadata);
+  const call = client.watch({ subscription: undefined }, metadata);
   return new Promise((resolve) => {
     call.on('data', () => {
       call.cancel();

@@ -65,7 +65,11 @@ describe('a service and the distributor', () => {
       state: NodeState.NODE_STATE_SERVING,
       routes: [],
     });
-    const descriptors = createFileRegistry(fromBinary(FileDescriptorSetSchema, node!.descriptorSet));
+    // Listed by hash; the distributor holds the set once and serves it by that hash.
+    expect(node!.descriptorSet).toHaveLength(0);
+    const held = distributor!.registry.descriptorSets.get(node!.descriptorSetSha256)!;
+    expect(held.sha256).toEqual(node!.descriptorSetSha256);
+    const descriptors = createFileRegistry(fromBinary(FileDescriptorSetSchema, held.bytes));
     expect(descriptors.getService('shop.v1.GoodsService')?.methods.map((method) => method.name)).toEqual([
       'CreateGoods',
       'ListGoods',

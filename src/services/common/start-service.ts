@@ -4,7 +4,7 @@ import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/d
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
-import { NodeState, type Snapshot } from '../../gen/distributor.js';
+import { NodeState } from '../../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
 import { describeMysql } from './mysql-url.js';
@@ -176,22 +176,21 @@ function openStore<Store extends ServiceStore, Options>(
   }
 }
 
-/** Resolves once a snapshot lists this node as draining, or after `timeoutMs`, or at once if unregistered. */
+/** Resolves once the distributor acknowledges the draining state, or after `timeoutMs`, or at once if unregistered. */
 function drainingConfirmed(registration: RegistrationClient, timeoutMs: number): Promise<void> {
   if (!registration.nodeId) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);
-      registration.off('snapshot', onSnapshot);
+      registration.off('state', onState);
       registration.off('disconnected', done);
       resolve();
     };
-    const onSnapshot = (snapshot: Snapshot): void => {
-      const self = snapshot.nodes.find((node) => node.id === registration.nodeId);
-      if (!self || self.state === NodeState.NODE_STATE_DRAINING) done();
+    const onState = (state: NodeState): void => {
+      if (state === NodeState.NODE_STATE_DRAINING) done();
     };
     const timer = setTimeout(done, timeoutMs);
-    registration.on('snapshot', onSnapshot);
+    registration.on('state', onState);
     registration.on('disconnected', done);
   });
 }

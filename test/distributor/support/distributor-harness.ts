@@ -8,20 +8,40 @@ import {
   DistributorServiceClient,
   type ListResponse,
   type NodeDescription,
-  type NodeState,
+  type NodeListSubscription,
+  type NodeListUpdate,
+  NodeState,
   type RegisterRequest,
   type RegisterResponse,
   type Snapshot,
   WatchRequest,
   WatchResponse,
 } from '../../../src/gen/distributor.js';
+import { RegistryView } from '../../../src/registry-client/registry-view.js';
 
+/** A first Register message of the first contract (no options): the node gets full snapshots. */
 export const describeNode = (node: NodeDescription): RegisterRequest => ({
   kind: { $case: 'node', value: node },
+  options: undefined,
+});
+/** A first Register message of this contract; `nodeList` set: the node gets the list as updates. */
+export const describeNodeWith = (
+  node: NodeDescription,
+  nodeList?: NodeListSubscription,
+): RegisterRequest => ({
+  kind: { $case: 'node', value: node },
+  options: { nodeList },
 });
 export const stateMessage = (state: NodeState): RegisterRequest => ({
   kind: { $case: 'state', value: state },
+  options: undefined,
 });
+export const resyncMessage = (from: NodeListSubscription = NO_RESUME): RegisterRequest => ({
+  kind: { $case: 'resync', value: from },
+  options: undefined,
+});
+/** A subscription that holds no list. */
+export const NO_RESUME: NodeListSubscription = { resumeInstanceId: '', resumeRevision: 0 };
 
 /** Metadata from plain headers: `{ authorization: 'Bearer x' }`. */
 export function metadataOf(headers: Record<string, string> = {}): Metadata {
@@ -86,7 +106,7 @@ export function useDistributorHarness() {
 
   /** A Watch call's snapshots, as an array; `ended` and `outcome` as for {@link openRegistration}. */
   function watch(address: string, headers: Record<string, string> = {}) {
-    const call = client(address).watch({}, metadataOf(headers));
+    const call = client(address).watch({ subscription: undefined }, metadataOf(headers));
     const snapshots: Snapshot[] = [];
     const ended = new Promise<StatusObject>((resolve) => call.once('status', resolve));
     const outcome = outcomeOf(call, ended);
@@ -111,7 +131,7 @@ export function useDistributorHarness() {
         sizes.push(bytes.length);
         return WatchResponse.decode(bytes);
       },
-      {},
+      { subscription: undefined },
       metadataOf(headers),
       {},
     );
@@ -119,6 +139,53 @@ export function useDistributorHarness() {
     call.on('error', () => {});
     cleanups.push(() => call.cancel());
     return { sizes, snapshots };
+  }
+
+  /**
+   * A Watch of this contract: every update it receives (and its size on the wire), and the list
+   * they make, kept by a RegistryView without descriptor sets. Accepts messages of any size.
+   */
+  function subscribe(
+    address: string,
+    subscription: NodeListSubscription = NO_RESUME,
+    headers: Record<string, string> = {},
+    options: Partial<ClientOptions> = { 'grpc.max_receive_message_length': -1 },
+  ) {
+    const raw = client(address, options);
+    const sizes: number[] = [];
+    const updates: NodeListUpdate[] = [];
+    const view = new RegistryView();
+    cleanups.push(() => view.close());
+    const call = raw.makeServerStreamRequest(
+      '/shop.v1.DistributorService/Watch',
+      (request: WatchRequest) => Buffer.from(WatchRequest.encode(request).finish()),
+      (bytes: Buffer) => {
+        sizes.push(bytes.length);
+        return WatchResponse.decode(bytes);
+      },
+      { subscription },
+      metadataOf(headers),
+      {},
+    );
+    const ended = new Promise<StatusObject>((resolve) => call.once('status', resolve));
+    const outcome = outcomeOf(call, ended);
+    call.on('data', (response: WatchResponse) => {
+      updates.push(response.update!);
+      view.apply(response.update!);
+    });
+    call.on('error', () => {});
+    cleanups.push(() => call.cancel());
+    return {
+      call,
+      updates,
+      sizes,
+      view,
+      ended,
+      outcome,
+      /** The ids and states of the nodes the view lists now. */
+      listed: () => (view.snapshot?.nodes ?? []).map((node) => `${node.id}:${NodeState[node.state]}`),
+      kinds: () => updates.map((update) => `${update.change?.$case}@${update.revision}`),
+    };
   }
 
   function list(address: string, headers: Record<string, string> = {}): Promise<ListResponse> {
@@ -129,5 +196,5 @@ export function useDistributorHarness() {
     );
   }
 
-  return { cleanups, startDistributor, client, openRegistration, watch, measuringWatch, list };
+  return { cleanups, startDistributor, client, openRegistration, watch, measuringWatch, subscribe, list };
 }

@@ -1,0 +1,136 @@
+import { EventEmitter } from 'node:events';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  type ClientReadableStream,
+  credentials,
+  Metadata,
+  type StatusObject,
+} from '@grpc/grpc-js';
+import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import { DistributorServiceClient, type Snapshot, type WatchResponse } from '../gen/distributor.js';
+import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import type { BackoffOptions } from './registration-client.js';
+import { RegistryView } from './registry-view.js';
+
+/** Options of {@link RegistryWatcher}. */
+export interface RegistryWatcherOptions {
+  /** The distributor's address, "host:port". */
+  distributor: string;
+  /** The registration token, sent as `authorization: Bearer <token>`; none by default. */
+  token?: string;
+  /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
+  credentials?: ChannelCredentials;
+  /** Channel options that go with the credentials (see secureNamingChannelOptions). */
+  channelOptions?: ChannelOptions;
+  /** Whether snapshots carry every node's descriptor set, fetched once per hash (default false). */
+  descriptorSets?: boolean;
+  log?: Logger;
+  backoff?: BackoffOptions;
+  keepalive?: KeepaliveOptions;
+}
+
+interface RegistryWatcherEvents {
+  /** The node list changed. */
+  snapshot: [snapshot: Snapshot];
+  /** The Watch stream ended; a new one follows (resuming where it can) unless the watcher was stopped. */
+  disconnected: [status: StatusObject];
+}
+
+/**
+ * Follows the distributor's node list without registering: a Watch stream with a subscription, kept
+ * as a full list by a RegistryView. It reconnects by itself with backoff, resuming from the revision
+ * it holds (the distributor sends only what was missed if it still can), and starts a new stream for
+ * a snapshot when the view sees a gap.
+ */
+export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
+  readonly #client: DistributorServiceClient;
+  readonly #metadata = new Metadata();
+  readonly #view: RegistryView;
+  readonly #log: Logger;
+  readonly #backoff: BackoffOptions;
+  #call: ClientReadableStream<WatchResponse> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #started = false;
+  #stopped = false;
+
+  constructor(options: RegistryWatcherOptions) {
+    super();
+    this.#log = options.log ?? silentLogger();
+    this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
+    if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
+    this.#client = new DistributorServiceClient(
+      options.distributor,
+      options.credentials ?? credentials.createInsecure(),
+      {
+        ...options.channelOptions,
+        ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+        'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
+        'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+      },
+    );
+    this.#view = new RegistryView({
+      ...(options.descriptorSets
+        ? { fetchDescriptorSet: createDescriptorSetFetcher(this.#client, this.#metadata) }
+        : {}),
+      log: this.#log,
+    });
+    this.#view.on('snapshot', (snapshot) => this.emit('snapshot', snapshot));
+  }
+
+  /** The latest node list, once one has arrived. */
+  get snapshot(): Snapshot | undefined {
+    return this.#view.snapshot;
+  }
+
+  /** Starts watching; safe to call before the distributor is up. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#connect();
+  }
+
+  /** Ends the stream and closes the channel. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    this.#call?.cancel();
+    this.#view.close();
+    this.#client.close();
+  }
+
+  /** Opens a Watch stream: resuming from what the view holds, or (`fresh`) for a snapshot. */
+  #connect(fresh = false): void {
+    if (this.#stopped) return;
+    this.#view.restart();
+    const subscription = fresh ? { resumeInstanceId: '', resumeRevision: 0 } : this.#view.resumePoint();
+    const call = this.#client.watch({ subscription }, this.#metadata);
+    this.#call = call;
+    call.on('data', (response: WatchResponse) => {
+      this.#failures = 0;
+      if (!response.update || this.#view.apply(response.update) === 'applied') return;
+      // A gap: a new stream, for a snapshot.
+      this.#call = undefined;
+      call.cancel();
+      this.#connect(true);
+    });
+    call.on('error', () => {});
+    call.once('status', (status: StatusObject) => {
+      if (this.#call !== call || this.#stopped) return;
+      this.#call = undefined;
+      this.emit('disconnected', status);
+      const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
+      this.#failures = Math.min(this.#failures + 1, 30);
+      const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      this.#log.debug(
+        { event: 'watch-disconnected', code: status.code, details: status.details, retryInMs: delay },
+        'node list stream ended; watching again with backoff',
+      );
+      this.#retryTimer = setTimeout(() => this.#connect(), delay);
+      this.#retryTimer.unref();
+    });
+  }
+}

@@ -1,0 +1,230 @@
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  experimental,
+  Metadata,
+  type StatusObject,
+  status,
+} from '@grpc/grpc-js';
+import { registryOfDescriptorSet } from '../common/http-routes.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
+import type { BackoffOptions } from '../registry-client/registration-client.js';
+import { RegistryWatcher } from '../registry-client/registry-watcher.js';
+
+/** The URI scheme the resolver serves: `distributor:///<gRPC service or node name>`. */
+export const DISTRIBUTOR_SCHEME = 'distributor';
+
+/** Options of {@link registerDistributorResolver}. */
+export interface DistributorResolverOptions {
+  /** The distributor's address, "host:port". */
+  distributor: string;
+  /** The registration token, if the distributor asks for one (Watch needs the credentials of List). */
+  token?: string;
+  /**
+   * How to reach the distributor: TLS or mTLS channel credentials (e.g. channelCredentials() of
+   * src/common/tls.ts with `expectedName: 'distributor'`); plaintext by default. The channels the
+   * resolver serves use the credentials their own clients were made with.
+   */
+  credentials?: ChannelCredentials;
+  /** Channel options that go with `credentials` (see secureNamingChannelOptions). */
+  channelOptions?: ChannelOptions;
+  log?: Logger;
+  backoff?: BackoffOptions;
+}
+
+/** The resolver, registered: {@link close} stops following the distributor. */
+export interface DistributorResolverRegistration {
+  /** The node list as the resolver sees it, once one has arrived. */
+  readonly snapshot: Snapshot | undefined;
+  /** Ends the Watch stream; channels keep the addresses they last had. */
+  close(): void;
+}
+
+type Endpoint = { addresses: Array<{ host: string; port: number }> };
+
+/** Round robin over the endpoints, whatever the channel's defaults. */
+const ROUND_ROBIN = experimental.statusOrFromValue({
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [],
+});
+
+/** The gRPC services a descriptor set defines (a node serves every one), by the set's SHA-256. */
+class ServicesBySet {
+  readonly #known = new Map<string, ReadonlySet<string>>();
+
+  of(node: Node): ReadonlySet<string> {
+    if (node.descriptorSet.length === 0) return NONE;
+    const key = node.descriptorSetSha256.toString('hex');
+    let services = this.#known.get(key);
+    if (!services) {
+      services = new Set<string>();
+      try {
+        for (const file of registryOfDescriptorSet(node.descriptorSet).files) {
+          for (const service of file.services) (services as Set<string>).add(service.typeName);
+        }
+      } catch {
+        // The distributor validated it; a set that does not parse here serves nothing.
+      }
+      this.#known.set(key, services);
+    }
+    return services;
+  }
+
+  /** Forgets the sets no node of `snapshot` uses. */
+  retainOnly(snapshot: Snapshot): void {
+    const used = new Set(snapshot.nodes.map((node) => node.descriptorSetSha256.toString('hex')));
+    for (const key of this.#known.keys()) if (!used.has(key)) this.#known.delete(key);
+  }
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/**
+ * The serving instances of `target` in a snapshot, one endpoint per address: nodes named `target`
+ * ("goods"), or whose descriptor set defines the gRPC service `target` ("shop.v1.GoodsService").
+ */
+export function endpointsFor(
+  snapshot: Snapshot,
+  target: string,
+  services?: (node: Node) => ReadonlySet<string>,
+): Endpoint[] {
+  const bySet = services ? undefined : new ServicesBySet();
+  const servicesOf = services ?? ((node: Node) => bySet!.of(node));
+  const seen = new Set<string>();
+  const endpoints: Endpoint[] = [];
+  for (const node of snapshot.nodes) {
+    if (node.state !== NodeState.NODE_STATE_SERVING) continue;
+    if (node.name !== target && !servicesOf(node).has(target)) continue;
+    const key = `${node.host}:${node.port}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    endpoints.push({ addresses: [{ host: node.host, port: node.port }] });
+  }
+  return endpoints;
+}
+
+/**
+ * Registers a grpc-js name resolver for `distributor:///<target>`, so that any grpc-js client
+ * (a stock generated one included) reaches the serving instances the distributor lists, balanced
+ * round robin. The target is a gRPC service ("shop.v1.GoodsService": the nodes whose descriptor set
+ * defines it) or a node name ("goods").
+ *
+ * One Watch stream (with the given credentials), opened at once, follows the distributor's node
+ * list for every channel of the process; each channel's addresses change as instances join, drain (a draining
+ * instance gets no new call) and leave. If the distributor is away, channels keep the addresses
+ * they last had; before the first list arrives, a failure to reach it fails calls with UNAVAILABLE.
+ * grpc-js keeps one resolver per scheme: registering again replaces the earlier registration for
+ * new channels.
+ */
+export function registerDistributorResolver(
+  options: DistributorResolverOptions,
+): DistributorResolverRegistration {
+  const log = options.log ?? silentLogger();
+  // The services a node serves are those its descriptor set defines: the watcher fetches each set once.
+  const watcher = new RegistryWatcher({
+    distributor: options.distributor,
+    descriptorSets: true,
+    log,
+    ...(options.token === undefined ? {} : { token: options.token }),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.channelOptions ? { channelOptions: options.channelOptions } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
+  });
+  const resolvers = new Set<DistributorResolver>();
+  const servicesBySet = new ServicesBySet();
+  const servicesOf = (node: Node) => servicesBySet.of(node);
+  let unreachable: StatusObject | undefined;
+  watcher.on('snapshot', (snapshot) => {
+    unreachable = undefined;
+    servicesBySet.retainOnly(snapshot);
+    for (const resolver of resolvers) resolver.report(snapshot);
+  });
+  watcher.on('disconnected', (ended) => {
+    if (watcher.snapshot) return;
+    unreachable = {
+      code: status.UNAVAILABLE,
+      details: `the distributor at ${options.distributor} cannot be reached: ${ended.details}`,
+      metadata: new Metadata(),
+    };
+    for (const resolver of resolvers) resolver.fail(unreachable);
+  });
+
+  class DistributorResolver implements experimental.Resolver {
+    readonly #target: string;
+    readonly #listener: experimental.ResolverListener;
+    #last: string | undefined;
+
+    constructor(target: experimental.GrpcUri, listener: experimental.ResolverListener) {
+      this.#target = target.path;
+      this.#listener = listener;
+      resolvers.add(this);
+    }
+
+    /** Reports the target's endpoints in `snapshot`, if they changed. */
+    report(snapshot: Snapshot): void {
+      const endpoints = endpointsFor(snapshot, this.#target, servicesOf);
+      const key = JSON.stringify(endpoints);
+      if (key === this.#last) return;
+      this.#last = key;
+      log.debug(
+        { event: 'resolved', target: this.#target, endpoints: endpoints.length, revision: snapshot.revision },
+        `${DISTRIBUTOR_SCHEME}:///${this.#target}: ${endpoints.length} serving instance(s)`,
+      );
+      const none = `the distributor lists no serving instance of ${this.#target}`;
+      this.#listener(
+        experimental.statusOrFromValue(endpoints),
+        {},
+        ROUND_ROBIN,
+        endpoints.length === 0 ? none : '',
+      );
+      // grpc-js's round_robin takes an empty list as IDLE and queues calls until their deadline;
+      // the empty list drops the instances it had, and an error then fails calls at once.
+      if (endpoints.length === 0) {
+        this.fail({ code: status.UNAVAILABLE, details: none, metadata: new Metadata() });
+      }
+    }
+
+    fail(error: StatusObject): void {
+      this.#listener(experimental.statusOrFromError(error), {}, null, '');
+    }
+
+    /**
+     * Reports what is known, once: later results come with the node list's changes. (A channel asks
+     * again whenever a connection fails; answering each time, with the same list, would only make
+     * it start over.)
+     */
+    updateResolution(): void {
+      resolvers.add(this);
+      if (this.#last !== undefined) return;
+      // Never synchronously: grpc-js asks that results come later.
+      setImmediate(() => {
+        if (!resolvers.has(this) || this.#last !== undefined) return;
+        if (watcher.snapshot) this.report(watcher.snapshot);
+        else if (unreachable) this.fail(unreachable);
+      });
+    }
+
+    destroy(): void {
+      resolvers.delete(this);
+      this.#last = undefined;
+    }
+
+    static getDefaultAuthority(target: experimental.GrpcUri): string {
+      return target.path;
+    }
+  }
+
+  experimental.registerResolver(DISTRIBUTOR_SCHEME, DistributorResolver);
+  // Follow the list from now on, so that the first channel finds it ready.
+  watcher.start();
+  return {
+    get snapshot() {
+      return watcher.snapshot;
+    },
+    close() {
+      resolvers.clear();
+      watcher.stop();
+    },
+  };
+}

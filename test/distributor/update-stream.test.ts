@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import { NodeListFeed } from '../../src/distributor/node-list-feed.js';
+import { NodeRegistry } from '../../src/distributor/node-registry.js';
+import { UpdateWriter } from '../../src/distributor/update-writer.js';
+import { NodeState, RegisterResponse, WatchResponse } from '../../src/gen/distributor.js';
+import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+
+/** A stream that takes a message only when the test says so. */
+function slowCall() {
+  const written: string[] = [];
+  const callbacks: Array<() => void> = [];
+  return {
+    written,
+    /** Lets the stream take the oldest message it was given. */
+    take: () => callbacks.shift()!(),
+    get waiting() {
+      return callbacks.length;
+    },
+    call: {
+      write(message: Buffer, callback: () => void) {
+        written.push(message.toString());
+        callbacks.push(callback);
+        return true;
+      },
+    },
+  };
+}
+
+describe('UpdateWriter', () => {
+  it('sends events in order while the stream takes them', () => {
+    const stream = slowCall();
+    const writer = new UpdateWriter(stream.call, {
+      snapshot: () => Buffer.from('S'),
+      backlogLimit: () => 10,
+    });
+    writer.send(Buffer.from('start'));
+    for (const event of ['e1', 'e2', 'e3']) writer.event(Buffer.from(event));
+    expect(stream.written).toEqual(['start', 'e1', 'e2', 'e3']);
+    expect(writer.behind).toBe(false);
+  });
+
+  it('swaps the backlog of a slow stream for one snapshot, taken when it has caught up', () => {
+    const stream = slowCall();
+    let revision = 0;
+    const writer = new UpdateWriter(stream.call, {
+      snapshot: () => Buffer.from(`S${revision}`),
+      backlogLimit: () => 6,
+    });
+    for (revision = 1; revision <= 6; revision++) writer.event(Buffer.from(`e${revision}`));
+    revision = 6;
+    // Three events of two bytes fill the backlog; the rest are dropped.
+    expect(stream.written).toEqual(['e1', 'e2', 'e3']);
+    expect(writer.behind).toBe(true);
+    writer.event(Buffer.from('e7'));
+    revision = 7;
+    writer.send(Buffer.from('ack'));
+    stream.take();
+    stream.take();
+    stream.take();
+    expect(stream.written).toEqual(['e1', 'e2', 'e3', 'ack']);
+    stream.take();
+    // Everything taken: the list as it is now, then events again.
+    expect(stream.written.at(-1)).toBe('S7');
+    expect(writer.behind).toBe(false);
+    writer.event(Buffer.from('e8'));
+    expect(stream.written.slice(-2)).toEqual(['S7', 'e8']);
+  });
+
+  it('starts over at once on a resync when the stream is idle, else after it catches up', () => {
+    const stream = slowCall();
+    const writer = new UpdateWriter(stream.call, {
+      snapshot: () => Buffer.from('S'),
+      backlogLimit: () => 100,
+    });
+    writer.resync(() => [Buffer.from('R'), Buffer.from('e1')]);
+    expect(stream.written).toEqual(['R', 'e1']);
+    writer.event(Buffer.from('e2'));
+    writer.resync(() => [Buffer.from('R2')]);
+    writer.event(Buffer.from('dropped'));
+    expect(stream.written).toEqual(['R', 'e1', 'e2']);
+    while (stream.waiting > 0) stream.take();
+    expect(stream.written).toEqual(['R', 'e1', 'e2', 'R2']);
+  });
+});
+
+describe('NodeListFeed', () => {
+  it('encodes each change once and gives every subscriber the same buffer', () => {
+    const registry = new NodeRegistry({ instanceId: 'instance-a' });
+    const feed = new NodeListFeed(registry);
+    const received: Buffer[][] = [[], [], []];
+    for (const sink of received) feed.subscribe((event) => sink.push(event));
+    const lease = registry.join(goodsNode(), '127.0.0.1', () => {});
+    lease.setState(NodeState.NODE_STATE_DRAINING);
+    lease.leave('closed');
+    expect(received.map((events) => events.length)).toEqual([3, 3, 3]);
+    for (let index = 0; index < 3; index++) {
+      expect(received[1]![index]).toBe(received[0]![index]);
+      expect(received[2]![index]).toBe(received[0]![index]);
+    }
+    // The same bytes are a RegisterResponse and a WatchResponse alike.
+    const asRegister = RegisterResponse.decode(received[0]![0]!);
+    const asWatch = WatchResponse.decode(received[0]![0]!);
+    expect(asRegister.update).toEqual(asWatch.update);
+    expect(asRegister.nodeId).toBe('');
+    expect(asWatch.update).toMatchObject({ instanceId: 'instance-a', revision: 1 });
+    expect(asWatch.update!.change).toEqual({
+      $case: 'added',
+      value: registry.snapshot().nodes[0] ?? expect.anything(),
+    });
+  });
+
+  it('encodes a snapshot as the generated code would, once per revision', () => {
+    const registry = new NodeRegistry({ instanceId: 'instance-a' });
+    const feed = new NodeListFeed(registry);
+    registry.join(goodsNode(), '127.0.0.1', () => {});
+    registry.join(gatewayNode(), '127.0.0.1', () => {});
+    const snapshot = feed.snapshot();
+    expect(feed.snapshot()).toBe(snapshot);
+    expect(WatchResponse.decode(snapshot).update).toEqual({
+      instanceId: 'instance-a',
+      revision: 2,
+      change: { $case: 'snapshot', value: registry.snapshot() },
+    });
+  });
+
+  it('keeps a bounded history, by events and by bytes', () => {
+    const registry = new NodeRegistry({ instanceId: 'instance-a' });
+    const feed = new NodeListFeed(registry, { historyEvents: 3 });
+    for (let port = 1; port <= 5; port++) registry.join(gatewayNode({ port }), '127.0.0.1', () => {});
+    const from = (revision: number) =>
+      feed
+        .start({ resumeInstanceId: 'instance-a', resumeRevision: revision })
+        .map(
+          (bytes) =>
+            `${WatchResponse.decode(bytes).update!.change!.$case}@${WatchResponse.decode(bytes).update!.revision}`,
+        );
+    expect(from(2)).toEqual(['resumed@2', 'added@3', 'added@4', 'added@5']);
+    expect(from(1)).toEqual(['snapshot@5']);
+    const small = new NodeListFeed(new NodeRegistry(), { historyBytes: 1 });
+    expect(small.start(undefined)).toHaveLength(1);
+  });
+});

@@ -1,0 +1,183 @@
+import { credentials, Metadata, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { NodeState } from '../../src/gen/distributor.js';
+import {
+  GoodsServiceClient,
+  type GoodsServiceServer,
+  GoodsServiceService,
+  type ListGoodsResponse,
+} from '../../src/gen/services.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import {
+  type DistributorResolverRegistration,
+  registerDistributorResolver,
+} from '../../src/resolver/index.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
+
+const TOKEN = 'test-registry-token-0123456789';
+const fastBackoff = { initialMs: 20, maxMs: 200 };
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startDistributor() {
+  const distributor = createDistributorServer({ registryToken: TOKEN });
+  const port = await distributor.listen('127.0.0.1', 0);
+  cleanups.push(() => distributor.stop(100));
+  return `127.0.0.1:${port}`;
+}
+
+/** A goods server that answers ListGoods with its own name as the only result, registered as goods. */
+async function startGoods(distributor: string, name: string) {
+  const server = new Server();
+  const implementation = {
+    listGoods: (_call: unknown, callback: (error: null, response: ListGoodsResponse) => void) =>
+      callback(null, {
+        results: [{ id: 1, name, category: 'test', price: 1, description: '' }],
+        nextPageToken: '',
+      }),
+  } as unknown as GoodsServiceServer;
+  server.addService(GoodsServiceService, implementation);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  const registration = new RegistrationClient({
+    distributor,
+    node: {
+      name: 'goods',
+      host: '127.0.0.1',
+      port,
+      routes: [],
+      descriptorSet: goodsDescriptorSet(),
+      state: NodeState.NODE_STATE_SERVING,
+    },
+    token: TOKEN,
+    backoff: fastBackoff,
+  });
+  registration.start();
+  await new Promise((resolve) => registration.once('registered', resolve));
+  const stop = async () => {
+    await registration.stop(500);
+    server.forceShutdown();
+  };
+  cleanups.push(stop);
+  return { name, registration, stop };
+}
+
+function register(distributor: string): DistributorResolverRegistration {
+  const resolver = registerDistributorResolver({ distributor, token: TOKEN, backoff: fastBackoff });
+  cleanups.push(() => resolver.close());
+  return resolver;
+}
+
+function goodsClient(target: string): GoodsServiceClient {
+  const client = new GoodsServiceClient(target, credentials.createInsecure());
+  cleanups.push(() => client.close());
+  return client;
+}
+
+/** Which instance answered each of `count` calls, in order. */
+async function callsServedBy(client: GoodsServiceClient, count: number): Promise<string[]> {
+  const served: string[] = [];
+  for (let call = 0; call < count; call++) {
+    served.push(
+      await new Promise<string>((resolve, reject) =>
+        client.listGoods(
+          {},
+          new Metadata(),
+          { deadline: Date.now() + 2_000 },
+          (error: ServiceError | null, response) =>
+            error ? reject(error) : resolve(response.results[0]!.name),
+        ),
+      ),
+    );
+  }
+  return served;
+}
+
+const tally = (served: string[]): Record<string, number> => {
+  const counts: Record<string, number> = {};
+  for (const name of served) counts[name] = (counts[name] ?? 0) + 1;
+  return counts;
+};
+
+describe('distributor:/// for a stock generated client', () => {
+  it('spreads calls round robin over the serving instances, and sends a drained one nothing new', async () => {
+    const distributor = await startDistributor();
+    const a = await startGoods(distributor, 'a');
+    await startGoods(distributor, 'b');
+    const resolver = register(distributor);
+    const client = goodsClient('distributor:///shop.v1.GoodsService');
+
+    // Once both are known, calls alternate between them.
+    await vi.waitFor(async () =>
+      expect(new Set(await callsServedBy(client, 4))).toEqual(new Set(['a', 'b'])),
+    );
+    expect(tally(await callsServedBy(client, 20))).toEqual({ a: 10, b: 10 });
+
+    a.registration.setState(NodeState.NODE_STATE_DRAINING);
+    await vi.waitFor(() =>
+      expect(
+        resolver.snapshot?.nodes.find((node) => node.state === NodeState.NODE_STATE_DRAINING),
+      ).toBeDefined(),
+    );
+    await vi.waitFor(async () => expect(await callsServedBy(client, 4)).toEqual(['b', 'b', 'b', 'b']));
+    expect(tally(await callsServedBy(client, 20))).toEqual({ b: 20 });
+  });
+
+  it('follows joins and departures live, by service or by node name', async () => {
+    const distributor = await startDistributor();
+    const a = await startGoods(distributor, 'a');
+    register(distributor);
+    const byName = goodsClient('distributor:///goods');
+    expect(await callsServedBy(byName, 3)).toEqual(['a', 'a', 'a']);
+
+    await startGoods(distributor, 'c');
+    await vi.waitFor(async () =>
+      expect(new Set(await callsServedBy(byName, 4))).toEqual(new Set(['a', 'c'])),
+    );
+    await a.stop();
+    await vi.waitFor(async () => expect(await callsServedBy(byName, 4)).toEqual(['c', 'c', 'c', 'c']));
+  });
+
+  it('fails calls with UNAVAILABLE when no instance serves the target', async () => {
+    const distributor = await startDistributor();
+    const a = await startGoods(distributor, 'a');
+    const resolver = register(distributor);
+    await vi.waitFor(() => expect(resolver.snapshot?.nodes).toHaveLength(1));
+    const nobody = goodsClient('distributor:///shop.v1.MembersService');
+    await expect(callsServedBy(nobody, 1)).rejects.toMatchObject({
+      code: 14,
+      details: expect.stringContaining('the distributor lists no serving instance of shop.v1.MembersService'),
+    });
+
+    // Its only instance drains: calls fail at once instead of reaching it.
+    const goods = goodsClient('distributor:///shop.v1.GoodsService');
+    expect(await callsServedBy(goods, 1)).toEqual(['a']);
+    a.registration.setState(NodeState.NODE_STATE_DRAINING);
+    await vi.waitFor(() => expect(callsServedBy(goods, 1)).rejects.toMatchObject({ code: 14 }));
+  });
+});
+
+describe('the library entry', () => {
+  it('is exported as grpc-shop/resolver, with its types, from the build of src/resolver/index.ts', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const manifest = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(manifest.exports['./resolver']).toEqual({
+      types: './dist/resolver/index.d.ts',
+      default: './dist/resolver/index.js',
+    });
+    const entry = await import('../../src/resolver/index.js');
+    expect(Object.keys(entry).sort()).toEqual([
+      'DISTRIBUTOR_SCHEME',
+      'RegistryWatcher',
+      'endpointsFor',
+      'registerDistributorResolver',
+    ]);
+  });
+});
