@@ -8,6 +8,17 @@ import { type CaseResult, median } from './case-result.js';
 import { runClosedLoop } from './closed-loop.js';
 import { type GrowthStep, runGrowthCase } from './growth.js';
 import { runHttpCase } from './http-load.js';
+import {
+  CpuMeter,
+  OBSERVABILITY_TARGETS,
+  type ObservabilityCost,
+  type ObservabilityVariant,
+  observabilityCosts,
+  observabilityReport,
+  startObservabilityShops,
+  type TraceSink,
+  VARIANT_LABELS,
+} from './observability-cost.js';
 import { type SystemUnderTest, startSystem } from './system-under-test.js';
 
 // `npm run bench`: the shop's throughput and latency against this machine's own ceilings, measured in
@@ -30,6 +41,11 @@ const withGrowth = process.env.BENCH_GROWTH !== '0';
 const growthSec = Number(process.env.BENCH_GROWTH_SEC ?? durationSec);
 const GROWTH_SIZES = [100, 10_000, 100_000];
 const GROWTH_CONNECTIONS = 4;
+/**
+ * BENCH_OBSERVABILITY=0 leaves out the twin shops that measure what metrics, request ids and
+ * tracing cost (see observability-cost.ts).
+ */
+const withObservability = process.env.BENCH_OBSERVABILITY !== '0';
 /** The in-process verify rate of the hash members writes today, the sign-in case's own ceiling. */
 const RAW_VERIFY_CASE = 'Argon2id verify (raw)';
 
@@ -64,11 +80,24 @@ try {
     stops.unshift(() => secure.stop());
     say('bench: a second shop runs with mutual TLS on every gRPC hop (throwaway CA), REST on plain HTTP');
   }
+  const observed = withObservability
+    ? await startObservabilityShops({ logFile: `bench-results/${stamp}-processes.log` })
+    : undefined;
+  if (observed) {
+    stops.unshift(() => observed.stop());
+    say('bench: two twin shops measure observability: metrics + ids off, and tracing at 10 % on top');
+  }
+  const cpu = new CpuMeter();
+  /** A main case measured for CPU per request too, when the observability twins run. */
+  const metered = (system: SystemUnderTest, name: string, run: BenchCase['run']): BenchCase['run'] =>
+    observed ? cpu.wrap(system, name, run) : run;
   const bare = await startBareServer();
   stops.unshift(() => bare.stop());
 
   const member = { username: 'bench_member', password: 'bench password 1234' };
-  for (const system of [plain, secure]) if (system) await seed(system.gatewayUrl, member);
+  for (const system of [plain, secure, observed?.off, observed?.traced]) {
+    if (system) await seed(system.gatewayUrl, member);
+  }
   // The raw verify rate of the hash in use: what members stores for a new account (Argon2id today).
   const storedHash = await hashPassword(member.password);
 
@@ -107,12 +136,32 @@ try {
       ? [{ name: `${plaintextTwin} [mTLS]`, plaintextTwin, run: run(secure, `${plaintextTwin} [mTLS]`) }]
       : [];
 
+  /** The observability twins of a main case, run right after it in every round. */
+  const observabilityTwins = (
+    name: string,
+    run: (system: SystemUnderTest, name: string) => BenchCase['run'],
+  ) =>
+    observed
+      ? (['off', 'traced'] as const).map((variant) => ({
+          name: twinName(name, variant),
+          run: cpu.wrap(
+            observed[variant],
+            twinName(name, variant),
+            run(observed[variant], twinName(name, variant)),
+          ),
+        }))
+      : [];
+
   const cases: BenchCase[] = [
     {
       name: 'bare Node HTTP (ceiling)',
       run: () => runHttpCase({ name: 'bare', url: bare.url, connections, durationSec }),
     },
-    { name: 'GET /goods (gateway)', run: getGoods(plain.gatewayUrl, 'GET /goods') },
+    {
+      name: 'GET /goods (gateway)',
+      run: metered(plain, 'GET /goods (gateway)', getGoods(plain.gatewayUrl, 'GET /goods')),
+    },
+    ...observabilityTwins('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
     ...twin('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
     // Optional and apart: the REST side over HTTPS as well, which also costs the load generator.
     ...(secure?.httpsGatewayUrl
@@ -136,7 +185,11 @@ try {
           durationSec,
         }),
     },
-    { name: 'POST /purchases', run: postPurchase(plain.gatewayUrl, 'POST /purchases') },
+    {
+      name: 'POST /purchases',
+      run: metered(plain, 'POST /purchases', postPurchase(plain.gatewayUrl, 'POST /purchases')),
+    },
+    ...observabilityTwins('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
     ...twin('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
     {
       name: RAW_VERIFY_CASE,
@@ -160,6 +213,7 @@ try {
   }
   const rss = plain.rssMiB();
   if (secure) for (const [name, mib] of secure.rssMiB()) rss.set(`${name} [mTLS]`, mib);
+  if (observed) for (const [name, mib] of observed.traced.rssMiB()) rss.set(`${name} [tracing]`, mib);
   // Last, on the plaintext shop: it grows the catalogue the other cases read.
   let growth: GrowthStep[] = [];
   if (withGrowth) {
@@ -171,12 +225,23 @@ try {
       say,
     });
   }
-  report(plain, samples, tlsCost(cases, samples), rss, growth);
+  const observability = observabilityCosts(
+    ['GET /goods (gateway)', 'POST /purchases'],
+    twinName,
+    samples,
+    cpu.samples,
+  );
+  report(plain, samples, tlsCost(cases, samples), rss, growth, observability, observed?.sink);
   say(
     `bench: the load generator itself (autocannon, gRPC clients) ended at ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB RSS`,
   );
 } finally {
   for (const stop of stops) await stop();
+}
+
+/** The name of a main case's observability twin. */
+function twinName(name: string, variant: ObservabilityVariant): string {
+  return `${name} [${VARIANT_LABELS[variant]}]`;
 }
 
 /** What TLS costs in one case: the mTLS case against its plaintext twin of the same rounds. */
@@ -229,6 +294,8 @@ function report(
   tls: readonly TlsCost[],
   rss: Map<string, number>,
   growth: readonly GrowthStep[],
+  observability: readonly ObservabilityCost[],
+  sink: TraceSink | undefined,
 ): void {
   const figures = Object.fromEntries([...all].map(([name, results]) => [name, summarize(results)]));
   const rate = (name: string): number => figures[name]!.requestsPerSec;
@@ -266,6 +333,10 @@ function report(
       );
     }
   }
+  if (observability.length > 0) {
+    say('');
+    for (const line of observabilityReport(observability, sink)) say(line);
+  }
   if (growth.length > 0) {
     say('');
     say(`Growth: GET /goods, whole list streamed by the gateway, ${GROWTH_CONNECTIONS} connections`);
@@ -299,6 +370,15 @@ function report(
       .filter((row) => row.case === `${row.plaintextCase} [mTLS]`)
       .map((row) => check(`${row.plaintextCase} mTLS vs plaintext`, row.ratio, 0.8)),
     ...[...rss].map(([name, mib]) => check(`RSS ${name} (MiB)`, mib, 100, 'max')),
+    // Issue 11: metrics and ids cost at most 5 % of throughput, with tracing at 10 % at most 15 %.
+    ...observability.map((row) =>
+      check(
+        `${row.case} loss, ${row.variant === 'off' ? 'metrics + ids' : 'metrics + ids + tracing'}`,
+        row.loss,
+        OBSERVABILITY_TARGETS[row.variant],
+        'max',
+      ),
+    ),
     ...growthTargets(growth),
   ];
   say('');
@@ -327,6 +407,7 @@ function report(
         samples: Object.fromEntries(all),
         rssMiB: Object.fromEntries(rss),
         growth,
+        observability,
         targets,
       },
       null,

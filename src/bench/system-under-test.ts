@@ -15,7 +15,7 @@ import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from '../launcher/
 import { type ComponentSpec, Supervisor } from '../launcher/supervisor.js';
 import { parseMysqlUrl } from '../services/common/mysql-url.js';
 import type { GoodsTable } from './bulk-goods.js';
-import { freePort, residentMiB } from './process-probes.js';
+import { cpuSeconds, freePort, residentMiB } from './process-probes.js';
 
 /** How the shop is started for a benchmark. */
 export interface SystemOptions {
@@ -32,6 +32,8 @@ export interface SystemOptions {
    * certificates asked for), at `httpsGatewayUrl`. Idle unless a case calls it.
    */
   httpsGateway?: boolean;
+  /** More variables for every component, e.g. METRICS=off, or OTEL_* to trace (see observability-cost.ts). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The whole shop started as separate processes for a benchmark, on free ports and a fresh store. */
@@ -56,6 +58,8 @@ export interface SystemUnderTest {
   registryMetadata(): Metadata;
   /** Resident memory of each process, in MiB, read from /proc. */
   rssMiB(): Map<string, number>;
+  /** CPU time used so far by each process, in seconds, read from /proc. */
+  cpuSeconds(): Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -80,6 +84,16 @@ const TRUST_ENV = [
 ];
 
 /**
+ * Variables of the benchmark's own environment that would change what the components observe: a
+ * shop runs as it ships (metrics and request ids on, no tracing) unless its `env` says otherwise.
+ */
+const OBSERVABILITY_ENV = () => [
+  'METRICS',
+  'REQUEST_IDS',
+  ...Object.keys(process.env).filter((name) => name.startsWith('OTEL_') || name.endsWith('_METRICS_PORT')),
+];
+
+/**
  * Starts the shop with the secure defaults of `npm start`: a registration token made for this run
  * (the distributor refuses to start without credentials) and, with `tls`, a throwaway PKI made by
  * scripts/certs.mjs and handed to every component as TLS_DIR.
@@ -89,7 +103,9 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
   const cleanups: Array<() => Promise<void> | void> = [];
   const token = randomBytes(32).toString('base64url');
   const env: NodeJS.ProcessEnv = {
-    ...Object.fromEntries(TRUST_ENV.map((name) => [name, undefined])),
+    ...Object.fromEntries([...TRUST_ENV, ...OBSERVABILITY_ENV()].map((name) => [name, undefined])),
+    // Admin ports (GET /metrics) on free ports: the distributor's fixed port + 100 may be taken.
+    DISTRIBUTOR_METRICS_PORT: '0',
     [REGISTRY_TOKEN_ENV]: token,
     DISTRIBUTOR_PORT: String(distributorPort),
     DISTRIBUTOR_ADDRESS: `127.0.0.1:${distributorPort}`,
@@ -98,6 +114,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
     MEMBERS_PORT: '0',
     PURCHASES_PORT: '0',
     LOG_LEVEL: 'warn',
+    ...options.env,
   };
   let store: string;
   let goodsTable: GoodsTable;
@@ -223,6 +240,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
         for (const [name, pid] of supervisor.pids()) rss.set(name, residentMiB(pid));
         return rss;
       },
+      cpuSeconds: () => new Map([...supervisor.pids()].map(([name, pid]) => [name, cpuSeconds(pid)])),
       stop: async () => {
         for (const cleanup of cleanups) await cleanup();
       },

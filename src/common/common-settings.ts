@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError, formatHostPort, parseHostPort, parsePort } from './config.js';
+import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
 import { nonEmpty, oneOf, optionalSetting, type Setting, type SettingsValues, setting } from './settings.js';
 
 /** pino's levels, and "silent". */
@@ -71,6 +72,7 @@ export const COMMON_SETTINGS = {
     help: 'shared secret for Register, Watch and List, sent as "authorization: Bearer …" (an environment variable only, so it stays out of ps)',
     parse: parseToken,
   }),
+  ...OBSERVABILITY_SETTINGS,
 } as const;
 
 /** The distributor's address, for components that register with it. */

@@ -8,12 +8,18 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError } from '../common/config.js';
+import {
+  metricsPortSetting,
+  type ObservabilityConfig,
+  observabilityConfig,
+} from '../common/observability-settings.js';
 import { loadSettings, switchSetting, usageText } from '../common/settings.js';
 
 /** Every setting of the distributor, declared once (see src/common/settings.ts). */
 export const DISTRIBUTOR_SETTINGS = {
   port: portSetting('DISTRIBUTOR_PORT', 9000),
   host: hostSetting('DISTRIBUTOR_HOST', '127.0.0.1'),
+  metricsPort: metricsPortSetting('DISTRIBUTOR_METRICS_PORT', 9000),
   ...COMMON_SETTINGS,
   openRegistry: switchSetting({
     flag: 'insecure-open-registry',
@@ -30,6 +36,8 @@ export interface DistributorConfig {
   readonly tls: TlsSettings | undefined;
   readonly registryToken: string | undefined;
   readonly openRegistry: boolean;
+  /** Metrics, their admin port, request ids. */
+  readonly observability: ObservabilityConfig;
 }
 
 export const DISTRIBUTOR_USAGE = usageText('distributor', DISTRIBUTOR_SETTINGS);
@@ -53,5 +61,6 @@ export function loadDistributorConfig(argv: readonly string[], env: NodeJS.Proce
     tls,
     registryToken: values.registryToken,
     openRegistry: values.openRegistry,
+    observability: observabilityConfig(values, values.port),
   });
 }

@@ -33,6 +33,7 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../gen/distributor.js';
+import type { DistributorTelemetry } from './distributor-telemetry.js';
 import { PRE_ENCODED_DISTRIBUTOR_SERVICE, SnapshotEncoder } from './encoded-snapshot.js';
 import { NodeListFeed, type NodeListFeedOptions } from './node-list-feed.js';
 import { type Lease, NodeRegistry } from './node-registry.js';
@@ -95,6 +96,8 @@ export interface DistributorServerOptions {
   credentials?: ServerCredentials;
   /** How much history is kept for subscribers that resume. */
   history?: NodeListFeedOptions;
+  /** Metrics of its calls and of the registry (distributor-telemetry.ts); none: nothing is counted. */
+  telemetry?: DistributorTelemetry;
 }
 
 /** A distributor built but not yet listening. */
@@ -144,6 +147,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     'grpc.enable_channelz': 0,
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.
     'grpc.max_receive_message_length': budget.maxRequestBytes,
+    ...options.telemetry?.serverOptions(log),
   });
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   // The first descriptor set parsed takes tens of milliseconds (the parser is compiled on first use):
@@ -167,6 +171,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const ack = (nodeId: string, state: NodeState): Buffer =>
     encodeAck(nodeId, { state, revision: registry.revision, instanceId: registry.instanceId });
   const openStreams = new Set<{ close(error: ServiceError): void }>();
+  options.telemetry?.watchRegistry(registry, () => openStreams.size);
 
   /** Checks a Watch or List call's credentials: the error to end it with (logged), if any. */
   const refusalOf = (call: ServerSurfaceCall): ServiceError | undefined => {

@@ -1,13 +1,23 @@
+import { startAdminServer } from '../common/admin-server.js';
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
+import { startTracing, stopTracing } from '../common/tracing.js';
 import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
+import { DistributorTelemetry } from './distributor-telemetry.js';
 
 runMain(async () => {
   const config = loadDistributorConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'distributor', level: config.logLevel });
+  await startTracing('distributor');
+  const { observability } = config;
+  const telemetry = new DistributorTelemetry({
+    metrics: observability.metrics,
+    processMetrics: observability.metricsPort !== undefined,
+  });
   const distributor = createDistributorServer({
+    telemetry,
     log,
     credentials: serverCredentials(config.tls),
     // With a CA, every caller has a verified certificate: a node may register only under its name.
@@ -24,5 +34,19 @@ runMain(async () => {
     { host: config.host, port, tls: Boolean(config.tls), auth },
     `listening on ${config.host}:${port}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
   );
-  stopOnSignals(log, () => distributor.stop());
+  const admin =
+    observability.metricsPort !== undefined && telemetry.registry
+      ? await startAdminServer({
+          registry: telemetry.registry,
+          host: config.host,
+          port: observability.metricsPort,
+          log,
+          required: observability.metricsPortGiven,
+        })
+      : undefined;
+  stopOnSignals(log, async () => {
+    await distributor.stop();
+    await admin?.stop();
+    await stopTracing();
+  });
 }, DISTRIBUTOR_USAGE);

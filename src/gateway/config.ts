@@ -8,6 +8,7 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError, parseWholeNumber } from '../common/config.js';
+import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
 import { defaultMaxConnections } from './connection-tracker.js';
 
@@ -103,6 +104,8 @@ export interface GatewayConfig {
   readonly https: HttpsSettings | undefined;
   /** The origins allowed by CORS ("*": any); empty: no CORS. */
   readonly corsOrigins: readonly string[];
+  /** Metrics (served on its own port, at /metrics) and request ids. */
+  readonly observability: ObservabilityConfig;
 }
 
 export const GATEWAY_USAGE = usageText('gateway', GATEWAY_SETTINGS);
@@ -141,6 +144,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
             ...(httpsClientCa ? { clientCaFile: httpsClientCa } : {}),
           })
         : undefined,
+    observability: observabilityConfig(values),
   });
 }
 

@@ -1,7 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { type ChannelCredentials, type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ClientUnaryCall,
+  type Metadata,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { limiterOf } from '../common/log-limiter.js';
@@ -23,7 +29,8 @@ import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.j
 import { allowedMethods, Cors } from './cors.js';
 import { errorBody, successBody } from './envelope.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
-import { callMetadata, idempotencyKeyOf } from './idempotency-header.js';
+import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
+import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
 import { InvalidParameterError } from './request-decoder.js';
@@ -84,6 +91,8 @@ export interface GatewayOptions {
    * CORS headers and preflights for them (see Cors). Empty (default): no CORS.
    */
   corsOrigins?: readonly string[];
+  /** Request ids, metrics and the process's own metrics (see gateway-telemetry.ts); ids and metrics on by default. */
+  observability?: GatewayTelemetryOptions;
 }
 
 /** A gateway built but not yet listening. */
@@ -154,6 +163,10 @@ interface Exchange {
   readonly retryable: boolean;
   /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
   readonly idempotencyKey: string | undefined;
+  /** The request's id (X-Request-Id), in its log lines; undefined when ids are off. */
+  readonly requestId: string | undefined;
+  /** The metadata of its upstream calls: Idempotency-Key, request id and trace context. */
+  readonly metadata: Metadata;
   /** The upstream call running, to cancel if the client leaves. */
   call: ClientUnaryCall | undefined;
   /** The client closed its connection: there is nobody to answer. */
@@ -178,6 +191,8 @@ class GatewayServer implements Gateway {
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
+  /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
+  readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
   #restartGrace: RestartGrace | undefined;
   #nextKey = 0;
@@ -194,8 +209,22 @@ class GatewayServer implements Gateway {
     this.#deadlineMs = options.deadlineMs ?? 5_000;
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
+    this.#telemetry = new GatewayTelemetry(
+      {
+        routeOf: (method, path) =>
+          this.#table.match(method === 'HEAD' ? 'GET' : method, path)?.route.template.text,
+        routes: () => this.#table.describe(),
+        revision: () => this.#table.revision,
+        stopping: () => this.#stopping,
+      },
+      options.observability,
+      this.#log,
+    );
     this.#pool = new InstancePool({
-      channelOptions: keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+      channelOptions: {
+        ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+        ...this.#telemetry.channelOptions,
+      },
       credentialsFor: upstreamCredentials(options.tls),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
     });
@@ -347,6 +376,7 @@ class GatewayServer implements Gateway {
     registration.on('snapshot', (snapshot) => grace.snapshot(snapshot));
     registration.on('disconnected', () => grace.disconnected());
     this.#restartGrace = grace;
+    this.#telemetry.watch(registration);
     this.#registration = registration;
     registration.start();
   }
@@ -357,7 +387,12 @@ class GatewayServer implements Gateway {
       this.#handle(request, response, expectsContinue);
     } catch (error) {
       this.#log.error(
-        { err: error, method: request.method, url: request.url },
+        {
+          err: error,
+          method: request.method,
+          url: request.url,
+          requestId: response.getHeader('x-request-id'),
+        },
         'bug while handling a request',
       );
       this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true);
@@ -369,17 +404,27 @@ class GatewayServer implements Gateway {
     const queryStart = url.indexOf('?');
     const path = queryStart < 0 ? url : url.slice(0, queryStart);
     const method = request.method ?? 'GET';
+    // The gateway's own pages are answered here; any other request gets its id and its metrics.
+    const telemetry = this.#telemetry.onRequest(request, response, method, path);
+    if (!telemetry) return;
     const hasBody = declaredBodySize(request) !== 0;
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
       this.#countUntilAnswered(request, response);
-      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true);
+      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
       return;
     }
     const coding = unsupportedTransferCoding(request);
     if (coding !== undefined) {
       this.#countUntilAnswered(request, response);
-      this.#fail(request, response, null, gatewayErrors.unsupportedTransferCoding(coding), true);
+      this.#fail(
+        request,
+        response,
+        null,
+        gatewayErrors.unsupportedTransferCoding(coding),
+        true,
+        telemetry.requestId,
+      );
       return;
     }
     if (ApiDocs.owns(path)) {
@@ -394,7 +439,7 @@ class GatewayServer implements Gateway {
     }
     if (!this.#table.ready) {
       this.#countUntilAnswered(request, response);
-      this.#fail(request, response, null, gatewayErrors.notReady(), hasBody);
+      this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
     }
     if (method === 'OPTIONS') {
@@ -408,10 +453,12 @@ class GatewayServer implements Gateway {
       this.#countUntilAnswered(request, response);
       // A retired route is one the gateway knows: its request gets a key, like any routed request.
       const error = match ? gatewayErrors.noInstance(method, path) : this.#notRouted(response, method, path);
-      this.#fail(request, response, error.httpStatus === 503 ? this.#nextKey++ : null, error, hasBody);
+      const key = error.httpStatus === 503 ? this.#nextKey++ : null;
+      this.#fail(request, response, key, error, hasBody, telemetry.requestId);
       return;
     }
     const route = match.route;
+    telemetry.route = route.template.text;
     const idempotencyKey = idempotencyKeyOf(request);
     const keyed = typeof idempotencyKey === 'string';
     const exchange: Exchange = {
@@ -424,6 +471,8 @@ class GatewayServer implements Gateway {
       deadline: Date.now() + this.#deadlineMs,
       retryable: keyed || RETRYABLE_METHODS.has(method),
       idempotencyKey: keyed ? idempotencyKey : undefined,
+      requestId: telemetry.requestId,
+      metadata: telemetry.metadata(keyed ? idempotencyKey : undefined),
       call: undefined,
       gone: false,
       bodyRead: !hasBody,
@@ -552,7 +601,10 @@ class GatewayServer implements Gateway {
       bytes = encode(instance.plan, exchange, input);
     } catch (error) {
       if (!(error instanceof InvalidParameterError)) throw error;
-      this.#log.debug({ key: exchange.key, detail: error.message }, 'invalid parameters');
+      this.#log.debug(
+        { key: exchange.key, requestId: exchange.requestId, detail: error.message },
+        'invalid parameters',
+      );
       this.#answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
       return;
     }
@@ -571,7 +623,7 @@ class GatewayServer implements Gateway {
       passThrough,
       plan.render,
       bytes,
-      callMetadata(exchange.idempotencyKey),
+      exchange.metadata,
       { deadline: exchange.deadline },
       (error: ServiceError | null, fields?: Buffer) => {
         this.#pool.end(upstream);
@@ -605,7 +657,10 @@ class GatewayServer implements Gateway {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
       const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
       if (other) {
-        this.#log.debug({ key: exchange.key, from: instance.nodeId, to: other.nodeId }, 'retrying elsewhere');
+        this.#log.debug(
+          { key: exchange.key, requestId: exchange.requestId, from: instance.nodeId, to: other.nodeId },
+          'retrying elsewhere',
+        );
         const retryBytes =
           other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, exchange, input);
         if (retryBytes) {
@@ -633,6 +688,7 @@ class GatewayServer implements Gateway {
         `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${error.details?.slice(0, 80)}`,
         {
           key: exchange.key,
+          requestId: exchange.requestId,
           node: instance.nodeId,
           grpcMethod: instance.plan.grpcMethod,
           code: status[error.code] ?? error.code,
@@ -655,7 +711,10 @@ class GatewayServer implements Gateway {
   }
 
   #internalError(exchange: Exchange, error: unknown): void {
-    this.#log.error({ err: error, key: exchange.key }, 'unexpected error while handling a request');
+    this.#log.error(
+      { err: error, key: exchange.key, requestId: exchange.requestId },
+      'unexpected error while handling a request',
+    );
     if (!exchange.gone && !exchange.response.headersSent) {
       exchange.bodyRead = false;
       this.#answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'), false);
@@ -673,8 +732,13 @@ class GatewayServer implements Gateway {
     key: number | null,
     error: GatewayError,
     hasBody: boolean,
+    // The id onRequest answered with, when the caller does not have it at hand.
+    requestId: unknown = response.getHeader('x-request-id'),
   ): void {
-    this.#log.debug({ method: request.method, url: request.url, status: error.httpStatus }, error.message);
+    this.#log.debug(
+      { method: request.method, url: request.url, status: error.httpStatus, requestId },
+      error.message,
+    );
     // Its body, if any, is not read: the connection is closed rather than drained.
     this.#write(
       response,

@@ -1,12 +1,14 @@
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
+import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_USAGE, loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway-server.js';
 
 runMain(async () => {
   const config = loadGatewayConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'gateway', level: config.logLevel });
+  await startTracing('gateway');
   const gateway = createGateway({
     distributor: config.distributor,
     log,
@@ -26,13 +28,18 @@ runMain(async () => {
           },
         }
       : {}),
+    observability: {
+      metrics: config.observability.metrics,
+      requestIds: config.observability.requestIds,
+      processMetrics: true,
+    },
   });
   const port = await gateway.listen(config.host, config.port);
   log.info(
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
   );
-  const stopAndExit = stopOnSignals(log, () => gateway.stop());
+  const stopAndExit = stopOnSignals(log, () => gateway.stop().finally(stopTracing));
   // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
   gateway.registration?.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
 }, GATEWAY_USAGE);

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ClientUnaryCall, type ServiceError, status } from '@grpc/grpc-js';
+import { type ClientUnaryCall, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import type { CallPlan } from './call-plan.js';
 import { errorBody, successBody } from './envelope.js';
@@ -11,6 +11,10 @@ import type { Instance } from './route-table.js';
 export interface PagedExchange {
   readonly response: ServerResponse;
   readonly key: number;
+  /** The request's id, in log lines. */
+  readonly requestId?: string | undefined;
+  /** The metadata of every page's call (request id, trace context); none by default. */
+  readonly metadata?: Metadata;
   /** The deadline of the first page's call. */
   readonly deadline: number;
   /** The upstream call running; the gateway cancels it when the client leaves. */
@@ -100,7 +104,10 @@ export class PageStreamer<E extends PagedExchange> {
       ? this.#onePage(exchange, target, reencode)
       : this.#wholeList(exchange, target, reencode);
     answered.catch((error: unknown) => {
-      this.#options.log.error({ err: error, key: exchange.key }, 'bug while answering a paged list');
+      this.#options.log.error(
+        { err: error, key: exchange.key, requestId: exchange.requestId },
+        'bug while answering a paged list',
+      );
       if (exchange.response.headersSent) exchange.response.destroy();
       else this.#options.answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'));
     });
@@ -204,7 +211,12 @@ export class PageStreamer<E extends PagedExchange> {
       const other = this.#elsewhere(exchange, target, reencode);
       if (!other) throw error;
       this.#options.log.debug(
-        { key: exchange.key, from: target.instance.nodeId, to: other.instance.nodeId },
+        {
+          key: exchange.key,
+          requestId: exchange.requestId,
+          from: target.instance.nodeId,
+          to: other.instance.nodeId,
+        },
         'retrying a page elsewhere',
       );
       return { value: await this.#call(exchange, other, token, deadline, render), target: other };
@@ -228,6 +240,7 @@ export class PageStreamer<E extends PagedExchange> {
         passThrough,
         render(paging),
         bytes,
+        exchange.metadata ?? new Metadata(),
         { deadline },
         (error: ServiceError | null, value?: T) => {
           this.#options.pool.end(upstream);
@@ -267,7 +280,7 @@ export class PageStreamer<E extends PagedExchange> {
       const onClose = (): void => done(false);
       const timer = setTimeout(() => {
         this.#options.log.warn(
-          { key: exchange.key, waitedMs: this.#options.deadlineMs },
+          { key: exchange.key, requestId: exchange.requestId, waitedMs: this.#options.deadlineMs },
           'the client stopped reading a streamed list: connection aborted',
         );
         done(false);
@@ -290,6 +303,7 @@ export class PageStreamer<E extends PagedExchange> {
     this.#options.log.error(
       {
         key: exchange.key,
+        requestId: exchange.requestId,
         node: error.instance.nodeId,
         grpcMethod: error.instance.plan.grpcMethod,
         code: status[error.status.code] ?? error.status.code,

@@ -25,6 +25,7 @@ describe('loadGatewayConfig', () => {
       restartGraceMs: 3000,
       logLevel: 'info',
       corsOrigins: [],
+      observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
     });
   });
 
@@ -48,6 +49,7 @@ describe('loadGatewayConfig', () => {
       restartGraceMs: 3000,
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
+      observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
     });
     expect(
       loadGatewayConfig(

@@ -22,9 +22,24 @@ describe('service configuration', () => {
       storage: { kind: 'sqlite', dataDir: './data' },
       logLevel: 'info',
     };
-    expect(loadGoodsConfig([], {})).toEqual({ ...defaults, port: 9010 });
-    expect(loadMembersConfig([], {})).toEqual({ ...defaults, port: 9020 });
-    expect(loadPurchasesConfig([], {})).toEqual({ ...defaults, port: 9030 });
+    // Metrics and request ids on, /metrics on the service's port + 100.
+    const observability = (metricsPort: number) => ({
+      metrics: true,
+      requestIds: true,
+      metricsPort,
+      metricsPortGiven: false,
+    });
+    expect(loadGoodsConfig([], {})).toEqual({ ...defaults, port: 9010, observability: observability(9110) });
+    expect(loadMembersConfig([], {})).toEqual({
+      ...defaults,
+      port: 9020,
+      observability: observability(9120),
+    });
+    expect(loadPurchasesConfig([], {})).toEqual({
+      ...defaults,
+      port: 9030,
+      observability: observability(9130),
+    });
   });
 
   it('reads the environment', () => {
@@ -46,6 +61,7 @@ describe('service configuration', () => {
         connection: { host: 'db.local', port: 3307, user: 'shop', password: 'p@ss', database: 'shop' },
       },
       logLevel: 'warn',
+      observability: { metrics: true, requestIds: true, metricsPort: 0, metricsPortGiven: false },
     });
   });
 

@@ -9,6 +9,7 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
+import { type DatabaseObserver, databaseOperation, type PoolStats } from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
@@ -30,6 +31,8 @@ export interface MysqlDatabaseOptions {
   acquireTimeoutMs?: number;
   /** How long one statement may take before its connection is dropped (default 5 s). */
   queryTimeoutMs?: number;
+  /** Told of the pool, so that its occupancy shows in the service's metrics. */
+  observer?: DatabaseObserver;
 }
 
 /** How a service's MySQL store is opened: the pool's options; the store adds its own tables. */
@@ -121,19 +124,23 @@ export class MysqlDatabase implements SqlExecutor {
     this.#pool.pool.on('connection', (core) => {
       core.on('error', (error: Error) => this.#log.debug({ err: error }, 'idle MySQL connection closed'));
     });
+    const limit = options.connectionLimit ?? 10;
+    options.observer?.watchPool('mysql', () => poolStats(this.#pool, limit));
   }
 
   /** Runs a SELECT and resolves with its rows. */
   async select<Row extends RowDataPacket>(sql: string, values: ExecuteValues = []): Promise<Row[]> {
     await this.#ensureSchema();
-    return this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]);
+    return databaseOperation('mysql', sql, () =>
+      this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]),
+    );
   }
 
   /** Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). */
   async change(sql: string, values: ExecuteValues = []): Promise<ResultSetHeader> {
     await this.#ensureSchema();
-    return this.#withConnection(
-      async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0],
+    return databaseOperation('mysql', sql, () =>
+      this.#withConnection(async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0]),
     );
   }
 
@@ -146,6 +153,10 @@ export class MysqlDatabase implements SqlExecutor {
    */
   async transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
     await this.#ensureSchema();
+    return databaseOperation('mysql', undefined, () => this.#transaction(work));
+  }
+
+  #transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
     return this.#withConnection(async (connection) => {
       await connection.query('START TRANSACTION');
       try {
@@ -259,4 +270,15 @@ function classify(error: unknown): ServiceError {
     return databaseUnavailable(error);
   }
   return databaseFailure(error);
+}
+
+/**
+ * The pool's occupancy, read from mysql2's pool (its connection lists are not public API: a
+ * version that renames them reads as an empty pool rather than failing a scrape).
+ */
+function poolStats(pool: Pool, max: number): PoolStats {
+  const core = (pool as unknown as { pool?: Record<string, { length?: number } | undefined> }).pool ?? {};
+  const all = core._allConnections?.length ?? 0;
+  const idle = core._freeConnections?.length ?? 0;
+  return { used: Math.max(0, all - idle), idle, waiting: core._connectionQueue?.length ?? 0, max };
 }

@@ -9,6 +9,11 @@ import {
 } from '../../common/common-settings.js';
 import { ConfigError } from '../../common/config.js';
 import {
+  metricsPortSetting,
+  type ObservabilityConfig,
+  observabilityConfig,
+} from '../../common/observability-settings.js';
+import {
   loadSettings,
   nonEmpty,
   optionalSetting,
@@ -43,6 +48,8 @@ export interface ServiceConfig {
   readonly tls?: TlsSettings | undefined;
   /** The registration token, sent on the Register stream. */
   readonly registryToken?: string | undefined;
+  /** Metrics, their admin port, request ids; absent: metrics and ids on, no admin port. */
+  readonly observability?: ObservabilityConfig;
 }
 
 // What the distributor accepts as a host (see src/distributor/node-validation.ts): checked here so a
@@ -54,6 +61,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
   return {
     port: portSetting(port.env, port.default),
     host: hostSetting('SERVICE_HOST', '127.0.0.1'),
+    metricsPort: metricsPortSetting(port.env.replace(/PORT$/, 'METRICS_PORT'), port.default),
     distributor: DISTRIBUTOR_ADDRESS_SETTING,
     advertiseHost: setting({
       flag: 'advertise-host',
@@ -108,5 +116,6 @@ export function loadServiceConfig(
     logLevel: values.logLevel,
     tls: tlsSettings(values, spec.name),
     registryToken: values.registryToken,
+    observability: observabilityConfig(values, values.port),
   });
 }

@@ -13,6 +13,7 @@ import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
 import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
+import type { ServiceTelemetry } from './service-telemetry.js';
 
 /** Options of {@link createServiceServer}. */
 export interface ServiceServerOptions<Store extends ServiceStore, Options = never> {
@@ -28,6 +29,8 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   credentials?: ServerCredentials;
   /** The service's own handler options (see ShopService); default: the handlers' defaults. */
   handlerOptions?: Options;
+  /** Metrics and request ids of every call (service-telemetry.ts); none: the server counts nothing. */
+  telemetry?: ServiceTelemetry;
 }
 
 /** A service built but not yet listening. */
@@ -58,6 +61,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     // The largest request is a CreateGoods with a 64 KiB description.
     'grpc.max_receive_message_length': 1024 * 1024,
+    ...options.telemetry?.serverOptions(log),
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
   let draining = false;
@@ -85,7 +89,10 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     log,
   });
 
-  server.addService(service.grpc.definition, service.handlers(options.store, log, options.handlerOptions));
+  server.addService(
+    service.grpc.definition,
+    service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
+  );
   health.addToServer(server);
   addReflection(server, [serviceName], service.grpc.descriptors);
 
@@ -112,4 +119,13 @@ export function createServiceServer<Store extends ServiceStore, Options>(
       return stopping;
     },
   };
+}
+
+/**
+ * The handlers' options with the server's telemetry added, for handlers that report something of
+ * their own (members: its password-hash queue, see TelemetryOption); others ignore it.
+ */
+function withTelemetry<Options>(options: Options | undefined, telemetry: ServiceTelemetry | undefined) {
+  if (!telemetry) return options;
+  return { ...(options ?? {}), telemetry } as Options;
 }

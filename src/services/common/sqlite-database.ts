@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ServiceError } from '../../common/service-error.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
+import { databaseOperationSync } from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
 
 export type { Database } from 'better-sqlite3';
@@ -50,7 +51,7 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
  */
 export function sqliteCall<T>(operation: () => T): T {
   try {
-    return operation();
+    return databaseOperationSync('sqlite', operation);
   } catch (error) {
     if (error instanceof ServiceError) throw error;
     const code = String((error as { code?: unknown }).code ?? '');

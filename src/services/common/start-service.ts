@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
@@ -10,6 +11,7 @@ import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
 import { createServiceServer } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
+import { ServiceTelemetry } from './service-telemetry.js';
 
 /** Options of {@link startService} besides the configuration. */
 export interface StartServiceOptions<Options = never> {
@@ -32,6 +34,8 @@ export interface StartServiceOptions<Options = never> {
 export interface RunningService {
   /** The port really bound. */
   readonly port: number;
+  /** The port of its admin server (GET /metrics), when one runs. */
+  readonly metricsPort: number | undefined;
   readonly registration: RegistrationClient;
   /** Stops in order; calling it again returns the same promise. */
   stop(): Promise<void>;
@@ -54,10 +58,18 @@ export async function startService<Store extends ServiceStore, Options>(
   // Unreadable certificate files stop the start here, before anything is opened.
   const credentials = serverCredentials(config.tls);
   const distributorCredentials = channelCredentials(config.tls, { expectedName: 'distributor' });
-  const store = openStore(service, config, log);
+  // Metrics and request ids (issue 11); the process's own metrics only where /metrics is served.
+  const observability = config.observability;
+  const telemetry = new ServiceTelemetry({
+    metrics: observability?.metrics ?? true,
+    requestIds: observability?.requestIds ?? true,
+    processMetrics: observability?.metricsPort !== undefined,
+  });
+  const store = openStore(service, config, log, telemetry);
   const server = createServiceServer(service, {
     store,
     log,
+    telemetry,
     ...(options.databaseProbeIntervalMs === undefined
       ? {}
       : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
@@ -74,6 +86,22 @@ export async function startService<Store extends ServiceStore, Options>(
     throw error;
   }
   log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
+  let admin: AdminServer | undefined;
+  if (observability?.metricsPort !== undefined && telemetry.registry) {
+    try {
+      admin = await startAdminServer({
+        registry: telemetry.registry,
+        host: config.host,
+        port: observability.metricsPort,
+        log,
+        required: observability.metricsPortGiven,
+      });
+    } catch (error) {
+      await server.stop(0);
+      await store.close();
+      throw error;
+    }
+  }
 
   const registration = new RegistrationClient({
     distributor: config.distributor,
@@ -112,9 +140,11 @@ export async function startService<Store extends ServiceStore, Options>(
     await server.stop(options.graceMs ?? 10_000);
     await registration.stop();
     await store.close();
+    await admin?.stop();
   };
   return {
     port,
+    metricsPort: admin?.port,
     registration,
     stop: () => {
       stopping ??= stopInOrder();
@@ -127,11 +157,12 @@ function openStore<Store extends ServiceStore, Options>(
   service: ShopService<Store, Options>,
   config: ServiceConfig,
   log: Logger,
+  telemetry: ServiceTelemetry,
 ): Store {
   const { storage } = config;
   if (storage.kind === 'mysql') {
     log.info({ event: 'storage', kind: 'mysql' }, `storage: ${describeMysql(storage.connection)}`);
-    return service.stores.mysql({ connection: storage.connection, log });
+    return service.stores.mysql({ connection: storage.connection, log, observer: telemetry });
   }
   const file = join(storage.dataDir, `${service.name}.sqlite`);
   log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);

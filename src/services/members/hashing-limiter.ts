@@ -61,6 +61,16 @@ export class HashingLimiter {
     this.#limits = limits;
   }
 
+  /** Calls waiting for a turn (the queue's depth, for metrics). */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** Tasks holding a slot now. */
+  get running(): number {
+    return this.#running;
+  }
+
   /**
    * Runs `task` when a slot is free. A call is refused at once when the queue is full, or when, once
    * a task has been timed, the queue ahead of it and its own task would outlast its deadline (ms

@@ -11,6 +11,7 @@ import {
 } from '../../gen/services.js';
 import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { requireText } from '../common/request-fields.js';
+import type { ServiceTelemetry } from '../common/service-telemetry.js';
 import { HashingLimiter, type HashingLimits, type RunOptions } from './hashing-limiter.js';
 import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
 import {
@@ -51,6 +52,8 @@ export interface MembersHandlersOptions {
   hashParameters?: Argon2Parameters;
   /** How many hashes run and wait at once (default DEFAULT_HASHING_LIMITS). */
   hashingLimits?: HashingLimits;
+  /** Where the hashing queue's depth is reported (service-telemetry.ts). */
+  telemetry?: Pick<ServiceTelemetry, 'watchHashing'>;
 }
 
 /**
@@ -78,6 +81,7 @@ export function createMembersHandlers(
   const parameters = options.hashParameters ?? ARGON2_PARAMETERS;
   const decoy = unmatchableHash(parameters);
   const hashing = new HashingLimiter(options.hashingLimits);
+  options.telemetry?.watchHashing(hashing);
   const username = (value: string | undefined): string =>
     requireText(value, 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
   const password = (value: string | undefined): string =>

@@ -1,0 +1,262 @@
+import { createServer, type Server } from 'node:http';
+import { type CaseResult, median } from './case-result.js';
+import { type SystemOptions, type SystemUnderTest, startSystem } from './system-under-test.js';
+
+// Issue 11's cost: the main cases run on the shop as it ships (metrics and request ids on), on a
+// twin shop with both off (METRICS=off REQUEST_IDS=off), and on a third with OpenTelemetry tracing
+// on as well, sampling 10 % of traces (OTEL_TRACES_SAMPLER=traceidratio, ARG 0.1) and exporting
+// OTLP/HTTP to a sink in the bench process, which reads and drops every export.
+
+/** Which way a twin shop differs from the shop as it ships. */
+export type ObservabilityVariant = 'off' | 'traced';
+
+export const VARIANT_LABELS: Record<ObservabilityVariant, string> = {
+  off: 'metrics + ids off',
+  traced: 'tracing 10 %',
+};
+
+/** The twin shops and the trace sink, running. */
+export interface ObservabilityShops {
+  readonly off: SystemUnderTest;
+  readonly traced: SystemUnderTest;
+  /** What the sink received. */
+  readonly sink: TraceSink;
+  stop(): Promise<void>;
+}
+
+/** An OTLP/HTTP endpoint that accepts every export and keeps nothing but counts. */
+export interface TraceSink {
+  readonly url: string;
+  readonly exports: number;
+  readonly bytes: number;
+}
+
+async function startTraceSink(): Promise<TraceSink & { close(): Promise<void> }> {
+  let exports = 0;
+  let bytes = 0;
+  const server: Server = createServer((request, response) => {
+    request.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    request.on('end', () => {
+      exports++;
+      // An empty ExportTraceServiceResponse: nothing rejected.
+      response.writeHead(200, { 'Content-Type': 'application/x-protobuf', 'Content-Length': 0 }).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get exports() {
+      return exports;
+    },
+    get bytes() {
+      return bytes;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** Starts the two twin shops (plaintext, like the main one) and the sink. */
+export async function startObservabilityShops(
+  options: Pick<SystemOptions, 'logFile'>,
+): Promise<ObservabilityShops> {
+  const sink = await startTraceSink();
+  const stops: Array<() => Promise<void>> = [() => sink.close()];
+  try {
+    const off = await startSystem({
+      logFile: options.logFile.replace(/\.log$/, '-observability-off.log'),
+      tls: false,
+      env: { METRICS: 'off', REQUEST_IDS: 'off' },
+    });
+    stops.unshift(() => off.stop());
+    const traced = await startSystem({
+      logFile: options.logFile.replace(/\.log$/, '-tracing.log'),
+      tls: false,
+      env: {
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_TRACES_SAMPLER: 'traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0.1',
+      },
+    });
+    stops.unshift(() => traced.stop());
+    return {
+      off,
+      traced,
+      sink,
+      async stop() {
+        for (const stop of stops) await stop();
+      },
+    };
+  } catch (error) {
+    for (const stop of stops) await stop();
+    throw error;
+  }
+}
+
+/** CPU time per answered request, in µs, in one run of a case: every process of the shop, and the gateway's share. */
+export interface CpuPerRequest {
+  readonly totalUs: number;
+  readonly gatewayUs: number;
+}
+
+/**
+ * Measures the CPU time a shop's processes spend per request in a case, alongside its throughput:
+ * on a machine shared with other work the rate of requests moves a lot from one run to the next,
+ * the CPU time each request costs far less.
+ */
+export class CpuMeter {
+  readonly samples = new Map<string, CpuPerRequest[]>();
+
+  /** `run`, measured: the CPU its shop used over the run, divided by the requests answered. */
+  wrap(system: SystemUnderTest, name: string, run: () => Promise<CaseResult>): () => Promise<CaseResult> {
+    return async () => {
+      const before = system.cpuSeconds();
+      const result = await run();
+      const after = system.cpuSeconds();
+      let total = 0;
+      let gateway = 0;
+      for (const [process, seconds] of after) {
+        const used = seconds - (before.get(process) ?? seconds);
+        total += used;
+        if (process === 'gateway') gateway += used;
+      }
+      const answered = Math.max(1, result.total - result.errors);
+      const sample = { totalUs: (total * 1e6) / answered, gatewayUs: (gateway * 1e6) / answered };
+      this.samples.set(name, [...(this.samples.get(name) ?? []), sample]);
+      return result;
+    };
+  }
+}
+
+/** What one main case loses to observability, against its twin with everything off, over the same rounds. */
+export interface ObservabilityCost {
+  readonly case: string;
+  /** "off": the shop as it ships (metrics and ids on); "traced": with tracing at 10 % on top. */
+  readonly variant: ObservabilityVariant;
+  readonly requestsPerSec: number;
+  readonly offRequestsPerSec: number;
+  /** The median of the per-round losses 1 − measured/off: 0 means it costs nothing. */
+  readonly loss: number;
+  readonly roundLosses: number[];
+  readonly p99Ms: number;
+  readonly offP99Ms: number;
+  /** CPU per request of the whole shop and of the gateway, in µs (medians of rounds). */
+  readonly cpu: CpuPerRequest;
+  readonly offCpu: CpuPerRequest;
+  /** The median of the per-round CPU increases measured/off − 1, over the whole shop. */
+  readonly cpuIncrease: number;
+}
+
+const medianOf = <T>(values: readonly T[], read: (value: T) => number): number => median(values.map(read));
+
+/**
+ * The losses of each main case: the shop as it ships, and the traced twin, each against the twin
+ * with everything off. `twinOf(name, variant)` names a case's twin; a case whose twins did not run
+ * is left out.
+ */
+export function observabilityCosts(
+  mainCases: readonly string[],
+  twinOf: (name: string, variant: ObservabilityVariant) => string,
+  all: Map<string, CaseResult[]>,
+  cpu: Map<string, CpuPerRequest[]>,
+): ObservabilityCost[] {
+  return mainCases.flatMap((name) => {
+    const on = all.get(name);
+    const off = all.get(twinOf(name, 'off'));
+    const traced = all.get(twinOf(name, 'traced'));
+    if (!on || !off || !traced) return [];
+    const offCpu = cpu.get(twinOf(name, 'off')) ?? [];
+    const row = (
+      variant: ObservabilityVariant,
+      measured: CaseResult[],
+      measuredName: string,
+    ): ObservabilityCost => {
+      const measuredCpu = cpu.get(measuredName) ?? [];
+      return {
+        case: name,
+        variant,
+        requestsPerSec: medianOf(measured, (result) => result.requestsPerSec),
+        offRequestsPerSec: medianOf(off, (result) => result.requestsPerSec),
+        loss: median(measured.map((result, round) => 1 - result.requestsPerSec / off[round]!.requestsPerSec)),
+        roundLosses: measured.map((result, round) => 1 - result.requestsPerSec / off[round]!.requestsPerSec),
+        p99Ms: medianOf(measured, (result) => result.p99Ms),
+        offP99Ms: medianOf(off, (result) => result.p99Ms),
+        cpu: {
+          totalUs: medianOf(measuredCpu, (sample) => sample.totalUs),
+          gatewayUs: medianOf(measuredCpu, (sample) => sample.gatewayUs),
+        },
+        offCpu: {
+          totalUs: medianOf(offCpu, (sample) => sample.totalUs),
+          gatewayUs: medianOf(offCpu, (sample) => sample.gatewayUs),
+        },
+        cpuIncrease: median(
+          measuredCpu.map((sample, round) => sample.totalUs / (offCpu[round]?.totalUs ?? Number.NaN) - 1),
+        ),
+      };
+    };
+    return [row('off', on, name), row('traced', traced, twinOf(name, 'traced'))];
+  });
+}
+
+/** The report's section: one line per case and measured shop. */
+export function observabilityReport(
+  rows: readonly ObservabilityCost[],
+  sink: TraceSink | undefined,
+): string[] {
+  if (rows.length === 0) return [];
+  const width = Math.max(...rows.map((row) => row.case.length));
+  const percent = (ratio: number) => `${(100 * ratio).toFixed(1)}%`;
+  const lines = [
+    'Observability cost: each main case on the shop as it ships, and with tracing (10 %) on top, against a twin with metrics and ids off',
+    [
+      'case'.padEnd(width),
+      'measured'.padEnd(23),
+      'req/s'.padStart(7),
+      'off'.padStart(7),
+      'loss'.padStart(7),
+      'p99'.padStart(6),
+      'off'.padStart(6),
+      'CPU µs/req'.padStart(10),
+      'off'.padStart(6),
+      'CPU +'.padStart(7),
+      'gateway µs'.padStart(10),
+      'off'.padStart(6),
+    ].join(' '),
+  ];
+  for (const row of rows) {
+    lines.push(
+      [
+        row.case.padEnd(width),
+        (row.variant === 'off' ? 'metrics + ids (default)' : 'metrics + ids + tracing').padEnd(23),
+        row.requestsPerSec.toFixed(0).padStart(7),
+        row.offRequestsPerSec.toFixed(0).padStart(7),
+        percent(row.loss).padStart(7),
+        row.p99Ms.toFixed(1).padStart(6),
+        row.offP99Ms.toFixed(1).padStart(6),
+        row.cpu.totalUs.toFixed(0).padStart(10),
+        row.offCpu.totalUs.toFixed(0).padStart(6),
+        percent(row.cpuIncrease).padStart(7),
+        row.cpu.gatewayUs.toFixed(0).padStart(10),
+        row.offCpu.gatewayUs.toFixed(0).padStart(6),
+      ].join(' '),
+    );
+  }
+  lines.push('(loss: median of the per-round losses 1 − req/s ÷ off req/s; p99 in ms, median of rounds)');
+  lines.push(
+    '(CPU µs/req: all the processes of the shop per answered request, then the gateway alone; CPU +: median of the per-round measured ÷ off − 1)',
+  );
+  if (sink)
+    lines.push(`(the trace sink took ${sink.exports} exports, ${(sink.bytes / 1024).toFixed(0)} KiB)`);
+  return lines;
+}
+
+/** Issue 11's targets: at most 5 % lost to metrics and ids, at most 15 % with tracing at 10 %. */
+export const OBSERVABILITY_TARGETS: Record<ObservabilityVariant, number> = { off: 0.05, traced: 0.15 };

@@ -1,0 +1,73 @@
+import { createServer, type Server } from 'node:http';
+import type { Logger } from './logger.js';
+import { type Registry, serveMetrics } from './metrics.js';
+
+/** Options of {@link startAdminServer}. */
+export interface AdminServerOptions {
+  /** The metrics to serve at `GET /metrics`. */
+  registry: Registry;
+  host: string;
+  /** 0: any free port. */
+  port: number;
+  log: Logger;
+  /**
+   * Whether the port was asked for explicitly: then failing to bind it rejects, and the component
+   * stops as for its own port. A port derived from `--port` that is taken only costs a warning.
+   */
+  required: boolean;
+}
+
+/** A running admin server. */
+export interface AdminServer {
+  /** The port it got. */
+  readonly port: number;
+  /** Closes it (scrapes in flight are cut). */
+  stop(): Promise<void>;
+}
+
+/**
+ * The HTTP admin server of a gRPC component (the distributor, each service): `GET /metrics` in
+ * Prometheus's text format, on a port of its own beside the gRPC port (`--metrics-port`), since a
+ * gRPC port speaks HTTP/2 only. Resolves with undefined when a derived port is taken (logged).
+ */
+export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer | undefined> {
+  const { registry, host, port, log, required } = options;
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/metrics' && (request.method === 'GET' || request.method === 'HEAD')) {
+      serveMetrics(registry, response);
+      return;
+    }
+    response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+    response.end('not found: this admin port serves GET /metrics\n');
+  });
+  // A scraper keeps its connection: nothing may hold the process open on stop.
+  server.keepAliveTimeout = 5_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    if (required) throw new Error(`cannot serve metrics on ${host}:${port}: ${(error as Error).message}`);
+    log.warn(
+      { event: 'metrics-port', err: error, port },
+      `metrics port ${port} is not free: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
+    );
+    return undefined;
+  }
+  const address = server.address();
+  const bound = typeof address === 'object' && address ? address.port : port;
+  log.info({ event: 'metrics', host, port: bound }, `metrics on http://${host}:${bound}/metrics`);
+  return {
+    port: bound,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,160 @@
+import type { ServerResponse } from 'node:http';
+import { status } from '@grpc/grpc-js';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+
+export { Registry };
+
+/** Options of {@link createMetricsRegistry}. */
+export interface MetricsRegistryOptions {
+  /**
+   * Add the process's own metrics (CPU, memory, event loop lag, GC, handles: prom-client's
+   * collectDefaultMetrics). Once per process: each registry that has them watches the event loop
+   * and GC, so factories that tests build by the dozen leave them off and main.ts turns them on.
+   */
+  processMetrics?: boolean;
+}
+
+/**
+ * A Prometheus registry of one component instance. Never prom-client's global default registry: a
+ * test process builds many servers, and each must count only its own calls.
+ */
+export function createMetricsRegistry({ processMetrics = false }: MetricsRegistryOptions = {}): Registry {
+  const registry = new Registry();
+  if (processMetrics) collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** Answers a scrape: the registry in Prometheus's text format (a failing collector answers 500). */
+export function serveMetrics(registry: Registry, response: ServerResponse): void {
+  registry.metrics().then(
+    (text) => {
+      if (response.destroyed) return;
+      response.writeHead(200, { 'Content-Type': registry.contentType, 'Cache-Control': 'no-store' });
+      response.end(text);
+    },
+    (error: unknown) => {
+      if (response.destroyed) return;
+      response.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+      response.end(`collecting metrics failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    },
+  );
+}
+
+/** Prometheus's default latency buckets (also go-grpc-prometheus's), in seconds. */
+export const DEFAULT_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * gRPC status codes as go-grpc-prometheus writes them in `grpc_code` ("OK", "NotFound", ...), so
+ * that dashboards and alerts written for Go services work unchanged.
+ */
+const GO_CODE_NAMES: Record<number, string> = {
+  [status.OK]: 'OK',
+  [status.CANCELLED]: 'Canceled',
+  [status.UNKNOWN]: 'Unknown',
+  [status.INVALID_ARGUMENT]: 'InvalidArgument',
+  [status.DEADLINE_EXCEEDED]: 'DeadlineExceeded',
+  [status.NOT_FOUND]: 'NotFound',
+  [status.ALREADY_EXISTS]: 'AlreadyExists',
+  [status.PERMISSION_DENIED]: 'PermissionDenied',
+  [status.RESOURCE_EXHAUSTED]: 'ResourceExhausted',
+  [status.FAILED_PRECONDITION]: 'FailedPrecondition',
+  [status.ABORTED]: 'Aborted',
+  [status.OUT_OF_RANGE]: 'OutOfRange',
+  [status.UNIMPLEMENTED]: 'Unimplemented',
+  [status.INTERNAL]: 'Internal',
+  [status.UNAVAILABLE]: 'Unavailable',
+  [status.DATA_LOSS]: 'DataLoss',
+  [status.UNAUTHENTICATED]: 'Unauthenticated',
+};
+
+/** The `grpc_code` label of a status code; a code outside the 17 is "Unknown", as gRPC reads it. */
+export function grpcCodeLabel(code: number): string {
+  return GO_CODE_NAMES[code] ?? 'Unknown';
+}
+
+/** How a method streams, as go-grpc-prometheus's `grpc_type` says it. */
+export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
+
+export function grpcType(requestStream: boolean, responseStream: boolean): GrpcType {
+  if (requestStream) return responseStream ? 'bidi_stream' : 'client_stream';
+  return responseStream ? 'server_stream' : 'unary';
+}
+
+/** "/shop.v1.GoodsService/ListGoods" → ["shop.v1.GoodsService", "ListGoods"]. */
+export function splitMethodPath(path: string): [service: string, method: string] {
+  const slash = path.lastIndexOf('/');
+  return [path.slice(path.startsWith('/') ? 1 : 0, slash), path.slice(slash + 1)];
+}
+
+type GrpcLabel = 'grpc_type' | 'grpc_service' | 'grpc_method';
+
+/**
+ * One side's gRPC call metrics, named as go-grpc-prometheus names them: `grpc_<side>_started_total`,
+ * `grpc_<side>_handled_total` (with `grpc_code`) and the latency histogram
+ * `grpc_<side>_handling_seconds`. Labels are the method's service and name, which come from the
+ * registered service definitions (or the routes the gateway learned), never from a caller's text.
+ */
+export class GrpcCallMetrics {
+  readonly #started: Counter<GrpcLabel>;
+  readonly #handled: Counter<GrpcLabel | 'grpc_code'>;
+  readonly #seconds: Histogram<GrpcLabel>;
+  /** The labels of each method with each code seen, made once. */
+  readonly #withCode = new Map<GrpcMethodLabels, Map<number, Record<GrpcLabel | 'grpc_code', string>>>();
+
+  constructor(registry: Registry, side: 'server' | 'client') {
+    const what = side === 'server' ? 'RPCs started on the server' : 'RPCs started by the client';
+    const labelNames: GrpcLabel[] = ['grpc_type', 'grpc_service', 'grpc_method'];
+    this.#started = new Counter({
+      name: `grpc_${side}_started_total`,
+      help: `Total number of ${what}.`,
+      labelNames,
+      registers: [registry],
+    });
+    this.#handled = new Counter({
+      name: `grpc_${side}_handled_total`,
+      help: `Total number of RPCs completed on the ${side}, regardless of success or failure.`,
+      labelNames: [...labelNames, 'grpc_code'],
+      registers: [registry],
+    });
+    this.#seconds = new Histogram({
+      name: `grpc_${side}_handling_seconds`,
+      help: `Histogram of response latency (seconds) of gRPC calls ${side === 'server' ? 'handled by the server' : 'until the client got the status'}.`,
+      labelNames,
+      buckets: DEFAULT_LATENCY_BUCKETS,
+      registers: [registry],
+    });
+  }
+
+  /** The labels of one method, made once per method and reused by every call. */
+  labelsFor(path: string, type: GrpcType): GrpcMethodLabels {
+    const [service, method] = splitMethodPath(path);
+    return { grpc_type: type, grpc_service: service, grpc_method: method };
+  }
+
+  started(labels: GrpcMethodLabels): void {
+    this.#started.inc(labels);
+  }
+
+  handled(labels: GrpcMethodLabels, code: number, seconds: number): void {
+    let byCode = this.#withCode.get(labels);
+    if (!byCode) {
+      byCode = new Map();
+      this.#withCode.set(labels, byCode);
+    }
+    let withCode = byCode.get(code);
+    if (!withCode) {
+      withCode = { ...labels, grpc_code: grpcCodeLabel(code) };
+      byCode.set(code, withCode);
+    }
+    this.#handled.inc(withCode);
+    this.#seconds.observe(labels, seconds);
+  }
+}
+
+/** The labels that name a method. */
+export type GrpcMethodLabels = Readonly<Record<GrpcLabel, string>>;
+
+/** Seconds since a `performance.now()` reading. */
+export function secondsSince(startMs: number): number {
+  return (performance.now() - startMs) / 1000;
+}

@@ -1,0 +1,87 @@
+import { ConfigError, parsePort } from './config.js';
+import { oneOf, optionalSetting, type Setting, setting } from './settings.js';
+
+const onOff = oneOf(['on', 'off'] as const);
+
+/**
+ * Settings of every component for issue 11 (spread into COMMON_SETTINGS): metrics and request ids,
+ * both on by default; `npm run bench` measures what they cost by turning them off.
+ */
+export const OBSERVABILITY_SETTINGS = {
+  metrics: setting({
+    env: 'METRICS',
+    default: 'on',
+    help: 'Prometheus metrics (on the gateway: /metrics and the rates of /status; elsewhere: --metrics-port): on or off',
+    parse: onOff,
+  }),
+  requestIds: setting({
+    env: 'REQUEST_IDS',
+    default: 'on',
+    help: 'X-Request-Id on every REST request, passed to the service as x-request-id metadata and written in every log line about the request (field requestId): on or off',
+    parse: onOff,
+  }),
+} as const;
+
+/** `--metrics-port`: a port, 0 for any free one, or "off". */
+export type MetricsPort = number | 'off';
+
+function parseMetricsPort(value: string, source: string): MetricsPort {
+  if (value.trim().toLowerCase() === 'off') return 'off';
+  try {
+    return parsePort(value, source);
+  } catch {
+    throw new ConfigError(`${source}: expected a port from 0 to 65535 or "off", got "${value}"`);
+  }
+}
+
+/** How far above a component's gRPC port its metrics port is by default. */
+export const METRICS_PORT_OFFSET = 100;
+
+/**
+ * The port of a component's HTTP admin server, which serves `GET /metrics`. Unset, it is the
+ * component's `--port` + 100 (so `npm start` gives 9100, 9110, 9120, 9130), and any free port when
+ * `--port` is 0, so that several instances started with `--port 0` never collide.
+ */
+export function metricsPortSetting(env: string, defaultPort: number): Setting<MetricsPort | undefined> {
+  return optionalSetting({
+    flag: 'metrics-port',
+    env,
+    defaultText: `--port + ${METRICS_PORT_OFFSET} (${defaultPort + METRICS_PORT_OFFSET}); any free port when --port is 0`,
+    help: 'port of the HTTP admin server that serves GET /metrics; 0 picks a free one, off serves none',
+    parse: parseMetricsPort,
+  });
+}
+
+/** What a component does about issue 11, resolved from its settings. */
+export interface ObservabilityConfig {
+  readonly metrics: boolean;
+  readonly requestIds: boolean;
+  /** The admin server's port (0: any free one); undefined: no admin server (off, or metrics off). */
+  readonly metricsPort: number | undefined;
+  /**
+   * The port was given (flag or variable): failing to bind it stops the component, like `--port`.
+   * Derived from `--port`, it only costs a warning: the component serves on without metrics.
+   */
+  readonly metricsPortGiven: boolean;
+}
+
+/** Resolves a component's observability settings; `port` is its gRPC port, for the default metrics port. */
+export function observabilityConfig(
+  values: { metrics: 'on' | 'off'; requestIds: 'on' | 'off'; metricsPort?: MetricsPort | undefined },
+  port?: number,
+): ObservabilityConfig {
+  const metrics = values.metrics === 'on';
+  const given = values.metricsPort !== undefined;
+  let metricsPort: number | undefined;
+  if (values.metricsPort === 'off' || !metrics) metricsPort = undefined;
+  else if (given) metricsPort = values.metricsPort as number;
+  else if (port !== undefined) {
+    metricsPort = port === 0 || port + METRICS_PORT_OFFSET > 65535 ? 0 : port + METRICS_PORT_OFFSET;
+  }
+  return Object.freeze({
+    metrics,
+    requestIds: values.requestIds === 'on',
+    metricsPort,
+    metricsPortGiven: given,
+  });
+}

@@ -1,0 +1,103 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+
+/** The HTTP header and the gRPC metadata key that carry a request's id across hops. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** The field every log line about a request carries its id under. */
+export const REQUEST_ID_FIELD = 'requestId';
+
+/** The W3C trace context headers (https://www.w3.org/TR/trace-context/), also used as metadata keys. */
+export const TRACEPARENT_HEADER = 'traceparent';
+export const TRACESTATE_HEADER = 'tracestate';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Whether a client's X-Request-Id may be kept: 1 to 128 characters of letters, digits and `._:-`.
+ * Anything else (spaces, quotes, control characters, a log-line's worth of text) is replaced, so an
+ * id can be logged, put in a header and used as metadata without escaping.
+ */
+export function isValidRequestId(value: unknown): value is string {
+  return typeof value === 'string' && REQUEST_ID.test(value);
+}
+
+/** A new request id: a random UUID. */
+export function newRequestId(): string {
+  return randomUUID();
+}
+
+/** The id a request goes by: the client's own when it is valid (and sent once), else a new one. */
+export function requestIdFrom(header: string | string[] | undefined): string {
+  return isValidRequestId(header) ? header : newRequestId();
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/**
+ * Whether a `traceparent` is well formed (version 00, or a later one with its extra fields; not the
+ * invalid version ff, not an all-zero trace or parent id). A malformed one is dropped, as the W3C
+ * specification asks, rather than passed on.
+ */
+export function isValidTraceparent(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length > 512) return false;
+  const match = TRACEPARENT.exec(value);
+  if (!match) return false;
+  const [, version, traceId, spanId, rest] = match;
+  if (version === 'ff' || traceId === ZERO_TRACE || spanId === ZERO_SPAN) return false;
+  return version !== '00' || rest === undefined;
+}
+
+const TRACESTATE = /^[\x20-\x7e]{1,512}$/;
+
+/** Whether a `tracestate` may be passed on: printable ASCII, at most 512 characters. */
+export function isValidTracestate(value: unknown): value is string {
+  return typeof value === 'string' && TRACESTATE.test(value);
+}
+
+/** The W3C trace context of a request, as it arrived or as this hop continues it. */
+export interface TraceCarrier {
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/**
+ * What a component knows about the call it is serving, for code far below the handler: the id
+ * for log lines (see {@link requestIdMixin}), and whatever the telemetry of the call needs (its
+ * span, where to time its database work).
+ */
+export interface CallContext {
+  /** The request's id, from `x-request-id` metadata; undefined when ids are off or none came. */
+  readonly requestId: string | undefined;
+  /** The gRPC method, e.g. "ListGoods": a bounded label for what the call does. */
+  readonly method: string;
+  /** Per-call telemetry (a span, a database timer), opaque here. */
+  readonly telemetry?: unknown;
+}
+
+const storage = new AsyncLocalStorage<CallContext>();
+
+/**
+ * Runs `work` with `context` as the current call context: every callback and promise continuation
+ * that `work` starts sees it, so a log line written deep in a store still names the request.
+ */
+export function runInCallContext<T>(context: CallContext, work: () => T): T {
+  return storage.run(context, work);
+}
+
+/** The context of the call being served, if any. */
+export function currentCallContext(): CallContext | undefined {
+  return storage.getStore();
+}
+
+/**
+ * pino's `mixin`: adds `requestId` to every line written while a call with an id is being served.
+ * Outside a call (or in the gateway, which names its requests itself) it adds nothing. A new object
+ * each time: pino merges the line's own fields into it.
+ */
+export function requestIdMixin(): object {
+  const requestId = storage.getStore()?.requestId;
+  return requestId === undefined ? {} : { [REQUEST_ID_FIELD]: requestId };
+}

@@ -1,0 +1,88 @@
+import type { TraceCarrier } from './request-context.js';
+
+/** The role of a span in a call, as OpenTelemetry's SpanKind says it. */
+export type SpanRole = 'server' | 'client' | 'internal';
+
+export type SpanAttributes = Readonly<Record<string, string | number | boolean>>;
+
+/** One span being recorded (or, when its trace is not sampled, one that records nothing). */
+export interface TraceSpan {
+  /** Renames the span, e.g. once the route of a request is known. */
+  setName(name: string): void;
+  setAttribute(key: string, value: string | number | boolean): void;
+  /** Marks the span as failed (OpenTelemetry's status ERROR), with a short reason. */
+  fail(message: string): void;
+  end(): void;
+  /** The W3C headers that make the next hop a child of this span. */
+  carrier(): TraceCarrier;
+}
+
+/** Starts spans; a parent is a span of this process or the trace context that came with a request. */
+export interface Tracer {
+  startSpan(
+    name: string,
+    role: SpanRole,
+    parent: TraceSpan | TraceCarrier | undefined,
+    attributes?: SpanAttributes,
+  ): TraceSpan;
+}
+
+/** Tracing as started by {@link startTracing}. */
+export interface RunningTracing {
+  readonly tracer: Tracer;
+  /** Exports the spans still buffered, then stops. */
+  stop(): Promise<void>;
+}
+
+let running: RunningTracing | undefined;
+
+/** The process's tracer, or undefined when tracing is off (then no span is ever made). */
+export function activeTracer(): Tracer | undefined {
+  return running?.tracer;
+}
+
+/**
+ * Whether the environment asks for traces: an exporter named in OTEL_TRACES_EXPORTER (other than
+ * "none"), or an OTLP endpoint in OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+ * and OTEL_SDK_DISABLED is not true. Without one of them tracing stays off and costs nothing: the
+ * OpenTelemetry SDK is not even loaded.
+ */
+export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
+  if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return false;
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((name) => name.trim().toLowerCase());
+  if (exporters.includes('none')) return false;
+  return (
+    exporters.some((name) => name !== '') ||
+    Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT) ||
+    Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+  );
+}
+
+/**
+ * Starts OpenTelemetry tracing for this process when the environment asks for it (see
+ * {@link tracingRequested}), configured by the standard OTEL_* variables (exporter, protocol,
+ * endpoint, headers, sampler, resource); `serviceName` is the `service.name` unless
+ * OTEL_SERVICE_NAME says otherwise. Resolves with undefined when tracing stays off. Call it once,
+ * before the component's servers are built.
+ */
+export async function startTracing(
+  serviceName: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<RunningTracing | undefined> {
+  if (running || !tracingRequested(env)) return running;
+  const { startOpenTelemetry } = await import('./otel-tracing.js');
+  const started = startOpenTelemetry(serviceName, env);
+  running = {
+    tracer: started.tracer,
+    stop: async () => {
+      running = undefined;
+      await started.stop();
+    },
+  };
+  return running;
+}
+
+/** Flushes and stops tracing if it runs; safe to call when it does not. */
+export async function stopTracing(): Promise<void> {
+  await running?.stop();
+}

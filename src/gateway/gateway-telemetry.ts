@@ -1,0 +1,401 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChannelOptions, Metadata } from '@grpc/grpc-js';
+import { Histogram } from 'prom-client';
+import { clientTelemetryInterceptor } from '../common/grpc-client-telemetry.js';
+import { type Logger, silentLogger } from '../common/logger.js';
+import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
+import {
+  isValidTraceparent,
+  isValidTracestate,
+  REQUEST_ID_HEADER,
+  requestIdFrom,
+  TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
+  type TraceCarrier,
+} from '../common/request-context.js';
+import { activeTracer, type TraceSpan } from '../common/tracing.js';
+import type { RegistrationClient } from '../registry-client/registration-client.js';
+import { callMetadata } from './idempotency-header.js';
+import { NodeHistory } from './node-history.js';
+import { RouteRates } from './route-rates.js';
+import type { RouteInfo } from './route-table.js';
+import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
+
+/** What the gateway tells its telemetry about itself. */
+export interface GatewayView {
+  /**
+   * The route (its path template as written, e.g. "/goods/{id}") that a request of `method` to
+   * `path` belongs to, including a route that has lost all its instances; undefined when none: such
+   * requests share one label. Asked only for requests the gateway did not route (see
+   * RequestTelemetry.route).
+   */
+  routeOf(method: string, path: string): string | undefined;
+  /** Every known route with its instances. */
+  routes(): RouteInfo[];
+  /** The revision of the last node list applied; undefined before the first. */
+  revision(): number | undefined;
+  /** Whether the gateway is stopping (then it is not ready). */
+  stopping(): boolean;
+}
+
+/** Options of {@link GatewayTelemetry}. */
+export interface GatewayTelemetryOptions {
+  /** Prometheus metrics and the status page's rates (default true). */
+  metrics?: boolean;
+  /** X-Request-Id on every request, answered and passed to the service (default true). */
+  requestIds?: boolean;
+  /** The process's own metrics in /metrics (default false: only the gateway's main.ts turns them on). */
+  processMetrics?: boolean;
+}
+
+/** What the gateway carries of one request's telemetry until it calls a service. */
+export interface RequestTelemetry {
+  /** The request's id, for log lines; undefined when ids are off. */
+  readonly requestId: string | undefined;
+  /** The route the gateway matched (its template), set once it has: the request's label and span name. */
+  route: string | undefined;
+  /** The metadata of the request's upstream calls: Idempotency-Key, request id, trace context. */
+  metadata(idempotencyKey: string | undefined): Metadata;
+}
+
+/** The one label value of every request that matched no route. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+const KNOWN_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'PATCH',
+  'OPTIONS',
+  'CONNECT',
+  'TRACE',
+]);
+
+/** OpenTelemetry's recommended buckets for http.server.request.duration, in seconds. */
+const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_code';
+
+/** The gateway's own pages, answered before routing (GET and HEAD only). */
+const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/status', '/status.js', '/status.json']);
+
+/** For a request that nothing observes: shared, so its `route` is never read. */
+const NO_REQUEST_TELEMETRY: RequestTelemetry = {
+  requestId: undefined,
+  route: undefined,
+  metadata: callMetadata,
+};
+
+/**
+ * The gateway's side of issue 11, kept apart from its routing: request ids, the HTTP server span,
+ * HTTP and gRPC client metrics, `/healthz`, `/readyz`, `/metrics` and the `/status` page.
+ *
+ * `/metrics` is served on the gateway's own HTTP port, beside the book's routes, as the design's
+ * "Operating it" lists it: the gateway is an HTTP server already, one port is one less to open and
+ * to point a scraper at, and each REST request is counted by the process that answers it. The
+ * metrics name no client, user or path: an operator who keeps them private filters `/metrics` (and
+ * `/status`) at the edge, as with any health endpoint.
+ */
+export class GatewayTelemetry {
+  readonly #view: GatewayView;
+  readonly #log: Logger;
+  readonly #requestIds: boolean;
+  readonly #registry: Registry | undefined;
+  readonly #duration: Histogram<HttpLabel> | undefined;
+  readonly #rates: RouteRates | undefined;
+  readonly #labels = new Map<string, Record<HttpLabel, string>>();
+  readonly #nodes = new NodeHistory();
+  readonly #interceptorOptions: ChannelOptions;
+  #registration: RegistrationClient | undefined;
+
+  constructor(view: GatewayView, options: GatewayTelemetryOptions = {}, log: Logger = silentLogger()) {
+    this.#view = view;
+    this.#log = log;
+    this.#requestIds = options.requestIds ?? true;
+    const metrics = options.metrics ?? true;
+    if (metrics) {
+      const registry = createMetricsRegistry({ processMetrics: options.processMetrics ?? false });
+      this.#registry = registry;
+      this.#duration = new Histogram({
+        name: 'http_server_request_duration_seconds',
+        help: 'Duration of HTTP server requests, from the request to the last byte of the answer.',
+        labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
+        buckets: HTTP_BUCKETS,
+        registers: [registry],
+      });
+      this.#rates = new RouteRates();
+    }
+    const interceptor = clientTelemetryInterceptor({
+      metrics: this.#registry && new GrpcCallMetrics(this.#registry, 'client'),
+    });
+    this.#interceptorOptions = interceptor ? { interceptors: [interceptor] } : {};
+  }
+
+  /** The gateway's metrics registry; undefined when metrics are off. */
+  get registry(): Registry | undefined {
+    return this.#registry;
+  }
+
+  /** Options for the channels to services: the client interceptor that counts, times and traces calls. */
+  get channelOptions(): ChannelOptions {
+    return this.#interceptorOptions;
+  }
+
+  /** Follows the gateway's registration: whether it is connected, and the nodes it lists. */
+  watch(registration: RegistrationClient): void {
+    this.#registration = registration;
+    registration.on('snapshot', (snapshot) => this.#nodes.update(snapshot.nodes));
+  }
+
+  /**
+   * Starts one request's telemetry, or answers it when it is one of the gateway's own pages (then
+   * returns undefined). Sets `X-Request-Id` on the answer, starts its HTTP server span, and records
+   * its route, method, status and duration when the answer is done.
+   */
+  onRequest(
+    request: IncomingMessage,
+    response: ServerResponse,
+    method: string,
+    path: string,
+  ): RequestTelemetry | undefined {
+    const own = OWN_PATHS.has(path) && (method === 'GET' || method === 'HEAD');
+    if (own && (path !== '/metrics' || this.#registry)) {
+      this.#observe(
+        { requestId: undefined, route: path, metadata: callMetadata },
+        response,
+        method,
+        path,
+        undefined,
+      );
+      this.#answerOwn(response, path);
+      return undefined;
+    }
+    const tracer = activeTracer();
+    if (!this.#requestIds && !this.#duration && !tracer && !this.#log.isLevelEnabled('debug')) {
+      return NO_REQUEST_TELEMETRY;
+    }
+    const requestId = this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER]) : undefined;
+    if (requestId !== undefined) response.setHeader('X-Request-Id', requestId);
+    let carrier = incomingCarrier(request);
+    let span: TraceSpan | undefined;
+    if (tracer) {
+      // Named for its route once it is known (see #observe): HTTP server spans are "METHOD route".
+      span = tracer.startSpan(method, 'server', carrier, {
+        'http.request.method': method,
+        'url.path': path,
+        ...(requestId ? { 'shop.request_id': requestId } : {}),
+      });
+      carrier = span.carrier();
+    }
+    const telemetry: RequestTelemetry = {
+      requestId,
+      route: undefined,
+      metadata(idempotencyKey) {
+        const metadata = callMetadata(idempotencyKey);
+        if (requestId !== undefined) metadata.set(REQUEST_ID_HEADER, requestId);
+        if (carrier?.traceparent) metadata.set(TRACEPARENT_HEADER, carrier.traceparent);
+        if (carrier?.tracestate) metadata.set(TRACESTATE_HEADER, carrier.tracestate);
+        return metadata;
+      },
+    };
+    this.#observe(telemetry, response, method, path, span);
+    return telemetry;
+  }
+
+  /** Readiness: registered, a node list received, every known route with a serving instance. */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (this.#view.stopping()) reasons.push('the gateway is stopping');
+    if (this.#registration?.nodeId === undefined) reasons.push('not registered with the distributor');
+    if (this.#view.revision() === undefined) {
+      reasons.push('no node list received from the distributor yet');
+    } else {
+      for (const route of this.#view.routes()) {
+        if (route.serving.length === 0) {
+          reasons.push(`no serving instance for ${route.method} ${route.template}`);
+        }
+      }
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  /** What the status page shows, as JSON. */
+  status(nowMs = Date.now()): GatewayStatus {
+    const totals = this.#rates?.totals(nowMs);
+    const window = this.#rates?.windowSeconds ?? 60;
+    const rateOf = (key: string): RouteStatus['rate'] => {
+      const total = totals?.get(key);
+      return {
+        requests: total?.requests ?? 0,
+        errors: total?.errors ?? 0,
+        requestsPerSecond: (total?.requests ?? 0) / window,
+        errorsPerSecond: (total?.errors ?? 0) / window,
+      };
+    };
+    const routes: RouteStatus[] = this.#view.routes().map((route) => ({
+      method: route.method,
+      path: route.template,
+      serving: route.serving,
+      draining: route.draining,
+      rate: rateOf(`${route.method} ${route.template}`),
+    }));
+    const listed = new Set(routes.map((route) => `${route.method} ${route.path}`));
+    // Traffic to routes no longer listed, and to no route at all, still shows.
+    for (const key of totals?.keys() ?? []) {
+      if (listed.has(key)) continue;
+      const separator = key.indexOf(' ');
+      routes.push({
+        method: key.slice(0, separator),
+        path: key.slice(separator + 1),
+        serving: [],
+        draining: [],
+        rate: rateOf(key),
+      });
+    }
+    return {
+      now: new Date(nowMs).toISOString(),
+      revision: this.#view.revision() ?? null,
+      registered: this.#registration?.nodeId !== undefined,
+      readiness: this.readiness(),
+      metrics: this.#rates !== undefined,
+      windowSeconds: window,
+      nodes: this.#nodes.describe(this.#registration?.snapshot?.nodes ?? [], nowMs),
+      routes,
+    };
+  }
+
+  #observe(
+    telemetry: RequestTelemetry,
+    response: ServerResponse,
+    method: string,
+    path: string,
+    span: TraceSpan | undefined,
+  ): void {
+    const duration = this.#duration;
+    const debug = this.#log.isLevelEnabled('debug');
+    if (!duration && !span && !debug) return;
+    const startedAt = performance.now();
+    response.once('close', () => {
+      // An answer never begun: the client left first (nginx's 499).
+      const code = response.headersSent ? response.statusCode : 499;
+      const seconds = (performance.now() - startedAt) / 1000;
+      const route = telemetry.route ?? this.#view.routeOf(method, path) ?? UNMATCHED_ROUTE;
+      if (span) {
+        if (route !== UNMATCHED_ROUTE) {
+          span.setName(`${method} ${route}`);
+          span.setAttribute('http.route', route);
+        }
+        span.setAttribute('http.response.status_code', code);
+        if (code >= 500) span.fail(`HTTP ${code}`);
+        span.end();
+      }
+      const requestId = telemetry.requestId;
+      if (debug) {
+        this.#log.debug(
+          { requestId, method, route, status: code, durationMs: Math.round(seconds * 10_000) / 10 },
+          'request answered',
+        );
+      }
+      if (!duration) return;
+      const methodLabel = KNOWN_METHODS.has(method) ? method : '_OTHER';
+      duration.observe(this.#labelsOf(methodLabel, route, code), seconds);
+      // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
+      if (!OWN_PATHS.has(path)) this.#rates!.record(`${methodLabel} ${route}`, code >= 500);
+    });
+  }
+
+  #labelsOf(method: string, route: string, code: number): Record<HttpLabel, string> {
+    const key = `${method} ${route} ${code}`;
+    let labels = this.#labels.get(key);
+    if (!labels) {
+      labels = { http_request_method: method, http_route: route, http_response_status_code: String(code) };
+      this.#labels.set(key, labels);
+    }
+    return labels;
+  }
+
+  #answerOwn(response: ServerResponse, path: string): void {
+    switch (path) {
+      case '/metrics':
+        serveMetrics(this.#registry!, response);
+        return;
+      case '/healthz':
+        answerJson(response, 200, { status: 'alive' });
+        return;
+      case '/readyz': {
+        const readiness = this.readiness();
+        answerJson(response, readiness.ready ? 200 : 503, {
+          status: readiness.ready ? 'ready' : 'not ready',
+          reasons: readiness.reasons,
+        });
+        return;
+      }
+      case '/status.json':
+        answerJson(response, 200, this.status());
+        return;
+      case '/status':
+        answerText(response, 'text/html; charset=utf-8', STATUS_PAGE_HTML);
+        return;
+      case '/status.js':
+        answerText(response, 'text/javascript; charset=utf-8', STATUS_PAGE_SCRIPT);
+        return;
+    }
+  }
+}
+
+/** One route on the status page. */
+export interface RouteStatus {
+  readonly method: string;
+  readonly path: string;
+  readonly serving: readonly string[];
+  readonly draining: readonly string[];
+  /** Over the last `windowSeconds`. */
+  readonly rate: { requests: number; errors: number; requestsPerSecond: number; errorsPerSecond: number };
+}
+
+/** The status page's data (`GET /status.json`). */
+export interface GatewayStatus {
+  readonly now: string;
+  readonly revision: number | null;
+  readonly registered: boolean;
+  readonly readiness: { ready: boolean; reasons: string[] };
+  /** Whether rates are counted (METRICS=on). */
+  readonly metrics: boolean;
+  readonly windowSeconds: number;
+  readonly nodes: ReturnType<NodeHistory['describe']>;
+  readonly routes: RouteStatus[];
+}
+
+/** The trace context that came with a request, when well formed (else it is dropped, as W3C says). */
+function incomingCarrier(request: IncomingMessage): TraceCarrier | undefined {
+  const traceparent = request.headers[TRACEPARENT_HEADER];
+  if (!isValidTraceparent(traceparent)) return undefined;
+  const tracestate = request.headers[TRACESTATE_HEADER];
+  return isValidTracestate(tracestate) ? { traceparent, tracestate } : { traceparent };
+}
+
+/** The pages change with every request and may say what is wrong: never cached, never sniffed. */
+const PAGE_HEADERS = {
+  'Cache-Control': 'no-store',
+  'X-Content-Type-Options': 'nosniff',
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'",
+};
+
+function answerJson(response: ServerResponse, httpStatus: number, body: unknown): void {
+  const text = Buffer.from(JSON.stringify(body));
+  response.writeHead(httpStatus, {
+    ...PAGE_HEADERS,
+    'Content-Type': 'application/json',
+    'Content-Length': text.length,
+  });
+  response.end(response.req.method === 'HEAD' ? undefined : text);
+}
+
+function answerText(response: ServerResponse, contentType: string, text: string): void {
+  const body = Buffer.from(text);
+  response.writeHead(200, { ...PAGE_HEADERS, 'Content-Type': contentType, 'Content-Length': body.length });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}

@@ -1,0 +1,81 @@
+import { formatHostPort } from '../common/config.js';
+import { type Node, NodeState } from '../gen/distributor.js';
+
+/** One node as the status page shows it. */
+export interface NodeStatus {
+  readonly id: string;
+  readonly name: string;
+  /** "gone": listed before and not any more (shown for a while after it left). */
+  readonly state: 'serving' | 'draining' | 'gone';
+  /** "host:port". */
+  readonly address: string;
+  readonly registeredAt: string | null;
+  /** Seconds since it registered; for a gone node, how long it had been registered when it left. */
+  readonly ageSeconds: number | null;
+  /** When it left, for a gone node. */
+  readonly goneAt?: string;
+}
+
+/** Options of {@link NodeHistory}. */
+export interface NodeHistoryOptions {
+  /** How long a node that left stays listed as gone (default 60 s). */
+  keepGoneMs?: number;
+  /** At most this many gone nodes are kept, the oldest dropped first (default 256). */
+  maxGone?: number;
+}
+
+/**
+ * The nodes the gateway has seen leave: each node list is compared with the one before, and a node
+ * missing from the new one is remembered as gone for a minute, so that the status page can say
+ * "gone" rather than let a row vanish unnoticed.
+ */
+export class NodeHistory {
+  readonly #keepGoneMs: number;
+  readonly #maxGone: number;
+  #previous = new Map<string, Node>();
+  readonly #gone = new Map<string, { node: Node; goneAt: number }>();
+
+  constructor(options: NodeHistoryOptions = {}) {
+    this.#keepGoneMs = options.keepGoneMs ?? 60_000;
+    this.#maxGone = options.maxGone ?? 256;
+  }
+
+  /** Takes a new node list. */
+  update(nodes: readonly Node[], nowMs = Date.now()): void {
+    const current = new Map(nodes.map((node) => [node.id, node]));
+    for (const [id, node] of this.#previous) {
+      if (!current.has(id)) this.#gone.set(id, { node, goneAt: nowMs });
+    }
+    for (const id of current.keys()) this.#gone.delete(id);
+    while (this.#gone.size > this.#maxGone) this.#gone.delete(this.#gone.keys().next().value!);
+    this.#previous = current;
+  }
+
+  /** The listed nodes, then the ones gone within the last minute, newest departure first. */
+  describe(listed: readonly Node[], nowMs = Date.now()): NodeStatus[] {
+    for (const [id, { goneAt }] of this.#gone) {
+      if (nowMs - goneAt > this.#keepGoneMs) this.#gone.delete(id);
+    }
+    const live = listed.map((node) => describeNode(node, nowMs));
+    const gone = [...this.#gone.values()]
+      .sort((a, b) => b.goneAt - a.goneAt)
+      .map(({ node, goneAt }) => ({
+        ...describeNode(node, goneAt),
+        state: 'gone' as const,
+        goneAt: new Date(goneAt).toISOString(),
+      }));
+    return [...live, ...gone];
+  }
+}
+
+function describeNode(node: Node, nowMs: number): NodeStatus {
+  const registeredAt = node.registeredAt?.getTime();
+  return {
+    id: node.id,
+    name: node.name,
+    state: node.state === NodeState.NODE_STATE_DRAINING ? 'draining' : 'serving',
+    address: formatHostPort({ host: node.host, port: node.port }),
+    registeredAt: registeredAt === undefined ? null : new Date(registeredAt).toISOString(),
+    ageSeconds: registeredAt === undefined ? null : Math.max(0, Math.round((nowMs - registeredAt) / 1000)),
+  };
+}

@@ -1,0 +1,93 @@
+import type { ServerOptions } from '@grpc/grpc-js';
+import { Gauge } from 'prom-client';
+import { serverTelemetryInterceptor } from '../../common/grpc-server-telemetry.js';
+import type { Logger } from '../../common/logger.js';
+import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../common/metrics.js';
+import {
+  DatabaseMetrics,
+  type DatabaseObserver,
+  type PoolStats,
+  type ServiceCallExtra,
+} from './database-telemetry.js';
+
+/** Options of {@link ServiceTelemetry}. */
+export interface ServiceTelemetryOptions {
+  /** Prometheus metrics (default true). */
+  metrics?: boolean;
+  /** Handlers run with the caller's request id, which every log line of the call then carries (default true). */
+  requestIds?: boolean;
+  /** The process's own metrics (default false: a service's main process turns them on). */
+  processMetrics?: boolean;
+}
+
+/** A queue of work whose depth is worth watching (the password-hashing limiter). */
+export interface QueueGauge {
+  /** Calls waiting for a turn. */
+  readonly waiting: number;
+  /** Tasks running now. */
+  readonly running: number;
+}
+
+/**
+ * One service instance's telemetry: its own Prometheus registry (gRPC server calls, database time
+ * and pool, the password-hash queue, and the process when asked), and the server interceptor that
+ * counts calls and runs each handler in a context naming its request (see grpc-server-telemetry.ts).
+ */
+export class ServiceTelemetry implements DatabaseObserver {
+  readonly #options: Required<ServiceTelemetryOptions>;
+  readonly #registry: Registry | undefined;
+  readonly #grpc: GrpcCallMetrics | undefined;
+  readonly #database: DatabaseMetrics | undefined;
+
+  constructor(options: ServiceTelemetryOptions = {}) {
+    this.#options = { metrics: true, requestIds: true, processMetrics: false, ...options };
+    if (this.#options.metrics) {
+      const registry = createMetricsRegistry({ processMetrics: this.#options.processMetrics });
+      this.#registry = registry;
+      this.#grpc = new GrpcCallMetrics(registry, 'server');
+      this.#database = new DatabaseMetrics(registry);
+    }
+  }
+
+  /** The registry `/metrics` serves; undefined when metrics are off. */
+  get registry(): Registry | undefined {
+    return this.#registry;
+  }
+
+  /** grpc-js server options: the telemetry interceptor, if there is anything to do. */
+  serverOptions(log: Logger): Pick<ServerOptions, 'interceptors'> {
+    const extra: ServiceCallExtra = { database: this.#database };
+    const interceptor = serverTelemetryInterceptor({
+      metrics: this.#grpc,
+      requestIds: this.#options.requestIds,
+      extra,
+      log,
+    });
+    return interceptor ? { interceptors: [interceptor] } : {};
+  }
+
+  watchPool(system: 'sqlite' | 'mysql', stats: () => PoolStats): void {
+    this.#database?.watchPool(system, stats);
+  }
+
+  /** Reports the password-hash queue: `shop_password_hash_queue_depth` and `shop_password_hash_running`. */
+  watchHashing(queue: QueueGauge): void {
+    if (!this.#registry) return;
+    new Gauge({
+      name: 'shop_password_hash_queue_depth',
+      help: 'Password checks and hashes waiting for a turn (scrypt runs a bounded number at once).',
+      registers: [this.#registry],
+      collect() {
+        this.set(queue.waiting);
+      },
+    });
+    new Gauge({
+      name: 'shop_password_hash_running',
+      help: 'Password checks and hashes running now.',
+      registers: [this.#registry],
+      collect() {
+        this.set(queue.running);
+      },
+    });
+  }
+}

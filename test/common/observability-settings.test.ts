@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { loadDistributorConfig } from '../../src/distributor/config.js';
+import { loadGatewayConfig } from '../../src/gateway/config.js';
+import { loadServiceConfig } from '../../src/services/common/service-config.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+
+const loadGoodsConfig = (argv: string[], env: NodeJS.ProcessEnv) =>
+  loadServiceConfig(goodsService, argv, env);
+
+const TOKEN = { SHOP_REGISTRY_TOKEN: 'a-registry-token-of-enough-length' };
+
+describe('METRICS, REQUEST_IDS and --metrics-port', () => {
+  it('puts the admin port 100 above the component port by default: 9100, 9110, ...', () => {
+    expect(loadDistributorConfig([], TOKEN).observability).toEqual({
+      metrics: true,
+      requestIds: true,
+      metricsPort: 9100,
+      metricsPortGiven: false,
+    });
+    expect(loadGoodsConfig([], {}).observability?.metricsPort).toBe(9110);
+    expect(loadGoodsConfig(['--port', '9011'], {}).observability?.metricsPort).toBe(9111);
+  });
+
+  it('takes any free port with --port 0, so that instances started alike never collide', () => {
+    expect(loadGoodsConfig(['--port', '0'], {}).observability?.metricsPort).toBe(0);
+    expect(loadGoodsConfig(['--port', '65500'], {}).observability?.metricsPort).toBe(0);
+  });
+
+  it('takes a port given by flag or variable, and "off"', () => {
+    expect(loadGoodsConfig(['--metrics-port', '9999'], {}).observability).toMatchObject({
+      metricsPort: 9999,
+      metricsPortGiven: true,
+    });
+    expect(loadGoodsConfig([], { GOODS_METRICS_PORT: '0' }).observability?.metricsPort).toBe(0);
+    expect(loadGoodsConfig([], { GOODS_METRICS_PORT: 'off' }).observability?.metricsPort).toBeUndefined();
+    expect(loadDistributorConfig(['--metrics-port', 'off'], TOKEN).observability.metricsPort).toBeUndefined();
+  });
+
+  it('serves no metrics at all with METRICS=off, and no ids with REQUEST_IDS=off', () => {
+    expect(loadGoodsConfig([], { METRICS: 'off', REQUEST_IDS: 'off' }).observability).toMatchObject({
+      metrics: false,
+      requestIds: false,
+      metricsPort: undefined,
+    });
+    expect(loadGatewayConfig([], { METRICS: 'off' }).observability.metrics).toBe(false);
+  });
+
+  it('refuses anything else, saying what it expected', () => {
+    expect(() => loadGoodsConfig(['--metrics-port', 'many'], {})).toThrow(
+      new ConfigError('--metrics-port: expected a port from 0 to 65535 or "off", got "many"'),
+    );
+    expect(() => loadGoodsConfig([], { METRICS: 'yes' })).toThrow(/METRICS: expected one of on, off/);
+  });
+
+  it('has no --metrics-port on the gateway: its /metrics is on its own port', () => {
+    expect(() => loadGatewayConfig(['--metrics-port', '1'], {})).toThrow(ConfigError);
+  });
+});

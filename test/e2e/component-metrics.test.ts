@@ -1,0 +1,242 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { startAdminServer } from '../../src/common/admin-server.js';
+import { createMetricsRegistry } from '../../src/common/metrics.js';
+import { observabilityConfig } from '../../src/common/observability-settings.js';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import type { ServiceConfig, StorageConfig } from '../../src/services/common/service-config.js';
+import { type RunningService, startService } from '../../src/services/common/start-service.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { membersService } from '../../src/services/members/members-service.js';
+import { captureLog } from '../helpers/log-capture.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
+import { goodsNode } from '../helpers/nodes.js';
+import { sample, scrape } from '../helpers/prometheus.js';
+import { spawnComponent } from './support/processes.js';
+import { servingCount } from './support/shop.js';
+
+const WITH_ADMIN_PORT = observabilityConfig({ metrics: 'on', requestIds: 'on', metricsPort: 0 });
+
+/** The goods and members services with their admin ports, behind a gateway, on one store. */
+async function startServices(storage: StorageConfig) {
+  const distributor = createDistributorServer();
+  const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+  const config: ServiceConfig = {
+    host: '127.0.0.1',
+    port: 0,
+    distributor: address,
+    advertiseHost: '127.0.0.1',
+    storage,
+    logLevel: 'silent',
+    observability: WITH_ADMIN_PORT,
+  };
+  const options = { graceMs: 500, drainNoticeMs: 100, registrationBackoff: { initialMs: 20, maxMs: 200 } };
+  const goods = await startService(goodsService, config, options);
+  const members = await startService(membersService, config, options);
+  const gateway = createGateway({ distributor: address, registrationBackoff: { initialMs: 20, maxMs: 200 } });
+  const url = `http://127.0.0.1:${await gateway.listen('127.0.0.1', 0)}`;
+  await vi.waitFor(
+    () => {
+      expect(servingCount(gateway, 'GET', '/goods')).toBe(1);
+      expect(servingCount(gateway, 'GET', '/members')).toBe(1);
+    },
+    { timeout: 10_000 },
+  );
+  // Each service answers once its first database probe succeeded.
+  await vi.waitFor(async () => expect((await fetch(`${url}/goods`)).status).toBe(200), { timeout: 10_000 });
+  return {
+    url,
+    goods,
+    members,
+    async stop() {
+      await gateway.stop();
+      await goods.stop();
+      await members.stop();
+      await distributor.stop(100);
+    },
+  };
+}
+
+const metricsOf = (service: RunningService): Promise<string> =>
+  scrape(`http://127.0.0.1:${service.metricsPort}/metrics`);
+
+describe('each service serves /metrics on its admin port', () => {
+  let dataDir: string;
+  let shop: Awaited<ReturnType<typeof startServices>>;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'shop-metrics-'));
+    shop = await startServices({ kind: 'sqlite', dataDir });
+  });
+  afterAll(async () => {
+    await shop?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('counts and times calls by method and code, and the database time of each method', async () => {
+    const post = (body: object) =>
+      fetch(`${shop.url}/goods`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    await post({ name: 'pen', category: 'office', price: 3, description: 'blue' });
+    await post({ name: 'no price' });
+    await fetch(`${shop.url}/goods`);
+    const text = await metricsOf(shop.goods);
+    const create = { grpc_service: 'shop.v1.GoodsService', grpc_method: 'CreateGoods', grpc_type: 'unary' };
+    expect(sample(text, 'grpc_server_handled_total', { ...create, grpc_code: 'OK' })).toBe(1);
+    expect(sample(text, 'grpc_server_handled_total', { ...create, grpc_code: 'InvalidArgument' })).toBe(1);
+    expect(sample(text, 'grpc_server_started_total', create)).toBe(2);
+    expect(sample(text, 'grpc_server_handling_seconds_count', create)).toBe(2);
+    expect(sample(text, 'grpc_server_handling_seconds_bucket', { ...create, le: '+Inf' })).toBe(2);
+    // An empty list is the book's "no data": NOT_FOUND on gRPC, counted apart from the list that had a row.
+    const list = { grpc_method: 'ListGoods' };
+    expect(sample(text, 'grpc_server_handled_total', { ...list, grpc_code: 'OK' })).toBe(1);
+    expect(
+      sample(text, 'grpc_server_handled_total', { ...list, grpc_code: 'NotFound' }),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      sample(text, 'db_client_operation_duration_seconds_count', {
+        db_system_name: 'sqlite',
+        grpc_method: 'CreateGoods',
+      }),
+    ).toBe(1);
+    expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+    expect(sample(text, 'nodejs_eventloop_lag_p99_seconds')).toBeDefined();
+  });
+
+  it('reports the password-hash queue of the members service', async () => {
+    const text = await metricsOf(shop.members);
+    expect(sample(text, 'shop_password_hash_queue_depth')).toBe(0);
+    expect(sample(text, 'shop_password_hash_running')).toBe(0);
+    // The members service counts only its own calls: a registry per instance, none shared.
+    expect(text).not.toContain('CreateGoods');
+  });
+
+  it('answers 404 for anything but GET /metrics', async () => {
+    const response = await fetch(`http://127.0.0.1:${shop.goods.metricsPort}/`);
+    expect(response.status).toBe(404);
+    await response.text();
+  });
+});
+
+const mysqlUrl = inject('mysqlUrl');
+
+describe.runIf(mysqlUrl !== '')('a service on MySQL reports its connection pool', () => {
+  let database: TestDatabase;
+  let shop: Awaited<ReturnType<typeof startServices>>;
+
+  beforeAll(async () => {
+    database = await createTestDatabase(mysqlUrl);
+    shop = await startServices({ kind: 'mysql', connection: parseMysqlUrl(database.url, 'test database') });
+  });
+  afterAll(async () => {
+    await shop?.stop();
+    await database?.drop();
+  });
+
+  it('shows connections used and idle, callers waiting, the pool size, and query time', async () => {
+    await fetch(`${shop.url}/goods`);
+    const text = await metricsOf(shop.goods);
+    const mysql = { db_system_name: 'mysql' };
+    expect(sample(text, 'db_client_connection_count', { ...mysql, state: 'used' })).toBe(0);
+    expect(sample(text, 'db_client_connection_count', { ...mysql, state: 'idle' })).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'db_client_connection_pending_requests', mysql)).toBe(0);
+    expect(sample(text, 'db_client_connection_max', mysql)).toBe(10);
+    expect(
+      sample(text, 'db_client_operation_duration_seconds_count', { ...mysql, grpc_method: 'ListGoods' }),
+    ).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('the distributor process serves its registry on --metrics-port', () => {
+  let distributor: ReturnType<typeof spawnComponent>;
+  let metricsUrl: string;
+  let address: string;
+
+  beforeAll(async () => {
+    distributor = spawnComponent('src/distributor/main.ts', ['--port', '0', '--insecure-open-registry'], {
+      DISTRIBUTOR_METRICS_PORT: '',
+    });
+    const listening = await distributor.waitForLine(/"msg":"listening on/);
+    address = `127.0.0.1:${JSON.parse(listening).port}`;
+    // With --port 0 the metrics port is any free one too; the line says which.
+    const metrics = JSON.parse(await distributor.waitForLine(/"event":"metrics"/));
+    metricsUrl = `http://127.0.0.1:${metrics.port}/metrics`;
+  });
+  afterAll(async () => {
+    distributor.child.kill('SIGTERM');
+    await distributor.exited();
+  });
+
+  it('counts nodes by name and state, the revision and the open streams', async () => {
+    const registration = new RegistrationClient({ distributor: address, node: goodsNode({ port: 4242 }) });
+    const registered = new Promise((resolve) => registration.once('registered', resolve));
+    registration.start();
+    try {
+      await registered;
+      const text = await scrape(metricsUrl);
+      expect(sample(text, 'shop_registry_nodes', { name: 'goods', state: 'serving' })).toBe(1);
+      expect(sample(text, 'shop_registry_revision')).toBe(1);
+      expect(sample(text, 'shop_registry_open_streams')).toBe(1);
+      expect(sample(text, 'shop_registry_list_bytes')).toBeGreaterThan(0);
+      expect(
+        sample(text, 'grpc_server_started_total', { grpc_method: 'Register', grpc_type: 'bidi_stream' }),
+      ).toBe(1);
+      expect(sample(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+    } finally {
+      await registration.stop();
+    }
+    await vi.waitFor(async () => {
+      const text = await scrape(metricsUrl);
+      expect(sample(text, 'shop_registry_nodes', { name: 'goods' })).toBeUndefined();
+      expect(sample(text, 'shop_registry_open_streams')).toBe(0);
+      expect(sample(text, 'grpc_server_handled_total', { grpc_method: 'Register', grpc_code: 'OK' })).toBe(1);
+    });
+  });
+});
+
+describe('the admin port', () => {
+  let taken: Server;
+  let takenPort: number;
+
+  beforeAll(async () => {
+    taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    takenPort = (taken.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+
+  it('stops the start when a port asked for is taken', async () => {
+    const { log } = captureLog('goods');
+    await expect(
+      startAdminServer({
+        registry: createMetricsRegistry(),
+        host: '127.0.0.1',
+        port: takenPort,
+        log,
+        required: true,
+      }),
+    ).rejects.toThrow(/cannot serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+  });
+
+  it('only warns when the port derived from --port is taken', async () => {
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      registry: createMetricsRegistry(),
+      host: '127.0.0.1',
+      port: takenPort,
+      log,
+      required: false,
+    });
+    expect(admin).toBeUndefined();
+    expect(lines).toEqual([expect.objectContaining({ level: 40, event: 'metrics-port', port: takenPort })]);
+  });
+});

@@ -1,0 +1,187 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { tracingRequested } from '../../src/common/tracing.js';
+import { http } from '../helpers/http.js';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
+import { type ComponentProcess, spawnComponent } from './support/processes.js';
+
+const SERVER = 2;
+const CLIENT = 3;
+
+// Issue 11, part 3: the components run as their own processes (ESM through tsx, as `npm start` runs
+// them compiled), each configured only by the standard OTEL_* variables, exporting OTLP/HTTP JSON to
+// a receiver in this test; one REST request must come back as one trace across every hop.
+describe('one trace per REST request: gateway → gRPC client → service → database', () => {
+  let receiver: OtlpReceiver;
+  let dataDir: string;
+  const processes: ComponentProcess[] = [];
+  let gatewayPort: number;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    dataDir = mkdtempSync(join(tmpdir(), 'shop-tracing-'));
+    const env = {
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+      OTEL_SERVICE_NAME: '',
+      OTEL_RESOURCE_ATTRIBUTES: '',
+      DATA_DIR: dataDir,
+      MYSQL_URL: '',
+    };
+    const distributor = spawnComponent(
+      'src/distributor/main.ts',
+      ['--port', '0', '--insecure-open-registry'],
+      env,
+    );
+    processes.push(distributor);
+    const distributorPort = JSON.parse(await distributor.waitForLine(/"msg":"listening on/)).port;
+    const address = `127.0.0.1:${distributorPort}`;
+    const goods = spawnComponent(
+      'src/services/goods/main.ts',
+      ['--port', '0', '--distributor', address],
+      env,
+    );
+    const gateway = spawnComponent('src/gateway/main.ts', ['--port', '0', '--distributor', address], env);
+    processes.push(goods, gateway);
+    gatewayPort = JSON.parse(await gateway.waitForLine(/"msg":"listening on/)).port;
+    await vi.waitFor(
+      async () => {
+        const answer = await http(gatewayPort, 'POST', '/goods', {
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ name: 'traced', category: 'tests', price: 1, description: 'd' }),
+        });
+        expect(JSON.parse(answer.body).errorcode).toBe(0);
+      },
+      { timeout: 30_000, interval: 200 },
+    );
+  });
+  afterAll(async () => {
+    for (const process of processes.reverse()) {
+      process.child.kill('SIGTERM');
+      await process.exited();
+    }
+    await receiver?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  /** The spans of the trace whose gateway HTTP span has this request id, once all four have come. */
+  async function traceOf(requestId: string): Promise<ReceivedSpan[]> {
+    return vi.waitFor(
+      () => {
+        const root = receiver.spans.find(
+          (span) =>
+            span.service === 'gateway' &&
+            span.kind === SERVER &&
+            span.attributes['shop.request_id'] === requestId,
+        );
+        expect(root, `no HTTP span for ${requestId} yet`).toBeDefined();
+        const trace = receiver.spans.filter((span) => span.traceId === root!.traceId);
+        expect(trace.length, JSON.stringify(trace, null, 1)).toBeGreaterThanOrEqual(4);
+        return trace;
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+  }
+
+  /** Checks the four spans and their parent links; returns the HTTP span. */
+  function expectHops(trace: ReceivedSpan[]): ReceivedSpan {
+    const http = trace.find((span) => span.service === 'gateway' && span.kind === SERVER)!;
+    const client = trace.filter((span) => span.service === 'gateway' && span.kind === CLIENT);
+    const server = trace.filter((span) => span.service === 'goods' && span.kind === SERVER);
+    const database = trace.filter((span) => span.service === 'goods' && span.kind === CLIENT);
+    expect(http).toMatchObject({
+      name: 'GET /goods',
+      attributes: expect.objectContaining({
+        'http.request.method': 'GET',
+        'http.route': '/goods',
+        'http.response.status_code': 200,
+      }),
+    });
+    expect(client).toEqual([
+      expect.objectContaining({
+        name: 'shop.v1.GoodsService/ListGoods',
+        parentSpanId: http.spanId,
+        attributes: expect.objectContaining({ 'rpc.system': 'grpc', 'rpc.grpc.status_code': 0 }),
+      }),
+    ]);
+    expect(server).toEqual([
+      expect.objectContaining({ name: 'shop.v1.GoodsService/ListGoods', parentSpanId: client[0]!.spanId }),
+    ]);
+    expect(database.length).toBeGreaterThanOrEqual(1);
+    for (const span of database) {
+      expect(span).toMatchObject({
+        parentSpanId: server[0]!.spanId,
+        attributes: expect.objectContaining({ 'db.system.name': 'sqlite', 'rpc.method': 'ListGoods' }),
+      });
+    }
+    expect(new Set(trace.map((span) => span.traceId)).size).toBe(1);
+    return http;
+  }
+
+  it('makes one trace of a GET /goods, each hop the child of the one before', async () => {
+    const answer = await http(gatewayPort, 'GET', '/goods', { headers: { 'X-Request-Id': 'trace-me-1' } });
+    expect(JSON.parse(answer.body).errorcode).toBe(0);
+    const root = expectHops(await traceOf('trace-me-1'));
+    expect(root.parentSpanId).toBe('');
+  });
+
+  it("continues the client's own trace when the request carries a traceparent", async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parentId = '00f067aa0ba902b7';
+    await http(gatewayPort, 'GET', '/goods', {
+      headers: { 'X-Request-Id': 'trace-me-2', traceparent: `00-${traceId}-${parentId}-01` },
+    });
+    const root = expectHops(await traceOf('trace-me-2'));
+    expect(root.traceId).toBe(traceId);
+    expect(root.parentSpanId).toBe(parentId);
+  });
+
+  it('marks a span failed only for a fault, not for a caller mistake', async () => {
+    await http(gatewayPort, 'DELETE', '/goods?id=-1', { headers: { 'X-Request-Id': 'trace-me-3' } });
+    const [root] = await vi.waitFor(() => {
+      const found = receiver.spans.filter((span) => span.attributes['shop.request_id'] === 'trace-me-3');
+      expect(found).toHaveLength(1);
+      return found;
+    });
+    await vi.waitFor(() => {
+      const trace = receiver.spans.filter((span) => span.traceId === root!.traceId);
+      const server = trace.find((span) => span.service === 'goods' && span.kind === SERVER);
+      expect(server?.attributes['rpc.grpc.status_code']).toBe(3);
+      expect(server?.statusCode).not.toBe(2);
+    });
+  });
+});
+
+describe('tracing is off without an exporter, and costs nothing', () => {
+  it('is asked for only by an exporter or an OTLP endpoint, and never with OTEL_SDK_DISABLED', () => {
+    expect(tracingRequested({})).toBe(false);
+    expect(tracingRequested({ OTEL_TRACES_SAMPLER: 'always_on', OTEL_SERVICE_NAME: 'x' })).toBe(false);
+    expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'none' })).toBe(false);
+    expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'otlp' })).toBe(true);
+    expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'console' })).toBe(true);
+    expect(tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' })).toBe(true);
+    expect(tracingRequested({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' })).toBe(
+      true,
+    );
+    expect(
+      tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }),
+    ).toBe(false);
+  });
+
+  it('loads no part of the OpenTelemetry SDK when every component is built without it', async () => {
+    await import('../../src/gateway/gateway-server.js');
+    await import('../../src/services/common/start-service.js');
+    await import('../../src/distributor/distributor-server.js');
+    const loaded = Object.keys(createRequire(import.meta.url).cache);
+    // The probe sees CommonJS packages loaded by the components (prom-client is one)...
+    expect(loaded.some((file) => file.includes('/prom-client/'))).toBe(true);
+    // ...and no package of the SDK (prom-client itself loads only @opentelemetry/api, a no-op without it).
+    expect(loaded.filter((file) => /@opentelemetry\/(sdk|exporter|resources|core)/.test(file))).toEqual([]);
+  });
+});

@@ -1,0 +1,229 @@
+import type { Metadata } from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { http } from '../helpers/http.js';
+import { sample } from '../helpers/prometheus.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { type FakeGoods, startFakeGoods, startFakeMembers } from './support/fake-shop.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+/** The first value of a metadata key, as a string. */
+function first(metadata: Metadata | undefined, key: string): string | undefined {
+  const value = metadata?.get(key)[0];
+  return value === undefined ? undefined : String(value);
+}
+
+describe('gateway observability: request ids, trace context, metrics, health (in-memory services)', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+  let goods: FakeGoods;
+  let seen: Metadata[] = [];
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+    goods = await startFakeGoods(shared, distributor, {
+      onCall: (_method, call) => {
+        seen.push(call.metadata);
+      },
+    });
+    await startFakeMembers(shared, distributor);
+  });
+  afterEach(async () => {
+    await perTest.closeAll();
+    seen = [];
+  });
+  afterAll(() => shared.closeAll());
+
+  async function gateway(options = {}): Promise<number> {
+    const started = await startGateway(perTest, distributor, options);
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    await waitForRoute(started.gateway, 'GET /members', 1);
+    return started.port;
+  }
+
+  it('keeps a valid X-Request-Id, answers it, and sends it to the service as x-request-id metadata', async () => {
+    const port = await gateway();
+    const id = 'client-id.42:a_b-C';
+    const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': id } });
+    expect(answer.headers['x-request-id']).toBe(id);
+    expect(seen).toHaveLength(1);
+    expect(first(seen[0], 'x-request-id')).toBe(id);
+  });
+
+  it.each([
+    ['too long', 'a'.repeat(129)],
+    ['a space', 'two words'],
+    ['a quote', 'id"; drop'],
+    ['non-ASCII', 'idé'],
+  ])('replaces an X-Request-Id with %s by a new one, sent on as well', async (_label, bad) => {
+    const port = await gateway();
+    const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': bad } });
+    const made = String(answer.headers['x-request-id']);
+    expect(made).toMatch(UUID);
+    expect(first(seen[0], 'x-request-id')).toBe(made);
+  });
+
+  it('makes an id for a request without one, and a different one for each request', async () => {
+    const port = await gateway();
+    const one = await http(port, 'GET', '/goods');
+    const two = await http(port, 'DELETE', '/goods?id=1');
+    expect(one.headers['x-request-id']).toMatch(UUID);
+    expect(two.headers['x-request-id']).toMatch(UUID);
+    expect(one.headers['x-request-id']).not.toBe(two.headers['x-request-id']);
+    expect(seen.map((metadata) => first(metadata, 'x-request-id'))).toEqual([
+      one.headers['x-request-id'],
+      two.headers['x-request-id'],
+    ]);
+    // Errors the gateway makes itself carry an id too.
+    const unknown = await http(port, 'GET', '/nowhere');
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers['x-request-id']).toMatch(UUID);
+  });
+
+  it('passes W3C traceparent and tracestate on as they came (tracing off), with the Idempotency-Key', async () => {
+    const port = await gateway();
+    await http(port, 'DELETE', '/goods?id=1', {
+      headers: { traceparent: TRACEPARENT, tracestate: 'shop=1,vendor=abc', 'Idempotency-Key': 'key-1' },
+    });
+    expect(first(seen[0], 'traceparent')).toBe(TRACEPARENT);
+    expect(first(seen[0], 'tracestate')).toBe('shop=1,vendor=abc');
+    expect(first(seen[0], 'idempotency-key')).toBe('key-1');
+  });
+
+  it('drops a malformed traceparent (and its tracestate) instead of passing it on', async () => {
+    const port = await gateway();
+    for (const bad of ['00-xyz', `ff-${TRACEPARENT.slice(3)}`, `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`]) {
+      await http(port, 'GET', '/goods', { headers: { traceparent: bad, tracestate: 'a=b' } });
+    }
+    expect(seen).toHaveLength(3);
+    for (const metadata of seen) {
+      expect(metadata.get('traceparent')).toEqual([]);
+      expect(metadata.get('tracestate')).toEqual([]);
+    }
+  });
+
+  it('serves /metrics: requests by route, method and status, client calls by method and code; bounded labels', async () => {
+    const port = await gateway();
+    goods.goods.push({ id: 1, name: 'n', category: 'c', price: 1, description: 'd' });
+    try {
+      await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': 'secret-request-id' } });
+      await http(port, 'GET', '/goods?page_size=1');
+      await http(port, 'GET', '/members?username=alice-in-metrics&password=pw');
+      await http(port, 'GET', '/some/raw/path-12345');
+      await http(port, 'DELETE', '/goods/98765');
+      await http(port, 'POST', '/another/raw/path', {
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+      });
+    } finally {
+      goods.goods.length = 0;
+    }
+    const scraped = await http(port, 'GET', '/metrics');
+    expect(scraped.status).toBe(200);
+    expect(scraped.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = scraped.body;
+    const goodsOk = { http_request_method: 'GET', http_route: '/goods', http_response_status_code: '200' };
+    expect(sample(text, 'http_server_request_duration_seconds_count', goodsOk)).toBe(2);
+    expect(sample(text, 'http_server_request_duration_seconds_bucket', { ...goodsOk, le: '+Inf' })).toBe(2);
+    expect(
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'GET',
+        http_route: 'unmatched',
+        http_response_status_code: '404',
+      }),
+    ).toBe(1);
+    expect(
+      sample(text, 'grpc_client_handled_total', {
+        grpc_service: 'shop.v1.GoodsService',
+        grpc_method: 'ListGoods',
+        grpc_code: 'OK',
+        grpc_type: 'unary',
+      }),
+    ).toBe(2);
+    expect(
+      sample(text, 'grpc_client_handling_seconds_count', {
+        grpc_service: 'shop.v1.MembersService',
+        grpc_method: 'SignIn',
+      }),
+    ).toBe(1);
+    // A path with a value is counted under its route's template.
+    expect(
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'DELETE',
+        http_route: '/goods/{id}',
+        http_response_status_code: '200',
+      }),
+    ).toBe(1);
+    // No raw path, query, user name or request id ever becomes a label value.
+    for (const leak of [
+      'raw/path',
+      'path-12345',
+      '98765',
+      'page_size',
+      'alice-in-metrics',
+      'secret-request-id',
+    ]) {
+      expect(text).not.toContain(leak);
+    }
+  });
+
+  it('answers /healthz, and /readyz 200 once every known route has a serving instance', async () => {
+    const port = await gateway();
+    const health = await http(port, 'GET', '/healthz');
+    expect(health.status).toBe(200);
+    expect(JSON.parse(health.body)).toEqual({ status: 'alive' });
+    const ready = await http(port, 'GET', '/readyz');
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.body)).toEqual({ status: 'ready', reasons: [] });
+  });
+
+  it('answers /readyz 503 with the reason while it is not registered with the distributor', async () => {
+    const { port } = await startGateway(perTest, '127.0.0.1:1');
+    const health = await http(port, 'GET', '/healthz');
+    expect(health.status).toBe(200);
+    const ready = await http(port, 'GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(JSON.parse(ready.body).reasons).toEqual([
+      'not registered with the distributor',
+      'no node list received from the distributor yet',
+    ]);
+  });
+
+  it('answers /readyz 503 naming each route left without a serving instance, and 200 again when one is back', async () => {
+    const local = new Closer();
+    try {
+      const { address } = await startDistributor(local);
+      const localGoods = await startFakeGoods(local, address);
+      const { gateway: started, port } = await startGateway(local, address);
+      await waitForRoute(started, 'GET /goods', 1);
+      expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+      await localGoods.stop();
+      await vi.waitFor(async () => {
+        const ready = await http(port, 'GET', '/readyz');
+        expect(ready.status).toBe(503);
+        expect(JSON.parse(ready.body).reasons).toEqual([
+          'no serving instance for POST /goods',
+          'no serving instance for GET /goods',
+          'no serving instance for DELETE /goods',
+          'no serving instance for DELETE /goods/{id}',
+        ]);
+      });
+      await startFakeGoods(local, address);
+      await vi.waitFor(async () => expect((await http(port, 'GET', '/readyz')).status).toBe(200));
+    } finally {
+      await local.closeAll();
+    }
+  });
+
+  it('with METRICS=off and REQUEST_IDS=off: no id, no /metrics, nothing sent but the call', async () => {
+    const port = await gateway({ observability: { metrics: false, requestIds: false } });
+    const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': 'client-id' } });
+    expect(answer.headers['x-request-id']).toBeUndefined();
+    expect(seen[0]?.get('x-request-id')).toEqual([]);
+    expect((await http(port, 'GET', '/metrics')).status).toBe(404);
+    // Health stays: a load balancer needs it whatever the metrics.
+    expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+  });
+});

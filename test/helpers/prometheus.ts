@@ -1,0 +1,24 @@
+/**
+ * The value of one sample in Prometheus's text format: the first line of `name` whose labels
+ * include every one of `labels`; undefined when there is none.
+ */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const braces = line.startsWith(`${name}{`);
+    if (!braces && !line.startsWith(`${name} `)) continue;
+    const close = braces ? line.lastIndexOf('}') : name.length - 1;
+    const labelText = braces ? line.slice(name.length + 1, close) : '';
+    if (Object.entries(labels).every(([key, value]) => labelText.includes(`${key}="${value}"`))) {
+      return Number(line.slice(close + 2));
+    }
+  }
+  return undefined;
+}
+
+/** Scrapes a /metrics URL: its text. */
+export async function scrape(url: string): Promise<string> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.text();
+}
