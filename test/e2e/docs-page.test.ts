@@ -1,17 +1,17 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { OpenApiDocument } from '../../src/gateway/openapi.js';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
 import { send } from '../helpers/http.js';
 import { type Shop, servingCount, startShop } from './support/shop.js';
 
 // The API page as a person sees it: Debian's Chromium, headless, driven by playwright-core, on a
 // real shop. Under CI=true a missing browser fails the run (.ci/run installs it); elsewhere the
 // test says why it does not run.
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveBrowser = existsSync(CHROMIUM);
+const haveBrowser = haveChromium;
 const browserRequired = process.env.CI === 'true';
 
 const BOOK_OPERATIONS = [
@@ -53,16 +53,7 @@ describe.runIf(haveBrowser)('the API page in a headless Chromium', () => {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: [...CHROMIUM_ARGS],
     });
     page = context.pages()[0] ?? (await context.newPage());
     const origin = new URL(shop.gatewayUrl).origin;

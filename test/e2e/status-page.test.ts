@@ -1,10 +1,11 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway, type Gateway } from '../../src/gateway/gateway-server.js';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
 import { http } from '../helpers/http.js';
 import { type ComponentProcess, spawnComponent } from './support/processes.js';
 import { servingCount } from './support/shop.js';
@@ -12,8 +13,7 @@ import { servingCount } from './support/shop.js';
 // Issue 11, part 4: the gateway's live status page, opened in a real browser (Debian's Chromium,
 // driven by playwright-core). Under CI=true a missing browser fails the run; elsewhere the test says
 // it did not run, and why.
-const CHROMIUM = '/usr/bin/chromium';
-const browserAvailable = existsSync(CHROMIUM);
+const browserAvailable = haveChromium;
 if (!browserAvailable) {
   const message = `status page test: ${CHROMIUM} is missing (apt-get install chromium)`;
   if (process.env.CI === 'true') throw new Error(`${message}; CI=true needs it`);
@@ -45,16 +45,7 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     await vi.waitFor(() => expect(servingCount(gateway, 'GET', '/goods')).toBe(1), { timeout: 20_000 });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: [...CHROMIUM_ARGS],
     });
   });
   afterAll(async () => {
