@@ -1,13 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import {
-  type ChannelCredentials,
-  type ClientUnaryCall,
-  type Metadata,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { limiterOf } from '../common/log-limiter.js';
@@ -23,22 +17,20 @@ import {
   readBody,
   unsupportedTransferCoding,
 } from './body-reader.js';
-import type { CallPlan } from './call-plan.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
 import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
 import { allowedMethods, Cors } from './cors.js';
-import { errorBody, successBody } from './envelope.js';
+import { Dispatcher } from './dispatcher.js';
+import { errorBody } from './envelope.js';
+import type { Exchange } from './exchange.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
-import { PageStreamer } from './page-streamer.js';
-import { InvalidParameterError } from './request-decoder.js';
 import { BODY_METHODS, bodyFormat, bodyInput, NO_INPUT, type RequestInput } from './request-input.js';
 import { RestartGrace } from './restart-grace.js';
-import { type Instance, type Route, type RouteInfo, RouteTable } from './route-table.js';
+import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
-import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
@@ -127,7 +119,6 @@ const MIB = 1024 * 1024;
  */
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
 /** grpc-js serializes the request; the request decoder has already made its bytes. */
-const passThrough = (bytes: Buffer): Buffer => bytes;
 
 /**
  * Builds the HTTP gateway: the book's REST surface on HTTP/1.1 with keep-alive, routed to gRPC
@@ -149,32 +140,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   return new GatewayServer(options);
 }
 
-/** One request on its way through the gateway. */
-interface Exchange {
-  readonly request: IncomingMessage;
-  readonly response: ServerResponse;
-  readonly route: Route;
-  /** The route's path variables, decoded, in template order. */
-  readonly pathValues: readonly string[];
-  /** The query string, after the "?". */
-  readonly query: string;
-  readonly key: number;
-  readonly deadline: number;
-  readonly retryable: boolean;
-  /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
-  readonly idempotencyKey: string | undefined;
-  /** The request's id (X-Request-Id), in its log lines; undefined when ids are off. */
-  readonly requestId: string | undefined;
-  /** The metadata of its upstream calls: Idempotency-Key, request id and trace context. */
-  readonly metadata: Metadata;
-  /** The upstream call running, to cancel if the client leaves. */
-  call: ClientUnaryCall | undefined;
-  /** The client closed its connection: there is nobody to answer. */
-  gone: boolean;
-  /** The request's body was read to its end (or it had none): the connection can be kept. */
-  bodyRead: boolean;
-}
-
 class GatewayServer implements Gateway {
   readonly #options: GatewayOptions;
   readonly #log: Logger;
@@ -186,8 +151,8 @@ class GatewayServer implements Gateway {
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   readonly #table: RouteTable;
-  /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
-  readonly #pages: PageStreamer<Exchange>;
+  /** Pick an instance, call, retry, answer: everything after the HTTP front has read a request. */
+  readonly #dispatcher: Dispatcher;
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
@@ -230,23 +195,16 @@ class GatewayServer implements Gateway {
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
-    this.#pages = new PageStreamer<Exchange>({
+    this.#dispatcher = new Dispatcher({
       pool: this.#pool,
+      table: this.#table,
       log: this.#log,
       deadlineMs: this.#deadlineMs,
-      answer: (exchange, httpStatus, body) => this.#answer(exchange, httpStatus, body, false),
-      answerStatus: (exchange, instance, error) =>
-        this.#answerStatus(
-          exchange,
-          instance,
-          upstreamStatus(error.code, error.details, exchange.deadline),
-          error,
-        ),
-      otherInstance: (exchange, failed) =>
-        exchange.retryable && !this.#stopping
-          ? this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
-          : undefined,
-      closeAfter: (exchange) => !exchange.bodyRead || this.#stopping,
+      isStopping: () => this.#stopping,
+      answer: (exchange, httpStatus, body, retryAfter) =>
+        this.#answer(exchange, httpStatus, body, retryAfter),
+      answerError: (exchange, error) => this.#answerError(exchange, error),
+      internalError: (exchange, error) => this.#internalError(exchange, error),
     });
     this.#apiDocs = new ApiDocs({
       surface: () =>
@@ -495,7 +453,7 @@ class GatewayServer implements Gateway {
       );
     } else {
       try {
-        this.#dispatch(exchange, NO_INPUT);
+        this.#dispatcher.dispatch(exchange, NO_INPUT);
       } catch (error) {
         this.#internalError(exchange, error);
       }
@@ -538,7 +496,7 @@ class GatewayServer implements Gateway {
     const { request, response } = exchange;
     const size = declaredBodySize(request);
     if (size === 0) {
-      this.#dispatch(exchange, NO_INPUT);
+      this.#dispatcher.dispatch(exchange, NO_INPUT);
       return;
     }
     const format = bodyFormat(request.headers['content-type']);
@@ -586,118 +544,7 @@ class GatewayServer implements Gateway {
       this.#answerError(exchange, error);
       return;
     }
-    this.#dispatch(exchange, input);
-  }
-
-  /** Picks an instance (503 if none serves), decodes the request (Invalid Parameters if it cannot), calls. */
-  #dispatch(exchange: Exchange, input: RequestInput): void {
-    const instance = exchange.route.pick();
-    if (!instance) {
-      this.#answerError(exchange, gatewayErrors.noInstance(exchange.route.method, exchange.route.path));
-      return;
-    }
-    let bytes: Buffer;
-    try {
-      bytes = encode(instance.plan, exchange, input);
-    } catch (error) {
-      if (!(error instanceof InvalidParameterError)) throw error;
-      this.#log.debug(
-        { key: exchange.key, requestId: exchange.requestId, detail: error.message },
-        'invalid parameters',
-      );
-      this.#answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
-      return;
-    }
-    if (instance.plan.paging) {
-      this.#pages.start(exchange, instance, bytes, (plan) => this.#encodeOrUndefined(plan, exchange, input));
-      return;
-    }
-    this.#call(exchange, instance, bytes, input, true);
-  }
-
-  #call(exchange: Exchange, instance: Instance, bytes: Buffer, input: RequestInput, first: boolean): void {
-    const { upstream, plan } = instance;
-    this.#pool.begin(upstream);
-    exchange.call = upstream.client.makeUnaryRequest(
-      plan.path,
-      passThrough,
-      plan.render,
-      bytes,
-      exchange.metadata,
-      { deadline: exchange.deadline },
-      (error: ServiceError | null, fields?: Buffer) => {
-        this.#pool.end(upstream);
-        exchange.call = undefined;
-        if (exchange.gone) return;
-        try {
-          this.#completeCall(exchange, instance, bytes, input, first, error, fields);
-        } catch (bug) {
-          this.#internalError(exchange, bug);
-        }
-      },
-    );
-  }
-
-  /** Answers a finished call, or retries it elsewhere once (refused with UNAVAILABLE, if retryable). */
-  #completeCall(
-    exchange: Exchange,
-    instance: Instance,
-    bytes: Buffer,
-    input: RequestInput,
-    first: boolean,
-    error: ServiceError | null,
-    fields: Buffer | undefined,
-  ): void {
-    if (!error) {
-      this.#answer(exchange, 200, successBody(exchange.key, fields!), false);
-      return;
-    }
-    const code = upstreamStatus(error.code, error.details, exchange.deadline);
-    if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#stopping) {
-      // The route is looked up afresh: the snapshot may have changed while the call failed.
-      const other = this.#table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance);
-      if (other) {
-        this.#log.debug(
-          { key: exchange.key, requestId: exchange.requestId, from: instance.nodeId, to: other.nodeId },
-          'retrying elsewhere',
-        );
-        const retryBytes =
-          other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, exchange, input);
-        if (retryBytes) {
-          this.#call(exchange, other, retryBytes, input, false);
-          return;
-        }
-      }
-    }
-    this.#answerStatus(exchange, instance, code, error);
-  }
-
-  #encodeOrUndefined(plan: CallPlan, exchange: Exchange, input: RequestInput): Buffer | undefined {
-    try {
-      return encode(plan, exchange, input);
-    } catch {
-      return undefined;
-    }
-  }
-
-  #answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
-    const outcome = outcomeForStatus(code, error.details);
-    if (outcome.httpStatus >= 500) {
-      // One line per instance, method and failure per interval: a failing upstream fails every call.
-      limiterOf(this.#log).warn(
-        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${error.details?.slice(0, 80)}`,
-        {
-          key: exchange.key,
-          requestId: exchange.requestId,
-          node: instance.nodeId,
-          grpcMethod: instance.plan.grpcMethod,
-          code: status[error.code] ?? error.code,
-          details: error.details,
-        },
-        `upstream call failed: ${outcome.message}`,
-      );
-    }
-    this.#answer(exchange, outcome.httpStatus, errorBody(exchange.key, outcome.message), outcome.retryAfter);
+    this.#dispatcher.dispatch(exchange, input);
   }
 
   #answerError(exchange: Exchange, error: GatewayError): void {
@@ -809,9 +656,6 @@ function upstreamCredentials(tls: TlsFiles | undefined): ((name: string) => Chan
 }
 
 /** The request message of a plan, from the exchange's path and query and the body read. */
-function encode(plan: CallPlan, exchange: Exchange, body: RequestInput): Buffer {
-  return plan.decode({ pathValues: exchange.pathValues, query: exchange.query, body });
-}
 
 /** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
 function takesBody(route: Route): boolean {

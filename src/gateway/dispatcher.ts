@@ -1,0 +1,189 @@
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { limiterOf } from '../common/log-limiter.js';
+import type { Logger } from '../common/logger.js';
+import type { CallPlan } from './call-plan.js';
+import { errorBody, successBody } from './envelope.js';
+import type { Exchange } from './exchange.js';
+import { type GatewayError, gatewayErrors } from './gateway-error.js';
+import type { InstancePool } from './instance-pool.js';
+import { PageStreamer } from './page-streamer.js';
+import { InvalidParameterError } from './request-decoder.js';
+import type { RequestInput } from './request-input.js';
+import type { Instance, RouteTable } from './route-table.js';
+import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
+
+/** grpc-js serializes the request; its bytes are already made. */
+const passThrough = (bytes: Buffer): Buffer => bytes;
+
+/** What the dispatcher needs of the gateway around it: its channels, its routes, and how to answer. */
+export interface DispatcherOptions {
+  pool: InstancePool;
+  table: RouteTable;
+  log: Logger;
+  /** The deadline of one page's call of a streamed list. */
+  deadlineMs: number;
+  /** Whether the gateway is stopping: nothing is retried then. */
+  isStopping(): boolean;
+  answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
+  answerError(exchange: Exchange, error: GatewayError): void;
+  internalError(exchange: Exchange, error: unknown): void;
+}
+
+/**
+ * The gateway's dispatch, apart from its HTTP front: for a request whose route and input the front
+ * has read, pick a serving instance → decode the request message → call with the deadline → retry
+ * once elsewhere when that is safe → answer the book's envelope (or stream a paged list). The
+ * front (gateway-server.ts) owns sockets, bodies, limits and the HTTP-level answers.
+ */
+export class Dispatcher {
+  readonly #options: DispatcherOptions;
+  /** Answers the routes whose methods page (AIP-158): whole lists streamed, or one page. */
+  readonly #pages: PageStreamer<Exchange>;
+
+  constructor(options: DispatcherOptions) {
+    this.#options = options;
+    this.#pages = new PageStreamer<Exchange>({
+      pool: options.pool,
+      log: options.log,
+      deadlineMs: options.deadlineMs,
+      answer: (exchange, httpStatus, body) => options.answer(exchange, httpStatus, body, false),
+      answerStatus: (exchange, instance, error) =>
+        this.answerStatus(
+          exchange,
+          instance,
+          upstreamStatus(error.code, error.details, exchange.deadline),
+          error,
+        ),
+      otherInstance: (exchange, failed) =>
+        exchange.retryable && !options.isStopping()
+          ? options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
+          : undefined,
+      closeAfter: (exchange) => !exchange.bodyRead || options.isStopping(),
+    });
+  }
+
+  /** Picks an instance (503 if none serves), decodes the request (Invalid Parameters if it cannot), calls. */
+  dispatch(exchange: Exchange, input: RequestInput): void {
+    const instance = exchange.route.pick();
+    if (!instance) {
+      this.#options.answerError(
+        exchange,
+        gatewayErrors.noInstance(exchange.route.method, exchange.route.path),
+      );
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = encode(instance.plan, exchange, input);
+    } catch (error) {
+      if (!(error instanceof InvalidParameterError)) throw error;
+      this.#options.log.debug(
+        { key: exchange.key, requestId: exchange.requestId, detail: error.message },
+        'invalid parameters',
+      );
+      this.#options.answer(exchange, 200, errorBody(exchange.key, 'Invalid Parameters'), false);
+      return;
+    }
+    if (instance.plan.paging) {
+      this.#pages.start(exchange, instance, bytes, (plan) => this.#encodeOrUndefined(plan, exchange, input));
+      return;
+    }
+    this.#call(exchange, instance, bytes, input, true);
+  }
+
+  #call(exchange: Exchange, instance: Instance, bytes: Buffer, input: RequestInput, first: boolean): void {
+    const { upstream, plan } = instance;
+    this.#options.pool.begin(upstream);
+    exchange.call = upstream.client.makeUnaryRequest(
+      plan.path,
+      passThrough,
+      plan.render,
+      bytes,
+      exchange.metadata,
+      { deadline: exchange.deadline },
+      (error: ServiceError | null, fields?: Buffer) => {
+        this.#options.pool.end(upstream);
+        exchange.call = undefined;
+        if (exchange.gone) return;
+        try {
+          this.#completeCall(exchange, instance, bytes, input, first, error, fields);
+        } catch (bug) {
+          this.#options.internalError(exchange, bug);
+        }
+      },
+    );
+  }
+
+  /** Answers a finished call, or retries it elsewhere once (refused with UNAVAILABLE, if retryable). */
+  #completeCall(
+    exchange: Exchange,
+    instance: Instance,
+    bytes: Buffer,
+    input: RequestInput,
+    first: boolean,
+    error: ServiceError | null,
+    fields: Buffer | undefined,
+  ): void {
+    if (!error) {
+      this.#options.answer(exchange, 200, successBody(exchange.key, fields!), false);
+      return;
+    }
+    const code = upstreamStatus(error.code, error.details, exchange.deadline);
+    if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#options.isStopping()) {
+      // The route is looked up afresh: the snapshot may have changed while the call failed.
+      const other = this.#options.table
+        .get(`${exchange.route.method} ${exchange.route.path}`)
+        ?.pickOther(instance);
+      if (other) {
+        this.#options.log.debug(
+          { key: exchange.key, requestId: exchange.requestId, from: instance.nodeId, to: other.nodeId },
+          'retrying elsewhere',
+        );
+        const retryBytes =
+          other.plan === instance.plan ? bytes : this.#encodeOrUndefined(other.plan, exchange, input);
+        if (retryBytes) {
+          this.#call(exchange, other, retryBytes, input, false);
+          return;
+        }
+      }
+    }
+    this.answerStatus(exchange, instance, code, error);
+  }
+
+  #encodeOrUndefined(plan: CallPlan, exchange: Exchange, input: RequestInput): Buffer | undefined {
+    try {
+      return encode(plan, exchange, input);
+    } catch {
+      return undefined;
+    }
+  }
+
+  answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
+    const outcome = outcomeForStatus(code, error.details);
+    if (outcome.httpStatus >= 500) {
+      // One line per instance, method and failure per interval: a failing upstream fails every call.
+      limiterOf(this.#options.log).warn(
+        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${error.details?.slice(0, 80)}`,
+        {
+          key: exchange.key,
+          requestId: exchange.requestId,
+          node: instance.nodeId,
+          grpcMethod: instance.plan.grpcMethod,
+          code: status[error.code] ?? error.code,
+          details: error.details,
+        },
+        `upstream call failed: ${outcome.message}`,
+      );
+    }
+    this.#options.answer(
+      exchange,
+      outcome.httpStatus,
+      errorBody(exchange.key, outcome.message),
+      outcome.retryAfter,
+    );
+  }
+}
+
+function encode(plan: CallPlan, exchange: Exchange, body: RequestInput): Buffer {
+  return plan.decode({ pathValues: exchange.pathValues, query: exchange.query, body });
+}

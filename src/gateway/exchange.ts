@@ -1,0 +1,29 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientUnaryCall, Metadata } from '@grpc/grpc-js';
+import type { Route } from './route-table.js';
+
+/** One request on its way through the gateway. */
+export interface Exchange {
+  readonly request: IncomingMessage;
+  readonly response: ServerResponse;
+  readonly route: Route;
+  /** The route's path variables, decoded, in template order. */
+  readonly pathValues: readonly string[];
+  /** The query string, after the "?". */
+  readonly query: string;
+  readonly key: number;
+  readonly deadline: number;
+  readonly retryable: boolean;
+  /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
+  readonly idempotencyKey: string | undefined;
+  /** The request's id (X-Request-Id), in its log lines; undefined when ids are off. */
+  readonly requestId: string | undefined;
+  /** The metadata of its upstream calls: Idempotency-Key, request id and trace context. */
+  readonly metadata: Metadata;
+  /** The upstream call running, to cancel if the client leaves. */
+  call: ClientUnaryCall | undefined;
+  /** The client closed its connection: there is nobody to answer. */
+  gone: boolean;
+  /** The request's body was read to its end (or it had none): the connection can be kept. */
+  bodyRead: boolean;
+}
