@@ -1,3 +1,4 @@
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { DistributorServiceService, Snapshot } from '../gen/distributor.js';
 
 const asIs = (bytes: Buffer): Buffer => bytes;
@@ -20,6 +21,7 @@ export const PRE_ENCODED_DISTRIBUTOR_SERVICE = {
  */
 export class SnapshotEncoder {
   #snapshot: Snapshot | undefined;
+  #encoded: Uint8Array = new Uint8Array(0);
   #watchResponse: Buffer = Buffer.alloc(0);
 
   /** WatchResponse { snapshot = 1 }: the same buffer for every watcher of this revision. */
@@ -30,28 +32,21 @@ export class SnapshotEncoder {
 
   /** RegisterResponse { node_id = 1, snapshot = 2 } for one registered node. */
   registerResponse(nodeId: string, snapshot: Snapshot): Buffer {
-    const watchResponse = this.watchResponse(snapshot);
-    const id = Buffer.from(nodeId, 'utf8');
-    const header = Buffer.concat([Buffer.from([0x0a]), varint(id.length), id, Buffer.from([0x12])]);
-    // The WatchResponse is the snapshot's field 1: the same length-delimited bytes under tag 2.
-    return Buffer.concat([header, watchResponse.subarray(1)]);
+    this.#encode(snapshot);
+    return toBuffer(
+      new BinaryWriter().uint32(tag(1)).string(nodeId).uint32(tag(2)).bytes(this.#encoded).finish(),
+    );
   }
 
   #encode(snapshot: Snapshot): void {
     if (snapshot === this.#snapshot) return;
-    const encoded = Snapshot.encode(snapshot).finish();
     this.#snapshot = snapshot;
-    this.#watchResponse = Buffer.concat([Buffer.from([0x0a]), varint(encoded.length), encoded]);
+    this.#encoded = Snapshot.encode(snapshot).finish();
+    this.#watchResponse = toBuffer(new BinaryWriter().uint32(tag(1)).bytes(this.#encoded).finish());
   }
 }
 
-function varint(value: number): Buffer {
-  const bytes: number[] = [];
-  let rest = value;
-  while (rest >= 0x80) {
-    bytes.push((rest & 0x7f) | 0x80);
-    rest = Math.floor(rest / 128);
-  }
-  bytes.push(rest);
-  return Buffer.from(bytes);
-}
+/** The tag of a length-delimited field. */
+const tag = (field: number): number => (field << 3) | WireType.LengthDelimited;
+
+const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
