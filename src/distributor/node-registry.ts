@@ -14,6 +14,7 @@ import {
   registrationBudget,
 } from './registration-limits.js';
 import { ANONYMOUS_PRINCIPAL } from './registry-auth.js';
+import { RouteOwners } from './route-owners.js';
 import { MAX_INSTANCE_ID_LENGTH, varintBytes } from './snapshot-size.js';
 
 /** A node's hold on its registry entry: it lasts until `leave()` or until a newer registration replaces it. */
@@ -97,6 +98,7 @@ export class NodeRegistry {
   /** The distinct descriptor sets of the listed nodes, by SHA-256. */
   readonly descriptorSets: DescriptorSetStore;
   readonly #entries = new Map<string, Entry>();
+  readonly #routeOwners = new RouteOwners();
   readonly #listeners = new Set<SnapshotListener>();
   readonly #changeListeners = new Set<ChangeListener>();
   readonly #log: Logger;
@@ -262,8 +264,12 @@ export class NodeRegistry {
       setState: (state) => this.#setState(lease, state),
       leave: (reason) => this.#leave(lease, reason),
     };
-    if (previous) this.#budget.remove(previous.cost);
+    if (previous) {
+      this.#budget.remove(previous.cost);
+      this.#routeOwners.remove(id, previous.routeKeys);
+    }
     this.#budget.add(cost);
+    this.#routeOwners.add(node.name, id, keys);
     // Held before the replaced entry lets go, so that a set both use is never dropped in between.
     if (descriptorSet) this.descriptorSets.hold(node.name, descriptorSet);
     if (previous?.descriptorSet) this.descriptorSets.release(previous.node.name, previous.descriptorSet.key);
@@ -298,21 +304,16 @@ export class NodeRegistry {
 
   /** Throws ALREADY_EXISTS when a node of another name holds one of these routes. */
   #checkRouteOwners(name: string, id: string, routeKeys: readonly string[]): void {
-    if (routeKeys.length === 0) return;
-    const wanted = new Set(routeKeys);
-    for (const entry of this.#entries.values()) {
-      if (entry.node.name === name) continue;
-      const taken = entry.routeKeys.find((key) => wanted.has(key));
-      if (taken === undefined) continue;
-      const message =
-        `route "${taken}" is served by ${entry.node.id}: a node named "${name}" cannot serve it too ` +
-        '(two services cannot share a REST route; it is free again once every node of that name has left)';
-      this.#log.warn(
-        { event: 'route-conflict', node: id, route: taken, holder: entry.node.id },
-        `refused ${id}: ${message}`,
-      );
-      throw new ServiceError(status.ALREADY_EXISTS, message);
-    }
+    const conflict = this.#routeOwners.conflict(name, routeKeys);
+    if (!conflict) return;
+    const message =
+      `route "${conflict.key}" is served by ${conflict.holder}: a node named "${name}" cannot serve it too ` +
+      '(two services cannot share a REST route; it is free again once every node of that name has left)';
+    this.#log.warn(
+      { event: 'route-conflict', node: id, route: conflict.key, holder: conflict.holder },
+      `refused ${id}: ${message}`,
+    );
+    throw new ServiceError(status.ALREADY_EXISTS, message);
   }
 
   #setState(lease: Lease, state: NodeState): void {
@@ -333,6 +334,7 @@ export class NodeRegistry {
     if (!entry) return;
     this.#entries.delete(lease.id);
     this.#budget.remove(entry.cost);
+    this.#routeOwners.remove(lease.id, entry.routeKeys);
     if (entry.descriptorSet) this.descriptorSets.release(entry.node.name, entry.descriptorSet.key);
     this.#publish({ kind: 'removed', revision: this.#revision + 1, nodeId: lease.id });
     this.#log.info(

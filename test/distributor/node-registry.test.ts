@@ -191,6 +191,19 @@ describe('NodeRegistry takeover rule', () => {
     );
   });
 
+  it('frees the routes of a node that registers again without them', () => {
+    const registry = new NodeRegistry();
+    registry.join(goodsNode(), '127.0.0.1', () => {});
+    expect(
+      refusal(() => registry.join(goodsNode({ name: 'rival', port: 9011 }), '127.0.0.1', () => {})).code,
+    ).toBe(status.ALREADY_EXISTS);
+    // The same identity again, now serving no route: its earlier routes go with the entry it replaces.
+    registry.join(goodsNode(), '127.0.0.1', () => {}, undefined, []);
+    expect(registry.join(goodsNode({ name: 'rival', port: 9011 }), '127.0.0.1', () => {}).id).toBe(
+      'rival@127.0.0.1:9011',
+    );
+  });
+
   it('lets another principal in once the holder has left', () => {
     const registry = new NodeRegistry();
     registry.join(goodsNode(), '127.0.0.1', () => {}, 'token').leave('closed');
