@@ -60,6 +60,37 @@ describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
       ]);
     });
 
+    it('answers concurrent lists with shared reads, none missing a write acknowledged before its call', async () => {
+      let reads = 0;
+      const listGoods = opened.store.listGoods.bind(opened.store);
+      // A read that takes a while, as a database's does, so that calls arrive while one runs.
+      opened.store.listGoods = async (query) => {
+        reads++;
+        const page = await listGoods(query);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return page;
+      };
+      await create({ ...VALID, name: 'first' });
+      const rounds = 8;
+      const callsPerRound = 16;
+      const seen: Array<Promise<number[]>> = [];
+      for (let round = 1; round <= rounds; round++) {
+        // Every list started after the round's write was acknowledged must include it.
+        const { id } = await create({ ...VALID, name: `round ${round}` });
+        for (let index = 0; index < callsPerRound; index++) {
+          seen.push(
+            list().then(({ results }) => {
+              expect(results.map((goods) => goods.id)).toContain(id);
+              return results.map((goods) => goods.id);
+            }),
+          );
+        }
+      }
+      const answers = await Promise.all(seen);
+      expect(answers).toHaveLength(rounds * callsPerRound);
+      expect(reads).toBeLessThan(rounds * callsPerRound);
+    });
+
     it('deleting an id that does not exist succeeds', async () => {
       await expect(remove(42)).resolves.toEqual({});
     });

@@ -11,6 +11,7 @@ import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
+import { encodingSharedAnswersOnce } from './encode-once.js';
 import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
 import type { ServiceTelemetry } from './service-telemetry.js';
@@ -90,7 +91,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   });
 
   server.addService(
-    service.grpc.definition,
+    encodingSharedAnswersOnce(service.grpc.definition),
     service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
   );
   health.addToServer(server);

@@ -6,7 +6,9 @@ import {
   DeleteGoodsRequest,
   DeleteGoodsResponse,
   type GoodsServiceServer,
+  type ListGoodsResponse,
 } from '../../gen/services.js';
+import { FreshReadCoalescer } from '../common/fresh-read-coalescer.js';
 import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { noData } from '../common/no-data.js';
 import { isFirstPage, nextPageToken, PAGE_TEXT_BYTES, pageQuery } from '../common/paging.js';
@@ -37,8 +39,11 @@ const GOODS_PAGE_SCOPE = 'goods';
  * empty description is a value (only its absence is an error); price 0 is a price. ListGoods answers
  * one page (AIP-158), cut by count and by bytes of text; an empty first page is the book's "no data".
  * A write that comes with `idempotency-key` metadata is made at most once per key (see idempotency.ts).
+ * Concurrent ListGoods calls for the same page share one read that started after each of them
+ * arrived (FreshReadCoalescer), and so one answer, encoded once.
  */
 export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServiceServer {
+  const pages = new FreshReadCoalescer<string, ListGoodsResponse>();
   return {
     createGoods: unaryHandler(log, async (request, call) => {
       const name = requireText(request.name, 'name', { maxCharacters: GOODS_LIMITS.nameCharacters });
@@ -57,9 +62,11 @@ export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServic
     }),
     listGoods: unaryHandler(log, async (request) => {
       const query = pageQuery(request, GOODS_PAGE_SCOPE);
-      const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES });
-      if (page.rows.length === 0 && isFirstPage(query)) throw noData();
-      return { results: page.rows, nextPageToken: nextPageToken(page, GOODS_PAGE_SCOPE) };
+      return pages.read(`${query.afterId} ${query.size}`, async () => {
+        const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES });
+        if (page.rows.length === 0 && isFirstPage(query)) throw noData();
+        return { results: page.rows, nextPageToken: nextPageToken(page, GOODS_PAGE_SCOPE) };
+      });
     }),
     deleteGoods: unaryHandler(log, async (request, call) => {
       const id = requireId(request.id, 'id');
