@@ -6,10 +6,10 @@ import { GoodsServiceClient } from '../gen/services.js';
 import { hashPassword, verifyPassword } from '../services/members/password-hasher.js';
 import { type CaseResult, median } from './case-result.js';
 import { runClosedLoop } from './closed-loop.js';
+import { CpuMeter, LOAD_GENERATOR } from './cpu-meter.js';
 import { type GrowthStep, runGrowthCase } from './growth.js';
 import { runHttpCase } from './http-load.js';
 import {
-  CpuMeter,
   OBSERVABILITY_TARGETS,
   type ObservabilityCost,
   type ObservabilityVariant,
@@ -87,10 +87,10 @@ try {
     stops.unshift(() => observed.stop());
     say('bench: two twin shops measure observability: metrics + ids off, and tracing at 10 % on top');
   }
-  const cpu = new CpuMeter();
-  /** A main case measured for CPU per request too, when the observability twins run. */
+  const cpu = new CpuMeter({ database: plain.store.startsWith('MySQL') });
+  /** A case measured for CPU per request and process too. */
   const metered = (system: SystemUnderTest, name: string, run: BenchCase['run']): BenchCase['run'] =>
-    observed ? cpu.wrap(system, name, run) : run;
+    cpu.wrap(system, name, run);
   const bare = await startBareServer();
   stops.unshift(() => bare.stop());
 
@@ -173,17 +173,21 @@ try {
           },
         ]
       : []),
-    { name: 'ListGoods (direct gRPC)', run: listGoods(plain, 'ListGoods') },
+    {
+      name: 'ListGoods (direct gRPC)',
+      run: metered(plain, 'ListGoods (direct gRPC)', listGoods(plain, 'ListGoods')),
+    },
     ...twin('ListGoods (direct gRPC)', listGoods),
     {
       name: 'GET /members (sign-in)',
-      run: () =>
+      run: metered(plain, 'GET /members (sign-in)', () =>
         runHttpCase({
           name: 'sign-in',
           url: `${plain.gatewayUrl}/members?username=${member.username}&password=${encodeURIComponent(member.password)}`,
           connections,
           durationSec,
         }),
+      ),
     },
     {
       name: 'POST /purchases',
@@ -231,12 +235,59 @@ try {
     samples,
     cpu.samples,
   );
-  report(plain, samples, tlsCost(cases, samples), rss, growth, observability, observed?.sink);
+  report(plain, samples, tlsCost(cases, samples), rss, growth, observability, observed?.sink, cpu);
   say(
     `bench: the load generator itself (autocannon, gRPC clients) ended at ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB RSS`,
   );
 } finally {
   for (const stop of stops) await stop();
+}
+
+/**
+ * "Where the time goes": for each case measured with the CpuMeter, its rate and the CPU time each
+ * process spent per answered request (medians of rounds). The process with the most is the limit.
+ */
+function whereTheTimeGoes(
+  names: readonly string[],
+  rate: (name: string) => number,
+  cpu: CpuMeter,
+): { lines: string[]; figures: Record<string, Record<string, number>> } {
+  const measured = names.flatMap((name) => {
+    const perProcess = cpu.medians(name);
+    return perProcess ? [{ name, perProcess }] : [];
+  });
+  if (measured.length === 0) return { lines: [], figures: {} };
+  const processes = [...measured[0]!.perProcess.keys()];
+  const width = Math.max(...measured.map(({ name }) => name.length));
+  const lines = [
+    '',
+    'Where the time goes: CPU µs per answered request, by process (from /proc; medians of rounds)',
+    [
+      'case'.padEnd(width),
+      'req/s'.padStart(7),
+      ...processes.map((process) => process.padStart(Math.max(9, process.length))),
+    ].join(' '),
+  ];
+  for (const { name, perProcess } of measured) {
+    lines.push(
+      [
+        name.padEnd(width),
+        rate(name).toFixed(0).padStart(7),
+        ...processes.map((process) =>
+          (perProcess.get(process) ?? Number.NaN).toFixed(0).padStart(Math.max(9, process.length)),
+        ),
+      ].join(' '),
+    );
+  }
+  lines.push(
+    `(a process at 1,000,000 µs per second of run is one core; ${LOAD_GENERATOR}: this bench process, autocannon and gRPC clients)`,
+  );
+  return {
+    lines,
+    figures: Object.fromEntries(
+      measured.map(({ name, perProcess }) => [name, Object.fromEntries(perProcess)]),
+    ),
+  };
 }
 
 /** The name of a main case's observability twin. */
@@ -296,6 +347,7 @@ function report(
   growth: readonly GrowthStep[],
   observability: readonly ObservabilityCost[],
   sink: TraceSink | undefined,
+  cpu: CpuMeter,
 ): void {
   const figures = Object.fromEntries([...all].map(([name, results]) => [name, summarize(results)]));
   const rate = (name: string): number => figures[name]!.requestsPerSec;
@@ -333,6 +385,8 @@ function report(
       );
     }
   }
+  const timeSpent = whereTheTimeGoes(Object.keys(figures), rate, cpu);
+  for (const line of timeSpent.lines) say(line);
   if (observability.length > 0) {
     say('');
     for (const line of observabilityReport(observability, sink)) say(line);
@@ -355,7 +409,7 @@ function report(
   }
   const ceiling = rate('bare Node HTTP (ceiling)');
   const targets = [
-    check('GET /goods vs ceiling', rate('GET /goods (gateway)') / ceiling, 0.13),
+    check('GET /goods vs ceiling', rate('GET /goods (gateway)') / ceiling, 0.136),
     check('GET /goods p99 (ms)', p99('GET /goods (gateway)'), 25, 'max'),
     check('POST /purchases vs ceiling', rate('POST /purchases') / ceiling, 0.18),
     check('POST /purchases p99 (ms)', p99('POST /purchases'), 16, 'max'),
@@ -363,7 +417,7 @@ function report(
     check(
       'GET /goods vs direct ListGoods',
       rate('GET /goods (gateway)') / rate('ListGoods (direct gRPC)'),
-      0.75,
+      0.9,
     ),
     // Issue 9: with TLS on, the same cases within 20 % of plaintext (the optional HTTPS case aside).
     ...tls
@@ -408,6 +462,7 @@ function report(
         rssMiB: Object.fromEntries(rss),
         growth,
         observability,
+        cpuPerRequest: timeSpent.figures,
         targets,
       },
       null,

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { type CaseResult, median } from './case-result.js';
+import type { CpuPerRequest } from './cpu-meter.js';
 import { type SystemOptions, type SystemUnderTest, startSystem } from './system-under-test.js';
 
 // Issue 11's cost: the main cases run on the shop as it ships (metrics and request ids on), on a
@@ -101,41 +102,6 @@ export async function startObservabilityShops(
   }
 }
 
-/** CPU time per answered request, in µs, in one run of a case: every process of the shop, and the gateway's share. */
-export interface CpuPerRequest {
-  readonly totalUs: number;
-  readonly gatewayUs: number;
-}
-
-/**
- * Measures the CPU time a shop's processes spend per request in a case, alongside its throughput:
- * on a machine shared with other work the rate of requests moves a lot from one run to the next,
- * the CPU time each request costs far less.
- */
-export class CpuMeter {
-  readonly samples = new Map<string, CpuPerRequest[]>();
-
-  /** `run`, measured: the CPU its shop used over the run, divided by the requests answered. */
-  wrap(system: SystemUnderTest, name: string, run: () => Promise<CaseResult>): () => Promise<CaseResult> {
-    return async () => {
-      const before = system.cpuSeconds();
-      const result = await run();
-      const after = system.cpuSeconds();
-      let total = 0;
-      let gateway = 0;
-      for (const [process, seconds] of after) {
-        const used = seconds - (before.get(process) ?? seconds);
-        total += used;
-        if (process === 'gateway') gateway += used;
-      }
-      const answered = Math.max(1, result.total - result.errors);
-      const sample = { totalUs: (total * 1e6) / answered, gatewayUs: (gateway * 1e6) / answered };
-      this.samples.set(name, [...(this.samples.get(name) ?? []), sample]);
-      return result;
-    };
-  }
-}
-
 /** What one main case loses to observability, against its twin with everything off, over the same rounds. */
 export interface ObservabilityCost {
   readonly case: string;
@@ -149,8 +115,8 @@ export interface ObservabilityCost {
   readonly p99Ms: number;
   readonly offP99Ms: number;
   /** CPU per request of the whole shop and of the gateway, in µs (medians of rounds). */
-  readonly cpu: CpuPerRequest;
-  readonly offCpu: CpuPerRequest;
+  readonly cpu: Pick<CpuPerRequest, 'totalUs' | 'gatewayUs'>;
+  readonly offCpu: Pick<CpuPerRequest, 'totalUs' | 'gatewayUs'>;
   /** The median of the per-round CPU increases measured/off − 1, over the whole shop. */
   readonly cpuIncrease: number;
 }
