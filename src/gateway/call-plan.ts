@@ -1,5 +1,6 @@
 import type { HttpRoute } from '../common/http-routes.js';
 import { compilePagingPlan, type PagingPlan } from './paging-plan.js';
+import { rememberingLastAnswer } from './repeat-answer-memo.js';
 import { compileRequestDecoder, type RequestDecoder } from './request-decoder.js';
 import { compileResponseRenderer, type ResponseRenderer } from './response-renderer.js';
 
@@ -34,7 +35,7 @@ export function compileCallPlan(route: HttpRoute): CallPlan {
     grpcMethod: route.grpcMethod,
     path: `/${route.grpcMethod}`,
     decode: compileRequestDecoder(route),
-    render: compileResponseRenderer(route.method.output, envelopeFields),
+    render: rememberingLastAnswer(compileResponseRenderer(route.method.output, envelopeFields)),
     paging: compilePagingPlan(route.method, envelopeFields),
   };
 }

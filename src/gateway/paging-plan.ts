@@ -1,5 +1,6 @@
 import { type DescField, type DescMethod, ScalarType } from '@bufbuild/protobuf';
 import { ENVELOPE_ROOM } from './envelope.js';
+import { rememberingLastAnswer } from './repeat-answer-memo.js';
 import { compileResponseRenderer, type ResponseRenderer } from './response-renderer.js';
 import { Wire, WireReader } from './wire-reader.js';
 
@@ -55,7 +56,7 @@ export function compilePagingPlan(
   ) {
     return undefined;
   }
-  const render = compileResponseRenderer(method.output, responseFields);
+  const render = rememberingLastAnswer(compileResponseRenderer(method.output, responseFields));
   // The renderer writes `,"<list>":[` right after the envelope's room: the elements follow it.
   const itemsStart = ENVELOPE_ROOM + Buffer.byteLength(`,${JSON.stringify(list.name)}:[`);
   const nextTokenNumber = nextToken.number;
@@ -67,7 +68,9 @@ export function compilePagingPlan(
       itemsStart,
       nextPageToken: lastStringField(bytes, nextTokenNumber),
     }),
-    renderOnePage: compileResponseRenderer(method.output, [...responseFields, nextToken.name]),
+    renderOnePage: rememberingLastAnswer(
+      compileResponseRenderer(method.output, [...responseFields, nextToken.name]),
+    ),
     asksForOnePage: (request) => hasField(request, pagingFields),
     withToken: (request, token) =>
       // A field given again replaces the earlier value when the message is parsed.
