@@ -291,7 +291,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
 
     it('64 sign-ins at once with a short deadline: what the queue cannot serve in time is refused early, not left to time out', async () => {
       // Default limits (2 at once, 64 waiting) and today's parameters. The deadline is a multiple of
-      // one sign-in alone, measured now, so that the test means the same on a quiet machine and on a
+      // one sign-in alone, measured now (the fastest of five), so that the test means the same on a quiet machine and on a
       // busy one: 64 checks need about 32 of them, the deadline leaves 20, so the queue has to refuse
       // some, at once or at the latest shortly before their deadline (RESOURCE_EXHAUSTED: 429 with
       // Retry-After at the gateway). Only a check already running can still overrun the deadline (a
@@ -300,9 +300,17 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       // second at 64 connections) none should.
       await start({ hashParameters: ARGON2_PARAMETERS });
       await create({ username: 'crowd', password: 'pw' });
-      const started = performance.now();
+      // The fastest of a few sign-ins after a first one: a single timing, the first one above all,
+      // can be slowed several times by a hiccup of the shared machine, and a deadline made from it
+      // would let the queue answer all 64 in time.
       await signIn({ username: 'crowd', password: 'pw' });
-      const deadlineMs = Math.ceil(20 * (performance.now() - started));
+      let fastestMs = Number.POSITIVE_INFINITY;
+      for (let round = 0; round < 5; round++) {
+        const started = performance.now();
+        await signIn({ username: 'crowd', password: 'pw' });
+        fastestMs = Math.min(fastestMs, performance.now() - started);
+      }
+      const deadlineMs = Math.ceil(20 * fastestMs);
       const outcomes = await Promise.all(
         Array.from({ length: 64 }, () =>
           call(
