@@ -55,11 +55,33 @@ const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-/** One case; `plaintextTwin` marks an mTLS case and names the plaintext case it is compared with. */
+/**
+ * One case; `plaintextTwin` marks an mTLS case and names the plaintext case it is compared with.
+ * Cases of the same `rotation` run one after the other, each round starting with the next of them,
+ * so that none always runs first (after the ceiling case, say) or last.
+ */
 interface BenchCase {
   name: string;
   run: () => Promise<CaseResult>;
   plaintextTwin?: string;
+  rotation?: string;
+}
+
+/** The cases in the order a round runs them: each rotation group turned by the round's number. */
+function roundOrder(cases: readonly BenchCase[], round: number): BenchCase[] {
+  const ordered: BenchCase[] = [];
+  const placed = new Set<string>();
+  for (const entry of cases) {
+    if (entry.rotation === undefined) {
+      ordered.push(entry);
+    } else if (!placed.has(entry.rotation)) {
+      placed.add(entry.rotation);
+      const group = cases.filter((other) => other.rotation === entry.rotation);
+      const shift = (round - 1) % group.length;
+      ordered.push(...group.slice(shift), ...group.slice(0, shift));
+    }
+  }
+  return ordered;
 }
 
 say(`bench: ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
@@ -144,6 +166,7 @@ try {
     observed
       ? (['off', 'traced'] as const).map((variant) => ({
           name: twinName(name, variant),
+          rotation: name,
           run: cpu.wrap(
             observed[variant],
             twinName(name, variant),
@@ -160,6 +183,7 @@ try {
     {
       name: 'GET /goods (gateway)',
       run: metered(plain, 'GET /goods (gateway)', getGoods(plain.gatewayUrl, 'GET /goods')),
+      rotation: 'GET /goods (gateway)',
     },
     ...observabilityTwins('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
     ...twin('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
@@ -192,6 +216,7 @@ try {
     {
       name: 'POST /purchases',
       run: metered(plain, 'POST /purchases', postPurchase(plain.gatewayUrl, 'POST /purchases')),
+      rotation: 'POST /purchases',
     },
     ...observabilityTwins('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
     ...twin('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
@@ -206,7 +231,7 @@ try {
 
   const samples = new Map<string, CaseResult[]>(cases.map((entry) => [entry.name, []]));
   for (let round = 1; round <= rounds; round++) {
-    for (const entry of cases) {
+    for (const entry of roundOrder(cases, round)) {
       const result = await entry.run();
       samples.get(entry.name)!.push(result);
       say(
