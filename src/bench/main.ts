@@ -12,11 +12,11 @@ import { runHttpCase } from './http-load.js';
 import {
   OBSERVABILITY_TARGETS,
   type ObservabilityCost,
-  type ObservabilityVariant,
   observabilityCosts,
   observabilityReport,
   startObservabilityShops,
   type TraceSink,
+  type TwinVariant,
   VARIANT_LABELS,
 } from './observability-cost.js';
 import { type SystemUnderTest, startSystem } from './system-under-test.js';
@@ -107,7 +107,9 @@ try {
     : undefined;
   if (observed) {
     stops.unshift(() => observed.stop());
-    say('bench: two twin shops measure observability: metrics + ids off, and tracing at 10 % on top');
+    say(
+      'bench: three twin shops measure observability: as shipped, metrics + ids off, and tracing at 10 % on top',
+    );
   }
   const cpu = new CpuMeter({ database: plain.store.startsWith('MySQL') });
   /** A case measured for CPU per request and process too. */
@@ -117,7 +119,7 @@ try {
   stops.unshift(() => bare.stop());
 
   const member = { username: 'bench_member', password: 'bench password 1234' };
-  for (const system of [plain, secure, observed?.off, observed?.traced]) {
+  for (const system of [plain, secure, observed?.shipped, observed?.off, observed?.traced]) {
     if (system) await seed(system.gatewayUrl, member);
   }
   // The raw verify rate of the hash in use: what members stores for a new account (Argon2id today).
@@ -164,7 +166,7 @@ try {
     run: (system: SystemUnderTest, name: string) => BenchCase['run'],
   ) =>
     observed
-      ? (['off', 'traced'] as const).map((variant) => ({
+      ? (['shipped', 'off', 'traced'] as const).map((variant) => ({
           name: twinName(name, variant),
           rotation: name,
           run: cpu.wrap(
@@ -316,7 +318,7 @@ function whereTheTimeGoes(
 }
 
 /** The name of a main case's observability twin. */
-function twinName(name: string, variant: ObservabilityVariant): string {
+function twinName(name: string, variant: TwinVariant): string {
   return `${name} [${VARIANT_LABELS[variant]}]`;
 }
 
