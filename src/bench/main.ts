@@ -112,9 +112,6 @@ try {
     );
   }
   const cpu = new CpuMeter({ database: plain.store.startsWith('MySQL') });
-  /** A case measured for CPU per request and process too. */
-  const metered = (system: SystemUnderTest, name: string, run: BenchCase['run']): BenchCase['run'] =>
-    cpu.wrap(system, name, run);
   const bare = await startBareServer();
   stops.unshift(() => bare.stop());
 
@@ -184,7 +181,7 @@ try {
     },
     {
       name: 'GET /goods (gateway)',
-      run: metered(plain, 'GET /goods (gateway)', getGoods(plain.gatewayUrl, 'GET /goods')),
+      run: cpu.wrap(plain, 'GET /goods (gateway)', getGoods(plain.gatewayUrl, 'GET /goods')),
       rotation: 'GET /goods (gateway)',
     },
     ...observabilityTwins('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
@@ -201,12 +198,12 @@ try {
       : []),
     {
       name: 'ListGoods (direct gRPC)',
-      run: metered(plain, 'ListGoods (direct gRPC)', listGoods(plain, 'ListGoods')),
+      run: cpu.wrap(plain, 'ListGoods (direct gRPC)', listGoods(plain, 'ListGoods')),
     },
     ...twin('ListGoods (direct gRPC)', listGoods),
     {
       name: 'GET /members (sign-in)',
-      run: metered(plain, 'GET /members (sign-in)', () =>
+      run: cpu.wrap(plain, 'GET /members (sign-in)', () =>
         runHttpCase({
           name: 'sign-in',
           url: `${plain.gatewayUrl}/members?username=${member.username}&password=${encodeURIComponent(member.password)}`,
@@ -217,7 +214,7 @@ try {
     },
     {
       name: 'POST /purchases',
-      run: metered(plain, 'POST /purchases', postPurchase(plain.gatewayUrl, 'POST /purchases')),
+      run: cpu.wrap(plain, 'POST /purchases', postPurchase(plain.gatewayUrl, 'POST /purchases')),
       rotation: 'POST /purchases',
     },
     ...observabilityTwins('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
