@@ -9,6 +9,7 @@ import {
 import type { Logger } from './logger.js';
 import { type GrpcCallMetrics, type GrpcMethodLabels, grpcType, secondsSince } from './metrics.js';
 import {
+  attachCallContext,
   type CallContext,
   isValidRequestId,
   isValidTraceparent,
@@ -25,8 +26,6 @@ import { activeTracer, type TraceSpan } from './tracing.js';
 export interface CallTelemetry {
   /** The call's server span, when tracing is on: the parent of the spans the call makes. */
   readonly span: TraceSpan | undefined;
-  /** Extra per-server telemetry (e.g. the service's database timer). */
-  readonly extra: unknown;
 }
 
 /** Options of {@link serverTelemetryInterceptor}. */
@@ -34,12 +33,10 @@ export interface ServerTelemetryOptions {
   /** Server-side call metrics; none: no metric is recorded. */
   metrics?: GrpcCallMetrics | undefined;
   /**
-   * Run each handler in a {@link CallContext} with the call's request id (from `x-request-id`
-   * metadata), so that every log line written for it carries the id (see requestIdMixin).
+   * Give each call a {@link CallContext} with its request id (from `x-request-id` metadata), which
+   * the handler finds by the call's metadata (see requestLogFields) to name the request in its lines.
    */
   requestIds?: boolean;
-  /** Attached to every call's context as `telemetry.extra`. */
-  extra?: unknown;
   /** At debug level, one line per call: method, status code, duration (and the request id). */
   log?: Logger;
 }
@@ -47,11 +44,11 @@ export interface ServerTelemetryOptions {
 /**
  * The server interceptor of a component's gRPC server: counts and times every call by method and
  * status code (started, handled, handling seconds); makes a server span per call when tracing is on,
- * a child of the caller's `traceparent`; and runs the handler in a call context that names the
- * request. Undefined when there is nothing to do, so that a server without telemetry pays nothing.
+ * a child of the caller's `traceparent`; and gives each call a context that names the request
+ * (and, while tracing, carries its span to the database spans below the handler). Undefined when there is nothing to do, so that a server without telemetry pays nothing.
  */
 export function serverTelemetryInterceptor(options: ServerTelemetryOptions): ServerInterceptor | undefined {
-  const { metrics, requestIds = false, extra, log } = options;
+  const { metrics, requestIds = false, log } = options;
   const tracer = activeTracer();
   if (!metrics && !requestIds && !tracer && !log?.isLevelEnabled('debug')) return undefined;
   const labelsByPath = new Map<string, GrpcMethodLabels>();
@@ -112,18 +109,21 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
               });
             }
             if (requestIds || span) {
-              const telemetry: CallTelemetry = { span, extra };
+              const telemetry: CallTelemetry = { span };
               context = {
                 requestId: requestIds ? requestIdOf(metadata) : undefined,
                 method: labels.grpc_method,
                 telemetry,
               };
+              // The handler gets this very metadata object (grpc-js passes it on as it is).
+              attachCallContext(metadata, context);
             }
             nextMetadata(metadata);
           },
           onReceiveHalfClose(nextHalfClose) {
-            // A unary handler starts here: everything it does then runs in the call's context.
-            if (context) runInCallContext(context, nextHalfClose);
+            // A unary handler starts here. Only a traced call runs in its context through every
+            // promise (see request-context.ts): its database spans need the call's span.
+            if (span && context) runInCallContext(context, nextHalfClose);
             else nextHalfClose();
           },
           onCancel() {

@@ -1,6 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import { REDACT_PATHS, REDACTED, redactUrl } from './redact.js';
-import { requestIdMixin } from './request-context.js';
 
 export type { Logger };
 
@@ -34,8 +33,6 @@ export function createLogger({ component, level = 'info', destination }: LoggerO
         log: (fields) =>
           typeof fields.url === 'string' ? { ...fields, url: redactUrl(fields.url) } : fields,
       },
-      // The id of the request being served, on every line written for it (see request-context.ts).
-      mixin: requestIdMixin,
     },
     destination ?? pino.destination({ dest: 1, sync: true }),
   );

@@ -1,6 +1,7 @@
 import type { handleUnaryCall, ServerUnaryCall } from '@grpc/grpc-js';
 import { errorCause, limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
+import { requestLogFields } from './request-context.js';
 import { toServiceError } from './service-error.js';
 
 /**
@@ -8,7 +9,7 @@ import { toServiceError } from './service-error.js';
  * throws becomes a status: a ServiceError keeps its code and message, anything else is INTERNAL with
  * a plain message. Server faults are logged with their cause, one line per method, status and cause
  * per interval (see LogLimiter: an outage under load fails every call the same way); a caller's
- * mistakes are not errors.
+ * mistakes are not errors. Each line names the call's request (see requestLogFields).
  */
 export function unaryHandler<Request, Response>(
   log: Logger,
@@ -24,10 +25,15 @@ export function unaryHandler<Request, Response>(
           const method = call.getPath();
           limiterOf(log).error(
             `${method} ${error.code} ${errorCause(cause)}`,
-            { err: cause, method },
+            { err: cause, method, ...requestLogFields(call.metadata) },
             error.message,
           );
-        } else log.debug({ method: call.getPath(), code: error.code }, error.message);
+        } else {
+          log.debug(
+            { method: call.getPath(), code: error.code, ...requestLogFields(call.metadata) },
+            error.message,
+          );
+        }
         callback({ code: error.code, details: error.message });
       },
     );

@@ -1,12 +1,16 @@
+import { Metadata } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import {
+  attachCallContext,
+  callContextOf,
+  currentCallContext,
   isValidRequestId,
   isValidTraceparent,
   isValidTracestate,
   requestIdFrom,
+  requestLogFields,
   runInCallContext,
 } from '../../src/common/request-context.js';
-import { captureLog } from '../helpers/log-capture.js';
 
 describe('request ids', () => {
   it.each(['a', 'req-1', 'A.b:c_d-E', 'x'.repeat(128), '0af7651916cd43dd8448eb211c80319c'])(
@@ -63,23 +67,29 @@ describe('W3C trace context', () => {
   });
 });
 
-describe('the call context in log lines', () => {
-  it('adds requestId to lines written inside a call, and nothing to lines outside one', async () => {
-    const { log, lines } = captureLog('goods', 'info');
-    log.info({ event: 'before' }, 'outside');
-    await runInCallContext({ requestId: 'r-1', method: 'ListGoods' }, async () => {
+describe('the call context', () => {
+  it("is found by the call's metadata object, and names its request in log fields", () => {
+    const metadata = new Metadata();
+    const other = new Metadata();
+    attachCallContext(metadata, { requestId: 'r-1', method: 'ListGoods' });
+    attachCallContext(other, { requestId: undefined, method: 'ListGoods' });
+    expect(callContextOf(metadata)).toEqual({ requestId: 'r-1', method: 'ListGoods' });
+    expect(requestLogFields(metadata)).toEqual({ requestId: 'r-1' });
+    // Ids off, or a server that keeps no context: nothing is added to a line.
+    expect(requestLogFields(other)).toEqual({});
+    expect(requestLogFields(new Metadata())).toEqual({});
+  });
+
+  it('flows through promises and callbacks only inside runInCallContext (kept for traced calls)', async () => {
+    const seen: Array<string | undefined> = [];
+    seen.push(currentCallContext()?.requestId);
+    await runInCallContext({ requestId: 'r-2', method: 'ListGoods' }, async () => {
       await Promise.resolve();
-      log.info('inside, after an await');
-      setImmediate(() => log.info({ event: 'later' }, 'inside, in a callback started by the call'));
+      seen.push(currentCallContext()?.requestId);
       await new Promise((resolve) => setImmediate(resolve));
+      seen.push(currentCallContext()?.requestId);
     });
-    log.info('outside again');
-    expect(lines.map((line) => [line.msg, line.requestId, line.event])).toEqual([
-      ['outside', undefined, 'before'],
-      ['inside, after an await', 'r-1', undefined],
-      ['inside, in a callback started by the call', 'r-1', 'later'],
-      // Fields of earlier lines never stick to later ones.
-      ['outside again', undefined, undefined],
-    ]);
+    seen.push(currentCallContext()?.requestId);
+    expect(seen).toEqual([undefined, 'r-2', 'r-2', undefined]);
   });
 });

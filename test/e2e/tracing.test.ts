@@ -116,8 +116,14 @@ describe('one trace per REST request: gateway → gRPC client → service → da
     expect(database.length).toBeGreaterThanOrEqual(1);
     for (const span of database) {
       expect(span).toMatchObject({
+        name: 'SELECT goods',
         parentSpanId: server[0]!.spanId,
-        attributes: expect.objectContaining({ 'db.system.name': 'sqlite', 'rpc.method': 'ListGoods' }),
+        attributes: expect.objectContaining({
+          'db.system.name': 'sqlite',
+          'db.operation.name': 'SELECT',
+          'db.collection.name': 'goods',
+          'db.query.text': expect.stringMatching(/^SELECT .* FROM goods WHERE id > \? /),
+        }),
       });
     }
     expect(new Set(trace.map((span) => span.traceId)).size).toBe(1);

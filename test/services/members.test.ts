@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 import { type Logger, pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceError } from '../../src/common/service-error.js';
@@ -10,6 +10,7 @@ import {
   type SignInRequest,
 } from '../../src/gen/services.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
+import { ServiceTelemetry } from '../../src/services/common/service-telemetry.js';
 import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS, type MembersHandlersOptions } from '../../src/services/members/members-handlers.js';
 import { membersService } from '../../src/services/members/members-service.js';
@@ -49,7 +50,11 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     let service: TestServer<MembersServiceClient> | undefined;
 
     async function start(
-      { log, ...handlerOptions }: MembersHandlersOptions & { log?: Logger } = {},
+      {
+        log,
+        serverTelemetry,
+        ...handlerOptions
+      }: MembersHandlersOptions & { log?: Logger; serverTelemetry?: ServiceTelemetry } = {},
       wrapStore: (store: MembersStore) => MembersStore = (store) => store,
     ): Promise<TestServer<MembersServiceClient>> {
       opened = await backend.open({ connectionLimit: 10 });
@@ -57,6 +62,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         createServiceServer(membersService, {
           store: wrapStore(opened.store),
           ...(log ? { log } : {}),
+          ...(serverTelemetry ? { telemetry: serverTelemetry } : {}),
           handlerOptions: { hashParameters: TEST_HASH_PARAMETERS, ...handlerOptions },
         }),
         MembersServiceClient,
@@ -134,10 +140,24 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
 
     it('a member with a scrypt hash signs in, is rehashed to Argon2id, and signs in again', async () => {
       const { log, lines } = captureLog();
-      await start({ hashParameters: ARGON2_PARAMETERS, log });
+      await start({
+        hashParameters: ARGON2_PARAMETERS,
+        log,
+        serverTelemetry: new ServiceTelemetry({ metrics: false }),
+      });
       const legacy = await hashPasswordWithScrypt('old pw', LEGACY_SCRYPT);
       await storeAccount('veteran', legacy);
-      await expect(signIn({ username: 'veteran', password: 'old pw' })).resolves.toEqual({ userid: 1 });
+      const named = new Metadata();
+      named.set('x-request-id', 'sign-in-7');
+      await expect(
+        call(
+          service!.client,
+          service!.client.signIn,
+          { username: 'veteran', password: 'old pw' },
+          10_000,
+          named,
+        ),
+      ).resolves.toEqual({ userid: 1 });
       const upgraded = await storedHash('veteran');
       expect(upgraded).not.toBe(legacy);
       expect(HASH_FORMAT.exec(upgraded)?.slice(1, 4).map(Number)).toEqual([19456, 2, 1]);
@@ -145,7 +165,8 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       await expect(signIn({ username: 'veteran', password: 'old pW' })).rejects.toMatchObject(DENIED);
       expect(await storedHash('veteran')).toBe(upgraded); // upgraded once, not at every sign-in
       expect(lines().filter((line) => line.event === 'password-rehashed')).toEqual([
-        expect.objectContaining({ memberId: 1, msg: 'password hash upgraded' }),
+        // Written after the check, far from the handler's first line, and still naming the request.
+        expect.objectContaining({ memberId: 1, msg: 'password hash upgraded', requestId: 'sign-in-7' }),
       ]);
       expect(JSON.stringify(lines())).not.toContain('old pw');
     });

@@ -19,18 +19,33 @@ export interface PoolStats {
   readonly max: number;
 }
 
-/** What a database needs of the service's telemetry: somewhere to report its pool. */
+/**
+ * One kind of database operation, as its metric and its span name it (OpenTelemetry's
+ * `db.operation.name` and `db.collection.name`): a bounded set, since the statements are the code's own.
+ */
+export interface DatabaseOperationName {
+  /** SELECT, INSERT, UPDATE, DELETE; TRANSACTION for several statements in one. */
+  readonly operation: string;
+  /** The table it is about; empty when the statement names none. */
+  readonly collection: string;
+  /** The statement, with `?` placeholders only (never values); none for a transaction. */
+  readonly text?: string;
+}
+
+/** What a database needs of the service's telemetry: somewhere to report its pool and its operations. */
 export interface DatabaseObserver {
   /** Reports a pool: `stats` is read at each scrape, so a busy pool costs nothing more per statement. */
   watchPool(system: DatabaseSystem, stats: () => PoolStats): void;
+  /** Counts one operation that took `seconds`, whether it failed or not. */
+  observeOperation(system: DatabaseSystem, name: DatabaseOperationName, seconds: number): void;
 }
 
-type QueryLabel = 'db_system_name' | 'grpc_method';
+type QueryLabel = 'db_system_name' | 'db_operation_name' | 'db_collection_name';
 
 /**
  * A service's database metrics, named after OpenTelemetry's database conventions:
- * `db_client_operation_duration_seconds` (the time a call spends in the database, by back end and
- * by the gRPC method that asked), and the pool's `db_client_connection_count{state}`,
+ * `db_client_operation_duration_seconds` (the time of each operation, by back end, operation and
+ * table), and the pool's `db_client_connection_count{state}`,
  * `db_client_connection_pending_requests` and `db_client_connection_max`.
  */
 export class DatabaseMetrics implements DatabaseObserver {
@@ -43,19 +58,22 @@ export class DatabaseMetrics implements DatabaseObserver {
     this.#registry = registry;
     this.#duration = new Histogram({
       name: 'db_client_operation_duration_seconds',
-      help: 'Duration of database operations made for a call (one store operation: a statement or a transaction).',
-      labelNames: ['db_system_name', 'grpc_method'],
+      help: 'Duration of database operations (a statement, or a transaction of several), waiting for a connection included.',
+      labelNames: ['db_system_name', 'db_operation_name', 'db_collection_name'],
       buckets: [0.0005, 0.001, 0.0025, ...DEFAULT_LATENCY_BUCKETS],
       registers: [registry],
     });
   }
 
-  /** Counts one operation of `seconds`. */
-  observe(system: DatabaseSystem, method: string, seconds: number): void {
-    const key = `${system} ${method}`;
+  observeOperation(system: DatabaseSystem, name: DatabaseOperationName, seconds: number): void {
+    const key = `${system} ${name.operation} ${name.collection}`;
     let labels = this.#labels.get(key);
     if (!labels) {
-      labels = { db_system_name: system, grpc_method: method };
+      labels = {
+        db_system_name: system,
+        db_operation_name: name.operation,
+        db_collection_name: name.collection,
+      };
       this.#labels.set(key, labels);
     }
     this.#duration.observe(labels, seconds);
@@ -118,60 +136,67 @@ export class DatabaseMetrics implements DatabaseObserver {
   }
 }
 
-/** What a service hangs on each call's context for its database work. */
-export interface ServiceCallExtra {
-  readonly database: DatabaseMetrics | undefined;
-}
-
-/** The call being served's database telemetry: its metrics, and its span to parent a database span. */
-function currentDatabaseTelemetry():
-  | { metrics: DatabaseMetrics | undefined; span: TraceSpan | undefined; method: string }
-  | undefined {
-  const context = currentCallContext();
-  const telemetry = callTelemetryOf(context);
-  if (!context || !telemetry) return undefined;
-  const metrics = (telemetry.extra as ServiceCallExtra | undefined)?.database;
-  if (!metrics && !telemetry.span) return undefined;
-  return { metrics, span: telemetry.span, method: context.method };
-}
-
 const OPERATION = /^\s*([A-Za-z]+)/;
 const TARGET = /\b(?:FROM|INTO|UPDATE|TABLE)\s+`?([A-Za-z0-9_]+)/i;
 
-/** The span of one database operation, a child of the call's server span. */
-function startDatabaseSpan(
-  parent: TraceSpan,
-  system: DatabaseSystem,
-  method: string,
-  statement: string | undefined,
-): TraceSpan {
-  const tracer = activeTracer()!;
-  const operation = statement === undefined ? undefined : OPERATION.exec(statement)?.[1]?.toUpperCase();
-  const target = statement === undefined ? undefined : TARGET.exec(statement)?.[1];
-  const name = operation ? `${operation}${target ? ` ${target}` : ''}` : `${system} ${method}`;
-  return tracer.startSpan(name, 'client', parent, {
-    'db.system.name': system,
-    ...(operation ? { 'db.operation.name': operation } : {}),
-    ...(target ? { 'db.collection.name': target } : {}),
-    // Statements carry `?` placeholders only, never values (see mysql-database.ts).
-    ...(statement ? { 'db.query.text': statement } : {}),
-    'rpc.method': method,
-  });
+/** Statements seen so far: the code's own constants, a few dozen (the cap only guards a mistake). */
+const statementNames = new Map<string, DatabaseOperationName>();
+const MAX_KNOWN_STATEMENTS = 1_000;
+
+/** The operation a statement is: its verb and the first table it names (e.g. SELECT goods). */
+export function operationOfStatement(statement: string): DatabaseOperationName {
+  let name = statementNames.get(statement);
+  if (name) return name;
+  name = {
+    operation: OPERATION.exec(statement)?.[1]?.toUpperCase() ?? 'OTHER',
+    collection: TARGET.exec(statement)?.[1] ?? '',
+    text: statement,
+  };
+  if (statementNames.size < MAX_KNOWN_STATEMENTS) statementNames.set(statement, name);
+  return name;
+}
+
+/** The operation of a transaction about `table` (and what is written with it). */
+export function transactionOn(table: string): DatabaseOperationName {
+  return { operation: 'TRANSACTION', collection: table };
 }
 
 /**
- * Times one asynchronous database operation made for the call being served (none outside a call:
- * health probes and sweeps are not a caller's wait), and traces it when tracing is on.
- * `statement` is the SQL with placeholders, when there is one statement.
+ * The span of one database operation, when tracing is on and the operation is made for a traced
+ * call: a child of the call's server span, found through the call context, which the server
+ * interceptor keeps only while tracing is on (see grpc-server-telemetry.ts).
+ */
+function startDatabaseSpan(system: DatabaseSystem, name: DatabaseOperationName): TraceSpan | undefined {
+  const tracer = activeTracer();
+  if (!tracer) return undefined;
+  const parent = callTelemetryOf(currentCallContext())?.span;
+  if (!parent) return undefined;
+  return tracer.startSpan(
+    name.collection ? `${name.operation} ${name.collection}` : name.operation,
+    'client',
+    parent,
+    {
+      'db.system.name': system,
+      'db.operation.name': name.operation,
+      ...(name.collection ? { 'db.collection.name': name.collection } : {}),
+      // Statements carry `?` placeholders only, never values (see mysql-database.ts).
+      ...(name.text ? { 'db.query.text': name.text } : {}),
+    },
+  );
+}
+
+/**
+ * Times one asynchronous database operation for the service's metrics, and traces it when tracing
+ * is on. Health probes are not operations anyone waits for: they do not come through here.
  */
 export async function databaseOperation<T>(
+  observer: DatabaseObserver | undefined,
   system: DatabaseSystem,
-  statement: string | undefined,
+  name: DatabaseOperationName,
   work: () => Promise<T>,
 ): Promise<T> {
-  const telemetry = currentDatabaseTelemetry();
-  if (!telemetry) return work();
-  const span = telemetry.span && startDatabaseSpan(telemetry.span, system, telemetry.method, statement);
+  const span = startDatabaseSpan(system, name);
+  if (!observer && !span) return work();
   const startedAt = performance.now();
   try {
     return await work();
@@ -179,16 +204,20 @@ export async function databaseOperation<T>(
     span?.fail(errorKind(error));
     throw error;
   } finally {
-    telemetry.metrics?.observe(system, telemetry.method, secondsSince(startedAt));
+    observer?.observeOperation(system, name, secondsSince(startedAt));
     span?.end();
   }
 }
 
 /** {@link databaseOperation} for a synchronous driver (better-sqlite3). */
-export function databaseOperationSync<T>(system: DatabaseSystem, work: () => T): T {
-  const telemetry = currentDatabaseTelemetry();
-  if (!telemetry) return work();
-  const span = telemetry.span && startDatabaseSpan(telemetry.span, system, telemetry.method, undefined);
+export function databaseOperationSync<T>(
+  observer: DatabaseObserver | undefined,
+  system: DatabaseSystem,
+  name: DatabaseOperationName,
+  work: () => T,
+): T {
+  const span = startDatabaseSpan(system, name);
+  if (!observer && !span) return work();
   const startedAt = performance.now();
   try {
     return work();
@@ -196,7 +225,7 @@ export function databaseOperationSync<T>(system: DatabaseSystem, work: () => T):
     span?.fail(errorKind(error));
     throw error;
   } finally {
-    telemetry.metrics?.observe(system, telemetry.method, secondsSince(startedAt));
+    observer?.observeOperation(system, name, secondsSince(startedAt));
     span?.end();
   }
 }

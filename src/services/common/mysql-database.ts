@@ -9,7 +9,13 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
-import { type DatabaseObserver, databaseOperation, type PoolStats } from './database-telemetry.js';
+import {
+  type DatabaseObserver,
+  databaseOperation,
+  operationOfStatement,
+  type PoolStats,
+  transactionOn,
+} from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
@@ -31,7 +37,7 @@ export interface MysqlDatabaseOptions {
   acquireTimeoutMs?: number;
   /** How long one statement may take before its connection is dropped (default 5 s). */
   queryTimeoutMs?: number;
-  /** Told of the pool, so that its occupancy shows in the service's metrics. */
+  /** Told of the pool and of every operation, so that both show in the service's metrics. */
   observer?: DatabaseObserver;
 }
 
@@ -92,6 +98,7 @@ export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
   readonly #schema: readonly string[];
   readonly #log: Logger;
+  readonly #observer: DatabaseObserver | undefined;
   readonly #acquireTimeoutMs: number;
   readonly #queryTimeoutMs: number;
   #schemaReady: Promise<void> | undefined;
@@ -100,6 +107,7 @@ export class MysqlDatabase implements SqlExecutor {
     const { connection } = options;
     this.#schema = options.schema;
     this.#log = options.log ?? silentLogger();
+    this.#observer = options.observer;
     this.#acquireTimeoutMs = options.acquireTimeoutMs ?? 5_000;
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 5_000;
     this.#pool = createPool({
@@ -131,7 +139,7 @@ export class MysqlDatabase implements SqlExecutor {
   /** Runs a SELECT and resolves with its rows. */
   async select<Row extends RowDataPacket>(sql: string, values: ExecuteValues = []): Promise<Row[]> {
     await this.#ensureSchema();
-    return databaseOperation('mysql', sql, () =>
+    return databaseOperation(this.#observer, 'mysql', operationOfStatement(sql), () =>
       this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]),
     );
   }
@@ -139,7 +147,7 @@ export class MysqlDatabase implements SqlExecutor {
   /** Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). */
   async change(sql: string, values: ExecuteValues = []): Promise<ResultSetHeader> {
     await this.#ensureSchema();
-    return databaseOperation('mysql', sql, () =>
+    return databaseOperation(this.#observer, 'mysql', operationOfStatement(sql), () =>
       this.#withConnection(async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0]),
     );
   }
@@ -149,11 +157,11 @@ export class MysqlDatabase implements SqlExecutor {
    * rejects. The whole transaction gets the statement timeout; one that runs over drops its
    * connection, which rolls back whatever was not committed. Statements inside throw the driver's
    * errors as they are (so that `work` can tell a duplicate key); the transaction's failure is
-   * classified like any statement's.
+   * classified like any statement's. `table` names it in metrics and traces: the table it is about.
    */
-  async transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(table: string, work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
     await this.#ensureSchema();
-    return databaseOperation('mysql', undefined, () => this.#transaction(work));
+    return databaseOperation(this.#observer, 'mysql', transactionOn(table), () => this.#transaction(work));
   }
 
   #transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {

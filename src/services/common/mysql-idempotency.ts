@@ -101,7 +101,7 @@ export class MysqlIdempotencyJournal {
     for (let attempt = 0; attempt < 2; attempt++) {
       const earlier = await this.recall(claim);
       if (earlier) return earlier;
-      const outcome = await this.#db.transaction(async (sql) => {
+      const outcome = await this.#db.transaction(this.#table, async (sql) => {
         try {
           await sql.change(
             `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,

@@ -6,15 +6,16 @@ import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../com
 import {
   DatabaseMetrics,
   type DatabaseObserver,
+  type DatabaseOperationName,
+  type DatabaseSystem,
   type PoolStats,
-  type ServiceCallExtra,
 } from './database-telemetry.js';
 
 /** Options of {@link ServiceTelemetry}. */
 export interface ServiceTelemetryOptions {
   /** Prometheus metrics (default true). */
   metrics?: boolean;
-  /** Handlers run with the caller's request id, which every log line of the call then carries (default true). */
+  /** Each call's log lines name the caller's request id (default true). */
   requestIds?: boolean;
   /** The process's own metrics (default false: a service's main process turns them on). */
   processMetrics?: boolean;
@@ -31,7 +32,7 @@ export interface QueueGauge {
 /**
  * One service instance's telemetry: its own Prometheus registry (gRPC server calls, database time
  * and pool, the password-hash queue, and the process when asked), and the server interceptor that
- * counts calls and runs each handler in a context naming its request (see grpc-server-telemetry.ts).
+ * counts calls and gives each a context naming its request (see grpc-server-telemetry.ts).
  */
 export class ServiceTelemetry implements DatabaseObserver {
   readonly #options: Required<ServiceTelemetryOptions>;
@@ -56,18 +57,20 @@ export class ServiceTelemetry implements DatabaseObserver {
 
   /** grpc-js server options: the telemetry interceptor, if there is anything to do. */
   serverOptions(log: Logger): Pick<ServerOptions, 'interceptors'> {
-    const extra: ServiceCallExtra = { database: this.#database };
     const interceptor = serverTelemetryInterceptor({
       metrics: this.#grpc,
       requestIds: this.#options.requestIds,
-      extra,
       log,
     });
     return interceptor ? { interceptors: [interceptor] } : {};
   }
 
-  watchPool(system: 'sqlite' | 'mysql', stats: () => PoolStats): void {
+  watchPool(system: DatabaseSystem, stats: () => PoolStats): void {
     this.#database?.watchPool(system, stats);
+  }
+
+  observeOperation(system: DatabaseSystem, name: DatabaseOperationName, seconds: number): void {
+    this.#database?.observeOperation(system, name, seconds);
   }
 
   /** Reports the password-hash queue: `shop_password_hash_queue_depth` and `shop_password_hash_running`. */

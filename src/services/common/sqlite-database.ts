@@ -3,7 +3,12 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ServiceError } from '../../common/service-error.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
-import { databaseOperationSync } from './database-telemetry.js';
+import {
+  type DatabaseObserver,
+  type DatabaseOperationName,
+  databaseOperationSync,
+  operationOfStatement,
+} from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
 
 export type { Database } from 'better-sqlite3';
@@ -12,6 +17,8 @@ export type { Database } from 'better-sqlite3';
 export interface SqliteStoreOptions {
   /** Retention and clock of the store's idempotency keys (see idempotency.ts). */
   idempotency?: IdempotencyOptions;
+  /** Told of every operation, so that its time shows in the service's metrics. */
+  observer?: DatabaseObserver;
 }
 
 /** How long a statement waits for another process's write lock before it fails. */
@@ -45,17 +52,29 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
 }
 
 /**
- * Runs a synchronous SQLite operation and turns its failure into a ServiceError: a file locked by
- * another process for longer than the busy timeout is UNAVAILABLE (trying again may work); anything
- * else is INTERNAL. The driver's error stays in `cause`, for the log only.
+ * Runs one synchronous SQLite operation of a store, named for its metric and span (undefined for a
+ * health probe, which is neither timed nor traced), and turns its failure into a ServiceError: a
+ * file locked by another process for longer than the busy timeout is UNAVAILABLE (trying again may
+ * work); anything else is INTERNAL. The driver's error stays in `cause`, for the log only.
  */
-export function sqliteCall<T>(operation: () => T): T {
-  try {
-    return databaseOperationSync('sqlite', operation);
-  } catch (error) {
-    if (error instanceof ServiceError) throw error;
-    const code = String((error as { code?: unknown }).code ?? '');
-    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) throw databaseUnavailable(error);
-    throw databaseFailure(error);
-  }
+export type SqliteCall = <T>(name: DatabaseOperationName | undefined, operation: () => T) => T;
+
+/** The {@link SqliteCall} of a store whose operations `observer` times. */
+export function sqliteCaller(observer: DatabaseObserver | undefined): SqliteCall {
+  return (name, operation) => {
+    try {
+      return name === undefined ? operation() : databaseOperationSync(observer, 'sqlite', name, operation);
+    } catch (error) {
+      if (error instanceof ServiceError) throw error;
+      const code = String((error as { code?: unknown }).code ?? '');
+      if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+        throw databaseUnavailable(error);
+      throw databaseFailure(error);
+    }
+  };
+}
+
+/** The operation a prepared statement makes (e.g. SELECT goods). */
+export function operationOf(statement: { readonly source: string }): DatabaseOperationName {
+  return operationOfStatement(statement.source);
 }

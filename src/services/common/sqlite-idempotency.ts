@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { transactionOn } from './database-telemetry.js';
 import {
   IDEMPOTENCY_SWEEP_BATCH,
   IDEMPOTENCY_SWEEP_MAX_BATCHES,
@@ -11,7 +12,7 @@ import {
   type Outcome,
   outcomeFor,
 } from './idempotency.js';
-import { sqliteCall } from './sqlite-database.js';
+import { operationOf, type SqliteCall } from './sqlite-database.js';
 
 /**
  * The journal table of one service in SQLite (see idempotency.ts). `created_at` is in ms since the
@@ -41,6 +42,8 @@ export function sqliteIdempotencySchema(table: string): string[] {
  */
 export class SqliteIdempotencyJournal {
   readonly #db: Database;
+  readonly #call: SqliteCall;
+  readonly #table: string;
   readonly #retentionMs: number;
   readonly #now: () => number;
   readonly #find: Statement<[string], JournalRow>;
@@ -48,9 +51,14 @@ export class SqliteIdempotencyJournal {
   readonly #forget: Statement<[string]>;
   readonly #sweep: Statement<[number, number]>;
 
-  /** Prepares the statements; the table must exist (its schema is part of the store's). */
-  constructor(db: Database, table: string, options: IdempotencyOptions = {}) {
+  /**
+   * Prepares the statements; the table must exist (its schema is part of the store's). `call` is the
+   * store's own (see sqliteCaller), so that the journal's operations are timed with the store's.
+   */
+  constructor(db: Database, table: string, call: SqliteCall, options: IdempotencyOptions = {}) {
     this.#db = db;
+    this.#call = call;
+    this.#table = table;
     ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options));
     this.#find = db.prepare(
       `SELECT method, fingerprint, code, message, response, created_at AS createdAt FROM ${table} WHERE idem_key = ?`,
@@ -66,7 +74,7 @@ export class SqliteIdempotencyJournal {
 
   /** The outcome recorded for a live key, undefined if none; FAILED_PRECONDITION for another request. */
   async recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return sqliteCall(() => this.#recall(claim));
+    return this.#call(operationOf(this.#find), () => this.#recall(claim));
   }
 
   /**
@@ -75,7 +83,7 @@ export class SqliteIdempotencyJournal {
    */
   async run<Result>(once: Once<Result>, write: () => Result): Promise<Outcome> {
     const { claim } = once;
-    return sqliteCall(() =>
+    return this.#call(transactionOn(this.#table), () =>
       this.#db
         .transaction(() => {
           const earlier = this.#recall(claim);
@@ -98,7 +106,7 @@ export class SqliteIdempotencyJournal {
 
   /** Deletes expired keys, at most a bounded number per call; resolves with how many. */
   async sweep(): Promise<number> {
-    return sqliteCall(() => {
+    return this.#call(operationOf(this.#sweep), () => {
       const cutoff = this.#now() - this.#retentionMs;
       let deleted = 0;
       for (let batch = 0; batch < IDEMPOTENCY_SWEEP_MAX_BATCHES; batch++) {

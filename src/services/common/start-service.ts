@@ -167,7 +167,7 @@ function openStore<Store extends ServiceStore, Options>(
   const file = join(storage.dataDir, `${service.name}.sqlite`);
   log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);
   try {
-    return service.stores.sqlite(file);
+    return service.stores.sqlite(file, { observer: telemetry });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`, {

@@ -3,8 +3,10 @@ import { type StoredPage, takePage } from '../common/paging.js';
 import {
   type Database,
   openSqliteDatabase,
+  operationOf,
+  type SqliteCall,
   type SqliteStoreOptions,
-  sqliteCall,
+  sqliteCaller,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import {
@@ -35,6 +37,7 @@ export class SqliteGoodsStore implements GoodsStore {
   readonly kind = 'sqlite';
   readonly #db: Database;
   readonly #journal: SqliteIdempotencyJournal;
+  readonly #call: SqliteCall;
   readonly #insert;
   readonly #list;
   readonly #delete;
@@ -42,7 +45,13 @@ export class SqliteGoodsStore implements GoodsStore {
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_GOODS_SCHEMA);
-    this.#journal = new SqliteIdempotencyJournal(this.#db, 'goods_idempotency', options.idempotency);
+    this.#call = sqliteCaller(options.observer);
+    this.#journal = new SqliteIdempotencyJournal(
+      this.#db,
+      'goods_idempotency',
+      this.#call,
+      options.idempotency,
+    );
     this.#insert = this.#db.prepare<[string, string, number, string]>(
       'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
     );
@@ -53,7 +62,7 @@ export class SqliteGoodsStore implements GoodsStore {
   }
 
   async createGoods(goods: NewGoods): Promise<number> {
-    return sqliteCall(() => this.#create(goods));
+    return this.#call(operationOf(this.#insert), () => this.#create(goods));
   }
 
   createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome> {
@@ -62,13 +71,13 @@ export class SqliteGoodsStore implements GoodsStore {
 
   async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
     // A cursor: rows past the page's text budget are never read into memory.
-    return sqliteCall(() =>
+    return this.#call(operationOf(this.#list), () =>
       takePage(this.#list.iterate(afterId, size + 1), size, maxTextBytes, goodsTextBytes),
     );
   }
 
   async deleteGoods(id: number): Promise<void> {
-    sqliteCall(() => this.#delete.run(id));
+    this.#call(operationOf(this.#delete), () => this.#delete.run(id));
   }
 
   deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome> {
@@ -86,7 +95,8 @@ export class SqliteGoodsStore implements GoodsStore {
   }
 
   async ping(): Promise<void> {
-    sqliteCall(() => this.#db.prepare('SELECT 1').get());
+    // A health probe: not an operation anyone waits for, so neither timed nor traced.
+    this.#call(undefined, () => this.#db.prepare('SELECT 1').get());
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
+import { requestLogFields } from '../../common/request-context.js';
 import { ServiceError } from '../../common/service-error.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import {
@@ -87,8 +88,11 @@ export function createMembersHandlers(
   const password = (value: string | undefined): string =>
     requireText(value, 'password', { maxBytes: MEMBERS_LIMITS.passwordBytes });
 
-  /** Checks the password and, in the same hashing turn, makes the upgraded hash it may need. */
-  async function check(given: string, member: MemberCredentials | undefined) {
+  /**
+   * Checks the password and, in the same hashing turn, makes the upgraded hash it may need.
+   * `request` names the call's request in log lines (see requestLogFields).
+   */
+  async function check(given: string, member: MemberCredentials | undefined, request: object) {
     let matches: boolean;
     try {
       matches = await verifyPassword(given, member?.passwordHash ?? decoy);
@@ -100,19 +104,20 @@ export function createMembersHandlers(
     try {
       return { matches, upgraded: await hashPassword(given, parameters) };
     } catch (error) {
-      log.warn({ err: error, memberId: member.id }, 'password hash not upgraded: hashing failed');
+      log.warn({ err: error, memberId: member.id, ...request }, 'password hash not upgraded: hashing failed');
       return { matches };
     }
   }
 
   /** Stores an upgraded hash; a failure is logged, never thrown (the next sign-in tries again). */
-  async function upgrade(member: MemberCredentials, upgraded: string): Promise<void> {
+  async function upgrade(member: MemberCredentials, upgraded: string, request: object): Promise<void> {
+    const about = { memberId: member.id, ...request };
     try {
       const replaced = await store.updatePasswordHash(member.id, member.passwordHash, upgraded);
-      if (replaced) log.info({ event: 'password-rehashed', memberId: member.id }, 'password hash upgraded');
-      else log.info({ memberId: member.id }, 'password hash not upgraded: it changed meanwhile');
+      if (replaced) log.info({ event: 'password-rehashed', ...about }, 'password hash upgraded');
+      else log.info(about, 'password hash not upgraded: it changed meanwhile');
     } catch (error) {
-      log.warn({ err: error, memberId: member.id }, 'password hash not upgraded: the store failed');
+      log.warn({ err: error, ...about }, 'password hash not upgraded: the store failed');
     }
   }
 
@@ -132,9 +137,10 @@ export function createMembersHandlers(
       const name = username(request.username);
       const given = password(request.password);
       const member = await store.findMember(name);
-      const { matches, upgraded } = await hashing.run(() => check(given, member), callInfo(call));
+      const named = requestLogFields(call.metadata);
+      const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
-      if (upgraded !== undefined) await upgrade(member, upgraded);
+      if (upgraded !== undefined) await upgrade(member, upgraded, named);
       return { userid: member.id };
     }),
     deleteMember: unaryHandler(log, async (request, call) => {

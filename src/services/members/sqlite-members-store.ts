@@ -3,8 +3,10 @@ import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
   type Database,
   openSqliteDatabase,
+  operationOf,
+  type SqliteCall,
   type SqliteStoreOptions,
-  sqliteCall,
+  sqliteCaller,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
@@ -27,6 +29,7 @@ export class SqliteMembersStore implements MembersStore {
   readonly kind = 'sqlite';
   readonly #db: Database;
   readonly #journal: SqliteIdempotencyJournal;
+  readonly #call: SqliteCall;
   readonly #insert;
   readonly #find;
   readonly #delete;
@@ -35,7 +38,13 @@ export class SqliteMembersStore implements MembersStore {
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_MEMBERS_SCHEMA);
-    this.#journal = new SqliteIdempotencyJournal(this.#db, 'members_idempotency', options.idempotency);
+    this.#call = sqliteCaller(options.observer);
+    this.#journal = new SqliteIdempotencyJournal(
+      this.#db,
+      'members_idempotency',
+      this.#call,
+      options.idempotency,
+    );
     this.#insert = this.#db.prepare<[string, string]>(
       'INSERT INTO members (username, password_hash) VALUES (?, ?)',
     );
@@ -49,7 +58,7 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
-    return sqliteCall(() => this.#create(username, passwordHash));
+    return this.#call(operationOf(this.#insert), () => this.#create(username, passwordHash));
   }
 
   createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome> {
@@ -57,11 +66,11 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async findMember(username: string): Promise<MemberCredentials | undefined> {
-    return sqliteCall(() => this.#find.get(username));
+    return this.#call(operationOf(this.#find), () => this.#find.get(username));
   }
 
   async deleteMember(username: string): Promise<void> {
-    sqliteCall(() => this.#delete.run(username));
+    this.#call(operationOf(this.#delete), () => this.#delete.run(username));
   }
 
   deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome> {
@@ -79,11 +88,15 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
-    return sqliteCall(() => this.#updateHash.run(newHash, id, oldHash).changes === 1);
+    return this.#call(
+      operationOf(this.#updateHash),
+      () => this.#updateHash.run(newHash, id, oldHash).changes === 1,
+    );
   }
 
   async ping(): Promise<void> {
-    sqliteCall(() => this.#db.prepare('SELECT 1').get());
+    // A health probe: not an operation anyone waits for, so neither timed nor traced.
+    this.#call(undefined, () => this.#db.prepare('SELECT 1').get());
   }
 
   async close(): Promise<void> {

@@ -3,8 +3,10 @@ import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import {
   type Database,
   openSqliteDatabase,
+  operationOf,
+  type SqliteCall,
   type SqliteStoreOptions,
-  sqliteCall,
+  sqliteCaller,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
@@ -35,13 +37,20 @@ export class SqlitePurchasesStore implements PurchasesStore {
   readonly kind = 'sqlite';
   readonly #db: Database;
   readonly #journal: SqliteIdempotencyJournal;
+  readonly #call: SqliteCall;
   readonly #insert;
   readonly #list;
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_PURCHASES_SCHEMA);
-    this.#journal = new SqliteIdempotencyJournal(this.#db, 'purchases_idempotency', options.idempotency);
+    this.#call = sqliteCaller(options.observer);
+    this.#journal = new SqliteIdempotencyJournal(
+      this.#db,
+      'purchases_idempotency',
+      this.#call,
+      options.idempotency,
+    );
     this.#insert = this.#db.prepare<[number, number, string]>(
       'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)',
     );
@@ -51,7 +60,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
   }
 
   async createPurchase(purchase: NewPurchase): Promise<number> {
-    return sqliteCall(() => this.#create(purchase));
+    return this.#call(operationOf(this.#insert), () => this.#create(purchase));
   }
 
   createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome> {
@@ -59,7 +68,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
   }
 
   async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
-    return sqliteCall(() =>
+    return this.#call(operationOf(this.#list), () =>
       takePage(
         this.#list
           .all(userid, afterId, size + 1)
@@ -78,7 +87,8 @@ export class SqlitePurchasesStore implements PurchasesStore {
   }
 
   async ping(): Promise<void> {
-    sqliteCall(() => this.#db.prepare('SELECT 1').get());
+    // A health probe: not an operation anyone waits for, so neither timed nor traced.
+    this.#call(undefined, () => this.#db.prepare('SELECT 1').get());
   }
 
   async close(): Promise<void> {
