@@ -5,7 +5,7 @@ import { type SystemOptions, type SystemUnderTest, startSystem } from './system-
 
 // Issue 11's cost: the main cases run on three twin shops that do nothing else: one as it ships
 // (metrics and request ids on), one with both off (METRICS=off REQUEST_IDS=off), and one with
-// OpenTelemetry tracing on as well, sampling 10 % of traces (OTEL_TRACES_SAMPLER=traceidratio, ARG
+// OpenTelemetry tracing on as well, sampling 10 % of traces (OTEL_TRACES_SAMPLER=parentbased_traceidratio, ARG
 // 0.1) and exporting OTLP/HTTP to a sink in the bench process, which reads and drops every export.
 // The main plaintext shop is not the reference: it also serves sign-ins, the growth case and more,
 // and a process that has done more work carries more (a larger heap to collect) into each case.
@@ -95,7 +95,7 @@ export async function startObservabilityShops(
         OTEL_TRACES_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
         OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-        OTEL_TRACES_SAMPLER: 'traceidratio',
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
         OTEL_TRACES_SAMPLER_ARG: '0.1',
       },
     });

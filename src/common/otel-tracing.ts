@@ -1,10 +1,11 @@
 import {
   type Context,
   type ContextManager,
+  createTraceState,
   type Tracer as OtelTracer,
-  propagation,
   ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -23,6 +24,10 @@ const KINDS: Record<SpanRole, SpanKind> = {
 
 /** A span behind the project's small interface. */
 class OtelSpan implements TraceSpan {
+  #carrier: TraceCarrier | undefined;
+  #asParent: Context | undefined;
+  #unrecordedChild: UnrecordedSpan | undefined;
+
   constructor(readonly span: Span) {}
 
   setName(name: string): void {
@@ -42,14 +47,72 @@ class OtelSpan implements TraceSpan {
   }
 
   carrier(): TraceCarrier {
-    const carrier: TraceCarrier = {};
-    propagation.inject(trace.setSpan(ROOT_CONTEXT, this.span), carrier);
-    return carrier;
+    this.#carrier ??= carrierOf(this.span.spanContext());
+    return this.#carrier;
+  }
+
+  /** The context that makes this span the parent of a new one. */
+  asParent(): Context {
+    this.#asParent ??= trace.setSpan(ROOT_CONTEXT, this.span);
+    return this.#asParent;
+  }
+
+  /** What a child of this span is when this one is not recorded (see ProjectTracer). */
+  unrecordedChild(): UnrecordedSpan {
+    this.#unrecordedChild ??= new UnrecordedSpan(this.carrier());
+    return this.#unrecordedChild;
   }
 }
 
-class ProjectTracer implements Tracer {
-  constructor(readonly tracer: OtelTracer) {}
+/**
+ * A span of a trace this process does not record: it passes its parent's trace context on and
+ * records nothing, like the SDK's non-recording span, without the SDK's work to make one (new ids,
+ * sampling, contexts: about 1.5 KB of garbage each, per request and per hop).
+ */
+class UnrecordedSpan implements TraceSpan {
+  constructor(readonly carried: TraceCarrier) {}
+  setName(): void {}
+  setAttribute(): void {}
+  fail(): void {}
+  end(): void {}
+  carrier(): TraceCarrier {
+    return this.carried;
+  }
+}
+
+/** Which spans the configured sampler is known to leave unrecorded, so the SDK need not be asked. */
+export interface UnrecordedShortcuts {
+  /** A child of an unrecorded span of this process is unrecorded. */
+  readonly localParent: boolean;
+  /** A child of a caller's span that came marked "not sampled" is unrecorded. */
+  readonly remoteUnsampledParent: boolean;
+}
+
+/**
+ * The shortcuts the sampler OTEL_TRACES_SAMPLER names allows (the SDK's default is
+ * parentbased_always_on). Parent-based samplers follow the parent by definition, local or remote
+ * (the SDK's environment gives no way to change their choice for an unsampled remote parent); the
+ * trace-id ratio follows a local parent because the decision is the trace id's, which the child
+ * shares; always_off records nothing. Any other sampler (always_on, Jaeger's remote one) is asked
+ * for every span.
+ */
+export function unrecordedShortcuts(env: NodeJS.ProcessEnv): UnrecordedShortcuts {
+  const sampler = (env.OTEL_TRACES_SAMPLER ?? '').trim().toLowerCase() || 'parentbased_always_on';
+  const parentBased = /^parentbased_(always_on|always_off|traceidratio)$/.test(sampler);
+  return {
+    localParent: parentBased || sampler === 'traceidratio' || sampler === 'always_off',
+    remoteUnsampledParent: parentBased || sampler === 'always_off',
+  };
+}
+
+const NO_SHORTCUTS: UnrecordedShortcuts = { localParent: false, remoteUnsampledParent: false };
+
+/** The project's tracer over an OpenTelemetry one (see startOpenTelemetry); exported for tests. */
+export class ProjectTracer implements Tracer {
+  constructor(
+    readonly tracer: OtelTracer,
+    readonly shortcuts: UnrecordedShortcuts = NO_SHORTCUTS,
+  ) {}
 
   startSpan(
     name: string,
@@ -57,6 +120,14 @@ class ProjectTracer implements Tracer {
     parent: TraceSpan | TraceCarrier | undefined,
     attributes?: SpanAttributes,
   ): TraceSpan {
+    // Most requests are not sampled: below their first span in a process, skip the SDK altogether.
+    if (parent instanceof UnrecordedSpan) return parent;
+    if (parent instanceof OtelSpan) {
+      if (!parent.span.isRecording() && this.shortcuts.localParent) return parent.unrecordedChild();
+    } else if (parent !== undefined && !('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
+      if (parent.traceparent !== undefined && !sampledFlag(parent.traceparent))
+        return new UnrecordedSpan(parent);
+    }
     const span = this.tracer.startSpan(
       name,
       { kind: KINDS[role], ...(attributes ? { attributes } : {}) },
@@ -64,6 +135,18 @@ class ProjectTracer implements Tracer {
     );
     return new OtelSpan(span);
   }
+}
+
+/**
+ * The W3C `traceparent` (and `tracestate`) of a span: the one format the project carries between
+ * hops (see request-context.ts), written here rather than by a propagator, which needs a context
+ * made for each call.
+ */
+function carrierOf(context: SpanContext): TraceCarrier {
+  const flags = (context.traceFlags & 0xff).toString(16).padStart(2, '0');
+  const traceparent = `00-${context.traceId}-${context.spanId}-${flags}`;
+  const tracestate = context.traceState?.serialize();
+  return tracestate ? { traceparent, tracestate } : { traceparent };
 }
 
 /**
@@ -84,17 +167,33 @@ const NO_CONTEXT: ContextManager = {
   },
 };
 
+/** Whether a (well-formed) traceparent says its trace is sampled: bit 0 of its flags. */
+function sampledFlag(traceparent: string): boolean {
+  return (Number.parseInt(traceparent.slice(53, 55), 16) & 1) === 1;
+}
+
 function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
   if (parent === undefined) return ROOT_CONTEXT;
-  if (parent instanceof OtelSpan) return trace.setSpan(ROOT_CONTEXT, parent.span);
-  return propagation.extract(ROOT_CONTEXT, parent);
+  if (parent instanceof OtelSpan) return parent.asParent();
+  if (!('traceparent' in parent) || parent.traceparent === undefined) return ROOT_CONTEXT;
+  // A carrier's traceparent was checked where it came in (isValidTraceparent): version, trace id,
+  // parent id and flags are its first four fields.
+  const [, traceId = '', spanId = '', flags = '00'] = parent.traceparent.split('-', 4);
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId,
+    spanId,
+    traceFlags: Number.parseInt(flags, 16),
+    isRemote: true,
+    ...(parent.tracestate ? { traceState: createTraceState(parent.tracestate) } : {}),
+  });
 }
 
 /**
  * Starts the OpenTelemetry SDK for Node.js, which reads the standard variables itself:
  * OTEL_TRACES_EXPORTER (otlp, console, zipkin), OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf by
  * default, http/json, grpc), OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and _HEADERS,
- * OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS, OTEL_BSP_*, OTEL_RESOURCE_ATTRIBUTES. Traces only:
+ * OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, OTEL_RESOURCE_ATTRIBUTES. Trace context travels as W3C
+ * `traceparent` and `tracestate`, written and read here (see carrierOf). Traces only:
  * metrics are Prometheus's (see metrics.ts), so the SDK's own metric and log exporters stay off,
  * and no auto-instrumentation is loaded: the spans are made by the project's own code at each hop.
  */
@@ -113,7 +212,7 @@ export function startOpenTelemetry(
   });
   sdk.start();
   return {
-    tracer: new ProjectTracer(trace.getTracer('grpc-shop')),
+    tracer: new ProjectTracer(trace.getTracer('grpc-shop'), unrecordedShortcuts(env)),
     stop: () => sdk.shutdown(),
   };
 }

@@ -148,6 +148,18 @@ describe('one trace per REST request: gateway → gRPC client → service → da
     expect(root.parentSpanId).toBe(parentId);
   });
 
+  it('records nothing, in any component, of a request its caller did not sample', async () => {
+    const unsampled = '5bf92f3577b34da6a3ce929d0e0e4736';
+    const answer = await http(gatewayPort, 'GET', '/goods', {
+      headers: { 'X-Request-Id': 'trace-me-not', traceparent: `00-${unsampled}-00f067aa0ba902b7-00` },
+    });
+    expect(JSON.parse(answer.body).errorcode).toBe(0);
+    // A sampled request after it: once its spans are in from every component, so would the other's be.
+    await http(gatewayPort, 'GET', '/goods', { headers: { 'X-Request-Id': 'trace-me-after' } });
+    expectHops(await traceOf('trace-me-after'));
+    expect(receiver.spans.filter((span) => span.traceId === unsampled)).toEqual([]);
+  });
+
   it('marks a span failed only for a fault, not for a caller mistake', async () => {
     await http(gatewayPort, 'DELETE', '/goods?id=-1', { headers: { 'X-Request-Id': 'trace-me-3' } });
     const [root] = await vi.waitFor(() => {

@@ -1,0 +1,116 @@
+import { tracing } from '@opentelemetry/sdk-node';
+import { describe, expect, it } from 'vitest';
+import { ProjectTracer, unrecordedShortcuts } from '../../src/common/otel-tracing.js';
+import { isValidTraceparent } from '../../src/common/request-context.js';
+
+/** The project's tracer over an SDK provider that keeps every finished span in memory. */
+function tracerWith(
+  sampler: tracing.Sampler,
+  shortcuts = { localParent: true, remoteUnsampledParent: true },
+) {
+  const exporter = new tracing.InMemorySpanExporter();
+  const provider = new tracing.BasicTracerProvider({
+    sampler,
+    spanProcessors: [new tracing.SimpleSpanProcessor(exporter)],
+  });
+  return { tracer: new ProjectTracer(provider.getTracer('test'), shortcuts), exporter };
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
+
+describe('the project tracer over OpenTelemetry', () => {
+  it('links a sampled request across hops, with W3C carriers written by hand', () => {
+    const { tracer, exporter } = tracerWith(new tracing.AlwaysOnSampler());
+    const http = tracer.startSpan('GET', 'server', undefined);
+    const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
+    const sent = client.carrier();
+    expect(isValidTraceparent(sent.traceparent)).toBe(true);
+    const [, traceId, clientId, flags] = TRACEPARENT.exec(sent.traceparent!)!;
+    expect(flags).toBe('01');
+    // The next process continues from the carrier alone.
+    const server = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'server', sent);
+    const query = tracer.startSpan('SELECT goods', 'client', server);
+    for (const span of [query, server, client, http]) span.end();
+    const spans = exporter.getFinishedSpans();
+    expect(spans.map((span) => span.name)).toEqual([
+      'SELECT goods',
+      'shop.v1.GoodsService/ListGoods',
+      'shop.v1.GoodsService/ListGoods',
+      'GET',
+    ]);
+    const [querySpan, serverSpan, clientSpan, httpSpan] = spans;
+    expect(new Set(spans.map((span) => span.spanContext().traceId))).toEqual(new Set([traceId]));
+    expect(clientSpan!.spanContext().spanId).toBe(clientId);
+    expect(httpSpan!.parentSpanContext).toBeUndefined();
+    expect(clientSpan!.parentSpanContext?.spanId).toBe(httpSpan!.spanContext().spanId);
+    expect(serverSpan!.parentSpanContext).toMatchObject({ spanId: clientId, isRemote: true });
+    expect(querySpan!.parentSpanContext?.spanId).toBe(serverSpan!.spanContext().spanId);
+  });
+
+  it("continues a caller's trace and passes its tracestate on", () => {
+    const { tracer } = tracerWith(new tracing.AlwaysOnSampler());
+    const incoming = {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      tracestate: 'congo=t61rcWkgMzE',
+    };
+    const span = tracer.startSpan('GET', 'server', incoming);
+    const [, traceId, spanId] = TRACEPARENT.exec(span.carrier().traceparent!)!;
+    expect(traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(spanId).not.toBe('b7ad6b7169203331');
+    expect(span.carrier().tracestate).toBe('congo=t61rcWkgMzE');
+  });
+
+  it('makes nothing below an unsampled span: its children pass its context on', () => {
+    const { tracer, exporter } = tracerWith(new tracing.TraceIdRatioBasedSampler(0));
+    const http = tracer.startSpan('GET', 'server', undefined);
+    const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
+    const deeper = tracer.startSpan('SELECT goods', 'client', client);
+    expect(TRACEPARENT.exec(http.carrier().traceparent!)?.[3]).toBe('00');
+    expect(client.carrier()).toBe(http.carrier());
+    expect(deeper).toBe(client);
+    client.setAttribute('rpc.grpc.status_code', 0);
+    client.fail('no matter');
+    for (const span of [deeper, client, http]) span.end();
+    expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  it('follows an unsampled caller under a parent-based sampler, and leaves other samplers to the SDK', () => {
+    const unsampled = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00' };
+    const parentBased = tracerWith(new tracing.ParentBasedSampler({ root: new tracing.AlwaysOnSampler() }));
+    const followed = parentBased.tracer.startSpan('ListGoods', 'server', unsampled);
+    expect(followed.carrier()).toBe(unsampled);
+    followed.end();
+    parentBased.tracer.startSpan('SELECT goods', 'client', followed).end();
+    expect(parentBased.exporter.getFinishedSpans()).toEqual([]);
+
+    // A sampler that ignores the parent (here: always on) decides for each span itself.
+    const independent = tracerWith(
+      new tracing.AlwaysOnSampler(),
+      unrecordedShortcuts({ OTEL_TRACES_SAMPLER: 'always_on' }),
+    );
+    const server = independent.tracer.startSpan('ListGoods', 'server', unsampled);
+    independent.tracer.startSpan('SELECT goods', 'client', server).end();
+    server.end();
+    expect(independent.exporter.getFinishedSpans()).toHaveLength(2);
+  });
+
+  it.each([
+    [undefined, true, true],
+    ['parentbased_always_on', true, true],
+    [' ParentBased_TraceIdRatio ', true, true],
+    ['parentbased_always_off', true, true],
+    ['traceidratio', true, false],
+    ['always_off', true, true],
+    ['always_on', false, false],
+    ['parentbased_jaeger_remote', false, false],
+    ['something else', false, false],
+  ])(
+    'OTEL_TRACES_SAMPLER=%s: unrecorded below a local one %s, below an unsampled caller %s',
+    (sampler, local, remote) => {
+      expect(unrecordedShortcuts(sampler === undefined ? {} : { OTEL_TRACES_SAMPLER: sampler })).toEqual({
+        localParent: local,
+        remoteUnsampledParent: remote,
+      });
+    },
+  );
+});
