@@ -47,17 +47,21 @@ export function clientTelemetryInterceptor({ metrics }: ClientTelemetryOptions):
       start(metadata: Metadata, _listener, next) {
         let sent = metadata;
         if (tracer) {
-          span = tracer.startSpan(path.slice(1), 'client', carrierOf(metadata), {
+          const parent = carrierOf(metadata);
+          span = tracer.startSpan(path.slice(1), 'client', parent, {
             'rpc.system': 'grpc',
             'rpc.service': methodLabels.grpc_service,
             'rpc.method': methodLabels.grpc_method,
           });
-          // The caller may reuse its metadata (a retry, the next page): its traceparent stays the parent's.
-          sent = metadata.clone();
           const { traceparent, tracestate } = span.carrier();
-          if (traceparent) sent.set(TRACEPARENT_HEADER, traceparent);
-          if (tracestate) sent.set(TRACESTATE_HEADER, tracestate);
-          else sent.remove(TRACESTATE_HEADER);
+          // An unsampled call passes its parent's context on as it came: nothing to change.
+          if (traceparent !== parent?.traceparent || tracestate !== parent?.tracestate) {
+            // The caller may reuse its metadata (a retry, the next page): its traceparent stays the parent's.
+            sent = metadata.clone();
+            if (traceparent) sent.set(TRACEPARENT_HEADER, traceparent);
+            if (tracestate) sent.set(TRACESTATE_HEADER, tracestate);
+            else sent.remove(TRACESTATE_HEADER);
+          }
         }
         next(sent, {
           onReceiveStatus(received: StatusObject, nextStatus: (status: StatusObject) => void) {
