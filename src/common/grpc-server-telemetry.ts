@@ -121,9 +121,9 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
             nextMetadata(metadata);
           },
           onReceiveHalfClose(nextHalfClose) {
-            // A unary handler starts here. Only a traced call runs in its context through every
+            // A unary handler starts here. Only a sampled call runs in its context through every
             // promise (see request-context.ts): its database spans need the call's span.
-            if (span && context) runInCallContext(context, nextHalfClose);
+            if (context && span?.isRecording()) runInCallContext(context, nextHalfClose);
             else nextHalfClose();
           },
           onCancel() {

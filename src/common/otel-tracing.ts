@@ -46,6 +46,10 @@ class OtelSpan implements TraceSpan {
     this.span.end();
   }
 
+  isRecording(): boolean {
+    return this.span.isRecording();
+  }
+
   carrier(): TraceCarrier {
     this.#carrier ??= carrierOf(this.span.spanContext());
     return this.#carrier;
@@ -75,6 +79,9 @@ class UnrecordedSpan implements TraceSpan {
   setAttribute(): void {}
   fail(): void {}
   end(): void {}
+  isRecording(): boolean {
+    return false;
+  }
   carrier(): TraceCarrier {
     return this.carried;
   }

@@ -15,6 +15,8 @@ export interface TraceSpan {
   end(): void;
   /** The W3C headers that make the next hop a child of this span. */
   carrier(): TraceCarrier;
+  /** Whether the span is recorded (its trace sampled): only then do its children need it. */
+  isRecording(): boolean;
 }
 
 /** Starts spans; a parent is a span of this process or the trace context that came with a request. */

@@ -23,6 +23,7 @@ describe('the project tracer over OpenTelemetry', () => {
     const { tracer, exporter } = tracerWith(new tracing.AlwaysOnSampler());
     const http = tracer.startSpan('GET', 'server', undefined);
     const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
+    expect([http.isRecording(), client.isRecording()]).toEqual([true, true]);
     const sent = client.carrier();
     expect(isValidTraceparent(sent.traceparent)).toBe(true);
     const [, traceId, clientId, flags] = TRACEPARENT.exec(sent.traceparent!)!;
@@ -65,6 +66,7 @@ describe('the project tracer over OpenTelemetry', () => {
     const http = tracer.startSpan('GET', 'server', undefined);
     const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
     const deeper = tracer.startSpan('SELECT goods', 'client', client);
+    expect([http.isRecording(), client.isRecording(), deeper.isRecording()]).toEqual([false, false, false]);
     expect(TRACEPARENT.exec(http.carrier().traceparent!)?.[3]).toBe('00');
     expect(client.carrier()).toBe(http.carrier());
     expect(deeper).toBe(client);
