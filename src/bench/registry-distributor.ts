@@ -27,10 +27,17 @@ const distributor = createDistributorServer({
 const port = await distributor.listen('127.0.0.1', 0);
 send({ type: 'listening', port });
 
+// The benchmark gone (crashed, killed), nothing would stop this server: go with it.
+let stopping = false;
+process.once('disconnect', () => {
+  if (!stopping) process.exit(1);
+});
+
 process.on('message', (message: DistributorProbeRequest) => {
   if (message.type === 'loop') {
     send({ type: 'loop', ...stalls.take() });
   } else if (message.type === 'stop') {
+    stopping = true;
     stalls.stop();
     void distributor.stop(1_000).then(() => {
       send({ type: 'stopped' });

@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, getPriority, loadavg, setPriority, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NodeState, type Snapshot } from '../gen/distributor.js';
@@ -245,14 +245,14 @@ say(
 const token = randomBytes(24).toString('base64url');
 // This process plays every node and watcher, which on the hosts of a real system would not take
 // the distributor's cores. So the distributors (one per N) are all started first, at this
-// process's priority, and then this process yields the CPU to them (nice +10; lowering one's own
-// priority needs no privilege): the stall seen in the distributor is then its own, not time it
+// process's priority, and then this process yields the CPU to them (nice +10 on every thread;
+// lowering one's own priority needs no privilege): the stall seen in the distributor is then its own, not time it
 // waited for a core the load generator held.
 const distributors: Array<Awaited<ReturnType<typeof DistributorProcess.start>>> = [];
-for (const _ of sizes) distributors.push(await DistributorProcess.start(token));
-say(`bench:registry: ${yieldCpu(10)}`);
 const results: RunFigures[] = [];
 try {
+  for (const _ of sizes) distributors.push(await DistributorProcess.start(token));
+  say(`bench:registry: ${yieldCpu(10)}`);
   for (const count of sizes) {
     say(`N = ${count} (load average ${loadavg()[0]!.toFixed(1)})`);
     const figures = await run(count, token, distributors.shift()!);
@@ -276,10 +276,9 @@ try {
         `${figures.watcherDisconnects} watchers`,
     );
   }
-} catch (error) {
-  // The distributors of the sizes not run yet would keep this process alive.
+} finally {
+  // Those of the sizes not run (a failed start or run) would keep this process alive.
   await Promise.all(distributors.map((started) => started.process.stop()));
-  throw error;
 }
 
 say('');
@@ -332,12 +331,17 @@ writeFileSync(
 );
 say(`bench:registry: written ${file}`);
 
-/** Lowers this process's priority by `increment`; says what it did. */
+/**
+ * Lowers this process's priority by `increment`, every thread of it (on Linux a priority is a
+ * thread's: V8's and libuv's threads, started already, would keep theirs); says what it did.
+ */
 function yieldCpu(increment: number): string {
   const before = getPriority();
+  const target = Math.min(19, before + increment);
   try {
-    setPriority(Math.min(19, before + increment));
-    return `the load generator (this process) runs at nice ${getPriority()}, the distributors at nice ${before}`;
+    const threads = readdirSync('/proc/self/task').map(Number);
+    for (const thread of threads) setPriority(thread, target);
+    return `the load generator (this process, ${threads.length} threads) runs at nice ${target}, the distributors at nice ${before}`;
   } catch (error) {
     return `the load generator could not lower its priority (${(error as Error).message}): stalls include waiting for its work`;
   }

@@ -115,7 +115,8 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
                 method: labels.grpc_method,
                 telemetry,
               };
-              // The handler gets this very metadata object (grpc-js passes it on as it is).
+              // The handler gets this very metadata object: grpc-js hands it on as it is, for the four
+              // kinds of method, as long as no interceptor after this one replaces it.
               attachCallContext(metadata, context);
             }
             nextMetadata(metadata);
@@ -123,7 +124,7 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
           onReceiveHalfClose(nextHalfClose) {
             // A unary handler starts here. Only a sampled call runs in its context through every
             // promise (see request-context.ts): its database spans need the call's span.
-            if (context && span?.isRecording()) runInCallContext(context, nextHalfClose);
+            if (context && span?.isSampled()) runInCallContext(context, nextHalfClose);
             else nextHalfClose();
           },
           onCancel() {

@@ -8,6 +8,7 @@ import {
   type SpanContext,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
 } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -46,8 +47,11 @@ class OtelSpan implements TraceSpan {
     this.span.end();
   }
 
-  isRecording(): boolean {
-    return this.span.isRecording();
+  isSampled(): boolean {
+    // Not the SDK's isRecording(), which turns false once the span ends: a call cancelled by its
+    // client ends its server span while the handler still runs, and its database spans belong in
+    // the trace.
+    return (this.span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
   }
 
   carrier(): TraceCarrier {
@@ -79,7 +83,7 @@ class UnrecordedSpan implements TraceSpan {
   setAttribute(): void {}
   fail(): void {}
   end(): void {}
-  isRecording(): boolean {
+  isSampled(): boolean {
     return false;
   }
   carrier(): TraceCarrier {
@@ -130,7 +134,7 @@ export class ProjectTracer implements Tracer {
     // Most requests are not sampled: below their first span in a process, skip the SDK altogether.
     if (parent instanceof UnrecordedSpan) return parent;
     if (parent instanceof OtelSpan) {
-      if (!parent.span.isRecording() && this.shortcuts.localParent) return parent.unrecordedChild();
+      if (!parent.isSampled() && this.shortcuts.localParent) return parent.unrecordedChild();
     } else if (parent !== undefined && !('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
       if (parent.traceparent !== undefined && !sampledFlag(parent.traceparent))
         return new UnrecordedSpan(parent);

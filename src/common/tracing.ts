@@ -15,8 +15,11 @@ export interface TraceSpan {
   end(): void;
   /** The W3C headers that make the next hop a child of this span. */
   carrier(): TraceCarrier;
-  /** Whether the span is recorded (its trace sampled): only then do its children need it. */
-  isRecording(): boolean;
+  /**
+   * Whether the span's trace is sampled (W3C flag), ended or not: only then are its children
+   * recorded, and only then do they need it as their parent.
+   */
+  isSampled(): boolean;
 }
 
 /** Starts spans; a parent is a span of this process or the trace context that came with a request. */

@@ -13,12 +13,17 @@ describe('LogLimiter', () => {
     for (let count = 0; count < 500; count++) {
       limiter.error(
         'ListGoods 14 ECONNREFUSED',
-        { err: failure, method: 'ListGoods' },
+        { err: failure, method: 'ListGoods', requestId: `r-${count}` },
         'Database unavailable',
       );
     }
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 50, method: 'ListGoods', msg: 'Database unavailable' });
+    expect(lines[0]).toMatchObject({
+      level: 50,
+      method: 'ListGoods',
+      requestId: 'r-0',
+      msg: 'Database unavailable',
+    });
     expect((lines[0]!.err as { stack: string }).stack).toContain('ECONNREFUSED');
 
     vi.advanceTimersByTime(1_000);
@@ -30,6 +35,8 @@ describe('LogLimiter', () => {
       msg: 'Database unavailable (repeated 499 times in 1 s)',
     });
     expect(lines[1]!.err).toBeUndefined();
+    // The summary is about 499 requests: it names none of them.
+    expect(lines[1]).not.toHaveProperty('requestId');
 
     // Still failing: one summary per interval; then quiet; then the next line goes through at once.
     for (let count = 0; count < 30; count++)

@@ -23,7 +23,7 @@ describe('the project tracer over OpenTelemetry', () => {
     const { tracer, exporter } = tracerWith(new tracing.AlwaysOnSampler());
     const http = tracer.startSpan('GET', 'server', undefined);
     const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
-    expect([http.isRecording(), client.isRecording()]).toEqual([true, true]);
+    expect([http.isSampled(), client.isSampled()]).toEqual([true, true]);
     const sent = client.carrier();
     expect(isValidTraceparent(sent.traceparent)).toBe(true);
     const [, traceId, clientId, flags] = TRACEPARENT.exec(sent.traceparent!)!;
@@ -48,6 +48,18 @@ describe('the project tracer over OpenTelemetry', () => {
     expect(querySpan!.parentSpanContext?.spanId).toBe(serverSpan!.spanContext().spanId);
   });
 
+  it('records the children of a sampled span that has already ended (a call its client cancelled)', () => {
+    const { tracer, exporter } = tracerWith(new tracing.AlwaysOnSampler());
+    const server = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'server', undefined);
+    server.end();
+    expect(server.isSampled()).toBe(true);
+    const query = tracer.startSpan('SELECT goods', 'client', server);
+    query.end();
+    const [serverSpan, querySpan] = exporter.getFinishedSpans();
+    expect(querySpan?.name).toBe('SELECT goods');
+    expect(querySpan?.parentSpanContext?.spanId).toBe(serverSpan!.spanContext().spanId);
+  });
+
   it("continues a caller's trace and passes its tracestate on", () => {
     const { tracer } = tracerWith(new tracing.AlwaysOnSampler());
     const incoming = {
@@ -66,7 +78,7 @@ describe('the project tracer over OpenTelemetry', () => {
     const http = tracer.startSpan('GET', 'server', undefined);
     const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
     const deeper = tracer.startSpan('SELECT goods', 'client', client);
-    expect([http.isRecording(), client.isRecording(), deeper.isRecording()]).toEqual([false, false, false]);
+    expect([http.isSampled(), client.isSampled(), deeper.isSampled()]).toEqual([false, false, false]);
     expect(TRACEPARENT.exec(http.carrier().traceparent!)?.[3]).toBe('00');
     expect(client.carrier()).toBe(http.carrier());
     expect(deeper).toBe(client);

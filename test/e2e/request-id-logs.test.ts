@@ -88,8 +88,8 @@ describe('one request id in every log line about the request, gateway and servic
   });
 
   it('names the request in lines written deep in the service, under the one field requestId', async () => {
-    // The service refuses the id: the handler wrapper logs the refusal without naming any request
-    // itself; the call's context adds the id (see requestIdMixin).
+    // The service refuses the id: the handler wrapper logs the refusal and names the request from
+    // the call's context, found by the call's metadata (see requestLogFields).
     const answer = await http(port, 'DELETE', '/goods?id=-5', { headers: { 'X-Request-Id': 'deep-2' } });
     expect(JSON.parse(answer.body).errormessage).toMatch(/^Invalid Parameters/);
     await vi.waitFor(() => expect(about(goodsLog, 'deep-2')).toHaveLength(2));

@@ -55,7 +55,11 @@ export class ServiceTelemetry implements DatabaseObserver {
     return this.#registry;
   }
 
-  /** grpc-js server options: the telemetry interceptor, if there is anything to do. */
+  /**
+   * grpc-js server options: the telemetry interceptor, if there is anything to do. It must stay the
+   * last interceptor (nearest the handlers): handlers find their call's context by the metadata
+   * object it passes on (see request-context.ts).
+   */
   serverOptions(log: Logger): Pick<ServerOptions, 'interceptors'> {
     const interceptor = serverTelemetryInterceptor({
       metrics: this.#grpc,
