@@ -22,12 +22,6 @@ import {
 } from './request-context.js';
 import { activeTracer, type TraceSpan } from './tracing.js';
 
-/** What a call's code below the handler can reach through its {@link CallContext}. */
-export interface CallTelemetry {
-  /** The call's server span, when tracing is on: the parent of the spans the call makes. */
-  readonly span: TraceSpan | undefined;
-}
-
 /** Options of {@link serverTelemetryInterceptor}. */
 export interface ServerTelemetryOptions {
   /** Server-side call metrics; none: no metric is recorded. */
@@ -109,11 +103,10 @@ export function serverTelemetryInterceptor(options: ServerTelemetryOptions): Ser
               });
             }
             if (requestIds || span) {
-              const telemetry: CallTelemetry = { span };
               context = {
                 requestId: requestIds ? requestIdOf(metadata) : undefined,
                 method: labels.grpc_method,
-                telemetry,
+                span,
               };
               // The handler gets this very metadata object: grpc-js hands it on as it is, for the four
               // kinds of method, as long as no interceptor after this one replaces it.
@@ -165,9 +158,4 @@ export function carrierOf(metadata: Metadata): TraceCarrier | undefined {
   if (!isValidTraceparent(traceparent)) return undefined;
   const [tracestate] = metadata.get(TRACESTATE_HEADER);
   return isValidTracestate(tracestate) ? { traceparent, tracestate } : { traceparent };
-}
-
-/** The telemetry of the call being served, when its server has any. */
-export function callTelemetryOf(context: CallContext | undefined): CallTelemetry | undefined {
-  return context?.telemetry as CallTelemetry | undefined;
 }

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import type { TraceSpan } from './tracing.js';
 
 /** The HTTP header and the gRPC metadata key that carry a request's id across hops. */
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -64,16 +65,16 @@ export interface TraceCarrier {
 }
 
 /**
- * What a component knows about the call it is serving: the id for its log lines, and whatever the
- * telemetry of the call needs (its span, the parent of the call's database spans).
+ * What a component knows about the call it is serving: the id for its log lines, and its span, the
+ * parent of the call's database spans.
  */
 export interface CallContext {
   /** The request's id, from `x-request-id` metadata; undefined when ids are off or none came. */
   readonly requestId: string | undefined;
   /** The gRPC method, e.g. "ListGoods": a bounded label for what the call does. */
   readonly method: string;
-  /** Per-call telemetry (a span), opaque here. */
-  readonly telemetry?: unknown;
+  /** The call's server span, when tracing is on. */
+  readonly span?: TraceSpan | undefined;
 }
 
 /**

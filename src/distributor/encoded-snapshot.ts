@@ -1,5 +1,6 @@
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { DistributorServiceService, Snapshot } from '../gen/distributor.js';
+import { finishedBuffer, tag } from './update-encoding.js';
 
 const asIs = (bytes: Buffer): Buffer => bytes;
 
@@ -33,8 +34,12 @@ export class SnapshotEncoder {
   /** RegisterResponse { node_id = 1, snapshot = 2 } for one registered node. */
   registerResponse(nodeId: string, snapshot: Snapshot): Buffer {
     this.#encode(snapshot);
-    return toBuffer(
-      new BinaryWriter().uint32(tag(1)).string(nodeId).uint32(tag(2)).bytes(this.#encoded).finish(),
+    return finishedBuffer(
+      new BinaryWriter()
+        .uint32(tag(1, WireType.LengthDelimited))
+        .string(nodeId)
+        .uint32(tag(2, WireType.LengthDelimited))
+        .bytes(this.#encoded),
     );
   }
 
@@ -42,11 +47,8 @@ export class SnapshotEncoder {
     if (snapshot === this.#snapshot) return;
     this.#snapshot = snapshot;
     this.#encoded = Snapshot.encode(snapshot).finish();
-    this.#watchResponse = toBuffer(new BinaryWriter().uint32(tag(1)).bytes(this.#encoded).finish());
+    this.#watchResponse = finishedBuffer(
+      new BinaryWriter().uint32(tag(1, WireType.LengthDelimited)).bytes(this.#encoded),
+    );
   }
 }
-
-/** The tag of a length-delimited field. */
-const tag = (field: number): number => (field << 3) | WireType.LengthDelimited;
-
-const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -11,7 +11,14 @@ import type { RegistryChange } from './node-registry.js';
  * WatchResponse: one buffer serves every Register and Watch stream alike.
  */
 
-const tag = (field: number, wireType: WireType): number => (field << 3) | wireType;
+/** A field's tag: its number and wire type, as they precede its value. */
+export const tag = (field: number, wireType: WireType): number => (field << 3) | wireType;
+
+/** What a writer wrote, as a Buffer over the same memory (grpc-js writes Buffers). */
+export function finishedBuffer(writer: BinaryWriter): Buffer {
+  const bytes = writer.finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
 
 /** RegisterResponse.update = 3 and WatchResponse.update = 3. */
 const RESPONSE_UPDATE = tag(3, WireType.LengthDelimited);
@@ -35,8 +42,7 @@ function update(instanceId: string, revision: number, change: (writer: BinaryWri
   const writer = new BinaryWriter().uint32(RESPONSE_UPDATE).fork();
   writer.uint32(UPDATE_INSTANCE_ID).string(instanceId).uint32(UPDATE_REVISION).uint64(revision);
   change(writer);
-  const bytes = writer.join().finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return finishedBuffer(writer.join());
 }
 
 /** The update with the whole list, from its nodes encoded one by one (see NodeRegistry.encodedNodes). */
@@ -83,7 +89,5 @@ export function encodeChangeUpdate(instanceId: string, change: RegistryChange): 
 
 /** RegisterResponse { node_id, ack }: one node's own acknowledgement. */
 export function encodeAck(nodeId: string, ack: RegistrationAck): Buffer {
-  return Buffer.from(
-    RegisterResponse.encode({ nodeId, snapshot: undefined, update: undefined, ack }).finish(),
-  );
+  return finishedBuffer(RegisterResponse.encode({ nodeId, snapshot: undefined, update: undefined, ack }));
 }

@@ -1,5 +1,4 @@
 import { Gauge, Histogram } from 'prom-client';
-import { callTelemetryOf } from '../../common/grpc-server-telemetry.js';
 import { DEFAULT_LATENCY_BUCKETS, type Registry, secondsSince } from '../../common/metrics.js';
 import { currentCallContext } from '../../common/request-context.js';
 import { activeTracer, type TraceSpan } from '../../common/tracing.js';
@@ -169,7 +168,7 @@ export function transactionOn(table: string): DatabaseOperationName {
 function startDatabaseSpan(system: DatabaseSystem, name: DatabaseOperationName): TraceSpan | undefined {
   const tracer = activeTracer();
   if (!tracer) return undefined;
-  const parent = callTelemetryOf(currentCallContext())?.span;
+  const parent = currentCallContext()?.span;
   if (!parent) return undefined;
   return tracer.startSpan(
     name.collection ? `${name.operation} ${name.collection}` : name.operation,

@@ -4,7 +4,6 @@ import {
   IDEMPOTENCY_SWEEP_BATCH,
   IDEMPOTENCY_SWEEP_MAX_BATCHES,
   type IdempotencyClaim,
-  type IdempotencyOptions,
   isExpired,
   type JournalRow,
   journalSettings,
@@ -12,7 +11,7 @@ import {
   type Outcome,
   outcomeFor,
 } from './idempotency.js';
-import { operationOf, type SqliteCall } from './sqlite-database.js';
+import { operationOf, type SqliteCall, type SqliteStoreOptions, sqliteCaller } from './sqlite-database.js';
 
 /**
  * The journal table of one service in SQLite (see idempotency.ts). `created_at` is in ms since the
@@ -52,14 +51,15 @@ export class SqliteIdempotencyJournal {
   readonly #sweep: Statement<[number, number]>;
 
   /**
-   * Prepares the statements; the table must exist (its schema is part of the store's). `call` is the
-   * store's own (see sqliteCaller), so that the journal's operations are timed with the store's.
+   * Prepares the statements; the table must exist (its schema is part of the store's). The store's
+   * options give the keys' retention and clock, and what times the journal's operations with the
+   * store's own.
    */
-  constructor(db: Database, table: string, call: SqliteCall, options: IdempotencyOptions = {}) {
+  constructor(db: Database, table: string, options: SqliteStoreOptions = {}) {
     this.#db = db;
-    this.#call = call;
+    this.#call = sqliteCaller(options.observer);
     this.#table = table;
-    ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options));
+    ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options.idempotency));
     this.#find = db.prepare(
       `SELECT method, fingerprint, code, message, response, created_at AS createdAt FROM ${table} WHERE idem_key = ?`,
     );

@@ -46,12 +46,7 @@ export class SqliteGoodsStore implements GoodsStore {
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_GOODS_SCHEMA);
     this.#call = sqliteCaller(options.observer);
-    this.#journal = new SqliteIdempotencyJournal(
-      this.#db,
-      'goods_idempotency',
-      this.#call,
-      options.idempotency,
-    );
+    this.#journal = new SqliteIdempotencyJournal(this.#db, 'goods_idempotency', options);
     this.#insert = this.#db.prepare<[string, string, number, string]>(
       'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
     );

@@ -39,12 +39,7 @@ export class SqliteMembersStore implements MembersStore {
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_MEMBERS_SCHEMA);
     this.#call = sqliteCaller(options.observer);
-    this.#journal = new SqliteIdempotencyJournal(
-      this.#db,
-      'members_idempotency',
-      this.#call,
-      options.idempotency,
-    );
+    this.#journal = new SqliteIdempotencyJournal(this.#db, 'members_idempotency', options);
     this.#insert = this.#db.prepare<[string, string]>(
       'INSERT INTO members (username, password_hash) VALUES (?, ?)',
     );

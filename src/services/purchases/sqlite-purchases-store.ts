@@ -45,12 +45,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_PURCHASES_SCHEMA);
     this.#call = sqliteCaller(options.observer);
-    this.#journal = new SqliteIdempotencyJournal(
-      this.#db,
-      'purchases_idempotency',
-      this.#call,
-      options.idempotency,
-    );
+    this.#journal = new SqliteIdempotencyJournal(this.#db, 'purchases_idempotency', options);
     this.#insert = this.#db.prepare<[number, number, string]>(
       'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)',
     );
