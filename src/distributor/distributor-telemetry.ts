@@ -1,6 +1,6 @@
 import type { ServerOptions } from '@grpc/grpc-js';
 import { Gauge } from 'prom-client';
-import { serverTelemetryInterceptor } from '../common/grpc-server-telemetry.js';
+import { ServerCallTelemetry } from '../common/grpc-server-telemetry.js';
 import type { Logger } from '../common/logger.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../common/metrics.js';
 import { NodeState } from '../gen/distributor.js';
@@ -38,8 +38,7 @@ export class DistributorTelemetry {
 
   /** grpc-js server options: the interceptor that counts calls, if metrics are on. */
   serverOptions(log: Logger): Pick<ServerOptions, 'interceptors'> {
-    const interceptor = serverTelemetryInterceptor({ metrics: this.#grpc, log });
-    return interceptor ? { interceptors: [interceptor] } : {};
+    return new ServerCallTelemetry({ metrics: this.#grpc, log }).serverOptions();
   }
 
   /** Reports the registry's state; `openStreams` counts the Register and Watch streams open now. */

@@ -12,9 +12,6 @@ import type { RequestInput } from './request-input.js';
 import type { Instance, RouteTable } from './route-table.js';
 import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
-/** grpc-js serializes the request; its bytes are already made. */
-const passThrough = (bytes: Buffer): Buffer => bytes;
-
 /** What the dispatcher needs of the gateway around it: its channels, its routes, and how to answer. */
 export interface DispatcherOptions {
   pool: InstancePool;
@@ -93,16 +90,14 @@ export class Dispatcher {
 
   #call(exchange: Exchange, instance: Instance, bytes: Buffer, input: RequestInput, first: boolean): void {
     const { upstream, plan } = instance;
-    this.#options.pool.begin(upstream);
-    exchange.call = upstream.client.makeUnaryRequest(
+    exchange.call = this.#options.pool.call(
+      upstream,
       plan.path,
-      passThrough,
       plan.render,
       bytes,
       exchange.metadata,
-      { deadline: exchange.deadline },
+      exchange.deadline,
       (error: ServiceError | null, fields?: Buffer) => {
-        this.#options.pool.end(upstream);
         exchange.call = undefined;
         if (exchange.gone) return;
         try {

@@ -190,13 +190,13 @@ class GatewayServer implements Gateway {
     this.#pool = new InstancePool({
       channelOptions: {
         ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
-        ...this.#telemetry.channelOptions,
         // HTTP/2's default 64 KiB window holds about six 10 KB answers: at 64 connections the
         // service waited for WINDOW_UPDATEs with a third of both cores idle (issue 9: +48 % GET /goods).
         'grpc-node.flow_control_window': UPSTREAM_FLOW_CONTROL_WINDOW,
       },
       credentialsFor: upstreamCredentials(options.tls),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
+      calls: this.#telemetry.calls,
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ChannelOptions, Metadata } from '@grpc/grpc-js';
+import type { Metadata } from '@grpc/grpc-js';
 import { Histogram } from 'prom-client';
-import { clientTelemetryInterceptor } from '../common/grpc-client-telemetry.js';
+import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
 import {
@@ -107,7 +107,7 @@ export class GatewayTelemetry {
   readonly #rates: RouteRates | undefined;
   readonly #labels = new Map<string, Record<HttpLabel, string>>();
   readonly #nodes = new NodeHistory();
-  readonly #interceptorOptions: ChannelOptions;
+  readonly #calls: ClientCallTelemetry;
   #registration: RegistrationClient | undefined;
 
   constructor(view: GatewayView, options: GatewayTelemetryOptions = {}, log: Logger = silentLogger()) {
@@ -127,10 +127,9 @@ export class GatewayTelemetry {
       });
       this.#rates = new RouteRates();
     }
-    const interceptor = clientTelemetryInterceptor({
+    this.#calls = new ClientCallTelemetry({
       metrics: this.#registry && new GrpcCallMetrics(this.#registry, 'client'),
     });
-    this.#interceptorOptions = interceptor ? { interceptors: [interceptor] } : {};
   }
 
   /** The gateway's metrics registry; undefined when metrics are off. */
@@ -138,9 +137,9 @@ export class GatewayTelemetry {
     return this.#registry;
   }
 
-  /** Options for the channels to services: the client interceptor that counts, times and traces calls. */
-  get channelOptions(): ChannelOptions {
-    return this.#interceptorOptions;
+  /** What counts, times and traces the gateway's calls to services (see InstancePool.call). */
+  get calls(): ClientCallTelemetry {
+    return this.#calls;
   }
 
   /** Follows the gateway's registration: whether it is connected, and the nodes it lists. */

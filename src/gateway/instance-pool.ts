@@ -1,4 +1,14 @@
-import { type ChannelCredentials, type ChannelOptions, Client, credentials } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  Client,
+  type ClientUnaryCall,
+  credentials,
+  type Metadata,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
 export interface Upstream {
@@ -23,7 +33,12 @@ export interface InstancePoolOptions {
   credentialsFor?: (name: string) => ChannelCredentials;
   /** Channel options that go with those credentials, added to `channelOptions`. */
   channelOptionsFor?: (name: string) => ChannelOptions;
+  /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
+  calls?: ClientCallTelemetry | undefined;
 }
+
+/** grpc-js serializes the request; its bytes are already made. */
+const passThrough = (bytes: Buffer): Buffer => bytes;
 
 /**
  * One grpc-js channel per instance (component name and address), reused by every request to it (one HTTP/2 connection,
@@ -40,12 +55,14 @@ export class InstancePool {
   readonly #channelOptions: ChannelOptions;
   readonly #credentialsFor: (name: string) => ChannelCredentials;
   readonly #channelOptionsFor: (name: string) => ChannelOptions;
+  readonly #calls: ClientCallTelemetry | undefined;
   #closed = false;
 
   constructor(options: InstancePoolOptions = {}) {
     this.#channelOptions = options.channelOptions ?? {};
     this.#credentialsFor = options.credentialsFor ?? (() => credentials.createInsecure());
     this.#channelOptionsFor = options.channelOptionsFor ?? (() => ({}));
+    this.#calls = options.calls?.active ? options.calls : undefined;
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -72,13 +89,38 @@ export class InstancePool {
     return upstream;
   }
 
-  /** Counts a call starting on an upstream. */
-  begin(upstream: Upstream): void {
+  /**
+   * Makes a unary call on an upstream, with the request's bytes as they are, counted in its calls
+   * in flight (see {@link retainOnly}) and observed by the pool's call telemetry.
+   */
+  call<Response>(
+    upstream: Upstream,
+    path: string,
+    deserialize: (bytes: Buffer) => Response,
+    request: Buffer,
+    metadata: Metadata,
+    deadline: number,
+    callback: (error: ServiceError | null, response?: Response) => void,
+  ): ClientUnaryCall {
+    const observed = this.#calls?.begin(path, metadata);
     upstream.inFlight++;
+    return upstream.client.makeUnaryRequest(
+      path,
+      passThrough,
+      deserialize,
+      request,
+      observed?.metadata ?? metadata,
+      { deadline },
+      (error: ServiceError | null, response?: Response) => {
+        observed?.end(error ? error.code : status.OK, error?.details);
+        this.#end(upstream);
+        callback(error, response);
+      },
+    );
   }
 
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */
-  end(upstream: Upstream): void {
+  #end(upstream: Upstream): void {
     upstream.inFlight--;
     if (upstream.inFlight === 0 && this.#leaving.delete(upstream)) upstream.client.close();
   }

@@ -64,8 +64,6 @@ class CallFailure extends Error {
   }
 }
 
-/** grpc-js serializes the request; its bytes are already made. */
-const passThrough = (bytes: Buffer): Buffer => bytes;
 const LIST_END = Buffer.from(']}');
 const COMMA = 0x2c;
 
@@ -234,16 +232,14 @@ export class PageStreamer<E extends PagedExchange> {
     const { upstream, plan } = instance;
     const bytes = token ? paging.withToken(request, token) : request;
     return new Promise((resolve, reject) => {
-      this.#options.pool.begin(upstream);
-      exchange.call = upstream.client.makeUnaryRequest(
+      exchange.call = this.#options.pool.call(
+        upstream,
         plan.path,
-        passThrough,
         render(paging),
         bytes,
         exchange.metadata ?? new Metadata(),
-        { deadline },
+        deadline,
         (error: ServiceError | null, value?: T) => {
-          this.#options.pool.end(upstream);
           exchange.call = undefined;
           if (error) reject(new CallFailure(instance, error));
           else resolve(value!);

@@ -58,11 +58,12 @@ export function createServiceServer<Store extends ServiceStore, Options>(
 ): ServiceServer {
   const log = options.log ?? silentLogger();
   const serviceName = service.grpc.name;
+  const calls = options.telemetry?.serverCalls(log);
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     // The largest request is a CreateGoods with a 64 KiB description.
     'grpc.max_receive_message_length': 1024 * 1024,
-    ...options.telemetry?.serverOptions(log),
+    ...calls?.serverOptions(),
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
   let draining = false;
@@ -90,10 +91,13 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     log,
   });
 
-  server.addService(
-    encodingSharedAnswersOnce(service.grpc.definition),
-    service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
+  const definition = encodingSharedAnswersOnce(service.grpc.definition);
+  const handlers = service.handlers(
+    options.store,
+    log,
+    withTelemetry(options.handlerOptions, options.telemetry),
   );
+  server.addService(definition, calls ? calls.instrument(definition, handlers) : handlers);
   health.addToServer(server);
   addReflection(server, [serviceName], service.grpc.descriptors);
 

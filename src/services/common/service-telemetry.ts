@@ -1,6 +1,5 @@
-import type { ServerOptions } from '@grpc/grpc-js';
 import { Gauge } from 'prom-client';
-import { serverTelemetryInterceptor } from '../../common/grpc-server-telemetry.js';
+import { ServerCallTelemetry } from '../../common/grpc-server-telemetry.js';
 import type { Logger } from '../../common/logger.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../common/metrics.js';
 import {
@@ -56,17 +55,11 @@ export class ServiceTelemetry implements DatabaseObserver {
   }
 
   /**
-   * grpc-js server options: the telemetry interceptor, if there is anything to do. It must stay the
-   * last interceptor (nearest the handlers): handlers find their call's context by the metadata
-   * object it passes on (see request-context.ts).
+   * The telemetry of the service's gRPC server calls: its handlers are wrapped with it, and the
+   * server is built with its options (see ServerCallTelemetry).
    */
-  serverOptions(log: Logger): Pick<ServerOptions, 'interceptors'> {
-    const interceptor = serverTelemetryInterceptor({
-      metrics: this.#grpc,
-      requestIds: this.#options.requestIds,
-      log,
-    });
-    return interceptor ? { interceptors: [interceptor] } : {};
+  serverCalls(log: Logger): ServerCallTelemetry {
+    return new ServerCallTelemetry({ metrics: this.#grpc, requestIds: this.#options.requestIds, log });
   }
 
   watchPool(system: DatabaseSystem, stats: () => PoolStats): void {

@@ -1,0 +1,181 @@
+import {
+  type Client,
+  credentials,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  Metadata,
+  makeGenericClientConstructor,
+  Server,
+  ServerCredentials,
+  type ServiceDefinition,
+  type ServiceError,
+  status,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ServerCallTelemetry } from '../../src/common/grpc-server-telemetry.js';
+import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../src/common/metrics.js';
+import { requestLogFields } from '../../src/common/request-context.js';
+import { captureLog } from '../helpers/log-capture.js';
+import { sample } from '../helpers/prometheus.js';
+
+const raw = (bytes: Buffer): Buffer => bytes;
+const method = (name: string, responseStream = false) => ({
+  path: `/test.v1.Probe/${name}`,
+  requestStream: false,
+  responseStream,
+  requestSerialize: raw,
+  requestDeserialize: raw,
+  responseSerialize: raw,
+  responseDeserialize: raw,
+});
+const DEFINITION = {
+  Echo: method('Echo'),
+  Refuse: method('Refuse'),
+  Slow: method('Slow'),
+  Throw: method('Throw'),
+  Stream: method('Stream', true),
+} satisfies ServiceDefinition;
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+/** A real server on loopback whose handlers go through ServerCallTelemetry, and a client to it. */
+async function start() {
+  const registry: Registry = createMetricsRegistry();
+  const { log, lines } = captureLog('probe');
+  const telemetry = new ServerCallTelemetry({
+    metrics: new GrpcCallMetrics(registry, 'server'),
+    requestIds: true,
+    log,
+  });
+  const seenIds: Array<string | undefined> = [];
+  const echo: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+    seenIds.push(requestLogFields(call.metadata).requestId);
+    callback(null, call.request);
+  };
+  const refuse: handleUnaryCall<Buffer, Buffer> = (_call, callback) =>
+    callback({ code: status.NOT_FOUND, details: 'no such thing' });
+  const slow: handleUnaryCall<Buffer, Buffer> = (_call, callback) => {
+    setTimeout(() => callback(null, Buffer.from('late')), 300);
+  };
+  const fail: handleUnaryCall<Buffer, Buffer> = () => {
+    throw new Error('a bug');
+  };
+  const stream: handleServerStreamingCall<Buffer, Buffer> = (call) => {
+    call.write(Buffer.from('one'));
+    call.end();
+  };
+  const handlers: UntypedServiceImplementation = {
+    Echo: echo,
+    Refuse: refuse,
+    Slow: slow,
+    Throw: fail,
+    Stream: stream,
+  };
+  const server = new Server(telemetry.serverOptions());
+  server.addService(DEFINITION, telemetry.instrument(DEFINITION, handlers));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  const ProbeClient = makeGenericClientConstructor(DEFINITION, 'Probe');
+  const client = new ProbeClient(`127.0.0.1:${port}`, credentials.createInsecure()) as Client &
+    Record<string, (...args: unknown[]) => unknown>;
+  cleanups.push(() => {
+    client.close();
+    server.forceShutdown();
+  });
+  const unary = (name: string, metadata = new Metadata(), deadlineMs = 5_000) =>
+    new Promise<number>((resolve) => {
+      client[name]!(
+        Buffer.from('hi'),
+        metadata,
+        { deadline: Date.now() + deadlineMs },
+        (error: ServiceError | null) => resolve(error ? error.code : status.OK),
+      );
+    });
+  const handled = async (name: string, code: string) =>
+    sample(await registry.metrics(), 'grpc_server_handled_total', { grpc_method: name, grpc_code: code });
+  return { registry, lines, seenIds, client, unary, handled };
+}
+
+describe('ServerCallTelemetry', () => {
+  it('counts and times wrapped unary calls by method and code, once each', async () => {
+    const { registry, unary, handled } = await start();
+    expect(await unary('Echo')).toBe(status.OK);
+    expect(await unary('Echo')).toBe(status.OK);
+    expect(await unary('Refuse')).toBe(status.NOT_FOUND);
+    const text = await registry.metrics();
+    expect(sample(text, 'grpc_server_started_total', { grpc_method: 'Echo', grpc_type: 'unary' })).toBe(2);
+    expect(await handled('Echo', 'OK')).toBe(2);
+    expect(await handled('Refuse', 'NotFound')).toBe(1);
+    expect(
+      sample(text, 'grpc_server_handling_seconds_count', {
+        grpc_service: 'test.v1.Probe',
+        grpc_method: 'Echo',
+      }),
+    ).toBe(2);
+  });
+
+  it('names the request in the handler and in its debug line', async () => {
+    const { unary, seenIds, lines } = await start();
+    const metadata = new Metadata();
+    metadata.set('x-request-id', 'req-42');
+    await unary('Echo', metadata);
+    const invalid = new Metadata();
+    invalid.set('x-request-id', 'not valid!');
+    await unary('Echo', invalid);
+    expect(seenIds).toEqual(['req-42', undefined]);
+    const handledLines = lines.filter((line) => line.msg === 'call handled');
+    expect(handledLines[0]).toMatchObject({
+      requestId: 'req-42',
+      grpcMethod: '/test.v1.Probe/Echo',
+      code: 'OK',
+    });
+  });
+
+  it('counts a call whose deadline passed as DeadlineExceeded, when its handler answers late', async () => {
+    const { unary, handled } = await start();
+    expect(await unary('Slow', new Metadata(), 50)).toBe(status.DEADLINE_EXCEEDED);
+    // The handler answers after 300 ms; the call is counted then, once, as the client saw it.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await handled('Slow', 'DeadlineExceeded')).toBe(1);
+    expect(await handled('Slow', 'OK')).toBeUndefined();
+  });
+
+  it('counts a handler that throws as Unknown', async () => {
+    const { unary, handled } = await start();
+    expect(await unary('Throw')).toBe(status.UNKNOWN);
+    expect(await handled('Throw', 'Unknown')).toBe(1);
+  });
+
+  it('observes the methods it does not wrap (streams) through its interceptor', async () => {
+    const { client, registry, handled } = await start();
+    await new Promise<void>((resolve, reject) => {
+      const stream = client.Stream!(Buffer.from('go'), new Metadata()) as NodeJS.EventEmitter;
+      stream.on('data', () => {});
+      stream.on('error', reject);
+      stream.on('end', resolve);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await handled('Stream', 'OK')).toBe(1);
+    expect(
+      sample(await registry.metrics(), 'grpc_server_started_total', {
+        grpc_method: 'Stream',
+        grpc_type: 'server_stream',
+      }),
+    ).toBe(1);
+  });
+
+  it('wraps nothing and adds no interceptor when there is nothing to observe', () => {
+    const telemetry = new ServerCallTelemetry({});
+    const handlers = { Echo: () => {} };
+    expect(telemetry.active).toBe(false);
+    expect(telemetry.instrument(DEFINITION, handlers)).toBe(handlers);
+    expect(telemetry.serverOptions()).toEqual({});
+  });
+});
