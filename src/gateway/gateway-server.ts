@@ -354,7 +354,7 @@ class GatewayServer implements Gateway {
           err: error,
           method: request.method,
           url: request.url,
-          requestId: response.getHeader('x-request-id'),
+          requestId: this.#telemetry.requestIdOf(response),
         },
         'bug while handling a request',
       );
@@ -395,6 +395,7 @@ class GatewayServer implements Gateway {
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
       const headers: (string | number)[] = answer.headers.flat();
       headers.push('Content-Length', answer.body.length);
+      this.#pushRequestId(headers, response);
       if (hasBody || this.#stopping) headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
       response.end(method === 'HEAD' ? undefined : answer.body);
@@ -485,9 +486,10 @@ class GatewayServer implements Gateway {
     }
     const allow = allowedMethods(methods);
     if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
-    const headers: string[] = ['Allow', allow.join(', '), 'Content-Length', '0'];
+    const headers: (string | number)[] = ['Allow', allow.join(', '), 'Content-Length', 0];
+    this.#pushRequestId(headers, response);
     if (hasBody || this.#stopping) headers.push('Connection', 'close');
-    response.writeHead(204, headers);
+    response.writeHead(204, headers as unknown as string[]);
     response.end();
   }
 
@@ -584,8 +586,8 @@ class GatewayServer implements Gateway {
     key: number | null,
     error: GatewayError,
     hasBody: boolean,
-    // The id onRequest answered with, when the caller does not have it at hand.
-    requestId: unknown = response.getHeader('x-request-id'),
+    // The id onRequest gave the request, when the caller does not have it at hand.
+    requestId: string | undefined = this.#telemetry.requestIdOf(response),
   ): void {
     this.#log.debug(
       { method: request.method, url: request.url, status: error.httpStatus, requestId },
@@ -611,11 +613,18 @@ class GatewayServer implements Gateway {
     if (response.headersSent || response.destroyed) return;
     // A flat [name, value, …] list: Node takes it as it is, without walking an object.
     const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
+    this.#pushRequestId(headers, response);
     if (retryAfter) headers.push('Retry-After', this.#retryAfter);
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
     response.end(body);
+  }
+
+  /** Adds the answer's `X-Request-Id` to a flat header list, when the request has an id. */
+  #pushRequestId(headers: (string | number)[], response: ServerResponse): void {
+    const requestId = this.#telemetry.requestIdOf(response);
+    if (requestId !== undefined) headers.push('X-Request-Id', requestId);
   }
 
   /**

@@ -106,6 +106,8 @@ export class GatewayTelemetry {
   readonly #duration: Histogram<HttpLabel> | undefined;
   readonly #rates: RouteRates | undefined;
   readonly #labels = new Map<string, Record<HttpLabel, string>>();
+  /** The X-Request-Id of each answer being made. */
+  readonly #answerIds = new WeakMap<ServerResponse, string>();
   readonly #nodes = new NodeHistory();
   readonly #calls: ClientCallTelemetry;
   #registration: RegistrationClient | undefined;
@@ -176,7 +178,9 @@ export class GatewayTelemetry {
       return NO_REQUEST_TELEMETRY;
     }
     const requestId = this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER]) : undefined;
-    if (requestId !== undefined) response.setHeader('X-Request-Id', requestId);
+    // Written with the answer's other headers (see requestIdOf): a header set beforehand with
+    // setHeader sends Node down its slow path, every header of the answer validated one by one.
+    if (requestId !== undefined) this.#answerIds.set(response, requestId);
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;
     if (tracer) {
@@ -201,6 +205,14 @@ export class GatewayTelemetry {
     };
     this.#observe(telemetry, response, method, path, span);
     return telemetry;
+  }
+
+  /**
+   * The request id to answer in `X-Request-Id`, for a request that {@link onRequest} gave one: every
+   * answer the gateway writes carries it in its headers.
+   */
+  requestIdOf(response: ServerResponse): string | undefined {
+    return this.#answerIds.get(response);
   }
 
   /** Readiness: registered, a node list received, every known route with a serving instance. */

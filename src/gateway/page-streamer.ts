@@ -145,6 +145,7 @@ export class PageStreamer<E extends PagedExchange> {
       return;
     }
     const headers = ['Content-Type', 'application/json'];
+    if (exchange.requestId !== undefined) headers.push('X-Request-Id', exchange.requestId);
     if (this.#options.closeAfter(exchange)) headers.push('Connection', 'close');
     response.writeHead(200, headers);
     // The envelope, `,"results":[` and the first page's elements: the body without its `]}`.

@@ -80,6 +80,16 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     const unknown = await http(port, 'GET', '/nowhere');
     expect(unknown.status).toBe(404);
     expect(unknown.headers['x-request-id']).toMatch(UUID);
+    // So do its own answers: OPTIONS, the API description, a method a path does not route.
+    for (const [method, path, code] of [
+      ['OPTIONS', '/goods', 204],
+      ['GET', '/openapi.json', 200],
+      ['PATCH', '/goods', 405],
+    ] as const) {
+      const answer = await http(port, method, path);
+      expect([method, path, answer.status]).toEqual([method, path, code]);
+      expect(answer.headers['x-request-id']).toMatch(UUID);
+    }
   });
 
   it('passes W3C traceparent and tracestate on as they came (tracing off), with the Idempotency-Key', async () => {

@@ -157,6 +157,9 @@ describe('the gateway following pages', () => {
     goods.failNext(2, status.UNAVAILABLE);
     const answer = await get(port, '/goods');
     expect(answer.complete).toBe(true);
+    // A streamed answer names its request like any other.
+    expect(answer.headers['transfer-encoding']).toBe('chunked');
+    expect(answer.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     const body = JSON.parse(answer.body) as { results: Goods[] };
     expect(body.results.map((item) => item.id)).toEqual(
       Array.from({ length: 2_500 }, (_, index) => index + 1),
