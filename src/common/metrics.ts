@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { CounterFamily, type CounterSeries, HistogramFamily, type HistogramSeries } from './metric-series.js';
 
 export { Registry };
 
@@ -99,35 +100,42 @@ export function splitMethodPath(path: string): [service: string, method: string]
 
 type GrpcLabel = 'grpc_type' | 'grpc_service' | 'grpc_method';
 
+/** The series one method records into, bound once. */
+interface MethodSeries {
+  readonly started: CounterSeries;
+  readonly seconds: HistogramSeries;
+  readonly handled: Map<number, CounterSeries>;
+}
+
 /**
  * One side's gRPC call metrics, named as go-grpc-prometheus names them: `grpc_<side>_started_total`,
  * `grpc_<side>_handled_total` (with `grpc_code`) and the latency histogram
  * `grpc_<side>_handling_seconds`. Labels are the method's service and name, which come from the
  * registered service definitions (or the routes the gateway learned), never from a caller's text.
+ * Every call records into series bound once per method and code (see metric-series.ts).
  */
 export class GrpcCallMetrics {
-  readonly #started: Counter<GrpcLabel>;
-  readonly #handled: Counter<GrpcLabel | 'grpc_code'>;
-  readonly #seconds: Histogram<GrpcLabel>;
-  /** The labels of each method with each code seen, made once. */
-  readonly #withCode = new Map<GrpcMethodLabels, Map<number, Record<GrpcLabel | 'grpc_code', string>>>();
+  readonly #started: CounterFamily<GrpcLabel>;
+  readonly #handled: CounterFamily<GrpcLabel | 'grpc_code'>;
+  readonly #seconds: HistogramFamily<GrpcLabel>;
+  readonly #series = new Map<GrpcMethodLabels, MethodSeries>();
 
   constructor(registry: Registry, side: 'server' | 'client') {
     const what = side === 'server' ? 'RPCs started on the server' : 'RPCs started by the client';
     const labelNames: GrpcLabel[] = ['grpc_type', 'grpc_service', 'grpc_method'];
-    this.#started = new Counter({
+    this.#started = new CounterFamily({
       name: `grpc_${side}_started_total`,
       help: `Total number of ${what}.`,
       labelNames,
       registers: [registry],
     });
-    this.#handled = new Counter({
+    this.#handled = new CounterFamily({
       name: `grpc_${side}_handled_total`,
       help: `Total number of RPCs completed on the ${side}, regardless of success or failure.`,
       labelNames: [...labelNames, 'grpc_code'],
       registers: [registry],
     });
-    this.#seconds = new Histogram({
+    this.#seconds = new HistogramFamily({
       name: `grpc_${side}_handling_seconds`,
       help: `Histogram of response latency (seconds) of gRPC calls ${side === 'server' ? 'handled by the server' : 'until the client got the status'}.`,
       labelNames,
@@ -143,22 +151,31 @@ export class GrpcCallMetrics {
   }
 
   started(labels: GrpcMethodLabels): void {
-    this.#started.inc(labels);
+    this.#seriesOf(labels).started.inc();
   }
 
   handled(labels: GrpcMethodLabels, code: number, seconds: number): void {
-    let byCode = this.#withCode.get(labels);
-    if (!byCode) {
-      byCode = new Map();
-      this.#withCode.set(labels, byCode);
+    const series = this.#seriesOf(labels);
+    let handled = series.handled.get(code);
+    if (!handled) {
+      handled = this.#handled.series({ ...labels, grpc_code: grpcCodeLabel(code) });
+      series.handled.set(code, handled);
     }
-    let withCode = byCode.get(code);
-    if (!withCode) {
-      withCode = { ...labels, grpc_code: grpcCodeLabel(code) };
-      byCode.set(code, withCode);
+    handled.inc();
+    series.seconds.observe(seconds);
+  }
+
+  #seriesOf(labels: GrpcMethodLabels): MethodSeries {
+    let series = this.#series.get(labels);
+    if (!series) {
+      series = {
+        started: this.#started.series(labels),
+        seconds: this.#seconds.series(labels),
+        handled: new Map(),
+      };
+      this.#series.set(labels, series);
     }
-    this.#handled.inc(withCode);
-    this.#seconds.observe(labels, seconds);
+    return series;
   }
 }
 

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metadata } from '@grpc/grpc-js';
-import { Histogram } from 'prom-client';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { HistogramFamily, type HistogramSeries } from '../common/metric-series.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
 import {
   isValidTraceparent,
@@ -103,9 +103,9 @@ export class GatewayTelemetry {
   readonly #log: Logger;
   readonly #requestIds: boolean;
   readonly #registry: Registry | undefined;
-  readonly #duration: Histogram<HttpLabel> | undefined;
+  readonly #duration: HistogramFamily<HttpLabel> | undefined;
   readonly #rates: RouteRates | undefined;
-  readonly #labels = new Map<string, Record<HttpLabel, string>>();
+  readonly #durations = new Map<string, HistogramSeries>();
   /** The X-Request-Id of each answer being made. */
   readonly #answerIds = new WeakMap<ServerResponse, string>();
   readonly #nodes = new NodeHistory();
@@ -120,7 +120,7 @@ export class GatewayTelemetry {
     if (metrics) {
       const registry = createMetricsRegistry({ processMetrics: options.processMetrics ?? false });
       this.#registry = registry;
-      this.#duration = new Histogram({
+      this.#duration = new HistogramFamily({
         name: 'http_server_request_duration_seconds',
         help: 'Duration of HTTP server requests, from the request to the last byte of the answer.',
         labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
@@ -311,20 +311,29 @@ export class GatewayTelemetry {
       }
       if (!duration) return;
       const methodLabel = KNOWN_METHODS.has(method) ? method : '_OTHER';
-      duration.observe(this.#labelsOf(methodLabel, route, code), seconds);
+      this.#durationOf(duration, methodLabel, route, code).observe(seconds);
       // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
       if (!OWN_PATHS.has(path)) this.#rates!.record(`${methodLabel} ${route}`, code >= 500);
     });
   }
 
-  #labelsOf(method: string, route: string, code: number): Record<HttpLabel, string> {
+  #durationOf(
+    duration: HistogramFamily<HttpLabel>,
+    method: string,
+    route: string,
+    code: number,
+  ): HistogramSeries {
     const key = `${method} ${route} ${code}`;
-    let labels = this.#labels.get(key);
-    if (!labels) {
-      labels = { http_request_method: method, http_route: route, http_response_status_code: String(code) };
-      this.#labels.set(key, labels);
+    let series = this.#durations.get(key);
+    if (!series) {
+      series = duration.series({
+        http_request_method: method,
+        http_route: route,
+        http_response_status_code: String(code),
+      });
+      this.#durations.set(key, series);
     }
-    return labels;
+    return series;
   }
 
   #answerOwn(response: ServerResponse, path: string): void {

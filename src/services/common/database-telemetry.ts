@@ -1,4 +1,5 @@
-import { Gauge, Histogram } from 'prom-client';
+import { Gauge } from 'prom-client';
+import { HistogramFamily, type HistogramSeries } from '../../common/metric-series.js';
 import { DEFAULT_LATENCY_BUCKETS, type Registry, secondsSince } from '../../common/metrics.js';
 import { currentCallContext } from '../../common/request-context.js';
 import { activeTracer, type TraceSpan } from '../../common/tracing.js';
@@ -48,14 +49,14 @@ type QueryLabel = 'db_system_name' | 'db_operation_name' | 'db_collection_name';
  * `db_client_connection_pending_requests` and `db_client_connection_max`.
  */
 export class DatabaseMetrics implements DatabaseObserver {
-  readonly #duration: Histogram<QueryLabel>;
+  readonly #duration: HistogramFamily<QueryLabel>;
   readonly #registry: Registry;
-  readonly #labels = new Map<string, Record<QueryLabel, string>>();
+  readonly #durations = new Map<string, HistogramSeries>();
   readonly #pools: { system: DatabaseSystem; stats: () => PoolStats }[] = [];
 
   constructor(registry: Registry) {
     this.#registry = registry;
-    this.#duration = new Histogram({
+    this.#duration = new HistogramFamily({
       name: 'db_client_operation_duration_seconds',
       help: 'Duration of database operations (a statement, or a transaction of several), waiting for a connection included.',
       labelNames: ['db_system_name', 'db_operation_name', 'db_collection_name'],
@@ -66,16 +67,16 @@ export class DatabaseMetrics implements DatabaseObserver {
 
   observeOperation(system: DatabaseSystem, name: DatabaseOperationName, seconds: number): void {
     const key = `${system} ${name.operation} ${name.collection}`;
-    let labels = this.#labels.get(key);
-    if (!labels) {
-      labels = {
+    let series = this.#durations.get(key);
+    if (!series) {
+      series = this.#duration.series({
         db_system_name: system,
         db_operation_name: name.operation,
         db_collection_name: name.collection,
-      };
-      this.#labels.set(key, labels);
+      });
+      this.#durations.set(key, series);
     }
-    this.#duration.observe(labels, seconds);
+    series.observe(seconds);
   }
 
   watchPool(system: DatabaseSystem, stats: () => PoolStats): void {
