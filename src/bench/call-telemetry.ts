@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     }),
     await startVariant({ name: 'server: handlers observed (as shipped)', serverTelemetry: shipped().server }),
     await startVariant({
-      name: 'server: the same, through its interceptor',
+      name: 'server: the same telemetry, through its interceptor',
       serverInterceptor: shipped().server.serverOptions().interceptors![0]!,
     }),
     await startVariant({
@@ -171,7 +171,7 @@ async function main(): Promise<void> {
       clientTelemetry: shipped().client,
     }),
     await startVariant({
-      name: 'client: the same, through an interceptor',
+      name: 'client: the same telemetry, through an interceptor',
       clientInterceptor: clientInterceptorOf(shipped().client),
     }),
     await startVariant({

@@ -49,12 +49,14 @@ type MethodDefinition = ServerMethodDefinition<unknown, unknown>;
  * the caller's `traceparent`; and gives each call a context that names the request (and, while a
  * call is sampled, carries its span to the database spans below the handler).
  *
- * Two ways in, one behaviour. The unary handlers of a service are wrapped ({@link instrument}):
- * grpc-js puts every call of a server with interceptors through an intercepting call of its own,
- * which cost more than everything the telemetry does (about 6 % of a small unary call's CPU,
- * measured with the interceptor doing nothing). Every other method (health, reflection, streams,
- * the distributor's) goes through the {@link serverOptions} interceptor, which lets the wrapped
- * methods pass untouched.
+ * Two ways in, one behaviour. The unary handlers of a service are wrapped ({@link instrument}).
+ * Every other method (health, reflection, streams, the distributor's) goes through the
+ * {@link serverOptions} interceptor, which hands the wrapped methods' calls on as they came. grpc-js
+ * passes its base call through the interceptors; only an interceptor that wraps it in a
+ * ServerInterceptingCall makes each call go through a second call object and its listeners, which
+ * cost more than everything the telemetry does (`npm run bench:calls`). A wrapped method counts the
+ * calls that reach its handler: one that grpc-js refuses before (a message over the size limit, or
+ * one it cannot decode) is not counted by the server; the caller's client metrics see it.
  */
 export class ServerCallTelemetry {
   readonly #metrics: GrpcCallMetrics | undefined;
@@ -85,8 +87,6 @@ export class ServerCallTelemetry {
   /**
    * A service's handlers with every unary one wrapped to observe its own calls (found by the
    * definition's method name, or its original name, as grpc-js finds them); the others unchanged.
-   * The server must have this instance's interceptor last, or none of another kind after it: the
-   * handler finds its call's context by the metadata object grpc-js hands it.
    */
   instrument<Implementation extends UntypedServiceImplementation>(
     definition: ServiceDefinition,
@@ -115,6 +115,9 @@ export class ServerCallTelemetry {
         observed.finish(answeredCode(call, error), error?.details);
         callback(error, value, trailer, flags);
       };
+      // A call cancelled or out of time is over for its client: counted then, and its span ended,
+      // even if its handler never answers. grpc-js also says so after every answer: finish once.
+      call.once('cancelled', () => observed.finish(answeredCode(call, null), 'cancelled'));
       try {
         if (observed.sampledContext) runInCallContext(observed.sampledContext, () => handler(call, reply));
         else handler(call, reply);
@@ -151,18 +154,14 @@ export class ServerCallTelemetry {
             else nextHalfClose();
           },
           onCancel: () => {
-            (observed ?? this.#begin(method, undefined, startedAt)).finish(
-              status.CANCELLED,
-              'cancelled by the client',
-            );
+            observed ??= this.#begin(method, undefined, startedAt);
+            observed.finish(status.CANCELLED, 'cancelled by the client');
           },
         });
       },
       sendStatus: (sent, nextStatus) => {
-        (observed ?? this.#begin(method, undefined, startedAt)).finish(
-          sent.code ?? status.UNKNOWN,
-          sent.details,
-        );
+        observed ??= this.#begin(method, undefined, startedAt);
+        observed.finish(sent.code ?? status.UNKNOWN, sent.details);
         nextStatus(sent);
       },
     });
@@ -269,8 +268,8 @@ class ObservedServerCall {
 
 /**
  * The status a unary call ends with when its handler answers: the answer's, unless the call was
- * already over (grpc-js has then answered DEADLINE_EXCEEDED, or the client cancelled), as
- * go-grpc-prometheus counts a handler that returns after its context ended.
+ * already over, when it is what the client saw (grpc-js answered DEADLINE_EXCEEDED itself, or the
+ * client cancelled).
  */
 function answeredCode(
   call: ServerUnaryCall<unknown, unknown>,

@@ -63,7 +63,11 @@ interface ScrapedValue {
   metricName?: string;
 }
 
-/** A metric of many label sets, each a series bound once; a prom-client metric as its registry sees it. */
+/**
+ * A metric of many label sets, each a series bound once; a prom-client metric as its registry sees
+ * it when it scrapes or resets: `get()` and `reset()`. Not one of prom-client's classes: a caller
+ * that finds it with `registry.getSingleMetric` gets this, without `labels()` or `inc()`.
+ */
 abstract class SeriesFamily<Label extends string, Series> {
   readonly name: string;
   readonly help: string;

@@ -152,8 +152,9 @@ export class GatewayTelemetry {
 
   /**
    * Starts one request's telemetry, or answers it when it is one of the gateway's own pages (then
-   * returns undefined). Sets `X-Request-Id` on the answer, starts its HTTP server span, and records
-   * its route, method, status and duration when the answer is done.
+   * returns undefined). Gives the request its id (answered in `X-Request-Id`, see requestIdOf),
+   * starts its HTTP server span, and records its route, method, status and duration when the
+   * answer is done.
    */
   onRequest(
     request: IncomingMessage,
@@ -179,7 +180,7 @@ export class GatewayTelemetry {
     }
     const requestId = this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER]) : undefined;
     // Written with the answer's other headers (see requestIdOf): a header set beforehand with
-    // setHeader sends Node down its slow path, every header of the answer validated one by one.
+    // setHeader makes Node put every header of the answer's flat list through setHeader too.
     if (requestId !== undefined) this.#answerIds.set(response, requestId);
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;

@@ -12,7 +12,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ServerCallTelemetry } from '../../src/common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../src/common/metrics.js';
 import { requestLogFields } from '../../src/common/request-context.js';
@@ -33,6 +33,7 @@ const DEFINITION = {
   Echo: method('Echo'),
   Refuse: method('Refuse'),
   Slow: method('Slow'),
+  Hang: method('Hang'),
   Throw: method('Throw'),
   Stream: method('Stream', true),
 } satisfies ServiceDefinition;
@@ -61,6 +62,7 @@ async function start() {
   const slow: handleUnaryCall<Buffer, Buffer> = (_call, callback) => {
     setTimeout(() => callback(null, Buffer.from('late')), 300);
   };
+  const hang: handleUnaryCall<Buffer, Buffer> = () => {};
   const fail: handleUnaryCall<Buffer, Buffer> = () => {
     throw new Error('a bug');
   };
@@ -72,6 +74,7 @@ async function start() {
     Echo: echo,
     Refuse: refuse,
     Slow: slow,
+    Hang: hang,
     Throw: fail,
     Stream: stream,
   };
@@ -145,6 +148,13 @@ describe('ServerCallTelemetry', () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(await handled('Slow', 'DeadlineExceeded')).toBe(1);
     expect(await handled('Slow', 'OK')).toBeUndefined();
+  });
+
+  it('counts a call whose handler never answers when its deadline passes, and ends it', async () => {
+    const { unary, handled, lines } = await start();
+    expect(await unary('Hang', new Metadata(), 50)).toBe(status.DEADLINE_EXCEEDED);
+    await vi.waitFor(async () => expect(await handled('Hang', 'DeadlineExceeded')).toBe(1));
+    expect(lines.filter((line) => line.grpcMethod === '/test.v1.Probe/Hang')).toHaveLength(1);
   });
 
   it('counts a handler that throws as Unknown', async () => {
