@@ -1,6 +1,6 @@
 import type { Metadata } from '@grpc/grpc-js';
 import { carrierOf } from './grpc-server-telemetry.js';
-import { type GrpcCallMetrics, type GrpcMethodLabels, secondsSince } from './metrics.js';
+import { type GrpcCallMetrics, type GrpcMethodLabels, grpcMethodLabels, secondsSince } from './metrics.js';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from './request-context.js';
 import { activeTracer, type Tracer, type TraceSpan } from './tracing.js';
 
@@ -44,11 +44,7 @@ export class ClientCallTelemetry {
     if (!this.active) return undefined;
     let labels = this.#labelsByPath.get(path);
     if (!labels) {
-      labels = this.#metrics?.labelsFor(path, 'unary') ?? {
-        grpc_type: 'unary',
-        grpc_service: '',
-        grpc_method: path.slice(path.lastIndexOf('/') + 1),
-      };
+      labels = grpcMethodLabels(path, 'unary');
       this.#labelsByPath.set(path, labels);
     }
     this.#metrics?.started(labels);

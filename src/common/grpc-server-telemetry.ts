@@ -13,7 +13,13 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { Logger } from './logger.js';
-import { type GrpcCallMetrics, type GrpcMethodLabels, grpcType, secondsSince } from './metrics.js';
+import {
+  type GrpcCallMetrics,
+  type GrpcMethodLabels,
+  grpcMethodLabels,
+  grpcType,
+  secondsSince,
+} from './metrics.js';
 import {
   attachCallContext,
   type CallContext,
@@ -207,12 +213,7 @@ export class ServerCallTelemetry {
   #labelsOf(method: MethodDefinition): GrpcMethodLabels {
     let labels = this.#labelsByPath.get(method.path);
     if (!labels) {
-      const type = grpcType(method.requestStream, method.responseStream);
-      labels = this.#metrics?.labelsFor(method.path, type) ?? {
-        grpc_type: type,
-        grpc_service: '',
-        grpc_method: method.path.slice(method.path.lastIndexOf('/') + 1),
-      };
+      labels = grpcMethodLabels(method.path, grpcType(method.requestStream, method.responseStream));
       this.#labelsByPath.set(method.path, labels);
     }
     return labels;

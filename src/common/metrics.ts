@@ -138,12 +138,6 @@ export class GrpcCallMetrics {
     });
   }
 
-  /** The labels of one method, made once per method and reused by every call. */
-  labelsFor(path: string, type: GrpcType): GrpcMethodLabels {
-    const [service, method] = splitMethodPath(path);
-    return { grpc_type: type, grpc_service: service, grpc_method: method };
-  }
-
   started(labels: GrpcMethodLabels): void {
     this.#seriesOf(labels).started.inc();
   }
@@ -176,6 +170,15 @@ export class GrpcCallMetrics {
 
 /** The labels that name a method. */
 export type GrpcMethodLabels = Readonly<Record<GrpcLabel, string>>;
+
+/**
+ * The labels of one method, from its path and how it streams: make them once per method and reuse
+ * them for every call (the metrics find a method's series by this very object).
+ */
+export function grpcMethodLabels(path: string, type: GrpcType): GrpcMethodLabels {
+  const [service, method] = splitMethodPath(path);
+  return { grpc_type: type, grpc_service: service, grpc_method: method };
+}
 
 /** Seconds since a `performance.now()` reading. */
 export function secondsSince(startMs: number): number {
