@@ -27,7 +27,6 @@ import {
   isValidTraceparent,
   isValidTracestate,
   REQUEST_ID_HEADER,
-  runInCallContext,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   type TraceCarrier,
@@ -125,8 +124,7 @@ export class ServerCallTelemetry {
       // even if its handler never answers. grpc-js also says so after every answer: finish once.
       call.once('cancelled', () => observed.finish(answeredCode(call, null), 'cancelled'));
       try {
-        if (observed.sampledContext) runInCallContext(observed.sampledContext, () => handler(call, reply));
-        else handler(call, reply);
+        handler(call, reply);
       } catch (thrown) {
         // grpc-js answers UNKNOWN to a handler that throws.
         observed.finish(status.UNKNOWN, thrown instanceof Error ? thrown.message : undefined);
@@ -152,12 +150,6 @@ export class ServerCallTelemetry {
           onReceiveMetadata: (metadata, nextMetadata) => {
             observed = this.#begin(method, metadata, startedAt);
             nextMetadata(metadata);
-          },
-          onReceiveHalfClose(nextHalfClose) {
-            // A unary handler starts here.
-            const context = observed?.sampledContext;
-            if (context) runInCallContext(context, nextHalfClose);
-            else nextHalfClose();
           },
           onCancel: () => {
             observed ??= this.#begin(method, undefined, startedAt);
@@ -233,14 +225,6 @@ class ObservedServerCall {
     readonly context: CallContext | undefined,
     readonly span: TraceSpan | undefined,
   ) {}
-
-  /**
-   * The context to run the handler in, when the call is sampled. Only a sampled call runs in its
-   * context through every promise (see request-context.ts): its database spans need the call's span.
-   */
-  get sampledContext(): CallContext | undefined {
-    return this.context && this.span?.isSampled() ? this.context : undefined;
-  }
 
   finish(code: number, details: string | undefined): void {
     if (this.#finished) return;

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { TraceSpan } from './tracing.js';
 
@@ -94,26 +93,18 @@ export function callContextOf(metadata: object): CallContext | undefined {
   return contextsByMetadata.get(metadata);
 }
 
+/**
+ * The span of the call that came with `metadata`, when its trace is sampled: the parent of the
+ * call's database spans, which the handler hands down to its store (see service-store.ts).
+ * Undefined when tracing is off or the call is not sampled, so that nothing is made below it.
+ */
+export function traceParentOf(metadata: object): TraceSpan | undefined {
+  const span = contextsByMetadata.get(metadata)?.span;
+  return span?.isSampled() ? span : undefined;
+}
+
 /** The fields that name a call's request in a log line: `{ requestId }`, or nothing. */
 export function requestLogFields(metadata: object): { requestId?: string } {
   const requestId = contextsByMetadata.get(metadata)?.requestId;
   return requestId === undefined ? {} : { [REQUEST_ID_FIELD]: requestId };
-}
-
-/**
- * The call context as it flows through promises and callbacks, for what cannot be handed the call:
- * a database span deep in a store needs the call's server span as its parent. AsyncLocalStorage
- * puts a hook on every promise the process makes (on Node 20, a measured 15 µs of goods' 230 µs of
- * CPU per GET /goods), so it is used only while tracing is on (see grpc-server-telemetry.ts).
- */
-const storage = new AsyncLocalStorage<CallContext>();
-
-/** Runs `work` with `context` as the current call context for every callback and promise it starts. */
-export function runInCallContext<T>(context: CallContext, work: () => T): T {
-  return storage.run(context, work);
-}
-
-/** The context of the call being served, when one was entered with {@link runInCallContext}. */
-export function currentCallContext(): CallContext | undefined {
-  return storage.getStore();
 }

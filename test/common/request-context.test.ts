@@ -3,14 +3,14 @@ import { describe, expect, it } from 'vitest';
 import {
   attachCallContext,
   callContextOf,
-  currentCallContext,
   isValidRequestId,
   isValidTraceparent,
   isValidTracestate,
   requestIdFrom,
   requestLogFields,
-  runInCallContext,
+  traceParentOf,
 } from '../../src/common/request-context.js';
+import type { TraceSpan } from '../../src/common/tracing.js';
 
 describe('request ids', () => {
   it.each(['a', 'req-1', 'A.b:c_d-E', 'x'.repeat(128), '0af7651916cd43dd8448eb211c80319c'])(
@@ -80,16 +80,23 @@ describe('the call context', () => {
     expect(requestLogFields(new Metadata())).toEqual({});
   });
 
-  it('flows through promises and callbacks only inside runInCallContext (kept for traced calls)', async () => {
-    const seen: Array<string | undefined> = [];
-    seen.push(currentCallContext()?.requestId);
-    await runInCallContext({ requestId: 'r-2', method: 'ListGoods' }, async () => {
-      await Promise.resolve();
-      seen.push(currentCallContext()?.requestId);
-      await new Promise((resolve) => setImmediate(resolve));
-      seen.push(currentCallContext()?.requestId);
+  it("hands a store the call's span only when its trace is sampled", () => {
+    const span = (sampled: boolean): TraceSpan => ({
+      setName() {},
+      setAttribute() {},
+      fail() {},
+      end() {},
+      carrier: () => ({}),
+      isSampled: () => sampled,
     });
-    seen.push(currentCallContext()?.requestId);
-    expect(seen).toEqual([undefined, 'r-2', 'r-2', undefined]);
+    const sampled = span(true);
+    const traced = new Metadata();
+    const unsampled = new Metadata();
+    attachCallContext(traced, { requestId: 'r-2', method: 'ListGoods', span: sampled });
+    attachCallContext(unsampled, { requestId: 'r-3', method: 'ListGoods', span: span(false) });
+    expect(traceParentOf(traced)).toBe(sampled);
+    // Below an unsampled span nothing is made: the store is given no parent at all.
+    expect(traceParentOf(unsampled)).toBeUndefined();
+    expect(traceParentOf(new Metadata())).toBeUndefined();
   });
 });

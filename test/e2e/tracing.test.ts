@@ -2,9 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { tracingRequested } from '../../src/common/tracing.js';
 import { http } from '../helpers/http.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { type ComponentProcess, spawnComponent } from './support/processes.js';
 
@@ -14,167 +15,229 @@ const CLIENT = 3;
 // Issue 11, part 3: the components run as their own processes (ESM through tsx, as `npm start` runs
 // them compiled), each configured only by the standard OTEL_* variables, exporting OTLP/HTTP JSON to
 // a receiver in this test; one REST request must come back as one trace across every hop.
-describe('one trace per REST request: gateway → gRPC client → service → database', () => {
-  let receiver: OtlpReceiver;
-  let dataDir: string;
-  const processes: ComponentProcess[] = [];
-  let gatewayPort: number;
+const mysqlUrl = inject('mysqlUrl');
+const stores = [
+  { label: 'the embedded store', system: 'sqlite', enabled: true },
+  { label: 'MariaDB', system: 'mysql', enabled: mysqlUrl !== '' },
+] as const;
 
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    dataDir = mkdtempSync(join(tmpdir(), 'shop-tracing-'));
-    const env = {
-      OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-      OTEL_TRACES_SAMPLER: 'parentbased_always_on',
-      OTEL_BSP_SCHEDULE_DELAY: '50',
-      OTEL_SERVICE_NAME: '',
-      OTEL_RESOURCE_ATTRIBUTES: '',
-      DATA_DIR: dataDir,
-      MYSQL_URL: '',
-    };
-    const distributor = spawnComponent(
-      'src/distributor/main.ts',
-      ['--port', '0', '--insecure-open-registry'],
-      env,
-    );
-    processes.push(distributor);
-    const distributorPort = JSON.parse(await distributor.waitForLine(/"msg":"listening on/)).port;
-    const address = `127.0.0.1:${distributorPort}`;
-    const goods = spawnComponent(
-      'src/services/goods/main.ts',
-      ['--port', '0', '--distributor', address],
-      env,
-    );
-    const gateway = spawnComponent('src/gateway/main.ts', ['--port', '0', '--distributor', address], env);
-    processes.push(goods, gateway);
-    gatewayPort = JSON.parse(await gateway.waitForLine(/"msg":"listening on/)).port;
-    await vi.waitFor(
-      async () => {
-        const answer = await http(gatewayPort, 'POST', '/goods', {
-          headers: { 'Content-Type': 'application/json' },
-          body: JSON.stringify({ name: 'traced', category: 'tests', price: 1, description: 'd' }),
+for (const store of stores) {
+  describe.runIf(store.enabled)(
+    `one trace per REST request: gateway → gRPC client → service → database, on ${store.label}`,
+    () => {
+      let receiver: OtlpReceiver;
+      let dataDir: string;
+      let database: TestDatabase | undefined;
+      const processes: ComponentProcess[] = [];
+      let gatewayPort: number;
+
+      beforeAll(async () => {
+        receiver = await startOtlpReceiver();
+        dataDir = mkdtempSync(join(tmpdir(), 'shop-tracing-'));
+        if (store.system === 'mysql') database = await createTestDatabase(mysqlUrl);
+        const env = {
+          OTEL_TRACES_EXPORTER: 'otlp',
+          OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+          OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+          OTEL_BSP_SCHEDULE_DELAY: '50',
+          OTEL_SERVICE_NAME: '',
+          OTEL_RESOURCE_ATTRIBUTES: '',
+          DATA_DIR: dataDir,
+          MYSQL_URL: database?.url ?? '',
+        };
+        const distributor = spawnComponent(
+          'src/distributor/main.ts',
+          ['--port', '0', '--insecure-open-registry'],
+          env,
+        );
+        processes.push(distributor);
+        const distributorPort = JSON.parse(await distributor.waitForLine(/"msg":"listening on/)).port;
+        const address = `127.0.0.1:${distributorPort}`;
+        const goods = spawnComponent(
+          'src/services/goods/main.ts',
+          ['--port', '0', '--distributor', address],
+          env,
+        );
+        const service = (name: string) =>
+          spawnComponent(`src/services/${name}/main.ts`, ['--port', '0', '--distributor', address], env);
+        const gateway = spawnComponent('src/gateway/main.ts', ['--port', '0', '--distributor', address], env);
+        processes.push(goods, service('members'), service('purchases'), gateway);
+        gatewayPort = JSON.parse(await gateway.waitForLine(/"msg":"listening on/)).port;
+        await vi.waitFor(
+          async () => {
+            const answer = await http(gatewayPort, 'POST', '/goods', {
+              headers: { 'Content-Type': 'application/json' },
+              body: JSON.stringify({ name: 'traced', category: 'tests', price: 1, description: 'd' }),
+            });
+            expect(JSON.parse(answer.body).errorcode).toBe(0);
+          },
+          { timeout: 30_000, interval: 200 },
+        );
+      });
+      afterAll(async () => {
+        for (const process of processes.reverse()) {
+          process.child.kill('SIGTERM');
+          await process.exited();
+        }
+        await receiver?.close();
+        await database?.drop();
+        rmSync(dataDir, { recursive: true, force: true });
+      });
+
+      /** The spans of the trace whose gateway HTTP span has this request id, once all four have come. */
+      async function traceOf(requestId: string): Promise<ReceivedSpan[]> {
+        return vi.waitFor(
+          () => {
+            const root = receiver.spans.find(
+              (span) =>
+                span.service === 'gateway' &&
+                span.kind === SERVER &&
+                span.attributes['shop.request_id'] === requestId,
+            );
+            expect(root, `no HTTP span for ${requestId} yet`).toBeDefined();
+            const trace = receiver.spans.filter((span) => span.traceId === root!.traceId);
+            expect(trace.length, JSON.stringify(trace, null, 1)).toBeGreaterThanOrEqual(4);
+            return trace;
+          },
+          { timeout: 10_000, interval: 50 },
+        );
+      }
+
+      /** Checks the four spans and their parent links; returns the HTTP span. */
+      function expectHops(trace: ReceivedSpan[]): ReceivedSpan {
+        const http = trace.find((span) => span.service === 'gateway' && span.kind === SERVER)!;
+        const client = trace.filter((span) => span.service === 'gateway' && span.kind === CLIENT);
+        const server = trace.filter((span) => span.service === 'goods' && span.kind === SERVER);
+        const database = trace.filter((span) => span.service === 'goods' && span.kind === CLIENT);
+        expect(http).toMatchObject({
+          name: 'GET /goods',
+          attributes: expect.objectContaining({
+            'http.request.method': 'GET',
+            'http.route': '/goods',
+            'http.response.status_code': 200,
+          }),
+        });
+        expect(client).toEqual([
+          expect.objectContaining({
+            name: 'shop.v1.GoodsService/ListGoods',
+            parentSpanId: http.spanId,
+            attributes: expect.objectContaining({ 'rpc.system': 'grpc', 'rpc.grpc.status_code': 0 }),
+          }),
+        ]);
+        expect(server).toEqual([
+          expect.objectContaining({
+            name: 'shop.v1.GoodsService/ListGoods',
+            parentSpanId: client[0]!.spanId,
+          }),
+        ]);
+        expect(database.length).toBeGreaterThanOrEqual(1);
+        for (const span of database) {
+          expect(span).toMatchObject({
+            name: 'SELECT goods',
+            parentSpanId: server[0]!.spanId,
+            attributes: expect.objectContaining({
+              'db.system.name': store.system,
+              'db.operation.name': 'SELECT',
+              'db.collection.name': 'goods',
+              'db.query.text': expect.stringMatching(/^SELECT\s[\s\S]*\sFROM goods WHERE id > \?\s/),
+            }),
+          });
+        }
+        expect(new Set(trace.map((span) => span.traceId)).size).toBe(1);
+        return http;
+      }
+
+      it('makes one trace of a GET /goods, each hop the child of the one before', async () => {
+        const answer = await http(gatewayPort, 'GET', '/goods', {
+          headers: { 'X-Request-Id': 'trace-me-1' },
         });
         expect(JSON.parse(answer.body).errorcode).toBe(0);
-      },
-      { timeout: 30_000, interval: 200 },
-    );
-  });
-  afterAll(async () => {
-    for (const process of processes.reverse()) {
-      process.child.kill('SIGTERM');
-      await process.exited();
-    }
-    await receiver?.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-
-  /** The spans of the trace whose gateway HTTP span has this request id, once all four have come. */
-  async function traceOf(requestId: string): Promise<ReceivedSpan[]> {
-    return vi.waitFor(
-      () => {
-        const root = receiver.spans.find(
-          (span) =>
-            span.service === 'gateway' &&
-            span.kind === SERVER &&
-            span.attributes['shop.request_id'] === requestId,
-        );
-        expect(root, `no HTTP span for ${requestId} yet`).toBeDefined();
-        const trace = receiver.spans.filter((span) => span.traceId === root!.traceId);
-        expect(trace.length, JSON.stringify(trace, null, 1)).toBeGreaterThanOrEqual(4);
-        return trace;
-      },
-      { timeout: 10_000, interval: 50 },
-    );
-  }
-
-  /** Checks the four spans and their parent links; returns the HTTP span. */
-  function expectHops(trace: ReceivedSpan[]): ReceivedSpan {
-    const http = trace.find((span) => span.service === 'gateway' && span.kind === SERVER)!;
-    const client = trace.filter((span) => span.service === 'gateway' && span.kind === CLIENT);
-    const server = trace.filter((span) => span.service === 'goods' && span.kind === SERVER);
-    const database = trace.filter((span) => span.service === 'goods' && span.kind === CLIENT);
-    expect(http).toMatchObject({
-      name: 'GET /goods',
-      attributes: expect.objectContaining({
-        'http.request.method': 'GET',
-        'http.route': '/goods',
-        'http.response.status_code': 200,
-      }),
-    });
-    expect(client).toEqual([
-      expect.objectContaining({
-        name: 'shop.v1.GoodsService/ListGoods',
-        parentSpanId: http.spanId,
-        attributes: expect.objectContaining({ 'rpc.system': 'grpc', 'rpc.grpc.status_code': 0 }),
-      }),
-    ]);
-    expect(server).toEqual([
-      expect.objectContaining({ name: 'shop.v1.GoodsService/ListGoods', parentSpanId: client[0]!.spanId }),
-    ]);
-    expect(database.length).toBeGreaterThanOrEqual(1);
-    for (const span of database) {
-      expect(span).toMatchObject({
-        name: 'SELECT goods',
-        parentSpanId: server[0]!.spanId,
-        attributes: expect.objectContaining({
-          'db.system.name': 'sqlite',
-          'db.operation.name': 'SELECT',
-          'db.collection.name': 'goods',
-          'db.query.text': expect.stringMatching(/^SELECT .* FROM goods WHERE id > \? /),
-        }),
+        const root = expectHops(await traceOf('trace-me-1'));
+        expect(root.parentSpanId).toBe('');
       });
-    }
-    expect(new Set(trace.map((span) => span.traceId)).size).toBe(1);
-    return http;
-  }
 
-  it('makes one trace of a GET /goods, each hop the child of the one before', async () => {
-    const answer = await http(gatewayPort, 'GET', '/goods', { headers: { 'X-Request-Id': 'trace-me-1' } });
-    expect(JSON.parse(answer.body).errorcode).toBe(0);
-    const root = expectHops(await traceOf('trace-me-1'));
-    expect(root.parentSpanId).toBe('');
-  });
+      it.each([
+        {
+          request: 'POST /purchases',
+          body: { userid: 1, goodsid: 1 },
+          service: 'purchases',
+          statement: 'INSERT purchases',
+        },
+        {
+          request: 'POST /members',
+          body: { username: 'traced_member', password: 'traced password' },
+          service: 'members',
+          statement: 'INSERT members',
+        },
+        {
+          request: 'GET /members?username=traced_member&password=traced%20password',
+          service: 'members',
+          statement: 'SELECT members',
+        },
+      ])(
+        'traces $request down to its statement, the child of its call',
+        async ({ request, body, service, statement }) => {
+          const [method, path] = request.split(' ') as ['GET' | 'POST', string];
+          const requestId = `trace-me-${service}-${method}`;
+          const answer = await http(gatewayPort, method, path, {
+            headers: { 'X-Request-Id': requestId, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+            ...(body ? { body: JSON.stringify(body) } : {}),
+          });
+          expect(JSON.parse(answer.body).errorcode).toBe(0);
+          const trace = await traceOf(requestId);
+          const server = trace.filter((span) => span.service === service && span.kind === SERVER);
+          expect(server).toHaveLength(1);
+          expect(trace.filter((span) => span.service === service && span.kind === CLIENT)).toEqual([
+            expect.objectContaining({
+              name: statement,
+              parentSpanId: server[0]!.spanId,
+              attributes: expect.objectContaining({ 'db.system.name': store.system }),
+            }),
+          ]);
+        },
+      );
 
-  it("continues the client's own trace when the request carries a traceparent", async () => {
-    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
-    const parentId = '00f067aa0ba902b7';
-    await http(gatewayPort, 'GET', '/goods', {
-      headers: { 'X-Request-Id': 'trace-me-2', traceparent: `00-${traceId}-${parentId}-01` },
-    });
-    const root = expectHops(await traceOf('trace-me-2'));
-    expect(root.traceId).toBe(traceId);
-    expect(root.parentSpanId).toBe(parentId);
-  });
+      it("continues the client's own trace when the request carries a traceparent", async () => {
+        const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+        const parentId = '00f067aa0ba902b7';
+        await http(gatewayPort, 'GET', '/goods', {
+          headers: { 'X-Request-Id': 'trace-me-2', traceparent: `00-${traceId}-${parentId}-01` },
+        });
+        const root = expectHops(await traceOf('trace-me-2'));
+        expect(root.traceId).toBe(traceId);
+        expect(root.parentSpanId).toBe(parentId);
+      });
 
-  it('records nothing, in any component, of a request its caller did not sample', async () => {
-    const unsampled = '5bf92f3577b34da6a3ce929d0e0e4736';
-    const answer = await http(gatewayPort, 'GET', '/goods', {
-      headers: { 'X-Request-Id': 'trace-me-not', traceparent: `00-${unsampled}-00f067aa0ba902b7-00` },
-    });
-    expect(JSON.parse(answer.body).errorcode).toBe(0);
-    // A sampled request after it: once its spans are in from every component, so would the other's be.
-    await http(gatewayPort, 'GET', '/goods', { headers: { 'X-Request-Id': 'trace-me-after' } });
-    expectHops(await traceOf('trace-me-after'));
-    expect(receiver.spans.filter((span) => span.traceId === unsampled)).toEqual([]);
-  });
+      it('records nothing, in any component, of a request its caller did not sample', async () => {
+        const unsampled = '5bf92f3577b34da6a3ce929d0e0e4736';
+        const answer = await http(gatewayPort, 'GET', '/goods', {
+          headers: { 'X-Request-Id': 'trace-me-not', traceparent: `00-${unsampled}-00f067aa0ba902b7-00` },
+        });
+        expect(JSON.parse(answer.body).errorcode).toBe(0);
+        // A sampled request after it: once its spans are in from every component, so would the other's be.
+        await http(gatewayPort, 'GET', '/goods', { headers: { 'X-Request-Id': 'trace-me-after' } });
+        expectHops(await traceOf('trace-me-after'));
+        expect(receiver.spans.filter((span) => span.traceId === unsampled)).toEqual([]);
+      });
 
-  it('marks a span failed only for a fault, not for a caller mistake', async () => {
-    await http(gatewayPort, 'DELETE', '/goods?id=-1', { headers: { 'X-Request-Id': 'trace-me-3' } });
-    const [root] = await vi.waitFor(() => {
-      const found = receiver.spans.filter((span) => span.attributes['shop.request_id'] === 'trace-me-3');
-      expect(found).toHaveLength(1);
-      return found;
-    });
-    await vi.waitFor(() => {
-      const trace = receiver.spans.filter((span) => span.traceId === root!.traceId);
-      const server = trace.find((span) => span.service === 'goods' && span.kind === SERVER);
-      expect(server?.attributes['rpc.grpc.status_code']).toBe(3);
-      expect(server?.statusCode).not.toBe(2);
-    });
-  });
-});
+      it('marks a span failed only for a fault, not for a caller mistake', async () => {
+        await http(gatewayPort, 'DELETE', '/goods?id=-1', { headers: { 'X-Request-Id': 'trace-me-3' } });
+        const [root] = await vi.waitFor(() => {
+          const found = receiver.spans.filter((span) => span.attributes['shop.request_id'] === 'trace-me-3');
+          expect(found).toHaveLength(1);
+          return found;
+        });
+        await vi.waitFor(() => {
+          const trace = receiver.spans.filter((span) => span.traceId === root!.traceId);
+          const server = trace.find((span) => span.service === 'goods' && span.kind === SERVER);
+          expect(server?.attributes['rpc.grpc.status_code']).toBe(3);
+          expect(server?.statusCode).not.toBe(2);
+        });
+      });
+    },
+  );
+}
 
 describe('tracing is off without an exporter, and costs nothing', () => {
   it('is asked for only by an exporter or an OTLP endpoint, and never with OTEL_SDK_DISABLED', () => {

@@ -1,7 +1,6 @@
 import { Gauge } from 'prom-client';
 import { HistogramFamily, type HistogramSeries } from '../../common/metric-series.js';
 import { DEFAULT_LATENCY_BUCKETS, type Registry, secondsSince } from '../../common/metrics.js';
-import { currentCallContext } from '../../common/request-context.js';
 import { activeTracer, type TraceSpan } from '../../common/tracing.js';
 
 /** Which database a service runs on. */
@@ -162,15 +161,17 @@ export function transactionOn(table: string): DatabaseOperationName {
 }
 
 /**
- * The span of one database operation, when tracing is on and the operation is made for a traced
- * call: a child of the call's server span, found through the call context, which the server
- * interceptor keeps only while tracing is on (see grpc-server-telemetry.ts).
+ * The span of one database operation, when tracing is on and the operation is made for a sampled
+ * call: a child of `parent`, the call's server span, which the handler hands down to its store.
  */
-function startDatabaseSpan(system: DatabaseSystem, name: DatabaseOperationName): TraceSpan | undefined {
+function startDatabaseSpan(
+  system: DatabaseSystem,
+  name: DatabaseOperationName,
+  parent: TraceSpan | undefined,
+): TraceSpan | undefined {
+  if (!parent?.isSampled()) return undefined;
   const tracer = activeTracer();
   if (!tracer) return undefined;
-  const parent = currentCallContext()?.span;
-  if (!parent) return undefined;
   return tracer.startSpan(
     name.collection ? `${name.operation} ${name.collection}` : name.operation,
     'client',
@@ -186,16 +187,18 @@ function startDatabaseSpan(system: DatabaseSystem, name: DatabaseOperationName):
 }
 
 /**
- * Times one asynchronous database operation for the service's metrics, and traces it when tracing
- * is on. Health probes are not operations anyone waits for: they do not come through here.
+ * Times one asynchronous database operation for the service's metrics, and traces it as a child of
+ * `parent` (the span of the call it is made for) when that call is traced. Health probes are not
+ * operations anyone waits for: they do not come through here.
  */
 export async function databaseOperation<T>(
   observer: DatabaseObserver | undefined,
   system: DatabaseSystem,
   name: DatabaseOperationName,
   work: () => Promise<T>,
+  parent: TraceSpan | undefined,
 ): Promise<T> {
-  const span = startDatabaseSpan(system, name);
+  const span = startDatabaseSpan(system, name, parent);
   if (!observer && !span) return work();
   const startedAt = performance.now();
   try {
@@ -215,8 +218,9 @@ export function databaseOperationSync<T>(
   system: DatabaseSystem,
   name: DatabaseOperationName,
   work: () => T,
+  parent: TraceSpan | undefined,
 ): T {
-  const span = startDatabaseSpan(system, name);
+  const span = startDatabaseSpan(system, name, parent);
   if (!observer && !span) return work();
   const startedAt = performance.now();
   try {

@@ -8,6 +8,7 @@ import {
 } from 'mysql2/promise';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
+import type { TraceSpan } from '../../common/tracing.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
 import {
   type DatabaseObserver,
@@ -136,20 +137,50 @@ export class MysqlDatabase implements SqlExecutor {
     options.observer?.watchPool('mysql', () => poolStats(this.#pool, limit));
   }
 
-  /** Runs a SELECT and resolves with its rows. */
-  async select<Row extends RowDataPacket>(sql: string, values: ExecuteValues = []): Promise<Row[]> {
+  /**
+   * Runs a SELECT and resolves with its rows. `parent` is the span of the call it is made for: the
+   * statement is traced as its child when the call is (see databaseOperation).
+   */
+  async select<Row extends RowDataPacket>(
+    sql: string,
+    values: ExecuteValues = [],
+    parent?: TraceSpan,
+  ): Promise<Row[]> {
     await this.#ensureSchema();
-    return databaseOperation(this.#observer, 'mysql', operationOfStatement(sql), () =>
-      this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]),
+    return databaseOperation(
+      this.#observer,
+      'mysql',
+      operationOfStatement(sql),
+      () => this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]),
+      parent,
     );
   }
 
   /** Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). */
-  async change(sql: string, values: ExecuteValues = []): Promise<ResultSetHeader> {
+  async change(sql: string, values: ExecuteValues = [], parent?: TraceSpan): Promise<ResultSetHeader> {
     await this.#ensureSchema();
-    return databaseOperation(this.#observer, 'mysql', operationOfStatement(sql), () =>
-      this.#withConnection(async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0]),
+    return databaseOperation(
+      this.#observer,
+      'mysql',
+      operationOfStatement(sql),
+      () =>
+        this.#withConnection(
+          async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0],
+        ),
+      parent,
     );
+  }
+
+  /**
+   * This database as an executor for the call whose span is `parent`: its statements are traced as
+   * children of that span when the call is traced; itself otherwise, so an untraced call costs nothing.
+   */
+  forCall(parent: TraceSpan | undefined): SqlExecutor {
+    if (!parent?.isSampled()) return this;
+    return {
+      select: (sql, values) => this.select(sql, values, parent),
+      change: (sql, values) => this.change(sql, values, parent),
+    };
   }
 
   /**
@@ -158,10 +189,21 @@ export class MysqlDatabase implements SqlExecutor {
    * connection, which rolls back whatever was not committed. Statements inside throw the driver's
    * errors as they are (so that `work` can tell a duplicate key); the transaction's failure is
    * classified like any statement's. `table` names it in metrics and traces: the table it is about.
+   * The transaction is one operation, traced as a child of `parent` when the call it is made for is.
    */
-  async transaction<T>(table: string, work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    table: string,
+    work: (sql: SqlExecutor) => Promise<T>,
+    parent?: TraceSpan,
+  ): Promise<T> {
     await this.#ensureSchema();
-    return databaseOperation(this.#observer, 'mysql', transactionOn(table), () => this.#transaction(work));
+    return databaseOperation(
+      this.#observer,
+      'mysql',
+      transactionOn(table),
+      () => this.#transaction(work),
+      parent,
+    );
   }
 
   #transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {

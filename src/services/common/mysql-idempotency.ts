@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import type { RowDataPacket } from 'mysql2/promise';
 import { ServiceError } from '../../common/service-error.js';
+import type { TraceSpan } from '../../common/tracing.js';
 import { driverErrorCode } from './database-errors.js';
 import {
   IDEMPOTENCY_SWEEP_BATCH,
@@ -69,9 +70,13 @@ export class MysqlIdempotencyJournal {
     ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options));
   }
 
-  /** The outcome recorded for a live key, undefined if none; FAILED_PRECONDITION for another request. */
-  async recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    const [row] = await this.#db.select<Row>(
+  /**
+   * The outcome recorded for a live key, undefined if none; FAILED_PRECONDITION for another request.
+   * `parent` is the span of the call it is made for (see MysqlDatabase.forCall).
+   */
+  async recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    const db = this.#db.forCall(parent);
+    const [row] = await db.select<Row>(
       `SELECT method, fingerprint, code, message, response, created_at AS createdAt FROM ${this.#table} WHERE idem_key = ?`,
       [claim.key],
     );
@@ -80,7 +85,7 @@ export class MysqlIdempotencyJournal {
     if (isExpired(journalRow, this.#now(), this.#retentionMs)) {
       // An expired key is as good as unused. Its row goes now (that exact row, so a fresh claim
       // made meanwhile by another instance stays), so that the claim below can insert it again.
-      await this.#db.change(`DELETE FROM ${this.#table} WHERE idem_key = ? AND created_at = ?`, [
+      await db.change(`DELETE FROM ${this.#table} WHERE idem_key = ? AND created_at = ?`, [
         claim.key,
         journalRow.createdAt,
       ]);
@@ -92,34 +97,40 @@ export class MysqlIdempotencyJournal {
   /**
    * Runs `write` and records its outcome under the claim's key, in one transaction; or, when the key
    * is live, answers its recorded outcome without writing. `write` runs its statements on the
-   * transaction it is given.
+   * transaction it is given. `parent` is the span of the call it is made for.
    */
-  async run<Result>(once: Once<Result>, write: (sql: SqlExecutor) => Promise<Result>): Promise<Outcome> {
+  async run<Result>(
+    once: Once<Result>,
+    write: (sql: SqlExecutor) => Promise<Result>,
+    parent?: TraceSpan,
+  ): Promise<Outcome> {
     const { claim } = once;
     // Twice at most: a claim refused as a duplicate means a concurrent call committed that key, and
     // the second look finds its row.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const earlier = await this.recall(claim);
+      const earlier = await this.recall(claim, parent);
       if (earlier) return earlier;
-      const outcome = await this.#db.transaction(this.#table, async (sql) => {
-        try {
+      const outcome = await this.#db.transaction(
+        this.#table,
+        async (sql) => {
+          try {
+            await sql.change(
+              `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,
+              [claim.key, claim.method, claim.fingerprint, this.#now()],
+            );
+          } catch (error) {
+            if (driverErrorCode(error) === 'ER_DUP_ENTRY') return undefined;
+            throw error;
+          }
+          const recorded = once.outcomeOf(await write(sql));
           await sql.change(
-            `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,
-            [claim.key, claim.method, claim.fingerprint, this.#now()],
+            `UPDATE ${this.#table} SET code = ?, message = ?, response = ? WHERE idem_key = ?`,
+            [recorded.code, recorded.message, Buffer.from(recorded.response), claim.key],
           );
-        } catch (error) {
-          if (driverErrorCode(error) === 'ER_DUP_ENTRY') return undefined;
-          throw error;
-        }
-        const recorded = once.outcomeOf(await write(sql));
-        await sql.change(`UPDATE ${this.#table} SET code = ?, message = ?, response = ? WHERE idem_key = ?`, [
-          recorded.code,
-          recorded.message,
-          Buffer.from(recorded.response),
-          claim.key,
-        ]);
-        return recorded;
-      });
+          return recorded;
+        },
+        parent,
+      );
       if (outcome) return outcome;
     }
     throw new ServiceError(status.ABORTED, KEY_BUSY);

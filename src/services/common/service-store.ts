@@ -1,8 +1,12 @@
+import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Outcome } from './idempotency.js';
 
 /**
  * What every service's store offers besides its own operations, so that the shared plumbing can
- * watch and close it without knowing which database is behind it.
+ * watch and close it without knowing which database is behind it. An operation made for a call
+ * takes the call's server span last (`parent`): when the call is traced, its database operations
+ * are traced as children of that span (see database-telemetry.ts); the span is handed down rather
+ * than kept in AsyncLocalStorage, which on Node 20 slows every promise of the process once used.
  */
 export interface ServiceStore {
   /** Which back end this is, for logs: "sqlite" or "mysql". */
@@ -13,7 +17,7 @@ export interface ServiceStore {
    * The outcome recorded for an idempotency key that is still kept, or undefined; rejects with
    * FAILED_PRECONDITION when the key was used for another request (see idempotency.ts).
    */
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined>;
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined>;
   /** Deletes expired idempotency keys, a bounded number per call; resolves with how many. */
   sweepIdempotencyKeys(): Promise<number>;
   /** Releases the database (closes the file or ends the pool). Called once, after the server stopped. */

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ServiceError } from '../../common/service-error.js';
+import type { TraceSpan } from '../../common/tracing.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
 import {
   type DatabaseObserver,
@@ -53,17 +54,24 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
 
 /**
  * Runs one synchronous SQLite operation of a store, named for its metric and span (undefined for a
- * health probe, which is neither timed nor traced), and turns its failure into a ServiceError: a
+ * health probe, which is neither timed nor traced), traced as a child of `parent` (the span of the
+ * call it is made for) when that call is traced, and turns its failure into a ServiceError: a
  * file locked by another process for longer than the busy timeout is UNAVAILABLE (trying again may
  * work); anything else is INTERNAL. The driver's error stays in `cause`, for the log only.
  */
-export type SqliteCall = <T>(name: DatabaseOperationName | undefined, operation: () => T) => T;
+export type SqliteCall = <T>(
+  name: DatabaseOperationName | undefined,
+  operation: () => T,
+  parent?: TraceSpan,
+) => T;
 
 /** The {@link SqliteCall} of a store whose operations `observer` times. */
 export function sqliteCaller(observer: DatabaseObserver | undefined): SqliteCall {
-  return (name, operation) => {
+  return (name, operation, parent) => {
     try {
-      return name === undefined ? operation() : databaseOperationSync(observer, 'sqlite', name, operation);
+      return name === undefined
+        ? operation()
+        : databaseOperationSync(observer, 'sqlite', name, operation, parent);
     } catch (error) {
       if (error instanceof ServiceError) throw error;
       const code = String((error as { code?: unknown }).code ?? '');

@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import type { TraceSpan } from '../../common/tracing.js';
 import { transactionOn } from './database-telemetry.js';
 import {
   IDEMPOTENCY_SWEEP_BATCH,
@@ -72,35 +73,42 @@ export class SqliteIdempotencyJournal {
     );
   }
 
-  /** The outcome recorded for a live key, undefined if none; FAILED_PRECONDITION for another request. */
-  async recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#call(operationOf(this.#find), () => this.#recall(claim));
+  /**
+   * The outcome recorded for a live key, undefined if none; FAILED_PRECONDITION for another request.
+   * `parent` is the span of the call it is made for (see SqliteCall).
+   */
+  async recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#call(operationOf(this.#find), () => this.#recall(claim), parent);
   }
 
   /**
    * Runs `write` and records its outcome under the claim's key, in one transaction; or, when the key
-   * is live, answers its recorded outcome without writing. `write` must be synchronous.
+   * is live, answers its recorded outcome without writing. `write` must be synchronous. `parent` is
+   * the span of the call it is made for.
    */
-  async run<Result>(once: Once<Result>, write: () => Result): Promise<Outcome> {
+  async run<Result>(once: Once<Result>, write: () => Result, parent?: TraceSpan): Promise<Outcome> {
     const { claim } = once;
-    return this.#call(transactionOn(this.#table), () =>
-      this.#db
-        .transaction(() => {
-          const earlier = this.#recall(claim);
-          if (earlier) return earlier;
-          const outcome = once.outcomeOf(write());
-          this.#insert.run(
-            claim.key,
-            claim.method,
-            claim.fingerprint,
-            outcome.code,
-            outcome.message,
-            outcome.response,
-            this.#now(),
-          );
-          return outcome;
-        })
-        .immediate(),
+    return this.#call(
+      transactionOn(this.#table),
+      () =>
+        this.#db
+          .transaction(() => {
+            const earlier = this.#recall(claim);
+            if (earlier) return earlier;
+            const outcome = once.outcomeOf(write());
+            this.#insert.run(
+              claim.key,
+              claim.method,
+              claim.fingerprint,
+              outcome.code,
+              outcome.message,
+              outcome.response,
+              this.#now(),
+            );
+            return outcome;
+          })
+          .immediate(),
+      parent,
     );
   }
 

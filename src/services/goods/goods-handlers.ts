@@ -1,4 +1,5 @@
 import type { Logger } from '../../common/logger.js';
+import { traceParentOf } from '../../common/request-context.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import {
   CreateGoodsRequest,
@@ -56,23 +57,27 @@ export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServic
         allowEmpty: true,
       });
       const goods = { name, category, price, description };
+      const parent = traceParentOf(call.metadata);
       const claim = claimOf(call, 'CreateGoods', CreateGoodsRequest.encode(request).finish());
-      if (!claim) return answerOf(CREATED, await store.createGoods(goods));
-      return replay(await store.createGoodsOnce(goods, once(claim, CREATED)), CreateGoodsResponse);
+      if (!claim) return answerOf(CREATED, await store.createGoods(goods, parent));
+      return replay(await store.createGoodsOnce(goods, once(claim, CREATED), parent), CreateGoodsResponse);
     }),
-    listGoods: unaryHandler(log, async (request) => {
+    listGoods: unaryHandler(log, async (request, call) => {
       const query = pageQuery(request, GOODS_PAGE_SCOPE);
+      // A shared read is traced under the call that started it.
+      const parent = traceParentOf(call.metadata);
       return pages.read(`${query.afterId} ${query.size}`, async () => {
-        const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES });
+        const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES }, parent);
         if (page.rows.length === 0 && isFirstPage(query)) throw noData();
         return { results: page.rows, nextPageToken: nextPageToken(page, GOODS_PAGE_SCOPE) };
       });
     }),
     deleteGoods: unaryHandler(log, async (request, call) => {
       const id = requireId(request.id, 'id');
+      const parent = traceParentOf(call.metadata);
       const claim = claimOf(call, 'DeleteGoods', DeleteGoodsRequest.encode(request).finish());
-      if (!claim) return answerOf(DELETED, await store.deleteGoods(id));
-      return replay(await store.deleteGoodsOnce(id, once(claim, DELETED)), DeleteGoodsResponse);
+      if (!claim) return answerOf(DELETED, await store.deleteGoods(id, parent));
+      return replay(await store.deleteGoodsOnce(id, once(claim, DELETED), parent), DeleteGoodsResponse);
     }),
   };
 }

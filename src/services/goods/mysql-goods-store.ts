@@ -1,4 +1,5 @@
 import type { RowDataPacket } from 'mysql2/promise';
+import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
@@ -50,16 +51,20 @@ export class MysqlGoodsStore implements GoodsStore {
     this.#journal = new MysqlIdempotencyJournal(this.#db, 'goods_idempotency', idempotency);
   }
 
-  createGoods(goods: NewGoods): Promise<number> {
-    return insertGoods(this.#db, goods);
+  createGoods(goods: NewGoods, parent?: TraceSpan): Promise<number> {
+    return insertGoods(this.#db.forCall(parent), goods);
   }
 
-  createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => insertGoods(sql, goods));
+  createGoodsOnce(goods: NewGoods, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => insertGoods(sql, goods), parent);
   }
 
-  async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
-    const rows = await this.#db.select<PageRow>(
+  async listGoods(
+    { afterId, size, maxTextBytes }: GoodsPageQuery,
+    parent?: TraceSpan,
+  ): Promise<StoredPage<GoodsRecord>> {
+    const db = this.#db.forCall(parent);
+    const rows = await db.select<PageRow>(
       `SELECT id, name, category, price, LENGTH(description) AS descriptionBytes,
          IF(LENGTH(description) <= ${INLINE_DESCRIPTION_BYTES}, description, NULL) AS description
        FROM goods WHERE id > ? ORDER BY id LIMIT ?`,
@@ -76,7 +81,7 @@ export class MysqlGoodsStore implements GoodsStore {
     const last = page.rows.at(-1);
     const long = new Map<number, string>();
     if (last && page.rows.some((row) => row.description === null)) {
-      const found = await this.#db.select<PageRow>(
+      const found = await db.select<PageRow>(
         `SELECT id, description FROM goods
          WHERE id > ? AND id <= ? AND LENGTH(description) > ${INLINE_DESCRIPTION_BYTES}`,
         [afterId, last.id],
@@ -92,16 +97,16 @@ export class MysqlGoodsStore implements GoodsStore {
     return { rows: goods, nextAfterId: page.nextAfterId };
   }
 
-  deleteGoods(id: number): Promise<void> {
-    return removeGoods(this.#db, id);
+  deleteGoods(id: number, parent?: TraceSpan): Promise<void> {
+    return removeGoods(this.#db.forCall(parent), id);
   }
 
-  deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => removeGoods(sql, id));
+  deleteGoodsOnce(id: number, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => removeGoods(sql, id), parent);
   }
 
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim);
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim, parent);
   }
 
   sweepIdempotencyKeys(): Promise<number> {

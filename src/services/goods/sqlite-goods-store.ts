@@ -1,3 +1,4 @@
+import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { type StoredPage, takePage } from '../common/paging.js';
 import {
@@ -56,33 +57,42 @@ export class SqliteGoodsStore implements GoodsStore {
     this.#delete = this.#db.prepare<[number]>('DELETE FROM goods WHERE id = ?');
   }
 
-  async createGoods(goods: NewGoods): Promise<number> {
-    return this.#call(operationOf(this.#insert), () => this.#create(goods));
+  async createGoods(goods: NewGoods, parent?: TraceSpan): Promise<number> {
+    return this.#call(operationOf(this.#insert), () => this.#create(goods), parent);
   }
 
-  createGoodsOnce(goods: NewGoods, once: Once<number>): Promise<Outcome> {
-    return this.#journal.run(once, () => this.#create(goods));
+  createGoodsOnce(goods: NewGoods, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(once, () => this.#create(goods), parent);
   }
 
-  async listGoods({ afterId, size, maxTextBytes }: GoodsPageQuery): Promise<StoredPage<GoodsRecord>> {
+  async listGoods(
+    { afterId, size, maxTextBytes }: GoodsPageQuery,
+    parent?: TraceSpan,
+  ): Promise<StoredPage<GoodsRecord>> {
     // A cursor: rows past the page's text budget are never read into memory.
-    return this.#call(operationOf(this.#list), () =>
-      takePage(this.#list.iterate(afterId, size + 1), size, maxTextBytes, goodsTextBytes),
+    return this.#call(
+      operationOf(this.#list),
+      () => takePage(this.#list.iterate(afterId, size + 1), size, maxTextBytes, goodsTextBytes),
+      parent,
     );
   }
 
-  async deleteGoods(id: number): Promise<void> {
-    this.#call(operationOf(this.#delete), () => this.#delete.run(id));
+  async deleteGoods(id: number, parent?: TraceSpan): Promise<void> {
+    this.#call(operationOf(this.#delete), () => this.#delete.run(id), parent);
   }
 
-  deleteGoodsOnce(id: number, once: Once<void>): Promise<Outcome> {
-    return this.#journal.run(once, () => {
-      this.#delete.run(id);
-    });
+  deleteGoodsOnce(id: number, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(
+      once,
+      () => {
+        this.#delete.run(id);
+      },
+      parent,
+    );
   }
 
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim);
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim, parent);
   }
 
   sweepIdempotencyKeys(): Promise<number> {

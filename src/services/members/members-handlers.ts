@@ -1,7 +1,8 @@
 import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
-import { requestLogFields } from '../../common/request-context.js';
+import { requestLogFields, traceParentOf } from '../../common/request-context.js';
 import { ServiceError } from '../../common/service-error.js';
+import type { TraceSpan } from '../../common/tracing.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import {
   CreateMemberRequest,
@@ -109,11 +110,19 @@ export function createMembersHandlers(
     }
   }
 
-  /** Stores an upgraded hash; a failure is logged, never thrown (the next sign-in tries again). */
-  async function upgrade(member: MemberCredentials, upgraded: string, request: object): Promise<void> {
+  /**
+   * Stores an upgraded hash; a failure is logged, never thrown (the next sign-in tries again).
+   * `parent` is the call's span (see traceParentOf).
+   */
+  async function upgrade(
+    member: MemberCredentials,
+    upgraded: string,
+    request: object,
+    parent: TraceSpan | undefined,
+  ): Promise<void> {
     const about = { memberId: member.id, ...request };
     try {
-      const replaced = await store.updatePasswordHash(member.id, member.passwordHash, upgraded);
+      const replaced = await store.updatePasswordHash(member.id, member.passwordHash, upgraded, parent);
       if (replaced) log.info({ event: 'password-rehashed', ...about }, 'password hash upgraded');
       else log.info(about, 'password hash not upgraded: it changed meanwhile');
     } catch (error) {
@@ -125,29 +134,35 @@ export function createMembersHandlers(
     createMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
+      const parent = traceParentOf(call.metadata);
       const claim = claimOf(call, 'CreateMember', CreateMemberRequest.encode({ username: name }).finish());
-      const earlier = claim && (await store.recall(claim));
+      const earlier = claim && (await store.recall(claim, parent));
       if (earlier) return replay(earlier, CreateMemberResponse);
       const hash = await hashing.run(() => hashPassword(given, parameters), callInfo(call));
-      if (!claim) return answerOf(MEMBER_CREATED, await store.createMember(name, hash));
-      const outcome = await store.createMemberOnce(name, hash, once(claim, MEMBER_CREATED));
+      if (!claim) return answerOf(MEMBER_CREATED, await store.createMember(name, hash, parent));
+      const outcome = await store.createMemberOnce(name, hash, once(claim, MEMBER_CREATED), parent);
       return replay(outcome, CreateMemberResponse);
     }),
     signIn: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
-      const member = await store.findMember(name);
+      const parent = traceParentOf(call.metadata);
+      const member = await store.findMember(name, parent);
       const named = requestLogFields(call.metadata);
       const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
-      if (upgraded !== undefined) await upgrade(member, upgraded, named);
+      if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
       return { userid: member.id };
     }),
     deleteMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
+      const parent = traceParentOf(call.metadata);
       const claim = claimOf(call, 'DeleteMember', DeleteMemberRequest.encode(request).finish());
-      if (!claim) return answerOf(MEMBER_DELETED, await store.deleteMember(name));
-      return replay(await store.deleteMemberOnce(name, once(claim, MEMBER_DELETED)), DeleteMemberResponse);
+      if (!claim) return answerOf(MEMBER_DELETED, await store.deleteMember(name, parent));
+      return replay(
+        await store.deleteMemberOnce(name, once(claim, MEMBER_DELETED), parent),
+        DeleteMemberResponse,
+      );
     }),
   };
 }

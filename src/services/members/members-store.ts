@@ -1,3 +1,4 @@
+import type { TraceSpan } from '../../common/tracing.js';
 import type { Once, Outcome } from '../common/idempotency.js';
 import type { ServiceStore } from '../common/service-store.js';
 
@@ -20,18 +21,23 @@ export type CreateMemberResult =
  */
 export interface MembersStore extends ServiceStore {
   /** Adds an account; resolves `{ created: false }` when the username is already taken. */
-  createMember(username: string, passwordHash: string): Promise<CreateMemberResult>;
+  createMember(username: string, passwordHash: string, parent?: TraceSpan): Promise<CreateMemberResult>;
   /** The account of a username, if there is one. */
-  findMember(username: string): Promise<MemberCredentials | undefined>;
+  findMember(username: string, parent?: TraceSpan): Promise<MemberCredentials | undefined>;
   /** Deletes an account; an unknown username is not an error. */
-  deleteMember(username: string): Promise<void>;
+  deleteMember(username: string, parent?: TraceSpan): Promise<void>;
   /** `createMember` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
-  createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome>;
+  createMemberOnce(
+    username: string,
+    passwordHash: string,
+    once: Once<CreateMemberResult>,
+    parent?: TraceSpan,
+  ): Promise<Outcome>;
   /** `deleteMember` at most once per idempotency key, in one transaction with its key. */
-  deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome>;
+  deleteMemberOnce(username: string, once: Once<void>, parent?: TraceSpan): Promise<Outcome>;
   /**
    * Replaces an account's password hash, only if it is still `oldHash` (so that a password changed
    * meanwhile is not overwritten). Resolves whether it was replaced.
    */
-  updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean>;
+  updatePasswordHash(id: number, oldHash: string, newHash: string, parent?: TraceSpan): Promise<boolean>;
 }

@@ -1,4 +1,5 @@
 import type { RowDataPacket } from 'mysql2/promise';
+import type { TraceSpan } from '../../common/tracing.js';
 import { driverErrorCode } from '../common/database-errors.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
@@ -35,43 +36,57 @@ export class MysqlMembersStore implements MembersStore {
     this.#journal = new MysqlIdempotencyJournal(this.#db, 'members_idempotency', idempotency);
   }
 
-  createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
-    return insertMember(this.#db, username, passwordHash);
+  createMember(username: string, passwordHash: string, parent?: TraceSpan): Promise<CreateMemberResult> {
+    return insertMember(this.#db.forCall(parent), username, passwordHash);
   }
 
-  createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => insertMember(sql, username, passwordHash));
+  createMemberOnce(
+    username: string,
+    passwordHash: string,
+    once: Once<CreateMemberResult>,
+    parent?: TraceSpan,
+  ): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => insertMember(sql, username, passwordHash), parent);
   }
 
-  async findMember(username: string): Promise<MemberCredentials | undefined> {
-    const [row] = await this.#db.select<MemberRow>(
-      'SELECT id, password_hash AS passwordHash FROM members WHERE username = ?',
-      [username],
-    );
+  async findMember(username: string, parent?: TraceSpan): Promise<MemberCredentials | undefined> {
+    const [row] = await this.#db
+      .forCall(parent)
+      .select<MemberRow>('SELECT id, password_hash AS passwordHash FROM members WHERE username = ?', [
+        username,
+      ]);
     return row ? { id: row.id, passwordHash: row.passwordHash } : undefined;
   }
 
-  deleteMember(username: string): Promise<void> {
-    return removeMember(this.#db, username);
+  deleteMember(username: string, parent?: TraceSpan): Promise<void> {
+    return removeMember(this.#db.forCall(parent), username);
   }
 
-  deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => removeMember(sql, username));
+  deleteMemberOnce(username: string, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => removeMember(sql, username), parent);
   }
 
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim);
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim, parent);
   }
 
   sweepIdempotencyKeys(): Promise<number> {
     return this.#journal.sweep();
   }
 
-  async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
-    const result = await this.#db.change(
-      'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
-      [newHash, id, oldHash],
-    );
+  async updatePasswordHash(
+    id: number,
+    oldHash: string,
+    newHash: string,
+    parent?: TraceSpan,
+  ): Promise<boolean> {
+    const result = await this.#db
+      .forCall(parent)
+      .change('UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?', [
+        newHash,
+        id,
+        oldHash,
+      ]);
     return result.affectedRows === 1;
   }
 

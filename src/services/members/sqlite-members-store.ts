@@ -1,4 +1,5 @@
 import { SqliteError } from 'better-sqlite3';
+import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
   type Database,
@@ -52,40 +53,59 @@ export class SqliteMembersStore implements MembersStore {
     );
   }
 
-  async createMember(username: string, passwordHash: string): Promise<CreateMemberResult> {
-    return this.#call(operationOf(this.#insert), () => this.#create(username, passwordHash));
+  async createMember(
+    username: string,
+    passwordHash: string,
+    parent?: TraceSpan,
+  ): Promise<CreateMemberResult> {
+    return this.#call(operationOf(this.#insert), () => this.#create(username, passwordHash), parent);
   }
 
-  createMemberOnce(username: string, passwordHash: string, once: Once<CreateMemberResult>): Promise<Outcome> {
-    return this.#journal.run(once, () => this.#create(username, passwordHash));
+  createMemberOnce(
+    username: string,
+    passwordHash: string,
+    once: Once<CreateMemberResult>,
+    parent?: TraceSpan,
+  ): Promise<Outcome> {
+    return this.#journal.run(once, () => this.#create(username, passwordHash), parent);
   }
 
-  async findMember(username: string): Promise<MemberCredentials | undefined> {
-    return this.#call(operationOf(this.#find), () => this.#find.get(username));
+  async findMember(username: string, parent?: TraceSpan): Promise<MemberCredentials | undefined> {
+    return this.#call(operationOf(this.#find), () => this.#find.get(username), parent);
   }
 
-  async deleteMember(username: string): Promise<void> {
-    this.#call(operationOf(this.#delete), () => this.#delete.run(username));
+  async deleteMember(username: string, parent?: TraceSpan): Promise<void> {
+    this.#call(operationOf(this.#delete), () => this.#delete.run(username), parent);
   }
 
-  deleteMemberOnce(username: string, once: Once<void>): Promise<Outcome> {
-    return this.#journal.run(once, () => {
-      this.#delete.run(username);
-    });
+  deleteMemberOnce(username: string, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(
+      once,
+      () => {
+        this.#delete.run(username);
+      },
+      parent,
+    );
   }
 
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim);
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim, parent);
   }
 
   sweepIdempotencyKeys(): Promise<number> {
     return this.#journal.sweep();
   }
 
-  async updatePasswordHash(id: number, oldHash: string, newHash: string): Promise<boolean> {
+  async updatePasswordHash(
+    id: number,
+    oldHash: string,
+    newHash: string,
+    parent?: TraceSpan,
+  ): Promise<boolean> {
     return this.#call(
       operationOf(this.#updateHash),
       () => this.#updateHash.run(newHash, id, oldHash).changes === 1,
+      parent,
     );
   }
 

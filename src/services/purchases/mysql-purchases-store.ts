@@ -1,4 +1,5 @@
 import type { RowDataPacket } from 'mysql2/promise';
+import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
@@ -35,16 +36,20 @@ export class MysqlPurchasesStore implements PurchasesStore {
     this.#journal = new MysqlIdempotencyJournal(this.#db, 'purchases_idempotency', idempotency);
   }
 
-  createPurchase(purchase: NewPurchase): Promise<number> {
-    return insertPurchase(this.#db, purchase);
+  createPurchase(purchase: NewPurchase, parent?: TraceSpan): Promise<number> {
+    return insertPurchase(this.#db.forCall(parent), purchase);
   }
 
-  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => insertPurchase(sql, purchase));
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(once, (sql) => insertPurchase(sql, purchase), parent);
   }
 
-  async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
-    const rows = await this.#db.select<PurchaseRow>(
+  async listPurchases(
+    userid: number,
+    { afterId, size }: PageQuery,
+    parent?: TraceSpan,
+  ): Promise<StoredPage<PurchaseRecord>> {
+    const rows = await this.#db.forCall(parent).select<PurchaseRow>(
       'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
       // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
       [userid, afterId, String(size + 1)],
@@ -55,8 +60,8 @@ export class MysqlPurchasesStore implements PurchasesStore {
     );
   }
 
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim);
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim, parent);
   }
 
   sweepIdempotencyKeys(): Promise<number> {

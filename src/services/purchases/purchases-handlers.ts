@@ -1,4 +1,5 @@
 import type { Logger } from '../../common/logger.js';
+import { traceParentOf } from '../../common/request-context.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import {
   CreatePurchaseRequest,
@@ -39,16 +40,20 @@ export function createPurchasesHandlers(
       const userid = requireId(request.userid, 'userid');
       const goodsid = requireId(request.goodsid, 'goodsid');
       const purchase = { userid, goodsid, date: now() };
+      const parent = traceParentOf(call.metadata);
       const claim = claimOf(call, 'CreatePurchase', CreatePurchaseRequest.encode(request).finish());
-      if (!claim) return answerOf(PURCHASED, await store.createPurchase(purchase));
-      return replay(await store.createPurchaseOnce(purchase, once(claim, PURCHASED)), CreatePurchaseResponse);
+      if (!claim) return answerOf(PURCHASED, await store.createPurchase(purchase, parent));
+      return replay(
+        await store.createPurchaseOnce(purchase, once(claim, PURCHASED), parent),
+        CreatePurchaseResponse,
+      );
     }),
-    listPurchases: unaryHandler(log, async (request) => {
+    listPurchases: unaryHandler(log, async (request, call) => {
       const userid = requireId(request.userid, 'userid');
       // A token names its user too: it cannot page through someone else's purchases.
       const scope = `purchases/${userid}`;
       const query = pageQuery(request, scope);
-      const page = await store.listPurchases(userid, query);
+      const page = await store.listPurchases(userid, query, traceParentOf(call.metadata));
       if (page.rows.length === 0 && isFirstPage(query)) throw noData();
       return { results: page.rows, nextPageToken: nextPageToken(page, scope) };
     }),

@@ -1,3 +1,4 @@
+import type { TraceSpan } from '../../common/tracing.js';
 import type { Once, Outcome } from '../common/idempotency.js';
 import type { PageQuery, StoredPage } from '../common/paging.js';
 import type { ServiceStore } from '../common/service-store.js';
@@ -24,9 +25,9 @@ export interface PurchaseRecord {
  */
 export interface PurchasesStore extends ServiceStore {
   /** Records a purchase; resolves with its id (1 for the first of a fresh store). */
-  createPurchase(purchase: NewPurchase): Promise<number>;
+  createPurchase(purchase: NewPurchase, parent?: TraceSpan): Promise<number>;
   /** One page of a user's purchases in id order: those after `afterId`, at most `size`. */
-  listPurchases(userid: number, query: PageQuery): Promise<StoredPage<PurchaseRecord>>;
+  listPurchases(userid: number, query: PageQuery, parent?: TraceSpan): Promise<StoredPage<PurchaseRecord>>;
   /** `createPurchase` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
-  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome>;
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>, parent?: TraceSpan): Promise<Outcome>;
 }

@@ -1,3 +1,4 @@
+import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import {
@@ -54,27 +55,34 @@ export class SqlitePurchasesStore implements PurchasesStore {
     );
   }
 
-  async createPurchase(purchase: NewPurchase): Promise<number> {
-    return this.#call(operationOf(this.#insert), () => this.#create(purchase));
+  async createPurchase(purchase: NewPurchase, parent?: TraceSpan): Promise<number> {
+    return this.#call(operationOf(this.#insert), () => this.#create(purchase), parent);
   }
 
-  createPurchaseOnce(purchase: NewPurchase, once: Once<number>): Promise<Outcome> {
-    return this.#journal.run(once, () => this.#create(purchase));
+  createPurchaseOnce(purchase: NewPurchase, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
+    return this.#journal.run(once, () => this.#create(purchase), parent);
   }
 
-  async listPurchases(userid: number, { afterId, size }: PageQuery): Promise<StoredPage<PurchaseRecord>> {
-    return this.#call(operationOf(this.#list), () =>
-      takePage(
-        this.#list
-          .all(userid, afterId, size + 1)
-          .map(({ id, goodsid, date }) => ({ id, goodsid, date: new Date(date) })),
-        size,
-      ),
+  async listPurchases(
+    userid: number,
+    { afterId, size }: PageQuery,
+    parent?: TraceSpan,
+  ): Promise<StoredPage<PurchaseRecord>> {
+    return this.#call(
+      operationOf(this.#list),
+      () =>
+        takePage(
+          this.#list
+            .all(userid, afterId, size + 1)
+            .map(({ id, goodsid, date }) => ({ id, goodsid, date: new Date(date) })),
+          size,
+        ),
+      parent,
     );
   }
 
-  recall(claim: IdempotencyClaim): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim);
+  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
+    return this.#journal.recall(claim, parent);
   }
 
   sweepIdempotencyKeys(): Promise<number> {
