@@ -51,8 +51,8 @@ type MethodDefinition = ServerMethodDefinition<unknown, unknown>;
 /**
  * The telemetry of a component's gRPC server: counts and times every call by method and status code
  * (started, handled, handling seconds); makes a server span per call when tracing is on, a child of
- * the caller's `traceparent`; and gives each call a context that names the request (and, while a
- * call is sampled, carries its span to the database spans below the handler).
+ * the caller's `traceparent`; and gives each call a context that names the request and holds its
+ * span, which the handler hands to its store when the call is sampled (see traceParentOf).
  *
  * Two ways in, one behaviour. The unary handlers of a service are wrapped ({@link instrument}).
  * Every other method (health, reflection, streams, the distributor's) goes through the

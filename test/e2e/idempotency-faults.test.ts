@@ -136,7 +136,8 @@ for (const backend of backends) {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       };
-      const rows = async () => (await stores[0]!.listPurchases(1, { afterId: 0, size: 1000 })).rows.length;
+      const rows = async () =>
+        (await stores[0]!.listPurchases(1, { afterId: 0, size: 1000 }, undefined)).rows.length;
       return { trap, post, postUntilAnswered, rows };
     }
 

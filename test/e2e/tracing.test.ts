@@ -198,6 +198,25 @@ for (const store of stores) {
         },
       );
 
+      it('traces an idempotent write down to its transaction, the child of its call', async () => {
+        const answer = await http(gatewayPort, 'POST', '/goods', {
+          headers: {
+            'X-Request-Id': 'trace-me-once',
+            'Idempotency-Key': 'trace-me-once',
+            'Content-Type': 'application/json',
+          },
+          body: JSON.stringify({ name: 'once', category: 'tests', price: 1, description: 'd' }),
+        });
+        expect(JSON.parse(answer.body).errorcode).toBe(0);
+        const trace = await traceOf('trace-me-once');
+        const server = trace.filter((span) => span.service === 'goods' && span.kind === SERVER);
+        expect(server).toHaveLength(1);
+        const database = trace.filter((span) => span.service === 'goods' && span.kind === CLIENT);
+        // MySQL looks the key up before its transaction; SQLite does both in one.
+        expect(database.map((span) => span.name)).toContain('TRANSACTION goods_idempotency');
+        for (const span of database) expect(span.parentSpanId).toBe(server[0]!.spanId);
+      });
+
       it("continues the client's own trace when the request carries a traceparent", async () => {
         const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
         const parentId = '00f067aa0ba902b7';

@@ -64,9 +64,9 @@ describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
       let reads = 0;
       const listGoods = opened.store.listGoods.bind(opened.store);
       // A read that takes a while, as a database's does, so that calls arrive while one runs.
-      opened.store.listGoods = async (query) => {
+      opened.store.listGoods = async (query, parent) => {
         reads++;
-        const page = await listGoods(query);
+        const page = await listGoods(query, parent);
         await new Promise((resolve) => setTimeout(resolve, 5));
         return page;
       };

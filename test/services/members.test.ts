@@ -71,7 +71,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     }
     /** Adds an account as an older version of the service stored it, behind the service's back. */
     async function storeAccount(name: string, passwordHash: string): Promise<number> {
-      const result = await opened!.store.createMember(name, passwordHash);
+      const result = await opened!.store.createMember(name, passwordHash, undefined);
       if (!result.created) throw new Error(`${name} is taken`);
       return result.id;
     }
@@ -198,12 +198,16 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     it('replaces a hash only if it is still the one read (a password changed meanwhile stays)', async () => {
       await start();
       const id = await storeAccount('racer', 'first hash');
-      await expect(opened!.store.updatePasswordHash(id, 'not the stored one', 'new hash')).resolves.toBe(
-        false,
-      );
+      await expect(
+        opened!.store.updatePasswordHash(id, 'not the stored one', 'new hash', undefined),
+      ).resolves.toBe(false);
       expect(await storedHash('racer')).toBe('first hash');
-      await expect(opened!.store.updatePasswordHash(id + 1, 'first hash', 'new hash')).resolves.toBe(false);
-      await expect(opened!.store.updatePasswordHash(id, 'first hash', 'new hash')).resolves.toBe(true);
+      await expect(
+        opened!.store.updatePasswordHash(id + 1, 'first hash', 'new hash', undefined),
+      ).resolves.toBe(false);
+      await expect(opened!.store.updatePasswordHash(id, 'first hash', 'new hash', undefined)).resolves.toBe(
+        true,
+      );
       expect(await storedHash('racer')).toBe('new hash');
     });
 
@@ -211,11 +215,11 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       const { log, lines } = captureLog();
       let changedMeanwhile: string | undefined;
       await start({ hashParameters: ARGON2_PARAMETERS, log }, (store) =>
-        withUpdate(store, async (id, oldHash, newHash) => {
+        withUpdate(store, async (id, oldHash, newHash, parent) => {
           // Another request changes the password between this sign-in's read and its write.
           changedMeanwhile = await hashPassword('new pw', TEST_HASH_PARAMETERS);
-          await store.updatePasswordHash(id, oldHash, changedMeanwhile);
-          return store.updatePasswordHash(id, oldHash, newHash);
+          await store.updatePasswordHash(id, oldHash, changedMeanwhile, undefined);
+          return store.updatePasswordHash(id, oldHash, newHash, parent);
         }),
       );
       await storeAccount('veteran', await hashPasswordWithScrypt('old pw', LEGACY_SCRYPT));
@@ -549,13 +553,14 @@ function withUpdate(
 ): MembersStore {
   return {
     kind: store.kind,
-    createMember: (username, passwordHash) => store.createMember(username, passwordHash),
-    findMember: (username) => store.findMember(username),
-    deleteMember: (username) => store.deleteMember(username),
+    createMember: (username, passwordHash, parent) => store.createMember(username, passwordHash, parent),
+    findMember: (username, parent) => store.findMember(username, parent),
+    deleteMember: (username, parent) => store.deleteMember(username, parent),
     updatePasswordHash,
-    createMemberOnce: (username, passwordHash, once) => store.createMemberOnce(username, passwordHash, once),
-    deleteMemberOnce: (username, once) => store.deleteMemberOnce(username, once),
-    recall: (claim) => store.recall(claim),
+    createMemberOnce: (username, passwordHash, once, parent) =>
+      store.createMemberOnce(username, passwordHash, once, parent),
+    deleteMemberOnce: (username, once, parent) => store.deleteMemberOnce(username, once, parent),
+    recall: (claim, parent) => store.recall(claim, parent),
     sweepIdempotencyKeys: () => store.sweepIdempotencyKeys(),
     ping: () => store.ping(),
     close: () => store.close(),

@@ -17,7 +17,7 @@ export interface ServiceStore {
    * The outcome recorded for an idempotency key that is still kept, or undefined; rejects with
    * FAILED_PRECONDITION when the key was used for another request (see idempotency.ts).
    */
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined>;
+  recall(claim: IdempotencyClaim, parent: TraceSpan | undefined): Promise<Outcome | undefined>;
   /** Deletes expired idempotency keys, a bounded number per call; resolves with how many. */
   sweepIdempotencyKeys(): Promise<number>;
   /** Releases the database (closes the file or ends the pool). Called once, after the server stopped. */

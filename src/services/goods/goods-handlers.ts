@@ -64,7 +64,7 @@ export function createGoodsHandlers(store: GoodsStore, log: Logger): GoodsServic
     }),
     listGoods: unaryHandler(log, async (request, call) => {
       const query = pageQuery(request, GOODS_PAGE_SCOPE);
-      // A shared read is traced under the call that started it.
+      // A shared read is traced under the first call that asked for it.
       const parent = traceParentOf(call.metadata);
       return pages.read(`${query.afterId} ${query.size}`, async () => {
         const page = await store.listGoods({ ...query, maxTextBytes: PAGE_TEXT_BYTES }, parent);

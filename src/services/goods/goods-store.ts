@@ -36,18 +36,18 @@ export function goodsTextBytes(goods: NewGoods): number {
  */
 export interface GoodsStore extends ServiceStore {
   /** Adds an item; resolves with its id (1 for the first item of a fresh store). */
-  createGoods(goods: NewGoods, parent?: TraceSpan): Promise<number>;
+  createGoods(goods: NewGoods, parent: TraceSpan | undefined): Promise<number>;
   /**
    * One page of the catalogue in id order: the items after `afterId`, at most `size` of them, and no
    * more once the text of those taken (name, category and description, in bytes of UTF-8) reaches
    * `maxTextBytes`; the item that crosses it is kept. Reads no more than the page (and one row to
    * tell whether more follow) into memory.
    */
-  listGoods(query: GoodsPageQuery, parent?: TraceSpan): Promise<StoredPage<GoodsRecord>>;
+  listGoods(query: GoodsPageQuery, parent: TraceSpan | undefined): Promise<StoredPage<GoodsRecord>>;
   /** Deletes an item; an id that does not exist is not an error. */
-  deleteGoods(id: number, parent?: TraceSpan): Promise<void>;
+  deleteGoods(id: number, parent: TraceSpan | undefined): Promise<void>;
   /** `createGoods` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
-  createGoodsOnce(goods: NewGoods, once: Once<number>, parent?: TraceSpan): Promise<Outcome>;
+  createGoodsOnce(goods: NewGoods, once: Once<number>, parent: TraceSpan | undefined): Promise<Outcome>;
   /** `deleteGoods` at most once per idempotency key, in one transaction with its key. */
-  deleteGoodsOnce(id: number, once: Once<void>, parent?: TraceSpan): Promise<Outcome>;
+  deleteGoodsOnce(id: number, once: Once<void>, parent: TraceSpan | undefined): Promise<Outcome>;
 }

@@ -21,23 +21,32 @@ export type CreateMemberResult =
  */
 export interface MembersStore extends ServiceStore {
   /** Adds an account; resolves `{ created: false }` when the username is already taken. */
-  createMember(username: string, passwordHash: string, parent?: TraceSpan): Promise<CreateMemberResult>;
+  createMember(
+    username: string,
+    passwordHash: string,
+    parent: TraceSpan | undefined,
+  ): Promise<CreateMemberResult>;
   /** The account of a username, if there is one. */
-  findMember(username: string, parent?: TraceSpan): Promise<MemberCredentials | undefined>;
+  findMember(username: string, parent: TraceSpan | undefined): Promise<MemberCredentials | undefined>;
   /** Deletes an account; an unknown username is not an error. */
-  deleteMember(username: string, parent?: TraceSpan): Promise<void>;
+  deleteMember(username: string, parent: TraceSpan | undefined): Promise<void>;
   /** `createMember` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
   createMemberOnce(
     username: string,
     passwordHash: string,
     once: Once<CreateMemberResult>,
-    parent?: TraceSpan,
+    parent: TraceSpan | undefined,
   ): Promise<Outcome>;
   /** `deleteMember` at most once per idempotency key, in one transaction with its key. */
-  deleteMemberOnce(username: string, once: Once<void>, parent?: TraceSpan): Promise<Outcome>;
+  deleteMemberOnce(username: string, once: Once<void>, parent: TraceSpan | undefined): Promise<Outcome>;
   /**
    * Replaces an account's password hash, only if it is still `oldHash` (so that a password changed
    * meanwhile is not overwritten). Resolves whether it was replaced.
    */
-  updatePasswordHash(id: number, oldHash: string, newHash: string, parent?: TraceSpan): Promise<boolean>;
+  updatePasswordHash(
+    id: number,
+    oldHash: string,
+    newHash: string,
+    parent: TraceSpan | undefined,
+  ): Promise<boolean>;
 }

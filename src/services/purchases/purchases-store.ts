@@ -25,9 +25,17 @@ export interface PurchaseRecord {
  */
 export interface PurchasesStore extends ServiceStore {
   /** Records a purchase; resolves with its id (1 for the first of a fresh store). */
-  createPurchase(purchase: NewPurchase, parent?: TraceSpan): Promise<number>;
+  createPurchase(purchase: NewPurchase, parent: TraceSpan | undefined): Promise<number>;
   /** One page of a user's purchases in id order: those after `afterId`, at most `size`. */
-  listPurchases(userid: number, query: PageQuery, parent?: TraceSpan): Promise<StoredPage<PurchaseRecord>>;
+  listPurchases(
+    userid: number,
+    query: PageQuery,
+    parent: TraceSpan | undefined,
+  ): Promise<StoredPage<PurchaseRecord>>;
   /** `createPurchase` at most once per idempotency key, in one transaction with its key (idempotency.ts). */
-  createPurchaseOnce(purchase: NewPurchase, once: Once<number>, parent?: TraceSpan): Promise<Outcome>;
+  createPurchaseOnce(
+    purchase: NewPurchase,
+    once: Once<number>,
+    parent: TraceSpan | undefined,
+  ): Promise<Outcome>;
 }
