@@ -71,6 +71,14 @@ for (const store of stores) {
               body: JSON.stringify({ name: 'traced', category: 'tests', price: 1, description: 'd' }),
             });
             expect(JSON.parse(answer.body).errorcode).toBe(0);
+            // Members and purchases are routed too (an unknown account is members' own answer).
+            const purchase = await http(gatewayPort, 'POST', '/purchases', {
+              headers: { 'Content-Type': 'application/json' },
+              body: JSON.stringify({ userid: 1, goodsid: 1 }),
+            });
+            expect(JSON.parse(purchase.body).errorcode).toBe(0);
+            const signIn = await http(gatewayPort, 'GET', '/members?username=nobody&password=none');
+            expect(JSON.parse(signIn.body).errormessage).toBe('Invalid password');
           },
           { timeout: 30_000, interval: 200 },
         );
