@@ -76,7 +76,7 @@ export async function startTracing(
 ): Promise<RunningTracing | undefined> {
   if (running || !tracingRequested(env)) return running;
   const { startOpenTelemetry } = await import('./otel-tracing.js');
-  const started = startOpenTelemetry(serviceName, env);
+  const started = await startOpenTelemetry(serviceName, env);
   running = {
     tracer: started.tracer,
     stop: async () => {

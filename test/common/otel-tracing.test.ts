@@ -1,6 +1,7 @@
-import { tracing } from '@opentelemetry/sdk-node';
-import { describe, expect, it } from 'vitest';
-import { ProjectTracer, unrecordedShortcuts } from '../../src/common/otel-tracing.js';
+import * as tracing from '@opentelemetry/sdk-trace-base';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { ProjectTracer, startOpenTelemetry, unrecordedShortcuts } from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
 
 /** The project's tracer over an SDK provider that keeps every finished span in memory. */
@@ -127,4 +128,58 @@ describe('the project tracer over OpenTelemetry', () => {
       });
     },
   );
+});
+
+describe('the SDK as the environment configures it', () => {
+  // The SDK and its exporters read the process's environment themselves, as in a component.
+  // Nothing is exported: nothing is sampled, and no collector answers on port 9.
+  const quiet = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_TRACES_SAMPLER: 'always_off' };
+  const started = (env: Record<string, string | undefined>) => {
+    for (const [name, value] of Object.entries(env)) if (value !== undefined) vi.stubEnv(name, value);
+    return startOpenTelemetry('test', process.env);
+  };
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  it.each([
+    { OTEL_TRACES_EXPORTER: 'otlp' },
+    { OTEL_TRACES_EXPORTER: '', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' },
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' },
+    { OTEL_TRACES_EXPORTER: 'zipkin, otlp', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://127.0.0.1:9' },
+  ])('starts and stops with %o', async (env) => {
+    const { tracer, stop } = await started({ ...quiet, ...env });
+    tracer.startSpan('GET', 'server', undefined).end();
+    await expect(stop()).resolves.toBeUndefined();
+  });
+
+  it('writes each span with the console exporter', async () => {
+    const dir = vi.spyOn(console, 'dir').mockImplementation(() => {});
+    try {
+      const { tracer, stop } = await started({
+        OTEL_TRACES_EXPORTER: 'console',
+        OTEL_TRACES_SAMPLER: 'always_on',
+      });
+      tracer.startSpan('GET /goods', 'server', undefined).end();
+      // Written once the resource's detected attributes are in, which stopping does not wait for.
+      await vi.waitFor(() =>
+        expect(dir).toHaveBeenCalledWith(expect.objectContaining({ name: 'GET /goods' }), expect.anything()),
+      );
+      await stop();
+    } finally {
+      dir.mockRestore();
+    }
+  });
+
+  it.each([
+    [{ OTEL_TRACES_EXPORTER: 'otlp,jaeger' }, /OTEL_TRACES_EXPORTER: unknown exporter "jaeger"/],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon' },
+      /OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "carrier-pigeon"/,
+    ],
+  ])('refuses %o at start with a clear error', async (env, message) => {
+    const start = started({ ...quiet, ...env });
+    await expect(start).rejects.toThrow(message);
+    await expect(start).rejects.toBeInstanceOf(ConfigError);
+  });
 });
