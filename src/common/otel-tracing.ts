@@ -202,8 +202,8 @@ function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
 /**
  * Starts OpenTelemetry's tracing SDK for Node.js, configured by the standard variables it reads
  * itself: the sampler (OTEL_TRACES_SAMPLER, _ARG), batching (OTEL_BSP_*), and each exporter its
- * endpoint, headers, timeout and compression (OTEL_EXPORTER_OTLP_(TRACES_)*); the exporters are
- * those OTEL_TRACES_EXPORTER names (otlp by default, console, zipkin), OTLP over the protocol of
+ * endpoint, headers, timeout and compression (OTEL_EXPORTER_OTLP_(TRACES_)*); the exporters are the
+ * ones OTEL_TRACES_EXPORTER names (otlp by default, console, zipkin), OTLP over the protocol of
  * OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL (http/protobuf by default, http/json, grpc); the resource
  * is detected as the Node.js SDK does (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME, host, OS,
  * process). Trace context travels as W3C `traceparent` and `tracestate`, written and read here (see
@@ -211,8 +211,8 @@ function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
  *
  * The tracer provider is built from its parts rather than by @opentelemetry/sdk-node, which loads
  * every exporter, metric reader, log processor and propagator it could use (6.7 MiB of heap against
- * 3 here): every major garbage collection of a busy process marks that heap again, and callgrind
- * counted about a sixth more instructions per request in the gateway with it loaded. Only the
+ * 4.1 here): every major garbage collection of a busy process marks that heap again, and callgrind
+ * counted 12 % more instructions per GET /goods in the gateway with it loaded. Only the
  * exporters asked for are loaded. No context manager is registered: the project never asks for
  * "the active span", every span is given its parent (see ProjectTracer), and the SDK's default one
  * keeps an AsyncLocalStorage, which on Node 20 puts a hook on every promise of the process.
