@@ -1,6 +1,9 @@
 import {
   type Context,
   createTraceState,
+  DiagConsoleLogger,
+  DiagLogLevel,
+  diag,
   type Tracer as OtelTracer,
   ROOT_CONTEXT,
   type Span,
@@ -17,6 +20,7 @@ import {
   hostDetector,
   osDetector,
   processDetector,
+  type ResourceDetector,
   resourceFromAttributes,
   serviceInstanceIdDetector,
 } from '@opentelemetry/resources';
@@ -221,6 +225,9 @@ export async function startOpenTelemetry(
   serviceName: string,
   env: NodeJS.ProcessEnv,
 ): Promise<{ tracer: Tracer; stop: () => Promise<void> }> {
+  // Export failures and the SDK's own warnings, when asked for (the SDK is silent otherwise).
+  const logLevel = LOG_LEVELS.find((level) => level === setting(env, 'OTEL_LOG_LEVEL')?.toUpperCase());
+  if (logLevel !== undefined) diag.setLogger(new DiagConsoleLogger(), { logLevel: DiagLogLevel[logLevel] });
   const processors: SpanProcessor[] = [];
   for (const exporter of await traceExporters(env)) {
     // A console exporter writes each span as it ends, as the Node.js SDK has it.
@@ -232,11 +239,7 @@ export async function startOpenTelemetry(
   }
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
-  const detected = defaultResource().merge(
-    detectResources({
-      detectors: [hostDetector, osDetector, serviceInstanceIdDetector, processDetector, envDetector],
-    }),
-  );
+  const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
     spanProcessors: processors,
@@ -247,50 +250,93 @@ export async function startOpenTelemetry(
   };
 }
 
-const EXPORTERS = ['otlp', 'console', 'zipkin'];
+const LOG_LEVELS = ['NONE', 'ERROR', 'WARN', 'INFO', 'DEBUG', 'VERBOSE', 'ALL'] as const;
 
-/** The span exporters OTEL_TRACES_EXPORTER names, each loaded only when named. */
-async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExporter[]> {
-  const named = (env.OTEL_TRACES_EXPORTER ?? '')
+/** A span exporter the environment can ask for; OTLP with its protocol. */
+export type ExporterChoice = 'console' | 'zipkin' | 'otlp http/protobuf' | 'otlp http/json' | 'otlp grpc';
+
+const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'];
+
+/** A variable's value as the SDK reads it: trimmed, lower case, undefined when empty. */
+function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  return env[name]?.trim().toLowerCase() || undefined;
+}
+
+/**
+ * The span exporters OTEL_TRACES_EXPORTER names (otlp when it names none; "none" and "null" are
+ * not exporters), OTLP over the protocol of OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
+ * OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf. An unknown name is a ConfigError, not a silent
+ * fallback: traces that go nowhere look like a system with nothing to trace.
+ */
+export function exportersAskedFor(env: NodeJS.ProcessEnv): ExporterChoice[] {
+  const named = (setting(env, 'OTEL_TRACES_EXPORTER') ?? '')
     .split(',')
-    .map((name) => name.trim().toLowerCase())
-    .filter((name) => name !== '' && name !== 'none');
-  const names = named.length === 0 ? ['otlp'] : [...new Set(named)];
-  const unknown = names.filter((name) => !EXPORTERS.includes(name));
+    .map((name) => name.trim())
+    .filter((name) => name !== '' && name !== 'none' && name !== 'null');
+  const unknown = named.filter((name) => !['otlp', 'console', 'zipkin'].includes(name));
   if (unknown.length > 0) {
     throw new ConfigError(
       `OTEL_TRACES_EXPORTER: unknown exporter ${unknown.map((name) => `"${name}"`).join(', ')} (otlp, console, zipkin or none)`,
     );
   }
+  const choices = new Set<ExporterChoice>();
+  for (const name of named.length === 0 ? ['otlp'] : named) {
+    if (name === 'console' || name === 'zipkin') {
+      choices.add(name);
+      continue;
+    }
+    const variable = setting(env, 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL')
+      ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
+      : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+    const protocol = setting(env, variable) ?? 'http/protobuf';
+    if (!OTLP_PROTOCOLS.includes(protocol)) {
+      throw new ConfigError(`${variable}: unknown protocol "${protocol}" (http/protobuf, http/json or grpc)`);
+    }
+    choices.add(`otlp ${protocol}` as ExporterChoice);
+  }
+  return [...choices];
+}
+
+/** The span exporters the environment asks for, each loaded only when asked for. */
+async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExporter[]> {
   const exporters: SpanExporter[] = [];
-  for (const name of names) {
-    if (name === 'console') exporters.push(new ConsoleSpanExporter());
-    else if (name === 'zipkin')
+  // Each reads its own endpoint, headers, timeout and compression from the environment.
+  for (const choice of exportersAskedFor(env)) {
+    if (choice === 'console') exporters.push(new ConsoleSpanExporter());
+    else if (choice === 'zipkin')
       exporters.push(new (await import('@opentelemetry/exporter-zipkin')).ZipkinExporter());
-    else exporters.push(await otlpExporter(env));
+    else if (choice === 'otlp http/json')
+      exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter());
+    else if (choice === 'otlp grpc')
+      exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter());
+    else exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter());
   }
   return exporters;
 }
 
-/** The OTLP exporter of the protocol the environment asks for; it reads its endpoint and headers itself. */
-async function otlpExporter(env: NodeJS.ProcessEnv): Promise<SpanExporter> {
-  const protocol = (
-    env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ||
-    env.OTEL_EXPORTER_OTLP_PROTOCOL ||
-    'http/protobuf'
-  )
-    .trim()
-    .toLowerCase();
-  switch (protocol) {
-    case 'http/protobuf':
-      return new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter();
-    case 'http/json':
-      return new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter();
-    case 'grpc':
-      return new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter();
-    default:
+const RESOURCE_DETECTORS: Record<string, ResourceDetector> = {
+  host: hostDetector,
+  os: osDetector,
+  serviceinstance: serviceInstanceIdDetector,
+  process: processDetector,
+  env: envDetector,
+};
+
+/**
+ * The resource detectors OTEL_NODE_RESOURCE_DETECTORS names, as the Node.js SDK reads it: all of
+ * them by default or with "all", none with "none"; an unknown name is a ConfigError.
+ */
+function resourceDetectors(env: NodeJS.ProcessEnv): ResourceDetector[] {
+  const names = (setting(env, 'OTEL_NODE_RESOURCE_DETECTORS') ?? 'all').split(',').map((name) => name.trim());
+  if (names.includes('all')) return Object.values(RESOURCE_DETECTORS);
+  if (names.includes('none')) return [];
+  return names.map((name) => {
+    const detector = RESOURCE_DETECTORS[name];
+    if (!detector) {
       throw new ConfigError(
-        `OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "${protocol}" (http/protobuf, http/json or grpc)`,
+        `OTEL_NODE_RESOURCE_DETECTORS: unknown detector "${name}" (${Object.keys(RESOURCE_DETECTORS).join(', ')}, all or none)`,
       );
-  }
+    }
+    return detector;
+  });
 }

@@ -1,7 +1,12 @@
 import * as tracing from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
-import { ProjectTracer, startOpenTelemetry, unrecordedShortcuts } from '../../src/common/otel-tracing.js';
+import {
+  exportersAskedFor,
+  ProjectTracer,
+  startOpenTelemetry,
+  unrecordedShortcuts,
+} from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
 
 /** The project's tracer over an SDK provider that keeps every finished span in memory. */
@@ -134,7 +139,14 @@ describe('the SDK as the environment configures it', () => {
   // The SDK and its exporters read the process's environment themselves, as in a component.
   // Nothing is exported: nothing is sampled, and no collector answers on port 9.
   const quiet = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_TRACES_SAMPLER: 'always_off' };
+  const OTEL_VARIABLES = [
+    'OTEL_TRACES_EXPORTER',
+    'OTEL_EXPORTER_OTLP_PROTOCOL',
+    'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL',
+    'OTEL_NODE_RESOURCE_DETECTORS',
+  ];
   const started = (env: Record<string, string | undefined>) => {
+    for (const name of OTEL_VARIABLES) vi.stubEnv(name, '');
     for (const [name, value] of Object.entries(env)) if (value !== undefined) vi.stubEnv(name, value);
     return startOpenTelemetry('test', process.env);
   };
@@ -147,7 +159,8 @@ describe('the SDK as the environment configures it', () => {
     { OTEL_TRACES_EXPORTER: '', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' },
     { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' },
     { OTEL_TRACES_EXPORTER: 'zipkin, otlp', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://127.0.0.1:9' },
-  ])('starts and stops with %o', async (env) => {
+    { OTEL_NODE_RESOURCE_DETECTORS: 'env, process' },
+  ])('starts, and stops with nothing left to export, with %o', async (env) => {
     const { tracer, stop } = await started({ ...quiet, ...env });
     tracer.startSpan('GET', 'server', undefined).end();
     await expect(stop()).resolves.toBeUndefined();
@@ -172,7 +185,27 @@ describe('the SDK as the environment configures it', () => {
   });
 
   it.each([
+    [{}, ['otlp http/protobuf']],
+    [{ OTEL_TRACES_EXPORTER: ' ', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, ['otlp http/json']],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: ' GRPC ' },
+      ['otlp grpc'],
+    ],
+    // An empty traces protocol is unset, as the SDK reads it.
+    [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: '  ' }, ['otlp grpc']],
+    [{ OTEL_TRACES_EXPORTER: 'Zipkin, otlp, zipkin, null' }, ['zipkin', 'otlp http/protobuf']],
+    [{ OTEL_TRACES_EXPORTER: 'console' }, ['console']],
+  ])('with %o exports to %o', (env, choices) => {
+    expect(exportersAskedFor(env)).toEqual(choices);
+  });
+
+  it.each([
     [{ OTEL_TRACES_EXPORTER: 'otlp,jaeger' }, /OTEL_TRACES_EXPORTER: unknown exporter "jaeger"/],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'udp' },
+      /OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: unknown protocol "udp"/,
+    ],
+    [{ OTEL_NODE_RESOURCE_DETECTORS: 'env,cloud' }, /OTEL_NODE_RESOURCE_DETECTORS: unknown detector "cloud"/],
     [
       { OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon' },
       /OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "carrier-pigeon"/,
