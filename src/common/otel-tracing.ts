@@ -297,8 +297,8 @@ export function exportersAskedFor(env: NodeJS.ProcessEnv): ExporterChoice[] {
   return [...choices];
 }
 
-/** The span exporters the environment asks for, each loaded only when asked for. */
-async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExporter[]> {
+/** The span exporters the environment asks for, each loaded only when asked for; exported for tests. */
+export async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExporter[]> {
   const exporters: SpanExporter[] = [];
   // Each reads its own endpoint, headers, timeout and compression from the environment.
   for (const choice of exportersAskedFor(env)) {

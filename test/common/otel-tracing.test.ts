@@ -1,3 +1,7 @@
+import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import * as tracing from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
@@ -5,6 +9,7 @@ import {
   exportersAskedFor,
   ProjectTracer,
   startOpenTelemetry,
+  traceExporters,
   unrecordedShortcuts,
 } from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
@@ -197,6 +202,22 @@ describe('the SDK as the environment configures it', () => {
     [{ OTEL_TRACES_EXPORTER: 'console' }, ['console']],
   ])('with %o exports to %o', (env, choices) => {
     expect(exportersAskedFor(env)).toEqual(choices);
+  });
+
+  it('builds the exporter of each choice', async () => {
+    const built = await traceExporters({
+      OTEL_TRACES_EXPORTER: 'console,zipkin,otlp',
+      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc',
+    });
+    expect(built.map((exporter) => exporter.constructor)).toEqual([
+      tracing.ConsoleSpanExporter,
+      ZipkinExporter,
+      GrpcExporter,
+    ]);
+    const [json] = await traceExporters({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+    const [protobuf] = await traceExporters({});
+    expect([json?.constructor, protobuf?.constructor]).toEqual([JsonExporter, ProtobufExporter]);
+    for (const exporter of [...built, json, protobuf]) await exporter?.shutdown();
   });
 
   it.each([

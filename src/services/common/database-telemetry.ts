@@ -162,14 +162,15 @@ export function transactionOn(table: string): DatabaseOperationName {
 
 /**
  * The span of one database operation, when tracing is on and the operation is made for a sampled
- * call: a child of `parent`, the call's server span, which the handler hands down to its store.
+ * call: a child of `parent`, the call's server span, which the handler hands down to its store only
+ * when the call is sampled (see traceParentOf).
  */
 function startDatabaseSpan(
   system: DatabaseSystem,
   name: DatabaseOperationName,
   parent: TraceSpan | undefined,
 ): TraceSpan | undefined {
-  if (!parent?.isSampled()) return undefined;
+  if (!parent) return undefined;
   const tracer = activeTracer();
   if (!tracer) return undefined;
   return tracer.startSpan(

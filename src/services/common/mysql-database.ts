@@ -172,11 +172,12 @@ export class MysqlDatabase implements SqlExecutor {
   }
 
   /**
-   * This database as an executor for the call whose span is `parent`: its statements are traced as
-   * children of that span when the call is traced; itself otherwise, so an untraced call costs nothing.
+   * This database as an executor for the call whose span is `parent` (given only for a sampled call,
+   * see traceParentOf): its statements are traced as children of that span; itself when there is
+   * none, so an untraced call costs nothing.
    */
   forCall(parent: TraceSpan | undefined): SqlExecutor {
-    if (!parent?.isSampled()) return this;
+    if (!parent) return this;
     return {
       select: (sql, values) => this.select(sql, values, parent),
       change: (sql, values) => this.change(sql, values, parent),

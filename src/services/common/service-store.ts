@@ -4,9 +4,10 @@ import type { IdempotencyClaim, Outcome } from './idempotency.js';
 /**
  * What every service's store offers besides its own operations, so that the shared plumbing can
  * watch and close it without knowing which database is behind it. An operation made for a call
- * takes the call's server span last (`parent`): when the call is traced, its database operations
- * are traced as children of that span (see database-telemetry.ts); the span is handed down rather
- * than kept in AsyncLocalStorage, which on Node 20 slows every promise of the process once used.
+ * takes the call's server span last (`parent`, from traceParentOf: undefined unless the call is
+ * sampled), and its database operations are traced as children of that span (see
+ * database-telemetry.ts). The span is handed down rather than kept in AsyncLocalStorage, which on
+ * Node 20 slows every promise of the process once used.
  */
 export interface ServiceStore {
   /** Which back end this is, for logs: "sqlite" or "mysql". */
