@@ -18,8 +18,9 @@ describe('Supervisor', () => {
   it('prefixes every line, stops each component with SIGTERM and waits for it', async () => {
     const graceful = script(
       'graceful',
-      `console.log('ready'); console.error('to stderr');
-       process.on('SIGTERM', () => { console.log('got SIGTERM'); setTimeout(() => process.exit(0), 50); });
+      // Its SIGTERM handler is in place before it says ready: the test stops it as soon as it has.
+      `process.on('SIGTERM', () => { console.log('got SIGTERM'); setTimeout(() => process.exit(0), 50); });
+       console.log('ready'); console.error('to stderr');
        setInterval(() => {}, 1000);`,
     );
     const lines: string[] = [];
