@@ -24,7 +24,11 @@ import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
-import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
+import {
+  GatewayTelemetry,
+  type GatewayTelemetryOptions,
+  type RequestTelemetry,
+} from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
 import { BODY_METHODS, bodyFormat, bodyInput, NO_INPUT, type RequestInput } from './request-input.js';
@@ -346,30 +350,36 @@ class GatewayServer implements Gateway {
 
   /** A bug while handling one request answers that request 500; it must not stop the gateway. */
   #handleSafely(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
+    let telemetry: RequestTelemetry | undefined;
     try {
-      this.#handle(request, response, expectsContinue);
+      const url = request.url ?? '/';
+      const queryStart = url.indexOf('?');
+      const path = queryStart < 0 ? url : url.slice(0, queryStart);
+      const method = request.method ?? 'GET';
+      // The gateway's own pages are answered here; any other request gets its id and its metrics.
+      telemetry = this.#telemetry.onRequest(request, response, method, path);
+      if (telemetry)
+        this.#handle(request, response, expectsContinue, telemetry, method, url, path, queryStart);
     } catch (error) {
+      const requestId = telemetry?.requestId;
       this.#log.error(
-        {
-          err: error,
-          method: request.method,
-          url: request.url,
-          requestId: this.#telemetry.requestIdOf(response),
-        },
+        { err: error, method: request.method, url: request.url, requestId },
         'bug while handling a request',
       );
-      this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true);
+      this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true, requestId);
     }
   }
 
-  #handle(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
-    const url = request.url ?? '/';
-    const queryStart = url.indexOf('?');
-    const path = queryStart < 0 ? url : url.slice(0, queryStart);
-    const method = request.method ?? 'GET';
-    // The gateway's own pages are answered here; any other request gets its id and its metrics.
-    const telemetry = this.#telemetry.onRequest(request, response, method, path);
-    if (!telemetry) return;
+  #handle(
+    request: IncomingMessage,
+    response: ServerResponse,
+    expectsContinue: boolean,
+    telemetry: RequestTelemetry,
+    method: string,
+    url: string,
+    path: string,
+    queryStart: number,
+  ): void {
     const hasBody = declaredBodySize(request) !== 0;
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
@@ -395,7 +405,7 @@ class GatewayServer implements Gateway {
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
       const headers: (string | number)[] = answer.headers.flat();
       headers.push('Content-Length', answer.body.length);
-      this.#pushRequestId(headers, response);
+      if (telemetry.requestId !== undefined) headers.push('X-Request-Id', telemetry.requestId);
       if (hasBody || this.#stopping) headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
       response.end(method === 'HEAD' ? undefined : answer.body);
@@ -408,7 +418,7 @@ class GatewayServer implements Gateway {
     }
     if (method === 'OPTIONS') {
       this.#countUntilAnswered(request, response);
-      this.#answerOptions(request, response, path, hasBody);
+      this.#answerOptions(request, response, path, hasBody, telemetry.requestId);
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header.
@@ -478,16 +488,22 @@ class GatewayServer implements Gateway {
    * OPTIONS: 204 with `Allow` for a path that routes, plus the CORS preflight headers for an allowed
    * origin; 404 for an unknown path. The body, if any, is not read.
    */
-  #answerOptions(request: IncomingMessage, response: ServerResponse, path: string, hasBody: boolean): void {
+  #answerOptions(
+    request: IncomingMessage,
+    response: ServerResponse,
+    path: string,
+    hasBody: boolean,
+    requestId: string | undefined,
+  ): void {
     const methods = this.#table.methodsOf(path);
     if (methods.length === 0) {
-      this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody);
+      this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody, requestId);
       return;
     }
     const allow = allowedMethods(methods);
     if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
     const headers: (string | number)[] = ['Allow', allow.join(', '), 'Content-Length', 0];
-    this.#pushRequestId(headers, response);
+    if (requestId !== undefined) headers.push('X-Request-Id', requestId);
     if (hasBody || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(204, headers as unknown as string[]);
     response.end();
@@ -576,7 +592,7 @@ class GatewayServer implements Gateway {
   }
 
   #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void {
-    this.#write(exchange.response, httpStatus, body, retryAfter, !exchange.bodyRead);
+    this.#write(exchange.response, httpStatus, body, retryAfter, !exchange.bodyRead, exchange.requestId);
   }
 
   /** Answers a request that has no exchange (no route, or the gateway not ready). */
@@ -586,8 +602,8 @@ class GatewayServer implements Gateway {
     key: number | null,
     error: GatewayError,
     hasBody: boolean,
-    // The id onRequest gave the request, when the caller does not have it at hand.
-    requestId: string | undefined = this.#telemetry.requestIdOf(response),
+    // The id onRequest gave the request (answered in X-Request-Id); undefined when ids are off.
+    requestId: string | undefined,
   ): void {
     this.#log.debug(
       { method: request.method, url: request.url, status: error.httpStatus, requestId },
@@ -600,6 +616,7 @@ class GatewayServer implements Gateway {
       errorBody(key, error.message),
       error.options.retryAfter === true,
       hasBody,
+      requestId,
     );
   }
 
@@ -609,22 +626,17 @@ class GatewayServer implements Gateway {
     body: Buffer,
     retryAfter: boolean,
     close: boolean,
+    requestId: string | undefined,
   ): void {
     if (response.headersSent || response.destroyed) return;
     // A flat [name, value, …] list: Node takes it as it is, without walking an object.
     const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
-    this.#pushRequestId(headers, response);
+    if (requestId !== undefined) headers.push('X-Request-Id', requestId);
     if (retryAfter) headers.push('Retry-After', this.#retryAfter);
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
     response.end(body);
-  }
-
-  /** Adds the answer's `X-Request-Id` to a flat header list, when the request has an id. */
-  #pushRequestId(headers: (string | number)[], response: ServerResponse): void {
-    const requestId = this.#telemetry.requestIdOf(response);
-    if (requestId !== undefined) headers.push('X-Request-Id', requestId);
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   TRACESTATE_HEADER,
   type TraceCarrier,
 } from '../common/request-context.js';
+import { RequestIdGenerator } from '../common/request-id-generator.js';
 import { activeTracer, type TraceSpan } from '../common/tracing.js';
 import type { RegistrationClient } from '../registry-client/registration-client.js';
 import { callMetadata } from './idempotency-header.js';
@@ -50,7 +51,7 @@ export interface GatewayTelemetryOptions {
 
 /** What the gateway carries of one request's telemetry until it calls a service. */
 export interface RequestTelemetry {
-  /** The request's id, for log lines; undefined when ids are off. */
+  /** The request's id, for log lines and the answer's `X-Request-Id`; undefined when ids are off. */
   readonly requestId: string | undefined;
   /** The route the gateway matched (its template), set once it has: the request's label and span name. */
   route: string | undefined;
@@ -61,17 +62,15 @@ export interface RequestTelemetry {
 /** The one label value of every request that matched no route. */
 export const UNMATCHED_ROUTE = 'unmatched';
 
-const KNOWN_METHODS = new Set([
-  'GET',
-  'HEAD',
-  'POST',
-  'PUT',
-  'DELETE',
-  'PATCH',
-  'OPTIONS',
-  'CONNECT',
-  'TRACE',
-]);
+/** The methods that are their own label value; any other is `_OTHER`, as OpenTelemetry names it. */
+const KNOWN_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'];
+
+/** What one kind of answer (method, route, status code) is recorded into. */
+interface AnswerSeries {
+  readonly duration: HistogramSeries;
+  /** Its key in the status page's rates: "METHOD route". */
+  readonly rateKey: string;
+}
 
 /** OpenTelemetry's recommended buckets for http.server.request.duration, in seconds. */
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
@@ -102,12 +101,12 @@ export class GatewayTelemetry {
   readonly #view: GatewayView;
   readonly #log: Logger;
   readonly #requestIds: boolean;
+  readonly #ids = new RequestIdGenerator();
   readonly #registry: Registry | undefined;
   readonly #duration: HistogramFamily<HttpLabel> | undefined;
   readonly #rates: RouteRates | undefined;
-  readonly #durations = new Map<string, HistogramSeries>();
-  /** The X-Request-Id of each answer being made. */
-  readonly #answerIds = new WeakMap<ServerResponse, string>();
+  /** The series of each route's answers, by method and status code (see #answeredOf). */
+  readonly #answered = new Map<string, Map<number, AnswerSeries>>();
   readonly #nodes = new NodeHistory();
   readonly #calls: ClientCallTelemetry;
   #registration: RegistrationClient | undefined;
@@ -152,7 +151,7 @@ export class GatewayTelemetry {
 
   /**
    * Starts one request's telemetry, or answers it when it is one of the gateway's own pages (then
-   * returns undefined). Gives the request its id (answered in `X-Request-Id`, see requestIdOf),
+   * returns undefined). Gives the request its id (to answer in `X-Request-Id`),
    * starts its HTTP server span, and records its route, method, status and duration when the
    * answer is done.
    */
@@ -178,10 +177,11 @@ export class GatewayTelemetry {
     if (!this.#requestIds && !this.#duration && !tracer && !this.#log.isLevelEnabled('debug')) {
       return NO_REQUEST_TELEMETRY;
     }
-    const requestId = this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER]) : undefined;
-    // Written with the answer's other headers (see requestIdOf): a header set beforehand with
+    // Answered in X-Request-Id by whoever writes the answer's headers: a header set beforehand with
     // setHeader makes Node put every header of the answer's flat list through setHeader too.
-    if (requestId !== undefined) this.#answerIds.set(response, requestId);
+    const requestId = this.#requestIds
+      ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids)
+      : undefined;
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;
     if (tracer) {
@@ -206,14 +206,6 @@ export class GatewayTelemetry {
     };
     this.#observe(telemetry, response, method, path, span);
     return telemetry;
-  }
-
-  /**
-   * The request id to answer in `X-Request-Id`, for a request that {@link onRequest} gave one: every
-   * answer the gateway writes carries it in its headers.
-   */
-  requestIdOf(response: ServerResponse): string | undefined {
-    return this.#answerIds.get(response);
   }
 
   /** Readiness: registered, a node list received, every known route with a serving instance. */
@@ -311,30 +303,45 @@ export class GatewayTelemetry {
         );
       }
       if (!duration) return;
-      const methodLabel = KNOWN_METHODS.has(method) ? method : '_OTHER';
-      this.#durationOf(duration, methodLabel, route, code).observe(seconds);
+      const answered = this.#answeredOf(duration, method, route, code);
+      answered.duration.observe(seconds);
       // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
-      if (!OWN_PATHS.has(path)) this.#rates!.record(`${methodLabel} ${route}`, code >= 500);
+      if (!OWN_PATHS.has(path)) this.#rates!.record(answered.rateKey, code >= 500);
     });
   }
 
-  #durationOf(
+  /**
+   * Where an answer of `method` on `route` with `code` is recorded, found without building a string
+   * per request: by route, then by a number made of the method and the status code.
+   */
+  #answeredOf(
     duration: HistogramFamily<HttpLabel>,
     method: string,
     route: string,
     code: number,
-  ): HistogramSeries {
-    const key = `${method} ${route} ${code}`;
-    let series = this.#durations.get(key);
-    if (!series) {
-      series = duration.series({
-        http_request_method: method,
-        http_route: route,
-        http_response_status_code: String(code),
-      });
-      this.#durations.set(key, series);
+  ): AnswerSeries {
+    let byRoute = this.#answered.get(route);
+    if (!byRoute) {
+      byRoute = new Map();
+      this.#answered.set(route, byRoute);
     }
-    return series;
+    const methodIndex = KNOWN_METHODS.indexOf(method);
+    // Node refuses a status code outside 100 to 999, so the method's index and the code cannot clash.
+    const key = (methodIndex + 1) * 1000 + code;
+    let answered = byRoute.get(key);
+    if (!answered) {
+      const methodLabel = methodIndex < 0 ? '_OTHER' : method;
+      answered = {
+        duration: duration.series({
+          http_request_method: methodLabel,
+          http_route: route,
+          http_response_status_code: String(code),
+        }),
+        rateKey: `${methodLabel} ${route}`,
+      };
+      byRoute.set(key, answered);
+    }
+    return answered;
   }
 
   #answerOwn(response: ServerResponse, path: string): void {

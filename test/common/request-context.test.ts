@@ -10,14 +10,19 @@ import {
   requestLogFields,
   traceParentOf,
 } from '../../src/common/request-context.js';
+import { RequestIdGenerator } from '../../src/common/request-id-generator.js';
 import type { TraceSpan } from '../../src/common/tracing.js';
 
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
 describe('request ids', () => {
+  const ids = new RequestIdGenerator();
+
   it.each(['a', 'req-1', 'A.b:c_d-E', 'x'.repeat(128), '0af7651916cd43dd8448eb211c80319c'])(
     'keeps %s',
     (id) => {
       expect(isValidRequestId(id)).toBe(true);
-      expect(requestIdFrom(id)).toBe(id);
+      expect(requestIdFrom(id, ids)).toBe(id);
     },
   );
 
@@ -31,13 +36,38 @@ describe('request ids', () => {
     ['non-ASCII', 'é'],
   ])('replaces one with %s', (_label, id) => {
     expect(isValidRequestId(id)).toBe(false);
-    expect(requestIdFrom(id)).toMatch(/^[0-9a-f-]{36}$/);
+    expect(requestIdFrom(id, ids)).toMatch(UUID_V4);
   });
 
   it('replaces a header sent twice (Node hands it over as a list or joined with a comma and space)', () => {
-    expect(requestIdFrom(['a', 'b'])).toMatch(/^[0-9a-f-]{36}$/);
-    expect(requestIdFrom('a, b')).toMatch(/^[0-9a-f-]{36}$/);
-    expect(requestIdFrom(undefined)).not.toBe(requestIdFrom(undefined));
+    expect(requestIdFrom(['a', 'b'], ids)).toMatch(UUID_V4);
+    expect(requestIdFrom('a, b', ids)).toMatch(UUID_V4);
+    expect(requestIdFrom(undefined, ids)).not.toBe(requestIdFrom(undefined, ids));
+  });
+
+  it('makes version 4 UUIDs, all different, past the first draw of random bytes', () => {
+    const made = Array.from({ length: 1_000 }, () => ids.next());
+    for (const id of made) expect(id).toMatch(UUID_V4);
+    expect(new Set(made).size).toBe(made.length);
+  });
+
+  it('spreads each random digit evenly over its 16 values', () => {
+    // 32,000 ids: each of the 30 random digits (the version digit is fixed, the variant digit has 4
+    // values) takes each value about 2,000 times; a stuck or biased digit would be far outside.
+    const counts = Array.from({ length: 36 }, () => new Map<string, number>());
+    for (let index = 0; index < 32_000; index++) {
+      const id = ids.next();
+      for (let at = 0; at < 36; at++) {
+        const digit = id[at]!;
+        counts[at]!.set(digit, (counts[at]!.get(digit) ?? 0) + 1);
+      }
+    }
+    for (const at of [0, 7, 9, 12, 15, 17, 20, 22, 24, 35]) {
+      expect(counts[at]!.size).toBe(16);
+      for (const count of counts[at]!.values()) expect(count).toBeGreaterThan(1_700);
+    }
+    expect([...counts[14]!.keys()]).toEqual(['4']);
+    expect([...counts[19]!.keys()].sort()).toEqual(['8', '9', 'a', 'b']);
   });
 });
 
