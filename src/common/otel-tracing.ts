@@ -25,12 +25,20 @@ import {
   serviceInstanceIdDetector,
 } from '@opentelemetry/resources';
 import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
   BasicTracerProvider,
   BatchSpanProcessor,
   ConsoleSpanExporter,
+  type IdGenerator,
+  ParentBasedSampler,
+  RandomIdGenerator,
+  type Sampler,
+  SamplingDecision,
   SimpleSpanProcessor,
   type SpanExporter,
   type SpanProcessor,
+  TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { ConfigError } from './config.js';
@@ -121,22 +129,113 @@ export interface UnrecordedShortcuts {
   readonly remoteUnsampledParent: boolean;
 }
 
+/** The samplers OTEL_TRACES_SAMPLER may name, as the Node.js SDK reads it (parentbased_always_on by default). */
+const SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+type SamplerName = (typeof SAMPLERS)[number];
+
 /**
- * The shortcuts the sampler OTEL_TRACES_SAMPLER names allows (the SDK's default is
- * parentbased_always_on). Parent-based samplers follow the parent by definition, local or remote
- * (the SDK's environment gives no way to change their choice for an unsampled remote parent); the
- * trace-id ratio follows a local parent because the decision is the trace id's, which the child
- * shares; always_off records nothing. Any other sampler (always_on, Jaeger's remote one) is asked
- * for every span.
+ * The sampler OTEL_TRACES_SAMPLER names (trimmed, any case; parentbased_always_on when unset). The
+ * SDK would log an unknown one and sample everything; it is a ConfigError here, as an unknown
+ * exporter is: a sampler that is not the one asked for changes what a trace shows, and its cost.
+ */
+export function samplerNamed(env: NodeJS.ProcessEnv): SamplerName {
+  const name = setting(env, 'OTEL_TRACES_SAMPLER') ?? 'parentbased_always_on';
+  const known = SAMPLERS.find((sampler) => sampler === name);
+  if (known === undefined) {
+    throw new ConfigError(`OTEL_TRACES_SAMPLER: unknown sampler "${name}" (${SAMPLERS.join(', ')})`);
+  }
+  return known;
+}
+
+/**
+ * The sampler the environment asks for, built from the SDK's own samplers. The ratio of the
+ * trace-id ratio samplers is OTEL_TRACES_SAMPLER_ARG, 1 when unset, as the specification has it; a
+ * value that is not a number from 0 to 1 is a ConfigError (the SDK would log it and use 1).
+ */
+export function samplerFromEnv(env: NodeJS.ProcessEnv): Sampler {
+  const name = samplerNamed(env);
+  const root = (rootName: string): Sampler => {
+    if (rootName === 'always_on') return new AlwaysOnSampler();
+    if (rootName === 'always_off') return new AlwaysOffSampler();
+    return new TraceIdRatioBasedSampler(samplerRatio(env));
+  };
+  return name.startsWith('parentbased_')
+    ? new ParentBasedSampler({ root: root(name.slice('parentbased_'.length)) })
+    : root(name);
+}
+
+function samplerRatio(env: NodeJS.ProcessEnv): number {
+  const raw = env.OTEL_TRACES_SAMPLER_ARG?.trim();
+  if (!raw) return 1;
+  const ratio = Number(raw);
+  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
+    throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG: "${raw}" is not a ratio from 0 to 1`);
+  }
+  return ratio;
+}
+
+/**
+ * The shortcuts the sampler OTEL_TRACES_SAMPLER names allows (see samplerNamed). Parent-based
+ * samplers follow the parent by definition, local or remote (the SDK's environment gives no way to
+ * change their choice for an unsampled remote parent); the trace-id ratio follows a local parent
+ * because the decision is the trace id's, which the child shares; always_off records nothing.
+ * always_on records every span, whatever its parent.
  */
 export function unrecordedShortcuts(env: NodeJS.ProcessEnv): UnrecordedShortcuts {
-  const sampler = (env.OTEL_TRACES_SAMPLER ?? '').trim().toLowerCase() || 'parentbased_always_on';
-  const parentBased = /^parentbased_(always_on|always_off|traceidratio)$/.test(sampler);
+  const sampler = samplerNamed(env);
+  const parentBased = sampler.startsWith('parentbased_');
   return {
     localParent: parentBased || sampler === 'traceidratio' || sampler === 'always_off',
     remoteUnsampledParent: parentBased || sampler === 'always_off',
   };
 }
+
+/**
+ * The SDK's random trace and span ids, except that the trace id of the next root span can be given
+ * (see RootSampling), so that the SDK starts that root with the id its sampling was decided on.
+ */
+export class PrimedIdGenerator implements IdGenerator {
+  readonly #random = new RandomIdGenerator();
+  #nextTraceId: string | undefined;
+
+  /** Gives the next root span this trace id. */
+  prime(traceId: string): void {
+    this.#nextTraceId = traceId;
+  }
+
+  generateTraceId(): string {
+    const primed = this.#nextTraceId;
+    if (primed === undefined) return this.#random.generateTraceId();
+    this.#nextTraceId = undefined;
+    return primed;
+  }
+
+  generateSpanId(): string {
+    return this.#random.generateSpanId();
+  }
+}
+
+/**
+ * A root span's sampling, decided before the SDK is asked, by the very sampler the SDK was given:
+ * a root it would not record (nine requests in ten at a 10 % ratio) becomes an UnrecordedSpan with
+ * fresh ids and never reaches the SDK; one it would record is started by the SDK with the trace id
+ * that was decided on (PrimedIdGenerator), on which the SDK's sampler decides the same.
+ */
+export class RootSampling {
+  constructor(
+    readonly sampler: Sampler,
+    readonly ids: PrimedIdGenerator,
+  ) {}
+}
+
+const NO_ATTRIBUTES: SpanAttributes = {};
 
 const NO_SHORTCUTS: UnrecordedShortcuts = { localParent: false, remoteUnsampledParent: false };
 
@@ -145,6 +244,7 @@ export class ProjectTracer implements Tracer {
   constructor(
     readonly tracer: OtelTracer,
     readonly shortcuts: UnrecordedShortcuts = NO_SHORTCUTS,
+    readonly rootSampling?: RootSampling,
   ) {}
 
   startSpan(
@@ -157,7 +257,25 @@ export class ProjectTracer implements Tracer {
     if (parent instanceof UnrecordedSpan) return parent;
     if (parent instanceof OtelSpan) {
       if (!parent.isSampled() && this.shortcuts.localParent) return parent.unrecordedChild();
-    } else if (parent !== undefined && !('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
+    } else if (parent === undefined || (!('carrier' in parent) && parent.traceparent === undefined)) {
+      // A root: decided here when it can be (see RootSampling).
+      if (this.rootSampling) {
+        const { sampler, ids } = this.rootSampling;
+        const traceId = ids.generateTraceId();
+        const { decision } = sampler.shouldSample(
+          ROOT_CONTEXT,
+          traceId,
+          name,
+          KINDS[role],
+          attributes ?? NO_ATTRIBUTES,
+          [],
+        );
+        if (decision === SamplingDecision.NOT_RECORD) {
+          return new UnrecordedSpan({ traceparent: `00-${traceId}-${ids.generateSpanId()}-00` });
+        }
+        ids.prime(traceId);
+      }
+    } else if (!('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
       if (parent.traceparent !== undefined && !sampledFlag(parent.traceparent))
         return new UnrecordedSpan(parent);
     }
@@ -204,8 +322,9 @@ function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
 }
 
 /**
- * Starts OpenTelemetry's tracing SDK for Node.js, configured by the standard variables it reads
- * itself: the sampler (OTEL_TRACES_SAMPLER, _ARG), batching (OTEL_BSP_*), and each exporter its
+ * Starts OpenTelemetry's tracing SDK for Node.js, configured by the standard variables: the
+ * sampler (OTEL_TRACES_SAMPLER, _ARG, read here: see samplerFromEnv, and RootSampling for why),
+ * batching (OTEL_BSP_*), and each exporter its
  * endpoint, headers, timeout and compression (OTEL_EXPORTER_OTLP_(TRACES_)*); the exporters are the
  * ones OTEL_TRACES_EXPORTER names (otlp by default, console, zipkin), OTLP over the protocol of
  * OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL (http/protobuf by default, http/json, grpc); the resource
@@ -240,12 +359,20 @@ export async function startOpenTelemetry(
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
+  const sampler = samplerFromEnv(env);
+  const ids = new PrimedIdGenerator();
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
     spanProcessors: processors,
+    sampler,
+    idGenerator: ids,
   });
   return {
-    tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env)),
+    tracer: new ProjectTracer(
+      provider.getTracer('grpc-shop'),
+      unrecordedShortcuts(env),
+      new RootSampling(sampler, ids),
+    ),
     stop: () => provider.shutdown(),
   };
 }
