@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { identityForName } from '../common/identity.js';
@@ -52,7 +52,9 @@ export interface RegistryAuth {
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
-const sha256 = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+// One-shot: every Register, Watch and List call is checked, thousands at once when a burst of nodes
+// registers, and crypto.hash takes half the time of a Hash object for a token.
+const sha256 = (value: string): Buffer => hash('sha256', value, 'buffer');
 
 function unauthenticated(message: string): ServiceError {
   return new ServiceError(status.UNAUTHENTICATED, message);
