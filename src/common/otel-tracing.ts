@@ -30,11 +30,8 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ConsoleSpanExporter,
-  type IdGenerator,
   ParentBasedSampler,
-  RandomIdGenerator,
   type Sampler,
-  SamplingDecision,
   SimpleSpanProcessor,
   type SpanExporter,
   type SpanProcessor,
@@ -197,46 +194,6 @@ export function unrecordedShortcuts(env: NodeJS.ProcessEnv): UnrecordedShortcuts
   };
 }
 
-/**
- * The SDK's random trace and span ids, except that the trace id of the next root span can be given
- * (see RootSampling), so that the SDK starts that root with the id its sampling was decided on.
- */
-export class PrimedIdGenerator implements IdGenerator {
-  readonly #random = new RandomIdGenerator();
-  #nextTraceId: string | undefined;
-
-  /** Gives the next root span this trace id. */
-  prime(traceId: string): void {
-    this.#nextTraceId = traceId;
-  }
-
-  generateTraceId(): string {
-    const primed = this.#nextTraceId;
-    if (primed === undefined) return this.#random.generateTraceId();
-    this.#nextTraceId = undefined;
-    return primed;
-  }
-
-  generateSpanId(): string {
-    return this.#random.generateSpanId();
-  }
-}
-
-/**
- * A root span's sampling, decided before the SDK is asked, by the very sampler the SDK was given:
- * a root it would not record (nine requests in ten at a 10 % ratio) becomes an UnrecordedSpan with
- * fresh ids and never reaches the SDK; one it would record is started by the SDK with the trace id
- * that was decided on (PrimedIdGenerator), on which the SDK's sampler decides the same.
- */
-export class RootSampling {
-  constructor(
-    readonly sampler: Sampler,
-    readonly ids: PrimedIdGenerator,
-  ) {}
-}
-
-const NO_ATTRIBUTES: SpanAttributes = {};
-
 const NO_SHORTCUTS: UnrecordedShortcuts = { localParent: false, remoteUnsampledParent: false };
 
 /** The project's tracer over an OpenTelemetry one (see startOpenTelemetry); exported for tests. */
@@ -244,7 +201,6 @@ export class ProjectTracer implements Tracer {
   constructor(
     readonly tracer: OtelTracer,
     readonly shortcuts: UnrecordedShortcuts = NO_SHORTCUTS,
-    readonly rootSampling?: RootSampling,
   ) {}
 
   startSpan(
@@ -257,25 +213,7 @@ export class ProjectTracer implements Tracer {
     if (parent instanceof UnrecordedSpan) return parent;
     if (parent instanceof OtelSpan) {
       if (!parent.isSampled() && this.shortcuts.localParent) return parent.unrecordedChild();
-    } else if (parent === undefined || (!('carrier' in parent) && parent.traceparent === undefined)) {
-      // A root: decided here when it can be (see RootSampling).
-      if (this.rootSampling) {
-        const { sampler, ids } = this.rootSampling;
-        const traceId = ids.generateTraceId();
-        const { decision } = sampler.shouldSample(
-          ROOT_CONTEXT,
-          traceId,
-          name,
-          KINDS[role],
-          attributes ?? NO_ATTRIBUTES,
-          [],
-        );
-        if (decision === SamplingDecision.NOT_RECORD) {
-          return new UnrecordedSpan({ traceparent: `00-${traceId}-${ids.generateSpanId()}-00` });
-        }
-        ids.prime(traceId);
-      }
-    } else if (!('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
+    } else if (parent !== undefined && !('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
       if (parent.traceparent !== undefined && !sampledFlag(parent.traceparent))
         return new UnrecordedSpan(parent);
     }
@@ -323,7 +261,8 @@ function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
 
 /**
  * Starts OpenTelemetry's tracing SDK for Node.js, configured by the standard variables: the
- * sampler (OTEL_TRACES_SAMPLER, _ARG, read here: see samplerFromEnv, and RootSampling for why),
+ * sampler (OTEL_TRACES_SAMPLER, _ARG, read here so that an unknown one stops the component: see
+ * samplerFromEnv),
  * batching (OTEL_BSP_*), and each exporter its
  * endpoint, headers, timeout and compression (OTEL_EXPORTER_OTLP_(TRACES_)*); the exporters are the
  * ones OTEL_TRACES_EXPORTER names (otlp by default, console, zipkin), OTLP over the protocol of
@@ -359,20 +298,13 @@ export async function startOpenTelemetry(
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
-  const sampler = samplerFromEnv(env);
-  const ids = new PrimedIdGenerator();
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
     spanProcessors: processors,
-    sampler,
-    idGenerator: ids,
+    sampler: samplerFromEnv(env),
   });
   return {
-    tracer: new ProjectTracer(
-      provider.getTracer('grpc-shop'),
-      unrecordedShortcuts(env),
-      new RootSampling(sampler, ids),
-    ),
+    tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env)),
     stop: () => provider.shutdown(),
   };
 }

@@ -1,4 +1,3 @@
-import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -8,9 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import {
   exportersAskedFor,
-  PrimedIdGenerator,
   ProjectTracer,
-  RootSampling,
   samplerFromEnv,
   samplerNamed,
   startOpenTelemetry,
@@ -19,24 +16,17 @@ import {
 } from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
 
-/**
- * The project's tracer over an SDK provider that keeps every finished span in memory; with
- * `decidingRoots`, root spans are sampled before the SDK is asked, as in a component.
- */
+/** The project's tracer over an SDK provider that keeps every finished span in memory. */
 function tracerWith(
   sampler: tracing.Sampler,
   shortcuts = { localParent: true, remoteUnsampledParent: true },
-  decidingRoots = false,
 ) {
   const exporter = new tracing.InMemorySpanExporter();
-  const ids = new PrimedIdGenerator();
   const provider = new tracing.BasicTracerProvider({
     sampler,
-    idGenerator: ids,
     spanProcessors: [new tracing.SimpleSpanProcessor(exporter)],
   });
-  const rootSampling = decidingRoots ? new RootSampling(sampler, ids) : undefined;
-  return { tracer: new ProjectTracer(provider.getTracer('test'), shortcuts, rootSampling), exporter };
+  return { tracer: new ProjectTracer(provider.getTracer('test'), shortcuts), exporter };
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
@@ -129,33 +119,6 @@ describe('the project tracer over OpenTelemetry', () => {
     independent.tracer.startSpan('SELECT goods', 'client', server).end();
     server.end();
     expect(independent.exporter.getFinishedSpans()).toHaveLength(2);
-  });
-
-  it('decides a root before the SDK, as the SDK would, and starts only the sampled ones there', () => {
-    const ratio = new tracing.TraceIdRatioBasedSampler(0.5);
-    const { tracer, exporter } = tracerWith(new tracing.ParentBasedSampler({ root: ratio }), undefined, true);
-    const roots = Array.from({ length: 400 }, (_, index) =>
-      // A carrier without a traceparent (a request that came with none) starts a trace too.
-      tracer.startSpan('GET', 'server', index % 2 === 0 ? undefined : {}, { 'url.path': '/goods' }),
-    );
-    const traceIdOf = (span: (typeof roots)[number]) => TRACEPARENT.exec(span.carrier().traceparent!)![1]!;
-    for (const root of roots) {
-      const wanted = ratio.shouldSample(ROOT_CONTEXT, traceIdOf(root)).decision;
-      expect(root.isSampled()).toBe(wanted === tracing.SamplingDecision.RECORD_AND_SAMPLED);
-      expect(TRACEPARENT.exec(root.carrier().traceparent!)?.[3]).toBe(root.isSampled() ? '01' : '00');
-      tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', root).end();
-      root.end();
-    }
-    const sampled = roots.filter((root) => root.isSampled());
-    expect(sampled.length).toBeGreaterThan(140);
-    expect(sampled.length).toBeLessThan(260);
-    // Only the sampled roots and their children reached the SDK, with the trace ids decided on.
-    const finished = exporter.getFinishedSpans();
-    expect(finished).toHaveLength(2 * sampled.length);
-    expect(new Set(finished.map((span) => span.spanContext().traceId))).toEqual(
-      new Set(sampled.map(traceIdOf)),
-    );
-    expect(new Set(roots.map(traceIdOf)).size).toBe(roots.length);
   });
 
   it.each([
