@@ -405,7 +405,7 @@ class GatewayServer implements Gateway {
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
       const headers: (string | number)[] = answer.headers.flat();
       headers.push('Content-Length', answer.body.length);
-      if (telemetry.requestId !== undefined) headers.push('X-Request-Id', telemetry.requestId);
+      pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#stopping) headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
       response.end(method === 'HEAD' ? undefined : answer.body);
@@ -503,7 +503,7 @@ class GatewayServer implements Gateway {
     const allow = allowedMethods(methods);
     if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
     const headers: (string | number)[] = ['Allow', allow.join(', '), 'Content-Length', 0];
-    if (requestId !== undefined) headers.push('X-Request-Id', requestId);
+    pushRequestId(headers, requestId);
     if (hasBody || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(204, headers as unknown as string[]);
     response.end();
@@ -631,7 +631,7 @@ class GatewayServer implements Gateway {
     if (response.headersSent || response.destroyed) return;
     // A flat [name, value, …] list: Node takes it as it is, without walking an object.
     const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
-    if (requestId !== undefined) headers.push('X-Request-Id', requestId);
+    pushRequestId(headers, requestId);
     if (retryAfter) headers.push('Retry-After', this.#retryAfter);
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
@@ -711,4 +711,9 @@ function lingerThenClose(request: IncomingMessage): void {
   const timer = setTimeout(() => request.socket.destroy(), LINGER_MS);
   timer.unref();
   request.socket.once('close', () => clearTimeout(timer));
+}
+
+/** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */
+function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
+  if (requestId !== undefined) headers.push('X-Request-Id', requestId);
 }
