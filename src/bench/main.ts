@@ -14,6 +14,7 @@ import {
   type ObservabilityCost,
   observabilityCosts,
   observabilityReport,
+  ROW_LABELS,
   startObservabilityShops,
   type TraceSink,
   type TwinVariant,
@@ -108,7 +109,7 @@ try {
   if (observed) {
     stops.unshift(() => observed.stop());
     say(
-      'bench: three twin shops measure observability: as shipped, metrics + ids off, and tracing at 10 % on top',
+      'bench: four twin shops measure observability: as shipped, metrics + ids off, and tracing at 10 % on top, exported over OTLP/HTTP and over OTLP/gRPC',
     );
   }
   const cpu = new CpuMeter({ database: plain.store.startsWith('MySQL') });
@@ -116,7 +117,14 @@ try {
   stops.unshift(() => bare.stop());
 
   const member = { username: 'bench_member', password: 'bench password 1234' };
-  for (const system of [plain, secure, observed?.shipped, observed?.off, observed?.traced]) {
+  for (const system of [
+    plain,
+    secure,
+    observed?.shipped,
+    observed?.off,
+    observed?.traced,
+    observed?.tracedGrpc,
+  ]) {
     if (system) await seed(system.gatewayUrl, member);
   }
   // The raw verify rate of the hash in use: what members stores for a new account (Argon2id today).
@@ -163,7 +171,7 @@ try {
     run: (system: SystemUnderTest, name: string) => BenchCase['run'],
   ) =>
     observed
-      ? (['shipped', 'off', 'traced'] as const).map((variant) => ({
+      ? (['shipped', 'off', 'traced', 'tracedGrpc'] as const).map((variant) => ({
           name: twinName(name, variant),
           rotation: name,
           run: cpu.wrap(
@@ -241,7 +249,10 @@ try {
   }
   const rss = plain.rssMiB();
   if (secure) for (const [name, mib] of secure.rssMiB()) rss.set(`${name} [mTLS]`, mib);
-  if (observed) for (const [name, mib] of observed.traced.rssMiB()) rss.set(`${name} [tracing]`, mib);
+  if (observed) {
+    for (const [name, mib] of observed.traced.rssMiB()) rss.set(`${name} [tracing]`, mib);
+    for (const [name, mib] of observed.tracedGrpc.rssMiB()) rss.set(`${name} [tracing, OTLP/gRPC]`, mib);
+  }
   // Last, on the plaintext shop: it grows the catalogue the other cases read.
   let growth: GrowthStep[] = [];
   if (withGrowth) {
@@ -259,7 +270,7 @@ try {
     samples,
     cpu.samples,
   );
-  report(plain, samples, tlsCost(cases, samples), rss, growth, observability, observed?.sink, cpu);
+  report(plain, samples, tlsCost(cases, samples), rss, growth, observability, observed?.sinks ?? [], cpu);
   say(
     `bench: the load generator itself (autocannon, gRPC clients) ended at ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB RSS`,
   );
@@ -370,7 +381,7 @@ function report(
   rss: Map<string, number>,
   growth: readonly GrowthStep[],
   observability: readonly ObservabilityCost[],
-  sink: TraceSink | undefined,
+  sinks: readonly TraceSink[],
   cpu: CpuMeter,
 ): void {
   const figures = Object.fromEntries([...all].map(([name, results]) => [name, summarize(results)]));
@@ -413,7 +424,7 @@ function report(
   for (const line of timeSpent.lines) say(line);
   if (observability.length > 0) {
     say('');
-    for (const line of observabilityReport(observability, sink)) say(line);
+    for (const line of observabilityReport(observability, sinks)) say(line);
   }
   if (growth.length > 0) {
     say('');
@@ -451,7 +462,7 @@ function report(
     // Issue 11: metrics and ids cost at most 5 % of throughput, with tracing at 10 % at most 15 %.
     ...observability.map((row) =>
       check(
-        `${row.case} loss, ${row.variant === 'off' ? 'metrics + ids' : 'metrics + ids + tracing'}`,
+        `${row.case} loss, ${ROW_LABELS[row.variant]}`,
         row.loss,
         OBSERVABILITY_TARGETS[row.variant],
         'max',
