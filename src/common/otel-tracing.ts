@@ -286,6 +286,8 @@ export async function startOpenTelemetry(
   // Export failures and the SDK's own warnings, when asked for (the SDK is silent otherwise).
   const logLevel = LOG_LEVELS.find((level) => level === setting(env, 'OTEL_LOG_LEVEL')?.toUpperCase());
   if (logLevel !== undefined) diag.setLogger(new DiagConsoleLogger(), { logLevel: DiagLogLevel[logLevel] });
+  // Checked before any exporter is built, so that a refusal leaves nothing open.
+  const sampler = samplerFromEnv(env);
   const processors: SpanProcessor[] = [];
   for (const exporter of await traceExporters(env)) {
     // A console exporter writes each span as it ends, as the Node.js SDK has it.
@@ -301,7 +303,7 @@ export async function startOpenTelemetry(
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
     spanProcessors: processors,
-    sampler: samplerFromEnv(env),
+    sampler,
   });
   return {
     tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env)),

@@ -219,6 +219,18 @@ describe('the SDK as the environment configures it', () => {
     await expect(stop()).resolves.toBeUndefined();
   });
 
+  it('samples as the environment it is given says, not the process environment', async () => {
+    vi.stubEnv('OTEL_TRACES_SAMPLER', 'always_off');
+    const on = await startOpenTelemetry('test', { ...process.env, OTEL_TRACES_SAMPLER: 'always_on' });
+    const off = await startOpenTelemetry('test', { ...process.env, OTEL_TRACES_SAMPLER: 'always_off' });
+    try {
+      expect(on.tracer.startSpan('GET', 'server', undefined).isSampled()).toBe(true);
+      expect(off.tracer.startSpan('GET', 'server', undefined).isSampled()).toBe(false);
+    } finally {
+      await Promise.all([on.stop(), off.stop()]);
+    }
+  });
+
   it('writes each span with the console exporter', async () => {
     const dir = vi.spyOn(console, 'dir').mockImplementation(() => {});
     try {

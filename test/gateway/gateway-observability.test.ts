@@ -179,6 +179,45 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     }
   });
 
+  it('keeps one series per method and status of a route, one for every unknown method, and the rates to match', async () => {
+    const port = await gateway();
+    goods.goods.push({ id: 1, name: 'n', category: 'c', price: 1, description: 'd' });
+    try {
+      await http(port, 'GET', '/goods');
+      await http(port, 'HEAD', '/goods');
+      await http(port, 'POST', '/goods', { body: '{', headers: { 'content-type': 'application/json' } });
+      await http(port, 'PROPFIND', '/goods');
+      await http(port, 'MKCOL', '/goods');
+    } finally {
+      goods.goods.length = 0;
+    }
+    const text = (await http(port, 'GET', '/metrics')).body;
+    const count = (method: string, code: string) =>
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: method,
+        http_route: '/goods',
+        http_response_status_code: code,
+      });
+    expect([count('GET', '200'), count('HEAD', '200'), count('POST', '400')]).toEqual([1, 1, 1]);
+    const others = text
+      .split('\n')
+      .filter(
+        (line) => line.startsWith('http_server_request_duration_seconds_count{') && line.includes('"_OTHER"'),
+      );
+    // Both unknown methods share one series (the path routes GET, HEAD, POST: 405 for them).
+    expect(others).toEqual([
+      'http_server_request_duration_seconds_count{http_request_method="_OTHER",http_route="unmatched",http_response_status_code="405"} 2',
+    ]);
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body) as {
+      routes: Array<{ method: string; path: string; rate: { requests: number; errors: number } }>;
+    };
+    const rate = (method: string) =>
+      status.routes.find((route) => route.method === method && route.path === '/goods')?.rate;
+    expect(rate('GET')).toMatchObject({ requests: 1, errors: 0 });
+    expect(rate('HEAD')).toMatchObject({ requests: 1, errors: 0 });
+    expect(rate('POST')).toMatchObject({ requests: 1, errors: 0 });
+  });
+
   it('answers /healthz, and /readyz 200 once every known route has a serving instance', async () => {
     const port = await gateway();
     const health = await http(port, 'GET', '/healthz');
@@ -199,6 +238,16 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       'not registered with the distributor',
       'no node list received from the distributor yet',
     ]);
+    // Its refusals carry the request's id like any answer: the client's own, or a new one.
+    const refused = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': 'while-not-ready' } });
+    expect(refused.status).toBe(503);
+    expect(refused.headers['x-request-id']).toBe('while-not-ready');
+    const coded = await http(port, 'POST', '/goods', {
+      body: '{}',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'gzip, chunked' },
+    });
+    expect(coded.status).toBeGreaterThanOrEqual(400);
+    expect(coded.headers['x-request-id']).toMatch(UUID);
   });
 
   it('answers /readyz 503 naming each route left without a serving instance, and 200 again when one is back', async () => {
