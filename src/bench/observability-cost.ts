@@ -48,7 +48,7 @@ export interface ObservabilityShops {
   stop(): Promise<void>;
 }
 
-/** An OTLP/HTTP endpoint that accepts every export and keeps nothing but counts. */
+/** An OTLP endpoint (over HTTP or gRPC) that accepts every export and keeps nothing but counts. */
 export interface TraceSink {
   /** "OTLP/HTTP" or "OTLP/gRPC". */
   readonly protocol: string;
@@ -57,36 +57,39 @@ export interface TraceSink {
   readonly bytes: number;
 }
 
-async function startHttpTraceSink(): Promise<TraceSink & { close(): Promise<void> }> {
-  let exports = 0;
-  let bytes = 0;
+/** A running sink: its counts, kept up to date by its server, and how to close it. */
+interface RunningSink extends TraceSink {
+  url: string;
+  exports: number;
+  bytes: number;
+  close(): Promise<void>;
+}
+
+async function startHttpTraceSink(): Promise<RunningSink> {
   const server: Server = createServer((request, response) => {
     request.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
+      sink.bytes += chunk.length;
     });
     request.on('end', () => {
-      exports++;
+      sink.exports++;
       // An empty ExportTraceServiceResponse: nothing rejected.
       response.writeHead(200, { 'Content-Type': 'application/x-protobuf', 'Content-Length': 0 }).end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return {
+  const sink: RunningSink = {
     protocol: 'OTLP/HTTP',
-    url: `http://127.0.0.1:${port}`,
-    get exports() {
-      return exports;
-    },
-    get bytes() {
-      return bytes;
-    },
+    url: '',
+    exports: 0,
+    bytes: 0,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  sink.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return sink;
 }
 
 /** The OTLP trace service over gRPC: its one method, with the messages left as bytes. */
@@ -103,14 +106,22 @@ const TRACE_SERVICE = {
 };
 
 /** An OTLP/gRPC endpoint that accepts every export and keeps nothing but counts. */
-async function startGrpcTraceSink(): Promise<TraceSink & { close(): Promise<void> }> {
-  let exports = 0;
-  let bytes = 0;
+async function startGrpcTraceSink(): Promise<RunningSink> {
   const server = new GrpcServer();
+  const sink: RunningSink = {
+    protocol: 'OTLP/gRPC',
+    url: '',
+    exports: 0,
+    bytes: 0,
+    close: async () => {
+      // At once, as the HTTP sink closes: an exporter still connected must not hold the bench.
+      server.forceShutdown();
+    },
+  };
   server.addService(TRACE_SERVICE, {
     Export: (call: { request: Buffer }, callback: (error: null, response: Buffer) => void) => {
-      exports++;
-      bytes += call.request.length;
+      sink.exports++;
+      sink.bytes += call.request.length;
       // An empty ExportTraceServiceResponse: nothing rejected.
       callback(null, Buffer.alloc(0));
     },
@@ -120,20 +131,8 @@ async function startGrpcTraceSink(): Promise<TraceSink & { close(): Promise<void
       error ? reject(error) : resolve(bound),
     ),
   );
-  return {
-    protocol: 'OTLP/gRPC',
-    url: `http://127.0.0.1:${port}`,
-    get exports() {
-      return exports;
-    },
-    get bytes() {
-      return bytes;
-    },
-    close: async () => {
-      // At once, as the HTTP sink closes: an exporter still connected must not hold the bench.
-      server.forceShutdown();
-    },
-  };
+  sink.url = `http://127.0.0.1:${port}`;
+  return sink;
 }
 
 /** Tracing at 10 % of traces, exported with `protocol` to `endpoint`. */

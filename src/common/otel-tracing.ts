@@ -169,8 +169,8 @@ export function samplerFromEnv(env: NodeJS.ProcessEnv): Sampler {
 }
 
 function samplerRatio(env: NodeJS.ProcessEnv): number {
-  const raw = env.OTEL_TRACES_SAMPLER_ARG?.trim();
-  if (!raw) return 1;
+  const raw = setting(env, 'OTEL_TRACES_SAMPLER_ARG');
+  if (raw === undefined) return 1;
   const ratio = Number(raw);
   if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
     throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG: "${raw}" is not a ratio from 0 to 1`);
@@ -262,9 +262,8 @@ function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
 /**
  * Starts OpenTelemetry's tracing SDK for Node.js, configured by the standard variables: the
  * sampler (OTEL_TRACES_SAMPLER, _ARG, read here so that an unknown one stops the component: see
- * samplerFromEnv),
- * batching (OTEL_BSP_*), and each exporter its
- * endpoint, headers, timeout and compression (OTEL_EXPORTER_OTLP_(TRACES_)*); the exporters are the
+ * samplerFromEnv), batching (OTEL_BSP_*), and each exporter its endpoint, headers, timeout and
+ * compression (OTEL_EXPORTER_OTLP_(TRACES_)*); the exporters are the
  * ones OTEL_TRACES_EXPORTER names (otlp by default, console, zipkin), OTLP over the protocol of
  * OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL (http/protobuf by default, http/json, grpc); the resource
  * is detected as the Node.js SDK does (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME, host, OS,

@@ -78,8 +78,8 @@ export interface CallContext {
  * The context of each call, on the call's metadata object, which grpc-js hands from the server
  * interceptor to the handler unchanged: the handler finds its call's id without any context being
  * carried through promises. It is kept under a symbol of this module on that object rather than in
- * a WeakMap: each WeakMap entry is an ephemeron, which every garbage collection traces apart, and
- * under callgrind one entry per request was most of what request ids cost the gateway.
+ * a WeakMap: each WeakMap entry is an ephemeron, which every garbage collection traces apart (in
+ * the gateway, a WeakMap entry per request was most of the collection work request ids added).
  */
 const CALL_CONTEXT = Symbol('shop.callContext');
 
