@@ -1,0 +1,86 @@
+import { Metadata, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InstancePool, withoutCallerStack } from '../../src/gateway/instance-pool.js';
+
+// A real server on loopback with one method that always fails, so that a call's error is seen whole.
+const METHOD = '/test.v1.Failing/Fail';
+const bytes = (value: Buffer): Buffer => value;
+
+describe('InstancePool', () => {
+  let server: Server;
+  let address: string;
+
+  beforeAll(async () => {
+    server = new Server();
+    server.addService(
+      {
+        Fail: {
+          path: METHOD,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: bytes,
+          requestDeserialize: bytes,
+          responseSerialize: bytes,
+          responseDeserialize: bytes,
+        },
+      },
+      {
+        Fail: (_call: unknown, callback: (error: Partial<ServiceError>) => void) =>
+          callback({ code: status.NOT_FOUND, details: 'no such thing' }),
+      },
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    address = `127.0.0.1:${port}`;
+  });
+
+  afterAll(() => server.forceShutdown());
+
+  it('starts calls without capturing the caller stack, and leaves the stack limit as it was', async () => {
+    const pool = new InstancePool();
+    try {
+      const limit = Error.stackTraceLimit;
+      const error = await new Promise<ServiceError | null>((resolve) =>
+        pool.call(
+          pool.get('test', address),
+          METHOD,
+          bytes,
+          Buffer.alloc(0),
+          new Metadata(),
+          Date.now() + 5_000,
+          resolve,
+        ),
+      );
+      expect(Error.stackTraceLimit).toBe(limit);
+      // The failure itself is whole: code and details, as the gateway maps them.
+      expect(error).toMatchObject({ code: status.NOT_FOUND, details: 'no such thing' });
+      // grpc-js appends the stack captured when the call started; none was: no frame of this file.
+      const callerStack = error!.stack!.split('for call at')[1];
+      expect(callerStack).toBeDefined();
+      expect(callerStack).not.toContain('instance-pool.test');
+      expect(callerStack).not.toMatch(/\n\s+at /);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('restores the stack limit when starting throws, and passes the result through', () => {
+    const limit = Error.stackTraceLimit;
+    expect(
+      withoutCallerStack(() => {
+        expect(Error.stackTraceLimit).toBe(0);
+        return 42;
+      }),
+    ).toBe(42);
+    expect(Error.stackTraceLimit).toBe(limit);
+    expect(() =>
+      withoutCallerStack(() => {
+        throw new RangeError('broken');
+      }),
+    ).toThrow('broken');
+    expect(Error.stackTraceLimit).toBe(limit);
+  });
+});
