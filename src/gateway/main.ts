@@ -1,4 +1,5 @@
 import { EXIT_CODES } from '../common/exit-codes.js';
+import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
@@ -8,6 +9,9 @@ import { createGateway } from './gateway-server.js';
 runMain(async () => {
   const config = loadGatewayConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'gateway', level: config.logLevel });
+  // Every upstream call opens an HTTP/2 stream, which Node 20 binds at a needless cost (see the module).
+  if (useLeanAsyncResourceBind())
+    log.debug("AsyncResource.prototype.bind replaced by one without DEP0172's accessor");
   await startTracing('gateway');
   const gateway = createGateway({
     distributor: config.distributor,
