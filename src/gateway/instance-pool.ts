@@ -43,12 +43,11 @@ const passThrough = (bytes: Buffer): Buffer => bytes;
 /**
  * Starts a call with no stack trace captured while it starts. grpc-js makes an Error at the start
  * of every call, in case the call fails, to append the caller's stack to the failure's; capturing
- * a stack through optimized frames is costly: callgrind counted 11 % of the gateway's instructions
- * per GET /goods in it (about 75,000 of 670,000), on every call, failed or not. The gateway never
- * shows those stacks (a failed call becomes an envelope and a log line of its code and details), so
- * its calls start with Error.stackTraceLimit at 0, restored before this returns, whatever happens.
- * What it gives up: an exception thrown while a call starts (a bug) carries no frames either.
- * grpc-js may get a channel option for this (grpc/grpc-node#3083, open); until then, this.
+ * a stack through optimized frames is costly, on every call, failed or not (see the README,
+ * "Performance"). The gateway never shows those stacks (a failed call becomes an envelope and a log
+ * line of its code and details), so its calls start with Error.stackTraceLimit at 0, restored
+ * before this returns, whatever happens. What it gives up: an exception thrown while a call starts
+ * carries no frames either. grpc-js may get a channel option for this (grpc/grpc-node#3083, open).
  */
 export function withoutCallerStack<T>(start: () => T): T {
   const limit = Error.stackTraceLimit;
@@ -124,21 +123,28 @@ export class InstancePool {
   ): ClientUnaryCall {
     const observed = this.#calls?.begin(path, metadata);
     upstream.inFlight++;
-    return withoutCallerStack(() =>
-      upstream.client.makeUnaryRequest(
-        path,
-        passThrough,
-        deserialize,
-        request,
-        observed?.metadata ?? metadata,
-        { deadline },
-        (error: ServiceError | null, response?: Response) => {
-          observed?.end(error ? error.code : status.OK, error?.details);
-          this.#end(upstream);
-          callback(error, response);
-        },
-      ),
-    );
+    try {
+      return withoutCallerStack(() =>
+        upstream.client.makeUnaryRequest(
+          path,
+          passThrough,
+          deserialize,
+          request,
+          observed?.metadata ?? metadata,
+          { deadline },
+          (error: ServiceError | null, response?: Response) => {
+            observed?.end(error ? error.code : status.OK, error?.details);
+            this.#end(upstream);
+            callback(error, response);
+          },
+        ),
+      );
+    } catch (error) {
+      // A call that could not start (its channel shut down) ends here: its callback never runs.
+      observed?.end(status.INTERNAL, error instanceof Error ? error.message : String(error));
+      this.#end(upstream);
+      throw error;
+    }
   }
 
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */

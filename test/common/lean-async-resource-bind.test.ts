@@ -1,4 +1,4 @@
-import { AsyncResource, executionAsyncId } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource, executionAsyncId } from 'node:async_hooks';
 import { connect, createServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,6 +6,12 @@ import { leanBind, useLeanAsyncResourceBind } from '../../src/common/lean-async-
 
 // AsyncResource.prototype is the worker's own: whatever a test puts there is taken back after it.
 const nodeBind = AsyncResource.prototype.bind;
+/** Whether this Node's own bind adds the deprecated accessor, which is when it gets replaced. */
+const nodeAddsAccessor =
+  Object.getOwnPropertyDescriptor(
+    new AsyncResource('test').bind(() => 1),
+    'asyncResource',
+  )?.get !== undefined;
 afterEach(() => {
   AsyncResource.prototype.bind = nodeBind;
 });
@@ -40,17 +46,40 @@ describe('leanBind', () => {
 
   it('refuses what is not a function with the error Node gives', () => {
     const resource = new AsyncResource('test');
-    expect(() => leanBind.call(resource, 'not a function' as never)).toThrow(
-      expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }),
-    );
+    const refusal = (bind: typeof leanBind): unknown => {
+      try {
+        bind.call(resource, 'not a function' as never);
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    const ours = refusal(leanBind);
+    expect(ours).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+    expect((ours as Error).message).toBe((refusal(nodeBind as typeof leanBind) as Error).message);
+  });
+
+  it('lets an exception through and leaves the scope it was called from', () => {
+    const resource = new AsyncResource('test');
+    const outside = executionAsyncId();
+    const bound = leanBind.call(resource, () => {
+      throw new RangeError('inside');
+    });
+    expect(() => bound()).toThrow('inside');
+    expect(executionAsyncId()).toBe(outside);
+  });
+
+  it('carries the async-local store of where it was bound, as tracing relies on', () => {
+    AsyncResource.prototype.bind = leanBind as AsyncResource['bind'];
+    const store = new AsyncLocalStorage<string>();
+    const bound = store.run('bound here', () => AsyncResource.bind(() => store.getStore()));
+    expect(store.run('called here', bound)).toBe('bound here');
   });
 });
 
 describe('useLeanAsyncResourceBind', () => {
   it("replaces Node's bind only while it adds the deprecated accessor, once", () => {
-    const probe = new AsyncResource('test').bind(() => undefined);
-    const deprecatedAccessor = Object.getOwnPropertyDescriptor(probe, 'asyncResource')?.get !== undefined;
-    expect(useLeanAsyncResourceBind()).toBe(deprecatedAccessor);
+    expect(useLeanAsyncResourceBind()).toBe(nodeAddsAccessor);
     // In place, or nothing to replace: no bound function carries the accessor now, and a second call does nothing.
     expect(
       Object.getOwnPropertyDescriptor(
@@ -63,6 +92,7 @@ describe('useLeanAsyncResourceBind', () => {
 
   it('keeps an HTTP/2 client request working, which binds through it', async () => {
     useLeanAsyncResourceBind();
+    expect(AsyncResource.prototype.bind).toBe(nodeAddsAccessor ? leanBind : nodeBind);
     const server = createServer((request, response) => {
       response.end(`answered ${request.url}`);
     });

@@ -67,6 +67,22 @@ describe('InstancePool', () => {
     }
   });
 
+  it('ends a call that cannot start, so that its upstream is not left with a call in flight', () => {
+    const pool = new InstancePool();
+    try {
+      const upstream = pool.get('test', address);
+      upstream.client.close();
+      const limit = Error.stackTraceLimit;
+      expect(() =>
+        pool.call(upstream, METHOD, bytes, Buffer.alloc(0), new Metadata(), Date.now() + 5_000, () => {}),
+      ).toThrow('Channel has been shut down');
+      expect(upstream.inFlight).toBe(0);
+      expect(Error.stackTraceLimit).toBe(limit);
+    } finally {
+      pool.close();
+    }
+  });
+
   it('restores the stack limit when starting throws, and passes the result through', () => {
     const limit = Error.stackTraceLimit;
     expect(
