@@ -13,6 +13,7 @@ import {
   type ServiceError,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import { asIs, bytesMethod } from '../common/bytes-method.js';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { ServerCallTelemetry } from '../common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics } from '../common/metrics.js';
@@ -30,18 +31,7 @@ const CALLS = Number(process.env.BENCH_CALLS ?? 3_000);
 const CONCURRENCY = 64;
 
 const PATH = '/shop.v1.GoodsService/ListGoods';
-const raw = (bytes: Buffer): Buffer => bytes;
-const DEFINITION = {
-  ListGoods: {
-    path: PATH,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: raw,
-    requestDeserialize: raw,
-    responseSerialize: raw,
-    responseDeserialize: raw,
-  },
-};
+const DEFINITION = { ListGoods: bytesMethod(PATH) };
 const ANSWER = Buffer.alloc(3_000, 7);
 const REQUEST = Buffer.from('page');
 
@@ -114,8 +104,8 @@ async function startVariant(spec: VariantSpec): Promise<Variant> {
       const options: CallOptions = { deadline: Date.now() + 10_000 };
       client.makeUnaryRequest(
         PATH,
-        raw,
-        raw,
+        asIs,
+        asIs,
         REQUEST,
         observed?.metadata ?? metadata,
         options,

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import { bytesMethod } from '../common/bytes-method.js';
 import { type CaseResult, median } from './case-result.js';
 import type { CpuPerRequest } from './cpu-meter.js';
 import { type SystemOptions, type SystemUnderTest, startSystem } from './system-under-test.js';
@@ -94,15 +95,7 @@ async function startHttpTraceSink(): Promise<RunningSink> {
 
 /** The OTLP trace service over gRPC: its one method, with the messages left as bytes. */
 const TRACE_SERVICE = {
-  Export: {
-    path: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (bytes: Buffer) => bytes,
-    requestDeserialize: (bytes: Buffer) => bytes,
-    responseSerialize: (bytes: Buffer) => bytes,
-    responseDeserialize: (bytes: Buffer) => bytes,
-  },
+  Export: bytesMethod('/opentelemetry.proto.collector.trace.v1.TraceService/Export'),
 };
 
 /** An OTLP/gRPC endpoint that accepts every export and keeps nothing but counts. */

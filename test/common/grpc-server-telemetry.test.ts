@@ -13,22 +13,15 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
 import { ServerCallTelemetry } from '../../src/common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../src/common/metrics.js';
 import { requestLogFields } from '../../src/common/request-context.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { sample } from '../helpers/prometheus.js';
 
-const raw = (bytes: Buffer): Buffer => bytes;
-const method = (name: string, responseStream = false) => ({
-  path: `/test.v1.Probe/${name}`,
-  requestStream: false,
-  responseStream,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-});
+const method = (name: string, responseStream = false) =>
+  bytesMethod(`/test.v1.Probe/${name}`, responseStream);
 const DEFINITION = {
   Echo: method('Echo'),
   Refuse: method('Refuse'),

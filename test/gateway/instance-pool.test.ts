@@ -1,10 +1,10 @@
 import { Metadata, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
 import { InstancePool, withoutCallerStack } from '../../src/gateway/instance-pool.js';
 
 // A real server on loopback with one method that always fails, so that a call's error is seen whole.
 const METHOD = '/test.v1.Failing/Fail';
-const bytes = (value: Buffer): Buffer => value;
 
 describe('InstancePool', () => {
   let server: Server;
@@ -13,17 +13,7 @@ describe('InstancePool', () => {
   beforeAll(async () => {
     server = new Server();
     server.addService(
-      {
-        Fail: {
-          path: METHOD,
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: bytes,
-          requestDeserialize: bytes,
-          responseSerialize: bytes,
-          responseDeserialize: bytes,
-        },
-      },
+      { Fail: bytesMethod(METHOD) },
       {
         Fail: (_call: unknown, callback: (error: Partial<ServiceError>) => void) =>
           callback({ code: status.NOT_FOUND, details: 'no such thing' }),
@@ -47,7 +37,7 @@ describe('InstancePool', () => {
         pool.call(
           pool.get('test', address),
           METHOD,
-          bytes,
+          asIs,
           Buffer.alloc(0),
           new Metadata(),
           Date.now() + 5_000,
@@ -74,7 +64,7 @@ describe('InstancePool', () => {
       upstream.client.close();
       const limit = Error.stackTraceLimit;
       expect(() =>
-        pool.call(upstream, METHOD, bytes, Buffer.alloc(0), new Metadata(), Date.now() + 5_000, () => {}),
+        pool.call(upstream, METHOD, asIs, Buffer.alloc(0), new Metadata(), Date.now() + 5_000, () => {}),
       ).toThrow('Channel has been shut down');
       expect(upstream.inFlight).toBe(0);
       expect(Error.stackTraceLimit).toBe(limit);

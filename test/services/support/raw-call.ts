@@ -1,4 +1,5 @@
 import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { bytesMethod } from '../../../src/common/bytes-method.js';
 
 type RawMethod = (
   body: Buffer,
@@ -15,20 +16,7 @@ export async function callRaw(
   path: string,
   body: Buffer,
 ): Promise<{ code: number; details: string }> {
-  const Client = makeGenericClientConstructor(
-    {
-      raw: {
-        path,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: (bytes: Buffer) => bytes,
-        requestDeserialize: (bytes: Buffer) => bytes,
-        responseSerialize: (bytes: Buffer) => bytes,
-        responseDeserialize: (bytes: Buffer) => bytes,
-      },
-    },
-    'raw',
-  );
+  const Client = makeGenericClientConstructor({ raw: bytesMethod(path) }, 'raw');
   const client = new Client(address, credentials.createInsecure());
   try {
     return await new Promise((resolve) => {
