@@ -19,6 +19,7 @@ import {
 import { type Logger, silentLogger } from '../common/logger.js';
 import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
+import { admitStreamsInSlices } from '../common/stream-admission.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -391,7 +392,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
 
   return {
     registry,
-    listen: (host, port) => listen(server, host, port, options.credentials),
+    async listen(host, port) {
+      const bound = await listen(server, host, port, options.credentials);
+      admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
+      return bound;
+    },
     async stop(graceMs = 5_000) {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
@@ -403,6 +408,12 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     },
   };
 }
+
+/**
+ * How long new streams may be set up in one event-loop turn before the rest wait for the next:
+ * a burst of registrations over one connection would otherwise take the loop for all of them.
+ */
+const STREAM_SETUP_SLICE_MS = 5;
 
 function exhausted(message: string): ServiceError {
   return new ServiceError(status.RESOURCE_EXHAUSTED, message);
