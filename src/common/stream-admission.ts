@@ -1,10 +1,25 @@
-import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 
-/** How much of an event-loop turn new streams may take before the rest wait for the next turn. */
+/** How new streams are handed to grpc-js. */
 export interface StreamAdmissionOptions {
-  /** Milliseconds of stream setup per turn (at least one stream is admitted each turn). */
+  /** Milliseconds of stream setup in one slice (each slice hands over at least one stream). */
   readonly sliceMs: number;
+  /**
+   * Streams that may wait at once, per HTTP/2 server; past it, new streams go to grpc-js at once,
+   * as without the queue (a flood then costs the loop what it did, and no more memory).
+   */
+  readonly maxWaiting?: number;
+}
+
+/** What {@link admitStreamsInSlices} put in place. */
+export interface StreamAdmission {
+  /**
+   * For a server that is shutting down: refuses the streams still waiting (REFUSED_STREAM, which
+   * tells a client the stream was not processed and may be retried) and hands later ones straight
+   * to grpc-js, which refuses them itself.
+   */
+  close(): void;
 }
 
 type StreamListener = (
@@ -20,6 +35,8 @@ interface Waiting {
 }
 
 const ignoreError = (): void => {};
+/** The admit functions put in place, so that a second call does not queue a queue. */
+const admitFunctions = new WeakSet<object>();
 
 /**
  * Hands a bound grpc-js server's new HTTP/2 streams to grpc-js a slice of the event loop at a time.
@@ -32,39 +49,55 @@ const ignoreError = (): void => {};
  * Node's own part 22 to 44 ms of it. Here the streams past `sliceMs` of setup wait in a queue, in
  * the order they came, and go to grpc-js a slice at a time: the next in the check phase of the turn
  * that queued them, each later one in the next turn's, so that timers (keepalive pings, the
- * caller's own clocks) and reads run between slices. Until a stream is handed over, an error on it is
- * ignored, as grpc-js itself does; one closed while it waited (reset, or its connection gone) is
- * dropped, as grpc-js would only find it cancelled.
+ * caller's own clocks) and reads run between slices. Until a stream is handed over, an error on it
+ * is ignored, as grpc-js itself does; one closed while it waited (reset, or its connection gone) is
+ * dropped, as grpc-js would only find it cancelled. What waiting means for a stream: its deadline
+ * (grpc-timeout) counts from the hand-over; every connection of a server shares the queue, in
+ * arrival order; each HTTP/2 server (one per bound address) has its own slices.
  *
- * grpc-js has no option for this, so the 'stream' listeners it put on its HTTP/2 servers are moved
- * behind the queue: call it once the server is bound (it covers the servers bound so far). grpc-js
- * keeps those servers in a private field; if a release no longer does, this throws rather than
- * silently doing nothing.
+ * grpc-js has no option for this, so the 'stream' listeners on its HTTP/2 servers (grpc-js's, and
+ * any other) are moved behind the queue: call it once the server is bound; servers bound or
+ * injected later are not covered. grpc-js keeps those servers in a private field; if a release no
+ * longer does, this throws rather than silently doing nothing.
  */
-export function admitStreamsInSlices(server: Server, { sliceMs }: StreamAdmissionOptions): void {
+export function admitStreamsInSlices(
+  server: Server,
+  { sliceMs, maxWaiting = 8_192 }: StreamAdmissionOptions,
+): StreamAdmission {
   const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
   if (!(http2Servers instanceof Map)) {
     throw new Error('admitStreamsInSlices: this grpc-js keeps its HTTP/2 servers elsewhere');
   }
+  const queues: AdmissionQueue[] = [];
   for (const http2Server of http2Servers.keys() as IterableIterator<Http2Server>) {
     const listeners = http2Server.listeners('stream') as StreamListener[];
-    if (listeners.length === 0) continue;
+    if (listeners.length === 0 || listeners.some((listener) => admitFunctions.has(listener))) continue;
+    const queue = new AdmissionQueue(listeners, sliceMs, maxWaiting);
+    admitFunctions.add(queue.admit);
     http2Server.removeAllListeners('stream');
-    http2Server.on('stream', new StreamAdmission(listeners, sliceMs).admit);
+    http2Server.on('stream', queue.admit);
+    queues.push(queue);
   }
+  return {
+    close() {
+      for (const queue of queues) queue.close();
+    },
+  };
 }
 
 /** The queue of one HTTP/2 server's streams waiting for grpc-js. */
-class StreamAdmission {
+class AdmissionQueue {
   readonly #waiting: Waiting[] = [];
   #head = 0;
-  /** When this turn's slice began; undefined once the turn is over. */
+  /** When the current slice began: set by the first stream of a turn or by a drain, until a check phase. */
   #sliceStart: number | undefined;
   #drainScheduled = false;
+  #closed = false;
 
   constructor(
     private readonly listeners: readonly StreamListener[],
     private readonly sliceMs: number,
+    private readonly maxWaiting: number,
   ) {}
 
   readonly admit = (
@@ -73,7 +106,8 @@ class StreamAdmission {
     flags: number,
     rawHeaders: string[],
   ): void => {
-    if (this.#head === this.#waiting.length && this.#withinSlice()) {
+    const waiting = this.#waiting.length - this.#head;
+    if (this.#closed || waiting >= this.maxWaiting || (waiting === 0 && this.#withinSlice())) {
       this.#handOver(stream, headers, flags, rawHeaders);
       return;
     }
@@ -82,18 +116,30 @@ class StreamAdmission {
     this.#scheduleDrain();
   };
 
+  close(): void {
+    this.#closed = true;
+    while (this.#head < this.#waiting.length) {
+      const { stream } = this.#take();
+      if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_REFUSED_STREAM);
+    }
+    this.#compact();
+  }
+
   /** Whether this turn may still set up a stream; the first call of a turn starts its slice. */
   #withinSlice(): boolean {
     const now = performance.now();
     if (this.#sliceStart === undefined) {
-      this.#sliceStart = now;
-      // The check phase ends the turn in which the slice began.
-      setImmediate(() => {
-        this.#sliceStart = undefined;
-      });
+      this.#startSlice(now);
       return true;
     }
     return now - this.#sliceStart < this.sliceMs;
+  }
+
+  #startSlice(now: number): void {
+    this.#sliceStart = now;
+    setImmediate(() => {
+      this.#sliceStart = undefined;
+    });
   }
 
   #scheduleDrain(): void {
@@ -106,31 +152,40 @@ class StreamAdmission {
 
   #drain(): void {
     this.#drainScheduled = false;
+    if (this.#closed) return;
     const start = performance.now();
-    this.#sliceStart = start;
-    setImmediate(() => {
-      this.#sliceStart = undefined;
-    });
-    while (this.#head < this.#waiting.length) {
-      const { stream, args } = this.#waiting[this.#head]!;
-      this.#waiting[this.#head] = undefined as unknown as Waiting;
-      this.#head += 1;
-      if (!stream.closed && !stream.destroyed) {
-        stream.off('error', ignoreError);
-        this.#handOver(stream, ...args);
+    this.#startSlice(start);
+    try {
+      while (this.#head < this.#waiting.length) {
+        const { stream, args } = this.#take();
+        if (!stream.closed && !stream.destroyed) {
+          stream.off('error', ignoreError);
+          this.#handOver(stream, ...args);
+        }
+        if (performance.now() - start >= this.sliceMs) break;
       }
-      if (performance.now() - start >= this.sliceMs) break;
+    } finally {
+      // Even past a listener that threw, the streams behind it still get their turn.
+      this.#compact();
+      if (this.#head < this.#waiting.length) this.#scheduleDrain();
     }
+  }
+
+  #take(): Waiting {
+    const next = this.#waiting[this.#head]!;
+    this.#waiting[this.#head] = undefined as unknown as Waiting;
+    this.#head += 1;
+    return next;
+  }
+
+  /** Lets the handed-over front of the queue go: all of it once empty, in bulk under a flood. */
+  #compact(): void {
     if (this.#head === this.#waiting.length) {
       this.#waiting.length = 0;
       this.#head = 0;
-    } else {
-      // Under a flood that never lets the queue empty, the handed-over front is let go in bulk.
-      if (this.#head >= 1024 && this.#head * 2 >= this.#waiting.length) {
-        this.#waiting.splice(0, this.#head);
-        this.#head = 0;
-      }
-      this.#scheduleDrain();
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#waiting.length) {
+      this.#waiting.splice(0, this.#head);
+      this.#head = 0;
     }
   }
 

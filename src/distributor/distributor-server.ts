@@ -19,7 +19,7 @@ import {
 import { type Logger, silentLogger } from '../common/logger.js';
 import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
-import { admitStreamsInSlices } from '../common/stream-admission.js';
+import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-admission.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -390,17 +390,20 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   health.addToServer(server);
   addReflection(server, [SERVICE_NAME]);
 
+  let admission: StreamAdmission | undefined;
   return {
     registry,
     async listen(host, port) {
       const bound = await listen(server, host, port, options.credentials);
-      admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
+      admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
       return bound;
     },
     async stop(graceMs = 5_000) {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
       const closing = new ServiceError(status.UNAVAILABLE, 'the distributor is shutting down');
+      // Streams still waiting to be set up would otherwise be set up after the open ones are closed.
+      admission?.close();
       registry.unsubscribeAll();
       feed.close();
       for (const stream of [...openStreams]) stream.close(closing);

@@ -1,9 +1,13 @@
-import http2 from 'node:http2';
+import http2, { type Http2Server } from 'node:http2';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
 import { listen } from '../../src/common/grpc-server.js';
-import { admitStreamsInSlices } from '../../src/common/stream-admission.js';
+import {
+  admitStreamsInSlices,
+  type StreamAdmission,
+  type StreamAdmissionOptions,
+} from '../../src/common/stream-admission.js';
 
 const OPEN = { ...bytesMethod('/test.v1.Burst/Open', true), requestStream: true };
 
@@ -23,24 +27,37 @@ function turnCounter(): () => number {
   return () => turn;
 }
 
-/** A real server with one bidi method, its streams admitted in slices of `sliceMs`. */
-async function start(sliceMs: number, onOpen: (server: Server) => void = () => {}) {
+/** A real server with one bidi method, its streams admitted as `options` say. */
+async function start(
+  options: StreamAdmissionOptions,
+  /** Called as each stream comes, before the admission sees it, with how many have come. */
+  onArrival: (count: number, admission: StreamAdmission) => void = () => {},
+) {
   const turn = turnCounter();
-  const handled: Array<{ seq: number; turn: number }> = [];
+  const handled: Array<{ seq: number; turn: number; waiting: number }> = [];
+  let received = 0;
   const server = new Server();
   server.addService(
     { Open: OPEN },
     {
       Open(call: ServerDuplexStream<Buffer, Buffer>) {
-        handled.push({ seq: Number(call.metadata.get('x-seq')[0]), turn: turn() });
-        onOpen(server);
+        handled.push({
+          seq: Number(call.metadata.get('x-seq')[0]),
+          turn: turn(),
+          waiting: received - handled.length - 1,
+        });
         call.on('data', () => {});
         call.on('end', () => call.end());
       },
     },
   );
   const port = await listen(server, '127.0.0.1', 0, ServerCredentials.createInsecure());
-  admitStreamsInSlices(server, { sliceMs });
+  const admission = admitStreamsInSlices(server, options);
+  // Called before the admission for every stream that comes: how many have come so far.
+  const http2Servers = (server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers;
+  for (const http2Server of http2Servers.keys()) {
+    http2Server.prependListener('stream', () => onArrival(++received, admission));
+  }
   const client = http2.connect(`http://127.0.0.1:${port}`);
   client.on('error', () => {});
   await new Promise((resolve) => client.once('remoteSettings', resolve));
@@ -64,7 +81,7 @@ async function start(sliceMs: number, onOpen: (server: Server) => void = () => {
       stream.on('error', () => {});
       return stream;
     });
-  return { server, handled, open };
+  return { server, admission, handled, open };
 }
 
 const until = async (condition: () => boolean, timeoutMs = 5_000) => {
@@ -77,37 +94,80 @@ const until = async (condition: () => boolean, timeoutMs = 5_000) => {
 
 describe('admitStreamsInSlices', () => {
   it('hands every stream over, in the order they came, spread over turns once a slice is spent', async () => {
-    const { handled, open } = await start(0);
+    const { handled, open } = await start({ sliceMs: 0 });
     open(40);
-    await until(() => handled.length === 40);
+    await until(() => handled.length >= 40);
     expect(handled.map(({ seq }) => seq)).toEqual(Array.from({ length: 40 }, (_, seq) => seq));
     // With no time to spare in a turn, each stream after the first of a turn waits for the next.
     expect(new Set(handled.map(({ turn }) => turn)).size).toBe(40);
   });
 
-  it('sets up streams in the turn they came while the slice lasts', async () => {
-    const { handled, open } = await start(60_000);
+  it('queues nothing while the slice lasts', async () => {
+    const { handled, open } = await start({ sliceMs: 60_000 });
     open(40);
-    await until(() => handled.length === 40);
-    expect(new Set(handled.map(({ turn }) => turn)).size).toBeLessThan(40);
+    await until(() => handled.length >= 40);
+    expect(handled.map(({ seq }) => seq)).toEqual(Array.from({ length: 40 }, (_, seq) => seq));
+    expect(handled.every(({ waiting }) => waiting === 0)).toBe(true);
   });
 
   it('drops a stream its client reset while it waited, and its error does not reach the process', async () => {
-    const { handled, open } = await start(0);
+    const { handled, open } = await start({ sliceMs: 0 });
     const streams = open(20);
     // Reset in the same tick as opened: the resets follow the HEADERS frames in the same write.
     for (const stream of streams.slice(10)) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    await until(() => handled.length === 10);
+    await until(() => handled.length >= 10);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(handled.map(({ seq }) => seq)).toEqual(Array.from({ length: 10 }, (_, seq) => seq));
   });
 
-  it('hands nothing over once the server is shut down', async () => {
-    const { handled, open } = await start(0, (server) => server.forceShutdown());
-    open(20);
-    await until(() => handled.length >= 1);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(handled.map(({ seq }) => seq)).toEqual([0]);
+  it('lets at most maxWaiting streams wait, and hands the others over at once', async () => {
+    const { handled, open } = await start({ sliceMs: 0, maxWaiting: 5 });
+    open(40);
+    await until(() => handled.length >= 40);
+    expect(handled.map(({ seq }) => seq).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 40 }, (_, seq) => seq),
+    );
+    expect(Math.max(...handled.map(({ waiting }) => waiting))).toBe(5);
+  });
+
+  it('once closed, refuses the streams still waiting, unprocessed, so that clients may retry them', async () => {
+    // Closed as the 20th stream comes: the first was set up, those between wait (no time is left
+    // in the slice), the 20th comes after the close.
+    const { handled, open } = await start({ sliceMs: 0 }, (count, admission) => {
+      if (count === 20) admission.close();
+    });
+    const streams = open(20);
+    const refused = new Set<number>();
+    for (const [seq, stream] of streams.entries()) {
+      stream.on('close', () => {
+        if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) refused.add(seq);
+      });
+    }
+    await until(() => handled.length + refused.size >= 20);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(handled[0]!.seq).toBe(0);
+    expect(refused.size).toBeGreaterThan(0);
+    // Each stream either went to grpc-js or was refused, never both, and none waited once closed.
+    expect([...handled.map(({ seq }) => seq), ...refused].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 20 }, (_, seq) => seq),
+    );
+    // What comes after goes to grpc-js, every stream of it.
+    const before = handled.length;
+    open(3);
+    await until(() => handled.length >= before + 3);
+    expect(handled.slice(before).map(({ seq }) => seq)).toEqual([0, 1, 2]);
+  });
+
+  it('puts one queue in place however often it is called', async () => {
+    const { server, handled, open } = await start({ sliceMs: 0 });
+    const http2Servers = (server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers;
+    const listenersOf = () => [...http2Servers.keys()].map((http2Server) => http2Server.listeners('stream'));
+    const before = listenersOf();
+    admitStreamsInSlices(server, { sliceMs: 0 });
+    expect(listenersOf()).toEqual(before);
+    open(10);
+    await until(() => handled.length >= 10);
+    expect(handled.map(({ seq }) => seq)).toEqual(Array.from({ length: 10 }, (_, seq) => seq));
   });
 
   it('refuses a grpc-js that keeps its HTTP/2 servers elsewhere, rather than doing nothing', () => {
