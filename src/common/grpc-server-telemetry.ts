@@ -254,7 +254,10 @@ class ObservedServerCall {
 /**
  * The status a unary call ends with when its handler answers: the answer's, unless the call was
  * already over, when it is what the client saw (grpc-js answered DEADLINE_EXCEEDED itself, or the
- * client cancelled).
+ * client cancelled). A deadline travels as the time left (grpc-timeout), so the server's passes
+ * later than its client's by the time the call took to arrive; a client that gives up at its own
+ * deadline resets the stream, and when that reset arrives first (a loaded machine), the server cannot
+ * tell it from a cancel: the call counts as CANCELLED.
  */
 function answeredCode(
   call: ServerUnaryCall<unknown, unknown>,
