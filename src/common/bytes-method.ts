@@ -1,6 +1,6 @@
 import type { MethodDefinition } from '@grpc/grpc-js';
 
-/** The (de)serializer of a message that stays bytes. */
+/** The (de)serializer of a message that is already bytes, or stays bytes. */
 export const asIs = (bytes: Buffer): Buffer => bytes;
 
 /**

@@ -1,8 +1,7 @@
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { asIs } from '../common/bytes-method.js';
 import { DistributorServiceService, Snapshot } from '../gen/distributor.js';
 import { finishedBuffer, tag } from './update-encoding.js';
-
-const asIs = (bytes: Buffer): Buffer => bytes;
 
 /**
  * The distributor's methods with responses that are already bytes: an update or a snapshot is

@@ -8,6 +8,7 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { asIs } from '../common/bytes-method.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
@@ -36,9 +37,6 @@ export interface InstancePoolOptions {
   /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
   calls?: ClientCallTelemetry | undefined;
 }
-
-/** grpc-js serializes the request; its bytes are already made. */
-const passThrough = (bytes: Buffer): Buffer => bytes;
 
 /**
  * Starts a call with no stack trace captured while it starts. grpc-js makes an Error at the start
@@ -127,7 +125,8 @@ export class InstancePool {
       return withoutCallerStack(() =>
         upstream.client.makeUnaryRequest(
           path,
-          passThrough,
+          // grpc-js serializes the request; its bytes are already made.
+          asIs,
           deserialize,
           request,
           observed?.metadata ?? metadata,
