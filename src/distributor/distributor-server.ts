@@ -186,7 +186,17 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     }
   };
 
+  /** Set once stop begins: a call whose handler starts after that is ended at once (see stop). */
+  let closing: ServiceError | undefined;
+  /** Ends a stream that starts while the distributor stops; says whether it did. */
+  const endIfClosing = (call: ServerSurfaceCall): boolean => {
+    if (!closing) return false;
+    call.emit('error', { code: closing.code, details: closing.message });
+    return true;
+  };
+
   const register = (call: ServerDuplexStream<RegisterRequest, RegisterResponse>): void => {
+    if (endIfClosing(call)) return;
     const peer = observedHost(call.getPeer());
     let lease: Lease | undefined;
     let unsubscribe: (() => void) | undefined;
@@ -316,6 +326,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   };
 
   const watch = (call: ServerWritableStream<WatchRequest, WatchResponse>): void => {
+    if (endIfClosing(call)) return;
     const refusal = refusalOf(call);
     if (refusal) {
       call.emit('error', { code: refusal.code, details: refusal.message });
@@ -401,8 +412,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     async stop(graceMs = 5_000) {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');
-      const closing = new ServiceError(status.UNAVAILABLE, 'the distributor is shutting down');
-      // Streams still waiting to be set up would otherwise be set up after the open ones are closed.
+      closing = new ServiceError(status.UNAVAILABLE, 'the distributor is shutting down');
+      // Streams still waiting to be set up would otherwise be set up after the open ones are closed;
+      // and a stream already set up whose handler has not started yet (a Watch waits for its
+      // request) is ended when it does: else it would hold the shutdown for its whole grace.
       admission?.close();
       registry.unsubscribeAll();
       feed.close();
