@@ -380,16 +380,26 @@ class GatewayServer implements Gateway {
     path: string,
     queryStart: number,
   ): void {
+    const connection = this.#connections.requestStarted(request);
+    let routed: Exchange | undefined;
+    // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
+    // recorded, its connection's count ends, and a client that left stops the upstream work.
+    response.once('close', () => {
+      telemetry.closed(response);
+      connection?.requestEnded();
+      if (routed === undefined || response.writableFinished) return;
+      // The client left before its answer: nobody to answer, so stop the upstream work too.
+      routed.gone = true;
+      routed.call?.cancel();
+    });
     const hasBody = declaredBodySize(request) !== 0;
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
-      this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
       return;
     }
     const coding = unsupportedTransferCoding(request);
     if (coding !== undefined) {
-      this.#countUntilAnswered(request, response);
       this.#fail(
         request,
         response,
@@ -401,7 +411,6 @@ class GatewayServer implements Gateway {
       return;
     }
     if (ApiDocs.owns(path)) {
-      this.#countUntilAnswered(request, response);
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
       const headers: (string | number)[] = answer.headers.flat();
       headers.push('Content-Length', answer.body.length);
@@ -412,19 +421,16 @@ class GatewayServer implements Gateway {
       return;
     }
     if (!this.#table.ready) {
-      this.#countUntilAnswered(request, response);
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
     }
     if (method === 'OPTIONS') {
-      this.#countUntilAnswered(request, response);
       this.#answerOptions(request, response, path, hasBody, telemetry.requestId);
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header.
     const match = this.#table.match(method === 'HEAD' ? 'GET' : method, path);
     if (!match || match.retired) {
-      this.#countUntilAnswered(request, response);
       // A retired route is one the gateway knows: its request gets a key, like any routed request.
       const error = match ? gatewayErrors.noInstance(method, path) : this.#notRouted(response, method, path);
       const key = error.httpStatus === 503 ? this.#nextKey++ : null;
@@ -451,14 +457,7 @@ class GatewayServer implements Gateway {
       gone: false,
       bodyRead: !hasBody,
     };
-    const connection = this.#connections.requestStarted(request);
-    response.once('close', () => {
-      connection?.requestEnded();
-      if (response.writableFinished) return;
-      // The client left before its answer: nobody to answer, so stop the upstream work too.
-      exchange.gone = true;
-      exchange.call?.cancel();
-    });
+    routed = exchange;
     if (this.#stopping) {
       this.#answerError(exchange, gatewayErrors.stopping());
     } else if (idempotencyKey instanceof GatewayError) {
@@ -507,12 +506,6 @@ class GatewayServer implements Gateway {
     if (hasBody || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(204, headers as unknown as string[]);
     response.end();
-  }
-
-  /** Counts a request on its connection until it is answered (see ConnectionTracker). */
-  #countUntilAnswered(request: IncomingMessage, response: ServerResponse): void {
-    const connection = this.#connections.requestStarted(request);
-    if (connection) response.once('close', () => connection.requestEnded());
   }
 
   async #readThenDispatch(exchange: Exchange, expectsContinue: boolean): Promise<void> {

@@ -49,7 +49,7 @@ export interface GatewayTelemetryOptions {
   processMetrics?: boolean;
 }
 
-/** What the gateway carries of one request's telemetry until it calls a service. */
+/** What the gateway carries of one request's telemetry, from its start to its answer. */
 export interface RequestTelemetry {
   /** The request's id, for log lines and the answer's `X-Request-Id`; undefined when ids are off. */
   readonly requestId: string | undefined;
@@ -57,6 +57,12 @@ export interface RequestTelemetry {
   route: string | undefined;
   /** The metadata of the request's upstream calls: Idempotency-Key, request id, trace context. */
   metadata(idempotencyKey: string | undefined): Metadata;
+  /**
+   * Records the answer (its status, or 499 when the client left first) and ends the request's
+   * span. The caller calls it once, from the response's 'close' listener it has anyway, so that
+   * observing a request adds no listener of its own.
+   */
+  closed(response: ServerResponse): void;
 }
 
 /** The one label value of every request that matched no route. */
@@ -85,7 +91,44 @@ const NO_REQUEST_TELEMETRY: RequestTelemetry = {
   requestId: undefined,
   route: undefined,
   metadata: callMetadata,
+  closed() {},
 };
+
+/** Records an observed request's answer (see GatewayTelemetry.#recordAnswer). */
+type AnswerRecorder = (request: ObservedRequest, response: ServerResponse) => void;
+
+/**
+ * One observed request. A class, not an object literal with closures: the gateway keeps one per
+ * request in flight, and every object that lives as long as a request is copied by the scavenges
+ * it outlives and marked again by major collections (see the README, "What observability costs").
+ */
+class ObservedRequest implements RequestTelemetry {
+  route: string | undefined = undefined;
+  readonly startedAt = performance.now();
+
+  constructor(
+    readonly requestId: string | undefined,
+    readonly method: string,
+    readonly path: string,
+    /** The trace context the upstream calls carry: the server span's, or the caller's. */
+    readonly carrier: TraceCarrier | undefined,
+    readonly span: TraceSpan | undefined,
+    readonly recordAnswer: AnswerRecorder,
+  ) {}
+
+  metadata(idempotencyKey: string | undefined): Metadata {
+    const metadata = callMetadata(idempotencyKey);
+    if (this.requestId !== undefined) metadata.set(REQUEST_ID_HEADER, this.requestId);
+    const carrier = this.carrier;
+    if (carrier?.traceparent) metadata.set(TRACEPARENT_HEADER, carrier.traceparent);
+    if (carrier?.tracestate) metadata.set(TRACESTATE_HEADER, carrier.tracestate);
+    return metadata;
+  }
+
+  closed(response: ServerResponse): void {
+    this.recordAnswer(this, response);
+  }
+}
 
 /**
  * The gateway's side of issue 11, kept apart from its routing: request ids, the HTTP server span,
@@ -151,9 +194,9 @@ export class GatewayTelemetry {
 
   /**
    * Starts one request's telemetry, or answers it when it is one of the gateway's own pages (then
-   * returns undefined). Gives the request its id (to answer in `X-Request-Id`),
-   * starts its HTTP server span, and records its route, method, status and duration when the
-   * answer is done.
+   * returns undefined). Gives the request its id (to answer in `X-Request-Id`) and starts its HTTP
+   * server span; the caller calls `closed` on what it returns when the response closes, which
+   * records the request's route, method, status and duration.
    */
   onRequest(
     request: IncomingMessage,
@@ -163,13 +206,9 @@ export class GatewayTelemetry {
   ): RequestTelemetry | undefined {
     const own = OWN_PATHS.has(path) && (method === 'GET' || method === 'HEAD');
     if (own && (path !== '/metrics' || this.#registry)) {
-      this.#observe(
-        { requestId: undefined, route: path, metadata: callMetadata },
-        response,
-        method,
-        path,
-        undefined,
-      );
+      const page = new ObservedRequest(undefined, method, path, undefined, undefined, this.#recordAnswer);
+      page.route = path;
+      response.once('close', () => page.closed(response));
       this.#answerOwn(response, path);
       return undefined;
     }
@@ -185,7 +224,7 @@ export class GatewayTelemetry {
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;
     if (tracer) {
-      // Named for its route once it is known (see #observe): HTTP server spans are "METHOD route".
+      // Named for its route once it is known (see #recordAnswer): HTTP server spans are "METHOD route".
       span = tracer.startSpan(method, 'server', carrier, {
         'http.request.method': method,
         'url.path': path,
@@ -193,19 +232,7 @@ export class GatewayTelemetry {
       });
       carrier = span.carrier();
     }
-    const telemetry: RequestTelemetry = {
-      requestId,
-      route: undefined,
-      metadata(idempotencyKey) {
-        const metadata = callMetadata(idempotencyKey);
-        if (requestId !== undefined) metadata.set(REQUEST_ID_HEADER, requestId);
-        if (carrier?.traceparent) metadata.set(TRACEPARENT_HEADER, carrier.traceparent);
-        if (carrier?.tracestate) metadata.set(TRACESTATE_HEADER, carrier.tracestate);
-        return metadata;
-      },
-    };
-    this.#observe(telemetry, response, method, path, span);
-    return telemetry;
+    return new ObservedRequest(requestId, method, path, carrier, span, this.#recordAnswer);
   }
 
   /** Readiness: registered, a node list received, every known route with a serving instance. */
@@ -270,45 +297,44 @@ export class GatewayTelemetry {
     };
   }
 
-  #observe(
-    telemetry: RequestTelemetry,
-    response: ServerResponse,
-    method: string,
-    path: string,
-    span: TraceSpan | undefined,
-  ): void {
+  /** Made once: each request holds it rather than a closure of its own (see ObservedRequest). */
+  readonly #recordAnswer: AnswerRecorder = (observed, response) => {
     const duration = this.#duration;
+    const span = observed.span;
     const debug = this.#log.isLevelEnabled('debug');
     if (!duration && !span && !debug) return;
-    const startedAt = performance.now();
-    response.once('close', () => {
-      // An answer never begun: the client left first (nginx's 499).
-      const code = response.headersSent ? response.statusCode : 499;
-      const seconds = (performance.now() - startedAt) / 1000;
-      const route = telemetry.route ?? this.#view.routeOf(method, path) ?? UNMATCHED_ROUTE;
-      if (span) {
-        if (route !== UNMATCHED_ROUTE) {
-          span.setName(`${method} ${route}`);
-          span.setAttribute('http.route', route);
-        }
-        span.setAttribute('http.response.status_code', code);
-        if (code >= 500) span.fail(`HTTP ${code}`);
-        span.end();
+    // An answer never begun: the client left first (nginx's 499).
+    const code = response.headersSent ? response.statusCode : 499;
+    const seconds = (performance.now() - observed.startedAt) / 1000;
+    const { method, path } = observed;
+    const route = observed.route ?? this.#view.routeOf(method, path) ?? UNMATCHED_ROUTE;
+    if (span) {
+      if (route !== UNMATCHED_ROUTE) {
+        span.setName(`${method} ${route}`);
+        span.setAttribute('http.route', route);
       }
-      const requestId = telemetry.requestId;
-      if (debug) {
-        this.#log.debug(
-          { requestId, method, route, status: code, durationMs: Math.round(seconds * 10_000) / 10 },
-          'request answered',
-        );
-      }
-      if (!duration) return;
-      const answered = this.#answeredOf(duration, method, route, code);
-      answered.duration.observe(seconds);
-      // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
-      if (!OWN_PATHS.has(path)) this.#rates!.record(answered.rateKey, code >= 500);
-    });
-  }
+      span.setAttribute('http.response.status_code', code);
+      if (code >= 500) span.fail(`HTTP ${code}`);
+      span.end();
+    }
+    if (debug) {
+      this.#log.debug(
+        {
+          requestId: observed.requestId,
+          method,
+          route,
+          status: code,
+          durationMs: Math.round(seconds * 10_000) / 10,
+        },
+        'request answered',
+      );
+    }
+    if (!duration) return;
+    const answered = this.#answeredOf(duration, method, route, code);
+    answered.duration.observe(seconds);
+    // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
+    if (!OWN_PATHS.has(path)) this.#rates!.record(answered.rateKey, code >= 500);
+  };
 
   /**
    * Where an answer of `method` on `route` with `code` is recorded, found without building a string

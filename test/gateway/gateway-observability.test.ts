@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import type { Metadata } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { http } from '../helpers/http.js';
@@ -20,12 +21,15 @@ describe('gateway observability: request ids, trace context, metrics, health (in
   let distributor: string;
   let goods: FakeGoods;
   let seen: Metadata[] = [];
+  /** While set, the fake goods holds every call until it settles. */
+  let holdCalls: Promise<void> | undefined;
 
   beforeAll(async () => {
     distributor = (await startDistributor(shared)).address;
     goods = await startFakeGoods(shared, distributor, {
       onCall: (_method, call) => {
         seen.push(call.metadata);
+        return holdCalls;
       },
     });
     await startFakeMembers(shared, distributor);
@@ -112,6 +116,40 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       expect(metadata.get('traceparent')).toEqual([]);
       expect(metadata.get('tracestate')).toEqual([]);
     }
+  });
+
+  it('counts a request whose client left before its answer once, as 499 on its route, and stops its call', async () => {
+    const port = await gateway();
+    let release = (): void => {};
+    holdCalls = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      const outgoing = request({ host: '127.0.0.1', port, path: '/goods', agent: false });
+      const aborted = new Promise((resolve) => outgoing.on('error', resolve));
+      outgoing.end();
+      await vi.waitFor(() => expect(seen).toHaveLength(1));
+      outgoing.destroy();
+      await aborted;
+    } finally {
+      holdCalls = undefined;
+      release();
+    }
+    const left = { http_request_method: 'GET', http_route: '/goods', http_response_status_code: '499' };
+    await vi.waitFor(async () => {
+      const text = (await http(port, 'GET', '/metrics')).body;
+      expect(sample(text, 'http_server_request_duration_seconds_count', left)).toBe(1);
+      expect(
+        sample(text, 'grpc_client_handled_total', {
+          grpc_service: 'shop.v1.GoodsService',
+          grpc_method: 'ListGoods',
+          grpc_type: 'unary',
+          grpc_code: 'Canceled',
+        }),
+      ).toBe(1);
+    });
+    // The connection's count ended with it: the gateway answers the next request as usual.
+    expect((await http(port, 'GET', '/goods')).status).toBe(200);
   });
 
   it('serves /metrics: requests by route, method and status, client calls by method and code; bounded labels', async () => {
