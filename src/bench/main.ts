@@ -47,6 +47,14 @@ const GROWTH_CONNECTIONS = 4;
  * tracing cost (see observability-cost.ts).
  */
 const withObservability = process.env.BENCH_OBSERVABILITY !== '0';
+/**
+ * BENCH_OBSERVABILITY_SLICES (default 4): each round runs a main case's four twins that many times
+ * in turn, each time for BENCH_DURATION_SEC ÷ slices, so that every twin gets as much time as a
+ * case, in short slices side by side. On a shared machine the rate drifts by more than the costs
+ * measured within one 10 s case; a pair of slices seconds apart sees the same machine far more
+ * often, and a round gives that many pairs instead of one.
+ */
+const observabilitySlices = Math.max(1, Math.floor(Number(process.env.BENCH_OBSERVABILITY_SLICES ?? 4)));
 /** The in-process verify rate of the hash members writes today, the sign-in case's own ceiling. */
 const RAW_VERIFY_CASE = 'Argon2id verify (raw)';
 
@@ -59,13 +67,15 @@ const say = (line: string): void => {
 /**
  * One case; `plaintextTwin` marks an mTLS case and names the plaintext case it is compared with.
  * Cases of the same `rotation` run one after the other, each round starting with the next of them,
- * so that none always runs first (after the ceiling case, say) or last.
+ * so that none always runs first (after the ceiling case, say) or last. A group whose cases have
+ * `slices` runs that many times in a round, turned once more each time.
  */
 interface BenchCase {
   name: string;
   run: () => Promise<CaseResult>;
   plaintextTwin?: string;
   rotation?: string;
+  slices?: number;
 }
 
 /** The cases in the order a round runs them: each rotation group turned by the round's number. */
@@ -78,8 +88,11 @@ function roundOrder(cases: readonly BenchCase[], round: number): BenchCase[] {
     } else if (!placed.has(entry.rotation)) {
       placed.add(entry.rotation);
       const group = cases.filter((other) => other.rotation === entry.rotation);
-      const shift = (round - 1) % group.length;
-      ordered.push(...group.slice(shift), ...group.slice(0, shift));
+      const slices = entry.slices ?? 1;
+      for (let slice = 0; slice < slices; slice++) {
+        const shift = ((round - 1) * slices + slice) % group.length;
+        ordered.push(...group.slice(shift), ...group.slice(0, shift));
+      }
     }
   }
   return ordered;
@@ -145,11 +158,11 @@ try {
       );
   };
   const getGoods =
-    (gatewayUrl: string, name: string): BenchCase['run'] =>
+    (gatewayUrl: string, name: string, seconds = durationSec): BenchCase['run'] =>
     () =>
-      runHttpCase({ name, url: `${gatewayUrl}/goods`, connections, durationSec });
+      runHttpCase({ name, url: `${gatewayUrl}/goods`, connections, durationSec: seconds });
   const postPurchase =
-    (gatewayUrl: string, name: string): BenchCase['run'] =>
+    (gatewayUrl: string, name: string, seconds = durationSec): BenchCase['run'] =>
     () =>
       runHttpCase({
         name,
@@ -157,7 +170,7 @@ try {
         method: 'POST',
         body: JSON.stringify({ userid: 1, goodsid: 1 }),
         connections,
-        durationSec,
+        durationSec: seconds,
       });
   /** The mTLS twin of a plaintext case, run right after it in every round. */
   const twin = (plaintextTwin: string, run: (system: SystemUnderTest, name: string) => BenchCase['run']) =>
@@ -165,19 +178,24 @@ try {
       ? [{ name: `${plaintextTwin} [mTLS]`, plaintextTwin, run: run(secure, `${plaintextTwin} [mTLS]`) }]
       : [];
 
-  /** The observability twins of a main case, run right after it in every round. */
+  /**
+   * The observability twins of a main case, run right after it in every round, in slices (see
+   * observabilitySlices): every slice is a sample of its own, paired with the off twin's slice of
+   * the same turn.
+   */
   const observabilityTwins = (
     name: string,
-    run: (system: SystemUnderTest, name: string) => BenchCase['run'],
+    run: (system: SystemUnderTest, name: string, seconds: number) => BenchCase['run'],
   ) =>
     observed
       ? (['shipped', 'off', 'traced', 'tracedGrpc'] as const).map((variant) => ({
           name: twinName(name, variant),
-          rotation: name,
+          rotation: `${name} twins`,
+          slices: observabilitySlices,
           run: cpu.wrap(
             observed[variant],
             twinName(name, variant),
-            run(observed[variant], twinName(name, variant)),
+            run(observed[variant], twinName(name, variant), durationSec / observabilitySlices),
           ),
         }))
       : [];
@@ -190,9 +208,10 @@ try {
     {
       name: 'GET /goods (gateway)',
       run: cpu.wrap(plain, 'GET /goods (gateway)', getGoods(plain.gatewayUrl, 'GET /goods')),
-      rotation: 'GET /goods (gateway)',
     },
-    ...observabilityTwins('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
+    ...observabilityTwins('GET /goods (gateway)', (system, name, seconds) =>
+      getGoods(system.gatewayUrl, name, seconds),
+    ),
     ...twin('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
     // Optional and apart: the REST side over HTTPS as well, which also costs the load generator.
     ...(secure?.httpsGatewayUrl
@@ -223,9 +242,10 @@ try {
     {
       name: 'POST /purchases',
       run: cpu.wrap(plain, 'POST /purchases', postPurchase(plain.gatewayUrl, 'POST /purchases')),
-      rotation: 'POST /purchases',
     },
-    ...observabilityTwins('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
+    ...observabilityTwins('POST /purchases', (system, name, seconds) =>
+      postPurchase(system.gatewayUrl, name, seconds),
+    ),
     ...twin('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
     {
       name: RAW_VERIFY_CASE,

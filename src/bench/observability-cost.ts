@@ -188,23 +188,29 @@ export async function startObservabilityShops(
   }
 }
 
-/** What one main case loses to observability, against its twin with everything off, over the same rounds. */
+/**
+ * What one main case loses to observability, against its twin with everything off, over the same
+ * rounds. A pair is a slice of the measured twin and the off twin's slice of the same turn (see
+ * BENCH_OBSERVABILITY_SLICES in main.ts).
+ */
 export interface ObservabilityCost {
   readonly case: string;
   /** "off": the shop as it ships (metrics and ids on); "traced", "tracedGrpc": with tracing at 10 % on top. */
   readonly variant: ObservabilityVariant;
   readonly requestsPerSec: number;
   readonly offRequestsPerSec: number;
-  /** The median of the per-round losses 1 − measured/off: 0 means it costs nothing. */
+  /** The median of the per-pair losses 1 − measured/off: 0 means it costs nothing. */
   readonly loss: number;
-  readonly roundLosses: number[];
+  readonly pairLosses: number[];
   readonly p99Ms: number;
   readonly offP99Ms: number;
-  /** CPU per request of the whole shop and of the gateway, in µs (medians of rounds). */
+  /** CPU per request of the whole shop and of the gateway, in µs (medians of slices). */
   readonly cpu: Pick<CpuPerRequest, 'totalUs' | 'gatewayUs'>;
   readonly offCpu: Pick<CpuPerRequest, 'totalUs' | 'gatewayUs'>;
-  /** The median of the per-round CPU increases measured/off − 1, over the whole shop. */
+  /** The median of the per-pair CPU increases measured/off − 1, over the whole shop. */
   readonly cpuIncrease: number;
+  /** The same for the gateway alone, the process that limits these cases. */
+  readonly gatewayCpuIncrease: number;
 }
 
 const medianOf = <T>(values: readonly T[], read: (value: T) => number): number => median(values.map(read));
@@ -233,13 +239,16 @@ export function observabilityCosts(
       measuredName: string,
     ): ObservabilityCost => {
       const measuredCpu = cpu.get(measuredName) ?? [];
+      const pairLosses = measured.map(
+        (result, pair) => 1 - result.requestsPerSec / off[pair]!.requestsPerSec,
+      );
       return {
         case: name,
         variant,
         requestsPerSec: medianOf(measured, (result) => result.requestsPerSec),
         offRequestsPerSec: medianOf(off, (result) => result.requestsPerSec),
-        loss: median(measured.map((result, round) => 1 - result.requestsPerSec / off[round]!.requestsPerSec)),
-        roundLosses: measured.map((result, round) => 1 - result.requestsPerSec / off[round]!.requestsPerSec),
+        loss: median(pairLosses),
+        pairLosses,
         p99Ms: medianOf(measured, (result) => result.p99Ms),
         offP99Ms: medianOf(off, (result) => result.p99Ms),
         cpu: {
@@ -251,7 +260,10 @@ export function observabilityCosts(
           gatewayUs: medianOf(offCpu, (sample) => sample.gatewayUs),
         },
         cpuIncrease: median(
-          measuredCpu.map((sample, round) => sample.totalUs / (offCpu[round]?.totalUs ?? Number.NaN) - 1),
+          measuredCpu.map((sample, pair) => sample.totalUs / (offCpu[pair]?.totalUs ?? Number.NaN) - 1),
+        ),
+        gatewayCpuIncrease: median(
+          measuredCpu.map((sample, pair) => sample.gatewayUs / (offCpu[pair]?.gatewayUs ?? Number.NaN) - 1),
         ),
       };
     };
@@ -286,6 +298,7 @@ export function observabilityReport(
       'CPU +'.padStart(7),
       'gateway µs'.padStart(10),
       'off'.padStart(6),
+      'gw +'.padStart(7),
     ].join(' '),
   ];
   for (const row of rows) {
@@ -303,12 +316,15 @@ export function observabilityReport(
         percent(row.cpuIncrease).padStart(7),
         row.cpu.gatewayUs.toFixed(0).padStart(10),
         row.offCpu.gatewayUs.toFixed(0).padStart(6),
+        percent(row.gatewayCpuIncrease).padStart(7),
       ].join(' '),
     );
   }
-  lines.push('(loss: median of the per-round losses 1 − req/s ÷ off req/s; p99 in ms, median of rounds)');
   lines.push(
-    '(CPU µs/req: all the processes of the shop per answered request, then the gateway alone; CPU +: median of the per-round measured ÷ off − 1)',
+    '(loss: median of the per-pair losses 1 − req/s ÷ off req/s, a pair being two slices of the same turn; p99 in ms, median of slices)',
+  );
+  lines.push(
+    '(CPU µs/req: all the processes of the shop per answered request, then the gateway alone; CPU + and gw +: median of the per-pair measured ÷ off − 1)',
   );
   for (const sink of sinks) {
     lines.push(
