@@ -28,29 +28,43 @@ const outcomeOf = (stream: http2.ClientHttp2Stream): Promise<string> =>
     stream.on('close', () => resolve(`reset ${stream.rstCode}`));
   });
 
+/** An HTTP/2 connection to the distributor, closed after the test, once its settings came. */
+async function connectTo(port: number): Promise<http2.ClientHttp2Session> {
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  client.on('error', () => {});
+  cleanups.push(() => client.destroy());
+  await new Promise((resolve) => client.once('remoteSettings', resolve));
+  return client;
+}
+
+/** A Watch stream opened on `client`, its request not yet sent, its answer read and dropped. */
+function openWatch(client: http2.ClientHttp2Session): http2.ClientHttp2Stream {
+  const stream = client.request({
+    ':method': 'POST',
+    ':path': '/shop.v1.DistributorService/Watch',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
+  stream.on('error', () => {});
+  stream.resume();
+  return stream;
+}
+
+/** The request of a Watch stream of the first contract, framed. */
+const WATCH_REQUEST = frame(WatchRequest.encode(WatchRequest.create()).finish());
+
 describe('a burst of streams on one connection', () => {
   it('is ended whole by a stop, the streams still waiting to be set up included, without waiting out the grace', async () => {
     const distributor = createDistributorServer();
     const port = await distributor.listen('127.0.0.1', 0);
     let stopped = false;
     cleanups.push(() => stopped || distributor.stop(100));
-    const client = http2.connect(`http://127.0.0.1:${port}`);
-    client.on('error', () => {});
-    cleanups.push(() => client.destroy());
-    await new Promise((resolve) => client.once('remoteSettings', resolve));
+    const client = await connectTo(port);
 
     // Watch streams of the first contract, all opened at once: more than a slice of setup.
-    const watch = frame(WatchRequest.encode(WatchRequest.create()).finish());
     const ended = Array.from({ length: 1_000 }, () => {
-      const stream = client.request({
-        ':method': 'POST',
-        ':path': '/shop.v1.DistributorService/Watch',
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      });
-      stream.on('error', () => {});
-      stream.end(watch);
-      stream.resume();
+      const stream = openWatch(client);
+      stream.end(WATCH_REQUEST);
       return { stream, outcome: outcomeOf(stream) };
     });
     // Stopped as soon as the first watcher has its list, while most streams still wait.
@@ -81,24 +95,14 @@ describe('a burst of streams on one connection', () => {
   it('ends a Watch whose request comes only once the stop has begun, without waiting out the grace', async () => {
     const distributor = createDistributorServer();
     const port = await distributor.listen('127.0.0.1', 0);
-    const client = http2.connect(`http://127.0.0.1:${port}`);
-    client.on('error', () => {});
-    cleanups.push(() => client.destroy());
-    await new Promise((resolve) => client.once('remoteSettings', resolve));
+    const client = await connectTo(port);
     // Set up (its HEADERS came), but its handler waits for the request, which is held back.
-    const stream = client.request({
-      ':method': 'POST',
-      ':path': '/shop.v1.DistributorService/Watch',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
-    stream.on('error', () => {});
-    stream.resume();
+    const stream = openWatch(client);
     const outcome = outcomeOf(stream);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const started = performance.now();
     const stopped = distributor.stop(5_000);
-    stream.end(frame(WatchRequest.encode(WatchRequest.create()).finish()));
+    stream.end(WATCH_REQUEST);
     await stopped;
     expect(await outcome).toBe('grpc-status 14');
     expect(performance.now() - started).toBeLessThan(4_000);
