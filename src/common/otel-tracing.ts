@@ -6,6 +6,7 @@ import {
   diag,
   type Tracer as OtelTracer,
   ROOT_CONTEXT,
+  SamplingDecision,
   type Span,
   type SpanContext,
   SpanKind,
@@ -30,7 +31,9 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ConsoleSpanExporter,
+  type IdGenerator,
   ParentBasedSampler,
+  RandomIdGenerator,
   type Sampler,
   SimpleSpanProcessor,
   type SpanExporter,
@@ -196,11 +199,48 @@ export function unrecordedShortcuts(env: NodeJS.ProcessEnv): UnrecordedShortcuts
 
 const NO_SHORTCUTS: UnrecordedShortcuts = { localParent: false, remoteUnsampledParent: false };
 
+/**
+ * The provider's ids: random, as the SDK makes them, except that the trace id of the next root
+ * span can be given, so that the SDK starts a root span with the trace id it was already sampled
+ * with (see RootSampling).
+ */
+export class RootTraceIds implements IdGenerator {
+  readonly #random = new RandomIdGenerator();
+  #next: string | undefined;
+
+  /** Makes `traceId` the next trace id handed out, or clears it. */
+  useNext(traceId: string | undefined): void {
+    this.#next = traceId;
+  }
+
+  generateTraceId(): string {
+    const traceId = this.#next ?? this.#random.generateTraceId();
+    this.#next = undefined;
+    return traceId;
+  }
+
+  generateSpanId(): string {
+    return this.#random.generateSpanId();
+  }
+}
+
+/**
+ * What decides a new trace: the provider's sampler and ids. With them a root span the sampler
+ * leaves unrecorded (90 % of requests at a 10 % ratio) is decided without the SDK's span
+ * machinery (a non-recording span, its context, the attributes sanitized), and the request carries
+ * only its traceparent.
+ */
+export interface RootSampling {
+  readonly sampler: Sampler;
+  readonly ids: RootTraceIds;
+}
+
 /** The project's tracer over an OpenTelemetry one (see startOpenTelemetry); exported for tests. */
 export class ProjectTracer implements Tracer {
   constructor(
     readonly tracer: OtelTracer,
     readonly shortcuts: UnrecordedShortcuts = NO_SHORTCUTS,
+    readonly roots?: RootSampling,
   ) {}
 
   startSpan(
@@ -211,6 +251,39 @@ export class ProjectTracer implements Tracer {
   ): TraceSpan {
     // Most requests are not sampled: below their first span in a process, skip the SDK altogether.
     if (parent instanceof UnrecordedSpan) return parent;
+    // A new trace: decided here first. Its children are then left unrecorded without asking (see
+    // UnrecordedShortcuts), so only a sampler that follows a local parent may be asked this way.
+    if (this.roots && this.shortcuts.localParent && isNewTrace(parent)) {
+      const traceId = this.roots.ids.generateTraceId();
+      const sampling = this.roots.sampler.shouldSample(
+        ROOT_CONTEXT,
+        traceId,
+        name,
+        KINDS[role],
+        attributes ?? {},
+        [],
+      );
+      if (sampling.decision === SamplingDecision.NOT_RECORD) {
+        const traceparent = `00-${traceId}-${this.roots.ids.generateSpanId()}-00`;
+        const tracestate = sampling.traceState?.serialize();
+        return new UnrecordedSpan(tracestate ? { traceparent, tracestate } : { traceparent });
+      }
+      // Recorded: the SDK starts it with the same trace id, and its sampler decides the same.
+      this.roots.ids.useNext(traceId);
+    }
+    try {
+      return this.#startWithSdk(name, role, parent, attributes);
+    } finally {
+      this.roots?.ids.useNext(undefined);
+    }
+  }
+
+  #startWithSdk(
+    name: string,
+    role: SpanRole,
+    parent: TraceSpan | TraceCarrier | undefined,
+    attributes: SpanAttributes | undefined,
+  ): TraceSpan {
     if (parent instanceof OtelSpan) {
       if (!parent.isSampled() && this.shortcuts.localParent) return parent.unrecordedChild();
     } else if (parent !== undefined && !('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
@@ -224,6 +297,13 @@ export class ProjectTracer implements Tracer {
     );
     return new OtelSpan(span);
   }
+}
+
+/** Whether a span with this parent starts a trace: no parent, or a request that came with no traceparent. */
+function isNewTrace(parent: TraceSpan | TraceCarrier | undefined): boolean {
+  return (
+    parent === undefined || (!(parent instanceof OtelSpan) && !('carrier' in parent) && !parent.traceparent)
+  );
 }
 
 /**
@@ -299,13 +379,15 @@ export async function startOpenTelemetry(
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
+  const ids = new RootTraceIds();
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
     spanProcessors: processors,
     sampler,
+    idGenerator: ids,
   });
   return {
-    tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env)),
+    tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env), { sampler, ids }),
     stop: () => provider.shutdown(),
   };
 }

@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -8,6 +9,7 @@ import { ConfigError } from '../../src/common/config.js';
 import {
   exportersAskedFor,
   ProjectTracer,
+  RootTraceIds,
   samplerFromEnv,
   samplerNamed,
   startOpenTelemetry,
@@ -16,17 +18,23 @@ import {
 } from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
 
-/** The project's tracer over an SDK provider that keeps every finished span in memory. */
+/**
+ * The project's tracer over an SDK provider that keeps every finished span in memory; new traces
+ * are decided by the tracer first, as startOpenTelemetry builds it.
+ */
 function tracerWith(
   sampler: tracing.Sampler,
   shortcuts = { localParent: true, remoteUnsampledParent: true },
 ) {
   const exporter = new tracing.InMemorySpanExporter();
+  const ids = new RootTraceIds();
   const provider = new tracing.BasicTracerProvider({
     sampler,
     spanProcessors: [new tracing.SimpleSpanProcessor(exporter)],
+    idGenerator: ids,
   });
-  return { tracer: new ProjectTracer(provider.getTracer('test'), shortcuts), exporter };
+  const sdkTracer = provider.getTracer('test');
+  return { tracer: new ProjectTracer(sdkTracer, shortcuts, { sampler, ids }), exporter, sdkTracer };
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
@@ -99,6 +107,56 @@ describe('the project tracer over OpenTelemetry', () => {
     client.fail('no matter');
     for (const span of [deeper, client, http]) span.end();
     expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  it('decides a new trace the sampler leaves out without the SDK, and records it with nothing of it', () => {
+    const { tracer, exporter, sdkTracer } = tracerWith(
+      new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }),
+    );
+    const startSpan = vi.spyOn(sdkTracer, 'startSpan');
+    // A request with no trace context of its own (or an empty one) starts a trace.
+    for (const parent of [undefined, {}, { tracestate: 'congo=t61rcWkgMzE' }]) {
+      const http = tracer.startSpan('GET', 'server', parent, { 'url.path': '/goods' });
+      expect(http.isSampled()).toBe(false);
+      expect(http.carrier()).toEqual({ traceparent: expect.stringMatching(TRACEPARENT) });
+      expect(TRACEPARENT.exec(http.carrier().traceparent!)?.[3]).toBe('00');
+      const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
+      expect(client.carrier()).toBe(http.carrier());
+      for (const span of [client, http]) span.end();
+    }
+    const traceIds = new Set(
+      [0, 1, 2].map(
+        () => TRACEPARENT.exec(tracer.startSpan('GET', 'server', undefined).carrier().traceparent!)![1],
+      ),
+    );
+    expect(traceIds.size).toBe(3);
+    expect(startSpan).not.toHaveBeenCalled();
+    expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  it('records a new trace the sampler keeps under the trace id it was sampled with', () => {
+    const ratio = new tracing.TraceIdRatioBasedSampler(0.5);
+    const { tracer, exporter } = tracerWith(new tracing.ParentBasedSampler({ root: ratio }));
+    const spans = Array.from({ length: 200 }, () => tracer.startSpan('GET', 'server', undefined));
+    for (const span of spans) span.end();
+    const sampled = spans.filter((span) => span.isSampled());
+    // A ratio of one half: none or all sampled would mean the decision is not the trace id's.
+    expect(sampled.length).toBeGreaterThan(50);
+    expect(sampled.length).toBeLessThan(150);
+    for (const span of spans) {
+      const [, traceId, , flags] = TRACEPARENT.exec(span.carrier().traceparent!)!;
+      // The SDK's own decision for the trace id it recorded is the one made before it.
+      const decision = ratio.shouldSample(ROOT_CONTEXT, traceId!).decision;
+      expect(flags).toBe(decision === tracing.SamplingDecision.RECORD_AND_SAMPLED ? '01' : '00');
+    }
+    expect(exporter.getFinishedSpans().map((span) => span.spanContext().traceId)).toEqual(
+      sampled.map((span) => TRACEPARENT.exec(span.carrier().traceparent!)![1]),
+    );
+    // The trace id given to the SDK is used once: the next root has a fresh one.
+    const ids = new RootTraceIds();
+    ids.useNext('0af7651916cd43dd8448eb211c80319c');
+    expect(ids.generateTraceId()).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(ids.generateTraceId()).not.toBe('0af7651916cd43dd8448eb211c80319c');
   });
 
   it('follows an unsampled caller under a parent-based sampler, and leaves other samplers to the SDK', () => {
