@@ -368,17 +368,12 @@ export async function startOpenTelemetry(
   // Checked before any exporter is built, so that a refusal leaves nothing open.
   const sampler = samplerFromEnv(env);
   const processors: SpanProcessor[] = [];
-  for (const exporter of await traceExporters(env)) {
-    // A console exporter writes each span as it ends, as the Node.js SDK has it.
-    processors.push(
-      exporter instanceof ConsoleSpanExporter
-        ? new SimpleSpanProcessor(exporter)
-        : new BatchSpanProcessor(exporter),
-    );
-  }
+  for (const exporter of await traceExporters(env)) processors.push(await processorFor(exporter));
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
+  // Settled before the first span: an encoded span carries its resource as it was when it ended.
+  await detected.waitForAsyncAttributes?.();
   const ids = new RootTraceIds();
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
@@ -449,11 +444,24 @@ export async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExport
       exporters.push(new (await import('@opentelemetry/exporter-zipkin')).ZipkinExporter());
     else if (choice === 'otlp http/json')
       exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter());
-    else if (choice === 'otlp grpc')
-      exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter());
-    else exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter());
+    else {
+      const { EncodedSpanExporter } = await import('./encoded-span-export.js');
+      exporters.push(new EncodedSpanExporter(choice === 'otlp grpc' ? 'grpc' : 'http/protobuf'));
+    }
   }
   return exporters;
+}
+
+/**
+ * How spans reach an exporter: a console exporter writes each span as it ends, as the Node.js SDK
+ * has it; OTLP over protobuf gets each span encoded as it ends (see encoded-span-export.ts); any
+ * other exporter the SDK's batch processor.
+ */
+async function processorFor(exporter: SpanExporter): Promise<SpanProcessor> {
+  if (exporter instanceof ConsoleSpanExporter) return new SimpleSpanProcessor(exporter);
+  const { EncodedSpanExporter, EncodingSpanProcessor } = await import('./encoded-span-export.js');
+  if (exporter instanceof EncodedSpanExporter) return new EncodingSpanProcessor(exporter);
+  return new BatchSpanProcessor(exporter);
 }
 
 const RESOURCE_DETECTORS: Record<string, ResourceDetector> = {

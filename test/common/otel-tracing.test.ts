@@ -1,11 +1,10 @@
 import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import * as tracing from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { EncodedSpanExporter } from '../../src/common/encoded-span-export.js';
 import {
   exportersAskedFor,
   ProjectTracer,
@@ -330,11 +329,13 @@ describe('the SDK as the environment configures it', () => {
     expect(built.map((exporter) => exporter.constructor)).toEqual([
       tracing.ConsoleSpanExporter,
       ZipkinExporter,
-      GrpcExporter,
+      EncodedSpanExporter,
     ]);
+    expect((built[2] as EncodedSpanExporter).protocol).toBe('grpc');
     const [json] = await traceExporters({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
     const [protobuf] = await traceExporters({});
-    expect([json?.constructor, protobuf?.constructor]).toEqual([JsonExporter, ProtobufExporter]);
+    expect(json?.constructor).toBe(JsonExporter);
+    expect((protobuf as EncodedSpanExporter).protocol).toBe('http/protobuf');
     for (const exporter of [...built, json, protobuf]) await exporter?.shutdown();
   });
 
