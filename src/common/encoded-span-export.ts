@@ -1,5 +1,5 @@
 import { diag, TraceFlags } from '@opentelemetry/api';
-import type { ExportResult } from '@opentelemetry/core';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import {
   convertLegacyHttpOptions,
@@ -39,13 +39,23 @@ const RESOURCE_SPANS = 1;
 const SCOPE_SPANS = 2;
 const SPANS = 2;
 
-/** The bytes of a span's resource and scope, as they frame it in a request (see SpanEncoder). */
+/** The fields of a message around one field it repeats: as written, tags included. */
+class Surroundings {
+  constructor(
+    /** The fields written before the repeated one (e.g. the resource, or the scope). */
+    readonly before: Uint8Array,
+    /** The fields written after it (e.g. a schema URL). */
+    readonly after: Uint8Array,
+  ) {}
+}
+
+/** Where a span goes in a request: under its resource (its ResourceSpans), then its scope (its ScopeSpans). */
 class SpanFrame {
   constructor(
-    /** The ResourceSpans fields other than its scope_spans: the resource, its schema URL. */
-    readonly resourceFields: Uint8Array,
-    /** The ScopeSpans fields other than its spans: the instrumentation scope, its schema URL. */
-    readonly scopeFields: Uint8Array,
+    /** The ResourceSpans fields around its scope_spans; shared by every scope of the resource. */
+    readonly resource: Surroundings,
+    /** The ScopeSpans fields around its spans. */
+    readonly scope: Surroundings,
   ) {}
 }
 
@@ -81,7 +91,7 @@ const CHUNK_BYTES = 64 * 1024;
 export class SpanEncoder {
   #chunk = Buffer.allocUnsafeSlow(CHUNK_BYTES);
   #used = 0;
-  readonly #frames = new Map<object, Map<object, SpanFrame>>();
+  readonly #frames = new Map<object, { resource: Surroundings; byScope: Map<object, SpanFrame> }>();
 
   encode(span: ReadableSpan): EncodedSpan {
     const request = ProtobufTraceSerializer.serializeRequest([span]);
@@ -103,19 +113,20 @@ export class SpanEncoder {
 
   #frameOf(span: ReadableSpan, request: Uint8Array, resourceSpans: Field, scopeSpans: Field): SpanFrame {
     // The SDK's serializer groups spans by these two objects too: one resource and one scope per tracer.
-    let byScope = this.#frames.get(span.resource);
-    if (!byScope) {
-      byScope = new Map();
-      this.#frames.set(span.resource, byScope);
+    let ofResource = this.#frames.get(span.resource);
+    if (!ofResource) {
+      const resource = surroundings(request, resourceSpans.start, resourceSpans.end, SCOPE_SPANS);
+      ofResource = { resource, byScope: new Map() };
+      // A resource still detecting attributes is written as it is now, and not kept for the next span.
+      if (!span.resource.asyncAttributesPending) this.#frames.set(span.resource, ofResource);
     }
-    let frame = byScope.get(span.instrumentationScope);
+    let frame = ofResource.byScope.get(span.instrumentationScope);
     if (!frame) {
       frame = new SpanFrame(
-        fieldsOtherThan(request, resourceSpans.start, resourceSpans.end, SCOPE_SPANS),
-        fieldsOtherThan(request, scopeSpans.start, scopeSpans.end, SPANS),
+        ofResource.resource,
+        surroundings(request, scopeSpans.start, scopeSpans.end, SPANS),
       );
-      // A resource still detecting attributes is written as it is now, and not kept for the next span.
-      if (!span.resource.asyncAttributesPending) byScope.set(span.instrumentationScope, frame);
+      ofResource.byScope.set(span.instrumentationScope, frame);
     }
     return frame;
   }
@@ -170,13 +181,14 @@ function onlyField(bytes: Uint8Array, start: number, end: number, number: number
   return found;
 }
 
-/** The fields other than `number`, as written (tags included), copied out. */
-function fieldsOtherThan(bytes: Uint8Array, start: number, end: number, number: number): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (const field of fieldsOf(bytes, start, end)) {
-    if (field.number !== number) parts.push(bytes.subarray(field.tagStart, field.end));
-  }
-  return Buffer.concat(parts);
+/** The fields before and after the one numbered `number` (a request of one span has one). */
+function surroundings(bytes: Uint8Array, start: number, end: number, number: number): Surroundings {
+  const field = onlyField(bytes, start, end, number);
+  // Copies (a Buffer's subarray would be a view), so that the span's request is not kept.
+  return new Surroundings(
+    Uint8Array.prototype.slice.call(bytes, start, field.tagStart),
+    Uint8Array.prototype.slice.call(bytes, field.end, end),
+  );
 }
 
 function readVarint(bytes: Uint8Array, start: number): [value: number, next: number] {
@@ -216,43 +228,58 @@ function writeVarint(into: Uint8Array, at: number, value: number): number {
   return next;
 }
 
-/** The ExportTraceServiceRequest of a batch of encoded spans: one ResourceSpans per frame. */
+/**
+ * The ExportTraceServiceRequest of a batch of encoded spans, as the OTLP library writes it: one
+ * ResourceSpans per resource, one ScopeSpans per scope within it, each in the order it first came.
+ */
 export function exportRequest(spans: readonly EncodedSpan[]): Uint8Array {
-  const byFrame = new Map<SpanFrame, EncodedSpan[]>();
+  const byResource = new Map<Surroundings, Map<SpanFrame, EncodedSpan[]>>();
   for (const span of spans) {
-    const group = byFrame.get(span.frame);
+    let byScope = byResource.get(span.frame.resource);
+    if (!byScope) {
+      byScope = new Map();
+      byResource.set(span.frame.resource, byScope);
+    }
+    const group = byScope.get(span.frame);
     if (group) group.push(span);
-    else byFrame.set(span.frame, [span]);
+    else byScope.set(span.frame, [span]);
   }
-  const sizes = [...byFrame].map(([frame, group]) => {
-    let scopeSpans = frame.scopeFields.length;
-    for (const span of group) {
-      const length = span.end - span.start;
-      scopeSpans += 1 + varintLength(length) + length;
-    }
-    const resourceSpans = frame.resourceFields.length + 1 + varintLength(scopeSpans) + scopeSpans;
-    return { frame, group, scopeSpans, resourceSpans };
+  const resources = [...byResource].map(([resource, byScope]) => {
+    const scopes = [...byScope].map(([frame, group]) => {
+      let size = frame.scope.before.length + frame.scope.after.length;
+      for (const span of group) size += fieldSize(span.end - span.start);
+      return { frame, group, size };
+    });
+    let size = resource.before.length + resource.after.length;
+    for (const scope of scopes) size += fieldSize(scope.size);
+    return { resource, scopes, size };
   });
-  const total = sizes.reduce(
-    (sum, size) => sum + 1 + varintLength(size.resourceSpans) + size.resourceSpans,
-    0,
-  );
-  const request = new Uint8Array(total);
+  const request = new Uint8Array(resources.reduce((total, resource) => total + fieldSize(resource.size), 0));
   let at = 0;
-  for (const { frame, group, scopeSpans, resourceSpans } of sizes) {
-    at = writeHeader(request, at, RESOURCE_SPANS, resourceSpans);
-    request.set(frame.resourceFields, at);
-    at += frame.resourceFields.length;
-    at = writeHeader(request, at, SCOPE_SPANS, scopeSpans);
-    request.set(frame.scopeFields, at);
-    at += frame.scopeFields.length;
-    for (const span of group) {
-      at = writeHeader(request, at, SPANS, span.end - span.start);
-      request.set(span.chunk.subarray(span.start, span.end), at);
-      at += span.end - span.start;
+  const put = (bytes: Uint8Array) => {
+    request.set(bytes, at);
+    at += bytes.length;
+  };
+  for (const { resource, scopes, size } of resources) {
+    at = writeHeader(request, at, RESOURCE_SPANS, size);
+    put(resource.before);
+    for (const { frame, group, size: scopeSize } of scopes) {
+      at = writeHeader(request, at, SCOPE_SPANS, scopeSize);
+      put(frame.scope.before);
+      for (const span of group) {
+        at = writeHeader(request, at, SPANS, span.end - span.start);
+        put(span.chunk.subarray(span.start, span.end));
+      }
+      put(frame.scope.after);
     }
+    put(resource.after);
   }
   return request;
+}
+
+/** The size of a length-delimited field of a one-byte tag (every field here) with `length` bytes of content. */
+function fieldSize(length: number): number {
+  return 1 + varintLength(length) + length;
 }
 
 /** A batch as the OTLP exporter's delegate takes it. */
@@ -304,9 +331,22 @@ export class EncodedSpanExporter implements SpanExporter {
     );
   }
 
-  /** Exports spans the batch processor kept: only ever {@link EncodedSpan}s (see EncodingSpanProcessor). */
+  /** The processor that feeds this exporter: spans encoded as they end (see EncodingSpanProcessor). */
+  processor(): SpanProcessor {
+    return new EncodingSpanProcessor(this);
+  }
+
+  /** Exports the spans its processor kept, which are {@link EncodedSpan}s; anything else fails the batch. */
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    this.#otlp.export(new EncodedBatch(spans as unknown as EncodedSpan[]), resultCallback);
+    const encoded: unknown[] = spans;
+    if (!encoded.every((span) => span instanceof EncodedSpan)) {
+      resultCallback({
+        code: ExportResultCode.FAILED,
+        error: new Error('EncodedSpanExporter exports only spans encoded by its own processor'),
+      });
+      return;
+    }
+    this.#otlp.export(new EncodedBatch(encoded as EncodedSpan[]), resultCallback);
   }
 
   shutdown(): Promise<void> {

@@ -368,7 +368,7 @@ export async function startOpenTelemetry(
   // Checked before any exporter is built, so that a refusal leaves nothing open.
   const sampler = samplerFromEnv(env);
   const processors: SpanProcessor[] = [];
-  for (const exporter of await traceExporters(env)) processors.push(await processorFor(exporter));
+  for (const exporter of await traceExporters(env)) processors.push(processorFor(exporter));
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
@@ -382,10 +382,17 @@ export async function startOpenTelemetry(
     idGenerator: ids,
   });
   return {
-    tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env), { sampler, ids }),
+    tracer: new ProjectTracer(
+      provider.getTracer('grpc-shop'),
+      unrecordedShortcuts(env),
+      // A root sampler that records every root leaves nothing to decide first.
+      ROOTS_ALWAYS_SAMPLED.has(samplerNamed(env)) ? undefined : { sampler, ids },
+    ),
     stop: () => provider.shutdown(),
   };
 }
+
+const ROOTS_ALWAYS_SAMPLED = new Set<SamplerName>(['always_on', 'parentbased_always_on']);
 
 const LOG_LEVELS = ['NONE', 'ERROR', 'WARN', 'INFO', 'DEBUG', 'VERBOSE', 'ALL'] as const;
 
@@ -454,14 +461,17 @@ export async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExport
 
 /**
  * How spans reach an exporter: a console exporter writes each span as it ends, as the Node.js SDK
- * has it; OTLP over protobuf gets each span encoded as it ends (see encoded-span-export.ts); any
- * other exporter the SDK's batch processor.
+ * has it; an exporter with a processor of its own gets it (OTLP over protobuf: spans encoded as they
+ * end, see encoded-span-export.ts); any other exporter the SDK's batch processor.
  */
-async function processorFor(exporter: SpanExporter): Promise<SpanProcessor> {
+function processorFor(exporter: SpanExporter): SpanProcessor {
   if (exporter instanceof ConsoleSpanExporter) return new SimpleSpanProcessor(exporter);
-  const { EncodedSpanExporter, EncodingSpanProcessor } = await import('./encoded-span-export.js');
-  if (exporter instanceof EncodedSpanExporter) return new EncodingSpanProcessor(exporter);
+  if (hasOwnProcessor(exporter)) return exporter.processor();
   return new BatchSpanProcessor(exporter);
+}
+
+function hasOwnProcessor(exporter: SpanExporter): exporter is SpanExporter & { processor(): SpanProcessor } {
+  return typeof (exporter as { processor?: unknown }).processor === 'function';
 }
 
 const RESOURCE_DETECTORS: Record<string, ResourceDetector> = {

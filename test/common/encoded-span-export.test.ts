@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
 import { type DiagLogger, DiagLogLevel, diag } from '@opentelemetry/api';
+import { ExportResultCode } from '@opentelemetry/core';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import * as tracing from '@opentelemetry/sdk-trace-base';
@@ -93,26 +94,36 @@ describe('spans encoded as they end', () => {
     );
   });
 
-  it('keep spans of another scope or resource apart, each under its own', () => {
+  it('group spans of several resources and scopes as the library does, schema URLs in place', () => {
     const { sdk, memory } = provider();
     const other = new tracing.BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': 'members' }),
       spanProcessors: [new tracing.SimpleSpanProcessor(memory)],
     });
     someSpans(sdk.getTracer('grpc-shop'));
-    someSpans(sdk.getTracer('another scope', '1.0.0'));
+    someSpans(
+      sdk.getTracer('another scope', '1.0.0', { schemaUrl: 'https://opentelemetry.io/schemas/1.25.0' }),
+    );
     someSpans(other.getTracer('grpc-shop'));
     const spans = memory.getFinishedSpans();
     const encoder = new SpanEncoder();
-    // Interleaved: grouped in the order each resource and scope first came.
-    const order = [0, 3, 6, 1, 4, 7, 2, 5, 8];
-    const request = exportRequest(order.map((index) => encoder.encode(spans[index]!)));
-    const expected = Buffer.concat(
-      [spans.slice(0, 3), spans.slice(3, 6), spans.slice(6, 9)].map(
-        (group) => ProtobufTraceSerializer.serializeRequest(group)!,
-      ),
+    // Interleaved: two scopes under one resource, and a second resource.
+    const interleaved = [0, 3, 6, 1, 4, 7, 2, 5, 8].map((index) => spans[index]!);
+    const request = exportRequest(interleaved.map((span) => encoder.encode(span)));
+    expect(Buffer.from(request)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest(interleaved)!));
+  });
+
+  it('go out only through their own processor: the exporter refuses spans of any other', async () => {
+    const exporter = new EncodedSpanExporter('grpc');
+    expect(exporter.processor()).toBeInstanceOf(EncodingSpanProcessor);
+    const { sdk, memory } = provider();
+    someSpans(sdk.getTracer('grpc-shop'));
+    const result = await new Promise<{ code: number; error?: Error }>((resolve) =>
+      exporter.export(memory.getFinishedSpans(), resolve),
     );
-    expect(Buffer.from(request)).toEqual(expected);
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(result.error?.message).toMatch(/only spans encoded by its own processor/);
+    await exporter.shutdown();
   });
 
   it('fill one block after another, and a span larger than a block gets its own', () => {
@@ -210,12 +221,12 @@ describe.each(['grpc', 'http/protobuf'] as const)(
         await sdk.forceFlush();
         const spans = memory.getFinishedSpans();
         expect(spans).toHaveLength(6);
-        expect(endpoint.bodies).toHaveLength(2);
-        expect(endpoint.bodies).toEqual(
-          [spans.slice(0, 4), spans.slice(4)].map((batch) =>
-            Buffer.from(ProtobufTraceSerializer.serializeRequest(batch)!),
-          ),
+        // The first batch went when its fourth span ended, the second when flushed: either may land first.
+        await vi.waitFor(() => expect(endpoint.bodies).toHaveLength(2));
+        const batches = [spans.slice(0, 4), spans.slice(4)].map((batch) =>
+          Buffer.from(ProtobufTraceSerializer.serializeRequest(batch)!),
         );
+        expect(endpoint.bodies).toEqual(expect.arrayContaining(batches));
         if (protocol === 'http/protobuf')
           expect(endpoint.contentTypes).toEqual(Array(2).fill('application/x-protobuf'));
         await sdk.shutdown();

@@ -1,4 +1,3 @@
-import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import * as tracing from '@opentelemetry/sdk-trace-base';
@@ -135,22 +134,34 @@ describe('the project tracer over OpenTelemetry', () => {
 
   it('records a new trace the sampler keeps under the trace id it was sampled with', () => {
     const ratio = new tracing.TraceIdRatioBasedSampler(0.5);
-    const { tracer, exporter } = tracerWith(new tracing.ParentBasedSampler({ root: ratio }));
-    const spans = Array.from({ length: 200 }, () => tracer.startSpan('GET', 'server', undefined));
-    for (const span of spans) span.end();
-    const sampled = spans.filter((span) => span.isSampled());
-    // A ratio of one half: none or all sampled would mean the decision is not the trace id's.
+    // Every trace id the sampler is asked about, root by root.
+    let asked: string[] = [];
+    const watched: tracing.Sampler = {
+      shouldSample: (context, traceId) => {
+        asked.push(traceId);
+        return ratio.shouldSample(context, traceId);
+      },
+      toString: () => 'watched ratio',
+    };
+    const { tracer, exporter } = tracerWith(new tracing.ParentBasedSampler({ root: watched }));
+    const sampled: string[] = [];
+    for (let index = 0; index < 200; index++) {
+      asked = [];
+      const span = tracer.startSpan('GET', 'server', undefined);
+      span.end();
+      const traceId = TRACEPARENT.exec(span.carrier().traceparent!)![1]!;
+      if (span.isSampled()) {
+        // Decided first, then started by the SDK with that trace id, which its sampler decides the same.
+        expect(asked).toEqual([traceId, traceId]);
+        sampled.push(traceId);
+      } else {
+        expect(asked).toEqual([traceId]);
+      }
+    }
+    // A ratio of one half: some of each.
     expect(sampled.length).toBeGreaterThan(50);
     expect(sampled.length).toBeLessThan(150);
-    for (const span of spans) {
-      const [, traceId, , flags] = TRACEPARENT.exec(span.carrier().traceparent!)!;
-      // The SDK's own decision for the trace id it recorded is the one made before it.
-      const decision = ratio.shouldSample(ROOT_CONTEXT, traceId!).decision;
-      expect(flags).toBe(decision === tracing.SamplingDecision.RECORD_AND_SAMPLED ? '01' : '00');
-    }
-    expect(exporter.getFinishedSpans().map((span) => span.spanContext().traceId)).toEqual(
-      sampled.map((span) => TRACEPARENT.exec(span.carrier().traceparent!)![1]),
-    );
+    expect(exporter.getFinishedSpans().map((span) => span.spanContext().traceId)).toEqual(sampled);
     // The trace id given to the SDK is used once: the next root has a fresh one.
     const ids = new RootTraceIds();
     ids.useNext('0af7651916cd43dd8448eb211c80319c');
@@ -288,6 +299,27 @@ describe('the SDK as the environment configures it', () => {
     }
   });
 
+  it('hands the SDK the trace id of a root it sampled, with the ids and sampler it was built with', async () => {
+    const generated = vi.spyOn(RootTraceIds.prototype, 'generateTraceId');
+    const { tracer, stop } = await started({
+      ...quiet,
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.5',
+    });
+    try {
+      const roots = Array.from({ length: 100 }, () => tracer.startSpan('GET', 'server', undefined));
+      const sampled = roots.filter((span) => span.isSampled()).length;
+      expect(sampled).toBeGreaterThan(20);
+      expect(sampled).toBeLessThan(80);
+      // Once for each root by the tracer, and once more by the SDK for each it sampled.
+      // (Not ended: nothing is exported to the port nobody listens on.)
+      expect(generated).toHaveBeenCalledTimes(roots.length + sampled);
+    } finally {
+      generated.mockRestore();
+      await stop();
+    }
+  });
+
   it('writes each span with the console exporter', async () => {
     const dir = vi.spyOn(console, 'dir').mockImplementation(() => {});
     try {
@@ -296,7 +328,7 @@ describe('the SDK as the environment configures it', () => {
         OTEL_TRACES_SAMPLER: 'always_on',
       });
       tracer.startSpan('GET /goods', 'server', undefined).end();
-      // Written once the resource's detected attributes are in, which stopping does not wait for.
+      // Written as it ends, by the console exporter's own processor.
       await vi.waitFor(() =>
         expect(dir).toHaveBeenCalledWith(expect.objectContaining({ name: 'GET /goods' }), expect.anything()),
       );
