@@ -6,7 +6,6 @@ import {
   diag,
   type Tracer as OtelTracer,
   ROOT_CONTEXT,
-  SamplingDecision,
   type Span,
   type SpanContext,
   SpanKind,
@@ -31,9 +30,7 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ConsoleSpanExporter,
-  type IdGenerator,
   ParentBasedSampler,
-  RandomIdGenerator,
   type Sampler,
   SimpleSpanProcessor,
   type SpanExporter,
@@ -199,48 +196,11 @@ export function unrecordedShortcuts(env: NodeJS.ProcessEnv): UnrecordedShortcuts
 
 const NO_SHORTCUTS: UnrecordedShortcuts = { localParent: false, remoteUnsampledParent: false };
 
-/**
- * The provider's ids: random, as the SDK makes them, except that the trace id of the next root
- * span can be given, so that the SDK starts a root span with the trace id it was already sampled
- * with (see RootSampling).
- */
-export class RootTraceIds implements IdGenerator {
-  readonly #random = new RandomIdGenerator();
-  #next: string | undefined;
-
-  /** Makes `traceId` the next trace id handed out, or clears it. */
-  useNext(traceId: string | undefined): void {
-    this.#next = traceId;
-  }
-
-  generateTraceId(): string {
-    const traceId = this.#next ?? this.#random.generateTraceId();
-    this.#next = undefined;
-    return traceId;
-  }
-
-  generateSpanId(): string {
-    return this.#random.generateSpanId();
-  }
-}
-
-/**
- * What decides a new trace: the provider's sampler and ids. With them a root span the sampler
- * leaves unrecorded (90 % of requests at a 10 % ratio) is decided without the SDK's span
- * machinery (a non-recording span, its context, the attributes sanitized), and the request carries
- * only its traceparent.
- */
-export interface RootSampling {
-  readonly sampler: Sampler;
-  readonly ids: RootTraceIds;
-}
-
 /** The project's tracer over an OpenTelemetry one (see startOpenTelemetry); exported for tests. */
 export class ProjectTracer implements Tracer {
   constructor(
     readonly tracer: OtelTracer,
     readonly shortcuts: UnrecordedShortcuts = NO_SHORTCUTS,
-    readonly roots?: RootSampling,
   ) {}
 
   startSpan(
@@ -251,39 +211,6 @@ export class ProjectTracer implements Tracer {
   ): TraceSpan {
     // Most requests are not sampled: below their first span in a process, skip the SDK altogether.
     if (parent instanceof UnrecordedSpan) return parent;
-    // A new trace: decided here first. Its children are then left unrecorded without asking (see
-    // UnrecordedShortcuts), so only a sampler that follows a local parent may be asked this way.
-    if (this.roots && this.shortcuts.localParent && isNewTrace(parent)) {
-      const traceId = this.roots.ids.generateTraceId();
-      const sampling = this.roots.sampler.shouldSample(
-        ROOT_CONTEXT,
-        traceId,
-        name,
-        KINDS[role],
-        attributes ?? {},
-        [],
-      );
-      if (sampling.decision === SamplingDecision.NOT_RECORD) {
-        const traceparent = `00-${traceId}-${this.roots.ids.generateSpanId()}-00`;
-        const tracestate = sampling.traceState?.serialize();
-        return new UnrecordedSpan(tracestate ? { traceparent, tracestate } : { traceparent });
-      }
-      // Recorded: the SDK starts it with the same trace id, and its sampler decides the same.
-      this.roots.ids.useNext(traceId);
-    }
-    try {
-      return this.#startWithSdk(name, role, parent, attributes);
-    } finally {
-      this.roots?.ids.useNext(undefined);
-    }
-  }
-
-  #startWithSdk(
-    name: string,
-    role: SpanRole,
-    parent: TraceSpan | TraceCarrier | undefined,
-    attributes: SpanAttributes | undefined,
-  ): TraceSpan {
     if (parent instanceof OtelSpan) {
       if (!parent.isSampled() && this.shortcuts.localParent) return parent.unrecordedChild();
     } else if (parent !== undefined && !('carrier' in parent) && this.shortcuts.remoteUnsampledParent) {
@@ -297,13 +224,6 @@ export class ProjectTracer implements Tracer {
     );
     return new OtelSpan(span);
   }
-}
-
-/** Whether a span with this parent starts a trace: no parent, or a request that came with no traceparent. */
-function isNewTrace(parent: TraceSpan | TraceCarrier | undefined): boolean {
-  return (
-    parent === undefined || (!(parent instanceof OtelSpan) && !('carrier' in parent) && !parent.traceparent)
-  );
 }
 
 /**
@@ -368,31 +288,27 @@ export async function startOpenTelemetry(
   // Checked before any exporter is built, so that a refusal leaves nothing open.
   const sampler = samplerFromEnv(env);
   const processors: SpanProcessor[] = [];
-  for (const exporter of await traceExporters(env)) processors.push(processorFor(exporter));
+  for (const exporter of await traceExporters(env)) {
+    // A console exporter writes each span as it ends, as the Node.js SDK has it.
+    processors.push(
+      exporter instanceof ConsoleSpanExporter
+        ? new SimpleSpanProcessor(exporter)
+        : new BatchSpanProcessor(exporter),
+    );
+  }
   const named =
     Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const detected = defaultResource().merge(detectResources({ detectors: resourceDetectors(env) }));
-  // Settled before the first span: an encoded span carries its resource as it was when it ended.
-  await detected.waitForAsyncAttributes?.();
-  const ids = new RootTraceIds();
   const provider = new BasicTracerProvider({
     resource: named ? detected : detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })),
     spanProcessors: processors,
     sampler,
-    idGenerator: ids,
   });
   return {
-    tracer: new ProjectTracer(
-      provider.getTracer('grpc-shop'),
-      unrecordedShortcuts(env),
-      // A root sampler that records every root leaves nothing to decide first.
-      ROOTS_ALWAYS_SAMPLED.has(samplerNamed(env)) ? undefined : { sampler, ids },
-    ),
+    tracer: new ProjectTracer(provider.getTracer('grpc-shop'), unrecordedShortcuts(env)),
     stop: () => provider.shutdown(),
   };
 }
-
-const ROOTS_ALWAYS_SAMPLED = new Set<SamplerName>(['always_on', 'parentbased_always_on']);
 
 const LOG_LEVELS = ['NONE', 'ERROR', 'WARN', 'INFO', 'DEBUG', 'VERBOSE', 'ALL'] as const;
 
@@ -451,27 +367,11 @@ export async function traceExporters(env: NodeJS.ProcessEnv): Promise<SpanExport
       exporters.push(new (await import('@opentelemetry/exporter-zipkin')).ZipkinExporter());
     else if (choice === 'otlp http/json')
       exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter());
-    else {
-      const { EncodedSpanExporter } = await import('./encoded-span-export.js');
-      exporters.push(new EncodedSpanExporter(choice === 'otlp grpc' ? 'grpc' : 'http/protobuf'));
-    }
+    else if (choice === 'otlp grpc')
+      exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter());
+    else exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter());
   }
   return exporters;
-}
-
-/**
- * How spans reach an exporter: a console exporter writes each span as it ends, as the Node.js SDK
- * has it; an exporter with a processor of its own gets it (OTLP over protobuf: spans encoded as they
- * end, see encoded-span-export.ts); any other exporter the SDK's batch processor.
- */
-function processorFor(exporter: SpanExporter): SpanProcessor {
-  if (exporter instanceof ConsoleSpanExporter) return new SimpleSpanProcessor(exporter);
-  if (hasOwnProcessor(exporter)) return exporter.processor();
-  return new BatchSpanProcessor(exporter);
-}
-
-function hasOwnProcessor(exporter: SpanExporter): exporter is SpanExporter & { processor(): SpanProcessor } {
-  return typeof (exporter as { processor?: unknown }).processor === 'function';
 }
 
 const RESOURCE_DETECTORS: Record<string, ResourceDetector> = {

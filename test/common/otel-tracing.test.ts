@@ -1,13 +1,13 @@
+import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import * as tracing from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
-import { EncodedSpanExporter } from '../../src/common/encoded-span-export.js';
 import {
   exportersAskedFor,
   ProjectTracer,
-  RootTraceIds,
   samplerFromEnv,
   samplerNamed,
   startOpenTelemetry,
@@ -16,23 +16,17 @@ import {
 } from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
 
-/**
- * The project's tracer over an SDK provider that keeps every finished span in memory; new traces
- * are decided by the tracer first, as startOpenTelemetry builds it.
- */
+/** The project's tracer over an SDK provider that keeps every finished span in memory. */
 function tracerWith(
   sampler: tracing.Sampler,
   shortcuts = { localParent: true, remoteUnsampledParent: true },
 ) {
   const exporter = new tracing.InMemorySpanExporter();
-  const ids = new RootTraceIds();
   const provider = new tracing.BasicTracerProvider({
     sampler,
     spanProcessors: [new tracing.SimpleSpanProcessor(exporter)],
-    idGenerator: ids,
   });
-  const sdkTracer = provider.getTracer('test');
-  return { tracer: new ProjectTracer(sdkTracer, shortcuts, { sampler, ids }), exporter, sdkTracer };
+  return { tracer: new ProjectTracer(provider.getTracer('test'), shortcuts), exporter };
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
@@ -105,68 +99,6 @@ describe('the project tracer over OpenTelemetry', () => {
     client.fail('no matter');
     for (const span of [deeper, client, http]) span.end();
     expect(exporter.getFinishedSpans()).toEqual([]);
-  });
-
-  it('decides a new trace the sampler leaves out without the SDK, and records it with nothing of it', () => {
-    const { tracer, exporter, sdkTracer } = tracerWith(
-      new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }),
-    );
-    const startSpan = vi.spyOn(sdkTracer, 'startSpan');
-    // A request with no trace context of its own (or an empty one) starts a trace.
-    for (const parent of [undefined, {}, { tracestate: 'congo=t61rcWkgMzE' }]) {
-      const http = tracer.startSpan('GET', 'server', parent, { 'url.path': '/goods' });
-      expect(http.isSampled()).toBe(false);
-      expect(http.carrier()).toEqual({ traceparent: expect.stringMatching(TRACEPARENT) });
-      expect(TRACEPARENT.exec(http.carrier().traceparent!)?.[3]).toBe('00');
-      const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
-      expect(client.carrier()).toBe(http.carrier());
-      for (const span of [client, http]) span.end();
-    }
-    const traceIds = new Set(
-      [0, 1, 2].map(
-        () => TRACEPARENT.exec(tracer.startSpan('GET', 'server', undefined).carrier().traceparent!)![1],
-      ),
-    );
-    expect(traceIds.size).toBe(3);
-    expect(startSpan).not.toHaveBeenCalled();
-    expect(exporter.getFinishedSpans()).toEqual([]);
-  });
-
-  it('records a new trace the sampler keeps under the trace id it was sampled with', () => {
-    const ratio = new tracing.TraceIdRatioBasedSampler(0.5);
-    // Every trace id the sampler is asked about, root by root.
-    let asked: string[] = [];
-    const watched: tracing.Sampler = {
-      shouldSample: (context, traceId) => {
-        asked.push(traceId);
-        return ratio.shouldSample(context, traceId);
-      },
-      toString: () => 'watched ratio',
-    };
-    const { tracer, exporter } = tracerWith(new tracing.ParentBasedSampler({ root: watched }));
-    const sampled: string[] = [];
-    for (let index = 0; index < 200; index++) {
-      asked = [];
-      const span = tracer.startSpan('GET', 'server', undefined);
-      span.end();
-      const traceId = TRACEPARENT.exec(span.carrier().traceparent!)![1]!;
-      if (span.isSampled()) {
-        // Decided first, then started by the SDK with that trace id, which its sampler decides the same.
-        expect(asked).toEqual([traceId, traceId]);
-        sampled.push(traceId);
-      } else {
-        expect(asked).toEqual([traceId]);
-      }
-    }
-    // A ratio of one half: some of each.
-    expect(sampled.length).toBeGreaterThan(50);
-    expect(sampled.length).toBeLessThan(150);
-    expect(exporter.getFinishedSpans().map((span) => span.spanContext().traceId)).toEqual(sampled);
-    // The trace id given to the SDK is used once: the next root has a fresh one.
-    const ids = new RootTraceIds();
-    ids.useNext('0af7651916cd43dd8448eb211c80319c');
-    expect(ids.generateTraceId()).toBe('0af7651916cd43dd8448eb211c80319c');
-    expect(ids.generateTraceId()).not.toBe('0af7651916cd43dd8448eb211c80319c');
   });
 
   it('follows an unsampled caller under a parent-based sampler, and leaves other samplers to the SDK', () => {
@@ -299,27 +231,6 @@ describe('the SDK as the environment configures it', () => {
     }
   });
 
-  it('hands the SDK the trace id of a root it sampled, with the ids and sampler it was built with', async () => {
-    const generated = vi.spyOn(RootTraceIds.prototype, 'generateTraceId');
-    const { tracer, stop } = await started({
-      ...quiet,
-      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
-      OTEL_TRACES_SAMPLER_ARG: '0.5',
-    });
-    try {
-      const roots = Array.from({ length: 100 }, () => tracer.startSpan('GET', 'server', undefined));
-      const sampled = roots.filter((span) => span.isSampled()).length;
-      expect(sampled).toBeGreaterThan(20);
-      expect(sampled).toBeLessThan(80);
-      // Once for each root by the tracer, and once more by the SDK for each it sampled.
-      // (Not ended: nothing is exported to the port nobody listens on.)
-      expect(generated).toHaveBeenCalledTimes(roots.length + sampled);
-    } finally {
-      generated.mockRestore();
-      await stop();
-    }
-  });
-
   it('writes each span with the console exporter', async () => {
     const dir = vi.spyOn(console, 'dir').mockImplementation(() => {});
     try {
@@ -328,7 +239,7 @@ describe('the SDK as the environment configures it', () => {
         OTEL_TRACES_SAMPLER: 'always_on',
       });
       tracer.startSpan('GET /goods', 'server', undefined).end();
-      // Written as it ends, by the console exporter's own processor.
+      // Written once the resource's detected attributes are in, which stopping does not wait for.
       await vi.waitFor(() =>
         expect(dir).toHaveBeenCalledWith(expect.objectContaining({ name: 'GET /goods' }), expect.anything()),
       );
@@ -361,13 +272,11 @@ describe('the SDK as the environment configures it', () => {
     expect(built.map((exporter) => exporter.constructor)).toEqual([
       tracing.ConsoleSpanExporter,
       ZipkinExporter,
-      EncodedSpanExporter,
+      GrpcExporter,
     ]);
-    expect((built[2] as EncodedSpanExporter).protocol).toBe('grpc');
     const [json] = await traceExporters({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
     const [protobuf] = await traceExporters({});
-    expect(json?.constructor).toBe(JsonExporter);
-    expect((protobuf as EncodedSpanExporter).protocol).toBe('http/protobuf');
+    expect([json?.constructor, protobuf?.constructor]).toEqual([JsonExporter, ProtobufExporter]);
     for (const exporter of [...built, json, protobuf]) await exporter?.shutdown();
   });
 
