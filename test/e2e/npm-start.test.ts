@@ -1,8 +1,9 @@
-import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { COMPONENT_NODE_FLAGS, componentEnv } from '../../src/launcher/node-flags.js';
 import { send } from '../helpers/http.js';
 import {
   type ComponentProcess,
@@ -97,6 +98,22 @@ describe('npm start, stopped from outside', () => {
     const tree = processTree(npm);
     // The launcher and its five components at least (a shell between npm and the launcher is not needed).
     expect(tree.length).toBeGreaterThanOrEqual(6);
+    // Each component runs with the Node flags and the environment the README's Memory section names.
+    const components = tree
+      .map((pid) => ({ pid, argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0') }))
+      .filter(
+        ({ argv }) =>
+          argv.some((arg) => /dist\/(services\/)?\w+\/main\.js$/.test(arg)) &&
+          !argv.some((arg) => arg.endsWith('launcher/main.js')),
+      );
+    expect(components).toHaveLength(5);
+    for (const { pid, argv } of components) {
+      expect(argv).toEqual(expect.arrayContaining([...COMPONENT_NODE_FLAGS]));
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      for (const [name, value] of Object.entries(componentEnv(process.env))) {
+        expect(environ).toContain(`${name}=${value}`);
+      }
+    }
 
     npm.child.kill('SIGTERM');
     await vi.waitFor(() => expect(npm.child.exitCode ?? npm.child.signalCode).not.toBeNull(), {
