@@ -4,7 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { GoodsServiceClient } from '../gen/services.js';
 import { hashPassword, verifyPassword } from '../services/members/password-hasher.js';
-import { type CaseResult, median } from './case-result.js';
+import { type CaseResult, type MedianInterval, median } from './case-result.js';
 import { runClosedLoop } from './closed-loop.js';
 import { CpuMeter, LOAD_GENERATOR } from './cpu-meter.js';
 import { type GrowthStep, runGrowthCase } from './growth.js';
@@ -144,7 +144,11 @@ try {
   const storedHash = await hashPassword(member.password);
 
   const listGoods = (system: SystemUnderTest, name: string): BenchCase['run'] => {
-    const client = new GoodsServiceClient(system.goodsAddress, system.credentialsFor('goods'));
+    const client = new GoodsServiceClient(
+      system.goodsAddress,
+      system.credentialsFor('goods'),
+      system.channelOptionsFor('goods'),
+    );
     stops.unshift(() => client.close());
     return () =>
       runClosedLoop(
@@ -486,14 +490,20 @@ function report(
         row.loss,
         OBSERVABILITY_TARGETS[row.variant],
         'max',
+        row.lossInterval,
       ),
     ),
     ...growthTargets(growth),
   ];
   say('');
   for (const target of targets) {
+    const interval = target.interval;
+    // A target within the interval is one this run cannot tell from the spread of its pairs.
+    const spread = interval
+      ? `  95 %: ${interval.low.toFixed(3)} to ${interval.high.toFixed(3)}${interval.low <= target.target && target.target <= interval.high ? ', the target within it' : ''}`
+      : '';
     say(
-      `${target.met ? 'MET   ' : 'MISSED'} ${target.name.padEnd(44)} ${target.value.toFixed(3).padStart(9)}  (target ${target.kind === 'min' ? '≥' : '≤'} ${target.target})`,
+      `${target.met ? 'MET   ' : 'MISSED'} ${target.name.padEnd(44)} ${target.value.toFixed(3).padStart(9)}  (target ${target.kind === 'min' ? '≥' : '≤'} ${target.target})${spread}`,
     );
   }
   const errors = Object.values(figures).reduce((sum, figure) => sum + figure.errors, 0);
@@ -548,8 +558,14 @@ function growthTargets(growth: readonly GrowthStep[]) {
   ];
 }
 
-function check(name: string, value: number, target: number, kind: 'min' | 'max' = 'min') {
-  return { name, value, target, kind, met: kind === 'min' ? value >= target : value <= target };
+function check(
+  name: string,
+  value: number,
+  target: number,
+  kind: 'min' | 'max' = 'min',
+  interval?: MedianInterval,
+) {
+  return { name, value, target, kind, interval, met: kind === 'min' ? value >= target : value <= target };
 }
 
 async function seed(gatewayUrl: string, account: { username: string; password: string }): Promise<void> {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
 import { bytesMethod } from '../common/bytes-method.js';
-import { type CaseResult, median } from './case-result.js';
+import { type CaseResult, type MedianInterval, median, medianInterval } from './case-result.js';
 import type { CpuPerRequest } from './cpu-meter.js';
 import { type SystemOptions, type SystemUnderTest, startSystem } from './system-under-test.js';
 
@@ -201,6 +201,11 @@ export interface ObservabilityCost {
   readonly offRequestsPerSec: number;
   /** The median of the per-pair losses 1 − measured/off: 0 means it costs nothing. */
   readonly loss: number;
+  /**
+   * Where the median loss lies at 95 % confidence, from the pairs alone (see medianInterval):
+   * undefined with fewer than 6 pairs. A target inside it is one this run cannot tell from the spread.
+   */
+  readonly lossInterval: MedianInterval | undefined;
   readonly pairLosses: number[];
   readonly p99Ms: number;
   readonly offP99Ms: number;
@@ -248,6 +253,7 @@ export function observabilityCosts(
         requestsPerSec: medianOf(measured, (result) => result.requestsPerSec),
         offRequestsPerSec: medianOf(off, (result) => result.requestsPerSec),
         loss: median(pairLosses),
+        lossInterval: medianInterval(pairLosses),
         pairLosses,
         p99Ms: medianOf(measured, (result) => result.p99Ms),
         offP99Ms: medianOf(off, (result) => result.p99Ms),
@@ -291,6 +297,7 @@ export function observabilityReport(
       'req/s'.padStart(7),
       'off'.padStart(7),
       'loss'.padStart(7),
+      'loss, 95 %'.padStart(15),
       'p99'.padStart(6),
       'off'.padStart(6),
       'CPU µs/req'.padStart(10),
@@ -309,6 +316,10 @@ export function observabilityReport(
         row.requestsPerSec.toFixed(0).padStart(7),
         row.offRequestsPerSec.toFixed(0).padStart(7),
         percent(row.loss).padStart(7),
+        (row.lossInterval
+          ? `${percent(row.lossInterval.low)} to ${percent(row.lossInterval.high)}`
+          : 'too few pairs'
+        ).padStart(15),
         row.p99Ms.toFixed(1).padStart(6),
         row.offP99Ms.toFixed(1).padStart(6),
         row.cpu.totalUs.toFixed(0).padStart(10),
@@ -322,6 +333,9 @@ export function observabilityReport(
   }
   lines.push(
     '(loss: median of the per-pair losses 1 − req/s ÷ off req/s, a pair being two slices of the same turn; p99 in ms, median of slices)',
+  );
+  lines.push(
+    '(loss, 95 %: where the median loss lies at 95 % confidence, from the pairs alone, assuming nothing of their spread but independence)',
   );
   lines.push(
     '(CPU µs/req: all the processes of the shop per answered request, then the gateway alone; CPU + and gw +: median of the per-pair measured ÷ off − 1)',

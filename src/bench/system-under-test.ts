@@ -5,11 +5,11 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ChannelCredentials, Metadata } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelOptions, Metadata } from '@grpc/grpc-js';
 import { createConnection } from 'mysql2/promise';
 import { COMPONENTS, makeDevPki } from '../../scripts/certs.mjs';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
-import { channelCredentials, type TlsFiles } from '../common/tls.js';
+import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { type ComponentSpec, Supervisor } from '../launcher/supervisor.js';
@@ -54,6 +54,8 @@ export interface SystemUnderTest {
    * with the benchmark's own certificate (spiffe://shop/bench) and secure naming.
    */
   credentialsFor(component: string): ChannelCredentials;
+  /** The channel options that go with {@link credentialsFor} (the TLS server name under mTLS). */
+  channelOptionsFor(component: string): ChannelOptions;
   /** Metadata with this run's registration token, which Register, Watch and List need. */
   registryMetadata(): Metadata;
   /** Resident memory of each process, in MiB, read from /proc. */
@@ -167,6 +169,8 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
   }
   const credentialsFor = (component: string): ChannelCredentials =>
     channelCredentials(clientTls, { expectedName: component });
+  const channelOptionsFor = (component: string): ChannelOptions =>
+    secureNamingChannelOptions(clientTls, component);
   const registryMetadata = (): Metadata => {
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${token}`);
@@ -201,6 +205,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
     const distributor = new DistributorServiceClient(
       `127.0.0.1:${distributorPort}`,
       credentialsFor('distributor'),
+      channelOptionsFor('distributor'),
     );
     // The plain gateway is the one not on the HTTPS gateway's port: both register as "gateway".
     const isPlainGateway = (node: Node): boolean =>
@@ -234,6 +239,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
       goodsAddress: `127.0.0.1:${goods.port}`,
       goodsTable,
       credentialsFor,
+      channelOptionsFor,
       registryMetadata,
       rssMiB: () => {
         const rss = new Map<string, number>();
