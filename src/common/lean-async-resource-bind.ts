@@ -10,8 +10,8 @@ const nodeBind = AsyncResource.prototype.bind;
  * gRPC call the gateway makes goes through `bind`, and Node 20's `bind` gives the bound function
  * an `asyncResource` getter and setter, each wrapped by `util.deprecate`, which makes the wrapped
  * function the prototype of a new one. A new prototype per call costs V8 a map, a prototype
- * transition and garbage, more than the rest of the bind many times over (see the README,
- * "Performance").
+ * transition and garbage, more than the rest of the bind many times over (see
+ * docs/performance-log.md, "Two costs of every upstream call").
  *
  * Everything else is as Node does it: `fn` runs in the resource's async scope, with `thisArg` as
  * `this` when given (else the bound function's own `this`), and keeps its `length`.

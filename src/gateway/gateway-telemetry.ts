@@ -100,7 +100,7 @@ type AnswerRecorder = (request: ObservedRequest, response: ServerResponse) => vo
 /**
  * One observed request. A class, not an object literal with closures: the gateway keeps one per
  * request in flight, and every object that lives as long as a request is copied by the scavenges
- * it outlives and marked again by major collections (see the README, "What observability costs").
+ * it outlives and marked again by major collections (see docs/performance-log.md).
  */
 class ObservedRequest implements RequestTelemetry {
   route: string | undefined = undefined;
