@@ -121,8 +121,11 @@ export class ServerCallTelemetry {
         callback(error, value, trailer, flags);
       };
       // A call cancelled or out of time is over for its client: counted then, and its span ended,
-      // even if its handler never answers. grpc-js also says so after every answer: finish once.
-      call.once('cancelled', () => observed.finish(answeredCode(call, null), 'cancelled'));
+      // even if its handler never answers. One listener shared by every call, which finds the call's
+      // observation on the call: `once` with a closure kept about 250 bytes per call (the closure,
+      // once's wrapper and its state) against 40, for as long as the call lives.
+      (call as ObservedOnCall)[OBSERVED_CALL] = observed;
+      call.on('cancelled', finishCancelled);
       try {
         handler(call, reply);
       } catch (thrown) {
@@ -249,6 +252,21 @@ class ObservedServerCall {
       span.end();
     }
   }
+}
+
+/** Where a unary call's observation waits for the call's 'cancelled' event (see finishCancelled). */
+const OBSERVED_CALL = Symbol('shop.observedCall');
+
+interface ObservedOnCall {
+  [OBSERVED_CALL]?: ObservedServerCall;
+}
+
+/**
+ * The 'cancelled' listener of every observed unary call (grpc-js calls it with the call as `this`).
+ * grpc-js also says so after every answer, which finds the call finished already.
+ */
+function finishCancelled(this: ServerUnaryCall<unknown, unknown>): void {
+  (this as ObservedOnCall)[OBSERVED_CALL]?.finish(answeredCode(this, null), 'cancelled');
 }
 
 /**
