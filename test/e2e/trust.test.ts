@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials as grpcCredentials, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { channelCredentials, serverCredentials } from '../../src/common/tls.js';
+import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
 import { junkNode } from '../distributor/support/junk-nodes.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { send } from '../helpers/http.js';
@@ -217,6 +217,8 @@ describe('trust with mutual TLS, against real processes', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-trust-mtls-'));
   let pki: TestPki;
   let shop: Awaited<ReturnType<typeof startProcesses>>;
+  // The TLS server name that goes with secure naming, as the components send it (not an IP address).
+  const distributorName = () => secureNamingChannelOptions(pki.files('members'), 'distributor');
   const tlsEnv = (name: string): NodeJS.ProcessEnv => {
     const files = pki.files(name);
     return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };
@@ -236,11 +238,19 @@ describe('trust with mutual TLS, against real processes', () => {
       (await attemptList(shop.distributorAddress, { credentials: grpcCredentials.createInsecure() })).code,
     ).toBe(status.UNAVAILABLE);
     const foreign = channelCredentials(pki.foreignFiles('goods'), { expectedName: 'distributor' });
-    expect((await attemptList(shop.distributorAddress, { credentials: foreign })).code).toBe(
-      status.UNAVAILABLE,
-    );
+    expect(
+      (
+        await attemptList(shop.distributorAddress, {
+          credentials: foreign,
+          channelOptions: distributorName(),
+        })
+      ).code,
+    ).toBe(status.UNAVAILABLE);
     const own = channelCredentials(pki.files('members'), { expectedName: 'distributor' });
-    expect((await attemptList(shop.distributorAddress, { credentials: own })).code).toBe(status.OK);
+    expect(
+      (await attemptList(shop.distributorAddress, { credentials: own, channelOptions: distributorName() }))
+        .code,
+    ).toBe(status.OK);
   });
 
   it("refuses a registration under another principal's name with PERMISSION_DENIED; the impostor gets no request", async () => {
@@ -250,7 +260,10 @@ describe('trust with mutual TLS, against real processes', () => {
         const outcome = await attemptRegistration(
           shop.distributorAddress,
           goodsNode({ host: '127.0.0.1', port: rogue.port }),
-          { credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }) },
+          {
+            credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }),
+            channelOptions: distributorName(),
+          },
         );
         expect(outcome).toMatchObject({ listed: false, code: status.PERMISSION_DENIED });
       });
@@ -267,7 +280,10 @@ describe('trust with mutual TLS, against real processes', () => {
     const listing = await attemptRegistration(
       shop.distributorAddress,
       goodsNode({ host: '127.0.0.1', port: rogue.port }),
-      { credentials: channelCredentials(pki.files('goods'), { expectedName: 'distributor' }) },
+      {
+        credentials: channelCredentials(pki.files('goods'), { expectedName: 'distributor' }),
+        channelOptions: distributorName(),
+      },
     );
     try {
       expect(listing.listed).toBe(true);

@@ -1,5 +1,6 @@
 import {
   type ChannelCredentials,
+  type ChannelOptions,
   credentials as grpcCredentials,
   Metadata,
   Server,
@@ -66,6 +67,8 @@ export type RegistrationOutcome =
 export interface AttemptOptions {
   token?: string;
   credentials?: ChannelCredentials;
+  /** Channel options, e.g. the TLS server name that goes with secure naming. */
+  channelOptions?: ChannelOptions;
 }
 
 /**
@@ -75,9 +78,10 @@ export interface AttemptOptions {
 export function attemptRegistration(
   distributor: string,
   node: NodeDescription,
-  { token, credentials = grpcCredentials.createInsecure() }: AttemptOptions = {},
+  { token, credentials = grpcCredentials.createInsecure(), channelOptions = {} }: AttemptOptions = {},
 ): Promise<RegistrationOutcome> {
   const client = new DistributorServiceClient(distributor, credentials, {
+    ...channelOptions,
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
   });
   const metadata = new Metadata();
@@ -106,9 +110,9 @@ export function attemptRegistration(
 /** How a List call ended. */
 export function attemptList(
   distributor: string,
-  { token, credentials = grpcCredentials.createInsecure() }: AttemptOptions = {},
+  { token, credentials = grpcCredentials.createInsecure(), channelOptions = {} }: AttemptOptions = {},
 ): Promise<{ code: status; snapshot: Snapshot }> {
-  const client = new DistributorServiceClient(distributor, credentials);
+  const client = new DistributorServiceClient(distributor, credentials, channelOptions);
   const metadata = new Metadata();
   if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
   return new Promise((resolve) => {
@@ -125,9 +129,9 @@ export function attemptList(
 /** How the first message of a Watch stream went. */
 export function attemptWatch(
   distributor: string,
-  { token, credentials = grpcCredentials.createInsecure() }: AttemptOptions = {},
+  { token, credentials = grpcCredentials.createInsecure(), channelOptions = {} }: AttemptOptions = {},
 ): Promise<{ code: status }> {
-  const client = new DistributorServiceClient(distributor, credentials);
+  const client = new DistributorServiceClient(distributor, credentials, channelOptions);
   const metadata = new Metadata();
   if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
   const call = client.watch({ subscription: undefined }, metadata);
