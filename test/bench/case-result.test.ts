@@ -15,7 +15,7 @@ describe('medianInterval', () => {
     expect(medianInterval([4, 2, 6, 1, 5, 3])).toEqual({ low: 1, high: 6, confidence: 1 - 2 / 64 });
     expect(medianInterval([4, 2, 6, 1, 5])).toBeUndefined();
     expect(medianInterval([])).toBeUndefined();
-    // A lower confidence needs fewer samples and gives a narrower interval.
+    // A lower confidence needs fewer samples: five allow 90 %, with the extremes again.
     expect(medianInterval([4, 2, 6, 1, 5], 0.9)).toEqual({ low: 1, high: 6, confidence: 1 - 2 / 32 });
   });
 
