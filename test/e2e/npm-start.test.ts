@@ -88,6 +88,16 @@ describe('npm start, stopped from outside', () => {
     return tree;
   }
 
+  /** The process runs with the Node flags and the environment the README's Memory section names. */
+  function expectComponentSettings(pid: number): void {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(argv).toEqual(expect.arrayContaining([...COMPONENT_NODE_FLAGS]));
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    for (const [name, value] of Object.entries(componentEnv(process.env))) {
+      expect(environ).toContain(`${name}=${value}`);
+    }
+  }
+
   /** Each component's "stopped" line, in the order they came. */
   function stopOrder(lines: readonly string[]): string[] {
     return lines.flatMap((line) => /^\[(\w+) *\] .*INFO +stopped$/.exec(line)?.[1] ?? []);
@@ -107,13 +117,7 @@ describe('npm start, stopped from outside', () => {
           !argv.some((arg) => arg.endsWith('launcher/main.js')),
       );
     expect(components).toHaveLength(5);
-    for (const { pid, argv } of components) {
-      expect(argv).toEqual(expect.arrayContaining([...COMPONENT_NODE_FLAGS]));
-      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-      for (const [name, value] of Object.entries(componentEnv(process.env))) {
-        expect(environ).toContain(`${name}=${value}`);
-      }
-    }
+    for (const { pid } of components) expectComponentSettings(pid);
 
     npm.child.kill('SIGTERM');
     await vi.waitFor(() => expect(npm.child.exitCode ?? npm.child.signalCode).not.toBeNull(), {
@@ -164,6 +168,12 @@ describe('npm start, stopped from outside', () => {
         { timeout: 90_000, interval: 250 },
       );
       const tree = processTree(npm);
+      // Through scripts/component.sh, goods runs with the settings npm start gives every component.
+      const goods = tree.filter((pid) =>
+        readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('dist/services/goods/main.js'),
+      );
+      expect(goods).toHaveLength(1);
+      expectComponentSettings(goods[0]!);
       npm.child.kill('SIGTERM');
       await vi.waitFor(() => expect(tree.filter(isRunning)).toEqual([]), { timeout: 30_000 });
       expect(npm.lines.map((line) => (line.startsWith('{') ? JSON.parse(line).msg : line))).toEqual(
