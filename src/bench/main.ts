@@ -4,7 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { GoodsServiceClient } from '../gen/services.js';
 import { hashPassword, verifyPassword } from '../services/members/password-hasher.js';
-import { type CaseResult, type MedianInterval, median } from './case-result.js';
+import { type CaseResult, median } from './case-result.js';
 import { runClosedLoop } from './closed-loop.js';
 import { CpuMeter, LOAD_GENERATOR } from './cpu-meter.js';
 import { type GrowthStep, runGrowthCase } from './growth.js';
@@ -21,6 +21,7 @@ import {
   VARIANT_LABELS,
 } from './observability-cost.js';
 import { type SystemUnderTest, startSystem } from './system-under-test.js';
+import { checkTarget, targetLine } from './target-check.js';
 
 // `npm run bench`: the shop's throughput and latency against this machine's own ceilings, measured in
 // one run so that the ratios hold on a noisy, shared machine. Each round runs every case once;
@@ -144,11 +145,8 @@ try {
   const storedHash = await hashPassword(member.password);
 
   const listGoods = (system: SystemUnderTest, name: string): BenchCase['run'] => {
-    const client = new GoodsServiceClient(
-      system.goodsAddress,
-      system.credentialsFor('goods'),
-      system.channelOptionsFor('goods'),
-    );
+    const { credentials, options } = system.dialOptions('goods');
+    const client = new GoodsServiceClient(system.goodsAddress, credentials, options);
     stops.unshift(() => client.close());
     return () =>
       runClosedLoop(
@@ -468,12 +466,12 @@ function report(
   }
   const ceiling = rate('bare Node HTTP (ceiling)');
   const targets = [
-    check('GET /goods vs ceiling', rate('GET /goods (gateway)') / ceiling, 0.136),
-    check('GET /goods p99 (ms)', p99('GET /goods (gateway)'), 25, 'max'),
-    check('POST /purchases vs ceiling', rate('POST /purchases') / ceiling, 0.18),
-    check('POST /purchases p99 (ms)', p99('POST /purchases'), 16, 'max'),
-    check('sign-in vs raw verify', rate('GET /members (sign-in)') / rate(RAW_VERIFY_CASE), 0.9),
-    check(
+    checkTarget('GET /goods vs ceiling', rate('GET /goods (gateway)') / ceiling, 0.136),
+    checkTarget('GET /goods p99 (ms)', p99('GET /goods (gateway)'), 25, 'max'),
+    checkTarget('POST /purchases vs ceiling', rate('POST /purchases') / ceiling, 0.18),
+    checkTarget('POST /purchases p99 (ms)', p99('POST /purchases'), 16, 'max'),
+    checkTarget('sign-in vs raw verify', rate('GET /members (sign-in)') / rate(RAW_VERIFY_CASE), 0.9),
+    checkTarget(
       'GET /goods vs direct ListGoods',
       rate('GET /goods (gateway)') / rate('ListGoods (direct gRPC)'),
       0.9,
@@ -481,11 +479,11 @@ function report(
     // Issue 9: with TLS on, the same cases within 20 % of plaintext (the optional HTTPS case aside).
     ...tls
       .filter((row) => row.case === `${row.plaintextCase} [mTLS]`)
-      .map((row) => check(`${row.plaintextCase} mTLS vs plaintext`, row.ratio, 0.8)),
-    ...[...rss].map(([name, mib]) => check(`RSS ${name} (MiB)`, mib, 100, 'max')),
+      .map((row) => checkTarget(`${row.plaintextCase} mTLS vs plaintext`, row.ratio, 0.8)),
+    ...[...rss].map(([name, mib]) => checkTarget(`RSS ${name} (MiB)`, mib, 100, 'max')),
     // Issue 11: metrics and ids cost at most 5 % of throughput, with tracing at 10 % at most 15 %.
     ...observability.map((row) =>
-      check(
+      checkTarget(
         `${row.case} loss, ${ROW_LABELS[row.variant]}`,
         row.loss,
         OBSERVABILITY_TARGETS[row.variant],
@@ -496,16 +494,7 @@ function report(
     ...growthTargets(growth),
   ];
   say('');
-  for (const target of targets) {
-    const interval = target.interval;
-    // A target within the interval is one this run cannot tell from the spread of its pairs.
-    const spread = interval
-      ? `  95 %: ${interval.low.toFixed(3)} to ${interval.high.toFixed(3)}${interval.low <= target.target && target.target <= interval.high ? ', the target within it' : ''}`
-      : '';
-    say(
-      `${target.met ? 'MET   ' : 'MISSED'} ${target.name.padEnd(44)} ${target.value.toFixed(3).padStart(9)}  (target ${target.kind === 'min' ? '≥' : '≤'} ${target.target})${spread}`,
-    );
-  }
+  for (const target of targets) say(targetLine(target));
   const errors = Object.values(figures).reduce((sum, figure) => sum + figure.errors, 0);
   say(errors === 0 ? '\nno request failed' : `\n${errors} request(s) failed: see the errors column`);
   const file = `bench-results/${stamp}.json`;
@@ -546,9 +535,9 @@ function growthTargets(growth: readonly GrowthStep[]) {
   const large = growth.find((step) => step.rows === 100_000);
   if (!small || !large) return [];
   return [
-    check('growth µs/row, 100,000 vs 10,000 rows', large.usPerRow / small.usPerRow, 1.5, 'max'),
+    checkTarget('growth µs/row, 100,000 vs 10,000 rows', large.usPerRow / small.usPerRow, 1.5, 'max'),
     ...Object.keys(large.rssPeakMiB).map((name) =>
-      check(
+      checkTarget(
         `growth RSS peak ${name}, 100,000 − 10,000 rows (MiB)`,
         large.rssPeakMiB[name]! - (small.rssPeakMiB[name] ?? 0),
         16,
@@ -556,16 +545,6 @@ function growthTargets(growth: readonly GrowthStep[]) {
       ),
     ),
   ];
-}
-
-function check(
-  name: string,
-  value: number,
-  target: number,
-  kind: 'min' | 'max' = 'min',
-  interval?: MedianInterval,
-) {
-  return { name, value, target, kind, interval, met: kind === 'min' ? value >= target : value <= target };
 }
 
 async function seed(gatewayUrl: string, account: { username: string; password: string }): Promise<void> {

@@ -36,6 +36,12 @@ export interface SystemOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** The credentials and channel options of a gRPC client, which go together. */
+export interface DialOptions {
+  readonly credentials: ChannelCredentials;
+  readonly options: ChannelOptions;
+}
+
 /** The whole shop started as separate processes for a benchmark, on free ports and a fresh store. */
 export interface SystemUnderTest {
   /** "plaintext" or "mTLS". */
@@ -50,12 +56,10 @@ export interface SystemUnderTest {
   /** The goods service's table, to fill behind its back (see insertGoods). */
   readonly goodsTable: GoodsTable;
   /**
-   * Credentials to dial `component` as the components dial each other: plaintext, or mutual TLS
-   * with the benchmark's own certificate (spiffe://shop/bench) and secure naming.
+   * How to dial `component` as the components dial each other: plaintext, or mutual TLS with the
+   * benchmark's own certificate (spiffe://shop/bench), secure naming and the TLS server name it expects.
    */
-  credentialsFor(component: string): ChannelCredentials;
-  /** The channel options that go with {@link credentialsFor} (the TLS server name under mTLS). */
-  channelOptionsFor(component: string): ChannelOptions;
+  dialOptions(component: string): DialOptions;
   /** Metadata with this run's registration token, which Register, Watch and List need. */
   registryMetadata(): Metadata;
   /** Resident memory of each process, in MiB, read from /proc. */
@@ -167,10 +171,10 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
       };
     }
   }
-  const credentialsFor = (component: string): ChannelCredentials =>
-    channelCredentials(clientTls, { expectedName: component });
-  const channelOptionsFor = (component: string): ChannelOptions =>
-    secureNamingChannelOptions(clientTls, component);
+  const dialOptions = (component: string): DialOptions => ({
+    credentials: channelCredentials(clientTls, { expectedName: component }),
+    options: secureNamingChannelOptions(clientTls, component),
+  });
   const registryMetadata = (): Metadata => {
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${token}`);
@@ -202,10 +206,11 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
   });
 
   try {
+    const { credentials, options: channelOptions } = dialOptions('distributor');
     const distributor = new DistributorServiceClient(
       `127.0.0.1:${distributorPort}`,
-      credentialsFor('distributor'),
-      channelOptionsFor('distributor'),
+      credentials,
+      channelOptions,
     );
     // The plain gateway is the one not on the HTTPS gateway's port: both register as "gateway".
     const isPlainGateway = (node: Node): boolean =>
@@ -238,8 +243,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
       caFile,
       goodsAddress: `127.0.0.1:${goods.port}`,
       goodsTable,
-      credentialsFor,
-      channelOptionsFor,
+      dialOptions,
       registryMetadata,
       rssMiB: () => {
         const rss = new Map<string, number>();
