@@ -21,7 +21,7 @@ import {
   VARIANT_LABELS,
 } from './observability-cost.js';
 import { type SystemUnderTest, startSystem } from './system-under-test.js';
-import { checkTarget, targetLine } from './target-check.js';
+import { checkTarget, mibToMegabytes, targetLine } from './target-check.js';
 
 // `npm run bench`: the shop's throughput and latency against this machine's own ceilings, measured in
 // one run so that the ratios hold on a noisy, shared machine. Each round runs every case once;
@@ -480,7 +480,7 @@ function report(
     ...tls
       .filter((row) => row.case === `${row.plaintextCase} [mTLS]`)
       .map((row) => checkTarget(`${row.plaintextCase} mTLS vs plaintext`, row.ratio, 0.8)),
-    ...[...rss].map(([name, mib]) => checkTarget(`RSS ${name} (MiB)`, mib, 100, 'max')),
+    ...[...rss].map(([name, mib]) => checkTarget(`RSS ${name} (MB)`, mibToMegabytes(mib), 100, 'max')),
     // Issue 11: metrics and ids cost at most 5 % of throughput, with tracing at 10 % at most 15 %.
     ...observability.map((row) =>
       checkTarget(

@@ -22,6 +22,13 @@ export function checkTarget(
   return { name, value, target, kind, interval, met: kind === 'min' ? value >= target : value <= target };
 }
 
+/**
+ * RSS is read in MiB, but the issues set memory targets in MB: checked in MB (10^6 bytes), the stricter reading.
+ */
+export function mibToMegabytes(mib: number): number {
+  return (mib * 2 ** 20) / 1e6;
+}
+
 /** The report's line for a target: MET or MISSED, the value, the target, and the value's interval. */
 export function targetLine(check: TargetCheck): string {
   const { interval } = check;

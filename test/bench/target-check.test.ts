@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkTarget, targetLine } from '../../src/bench/target-check.js';
+import { checkTarget, mibToMegabytes, targetLine } from '../../src/bench/target-check.js';
 
 describe('checkTarget', () => {
   it('meets a minimum at or above it and a maximum at or below it', () => {
@@ -10,13 +10,21 @@ describe('checkTarget', () => {
   });
 });
 
+describe('mibToMegabytes', () => {
+  it('turns MiB into MB, so that 96 MiB is over a 100 MB target and 95 MiB is not', () => {
+    expect(mibToMegabytes(1)).toBe(1.048576);
+    expect(checkTarget('RSS (MB)', mibToMegabytes(96), 100, 'max').met).toBe(false);
+    expect(checkTarget('RSS (MB)', mibToMegabytes(95), 100, 'max').met).toBe(true);
+  });
+});
+
 describe('targetLine', () => {
   it('says MET or MISSED, the value to three places and the target with its direction', () => {
     expect(targetLine(checkTarget('GET /goods vs ceiling', 0.0531, 0.136))).toBe(
       `MISSED ${'GET /goods vs ceiling'.padEnd(44)}     0.053  (target ≥ 0.136)`,
     );
-    expect(targetLine(checkTarget('RSS gateway (MiB)', 93.25, 100, 'max'))).toBe(
-      `MET    ${'RSS gateway (MiB)'.padEnd(44)}    93.250  (target ≤ 100)`,
+    expect(targetLine(checkTarget('RSS gateway (MB)', 93.25, 100, 'max'))).toBe(
+      `MET    ${'RSS gateway (MB)'.padEnd(44)}    93.250  (target ≤ 100)`,
     );
   });
 
