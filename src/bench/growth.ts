@@ -1,6 +1,7 @@
 import { Agent, request } from 'node:http';
 import { insertGoods } from './bulk-goods.js';
 import { runClosedLoop } from './closed-loop.js';
+import { ResidentPeaks } from './resident-peaks.js';
 import type { SystemUnderTest } from './system-under-test.js';
 
 /** Options of {@link runGrowthCase}. */
@@ -62,12 +63,8 @@ export async function runGrowthCase(system: SystemUnderTest, options: GrowthOpti
         rows = size;
       }
       let bodyBytes = 0;
-      const peak = new Map<string, number>();
-      const sample = (): void => {
-        for (const [name, mib] of system.rssMiB()) peak.set(name, Math.max(peak.get(name) ?? 0, mib));
-      };
-      sample();
-      const sampler = setInterval(sample, 100);
+      const resident = new ResidentPeaks([{ suffix: '', read: () => system.rssMiB() }]);
+      resident.start(100);
       const expectedRows = size;
       const result = await runClosedLoop(
         `GET /goods (${size} rows)`,
@@ -77,8 +74,8 @@ export async function runGrowthCase(system: SystemUnderTest, options: GrowthOpti
           getWholeList(`${system.gatewayUrl}/goods`, agent, expectedRows).then((bytes) => {
             bodyBytes = bytes;
           }),
-      ).finally(() => clearInterval(sampler));
-      sample();
+      ).finally(() => resident.stop());
+      const peak = resident.peaks;
       const rowsPerSec = result.requestsPerSec * size;
       const step: GrowthStep = {
         rows: size,
