@@ -323,28 +323,34 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       // 12 ms hash takes anything from 30 to 300 ms when these two cores are shared), so at most
       // maxConcurrent calls may time out; behind the gateway (a 5 s deadline, a queue of well under a
       // second at 64 connections) none should.
-      await start({ hashParameters: ARGON2_PARAMETERS });
-      await create({ username: 'crowd', password: 'pw' });
-      // The fastest of a few sign-ins after a first one: a single timing, the first one above all,
-      // can be slowed several times by a hiccup of the shared machine, and a deadline made from it
-      // would let the queue answer all 64 in time.
-      await signIn({ username: 'crowd', password: 'pw' });
-      let fastestMs = Number.POSITIVE_INFINITY;
-      for (let round = 0; round < 5; round++) {
-        const started = performance.now();
-        await signIn({ username: 'crowd', password: 'pw' });
-        fastestMs = Math.min(fastestMs, performance.now() - started);
-      }
-      const deadlineMs = Math.ceil(20 * fastestMs);
+      // How many calls time out instead of being refused is also a matter of timers: the server
+      // refuses a waiting call two checks' time before its deadline (as it reckons it, from when the
+      // call reached it), and the refusal must reach the client first. A stall of this process (the
+      // two cores are shared with the other test files) longer than one check leaves too little of
+      // that margin, and every refusal due in it arrives late. So a burst over the bound with such a
+      // stall, and only then, is run again on a fresh server and store, up to three bursts; the
+      // stall is read by a 5 ms heartbeat. A limiter that refuses too late without a stall fails at
+      // once.
       const refused = `${status.RESOURCE_EXHAUSTED} ${TOO_MANY_SIGN_INS}`;
-      // How many calls timed out instead of being refused is a matter of timers: the server refuses a
-      // waiting call a couple of checks' time before its deadline, and that refusal must reach the
-      // client first. When this process stalls for longer than that margin (the two cores are shared
-      // with the other test files), every refusal due in the stall arrives late. So a burst over the
-      // bound is run again, up to three bursts, and the worst stall of each is kept for the failure
-      // message; a limiter that does not refuse in time fails every burst.
-      const bursts: Array<{ timedOut: number; worstStallMs: number }> = [];
+      const bursts: Array<{ timedOut: number; fastestMs: number; worstStallMs: number }> = [];
       for (let burst = 0; burst < 3; burst++) {
+        if (service) {
+          await service.close();
+          await opened?.dispose();
+        }
+        await start({ hashParameters: ARGON2_PARAMETERS });
+        await create({ username: 'crowd', password: 'pw' });
+        // The fastest of a few sign-ins after a first one: a single timing, the first one above all,
+        // can be slowed several times by a hiccup of the shared machine, and a deadline made from it
+        // would let the queue answer all 64 in time.
+        await signIn({ username: 'crowd', password: 'pw' });
+        let fastestMs = Number.POSITIVE_INFINITY;
+        for (let round = 0; round < 5; round++) {
+          const started = performance.now();
+          await signIn({ username: 'crowd', password: 'pw' });
+          fastestMs = Math.min(fastestMs, performance.now() - started);
+        }
+        const deadlineMs = Math.ceil(20 * fastestMs);
         let worstStallMs = 0;
         let lastBeat = performance.now();
         const heartbeat = setInterval(() => {
@@ -369,14 +375,16 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         for (const other of others) expect(other).toMatch(new RegExp(`^${status.DEADLINE_EXCEEDED} `));
         expect(outcomes).toContain('answered');
         expect(outcomes).toContain(refused);
-        bursts.push({ timedOut: others.length, worstStallMs: Math.round(worstStallMs) });
-        if (others.length <= DEFAULT_HASHING_LIMITS.maxConcurrent) break;
-        // The next burst starts with the queue empty: a sign-in alone is answered once it is.
-        await signIn({ username: 'crowd', password: 'pw' });
+        bursts.push({
+          timedOut: others.length,
+          fastestMs: Math.round(fastestMs),
+          worstStallMs: Math.round(worstStallMs),
+        });
+        if (others.length <= DEFAULT_HASHING_LIMITS.maxConcurrent || worstStallMs <= fastestMs) break;
       }
       expect(
         bursts.at(-1)!.timedOut,
-        `timed out per burst, with the worst stall of this process (deadline ${deadlineMs} ms): ${JSON.stringify(bursts)}`,
+        `calls timed out, burst by burst, with one sign-in's time and this process's worst stall: ${JSON.stringify(bursts)}`,
       ).toBeLessThanOrEqual(DEFAULT_HASHING_LIMITS.maxConcurrent);
     });
 
