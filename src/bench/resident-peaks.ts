@@ -1,4 +1,4 @@
-import { mibToMegabytes } from './target-check.js';
+import { mibToMegabytes, PROCESS_LIMIT_MB } from './target-check.js';
 
 /** Where resident memory is read from: the processes of one shop, by name, in MiB. */
 export interface ResidentSource {
@@ -55,9 +55,6 @@ export class ResidentPeaks {
   }
 }
 
-/** The 100 MB each process may use (issue 9), in MB of 10⁶ bytes. */
-const LIMIT_MB = 100;
-
 /**
  * The memory section of the bench's report: each process's RSS after the run beside its peak while
  * the cases ran, in MiB, marking each figure over the 100 MB (95.4 MiB) a process may use.
@@ -72,7 +69,7 @@ export function residentReport(
   const width = Math.max(7, ...names.map((name) => name.length));
   const cell = (mib: number | undefined): string => {
     if (mib === undefined || Number.isNaN(mib)) return '-'.padStart(8);
-    return `${mib.toFixed(1).padStart(7)}${mibToMegabytes(mib) > LIMIT_MB ? '!' : ' '}`;
+    return `${mib.toFixed(1).padStart(7)}${mibToMegabytes(mib) > PROCESS_LIMIT_MB ? '!' : ' '}`;
   };
   return [
     `Resident memory (MiB): after the run, and the peak of readings every ${sampleMs} ms while the cases ran`,
@@ -80,6 +77,6 @@ export function residentReport(
     ...names.map((name) =>
       `${name.padEnd(width)} ${cell(after.get(name))} ${cell(peaks.get(name))}`.trimEnd(),
     ),
-    `(! over ${LIMIT_MB} MB, ${((LIMIT_MB * 1e6) / 2 ** 20).toFixed(1)} MiB; the target is read after the run)`,
+    `(! over ${PROCESS_LIMIT_MB} MB, ${((PROCESS_LIMIT_MB * 1e6) / 2 ** 20).toFixed(1)} MiB; the target is read after the run)`,
   ];
 }

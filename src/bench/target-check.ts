@@ -22,6 +22,9 @@ export function checkTarget(
   return { name, value, target, kind, interval, met: kind === 'min' ? value >= target : value <= target };
 }
 
+/** The resident memory each process of the shop may use (issue 9), in MB of 10⁶ bytes. */
+export const PROCESS_LIMIT_MB = 100;
+
 /**
  * RSS is read in MiB, but the issues set memory targets in MB: checked in MB (10^6 bytes), the stricter reading.
  */

@@ -85,12 +85,15 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     const remove = (username?: string) =>
       call(service!.client, service!.client.deleteMember, username === undefined ? {} : { username });
 
-    afterEach(async () => {
+    /** Stops the service and disposes of its store, if started. */
+    async function stop(): Promise<void> {
       await service?.close();
       await opened?.dispose();
       service = undefined;
       opened = undefined;
-    });
+    }
+
+    afterEach(stop);
 
     it('answers the book: delete unknown, create, sign in as userid 1', async () => {
       await start();
@@ -334,10 +337,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       const refused = `${status.RESOURCE_EXHAUSTED} ${TOO_MANY_SIGN_INS}`;
       const bursts: Array<{ timedOut: number; fastestMs: number; worstStallMs: number }> = [];
       for (let burst = 0; burst < 3; burst++) {
-        if (service) {
-          await service.close();
-          await opened?.dispose();
-        }
+        await stop();
         await start({ hashParameters: ARGON2_PARAMETERS });
         await create({ username: 'crowd', password: 'pw' });
         // The fastest of a few sign-ins after a first one: a single timing, the first one above all,
