@@ -4,7 +4,7 @@
 //
 // It starts the five components as `npm start` does (dist/, the launcher's Node flags), adds a
 // member and 50 goods, then runs 64 connections through the gateway for MEMORY_LOAD_SEC (default
-// 60): 8 signing in (GET /members, scrypt-bound), 28 buying (POST /purchases, userid 1..500) and
+// 60): 8 signing in (GET /members, Argon2id-bound), 28 buying (POST /purchases, userid 1..500) and
 // 28 listing (GET /purchases of one of those 500 users). It prints every process's RSS in MiB at
 // start, at the end of the load, and after MEMORY_IDLE_SEC (default 60) of rest, with the rates and
 // each process's CPU time per request it served (the cost of a memory setting, whatever else runs on

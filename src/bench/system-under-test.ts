@@ -60,7 +60,7 @@ export interface SystemUnderTest {
    * benchmark's own certificate (spiffe://shop/bench), secure naming and the TLS server name it expects.
    */
   dialOptions(component: string): DialOptions;
-  /** Metadata with this run's registration token, which Register, Watch and List need. */
+  /** Metadata with this run's registration token, which Register, Watch, List and GetDescriptorSet need. */
   registryMetadata(): Metadata;
   /** Resident memory of each process, in MiB, read from /proc. */
   rssMiB(): Map<string, number>;

@@ -79,7 +79,7 @@ export interface DistributorServerOptions {
   /** How quickly a peer that vanished without closing its connection is dropped. */
   keepalive?: KeepaliveOptions;
   /**
-   * The shared registration token. When set, every Register, Watch and List call must carry the
+   * The shared registration token. When set, every Register, Watch, List and GetDescriptorSet call must carry the
    * metadata `authorization: Bearer <token>`, or it ends with UNAUTHENTICATED. Unset (the default):
    * no token is asked for; the process entry point, not this factory, enforces a secure default.
    */
@@ -87,7 +87,7 @@ export interface DistributorServerOptions {
   /** Reads the URI SANs of a call's client certificate; by default none (no TLS). */
   peerIdentities?: PeerIdentities;
   /**
-   * For mTLS deployments (default false): Register, Watch and List need a certificate identity, and a
+   * For mTLS deployments (default false): Register, Watch, List and GetDescriptorSet need a certificate identity, and a
    * node may register under the name N only with the identity spiffe://shop/N (else PERMISSION_DENIED).
    */
   requireCertificateIdentity?: boolean;
@@ -119,7 +119,7 @@ export interface DistributorServer {
  * writer that swaps a slow stream's backlog for a snapshot (UpdateWriter). Other registered nodes
  * get acknowledgements only. Clients of the first contract get full snapshots as before.
  *
- * Register, Watch and List are authenticated (see `registryToken` and `requireCertificateIdentity`);
+ * Register, Watch, List and GetDescriptorSet are authenticated (see `registryToken` and `requireCertificateIdentity`);
  * health and reflection stay open. Refusals end the call with a status and a message saying why, and
  * are logged once per peer address and kind. Each peer address may register
  * `limits.registrationsPerSecond` times a second, and each registration change its state

@@ -75,7 +75,7 @@ export class ServiceTelemetry implements DatabaseObserver {
     if (!this.#registry) return;
     new Gauge({
       name: 'shop_password_hash_queue_depth',
-      help: 'Password checks and hashes waiting for a turn (scrypt runs a bounded number at once).',
+      help: 'Password checks and hashes waiting for a turn (Argon2id runs a bounded number at once).',
       registers: [this.#registry],
       collect() {
         this.set(queue.waiting);
