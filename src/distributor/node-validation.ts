@@ -42,6 +42,16 @@ export function validateNodeDescription(
 }
 
 /**
+ * The states a node may describe itself in (unspecified is serving). Not `state in NodeState`: that
+ * also holds for ts-proto's UNRECOGNIZED (-1), which a client can send as it is.
+ */
+const DESCRIBED_STATES: ReadonlySet<NodeState> = new Set([
+  NodeState.NODE_STATE_UNSPECIFIED,
+  NodeState.NODE_STATE_SERVING,
+  NodeState.NODE_STATE_DRAINING,
+]);
+
+/**
  * Checks everything of a node description but what its descriptor set holds: name, host, port,
  * state, the deprecated routes' syntax, the sizes and the announced hash's length. Throws
  * INVALID_ARGUMENT. The distributor runs it on every registration, and {@link validateDescriptorSet}
@@ -56,7 +66,7 @@ export function validateNodeShape(
   if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) {
     throw invalid(`port must be from 1 to 65535, got ${node.port}`);
   }
-  if (node.state !== NodeState.NODE_STATE_UNSPECIFIED && !(node.state in NodeState)) {
+  if (!DESCRIBED_STATES.has(node.state)) {
     throw invalid('state is not a known NodeState');
   }
   if (node.routes.length > limits.routes) {

@@ -86,6 +86,7 @@ describe('validateNodeDescription', () => {
     ['a negative port', { port: -1 }, 'port must be from 1 to 65535'],
     ['a host with a slash', { host: 'evil/host' }, 'host must be'],
     ['an unknown state', { state: 7 }, 'state is not a known NodeState'],
+    ['a negative state (ts-proto reads it as UNRECOGNIZED)', { state: -1 }, 'state is not a known NodeState'],
   ] as const)('refuses %s', (_label, overrides, message) => {
     expect(refusal(goodsNode(overrides as Partial<NodeDescription>))).toContain(message);
   });
