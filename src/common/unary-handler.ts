@@ -3,9 +3,11 @@ import { errorCause, limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { requestLogFields } from './request-context.js';
 import { toServiceError } from './service-error.js';
+import { MalformedRequest } from './strict-requests.js';
 
 /**
- * Adapts an async function to a grpc-js unary handler. What it returns is the response; what it
+ * Adapts an async function to a grpc-js unary handler. A request that did not decode (see
+ * strict-requests.ts) is refused with INVALID_ARGUMENT before it. What it returns is the response; what it
  * throws becomes a status: a ServiceError keeps its code and message, anything else is INTERNAL with
  * a plain message. Server faults are logged with their cause, one line per method, status and cause
  * per interval (see LogLimiter: an outage under load fails every call the same way); a caller's
@@ -16,7 +18,10 @@ export function unaryHandler<Request, Response>(
   handler: (request: Request, call: ServerUnaryCall<Request, Response>) => Promise<Response>,
 ): handleUnaryCall<Request, Response> {
   return (call, callback) => {
-    handler(call.request, call).then(
+    const request: unknown = call.request;
+    const answer =
+      request instanceof MalformedRequest ? Promise.reject(request.toError()) : handler(call.request, call);
+    answer.then(
       (response) => callback(null, response),
       (thrown: unknown) => {
         const error = toServiceError(thrown);

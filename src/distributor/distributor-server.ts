@@ -20,6 +20,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-admission.js';
+import { MalformedRequest, strictRequests } from '../common/strict-requests.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -186,6 +187,13 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     }
   };
 
+  /** The error for a Watch, List or GetDescriptorSet call, if any: its credentials, then its request. */
+  const refusalOfRequest = (
+    call: ServerSurfaceCall & { readonly request: unknown },
+  ): ServiceError | undefined =>
+    refusalOf(call) ??
+    (call.request instanceof MalformedRequest ? call.request.toError('invalid request') : undefined);
+
   /** Set once stop begins: a call whose handler starts after that is ended at once (see stop). */
   let closing: ServiceError | undefined;
   /** Ends a stream that starts while the distributor stops; says whether it did. */
@@ -246,9 +254,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       }
     };
 
-    call.on('data', (request: RegisterRequest) => {
+    call.on('data', (request: RegisterRequest | MalformedRequest) => {
       if (finished) return;
       try {
+        if (request instanceof MalformedRequest) throw invalidMessage(request.problem);
         const kind = request.kind;
         if (!lease) {
           if (!rateLimiter.tryTake(peer)) {
@@ -327,7 +336,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
 
   const watch = (call: ServerWritableStream<WatchRequest, WatchResponse>): void => {
     if (endIfClosing(call)) return;
-    const refusal = refusalOf(call);
+    const refusal = refusalOfRequest(call);
     if (refusal) {
       call.emit('error', { code: refusal.code, details: refusal.message });
       return;
@@ -358,7 +367,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   };
 
   const list = (call: ServerUnaryCall<ListRequest, ListResponse>, callback: sendUnaryData<ListResponse>) => {
-    const refusal = refusalOf(call);
+    const refusal = refusalOfRequest(call);
     if (refusal) callback({ code: refusal.code, details: refusal.message });
     else callback(null, { snapshot: registry.legacySnapshot() });
   };
@@ -367,7 +376,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     call: ServerUnaryCall<GetDescriptorSetRequest, GetDescriptorSetResponse>,
     callback: sendUnaryData<Buffer>,
   ): void => {
-    const refusal = refusalOf(call);
+    const refusal = refusalOfRequest(call);
     if (refusal) {
       callback({ code: refusal.code, details: refusal.message });
       return;
@@ -397,7 +406,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     // Answered with GetDescriptorSetResponse bytes encoded once per set (see encoded-snapshot.ts).
     getDescriptorSet: getDescriptorSet as unknown as DistributorServiceServer['getDescriptorSet'],
   };
-  server.addService(PRE_ENCODED_DISTRIBUTOR_SERVICE, implementation);
+  server.addService(strictRequests(PRE_ENCODED_DISTRIBUTOR_SERVICE), implementation);
   health.addToServer(server);
   addReflection(server, [SERVICE_NAME]);
 

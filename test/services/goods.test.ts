@@ -250,6 +250,39 @@ describe('GoodsService given fields of the wrong wire type', () => {
     const path = '/shop.v1.GoodsService/DeleteGoods';
     expect(await callRaw(service.address, path, wire.text(1, '1'))).toEqual(INVALID);
   });
+
+  it('CreateGoods with a name that is not UTF-8 is refused, not stored with U+FFFD in its place', async () => {
+    const path = '/shop.v1.GoodsService/CreateGoods';
+    const fields = [wire.bytes(1, Buffer.from([0x61, 0xff, 0xfe])), wire.text(2, 'c'), wire.number(3, 1)];
+    expect(await callRaw(service.address, path, Buffer.concat([...fields, wire.text(4, 'd')]))).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: 'Invalid Parameters: a string field is not valid UTF-8',
+    });
+    await expect(call(service.client, service.client.listGoods, {})).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+    });
+    // Valid UTF-8 beyond ASCII, a byte-order mark and U+FFFD itself are kept as sent.
+    const name = '\uFEFFcafé 🛒 \uFFFD';
+    await expect(call(service.client, service.client.createGoods, { ...VALID, name })).resolves.toEqual({
+      id: 1,
+    });
+    const { results } = await call(service.client, service.client.listGoods, {});
+    expect(results.map((goods) => goods.name)).toEqual([name]);
+  });
+
+  it.each([
+    ['a field cut short', Buffer.from([0x0a, 0xff, 0xff, 0xff])],
+    ['a varint longer than ten bytes', Buffer.concat([Buffer.from([0x18]), Buffer.alloc(11, 0xff)])],
+    ['a wire type that does not exist', Buffer.from([0x0f, 0x01])],
+  ])(
+    'bytes that are not a CreateGoods message (%s) are INVALID_ARGUMENT, not a server fault',
+    async (_label, body) => {
+      expect(await callRaw(service.address, '/shop.v1.GoodsService/CreateGoods', body)).toEqual({
+        code: status.INVALID_ARGUMENT,
+        details: 'Invalid Parameters: the request is not a well-formed protobuf message',
+      });
+    },
+  );
 });
 
 describe('two goods instances sharing one SQLite file', () => {

@@ -613,4 +613,44 @@ describe('MembersService given fields of the wrong wire type', () => {
       await opened.dispose();
     }
   });
+
+  it('a password or user name that is not UTF-8 is refused: two different byte strings never become one', async () => {
+    const opened = await backendsOf(membersService)[0]!.open();
+    const service = await startTestServer(
+      createServiceServer(membersService, { store: opened.store }),
+      MembersServiceClient,
+    );
+    const NOT_UTF8 = {
+      code: status.INVALID_ARGUMENT,
+      details: 'Invalid Parameters: a string field is not valid UTF-8',
+    };
+    const raw = (method: string, username: Buffer, password: Buffer) =>
+      callRaw(
+        service.address,
+        `/shop.v1.MembersService/${method}`,
+        Buffer.concat([wire.bytes(1, username), wire.bytes(2, password)]),
+      );
+    try {
+      // Decoded leniently, each of these passwords would be eight U+FFFD, as would the last one.
+      expect(await raw('CreateMember', Buffer.from('badutf'), Buffer.alloc(8, 0xff))).toEqual(NOT_UTF8);
+      const replacements = '\uFFFD'.repeat(8);
+      await expect(
+        call(service.client, service.client.createMember, { username: 'badutf', password: replacements }),
+      ).resolves.toMatchObject({});
+      expect(
+        await raw(
+          'SignIn',
+          Buffer.from('badutf'),
+          Buffer.from([0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87]),
+        ),
+      ).toEqual(NOT_UTF8);
+      expect(await raw('CreateMember', Buffer.from([0x61, 0xfe]), Buffer.from('pw'))).toEqual(NOT_UTF8);
+      await expect(
+        call(service.client, service.client.signIn, { username: 'badutf', password: replacements }),
+      ).resolves.toMatchObject({ userid: expect.any(Number) });
+    } finally {
+      await service.close();
+      await opened.dispose();
+    }
+  });
 });

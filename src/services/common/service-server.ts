@@ -9,6 +9,7 @@ import {
 } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
+import { strictRequests } from '../../common/strict-requests.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
 import { encodingSharedAnswersOnce } from './encode-once.js';
@@ -91,7 +92,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     log,
   });
 
-  const definition = encodingSharedAnswersOnce(service.grpc.definition);
+  const definition = strictRequests(encodingSharedAnswersOnce(service.grpc.definition));
   const handlers = service.handlers(
     options.store,
     log,

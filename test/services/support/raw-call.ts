@@ -37,6 +37,10 @@ export const wire = {
     const bytes = Buffer.from(value);
     return Buffer.concat([varint((field << 3) | 2), varint(bytes.length), bytes]);
   },
+  /** A length-delimited field of raw bytes: a string field's bytes that need not be UTF-8. */
+  bytes(field: number, value: Buffer): Buffer {
+    return Buffer.concat([varint((field << 3) | 2), varint(value.length), value]);
+  },
   /** A varint field (wire type 0): int32, bool, enums. */
   number(field: number, value: number): Buffer {
     return Buffer.concat([varint(field << 3), varint(value)]);

@@ -1,0 +1,80 @@
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { type ServiceDefinition, status } from '@grpc/grpc-js';
+import { ServiceError } from './service-error.js';
+
+/**
+ * What a handler gets instead of its request when the bytes did not decode. grpc-js answers a
+ * deserializer that throws with INTERNAL, as if the server had failed, and on a stream that has
+ * more messages queued behind the bad one it was seen to leave the client without any status; a
+ * request that decodes to this instead reaches the handler, which answers INVALID_ARGUMENT.
+ */
+export class MalformedRequest {
+  constructor(
+    /** What was wrong, safe to show the caller. */
+    readonly problem: string,
+  ) {}
+
+  /** The caller's error: INVALID_ARGUMENT, with `prefix` before the problem when given. */
+  toError(prefix = 'Invalid Parameters'): ServiceError {
+    return new ServiceError(status.INVALID_ARGUMENT, `${prefix}: ${this.problem}`);
+  }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Decodes a string field's bytes, refusing invalid UTF-8 as proto3 requires. The reader's default
+ * puts U+FFFD in place of each bad sequence, so that two different byte strings (two passwords, two
+ * user names) could become the same text.
+ */
+function decodeUtf8Strictly(bytes: Uint8Array): string {
+  return strictUtf8.decode(bytes);
+}
+
+function problemOf(error: unknown): string {
+  return error instanceof TypeError &&
+    (error as { code?: string }).code === 'ERR_ENCODING_INVALID_ENCODED_DATA'
+    ? 'a string field is not valid UTF-8'
+    : 'the request is not a well-formed protobuf message';
+}
+
+/**
+ * Whether a deserializer reads from a BinaryReader it is handed, as ts-proto's do (they pass what
+ * they get to the message's `decode`, which takes a reader or bytes). Others (protobuf-es's
+ * `fromBinary`, a hand-written one) take bytes only: asked with a reader, they throw or hand it back.
+ */
+function readsFromReader(deserialize: (input: Buffer | BinaryReader) => unknown): boolean {
+  const probe = new BinaryReader(new Uint8Array(0));
+  try {
+    const decoded = deserialize(probe);
+    return (
+      typeof decoded === 'object' && decoded !== null && decoded !== probe && !(decoded instanceof Uint8Array)
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A service definition whose requests never fail to decode in grpc-js: bytes that are not the
+ * message decode to a {@link MalformedRequest}, for the handler to refuse. Where the deserializer
+ * reads from a BinaryReader (ts-proto's), it gets one that refuses a string field that is not valid
+ * UTF-8 too; protobuf-es's `fromBinary` already refuses it in proto3 messages.
+ */
+export function strictRequests<Definition extends ServiceDefinition>(definition: Definition): Definition {
+  const methods = Object.entries(definition).map(([name, method]) => {
+    const deserialize = method.requestDeserialize as (input: Buffer | BinaryReader) => unknown;
+    const decode = readsFromReader(deserialize)
+      ? (bytes: Buffer) => deserialize(new BinaryReader(bytes, decodeUtf8Strictly))
+      : deserialize;
+    const requestDeserialize = (bytes: Buffer): unknown => {
+      try {
+        return decode(bytes);
+      } catch (error) {
+        return new MalformedRequest(problemOf(error));
+      }
+    };
+    return [name, { ...method, requestDeserialize }];
+  });
+  return Object.fromEntries(methods) as Definition;
+}
