@@ -7,6 +7,7 @@ import {
 } from '@bufbuild/protobuf/wkt';
 import {
   type ChannelCredentials,
+  type ChannelOptions,
   credentials,
   type GrpcObject,
   loadPackageDefinition,
@@ -42,12 +43,13 @@ export async function reflect(
   address: string,
   version: 'v1' | 'v1alpha' = 'v1',
   channelCredentials: ChannelCredentials = credentials.createInsecure(),
+  channelOptions: ChannelOptions = {},
 ): Promise<ReflectedSchema> {
   const protoFile = require.resolve(
     `@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`,
   );
   const Client = loadService(protoFile, ['grpc', 'reflection', version, 'ServerReflection']);
-  const client = new Client(address, channelCredentials);
+  const client = new Client(address, channelCredentials, channelOptions);
   const stream = client.ServerReflectionInfo({ deadline: Date.now() + 10_000 });
   const replies: Array<(message: Record<string, unknown>) => void> = [];
   const failures: Array<(error: Error) => void> = [];

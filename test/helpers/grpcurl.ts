@@ -1,7 +1,7 @@
 import { fromBinary, fromJson, type JsonValue, toBinary, toJson } from '@bufbuild/protobuf';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { channelCredentials } from '../../src/common/tls.js';
 import { reflect } from './grpc-clients.js';
+import { hostCheckedTls } from './host-checked-tls.js';
 
 /** What a grpcurl command printed, in substance. */
 export interface GrpcurlOutcome {
@@ -41,8 +41,10 @@ export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
   const [address, verb, symbol] = positional;
   if (!address || !verb) throw new Error(`incomplete grpcurl command: ${commandLine}`);
   // As grpcurl: TLS unless -plaintext, checking the server's certificate against the address's host.
-  const channel = plaintext ? credentials.createInsecure() : channelCredentials(tls);
-  const schema = await reflect(address, 'v1', channel);
+  const { credentials: channel, options } = plaintext
+    ? { credentials: credentials.createInsecure(), options: {} }
+    : hostCheckedTls(address, tls);
+  const schema = await reflect(address, 'v1', channel, options);
   if (verb === 'list') return { status: 'OK', output: schema.services };
   if (verb === 'describe') {
     const found = symbol ? schema.registry.get(symbol) : undefined;
@@ -53,7 +55,7 @@ export async function grpcurl(commandLine: string): Promise<GrpcurlOutcome> {
   const method = schema.registry.getService(serviceName ?? '')?.methods.find((m) => m.name === methodName);
   if (!method) throw new Error(`no method ${verb} on ${address}`);
   const request = fromJson(method.input, JSON.parse(data ?? '{}') as JsonValue);
-  const client = new Client(address, channel);
+  const client = new Client(address, channel, options);
   try {
     const response = await new Promise<Uint8Array>((resolve, reject) => {
       client.makeUnaryRequest(

@@ -8,8 +8,9 @@
 // server's certificate must name the dialled host.
 import { parseArgs } from 'node:util';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
-import { channelCredentials } from '../../../src/common/tls.js';
+import { channelCredentials, secureNamingChannelOptions } from '../../../src/common/tls.js';
 import { GoodsServiceClient, type ListGoodsResponse } from '../../../src/gen/services.js';
+import { hostCheckedTls } from '../../helpers/host-checked-tls.js';
 
 const { values } = parseArgs({
   options: {
@@ -22,11 +23,19 @@ const { values } = parseArgs({
 });
 if (!values.address || !values.ca) throw new Error('goods-probe: --address and --ca are required');
 
-const credentials = channelCredentials(
-  { caFile: values.ca, ...(values.cert && values.key ? { certFile: values.cert, keyFile: values.key } : {}) },
-  values['expected-name'] ? { expectedName: values['expected-name'] } : {},
-);
-const client = new GoodsServiceClient(values.address, credentials);
+const files = {
+  caFile: values.ca,
+  ...(values.cert && values.key ? { certFile: values.cert, keyFile: values.key } : {}),
+};
+const expectedName = values['expected-name'];
+// As the components dial: secure naming. Otherwise as a generic client: the dialled host is checked.
+const { credentials, options } = expectedName
+  ? {
+      credentials: channelCredentials(files, { expectedName }),
+      options: secureNamingChannelOptions(files, expectedName),
+    }
+  : hostCheckedTls(values.address, files);
+const client = new GoodsServiceClient(values.address, credentials, options);
 client.listGoods(
   {},
   new Metadata(),
