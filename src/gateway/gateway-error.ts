@@ -37,7 +37,7 @@ export const gatewayErrors = {
   unsupportedMediaType: () =>
     new GatewayError(
       415,
-      'Unsupported Content-Type: send application/json or application/x-www-form-urlencoded',
+      'Unsupported Content-Type: send application/json or application/x-www-form-urlencoded, in UTF-8',
       {
         closeConnection: true,
       },

@@ -7,7 +7,7 @@ import {
   toBinary,
 } from '@bufbuild/protobuf';
 import type { HttpRoute } from '../common/http-routes.js';
-import type { RequestInput } from './request-input.js';
+import { percentEscapesAreUtf8, type RequestInput } from './request-input.js';
 
 /**
  * A parameter that cannot become its field's value. The gateway answers it as the book does, with
@@ -75,6 +75,7 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
       }
     }
     if (queryFields.size > 0 && query.length > 0) {
+      if (!percentEscapesAreUtf8(query)) throw new InvalidParameterError('the query string is not UTF-8');
       addText(input, json, new URLSearchParams(query), queryFields);
     }
     route.pathVariables.forEach((variable, index) => {
@@ -106,6 +107,7 @@ function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number):
     const field = fieldNamed(message, key);
     if (!field) continue;
     const value = json[key];
+    checkNumberStrings(field, value);
     const nested = field.fieldKind === 'message' || field.fieldKind === 'list' || field.fieldKind === 'map';
     const type = nested && 'message' in field ? field.message : undefined;
     if (!type || type.typeName.startsWith('google.protobuf.') || value === null) {
@@ -123,6 +125,45 @@ function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number):
     }
   }
   return known;
+}
+
+/**
+ * An integer given as a JSON string: decimal digits, with a fraction or an exponent as proto3 JSON
+ * allows ("1.0", "1e3"; the parser then checks that the value is whole and in range).
+ */
+const INTEGER_STRING = /^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+const FLOAT_WORDS = new Set(['NaN', 'Infinity', '-Infinity']);
+
+/**
+ * Refuses a numeric field's JSON string that is not a decimal number. The parser reads such strings
+ * with `Number()`, which also takes "0x10", "0b101", "0o17", "+5", "5." and surrounding spaces;
+ * proto3 JSON allows none of them, and a typo should not become a price.
+ */
+function checkNumberString(type: ScalarType, value: unknown, name: string): void {
+  if (typeof value !== 'string') return;
+  switch (type) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+    case ScalarType.BOOL:
+      return;
+    case ScalarType.FLOAT:
+    case ScalarType.DOUBLE:
+      if (FLOAT_WORDS.has(value) || DECIMAL.test(value)) return;
+      throw new InvalidParameterError(`${name} must be a decimal number`);
+  }
+  if (!INTEGER_STRING.test(value)) throw new InvalidParameterError(`${name} must be a decimal integer`);
+}
+
+function checkNumberStrings(field: DescField, value: unknown): void {
+  if (field.fieldKind === 'scalar') checkNumberString(field.scalar, value, field.name);
+  else if (field.fieldKind === 'list' && field.listKind === 'scalar' && Array.isArray(value)) {
+    for (const item of value) checkNumberString(field.scalar, item, field.name);
+  } else if (field.fieldKind === 'map' && field.mapKind === 'scalar' && isObject(value)) {
+    for (const item of Object.values(value)) checkNumberString(field.scalar, item, field.name);
+  } else if (field.fieldKind === 'message' && WRAPPERS.has(field.message.typeName)) {
+    const wrapped = field.message.fields[0];
+    if (wrapped?.fieldKind === 'scalar') checkNumberString(wrapped.scalar, value, field.name);
+  }
 }
 
 function mapValues(

@@ -55,7 +55,10 @@ export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
   if (body.length === 0) return NO_INPUT;
   if (!isUtf8(body)) throw gatewayErrors.notUtf8();
   const text = body.toString('utf8');
-  if (format === 'form') return { kind: 'text', params: new URLSearchParams(text) };
+  if (format === 'form') {
+    if (!percentEscapesAreUtf8(text)) throw gatewayErrors.notUtf8();
+    return { kind: 'text', params: new URLSearchParams(text) };
+  }
   let value: unknown;
   try {
     // A UTF-8 byte order mark is tolerated, as RFC 8259 allows a parser to.
@@ -65,4 +68,40 @@ export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw gatewayErrors.notAnObject();
   return { kind: 'json', object: value as Record<string, unknown> };
+}
+
+const PERCENT = 0x25;
+
+function hexValue(byte: number): number {
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  const lower = byte | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1;
+}
+
+/**
+ * Whether form-urlencoded text (a form body, a query string) is UTF-8 once its percent-escapes are
+ * decoded to bytes. URLSearchParams puts U+FFFD in place of each bad sequence, so `%FF` and `%FE`
+ * would both reach a service as the same text (one user name for two different inputs); such text
+ * is refused instead. A `%` not followed by two hexadecimal digits stays itself, as URLSearchParams
+ * reads it.
+ */
+export function percentEscapesAreUtf8(text: string): boolean {
+  if (!text.includes('%')) return true;
+  const raw = Buffer.from(text, 'utf8');
+  const bytes = Buffer.allocUnsafe(raw.length);
+  let length = 0;
+  for (let index = 0; index < raw.length; index++) {
+    const byte = raw[index]!;
+    if (byte === PERCENT && index + 2 < raw.length) {
+      const high = hexValue(raw[index + 1]!);
+      const low = hexValue(raw[index + 2]!);
+      if (high >= 0 && low >= 0) {
+        bytes[length++] = (high << 4) | low;
+        index += 2;
+        continue;
+      }
+    }
+    bytes[length++] = byte;
+  }
+  return isUtf8(bytes.subarray(0, length));
 }

@@ -223,7 +223,22 @@ describe('gateway on the shop contracts (in-memory services)', () => {
       result,
       415,
       (key) =>
-        `{"key":${key},"errorcode":1,"errormessage":"Unsupported Content-Type: send application/json or application/x-www-form-urlencoded"}`,
+        `{"key":${key},"errorcode":1,"errormessage":"Unsupported Content-Type: send application/json or application/x-www-form-urlencoded, in UTF-8"}`,
+    );
+    const latin1 = await http(port, 'POST', '/goods', {
+      headers: { 'Content-Type': 'application/json; charset=latin1' },
+      body: '{"name":"x"}',
+    });
+    expect(latin1.status).toBe(415);
+    expect(latin1.body).toContain('in UTF-8');
+    const notUtf8 = await http(port, 'POST', '/members', {
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'username=%FF%FE&password=x',
+    });
+    expectAnswer(
+      notUtf8,
+      400,
+      (key) => `{"key":${key},"errorcode":1,"errormessage":"The body is not valid UTF-8"}`,
     );
     const empty = await http(port, 'POST', '/goods', {
       headers: { 'Content-Type': 'text/plain', 'Content-Length': 0 },

@@ -69,10 +69,20 @@ describe('compileRequestDecoder: 32-bit integers', () => {
       rejectsQuery(`f_int32=${text}`);
   });
 
-  it('reads numeric strings in a JSON body as proto3 JSON does (a query string takes digits only)', () => {
-    expect(fromJson({ f_int32: '+1' }).fInt32).toBe(1);
+  it('reads numeric strings in a JSON body as proto3 JSON does: decimal, an exponent allowed (a query string takes digits only)', () => {
     expect(fromJson({ f_int32: '1e3' }).fInt32).toBe(1000);
-    expect(fromJson({ f_int32: '0x10' }).fInt32).toBe(16);
+    expect(fromJson({ f_int32: '1.0' }).fInt32).toBe(1);
+    expect(fromJson({ f_int32: '-12' }).fInt32).toBe(-12);
+    // Number() would take each of these: hexadecimal, binary and octal, a sign, a bare point, spaces.
+    const notDecimal = ['0x10', '0b101', '0o17', '+5', '5.', '\t5', '5\n', 'Infinity'];
+    for (const value of notDecimal) {
+      rejectsJson({ f_int32: value });
+      rejectsJson({ f_uint64: value });
+      rejectsJson({ r_int32: ['1', value] });
+      rejectsJson({ m_string_int32: { a: value } });
+      rejectsJson({ maybe_int32: value });
+    }
+    for (const value of ['0x1', '+1.5', ' 2', '0b1']) rejectsJson({ f_double: value });
   });
 });
 
@@ -152,6 +162,21 @@ describe('compileRequestDecoder: other scalars', () => {
     expect(fromQuery('f_enum=COLOR_RED').fEnum).toBe(1);
     for (const value of ['COLOR_GREEN', 'color_blue', '7', 1.5, true]) rejectsJson({ f_enum: value });
     for (const text of ['COLOR_GREEN', '7', '']) rejectsQuery(`f_enum=${text}`);
+  });
+});
+
+describe('compileRequestDecoder: the query string as sent', () => {
+  const decode = (query: string) => fromQueryString({ pathValues: [], query, body: NO_INPUT });
+
+  it('refuses percent-escapes that are not UTF-8, instead of reading them as U+FFFD', () => {
+    for (const query of ['f_string=%FF%FE', 'f_string=a%ED%A0%80', 'r_string=ok&r_string=%C3']) {
+      expect(() => decode(query), query).toThrow(InvalidParameterError);
+    }
+    const decoded = fromBinary(Everything, decode('f_string=%E2%82%AC%EF%BF%BD%zz')) as unknown as Record<
+      string,
+      unknown
+    >;
+    expect(decoded.fString).toBe('€\uFFFD%zz');
   });
 });
 

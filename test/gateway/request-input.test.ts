@@ -44,4 +44,20 @@ describe('bodyInput', () => {
     }
     expect(() => bodyInput('json', Buffer.from([0x7b, 0xff, 0x7d]))).toThrow('not valid UTF-8');
   });
+
+  it('answers 400 for a form whose percent-escapes are not UTF-8, instead of reading them as U+FFFD', () => {
+    // %FF%FE and %FE%FD would both read as two U+FFFD: one user name for two different inputs.
+    for (const body of ['username=%FF%FE&password=x', 'name=%ED%A0%80', 'a=%C3', 'a=%c3%28']) {
+      expect(() => bodyInput('form', Buffer.from(body)), body).toThrow('not valid UTF-8');
+    }
+    // Escapes of UTF-8, of U+FFFD itself, and a % that escapes nothing are kept.
+    const form = bodyInput('form', Buffer.from('a=%E2%82%AC&b=%EF%BF%BD&c=100%&d=%zz&e=%4'));
+    expect(form.kind === 'text' && Object.fromEntries(form.params)).toEqual({
+      a: '€',
+      b: '\uFFFD',
+      c: '100%',
+      d: '%zz',
+      e: '%4',
+    });
+  });
 });
