@@ -1,7 +1,11 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ServiceError } from '../../src/common/service-error.js';
-import { HashingLimiter, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
+import {
+  DEADLINE_TOO_SHORT,
+  HashingLimiter,
+  TOO_MANY_SIGN_INS,
+} from '../../src/services/members/hashing-limiter.js';
 
 /** A task the test finishes by hand, recording when it started. */
 function manualTask(started: string[], name: string) {
@@ -76,13 +80,17 @@ describe('HashingLimiter', () => {
     await expect(limiter.run(async () => 'ok')).resolves.toBe('ok');
   });
 
-  it('refuses a call with less than two typical hashes of time left when its turn comes, and runs one with time left', async () => {
+  it('answers DEADLINE_EXCEEDED, with the time a check needs, to a call whose own deadline is too short even with nobody ahead', async () => {
     const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 2 });
     const slow = () => new Promise<string>((resolve) => setTimeout(() => resolve('hashed'), 50));
     await expect(limiter.run(slow)).resolves.toBe('hashed');
-    await expect(limiter.run(slow, { deadline: Date.now() + 10 })).rejects.toEqual(
-      new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS),
-    );
+    // Not RESOURCE_EXHAUSTED: the queue is empty, and a client that retried on it would fail for ever.
+    const refused = await limiter.run(slow, { deadline: Date.now() + 10 }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(ServiceError);
+    expect(refused).toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    const neededMs = Number(/allow at least (\d+) ms$/.exec((refused as ServiceError).message)?.[1]);
+    expect((refused as ServiceError).message.startsWith(DEADLINE_TOO_SHORT)).toBe(true);
+    expect(neededMs).toBeGreaterThanOrEqual(100); // two typical checks of about 50 ms
     await expect(limiter.run(slow, { deadline: Date.now() + 5_000 })).resolves.toBe('hashed');
   });
 
@@ -97,8 +105,9 @@ describe('HashingLimiter', () => {
     // a call without a deadline is never refused for time.
     const patient = limiter.run(async () => 'patient', { deadline: Date.now() + 5_000 });
     const timeless = limiter.run(async () => 'timeless');
-    // Three turns ahead now, then the margin: about 200 ms, more than the 60 ms it has.
-    const hurried = limiter.run(async () => 'hurried', { deadline: Date.now() + 60 });
+    // Three turns ahead now, then the margin: about 200 ms, more than the 150 ms it has (alone, the
+    // 80 ms of the margin would fit: the queue is why it is refused).
+    const hurried = limiter.run(async () => 'hurried', { deadline: Date.now() + 150 });
     await expect(hurried).rejects.toEqual(new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS));
     expect(started).toEqual(['blocking']); // refused while the queue was still blocked
     blocking.finish();

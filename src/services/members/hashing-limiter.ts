@@ -37,6 +37,9 @@ const START_MARGIN_TASKS = 2;
 /** The least time before its deadline at which a waiting call gives up, before any task was timed. */
 const MIN_MARGIN_MS = 20;
 
+/** The answer to a call whose deadline is shorter than a password check takes. */
+export const DEADLINE_TOO_SHORT = 'The deadline is too short for a password check';
+
 /** The answer when the queue is full or too slow: the gateway turns it into 429 with Retry-After. */
 export const TOO_MANY_SIGN_INS = 'Too many password checks at once; try again shortly';
 
@@ -83,8 +86,10 @@ export class HashingLimiter {
     task: () => Promise<T>,
     { isCancelled = () => false, deadline = Number.POSITIVE_INFINITY }: RunOptions = {},
   ): Promise<T> {
-    if (this.#running >= this.#limits.maxConcurrent) {
+    const waits = this.#running >= this.#limits.maxConcurrent;
+    if (waits) {
       const turnsAhead = Math.ceil((this.#waiting.length + 1) / this.#limits.maxConcurrent);
+      if (this.#wouldMiss(deadline, 0)) throw this.#deadlineTooShort();
       if (this.#waiting.length >= this.#limits.maxWaiting || this.#wouldMiss(deadline, turnsAhead)) {
         throw tooMany();
       }
@@ -95,7 +100,8 @@ export class HashingLimiter {
     // Here this call holds a slot, either taken above or handed over by the call that finished.
     try {
       if (isCancelled()) throw new ServiceError(status.CANCELLED, 'The caller went away');
-      if (this.#wouldMiss(deadline, 0)) throw tooMany();
+      // Short of time after a wait: the queue's doing. Without one: the deadline's own.
+      if (this.#wouldMiss(deadline, 0)) throw waits ? tooMany() : this.#deadlineTooShort();
       const started = Date.now();
       const result = await task();
       const tookMs = Date.now() - started;
@@ -135,6 +141,16 @@ export class HashingLimiter {
       }
       this.#waiting.push(waiter);
     });
+  }
+
+  /**
+   * The answer to a call whose own deadline leaves too little time for a check even with nobody
+   * ahead of it: not the queue's fault, so not RESOURCE_EXHAUSTED (a client would retry it, with the
+   * same deadline, for ever), but DEADLINE_EXCEEDED with the time a check needs.
+   */
+  #deadlineTooShort(): ServiceError {
+    const neededMs = Math.ceil(START_MARGIN_TASKS * (this.#typicalMs ?? 0));
+    return new ServiceError(status.DEADLINE_EXCEEDED, `${DEADLINE_TOO_SHORT}: allow at least ${neededMs} ms`);
   }
 
   /**
