@@ -388,6 +388,22 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       ).toBeLessThanOrEqual(DEFAULT_HASHING_LIMITS.maxConcurrent);
     });
 
+    it('a username is one account however its accents are composed (NFC), and an older account stored otherwise still signs in', async () => {
+      await start();
+      const composed = 'Jos\u00e9';
+      const decomposed = 'Jose\u0301';
+      await expect(create({ username: composed, password: 'pw-1' })).resolves.toEqual({ userid: 1 });
+      await expect(create({ username: decomposed, password: 'pw-2' })).rejects.toMatchObject(TAKEN);
+      await expect(signIn({ username: decomposed, password: 'pw-1' })).resolves.toEqual({ userid: 1 });
+      await expect(remove(decomposed)).resolves.toEqual({});
+      await expect(signIn({ username: composed, password: 'pw-1' })).rejects.toMatchObject({
+        code: status.UNAUTHENTICATED,
+      });
+      // Stored decomposed by an earlier version: found by the spelling it was stored under.
+      const older = await storeAccount('Rene\u0301e', await hashPassword('pw-3', TEST_HASH_PARAMETERS));
+      await expect(signIn({ username: 'Rene\u0301e', password: 'pw-3' })).resolves.toEqual({ userid: older });
+    });
+
     it('a taken username is ALREADY_EXISTS, and the first account keeps its password', async () => {
       await start();
       await create({ username: 'test_account', password: 'first' });

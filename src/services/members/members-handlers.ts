@@ -84,8 +84,19 @@ export function createMembersHandlers(
   const decoy = unmatchableHash(parameters);
   const hashing = new HashingLimiter(options.hashingLimits);
   options.telemetry?.watchHashing(hashing);
+  /**
+   * A username in Unicode NFC (composed), as PRECIS (RFC 8265) prepares one: "José" with é as one
+   * code point or as e and a combining accent is one account, not two that look the same.
+   */
   const username = (value: string | undefined): string =>
-    requireText(value, 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
+    requireText(value?.normalize('NFC'), 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
+  /**
+   * The account a sign-in names: by its NFC name, or, for an account stored before usernames were
+   * normalised, by the spelling given, when that differs.
+   */
+  const findMember = async (name: string, given: string | undefined, parent: TraceSpan | undefined) =>
+    (await store.findMember(name, parent)) ??
+    (given !== undefined && given !== name ? await store.findMember(given, parent) : undefined);
   const password = (value: string | undefined): string =>
     requireText(value, 'password', { maxBytes: MEMBERS_LIMITS.passwordBytes });
 
@@ -147,7 +158,7 @@ export function createMembersHandlers(
       const name = username(request.username);
       const given = password(request.password);
       const parent = traceParentOf(call.metadata);
-      const member = await store.findMember(name, parent);
+      const member = await findMember(name, request.username, parent);
       const named = requestLogFields(call.metadata);
       const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
