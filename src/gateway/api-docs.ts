@@ -22,7 +22,7 @@ export interface ApiDocsOptions {
 }
 
 /** The methods the gateway's own pages answer. */
-const ALLOW = 'GET, HEAD';
+const ALLOW = 'GET, HEAD, OPTIONS';
 
 /**
  * The gateway's API documentation, beside the routed paths (which it takes precedence over):
@@ -32,7 +32,8 @@ const ALLOW = 'GET, HEAD';
  *   registers or leaves changes it at once; 503 before the first route table.
  * - `GET /docs/`: an API reference page rendering that document (see docs-page.ts).
  *
- * HEAD is answered as GET without the body; any other method is 405 with `Allow`. Errors carry the
+ * HEAD is answered as GET without the body, OPTIONS with 204 and `Allow`; any other method is 405
+ * with `Allow`. Errors carry the
  * book's envelope with a null key: these requests are not routed and take no key.
  */
 export class ApiDocs {
@@ -53,6 +54,11 @@ export class ApiDocs {
 
   /** The answer to a request for one of the paths {@link ApiDocs.owns}. */
   answer(method: string, path: string, acceptEncoding: string | undefined): PageAnswer {
+    if (method === 'OPTIONS') {
+      const exists = path === '/openapi.json' || this.#page.answer(path, false) !== undefined;
+      if (!exists) return this.#error(gatewayErrors.notFound(method, path));
+      return { status: 204, headers: [['Allow', ALLOW]], body: Buffer.alloc(0) };
+    }
     if (method !== 'GET' && method !== 'HEAD') {
       return {
         status: 405,

@@ -420,6 +420,15 @@ class GatewayServer implements Gateway {
       response.end(method === 'HEAD' ? undefined : answer.body);
       return;
     }
+    if (this.#telemetry.servesPage(path)) {
+      // A page's GET and HEAD were answered before (see GatewayTelemetry.onRequest): this is another method.
+      if (method === 'OPTIONS') this.#answerOptions(request, response, path, hasBody, telemetry.requestId);
+      else {
+        const error = this.#notRouted(response, method, path);
+        this.#fail(request, response, null, error, hasBody, telemetry.requestId);
+      }
+      return;
+    }
     if (!this.#table.ready) {
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
@@ -475,9 +484,14 @@ class GatewayServer implements Gateway {
     }
   }
 
-  /** 405 with `Allow` for a path that routes other methods, else 404. */
+  /** The methods a path answers: its routes', or GET (and so HEAD) for one of the gateway's pages. */
+  #methodsOf(path: string): readonly string[] {
+    return this.#telemetry.servesPage(path) ? ['GET'] : this.#table.methodsOf(path);
+  }
+
+  /** 405 with `Allow` for a path that answers other methods, else 404. */
   #notRouted(response: ServerResponse, method: string, path: string): GatewayError {
-    const methods = this.#table.methodsOf(path);
+    const methods = this.#methodsOf(path);
     if (methods.length === 0) return gatewayErrors.notFound(method, path);
     response.setHeader('Allow', allowedMethods(methods).join(', '));
     return gatewayErrors.methodNotAllowed(method, path);
@@ -494,7 +508,7 @@ class GatewayServer implements Gateway {
     hasBody: boolean,
     requestId: string | undefined,
   ): void {
-    const methods = this.#table.methodsOf(path);
+    const methods = this.#methodsOf(path);
     if (methods.length === 0) {
       this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody, requestId);
       return;

@@ -204,8 +204,7 @@ export class GatewayTelemetry {
     method: string,
     path: string,
   ): RequestTelemetry | undefined {
-    const own = OWN_PATHS.has(path) && (method === 'GET' || method === 'HEAD');
-    if (own && (path !== '/metrics' || this.#registry)) {
+    if ((method === 'GET' || method === 'HEAD') && this.servesPage(path)) {
       const page = new ObservedRequest(undefined, method, path, undefined, undefined, this.#recordAnswer);
       page.route = path;
       response.once('close', () => page.closed(response));
@@ -233,6 +232,11 @@ export class GatewayTelemetry {
       carrier = span.carrier();
     }
     return new ObservedRequest(requestId, method, path, carrier, span, this.#recordAnswer);
+  }
+
+  /** Whether `path` is one of the gateway's own pages (served to GET and HEAD by {@link onRequest}). */
+  servesPage(path: string): boolean {
+    return OWN_PATHS.has(path) && (path !== '/metrics' || this.#registry !== undefined);
   }
 
   /** Readiness: registered, a node list received, every known route with a serving instance. */

@@ -266,6 +266,23 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     expect(JSON.parse(ready.body)).toEqual({ status: 'ready', reasons: [] });
   });
 
+  it('answers its own pages to GET and HEAD only: 405 with Allow to other methods, 204 with Allow to OPTIONS, ready or not', async () => {
+    const ports = [await gateway(), (await startGateway(perTest, '127.0.0.1:1')).port];
+    for (const port of ports) {
+      for (const path of ['/healthz', '/readyz', '/metrics', '/status', '/status.json']) {
+        for (const method of ['POST', 'PUT', 'DELETE']) {
+          const refused = await http(port, method, path);
+          expect(refused.status, `${method} ${path}`).toBe(405);
+          expect(refused.headers.allow).toBe('GET, HEAD, OPTIONS');
+          expect(JSON.parse(refused.body)).toMatchObject({ key: null, errorcode: 1 });
+        }
+        const options = await http(port, 'OPTIONS', path);
+        expect(options.status, `OPTIONS ${path}`).toBe(204);
+        expect(options.headers.allow).toBe('GET, HEAD, OPTIONS');
+      }
+    }
+  });
+
   it('answers /readyz 503 with the reason while it is not registered with the distributor', async () => {
     const { port } = await startGateway(perTest, '127.0.0.1:1');
     const health = await http(port, 'GET', '/healthz');

@@ -173,9 +173,15 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     for (const method of ['POST', 'PUT', 'DELETE']) {
       const refused = await http(port, method, '/openapi.json');
       expect(refused.status).toBe(405);
-      expect(refused.headers.allow).toBe('GET, HEAD');
+      expect(refused.headers.allow).toBe('GET, HEAD, OPTIONS');
       expect(JSON.parse(refused.body)).toMatchObject({ key: null, errorcode: 1 });
     }
+    for (const path of ['/openapi.json', '/docs/']) {
+      const options = await http(port, 'OPTIONS', path);
+      expect(options.status, path).toBe(204);
+      expect(options.headers.allow).toBe('GET, HEAD, OPTIONS');
+    }
+    expect((await http(port, 'OPTIONS', '/docs/nothing-here')).status).toBe(404);
     const head = await http(port, 'HEAD', '/openapi.json');
     expect(head.status).toBe(200);
     expect(Number(head.headers['content-length'])).toBeGreaterThan(1000);
