@@ -54,6 +54,16 @@ export const gatewayErrors = {
       { closeConnection: true },
     ),
   malformedRequest: () => new GatewayError(400, 'Malformed HTTP request', { closeConnection: true }),
+  missingHost: () =>
+    new GatewayError(400, 'An HTTP/1.1 request needs a Host header', { closeConnection: true }),
+  expectationFailed: (expect: string) =>
+    new GatewayError(
+      417,
+      `Expect ${JSON.stringify(expect.slice(0, MAX_ECHOED_PATH))} is not supported: send Expect: 100-continue, or none`,
+      { closeConnection: true },
+    ),
+  connectNotSupported: () =>
+    new GatewayError(501, 'CONNECT is not supported: the gateway is not a proxy', { closeConnection: true }),
   requestTimeout: () =>
     new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
   headersTooLarge: () =>

@@ -229,6 +229,8 @@ class GatewayServer implements Gateway {
       requestTimeout: Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout),
       // How often the two timeouts above are enforced.
       connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+      // Node would answer a missing Host with an empty 400; the gateway answers it (see #handleSafely).
+      requireHostHeader: false,
     };
     const onRequest = (request: IncomingMessage, response: ServerResponse): void =>
       this.#handleSafely(request, response, false);
@@ -257,6 +259,15 @@ class GatewayServer implements Gateway {
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
       this.#onClientError(error, socket),
     );
+    // Node's own answers to these are an empty 417 and a closed socket: the gateway's carry its envelope.
+    this.#server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+      const error = gatewayErrors.expectationFailed(String(request.headers.expect));
+      this.#fail(request, response, null, error, true, undefined);
+    });
+    this.#server.on('connect', (_request: IncomingMessage, socket: Socket) => {
+      socket.on('error', () => {});
+      socket.end(rawErrorResponse(gatewayErrors.connectNotSupported()));
+    });
   }
 
   get revision(): number | undefined {
@@ -352,6 +363,14 @@ class GatewayServer implements Gateway {
   #handleSafely(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
     let telemetry: RequestTelemetry | undefined;
     try {
+      if (
+        request.headers.host === undefined &&
+        request.httpVersionMajor === 1 &&
+        request.httpVersionMinor >= 1
+      ) {
+        this.#fail(request, response, null, gatewayErrors.missingHost(), true, undefined);
+        return;
+      }
       const url = request.url ?? '/';
       const queryStart = url.indexOf('?');
       const path = queryStart < 0 ? url : url.slice(0, queryStart);
@@ -665,6 +684,14 @@ class GatewayServer implements Gateway {
     closeAfterLinger(socket);
     const connection = this.#connections.of(socket);
     const reading = connection?.readingBody;
+    if (error.code === 'HPE_INVALID_EOF_STATE') {
+      // The client closed its side in the middle of a request: it left, as a reset would say (499),
+      // and is owed no answer to it. Answers to requests it completed before are still written.
+      if (reading && !reading.request.complete) reading.stop.abort(new BodyAbortedError());
+      else if (connection) connection.whenIdle(() => socket.destroy());
+      else socket.destroy();
+      return;
+    }
     if (reading && !reading.request.complete) reading.stop.abort(answer);
     const writeAnswer = (): void => {
       if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));

@@ -50,6 +50,36 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
   });
   afterAll(() => closer.closeAll());
 
+  it('a request Node would answer itself gets the envelope: no Host, an unknown Expect, CONNECT', async () => {
+    const [noHost] = answers(await raw(port, 'GET /goods HTTP/1.1\r\n\r\n'));
+    expect(noHost).toMatchObject({
+      status: 400,
+      body: '{"key":null,"errorcode":1,"errormessage":"An HTTP/1.1 request needs a Host header"}',
+    });
+    // HTTP/1.0 has no Host header to require.
+    const [old] = answers(
+      (await raw(port, 'GET /goods HTTP/1.0\r\n\r\n')).replace(/^HTTP\/1\.0 /, 'HTTP/1.1 '),
+    );
+    expect(old!.status).toBe(200);
+    const [expectation] = answers(
+      await raw(
+        port,
+        `POST /goods HTTP/1.1\r\nHost: g\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+      ),
+    );
+    expect(expectation).toMatchObject({
+      status: 417,
+      body: '{"key":null,"errorcode":1,"errormessage":"Expect \\"200-ok\\" is not supported: send Expect: 100-continue, or none"}',
+    });
+    const [tunnel] = answers(
+      await raw(port, 'CONNECT 127.0.0.1:9010 HTTP/1.1\r\nHost: 127.0.0.1:9010\r\n\r\n'),
+    );
+    expect(tunnel).toMatchObject({
+      status: 501,
+      body: '{"key":null,"errorcode":1,"errormessage":"CONNECT is not supported: the gateway is not a proxy"}',
+    });
+  });
+
   it('garbage after a complete GET: the GET is answered, then 400, then the connection closes', async () => {
     const stream = await raw(port, 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\nGARBAGE\r\n\r\n');
     const [list, refused, ...more] = answers(stream);

@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import type { Metadata } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { http } from '../helpers/http.js';
@@ -150,6 +151,36 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       holdCalls = undefined;
       release();
     }
+  });
+
+  it('counts a client that closes its side in the middle of a body as 499, not as a malformed request', async () => {
+    const port = await gateway();
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(
+      'POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+    );
+    // The client sends its FIN before the body is whole: it has left.
+    socket.end();
+    await closed;
+    const post = { http_request_method: 'POST', http_route: '/goods' };
+    await vi.waitFor(async () => {
+      const text = (await http(port, 'GET', '/metrics')).body;
+      expect(
+        sample(text, 'http_server_request_duration_seconds_count', {
+          ...post,
+          http_response_status_code: '499',
+        }),
+      ).toBe(1);
+      expect(
+        sample(text, 'http_server_request_duration_seconds_count', {
+          ...post,
+          http_response_status_code: '400',
+        }) ?? 0,
+      ).toBe(0);
+    });
   });
 
   it('serves /metrics: requests by route, method and status, client calls by method and code; bounded labels', async () => {
