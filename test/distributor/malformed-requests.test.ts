@@ -13,6 +13,19 @@ const NOT_A_MESSAGE = Buffer.from([0x0a, 0xff, 0xff]);
 /** How long a refused stream may take to hear its status: far more than it needs, far less than its deadline. */
 const STATUS_WITHIN_MS = 3_000;
 
+/** A Register stream that sends bytes as they are given. */
+function rawRegister(address: string, deadlineMs: number): ClientDuplexStream<Buffer, Buffer> {
+  return client(address).makeBidiStreamRequest(
+    '/shop.v1.DistributorService/Register',
+    asIs,
+    asIs,
+    new Metadata(),
+    {
+      deadline: Date.now() + deadlineMs,
+    },
+  );
+}
+
 function statusOf(call: ClientDuplexStream<Buffer, Buffer>): Promise<StatusObject | 'no status'> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve('no status'), STATUS_WITHIN_MS);
@@ -53,15 +66,7 @@ describe('requests that are not the message they should be', () => {
     const serving = encoded(stateMessage(NodeState.NODE_STATE_SERVING));
     const outcomes: Array<StatusObject | 'no status'> = [];
     for (let attempt = 0; attempt < 12; attempt++) {
-      const call = client(address).makeBidiStreamRequest(
-        '/shop.v1.DistributorService/Register',
-        asIs,
-        asIs,
-        new Metadata(),
-        {
-          deadline: Date.now() + 30_000,
-        },
-      );
+      const call = rawRegister(address, 30_000);
       const ended = statusOf(call);
       // Written together, so that they arrive in as few frames as the transport makes of them.
       for (const message of [first, serving, serving, NOT_A_MESSAGE]) call.write(message);
@@ -87,15 +92,7 @@ describe('requests that are not the message they should be', () => {
     const name = Buffer.from([0x67, 0x6f, 0xff, 0x64, 0x73]);
     const node = Buffer.concat([Buffer.from([0x0a, name.length]), name, Buffer.from([0x18, 0xb2, 0x46])]);
     const request = Buffer.concat([Buffer.from([0x0a, node.length]), node]);
-    const call = client(address).makeBidiStreamRequest(
-      '/shop.v1.DistributorService/Register',
-      asIs,
-      asIs,
-      new Metadata(),
-      {
-        deadline: Date.now() + 10_000,
-      },
-    );
+    const call = rawRegister(address, 10_000);
     const ended = statusOf(call);
     call.write(request);
     expect(await ended).toMatchObject({
