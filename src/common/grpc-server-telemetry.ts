@@ -60,8 +60,9 @@ type MethodDefinition = ServerMethodDefinition<unknown, unknown>;
  * passes its base call through the interceptors; only an interceptor that wraps it in a
  * ServerInterceptingCall makes each call go through a second call object and its listeners, which
  * cost more than everything the telemetry does (`npm run bench:calls`). A wrapped method counts the
- * calls that reach its handler: one that grpc-js refuses before (a message over the size limit, or
- * one it cannot decode) is not counted by the server; the caller's client metrics see it.
+ * calls that reach its handler: one that grpc-js refuses before (a message over the size limit) is
+ * not counted by the server; the caller's client metrics see it. A message that does not decode
+ * reaches the handler (see strict-requests.ts), which refuses it, and is counted.
  */
 export class ServerCallTelemetry {
   readonly #metrics: GrpcCallMetrics | undefined;

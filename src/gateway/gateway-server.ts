@@ -266,7 +266,18 @@ class GatewayServer implements Gateway {
     });
     this.#server.on('connect', (_request: IncomingMessage, socket: Socket) => {
       socket.on('error', () => {});
-      socket.end(rawErrorResponse(gatewayErrors.connectNotSupported()));
+      // Read and dropped, and closed after a while even if the client keeps its side open.
+      socket.resume();
+      closeAfterLinger(socket);
+      // Answers to requests before it on the connection go first.
+      const refuse = (): void => {
+        if (!socket.destroyed && !socket.writableEnded) {
+          socket.end(rawErrorResponse(gatewayErrors.connectNotSupported()));
+        }
+      };
+      const connection = this.#connections.of(socket);
+      if (connection) connection.whenIdle(refuse);
+      else refuse();
     });
   }
 
@@ -679,12 +690,11 @@ class GatewayServer implements Gateway {
     // The parser reports its error again on every later chunk: answer once.
     if (this.#failedSockets.has(socket)) return;
     this.#failedSockets.add(socket);
-    const answer = clientErrorAnswer(error);
-    this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
     closeAfterLinger(socket);
     const connection = this.#connections.of(socket);
     const reading = connection?.readingBody;
     if (error.code === 'HPE_INVALID_EOF_STATE') {
+      this.#log.debug({ code: error.code }, 'the client closed its side in the middle of a request');
       // The client closed its side in the middle of a request: it left, as a reset would say (499),
       // and is owed no answer to it. Answers to requests it completed before are still written.
       if (reading && !reading.request.complete) reading.stop.abort(new BodyAbortedError());
@@ -692,6 +702,8 @@ class GatewayServer implements Gateway {
       else socket.destroy();
       return;
     }
+    const answer = clientErrorAnswer(error);
+    this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
     if (reading && !reading.request.complete) reading.stop.abort(answer);
     const writeAnswer = (): void => {
       if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));

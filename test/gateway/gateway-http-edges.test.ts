@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { raw } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
@@ -78,6 +78,25 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       status: 501,
       body: '{"key":null,"errorcode":1,"errormessage":"CONNECT is not supported: the gateway is not a proxy"}',
     });
+  });
+
+  it('closes a CONNECT socket whose client keeps its own side open', async () => {
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let received = '';
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString();
+    });
+    socket.on('error', () => {});
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(
+      'GET /goods HTTP/1.1\r\nHost: g\r\n\r\nCONNECT 127.0.0.1:9010 HTTP/1.1\r\nHost: 127.0.0.1:9010\r\n\r\n',
+    );
+    await vi.waitFor(() => expect(answers(received).map((answer) => answer.status)).toEqual([200, 501]));
+    // This client never ends its side: the gateway closes the connection all the same, and writes
+    // after that are refused (a socket left open would take them in silence).
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const writes = setInterval(() => socket.write('more'), 100);
+    await closed.finally(() => clearInterval(writes));
   });
 
   it('garbage after a complete GET: the GET is answered, then 400, then the connection closes', async () => {

@@ -85,18 +85,23 @@ export function createMembersHandlers(
   const hashing = new HashingLimiter(options.hashingLimits);
   options.telemetry?.watchHashing(hashing);
   /**
-   * A username in Unicode NFC (composed), as PRECIS (RFC 8265) prepares one: "José" with é as one
-   * code point or as e and a combining accent is one account, not two that look the same.
+   * A username in Unicode NFC (composed): "José" with é as one code point or as e and a combining
+   * accent is one account, not two that look the same.
    */
   const username = (value: string | undefined): string =>
     requireText(value?.normalize('NFC'), 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
   /**
-   * The account a sign-in names: by its NFC name, or, for an account stored before usernames were
-   * normalised, by the spelling given, when that differs.
+   * The spelling a request's account is stored under: the one given, exactly, when an account was
+   * stored under it before usernames were normalised (so that its owner, typing it as always, is
+   * not sent to an NFC look-alike made since); otherwise the NFC name. Asks the store only when the
+   * name given is not in NFC.
    */
-  const findMember = async (name: string, given: string | undefined, parent: TraceSpan | undefined) =>
-    (await store.findMember(name, parent)) ??
-    (given !== undefined && given !== name ? await store.findMember(given, parent) : undefined);
+  const storedSpelling = async (
+    name: string,
+    given: string | undefined,
+    parent: TraceSpan | undefined,
+  ): Promise<string> =>
+    given !== undefined && given !== name && (await store.findMember(given, parent)) ? given : name;
   const password = (value: string | undefined): string =>
     requireText(value, 'password', { maxBytes: MEMBERS_LIMITS.passwordBytes });
 
@@ -149,6 +154,10 @@ export function createMembersHandlers(
       const claim = claimOf(call, 'CreateMember', CreateMemberRequest.encode({ username: name }).finish());
       const earlier = claim && (await store.recall(claim, parent));
       if (earlier) return replay(earlier, CreateMemberResponse);
+      // The exact spelling of an account stored before normalisation is taken too.
+      if ((await storedSpelling(name, request.username, parent)) !== name) {
+        throw new ServiceError(status.ALREADY_EXISTS, USERNAME_TAKEN);
+      }
       const hash = await hashing.run(() => hashPassword(given, parameters), callInfo(call));
       if (!claim) return answerOf(MEMBER_CREATED, await store.createMember(name, hash, parent));
       const outcome = await store.createMemberOnce(name, hash, once(claim, MEMBER_CREATED), parent);
@@ -158,7 +167,7 @@ export function createMembersHandlers(
       const name = username(request.username);
       const given = password(request.password);
       const parent = traceParentOf(call.metadata);
-      const member = await findMember(name, request.username, parent);
+      const member = await store.findMember(await storedSpelling(name, request.username, parent), parent);
       const named = requestLogFields(call.metadata);
       const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
@@ -168,10 +177,11 @@ export function createMembersHandlers(
     deleteMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const parent = traceParentOf(call.metadata);
-      const claim = claimOf(call, 'DeleteMember', DeleteMemberRequest.encode(request).finish());
-      if (!claim) return answerOf(MEMBER_DELETED, await store.deleteMember(name, parent));
+      const claim = claimOf(call, 'DeleteMember', DeleteMemberRequest.encode({ username: name }).finish());
+      const spelling = await storedSpelling(name, request.username, parent);
+      if (!claim) return answerOf(MEMBER_DELETED, await store.deleteMember(spelling, parent));
       return replay(
-        await store.deleteMemberOnce(name, once(claim, MEMBER_DELETED), parent),
+        await store.deleteMemberOnce(spelling, once(claim, MEMBER_DELETED), parent),
         DeleteMemberResponse,
       );
     }),
