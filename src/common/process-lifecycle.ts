@@ -12,13 +12,21 @@ export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
 export type StopAndExit = (exitCode: number, reason: string) => void;
 
 /**
+ * A signal this soon after the first is the same request, not a second one: Ctrl-C on a component
+ * run by `npm run goods` reaches it twice, from the terminal and forwarded by npm.
+ */
+const REPEATED_SIGNAL_MS = 1_000;
+
+/**
  * Wires a process's signals to its one `stop()`: SIGINT or SIGTERM stops it in order and exits 0;
- * a second signal exits at once with 1. An unexpected error is a bug: it is logged and the process
- * exits with 1 rather than running on in an unknown state. Returns the same orderly stop for the
- * process's own fatal conditions, with the exit code they call for.
+ * a second signal (more than a second after the first) exits at once with 1. An unexpected error
+ * is a bug: it is logged and the process exits with 1 rather than running on in an unknown state.
+ * Returns the same orderly stop for the process's own fatal conditions, with the exit code they
+ * call for.
  */
 export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
   let stopping = false;
+  let firstSignalAt: number | undefined;
   const stopThenExit = (exitCode: number, fields: Record<string, unknown>): void => {
     stopping = true;
     log[exitCode === EXIT_CODES.stopped ? 'info' : 'error'](fields, 'stopping');
@@ -34,10 +42,13 @@ export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndEx
     );
   };
   const onSignal = (signal: NodeJS.Signals): void => {
+    const now = performance.now();
     if (stopping) {
+      if (firstSignalAt !== undefined && now - firstSignalAt < REPEATED_SIGNAL_MS) return;
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(EXIT_CODES.failed);
     }
+    firstSignalAt = now;
     stopThenExit(EXIT_CODES.stopped, { signal });
   };
   process.on('SIGINT', onSignal);
