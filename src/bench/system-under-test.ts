@@ -199,7 +199,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
     ],
     { write: (line) => log.write(`${line}\n`), pretty: false },
   );
-  supervisor.start();
+  void supervisor.start();
   cleanups.unshift(async () => {
     await supervisor.stop();
     log.end();

@@ -31,7 +31,7 @@ runMain(async () => {
     config.registryToken ? 'registration token' : undefined,
   ].filter(Boolean);
   log.info(
-    { host: config.host, port, tls: Boolean(config.tls), auth },
+    { event: 'listening', host: config.host, port, tls: Boolean(config.tls), auth },
     `listening on ${config.host}:${port}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
   );
   const admin =

@@ -25,6 +25,7 @@ import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import {
+  DOCUMENTATION_ROUTES,
   GatewayTelemetry,
   type GatewayTelemetryOptions,
   type RequestTelemetry,
@@ -441,6 +442,7 @@ class GatewayServer implements Gateway {
       return;
     }
     if (ApiDocs.owns(path)) {
+      telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
       const headers: (string | number)[] = answer.headers.flat();
       headers.push('Content-Length', answer.body.length);

@@ -83,6 +83,13 @@ const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 
 
 type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_code';
 
+/**
+ * The route labels of the API documentation's requests (see api-docs.ts): `/openapi.json`, and
+ * `/docs` for the page and all its files. Like the gateway's own pages, they are not shop traffic.
+ */
+export const DOCUMENTATION_ROUTES = { document: '/openapi.json', page: '/docs' } as const;
+const DOCUMENTATION_ROUTE_SET: ReadonlySet<string> = new Set(Object.values(DOCUMENTATION_ROUTES));
+
 /** The gateway's own pages, answered before routing (GET and HEAD only). */
 const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/status', '/status.js', '/status.json']);
 
@@ -337,7 +344,9 @@ export class GatewayTelemetry {
     const answered = this.#answeredOf(duration, method, route, code);
     answered.duration.observe(seconds);
     // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
-    if (!OWN_PATHS.has(path)) this.#rates!.record(answered.rateKey, code >= 500);
+    if (!OWN_PATHS.has(path) && !DOCUMENTATION_ROUTE_SET.has(route)) {
+      this.#rates!.record(answered.rateKey, code >= 500);
+    }
   };
 
   /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
@@ -12,6 +12,10 @@ import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
 // reads its own flags and environment variables (see the README), so they pass straight through.
+
+/** What a component's JSON log line says when it listens (see start-service.ts, distributor/main.ts). */
+const LISTENING_EVENT = '"event":"listening"';
+
 const say = (line: string): void => {
   process.stdout.write(`[launcher] ${line}\n`);
 };
@@ -30,6 +34,8 @@ const supervisor = new Supervisor(
     entry: fileURLToPath(new URL(entry, import.meta.url)),
     nodeFlags: COMPONENT_NODE_FLAGS,
     env: { ...allocatorEnv(), ...componentEnv },
+    // The others start once the distributor listens: they would only warn that it does not yet.
+    ...(name === 'distributor' ? { isReadyLine: (line: string) => line.includes(LISTENING_EVENT) } : {}),
   })),
   {
     write: (line) => process.stdout.write(`${line}\n`),
@@ -56,15 +62,20 @@ function stopEverything(why: string, exitCode: number): void {
  * Secure by default, with no extra step: unless the environment already names a token, `npm start`
  * makes a fresh registration token for this run and hands it to every component, so that nobody
  * else on the network can register, watch or list. It is written to DATA_DIR/registry-token
- * (readable by this user only) for tools such as grpcurl.
+ * (readable by this user only) for tools such as grpcurl, and removed when the launcher exits; a
+ * file an earlier run left is removed too when the environment names the token, as it would be
+ * wrong.
  */
 function registrationCredentials(): NodeJS.ProcessEnv {
-  if (process.env[REGISTRY_TOKEN_ENV]) return {};
+  const file = join(resolve(process.env.DATA_DIR || './data'), 'registry-token');
+  if (process.env[REGISTRY_TOKEN_ENV]) {
+    rmSync(file, { force: true });
+    return {};
+  }
   const token = randomBytes(32).toString('base64url');
-  const dataDir = resolve(process.env.DATA_DIR || './data');
-  mkdirSync(dataDir, { recursive: true });
-  const file = join(dataDir, 'registry-token');
+  mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  process.on('exit', () => rmSync(file, { force: true }));
   say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
   return { [REGISTRY_TOKEN_ENV]: token };
 }
@@ -78,4 +89,4 @@ watchParent((parent) => stopEverything(`the process that started the launcher (p
 // Whoever read our output may be gone with our parent: the components are still stopped in order.
 process.stdout.on('error', () => {});
 process.on('exit', () => supervisor.killAll());
-supervisor.start();
+void supervisor.start();

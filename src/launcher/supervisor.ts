@@ -14,6 +14,11 @@ export interface ComponentSpec {
   env?: NodeJS.ProcessEnv;
   /** Node.js flags for this component, before its entry point. */
   nodeFlags?: string[];
+  /**
+   * The output line that says it is ready for the components after it (which start after that
+   * line, or after `readyTimeoutMs`); without it, the next one starts at once.
+   */
+  isReadyLine?: (line: string) => boolean;
 }
 
 /** Options of {@link Supervisor}. */
@@ -24,6 +29,8 @@ export interface SupervisorOptions {
   stopTimeoutMs?: number;
   /** Whether to turn JSON log lines into readable ones. */
   pretty?: boolean;
+  /** How long the components after one with `isReadyLine` wait for that line at most. */
+  readyTimeoutMs?: number;
   /** Exit codes after which a component is not started again, with their meaning; PERMANENT_EXITS by default. */
   permanentExits?: ReadonlyMap<number, string>;
   /** Told when a component exited with one of `permanentExits`, e.g. to stop the others. */
@@ -54,6 +61,7 @@ export class Supervisor {
     this.#options = {
       stopTimeoutMs: 10_000,
       pretty: true,
+      readyTimeoutMs: 10_000,
       permanentExits: PERMANENT_EXITS,
       onPermanentExit: () => {},
       ...options,
@@ -61,8 +69,25 @@ export class Supervisor {
     this.#width = Math.max(...components.map((component) => component.name.length));
   }
 
-  start(): void {
-    for (const component of this.components) this.#spawn(component);
+  /**
+   * Starts the components in their order, each after the one before it said it is ready when that
+   * one has an `isReadyLine` (the distributor: the services and the gateway then find it listening
+   * rather than warn that it is not). Resolves once all have been started, or stop() was called.
+   */
+  async start(): Promise<void> {
+    for (const component of this.components) {
+      if (this.#stopping) return;
+      const ready = this.#spawn(component);
+      if (!component.isReadyLine) continue;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        ready,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, this.#options.readyTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   /** The process id of each running component, by name. */
@@ -88,8 +113,13 @@ export class Supervisor {
     await Promise.all(this.#outputOpen);
   }
 
-  #spawn(component: ComponentSpec): void {
+  /** Starts one component; resolves when it prints its ready line, or exits first. */
+  #spawn(component: ComponentSpec): Promise<void> {
     const startedAt = Date.now();
+    let becameReady = (): void => {};
+    const ready = new Promise<void>((resolve) => {
+      becameReady = resolve;
+    });
     // execArgv carries loader flags (e.g. tsx's) so that the components run as the supervisor does.
     const child = spawn(
       process.execPath,
@@ -112,10 +142,12 @@ export class Supervisor {
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
+        if (component.isReadyLine?.(line)) becameReady();
       });
     }
     child.on('error', (error) => this.#options.write(`${prefix} could not start: ${error.message}`));
     child.on('exit', (code, signal) => {
+      becameReady();
       this.#running.delete(component.name);
       if (this.#stopping) return;
       const meaning = code === null ? undefined : this.#options.permanentExits.get(code);
@@ -133,10 +165,11 @@ export class Supervisor {
       this.#options.write(`${prefix} exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`);
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
-        if (!this.#stopping) this.#spawn(component);
+        if (!this.#stopping) void this.#spawn(component);
       }, delay);
       this.#timers.add(timer);
     });
+    return ready;
   }
 
   #terminate(child: ChildProcess): Promise<void> {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,6 +68,16 @@ describe('npm start: the launcher runs the five components as processes', () => 
       for (const pid of children) process.kill(pid, 'SIGKILL');
     }
     rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts the others once the distributor listens, so that a clean start warns of nothing (first: later tests provoke warnings)', () => {
+    const first = (name: string) =>
+      launcher.lines.findIndex((line) => line.startsWith(`[${name.padEnd(11)}] `));
+    const listening = launcher.lines.findIndex((line) => /^\[distributor *\] .*listening on/.test(line));
+    expect(listening).toBeGreaterThanOrEqual(0);
+    for (const name of ['goods', 'members', 'purchases', 'gateway'])
+      expect(first(name)).toBeGreaterThan(listening);
+    expect(launcher.lines.filter((line) => / WARN /.test(line))).toEqual([]);
   });
 
   it('is secure by default: a per-run token guards the registry, written for tools with mode 0600', async () => {
@@ -220,12 +230,32 @@ describe('npm start: the launcher runs the five components as processes', () => 
     expect(await launcher.exited()).toBe(0);
     expect(children.filter(isAlive)).toEqual([]);
     expect(launcher.lines).toContain('[launcher] all stopped');
+    // The run's token goes with it: a later run's tools never read a stale one.
+    expect(existsSync(join(dataDir, 'registry-token'))).toBe(false);
   });
 });
 
 describe('npm start with a configuration error', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-config-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('removes a token file an earlier run left when SHOP_REGISTRY_TOKEN names the token', async () => {
+    const stale = join(dataDir, 'registry-token');
+    writeFileSync(stale, 'an-earlier-runs-token\n');
+    const launcher = spawnComponent('src/launcher/main.ts', [], {
+      DATA_DIR: dataDir,
+      SHOP_REGISTRY_TOKEN: 'a-token-of-my-own-0123456789abcdef',
+      // Every component refuses this at once: the test needs the launcher's start, not a shop.
+      LOG_LEVEL: 'verbose',
+      MYSQL_URL: '',
+    });
+    try {
+      expect(await launcher.exited()).toBe(2);
+      expect(existsSync(stale)).toBe(false);
+    } finally {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+    }
+  }, 60_000);
 
   it.each([
     // Only goods fails: the four others are running when the launcher stops them.

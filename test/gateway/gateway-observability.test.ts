@@ -287,6 +287,28 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     expect(rate('POST')).toMatchObject({ requests: 1, errors: 0 });
   });
 
+  it('labels the API documentation /openapi.json and /docs, and keeps it out of the status page rates', async () => {
+    const port = await gateway();
+    await http(port, 'GET', '/openapi.json');
+    await http(port, 'GET', '/docs/');
+    await http(port, 'GET', '/docs/swagger-ui.css');
+    const text = (await http(port, 'GET', '/metrics')).body;
+    const count = (route: string) =>
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'GET',
+        http_route: route,
+        http_response_status_code: '200',
+      });
+    expect([count('/openapi.json'), count('/docs')]).toEqual([1, 2]);
+    expect(count('unmatched')).toBeUndefined();
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body) as {
+      routes: Array<{ path: string }>;
+    };
+    expect(status.routes.map((route) => route.path)).not.toEqual(
+      expect.arrayContaining([expect.stringMatching(/^\/(openapi\.json|docs)|unmatched/)]),
+    );
+  });
+
   it('answers /healthz, and /readyz 200 once every known route has a serving instance', async () => {
     const port = await gateway();
     const health = await http(port, 'GET', '/healthz');

@@ -104,6 +104,50 @@ describe('Supervisor', () => {
     await supervisor.stop();
   });
 
+  it('starts the components after one with a ready line once it prints it, or after the ready time-out', async () => {
+    const slow = script(
+      'slow-to-listen',
+      `process.on('SIGTERM', () => process.exit(0));
+       setTimeout(() => console.log('listening now'), 300);
+       setInterval(() => {}, 1000);`,
+    );
+    const silent = script(
+      'never-ready',
+      `process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1000);`,
+    );
+    const next = script(
+      'next',
+      `process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000);`,
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor(
+      [
+        { name: 'first', entry: slow, isReadyLine: (line) => line === 'listening now' },
+        { name: 'second', entry: next },
+      ],
+      { write: (line) => lines.push(line) },
+    );
+    await supervisor.start();
+    await vi.waitFor(() => expect(lines).toContain('[second] up'));
+    expect(lines.indexOf('[first ] listening now')).toBeLessThan(lines.indexOf('[second] up'));
+    expect(lines.indexOf('[first ] listening now')).toBeGreaterThanOrEqual(0);
+    await supervisor.stop();
+
+    const patient: string[] = [];
+    const waiting = new Supervisor(
+      [
+        { name: 'first', entry: silent, isReadyLine: () => false },
+        { name: 'second', entry: next },
+      ],
+      { write: (line) => patient.push(line), readyTimeoutMs: 300 },
+    );
+    const started = performance.now();
+    await waiting.start();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    await vi.waitFor(() => expect(patient).toContain('[second] up'));
+    await waiting.stop();
+  });
+
   it('kills a component that ignores SIGTERM after the stop timeout', async () => {
     const stubborn = script(
       'stubborn',
