@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ConfigError, formatHostPort, parseHostPort, parsePort } from './config.js';
+import { ConfigError, formatHostPort, parseHost, parseHostPort, parsePort } from './config.js';
 import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
 import { nonEmpty, oneOf, optionalSetting, type Setting, type SettingsValues, setting } from './settings.js';
 
@@ -23,7 +23,7 @@ export function portSetting(env: string, defaultPort: number): Setting<number> {
 
 /** The address a component listens on. */
 export function hostSetting(env: string, defaultHost: string): Setting<string> {
-  return setting({ flag: 'host', env, default: defaultHost, help: 'address to listen on', parse: nonEmpty });
+  return setting({ flag: 'host', env, default: defaultHost, help: 'address to listen on', parse: parseHost });
 }
 
 /**

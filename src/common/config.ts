@@ -19,14 +19,26 @@ export function parsePort(value: string, source: string): number {
 }
 
 /** Parses a whole number of at least `min`. */
-export function parseWholeNumber(value: string, source: string, min = 0): number {
+export function parseWholeNumber(
+  value: string,
+  source: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const trimmed = value.trim();
   const number = /^\d+$/.test(trimmed) ? Number(trimmed) : Number.NaN;
   if (!Number.isSafeInteger(number) || number < min) {
     throw new ConfigError(`${source}: expected a whole number of at least ${min}, got "${value}"`);
   }
+  if (number > max) throw new ConfigError(`${source}: expected at most ${max}, got "${value}"`);
   return number;
 }
+
+/**
+ * The longest time in ms a duration setting takes: an hour, far inside what a Node.js timer holds
+ * (2^31 - 1 ms; a longer one fires at once, with a warning).
+ */
+export const MAX_DURATION_MS = 3_600_000;
 
 /** Parses "host:port" (IPv6 hosts in brackets); the port must not be 0. */
 export function parseHostPort(value: string, source: string): HostPort {
@@ -38,6 +50,21 @@ export function parseHostPort(value: string, source: string): HostPort {
   const port = parsePort(match[3]!, source);
   if (port === 0) throw new ConfigError(`${source}: the port must not be 0`);
   return { host, port };
+}
+
+/** A DNS name's labels (underscores too: container and compose service names use them). */
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * A host to listen on or to be reached at: an IPv4 or IPv6 address (bracketed or not), or a host
+ * name. Digits and dots alone must make an IPv4 address: "999.1.1.1" is a typo, not a name.
+ */
+export function parseHost(value: string, source: string): string {
+  const host = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
+  const valid = isIP(host) !== 0 || (HOST_NAME.test(host) && !/^[0-9.]+$/.test(host));
+  if (!valid) throw new ConfigError(`${source}: expected a host name or an IP address, got "${value}"`);
+  return host;
 }
 
 /** Formats a host and port for grpc-js and logs, bracketing IPv6 literals. */

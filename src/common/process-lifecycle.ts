@@ -18,11 +18,11 @@ export type StopAndExit = (exitCode: number, reason: string) => void;
 const REPEATED_SIGNAL_MS = 1_000;
 
 /**
- * Wires a process's signals to its one `stop()`: SIGINT or SIGTERM stops it in order and exits 0;
- * a second signal (more than a second after the first) exits at once with 1. An unexpected error
- * is a bug: it is logged and the process exits with 1 rather than running on in an unknown state.
- * Returns the same orderly stop for the process's own fatal conditions, with the exit code they
- * call for.
+ * Wires a process's signals to its one `stop()`: SIGINT, SIGTERM or SIGHUP stops it in order and
+ * exits 0; a second signal (more than a second after the first) exits at once with 1. An
+ * unexpected error is a bug: it is logged and the process exits with 1 rather than running on in
+ * an unknown state. Returns the same orderly stop for the process's own fatal conditions, with the
+ * exit code they call for.
  */
 export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
   let stopping = false;
@@ -53,6 +53,8 @@ export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndEx
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The terminal of a component run by hand closed: stop in order, as the launcher does.
+  process.on('SIGHUP', onSignal);
   if (process.env[SUPERVISED_ENV] === '1') {
     // The supervisor holds the other end of stdin: its end means the supervisor is gone.
     process.stdin.on('end', () => onSignal('SIGTERM'));

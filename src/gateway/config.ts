@@ -7,7 +7,7 @@ import {
   type TlsSettings,
   tlsSettings,
 } from '../common/common-settings.js';
-import { ConfigError, parseWholeNumber } from '../common/config.js';
+import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from '../common/config.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
 import { defaultMaxConnections } from './connection-tracker.js';
@@ -30,7 +30,7 @@ export const GATEWAY_SETTINGS = {
     env: 'GATEWAY_DEADLINE_MS',
     default: '5000',
     help: 'deadline of every call to a service, in ms (then 504)',
-    parse: (value, source) => parseWholeNumber(value, source, 1),
+    parse: (value, source) => parseWholeNumber(value, source, 1, MAX_DURATION_MS),
   }),
   bodyLimitBytes: setting({
     flag: 'body-limit',
@@ -50,9 +50,10 @@ export const GATEWAY_SETTINGS = {
   restartGraceMs: setting({
     flag: 'restart-grace-ms',
     env: 'GATEWAY_RESTART_GRACE_MS',
-    default: '3000',
+    // A node registers again within its backoff (up to 5 s) and a channel reconnection (up to 1 s).
+    default: '7000',
     help: 'after a distributor restart, how long instances that have not registered again are still routed to, in ms; 0: none',
-    parse: (value, source) => parseWholeNumber(value, source),
+    parse: (value, source) => parseWholeNumber(value, source, 0, MAX_DURATION_MS),
   }),
   httpsCert: optionalSetting({
     flag: 'https-cert',

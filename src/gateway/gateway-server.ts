@@ -54,7 +54,7 @@ export interface GatewayOptions {
   maxConnections?: number;
   /**
    * After a distributor restart, how long instances of the last snapshot that have not registered
-   * again are still routed to (see RestartGrace). Default 3000; 0 turns it off.
+   * again are still routed to (see RestartGrace). Default 7000; 0 turns it off.
    */
   restartGraceMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
@@ -357,7 +357,7 @@ class GatewayServer implements Gateway {
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
     });
     const grace = new RestartGrace({
-      graceMs: this.#options.restartGraceMs ?? 3_000,
+      graceMs: this.#options.restartGraceMs ?? 7_000,
       apply: (snapshot) => {
         if (!this.#poolClosed) this.#table.apply(snapshot);
       },

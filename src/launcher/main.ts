@@ -73,8 +73,14 @@ function registrationCredentials(): NodeJS.ProcessEnv {
     return {};
   }
   const token = randomBytes(32).toString('base64url');
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`[launcher] DATA_DIR: cannot write the registration token to ${file}: ${reason}\n`);
+    process.exit(EXIT_CODES.badConfiguration);
+  }
   process.on('exit', () => rmSync(file, { force: true }));
   say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
   return { [REGISTRY_TOKEN_ENV]: token };

@@ -23,6 +23,9 @@ import {
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { RegistryView } from './registry-view.js';
 
+/** The longest the channel waits between two connection attempts of its own (see the constructor). */
+const CHANNEL_RECONNECT_MAX_MS = 1_000;
+
 /** Exponential backoff between reconnection attempts, with jitter. */
 export interface BackoffOptions {
   initialMs: number;
@@ -126,9 +129,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       ...options.channelOptions,
       ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
       // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
-      // attempts long after the distributor is back: keep it within the same cap.
-      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
-      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+      // attempts long after the distributor is back: an attempt of ours made while it waits fails
+      // at once, and ours then waits its own backoff on top. Capped at a second, a reconnection
+      // (a TCP connect, nothing registered) is ready by the time our next attempt comes.
+      'grpc.initial_reconnect_backoff_ms': Math.min(this.#backoff.initialMs, CHANNEL_RECONNECT_MAX_MS),
+      'grpc.max_reconnect_backoff_ms': Math.min(this.#backoff.maxMs, CHANNEL_RECONNECT_MAX_MS),
     });
     if (options.watchNodes) {
       this.#view = new RegistryView({

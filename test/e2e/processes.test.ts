@@ -239,6 +239,18 @@ describe('npm start with a configuration error', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-config-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
+  it('a DATA_DIR that is a file: the launcher says so and exits 2 before starting anything', async () => {
+    const notAFolder = join(dataDir, 'a-file');
+    writeFileSync(notAFolder, '');
+    const launcher = spawnComponent('src/launcher/main.ts', [], { DATA_DIR: notAFolder, MYSQL_URL: '' });
+    try {
+      expect(await launcher.exited()).toBe(2);
+      expect(launcher.lines.join('\n')).toContain('DATA_DIR: cannot write the registration token');
+    } finally {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('removes a token file an earlier run left when SHOP_REGISTRY_TOKEN names the token', async () => {
     const stale = join(dataDir, 'registry-token');
     writeFileSync(stale, 'an-earlier-runs-token\n');

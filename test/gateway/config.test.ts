@@ -22,7 +22,7 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 5000,
       bodyLimitBytes: 1024 * 1024,
       maxConnections: defaultMaxConnections(),
-      restartGraceMs: 3000,
+      restartGraceMs: 7000,
       logLevel: 'info',
       corsOrigins: [],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
@@ -46,7 +46,7 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 250,
       bodyLimitBytes: 65536,
       maxConnections: defaultMaxConnections(),
-      restartGraceMs: 3000,
+      restartGraceMs: 7000,
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
@@ -62,6 +62,15 @@ describe('loadGatewayConfig', () => {
   it('refuses bad values with a message naming the source', () => {
     expect(() => loadGatewayConfig(['--port', '70000'], {})).toThrow(ConfigError);
     expect(() => loadGatewayConfig([], { GATEWAY_DEADLINE_MS: '0' })).toThrow(/GATEWAY_DEADLINE_MS/);
+    // Past what a Node.js timer holds it would fire at once: a stop would not wait for anything.
+    expect(() => loadGatewayConfig(['--deadline-ms', '3000000000'], {})).toThrow(
+      '--deadline-ms: expected at most 3600000, got "3000000000"',
+    );
+    expect(() => loadGatewayConfig([], { GATEWAY_RESTART_GRACE_MS: '3600001' })).toThrow(
+      /GATEWAY_RESTART_GRACE_MS: expected at most 3600000/,
+    );
+    expect(loadGatewayConfig(['--deadline-ms', '3600000'], {}).deadlineMs).toBe(3_600_000);
+    expect(() => loadGatewayConfig(['--host', '999.0.0.1'], {})).toThrow(/--host: expected a host name/);
     expect(() => loadGatewayConfig([], { DISTRIBUTOR_ADDRESS: 'nowhere' })).toThrow(/DISTRIBUTOR_ADDRESS/);
     expect(() => loadGatewayConfig(['--body-limit', '1GB'], {})).toThrow(/--body-limit/);
     expect(() => loadGatewayConfig(['--nope'], {})).toThrow();

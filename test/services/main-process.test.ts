@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -95,6 +95,7 @@ describe('each service run as its own process', () => {
     ['goods', 'SIGTERM'],
     ['members', 'SIGTERM'],
     ['purchases', 'SIGINT'],
+    ['goods', 'SIGHUP'],
   ] as const)(
     '%s: starts on SQLite with --port 0, registers its real port, stops on %s with 0',
     async (name, signal) => {
@@ -120,6 +121,16 @@ describe('each service run as its own process', () => {
       }
     },
   );
+
+  it('a DATA_DIR that is a file stops it at once with exit code 2, naming the file: a restart would not help', async () => {
+    const notAFolder = join(dataDir, 'a-file');
+    await writeFile(notAFolder, '');
+    running = startMain('goods', ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], {
+      DATA_DIR: notAFolder,
+    });
+    expect(await running.exited).toBe(2);
+    expect(running.output()).toContain(`cannot open the SQLite file ${join(notAFolder, 'goods.sqlite')}`);
+  });
 
   it('a bad flag stops it at once with the reason, the usage and exit code 2', async () => {
     running = startMain('goods', ['--port', 'ninety'], {});

@@ -79,6 +79,13 @@ describe('service configuration', () => {
     });
   });
 
+  it.each(['0.0.0.0', '::', '[::1]', 'localhost', 'goods.internal', 'shop_goods', '10.0.0.2'])(
+    '--host %s is a host to listen on',
+    (host) => {
+      expect(loadGoodsConfig(['--host', host], {}).host).toBe(host.replace(/^\[(.*)\]$/, '$1'));
+    },
+  );
+
   it('a service reads only its own port variable', () => {
     expect(loadGoodsConfig([], { MEMBERS_PORT: '1' }).port).toBe(9010);
   });
@@ -90,6 +97,10 @@ describe('service configuration', () => {
     [['--distributor', 'nowhere'], {}, /--distributor: expected host:port/],
     [['--distributor', '127.0.0.1:0'], {}, /--distributor: the port must not be 0/],
     [['--advertise-host', 'bad host!'], {}, /--advertise-host: expected a host name or an IP address/],
+    [['--advertise-host', '10.0.0.256'], {}, /--advertise-host: expected a host name or an IP address/],
+    [['--host', 'bad host!'], {}, /--host: expected a host name or an IP address/],
+    [['--host', '999.1.1.1'], {}, /--host: expected a host name or an IP address/],
+    [[], { SERVICE_HOST: 'a..b' }, /SERVICE_HOST: expected a host name or an IP address/],
     [['--colour'], {}, /Unknown option '--colour'/],
     [['stray'], {}, /Unexpected argument 'stray'/],
     [[], { LOG_LEVEL: 'loud' }, /LOG_LEVEL: expected one of fatal, error/],

@@ -7,7 +7,7 @@ import {
   type TlsSettings,
   tlsSettings,
 } from '../../common/common-settings.js';
-import { ConfigError } from '../../common/config.js';
+import { parseHost } from '../../common/config.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -54,8 +54,6 @@ export interface ServiceConfig {
 
 // What the distributor accepts as a host (see src/distributor/node-validation.ts): checked here so a
 // typo stops the process at start instead of being refused by the distributor on every retry.
-const ADVERTISED_HOST = /^[A-Za-z0-9.:_-]{1,253}$/;
-
 /** Every setting of one service, declared once (see src/common/settings.ts). */
 export function serviceSettings({ port }: ServiceConfigSpec) {
   return {
@@ -69,12 +67,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       default: '',
       defaultText: 'the address the distributor sees',
       help: 'the host others dial to reach this service',
-      parse: (value, source) => {
-        if (value !== '' && !ADVERTISED_HOST.test(value)) {
-          throw new ConfigError(`${source}: expected a host name or an IP address, got "${value}"`);
-        }
-        return value;
-      },
+      parse: (value, source) => (value === '' ? value : parseHost(value, source)),
     }),
     mysqlUrl: optionalSetting({
       env: 'MYSQL_URL',

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
+import { ConfigError } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
@@ -170,11 +171,24 @@ function openStore<Store extends ServiceStore, Options>(
     return service.stores.sqlite(file, { observer: telemetry });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`, {
-      cause: error,
-    });
+    const message = `cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`;
+    // A path that cannot hold the file will not heal by a restart: bad configuration (exit 2).
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined && PATH_ERRORS.has(code)) throw new ConfigError(message, { cause: error });
+    throw new Error(message, { cause: error });
   }
 }
+
+/** Why a folder cannot be made or a file opened there: DATA_DIR is a file, read-only, not ours. */
+const PATH_ERRORS: ReadonlySet<string> = new Set([
+  'EEXIST',
+  'ENOTDIR',
+  'EACCES',
+  'EPERM',
+  'EROFS',
+  'EISDIR',
+  'SQLITE_CANTOPEN',
+]);
 
 /** Resolves once the distributor acknowledges the draining state, or after `timeoutMs`, or at once if unregistered. */
 function drainingConfirmed(registration: RegistrationClient, timeoutMs: number): Promise<void> {
