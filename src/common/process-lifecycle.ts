@@ -6,6 +6,17 @@ import type { Logger } from './logger.js';
 export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
 
 /**
+ * The line a supervised component writes to its stdout once it listens, whatever its log level
+ * (with LOG_LEVEL=warn it logs nothing then). The supervisor reads it and shows it to nobody.
+ */
+export const LISTENING_LINE = 'shop-supervisor: listening';
+
+/** Tells the supervisor, if this process runs under one, that it listens (see LISTENING_LINE). */
+export function announceListening(): void {
+  if (process.env[SUPERVISED_ENV] === '1') process.stdout.write(`${LISTENING_LINE}\n`);
+}
+
+/**
  * Stops a process in order and then exits with `exitCode`, for a failure it cannot heal by itself
  * (e.g. EXIT_CODES.refused); `reason` is logged. Like a signal, only the first request counts.
  */

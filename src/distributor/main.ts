@@ -1,6 +1,6 @@
 import { startAdminServer } from '../common/admin-server.js';
 import { createLogger } from '../common/logger.js';
-import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
+import { announceListening, runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
@@ -34,6 +34,7 @@ runMain(async () => {
     { event: 'listening', host: config.host, port, tls: Boolean(config.tls), auth },
     `listening on ${config.host}:${port}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
   );
+  announceListening();
   const admin =
     observability.metricsPort !== undefined && telemetry.registry
       ? await startAdminServer({

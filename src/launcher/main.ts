@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
@@ -12,9 +12,6 @@ import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
 // reads its own flags and environment variables (see the README), so they pass straight through.
-
-/** What a component's JSON log line says when it listens (see start-service.ts, distributor/main.ts). */
-const LISTENING_EVENT = '"event":"listening"';
 
 const say = (line: string): void => {
   process.stdout.write(`[launcher] ${line}\n`);
@@ -35,7 +32,7 @@ const supervisor = new Supervisor(
     nodeFlags: COMPONENT_NODE_FLAGS,
     env: { ...allocatorEnv(), ...componentEnv },
     // The others start once the distributor listens: they would only warn that it does not yet.
-    ...(name === 'distributor' ? { isReadyLine: (line: string) => line.includes(LISTENING_EVENT) } : {}),
+    waitUntilListening: name === 'distributor',
   })),
   {
     write: (line) => process.stdout.write(`${line}\n`),
@@ -62,14 +59,21 @@ function stopEverything(why: string, exitCode: number): void {
  * Secure by default, with no extra step: unless the environment already names a token, `npm start`
  * makes a fresh registration token for this run and hands it to every component, so that nobody
  * else on the network can register, watch or list. It is written to DATA_DIR/registry-token
- * (readable by this user only) for tools such as grpcurl, and removed when the launcher exits; a
- * file an earlier run left is removed too when the environment names the token, as it would be
- * wrong.
+ * (readable by this user only) for tools such as grpcurl, and removed when the launcher exits if it
+ * still holds this run's token (another launcher on the same DATA_DIR may have written its own).
+ * When the environment names the token, a file that holds another one is left alone (it may be a
+ * running launcher's) and named as not this run's.
  */
 function registrationCredentials(): NodeJS.ProcessEnv {
   const file = join(resolve(process.env.DATA_DIR || './data'), 'registry-token');
-  if (process.env[REGISTRY_TOKEN_ENV]) {
-    rmSync(file, { force: true });
+  const given = process.env[REGISTRY_TOKEN_ENV];
+  if (given) {
+    const held = readIfPresent(file);
+    if (held !== undefined && held !== given) {
+      say(
+        `${file} holds another token than ${REGISTRY_TOKEN_ENV} (an earlier run's?): use ${REGISTRY_TOKEN_ENV}`,
+      );
+    }
     return {};
   }
   const token = randomBytes(32).toString('base64url');
@@ -81,9 +85,24 @@ function registrationCredentials(): NodeJS.ProcessEnv {
     process.stderr.write(`[launcher] DATA_DIR: cannot write the registration token to ${file}: ${reason}\n`);
     process.exit(EXIT_CODES.badConfiguration);
   }
-  process.on('exit', () => rmSync(file, { force: true }));
+  process.on('exit', () => {
+    try {
+      if (readIfPresent(file) === token) rmSync(file);
+    } catch {
+      // Only a convenience for tools: the components are stopped whatever happens to it.
+    }
+  });
   say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
   return { [REGISTRY_TOKEN_ENV]: token };
+}
+
+/** A token file's token; undefined when there is none, or it cannot be read. */
+function readIfPresent(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { PERMANENT_EXITS } from '../common/exit-codes.js';
-import { SUPERVISED_ENV } from '../common/process-lifecycle.js';
+import { LISTENING_LINE, SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import { formatLogLine } from './log-line-formatter.js';
 
 /** One process the supervisor runs. */
@@ -15,10 +15,10 @@ export interface ComponentSpec {
   /** Node.js flags for this component, before its entry point. */
   nodeFlags?: string[];
   /**
-   * The output line that says it is ready for the components after it (which start after that
-   * line, or after `readyTimeoutMs`); without it, the next one starts at once.
+   * Whether the components after it wait until it says it listens (LISTENING_LINE on its stdout,
+   * see announceListening), or `readyTimeoutMs`; otherwise the next one starts at once.
    */
-  isReadyLine?: (line: string) => boolean;
+  waitUntilListening?: boolean;
 }
 
 /** Options of {@link Supervisor}. */
@@ -29,7 +29,7 @@ export interface SupervisorOptions {
   stopTimeoutMs?: number;
   /** Whether to turn JSON log lines into readable ones. */
   pretty?: boolean;
-  /** How long the components after one with `isReadyLine` wait for that line at most. */
+  /** How long the components after one with `waitUntilListening` wait for it at most. */
   readyTimeoutMs?: number;
   /** Exit codes after which a component is not started again, with their meaning; PERMANENT_EXITS by default. */
   permanentExits?: ReadonlyMap<number, string>;
@@ -70,15 +70,16 @@ export class Supervisor {
   }
 
   /**
-   * Starts the components in their order, each after the one before it said it is ready when that
-   * one has an `isReadyLine` (the distributor: the services and the gateway then find it listening
-   * rather than warn that it is not). Resolves once all have been started, or stop() was called.
+   * Starts the components in their order, each after the one before it said it listens when that
+   * one has `waitUntilListening` (the distributor: the services and the gateway then find it
+   * listening rather than warn that it is not). Resolves once all have been started, or stop() was
+   * called.
    */
   async start(): Promise<void> {
     for (const component of this.components) {
       if (this.#stopping) return;
       const ready = this.#spawn(component);
-      if (!component.isReadyLine) continue;
+      if (!component.waitUntilListening) continue;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         ready,
@@ -113,7 +114,7 @@ export class Supervisor {
     await Promise.all(this.#outputOpen);
   }
 
-  /** Starts one component; resolves when it prints its ready line, or exits first. */
+  /** Starts one component; resolves when it says it listens, or exits first. */
   #spawn(component: ComponentSpec): Promise<void> {
     const startedAt = Date.now();
     let becameReady = (): void => {};
@@ -141,8 +142,8 @@ export class Supervisor {
     const prefix = `[${component.name.padEnd(this.#width)}]`;
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
-        this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
-        if (component.isReadyLine?.(line)) becameReady();
+        if (line === LISTENING_LINE) becameReady();
+        else this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
       });
     }
     child.on('error', (error) => this.#options.write(`${prefix} could not start: ${error.message}`));

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { LISTENING_LINE } from '../../src/common/process-lifecycle.js';
 import { formatLogLine } from '../../src/launcher/log-line-formatter.js';
 import { Supervisor } from '../../src/launcher/supervisor.js';
 
@@ -104,11 +105,11 @@ describe('Supervisor', () => {
     await supervisor.stop();
   });
 
-  it('starts the components after one with a ready line once it prints it, or after the ready time-out', async () => {
+  it('starts the components after one that waits until it listens once it says so (unseen), or after the time-out', async () => {
     const slow = script(
       'slow-to-listen',
       `process.on('SIGTERM', () => process.exit(0));
-       setTimeout(() => console.log('listening now'), 300);
+       setTimeout(() => { console.log('listening now'); console.log(${JSON.stringify(LISTENING_LINE)}); }, 300);
        setInterval(() => {}, 1000);`,
     );
     const silent = script(
@@ -122,7 +123,7 @@ describe('Supervisor', () => {
     const lines: string[] = [];
     const supervisor = new Supervisor(
       [
-        { name: 'first', entry: slow, isReadyLine: (line) => line === 'listening now' },
+        { name: 'first', entry: slow, waitUntilListening: true },
         { name: 'second', entry: next },
       ],
       { write: (line) => lines.push(line) },
@@ -131,12 +132,13 @@ describe('Supervisor', () => {
     await vi.waitFor(() => expect(lines).toContain('[second] up'));
     expect(lines.indexOf('[first ] listening now')).toBeLessThan(lines.indexOf('[second] up'));
     expect(lines.indexOf('[first ] listening now')).toBeGreaterThanOrEqual(0);
+    expect(lines.some((line) => line.includes(LISTENING_LINE))).toBe(false);
     await supervisor.stop();
 
     const patient: string[] = [];
     const waiting = new Supervisor(
       [
-        { name: 'first', entry: silent, isReadyLine: () => false },
+        { name: 'first', entry: silent, waitUntilListening: true },
         { name: 'second', entry: next },
       ],
       { write: (line) => patient.push(line), readyTimeoutMs: 300 },

@@ -60,7 +60,6 @@ describe('each service run as its own process', () => {
     name: string,
     env: Record<string, string>,
     signal: NodeJS.Signals = 'SIGTERM',
-    times = 1,
   ): Promise<void> {
     running = startMain(name, ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], env);
     const node = await vi.waitFor(
@@ -75,7 +74,7 @@ describe('each service run as its own process', () => {
     expect(node.state).toBe(NodeState.NODE_STATE_SERVING);
     await vi.waitFor(async () => expect(await checkHealth(`127.0.0.1:${node.port}`)).toBe('SERVING'));
 
-    for (let sent = 0; sent < times; sent++) running.child.kill(signal);
+    running.child.kill(signal);
     expect(await running.exited).toBe(0);
     expect(
       distributor.registry.snapshot().nodes.find((candidate) => candidate.name === name),
@@ -102,12 +101,6 @@ describe('each service run as its own process', () => {
       await runAndStop(name, { DATA_DIR: dataDir }, signal);
     },
   );
-
-  // Ctrl-C on `npm run goods`: the terminal's SIGINT and npm's forwarded copy arrive together.
-  it('goods: two SIGINTs at once are one request to stop: in order, with 0', async () => {
-    await runAndStop('goods', { DATA_DIR: dataDir }, 'SIGINT', 2);
-    expect(running!.output()).not.toContain('second signal');
-  });
 
   const mysqlUrl = inject('mysqlUrl');
   it.runIf(mysqlUrl)(

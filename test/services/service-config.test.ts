@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { validateHost } from '../../src/distributor/node-validation.js';
 import { describeMysql, parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig, serviceUsage } from '../../src/services/common/service-config.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
@@ -85,6 +86,24 @@ describe('service configuration', () => {
       expect(loadGoodsConfig(['--host', host], {}).host).toBe(host.replace(/^\[(.*)\]$/, '$1'));
     },
   );
+
+  it('an advertised host it accepts is one the distributor accepts; a zone id is refused at start', () => {
+    for (const host of [
+      '10.0.0.2',
+      '::1',
+      '[fe80::1]',
+      'goods.internal',
+      'shop_goods',
+      'Goods.Example.',
+      'localhost',
+    ]) {
+      const advertised = loadGoodsConfig(['--advertise-host', host], {}).advertiseHost;
+      expect(() => validateHost(advertised), host).not.toThrow();
+    }
+    expect(() => loadGoodsConfig(['--advertise-host', 'fe80::1%eth0'], {})).toThrow(
+      /--advertise-host: a zone id/,
+    );
+  });
 
   it('a service reads only its own port variable', () => {
     expect(loadGoodsConfig([], { MEMBERS_PORT: '1' }).port).toBe(9010);

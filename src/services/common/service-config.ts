@@ -7,7 +7,7 @@ import {
   type TlsSettings,
   tlsSettings,
 } from '../../common/common-settings.js';
-import { parseHost } from '../../common/config.js';
+import { ConfigError, parseHost } from '../../common/config.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -52,8 +52,6 @@ export interface ServiceConfig {
   readonly observability?: ObservabilityConfig;
 }
 
-// What the distributor accepts as a host (see src/distributor/node-validation.ts): checked here so a
-// typo stops the process at start instead of being refused by the distributor on every retry.
 /** Every setting of one service, declared once (see src/common/settings.ts). */
 export function serviceSettings({ port }: ServiceConfigSpec) {
   return {
@@ -67,7 +65,16 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       default: '',
       defaultText: 'the address the distributor sees',
       help: 'the host others dial to reach this service',
-      parse: (value, source) => (value === '' ? value : parseHost(value, source)),
+      // Checked here as the distributor will check it (node-validation.ts), so that a typo stops
+      // the process at start rather than being refused at registration.
+      parse: (value, source) => {
+        if (value === '') return value;
+        const host = parseHost(value, source);
+        // An IPv6 zone (fe80::1%eth0) names an interface of this machine: no other can dial it.
+        if (host.includes('%'))
+          throw new ConfigError(`${source}: a zone id means nothing to other machines, got "${value}"`);
+        return host;
+      },
     }),
     mysqlUrl: optionalSetting({
       env: 'MYSQL_URL',

@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
 import { ConfigError } from '../../common/config.js';
@@ -173,22 +174,31 @@ function openStore<Store extends ServiceStore, Options>(
     const reason = error instanceof Error ? error.message : String(error);
     const message = `cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`;
     // A path that cannot hold the file will not heal by a restart: bad configuration (exit 2).
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== undefined && PATH_ERRORS.has(code)) throw new ConfigError(message, { cause: error });
+    if (isPathFault(error, storage.dataDir)) throw new ConfigError(message, { cause: error });
     throw new Error(message, { cause: error });
   }
 }
 
-/** Why a folder cannot be made or a file opened there: DATA_DIR is a file, read-only, not ours. */
-const PATH_ERRORS: ReadonlySet<string> = new Set([
-  'EEXIST',
-  'ENOTDIR',
-  'EACCES',
-  'EPERM',
-  'EROFS',
-  'EISDIR',
-  'SQLITE_CANTOPEN',
-]);
+/** Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's. */
+const PATH_ERRORS: ReadonlySet<string> = new Set(['EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EISDIR']);
+
+/**
+ * Whether opening the store failed because of where DATA_DIR points, which a restart will not
+ * change: a folder that cannot be made, a file this user cannot write (SQLite opens it read-only:
+ * SQLITE_READONLY), or a file SQLite cannot open in a folder this user cannot write to. SQLite says
+ * SQLITE_CANTOPEN for a full file table too, which passes: then the folder is writable.
+ */
+function isPathFault(error: unknown, dataDir: string): boolean {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (PATH_ERRORS.has(code) || code.startsWith('SQLITE_READONLY')) return true;
+  if (!code.startsWith('SQLITE_CANTOPEN')) return false;
+  try {
+    accessSync(dataDir, constants.W_OK);
+    return !statSync(dataDir).isDirectory();
+  } catch {
+    return true;
+  }
+}
 
 /** Resolves once the distributor acknowledges the draining state, or after `timeoutMs`, or at once if unregistered. */
 function drainingConfirmed(registration: RegistrationClient, timeoutMs: number): Promise<void> {
