@@ -278,7 +278,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     this.emit('snapshot', snapshot);
   }
 
-  /** Full-jitter exponential backoff: a random delay up to initial × 2^failures, capped. */
+  /** Exponential backoff with jitter: a random delay from half to all of initial × 2^failures, capped. */
   #nextDelay(): number {
     const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
     this.#failures = Math.min(this.#failures + 1, 30);
