@@ -155,15 +155,29 @@ function checkNumberString(type: ScalarType, value: unknown, name: string): void
 }
 
 function checkNumberStrings(field: DescField, value: unknown): void {
-  if (field.fieldKind === 'scalar') checkNumberString(field.scalar, value, field.name);
-  else if (field.fieldKind === 'list' && field.listKind === 'scalar' && Array.isArray(value)) {
-    for (const item of value) checkNumberString(field.scalar, item, field.name);
-  } else if (field.fieldKind === 'map' && field.mapKind === 'scalar' && isObject(value)) {
-    for (const item of Object.values(value)) checkNumberString(field.scalar, item, field.name);
-  } else if (field.fieldKind === 'message' && WRAPPERS.has(field.message.typeName)) {
-    const wrapped = field.message.fields[0];
-    if (wrapped?.fieldKind === 'scalar') checkNumberString(wrapped.scalar, value, field.name);
+  switch (field.fieldKind) {
+    case 'scalar':
+      checkNumberString(field.scalar, value, field.name);
+      return;
+    case 'message':
+      checkWrapped(field.message, value, field.name);
+      return;
+    case 'list':
+    case 'map': {
+      const items = Array.isArray(value) ? value : isObject(value) ? Object.values(value) : [];
+      for (const item of items) {
+        if (field.scalar !== undefined) checkNumberString(field.scalar, item, field.name);
+        else if (field.message !== undefined) checkWrapped(field.message, item, field.name);
+      }
+    }
   }
+}
+
+/** A wrapper type's JSON value is its wrapped scalar's (`google.protobuf.Int32Value`: "5"). */
+function checkWrapped(message: DescMessage, value: unknown, name: string): void {
+  if (!WRAPPERS.has(message.typeName)) return;
+  const wrapped = message.fields[0];
+  if (wrapped?.fieldKind === 'scalar') checkNumberString(wrapped.scalar, value, name);
 }
 
 function mapValues(

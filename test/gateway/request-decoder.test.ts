@@ -1,9 +1,18 @@
-import { fromBinary } from '@bufbuild/protobuf';
+import { create, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { compileRequestDecoder, InvalidParameterError } from '../../src/gateway/request-decoder.js';
 import { NO_INPUT } from '../../src/gateway/request-input.js';
-import { kitchenFile, registryOf } from './support/descriptors.js';
+import {
+  field,
+  httpOptions,
+  kitchenFile,
+  mapEntry,
+  message,
+  registryOf,
+  Type,
+} from './support/descriptors.js';
 
 const registry = registryOf(kitchenFile());
 const Everything = registry.getMessage('test.kitchen.v1.Everything')!;
@@ -162,6 +171,56 @@ describe('compileRequestDecoder: other scalars', () => {
     expect(fromQuery('f_enum=COLOR_RED').fEnum).toBe(1);
     for (const value of ['COLOR_GREEN', 'color_blue', '7', 1.5, true]) rejectsJson({ f_enum: value });
     for (const text of ['COLOR_GREEN', '7', '']) rejectsQuery(`f_enum=${text}`);
+  });
+});
+
+describe('compileRequestDecoder: wrapper types inside lists and maps', () => {
+  // test.wrapped.v1: Wrapped { repeated Int32Value r = 1; map<string, Int32Value> m = 2 }, POST /wrapped.
+  const W = '.test.wrapped.v1';
+  const wrappedFile = create(FileDescriptorProtoSchema, {
+    name: 'test/wrapped.proto',
+    package: 'test.wrapped.v1',
+    syntax: 'proto3',
+    dependency: ['google/protobuf/wrappers.proto'],
+    messageType: [
+      message(
+        'Wrapped',
+        [
+          field('r', 1, Type.MESSAGE, { repeated: true, typeName: '.google.protobuf.Int32Value' }),
+          field('m', 2, Type.MESSAGE, { repeated: true, typeName: `${W}.Wrapped.MEntry` }),
+        ],
+        { nestedType: [mapEntry('MEntry', Type.STRING, Type.MESSAGE, '.google.protobuf.Int32Value')] },
+      ),
+    ],
+    service: [
+      {
+        name: 'WrappedService',
+        method: [
+          {
+            name: 'Put',
+            inputType: `${W}.Wrapped`,
+            outputType: `${W}.Wrapped`,
+            options: httpOptions('POST /wrapped', { body: '*' }),
+          },
+        ],
+      } as never,
+    ],
+  });
+  const wrappedRegistry = registryOf(wrappedFile);
+  const Wrapped = wrappedRegistry.getMessage('test.wrapped.v1.Wrapped')!;
+  const decode = compileRequestDecoder(readHttpRoutes(wrappedRegistry).routes[0]!);
+  const put = (object: Record<string, unknown>) =>
+    fromBinary(Wrapped, decode({ pathValues: [], query: '', body: { kind: 'json', object } }));
+
+  it('reads decimal strings and refuses what only Number() would take, in lists and maps alike', () => {
+    expect(put({ r: ['1', 2, '3e1'], m: { a: '4' } })).toMatchObject({
+      r: [{ value: 1 }, { value: 2 }, { value: 30 }],
+      m: { a: { value: 4 } },
+    });
+    for (const value of ['0x10', '+5', ' 5']) {
+      expect(() => put({ r: ['1', value] }), value).toThrow(InvalidParameterError);
+      expect(() => put({ m: { a: value } }), value).toThrow(InvalidParameterError);
+    }
   });
 });
 
