@@ -59,9 +59,9 @@ function readsFromReader(deserialize: (input: Buffer | BinaryReader) => unknown)
  * A service definition whose requests never fail to decode in grpc-js: bytes that the decoder
  * refuses (a length past the end, a varint too long, a wire type that does not exist) decode to a
  * {@link MalformedRequest}, for the handler to refuse. What the decoder accepts passes as it reads
- * it: ts-proto's stops at a zero tag, as protobuf decoders may, keeping the fields before it. Where the deserializer
- * reads from a BinaryReader (ts-proto's), it gets one that refuses a string field that is not valid
- * UTF-8 too; protobuf-es's `fromBinary` already refuses it in proto3 messages.
+ * it: ts-proto's stops at a zero tag, as protobuf decoders may, keeping the fields before it. Where
+ * the deserializer reads from a BinaryReader (ts-proto's), it gets one that refuses a string field
+ * that is not valid UTF-8 too; protobuf-es's `fromBinary` already refuses it in proto3 messages.
  */
 export function strictRequests<Definition extends ServiceDefinition>(definition: Definition): Definition {
   const methods = Object.entries(definition).map(([name, method]) => {

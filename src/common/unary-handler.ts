@@ -7,11 +7,12 @@ import { MalformedRequest } from './strict-requests.js';
 
 /**
  * Adapts an async function to a grpc-js unary handler. A request that did not decode (see
- * strict-requests.ts) is refused with INVALID_ARGUMENT before it. What it returns is the response; what it
- * throws becomes a status: a ServiceError keeps its code and message, anything else is INTERNAL with
- * a plain message. Server faults are logged with their cause, one line per method, status and cause
- * per interval (see LogLimiter: an outage under load fails every call the same way); a caller's
- * mistakes are not errors. Each line names the call's request (see requestLogFields).
+ * strict-requests.ts) is refused with INVALID_ARGUMENT before it. What it returns is the response;
+ * what it throws becomes a status: a ServiceError keeps its code and message, anything else is
+ * INTERNAL with a plain message. Server faults are logged with their cause, one line per method,
+ * status and cause per interval (see LogLimiter: an outage under load fails every call the same
+ * way); a caller's mistakes are not errors. Each line names the call's request (see
+ * requestLogFields).
  */
 export function unaryHandler<Request, Response>(
   log: Logger,

@@ -80,16 +80,16 @@ export interface DistributorServerOptions {
   /** How quickly a peer that vanished without closing its connection is dropped. */
   keepalive?: KeepaliveOptions;
   /**
-   * The shared registration token. When set, every Register, Watch, List and GetDescriptorSet call must carry the
-   * metadata `authorization: Bearer <token>`, or it ends with UNAUTHENTICATED. Unset (the default):
+   * The shared registration token. When set, every Register, Watch, List and GetDescriptorSet call
+   * must carry the metadata `authorization: Bearer <token>`, or it ends with UNAUTHENTICATED. Unset (the default):
    * no token is asked for; the process entry point, not this factory, enforces a secure default.
    */
   registryToken?: string;
   /** Reads the URI SANs of a call's client certificate; by default none (no TLS). */
   peerIdentities?: PeerIdentities;
   /**
-   * For mTLS deployments (default false): Register, Watch, List and GetDescriptorSet need a certificate identity, and a
-   * node may register under the name N only with the identity spiffe://shop/N (else PERMISSION_DENIED).
+   * For mTLS deployments (default false): Register, Watch, List and GetDescriptorSet need a
+   * certificate identity, and a node may register under the name N only with the identity spiffe://shop/N (else PERMISSION_DENIED).
    */
   requireCertificateIdentity?: boolean;
   /** Overrides of REGISTRATION_LIMITS; checked for consistency at once (a RangeError if they clash). */
@@ -120,8 +120,8 @@ export interface DistributorServer {
  * writer that swaps a slow stream's backlog for a snapshot (UpdateWriter). Other registered nodes
  * get acknowledgements only. Clients of the first contract get full snapshots as before.
  *
- * Register, Watch, List and GetDescriptorSet are authenticated (see `registryToken` and `requireCertificateIdentity`);
- * health and reflection stay open. Refusals end the call with a status and a message saying why, and
+ * Register, Watch, List and GetDescriptorSet are authenticated (see `registryToken` and
+ * `requireCertificateIdentity`); health and reflection stay open. Refusals end the call with a status and a message saying why, and
  * are logged once per peer address and kind. Each peer address may register
  * `limits.registrationsPerSecond` times a second, and each registration change its state
  * `limits.stateChangesPerSecond` times; the registry holds what its limits allow and not a byte

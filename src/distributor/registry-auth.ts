@@ -35,9 +35,12 @@ export interface Caller {
   readonly token: boolean;
 }
 
-/** Who may call Register, Watch, List and GetDescriptorSet, and under which principal a node holds its registration. */
+/**
+ * Who may call Register, Watch, List and GetDescriptorSet, and under which principal a node holds
+ * its registration.
+ */
 export interface RegistryAuth {
-  /** Checks the credentials every Register, Watch, List and GetDescriptorSet call needs: throws UNAUTHENTICATED. */
+  /** Checks the credentials every Register, Watch, List or GetDescriptorSet call needs: throws UNAUTHENTICATED. */
   authenticate(call: ServerSurfaceCall): Caller;
   /**
    * The principal that registers under `name`: the certificate identity when there is one, else
@@ -52,8 +55,8 @@ export interface RegistryAuth {
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
-// One-shot: every Register, Watch, List and GetDescriptorSet call is checked, thousands at once when a burst of nodes
-// registers, and crypto.hash takes half the time of a Hash object for a token.
+// One-shot: every Register, Watch, List and GetDescriptorSet call is checked, thousands at once
+// when a burst of nodes registers, and crypto.hash takes half the time of a Hash object for a token.
 const sha256 = (value: string): Buffer => hash('sha256', value, 'buffer');
 
 function unauthenticated(message: string): ServiceError {

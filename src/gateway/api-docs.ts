@@ -33,8 +33,8 @@ const ALLOW = 'GET, HEAD, OPTIONS';
  * - `GET /docs/`: an API reference page rendering that document (see docs-page.ts).
  *
  * HEAD is answered as GET without the body, OPTIONS with 204 and `Allow`; any other method is 405
- * with `Allow`. Errors carry the
- * book's envelope with a null key: these requests are not routed and take no key.
+ * with `Allow`. Errors carry the book's envelope with a null key: these requests are not routed and
+ * take no key.
  */
 export class ApiDocs {
   readonly #surface: () => RestSurface | undefined;

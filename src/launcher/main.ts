@@ -12,7 +12,6 @@ import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
 // reads its own flags and environment variables (see the README), so they pass straight through.
-
 const say = (line: string): void => {
   process.stdout.write(`[launcher] ${line}\n`);
 };

@@ -11,8 +11,8 @@ import type { Logger } from '../../src/common/logger.js';
 import { InstancePool } from '../../src/gateway/instance-pool.js';
 import { RouteTable } from '../../src/gateway/route-table.js';
 import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { freePort } from '../e2e/support/processes.js';
 import { goodsDescriptorSet } from '../helpers/nodes.js';
-import { closedPort } from '../helpers/ports.js';
 import { descriptorSetOf, httpOptions, kitchenFile } from './support/descriptors.js';
 
 const GOODS_SET = goodsDescriptorSet();
@@ -136,8 +136,8 @@ describe('RouteTable', () => {
 
   it('keeps a departed channel open until its last call ends', async () => {
     const { table: routes, pool } = table();
-    // A port that was free a moment ago, not a fixed one: a shop run by `npm start` listens on 9010.
-    routes.apply(snapshot(1, goods(await closedPort())));
+    // A port just found free, so nothing listens there: not a fixed one, which `npm start` may hold.
+    routes.apply(snapshot(1, goods(await freePort())));
     const instance = routes.get('GET /goods')!.pick()!;
     const close = vi.spyOn(instance.upstream.client, 'close');
     // Nothing listens there: the call fails, but only after the node has left.

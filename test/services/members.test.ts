@@ -321,10 +321,10 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
 
     it('64 sign-ins at once with a short deadline: what the queue cannot serve in time is refused early, not left to time out', async () => {
       // Default limits (2 at once, 64 waiting) and today's parameters. The deadline is a multiple of
-      // one sign-in alone, measured now (the fastest of five), so that the test means the same on a quiet machine and on a
-      // busy one: 64 checks need about 32 of them, the deadline leaves 20, so the queue has to refuse
-      // some, at once or at the latest shortly before their deadline (RESOURCE_EXHAUSTED: 429 with
-      // Retry-After at the gateway). Only a check already running can still overrun the deadline (a
+      // one sign-in alone, measured now (the fastest of five), so that the test means the same on a
+      // quiet machine and on a busy one: 64 checks need about 32 of them, the deadline leaves 20, so
+      // the queue has to refuse some, at once or at the latest shortly before their deadline
+      // (RESOURCE_EXHAUSTED: 429 with Retry-After at the gateway). Only a check already running can still overrun the deadline (a
       // 12 ms hash takes anything from 30 to 300 ms when these two cores are shared), so at most
       // maxConcurrent calls may time out; behind the gateway (a 5 s deadline, a queue of well under a
       // second at 64 connections) none should.

@@ -91,17 +91,20 @@ export function createMembersHandlers(
   const username = (value: string | undefined): string =>
     requireText(value?.normalize('NFC'), 'username', { maxCharacters: MEMBERS_LIMITS.usernameCharacters });
   /**
-   * The spelling a request's account is stored under: the one given, exactly, when an account was
-   * stored under it before usernames were normalised (so that its owner, typing it as always, is
-   * not sent to an NFC look-alike made since); otherwise the NFC name. Asks the store only when the
+   * The account stored under the exact spelling given, when that is not its NFC name: one stored
+   * before usernames were normalised. Its owner, typing it as always, reaches it (not an NFC
+   * look-alike made since), and nobody else can take that spelling. Asks the store only when the
    * name given is not in NFC.
    */
-  const storedSpelling = async (
+  const storedBefore = async (
     name: string,
     given: string | undefined,
     parent: TraceSpan | undefined,
-  ): Promise<string> =>
-    given !== undefined && given !== name && (await store.findMember(given, parent)) ? given : name;
+  ): Promise<{ spelling: string; member: MemberCredentials } | undefined> => {
+    if (given === undefined || given === name) return undefined;
+    const member = await store.findMember(given, parent);
+    return member && { spelling: given, member };
+  };
   const password = (value: string | undefined): string =>
     requireText(value, 'password', { maxBytes: MEMBERS_LIMITS.passwordBytes });
 
@@ -154,8 +157,7 @@ export function createMembersHandlers(
       const claim = claimOf(call, 'CreateMember', CreateMemberRequest.encode({ username: name }).finish());
       const earlier = claim && (await store.recall(claim, parent));
       if (earlier) return replay(earlier, CreateMemberResponse);
-      // The exact spelling of an account stored before normalisation is taken too.
-      if ((await storedSpelling(name, request.username, parent)) !== name) {
+      if (await storedBefore(name, request.username, parent)) {
         throw new ServiceError(status.ALREADY_EXISTS, USERNAME_TAKEN);
       }
       const hash = await hashing.run(() => hashPassword(given, parameters), callInfo(call));
@@ -167,7 +169,9 @@ export function createMembersHandlers(
       const name = username(request.username);
       const given = password(request.password);
       const parent = traceParentOf(call.metadata);
-      const member = await store.findMember(await storedSpelling(name, request.username, parent), parent);
+      const member =
+        (await storedBefore(name, request.username, parent))?.member ??
+        (await store.findMember(name, parent));
       const named = requestLogFields(call.metadata);
       const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
       if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
@@ -178,7 +182,7 @@ export function createMembersHandlers(
       const name = username(request.username);
       const parent = traceParentOf(call.metadata);
       const claim = claimOf(call, 'DeleteMember', DeleteMemberRequest.encode({ username: name }).finish());
-      const spelling = await storedSpelling(name, request.username, parent);
+      const spelling = (await storedBefore(name, request.username, parent))?.spelling ?? name;
       if (!claim) return answerOf(MEMBER_DELETED, await store.deleteMember(spelling, parent));
       return replay(
         await store.deleteMemberOnce(spelling, once(claim, MEMBER_DELETED), parent),
