@@ -2,6 +2,7 @@ import type { FileDescriptorSet } from '@bufbuild/protobuf/wkt';
 import type { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { encodeFiles, filesForServices, loadShopDescriptorSet } from './descriptors.js';
+import { strictServer } from './strict-requests.js';
 
 /** The standard health service every server of the shop serves. */
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -29,5 +30,6 @@ export function addReflection(
   const files = encodeFiles([...byName.values()]);
   // The argument stands for a proto-loader package definition: only `fileDescriptorProtos` is read.
   const packageDefinition = { shop: { fileDescriptorProtos: files } };
-  new ReflectionService(packageDefinition as never, { services }).addToServer(server);
+  // The library takes a Server, and uses only its addService.
+  new ReflectionService(packageDefinition as never, { services }).addToServer(strictServer(server) as Server);
 }

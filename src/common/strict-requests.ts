@@ -1,5 +1,13 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { type ServiceDefinition, status } from '@grpc/grpc-js';
+import {
+  type Server,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  status,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { ServiceError } from './service-error.js';
 
 /**
@@ -79,4 +87,75 @@ export function strictRequests<Definition extends ServiceDefinition>(definition:
     return [name, { ...method, requestDeserialize }];
   });
   return Object.fromEntries(methods) as Definition;
+}
+
+/** What a library's `addToServer(server)` uses of the server it is given. */
+export type ServiceAdder = Pick<Server, 'addService'>;
+
+/**
+ * The server as a library that adds its own service sees it (grpc-health-check's and
+ * @grpc/reflection's `addToServer`): every service added through it is made strict
+ * ({@link strictRequests}), and its handlers, which know nothing of {@link MalformedRequest}, never
+ * see one: a request that did not decode ends the call with INVALID_ARGUMENT, as on the shop's own
+ * methods, instead of grpc-js's INTERNAL "Error deserializing request".
+ */
+export function strictServer(server: ServiceAdder): ServiceAdder {
+  return {
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      const guarded: UntypedServiceImplementation = { ...implementation };
+      for (const [name, method] of Object.entries(definition)) {
+        const key = name in implementation ? name : method.originalName;
+        const handler = key === undefined ? undefined : implementation[key];
+        if (key === undefined || typeof handler !== 'function') continue;
+        guarded[key] = method.requestStream
+          ? refusingMalformedMessages(handler)
+          : refusingMalformedRequest(handler, method.responseStream);
+      }
+      server.addService(strictRequests(definition), guarded);
+    },
+  };
+}
+
+type CallbackOfUnary = (error: { code: number; details: string }) => void;
+
+/** A unary or server-streaming handler that answers a request that did not decode itself. */
+function refusingMalformedRequest(handler: UntypedHandleCall, streamsAnswers: boolean): UntypedHandleCall {
+  return ((call: ServerUnaryCall<unknown, unknown>, callback?: CallbackOfUnary) => {
+    if (!(call.request instanceof MalformedRequest)) {
+      (handler as (call: unknown, callback?: unknown) => void)(call, callback);
+      return;
+    }
+    const refusal = toStatus(call.request);
+    if (streamsAnswers) call.emit('error', refusal);
+    else callback?.(refusal);
+  }) as UntypedHandleCall;
+}
+
+/**
+ * A client- or bidi-streaming handler whose 'data' listeners only hear messages that decoded: the
+ * first that did not ends the call with INVALID_ARGUMENT, and none after it is heard.
+ */
+function refusingMalformedMessages(handler: UntypedHandleCall): UntypedHandleCall {
+  return ((call: ServerDuplexStream<unknown, unknown>) => {
+    let refused = false;
+    const listen = call.on.bind(call);
+    call.on = ((event: string | symbol, listener: (...args: unknown[]) => void) => {
+      if (event !== 'data') return listen(event, listener);
+      return listen('data', (message: unknown) => {
+        if (refused) return;
+        if (!(message instanceof MalformedRequest)) {
+          listener(message);
+          return;
+        }
+        refused = true;
+        call.emit('error', toStatus(message));
+      });
+    }) as typeof call.on;
+    (handler as (call: unknown) => void)(call);
+  }) as UntypedHandleCall;
+}
+
+function toStatus(request: MalformedRequest): { code: number; details: string } {
+  const error = request.toError('invalid request');
+  return { code: error.code, details: error.message };
 }

@@ -20,7 +20,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-admission.js';
-import { MalformedRequest, strictRequests } from '../common/strict-requests.js';
+import { MalformedRequest, strictRequests, strictServer } from '../common/strict-requests.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -407,7 +407,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     getDescriptorSet: getDescriptorSet as unknown as DistributorServiceServer['getDescriptorSet'],
   };
   server.addService(strictRequests(PRE_ENCODED_DISTRIBUTOR_SERVICE), implementation);
-  health.addToServer(server);
+  health.addToServer(strictServer(server) as Server);
   addReflection(server, [SERVICE_NAME]);
 
   let admission: StreamAdmission | undefined;

@@ -1,4 +1,10 @@
-import { type ClientDuplexStream, Metadata, type StatusObject, status } from '@grpc/grpc-js';
+import {
+  type ClientDuplexStream,
+  type ClientReadableStream,
+  Metadata,
+  type StatusObject,
+  status,
+} from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { asIs } from '../../src/common/bytes-method.js';
 import { NodeState, RegisterRequest } from '../../src/gen/distributor.js';
@@ -26,11 +32,15 @@ function rawRegister(address: string, deadlineMs: number): ClientDuplexStream<Bu
   );
 }
 
-function statusOf(call: ClientDuplexStream<Buffer, Buffer>): Promise<StatusObject | 'no status'> {
+/** The status a stream ends with, its answers pushed to `answers` meanwhile. */
+function statusOf(
+  call: ClientReadableStream<Buffer>,
+  answers: Buffer[] = [],
+): Promise<StatusObject | 'no status'> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve('no status'), STATUS_WITHIN_MS);
     call.on('error', () => {});
-    call.on('data', () => {});
+    call.on('data', (answer: Buffer) => answers.push(answer));
     call.once('status', (ended: StatusObject) => {
       clearTimeout(timer);
       resolve(ended);
@@ -100,5 +110,60 @@ describe('requests that are not the message they should be', () => {
       details: 'invalid registration: a string field is not valid UTF-8',
     });
     expect(distributor.registry.snapshot().nodes).toEqual([]);
+  });
+
+  // grpc-health-check and @grpc/reflection add their own services, decoded by proto-loader; through
+  // strictServer their calls are refused like the shop's own.
+  it('a health Check that does not decode is INVALID_ARGUMENT, not INTERNAL', async () => {
+    const { address } = await startDistributor();
+    const answered = await new Promise<{ code: number; details: string }>((resolve) => {
+      client(address).makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        asIs,
+        asIs,
+        NOT_A_MESSAGE,
+        { deadline: Date.now() + 5_000 },
+        (error) => resolve({ code: error?.code ?? status.OK, details: error?.details ?? '' }),
+      );
+    });
+    expect(answered).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: 'invalid request: the request is not a well-formed protobuf message',
+    });
+  });
+
+  it('a health Watch that does not decode ends INVALID_ARGUMENT', async () => {
+    const { address } = await startDistributor();
+    const call = client(address).makeServerStreamRequest(
+      '/grpc.health.v1.Health/Watch',
+      asIs,
+      asIs,
+      NOT_A_MESSAGE,
+      new Metadata(),
+      { deadline: Date.now() + 10_000 },
+    );
+    expect(await statusOf(call)).toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+
+  it('a reflection stream answers the requests before a bad one, then ends INVALID_ARGUMENT', async () => {
+    const { address } = await startDistributor();
+    // ServerReflectionRequest { list_services = 7: "" }
+    const listServices = Buffer.from([0x3a, 0x00]);
+    const call = client(address).makeBidiStreamRequest(
+      '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+      asIs,
+      asIs,
+      new Metadata(),
+      { deadline: Date.now() + 10_000 },
+    );
+    const answers: Buffer[] = [];
+    const ended = statusOf(call, answers);
+    for (const message of [listServices, listServices, NOT_A_MESSAGE, listServices]) call.write(message);
+    expect(await ended).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: 'invalid request: the request is not a well-formed protobuf message',
+    });
+    expect(answers).toHaveLength(2);
+    expect(answers[0]?.toString('latin1')).toContain('shop.v1.DistributorService');
   });
 });

@@ -9,7 +9,7 @@ import {
 } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
-import { strictRequests } from '../../common/strict-requests.js';
+import { strictRequests, strictServer } from '../../common/strict-requests.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
 import { encodingSharedAnswersOnce } from './encode-once.js';
@@ -99,7 +99,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     withTelemetry(options.handlerOptions, options.telemetry),
   );
   server.addService(definition, calls ? calls.instrument(definition, handlers) : handlers);
-  health.addToServer(server);
+  health.addToServer(strictServer(server) as Server);
   addReflection(server, [serviceName], service.grpc.descriptors);
 
   let stopping: Promise<void> | undefined;
