@@ -30,7 +30,8 @@ export function requestIdFrom(header: string | string[] | undefined, ids: Reques
   return isValidRequestId(header) ? header : ids.next();
 }
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?$/;
+// A later version's extra fields are kept to printable ASCII, as gRPC metadata values must be.
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[\x20-\x7e]*)?$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 

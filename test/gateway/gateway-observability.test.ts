@@ -109,10 +109,18 @@ describe('gateway observability: request ids, trace context, metrics, health (in
 
   it('drops a malformed traceparent (and its tracestate) instead of passing it on', async () => {
     const port = await gateway();
-    for (const bad of ['00-xyz', `ff-${TRACEPARENT.slice(3)}`, `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`]) {
-      await http(port, 'GET', '/goods', { headers: { traceparent: bad, tracestate: 'a=b' } });
+    const malformed = [
+      '00-xyz',
+      `ff-${TRACEPARENT.slice(3)}`,
+      `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`,
+      // A later version's extra fields in Latin-1: as metadata, grpc-js threw and the gateway said 500.
+      `01-${TRACEPARENT.slice(3)}-\u00e9`,
+    ];
+    for (const bad of malformed) {
+      const answer = await http(port, 'GET', '/goods', { headers: { traceparent: bad, tracestate: 'a=b' } });
+      expect(answer.status).toBe(200);
     }
-    expect(seen).toHaveLength(3);
+    expect(seen).toHaveLength(malformed.length);
     for (const metadata of seen) {
       expect(metadata.get('traceparent')).toEqual([]);
       expect(metadata.get('tracestate')).toEqual([]);
