@@ -89,11 +89,28 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
     try {
       message = fromJson(input, knownFieldsOnly(input, json, 0), { recursionLimit: MAX_DEPTH });
     } catch (error) {
-      throw new InvalidParameterError((error as Error).message);
+      if (error instanceof InvalidParameterError) throw error;
+      throw new InvalidParameterError(withoutValues((error as Error).message));
     }
     const bytes = toBinary(input, message);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
+}
+
+const FROM_JSON = ' from JSON';
+
+/**
+ * protobuf-es's account of JSON it could not decode, without the value it quotes: the message is
+ * logged, and a password sent as a number would be in it ("expected string, got 12345678"). What
+ * stays: the field or message, and the type it expected when it says so.
+ */
+export function withoutValues(message: string): string {
+  const end = message.indexOf(FROM_JSON);
+  if (end < 0) return 'the JSON does not decode to the request message';
+  const expected = /^: (?:list item #\d+: )?(expected [\w. ()]+?)(?:,|:|$)/.exec(
+    message.slice(end + FROM_JSON.length),
+  );
+  return `${message.slice(0, end + FROM_JSON.length)}${expected ? `: ${expected[1]}` : ''}`;
 }
 
 /**
