@@ -17,6 +17,8 @@ export interface AdminServerOptions {
   required: boolean;
 }
 
+const METRICS_METHODS = 'GET, HEAD, OPTIONS';
+
 /** A running admin server. */
 export interface AdminServer {
   /** The port it got. */
@@ -34,8 +36,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const { registry, host, port, log, required } = options;
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
-    if (path === '/metrics' && (request.method === 'GET' || request.method === 'HEAD')) {
-      serveMetrics(registry, response);
+    if (path === '/metrics') {
+      if (request.method === 'GET' || request.method === 'HEAD') {
+        serveMetrics(registry, response);
+      } else if (request.method === 'OPTIONS') {
+        response.writeHead(204, { Allow: METRICS_METHODS });
+        response.end();
+      } else {
+        response.writeHead(405, { Allow: METRICS_METHODS, 'Content-Type': 'text/plain; charset=utf-8' });
+        response.end(`method not allowed: /metrics answers ${METRICS_METHODS}\n`);
+      }
       return;
     }
     response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });

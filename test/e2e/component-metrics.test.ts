@@ -130,10 +130,16 @@ describe('each service serves /metrics on its admin port', () => {
     expect(text).not.toContain('CreateGoods');
   });
 
-  it('answers 404 for anything but GET /metrics', async () => {
-    const response = await fetch(`http://127.0.0.1:${shop.goods.metricsPort}/`);
-    expect(response.status).toBe(404);
-    await response.text();
+  it('answers 404 for any other path, and 405 with Allow for another method on /metrics', async () => {
+    const base = `http://127.0.0.1:${shop.goods.metricsPort}`;
+    const elsewhere = await fetch(`${base}/`);
+    expect(elsewhere.status).toBe(404);
+    await elsewhere.text();
+    const posted = await fetch(`${base}/metrics`, { method: 'POST' });
+    expect([posted.status, posted.headers.get('allow')]).toEqual([405, 'GET, HEAD, OPTIONS']);
+    await posted.text();
+    const options = await fetch(`${base}/metrics`, { method: 'OPTIONS' });
+    expect([options.status, options.headers.get('allow')]).toEqual([204, 'GET, HEAD, OPTIONS']);
   });
 });
 
