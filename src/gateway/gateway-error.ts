@@ -32,6 +32,8 @@ export const gatewayErrors = {
     new GatewayError(503, 'The gateway has not received the route table from the distributor yet', {
       retryAfter: true,
     }),
+  noRouteYet: () =>
+    new GatewayError(503, 'No service has registered a route with the gateway yet', { retryAfter: true }),
   noInstance: (method: string, path: string) =>
     new GatewayError(503, `No serving instance for ${method} ${path}`, { retryAfter: true }),
   unsupportedMediaType: () =>

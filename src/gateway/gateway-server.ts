@@ -465,6 +465,12 @@ class GatewayServer implements Gateway {
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
     }
+    // Until a service has registered a route, a path the gateway does not know may be one on its way
+    // (a gateway started before the services): "try again", not 404, which says it will never exist.
+    if (!this.#table.knowsAnyRoute) {
+      this.#fail(request, response, null, gatewayErrors.noRouteYet(), hasBody, telemetry.requestId);
+      return;
+    }
     if (method === 'OPTIONS') {
       this.#answerOptions(request, response, path, hasBody, telemetry.requestId);
       return;

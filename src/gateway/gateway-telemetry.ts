@@ -246,7 +246,7 @@ export class GatewayTelemetry {
     return OWN_PATHS.has(path) && (path !== '/metrics' || this.#registry !== undefined);
   }
 
-  /** Readiness: registered, a node list received, every known route with a serving instance. */
+  /** Readiness: registered, a node list received, a route known, and every known route with a serving instance. */
   readiness(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
     if (this.#view.stopping()) reasons.push('the gateway is stopping');
@@ -254,7 +254,9 @@ export class GatewayTelemetry {
     if (this.#view.revision() === undefined) {
       reasons.push('no node list received from the distributor yet');
     } else {
-      for (const route of this.#view.routes()) {
+      const routes = this.#view.routes();
+      if (routes.length === 0) reasons.push('no service has registered a route yet');
+      for (const route of routes) {
         if (route.serving.length === 0) {
           reasons.push(`no serving instance for ${route.method} ${route.template}`);
         }

@@ -134,6 +134,11 @@ export class RouteTable {
     return this.#revision !== undefined;
   }
 
+  /** Whether any route is known, live or retired: before one is, an unknown path may be one still to come. */
+  get knowsAnyRoute(): boolean {
+    return this.#routes.size > 0 || this.#retired.size > 0;
+  }
+
   /** The revision of the last snapshot applied. */
   get revision(): number | undefined {
     return this.#revision;

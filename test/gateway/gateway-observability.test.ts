@@ -366,6 +366,37 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     expect(coded.headers['x-request-id']).toMatch(UUID);
   });
 
+  it('before any service registers a route: /readyz 503 saying so, and an unknown path 503 (not 404)', async () => {
+    const local = new Closer();
+    try {
+      const { address } = await startDistributor(local);
+      const { gateway: started, port } = await startGateway(local, address);
+      await vi.waitFor(async () => {
+        const ready = await http(port, 'GET', '/readyz');
+        expect([ready.status, JSON.parse(ready.body).reasons]).toEqual([
+          503,
+          ['no service has registered a route yet'],
+        ]);
+      });
+      // The gateway knows no route yet: GET /goods may be one on its way (npm start starts the
+      // gateway before the services), so "try again", not "no such route".
+      const early = await http(port, 'GET', '/goods');
+      expect([early.status, early.headers['retry-after'], early.body]).toEqual([
+        503,
+        '1',
+        '{"key":null,"errorcode":1,"errormessage":"No service has registered a route with the gateway yet"}',
+      ]);
+      await startFakeGoods(local, address);
+      await waitForRoute(started, 'GET /goods', 1);
+      expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+      expect((await http(port, 'GET', '/goods')).status).toBe(200);
+      // Once routes are known, a path none of them matches is 404 again.
+      expect((await http(port, 'GET', '/nope')).status).toBe(404);
+    } finally {
+      await local.closeAll();
+    }
+  });
+
   it('answers /readyz 503 naming each route left without a serving instance, and 200 again when one is back', async () => {
     const local = new Closer();
     try {
