@@ -148,7 +148,7 @@ function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number):
  * An integer given as a JSON string: decimal digits, with a fraction or an exponent as proto3 JSON
  * allows ("1.0", "1e3"; the parser then checks that the value is whole and in range).
  */
-const INTEGER_STRING = /^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+const INTEGER_STRING = /^-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
 const FLOAT_WORDS = new Set(['NaN', 'Infinity', '-Infinity']);
 
 /**
@@ -168,7 +168,22 @@ function checkNumberString(type: ScalarType, value: unknown, name: string): void
       if (FLOAT_WORDS.has(value) || DECIMAL.test(value)) return;
       throw new InvalidParameterError(`${name} must be a decimal number`);
   }
-  if (!INTEGER_STRING.test(value)) throw new InvalidParameterError(`${name} must be a decimal integer`);
+  const match = INTEGER_STRING.exec(value);
+  if (!match) throw new InvalidParameterError(`${name} must be a decimal integer`);
+  if (!isWhole(match[1]!, match[2] ?? '', Number(match[3] ?? 0))) {
+    throw new InvalidParameterError(`${name} must be a whole number`);
+  }
+}
+
+/**
+ * Whether a decimal written as integer digits, fraction digits and an exponent is whole, read from
+ * its digits: the parser's `Number()` first rounds to a double, so that "2.0000000000000001" was 2.
+ */
+function isWhole(integerDigits: string, fractionDigits: string, exponent: number): boolean {
+  const digits = integerDigits + fractionDigits;
+  const point = integerDigits.length + exponent;
+  if (point >= digits.length) return true;
+  return /^0*$/.test(digits.slice(Math.max(point, 0)));
 }
 
 function checkNumberStrings(field: DescField, value: unknown): void {

@@ -93,6 +93,18 @@ describe('compileRequestDecoder: 32-bit integers', () => {
     }
     for (const value of ['0x1', '+1.5', ' 2', '0b1']) rejectsJson({ f_double: value });
   });
+
+  it("reads an integer string's digits, not the double they round to: a fraction anywhere is refused", () => {
+    expect(fromJson({ f_int32: '250e-1' }).fInt32).toBe(25);
+    expect(fromJson({ f_int32: '1.500e3' }).fInt32).toBe(1500);
+    expect(fromJson({ f_int32: '0.0' }).fInt32).toBe(0);
+    // Number() makes each of these a whole double.
+    for (const value of ['2.0000000000000001', '4.9999999999999999', '15e-1', '1.0000000000000000001e3']) {
+      rejectsJson({ f_int32: value });
+      rejectsJson({ f_uint64: value });
+      rejectsJson({ r_int32: [value] });
+    }
+  });
 });
 
 describe('compileRequestDecoder: 64-bit integers', () => {
