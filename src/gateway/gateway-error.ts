@@ -70,6 +70,11 @@ export const gatewayErrors = {
     new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
   headersTooLarge: () =>
     new GatewayError(431, 'The request headers are too large', { closeConnection: true }),
+  tooManyPipelined: (limit: number) =>
+    new GatewayError(503, `More than ${limit} requests in flight on one connection`, {
+      retryAfter: true,
+      closeConnection: true,
+    }),
   tooManyConnections: () =>
     new GatewayError(503, 'The gateway has too many connections open', {
       retryAfter: true,

@@ -61,6 +61,11 @@ export interface GatewayOptions {
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
   retryAfterSeconds?: number;
+  /**
+   * Requests one connection may have in flight at once (HTTP/1.1 pipelining): past it, a request is
+   * answered 503 and the connection closed. Default 16.
+   */
+  maxPipelinedRequests?: number;
   /** How long an idle keep-alive connection stays open. Default 5000. */
   keepAliveTimeoutMs?: number;
   /** How long a client may take to send a request's headers. Default 10000. */
@@ -151,6 +156,7 @@ class GatewayServer implements Gateway {
   readonly #options: GatewayOptions;
   readonly #log: Logger;
   readonly #deadlineMs: number;
+  readonly #maxPipelinedRequests: number;
   readonly #bodyLimit: number;
   readonly #retryAfter: string;
   readonly #server: Server | HttpsServer;
@@ -179,6 +185,7 @@ class GatewayServer implements Gateway {
     this.#options = options;
     this.#log = options.log ?? silentLogger();
     this.#deadlineMs = options.deadlineMs ?? 5_000;
+    this.#maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     this.#telemetry = new GatewayTelemetry(
@@ -427,6 +434,13 @@ class GatewayServer implements Gateway {
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
+      return;
+    }
+    // Node parses every request a client pipelines and hands each over at once, answers queued in
+    // order: one socket could start a thousand upstream calls with one write.
+    if (connection && connection.inFlight > this.#maxPipelinedRequests) {
+      const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
+      this.#fail(request, response, null, error, true, telemetry.requestId);
       return;
     }
     const coding = unsupportedTransferCoding(request);

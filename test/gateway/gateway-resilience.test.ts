@@ -224,6 +224,18 @@ describe('gateway under hostile or unlucky clients', () => {
     }
   });
 
+  it('answers past 16 pipelined requests on one connection 503 and closes it, calling upstream at most 16 times', async () => {
+    const { port } = await gateway();
+    const calls = goods.calls.ListGoods ?? 0;
+    // A thousand requests in one write: Node parses them all at once.
+    const answers = await raw(port, 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n'.repeat(1_000));
+    const statuses = [...answers.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
+    expect(statuses).toEqual([...Array(16).fill(200), 503]);
+    expect(answers).toContain('"errormessage":"More than 16 requests in flight on one connection"');
+    expect((goods.calls.ListGoods ?? 0) - calls).toBeLessThanOrEqual(16);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
   it('closes a connection that sends nothing', async () => {
     const { port } = await gateway({ headersTimeoutMs: 200 });
     const started = Date.now();
