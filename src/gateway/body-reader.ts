@@ -5,6 +5,40 @@ export class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';
 }
 
+/** The bodies being read at once hold the whole {@link BodyBudget}; reading stopped there. */
+export class BodyBudgetError extends Error {
+  override readonly name = 'BodyBudgetError';
+}
+
+/**
+ * The bytes of request bodies held at once, across every request of a gateway. Each body is bounded
+ * by the body limit, but a thousand clients that each send all but the last byte of a 1 MiB body
+ * and wait held a gigabyte until their request timeout.
+ */
+export class BodyBudget {
+  #available: number;
+
+  constructor(readonly limitBytes: number) {
+    this.#available = limitBytes;
+  }
+
+  /** Takes `bytes` if they are free; says whether it did. */
+  take(bytes: number): boolean {
+    if (bytes > this.#available) return false;
+    this.#available -= bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.#available += bytes;
+  }
+
+  /** The bytes held now. */
+  get inUse(): number {
+    return this.limitBytes - this.#available;
+  }
+}
+
 /** The client went away before the body ended. */
 export class BodyAbortedError extends Error {
   override readonly name = 'BodyAbortedError';
@@ -37,7 +71,8 @@ export function unsupportedTransferCoding(request: IncomingMessage): string | un
  * listeners and pauses the request, so nothing more is buffered, and rejects with
  * {@link BodyTooLargeError}; the caller answers 413 and closes the connection. A client that goes
  * away mid-body rejects with {@link BodyAbortedError}. Aborting `signal` stops reading the same way
- * and rejects with the signal's reason (the parser has failed: the body will never end).
+ * and rejects with the signal's reason (the parser has failed: the body will never end). With a
+ * `budget`, a body that does not fit in what it has left is not read on: {@link BodyBudgetError}.
  *
  * A Content-Length over the limit should be refused before calling this, without reading at all.
  */
@@ -45,11 +80,25 @@ export function readBody(
   request: IncomingMessage,
   limitBytes: number,
   signal?: AbortSignal,
+  budget?: BodyBudget,
 ): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A declared length is taken from the budget whole, before a byte arrives; a chunked body as it comes.
+    const declared = declaredBodySize(request);
+    let held = 0;
+    if (budget && typeof declared === 'number') {
+      if (!budget.take(declared)) {
+        request.pause();
+        reject(new BodyBudgetError('the bodies being read hold the whole budget'));
+        return;
+      }
+      held = declared;
+    }
     const cleanup = (): void => {
+      budget?.give(held);
+      held = 0;
       request.off('data', onData);
       request.off('end', onEnd);
       request.off('close', onClose);
@@ -71,6 +120,16 @@ export function readBody(
         chunks.length = 0;
         reject(new BodyTooLargeError(`body larger than ${limitBytes} bytes`));
         return;
+      }
+      if (budget && size > held) {
+        if (!budget.take(size - held)) {
+          cleanup();
+          request.pause();
+          chunks.length = 0;
+          reject(new BodyBudgetError('the bodies being read hold the whole budget'));
+          return;
+        }
+        held = size;
       }
       chunks.push(chunk);
     };

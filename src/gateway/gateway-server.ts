@@ -12,6 +12,8 @@ import { type BackoffOptions, RegistrationClient } from '../registry-client/regi
 import { ApiDocs } from './api-docs.js';
 import {
   BodyAbortedError,
+  BodyBudget,
+  BodyBudgetError,
   BodyTooLargeError,
   declaredBodySize,
   readBody,
@@ -46,6 +48,11 @@ export interface GatewayOptions {
   deadlineMs?: number;
   /** The largest request body read. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /**
+   * The bytes of request bodies held at once, across every request (at least the body limit): a
+   * body that does not fit is answered 503 with Retry-After. Default 32 MiB.
+   */
+  bodyBudgetBytes?: number;
   /**
    * Most REST connections open at once; past it the longest idle connection is closed to make room,
    * or, when none is idle, the new one is answered 503 (see ConnectionTracker). Default: ¾ of the
@@ -158,6 +165,7 @@ class GatewayServer implements Gateway {
   readonly #deadlineMs: number;
   readonly #maxPipelinedRequests: number;
   readonly #bodyLimit: number;
+  readonly #bodyBudget: BodyBudget;
   readonly #retryAfter: string;
   readonly #server: Server | HttpsServer;
   readonly #stopWatchingCertificates: (() => void) | undefined;
@@ -187,6 +195,7 @@ class GatewayServer implements Gateway {
     this.#deadlineMs = options.deadlineMs ?? 5_000;
     this.#maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
+    this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     this.#telemetry = new GatewayTelemetry(
       {
@@ -598,19 +607,23 @@ class GatewayServer implements Gateway {
     if (connection) connection.readingBody = reading;
     let body: Buffer;
     try {
-      body = await readBody(request, this.#bodyLimit, reading.stop.signal);
+      body = await readBody(request, this.#bodyLimit, reading.stop.signal, this.#bodyBudget);
     } catch (error) {
       if (error instanceof GatewayError) {
         this.#answerError(exchange, error);
         return;
       }
-      if (error instanceof BodyTooLargeError) {
+      if (error instanceof BodyTooLargeError || error instanceof BodyBudgetError) {
         // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
         // does not force a close, which would reset the connection under a client still sending.
         lingerThenClose(request);
         exchange.bodyRead = true;
-        const tooLarge = gatewayErrors.bodyTooLarge(this.#bodyLimit);
-        this.#answer(exchange, tooLarge.httpStatus, errorBody(exchange.key, tooLarge.message), false);
+        const refusal =
+          error instanceof BodyBudgetError
+            ? gatewayErrors.bodiesOverBudget()
+            : gatewayErrors.bodyTooLarge(this.#bodyLimit);
+        const retry = refusal.options.retryAfter === true;
+        this.#answer(exchange, refusal.httpStatus, errorBody(exchange.key, refusal.message), retry);
       } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
     } finally {

@@ -236,6 +236,39 @@ describe('gateway under hostile or unlucky clients', () => {
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
   });
 
+  it('holds at most its body budget across requests: a body past it is 503, and the budget comes back', async () => {
+    const { port } = await gateway({ bodyLimitBytes: 1_024, bodyBudgetBytes: 4_096 });
+    const stalled: Socket[] = [];
+    try {
+      // Four uploads that stop one byte short hold the whole budget.
+      for (let count = 0; count < 4; count++) {
+        const socket = await open(port);
+        socket.write(
+          `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n${' '.repeat(1_023)}`,
+        );
+        stalled.push(socket);
+      }
+      await vi.waitFor(async () => {
+        const refused = await httpJson(port, 'POST', '/goods', JSON.parse(GOODS));
+        expect([refused.status, refused.headers['retry-after']]).toEqual([503, '1']);
+        expect(refused.body).toContain(
+          '"errormessage":"The gateway is reading too many request bodies at once"',
+        );
+      });
+      // A chunked body is counted as it comes.
+      const chunked = await raw(
+        port,
+        `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${(GOODS.length).toString(16)}\r\n${GOODS}\r\n0\r\n\r\n`,
+      );
+      expect(chunked).toMatch(/^HTTP\/1\.1 503 /);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+    }
+    await vi.waitFor(async () =>
+      expect((await httpJson(port, 'POST', '/goods', JSON.parse(GOODS))).status).toBe(200),
+    );
+  });
+
   it('closes a connection that sends nothing', async () => {
     const { port } = await gateway({ headersTimeoutMs: 200 });
     const started = Date.now();
