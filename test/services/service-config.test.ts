@@ -22,6 +22,7 @@ describe('service configuration', () => {
       advertiseHost: '',
       storage: { kind: 'sqlite', dataDir: './data' },
       logLevel: 'info',
+      maxCallsInFlight: 128,
     };
     // Metrics and request ids on, /metrics on the service's port + 100.
     const observability = (metricsPort: number) => ({
@@ -63,6 +64,7 @@ describe('service configuration', () => {
       },
       logLevel: 'warn',
       observability: { metrics: true, requestIds: true, metricsPort: 0, metricsPortGiven: false },
+      maxCallsInFlight: 128,
     });
   });
 
@@ -102,6 +104,14 @@ describe('service configuration', () => {
     }
     expect(() => loadGoodsConfig(['--advertise-host', 'fe80::1%eth0'], {})).toThrow(
       /--advertise-host: a zone id/,
+    );
+  });
+
+  it('bounds the calls in flight by --max-calls-in-flight or MAX_CALLS_IN_FLIGHT, at least 1', () => {
+    expect(loadGoodsConfig(['--max-calls-in-flight', '16'], {}).maxCallsInFlight).toBe(16);
+    expect(loadGoodsConfig([], { MAX_CALLS_IN_FLIGHT: '512' }).maxCallsInFlight).toBe(512);
+    expect(() => loadGoodsConfig([], { MAX_CALLS_IN_FLIGHT: '0' })).toThrow(
+      /MAX_CALLS_IN_FLIGHT: expected a whole number of at least 1/,
     );
   });
 

@@ -7,7 +7,8 @@ import {
   type TlsSettings,
   tlsSettings,
 } from '../../common/common-settings.js';
-import { ConfigError, parseHost } from '../../common/config.js';
+import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js';
+import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -50,6 +51,8 @@ export interface ServiceConfig {
   readonly registryToken?: string | undefined;
   /** Metrics, their admin port, request ids; absent: metrics and ids on, no admin port. */
   readonly observability?: ObservabilityConfig;
+  /** Calls of the service's own methods run at once (see calls-in-flight.ts); absent: the default. */
+  readonly maxCallsInFlight?: number;
 }
 
 /** Every setting of one service, declared once (see src/common/settings.ts). */
@@ -81,6 +84,13 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       defaultText: 'none: SQLite',
       help: 'store data in MySQL, mysql://user:pass@host:3306/db; each service creates its own table if missing',
       parse: parseMysqlUrl,
+    }),
+    maxCallsInFlight: setting({
+      flag: 'max-calls-in-flight',
+      env: 'MAX_CALLS_IN_FLIGHT',
+      default: String(DEFAULT_MAX_CALLS_IN_FLIGHT),
+      help: "calls of the service's own methods one instance runs at once; past it, RESOURCE_EXHAUSTED at once (REST: 429)",
+      parse: (value, source) => parseWholeNumber(value, source, 1, 1_000_000),
     }),
     dataDir: setting({
       env: 'DATA_DIR',
@@ -117,5 +127,6 @@ export function loadServiceConfig(
     tls: tlsSettings(values, spec.name),
     registryToken: values.registryToken,
     observability: observabilityConfig(values, values.port),
+    maxCallsInFlight: values.maxCallsInFlight,
   });
 }

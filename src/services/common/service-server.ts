@@ -12,6 +12,7 @@ import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
+import { DEFAULT_MAX_CALLS_IN_FLIGHT, limitCallsInFlight } from './calls-in-flight.js';
 import { encodingSharedAnswersOnce } from './encode-once.js';
 import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
@@ -33,6 +34,8 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   handlerOptions?: Options;
   /** Metrics and request ids of every call (service-telemetry.ts); none: the server counts nothing. */
   telemetry?: ServiceTelemetry;
+  /** Calls of the service's own methods run at once (calls-in-flight.ts). Default 128. */
+  maxCallsInFlight?: number;
 }
 
 /** A service built but not yet listening. */
@@ -93,10 +96,10 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   });
 
   const definition = strictRequests(encodingSharedAnswersOnce(service.grpc.definition));
-  const handlers = service.handlers(
-    options.store,
-    log,
-    withTelemetry(options.handlerOptions, options.telemetry),
+  const handlers = limitCallsInFlight(
+    definition,
+    service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
+    options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT,
   );
   server.addService(definition, calls ? calls.instrument(definition, handlers) : handlers);
   health.addToServer(strictServer(server) as Server);

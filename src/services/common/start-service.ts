@@ -77,6 +77,7 @@ export async function startService<Store extends ServiceStore, Options>(
       : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
     ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
     ...(options.handlerOptions === undefined ? {} : { handlerOptions: options.handlerOptions }),
+    ...(config.maxCallsInFlight === undefined ? {} : { maxCallsInFlight: config.maxCallsInFlight }),
     credentials,
   });
   let port: number;
