@@ -8,7 +8,6 @@ import {
   tlsSettings,
 } from '../../common/common-settings.js';
 import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js';
-import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -22,6 +21,7 @@ import {
   setting,
   usageText,
 } from '../../common/settings.js';
+import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import type { AnyShopService } from './define-service.js';
 import { type MysqlConnectionOptions, parseMysqlUrl } from './mysql-url.js';
 

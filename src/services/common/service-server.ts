@@ -10,9 +10,9 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
+import { DEFAULT_MAX_CALLS_IN_FLIGHT, limitCallsInFlight } from './calls-in-flight.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
-import { DEFAULT_MAX_CALLS_IN_FLIGHT, limitCallsInFlight } from './calls-in-flight.js';
 import { encodingSharedAnswersOnce } from './encode-once.js';
 import { IdempotencySweeper } from './idempotency-sweeper.js';
 import type { ServiceStore } from './service-store.js';
