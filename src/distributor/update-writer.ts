@@ -1,5 +1,8 @@
 import type { WritableCall } from './snapshot-writer.js';
 
+/** Messages handed to a stream at once (see UpdateWriter): enough to keep it busy between callbacks. */
+export const MESSAGES_IN_STREAM = 8;
+
 /** Options of {@link UpdateWriter}. */
 export interface UpdateWriterOptions {
   /** The update with the whole list as it is now, as response bytes. */
@@ -17,12 +20,25 @@ export interface UpdateWriterOptions {
  * contiguous revisions, then a snapshot that replaces its list: never a gap.
  *
  * Messages written with {@link send} (acknowledgements, the start of a subscription) are never dropped.
+ *
+ * At most {@link MESSAGES_IN_STREAM} messages are in the stream's own buffer at once; the rest wait
+ * here, in order. A stream destroyed with writes in its buffer fails each of them with an error of
+ * its own, stack trace and all: a thousand watchers leaving with hundreds of events each kept the
+ * distributor busy for seconds making errors nobody reads. Once a write fails, the stream is over:
+ * what waits here is dropped, and nothing more is written.
  */
 export class UpdateWriter {
   readonly #call: WritableCall<Buffer>;
   readonly #options: UpdateWriterOptions;
-  /** Messages handed to the stream that it has not taken yet. */
+  /** Messages given to this writer that the stream has not taken yet: in its buffer, or waiting here. */
   #pending = 0;
+  /** Messages in the stream's buffer. */
+  #inStream = 0;
+  /** Messages waiting for room in the stream's buffer, with their event bytes, from #next on. */
+  #waiting: Array<{ message: Buffer; eventBytes: number }> = [];
+  #next = 0;
+  /** Set once a write failed: the stream is gone. */
+  #closed = false;
   /** Bytes of events among them. */
   #pendingEventBytes = 0;
   #behind = false;
@@ -76,12 +92,37 @@ export class UpdateWriter {
   }
 
   #write(message: Buffer, eventBytes: number): void {
+    if (this.#closed) return;
     this.#pending++;
     this.#pendingEventBytes += eventBytes;
-    this.#call.write(message, () => {
-      this.#pending--;
-      this.#pendingEventBytes -= eventBytes;
-      if (this.#behind && this.#pending === 0) this.#catchUp();
-    });
+    this.#waiting.push({ message, eventBytes });
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (this.#inStream < MESSAGES_IN_STREAM && this.#next < this.#waiting.length && !this.#closed) {
+      const { message, eventBytes } = this.#waiting[this.#next++]!;
+      this.#inStream++;
+      this.#call.write(message, (error) => this.#taken(eventBytes, error));
+    }
+    // Sent messages are let go once they are most of the array (O(1) per message, as a shift is not).
+    if (this.#next === this.#waiting.length || (this.#next >= 64 && this.#next * 2 >= this.#waiting.length)) {
+      this.#waiting = this.#waiting.slice(this.#next);
+      this.#next = 0;
+    }
+  }
+
+  #taken(eventBytes: number, error: Error | null | undefined): void {
+    this.#inStream--;
+    this.#pending--;
+    this.#pendingEventBytes -= eventBytes;
+    if (error) {
+      this.#closed = true;
+      this.#waiting = [];
+      this.#next = 0;
+      return;
+    }
+    if (this.#behind && this.#pending === 0) this.#catchUp();
+    else this.#pump();
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NodeListFeed } from '../../src/distributor/node-list-feed.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
-import { UpdateWriter } from '../../src/distributor/update-writer.js';
+import { MESSAGES_IN_STREAM, UpdateWriter } from '../../src/distributor/update-writer.js';
 import { NodeState, RegisterResponse, WatchResponse } from '../../src/gen/distributor.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
 
@@ -80,6 +80,45 @@ describe('UpdateWriter', () => {
     expect(stream.written).toEqual(['R', 'e1', 'e2']);
     while (stream.waiting > 0) stream.take();
     expect(stream.written).toEqual(['R', 'e1', 'e2', 'R2']);
+  });
+});
+
+describe("UpdateWriter: the stream's own buffer", () => {
+  it(`hands the stream at most ${MESSAGES_IN_STREAM} messages at once, the rest in order as it takes them`, () => {
+    const stream = slowCall();
+    const writer = new UpdateWriter(stream.call, {
+      snapshot: () => Buffer.from('S'),
+      backlogLimit: () => 10_000,
+    });
+    const events = Array.from({ length: 100 }, (_, index) => `e${index}`);
+    for (const event of events) writer.event(Buffer.from(event));
+    expect(stream.written).toEqual(events.slice(0, MESSAGES_IN_STREAM));
+    while (stream.waiting > 0) {
+      expect(stream.waiting).toBeLessThanOrEqual(MESSAGES_IN_STREAM);
+      stream.take();
+    }
+    expect(stream.written).toEqual(events);
+    expect(writer.behind).toBe(false);
+  });
+
+  // A destroyed stream fails every write in its buffer with an error of its own: a thousand watchers
+  // leaving with hundreds each stalled the distributor for seconds.
+  it('once a write fails, drops what waits and writes nothing more', () => {
+    const written: string[] = [];
+    const failures: Array<() => void> = [];
+    const call = {
+      write(message: Buffer, callback: (error?: Error | null) => void) {
+        written.push(message.toString());
+        failures.push(() => callback(new Error('stream destroyed')));
+        return true;
+      },
+    };
+    const writer = new UpdateWriter(call, { snapshot: () => Buffer.from('S'), backlogLimit: () => 10_000 });
+    for (let index = 0; index < 500; index++) writer.event(Buffer.from(`e${index}`));
+    for (const fail of failures.splice(0)) fail();
+    writer.event(Buffer.from('after'));
+    writer.send(Buffer.from('ack'));
+    expect(written).toHaveLength(MESSAGES_IN_STREAM);
   });
 });
 
