@@ -19,6 +19,8 @@ export interface DispatcherOptions {
   log: Logger;
   /** The deadline of one page's call of a streamed list. */
   deadlineMs: number;
+  /** Lists of more than one page streamed at once (see PageStreamer). */
+  maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
   isStopping(): boolean;
   answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
@@ -56,6 +58,8 @@ export class Dispatcher {
           ? options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
       closeAfter: (exchange) => !exchange.bodyRead || options.isStopping(),
+      maxStreamedLists: options.maxStreamedLists,
+      answerError: (exchange, error) => options.answerError(exchange, error),
     });
   }
 

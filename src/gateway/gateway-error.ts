@@ -70,6 +70,8 @@ export const gatewayErrors = {
     new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
   headersTooLarge: () =>
     new GatewayError(431, 'The request headers are too large', { closeConnection: true }),
+  tooManyStreamedLists: () =>
+    new GatewayError(503, 'The gateway is streaming too many long lists at once', { retryAfter: true }),
   bodiesOverBudget: () =>
     new GatewayError(503, 'The gateway is reading too many request bodies at once', { retryAfter: true }),
   tooManyPipelined: (limit: number) =>

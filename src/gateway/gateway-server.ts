@@ -73,6 +73,11 @@ export interface GatewayOptions {
    * answered 503 and the connection closed. Default 16.
    */
   maxPipelinedRequests?: number;
+  /**
+   * Lists longer than one page streamed at once (each holds about two pages of up to 1 MiB): past
+   * it, such a list is answered 503 with Retry-After. Default 16.
+   */
+  maxStreamedLists?: number;
   /** How long an idle keep-alive connection stays open. Default 5000. */
   keepAliveTimeoutMs?: number;
   /** How long a client may take to send a request's headers. Default 10000. */
@@ -226,6 +231,7 @@ class GatewayServer implements Gateway {
       table: this.#table,
       log: this.#log,
       deadlineMs: this.#deadlineMs,
+      maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#stopping,
       answer: (exchange, httpStatus, body, retryAfter) =>
         this.#answer(exchange, httpStatus, body, retryAfter),

@@ -3,6 +3,7 @@ import { type ClientUnaryCall, Metadata, type ServiceError, status } from '@grpc
 import type { Logger } from '../common/logger.js';
 import type { CallPlan } from './call-plan.js';
 import { errorBody, successBody } from './envelope.js';
+import { type GatewayError, gatewayErrors } from './gateway-error.js';
 import type { InstancePool } from './instance-pool.js';
 import type { PagingPlan, RenderedPage } from './paging-plan.js';
 import type { Instance } from './route-table.js';
@@ -40,6 +41,10 @@ export interface PageStreamerOptions<E extends PagedExchange> {
   otherInstance(exchange: E, failed: Instance): Instance | undefined;
   /** Whether the connection closes after a streamed answer. */
   closeAfter(exchange: E): boolean;
+  /** Lists of more than one page streamed at once; past it, 503 with Retry-After. */
+  readonly maxStreamedLists: number;
+  /** Answers one of the gateway's own errors. */
+  answerError(exchange: E, error: GatewayError): void;
 }
 
 /** Encodes the REST input of a request for another plan, or returns undefined when it cannot. */
@@ -90,6 +95,8 @@ const COMMA = 0x2c;
  */
 export class PageStreamer<E extends PagedExchange> {
   readonly #options: PageStreamerOptions<E>;
+  /** Lists of more than one page being streamed now. */
+  #streaming = 0;
 
   constructor(options: PageStreamerOptions<E>) {
     this.#options = options;
@@ -130,7 +137,6 @@ export class PageStreamer<E extends PagedExchange> {
   }
 
   async #wholeList(exchange: E, first: Target, reencode: Reencode): Promise<void> {
-    const { response, key } = exchange;
     let fetched: { value: RenderedPage; target: Target };
     try {
       fetched = await this.#fetch(exchange, first, undefined, exchange.deadline, reencode, wholeList);
@@ -139,11 +145,30 @@ export class PageStreamer<E extends PagedExchange> {
       return;
     }
     if (exchange.gone) return;
-    let page = fetched.value;
+    const page = fetched.value;
     if (page.nextPageToken.length === 0) {
-      this.#options.answer(exchange, 200, successBody(key, page.rendered));
+      this.#options.answer(exchange, 200, successBody(exchange.key, page.rendered));
       return;
     }
+    // Each streamed list holds about two pages of up to 1 MiB and its client's unread answer: a few
+    // hundred clients that read slowly, or not at all, held a gigabyte.
+    if (this.#streaming >= this.#options.maxStreamedLists) {
+      this.#options.answerError(exchange, gatewayErrors.tooManyStreamedLists());
+      return;
+    }
+    this.#streaming++;
+    try {
+      await this.#stream(exchange, page, fetched.target, reencode);
+    } finally {
+      this.#streaming--;
+    }
+  }
+
+  /** Streams a list whose first page is `page` and has a next one (see the class). */
+  async #stream(exchange: E, first: RenderedPage, firstTarget: Target, reencode: Reencode): Promise<void> {
+    const { response, key } = exchange;
+    let page = first;
+    let fetched: { value: RenderedPage; target: Target };
     const headers = ['Content-Type', 'application/json'];
     if (exchange.requestId !== undefined) headers.push('X-Request-Id', exchange.requestId);
     if (this.#options.closeAfter(exchange)) headers.push('Connection', 'close');
@@ -153,7 +178,7 @@ export class PageStreamer<E extends PagedExchange> {
     response.write(head.subarray(0, head.length - LIST_END.length));
     let anyItem = page.rendered.length - LIST_END.length > page.itemsStart;
     let pages = 1;
-    let target = fetched.target;
+    let target = firstTarget;
     while (page.nextPageToken.length > 0) {
       const next = this.#fetch(
         exchange,

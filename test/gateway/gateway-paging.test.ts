@@ -196,6 +196,38 @@ describe('the gateway following pages', () => {
     expect(goods.calls.length).toBe(asked);
   });
 
+  it('streams at most maxStreamedLists long lists at once: another is 503 with Retry-After until one ends', async () => {
+    // 40 pages of about 1 MB: two clients that read nothing keep theirs streaming.
+    await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
+    const started = await startGateway(closer, distributor, { maxStreamedLists: 2, deadlineMs: 10_000 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    const stalled = [connect(started.port, '127.0.0.1'), connect(started.port, '127.0.0.1')];
+    const firstBytes = stalled.map(
+      (socket) => new Promise<void>((resolve) => socket.once('data', () => resolve())),
+    );
+    for (const socket of stalled) {
+      socket.on('error', () => {});
+      socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    }
+    await Promise.all(firstBytes);
+    for (const socket of stalled) socket.pause();
+    const refused = await get(started.port, '/goods');
+    expect([refused.status, refused.headers['retry-after'], refused.body]).toEqual([
+      503,
+      '1',
+      expect.stringContaining('"errormessage":"The gateway is streaming too many long lists at once"'),
+    ]);
+    for (const socket of stalled) socket.destroy();
+    await vi.waitFor(
+      async () => {
+        const whole = await get(started.port, '/goods');
+        expect([whole.status, whole.complete]).toEqual([200, true]);
+        expect(JSON.parse(whole.body).results).toHaveLength(40_000);
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+  });
+
   it('a list of one page keeps its Content-Length; a one-page request shows next_page_token', async () => {
     await startPagingGoods(closer, distributor, goodsList(3), 1, 2);
     const port = await gateway();
