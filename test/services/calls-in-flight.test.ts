@@ -13,9 +13,10 @@ describe('limitCallsInFlight', () => {
     server?.forceShutdown();
   });
 
-  it('runs at most the limit at once, answers the others RESOURCE_EXHAUSTED at once, and frees a slot on each answer', async () => {
-    let handlersRun = 0;
+  /** A server whose one method holds every call until the test answers it, bounded to `limit`. */
+  async function holdingServer(limit: number) {
     const held: Array<() => void> = [];
+    let handlersRun = 0;
     server = new Server();
     server.addService(
       HOLD,
@@ -27,7 +28,7 @@ describe('limitCallsInFlight', () => {
             held.push(() => callback(null, Buffer.from('done')));
           },
         },
-        2,
+        limit,
       ),
     );
     const port = await new Promise<number>((resolve, reject) =>
@@ -37,34 +38,68 @@ describe('limitCallsInFlight', () => {
     );
     const caller = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
     client = caller;
-    const call = () =>
+    const settled: number[] = [];
+    const call = (deadlineMs = 10_000) =>
       new Promise<number>((resolve) =>
         caller.makeUnaryRequest(
           HOLD.Hold.path,
           asIs,
           asIs,
           Buffer.alloc(0),
-          { deadline: Date.now() + 10_000 },
-          (error: ServiceError | null) => resolve(error ? error.code : status.OK),
+          { deadline: Date.now() + deadlineMs },
+          (error: ServiceError | null) => {
+            const code = error ? error.code : status.OK;
+            settled.push(code);
+            resolve(code);
+          },
         ),
       );
-    const settled: number[] = [];
-    const calls = Array.from({ length: 5 }, () => call().then((code) => settled.push(code)));
-    // Three are refused without waiting for the two held ones.
-    await expect.poll(() => settled.length, { timeout: 5_000 }).toBe(3);
-    expect(settled).toEqual([
-      status.RESOURCE_EXHAUSTED,
-      status.RESOURCE_EXHAUSTED,
-      status.RESOURCE_EXHAUSTED,
-    ]);
-    expect(handlersRun).toBe(2);
-    for (const release of held.splice(0)) release();
-    await Promise.all(calls);
-    expect(settled.slice(3)).toEqual([status.OK, status.OK]);
-    // The slots are free again.
-    const again = call();
-    await expect.poll(() => held.length).toBe(1);
-    held[0]!();
-    expect(await again).toBe(status.OK);
+    return { held, settled, call, handlersRun: () => handlersRun };
+  }
+
+  it('runs at most the limit at once; the others wait in order and run as slots free', async () => {
+    const server = await holdingServer(2);
+    const calls = Array.from({ length: 5 }, () => server.call());
+    await expect.poll(() => server.handlersRun()).toBe(2);
+    // Nothing is refused: the three others wait.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect([server.handlersRun(), server.settled]).toEqual([2, []]);
+    server.held.shift()!();
+    await expect.poll(() => server.handlersRun()).toBe(3);
+    while (server.settled.length < 5) {
+      for (const answer of server.held.splice(0)) answer();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await Promise.all(calls)).toEqual(Array(5).fill(status.OK));
+    expect(server.handlersRun()).toBe(5);
+  });
+
+  it('refuses at once, RESOURCE_EXHAUSTED, a call past 8 waiting per slot', async () => {
+    const server = await holdingServer(1);
+    const calls = Array.from({ length: 1 + 8 }, () => server.call());
+    await expect.poll(() => server.handlersRun()).toBe(1);
+    expect(await server.call()).toBe(status.RESOURCE_EXHAUSTED);
+    while (server.settled.length < 10) {
+      for (const answer of server.held.splice(0)) answer();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await Promise.all(calls)).toEqual(Array(9).fill(status.OK));
+  });
+
+  it('skips a waiting call whose deadline passed: it never runs, and the next one does', async () => {
+    const server = await holdingServer(1);
+    const first = server.call();
+    await expect.poll(() => server.handlersRun()).toBe(1);
+    const expired = server.call(200);
+    const patient = server.call();
+    expect(await expired).toBe(status.DEADLINE_EXCEEDED);
+    // The server's own deadline passes a moment after the client's (the time the call took to arrive).
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    server.held.shift()!();
+    expect(await first).toBe(status.OK);
+    await expect.poll(() => server.handlersRun()).toBe(2);
+    server.held.shift()!();
+    expect(await patient).toBe(status.OK);
+    expect(server.handlersRun()).toBe(2);
   });
 });

@@ -10,13 +10,27 @@ import {
 /** The default bound on a service instance's calls in flight. */
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 128;
 
+/** Calls that may wait for a slot, per slot: past them, a call is refused at once. */
+const WAITING_PER_SLOT = 8;
+
+/** A call waiting for a slot. */
+interface Waiter {
+  readonly run: () => void;
+  /** Its client left (a cancel, or its deadline): grpc-js has answered it already. */
+  gone: boolean;
+  /** Whether it is over though grpc-js has not said so yet (its deadline passed a moment ago). */
+  isOver(): boolean;
+}
+
 /**
  * A service's handlers bounded together: at most `limit` of their calls run at once on this
- * instance, and a call past it is answered RESOURCE_EXHAUSTED at once, without running (the gateway
- * says 429 with Retry-After). Each call in flight holds its answer until its client has read it:
- * a thousand ListGoods of 1 MiB pages at once, over one connection, took a service to 1 GB and
- * blocked it long enough to drop out of the registry. A call counts until its handler answers,
- * even when its client has left, since its work goes on until then.
+ * instance, and the calls past it wait, in order, for a slot (up to their deadline, which grpc-js
+ * enforces); past `limit` × 8 waiting, a call is answered RESOURCE_EXHAUSTED at once, without
+ * running (the gateway says 429 with Retry-After). Each call in flight holds its answer until its
+ * client has read it: a thousand ListGoods of 1 MiB pages at once, over one connection, took a
+ * service to 1 GB and blocked it long enough to drop out of the registry. A waiting call holds only
+ * its request. A call counts until its handler answers, even when its client has left, since its
+ * work goes on until then.
  */
 export function limitCallsInFlight<Implementation extends UntypedServiceImplementation>(
   definition: ServiceDefinition,
@@ -24,6 +38,23 @@ export function limitCallsInFlight<Implementation extends UntypedServiceImplemen
   limit: number,
 ): Implementation {
   let inFlight = 0;
+  let waiting: Waiter[] = [];
+  let next = 0;
+  const waitingLimit = limit * WAITING_PER_SLOT;
+  const release = (): void => {
+    inFlight--;
+    while (next < waiting.length) {
+      const waiter = waiting[next++]!;
+      if (waiter.gone || waiter.isOver()) continue;
+      waiter.run();
+      break;
+    }
+    // Started waiters are let go once they are most of the array (a shift per call would be O(n)).
+    if (next === waiting.length || (next >= 64 && next * 2 >= waiting.length)) {
+      waiting = waiting.slice(next);
+      next = 0;
+    }
+  };
   const limited: UntypedServiceImplementation = { ...implementation };
   for (const [name, method] of Object.entries(definition)) {
     const key = name in implementation ? name : method.originalName;
@@ -31,30 +62,48 @@ export function limitCallsInFlight<Implementation extends UntypedServiceImplemen
     if (key === undefined || typeof handler !== 'function') continue;
     if (method.requestStream || method.responseStream) continue;
     const unary = handler as handleUnaryCall<unknown, unknown>;
-    limited[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-      if (inFlight >= limit) {
-        callback({
-          code: status.RESOURCE_EXHAUSTED,
-          details: `The service has ${limit} calls in flight: retry shortly`,
-        });
-        return;
-      }
+    const run = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void => {
       inFlight++;
       let answered = false;
-      const release = (): void => {
-        if (answered) return;
-        answered = true;
-        inFlight--;
-      };
       try {
         unary(call, (error, value, trailer, flags) => {
-          release();
+          if (!answered) {
+            answered = true;
+            release();
+          }
           callback(error, value, trailer, flags);
         });
       } catch (thrown) {
-        release();
+        if (!answered) {
+          answered = true;
+          release();
+        }
         throw thrown;
       }
+    };
+    limited[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      if (inFlight < limit) {
+        run(call, callback);
+        return;
+      }
+      if (waiting.length - next >= waitingLimit) {
+        callback({
+          code: status.RESOURCE_EXHAUSTED,
+          details: `The service has ${limit} calls in flight and ${waitingLimit} waiting: retry shortly`,
+        });
+        return;
+      }
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+      const waiter: Waiter = {
+        run: () => run(call, callback),
+        gone: false,
+        isOver: () => call.cancelled || Date.now() >= deadlineMs,
+      };
+      call.once('cancelled', () => {
+        waiter.gone = true;
+      });
+      waiting.push(waiter);
     };
   }
   return limited as Implementation;
