@@ -1,3 +1,4 @@
+import { FifoQueue } from '../common/fifo-queue.js';
 import type { WritableCall } from './snapshot-writer.js';
 
 /** Messages handed to a stream at once (see UpdateWriter): enough to keep it busy between callbacks. */
@@ -34,9 +35,8 @@ export class UpdateWriter {
   #pending = 0;
   /** Messages in the stream's buffer. */
   #inStream = 0;
-  /** Messages waiting for room in the stream's buffer, with their event bytes, from #next on. */
-  #waiting: Array<{ message: Buffer; eventBytes: number }> = [];
-  #next = 0;
+  /** Messages waiting for room in the stream's buffer, with their event bytes. */
+  readonly #waiting = new FifoQueue<{ message: Buffer; eventBytes: number }>();
   /** Set once a write failed: the stream is gone. */
   #closed = false;
   /** Bytes of events among them. */
@@ -100,15 +100,10 @@ export class UpdateWriter {
   }
 
   #pump(): void {
-    while (this.#inStream < MESSAGES_IN_STREAM && this.#next < this.#waiting.length && !this.#closed) {
-      const { message, eventBytes } = this.#waiting[this.#next++]!;
+    while (this.#inStream < MESSAGES_IN_STREAM && this.#waiting.length > 0 && !this.#closed) {
+      const { message, eventBytes } = this.#waiting.shift()!;
       this.#inStream++;
       this.#call.write(message, (error) => this.#taken(eventBytes, error));
-    }
-    // Sent messages are let go once they are most of the array (O(1) per message, as a shift is not).
-    if (this.#next === this.#waiting.length || (this.#next >= 64 && this.#next * 2 >= this.#waiting.length)) {
-      this.#waiting = this.#waiting.slice(this.#next);
-      this.#next = 0;
     }
   }
 
@@ -118,8 +113,7 @@ export class UpdateWriter {
     this.#pendingEventBytes -= eventBytes;
     if (error) {
       this.#closed = true;
-      this.#waiting = [];
-      this.#next = 0;
+      this.#waiting.clear();
       return;
     }
     if (this.#behind && this.#pending === 0) this.#catchUp();

@@ -48,20 +48,24 @@ function statusOf(
   });
 }
 
+/** The code and details a unary call of `path` with {@link NOT_A_MESSAGE} is answered with. */
+function unaryAnswer(address: string, path: string): Promise<{ code: number; details: string }> {
+  return new Promise((resolve) => {
+    client(address).makeUnaryRequest(
+      path,
+      asIs,
+      asIs,
+      NOT_A_MESSAGE,
+      { deadline: Date.now() + 5_000 },
+      (error) => resolve({ code: error?.code ?? status.OK, details: error?.details ?? '' }),
+    );
+  });
+}
+
 describe('requests that are not the message they should be', () => {
   it('List with bytes that do not decode is INVALID_ARGUMENT, not a server fault', async () => {
     const { address } = await startDistributor();
-    const answered = await new Promise<{ code: number; details: string }>((resolve) => {
-      client(address).makeUnaryRequest(
-        '/shop.v1.DistributorService/List',
-        asIs,
-        asIs,
-        NOT_A_MESSAGE,
-        { deadline: Date.now() + 5_000 },
-        (error) => resolve({ code: error?.code ?? status.OK, details: error?.details ?? '' }),
-      );
-    });
-    expect(answered).toEqual({
+    expect(await unaryAnswer(address, '/shop.v1.DistributorService/List')).toEqual({
       code: status.INVALID_ARGUMENT,
       details: 'invalid request: the request is not a well-formed protobuf message',
     });
@@ -116,17 +120,7 @@ describe('requests that are not the message they should be', () => {
   // strictServer their calls are refused like the shop's own.
   it('a health Check that does not decode is INVALID_ARGUMENT, not INTERNAL', async () => {
     const { address } = await startDistributor();
-    const answered = await new Promise<{ code: number; details: string }>((resolve) => {
-      client(address).makeUnaryRequest(
-        '/grpc.health.v1.Health/Check',
-        asIs,
-        asIs,
-        NOT_A_MESSAGE,
-        { deadline: Date.now() + 5_000 },
-        (error) => resolve({ code: error?.code ?? status.OK, details: error?.details ?? '' }),
-      );
-    });
-    expect(answered).toEqual({
+    expect(await unaryAnswer(address, '/grpc.health.v1.Health/Check')).toEqual({
       code: status.INVALID_ARGUMENT,
       details: 'invalid request: the request is not a well-formed protobuf message',
     });

@@ -6,6 +6,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { FifoQueue } from '../../common/fifo-queue.js';
 
 /** The default bound on a service instance's calls in flight. */
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 128;
@@ -38,21 +39,14 @@ export function limitCallsInFlight<Implementation extends UntypedServiceImplemen
   limit: number,
 ): Implementation {
   let inFlight = 0;
-  let waiting: Waiter[] = [];
-  let next = 0;
+  const waiting = new FifoQueue<Waiter>();
   const waitingLimit = limit * WAITING_PER_SLOT;
   const release = (): void => {
     inFlight--;
-    while (next < waiting.length) {
-      const waiter = waiting[next++]!;
+    for (let waiter = waiting.shift(); waiter; waiter = waiting.shift()) {
       if (waiter.gone || waiter.isOver()) continue;
       waiter.run();
       break;
-    }
-    // Started waiters are let go once they are most of the array (a shift per call would be O(n)).
-    if (next === waiting.length || (next >= 64 && next * 2 >= waiting.length)) {
-      waiting = waiting.slice(next);
-      next = 0;
     }
   };
   const limited: UntypedServiceImplementation = { ...implementation };
@@ -86,7 +80,7 @@ export function limitCallsInFlight<Implementation extends UntypedServiceImplemen
         run(call, callback);
         return;
       }
-      if (waiting.length - next >= waitingLimit) {
+      if (waiting.length >= waitingLimit) {
         callback({
           code: status.RESOURCE_EXHAUSTED,
           details: `The service has ${limit} calls in flight and ${waitingLimit} waiting: retry shortly`,
