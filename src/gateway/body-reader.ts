@@ -33,9 +33,9 @@ export class BodyBudget {
     this.#available += bytes;
   }
 
-  /** The bytes held now. */
-  get inUse(): number {
-    return this.limitBytes - this.#available;
+  /** Whether nothing is left: a body is then refused before a byte of it is read. */
+  get exhausted(): boolean {
+    return this.#available <= 0;
   }
 }
 
@@ -85,17 +85,8 @@ export function readBody(
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    // A declared length is taken from the budget whole, before a byte arrives; a chunked body as it comes.
-    const declared = declaredBodySize(request);
+    // Bytes are taken from the budget as they arrive: a declared length that never comes holds nothing.
     let held = 0;
-    if (budget && typeof declared === 'number') {
-      if (!budget.take(declared)) {
-        request.pause();
-        reject(new BodyBudgetError('the bodies being read hold the whole budget'));
-        return;
-      }
-      held = declared;
-    }
     const cleanup = (): void => {
       budget?.give(held);
       held = 0;

@@ -73,7 +73,10 @@ export const gatewayErrors = {
   tooManyStreamedLists: () =>
     new GatewayError(503, 'The gateway is streaming too many long lists at once', { retryAfter: true }),
   bodiesOverBudget: () =>
-    new GatewayError(503, 'The gateway is reading too many request bodies at once', { retryAfter: true }),
+    new GatewayError(503, 'The gateway is reading too many request bodies at once', {
+      retryAfter: true,
+      closeConnection: true,
+    }),
   tooManyPipelined: (limit: number) =>
     new GatewayError(503, `More than ${limit} requests in flight on one connection`, {
       retryAfter: true,

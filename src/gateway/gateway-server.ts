@@ -606,6 +606,11 @@ class GatewayServer implements Gateway {
       this.#answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
       return;
     }
+    if (this.#bodyBudget.exhausted) {
+      // Refused before a byte of it is read (and before 100 Continue invites it).
+      this.#answerError(exchange, gatewayErrors.bodiesOverBudget());
+      return;
+    }
     if (expectsContinue) response.writeContinue();
     // Stopped when the parser fails under it (see #onClientError): then the body never ends.
     const connection = this.#connections.of(request.socket);

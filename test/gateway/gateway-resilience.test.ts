@@ -230,37 +230,54 @@ describe('gateway under hostile or unlucky clients', () => {
     // A thousand requests in one write: Node parses them all at once.
     const answers = await raw(port, 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n'.repeat(1_000));
     const statuses = [...answers.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
-    expect(statuses).toEqual([...Array(16).fill(200), 503]);
+    // One read brings them all (16 answered, the 17th refused); were the write split across reads,
+    // answers sent meanwhile would free slots, so only the shape is certain: 200s, then one 503.
+    expect(statuses.at(-1)).toBe(503);
+    expect(statuses.slice(0, -1)).toEqual(Array(statuses.length - 1).fill(200));
+    expect(statuses.length).toBeGreaterThanOrEqual(17);
+    expect(statuses.length).toBeLessThan(1_000);
     expect(answers).toContain('"errormessage":"More than 16 requests in flight on one connection"');
-    expect((goods.calls.ListGoods ?? 0) - calls).toBeLessThanOrEqual(16);
+    expect((goods.calls.ListGoods ?? 0) - calls).toBe(statuses.length - 1);
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
   });
 
-  it('holds at most its body budget across requests: a body past it is 503, and the budget comes back', async () => {
-    const { port } = await gateway({ bodyLimitBytes: 1_024, bodyBudgetBytes: 4_096 });
+  it('holds at most its body budget of bytes received: past it a body is 503, and the budget comes back', async () => {
+    const { port } = await gateway({ bodyLimitBytes: 1_024, bodyBudgetBytes: 4_092 });
+    const upload = (bytes: number) =>
+      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n${' '.repeat(bytes)}`;
     const stalled: Socket[] = [];
     try {
-      // Four uploads that stop one byte short hold the whole budget.
-      for (let count = 0; count < 4; count++) {
+      // Declared lengths hold nothing until their bytes come: ten uploads that send none.
+      for (let count = 0; count < 10; count++) {
         const socket = await open(port);
-        socket.write(
-          `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n${' '.repeat(1_023)}`,
-        );
+        socket.write(upload(0));
         stalled.push(socket);
       }
+      expect((await httpJson(port, 'POST', '/goods', JSON.parse(GOODS))).status).toBe(200);
+      // Four that send 1,000 bytes and stop hold all but 92: a body that does not fit in what is
+      // left is refused once its bytes pass it.
+      for (let count = 0; count < 4; count++) {
+        const socket = await open(port);
+        socket.write(upload(1_000));
+        stalled.push(socket);
+      }
+      const large = JSON.stringify({ ...JSON.parse(GOODS), description: 'd'.repeat(100) });
       await vi.waitFor(async () => {
-        const refused = await httpJson(port, 'POST', '/goods', JSON.parse(GOODS));
+        const refused = await httpJson(port, 'POST', '/goods', JSON.parse(large));
         expect([refused.status, refused.headers['retry-after']]).toEqual([503, '1']);
         expect(refused.body).toContain(
           '"errormessage":"The gateway is reading too many request bodies at once"',
         );
       });
-      // A chunked body is counted as it comes.
-      const chunked = await raw(
-        port,
-        `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${(GOODS.length).toString(16)}\r\n${GOODS}\r\n0\r\n\r\n`,
-      );
-      expect(chunked).toMatch(/^HTTP\/1\.1 503 /);
+      // A fifth takes the rest: then a body is refused before a byte of it is read, and its
+      // connection closes.
+      const last = await open(port);
+      last.write(upload(92));
+      stalled.push(last);
+      await vi.waitFor(async () => {
+        const refused = await httpJson(port, 'POST', '/goods', JSON.parse(GOODS));
+        expect([refused.status, refused.headers.connection]).toEqual([503, 'close']);
+      });
     } finally {
       for (const socket of stalled) socket.destroy();
     }
