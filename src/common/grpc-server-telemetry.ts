@@ -31,6 +31,7 @@ import {
   TRACESTATE_HEADER,
   type TraceCarrier,
 } from './request-context.js';
+import { wrapHandlers } from './service-handlers.js';
 import { activeTracer, type Tracer, type TraceSpan } from './tracing.js';
 
 /** Options of {@link ServerCallTelemetry}. */
@@ -99,16 +100,11 @@ export class ServerCallTelemetry {
     implementation: Implementation,
   ): Implementation {
     if (!this.active) return implementation;
-    const wrapped: UntypedServiceImplementation = { ...implementation };
-    for (const [name, method] of Object.entries(definition) as Array<[string, MethodDefinition]>) {
-      const key = name in implementation ? name : method.originalName;
-      const handler = key === undefined ? undefined : implementation[key];
-      if (key === undefined || typeof handler !== 'function') continue;
-      if (method.requestStream || method.responseStream) continue;
-      wrapped[key] = this.#observeUnary(method, handler as handleUnaryCall<unknown, unknown>);
+    return wrapHandlers(definition, implementation, (handler, method) => {
+      if (method.requestStream || method.responseStream) return undefined;
       this.#instrumented.add(method.path);
-    }
-    return wrapped as Implementation;
+      return this.#observeUnary(method, handler as handleUnaryCall<unknown, unknown>);
+    });
   }
 
   #observeUnary(

@@ -9,6 +9,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { ServiceError } from './service-error.js';
+import { wrapHandlers } from './service-handlers.js';
 
 /**
  * What a handler gets instead of its request when the bytes did not decode. grpc-js answers a
@@ -102,15 +103,11 @@ export type ServiceAdder = Pick<Server, 'addService'>;
 export function strictServer(server: ServiceAdder): ServiceAdder {
   return {
     addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
-      const guarded: UntypedServiceImplementation = { ...implementation };
-      for (const [name, method] of Object.entries(definition)) {
-        const key = name in implementation ? name : method.originalName;
-        const handler = key === undefined ? undefined : implementation[key];
-        if (key === undefined || typeof handler !== 'function') continue;
-        guarded[key] = method.requestStream
+      const guarded = wrapHandlers(definition, implementation, (handler, method) =>
+        method.requestStream
           ? refusingMalformedMessages(handler)
-          : refusingMalformedRequest(handler, method.responseStream);
-      }
+          : refusingMalformedRequest(handler, method.responseStream),
+      );
       server.addService(strictRequests(definition), guarded);
     },
   };

@@ -26,7 +26,9 @@ export interface UpdateWriterOptions {
  * here, in order. A stream destroyed with writes in its buffer fails each of them with an error of
  * its own, stack trace and all: a thousand watchers leaving with hundreds of events each kept the
  * distributor busy for seconds making errors nobody reads. Once a write fails, the stream is over:
- * what waits here is dropped, and nothing more is written.
+ * what waits here is dropped, and nothing more is written. (grpc-js may instead stop calling back
+ * once its call is cancelled; the subscription ends on 'cancelled', and what waits here goes with
+ * the writer.)
  */
 export class UpdateWriter {
   readonly #call: WritableCall<Buffer>;
@@ -108,12 +110,16 @@ export class UpdateWriter {
   }
 
   #taken(eventBytes: number, error: Error | null | undefined): void {
+    // After a failure the other writes in the stream's buffer fail too: nothing is counted any more.
+    if (this.#closed) return;
     this.#inStream--;
     this.#pending--;
     this.#pendingEventBytes -= eventBytes;
     if (error) {
       this.#closed = true;
       this.#waiting.clear();
+      this.#pending = 0;
+      this.#pendingEventBytes = 0;
       return;
     }
     if (this.#behind && this.#pending === 0) this.#catchUp();

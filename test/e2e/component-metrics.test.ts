@@ -125,6 +125,9 @@ describe('each service serves /metrics on its admin port', () => {
   it('reports the password-hash queue of the members service', async () => {
     const text = await metricsOf(shop.members);
     expect(sample(text, 'shop_password_hash_queue_depth')).toBe(0);
+    // The bound on calls in flight: the scrape's own calls are over.
+    expect(sample(text, 'shop_calls_in_flight')).toBe(0);
+    expect(sample(text, 'shop_calls_waiting')).toBe(0);
     expect(sample(text, 'shop_password_hash_running')).toBe(0);
     // The members service counts only its own calls: a registry per instance, none shared.
     expect(text).not.toContain('CreateGoods');

@@ -1,7 +1,7 @@
 import { Client, credentials, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
-import { limitCallsInFlight } from '../../src/services/common/calls-in-flight.js';
+import { CallLimit, WAITING_PER_SLOT } from '../../src/services/common/calls-in-flight.js';
 
 const HOLD = { Hold: bytesMethod('/test.v1.Hold/Hold') };
 
@@ -18,18 +18,15 @@ describe('limitCallsInFlight', () => {
     const held: Array<() => void> = [];
     let handlersRun = 0;
     server = new Server();
+    const callLimit = new CallLimit(limit);
     server.addService(
       HOLD,
-      limitCallsInFlight(
-        HOLD,
-        {
-          Hold: (_call: unknown, callback: (error: null, value: Buffer) => void) => {
-            handlersRun++;
-            held.push(() => callback(null, Buffer.from('done')));
-          },
+      callLimit.apply(HOLD, {
+        Hold: (_call: unknown, callback: (error: null, value: Buffer) => void) => {
+          handlersRun++;
+          held.push(() => callback(null, Buffer.from('done')));
         },
-        limit,
-      ),
+      }),
     );
     const port = await new Promise<number>((resolve, reject) =>
       server!.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
@@ -54,7 +51,7 @@ describe('limitCallsInFlight', () => {
           },
         ),
       );
-    return { held, settled, call, handlersRun: () => handlersRun };
+    return { held, settled, call, callLimit, handlersRun: () => handlersRun };
   }
 
   it('runs at most the limit at once; the others wait in order and run as slots free', async () => {
@@ -74,16 +71,34 @@ describe('limitCallsInFlight', () => {
     expect(server.handlersRun()).toBe(5);
   });
 
-  it('refuses at once, RESOURCE_EXHAUSTED, a call past 8 waiting per slot', async () => {
+  it(`refuses at once, RESOURCE_EXHAUSTED, a call past ${WAITING_PER_SLOT} waiting per slot`, async () => {
     const server = await holdingServer(1);
-    const calls = Array.from({ length: 1 + 8 }, () => server.call());
-    await expect.poll(() => server.handlersRun()).toBe(1);
+    const calls = Array.from({ length: 1 + WAITING_PER_SLOT }, () => server.call());
+    await expect.poll(() => server.callLimit.waiting).toBe(WAITING_PER_SLOT);
+    expect(server.callLimit.running).toBe(1);
     expect(await server.call()).toBe(status.RESOURCE_EXHAUSTED);
-    while (server.settled.length < 10) {
+    while (server.settled.length < 2 + WAITING_PER_SLOT) {
       for (const answer of server.held.splice(0)) answer();
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    expect(await Promise.all(calls)).toEqual(Array(9).fill(status.OK));
+    expect(await Promise.all(calls)).toEqual(Array(1 + WAITING_PER_SLOT).fill(status.OK));
+    expect([server.callLimit.running, server.callLimit.waiting]).toEqual([0, 0]);
+  });
+
+  it('does not count waiting calls whose clients left: a new call waits, not refused', async () => {
+    const server = await holdingServer(1);
+    const first = server.call();
+    await expect.poll(() => server.handlersRun()).toBe(1);
+    const expired = Array.from({ length: WAITING_PER_SLOT }, () => server.call(100));
+    expect(await Promise.all(expired)).toEqual(Array(WAITING_PER_SLOT).fill(status.DEADLINE_EXCEEDED));
+    await expect.poll(() => server.callLimit.waiting).toBe(0);
+    const patient = server.call();
+    await expect.poll(() => server.callLimit.waiting).toBe(1);
+    server.held.shift()!();
+    expect(await first).toBe(status.OK);
+    await expect.poll(() => server.handlersRun()).toBe(2);
+    server.held.shift()!();
+    expect(await patient).toBe(status.OK);
   });
 
   it('skips a waiting call whose deadline passed: it never runs, and the next one does', async () => {

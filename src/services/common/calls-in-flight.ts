@@ -7,98 +7,141 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { FifoQueue } from '../../common/fifo-queue.js';
+import { wrapHandlers } from '../../common/service-handlers.js';
 
 /** The default bound on a service instance's calls in flight. */
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 128;
 
 /** Calls that may wait for a slot, per slot: past them, a call is refused at once. */
-const WAITING_PER_SLOT = 8;
+export const WAITING_PER_SLOT = 2;
 
 /** A call waiting for a slot. */
 interface Waiter {
-  readonly run: () => void;
-  /** Its client left (a cancel, or its deadline): grpc-js has answered it already. */
-  gone: boolean;
-  /** Whether it is over though grpc-js has not said so yet (its deadline passed a moment ago). */
-  isOver(): boolean;
+  readonly call: ServerUnaryCall<unknown, unknown>;
+  readonly callback: sendUnaryData<unknown>;
+  readonly handler: handleUnaryCall<unknown, unknown>;
+  /** No longer waiting: started, or its client left (grpc-js has answered it then). */
+  done: boolean;
 }
 
 /**
- * A service's handlers bounded together: at most `limit` of their calls run at once on this
- * instance, and the calls past it wait, in order, for a slot (up to their deadline, which grpc-js
- * enforces); past `limit` × 8 waiting, a call is answered RESOURCE_EXHAUSTED at once, without
- * running (the gateway says 429 with Retry-After). Each call in flight holds its answer until its
- * client has read it: a thousand ListGoods of 1 MiB pages at once, over one connection, took a
- * service to 1 GB and blocked it long enough to drop out of the registry. A waiting call holds only
- * its request. A call counts until its handler answers, even when its client has left, since its
- * work goes on until then.
+ * Bounds the calls of a service's own unary methods on one instance: at most `limit` run at once;
+ * the calls past it wait, in order, for a slot (up to their deadline, which grpc-js enforces);
+ * past `limit` × {@link WAITING_PER_SLOT} waiting, a call is answered RESOURCE_EXHAUSTED at once,
+ * without running (the gateway says 429 with Retry-After).
+ *
+ * Each call in flight holds its answer until its client has read it: a thousand ListGoods of
+ * 1 MiB pages at once, over one connection, took a service to 1 GB and blocked it long enough to
+ * drop out of the registry. A waiting call holds its decoded request, at most the server's 1 MiB
+ * message limit. A call counts until its handler answers, even when its client has left, since
+ * its work goes on until then.
  */
-export function limitCallsInFlight<Implementation extends UntypedServiceImplementation>(
-  definition: ServiceDefinition,
-  implementation: Implementation,
-  limit: number,
-): Implementation {
-  let inFlight = 0;
-  const waiting = new FifoQueue<Waiter>();
-  const waitingLimit = limit * WAITING_PER_SLOT;
-  const release = (): void => {
-    inFlight--;
-    for (let waiter = waiting.shift(); waiter; waiter = waiting.shift()) {
-      if (waiter.gone || waiter.isOver()) continue;
-      waiter.run();
-      break;
-    }
-  };
-  const limited: UntypedServiceImplementation = { ...implementation };
-  for (const [name, method] of Object.entries(definition)) {
-    const key = name in implementation ? name : method.originalName;
-    const handler = key === undefined ? undefined : implementation[key];
-    if (key === undefined || typeof handler !== 'function') continue;
-    if (method.requestStream || method.responseStream) continue;
-    const unary = handler as handleUnaryCall<unknown, unknown>;
-    const run = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void => {
-      inFlight++;
-      let answered = false;
-      try {
-        unary(call, (error, value, trailer, flags) => {
-          if (!answered) {
-            answered = true;
-            release();
-          }
-          callback(error, value, trailer, flags);
-        });
-      } catch (thrown) {
-        if (!answered) {
-          answered = true;
-          release();
-        }
-        throw thrown;
-      }
-    };
-    limited[key] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-      if (inFlight < limit) {
-        run(call, callback);
-        return;
-      }
-      if (waiting.length >= waitingLimit) {
-        callback({
-          code: status.RESOURCE_EXHAUSTED,
-          details: `The service has ${limit} calls in flight and ${waitingLimit} waiting: retry shortly`,
-        });
-        return;
-      }
-      const deadline = call.getDeadline();
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-      const waiter: Waiter = {
-        run: () => run(call, callback),
-        gone: false,
-        isOver: () => call.cancelled || Date.now() >= deadlineMs,
-      };
-      call.once('cancelled', () => {
-        waiter.gone = true;
-      });
-      waiting.push(waiter);
-    };
+export class CallLimit {
+  readonly #limit: number;
+  readonly #waitingLimit: number;
+  readonly #queue = new FifoQueue<Waiter>();
+  #running = 0;
+  /** Waiters still waiting (the queue also holds those started or gone, until it reaches them). */
+  #waiting = 0;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+    this.#waitingLimit = limit * WAITING_PER_SLOT;
   }
-  return limited as Implementation;
+
+  get running(): number {
+    return this.#running;
+  }
+
+  get waiting(): number {
+    return this.#waiting;
+  }
+
+  /** The service's handlers, each call of a unary one going through this limit. */
+  apply<Implementation extends UntypedServiceImplementation>(
+    definition: ServiceDefinition,
+    implementation: Implementation,
+  ): Implementation {
+    return wrapHandlers(definition, implementation, (handler, method) => {
+      if (method.requestStream || method.responseStream) return undefined;
+      const unary = handler as handleUnaryCall<unknown, unknown>;
+      return ((call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) =>
+        this.#admit(unary, call, callback)) as handleUnaryCall<unknown, unknown>;
+    });
+  }
+
+  #admit(
+    handler: handleUnaryCall<unknown, unknown>,
+    call: ServerUnaryCall<unknown, unknown>,
+    callback: sendUnaryData<unknown>,
+  ): void {
+    if (this.#running < this.#limit) {
+      // A handler that throws is answered UNKNOWN by grpc-js, as without the limit.
+      this.#run(handler, call, callback);
+      return;
+    }
+    if (this.#waiting >= this.#waitingLimit) {
+      callback({
+        code: status.RESOURCE_EXHAUSTED,
+        details: `The service has ${this.#limit} calls in flight and ${this.#waitingLimit} waiting: retry shortly`,
+      });
+      return;
+    }
+    const waiter: Waiter = { call, callback, handler, done: false };
+    this.#waiting++;
+    call.once('cancelled', () => this.#leave(waiter));
+    this.#queue.push(waiter);
+  }
+
+  #run(
+    handler: handleUnaryCall<unknown, unknown>,
+    call: ServerUnaryCall<unknown, unknown>,
+    callback: sendUnaryData<unknown>,
+  ): void {
+    this.#running++;
+    let answered = false;
+    const release = (): boolean => {
+      if (answered) return false;
+      answered = true;
+      this.#running--;
+      return true;
+    };
+    try {
+      handler(call, (error, value, trailer, flags) => {
+        const first = release();
+        // The answer goes out before the next call starts, whose work would otherwise delay it.
+        callback(error, value, trailer, flags);
+        if (first) this.#startNext();
+      });
+    } catch (thrown) {
+      if (release()) this.#startNext();
+      throw thrown;
+    }
+  }
+
+  #leave(waiter: Waiter): void {
+    if (waiter.done) return;
+    waiter.done = true;
+    this.#waiting--;
+  }
+
+  #startNext(): void {
+    while (this.#running < this.#limit) {
+      const waiter = this.#queue.shift();
+      if (!waiter) return;
+      if (waiter.done) continue;
+      // Its deadline may have passed a moment ago, before grpc-js said so.
+      const deadline = waiter.call.getDeadline();
+      const over =
+        waiter.call.cancelled || Date.now() >= (deadline instanceof Date ? deadline.getTime() : deadline);
+      this.#leave(waiter);
+      if (over) continue;
+      try {
+        this.#run(waiter.handler, waiter.call, waiter.callback);
+      } catch {
+        // Not grpc-js's to answer here (it is the previous call's answer running this): say it.
+        waiter.callback({ code: status.INTERNAL, details: 'Internal error' });
+      }
+    }
+  }
 }

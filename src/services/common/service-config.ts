@@ -89,7 +89,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       flag: 'max-calls-in-flight',
       env: 'MAX_CALLS_IN_FLIGHT',
       default: String(DEFAULT_MAX_CALLS_IN_FLIGHT),
-      help: "calls of the service's own methods one instance runs at once; more wait their turn, and past 8 waiting per slot are RESOURCE_EXHAUSTED (REST: 429)",
+      help: "calls of the service's own methods one instance runs at once; as many again wait their turn, twice over; past that, RESOURCE_EXHAUSTED at once (REST: 429)",
       parse: (value, source) => parseWholeNumber(value, source, 1, 1_000_000),
     }),
     dataDir: setting({

@@ -10,7 +10,7 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
-import { DEFAULT_MAX_CALLS_IN_FLIGHT, limitCallsInFlight } from './calls-in-flight.js';
+import { CallLimit, DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
 import { encodingSharedAnswersOnce } from './encode-once.js';
@@ -96,10 +96,11 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   });
 
   const definition = strictRequests(encodingSharedAnswersOnce(service.grpc.definition));
-  const handlers = limitCallsInFlight(
+  const callLimit = new CallLimit(options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT);
+  options.telemetry?.watchCalls(callLimit);
+  const handlers = callLimit.apply(
     definition,
     service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
-    options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT,
   );
   server.addService(definition, calls ? calls.instrument(definition, handlers) : handlers);
   health.addToServer(strictServer(server) as Server);

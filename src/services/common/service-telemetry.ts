@@ -70,6 +70,30 @@ export class ServiceTelemetry implements DatabaseObserver {
     this.#database?.observeOperation(system, name, seconds);
   }
 
+  /**
+   * Reports the bound on calls in flight (calls-in-flight.ts): `shop_calls_in_flight` and
+   * `shop_calls_waiting`; its refusals are in grpc_server_handled_total as ResourceExhausted.
+   */
+  watchCalls(calls: QueueGauge): void {
+    if (!this.#registry) return;
+    new Gauge({
+      name: 'shop_calls_in_flight',
+      help: "Calls of the service's own methods running now (at most --max-calls-in-flight).",
+      registers: [this.#registry],
+      collect() {
+        this.set(calls.running);
+      },
+    });
+    new Gauge({
+      name: 'shop_calls_waiting',
+      help: 'Calls waiting for one of the --max-calls-in-flight slots.',
+      registers: [this.#registry],
+      collect() {
+        this.set(calls.waiting);
+      },
+    });
+  }
+
   /** Reports the password-hash queue: `shop_password_hash_queue_depth` and `shop_password_hash_running`. */
   watchHashing(queue: QueueGauge): void {
     if (!this.#registry) return;
