@@ -1,3 +1,4 @@
+import { connect as connectHttp2, constants as http2Constants } from 'node:http2';
 import { Client, credentials, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
@@ -51,7 +52,7 @@ describe('limitCallsInFlight', () => {
           },
         ),
       );
-    return { held, settled, call, callLimit, handlersRun: () => handlersRun };
+    return { held, settled, call, callLimit, port, handlersRun: () => handlersRun };
   }
 
   it('runs at most the limit at once; the others wait in order and run as slots free', async () => {
@@ -116,5 +117,33 @@ describe('limitCallsInFlight', () => {
     server.held.shift()!();
     expect(await patient).toBe(status.OK);
     expect(server.handlersRun()).toBe(2);
+  });
+
+  it('keeps a slot until the answer has left, not only until the handler answered', async () => {
+    const server = await holdingServer(1);
+    // A raw HTTP/2 client that opens no flow-control window: the answer cannot leave the server.
+    const session = connectHttp2(`http://127.0.0.1:${server.port}`, { settings: { initialWindowSize: 0 } });
+    try {
+      const stuck = session.request({
+        ':method': 'POST',
+        ':path': HOLD.Hold.path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      stuck.on('error', () => {});
+      stuck.end(Buffer.alloc(5));
+      await expect.poll(() => server.handlersRun()).toBe(1);
+      server.held.shift()!();
+      const next = server.call();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Answered, but its answer is still in the server: the slot is still taken.
+      expect([server.handlersRun(), server.callLimit.waiting]).toEqual([1, 1]);
+      stuck.close(http2Constants.NGHTTP2_CANCEL);
+      await expect.poll(() => server.handlersRun()).toBe(2);
+      server.held.shift()!();
+      expect(await next).toBe(status.OK);
+    } finally {
+      session.destroy();
+    }
   });
 });

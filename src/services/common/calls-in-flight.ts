@@ -32,9 +32,8 @@ interface Waiter {
  *
  * Each call in flight holds its answer until its client has read it: a thousand ListGoods of
  * 1 MiB pages at once, over one connection, took a service to 1 GB and blocked it long enough to
- * drop out of the registry. A waiting call holds its decoded request, at most the server's 1 MiB
- * message limit. A call counts until its handler answers, even when its client has left, since
- * its work goes on until then.
+ * drop out of the registry. A call keeps its slot until it is answered and its stream has closed
+ * (see #run). A waiting call holds its decoded request, at most the server's 1 MiB message limit.
  */
 export class CallLimit {
   readonly #limit: number;
@@ -93,6 +92,13 @@ export class CallLimit {
     this.#queue.push(waiter);
   }
 
+  /**
+   * Runs a call in a slot, which it keeps until both its handler has answered and its stream has
+   * closed: grpc-js holds an answer until its client's flow-control window takes it, so a slot given
+   * back at the answer bounded the handlers running, not the answers held (1,000 calls whose clients
+   * read nothing held 1.7 GB). A client that leaves closes its stream; its work still counts until
+   * the handler answers.
+   */
   #run(
     handler: handleUnaryCall<unknown, unknown>,
     call: ServerUnaryCall<unknown, unknown>,
@@ -100,21 +106,31 @@ export class CallLimit {
   ): void {
     this.#running++;
     let answered = false;
-    const release = (): boolean => {
-      if (answered) return false;
-      answered = true;
+    let closed = call.cancelled;
+    const release = (): void => {
+      if (!answered || !closed) return;
       this.#running--;
-      return true;
+      this.#startNext();
     };
+    // grpc-js says 'cancelled' when the stream closes, whether the call was answered or not.
+    if (!closed) {
+      call.once('cancelled', () => {
+        closed = true;
+        release();
+      });
+    }
     try {
       handler(call, (error, value, trailer, flags) => {
-        const first = release();
-        // The answer goes out before the next call starts, whose work would otherwise delay it.
+        if (answered) return;
+        answered = true;
         callback(error, value, trailer, flags);
-        if (first) this.#startNext();
+        release();
       });
     } catch (thrown) {
-      if (release()) this.#startNext();
+      if (!answered) {
+        answered = true;
+        release();
+      }
       throw thrown;
     }
   }
