@@ -75,43 +75,39 @@ export class ServiceTelemetry implements DatabaseObserver {
    * `shop_calls_waiting`; its refusals are in grpc_server_handled_total as ResourceExhausted.
    */
   watchCalls(calls: QueueGauge): void {
-    if (!this.#registry) return;
-    new Gauge({
-      name: 'shop_calls_in_flight',
-      help: "Calls of the service's own methods running now (at most --max-calls-in-flight).",
-      registers: [this.#registry],
-      collect() {
-        this.set(calls.running);
-      },
-    });
-    new Gauge({
-      name: 'shop_calls_waiting',
-      help: 'Calls waiting for one of the --max-calls-in-flight slots.',
-      registers: [this.#registry],
-      collect() {
-        this.set(calls.waiting);
-      },
+    this.#watchQueue(calls, {
+      running: [
+        'shop_calls_in_flight',
+        "Calls of the service's own methods running now (at most --max-calls-in-flight).",
+      ],
+      waiting: ['shop_calls_waiting', 'Calls waiting for one of the --max-calls-in-flight slots.'],
     });
   }
 
   /** Reports the password-hash queue: `shop_password_hash_queue_depth` and `shop_password_hash_running`. */
   watchHashing(queue: QueueGauge): void {
+    this.#watchQueue(queue, {
+      running: ['shop_password_hash_running', 'Password checks and hashes running now.'],
+      waiting: [
+        'shop_password_hash_queue_depth',
+        'Password checks and hashes waiting for a turn (Argon2id runs a bounded number at once).',
+      ],
+    });
+  }
+
+  /** Two gauges of a queue, read at each scrape: name and help of each. */
+  #watchQueue(queue: QueueGauge, names: Record<keyof QueueGauge, [name: string, help: string]>): void {
     if (!this.#registry) return;
-    new Gauge({
-      name: 'shop_password_hash_queue_depth',
-      help: 'Password checks and hashes waiting for a turn (Argon2id runs a bounded number at once).',
-      registers: [this.#registry],
-      collect() {
-        this.set(queue.waiting);
-      },
-    });
-    new Gauge({
-      name: 'shop_password_hash_running',
-      help: 'Password checks and hashes running now.',
-      registers: [this.#registry],
-      collect() {
-        this.set(queue.running);
-      },
-    });
+    for (const field of ['running', 'waiting'] as const) {
+      const [name, help] = names[field];
+      new Gauge({
+        name,
+        help,
+        registers: [this.#registry],
+        collect() {
+          this.set(queue[field]);
+        },
+      });
+    }
   }
 }
