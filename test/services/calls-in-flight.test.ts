@@ -119,6 +119,27 @@ describe('limitCallsInFlight', () => {
     expect(server.handlersRun()).toBe(2);
   });
 
+  it('gets every slot back after many calls, answered, refused, or out of time before or after they ran', async () => {
+    const server = await holdingServer(4);
+    const calls: Array<Promise<number>> = [];
+    for (let round = 0; round < 25; round++) {
+      for (let count = 0; count < 12; count++) calls.push(server.call(count % 3 === 0 ? 50 : 10_000));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      for (const answer of server.held.splice(0)) answer();
+    }
+    while (server.settled.length < calls.length) {
+      for (const answer of server.held.splice(0)) answer();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const codes = new Set(await Promise.all(calls));
+    expect(
+      [...codes].every((code) =>
+        [status.OK, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED].includes(code),
+      ),
+    ).toBe(true);
+    await expect.poll(() => [server.callLimit.running, server.callLimit.waiting]).toEqual([0, 0]);
+  });
+
   it('keeps a slot until the answer has left, not only until the handler answered', async () => {
     const server = await holdingServer(1);
     // A raw HTTP/2 client that opens no flow-control window: the answer cannot leave the server.
