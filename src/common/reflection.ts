@@ -30,6 +30,5 @@ export function addReflection(
   const files = encodeFiles([...byName.values()]);
   // The argument stands for a proto-loader package definition: only `fileDescriptorProtos` is read.
   const packageDefinition = { shop: { fileDescriptorProtos: files } };
-  // The library takes a Server, and uses only its addService.
-  new ReflectionService(packageDefinition as never, { services }).addToServer(strictServer(server) as Server);
+  new ReflectionService(packageDefinition as never, { services }).addToServer(strictServer(server));
 }

@@ -90,9 +90,6 @@ export function strictRequests<Definition extends ServiceDefinition>(definition:
   return Object.fromEntries(methods) as Definition;
 }
 
-/** What a library's `addToServer(server)` uses of the server it is given. */
-export type ServiceAdder = Pick<Server, 'addService'>;
-
 /**
  * The server as a library that adds its own service sees it (grpc-health-check's and
  * @grpc/reflection's `addToServer`): every service added through it is made strict
@@ -100,8 +97,9 @@ export type ServiceAdder = Pick<Server, 'addService'>;
  * see one: a request that did not decode ends the call with INVALID_ARGUMENT, as on the shop's own
  * methods, instead of grpc-js's INTERNAL "Error deserializing request".
  */
-export function strictServer(server: ServiceAdder): ServiceAdder {
-  return {
+export function strictServer(server: Pick<Server, 'addService'>): Server {
+  // Typed as the Server the libraries' addToServer takes: they use only its addService.
+  const adder: Pick<Server, 'addService'> = {
     addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
       const guarded = wrapHandlers(definition, implementation, (handler, method) =>
         method.requestStream
@@ -111,6 +109,7 @@ export function strictServer(server: ServiceAdder): ServiceAdder {
       server.addService(strictRequests(definition), guarded);
     },
   };
+  return adder as Server;
 }
 
 type CallbackOfUnary = (error: { code: number; details: string }) => void;

@@ -407,7 +407,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     getDescriptorSet: getDescriptorSet as unknown as DistributorServiceServer['getDescriptorSet'],
   };
   server.addService(strictRequests(PRE_ENCODED_DISTRIBUTOR_SERVICE), implementation);
-  health.addToServer(strictServer(server) as Server);
+  health.addToServer(strictServer(server));
   addReflection(server, [SERVICE_NAME]);
 
   let admission: StreamAdmission | undefined;

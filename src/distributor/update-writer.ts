@@ -35,14 +35,14 @@ export class UpdateWriter {
   readonly #options: UpdateWriterOptions;
   /** Messages given to this writer that the stream has not taken yet: in its buffer, or waiting here. */
   #pending = 0;
+  /** Bytes of events among them. */
+  #pendingEventBytes = 0;
   /** Messages in the stream's buffer. */
   #inStream = 0;
   /** Messages waiting for room in the stream's buffer, with their event bytes. */
   readonly #waiting = new FifoQueue<{ message: Buffer; eventBytes: number }>();
   /** Set once a write failed: the stream is gone. */
   #closed = false;
-  /** Bytes of events among them. */
-  #pendingEventBytes = 0;
   #behind = false;
   /** What to send instead of a snapshot when a resync finds the stream idle. */
   #restart: (() => Buffer[]) | undefined;

@@ -103,7 +103,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     service.handlers(options.store, log, withTelemetry(options.handlerOptions, options.telemetry)),
   );
   server.addService(definition, calls ? calls.instrument(definition, handlers) : handlers);
-  health.addToServer(strictServer(server) as Server);
+  health.addToServer(strictServer(server));
   addReflection(server, [serviceName], service.grpc.descriptors);
 
   let stopping: Promise<void> | undefined;
