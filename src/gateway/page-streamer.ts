@@ -41,7 +41,10 @@ export interface PageStreamerOptions<E extends PagedExchange> {
   otherInstance(exchange: E, failed: Instance): Instance | undefined;
   /** Whether the connection closes after a streamed answer. */
   closeAfter(exchange: E): boolean;
-  /** Lists of more than one page streamed at once; past it, 503 with Retry-After. */
+  /**
+   * Lists of more than one page streamed at once, counting from before its first page a whole-list
+   * request of a method that answered a long list lately; past it, 503 with Retry-After.
+   */
   readonly maxStreamedLists: number;
   /** Answers one of the gateway's own errors. */
   answerError(exchange: E, error: GatewayError): void;
@@ -70,6 +73,8 @@ class CallFailure extends Error {
 }
 
 const LIST_END = Buffer.from(']}');
+/** How long a method that answered a long list is held to the streamed-list bound before asking. */
+const LONG_LIST_MEMORY_MS = 10 * 60_000;
 const COMMA = 0x2c;
 
 /**
@@ -91,12 +96,15 @@ const COMMA = 0x2c;
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
  * reads nothing of the answer for `deadlineMs` is cut off the same way. Each page's call has its
  * own deadline, and a page refused with UNAVAILABLE is tried once more on another instance, as any
- * GET is.
+ * GET is. At most `maxStreamedLists` lists are streamed at once; a method that has answered a long
+ * list is held to that bound from before its next whole list's first page is asked for.
  */
 export class PageStreamer<E extends PagedExchange> {
   readonly #options: PageStreamerOptions<E>;
-  /** Lists of more than one page being streamed now. */
+  /** Lists of more than one page being streamed now, or known long and waiting for their first page. */
   #streaming = 0;
+  /** When each method (its gRPC path) last answered a whole list longer than a page, in ms. */
+  readonly #longLists = new Map<string, number>();
 
   constructor(options: PageStreamerOptions<E>) {
     this.#options = options;
@@ -137,31 +145,65 @@ export class PageStreamer<E extends PagedExchange> {
   }
 
   async #wholeList(exchange: E, first: Target, reencode: Reencode): Promise<void> {
-    let fetched: { value: RenderedPage; target: Target };
+    const method = first.instance.plan.path;
+    // A method known to answer long lists takes its place among the streamed lists before its first
+    // page is asked for: refused only after, a flood of such requests cost a first page each (up to
+    // 1 MiB, rendered): 300 at once held 709 MB.
+    let counted = false;
+    if (this.#knownLong(method)) {
+      if (!this.#admitStream(exchange)) return;
+      counted = true;
+    }
     try {
-      fetched = await this.#fetch(exchange, first, undefined, exchange.deadline, reencode, wholeList);
-    } catch (error) {
-      this.#failBeforeAnswer(exchange, error);
-      return;
-    }
-    if (exchange.gone) return;
-    const page = fetched.value;
-    if (page.nextPageToken.length === 0) {
-      this.#options.answer(exchange, 200, successBody(exchange.key, page.rendered));
-      return;
-    }
-    // Each streamed list holds about two pages of up to 1 MiB and its client's unread answer: a few
-    // hundred clients that read slowly, or not at all, held a gigabyte.
-    if (this.#streaming >= this.#options.maxStreamedLists) {
-      this.#options.answerError(exchange, gatewayErrors.tooManyStreamedLists());
-      return;
-    }
-    this.#streaming++;
-    try {
+      let fetched: { value: RenderedPage; target: Target };
+      try {
+        fetched = await this.#fetch(exchange, first, undefined, exchange.deadline, reencode, wholeList);
+      } catch (error) {
+        this.#failBeforeAnswer(exchange, error);
+        return;
+      }
+      if (exchange.gone) return;
+      const page = fetched.value;
+      if (page.nextPageToken.length === 0) {
+        this.#options.answer(exchange, 200, successBody(exchange.key, page.rendered));
+        return;
+      }
+      this.#longLists.set(method, Date.now());
+      if (!counted) {
+        if (!this.#admitStream(exchange)) return;
+        counted = true;
+      }
       await this.#stream(exchange, page, fetched.target, reencode);
     } finally {
-      this.#streaming--;
+      if (counted) this.#streaming--;
     }
+  }
+
+  /**
+   * Counts one more streamed list, or answers 503 when there are as many as allowed: each holds
+   * about two pages of up to 1 MiB and its client's unread answer (a few hundred clients that read
+   * slowly, or not at all, held a gigabyte).
+   */
+  #admitStream(exchange: E): boolean {
+    if (this.#streaming >= this.#options.maxStreamedLists) {
+      this.#options.answerError(exchange, gatewayErrors.tooManyStreamedLists());
+      return false;
+    }
+    this.#streaming++;
+    return true;
+  }
+
+  /**
+   * Whether `method` answered a whole list longer than a page in the last LONG_LIST_MEMORY_MS. A
+   * short answer does not clear it: the same method may answer a short filtered list and a long
+   * whole one, and short requests must not open the way for long ones.
+   */
+  #knownLong(method: string): boolean {
+    const lastLong = this.#longLists.get(method);
+    if (lastLong === undefined) return false;
+    if (Date.now() - lastLong < LONG_LIST_MEMORY_MS) return true;
+    this.#longLists.delete(method);
+    return false;
   }
 
   /** Streams a list whose first page is `page` and has a next one (see the class). */

@@ -228,6 +228,44 @@ describe('the gateway following pages', () => {
     );
   });
 
+  it('once a method has answered a long list, a whole-list request past the bound is refused before its first page is asked for', async () => {
+    const goods = await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
+    const started = await startGateway(closer, distributor, { maxStreamedLists: 2, deadlineMs: 10_000 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    const stalled = [connect(started.port, '127.0.0.1'), connect(started.port, '127.0.0.1')];
+    const firstBytes = stalled.map(
+      (socket) => new Promise<void>((resolve) => socket.once('data', () => resolve())),
+    );
+    for (const socket of stalled) {
+      socket.on('error', () => {});
+      socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    }
+    await Promise.all(firstBytes);
+    for (const socket of stalled) socket.pause();
+    // Each stalled stream has asked for its first pages; wait until they stop asking.
+    let asked = -1;
+    await vi.waitFor(
+      async () => {
+        const before = goods.calls.length;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        asked = goods.calls.length;
+        expect(asked).toBe(before);
+      },
+      { timeout: 10_000, interval: 0 },
+    );
+    const refused = await Promise.all(Array.from({ length: 6 }, () => get(started.port, '/goods')));
+    expect(refused.map((answer) => answer.status)).toEqual(Array(6).fill(503));
+    expect(goods.calls.length).toBe(asked);
+    for (const socket of stalled) socket.destroy();
+    await vi.waitFor(
+      async () => {
+        const whole = await get(started.port, '/goods');
+        expect([whole.status, whole.complete]).toEqual([200, true]);
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+  });
+
   it('a list of one page keeps its Content-Length; a one-page request shows next_page_token', async () => {
     await startPagingGoods(closer, distributor, goodsList(3), 1, 2);
     const port = await gateway();
