@@ -11,6 +11,10 @@ export class Connection {
   firstRequestTimer: NodeJS.Timeout | undefined;
   /** The request whose body is being read, and how to stop reading it. */
   readingBody: { request: IncomingMessage; stop: AbortController } | undefined;
+  /** Since when (ms) the socket has held more than it passes on, as first seen; undefined once it moves. */
+  unreadSince: number | undefined;
+  /** The bytes whose writes had completed when the socket was last seen holding too much. */
+  bytesPassedOn = 0;
   #whenIdle: (() => void) | undefined;
 
   constructor(
@@ -47,6 +51,13 @@ export interface ConnectionTrackerOptions {
   maxConnections?: number;
   /** Told of every connection closed to make room, or refused. */
   onLimit?: (action: 'evicted' | 'refused') => void;
+  /**
+   * How long a connection may hold answers its client does not read before it is closed (none: no
+   * limit); checked every tenth of it, at most every second.
+   */
+  unreadAnswerTimeoutMs?: number;
+  /** Told of every connection closed for answers left unread. */
+  onUnreadAnswer?: () => void;
 }
 
 /** The connection limit when the open-file limit is unknown. */
@@ -86,6 +97,12 @@ export function refusalRoom(maxConnections: number): number {
  *   sent a request); when none is idle, the new connection is marked refused: its requests are
  *   answered 503 and it closes. Node's own `maxConnections` closes any connection past the whole
  *   limit as soon as it is accepted.
+ * - A connection whose client leaves its answers unread, so that its socket's write buffer stays
+ *   over its high-water mark with no write completing for `unreadAnswerTimeoutMs`, is closed: every
+ *   answer waiting for it (a large one, or up to 16 pipelined) is held in the gateway until then,
+ *   and Node's own timeouts only count the request's arrival. A write completes when the kernel has
+ *   taken all of it, so a client slow enough to take longer than that over one answer (or one page
+ *   of a long list, see PageStreamer) is cut off too.
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
 export class ConnectionTracker {
@@ -95,6 +112,8 @@ export class ConnectionTracker {
   readonly #firstRequestTimeoutMs: number;
   readonly #servedLimit: number;
   readonly #onLimit: (action: 'evicted' | 'refused') => void;
+  readonly #unreadAnswerTimeoutMs: number | undefined;
+  readonly #onUnreadAnswer: () => void;
   #served = 0;
 
   constructor(server: Server | HttpsServer, options: ConnectionTrackerOptions) {
@@ -102,10 +121,18 @@ export class ConnectionTracker {
     const limit = options.maxConnections ?? Number.POSITIVE_INFINITY;
     this.#servedLimit = limit - refusalRoom(limit);
     this.#onLimit = options.onLimit ?? (() => {});
+    this.#unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs;
+    this.#onUnreadAnswer = options.onUnreadAnswer ?? (() => {});
     if (Number.isFinite(limit)) server.maxConnections = limit;
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
     server.on(event, (socket: Socket) => this.#opened(socket));
+    if (this.#unreadAnswerTimeoutMs !== undefined) {
+      const timeoutMs = this.#unreadAnswerTimeoutMs;
+      const check = setInterval(() => this.#closeUnread(timeoutMs), Math.min(1_000, timeoutMs / 10));
+      check.unref();
+      server.once('close', () => clearInterval(check));
+    }
   }
 
   /** Open connections, for tests and diagnostics. */
@@ -173,6 +200,29 @@ export class ConnectionTracker {
     socket.once('close', () => {
       if (this.#connections.get(socket) === connection) this.#close(connection, 'closed');
     });
+  }
+
+  /** Closes the connections whose sockets have held unread answers for longer than `timeoutMs`. */
+  #closeUnread(timeoutMs: number): void {
+    const now = performance.now();
+    for (const connection of this.#connections.values()) {
+      const { socket } = connection;
+      // Not writableNeedDrain, which is false once the socket is ending (an answer with Connection:
+      // close), while what it holds stays held.
+      if (socket.writableLength < socket.writableHighWaterMark || socket.destroyed) {
+        connection.unreadSince = undefined;
+        continue;
+      }
+      // Written to the socket, less what is still buffered or being written: what the kernel took.
+      const passedOn = socket.bytesWritten - socket.writableLength;
+      if (connection.unreadSince === undefined || passedOn !== connection.bytesPassedOn) {
+        connection.unreadSince = now;
+        connection.bytesPassedOn = passedOn;
+      } else if (now - connection.unreadSince > timeoutMs) {
+        this.#onUnreadAnswer();
+        socket.destroy();
+      }
+    }
   }
 
   /** Forgets a connection at once (its socket's 'close' comes later), destroying it if evicted. */

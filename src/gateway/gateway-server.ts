@@ -84,6 +84,11 @@ export interface GatewayOptions {
   headersTimeoutMs?: number;
   /** How long a client may take to send a whole request. Default 30000. */
   requestTimeoutMs?: number;
+  /**
+   * How long a connection may hold answers its client does not take (no write completing while
+   * more than its socket's buffer is waiting) before it is closed. Default 30000.
+   */
+  unreadAnswerTimeoutMs?: number;
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s. */
   stopGraceMs?: number;
   /** gRPC keepalive of the channels to services and to the distributor. */
@@ -265,6 +270,7 @@ class GatewayServer implements Gateway {
       this.#server = createServer(httpOptions, onRequest);
     }
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
+    const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? 30_000;
     this.#connections = new ConnectionTracker(this.#server, {
       firstRequestTimeoutMs: headersTimeout,
       maxConnections,
@@ -275,6 +281,13 @@ class GatewayServer implements Gateway {
           action === 'evicted'
             ? 'connection limit reached: closed the connection idle the longest to make room'
             : 'connection limit reached with every connection busy: new connections are answered 503',
+        ),
+      unreadAnswerTimeoutMs,
+      onUnreadAnswer: () =>
+        limiterOf(this.#log).warn(
+          'unread-answer',
+          { event: 'unread-answer', waitedMs: unreadAnswerTimeoutMs },
+          'a client took nothing of its answers for too long: connection closed',
         ),
     });
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.

@@ -266,6 +266,65 @@ describe('the gateway following pages', () => {
     );
   });
 
+  /** A gateway that closes a connection whose answers are left untaken for 400 ms, once it routes GET /goods. */
+  async function impatientGateway(): Promise<number> {
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(closer, distributor, { log, unreadAnswerTimeoutMs: 400 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    return started.port;
+  }
+
+  it('a client that leaves answers of one page untaken for unreadAnswerTimeoutMs has its connection closed', async () => {
+    // Pages of about 1 MB: sixteen pipelined answers are more than the socket buffers hold.
+    const goods = await startPagingGoods(closer, distributor, goodsList(2_000, 1_000));
+    const port = await impatientGateway();
+    const socket = connect(port, '127.0.0.1');
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => {});
+    socket.pause();
+    socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16));
+    await vi.waitFor(
+      () =>
+        expect(warnings()).toContainEqual(
+          expect.objectContaining({
+            event: 'unread-answer',
+            waitedMs: 400,
+            msg: 'a client took nothing of its answers for too long: connection closed',
+          }),
+        ),
+      { timeout: 10_000, interval: 50 },
+    );
+    socket.resume();
+    await closed;
+    expect(goods.calls.length).toBe(16);
+  });
+
+  it('a client that takes its answers slowly is not cut off', async () => {
+    await startPagingGoods(closer, distributor, goodsList(2_000, 1_000));
+    const port = await impatientGateway();
+    const socket = connect(port, '127.0.0.1');
+    let closed = false;
+    socket.on('close', () => {
+      closed = true;
+    });
+    socket.on('error', () => {});
+    socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(8));
+    // About 8.5 MB, a socket buffer at a time every 5 ms: longer than 400 ms in all, never 400 ms idle.
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      socket.pause();
+      setTimeout(() => socket.resume(), 5);
+    });
+    await vi.waitFor(() => expect(closed || received >= 8 * 1_000_000).toBe(true), {
+      timeout: 20_000,
+      interval: 50,
+    });
+    expect(closed).toBe(false);
+    expect(warnings()).toEqual([]);
+    socket.destroy();
+  });
+
   it('a list of one page keeps its Content-Length; a one-page request shows next_page_token', async () => {
     await startPagingGoods(closer, distributor, goodsList(3), 1, 2);
     const port = await gateway();
