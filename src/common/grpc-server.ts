@@ -1,5 +1,9 @@
+import type { Http2SecureServer, Http2Server } from 'node:http2';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { formatHostPort } from './config.js';
+import { limiterOf } from './log-limiter.js';
+import type { Logger } from './logger.js';
+import { defaultMaxConnections } from './max-connections.js';
 
 /** How often and how patiently both sides ping an idle HTTP/2 connection. */
 export interface KeepaliveOptions {
@@ -24,22 +28,76 @@ export function keepaliveChannelOptions({ timeMs, timeoutMs }: KeepaliveOptions)
   };
 }
 
+/** How long a connection to a gRPC server may stay without a call before it is closed (GOAWAY). */
+export const DEFAULT_MAX_CONNECTION_IDLE_MS = 5 * 60_000;
+
+/**
+ * grpc-js server options that close a connection with no call for `idleMs`: keepalive closes a peer
+ * that does not answer pings (a raw socket, an HTTP/2 preface and nothing more) within about 15 s,
+ * but not one that answers them and never calls, which would hold its descriptor forever. A client
+ * channel so closed connects again on its next call.
+ */
+export function idleConnectionOptions(idleMs = DEFAULT_MAX_CONNECTION_IDLE_MS): ChannelOptions {
+  return { 'grpc.max_connection_idle_ms': idleMs };
+}
+
+/** The connections a listening server takes (see {@link listen}). */
+export interface ConnectionLimit {
+  /** Most connections open at once; past it a new one is closed as soon as it is accepted. */
+  maxConnections: number;
+  /** Where a connection so closed is told, at most once per interval (see LogLimiter). */
+  log?: Logger;
+}
+
 /**
  * Binds a built server to host:port (0: any free port) with its credentials (plaintext by default)
- * and resolves with the port it got.
+ * and resolves with the port it got. At most `limit.maxConnections` connections (by default three
+ * quarters of the open-file limit) are open at once on each address bound, so that a flood of
+ * sockets cannot take the descriptors and memory the process needs: grpc-js has no such setting,
+ * so Node's own `maxConnections` is set on the HTTP/2 servers grpc-js made for the port.
  */
-export function listen(
+export async function listen(
   server: Server,
   host: string,
   port: number,
   credentials: ServerCredentials = ServerCredentials.createInsecure(),
+  limit: ConnectionLimit = { maxConnections: defaultMaxConnections() },
 ): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const known = new Set(http2ServersOf(server));
+  const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort({ host, port }), credentials, (error, boundPort) => {
       if (error) reject(error);
       else resolve(boundPort);
     });
   });
+  for (const http2Server of http2ServersOf(server)) {
+    if (known.has(http2Server)) continue;
+    http2Server.maxConnections = limit.maxConnections;
+    const { log, maxConnections } = limit;
+    if (log) {
+      http2Server.on('drop', () =>
+        limiterOf(log).warn(
+          'grpc-connection-limit',
+          { event: 'connection-limit', maxConnections },
+          'connection limit reached: new connections to the gRPC port are closed',
+        ),
+      );
+    }
+  }
+  return bound;
+}
+
+/**
+ * The HTTP/2 servers a grpc-js server made for its ports: grpc-js keeps them in a private map, which
+ * the project reaches for what grpc-js has no setting for (a connection limit, stream admission).
+ * Throws if a grpc-js release keeps them elsewhere, so that an upgrade cannot drop a bound silently.
+ */
+export function http2ServersOf(server: Server): (Http2Server | Http2SecureServer)[] {
+  const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(http2Servers instanceof Map)) {
+    throw new Error('this grpc-js keeps its HTTP/2 servers elsewhere: its connections cannot be bounded');
+  }
+  return [...http2Servers.keys()] as (Http2Server | Http2SecureServer)[];
 }
 
 /**

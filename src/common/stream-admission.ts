@@ -1,5 +1,6 @@
-import { constants, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
+import { http2ServersOf } from './grpc-server.js';
 
 /** How new streams are handed to grpc-js. */
 export interface StreamAdmissionOptions {
@@ -64,12 +65,8 @@ export function admitStreamsInSlices(
   server: Server,
   { sliceMs, maxWaiting = 8_192 }: StreamAdmissionOptions,
 ): StreamAdmission {
-  const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(http2Servers instanceof Map)) {
-    throw new Error('admitStreamsInSlices: this grpc-js keeps its HTTP/2 servers elsewhere');
-  }
   const queues: AdmissionQueue[] = [];
-  for (const http2Server of http2Servers.keys() as IterableIterator<Http2Server>) {
+  for (const http2Server of http2ServersOf(server)) {
     const listeners = http2Server.listeners('stream') as StreamListener[];
     if (listeners.length === 0 || listeners.some((listener) => admitFunctions.has(listener))) continue;
     const queue = new AdmissionQueue(listeners, sliceMs, maxWaiting);

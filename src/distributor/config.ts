@@ -8,6 +8,7 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError } from '../common/config.js';
+import { grpcMaxConnectionsSetting } from '../common/max-connections.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -20,6 +21,7 @@ export const DISTRIBUTOR_SETTINGS = {
   port: portSetting('DISTRIBUTOR_PORT', 9000),
   host: hostSetting('DISTRIBUTOR_HOST', '127.0.0.1'),
   metricsPort: metricsPortSetting('DISTRIBUTOR_METRICS_PORT', 9000),
+  maxConnections: grpcMaxConnectionsSetting('DISTRIBUTOR_MAX_CONNECTIONS'),
   ...COMMON_SETTINGS,
   openRegistry: switchSetting({
     flag: 'insecure-open-registry',
@@ -36,6 +38,8 @@ export interface DistributorConfig {
   readonly tls: TlsSettings | undefined;
   readonly registryToken: string | undefined;
   readonly openRegistry: boolean;
+  /** Connections to its gRPC port open at once. */
+  readonly maxConnections: number;
   /** Metrics, their admin port, request ids. */
   readonly observability: ObservabilityConfig;
 }
@@ -61,6 +65,7 @@ export function loadDistributorConfig(argv: readonly string[], env: NodeJS.Proce
     tls,
     registryToken: values.registryToken,
     openRegistry: values.openRegistry,
+    maxConnections: values.maxConnections,
     observability: observabilityConfig(values, values.port),
   });
 }

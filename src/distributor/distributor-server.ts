@@ -11,12 +11,14 @@ import { HealthImplementation } from 'grpc-health-check';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
+  idleConnectionOptions,
   type KeepaliveOptions,
   keepaliveChannelOptions,
   listen,
   shutdown,
 } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { defaultMaxConnections } from '../common/max-connections.js';
 import { addReflection } from '../common/reflection.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-admission.js';
@@ -100,6 +102,10 @@ export interface DistributorServerOptions {
   history?: NodeListFeedOptions;
   /** Metrics of its calls and of the registry (distributor-telemetry.ts); none: nothing is counted. */
   telemetry?: DistributorTelemetry;
+  /** Connections open at once (see listen in grpc-server.ts). Default ¾ of the open-file limit. */
+  maxConnections?: number;
+  /** How long a connection may stay without a call before it is closed. Default 5 minutes. */
+  maxConnectionIdleMs?: number;
 }
 
 /** A distributor built but not yet listening. */
@@ -145,6 +151,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const refusals = new RefusalLog(log, limits.peers);
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    ...idleConnectionOptions(options.maxConnectionIdleMs),
     // Nobody reads the distributor's channelz, and it costs every stream: thousands open at once.
     'grpc.enable_channelz': 0,
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.
@@ -414,7 +421,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   return {
     registry,
     async listen(host, port) {
-      const bound = await listen(server, host, port, options.credentials);
+      const bound = await listen(server, host, port, options.credentials, {
+        maxConnections: options.maxConnections ?? defaultMaxConnections(),
+        log,
+      });
       admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
       return bound;
     },

@@ -23,6 +23,7 @@ runMain(async () => {
     // With a CA, every caller has a verified certificate: a node may register only under its name.
     requireCertificateIdentity: config.tls?.caFile !== undefined,
     peerIdentities,
+    maxConnections: config.maxConnections,
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
   });
   const port = await distributor.listen(config.host, config.port);

@@ -8,9 +8,9 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from '../common/config.js';
+import { parseMaxConnections } from '../common/max-connections.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
-import { defaultMaxConnections } from './connection-tracker.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -147,17 +147,6 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
         : undefined,
     observability: observabilityConfig(values),
   });
-}
-
-/** Parses a connection limit: a whole number of at least 1, or "auto" (see defaultMaxConnections). */
-export function parseMaxConnections(value: string, source: string): number {
-  if (value.trim().toLowerCase() === 'auto') return defaultMaxConnections();
-  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
-    throw new ConfigError(
-      `${source}: expected a number of connections of at least 1, or auto, got "${value}"`,
-    );
-  }
-  return Number(value);
 }
 
 const UNITS: Record<string, number> = {

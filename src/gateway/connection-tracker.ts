@@ -1,7 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { openFileLimit } from '../common/open-file-limit.js';
 
 /** One connection's count of requests in flight; its owner calls requestEnded() once per request. */
 export class Connection {
@@ -58,19 +57,6 @@ export interface ConnectionTrackerOptions {
   unreadAnswerTimeoutMs?: number;
   /** Told of every connection closed for answers left unread. */
   onUnreadAnswer?: () => void;
-}
-
-/** The connection limit when the open-file limit is unknown. */
-const FALLBACK_MAX_CONNECTIONS = 10_000;
-
-/**
- * The default connection limit: three quarters of the process's open-file limit, so that a flood of
- * idle sockets cannot take the descriptors the gateway needs for its channels, its logs and the
- * connections it serves; 10,000 where the open-file limit cannot be read.
- */
-export function defaultMaxConnections(): number {
-  const files = openFileLimit();
-  return files === undefined ? FALLBACK_MAX_CONNECTIONS : Math.max(1, Math.floor((files * 3) / 4));
 }
 
 /** How long a refused connection may take to send the request it is answered 503 to. */

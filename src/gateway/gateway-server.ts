@@ -6,6 +6,7 @@ import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } fro
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { defaultMaxConnections } from '../common/max-connections.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import { NodeState } from '../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
@@ -20,7 +21,7 @@ import {
   unsupportedTransferCoding,
 } from './body-reader.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
-import { ConnectionTracker, defaultMaxConnections } from './connection-tracker.js';
+import { ConnectionTracker } from './connection-tracker.js';
 import { allowedMethods, Cors } from './cors.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';

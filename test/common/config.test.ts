@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { COMMON_SETTINGS, tlsSettings } from '../../src/common/common-settings.js';
 import { ConfigError, parseHostPort, parsePort } from '../../src/common/config.js';
+import { defaultMaxConnections } from '../../src/common/max-connections.js';
 import {
   loadSettings,
   markdownTable,
@@ -122,7 +123,20 @@ describe('loadDistributorConfig', () => {
       port: 9000,
       registryToken: TOKEN,
       openRegistry: false,
+      maxConnections: defaultMaxConnections(),
     });
+    expect(
+      loadDistributorConfig(['--max-connections', '300'], { SHOP_REGISTRY_TOKEN: TOKEN }).maxConnections,
+    ).toBe(300);
+    expect(
+      loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN, DISTRIBUTOR_MAX_CONNECTIONS: 'Auto' })
+        .maxConnections,
+    ).toBe(defaultMaxConnections());
+    expect(() =>
+      loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN, DISTRIBUTOR_MAX_CONNECTIONS: '0' }),
+    ).toThrow(
+      'DISTRIBUTOR_MAX_CONNECTIONS: expected a number of connections of at least 1, or auto, got "0"',
+    );
   });
 
   it('never runs an open registry by accident', () => {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { defaultMaxConnections } from '../../src/common/max-connections.js';
 import { loadGatewayConfig, parseByteSize } from '../../src/gateway/config.js';
-import { defaultMaxConnections } from '../../src/gateway/connection-tracker.js';
 
 describe('loadGatewayConfig', () => {
   it('caps connections at ¾ of the open-file limit by default, or as told', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { defaultMaxConnections } from '../../src/common/max-connections.js';
 import { validateHost } from '../../src/distributor/node-validation.js';
 import { describeMysql, parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig, serviceUsage } from '../../src/services/common/service-config.js';
@@ -23,6 +24,7 @@ describe('service configuration', () => {
       storage: { kind: 'sqlite', dataDir: './data' },
       logLevel: 'info',
       maxCallsInFlight: 128,
+      maxConnections: defaultMaxConnections(),
     };
     // Metrics and request ids on, /metrics on the service's port + 100.
     const observability = (metricsPort: number) => ({
@@ -52,6 +54,7 @@ describe('service configuration', () => {
       ADVERTISE_HOST: 'purchases-1.internal',
       MYSQL_URL: 'mysql://shop:p%40ss@db.local:3307/shop',
       LOG_LEVEL: 'warn',
+      SERVICE_MAX_CONNECTIONS: '500',
     });
     expect(config).toEqual({
       host: '127.0.0.1',
@@ -65,6 +68,7 @@ describe('service configuration', () => {
       logLevel: 'warn',
       observability: { metrics: true, requestIds: true, metricsPort: 0, metricsPortGiven: false },
       maxCallsInFlight: 128,
+      maxConnections: 500,
     });
   });
 

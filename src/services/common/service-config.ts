@@ -8,6 +8,7 @@ import {
   tlsSettings,
 } from '../../common/common-settings.js';
 import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js';
+import { grpcMaxConnectionsSetting } from '../../common/max-connections.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -53,6 +54,8 @@ export interface ServiceConfig {
   readonly observability?: ObservabilityConfig;
   /** Calls of the service's own methods run at once (see calls-in-flight.ts); absent: the default. */
   readonly maxCallsInFlight?: number;
+  /** Connections to its gRPC port open at once; absent: the default. */
+  readonly maxConnections?: number;
 }
 
 /** Every setting of one service, declared once (see src/common/settings.ts). */
@@ -92,6 +95,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       help: "calls of the service's own methods one instance runs at once; as many again wait their turn, twice over; past that, RESOURCE_EXHAUSTED at once (REST: 429)",
       parse: (value, source) => parseWholeNumber(value, source, 1, 1_000_000),
     }),
+    maxConnections: grpcMaxConnectionsSetting('SERVICE_MAX_CONNECTIONS'),
     dataDir: setting({
       env: 'DATA_DIR',
       default: './data',
@@ -128,5 +132,6 @@ export function loadServiceConfig(
     registryToken: values.registryToken,
     observability: observabilityConfig(values, values.port),
     maxCallsInFlight: values.maxCallsInFlight,
+    maxConnections: values.maxConnections,
   });
 }

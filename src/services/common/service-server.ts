@@ -2,12 +2,14 @@ import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import {
   DEFAULT_KEEPALIVE,
+  idleConnectionOptions,
   type KeepaliveOptions,
   keepaliveChannelOptions,
   listen,
   shutdown,
 } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
+import { defaultMaxConnections } from '../../common/max-connections.js';
 import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
 import { CallLimit, DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
@@ -36,6 +38,10 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   telemetry?: ServiceTelemetry;
   /** Calls of the service's own methods run at once (calls-in-flight.ts). Default 128. */
   maxCallsInFlight?: number;
+  /** Connections open at once (see listen in grpc-server.ts). Default ¾ of the open-file limit. */
+  maxConnections?: number;
+  /** How long a connection may stay without a call before it is closed. Default 5 minutes. */
+  maxConnectionIdleMs?: number;
 }
 
 /** A service built but not yet listening. */
@@ -65,6 +71,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   const calls = options.telemetry?.serverCalls(log);
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+    ...idleConnectionOptions(options.maxConnectionIdleMs),
     // The largest request is a CreateGoods with a 64 KiB description.
     'grpc.max_receive_message_length': 1024 * 1024,
     ...calls?.serverOptions(),
@@ -113,7 +120,10 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   };
   return {
     async listen(host, port) {
-      const bound = await listen(server, host, port, options.credentials);
+      const bound = await listen(server, host, port, options.credentials, {
+        maxConnections: options.maxConnections ?? defaultMaxConnections(),
+        log,
+      });
       monitor.start();
       sweeper.start();
       return bound;

@@ -78,6 +78,7 @@ export async function startService<Store extends ServiceStore, Options>(
     ...(options.keepalive === undefined ? {} : { keepalive: options.keepalive }),
     ...(options.handlerOptions === undefined ? {} : { handlerOptions: options.handlerOptions }),
     ...(config.maxCallsInFlight === undefined ? {} : { maxCallsInFlight: config.maxCallsInFlight }),
+    ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     credentials,
   });
   let port: number;

@@ -1,0 +1,39 @@
+import { ConfigError } from './config.js';
+import { openFileLimit } from './open-file-limit.js';
+import { type Setting, setting } from './settings.js';
+
+/** The connection limit when the open-file limit is unknown. */
+const FALLBACK_MAX_CONNECTIONS = 10_000;
+
+/**
+ * The default connection limit of a server: three quarters of the process's open-file limit, so
+ * that a flood of idle sockets cannot take the descriptors the process needs for its channels, its
+ * database, its logs and the connections it serves; 10,000 where the open-file limit cannot be read.
+ */
+export function defaultMaxConnections(): number {
+  const files = openFileLimit();
+  return files === undefined ? FALLBACK_MAX_CONNECTIONS : Math.max(1, Math.floor((files * 3) / 4));
+}
+
+/** Parses a connection limit: a whole number of at least 1, or "auto" (see defaultMaxConnections). */
+export function parseMaxConnections(value: string, source: string): number {
+  if (value.trim().toLowerCase() === 'auto') return defaultMaxConnections();
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new ConfigError(
+      `${source}: expected a number of connections of at least 1, or auto, got "${value}"`,
+    );
+  }
+  return Number(value);
+}
+
+/** `--max-connections` of a gRPC server (the distributor, a service), read from `env`. */
+export function grpcMaxConnectionsSetting(env: string): Setting<number> {
+  return setting({
+    flag: 'max-connections',
+    env,
+    default: 'auto',
+    defaultText: 'auto: ¾ of the open-file limit',
+    help: 'most connections to the gRPC port open at once; past it a new one is closed as soon as it is accepted. A connection with no call for 5 minutes is closed (GOAWAY)',
+    parse: parseMaxConnections,
+  });
+}
