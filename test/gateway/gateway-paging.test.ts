@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -95,6 +95,21 @@ function get(port: number, path: string): Promise<Read> {
     outgoing.on('error', reject);
     outgoing.end();
   });
+}
+
+/** Clients that ask for the whole list, take its first bytes, then read nothing more. */
+async function stalledLists(port: number, count: number): Promise<Socket[]> {
+  const sockets = Array.from({ length: count }, () => connect(port, '127.0.0.1'));
+  const firstBytes = sockets.map(
+    (socket) => new Promise<void>((resolve) => socket.once('data', () => resolve())),
+  );
+  for (const socket of sockets) {
+    socket.on('error', () => {});
+    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+  }
+  await Promise.all(firstBytes);
+  for (const socket of sockets) socket.pause();
+  return sockets;
 }
 
 describe('the gateway following pages', () => {
@@ -201,16 +216,7 @@ describe('the gateway following pages', () => {
     await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
     const started = await startGateway(closer, distributor, { maxStreamedLists: 2, deadlineMs: 10_000 });
     await waitForRoute(started.gateway, 'GET /goods', 1);
-    const stalled = [connect(started.port, '127.0.0.1'), connect(started.port, '127.0.0.1')];
-    const firstBytes = stalled.map(
-      (socket) => new Promise<void>((resolve) => socket.once('data', () => resolve())),
-    );
-    for (const socket of stalled) {
-      socket.on('error', () => {});
-      socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
-    }
-    await Promise.all(firstBytes);
-    for (const socket of stalled) socket.pause();
+    const stalled = await stalledLists(started.port, 2);
     const refused = await get(started.port, '/goods');
     expect([refused.status, refused.headers['retry-after'], refused.body]).toEqual([
       503,
@@ -232,16 +238,7 @@ describe('the gateway following pages', () => {
     const goods = await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
     const started = await startGateway(closer, distributor, { maxStreamedLists: 2, deadlineMs: 10_000 });
     await waitForRoute(started.gateway, 'GET /goods', 1);
-    const stalled = [connect(started.port, '127.0.0.1'), connect(started.port, '127.0.0.1')];
-    const firstBytes = stalled.map(
-      (socket) => new Promise<void>((resolve) => socket.once('data', () => resolve())),
-    );
-    for (const socket of stalled) {
-      socket.on('error', () => {});
-      socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
-    }
-    await Promise.all(firstBytes);
-    for (const socket of stalled) socket.pause();
+    const stalled = await stalledLists(started.port, 2);
     // Each stalled stream has asked for its first pages; wait until they stop asking.
     let asked = -1;
     await vi.waitFor(
