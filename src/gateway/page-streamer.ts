@@ -43,7 +43,7 @@ export interface PageStreamerOptions<E extends PagedExchange> {
   closeAfter(exchange: E): boolean;
   /**
    * Lists of more than one page streamed at once, counting from before its first page a whole-list
-   * request of a method that answered a long list lately; past it, 503 with Retry-After.
+   * request that was answered with a long list lately; past it, 503 with Retry-After.
    */
   readonly maxStreamedLists: number;
   /** Answers one of the gateway's own errors. */
@@ -73,8 +73,10 @@ class CallFailure extends Error {
 }
 
 const LIST_END = Buffer.from(']}');
-/** How long a method that answered a long list is held to the streamed-list bound before asking. */
+/** How long a list answered longer than a page is held to the streamed-list bound before asking. */
 const LONG_LIST_MEMORY_MS = 10 * 60_000;
+/** Long lists remembered at once: each is a method and a request message of a few bytes. */
+const MAX_LONG_LISTS_KNOWN = 1_024;
 const COMMA = 0x2c;
 
 /**
@@ -96,14 +98,17 @@ const COMMA = 0x2c;
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
  * reads nothing of the answer for `deadlineMs` is cut off the same way. Each page's call has its
  * own deadline, and a page refused with UNAVAILABLE is tried once more on another instance, as any
- * GET is. At most `maxStreamedLists` lists are streamed at once; a method that has answered a long
- * list is held to that bound from before its next whole list's first page is asked for.
+ * GET is. At most `maxStreamedLists` lists are streamed at once; a request answered with a long list
+ * is held to that bound from before its first page is asked for the next time.
  */
 export class PageStreamer<E extends PagedExchange> {
   readonly #options: PageStreamerOptions<E>;
   /** Lists of more than one page being streamed now, or known long and waiting for their first page. */
   #streaming = 0;
-  /** When each method (its gRPC path) last answered a whole list longer than a page, in ms. */
+  /**
+   * The whole lists (by method and request) last answered longer than a page, with when (ms, on
+   * the monotonic clock), oldest first: at most MAX_LONG_LISTS_KNOWN.
+   */
   readonly #longLists = new Map<string, number>();
 
   constructor(options: PageStreamerOptions<E>) {
@@ -145,12 +150,13 @@ export class PageStreamer<E extends PagedExchange> {
   }
 
   async #wholeList(exchange: E, first: Target, reencode: Reencode): Promise<void> {
-    const method = first.instance.plan.path;
-    // A method known to answer long lists takes its place among the streamed lists before its first
-    // page is asked for: refused only after, a flood of such requests cost a first page each (up to
-    // 1 MiB, rendered): 300 at once held 709 MB.
+    // A list known to be long takes its place among the streamed lists before its first page is
+    // asked for: refused only after, a flood of such requests cost a first page each (up to 1 MiB,
+    // rendered): 300 at once held 709 MB. Known by its request, not its method: GET /purchases and
+    // GET /purchases/{userid} both list purchases, and a user's short list must not wait for a slot.
+    const list = `${first.instance.plan.path} ${first.request.toString('latin1')}`;
     let counted = false;
-    if (this.#knownLong(method)) {
+    if (this.#knownLong(list)) {
       if (!this.#admitStream(exchange)) return;
       counted = true;
     }
@@ -165,10 +171,11 @@ export class PageStreamer<E extends PagedExchange> {
       if (exchange.gone) return;
       const page = fetched.value;
       if (page.nextPageToken.length === 0) {
+        this.#longLists.delete(list);
         this.#options.answer(exchange, 200, successBody(exchange.key, page.rendered));
         return;
       }
-      this.#longLists.set(method, Date.now());
+      this.#rememberLong(list);
       if (!counted) {
         if (!this.#admitStream(exchange)) return;
         counted = true;
@@ -193,17 +200,22 @@ export class PageStreamer<E extends PagedExchange> {
     return true;
   }
 
-  /**
-   * Whether `method` answered a whole list longer than a page in the last LONG_LIST_MEMORY_MS. A
-   * short answer does not clear it: the same method may answer a short filtered list and a long
-   * whole one, and short requests must not open the way for long ones.
-   */
-  #knownLong(method: string): boolean {
-    const lastLong = this.#longLists.get(method);
+  /** Whether `list` was answered longer than a page, and not shorter since, in the last LONG_LIST_MEMORY_MS. */
+  #knownLong(list: string): boolean {
+    const lastLong = this.#longLists.get(list);
     if (lastLong === undefined) return false;
-    if (Date.now() - lastLong < LONG_LIST_MEMORY_MS) return true;
-    this.#longLists.delete(method);
+    if (performance.now() - lastLong < LONG_LIST_MEMORY_MS) return true;
+    this.#longLists.delete(list);
     return false;
+  }
+
+  #rememberLong(list: string): void {
+    // Deleted first, so that the map stays oldest first.
+    this.#longLists.delete(list);
+    this.#longLists.set(list, performance.now());
+    if (this.#longLists.size > MAX_LONG_LISTS_KNOWN) {
+      this.#longLists.delete(this.#longLists.keys().next().value!);
+    }
   }
 
   /** Streams a list whose first page is `page` and has a next one (see the class). */

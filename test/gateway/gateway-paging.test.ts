@@ -3,7 +3,14 @@ import { connect, type Socket } from 'node:net';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type Goods, type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
+import { registrationDescriptorSet } from '../../src/common/descriptors.js';
+import {
+  type Goods,
+  type GoodsServiceServer,
+  GoodsServiceService,
+  type PurchasesServiceServer,
+  PurchasesServiceService,
+} from '../../src/gen/services.js';
 import { goodsDescriptorSet } from '../helpers/nodes.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 
@@ -69,6 +76,41 @@ async function startPagingGoods(
   return { calls, failNext: (page, code) => failures.set(page, code) };
 }
 
+/**
+ * A purchases service whose user 1 has 200,000 purchases (200 pages, about 14 MB as JSON) and user
+ * 2 three; the first pages asked for, by user.
+ */
+async function startPagingPurchases(closer: Closer, distributor: string): Promise<Map<number, number>> {
+  const firstPages = new Map<number, number>();
+  const pageSize = 1_000;
+  const implementation: Pick<PurchasesServiceServer, 'listPurchases'> = {
+    listPurchases: ({ request: listRequest }, callback) => {
+      const userid = listRequest.userid ?? 0;
+      const total = userid === 1 ? 200_000 : 3;
+      const start = listRequest.pageToken ? Number(listRequest.pageToken) : 0;
+      if (start === 0) firstPages.set(userid, (firstPages.get(userid) ?? 0) + 1);
+      const end = Math.min(total, start + pageSize);
+      const date = new Date('2026-12-03T10:00:00Z');
+      callback(null, {
+        results: Array.from({ length: end - start }, (_, index) => ({
+          id: start + index + 1,
+          goodsid: 7,
+          date,
+        })),
+        nextPageToken: end < total ? String(end) : '',
+      });
+    },
+  };
+  await startService(closer, {
+    distributor,
+    name: 'purchases',
+    definition: PurchasesServiceService,
+    implementation,
+    descriptorSet: registrationDescriptorSet(['shop.v1.PurchasesService']),
+  });
+  return firstPages;
+}
+
 /** What a client read of an answer, and whether the answer ended or was cut short. */
 interface Read {
   status: number;
@@ -98,14 +140,14 @@ function get(port: number, path: string): Promise<Read> {
 }
 
 /** Clients that ask for the whole list, take its first bytes, then read nothing more. */
-async function stalledLists(port: number, count: number): Promise<Socket[]> {
+async function stalledLists(port: number, count: number, path = '/goods'): Promise<Socket[]> {
   const sockets = Array.from({ length: count }, () => connect(port, '127.0.0.1'));
   const firstBytes = sockets.map(
     (socket) => new Promise<void>((resolve) => socket.once('data', () => resolve())),
   );
   for (const socket of sockets) {
     socket.on('error', () => {});
-    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
   }
   await Promise.all(firstBytes);
   for (const socket of sockets) socket.pause();
@@ -320,6 +362,21 @@ describe('the gateway following pages', () => {
     expect(closed).toBe(false);
     expect(warnings()).toEqual([]);
     socket.destroy();
+  });
+
+  it('a list known to be long is held to the bound before its first page; a short list of the same method is not', async () => {
+    const firstPages = await startPagingPurchases(closer, distributor);
+    const started = await startGateway(closer, distributor, { maxStreamedLists: 2, deadlineMs: 10_000 });
+    await waitForRoute(started.gateway, 'GET /purchases/*', 1);
+    await stalledLists(started.port, 2, '/purchases/1');
+    const short = await Promise.all(Array.from({ length: 6 }, () => get(started.port, '/purchases/2')));
+    expect(short.map((answer) => [answer.status, JSON.parse(answer.body).results.length])).toEqual(
+      Array(6).fill([200, 3]),
+    );
+    const asked = firstPages.get(1);
+    const refused = await get(started.port, '/purchases/1');
+    expect(refused.status).toBe(503);
+    expect(firstPages.get(1)).toBe(asked);
   });
 
   it('a list of one page keeps its Content-Length; a one-page request shows next_page_token', async () => {
