@@ -39,6 +39,7 @@ import { BODY_METHODS, bodyFormat, bodyInput, NO_INPUT, type RequestInput } from
 import { RestartGrace } from './restart-grace.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
+import { endInSlices } from './sliced-write.js';
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
@@ -733,7 +734,7 @@ class GatewayServer implements Gateway {
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
-    response.end(body);
+    endInSlices(response, body);
   }
 
   /**

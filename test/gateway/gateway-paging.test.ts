@@ -349,6 +349,7 @@ describe('the gateway following pages', () => {
     socket.on('error', () => {});
     socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(8));
     // About 8.5 MB, a socket buffer at a time every 5 ms: longer than 400 ms in all, never 400 ms idle.
+    // (How slow a reader may be depends on how much the kernel takes at a time: see writeInSlices.)
     let received = 0;
     socket.on('data', (chunk: Buffer) => {
       received += chunk.length;
