@@ -1,4 +1,5 @@
 import type { Http2SecureServer, Http2Server } from 'node:http2';
+import type { Socket } from 'node:net';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { formatHostPort } from './config.js';
 import { limiterOf } from './log-limiter.js';
@@ -47,6 +48,8 @@ export interface ConnectionLimit {
   maxConnections: number;
   /** Where a connection so closed is told, at most once per interval (see LogLimiter). */
   log?: Logger;
+  /** How long a connection this side has ended may wait for the peer to end its side (default 10 s). */
+  halfOpenGraceMs?: number;
 }
 
 /**
@@ -72,6 +75,8 @@ export async function listen(
   });
   for (const http2Server of http2ServersOf(server)) {
     if (known.has(http2Server)) continue;
+    const graceMs = limit.halfOpenGraceMs ?? HALF_OPEN_GRACE_MS;
+    http2Server.on('connection', (socket: Socket) => closeWhenHalfOpen(socket, graceMs));
     http2Server.maxConnections = limit.maxConnections;
     const { log, maxConnections } = limit;
     if (log) {
@@ -85,6 +90,23 @@ export async function listen(
     }
   }
   return bound;
+}
+
+/** How long a connection this side has ended may wait for the peer to end its side. */
+const HALF_OPEN_GRACE_MS = 10_000;
+
+/**
+ * Destroys a connection `graceMs` after this side ended it, if the peer has not closed it
+ * by then. grpc-js closes an idle connection gracefully (GOAWAY, then ending the socket) and stops
+ * its keepalive there, so a peer that never closes its side would keep the socket, counted against
+ * `maxConnections`, for ever.
+ */
+function closeWhenHalfOpen(socket: Socket, graceMs: number): void {
+  socket.once('finish', () => {
+    const timer = setTimeout(() => socket.destroy(), graceMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
 }
 
 /**

@@ -4,7 +4,13 @@ import { Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { listen, shutdown } from '../../src/common/grpc-server.js';
+import {
+  http2ServersOf,
+  idleConnectionOptions,
+  keepaliveChannelOptions,
+  listen,
+  shutdown,
+} from '../../src/common/grpc-server.js';
 import type { Logger } from '../../src/common/logger.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
@@ -29,6 +35,40 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | 'not yet'> {
     promise,
     new Promise<'not yet'>((resolve) => setTimeout(() => resolve('not yet'), ms)),
   ]);
+}
+
+/**
+ * An HTTP/2 peer written by hand: the preface and SETTINGS, an ACK to every SETTINGS and PING (so
+ * keepalive keeps it), no call ever; after a GOAWAY it answers nothing and never closes its side.
+ */
+function silentHttp2Peer(port: number): { socket: Socket; goaway(): boolean } {
+  // allowHalfOpen: the end of the server's side does not end this one.
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  socket.on('error', () => {});
+  let goaway = false;
+  let pending = Buffer.alloc(0);
+  socket.write(
+    Buffer.concat([
+      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+      Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+    ]),
+  );
+  socket.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 9) {
+      const length = pending.readUIntBE(0, 3);
+      if (pending.length < 9 + length) return;
+      const [type, flags] = [pending[3]!, pending[4]!];
+      const payload = pending.subarray(9, 9 + length);
+      pending = pending.subarray(9 + length);
+      if (goaway) continue;
+      if (type === 4 && (flags & 1) === 0) socket.write(Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0]));
+      if (type === 6 && (flags & 1) === 0)
+        socket.write(Buffer.concat([Buffer.from([0, 0, 8, 6, 1, 0, 0, 0, 0]), payload]));
+      if (type === 7) goaway = true;
+    }
+  });
+  return { socket, goaway: () => goaway };
 }
 
 function lineLog(lines: Record<string, unknown>[]): Logger {
@@ -68,6 +108,25 @@ describe('connections to a gRPC port', () => {
       timeout: 10_000,
       interval: 100,
     });
+  });
+
+  it('a connection closed for want of calls is destroyed after the grace if its peer never closes its side', async () => {
+    const server = new Server({
+      ...keepaliveChannelOptions({ timeMs: 1_000, timeoutMs: 500 }),
+      ...idleConnectionOptions(300),
+    });
+    new HealthImplementation({ '': 'SERVING' }).addToServer(server);
+    const port = await listen(server, '127.0.0.1', 0, undefined, { maxConnections: 1, halfOpenGraceMs: 300 });
+    cleanups.push(() => shutdown(server, 100));
+    const peer = silentHttp2Peer(port);
+    cleanups.push(() => void peer.socket.destroy());
+    await vi.waitFor(() => expect(peer.goaway()).toBe(true), { timeout: 5_000, interval: 20 });
+    const [http2Server] = http2ServersOf(server);
+    const open = (): Promise<number> =>
+      new Promise((resolve, reject) =>
+        http2Server!.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+      );
+    await vi.waitFor(async () => expect(await open()).toBe(0), { timeout: 3_000, interval: 50 });
   });
 
   interface Limits {
@@ -115,6 +174,7 @@ describe('connections to a gRPC port', () => {
       cleanups.push(() => void second.socket.destroy());
       await new Promise((resolve) => second.socket.once('connect', resolve));
       const third = silentSocket(port);
+      cleanups.push(() => void third.socket.destroy());
       expect(await within(third.closed, 5_000)).toBeUndefined();
       expect(lines.filter((line) => line.event === 'connection-limit')).toHaveLength(1);
       expect(await within(idleClosed, 5_000)).toBeUndefined();
