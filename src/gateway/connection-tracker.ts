@@ -87,8 +87,9 @@ export function refusalRoom(maxConnections: number): number {
  *   over its high-water mark with no write completing for `unreadAnswerTimeoutMs`, is closed: every
  *   answer waiting for it (a large one, or up to 16 pipelined) is held in the gateway until then,
  *   and Node's own timeouts only count the request's arrival. A write completes when the kernel has
- *   taken all of it, so a client slow enough to take longer than that over one answer (or one page
- *   of a long list, see PageStreamer) is cut off too.
+ *   taken all of it, so a client slow enough to take longer than that over one write is cut off
+ *   too: long answers are written 64 KiB at a time for that reason (sliced-write.ts); a page of a
+ *   long list is one write, and has PageStreamer's own shorter limit.
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
 export class ConnectionTracker {
