@@ -38,7 +38,7 @@ export interface ChannelTlsOptions extends TlsRefreshOptions {
  */
 export function serverCredentials(
   tls: TlsFiles | undefined,
-  options: TlsRefreshOptions = {},
+  options: TlsRefreshOptions & { readonly handshakeTimeoutMs?: number } = {},
 ): ServerCredentials {
   if (!tls) return ServerCredentials.createInsecure();
   if (tls.certFile === undefined || tls.keyFile === undefined) {
@@ -48,10 +48,21 @@ export function serverCredentials(
   // grpc-js 1.14 passes the FIRST argument on as the identity provider and the second as the CA
   // provider, whatever its typings call them: one provider for both is right either way, and
   // without a CA the provider goes first. No CA provider means no client certificate is requested.
-  return tls.caFile === undefined
-    ? experimental.createCertificateProviderServerCredentials(provider, null, false)
-    : experimental.createCertificateProviderServerCredentials(provider, provider, true);
+  const credentials =
+    tls.caFile === undefined
+      ? experimental.createCertificateProviderServerCredentials(provider, null, false)
+      : experimental.createCertificateProviderServerCredentials(provider, provider, true);
+  // grpc-js hands these options to the TLS server it makes for each port and has no setting of its
+  // own for the handshake: with Node's default, a socket that never finishes its handshake holds a
+  // connection, counted against --max-connections, for 120 s; keepalive starts only after it.
+  const constructorOptions = credentials._getConstructorOptions();
+  if (!constructorOptions) throw new Error('grpc-js made TLS server credentials without server options');
+  constructorOptions.handshakeTimeout = options.handshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS;
+  return credentials;
 }
+
+/** How long a client may take over its TLS handshake (gRPC ports and the gateway's HTTPS side). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
  * Credentials for a channel to another component. Plaintext without `tls`; with it, TLS that

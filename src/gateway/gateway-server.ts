@@ -265,7 +265,11 @@ class GatewayServer implements Gateway {
     const onRequest = (request: IncomingMessage, response: ServerResponse): void =>
       this.#handleSafely(request, response, false);
     if (options.https) {
-      const server = createHttpsServer({ ...httpOptions, ...httpsServerOptions(options.https) }, onRequest);
+      const server = createHttpsServer(
+        // A client that never finishes its handshake is closed as one that never sends its headers.
+        { ...httpOptions, handshakeTimeout: headersTimeout, ...httpsServerOptions(options.https) },
+        onRequest,
+      );
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https);
       this.#server = server;
     } else {

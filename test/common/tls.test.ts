@@ -5,7 +5,7 @@ import {
   type Server as HttpsServer,
   request as httpsRequest,
 } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -107,6 +107,20 @@ function rotatable(name: string, from: Required<TlsFiles>): Required<TlsFiles> &
   replaceFile(from.caFile, caFile);
   return { folder, caFile, ...installCertificate(from, folder, name) };
 }
+
+describe('the TLS handshake', () => {
+  it('a socket that never finishes its handshake is closed after handshakeTimeoutMs (10 s by default), and a real client is served', async () => {
+    const { certFile, keyFile } = pki.files('goods');
+    expect(serverCredentials({ certFile, keyFile })._getConstructorOptions()?.handshakeTimeout).toBe(10_000);
+    const port = await startServer(serverCredentials({ certFile, keyFile }, { handshakeTimeoutMs: 300 }));
+    const silent = connect(port, '127.0.0.1');
+    silent.on('error', () => {});
+    const openedAt = performance.now();
+    await new Promise<void>((resolve) => silent.once('close', () => resolve()));
+    expect(performance.now() - openedAt).toBeLessThan(5_000);
+    await expect(whoAmI(port, channelCredentials({ caFile: pki.caFile }))).resolves.toEqual([]);
+  });
+});
 
 describe('plaintext and TLS', () => {
   it('is plaintext without TLS files', async () => {

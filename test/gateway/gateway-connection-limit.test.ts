@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort, spawnComponent } from '../e2e/support/processes.js';
+import { makeTestPki } from '../helpers/certs.js';
 import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
@@ -93,6 +97,22 @@ describe('gateway connection limit', () => {
     hold = undefined;
     expect((await Promise.all(busy)).map((answer) => answer.status)).toEqual(Array(18).fill(200));
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
+  it('over HTTPS, a socket that never finishes its TLS handshake is closed after the headers timeout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-handshake-'));
+    try {
+      const pki = makeTestPki(dir, { names: ['gateway'] });
+      const { certFile, keyFile } = pki.files('gateway');
+      const { port } = await startGateway(perTest, distributor, {
+        https: { certFile, keyFile },
+        headersTimeoutMs: 300,
+      });
+      const silent = await open(port);
+      await vi.waitFor(() => expect(silent.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a gateway process with 200 file descriptors keeps serving under 300 idle sockets', async () => {
