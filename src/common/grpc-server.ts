@@ -76,7 +76,10 @@ export async function listen(
   for (const http2Server of http2ServersOf(server)) {
     if (known.has(http2Server)) continue;
     const graceMs = limit.halfOpenGraceMs ?? HALF_OPEN_GRACE_MS;
-    http2Server.on('connection', (socket: Socket) => closeWhenHalfOpen(socket, graceMs));
+    http2Server.on('connection', (socket: Socket) => {
+      closeWhenHalfOpen(socket, graceMs);
+      track(server, socket);
+    });
     http2Server.maxConnections = limit.maxConnections;
     const { log, maxConnections } = limit;
     if (log) {
@@ -94,6 +97,19 @@ export async function listen(
 
 /** How long a connection this side has ended may wait for the peer to end its side. */
 const HALF_OPEN_GRACE_MS = 10_000;
+
+/** The open connections of each server that {@link listen} bound, for {@link shutdown} to end. */
+const connectionsOf = new WeakMap<Server, Set<Socket>>();
+
+function track(server: Server, socket: Socket): void {
+  let sockets = connectionsOf.get(server);
+  if (!sockets) {
+    sockets = new Set();
+    connectionsOf.set(server, sockets);
+  }
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
+}
 
 /**
  * Destroys a connection `graceMs` after this side ended it, if the peer has not closed it
@@ -124,11 +140,16 @@ export function http2ServersOf(server: Server): (Http2Server | Http2SecureServer
 
 /**
  * Stops a server: new calls are refused at once, calls in flight get `graceMs` to finish, and
- * whatever is left after that is cancelled.
+ * whatever is left after that is cancelled, its connections destroyed: grpc-js's forceShutdown
+ * leaves a connection that never became an HTTP/2 session (a client that never sent its preface),
+ * and the server's close waits for it.
  */
 export function shutdown(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
-    const force = setTimeout(() => server.forceShutdown(), graceMs);
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      for (const socket of connectionsOf.get(server) ?? []) socket.destroy();
+    }, graceMs);
     force.unref();
     server.tryShutdown(() => {
       clearTimeout(force);

@@ -155,6 +155,28 @@ describe('connections to a gRPC port', () => {
   };
 
   it.each(Object.entries(factories))(
+    '%s stops within its grace while a client that reads nothing, and never sent its HTTP/2 preface, is connected',
+    async (_name, start) => {
+      const { port, stop } = await start({
+        maxConnections: 10,
+        maxConnectionIdleMs: 60_000,
+        log: lineLog([]),
+      });
+      let stopped: Promise<void> | undefined;
+      cleanups.push(() => stopped ?? stop());
+      const silent = silentSocket(port);
+      cleanups.push(() => void silent.socket.destroy());
+      await new Promise((resolve) => silent.socket.once('connect', resolve));
+      const startedAt = performance.now();
+      stopped = stop();
+      await stopped;
+      // stop(100): the grace, then the connection destroyed; before, 10 s or more (the half-open
+      // grace, or keepalive), and without either for ever.
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+    },
+  );
+
+  it.each(Object.entries(factories))(
     '%s takes at most --max-connections, and closes a connection that makes no call for maxConnectionIdleMs',
     async (_name, start) => {
       const lines: Record<string, unknown>[] = [];
