@@ -7,6 +7,7 @@ import { type GatewayError, gatewayErrors } from './gateway-error.js';
 import type { InstancePool } from './instance-pool.js';
 import type { PagingPlan, RenderedPage } from './paging-plan.js';
 import type { Instance } from './route-table.js';
+import { SLICE_BYTES } from './sliced-write.js';
 
 /** The part of a gateway request the streamer works with. */
 export interface PagedExchange {
@@ -96,7 +97,8 @@ const COMMA = 0x2c;
  * A failure before anything is sent is answered as any failed call. Once the status line is out it
  * cannot change: the gateway logs the failure once and aborts the connection, so the body lacks its
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
- * reads nothing of the answer for `deadlineMs` is cut off the same way. Each page's call has its
+ * takes nothing of the answer for `deadlineMs` (a slice of 64 KiB, see #writeTaken) is cut off the
+ * same way. Each page's call has its
  * own deadline, and a page refused with UNAVAILABLE is tried once more on another instance, as any
  * GET is. At most `maxStreamedLists` lists are streamed at once; a request answered with a long list
  * is held to that bound from before its first page is asked for the next time.
@@ -229,7 +231,7 @@ export class PageStreamer<E extends PagedExchange> {
     response.writeHead(200, headers);
     // The envelope, `,"results":[` and the first page's elements: the body without its `]}`.
     const head = successBody(key, page.rendered);
-    response.write(head.subarray(0, head.length - LIST_END.length));
+    let written = this.#writeTaken(exchange, head.subarray(0, head.length - LIST_END.length));
     let anyItem = page.rendered.length - LIST_END.length > page.itemsStart;
     let pages = 1;
     let target = firstTarget;
@@ -244,7 +246,7 @@ export class PageStreamer<E extends PagedExchange> {
       );
       // Handled below, after the wait: a failure meanwhile must not count as unhandled.
       next.catch(() => {});
-      if (!(await this.#taken(exchange))) return;
+      if (!(await written)) return;
       try {
         fetched = await next;
       } catch (error) {
@@ -260,11 +262,11 @@ export class PageStreamer<E extends PagedExchange> {
         // The byte before the elements is the page's own `[`: a comma takes its place.
         const start = anyItem ? page.itemsStart - 1 : page.itemsStart;
         if (anyItem) page.rendered[start] = COMMA;
-        response.write(page.rendered.subarray(start, end));
+        written = this.#writeTaken(exchange, page.rendered.subarray(start, end));
         anyItem = true;
       }
     }
-    response.end(LIST_END);
+    if (await written) response.end(LIST_END);
   }
 
   /**
@@ -338,32 +340,49 @@ export class PageStreamer<E extends PagedExchange> {
   }
 
   /**
-   * Resolves true once the client has taken what was written (at once if it has), false when it has
-   * left or has read nothing for `deadlineMs`; then the connection is aborted.
+   * Writes `bytes` a slice of SLICE_BYTES at a time, each once the one before has gone to the kernel
+   * (see sliced-write.ts); resolves true once all of it has, false when the client has left, or has
+   * taken nothing of a slice for `deadlineMs`: then the connection is aborted. A page is up to 1 MiB:
+   * waiting for it whole cut off any client slower than about 200 KB/s.
    */
-  #taken(exchange: E): Promise<boolean> {
+  #writeTaken(exchange: E, bytes: Buffer): Promise<boolean> {
     const { response } = exchange;
     if (exchange.gone || response.destroyed) return Promise.resolve(false);
-    if (!response.writableNeedDrain) return Promise.resolve(true);
     return new Promise((resolve) => {
+      let offset = 0;
+      let timer: NodeJS.Timeout | undefined;
       const done = (taken: boolean): void => {
         clearTimeout(timer);
-        response.off('drain', onDrain);
         response.off('close', onClose);
         resolve(taken);
       };
-      const onDrain = (): void => done(true);
       const onClose = (): void => done(false);
-      const timer = setTimeout(() => {
+      const stalled = (): void => {
         this.#options.log.warn(
           { key: exchange.key, requestId: exchange.requestId, waitedMs: this.#options.deadlineMs },
           'the client stopped reading a streamed list: connection aborted',
         );
         done(false);
         response.destroy();
-      }, this.#options.deadlineMs);
-      response.once('drain', onDrain);
+      };
+      const next = (error?: Error | null): void => {
+        clearTimeout(timer);
+        if (error || exchange.gone || response.destroyed) {
+          done(false);
+          return;
+        }
+        if (offset >= bytes.length) {
+          done(true);
+          return;
+        }
+        const end = Math.min(offset + SLICE_BYTES, bytes.length);
+        const slice = bytes.subarray(offset, end);
+        offset = end;
+        timer = setTimeout(stalled, this.#options.deadlineMs);
+        response.write(slice, next);
+      };
       response.once('close', onClose);
+      next();
     });
   }
 
