@@ -1,5 +1,6 @@
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { formatHostPort } from './config.js';
 import { limiterOf } from './log-limiter.js';
@@ -76,10 +77,11 @@ export async function listen(
   for (const http2Server of http2ServersOf(server)) {
     if (known.has(http2Server)) continue;
     const graceMs = limit.halfOpenGraceMs ?? HALF_OPEN_GRACE_MS;
-    http2Server.on('connection', (socket: Socket) => {
-      closeWhenHalfOpen(socket, graceMs);
-      track(server, socket);
-    });
+    // On a TLS port, the socket that ends is the TLS one: its raw socket never says 'finish'.
+    http2Server.on(http2Server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) =>
+      closeWhenHalfOpen(socket, graceMs),
+    );
+    http2Server.on('connection', (socket: Socket) => track(server, socket));
     http2Server.maxConnections = limit.maxConnections;
     const { log, maxConnections } = limit;
     if (log) {

@@ -748,7 +748,8 @@ class GatewayServer implements Gateway {
    * written and the connection closed, unless an answer has closed it already.
    */
   #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    if (error.code === 'ECONNRESET' || socket.destroyed) {
+    // A TLS handshake that did not finish in time: no answer can reach the client.
+    if (error.code === 'ECONNRESET' || error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || socket.destroyed) {
       socket.destroy();
       return;
     }

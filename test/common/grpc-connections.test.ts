@@ -1,9 +1,13 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as connectTls } from 'node:tls';
 import { Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   http2ServersOf,
   idleConnectionOptions,
@@ -12,9 +16,11 @@ import {
   shutdown,
 } from '../../src/common/grpc-server.js';
 import type { Logger } from '../../src/common/logger.js';
+import { serverCredentials } from '../../src/common/tls.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { backendsOf } from '../services/support/backends.js';
 
@@ -41,9 +47,15 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | 'not yet'> {
  * An HTTP/2 peer written by hand: the preface and SETTINGS, an ACK to every SETTINGS and PING (so
  * keepalive keeps it), no call ever; after a GOAWAY it answers nothing and never closes its side.
  */
-function silentHttp2Peer(port: number): { socket: Socket; goaway(): boolean } {
+function silentHttp2Peer(port: number, ca?: Buffer): { socket: Socket; goaway(): boolean } {
   // allowHalfOpen: the end of the server's side does not end this one.
-  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const raw = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  // Over TLS the TLS socket takes its half-open setting from the socket it wraps. Trust is not
+  // what is tested: the certificate's name is not checked.
+  const socket = ca
+    ? connectTls({ socket: raw, ca, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined })
+    : raw;
+  raw.on('error', () => {});
   socket.on('error', () => {});
   let goaway = false;
   let pending = Buffer.alloc(0);
@@ -77,6 +89,18 @@ function lineLog(lines: Record<string, unknown>[]): Logger {
 
 describe('connections to a gRPC port', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
+  let testPki: { dir: string; pki: TestPki } | undefined;
+  /** A CA and a goods certificate, made on first use. */
+  const pki = (): TestPki => {
+    if (!testPki) {
+      const dir = mkdtempSync(join(tmpdir(), 'grpc-connections-'));
+      testPki = { dir, pki: makeTestPki(dir, { names: ['goods'] }) };
+    }
+    return testPki.pki;
+  };
+  afterAll(() => {
+    if (testPki) rmSync(testPki.dir, { recursive: true, force: true });
+  });
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
@@ -110,24 +134,33 @@ describe('connections to a gRPC port', () => {
     });
   });
 
-  it('a connection closed for want of calls is destroyed after the grace if its peer never closes its side', async () => {
-    const server = new Server({
-      ...keepaliveChannelOptions({ timeMs: 1_000, timeoutMs: 500 }),
-      ...idleConnectionOptions(300),
-    });
-    new HealthImplementation({ '': 'SERVING' }).addToServer(server);
-    const port = await listen(server, '127.0.0.1', 0, undefined, { maxConnections: 1, halfOpenGraceMs: 300 });
-    cleanups.push(() => shutdown(server, 100));
-    const peer = silentHttp2Peer(port);
-    cleanups.push(() => void peer.socket.destroy());
-    await vi.waitFor(() => expect(peer.goaway()).toBe(true), { timeout: 5_000, interval: 20 });
-    const [http2Server] = http2ServersOf(server);
-    const open = (): Promise<number> =>
-      new Promise((resolve, reject) =>
-        http2Server!.getConnections((error, count) => (error ? reject(error) : resolve(count))),
-      );
-    await vi.waitFor(async () => expect(await open()).toBe(0), { timeout: 3_000, interval: 50 });
-  });
+  it.each(['plaintext', 'TLS'])(
+    'a connection closed for want of calls is destroyed after the grace if its peer never closes its side (%s)',
+    async (transport) => {
+      const server = new Server({
+        ...keepaliveChannelOptions({ timeMs: 1_000, timeoutMs: 500 }),
+        ...idleConnectionOptions(300),
+      });
+      new HealthImplementation({ '': 'SERVING' }).addToServer(server);
+      const tls = transport === 'TLS';
+      const { certFile, keyFile } = tls ? pki().files('goods') : { certFile: '', keyFile: '' };
+      const credentials = tls ? serverCredentials({ certFile, keyFile }) : undefined;
+      const port = await listen(server, '127.0.0.1', 0, credentials, {
+        maxConnections: 1,
+        halfOpenGraceMs: 300,
+      });
+      cleanups.push(() => shutdown(server, 100));
+      const peer = silentHttp2Peer(port, tls ? readFileSync(pki().caFile) : undefined);
+      cleanups.push(() => void peer.socket.destroy());
+      await vi.waitFor(() => expect(peer.goaway()).toBe(true), { timeout: 5_000, interval: 20 });
+      const [http2Server] = http2ServersOf(server);
+      const open = (): Promise<number> =>
+        new Promise((resolve, reject) =>
+          http2Server!.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+        );
+      await vi.waitFor(async () => expect(await open()).toBe(0), { timeout: 3_000, interval: 50 });
+    },
+  );
 
   interface Limits {
     maxConnections: number;

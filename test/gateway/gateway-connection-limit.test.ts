@@ -109,7 +109,10 @@ describe('gateway connection limit', () => {
         headersTimeoutMs: 300,
       });
       const silent = await open(port);
+      const openedAt = performance.now();
       await vi.waitFor(() => expect(silent.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+      // At once: no answer can reach a client whose handshake never finished (not after a linger).
+      expect(performance.now() - openedAt).toBeLessThan(1_500);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
