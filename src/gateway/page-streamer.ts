@@ -98,9 +98,8 @@ const COMMA = 0x2c;
  * cannot change: the gateway logs the failure once and aborts the connection, so the body lacks its
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
  * takes nothing of the answer for `deadlineMs` (a slice of 64 KiB, see #writeTaken) is cut off the
- * same way. Each page's call has its
- * own deadline, and a page refused with UNAVAILABLE is tried once more on another instance, as any
- * GET is. At most `maxStreamedLists` lists are streamed at once; a request answered with a long list
+ * same way. Each page's call has its own deadline, and a page refused with UNAVAILABLE is tried
+ * once more on another instance, as any GET is. At most `maxStreamedLists` lists are streamed at once; a request answered with a long list
  * is held to that bound from before its first page is asked for the next time.
  */
 export class PageStreamer<E extends PagedExchange> {
