@@ -47,6 +47,34 @@ export const GATEWAY_SETTINGS = {
     help: 'most REST connections open at once; past it the longest idle one is closed to make room, or, with none idle, the new one is answered 503 with Retry-After',
     parse: parseMaxConnections,
   }),
+  maxPipelined: setting({
+    flag: 'max-pipelined',
+    env: 'GATEWAY_MAX_PIPELINED',
+    default: '16',
+    help: 'requests in flight at once on one HTTP/1.1 connection (pipelining); past it 503 and the connection closes',
+    parse: (value, source) => parseWholeNumber(value, source, 1, 1_000_000),
+  }),
+  bodyBudgetBytes: setting({
+    flag: 'body-budget',
+    env: 'GATEWAY_BODY_BUDGET',
+    default: '32MiB',
+    help: 'request body bytes held at once over all connections (at least --body-limit); past it 503 with Retry-After',
+    parse: parseByteSize,
+  }),
+  maxStreamedLists: setting({
+    flag: 'max-streamed-lists',
+    env: 'GATEWAY_MAX_STREAMED_LISTS',
+    default: '16',
+    help: 'lists longer than a page streamed at once (each holds about two pages of up to 1 MiB); past it 503 with Retry-After',
+    parse: (value, source) => parseWholeNumber(value, source, 1, 1_000_000),
+  }),
+  unreadAnswerTimeoutMs: setting({
+    flag: 'unread-answer-timeout-ms',
+    env: 'GATEWAY_UNREAD_ANSWER_TIMEOUT_MS',
+    default: '30000',
+    help: "how long a connection may hold answers its client takes nothing of (more than the socket's buffer waiting, no write completing) before it is closed, in ms",
+    parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
+  }),
   restartGraceMs: setting({
     flag: 'restart-grace-ms',
     env: 'GATEWAY_RESTART_GRACE_MS',
@@ -95,6 +123,14 @@ export interface GatewayConfig {
   readonly bodyLimitBytes: number;
   /** Most REST connections open at once. */
   readonly maxConnections: number;
+  /** Requests in flight at once on one connection. */
+  readonly maxPipelined: number;
+  /** Request body bytes held at once over all connections. */
+  readonly bodyBudgetBytes: number;
+  /** Lists longer than a page streamed at once. */
+  readonly maxStreamedLists: number;
+  /** How long a connection may hold answers its client takes nothing of. */
+  readonly unreadAnswerTimeoutMs: number;
   /** After a distributor restart, how long missing instances are still routed to. */
   readonly restartGraceMs: number;
   readonly logLevel: LogLevel;
@@ -132,6 +168,10 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     deadlineMs: values.deadlineMs,
     bodyLimitBytes: values.bodyLimitBytes,
     maxConnections: values.maxConnections,
+    maxPipelined: values.maxPipelined,
+    bodyBudgetBytes: values.bodyBudgetBytes,
+    maxStreamedLists: values.maxStreamedLists,
+    unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
     restartGraceMs: values.restartGraceMs,
     logLevel: values.logLevel,
     tls: tlsSettings(values, 'gateway'),

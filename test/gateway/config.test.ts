@@ -22,6 +22,10 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 5000,
       bodyLimitBytes: 1024 * 1024,
       maxConnections: defaultMaxConnections(),
+      maxPipelined: 16,
+      bodyBudgetBytes: 32 * 1024 * 1024,
+      maxStreamedLists: 16,
+      unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
       logLevel: 'info',
       corsOrigins: [],
@@ -46,6 +50,10 @@ describe('loadGatewayConfig', () => {
       deadlineMs: 250,
       bodyLimitBytes: 65536,
       maxConnections: defaultMaxConnections(),
+      maxPipelined: 16,
+      bodyBudgetBytes: 32 * 1024 * 1024,
+      maxStreamedLists: 16,
+      unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
@@ -57,6 +65,28 @@ describe('loadGatewayConfig', () => {
         env,
       ),
     ).toMatchObject({ port: 0, distributor: '[::1]:9000', deadlineMs: 1000, bodyLimitBytes: 2048 });
+    expect(
+      loadGatewayConfig(
+        [
+          '--max-pipelined',
+          '4',
+          '--body-budget',
+          '8MiB',
+          '--max-streamed-lists',
+          '2',
+          '--unread-answer-timeout-ms',
+          '5000',
+        ],
+        {},
+      ),
+    ).toMatchObject({
+      maxPipelined: 4,
+      bodyBudgetBytes: 8 * 1024 * 1024,
+      maxStreamedLists: 2,
+      unreadAnswerTimeoutMs: 5000,
+    });
+    expect(() => loadGatewayConfig([], { GATEWAY_MAX_STREAMED_LISTS: '0' })).toThrow(ConfigError);
+    expect(() => loadGatewayConfig([], { GATEWAY_UNREAD_ANSWER_TIMEOUT_MS: '10' })).toThrow(ConfigError);
   });
 
   it('refuses bad values with a message naming the source', () => {
