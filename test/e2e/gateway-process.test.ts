@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { freePort, spawnComponent } from './support/processes.js';
@@ -25,5 +26,40 @@ describe('the gateway process', () => {
     );
     expect(replaced).toBeGreaterThanOrEqual(0);
     expect(replaced).toBeLessThan(gateway.lines.findIndex((line) => line.includes('listening on http')));
+  }, 60_000);
+
+  it('takes its bounds from the command line (--max-pipelined here)', async () => {
+    const distributor = createDistributorServer();
+    const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    cleanups.push(() => distributor.stop(100));
+    const port = await freePort();
+    const gateway = spawnComponent(
+      'src/gateway/main.ts',
+      [
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--distributor',
+        distributorAddress,
+        '--max-pipelined',
+        '1',
+      ],
+      {},
+    );
+    cleanups.push(() => void gateway.child.kill('SIGKILL'));
+    await gateway.waitForLine(/listening on http/, 30_000);
+    const answers = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+      });
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+      socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2));
+      setTimeout(() => socket.destroy(), 5_000).unref();
+    });
+    expect(answers).toContain('More than 1 requests in flight on one connection');
   }, 60_000);
 });
