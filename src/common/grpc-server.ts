@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { formatHostPort } from './config.js';
+import { ConnectionRoom } from './connection-room.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { defaultMaxConnections } from './max-connections.js';
@@ -45,7 +46,7 @@ export function idleConnectionOptions(idleMs = DEFAULT_MAX_CONNECTION_IDLE_MS): 
 
 /** The connections a listening server takes (see {@link listen}). */
 export interface ConnectionLimit {
-  /** Most connections open at once; past it a new one is closed as soon as it is accepted. */
+  /** Most connections open at once; past it one with no call open is closed (see ConnectionRoom). */
   maxConnections: number;
   /** Where a connection so closed is told, at most once per interval (see LogLimiter). */
   log?: Logger;
@@ -57,8 +58,9 @@ export interface ConnectionLimit {
  * Binds a built server to host:port (0: any free port) with its credentials (plaintext by default)
  * and resolves with the port it got. At most `limit.maxConnections` connections (by default three
  * quarters of the open-file limit) are open at once on each address bound, so that a flood of
- * sockets cannot take the descriptors and memory the process needs: grpc-js has no such setting,
- * so Node's own `maxConnections` is set on the HTTP/2 servers grpc-js made for the port.
+ * sockets cannot take the descriptors and memory the process needs; past it, one with no call open
+ * is closed to make room (see ConnectionRoom). grpc-js has no such setting: the room watches the
+ * HTTP/2 servers grpc-js made for the port.
  */
 export async function listen(
   server: Server,
@@ -82,17 +84,17 @@ export async function listen(
       closeWhenHalfOpen(socket, graceMs),
     );
     http2Server.on('connection', (socket: Socket) => track(server, socket));
-    http2Server.maxConnections = limit.maxConnections;
     const { log, maxConnections } = limit;
-    if (log) {
-      http2Server.on('drop', () =>
-        limiterOf(log).warn(
-          'grpc-connection-limit',
-          { event: 'connection-limit', maxConnections },
-          'connection limit reached: new connections to the gRPC port are closed',
-        ),
+    new ConnectionRoom(http2Server, maxConnections, (action) => {
+      if (!log) return;
+      limiterOf(log).warn(
+        `grpc-connection-limit ${action}`,
+        { event: 'connection-limit', action, maxConnections },
+        action === 'evicted'
+          ? 'connection limit reached: closed a connection with no call open to make room'
+          : 'connection limit reached with a call open on every connection: the new connection was closed',
       );
-    }
+    });
   }
   return bound;
 }

@@ -28,10 +28,14 @@ import { backendsOf } from '../services/support/backends.js';
 // long one may stay without a call (grpc.max_connection_idle_ms), on a bare server, a service and
 // the distributor.
 
-/** A socket to `port` that sends nothing, and a promise of its close. */
-function silentSocket(port: number): { socket: Socket; closed: Promise<void> } {
+/**
+ * A socket to `port` that sends nothing, and a promise of its close. It reads nothing either unless
+ * `reading`: a socket that reads nothing does not see the server close its side.
+ */
+function silentSocket(port: number, reading = false): { socket: Socket; closed: Promise<void> } {
   const socket = connect(port, '127.0.0.1');
   socket.on('error', () => {});
+  if (reading) socket.resume();
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   return { socket, closed };
 }
@@ -105,33 +109,150 @@ describe('connections to a gRPC port', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  it('past maxConnections, a new connection is closed as soon as it is accepted, once logged; room comes back as they close', async () => {
+  /** A server with the health service on `maxConnections`, logging into `lines`. */
+  async function roomedServer(
+    maxConnections: number,
+    lines: Record<string, unknown>[],
+    credentials?: ReturnType<typeof serverCredentials>,
+  ): Promise<number> {
     const server = new Server();
     new HealthImplementation({ '': 'SERVING' }).addToServer(server);
-    const lines: Record<string, unknown>[] = [];
-    const port = await listen(server, '127.0.0.1', 0, undefined, { maxConnections: 3, log: lineLog(lines) });
+    const port = await listen(server, '127.0.0.1', 0, credentials, { maxConnections, log: lineLog(lines) });
     cleanups.push(() => shutdown(server, 100));
-    const held = [silentSocket(port), silentSocket(port), silentSocket(port)];
+    return port;
+  }
+
+  /** An HTTP/2 connection of its own that makes health calls by hand. */
+  function rawClient(port: number, ca?: Buffer) {
+    // Over TLS, trust is not what is tested: the certificate's name is not checked.
+    const session = ca
+      ? connectHttp2(`https://127.0.0.1:${port}`, { ca, checkServerIdentity: () => undefined })
+      : connectHttp2(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+    cleanups.push(() => void session.destroy());
+    const call = (method: 'Check' | 'Watch') => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': `/grpc.health.v1.Health/${method}`,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      stream.on('error', () => {});
+      // An empty HealthCheckRequest, then the client's half of the call ends.
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      const firstAnswer = new Promise<void>((resolve) => stream.once('data', () => resolve()));
+      const ended = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      return { firstAnswer, ended };
+    };
+    return { session, closed, call };
+  }
+
+  it('past maxConnections, a connection that never called is closed to make room, the oldest first, and a client that calls gets in; logged once', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const port = await roomedServer(3, lines);
+    const held = [silentSocket(port, true), silentSocket(port, true), silentSocket(port, true)];
     cleanups.push(() => {
       for (const { socket } of held) socket.destroy();
     });
-    await Promise.all(held.map(({ socket }) => new Promise((resolve) => socket.once('connect', resolve))));
-    const extra = [silentSocket(port), silentSocket(port)];
-    await Promise.all(extra.map(({ closed }) => closed));
-    await expect(checkHealth(`127.0.0.1:${port}`)).rejects.toThrow(/UNAVAILABLE|DEADLINE_EXCEEDED/);
+    for (const { socket } of held) await new Promise((resolve) => socket.once('connect', resolve));
+    expect(await checkHealth(`127.0.0.1:${port}`)).toBe('SERVING');
+    expect(await within(held[0]!.closed, 5_000)).toBeUndefined();
+    expect(await within(held[1]!.closed, 100)).toBe('not yet');
+    // Two more that never call: whether the health client's connection is still open or not, the
+    // oldest of the first ones goes next.
+    const more = [silentSocket(port, true), silentSocket(port, true)];
+    cleanups.push(() => {
+      for (const { socket } of more) socket.destroy();
+    });
+    expect(await within(held[1]!.closed, 5_000)).toBeUndefined();
     expect(lines.filter((line) => line.event === 'connection-limit')).toEqual([
       expect.objectContaining({
         level: 40,
         maxConnections: 3,
-        msg: 'connection limit reached: new connections to the gRPC port are closed',
+        action: 'evicted',
+        msg: 'connection limit reached: closed a connection with no call open to make room',
       }),
     ]);
-    expect(await within(held[0]!.closed, 100)).toBe('not yet');
-    for (const { socket } of held) socket.destroy();
+  });
+
+  it('a connection that never called goes before one that called; of those that called, the one idle longest', async () => {
+    const port = await roomedServer(3, []);
+    const first = rawClient(port);
+    await first.call('Check').ended;
+    const second = rawClient(port);
+    await second.call('Check').ended;
+    const silent = silentSocket(port, true);
+    await new Promise((resolve) => silent.socket.once('connect', resolve));
+    // Full: the silent socket goes, though both clients have been idle longer.
+    const third = rawClient(port);
+    await third.call('Check').ended;
+    expect(await within(silent.closed, 5_000)).toBeUndefined();
+    expect(await within(first.closed, 100)).toBe('not yet');
+    // Full again, every one has called: the first client, idle the longest, goes.
+    const fourth = rawClient(port);
+    await fourth.call('Check').ended;
+    expect(await within(first.closed, 5_000)).toBeUndefined();
+    expect(await within(second.closed, 100)).toBe('not yet');
+  });
+
+  it('a connection with a call open is never closed for room: when every one has a call open, the new one is closed, once logged', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const port = await roomedServer(2, lines);
+    const watchers = [rawClient(port), rawClient(port)];
+    // Health Watch streams stay open: each connection has a call open.
+    await Promise.all(watchers.map((watcher) => watcher.call('Watch').firstAnswer));
+    const late = [silentSocket(port, true), silentSocket(port, true)];
+    await Promise.all(late.map(({ closed }) => closed));
+    await expect(checkHealth(`127.0.0.1:${port}`)).rejects.toThrow(/UNAVAILABLE|DEADLINE_EXCEEDED/);
+    for (const watcher of watchers) expect(await within(watcher.closed, 50)).toBe('not yet');
+    expect(lines.filter((line) => line.event === 'connection-limit')).toEqual([
+      expect.objectContaining({
+        level: 40,
+        action: 'refused',
+        msg: 'connection limit reached with a call open on every connection: the new connection was closed',
+      }),
+    ]);
+    // A call that ends makes its connection one that can go.
+    watchers[0]!.session.destroy();
     await vi.waitFor(async () => expect(await checkHealth(`127.0.0.1:${port}`)).toBe('SERVING'), {
       timeout: 10_000,
       interval: 100,
     });
+  });
+
+  it('forty connections at once leave the room at its size, and a client that calls is served', async () => {
+    const server = new Server();
+    new HealthImplementation({ '': 'SERVING' }).addToServer(server);
+    const port = await listen(server, '127.0.0.1', 0, undefined, { maxConnections: 5 });
+    cleanups.push(() => shutdown(server, 100));
+    const sockets = Array.from({ length: 5 }, () => silentSocket(port, true));
+    await Promise.all(sockets.map(({ socket }) => new Promise((resolve) => socket.once('connect', resolve))));
+    sockets.push(...Array.from({ length: 40 }, () => silentSocket(port, true)));
+    cleanups.push(() => {
+      for (const { socket } of sockets) socket.destroy();
+    });
+    const [http2Server] = http2ServersOf(server);
+    const open = (): Promise<number> =>
+      new Promise((resolve, reject) =>
+        http2Server!.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+      );
+    await vi.waitFor(async () => expect(await open()).toBe(5), { timeout: 5_000, interval: 50 });
+    let stillOpen = 0;
+    for (const { closed } of sockets) if ((await within(closed, 0)) === 'not yet') stillOpen++;
+    expect(stillOpen).toBe(5);
+    expect(await checkHealth(`127.0.0.1:${port}`)).toBe('SERVING');
+  });
+
+  it('over TLS, a connection that never finished its handshake is closed to make room', async () => {
+    const { certFile, keyFile } = pki().files('goods');
+    const port = await roomedServer(1, [], serverCredentials({ certFile, keyFile }));
+    const silent = silentSocket(port, true);
+    await new Promise((resolve) => silent.socket.once('connect', resolve));
+    const client = rawClient(port, readFileSync(pki().caFile));
+    await client.call('Check').ended;
+    expect(await within(silent.closed, 5_000)).toBeUndefined();
+    expect(await within(client.closed, 100)).toBe('not yet');
   });
 
   it.each(['plaintext', 'TLS'])(
@@ -210,7 +331,7 @@ describe('connections to a gRPC port', () => {
   );
 
   it.each(Object.entries(factories))(
-    '%s takes at most --max-connections, and closes a connection that makes no call for maxConnectionIdleMs',
+    '%s closes a connection that makes no call for maxConnectionIdleMs, and one that never called to keep --max-connections',
     async (_name, start) => {
       const lines: Record<string, unknown>[] = [];
       const { port, stop } = await start({
@@ -225,14 +346,20 @@ describe('connections to a gRPC port', () => {
       const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
       cleanups.push(() => void idle.destroy());
       await new Promise((resolve) => idle.once('connect', resolve));
-      const second = silentSocket(port);
-      cleanups.push(() => void second.socket.destroy());
-      await new Promise((resolve) => second.socket.once('connect', resolve));
-      const third = silentSocket(port);
-      cleanups.push(() => void third.socket.destroy());
-      expect(await within(third.closed, 5_000)).toBeUndefined();
-      expect(lines.filter((line) => line.event === 'connection-limit')).toHaveLength(1);
       expect(await within(idleClosed, 5_000)).toBeUndefined();
+      const [first, second, third] = [
+        silentSocket(port, true),
+        silentSocket(port, true),
+        silentSocket(port, true),
+      ];
+      cleanups.push(() => {
+        for (const { socket } of [first, second, third]) socket.destroy();
+      });
+      expect(await within(first.closed, 5_000)).toBeUndefined();
+      expect(await within(second.closed, 100)).toBe('not yet');
+      expect(lines.filter((line) => line.event === 'connection-limit')).toEqual([
+        expect.objectContaining({ action: 'evicted', maxConnections: 2 }),
+      ]);
     },
   );
 });

@@ -1,0 +1,133 @@
+import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
+
+/** One connection to a gRPC port, as its room sees it. */
+interface Connection {
+  readonly socket: Socket;
+  /** The peer's address and port, by which its HTTP/2 session is found. */
+  readonly peer: string | undefined;
+  /** Its HTTP/2 session, once there is one: on a plaintext port it has taken the socket over. */
+  session: ServerHttp2Session | undefined;
+  /** Calls (HTTP/2 streams) open on it now. */
+  openCalls: number;
+  /** Whether a call was ever made on it. */
+  called: boolean;
+  /** Closed, or being closed: no longer counted. */
+  gone: boolean;
+}
+
+/**
+ * What was closed to keep the room, named as the gateway's connection limit names it: a connection
+ * with no call open ("evicted"), or the one that just came ("refused").
+ */
+export type RoomKept = 'evicted' | 'refused';
+
+/**
+ * Keeps at most `max` connections open on one of the HTTP/2 servers grpc-js makes for a port. When
+ * a connection comes past it, one is closed to make room: first one that never made a call (a
+ * silent socket, a TLS handshake never finished, a client that only answers pings), the oldest
+ * first; else the one idle longest since its last call ended; a connection with a call open is
+ * never closed for room, so when every one has a call open, the new connection is closed. A flood
+ * of sockets that never call then pushes out each other and idle connections, and a client that
+ * calls still gets in (before, Node's own maxConnections closed every new connection once the port
+ * was full, the clients that call included).
+ *
+ * Calls are counted on each HTTP/2 session's streams; a session is matched to the socket it came on
+ * by the peer's address and port, the same on a TLS socket as on the TCP socket under it.
+ */
+export class ConnectionRoom {
+  readonly #max: number;
+  readonly #onKept: (kept: RoomKept) => void;
+  readonly #bySocket = new WeakMap<Socket, Connection>();
+  readonly #byPeer = new Map<string, Connection>();
+  /** Open connections that never made a call, oldest first. */
+  readonly #neverCalled = new Set<Connection>();
+  /** Open connections that made calls and have none open now, longest idle first. */
+  readonly #idle = new Set<Connection>();
+  /** Connections open and not being closed. */
+  #open = 0;
+
+  constructor(server: Http2Server | Http2SecureServer, max: number, onKept: (kept: RoomKept) => void) {
+    this.#max = max;
+    this.#onKept = onKept;
+    // Known before Node makes its session of it (in its own 'connection' listener), made room for
+    // after: a socket destroyed before Node has seen it would be handed to a session all the same.
+    server.prependListener('connection', (socket: Socket) => this.#accept(socket));
+    server.on('connection', (socket: Socket) => this.#makeRoom(socket));
+    server.on('session', (session: ServerHttp2Session) => this.#follow(session));
+  }
+
+  #accept(socket: Socket): void {
+    const connection: Connection = {
+      socket,
+      peer: peerOf(socket),
+      session: undefined,
+      openCalls: 0,
+      called: false,
+      gone: false,
+    };
+    this.#open++;
+    this.#bySocket.set(socket, connection);
+    if (connection.peer !== undefined) this.#byPeer.set(connection.peer, connection);
+    this.#neverCalled.add(connection);
+    socket.once('close', () => this.#forget(connection));
+  }
+
+  #makeRoom(socket: Socket): void {
+    const connection = this.#bySocket.get(socket);
+    if (!connection || connection.gone || this.#open <= this.#max) return;
+    const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
+    this.#close(victim ?? connection);
+    this.#onKept(victim ? 'evicted' : 'refused');
+  }
+
+  #follow(session: ServerHttp2Session): void {
+    const peer = peerOf(session.socket);
+    const connection = peer === undefined ? undefined : this.#byPeer.get(peer);
+    if (!connection || connection.gone) return;
+    connection.session = session;
+    session.on('stream', (stream) => {
+      connection.openCalls++;
+      connection.called = true;
+      this.#neverCalled.delete(connection);
+      this.#idle.delete(connection);
+      stream.once('close', () => {
+        connection.openCalls--;
+        // Re-added at the end: the order is how long each has been idle.
+        if (connection.openCalls === 0 && !connection.gone) this.#idle.add(connection);
+      });
+    });
+  }
+
+  /** Closes a connection, through its session when it has one (which owns a plaintext socket). */
+  #close(connection: Connection): void {
+    // Forgotten at once: connections that come in the same turn must find other room.
+    this.#forget(connection);
+    connection.session?.destroy();
+    connection.socket.destroy();
+  }
+
+  #forget(connection: Connection): void {
+    if (connection.gone) return;
+    connection.gone = true;
+    this.#open--;
+    if (connection.peer !== undefined && this.#byPeer.get(connection.peer) === connection) {
+      this.#byPeer.delete(connection.peer);
+    }
+    this.#neverCalled.delete(connection);
+    this.#idle.delete(connection);
+  }
+}
+
+function peerOf(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>): string | undefined {
+  const { remoteAddress, remotePort } = socket;
+  return remoteAddress === undefined || remotePort === undefined
+    ? undefined
+    : `${remoteAddress}|${remotePort}`;
+}
+
+/** The first connection of `set` other than `except`. */
+function first(set: ReadonlySet<Connection>, except: Connection): Connection | undefined {
+  for (const connection of set) if (connection !== except) return connection;
+  return undefined;
+}
