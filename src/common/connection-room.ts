@@ -4,14 +4,12 @@ import type { Socket } from 'node:net';
 /** One connection to a gRPC port, as its room sees it. */
 interface Connection {
   readonly socket: Socket;
-  /** The peer's address and port, by which its HTTP/2 session is found. */
+  /** Both ends' addresses and ports, by which its HTTP/2 session is found. */
   readonly peer: string | undefined;
   /** Its HTTP/2 session, once there is one: on a plaintext port it has taken the socket over. */
   session: ServerHttp2Session | undefined;
   /** Calls (HTTP/2 streams) open on it now. */
   openCalls: number;
-  /** Whether a call was ever made on it. */
-  called: boolean;
   /** Closed, or being closed: no longer counted. */
   gone: boolean;
 }
@@ -33,7 +31,8 @@ export type RoomKept = 'evicted' | 'refused';
  * was full, the clients that call included).
  *
  * Calls are counted on each HTTP/2 session's streams; a session is matched to the socket it came on
- * by the peer's address and port, the same on a TLS socket as on the TCP socket under it.
+ * by both ends' addresses and ports, the same on a TLS socket as on the TCP socket under it (on a
+ * port bound to a wildcard address, one peer address and port may reach two local addresses).
  */
 export class ConnectionRoom {
   readonly #max: number;
@@ -63,7 +62,6 @@ export class ConnectionRoom {
       peer: peerOf(socket),
       session: undefined,
       openCalls: 0,
-      called: false,
       gone: false,
     };
     this.#open++;
@@ -75,7 +73,7 @@ export class ConnectionRoom {
 
   #makeRoom(socket: Socket): void {
     const connection = this.#bySocket.get(socket);
-    if (!connection || connection.gone || this.#open <= this.#max) return;
+    if (!connection || connection.gone || socket.destroyed || this.#open <= this.#max) return;
     const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
     this.#close(victim ?? connection);
     this.#onKept(victim ? 'evicted' : 'refused');
@@ -88,7 +86,6 @@ export class ConnectionRoom {
     connection.session = session;
     session.on('stream', (stream) => {
       connection.openCalls++;
-      connection.called = true;
       this.#neverCalled.delete(connection);
       this.#idle.delete(connection);
       stream.once('close', () => {
@@ -119,11 +116,12 @@ export class ConnectionRoom {
   }
 }
 
-function peerOf(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>): string | undefined {
-  const { remoteAddress, remotePort } = socket;
-  return remoteAddress === undefined || remotePort === undefined
-    ? undefined
-    : `${remoteAddress}|${remotePort}`;
+function peerOf(
+  socket: Pick<Socket, 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort'>,
+): string | undefined {
+  const { remoteAddress, remotePort, localAddress, localPort } = socket;
+  if (remoteAddress === undefined || remotePort === undefined) return undefined;
+  return `${remoteAddress}|${remotePort}|${localAddress}|${localPort}`;
 }
 
 /** The first connection of `set` other than `except`. */

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { formatHostPort } from './config.js';
-import { ConnectionRoom } from './connection-room.js';
+import { ConnectionRoom, type RoomKept } from './connection-room.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { defaultMaxConnections } from './max-connections.js';
@@ -85,7 +85,7 @@ export async function listen(
     );
     http2Server.on('connection', (socket: Socket) => track(server, socket));
     const { log, maxConnections } = limit;
-    new ConnectionRoom(http2Server, maxConnections, (action) => {
+    const told = (action: RoomKept): void => {
       if (!log) return;
       limiterOf(log).warn(
         `grpc-connection-limit ${action}`,
@@ -94,7 +94,12 @@ export async function listen(
           ? 'connection limit reached: closed a connection with no call open to make room'
           : 'connection limit reached with a call open on every connection: the new connection was closed',
       );
-    });
+    };
+    new ConnectionRoom(http2Server, maxConnections, told);
+    // A hard stop one past the room, should its count ever be wrong: Node closes what comes past
+    // it before anyone sees it. The room keeps the count at the limit, closing synchronously.
+    http2Server.maxConnections = maxConnections + 1;
+    http2Server.on('drop', () => told('refused'));
   }
   return bound;
 }

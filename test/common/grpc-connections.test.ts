@@ -1,6 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as connectHttp2 } from 'node:http2';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectTls } from 'node:tls';
@@ -123,10 +123,14 @@ describe('connections to a gRPC port', () => {
   }
 
   /** An HTTP/2 connection of its own that makes health calls by hand. */
-  function rawClient(port: number, ca?: Buffer) {
+  function rawClient(port: number, ca?: Buffer, over?: Socket) {
     // Over TLS, trust is not what is tested: the certificate's name is not checked.
+    const tls = { ca, checkServerIdentity: () => undefined, ALPNProtocols: ['h2'] };
     const session = ca
-      ? connectHttp2(`https://127.0.0.1:${port}`, { ca, checkServerIdentity: () => undefined })
+      ? connectHttp2(`https://127.0.0.1:${port}`, {
+          ...tls,
+          ...(over ? { createConnection: () => connectTls({ ...tls, socket: over }) } : {}),
+        })
       : connectHttp2(`http://127.0.0.1:${port}`);
     session.on('error', () => {});
     const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
@@ -219,6 +223,39 @@ describe('connections to a gRPC port', () => {
       timeout: 10_000,
       interval: 100,
     });
+  });
+
+  it('on a TLS port bound to every address, one peer address and port reaching two local addresses are two connections', async () => {
+    const { certFile, keyFile } = pki().files('goods');
+    const server = new Server();
+    new HealthImplementation({ '': 'SERVING' }).addToServer(server);
+    const port = await listen(server, '0.0.0.0', 0, serverCredentials({ certFile, keyFile }), {
+      maxConnections: 2,
+    });
+    cleanups.push(() => shutdown(server, 100));
+    // Two TCP connections from the same address and port, to 127.0.0.1 and to 127.0.0.2.
+    const localPort = await new Promise<number>((resolve) => {
+      // A port free on 127.0.0.1: one a listener got, closed before it accepted anything.
+      const listener = createNetServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = listener.address() as { port: number };
+        listener.close(() => resolve(free));
+      });
+    });
+    const raws = ['127.0.0.1', '127.0.0.2'].map((host) => {
+      const raw = connect({ host, port, localAddress: '127.0.0.1', localPort });
+      raw.on('error', () => {});
+      return raw;
+    });
+    await Promise.all(raws.map((raw) => new Promise((resolve) => raw.once('connect', resolve))));
+    const ca = readFileSync(pki().caFile);
+    const [watching, idle] = raws.map((raw) => rawClient(port, ca, raw));
+    await watching!.call('Watch').firstAnswer;
+    await idle!.call('Check').ended;
+    // Full: the idle one goes (it called once), never the one with its Watch open.
+    const third = rawClient(port, ca);
+    await third.call('Check').ended;
+    expect(await within(idle!.closed, 5_000)).toBeUndefined();
+    expect(await within(watching!.closed, 100)).toBe('not yet');
   });
 
   it('forty connections at once leave the room at its size, and a client that calls is served', async () => {
