@@ -75,6 +75,13 @@ export const GATEWAY_SETTINGS = {
     help: "how long a connection may hold answers its client takes nothing of (more than the socket's buffer waiting, no write completing) before it is closed, in ms",
     parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
   }),
+  answerBudgetBytes: setting({
+    flag: 'answer-budget',
+    env: 'GATEWAY_ANSWER_BUDGET',
+    default: '64MiB',
+    help: 'bytes of answers held at once for clients that have not taken them, over all connections; past it the connections holding the most are closed',
+    parse: parseByteSize,
+  }),
   restartGraceMs: setting({
     flag: 'restart-grace-ms',
     env: 'GATEWAY_RESTART_GRACE_MS',
@@ -127,6 +134,7 @@ export interface GatewayConfig {
   readonly maxPipelined: number;
   /** Request body bytes held at once over all connections. */
   readonly bodyBudgetBytes: number;
+  readonly answerBudgetBytes: number;
   /** Lists longer than a page streamed at once. */
   readonly maxStreamedLists: number;
   /** How long a connection may hold answers its client takes nothing of. */
@@ -170,6 +178,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     maxConnections: values.maxConnections,
     maxPipelined: values.maxPipelined,
     bodyBudgetBytes: values.bodyBudgetBytes,
+    answerBudgetBytes: values.answerBudgetBytes,
     maxStreamedLists: values.maxStreamedLists,
     unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
     restartGraceMs: values.restartGraceMs,

@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
@@ -14,6 +14,10 @@ export class Connection {
   unreadSince: number | undefined;
   /** The bytes whose writes had completed when the socket was last seen holding too much. */
   bytesPassedOn = 0;
+  /** Bytes of answers made for it and not yet all taken by the kernel (see ConnectionTracker.holdAnswer). */
+  heldAnswerBytes = 0;
+  /** Closed: what its answers held was released with it. */
+  gone = false;
   #whenIdle: (() => void) | undefined;
 
   constructor(
@@ -39,6 +43,12 @@ export class Connection {
   }
 }
 
+/** Where the bytes of answers waiting for their clients are counted (see ConnectionTracker.holdAnswer). */
+export interface AnswerLedger {
+  holdAnswer(response: ServerResponse, bytes: number): void;
+  releaseAnswer(response: ServerResponse, bytes: number): void;
+}
+
 /** Options of {@link ConnectionTracker}. */
 export interface ConnectionTrackerOptions {
   /** How long a new connection may stay silent before its first request (then it is closed). */
@@ -57,6 +67,13 @@ export interface ConnectionTrackerOptions {
   unreadAnswerTimeoutMs?: number;
   /** Told of every connection closed for answers left unread. */
   onUnreadAnswer?: () => void;
+  /**
+   * Bytes of answers held at once for clients that have not taken them, over every connection
+   * (none: no limit); past it, the connections holding the most are closed (see holdAnswer).
+   */
+  answerBudgetBytes?: number;
+  /** Told how many connections were closed to bring the answers held back under the budget. */
+  onAnswerBudget?: (closed: number) => void;
 }
 
 /** How long a refused connection may take to send the request it is answered 503 to. */
@@ -90,9 +107,14 @@ export function refusalRoom(maxConnections: number): number {
  *   taken all of it, so a client slow enough to take longer than that over one write is cut off
  *   too: long answers are written 64 KiB at a time for that reason (sliced-write.ts); a page of a
  *   long list is one write, and has PageStreamer's own shorter limit.
+ * - The answers held for clients that have not taken them are bounded in total, not only in time:
+ *   past `answerBudgetBytes` over every connection, the connections holding the most are closed
+ *   until the rest fits. A client that reads a little now and then keeps its connection within
+ *   `unreadAnswerTimeoutMs`, and sixteen pipelined answers of 1 MiB each on every connection would
+ *   hold gigabytes.
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
-export class ConnectionTracker {
+export class ConnectionTracker implements AnswerLedger {
   readonly #connections = new Map<Socket, Connection>();
   /** Served connections with no request in flight, the longest idle first. */
   readonly #idle = new Map<Socket, Connection>();
@@ -101,6 +123,12 @@ export class ConnectionTracker {
   readonly #onLimit: (action: 'evicted' | 'refused') => void;
   readonly #unreadAnswerTimeoutMs: number | undefined;
   readonly #onUnreadAnswer: () => void;
+  readonly #answerBudgetBytes: number;
+  readonly #onAnswerBudget: (closed: number) => void;
+  /** What each answer holds, until its response closes: by response, with its connection. */
+  readonly #heldBy = new WeakMap<ServerResponse, { connection: Connection; bytes: number }>();
+  #heldAnswerBytes = 0;
+  #budgetCheckDue = false;
   #served = 0;
 
   constructor(server: Server | HttpsServer, options: ConnectionTrackerOptions) {
@@ -110,6 +138,8 @@ export class ConnectionTracker {
     this.#onLimit = options.onLimit ?? (() => {});
     this.#unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs;
     this.#onUnreadAnswer = options.onUnreadAnswer ?? (() => {});
+    this.#answerBudgetBytes = options.answerBudgetBytes ?? Number.POSITIVE_INFINITY;
+    this.#onAnswerBudget = options.onAnswerBudget ?? (() => {});
     if (Number.isFinite(limit)) server.maxConnections = limit;
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
@@ -151,6 +181,49 @@ export class ConnectionTracker {
   /** Whether a request arrived on a connection opened past the limit (answer 503 and close). */
   isRefused(request: IncomingMessage): boolean {
     return this.#connections.get(request.socket)?.refused === true;
+  }
+
+  /** Bytes of answers held now for clients that have not taken them, over every connection. */
+  get heldAnswerBytes(): number {
+    return this.#heldAnswerBytes;
+  }
+
+  /**
+   * Counts `bytes` of an answer (a body, a page of a list) as held for its client until
+   * releaseAnswer(), or until answerClosed() when its response closes; past the budget, the
+   * connections holding the most are closed, once this turn is over.
+   */
+  holdAnswer(response: ServerResponse, bytes: number): void {
+    const connection = this.#connections.get(response.req.socket);
+    if (!connection || bytes <= 0) return;
+    const held = this.#heldBy.get(response);
+    if (held) held.bytes += bytes;
+    else this.#heldBy.set(response, { connection, bytes });
+    connection.heldAnswerBytes += bytes;
+    this.#heldAnswerBytes += bytes;
+    if (this.#heldAnswerBytes > this.#answerBudgetBytes && !this.#budgetCheckDue) {
+      this.#budgetCheckDue = true;
+      setImmediate(() => this.#keepAnswerBudget());
+    }
+  }
+
+  /** Counts `bytes` of a response's answer as taken (a page of a list, all written). */
+  releaseAnswer(response: ServerResponse, bytes: number): void {
+    const held = this.#heldBy.get(response);
+    if (!held) return;
+    const released = Math.min(bytes, held.bytes);
+    held.bytes -= released;
+    if (held.connection.gone) return;
+    held.connection.heldAnswerBytes -= released;
+    this.#heldAnswerBytes -= released;
+  }
+
+  /** Counts what a response still held as released: it has finished, or its client left. */
+  answerClosed(response: ServerResponse): void {
+    const held = this.#heldBy.get(response);
+    if (!held) return;
+    this.releaseAnswer(response, held.bytes);
+    this.#heldBy.delete(response);
   }
 
   /** Closes every connection that has no request in flight (keep-alive and silent ones alike). */
@@ -212,9 +285,37 @@ export class ConnectionTracker {
     }
   }
 
+  /** Closes the connections holding the most answers until what the others hold fits the budget. */
+  #keepAnswerBudget(): void {
+    this.#budgetCheckDue = false;
+    let held = this.#heldAnswerBytes;
+    const holders: Connection[] = [];
+    for (const connection of this.#connections.values()) {
+      if (connection.heldAnswerBytes <= 0) continue;
+      // Already closing: what it holds is about to be released.
+      if (connection.socket.destroyed) held -= connection.heldAnswerBytes;
+      else holders.push(connection);
+    }
+    if (held <= this.#answerBudgetBytes) return;
+    holders.sort((a, b) => b.heldAnswerBytes - a.heldAnswerBytes);
+    let closed = 0;
+    for (const connection of holders) {
+      if (held <= this.#answerBudgetBytes) break;
+      // Its answers are released as their responses close, after this turn.
+      held -= connection.heldAnswerBytes;
+      connection.socket.destroy();
+      closed++;
+    }
+    if (closed > 0) this.#onAnswerBudget(closed);
+  }
+
   /** Forgets a connection at once (its socket's 'close' comes later), destroying it if evicted. */
   #close(connection: Connection, reason: 'evicted' | 'closed'): void {
     clearTimeout(connection.firstRequestTimer);
+    // Released with it: answers queued behind a pipelined one never see their response close.
+    connection.gone = true;
+    this.#heldAnswerBytes -= connection.heldAnswerBytes;
+    connection.heldAnswerBytes = 0;
     this.#connections.delete(connection.socket);
     this.#idle.delete(connection.socket);
     if (!connection.refused) this.#served--;

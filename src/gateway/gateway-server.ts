@@ -91,6 +91,11 @@ export interface GatewayOptions {
    * more than its socket's buffer is waiting) before it is closed. Default 30000.
    */
   unreadAnswerTimeoutMs?: number;
+  /**
+   * Bytes of answers held at once for clients that have not taken them, over every connection:
+   * past it, the connections holding the most are closed (see ConnectionTracker). Default 64 MiB.
+   */
+  answerBudgetBytes?: number;
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s. */
   stopGraceMs?: number;
   /** gRPC keepalive of the channels to services and to the distributor. */
@@ -139,6 +144,8 @@ export interface Gateway {
    * says the distributor refused the gateway for good, so that it will never learn a route.
    */
   readonly registration: RegistrationClient | undefined;
+  /** Bytes of answers held now for clients that have not taken them (see answerBudgetBytes). */
+  readonly heldAnswerBytes: number;
 }
 
 const MIB = 1024 * 1024;
@@ -240,6 +247,11 @@ class GatewayServer implements Gateway {
       deadlineMs: this.#deadlineMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#stopping,
+      // The tracker is made below, with the server: asked for only once requests come.
+      answers: {
+        holdAnswer: (response, bytes) => this.#connections.holdAnswer(response, bytes),
+        releaseAnswer: (response, bytes) => this.#connections.releaseAnswer(response, bytes),
+      },
       answer: (exchange, httpStatus, body, retryAfter) =>
         this.#answer(exchange, httpStatus, body, retryAfter),
       answerError: (exchange, error) => this.#answerError(exchange, error),
@@ -277,6 +289,7 @@ class GatewayServer implements Gateway {
     }
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
     const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? 30_000;
+    const answerBudgetBytes = options.answerBudgetBytes ?? 64 * MIB;
     this.#connections = new ConnectionTracker(this.#server, {
       firstRequestTimeoutMs: headersTimeout,
       maxConnections,
@@ -289,6 +302,13 @@ class GatewayServer implements Gateway {
             : 'connection limit reached with every connection busy: new connections are answered 503',
         ),
       unreadAnswerTimeoutMs,
+      answerBudgetBytes,
+      onAnswerBudget: (closed) =>
+        limiterOf(this.#log).warn(
+          'answer-budget',
+          { event: 'answer-budget', closed, answerBudgetBytes },
+          'answers held for clients that do not take them passed the budget: closed the connections holding the most',
+        ),
       onUnreadAnswer: () =>
         limiterOf(this.#log).warn(
           'unread-answer',
@@ -329,6 +349,10 @@ class GatewayServer implements Gateway {
 
   get registration(): RegistrationClient | undefined {
     return this.#registration;
+  }
+
+  get heldAnswerBytes(): number {
+    return this.#connections.heldAnswerBytes;
   }
 
   routes(): RouteInfo[] {
@@ -459,6 +483,7 @@ class GatewayServer implements Gateway {
     response.once('close', () => {
       telemetry.closed(response);
       connection?.requestEnded();
+      this.#connections.answerClosed(response);
       if (routed === undefined || response.writableFinished) return;
       // The client left before its answer: nobody to answer, so stop the upstream work too.
       routed.gone = true;
@@ -497,6 +522,7 @@ class GatewayServer implements Gateway {
       pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#stopping) headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
+      if (method !== 'HEAD') this.#connections.holdAnswer(response, answer.body.length);
       response.end(method === 'HEAD' ? undefined : answer.body);
       return;
     }
@@ -738,6 +764,7 @@ class GatewayServer implements Gateway {
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
+    this.#connections.holdAnswer(response, body.length);
     endInSlices(response, body);
   }
 

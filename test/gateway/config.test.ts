@@ -24,6 +24,7 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       maxPipelined: 16,
       bodyBudgetBytes: 32 * 1024 * 1024,
+      answerBudgetBytes: 64 * 1024 * 1024,
       maxStreamedLists: 16,
       unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
@@ -52,6 +53,7 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       maxPipelined: 16,
       bodyBudgetBytes: 32 * 1024 * 1024,
+      answerBudgetBytes: 64 * 1024 * 1024,
       maxStreamedLists: 16,
       unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
@@ -76,6 +78,8 @@ describe('loadGatewayConfig', () => {
           '2',
           '--unread-answer-timeout-ms',
           '5000',
+          '--answer-budget',
+          '16MiB',
         ],
         {},
       ),
@@ -84,7 +88,9 @@ describe('loadGatewayConfig', () => {
       bodyBudgetBytes: 8 * 1024 * 1024,
       maxStreamedLists: 2,
       unreadAnswerTimeoutMs: 5000,
+      answerBudgetBytes: 16 * 1024 * 1024,
     });
+    expect(loadGatewayConfig([], { GATEWAY_ANSWER_BUDGET: '1024MiB' }).answerBudgetBytes).toBe(2 ** 30);
     expect(() => loadGatewayConfig([], { GATEWAY_MAX_STREAMED_LISTS: '0' })).toThrow(ConfigError);
     expect(() => loadGatewayConfig([], { GATEWAY_UNREAD_ANSWER_TIMEOUT_MS: '10' })).toThrow(ConfigError);
   });

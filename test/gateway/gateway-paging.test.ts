@@ -338,6 +338,91 @@ describe('the gateway following pages', () => {
     expect(goods.calls.length).toBe(16);
   });
 
+  it('answers held for clients that take nothing are bounded in total: past the budget the connection holding the most is closed', async () => {
+    // One page of about 1 MB per answer, sixteen pipelined: more than loopback's buffers take (they
+    // hold several MB) by more than the budget. The time limit far off, so that only the budget acts.
+    await startPagingGoods(closer, distributor, goodsList(1_000, 1_000));
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(closer, distributor, {
+      log,
+      answerBudgetBytes: 2 * 1024 * 1024,
+      unreadAnswerTimeoutMs: 60_000,
+    });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    const hoarder = connect(started.port, '127.0.0.1');
+    hoarder.on('error', () => {});
+    const hoarderClosed = new Promise<void>((resolve) => hoarder.on('close', () => resolve()));
+    hoarder.pause();
+    hoarder.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16));
+    await vi.waitFor(
+      () =>
+        expect(lines.filter((line) => line.event === 'answer-budget')).toEqual([
+          expect.objectContaining({ level: 40, closed: 1, answerBudgetBytes: 2 * 1024 * 1024 }),
+        ]),
+      { timeout: 10_000, interval: 50 },
+    );
+    // A socket that reads nothing does not see its connection end: it reads now, and ends short.
+    let received = 0;
+    hoarder.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    hoarder.resume();
+    await hoarderClosed;
+    expect(received).toBeLessThan(16 * 1_000_000);
+    // A client that takes its answers is served, twice, under the same budget.
+    for (let round = 0; round < 2; round++) {
+      const answer = await get(started.port, '/goods?page_size=1000');
+      expect([answer.status, JSON.parse(answer.body).results.length]).toEqual([200, 1_000]);
+    }
+    expect(lines.filter((line) => line.event === 'answer-budget')).toHaveLength(1);
+    // Every answer counted is released once taken, or once its connection is gone.
+    await vi.waitFor(() => expect(started.gateway.heldAnswerBytes).toBe(0), { timeout: 5_000, interval: 20 });
+    // Taken on a connection that stays open: released all the same.
+    const keptOpen = connect(started.port, '127.0.0.1');
+    keptOpen.on('error', () => {});
+    closer.add(keptOpen, (socket) => void socket.destroy());
+    let taken = 0;
+    keptOpen.on('data', (chunk: Buffer) => {
+      taken += chunk.length;
+    });
+    keptOpen.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await vi.waitFor(() => expect(taken).toBeGreaterThan(1_000_000), { timeout: 5_000, interval: 20 });
+    await vi.waitFor(() => expect(started.gateway.heldAnswerBytes).toBe(0), { timeout: 5_000, interval: 20 });
+    expect(keptOpen.destroyed).toBe(false);
+  });
+
+  it('the pages of a streamed list are counted while they wait for the client, and released', async () => {
+    // Ten pages of about 1 MB: more than loopback's buffers take while the client reads nothing.
+    await startPagingGoods(closer, distributor, goodsList(10_000, 1_000));
+    const started = await startGateway(closer, distributor, { answerBudgetBytes: 64 * 1024 * 1024 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    const socket = connect(started.port, '127.0.0.1');
+    socket.on('error', () => {});
+    closer.add(socket, (open) => void open.destroy());
+    socket.pause();
+    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    // A page the client has not taken yet is held.
+    await vi.waitFor(() => expect(started.gateway.heldAnswerBytes).toBeGreaterThan(100_000), {
+      timeout: 5_000,
+      interval: 20,
+    });
+    let text = '';
+    let mostHeld = 0;
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      mostHeld = Math.max(mostHeld, started.gateway.heldAnswerBytes);
+    });
+    socket.resume();
+    await vi.waitFor(() => expect(text.endsWith(']}\r\n0\r\n\r\n')).toBe(true), {
+      timeout: 10_000,
+      interval: 20,
+    });
+    // A page is counted while it is written, not until the list ends: about one page at a time.
+    expect(mostHeld).toBeLessThan(2_500_000);
+    expect(started.gateway.heldAnswerBytes).toBe(0);
+  });
+
   it('a client that takes its answers slowly is not cut off', async () => {
     await startPagingGoods(closer, distributor, goodsList(2_000, 1_000));
     const port = await impatientGateway();
