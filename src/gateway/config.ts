@@ -79,8 +79,13 @@ export const GATEWAY_SETTINGS = {
     flag: 'answer-budget',
     env: 'GATEWAY_ANSWER_BUDGET',
     default: '64MiB',
-    help: 'bytes of answers held at once for clients that have not taken them, over all connections; past it the connections holding the most are closed',
-    parse: parseByteSize,
+    help: 'bytes of answers held at once for clients that have not taken them, over all connections (at least 1MiB); past it, connections whose answers have stood still for a second are closed, those holding the most first',
+    parse: (value, source) => {
+      const bytes = parseByteSize(value, source);
+      // Below one answer of a page of 1,000 rows, the budget would be past at every large answer.
+      if (bytes < 1024 ** 2) throw new ConfigError(`${source}: expected at least 1MiB, got "${value}"`);
+      return bytes;
+    },
   }),
   restartGraceMs: setting({
     flag: 'restart-grace-ms',

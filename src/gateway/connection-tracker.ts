@@ -18,6 +18,10 @@ export class Connection {
   heldAnswerBytes = 0;
   /** Closed: what its answers held was released with it. */
   gone = false;
+  /** When the kernel last took bytes of its answers, as the answer budget's checks saw it (ms). */
+  answersMovedAt: number | undefined;
+  /** The bytes the kernel had taken at that check. */
+  answersPassedOn = 0;
   #whenIdle: (() => void) | undefined;
 
   constructor(
@@ -74,6 +78,8 @@ export interface ConnectionTrackerOptions {
   answerBudgetBytes?: number;
   /** Told how many connections were closed to bring the answers held back under the budget. */
   onAnswerBudget?: (closed: number) => void;
+  /** How long a connection's answers must have stood still before the budget may close it (ms). Default 1000. */
+  answerStallMs?: number;
 }
 
 /** How long a refused connection may take to send the request it is answered 503 to. */
@@ -108,10 +114,12 @@ export function refusalRoom(maxConnections: number): number {
  *   too: long answers are written 64 KiB at a time for that reason (sliced-write.ts); a page of a
  *   long list is one write, and has PageStreamer's own shorter limit.
  * - The answers held for clients that have not taken them are bounded in total, not only in time:
- *   past `answerBudgetBytes` over every connection, the connections holding the most are closed
- *   until the rest fits. A client that reads a little now and then keeps its connection within
- *   `unreadAnswerTimeoutMs`, and sixteen pipelined answers of 1 MiB each on every connection would
- *   hold gigabytes.
+ *   past `answerBudgetBytes` over every connection, connections whose answers the kernel has taken
+ *   nothing of for `answerStallMs` are closed, those holding the most first, until the rest fits;
+ *   checked again every `answerStallMs` while the total stays over. A client that reads a little
+ *   now and then keeps its connection within `unreadAnswerTimeoutMs`, and sixteen pipelined answers
+ *   of 1 MiB each on every connection would hold gigabytes. Stalled, not largest: a client whose
+ *   large answer is being taken is not cut for the holdings of others that take nothing.
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
 export class ConnectionTracker implements AnswerLedger {
@@ -128,6 +136,9 @@ export class ConnectionTracker implements AnswerLedger {
   /** What each answer holds, until its response closes: by response, with its connection. */
   readonly #heldBy = new WeakMap<ServerResponse, { connection: Connection; bytes: number }>();
   #heldAnswerBytes = 0;
+  /** Connections holding answers now. */
+  readonly #holders = new Set<Connection>();
+  readonly #answerStallMs: number;
   #budgetCheckDue = false;
   #served = 0;
 
@@ -140,6 +151,7 @@ export class ConnectionTracker implements AnswerLedger {
     this.#onUnreadAnswer = options.onUnreadAnswer ?? (() => {});
     this.#answerBudgetBytes = options.answerBudgetBytes ?? Number.POSITIVE_INFINITY;
     this.#onAnswerBudget = options.onAnswerBudget ?? (() => {});
+    this.#answerStallMs = options.answerStallMs ?? 1_000;
     if (Number.isFinite(limit)) server.maxConnections = limit;
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
@@ -200,6 +212,7 @@ export class ConnectionTracker implements AnswerLedger {
     if (held) held.bytes += bytes;
     else this.#heldBy.set(response, { connection, bytes });
     connection.heldAnswerBytes += bytes;
+    this.#holders.add(connection);
     this.#heldAnswerBytes += bytes;
     if (this.#heldAnswerBytes > this.#answerBudgetBytes && !this.#budgetCheckDue) {
       this.#budgetCheckDue = true;
@@ -215,6 +228,10 @@ export class ConnectionTracker implements AnswerLedger {
     held.bytes -= released;
     if (held.connection.gone) return;
     held.connection.heldAnswerBytes -= released;
+    if (held.connection.heldAnswerBytes <= 0) {
+      this.#holders.delete(held.connection);
+      held.connection.answersMovedAt = undefined;
+    }
     this.#heldAnswerBytes -= released;
   }
 
@@ -285,28 +302,47 @@ export class ConnectionTracker implements AnswerLedger {
     }
   }
 
-  /** Closes the connections holding the most answers until what the others hold fits the budget. */
+  /**
+   * Closes connections whose answers have stood still for answerStallMs, those holding the most
+   * first, until what the others hold fits the budget; looks again after answerStallMs while the
+   * total is over it.
+   */
   #keepAnswerBudget(): void {
     this.#budgetCheckDue = false;
+    const now = performance.now();
     let held = this.#heldAnswerBytes;
-    const holders: Connection[] = [];
-    for (const connection of this.#connections.values()) {
-      if (connection.heldAnswerBytes <= 0) continue;
+    const stalled: Connection[] = [];
+    for (const connection of this.#holders) {
+      const { socket } = connection;
       // Already closing: what it holds is about to be released.
-      if (connection.socket.destroyed) held -= connection.heldAnswerBytes;
-      else holders.push(connection);
+      if (socket.destroyed) {
+        held -= connection.heldAnswerBytes;
+        continue;
+      }
+      // Written to the socket, less what is still buffered: what the kernel took.
+      const passedOn = socket.bytesWritten - socket.writableLength;
+      if (connection.answersMovedAt === undefined || passedOn !== connection.answersPassedOn) {
+        connection.answersMovedAt = now;
+        connection.answersPassedOn = passedOn;
+      } else if (now - connection.answersMovedAt >= this.#answerStallMs) {
+        stalled.push(connection);
+      }
     }
     if (held <= this.#answerBudgetBytes) return;
-    holders.sort((a, b) => b.heldAnswerBytes - a.heldAnswerBytes);
+    stalled.sort((a, b) => b.heldAnswerBytes - a.heldAnswerBytes);
     let closed = 0;
-    for (const connection of holders) {
+    for (const connection of stalled) {
       if (held <= this.#answerBudgetBytes) break;
-      // Its answers are released as their responses close, after this turn.
+      // Its answers are released as it is forgotten, once its socket has closed.
       held -= connection.heldAnswerBytes;
       connection.socket.destroy();
       closed++;
     }
     if (closed > 0) this.#onAnswerBudget(closed);
+    if (held > this.#answerBudgetBytes) {
+      this.#budgetCheckDue = true;
+      setTimeout(() => this.#keepAnswerBudget(), this.#answerStallMs).unref();
+    }
   }
 
   /** Forgets a connection at once (its socket's 'close' comes later), destroying it if evicted. */
@@ -316,6 +352,7 @@ export class ConnectionTracker implements AnswerLedger {
     connection.gone = true;
     this.#heldAnswerBytes -= connection.heldAnswerBytes;
     connection.heldAnswerBytes = 0;
+    this.#holders.delete(connection);
     this.#connections.delete(connection.socket);
     this.#idle.delete(connection.socket);
     if (!connection.refused) this.#served--;

@@ -92,8 +92,9 @@ export interface GatewayOptions {
    */
   unreadAnswerTimeoutMs?: number;
   /**
-   * Bytes of answers held at once for clients that have not taken them, over every connection:
-   * past it, the connections holding the most are closed (see ConnectionTracker). Default 64 MiB.
+   * Bytes of answers held at once for clients that have not taken them, over every connection (the
+   * gateway's own pages included): past it, connections whose answers have stood still for a second
+   * are closed, those holding the most first (see ConnectionTracker). Default 64 MiB.
    */
   answerBudgetBytes?: number;
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s. */
@@ -223,6 +224,7 @@ class GatewayServer implements Gateway {
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
         stopping: () => this.#stopping,
+        holdAnswer: (response, bytes) => this.#connections.holdAnswer(response, bytes),
       },
       options.observability,
       this.#log,
@@ -452,6 +454,9 @@ class GatewayServer implements Gateway {
       const queryStart = url.indexOf('?');
       const path = queryStart < 0 ? url : url.slice(0, queryStart);
       const method = request.method ?? 'GET';
+      if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
+        if (!this.#pageAdmitted(request, response)) return;
+      }
       // The gateway's own pages are answered here; any other request gets its id and its metrics.
       telemetry = this.#telemetry.onRequest(request, response, method, path);
       if (telemetry)
@@ -464,6 +469,25 @@ class GatewayServer implements Gateway {
       );
       this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true, requestId);
     }
+  }
+
+  /**
+   * Counts a request for one of the gateway's own pages on its connection, as any request is: in the
+   * bound on pipelined requests (a client could queue a thousand pages with one write), and, through
+   * its 'close', in the answers held (see GatewayTelemetry's pages). False when it was refused.
+   */
+  #pageAdmitted(request: IncomingMessage, response: ServerResponse): boolean {
+    const connection = this.#connections.requestStarted(request);
+    response.once('close', () => {
+      connection?.requestEnded();
+      this.#connections.answerClosed(response);
+    });
+    if (connection && connection.inFlight > this.#maxPipelinedRequests) {
+      const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
+      this.#fail(request, response, null, error, true, undefined);
+      return false;
+    }
+    return true;
   }
 
   #handle(
@@ -764,7 +788,8 @@ class GatewayServer implements Gateway {
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
-    this.#connections.holdAnswer(response, body.length);
+    // Node drops the body of an answer to HEAD: nothing is held for it.
+    if (response.req.method !== 'HEAD') this.#connections.holdAnswer(response, body.length);
     endInSlices(response, body);
   }
 

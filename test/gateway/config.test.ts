@@ -91,6 +91,9 @@ describe('loadGatewayConfig', () => {
       answerBudgetBytes: 16 * 1024 * 1024,
     });
     expect(loadGatewayConfig([], { GATEWAY_ANSWER_BUDGET: '1024MiB' }).answerBudgetBytes).toBe(2 ** 30);
+    expect(() => loadGatewayConfig(['--answer-budget', '512KiB'], {})).toThrow(
+      '--answer-budget: expected at least 1MiB, got "512KiB"',
+    );
     expect(() => loadGatewayConfig([], { GATEWAY_MAX_STREAMED_LISTS: '0' })).toThrow(ConfigError);
     expect(() => loadGatewayConfig([], { GATEWAY_UNREAD_ANSWER_TIMEOUT_MS: '10' })).toThrow(ConfigError);
   });
