@@ -73,7 +73,7 @@ export interface ConnectionTrackerOptions {
   onUnreadAnswer?: () => void;
   /**
    * Bytes of answers held at once for clients that have not taken them, over every connection
-   * (none: no limit); past it, the connections holding the most are closed (see holdAnswer).
+   * (none: no limit); past it, connections whose answers stand still are closed (see holdAnswer).
    */
   answerBudgetBytes?: number;
   /** Told how many connections were closed to bring the answers held back under the budget. */
@@ -203,7 +203,7 @@ export class ConnectionTracker implements AnswerLedger {
   /**
    * Counts `bytes` of an answer (a body, a page of a list) as held for its client until
    * releaseAnswer(), or until answerClosed() when its response closes; past the budget, the
-   * connections holding the most are closed, once this turn is over.
+   * connections whose answers stand still are closed (see #keepAnswerBudget), once this turn is over.
    */
   holdAnswer(response: ServerResponse, bytes: number): void {
     const connection = this.#connections.get(response.req.socket);

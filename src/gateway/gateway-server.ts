@@ -309,7 +309,7 @@ class GatewayServer implements Gateway {
         limiterOf(this.#log).warn(
           'answer-budget',
           { event: 'answer-budget', closed, answerBudgetBytes },
-          'answers held for clients that do not take them passed the budget: closed the connections holding the most',
+          'answers held for clients that do not take them passed the budget: closed connections whose answers stood still, those holding the most first',
         ),
       onUnreadAnswer: () =>
         limiterOf(this.#log).warn(
