@@ -30,16 +30,11 @@ export function createMetricsRegistry({ processMetrics = false }: MetricsRegistr
 }
 
 /** Answers a scrape: the registry in Prometheus's text format (a failing collector answers 500). */
-export function serveMetrics(
-  registry: Registry,
-  response: ServerResponse,
-  onBody?: (bytes: number) => void,
-): void {
+export function serveMetrics(registry: Registry, response: ServerResponse): void {
   registry.metrics().then(
     (text) => {
       if (response.destroyed) return;
       response.writeHead(200, { 'Content-Type': registry.contentType, 'Cache-Control': 'no-store' });
-      if (response.req.method !== 'HEAD') onBody?.(Buffer.byteLength(text));
       response.end(text);
     },
     (error: unknown) => {

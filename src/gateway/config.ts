@@ -75,18 +75,6 @@ export const GATEWAY_SETTINGS = {
     help: "how long a connection may hold answers its client takes nothing of (more than the socket's buffer waiting, no write completing) before it is closed, in ms",
     parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
   }),
-  answerBudgetBytes: setting({
-    flag: 'answer-budget',
-    env: 'GATEWAY_ANSWER_BUDGET',
-    default: '64MiB',
-    help: 'bytes of answers held at once for clients that have not taken them, over all connections (at least 1MiB); past it, connections whose answers have stood still for a second are closed, those holding the most first',
-    parse: (value, source) => {
-      const bytes = parseByteSize(value, source);
-      // Below one answer of a page of 1,000 rows, the budget would be past at every large answer.
-      if (bytes < 1024 ** 2) throw new ConfigError(`${source}: expected at least 1MiB, got "${value}"`);
-      return bytes;
-    },
-  }),
   restartGraceMs: setting({
     flag: 'restart-grace-ms',
     env: 'GATEWAY_RESTART_GRACE_MS',
@@ -139,7 +127,6 @@ export interface GatewayConfig {
   readonly maxPipelined: number;
   /** Request body bytes held at once over all connections. */
   readonly bodyBudgetBytes: number;
-  readonly answerBudgetBytes: number;
   /** Lists longer than a page streamed at once. */
   readonly maxStreamedLists: number;
   /** How long a connection may hold answers its client takes nothing of. */
@@ -183,7 +170,6 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     maxConnections: values.maxConnections,
     maxPipelined: values.maxPipelined,
     bodyBudgetBytes: values.bodyBudgetBytes,
-    answerBudgetBytes: values.answerBudgetBytes,
     maxStreamedLists: values.maxStreamedLists,
     unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
     restartGraceMs: values.restartGraceMs,

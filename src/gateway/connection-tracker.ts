@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
@@ -14,14 +14,6 @@ export class Connection {
   unreadSince: number | undefined;
   /** The bytes whose writes had completed when the socket was last seen holding too much. */
   bytesPassedOn = 0;
-  /** Bytes of answers made for it and not yet all taken by the kernel (see ConnectionTracker.holdAnswer). */
-  heldAnswerBytes = 0;
-  /** Closed: what its answers held was released with it. */
-  gone = false;
-  /** When the kernel last took bytes of its answers, as the answer budget's checks saw it (ms). */
-  answersMovedAt: number | undefined;
-  /** The bytes the kernel had taken at that check. */
-  answersPassedOn = 0;
   #whenIdle: (() => void) | undefined;
 
   constructor(
@@ -47,12 +39,6 @@ export class Connection {
   }
 }
 
-/** Where the bytes of answers waiting for their clients are counted (see ConnectionTracker.holdAnswer). */
-export interface AnswerLedger {
-  holdAnswer(response: ServerResponse, bytes: number): void;
-  releaseAnswer(response: ServerResponse, bytes: number): void;
-}
-
 /** Options of {@link ConnectionTracker}. */
 export interface ConnectionTrackerOptions {
   /** How long a new connection may stay silent before its first request (then it is closed). */
@@ -71,15 +57,6 @@ export interface ConnectionTrackerOptions {
   unreadAnswerTimeoutMs?: number;
   /** Told of every connection closed for answers left unread. */
   onUnreadAnswer?: () => void;
-  /**
-   * Bytes of answers held at once for clients that have not taken them, over every connection
-   * (none: no limit); past it, connections whose answers stand still are closed (see holdAnswer).
-   */
-  answerBudgetBytes?: number;
-  /** Told how many connections were closed to bring the answers held back under the budget. */
-  onAnswerBudget?: (closed: number) => void;
-  /** How long a connection's answers must have stood still before the budget may close it (ms). Default 1000. */
-  answerStallMs?: number;
 }
 
 /** How long a refused connection may take to send the request it is answered 503 to. */
@@ -113,16 +90,9 @@ export function refusalRoom(maxConnections: number): number {
  *   taken all of it, so a client slow enough to take longer than that over one write is cut off
  *   too: long answers are written 64 KiB at a time for that reason (sliced-write.ts); a page of a
  *   long list is one write, and has PageStreamer's own shorter limit.
- * - The answers held for clients that have not taken them are bounded in total, not only in time:
- *   past `answerBudgetBytes` over every connection, connections whose answers the kernel has taken
- *   nothing of for `answerStallMs` are closed, those holding the most first, until the rest fits;
- *   checked again every `answerStallMs` while the total stays over. A client that reads a little
- *   now and then keeps its connection within `unreadAnswerTimeoutMs`, and sixteen pipelined answers
- *   of 1 MiB each on every connection would hold gigabytes. Stalled, not largest: a client whose
- *   large answer is being taken is not cut for the holdings of others that take nothing.
  * - At stop, {@link closeIdle} closes every connection with no request in flight at once.
  */
-export class ConnectionTracker implements AnswerLedger {
+export class ConnectionTracker {
   readonly #connections = new Map<Socket, Connection>();
   /** Served connections with no request in flight, the longest idle first. */
   readonly #idle = new Map<Socket, Connection>();
@@ -131,15 +101,6 @@ export class ConnectionTracker implements AnswerLedger {
   readonly #onLimit: (action: 'evicted' | 'refused') => void;
   readonly #unreadAnswerTimeoutMs: number | undefined;
   readonly #onUnreadAnswer: () => void;
-  readonly #answerBudgetBytes: number;
-  readonly #onAnswerBudget: (closed: number) => void;
-  /** What each answer holds, until its response closes: by response, with its connection. */
-  readonly #heldBy = new WeakMap<ServerResponse, { connection: Connection; bytes: number }>();
-  #heldAnswerBytes = 0;
-  /** Connections holding answers now. */
-  readonly #holders = new Set<Connection>();
-  readonly #answerStallMs: number;
-  #budgetCheckDue = false;
   #served = 0;
 
   constructor(server: Server | HttpsServer, options: ConnectionTrackerOptions) {
@@ -149,9 +110,6 @@ export class ConnectionTracker implements AnswerLedger {
     this.#onLimit = options.onLimit ?? (() => {});
     this.#unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs;
     this.#onUnreadAnswer = options.onUnreadAnswer ?? (() => {});
-    this.#answerBudgetBytes = options.answerBudgetBytes ?? Number.POSITIVE_INFINITY;
-    this.#onAnswerBudget = options.onAnswerBudget ?? (() => {});
-    this.#answerStallMs = options.answerStallMs ?? 1_000;
     if (Number.isFinite(limit)) server.maxConnections = limit;
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
@@ -193,54 +151,6 @@ export class ConnectionTracker implements AnswerLedger {
   /** Whether a request arrived on a connection opened past the limit (answer 503 and close). */
   isRefused(request: IncomingMessage): boolean {
     return this.#connections.get(request.socket)?.refused === true;
-  }
-
-  /** Bytes of answers held now for clients that have not taken them, over every connection. */
-  get heldAnswerBytes(): number {
-    return this.#heldAnswerBytes;
-  }
-
-  /**
-   * Counts `bytes` of an answer (a body, a page of a list) as held for its client until
-   * releaseAnswer(), or until answerClosed() when its response closes; past the budget, the
-   * connections whose answers stand still are closed (see #keepAnswerBudget), once this turn is over.
-   */
-  holdAnswer(response: ServerResponse, bytes: number): void {
-    const connection = this.#connections.get(response.req.socket);
-    if (!connection || bytes <= 0) return;
-    const held = this.#heldBy.get(response);
-    if (held) held.bytes += bytes;
-    else this.#heldBy.set(response, { connection, bytes });
-    connection.heldAnswerBytes += bytes;
-    this.#holders.add(connection);
-    this.#heldAnswerBytes += bytes;
-    if (this.#heldAnswerBytes > this.#answerBudgetBytes && !this.#budgetCheckDue) {
-      this.#budgetCheckDue = true;
-      setImmediate(() => this.#keepAnswerBudget());
-    }
-  }
-
-  /** Counts `bytes` of a response's answer as taken (a page of a list, all written). */
-  releaseAnswer(response: ServerResponse, bytes: number): void {
-    const held = this.#heldBy.get(response);
-    if (!held) return;
-    const released = Math.min(bytes, held.bytes);
-    held.bytes -= released;
-    if (held.connection.gone) return;
-    held.connection.heldAnswerBytes -= released;
-    if (held.connection.heldAnswerBytes <= 0) {
-      this.#holders.delete(held.connection);
-      held.connection.answersMovedAt = undefined;
-    }
-    this.#heldAnswerBytes -= released;
-  }
-
-  /** Counts what a response still held as released: it has finished, or its client left. */
-  answerClosed(response: ServerResponse): void {
-    const held = this.#heldBy.get(response);
-    if (!held) return;
-    this.releaseAnswer(response, held.bytes);
-    this.#heldBy.delete(response);
   }
 
   /** Closes every connection that has no request in flight (keep-alive and silent ones alike). */
@@ -302,57 +212,9 @@ export class ConnectionTracker implements AnswerLedger {
     }
   }
 
-  /**
-   * Closes connections whose answers have stood still for answerStallMs, those holding the most
-   * first, until what the others hold fits the budget; looks again after answerStallMs while the
-   * total is over it.
-   */
-  #keepAnswerBudget(): void {
-    this.#budgetCheckDue = false;
-    const now = performance.now();
-    let held = this.#heldAnswerBytes;
-    const stalled: Connection[] = [];
-    for (const connection of this.#holders) {
-      const { socket } = connection;
-      // Already closing: what it holds is about to be released.
-      if (socket.destroyed) {
-        held -= connection.heldAnswerBytes;
-        continue;
-      }
-      // Written to the socket, less what is still buffered: what the kernel took.
-      const passedOn = socket.bytesWritten - socket.writableLength;
-      if (connection.answersMovedAt === undefined || passedOn !== connection.answersPassedOn) {
-        connection.answersMovedAt = now;
-        connection.answersPassedOn = passedOn;
-      } else if (now - connection.answersMovedAt >= this.#answerStallMs) {
-        stalled.push(connection);
-      }
-    }
-    if (held <= this.#answerBudgetBytes) return;
-    stalled.sort((a, b) => b.heldAnswerBytes - a.heldAnswerBytes);
-    let closed = 0;
-    for (const connection of stalled) {
-      if (held <= this.#answerBudgetBytes) break;
-      // Its answers are released as it is forgotten, once its socket has closed.
-      held -= connection.heldAnswerBytes;
-      connection.socket.destroy();
-      closed++;
-    }
-    if (closed > 0) this.#onAnswerBudget(closed);
-    if (held > this.#answerBudgetBytes) {
-      this.#budgetCheckDue = true;
-      setTimeout(() => this.#keepAnswerBudget(), this.#answerStallMs).unref();
-    }
-  }
-
   /** Forgets a connection at once (its socket's 'close' comes later), destroying it if evicted. */
   #close(connection: Connection, reason: 'evicted' | 'closed'): void {
     clearTimeout(connection.firstRequestTimer);
-    // Released with it: answers queued behind a pipelined one never see their response close.
-    connection.gone = true;
-    this.#heldAnswerBytes -= connection.heldAnswerBytes;
-    connection.heldAnswerBytes = 0;
-    this.#holders.delete(connection);
     this.#connections.delete(connection.socket);
     this.#idle.delete(connection.socket);
     if (!connection.refused) this.#served--;

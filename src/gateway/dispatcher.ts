@@ -2,7 +2,6 @@ import { type ServiceError, status } from '@grpc/grpc-js';
 import { limiterOf } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import type { CallPlan } from './call-plan.js';
-import type { AnswerLedger } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
 import { type GatewayError, gatewayErrors } from './gateway-error.js';
@@ -24,8 +23,6 @@ export interface DispatcherOptions {
   maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
   isStopping(): boolean;
-  /** Where the pages of streamed lists are counted while they wait for their clients. */
-  answers: AnswerLedger;
   answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
   answerError(exchange: Exchange, error: GatewayError): void;
   internalError(exchange: Exchange, error: unknown): void;
@@ -63,7 +60,6 @@ export class Dispatcher {
       closeAfter: (exchange) => !exchange.bodyRead || options.isStopping(),
       maxStreamedLists: options.maxStreamedLists,
       answerError: (exchange, error) => options.answerError(exchange, error),
-      answers: options.answers,
     });
   }
 

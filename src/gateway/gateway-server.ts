@@ -91,12 +91,6 @@ export interface GatewayOptions {
    * more than its socket's buffer is waiting) before it is closed. Default 30000.
    */
   unreadAnswerTimeoutMs?: number;
-  /**
-   * Bytes of answers held at once for clients that have not taken them, over every connection (the
-   * gateway's own pages included): past it, connections whose answers have stood still for a second
-   * are closed, those holding the most first (see ConnectionTracker). Default 64 MiB.
-   */
-  answerBudgetBytes?: number;
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s. */
   stopGraceMs?: number;
   /** gRPC keepalive of the channels to services and to the distributor. */
@@ -145,8 +139,6 @@ export interface Gateway {
    * says the distributor refused the gateway for good, so that it will never learn a route.
    */
   readonly registration: RegistrationClient | undefined;
-  /** Bytes of answers held now for clients that have not taken them (see answerBudgetBytes). */
-  readonly heldAnswerBytes: number;
 }
 
 const MIB = 1024 * 1024;
@@ -224,7 +216,6 @@ class GatewayServer implements Gateway {
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
         stopping: () => this.#stopping,
-        holdAnswer: (response, bytes) => this.#connections.holdAnswer(response, bytes),
       },
       options.observability,
       this.#log,
@@ -249,11 +240,6 @@ class GatewayServer implements Gateway {
       deadlineMs: this.#deadlineMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#stopping,
-      // The tracker is made below, with the server: asked for only once requests come.
-      answers: {
-        holdAnswer: (response, bytes) => this.#connections.holdAnswer(response, bytes),
-        releaseAnswer: (response, bytes) => this.#connections.releaseAnswer(response, bytes),
-      },
       answer: (exchange, httpStatus, body, retryAfter) =>
         this.#answer(exchange, httpStatus, body, retryAfter),
       answerError: (exchange, error) => this.#answerError(exchange, error),
@@ -291,7 +277,6 @@ class GatewayServer implements Gateway {
     }
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
     const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? 30_000;
-    const answerBudgetBytes = options.answerBudgetBytes ?? 64 * MIB;
     this.#connections = new ConnectionTracker(this.#server, {
       firstRequestTimeoutMs: headersTimeout,
       maxConnections,
@@ -304,13 +289,6 @@ class GatewayServer implements Gateway {
             : 'connection limit reached with every connection busy: new connections are answered 503',
         ),
       unreadAnswerTimeoutMs,
-      answerBudgetBytes,
-      onAnswerBudget: (closed) =>
-        limiterOf(this.#log).warn(
-          'answer-budget',
-          { event: 'answer-budget', closed, answerBudgetBytes },
-          'answers held for clients that do not take them passed the budget: closed connections whose answers stood still, those holding the most first',
-        ),
       onUnreadAnswer: () =>
         limiterOf(this.#log).warn(
           'unread-answer',
@@ -351,10 +329,6 @@ class GatewayServer implements Gateway {
 
   get registration(): RegistrationClient | undefined {
     return this.#registration;
-  }
-
-  get heldAnswerBytes(): number {
-    return this.#connections.heldAnswerBytes;
   }
 
   routes(): RouteInfo[] {
@@ -454,9 +428,6 @@ class GatewayServer implements Gateway {
       const queryStart = url.indexOf('?');
       const path = queryStart < 0 ? url : url.slice(0, queryStart);
       const method = request.method ?? 'GET';
-      if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
-        if (!this.#pageAdmitted(request, response)) return;
-      }
       // The gateway's own pages are answered here; any other request gets its id and its metrics.
       telemetry = this.#telemetry.onRequest(request, response, method, path);
       if (telemetry)
@@ -469,25 +440,6 @@ class GatewayServer implements Gateway {
       );
       this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true, requestId);
     }
-  }
-
-  /**
-   * Counts a request for one of the gateway's own pages on its connection, as any request is: in the
-   * bound on pipelined requests (a client could queue a thousand pages with one write), and, through
-   * its 'close', in the answers held (see GatewayTelemetry's pages). False when it was refused.
-   */
-  #pageAdmitted(request: IncomingMessage, response: ServerResponse): boolean {
-    const connection = this.#connections.requestStarted(request);
-    response.once('close', () => {
-      connection?.requestEnded();
-      this.#connections.answerClosed(response);
-    });
-    if (connection && connection.inFlight > this.#maxPipelinedRequests) {
-      const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
-      this.#fail(request, response, null, error, true, undefined);
-      return false;
-    }
-    return true;
   }
 
   #handle(
@@ -507,7 +459,6 @@ class GatewayServer implements Gateway {
     response.once('close', () => {
       telemetry.closed(response);
       connection?.requestEnded();
-      this.#connections.answerClosed(response);
       if (routed === undefined || response.writableFinished) return;
       // The client left before its answer: nobody to answer, so stop the upstream work too.
       routed.gone = true;
@@ -546,7 +497,6 @@ class GatewayServer implements Gateway {
       pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#stopping) headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
-      if (method !== 'HEAD') this.#connections.holdAnswer(response, answer.body.length);
       response.end(method === 'HEAD' ? undefined : answer.body);
       return;
     }
@@ -788,8 +738,6 @@ class GatewayServer implements Gateway {
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
     if (close || this.#stopping) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
-    // Node drops the body of an answer to HEAD: nothing is held for it.
-    if (response.req.method !== 'HEAD') this.#connections.holdAnswer(response, body.length);
     endInSlices(response, body);
   }
 

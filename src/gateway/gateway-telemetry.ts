@@ -37,8 +37,6 @@ export interface GatewayView {
   revision(): number | undefined;
   /** Whether the gateway is stopping (then it is not ready). */
   stopping(): boolean;
-  /** Counts the body of one of the gateway's own pages while it waits for the client (the answer budget). */
-  holdAnswer(response: ServerResponse, bytes: number): void;
 }
 
 /** Options of {@link GatewayTelemetry}. */
@@ -390,54 +388,29 @@ export class GatewayTelemetry {
   #answerOwn(response: ServerResponse, path: string): void {
     switch (path) {
       case '/metrics':
-        serveMetrics(this.#registry!, response, (bytes) => this.#view.holdAnswer(response, bytes));
+        serveMetrics(this.#registry!, response);
         return;
       case '/healthz':
-        this.#answerJson(response, 200, { status: 'alive' });
+        answerJson(response, 200, { status: 'alive' });
         return;
       case '/readyz': {
         const readiness = this.readiness();
-        this.#answerJson(response, readiness.ready ? 200 : 503, {
+        answerJson(response, readiness.ready ? 200 : 503, {
           status: readiness.ready ? 'ready' : 'not ready',
           reasons: readiness.reasons,
         });
         return;
       }
       case '/status.json':
-        this.#answerJson(response, 200, this.status());
+        answerJson(response, 200, this.status());
         return;
       case '/status':
-        this.#answerText(response, 'text/html; charset=utf-8', STATUS_PAGE_HTML);
+        answerText(response, 'text/html; charset=utf-8', STATUS_PAGE_HTML);
         return;
       case '/status.js':
-        this.#answerText(response, 'text/javascript; charset=utf-8', STATUS_PAGE_SCRIPT);
+        answerText(response, 'text/javascript; charset=utf-8', STATUS_PAGE_SCRIPT);
         return;
     }
-  }
-
-  #answerJson(response: ServerResponse, httpStatus: number, body: unknown): void {
-    const text = Buffer.from(JSON.stringify(body));
-    response.writeHead(httpStatus, {
-      ...PAGE_HEADERS,
-      'Content-Type': 'application/json',
-      'Content-Length': text.length,
-    });
-    this.#endPage(response, text);
-  }
-
-  #answerText(response: ServerResponse, contentType: string, text: string): void {
-    const body = Buffer.from(text);
-    response.writeHead(200, { ...PAGE_HEADERS, 'Content-Type': contentType, 'Content-Length': body.length });
-    this.#endPage(response, body);
-  }
-
-  #endPage(response: ServerResponse, body: Buffer): void {
-    if (response.req.method === 'HEAD') {
-      response.end();
-      return;
-    }
-    this.#view.holdAnswer(response, body.length);
-    response.end(body);
   }
 }
 
@@ -479,3 +452,19 @@ const PAGE_HEADERS = {
   'Content-Security-Policy':
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'",
 };
+
+function answerJson(response: ServerResponse, httpStatus: number, body: unknown): void {
+  const text = Buffer.from(JSON.stringify(body));
+  response.writeHead(httpStatus, {
+    ...PAGE_HEADERS,
+    'Content-Type': 'application/json',
+    'Content-Length': text.length,
+  });
+  response.end(response.req.method === 'HEAD' ? undefined : text);
+}
+
+function answerText(response: ServerResponse, contentType: string, text: string): void {
+  const body = Buffer.from(text);
+  response.writeHead(200, { ...PAGE_HEADERS, 'Content-Type': contentType, 'Content-Length': body.length });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}

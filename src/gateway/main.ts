@@ -21,7 +21,6 @@ runMain(async () => {
     maxConnections: config.maxConnections,
     maxPipelinedRequests: config.maxPipelined,
     bodyBudgetBytes: config.bodyBudgetBytes,
-    answerBudgetBytes: config.answerBudgetBytes,
     maxStreamedLists: config.maxStreamedLists,
     unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs,
     restartGraceMs: config.restartGraceMs,

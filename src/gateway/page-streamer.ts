@@ -2,7 +2,6 @@ import type { ServerResponse } from 'node:http';
 import { type ClientUnaryCall, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import type { CallPlan } from './call-plan.js';
-import type { AnswerLedger } from './connection-tracker.js';
 import { errorBody, successBody } from './envelope.js';
 import { type GatewayError, gatewayErrors } from './gateway-error.js';
 import type { InstancePool } from './instance-pool.js';
@@ -50,8 +49,6 @@ export interface PageStreamerOptions<E extends PagedExchange> {
   readonly maxStreamedLists: number;
   /** Answers one of the gateway's own errors. */
   answerError(exchange: E, error: GatewayError): void;
-  /** Where each page is counted while it waits for the client to take it. */
-  readonly answers: AnswerLedger;
 }
 
 /** Encodes the REST input of a request for another plan, or returns undefined when it cannot. */
@@ -350,15 +347,12 @@ export class PageStreamer<E extends PagedExchange> {
   #writeTaken(exchange: E, bytes: Buffer): Promise<boolean> {
     const { response } = exchange;
     if (exchange.gone || response.destroyed) return Promise.resolve(false);
-    const { answers } = this.#options;
-    answers.holdAnswer(response, bytes.length);
     return new Promise((resolve) => {
       let offset = 0;
       let timer: NodeJS.Timeout | undefined;
       const done = (taken: boolean): void => {
         clearTimeout(timer);
         response.off('close', onClose);
-        answers.releaseAnswer(response, bytes.length);
         resolve(taken);
       };
       const onClose = (): void => done(false);

@@ -24,7 +24,6 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       maxPipelined: 16,
       bodyBudgetBytes: 32 * 1024 * 1024,
-      answerBudgetBytes: 64 * 1024 * 1024,
       maxStreamedLists: 16,
       unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
@@ -53,7 +52,6 @@ describe('loadGatewayConfig', () => {
       maxConnections: defaultMaxConnections(),
       maxPipelined: 16,
       bodyBudgetBytes: 32 * 1024 * 1024,
-      answerBudgetBytes: 64 * 1024 * 1024,
       maxStreamedLists: 16,
       unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
@@ -78,8 +76,6 @@ describe('loadGatewayConfig', () => {
           '2',
           '--unread-answer-timeout-ms',
           '5000',
-          '--answer-budget',
-          '16MiB',
         ],
         {},
       ),
@@ -88,12 +84,7 @@ describe('loadGatewayConfig', () => {
       bodyBudgetBytes: 8 * 1024 * 1024,
       maxStreamedLists: 2,
       unreadAnswerTimeoutMs: 5000,
-      answerBudgetBytes: 16 * 1024 * 1024,
     });
-    expect(loadGatewayConfig([], { GATEWAY_ANSWER_BUDGET: '1024MiB' }).answerBudgetBytes).toBe(2 ** 30);
-    expect(() => loadGatewayConfig(['--answer-budget', '512KiB'], {})).toThrow(
-      '--answer-budget: expected at least 1MiB, got "512KiB"',
-    );
     expect(() => loadGatewayConfig([], { GATEWAY_MAX_STREAMED_LISTS: '0' })).toThrow(ConfigError);
     expect(() => loadGatewayConfig([], { GATEWAY_UNREAD_ANSWER_TIMEOUT_MS: '10' })).toThrow(ConfigError);
   });
