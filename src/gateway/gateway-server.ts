@@ -428,6 +428,9 @@ class GatewayServer implements Gateway {
       const queryStart = url.indexOf('?');
       const path = queryStart < 0 ? url : url.slice(0, queryStart);
       const method = request.method ?? 'GET';
+      if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
+        if (!this.#pageAdmitted(request, response)) return;
+      }
       // The gateway's own pages are answered here; any other request gets its id and its metrics.
       telemetry = this.#telemetry.onRequest(request, response, method, path);
       if (telemetry)
@@ -440,6 +443,26 @@ class GatewayServer implements Gateway {
       );
       this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true, requestId);
     }
+  }
+
+  /**
+   * Counts a request for one of the gateway's own pages on its connection, as any request is: in the
+   * bound on pipelined requests (one write could otherwise queue some 1,700 page answers), and on a
+   * connection opened past the limit, refused. False when it was refused.
+   */
+  #pageAdmitted(request: IncomingMessage, response: ServerResponse): boolean {
+    const connection = this.#connections.requestStarted(request);
+    response.once('close', () => connection?.requestEnded());
+    if (this.#connections.isRefused(request)) {
+      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, undefined);
+      return false;
+    }
+    if (connection && connection.inFlight > this.#maxPipelinedRequests) {
+      const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
+      this.#fail(request, response, null, error, true, undefined);
+      return false;
+    }
+    return true;
   }
 
   #handle(

@@ -92,6 +92,10 @@ describe('gateway connection limit', () => {
       '{"key":null,"errorcode":1,"errormessage":"The gateway has too many connections open"}',
     );
     expect(goods.calls.ListGoods).toBe(calls + 18);
+    // Its own pages too: a refused connection is closed, not kept open by a client that polls them.
+    const refusedPage = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n');
+    expect(refusedPage).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(refusedPage).toMatch(/\r\nConnection: close\r\n/i);
 
     release();
     hold = undefined;

@@ -241,6 +241,18 @@ describe('gateway under hostile or unlucky clients', () => {
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
   });
 
+  it('holds requests for its own pages to the same 16 pipelined: a thousand /healthz in one write get 16 answers and a 503', async () => {
+    const { port } = await gateway();
+    // Answered at once, each still counts until its answer has gone (its response's close).
+    const answers = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n'.repeat(1_000));
+    const statuses = [...answers.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
+    expect(statuses.at(-1)).toBe(503);
+    expect(statuses.slice(0, -1)).toEqual(Array(statuses.length - 1).fill(200));
+    expect(statuses.length).toBeGreaterThanOrEqual(17);
+    expect(statuses.length).toBeLessThan(1_000);
+    expect(answers).toContain('"errormessage":"More than 16 requests in flight on one connection"');
+  });
+
   it('holds at most its body budget of bytes received: past it a body is 503, and the budget comes back', async () => {
     const { port } = await gateway({ bodyLimitBytes: 1_024, bodyBudgetBytes: 4_092 });
     const upload = (bytes: number) =>
