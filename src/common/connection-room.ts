@@ -44,7 +44,7 @@ export class ConnectionRoom {
   /** Open connections that made calls and have none open now, longest idle first. */
   readonly #idle = new Set<Connection>();
   /** Connections open and not being closed. */
-  #open = 0;
+  readonly #open = new Set<Connection>();
 
   constructor(server: Http2Server | Http2SecureServer, max: number, onKept: (kept: RoomKept) => void) {
     this.#max = max;
@@ -64,7 +64,7 @@ export class ConnectionRoom {
       openCalls: 0,
       gone: false,
     };
-    this.#open++;
+    this.#open.add(connection);
     this.#bySocket.set(socket, connection);
     if (connection.peer !== undefined) this.#byPeer.set(connection.peer, connection);
     this.#neverCalled.add(connection);
@@ -73,10 +73,19 @@ export class ConnectionRoom {
 
   #makeRoom(socket: Socket): void {
     const connection = this.#bySocket.get(socket);
-    if (!connection || connection.gone || socket.destroyed || this.#open <= this.#max) return;
+    if (!connection || connection.gone || socket.destroyed || this.#open.size <= this.#max) return;
     const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
     this.#close(victim ?? connection);
     this.#onKept(victim ? 'evicted' : 'refused');
+  }
+
+  /**
+   * Destroys every connection still open, at the end of a stop's grace: grpc-js's forceShutdown
+   * leaves a connection that never became an HTTP/2 session (a client that never sent its preface),
+   * and the server's close waits for it.
+   */
+  destroyAll(): void {
+    for (const connection of [...this.#open]) this.#close(connection);
   }
 
   #follow(session: ServerHttp2Session): void {
@@ -107,7 +116,7 @@ export class ConnectionRoom {
   #forget(connection: Connection): void {
     if (connection.gone) return;
     connection.gone = true;
-    this.#open--;
+    this.#open.delete(connection);
     if (connection.peer !== undefined && this.#byPeer.get(connection.peer) === connection) {
       this.#byPeer.delete(connection.peer);
     }

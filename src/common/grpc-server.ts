@@ -83,7 +83,6 @@ export async function listen(
     http2Server.on(http2Server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) =>
       closeWhenHalfOpen(socket, graceMs),
     );
-    http2Server.on('connection', (socket: Socket) => track(server, socket));
     const { log, maxConnections } = limit;
     const told = (action: RoomKept): void => {
       if (!log) return;
@@ -95,7 +94,10 @@ export async function listen(
           : 'connection limit reached with a call open on every connection: the new connection was closed',
       );
     };
-    new ConnectionRoom(http2Server, maxConnections, told);
+    roomsOf.set(server, [
+      ...(roomsOf.get(server) ?? []),
+      new ConnectionRoom(http2Server, maxConnections, told),
+    ]);
     // A hard stop one past the room, should its count ever be wrong: Node closes what comes past
     // it before anyone sees it. The room keeps the count at the limit, closing synchronously.
     http2Server.maxConnections = maxConnections + 1;
@@ -107,18 +109,8 @@ export async function listen(
 /** How long a connection this side has ended may wait for the peer to end its side. */
 const HALF_OPEN_GRACE_MS = 10_000;
 
-/** The open connections of each server that {@link listen} bound, for {@link shutdown} to end. */
-const connectionsOf = new WeakMap<Server, Set<Socket>>();
-
-function track(server: Server, socket: Socket): void {
-  let sockets = connectionsOf.get(server);
-  if (!sockets) {
-    sockets = new Set();
-    connectionsOf.set(server, sockets);
-  }
-  sockets.add(socket);
-  socket.once('close', () => sockets.delete(socket));
-}
+/** The connection rooms of each server that {@link listen} bound, one per address, for {@link shutdown}. */
+const roomsOf = new WeakMap<Server, ConnectionRoom[]>();
 
 /**
  * Destroys a connection `graceMs` after this side ended it, if the peer has not closed it
@@ -157,7 +149,7 @@ export function shutdown(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const force = setTimeout(() => {
       server.forceShutdown();
-      for (const socket of connectionsOf.get(server) ?? []) socket.destroy();
+      for (const room of roomsOf.get(server) ?? []) room.destroyAll();
     }, graceMs);
     force.unref();
     server.tryShutdown(() => {

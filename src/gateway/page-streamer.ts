@@ -99,8 +99,9 @@ const COMMA = 0x2c;
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
  * takes nothing of the answer for `deadlineMs` (a slice of 64 KiB, see #writeTaken) is cut off the
  * same way. Each page's call has its own deadline, and a page refused with UNAVAILABLE is tried
- * once more on another instance, as any GET is. At most `maxStreamedLists` lists are streamed at once; a request answered with a long list
- * is held to that bound from before its first page is asked for the next time.
+ * once more on another instance, as any GET is. At most `maxStreamedLists` lists are streamed at
+ * once; a request answered with a long list is held to that bound from before its first page is
+ * asked for the next time.
  */
 export class PageStreamer<E extends PagedExchange> {
   readonly #options: PageStreamerOptions<E>;
