@@ -429,12 +429,12 @@ class GatewayServer implements Gateway {
       const path = queryStart < 0 ? url : url.slice(0, queryStart);
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
-        if (!this.#pageAdmitted(request, response)) return;
+        this.#telemetry.observePage(response, method, path);
+        if (this.#pageAdmitted(request, response)) this.#telemetry.answerPage(response, path);
+        return;
       }
-      // The gateway's own pages are answered here; any other request gets its id and its metrics.
-      telemetry = this.#telemetry.onRequest(request, response, method, path);
-      if (telemetry)
-        this.#handle(request, response, expectsContinue, telemetry, method, url, path, queryStart);
+      telemetry = this.#telemetry.onRequest(request, method, path);
+      this.#handle(request, response, expectsContinue, telemetry, method, url, path, queryStart);
     } catch (error) {
       const requestId = telemetry?.requestId;
       this.#log.error(

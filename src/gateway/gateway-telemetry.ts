@@ -200,24 +200,23 @@ export class GatewayTelemetry {
   }
 
   /**
-   * Starts one request's telemetry, or answers it when it is one of the gateway's own pages (then
-   * returns undefined). Gives the request its id (to answer in `X-Request-Id`) and starts its HTTP
-   * server span; the caller calls `closed` on what it returns when the response closes, which
-   * records the request's route, method, status and duration.
+   * Records a GET or HEAD of one of the gateway's own pages ({@link servesPage}) when its response
+   * closes, whether {@link answerPage} answers it or the gateway refuses it (too many pipelined, a
+   * refused connection). Its route label is its path; it gets no id and no span.
    */
-  onRequest(
-    request: IncomingMessage,
-    response: ServerResponse,
-    method: string,
-    path: string,
-  ): RequestTelemetry | undefined {
-    if ((method === 'GET' || method === 'HEAD') && this.servesPage(path)) {
-      const page = new ObservedRequest(undefined, method, path, undefined, undefined, this.#recordAnswer);
-      page.route = path;
-      response.once('close', () => page.closed(response));
-      this.#answerOwn(response, path);
-      return undefined;
-    }
+  observePage(response: ServerResponse, method: string, path: string): void {
+    const page = new ObservedRequest(undefined, method, path, undefined, undefined, this.#recordAnswer);
+    page.route = path;
+    response.once('close', () => page.closed(response));
+  }
+
+  /**
+   * Starts the telemetry of a request that is not for one of the gateway's own pages. Gives the
+   * request its id (to answer in `X-Request-Id`) and starts its HTTP server span; the caller calls
+   * `closed` on what it returns when the response closes, which records the request's route,
+   * method, status and duration.
+   */
+  onRequest(request: IncomingMessage, method: string, path: string): RequestTelemetry {
     const tracer = activeTracer();
     if (!this.#requestIds && !this.#duration && !tracer && !this.#log.isLevelEnabled('debug')) {
       return NO_REQUEST_TELEMETRY;
@@ -385,7 +384,8 @@ export class GatewayTelemetry {
     return answered;
   }
 
-  #answerOwn(response: ServerResponse, path: string): void {
+  /** Answers a GET or HEAD of one of the gateway's own pages ({@link servesPage}). */
+  answerPage(response: ServerResponse, path: string): void {
     switch (path) {
       case '/metrics':
         serveMetrics(this.#registry!, response);

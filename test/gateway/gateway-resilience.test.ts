@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
+import { sample, scrape } from '../helpers/prometheus.js';
 import {
   Closer,
   startCuttableProxy,
@@ -253,7 +254,18 @@ describe('gateway under hostile or unlucky clients', () => {
   it('holds requests for its own pages to the same 16 pipelined: a thousand /healthz in one write get 16 answers and a 503', async () => {
     const { port } = await gateway();
     // Answered at once, each still counts until its answer has gone (its response's close).
-    await pipelinedThousand(port, '/healthz');
+    const answered = await pipelinedThousand(port, '/healthz');
+    // Refused or answered, each is counted as the page it asked for.
+    const healthz = { http_request_method: 'GET', http_route: '/healthz' };
+    await vi.waitFor(async () => {
+      const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
+      const count = (status: string) =>
+        sample(metrics, 'http_server_request_duration_seconds_count', {
+          ...healthz,
+          http_response_status_code: status,
+        });
+      expect([count('200'), count('503')]).toEqual([answered, 1]);
+    });
   });
 
   it('holds at most its body budget of bytes received: past it a body is 503, and the budget comes back', async () => {
