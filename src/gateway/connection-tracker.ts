@@ -2,10 +2,21 @@ import type { IncomingMessage, Server } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
+/**
+ * Requests of one connection worked on at once (their upstream calls made, their answers waiting to
+ * go): the rest of what a client pipelines waits its turn, so that a client that reads its answers
+ * slowly holds two in the gateway, not up to `--max-pipelined` of them.
+ */
+export const WORKED_AT_ONCE = 2;
+
 /** One connection's count of requests in flight; its owner calls requestEnded() once per request. */
 export class Connection {
   /** Requests received on it and not yet answered or abandoned. */
   inFlight = 0;
+  /** Requests received on it: the latest one's turn (see mayStart). */
+  started = 0;
+  /** Requests received and waiting for their turn (see waitTurn), the first come first. */
+  readonly #waiting: { turn: number; work: () => void }[] = [];
   /** Closes a connection that has not sent its first request in time. */
   firstRequestTimer: NodeJS.Timeout | undefined;
   /** The request whose body is being read, and how to stop reading it. */
@@ -25,11 +36,38 @@ export class Connection {
 
   requestEnded(): void {
     this.inFlight--;
+    while (this.#waiting.length > 0 && this.#ahead(this.#waiting[0]!.turn) < WORKED_AT_ONCE) {
+      this.#waiting.shift()!.work();
+    }
     if (this.inFlight > 0) return;
     this.onIdle(this);
     const whenIdle = this.#whenIdle;
     this.#whenIdle = undefined;
     whenIdle?.();
+  }
+
+  /**
+   * Whether the request that was the `turn`th on this connection (its `started` when it came) may
+   * be worked on now: fewer than {@link WORKED_AT_ONCE} requests before it are still in flight.
+   */
+  mayStart(turn: number): boolean {
+    return this.#ahead(turn) < WORKED_AT_ONCE;
+  }
+
+  /**
+   * Runs `work`, for the `turn`th request, once enough requests before it have ended (answered to
+   * the kernel, or abandoned, as when the connection closes: `work` checks its client is there).
+   */
+  waitTurn(turn: number, work: () => void): void {
+    this.#waiting.push({ turn, work });
+  }
+
+  /**
+   * The requests before the `turn`th still in flight. Node answers a connection's requests in the
+   * order they came, so the ones that ended are the earliest.
+   */
+  #ahead(turn: number): number {
+    return turn - 1 - (this.started - this.inFlight);
   }
 
   /** Runs `action` once no request is in flight on this connection: now, or when the last one ends. */
@@ -85,7 +123,7 @@ export function refusalRoom(maxConnections: number): number {
  *   limit as soon as it is accepted.
  * - A connection whose client leaves its answers unread, so that its socket's write buffer stays
  *   over its high-water mark with no write completing for `unreadAnswerTimeoutMs`, is closed: every
- *   answer waiting for it (a large one, or up to 16 pipelined) is held in the gateway until then,
+ *   answer waiting for it (a large one, or two pipelined: see mayStart) is held in the gateway until then,
  *   and Node's own timeouts only count the request's arrival. A write completes when the kernel has
  *   taken all of it, so a client slow enough to take longer than that over one write is cut off
  *   too: long answers are written 64 KiB at a time for that reason (sliced-write.ts); a page of a
@@ -135,6 +173,7 @@ export class ConnectionTracker {
     const connection = this.#connections.get(request.socket);
     if (!connection) return undefined;
     connection.inFlight++;
+    connection.started++;
     this.#idle.delete(connection.socket);
     if (connection.firstRequestTimer) {
       clearTimeout(connection.firstRequestTimer);

@@ -12,7 +12,8 @@ export interface Exchange {
   /** The query string, after the "?". */
   readonly query: string;
   readonly key: number;
-  readonly deadline: number;
+  /** When its upstream call must end (ms since the epoch): set again when the call waited its turn. */
+  deadline: number;
   readonly retryable: boolean;
   /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
   readonly idempotencyKey: string | undefined;

@@ -21,7 +21,7 @@ import {
   unsupportedTransferCoding,
 } from './body-reader.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
-import { ConnectionTracker } from './connection-tracker.js';
+import { type Connection, ConnectionTracker } from './connection-tracker.js';
 import { allowedMethods, Cors } from './cors.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
@@ -476,6 +476,7 @@ class GatewayServer implements Gateway {
     queryStart: number,
   ): void {
     const connection = this.#connections.requestStarted(request);
+    const turn = connection?.started ?? 0;
     let routed: Exchange | undefined;
     // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
     // recorded, its connection's count ends, and a client that left stops the upstream work.
@@ -581,15 +582,42 @@ class GatewayServer implements Gateway {
     } else if (idempotencyKey instanceof GatewayError) {
       this.#answerError(exchange, idempotencyKey);
     } else if (BODY_METHODS.has(method) || takesBody(route)) {
-      this.#readThenDispatch(exchange, expectsContinue).catch((error: unknown) =>
+      this.#readThenDispatch(exchange, expectsContinue, turn).catch((error: unknown) =>
         this.#internalError(exchange, error),
       );
     } else {
-      try {
-        this.#dispatcher.dispatch(exchange, NO_INPUT);
-      } catch (error) {
-        this.#internalError(exchange, error);
-      }
+      this.#dispatchInTurn(exchange, NO_INPUT, connection, turn);
+    }
+  }
+
+  /**
+   * Hands a request that has been read to the dispatcher in its turn on its connection (see
+   * Connection.mayStart): a client that pipelines gets two of its requests worked on at once, the
+   * rest when the answers before them have gone. A request that waited gets its full deadline from
+   * the moment its call starts.
+   */
+  #dispatchInTurn(
+    exchange: Exchange,
+    input: RequestInput,
+    connection: Connection | undefined,
+    turn: number,
+  ): void {
+    if (connection === undefined || connection.mayStart(turn)) {
+      this.#dispatch(exchange, input);
+      return;
+    }
+    connection.waitTurn(turn, () => {
+      if (exchange.gone || exchange.request.socket.destroyed) return;
+      exchange.deadline = Date.now() + this.#deadlineMs;
+      this.#dispatch(exchange, input);
+    });
+  }
+
+  #dispatch(exchange: Exchange, input: RequestInput): void {
+    try {
+      this.#dispatcher.dispatch(exchange, input);
+    } catch (error) {
+      this.#internalError(exchange, error);
     }
   }
 
@@ -631,11 +659,11 @@ class GatewayServer implements Gateway {
     response.end();
   }
 
-  async #readThenDispatch(exchange: Exchange, expectsContinue: boolean): Promise<void> {
+  async #readThenDispatch(exchange: Exchange, expectsContinue: boolean, turn: number): Promise<void> {
     const { request, response } = exchange;
     const size = declaredBodySize(request);
     if (size === 0) {
-      this.#dispatcher.dispatch(exchange, NO_INPUT);
+      this.#dispatchInTurn(exchange, NO_INPUT, this.#connections.of(request.socket), turn);
       return;
     }
     const format = bodyFormat(request.headers['content-type']);
@@ -692,7 +720,7 @@ class GatewayServer implements Gateway {
       this.#answerError(exchange, error);
       return;
     }
-    this.#dispatcher.dispatch(exchange, input);
+    this.#dispatchInTurn(exchange, input, connection, turn);
   }
 
   #answerError(exchange: Exchange, error: GatewayError): void {

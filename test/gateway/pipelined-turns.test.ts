@@ -1,0 +1,108 @@
+import { connect, type Socket } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { httpJson } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
+
+// Requests a client pipelines on one HTTP/1.1 connection take turns (Connection.inTurn): two are
+// worked on at once, the next when an answer before it has gone.
+
+const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+const LIST_GOODS = 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n';
+
+/** A connection that collects what it reads: `statuses()` are the answers' status codes so far. */
+function pipeliningClient(port: number): { socket: Socket; statuses(): number[]; closed: Promise<void> } {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('utf8');
+  });
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const statuses = () => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
+  return { socket, statuses, closed };
+}
+
+describe('requests pipelined on one connection', () => {
+  const shared = new Closer();
+  const perTest = new Closer();
+  let distributor: string;
+  let goods: FakeGoods;
+  /** How a call to the fake goods is answered: by default at once. */
+  let answerCall: () => Promise<void> | void = () => {};
+
+  beforeAll(async () => {
+    distributor = (await startDistributor(shared)).address;
+    goods = await startFakeGoods(shared, distributor, { onCall: () => answerCall() }, [ROW]);
+  });
+  afterEach(async () => {
+    answerCall = () => {};
+    await perTest.closeAll();
+  });
+  afterAll(() => shared.closeAll());
+
+  async function gateway(options: Parameters<typeof startGateway>[2] = {}) {
+    const started = await startGateway(perTest, distributor, options);
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    return started;
+  }
+
+  it('are worked on two at once, the next as an answer before it leaves; other connections go on', async () => {
+    const { port } = await gateway();
+    const held: (() => void)[] = [];
+    answerCall = () => new Promise<void>((resolve) => held.push(resolve));
+    const calls = () => goods.calls.ListGoods ?? 0;
+    const before = calls();
+    const client = pipeliningClient(port);
+    client.socket.write(LIST_GOODS.repeat(6));
+    await vi.waitFor(() => expect(calls() - before).toBe(2));
+    // A moment more: the other four wait for the first two answers.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(calls() - before).toBe(2);
+    // Another connection is not held back by this one.
+    const other = httpJson(port, 'GET', '/goods');
+    await vi.waitFor(() => expect(calls() - before).toBe(3));
+    // One answer goes: one more call, no more.
+    held.shift()!();
+    await vi.waitFor(() => expect(client.statuses()).toEqual([200]));
+    await vi.waitFor(() => expect(calls() - before).toBe(4));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(calls() - before).toBe(4);
+    answerCall = () => {};
+    for (const release of held.splice(0)) release();
+    await vi.waitFor(() => expect(client.statuses()).toEqual([200, 200, 200, 200, 200, 200]));
+    expect(calls() - before).toBe(7);
+    expect((await other).status).toBe(200);
+    client.socket.destroy();
+  });
+
+  it('a request that waited its turn has the whole deadline for its call', async () => {
+    // Each call takes 300 ms: the fourth pair starts at about 900 ms, the fourth of a second after
+    // the requests came, and takes 300 ms more.
+    const { port } = await gateway({ deadlineMs: 1_000 });
+    answerCall = () => new Promise<void>((resolve) => setTimeout(resolve, 300));
+    const client = pipeliningClient(port);
+    client.socket.write(LIST_GOODS.repeat(8));
+    await vi.waitFor(() => expect(client.statuses()).toHaveLength(8), { timeout: 5_000, interval: 50 });
+    expect(client.statuses()).toEqual(Array(8).fill(200));
+    client.socket.destroy();
+  });
+
+  it('requests waiting for their turn are dropped with their connection, and make no call', async () => {
+    const { port } = await gateway();
+    const held: (() => void)[] = [];
+    answerCall = () => new Promise<void>((resolve) => held.push(resolve));
+    const calls = () => goods.calls.ListGoods ?? 0;
+    const before = calls();
+    const client = pipeliningClient(port);
+    client.socket.write(LIST_GOODS.repeat(10));
+    await vi.waitFor(() => expect(calls() - before).toBe(2));
+    client.socket.destroy();
+    await client.closed;
+    answerCall = () => {};
+    for (const release of held.splice(0)) release();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(calls() - before).toBe(2);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+});
