@@ -15,7 +15,7 @@ export class Connection {
   inFlight = 0;
   /** Requests received on it: the latest one's turn (see mayStart). */
   started = 0;
-  /** Requests received and waiting for their turn (see waitTurn), the first come first. */
+  /** Requests received and waiting for their turn (see waitTurn), the earliest turn first. */
   readonly #waiting: { turn: number; work: () => void }[] = [];
   /** Closes a connection that has not sent its first request in time. */
   firstRequestTimer: NodeJS.Timeout | undefined;
@@ -59,7 +59,11 @@ export class Connection {
    * the kernel, or abandoned, as when the connection closes: `work` checks its client is there).
    */
   waitTurn(turn: number, work: () => void): void {
-    this.#waiting.push({ turn, work });
+    // In turn order, which is not the order requests get here: one with a body comes after the
+    // requests behind it that Node parsed while the body was read.
+    let index = this.#waiting.length;
+    while (index > 0 && this.#waiting[index - 1]!.turn > turn) index--;
+    this.#waiting.splice(index, 0, { turn, work });
   }
 
   /**

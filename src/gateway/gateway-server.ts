@@ -607,7 +607,10 @@ class GatewayServer implements Gateway {
       return;
     }
     connection.waitTurn(turn, () => {
-      if (exchange.gone || exchange.request.socket.destroyed) return;
+      // An answer before it closed the connection, or is closing it (Connection: close): this one
+      // could never be sent.
+      const { socket } = exchange.request;
+      if (exchange.gone || socket.destroyed || socket.writableEnded) return;
       exchange.deadline = Date.now() + this.#deadlineMs;
       this.#dispatch(exchange, input);
     });

@@ -354,7 +354,11 @@ export class PageStreamer<E extends PagedExchange> {
       const done = (taken: boolean): void => {
         clearTimeout(timer);
         response.off('close', onClose);
+        response.off('socket', startClock);
         resolve(taken);
+      };
+      const startClock = (): void => {
+        timer = setTimeout(stalled, this.#options.deadlineMs);
       };
       const onClose = (): void => done(false);
       const stalled = (): void => {
@@ -378,7 +382,10 @@ export class PageStreamer<E extends PagedExchange> {
         const end = Math.min(offset + SLICE_BYTES, bytes.length);
         const slice = bytes.subarray(offset, end);
         offset = end;
-        timer = setTimeout(stalled, this.#options.deadlineMs);
+        // An answer pipelined behind others gets the connection's socket once they have gone:
+        // until then the client is taking theirs, not stalling on this one.
+        if (response.socket) startClock();
+        else response.once('socket', startClock);
         response.write(slice, next);
       };
       response.once('close', onClose);

@@ -4,11 +4,12 @@ import { httpJson } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
 
-// Requests a client pipelines on one HTTP/1.1 connection take turns (Connection.inTurn): two are
-// worked on at once, the next when an answer before it has gone.
+// Requests a client pipelines on one HTTP/1.1 connection take turns (Connection.mayStart and
+// waitTurn): two are worked on at once, the next when an answer before it has gone.
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const LIST_GOODS = 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n';
+const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });
 
 /** A connection that collects what it reads: `statuses()` are the answers' status codes so far. */
 function pipeliningClient(port: number): { socket: Socket; statuses(): number[]; closed: Promise<void> } {
@@ -75,6 +76,39 @@ describe('requests pipelined on one connection', () => {
     expect((await other).status).toBe(200);
     client.socket.destroy();
   });
+
+  it.each([
+    [
+      'a body',
+      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+    ],
+    [
+      'a chunked body',
+      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${GOODS.length.toString(16)}\r\n${GOODS}\r\n0\r\n\r\n`,
+    ],
+    [
+      'Expect: 100-continue',
+      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+    ],
+  ])(
+    'a request with %s reaches its turn after the requests behind it, and all are answered in order',
+    async (_, post) => {
+      // Its body is read before it asks for its turn, while Node hands over the requests behind it:
+      // the GET after it waits for it, and a request answered at once sits between them.
+      const { port } = await gateway();
+      answerCall = () => new Promise<void>((resolve) => setTimeout(resolve, 30));
+      const client = pipeliningClient(port);
+      const health = 'GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n';
+      const missing = 'GET /nowhere HTTP/1.1\r\nHost: gateway\r\n\r\n';
+      client.socket.write(LIST_GOODS + LIST_GOODS + post + missing + health + LIST_GOODS);
+      await vi.waitFor(() => expect(client.statuses().filter((code) => code !== 100)).toHaveLength(6), {
+        timeout: 5_000,
+        interval: 20,
+      });
+      expect(client.statuses().filter((code) => code !== 100)).toEqual([200, 200, 200, 404, 200, 200]);
+      client.socket.destroy();
+    },
+  );
 
   it('a request that waited its turn has the whole deadline for its call', async () => {
     // Each call takes 300 ms: the fourth pair starts at about 900 ms, the fourth of a second after
