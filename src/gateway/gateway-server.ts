@@ -152,6 +152,24 @@ const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
 /** grpc-js serializes the request; the request decoder has already made its bytes. */
 
 /**
+ * Resolves once an answer queued behind others on its connection (HTTP/1.1 pipelining) has the
+ * connection's socket, or the connection has closed (Node then drops the answer without a 'close').
+ */
+function reachesSocket(response: ServerResponse): Promise<void> {
+  if (response.socket) return Promise.resolve();
+  const connection = response.req.socket;
+  return new Promise((resolve) => {
+    const reached = (): void => {
+      response.off('socket', reached);
+      connection.off('close', reached);
+      resolve();
+    };
+    response.once('socket', reached);
+    connection.once('close', reached);
+  });
+}
+
+/**
  * Builds the HTTP gateway: the book's REST surface on HTTP/1.1 with keep-alive, routed to gRPC
  * services from what they register with the distributor. It knows no service: a service that
  * registers a new route is reachable at once, without restarting the gateway.
@@ -684,7 +702,17 @@ class GatewayServer implements Gateway {
       this.#answerError(exchange, gatewayErrors.bodiesOverBudget());
       return;
     }
-    if (expectsContinue) response.writeContinue();
+    if (expectsContinue) {
+      // An answer queued behind others (pipelining) has no socket yet: a 100 written now would
+      // follow its final status on the wire. It goes when the answer reaches the socket, before
+      // its final status, even if the body has come meanwhile: Node closes the connection after
+      // an answer to Expect: 100-continue that no 100 preceded.
+      if (response.socket) response.writeContinue();
+      else
+        response.once('socket', () => {
+          if (!response.headersSent) response.writeContinue();
+        });
+    }
     // Stopped when the parser fails under it (see #onClientError): then the body never ends.
     const connection = this.#connections.of(request.socket);
     const reading = { request, stop: new AbortController() };
@@ -722,6 +750,13 @@ class GatewayServer implements Gateway {
       if (!(error instanceof GatewayError)) throw error;
       this.#answerError(exchange, error);
       return;
+    }
+    if (expectsContinue && !response.socket) {
+      // Answered while queued behind other answers, it would go without its 100 Continue, and
+      // Node closes the connection after such an answer: it is worked on once it has the socket
+      // (the 100 is written then, above).
+      await reachesSocket(response);
+      if (exchange.gone || request.socket.destroyed) return;
     }
     this.#dispatchInTurn(exchange, input, connection, turn);
   }

@@ -43,7 +43,8 @@ async function startPagingGoods(
   goods: Goods[],
   instances = 1,
   pageSize = 1_000,
-  pageDelayMs = 0,
+  /** How long a call takes, by the request's page size (0: answered at once). */
+  delayMs: (requestedPageSize: number) => number = () => 0,
 ): Promise<PagingFake> {
   const calls: number[] = [];
   const failures = new Map<number, status>();
@@ -64,7 +65,8 @@ async function startPagingGoods(
           results: goods.slice(start, end),
           nextPageToken: end < goods.length ? String(end) : '',
         });
-      if (pageDelayMs > 0) setTimeout(answer, pageDelayMs);
+      const delay = delayMs(listRequest.pageSize ?? 0);
+      if (delay > 0) setTimeout(answer, delay);
       else answer();
     },
   };
@@ -348,7 +350,7 @@ describe('the gateway following pages', () => {
   it('a streamed list pipelined behind a long one is not cut off while the client takes the one before', async () => {
     // Five pages of 300 ms each: the first list takes 1.5 s to send, longer than the deadline of
     // 1 s, while the second waits behind it with its first page written and not yet on the socket.
-    await startPagingGoods(closer, distributor, goodsList(5_000), 1, 1_000, 300);
+    await startPagingGoods(closer, distributor, goodsList(5_000), 1, 1_000, () => 300);
     const port = await gateway(1, 1_000);
     const socket = connect(port, '127.0.0.1');
     socket.on('error', () => {});
@@ -363,6 +365,33 @@ describe('the gateway following pages', () => {
     });
     expect(warnings()).toEqual([]);
     socket.destroy();
+  });
+
+  it('a streamed list queued behind another answer gives its place back when the connection dies', async () => {
+    // A one-page list that takes 1.5 s, then a long list whose pages come at once: the long list's
+    // first page waits behind the slow answer, on a response with no socket yet, which Node gives
+    // no 'close' of its own when the connection dies.
+    await startPagingGoods(closer, distributor, goodsList(3_500), 1, 1_000, (size) =>
+      size === 999 ? 1_500 : 0,
+    );
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(closer, distributor, { log, maxStreamedLists: 1, deadlineMs: 5_000 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    const socket = connect(started.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(
+      'GET /goods?page_size=999 HTTP/1.1\r\nHost: x\r\n\r\nGET /goods HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    socket.destroy();
+    // The only place among streamed lists is free again well before the deadline.
+    await vi.waitFor(
+      async () => {
+        const answer = await get(started.port, '/goods');
+        expect([answer.status, answer.complete]).toEqual([200, true]);
+      },
+      { timeout: 2_000, interval: 100 },
+    );
   });
 
   it('a client that takes its answers slowly is not cut off', async () => {
