@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
@@ -15,6 +15,8 @@ export class Connection {
   inFlight = 0;
   /** Requests received on it: the latest one's turn (see mayStart). */
   started = 0;
+  /** What to run for answers still queued behind others when the socket closes (see onceClosed). */
+  readonly #queued = new Set<() => void>();
   /** Requests received and waiting for their turn (see waitTurn), the earliest turn first. */
   readonly #waiting: { turn: number; work: () => void }[] = [];
   /** Closes a connection that has not sent its first request in time. */
@@ -72,6 +74,33 @@ export class Connection {
    */
   #ahead(turn: number): number {
     return turn - 1 - (this.started - this.inFlight);
+  }
+
+  /**
+   * Runs `closed` once, when `response` closes. An answer queued behind others on this connection
+   * (pipelining) gets no 'close' of its own if the socket closes before the answer reaches it (Node
+   * drops it): until it does, the socket's close counts as its own.
+   */
+  onceClosed(response: ServerResponse, closed: () => void): void {
+    response.once('close', closed);
+    if (response.socket) return;
+    const dropped = (): void => {
+      response.off('close', closed);
+      response.off('socket', reached);
+      closed();
+    };
+    const reached = (): void => {
+      this.#queued.delete(dropped);
+    };
+    this.#queued.add(dropped);
+    response.once('socket', reached);
+  }
+
+  /** The socket has closed: the answers still queued on it are dropped (see onceClosed). */
+  socketClosed(): void {
+    const queued = [...this.#queued];
+    this.#queued.clear();
+    for (const dropped of queued) dropped();
   }
 
   /** Runs `action` once no request is in flight on this connection: now, or when the last one ends. */
@@ -228,6 +257,7 @@ export class ConnectionTracker {
       this.#idle.set(socket, connection);
     }
     socket.once('close', () => {
+      connection.socketClosed();
       if (this.#connections.get(socket) === connection) this.#close(connection, 'closed');
     });
   }

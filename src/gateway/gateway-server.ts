@@ -498,14 +498,16 @@ class GatewayServer implements Gateway {
     let routed: Exchange | undefined;
     // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
     // recorded, its connection's count ends, and a client that left stops the upstream work.
-    response.once('close', () => {
+    const closed = (): void => {
       telemetry.closed(response);
       connection?.requestEnded();
       if (routed === undefined || response.writableFinished) return;
       // The client left before its answer: nobody to answer, so stop the upstream work too.
       routed.gone = true;
       routed.call?.cancel();
-    });
+    };
+    if (connection) connection.onceClosed(response, closed);
+    else response.once('close', closed);
     const hasBody = declaredBodySize(request) !== 0;
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {

@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net';
+import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { httpJson } from '../helpers/http.js';
+import { sample, scrape } from '../helpers/prometheus.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
 
@@ -30,11 +32,17 @@ describe('requests pipelined on one connection', () => {
   let distributor: string;
   let goods: FakeGoods;
   /** How a call to the fake goods is answered: by default at once. */
-  let answerCall: (method: string) => Promise<void> | void = () => {};
+  let answerCall: (method: string, call: ServerUnaryCall<unknown, unknown>) => Promise<void> | void =
+    () => {};
 
   beforeAll(async () => {
     distributor = (await startDistributor(shared)).address;
-    goods = await startFakeGoods(shared, distributor, { onCall: (method) => answerCall(method) }, [ROW]);
+    goods = await startFakeGoods(
+      shared,
+      distributor,
+      { onCall: (method, call) => answerCall(method, call) },
+      [ROW],
+    );
   });
   afterEach(async () => {
     answerCall = () => {};
@@ -48,31 +56,50 @@ describe('requests pipelined on one connection', () => {
     return started;
   }
 
+  /**
+   * Holds every call to the fake goods until released; `made` counts the ListGoods calls since,
+   * `cancelled` those of them the gateway cancelled.
+   */
+  function holdCalls(): { made(): number; cancelled(): number; releaseOne(): void; releaseAll(): void } {
+    const held: (() => void)[] = [];
+    let cancelled = 0;
+    answerCall = (_, call) => {
+      call.once('cancelled', () => cancelled++);
+      return new Promise<void>((resolve) => held.push(resolve));
+    };
+    const before = goods.calls.ListGoods ?? 0;
+    return {
+      made: () => (goods.calls.ListGoods ?? 0) - before,
+      cancelled: () => cancelled,
+      releaseOne: () => held.shift()?.(),
+      releaseAll: () => {
+        answerCall = () => {};
+        for (const release of held.splice(0)) release();
+      },
+    };
+  }
+
   it('are worked on two at once, the next as an answer before it leaves; other connections go on', async () => {
     const { port } = await gateway();
-    const held: (() => void)[] = [];
-    answerCall = () => new Promise<void>((resolve) => held.push(resolve));
-    const calls = () => goods.calls.ListGoods ?? 0;
-    const before = calls();
+    const calls = holdCalls();
     const client = pipeliningClient(port);
     client.socket.write(LIST_GOODS.repeat(6));
-    await vi.waitFor(() => expect(calls() - before).toBe(2));
+    await vi.waitFor(() => expect(calls.made()).toBe(2));
     // A moment more: the other four wait for the first two answers.
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(calls() - before).toBe(2);
+    expect(calls.made()).toBe(2);
     // Another connection is not held back by this one.
     const other = httpJson(port, 'GET', '/goods');
-    await vi.waitFor(() => expect(calls() - before).toBe(3));
+    await vi.waitFor(() => expect(calls.made()).toBe(3));
     // One answer goes: one more call, no more.
-    held.shift()!();
+    calls.releaseOne();
     await vi.waitFor(() => expect(client.statuses()).toEqual([200]));
-    await vi.waitFor(() => expect(calls() - before).toBe(4));
+    await vi.waitFor(() => expect(calls.made()).toBe(4));
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(calls() - before).toBe(4);
-    answerCall = () => {};
-    for (const release of held.splice(0)) release();
+    expect(calls.made()).toBe(4);
+    calls.releaseAll();
     await vi.waitFor(() => expect(client.statuses()).toEqual([200, 200, 200, 200, 200, 200]));
-    expect(calls() - before).toBe(7);
+    expect(calls.made()).toBe(7);
     expect((await other).status).toBe(200);
     client.socket.destroy();
   });
@@ -114,22 +141,18 @@ describe('requests pipelined on one connection', () => {
 
   it('a request whose turn comes once an answer before it has closed the connection makes no call', async () => {
     const { port } = await gateway();
-    const held: (() => void)[] = [];
-    answerCall = () => new Promise<void>((resolve) => held.push(resolve));
-    const calls = () => goods.calls.ListGoods ?? 0;
-    const before = calls();
+    const calls = holdCalls();
     const client = pipeliningClient(port);
     // OPTIONS with a body is answered at once, with Connection: close (its body is not read).
     const closing = 'OPTIONS /goods HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{}';
     client.socket.write(LIST_GOODS + LIST_GOODS + closing + LIST_GOODS + LIST_GOODS);
-    await vi.waitFor(() => expect(calls() - before).toBe(2));
-    answerCall = () => {};
-    for (const release of held.splice(0)) release();
+    await vi.waitFor(() => expect(calls.made()).toBe(2));
+    calls.releaseAll();
     await client.closed;
     expect(client.statuses()).toEqual([200, 200, 204]);
     // The fourth's turn came while the answer before it was still going out (one call lost); the
     // fifth's after it had closed the connection.
-    expect(calls() - before).toBe(3);
+    expect(calls.made()).toBe(3);
   });
 
   it('a request with Expect: 100-continue right behind another gets its 100 before its answer, and the connection stays', async () => {
@@ -148,6 +171,27 @@ describe('requests pipelined on one connection', () => {
     client.socket.destroy();
   });
 
+  it('when the client leaves, both requests worked on are cancelled upstream and counted as 499', async () => {
+    // The second one's answer waits behind the first's: Node drops it without a 'close' when the
+    // connection dies, so the gateway listens to the connection for it.
+    const { port } = await gateway();
+    const calls = holdCalls();
+    const client = pipeliningClient(port);
+    client.socket.write(LIST_GOODS.repeat(2));
+    await vi.waitFor(() => expect(calls.made()).toBe(2));
+    client.socket.destroy();
+    await vi.waitFor(() => expect(calls.cancelled()).toBe(2));
+    calls.releaseAll();
+    const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
+    expect(
+      sample(metrics, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'GET',
+        http_route: '/goods',
+        http_response_status_code: '499',
+      }),
+    ).toBe(2);
+  });
+
   it('a request that waited its turn has the whole deadline for its call', async () => {
     // Each call takes 300 ms: the fourth pair starts at about 900 ms, the fourth of a second after
     // the requests came, and takes 300 ms more.
@@ -162,19 +206,15 @@ describe('requests pipelined on one connection', () => {
 
   it('requests waiting for their turn are dropped with their connection, and make no call', async () => {
     const { port } = await gateway();
-    const held: (() => void)[] = [];
-    answerCall = () => new Promise<void>((resolve) => held.push(resolve));
-    const calls = () => goods.calls.ListGoods ?? 0;
-    const before = calls();
+    const calls = holdCalls();
     const client = pipeliningClient(port);
     client.socket.write(LIST_GOODS.repeat(10));
-    await vi.waitFor(() => expect(calls() - before).toBe(2));
+    await vi.waitFor(() => expect(calls.made()).toBe(2));
     client.socket.destroy();
     await client.closed;
-    answerCall = () => {};
-    for (const release of held.splice(0)) release();
+    calls.releaseAll();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(calls() - before).toBe(2);
+    expect(calls.made()).toBe(2);
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
   });
 });
