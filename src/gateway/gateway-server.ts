@@ -447,8 +447,8 @@ class GatewayServer implements Gateway {
       const path = queryStart < 0 ? url : url.slice(0, queryStart);
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
-        this.#telemetry.observePage(response, method, path);
-        if (this.#pageAdmitted(request, response)) this.#telemetry.answerPage(response, path);
+        const page = this.#telemetry.onPageRequest(method, path);
+        if (this.#pageAdmitted(request, response, page)) this.#telemetry.answerPage(response, path);
         return;
       }
       telemetry = this.#telemetry.onRequest(request, method, path);
@@ -468,9 +468,12 @@ class GatewayServer implements Gateway {
    * bound on pipelined requests (one write could otherwise queue some 1,700 page answers), and on a
    * connection opened past the limit, refused. False when it was refused.
    */
-  #pageAdmitted(request: IncomingMessage, response: ServerResponse): boolean {
+  #pageAdmitted(request: IncomingMessage, response: ServerResponse, telemetry: RequestTelemetry): boolean {
     const connection = this.#connections.requestStarted(request);
-    response.once('close', () => connection?.requestEnded());
+    this.#onceClosed(connection, response, () => {
+      telemetry.closed(response);
+      connection?.requestEnded();
+    });
     if (this.#connections.isRefused(request)) {
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, undefined);
       return false;
@@ -506,8 +509,7 @@ class GatewayServer implements Gateway {
       routed.gone = true;
       routed.call?.cancel();
     };
-    if (connection) connection.onceClosed(response, closed);
-    else response.once('close', closed);
+    this.#onceClosed(connection, response, closed);
     const hasBody = declaredBodySize(request) !== 0;
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
@@ -608,6 +610,12 @@ class GatewayServer implements Gateway {
     } else {
       this.#dispatchInTurn(exchange, NO_INPUT, connection, turn);
     }
+  }
+
+  /** Runs `closed` once when `response` closes, or is dropped with its connection (Connection.onceClosed). */
+  #onceClosed(connection: Connection | undefined, response: ServerResponse, closed: () => void): void {
+    if (connection) connection.onceClosed(response, closed);
+    else response.once('close', closed);
   }
 
   /**

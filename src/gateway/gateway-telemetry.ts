@@ -200,14 +200,15 @@ export class GatewayTelemetry {
   }
 
   /**
-   * Records a GET or HEAD of one of the gateway's own pages ({@link servesPage}) when its response
-   * closes, whether {@link answerPage} answers it or the gateway refuses it (too many pipelined, a
-   * refused connection). Its route label is its path; it gets no id and no span.
+   * Starts the telemetry of a GET or HEAD of one of the gateway's own pages ({@link servesPage}),
+   * whether {@link answerPage} answers it or the gateway refuses it (too many pipelined, a refused
+   * connection): its route label is its path; it gets no id and no span. The caller calls `closed`
+   * on what it returns when the response closes.
    */
-  observePage(response: ServerResponse, method: string, path: string): void {
+  onPageRequest(method: string, path: string): RequestTelemetry {
     const page = new ObservedRequest(undefined, method, path, undefined, undefined, this.#recordAnswer);
     page.route = path;
-    response.once('close', () => page.closed(response));
+    return page;
   }
 
   /**

@@ -255,7 +255,8 @@ describe('gateway under hostile or unlucky clients', () => {
     const { port } = await gateway();
     // Answered at once, each still counts until its answer has gone (its response's close).
     const answered = await pipelinedThousand(port, '/healthz');
-    // Refused or answered, each is counted as the page it asked for.
+    // Refused or answered, each is counted as the page it asked for: the refusals after the first
+    // too, whose answers were written but dropped with the connection (as many as Node parsed).
     const healthz = { http_request_method: 'GET', http_route: '/healthz' };
     await vi.waitFor(async () => {
       const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
@@ -263,8 +264,10 @@ describe('gateway under hostile or unlucky clients', () => {
         sample(metrics, 'http_server_request_duration_seconds_count', {
           ...healthz,
           http_response_status_code: status,
-        });
-      expect([count('200'), count('503')]).toEqual([answered, 1]);
+        }) ?? 0;
+      expect(count('200')).toBe(answered);
+      expect(count('503')).toBeGreaterThanOrEqual(1);
+      expect(count('503')).toBeLessThanOrEqual(1_000 - answered);
     });
   });
 
