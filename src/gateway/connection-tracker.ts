@@ -15,8 +15,8 @@ export class Connection {
   inFlight = 0;
   /** Requests received on it: the latest one's turn (see mayStart). */
   started = 0;
-  /** What to run for answers still queued behind others when the socket closes (see onceClosed). */
-  readonly #queued = new Set<() => void>();
+  /** Answers queued behind others, not yet on the socket (see track). */
+  readonly #queued = new Set<ServerResponse>();
   /** Requests received and waiting for their turn (see waitTurn), the earliest turn first. */
   readonly #waiting: { turn: number; work: () => void }[] = [];
   /** Closes a connection that has not sent its first request in time. */
@@ -77,30 +77,21 @@ export class Connection {
   }
 
   /**
-   * Runs `closed` once, when `response` closes. An answer queued behind others on this connection
-   * (pipelining) gets no 'close' of its own if the socket closes before the answer reaches it (Node
-   * drops it): until it does, the socket's close counts as its own.
+   * Follows an answer queued behind others on this connection (pipelining) until it reaches the
+   * socket. Node gives such an answer no 'close' if the socket closes first (it drops it), so
+   * {@link socketClosed} emits one: its 'close' listeners run as any answer's do.
    */
-  onceClosed(response: ServerResponse, closed: () => void): void {
-    response.once('close', closed);
+  track(response: ServerResponse): void {
     if (response.socket) return;
-    const dropped = (): void => {
-      response.off('close', closed);
-      response.off('socket', reached);
-      closed();
-    };
-    const reached = (): void => {
-      this.#queued.delete(dropped);
-    };
-    this.#queued.add(dropped);
-    response.once('socket', reached);
+    this.#queued.add(response);
+    response.once('socket', () => this.#queued.delete(response));
   }
 
-  /** The socket has closed: the answers still queued on it are dropped (see onceClosed). */
+  /** The socket has closed: the answers still queued on it close too (see track). */
   socketClosed(): void {
     const queued = [...this.#queued];
     this.#queued.clear();
-    for (const dropped of queued) dropped();
+    for (const response of queued) response.emit('close');
   }
 
   /** Runs `action` once no request is in flight on this connection: now, or when the last one ends. */
@@ -202,9 +193,10 @@ export class ConnectionTracker {
    * Counts a request on its connection; the caller calls requestEnded() on the result when the
    * response is finished or abandoned (its 'close' event), so that a request costs one listener.
    */
-  requestStarted(request: IncomingMessage): Connection | undefined {
+  requestStarted(request: IncomingMessage, response: ServerResponse): Connection | undefined {
     const connection = this.#connections.get(request.socket);
     if (!connection) return undefined;
+    connection.track(response);
     connection.inFlight++;
     connection.started++;
     this.#idle.delete(connection.socket);

@@ -153,19 +153,18 @@ const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
 
 /**
  * Resolves once an answer queued behind others on its connection (HTTP/1.1 pipelining) has the
- * connection's socket, or the connection has closed (Node then drops the answer without a 'close').
+ * connection's socket, or has closed (with its connection: see Connection.track).
  */
 function reachesSocket(response: ServerResponse): Promise<void> {
   if (response.socket) return Promise.resolve();
-  const connection = response.req.socket;
   return new Promise((resolve) => {
     const reached = (): void => {
       response.off('socket', reached);
-      connection.off('close', reached);
+      response.off('close', reached);
       resolve();
     };
     response.once('socket', reached);
-    connection.once('close', reached);
+    response.once('close', reached);
   });
 }
 
@@ -469,8 +468,8 @@ class GatewayServer implements Gateway {
    * connection opened past the limit, refused. False when it was refused.
    */
   #pageAdmitted(request: IncomingMessage, response: ServerResponse, telemetry: RequestTelemetry): boolean {
-    const connection = this.#connections.requestStarted(request);
-    this.#onceClosed(connection, response, () => {
+    const connection = this.#connections.requestStarted(request, response);
+    response.once('close', () => {
       telemetry.closed(response);
       connection?.requestEnded();
     });
@@ -496,7 +495,7 @@ class GatewayServer implements Gateway {
     path: string,
     queryStart: number,
   ): void {
-    const connection = this.#connections.requestStarted(request);
+    const connection = this.#connections.requestStarted(request, response);
     const turn = connection?.started ?? 0;
     let routed: Exchange | undefined;
     // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
@@ -509,7 +508,7 @@ class GatewayServer implements Gateway {
       routed.gone = true;
       routed.call?.cancel();
     };
-    this.#onceClosed(connection, response, closed);
+    response.once('close', closed);
     const hasBody = declaredBodySize(request) !== 0;
     this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
@@ -610,12 +609,6 @@ class GatewayServer implements Gateway {
     } else {
       this.#dispatchInTurn(exchange, NO_INPUT, connection, turn);
     }
-  }
-
-  /** Runs `closed` once when `response` closes, or is dropped with its connection (Connection.onceClosed). */
-  #onceClosed(connection: Connection | undefined, response: ServerResponse, closed: () => void): void {
-    if (connection) connection.onceClosed(response, closed);
-    else response.once('close', closed);
   }
 
   /**

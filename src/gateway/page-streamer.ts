@@ -347,17 +347,13 @@ export class PageStreamer<E extends PagedExchange> {
    */
   #writeTaken(exchange: E, bytes: Buffer): Promise<boolean> {
     const { response } = exchange;
-    // The connection's socket: an answer queued behind others gets no 'close' of its own when the
-    // connection dies (Node drops it), so its end is heard there.
-    const connection = response.req.socket;
-    if (exchange.gone || response.destroyed || connection.destroyed) return Promise.resolve(false);
+    if (exchange.gone || response.destroyed) return Promise.resolve(false);
     return new Promise((resolve) => {
       let offset = 0;
       let timer: NodeJS.Timeout | undefined;
       const done = (taken: boolean): void => {
         clearTimeout(timer);
         response.off('close', onClose);
-        connection.off('close', onClose);
         response.off('socket', startClock);
         resolve(taken);
       };
@@ -393,7 +389,6 @@ export class PageStreamer<E extends PagedExchange> {
         response.write(slice, next);
       };
       response.once('close', onClose);
-      connection.once('close', onClose);
       next();
     });
   }
