@@ -1,11 +1,15 @@
 import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
+import { addressGroupOf } from './address-group.js';
+import { AddressShares } from './address-shares.js';
 
 /** One connection to a gRPC port, as its room sees it. */
 interface Connection {
   readonly socket: Socket;
   /** Both ends' addresses and ports, by which its HTTP/2 session is found. */
   readonly peer: string | undefined;
+  /** The group of the address it came from (see addressGroupOf); undefined when the socket had none. */
+  readonly group: string | undefined;
   /** Its HTTP/2 session, once there is one: on a plaintext port it has taken the socket over. */
   session: ServerHttp2Session | undefined;
   /** Calls (HTTP/2 streams) open on it now. */
@@ -16,19 +20,27 @@ interface Connection {
 
 /**
  * What was closed to keep the room, named as the gateway's connection limit names it: a connection
- * with no call open ("evicted"), or the one that just came ("refused").
+ * with no call open ("evicted"), one of the connections of the address holding the most, calls
+ * open and all ("displaced"), or the one that just came ("refused").
  */
-export type RoomKept = 'evicted' | 'refused';
+export type RoomKept = 'evicted' | 'displaced' | 'refused';
+
+/** Told what was closed to keep the room; for "displaced", the address group it was taken from. */
+export type RoomKeeping = (kept: RoomKept, fromGroup?: string) => void;
 
 /**
  * Keeps at most `max` connections open on one of the HTTP/2 servers grpc-js makes for a port. When
  * a connection comes past it, one is closed to make room: first one that never made a call (a
  * silent socket, a TLS handshake never finished, a client that only answers pings), the oldest
- * first; else the one idle longest since its last call ended; a connection with a call open is
- * never closed for room, so when every one has a call open, the new connection is closed. A flood
- * of sockets that never call then pushes out each other and idle connections, and a client that
- * calls still gets in (before, Node's own maxConnections closed every new connection once the port
- * was full, the clients that call included).
+ * first; else the one idle longest since its last call ended. When every one has a call open, the
+ * room is shared out by address (see addressGroupOf): if another address holds more connections
+ * than the new one's address does, counting the new one, the oldest connection of the address
+ * holding the most is closed, calls and all; else the new connection is closed. A flood of sockets
+ * that never call then pushes out each other and idle connections, and a client that calls still
+ * gets in (before, Node's own maxConnections closed every new connection once the port was full,
+ * the clients that call included); and a client that holds connections with calls that never end
+ * (a health Watch on each, say) keeps other addresses out of no more than its share of the room.
+ * Connections from one address (every local client, on 127.0.0.1) are not told apart.
  *
  * Calls are counted on each HTTP/2 session's streams; a session is matched to the socket it came on
  * by both ends' addresses and ports, the same on a TLS socket as on the TCP socket under it (on a
@@ -36,7 +48,7 @@ export type RoomKept = 'evicted' | 'refused';
  */
 export class ConnectionRoom {
   readonly #max: number;
-  readonly #onKept: (kept: RoomKept) => void;
+  readonly #onKept: RoomKeeping;
   readonly #bySocket = new WeakMap<Socket, Connection>();
   readonly #byPeer = new Map<string, Connection>();
   /** Open connections that never made a call, oldest first. */
@@ -45,8 +57,10 @@ export class ConnectionRoom {
   readonly #idle = new Set<Connection>();
   /** Connections open and not being closed. */
   readonly #open = new Set<Connection>();
+  /** The same, by the group of the address each came from. */
+  readonly #shares = new AddressShares<Connection>();
 
-  constructor(server: Http2Server | Http2SecureServer, max: number, onKept: (kept: RoomKept) => void) {
+  constructor(server: Http2Server | Http2SecureServer, max: number, onKept: RoomKeeping) {
     this.#max = max;
     this.#onKept = onKept;
     // Known before Node makes its session of it (in its own 'connection' listener), made room for
@@ -60,6 +74,7 @@ export class ConnectionRoom {
     const connection: Connection = {
       socket,
       peer: peerOf(socket),
+      group: socket.remoteAddress === undefined ? undefined : addressGroupOf(socket.remoteAddress),
       session: undefined,
       openCalls: 0,
       gone: false,
@@ -67,6 +82,7 @@ export class ConnectionRoom {
     this.#open.add(connection);
     this.#bySocket.set(socket, connection);
     if (connection.peer !== undefined) this.#byPeer.set(connection.peer, connection);
+    if (connection.group !== undefined) this.#shares.add(connection.group, connection);
     this.#neverCalled.add(connection);
     socket.once('close', () => this.#forget(connection));
   }
@@ -75,8 +91,31 @@ export class ConnectionRoom {
     const connection = this.#bySocket.get(socket);
     if (!connection || connection.gone || socket.destroyed || this.#open.size <= this.#max) return;
     const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
-    this.#close(victim ?? connection);
-    this.#onKept(victim ? 'evicted' : 'refused');
+    if (victim) {
+      this.#close(victim);
+      this.#onKept('evicted');
+      return;
+    }
+    const displaced = this.#largerShareThan(connection);
+    if (displaced) {
+      this.#close(displaced);
+      this.#onKept('displaced', displaced.group);
+      return;
+    }
+    this.#close(connection);
+    this.#onKept('refused');
+  }
+
+  /**
+   * The oldest connection of the address group holding the most, when that is more than the group
+   * of `newcomer` holds with it: closing it leaves that group holding no less than the newcomer's.
+   */
+  #largerShareThan(newcomer: Connection): Connection | undefined {
+    if (newcomer.group === undefined) return undefined;
+    const largest = this.#shares.largest();
+    if (!largest || largest.group === newcomer.group) return undefined;
+    if (largest.held <= this.#shares.heldBy(newcomer.group)) return undefined;
+    return this.#shares.oldestOf(largest.group);
   }
 
   /**
@@ -117,6 +156,7 @@ export class ConnectionRoom {
     if (connection.gone) return;
     connection.gone = true;
     this.#open.delete(connection);
+    if (connection.group !== undefined) this.#shares.delete(connection.group, connection);
     if (connection.peer !== undefined && this.#byPeer.get(connection.peer) === connection) {
       this.#byPeer.delete(connection.peer);
     }

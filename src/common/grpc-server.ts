@@ -84,14 +84,17 @@ export async function listen(
       closeWhenHalfOpen(socket, graceMs),
     );
     const { log, maxConnections } = limit;
-    const told = (action: RoomKept): void => {
+    const told = (action: RoomKept, fromGroup?: string): void => {
       if (!log) return;
       limiterOf(log).warn(
         `grpc-connection-limit ${action}`,
-        { event: 'connection-limit', action, maxConnections },
-        action === 'evicted'
-          ? 'connection limit reached: closed a connection with no call open to make room'
-          : 'connection limit reached with a call open on every connection: the new connection was closed',
+        {
+          event: 'connection-limit',
+          action,
+          maxConnections,
+          ...(fromGroup === undefined ? {} : { addressGroup: fromGroup }),
+        },
+        ROOM_KEPT_MESSAGES[action],
       );
     };
     roomsOf.set(server, [
@@ -105,6 +108,14 @@ export async function listen(
   }
   return bound;
 }
+
+const ROOM_KEPT_MESSAGES: Record<RoomKept, string> = {
+  evicted: 'connection limit reached: closed a connection with no call open to make room',
+  displaced:
+    'connection limit reached with a call open on every connection: closed the oldest connection of the address holding the most, to make room for another address',
+  refused:
+    'connection limit reached with a call open on every connection, and no address holding more than the new one: the new connection was closed',
+};
 
 /** How long a connection this side has ended may wait for the peer to end its side. */
 const HALF_OPEN_GRACE_MS = 10_000;

@@ -122,7 +122,10 @@ describe('connections to a gRPC port', () => {
     return port;
   }
 
-  /** An HTTP/2 connection of its own that makes health calls by hand. */
+  /**
+   * An HTTP/2 connection of its own that makes health calls by hand; over `over` when given, a
+   * TCP socket to the port (bound to a loopback address of its own, say).
+   */
   function rawClient(port: number, ca?: Buffer, over?: Socket) {
     // Over TLS, trust is not what is tested: the certificate's name is not checked.
     const tls = { ca, checkServerIdentity: () => undefined, ALPNProtocols: ['h2'] };
@@ -131,7 +134,7 @@ describe('connections to a gRPC port', () => {
           ...tls,
           ...(over ? { createConnection: () => connectTls({ ...tls, socket: over }) } : {}),
         })
-      : connectHttp2(`http://127.0.0.1:${port}`);
+      : connectHttp2(`http://127.0.0.1:${port}`, over ? { createConnection: () => over } : {});
     session.on('error', () => {});
     const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
     cleanups.push(() => void session.destroy());
@@ -200,7 +203,7 @@ describe('connections to a gRPC port', () => {
     expect(await within(second.closed, 100)).toBe('not yet');
   });
 
-  it('a connection with a call open is never closed for room: when every one has a call open, the new one is closed, once logged', async () => {
+  it('a connection with a call open is not closed for room by a client of its own address: when every one has a call open, the new one is closed, once logged', async () => {
     const lines: Record<string, unknown>[] = [];
     const port = await roomedServer(2, lines);
     const watchers = [rawClient(port), rawClient(port)];
@@ -214,7 +217,7 @@ describe('connections to a gRPC port', () => {
       expect.objectContaining({
         level: 40,
         action: 'refused',
-        msg: 'connection limit reached with a call open on every connection: the new connection was closed',
+        msg: 'connection limit reached with a call open on every connection, and no address holding more than the new one: the new connection was closed',
       }),
     ]);
     // A call that ends makes its connection one that can go.
@@ -223,6 +226,50 @@ describe('connections to a gRPC port', () => {
       timeout: 10_000,
       interval: 100,
     });
+  });
+
+  /** A raw client whose connection comes from `address`, one of loopback's (127.0.0.0/8). */
+  async function clientFrom(address: string, port: number): Promise<ReturnType<typeof rawClient>> {
+    const socket = connect({ host: '127.0.0.1', port, localAddress: address });
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    return rawClient(port, undefined, socket);
+  }
+
+  it('when every connection has a call open, the room is shared by address: a client holding it all gives its oldest connection up to another address, down to an equal share', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const port = await roomedServer(4, lines);
+    // One address holds the whole room with a Watch open on each connection, one after the other.
+    const hog: Array<ReturnType<typeof rawClient>> = [];
+    for (let i = 0; i < 4; i++) {
+      const client = await clientFrom('127.0.0.2', port);
+      await client.call('Watch').firstAnswer;
+      hog.push(client);
+    }
+    // Another address gets in, and is served: the hog's oldest connection makes room.
+    const b = await clientFrom('127.0.0.3', port);
+    expect(await within(b.call('Watch').firstAnswer, 5_000)).toBeUndefined();
+    expect(await within(hog[0]!.closed, 5_000)).toBeUndefined();
+    // The hog coming back is refused: no address holds more than its own.
+    const again = await clientFrom('127.0.0.2', port);
+    expect(await within(again.closed, 5_000)).toBeUndefined();
+    // A third address makes room out of the hog's three, again its oldest.
+    const c = await clientFrom('127.0.0.4', port);
+    expect(await within(c.call('Watch').firstAnswer, 5_000)).toBeUndefined();
+    expect(await within(hog[1]!.closed, 5_000)).toBeUndefined();
+    // Two each for the hog, one for b and c: b's second connection finds no address holding more than b.
+    const bAgain = await clientFrom('127.0.0.3', port);
+    expect(await within(bAgain.closed, 5_000)).toBeUndefined();
+    for (const kept of [hog[2]!, hog[3]!, b, c]) expect(await within(kept.closed, 50)).toBe('not yet');
+    expect(lines.filter((line) => line.event === 'connection-limit')).toEqual([
+      expect.objectContaining({
+        level: 40,
+        action: 'displaced',
+        addressGroup: '127.0.0.2',
+        msg: 'connection limit reached with a call open on every connection: closed the oldest connection of the address holding the most, to make room for another address',
+      }),
+      expect.objectContaining({ action: 'refused' }),
+    ]);
   });
 
   it('on a TLS port bound to every address, one peer address and port reaching two local addresses are two connections', async () => {
