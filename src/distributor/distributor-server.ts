@@ -8,6 +8,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { addressGroupOf } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
@@ -267,9 +268,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
         if (request instanceof MalformedRequest) throw invalidMessage(request.problem);
         const kind = request.kind;
         if (!lease) {
-          if (!rateLimiter.tryTake(peer)) {
+          const peerGroup = addressGroupOf(peer);
+          if (!rateLimiter.tryTake(peerGroup)) {
             throw exhausted(
-              `too many registrations from ${peer}: at most ${limits.registrationsPerSecond} a second ` +
+              `too many registrations from ${peerGroup}: at most ${limits.registrationsPerSecond} a second ` +
                 `(bursts of ${limits.registrationBurst})`,
             );
           }
