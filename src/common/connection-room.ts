@@ -1,4 +1,4 @@
-import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
+import type { Http2SecureServer, Http2Server, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { addressGroupOf } from './address-group.js';
 import { AddressShares } from './address-shares.js';
@@ -13,7 +13,7 @@ interface Connection {
   /** Its HTTP/2 session, once there is one: on a plaintext port it has taken the socket over. */
   session: ServerHttp2Session | undefined;
   /** Calls (HTTP/2 streams) open on it now. */
-  openCalls: number;
+  readonly calls: Set<ServerHttp2Stream>;
   /** Closed, or being closed: no longer counted. */
   gone: boolean;
 }
@@ -76,7 +76,7 @@ export class ConnectionRoom {
       peer: peerOf(socket),
       group: socket.remoteAddress === undefined ? undefined : addressGroupOf(socket.remoteAddress),
       session: undefined,
-      openCalls: 0,
+      calls: new Set(),
       gone: false,
     };
     this.#open.add(connection);
@@ -118,6 +118,11 @@ export class ConnectionRoom {
     return this.#shares.oldestOf(largest.group);
   }
 
+  /** The calls (HTTP/2 streams) open on the room's connections. */
+  *openCalls(): Iterable<ServerHttp2Stream> {
+    for (const connection of this.#open) yield* connection.calls;
+  }
+
   /**
    * Destroys every connection still open, at the end of a stop's grace: grpc-js's forceShutdown
    * leaves a connection that never became an HTTP/2 session (a client that never sent its preface),
@@ -132,14 +137,14 @@ export class ConnectionRoom {
     const connection = peer === undefined ? undefined : this.#byPeer.get(peer);
     if (!connection || connection.gone) return;
     connection.session = session;
-    session.on('stream', (stream) => {
-      connection.openCalls++;
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      connection.calls.add(stream);
       this.#neverCalled.delete(connection);
       this.#idle.delete(connection);
       stream.once('close', () => {
-        connection.openCalls--;
+        connection.calls.delete(stream);
         // Re-added at the end: the order is how long each has been idle.
-        if (connection.openCalls === 0 && !connection.gone) this.#idle.add(connection);
+        if (connection.calls.size === 0 && !connection.gone) this.#idle.add(connection);
       });
     });
   }

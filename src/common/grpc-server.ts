@@ -7,6 +7,7 @@ import { ConnectionRoom, type RoomKept } from './connection-room.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { defaultMaxConnections } from './max-connections.js';
+import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS, UnreadAnswerWatch } from './unread-answer-watch.js';
 
 /** How often and how patiently both sides ping an idle HTTP/2 connection. */
 export interface KeepaliveOptions {
@@ -52,6 +53,8 @@ export interface ConnectionLimit {
   log?: Logger;
   /** How long a connection this side has ended may wait for the peer to end its side (default 10 s). */
   halfOpenGraceMs?: number;
+  /** How long a call may hold an answer its client takes nothing of (default 30 s; see UnreadAnswerWatch). */
+  unreadAnswerTimeoutMs?: number;
 }
 
 /**
@@ -97,10 +100,22 @@ export async function listen(
         ROOM_KEPT_MESSAGES[action],
       );
     };
-    roomsOf.set(server, [
-      ...(roomsOf.get(server) ?? []),
-      new ConnectionRoom(http2Server, maxConnections, told),
-    ]);
+    const room = new ConnectionRoom(http2Server, maxConnections, told);
+    roomsOf.set(server, [...(roomsOf.get(server) ?? []), room]);
+    const unreadAnswerTimeoutMs = limit.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS;
+    const unreadAnswers = new UnreadAnswerWatch(
+      () => room.openCalls(),
+      unreadAnswerTimeoutMs,
+      () => {
+        if (!log) return;
+        limiterOf(log).warn(
+          'grpc-unread-answer',
+          { event: 'unread-answer', unreadAnswerTimeoutMs },
+          `a client took nothing of an answer for ${unreadAnswerTimeoutMs} ms: its call was reset`,
+        );
+      },
+    );
+    http2Server.once('close', () => unreadAnswers.stop());
     // A hard stop one past the room, should its count ever be wrong: Node closes what comes past
     // it before anyone sees it. The room keeps the count at the limit, closing synchronously.
     http2Server.maxConnections = maxConnections + 1;

@@ -1,6 +1,7 @@
-import { ConfigError } from './config.js';
+import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from './config.js';
 import { openFileLimit } from './open-file-limit.js';
 import { type Setting, setting } from './settings.js';
+import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from './unread-answer-watch.js';
 
 /** The connection limit when the open-file limit is unknown. */
 const FALLBACK_MAX_CONNECTIONS = 10_000;
@@ -35,5 +36,16 @@ export function grpcMaxConnectionsSetting(env: string): Setting<number> {
     defaultText: 'auto: ¾ of the open-file limit',
     help: 'most connections to the gRPC port open at once; past it one with no call open is closed to make room (one that never called first); when every connection has a call open, the oldest of the address holding the most if it holds more than the address of the new one (an IPv6 address counts by its /64), else the new one. A connection with no call for 5 minutes is closed (GOAWAY)',
     parse: parseMaxConnections,
+  });
+}
+
+/** `--unread-answer-timeout-ms` of a gRPC server (the distributor, a service), read from `env`. */
+export function grpcUnreadAnswerTimeoutSetting(env: string): Setting<number> {
+  return setting({
+    flag: 'unread-answer-timeout-ms',
+    env,
+    default: String(DEFAULT_UNREAD_ANSWER_TIMEOUT_MS),
+    help: 'how long a call may hold an answer its client takes nothing of before the call is reset (RST_STREAM), in ms; a client must take the largest answer within it',
+    parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
   });
 }

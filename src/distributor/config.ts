@@ -8,7 +8,7 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError } from '../common/config.js';
-import { grpcMaxConnectionsSetting } from '../common/max-connections.js';
+import { grpcMaxConnectionsSetting, grpcUnreadAnswerTimeoutSetting } from '../common/max-connections.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -22,6 +22,7 @@ export const DISTRIBUTOR_SETTINGS = {
   host: hostSetting('DISTRIBUTOR_HOST', '127.0.0.1'),
   metricsPort: metricsPortSetting('DISTRIBUTOR_METRICS_PORT', 9000),
   maxConnections: grpcMaxConnectionsSetting('DISTRIBUTOR_MAX_CONNECTIONS'),
+  unreadAnswerTimeoutMs: grpcUnreadAnswerTimeoutSetting('DISTRIBUTOR_UNREAD_ANSWER_TIMEOUT_MS'),
   ...COMMON_SETTINGS,
   openRegistry: switchSetting({
     flag: 'insecure-open-registry',
@@ -40,6 +41,8 @@ export interface DistributorConfig {
   readonly openRegistry: boolean;
   /** Connections to its gRPC port open at once. */
   readonly maxConnections: number;
+  /** How long a call may hold an answer its client takes nothing of (a Watch stream's snapshot, say). */
+  readonly unreadAnswerTimeoutMs: number;
   /** Metrics, their admin port, request ids. */
   readonly observability: ObservabilityConfig;
 }
@@ -66,6 +69,7 @@ export function loadDistributorConfig(argv: readonly string[], env: NodeJS.Proce
     registryToken: values.registryToken,
     openRegistry: values.openRegistry,
     maxConnections: values.maxConnections,
+    unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
     observability: observabilityConfig(values, values.port),
   });
 }

@@ -107,6 +107,8 @@ export interface DistributorServerOptions {
   maxConnections?: number;
   /** How long a connection may stay without a call before it is closed. Default 5 minutes. */
   maxConnectionIdleMs?: number;
+  /** How long a call may hold an answer its client takes nothing of (see UnreadAnswerWatch). Default 30 s. */
+  unreadAnswerTimeoutMs?: number;
 }
 
 /** A distributor built but not yet listening. */
@@ -426,6 +428,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       const bound = await listen(server, host, port, options.credentials, {
         maxConnections: options.maxConnections ?? defaultMaxConnections(),
         log,
+        ...(options.unreadAnswerTimeoutMs === undefined
+          ? {}
+          : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
       });
       admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
       return bound;

@@ -24,6 +24,7 @@ runMain(async () => {
     requireCertificateIdentity: config.tls?.caFile !== undefined,
     peerIdentities,
     maxConnections: config.maxConnections,
+    unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs,
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
   });
   const port = await distributor.listen(config.host, config.port);

@@ -137,6 +137,14 @@ describe('loadDistributorConfig', () => {
     ).toThrow(
       'DISTRIBUTOR_MAX_CONNECTIONS: expected a number of connections of at least 1, or auto, got "0"',
     );
+    expect(loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN }).unreadAnswerTimeoutMs).toBe(30_000);
+    expect(
+      loadDistributorConfig(['--unread-answer-timeout-ms', '5000'], { SHOP_REGISTRY_TOKEN: TOKEN })
+        .unreadAnswerTimeoutMs,
+    ).toBe(5_000);
+    expect(() =>
+      loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN, DISTRIBUTOR_UNREAD_ANSWER_TIMEOUT_MS: '50' }),
+    ).toThrow(/DISTRIBUTOR_UNREAD_ANSWER_TIMEOUT_MS/);
   });
 
   it('never runs an open registry by accident', () => {

@@ -25,6 +25,7 @@ describe('service configuration', () => {
       logLevel: 'info',
       maxCallsInFlight: 128,
       maxConnections: defaultMaxConnections(),
+      unreadAnswerTimeoutMs: 30_000,
     };
     // Metrics and request ids on, /metrics on the service's port + 100.
     const observability = (metricsPort: number) => ({
@@ -55,6 +56,7 @@ describe('service configuration', () => {
       MYSQL_URL: 'mysql://shop:p%40ss@db.local:3307/shop',
       LOG_LEVEL: 'warn',
       SERVICE_MAX_CONNECTIONS: '500',
+      SERVICE_UNREAD_ANSWER_TIMEOUT_MS: '5000',
     });
     expect(config).toEqual({
       host: '127.0.0.1',
@@ -69,6 +71,7 @@ describe('service configuration', () => {
       observability: { metrics: true, requestIds: true, metricsPort: 0, metricsPortGiven: false },
       maxCallsInFlight: 128,
       maxConnections: 500,
+      unreadAnswerTimeoutMs: 5_000,
     });
   });
 

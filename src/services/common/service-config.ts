@@ -8,7 +8,7 @@ import {
   tlsSettings,
 } from '../../common/common-settings.js';
 import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js';
-import { grpcMaxConnectionsSetting } from '../../common/max-connections.js';
+import { grpcMaxConnectionsSetting, grpcUnreadAnswerTimeoutSetting } from '../../common/max-connections.js';
 import {
   metricsPortSetting,
   type ObservabilityConfig,
@@ -56,6 +56,8 @@ export interface ServiceConfig {
   readonly maxCallsInFlight?: number;
   /** Connections to its gRPC port open at once; absent: the default. */
   readonly maxConnections?: number;
+  /** How long a call may hold an answer its client takes nothing of; absent: the default. */
+  readonly unreadAnswerTimeoutMs?: number;
 }
 
 /** Every setting of one service, declared once (see src/common/settings.ts). */
@@ -96,6 +98,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       parse: (value, source) => parseWholeNumber(value, source, 1, 1_000_000),
     }),
     maxConnections: grpcMaxConnectionsSetting('SERVICE_MAX_CONNECTIONS'),
+    unreadAnswerTimeoutMs: grpcUnreadAnswerTimeoutSetting('SERVICE_UNREAD_ANSWER_TIMEOUT_MS'),
     dataDir: setting({
       env: 'DATA_DIR',
       default: './data',
@@ -133,5 +136,6 @@ export function loadServiceConfig(
     observability: observabilityConfig(values, values.port),
     maxCallsInFlight: values.maxCallsInFlight,
     maxConnections: values.maxConnections,
+    unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
   });
 }

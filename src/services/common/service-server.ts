@@ -42,6 +42,8 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   maxConnections?: number;
   /** How long a connection may stay without a call before it is closed. Default 5 minutes. */
   maxConnectionIdleMs?: number;
+  /** How long a call may hold an answer its client takes nothing of (see UnreadAnswerWatch). Default 30 s. */
+  unreadAnswerTimeoutMs?: number;
 }
 
 /** A service built but not yet listening. */
@@ -123,6 +125,9 @@ export function createServiceServer<Store extends ServiceStore, Options>(
       const bound = await listen(server, host, port, options.credentials, {
         maxConnections: options.maxConnections ?? defaultMaxConnections(),
         log,
+        ...(options.unreadAnswerTimeoutMs === undefined
+          ? {}
+          : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
       });
       monitor.start();
       sweeper.start();

@@ -79,6 +79,9 @@ export async function startService<Store extends ServiceStore, Options>(
     ...(options.handlerOptions === undefined ? {} : { handlerOptions: options.handlerOptions }),
     ...(config.maxCallsInFlight === undefined ? {} : { maxCallsInFlight: config.maxCallsInFlight }),
     ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+    ...(config.unreadAnswerTimeoutMs === undefined
+      ? {}
+      : { unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs }),
     credentials,
   });
   let port: number;

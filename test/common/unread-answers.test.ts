@@ -1,0 +1,184 @@
+import { type ClientHttp2Stream, connect as connectHttp2, constants } from 'node:http2';
+import { credentials, Metadata, Server, type ServerWritableStream } from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
+import { listen, shutdown } from '../../src/common/grpc-server.js';
+import type { Logger } from '../../src/common/logger.js';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { WatchRequest } from '../../src/gen/distributor.js';
+import { GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
+import { createServiceServer } from '../../src/services/common/service-server.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { backendsOf } from '../services/support/backends.js';
+
+// Calls whose client takes nothing of their answer are reset after --unread-answer-timeout-ms
+// (UnreadAnswerWatch, put on every gRPC port by listen): a client that reads slowly is not.
+
+const MESSAGE_BYTES = 32 * 1024;
+const FLOOD = { Flood: bytesMethod('/test.Flood/Flood', true) };
+
+function lineLog(lines: Record<string, unknown>[]): Logger {
+  return pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+}
+
+/** One gRPC message frame of `message`. */
+function frame(message: Uint8Array): Buffer {
+  const framed = Buffer.alloc(5 + message.length);
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, 5);
+  return framed;
+}
+
+/** How a raw call ended: its gRPC status from the trailers, or the RST_STREAM code it was reset with. */
+function endOf(stream: ClientHttp2Stream): Promise<{ grpcStatus?: number; rstCode?: number }> {
+  let grpcStatus: number | undefined;
+  const read = (headers: Record<string, unknown>): void => {
+    if (headers['grpc-status'] !== undefined) grpcStatus = Number(headers['grpc-status']);
+  };
+  stream.on('response', read);
+  stream.on('trailers', read);
+  return new Promise((resolve) =>
+    stream.once('close', () =>
+      resolve(grpcStatus === undefined ? { rstCode: stream.rstCode } : { grpcStatus }),
+    ),
+  );
+}
+
+describe('answers a client takes nothing of', () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /** A raw HTTP/2 connection to `port`, with the flow-control window it grants each stream. */
+  function rawSession(port: number, initialWindowSize?: number) {
+    const session = connectHttp2(
+      `http://127.0.0.1:${port}`,
+      initialWindowSize === undefined ? {} : { settings: { initialWindowSize } },
+    );
+    session.on('error', () => {});
+    cleanups.push(() => void session.destroy());
+    return session;
+  }
+
+  function rawCall(session: ReturnType<typeof rawSession>, path: string, message: Uint8Array) {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    stream.on('error', () => {});
+    stream.end(frame(message));
+    return stream;
+  }
+
+  it('a stream its client stopped reading is reset after the timeout, logged once; one read slowly runs to its end', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const server = new Server();
+    server.addService(FLOOD, {
+      // Sixteen messages of 32 KiB, each written once the one before has gone.
+      Flood: async (call: ServerWritableStream<Buffer, Buffer>) => {
+        for (let i = 0; i < 16 && !call.cancelled; i++) {
+          await new Promise<void>((resolve) => call.write(Buffer.alloc(MESSAGE_BYTES, i), () => resolve()));
+        }
+        call.end();
+      },
+    });
+    const port = await listen(server, '127.0.0.1', 0, undefined, {
+      maxConnections: 10,
+      unreadAnswerTimeoutMs: 1_000,
+      log: lineLog(lines),
+    });
+    cleanups.push(() => shutdown(server, 100));
+    // Each on a connection of its own: a stream that reads nothing takes its connection's window.
+    const stalled = rawCall(rawSession(port), '/test.Flood/Flood', new Uint8Array(0));
+    stalled.pause();
+    const slow = rawCall(rawSession(port), '/test.Flood/Flood', new Uint8Array(0));
+    let received = 0;
+    // Reads a chunk, then nothing for 50 ms: the whole answer takes several times the timeout.
+    slow.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      slow.pause();
+      setTimeout(() => slow.resume(), 50);
+    });
+    const startedAt = performance.now();
+    expect(await endOf(stalled)).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(1_000);
+    expect(await endOf(slow)).toEqual({ grpcStatus: 0 });
+    const tookMs = performance.now() - startedAt;
+    expect(tookMs).toBeGreaterThan(2_000);
+    expect(received).toBe(16 * (5 + MESSAGE_BYTES));
+    expect(lines.filter((line) => line.event === 'unread-answer')).toEqual([
+      expect.objectContaining({
+        level: 40,
+        unreadAnswerTimeoutMs: 1_000,
+        msg: 'a client took nothing of an answer for 1000 ms: its call was reset',
+      }),
+    ]);
+  }, 20_000);
+
+  it('a service whose every call slot is held by answers nobody takes serves again once they are reset', async () => {
+    const opened = await backendsOf(goodsService)[0]!.open();
+    cleanups.push(() => opened.dispose());
+    await opened.store.createGoods(
+      { name: 'kettle', category: 'kitchen', price: 30, description: '' },
+      undefined,
+    );
+    const server = createServiceServer(goodsService, {
+      store: opened.store,
+      maxCallsInFlight: 4,
+      unreadAnswerTimeoutMs: 500,
+      log: lineLog([]),
+    });
+    const port = await server.listen('127.0.0.1', 0);
+    cleanups.push(() => server.stop(100));
+    // A client that grants no flow-control window: every answer stays with the service. Four calls
+    // hold the slots, eight wait for them, and the next is refused at once.
+    const hog = rawSession(port, 0);
+    const held = Array.from({ length: 12 }, () =>
+      rawCall(
+        hog,
+        '/shop.v1.GoodsService/ListGoods',
+        ListGoodsRequest.encode({ pageSize: 0, pageToken: '' }).finish(),
+      ),
+    );
+    const ends = held.map(endOf);
+    const client = new GoodsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const listGoods = () =>
+      new Promise<string>((resolve) =>
+        client.listGoods(
+          { pageSize: 0, pageToken: '' },
+          new Metadata(),
+          { deadline: Date.now() + 5_000 },
+          (error, response) =>
+            resolve(error ? `code ${error.code}` : response!.results.map((goods) => goods.name).join()),
+        ),
+      );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await listGoods()).toBe('code 8');
+    // Reset after 500 ms, the four running first, then the eight that got their slots.
+    for (const end of await Promise.all(ends)) expect(end).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
+    expect(await listGoods()).toBe('kettle');
+  }, 20_000);
+
+  it('a distributor Watch stream whose client takes nothing of its snapshot is reset; other watchers are served', async () => {
+    const distributor = createDistributorServer({ unreadAnswerTimeoutMs: 300 });
+    const port = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(100));
+    const watchRequest = WatchRequest.encode({ subscription: undefined }).finish();
+    const stalled = rawCall(rawSession(port, 0), '/shop.v1.DistributorService/Watch', watchRequest);
+    expect(await endOf(stalled)).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
+    const reading = rawCall(rawSession(port), '/shop.v1.DistributorService/Watch', watchRequest);
+    const answered = new Promise<boolean>((resolve) => {
+      reading.once('data', () => resolve(true));
+      reading.once('close', () => resolve(false));
+    });
+    expect(await answered).toBe(true);
+    // Still open a while past the timeout: a stream that has taken everything is not stalled.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(reading.closed).toBe(false);
+  }, 20_000);
+});
