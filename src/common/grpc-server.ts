@@ -2,6 +2,7 @@ import type { Http2SecureServer, Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
+import { addressGroupOf } from './address-group.js';
 import { formatHostPort } from './config.js';
 import { ConnectionRoom, type RoomKept } from './connection-room.js';
 import { limiterOf } from './log-limiter.js';
@@ -106,11 +107,15 @@ export async function listen(
     const unreadAnswers = new UnreadAnswerWatch(
       () => room.openCalls(),
       unreadAnswerTimeoutMs,
-      () => {
+      (peer) => {
         if (!log) return;
         limiterOf(log).warn(
           'grpc-unread-answer',
-          { event: 'unread-answer', unreadAnswerTimeoutMs },
+          {
+            event: 'unread-answer',
+            unreadAnswerTimeoutMs,
+            ...(peer === undefined ? {} : { addressGroup: addressGroupOf(peer) }),
+          },
           `a client took nothing of an answer for ${unreadAnswerTimeoutMs} ms: its call was reset`,
         );
       },

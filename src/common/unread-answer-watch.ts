@@ -1,32 +1,40 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 
-/** A stream with bytes waiting: how many of its writes had gone when it was last seen to progress, and when. */
+/**
+ * A stream with bytes waiting: its writes' progress and its connection's when last seen to move,
+ * and when each was.
+ */
 interface Waiting {
-  completed: number;
-  since: number;
+  writes: number;
+  writesSince: number;
+  passedOn: number;
+  passedOnSince: number;
 }
 
-const COMPLETED_WRITES = Symbol('shop.completedWrites');
+const WRITES_MOVED = Symbol('shop.writesMoved');
 
 interface CountsWrites {
-  [COMPLETED_WRITES]?: { count: number };
+  [WRITES_MOVED]?: { count: number };
 }
 
 /**
- * How many of a stream's writes have gone since this was first asked of it: its `_write` and
- * `_writev`, which Node's Writable calls for every write it passes on, are wrapped to count their
- * completions. Asked only of a stream found with bytes waiting, so that a call whose client takes
- * its answer at once costs nothing.
+ * A count that moves whenever one of a stream's writes starts or ends, from when this was first
+ * asked of it: its `_write` and `_writev`, which Node's Writable calls for every write it passes
+ * on, are wrapped. A start counts because Writable starts a write only once the one before has
+ * ended, and the write already under way when the wrap is made ends unseen. Asked only of a stream
+ * found with bytes waiting, so that a call whose client takes its answer at once costs nothing.
  */
-function completedWrites(stream: Writable & CountsWrites): { count: number } {
-  const known = stream[COMPLETED_WRITES];
+export function writesMoved(stream: Writable & CountsWrites): { count: number } {
+  const known = stream[WRITES_MOVED];
   if (known) return known;
   const counter = { count: 0 };
-  stream[COMPLETED_WRITES] = counter;
+  stream[WRITES_MOVED] = counter;
   const write = stream._write;
   const writev = stream._writev;
   stream._write = function (this: Writable, chunk, encoding, callback) {
+    counter.count++;
     write.call(this, chunk, encoding, (error?: Error | null) => {
       counter.count++;
       callback(error);
@@ -34,6 +42,7 @@ function completedWrites(stream: Writable & CountsWrites): { count: number } {
   };
   if (writev) {
     stream._writev = function (this: Writable, chunks, callback) {
+      counter.count++;
       writev.call(this, chunks, (error?: Error | null) => {
         counter.count++;
         callback(error);
@@ -43,8 +52,21 @@ function completedWrites(stream: Writable & CountsWrites): { count: number } {
   return counter;
 }
 
+/** What the kernel has taken of a socket: written to it, less what it still holds. */
+function passedOn(socket: Socket | undefined): number {
+  return socket ? socket.bytesWritten - socket.writableLength : 0;
+}
+
 /** The default of `--unread-answer-timeout-ms` on a gRPC port, as the gateway's REST one. */
 export const DEFAULT_UNREAD_ANSWER_TIMEOUT_MS = 30_000;
+
+/**
+ * How many timeouts a stream whose own writes stand still may live while its connection moves:
+ * calls that share a slow connection take their answers a frame of each at a time, so none of
+ * their writes may end within the timeout while all of them progress; a client that keeps its
+ * connection busy (reading one stream, pinging) does not keep its other stalled calls for ever.
+ */
+const CONNECTION_PROGRESS_TIMEOUTS = 4;
 
 /**
  * Resets the calls of a gRPC port whose client takes nothing of what they answer. grpc-js keeps an
@@ -55,21 +77,27 @@ export const DEFAULT_UNREAD_ANSWER_TIMEOUT_MS = 30_000;
  * to everyone, and a thousand Watch streams that read nothing held a snapshot each in the
  * distributor.
  *
- * Every `timeoutMs / 4` (at most 5 s) each open call is looked at: one with bytes waiting whose
- * writes have not gone on since it was first seen waiting, or since one last went, has stalled;
- * once it has stalled for `timeoutMs`, it is reset (RST_STREAM CANCEL), which frees what it held,
- * and grpc-js sees the call cancelled. A write goes when the whole of it has gone, so a client must
- * take the largest answer (a 1 MiB page, a registry snapshot of up to 4 MiB) within the timeout;
- * a stream that takes message after message, however slowly, is not stalled.
+ * Every `timeoutMs / 4` (at most 5 s) each open call is looked at. A call with bytes waiting is
+ * reset (RST_STREAM CANCEL), which frees what it held and tells grpc-js the call was cancelled,
+ * once neither a write of its own has started or ended nor its connection's socket has passed
+ * anything on for `timeoutMs`, or once no write of its own has for
+ * {@link CONNECTION_PROGRESS_TIMEOUTS} times that. So a client must take a whole answer within the
+ * timeout, or, when several calls share its connection, take something on the connection within
+ * it and each answer within four; the clock starts when a look first finds the call waiting, so a
+ * reset comes up to a quarter of the timeout (5 s) after it.
  */
 export class UnreadAnswerWatch {
   readonly #calls: () => Iterable<ServerHttp2Stream>;
   readonly #timeoutMs: number;
-  readonly #onReset: () => void;
+  readonly #onReset: (peerAddress: string | undefined) => void;
   readonly #waiting = new Map<ServerHttp2Stream, Waiting>();
   readonly #timer: NodeJS.Timeout;
 
-  constructor(calls: () => Iterable<ServerHttp2Stream>, timeoutMs: number, onReset: () => void) {
+  constructor(
+    calls: () => Iterable<ServerHttp2Stream>,
+    timeoutMs: number,
+    onReset: (peerAddress: string | undefined) => void,
+  ) {
     this.#calls = calls;
     this.#timeoutMs = timeoutMs;
     this.#onReset = onReset;
@@ -84,14 +112,30 @@ export class UnreadAnswerWatch {
         this.#waiting.delete(stream);
         continue;
       }
-      const completed = completedWrites(stream).count;
+      const writes = writesMoved(stream).count;
+      const socket = stream.session?.socket as Socket | undefined;
+      const connection = passedOn(socket);
       const waiting = this.#waiting.get(stream);
-      if (!waiting || waiting.completed !== completed) {
-        this.#waiting.set(stream, { completed, since: now });
-      } else if (now - waiting.since >= this.#timeoutMs) {
+      if (!waiting) {
+        this.#waiting.set(stream, { writes, writesSince: now, passedOn: connection, passedOnSince: now });
+        continue;
+      }
+      if (waiting.writes !== writes) {
+        waiting.writes = writes;
+        waiting.writesSince = now;
+        waiting.passedOnSince = now;
+      }
+      if (waiting.passedOn !== connection) {
+        waiting.passedOn = connection;
+        waiting.passedOnSince = now;
+      }
+      if (
+        now - waiting.passedOnSince >= this.#timeoutMs ||
+        now - waiting.writesSince >= this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS
+      ) {
         this.#waiting.delete(stream);
         stream.close(constants.NGHTTP2_CANCEL);
-        this.#onReset();
+        this.#onReset(socket?.remoteAddress);
       }
     }
     // Calls that closed since the last look.

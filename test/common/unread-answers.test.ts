@@ -1,10 +1,13 @@
 import { type ClientHttp2Stream, connect as connectHttp2, constants } from 'node:http2';
+import { type AddressInfo, connect, createServer } from 'node:net';
+import { Writable } from 'node:stream';
 import { credentials, Metadata, Server, type ServerWritableStream } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
 import { listen, shutdown } from '../../src/common/grpc-server.js';
 import type { Logger } from '../../src/common/logger.js';
+import { writesMoved } from '../../src/common/unread-answer-watch.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { WatchRequest } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
@@ -45,10 +48,38 @@ function endOf(stream: ClientHttp2Stream): Promise<{ grpcStatus?: number; rstCod
   );
 }
 
+/**
+ * A TCP relay to `port` that passes the server's bytes on at about `bytesPerSecond`, and the
+ * client's at once: a slow link, as the server sees it. Resolves with its own port.
+ */
+async function throttledLink(port: number, bytesPerSecond: number): Promise<number> {
+  const relay = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    const closeBoth = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', closeBoth).on('close', closeBoth);
+    upstream.on('error', closeBoth).on('close', closeBoth);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      client.write(chunk);
+      upstream.pause();
+      setTimeout(() => upstream.resume(), (chunk.length / bytesPerSecond) * 1_000);
+    });
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  cleanupsOfLinks.push(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+  return (relay.address() as AddressInfo).port;
+}
+
+const cleanupsOfLinks: Array<() => Promise<void>> = [];
+
 describe('answers a client takes nothing of', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    for (const cleanup of cleanupsOfLinks.splice(0)) await cleanup();
   });
 
   /** A raw HTTP/2 connection to `port`, with the flow-control window it grants each stream. */
@@ -74,49 +105,106 @@ describe('answers a client takes nothing of', () => {
     return stream;
   }
 
-  it('a stream its client stopped reading is reset after the timeout, logged once; one read slowly runs to its end', async () => {
-    const lines: Record<string, unknown>[] = [];
+  /**
+   * A server whose one method streams `count` messages of `bytes` each (its request: two 32-bit
+   * numbers), each written once the one before has gone, on a port with `unreadAnswerTimeoutMs`.
+   */
+  async function floodServer(unreadAnswerTimeoutMs: number, lines: Record<string, unknown>[] = []) {
     const server = new Server();
     server.addService(FLOOD, {
-      // Sixteen messages of 32 KiB, each written once the one before has gone.
       Flood: async (call: ServerWritableStream<Buffer, Buffer>) => {
-        for (let i = 0; i < 16 && !call.cancelled; i++) {
-          await new Promise<void>((resolve) => call.write(Buffer.alloc(MESSAGE_BYTES, i), () => resolve()));
+        const [count, bytes] = [call.request.readUInt32BE(0), call.request.readUInt32BE(4)];
+        for (let i = 0; i < count && !call.cancelled; i++) {
+          await new Promise<void>((resolve) => call.write(Buffer.alloc(bytes, i), () => resolve()));
         }
         call.end();
       },
     });
     const port = await listen(server, '127.0.0.1', 0, undefined, {
       maxConnections: 10,
-      unreadAnswerTimeoutMs: 1_000,
+      unreadAnswerTimeoutMs,
       log: lineLog(lines),
     });
     cleanups.push(() => shutdown(server, 100));
-    // Each on a connection of its own: a stream that reads nothing takes its connection's window.
-    const stalled = rawCall(rawSession(port), '/test.Flood/Flood', new Uint8Array(0));
-    stalled.pause();
-    const slow = rawCall(rawSession(port), '/test.Flood/Flood', new Uint8Array(0));
+    return port;
+  }
+
+  function flood(session: ReturnType<typeof rawSession>, count: number, bytes: number) {
+    const request = Buffer.alloc(8);
+    request.writeUInt32BE(count, 0);
+    request.writeUInt32BE(bytes, 4);
+    return rawCall(session, '/test.Flood/Flood', request);
+  }
+
+  /** Takes a chunk of `stream`, then nothing for `pauseMs`, and so on; resolves with the bytes taken. */
+  function readSlowly(stream: ClientHttp2Stream, pauseMs: number): Promise<number> {
     let received = 0;
-    // Reads a chunk, then nothing for 50 ms: the whole answer takes several times the timeout.
-    slow.on('data', (chunk: Buffer) => {
+    stream.on('data', (chunk: Buffer) => {
       received += chunk.length;
-      slow.pause();
-      setTimeout(() => slow.resume(), 50);
+      stream.pause();
+      setTimeout(() => stream.resume(), pauseMs);
     });
+    return new Promise((resolve) => stream.once('close', () => resolve(received)));
+  }
+
+  it('a stream its client stopped reading is reset after the timeout, logged once; one read slowly runs to its end', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const port = await floodServer(1_000, lines);
+    // Each on a connection of its own: a stream that reads nothing takes its connection's window.
+    const stalled = flood(rawSession(port), 16, MESSAGE_BYTES);
+    stalled.pause();
+    const slow = flood(rawSession(port), 16, MESSAGE_BYTES);
+    // A chunk every 50 ms: the whole answer takes several times the timeout.
+    const taken = readSlowly(slow, 50);
     const startedAt = performance.now();
     expect(await endOf(stalled)).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
     expect(performance.now() - startedAt).toBeGreaterThanOrEqual(1_000);
     expect(await endOf(slow)).toEqual({ grpcStatus: 0 });
-    const tookMs = performance.now() - startedAt;
-    expect(tookMs).toBeGreaterThan(2_000);
-    expect(received).toBe(16 * (5 + MESSAGE_BYTES));
+    expect(performance.now() - startedAt).toBeGreaterThan(2_000);
+    expect(await taken).toBe(16 * (5 + MESSAGE_BYTES));
     expect(lines.filter((line) => line.event === 'unread-answer')).toEqual([
       expect.objectContaining({
         level: 40,
         unreadAnswerTimeoutMs: 1_000,
+        addressGroup: '127.0.0.1',
         msg: 'a client took nothing of an answer for 1000 ms: its call was reset',
       }),
     ]);
+  }, 20_000);
+
+  it('a stream read slowly is not reset while each of its messages takes most of the timeout', async () => {
+    const port = await floodServer(1_000);
+    // Three messages of 200 KiB, a chunk every 50 ms: about 650 ms each. The write under way
+    // when the stream is first seen waiting ends unseen, and the next one starting is progress.
+    const slow = flood(rawSession(port), 3, 200 * 1024);
+    const taken = readSlowly(slow, 50);
+    expect(await endOf(slow)).toEqual({ grpcStatus: 0 });
+    expect(await taken).toBe(3 * (5 + 200 * 1024));
+  }, 20_000);
+
+  it('calls that share a slow connection are not reset while the connection takes their answers', async () => {
+    const port = await floodServer(500);
+    // A link of about 2 MiB/s between client and server: the eight answers of 256 KiB go out a
+    // frame of each at a time, so none of their writes ends before about a second, twice the
+    // timeout, and all of them end within four.
+    const link = await throttledLink(port, 2 * 1024 * 1024);
+    const session = rawSession(link);
+    const calls = Array.from({ length: 8 }, () => flood(session, 1, 256 * 1024).resume());
+    const startedAt = performance.now();
+    for (const end of await Promise.all(calls.map(endOf))) expect(end).toEqual({ grpcStatus: 0 });
+    expect(performance.now() - startedAt).toBeGreaterThan(500);
+  }, 20_000);
+
+  it('a client that keeps its connection busy (pings) keeps a stalled call no more than four timeouts', async () => {
+    const port = await floodServer(250);
+    const session = rawSession(port);
+    const stalled = flood(session, 1, 256 * 1024);
+    stalled.pause();
+    const pinging = setInterval(() => session.ping(() => {}), 20);
+    cleanups.push(() => clearInterval(pinging));
+    const startedAt = performance.now();
+    expect(await endOf(stalled)).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(1_000);
   }, 20_000);
 
   it('a service whose every call slot is held by answers nobody takes serves again once they are reset', async () => {
@@ -181,4 +269,43 @@ describe('answers a client takes nothing of', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(reading.closed).toBe(false);
   }, 20_000);
+});
+
+describe('writesMoved', () => {
+  it('moves when a write starts or ends, from the write after the one under way when first asked', () => {
+    const ends: Array<() => void> = [];
+    const stream = new Writable({
+      highWaterMark: 1,
+      write: (_chunk, _encoding, callback) => ends.push(() => callback()),
+    });
+    stream.write('a');
+    const moved = writesMoved(stream);
+    expect(writesMoved(stream)).toBe(moved);
+    stream.write('b');
+    stream.write('c');
+    expect(moved.count).toBe(0);
+    // "a" ends unseen; "b" starts: the stream moved.
+    ends.shift()!();
+    expect(moved.count).toBe(1);
+    ends.shift()!();
+    expect(moved.count).toBe(3);
+    ends.shift()!();
+    expect(moved.count).toBe(4);
+  });
+
+  it('counts a batch handed to _writev as one write', () => {
+    const ends: Array<() => void> = [];
+    const stream = new Writable({
+      write: (_chunk, _encoding, callback) => ends.push(() => callback()),
+      writev: (_chunks, callback) => ends.push(() => callback()),
+    });
+    stream.write('a');
+    const moved = writesMoved(stream);
+    stream.write('b');
+    stream.write('c');
+    ends.shift()!();
+    expect(moved.count).toBe(1);
+    ends.shift()!();
+    expect(moved.count).toBe(2);
+  });
 });
