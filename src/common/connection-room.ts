@@ -16,6 +16,8 @@ interface Connection {
   readonly calls: Set<ServerHttp2Stream>;
   /** Closed, or being closed: no longer counted. */
   gone: boolean;
+  /** Came past the room when every other connection had a call open: decided on at its first call. */
+  pending: boolean;
 }
 
 /**
@@ -33,13 +35,16 @@ export type RoomKeeping = (kept: RoomKept, fromGroup?: string) => void;
  * a connection comes past it, one is closed to make room: first one that never made a call (a
  * silent socket, a TLS handshake never finished, a client that only answers pings), the oldest
  * first; else the one idle longest since its last call ended. When every one has a call open, the
- * room is shared out by address (see addressGroupOf): if another address holds more connections
- * than the new one's address does, counting the new one, the oldest connection of the address
- * holding the most is closed, calls and all; else the new connection is closed. A flood of sockets
- * that never call then pushes out each other and idle connections, and a client that calls still
- * gets in (before, Node's own maxConnections closed every new connection once the port was full,
- * the clients that call included); and a client that holds connections with calls that never end
- * (a health Watch on each, say) keeps other addresses out of no more than its share of the room.
+ * new connection is kept, one past the room, until its first call (until then, it is one that
+ * never called, and the next to come closes it), and then the room is shared out by address (see
+ * addressGroupOf): if another address holds more connections than the new one's address does,
+ * counting the new one, the newest connection of the address holding the most is closed, calls and
+ * all; else the new connection is. A flood of sockets that never call then pushes out each other
+ * and idle connections, and a client that calls still gets in (before, Node's own maxConnections
+ * closed every new connection once the port was full, the clients that call included); a client
+ * that holds connections with calls that never end (a health Watch on each, say) keeps other
+ * addresses out of no more than its share of the room; and only a client that calls, past its
+ * TLS handshake (and so, with mTLS, one with a certificate), can have another's call closed.
  * Connections from one address (every local client, on 127.0.0.1) are not told apart.
  *
  * Calls are counted on each HTTP/2 session's streams; a session is matched to the socket it came on
@@ -78,6 +83,7 @@ export class ConnectionRoom {
       session: undefined,
       calls: new Set(),
       gone: false,
+      pending: false,
     };
     this.#open.add(connection);
     this.#bySocket.set(socket, connection);
@@ -90,6 +96,21 @@ export class ConnectionRoom {
   #makeRoom(socket: Socket): void {
     const connection = this.#bySocket.get(socket);
     if (!connection || connection.gone || socket.destroyed || this.#open.size <= this.#max) return;
+    // Past the room by two when one that came before waits for its first call.
+    while (this.#open.size > this.#max) {
+      const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
+      if (!victim) {
+        connection.pending = true;
+        return;
+      }
+      this.#close(victim);
+      this.#onKept('evicted');
+    }
+  }
+
+  /** Makes room for a connection kept past it, now that it calls (see the class). */
+  #decide(connection: Connection): void {
+    if (this.#open.size <= this.#max) return;
     const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
     if (victim) {
       this.#close(victim);
@@ -107,15 +128,17 @@ export class ConnectionRoom {
   }
 
   /**
-   * The oldest connection of the address group holding the most, when that is more than the group
+   * The newest connection of the address group holding the most, when that is more than the group
    * of `newcomer` holds with it: closing it leaves that group holding no less than the newcomer's.
+   * The newest, because the oldest is the likelier to carry what lasts (a registration, a gateway's
+   * node list).
    */
   #largerShareThan(newcomer: Connection): Connection | undefined {
     if (newcomer.group === undefined) return undefined;
     const largest = this.#shares.largest();
     if (!largest || largest.group === newcomer.group) return undefined;
     if (largest.held <= this.#shares.heldBy(newcomer.group)) return undefined;
-    return this.#shares.oldestOf(largest.group);
+    return this.#shares.newestOf(largest.group);
   }
 
   /** The calls (HTTP/2 streams) open on the room's connections. */
@@ -141,6 +164,10 @@ export class ConnectionRoom {
       connection.calls.add(stream);
       this.#neverCalled.delete(connection);
       this.#idle.delete(connection);
+      if (connection.pending) {
+        connection.pending = false;
+        this.#decide(connection);
+      }
       stream.once('close', () => {
         connection.calls.delete(stream);
         // Re-added at the end: the order is how long each has been idle.

@@ -121,9 +121,11 @@ export async function listen(
       },
     );
     http2Server.once('close', () => unreadAnswers.stop());
-    // A hard stop one past the room, should its count ever be wrong: Node closes what comes past
-    // it before anyone sees it. The room keeps the count at the limit, closing synchronously.
-    http2Server.maxConnections = maxConnections + 1;
+    // A hard stop past the room, should its count ever be wrong: Node closes what comes past it
+    // before anyone sees it. The room keeps the count at the limit, or one past it while a
+    // connection that came to a full room waits for its first call, closing synchronously; the next
+    // to come must still reach the room, which closes that one if it has not called.
+    http2Server.maxConnections = maxConnections + 2;
     http2Server.on('drop', () => told('refused'));
   }
   return bound;
@@ -132,7 +134,7 @@ export async function listen(
 const ROOM_KEPT_MESSAGES: Record<RoomKept, string> = {
   evicted: 'connection limit reached: closed a connection with no call open to make room',
   displaced:
-    'connection limit reached with a call open on every connection: closed the oldest connection of the address holding the most, to make room for another address',
+    'connection limit reached with a call open on every connection: closed the newest connection of the address holding the most, to make room for another address',
   refused:
     'connection limit reached with a call open on every connection, and no address holding more than the new one: the new connection was closed',
 };

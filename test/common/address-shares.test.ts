@@ -15,7 +15,13 @@ describe('addressGroupOf', () => {
     ['::1', '0:0:0:0::/64'],
     ['::', '0:0:0:0::/64'],
     ['fe80::1%eth0', 'fe80:0:0:0::/64'],
-    ['64:ff9b::192.0.2.1', '64:ff9b:0:0::/64'],
+    ['64:ff9b::192.0.2.1', '192.0.2.1'],
+    ['64:ff9b::c000:201', '192.0.2.1'],
+    ['0:0:0:0:0:ffff:192.0.2.7', '192.0.2.7'],
+    ['::ffff:c000:207', '192.0.2.7'],
+    ['::192.0.2.7', '192.0.2.7'],
+    ['2002:c000:207::1', '2002:c000:207::/48'],
+    ['2002:c000:207:5::1', '2002:c000:207::/48'],
     ['1:2:3::4.5.6.7', '1:2:3:0::/64'],
     ['1:2:3:4:5:6:7.8.9.10', '1:2:3:4::/64'],
     ['', ''],
@@ -37,6 +43,7 @@ describe('AddressShares', () => {
     expect(shares.heldBy('a')).toBe(2);
     expect(shares.heldBy('c')).toBe(0);
     expect(shares.oldestOf('a')).toBe('a1');
+    expect(shares.newestOf('a')).toBe('a2');
     shares.add('b', 'b2');
     shares.add('b', 'b3');
     expect(shares.largest()).toEqual({ group: 'b', held: 3 });
@@ -52,6 +59,17 @@ describe('AddressShares', () => {
     shares.delete('b', 'b3');
     expect(shares.largest()).toBeUndefined();
     expect(shares.oldestOf('a')).toBeUndefined();
+    expect(shares.newestOf('b')).toBeUndefined();
+  });
+
+  it('holds a member in one group: adding it again, or deleting it from another, changes nothing', () => {
+    const shares = new AddressShares<string>();
+    shares.add('a', 'm');
+    shares.add('b', 'm');
+    shares.delete('b', 'm');
+    expect(shares.heldBy('a')).toBe(1);
+    expect(shares.heldBy('b')).toBe(0);
+    expect(shares.largest()).toEqual({ group: 'a', held: 1 });
   });
 
   it('agrees with a count made by hand over random adds and deletes', () => {
@@ -60,11 +78,11 @@ describe('AddressShares', () => {
       seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
       return seed % n;
     };
-    const shares = new AddressShares<number>();
-    const model = new Map<string, number[]>();
+    const shares = new AddressShares<string>();
+    const model = new Map<string, string[]>();
     for (let step = 0; step < 5_000; step++) {
       const group = `g${random(6)}`;
-      const member = random(12);
+      const member = `${group}#${random(12)}`;
       const members = model.get(group) ?? [];
       if (random(2) === 0) {
         shares.add(group, member);
@@ -81,6 +99,7 @@ describe('AddressShares', () => {
       if (largest) expect(model.get(largest.group)?.length).toBe(most);
       expect(shares.heldBy(group)).toBe(members.length);
       expect(shares.oldestOf(group)).toBe(members[0]);
+      expect(shares.newestOf(group)).toBe(members.at(-1));
     }
   });
 });

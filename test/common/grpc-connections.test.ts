@@ -203,17 +203,28 @@ describe('connections to a gRPC port', () => {
     expect(await within(second.closed, 100)).toBe('not yet');
   });
 
-  it('a connection with a call open is not closed for room by a client of its own address: when every one has a call open, the new one is closed, once logged', async () => {
+  it('a connection with a call open is not closed for room by a client of its own address: when every one has a call open, the new one waits for its first call, then is closed; logged once each', async () => {
     const lines: Record<string, unknown>[] = [];
     const port = await roomedServer(2, lines);
     const watchers = [rawClient(port), rawClient(port)];
     // Health Watch streams stay open: each connection has a call open.
     await Promise.all(watchers.map((watcher) => watcher.call('Watch').firstAnswer));
-    const late = [silentSocket(port, true), silentSocket(port, true)];
-    await Promise.all(late.map(({ closed }) => closed));
+    // A socket past the room waits for a first call it never makes; the next one closes it, as one
+    // that never called, and waits in its turn.
+    const late = [silentSocket(port, true)];
+    cleanups.push(() => {
+      for (const { socket } of late) socket.destroy();
+    });
+    await new Promise((resolve) => late[0]!.socket.once('connect', resolve));
+    expect(await within(late[0]!.closed, 200)).toBe('not yet');
+    late.push(silentSocket(port, true));
+    expect(await within(late[0]!.closed, 5_000)).toBeUndefined();
+    expect(await within(late[1]!.closed, 200)).toBe('not yet');
     await expect(checkHealth(`127.0.0.1:${port}`)).rejects.toThrow(/UNAVAILABLE|DEADLINE_EXCEEDED/);
+    expect(await within(late[1]!.closed, 5_000)).toBeUndefined();
     for (const watcher of watchers) expect(await within(watcher.closed, 50)).toBe('not yet');
     expect(lines.filter((line) => line.event === 'connection-limit')).toEqual([
+      expect.objectContaining({ level: 40, action: 'evicted' }),
       expect.objectContaining({
         level: 40,
         action: 'refused',
@@ -236,7 +247,7 @@ describe('connections to a gRPC port', () => {
     return rawClient(port, undefined, socket);
   }
 
-  it('when every connection has a call open, the room is shared by address: a client holding it all gives its oldest connection up to another address, down to an equal share', async () => {
+  it('when every connection has a call open, the room is shared by address: a client holding it all gives its newest connection up to another address that calls, down to an equal share', async () => {
     const lines: Record<string, unknown>[] = [];
     const port = await roomedServer(4, lines);
     // One address holds the whole room with a Watch open on each connection, one after the other.
@@ -246,27 +257,37 @@ describe('connections to a gRPC port', () => {
       await client.call('Watch').firstAnswer;
       hog.push(client);
     }
-    // Another address gets in, and is served: the hog's oldest connection makes room.
+    // A socket from another address that makes no call closes nobody's.
+    const silent = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.9' });
+    silent.on('error', () => {});
+    cleanups.push(() => void silent.destroy());
+    await new Promise((resolve) => silent.once('connect', resolve));
+    for (const client of hog) expect(await within(client.closed, 100)).toBe('not yet');
+    // Another address that calls gets in, and is served: the hog's newest connection makes room
+    // (and the silent socket goes, as one that never called).
     const b = await clientFrom('127.0.0.3', port);
     expect(await within(b.call('Watch').firstAnswer, 5_000)).toBeUndefined();
-    expect(await within(hog[0]!.closed, 5_000)).toBeUndefined();
-    // The hog coming back is refused: no address holds more than its own.
+    expect(await within(hog[3]!.closed, 5_000)).toBeUndefined();
+    // The hog coming back is refused at its call: no address holds more than its own.
     const again = await clientFrom('127.0.0.2', port);
+    again.call('Watch');
     expect(await within(again.closed, 5_000)).toBeUndefined();
-    // A third address makes room out of the hog's three, again its oldest.
+    // A third address makes room out of the hog's three, again its newest.
     const c = await clientFrom('127.0.0.4', port);
     expect(await within(c.call('Watch').firstAnswer, 5_000)).toBeUndefined();
-    expect(await within(hog[1]!.closed, 5_000)).toBeUndefined();
+    expect(await within(hog[2]!.closed, 5_000)).toBeUndefined();
     // Two each for the hog, one for b and c: b's second connection finds no address holding more than b.
     const bAgain = await clientFrom('127.0.0.3', port);
+    bAgain.call('Watch');
     expect(await within(bAgain.closed, 5_000)).toBeUndefined();
-    for (const kept of [hog[2]!, hog[3]!, b, c]) expect(await within(kept.closed, 50)).toBe('not yet');
+    for (const kept of [hog[0]!, hog[1]!, b, c]) expect(await within(kept.closed, 50)).toBe('not yet');
     expect(lines.filter((line) => line.event === 'connection-limit')).toEqual([
+      expect.objectContaining({ action: 'evicted' }),
       expect.objectContaining({
         level: 40,
         action: 'displaced',
         addressGroup: '127.0.0.2',
-        msg: 'connection limit reached with a call open on every connection: closed the oldest connection of the address holding the most, to make room for another address',
+        msg: 'connection limit reached with a call open on every connection: closed the newest connection of the address holding the most, to make room for another address',
       }),
       expect.objectContaining({ action: 'refused' }),
     ]);

@@ -16,8 +16,11 @@ if (unavailable && process.env.CI === 'true') {
 if (unavailable) process.stderr.write(`\n[test] the IPv6 address-group test will skip: ${unavailable}.\n`);
 
 interface ProbeOutcome {
-  room: { newcomerServed: boolean; oldestClosed: boolean; sameAgainClosed: boolean; othersOpen: boolean };
-  registrations: Array<{ from: string; answered: boolean; status?: { code: number; message: string } }>;
+  room: { newcomerServed: boolean; newestClosed: boolean; sameAgainClosed: boolean; othersOpen: boolean };
+  registrations: {
+    outcomes: Array<{ from: string; answered: boolean; status?: { code: number; message: string } }>;
+    refusals: Array<{ level: number; msg: string }>;
+  };
 }
 
 describe.runIf(!unavailable)('IPv6 peers are counted by their /64 (network namespace)', () => {
@@ -60,28 +63,33 @@ describe.runIf(!unavailable)('IPv6 peers are counted by their /64 (network names
 
   afterAll(() => network?.remove());
 
-  it('a gRPC port full of Watches from one /64 gives its oldest connection up to another /64, and refuses a new address of the same /64', () => {
+  it('a gRPC port full of Watches from one /64 gives its newest connection up to another /64, and refuses a new address of the same /64', () => {
     expect(outcome.room).toEqual({
       newcomerServed: true,
-      oldestClosed: true,
+      newestClosed: true,
       sameAgainClosed: true,
       othersOpen: true,
     });
   });
 
-  it('the distributor counts registrations per /64: a new address in the same /64 does not get a new burst', () => {
-    expect(outcome.registrations).toEqual([
+  it('the distributor counts registrations per /64: a new address in the same /64 gets no new burst, and its refusals are warned of once', () => {
+    const tooMany = {
+      code: 8,
+      message: 'too many registrations from 2001:db8:7:1::/64: at most 1 a second (bursts of 2)',
+    };
+    expect(outcome.registrations.outcomes).toEqual([
       { from: SAME[0], answered: true },
       { from: SAME[1], answered: true },
-      {
-        from: SAME[2],
-        answered: false,
-        status: {
-          code: 8,
-          message: 'too many registrations from 2001:db8:7:1::/64: at most 1 a second (bursts of 2)',
-        },
-      },
+      { from: SAME[2], answered: false, status: tooMany },
       { from: OTHER[1], answered: true },
+      { from: SAME[3], answered: false, status: tooMany },
+    ]);
+    expect(outcome.registrations.refusals).toEqual([
+      {
+        level: 40,
+        msg: `${tooMany.message} (refusals of this kind from 2001:db8:7:1::/64 are now logged at debug)`,
+      },
+      { level: 20, msg: tooMany.message },
     ]);
   });
 });

@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { pino } from 'pino';
 import { listen, shutdown } from '../../../src/common/grpc-server.js';
 import { createDistributorServer } from '../../../src/distributor/distributor-server.js';
 import { RegisterRequest } from '../../../src/gen/distributor.js';
@@ -110,14 +111,14 @@ async function room() {
     const newcomer = callFrom(other[0]!, port, WATCH, EMPTY, true);
     calls.push(newcomer);
     const newcomerServed = await within(newcomer.answered, 5_000);
-    const oldestClosed = await within(hog[0]!.closed, 5_000);
+    const newestClosed = await within(hog[2]!.closed, 5_000);
     // Once the newcomer has its call open: before, its connection is one that never called, which
     // goes first to make room.
     const sameAgain = callFrom(same[3]!, port, WATCH, EMPTY, true);
     calls.push(sameAgain);
     const sameAgainClosed = await within(sameAgain.closed, 5_000);
-    const othersOpen = !(await within(Promise.race([hog[1]!.closed, hog[2]!.closed, newcomer.closed]), 200));
-    return { newcomerServed, oldestClosed, sameAgainClosed, othersOpen };
+    const othersOpen = !(await within(Promise.race([hog[0]!.closed, hog[1]!.closed, newcomer.closed]), 200));
+    return { newcomerServed, newestClosed, sameAgainClosed, othersOpen };
   } finally {
     for (const call of calls) call.close();
     await shutdown(health, 100);
@@ -126,14 +127,17 @@ async function room() {
 
 /** A distributor taking two registrations a /64 at once: three from --same, one from --other. */
 async function registrations() {
+  const lines: Array<{ level: number; event?: string; msg: string }> = [];
   const distributor = createDistributorServer({
     limits: { registrationsPerSecond: 1, registrationBurst: 2 },
+    log: pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
   });
   const port = await distributor.listen(server!, 0);
   const calls: RawCall[] = [];
   try {
     const outcomes = [];
-    const from = [same[0]!, same[1]!, same[2]!, other[1]!];
+    // The fifth from yet another address of the first /64: refused again, and not warned of again.
+    const from = [same[0]!, same[1]!, same[2]!, other[1]!, same[3]!];
     for (const [index, local] of from.entries()) {
       const message = RegisterRequest.encode({
         kind: { $case: 'node', value: gatewayNode({ port: 8000 + index }) },
@@ -144,7 +148,10 @@ async function registrations() {
       const answered = await Promise.race([call.answered, call.status.then(() => false)]);
       outcomes.push({ from: local, answered, status: answered ? undefined : await call.status });
     }
-    return outcomes;
+    const refusals = lines
+      .filter((line) => line.event === 'refused')
+      .map((line) => ({ level: line.level, msg: line.msg }));
+    return { outcomes, refusals };
   } finally {
     for (const call of calls) call.close();
     await distributor.stop(100);
