@@ -107,16 +107,19 @@ export async function listen(
     const unreadAnswers = new UnreadAnswerWatch(
       () => room.openCalls(),
       unreadAnswerTimeoutMs,
-      (peer) => {
+      (peer, stalledMs) => {
         if (!log) return;
         limiterOf(log).warn(
           'grpc-unread-answer',
           {
             event: 'unread-answer',
             unreadAnswerTimeoutMs,
+            stalledMs,
             ...(peer === undefined ? {} : { addressGroup: addressGroupOf(peer) }),
           },
-          `a client took nothing of an answer for ${unreadAnswerTimeoutMs} ms: its call was reset`,
+          stalledMs === unreadAnswerTimeoutMs
+            ? `a client took nothing of an answer for ${stalledMs} ms: its call was reset`
+            : `an answer went nowhere for ${stalledMs} ms while its connection took others: its call was reset`,
         );
       },
     );

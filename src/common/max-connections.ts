@@ -45,7 +45,7 @@ export function grpcUnreadAnswerTimeoutSetting(env: string): Setting<number> {
     flag: 'unread-answer-timeout-ms',
     env,
     default: String(DEFAULT_UNREAD_ANSWER_TIMEOUT_MS),
-    help: 'how long a call may hold an answer its client takes nothing of (no write of the call going, nothing passed on its connection) before the call is reset (RST_STREAM), in ms; four times as long however busy its connection',
+    help: 'how long a call may hold an answer its client takes nothing of (no write of the call going, less than 16 KiB passed on its connection) before the call is reset (RST_STREAM), in ms; four times as long however busy its connection',
     parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
   });
 }

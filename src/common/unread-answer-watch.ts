@@ -69,6 +69,13 @@ export const DEFAULT_UNREAD_ANSWER_TIMEOUT_MS = 30_000;
 const CONNECTION_PROGRESS_TIMEOUTS = 4;
 
 /**
+ * What a connection must pass on to count as taking answers: a DATA frame's worth (16 KiB, HTTP/2's
+ * default frame size). The server's own keepalive pings (every 10 s, within any timeout), the
+ * headers and resets of other calls, and the acknowledgements of a client's pings are far less.
+ */
+const CONNECTION_PROGRESS_BYTES = 16 * 1024;
+
+/**
  * Resets the calls of a gRPC port whose client takes nothing of what they answer. grpc-js keeps an
  * answer until the client's HTTP/2 flow-control window takes it, and ends a call only once its
  * answer and status are out: a client that opens calls with a window of 0 (or stops reading)
@@ -79,24 +86,25 @@ const CONNECTION_PROGRESS_TIMEOUTS = 4;
  *
  * Every `timeoutMs / 4` (at most 5 s) each open call is looked at. A call with bytes waiting is
  * reset (RST_STREAM CANCEL), which frees what it held and tells grpc-js the call was cancelled,
- * once neither a write of its own has started or ended nor its connection's socket has passed
- * anything on for `timeoutMs`, or once no write of its own has for
+ * once neither a write of its own has started or ended nor its connection's socket has passed on
+ * {@link CONNECTION_PROGRESS_BYTES} for `timeoutMs`, or once no write of its own has for
  * {@link CONNECTION_PROGRESS_TIMEOUTS} times that. So a client must take a whole answer within the
- * timeout, or, when several calls share its connection, take something on the connection within
- * it and each answer within four; the clock starts when a look first finds the call waiting, so a
- * reset comes up to a quarter of the timeout (5 s) after it.
+ * timeout, or, when several calls share its connection, take 16 KiB on the connection within it
+ * and each answer within four; the clock starts when a look first finds the call waiting, so a
+ * reset comes up to a quarter of the timeout (5 s) after that.
  */
 export class UnreadAnswerWatch {
   readonly #calls: () => Iterable<ServerHttp2Stream>;
   readonly #timeoutMs: number;
-  readonly #onReset: (peerAddress: string | undefined) => void;
+  readonly #onReset: (peerAddress: string | undefined, stalledMs: number) => void;
   readonly #waiting = new Map<ServerHttp2Stream, Waiting>();
   readonly #timer: NodeJS.Timeout;
 
   constructor(
     calls: () => Iterable<ServerHttp2Stream>,
     timeoutMs: number,
-    onReset: (peerAddress: string | undefined) => void,
+    /** Told of each call reset: its client's address, and how long its answer went nowhere. */
+    onReset: (peerAddress: string | undefined, stalledMs: number) => void,
   ) {
     this.#calls = calls;
     this.#timeoutMs = timeoutMs;
@@ -123,19 +131,23 @@ export class UnreadAnswerWatch {
       if (waiting.writes !== writes) {
         waiting.writes = writes;
         waiting.writesSince = now;
+        waiting.passedOn = connection;
         waiting.passedOnSince = now;
-      }
-      if (waiting.passedOn !== connection) {
+      } else if (connection - waiting.passedOn >= CONNECTION_PROGRESS_BYTES) {
         waiting.passedOn = connection;
         waiting.passedOnSince = now;
       }
-      if (
-        now - waiting.passedOnSince >= this.#timeoutMs ||
-        now - waiting.writesSince >= this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS
-      ) {
+      const cap = this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS;
+      const stalledMs =
+        now - waiting.writesSince >= cap
+          ? cap
+          : now - waiting.passedOnSince >= this.#timeoutMs
+            ? this.#timeoutMs
+            : undefined;
+      if (stalledMs !== undefined) {
         this.#waiting.delete(stream);
         stream.close(constants.NGHTTP2_CANCEL);
-        this.#onReset(socket?.remoteAddress);
+        this.#onReset(socket?.remoteAddress, stalledMs);
       }
     }
     // Calls that closed since the last look.

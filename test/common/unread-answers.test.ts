@@ -1,11 +1,11 @@
 import { type ClientHttp2Stream, connect as connectHttp2, constants } from 'node:http2';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { Writable } from 'node:stream';
-import { credentials, Metadata, Server, type ServerWritableStream } from '@grpc/grpc-js';
+import { type ChannelOptions, credentials, Metadata, Server, type ServerWritableStream } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
-import { listen, shutdown } from '../../src/common/grpc-server.js';
+import { keepaliveChannelOptions, listen, shutdown } from '../../src/common/grpc-server.js';
 import type { Logger } from '../../src/common/logger.js';
 import { writesMoved } from '../../src/common/unread-answer-watch.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
@@ -109,8 +109,12 @@ describe('answers a client takes nothing of', () => {
    * A server whose one method streams `count` messages of `bytes` each (its request: two 32-bit
    * numbers), each written once the one before has gone, on a port with `unreadAnswerTimeoutMs`.
    */
-  async function floodServer(unreadAnswerTimeoutMs: number, lines: Record<string, unknown>[] = []) {
-    const server = new Server();
+  async function floodServer(
+    unreadAnswerTimeoutMs: number,
+    lines: Record<string, unknown>[] = [],
+    options: ChannelOptions = {},
+  ) {
+    const server = new Server(options);
     server.addService(FLOOD, {
       Flood: async (call: ServerWritableStream<Buffer, Buffer>) => {
         const [count, bytes] = [call.request.readUInt32BE(0), call.request.readUInt32BE(4)];
@@ -166,16 +170,17 @@ describe('answers a client takes nothing of', () => {
       expect.objectContaining({
         level: 40,
         unreadAnswerTimeoutMs: 1_000,
+        stalledMs: 1_000,
         addressGroup: '127.0.0.1',
         msg: 'a client took nothing of an answer for 1000 ms: its call was reset',
       }),
     ]);
   }, 20_000);
 
-  it('a stream read slowly is not reset while each of its messages takes most of the timeout', async () => {
-    const port = await floodServer(1_000);
-    // Three messages of 200 KiB, a chunk every 50 ms: about 650 ms each. The write under way
-    // when the stream is first seen waiting ends unseen, and the next one starting is progress.
+  it('a stream read slowly is not reset while each of its messages takes longer than the timeout', async () => {
+    const port = await floodServer(400);
+    // Three messages of 200 KiB, a chunk every 50 ms: about 650 ms each, longer than the timeout,
+    // within the four timeouts a call's own writes may stand still while its connection moves.
     const slow = flood(rawSession(port), 3, 200 * 1024);
     const taken = readSlowly(slow, 50);
     expect(await endOf(slow)).toEqual({ grpcStatus: 0 });
@@ -195,16 +200,39 @@ describe('answers a client takes nothing of', () => {
     expect(performance.now() - startedAt).toBeGreaterThan(500);
   }, 20_000);
 
-  it('a client that keeps its connection busy (pings) keeps a stalled call no more than four timeouts', async () => {
-    const port = await floodServer(250);
+  it('a client that keeps its connection busy keeps a stalled call on it no more than four timeouts, logged as such', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const port = await floodServer(250, lines);
     const session = rawSession(port);
+    await new Promise((resolve) => session.once('connect', resolve));
+    // A connection window large enough that the stalled stream does not take it all.
+    session.setLocalWindowSize(8 * 1024 * 1024);
     const stalled = flood(session, 1, 256 * 1024);
     stalled.pause();
-    const pinging = setInterval(() => session.ping(() => {}), 20);
-    cleanups.push(() => clearInterval(pinging));
+    // Another call on the same connection, read slowly: 2 MiB at about 800 KiB/s.
+    const busy = flood(session, 64, 32 * 1024);
+    void readSlowly(busy, 20);
     const startedAt = performance.now();
     expect(await endOf(stalled)).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
-    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(1_000);
+    const tookMs = performance.now() - startedAt;
+    expect(tookMs).toBeGreaterThanOrEqual(1_000);
+    expect(tookMs).toBeLessThan(2_000);
+    expect(await endOf(busy)).toEqual({ grpcStatus: 0 });
+    expect(lines.filter((line) => line.event === 'unread-answer')).toEqual([
+      expect.objectContaining({
+        stalledMs: 1_000,
+        msg: 'an answer went nowhere for 1000 ms while its connection took others: its call was reset',
+      }),
+    ]);
+  }, 20_000);
+
+  it("the server's own keepalive pings do not count as its client taking answers", async () => {
+    const port = await floodServer(500, [], keepaliveChannelOptions({ timeMs: 100, timeoutMs: 5_000 }));
+    const stalled = flood(rawSession(port), 1, 256 * 1024);
+    stalled.pause();
+    const startedAt = performance.now();
+    expect(await endOf(stalled)).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
+    expect(performance.now() - startedAt).toBeLessThan(1_500);
   }, 20_000);
 
   it('a service whose every call slot is held by answers nobody takes serves again once they are reset', async () => {
