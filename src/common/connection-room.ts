@@ -35,8 +35,8 @@ export type RoomKeeping = (kept: RoomKept, fromGroup?: string) => void;
  * a connection comes past it, one is closed to make room: first one that never made a call (a
  * silent socket, a TLS handshake never finished, a client that only answers pings), the oldest
  * first; else the one idle longest since its last call ended. When every one has a call open, the
- * new connection is kept, one past the room, until its first call (until then, it is one that
- * never called, and the next to come closes it), and then the room is shared out by address (see
+ * new connection is kept past the room until its first call (in a waiting room of its own, see
+ * waitingRoom and #wait), and then the room is shared out by address (see
  * addressGroupOf): if another address holds more connections than the new one's address does,
  * counting the new one, the newest connection of the address holding the most is closed, calls and
  * all; else the new connection is. A flood of sockets that never call then pushes out each other
@@ -62,11 +62,18 @@ export class ConnectionRoom {
   readonly #idle = new Set<Connection>();
   /** Connections open and not being closed. */
   readonly #open = new Set<Connection>();
-  /** The same, by the group of the address each came from. */
+  /** The same, less those waiting past the room, by the group of the address each came from. */
   readonly #shares = new AddressShares<Connection>();
+  /** Connections kept past the room until their first call, by address group... */
+  readonly #pending = new AddressShares<Connection>();
+  /** ...and in the order they came. */
+  readonly #pendingInOrder = new Set<Connection>();
+  /** Connections that may wait past the room at once (see waitingRoom). */
+  readonly #waitingRoom: number;
 
   constructor(server: Http2Server | Http2SecureServer, max: number, onKept: RoomKeeping) {
     this.#max = max;
+    this.#waitingRoom = waitingRoom(max);
     this.#onKept = onKept;
     // Known before Node makes its session of it (in its own 'connection' listener), made room for
     // after: a socket destroyed before Node has seen it would be handed to a session all the same.
@@ -93,14 +100,18 @@ export class ConnectionRoom {
     socket.once('close', () => this.#forget(connection));
   }
 
+  /** Connections in the room: open, less those waiting past it for their first call. */
+  get #inRoom(): number {
+    return this.#open.size - this.#pendingInOrder.size;
+  }
+
   #makeRoom(socket: Socket): void {
     const connection = this.#bySocket.get(socket);
-    if (!connection || connection.gone || socket.destroyed || this.#open.size <= this.#max) return;
-    // Past the room by two when one that came before waits for its first call.
-    while (this.#open.size > this.#max) {
+    if (!connection || connection.gone || socket.destroyed) return;
+    while (this.#inRoom > this.#max) {
       const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
       if (!victim) {
-        connection.pending = true;
+        this.#wait(connection);
         return;
       }
       this.#close(victim);
@@ -108,9 +119,45 @@ export class ConnectionRoom {
     }
   }
 
+  /**
+   * Keeps a connection past the room until its first call. Past the waiting room, one waiting
+   * goes: the oldest of the newcomer's own address when it has another waiting, else the oldest of
+   * the address with the most waiting, else the oldest of all; so a flood of sockets from one
+   * address that never call turns over its own places, not another's.
+   */
+  #wait(connection: Connection): void {
+    connection.pending = true;
+    this.#neverCalled.delete(connection);
+    // Not in the room's shares until it is in the room: a flood waiting outside is nobody's share.
+    if (connection.group !== undefined) this.#shares.delete(connection.group, connection);
+    this.#pending.add(connection.group ?? '', connection);
+    this.#pendingInOrder.add(connection);
+    if (this.#pendingInOrder.size <= this.#waitingRoom) return;
+    const own = connection.group ?? '';
+    const largest = this.#pending.largest();
+    const victim =
+      this.#pending.heldBy(own) > 1
+        ? this.#pending.oldestOf(own)
+        : largest && largest.held > 1
+          ? this.#pending.oldestOf(largest.group)
+          : first(this.#pendingInOrder, connection);
+    if (!victim) return;
+    this.#close(victim);
+    this.#onKept('evicted');
+  }
+
+  #stopWaiting(connection: Connection): void {
+    if (!connection.pending) return;
+    connection.pending = false;
+    this.#pending.delete(connection.group ?? '', connection);
+    this.#pendingInOrder.delete(connection);
+  }
+
   /** Makes room for a connection kept past it, now that it calls (see the class). */
   #decide(connection: Connection): void {
-    if (this.#open.size <= this.#max) return;
+    this.#stopWaiting(connection);
+    if (connection.group !== undefined) this.#shares.add(connection.group, connection);
+    if (this.#inRoom <= this.#max) return;
     const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
     if (victim) {
       this.#close(victim);
@@ -161,13 +208,11 @@ export class ConnectionRoom {
     if (!connection || connection.gone) return;
     connection.session = session;
     session.on('stream', (stream: ServerHttp2Stream) => {
+      if (connection.gone) return;
       connection.calls.add(stream);
       this.#neverCalled.delete(connection);
       this.#idle.delete(connection);
-      if (connection.pending) {
-        connection.pending = false;
-        this.#decide(connection);
-      }
+      if (connection.pending) this.#decide(connection);
       stream.once('close', () => {
         connection.calls.delete(stream);
         // Re-added at the end: the order is how long each has been idle.
@@ -194,7 +239,16 @@ export class ConnectionRoom {
     }
     this.#neverCalled.delete(connection);
     this.#idle.delete(connection);
+    this.#stopWaiting(connection);
   }
+}
+
+/**
+ * How many connections may wait past a room of `max` for their first call at once: a tenth of it,
+ * at least 4 and at most 64. Node's own hard stop lies past them (see listen in grpc-server.ts).
+ */
+export function waitingRoom(max: number): number {
+  return Math.min(64, Math.max(4, Math.ceil(max / 10)));
 }
 
 function peerOf(

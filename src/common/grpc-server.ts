@@ -4,7 +4,7 @@ import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { addressGroupOf } from './address-group.js';
 import { formatHostPort } from './config.js';
-import { ConnectionRoom, type RoomKept } from './connection-room.js';
+import { ConnectionRoom, type RoomKept, waitingRoom } from './connection-room.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { defaultMaxConnections } from './max-connections.js';
@@ -125,10 +125,10 @@ export async function listen(
     );
     http2Server.once('close', () => unreadAnswers.stop());
     // A hard stop past the room, should its count ever be wrong: Node closes what comes past it
-    // before anyone sees it. The room keeps the count at the limit, or one past it while a
-    // connection that came to a full room waits for its first call, closing synchronously; the next
-    // to come must still reach the room, which closes that one if it has not called.
-    http2Server.maxConnections = maxConnections + 2;
+    // before anyone sees it. The room keeps the count at the limit, or past it by the connections
+    // waiting for their first call, closing synchronously; the next to come must still reach the
+    // room, which makes way for it in the waiting room.
+    http2Server.maxConnections = maxConnections + waitingRoom(maxConnections) + 1;
     http2Server.on('drop', () => told('refused'));
   }
   return bound;
