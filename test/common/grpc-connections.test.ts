@@ -22,6 +22,7 @@ import { createServiceServer } from '../../src/services/common/service-server.js
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
+import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
 import { backendsOf } from '../services/support/backends.js';
 
 // Connections to the gRPC ports: how many may be open at once (grpc-server.ts's listen), and how
@@ -139,15 +140,9 @@ describe('connections to a gRPC port', () => {
     const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
     cleanups.push(() => void session.destroy());
     const call = (method: 'Check' | 'Watch') => {
-      const stream = session.request({
-        ':method': 'POST',
-        ':path': `/grpc.health.v1.Health/${method}`,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      });
-      stream.on('error', () => {});
+      const stream = openRawCall(session, `/grpc.health.v1.Health/${method}`);
       // An empty HealthCheckRequest, then the client's half of the call ends.
-      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      stream.end(grpcFrame(new Uint8Array(0)));
       const firstAnswer = new Promise<void>((resolve) => stream.once('data', () => resolve()));
       const ended = new Promise<void>((resolve) => stream.once('close', () => resolve()));
       return { firstAnswer, ended };

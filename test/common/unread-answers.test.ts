@@ -13,6 +13,7 @@ import { WatchRequest } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
+import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
 import { backendsOf } from '../services/support/backends.js';
 
 // Calls whose client takes nothing of their answer are reset after --unread-answer-timeout-ms
@@ -23,14 +24,6 @@ const FLOOD = { Flood: bytesMethod('/test.Flood/Flood', true) };
 
 function lineLog(lines: Record<string, unknown>[]): Logger {
   return pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
-}
-
-/** One gRPC message frame of `message`. */
-function frame(message: Uint8Array): Buffer {
-  const framed = Buffer.alloc(5 + message.length);
-  framed.writeUInt32BE(message.length, 1);
-  framed.set(message, 5);
-  return framed;
 }
 
 /** How a raw call ended: its gRPC status from the trailers, or the RST_STREAM code it was reset with. */
@@ -94,15 +87,7 @@ describe('answers a client takes nothing of', () => {
   }
 
   function rawCall(session: ReturnType<typeof rawSession>, path: string, message: Uint8Array) {
-    const stream = session.request({
-      ':method': 'POST',
-      ':path': path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
-    stream.on('error', () => {});
-    stream.end(frame(message));
-    return stream;
+    return openRawCall(session, path).end(grpcFrame(message));
   }
 
   /**

@@ -2,18 +2,12 @@ import http2 from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { WatchRequest } from '../../src/gen/distributor.js';
+import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A gRPC message frame: the flag byte, the length, the bytes. */
-const frame = (message: Uint8Array): Buffer => {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(message.length, 1);
-  return Buffer.concat([header, message]);
-};
 
 /**
  * How a stream ended: its grpc-status, from the trailers or from a trailers-only answer (a call that
@@ -39,19 +33,13 @@ async function connectTo(port: number): Promise<http2.ClientHttp2Session> {
 
 /** A Watch stream opened on `client`, its request not yet sent, its answer read and dropped. */
 function openWatch(client: http2.ClientHttp2Session): http2.ClientHttp2Stream {
-  const stream = client.request({
-    ':method': 'POST',
-    ':path': '/shop.v1.DistributorService/Watch',
-    'content-type': 'application/grpc',
-    te: 'trailers',
-  });
-  stream.on('error', () => {});
+  const stream = openRawCall(client, '/shop.v1.DistributorService/Watch');
   stream.resume();
   return stream;
 }
 
 /** The request of a Watch stream of the first contract, framed. */
-const WATCH_REQUEST = frame(WatchRequest.encode(WatchRequest.create()).finish());
+const WATCH_REQUEST = grpcFrame(WatchRequest.encode(WatchRequest.create()).finish());
 
 describe('a burst of streams on one connection', () => {
   it('is ended whole by a stop, the streams still waiting to be set up included, without waiting out the grace', async () => {

@@ -15,6 +15,7 @@ import { listen, shutdown } from '../../../src/common/grpc-server.js';
 import { createDistributorServer } from '../../../src/distributor/distributor-server.js';
 import { RegisterRequest } from '../../../src/gen/distributor.js';
 import { gatewayNode } from '../../helpers/nodes.js';
+import { grpcFrame, openRawCall } from '../../helpers/raw-grpc.js';
 
 const { values } = parseArgs({
   options: { server: { type: 'string' }, same: { type: 'string' }, other: { type: 'string' } },
@@ -47,18 +48,9 @@ function callFrom(
   const session = connectHttp2(`http://[${server}]:${port}`, { createConnection: () => socket });
   session.on('error', () => {});
   const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
-  const stream = session.request({
-    ':method': 'POST',
-    ':path': path,
-    'content-type': 'application/grpc',
-    te: 'trailers',
-  });
-  stream.on('error', () => {});
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  if (endRequest) stream.end(frame);
-  else stream.write(frame);
+  const stream = openRawCall(session, path);
+  if (endRequest) stream.end(grpcFrame(message));
+  else stream.write(grpcFrame(message));
   const answered = new Promise<boolean>((resolve) => {
     stream.once('data', () => resolve(true));
     stream.once('close', () => resolve(false));
