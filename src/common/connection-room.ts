@@ -18,6 +18,8 @@ interface Connection {
   gone: boolean;
   /** Came past the room when every other connection had a call open: decided on at its first call. */
   pending: boolean;
+  /** Closes it if it is still waiting for its first call after {@link MAX_WAIT_MS}. */
+  waitTimer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -35,8 +37,9 @@ export type RoomKeeping = (kept: RoomKept, fromGroup?: string) => void;
  * a connection comes past it, one is closed to make room: first one that never made a call (a
  * silent socket, a TLS handshake never finished, a client that only answers pings), the oldest
  * first; else the one idle longest since its last call ended. When every one has a call open, the
- * new connection is kept past the room until its first call (in a waiting room of its own, see
- * waitingRoom and #wait), and then the room is shared out by address (see
+ * new connection is kept past the room until its first call, for 10 s at most (in a waiting room
+ * of its own, see waitingRoom and #wait; it moves into a place that comes free), and then the room
+ * is shared out by address (see
  * addressGroupOf): if another address holds more connections than the new one's address does,
  * counting the new one, the newest connection of the address holding the most is closed, calls and
  * all; else the new connection is. A flood of sockets that never call then pushes out each other
@@ -56,8 +59,10 @@ export class ConnectionRoom {
   readonly #onKept: RoomKeeping;
   readonly #bySocket = new WeakMap<Socket, Connection>();
   readonly #byPeer = new Map<string, Connection>();
-  /** Open connections that never made a call, oldest first. */
+  /** Connections in the room that never made a call, oldest first... */
   readonly #neverCalled = new Set<Connection>();
+  /** ...and by address group. */
+  readonly #neverCalledShares = new AddressShares<Connection>();
   /** Open connections that made calls and have none open now, longest idle first. */
   readonly #idle = new Set<Connection>();
   /** Connections open and not being closed. */
@@ -91,12 +96,13 @@ export class ConnectionRoom {
       calls: new Set(),
       gone: false,
       pending: false,
+      waitTimer: undefined,
     };
     this.#open.add(connection);
     this.#bySocket.set(socket, connection);
     if (connection.peer !== undefined) this.#byPeer.set(connection.peer, connection);
     if (connection.group !== undefined) this.#shares.add(connection.group, connection);
-    this.#neverCalled.add(connection);
+    this.#addNeverCalled(connection);
     socket.once('close', () => this.#forget(connection));
   }
 
@@ -109,7 +115,7 @@ export class ConnectionRoom {
     const connection = this.#bySocket.get(socket);
     if (!connection || connection.gone || socket.destroyed) return;
     while (this.#inRoom > this.#max) {
-      const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
+      const victim = this.#neverCalledVictim(connection) ?? first(this.#idle, connection);
       if (!victim) {
         this.#wait(connection);
         return;
@@ -127,20 +133,19 @@ export class ConnectionRoom {
    */
   #wait(connection: Connection): void {
     connection.pending = true;
-    this.#neverCalled.delete(connection);
+    this.#deleteNeverCalled(connection);
     // Not in the room's shares until it is in the room: a flood waiting outside is nobody's share.
     if (connection.group !== undefined) this.#shares.delete(connection.group, connection);
     this.#pending.add(connection.group ?? '', connection);
     this.#pendingInOrder.add(connection);
+    connection.waitTimer = setTimeout(() => {
+      if (!connection.pending || connection.gone) return;
+      this.#close(connection);
+      this.#onKept('evicted');
+    }, MAX_WAIT_MS);
+    connection.waitTimer.unref();
     if (this.#pendingInOrder.size <= this.#waitingRoom) return;
-    const own = connection.group ?? '';
-    const largest = this.#pending.largest();
-    const victim =
-      this.#pending.heldBy(own) > 1
-        ? this.#pending.oldestOf(own)
-        : largest && largest.held > 1
-          ? this.#pending.oldestOf(largest.group)
-          : first(this.#pendingInOrder, connection);
+    const victim = pickFrom(this.#pending, this.#pendingInOrder, connection);
     if (!victim) return;
     this.#close(victim);
     this.#onKept('evicted');
@@ -149,6 +154,8 @@ export class ConnectionRoom {
   #stopWaiting(connection: Connection): void {
     if (!connection.pending) return;
     connection.pending = false;
+    clearTimeout(connection.waitTimer);
+    connection.waitTimer = undefined;
     this.#pending.delete(connection.group ?? '', connection);
     this.#pendingInOrder.delete(connection);
   }
@@ -158,7 +165,7 @@ export class ConnectionRoom {
     this.#stopWaiting(connection);
     if (connection.group !== undefined) this.#shares.add(connection.group, connection);
     if (this.#inRoom <= this.#max) return;
-    const victim = first(this.#neverCalled, connection) ?? first(this.#idle, connection);
+    const victim = this.#neverCalledVictim(connection) ?? first(this.#idle, connection);
     if (victim) {
       this.#close(victim);
       this.#onKept('evicted');
@@ -210,7 +217,7 @@ export class ConnectionRoom {
     session.on('stream', (stream: ServerHttp2Stream) => {
       if (connection.gone) return;
       connection.calls.add(stream);
-      this.#neverCalled.delete(connection);
+      this.#deleteNeverCalled(connection);
       this.#idle.delete(connection);
       if (connection.pending) this.#decide(connection);
       stream.once('close', () => {
@@ -232,16 +239,56 @@ export class ConnectionRoom {
   #forget(connection: Connection): void {
     if (connection.gone) return;
     connection.gone = true;
+    const leftRoom = !connection.pending;
     this.#open.delete(connection);
     if (connection.group !== undefined) this.#shares.delete(connection.group, connection);
     if (connection.peer !== undefined && this.#byPeer.get(connection.peer) === connection) {
       this.#byPeer.delete(connection.peer);
     }
-    this.#neverCalled.delete(connection);
+    this.#deleteNeverCalled(connection);
     this.#idle.delete(connection);
     this.#stopWaiting(connection);
+    if (leftRoom) this.#admitWaiting();
+  }
+
+  /**
+   * Moves the oldest connection waiting past the room into a place that came free: it is then one
+   * that never called, the first to go for room, rather than one kept outside while a connection
+   * that called, and is idle, is closed for a newcomer.
+   */
+  #admitWaiting(): void {
+    if (this.#inRoom >= this.#max) return;
+    const waiting = first(this.#pendingInOrder, undefined);
+    if (!waiting) return;
+    this.#stopWaiting(waiting);
+    if (waiting.group !== undefined) this.#shares.add(waiting.group, waiting);
+    this.#addNeverCalled(waiting);
+  }
+
+  #addNeverCalled(connection: Connection): void {
+    this.#neverCalled.add(connection);
+    this.#neverCalledShares.add(connection.group ?? '', connection);
+  }
+
+  #deleteNeverCalled(connection: Connection): void {
+    if (!this.#neverCalled.delete(connection)) return;
+    this.#neverCalledShares.delete(connection.group ?? '', connection);
+  }
+
+  /**
+   * The connection in the room that never called to close for `newcomer`, as the waiting room
+   * chooses (see #wait): the oldest of the newcomer's own address when it has one, else the oldest
+   * of the address with the most, else the oldest of all; so a flood of sockets from one address
+   * that never call turns over its own places, not those of a client from another that is about to
+   * call.
+   */
+  #neverCalledVictim(newcomer: Connection): Connection | undefined {
+    return pickFrom(this.#neverCalledShares, this.#neverCalled, newcomer);
   }
 }
+
+/** How long a connection may wait past the room for its first call (as a TLS handshake may take). */
+const MAX_WAIT_MS = 10_000;
 
 /**
  * How many connections may wait past a room of `max` for their first call at once: a tenth of it,
@@ -259,8 +306,26 @@ function peerOf(
   return `${remoteAddress}|${remotePort}|${localAddress}|${localPort}`;
 }
 
+/**
+ * Of connections held both by address group and in order, the one to close for `newcomer`: the
+ * oldest of its own group when that holds another, else the oldest of the group holding the most
+ * when that holds more than one, else the oldest of all; never `newcomer` itself.
+ */
+function pickFrom(
+  shares: AddressShares<Connection>,
+  inOrder: ReadonlySet<Connection>,
+  newcomer: Connection,
+): Connection | undefined {
+  const own = newcomer.group ?? '';
+  const ownOldest = shares.oldestOf(own);
+  if (ownOldest !== undefined && ownOldest !== newcomer) return ownOldest;
+  const largest = shares.largest();
+  if (largest && largest.held > 1) return shares.oldestOf(largest.group);
+  return first(inOrder, newcomer);
+}
+
 /** The first connection of `set` other than `except`. */
-function first(set: ReadonlySet<Connection>, except: Connection): Connection | undefined {
+function first(set: ReadonlySet<Connection>, except: Connection | undefined): Connection | undefined {
   for (const connection of set) if (connection !== except) return connection;
   return undefined;
 }

@@ -118,7 +118,7 @@ export async function listen(
             ...(peer === undefined ? {} : { addressGroup: addressGroupOf(peer) }),
           },
           stalledMs === unreadAnswerTimeoutMs
-            ? `a client took nothing of an answer for ${stalledMs} ms: its call was reset`
+            ? `a client took (almost) nothing of its answers for ${stalledMs} ms: its call was reset`
             : `an answer went nowhere for ${stalledMs} ms while its connection took others: its call was reset`,
         );
       },

@@ -52,7 +52,11 @@ export function writesMoved(stream: Writable & CountsWrites): { count: number } 
   return counter;
 }
 
-/** What the kernel has taken of a socket: written to it, less what it still holds. */
+/**
+ * What a connection's socket has been handed to send, less what its JS buffer still holds: HTTP/2
+ * writes reach libuv directly, so this counts bytes still queued there too. It only needs to move
+ * as the client takes answers (flow control holds the rest back), not to be exact.
+ */
 function passedOn(socket: Socket | undefined): number {
   return socket ? socket.bytesWritten - socket.writableLength : 0;
 }

@@ -318,6 +318,50 @@ describe('connections to a gRPC port', () => {
     expect(actions.filter((action) => action !== 'refused')).toEqual(['evicted', 'displaced']);
   });
 
+  it('a connection waiting past a full room moves into a place that comes free, and is then the first to go for room', async () => {
+    const port = await roomedServer(2, []);
+    const watchers = [rawClient(port), rawClient(port)];
+    await Promise.all(watchers.map((watcher) => watcher.call('Watch').firstAnswer));
+    const waiting = silentSocket(port, true);
+    cleanups.push(() => void waiting.socket.destroy());
+    await new Promise((resolve) => waiting.socket.once('connect', resolve));
+    expect(await within(waiting.closed, 200)).toBe('not yet');
+    // A place comes free: the waiting socket takes it, as one that never called.
+    watchers[0]!.session.destroy();
+    await watchers[0]!.closed;
+    // The next to come closes it, not a connection that called.
+    const next = rawClient(port);
+    expect(await within(next.call('Check').firstAnswer, 5_000)).toBeUndefined();
+    expect(await within(waiting.closed, 5_000)).toBeUndefined();
+    expect(await within(watchers[1]!.closed, 50)).toBe('not yet');
+  });
+
+  it('sockets that never call, from one address, turn over their own places in the room, not those of a client from another that has yet to call', async () => {
+    const port = await roomedServer(3, []);
+    const hog = await clientFrom('127.0.0.2', port);
+    await hog.call('Watch').firstAnswer;
+    const silentFrom9 = () => {
+      const socket = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.9' });
+      socket.on('error', () => {});
+      socket.resume();
+      cleanups.push(() => void socket.destroy());
+      return new Promise<Socket>((resolve) => socket.once('connect', () => resolve(socket)));
+    };
+    // Two silent places, then a caller's connection that has not called yet.
+    await silentFrom9();
+    await silentFrom9();
+    const callerSocket = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.3' });
+    callerSocket.on('error', () => {});
+    const callerClosed = new Promise<void>((resolve) => callerSocket.once('close', () => resolve()));
+    await new Promise((resolve) => callerSocket.once('connect', resolve));
+    // Five more from the same address: each closes one of that address's own.
+    for (let i = 0; i < 5; i++) await silentFrom9();
+    expect(await within(callerClosed, 200)).toBe('not yet');
+    const caller = rawClient(port, undefined, callerSocket);
+    expect(await within(caller.call('Check').firstAnswer, 5_000)).toBeUndefined();
+    expect(await within(hog.closed, 50)).toBe('not yet');
+  });
+
   it('on a TLS port bound to every address, one peer address and port reaching two local addresses are two connections', async () => {
     const { certFile, keyFile } = pki().files('goods');
     const server = new Server();
