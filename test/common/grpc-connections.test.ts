@@ -336,6 +336,24 @@ describe('connections to a gRPC port', () => {
     expect(await within(watchers[1]!.closed, 50)).toBe('not yet');
   });
 
+  it('a connection waiting past a full room for a first call it never makes is closed after 10 s, and nobody else', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const port = await roomedServer(2, lines);
+    const watchers = [rawClient(port), rawClient(port)];
+    await Promise.all(watchers.map((watcher) => watcher.call('Watch').firstAnswer));
+    const waiting = silentSocket(port, true);
+    cleanups.push(() => void waiting.socket.destroy());
+    await new Promise((resolve) => waiting.socket.once('connect', resolve));
+    // As long as a slow TLS handshake may take, not for ever.
+    expect(await within(waiting.closed, 8_500)).toBe('not yet');
+    expect(await within(waiting.closed, 4_000)).toBeUndefined();
+    expect(lines.filter((line) => line.event === 'connection-limit').map((line) => line.action)).toEqual([
+      'evicted',
+    ]);
+    // The connections in the room keep their calls.
+    for (const watcher of watchers) expect(await within(watcher.closed, 50)).toBe('not yet');
+  }, 20_000);
+
   it('sockets that never call, from one address, turn over their own places in the room, not those of a client from another that has yet to call', async () => {
     const port = await roomedServer(3, []);
     const hog = await clientFrom('127.0.0.2', port);
