@@ -1,3 +1,4 @@
+import type { Logger } from './logger.js';
 import type { TraceCarrier } from './request-context.js';
 
 /** The role of a span in a call, as OpenTelemetry's SpanKind says it. */
@@ -87,7 +88,40 @@ export async function startTracing(
   return running;
 }
 
-/** Flushes and stops tracing if it runs; safe to call when it does not. */
-export async function stopTracing(): Promise<void> {
-  await running?.stop();
+/**
+ * How long the spans still buffered when a component stops may take to reach the collector. The
+ * exporter's own deadline (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s) would hold a stop with the collector
+ * unreachable past the launcher's 10 s for a whole stop, after the calls in flight had their grace.
+ */
+export const TRACE_FLUSH_AT_STOP_MS = 2_000;
+
+/**
+ * Exports the spans still buffered and stops tracing, if it runs (safe to call when it does not).
+ * A collector that refuses them, or takes none within `budgetMs`, costs those spans and a warning,
+ * not the stop: the component's own work stopped in order, and it still exits as stopped.
+ */
+export async function stopTracing(log: Logger, budgetMs = TRACE_FLUSH_AT_STOP_MS): Promise<void> {
+  const stopping = running?.stop();
+  if (!stopping) return;
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    stopping.then(
+      () => ({ flushed: true as const }),
+      (error: unknown) => ({
+        flushed: false as const,
+        reason: error instanceof Error ? error.message : String(error),
+      }),
+    ),
+    new Promise<{ flushed: false; reason: undefined }>((resolve) => {
+      timer = setTimeout(() => resolve({ flushed: false, reason: undefined }), budgetMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (outcome.flushed) return;
+  log.warn(
+    { event: 'trace-flush', budgetMs, ...(outcome.reason === undefined ? {} : { reason: outcome.reason }) },
+    outcome.reason === undefined
+      ? `traces: the collector took no spans within ${budgetMs} ms of the stop; the spans still buffered are dropped`
+      : 'traces: the collector refused the spans still buffered at the stop; they are dropped',
+  );
 }

@@ -50,6 +50,6 @@ runMain(async () => {
   stopOnSignals(log, async () => {
     await distributor.stop();
     await admin?.stop();
-    await stopTracing();
+    await stopTracing(log);
   });
 }, DISTRIBUTOR_USAGE);

@@ -47,7 +47,7 @@ runMain(async () => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
   );
-  const stopAndExit = stopOnSignals(log, () => gateway.stop().finally(stopTracing));
+  const stopAndExit = stopOnSignals(log, () => gateway.stop().finally(() => stopTracing(log)));
   // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
   gateway.registration?.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
 }, GATEWAY_USAGE);

@@ -18,7 +18,7 @@ export function runService(service: AnyShopService): void {
     // Traces when OTEL_* ask for them (tracing.ts); before the server is built, which reads it.
     await startTracing(service.name);
     const running = await startService(service, config, { log });
-    const stopAndExit = stopOnSignals(log, () => running.stop().finally(stopTracing));
+    const stopAndExit = stopOnSignals(log, () => running.stop().finally(() => stopTracing(log)));
     // Serving while never routed helps nobody: a refusal for good stops the service, with exit code 3.
     running.registration.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
   }, serviceUsage(service));

@@ -1,0 +1,119 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
+import { GoodsServiceClient } from '../../src/gen/services.js';
+import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
+import { type ComponentProcess, freePort, spawnComponent } from './support/processes.js';
+
+// A component's stop with tracing on: the spans still buffered go to the collector, and a collector
+// that is down or does not answer costs those spans and a warning, not the stop.
+
+describe('tracing when a component stops', () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /**
+   * Goods on the embedded store, tracing every call to `endpoint` over `protocol`, exporting only
+   * when it stops (the batch delay is longer than the test); no distributor to register with.
+   */
+  async function tracedGoods(protocol: 'grpc' | 'http/json', endpoint: string): Promise<ComponentProcess> {
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-tracing-stop-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const goods = spawnComponent(
+      'src/services/goods/main.ts',
+      ['--port', '0', '--distributor', '127.0.0.1:1'],
+      {
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+        OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+        OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+        OTEL_BSP_SCHEDULE_DELAY: '600000',
+        DATA_DIR: dataDir,
+        MYSQL_URL: '',
+      },
+    );
+    cleanups.push(() => void goods.child.kill('SIGKILL'));
+    const port = JSON.parse(await goods.waitForLine(/"msg":"listening on/)).port as number;
+    // Three traced calls: each a server span and a database span, buffered until the stop.
+    const client = new GoodsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    for (let call = 0; call < 3; call++) {
+      await new Promise<void>((resolve) => client.listGoods({}, () => resolve()));
+    }
+    client.close();
+    return goods;
+  }
+
+  /** SIGTERM, then the exit code and how long the stop took. */
+  async function stop(goods: ComponentProcess): Promise<{ code: number | string; ms: number }> {
+    const startedAt = performance.now();
+    goods.child.kill('SIGTERM');
+    const code = await goods.exited();
+    return { code, ms: performance.now() - startedAt };
+  }
+
+  const flushWarnings = (goods: ComponentProcess) =>
+    goods.lines.filter((line) => line.includes('"event":"trace-flush"')).map((line) => JSON.parse(line));
+
+  it('exports the spans still buffered, then exits as stopped', async () => {
+    const receiver: OtlpReceiver = await startOtlpReceiver();
+    cleanups.push(() => receiver.close());
+    const goods = await tracedGoods('http/json', receiver.endpoint);
+    expect(receiver.spans).toEqual([]);
+    expect((await stop(goods)).code).toBe(0);
+    const names = receiver.spans.filter((span) => span.service === 'goods').map((span) => span.name);
+    expect(names.filter((name) => name === 'shop.v1.GoodsService/ListGoods')).toHaveLength(3);
+    expect(flushWarnings(goods)).toEqual([]);
+  });
+
+  it('with the collector refusing connections: the spans are dropped with a warning, and the stop still succeeds', async () => {
+    const goods = await tracedGoods('grpc', `http://127.0.0.1:${await freePort()}`);
+    const { code } = await stop(goods);
+    expect(code).toBe(0);
+    expect(flushWarnings(goods)).toEqual([
+      expect.objectContaining({
+        level: 40,
+        msg: 'traces: the collector refused the spans still buffered at the stop; they are dropped',
+        reason: expect.stringContaining('UNAVAILABLE'),
+      }),
+    ]);
+    expect(goods.lines.some((line) => line.includes('error while stopping'))).toBe(false);
+  });
+
+  it('with a collector that never answers: the stop waits for it 2 s, not the exporter deadline of 10 s', async () => {
+    // Takes connections and reads nothing: the export neither fails nor ends.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          silent.close(() => resolve());
+        }),
+    );
+    const { port } = silent.address() as { port: number };
+    const goods = await tracedGoods('grpc', `http://127.0.0.1:${port}`);
+    const { code, ms } = await stop(goods);
+    expect(code).toBe(0);
+    expect(sockets.size).toBeGreaterThan(0);
+    expect(ms).toBeGreaterThanOrEqual(TRACE_FLUSH_AT_STOP_MS - 100);
+    // Well inside the launcher's 10 s for a whole stop.
+    expect(ms).toBeLessThan(TRACE_FLUSH_AT_STOP_MS + 4_000);
+    expect(flushWarnings(goods)).toEqual([
+      expect.objectContaining({
+        level: 40,
+        budgetMs: TRACE_FLUSH_AT_STOP_MS,
+        msg: `traces: the collector took no spans within ${TRACE_FLUSH_AT_STOP_MS} ms of the stop; the spans still buffered are dropped`,
+      }),
+    ]);
+  }, 20_000);
+});
