@@ -287,6 +287,7 @@ export async function startOpenTelemetry(
   if (logLevel !== undefined) diag.setLogger(new DiagConsoleLogger(), { logLevel: DiagLogLevel[logLevel] });
   // Checked before any exporter is built, so that a refusal leaves nothing open.
   const sampler = samplerFromEnv(env);
+  checkEndpoints(env);
   const processors: SpanProcessor[] = [];
   for (const exporter of await traceExporters(env)) {
     // A console exporter writes each span as it ends, as the Node.js SDK has it.
@@ -355,6 +356,45 @@ export function exportersAskedFor(env: NodeJS.ProcessEnv): ExporterChoice[] {
     choices.add(`otlp ${protocol}` as ExporterChoice);
   }
   return [...choices];
+}
+
+/**
+ * Refuses an exporter endpoint that cannot be what was meant: one that is no URL (the OTLP/HTTP
+ * exporter would fall back to localhost:4318 without a word, the OTLP/gRPC one throw a bare
+ * "Invalid URL"), or whose scheme the exporter cannot speak. The endpoint of OTLP is
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT; over gRPC one without a
+ * scheme is a host and port (TLS, as the exporter takes it), and unix: a socket; Zipkin's is
+ * OTEL_EXPORTER_ZIPKIN_ENDPOINT. Unset or blank, each exporter takes its default.
+ */
+export function checkEndpoints(env: NodeJS.ProcessEnv): void {
+  for (const choice of exportersAskedFor(env)) {
+    if (choice === 'console') continue;
+    const variable =
+      choice === 'zipkin'
+        ? 'OTEL_EXPORTER_ZIPKIN_ENDPOINT'
+        : env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim()
+          ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'
+          : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+    const value = env[variable]?.trim();
+    if (!value) continue;
+    const grpc = choice === 'otlp grpc';
+    const url = parsedUrl(grpc && !/^\w{1,8}:\/\//.test(value) ? `https://${value}` : value);
+    const schemes = grpc ? ['http:', 'https:', 'unix:'] : ['http:', 'https:'];
+    if (!url || !schemes.includes(url.protocol) || (url.protocol !== 'unix:' && !url.hostname)) {
+      throw new ConfigError(
+        `${variable}: "${value}" is not an ${grpc ? 'http://, https:// or unix: URL, or a host:port' : 'http:// or https:// URL'}`,
+      );
+    }
+  }
+}
+
+/** `text` as a URL, or undefined (URL.parse is Node 20.18's, later than the oldest Node this runs on). */
+function parsedUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The span exporters the environment asks for, each loaded only when asked for; exported for tests. */

@@ -6,6 +6,7 @@ import * as tracing from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import {
+  checkEndpoints,
   exportersAskedFor,
   ProjectTracer,
   samplerFromEnv,
@@ -194,6 +195,8 @@ describe('the SDK as the environment configures it', () => {
   const quiet = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_TRACES_SAMPLER: 'always_off' };
   const OTEL_VARIABLES = [
     'OTEL_TRACES_EXPORTER',
+    'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    'OTEL_EXPORTER_ZIPKIN_ENDPOINT',
     'OTEL_EXPORTER_OTLP_PROTOCOL',
     'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL',
     'OTEL_NODE_RESOURCE_DETECTORS',
@@ -291,9 +294,69 @@ describe('the SDK as the environment configures it', () => {
       { OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon' },
       /OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "carrier-pigeon"/,
     ],
+    [
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' },
+      /OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" is not an http:\/\/ or https:\/\/ URL/,
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:99999' },
+      /OTEL_EXPORTER_OTLP_ENDPOINT: "http:\/\/127.0.0.1:99999" is not an http:\/\/, https:\/\/ or unix: URL, or a host:port/,
+    ],
   ])('refuses %o at start with a clear error', async (env, message) => {
     const start = started({ ...quiet, ...env });
     await expect(start).rejects.toThrow(message);
     await expect(start).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it.each([
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://collector:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://ok:4318',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://x:4318 /v1',
+      },
+      'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://collector:4317' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'zipkin:9411' },
+      'OTEL_EXPORTER_ZIPKIN_ENDPOINT',
+    ],
+  ])('refuses the exporter endpoint of %o, naming %s', (env, variable) => {
+    expect(() => checkEndpoints(env)).toThrow(new RegExp(`^${variable}: "`));
+    expect(() => checkEndpoints(env)).toThrow(ConfigError);
+  });
+
+  it.each([
+    {},
+    { OTEL_EXPORTER_OTLP_ENDPOINT: '  ' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example/otlp/' },
+    // The traces' own endpoint wins over a broken general one, as the exporters read them.
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://[::1]:4318/v1/traces',
+    },
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317' },
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://10.0.0.2:4317' },
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' },
+    { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://zipkin:9411/api/v2/spans' },
+    // Only the exporters asked for are checked.
+    { OTEL_TRACES_EXPORTER: 'console', OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' },
+  ])('takes the exporter endpoint of %o', (env) => {
+    expect(() => checkEndpoints(env)).not.toThrow();
   });
 });
