@@ -48,8 +48,11 @@ runMain(async () => {
         })
       : undefined;
   stopOnSignals(log, async () => {
-    await distributor.stop();
-    await admin?.stop();
-    await stopTracing(log);
+    try {
+      await distributor.stop();
+      await admin?.stop();
+    } finally {
+      await stopTracing(log);
+    }
   });
 }, DISTRIBUTOR_USAGE);

@@ -91,7 +91,7 @@ export interface GatewayOptions {
    * more than its socket's buffer is waiting) before it is closed. Default 30000.
    */
   unreadAnswerTimeoutMs?: number;
-  /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s. */
+  /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s, 7 s at most. */
   stopGraceMs?: number;
   /** gRPC keepalive of the channels to services and to the distributor. */
   keepalive?: KeepaliveOptions;
@@ -382,7 +382,7 @@ class GatewayServer implements Gateway {
           this.#log.warn('requests still running after the grace period: closing their connections');
           this.#server.closeAllConnections();
         },
-        this.#options.stopGraceMs ?? this.#deadlineMs + 1_000,
+        this.#options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS),
       );
       await closed;
       clearTimeout(grace);
@@ -904,6 +904,12 @@ function closeAfterLinger(socket: Socket): void {
 
 /** How long a client may hold its connection after a 413 on a body of unknown size. */
 const LINGER_MS = 2_000;
+
+/**
+ * The longest the gateway's stop waits for requests in flight, whatever the deadline: with the flush
+ * of its traces (2 s, see stopTracing) and closing, inside the launcher's 10 s before it kills.
+ */
+const MAX_STOP_GRACE_MS = 7_000;
 
 /**
  * After a 413 on a body of unknown size, reading stops for good: the request stays paused, so no

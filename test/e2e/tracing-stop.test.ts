@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials } from '@grpc/grpc-js';
+import { type ClientReadableStream, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
@@ -22,7 +22,10 @@ describe('tracing when a component stops', () => {
    * Goods on the embedded store, tracing every call to `endpoint` over `protocol`, exporting only
    * when it stops (the batch delay is longer than the test); no distributor to register with.
    */
-  async function tracedGoods(protocol: 'grpc' | 'http/json', endpoint: string): Promise<ComponentProcess> {
+  async function tracedGoods(
+    protocol: 'grpc' | 'http/json',
+    endpoint: string,
+  ): Promise<ComponentProcess & { port: number }> {
     const dataDir = mkdtempSync(join(tmpdir(), 'shop-tracing-stop-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const goods = spawnComponent(
@@ -46,7 +49,25 @@ describe('tracing when a component stops', () => {
       await new Promise<void>((resolve) => client.listGoods({}, () => resolve()));
     }
     client.close();
-    return goods;
+    return Object.assign(goods, { port });
+  }
+
+  /** A collector that takes connections and reads nothing: an export neither fails nor ends. */
+  async function silentCollector(): Promise<{ port: number; connections: () => number }> {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          silent.close(() => resolve());
+        }),
+    );
+    return { port: (silent.address() as { port: number }).port, connections: () => sockets.size };
   }
 
   /** SIGTERM, then the exit code and how long the stop took. */
@@ -86,25 +107,11 @@ describe('tracing when a component stops', () => {
   });
 
   it('with a collector that never answers: the stop waits for it 2 s, not the exporter deadline of 10 s', async () => {
-    // Takes connections and reads nothing: the export neither fails nor ends.
-    const sockets = new Set<Socket>();
-    const silent = createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const socket of sockets) socket.destroy();
-          silent.close(() => resolve());
-        }),
-    );
-    const { port } = silent.address() as { port: number };
+    const { port, connections } = await silentCollector();
     const goods = await tracedGoods('grpc', `http://127.0.0.1:${port}`);
     const { code, ms } = await stop(goods);
     expect(code).toBe(0);
-    expect(sockets.size).toBeGreaterThan(0);
+    expect(connections()).toBeGreaterThan(0);
     expect(ms).toBeGreaterThanOrEqual(TRACE_FLUSH_AT_STOP_MS - 100);
     // Well inside the launcher's 10 s for a whole stop.
     expect(ms).toBeLessThan(TRACE_FLUSH_AT_STOP_MS + 4_000);
@@ -116,4 +123,35 @@ describe('tracing when a component stops', () => {
       }),
     ]);
   }, 20_000);
+
+  it("with a call that never ends and a collector that never answers, the whole stop stays inside the launcher's 10 s", async () => {
+    const { port } = await silentCollector();
+    const goods = await tracedGoods('grpc', `http://127.0.0.1:${port}`);
+    // A health Watch: a call that ends only when the server ends it.
+    const Health = makeGenericClientConstructor(
+      {
+        watch: {
+          path: '/grpc.health.v1.Health/Watch',
+          requestStream: false,
+          responseStream: true,
+          requestSerialize: (value: Buffer) => value,
+          requestDeserialize: (value: Buffer) => value,
+          responseSerialize: (value: Buffer) => value,
+          responseDeserialize: (value: Buffer) => value,
+        },
+      },
+      'Health',
+    );
+    const health = new Health(`127.0.0.1:${goods.port}`, credentials.createInsecure()) as InstanceType<
+      typeof Health
+    > & { watch(request: Buffer): ClientReadableStream<Buffer> };
+    cleanups.push(() => health.close());
+    const watch = health.watch(Buffer.alloc(0));
+    watch.on('error', () => {});
+    await new Promise((resolve) => watch.once('data', resolve));
+    const { code, ms } = await stop(goods);
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(10_000);
+    expect(flushWarnings(goods)).toHaveLength(1);
+  }, 30_000);
 });

@@ -134,7 +134,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
       return bound;
     },
     drain,
-    stop(graceMs = 10_000) {
+    stop(graceMs = CALLS_GRACE_AT_STOP_MS) {
       stopping ??= (async () => {
         drain();
         monitor.stop();
@@ -145,6 +145,13 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     },
   };
 }
+
+/**
+ * How long calls in flight may run on once a service stops: longer than the gateway's deadline
+ * (5 s) and the store's query timeout (5 s), short enough that the drain notice (1 s), this, the
+ * flush of its traces (2 s, see stopTracing) and closing fit in the launcher's 10 s before it kills.
+ */
+export const CALLS_GRACE_AT_STOP_MS = 6_000;
 
 /**
  * The handlers' options with the server's telemetry added, for handlers that report something of

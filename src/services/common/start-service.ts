@@ -11,14 +11,14 @@ import { type BackoffOptions, RegistrationClient } from '../../registry-client/r
 import type { ShopService } from './define-service.js';
 import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
-import { createServiceServer } from './service-server.js';
+import { CALLS_GRACE_AT_STOP_MS, createServiceServer } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
 import { ServiceTelemetry } from './service-telemetry.js';
 
 /** Options of {@link startService} besides the configuration. */
 export interface StartServiceOptions<Options = never> {
   log?: Logger;
-  /** How long calls in flight may run on after a stop begins (default 10 s). */
+  /** How long calls in flight may run on after a stop begins (default CALLS_GRACE_AT_STOP_MS, 6 s). */
   graceMs?: number;
   /**
    * How long a stop waits for the distributor to confirm the draining state (default 1 s), so that
@@ -144,7 +144,7 @@ export async function startService<Store extends ServiceStore, Options>(
     server.drain();
     log.info({ event: 'draining' }, 'draining');
     await confirmed;
-    await server.stop(options.graceMs ?? 10_000);
+    await server.stop(options.graceMs ?? CALLS_GRACE_AT_STOP_MS);
     await registration.stop();
     await store.close();
     await admin?.stop();
