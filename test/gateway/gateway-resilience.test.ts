@@ -379,4 +379,36 @@ describe('gateway under hostile or unlucky clients', () => {
     await stopping;
     expect(Date.now() - begun).toBeLessThan(1_000);
   });
+
+  it("a stop waits for a request in flight 7 s at most, whatever the deadline, to stay inside the launcher's 10 s with the trace flush", async () => {
+    const slowDistributor = await startDistributor(perTest);
+    let arrived = false;
+    await startFakeGoods(
+      perTest,
+      slowDistributor.address,
+      {
+        // Never answers: the call waits for its deadline, a minute here.
+        onCall: () => {
+          arrived = true;
+          return new Promise<void>(() => {});
+        },
+      },
+      [ROW],
+    );
+    const { gateway: started, port } = await startGateway(perTest, slowDistributor.address, {
+      deadlineMs: 60_000,
+    });
+    await waitForRoute(started, 'GET /goods', 1);
+    const inFlight = httpJson(port, 'GET', '/goods').then(
+      () => 'answered',
+      () => 'cut off',
+    );
+    await vi.waitFor(() => expect(arrived).toBe(true));
+    const begun = Date.now();
+    await started.stop();
+    const took = Date.now() - begun;
+    expect(took).toBeGreaterThanOrEqual(6_900);
+    expect(took).toBeLessThan(8_500);
+    expect(await inFlight).toBe('cut off');
+  }, 20_000);
 });
