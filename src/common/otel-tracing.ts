@@ -359,33 +359,58 @@ export function exportersAskedFor(env: NodeJS.ProcessEnv): ExporterChoice[] {
 }
 
 /**
- * Refuses an exporter endpoint that cannot be what was meant: one that is no URL (the OTLP/HTTP
- * exporter would fall back to localhost:4318 without a word, the OTLP/gRPC one throw a bare
- * "Invalid URL"), or whose scheme the exporter cannot speak. The endpoint of OTLP is
- * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT; over gRPC one without a
- * scheme is a host and port (TLS, as the exporter takes it), and unix: a socket; Zipkin's is
- * OTEL_EXPORTER_ZIPKIN_ENDPOINT. Unset or blank, each exporter takes its default.
+ * Refuses an exporter endpoint that cannot be what was meant, read as each exporter reads it: one
+ * the OTLP/HTTP exporter cannot make a URL of falls back to localhost:4318 without a word, and the
+ * OTLP/gRPC one throws a bare "Invalid URL" or dials a host named after a mistyped scheme. The
+ * endpoint of OTLP is OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT (to which
+ * OTLP/HTTP appends v1/traces); Zipkin's is OTEL_EXPORTER_ZIPKIN_ENDPOINT. Unset or blank, each
+ * exporter takes its default.
  */
 export function checkEndpoints(env: NodeJS.ProcessEnv): void {
   for (const choice of exportersAskedFor(env)) {
     if (choice === 'console') continue;
-    const variable =
-      choice === 'zipkin'
-        ? 'OTEL_EXPORTER_ZIPKIN_ENDPOINT'
-        : env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim()
-          ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'
-          : 'OTEL_EXPORTER_OTLP_ENDPOINT';
-    const value = env[variable]?.trim();
-    if (!value) continue;
-    const grpc = choice === 'otlp grpc';
-    const url = parsedUrl(grpc && !/^\w{1,8}:\/\//.test(value) ? `https://${value}` : value);
-    const schemes = grpc ? ['http:', 'https:', 'unix:'] : ['http:', 'https:'];
-    if (!url || !schemes.includes(url.protocol) || (url.protocol !== 'unix:' && !url.hostname)) {
-      throw new ConfigError(
-        `${variable}: "${value}" is not an ${grpc ? 'http://, https:// or unix: URL, or a host:port' : 'http:// or https:// URL'}`,
-      );
-    }
+    const specific =
+      choice === 'zipkin' ? 'OTEL_EXPORTER_ZIPKIN_ENDPOINT' : 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT';
+    const variable = choice === 'zipkin' || env[specific]?.trim() ? specific : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+    const value = env[variable];
+    if (!value?.trim()) continue;
+    const problem =
+      choice === 'otlp grpc'
+        ? grpcEndpointProblem(value.trim())
+        : httpEndpointProblem(value, variable === 'OTEL_EXPORTER_OTLP_ENDPOINT');
+    if (problem) throw new ConfigError(`${variable}: "${value}" ${problem}`);
   }
+}
+
+/** What is wrong with an HTTP exporter's endpoint; `general`: the one v1/traces is appended to. */
+function httpEndpointProblem(value: string, general: boolean): string | undefined {
+  const url = parsedUrl(value);
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
+    return 'is not an http:// or https:// URL';
+  }
+  if (!general) return undefined;
+  // The exporter appends the path to the text as it is, spaces, query and all.
+  if (url.search || url.hash || !parsedUrl(`${value}${value.endsWith('/') ? '' : '/'}v1/traces`)) {
+    return 'cannot take the path v1/traces after it: give the base URL alone, with no query, fragment or spaces';
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with the OTLP/gRPC exporter's endpoint (trimmed, as it reads it): a lowercase
+ * http:// (plaintext) or https:// URL, a unix:// socket, or a bare host and port (TLS, unless
+ * OTEL_EXPORTER_OTLP_INSECURE says otherwise). It takes any other scheme, in any case, for one it
+ * warns about and then chooses TLS or not by a case-sensitive "http://", and without "//" it dials
+ * the scheme as a host name.
+ */
+function grpcEndpointProblem(value: string): string | undefined {
+  const expected = 'is not an http://, https:// or unix:// URL, or a host:port';
+  if (value.startsWith('unix://')) return undefined;
+  if (value.startsWith('http://') || value.startsWith('https://')) {
+    return parsedUrl(value)?.hostname ? undefined : expected;
+  }
+  if (/^\w{1,8}:\/\//.test(value) || value.includes('/')) return expected;
+  return parsedUrl(`https://${value}`)?.hostname ? undefined : expected;
 }
 
 /** `text` as a URL, or undefined (URL.parse is Node 20.18's, later than the oldest Node this runs on). */

@@ -2,6 +2,12 @@ import { ConfigError } from './config.js';
 import { EXIT_CODES } from './exit-codes.js';
 import type { Logger } from './logger.js';
 
+/**
+ * How long the launcher waits for a component to stop before it kills it (SIGKILL): what a
+ * component's whole stop (draining, calls in flight, the flush of its traces) is planned to fit in.
+ */
+export const STOP_LIMIT_MS = 10_000;
+
 /** Set by the launcher's supervisor in each component it runs. */
 export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
 

@@ -1,4 +1,5 @@
 import type { Logger } from './logger.js';
+import { STOP_LIMIT_MS } from './process-lifecycle.js';
 import type { TraceCarrier } from './request-context.js';
 
 /** The role of a span in a call, as OpenTelemetry's SpanKind says it. */
@@ -89,11 +90,23 @@ export async function startTracing(
 }
 
 /**
- * How long the spans still buffered when a component stops may take to reach the collector. The
- * exporter's own deadline (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s) would hold a stop with the collector
- * unreachable past the launcher's 10 s for a whole stop, after the calls in flight had their grace.
+ * How long the spans still buffered when a component stops may take to reach the collector, at
+ * most. The exporter's own deadline (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s) would hold a stop with the
+ * collector unreachable past the launcher's limit for a whole stop (STOP_LIMIT_MS).
  */
 export const TRACE_FLUSH_AT_STOP_MS = 2_000;
+
+/** The least a flush is given, even when the stop before it took all its time. */
+const LEAST_FLUSH_MS = 250;
+
+/**
+ * The time the flush of a stop begun at `stopBegunAt` (performance.now()) may take: 2 s, or what
+ * is left of the launcher's limit, half a second kept for exiting, when the stop took long.
+ */
+export function flushBudget(stopBegunAt: number, now = performance.now()): number {
+  const left = STOP_LIMIT_MS - 500 - (now - stopBegunAt);
+  return Math.round(Math.min(TRACE_FLUSH_AT_STOP_MS, Math.max(LEAST_FLUSH_MS, left)));
+}
 
 /**
  * Exports the spans still buffered and stops tracing, if it runs (safe to call when it does not).

@@ -2,7 +2,7 @@ import { startAdminServer } from '../common/admin-server.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
-import { startTracing, stopTracing } from '../common/tracing.js';
+import { flushBudget, startTracing, stopTracing } from '../common/tracing.js';
 import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
 import { DistributorTelemetry } from './distributor-telemetry.js';
@@ -48,11 +48,12 @@ runMain(async () => {
         })
       : undefined;
   stopOnSignals(log, async () => {
+    const begunAt = performance.now();
     try {
       await distributor.stop();
       await admin?.stop();
     } finally {
-      await stopTracing(log);
+      await stopTracing(log, flushBudget(begunAt));
     }
   });
 }, DISTRIBUTOR_USAGE);

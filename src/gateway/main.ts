@@ -2,7 +2,7 @@ import { EXIT_CODES } from '../common/exit-codes.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
-import { startTracing, stopTracing } from '../common/tracing.js';
+import { flushBudget, startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_USAGE, loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway-server.js';
 
@@ -47,7 +47,10 @@ runMain(async () => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
   );
-  const stopAndExit = stopOnSignals(log, () => gateway.stop().finally(() => stopTracing(log)));
+  const stopAndExit = stopOnSignals(log, () => {
+    const begunAt = performance.now();
+    return gateway.stop().finally(() => stopTracing(log, flushBudget(begunAt)));
+  });
   // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
   gateway.registration?.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
 }, GATEWAY_USAGE);

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { PERMANENT_EXITS } from '../common/exit-codes.js';
-import { LISTENING_LINE, SUPERVISED_ENV } from '../common/process-lifecycle.js';
+import { LISTENING_LINE, STOP_LIMIT_MS, SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import { formatLogLine } from './log-line-formatter.js';
 
 /** One process the supervisor runs. */
@@ -59,7 +59,7 @@ export class Supervisor {
     options: SupervisorOptions,
   ) {
     this.#options = {
-      stopTimeoutMs: 10_000,
+      stopTimeoutMs: STOP_LIMIT_MS,
       pretty: true,
       readyTimeoutMs: 10_000,
       permanentExits: PERMANENT_EXITS,

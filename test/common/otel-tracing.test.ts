@@ -300,7 +300,7 @@ describe('the SDK as the environment configures it', () => {
     ],
     [
       { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:99999' },
-      /OTEL_EXPORTER_OTLP_ENDPOINT: "http:\/\/127.0.0.1:99999" is not an http:\/\/, https:\/\/ or unix: URL, or a host:port/,
+      /OTEL_EXPORTER_OTLP_ENDPOINT: "http:\/\/127.0.0.1:99999" is not an http:\/\/, https:\/\/ or unix:\/\/ URL, or a host:port/,
     ],
   ])('refuses %o at start with a clear error', async (env, message) => {
     const start = started({ ...quiet, ...env });
@@ -321,6 +321,33 @@ describe('the SDK as the environment configures it', () => {
     ],
     [
       { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    // OTLP/HTTP appends v1/traces to the text as it is: after a space or a query it would not be a
+    // URL, or not the one meant, and the exporter would send to localhost:4318 instead.
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318 ' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318?tenant=a' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/#a' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    // Over gRPC the exporter chooses plaintext by a case-sensitive "http://", and dials a scheme
+    // without "//" as a host name.
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'HTTP://collector:4317' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'grpcs://collector:4317' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:/run/otel.sock' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http:/collector:4317' },
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://' },
       'OTEL_EXPORTER_OTLP_ENDPOINT',
     ],
     [
@@ -353,6 +380,11 @@ describe('the SDK as the environment configures it', () => {
     { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317' },
     { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://10.0.0.2:4317' },
     { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' },
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: ' [::1]:4317 ' },
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4317' },
+    // The URL parser drops the spaces around the traces' own endpoint, which is used as it is.
+    { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: ' http://collector:4318/v1/traces?tenant=a ' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:4318/otlp' },
     { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://zipkin:9411/api/v2/spans' },
     // Only the exporters asked for are checked.
     { OTEL_TRACES_EXPORTER: 'console', OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' },

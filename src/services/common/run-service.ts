@@ -1,7 +1,7 @@
 import { EXIT_CODES } from '../../common/exit-codes.js';
 import { createLogger } from '../../common/logger.js';
 import { runMain, stopOnSignals } from '../../common/process-lifecycle.js';
-import { startTracing, stopTracing } from '../../common/tracing.js';
+import { flushBudget, startTracing, stopTracing } from '../../common/tracing.js';
 import type { AnyShopService } from './define-service.js';
 import { loadServiceConfig, serviceUsage } from './service-config.js';
 import { startService } from './start-service.js';
@@ -18,7 +18,10 @@ export function runService(service: AnyShopService): void {
     // Traces when OTEL_* ask for them (tracing.ts); before the server is built, which reads it.
     await startTracing(service.name);
     const running = await startService(service, config, { log });
-    const stopAndExit = stopOnSignals(log, () => running.stop().finally(() => stopTracing(log)));
+    const stopAndExit = stopOnSignals(log, () => {
+      const begunAt = performance.now();
+      return running.stop().finally(() => stopTracing(log, flushBudget(begunAt)));
+    });
     // Serving while never routed helps nobody: a refusal for good stops the service, with exit code 3.
     running.registration.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
   }, serviceUsage(service));
