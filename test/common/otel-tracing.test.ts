@@ -308,56 +308,38 @@ describe('the SDK as the environment configures it', () => {
     await expect(start).rejects.toBeInstanceOf(ConfigError);
   });
 
+  /** OTLP/HTTP (protobuf, the default) to `endpoint`. */
+  const http = (endpoint: string) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint });
+  /** OTLP/gRPC to `endpoint`. */
+  const grpc = (endpoint: string) => ({
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+    OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+  });
+  const GENERAL = 'OTEL_EXPORTER_OTLP_ENDPOINT';
+
   it.each([
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://collector:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [http('not a url'), GENERAL],
+    [http('ftp://collector:4318'), GENERAL],
+    [http('http://'), GENERAL],
     [
-      {
-        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://ok:4318',
-        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://x:4318 /v1',
-      },
+      { ...http('http://ok:4318'), OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://x:4318 /v1' },
       'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
     ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
+    [{ ...http('unix:///run/otel.sock'), OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, GENERAL],
     // OTLP/HTTP appends v1/traces to the text as it is: after a space or a query it would not be a
     // URL, or not the one meant, and the exporter would send to localhost:4318 instead.
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318 ' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318?tenant=a' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/#a' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
+    [http('http://collector:4318 '), GENERAL],
+    [http('http://collector:4318?tenant=a'), GENERAL],
+    [http('http://collector:4318/#a'), GENERAL],
     // Over gRPC the exporter chooses plaintext by a case-sensitive "http://", and dials a scheme
     // without "//" as a host name.
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'HTTP://collector:4317' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'grpcs://collector:4317' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:/run/otel.sock' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http:/collector:4317' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
-    [
-      { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://collector:4317' },
-      'OTEL_EXPORTER_OTLP_ENDPOINT',
-    ],
+    [grpc('HTTP://collector:4317'), GENERAL],
+    [grpc('grpcs://collector:4317'), GENERAL],
+    [grpc('unix:/run/otel.sock'), GENERAL],
+    [grpc('http:/collector:4317'), GENERAL],
+    [grpc('http://'), GENERAL],
+    [grpc('not a url'), GENERAL],
+    [grpc('ftp://collector:4317'), GENERAL],
     [
       { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'zipkin:9411' },
       'OTEL_EXPORTER_ZIPKIN_ENDPOINT',
@@ -367,27 +349,24 @@ describe('the SDK as the environment configures it', () => {
     expect(() => checkEndpoints(env)).toThrow(ConfigError);
   });
 
-  it.each([
+  it.each<NodeJS.ProcessEnv>([
     {},
-    { OTEL_EXPORTER_OTLP_ENDPOINT: '  ' },
-    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
-    { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example/otlp/' },
+    http('  '),
+    http('http://collector:4318'),
+    http('https://collector.example/otlp/'),
+    http('http://[::1]:4318/otlp'),
     // The traces' own endpoint wins over a broken general one, as the exporters read them.
-    {
-      OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url',
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://[::1]:4318/v1/traces',
-    },
-    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317' },
-    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://10.0.0.2:4317' },
-    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' },
-    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: ' [::1]:4317 ' },
-    { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4317' },
+    { ...http('not a url'), OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://[::1]:4318/v1/traces' },
     // The URL parser drops the spaces around the traces' own endpoint, which is used as it is.
     { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: ' http://collector:4318/v1/traces?tenant=a ' },
-    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:4318/otlp' },
+    grpc('collector:4317'),
+    grpc('http://10.0.0.2:4317'),
+    grpc('unix:///run/otel.sock'),
+    grpc(' [::1]:4317 '),
+    grpc('localhost:4317'),
     { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://zipkin:9411/api/v2/spans' },
     // Only the exporters asked for are checked.
-    { OTEL_TRACES_EXPORTER: 'console', OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' },
+    { ...http('not a url'), OTEL_TRACES_EXPORTER: 'console' },
   ])('takes the exporter endpoint of %o', (env) => {
     expect(() => checkEndpoints(env)).not.toThrow();
   });
