@@ -409,7 +409,9 @@ function grpcEndpointProblem(value: string): string | undefined {
   if (value.startsWith('http://') || value.startsWith('https://')) {
     return parsedUrl(value)?.hostname ? undefined : expected;
   }
-  if (/^\w{1,8}:\/\//.test(value) || value.includes('/')) return expected;
+  // Another scheme, or one with a single slash ("unix:/run/otel.sock", "http:/collector").
+  if (/^\w{1,8}:\/\//.test(value) || /^[a-z][\w+.-]*:\/(?!\/)/i.test(value)) return expected;
+  // A host and port, and a path the exporter ignores (it warns).
   return parsedUrl(`https://${value}`)?.hostname ? undefined : expected;
 }
 

@@ -96,26 +96,25 @@ export async function startTracing(
  */
 export const TRACE_FLUSH_AT_STOP_MS = 2_000;
 
-/** The least a flush is given, even when the stop before it took all its time. */
-const LEAST_FLUSH_MS = 250;
-
 /**
  * The time the flush of a stop begun at `stopBegunAt` (performance.now()) may take: 2 s, or what
- * is left of the launcher's limit, half a second kept for exiting, when the stop took long.
+ * is left of the launcher's limit less half a second for exiting; none when nothing is left.
  */
 export function flushBudget(stopBegunAt: number, now = performance.now()): number {
   const left = STOP_LIMIT_MS - 500 - (now - stopBegunAt);
-  return Math.round(Math.min(TRACE_FLUSH_AT_STOP_MS, Math.max(LEAST_FLUSH_MS, left)));
+  return Math.round(Math.min(TRACE_FLUSH_AT_STOP_MS, Math.max(0, left)));
 }
 
 /**
- * Exports the spans still buffered and stops tracing, if it runs (safe to call when it does not).
- * A collector that refuses them, or takes none within `budgetMs`, costs those spans and a warning,
- * not the stop: the component's own work stopped in order, and it still exits as stopped.
+ * Exports the spans still buffered and stops tracing, if it runs (safe to call when it does not),
+ * for a stop begun at `stopBegunAt`, within its {@link flushBudget}. A collector that refuses the
+ * spans, or takes none in that time, costs those spans and a warning, not the stop: the
+ * component's own work stopped in order, and it still exits as stopped.
  */
-export async function stopTracing(log: Logger, budgetMs = TRACE_FLUSH_AT_STOP_MS): Promise<void> {
+export async function stopTracing(log: Logger, stopBegunAt: number): Promise<void> {
   const stopping = running?.stop();
   if (!stopping) return;
+  const budgetMs = flushBudget(stopBegunAt);
   let timer: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([
     stopping.then(

@@ -2,7 +2,7 @@ import { startAdminServer } from '../common/admin-server.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
-import { flushBudget, startTracing, stopTracing } from '../common/tracing.js';
+import { startTracing, stopTracing } from '../common/tracing.js';
 import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
 import { DistributorTelemetry } from './distributor-telemetry.js';
@@ -53,7 +53,7 @@ runMain(async () => {
       await distributor.stop();
       await admin?.stop();
     } finally {
-      await stopTracing(log, flushBudget(begunAt));
+      await stopTracing(log, begunAt);
     }
   });
 }, DISTRIBUTOR_USAGE);

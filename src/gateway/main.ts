@@ -2,7 +2,7 @@ import { EXIT_CODES } from '../common/exit-codes.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { createLogger } from '../common/logger.js';
 import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
-import { flushBudget, startTracing, stopTracing } from '../common/tracing.js';
+import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_USAGE, loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway-server.js';
 
@@ -49,7 +49,7 @@ runMain(async () => {
   );
   const stopAndExit = stopOnSignals(log, () => {
     const begunAt = performance.now();
-    return gateway.stop().finally(() => stopTracing(log, flushBudget(begunAt)));
+    return gateway.stop().finally(() => stopTracing(log, begunAt));
   });
   // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
   gateway.registration?.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));

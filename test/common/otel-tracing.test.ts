@@ -364,6 +364,7 @@ describe('the SDK as the environment configures it', () => {
     grpc('unix:///run/otel.sock'),
     grpc(' [::1]:4317 '),
     grpc('localhost:4317'),
+    grpc('localhost:4317/'),
     { OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://zipkin:9411/api/v2/spans' },
     // Only the exporters asked for are checked.
     { ...http('not a url'), OTEL_TRACES_EXPORTER: 'console' },

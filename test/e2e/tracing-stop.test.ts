@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ClientReadableStream, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { STOP_LIMIT_MS } from '../../src/common/process-lifecycle.js';
-import { flushBudget, TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
+import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { type ComponentProcess, freePort, spawnComponent } from './support/processes.js';
@@ -155,12 +154,4 @@ describe('tracing when a component stops', () => {
     expect(ms).toBeLessThan(10_000);
     expect(flushWarnings(goods)).toHaveLength(1);
   }, 30_000);
-
-  it("gives the flush 2 s, or what is left of the launcher's 10 s when the stop before it took long", () => {
-    expect(flushBudget(0, 0)).toBe(TRACE_FLUSH_AT_STOP_MS);
-    expect(flushBudget(1_000, 7_000)).toBe(TRACE_FLUSH_AT_STOP_MS);
-    expect(flushBudget(0, STOP_LIMIT_MS - 1_500)).toBe(1_000);
-    // A stop that took all its time still lets the flush try, briefly.
-    expect(flushBudget(0, STOP_LIMIT_MS + 5_000)).toBe(250);
-  });
 });

@@ -1,7 +1,7 @@
 import { EXIT_CODES } from '../../common/exit-codes.js';
 import { createLogger } from '../../common/logger.js';
 import { runMain, stopOnSignals } from '../../common/process-lifecycle.js';
-import { flushBudget, startTracing, stopTracing } from '../../common/tracing.js';
+import { startTracing, stopTracing } from '../../common/tracing.js';
 import type { AnyShopService } from './define-service.js';
 import { loadServiceConfig, serviceUsage } from './service-config.js';
 import { startService } from './start-service.js';
@@ -20,7 +20,7 @@ export function runService(service: AnyShopService): void {
     const running = await startService(service, config, { log });
     const stopAndExit = stopOnSignals(log, () => {
       const begunAt = performance.now();
-      return running.stop().finally(() => stopTracing(log, flushBudget(begunAt)));
+      return running.stop().finally(() => stopTracing(log, begunAt));
     });
     // Serving while never routed helps nobody: a refusal for good stops the service, with exit code 3.
     running.registration.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
