@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ClientReadableStream, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
 import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
@@ -129,17 +130,7 @@ describe('tracing when a component stops', () => {
     const goods = await tracedGoods('grpc', `http://127.0.0.1:${port}`);
     // A health Watch: a call that ends only when the server ends it.
     const Health = makeGenericClientConstructor(
-      {
-        watch: {
-          path: '/grpc.health.v1.Health/Watch',
-          requestStream: false,
-          responseStream: true,
-          requestSerialize: (value: Buffer) => value,
-          requestDeserialize: (value: Buffer) => value,
-          responseSerialize: (value: Buffer) => value,
-          responseDeserialize: (value: Buffer) => value,
-        },
-      },
+      { watch: bytesMethod('/grpc.health.v1.Health/Watch', true) },
       'Health',
     );
     const health = new Health(`127.0.0.1:${goods.port}`, credentials.createInsecure()) as InstanceType<
