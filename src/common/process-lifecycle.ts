@@ -8,6 +8,20 @@ import type { Logger } from './logger.js';
  */
 export const STOP_LIMIT_MS = 10_000;
 
+/** What a component keeps of the launcher's limit for exiting once its stop is done. */
+const EXIT_MARGIN_MS = 500;
+
+/**
+ * The time one step of a stop begun at `stopBegunAt` (performance.now()) may take: `capMs`, or
+ * what is left of the launcher's limit less half a second for exiting; none when nothing is left.
+ * Each step of an ordered stop asks in turn, so that a slow peer at one step takes from the later
+ * ones instead of pushing the whole stop past the limit and into a SIGKILL.
+ */
+export function stopStepBudget(stopBegunAt: number, capMs: number, now = performance.now()): number {
+  const left = STOP_LIMIT_MS - EXIT_MARGIN_MS - (now - stopBegunAt);
+  return Math.round(Math.min(capMs, Math.max(0, left)));
+}
+
 /** Set by the launcher's supervisor in each component it runs. */
 export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
 

@@ -1,5 +1,5 @@
 import type { Logger } from './logger.js';
-import { STOP_LIMIT_MS } from './process-lifecycle.js';
+import { stopStepBudget } from './process-lifecycle.js';
 import type { TraceCarrier } from './request-context.js';
 
 /** The role of a span in a call, as OpenTelemetry's SpanKind says it. */
@@ -101,8 +101,7 @@ export const TRACE_FLUSH_AT_STOP_MS = 2_000;
  * is left of the launcher's limit less half a second for exiting; none when nothing is left.
  */
 export function flushBudget(stopBegunAt: number, now = performance.now()): number {
-  const left = STOP_LIMIT_MS - 500 - (now - stopBegunAt);
-  return Math.round(Math.min(TRACE_FLUSH_AT_STOP_MS, Math.max(0, left)));
+  return stopStepBudget(stopBegunAt, TRACE_FLUSH_AT_STOP_MS, now);
 }
 
 /**

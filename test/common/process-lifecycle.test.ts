@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
+import { STOP_LIMIT_MS, stopStepBudget } from '../../src/common/process-lifecycle.js';
 
 /** The slow-stop fixture in a process of its own: what it printed, and how it exited. */
 function startSlowStop(stopMs: number) {
@@ -40,5 +41,19 @@ describe('stopOnSignals', () => {
     stopping.child.kill('SIGTERM');
     expect(await stopping.exited).toBe(1);
     expect(stopping.output()).not.toContain('stop ended');
+  });
+});
+
+describe('the time of one step of a stop', () => {
+  it("is the step's own time while the launcher's limit leaves more", () => {
+    expect(stopStepBudget(0, 6_000, 1_000)).toBe(6_000);
+    expect(stopStepBudget(1_000, 2_000, 8_000)).toBe(2_000);
+  });
+
+  it("is what is left of the launcher's limit less half a second for exiting, then none", () => {
+    expect(stopStepBudget(0, 2_000, 8_000)).toBe(STOP_LIMIT_MS - 500 - 8_000);
+    expect(stopStepBudget(500, 2_000, 9_250.4)).toBe(750);
+    expect(stopStepBudget(0, 2_000, STOP_LIMIT_MS - 500)).toBe(0);
+    expect(stopStepBudget(0, 2_000, STOP_LIMIT_MS + 3_000)).toBe(0);
   });
 });

@@ -20,7 +20,7 @@ export function runService(service: AnyShopService): void {
     const running = await startService(service, config, { log });
     const stopAndExit = stopOnSignals(log, () => {
       const begunAt = performance.now();
-      return running.stop().finally(() => stopTracing(log, begunAt));
+      return running.stop(begunAt).finally(() => stopTracing(log, begunAt));
     });
     // Serving while never routed helps nobody: a refusal for good stops the service, with exit code 3.
     running.registration.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));

@@ -21,6 +21,9 @@ export interface ServiceStore {
   recall(claim: IdempotencyClaim, parent: TraceSpan | undefined): Promise<Outcome | undefined>;
   /** Deletes expired idempotency keys, a bounded number per call; resolves with how many. */
   sweepIdempotencyKeys(): Promise<number>;
-  /** Releases the database (closes the file or ends the pool). Called once, after the server stopped. */
-  close(): Promise<void>;
+  /**
+   * Releases the database (closes the file or ends the pool, waiting at most `timeoutMs` for its
+   * connections to say goodbye, 2 s by default). Called once, after the server stopped.
+   */
+  close(timeoutMs?: number): Promise<void>;
 }

@@ -5,6 +5,7 @@ import { ConfigError } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
+import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { NodeState } from '../../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../../registry-client/registration-client.js';
@@ -14,6 +15,12 @@ import type { ServiceConfig } from './service-config.js';
 import { CALLS_GRACE_AT_STOP_MS, createServiceServer } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
 import { ServiceTelemetry } from './service-telemetry.js';
+
+/** How long a stop waits for the distributor to answer its leaving, at most. */
+const LEAVE_TIMEOUT_MS = 2_000;
+
+/** How long a stop waits for the database's connections to say goodbye, at most. */
+const STORE_CLOSE_TIMEOUT_MS = 2_000;
 
 /** Options of {@link startService} besides the configuration. */
 export interface StartServiceOptions<Options = never> {
@@ -39,8 +46,11 @@ export interface RunningService {
   /** The port of its admin server (GET /metrics), when one runs. */
   readonly metricsPort: number | undefined;
   readonly registration: RegistrationClient;
-  /** Stops in order; calling it again returns the same promise. */
-  stop(): Promise<void>;
+  /**
+   * Stops in order, within the launcher's limit counted from `stopBegunAt` (performance.now(), by
+   * default now); calling it again returns the same promise.
+   */
+  stop(stopBegunAt?: number): Promise<void>;
 }
 
 /**
@@ -49,7 +59,9 @@ export interface RunningService {
  *
  * `stop()` goes: say draining on the registration stream and turn health NOT_SERVING → wait briefly
  * for the distributor to confirm → stop the server (new calls refused, calls in flight get the grace
- * period) → leave the distributor → close the store.
+ * period) → leave the distributor → close the store. Each step waits at most its own time and what
+ * is left of the launcher's limit (stopStepBudget), so that a distributor and a database that are
+ * both slow to answer cannot push the stop into a SIGKILL.
  */
 export async function startService<Store extends ServiceStore, Options>(
   service: ShopService<Store, Options>,
@@ -138,23 +150,24 @@ export async function startService<Store extends ServiceStore, Options>(
   );
 
   let stopping: Promise<void> | undefined;
-  const stopInOrder = async (): Promise<void> => {
-    const confirmed = drainingConfirmed(registration, options.drainNoticeMs ?? 1_000);
+  const stopInOrder = async (stopBegunAt: number): Promise<void> => {
+    const budget = (capMs: number): number => stopStepBudget(stopBegunAt, capMs);
+    const confirmed = drainingConfirmed(registration, budget(options.drainNoticeMs ?? 1_000));
     registration.setState(NodeState.NODE_STATE_DRAINING);
     server.drain();
     log.info({ event: 'draining' }, 'draining');
     await confirmed;
-    await server.stop(options.graceMs ?? CALLS_GRACE_AT_STOP_MS);
-    await registration.stop();
-    await store.close();
+    await server.stop(budget(options.graceMs ?? CALLS_GRACE_AT_STOP_MS));
+    await registration.stop(budget(LEAVE_TIMEOUT_MS));
+    await store.close(budget(STORE_CLOSE_TIMEOUT_MS));
     await admin?.stop();
   };
   return {
     port,
     metricsPort: admin?.port,
     registration,
-    stop: () => {
-      stopping ??= stopInOrder();
+    stop: (stopBegunAt = performance.now()) => {
+      stopping ??= stopInOrder(stopBegunAt);
       return stopping;
     },
   };

@@ -117,8 +117,8 @@ export class MysqlGoodsStore implements GoodsStore {
     return this.#db.ping();
   }
 
-  close(): Promise<void> {
-    return this.#db.close();
+  close(timeoutMs?: number): Promise<void> {
+    return this.#db.close(timeoutMs);
   }
 }
 

@@ -94,8 +94,8 @@ export class MysqlMembersStore implements MembersStore {
     return this.#db.ping();
   }
 
-  close(): Promise<void> {
-    return this.#db.close();
+  close(timeoutMs?: number): Promise<void> {
+    return this.#db.close(timeoutMs);
   }
 }
 

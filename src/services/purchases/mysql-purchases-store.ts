@@ -72,8 +72,8 @@ export class MysqlPurchasesStore implements PurchasesStore {
     return this.#db.ping();
   }
 
-  close(): Promise<void> {
-    return this.#db.close();
+  close(timeoutMs?: number): Promise<void> {
+    return this.#db.close(timeoutMs);
   }
 }
 
