@@ -11,6 +11,7 @@ import {
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
 import { STOP_LIMIT_MS } from '../../src/common/process-lifecycle.js';
+import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
 import {
   DistributorServiceService,
   NodeState,
@@ -18,6 +19,7 @@ import {
   RegisterResponse,
 } from '../../src/gen/distributor.js';
 import { createTestDatabase } from '../helpers/mysql.js';
+import { startSilentCollector } from '../helpers/otlp-receiver.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { type ComponentProcess, spawnComponent } from './support/processes.js';
 
@@ -86,11 +88,21 @@ describe.runIf(mysqlUrl !== '')('a service whose distributor and database stall 
     cleanups.push(() => proxy.close());
     databaseUrl.host = `127.0.0.1:${proxy.port}`;
     const distributor = await stallingDistributor();
+    const collector = await startSilentCollector();
+    cleanups.push(() => collector.close());
 
     const goods: ComponentProcess = spawnComponent(
       'src/services/goods/main.ts',
       ['--port', '0', '--host', '127.0.0.1', '--distributor', distributor.address],
-      { MYSQL_URL: databaseUrl.toString(), OTEL_TRACES_EXPORTER: '', OTEL_EXPORTER_OTLP_ENDPOINT: '' },
+      {
+        MYSQL_URL: databaseUrl.toString(),
+        // Every call traced, its spans held until the stop, for a collector that never answers.
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
+        OTEL_TRACES_SAMPLER: 'parentbased_always_on',
+        OTEL_BSP_SCHEDULE_DELAY: '600000',
+      },
     );
     cleanups.push(() => void goods.child.kill('SIGKILL'));
     const port = JSON.parse(await goods.waitForLine(/"msg":"listening on/)).port as number;
@@ -134,5 +146,11 @@ describe.runIf(mysqlUrl !== '')('a service whose distributor and database stall 
     // The calls in flight still had their whole grace.
     expect(stopMs).toBeGreaterThan(7_000);
     expect(goods.lines.some((line) => line.includes('error while stopping'))).toBe(false);
+    // The flush came last and got what was left, not its own 2 s: the spans are dropped, with a word.
+    const flushWarnings = goods.lines
+      .filter((line) => line.includes('"event":"trace-flush"'))
+      .map((line) => JSON.parse(line) as { budgetMs: number });
+    expect(flushWarnings).toHaveLength(1);
+    expect(flushWarnings[0]!.budgetMs).toBeLessThan(TRACE_FLUSH_AT_STOP_MS / 2);
   }, 30_000);
 });

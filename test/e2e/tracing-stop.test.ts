@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ClientReadableStream, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
@@ -7,7 +6,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
 import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
-import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.js';
+import {
+  type OtlpReceiver,
+  type SilentCollector,
+  startOtlpReceiver,
+  startSilentCollector,
+} from '../helpers/otlp-receiver.js';
 import { type ComponentProcess, freePort, spawnComponent } from './support/processes.js';
 
 // A component's stop with tracing on: the spans still buffered go to the collector, and a collector
@@ -53,22 +57,10 @@ describe('tracing when a component stops', () => {
     return Object.assign(goods, { port });
   }
 
-  /** A collector that takes connections and reads nothing: an export neither fails nor ends. */
-  async function silentCollector(): Promise<{ port: number; connections: () => number }> {
-    const sockets = new Set<Socket>();
-    const silent = createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const socket of sockets) socket.destroy();
-          silent.close(() => resolve());
-        }),
-    );
-    return { port: (silent.address() as { port: number }).port, connections: () => sockets.size };
+  async function silentCollector(): Promise<SilentCollector> {
+    const collector = await startSilentCollector();
+    cleanups.push(() => collector.close());
+    return collector;
   }
 
   /** SIGTERM, then the exit code and how long the stop took. */

@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 
 /** One span as an OTLP/HTTP JSON export carries it, with the service that sent it. */
 export interface ReceivedSpan {
@@ -106,6 +107,32 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+      }),
+  };
+}
+
+/** A collector that takes connections and reads nothing: an export neither fails nor ends. */
+export interface SilentCollector {
+  readonly port: number;
+  /** How many connections it holds. */
+  connections(): number;
+  close(): Promise<void>;
+}
+
+export async function startSilentCollector(): Promise<SilentCollector> {
+  const sockets = new Set<Socket>();
+  const silent = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (silent.address() as { port: number }).port,
+    connections: () => sockets.size,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        silent.close(() => resolve());
       }),
   };
 }
