@@ -97,23 +97,16 @@ export async function startTracing(
 export const TRACE_FLUSH_AT_STOP_MS = 2_000;
 
 /**
- * The time the flush of a stop begun at `stopBegunAt` (performance.now()) may take: 2 s, or what
- * is left of the launcher's limit less half a second for exiting; none when nothing is left.
- */
-export function flushBudget(stopBegunAt: number, now = performance.now()): number {
-  return stopStepBudget(stopBegunAt, TRACE_FLUSH_AT_STOP_MS, now);
-}
-
-/**
  * Exports the spans still buffered and stops tracing, if it runs (safe to call when it does not),
- * for a stop begun at `stopBegunAt`, within its {@link flushBudget}. A collector that refuses the
+ * for a stop begun at `stopBegunAt`: 2 s, or what is left of the launcher's limit (stopStepBudget),
+ * as the last step of the stop. A collector that refuses the
  * spans, or takes none in that time, costs those spans and a warning, not the stop: the
  * component's own work stopped in order, and it still exits as stopped.
  */
 export async function stopTracing(log: Logger, stopBegunAt: number): Promise<void> {
   const stopping = running?.stop();
   if (!stopping) return;
-  const budgetMs = flushBudget(stopBegunAt);
+  const budgetMs = stopStepBudget(stopBegunAt, TRACE_FLUSH_AT_STOP_MS);
   let timer: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([
     stopping.then(

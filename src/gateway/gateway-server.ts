@@ -906,8 +906,9 @@ function closeAfterLinger(socket: Socket): void {
 const LINGER_MS = 2_000;
 
 /**
- * The longest the gateway's stop waits for requests in flight, whatever the deadline: with the flush
- * of its traces (2 s, see stopTracing) and closing, inside the launcher's 10 s before it kills.
+ * The longest the gateway's stop waits for requests in flight, whatever the deadline: with leaving
+ * the distributor (2 s), inside the launcher's 10 s before it kills; the flush of its traces after
+ * them gets what is left (stopStepBudget).
  */
 const MAX_STOP_GRACE_MS = 7_000;
 

@@ -76,6 +76,9 @@ interface RegistrationEvents {
   refused: [status: StatusObject];
 }
 
+/** How long leaving waits for the distributor to end the registration stream, by default. */
+export const LEAVE_TIMEOUT_MS = 2_000;
+
 /**
  * Keeps one node registered with the distributor. It registers on start, re-registers by itself
  * (exponential backoff with jitter, capped) whenever the stream ends, and, with `watchNodes`,
@@ -174,7 +177,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   }
 
   /** Says draining, ends the stream (waiting for the distributor's answer at most `timeoutMs`), and closes. */
-  async stop(timeoutMs = 2_000): Promise<void> {
+  async stop(timeoutMs = LEAVE_TIMEOUT_MS): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#retryTimer);

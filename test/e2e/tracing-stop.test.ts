@@ -1,10 +1,24 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ClientReadableStream, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import {
+  type ClientReadableStream,
+  credentials,
+  makeGenericClientConstructor,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+} from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
+import { STOP_LIMIT_MS } from '../../src/common/process-lifecycle.js';
 import { TRACE_FLUSH_AT_STOP_MS } from '../../src/common/tracing.js';
+import {
+  DistributorServiceService,
+  NodeState,
+  type RegisterRequest,
+  RegisterResponse,
+} from '../../src/gen/distributor.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import {
   type OtlpReceiver,
@@ -25,17 +39,19 @@ describe('tracing when a component stops', () => {
 
   /**
    * Goods on the embedded store, tracing every call to `endpoint` over `protocol`, exporting only
-   * when it stops (the batch delay is longer than the test); no distributor to register with.
+   * when it stops (the batch delay is longer than the test); by default no distributor to register
+   * with.
    */
   async function tracedGoods(
     protocol: 'grpc' | 'http/json',
     endpoint: string,
+    distributor = '127.0.0.1:1',
   ): Promise<ComponentProcess & { port: number }> {
     const dataDir = mkdtempSync(join(tmpdir(), 'shop-tracing-stop-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const goods = spawnComponent(
       'src/services/goods/main.ts',
-      ['--port', '0', '--distributor', '127.0.0.1:1'],
+      ['--port', '0', '--distributor', distributor],
       {
         OTEL_TRACES_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
@@ -55,6 +71,59 @@ describe('tracing when a component stops', () => {
     }
     client.close();
     return Object.assign(goods, { port });
+  }
+
+  /**
+   * A distributor that registers every node, then answers nothing more: no confirmation of the
+   * draining state (the stop waits 1 s for it), no end to the stream when the node leaves (2 s).
+   */
+  async function stallingDistributor(): Promise<string> {
+    const held = new Set<ServerDuplexStream<RegisterRequest, RegisterResponse>>();
+    const server = new Server();
+    server.addService(
+      { register: DistributorServiceService.register },
+      {
+        register: (call: ServerDuplexStream<RegisterRequest, RegisterResponse>) => {
+          held.add(call);
+          call.on('error', () => {});
+          call.once('data', (request: RegisterRequest) => {
+            if (request.kind?.$case !== 'node') return;
+            const { name, host, port } = request.kind.value;
+            call.write(
+              RegisterResponse.fromPartial({
+                nodeId: `${name}@${host}:${port}`,
+                ack: { state: NodeState.NODE_STATE_SERVING, revision: 1, instanceId: 'stalling' },
+              }),
+            );
+          });
+        },
+      },
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    cleanups.push(() => {
+      for (const call of held) call.destroy();
+      server.forceShutdown();
+    });
+    return `127.0.0.1:${port}`;
+  }
+
+  /** A health Watch on `port`: a call that ends only when the server ends it. */
+  async function endlessCall(port: number): Promise<void> {
+    const Health = makeGenericClientConstructor(
+      { watch: bytesMethod('/grpc.health.v1.Health/Watch', true) },
+      'Health',
+    );
+    const health = new Health(`127.0.0.1:${port}`, credentials.createInsecure()) as InstanceType<
+      typeof Health
+    > & { watch(request: Buffer): ClientReadableStream<Buffer> };
+    cleanups.push(() => health.close());
+    const watch = health.watch(Buffer.alloc(0));
+    watch.on('error', () => {});
+    await new Promise((resolve) => watch.once('data', resolve));
   }
 
   async function silentCollector(): Promise<SilentCollector> {
@@ -120,21 +189,26 @@ describe('tracing when a component stops', () => {
   it("with a call that never ends and a collector that never answers, the whole stop stays inside the launcher's 10 s", async () => {
     const { port } = await silentCollector();
     const goods = await tracedGoods('grpc', `http://127.0.0.1:${port}`);
-    // A health Watch: a call that ends only when the server ends it.
-    const Health = makeGenericClientConstructor(
-      { watch: bytesMethod('/grpc.health.v1.Health/Watch', true) },
-      'Health',
-    );
-    const health = new Health(`127.0.0.1:${goods.port}`, credentials.createInsecure()) as InstanceType<
-      typeof Health
-    > & { watch(request: Buffer): ClientReadableStream<Buffer> };
-    cleanups.push(() => health.close());
-    const watch = health.watch(Buffer.alloc(0));
-    watch.on('error', () => {});
-    await new Promise((resolve) => watch.once('data', resolve));
+    await endlessCall(goods.port);
     const { code, ms } = await stop(goods);
     expect(code).toBe(0);
     expect(ms).toBeLessThan(10_000);
     expect(flushWarnings(goods)).toHaveLength(1);
+  }, 30_000);
+
+  it('with a distributor that stalls as well, the flush comes last and gets what is left of the 10 s', async () => {
+    const { port } = await silentCollector();
+    const goods = await tracedGoods('grpc', `http://127.0.0.1:${port}`, await stallingDistributor());
+    await goods.waitForLine(/"event":"registered"/);
+    await endlessCall(goods.port);
+    const { code, ms } = await stop(goods);
+    expect(code).toBe(0);
+    // The draining notice (1 s), the grace (6 s) and leaving (2 s) took their whole time ...
+    expect(ms).toBeGreaterThan(9_000);
+    // ... and the flush had the half second left before the launcher's limit, not its own 2 s.
+    expect(ms).toBeLessThan(STOP_LIMIT_MS);
+    const [warning, ...more] = flushWarnings(goods);
+    expect(more).toEqual([]);
+    expect(warning.budgetMs).toBeLessThanOrEqual(500);
   }, 30_000);
 });

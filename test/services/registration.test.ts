@@ -169,6 +169,43 @@ describe('a service and the distributor', () => {
       'gone',
     ]);
   });
+
+  it("a stop gives each of its steps only what is left of the launcher's limit: a slow database close is cut short", async () => {
+    const distributorPort = await startDistributor();
+    // The SQLite store, except that closing it takes as long as it is allowed to (a pool whose
+    // connections are still busy, say), 2 s when nothing says.
+    const closeTimeouts: Array<number | undefined> = [];
+    const slowToClose: typeof goodsService = {
+      ...goodsService,
+      stores: {
+        ...goodsService.stores,
+        sqlite: (file, options) => {
+          const store = goodsService.stores.sqlite(file, options);
+          const close = store.close.bind(store);
+          store.close = async (timeoutMs?: number) => {
+            closeTimeouts.push(timeoutMs);
+            await new Promise((resolve) => setTimeout(resolve, timeoutMs ?? 2_000));
+            await close();
+          };
+          return store;
+        },
+      },
+    };
+    service = await startService(
+      slowToClose,
+      testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }),
+      { registrationBackoff: FAST_RETRY },
+    );
+    await vi.waitFor(() => expect(service!.registration.nodeId).toBeDefined());
+
+    // A stop begun 9 s ago (by the clock the launcher's 10 s are counted on) has 0.5 s left.
+    const startedAt = performance.now();
+    await service.stop(startedAt - 9_000);
+    const stopMs = performance.now() - startedAt;
+    expect(closeTimeouts).toHaveLength(1);
+    expect(closeTimeouts[0]).toBeLessThanOrEqual(500);
+    expect(stopMs).toBeLessThan(1_000);
+  });
 });
 
 const GOODS = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };

@@ -84,6 +84,9 @@ class MysqlTimeoutError extends Error {
   override readonly name = 'MysqlTimeoutError';
 }
 
+/** How long closing the pool waits for its connections, by default. */
+export const POOL_CLOSE_TIMEOUT_MS = 2_000;
+
 /**
  * One service's bounded MySQL pool, with the guarantees the services rely on:
  *
@@ -232,8 +235,11 @@ export class MysqlDatabase implements SqlExecutor {
     await this.#withConnection((connection) => connection.ping());
   }
 
-  /** Closes the pool, waiting at most `timeoutMs` for connections to say goodbye. */
-  async close(timeoutMs = 2_000): Promise<void> {
+  /**
+   * Closes the pool, waiting at most `timeoutMs` for connections to say goodbye: an idle one says it
+   * at once, one still running a statement only once the statement is done.
+   */
+  async close(timeoutMs = POOL_CLOSE_TIMEOUT_MS): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, timeoutMs);

@@ -149,9 +149,9 @@ export function createServiceServer<Store extends ServiceStore, Options>(
 /**
  * How long calls in flight may run on once a service stops: longer than the gateway's default
  * deadline (5 s) and the store's query timeout (5 s), short enough that the drain notice (1 s),
- * this, the flush of its traces (2 s, see stopTracing) and closing fit in the launcher's 10 s
- * before it kills. A call given a longer deadline (--deadline-ms) is cut at 6 s when its service
- * stops.
+ * this and leaving the distributor (2 s) leave time of the launcher's 10 s for the steps after
+ * them, which get what is left (stopStepBudget). A call given a longer deadline (--deadline-ms) is
+ * cut at 6 s when its service stops.
  */
 export const CALLS_GRACE_AT_STOP_MS = 6_000;
 

@@ -22,8 +22,8 @@ export interface ServiceStore {
   /** Deletes expired idempotency keys, a bounded number per call; resolves with how many. */
   sweepIdempotencyKeys(): Promise<number>;
   /**
-   * Releases the database (closes the file or ends the pool, waiting at most `timeoutMs` for its
-   * connections to say goodbye, 2 s by default). Called once, after the server stopped.
+   * Releases the database (closes the file, or ends the pool, waiting at most `timeoutMs` for its
+   * connections to say goodbye). Called once, after the server stopped.
    */
   close(timeoutMs?: number): Promise<void>;
 }

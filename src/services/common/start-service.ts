@@ -8,19 +8,18 @@ import { type Logger, silentLogger } from '../../common/logger.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { NodeState } from '../../gen/distributor.js';
-import { type BackoffOptions, RegistrationClient } from '../../registry-client/registration-client.js';
+import {
+  type BackoffOptions,
+  LEAVE_TIMEOUT_MS,
+  RegistrationClient,
+} from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
+import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
 import { describeMysql } from './mysql-url.js';
 import type { ServiceConfig } from './service-config.js';
 import { CALLS_GRACE_AT_STOP_MS, createServiceServer } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
 import { ServiceTelemetry } from './service-telemetry.js';
-
-/** How long a stop waits for the distributor to answer its leaving, at most. */
-const LEAVE_TIMEOUT_MS = 2_000;
-
-/** How long a stop waits for the database's connections to say goodbye, at most. */
-const STORE_CLOSE_TIMEOUT_MS = 2_000;
 
 /** Options of {@link startService} besides the configuration. */
 export interface StartServiceOptions<Options = never> {
@@ -159,7 +158,7 @@ export async function startService<Store extends ServiceStore, Options>(
     await confirmed;
     await server.stop(budget(options.graceMs ?? CALLS_GRACE_AT_STOP_MS));
     await registration.stop(budget(LEAVE_TIMEOUT_MS));
-    await store.close(budget(STORE_CLOSE_TIMEOUT_MS));
+    await store.close(budget(POOL_CLOSE_TIMEOUT_MS));
     await admin?.stop();
   };
   return {
