@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from './logger.js';
 import { type Registry, serveMetrics } from './metrics.js';
 
@@ -15,7 +15,25 @@ export interface AdminServerOptions {
    * stops as for its own port. A port derived from `--port` that is taken only costs a warning.
    */
   required: boolean;
+  /** Connections open at once; past it, a new one is closed at once (default ADMIN_MAX_CONNECTIONS). */
+  maxConnections?: number;
+  /**
+   * How long a connection may pass no byte, and a request take to arrive whole (default
+   * ADMIN_IDLE_TIMEOUT_MS): a scraper sends its request at once.
+   */
+  idleTimeoutMs?: number;
 }
+
+/**
+ * Connections the admin port holds at once: a few Prometheus servers and an operator's curl need a
+ * handful. The port shares the process's open files with the gRPC port, whose connection room
+ * counts only its own: without a bound, sockets opened here and left silent took every file the
+ * process may open, and the gRPC port could accept no connection (found by probing).
+ */
+export const ADMIN_MAX_CONNECTIONS = 32;
+
+/** How long an admin connection may stay silent, or a request take to arrive. */
+export const ADMIN_IDLE_TIMEOUT_MS = 10_000;
 
 const METRICS_METHODS = 'GET, HEAD, OPTIONS';
 
@@ -34,7 +52,8 @@ export interface AdminServer {
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer | undefined> {
   const { registry, host, port, log, required } = options;
-  const server: Server = createServer((request, response) => {
+  const idleTimeoutMs = options.idleTimeoutMs ?? ADMIN_IDLE_TIMEOUT_MS;
+  const requestHandler = (request: IncomingMessage, response: ServerResponse): void => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/metrics') {
       if (request.method === 'GET' || request.method === 'HEAD') {
@@ -50,9 +69,23 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
     response.end('not found: this admin port serves GET /metrics\n');
-  });
+  };
+  const server: Server = createServer(
+    {
+      // A request must arrive whole in this time, counted from the connection for the first: a
+      // socket that sends nothing, or trickles, is cut (looked at every tenth of the time).
+      headersTimeout: idleTimeoutMs,
+      requestTimeout: idleTimeoutMs,
+      connectionsCheckingInterval: Math.max(10, Math.round(idleTimeoutMs / 10)),
+    },
+    requestHandler,
+  );
+  server.maxConnections = options.maxConnections ?? ADMIN_MAX_CONNECTIONS;
+  // No 'timeout' listener: Node destroys a socket that passes no byte either way this long (a client
+  // that stops reading its answer).
+  server.timeout = idleTimeoutMs;
   // A scraper keeps its connection: nothing may hold the process open on stop.
-  server.keepAliveTimeout = 5_000;
+  server.keepAliveTimeout = Math.min(5_000, idleTimeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

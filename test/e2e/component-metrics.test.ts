@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { startAdminServer } from '../../src/common/admin-server.js';
+import { ADMIN_MAX_CONNECTIONS, type AdminServer, startAdminServer } from '../../src/common/admin-server.js';
 import { createMetricsRegistry } from '../../src/common/metrics.js';
 import { observabilityConfig } from '../../src/common/observability-settings.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
@@ -261,5 +262,122 @@ describe('the admin port', () => {
     });
     expect(admin).toBeUndefined();
     expect(lines).toEqual([expect.objectContaining({ level: 40, event: 'metrics-port', port: takenPort })]);
+  });
+
+  /** An admin server on a free port whose connections may stay silent `idleTimeoutMs`. */
+  async function boundedAdmin(idleTimeoutMs: number): Promise<AdminServer> {
+    const admin = await startAdminServer({
+      registry: createMetricsRegistry(),
+      host: '127.0.0.1',
+      port: 0,
+      log: captureLog('goods').log,
+      required: true,
+      idleTimeoutMs,
+    });
+    return admin!;
+  }
+
+  /** A connection to `port`, and whether the server has closed it yet. */
+  async function openSocket(port: number): Promise<{ socket: Socket; closed: () => boolean }> {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    let closed = false;
+    socket.on('close', () => {
+      closed = true;
+    });
+    socket.resume();
+    await new Promise((resolve) => socket.once('connect', resolve));
+    return { socket, closed: () => closed };
+  }
+
+  it('closes a connection that sends nothing, and one whose request trickles in, after its idle timeout', async () => {
+    const admin = await boundedAdmin(400);
+    try {
+      const silent = await openSocket(admin.port);
+      const trickling = await openSocket(admin.port);
+      trickling.socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+      // A byte every 100 ms: never idle for long, but the request never ends.
+      const drip = setInterval(() => trickling.socket.write('X'), 100);
+      try {
+        await vi.waitFor(() => expect([silent.closed(), trickling.closed()]).toEqual([true, true]), {
+          timeout: 3_000,
+          interval: 50,
+        });
+      } finally {
+        clearInterval(drip);
+      }
+      const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
+      expect(metrics.status).toBe(200);
+    } finally {
+      await admin.stop();
+    }
+  });
+
+  it('closes a connection that stops reading its answers once nothing has moved for its idle timeout', async () => {
+    // A registry whose every scrape is some 60 KB, so that the answers below fill the sockets' buffers.
+    const registry = createMetricsRegistry();
+    const gauge = new Gauge({
+      name: 'test_series',
+      help: 'many series',
+      labelNames: ['key'],
+      registers: [registry],
+    });
+    for (let key = 0; key < 1_000; key++) gauge.set({ key: `series-${key}` }, key);
+    const admin = (await startAdminServer({
+      registry,
+      host: '127.0.0.1',
+      port: 0,
+      log: captureLog('goods').log,
+      required: true,
+      idleTimeoutMs: 400,
+    }))!;
+    try {
+      const reader = connect(admin.port, '127.0.0.1');
+      reader.on('error', () => {});
+      await new Promise((resolve) => reader.once('connect', resolve));
+      reader.pause();
+      const asked = 300;
+      reader.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(asked));
+      // Long enough for the server to fill the buffers, stall, and see nothing move for 400 ms.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      let answers = 0;
+      let tail = '';
+      reader.on('data', (chunk: Buffer) => {
+        const text = tail + chunk.toString('latin1');
+        answers += text.split('HTTP/1.1 200').length - 1;
+        tail = text.slice(-16);
+      });
+      reader.resume();
+      await new Promise((resolve) => reader.once('close', resolve));
+      // Closed with answers still owed: the server gave up on the stalled connection.
+      expect(answers).toBeGreaterThan(0);
+      expect(answers).toBeLessThan(asked);
+    } finally {
+      await admin.stop();
+    }
+  });
+
+  it(`holds at most ${ADMIN_MAX_CONNECTIONS} connections: past them a new one is closed at once, so silent sockets cannot take the process's open files`, async () => {
+    const admin = await boundedAdmin(1_500);
+    const sockets: Array<{ socket: Socket; closed: () => boolean }> = [];
+    try {
+      for (let index = 0; index < ADMIN_MAX_CONNECTIONS + 8; index++)
+        sockets.push(await openSocket(admin.port));
+      await vi.waitFor(() => expect(sockets.filter((entry) => entry.closed())).toHaveLength(8), {
+        timeout: 1_000,
+        interval: 20,
+      });
+      // The first ones are held until their idle timeout, then the port serves again.
+      expect(sockets.slice(0, ADMIN_MAX_CONNECTIONS).some((entry) => entry.closed())).toBe(false);
+      await vi.waitFor(() => expect(sockets.every((entry) => entry.closed())).toBe(true), {
+        timeout: 5_000,
+        interval: 50,
+      });
+      const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
+      expect(metrics.status).toBe(200);
+    } finally {
+      for (const { socket } of sockets) socket.destroy();
+      await admin.stop();
+    }
   });
 });
