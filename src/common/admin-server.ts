@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { type Registry, serveMetrics } from './metrics.js';
 
@@ -80,7 +81,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     },
     requestHandler,
   );
-  server.maxConnections = options.maxConnections ?? ADMIN_MAX_CONNECTIONS;
+  const maxConnections = options.maxConnections ?? ADMIN_MAX_CONNECTIONS;
+  server.maxConnections = maxConnections;
+  // A scraper that cannot connect only sees its scrape fail: the log says why, once per interval.
+  server.on('drop', (dropped) =>
+    limiterOf(log).warn(
+      'admin-port-full',
+      { event: 'metrics-connection-refused', maxConnections, peer: dropped?.remoteAddress },
+      `metrics port: ${maxConnections} connections open, a new one is closed`,
+    ),
+  );
   // No 'timeout' listener: Node destroys a socket that passes no byte either way this long (a client
   // that stops reading its answer).
   server.timeout = idleTimeoutMs;

@@ -264,17 +264,20 @@ describe('the admin port', () => {
     expect(lines).toEqual([expect.objectContaining({ level: 40, event: 'metrics-port', port: takenPort })]);
   });
 
-  /** An admin server on a free port whose connections may stay silent `idleTimeoutMs`. */
-  async function boundedAdmin(idleTimeoutMs: number): Promise<AdminServer> {
+  /** An admin server on a free port whose connections may stay silent `idleTimeoutMs`, and its log. */
+  async function boundedAdmin(
+    idleTimeoutMs: number,
+  ): Promise<AdminServer & { lines: Array<Record<string, unknown>> }> {
+    const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
       registry: createMetricsRegistry(),
       host: '127.0.0.1',
       port: 0,
-      log: captureLog('goods').log,
+      log,
       required: true,
       idleTimeoutMs,
     });
-    return admin!;
+    return Object.assign(admin!, { lines });
   }
 
   /** A connection to `port`, and whether the server has closed it yet. */
@@ -369,6 +372,10 @@ describe('the admin port', () => {
       });
       // The first ones are held until their idle timeout, then the port serves again.
       expect(sockets.slice(0, ADMIN_MAX_CONNECTIONS).some((entry) => entry.closed())).toBe(false);
+      // Said once, not once per connection closed.
+      expect(admin.lines.filter((line) => line.event === 'metrics-connection-refused')).toEqual([
+        expect.objectContaining({ level: 40, maxConnections: ADMIN_MAX_CONNECTIONS, peer: '127.0.0.1' }),
+      ]);
       await vi.waitFor(() => expect(sockets.every((entry) => entry.closed())).toBe(true), {
         timeout: 5_000,
         interval: 50,
