@@ -24,12 +24,11 @@ import {
   attachCallContext,
   type CallContext,
   isValidRequestId,
-  isValidTraceparent,
-  isValidTracestate,
   REQUEST_ID_HEADER,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   type TraceCarrier,
+  traceCarrierFrom,
 } from './request-context.js';
 import { wrapHandlers } from './service-handlers.js';
 import { activeTracer, type Tracer, type TraceSpan } from './tracing.js';
@@ -307,8 +306,5 @@ function requestIdOf(metadata: Metadata): string | undefined {
 
 /** The caller's W3C trace context, when well formed. */
 export function carrierOf(metadata: Metadata): TraceCarrier | undefined {
-  const [traceparent] = metadata.get(TRACEPARENT_HEADER);
-  if (!isValidTraceparent(traceparent)) return undefined;
-  const [tracestate] = metadata.get(TRACESTATE_HEADER);
-  return isValidTracestate(tracestate) ? { traceparent, tracestate } : { traceparent };
+  return traceCarrierFrom(metadata.get(TRACEPARENT_HEADER), metadata.get(TRACESTATE_HEADER));
 }

@@ -30,8 +30,10 @@ export function requestIdFrom(header: string | string[] | undefined, ids: Reques
   return isValidRequestId(header) ? header : ids.next();
 }
 
-// A later version's extra fields are kept to printable ASCII, as gRPC metadata values must be.
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[\x20-\x7e]*)?$/;
+// A later version's extra fields are kept to printable ASCII, as gRPC metadata values must be, and
+// without a comma: that is where HTTP joins a header sent twice, and a traceparent sent twice is
+// invalid (W3C's test suite restarts the trace).
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[\x20-\x2b\x2d-\x7e]*)?$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 
@@ -49,11 +51,78 @@ export function isValidTraceparent(value: unknown): value is string {
   return version !== '00' || rest === undefined;
 }
 
-const TRACESTATE = /^[\x20-\x7e]{1,512}$/;
+const ZERO = 48;
+const ONE = 49;
 
-/** Whether a `tracestate` may be passed on: printable ASCII, at most 512 characters. */
+/**
+ * The traceparent a hop passes on for a valid one (see isValidTraceparent): the same when it is
+ * version 00 with flags 00 or 01, as nearly all are; else version 00 with the same ids and the
+ * sampled flag alone, as W3C asks of a hop that passes a trace on (it writes the version it knows,
+ * and flags it does not know as zero).
+ */
+export function traceparentToPass(valid: string): string {
+  const flags = valid.charCodeAt(54);
+  if (
+    valid.length === 55 &&
+    valid.charCodeAt(0) === ZERO &&
+    valid.charCodeAt(1) === ZERO &&
+    valid.charCodeAt(53) === ZERO &&
+    (flags === ZERO || flags === ONE)
+  ) {
+    return valid;
+  }
+  const sampled = Number.parseInt(valid.slice(53, 55), 16) & 1;
+  return `00-${valid.slice(3, 52)}-0${sampled}`;
+}
+
+const PRINTABLE = /^[\x20-\x7e]{1,512}$/;
+// key "=" value (W3C Trace Context, tracestate list-member): a simple key or tenant@system, and a
+// value of printable characters but "," and "=", not ending in a space.
+const TRACESTATE_MEMBER =
+  /^(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+const MAX_TRACESTATE_MEMBERS = 32;
+
+/**
+ * Whether a `tracestate` may be passed on: at most 512 printable characters, a comma-separated list
+ * (spaces around the commas, empty members allowed, as HTTP joins the header sent twice) of 1 to 32
+ * `key=value` members as W3C spells them, each key once. Anything else is dropped whole: W3C forbids
+ * passing on entries that could not be parsed.
+ */
 export function isValidTracestate(value: unknown): value is string {
-  return typeof value === 'string' && TRACESTATE.test(value);
+  if (typeof value !== 'string' || !PRINTABLE.test(value)) return false;
+  const keys = new Set<string>();
+  for (const part of value.split(',')) {
+    const member = part.trim();
+    if (member === '') continue;
+    if (!TRACESTATE_MEMBER.test(member)) return false;
+    const key = member.slice(0, member.indexOf('='));
+    if (keys.has(key) || keys.size === MAX_TRACESTATE_MEMBERS) return false;
+    keys.add(key);
+  }
+  return keys.size > 0;
+}
+
+/**
+ * The trace context a request came with, as this hop passes it on, or undefined when it has none
+ * that is well formed. `traceparent` and `tracestate` are a header's value (HTTP joins a header
+ * sent twice with commas) or every value of a metadata key: a traceparent sent more than once is
+ * invalid, tracestates sent more than once are one list.
+ */
+export function traceCarrierFrom(
+  traceparent: string | readonly unknown[] | undefined,
+  tracestate: string | readonly unknown[] | undefined,
+): TraceCarrier | undefined {
+  const parent =
+    typeof traceparent === 'string' || traceparent === undefined ? traceparent : onlyValue(traceparent);
+  if (!isValidTraceparent(parent)) return undefined;
+  const state =
+    typeof tracestate === 'string' || tracestate === undefined ? tracestate : tracestate.join(',');
+  const passed = traceparentToPass(parent);
+  return isValidTracestate(state) ? { traceparent: passed, tracestate: state } : { traceparent: passed };
+}
+
+function onlyValue(values: readonly unknown[]): unknown {
+  return values.length === 1 ? values[0] : undefined;
 }
 
 /** The W3C trace context of a request, as it arrived or as this hop continues it. */

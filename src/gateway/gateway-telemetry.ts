@@ -5,13 +5,12 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { HistogramFamily, type HistogramSeries } from '../common/metric-series.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
 import {
-  isValidTraceparent,
-  isValidTracestate,
   REQUEST_ID_HEADER,
   requestIdFrom,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   type TraceCarrier,
+  traceCarrierFrom,
 } from '../common/request-context.js';
 import { RequestIdGenerator } from '../common/request-id-generator.js';
 import { activeTracer, type TraceSpan } from '../common/tracing.js';
@@ -440,10 +439,8 @@ export interface GatewayStatus {
 
 /** The trace context that came with a request, when well formed (else it is dropped, as W3C says). */
 function incomingCarrier(request: IncomingMessage): TraceCarrier | undefined {
-  const traceparent = request.headers[TRACEPARENT_HEADER];
-  if (!isValidTraceparent(traceparent)) return undefined;
-  const tracestate = request.headers[TRACESTATE_HEADER];
-  return isValidTracestate(tracestate) ? { traceparent, tracestate } : { traceparent };
+  const { headers } = request;
+  return traceCarrierFrom(headers[TRACEPARENT_HEADER], headers[TRACESTATE_HEADER]);
 }
 
 /** The pages change with every request and may say what is wrong: never cached, never sniffed. */

@@ -8,7 +8,9 @@ import {
   isValidTracestate,
   requestIdFrom,
   requestLogFields,
+  traceCarrierFrom,
   traceParentOf,
+  traceparentToPass,
 } from '../../src/common/request-context.js';
 import { RequestIdGenerator } from '../../src/common/request-id-generator.js';
 import type { TraceSpan } from '../../src/common/tracing.js';
@@ -93,10 +95,49 @@ describe('W3C trace context', () => {
     expect(isValidTraceparent(value)).toBe(false);
   });
 
-  it('passes on a printable tracestate of at most 512 characters', () => {
-    expect(isValidTracestate('congo=t61rcWkgMzE,rojo=00f067aa0ba902b7')).toBe(true);
-    expect(isValidTracestate('a'.repeat(513))).toBe(false);
-    expect(isValidTracestate('a=\u0001')).toBe(false);
+  it('refuses a later version joined with a second traceparent, as HTTP joins a header sent twice', () => {
+    expect(isValidTraceparent(`01${valid.slice(2)}-x, ${valid}`)).toBe(false);
+  });
+
+  it.each([
+    ['two members', 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7'],
+    ['spaces around the commas, and empty members', ' a=1 ,, b=2 ,'],
+    ['a tenant@system key', 'tenant-1@vendor=x'],
+    ['keys with _ - * /', 'a_b-c*d/e=1'],
+    ['32 members', Array.from({ length: 32 }, (_, index) => `k${index}=v`).join(',')],
+  ])('passes on a tracestate of %s', (_label, value) => {
+    expect(isValidTracestate(value)).toBe(true);
+  });
+
+  it.each([
+    ['no key=value', '!!! not, a=tracestate ==='],
+    ['an upper-case key', 'Congo=1'],
+    ['"=" in a value', 'a=b=c'],
+    ['an empty value', 'a='],
+    ['a key twice', 'a=1,a=2'],
+    ['33 members', Array.from({ length: 33 }, (_, index) => `k${index}=v`).join(',')],
+    ['only empty members', ' , ,'],
+    ['more than 512 characters', `a=${'b'.repeat(511)}`],
+    ['a control character', 'a=\u0001'],
+  ])('drops a tracestate with %s', (_label, value) => {
+    expect(isValidTracestate(value)).toBe(false);
+  });
+
+  it('passes a version 00 traceparent with flags 00 or 01 on as it came, any other as version 00 with the sampled flag', () => {
+    expect(traceparentToPass(valid)).toBe(valid);
+    const unsampled = `${valid.slice(0, 53)}00`;
+    expect(traceparentToPass(unsampled)).toBe(unsampled);
+    expect(traceparentToPass(`${valid.slice(0, 53)}ff`)).toBe(valid);
+    expect(traceparentToPass(`${valid.slice(0, 53)}fe`)).toBe(unsampled);
+    expect(traceparentToPass(`01${valid.slice(2)}-more`)).toBe(valid);
+  });
+
+  it('reads a carrier from metadata values: a traceparent sent twice is none, tracestates are one list', () => {
+    expect(traceCarrierFrom([valid], ['a=1', 'b=2'])).toEqual({ traceparent: valid, tracestate: 'a=1,b=2' });
+    expect(traceCarrierFrom([valid, valid], [])).toBeUndefined();
+    expect(traceCarrierFrom([], ['a=1'])).toBeUndefined();
+    expect(traceCarrierFrom(valid, 'Bad')).toEqual({ traceparent: valid });
+    expect(traceCarrierFrom(undefined, undefined)).toBeUndefined();
   });
 });
 

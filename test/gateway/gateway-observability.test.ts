@@ -127,6 +127,29 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     }
   });
 
+  it('drops a traceparent sent twice, a malformed tracestate, and passes a later version on as version 00', async () => {
+    const port = await gateway();
+    const later = `01-${TRACEPARENT.slice(3)}-future`;
+    const cases: Array<[Record<string, string | string[]>, string | undefined, string | undefined]> = [
+      // Sent twice, a later version first: HTTP joins them with a comma, which its extra fields
+      // would otherwise have taken in.
+      [{ traceparent: [later, TRACEPARENT] }, undefined, undefined],
+      [{ traceparent: [TRACEPARENT, TRACEPARENT] }, undefined, undefined],
+      // A tracestate that is not a list of key=value is dropped whole; the traceparent stays.
+      [{ traceparent: TRACEPARENT, tracestate: '!!! not, a=tracestate ===' }, TRACEPARENT, undefined],
+      [{ traceparent: TRACEPARENT, tracestate: 'a=1,a=2' }, TRACEPARENT, undefined],
+      // Sent twice, tracestate is one list.
+      [{ traceparent: TRACEPARENT, tracestate: ['a=1', 'b=2'] }, TRACEPARENT, 'a=1, b=2'],
+      // What this hop passes on: version 00, with the sampled flag alone.
+      [{ traceparent: later }, `00-${TRACEPARENT.slice(3)}`, undefined],
+      [{ traceparent: `${TRACEPARENT.slice(0, 53)}fe` }, `${TRACEPARENT.slice(0, 53)}00`, undefined],
+    ];
+    for (const [headers] of cases) expect((await http(port, 'GET', '/goods', { headers })).status).toBe(200);
+    expect(seen.map((metadata) => [first(metadata, 'traceparent'), first(metadata, 'tracestate')])).toEqual(
+      cases.map(([, traceparent, tracestate]) => [traceparent, tracestate]),
+    );
+  });
+
   it('counts a request whose client left before its answer once, as 499 on its route, and stops its call', async () => {
     const port = await gateway();
     let release = (): void => {};

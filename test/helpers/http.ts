@@ -9,7 +9,8 @@ export interface HttpResult {
 
 export interface HttpOptions {
   body?: string | Buffer | undefined;
-  headers?: Record<string, string | number>;
+  /** A header given as a list is sent once per value. */
+  headers?: Record<string, string | number | string[]>;
   agent?: Agent | false;
 }
 
