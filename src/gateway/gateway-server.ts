@@ -862,7 +862,9 @@ class GatewayServer implements Gateway {
     }
     const answer = clientErrorAnswer(error);
     this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
+    // A request whose body was being read is answered, and counted, as that request.
     if (reading && !reading.request.complete) reading.stop.abort(answer);
+    else this.#telemetry.onMalformedRequest(answer.httpStatus);
     const writeAnswer = (): void => {
       if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
     };

@@ -319,7 +319,9 @@ export class GatewayTelemetry {
     const code = response.headersSent ? response.statusCode : 499;
     const seconds = (performance.now() - observed.startedAt) / 1000;
     const { method, path } = observed;
-    const route = observed.route ?? this.#view.routeOf(method, path) ?? UNMATCHED_ROUTE;
+    // The gateway's own pages are their path for every method (a POST to /status is refused there).
+    const route =
+      observed.route ?? this.#view.routeOf(method, path) ?? (OWN_PATHS.has(path) ? path : UNMATCHED_ROUTE);
     if (span) {
       if (route !== UNMATCHED_ROUTE) {
         span.setName(`${method} ${route}`);
@@ -349,6 +351,18 @@ export class GatewayTelemetry {
       this.#rates!.record(answered.rateKey, code >= 500);
     }
   };
+
+  /**
+   * Counts a request that Node's HTTP parser refused before it was one (400, 408, 413, 431): method
+   * `_OTHER`, route `unmatched`, and no time, since the gateway never saw it begin.
+   */
+  onMalformedRequest(httpStatus: number): void {
+    const duration = this.#duration;
+    if (!duration) return;
+    const answered = this.#answeredOf(duration, '', UNMATCHED_ROUTE, httpStatus);
+    answered.duration.observe(0);
+    this.#rates!.record(answered.rateKey, httpStatus >= 500);
+  }
 
   /**
    * Where an answer of `method` on `route` with `code` is recorded, found without building a string

@@ -214,6 +214,46 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     });
   });
 
+  it('counts a request the HTTP parser refuses (_OTHER, unmatched, its status) and a refused method on its own page by the page', async () => {
+    const port = await gateway();
+    /** One raw request on a connection of its own: the status line the gateway answered. */
+    const raw = async (text: string): Promise<string> => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString('latin1');
+      });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(text);
+      await vi.waitFor(() => expect(answer).toContain('\r\n'));
+      socket.destroy();
+      return answer.slice(0, answer.indexOf('\r\n'));
+    };
+    expect(await raw('GET /goods HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw(`GET /goods HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
+      /^HTTP\/1\.1 431/,
+    );
+    expect((await http(port, 'POST', '/status')).status).toBe(405);
+    const text = (await http(port, 'GET', '/metrics')).body;
+    const malformed = { http_request_method: '_OTHER', http_route: 'unmatched' };
+    for (const code of ['400', '431']) {
+      expect(
+        sample(text, 'http_server_request_duration_seconds_count', {
+          ...malformed,
+          http_response_status_code: code,
+        }),
+      ).toBe(1);
+    }
+    expect(
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'POST',
+        http_route: '/status',
+        http_response_status_code: '405',
+      }),
+    ).toBe(1);
+  });
+
   it('serves /metrics: requests by route, method and status, client calls by method and code; bounded labels', async () => {
     const port = await gateway();
     goods.goods.push({ id: 1, name: 'n', category: 'c', price: 1, description: 'd' });
