@@ -353,7 +353,7 @@ export class GatewayTelemetry {
   };
 
   /**
-   * Counts a request that Node's HTTP parser refused before it was one (400, 408, 413, 431): method
+   * Counts a request that Node's HTTP parser refused before it was one (400, 408, 431): method
    * `_OTHER`, route `unmatched`, and no time, since the gateway never saw it begin.
    */
   onMalformedRequest(httpStatus: number): void {
