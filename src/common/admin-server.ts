@@ -84,10 +84,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const maxConnections = options.maxConnections ?? ADMIN_MAX_CONNECTIONS;
   server.maxConnections = maxConnections;
   // A scraper that cannot connect only sees its scrape fail: the log says why, once per interval.
-  server.on('drop', (dropped) =>
+  server.on('drop', () =>
     limiterOf(log).warn(
       'admin-port-full',
-      { event: 'metrics-connection-refused', maxConnections, peer: dropped?.remoteAddress },
+      { event: 'metrics-connection-refused', maxConnections },
       `metrics port: ${maxConnections} connections open, a new one is closed`,
     ),
   );

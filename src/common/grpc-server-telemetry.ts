@@ -306,5 +306,8 @@ function requestIdOf(metadata: Metadata): string | undefined {
 
 /** The caller's W3C trace context, when well formed. */
 export function carrierOf(metadata: Metadata): TraceCarrier | undefined {
-  return traceCarrierFrom(metadata.get(TRACEPARENT_HEADER), metadata.get(TRACESTATE_HEADER));
+  const traceparent = metadata.get(TRACEPARENT_HEADER);
+  // Most calls of a process that traces carry one; one that carries none costs one lookup.
+  if (traceparent.length === 0) return undefined;
+  return traceCarrierFrom(traceparent, metadata.get(TRACESTATE_HEADER));
 }

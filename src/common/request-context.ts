@@ -75,31 +75,36 @@ export function traceparentToPass(valid: string): string {
   return `00-${valid.slice(3, 52)}-0${sampled}`;
 }
 
-const PRINTABLE = /^[\x20-\x7e]{1,512}$/;
+// Printable ASCII, and tabs: W3C's optional whitespace around the commas is spaces and tabs.
+const PRINTABLE = /^[\x20-\x7e\t]{1,512}$/;
 // key "=" value (W3C Trace Context, tracestate list-member): a simple key or tenant@system, and a
 // value of printable characters but "," and "=", not ending in a space.
 const TRACESTATE_MEMBER =
   /^(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
 const MAX_TRACESTATE_MEMBERS = 32;
+const OWS = /^[ \t]+|[ \t]+$/g;
 
 /**
- * Whether a `tracestate` may be passed on: at most 512 printable characters, a comma-separated list
- * (spaces around the commas, empty members allowed, as HTTP joins the header sent twice) of 1 to 32
- * `key=value` members as W3C spells them, each key once. Anything else is dropped whole: W3C forbids
- * passing on entries that could not be parsed.
+ * The `tracestate` a hop passes on, or undefined when it may not pass one on: at most 512
+ * characters, a comma-separated list (spaces and tabs around the commas, empty members allowed, as
+ * HTTP joins the header sent twice) of 1 to 32 `key=value` members as W3C spells them, each key
+ * once, passed on as its members joined by commas alone (gRPC metadata refuses tabs). Anything
+ * else is dropped whole: W3C forbids passing on entries that could not be parsed.
  */
-export function isValidTracestate(value: unknown): value is string {
-  if (typeof value !== 'string' || !PRINTABLE.test(value)) return false;
+export function tracestateToPass(value: unknown): string | undefined {
+  if (typeof value !== 'string' || !PRINTABLE.test(value)) return undefined;
+  const members: string[] = [];
   const keys = new Set<string>();
   for (const part of value.split(',')) {
-    const member = part.trim();
+    const member = part.replace(OWS, '');
     if (member === '') continue;
-    if (!TRACESTATE_MEMBER.test(member)) return false;
+    if (!TRACESTATE_MEMBER.test(member)) return undefined;
     const key = member.slice(0, member.indexOf('='));
-    if (keys.has(key) || keys.size === MAX_TRACESTATE_MEMBERS) return false;
+    if (keys.has(key) || keys.size === MAX_TRACESTATE_MEMBERS) return undefined;
     keys.add(key);
+    members.push(member);
   }
-  return keys.size > 0;
+  return members.length > 0 ? members.join(',') : undefined;
 }
 
 /**
@@ -115,10 +120,13 @@ export function traceCarrierFrom(
   const parent =
     typeof traceparent === 'string' || traceparent === undefined ? traceparent : onlyValue(traceparent);
   if (!isValidTraceparent(parent)) return undefined;
-  const state =
-    typeof tracestate === 'string' || tracestate === undefined ? tracestate : tracestate.join(',');
+  const state = tracestateToPass(
+    typeof tracestate === 'string' || tracestate === undefined
+      ? tracestate
+      : (onlyValue(tracestate) ?? tracestate.join(',')),
+  );
   const passed = traceparentToPass(parent);
-  return isValidTracestate(state) ? { traceparent: passed, tracestate: state } : { traceparent: passed };
+  return state === undefined ? { traceparent: passed } : { traceparent: passed, tracestate: state };
 }
 
 function onlyValue(values: readonly unknown[]): unknown {

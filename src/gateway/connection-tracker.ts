@@ -21,6 +21,8 @@ export class Connection {
   readonly #waiting: { turn: number; work: () => void }[] = [];
   /** Closes a connection that has not sent its first request in time. */
   firstRequestTimer: NodeJS.Timeout | undefined;
+  /** The latest request received on it: a parser failure before it is complete is in its body. */
+  latestRequest: IncomingMessage | undefined;
   /** The request whose body is being read, and how to stop reading it. */
   readingBody: { request: IncomingMessage; stop: AbortController } | undefined;
   /** Since when (ms) the socket has held more than it passes on, as first seen; undefined once it moves. */
@@ -137,9 +139,9 @@ export function refusalRoom(maxConnections: number): number {
  * open, so that idle sockets cannot use up the process's file descriptors.
  *
  * - A connection that opens and sends nothing is closed after `firstRequestTimeoutMs`: Node's
- *   headersTimeout counts only from a request's first byte, and closeIdleConnections() does not
- *   count a connection that never sent a request as idle, so a silent socket would otherwise live
- *   forever (and hold a graceful stop until its grace period ran out).
+ *   headersTimeout would close it only at its next check (every 30 s), and closeIdleConnections()
+ *   does not count a connection that never sent a request as idle, so a silent socket would
+ *   otherwise hold a graceful stop until its grace period ran out.
  * - At most `maxConnections − refusalRoom` connections are served. A connection opened past that
  *   closes the one idle the longest (a keep-alive connection between requests, or one that never
  *   sent a request); when none is idle, the new connection is marked refused: its requests are
@@ -199,6 +201,7 @@ export class ConnectionTracker {
     connection.track(response);
     connection.inFlight++;
     connection.started++;
+    connection.latestRequest = request;
     this.#idle.delete(connection.socket);
     if (connection.firstRequestTimer) {
       clearTimeout(connection.firstRequestTimer);

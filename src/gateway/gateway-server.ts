@@ -862,9 +862,11 @@ class GatewayServer implements Gateway {
     }
     const answer = clientErrorAnswer(error);
     this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
-    // A request whose body was being read is answered, and counted, as that request.
     if (reading && !reading.request.complete) reading.stop.abort(answer);
-    else this.#telemetry.onMalformedRequest(answer.httpStatus);
+    // A failure in the body of a request already handed on is that request's, answered and counted
+    // as it; else the parser refused a request before it was one.
+    const latest = connection?.latestRequest;
+    if (!latest || latest.complete) this.#telemetry.onMalformedRequest(answer.httpStatus);
     const writeAnswer = (): void => {
       if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
     };

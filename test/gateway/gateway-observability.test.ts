@@ -138,8 +138,8 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       // A tracestate that is not a list of key=value is dropped whole; the traceparent stays.
       [{ traceparent: TRACEPARENT, tracestate: '!!! not, a=tracestate ===' }, TRACEPARENT, undefined],
       [{ traceparent: TRACEPARENT, tracestate: 'a=1,a=2' }, TRACEPARENT, undefined],
-      // Sent twice, tracestate is one list.
-      [{ traceparent: TRACEPARENT, tracestate: ['a=1', 'b=2'] }, TRACEPARENT, 'a=1, b=2'],
+      // Sent twice, tracestate is one list, passed on without the whitespace HTTP joined it with.
+      [{ traceparent: TRACEPARENT, tracestate: ['a=1', 'b=2'] }, TRACEPARENT, 'a=1,b=2'],
       // What this hop passes on: version 00, with the sampled flag alone.
       [{ traceparent: later }, `00-${TRACEPARENT.slice(3)}`, undefined],
       [{ traceparent: `${TRACEPARENT.slice(0, 53)}fe` }, `${TRACEPARENT.slice(0, 53)}00`, undefined],
@@ -235,6 +235,10 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       /^HTTP\/1\.1 431/,
     );
     expect((await http(port, 'POST', '/status')).status).toBe(405);
+    // A bad body of a request already answered (404, its body unread) is that request's, counted once.
+    expect(
+      await raw('POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n'),
+    ).toMatch(/^HTTP\/1\.1 404/);
     const text = (await http(port, 'GET', '/metrics')).body;
     const malformed = { http_request_method: '_OTHER', http_route: 'unmatched' };
     for (const code of ['400', '431']) {
@@ -252,6 +256,22 @@ describe('gateway observability: request ids, trace context, metrics, health (in
         http_response_status_code: '405',
       }),
     ).toBe(1);
+    expect(
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'POST',
+        http_route: 'unmatched',
+        http_response_status_code: '404',
+      }),
+    ).toBe(1);
+    // Only the two refused above: the bad body added none.
+    expect(
+      text
+        .split('\n')
+        .filter(
+          (line) =>
+            line.startsWith('http_server_request_duration_seconds_count{') && line.includes('"_OTHER"'),
+        ),
+    ).toHaveLength(2);
   });
 
   it('serves /metrics: requests by route, method and status, client calls by method and code; bounded labels', async () => {
