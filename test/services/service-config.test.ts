@@ -148,6 +148,10 @@ describe('service configuration', () => {
       /unsupported URL parameter "multipleStatements"/,
     ],
     [[], { MYSQL_URL: 'not a url' }, /MYSQL_URL: expected a URL/],
+    [[], { MYSQL_URL: 'mysql://root:%zz@h/db' }, /MYSQL_URL: the URL's password holds a malformed %-escape/],
+    [[], { MYSQL_URL: 'mysql://%e9@h/db' }, /MYSQL_URL: the URL's user holds a malformed %-escape/],
+    [[], { MYSQL_URL: 'mysql://u@h/%zz' }, /MYSQL_URL: the URL's database holds a malformed %-escape/],
+    [[], { MYSQL_URL: 'mysql://u@h/db?ssl=bogus' }, /MYSQL_URL: unknown "ssl" profile "bogus"/],
   ])('%j with %j is a ConfigError saying %s', (argv, env, message) => {
     expect(() => loadGoodsConfig(argv, env)).toThrow(ConfigError);
     expect(() => loadGoodsConfig(argv, env)).toThrow(message);

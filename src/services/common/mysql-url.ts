@@ -31,7 +31,7 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!host) throw new ConfigError(`${source}: the URL names no host, e.g. ${example}`);
-  const database = decodeURIComponent(url.pathname.slice(1));
+  const database = decoded(url.pathname.slice(1), 'database', source);
   if (!database || database.includes('/')) {
     throw new ConfigError(`${source}: the URL must name one database, e.g. ${example}`);
   }
@@ -45,15 +45,36 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   return {
     host,
     port: url.port ? Number(url.port) : 3306,
-    user: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
+    user: decoded(url.username, 'user', source),
+    password: decoded(url.password, 'password', source),
     database,
     ...(ssl === undefined ? {} : { ssl }),
   };
 }
 
+/** A part of the URL with its %-escapes decoded; a malformed escape is a configuration error. */
+function decoded(text: string, part: string, source: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    // The part itself is not repeated: it may be the password.
+    throw new ConfigError(`${source}: the URL's ${part} holds a malformed %-escape (write "%" as %25)`);
+  }
+}
+
+/**
+ * The SSL profiles mysql2 knows by name (its lib/constants/ssl_profiles.js): any other name made
+ * the driver throw when the pool was made, after the start had been taken as good.
+ */
+const SSL_PROFILES = ['Amazon RDS'];
+
 function parseSsl(raw: string, source: string): string | Record<string, unknown> {
-  if (!raw.startsWith('{')) return raw;
+  if (!raw.startsWith('{')) {
+    if (SSL_PROFILES.includes(raw)) return raw;
+    throw new ConfigError(
+      `${source}: unknown "ssl" profile "${raw}" (mysql2 knows ${SSL_PROFILES.map((name) => `"${name}"`).join(', ')}; or give a JSON object)`,
+    );
+  }
   try {
     const parsed: unknown = JSON.parse(raw);
     if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
