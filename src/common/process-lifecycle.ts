@@ -106,11 +106,20 @@ export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndEx
 }
 
 /** Runs a process's async `main`, turning a start-up failure into a clear message and exit code. */
-export function runMain(main: () => Promise<void>, usage: string): void {
+export function runMain(main: () => Promise<void>, usage: string, argv = process.argv.slice(2)): void {
+  if (asksForHelp(argv)) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(EXIT_CODES.stopped);
+  }
   main().catch((error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
     const badConfig = error instanceof ConfigError;
     process.stderr.write(`${message}\n${badConfig ? `\n${usage}\n` : ''}`);
     process.exit(badConfig ? EXIT_CODES.badConfiguration : EXIT_CODES.failed);
   });
+}
+
+/** Whether a command line asks for the usage (`--help` or `-h`), which is printed instead of a start. */
+export function asksForHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h');
 }

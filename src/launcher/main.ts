@@ -4,7 +4,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
-import { loadSettings } from '../common/settings.js';
+import { asksForHelp } from '../common/process-lifecycle.js';
+import { loadSettings, usageText } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
@@ -16,11 +17,24 @@ const say = (line: string): void => {
   process.stdout.write(`[launcher] ${line}\n`);
 };
 
+const LAUNCHER_USAGE = `${usageText('npm start', LAUNCHER_SETTINGS)}
+Each component reads its own settings from the environment, which npm start passes on (see the
+README, "Configuration"); to list one's: npm run goods -- --help (or distributor, members,
+purchases, gateway)`;
+
 let logFormat: 'pretty' | 'json';
+const argv = process.argv.slice(2);
+if (asksForHelp(argv)) {
+  process.stdout.write(`${LAUNCHER_USAGE}\n`);
+  process.exit(EXIT_CODES.stopped);
+}
 try {
-  ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, [], process.env));
+  // It takes no flags: one given (npm start -- --port 9000, say) would be dropped without a word.
+  ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
 } catch (error) {
-  process.stderr.write(`[launcher] ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `[launcher] ${error instanceof Error ? error.message : String(error)}\n\n${LAUNCHER_USAGE}\n`,
+  );
   process.exit(EXIT_CODES.badConfiguration);
 }
 const componentEnv = registrationCredentials();

@@ -319,6 +319,30 @@ describe('npm start with a configuration error', () => {
   );
 });
 
+describe('--help', () => {
+  it.each([
+    ['src/distributor/main.ts', 'usage: distributor [options]'],
+    ['src/gateway/main.ts', 'usage: gateway [options]'],
+    ['src/services/goods/main.ts', 'usage: goods [options]'],
+    ['src/services/members/main.ts', 'usage: members [options]'],
+    ['src/services/purchases/main.ts', 'usage: purchases [options]'],
+    ['src/launcher/main.ts', 'usage: npm start [options]'],
+  ])('%s prints its usage and exits 0, starting nothing', async (entry, head) => {
+    const component = spawnComponent(entry, ['--help'], { MYSQL_URL: '' });
+    expect(await component.exited()).toBe(0);
+    expect(component.lines[0]).toBe(head);
+    expect(component.lines.some((line) => /listening|starting/.test(line))).toBe(false);
+  });
+
+  it('the launcher takes no flags: one given is refused with exit 2 and the usage, before anything starts', async () => {
+    const launcher = spawnComponent('src/launcher/main.ts', ['--port', '9000'], { MYSQL_URL: '' });
+    expect(await launcher.exited()).toBe(2);
+    expect(launcher.lines[0]).toBe("[launcher] Unknown option '--port'");
+    expect(launcher.lines).toContain('usage: npm start [options]');
+    expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
+  });
+});
+
 describe('each component with LOG_LEVEL=verbose', () => {
   it.each([
     'src/distributor/main.ts',
