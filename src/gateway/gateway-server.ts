@@ -200,6 +200,8 @@ class GatewayServer implements Gateway {
   readonly #stopWatchingCertificates: (() => void) | undefined;
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
+  /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
+  readonly #distributorCredentials: ChannelCredentials;
   readonly #table: RouteTable;
   /** Pick an instance, call, retry, answer: everything after the HTTP front has read a request. */
   readonly #dispatcher: Dispatcher;
@@ -226,6 +228,9 @@ class GatewayServer implements Gateway {
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
+    // Unreadable or mismatched certificate files stop the start here (a ConfigError, exit 2), before
+    // anything listens: read once the port was bound, they threw past the start (exit 1, restarted).
+    this.#distributorCredentials = channelCredentials(options.tls, { expectedName: 'distributor' });
     this.#telemetry = new GatewayTelemetry(
       {
         routeOf: (method, path) =>
@@ -408,7 +413,7 @@ class GatewayServer implements Gateway {
       // The gateway routes from the node list: snapshots with every descriptor set filled in.
       watchNodes: true,
       log: this.#log,
-      credentials: channelCredentials(this.#options.tls, { expectedName: 'distributor' }),
+      credentials: this.#distributorCredentials,
       channelOptions: secureNamingChannelOptions(this.#options.tls, 'distributor'),
       ...(this.#options.registryToken ? { token: this.#options.registryToken } : {}),
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),

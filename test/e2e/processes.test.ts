@@ -343,6 +343,23 @@ describe('--help', () => {
   });
 });
 
+describe('each component with TLS_DIR naming a folder that holds no certificates', () => {
+  it.each(['src/distributor/main.ts', 'src/gateway/main.ts', 'src/services/goods/main.ts'])(
+    '%s exits 2 at once, naming the file, with its usage and no stack',
+    async (entry) => {
+      const component = spawnComponent(entry, ['--port', '0'], {
+        TLS_DIR: '/nonexistent-shop-certs',
+        SHOP_REGISTRY_TOKEN: 'a-token-of-my-own-0123456789abcdef',
+        MYSQL_URL: '',
+      });
+      expect(await component.exited()).toBe(2);
+      expect(component.lines[0]).toMatch(/\/nonexistent-shop-certs\/\S+ cannot be read/);
+      expect(component.lines.some((line) => line.startsWith('usage: '))).toBe(true);
+      expect(component.lines.some((line) => /^\s+at /.test(line))).toBe(false);
+    },
+  );
+});
+
 describe('each component with LOG_LEVEL=verbose', () => {
   it.each([
     'src/distributor/main.ts',
