@@ -7,6 +7,7 @@ import { EXIT_CODES } from '../common/exit-codes.js';
 import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
+import { derivedDistributorAddress } from './distributor-address.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
 import { Supervisor } from './supervisor.js';
@@ -23,6 +24,7 @@ README, "Configuration"); to list one's: npm run goods -- --help (or distributor
 purchases, gateway)`;
 
 let logFormat: 'pretty' | 'json';
+let distributorAddress: string | undefined;
 const argv = process.argv.slice(2);
 if (asksForHelp(argv)) {
   process.stdout.write(`${LAUNCHER_USAGE}\n`);
@@ -31,6 +33,7 @@ if (asksForHelp(argv)) {
 try {
   // It takes no flags: one given (npm start -- --port 9000, say) would be dropped without a word.
   ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
+  distributorAddress = derivedDistributorAddress(process.env);
 } catch (error) {
   process.stderr.write(
     `[launcher] ${error instanceof Error ? error.message : String(error)}\n\n${LAUNCHER_USAGE}\n`,
@@ -43,7 +46,11 @@ const supervisor = new Supervisor(
     name,
     entry: fileURLToPath(new URL(entry, import.meta.url)),
     nodeFlags: COMPONENT_NODE_FLAGS,
-    env: { ...allocatorEnv(), ...componentEnv },
+    env: {
+      ...allocatorEnv(),
+      ...componentEnv,
+      ...(distributorAddress === undefined ? {} : { DISTRIBUTOR_ADDRESS: distributorAddress }),
+    },
     // The others start once the distributor listens: they would only warn that it does not yet.
     waitUntilListening: name === 'distributor',
   })),

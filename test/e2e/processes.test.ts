@@ -33,9 +33,9 @@ describe('npm start: the launcher runs the five components as processes', () => 
     const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
     distributorAddress = `127.0.0.1:${distributorPort}`;
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+    // No DISTRIBUTOR_ADDRESS: the launcher tells the others where the distributor listens.
     launcher = spawnComponent('src/launcher/main.ts', [], {
       DISTRIBUTOR_PORT: String(distributorPort),
-      DISTRIBUTOR_ADDRESS: `127.0.0.1:${distributorPort}`,
       GATEWAY_PORT: String(gatewayPort),
       GOODS_PORT: '0',
       MEMBERS_PORT: '0',
@@ -332,6 +332,15 @@ describe('--help', () => {
     expect(await component.exited()).toBe(0);
     expect(component.lines[0]).toBe(head);
     expect(component.lines.some((line) => /listening|starting/.test(line))).toBe(false);
+  });
+
+  it('the launcher refuses DISTRIBUTOR_PORT=0 without DISTRIBUTOR_ADDRESS: the others could not find it', async () => {
+    const launcher = spawnComponent('src/launcher/main.ts', [], { DISTRIBUTOR_PORT: '0', MYSQL_URL: '' });
+    expect(await launcher.exited()).toBe(2);
+    expect(launcher.lines[0]).toMatch(
+      /^\[launcher\] DISTRIBUTOR_PORT=0: the other components could not know/,
+    );
+    expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
   });
 
   it('the launcher takes no flags: one given is refused with exit 2 and the usage, before anything starts', async () => {

@@ -1,0 +1,30 @@
+import { ConfigError, formatHostPort } from '../common/config.js';
+import { loadSettings } from '../common/settings.js';
+import { DISTRIBUTOR_SETTINGS } from '../distributor/config.js';
+
+/** Addresses a server listens on for every interface, and the one to dial it at on this machine. */
+const LOOPBACK_FOR: Readonly<Record<string, string>> = { '0.0.0.0': '127.0.0.1', '::': '::1' };
+
+/**
+ * The DISTRIBUTOR_ADDRESS the launcher gives the other components when the environment moves the
+ * distributor (DISTRIBUTOR_PORT or DISTRIBUTOR_HOST) without saying where to reach it: where it
+ * will listen, or this machine's loopback when it listens on every interface. Undefined when there
+ * is nothing to derive (the default, or DISTRIBUTOR_ADDRESS given), or when the distributor's own
+ * settings are wrong, which it reports itself (exit 2). Before, the others kept dialling the
+ * default 127.0.0.1:9000 and the shop never routed, or registered with another shop's distributor.
+ */
+export function derivedDistributorAddress(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.DISTRIBUTOR_ADDRESS || (!env.DISTRIBUTOR_PORT && !env.DISTRIBUTOR_HOST)) return undefined;
+  let where: { host: string; port: number };
+  try {
+    where = loadSettings({ port: DISTRIBUTOR_SETTINGS.port, host: DISTRIBUTOR_SETTINGS.host }, [], env);
+  } catch {
+    return undefined;
+  }
+  if (where.port === 0) {
+    throw new ConfigError(
+      'DISTRIBUTOR_PORT=0: the other components could not know where to reach the distributor; give it a port, or set DISTRIBUTOR_ADDRESS',
+    );
+  }
+  return formatHostPort({ host: LOOPBACK_FOR[where.host] ?? where.host, port: where.port });
+}
