@@ -109,7 +109,7 @@ export class Supervisor {
     // Reverse start order: the gateway first, the distributor last, so nobody loses it mid-stop.
     for (const component of [...this.components].reverse()) {
       const child = this.#running.get(component.name);
-      if (child) await this.#terminate(child);
+      if (child) await this.#terminate(component.name, child);
     }
     await Promise.all(this.#outputOpen);
   }
@@ -173,10 +173,16 @@ export class Supervisor {
     return ready;
   }
 
-  #terminate(child: ChildProcess): Promise<void> {
+  #terminate(name: string, child: ChildProcess): Promise<void> {
     return new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      const kill = setTimeout(() => child.kill('SIGKILL'), this.#options.stopTimeoutMs);
+      const kill = setTimeout(() => {
+        // Whatever it had not finished (its traces, a call in flight) is lost: say so.
+        this.#options.write(
+          `[${name.padEnd(this.#width)}] still running ${this.#options.stopTimeoutMs} ms after SIGTERM: killed (SIGKILL)`,
+        );
+        child.kill('SIGKILL');
+      }, this.#options.stopTimeoutMs);
       child.once('exit', () => {
         clearTimeout(kill);
         resolve();

@@ -163,6 +163,7 @@ describe('Supervisor', () => {
     supervisor.start();
     await vi.waitFor(() => expect(lines).toContain('[stubborn] up'));
     await supervisor.stop();
+    expect(lines).toContain('[stubborn] still running 200 ms after SIGTERM: killed (SIGKILL)');
   });
 });
 
