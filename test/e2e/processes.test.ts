@@ -369,6 +369,30 @@ describe('each component with TLS_DIR naming a folder that holds no certificates
   );
 });
 
+describe('a service whose SQLite file is not a database', () => {
+  it('exits 2 at once, naming the file, instead of failing at every restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-notadb-'));
+    try {
+      writeFileSync(
+        join(dataDir, 'goods.sqlite'),
+        'not a database, but long enough to be read as a header '.repeat(20),
+      );
+      const goods = spawnComponent(
+        'src/services/goods/main.ts',
+        ['--port', '0', '--distributor', '127.0.0.1:1'],
+        {
+          DATA_DIR: dataDir,
+          MYSQL_URL: '',
+        },
+      );
+      expect(await goods.exited()).toBe(2);
+      expect(goods.lines.join('\n')).toMatch(/cannot open the SQLite file \S+goods\.sqlite .*not a database/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('each component with LOG_LEVEL=verbose', () => {
   it.each([
     'src/distributor/main.ts',

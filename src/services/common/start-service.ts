@@ -199,15 +199,21 @@ function openStore<Store extends ServiceStore, Options>(
 /** Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's. */
 const PATH_ERRORS: ReadonlySet<string> = new Set(['EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EISDIR']);
 
+/** SQLite's codes for a file that is there but is no database it can use. */
+const UNUSABLE_FILE_ERRORS = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
+
 /**
  * Whether opening the store failed because of where DATA_DIR points, which a restart will not
  * change: a folder that cannot be made, a file this user cannot write (SQLite opens it read-only:
- * SQLITE_READONLY), or a file SQLite cannot open in a folder this user cannot write to. SQLite says
+ * SQLITE_READONLY), a file that is no database or a damaged one (SQLITE_NOTADB, SQLITE_CORRUPT),
+ * or a file SQLite cannot open in a folder this user cannot write to. SQLite says
  * SQLITE_CANTOPEN for a full file table too, which passes: then the folder is writable.
  */
 function isPathFault(error: unknown, dataDir: string): boolean {
   const code = (error as NodeJS.ErrnoException).code ?? '';
-  if (PATH_ERRORS.has(code) || code.startsWith('SQLITE_READONLY')) return true;
+  // A file that is not a database, or a damaged one, is the same file at every restart.
+  if (PATH_ERRORS.has(code) || code.startsWith('SQLITE_READONLY') || UNUSABLE_FILE_ERRORS.has(code))
+    return true;
   if (!code.startsWith('SQLITE_CANTOPEN')) return false;
   try {
     accessSync(dataDir, constants.W_OK);
