@@ -40,7 +40,7 @@ try {
   );
   process.exit(EXIT_CODES.badConfiguration);
 }
-const componentEnv = registrationCredentials();
+const credentials = registrationCredentials();
 const supervisor = new Supervisor(
   SHOP_COMPONENTS.map(({ name, entry }) => ({
     name,
@@ -48,7 +48,7 @@ const supervisor = new Supervisor(
     nodeFlags: COMPONENT_NODE_FLAGS,
     env: {
       ...allocatorEnv(),
-      ...componentEnv,
+      ...credentials.env,
       ...(distributorAddress === undefined ? {} : { DISTRIBUTOR_ADDRESS: distributorAddress }),
     },
     // The others start once the distributor listens: they would only warn that it does not yet.
@@ -60,6 +60,10 @@ const supervisor = new Supervisor(
     // The shop is not whole without it and a restart would fail the same way: stop, and say so.
     onPermanentExit: (name, code, meaning) =>
       stopEverything(`${name} cannot run (${meaning}: see its message above)`, code),
+    // Only once this run's distributor holds its port is this run the shop the file should name.
+    onListening: (name) => {
+      if (name === 'distributor') credentials.publish();
+    },
   },
 );
 
@@ -78,13 +82,14 @@ function stopEverything(why: string, exitCode: number): void {
 /**
  * Secure by default, with no extra step: unless the environment already names a token, `npm start`
  * makes a fresh registration token for this run and hands it to every component, so that nobody
- * else on the network can register, watch or list. It is written to DATA_DIR/registry-token
- * (readable by this user only) for tools such as grpcurl, and removed when the launcher exits if it
- * still holds this run's token (another launcher on the same DATA_DIR may have written its own).
- * When the environment names the token, a file that holds another one is left alone (it may be a
- * running launcher's) and named as not this run's.
+ * else on the network can register, watch or list. `publish()` writes it to DATA_DIR/registry-token
+ * (readable by this user only) for tools such as grpcurl, once this run's distributor listens: a
+ * second launcher on the same DATA_DIR whose distributor finds its port taken never overwrites the
+ * token of the shop that runs. The file is removed when the launcher exits if it still holds this
+ * run's token. When the environment names the token, a file that holds another one is left alone
+ * (it may be a running launcher's) and named as not this run's.
  */
-function registrationCredentials(): NodeJS.ProcessEnv {
+function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } {
   const file = join(resolve(process.env.DATA_DIR || './data'), 'registry-token');
   const given = process.env[REGISTRY_TOKEN_ENV];
   if (given) {
@@ -94,17 +99,17 @@ function registrationCredentials(): NodeJS.ProcessEnv {
         `${file} holds another token than ${REGISTRY_TOKEN_ENV} (an earlier run's?): use ${REGISTRY_TOKEN_ENV}`,
       );
     }
-    return {};
+    return { env: {}, publish: () => {} };
   }
-  const token = randomBytes(32).toString('base64url');
   try {
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, `${token}\n`, { mode: 0o600 });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     process.stderr.write(`[launcher] DATA_DIR: cannot write the registration token to ${file}: ${reason}\n`);
     process.exit(EXIT_CODES.badConfiguration);
   }
+  const token = randomBytes(32).toString('base64url');
+  let published = false;
   process.on('exit', () => {
     try {
       if (readIfPresent(file) === token) rmSync(file);
@@ -112,8 +117,22 @@ function registrationCredentials(): NodeJS.ProcessEnv {
       // Only a convenience for tools: the components are stopped whatever happens to it.
     }
   });
-  say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
-  return { [REGISTRY_TOKEN_ENV]: token };
+  return {
+    env: { [REGISTRY_TOKEN_ENV]: token },
+    publish: () => {
+      if (published) return;
+      try {
+        writeFileSync(file, `${token}\n`, { mode: 0o600 });
+        published = true;
+        say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
+      } catch (error) {
+        // The shop runs all the same; only tools reading the file go without.
+        say(
+          `cannot write the registration token to ${file}: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
+    },
+  };
 }
 
 /** A token file's token; undefined when there is none, or it cannot be read. */

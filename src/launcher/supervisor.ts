@@ -35,6 +35,8 @@ export interface SupervisorOptions {
   permanentExits?: ReadonlyMap<number, string>;
   /** Told when a component exited with one of `permanentExits`, e.g. to stop the others. */
   onPermanentExit?: (component: string, code: number, meaning: string) => void;
+  /** Told each time a component says it listens (LISTENING_LINE), after a restart too. */
+  onListening?: (component: string) => void;
 }
 
 /**
@@ -64,6 +66,7 @@ export class Supervisor {
       readyTimeoutMs: 10_000,
       permanentExits: PERMANENT_EXITS,
       onPermanentExit: () => {},
+      onListening: () => {},
       ...options,
     };
     this.#width = Math.max(...components.map((component) => component.name.length));
@@ -142,8 +145,10 @@ export class Supervisor {
     const prefix = `[${component.name.padEnd(this.#width)}]`;
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
-        if (line === LISTENING_LINE) becameReady();
-        else this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
+        if (line === LISTENING_LINE) {
+          becameReady();
+          this.#options.onListening(component.name);
+        } else this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
       });
     }
     child.on('error', (error) => this.#options.write(`${prefix} could not start: ${error.message}`));

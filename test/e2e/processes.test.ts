@@ -104,6 +104,29 @@ describe('npm start: the launcher runs the five components as processes', () => 
     }
   });
 
+  it("a second launcher on the same DATA_DIR, whose distributor finds the port taken, leaves the running shop's token file alone", async () => {
+    const tokenFile = join(dataDir, 'registry-token');
+    const token = readFileSync(tokenFile, 'utf8');
+    const second = spawnComponent('src/launcher/main.ts', [], {
+      DISTRIBUTOR_PORT: distributorAddress.split(':')[1],
+      GATEWAY_PORT: '0',
+      GOODS_PORT: '0',
+      MEMBERS_PORT: '0',
+      PURCHASES_PORT: '0',
+      DATA_DIR: dataDir,
+      MYSQL_URL: '',
+    });
+    try {
+      await second.waitForLine(/^\[distributor\] exited \(code 1\); starting it again/, 20_000);
+      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
+      second.child.kill('SIGTERM');
+      expect(await second.exited()).toBe(0);
+      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
+    } finally {
+      if (second.child.exitCode === null) second.child.kill('SIGKILL');
+    }
+  }, 40_000);
+
   it('prefixes every line with its component', () => {
     for (const name of ['distributor', 'goods', 'members', 'purchases', 'gateway']) {
       expect(launcher.lines.some((line) => line.startsWith(`[${name.padEnd(11)}] `))).toBe(true);
