@@ -8,15 +8,15 @@ import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
+import { LossyOutput } from './lossy-output.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
 import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
 // reads its own flags and environment variables (see the README), so they pass straight through.
-const say = (line: string): void => {
-  process.stdout.write(`[launcher] ${line}\n`);
-};
+const output = new LossyOutput(process.stdout);
+const say = (line: string): void => output.write(`[launcher] ${line}`);
 
 const LAUNCHER_USAGE = `${usageText('npm start', LAUNCHER_SETTINGS)}
 Each component reads its own settings from the environment, which npm start passes on (see the
@@ -55,7 +55,7 @@ const supervisor = new Supervisor(
     waitUntilListening: name === 'distributor',
   })),
   {
-    write: (line) => process.stdout.write(`${line}\n`),
+    write: (line) => output.write(line),
     pretty: logFormat === 'pretty',
     // The shop is not whole without it and a restart would fail the same way: stop, and say so.
     onPermanentExit: (name, code, meaning) =>
@@ -73,8 +73,9 @@ function stopEverything(why: string, exitCode: number): void {
   if (stopping) return;
   stopping = true;
   say(`${why}: stopping every component`);
-  supervisor.stop().then(() => {
+  supervisor.stop().then(async () => {
     say(exitCode === 0 ? 'all stopped' : `all stopped; exiting with code ${exitCode}`);
+    await output.flush(1_000);
     process.exit(exitCode);
   });
 }
