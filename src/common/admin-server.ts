@@ -19,7 +19,7 @@ export interface AdminServerOptions {
   /** Connections open at once; past it, a new one is closed at once (default ADMIN_MAX_CONNECTIONS). */
   maxConnections?: number;
   /**
-   * How long a connection may pass no byte, and a request take to arrive whole (default
+   * How long a request may take to arrive whole, counted from the connection for the first (default
    * ADMIN_IDLE_TIMEOUT_MS): a scraper sends its request at once.
    */
   idleTimeoutMs?: number;
@@ -33,7 +33,7 @@ export interface AdminServerOptions {
  */
 export const ADMIN_MAX_CONNECTIONS = 32;
 
-/** How long an admin connection may stay silent, or a request take to arrive. */
+/** How long an admin connection may stay silent, or a request take to arrive whole. */
 export const ADMIN_IDLE_TIMEOUT_MS = 10_000;
 
 const METRICS_METHODS = 'GET, HEAD, OPTIONS';
@@ -91,9 +91,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       `metrics port: ${maxConnections} connections open, a new one is closed`,
     ),
   );
-  // No 'timeout' listener: Node destroys a socket that passes no byte either way this long (a client
-  // that stops reading its answer).
-  server.timeout = idleTimeoutMs;
   // A scraper keeps its connection: nothing may hold the process open on stop.
   server.keepAliveTimeout = Math.min(5_000, idleTimeoutMs);
   try {
