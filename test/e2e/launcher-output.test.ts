@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { send } from '../helpers/http.js';
-import { descendantPids, freePort, isRunning } from './support/processes.js';
+import { descendantPids, freePort, isRunning, launcherEnv } from './support/processes.js';
 
 // The launcher's output may stop being read: a terminal paused (Ctrl-S, a pager's copy mode) or a
 // pipe left unread. Logging must never stop the shop: its requests are answered, a SIGTERM stops it,
@@ -24,13 +24,7 @@ describe('npm start with its output not read', () => {
     return {
       env: {
         ...process.env,
-        DISTRIBUTOR_PORT: String(distributorPort),
-        GATEWAY_PORT: String(gatewayPort),
-        GOODS_PORT: '0',
-        MEMBERS_PORT: '0',
-        PURCHASES_PORT: '0',
-        DATA_DIR: dataDir,
-        MYSQL_URL: '',
+        ...launcherEnv({ distributorPort, gatewayPort, dataDir }),
         // A few lines per request: the output fills quickly once nobody reads it.
         LOG_LEVEL: 'debug',
       },

@@ -15,6 +15,7 @@ import {
   freePort,
   isAlive,
   isRunning,
+  launcherEnv,
   rssMiB,
   spawnComponent,
 } from './support/processes.js';
@@ -34,15 +35,11 @@ describe('npm start: the launcher runs the five components as processes', () => 
     distributorAddress = `127.0.0.1:${distributorPort}`;
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     // No DISTRIBUTOR_ADDRESS: the launcher tells the others where the distributor listens.
-    launcher = spawnComponent('src/launcher/main.ts', [], {
-      DISTRIBUTOR_PORT: String(distributorPort),
-      GATEWAY_PORT: String(gatewayPort),
-      GOODS_PORT: '0',
-      MEMBERS_PORT: '0',
-      PURCHASES_PORT: '0',
-      DATA_DIR: dataDir,
-      MYSQL_URL: '',
-    });
+    launcher = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort, gatewayPort, dataDir }),
+    );
     await vi.waitFor(
       async () => {
         const answer = await send(`${gatewayUrl}/purchases?userid=1`);
@@ -107,15 +104,11 @@ describe('npm start: the launcher runs the five components as processes', () => 
   it("a second launcher on the same DATA_DIR, whose distributor finds the port taken, leaves the running shop's token file alone", async () => {
     const tokenFile = join(dataDir, 'registry-token');
     const token = readFileSync(tokenFile, 'utf8');
-    const second = spawnComponent('src/launcher/main.ts', [], {
-      DISTRIBUTOR_PORT: distributorAddress.split(':')[1],
-      GATEWAY_PORT: '0',
-      GOODS_PORT: '0',
-      MEMBERS_PORT: '0',
-      PURCHASES_PORT: '0',
-      DATA_DIR: dataDir,
-      MYSQL_URL: '',
-    });
+    const second = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort: distributorAddress.split(':')[1]!, dataDir }),
+    );
     try {
       await second.waitForLine(/^\[distributor\] exited \(code 1\); starting it again/, 20_000);
       expect(readFileSync(tokenFile, 'utf8')).toBe(token);
@@ -305,14 +298,8 @@ describe('npm start with a configuration error', () => {
     async (_name, bad, message) => {
       const ports = [await freePort(), await freePort()];
       const launcher = spawnComponent('src/launcher/main.ts', [], {
-        DISTRIBUTOR_PORT: String(ports[0]),
+        ...launcherEnv({ distributorPort: ports[0]!, gatewayPort: ports[1], dataDir }),
         DISTRIBUTOR_ADDRESS: `127.0.0.1:${ports[0]}`,
-        GATEWAY_PORT: String(ports[1]),
-        GOODS_PORT: '0',
-        MEMBERS_PORT: '0',
-        PURCHASES_PORT: '0',
-        DATA_DIR: dataDir,
-        MYSQL_URL: '',
         ...bad,
       });
       try {

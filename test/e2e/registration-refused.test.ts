@@ -11,6 +11,7 @@ import {
   descendantPids,
   freePort,
   isRunning,
+  launcherEnv,
   spawnComponent,
 } from './support/processes.js';
 
@@ -94,14 +95,8 @@ describe('a registration refused for good', () => {
     // The launcher's components are sent to a distributor of this test's, which knows another token.
     const distributor = await startDistributor({ registryToken: TOKEN });
     const launcher = spawnComponent('src/launcher/main.ts', [], {
-      DISTRIBUTOR_PORT: String(await freePort()),
+      ...launcherEnv({ distributorPort: await freePort(), dataDir }),
       DISTRIBUTOR_ADDRESS: distributor,
-      GATEWAY_PORT: '0',
-      GOODS_PORT: '0',
-      MEMBERS_PORT: '0',
-      PURCHASES_PORT: '0',
-      DATA_DIR: dataDir,
-      MYSQL_URL: '',
     });
     cleanups.push(() => {
       if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');

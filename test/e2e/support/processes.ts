@@ -16,6 +16,27 @@ export interface ComponentProcess {
   exited(): Promise<number | string>;
 }
 
+/**
+ * The environment of a launcher (`npm start`) under test: the distributor and the gateway on the
+ * ports given (the gateway on any free one by default), the services on any free port, the
+ * embedded store in `dataDir`.
+ */
+export function launcherEnv(options: {
+  distributorPort: number | string;
+  gatewayPort?: number | string;
+  dataDir: string;
+}): NodeJS.ProcessEnv {
+  return {
+    DISTRIBUTOR_PORT: String(options.distributorPort),
+    GATEWAY_PORT: String(options.gatewayPort ?? 0),
+    GOODS_PORT: '0',
+    MEMBERS_PORT: '0',
+    PURCHASES_PORT: '0',
+    DATA_DIR: options.dataDir,
+    MYSQL_URL: '',
+  };
+}
+
 /** Options of {@link spawnComponent}. */
 export interface SpawnOptions {
   /**
