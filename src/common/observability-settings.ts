@@ -74,8 +74,15 @@ export function observabilityConfig(
   const given = values.metricsPort !== undefined;
   let metricsPort: number | undefined;
   if (values.metricsPort === 'off' || !metrics) metricsPort = undefined;
-  else if (given) metricsPort = values.metricsPort as number;
-  else if (port !== undefined) {
+  else if (given) {
+    metricsPort = values.metricsPort as number;
+    // Both on one port can only fail when the second binds: said at start instead (exit 2).
+    if (metricsPort !== 0 && metricsPort === port) {
+      throw new ConfigError(
+        `--metrics-port: ${metricsPort} is the component's own port (--port); give the metrics another, or off`,
+      );
+    }
+  } else if (port !== undefined) {
     metricsPort = port === 0 || port + METRICS_PORT_OFFSET > 65535 ? 0 : port + METRICS_PORT_OFFSET;
   }
   return Object.freeze({

@@ -53,6 +53,19 @@ describe('METRICS, REQUEST_IDS and --metrics-port', () => {
     expect(() => loadGoodsConfig([], { METRICS: 'yes' })).toThrow(/METRICS: expected one of on, off/);
   });
 
+  it("refuses the component's own port, which could only fail once the second of the two binds", () => {
+    expect(() => loadGoodsConfig(['--port', '9500', '--metrics-port', '9500'], {})).toThrow(
+      new ConfigError(
+        "--metrics-port: 9500 is the component's own port (--port); give the metrics another, or off",
+      ),
+    );
+    expect(() => loadDistributorConfig([], { ...TOKEN, DISTRIBUTOR_METRICS_PORT: '9000' })).toThrow(
+      ConfigError,
+    );
+    // Both 0: each gets a free port of its own.
+    expect(loadGoodsConfig(['--port', '0', '--metrics-port', '0'], {}).observability?.metricsPort).toBe(0);
+  });
+
   it('has no --metrics-port on the gateway: its /metrics is on its own port', () => {
     expect(() => loadGatewayConfig(['--metrics-port', '1'], {})).toThrow(ConfigError);
   });
