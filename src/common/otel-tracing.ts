@@ -288,6 +288,7 @@ export async function startOpenTelemetry(
   // Checked before any exporter is built, so that a refusal leaves nothing open.
   const sampler = samplerFromEnv(env);
   checkEndpoints(env);
+  checkExporterSettings(env);
   const processors: SpanProcessor[] = [];
   for (const exporter of await traceExporters(env)) {
     // A console exporter writes each span as it ends, as the Node.js SDK has it.
@@ -379,6 +380,68 @@ export function checkEndpoints(env: NodeJS.ProcessEnv): void {
         ? grpcEndpointProblem(value.trim())
         : httpEndpointProblem(value, variable === 'OTEL_EXPORTER_OTLP_ENDPOINT');
     if (problem) throw new ConfigError(`${variable}: "${value}" ${problem}`);
+  }
+}
+
+/** Numbers the SDK and the exporters read, and whether 0 is one they take. */
+const NUMBER_SETTINGS: ReadonlyArray<[name: string, zeroTaken: boolean]> = [
+  ['OTEL_BSP_SCHEDULE_DELAY', true],
+  ['OTEL_BSP_EXPORT_TIMEOUT', false],
+  ['OTEL_BSP_MAX_QUEUE_SIZE', false],
+  ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE', false],
+  ['OTEL_EXPORTER_OTLP_TIMEOUT', false],
+  ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', false],
+];
+
+/**
+ * Refuses the batching, timeout, compression and header settings that the SDK and the exporters
+ * would pass over with a warning in their own diagnostics (off by default) and replace by their
+ * defaults: a queue size that is not a number, a compression they do not know, a header they
+ * cannot decode (sent without it, so a collector that needs it refuses every export).
+ */
+export function checkExporterSettings(env: NodeJS.ProcessEnv): void {
+  for (const [name, zeroTaken] of NUMBER_SETTINGS) {
+    const value = env[name]?.trim();
+    if (!value) continue;
+    const number = Number(value);
+    if (!Number.isFinite(number) || number < 0 || (number === 0 && !zeroTaken)) {
+      throw new ConfigError(
+        `${name}: expected a number ${zeroTaken ? 'of 0 or more' : 'above 0'}, got "${value}"`,
+      );
+    }
+  }
+  for (const name of ['OTEL_EXPORTER_OTLP_COMPRESSION', 'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION']) {
+    const value = env[name]?.trim();
+    if (value && value !== 'gzip' && value !== 'none') {
+      throw new ConfigError(`${name}: expected gzip or none, got "${value}"`);
+    }
+  }
+  for (const name of ['OTEL_EXPORTER_OTLP_HEADERS', 'OTEL_EXPORTER_OTLP_TRACES_HEADERS']) {
+    const value = env[name];
+    if (value && !value.split(',').every(isHeaderEntry)) {
+      // The value is not repeated: a header often holds a secret (an API key, say).
+      throw new ConfigError(
+        `${name}: expected name=value pairs separated by commas, each name and value with well-formed %-escapes`,
+      );
+    }
+  }
+}
+
+/** One entry of an OTLP headers variable as the exporters read it: name=value, both %-decodable. */
+function isHeaderEntry(entry: string): boolean {
+  if (!entry.trim()) return true;
+  const pair = entry.split(';', 1)[0]!;
+  const separator = pair.indexOf('=');
+  if (separator <= 0) return false;
+  const name = pair.slice(0, separator).trim();
+  const value = pair.slice(separator + 1).trim();
+  if (!name || !value) return false;
+  try {
+    decodeURIComponent(name);
+    decodeURIComponent(value);
+    return true;
+  } catch {
+    return false;
   }
 }
 

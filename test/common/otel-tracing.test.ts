@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
 import {
   checkEndpoints,
+  checkExporterSettings,
   exportersAskedFor,
   ProjectTracer,
   samplerFromEnv,
@@ -302,6 +303,7 @@ describe('the SDK as the environment configures it', () => {
       { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:99999' },
       /OTEL_EXPORTER_OTLP_ENDPOINT: "http:\/\/127.0.0.1:99999" is not an http:\/\/, https:\/\/ or unix:\/\/ URL, or a host:port/,
     ],
+    [{ OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' }, /OTEL_EXPORTER_OTLP_COMPRESSION: expected gzip or none/],
   ])('refuses %o at start with a clear error', async (env, message) => {
     const start = started({ ...quiet, ...env });
     await expect(start).rejects.toThrow(message);
@@ -370,5 +372,55 @@ describe('the SDK as the environment configures it', () => {
     { ...http('not a url'), OTEL_TRACES_EXPORTER: 'console' },
   ])('takes the exporter endpoint of %o', (env) => {
     expect(() => checkEndpoints(env)).not.toThrow();
+  });
+});
+
+describe('the batching, timeout, compression and header settings', () => {
+  it.each([
+    [{ OTEL_BSP_MAX_QUEUE_SIZE: 'abc' }, /^OTEL_BSP_MAX_QUEUE_SIZE: expected a number above 0, got "abc"$/],
+    [{ OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '0' }, /^OTEL_BSP_MAX_EXPORT_BATCH_SIZE: expected a number above 0/],
+    [{ OTEL_BSP_SCHEDULE_DELAY: '-5' }, /^OTEL_BSP_SCHEDULE_DELAY: expected a number of 0 or more/],
+    [{ OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: expected a number above 0/],
+    [
+      { OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' },
+      /^OTEL_EXPORTER_OTLP_COMPRESSION: expected gzip or none, got "zstd"$/,
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'GZIP' },
+      /^OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: expected gzip or none/,
+    ],
+    [{ OTEL_EXPORTER_OTLP_HEADERS: '%%%' }, /^OTEL_EXPORTER_OTLP_HEADERS: expected name=value pairs/],
+    [
+      { OTEL_EXPORTER_OTLP_HEADERS: 'api-key=s3cr%zz' },
+      /^OTEL_EXPORTER_OTLP_HEADERS: expected name=value pairs/,
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'api-key' },
+      /^OTEL_EXPORTER_OTLP_TRACES_HEADERS: expected name=value pairs/,
+    ],
+  ])('refuses %o', (env, message) => {
+    expect(() => checkExporterSettings(env)).toThrow(message);
+    expect(() => checkExporterSettings(env)).toThrow(ConfigError);
+  });
+
+  it('never repeats a header value, which may be a secret', () => {
+    expect(() => checkExporterSettings({ OTEL_EXPORTER_OTLP_HEADERS: 'api-key=s3cr%zz' })).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('s3cr') }),
+    );
+  });
+
+  it.each<NodeJS.ProcessEnv>([
+    {},
+    {
+      OTEL_BSP_MAX_QUEUE_SIZE: '4096',
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: ' 512 ',
+      OTEL_BSP_SCHEDULE_DELAY: '0',
+    },
+    { OTEL_EXPORTER_OTLP_TIMEOUT: '10000', OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '2500.5' },
+    { OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip', OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: ' none ' },
+    { OTEL_EXPORTER_OTLP_HEADERS: 'api-key=abc%20def, x-tenant=a;meta,' },
+    { OTEL_BSP_MAX_QUEUE_SIZE: '  ' },
+  ])('takes %o', (env) => {
+    expect(() => checkExporterSettings(env)).not.toThrow();
   });
 });
