@@ -11,6 +11,7 @@ import { derivedDistributorAddress } from './distributor-address.js';
 import { LossyOutput } from './lossy-output.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
+import { planPorts } from './port-plan.js';
 import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
@@ -25,6 +26,7 @@ purchases, gateway)`;
 
 let logFormat: 'pretty' | 'json';
 let distributorAddress: string | undefined;
+let portPlan: ReturnType<typeof planPorts>;
 const argv = process.argv.slice(2);
 if (asksForHelp(argv)) {
   process.stdout.write(`${LAUNCHER_USAGE}\n`);
@@ -34,12 +36,14 @@ try {
   // It takes no flags: one given (npm start -- --port 9000, say) would be dropped without a word.
   ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
   distributorAddress = derivedDistributorAddress(process.env);
+  portPlan = planPorts(SHOP_COMPONENTS, process.env);
 } catch (error) {
   process.stderr.write(
     `[launcher] ${error instanceof Error ? error.message : String(error)}\n\n${LAUNCHER_USAGE}\n`,
   );
   process.exit(EXIT_CODES.badConfiguration);
 }
+for (const note of portPlan.notes) say(note);
 const credentials = registrationCredentials();
 const supervisor = new Supervisor(
   SHOP_COMPONENTS.map(({ name, entry }) => ({
@@ -50,6 +54,7 @@ const supervisor = new Supervisor(
       ...allocatorEnv(),
       ...credentials.env,
       ...(distributorAddress === undefined ? {} : { DISTRIBUTOR_ADDRESS: distributorAddress }),
+      ...portPlan.env,
     },
     // The others start once the distributor listens: they would only warn that it does not yet.
     waitUntilListening: name === 'distributor',

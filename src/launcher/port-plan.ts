@@ -1,0 +1,92 @@
+import { ConfigError } from '../common/config.js';
+import { type MetricsPort, observabilityConfig } from '../common/observability-settings.js';
+import { loadSettings, type SettingsTable } from '../common/settings.js';
+import type { ShopComponent } from './components.js';
+
+/** Addresses that take a port on every interface, so that they clash with any other address. */
+const EVERY_INTERFACE = new Set(['0.0.0.0', '::']);
+
+/** A port a component will listen on, as its settings read the environment. */
+interface PlannedPort {
+  readonly host: string;
+  readonly port: number;
+  readonly what: string;
+  /** For a metrics port derived from the component's own (port + 100): the variable that sets it. */
+  readonly derivedBy?: string;
+}
+
+/**
+ * Plans the ports of one `npm start` as each component's settings read the environment: their own
+ * ports and the metrics ports they take (given, or derived as port + 100). Two ports given alike
+ * are refused (a ConfigError): the second to bind failed with exit 1 and was started again for
+ * ever. A derived metrics port on a port given to another (GOODS_PORT=9100, the distributor's
+ * 9000 + 100) goes to any free port instead, as a derived port that is taken does (see the
+ * README): the variables to set for that are returned, with what to say. A component whose own
+ * settings are wrong is left to say so itself (exit 2).
+ */
+export function planPorts(
+  components: readonly ShopComponent[],
+  env: NodeJS.ProcessEnv,
+): { env: NodeJS.ProcessEnv; notes: string[] } {
+  const planned = components
+    .flatMap((component) => plannedPorts(component, env))
+    .filter((entry) => entry.port !== 0);
+  const given = planned.filter((entry) => entry.derivedBy === undefined);
+  given.forEach((entry, index) => {
+    const other = given.slice(0, index).find((earlier) => clash(earlier, entry));
+    if (other) {
+      throw new ConfigError(
+        `port ${entry.port} would be both ${other.what} and ${entry.what}: give one of them another port`,
+      );
+    }
+  });
+  const moved: NodeJS.ProcessEnv = {};
+  const notes: string[] = [];
+  for (const entry of planned) {
+    if (entry.derivedBy === undefined) continue;
+    const other = planned.find((candidate) => candidate !== entry && clash(candidate, entry));
+    if (!other) continue;
+    moved[entry.derivedBy] = '0';
+    notes.push(
+      `${entry.what} would be ${other.what}, ${entry.port}: it takes any free port instead (${entry.derivedBy} sets one)`,
+    );
+  }
+  return { env: moved, notes };
+}
+
+function clash(one: PlannedPort, other: PlannedPort): boolean {
+  return (
+    one.port === other.port &&
+    (one.host === other.host || EVERY_INTERFACE.has(one.host) || EVERY_INTERFACE.has(other.host))
+  );
+}
+
+function plannedPorts(component: ShopComponent, env: NodeJS.ProcessEnv): PlannedPort[] {
+  const { port, host, metrics, metricsPort } = component.settings;
+  if (!port || !host) return [];
+  const table: SettingsTable = { port, host, ...(metrics && metricsPort ? { metrics, metricsPort } : {}) };
+  try {
+    const values = loadSettings(table, [], env) as {
+      port: number;
+      host: string;
+      metrics?: 'on' | 'off';
+      metricsPort?: MetricsPort;
+    };
+    const ports: PlannedPort[] = [{ host: values.host, port: values.port, what: `${component.name}'s port` }];
+    if (values.metrics === undefined) return ports;
+    const observability = observabilityConfig(
+      { metrics: values.metrics, requestIds: 'on', metricsPort: values.metricsPort },
+      values.port,
+    );
+    if (observability.metricsPort === undefined) return ports;
+    ports.push({
+      host: values.host,
+      port: observability.metricsPort,
+      what: `${component.name}'s metrics port`,
+      ...(observability.metricsPortGiven ? {} : { derivedBy: metricsPort!.env }),
+    });
+    return ports;
+  } catch {
+    return [];
+  }
+}

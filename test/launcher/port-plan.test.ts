@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { SHOP_COMPONENTS } from '../../src/launcher/components.js';
+import { planPorts } from '../../src/launcher/port-plan.js';
+
+describe('the ports of one npm start', () => {
+  it.each<[string, NodeJS.ProcessEnv, RegExp]>([
+    [
+      'two services on one port',
+      { GOODS_PORT: '9300', MEMBERS_PORT: '9300' },
+      /^port 9300 would be both goods's port and members's port: give one of them another port$/,
+    ],
+    [
+      'a metrics port given on another component',
+      { PURCHASES_METRICS_PORT: '8000' },
+      /^port 8000 would be both purchases's metrics port and gateway's port/,
+    ],
+    [
+      'the gateway, on every interface, on a service port',
+      { GATEWAY_PORT: '9010' },
+      /^port 9010 would be both goods's port and gateway's port/,
+    ],
+  ])('refuses %s', (_label, env, message) => {
+    expect(() => planPorts(SHOP_COMPONENTS, env)).toThrow(message);
+    expect(() => planPorts(SHOP_COMPONENTS, env)).toThrow(ConfigError);
+  });
+
+  it("moves a derived metrics port that another component's port takes to any free port, and says so", () => {
+    expect(planPorts(SHOP_COMPONENTS, { GOODS_PORT: '9100' })).toEqual({
+      env: { DISTRIBUTOR_METRICS_PORT: '0' },
+      notes: [
+        "distributor's metrics port would be goods's port, 9100: it takes any free port instead (DISTRIBUTOR_METRICS_PORT sets one)",
+      ],
+    });
+  });
+
+  it.each<[string, NodeJS.ProcessEnv]>([
+    ['the defaults', {}],
+    [
+      'every port picked by the system',
+      { DISTRIBUTOR_PORT: '0', GOODS_PORT: '0', MEMBERS_PORT: '0', GATEWAY_PORT: '0' },
+    ],
+    ['metrics off where a port would clash', { GOODS_PORT: '9100', DISTRIBUTOR_METRICS_PORT: 'off' }],
+    ['METRICS=off: no metrics ports at all', { GOODS_PORT: '9100', METRICS: 'off' }],
+    ['one port on two different addresses', { GOODS_PORT: '9000', SERVICE_HOST: '127.0.0.2' }],
+    ["a component's own bad setting, left for it to report", { GOODS_PORT: 'abc' }],
+  ])('leaves %s as it is', (_label, env) => {
+    expect(planPorts(SHOP_COMPONENTS, env)).toEqual({ env: {}, notes: [] });
+  });
+});
