@@ -103,14 +103,21 @@ function readFlags(table: SettingsTable, argv: readonly string[]): Record<string
   for (const spec of Object.values(table)) {
     if (spec.flag !== undefined) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
   }
+  const config = { args: [...argv], options, strict: true, allowPositionals: false, tokens: true } as const;
+  let parsed: ReturnType<typeof parseArgs<typeof config>>;
   try {
-    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<
-      string,
-      string | boolean
-    >;
+    parsed = parseArgs(config);
   } catch (error) {
     throw new ConfigError(error instanceof Error ? error.message : String(error));
   }
+  // parseArgs keeps the last of a flag given twice; a command line that says two things is refused instead.
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option') continue;
+    if (seen.has(token.name)) throw new ConfigError(`--${token.name} is given more than once`);
+    seen.add(token.name);
+  }
+  return parsed.values as Record<string, string | boolean>;
 }
 
 function describeSources(spec: Setting<unknown>): string {

@@ -42,6 +42,8 @@ describe('a settings table', () => {
     ['a bad flag value', ['--port', 'abc'], {}, /--port: expected a whole number/],
     ['a bad variable', [], { X_PORT: '70000' }, /X_PORT: expected a port from 0 to 65535/],
     ['a bad switch', [], { X_LOUD: 'yes' }, /X_LOUD: expected true or false/],
+    ['a flag given twice', ['--port', '9001', '--port=9002'], {}, /--port is given more than once/],
+    ['a switch given twice', ['--loud', '--loud'], {}, /--loud is given more than once/],
   ])('refuses %s with a ConfigError naming its source', (_label, argv, env, message) => {
     expect(() => loadSettings(table, argv, env)).toThrow(ConfigError);
     expect(() => loadSettings(table, argv, env)).toThrow(message);
