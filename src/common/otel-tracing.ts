@@ -425,6 +425,30 @@ export function checkExporterSettings(env: NodeJS.ProcessEnv): void {
       );
     }
   }
+  const attributes = env.OTEL_RESOURCE_ATTRIBUTES;
+  const wrong = attributes?.split(',').find((entry) => !isResourceAttribute(entry));
+  if (wrong !== undefined) {
+    // The SDK drops the whole variable over one wrong entry, as the specification says, and says so
+    // only at debug level: the traces would go out without the attributes the operator set.
+    throw new ConfigError(
+      `OTEL_RESOURCE_ATTRIBUTES: expected key=value pairs separated by commas, with ',' and '=' in a key or value %-encoded and each at most ${RESOURCE_ATTRIBUTE_MAX_LENGTH} characters; got "${wrong.trim()}"`,
+    );
+  }
+}
+
+/** The longest key or value OTEL_RESOURCE_ATTRIBUTES may hold, as the SDK's environment detector reads it. */
+const RESOURCE_ATTRIBUTE_MAX_LENGTH = 255;
+
+/** One entry of OTEL_RESOURCE_ATTRIBUTES as the SDK's environment detector takes it. */
+function isResourceAttribute(entry: string): boolean {
+  if (!entry.trim()) return true;
+  const parts = entry.split('=');
+  if (parts.length !== 2 || !parts[0]!.trim()) return false;
+  try {
+    return parts.every((part) => decodeURIComponent(part.trim()).length <= RESOURCE_ATTRIBUTE_MAX_LENGTH);
+  } catch {
+    return false;
+  }
 }
 
 /** One entry of an OTLP headers variable as the exporters read it: name=value, both %-decodable. */

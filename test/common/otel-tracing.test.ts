@@ -2,6 +2,7 @@ import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
+import { envDetector } from '@opentelemetry/resources';
 import * as tracing from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
@@ -398,9 +399,39 @@ describe('the batching, timeout, compression and header settings', () => {
       { OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'api-key' },
       /^OTEL_EXPORTER_OTLP_TRACES_HEADERS: expected name=value pairs/,
     ],
+    [
+      { OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,team=a=b' },
+      /^OTEL_RESOURCE_ATTRIBUTES: expected key=value pairs .*; got "team=a=b"$/,
+    ],
+    [{ OTEL_RESOURCE_ATTRIBUTES: ' =prod' }, /^OTEL_RESOURCE_ATTRIBUTES: .*got "=prod"$/],
+    [{ OTEL_RESOURCE_ATTRIBUTES: 'region' }, /^OTEL_RESOURCE_ATTRIBUTES: .*got "region"$/],
+    [{ OTEL_RESOURCE_ATTRIBUTES: 'region=eu%zz' }, /^OTEL_RESOURCE_ATTRIBUTES: .*got "region=eu%zz"$/],
+    [{ OTEL_RESOURCE_ATTRIBUTES: `note=${'x'.repeat(256)}` }, /^OTEL_RESOURCE_ATTRIBUTES: .*at most 255/],
   ])('refuses %o', (env, message) => {
     expect(() => checkExporterSettings(env)).toThrow(message);
     expect(() => checkExporterSettings(env)).toThrow(ConfigError);
+  });
+
+  it.each([
+    ['deployment.environment=prod,team=a=b', false],
+    ['region=eu%zz', false],
+    [`note=${'x'.repeat(256)}`, false],
+    ['region', false],
+    [' deployment.environment = prod , team=a%3Db,', true],
+    [`note=${'x'.repeat(255)}`, true],
+  ])('refuses OTEL_RESOURCE_ATTRIBUTES="%s" exactly when the SDK would drop it: %s', (value, kept) => {
+    const before = process.env.OTEL_RESOURCE_ATTRIBUTES;
+    process.env.OTEL_RESOURCE_ATTRIBUTES = value;
+    try {
+      const detected = Object.keys(envDetector.detect().attributes ?? {}).length > 0;
+      expect(detected).toBe(kept);
+    } finally {
+      if (before === undefined) delete process.env.OTEL_RESOURCE_ATTRIBUTES;
+      else process.env.OTEL_RESOURCE_ATTRIBUTES = before;
+    }
+    const check = () => checkExporterSettings({ OTEL_RESOURCE_ATTRIBUTES: value });
+    if (kept) expect(check).not.toThrow();
+    else expect(check).toThrow(ConfigError);
   });
 
   it('never repeats a header value, which may be a secret', () => {
