@@ -75,21 +75,26 @@ export function traceparentToPass(valid: string): string {
   return `00-${valid.slice(3, 52)}-0${sampled}`;
 }
 
-// Printable ASCII, and tabs: W3C's optional whitespace around the commas is spaces and tabs.
-const PRINTABLE = /^[\x20-\x7e\t]{1,512}$/;
+// Printable ASCII, and tabs: W3C's optional whitespace around the commas is spaces and tabs. The
+// transports cap a header far below the bound (16 KiB over HTTP, 8 KiB of gRPC metadata).
+const PRINTABLE = /^[\x20-\x7e\t]{1,65536}$/;
 // key "=" value (W3C Trace Context, tracestate list-member): a simple key or tenant@system, and a
 // value of printable characters but "," and "=", not ending in a space.
 const TRACESTATE_MEMBER =
   /^(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
 const MAX_TRACESTATE_MEMBERS = 32;
+// W3C: a hop propagates at least 512 characters of tracestate; one longer is cut, members longer
+// than 128 characters first, then from the end.
+const MAX_TRACESTATE_LENGTH = 512;
+const LONG_TRACESTATE_MEMBER = 128;
 const OWS = /^[ \t]+|[ \t]+$/g;
 
 /**
- * The `tracestate` a hop passes on, or undefined when it may not pass one on: at most 512
- * characters, a comma-separated list (spaces and tabs around the commas, empty members allowed, as
- * HTTP joins the header sent twice) of 1 to 32 `key=value` members as W3C spells them, each key
- * once, passed on as its members joined by commas alone (gRPC metadata refuses tabs). Anything
- * else is dropped whole: W3C forbids passing on entries that could not be parsed.
+ * The `tracestate` a hop passes on, or undefined when it may not pass one on: a comma-separated
+ * list (spaces and tabs around the commas, empty members allowed, as HTTP joins the header sent
+ * twice) of 1 to 32 `key=value` members as W3C spells them, each key once, passed on as its
+ * members joined by commas alone (gRPC metadata refuses tabs) and cut to 512 characters as W3C
+ * says. Anything else is dropped whole: W3C forbids passing on entries that could not be parsed.
  */
 export function tracestateToPass(value: unknown): string | undefined {
   if (typeof value !== 'string' || !PRINTABLE.test(value)) return undefined;
@@ -104,7 +109,23 @@ export function tracestateToPass(value: unknown): string | undefined {
     keys.add(key);
     members.push(member);
   }
-  return members.length > 0 ? members.join(',') : undefined;
+  const passed = cutToLength(members);
+  return passed.length > 0 ? passed.join(',') : undefined;
+}
+
+/**
+ * The members kept of a tracestate longer than W3C's 512 characters: members over 128 characters
+ * go first, the last of them first, then the last members, until the rest fits.
+ */
+function cutToLength(members: string[]): string[] {
+  const joinedLength = (list: readonly string[]) =>
+    list.reduce((length, member) => length + member.length, Math.max(0, list.length - 1));
+  const kept = [...members];
+  for (let index = kept.length - 1; index >= 0 && joinedLength(kept) > MAX_TRACESTATE_LENGTH; index--) {
+    if (kept[index]!.length > LONG_TRACESTATE_MEMBER) kept.splice(index, 1);
+  }
+  while (joinedLength(kept) > MAX_TRACESTATE_LENGTH) kept.pop();
+  return kept;
 }
 
 /**

@@ -124,10 +124,29 @@ describe('W3C trace context', () => {
     ['a key twice', 'a=1,a=2'],
     ['33 members', Array.from({ length: 33 }, (_, index) => `k${index}=v`).join(',')],
     ['only empty members', ' , ,'],
-    ['more than 512 characters', `a=${'b'.repeat(511)}`],
+    ['a value over 256 characters', `a=${'b'.repeat(257)}`],
     ['a control character', 'a=\u0001'],
   ])('drops a tracestate with %s', (_label, value) => {
     expect(tracestateToPass(value)).toBeUndefined();
+  });
+
+  it('cuts a tracestate over 512 characters as W3C says: members over 128 characters first, the last first, then from the end', () => {
+    const member = (key: string, length: number) => `${key}=${'v'.repeat(length - key.length - 1)}`;
+    // 4 members of 100 and 2 of 200: 803 characters with the commas.
+    const short = ['a', 'b', 'c', 'd'].map((key) => member(key, 100));
+    const long = ['l1', 'l2'].map((key) => member(key, 200));
+    const value = [short[0], long[0], short[1], short[2], long[1], short[3]].join(' , ');
+    // Without the last long member: 602; without both: 403.
+    expect(tracestateToPass(value)).toBe(short.join(','));
+    // Short members alone past 512: the last ones go.
+    const many = Array.from({ length: 8 }, (_, index) => member(`k${index}`, 100));
+    expect(tracestateToPass(many.join(','))).toBe(many.slice(0, 5).join(','));
+    // Exactly 512 is kept whole; one long member that alone brings it under 512 is the only one cut.
+    const exact = [member('a', 255), member('b', 256)];
+    expect(tracestateToPass(exact.join(','))).toBe(exact.join(','));
+    expect(tracestateToPass([member('a', 255), member('b', 256), 'c=1'].join(','))).toBe(
+      [member('a', 255), 'c=1'].join(','),
+    );
   });
 
   it('passes a version 00 traceparent with flags 00 or 01 on as it came, any other as version 00 with the sampled flag', () => {
