@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import { createConnection } from 'mysql2/promise';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
@@ -74,6 +75,23 @@ describe.runIf(mysqlUrl)(
       await waitForHealth(address, 'SERVING');
       await expect(create()).resolves.toEqual({ id: 2 });
       expect((await list()).results.map(({ id }) => id)).toEqual([1, 2]);
+    });
+
+    it('a database that does not exist yet: UNAVAILABLE and NOT_SERVING, serving once it is created, without a restart', async () => {
+      const name = new URL(database.url).pathname.slice(1);
+      const admin = await createConnection({ uri: mysqlUrl });
+      try {
+        await admin.query(`DROP DATABASE \`${name}\``);
+        const { address } = await start({ waitUntilServing: false });
+        await waitForHealth(address, 'NOT_SERVING');
+        await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+
+        await admin.query(`CREATE DATABASE \`${name}\``);
+        await waitForHealth(address, 'SERVING');
+        await expect(create()).resolves.toEqual({ id: 1 });
+      } finally {
+        await admin.end();
+      }
     });
 
     it('a network that drops everything: UNAVAILABLE before the deadline, not a hang', async () => {
