@@ -62,9 +62,15 @@ const HOST_NAME =
  */
 export function parseHost(value: string, source: string): string {
   const host = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
-  const valid = isIP(host) !== 0 || (HOST_NAME.test(host) && !/^[0-9.]+$/.test(host));
-  if (!valid) throw new ConfigError(`${source}: expected a host name or an IP address, got "${value}"`);
+  if (!isHostNameOrAddress(host)) {
+    throw new ConfigError(`${source}: expected a host name or an IP address, got "${value}"`);
+  }
   return host;
+}
+
+/** Whether `host` (not bracketed) is an IPv4 or IPv6 address or a host name, as {@link parseHost} takes it. */
+export function isHostNameOrAddress(host: string): boolean {
+  return isIP(host) !== 0 || (HOST_NAME.test(host) && !/^[0-9.]+$/.test(host));
 }
 
 /** Formats a host and port for grpc-js and logs, bracketing IPv6 literals. */

@@ -1,5 +1,6 @@
 import type { FileRegistry } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
+import { isHostNameOrAddress } from '../common/config.js';
 import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
 import { ServiceError } from '../common/service-error.js';
 import type { NodeDescription, Route } from '../gen/distributor.js';
@@ -7,7 +8,6 @@ import { NodeState } from '../gen/distributor.js';
 import { HTTP_METHODS, REGISTRATION_LIMITS, type RegistrationLimits } from './registration-limits.js';
 
 const NAME = /^[A-Za-z0-9._-]+$/;
-const HOST = /^[A-Za-z0-9.:_-]+$/;
 const PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const GRPC_METHOD = /^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\/([A-Za-z_][A-Za-z0-9_]*)$/;
@@ -114,7 +114,8 @@ export function validateName(name: string, limits: RegistrationLimits = REGISTRA
  * unless it is a host name or an IP address of at most `limits.hostLength` characters.
  */
 export function validateHost(host: string, limits: RegistrationLimits = REGISTRATION_LIMITS): void {
-  if (host.length > limits.hostLength || !HOST.test(host)) {
+  // The gateway dials what is listed: "unix:x" or "1.2.3.4:80" would make another target of it.
+  if (host.length > limits.hostLength || !isHostNameOrAddress(host)) {
     throw invalid(`host must be a host name or an IP address of at most ${limits.hostLength} characters`);
   }
 }

@@ -85,6 +85,13 @@ describe('validateNodeDescription', () => {
     ['a port out of range', { port: 70000 }, 'port must be from 1 to 65535, got 70000'],
     ['a negative port', { port: -1 }, 'port must be from 1 to 65535'],
     ['a host with a slash', { host: 'evil/host' }, 'host must be'],
+    // The gateway dials what is listed: each of these would make another target, or none, of it.
+    ['a host that names a unix socket', { host: 'unix:evil' }, 'host must be'],
+    ['a host with a port', { host: '1.2.3.4:80' }, 'host must be'],
+    ['a host that is only a dash', { host: '-' }, 'host must be'],
+    ['a host of colons', { host: '::::' }, 'host must be'],
+    ['a host with an empty label', { host: 'a..b' }, 'host must be'],
+    ['digits and dots that are no IPv4 address', { host: '999.1.1.1' }, 'host must be'],
     ['an unknown state', { state: 7 }, 'state is not a known NodeState'],
     ['a negative state (ts-proto reads it as UNRECOGNIZED)', { state: -1 }, 'state is not a known NodeState'],
   ] as const)('refuses %s', (_label, overrides, message) => {
@@ -212,7 +219,8 @@ describe('validateNodeDescription', () => {
   it.each([
     [
       'host',
-      (n: number) => goodsNode({ host: 'h'.repeat(n) }),
+      // A host name of n characters, in labels of 7 (a label holds at most 63).
+      (n: number) => goodsNode({ host: 'hhhhhhh.'.repeat(Math.ceil(n / 8)).slice(0, n) }),
       REGISTRATION_LIMITS.hostLength,
       'host must be',
     ],
