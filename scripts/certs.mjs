@@ -31,7 +31,8 @@ export const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purcha
 
 /**
  * A certificate for people's tools (grpcurl, scripts): spiffe://shop/operator. It is accepted by
- * every mTLS server like any certificate of the CA, but no component can register under it.
+ * every mTLS server like any certificate of the CA, but the distributor refuses a node registering
+ * under it (OPERATOR_NAME in src/common/identity.ts).
  */
 export const OPERATOR = 'operator';
 

@@ -6,6 +6,12 @@
  */
 export const TRUST_DOMAIN = 'shop';
 
+/**
+ * The name of people's tools (grpcurl, scripts): `npm run certs` issues it a certificate that every
+ * mTLS server accepts, so no node may register under it. The same as OPERATOR in scripts/certs.mjs.
+ */
+export const OPERATOR_NAME = 'operator';
+
 /** The URI SAN a component named `name` carries. */
 export function identityForName(name: string): string {
   return `spiffe://${TRUST_DOMAIN}/${name}`;

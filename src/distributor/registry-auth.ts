@@ -1,7 +1,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
-import { identityForName } from '../common/identity.js';
+import { identityForName, OPERATOR_NAME } from '../common/identity.js';
 import { ServiceError } from '../common/service-error.js';
 
 export type { ServerSurfaceCall };
@@ -48,7 +48,7 @@ export interface RegistryAuth {
    * speaking: every holder shares it, so the address it connects from tells holders apart, and a
    * node restarted on its host takes its identity back at once while a holder elsewhere cannot.
    * With `requireCertificateIdentity`, throws PERMISSION_DENIED unless the caller's certificate
-   * carries identityForName(name).
+   * carries identityForName(name); under the name of people's tools (OPERATOR_NAME), always.
    */
   principalFor(caller: Caller, name: string, peerAddress: string): string;
 }
@@ -105,6 +105,13 @@ export function createRegistryAuth({
       return { identities, token: tokenChecked };
     },
     principalFor(caller, name, peerAddress) {
+      if (name === OPERATOR_NAME) {
+        // Its certificate is handed to people for their tools; as a node it could claim any free route.
+        throw new ServiceError(
+          status.PERMISSION_DENIED,
+          `the name ${OPERATOR_NAME} is for people's tools (grpcurl, scripts): no node registers under it`,
+        );
+      }
       const wanted = identityForName(name);
       if (caller.identities.includes(wanted)) return wanted;
       if (requireCertificateIdentity) {

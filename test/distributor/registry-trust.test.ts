@@ -109,6 +109,18 @@ describe('certificate identity (mTLS)', () => {
     expect(warnings()).toEqual([expect.objectContaining({ code: 'PERMISSION_DENIED', peer: '127.0.0.1' })]);
   });
 
+  it("refuses a node under the operator's name, whose certificate people's tools hold, with PERMISSION_DENIED", async () => {
+    const { address } = await startDistributor(mtls);
+    const operator = asIdentity('spiffe://shop/operator');
+    const rogue = openRegistration(address, [describeNode(goodsNode({ name: 'operator' }))], operator);
+    expect(await rogue.ended).toMatchObject({
+      code: status.PERMISSION_DENIED,
+      details: "the name operator is for people's tools (grpcurl, scripts): no node registers under it",
+    });
+    // Its certificate still lists and watches, as grpcurl does.
+    expect((await list(address, operator)).snapshot!.nodes).toEqual([]);
+  });
+
   it('lists a node under the name its certificate is for', async () => {
     const { address } = await startDistributor(mtls);
     const goods = openRegistration(address, [describeNode(goodsNode())], asIdentity('spiffe://shop/goods'));
