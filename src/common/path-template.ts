@@ -158,6 +158,43 @@ export function matchPathTemplate(template: PathTemplate, path: string): string[
   );
 }
 
+/**
+ * Whether some path matches both templates (as {@link matchPathTemplate} matches): then a request
+ * for it could go to either, so two services may not hold them. A verb is the path's last ":word"
+ * (a verb holds no ":"): two different verbs never meet, and a template without one meets one with
+ * it only where its last segment can end in that ":verb".
+ */
+export function templatesOverlap(a: PathTemplate, b: PathTemplate): boolean {
+  if (a.verb === b.verb) return segmentsOverlap(a.segments, b.segments);
+  if (a.verb !== undefined && b.verb !== undefined) return false;
+  const [withVerb, without] = a.verb !== undefined ? [a, b] : [b, a];
+  const last = without.segments.at(-1);
+  if (last === undefined) return false;
+  if (last.kind !== 'literal') return segmentsOverlap(withVerb.segments, without.segments);
+  const suffix = `:${withVerb.verb}`;
+  if (!last.value.endsWith(suffix)) return false;
+  if (last.value === suffix) {
+    // The path's last segment is ":verb" alone: the other takes the empty segment before it, as only "**" does.
+    return (
+      withVerb.segments.at(-1)?.kind === 'multi' &&
+      segmentsOverlap(withVerb.segments, without.segments.slice(0, -1))
+    );
+  }
+  const head: SegmentPattern = { kind: 'literal', value: last.value.slice(0, -suffix.length) };
+  return segmentsOverlap(withVerb.segments, [...without.segments.slice(0, -1), head]);
+}
+
+/** Whether some list of path segments matches both patterns ("**" is last, and takes zero or more). */
+function segmentsOverlap(a: readonly SegmentPattern[], b: readonly SegmentPattern[]): boolean {
+  for (let index = 0; ; index++) {
+    const left = a[index];
+    const right = b[index];
+    if (left?.kind === 'multi' || right?.kind === 'multi') return true;
+    if (left === undefined || right === undefined) return left === right;
+    if (left.kind === 'literal' && right.kind === 'literal' && left.value !== right.value) return false;
+  }
+}
+
 /** Whether the template has no variable and no wildcard: it matches one path only. */
 export function isLiteralTemplate(template: PathTemplate): boolean {
   return template.segments.every((segment) => segment.kind === 'literal');

@@ -98,7 +98,7 @@ export class NodeRegistry {
   /** The distinct descriptor sets of the listed nodes, by SHA-256. */
   readonly descriptorSets: DescriptorSetStore;
   readonly #entries = new Map<string, Entry>();
-  readonly #routeOwners = new RouteOwners();
+  readonly #routeOwners: RouteOwners;
   readonly #listeners = new Set<SnapshotListener>();
   readonly #changeListeners = new Set<ChangeListener>();
   readonly #log: Logger;
@@ -120,6 +120,8 @@ export class NodeRegistry {
     this.#limits = limits ? registrationBudget(limits) : DEFAULT_BUDGET;
     this.#budget = new NodeBudget(limits ?? REGISTRATION_LIMITS, this.#limits);
     this.descriptorSets = new DescriptorSetStore(limits ?? REGISTRATION_LIMITS);
+    const { heldRoutes, nameShare } = limits ?? REGISTRATION_LIMITS;
+    this.#routeOwners = new RouteOwners({ limit: heldRoutes, nameLimit: Math.floor(heldRoutes * nameShare) });
     this.instanceId = instanceId ?? randomBytes(12).toString('base64url');
     if (!this.instanceId || this.instanceId.length > MAX_INSTANCE_ID_LENGTH) {
       throw new RangeError(`instanceId: expected 1 to ${MAX_INSTANCE_ID_LENGTH} characters`);
@@ -302,15 +304,31 @@ export class NodeRegistry {
     return lease;
   }
 
-  /** Throws ALREADY_EXISTS when a node of another name holds one of these routes. */
+  /**
+   * Throws RESOURCE_EXHAUSTED when the routes new to the registry would not fit its bounds, and
+   * ALREADY_EXISTS when a node of another name holds one of these routes or some of its paths.
+   */
   #checkRouteOwners(name: string, id: string, routeKeys: readonly string[]): void {
+    const full = this.#routeOwners.overLimit(name, routeKeys);
+    if (full !== undefined)
+      throw new ServiceError(status.RESOURCE_EXHAUSTED, `the registry is full: ${full}`);
     const conflict = this.#routeOwners.conflict(name, routeKeys);
     if (!conflict) return;
+    const served =
+      conflict.heldKey === conflict.key
+        ? `route "${conflict.key}" is served by ${conflict.holder}`
+        : `route "${conflict.key}" takes paths of route "${conflict.heldKey}", served by ${conflict.holder}`;
     const message =
-      `route "${conflict.key}" is served by ${conflict.holder}: a node named "${name}" cannot serve it too ` +
-      '(two services cannot share a REST route; it is free again once every node of that name has left)';
+      `${served}: a node named "${name}" cannot serve it too ` +
+      '(two services cannot share a REST path; it is free again once every node of that name has left)';
     this.#log.warn(
-      { event: 'route-conflict', node: id, route: conflict.key, holder: conflict.holder },
+      {
+        event: 'route-conflict',
+        node: id,
+        route: conflict.key,
+        ...(conflict.heldKey === conflict.key ? {} : { heldRoute: conflict.heldKey }),
+        holder: conflict.holder,
+      },
       `refused ${id}: ${message}`,
     );
     throw new ServiceError(status.ALREADY_EXISTS, message);

@@ -1,6 +1,11 @@
 import { formatHostPort } from '../common/config.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { isLiteralTemplate, matchPathTemplate, type PathTemplate } from '../common/path-template.js';
+import {
+  isLiteralTemplate,
+  matchPathTemplate,
+  type PathTemplate,
+  templatesOverlap,
+} from '../common/path-template.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { CallPlan } from './call-plan.js';
 import type { InstancePool, Upstream } from './instance-pool.js';
@@ -186,7 +191,7 @@ export class RouteTable {
    */
   apply(snapshot: Snapshot): void {
     const next = new Map<string, { template: PathTemplate; serving: Instance[]; draining: Instance[] }>();
-    const owners = new Map<string, string>();
+    const owners = new Map<string, { name: string; method: string; template: PathTemplate }>();
     const upstreams = new Set<string>();
     for (const node of snapshot.nodes) {
       const { plans, problems } = this.#plans.plansOf(node);
@@ -195,15 +200,20 @@ export class RouteTable {
       const address = formatHostPort({ host: node.host, port: node.port });
       for (const plan of plans) {
         const key = plan.route.key;
-        const owner = owners.get(key);
-        if (owner !== undefined && owner !== node.name) {
-          this.#warnOnce(node, `${key} belongs to "${owner}", which declared it first`, {
-            event: 'route-conflict',
-            owner,
-          });
+        const owner = owners.has(key)
+          ? owners.get(key)
+          : overlappingOwner(owners, node.name, plan.route.httpMethod, plan.route.template);
+        if (owner !== undefined && owner.name !== node.name) {
+          const held = owner === owners.get(key) ? key : `${owner.method} ${owner.template.shape}`;
+          const problem =
+            held === key
+              ? `${key} belongs to "${owner.name}", which declared it first`
+              : `${key} takes paths of ${held}, which "${owner.name}" declared first`;
+          this.#warnOnce(node, problem, { event: 'route-conflict', owner: owner.name });
           continue;
         }
-        owners.set(key, node.name);
+        if (!owner)
+          owners.set(key, { name: node.name, method: plan.route.httpMethod, template: plan.route.template });
         const upstream = this.#pool.get(node.name, address);
         upstreams.add(upstream.key);
         const instance: Instance = { nodeId: node.id, upstream, plan };
@@ -303,6 +313,20 @@ export class RouteTable {
       this.#retired.delete(this.#retired.keys().next().value!);
     }
   }
+}
+
+/** The owner, not named `name`, of a route of `method` that some path of `template` would match too, if any. */
+function overlappingOwner<Owner extends { name: string; method: string; template: PathTemplate }>(
+  owners: ReadonlyMap<string, Owner>,
+  name: string,
+  method: string,
+  template: PathTemplate,
+): Owner | undefined {
+  for (const owner of owners.values()) {
+    if (owner.name !== name && owner.method === method && templatesOverlap(template, owner.template))
+      return owner;
+  }
+  return undefined;
 }
 
 /** More literal segments first, then fewer wildcards: "/goods/special" before "/goods/*". */

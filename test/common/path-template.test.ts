@@ -4,6 +4,7 @@ import {
   matchPathTemplate,
   PathTemplateError,
   parsePathTemplate,
+  templatesOverlap,
 } from '../../src/common/path-template.js';
 
 describe('parsePathTemplate', () => {
@@ -61,5 +62,48 @@ describe('matchPathTemplate', () => {
     expect(matchPathTemplate(files, '/files/')).toEqual(['']);
     expect(matchPathTemplate(parsePathTemplate('/'), '/')).toEqual([]);
     expect(matchPathTemplate(parsePathTemplate('/'), '/x')).toBeUndefined();
+  });
+});
+
+describe('templatesOverlap', () => {
+  // Each pair that overlaps comes with a path both templates match.
+  it.each([
+    ['/goods/{id}', '/goods/special', '/goods/special'],
+    ['/purchases/{id}', '/purchases/1', '/purchases/1'],
+    ['/goods/{id}', '/goods/{name}', '/goods/x'],
+    ['/a/{x}/c', '/a/b/{y}', '/a/b/c'],
+    ['/files/{path=**}', '/files/a/b/c', '/files/a/b/c'],
+    ['/files/**', '/files', '/files'],
+    ['/{all=**}', '/', '/'],
+    ['/{all=**}', '/goods/1:cancel', '/goods/1:cancel'],
+    ['/goods/{id}:cancel', '/goods/{id}', '/goods/1:cancel'],
+    ['/goods/{id}:cancel', '/goods/7:cancel', '/goods/7:cancel'],
+    ['/a/{p=**}:v', '/a/%3Av', '/a/:v'],
+    ['/goods/{id}:cancel', '/goods/{id}:cancel', '/goods/1:cancel'],
+  ])('%s and %s overlap (both match %s)', (first, second, path) => {
+    const [a, b] = [parsePathTemplate(first), parsePathTemplate(second)];
+    expect(matchPathTemplate(a, path)).toBeDefined();
+    expect(matchPathTemplate(b, path)).toBeDefined();
+    expect(templatesOverlap(a, b)).toBe(true);
+    expect(templatesOverlap(b, a)).toBe(true);
+  });
+
+  it.each([
+    ['/goods', '/members'],
+    ['/goods/{id}', '/goods'],
+    ['/goods/{id}', '/goods/{id}/reviews'],
+    ['/a/{x}/c', '/a/b/d'],
+    ['/files/{path=**}', '/other/a'],
+    ['/', '/goods'],
+    ['/goods/{id}:cancel', '/goods/{id}:refund'],
+    ['/goods/{id}:cancel', '/goods/7'],
+    ['/goods/{id}:cancel', '/goods'],
+    ['/', '/:cancel'],
+    ['/a/{x}:v', '/a/%3Av'],
+    ['/a/{x}:v', '/a/b'],
+  ])('%s and %s do not', (first, second) => {
+    const [a, b] = [parsePathTemplate(first), parsePathTemplate(second)];
+    expect(templatesOverlap(a, b)).toBe(false);
+    expect(templatesOverlap(b, a)).toBe(false);
   });
 });

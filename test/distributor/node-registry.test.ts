@@ -191,6 +191,82 @@ describe('NodeRegistry takeover rule', () => {
     );
   });
 
+  it('refuses a route of another name that takes paths of a held route, either way round, and changes nothing', () => {
+    const registry = new NodeRegistry();
+    const seen = recordSnapshots(registry);
+    registry.join(goodsNode(), '127.0.0.1', () => {});
+    // A literal under goods' template: the gateway, which tries literals first, would hand it over.
+    const literal = refusal(() =>
+      registry.join(gatewayNode({ name: 'evil', port: 9666 }), '127.0.0.1', () => {}, undefined, [
+        'DELETE /goods/1',
+      ]),
+    );
+    expect(literal.code).toBe(status.ALREADY_EXISTS);
+    expect(literal.message).toContain(
+      'route "DELETE /goods/1" takes paths of route "DELETE /goods/*", served by goods@127.0.0.1:9010',
+    );
+    // A template over goods' literal, and a "**" over everything under /goods.
+    for (const key of ['GET /{name}', 'POST /{all=**}', 'DELETE /goods/*/**']) {
+      expect(
+        refusal(() =>
+          registry.join(gatewayNode({ name: 'evil', port: 9666 }), '127.0.0.1', () => {}, undefined, [key]),
+        ).code,
+      ).toBe(status.ALREADY_EXISTS);
+    }
+    expect(seen).toHaveLength(1);
+    // Paths goods' routes never take, another method, and goods' own further routes are free.
+    const fine = registry.join(gatewayNode({ name: 'other', port: 9667 }), '127.0.0.1', () => {}, undefined, [
+      'GET /goods/*/reviews',
+      'PUT /goods/*',
+      'GET /members',
+    ]);
+    expect(fine.id).toBe('other@127.0.0.1:9667');
+    expect(
+      registry.join(goodsNode({ port: 9011 }), '127.0.0.1', () => {}, undefined, ['DELETE /goods/special'])
+        .id,
+    ).toBe('goods@127.0.0.1:9011');
+  });
+
+  it('holds at most heldRoutes distinct routes, a share of them per name, and frees them as nodes leave', () => {
+    // 16 routes in all, 4 per name (a node may serve 4).
+    const registry = new NodeRegistry({ limits: { ...REGISTRATION_LIMITS, routes: 4, heldRoutes: 16 } });
+    const join = (name: string, keys: string[]) =>
+      registry.join(gatewayNode({ name, port: 9000 + keys.length }), '127.0.0.1', () => {}, undefined, keys);
+    const routesOf = (name: string, count: number) =>
+      Array.from({ length: count }, (_, index) => `GET /${name}/${index}`);
+    const a = join('a', routesOf('a', 4));
+    // Another instance of a, with the same routes, adds none.
+    const second = registry.join(
+      gatewayNode({ name: 'a', port: 9100 }),
+      '127.0.0.1',
+      () => {},
+      undefined,
+      routesOf('a', 4),
+    );
+    const overName = refusal(() =>
+      registry.join(gatewayNode({ name: 'a', port: 9101 }), '127.0.0.1', () => {}, undefined, [
+        'GET /a/extra',
+      ]),
+    );
+    expect(overName.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(overName.message).toBe(
+      'the registry is full: the nodes named "a" hold 4 distinct REST routes of at most 4',
+    );
+    join('b', routesOf('b', 4));
+    join('c', routesOf('c', 4));
+    join('d', routesOf('d', 4));
+    const overAll = refusal(() => join('e', routesOf('e', 1)));
+    expect(overAll.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(overAll.message).toBe(
+      'the registry is full: the registry holds 16 distinct REST routes of at most 16',
+    );
+    // One instance of a leaving frees nothing; the last one frees a's four.
+    a.leave('closed');
+    expect(refusal(() => join('e', routesOf('e', 1))).code).toBe(status.RESOURCE_EXHAUSTED);
+    second.leave('closed');
+    expect(join('e', routesOf('e', 4)).id).toBe('e@127.0.0.1:9004');
+  });
+
   it('frees the routes of a node that registers again without them', () => {
     const registry = new NodeRegistry();
     registry.join(goodsNode(), '127.0.0.1', () => {});

@@ -85,6 +85,7 @@ describe('registration limits', () => {
     [{ snapshotBytes: SNAPSHOT_LIMIT_BYTES + 1 }, 'expected at most 4194304, what clients accept'],
     [{ descriptorSetBytes: 1024 * 1024 + 1 }, 'the largest valid descriptor set takes'],
     [{ descriptorSetsBytes: 512 * 1024 }, 'the largest valid descriptor set takes'],
+    [{ heldRoutes: 128 }, "a node may serve 64 routes, over one name's share of the held routes, 32"],
     [{ nameShare: 0.03 }, 'the largest valid node takes 1'],
   ])('refuses limits that do not hold together: %o', (overrides, message) => {
     expect(() => registrationBudget(resolveLimits(overrides))).toThrow(message);
