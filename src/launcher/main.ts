@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
@@ -108,7 +108,7 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     return { env: {}, publish: () => {} };
   }
   try {
-    mkdirSync(dirname(file), { recursive: true });
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     process.stderr.write(`[launcher] DATA_DIR: cannot write the registration token to ${file}: ${reason}\n`);
@@ -128,7 +128,7 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     publish: () => {
       if (published) return;
       try {
-        writeFileSync(file, `${token}\n`, { mode: 0o600 });
+        writePrivately(file, `${token}\n`);
         published = true;
         say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
       } catch (error) {
@@ -139,6 +139,28 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
       }
     },
   };
+}
+
+/**
+ * Writes `content` to `file` readable by this user only, whatever was there: a new file made with
+ * mode 0600 (never through a link) and renamed over it. Writing into the file itself would keep
+ * the mode and owner of one left there (0666, or another user's in a shared directory), or follow
+ * a link to somewhere else.
+ */
+function writePrivately(file: string, content: string): void {
+  const fresh = `${file}.${process.pid}.new`;
+  try {
+    const descriptor = openSync(fresh, 'wx', 0o600);
+    try {
+      writeFileSync(descriptor, content);
+    } finally {
+      closeSync(descriptor);
+    }
+    renameSync(fresh, file);
+  } catch (error) {
+    rmSync(fresh, { force: true });
+    throw error;
+  }
 }
 
 /** A token file's token; undefined when there is none, or it cannot be read. */

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,10 @@ describe('npm start: the launcher runs the five components as processes', () => 
     const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
     distributorAddress = `127.0.0.1:${distributorPort}`;
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+    // A token file left readable by all: this run's token must not be written into it as it is.
+    const stale = join(dataDir, 'registry-token');
+    writeFileSync(stale, 'an earlier token\n');
+    chmodSync(stale, 0o666);
     // No DISTRIBUTOR_ADDRESS: the launcher tells the others where the distributor listens.
     launcher = spawnComponent(
       'src/launcher/main.ts',
@@ -77,7 +81,7 @@ describe('npm start: the launcher runs the five components as processes', () => 
     expect(launcher.lines.filter((line) => / WARN /.test(line))).toEqual([]);
   });
 
-  it('is secure by default: a per-run token guards the registry, written for tools with mode 0600', async () => {
+  it('is secure by default: a per-run token guards the registry, written for tools with mode 0600, over a file left readable by all', async () => {
     const tokenFile = join(dataDir, 'registry-token');
     expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     const token = readFileSync(tokenFile, 'utf8').trim();

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -303,6 +303,29 @@ describe('two goods instances sharing one SQLite file', () => {
     } finally {
       await first.close();
       await second.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a SQLite file', () => {
+  it("is made readable by this user only, its folder, -wal and -shm files too (members' holds password hashes); one that exists keeps its mode", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-private-'));
+    const dataDir = join(dir, 'data');
+    const store = new SqliteGoodsStore(join(dataDir, 'goods.sqlite'));
+    try {
+      await store.createGoods({ name: 'private', category: 'tests', price: 1, description: '' });
+      const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
+      expect(await modeOf(dataDir)).toBe(0o700);
+      for (const file of ['goods.sqlite', 'goods.sqlite-wal', 'goods.sqlite-shm']) {
+        expect(await modeOf(join(dataDir, file))).toBe(0o600);
+      }
+      await writeFile(join(dir, 'shared.sqlite'), '', { mode: 0o640 });
+      const existing = new SqliteGoodsStore(join(dir, 'shared.sqlite'));
+      await existing.close();
+      expect(await modeOf(join(dir, 'shared.sqlite'))).toBe(0o640);
+    } finally {
+      await store.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

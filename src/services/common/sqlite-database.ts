@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ServiceError } from '../../common/service-error.js';
@@ -34,7 +34,8 @@ const BUSY_TIMEOUT_MS = 2_000;
  * the timeout is kept short.
  */
 export function openSqliteDatabase(file: string, schema: readonly string[]): Database.Database {
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  createPrivately(file);
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
@@ -49,6 +50,19 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
   } catch (error) {
     db.close();
     throw error;
+  }
+}
+
+/**
+ * Creates `file` empty, readable by this user only, unless it exists: members' holds password hashes,
+ * and SQLite gives its -wal and -shm files the mode of the database file. An empty file is a new
+ * database to SQLite; one that exists keeps the mode its owner gave it.
+ */
+function createPrivately(file: string): void {
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
 }
 
