@@ -13,6 +13,7 @@ import { type RunningService, startService } from '../../src/services/common/sta
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { membersService } from '../../src/services/members/members-service.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { testServiceConfig } from './support/service-config.js';
 import { call } from './support/test-server.js';
 
@@ -47,6 +48,37 @@ describe('a service and the distributor', () => {
     clients.push(client);
     return client;
   }
+
+  it('warns when it listens on loopback alone while the distributor is elsewhere, and not when it is on loopback too', async () => {
+    const { log, lines } = captureLog('goods');
+    // 192.0.2.1 (TEST-NET-1) is never dialled: the registration retries in the background and the test stops first.
+    service = await startService(
+      goodsService,
+      testServiceConfig('192.0.2.1:9000', { kind: 'sqlite', dataDir }),
+      {
+        log,
+        registrationBackoff: FAST_RETRY,
+      },
+    );
+    expect(lines.filter((line) => line.event === 'unreachable-address')).toEqual([
+      expect.objectContaining({
+        msg: expect.stringContaining(
+          'listening on 127.0.0.1 only, while the distributor at 192.0.2.1:9000 is not on loopback',
+        ),
+      }),
+    ]);
+    await service.stop();
+    const quiet = captureLog('goods');
+    service = await startService(
+      goodsService,
+      testServiceConfig('localhost:9000', { kind: 'sqlite', dataDir }),
+      {
+        log: quiet.log,
+        registrationBackoff: FAST_RETRY,
+      },
+    );
+    expect(quiet.lines.filter((line) => line.event === 'unreachable-address')).toEqual([]);
+  });
 
   it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();

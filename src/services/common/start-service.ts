@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
-import { ConfigError } from '../../common/config.js';
+import { ConfigError, parseHostPort } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
@@ -104,6 +104,18 @@ export async function startService<Store extends ServiceStore, Options>(
     throw error;
   }
   log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
+  if (
+    !config.advertiseHost &&
+    isLoopback(config.host) &&
+    !isLoopback(parseHostPort(config.distributor, 'the distributor').host)
+  ) {
+    log.warn(
+      { event: 'unreachable-address', host: config.host, distributor: config.distributor },
+      `listening on ${config.host} only, while the distributor at ${config.distributor} is not on loopback: it lists ` +
+        'this service at the address it sees it call from, where nothing listens; set --host (SERVICE_HOST) to an ' +
+        'address others reach (0.0.0.0: all), or --advertise-host',
+    );
+  }
   let admin: AdminServer | undefined;
   if (observability?.metricsPort !== undefined && telemetry.registry) {
     try {
@@ -194,6 +206,11 @@ function openStore<Store extends ServiceStore, Options>(
     if (isPathFault(error, storage.dataDir)) throw new ConfigError(message, { cause: error });
     throw new Error(message, { cause: error });
   }
+}
+
+/** Whether a host is this machine's loopback, which no other machine reaches. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's. */
