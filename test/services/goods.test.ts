@@ -2,6 +2,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
@@ -309,6 +310,27 @@ describe('two goods instances sharing one SQLite file', () => {
 });
 
 describe('a SQLite file', () => {
+  it('refuses a row past the largest id the contract carries, storing nothing, and lists as before', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-ids-'));
+    const file = join(dir, 'goods.sqlite');
+    const store = new SqliteGoodsStore(file);
+    try {
+      const item: NewGoods = { name: 'last', category: 'tests', price: 1, description: '' };
+      expect(await store.createGoods(item)).toBe(1);
+      const admin = new Database(file);
+      admin.prepare("UPDATE sqlite_sequence SET seq = 2147483646 WHERE name = 'goods'").run();
+      admin.close();
+      expect(await store.createGoods(item)).toBe(2_147_483_647);
+      await expect(store.createGoods(item)).rejects.toMatchObject({ code: status.INTERNAL });
+      await expect(store.createGoods(item)).rejects.toMatchObject({ code: status.INTERNAL });
+      const everything = { afterId: 0, size: 1_000, maxTextBytes: 1024 * 1024 };
+      expect((await store.listGoods(everything)).rows.map(({ id }) => id)).toEqual([1, 2_147_483_647]);
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("is made readable by this user only, its folder, -wal and -shm files too (members' holds password hashes); one that exists keeps its mode", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'shop-private-'));
     const dataDir = join(dir, 'data');

@@ -53,6 +53,20 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
   }
 }
 
+/** The largest id the contract carries: ids are int32 in services.proto. */
+const LARGEST_ID = 2_147_483_647;
+
+/**
+ * The trigger that refuses a row of `table` whose AUTOINCREMENT id passes what the contract carries:
+ * SQLite counts on to 2^63, and such a row would be stored, answered 500 (its id does not encode),
+ * and make every list that holds it fail. RAISE(ABORT) undoes the insert and the sequence's step.
+ */
+export function sqliteIdLimit(table: string): string {
+  return `CREATE TRIGGER IF NOT EXISTS ${table}_ids_within_int32 AFTER INSERT ON ${table}
+    WHEN NEW.id > ${LARGEST_ID}
+    BEGIN SELECT RAISE(ABORT, '${table}: every id up to ${LARGEST_ID}, the largest the contract carries, is used'); END`;
+}
+
 /**
  * Creates `file` empty, readable by this user only, unless it exists: members' holds password hashes,
  * and SQLite gives its -wal and -shm files the mode of the database file. An empty file is a new

@@ -8,6 +8,7 @@ import {
   type SqliteCall,
   type SqliteStoreOptions,
   sqliteCaller,
+  sqliteIdLimit,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import {
@@ -30,6 +31,7 @@ export const SQLITE_GOODS_SCHEMA = [
     price INTEGER NOT NULL,
     description TEXT NOT NULL
   ) STRICT`,
+  sqliteIdLimit('goods'),
   ...sqliteIdempotencySchema('goods_idempotency'),
 ] as const;
 

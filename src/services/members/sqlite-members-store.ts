@@ -8,6 +8,7 @@ import {
   type SqliteCall,
   type SqliteStoreOptions,
   sqliteCaller,
+  sqliteIdLimit,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
@@ -22,6 +23,7 @@ export const SQLITE_MEMBERS_SCHEMA = [
     username TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL
   ) STRICT`,
+  sqliteIdLimit('members'),
   ...sqliteIdempotencySchema('members_idempotency'),
 ] as const;
 

@@ -8,6 +8,7 @@ import {
   type SqliteCall,
   type SqliteStoreOptions,
   sqliteCaller,
+  sqliteIdLimit,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
@@ -24,6 +25,7 @@ export const SQLITE_PURCHASES_SCHEMA = [
     date TEXT NOT NULL
   ) STRICT`,
   'CREATE INDEX IF NOT EXISTS purchases_userid ON purchases (userid, id)',
+  sqliteIdLimit('purchases'),
   ...sqliteIdempotencySchema('purchases_idempotency'),
 ] as const;
 
