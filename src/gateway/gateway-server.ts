@@ -41,6 +41,12 @@ import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
 
+/**
+ * How long a route left without instances keeps the gateway not ready by default: a restart of its
+ * service takes seconds, and the status page shows a node gone for as long.
+ */
+export const RETIRED_ROUTE_READY_AFTER_MS = 60_000;
+
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
   /** The distributor's address, "host:port". */
@@ -66,6 +72,11 @@ export interface GatewayOptions {
    * again are still routed to (see RestartGrace). Default 7000; 0 turns it off.
    */
   restartGraceMs?: number;
+  /**
+   * How long a route whose instances have all left keeps /readyz at 503 (see
+   * GatewayTelemetry.readiness). Default {@link RETIRED_ROUTE_READY_AFTER_MS}.
+   */
+  retiredRouteReadyAfterMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -238,6 +249,7 @@ class GatewayServer implements Gateway {
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
         stopping: () => this.#stopping,
+        retiredRouteReadyAfterMs: () => options.retiredRouteReadyAfterMs ?? RETIRED_ROUTE_READY_AFTER_MS,
       },
       options.observability,
       this.#log,

@@ -36,6 +36,11 @@ export interface GatewayView {
   revision(): number | undefined;
   /** Whether the gateway is stopping (then it is not ready). */
   stopping(): boolean;
+  /**
+   * How long a route whose instances have all left keeps the gateway not ready: long enough for a
+   * service to restart; after it, the route was retired on purpose (still answered 503, not 404).
+   */
+  retiredRouteReadyAfterMs(): number;
 }
 
 /** Options of {@link GatewayTelemetry}. */
@@ -245,8 +250,13 @@ export class GatewayTelemetry {
     return OWN_PATHS.has(path) && (path !== '/metrics' || this.#registry !== undefined);
   }
 
-  /** Readiness: registered, a node list received, a route known, and every known route with a serving instance. */
-  readiness(): { ready: boolean; reasons: string[] } {
+  /**
+   * Readiness: registered, a node list received, a route known, and every known route with a serving
+   * instance, but for routes whose instances all left longer ago than retiredRouteReadyAfterMs (a
+   * service retired, or a registration that came and went, would otherwise keep every gateway out
+   * of its load balancer until restarted), as long as some route serves.
+   */
+  readiness(nowMs = Date.now()): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
     if (this.#view.stopping()) reasons.push('the gateway is stopping');
     if (this.#registration?.nodeId === undefined) reasons.push('not registered with the distributor');
@@ -255,11 +265,16 @@ export class GatewayTelemetry {
     } else {
       const routes = this.#view.routes();
       if (routes.length === 0) reasons.push('no service has registered a route yet');
+      const longGone = nowMs - this.#view.retiredRouteReadyAfterMs();
+      let serving = 0;
       for (const route of routes) {
-        if (route.serving.length === 0) {
+        if (route.serving.length > 0) serving++;
+        else if (route.retiredAt === undefined || route.retiredAt > longGone) {
           reasons.push(`no serving instance for ${route.method} ${route.template}`);
         }
       }
+      if (routes.length > 0 && serving === 0 && reasons.length === 0)
+        reasons.push('no route has a serving instance');
     }
     return { ready: reasons.length === 0, reasons };
   }

@@ -29,6 +29,8 @@ export class Route {
   serving: readonly Instance[] = [];
   /** Instances finishing their work: listed for diagnostics, never picked. */
   draining: readonly Instance[] = [];
+  /** When its last instance left (Date.now()); undefined while it has instances. */
+  retiredAt: number | undefined;
   #next = 0;
 
   /**
@@ -76,6 +78,8 @@ export interface RouteInfo {
   readonly grpcMethods: string[];
   readonly serving: string[];
   readonly draining: string[];
+  /** When its last instance left (Date.now()), for a route that has none. */
+  readonly retiredAt?: number;
 }
 
 /** What {@link RouteTable.match} found for a request. */
@@ -233,6 +237,7 @@ export class RouteTable {
         new Route(key.slice(0, key.indexOf(' ')), lists.template.shape, lists.template);
       route.serving = lists.serving;
       route.draining = lists.draining;
+      route.retiredAt = undefined;
       routes.set(key, route);
       this.#retired.delete(key);
     }
@@ -273,6 +278,7 @@ export class RouteTable {
       grpcMethods: [],
       serving: [],
       draining: [],
+      ...(route.retiredAt === undefined ? {} : { retiredAt: route.retiredAt }),
     }));
     return [...live, ...retired];
   }
@@ -308,6 +314,7 @@ export class RouteTable {
   #retire(route: Route): void {
     route.serving = [];
     route.draining = [];
+    route.retiredAt = Date.now();
     this.#retired.set(route.key, route);
     if (this.#retired.size > this.#retiredLimit) {
       this.#retired.delete(this.#retired.keys().next().value!);

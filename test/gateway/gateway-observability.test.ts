@@ -506,6 +506,49 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     }
   });
 
+  it('counts a route left without instances against /readyz only for a while: a service retired does not keep the gateway out for good', async () => {
+    const local = new Closer();
+    try {
+      const { address } = await startDistributor(local);
+      const localGoods = await startFakeGoods(local, address);
+      const localMembers = await startFakeMembers(local, address);
+      const { gateway: started, port } = await startGateway(local, address, {
+        retiredRouteReadyAfterMs: 1_000,
+      });
+      await waitForRoute(started, 'GET /goods', 1);
+      await waitForRoute(started, 'POST /members', 1);
+      expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+      await localGoods.stop();
+      await vi.waitFor(async () => {
+        const ready = await http(port, 'GET', '/readyz');
+        expect([ready.status, JSON.parse(ready.body).reasons]).toEqual([
+          503,
+          expect.arrayContaining(['no serving instance for GET /goods']),
+        ]);
+      });
+      // A second later goods counts as retired: ready, while its routes still answer 503 (not 404).
+      await vi.waitFor(async () => expect((await http(port, 'GET', '/readyz')).status).toBe(200), {
+        timeout: 3_000,
+        interval: 100,
+      });
+      expect((await http(port, 'GET', '/goods')).status).toBe(503);
+      // Nothing serving at all is never ready, however long ago it went.
+      await localMembers.stop();
+      await vi.waitFor(
+        async () => {
+          const ready = await http(port, 'GET', '/readyz');
+          expect([ready.status, JSON.parse(ready.body).reasons]).toEqual([
+            503,
+            ['no route has a serving instance'],
+          ]);
+        },
+        { timeout: 3_000, interval: 100 },
+      );
+    } finally {
+      await local.closeAll();
+    }
+  });
+
   it('with METRICS=off and REQUEST_IDS=off: no id, no /metrics, nothing sent but the call', async () => {
     const port = await gateway({ observability: { metrics: false, requestIds: false } });
     const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': 'client-id' } });
