@@ -66,12 +66,13 @@ describe('each service run as its own process', () => {
       () => {
         const found = distributor.registry.snapshot().nodes.find((candidate) => candidate.name === name);
         expect(found, running!.output()).toBeDefined();
+        // Listed as draining until its database has answered once, serving from then on.
+        expect(found!.state).toBe(NodeState.NODE_STATE_SERVING);
         return found!;
       },
       { timeout: 20_000, interval: 50 },
     );
     expect(node.port).toBeGreaterThan(0);
-    expect(node.state).toBe(NodeState.NODE_STATE_SERVING);
     await vi.waitFor(async () => expect(await checkHealth(`127.0.0.1:${node.port}`)).toBe('SERVING'));
 
     running.child.kill(signal);

@@ -4,20 +4,24 @@ import { join } from 'node:path';
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { credentials, status } from '@grpc/grpc-js';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { membersService } from '../../src/services/members/members-service.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { createTestDatabase } from '../helpers/mysql.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { testServiceConfig } from './support/service-config.js';
 import { call } from './support/test-server.js';
 
 const FAST_RETRY = { initialMs: 20, maxMs: 200 };
+const mysqlUrl = inject('mysqlUrl');
 
 describe('a service and the distributor', () => {
   let dataDir: string;
@@ -48,6 +52,40 @@ describe('a service and the distributor', () => {
     clients.push(client);
     return client;
   }
+
+  it.runIf(mysqlUrl)(
+    'is listed as draining while its database is unreachable, and serving again once it is back',
+    async () => {
+      const database = await createTestDatabase(mysqlUrl);
+      const server = new URL(mysqlUrl);
+      const proxy = await TcpProxy.start({ host: server.hostname, port: Number(server.port || 3306) });
+      try {
+        const distributorPort = await startDistributor();
+        const connection = {
+          ...parseMysqlUrl(database.url, 'test database'),
+          host: '127.0.0.1',
+          port: proxy.port,
+        };
+        service = await startService(
+          goodsService,
+          testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'mysql', connection }),
+          { registrationBackoff: FAST_RETRY, databaseProbeIntervalMs: 100 },
+        );
+        const stateOf = () => distributor!.registry.snapshot().nodes[0]?.state;
+        await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_SERVING));
+        await proxy.refuse();
+        await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_DRAINING), { timeout: 5_000 });
+        await proxy.restore();
+        await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_SERVING), { timeout: 5_000 });
+        // A stop says draining for good, whatever the database does meanwhile.
+        await service.stop();
+        service = undefined;
+      } finally {
+        await proxy.close();
+        await database.drop();
+      }
+    },
+  );
 
   it('warns when it listens on loopback alone while the distributor is elsewhere, and not when it is on loopback too', async () => {
     const { log, lines } = captureLog('goods');

@@ -44,12 +44,16 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   maxConnectionIdleMs?: number;
   /** How long a call may hold an answer its client takes nothing of (see UnreadAnswerWatch). Default 30 s. */
   unreadAnswerTimeoutMs?: number;
+  /** Told each time health turns SERVING (true) or NOT_SERVING (false). */
+  onServingChange?: (serving: boolean) => void;
 }
 
 /** A service built but not yet listening. */
 export interface ServiceServer {
   /** Binds host:port (0: any free port) and resolves with the port it got. */
   listen(host: string, port: number): Promise<number>;
+  /** Whether health is SERVING now: the database answers and the server is not draining. */
+  readonly serving: boolean;
   /** Health turns NOT_SERVING for good: the first step of a graceful stop. */
   drain(): void;
   /** Drains, refuses new calls, gives calls in flight `graceMs` to finish, then cancels the rest. */
@@ -88,6 +92,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     health.setStatus('', next);
     health.setStatus(serviceName, next);
     log.info({ event: 'health', status: next }, `health: ${next}`);
+    options.onServingChange?.(next === 'SERVING');
   };
   const monitor = new DatabaseHealthMonitor({
     probe: () => options.store.ping(),
@@ -121,6 +126,9 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     updateHealth();
   };
   return {
+    get serving() {
+      return current === 'SERVING';
+    },
     async listen(host, port) {
       const bound = await listen(server, host, port, options.credentials, {
         maxConnections: options.maxConnections ?? defaultMaxConnections(),

@@ -79,10 +79,17 @@ export async function startService<Store extends ServiceStore, Options>(
     processMetrics: observability?.metricsPort !== undefined,
   });
   const store = openStore(service, config, log, telemetry);
+  // Whether the gateway should send this instance requests, as the distributor lists it.
+  const listedState = (serving: boolean) =>
+    serving ? NodeState.NODE_STATE_SERVING : NodeState.NODE_STATE_DRAINING;
+  let registration: RegistrationClient | undefined;
   const server = createServiceServer(service, {
     store,
     log,
     telemetry,
+    // An instance whose database is unreachable answers UNAVAILABLE: listed as draining meanwhile,
+    // it gets no requests while another instance can take them (an unkeyed POST is not retried).
+    onServingChange: (serving) => registration?.setState(listedState(serving)),
     ...(options.databaseProbeIntervalMs === undefined
       ? {}
       : { databaseProbeIntervalMs: options.databaseProbeIntervalMs }),
@@ -133,7 +140,7 @@ export async function startService<Store extends ServiceStore, Options>(
     }
   }
 
-  const registration = new RegistrationClient({
+  registration = new RegistrationClient({
     distributor: config.distributor,
     node: {
       name: service.name,
@@ -145,7 +152,7 @@ export async function startService<Store extends ServiceStore, Options>(
         [service.grpc.name],
         service.grpc.descriptors ?? loadShopDescriptorSet(),
       ),
-      state: NodeState.NODE_STATE_SERVING,
+      state: listedState(server.serving),
     },
     log,
     credentials: distributorCredentials,
