@@ -94,6 +94,27 @@ describe.runIf(mysqlUrl)(
       }
     });
 
+    it('a write that waits for a lock past the statement timeout is stopped on the server: answered UNAVAILABLE, never committed later', async () => {
+      await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+      const admin = await createConnection({ uri: database.url });
+      try {
+        await admin.query('LOCK TABLES goods WRITE');
+        // The store's statement timeout is 1 s: the INSERT waits for the lock past it.
+        await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+        // The lock is held a little longer, as a slow transaction's would be.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await admin.query('UNLOCK TABLES');
+        // Before, the server ran the INSERT as soon as the lock went, after its caller was told.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const [rows] = await admin.query('SELECT id FROM goods ORDER BY id');
+        expect(rows).toEqual([{ id: 1 }]);
+        await expect(create()).resolves.toMatchObject({ id: expect.any(Number) });
+      } finally {
+        await admin.end();
+      }
+    });
+
     it('a network that drops everything: UNAVAILABLE before the deadline, not a hang', async () => {
       const { address } = await start();
       await expect(create()).resolves.toEqual({ id: 1 });

@@ -284,12 +284,51 @@ export class MysqlDatabase implements SqlExecutor {
       return result;
     } catch (error) {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
-      if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) connection.destroy();
+      if (error instanceof MysqlTimeoutError) {
+        this.#killStatementOf(connection.threadId);
+        connection.destroy();
+      } else if ((error as { fatal?: boolean }).fatal) connection.destroy();
       else connection.release();
       throw classify(error);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Stops the statement a timed-out connection was running, through another connection. Closing
+   * the connection alone does not: the server finishes the statement first, so an INSERT waiting
+   * for a lock was committed seconds after its caller had been told it timed out. Best effort, in
+   * the background: a statement that ended meanwhile ("Unknown thread id") or a server that cannot
+   * be reached leaves nothing to stop.
+   */
+  #killStatementOf(threadId: number | null): void {
+    if (threadId === null) return;
+    this.#acquire()
+      .then(async (connection) => {
+        let timer: NodeJS.Timeout | undefined;
+        const gaveUp = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new MysqlTimeoutError('KILL QUERY unanswered')),
+            this.#queryTimeoutMs,
+          );
+        });
+        try {
+          await Promise.race([connection.query('KILL QUERY ?', [threadId]), gaveUp]);
+          connection.release();
+        } catch (error) {
+          // "Unknown thread id" (the statement ended meanwhile) leaves a sound connection.
+          if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal)
+            connection.destroy();
+          else connection.release();
+          throw error;
+        } finally {
+          clearTimeout(timer);
+        }
+      })
+      .catch((error: unknown) =>
+        this.#log.debug({ err: error, threadId }, 'could not stop a timed-out statement'),
+      );
   }
 
   #acquire(): Promise<PoolConnection> {
