@@ -162,37 +162,79 @@ export function matchPathTemplate(template: PathTemplate, path: string): string[
  * Whether some path matches both templates (as {@link matchPathTemplate} matches): then a request
  * for it could go to either, so two services may not hold them. A verb is the path's last ":word"
  * (a verb holds no ":"): two different verbs never meet, and a template without one meets one with
- * it only where its last segment can end in that ":verb".
+ * it only where its own segment at that place can end in that ":verb".
  */
 export function templatesOverlap(a: PathTemplate, b: PathTemplate): boolean {
   if (a.verb === b.verb) return segmentsOverlap(a.segments, b.segments);
   if (a.verb !== undefined && b.verb !== undefined) return false;
   const [withVerb, without] = a.verb !== undefined ? [a, b] : [b, a];
-  const last = without.segments.at(-1);
-  if (last === undefined) return false;
-  if (last.kind !== 'literal') return segmentsOverlap(withVerb.segments, without.segments);
-  const suffix = `:${withVerb.verb}`;
-  if (!last.value.endsWith(suffix)) return false;
-  if (last.value === suffix) {
-    // The path's last segment is ":verb" alone: the other takes the empty segment before it, as only "**" does.
-    return (
-      withVerb.segments.at(-1)?.kind === 'multi' &&
-      segmentsOverlap(withVerb.segments, without.segments.slice(0, -1))
-    );
+  let suffix: string;
+  try {
+    // Literals are compared decoded, and so a path's ":%41" is the verb "%41" and ends a segment in ":A".
+    suffix = `:${decodeURIComponent(withVerb.verb!)}`;
+  } catch {
+    return true;
   }
-  const head: SegmentPattern = { kind: 'literal', value: last.value.slice(0, -suffix.length) };
-  return segmentsOverlap(withVerb.segments, [...without.segments.slice(0, -1), head]);
+  const last = withVerb.segments.at(-1);
+  // "/:verb": the path is one segment, ":verb" itself.
+  if (last === undefined) return segmentsOverlap([{ kind: 'literal', value: suffix }], without.segments);
+  const prefix = withVerb.segments.slice(0, -1);
+  if (last.kind === 'multi') return multiBeforeVerbOverlaps(prefix, suffix, without.segments);
+  const carrier: Pattern =
+    last.kind === 'literal'
+      ? { kind: 'literal', value: `${last.value}${suffix}` }
+      : { kind: 'suffix', suffix };
+  return segmentsOverlap([...prefix, carrier], without.segments);
 }
 
+/**
+ * Whether `prefix` then "**:verb" meets `other` (no verb): after the prefix, "**:verb" takes one or
+ * more segments, the last ending in `suffix` (":verb" alone when "**" takes none: "/a/:verb").
+ */
+function multiBeforeVerbOverlaps(
+  prefix: readonly SegmentPattern[],
+  suffix: string,
+  other: readonly SegmentPattern[],
+): boolean {
+  for (let index = 0; index < prefix.length; index++) {
+    const mine = prefix[index]!;
+    const theirs = other[index];
+    if (theirs === undefined) return false;
+    if (theirs.kind === 'multi') return true;
+    if (!segmentOverlaps(mine, theirs)) return false;
+  }
+  const rest = other.slice(prefix.length);
+  if (rest.length === 0) return false;
+  if (rest.some((pattern) => pattern.kind === 'multi')) return true;
+  const end = rest.at(-1)!;
+  return end.kind === 'single' || (end.kind === 'literal' && end.value.endsWith(suffix));
+}
+
+/** A segment pattern, or one segment made of any non-empty text and then `suffix` (a `*` before a verb). */
+type Pattern = SegmentPattern | { readonly kind: 'suffix'; readonly suffix: string };
+
 /** Whether some list of path segments matches both patterns ("**" is last, and takes zero or more). */
-function segmentsOverlap(a: readonly SegmentPattern[], b: readonly SegmentPattern[]): boolean {
+function segmentsOverlap(a: readonly Pattern[], b: readonly Pattern[]): boolean {
   for (let index = 0; ; index++) {
     const left = a[index];
     const right = b[index];
     if (left?.kind === 'multi' || right?.kind === 'multi') return true;
     if (left === undefined || right === undefined) return left === right;
-    if (left.kind === 'literal' && right.kind === 'literal' && left.value !== right.value) return false;
+    if (!segmentOverlaps(left, right)) return false;
   }
+}
+
+/** Whether one segment can match both patterns, neither of them "**". */
+function segmentOverlaps(left: Pattern, right: Pattern): boolean {
+  if (left.kind === 'single' || right.kind === 'single') return true;
+  if (left.kind === 'literal' && right.kind === 'literal') return left.value === right.value;
+  if (left.kind === 'suffix' && right.kind === 'suffix') {
+    return left.suffix.endsWith(right.suffix) || right.suffix.endsWith(left.suffix);
+  }
+  const [literal, suffixed] = left.kind === 'literal' ? [left, right] : [right, left];
+  const { value } = literal as { value: string };
+  const { suffix } = suffixed as { suffix: string };
+  return value.length > suffix.length && value.endsWith(suffix);
 }
 
 /** Whether the template has no variable and no wildcard: it matches one path only. */

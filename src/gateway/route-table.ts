@@ -1,11 +1,6 @@
 import { formatHostPort } from '../common/config.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import {
-  isLiteralTemplate,
-  matchPathTemplate,
-  type PathTemplate,
-  templatesOverlap,
-} from '../common/path-template.js';
+import { isLiteralTemplate, matchPathTemplate, type PathTemplate } from '../common/path-template.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { CallPlan } from './call-plan.js';
 import type { InstancePool, Upstream } from './instance-pool.js';
@@ -115,7 +110,10 @@ export interface RouteTableOptions {
  *   warning, once per registration; the node's other routes still work.
  * - A route belongs to the node name that declares it first in the snapshot (registration order):
  *   instances of another name that declare it too are skipped, with a warning once per registration.
- *   The distributor refuses such registrations; this guards against a list that holds them anyway.
+ *   The distributor refuses such registrations, and those whose routes take paths of another name's
+ *   routes; this guards against a list that holds the same route twice anyway (exact routes only:
+ *   comparing every route with every other on each snapshot would cost far more than the
+ *   distributor's check of each new route, once).
  */
 export class RouteTable {
   #routes = new Map<string, Route>();
@@ -195,7 +193,7 @@ export class RouteTable {
    */
   apply(snapshot: Snapshot): void {
     const next = new Map<string, { template: PathTemplate; serving: Instance[]; draining: Instance[] }>();
-    const owners = new Map<string, { name: string; method: string; template: PathTemplate }>();
+    const owners = new Map<string, string>();
     const upstreams = new Set<string>();
     for (const node of snapshot.nodes) {
       const { plans, problems } = this.#plans.plansOf(node);
@@ -204,20 +202,15 @@ export class RouteTable {
       const address = formatHostPort({ host: node.host, port: node.port });
       for (const plan of plans) {
         const key = plan.route.key;
-        const owner = owners.has(key)
-          ? owners.get(key)
-          : overlappingOwner(owners, node.name, plan.route.httpMethod, plan.route.template);
-        if (owner !== undefined && owner.name !== node.name) {
-          const held = owner === owners.get(key) ? key : `${owner.method} ${owner.template.shape}`;
-          const problem =
-            held === key
-              ? `${key} belongs to "${owner.name}", which declared it first`
-              : `${key} takes paths of ${held}, which "${owner.name}" declared first`;
-          this.#warnOnce(node, problem, { event: 'route-conflict', owner: owner.name });
+        const owner = owners.get(key);
+        if (owner !== undefined && owner !== node.name) {
+          this.#warnOnce(node, `${key} belongs to "${owner}", which declared it first`, {
+            event: 'route-conflict',
+            owner,
+          });
           continue;
         }
-        if (!owner)
-          owners.set(key, { name: node.name, method: plan.route.httpMethod, template: plan.route.template });
+        owners.set(key, node.name);
         const upstream = this.#pool.get(node.name, address);
         upstreams.add(upstream.key);
         const instance: Instance = { nodeId: node.id, upstream, plan };
@@ -320,20 +313,6 @@ export class RouteTable {
       this.#retired.delete(this.#retired.keys().next().value!);
     }
   }
-}
-
-/** The owner, not named `name`, of a route of `method` that some path of `template` would match too, if any. */
-function overlappingOwner<Owner extends { name: string; method: string; template: PathTemplate }>(
-  owners: ReadonlyMap<string, Owner>,
-  name: string,
-  method: string,
-  template: PathTemplate,
-): Owner | undefined {
-  for (const owner of owners.values()) {
-    if (owner.name !== name && owner.method === method && templatesOverlap(template, owner.template))
-      return owner;
-  }
-  return undefined;
 }
 
 /** More literal segments first, then fewer wildcards: "/goods/special" before "/goods/*". */

@@ -80,6 +80,11 @@ describe('templatesOverlap', () => {
     ['/goods/{id}:cancel', '/goods/7:cancel', '/goods/7:cancel'],
     ['/a/{p=**}:v', '/a/%3Av', '/a/:v'],
     ['/goods/{id}:cancel', '/goods/{id}:cancel', '/goods/1:cancel'],
+    ['/a/b%3AA', '/a/b:%41', '/a/b:%41'],
+    ['/a/**', '/a/b:x', '/a/b:x'],
+    ['/a/{x}', '/a/{y}:x', '/a/b:x'],
+    ['/{x}', '/:cancel', '/:cancel'],
+    ['/a/{p=**}:v', '/a/b/{c}', '/a/b/c:v'],
   ])('%s and %s overlap (both match %s)', (first, second, path) => {
     const [a, b] = [parsePathTemplate(first), parsePathTemplate(second)];
     expect(matchPathTemplate(a, path)).toBeDefined();
@@ -101,6 +106,12 @@ describe('templatesOverlap', () => {
     ['/', '/:cancel'],
     ['/a/{x}:v', '/a/%3Av'],
     ['/a/{x}:v', '/a/b'],
+    ['/a/**', '/a:x'],
+    ['/files/**', '/files:batchDelete'],
+    ['/a/b', '/a/{x}:v'],
+    ['/a/{p=**}:v', '/b/c'],
+    ['/a/{p=**}:v', '/a'],
+    ['/a/{p=**}:v', '/a/b/c'],
   ])('%s and %s do not', (first, second) => {
     const [a, b] = [parsePathTemplate(first), parsePathTemplate(second)];
     expect(templatesOverlap(a, b)).toBe(false);

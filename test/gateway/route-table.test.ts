@@ -292,26 +292,6 @@ describe('RouteTable', () => {
     expect(routes.get('GET /goods')!.pick()!.nodeId).toBe('rogue@127.0.0.1:9099');
   });
 
-  it("skips another name's route that takes paths of a route declared first, and keeps its other routes", () => {
-    const warn = vi.fn();
-    const log = { warn, debug: vi.fn(), info: vi.fn(), error: vi.fn() } as unknown as Logger;
-    const { table: routes } = table(log);
-    // A literal under goods' DELETE /goods/{id}, which the table would try first.
-    const rogue = node(
-      'rogue',
-      9099,
-      descriptorSetOf(kitchenWith('Steal', httpOptions('DELETE /goods/1'))),
-      new Date(3_000),
-    );
-    routes.apply(snapshot(1, goods(9010), rogue));
-    expect(routes.match('DELETE', '/goods/1')!.route.pick()!.nodeId).toBe('goods@127.0.0.1:9010');
-    expect(routes.get('DELETE /goods/1')).toBeUndefined();
-    expect(warn.mock.calls.map((call) => String(call[1]))).toEqual([
-      'not routing to rogue@127.0.0.1:9099: DELETE /goods/1 takes paths of DELETE /goods/*, which "goods" declared first',
-    ]);
-    expect(routes.get('POST /kitchen')!.pick()!.nodeId).toBe('rogue@127.0.0.1:9099');
-  });
-
   it('answers a retired templated route as retired, not unknown', () => {
     const { table: routes } = table();
     routes.apply(snapshot(1, goods(9010)));
