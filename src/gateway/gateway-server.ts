@@ -42,10 +42,10 @@ import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
 
 /**
- * How long a route left without instances keeps the gateway not ready by default: a restart of its
+ * How long a route no instance serves keeps the gateway not ready by default: a restart of its
  * service takes seconds, and the status page shows a node gone for as long.
  */
-export const RETIRED_ROUTE_READY_AFTER_MS = 60_000;
+export const UNSERVED_ROUTE_READY_AFTER_MS = 60_000;
 
 /** Options of {@link createGateway}; every one but `distributor` has a default fit for production. */
 export interface GatewayOptions {
@@ -73,10 +73,10 @@ export interface GatewayOptions {
    */
   restartGraceMs?: number;
   /**
-   * How long a route whose instances have all left keeps /readyz at 503 (see
-   * GatewayTelemetry.readiness). Default {@link RETIRED_ROUTE_READY_AFTER_MS}.
+   * How long a route no instance serves keeps /readyz at 503 (see GatewayTelemetry.readiness).
+   * Default {@link UNSERVED_ROUTE_READY_AFTER_MS}.
    */
-  retiredRouteReadyAfterMs?: number;
+  unservedRouteReadyAfterMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -249,7 +249,7 @@ class GatewayServer implements Gateway {
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
         stopping: () => this.#stopping,
-        retiredRouteReadyAfterMs: () => options.retiredRouteReadyAfterMs ?? RETIRED_ROUTE_READY_AFTER_MS,
+        unservedRouteReadyAfterMs: () => options.unservedRouteReadyAfterMs ?? UNSERVED_ROUTE_READY_AFTER_MS,
       },
       options.observability,
       this.#log,

@@ -37,10 +37,11 @@ export interface GatewayView {
   /** Whether the gateway is stopping (then it is not ready). */
   stopping(): boolean;
   /**
-   * How long a route whose instances have all left keeps the gateway not ready: long enough for a
-   * service to restart; after it, the route was retired on purpose (still answered 503, not 404).
+   * How long a route that no instance serves (its service's database down, its instances draining or
+   * gone) keeps the gateway not ready: long enough for a service to restart; after it, one service's
+   * outage or retirement does not take every gateway out of its load balancer.
    */
-  retiredRouteReadyAfterMs(): number;
+  unservedRouteReadyAfterMs(): number;
 }
 
 /** Options of {@link GatewayTelemetry}. */
@@ -252,11 +253,11 @@ export class GatewayTelemetry {
 
   /**
    * Readiness: registered, a node list received, a route known, and every known route with a serving
-   * instance, but for routes whose instances all left longer ago than retiredRouteReadyAfterMs (a
-   * service retired, or a registration that came and went, would otherwise keep every gateway out
-   * of its load balancer until restarted), as long as some route serves.
+   * instance, but for routes no instance has served for longer than unservedRouteReadyAfterMs (one
+   * service's long outage, or its retirement, would otherwise hold every gateway out of its load
+   * balancer: such routes are still answered 503), as long as some route serves.
    */
-  readiness(nowMs = Date.now()): { ready: boolean; reasons: string[] } {
+  readiness(nowMs = performance.now()): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
     if (this.#view.stopping()) reasons.push('the gateway is stopping');
     if (this.#registration?.nodeId === undefined) reasons.push('not registered with the distributor');
@@ -265,11 +266,11 @@ export class GatewayTelemetry {
     } else {
       const routes = this.#view.routes();
       if (routes.length === 0) reasons.push('no service has registered a route yet');
-      const longGone = nowMs - this.#view.retiredRouteReadyAfterMs();
+      const longUnserved = nowMs - this.#view.unservedRouteReadyAfterMs();
       let serving = 0;
       for (const route of routes) {
         if (route.serving.length > 0) serving++;
-        else if (route.retiredAt === undefined || route.retiredAt > longGone) {
+        else if (route.unservedSince === undefined || route.unservedSince > longUnserved) {
           reasons.push(`no serving instance for ${route.method} ${route.template}`);
         }
       }

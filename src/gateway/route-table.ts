@@ -24,8 +24,8 @@ export class Route {
   serving: readonly Instance[] = [];
   /** Instances finishing their work: listed for diagnostics, never picked. */
   draining: readonly Instance[] = [];
-  /** When its last instance left (Date.now()); undefined while it has instances. */
-  retiredAt: number | undefined;
+  /** Since when (performance.now()) no instance serves it, draining or gone; undefined while one does. */
+  unservedSince: number | undefined;
   #next = 0;
 
   /**
@@ -73,8 +73,8 @@ export interface RouteInfo {
   readonly grpcMethods: string[];
   readonly serving: string[];
   readonly draining: string[];
-  /** When its last instance left (Date.now()), for a route that has none. */
-  readonly retiredAt?: number;
+  /** Since when (performance.now()) no instance serves it, for a route none serves. */
+  readonly unservedSince?: number;
 }
 
 /** What {@link RouteTable.match} found for a request. */
@@ -230,7 +230,7 @@ export class RouteTable {
         new Route(key.slice(0, key.indexOf(' ')), lists.template.shape, lists.template);
       route.serving = lists.serving;
       route.draining = lists.draining;
-      route.retiredAt = undefined;
+      route.unservedSince = lists.serving.length > 0 ? undefined : (route.unservedSince ?? performance.now());
       routes.set(key, route);
       this.#retired.delete(key);
     }
@@ -263,6 +263,7 @@ export class RouteTable {
       ],
       serving: route.serving.map((instance) => instance.nodeId),
       draining: route.draining.map((instance) => instance.nodeId),
+      ...(route.unservedSince === undefined ? {} : { unservedSince: route.unservedSince }),
     }));
     const retired = [...this.#retired.values()].map((route) => ({
       method: route.method,
@@ -271,7 +272,7 @@ export class RouteTable {
       grpcMethods: [],
       serving: [],
       draining: [],
-      ...(route.retiredAt === undefined ? {} : { retiredAt: route.retiredAt }),
+      ...(route.unservedSince === undefined ? {} : { unservedSince: route.unservedSince }),
     }));
     return [...live, ...retired];
   }
@@ -307,7 +308,7 @@ export class RouteTable {
   #retire(route: Route): void {
     route.serving = [];
     route.draining = [];
-    route.retiredAt = Date.now();
+    route.unservedSince ??= performance.now();
     this.#retired.set(route.key, route);
     if (this.#retired.size > this.#retiredLimit) {
       this.#retired.delete(this.#retired.keys().next().value!);

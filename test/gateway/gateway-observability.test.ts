@@ -506,14 +506,14 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     }
   });
 
-  it('counts a route left without instances against /readyz only for a while: a service retired does not keep the gateway out for good', async () => {
+  it('counts a route no instance serves against /readyz only for a while: one service retired or down does not keep the gateway out for good', async () => {
     const local = new Closer();
     try {
       const { address } = await startDistributor(local);
       const localGoods = await startFakeGoods(local, address);
       const localMembers = await startFakeMembers(local, address);
       const { gateway: started, port } = await startGateway(local, address, {
-        retiredRouteReadyAfterMs: 1_000,
+        unservedRouteReadyAfterMs: 1_000,
       });
       await waitForRoute(started, 'GET /goods', 1);
       await waitForRoute(started, 'POST /members', 1);

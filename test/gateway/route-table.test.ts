@@ -292,6 +292,23 @@ describe('RouteTable', () => {
     expect(routes.get('GET /goods')!.pick()!.nodeId).toBe('rogue@127.0.0.1:9099');
   });
 
+  it('knows since when no instance has served a route, draining or gone, and forgets it once one serves', () => {
+    const { table: routes } = table();
+    const unservedSince = () =>
+      routes.describe().find((route) => route.method === 'GET' && route.path === '/goods')?.unservedSince;
+    routes.apply(snapshot(1, goods(9010)));
+    expect(unservedSince()).toBeUndefined();
+    const before = performance.now();
+    routes.apply(snapshot(2, goods(9010, NodeState.NODE_STATE_DRAINING)));
+    const since = unservedSince();
+    expect(since).toBeGreaterThanOrEqual(before);
+    // Still unserved when its last instance goes: the same moment, not a new one.
+    routes.apply(snapshot(3));
+    expect(unservedSince()).toBe(since);
+    routes.apply(snapshot(4, goods(9011)));
+    expect(unservedSince()).toBeUndefined();
+  });
+
   it('answers a retired templated route as retired, not unknown', () => {
     const { table: routes } = table();
     routes.apply(snapshot(1, goods(9010)));
