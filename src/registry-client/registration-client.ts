@@ -106,6 +106,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #stopped = false;
   #snapshot: Snapshot | undefined;
   #nodeId: string | undefined;
+  #acknowledgedState: NodeState | undefined;
   #refusal: StatusObject | undefined;
 
   constructor(options: RegistrationClientOptions) {
@@ -155,6 +156,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   /** The id of the current registration, while registered. */
   get nodeId(): string | undefined {
     return this.#nodeId;
+  }
+
+  /** The state the distributor last acknowledged on the current stream; undefined before it has. */
+  get acknowledgedState(): NodeState | undefined {
+    return this.#acknowledgedState;
   }
 
   /** The refusal the client gave up on, if the distributor refused the node for good. */
@@ -210,6 +216,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     call.once('status', (status: StatusObject) => {
       if (this.#call === call) this.#call = undefined;
       this.#nodeId = undefined;
+      this.#acknowledgedState = undefined;
       if (this.#stopped) return;
       this.emit('disconnected', status);
       const retry = retryClassOf(status.code);
@@ -261,7 +268,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
       this.emit('registered', response.nodeId);
     }
-    if (response.ack) this.emit('state', response.ack.state);
+    if (response.ack) this.#acknowledge(response.ack.state);
     if (response.update && this.#view?.apply(response.update) === 'resync') {
       call.write({
         kind: { $case: 'resync', value: { resumeInstanceId: '', resumeRevision: 0 } },
@@ -271,9 +278,14 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     // A distributor of the first contract sends the whole list, whatever was asked for.
     if (response.snapshot) {
       const self = response.snapshot.nodes.find((node) => node.id === response.nodeId);
-      if (self) this.emit('state', self.state);
+      if (self) this.#acknowledge(self.state);
       this.#onSnapshot(response.snapshot);
     }
+  }
+
+  #acknowledge(state: NodeState): void {
+    this.#acknowledgedState = state;
+    this.emit('state', state);
   }
 
   #onSnapshot(snapshot: Snapshot): void {

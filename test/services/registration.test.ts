@@ -69,7 +69,7 @@ describe('a service and the distributor', () => {
         service = await startService(
           goodsService,
           testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'mysql', connection }),
-          { registrationBackoff: FAST_RETRY, databaseProbeIntervalMs: 100 },
+          { registrationBackoff: FAST_RETRY, databaseProbeIntervalMs: 100, drainNoticeMs: 5_000 },
         );
         const stateOf = () => distributor!.registry.snapshot().nodes[0]?.state;
         await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_SERVING));
@@ -77,8 +77,12 @@ describe('a service and the distributor', () => {
         await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_DRAINING), { timeout: 5_000 });
         await proxy.restore();
         await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_SERVING), { timeout: 5_000 });
-        // A stop says draining for good, whatever the database does meanwhile.
+        await proxy.refuse();
+        await vi.waitFor(() => expect(stateOf()).toBe(NodeState.NODE_STATE_DRAINING), { timeout: 5_000 });
+        // A stop while listed draining does not wait for a confirmation that cannot come (5 s here).
+        const begun = performance.now();
         await service.stop();
+        expect(performance.now() - begun).toBeLessThan(3_000);
         service = undefined;
       } finally {
         await proxy.close();

@@ -247,9 +247,14 @@ function isPathFault(error: unknown, dataDir: string): boolean {
   }
 }
 
-/** Resolves once the distributor acknowledges the draining state, or after `timeoutMs`, or at once if unregistered. */
+/**
+ * Resolves once the distributor acknowledges the draining state, or after `timeoutMs`; at once if
+ * unregistered or already acknowledged as draining.
+ */
 function drainingConfirmed(registration: RegistrationClient, timeoutMs: number): Promise<void> {
-  if (!registration.nodeId) return Promise.resolve();
+  // Listed draining already (its database down): setState writes nothing, so no answer would come.
+  if (!registration.nodeId || registration.acknowledgedState === NodeState.NODE_STATE_DRAINING)
+    return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);
