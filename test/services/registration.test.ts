@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
@@ -90,6 +90,36 @@ describe('a service and the distributor', () => {
       }
     },
   );
+
+  it('warns of a SQLite file other users can read, and not of one it made itself', async () => {
+    const fresh = captureLog('goods');
+    service = await startService(
+      goodsService,
+      testServiceConfig('127.0.0.1:9', { kind: 'sqlite', dataDir }),
+      {
+        log: fresh.log,
+        registrationBackoff: FAST_RETRY,
+      },
+    );
+    expect(fresh.lines.filter((line) => line.event === 'shared-data-file')).toEqual([]);
+    await service.stop();
+    await chmod(join(dataDir, 'goods.sqlite'), 0o644);
+    const shared = captureLog('goods');
+    service = await startService(
+      goodsService,
+      testServiceConfig('127.0.0.1:9', { kind: 'sqlite', dataDir }),
+      {
+        log: shared.log,
+        registrationBackoff: FAST_RETRY,
+      },
+    );
+    expect(shared.lines.filter((line) => line.event === 'shared-data-file')).toEqual([
+      expect.objectContaining({
+        mode: '644',
+        msg: expect.stringContaining('can be read by other users (mode 644)'),
+      }),
+    ]);
+  });
 
   it('warns when it listens on loopback alone while the distributor is elsewhere, and not when it is on loopback too', async () => {
     const { log, lines } = captureLog('goods');

@@ -205,7 +205,9 @@ function openStore<Store extends ServiceStore, Options>(
   const file = join(storage.dataDir, `${service.name}.sqlite`);
   log.info({ event: 'storage', kind: 'sqlite', file }, `storage: SQLite ${file}`);
   try {
-    return service.stores.sqlite(file, { observer: telemetry });
+    const store = service.stores.sqlite(file, { observer: telemetry });
+    warnIfShared(file, log);
+    return store;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     const message = `cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`;
@@ -213,6 +215,19 @@ function openStore<Store extends ServiceStore, Options>(
     if (isPathFault(error, storage.dataDir)) throw new ConfigError(message, { cause: error });
     throw new Error(message, { cause: error });
   }
+}
+
+/**
+ * Warns when a SQLite file made before files were created private (or by hand) can be read by other
+ * users: members' holds password hashes. It is left as it is: its owner may share it on purpose.
+ */
+function warnIfShared(file: string, log: Logger): void {
+  const mode = statSync(file).mode & 0o777;
+  if ((mode & 0o077) === 0) return;
+  log.warn(
+    { event: 'shared-data-file', file, mode: mode.toString(8) },
+    `${file} can be read by other users (mode ${mode.toString(8)}): chmod 600 it, with its -wal and -shm files`,
+  );
 }
 
 /** Whether a host is this machine's loopback, which no other machine reaches. */
