@@ -15,6 +15,7 @@ import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/me
 import { MEMBERS_LIMITS, type MembersHandlersOptions } from '../../src/services/members/members-handlers.js';
 import { membersService } from '../../src/services/members/members-service.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
+import { isTakenUsername } from '../../src/services/members/mysql-members-store.js';
 import {
   ARGON2_PARAMETERS,
   type Argon2Parameters,
@@ -690,5 +691,23 @@ describe('MembersService given fields of the wrong wire type', () => {
       await service.close();
       await opened.dispose();
     }
+  });
+});
+
+describe('a duplicate key on MySQL', () => {
+  const duplicate = (key: string) =>
+    new ServiceError(status.INTERNAL, 'Internal error', {
+      cause: Object.assign(new Error(`Duplicate entry 'x' for key '${key}'`), {
+        code: 'ER_DUP_ENTRY',
+        sqlMessage: `Duplicate entry 'x' for key '${key}'`,
+      }),
+    });
+
+  it("is a taken username only on the username's key (MariaDB and MySQL 8 name it), not on PRIMARY", () => {
+    expect(isTakenUsername(duplicate('members_username'))).toBe(true);
+    expect(isTakenUsername(duplicate('members.members_username'))).toBe(true);
+    // InnoDB on MySQL, once the ids reach the INT column's largest.
+    expect(isTakenUsername(duplicate('PRIMARY'))).toBe(false);
+    expect(isTakenUsername(new Error('Duplicate entry'))).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import type { RowDataPacket } from 'mysql2/promise';
+import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/tracing.js';
 import { driverErrorCode } from '../common/database-errors.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
@@ -108,9 +109,21 @@ async function insertMember(sql: SqlExecutor, username: string, passwordHash: st
     ]);
     return { created: true, id: result.insertId } as const;
   } catch (error) {
-    if (driverErrorCode(error) === 'ER_DUP_ENTRY') return { created: false } as const;
+    if (isTakenUsername(error)) return { created: false } as const;
     throw error;
   }
+}
+
+/**
+ * Whether an INSERT failed on the username's unique key. InnoDB on MySQL also says ER_DUP_ENTRY,
+ * on PRIMARY, once the ids reach the INT column's largest: that is no taken username.
+ */
+export function isTakenUsername(error: unknown): boolean {
+  if (driverErrorCode(error) !== 'ER_DUP_ENTRY') return false;
+  const underlying = error instanceof ServiceError ? error.cause : error;
+  const message =
+    (underlying as { sqlMessage?: unknown; message?: unknown }).sqlMessage ?? (underlying as Error).message;
+  return typeof message === 'string' && message.includes('members_username');
 }
 
 async function removeMember(sql: SqlExecutor, username: string): Promise<void> {
