@@ -259,7 +259,7 @@ export class NodeRegistry {
       ? this.descriptorSets.resolve(node.name, sha256, description.descriptorSet)
       : undefined;
     const keys = routeKeys ?? descriptorSet?.routeKeys ?? [];
-    this.#checkRouteOwners(description.name, id, keys);
+    this.#checkRouteOwners(description.name, id, keys, previous?.routeKeys);
     if (descriptorSet) this.descriptorSets.check(node.name, descriptorSet);
     const lease: Lease = {
       id,
@@ -308,8 +308,17 @@ export class NodeRegistry {
    * Throws RESOURCE_EXHAUSTED when the routes new to the registry would not fit its bounds, and
    * ALREADY_EXISTS when a node of another name holds one of these routes or some of its paths.
    */
-  #checkRouteOwners(name: string, id: string, routeKeys: readonly string[]): void {
-    const full = this.#routeOwners.overLimit(name, routeKeys);
+  #checkRouteOwners(
+    name: string,
+    id: string,
+    routeKeys: readonly string[],
+    previousKeys: readonly string[] | undefined,
+  ): void {
+    const full = this.#routeOwners.overLimit(
+      name,
+      routeKeys,
+      previousKeys === undefined ? undefined : { id, keys: previousKeys },
+    );
     if (full !== undefined)
       throw new ServiceError(status.RESOURCE_EXHAUSTED, `the registry is full: ${full}`);
     const conflict = this.#routeOwners.conflict(name, routeKeys);

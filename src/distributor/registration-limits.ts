@@ -83,10 +83,10 @@ const NAME_SHARE = 1 / 4;
  * 8,192 nodes take well under 1 MB, one name's 2,048 (a quarter) well under its 1 MiB share, and the
  * per-node limits still leave room for the largest valid node. The distinct descriptor sets may
  * take what the whole list could before (4 MiB: about 160 sets like goods', or 16 of the largest),
- * one name a quarter of it; so may the distinct REST routes (4,096: 64 services of 64 routes; comparing
-a node's 64 new routes with 4,096 of one method took 7 to 9 ms here, less than twice the 5.5 ms of
-parsing the descriptor set that brought them). A host may bring a whole name's instances back at once after a
- * distributor restart (a burst of `nodesPerName`), and then 500 a second: a registration now costs
+ * one name a quarter of it; so may the distinct REST routes (4,096: 64 services of 64 routes;
+ * comparing a node's 64 new routes with 4,096 of one method took 7 to 9 ms here, less than twice the
+ * 5.5 ms of parsing the descriptor set that brought them). A host may bring a whole name's instances
+ * back at once after a distributor restart (a burst of `nodesPerName`), and then 500 a second: a registration now costs
  * each subscriber one event of a few hundred bytes, not a list.
  */
 export const REGISTRATION_LIMITS: RegistrationLimits = Object.freeze({

@@ -35,13 +35,24 @@ export class RouteOwners {
    * Why the routes of `keys` new to the registry would not fit its bounds (in all, or for `name`),
    * or undefined when they fit. Asked before {@link conflict}, whose time it bounds.
    */
-  overLimit(name: string, keys: readonly string[]): string | undefined {
-    const added = new Set(keys.filter((key) => !this.#holders.has(key))).size;
+  overLimit(
+    name: string,
+    keys: readonly string[],
+    replaced?: { id: string; keys: readonly string[] },
+  ): string | undefined {
+    const wanted = new Set(keys);
+    const added = [...wanted].filter((key) => !this.#holders.has(key)).length;
     if (added === 0) return undefined;
-    if (this.#holders.size + added > this.#limit) {
-      return `the registry holds ${this.#holders.size} distinct REST routes of at most ${this.#limit}`;
+    // A node registering again gives back the routes only it held and no longer declares.
+    const freed = (replaced?.keys ?? []).filter((key) => {
+      const holder = this.#holders.get(key);
+      return !wanted.has(key) && holder?.nodes.size === 1 && holder.nodes.has(replaced!.id);
+    }).length;
+    const total = this.#holders.size - freed;
+    if (total + added > this.#limit) {
+      return `the registry holds ${total} distinct REST routes of at most ${this.#limit}`;
     }
-    const held = this.#heldByName.get(name) ?? 0;
+    const held = (this.#heldByName.get(name) ?? 0) - freed;
     if (held + added > this.#nameLimit) {
       return `the nodes named "${name}" hold ${held} distinct REST routes of at most ${this.#nameLimit}`;
     }

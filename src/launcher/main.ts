@@ -148,9 +148,10 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
  * a link to somewhere else.
  */
 function writePrivately(file: string, content: string): void {
-  const fresh = `${file}.${process.pid}.new`;
+  // A name no earlier run left behind: a PID repeats (in containers, always the same).
+  const fresh = `${file}.${randomBytes(6).toString('hex')}.new`;
+  const descriptor = openSync(fresh, 'wx', 0o600);
   try {
-    const descriptor = openSync(fresh, 'wx', 0o600);
     try {
       writeFileSync(descriptor, content);
     } finally {

@@ -265,6 +265,10 @@ describe('NodeRegistry takeover rule', () => {
     expect(refusal(() => join('e', routesOf('e', 1))).code).toBe(status.RESOURCE_EXHAUSTED);
     second.leave('closed');
     expect(join('e', routesOf('e', 4)).id).toBe('e@127.0.0.1:9004');
+    // e, at its share, registers again with other routes: its own old ones are given back first.
+    expect(join('e', ['GET /e/new/0', 'GET /e/new/1', 'GET /e/new/2', 'GET /e/new/3']).id).toBe(
+      'e@127.0.0.1:9004',
+    );
   });
 
   it('frees the routes of a node that registers again without them', () => {

@@ -140,16 +140,20 @@ describe('a service and the distributor', () => {
       }),
     ]);
     await service.stop();
-    const quiet = captureLog('goods');
-    service = await startService(
-      goodsService,
-      testServiceConfig('localhost:9000', { kind: 'sqlite', dataDir }),
-      {
-        log: quiet.log,
-        registrationBackoff: FAST_RETRY,
-      },
-    );
-    expect(quiet.lines.filter((line) => line.event === 'unreachable-address')).toEqual([]);
+    for (const distributor of ['localhost:9000', '0.0.0.0:9000']) {
+      const quiet = captureLog('goods');
+      service = await startService(
+        goodsService,
+        testServiceConfig(distributor, { kind: 'sqlite', dataDir }),
+        {
+          log: quiet.log,
+          registrationBackoff: FAST_RETRY,
+        },
+      );
+      expect(quiet.lines.filter((line) => line.event === 'unreachable-address')).toEqual([]);
+      await service.stop();
+      service = undefined;
+    }
   });
 
   it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {

@@ -114,7 +114,7 @@ export async function startService<Store extends ServiceStore, Options>(
   if (
     !config.advertiseHost &&
     isLoopback(config.host) &&
-    !isLoopback(parseHostPort(config.distributor, 'the distributor').host)
+    !isThisMachine(parseHostPort(config.distributor, 'the distributor').host)
   ) {
     log.warn(
       { event: 'unreachable-address', host: config.host, distributor: config.distributor },
@@ -230,9 +230,14 @@ function warnIfShared(file: string, log: Logger): void {
   );
 }
 
-/** Whether a host is this machine's loopback, which no other machine reaches. */
+/** Whether a host to listen on is this machine's loopback, which no other machine reaches. */
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Whether a host to dial is this machine: its loopback, or the any-address, which dials it too. */
+function isThisMachine(host: string): boolean {
+  return isLoopback(host) || host === '0.0.0.0' || host === '::' || /^::ffff:127\.\d+\.\d+\.\d+$/i.test(host);
 }
 
 /** Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's. */
