@@ -222,11 +222,12 @@ function openStore<Store extends ServiceStore, Options>(
  * users: members' holds password hashes. It is left as it is: its owner may share it on purpose.
  */
 function warnIfShared(file: string, log: Logger): void {
-  const mode = statSync(file).mode & 0o777;
-  if ((mode & 0o077) === 0) return;
+  // A service's store may keep no file there at all.
+  const mode = statSync(file, { throwIfNoEntry: false })?.mode;
+  if (mode === undefined || (mode & 0o077) === 0) return;
   log.warn(
-    { event: 'shared-data-file', file, mode: mode.toString(8) },
-    `${file} can be read by other users (mode ${mode.toString(8)}): chmod 600 it, with its -wal and -shm files`,
+    { event: 'shared-data-file', file, mode: (mode & 0o777).toString(8) },
+    `${file} can be read by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 it, with its -wal and -shm files`,
   );
 }
 
