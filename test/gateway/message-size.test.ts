@@ -47,3 +47,32 @@ describe('an answer over the gRPC message size limit', () => {
     });
   });
 });
+
+describe('upstream calls past their deadline', () => {
+  const closer = new Closer();
+  const lines: Record<string, unknown>[] = [];
+  let port: number;
+
+  beforeAll(async () => {
+    const distributor = (await startDistributor(closer)).address;
+    // A service that answers GET /goods only after the gateway's deadline.
+    await startFakeGoods(closer, distributor, {
+      onCall: (method) =>
+        method === 'ListGoods' ? new Promise((resolve) => setTimeout(resolve, 1_000)) : undefined,
+    });
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(closer, distributor, { log, deadlineMs: 150 });
+    port = started.port;
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+  });
+  afterAll(() => closer.closeAll());
+
+  it('are logged once per interval, however long each one waited (grpc-js writes it into the details)', async () => {
+    const before = lines.length;
+    for (let index = 0; index < 4; index++) expect((await httpJson(port, 'GET', '/goods')).status).toBe(504);
+    const warnings = lines.slice(before).filter((line) => (line.level as number) >= 40);
+    expect(warnings.map((line) => [line.msg, line.code])).toEqual([
+      ['upstream call failed: Upstream deadline exceeded', 'DEADLINE_EXCEEDED'],
+    ]);
+  });
+});
