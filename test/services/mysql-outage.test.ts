@@ -1,7 +1,8 @@
 import { status } from '@grpc/grpc-js';
-import { createConnection } from 'mysql2/promise';
+import { createConnection, type RowDataPacket } from 'mysql2/promise';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
+import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
@@ -112,6 +113,18 @@ describe.runIf(mysqlUrl)(
         await expect(create()).resolves.toMatchObject({ id: expect.any(Number) });
       } finally {
         await admin.end();
+      }
+    });
+
+    it("bounds the server's idle time of its sessions, so a transaction cut before its COMMIT lets go of its locks within minutes", async () => {
+      const db = new MysqlDatabase({ connection: parseMysqlUrl(database.url, 'test database'), schema: [] });
+      try {
+        const [first] = await db.select<{ idle: number } & RowDataPacket>(
+          'SELECT @@session.wait_timeout AS idle',
+        );
+        expect(Number(first!.idle)).toBe(120);
+      } finally {
+        await db.close();
       }
     });
 

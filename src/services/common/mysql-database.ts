@@ -84,6 +84,9 @@ class MysqlTimeoutError extends Error {
   override readonly name = 'MysqlTimeoutError';
 }
 
+/** How long a pooled connection may stay idle before the pool closes it. */
+const IDLE_CONNECTION_MS = 60_000;
+
 /** How long closing the pool waits for its connections, by default. */
 export const POOL_CLOSE_TIMEOUT_MS = 2_000;
 
@@ -124,7 +127,7 @@ export class MysqlDatabase implements SqlExecutor {
       connectionLimit: options.connectionLimit ?? 10,
       // Idle connections are closed before a server's wait_timeout can cut them under a caller.
       maxIdle: options.connectionLimit ?? 10,
-      idleTimeout: 60_000,
+      idleTimeout: IDLE_CONNECTION_MS,
       connectTimeout: options.connectTimeoutMs ?? 3_000,
       enableKeepAlive: true,
       multipleStatements: false,
@@ -135,6 +138,13 @@ export class MysqlDatabase implements SqlExecutor {
     // A connection that breaks while idle emits 'error'; without a listener that would crash the process.
     this.#pool.pool.on('connection', (core) => {
       core.on('error', (error: Error) => this.#log.debug({ err: error }, 'idle MySQL connection closed'));
+      // A connection cut between two statements of a transaction (before its COMMIT, say) leaves the
+      // server holding the transaction, and its locks (an idempotency key's row), until the server
+      // drops the connection as idle: 8 hours by default. The pool closes its own idle connections
+      // after IDLE_CONNECTION_MS, so the server may drop one idle for twice as long.
+      core.query(`SET SESSION wait_timeout = ${(2 * IDLE_CONNECTION_MS) / 1000}`, (error: Error | null) => {
+        if (error) this.#log.debug({ err: error }, 'could not bound the MySQL session idle time');
+      });
     });
     const limit = options.connectionLimit ?? 10;
     options.observer?.watchPool('mysql', () => poolStats(this.#pool, limit));
@@ -285,7 +295,7 @@ export class MysqlDatabase implements SqlExecutor {
     } catch (error) {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
       if (error instanceof MysqlTimeoutError) {
-        this.#killStatementOf(connection.threadId);
+        this.#killConnectionOf(connection.threadId);
         connection.destroy();
       } else if ((error as { fatal?: boolean }).fatal) connection.destroy();
       else connection.release();
@@ -296,25 +306,26 @@ export class MysqlDatabase implements SqlExecutor {
   }
 
   /**
-   * Stops the statement a timed-out connection was running, through another connection. Closing
-   * the connection alone does not: the server finishes the statement first, so an INSERT waiting
-   * for a lock was committed seconds after its caller had been told it timed out. Best effort, in
-   * the background: a statement that ended meanwhile ("Unknown thread id") or a server that cannot
-   * be reached leaves nothing to stop.
+   * Ends, on the server, the connection of a statement that timed out, through another connection:
+   * closing our side alone does not stop it. The server finishes a statement first (an INSERT
+   * waiting for a lock was committed seconds after its caller had been told it timed out), and keeps
+   * a transaction open while the connection lasts. KILL stops the statement and rolls back what was
+   * not committed. Best effort, in the background: a connection that ended meanwhile ("Unknown thread
+   * id") or a server that cannot be reached leaves nothing to stop.
    */
-  #killStatementOf(threadId: number | null): void {
+  #killConnectionOf(threadId: number | null): void {
     if (threadId === null) return;
     this.#acquire()
       .then(async (connection) => {
         let timer: NodeJS.Timeout | undefined;
         const gaveUp = new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new MysqlTimeoutError('KILL QUERY unanswered')),
+            () => reject(new MysqlTimeoutError('KILL CONNECTION unanswered')),
             this.#queryTimeoutMs,
           );
         });
         try {
-          await Promise.race([connection.query('KILL QUERY ?', [threadId]), gaveUp]);
+          await Promise.race([connection.query('KILL CONNECTION ?', [threadId]), gaveUp]);
           connection.release();
         } catch (error) {
           // "Unknown thread id" (the statement ended meanwhile) leaves a sound connection.
@@ -327,7 +338,7 @@ export class MysqlDatabase implements SqlExecutor {
         }
       })
       .catch((error: unknown) =>
-        this.#log.debug({ err: error, threadId }, 'could not stop a timed-out statement'),
+        this.#log.debug({ err: error, threadId }, 'could not end a timed-out connection'),
       );
   }
 
