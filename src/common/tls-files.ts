@@ -41,7 +41,23 @@ export interface TlsRefreshOptions {
    * the key is not reported.
    */
   readonly onReloadError?: (error: ConfigError) => void;
+  /**
+   * Told, once per certificate, when the certificate in use will expire within
+   * {@link EXPIRY_WARNING_MS} and again once it has expired: checked at every read, changed or not,
+   * since a certificate that is never renewed would otherwise stop every handshake without a word.
+   */
+  readonly onExpiry?: (notice: ExpiryNotice) => void;
 }
+
+/** What {@link TlsRefreshOptions.onExpiry} is told. */
+export interface ExpiryNotice {
+  readonly file: string;
+  readonly validTo: Date;
+  readonly expired: boolean;
+}
+
+/** How long before its end a certificate in use is said to expire soon. */
+export const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
 
 const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
 
@@ -78,10 +94,26 @@ export function watchTlsFiles(
   let stopped = false;
   let lastFailure: string | undefined;
   let reportedFailure: string | undefined;
+  const reportedExpiry = new Set<string>();
+  const checkExpiry = (): void => {
+    if (!options.onExpiry || !current.cert || files.certFile === undefined) return;
+    const leaf = certificateBlocks(current.cert)[0];
+    const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
+    if (!certificate) return;
+    const validTo = new Date(certificate.validTo);
+    const left = validTo.getTime() - Date.now();
+    if (left > EXPIRY_WARNING_MS) return;
+    const notice = { file: files.certFile, validTo, expired: left <= 0 };
+    const key = `${certificate.fingerprint256} ${notice.expired}`;
+    if (reportedExpiry.has(key)) return;
+    reportedExpiry.add(key);
+    options.onExpiry(notice);
+  };
   const poll = async (): Promise<void> => {
     if (reading) return;
     reading = true;
     try {
+      checkExpiry();
       const raw = await readAsync(files);
       if (stopped || sameMaterial(raw, current)) return;
       const next = checkTlsMaterial(files, raw);

@@ -2,6 +2,7 @@ import { startAdminServer } from '../common/admin-server.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain, stopOnSignals } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
+import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
@@ -19,7 +20,7 @@ runMain(async () => {
   const distributor = createDistributorServer({
     telemetry,
     log,
-    credentials: serverCredentials(config.tls),
+    credentials: serverCredentials(config.tls, tlsProblemLog(log)),
     // With a CA, every caller has a verified certificate: a node may register only under its name.
     requireCertificateIdentity: config.tls?.caFile !== undefined,
     peerIdentities,

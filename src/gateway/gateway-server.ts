@@ -8,6 +8,8 @@ import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
+import type { TlsRefreshOptions } from '../common/tls-files.js';
+import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { NodeState } from '../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
 import { ApiDocs } from './api-docs.js';
@@ -213,6 +215,8 @@ class GatewayServer implements Gateway {
   readonly #pool: InstancePool;
   /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
   readonly #distributorCredentials: ChannelCredentials;
+  /** Logs what goes wrong with the TLS files, once for all of the gateway's credentials. */
+  readonly #tlsProblems: TlsRefreshOptions;
   readonly #table: RouteTable;
   /** Pick an instance, call, retry, answer: everything after the HTTP front has read a request. */
   readonly #dispatcher: Dispatcher;
@@ -241,7 +245,12 @@ class GatewayServer implements Gateway {
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     // Unreadable or mismatched certificate files stop the start here (a ConfigError, exit 2), before
     // anything listens: read once the port was bound, they threw past the start (exit 1, restarted).
-    this.#distributorCredentials = channelCredentials(options.tls, { expectedName: 'distributor' });
+    const tlsProblems = tlsProblemLog(this.#log);
+    this.#tlsProblems = tlsProblems;
+    this.#distributorCredentials = channelCredentials(options.tls, {
+      expectedName: 'distributor',
+      ...tlsProblems,
+    });
     this.#telemetry = new GatewayTelemetry(
       {
         routeOf: (method, path) =>
@@ -261,7 +270,7 @@ class GatewayServer implements Gateway {
         // service waited for WINDOW_UPDATEs with a third of both cores idle (issue 9: +48 % GET /goods).
         'grpc-node.flow_control_window': UPSTREAM_FLOW_CONTROL_WINDOW,
       },
-      credentialsFor: upstreamCredentials(options.tls),
+      credentialsFor: upstreamCredentials(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
     });
@@ -304,7 +313,7 @@ class GatewayServer implements Gateway {
         { ...httpOptions, handshakeTimeout: headersTimeout, ...httpsServerOptions(options.https) },
         onRequest,
       );
-      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https);
+      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
       this.#server = server;
     } else {
       this.#server = createServer(httpOptions, onRequest);
@@ -893,13 +902,16 @@ class GatewayServer implements Gateway {
 }
 
 /** One set of credentials per component name, checking that name on the server (secure naming). */
-function upstreamCredentials(tls: TlsFiles | undefined): ((name: string) => ChannelCredentials) | undefined {
+function upstreamCredentials(
+  tls: TlsFiles | undefined,
+  refresh: TlsRefreshOptions,
+): ((name: string) => ChannelCredentials) | undefined {
   if (!tls) return undefined;
   const byName = new Map<string, ChannelCredentials>();
   return (name) => {
     let credentials = byName.get(name);
     if (!credentials) {
-      credentials = channelCredentials(tls, { expectedName: name });
+      credentials = channelCredentials(tls, { expectedName: name, ...refresh });
       byName.set(name, credentials);
     }
     return credentials;

@@ -28,7 +28,10 @@ import {
   serverCredentials,
   type TlsFiles,
 } from '../../src/common/tls.js';
+import { EXPIRY_WARNING_MS, readTlsFiles, watchTlsFiles } from '../../src/common/tls-files.js';
+import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
 import { installCertificate, makeTestPki, replaceFile, type TestPki } from '../helpers/certs.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 /** One method that answers with the identities of the caller's client certificate. */
 const PEER_SERVICE = {
@@ -240,6 +243,63 @@ describe('rotation without restart', () => {
     expect(String(onReloadError.mock.calls[0]![0].message)).toContain('is not the key of');
     await expect(whoAmI(port, channelCredentials(pki.files('gateway')))).resolves.toEqual([
       'spiffe://shop/gateway',
+    ]);
+  });
+});
+
+describe('a certificate in use that nears its end', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('is told once when it expires within a week and once when it has expired, though its files never change', async () => {
+    const files = pki.files('goods');
+    const validTo = new Date(new X509Certificate(readFileSync(files.certFile)).validTo);
+    const onExpiry = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onExpiry });
+    try {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(validTo.getTime() - EXPIRY_WARNING_MS - 60_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(onExpiry).not.toHaveBeenCalled();
+      vi.setSystemTime(validTo.getTime() - 24 * 60 * 60 * 1000);
+      await vi.waitFor(() => expect(onExpiry).toHaveBeenCalledOnce(), WAIT);
+      expect(onExpiry).toHaveBeenLastCalledWith({ file: files.certFile, validTo, expired: false });
+      vi.setSystemTime(validTo.getTime() + 1_000);
+      await vi.waitFor(() => expect(onExpiry).toHaveBeenCalledTimes(2), WAIT);
+      expect(onExpiry).toHaveBeenLastCalledWith({ file: files.certFile, validTo, expired: true });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(onExpiry).toHaveBeenCalledTimes(2);
+    } finally {
+      stop();
+    }
+  });
+
+  it("is logged once for all of a component's credentials, as a failed reload is", () => {
+    const { log, lines } = captureLog('goods');
+    const problems = tlsProblemLog(log);
+    const validTo = new Date('2030-01-01T00:00:00.000Z');
+    for (let copy = 0; copy < 3; copy++) {
+      problems.onExpiry({ file: 'goods.crt', validTo, expired: false });
+      problems.onExpiry({ file: 'goods.crt', validTo, expired: true });
+      problems.onReloadError(
+        new ConfigError('TLS key file "goods.key" is not the key of TLS certificate file "goods.crt"'),
+      );
+    }
+    expect(lines.map((line) => [line.level, line.event, line.msg])).toEqual([
+      [
+        40,
+        'tls-certificate-expiring',
+        'TLS certificate file "goods.crt" expires on 2030-01-01T00:00:00.000Z: renew it before then',
+      ],
+      [
+        50,
+        'tls-certificate-expired',
+        'TLS certificate file "goods.crt" expired on 2030-01-01T00:00:00.000Z: peers refuse it; renew it',
+      ],
+      [
+        50,
+        'tls-reload-failed',
+        'TLS key file "goods.key" is not the key of TLS certificate file "goods.crt": the TLS files in use before stay in use',
+      ],
     ]);
   });
 });

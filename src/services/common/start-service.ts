@@ -7,6 +7,7 @@ import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
+import { tlsProblemLog } from '../../common/tls-problem-log.js';
 import { NodeState } from '../../gen/distributor.js';
 import {
   type BackoffOptions,
@@ -69,8 +70,12 @@ export async function startService<Store extends ServiceStore, Options>(
 ): Promise<RunningService> {
   const log = options.log ?? silentLogger();
   // Unreadable certificate files stop the start here, before anything is opened.
-  const credentials = serverCredentials(config.tls);
-  const distributorCredentials = channelCredentials(config.tls, { expectedName: 'distributor' });
+  const tlsProblems = tlsProblemLog(log);
+  const credentials = serverCredentials(config.tls, tlsProblems);
+  const distributorCredentials = channelCredentials(config.tls, {
+    expectedName: 'distributor',
+    ...tlsProblems,
+  });
   // Metrics and request ids (issue 11); the process's own metrics only where /metrics is served.
   const observability = config.observability;
   const telemetry = new ServiceTelemetry({
