@@ -116,6 +116,15 @@ export function errorCause(error: unknown): string {
   return `${typeof name === 'string' ? name : typeof error}: ${String(message ?? error).slice(0, 80)}`;
 }
 
+/**
+ * What a gRPC status's details say, without what varies from one call to the next: grpc-js writes
+ * the time waited, timestamps and the peer's address into its own (a deadline's "Deadline exceeded
+ * after 5.001s,LB pick: 0.001s,remote_addr=..."), so that each failure looked like a new cause.
+ */
+export function detailsCause(details: string | undefined): string {
+  return (details ?? '').split(',', 1)[0]!.replace(/\d+/g, 'N').slice(0, 80);
+}
+
 const limiters = new WeakMap<Logger, LogLimiter>();
 
 /**

@@ -1,5 +1,5 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
-import { limiterOf } from '../common/log-limiter.js';
+import { detailsCause, limiterOf } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import type { CallPlan } from './call-plan.js';
 import { errorBody, successBody } from './envelope.js';
@@ -161,10 +161,8 @@ export class Dispatcher {
     const outcome = outcomeForStatus(code, error.details);
     if (outcome.httpStatus >= 500) {
       // One line per instance, method and failure per interval: a failing upstream fails every call.
-      // The cause leaves out what grpc-js adds to a deadline's details, a new text each time: the time
-      // waited and, after a comma, how it was spent and the peer's address.
       limiterOf(this.#options.log).warn(
-        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${causeOf(error.details)}`,
+        `upstream ${instance.nodeId} ${instance.plan.grpcMethod} ${error.code} ${detailsCause(error.details)}`,
         {
           key: exchange.key,
           requestId: exchange.requestId,
@@ -187,9 +185,4 @@ export class Dispatcher {
 
 function encode(plan: CallPlan, exchange: Exchange, body: RequestInput): Buffer {
   return plan.decode({ pathValues: exchange.pathValues, query: exchange.query, body });
-}
-
-/** An upstream failure's details without what varies from one call to the next (see answerStatus). */
-function causeOf(details: string | undefined): string {
-  return (details ?? '').split(',', 1)[0]!.replace(/\d+/g, 'N').slice(0, 80);
 }

@@ -10,6 +10,7 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import {
@@ -98,7 +99,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #backoff: BackoffOptions;
   readonly #metadata: Metadata;
   #state: NodeState;
-  #lastFailure: grpcStatus | undefined;
+  /** The status code and the gist of the details of the last failure, to tell a new reason. */
+  #lastFailure: string | undefined;
   #call: ClientDuplexStream<RegisterRequest, RegisterResponse> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
@@ -234,8 +236,9 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       // Warn when the link is lost, when the reason changes (the distributor came back but refuses
       // the node, say), and at every refusal that may clear later: the node is not routed meanwhile.
       // Repeated transient failures for the same reason are routine.
-      const newReason = this.#failures === 0 || status.code !== this.#lastFailure;
-      this.#lastFailure = status.code;
+      const cause = `${status.code} ${detailsCause(status.details)}`;
+      const newReason = this.#failures === 0 || cause !== this.#lastFailure;
+      this.#lastFailure = cause;
       const delay = this.#nextDelay();
       if (retry === 'refused') {
         this.#log.warn(

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { errorCause, LogLimiter, limiterOf } from '../../src/common/log-limiter.js';
+import { detailsCause, errorCause, LogLimiter, limiterOf } from '../../src/common/log-limiter.js';
 import { capturingLogger } from '../distributor/support/capturing-logger.js';
 
 describe('LogLimiter', () => {
@@ -77,5 +77,23 @@ describe('LogLimiter', () => {
     expect(errorCause(Object.assign(new Error('x'), { code: 'ER_LOCK_DEADLOCK' }))).toBe('ER_LOCK_DEADLOCK');
     expect(errorCause(new TypeError('bad thing'))).toBe('TypeError: bad thing');
     expect(errorCause('text')).toBe('string: text');
+  });
+});
+
+describe('detailsCause', () => {
+  it('leaves out what grpc-js writes into its details from one call to the next, and keeps what tells causes apart', () => {
+    const deadlines = [
+      'Deadline exceeded after 5.001s,LB pick: 0.001s,remote_addr=127.0.0.1:36513',
+      'Deadline exceeded after 4.999s,time to current attempt start: 0.001s,remote_addr=127.0.0.1:40001',
+    ];
+    expect(new Set(deadlines.map(detailsCause)).size).toBe(1);
+    const refused = [
+      'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:9000 (2026-12-04T02:22:01.123Z)',
+      'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:9000 (2026-12-04T02:22:03.456Z)',
+    ];
+    expect(new Set(refused.map(detailsCause)).size).toBe(1);
+    // Same status code, another reason: a new cause, said at once.
+    expect(detailsCause(refused[0])).not.toBe(detailsCause('the distributor is shutting down'));
+    expect(detailsCause(undefined)).toBe('');
   });
 });
