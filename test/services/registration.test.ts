@@ -14,7 +14,7 @@ import { type RunningService, startService } from '../../src/services/common/sta
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { membersService } from '../../src/services/members/members-service.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
-import { captureLog } from '../helpers/log-capture.js';
+import { captureLog, type LogLine } from '../helpers/log-capture.js';
 import { createTestDatabase } from '../helpers/mysql.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { testServiceConfig } from './support/service-config.js';
@@ -91,29 +91,22 @@ describe('a service and the distributor', () => {
     },
   );
 
+  /** Goods on SQLite in dataDir, registering with `distributor`: its log lines, captured. */
+  async function startLoggedGoods(distributor: string): Promise<LogLine[]> {
+    const captured = captureLog('goods');
+    service = await startService(goodsService, testServiceConfig(distributor, { kind: 'sqlite', dataDir }), {
+      log: captured.log,
+      registrationBackoff: FAST_RETRY,
+    });
+    return captured.lines;
+  }
+  const eventsOf = (lines: LogLine[], event: string) => lines.filter((line) => line.event === event);
+
   it('warns of a SQLite file other users can read, and not of one it made itself', async () => {
-    const fresh = captureLog('goods');
-    service = await startService(
-      goodsService,
-      testServiceConfig('127.0.0.1:9', { kind: 'sqlite', dataDir }),
-      {
-        log: fresh.log,
-        registrationBackoff: FAST_RETRY,
-      },
-    );
-    expect(fresh.lines.filter((line) => line.event === 'shared-data-file')).toEqual([]);
-    await service.stop();
+    expect(eventsOf(await startLoggedGoods('127.0.0.1:9'), 'shared-data-file')).toEqual([]);
+    await service!.stop();
     await chmod(join(dataDir, 'goods.sqlite'), 0o644);
-    const shared = captureLog('goods');
-    service = await startService(
-      goodsService,
-      testServiceConfig('127.0.0.1:9', { kind: 'sqlite', dataDir }),
-      {
-        log: shared.log,
-        registrationBackoff: FAST_RETRY,
-      },
-    );
-    expect(shared.lines.filter((line) => line.event === 'shared-data-file')).toEqual([
+    expect(eventsOf(await startLoggedGoods('127.0.0.1:9'), 'shared-data-file')).toEqual([
       expect.objectContaining({
         mode: '644',
         msg: expect.stringContaining('can be read by other users (mode 644)'),
@@ -122,36 +115,18 @@ describe('a service and the distributor', () => {
   });
 
   it('warns when it listens on loopback alone while the distributor is elsewhere, and not when it is on loopback too', async () => {
-    const { log, lines } = captureLog('goods');
     // 192.0.2.1 (TEST-NET-1) is never dialled: the registration retries in the background and the test stops first.
-    service = await startService(
-      goodsService,
-      testServiceConfig('192.0.2.1:9000', { kind: 'sqlite', dataDir }),
-      {
-        log,
-        registrationBackoff: FAST_RETRY,
-      },
-    );
-    expect(lines.filter((line) => line.event === 'unreachable-address')).toEqual([
+    expect(eventsOf(await startLoggedGoods('192.0.2.1:9000'), 'unreachable-address')).toEqual([
       expect.objectContaining({
         msg: expect.stringContaining(
           'listening on 127.0.0.1 only, while the distributor at 192.0.2.1:9000 is not on loopback',
         ),
       }),
     ]);
-    await service.stop();
+    await service!.stop();
     for (const distributor of ['localhost:9000', '0.0.0.0:9000']) {
-      const quiet = captureLog('goods');
-      service = await startService(
-        goodsService,
-        testServiceConfig(distributor, { kind: 'sqlite', dataDir }),
-        {
-          log: quiet.log,
-          registrationBackoff: FAST_RETRY,
-        },
-      );
-      expect(quiet.lines.filter((line) => line.event === 'unreachable-address')).toEqual([]);
-      await service.stop();
+      expect(eventsOf(await startLoggedGoods(distributor), 'unreachable-address')).toEqual([]);
+      await service!.stop();
       service = undefined;
     }
   });
