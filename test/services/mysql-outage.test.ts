@@ -116,13 +116,14 @@ describe.runIf(mysqlUrl)(
       }
     });
 
-    it("bounds the server's idle time of its sessions, so a transaction cut before its COMMIT lets go of its locks within minutes", async () => {
+    it("bounds the server's waits of its sessions: a transaction cut before its COMMIT lets go of its locks within minutes, and a statement waits for a lock less long than its timeout", async () => {
       const db = new MysqlDatabase({ connection: parseMysqlUrl(database.url, 'test database'), schema: [] });
       try {
-        const [first] = await db.select<{ idle: number } & RowDataPacket>(
-          'SELECT @@session.wait_timeout AS idle',
+        const [first] = await db.select<{ idle: number; rowLock: number; tableLock: number } & RowDataPacket>(
+          'SELECT @@session.wait_timeout AS idle, @@session.innodb_lock_wait_timeout AS rowLock, @@session.lock_wait_timeout AS tableLock',
         );
-        expect(Number(first!.idle)).toBe(120);
+        // Idle 5 minutes; lock waits shorter than the statement timeout (5 s by default).
+        expect([first!.idle, first!.rowLock, first!.tableLock].map(Number)).toEqual([300, 4, 4]);
       } finally {
         await db.close();
       }

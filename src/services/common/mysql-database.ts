@@ -84,8 +84,8 @@ class MysqlTimeoutError extends Error {
   override readonly name = 'MysqlTimeoutError';
 }
 
-/** How long a pooled connection may stay idle before the pool closes it. */
-const IDLE_CONNECTION_MS = 60_000;
+/** How long the server keeps a session that says nothing (its wait_timeout), in seconds. */
+const SESSION_IDLE_LIMIT_S = 300;
 
 /** How long closing the pool waits for its connections, by default. */
 export const POOL_CLOSE_TIMEOUT_MS = 2_000;
@@ -125,9 +125,10 @@ export class MysqlDatabase implements SqlExecutor {
       database: connection.database,
       ...(connection.ssl === undefined ? {} : { ssl: connection.ssl as never }),
       connectionLimit: options.connectionLimit ?? 10,
-      // Idle connections are closed before a server's wait_timeout can cut them under a caller.
+      // Every connection may stay idle (mysql2 closes only those past maxIdle, after idleTimeout):
+      // the server drops one idle past its wait_timeout (set below), and mysql2 then takes it out.
       maxIdle: options.connectionLimit ?? 10,
-      idleTimeout: IDLE_CONNECTION_MS,
+      idleTimeout: 60_000,
       connectTimeout: options.connectTimeoutMs ?? 3_000,
       enableKeepAlive: true,
       multipleStatements: false,
@@ -138,13 +139,22 @@ export class MysqlDatabase implements SqlExecutor {
     // A connection that breaks while idle emits 'error'; without a listener that would crash the process.
     this.#pool.pool.on('connection', (core) => {
       core.on('error', (error: Error) => this.#log.debug({ err: error }, 'idle MySQL connection closed'));
-      // A connection cut between two statements of a transaction (before its COMMIT, say) leaves the
-      // server holding the transaction, and its locks (an idempotency key's row), until the server
-      // drops the connection as idle: 8 hours by default. The pool closes its own idle connections
-      // after IDLE_CONNECTION_MS, so the server may drop one idle for twice as long.
-      core.query(`SET SESSION wait_timeout = ${(2 * IDLE_CONNECTION_MS) / 1000}`, (error: Error | null) => {
-        if (error) this.#log.debug({ err: error }, 'could not bound the MySQL session idle time');
-      });
+      // Bounds the server keeps on its side, as it does not stop a statement when the client gives up
+      // on it (the timeout below only drops our end of the connection):
+      // - a statement waits for a lock (a row's, or a table's) less long than the statement timeout:
+      //   an INSERT waiting for a lock was otherwise committed seconds after its caller had been told
+      //   it timed out;
+      // - a session idle for SESSION_IDLE_LIMIT_S is dropped, with its transaction: one cut before
+      //   its COMMIT otherwise held its locks (an Idempotency-Key's row) for the server's default 8
+      //   hours. The pool keeps its idle connections (mysql2 sweeps only those past maxIdle), so the
+      //   server drops them too once idle that long; mysql2 takes a dropped one out of the pool.
+      const lockWait = Math.max(1, Math.ceil(this.#queryTimeoutMs / 1000) - 1);
+      core.query(
+        `SET SESSION innodb_lock_wait_timeout = ${lockWait}, lock_wait_timeout = ${lockWait}, wait_timeout = ${SESSION_IDLE_LIMIT_S}`,
+        (error: Error | null) => {
+          if (error) this.#log.debug({ err: error }, "could not bound the MySQL session's waits");
+        },
+      );
     });
     const limit = options.connectionLimit ?? 10;
     options.observer?.watchPool('mysql', () => poolStats(this.#pool, limit));
@@ -294,52 +304,12 @@ export class MysqlDatabase implements SqlExecutor {
       return result;
     } catch (error) {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
-      if (error instanceof MysqlTimeoutError) {
-        this.#killConnectionOf(connection.threadId);
-        connection.destroy();
-      } else if ((error as { fatal?: boolean }).fatal) connection.destroy();
+      if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) connection.destroy();
       else connection.release();
       throw classify(error);
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /**
-   * Ends, on the server, the connection of a statement that timed out, through another connection:
-   * closing our side alone does not stop it. The server finishes a statement first (an INSERT
-   * waiting for a lock was committed seconds after its caller had been told it timed out), and keeps
-   * a transaction open while the connection lasts. KILL stops the statement and rolls back what was
-   * not committed. Best effort, in the background: a connection that ended meanwhile ("Unknown thread
-   * id") or a server that cannot be reached leaves nothing to stop.
-   */
-  #killConnectionOf(threadId: number | null): void {
-    if (threadId === null) return;
-    this.#acquire()
-      .then(async (connection) => {
-        let timer: NodeJS.Timeout | undefined;
-        const gaveUp = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new MysqlTimeoutError('KILL CONNECTION unanswered')),
-            this.#queryTimeoutMs,
-          );
-        });
-        try {
-          await Promise.race([connection.query('KILL CONNECTION ?', [threadId]), gaveUp]);
-          connection.release();
-        } catch (error) {
-          // "Unknown thread id" (the statement ended meanwhile) leaves a sound connection.
-          if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal)
-            connection.destroy();
-          else connection.release();
-          throw error;
-        } finally {
-          clearTimeout(timer);
-        }
-      })
-      .catch((error: unknown) =>
-        this.#log.debug({ err: error, threadId }, 'could not end a timed-out connection'),
-      );
   }
 
   #acquire(): Promise<PoolConnection> {
