@@ -180,11 +180,14 @@ export function templatesOverlap(a: PathTemplate, b: PathTemplate): boolean {
   if (last === undefined) return segmentsOverlap([{ kind: 'literal', value: suffix }], without.segments);
   const prefix = withVerb.segments.slice(0, -1);
   if (last.kind === 'multi') return multiBeforeVerbOverlaps(prefix, suffix, without.segments);
-  const carrier: Pattern =
-    last.kind === 'literal'
-      ? { kind: 'literal', value: `${last.value}${suffix}` }
-      : { kind: 'suffix', suffix };
-  return segmentsOverlap([...prefix, carrier], without.segments);
+  return segmentsOverlap([...prefix, carrierOf(last, suffix)], without.segments);
+}
+
+/** The last segment of a template with a verb: its own pattern, then the ":verb" it carries. */
+function carrierOf(last: SegmentPattern, suffix: string): Pattern {
+  return last.kind === 'literal'
+    ? { kind: 'literal', value: `${last.value}${suffix}` }
+    : { kind: 'suffix', suffix };
 }
 
 /**
@@ -196,6 +199,10 @@ function multiBeforeVerbOverlaps(
   suffix: string,
   other: readonly SegmentPattern[],
 ): boolean {
+  // "**" taking no segment: the verb ends the prefix's last segment ("/a/**:verb" takes "/a:verb").
+  const lastOfPrefix = prefix.at(-1);
+  if (lastOfPrefix && segmentsOverlap([...prefix.slice(0, -1), carrierOf(lastOfPrefix, suffix)], other))
+    return true;
   for (let index = 0; index < prefix.length; index++) {
     const mine = prefix[index]!;
     const theirs = other[index];

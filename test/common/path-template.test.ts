@@ -84,6 +84,8 @@ describe('templatesOverlap', () => {
     ['/a/**', '/a/b:x', '/a/b:x'],
     ['/a/{x}', '/a/{y}:x', '/a/b:x'],
     ['/{x}', '/:cancel', '/:cancel'],
+    ['/a/{p=**}:verb', '/{x}', '/a:verb'],
+    ['/a/{p=**}:verb', '/a%3Averb', '/a:verb'],
     ['/a/{p=**}:v', '/a/b/{c}', '/a/b/c:v'],
   ])('%s and %s overlap (both match %s)', (first, second, path) => {
     const [a, b] = [parsePathTemplate(first), parsePathTemplate(second)];
