@@ -160,6 +160,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     return this.#nodeId;
   }
 
+  /** The state this node says it is in (its last setState, or its description's). */
+  get state(): NodeState {
+    return this.#state;
+  }
+
   /** The state the distributor last acknowledged on the current stream; undefined before it has. */
   get acknowledgedState(): NodeState | undefined {
     return this.#acknowledgedState;

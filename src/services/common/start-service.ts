@@ -279,7 +279,12 @@ function isPathFault(error: unknown, dataDir: string): boolean {
  */
 function drainingConfirmed(registration: RegistrationClient, timeoutMs: number): Promise<void> {
   // Listed draining already (its database down): setState writes nothing, so no answer would come.
-  if (!registration.nodeId || registration.acknowledgedState === NodeState.NODE_STATE_DRAINING)
+  // Only if draining is what it last said, too: a SERVING on its way would otherwise be taken back.
+  const draining = NodeState.NODE_STATE_DRAINING;
+  if (
+    !registration.nodeId ||
+    (registration.state === draining && registration.acknowledgedState === draining)
+  )
     return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
