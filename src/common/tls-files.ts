@@ -42,9 +42,9 @@ export interface TlsRefreshOptions {
    */
   readonly onReloadError?: (error: ConfigError) => void;
   /**
-   * Told, once per certificate, when the certificate in use will expire within
-   * {@link EXPIRY_WARNING_MS} and again once it has expired: checked at every read, changed or not,
-   * since a certificate that is never renewed would otherwise stop every handshake without a word.
+   * Told, once per certificate (the leaf, its intermediates, the CAs), when one in use will expire
+   * within {@link EXPIRY_WARNING_MS}, and once it has expired, again every hour: checked at every
+   * read, changed or not, since a certificate never renewed would stop every handshake without a word.
    */
   readonly onExpiry?: (notice: ExpiryNotice) => void;
 }
@@ -58,6 +58,9 @@ export interface ExpiryNotice {
 
 /** How long before its end a certificate in use is said to expire soon. */
 export const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** How often a certificate in use that has expired is told of again. */
+const EXPIRED_REPEAT_MS = 60 * 60 * 1000;
 
 const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
 
@@ -94,20 +97,32 @@ export function watchTlsFiles(
   let stopped = false;
   let lastFailure: string | undefined;
   let reportedFailure: string | undefined;
-  const reportedExpiry = new Set<string>();
+  /** When each notice was last given, by certificate and whether it had expired. */
+  const told = new Map<string, number>();
   const checkExpiry = (): void => {
-    if (!options.onExpiry || !current.cert || files.certFile === undefined) return;
-    const leaf = certificateBlocks(current.cert)[0];
-    const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
-    if (!certificate) return;
-    const validTo = new Date(certificate.validTo);
-    const left = validTo.getTime() - Date.now();
-    if (left > EXPIRY_WARNING_MS) return;
-    const notice = { file: files.certFile, validTo, expired: left <= 0 };
-    const key = `${certificate.fingerprint256} ${notice.expired}`;
-    if (reportedExpiry.has(key)) return;
-    reportedExpiry.add(key);
-    options.onExpiry(notice);
+    if (!options.onExpiry) return;
+    const held: Array<[string | undefined, Buffer | undefined]> = [
+      [files.certFile, current.cert],
+      [files.caFile, current.ca],
+    ];
+    for (const [file, pem] of held) {
+      if (file === undefined || pem === undefined) continue;
+      // The leaf, its intermediates and the CAs: any one of them past its end fails the handshake.
+      for (const block of certificateBlocks(pem)) {
+        const certificate = parseCertificate(block);
+        if (!certificate) continue;
+        const validTo = new Date(certificate.validTo);
+        const left = validTo.getTime() - Date.now();
+        if (left > EXPIRY_WARNING_MS) continue;
+        const expired = left <= 0;
+        const key = `${certificate.fingerprint256} ${expired}`;
+        const last = told.get(key);
+        // Said once; an expired one again every hour, for as long as it is in use.
+        if (last !== undefined && (!expired || performance.now() - last < EXPIRED_REPEAT_MS)) continue;
+        told.set(key, performance.now());
+        options.onExpiry({ file, validTo, expired });
+      }
+    }
   };
   const poll = async (): Promise<void> => {
     if (reading) return;

@@ -268,6 +268,14 @@ describe('a certificate in use that nears its end', () => {
       expect(onExpiry).toHaveBeenLastCalledWith({ file: files.certFile, validTo, expired: true });
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(onExpiry).toHaveBeenCalledTimes(2);
+      // The CA's end is checked too: it fails every handshake just the same.
+      const caValidTo = new Date(new X509Certificate(readFileSync(files.caFile!)).validTo);
+      vi.setSystemTime(caValidTo.getTime() - 24 * 60 * 60 * 1000);
+      await vi.waitFor(
+        () =>
+          expect(onExpiry).toHaveBeenCalledWith({ file: files.caFile, validTo: caValidTo, expired: false }),
+        WAIT,
+      );
     } finally {
       stop();
     }
