@@ -146,8 +146,7 @@ export class MysqlDatabase implements SqlExecutor {
       //   it timed out;
       // - a session idle for SESSION_IDLE_LIMIT_S is dropped, with its transaction: one cut before
       //   its COMMIT otherwise held its locks (an Idempotency-Key's row) for the server's default 8
-      //   hours. The pool keeps its idle connections (mysql2 sweeps only those past maxIdle), so the
-      //   server drops them too once idle that long; mysql2 takes a dropped one out of the pool.
+      //   hours. Idle pooled connections end that way too (see maxIdle above).
       const lockWait = Math.max(1, Math.ceil(this.#queryTimeoutMs / 1000) - 1);
       core.query(
         `SET SESSION innodb_lock_wait_timeout = ${lockWait}, lock_wait_timeout = ${lockWait}, wait_timeout = ${SESSION_IDLE_LIMIT_S}`,
