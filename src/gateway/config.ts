@@ -80,7 +80,7 @@ export const GATEWAY_SETTINGS = {
     env: 'GATEWAY_RESTART_GRACE_MS',
     // A node registers again within its backoff (up to 5 s) and a channel reconnection (up to 1 s).
     default: '7000',
-    help: 'after a distributor restart, how long instances that have not registered again are still routed to, in ms; 0: none',
+    help: 'after a distributor restart, how long instances that have not registered again are still routed to, and how long /readyz stays 200 without the distributor, in ms; 0: none',
     parse: (value, source) => parseWholeNumber(value, source, 0, MAX_DURATION_MS),
   }),
   httpsCert: optionalSetting({

@@ -71,7 +71,8 @@ export interface GatewayOptions {
   maxConnections?: number;
   /**
    * After a distributor restart, how long instances of the last snapshot that have not registered
-   * again are still routed to (see RestartGrace). Default 7000; 0 turns it off.
+   * again are still routed to (see RestartGrace), and how long the gateway stays ready without the
+   * distributor, routing from its last list meanwhile. Default 7000; 0 turns both off.
    */
   restartGraceMs?: number;
   /**
@@ -209,6 +210,7 @@ class GatewayServer implements Gateway {
   readonly #bodyLimit: number;
   readonly #bodyBudget: BodyBudget;
   readonly #retryAfter: string;
+  readonly #restartGraceMs: number;
   readonly #server: Server | HttpsServer;
   readonly #stopWatchingCertificates: (() => void) | undefined;
   readonly #connections: ConnectionTracker;
@@ -243,6 +245,7 @@ class GatewayServer implements Gateway {
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
+    this.#restartGraceMs = options.restartGraceMs ?? 7_000;
     // Unreadable or mismatched certificate files stop the start here (a ConfigError, exit 2), before
     // anything listens: read once the port was bound, they threw past the start (exit 1, restarted).
     const tlsProblems = tlsProblemLog(this.#log);
@@ -259,6 +262,7 @@ class GatewayServer implements Gateway {
         revision: () => this.#table.revision,
         stopping: () => this.#stopping,
         unservedRouteReadyAfterMs: () => options.unservedRouteReadyAfterMs ?? UNSERVED_ROUTE_READY_AFTER_MS,
+        restartGraceMs: () => this.#restartGraceMs,
       },
       options.observability,
       this.#log,
@@ -441,9 +445,11 @@ class GatewayServer implements Gateway {
       ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
     });
     const grace = new RestartGrace({
-      graceMs: this.#options.restartGraceMs ?? 7_000,
-      apply: (snapshot) => {
-        if (!this.#poolClosed) this.#table.apply(snapshot);
+      graceMs: this.#restartGraceMs,
+      apply: (snapshot, kept) => {
+        if (this.#poolClosed) return;
+        this.#table.apply(snapshot);
+        this.#telemetry.nodesApplied(snapshot.nodes, kept);
       },
       log: this.#log,
     });

@@ -14,6 +14,7 @@ import {
 } from '../common/request-context.js';
 import { RequestIdGenerator } from '../common/request-id-generator.js';
 import { activeTracer, type TraceSpan } from '../common/tracing.js';
+import type { Node } from '../gen/distributor.js';
 import type { RegistrationClient } from '../registry-client/registration-client.js';
 import { callMetadata } from './idempotency-header.js';
 import { NodeHistory } from './node-history.js';
@@ -42,6 +43,11 @@ export interface GatewayView {
    * outage or retirement does not take every gateway out of its load balancer.
    */
   unservedRouteReadyAfterMs(): number;
+  /**
+   * How long after losing the distributor the gateway, routing from its last node list meanwhile,
+   * stays ready: a distributor restart must not take every gateway out of its load balancer.
+   */
+  restartGraceMs(): number;
 }
 
 /** Options of {@link GatewayTelemetry}. */
@@ -165,6 +171,8 @@ export class GatewayTelemetry {
   readonly #nodes = new NodeHistory();
   readonly #calls: ClientCallTelemetry;
   #registration: RegistrationClient | undefined;
+  /** When the gateway lost the distributor while holding a node list (performance.now()); undefined while registered. */
+  #registrationLostAt: number | undefined;
 
   constructor(view: GatewayView, options: GatewayTelemetryOptions = {}, log: Logger = silentLogger()) {
     this.#view = view;
@@ -198,10 +206,20 @@ export class GatewayTelemetry {
     return this.#calls;
   }
 
-  /** Follows the gateway's registration: whether it is connected, and the nodes it lists. */
+  /** Follows the gateway's registration: whether, and since when, it is connected. */
   watch(registration: RegistrationClient): void {
     this.#registration = registration;
-    registration.on('snapshot', (snapshot) => this.#nodes.update(snapshot.nodes));
+    registration.on('registered', () => {
+      this.#registrationLostAt = undefined;
+    });
+    registration.on('disconnected', () => {
+      if (this.#view.revision() !== undefined) this.#registrationLostAt ??= performance.now();
+    });
+  }
+
+  /** The node list the gateway now routes to; `kept` are nodes kept through a distributor restart. */
+  nodesApplied(nodes: readonly Node[], kept: readonly Node[]): void {
+    this.#nodes.update(nodes, Date.now(), kept);
   }
 
   /**
@@ -252,15 +270,21 @@ export class GatewayTelemetry {
   }
 
   /**
-   * Readiness: registered, a node list received, a route known, and every known route with a serving
-   * instance, but for routes no instance has served for longer than unservedRouteReadyAfterMs (one
-   * service's long outage, or its retirement, would otherwise hold every gateway out of its load
-   * balancer: such routes are still answered 503), as long as some route serves.
+   * Readiness: registered (or the distributor lost less than restartGraceMs ago), a node list
+   * received, a route known, and every known route with a serving instance, but for routes no
+   * instance has served for longer than unservedRouteReadyAfterMs (one service's long outage, or its
+   * retirement, would otherwise hold every gateway out of its load balancer: such routes are still
+   * answered 503), as long as some route serves.
    */
   readiness(nowMs = performance.now()): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
     if (this.#view.stopping()) reasons.push('the gateway is stopping');
-    if (this.#registration?.nodeId === undefined) reasons.push('not registered with the distributor');
+    if (this.#registration?.nodeId === undefined) {
+      const lostAt = this.#registrationLostAt;
+      if (lostAt === undefined || nowMs - lostAt >= this.#view.restartGraceMs()) {
+        reasons.push('not registered with the distributor');
+      }
+    }
     if (this.#view.revision() === undefined) {
       reasons.push('no node list received from the distributor yet');
     } else {
@@ -320,7 +344,7 @@ export class GatewayTelemetry {
       readiness: this.readiness(),
       metrics: this.#rates !== undefined,
       windowSeconds: window,
-      nodes: this.#nodes.describe(this.#registration?.snapshot?.nodes ?? [], nowMs),
+      nodes: this.#nodes.describe(nowMs),
       routes,
     };
   }

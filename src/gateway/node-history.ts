@@ -14,6 +14,11 @@ export interface NodeStatus {
   readonly ageSeconds: number | null;
   /** When it left, for a gone node. */
   readonly goneAt?: string;
+  /**
+   * Listed before the distributor restarted and not registered again yet: still routed to, for the
+   * gateway's restart grace at most (see RestartGrace).
+   */
+  readonly kept?: true;
 }
 
 /** Options of {@link NodeHistory}. */
@@ -25,13 +30,15 @@ export interface NodeHistoryOptions {
 }
 
 /**
- * The nodes the gateway has seen leave: each node list is compared with the one before, and a node
- * missing from the new one is remembered as gone for a minute, so that the status page can say
- * "gone" rather than let a row vanish unnoticed.
+ * The nodes the gateway routes to, and those it has seen leave: each node list is compared with
+ * the one before, and a node missing from the new one is remembered as gone for a minute, so that
+ * the status page can say "gone" rather than let a row vanish unnoticed.
  */
 export class NodeHistory {
   readonly #keepGoneMs: number;
   readonly #maxGone: number;
+  #listed: readonly Node[] = [];
+  #kept: ReadonlySet<Node> = new Set();
   #previous = new Map<string, Node>();
   readonly #gone = new Map<string, { node: Node; goneAt: number }>();
 
@@ -40,8 +47,8 @@ export class NodeHistory {
     this.#maxGone = options.maxGone ?? 256;
   }
 
-  /** Takes a new node list. */
-  update(nodes: readonly Node[], nowMs = Date.now()): void {
+  /** Takes the node list the gateway now routes to; `kept` are those of them kept through a distributor restart. */
+  update(nodes: readonly Node[], nowMs = Date.now(), kept: readonly Node[] = []): void {
     const current = new Map(nodes.map((node) => [node.id, node]));
     for (const [id, node] of this.#previous) {
       if (!current.has(id)) this.#gone.set(id, { node, goneAt: nowMs });
@@ -49,14 +56,19 @@ export class NodeHistory {
     for (const id of current.keys()) this.#gone.delete(id);
     while (this.#gone.size > this.#maxGone) this.#gone.delete(this.#gone.keys().next().value!);
     this.#previous = current;
+    this.#listed = nodes;
+    this.#kept = new Set(kept);
   }
 
   /** The listed nodes, then the ones gone within the last minute, newest departure first. */
-  describe(listed: readonly Node[], nowMs = Date.now()): NodeStatus[] {
+  describe(nowMs = Date.now()): NodeStatus[] {
     for (const [id, { goneAt }] of this.#gone) {
       if (nowMs - goneAt > this.#keepGoneMs) this.#gone.delete(id);
     }
-    const live = listed.map((node) => describeNode(node, nowMs));
+    const live = this.#listed.map((node) => {
+      const described = describeNode(node, nowMs);
+      return this.#kept.has(node) ? { ...described, kept: true as const } : described;
+    });
     const gone = [...this.#gone.values()]
       .sort((a, b) => b.goneAt - a.goneAt)
       .map(({ node, goneAt }) => ({

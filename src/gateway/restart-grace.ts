@@ -6,8 +6,11 @@ import type { Node, Snapshot } from '../gen/distributor.js';
 export interface RestartGraceOptions {
   /** How long instances missing after a restart are kept at most. */
   graceMs: number;
-  /** Applies a node list to the route table. */
-  apply: (snapshot: Snapshot) => void;
+  /**
+   * Applies a node list to the route table; `kept` are those of its nodes that the distributor no
+   * longer lists, kept through its restart.
+   */
+  apply: (snapshot: Snapshot, kept: readonly Node[]) => void;
   log?: Logger;
 }
 
@@ -25,7 +28,7 @@ export interface RestartGraceOptions {
  */
 export class RestartGrace {
   readonly #graceMs: number;
-  readonly #apply: (snapshot: Snapshot) => void;
+  readonly #apply: (snapshot: Snapshot, kept: readonly Node[]) => void;
   readonly #log: Logger;
   /** The last snapshot received. */
   #latest: Snapshot | undefined;
@@ -65,7 +68,7 @@ export class RestartGrace {
       this.#timer.unref();
     }
     if (!this.#kept) {
-      this.#apply(snapshot);
+      this.#apply(snapshot, []);
       return;
     }
     const present = new Set(snapshot.nodes.map(addressKey));
@@ -78,7 +81,7 @@ export class RestartGrace {
       { event: 'restart-grace', revision: snapshot.revision, kept: missing.map((node) => node.id) },
       'distributor restarted: keeping the instances not registered again yet',
     );
-    this.#apply({ ...snapshot, nodes: [...snapshot.nodes, ...missing] });
+    this.#apply({ ...snapshot, nodes: [...snapshot.nodes, ...missing] }, missing);
   }
 
   /** Ends a grace period at once, if one runs. */
@@ -101,7 +104,7 @@ export class RestartGrace {
         `distributor restart settled (${reason}): dropping instances that did not come back`,
       );
     }
-    this.#apply(latest);
+    this.#apply(latest, []);
   }
 }
 

@@ -102,7 +102,12 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
       row.dataset.nodeId = node.id;
       row.dataset.state = node.state;
       cell(row, node.name);
-      badge(cell(row, ''), node.state === 'gone' ? 'gone ' + age(Math.round((Date.parse(status.now) - Date.parse(node.goneAt)) / 1000)) + ' ago' : node.state, node.state);
+      var stateCell = cell(row, '');
+      badge(stateCell, node.state === 'gone' ? 'gone ' + age(Math.round((Date.parse(status.now) - Date.parse(node.goneAt)) / 1000)) + ' ago' : node.state, node.state);
+      if (node.kept) {
+        row.dataset.kept = 'true';
+        stateCell.appendChild(document.createTextNode(' kept: not registered again since the distributor restarted'));
+      }
       cell(row, node.address);
       cell(row, age(node.ageSeconds), 'number');
       cell(row, node.id);

@@ -107,4 +107,29 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     );
     await page.close();
   });
+
+  it('says which nodes are kept through a distributor restart (the page fed a status as the gateway gives it then)', async () => {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(error.message));
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    status.nodes.push({
+      id: 'goods@127.0.0.1:1',
+      name: 'goods',
+      state: 'serving',
+      address: '127.0.0.1:1',
+      registeredAt: status.now,
+      ageSeconds: 3,
+      kept: true,
+    });
+    await page.route('**/status.json', (route) => route.fulfill({ json: status }));
+    await page.goto(`http://127.0.0.1:${port}/status`);
+    const kept = page.locator('tr[data-node-id="goods@127.0.0.1:1"]');
+    await kept.and(page.locator('[data-kept="true"]')).waitFor({ timeout: 5_000 });
+    expect(await kept.locator('td').nth(1).textContent()).toBe(
+      'serving kept: not registered again since the distributor restarted',
+    );
+    expect(problems).toEqual([]);
+    await page.close();
+  });
 });

@@ -5,7 +5,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
-import { httpJson } from '../helpers/http.js';
+import { http, httpJson } from '../helpers/http.js';
 import { Closer, startGateway, waitForRoute } from './support/cluster.js';
 
 const GOODS = { name: 'n', category: 'c', price: 1, description: 'd' };
@@ -72,7 +72,33 @@ describe('gateway through a distributor restart', () => {
     };
   }
 
-  it('keeps routing while traffic runs: no 503', async () => {
+  /**
+   * Reads /readyz and /status.json one after the other until stopped; resolves with each readiness
+   * status and each state the status page gave goods ("kept" added when it said so).
+   */
+  function watchHealth(port: number): { stop: () => Promise<{ ready: number[]; goods: string[] }> } {
+    let running = true;
+    const ready: number[] = [];
+    const goods: string[] = [];
+    const loop = (async () => {
+      while (running) {
+        ready.push((await http(port, 'GET', '/readyz')).status);
+        const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+        for (const node of status.nodes.filter((each: { name: string }) => each.name === 'goods')) {
+          goods.push(node.kept ? `${node.state}, kept` : node.state);
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        running = false;
+        await loop;
+        return { ready, goods };
+      },
+    };
+  }
+
+  it('keeps routing while traffic runs: no 503, ready throughout, goods shown as kept until it is back', async () => {
     const first = await startDistributorOn(0);
     const address = `127.0.0.1:${first.port}`;
     await startGoods(address);
@@ -81,6 +107,7 @@ describe('gateway through a distributor restart', () => {
     });
     await waitForRoute(gateway, 'GET /goods', 1);
     const load = traffic(port);
+    const health = watchHealth(port);
     await new Promise((resolve) => setTimeout(resolve, 200));
 
     await first.server.stop(100);
@@ -93,10 +120,51 @@ describe('gateway through a distributor restart', () => {
     );
     await new Promise((resolve) => setTimeout(resolve, 200));
     const statuses = await load.stop();
+    const seen = await health.stop();
 
     expect(statuses.length).toBeGreaterThan(20);
     expect(statuses.filter((status) => status !== 200)).toEqual([]);
     await waitForRoute(gateway, 'GET /goods', 1);
+    // A load balancer would not have taken the gateway out, and the page never called goods gone.
+    expect(seen.ready.length).toBeGreaterThan(10);
+    expect(seen.ready.filter((status) => status !== 200)).toEqual([]);
+    const changes = seen.goods.filter((state, index) => state !== seen.goods[index - 1]);
+    expect(changes).toEqual(['serving', 'serving, kept', 'serving']);
+  });
+
+  it('stays ready without the distributor for the restart grace only, then says why not', async () => {
+    const first = await startDistributorOn(0);
+    const address = `127.0.0.1:${first.port}`;
+    await startGoods(address);
+    const { gateway, port } = await startGateway(closer, address, {
+      registrationBackoff: { initialMs: 10, maxMs: 50 },
+      restartGraceMs: 1_500,
+    });
+    await waitForRoute(gateway, 'GET /goods', 1);
+    expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+
+    const lostAt = performance.now();
+    await first.server.stop(100);
+    await vi.waitFor(
+      async () => expect((await http(port, 'GET', '/status.json')).body).toContain('"registered":false'),
+      {
+        timeout: 2_000,
+        interval: 10,
+      },
+    );
+    expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+    await vi.waitFor(
+      async () => {
+        const ready = await http(port, 'GET', '/readyz');
+        expect([ready.status, JSON.parse(ready.body).reasons]).toEqual([
+          503,
+          ['not registered with the distributor'],
+        ]);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    expect(performance.now() - lostAt).toBeGreaterThanOrEqual(1_400);
   });
 
   it('drops an instance that did not come back once the grace period is over', async () => {

@@ -20,11 +20,19 @@ const names = (applied: Snapshot) => applied.nodes.map((each) => `${each.name}:$
 
 describe('RestartGrace', () => {
   let applied: Snapshot[];
+  let kept: string[][];
   let grace: RestartGrace;
   beforeEach(() => {
     vi.useFakeTimers();
     applied = [];
-    grace = new RestartGrace({ graceMs: 3_000, apply: (next) => applied.push(next) });
+    kept = [];
+    grace = new RestartGrace({
+      graceMs: 3_000,
+      apply: (next, keptNodes) => {
+        applied.push(next);
+        kept.push(keptNodes.map((each) => `${each.name}:${each.port}`));
+      },
+    });
   });
   afterEach(() => {
     grace.stop();
@@ -68,6 +76,8 @@ describe('RestartGrace', () => {
       NodeState.NODE_STATE_DRAINING,
     );
     expect(applied.map((each) => each.revision)).toEqual([7, 1, 2, 3]);
+    // Each list says which of its nodes are kept rather than listed (for the status page).
+    expect(kept).toEqual([[], ['goods:1', 'members:2'], ['members:2'], []]);
   });
 
   it('after a reconnection, drops the nodes that did not come back when the grace period ends', () => {

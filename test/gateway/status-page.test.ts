@@ -58,7 +58,7 @@ describe('NodeHistory', () => {
     const [one, two] = [node(1), node(2, NodeState.NODE_STATE_DRAINING)];
     history.update([one, two], at(1).getTime());
     history.update([one], at(5).getTime());
-    expect(history.describe([one], at(10).getTime())).toEqual([
+    expect(history.describe(at(10).getTime())).toEqual([
       {
         id: one.id,
         name: 'goods',
@@ -77,7 +77,7 @@ describe('NodeHistory', () => {
         goneAt: at(5).toISOString(),
       },
     ]);
-    expect(history.describe([one], at(70).getTime()).map((entry) => entry.state)).toEqual(['serving']);
+    expect(history.describe(at(70).getTime()).map((entry) => entry.state)).toEqual(['serving']);
   });
 
   it('forgets that a node was gone when it comes back', () => {
@@ -85,6 +85,22 @@ describe('NodeHistory', () => {
     history.update([node(1)], 0);
     history.update([], 1_000);
     history.update([node(1)], 2_000);
-    expect(history.describe([node(1)], 3_000).map((entry) => entry.state)).toEqual(['serving']);
+    expect(history.describe(3_000).map((entry) => entry.state)).toEqual(['serving']);
+  });
+
+  it('marks the nodes kept through a distributor restart, and lists one that did not come back as gone', () => {
+    const history = new NodeHistory();
+    const [one, two] = [node(1), node(2)];
+    history.update([one, two], 0);
+    history.update([one, two], 1_000, [two]);
+    expect(history.describe(2_000).map(({ id, state, kept }) => ({ id, state, kept }))).toEqual([
+      { id: one.id, state: 'serving', kept: undefined },
+      { id: two.id, state: 'serving', kept: true },
+    ]);
+    history.update([one], 3_000);
+    expect(history.describe(4_000).map(({ id, state, kept }) => ({ id, state, kept }))).toEqual([
+      { id: one.id, state: 'serving', kept: undefined },
+      { id: two.id, state: 'gone', kept: undefined },
+    ]);
   });
 });
