@@ -19,12 +19,17 @@ export declare function createCa(
 /**
  * Issues `<dir>/<name>.crt` and `<dir>/<name>.key` signed by `ca`, for server and client
  * authentication, with the URI SAN spiffe://shop/<identity> (default: `name`), the DNS SAN
- * localhost, the IP SAN 127.0.0.1 and `hosts`.
+ * localhost, the IP SAN 127.0.0.1 and `hosts`, valid for `days` (default 825).
  */
 export declare function issueCertificate(
   ca: CertificateFiles,
   dir: string,
-  options: { readonly name: string; readonly identity?: string; readonly hosts?: readonly string[] },
+  options: {
+    readonly name: string;
+    readonly identity?: string;
+    readonly hosts?: readonly string[];
+    readonly days?: number;
+  },
 ): CertificateFiles;
 
 /** Makes the development PKI in `dir`: the CA (kept if present, unless `newCa`) and one certificate per name. */

@@ -86,10 +86,10 @@ export function createCa(dir, { name = 'ca', commonName = 'shop development CA' 
  * localhost, the IP SAN 127.0.0.1 and `hosts` (host names or IP addresses).
  * @param {{ certFile: string, keyFile: string }} ca
  * @param {string} dir
- * @param {{ name: string, identity?: string, hosts?: readonly string[] }} options
+ * @param {{ name: string, identity?: string, hosts?: readonly string[], days?: number }} options
  * @returns {{ certFile: string, keyFile: string }}
  */
-export function issueCertificate(ca, dir, { name, identity = name, hosts = [] }) {
+export function issueCertificate(ca, dir, { name, identity = name, hosts = [], days = LEAF_DAYS }) {
   checkName(name);
   checkName(identity);
   const keyFile = join(dir, `${name}.key`);
@@ -136,7 +136,7 @@ export function issueCertificate(ca, dir, { name, identity = name, hosts = [] })
       '-extfile',
       config,
     ];
-    openssl([...signedByCa, ...signing(LEAF_DAYS), '-out', newCert]);
+    openssl([...signedByCa, ...signing(days), '-out', newCert]);
     publish(newKey, keyFile);
     publish(newCert, certFile);
     return { certFile, keyFile };

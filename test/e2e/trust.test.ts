@@ -296,3 +296,42 @@ describe('trust with mutual TLS, against real processes', () => {
     }
   });
 });
+
+describe('certificates about to expire, against real processes', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-trust-expiring-'));
+  let pki: TestPki;
+  let shop: Awaited<ReturnType<typeof startProcesses>>;
+  beforeAll(async () => {
+    // Three days left: within the week that each component warns of, whatever its role.
+    pki = makeTestPki(dataDir, { names: ['distributor', 'gateway', 'goods'], leafDays: 3 });
+    shop = await startProcesses(dataDir, (name) => {
+      const files = pki.files(name);
+      return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };
+    });
+    await addGoods(shop.gatewayUrl);
+  }, 90_000);
+  afterAll(async () => {
+    await shop?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('each component says once, however many of its channels and servers use the certificate, that it expires', async () => {
+    const warnings = (process: ComponentProcess) =>
+      process.lines
+        .filter((line) => line.includes('"event":"tls-certificate-expiring"'))
+        .map((line) => JSON.parse(line) as { level: number; file: string; validTo: string });
+    const components = { distributor: shop.distributor, goods: shop.goods, gateway: shop.gateway };
+    for (const [name, process] of Object.entries(components)) {
+      await vi.waitFor(() => expect(warnings(process)).toHaveLength(1), { timeout: 10_000, interval: 100 });
+      const [warning] = warnings(process);
+      expect(warning).toMatchObject({ level: 40, file: pki.files(name).certFile });
+      const daysLeft = (Date.parse(warning!.validTo) - Date.now()) / 86_400_000;
+      expect(daysLeft).toBeGreaterThan(2.9);
+      expect(daysLeft).toBeLessThanOrEqual(3);
+    }
+    // Served from every side of the gateway since (its upstream channel to goods included): still once.
+    await waitForGoods(shop.gatewayUrl);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    for (const process of Object.values(components)) expect(warnings(process)).toHaveLength(1);
+  });
+});

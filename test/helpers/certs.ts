@@ -29,16 +29,22 @@ export interface TestPki {
 
 /**
  * Makes a CA, a second CA, and for each of `names` a certificate from each CA (the URI SAN
- * spiffe://shop/<name>, localhost, 127.0.0.1 and `hosts`), in `dir`, which must exist.
+ * spiffe://shop/<name>, localhost, 127.0.0.1 and `hosts`), valid for `leafDays` (default: as
+ * `npm run certs` issues them), in `dir`, which must exist.
  */
 export function makeTestPki(
   dir: string,
-  { names, hosts = [] }: { names: readonly string[]; hosts?: readonly string[] },
+  { names, hosts = [], leafDays }: { names: readonly string[]; hosts?: readonly string[]; leafDays?: number },
 ): TestPki {
   const ca = createCa(dir, { name: 'ca', commonName: 'test CA' });
   const other = createCa(dir, { name: 'other-ca', commonName: 'other test CA' });
   const issue: TestPki['issue'] = (file, { identity = file, by = 'ca', hosts: extra = [] } = {}) =>
-    issueCertificate(by === 'ca' ? ca : other, dir, { name: file, identity, hosts: [...hosts, ...extra] });
+    issueCertificate(by === 'ca' ? ca : other, dir, {
+      name: file,
+      identity,
+      hosts: [...hosts, ...extra],
+      ...(leafDays === undefined ? {} : { days: leafDays }),
+    });
   const withCa = (certificate: CertificateFiles): Required<TlsFiles> => ({
     caFile: ca.certFile,
     ...certificate,
