@@ -10,7 +10,7 @@ import { PageStreamer } from './page-streamer.js';
 import { InvalidParameterError } from './request-decoder.js';
 import type { RequestInput } from './request-input.js';
 import type { Instance, RouteTable } from './route-table.js';
-import { outcomeForStatus, upstreamStatus } from './status-mapping.js';
+import { cutAfterSent, OUTCOME_UNKNOWN, outcomeForStatus, upstreamStatus } from './status-mapping.js';
 
 /** What the dispatcher needs of the gateway around it: its channels, its routes, and how to answer. */
 export interface DispatcherOptions {
@@ -127,6 +127,7 @@ export class Dispatcher {
       this.#options.answer(exchange, 200, successBody(exchange.key, fields!), false);
       return;
     }
+    if (!exchange.idempotent && cutAfterSent(error.code, error.details)) exchange.outcomeUnknown = true;
     const code = upstreamStatus(error.code, error.details, exchange.deadline);
     if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#options.isStopping()) {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
@@ -158,7 +159,10 @@ export class Dispatcher {
   }
 
   answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
-    const outcome = outcomeForStatus(code, error.details);
+    let outcome = outcomeForStatus(code, error.details);
+    // A write cut off once, then refused (or cut) on its retry, may still have been written by the first.
+    if (exchange.outcomeUnknown && outcome.retryAfter && outcome.httpStatus === 503)
+      outcome = OUTCOME_UNKNOWN;
     if (outcome.httpStatus >= 500) {
       // One line per instance, method and failure per interval: a failing upstream fails every call.
       limiterOf(this.#options.log).warn(

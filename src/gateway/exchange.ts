@@ -15,6 +15,13 @@ export interface Exchange {
   /** When its upstream call must end (ms since the epoch): set again when the call waited its turn. */
   deadline: number;
   readonly retryable: boolean;
+  /** Its method is idempotent (GET, HEAD, DELETE): doing it twice does what doing it once does. */
+  readonly idempotent: boolean;
+  /**
+   * A call of this write was cut after it was sent (see cutAfterSent): the service may have
+   * written, so a failure answered later must not say that nothing was.
+   */
+  outcomeUnknown: boolean;
   /** The request's Idempotency-Key, sent to the service as `idempotency-key` metadata. */
   readonly idempotencyKey: string | undefined;
   /** The request's id (X-Request-Id), in its log lines; undefined when ids are off. */

@@ -622,6 +622,8 @@ class GatewayServer implements Gateway {
       key: this.#nextKey++,
       deadline: Date.now() + this.#deadlineMs,
       retryable: keyed || RETRYABLE_METHODS.has(method),
+      idempotent: RETRYABLE_METHODS.has(method),
+      outcomeUnknown: false,
       idempotencyKey: keyed ? idempotencyKey : undefined,
       requestId: telemetry.requestId,
       metadata: telemetry.metadata(keyed ? idempotencyKey : undefined),

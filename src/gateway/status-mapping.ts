@@ -28,6 +28,31 @@ export function upstreamStatus(code: status, details: string | undefined, deadli
   return Date.now() >= deadline ? status.DEADLINE_EXCEEDED : status.UNAVAILABLE;
 }
 
+/**
+ * How grpc-js words a call ended under it after it was sent: its connection dropped, its stream
+ * reset (but for REFUSED_STREAM, which HTTP/2 guarantees was not processed: "Stream refused by
+ * server"), or cancelled by the transport. The service may have done the work; nothing says.
+ */
+const CUT_AFTER_SENT = /^(?:Connection dropped|Received RST_STREAM with code \d+|Call cancelled)/;
+
+/** Whether a failed call was cut after it was sent: its outcome is unknown. */
+export function cutAfterSent(code: status, details: string | undefined): boolean {
+  return (
+    (code === status.UNAVAILABLE || code === status.INTERNAL || code === status.CANCELLED) &&
+    CUT_AFTER_SENT.test(details ?? '')
+  );
+}
+
+/**
+ * What a write whose call was cut after it was sent is answered when no attempt gave an answer: as
+ * for a deadline, 504, since the write may still happen (under its Idempotency-Key, if it has one).
+ */
+export const OUTCOME_UNKNOWN: HttpOutcome = {
+  httpStatus: 504,
+  message: 'The service was cut off before it answered: the write may still happen',
+  retryAfter: false,
+};
+
 /** A service's own message is shown up to this length. */
 const MAX_MESSAGE_LENGTH = 1024;
 

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { outcomeForStatus, upstreamStatus } from '../../src/gateway/status-mapping.js';
+import { cutAfterSent, outcomeForStatus, upstreamStatus } from '../../src/gateway/status-mapping.js';
 import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 
 describe('outcomeForStatus', () => {
@@ -104,5 +104,21 @@ describe('upstreamStatus', () => {
     expect(upstreamStatus(status.INTERNAL, undefined, later)).toBe(status.INTERNAL);
     expect(upstreamStatus(status.UNKNOWN, 'Received RST_STREAM with code 2', later)).toBe(status.UNKNOWN);
     expect(upstreamStatus(status.NOT_FOUND, 'no data', later)).toBe(status.NOT_FOUND);
+  });
+});
+
+describe('cutAfterSent', () => {
+  it('tells a call cut after it was sent from one refused before it was processed', () => {
+    expect(cutAfterSent(status.UNAVAILABLE, 'Connection dropped')).toBe(true);
+    expect(
+      cutAfterSent(status.INTERNAL, 'Received RST_STREAM with code 2 triggered by internal client error'),
+    ).toBe(true);
+    expect(cutAfterSent(status.CANCELLED, 'Call cancelled')).toBe(true);
+    expect(cutAfterSent(status.UNAVAILABLE, 'Stream refused by server')).toBe(false);
+    expect(
+      cutAfterSent(status.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED'),
+    ).toBe(false);
+    // The service's own UNAVAILABLE (its database down) says it did not write.
+    expect(cutAfterSent(status.UNAVAILABLE, 'Service unavailable: database unreachable')).toBe(false);
   });
 });
