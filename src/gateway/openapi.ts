@@ -119,7 +119,9 @@ const ERROR_RESPONSES: readonly {
   {
     status: '504',
     name: 'GatewayTimeout',
-    description: "The service did not answer within the gateway's deadline (gRPC DEADLINE_EXCEEDED).",
+    description:
+      "The service did not answer within the gateway's deadline (gRPC DEADLINE_EXCEEDED), or a POST's call was cut " +
+      'off after it was sent: the write may still happen (under its `Idempotency-Key`, if it has one).',
   },
 ];
 
