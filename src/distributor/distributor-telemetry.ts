@@ -14,6 +14,11 @@ export interface DistributorTelemetryOptions {
   processMetrics?: boolean;
 }
 
+/** How long a node name no longer listed is still reported, at 0, in shop_registry_nodes. */
+const REMEMBER_NAMES_MS = 3_600_000;
+/** At most this many node names are reported (the newest listed kept). */
+const MAX_REMEMBERED_NAMES = 256;
+
 /**
  * The distributor's metrics: its gRPC calls (Register and Watch streams are counted when they end)
  * and the registry itself, read at each scrape: `shop_registry_nodes{name,state}`,
@@ -45,14 +50,32 @@ export class DistributorTelemetry {
   watchRegistry(registry: NodeRegistry, openStreams: () => number): void {
     if (!this.#registry) return;
     const registers = [this.#registry];
+    // A name listed within the last hour stays at 0 once its last instance is gone: an alert on
+    // "no serving goods" must see a 0, not a series that vanished. The oldest names go first past
+    // MAX_REMEMBERED_NAMES, so that names that came and went cannot grow the series for good.
+    const lastListed = new Map<string, number>();
     new Gauge({
       name: 'shop_registry_nodes',
-      help: 'Registered nodes, by name and state (serving or draining).',
+      help: 'Registered nodes, by name and state (serving or draining); 0 for a name listed within the last hour.',
       labelNames: ['name', 'state'],
       registers,
       collect() {
         this.reset();
-        for (const node of registry.snapshot().nodes) {
+        const now = performance.now();
+        const nodes = registry.snapshot().nodes;
+        for (const node of nodes) {
+          lastListed.delete(node.name);
+          lastListed.set(node.name, now);
+        }
+        for (const [name, at] of lastListed) {
+          if (now - at > REMEMBER_NAMES_MS || lastListed.size > MAX_REMEMBERED_NAMES) {
+            lastListed.delete(name);
+            continue;
+          }
+          this.set({ name, state: 'serving' }, 0);
+          this.set({ name, state: 'draining' }, 0);
+        }
+        for (const node of nodes) {
           const state = node.state === NodeState.NODE_STATE_DRAINING ? 'draining' : 'serving';
           this.inc({ name: node.name, state });
         }
