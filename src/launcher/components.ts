@@ -37,7 +37,7 @@ export const LAUNCHER_SETTINGS = {
   logFormat: setting({
     env: 'LOG_FORMAT',
     default: 'pretty',
-    help: "`npm start`: pretty prints readable lines; json keeps the components' JSON log lines as they are",
+    help: "`npm start`: pretty prints readable lines; json keeps the components' JSON log lines as they are, each after its `[name]` prefix (`sed 's/^\\[[^]]*\\] //'` takes it off; every line also names its `component`)",
     parse: oneOf(['pretty', 'json'] as const),
   }),
 } as const;

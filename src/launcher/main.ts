@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
+import { ConfigError } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
@@ -10,6 +11,7 @@ import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
 import { LossyOutput } from './lossy-output.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { flagsTakenByNpm } from './npm-flags.js';
 import { watchParent } from './parent-watch.js';
 import { planPorts } from './port-plan.js';
 import { Supervisor } from './supervisor.js';
@@ -34,6 +36,15 @@ if (asksForHelp(argv)) {
 }
 try {
   // It takes no flags: one given (npm start -- --port 9000, say) would be dropped without a word.
+  const takenByNpm = flagsTakenByNpm(
+    [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)],
+    process.env,
+  );
+  if (takenByNpm.length > 0) {
+    throw new ConfigError(
+      `npm start takes no flags, and npm kept ${takenByNpm.join(' ')} as its own setting: set the components' environment variables instead (see README, "Configuration")`,
+    );
+  }
   ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
   distributorAddress = derivedDistributorAddress(process.env);
   portPlan = planPorts(SHOP_COMPONENTS, process.env);

@@ -364,6 +364,15 @@ describe('--help', () => {
     expect(launcher.lines).toContain('usage: npm start [options]');
     expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
   });
+
+  it('nor one npm kept as its own setting (npm start --port=8081 reaches it as npm_config_port): exit 2', async () => {
+    const launcher = spawnComponent('src/launcher/main.ts', [], { MYSQL_URL: '', npm_config_port: '8081' });
+    expect(await launcher.exited()).toBe(2);
+    expect(launcher.lines[0]).toMatch(
+      /^\[launcher\] npm start takes no flags, and npm kept --port=8081 as its own setting/,
+    );
+    expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
+  });
 });
 
 describe('each component with TLS_DIR naming a folder that holds no certificates', () => {

@@ -1,0 +1,23 @@
+import type { SettingsTable } from '../common/settings.js';
+
+/**
+ * The flags of `tables` that npm took as its own settings: `npm start --port=8081` runs the
+ * launcher without the flag, which npm keeps as `npm_config_port` (with only a warning of its own,
+ * "Unknown cli config"). Variables named after a setting (`--gateway-port`) count too. Each is
+ * returned as the user wrote it, `--port=8081`.
+ */
+export function flagsTakenByNpm(tables: readonly SettingsTable[], env: NodeJS.ProcessEnv): string[] {
+  const names = new Set<string>();
+  for (const table of tables) {
+    for (const setting of Object.values(table)) {
+      if (setting.flag) names.add(setting.flag);
+      if (setting.env) names.add(setting.env.toLowerCase().replaceAll('_', '-'));
+    }
+  }
+  const taken: string[] = [];
+  for (const name of names) {
+    const value = env[`npm_config_${name.replaceAll('-', '_')}`];
+    if (value !== undefined) taken.push(`--${name}=${value}`);
+  }
+  return taken;
+}
