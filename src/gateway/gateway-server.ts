@@ -350,8 +350,11 @@ class GatewayServer implements Gateway {
     );
     // Node's own answers to these are an empty 417 and a closed socket: the gateway's carry its envelope.
     this.#server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
-      const error = gatewayErrors.expectationFailed(String(request.headers.expect));
-      this.#fail(request, response, null, error, true, undefined);
+      this.#refuseBeforeRouting(
+        request,
+        response,
+        gatewayErrors.expectationFailed(String(request.headers.expect)),
+      );
     });
     this.#server.on('connect', (_request: IncomingMessage, socket: Socket) => {
       socket.on('error', () => {});
@@ -367,6 +370,8 @@ class GatewayServer implements Gateway {
       const connection = this.#connections.of(socket);
       if (connection) connection.whenIdle(refuse);
       else refuse();
+      // A 501 like any other: counted (as a request the gateway could not take), and in the error rates.
+      this.#telemetry.onMalformedRequest(501);
     });
   }
 
@@ -470,7 +475,7 @@ class GatewayServer implements Gateway {
         request.httpVersionMajor === 1 &&
         request.httpVersionMinor >= 1
       ) {
-        this.#fail(request, response, null, gatewayErrors.missingHost(), true, undefined);
+        this.#refuseBeforeRouting(request, response, gatewayErrors.missingHost());
         return;
       }
       const url = request.url ?? '/';
@@ -824,6 +829,19 @@ class GatewayServer implements Gateway {
   }
 
   /** Answers a request that has no exchange (no route, or the gateway not ready). */
+  /**
+   * Refuses a request Node handed over but the gateway will not route (no Host, an Expect it cannot
+   * meet), as a request still: with its id, counted and in the rates when its answer closes.
+   */
+  #refuseBeforeRouting(request: IncomingMessage, response: ServerResponse, error: GatewayError): void {
+    const url = request.url ?? '/';
+    const queryStart = url.indexOf('?');
+    const path = queryStart < 0 ? url : url.slice(0, queryStart);
+    const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
+    response.once('close', () => telemetry.closed(response));
+    this.#fail(request, response, null, error, true, telemetry.requestId);
+  }
+
   #fail(
     request: IncomingMessage,
     response: ServerResponse,

@@ -274,6 +274,52 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     ).toHaveLength(2);
   });
 
+  it('counts, and gives its id to, a request refused before routing: no Host (400), an Expect it cannot meet (417), CONNECT (501)', async () => {
+    const port = await gateway();
+    /** One raw request on a connection of its own: its answer's head. */
+    const raw = async (text: string): Promise<string> => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString('latin1');
+      });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(text);
+      await vi.waitFor(() => expect(answer).toContain('\r\n\r\n'));
+      socket.destroy();
+      return answer.slice(0, answer.indexOf('\r\n\r\n'));
+    };
+    const noHost = await raw('GET /goods HTTP/1.1\r\nX-Request-Id: no-host-1\r\n\r\n');
+    expect(noHost).toMatch(/^HTTP\/1\.1 400/);
+    expect(noHost).toMatch(/\r\nx-request-id: no-host-1(\r\n|$)/i);
+    const expectation = await raw(
+      'GET /goods HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nX-Request-Id: expect-1\r\n\r\n',
+    );
+    expect(expectation).toMatch(/^HTTP\/1\.1 417/);
+    expect(expectation).toMatch(/\r\nx-request-id: expect-1(\r\n|$)/i);
+    expect(await raw('CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n')).toMatch(/^HTTP\/1\.1 501/);
+    await vi.waitFor(async () => {
+      const text = (await http(port, 'GET', '/metrics')).body;
+      for (const code of ['400', '417']) {
+        expect(
+          sample(text, 'http_server_request_duration_seconds_count', {
+            http_request_method: 'GET',
+            http_route: '/goods',
+            http_response_status_code: code,
+          }),
+        ).toBe(1);
+      }
+      expect(
+        sample(text, 'http_server_request_duration_seconds_count', {
+          http_request_method: '_OTHER',
+          http_route: 'unmatched',
+          http_response_status_code: '501',
+        }),
+      ).toBe(1);
+    });
+  });
+
   it('serves /metrics: requests by route, method and status, client calls by method and code; bounded labels', async () => {
     const port = await gateway();
     goods.goods.push({ id: 1, name: 'n', category: 'c', price: 1, description: 'd' });
