@@ -138,10 +138,10 @@ export function refusalRoom(maxConnections: number): number {
  * Watches an HTTP server's connections for what Node's own timeouts miss, and bounds how many stay
  * open, so that idle sockets cannot use up the process's file descriptors.
  *
- * - A connection that opens and sends nothing is closed after `firstRequestTimeoutMs`: Node's
- *   headersTimeout would close it only at its next check (every 30 s), and closeIdleConnections()
- *   does not count a connection that never sent a request as idle, so a silent socket would
- *   otherwise hold a graceful stop until its grace period ran out.
+ * - A connection that opens and has not sent a whole request is closed after
+ *   `firstRequestTimeoutMs`: a backstop behind Node's headersTimeout (which answers 408 at its next
+ *   check), since closeIdleConnections() does not count a connection that never sent a request as
+ *   idle, and a silent socket would otherwise hold a graceful stop until its grace period ran out.
  * - At most `maxConnections − refusalRoom` connections are served. A connection opened past that
  *   closes the one idle the longest (a keep-alive connection between requests, or one that never
  *   sent a request); when none is idle, the new connection is marked refused: its requests are

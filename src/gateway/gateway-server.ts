@@ -325,7 +325,9 @@ class GatewayServer implements Gateway {
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
     const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? 30_000;
     this.#connections = new ConnectionTracker(this.#server, {
-      firstRequestTimeoutMs: headersTimeout,
+      // Later than Node's own check of headersTimeout (every connectionsCheckingInterval), so that a
+      // client sending its headers too slowly is answered 408, and counted, before it is closed.
+      firstRequestTimeoutMs: headersTimeout + httpOptions.connectionsCheckingInterval + 500,
       maxConnections,
       onLimit: (action) =>
         limiterOf(this.#log).warn(

@@ -320,8 +320,31 @@ describe('gateway under hostile or unlucky clients', () => {
     const { port } = await gateway({ headersTimeoutMs: 200 });
     const started = Date.now();
     const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+    });
     await new Promise((resolve) => socket.on('close', resolve));
     expect(Date.now() - started).toBeLessThan(2_000);
+    // Node's own check of the headers timeout says why, before the gateway's backstop closes it.
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('answers 408, and counts it, to a client that sends its headers too slowly', async () => {
+    const { port } = await gateway({ headersTimeoutMs: 300 });
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+    });
+    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((resolve) => socket.on('close', resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    const metrics = (await http(port, 'GET', '/metrics')).body;
+    expect(metrics).toMatch(
+      /^http_server_request_duration_seconds_count\{http_request_method="_OTHER",http_route="unmatched",http_response_status_code="408"\} 1$/m,
+    );
   });
 
   it('answers 503 with a null key until the distributor has sent a route table', async () => {
