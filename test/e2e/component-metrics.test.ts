@@ -219,7 +219,9 @@ describe('the distributor process serves its registry on --metrics-port', () => 
     }
     await vi.waitFor(async () => {
       const text = await scrape(metricsUrl);
-      expect(sample(text, 'shop_registry_nodes', { name: 'goods' })).toBeUndefined();
+      // Gone, its name stays at 0 (an alert on no serving goods sees 0, not a series that vanished).
+      expect(sample(text, 'shop_registry_nodes', { name: 'goods', state: 'serving' })).toBe(0);
+      expect(sample(text, 'shop_registry_nodes', { name: 'goods', state: 'draining' })).toBe(0);
       expect(sample(text, 'shop_registry_open_streams')).toBe(0);
       expect(sample(text, 'grpc_server_handled_total', { grpc_method: 'Register', grpc_code: 'OK' })).toBe(1);
     });
