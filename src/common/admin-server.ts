@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { type Registry, serveMetrics } from './metrics.js';
@@ -36,6 +37,15 @@ export const ADMIN_MAX_CONNECTIONS = 32;
 /** How long an admin connection may stay silent, or a request take to arrive whole. */
 export const ADMIN_IDLE_TIMEOUT_MS = 10_000;
 
+/**
+ * Requests of one connection in flight at once (received, their answers not yet finished). A scraper
+ * asks once and waits; Node parses every request a client pipelines and hands each over at once, so
+ * without a bound one write of 40,000 `GET /metrics` rendered the metrics thousands of times back to
+ * back: the event loop stalled (the distributor dropped every registration stream) and the process
+ * grew by hundreds of MB. The gateway bounds its own pipelining the same way (`--max-pipelined`).
+ */
+export const ADMIN_MAX_PIPELINED = 4;
+
 const METRICS_METHODS = 'GET, HEAD, OPTIONS';
 
 /** A running admin server. */
@@ -54,11 +64,45 @@ export interface AdminServer {
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer | undefined> {
   const { registry, host, port, log, required } = options;
   const idleTimeoutMs = options.idleTimeoutMs ?? ADMIN_IDLE_TIMEOUT_MS;
+  // Scrapes at once share one render: the text is the same for each, and rendering is the cost.
+  let rendering: Promise<string> | undefined;
+  const render = (): Promise<string> => {
+    rendering ??= registry.metrics().finally(() => {
+      rendering = undefined;
+    });
+    return rendering;
+  };
+  // Per connection: its requests whose answers have not finished, and whether it was refused.
+  const inFlight = new WeakMap<Socket, number>();
+  const refused = new WeakSet<Socket>();
   const requestHandler = (request: IncomingMessage, response: ServerResponse): void => {
+    const socket = request.socket;
+    if (refused.has(socket)) return; // parsed from the same read as the refused one: dropped with the socket
+    const count = (inFlight.get(socket) ?? 0) + 1;
+    inFlight.set(socket, count);
+    response.once('close', () => inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1));
+    if (count > ADMIN_MAX_PIPELINED) {
+      // Answered 503 rather than cut, as the gateway does, so that whoever pipelines sees why (the
+      // answers before it still go, in order); then the connection closes. The socket is no longer
+      // read, so what else it wrote is never parsed; requests already parsed from the same read are
+      // left unanswered (above) and go with the socket, which closes once the 503 is written.
+      refused.add(socket);
+      socket.pause();
+      limiterOf(log).warn(
+        'admin-pipelined',
+        { event: 'metrics-pipelining-refused', maxPipelined: ADMIN_MAX_PIPELINED },
+        `metrics port: a connection pipelined more than ${ADMIN_MAX_PIPELINED} requests, it is closed`,
+      );
+      response.writeHead(503, { Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8' });
+      response.end(
+        `too many pipelined requests: this admin port answers ${ADMIN_MAX_PIPELINED} at once per connection\n`,
+      );
+      return;
+    }
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/metrics') {
       if (request.method === 'GET' || request.method === 'HEAD') {
-        serveMetrics(registry, response);
+        serveMetrics(registry, response, render);
       } else if (request.method === 'OPTIONS') {
         response.writeHead(204, { Allow: METRICS_METHODS });
         response.end();

@@ -29,9 +29,16 @@ export function createMetricsRegistry({ processMetrics = false }: MetricsRegistr
   return registry;
 }
 
-/** Answers a scrape: the registry in Prometheus's text format (a failing collector answers 500). */
-export function serveMetrics(registry: Registry, response: ServerResponse): void {
-  registry.metrics().then(
+/**
+ * Answers a scrape: the registry in Prometheus's text format (a failing collector answers 500).
+ * `render` may hand out a render shared by several scrapes (see the admin server).
+ */
+export function serveMetrics(
+  registry: Registry,
+  response: ServerResponse,
+  render: () => Promise<string> = () => registry.metrics(),
+): void {
+  render().then(
     (text) => {
       if (response.destroyed) return;
       response.writeHead(200, { 'Content-Type': registry.contentType, 'Cache-Control': 'no-store' });

@@ -2,8 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { ADMIN_MAX_CONNECTIONS, type AdminServer, startAdminServer } from '../../src/common/admin-server.js';
+import {
+  ADMIN_MAX_CONNECTIONS,
+  ADMIN_MAX_PIPELINED,
+  type AdminServer,
+  startAdminServer,
+} from '../../src/common/admin-server.js';
 import { createMetricsRegistry } from '../../src/common/metrics.js';
 import { observabilityConfig } from '../../src/common/observability-settings.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
@@ -341,6 +347,49 @@ describe('the admin port', () => {
       expect(metrics.status).toBe(200);
     } finally {
       for (const { socket } of sockets) socket.destroy();
+      await admin.stop();
+    }
+  });
+
+  it(`answers at most ${ADMIN_MAX_PIPELINED} pipelined requests of a connection, then 503 and closes it, and stays responsive`, async () => {
+    const { log, lines } = captureLog('goods');
+    const registry = createMetricsRegistry();
+    let renders = 0;
+    new Gauge({
+      name: 'test_renders',
+      help: 'renders of the registry',
+      registers: [registry],
+      collect() {
+        renders++;
+        this.set(renders);
+      },
+    });
+    const admin = (await startAdminServer({ registry, host: '127.0.0.1', port: 0, log, required: true }))!;
+    const socket = connect(admin.port, '127.0.0.1');
+    socket.on('error', () => {});
+    let received = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      received += chunk;
+    });
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    try {
+      await new Promise((resolve) => socket.once('connect', resolve));
+      // One client, one connection, 2,000 scrapes written at once.
+      socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2_000));
+      await closed;
+      const statuses = received.match(/^HTTP\/1\.1 \d+/gm) ?? [];
+      expect(statuses).toEqual([...Array(ADMIN_MAX_PIPELINED).fill('HTTP/1.1 200'), 'HTTP/1.1 503']);
+      // Rendered at most once per answer, not once per request written.
+      expect(renders).toBeLessThanOrEqual(ADMIN_MAX_PIPELINED);
+      expect(lines.filter((line) => line.event === 'metrics-pipelining-refused')).toEqual([
+        expect.objectContaining({ level: 40, maxPipelined: ADMIN_MAX_PIPELINED }),
+      ]);
+      const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('test_renders');
+    } finally {
+      socket.destroy();
       await admin.stop();
     }
   });
