@@ -150,9 +150,14 @@ export class ServerCallTelemetry {
             observed = this.#begin(method, metadata, startedAt);
             nextMetadata(metadata);
           },
+          // grpc-js says so both for a client that cancelled (or left) and for the server's own
+          // deadline passing (it answers DEADLINE_EXCEEDED itself, not through sendStatus below):
+          // told apart by the call's deadline, as for a unary call (see answeredCode).
           onCancel: () => {
             observed ??= this.#begin(method, undefined, startedAt);
-            observed.finish(status.CANCELLED, 'cancelled by the client');
+            if (deadlinePassed(call.getDeadline()))
+              observed.finish(status.DEADLINE_EXCEEDED, 'deadline exceeded');
+            else observed.finish(status.CANCELLED, 'cancelled by the client');
           },
         });
       },
@@ -277,12 +282,22 @@ function answeredCode(
   call: ServerUnaryCall<unknown, unknown>,
   error: Parameters<sendUnaryData<unknown>>[0],
 ): number {
-  if (call.cancelled) {
-    const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-    return Date.now() >= deadlineMs ? status.DEADLINE_EXCEEDED : status.CANCELLED;
-  }
+  if (call.cancelled) return deadlinePassed(call.getDeadline()) ? status.DEADLINE_EXCEEDED : status.CANCELLED;
   return error ? (error.code ?? status.UNKNOWN) : status.OK;
+}
+
+/**
+ * How early a call's end may come before its deadline and still be its deadline's: grpc-js sets
+ * the deadline from the clock when the call arrives, but starts its timer from the event loop's
+ * time, read at the start of the loop's turn, so the timer may fire before the deadline by as
+ * much as that turn had taken (a few ms on a busy process, more when it stalls).
+ */
+const DEADLINE_SLACK_MS = 50;
+
+/** Whether a call's deadline (Infinity: none) has passed, give or take {@link DEADLINE_SLACK_MS}. */
+function deadlinePassed(deadline: Date | number): boolean {
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Date.now() + DEADLINE_SLACK_MS >= deadlineMs;
 }
 
 /**

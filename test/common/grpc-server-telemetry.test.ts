@@ -29,6 +29,7 @@ const DEFINITION = {
   Hang: method('Hang'),
   Throw: method('Throw'),
   Stream: method('Stream', true),
+  Watch: method('Watch', true),
 } satisfies ServiceDefinition;
 
 const cleanups: Array<() => void> = [];
@@ -75,6 +76,8 @@ async function start() {
     Hang: hang,
     Throw: fail,
     Stream: stream,
+    // A watch that never ends on its own, as Health Watch: the deadline or the client ends it.
+    Watch: () => {},
   };
   const server = new Server(telemetry.serverOptions());
   server.addService(DEFINITION, telemetry.instrument(DEFINITION, handlers));
@@ -199,6 +202,40 @@ describe('ServerCallTelemetry', () => {
         grpc_type: 'server_stream',
       }),
     ).toBe(1);
+  });
+
+  it('counts a stream its interceptor observes that the deadline ends as DeadlineExceeded, one the client cancels as Canceled', async () => {
+    const { client, registry, handled } = await start();
+    const watch = (deadlineMs: number) => {
+      const call = client.Watch!(Buffer.from('go'), new Metadata(), {
+        deadline: Date.now() + deadlineMs,
+      }) as NodeJS.EventEmitter & { cancel(): void };
+      const ended = new Promise<number>((resolve) =>
+        call.on('error', (error: ServiceError) => resolve(error.code)),
+      );
+      return { call, ended };
+    };
+    const late = watch(300);
+    expect(await late.ended).toBe(status.DEADLINE_EXCEEDED);
+    await vi.waitFor(async () => expect(await handled('Watch', 'DeadlineExceeded')).toBe(1), {
+      timeout: 5_000,
+    });
+    expect(await handled('Watch', 'Canceled')).toBeUndefined();
+
+    const dropped = watch(5_000);
+    // Cancelled once the server has the call: a call it never got is not counted.
+    await vi.waitFor(async () =>
+      expect(
+        sample(await registry.metrics(), 'grpc_server_started_total', {
+          grpc_method: 'Watch',
+          grpc_type: 'server_stream',
+        }),
+      ).toBe(2),
+    );
+    dropped.call.cancel();
+    expect(await dropped.ended).toBe(status.CANCELLED);
+    await vi.waitFor(async () => expect(await handled('Watch', 'Canceled')).toBe(1), { timeout: 5_000 });
+    expect(await handled('Watch', 'DeadlineExceeded')).toBe(1);
   });
 
   it('wraps nothing and adds no interceptor when there is nothing to observe', () => {
