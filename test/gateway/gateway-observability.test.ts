@@ -16,6 +16,21 @@ function first(metadata: Metadata | undefined, key: string): string | undefined 
   return value === undefined ? undefined : String(value);
 }
 
+/** One raw request to the gateway on a connection of its own: the head of its answer. */
+async function rawHead(port: number, text: string): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => {
+    answer += chunk.toString('latin1');
+  });
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(text);
+  await vi.waitFor(() => expect(answer).toContain('\r\n\r\n'));
+  socket.destroy();
+  return answer.slice(0, answer.indexOf('\r\n\r\n'));
+}
+
 describe('gateway observability: request ids, trace context, metrics, health (in-memory services)', () => {
   const shared = new Closer();
   const perTest = new Closer();
@@ -216,20 +231,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
 
   it('counts a request the HTTP parser refuses (_OTHER, unmatched, its status) and a refused method on its own page by the page', async () => {
     const port = await gateway();
-    /** One raw request on a connection of its own: the status line the gateway answered. */
-    const raw = async (text: string): Promise<string> => {
-      const socket = connect(port, '127.0.0.1');
-      socket.on('error', () => {});
-      let answer = '';
-      socket.on('data', (chunk: Buffer) => {
-        answer += chunk.toString('latin1');
-      });
-      await new Promise((resolve) => socket.once('connect', resolve));
-      socket.write(text);
-      await vi.waitFor(() => expect(answer).toContain('\r\n'));
-      socket.destroy();
-      return answer.slice(0, answer.indexOf('\r\n'));
-    };
+    const raw = (text: string) => rawHead(port, text);
     expect(await raw('GET /goods HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
     expect(await raw(`GET /goods HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
       /^HTTP\/1\.1 431/,
@@ -276,20 +278,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
 
   it('counts, and gives its id to, a request refused before routing: no Host (400), an Expect it cannot meet (417), CONNECT (501)', async () => {
     const port = await gateway();
-    /** One raw request on a connection of its own: its answer's head. */
-    const raw = async (text: string): Promise<string> => {
-      const socket = connect(port, '127.0.0.1');
-      socket.on('error', () => {});
-      let answer = '';
-      socket.on('data', (chunk: Buffer) => {
-        answer += chunk.toString('latin1');
-      });
-      await new Promise((resolve) => socket.once('connect', resolve));
-      socket.write(text);
-      await vi.waitFor(() => expect(answer).toContain('\r\n\r\n'));
-      socket.destroy();
-      return answer.slice(0, answer.indexOf('\r\n\r\n'));
-    };
+    const raw = (text: string) => rawHead(port, text);
     const noHost = await raw('GET /goods HTTP/1.1\r\nX-Request-Id: no-host-1\r\n\r\n');
     expect(noHost).toMatch(/^HTTP\/1\.1 400/);
     expect(noHost).toMatch(/\r\nx-request-id: no-host-1(\r\n|$)/i);
