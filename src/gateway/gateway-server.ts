@@ -830,7 +830,6 @@ class GatewayServer implements Gateway {
     this.#write(exchange.response, httpStatus, body, retryAfter, !exchange.bodyRead, exchange.requestId);
   }
 
-  /** Answers a request that has no exchange (no route, or the gateway not ready). */
   /**
    * Refuses a request Node handed over but the gateway will not route (no Host, an Expect it cannot
    * meet), as a request still: with its id, counted and in the rates when its answer closes.
@@ -844,6 +843,7 @@ class GatewayServer implements Gateway {
     this.#fail(request, response, null, error, true, telemetry.requestId);
   }
 
+  /** Answers a request that has no exchange (no route, or the gateway not ready). */
   #fail(
     request: IncomingMessage,
     response: ServerResponse,

@@ -37,9 +37,9 @@ export interface NodeHistoryOptions {
 export class NodeHistory {
   readonly #keepGoneMs: number;
   readonly #maxGone: number;
-  #listed: readonly Node[] = [];
   #kept: ReadonlySet<Node> = new Set();
-  #previous = new Map<string, Node>();
+  /** The nodes listed now, by id, in the order of the list. */
+  #listed = new Map<string, Node>();
   readonly #gone = new Map<string, { node: Node; goneAt: number }>();
 
   constructor(options: NodeHistoryOptions = {}) {
@@ -50,13 +50,12 @@ export class NodeHistory {
   /** Takes the node list the gateway now routes to; `kept` are those of them kept through a distributor restart. */
   update(nodes: readonly Node[], nowMs = Date.now(), kept: readonly Node[] = []): void {
     const current = new Map(nodes.map((node) => [node.id, node]));
-    for (const [id, node] of this.#previous) {
+    for (const [id, node] of this.#listed) {
       if (!current.has(id)) this.#gone.set(id, { node, goneAt: nowMs });
     }
     for (const id of current.keys()) this.#gone.delete(id);
     while (this.#gone.size > this.#maxGone) this.#gone.delete(this.#gone.keys().next().value!);
-    this.#previous = current;
-    this.#listed = nodes;
+    this.#listed = current;
     this.#kept = new Set(kept);
   }
 
@@ -65,7 +64,7 @@ export class NodeHistory {
     for (const [id, { goneAt }] of this.#gone) {
       if (nowMs - goneAt > this.#keepGoneMs) this.#gone.delete(id);
     }
-    const live = this.#listed.map((node) => {
+    const live = [...this.#listed.values()].map((node) => {
       const described = describeNode(node, nowMs);
       return this.#kept.has(node) ? { ...described, kept: true as const } : described;
     });
