@@ -49,69 +49,107 @@ export type StopAndExit = (exitCode: number, reason: string) => void;
 const REPEATED_SIGNAL_MS = 1_000;
 
 /**
- * Wires a process's signals to its one `stop()`: SIGINT, SIGTERM or SIGHUP stops it in order and
- * exits 0; a second signal (more than a second after the first) exits at once with 1. An
- * unexpected error is a bug: it is logged and the process exits with 1 rather than running on in
- * an unknown state. Returns the same orderly stop for the process's own fatal conditions, with the
- * exit code they call for.
+ * A process's signals, from the start of its `main` on (see runMain). Until the process has its
+ * orderly stop (stopOnSignals), a signal is kept: the start runs on to its end, and the stop then
+ * begins at once. Killed mid-start instead, a service would leave its store open (SQLite's -wal and
+ * -shm files behind) and the launcher would see a component die from the signal it sent.
  */
-export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
-  let stopping = false;
-  let firstSignalAt: number | undefined;
-  const stopThenExit = (exitCode: number, fields: Record<string, unknown>): void => {
-    stopping = true;
-    log[exitCode === EXIT_CODES.stopped ? 'info' : 'error'](fields, 'stopping');
-    stop().then(
-      () => {
-        log.info('stopped');
-        process.exit(exitCode);
-      },
-      (error: unknown) => {
-        log.error({ err: error }, 'error while stopping');
-        process.exit(exitCode === EXIT_CODES.stopped ? EXIT_CODES.failed : exitCode);
-      },
-    );
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
+export class ProcessSignals {
+  #stopping = false;
+  #firstSignalAt: number | undefined;
+  /** The signal that came before the stop was known. */
+  #pending: NodeJS.Signals | undefined;
+  #stopThenExit: ((exitCode: number, fields: Record<string, unknown>) => void) | undefined;
+  #log: Logger | undefined;
+
+  constructor() {
+    const onSignal = (signal: NodeJS.Signals): void => this.#onSignal(signal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // The terminal of a component run by hand closed: stop in order, as the launcher does.
+    process.on('SIGHUP', onSignal);
+    if (process.env[SUPERVISED_ENV] === '1') {
+      // The supervisor holds the other end of stdin: its end means the supervisor is gone.
+      process.stdin.on('end', () => onSignal('SIGTERM'));
+      process.stdin.on('error', () => onSignal('SIGTERM'));
+      process.stdin.resume();
+    }
+  }
+
+  /**
+   * Wires the signals to the process's one `stop()`: SIGINT, SIGTERM or SIGHUP stops it in order
+   * and exits 0; a second signal (more than a second after the first) exits at once with 1. A
+   * signal kept from the start begins the stop now. An unexpected error is a bug: it is logged and
+   * the process exits with 1 rather than running on in an unknown state. Returns the same orderly
+   * stop for the process's own fatal conditions, with the exit code they call for.
+   */
+  stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
+    const stopThenExit = (exitCode: number, fields: Record<string, unknown>): void => {
+      this.#stopping = true;
+      log[exitCode === EXIT_CODES.stopped ? 'info' : 'error'](fields, 'stopping');
+      stop().then(
+        () => {
+          log.info('stopped');
+          process.exit(exitCode);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, 'error while stopping');
+          process.exit(exitCode === EXIT_CODES.stopped ? EXIT_CODES.failed : exitCode);
+        },
+      );
+    };
+    this.#stopThenExit = stopThenExit;
+    this.#log = log;
+    process.on('uncaughtException', (error) => {
+      log.fatal({ err: error }, 'uncaught exception');
+      process.exit(EXIT_CODES.failed);
+    });
+    process.on('unhandledRejection', (reason) => {
+      log.fatal({ err: reason }, 'unhandled rejection');
+      process.exit(EXIT_CODES.failed);
+    });
+    if (this.#pending !== undefined) {
+      stopThenExit(EXIT_CODES.stopped, { signal: this.#pending, during: 'start' });
+    }
+    return (exitCode, reason) => {
+      if (!this.#stopping) stopThenExit(exitCode, { reason, exitCode });
+    };
+  }
+
+  #onSignal(signal: NodeJS.Signals): void {
     const now = performance.now();
-    if (stopping) {
-      if (firstSignalAt !== undefined && now - firstSignalAt < REPEATED_SIGNAL_MS) return;
-      log.warn({ signal }, 'second signal: exiting now');
+    if (this.#stopping || this.#pending !== undefined) {
+      if (this.#firstSignalAt !== undefined && now - this.#firstSignalAt < REPEATED_SIGNAL_MS) return;
+      if (this.#log) this.#log.warn({ signal }, 'second signal: exiting now');
+      // No logger yet during the start: the launcher shows stderr as the component's own lines.
+      else process.stderr.write(`${signal}: second signal during the start, exiting now\n`);
       process.exit(EXIT_CODES.failed);
     }
-    firstSignalAt = now;
-    stopThenExit(EXIT_CODES.stopped, { signal });
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  // The terminal of a component run by hand closed: stop in order, as the launcher does.
-  process.on('SIGHUP', onSignal);
-  if (process.env[SUPERVISED_ENV] === '1') {
-    // The supervisor holds the other end of stdin: its end means the supervisor is gone.
-    process.stdin.on('end', () => onSignal('SIGTERM'));
-    process.stdin.on('error', () => onSignal('SIGTERM'));
-    process.stdin.resume();
+    this.#firstSignalAt = now;
+    if (this.#stopThenExit === undefined) this.#pending = signal;
+    else this.#stopThenExit(EXIT_CODES.stopped, { signal });
   }
-  process.on('uncaughtException', (error) => {
-    log.fatal({ err: error }, 'uncaught exception');
-    process.exit(EXIT_CODES.failed);
-  });
-  process.on('unhandledRejection', (reason) => {
-    log.fatal({ err: reason }, 'unhandled rejection');
-    process.exit(EXIT_CODES.failed);
-  });
-  return (exitCode, reason) => {
-    if (!stopping) stopThenExit(exitCode, { reason, exitCode });
-  };
 }
 
-/** Runs a process's async `main`, turning a start-up failure into a clear message and exit code. */
-export function runMain(main: () => Promise<void>, usage: string, argv = process.argv.slice(2)): void {
+/** {@link ProcessSignals.stopOnSignals} for a process that takes its signals from here on. */
+export function stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
+  return new ProcessSignals().stopOnSignals(log, stop);
+}
+
+/**
+ * Runs a process's async `main`, turning a start-up failure into a clear message and exit code.
+ * `main` is handed the process's signals, taken from now on (see ProcessSignals).
+ */
+export function runMain(
+  main: (signals: ProcessSignals) => Promise<void>,
+  usage: string,
+  argv = process.argv.slice(2),
+): void {
   if (asksForHelp(argv)) {
     process.stdout.write(`${usage}\n`);
     process.exit(EXIT_CODES.stopped);
   }
-  main().catch((error: unknown) => {
+  main(new ProcessSignals()).catch((error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
     const badConfig = error instanceof ConfigError;
     process.stderr.write(`${message}\n${badConfig ? `\n${usage}\n` : ''}`);

@@ -1,6 +1,6 @@
 import { startAdminServer } from '../common/admin-server.js';
 import { createLogger } from '../common/logger.js';
-import { announceListening, runMain, stopOnSignals } from '../common/process-lifecycle.js';
+import { announceListening, runMain } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
@@ -8,7 +8,7 @@ import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
 import { DistributorTelemetry } from './distributor-telemetry.js';
 
-runMain(async () => {
+runMain(async (signals) => {
   const config = loadDistributorConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'distributor', level: config.logLevel });
   await startTracing('distributor');
@@ -48,7 +48,7 @@ runMain(async () => {
           required: observability.metricsPortGiven,
         })
       : undefined;
-  stopOnSignals(log, async () => {
+  signals.stopOnSignals(log, async () => {
     const begunAt = performance.now();
     try {
       await distributor.stop();

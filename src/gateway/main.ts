@@ -1,12 +1,12 @@
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { createLogger } from '../common/logger.js';
-import { runMain, stopOnSignals } from '../common/process-lifecycle.js';
+import { runMain } from '../common/process-lifecycle.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_USAGE, loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway-server.js';
 
-runMain(async () => {
+runMain(async (signals) => {
   const config = loadGatewayConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'gateway', level: config.logLevel });
   // Every upstream call opens an HTTP/2 stream, which Node 20 binds at a needless cost (see the module).
@@ -47,7 +47,7 @@ runMain(async () => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
   );
-  const stopAndExit = stopOnSignals(log, () => {
+  const stopAndExit = signals.stopOnSignals(log, () => {
     const begunAt = performance.now();
     return gateway.stop().finally(() => stopTracing(log, begunAt));
   });

@@ -3,11 +3,11 @@ import { once } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { STOP_LIMIT_MS, stopStepBudget } from '../../src/common/process-lifecycle.js';
 
-/** The slow-stop fixture in a process of its own: what it printed, and how it exited. */
-function startSlowStop(stopMs: number) {
+/** A fixture (slow-stop, slow-start) in a process of its own: what it printed, and how it exited. */
+function startFixture(fixture: 'slow-stop' | 'slow-start', ms: number) {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'test/common/fixtures/slow-stop.ts', String(stopMs)],
+    ['--import', 'tsx', `test/common/fixtures/${fixture}.ts`, String(ms)],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -23,7 +23,7 @@ function startSlowStop(stopMs: number) {
 describe('stopOnSignals', () => {
   // Ctrl-C on `npm run goods` reaches the component twice: from the terminal and forwarded by npm.
   it('takes a second signal within a second of the first as the same request: the stop runs to its end, exit 0', async () => {
-    const stopping = startSlowStop(600);
+    const stopping = startFixture('slow-stop', 600);
     await vi.waitFor(() => expect(stopping.output()).toContain('up'), { timeout: 15_000 });
     stopping.child.kill('SIGINT');
     await vi.waitFor(() => expect(stopping.output()).toContain('stop begun'));
@@ -33,7 +33,7 @@ describe('stopOnSignals', () => {
   });
 
   it('exits at once with 1 on a signal more than a second after the first', async () => {
-    const stopping = startSlowStop(20_000);
+    const stopping = startFixture('slow-stop', 20_000);
     await vi.waitFor(() => expect(stopping.output()).toContain('up'), { timeout: 15_000 });
     stopping.child.kill('SIGTERM');
     await vi.waitFor(() => expect(stopping.output()).toContain('stop begun'));
@@ -41,6 +41,26 @@ describe('stopOnSignals', () => {
     stopping.child.kill('SIGTERM');
     expect(await stopping.exited).toBe(1);
     expect(stopping.output()).not.toContain('stop ended');
+  });
+});
+
+describe('a signal while the process starts', () => {
+  it('is kept: the start runs to its end, then the orderly stop, exit 0', async () => {
+    const starting = startFixture('slow-start', 1_500);
+    await vi.waitFor(() => expect(starting.output()).toContain('starting'), { timeout: 15_000 });
+    starting.child.kill('SIGTERM');
+    expect(await starting.exited).toBe(0);
+    expect(starting.output()).toBe('starting\nstarted\nstop begun\n');
+  });
+
+  it('a second one more than a second later exits at once with 1, the start unfinished', async () => {
+    const starting = startFixture('slow-start', 20_000);
+    await vi.waitFor(() => expect(starting.output()).toContain('starting'), { timeout: 15_000 });
+    starting.child.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    starting.child.kill('SIGINT');
+    expect(await starting.exited).toBe(1);
+    expect(starting.output()).toBe('starting\n');
   });
 });
 

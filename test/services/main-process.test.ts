@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -102,6 +102,38 @@ describe('each service run as its own process', () => {
       await runAndStop(name, { DATA_DIR: dataDir }, signal);
     },
   );
+
+  // Killed by the signal mid-start, a service left its SQLite file open (-wal and -shm behind).
+  it('a signal during its start: the start runs to its end, then the stop in order, exit 0, the SQLite files closed', async () => {
+    const ownDir = await mkdtemp(join(tmpdir(), 'shop-main-start-'));
+    try {
+      running = startMain('goods', ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], {
+        DATA_DIR: ownDir,
+        NODE_OPTIONS: `--import=${join(import.meta.dirname, 'fixtures', 'slow-listen.mjs')}`,
+      });
+      await vi.waitFor(() => expect(running!.output()).toContain('slow-listen: listen delayed'), {
+        timeout: 20_000,
+        interval: 10,
+      });
+      expect(running.output()).not.toContain('"event":"listening"');
+      running.child.kill('SIGTERM');
+      expect(await running.exited, running.output()).toBe(0);
+      const events = running
+        .output()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { event?: string; msg: string; during?: string });
+      expect(events.map((line) => line.event ?? line.msg)).toEqual(
+        expect.arrayContaining(['listening', 'stopping', 'draining', 'stopped']),
+      );
+      expect(events).toContainEqual(
+        expect.objectContaining({ msg: 'stopping', signal: 'SIGTERM', during: 'start' }),
+      );
+      expect((await readdir(ownDir)).sort()).toEqual(['goods.sqlite']);
+    } finally {
+      await rm(ownDir, { recursive: true, force: true });
+    }
+  });
 
   const mysqlUrl = inject('mysqlUrl');
   it.runIf(mysqlUrl)(

@@ -1,6 +1,6 @@
 import { EXIT_CODES } from '../../common/exit-codes.js';
 import { createLogger } from '../../common/logger.js';
-import { runMain, stopOnSignals } from '../../common/process-lifecycle.js';
+import { runMain } from '../../common/process-lifecycle.js';
 import { startTracing, stopTracing } from '../../common/tracing.js';
 import type { AnyShopService } from './define-service.js';
 import { loadServiceConfig, serviceUsage } from './service-config.js';
@@ -12,13 +12,13 @@ import { startService } from './start-service.js';
  * service's usage text and exits with 2.
  */
 export function runService(service: AnyShopService): void {
-  runMain(async () => {
+  runMain(async (signals) => {
     const config = loadServiceConfig(service, process.argv.slice(2), process.env);
     const log = createLogger({ component: service.name, level: config.logLevel });
     // Traces when OTEL_* ask for them (tracing.ts); before the server is built, which reads it.
     await startTracing(service.name);
     const running = await startService(service, config, { log });
-    const stopAndExit = stopOnSignals(log, () => {
+    const stopAndExit = signals.stopOnSignals(log, () => {
       const begunAt = performance.now();
       return running.stop(begunAt).finally(() => stopTracing(log, begunAt));
     });
