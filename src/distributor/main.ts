@@ -1,10 +1,11 @@
 import { startAdminServer } from '../common/admin-server.js';
+import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
-import { DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
+import { DISTRIBUTOR_SETTINGS, DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
 import { createDistributorServer } from './distributor-server.js';
 import { DistributorTelemetry } from './distributor-telemetry.js';
 
@@ -28,7 +29,9 @@ runMain(async (signals) => {
     unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs,
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
   });
-  const port = await distributor.listen(config.host, config.port);
+  const port = await distributor.listen(config.host, config.port).catch((error: unknown) => {
+    throw listenFailure(error, config.host, config.port, DISTRIBUTOR_SETTINGS);
+  });
   const auth = [
     config.tls?.caFile ? 'mTLS (certificate identity must match the registered name)' : undefined,
     config.registryToken ? 'registration token' : undefined,

@@ -1,9 +1,10 @@
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
+import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/process-lifecycle.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
-import { GATEWAY_USAGE, loadGatewayConfig } from './config.js';
+import { GATEWAY_SETTINGS, GATEWAY_USAGE, loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway-server.js';
 
 runMain(async (signals) => {
@@ -42,7 +43,9 @@ runMain(async (signals) => {
       processMetrics: true,
     },
   });
-  const port = await gateway.listen(config.host, config.port);
+  const port = await gateway.listen(config.host, config.port).catch((error: unknown) => {
+    throw listenFailure(error, config.host, config.port, GATEWAY_SETTINGS);
+  });
   log.info(
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,

@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -327,6 +328,39 @@ describe('npm start with a configuration error', () => {
         expect(tree.filter(isRunning)).toEqual([]);
       } finally {
         if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+      }
+    },
+    60_000,
+  );
+});
+
+describe('a port another process holds', () => {
+  it.each([
+    ['src/distributor/main.ts', '--port (DISTRIBUTOR_PORT)'],
+    ['src/gateway/main.ts', '--port (GATEWAY_PORT)'],
+    ['src/services/goods/main.ts', '--port (GOODS_PORT)'],
+  ])(
+    '%s exits 1, naming the address and the setting to change',
+    async (entry, setting) => {
+      const holder = createNetServer();
+      await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+      const port = (holder.address() as AddressInfo).port;
+      const dataDir = mkdtempSync(join(tmpdir(), 'shop-port-held-'));
+      const component = spawnComponent(entry, ['--host', '127.0.0.1', '--port', String(port)], {
+        MYSQL_URL: '',
+        DATA_DIR: dataDir,
+        DISTRIBUTOR_ADDRESS: '127.0.0.1:1',
+        SHOP_REGISTRY_TOKEN: 'a-token-of-my-own-0123456789abcdef',
+      });
+      try {
+        expect(await component.exited()).toBe(1);
+        expect(component.lines).toContain(
+          `cannot listen on 127.0.0.1:${port}: the port is in use by another process (another copy of the shop still running?); stop it, or choose another port with ${setting}`,
+        );
+      } finally {
+        if (component.child.exitCode === null) component.child.kill('SIGKILL');
+        holder.close();
+        rmSync(dataDir, { recursive: true, force: true });
       }
     },
     60_000,

@@ -4,6 +4,7 @@ import { type AdminServer, startAdminServer } from '../../common/admin-server.js
 import { ConfigError, parseHostPort } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
+import { listenFailure } from '../../common/listen-failure.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
@@ -17,7 +18,7 @@ import {
 import type { ShopService } from './define-service.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
 import { describeMysql } from './mysql-url.js';
-import type { ServiceConfig } from './service-config.js';
+import { type ServiceConfig, serviceSettings } from './service-config.js';
 import { CALLS_GRACE_AT_STOP_MS, createServiceServer } from './service-server.js';
 import type { ServiceStore } from './service-store.js';
 import { ServiceTelemetry } from './service-telemetry.js';
@@ -113,7 +114,7 @@ export async function startService<Store extends ServiceStore, Options>(
   } catch (error) {
     await server.stop(0);
     await store.close();
-    throw error;
+    throw listenFailure(error, config.host, config.port, serviceSettings(service));
   }
   log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
   if (

@@ -1,0 +1,47 @@
+import { ConfigError, formatHostPort } from './config.js';
+import type { Setting } from './settings.js';
+
+/** The settings a person changes when a component cannot listen: its port's and its host's. */
+export interface ListenSettings {
+  readonly port: Setting<number>;
+  readonly host: Setting<string>;
+}
+
+/** A setting as the usage names it: "--port (GATEWAY_PORT)". */
+function named(setting: Setting<unknown>): string {
+  const flag = setting.flag === undefined ? undefined : `--${setting.flag}`;
+  if (flag && setting.env) return `${flag} (${setting.env})`;
+  return flag ?? setting.env ?? 'its setting';
+}
+
+/**
+ * Why a component could not listen on host:port, said as what to change. Node's own words
+ * ("listen EADDRINUSE: address already in use") and grpc-js's ("No address added out of total 1
+ * resolved", the cause inside) name a system call, not the setting. A port below 1024 without the
+ * privilege is bad configuration (exit 2: starting again fails the same way); a port in use or an
+ * address not up yet may heal, so those stay failures the launcher retries.
+ */
+export function listenFailure(error: unknown, host: string, port: number, settings: ListenSettings): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/.exec(message)?.[1];
+  const where = `cannot listen on ${formatHostPort({ host, port })}`;
+  if (code === 'EADDRINUSE') {
+    return new Error(
+      `${where}: the port is in use by another process (another copy of the shop still running?); stop it, or choose another port with ${named(settings.port)}`,
+      { cause: error },
+    );
+  }
+  if (code === 'EACCES') {
+    return new ConfigError(
+      `${where}: not allowed (a port below 1024 needs privileges); choose another port with ${named(settings.port)}`,
+      { cause: error },
+    );
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new Error(
+      `${where}: ${host} is not an address of this machine; choose one it has with ${named(settings.host)} (0.0.0.0: all)`,
+      { cause: error },
+    );
+  }
+  return new Error(`${where}: ${message}`, { cause: error });
+}
