@@ -20,8 +20,9 @@ export interface AdminServerOptions {
   /** Connections open at once; past it, a new one is closed at once (default ADMIN_MAX_CONNECTIONS). */
   maxConnections?: number;
   /**
-   * How long a request may take to arrive whole, counted from the connection for the first (default
-   * ADMIN_IDLE_TIMEOUT_MS): a scraper sends its request at once.
+   * How long a request may take to arrive whole, counted from the connection for the first, and
+   * how long an answer may wait for its client to read (default ADMIN_IDLE_TIMEOUT_MS): a scraper
+   * sends its request at once and reads what it asked for.
    */
   idleTimeoutMs?: number;
 }
@@ -137,6 +138,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   );
   // A scraper keeps its connection: nothing may hold the process open on stop.
   server.keepAliveTimeout = Math.min(5_000, idleTimeoutMs);
+  // A client that stops reading an answer larger than the sockets' buffers (a page of megabytes)
+  // would otherwise hold its connection, one of the few, for as long as it likes: after the idle
+  // time with nothing read or written, the socket is destroyed.
+  server.timeout = idleTimeoutMs;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -323,6 +323,49 @@ describe('the admin port', () => {
     }
   });
 
+  it('closes a connection whose client stops reading an answer too large for the sockets, after its idle timeout', async () => {
+    const registry = createMetricsRegistry();
+    // About 8 MB of text: more than the kernel buffers of a loopback connection hold.
+    const wide = new Gauge({
+      name: 'test_wide',
+      help: 'a page of megabytes',
+      labelNames: ['long'],
+      registers: [registry],
+    });
+    for (let index = 0; index < 8_000; index++) wide.set({ long: `${index}-${'x'.repeat(1_000)}` }, index);
+    const { log } = captureLog('goods');
+    const admin = (await startAdminServer({
+      registry,
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      required: true,
+      idleTimeoutMs: 400,
+      maxConnections: 1,
+    }))!;
+    const stalled = connect(admin.port, '127.0.0.1');
+    stalled.on('error', () => {});
+    try {
+      await new Promise((resolve) => stalled.once('connect', resolve));
+      stalled.pause();
+      stalled.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
+      // The one connection the port takes is the stalled one, until its idle timeout frees it.
+      await vi.waitFor(
+        async () => {
+          const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`, {
+            signal: AbortSignal.timeout(2_000),
+          });
+          expect(metrics.status).toBe(200);
+          await metrics.arrayBuffer();
+        },
+        { timeout: 5_000, interval: 200 },
+      );
+    } finally {
+      stalled.destroy();
+      await admin.stop();
+    }
+  });
+
   it(`holds at most ${ADMIN_MAX_CONNECTIONS} connections: past them a new one is closed at once, so silent sockets cannot take the process's open files`, async () => {
     const admin = await boundedAdmin(1_500);
     const sockets: Array<{ socket: Socket; closed: () => boolean }> = [];
