@@ -6,6 +6,7 @@ import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/d
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
+import { dialsThisMachine, isLoopbackHost } from '../../common/loopback.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { tlsProblemLog } from '../../common/tls-problem-log.js';
@@ -119,8 +120,8 @@ export async function startService<Store extends ServiceStore, Options>(
   log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
   if (
     !config.advertiseHost &&
-    isLoopback(config.host) &&
-    !isThisMachine(parseHostPort(config.distributor, 'the distributor').host)
+    isLoopbackHost(config.host) &&
+    !dialsThisMachine(parseHostPort(config.distributor, 'the distributor').host)
   ) {
     log.warn(
       { event: 'unreachable-address', host: config.host, distributor: config.distributor },
@@ -235,16 +236,6 @@ function warnIfShared(file: string, log: Logger): void {
     { event: 'shared-data-file', file, mode: (mode & 0o777).toString(8) },
     `${file} can be read by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 it, with its -wal and -shm files`,
   );
-}
-
-/** Whether a host to listen on is this machine's loopback, which no other machine reaches. */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** Whether a host to dial is this machine: its loopback, or the any-address, which dials it too. */
-function isThisMachine(host: string): boolean {
-  return isLoopback(host) || host === '0.0.0.0' || host === '::' || /^::ffff:127\.\d+\.\d+\.\d+$/i.test(host);
 }
 
 /** Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's. */
