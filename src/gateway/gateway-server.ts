@@ -481,8 +481,7 @@ class GatewayServer implements Gateway {
         return;
       }
       const url = request.url ?? '/';
-      const queryStart = url.indexOf('?');
-      const path = queryStart < 0 ? url : url.slice(0, queryStart);
+      const { path, queryStart } = splitQuery(url);
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
         const page = this.#telemetry.onPageRequest(method, path);
@@ -835,9 +834,7 @@ class GatewayServer implements Gateway {
    * meet), as a request still: with its id, counted and in the rates when its answer closes.
    */
   #refuseBeforeRouting(request: IncomingMessage, response: ServerResponse, error: GatewayError): void {
-    const url = request.url ?? '/';
-    const queryStart = url.indexOf('?');
-    const path = queryStart < 0 ? url : url.slice(0, queryStart);
+    const { path } = splitQuery(request.url ?? '/');
     const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
     response.once('close', () => telemetry.closed(response));
     this.#fail(request, response, null, error, true, telemetry.requestId);
@@ -988,4 +985,10 @@ function lingerThenClose(request: IncomingMessage): void {
 /** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */
 function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
   if (requestId !== undefined) headers.push('X-Request-Id', requestId);
+}
+
+/** A request target's path, and where its query begins (-1: it has none). */
+function splitQuery(url: string): { path: string; queryStart: number } {
+  const queryStart = url.indexOf('?');
+  return { path: queryStart < 0 ? url : url.slice(0, queryStart), queryStart };
 }
