@@ -480,7 +480,7 @@ class GatewayServer implements Gateway {
         this.#refuseBeforeRouting(request, response, gatewayErrors.missingHost());
         return;
       }
-      const url = request.url ?? '/';
+      const url = originForm(request.url ?? '/');
       const { path, queryStart } = splitQuery(url);
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
@@ -834,7 +834,7 @@ class GatewayServer implements Gateway {
    * meet), as a request still: with its id, counted and in the rates when its answer closes.
    */
   #refuseBeforeRouting(request: IncomingMessage, response: ServerResponse, error: GatewayError): void {
-    const { path } = splitQuery(request.url ?? '/');
+    const { path } = splitQuery(originForm(request.url ?? '/'));
     const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
     response.once('close', () => telemetry.closed(response));
     this.#fail(request, response, null, error, true, telemetry.requestId);
@@ -986,6 +986,23 @@ function lingerThenClose(request: IncomingMessage): void {
 function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
   if (requestId !== undefined) headers.push('X-Request-Id', requestId);
 }
+
+/**
+ * A request target in origin form, `/path?query`. RFC 9112 (section 3.2.2) has a server accept the
+ * absolute form too, `http://host:port/path?query`, which an HTTP client sends when it is told to
+ * use the gateway as its proxy: routed as it was, no route ever matched it (404). The scheme and
+ * authority choose nothing here (the gateway serves one site), so they are dropped; an empty path
+ * is `/`, as in `http://host?query`.
+ */
+function originForm(target: string): string {
+  const absolute = ABSOLUTE_FORM.exec(target);
+  if (absolute === null) return target;
+  const rest = target.slice(absolute[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/** The scheme and authority of an absolute-form request target (http or https, any case). */
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*/i;
 
 /** A request target's path, and where its query begins (-1: it has none). */
 function splitQuery(url: string): { path: string; queryStart: number } {

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { http, httpJson, oneConnection } from '../helpers/http.js';
+import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods, startFakePurchases } from './support/fake-shop.js';
 
@@ -63,6 +63,25 @@ describe('gateway HTTP semantics', () => {
     const results = '"results":[{"id":1,"goodsid":2,"date":"2020-11-04T15:31:47.000Z"}]}';
     expect(byPath.body.endsWith(results)).toBe(true);
     expect(byQuery.body.endsWith(results)).toBe(true);
+  });
+
+  it('routes an absolute-form target (RFC 9112, 3.2.2: what a client sends its proxy) by its path and query', async () => {
+    const port = await gateway();
+    goods.goods.push({ ...ROW }, { ...ROW, id: 8 });
+    const request = (line: string): Promise<string> =>
+      raw(port, `${line} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+    const page = await request(`GET http://127.0.0.1:${port}/goods?page_size=1`);
+    expect(page.startsWith('HTTP/1.1 200 ')).toBe(true);
+    // The query was read: page_size asks for one page, which ends with its token.
+    const body = JSON.parse(rawBody(page)) as { results: { id: number }[]; next_page_token?: string };
+    expect([body.results[0]?.id, typeof body.next_page_token]).toEqual([7, 'string']);
+    const deleted = await request('DELETE HTTPS://shop.example/goods/7');
+    expect(rawBody(deleted)).toMatch(/^\{"key":\d+,"errorcode":0,"errormessage":"success"\}$/);
+    expect(goods.goods.map((item) => item.id)).toEqual([8]);
+    // No path is the root's, which has no route.
+    expect(rawBody(await request('GET http://shop.example?page_size=1'))).toBe(
+      '{"key":null,"errorcode":1,"errormessage":"No route for GET /"}',
+    );
   });
 
   it('answers a known path with another method 405 and Allow, without a key, and keeps the connection', async () => {
