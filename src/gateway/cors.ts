@@ -28,13 +28,18 @@ export class Cors {
 
   /**
    * Sets the headers every answer to an allowed origin carries, before anything is written (they are
-   * merged with those the answer writes).
+   * merged with those the answer writes). With a list of origins, every answer says `Vary: Origin`,
+   * whatever its request's Origin, an allowed one, another or none: the Fetch standard ("CORS
+   * protocol and HTTP caches") asks it of a server whose Access-Control-Allow-Origin depends on the
+   * request, since a cache would otherwise hand an answer kept for one origin (or for none, without
+   * the header) to a page of another, which the browser then refuses. With "*" the header is the
+   * same for every request, and nothing varies.
    */
   decorate(request: IncomingMessage, response: ServerResponse): void {
+    if (!this.#anyOrigin) response.setHeader('Vary', 'Origin');
     const origin = this.allowedOrigin(request);
     if (origin === undefined) return;
     response.setHeader('Access-Control-Allow-Origin', this.#anyOrigin ? '*' : origin);
-    if (!this.#anyOrigin) response.setHeader('Vary', 'Origin');
     response.setHeader('Access-Control-Expose-Headers', EXPOSED_HEADERS);
   }
 

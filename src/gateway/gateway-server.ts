@@ -575,7 +575,7 @@ class GatewayServer implements Gateway {
     if (ApiDocs.owns(path)) {
       telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
-      const headers: (string | number)[] = answer.headers.flat();
+      const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
       headers.push('Content-Length', answer.body.length);
       pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#stopping) headers.push('Connection', 'close');
@@ -985,6 +985,23 @@ function lingerThenClose(request: IncomingMessage): void {
 /** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */
 function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
   if (requestId !== undefined) headers.push('X-Request-Id', requestId);
+}
+
+/**
+ * A page's own headers for writeHead, its `Vary` joined to the one set before (CORS's `Vary:
+ * Origin`): writeHead's headers replace those set with setHeader, and the docs' files, kept an hour
+ * by caches, would vary by Accept-Encoding alone, their Access-Control-Allow-Origin handed to pages
+ * of other origins.
+ */
+function withVaryKept(
+  response: ServerResponse,
+  headers: readonly (readonly [string, string])[],
+): (readonly [string, string])[] {
+  const set = response.getHeader('Vary');
+  if (set === undefined) return [...headers];
+  return headers.map(([name, value]) =>
+    name.toLowerCase() === 'vary' ? ([name, `${String(set)}, ${value}`] as const) : [name, value],
+  );
 }
 
 /**

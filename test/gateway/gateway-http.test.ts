@@ -160,6 +160,31 @@ describe('gateway HTTP semantics', () => {
     ]);
   });
 
+  it('says Vary: Origin on every answer while CORS_ORIGINS lists origins, whatever the Origin, the docs too', async () => {
+    const port = await gateway([PAGE]);
+    // A cache that kept the answer to no Origin, or to another, must not hand it to PAGE's page
+    // (Fetch standard, "CORS protocol and HTTP caches").
+    const origins: Record<string, string>[] = [{}, { Origin: 'https://evil.example' }, { Origin: PAGE }];
+    for (const headers of origins) {
+      const get = await http(port, 'GET', '/goods', { headers });
+      expect(get.headers.vary, JSON.stringify(headers)).toBe('Origin');
+      const preflight = await http(port, 'OPTIONS', '/goods', {
+        headers: { ...headers, 'Access-Control-Request-Method': 'POST' },
+      });
+      expect(preflight.headers.vary, JSON.stringify(headers)).toBe('Origin');
+    }
+    // The docs' files are kept an hour by caches, and vary by Accept-Encoding as well.
+    const css = await http(port, 'GET', '/docs/swagger-ui.css', {
+      headers: { Origin: PAGE, 'Accept-Encoding': 'gzip' },
+    });
+    expect([css.status, css.headers['access-control-allow-origin'], css.headers.vary]).toEqual([
+      200,
+      PAGE,
+      'Origin, Accept-Encoding',
+    ]);
+    expect((await http(port, 'GET', '/docs/swagger-ui.css')).headers.vary).toBe('Origin, Accept-Encoding');
+  });
+
   it('gives an origin off the list no CORS header, preflight or not', async () => {
     const port = await gateway([PAGE]);
     const headers = { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'DELETE' };
