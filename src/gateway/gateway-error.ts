@@ -44,6 +44,12 @@ export const gatewayErrors = {
         closeConnection: true,
       },
     ),
+  unsupportedContentEncoding: (coding: string) =>
+    new GatewayError(
+      415,
+      `Unsupported Content-Encoding ${JSON.stringify(coding.slice(0, MAX_ECHOED_PATH))}: send the body unencoded`,
+      { closeConnection: true },
+    ),
   bodyTooLarge: (limit: number) =>
     new GatewayError(413, `Request body larger than ${limit} bytes`, { closeConnection: true }),
   malformedJson: () => new GatewayError(400, 'Malformed JSON body'),

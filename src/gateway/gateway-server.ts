@@ -37,7 +37,14 @@ import {
 } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool } from './instance-pool.js';
-import { BODY_METHODS, bodyFormat, bodyInput, NO_INPUT, type RequestInput } from './request-input.js';
+import {
+  BODY_METHODS,
+  bodyFormat,
+  bodyInput,
+  bodyIsUnencoded,
+  NO_INPUT,
+  type RequestInput,
+} from './request-input.js';
 import { RestartGrace } from './restart-grace.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
@@ -733,6 +740,12 @@ class GatewayServer implements Gateway {
     const format = bodyFormat(request.headers['content-type']);
     if (!format) {
       this.#answerError(exchange, gatewayErrors.unsupportedMediaType());
+      return;
+    }
+    const contentEncoding = request.headers['content-encoding'];
+    if (!bodyIsUnencoded(contentEncoding)) {
+      response.setHeader('Accept-Encoding', 'identity');
+      this.#answerError(exchange, gatewayErrors.unsupportedContentEncoding(contentEncoding ?? ''));
       return;
     }
     if (size !== 'chunked' && size > this.#bodyLimit) {

@@ -48,6 +48,20 @@ export function bodyFormat(contentType: string | undefined): BodyFormat | undefi
 }
 
 /**
+ * Whether a body's Content-Encoding leaves it as sent: none, or `identity` alone (RFC 9110, section
+ * 8.4). The gateway decodes no content coding; a gzip body read as JSON was answered 400 "not valid
+ * UTF-8", and a plain body labelled with a coding was stored as if unlabelled. RFC 9110 (section
+ * 15.5.16) has such a body answered 415, with Accept-Encoding saying which codings would do.
+ */
+export function bodyIsUnencoded(contentEncoding: string | undefined): boolean {
+  if (contentEncoding === undefined) return true;
+  return contentEncoding
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase())
+    .every((coding) => coding === '' || coding === 'identity');
+}
+
+/**
  * Parses a body of a known format. An empty body is no input at all (the service then says what is
  * missing). Throws the gateway's 400 for a body that is not UTF-8, not JSON, or JSON but not an object.
  */

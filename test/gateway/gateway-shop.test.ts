@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type HttpResult, http, httpJson, oneConnection } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
@@ -244,5 +245,37 @@ describe('gateway on the shop contracts (in-memory services)', () => {
       headers: { 'Content-Type': 'text/plain', 'Content-Length': 0 },
     });
     expectAnswer(empty, 200, (key) => `{"key":${key},"errorcode":1,"errormessage":"Invalid Parameters"}`);
+  });
+
+  it('answers 415 with Accept-Encoding: identity for a body in a content coding, not 400, and writes nothing', async () => {
+    const port = await gateway();
+    const json = '{"name":"n","category":"c","price":1,"description":"d"}';
+    // A body sent compressed was read as if it were not: "not valid UTF-8", or, labelled but sent
+    // plain, stored as its bytes happened to read.
+    for (const [encoding, body] of [
+      ['gzip', gzipSync(json)],
+      ['br', json],
+      ['identity, gzip', gzipSync(json)],
+    ] as const) {
+      const result = await http(port, 'POST', '/goods', {
+        headers: { 'Content-Type': 'application/json', 'Content-Encoding': encoding },
+        body,
+      });
+      expectAnswer(
+        result,
+        415,
+        (key) =>
+          `{"key":${key},"errorcode":1,"errormessage":"Unsupported Content-Encoding \\"${encoding}\\": send the body unencoded"}`,
+      );
+      expect(result.headers['accept-encoding'], encoding).toBe('identity');
+    }
+    expect(goods.goods).toEqual([]);
+    // identity is no coding at all.
+    const plain = await http(port, 'POST', '/goods', {
+      headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'Identity' },
+      body: json,
+    });
+    expectAnswer(plain, 200, (key) => `{"key":${key},"errorcode":0,"errormessage":"success"}`);
+    expect(goods.goods).toHaveLength(1);
   });
 });
