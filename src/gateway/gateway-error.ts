@@ -64,6 +64,8 @@ export const gatewayErrors = {
   malformedRequest: () => new GatewayError(400, 'Malformed HTTP request', { closeConnection: true }),
   missingHost: () =>
     new GatewayError(400, 'An HTTP/1.1 request needs a Host header', { closeConnection: true }),
+  duplicateHost: () =>
+    new GatewayError(400, 'A request takes one Host header, not several', { closeConnection: true }),
   expectationFailed: (expect: string) =>
     new GatewayError(
       417,

@@ -487,6 +487,12 @@ class GatewayServer implements Gateway {
         this.#refuseBeforeRouting(request, response, gatewayErrors.missingHost());
         return;
       }
+      // RFC 9112 (section 3.2) has a request with two Host lines answered 400, whatever its version:
+      // Node keeps the first and drops the others, and a proxy in front may have read the other one.
+      if ((request.headersDistinct.host?.length ?? 0) > 1) {
+        this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
+        return;
+      }
       const url = originForm(request.url ?? '/');
       const { path, queryStart } = splitQuery(url);
       const method = request.method ?? 'GET';

@@ -56,6 +56,19 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       status: 400,
       body: '{"key":null,"errorcode":1,"errormessage":"An HTTP/1.1 request needs a Host header"}',
     });
+    // Two Host lines are 400 too (RFC 9112, section 3.2), in any version: Node would keep the first.
+    for (const version of ['1.1', '1.0']) {
+      const [twoHosts] = answers(
+        (await raw(port, `GET /goods HTTP/${version}\r\nHost: g\r\nHost: other.example\r\n\r\n`)).replace(
+          /^HTTP\/1\.0 /,
+          'HTTP/1.1 ',
+        ),
+      );
+      expect(twoHosts, version).toMatchObject({
+        status: 400,
+        body: '{"key":null,"errorcode":1,"errormessage":"A request takes one Host header, not several"}',
+      });
+    }
     // HTTP/1.0 has no Host header to require.
     const [old] = answers(
       (await raw(port, 'GET /goods HTTP/1.0\r\n\r\n')).replace(/^HTTP\/1\.0 /, 'HTTP/1.1 '),
