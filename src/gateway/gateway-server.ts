@@ -588,6 +588,11 @@ class GatewayServer implements Gateway {
     if (ApiDocs.owns(path)) {
       telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
+      if (answer.status === 204 && this.#cors && Cors.isPreflight(request)) {
+        // A preflight here is answered as on any path (#answerOptions): without its headers, a page
+        // of an allowed origin could not send X-Request-Id with its GET of the document.
+        this.#cors.preflight(request, response, allowedMethods(['GET']));
+      }
       const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
       headers.push('Content-Length', answer.body.length);
       pushRequestId(headers, telemetry.requestId);

@@ -185,6 +185,27 @@ describe('gateway HTTP semantics', () => {
     expect((await http(port, 'GET', '/docs/swagger-ui.css')).headers.vary).toBe('Origin, Accept-Encoding');
   });
 
+  it('answers a preflight for the API reference (/openapi.json, /docs/) as on any route', async () => {
+    const port = await gateway([PAGE]);
+    for (const path of ['/openapi.json', '/docs/']) {
+      const preflight = await http(port, 'OPTIONS', path, {
+        headers: {
+          Origin: PAGE,
+          'Access-Control-Request-Method': 'GET',
+          'Access-Control-Request-Headers': 'x-request-id',
+        },
+      });
+      expect(preflight.status, path).toBe(204);
+      expect(preflight.headers, path).toMatchObject({
+        allow: 'GET, HEAD, OPTIONS',
+        'access-control-allow-origin': PAGE,
+        'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+        'access-control-allow-headers': 'Content-Type, Idempotency-Key, X-Request-Id',
+        'access-control-max-age': '600',
+      });
+    }
+  });
+
   it('gives an origin off the list no CORS header, preflight or not', async () => {
     const port = await gateway([PAGE]);
     const headers = { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'DELETE' };
