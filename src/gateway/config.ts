@@ -228,12 +228,20 @@ export function parseOrigins(value: string, source: string): readonly string[] {
     if (origins.length > 1) throw new ConfigError(`${source}: "*" allows any origin and goes alone`);
     return Object.freeze(['*']);
   }
-  for (const origin of origins) {
-    if (!ORIGIN.test(origin)) {
-      throw new ConfigError(
+  return Object.freeze(
+    origins.map((origin) => {
+      const refusal = new ConfigError(
         `${source}: expected origins such as https://shop.example or http://localhost:3000 (scheme, host, optional port; no path), got "${origin}"`,
       );
-    }
-  }
-  return Object.freeze(origins);
+      if (!ORIGIN.test(origin)) throw refusal;
+      // Compared with Origin as browsers serialize it: host in lower case, no default port, IPv6
+      // compressed. Kept as written, https://Shop.example or https://shop.example:443 matched no
+      // request, and CORS was silently off for that page; a port past 65535 is refused here.
+      try {
+        return new URL(origin).origin;
+      } catch {
+        throw refusal;
+      }
+    }),
+  );
 }

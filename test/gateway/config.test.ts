@@ -112,6 +112,13 @@ describe('loadGatewayConfig', () => {
     expect(loadGatewayConfig([], { CORS_ORIGINS: 'http://[::1]:8080' }).corsOrigins).toEqual([
       'http://[::1]:8080',
     ]);
+    // As browsers send Origin: lower case, no default port, IPv6 compressed; else no request matched.
+    expect(
+      loadGatewayConfig([], {
+        CORS_ORIGINS: 'https://Shop.Example:443,http://[0:0::1]:80,http://a.example:8080',
+      }).corsOrigins,
+    ).toEqual(['https://shop.example', 'http://[::1]', 'http://a.example:8080']);
+    expect(() => loadGatewayConfig([], { CORS_ORIGINS: 'http://localhost:99999' })).toThrow(/CORS_ORIGINS/);
   });
 });
 
