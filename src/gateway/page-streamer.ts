@@ -229,6 +229,13 @@ export class PageStreamer<E extends PagedExchange> {
     if (exchange.requestId !== undefined) headers.push('X-Request-Id', exchange.requestId);
     if (this.#options.closeAfter(exchange)) headers.push('Connection', 'close');
     response.writeHead(200, headers);
+    if (response.req.method === 'HEAD') {
+      // HEAD has GET's status and headers and no body (Node writes none): the pages after the first
+      // would be asked for and rendered for nothing, the hundred pages of a 100,000-row list, with
+      // one of the maxStreamedLists places held all along.
+      response.end();
+      return;
+    }
     // The envelope, `,"results":[` and the first page's elements: the body without its `]}`.
     const head = successBody(key, page.rendered);
     let written = this.#writeTaken(exchange, head.subarray(0, head.length - LIST_END.length));

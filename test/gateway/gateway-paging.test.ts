@@ -11,6 +11,7 @@ import {
   type PurchasesServiceServer,
   PurchasesServiceService,
 } from '../../src/gen/services.js';
+import { http } from '../helpers/http.js';
 import { goodsDescriptorSet } from '../helpers/nodes.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 
@@ -179,6 +180,20 @@ describe('the gateway following pages', () => {
     distributor = (await startDistributor(closer)).address;
   });
   afterEach(() => closer.closeAll());
+
+  it('a HEAD of a long list is answered from its first page, without asking for the others', async () => {
+    const goods = await startPagingGoods(closer, distributor, goodsList(3_500));
+    const port = await gateway();
+    const head = await http(port, 'HEAD', '/goods');
+    expect([head.status, head.body]).toEqual([200, '']);
+    expect(head.headers['content-length']).toBeUndefined();
+    expect(head.headers['transfer-encoding']).toBeUndefined();
+    expect(goods.calls).toEqual([1]);
+    // GET still follows every page.
+    const answer = await get(port, '/goods');
+    expect(answer.complete).toBe(true);
+    expect(goods.calls).toEqual([1, 1, 2, 3, 4]);
+  });
 
   it('a page failing after the answer began cuts the answer short, and says so once in the log', async () => {
     const goods = await startPagingGoods(closer, distributor, goodsList(3_500));
