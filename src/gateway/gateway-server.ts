@@ -489,7 +489,7 @@ class GatewayServer implements Gateway {
       }
       // RFC 9112 (section 3.2) has a request with two Host lines answered 400, whatever its version:
       // Node keeps the first and drops the others, and a proxy in front may have read the other one.
-      if ((request.headersDistinct.host?.length ?? 0) > 1) {
+      if (hostLines(request.rawHeaders) > 1) {
         this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
         return;
       }
@@ -1036,6 +1036,7 @@ function withVaryKept(
  * is `/`, as in `http://host?query`.
  */
 function originForm(target: string): string {
+  if (target.startsWith('/')) return target;
   const absolute = ABSOLUTE_FORM.exec(target);
   if (absolute === null) return target;
   const rest = target.slice(absolute[0].length);
@@ -1044,6 +1045,19 @@ function originForm(target: string): string {
 
 /** The scheme and authority of an absolute-form request target (http or https, any case). */
 const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*/i;
+
+/**
+ * How many Host lines a request came with, from its raw headers: Node's `headersDistinct` would tell
+ * too, but builds an array for every header of every request to answer it.
+ */
+function hostLines(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') count++;
+  }
+  return count;
+}
 
 /** A request target's path, and where its query begins (-1: it has none). */
 function splitQuery(url: string): { path: string; queryStart: number } {
