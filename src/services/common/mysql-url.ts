@@ -35,6 +35,8 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   if (!database || database.includes('/')) {
     throw new ConfigError(`${source}: the URL must name one database, e.g. ${example}`);
   }
+  // mysql2 reads port 0 as its default, 3306: the logs would name one server while it dialled another.
+  if (url.port === '0') throw new ConfigError(`${source}: the URL's port must not be 0, e.g. ${example}`);
   let ssl: MysqlConnectionOptions['ssl'];
   for (const [key, raw] of url.searchParams) {
     if (key !== 'ssl') {
