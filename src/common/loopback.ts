@@ -28,6 +28,11 @@ export function isLoopbackHost(host: string): boolean {
   return name === 'localhost' || name.endsWith('.localhost');
 }
 
+/** Whether a host to listen on is the any-address (every interface), however written. */
+export function isUnspecifiedHost(host: string): boolean {
+  return inList(UNSPECIFIED, host);
+}
+
 /** Whether a host to dial is this machine: its loopback, or the any-address, which dials it too. */
 export function dialsThisMachine(host: string): boolean {
   return isLoopbackHost(host) || inList(UNSPECIFIED, host);

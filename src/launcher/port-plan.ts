@@ -1,10 +1,9 @@
+import { BlockList, isIP } from 'node:net';
 import { ConfigError } from '../common/config.js';
+import { isLoopbackHost, isUnspecifiedHost } from '../common/loopback.js';
 import { type MetricsPort, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, type SettingsTable } from '../common/settings.js';
 import type { ShopComponent } from './components.js';
-
-/** Addresses that take a port on every interface, so that they clash with any other address. */
-const EVERY_INTERFACE = new Set(['0.0.0.0', '::']);
 
 /** A port a component will listen on, as its settings read the environment. */
 interface PlannedPort {
@@ -55,10 +54,34 @@ export function planPorts(
 }
 
 function clash(one: PlannedPort, other: PlannedPort): boolean {
-  return (
-    one.port === other.port &&
-    (one.host === other.host || EVERY_INTERFACE.has(one.host) || EVERY_INTERFACE.has(other.host))
-  );
+  return one.port === other.port && sameListeningAddress(one.host, other.host);
+}
+
+/**
+ * Whether two hosts to listen on take a port on one address. The any-address takes it on every
+ * interface; otherwise the hosts are compared as addresses, not as text, so that one address in two
+ * spellings (localhost and 127.0.0.1, ::1 and 0:0:0:0:0:0:0:1) clashes: compared as text, the second
+ * component to bind failed (exit 1) and was started again for ever.
+ */
+function sameListeningAddress(one: string, other: string): boolean {
+  if (isUnspecifiedHost(one) || isUnspecifiedHost(other)) return true;
+  return addressesOf(one).some((address) => addressesOf(other).some((each) => sameAddress(address, each)));
+}
+
+/** The addresses a host binds: an IP address itself; localhost (RFC 6761) loopback's; another name itself. */
+function addressesOf(host: string): string[] {
+  if (isIP(host) !== 0) return [host];
+  if (isLoopbackHost(host)) return ['127.0.0.1', '::1'];
+  return [host.toLowerCase().replace(/\.$/, '')];
+}
+
+function sameAddress(one: string, other: string): boolean {
+  const family = (address: string) => (isIP(address) === 6 ? 'ipv6' : 'ipv4');
+  if (isIP(one) === 0 || isIP(other) === 0) return one === other;
+  // A BlockList compares addresses, not spellings (an IPv4 address and its IPv6-mapped form too).
+  const list = new BlockList();
+  list.addAddress(one, family(one));
+  return list.check(other, family(other));
 }
 
 function plannedPorts(component: ShopComponent, env: NodeJS.ProcessEnv): PlannedPort[] {

@@ -20,6 +20,23 @@ describe('the ports of one npm start', () => {
       { GATEWAY_PORT: '9010' },
       /^port 9010 would be both goods's port and gateway's port/,
     ],
+    // One address in another spelling takes the same port: the second to bind failed (exit 1) and was
+    // started again for ever.
+    [
+      'a service on localhost, on the port of the distributor on 127.0.0.1',
+      { SERVICE_HOST: 'localhost', GOODS_PORT: '9000' },
+      /^port 9000 would be both distributor's port and goods's port/,
+    ],
+    [
+      'one IPv6 address spelled two ways',
+      { DISTRIBUTOR_HOST: '::1', SERVICE_HOST: '0:0:0:0:0:0:0:1', GOODS_PORT: '9000' },
+      /^port 9000 would be both distributor's port and goods's port/,
+    ],
+    [
+      'the gateway on every interface in a long spelling, on a service port',
+      { GATEWAY_HOST: '0:0:0:0:0:0:0:0', GATEWAY_PORT: '9010' },
+      /^port 9010 would be both goods's port and gateway's port/,
+    ],
   ])('refuses %s', (_label, env, message) => {
     expect(() => planPorts(SHOP_COMPONENTS, env)).toThrow(message);
     expect(() => planPorts(SHOP_COMPONENTS, env)).toThrow(ConfigError);
