@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { formatHostPort } from './config.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { type Registry, serveMetrics } from './metrics.js';
@@ -151,7 +152,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       });
     });
   } catch (error) {
-    if (required) throw new Error(`cannot serve metrics on ${host}:${port}: ${(error as Error).message}`);
+    if (required)
+      throw new Error(
+        `cannot serve metrics on ${formatHostPort({ host, port })}: ${(error as Error).message}`,
+      );
     log.warn(
       { event: 'metrics-port', err: error, port },
       `metrics port ${port} is not free: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
@@ -160,7 +164,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   }
   const address = server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
-  log.info({ event: 'metrics', host, port: bound }, `metrics on http://${host}:${bound}/metrics`);
+  // Bracketed when IPv6, so that the URL opens as written (http://::1:9100 is no URL).
+  log.info(
+    { event: 'metrics', host, port: bound },
+    `metrics on http://${formatHostPort({ host, port: bound })}/metrics`,
+  );
   return {
     port: bound,
     stop: () =>

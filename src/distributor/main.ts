@@ -1,4 +1,5 @@
 import { startAdminServer } from '../common/admin-server.js';
+import { formatHostPort } from '../common/config.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
@@ -38,7 +39,7 @@ runMain(async (signals) => {
   ].filter(Boolean);
   log.info(
     { event: 'listening', host: config.host, port, tls: Boolean(config.tls), auth },
-    `listening on ${config.host}:${port}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
+    `listening on ${formatHostPort({ host: config.host, port })}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
   );
   announceListening();
   const admin =

@@ -1,3 +1,4 @@
+import { formatHostPort } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { listenFailure } from '../common/listen-failure.js';
@@ -48,7 +49,7 @@ runMain(async (signals) => {
   });
   log.info(
     { host: config.host, port, distributor: config.distributor },
-    `listening on ${config.https ? 'https' : 'http'}://${config.host}:${port}, routing from the distributor at ${config.distributor}`,
+    `listening on ${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}, routing from the distributor at ${config.distributor}`,
   );
   const stopAndExit = signals.stopOnSignals(log, () => {
     const begunAt = performance.now();

@@ -258,6 +258,23 @@ describe('the admin port', () => {
     ).rejects.toThrow(/cannot serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
   });
 
+  it('names where it serves as a URL one can open, an IPv6 host in brackets', async () => {
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      registry: createMetricsRegistry(),
+      host: '::1',
+      port: 0,
+      log,
+      required: true,
+    });
+    try {
+      const line = lines.find((entry) => entry.event === 'metrics');
+      expect(line?.msg).toBe(`metrics on http://[::1]:${admin!.port}/metrics`);
+    } finally {
+      await admin?.stop();
+    }
+  });
+
   it('only warns when the port derived from --port is taken', async () => {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({

@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
-import { ConfigError, parseHostPort } from '../../common/config.js';
+import { ConfigError, formatHostPort, parseHostPort } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
@@ -117,7 +117,10 @@ export async function startService<Store extends ServiceStore, Options>(
     await store.close();
     throw listenFailure(error, config.host, config.port, serviceSettings(service));
   }
-  log.info({ event: 'listening', host: config.host, port }, `listening on ${config.host}:${port}`);
+  log.info(
+    { event: 'listening', host: config.host, port },
+    `listening on ${formatHostPort({ host: config.host, port })}`,
+  );
   if (
     !config.advertiseHost &&
     isLoopbackHost(config.host) &&
