@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { formatHostPort } from './config.js';
+import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { type Registry, serveMetrics } from './metrics.js';
@@ -18,6 +19,8 @@ export interface AdminServerOptions {
    * stops as for its own port. A port derived from `--port` that is taken only costs a warning.
    */
   required: boolean;
+  /** Its port's setting (--metrics-port) and its host's, named when a port asked for cannot be bound. */
+  settings: ListenSettings;
   /** Connections open at once; past it, a new one is closed at once (default ADMIN_MAX_CONNECTIONS). */
   maxConnections?: number;
   /**
@@ -152,10 +155,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       });
     });
   } catch (error) {
-    if (required)
-      throw new Error(
-        `cannot serve metrics on ${formatHostPort({ host, port })}: ${(error as Error).message}`,
-      );
+    // As for --port: a port below 1024 without the privilege is bad configuration (exit 2), which the
+    // launcher does not start again for ever, and the message names the setting to change.
+    if (required) throw listenFailure(error, host, port, options.settings);
     log.warn(
       { event: 'metrics-port', err: error, port },
       `metrics port ${port} is not free: serving no metrics (set --metrics-port to choose one, or 0 for any)`,

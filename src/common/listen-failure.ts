@@ -3,7 +3,7 @@ import type { Setting } from './settings.js';
 
 /** The settings a person changes when a component cannot listen: its port's and its host's. */
 export interface ListenSettings {
-  readonly port: Setting<number>;
+  readonly port: Setting<unknown>;
   readonly host: Setting<string>;
 }
 

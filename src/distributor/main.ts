@@ -50,6 +50,7 @@ runMain(async (signals) => {
           port: observability.metricsPort,
           log,
           required: observability.metricsPortGiven,
+          settings: { port: DISTRIBUTOR_SETTINGS.metricsPort, host: DISTRIBUTOR_SETTINGS.host },
         })
       : undefined;
   signals.stopOnSignals(log, async () => {

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
@@ -10,13 +10,18 @@ import {
   type AdminServer,
   startAdminServer,
 } from '../../src/common/admin-server.js';
+import { ConfigError } from '../../src/common/config.js';
 import { createMetricsRegistry } from '../../src/common/metrics.js';
 import { observabilityConfig } from '../../src/common/observability-settings.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
-import type { ServiceConfig, StorageConfig } from '../../src/services/common/service-config.js';
+import {
+  type ServiceConfig,
+  type StorageConfig,
+  serviceSettings,
+} from '../../src/services/common/service-config.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { membersService } from '../../src/services/members/members-service.js';
@@ -27,6 +32,11 @@ import { sample, scrape } from '../helpers/prometheus.js';
 import { spawnComponent } from './support/processes.js';
 import { servingCount } from './support/shop.js';
 
+/** The settings goods's admin port is named by when it cannot listen. */
+const GOODS_ADMIN_SETTINGS = {
+  port: serviceSettings(goodsService).metricsPort,
+  host: serviceSettings(goodsService).host,
+};
 const WITH_ADMIN_PORT = observabilityConfig({ metrics: 'on', requestIds: 'on', metricsPort: 0 });
 
 /** The goods and members services with their admin ports, behind a gateway, on one store. */
@@ -249,18 +259,47 @@ describe('the admin port', () => {
     const { log } = captureLog('goods');
     await expect(
       startAdminServer({
+        settings: GOODS_ADMIN_SETTINGS,
         registry: createMetricsRegistry(),
         host: '127.0.0.1',
         port: takenPort,
         log,
         required: true,
       }),
-    ).rejects.toThrow(/cannot serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    ).rejects.toThrow(
+      /^cannot listen on 127\.0\.0\.1:\d+: the port is in use .*; stop it, or choose another port with --metrics-port \(GOODS_METRICS_PORT\)$/,
+    );
+  });
+
+  it('is refused as bad configuration (exit 2) when a port asked for needs privileges, as --port is', async () => {
+    const { log } = captureLog('goods');
+    const denied = Object.assign(new Error('listen EACCES: permission denied 127.0.0.1:80'), {
+      code: 'EACCES',
+    });
+    const listen = vi.spyOn(Server.prototype, 'listen').mockImplementationOnce(function (this: Server) {
+      process.nextTick(() => this.emit('error', denied));
+      return this;
+    });
+    try {
+      const start = startAdminServer({
+        settings: GOODS_ADMIN_SETTINGS,
+        registry: createMetricsRegistry(),
+        host: '127.0.0.1',
+        port: 80,
+        log,
+        required: true,
+      });
+      await expect(start).rejects.toThrow(ConfigError);
+      await expect(start).rejects.toThrow(/--metrics-port \(GOODS_METRICS_PORT\)/);
+    } finally {
+      listen.mockRestore();
+    }
   });
 
   it('names where it serves as a URL one can open, an IPv6 host in brackets', async () => {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
       registry: createMetricsRegistry(),
       host: '::1',
       port: 0,
@@ -278,6 +317,7 @@ describe('the admin port', () => {
   it('only warns when the port derived from --port is taken', async () => {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
       registry: createMetricsRegistry(),
       host: '127.0.0.1',
       port: takenPort,
@@ -294,6 +334,7 @@ describe('the admin port', () => {
   ): Promise<AdminServer & { lines: Array<Record<string, unknown>> }> {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
       registry: createMetricsRegistry(),
       host: '127.0.0.1',
       port: 0,
@@ -352,6 +393,7 @@ describe('the admin port', () => {
     for (let index = 0; index < 8_000; index++) wide.set({ long: `${index}-${'x'.repeat(1_000)}` }, index);
     const { log } = captureLog('goods');
     const admin = (await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
       registry,
       host: '127.0.0.1',
       port: 0,
@@ -424,7 +466,14 @@ describe('the admin port', () => {
         this.set(renders);
       },
     });
-    const admin = (await startAdminServer({ registry, host: '127.0.0.1', port: 0, log, required: true }))!;
+    const admin = (await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
+      registry,
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      required: true,
+    }))!;
     const socket = connect(admin.port, '127.0.0.1');
     socket.on('error', () => {});
     let received = '';

@@ -142,6 +142,7 @@ export async function startService<Store extends ServiceStore, Options>(
         port: observability.metricsPort,
         log,
         required: observability.metricsPortGiven,
+        settings: { port: serviceSettings(service).metricsPort, host: serviceSettings(service).host },
       });
     } catch (error) {
       await server.stop(0);
