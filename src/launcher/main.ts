@@ -7,6 +7,7 @@ import { ConfigError } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
+import { DATA_DIR_SETTING } from '../services/common/service-config.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
 import { LossyOutput } from './lossy-output.js';
@@ -29,6 +30,7 @@ purchases, gateway)`;
 let logFormat: 'pretty' | 'json';
 let distributorAddress: string | undefined;
 let portPlan: ReturnType<typeof planPorts>;
+let dataDir: string;
 const argv = process.argv.slice(2);
 if (asksForHelp(argv)) {
   process.stdout.write(`${LAUNCHER_USAGE}\n`);
@@ -48,6 +50,8 @@ try {
   ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
   distributorAddress = derivedDistributorAddress(process.env);
   portPlan = planPorts(SHOP_COMPONENTS, process.env);
+  // Read as the services read it: a blank one was made a folder for the token before they refused it.
+  ({ dataDir } = loadSettings({ dataDir: DATA_DIR_SETTING }, [], process.env));
 } catch (error) {
   process.stderr.write(
     `[launcher] ${error instanceof Error ? error.message : String(error)}\n\n${LAUNCHER_USAGE}\n`,
@@ -107,7 +111,7 @@ function stopEverything(why: string, exitCode: number): void {
  * (it may be a running launcher's) and named as not this run's.
  */
 function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } {
-  const file = join(resolve(process.env.DATA_DIR || './data'), 'registry-token');
+  const file = join(resolve(dataDir), 'registry-token');
   const given = process.env[REGISTRY_TOKEN_ENV];
   if (given) {
     const held = readIfPresent(file);

@@ -391,6 +391,20 @@ describe('--help', () => {
     expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
   });
 
+  it('the launcher refuses a blank DATA_DIR, as the services do, before it makes a folder of that name', async () => {
+    // Read as it was, " " was a folder the launcher made for the token; then the services refused it.
+    expect(existsSync(' ')).toBe(false);
+    try {
+      const launcher = spawnComponent('src/launcher/main.ts', [], { DATA_DIR: ' ', MYSQL_URL: '' });
+      expect(await launcher.exited()).toBe(2);
+      expect(launcher.lines[0]).toBe('[launcher] DATA_DIR: expected a value, got an empty one');
+      expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
+      expect(existsSync(' ')).toBe(false);
+    } finally {
+      rmSync(' ', { recursive: true, force: true });
+    }
+  });
+
   it('the launcher takes no flags: one given is refused with exit 2 and the usage, before anything starts', async () => {
     const launcher = spawnComponent('src/launcher/main.ts', ['--port', '9000'], { MYSQL_URL: '' });
     expect(await launcher.exited()).toBe(2);

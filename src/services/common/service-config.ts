@@ -60,6 +60,14 @@ export interface ServiceConfig {
   readonly unreadAnswerTimeoutMs?: number;
 }
 
+/** The folder of the services' SQLite files, and of `npm start`'s token file, which reads it too. */
+export const DATA_DIR_SETTING = setting({
+  env: 'DATA_DIR',
+  default: './data',
+  help: 'folder of the SQLite file <service>.sqlite',
+  parse: nonEmpty,
+});
+
 /** Every setting of one service, declared once (see src/common/settings.ts). */
 export function serviceSettings({ port }: ServiceConfigSpec) {
   return {
@@ -99,12 +107,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
     }),
     maxConnections: grpcMaxConnectionsSetting('SERVICE_MAX_CONNECTIONS'),
     unreadAnswerTimeoutMs: grpcUnreadAnswerTimeoutSetting('SERVICE_UNREAD_ANSWER_TIMEOUT_MS'),
-    dataDir: setting({
-      env: 'DATA_DIR',
-      default: './data',
-      help: 'folder of the SQLite file <service>.sqlite',
-      parse: nonEmpty,
-    }),
+    dataDir: DATA_DIR_SETTING,
     ...COMMON_SETTINGS,
   } satisfies SettingsTable;
 }
