@@ -114,6 +114,16 @@ describe('service configuration', () => {
     );
   });
 
+  it.each(['0.0.0.0', '::', '[::]', '0:0:0:0:0:0:0:0'])(
+    'refuses the any-address %s as the advertised host: each node dialling it reaches itself',
+    (host) => {
+      expect(() => loadGoodsConfig(['--advertise-host', host], {})).toThrow(ConfigError);
+      expect(() => loadGoodsConfig([], { ADVERTISE_HOST: host })).toThrow(
+        /^ADVERTISE_HOST: .* is the any-address, which others dial as themselves/,
+      );
+    },
+  );
+
   it('bounds the calls in flight by --max-calls-in-flight or MAX_CALLS_IN_FLIGHT, at least 1', () => {
     expect(loadGoodsConfig(['--max-calls-in-flight', '16'], {}).maxCallsInFlight).toBe(16);
     expect(loadGoodsConfig([], { MAX_CALLS_IN_FLIGHT: '512' }).maxCallsInFlight).toBe(512);

@@ -8,6 +8,7 @@ import {
   tlsSettings,
 } from '../../common/common-settings.js';
 import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js';
+import { isUnspecifiedHost } from '../../common/loopback.js';
 import { grpcMaxConnectionsSetting, grpcUnreadAnswerTimeoutSetting } from '../../common/max-connections.js';
 import {
   metricsPortSetting,
@@ -89,6 +90,13 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
         // An IPv6 zone (fe80::1%eth0) names an interface of this machine: no other can dial it.
         if (host.includes('%'))
           throw new ConfigError(`${source}: a zone id means nothing to other machines, got "${value}"`);
+        // --host 0.0.0.0 copied here: listed at the any-address, the service was dialled by every
+        // gateway at its own machine, and reached only from the machine it runs on.
+        if (isUnspecifiedHost(host)) {
+          throw new ConfigError(
+            `${source}: "${value}" is the any-address, which others dial as themselves; give an address of this machine they reach, or leave it unset`,
+          );
+        }
         return host;
       },
     }),
