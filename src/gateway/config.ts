@@ -8,6 +8,7 @@ import {
   tlsSettings,
 } from '../common/common-settings.js';
 import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from '../common/config.js';
+import { SERVICE_MAX_REQUEST_BYTES } from '../common/grpc-server.js';
 import { parseMaxConnections } from '../common/max-connections.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
@@ -36,8 +37,18 @@ export const GATEWAY_SETTINGS = {
     flag: 'body-limit',
     env: 'GATEWAY_BODY_LIMIT',
     default: '1MiB',
-    help: 'largest request body: bytes, or with a KiB/MiB suffix (then 413)',
-    parse: parseByteSize,
+    help: 'largest request body: bytes, or with a KiB/MiB suffix (then 413); at most 1MiB, the largest request a service takes',
+    parse: (value, source) => {
+      const bytes = parseByteSize(value, source);
+      // A larger body would pass here only to be refused by the service, and answered 502 "The
+      // answer is too large": grpc-js says the same of a request over the service's limit.
+      if (bytes > SERVICE_MAX_REQUEST_BYTES) {
+        throw new ConfigError(
+          `${source}: at most 1MiB (${SERVICE_MAX_REQUEST_BYTES} bytes), the largest request a service takes, got "${value}"`,
+        );
+      }
+      return bytes;
+    },
   }),
   maxConnections: setting({
     flag: 'max-connections',

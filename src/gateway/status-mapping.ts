@@ -60,7 +60,8 @@ const MAX_MESSAGE_LENGTH = 1024;
  * The details grpc-js (1.14) gives a message over a size limit: "Received message larger than max
  * (…)" (the gateway's 4 MiB limit on an answer), "Sent message larger than max (…)" (a service's
  * limit on its own answer), "Received message that decompresses to a size larger than …". The
- * gateway sends no request near a service's limit (its body limit is smaller), so it is the answer.
+ * gateway sends no request past a service's limit (its body limit may not pass it: config.ts), so it
+ * is the answer.
  */
 const MESSAGE_TOO_LARGE =
   /^(?:(?:Received|Sent) message larger than max|Received message that decompresses to a size larger than)/;

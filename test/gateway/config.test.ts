@@ -103,6 +103,11 @@ describe('loadGatewayConfig', () => {
     expect(() => loadGatewayConfig(['--host', '999.0.0.1'], {})).toThrow(/--host: expected a host name/);
     expect(() => loadGatewayConfig([], { DISTRIBUTOR_ADDRESS: 'nowhere' })).toThrow(/DISTRIBUTOR_ADDRESS/);
     expect(() => loadGatewayConfig(['--body-limit', '1GB'], {})).toThrow(/--body-limit/);
+    // A body past a service's limit on a request could only be refused by it, as "The answer is too large".
+    expect(() => loadGatewayConfig([], { GATEWAY_BODY_LIMIT: '8MiB' })).toThrow(
+      'GATEWAY_BODY_LIMIT: at most 1MiB (1048576 bytes), the largest request a service takes, got "8MiB"',
+    );
+    expect(loadGatewayConfig(['--body-limit', '1048576'], {}).bodyLimitBytes).toBe(1_048_576);
     expect(() => loadGatewayConfig(['--nope'], {})).toThrow();
     expect(() => loadGatewayConfig(['--max-connections', '0'], {})).toThrow(/--max-connections/);
     expect(() => loadGatewayConfig([], { GATEWAY_MAX_CONNECTIONS: 'many' })).toThrow(/or auto/);

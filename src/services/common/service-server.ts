@@ -6,6 +6,7 @@ import {
   type KeepaliveOptions,
   keepaliveChannelOptions,
   listen,
+  SERVICE_MAX_REQUEST_BYTES,
   shutdown,
 } from '../../common/grpc-server.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
@@ -78,8 +79,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     ...idleConnectionOptions(options.maxConnectionIdleMs),
-    // The largest request is a CreateGoods with a 64 KiB description.
-    'grpc.max_receive_message_length': 1024 * 1024,
+    'grpc.max_receive_message_length': SERVICE_MAX_REQUEST_BYTES,
     ...calls?.serverOptions(),
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
