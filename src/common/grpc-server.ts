@@ -19,15 +19,15 @@ export interface KeepaliveOptions {
 }
 
 /**
- * Keepalive by default: a peer that vanished without closing its connection is noticed within about
- * 15 s (one ping interval plus its timeout), well inside the design's 30 s.
- */
-/**
  * The largest request a service takes (its `grpc.max_receive_message_length`): the largest the shop
  * has is a CreateGoods with a 64 KiB description. The gateway's body limit may not pass it.
  */
 export const SERVICE_MAX_REQUEST_BYTES = 1024 * 1024;
 
+/**
+ * Keepalive by default: a peer that vanished without closing its connection is noticed within about
+ * 15 s (one ping interval plus its timeout), well inside the design's 30 s.
+ */
 export const DEFAULT_KEEPALIVE: KeepaliveOptions = { timeMs: 10_000, timeoutMs: 5_000 };
 
 /** grpc-js channel or server options for a keepalive setting. */
