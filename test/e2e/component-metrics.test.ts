@@ -11,7 +11,7 @@ import {
   startAdminServer,
 } from '../../src/common/admin-server.js';
 import { ConfigError } from '../../src/common/config.js';
-import { createMetricsRegistry } from '../../src/common/metrics.js';
+import { createMetricsRegistry, type Registry } from '../../src/common/metrics.js';
 import { observabilityConfig } from '../../src/common/observability-settings.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
@@ -330,17 +330,22 @@ describe('the admin port', () => {
 
   /** An admin server on a free port whose connections may stay silent `idleTimeoutMs`, and its log. */
   async function boundedAdmin(
-    idleTimeoutMs: number,
+    idleTimeoutMs: number | undefined,
+    {
+      registry = createMetricsRegistry(),
+      maxConnections,
+    }: { registry?: Registry; maxConnections?: number } = {},
   ): Promise<AdminServer & { lines: Array<Record<string, unknown>> }> {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
       settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+      registry,
       host: '127.0.0.1',
       port: 0,
       log,
       required: true,
-      idleTimeoutMs,
+      ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
+      ...(maxConnections === undefined ? {} : { maxConnections }),
     });
     return Object.assign(admin!, { lines });
   }
@@ -391,17 +396,7 @@ describe('the admin port', () => {
       registers: [registry],
     });
     for (let index = 0; index < 8_000; index++) wide.set({ long: `${index}-${'x'.repeat(1_000)}` }, index);
-    const { log } = captureLog('goods');
-    const admin = (await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry,
-      host: '127.0.0.1',
-      port: 0,
-      log,
-      required: true,
-      idleTimeoutMs: 400,
-      maxConnections: 1,
-    }))!;
+    const admin = await boundedAdmin(400, { registry, maxConnections: 1 });
     const stalled = connect(admin.port, '127.0.0.1');
     stalled.on('error', () => {});
     try {
@@ -454,7 +449,6 @@ describe('the admin port', () => {
   });
 
   it(`answers at most ${ADMIN_MAX_PIPELINED} pipelined requests of a connection, then 503 and closes it, and stays responsive`, async () => {
-    const { log, lines } = captureLog('goods');
     const registry = createMetricsRegistry();
     let renders = 0;
     new Gauge({
@@ -466,14 +460,7 @@ describe('the admin port', () => {
         this.set(renders);
       },
     });
-    const admin = (await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry,
-      host: '127.0.0.1',
-      port: 0,
-      log,
-      required: true,
-    }))!;
+    const admin = await boundedAdmin(undefined, { registry });
     const socket = connect(admin.port, '127.0.0.1');
     socket.on('error', () => {});
     let received = '';
@@ -491,7 +478,7 @@ describe('the admin port', () => {
       expect(statuses).toEqual([...Array(ADMIN_MAX_PIPELINED).fill('HTTP/1.1 200'), 'HTTP/1.1 503']);
       // Rendered at most once per answer, not once per request written.
       expect(renders).toBeLessThanOrEqual(ADMIN_MAX_PIPELINED);
-      expect(lines.filter((line) => line.event === 'metrics-pipelining-refused')).toEqual([
+      expect(admin.lines.filter((line) => line.event === 'metrics-pipelining-refused')).toEqual([
         expect.objectContaining({ level: 40, maxPipelined: ADMIN_MAX_PIPELINED }),
       ]);
       const metrics = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
