@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -156,6 +156,20 @@ describe('each service run as its own process', () => {
     });
     expect(await running.exited).toBe(2);
     expect(running.output()).toContain(`cannot open the SQLite file ${join(notAFolder, 'goods.sqlite')}`);
+  });
+
+  it('a folder in place of its SQLite file stops it with exit code 2, not 1: the launcher would start it again for ever', async () => {
+    const ownDir = await mkdtemp(join(tmpdir(), 'shop-main-folder-'));
+    try {
+      await mkdir(join(ownDir, 'goods.sqlite'));
+      running = startMain('goods', ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], {
+        DATA_DIR: ownDir,
+      });
+      expect(await running.exited).toBe(2);
+      expect(running.output()).toContain(`cannot open the SQLite file ${join(ownDir, 'goods.sqlite')}`);
+    } finally {
+      await rm(ownDir, { recursive: true, force: true });
+    }
   });
 
   it('a bad flag stops it at once with the reason, the usage and exit code 2', async () => {

@@ -223,7 +223,7 @@ function openStore<Store extends ServiceStore, Options>(
     const reason = error instanceof Error ? error.message : String(error);
     const message = `cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`;
     // A path that cannot hold the file will not heal by a restart: bad configuration (exit 2).
-    if (isPathFault(error, storage.dataDir)) throw new ConfigError(message, { cause: error });
+    if (isPathFault(error, storage.dataDir, file)) throw new ConfigError(message, { cause: error });
     throw new Error(message, { cause: error });
   }
 }
@@ -252,16 +252,18 @@ const UNUSABLE_FILE_ERRORS = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
  * Whether opening the store failed because of where DATA_DIR points, which a restart will not
  * change: a folder that cannot be made, a file this user cannot write (SQLite opens it read-only:
  * SQLITE_READONLY), a file that is no database or a damaged one (SQLITE_NOTADB, SQLITE_CORRUPT),
- * or a file SQLite cannot open in a folder this user cannot write to. SQLite says
- * SQLITE_CANTOPEN for a full file table too, which passes: then the folder is writable.
+ * a file SQLite cannot open in a folder this user cannot write to, or a folder where the file
+ * should be. SQLite says SQLITE_CANTOPEN for a full file table too, which passes: then the folder
+ * is writable and the file, if there, is a file.
  */
-function isPathFault(error: unknown, dataDir: string): boolean {
+function isPathFault(error: unknown, dataDir: string, file: string): boolean {
   const code = (error as NodeJS.ErrnoException).code ?? '';
   // A file that is not a database, or a damaged one, is the same file at every restart.
   if (PATH_ERRORS.has(code) || code.startsWith('SQLITE_READONLY') || UNUSABLE_FILE_ERRORS.has(code))
     return true;
   if (!code.startsWith('SQLITE_CANTOPEN')) return false;
   try {
+    if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) return true;
     accessSync(dataDir, constants.W_OK);
     return !statSync(dataDir).isDirectory();
   } catch {
