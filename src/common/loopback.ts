@@ -35,5 +35,5 @@ export function isUnspecifiedHost(host: string): boolean {
 
 /** Whether a host to dial is this machine: its loopback, or the any-address, which dials it too. */
 export function dialsThisMachine(host: string): boolean {
-  return isLoopbackHost(host) || inList(UNSPECIFIED, host);
+  return isLoopbackHost(host) || isUnspecifiedHost(host);
 }

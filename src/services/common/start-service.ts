@@ -71,6 +71,8 @@ export async function startService<Store extends ServiceStore, Options>(
   options: StartServiceOptions<Options> = {},
 ): Promise<RunningService> {
   const log = options.log ?? silentLogger();
+  // Named in the messages of a port that cannot be bound.
+  const settings = serviceSettings(service);
   // Unreadable certificate files stop the start here, before anything is opened.
   const tlsProblems = tlsProblemLog(log);
   const credentials = serverCredentials(config.tls, tlsProblems);
@@ -115,7 +117,7 @@ export async function startService<Store extends ServiceStore, Options>(
   } catch (error) {
     await server.stop(0);
     await store.close();
-    throw listenFailure(error, config.host, config.port, serviceSettings(service));
+    throw listenFailure(error, config.host, config.port, settings);
   }
   log.info(
     { event: 'listening', host: config.host, port },
@@ -142,7 +144,7 @@ export async function startService<Store extends ServiceStore, Options>(
         port: observability.metricsPort,
         log,
         required: observability.metricsPortGiven,
-        settings: { port: serviceSettings(service).metricsPort, host: serviceSettings(service).host },
+        settings: { port: settings.metricsPort, host: settings.host },
       });
     } catch (error) {
       await server.stop(0);
