@@ -1,5 +1,6 @@
 import { startAdminServer } from '../common/admin-server.js';
 import { formatHostPort } from '../common/config.js';
+import { logGrpcThrough } from '../common/grpc-logging.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
@@ -13,6 +14,7 @@ import { DistributorTelemetry } from './distributor-telemetry.js';
 runMain(async (signals) => {
   const config = loadDistributorConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'distributor', level: config.logLevel });
+  logGrpcThrough(log);
   await startTracing('distributor');
   const { observability } = config;
   const telemetry = new DistributorTelemetry({

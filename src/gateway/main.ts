@@ -1,5 +1,6 @@
 import { formatHostPort } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
+import { logGrpcThrough } from '../common/grpc-logging.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
@@ -11,6 +12,7 @@ import { createGateway } from './gateway-server.js';
 runMain(async (signals) => {
   const config = loadGatewayConfig(process.argv.slice(2), process.env);
   const log = createLogger({ component: 'gateway', level: config.logLevel });
+  logGrpcThrough(log);
   // Every upstream call opens an HTTP/2 stream, which Node 20 binds at a needless cost (see the module).
   if (useLeanAsyncResourceBind())
     log.debug("AsyncResource.prototype.bind replaced by one without DEP0172's accessor");

@@ -357,6 +357,8 @@ describe('a port another process holds', () => {
         expect(component.lines).toContain(
           `cannot listen on 127.0.0.1:${port}: the port is in use by another process (another copy of the shop still running?); stop it, or choose another port with ${setting}`,
         );
+        // grpc-js's own line about it came first before its log went through the component's.
+        expect(component.lines.filter((line) => line.includes('No address added'))).toEqual([]);
       } finally {
         if (component.child.exitCode === null) component.child.kill('SIGKILL');
         holder.close();

@@ -1,4 +1,5 @@
 import { EXIT_CODES } from '../../common/exit-codes.js';
+import { logGrpcThrough } from '../../common/grpc-logging.js';
 import { createLogger } from '../../common/logger.js';
 import { runMain } from '../../common/process-lifecycle.js';
 import { startTracing, stopTracing } from '../../common/tracing.js';
@@ -15,6 +16,7 @@ export function runService(service: AnyShopService): void {
   runMain(async (signals) => {
     const config = loadServiceConfig(service, process.argv.slice(2), process.env);
     const log = createLogger({ component: service.name, level: config.logLevel });
+    logGrpcThrough(log);
     // Traces when OTEL_* ask for them (tracing.ts); before the server is built, which reads it.
     await startTracing(service.name);
     const running = await startService(service, config, { log });
