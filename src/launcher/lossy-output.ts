@@ -11,9 +11,12 @@ export class LossyOutput {
   readonly #stream: NodeJS.WriteStream;
   #blocked = false;
   #dropped = 0;
+  readonly #droppedLine: (dropped: number) => string;
 
-  constructor(stream: NodeJS.WriteStream) {
+  /** `droppedLine` words the line that says how many were dropped. */
+  constructor(stream: NodeJS.WriteStream, droppedLine: (dropped: number) => string) {
     this.#stream = stream;
+    this.#droppedLine = droppedLine;
     const handle = (stream as { _handle?: { setBlocking?: (blocking: boolean) => void } })._handle;
     if (stream.isTTY) handle?.setBlocking?.(false);
     // A reader that went away is not the launcher's failure: the components run on.
@@ -23,7 +26,7 @@ export class LossyOutput {
       if (this.#dropped === 0) return;
       const dropped = this.#dropped;
       this.#dropped = 0;
-      this.write(`[launcher] ${dropped} lines dropped: the output was not read fast enough`);
+      this.write(this.#droppedLine(dropped));
     });
   }
 

@@ -10,6 +10,7 @@ import { loadSettings, usageText } from '../common/settings.js';
 import { DATA_DIR_SETTING } from '../services/common/service-config.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
+import { jsonLogLine, type LauncherLineLevel } from './log-line-formatter.js';
 import { LossyOutput } from './lossy-output.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { flagsTakenByNpm } from './npm-flags.js';
@@ -19,15 +20,21 @@ import { Supervisor } from './supervisor.js';
 
 // `npm start`: the whole shop on one machine, each component its own process. Every component
 // reads its own flags and environment variables (see the README), so they pass straight through.
-const output = new LossyOutput(process.stdout);
-const say = (line: string): void => output.write(`[launcher] ${line}`);
+let logFormat: 'pretty' | 'json' = 'pretty';
+/** One of the launcher's own lines; with LOG_FORMAT=json shaped as the components' (jsonLogLine). */
+const say = (text: string, level: LauncherLineLevel = 'info'): void =>
+  output.write(launcherLine(text, level));
+const launcherLine = (text: string, level: LauncherLineLevel): string =>
+  `[launcher] ${logFormat === 'json' ? jsonLogLine('launcher', level, text) : text}`;
+const output = new LossyOutput(process.stdout, (dropped) =>
+  launcherLine(`${dropped} lines dropped: the output was not read fast enough`, 'warn'),
+);
 
 const LAUNCHER_USAGE = `${usageText('npm start', LAUNCHER_SETTINGS)}
 Each component reads its own settings from the environment, which npm start passes on (see the
 README, "Configuration"); to list one's: npm run goods -- --help (or distributor, members,
 purchases, gateway)`;
 
-let logFormat: 'pretty' | 'json';
 let distributorAddress: string | undefined;
 let portPlan: ReturnType<typeof planPorts>;
 let dataDir: string;
@@ -92,9 +99,12 @@ let stopping = false;
 function stopEverything(why: string, exitCode: number): void {
   if (stopping) return;
   stopping = true;
-  say(`${why}: stopping every component`);
+  say(`${why}: stopping every component`, exitCode === 0 ? 'info' : 'error');
   supervisor.stop().then(async () => {
-    say(exitCode === 0 ? 'all stopped' : `all stopped; exiting with code ${exitCode}`);
+    say(
+      exitCode === 0 ? 'all stopped' : `all stopped; exiting with code ${exitCode}`,
+      exitCode === 0 ? 'info' : 'error',
+    );
     await output.flush(1_000);
     process.exit(exitCode);
   });
@@ -118,6 +128,7 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     if (held !== undefined && held !== given) {
       say(
         `${file} holds another token than ${REGISTRY_TOKEN_ENV} (an earlier run's?): use ${REGISTRY_TOKEN_ENV}`,
+        'warn',
       );
     }
     return { env: {}, publish: () => {} };
@@ -150,6 +161,7 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
         // The shop runs all the same; only tools reading the file go without.
         say(
           `cannot write the registration token to ${file}: ${error instanceof Error ? error.message : String(error)}`,
+          'warn',
         );
       }
     },

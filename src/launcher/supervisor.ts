@@ -2,7 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { PERMANENT_EXITS } from '../common/exit-codes.js';
 import { LISTENING_LINE, STOP_LIMIT_MS, SUPERVISED_ENV } from '../common/process-lifecycle.js';
-import { formatLogLine } from './log-line-formatter.js';
+import {
+  componentJsonLine,
+  formatLogLine,
+  jsonLogLine,
+  type LauncherLineLevel,
+} from './log-line-formatter.js';
 
 /** One process the supervisor runs. */
 export interface ComponentSpec {
@@ -27,7 +32,10 @@ export interface SupervisorOptions {
   write: (line: string) => void;
   /** How long a component may take to stop after SIGTERM before it is killed. */
   stopTimeoutMs?: number;
-  /** Whether to turn JSON log lines into readable ones. */
+  /**
+   * Whether to turn JSON log lines into readable ones; otherwise every line after its prefix is one
+   * JSON object: the components' log lines as they are, and the rest made like them (jsonLogLine).
+   */
   pretty?: boolean;
   /** How long the components after one with `waitUntilListening` wait for it at most. */
   readyTimeoutMs?: number;
@@ -142,24 +150,34 @@ export class Supervisor {
     const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()));
     this.#outputOpen.add(outputEnded);
     void outputEnded.then(() => this.#outputOpen.delete(outputEnded));
-    const prefix = `[${component.name.padEnd(this.#width)}]`;
-    for (const stream of [child.stdout, child.stderr]) {
+    const prefix = this.#prefix(component.name);
+    for (const [name, stream] of [
+      ['stdout', child.stdout],
+      ['stderr', child.stderr],
+    ] as const) {
       createInterface({ input: stream }).on('line', (line) => {
         if (line === LISTENING_LINE) {
           becameReady();
           this.#options.onListening(component.name);
-        } else this.#options.write(`${prefix} ${this.#options.pretty ? formatLogLine(line) : line}`);
+        } else {
+          const shown = this.#options.pretty
+            ? formatLogLine(line)
+            : componentJsonLine(component.name, line, name);
+          this.#options.write(`${prefix} ${shown}`);
+        }
       });
     }
-    child.on('error', (error) => this.#options.write(`${prefix} could not start: ${error.message}`));
+    child.on('error', (error) => this.#say(component.name, 'error', `could not start: ${error.message}`));
     child.on('exit', (code, signal) => {
       becameReady();
       this.#running.delete(component.name);
       if (this.#stopping) return;
       const meaning = code === null ? undefined : this.#options.permanentExits.get(code);
       if (meaning !== undefined) {
-        this.#options.write(
-          `${prefix} exited with code ${code} (${meaning}); starting it again would fail the same way, so it stays stopped`,
+        this.#say(
+          component.name,
+          'error',
+          `exited with code ${code} (${meaning}); starting it again would fail the same way, so it stays stopped`,
         );
         this.#options.onPermanentExit(component.name, code!, meaning);
         return;
@@ -168,7 +186,11 @@ export class Supervisor {
       const failures = Date.now() - startedAt > 30_000 ? 0 : (this.#restarts.get(component.name) ?? 0) + 1;
       this.#restarts.set(component.name, failures);
       const delay = Math.min(10_000, 500 * 2 ** (failures - 1));
-      this.#options.write(`${prefix} exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`);
+      this.#say(
+        component.name,
+        'warn',
+        `exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`,
+      );
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
         if (!this.#stopping) void this.#spawn(component);
@@ -178,13 +200,25 @@ export class Supervisor {
     return ready;
   }
 
+  /** A line of the supervisor's own about a component, under the component's prefix. */
+  #say(name: string, level: LauncherLineLevel, text: string): void {
+    const shown = this.#options.pretty ? text : jsonLogLine(name, level, text, 'launcher');
+    this.#options.write(`${this.#prefix(name)} ${shown}`);
+  }
+
+  #prefix(name: string): string {
+    return `[${name.padEnd(this.#width)}]`;
+  }
+
   #terminate(name: string, child: ChildProcess): Promise<void> {
     return new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       const kill = setTimeout(() => {
         // Whatever it had not finished (its traces, a call in flight) is lost: say so.
-        this.#options.write(
-          `[${name.padEnd(this.#width)}] still running ${this.#options.stopTimeoutMs} ms after SIGTERM: killed (SIGKILL)`,
+        this.#say(
+          name,
+          'warn',
+          `still running ${this.#options.stopTimeoutMs} ms after SIGTERM: killed (SIGKILL)`,
         );
         child.kill('SIGKILL');
       }, this.#options.stopTimeoutMs);

@@ -332,6 +332,68 @@ describe('npm start with a configuration error', () => {
     },
     60_000,
   );
+
+  it("LOG_FORMAT=json: every line after its prefix is one JSON log record, the launcher's own and what a component printed outside its logger too", async () => {
+    const ports = [await freePort(), await freePort()];
+    const launcher = spawnComponent('src/launcher/main.ts', [], {
+      ...launcherEnv({ distributorPort: ports[0]!, gatewayPort: ports[1], dataDir }),
+      DISTRIBUTOR_ADDRESS: `127.0.0.1:${ports[0]}`,
+      LOG_FORMAT: 'json',
+      GOODS_PORT: 'abc',
+    });
+    try {
+      expect(await launcher.exited()).toBe(2);
+      const records = launcher.lines.map((line) => {
+        const [, prefix, rest] = /^\[(\w+) *\] (.*)$/.exec(line) ?? [];
+        expect(rest, line).toBeDefined();
+        const record = JSON.parse(rest!) as Record<string, unknown>;
+        expect(record, line).toMatchObject({
+          level: expect.any(Number),
+          time: expect.any(Number),
+          component: prefix,
+        });
+        expect(typeof record.msg, line).toBe('string');
+        return record;
+      });
+      expect(records).toContainEqual(
+        expect.objectContaining({
+          component: 'launcher',
+          level: 50,
+          msg: 'goods cannot run (bad configuration: see its message above): stopping every component',
+        }),
+      );
+      expect(records).toContainEqual(
+        expect.objectContaining({
+          component: 'goods',
+          level: 50,
+          source: 'launcher',
+          msg: expect.stringMatching(/^exited with code 2 /),
+        }),
+      );
+      // Printed to stderr before goods had a logger: wrapped, and said to come from there.
+      expect(records).toContainEqual(
+        expect.objectContaining({
+          component: 'goods',
+          level: 50,
+          source: 'stderr',
+          msg: expect.stringMatching(/^GOODS_PORT: expected a whole number/),
+        }),
+      );
+      // The components' own log lines pass as they were written.
+      expect(records).toContainEqual(
+        expect.objectContaining({
+          component: 'distributor',
+          level: 30,
+          msg: expect.stringMatching(/^listening on /),
+        }),
+      );
+      expect(records.filter((record) => record.component === 'distributor' && 'source' in record)).toEqual(
+        [],
+      );
+    } finally {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+    }
+  }, 60_000);
 });
 
 describe('a port another process holds', () => {

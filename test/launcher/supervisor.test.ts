@@ -186,6 +186,47 @@ describe('formatLogLine', () => {
   });
 });
 
+describe('Supervisor without pretty lines (LOG_FORMAT=json)', () => {
+  it("passes a component's log lines as they are and makes every other line a JSON record like them", async () => {
+    const counter = join(scratch, 'json-starts.txt');
+    const component = script(
+      'json-lines',
+      `import { appendFileSync, readFileSync } from 'node:fs';
+       appendFileSync(${JSON.stringify(counter)}, 'x');
+       console.log('{"level":30,"time":1,"component":"goods","msg":"listening"}');
+       console.error('(node:1) Warning: something of Node');
+       if (readFileSync(${JSON.stringify(counter)}, 'utf8').length < 2) process.exit(1);
+       setInterval(() => {}, 1000);`,
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor([{ name: 'goods', entry: component }], {
+      write: (line) => lines.push(line),
+      pretty: false,
+    });
+    supervisor.start();
+    await vi.waitFor(() => expect(lines.filter((line) => line.includes('listening'))).toHaveLength(2), {
+      timeout: 5_000,
+    });
+    await supervisor.stop();
+    expect(lines[0]).toBe('[goods] {"level":30,"time":1,"component":"goods","msg":"listening"}');
+    const records = lines.map((line) => JSON.parse(line.slice('[goods] '.length)) as Record<string, unknown>);
+    expect(records).toContainEqual({
+      level: 50,
+      time: expect.any(Number),
+      component: 'goods',
+      source: 'stderr',
+      msg: '(node:1) Warning: something of Node',
+    });
+    expect(records).toContainEqual({
+      level: 40,
+      time: expect.any(Number),
+      component: 'goods',
+      source: 'launcher',
+      msg: 'exited (code 1); starting it again in 500 ms',
+    });
+  });
+});
+
 describe('a supervised component', () => {
   it('stops in order by itself when its supervisor is killed without warning', async () => {
     const { spawn } = await import('node:child_process');
