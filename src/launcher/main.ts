@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { ConfigError } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
+import { makeFolder } from '../common/make-folder.js';
 import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { DATA_DIR_SETTING } from '../services/common/service-config.js';
@@ -134,7 +135,7 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     return { env: {}, publish: () => {} };
   }
   try {
-    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    makeFolder(dirname(file), 0o700);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     process.stderr.write(`[launcher] DATA_DIR: cannot write the registration token to ${file}: ${reason}\n`);

@@ -272,6 +272,19 @@ describe('npm start with a configuration error', () => {
     }
   }, 60_000);
 
+  it('a DATA_DIR where no folder can be made (under /proc): the launcher says so and exits 2 instead of hanging', async () => {
+    const launcher = spawnComponent('src/launcher/main.ts', [], {
+      DATA_DIR: `/proc/shop-data-${process.pid}`,
+      MYSQL_URL: '',
+    });
+    try {
+      expect(await launcher.exited()).toBe(2);
+      expect(launcher.lines.join('\n')).toContain('DATA_DIR: cannot write the registration token');
+    } finally {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+    }
+  }, 20_000);
+
   it('leaves a token file that is not its own alone when SHOP_REGISTRY_TOKEN names the token, and says so', async () => {
     const other = join(dataDir, 'registry-token');
     writeFileSync(other, 'an-earlier-runs-token\n');

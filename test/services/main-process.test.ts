@@ -172,6 +172,16 @@ describe('each service run as its own process', () => {
     }
   });
 
+  it('a DATA_DIR where no folder can be made (under /proc) stops it with exit code 2 instead of hanging it', async () => {
+    // Node's recursive mkdir retried this for ever, in a synchronous call: deaf even to SIGTERM.
+    const underProc = `/proc/shop-data-${process.pid}`;
+    running = startMain('goods', ['--port', '0', '--distributor', `127.0.0.1:${distributorPort}`], {
+      DATA_DIR: underProc,
+    });
+    expect(await running.exited).toBe(2);
+    expect(running.output()).toContain(`cannot open the SQLite file ${join(underProc, 'goods.sqlite')}`);
+  }, 20_000);
+
   it('a bad flag stops it at once with the reason, the usage and exit code 2', async () => {
     running = startMain('goods', ['--port', 'ninety'], {});
     expect(await running.exited).toBe(2);

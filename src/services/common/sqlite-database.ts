@@ -1,6 +1,7 @@
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { makeFolder } from '../../common/make-folder.js';
 import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/tracing.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
@@ -34,7 +35,7 @@ const BUSY_TIMEOUT_MS = 2_000;
  * the timeout is kept short.
  */
 export function openSqliteDatabase(file: string, schema: readonly string[]): Database.Database {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  makeFolder(dirname(file), 0o700);
   createPrivately(file);
   const db = new Database(file);
   try {

@@ -244,8 +244,19 @@ function warnIfShared(file: string, log: Logger): void {
   );
 }
 
-/** Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's. */
-const PATH_ERRORS: ReadonlySet<string> = new Set(['EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EISDIR']);
+/**
+ * Why a folder cannot be made there: DATA_DIR is a file, read-only, not this user's, or in a file
+ * system that takes no folders although the one above exists (ENOENT: under /proc).
+ */
+const PATH_ERRORS: ReadonlySet<string> = new Set([
+  'EEXIST',
+  'ENOTDIR',
+  'EACCES',
+  'EPERM',
+  'EROFS',
+  'EISDIR',
+  'ENOENT',
+]);
 
 /** SQLite's codes for a file that is there but is no database it can use. */
 const UNUSABLE_FILE_ERRORS = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
