@@ -3,6 +3,7 @@ import { request } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
@@ -278,7 +279,9 @@ describe('npm start with a configuration error', () => {
       MYSQL_URL: '',
     });
     try {
-      expect(await launcher.exited()).toBe(2);
+      // Within the test's time, so that a hung launcher is killed below rather than left behind.
+      const outcome = await Promise.race([launcher.exited(), sleep(10_000, 'still running after 10 s')]);
+      expect(outcome).toBe(2);
       expect(launcher.lines.join('\n')).toContain('DATA_DIR: cannot write the registration token');
     } finally {
       if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
