@@ -497,8 +497,10 @@ class GatewayServer implements Gateway {
       const { path, queryStart } = splitQuery(url);
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
-        const page = this.#telemetry.onPageRequest(method, path);
-        if (this.#pageAdmitted(request, response, page)) this.#telemetry.answerPage(response, path);
+        const page = this.#telemetry.onPageRequest(request, method, path);
+        if (this.#pageAdmitted(request, response, page)) {
+          this.#telemetry.answerPage(response, path, page.requestId);
+        }
         return;
       }
       telemetry = this.#telemetry.onRequest(request, method, path);
@@ -525,12 +527,12 @@ class GatewayServer implements Gateway {
       connection?.requestEnded();
     });
     if (this.#connections.isRefused(request)) {
-      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, undefined);
+      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
       return false;
     }
     if (connection && connection.inFlight > this.#maxPipelinedRequests) {
       const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
-      this.#fail(request, response, null, error, true, undefined);
+      this.#fail(request, response, null, error, true, telemetry.requestId);
       return false;
     }
     return true;

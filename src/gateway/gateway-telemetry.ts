@@ -225,11 +225,15 @@ export class GatewayTelemetry {
   /**
    * Starts the telemetry of a GET or HEAD of one of the gateway's own pages ({@link servesPage}),
    * whether {@link answerPage} answers it or the gateway refuses it (too many pipelined, a refused
-   * connection): its route label is its path; it gets no id and no span. The caller calls `closed`
-   * on what it returns when the response closes.
+   * connection): its route label is its path; it gets an id like any request (answered in
+   * X-Request-Id, so that a probe's failure can be found in the log too), but no span. The caller
+   * calls `closed` on what it returns when the response closes.
    */
-  onPageRequest(method: string, path: string): RequestTelemetry {
-    const page = new ObservedRequest(undefined, method, path, undefined, undefined, this.#recordAnswer);
+  onPageRequest(request: IncomingMessage, method: string, path: string): RequestTelemetry {
+    const requestId = this.#requestIds
+      ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids)
+      : undefined;
+    const page = new ObservedRequest(requestId, method, path, undefined, undefined, this.#recordAnswer);
     page.route = path;
     return page;
   }
@@ -439,7 +443,9 @@ export class GatewayTelemetry {
   }
 
   /** Answers a GET or HEAD of one of the gateway's own pages ({@link servesPage}). */
-  answerPage(response: ServerResponse, path: string): void {
+  answerPage(response: ServerResponse, path: string, requestId: string | undefined): void {
+    // Set beforehand, unlike the shop's answers (see onRequest): a page is not the hot path.
+    if (requestId !== undefined) response.setHeader('X-Request-Id', requestId);
     switch (path) {
       case '/metrics':
         serveMetrics(this.#registry!, response);

@@ -445,6 +445,22 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     expect(JSON.parse(ready.body)).toEqual({ status: 'ready', reasons: [] });
   });
 
+  it("answers the id of a request for its own pages too, the client's or a new one, on GET and HEAD alike", async () => {
+    const port = await gateway();
+    for (const path of ['/healthz', '/readyz', '/metrics', '/status', '/status.js', '/status.json']) {
+      for (const method of ['GET', 'HEAD']) {
+        const made = await http(port, method, path);
+        expect([method, path, made.status]).toEqual([method, path, 200]);
+        expect(made.headers['x-request-id'], `${method} ${path}`).toMatch(UUID);
+        const kept = await http(port, method, path, { headers: { 'X-Request-Id': 'probe-7' } });
+        expect(kept.headers['x-request-id'], `${method} ${path}`).toBe('probe-7');
+      }
+    }
+    // And none when ids are off.
+    const withoutIds = await gateway({ observability: { metrics: false, requestIds: false } });
+    expect((await http(withoutIds, 'GET', '/healthz')).headers['x-request-id']).toBeUndefined();
+  });
+
   it('answers its own pages to GET and HEAD only: 405 with Allow to other methods, 204 with Allow to OPTIONS, ready or not', async () => {
     const ports = [await gateway(), (await startGateway(perTest, '127.0.0.1:1')).port];
     for (const port of ports) {
