@@ -78,6 +78,7 @@ export const gatewayErrors = {
     new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
   headersTooLarge: () =>
     new GatewayError(431, 'The request headers are too large', { closeConnection: true }),
+  uriTooLong: () => new GatewayError(414, 'The request URL is too long', { closeConnection: true }),
   tooManyStreamedLists: () =>
     new GatewayError(503, 'The gateway is streaming too many long lists at once', { retryAfter: true }),
   bodiesOverBudget: () =>

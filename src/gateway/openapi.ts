@@ -68,6 +68,12 @@ const ERROR_RESPONSES: readonly {
     applies: (operation) => operation.body.kind !== 'none',
   },
   {
+    status: '414',
+    name: 'URITooLong',
+    description:
+      "The request line (method, URL and version) alone is over Node's limit for a request's head, 16 KiB.",
+  },
+  {
     status: '415',
     name: 'UnsupportedMediaType',
     description:

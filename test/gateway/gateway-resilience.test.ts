@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
+import { http, httpJson, oneConnection, raw, rawBody, rawInPieces } from '../helpers/http.js';
 import { sample, scrape } from '../helpers/prometheus.js';
 import {
   Closer,
@@ -183,6 +183,22 @@ describe('gateway under hostile or unlucky clients', () => {
     }
     const oversized = await raw(port, `GET /goods HTTP/1.1\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`);
     expect(oversized).toMatch(/^HTTP\/1\.1 431 /);
+    // A URL over the limit for the whole head is one too long (RFC 9110: 414), not headers.
+    const longUrl = await raw(port, `GET /goods?${'q'.repeat(20_000)} HTTP/1.1\r\nHost: g\r\n\r\n`);
+    expect(longUrl).toMatch(/^HTTP\/1\.1 414 URI Too Long\r\n/);
+    expect(rawBody(longUrl)).toBe('{"key":null,"errorcode":1,"errormessage":"The request URL is too long"}');
+    // One that arrives in pieces, the limit passed in a piece that is not its start: 431 still.
+    const inPieces = await rawInPieces(port, [
+      `GET /goods?${'q'.repeat(10_000)}`,
+      `${'q'.repeat(10_000)} HTTP/1.1\r\n\r\n`,
+    ]);
+    expect(inPieces).toMatch(/^HTTP\/1\.1 431 /);
+    // A long URL with headers that pass the limit with it: the headers are too large.
+    const both = await raw(
+      port,
+      `GET /goods?${'q'.repeat(9_000)} HTTP/1.1\r\nX-Big: ${'y'.repeat(9_000)}\r\n\r\n`,
+    );
+    expect(both).toMatch(/^HTTP\/1\.1 431 /);
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
   });
 

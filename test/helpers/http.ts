@@ -86,6 +86,28 @@ export function raw(port: number, bytes: string | Buffer, { endAfterWrite = fals
   });
 }
 
+/**
+ * Like {@link raw}, writing each piece 50 ms after the one before, so that the server reads them
+ * apart (Node's HTTP parser then sees each as a packet of its own).
+ */
+export function rawInPieces(port: number, pieces: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (chunks.length > 0) resolve(Buffer.concat(chunks).toString('utf8'));
+      else reject(error);
+    });
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    pieces.forEach((piece, index) => {
+      setTimeout(() => {
+        if (!socket.destroyed) socket.write(piece);
+      }, index * 50);
+    });
+  });
+}
+
 /** The body of a raw HTTP response. */
 export function rawBody(response: string): string {
   return response.slice(response.indexOf('\r\n\r\n') + 4);
