@@ -12,9 +12,28 @@ UNSPECIFIED.addAddress('0.0.0.0', 'ipv4');
 UNSPECIFIED.addAddress('::', 'ipv6');
 UNSPECIFIED.addAddress('::ffff:0.0.0.0', 'ipv6');
 
+function familyOf(address: string): 'ipv4' | 'ipv6' {
+  return isIP(address) === 6 ? 'ipv6' : 'ipv4';
+}
+
 function inList(list: BlockList, address: string): boolean {
-  const family = isIP(address);
-  return family !== 0 && list.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  return isIP(address) !== 0 && list.check(address, familyOf(address));
+}
+
+/** A host name as DNS compares it: in any case, with or without the trailing dot. */
+export function hostNameKey(host: string): string {
+  return host.toLowerCase().replace(/\.$/, '');
+}
+
+/**
+ * Whether two IP addresses are one, however written (::1 and 0:0:0:0:0:0:0:1, an IPv4 address and
+ * its IPv6-mapped form); anything that is not an IP address is compared as it is.
+ */
+export function sameIpAddress(one: string, other: string): boolean {
+  if (isIP(one) === 0 || isIP(other) === 0) return one === other;
+  const list = new BlockList();
+  list.addAddress(one, familyOf(one));
+  return inList(list, other);
 }
 
 /**
@@ -24,7 +43,7 @@ function inList(list: BlockList, address: string): boolean {
  */
 export function isLoopbackHost(host: string): boolean {
   if (isIP(host) !== 0) return inList(LOOPBACK, host);
-  const name = host.toLowerCase().replace(/\.$/, '');
+  const name = hostNameKey(host);
   return name === 'localhost' || name.endsWith('.localhost');
 }
 

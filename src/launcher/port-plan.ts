@@ -1,6 +1,6 @@
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { ConfigError } from '../common/config.js';
-import { isLoopbackHost, isUnspecifiedHost } from '../common/loopback.js';
+import { hostNameKey, isLoopbackHost, isUnspecifiedHost, sameIpAddress } from '../common/loopback.js';
 import { type MetricsPort, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, type SettingsTable } from '../common/settings.js';
 import type { ShopComponent } from './components.js';
@@ -65,23 +65,14 @@ function clash(one: PlannedPort, other: PlannedPort): boolean {
  */
 function sameListeningAddress(one: string, other: string): boolean {
   if (isUnspecifiedHost(one) || isUnspecifiedHost(other)) return true;
-  return addressesOf(one).some((address) => addressesOf(other).some((each) => sameAddress(address, each)));
+  return addressesOf(one).some((address) => addressesOf(other).some((each) => sameIpAddress(address, each)));
 }
 
 /** The addresses a host binds: an IP address itself; localhost (RFC 6761) loopback's; another name itself. */
 function addressesOf(host: string): string[] {
   if (isIP(host) !== 0) return [host];
   if (isLoopbackHost(host)) return ['127.0.0.1', '::1'];
-  return [host.toLowerCase().replace(/\.$/, '')];
-}
-
-function sameAddress(one: string, other: string): boolean {
-  const family = (address: string) => (isIP(address) === 6 ? 'ipv6' : 'ipv4');
-  if (isIP(one) === 0 || isIP(other) === 0) return one === other;
-  // A BlockList compares addresses, not spellings (an IPv4 address and its IPv6-mapped form too).
-  const list = new BlockList();
-  list.addAddress(one, family(one));
-  return list.check(other, family(other));
+  return [hostNameKey(host)];
 }
 
 function plannedPorts(component: ShopComponent, env: NodeJS.ProcessEnv): PlannedPort[] {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dialsThisMachine, isLoopbackHost } from '../../src/common/loopback.js';
+import { dialsThisMachine, hostNameKey, isLoopbackHost, sameIpAddress } from '../../src/common/loopback.js';
 
 describe('loopback, however it is written', () => {
   it.each([
@@ -39,5 +39,22 @@ describe('loopback, however it is written', () => {
   ])('%s is another machine, or may be', (host) => {
     expect(isLoopbackHost(host)).toBe(false);
     expect(dialsThisMachine(host)).toBe(false);
+  });
+});
+
+describe('one address in two spellings', () => {
+  it.each([
+    ['::1', '0:0:0:0:0:0:0:1', true],
+    ['10.0.0.1', '::ffff:10.0.0.1', true],
+    ['10.0.0.1', '10.0.0.2', false],
+    ['shop', 'shop', true],
+    ['shop', '10.0.0.1', false],
+  ])('%s and %s: %s', (one, other, same) => {
+    expect(sameIpAddress(one, other)).toBe(same);
+    expect(sameIpAddress(other, one)).toBe(same);
+  });
+
+  it('a host name is compared as DNS does: any case, trailing dot or not', () => {
+    expect(hostNameKey('Shop.Example.')).toBe('shop.example');
   });
 });
