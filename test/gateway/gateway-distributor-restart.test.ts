@@ -76,7 +76,10 @@ describe('gateway through a distributor restart', () => {
    * Reads /readyz and /status.json one after the other until stopped; resolves with each readiness
    * status and each state the status page gave goods ("kept" added when it said so).
    */
-  function watchHealth(port: number): { stop: () => Promise<{ ready: number[]; goods: string[] }> } {
+  function watchHealth(port: number): {
+    probes: () => number;
+    stop: () => Promise<{ ready: number[]; goods: string[] }>;
+  } {
     let running = true;
     const ready: number[] = [];
     const goods: string[] = [];
@@ -90,6 +93,7 @@ describe('gateway through a distributor restart', () => {
       }
     })();
     return {
+      probes: () => ready.length,
       stop: async () => {
         running = false;
         await loop;
@@ -119,6 +123,8 @@ describe('gateway through a distributor restart', () => {
       { timeout: 5_000, interval: 5 },
     );
     await new Promise((resolve) => setTimeout(resolve, 200));
+    // Enough looks to count on a busy machine, where fewer fit in the restart itself.
+    await vi.waitFor(() => expect(health.probes()).toBeGreaterThan(10), { timeout: 10_000 });
     const statuses = await load.stop();
     const seen = await health.stop();
 
