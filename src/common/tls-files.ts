@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats, statSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { ConfigError } from './config.js';
 
 /**
@@ -61,6 +61,19 @@ export const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
 
 /** How often a certificate in use that has expired is told of again. */
 const EXPIRED_REPEAT_MS = 60 * 60 * 1000;
+
+/**
+ * The largest TLS file read. A certificate or a key is a few KiB, a bundle of every public CA a few
+ * hundred: anything larger is the wrong file, and would be held in memory at every re-read.
+ */
+export const MAX_TLS_FILE_BYTES = 1024 * 1024;
+
+/**
+ * A FIFO opened for reading would wait for a writer, and a process stuck in a synchronous open or
+ * read ignores SIGTERM: the path is stat'ed first, which never blocks, and then opened without
+ * blocking in case it was replaced in between (what was opened is checked again).
+ */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
 const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
 
@@ -199,9 +212,16 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
 
 function readSync(file: string, role: keyof typeof LABELS): Buffer {
   try {
-    return readFileSync(file);
+    checkReadable(statSync(file), file, role);
+    const fd = openSync(file, OPEN_FLAGS);
+    try {
+      checkReadable(fstatSync(fd), file, role);
+      return readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   } catch (error) {
-    throw unreadable(file, role, error);
+    throw error instanceof ConfigError ? error : unreadable(file, role, error);
   }
 }
 
@@ -211,9 +231,16 @@ async function readAsync(files: TlsFiles): Promise<RawMaterial> {
     const file = files[role];
     if (file === undefined) return undefined;
     try {
-      return await readFile(file);
+      checkReadable(await stat(file), file, role);
+      const handle = await open(file, OPEN_FLAGS);
+      try {
+        checkReadable(await handle.stat(), file, role);
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
     } catch (error) {
-      throw unreadable(file, role, error);
+      throw error instanceof ConfigError ? error : unreadable(file, role, error);
     }
   };
   const [ca, cert, key] = await Promise.all([read('caFile'), read('certFile'), read('keyFile')]);
@@ -222,6 +249,31 @@ async function readAsync(files: TlsFiles): Promise<RawMaterial> {
   if (cert) raw.cert = cert;
   if (key) raw.key = key;
   return raw;
+}
+
+/**
+ * Refuses what is not a regular file (a device such as /dev/zero never ends, a FIFO waits for a
+ * writer) and what is too large to be PEM. Stats of the target: a symlink to a regular file, as
+ * rotation tools make, is read.
+ */
+function checkReadable(stats: Stats, file: string, role: keyof typeof LABELS): void {
+  if (!stats.isFile()) {
+    throw new ConfigError(`${LABELS[role]} "${file}" is not a regular file: it is ${fileKind(stats)}`);
+  }
+  if (stats.size > MAX_TLS_FILE_BYTES) {
+    throw new ConfigError(
+      `${LABELS[role]} "${file}" is larger than ${MAX_TLS_FILE_BYTES / 1024 / 1024} MiB (${stats.size} bytes): not a PEM file`,
+    );
+  }
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a file';
 }
 
 function unreadable(file: string, role: keyof typeof LABELS, error: unknown): ConfigError {

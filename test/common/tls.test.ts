@@ -1,5 +1,6 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import {
   createServer as createHttpsServer,
   type Server as HttpsServer,
@@ -28,7 +29,12 @@ import {
   serverCredentials,
   type TlsFiles,
 } from '../../src/common/tls.js';
-import { EXPIRY_WARNING_MS, readTlsFiles, watchTlsFiles } from '../../src/common/tls-files.js';
+import {
+  EXPIRY_WARNING_MS,
+  MAX_TLS_FILE_BYTES,
+  readTlsFiles,
+  watchTlsFiles,
+} from '../../src/common/tls-files.js';
 import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
 import { installCertificate, makeTestPki, replaceFile, type TestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
@@ -339,6 +345,104 @@ describe('configuration errors', () => {
     expect(() => channelCredentials({ caFile: garbage })).toThrow(
       `TLS CA file "${garbage}": expected PEM certificates`,
     );
+  });
+});
+
+/**
+ * Makes a FIFO at `path`, with a writer that, after a second, keeps opening and closing it: were
+ * the FIFO opened for reading (which waits for a writer, even in a synchronous call that vitest
+ * cannot interrupt), the read would end and the test fail instead of hanging the run. Returns the
+ * function that stops the writer.
+ */
+function fifoThatCannotHang(path: string): () => void {
+  execFileSync('mkfifo', [path]);
+  const writer = spawn('sh', ['-c', 'sleep 1; while :; do : > "$0"; sleep 0.1; done', path], {
+    stdio: 'ignore',
+  });
+  return () => writer.kill('SIGKILL');
+}
+
+describe('TLS files that are not regular files, or too large', () => {
+  it('refuses a device such as /dev/zero, which never ends, naming what it is', () => {
+    const { keyFile } = pki.files('goods');
+    expect(() => serverCredentials({ certFile: '/dev/zero', keyFile })).toThrow(ConfigError);
+    expect(() => serverCredentials({ certFile: '/dev/zero', keyFile })).toThrow(
+      'TLS certificate file "/dev/zero" is not a regular file: it is a character device',
+    );
+    expect(() => channelCredentials({ caFile: '/dev/zero' })).toThrow('is not a regular file');
+  });
+
+  it('refuses a FIFO at once, without waiting for a writer', () => {
+    const fifo = join(dir, 'fifo.crt');
+    const stopWriter = fifoThatCannotHang(fifo);
+    try {
+      const startedAt = performance.now();
+      expect(() => channelCredentials({ caFile: fifo })).toThrow(
+        `TLS CA file "${fifo}" is not a regular file: it is a FIFO`,
+      );
+      expect(performance.now() - startedAt).toBeLessThan(500);
+    } finally {
+      stopWriter();
+    }
+  });
+
+  it('refuses a file over 1 MiB', () => {
+    const large = join(dir, 'large.crt');
+    writeFileSync(large, Buffer.alloc(MAX_TLS_FILE_BYTES + 1, 'A'));
+    expect(() => channelCredentials({ caFile: large })).toThrow(
+      `TLS CA file "${large}" is larger than 1 MiB (${MAX_TLS_FILE_BYTES + 1} bytes): not a PEM file`,
+    );
+  });
+
+  it('reads a symlink to a regular file, as rotation tools make them, but not one to a device', () => {
+    const links = mkdtempSync(join(dir, 'links-'));
+    const files = pki.files('goods');
+    const linked = {
+      caFile: join(links, 'ca.crt'),
+      certFile: join(links, 'goods.crt'),
+      keyFile: join(links, 'goods.key'),
+    };
+    symlinkSync(files.caFile, linked.caFile);
+    symlinkSync(files.certFile, linked.certFile);
+    symlinkSync(files.keyFile, linked.keyFile);
+    expect(readTlsFiles(linked)).toEqual(readTlsFiles(files));
+    const toDevice = join(links, 'zero.crt');
+    symlinkSync('/dev/zero', toDevice);
+    expect(() => readTlsFiles({ ...linked, certFile: toDevice })).toThrow(
+      `TLS certificate file "${toDevice}" is not a regular file: it is a character device`,
+    );
+  });
+
+  it('on a re-read, keeps the last good files when one became a FIFO, and takes a symlink to new ones', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const onChange = vi.fn();
+    const onReloadError = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), onChange, { ...REFRESH, onReloadError });
+    const staged = join(files.folder, 'staged-fifo');
+    const stopWriter = fifoThatCannotHang(staged);
+    try {
+      renameSync(staged, files.certFile);
+      await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+      expect(onReloadError.mock.calls[0]![0]).toBeInstanceOf(ConfigError);
+      expect(onReloadError.mock.calls[0]![0].message).toBe(
+        `TLS certificate file "${files.certFile}" is not a regular file: it is a FIFO`,
+      );
+      expect(onChange).not.toHaveBeenCalled();
+
+      const members = pki.files('members');
+      for (const [target, link] of [
+        [members.keyFile, files.keyFile],
+        [members.certFile, files.certFile],
+      ] as const) {
+        symlinkSync(target, `${link}.link`);
+        renameSync(`${link}.link`, link);
+      }
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalled(), WAIT);
+      expect(onChange.mock.lastCall![0].cert).toEqual(readFileSync(members.certFile));
+    } finally {
+      stop();
+      stopWriter();
+    }
   });
 });
 

@@ -520,6 +520,26 @@ describe('each component with TLS_DIR naming a folder that holds no certificates
   );
 });
 
+describe('a component whose TLS_CERT is a device that never ends', () => {
+  it('exits 2 at once, naming the file, instead of reading it for ever', async () => {
+    const goods = spawnComponent('src/services/goods/main.ts', ['--port', '0'], {
+      TLS_CERT: '/dev/zero',
+      TLS_KEY: '/dev/zero',
+      SHOP_REGISTRY_TOKEN: 'a-token-of-my-own-0123456789abcdef',
+      MYSQL_URL: '',
+    });
+    // Reading /dev/zero takes memory for as long as it goes on: a process still at it is stopped.
+    const stuck = setTimeout(() => goods.child.kill('SIGKILL'), 10_000);
+    try {
+      expect(await goods.exited()).toBe(2);
+    } finally {
+      clearTimeout(stuck);
+    }
+    expect(goods.lines[0]).toMatch(/"\/dev\/zero" is not a regular file: it is a character device/);
+    expect(goods.lines.some((line) => /^\s+at /.test(line))).toBe(false);
+  });
+});
+
 describe('a service whose SQLite file is not a database', () => {
   it('exits 2 at once, naming the file, instead of failing at every restart', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'shop-notadb-'));
