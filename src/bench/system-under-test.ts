@@ -9,7 +9,7 @@ import { type ChannelCredentials, type ChannelOptions, Metadata } from '@grpc/gr
 import { createConnection } from 'mysql2/promise';
 import { COMPONENTS, makeDevPki } from '../../scripts/certs.mjs';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
-import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
+import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../common/tls.js';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { type ComponentSpec, Supervisor } from '../launcher/supervisor.js';
@@ -153,7 +153,7 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
     throw error;
   }
 
-  let clientTls: Required<TlsFiles> | undefined;
+  let clientTls: Required<TlsFilePaths> | undefined;
   let gatewayHttps: { port: number; env: NodeJS.ProcessEnv } | undefined;
   if (options.tls) {
     const pkiDir = mkdtempSync(join(tmpdir(), 'shop-bench-pki-'));

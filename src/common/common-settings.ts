@@ -1,7 +1,16 @@
 import { resolve } from 'node:path';
 import { ConfigError, formatHostPort, parseHost, parseHostPort, parsePort } from './config.js';
 import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
-import { nonEmpty, oneOf, optionalSetting, type Setting, type SettingsValues, setting } from './settings.js';
+import {
+  nonEmpty,
+  oneOf,
+  optionalSetting,
+  type Setting,
+  type SettingsValues,
+  setting,
+  settingName,
+} from './settings.js';
+import type { TlsFileSources } from './tls-files.js';
 
 /** pino's levels, and "silent". */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -98,6 +107,8 @@ export interface TlsSettings {
   readonly caFile?: string;
   readonly certFile: string;
   readonly keyFile: string;
+  /** The setting each file came from, for messages about it. */
+  readonly sources?: TlsFileSources;
 }
 
 /**
@@ -122,5 +133,12 @@ export function tlsSettings(
   if (!certFile || !keyFile) {
     throw new ConfigError('TLS_CERT / --tls-cert and TLS_KEY / --tls-key go together: give both');
   }
-  return Object.freeze({ ...(caFile ? { caFile } : {}), certFile, keyFile });
+  const sourceOf = (explicit: string | undefined, own: Setting<unknown>): string =>
+    settingName(explicit === undefined ? COMMON_SETTINGS.tlsDir : own);
+  const sources: TlsFileSources = {
+    ...(caFile ? { caFile: sourceOf(values.tlsCa, COMMON_SETTINGS.tlsCa) } : {}),
+    certFile: sourceOf(values.tlsCert, COMMON_SETTINGS.tlsCert),
+    keyFile: sourceOf(values.tlsKey, COMMON_SETTINGS.tlsKey),
+  };
+  return Object.freeze({ ...(caFile ? { caFile } : {}), certFile, keyFile, sources: Object.freeze(sources) });
 }

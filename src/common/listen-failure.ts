@@ -1,17 +1,10 @@
 import { ConfigError, formatHostPort } from './config.js';
-import type { Setting } from './settings.js';
+import { type Setting, settingName } from './settings.js';
 
 /** The settings a person changes when a component cannot listen: its port's and its host's. */
 export interface ListenSettings {
   readonly port: Setting<unknown>;
   readonly host: Setting<string>;
-}
-
-/** A setting as the usage names it: "--port (GATEWAY_PORT)". */
-function named(setting: Setting<unknown>): string {
-  const flag = setting.flag === undefined ? undefined : `--${setting.flag}`;
-  if (flag && setting.env) return `${flag} (${setting.env})`;
-  return flag ?? setting.env ?? 'its setting';
 }
 
 /**
@@ -27,19 +20,19 @@ export function listenFailure(error: unknown, host: string, port: number, settin
   const where = `cannot listen on ${formatHostPort({ host, port })}`;
   if (code === 'EADDRINUSE') {
     return new Error(
-      `${where}: the port is in use by another process (another copy of the shop still running?); stop it, or choose another port with ${named(settings.port)}`,
+      `${where}: the port is in use by another process (another copy of the shop still running?); stop it, or choose another port with ${settingName(settings.port)}`,
       { cause: error },
     );
   }
   if (code === 'EACCES') {
     return new ConfigError(
-      `${where}: not allowed (a port below 1024 needs privileges); choose another port with ${named(settings.port)}`,
+      `${where}: not allowed (a port below 1024 needs privileges); choose another port with ${settingName(settings.port)}`,
       { cause: error },
     );
   }
   if (code === 'EADDRNOTAVAIL') {
     return new Error(
-      `${where}: ${host} is not an address of this machine; choose one it has with ${named(settings.host)} (0.0.0.0: all)`,
+      `${where}: ${host} is not an address of this machine; choose one it has with ${settingName(settings.host)} (0.0.0.0: all)`,
       { cause: error },
     );
   }

@@ -120,6 +120,13 @@ function readFlags(table: SettingsTable, argv: readonly string[]): Record<string
   return parsed.values as Record<string, string | boolean>;
 }
 
+/** A setting as the usage names it, for messages that tell what to change: "--port (GATEWAY_PORT)". */
+export function settingName(setting: Setting<unknown>): string {
+  const flag = setting.flag === undefined ? undefined : `--${setting.flag}`;
+  if (flag && setting.env) return `${flag} (${setting.env})`;
+  return flag ?? setting.env ?? 'its setting';
+}
+
 function describeSources(spec: Setting<unknown>): string {
   return [spec.flag && `--${spec.flag}`, spec.env].filter(Boolean).join(' / ');
 }

@@ -7,7 +7,16 @@ import { ConfigError } from './config.js';
  * Where a component's TLS material is: PEM files. The certificate and the key come together; the
  * CA file holds the certificates a peer's certificate must chain to.
  */
-export interface TlsFiles {
+export interface TlsFiles extends TlsFilePaths {
+  /**
+   * The setting each file came from, as the usage names it ("--tls-cert (TLS_CERT)"), so that a
+   * message about a file says what to change; without it, messages name the file alone.
+   */
+  readonly sources?: TlsFileSources;
+}
+
+/** The files alone of TlsFiles. */
+export interface TlsFilePaths {
   /** CA certificates (PEM, one or more) that the peer's certificate must be issued by. */
   readonly caFile?: string;
   /** This side's certificate, optionally followed by its intermediates (PEM). */
@@ -15,6 +24,12 @@ export interface TlsFiles {
   /** The private key of `certFile` (PEM, unencrypted). */
   readonly keyFile?: string;
 }
+
+/** The files of TlsFiles by their field. */
+export type TlsFileRole = keyof TlsFilePaths;
+
+/** By file, the setting it came from. */
+export type TlsFileSources = { readonly [Role in TlsFileRole]?: string };
 
 /** The contents of TlsFiles, checked: the key belongs to the certificate, every PEM block parses. */
 export interface TlsMaterial {
@@ -77,6 +92,12 @@ const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
 const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
 
+/** A file in messages: what it is, where it is and, when known, the setting that gave it. */
+function named(files: TlsFiles, role: TlsFileRole): string {
+  const source = files.sources?.[role];
+  return `${LABELS[role]} "${files[role]}"${source === undefined ? '' : ` from ${source}`}`;
+}
+
 type RawMaterial = { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] };
 
 /**
@@ -87,9 +108,9 @@ type RawMaterial = { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] };
 export function readTlsFiles(files: TlsFiles): TlsMaterial {
   checkPairing(files);
   const raw: RawMaterial = {};
-  if (files.caFile !== undefined) raw.ca = readSync(files.caFile, 'caFile');
-  if (files.certFile !== undefined) raw.cert = readSync(files.certFile, 'certFile');
-  if (files.keyFile !== undefined) raw.key = readSync(files.keyFile, 'keyFile');
+  if (files.caFile !== undefined) raw.ca = readSync(files, 'caFile', files.caFile);
+  if (files.certFile !== undefined) raw.cert = readSync(files, 'certFile', files.certFile);
+  if (files.keyFile !== undefined) raw.key = readSync(files, 'keyFile', files.keyFile);
   return checkTlsMaterial(files, raw);
 }
 
@@ -173,7 +194,7 @@ function checkPairing(files: TlsFiles): void {
   if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
     const [given, missing] =
       files.certFile === undefined ? (['keyFile', 'certFile'] as const) : (['certFile', 'keyFile'] as const);
-    throw new ConfigError(`${LABELS[given]} "${files[given]}" needs a ${LABELS[missing]} to go with it`);
+    throw new ConfigError(`${named(files, given)} needs a ${LABELS[missing]} to go with it`);
   }
 }
 
@@ -181,66 +202,64 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
   if (raw.ca) {
     const blocks = certificateBlocks(raw.ca);
     if (blocks.length === 0 || !blocks.every(parsesAsCertificate)) {
-      throw new ConfigError(`${LABELS.caFile} "${files.caFile}": expected PEM certificates`);
+      throw new ConfigError(`${named(files, 'caFile')}: expected PEM certificates`);
     }
   }
   if (raw.cert && raw.key) {
     const leaf = certificateBlocks(raw.cert)[0];
     const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
     if (!certificate) {
-      throw new ConfigError(`${LABELS.certFile} "${files.certFile}": expected a PEM certificate`);
+      throw new ConfigError(`${named(files, 'certFile')}: expected a PEM certificate`);
     }
     let key: KeyObject;
     try {
       key = createPrivateKey(raw.key);
     } catch {
-      throw new ConfigError(`${LABELS.keyFile} "${files.keyFile}": expected an unencrypted PEM private key`);
+      throw new ConfigError(`${named(files, 'keyFile')}: expected an unencrypted PEM private key`);
     }
     if (!certificate.checkPrivateKey(key)) {
-      throw new ConfigError(
-        `${LABELS.keyFile} "${files.keyFile}" is not the key of ${LABELS.certFile} "${files.certFile}"`,
-      );
+      throw new ConfigError(`${named(files, 'keyFile')} is not the key of ${named(files, 'certFile')}`);
     }
     if (Date.parse(certificate.validTo) < Date.now()) {
       throw new ConfigError(
-        `${LABELS.certFile} "${files.certFile}" expired on ${new Date(certificate.validTo).toISOString()}`,
+        `${named(files, 'certFile')} expired on ${new Date(certificate.validTo).toISOString()}`,
       );
     }
   }
   return raw;
 }
 
-function readSync(file: string, role: keyof typeof LABELS): Buffer {
+function readSync(files: TlsFiles, role: TlsFileRole, file: string): Buffer {
   try {
-    checkReadable(statSync(file), file, role);
+    checkReadable(statSync(file), files, role);
     const fd = openSync(file, OPEN_FLAGS);
     try {
-      checkReadable(fstatSync(fd), file, role);
+      checkReadable(fstatSync(fd), files, role);
       return readFileSync(fd);
     } finally {
       closeSync(fd);
     }
   } catch (error) {
-    throw error instanceof ConfigError ? error : unreadable(file, role, error);
+    throw error instanceof ConfigError ? error : unreadable(files, role, error);
   }
 }
 
 async function readAsync(files: TlsFiles): Promise<RawMaterial> {
   checkPairing(files);
-  const read = async (role: keyof typeof LABELS): Promise<Buffer | undefined> => {
+  const read = async (role: TlsFileRole): Promise<Buffer | undefined> => {
     const file = files[role];
     if (file === undefined) return undefined;
     try {
-      checkReadable(await stat(file), file, role);
+      checkReadable(await stat(file), files, role);
       const handle = await open(file, OPEN_FLAGS);
       try {
-        checkReadable(await handle.stat(), file, role);
+        checkReadable(await handle.stat(), files, role);
         return await handle.readFile();
       } finally {
         await handle.close();
       }
     } catch (error) {
-      throw error instanceof ConfigError ? error : unreadable(file, role, error);
+      throw error instanceof ConfigError ? error : unreadable(files, role, error);
     }
   };
   const [ca, cert, key] = await Promise.all([read('caFile'), read('certFile'), read('keyFile')]);
@@ -256,13 +275,13 @@ async function readAsync(files: TlsFiles): Promise<RawMaterial> {
  * writer) and what is too large to be PEM. Stats of the target: a symlink to a regular file, as
  * rotation tools make, is read.
  */
-function checkReadable(stats: Stats, file: string, role: keyof typeof LABELS): void {
+function checkReadable(stats: Stats, files: TlsFiles, role: TlsFileRole): void {
   if (!stats.isFile()) {
-    throw new ConfigError(`${LABELS[role]} "${file}" is not a regular file: it is ${fileKind(stats)}`);
+    throw new ConfigError(`${named(files, role)} is not a regular file: it is ${fileKind(stats)}`);
   }
   if (stats.size > MAX_TLS_FILE_BYTES) {
     throw new ConfigError(
-      `${LABELS[role]} "${file}" is larger than ${MAX_TLS_FILE_BYTES / 1024 / 1024} MiB (${stats.size} bytes): not a PEM file`,
+      `${named(files, role)} is larger than ${MAX_TLS_FILE_BYTES / 1024 / 1024} MiB (${stats.size} bytes): not a PEM file`,
     );
   }
 }
@@ -276,7 +295,7 @@ function fileKind(stats: Stats): string {
   return 'not a file';
 }
 
-function unreadable(file: string, role: keyof typeof LABELS, error: unknown): ConfigError {
+function unreadable(files: TlsFiles, role: TlsFileRole, error: unknown): ConfigError {
   const code = (error as NodeJS.ErrnoException).code;
   const reason =
     code === 'ENOENT'
@@ -288,7 +307,7 @@ function unreadable(file: string, role: keyof typeof LABELS, error: unknown): Co
           : error instanceof Error
             ? error.message
             : String(error);
-  return new ConfigError(`${LABELS[role]} "${file}" cannot be read: ${reason}`);
+  return new ConfigError(`${named(files, role)} cannot be read: ${reason}`);
 }
 
 function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {

@@ -16,7 +16,12 @@ import {
   watchTlsFiles,
 } from './tls-files.js';
 
-export { DEFAULT_TLS_REFRESH_MS, type TlsFiles, type TlsRefreshOptions } from './tls-files.js';
+export {
+  DEFAULT_TLS_REFRESH_MS,
+  type TlsFilePaths,
+  type TlsFiles,
+  type TlsRefreshOptions,
+} from './tls-files.js';
 
 /** How a client checks the server it dials. */
 export interface ChannelTlsOptions extends TlsRefreshOptions {

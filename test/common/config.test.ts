@@ -85,16 +85,23 @@ describe('TLS and token settings', () => {
 
   it('are off by default, and TLS_DIR names the files of the component', () => {
     expect(load({})).toBeUndefined();
+    const fromDir = '--tls-dir (TLS_DIR)';
     expect(load({ TLS_DIR: '/etc/shop' })).toEqual({
       caFile: '/etc/shop/ca.crt',
       certFile: '/etc/shop/goods.crt',
       keyFile: '/etc/shop/goods.key',
+      sources: { caFile: fromDir, certFile: fromDir, keyFile: fromDir },
     });
-    expect(load({ TLS_DIR: '/etc/shop', TLS_CERT: '/other.crt' })).toMatchObject({ certFile: '/other.crt' });
+    expect(load({ TLS_DIR: '/etc/shop', TLS_CERT: '/other.crt' })).toMatchObject({
+      certFile: '/other.crt',
+      sources: { caFile: fromDir, certFile: '--tls-cert (TLS_CERT)', keyFile: fromDir },
+    });
     expect(load({ TLS_CERT: '/a.crt', TLS_KEY: '/a.key' })).toEqual({
       certFile: '/a.crt',
       keyFile: '/a.key',
+      sources: { certFile: '--tls-cert (TLS_CERT)', keyFile: '--tls-key (TLS_KEY)' },
     });
+    expect(load({ TLS_DIR: '/etc/shop', TLS_CA: '/ca.crt' })?.sources?.caFile).toBe('--tls-ca (TLS_CA)');
   });
 
   it('refuse a certificate without its key, or a CA alone', () => {

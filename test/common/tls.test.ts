@@ -21,13 +21,15 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { COMMON_SETTINGS, tlsSettings } from '../../src/common/common-settings.js';
 import { ConfigError } from '../../src/common/config.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../../src/common/https-options.js';
+import { loadSettings } from '../../src/common/settings.js';
 import {
   channelCredentials,
   peerIdentities,
   serverCredentials,
-  type TlsFiles,
+  type TlsFilePaths,
 } from '../../src/common/tls.js';
 import {
   EXPIRY_WARNING_MS,
@@ -110,7 +112,7 @@ function whoAmI(
 const UNAVAILABLE = { code: status.UNAVAILABLE };
 
 /** A private copy of a component's files in a folder of their own, to rotate in place. */
-function rotatable(name: string, from: Required<TlsFiles>): Required<TlsFiles> & { folder: string } {
+function rotatable(name: string, from: Required<TlsFilePaths>): Required<TlsFilePaths> & { folder: string } {
   const folder = mkdtempSync(join(dir, `${name}-`));
   const caFile = join(folder, 'ca.crt');
   replaceFile(from.caFile, caFile);
@@ -329,6 +331,24 @@ describe('configuration errors', () => {
     expect(() => channelCredentials({ caFile: missing })).toThrow(`TLS CA file "${missing}"`);
   });
 
+  it('names the setting that gave the file: its own, or TLS_DIR', () => {
+    const load = (env: NodeJS.ProcessEnv) => tlsSettings(loadSettings(COMMON_SETTINGS, [], env), 'goods');
+    const missing = join(dir, 'missing.crt');
+    const { keyFile } = pki.files('goods');
+    expect(() => serverCredentials(load({ TLS_CERT: missing, TLS_KEY: keyFile }))).toThrow(
+      `TLS certificate file "${missing}" from --tls-cert (TLS_CERT) cannot be read: no such file`,
+    );
+    const empty = mkdtempSync(join(dir, 'empty-'));
+    expect(() => serverCredentials(load({ TLS_DIR: empty }))).toThrow(
+      `TLS CA file "${join(empty, 'ca.crt')}" from --tls-dir (TLS_DIR) cannot be read: no such file`,
+    );
+    // The certificate from TLS_DIR, the key of another one given by TLS_KEY.
+    const mismatched = load({ TLS_DIR: pki.dir, TLS_KEY: pki.files('members').keyFile });
+    expect(() => serverCredentials(mismatched)).toThrow(
+      `TLS key file "${pki.files('members').keyFile}" from --tls-key (TLS_KEY) is not the key of TLS certificate file "${join(pki.dir, 'goods.crt')}" from --tls-dir (TLS_DIR)`,
+    );
+  });
+
   it('refuses a certificate without its key, and a key of another certificate', () => {
     const { certFile } = pki.files('goods');
     expect(() => channelCredentials({ certFile })).toThrow(
@@ -454,7 +474,10 @@ describe('HTTPS options', () => {
   });
 
   /** A GET as `client` (no certificate without one): its status, and the certificate it was shown. */
-  function get(port: number, client?: Required<TlsFiles>): Promise<{ status?: number; fingerprint: string }> {
+  function get(
+    port: number,
+    client?: Required<TlsFilePaths>,
+  ): Promise<{ status?: number; fingerprint: string }> {
     return new Promise((resolve, reject) => {
       const request = httpsRequest(
         {

@@ -505,7 +505,7 @@ describe('--help', () => {
 
 describe('each component with TLS_DIR naming a folder that holds no certificates', () => {
   it.each(['src/distributor/main.ts', 'src/gateway/main.ts', 'src/services/goods/main.ts'])(
-    '%s exits 2 at once, naming the file, with its usage and no stack',
+    '%s exits 2 at once, naming the file and the setting, with its usage and no stack',
     async (entry) => {
       const component = spawnComponent(entry, ['--port', '0'], {
         TLS_DIR: '/nonexistent-shop-certs',
@@ -513,7 +513,9 @@ describe('each component with TLS_DIR naming a folder that holds no certificates
         MYSQL_URL: '',
       });
       expect(await component.exited()).toBe(2);
-      expect(component.lines[0]).toMatch(/\/nonexistent-shop-certs\/\S+ cannot be read/);
+      expect(component.lines[0]).toMatch(
+        /\/nonexistent-shop-certs\/\S+" from --tls-dir \(TLS_DIR\) cannot be read: no such file/,
+      );
       expect(component.lines.some((line) => line.startsWith('usage: '))).toBe(true);
       expect(component.lines.some((line) => /^\s+at /.test(line))).toBe(false);
     },
@@ -521,7 +523,7 @@ describe('each component with TLS_DIR naming a folder that holds no certificates
 });
 
 describe('a component whose TLS_CERT is a device that never ends', () => {
-  it('exits 2 at once, naming the file, instead of reading it for ever', async () => {
+  it('exits 2 at once, naming the file and the setting, instead of reading it for ever', async () => {
     const goods = spawnComponent('src/services/goods/main.ts', ['--port', '0'], {
       TLS_CERT: '/dev/zero',
       TLS_KEY: '/dev/zero',
@@ -535,7 +537,9 @@ describe('a component whose TLS_CERT is a device that never ends', () => {
     } finally {
       clearTimeout(stuck);
     }
-    expect(goods.lines[0]).toMatch(/"\/dev\/zero" is not a regular file: it is a character device/);
+    expect(goods.lines[0]).toMatch(
+      /"\/dev\/zero" from --tls-cert \(TLS_CERT\) is not a regular file: it is a character device/,
+    );
     expect(goods.lines.some((line) => /^\s+at /.test(line))).toBe(false);
   });
 });

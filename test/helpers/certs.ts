@@ -1,7 +1,7 @@
 import { copyFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CertificateFiles, createCa, issueCertificate } from '../../scripts/certs.mjs';
-import type { TlsFiles } from '../../src/common/tls.js';
+import type { TlsFilePaths } from '../../src/common/tls.js';
 
 /** A throwaway PKI for TLS tests, made by the same code as `npm run certs`. */
 export interface TestPki {
@@ -11,12 +11,12 @@ export interface TestPki {
   /** A second CA that nothing trusts unless a test says so. */
   readonly otherCaFile: string;
   /** A component's certificate and key, issued by the CA, with the CA file: as a component runs. */
-  files(name: string): Required<TlsFiles>;
+  files(name: string): Required<TlsFilePaths>;
   /**
    * A certificate and key for `name` (its URI SAN says so) issued by the OTHER CA, with the real
    * CA file: an impostor that trusts the real servers but whom they must not trust.
    */
-  foreignFiles(name: string): Required<TlsFiles>;
+  foreignFiles(name: string): Required<TlsFilePaths>;
   /**
    * Issues one more certificate as `<file>.crt`/`<file>.key`: by the CA or the other one, for the
    * identity `identity` (default: `file`), with extra `hosts`.
@@ -45,7 +45,7 @@ export function makeTestPki(
       hosts: [...hosts, ...extra],
       ...(leafDays === undefined ? {} : { days: leafDays }),
     });
-  const withCa = (certificate: CertificateFiles): Required<TlsFiles> => ({
+  const withCa = (certificate: CertificateFiles): Required<TlsFilePaths> => ({
     caFile: ca.certFile,
     ...certificate,
   });
@@ -53,7 +53,7 @@ export function makeTestPki(
   const foreign = new Map(
     names.map((name) => [name, withCa(issue(`foreign-${name}`, { identity: name, by: 'other' }))]),
   );
-  const lookup = (map: Map<string, Required<TlsFiles>>, name: string): Required<TlsFiles> => {
+  const lookup = (map: Map<string, Required<TlsFilePaths>>, name: string): Required<TlsFilePaths> => {
     const files = map.get(name);
     if (!files) throw new Error(`makeTestPki: no certificate for "${name}"; add it to names`);
     return files;
