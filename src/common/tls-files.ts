@@ -200,9 +200,17 @@ function checkPairing(files: TlsFiles): void {
 
 function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
   if (raw.ca) {
-    const blocks = certificateBlocks(raw.ca);
-    if (blocks.length === 0 || !blocks.every(parsesAsCertificate)) {
+    const certificates = certificateBlocks(raw.ca).map(parseCertificate);
+    if (certificates.length === 0 || certificates.includes(undefined)) {
       throw new ConfigError(`${named(files, 'caFile')}: expected PEM certificates`);
+    }
+    // node:tls takes a component's own certificate given as the CA, and every handshake then fails
+    // with an error about the peer's issuer that does not say why: said here instead.
+    const notCa = certificates.find((certificate) => certificate?.ca === false);
+    if (notCa) {
+      throw new ConfigError(
+        `${named(files, 'caFile')} holds a certificate that is not a CA (${notCa.subject.replaceAll('\n', ', ')}): give the certificate of the CA that issued the peers' certificates`,
+      );
     }
   }
   if (raw.cert && raw.key) {
@@ -326,8 +334,4 @@ function parseCertificate(block: string): X509Certificate | undefined {
   } catch {
     return undefined;
   }
-}
-
-function parsesAsCertificate(block: string): boolean {
-  return parseCertificate(block) !== undefined;
 }

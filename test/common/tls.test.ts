@@ -466,6 +466,39 @@ describe('TLS files that are not regular files, or too large', () => {
   });
 });
 
+describe('a CA file that holds a certificate that is not a CA', () => {
+  it("is refused at start, naming it, while the shop's own CA (made as npm run certs makes it) is taken", () => {
+    const { certFile, keyFile, caFile } = pki.files('goods');
+    expect(new X509Certificate(readFileSync(caFile)).ca).toBe(true);
+    expect(() => serverCredentials({ caFile, certFile, keyFile })).not.toThrow();
+    const leaf = pki.files('members').certFile;
+    expect(() => serverCredentials({ caFile: leaf, certFile, keyFile })).toThrow(ConfigError);
+    expect(() => channelCredentials({ caFile: leaf })).toThrow(
+      `TLS CA file "${leaf}" holds a certificate that is not a CA (CN=members): give the certificate of the CA that issued the peers' certificates`,
+    );
+    // A bundle with one leaf among its CAs, as well.
+    const bundle = join(dir, 'bundle-with-leaf.crt');
+    writeFileSync(bundle, Buffer.concat([readFileSync(caFile), readFileSync(leaf)]));
+    expect(() => channelCredentials({ caFile: bundle })).toThrow('holds a certificate that is not a CA');
+  });
+
+  it('is reported on a re-read, and the last good CA stays in use', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const onChange = vi.fn();
+    const onReloadError = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), onChange, { ...REFRESH, onReloadError });
+    try {
+      replaceFile(pki.files('members').certFile, files.caFile);
+      await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+      expect(onReloadError.mock.calls[0]![0]).toBeInstanceOf(ConfigError);
+      expect(onReloadError.mock.calls[0]![0].message).toMatch(/ holds a certificate that is not a CA /);
+      expect(onChange).not.toHaveBeenCalled();
+    } finally {
+      stop();
+    }
+  });
+});
+
 describe('HTTPS options', () => {
   let https: HttpsServer | undefined;
   afterEach(() => {
