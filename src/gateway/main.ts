@@ -5,6 +5,7 @@ import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js'
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/process-lifecycle.js';
+import { settingName } from '../common/settings.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_SETTINGS, GATEWAY_USAGE, loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway-server.js';
@@ -37,6 +38,11 @@ runMain(async (signals) => {
             certFile: config.https.certFile,
             keyFile: config.https.keyFile,
             ...(config.https.clientCaFile ? { caFile: config.https.clientCaFile } : {}),
+            sources: {
+              certFile: settingName(GATEWAY_SETTINGS.httpsCert),
+              keyFile: settingName(GATEWAY_SETTINGS.httpsKey),
+              caFile: settingName(GATEWAY_SETTINGS.httpsClientCa),
+            },
           },
         }
       : {}),

@@ -522,7 +522,7 @@ describe('each component with TLS_DIR naming a folder that holds no certificates
   );
 });
 
-describe('a component whose TLS_CERT is a device that never ends', () => {
+describe('a component whose TLS certificate is a device that never ends', () => {
   it('exits 2 at once, naming the file and the setting, instead of reading it for ever', async () => {
     const goods = spawnComponent('src/services/goods/main.ts', ['--port', '0'], {
       TLS_CERT: '/dev/zero',
@@ -541,6 +541,23 @@ describe('a component whose TLS_CERT is a device that never ends', () => {
       /"\/dev\/zero" from --tls-cert \(TLS_CERT\) is not a regular file: it is a character device/,
     );
     expect(goods.lines.some((line) => /^\s+at /.test(line))).toBe(false);
+  });
+
+  it("so does the gateway given it as its REST port's certificate, naming --https-cert", async () => {
+    const gateway = spawnComponent('src/gateway/main.ts', ['--port', '0'], {
+      GATEWAY_HTTPS_CERT: '/dev/zero',
+      GATEWAY_HTTPS_KEY: '/dev/zero',
+      SHOP_REGISTRY_TOKEN: 'a-token-of-my-own-0123456789abcdef',
+    });
+    const stuck = setTimeout(() => gateway.child.kill('SIGKILL'), 10_000);
+    try {
+      expect(await gateway.exited()).toBe(2);
+    } finally {
+      clearTimeout(stuck);
+    }
+    expect(gateway.lines.join('\n')).toMatch(
+      /"\/dev\/zero" from --https-cert \(GATEWAY_HTTPS_CERT\) is not a regular file: it is a character device/,
+    );
   });
 });
 
