@@ -206,7 +206,7 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     }
     // node:tls takes a component's own certificate given as the CA, and every handshake then fails
     // with an error about the peer's issuer that does not say why: said here instead.
-    const notCa = certificates.find((certificate) => certificate?.ca === false);
+    const notCa = certificates.find((certificate) => certificate !== undefined && !canIssue(certificate));
     if (notCa) {
       throw new ConfigError(
         `${named(files, 'caFile')} holds a certificate that is not a CA (${notCa.subject.replaceAll('\n', ', ')}): give the certificate of the CA that issued the peers' certificates`,
@@ -326,6 +326,26 @@ function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
 
 function certificateBlocks(pem: Buffer): string[] {
   return pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/**
+ * Whether a certificate may issue others: basicConstraints CA:TRUE, or an X.509 version 1 root,
+ * which has no extensions to say so and which OpenSSL takes as a CA all the same (old roots are).
+ */
+function canIssue(certificate: X509Certificate): boolean {
+  return certificate.ca || (isVersion1(certificate.raw) && certificate.checkIssued(certificate));
+}
+
+/** Whether DER `certificate` is X.509 version 1: its TBSCertificate starts without the [0] version. */
+function isVersion1(certificate: Buffer): boolean {
+  // Past the headers of the Certificate and TBSCertificate SEQUENCEs: a length byte of 0x8n is
+  // followed by n bytes of length.
+  let offset = 0;
+  for (let header = 0; header < 2; header++) {
+    const length = certificate[offset + 1] ?? 0;
+    offset += 2 + (length & 0x80 ? length & 0x7f : 0);
+  }
+  return certificate[offset] !== 0xa0;
 }
 
 function parseCertificate(block: string): X509Certificate | undefined {

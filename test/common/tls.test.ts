@@ -482,6 +482,52 @@ describe('a CA file that holds a certificate that is not a CA', () => {
     expect(() => channelCredentials({ caFile: bundle })).toThrow('holds a certificate that is not a CA');
   });
 
+  it('is told from an X.509 version 1 root, which has no basicConstraints and which node:tls accepts as a CA', () => {
+    const folder = mkdtempSync(join(dir, 'v1-'));
+    const path = (file: string) => join(folder, file);
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+    openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path('v1.key'));
+    for (const name of ['root', 'leaf']) {
+      openssl('req', '-new', '-key', path('v1.key'), '-subj', `/CN=v1 ${name}`, '-out', path(`${name}.csr`));
+    }
+    // openssl x509 -req without extensions makes version 1 certificates: a root, and one it issued.
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      path('root.csr'),
+      '-signkey',
+      path('v1.key'),
+      '-days',
+      '2',
+      '-out',
+      path('root.crt'),
+    );
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      path('leaf.csr'),
+      '-CA',
+      path('root.crt'),
+      '-CAkey',
+      path('v1.key'),
+      '-set_serial',
+      '2',
+      '-days',
+      '2',
+      '-out',
+      path('leaf.crt'),
+    );
+    const root = new X509Certificate(readFileSync(path('root.crt')));
+    expect(root.ca).toBe(false);
+    expect(() => channelCredentials({ caFile: path('root.crt') })).not.toThrow();
+    expect(new X509Certificate(readFileSync(path('leaf.crt'))).checkIssued(root)).toBe(true);
+    expect(() => channelCredentials({ caFile: path('leaf.crt') })).toThrow(
+      'holds a certificate that is not a CA (CN=v1 leaf)',
+    );
+  });
+
   it('is reported on a re-read, and the last good CA stays in use', async () => {
     const files = rotatable('goods', pki.files('goods'));
     const onChange = vi.fn();
