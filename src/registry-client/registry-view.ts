@@ -50,6 +50,11 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
   /** Descriptor sets by hex SHA-256, while a listed node uses them. */
   readonly #sets = new Map<string, Buffer>();
   readonly #fetching = new Set<string>();
+  /**
+   * Sets whose last fetch failed, not fetched again until the next change of the list or their retry
+   * timer: without it, every emit after a failure would fetch again at once, in a loop with no delay.
+   */
+  readonly #failed = new Set<string>();
   /** Listed nodes with their descriptor set filled in, by the node object they stand for. */
   readonly #filled = new WeakMap<Node, Node>();
   #instanceId = '';
@@ -101,6 +106,7 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
       this.#based = true;
       this.#awaitingBase = false;
       this.#settling = true;
+      this.#failed.clear();
       this.#scheduleEmit();
       return 'applied';
     }
@@ -133,6 +139,7 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
       }
     }
     this.#revision = update.revision;
+    this.#failed.clear();
     this.#scheduleEmit();
     return 'applied';
   }
@@ -202,7 +209,7 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
   }
 
   #fetchSet(key: string, sha256: Buffer): void {
-    if (this.#fetching.has(key) || !this.#fetch) return;
+    if (this.#fetching.has(key) || this.#failed.has(key) || !this.#fetch) return;
     this.#fetching.add(key);
     this.#fetch(Buffer.from(sha256)).then(
       (bytes) => {
@@ -214,6 +221,9 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
       (error: unknown) => {
         this.#fetching.delete(key);
         if (this.#closed) return;
+        // Not fetched again by the emit this schedules: a snapshot that waited for it goes on without
+        // its nodes ("or failed to"), and the set is fetched again at the next change or the timer.
+        this.#failed.add(key);
         this.#scheduleEmit();
         this.#log.warn(
           { event: 'descriptor-set-fetch', sha256: key, err: error },
@@ -222,6 +232,7 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
         // Tried again at the next change, or when this timer fires if a listed node still needs it.
         const timer = setTimeout(() => {
           this.#retryTimers.delete(timer);
+          this.#failed.delete(key);
           const node = [...this.#nodes.values()].find((candidate) =>
             candidate.descriptorSetSha256.equals(sha256),
           );

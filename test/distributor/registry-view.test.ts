@@ -158,6 +158,34 @@ describe('RegistryView', () => {
     expect(fetches).toHaveLength(3);
   });
 
+  it('hands a snapshot on without a set that fails to come, and fetches it again only after its delay', async () => {
+    // Before, every emit that followed a failure fetched the set again at once, and a snapshot waited
+    // for it: a set whose fetch kept failing (a distributor gone right after its snapshot) made
+    // thousands of calls a second, a warning each, and the list was never handed on.
+    const failing = sha(setB);
+    let attempts = 0;
+    const view = new RegistryView({
+      retryMs: 1_000,
+      fetchDescriptorSet: async (hash) => {
+        if (!hash.equals(failing)) return setA;
+        attempts++;
+        throw new Error('unavailable');
+      },
+    });
+    const seen = recording(view);
+    view.apply(snapshotOf(1, [node(1), node(2, setB)]));
+    await vi.waitFor(() => expect(seen).toHaveLength(1));
+    expect(ids(seen[0])).toEqual([node(1).id]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(attempts).toBe(1);
+    // A change of the list tries it again, once.
+    view.apply(drained(2, node(1).id));
+    await vi.waitFor(() => expect(view.snapshot?.revision).toBe(2));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(attempts).toBe(2);
+    view.close();
+  });
+
   it('fetches a set again after a failure, while a node still needs it', async () => {
     let attempts = 0;
     const view = new RegistryView({
