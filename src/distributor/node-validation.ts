@@ -2,6 +2,7 @@ import type { FileRegistry } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { isHostNameOrAddress } from '../common/config.js';
 import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
+import { isUnspecifiedHost } from '../common/loopback.js';
 import { ServiceError } from '../common/service-error.js';
 import type { NodeDescription, Route } from '../gen/distributor.js';
 import { NodeState } from '../gen/distributor.js';
@@ -62,7 +63,7 @@ export function validateNodeShape(
   limits: RegistrationLimits = REGISTRATION_LIMITS,
 ): void {
   validateName(node.name, limits);
-  if (node.host) validateHost(node.host, limits);
+  if (node.host) validateAdvertisedHost(node.host, limits);
   if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) {
     throw invalid(`port must be from 1 to 65535, got ${node.port}`);
   }
@@ -117,6 +118,22 @@ export function validateHost(host: string, limits: RegistrationLimits = REGISTRA
   // The gateway dials what is listed: "unix:x" or "1.2.3.4:80" would make another target of it.
   if (host.length > limits.hostLength || !isHostNameOrAddress(host)) {
     throw invalid(`host must be a host name or an IP address of at most ${limits.hostLength} characters`);
+  }
+}
+
+/**
+ * Checks a host a node gives for itself: {@link validateHost}, and one that others can dial. The
+ * any-address (0.0.0.0, ::) is dialled by each gateway as its own machine, and an IPv6 zone id
+ * (fe80::1%eth0) names an interface of the node's machine: both are refused, as the services' own
+ * --advertise-host refuses them (service-config.ts).
+ */
+function validateAdvertisedHost(host: string, limits: RegistrationLimits): void {
+  validateHost(host, limits);
+  if (isUnspecifiedHost(host) || host.includes('%')) {
+    throw invalid(
+      'host must be an address others can dial: not the any-address (0.0.0.0, ::) nor one with a zone id; ' +
+        'leave it empty to be listed at the address the distributor sees',
+    );
   }
 }
 

@@ -92,6 +92,15 @@ describe('validateNodeDescription', () => {
     ['a host of colons', { host: '::::' }, 'host must be'],
     ['a host with an empty label', { host: 'a..b' }, 'host must be'],
     ['digits and dots that are no IPv4 address', { host: '999.1.1.1' }, 'host must be'],
+    // Addresses no other machine can dial: every gateway would dial itself, or an interface by name.
+    ['the IPv4 any-address', { host: '0.0.0.0' }, 'host must be an address others can dial'],
+    ['the IPv6 any-address', { host: '::' }, 'host must be an address others can dial'],
+    [
+      'the any-address mapped into IPv6',
+      { host: '::ffff:0.0.0.0' },
+      'host must be an address others can dial',
+    ],
+    ['an IPv6 address with a zone id', { host: 'fe80::1%eth0' }, 'host must be an address others can dial'],
     ['an unknown state', { state: 7 }, 'state is not a known NodeState'],
     ['a negative state (ts-proto reads it as UNRECOGNIZED)', { state: -1 }, 'state is not a known NodeState'],
   ] as const)('refuses %s', (_label, overrides, message) => {
