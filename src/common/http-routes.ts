@@ -80,6 +80,40 @@ export interface HttpRoutes {
 /** The envelope's own keys: a response field of one of these names would repeat a key. */
 export const ENVELOPE_KEYS: ReadonlySet<string> = new Set(['key', 'errorcode', 'errormessage']);
 
+/**
+ * The gateway's own pages, which it answers before routing, whatever the method (GET and HEAD; any
+ * other method is refused there): see gateway-telemetry.ts.
+ */
+export const GATEWAY_PAGES: ReadonlySet<string> = new Set([
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  '/status',
+  '/status.js',
+  '/status.json',
+]);
+
+/**
+ * The paths of the gateway's API documentation (api-docs.ts), answered before routing too:
+ * /openapi.json, and /docs with every path below it.
+ */
+export const GATEWAY_DOCS = { document: '/openapi.json', folder: 'docs' } as const;
+
+/**
+ * The gateway page every path of `template` is, if it is one (see {@link GATEWAY_PAGES}): a route
+ * there could never be reached. Templates that only some page paths match (`GET /{name}`) keep
+ * their other paths, and stay.
+ */
+function gatewayPageOf(template: PathTemplate): string | undefined {
+  const first = template.segments[0];
+  if (first?.kind === 'literal' && first.value === GATEWAY_DOCS.folder) return `/${GATEWAY_DOCS.folder}`;
+  if (template.verb !== undefined || !template.segments.every((segment) => segment.kind === 'literal')) {
+    return undefined;
+  }
+  const path = `/${template.segments.map((segment) => (segment as { value: string }).value).join('/')}`;
+  return GATEWAY_PAGES.has(path) || path === GATEWAY_DOCS.document ? path : undefined;
+}
+
 /** The shape of a decoded google.api.HttpRule (read reflectively: no generated code needed). */
 interface HttpRuleValue {
   readonly pattern: { readonly case: string | undefined; readonly value?: unknown };
@@ -182,6 +216,12 @@ function readBinding(
   } catch (error) {
     if (error instanceof PathTemplateError) throw new Error(error.message);
     throw error;
+  }
+  const page = gatewayPageOf(template);
+  if (page !== undefined) {
+    throw new Error(
+      `${httpMethod} ${value}: ${page} is the gateway's own page, answered before any route: choose another path`,
+    );
   }
   const pathVariables = template.variables.map((variable) => ({
     fieldPath: variable.fieldPath,

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metadata } from '@grpc/grpc-js';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
+import { GATEWAY_PAGES } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { HistogramFamily, type HistogramSeries } from '../common/metric-series.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
@@ -102,7 +103,7 @@ export const DOCUMENTATION_ROUTES = { document: '/openapi.json', page: '/docs' }
 const DOCUMENTATION_ROUTE_SET: ReadonlySet<string> = new Set(Object.values(DOCUMENTATION_ROUTES));
 
 /** The gateway's own pages, answered before routing (GET and HEAD only). */
-const OWN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/status', '/status.js', '/status.json']);
+const OWN_PATHS = GATEWAY_PAGES;
 
 /** For a request that nothing observes: shared, so its `route` is never read. */
 const NO_REQUEST_TELEMETRY: RequestTelemetry = {

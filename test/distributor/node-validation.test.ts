@@ -123,10 +123,20 @@ describe('validateNodeDescription', () => {
       httpOptions('GET /r', { envelope: ['results', 'results'] }),
       'listed twice',
     ],
+    // The gateway answers these paths itself, before any route: such a route would never be reached.
+    ["a path of the gateway's own pages", httpOptions('GET /status'), "/status is the gateway's own page"],
+    ['another method on one of them', httpOptions('POST /metrics', { body: '*' }), '/metrics is the gateway'],
+    ['the API document', httpOptions('GET /openapi.json'), "/openapi.json is the gateway's own page"],
+    ['a path under /docs', httpOptions('GET /docs/{id}'), "/docs is the gateway's own page"],
   ])('refuses an http rule with %s', (_label, options, message) => {
     const refused = refusal(rulesNode([options]));
     expect(refused).toContain('google.api.http: test.rules.v1.RuleService/M0: ');
     expect(refused).toContain(message);
+  });
+
+  it("takes a template that only some of the gateway's own paths match: its other paths are reachable", () => {
+    expect(validateNodeDescription(rulesNode([httpOptions('GET /{id}')]))).toEqual(['GET /*']);
+    expect(validateNodeDescription(rulesNode([httpOptions('GET /status/{id}')]))).toEqual(['GET /status/*']);
   });
 
   it('refuses a route declared twice, by two methods or twice by one', () => {
