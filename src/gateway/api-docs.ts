@@ -1,3 +1,4 @@
+import { GATEWAY_DOCS } from '../common/http-routes.js';
 import { DocsPage, type PageAnswer } from './docs-page.js';
 import { errorBody } from './envelope.js';
 import type { GatewayError } from './gateway-error.js';
@@ -49,7 +50,8 @@ export class ApiDocs {
 
   /** Whether a path is one of the documentation's: /openapi.json, /docs and below. */
   static owns(path: string): boolean {
-    return path === '/openapi.json' || path === '/docs' || path.startsWith('/docs/');
+    const folder = `/${GATEWAY_DOCS.folder}`;
+    return path === GATEWAY_DOCS.document || path === folder || path.startsWith(`${folder}/`);
   }
 
   /** The answer to a request for one of the paths {@link ApiDocs.owns}. */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metadata } from '@grpc/grpc-js';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
-import { GATEWAY_PAGES } from '../common/http-routes.js';
+import { GATEWAY_DOCS, GATEWAY_PAGES } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { HistogramFamily, type HistogramSeries } from '../common/metric-series.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
@@ -99,11 +99,11 @@ type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_co
  * The route labels of the API documentation's requests (see api-docs.ts): `/openapi.json`, and
  * `/docs` for the page and all its files. Like the gateway's own pages, they are not shop traffic.
  */
-export const DOCUMENTATION_ROUTES = { document: '/openapi.json', page: '/docs' } as const;
+export const DOCUMENTATION_ROUTES = {
+  document: GATEWAY_DOCS.document,
+  page: `/${GATEWAY_DOCS.folder}`,
+} as const;
 const DOCUMENTATION_ROUTE_SET: ReadonlySet<string> = new Set(Object.values(DOCUMENTATION_ROUTES));
-
-/** The gateway's own pages, answered before routing (GET and HEAD only). */
-const OWN_PATHS = GATEWAY_PAGES;
 
 /** For a request that nothing observes: shared, so its `route` is never read. */
 const NO_REQUEST_TELEMETRY: RequestTelemetry = {
@@ -271,7 +271,7 @@ export class GatewayTelemetry {
 
   /** Whether `path` is one of the gateway's own pages (served to GET and HEAD by {@link onRequest}). */
   servesPage(path: string): boolean {
-    return OWN_PATHS.has(path) && (path !== '/metrics' || this.#registry !== undefined);
+    return GATEWAY_PAGES.has(path) && (path !== '/metrics' || this.#registry !== undefined);
   }
 
   /**
@@ -366,7 +366,9 @@ export class GatewayTelemetry {
     const { method, path } = observed;
     // The gateway's own pages are their path for every method (a POST to /status is refused there).
     const route =
-      observed.route ?? this.#view.routeOf(method, path) ?? (OWN_PATHS.has(path) ? path : UNMATCHED_ROUTE);
+      observed.route ??
+      this.#view.routeOf(method, path) ??
+      (GATEWAY_PAGES.has(path) ? path : UNMATCHED_ROUTE);
     if (span) {
       if (route !== UNMATCHED_ROUTE) {
         span.setName(`${method} ${route}`);
@@ -392,7 +394,7 @@ export class GatewayTelemetry {
     const answered = this.#answeredOf(duration, method, route, code);
     answered.duration.observe(seconds);
     // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
-    if (!OWN_PATHS.has(path) && !DOCUMENTATION_ROUTE_SET.has(route)) {
+    if (!GATEWAY_PAGES.has(path) && !DOCUMENTATION_ROUTE_SET.has(route)) {
       this.#rates!.record(answered.rateKey, code >= 500);
     }
   };
