@@ -166,6 +166,12 @@ const MIB = 1024 * 1024;
 /** The HTTP/2 flow-control window of the channels to the services (connection and stream). */
 const UPSTREAM_FLOW_CONTROL_WINDOW = MIB;
 /**
+ * The longest wait between two attempts to connect to an instance that fails to connect: grpc-js's
+ * default grows to 2 minutes, for that long an instance back at a listed address would be passed
+ * over (route-table.ts) while another serves. An attempt every 10 s to an address down costs nothing.
+ */
+const UPSTREAM_MAX_RECONNECT_BACKOFF_MS = 10_000;
+/**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
  * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
  */
@@ -280,6 +286,7 @@ class GatewayServer implements Gateway {
         // HTTP/2's default 64 KiB window holds about six 10 KB answers: at 64 connections the
         // service waited for WINDOW_UPDATEs with a third of both cores idle (issue 9: +48 % GET /goods).
         'grpc-node.flow_control_window': UPSTREAM_FLOW_CONTROL_WINDOW,
+        'grpc.max_reconnect_backoff_ms': UPSTREAM_MAX_RECONNECT_BACKOFF_MS,
       },
       credentialsFor: upstreamCredentials(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),

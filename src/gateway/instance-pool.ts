@@ -3,6 +3,7 @@ import {
   type ChannelOptions,
   Client,
   type ClientUnaryCall,
+  connectivityState,
   credentials,
   type Metadata,
   type ServiceError,
@@ -18,8 +19,21 @@ export interface Upstream {
   /** "host:port" (IPv6 in brackets), as grpc-js dials it. */
   readonly address: string;
   readonly client: Client;
+  /** The client's channel, whose state says whether the instance can take a call now. */
+  readonly channel: ReturnType<Client['getChannel']>;
   /** Calls started and not yet finished on this channel. */
   inFlight: number;
+}
+
+/**
+ * Whether a call on this upstream would start now: its channel is connected, or idle (the call
+ * connects it). Not while it connects, or after a failure to: a listed instance this gateway
+ * cannot reach (a firewall between them, a host that accepts connections and never speaks HTTP/2)
+ * holds each call it is given until the deadline, or fails it.
+ */
+export function canTakeCalls(upstream: Upstream): boolean {
+  const state = upstream.channel.getConnectivityState(false);
+  return state === connectivityState.READY || state === connectivityState.IDLE;
 }
 
 /** Options of {@link InstancePool}. */
@@ -91,15 +105,14 @@ export class InstancePool {
       upstream = [...this.#leaving].find((candidate) => candidate.key === key);
       if (upstream) this.#leaving.delete(upstream);
       else {
-        upstream = {
-          key,
-          address,
-          client: new Client(address, this.#credentialsFor(name), {
-            ...this.#channelOptions,
-            ...this.#channelOptionsFor(name),
-          }),
-          inFlight: 0,
-        };
+        const client = new Client(address, this.#credentialsFor(name), {
+          ...this.#channelOptions,
+          ...this.#channelOptionsFor(name),
+        });
+        upstream = { key, address, client, channel: client.getChannel(), inFlight: 0 };
+        // Connected as soon as it is listed, not by its first call: one it cannot reach is then
+        // seen connecting, and passed over (canTakeCalls), before any request waits on it.
+        upstream.channel.getConnectivityState(true);
       }
       this.#upstreams.set(key, upstream);
     }

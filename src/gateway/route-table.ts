@@ -3,7 +3,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { isLiteralTemplate, matchPathTemplate, type PathTemplate } from '../common/path-template.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { CallPlan } from './call-plan.js';
-import type { InstancePool, Upstream } from './instance-pool.js';
+import { canTakeCalls, type InstancePool, type Upstream } from './instance-pool.js';
 import { PlanCache } from './plan-cache.js';
 
 /** One node serving one route. */
@@ -43,14 +43,28 @@ export class Route {
     return `${this.method} ${this.path}`;
   }
 
-  /** The next serving instance in round-robin order, or undefined when none serves. */
+  /**
+   * The next serving instance in round-robin order that can take a call now (canTakeCalls),
+   * passing over those still connecting or failing to; when none can, the next one as it comes,
+   * whose call then fails or waits as grpc-js decides. Undefined when none serves.
+   */
   pick(): Instance | undefined {
     const serving = this.serving;
-    if (serving.length === 0) return undefined;
+    const count = serving.length;
+    if (count === 0) return undefined;
     // The list may have shrunk since the last pick; the counter wraps instead of growing forever.
-    const index = this.#next < serving.length ? this.#next : 0;
-    this.#next = index + 1 < serving.length ? index + 1 : 0;
-    return serving[index];
+    const first = this.#next < count ? this.#next : 0;
+    let index = first;
+    do {
+      const candidate = serving[index]!;
+      index = index + 1 < count ? index + 1 : 0;
+      if (canTakeCalls(candidate.upstream)) {
+        this.#next = index;
+        return candidate;
+      }
+    } while (index !== first);
+    this.#next = first + 1 < count ? first + 1 : 0;
+    return serving[first];
   }
 
   /** The next serving instance on another address than `failed` (for a retry), or undefined. */

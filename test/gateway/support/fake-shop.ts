@@ -17,7 +17,8 @@ import { type Closer, startService, type TestService } from './cluster.js';
  * (so the REST routes) the real services register: enough to check the gateway against the seed run's bodies, not the services.
  */
 
-function shopDescriptorSet(service: string): Uint8Array {
+/** The descriptor set a real shop service registers: its routes. */
+export function shopDescriptorSet(service: string): Uint8Array {
   return registrationDescriptorSet([service]);
 }
 
