@@ -7,7 +7,6 @@ import {
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
 import { addressGroupOf } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
@@ -18,6 +17,7 @@ import {
   listen,
   shutdown,
 } from '../common/grpc-server.js';
+import { createHealth } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
 import { addReflection } from '../common/reflection.js';
@@ -161,7 +161,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     'grpc.max_receive_message_length': budget.maxRequestBytes,
     ...options.telemetry?.serverOptions(log),
   });
-  const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
+  const health = createHealth({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   // The first descriptor set parsed takes tens of milliseconds (the parser is compiled on first use):
   // pay it now rather than in the middle of the first burst of registrations.
   declaredRouteKeys({

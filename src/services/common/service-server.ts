@@ -1,5 +1,5 @@
 import { Server, type ServerCredentials } from '@grpc/grpc-js';
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { ServingStatus } from 'grpc-health-check';
 import {
   DEFAULT_KEEPALIVE,
   idleConnectionOptions,
@@ -9,6 +9,7 @@ import {
   SERVICE_MAX_REQUEST_BYTES,
   shutdown,
 } from '../../common/grpc-server.js';
+import { createHealth } from '../../common/health.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { defaultMaxConnections } from '../../common/max-connections.js';
 import { addReflection } from '../../common/reflection.js';
@@ -82,7 +83,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     'grpc.max_receive_message_length': SERVICE_MAX_REQUEST_BYTES,
     ...calls?.serverOptions(),
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
+  const health = createHealth({ '': 'NOT_SERVING', [serviceName]: 'NOT_SERVING' });
   let draining = false;
   let current: ServingStatus = 'NOT_SERVING';
   const updateHealth = (): void => {

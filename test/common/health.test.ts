@@ -1,0 +1,77 @@
+import { once } from 'node:events';
+import { type ClientHttp2Stream, connect, constants } from 'node:http2';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createHealth, watchedNames } from '../../src/common/health.js';
+import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
+import { wire } from '../services/support/raw-call.js';
+
+// grpc.health.v1.Health as every server of the shop serves it (distributor and services).
+
+describe('createHealth', () => {
+  let server: Server | undefined;
+  afterEach(() => server?.forceShutdown());
+
+  async function serve(health: ReturnType<typeof createHealth>): Promise<number> {
+    server = new Server();
+    health.addToServer(server);
+    return new Promise((resolve, reject) =>
+      server!.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) =>
+        error ? reject(error) : resolve(port),
+      ),
+    );
+  }
+
+  /** A Watch call for `service`, and the frames it has received so far. */
+  async function watch(port: number, service: string) {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    const stream: ClientHttp2Stream = openRawCall(session, '/grpc.health.v1.Health/Watch');
+    const frames: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => frames.push(chunk));
+    stream.end(grpcFrame(wire.text(1, service)));
+    await vi.waitFor(() => expect(frames.length).toBeGreaterThan(0));
+    return {
+      frames,
+      async cancel() {
+        stream.close(constants.NGHTTP2_CANCEL);
+        await once(stream, 'close');
+        session.close();
+      },
+    };
+  }
+
+  it('forgets the name of a Watch once its last call ended: ever new names do not grow the process', async () => {
+    const health = createHealth({ '': 'SERVING' });
+    const port = await serve(health);
+    const kept = await watch(port, '');
+    // Names of any length a request may carry, each watched by a call that then ends.
+    const gone = await Promise.all(
+      Array.from({ length: 20 }, (_, index) => watch(port, `${'x'.repeat(64 * 1024)}${index}`)),
+    );
+    expect(watchedNames(health)).toBe(21);
+    await Promise.all(gone.map((call) => call.cancel()));
+    await vi.waitFor(() => expect(watchedNames(health)).toBe(1));
+
+    // The call still open is still told of a change.
+    const before = kept.frames.length;
+    health.setStatus('', 'NOT_SERVING');
+    await vi.waitFor(() => expect(kept.frames.length).toBe(before + 1));
+    await kept.cancel();
+    await vi.waitFor(() => expect(watchedNames(health)).toBe(0));
+  });
+
+  it('keeps a name while another call still watches it', async () => {
+    const health = createHealth({ shop: 'NOT_SERVING' });
+    const port = await serve(health);
+    const first = await watch(port, 'shop');
+    const second = await watch(port, 'shop');
+    await first.cancel();
+    const before = second.frames.length;
+    health.setStatus('shop', 'SERVING');
+    await vi.waitFor(() => expect(second.frames.length).toBe(before + 1));
+    expect(watchedNames(health)).toBe(1);
+    await second.cancel();
+    await vi.waitFor(() => expect(watchedNames(health)).toBe(0));
+  });
+});
