@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import { type ClientHttp2Stream, connect, constants } from 'node:http2';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createHealth, watchedNames } from '../../src/common/health.js';
+import { createHealth, MAX_NAME_IN_CHECK_MESSAGE, watchedNames } from '../../src/common/health.js';
+import { checkHealth } from '../helpers/grpc-clients.js';
 import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
 import { wire } from '../services/support/raw-call.js';
 
@@ -73,5 +74,26 @@ describe('createHealth', () => {
     expect(watchedNames(health)).toBe(1);
     await second.cancel();
     await vi.waitFor(() => expect(watchedNames(health)).toBe(0));
+  });
+
+  it('answers a Check of an unknown name of any length NOT_FOUND at once, with a message a grpc-js client takes', async () => {
+    const health = createHealth({ '': 'SERVING' });
+    const port = await serve(health);
+    const address = `127.0.0.1:${port}`;
+    await expect(checkHealth(address, 'nothing')).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+      details: 'Health status unknown for service nothing',
+    });
+    // Repeated whole in the message, a name this long never reached the caller: its call waited
+    // for the deadline (5 s in checkHealth).
+    const long = 'n'.repeat(200_000);
+    const started = Date.now();
+    const refusal = await checkHealth(address, long).catch((error: unknown) => error);
+    expect(refusal).toMatchObject({ code: status.NOT_FOUND });
+    expect((refusal as { details: string }).details).toBe(
+      `Health status unknown for service ${'n'.repeat(MAX_NAME_IN_CHECK_MESSAGE)}…`,
+    );
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(await checkHealth(address)).toBe('SERVING');
   });
 });
