@@ -30,5 +30,29 @@ export function addReflection(
   const files = encodeFiles([...byName.values()]);
   // The argument stands for a proto-loader package definition: only `fileDescriptorProtos` is read.
   const packageDefinition = { shop: { fileDescriptorProtos: files } };
-  new ReflectionService(packageDefinition as never, { services }).addToServer(strictServer(server));
+  const reflection = new ReflectionService(packageDefinition as never, { services });
+  withoutInheritedNames(reflection);
+  reflection.addToServer(strictServer(server));
+}
+
+/** The indexes by name that @grpc/reflection's implementations (v1 and v1alpha) look names up in. */
+const NAME_INDEXES = ['files', 'symbols', 'extensions', 'services'] as const;
+
+/**
+ * Makes @grpc/reflection's indexes by name plain dictionaries. They are object literals, so a name
+ * asked for that is a member of Object.prototype (`constructor`, `toString`, `__proto__`...) was
+ * found in them: a file_containing_symbol or file_by_filename for it was answered with one empty
+ * file descriptor instead of NOT_FOUND, and all_extension_numbers_of_type with an empty list.
+ */
+function withoutInheritedNames(reflection: ReflectionService): void {
+  const { v1, v1Alpha } = reflection as unknown as Record<string, Record<string, unknown> | undefined>;
+  for (const implementation of [v1, v1Alpha]) {
+    for (const name of NAME_INDEXES) {
+      const index = implementation?.[name];
+      // A library version that keeps them otherwise (in Maps, say) is left as it is.
+      if (index !== null && typeof index === 'object' && Object.getPrototypeOf(index) === Object.prototype) {
+        Object.setPrototypeOf(index, null);
+      }
+    }
+  }
 }

@@ -1,4 +1,14 @@
-import { type Client, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import {
+  type Client,
+  credentials,
+  type GrpcObject,
+  loadPackageDefinition,
+  makeGenericClientConstructor,
+  type ServiceClientConstructor,
+  status,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AnyShopService } from '../../src/services/common/define-service.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
@@ -51,6 +61,26 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
     },
   );
 
+  it.each(['v1', 'v1alpha'] as const)(
+    'reflection %s answers NOT_FOUND for names that are members of a plain object (constructor, toString, __proto__)',
+    async (version) => {
+      const { address } = await start();
+      const answers = await askReflection(address, version, [
+        { file_containing_symbol: 'constructor' },
+        { file_containing_symbol: '__proto__' },
+        { file_containing_symbol: 'hasOwnProperty' },
+        { file_by_filename: 'toString' },
+        { file_by_filename: '__proto__' },
+        { all_extension_numbers_of_type: 'constructor' },
+        { file_containing_symbol: serviceName },
+      ]);
+      const codes = answers.map(
+        (answer) => (answer.error_response as { error_code: number } | undefined)?.error_code ?? status.OK,
+      );
+      expect(codes).toEqual([...Array(6).fill(status.NOT_FOUND), status.OK]);
+    },
+  );
+
   it('health says SERVING for the server and for the service, and NOT_SERVING once draining', async () => {
     const { address, server } = await start();
     expect(await checkHealth(address)).toBe('SERVING');
@@ -60,3 +90,36 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
     expect(await checkHealth(address, serviceName)).toBe('NOT_SERVING');
   });
 });
+
+const require = createRequire(import.meta.url);
+
+/** Sends reflection requests on one stream, in order, and resolves with their answers. */
+async function askReflection(
+  address: string,
+  version: 'v1' | 'v1alpha',
+  requests: Record<string, unknown>[],
+): Promise<Record<string, unknown>[]> {
+  const protoFile = require.resolve(
+    `@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`,
+  );
+  const loaded = loadPackageDefinition(loadSync(protoFile, { keepCase: true, defaults: false }));
+  let node: unknown = loaded;
+  for (const part of ['grpc', 'reflection', version, 'ServerReflection']) node = (node as GrpcObject)[part];
+  const ServerReflection = node as ServiceClientConstructor;
+  const client = new ServerReflection(address, credentials.createInsecure());
+  try {
+    const stream = client.ServerReflectionInfo({ deadline: Date.now() + 10_000 });
+    const answers: Record<string, unknown>[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (answer: Record<string, unknown>) => answers.push(answer));
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    for (const request of requests) stream.write(request);
+    stream.end();
+    await done;
+    return answers;
+  } finally {
+    client.close();
+  }
+}
