@@ -1,4 +1,4 @@
-import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
+import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatusMap } from 'grpc-health-check';
 
 /** What grpc-health-check keeps of its Watch calls (private in its types). */
@@ -16,7 +16,19 @@ interface HealthWatchers {
 export const MAX_NAME_IN_CHECK_MESSAGE = 256;
 
 /**
- * grpc-health-check's standard grpc.health.v1.Health, with two faults of the library mended:
+ * Watch calls open at once in one process, by default. A Watch never ends by itself and needs no
+ * credentials: without a bound, one connection opened some 18,000 of them before Node's own limit
+ * closed it, and the process grew by 150 MB (found by probing). A load balancer or a channel with
+ * health checking keeps one per connection.
+ */
+export const MAX_HEALTH_WATCHES = 1024;
+
+/** The longest service name a Watch may watch: a fully qualified gRPC service name is far shorter. */
+export const MAX_WATCHED_NAME_LENGTH = 1024;
+
+/**
+ * grpc-health-check's standard grpc.health.v1.Health, with its Watch calls bounded (see
+ * {@link MAX_HEALTH_WATCHES}) and two faults of the library mended:
  *
  * - A Watch call leaves nothing behind once it ends. The library keeps a set of watchers per
  *   service name a Watch asked for (any name: an unknown one is answered SERVICE_UNKNOWN and
@@ -28,15 +40,23 @@ export const MAX_NAME_IN_CHECK_MESSAGE = 256;
  *   {@link MAX_NAME_IN_CHECK_MESSAGE} characters of the name in its message, so that the answer
  *   always reaches the caller.
  */
-export function createHealth(statuses: ServingStatusMap): HealthImplementation {
+export function createHealth(
+  statuses: ServingStatusMap,
+  { maxWatches = MAX_HEALTH_WATCHES }: { maxWatches?: number } = {},
+): HealthImplementation {
   const health = new HealthImplementation(statuses);
   const addToServer = health.addToServer.bind(health);
   health.addToServer = (server: HealthServer) => {
     const bounded: HealthServer = {
       addService(definition, implementation) {
+        type Handler = (typeof implementation)[string];
         const check = implementation.check as unknown as CheckHandler | undefined;
-        const mended = check && (boundedCheck(check) as unknown as (typeof implementation)[string]);
-        server.addService(definition, mended ? { ...implementation, check: mended } : implementation);
+        const watch = implementation.watch as unknown as WatchHandler | undefined;
+        server.addService(definition, {
+          ...implementation,
+          ...(check ? { check: boundedCheck(check) as unknown as Handler } : {}),
+          ...(watch ? { watch: boundedWatch(watch, maxWatches) as unknown as Handler } : {}),
+        });
       },
     };
     addToServer(bounded);
@@ -65,6 +85,45 @@ type CheckHandler = (
   call: ServerUnaryCall<{ service?: string }, unknown>,
   callback: sendUnaryData<unknown>,
 ) => void;
+
+type WatchHandler = (call: ServerWritableStream<{ service?: string }, unknown>) => void;
+
+/**
+ * The library's Watch, for names of at most {@link MAX_WATCHED_NAME_LENGTH} characters and at most
+ * `maxWatches` calls open at once: past either, the call ends at once (INVALID_ARGUMENT,
+ * RESOURCE_EXHAUSTED) instead of being held for ever.
+ */
+function boundedWatch(watch: WatchHandler, maxWatches: number): WatchHandler {
+  let open = 0;
+  return (call) => {
+    const name = call.request?.service ?? '';
+    if (name.length > MAX_WATCHED_NAME_LENGTH) {
+      call.emit('error', {
+        code: status.INVALID_ARGUMENT,
+        details: `service name longer than ${MAX_WATCHED_NAME_LENGTH} characters`,
+      });
+      return;
+    }
+    if (open >= maxWatches) {
+      call.emit('error', {
+        code: status.RESOURCE_EXHAUSTED,
+        details: `${maxWatches} health Watch calls are open: use Check, or close one`,
+      });
+      return;
+    }
+    open++;
+    let counted = true;
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
+      open--;
+    };
+    call.once('cancelled', release);
+    call.once('close', release);
+    call.once('finish', release);
+    watch(call);
+  };
+}
 
 /** The library's Check, its refusal of an unknown name cut to a message any client takes. */
 function boundedCheck(check: CheckHandler): CheckHandler {

@@ -2,7 +2,12 @@ import { once } from 'node:events';
 import { type ClientHttp2Stream, connect, constants } from 'node:http2';
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createHealth, MAX_NAME_IN_CHECK_MESSAGE, watchedNames } from '../../src/common/health.js';
+import {
+  createHealth,
+  MAX_NAME_IN_CHECK_MESSAGE,
+  MAX_WATCHED_NAME_LENGTH,
+  watchedNames,
+} from '../../src/common/health.js';
 import { checkHealth } from '../helpers/grpc-clients.js';
 import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
 import { wire } from '../services/support/raw-call.js';
@@ -46,9 +51,11 @@ describe('createHealth', () => {
     const health = createHealth({ '': 'SERVING' });
     const port = await serve(health);
     const kept = await watch(port, '');
-    // Names of any length a request may carry, each watched by a call that then ends.
+    // Names as long as a Watch takes, each watched by a call that then ends.
     const gone = await Promise.all(
-      Array.from({ length: 20 }, (_, index) => watch(port, `${'x'.repeat(64 * 1024)}${index}`)),
+      Array.from({ length: 20 }, (_, index) =>
+        watch(port, `${index}`.padStart(MAX_WATCHED_NAME_LENGTH, 'x')),
+      ),
     );
     expect(watchedNames(health)).toBe(21);
     await Promise.all(gone.map((call) => call.cancel()));
@@ -60,6 +67,38 @@ describe('createHealth', () => {
     await vi.waitFor(() => expect(kept.frames.length).toBe(before + 1));
     await kept.cancel();
     await vi.waitFor(() => expect(watchedNames(health)).toBe(0));
+  });
+
+  /** The status a Watch call for `service` ended with at once (it got no message). */
+  async function refusedWatch(port: number, service: string): Promise<number> {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const stream = openRawCall(session, '/grpc.health.v1.Health/Watch');
+      stream.on('data', () => {});
+      stream.end(grpcFrame(wire.text(1, service)));
+      const [headers] = (await once(stream, 'response')) as [Record<string, string>];
+      return Number(headers['grpc-status']);
+    } finally {
+      session.close();
+    }
+  }
+
+  it('holds at most maxWatches Watch calls at once, and a name of at most MAX_WATCHED_NAME_LENGTH', async () => {
+    const health = createHealth({ '': 'SERVING' }, { maxWatches: 3 });
+    const port = await serve(health);
+    const open = await Promise.all([watch(port, ''), watch(port, ''), watch(port, 'other')]);
+    expect(await refusedWatch(port, '')).toBe(status.RESOURCE_EXHAUSTED);
+    // One ended gives its place back.
+    await open[0]!.cancel();
+    await vi.waitFor(async () => {
+      const again = await watch(port, '');
+      open.push(again);
+    });
+    expect(await refusedWatch(port, '')).toBe(status.RESOURCE_EXHAUSTED);
+    for (const call of open.slice(1)) await call.cancel();
+    expect(await refusedWatch(port, 'x'.repeat(MAX_WATCHED_NAME_LENGTH + 1))).toBe(status.INVALID_ARGUMENT);
+    expect(watchedNames(health)).toBe(0);
   });
 
   it('keeps a name while another call still watches it', async () => {
