@@ -138,7 +138,9 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     makeFolder(dirname(file), 0o700);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`[launcher] DATA_DIR: cannot write the registration token to ${file}: ${reason}\n`);
+    process.stderr.write(
+      `${launcherLine(`DATA_DIR: cannot write the registration token to ${file}: ${reason}`, 'error')}\n`,
+    );
     process.exit(EXIT_CODES.badConfiguration);
   }
   const token = randomBytes(32).toString('base64url');

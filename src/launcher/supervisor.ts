@@ -151,7 +151,7 @@ export class Supervisor {
     this.#outputOpen.add(outputEnded);
     void outputEnded.then(() => this.#outputOpen.delete(outputEnded));
     const prefix = this.#prefix(component.name);
-    for (const [name, stream] of [
+    for (const [streamName, stream] of [
       ['stdout', child.stdout],
       ['stderr', child.stderr],
     ] as const) {
@@ -162,7 +162,7 @@ export class Supervisor {
         } else {
           const shown = this.#options.pretty
             ? formatLogLine(line)
-            : componentJsonLine(component.name, line, name);
+            : componentJsonLine(component.name, line, streamName);
           this.#options.write(`${prefix} ${shown}`);
         }
       });
