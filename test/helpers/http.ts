@@ -1,5 +1,5 @@
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export interface HttpResult {
   status: number;
@@ -71,18 +71,23 @@ export function oneConnection(): Agent {
 
 /** Writes raw bytes on a new connection and resolves with everything read until the server closes it. */
 export function raw(port: number, bytes: string | Buffer, { endAfterWrite = false } = {}): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  const answer = everythingRead(socket);
+  socket.write(bytes);
+  if (endAfterWrite) socket.end();
+  return answer;
+}
+
+/** Everything `socket` reads until it closes; a reset after some answer still counts as one. */
+function everythingRead(socket: Socket): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      // A reset after the answer was read still counts as an answer.
       if (chunks.length > 0) resolve(Buffer.concat(chunks).toString('utf8'));
       else reject(error);
     });
     socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    socket.write(bytes);
-    if (endAfterWrite) socket.end();
   });
 }
 
@@ -91,21 +96,14 @@ export function raw(port: number, bytes: string | Buffer, { endAfterWrite = fals
  * apart (Node's HTTP parser then sees each as a packet of its own).
  */
 export function rawInPieces(port: number, pieces: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', (error: NodeJS.ErrnoException) => {
-      if (chunks.length > 0) resolve(Buffer.concat(chunks).toString('utf8'));
-      else reject(error);
-    });
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    pieces.forEach((piece, index) => {
-      setTimeout(() => {
-        if (!socket.destroyed) socket.write(piece);
-      }, index * 50);
-    });
+  const socket = connect(port, '127.0.0.1');
+  const answer = everythingRead(socket);
+  pieces.forEach((piece, index) => {
+    setTimeout(() => {
+      if (!socket.destroyed) socket.write(piece);
+    }, index * 50);
   });
+  return answer;
 }
 
 /** The body of a raw HTTP response. */
