@@ -4,7 +4,7 @@ import { formatHostPort } from './config.js';
 import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
-import { type Registry, serveMetrics } from './metrics.js';
+import { type Registry, serveMetrics, sharedRender } from './metrics.js';
 
 /** Options of {@link startAdminServer}. */
 export interface AdminServerOptions {
@@ -70,13 +70,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const { registry, host, port, log, required } = options;
   const idleTimeoutMs = options.idleTimeoutMs ?? ADMIN_IDLE_TIMEOUT_MS;
   // Scrapes at once share one render: the text is the same for each, and rendering is the cost.
-  let rendering: Promise<string> | undefined;
-  const render = (): Promise<string> => {
-    rendering ??= registry.metrics().finally(() => {
-      rendering = undefined;
-    });
-    return rendering;
-  };
+  const render = sharedRender(registry);
   // Per connection: its requests whose answers have not finished, and whether it was refused.
   const inFlight = new WeakMap<Socket, number>();
   const refused = new WeakSet<Socket>();

@@ -4,7 +4,13 @@ import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { GATEWAY_DOCS, GATEWAY_PAGES } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { HistogramFamily, type HistogramSeries } from '../common/metric-series.js';
-import { createMetricsRegistry, GrpcCallMetrics, type Registry, serveMetrics } from '../common/metrics.js';
+import {
+  createMetricsRegistry,
+  GrpcCallMetrics,
+  type Registry,
+  serveMetrics,
+  sharedRender,
+} from '../common/metrics.js';
 import {
   REQUEST_ID_HEADER,
   requestIdFrom,
@@ -165,6 +171,8 @@ export class GatewayTelemetry {
   readonly #requestIds: boolean;
   readonly #ids = new RequestIdGenerator();
   readonly #registry: Registry | undefined;
+  /** Scrapes at once share one render (see sharedRender): /metrics is on the public port. */
+  readonly #renderMetrics: (() => Promise<string>) | undefined;
   readonly #duration: HistogramFamily<HttpLabel> | undefined;
   readonly #rates: RouteRates | undefined;
   /** The series of each route's answers, by method and status code (see #answeredOf). */
@@ -183,6 +191,7 @@ export class GatewayTelemetry {
     if (metrics) {
       const registry = createMetricsRegistry({ processMetrics: options.processMetrics ?? false });
       this.#registry = registry;
+      this.#renderMetrics = sharedRender(registry);
       this.#duration = new HistogramFamily({
         name: 'http_server_request_duration_seconds',
         help: 'Duration of HTTP server requests, from the request to the last byte of the answer.',
@@ -451,7 +460,7 @@ export class GatewayTelemetry {
     if (requestId !== undefined) response.setHeader('X-Request-Id', requestId);
     switch (path) {
       case '/metrics':
-        serveMetrics(this.#registry!, response);
+        serveMetrics(this.#registry!, response, this.#renderMetrics);
         return;
       case '/healthz':
         answerJson(response, 200, { status: 'alive' });
