@@ -338,16 +338,20 @@ export class GatewayTelemetry {
       draining: route.draining,
       rate: rateOf(`${route.method} ${route.template}`),
     }));
-    const listed = new Set(routes.map((route) => `${route.method} ${route.path}`));
-    // Traffic to routes no longer listed, and to no route at all, still shows.
+    const listed = new Map(routes.map((route) => [`${route.method} ${route.path}`, route]));
+    // Traffic to routes no longer listed, and to no route at all, still shows. HEAD has a row of its
+    // own (its label), served by the instances of the GET route it is routed to.
     for (const key of totals?.keys() ?? []) {
       if (listed.has(key)) continue;
       const separator = key.indexOf(' ');
+      const method = key.slice(0, separator);
+      const path = key.slice(separator + 1);
+      const asGet = method === 'HEAD' ? listed.get(`GET ${path}`) : undefined;
       routes.push({
-        method: key.slice(0, separator),
-        path: key.slice(separator + 1),
-        serving: [],
-        draining: [],
+        method,
+        path,
+        serving: asGet?.serving ?? [],
+        draining: asGet?.draining ?? [],
         rate: rateOf(key),
       });
     }

@@ -404,13 +404,22 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       'http_server_request_duration_seconds_count{http_request_method="_OTHER",http_route="unmatched",http_response_status_code="405"} 2',
     ]);
     const status = JSON.parse((await http(port, 'GET', '/status.json')).body) as {
-      routes: Array<{ method: string; path: string; rate: { requests: number; errors: number } }>;
+      routes: Array<{
+        method: string;
+        path: string;
+        serving: string[];
+        rate: { requests: number; errors: number };
+      }>;
     };
-    const rate = (method: string) =>
-      status.routes.find((route) => route.method === method && route.path === '/goods')?.rate;
+    const row = (method: string) =>
+      status.routes.find((route) => route.method === method && route.path === '/goods');
+    const rate = (method: string) => row(method)?.rate;
     expect(rate('GET')).toMatchObject({ requests: 1, errors: 0 });
     expect(rate('HEAD')).toMatchObject({ requests: 1, errors: 0 });
     expect(rate('POST')).toMatchObject({ requests: 1, errors: 0 });
+    // HEAD is routed as GET: its row shows the GET route's instances, not "none".
+    expect(row('GET')?.serving).toHaveLength(1);
+    expect(row('HEAD')?.serving).toEqual(row('GET')?.serving);
   });
 
   it('labels the API documentation /openapi.json and /docs, and keeps it out of the status page rates', async () => {
