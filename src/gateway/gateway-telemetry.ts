@@ -268,11 +268,21 @@ export class GatewayTelemetry {
     let span: TraceSpan | undefined;
     if (tracer) {
       // Named for its route once it is known (see #recordAnswer): HTTP server spans are "METHOD route".
-      span = tracer.startSpan(method, 'server', carrier, {
-        'http.request.method': method,
-        'url.path': path,
-        ...(requestId ? { 'shop.request_id': requestId } : {}),
-      });
+      // A method OpenTelemetry's conventions do not know is "_OTHER" (the span "HTTP"), as in the
+      // metrics' label, with the method as sent beside it.
+      const known = KNOWN_METHODS.includes(method);
+      span = known
+        ? tracer.startSpan(method, 'server', carrier, {
+            'http.request.method': method,
+            'url.path': path,
+            ...(requestId ? { 'shop.request_id': requestId } : {}),
+          })
+        : tracer.startSpan('HTTP', 'server', carrier, {
+            'http.request.method': '_OTHER',
+            'http.request.method_original': method,
+            'url.path': path,
+            ...(requestId ? { 'shop.request_id': requestId } : {}),
+          });
       carrier = span.carrier();
     }
     return new ObservedRequest(requestId, method, path, carrier, span, this.#recordAnswer);
@@ -384,7 +394,7 @@ export class GatewayTelemetry {
       (GATEWAY_PAGES.has(path) ? path : UNMATCHED_ROUTE);
     if (span) {
       if (route !== UNMATCHED_ROUTE) {
-        span.setName(`${method} ${route}`);
+        span.setName(`${KNOWN_METHODS.includes(method) ? method : 'HTTP'} ${route}`);
         span.setAttribute('http.route', route);
       }
       span.setAttribute('http.response.status_code', code);

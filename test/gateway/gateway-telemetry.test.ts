@@ -1,10 +1,40 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Gauge } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import type { Tracer, TraceSpan } from '../../src/common/tracing.js';
 import { GatewayTelemetry, type GatewayView } from '../../src/gateway/gateway-telemetry.js';
 
+/** The spans the gateway starts, by a tracer that records their names and attributes. */
+const traced = vi.hoisted(() => {
+  const spans: Array<{ name: string; attributes: Record<string, unknown> }> = [];
+  return { spans };
+});
+
+vi.mock('../../src/common/tracing.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/common/tracing.js')>();
+  const tracer: Tracer = {
+    startSpan(name, _role, _parent, attributes): TraceSpan {
+      const recorded = { name, attributes: { ...attributes } as Record<string, unknown> };
+      traced.spans.push(recorded);
+      return {
+        setName: (renamed) => {
+          recorded.name = renamed;
+        },
+        setAttribute: (key, value) => {
+          recorded.attributes[key] = value;
+        },
+        fail() {},
+        end() {},
+        carrier: () => ({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }),
+        isSampled: () => true,
+      };
+    },
+  };
+  return { ...original, activeTracer: () => tracer };
+});
+
 const view: GatewayView = {
-  routeOf: () => undefined,
+  routeOf: () => '/goods',
   routes: () => [],
   revision: () => undefined,
   stopping: () => false,
@@ -53,5 +83,30 @@ describe('GatewayTelemetry /metrics', () => {
     const later = fakeResponse();
     telemetry.answerPage(later.response, '/metrics', undefined);
     expect(await later.body).toContain('test_renders 2');
+  });
+});
+
+describe('GatewayTelemetry HTTP server spans', () => {
+  it('names a method OpenTelemetry does not know "_OTHER" (span "HTTP ..."), as the metrics do, and keeps the method as sent beside it', () => {
+    const telemetry = new GatewayTelemetry(view, { metrics: false });
+    const answered = { headersSent: true, statusCode: 405 } as ServerResponse;
+    for (const method of ['GET', 'PROPFIND']) {
+      const request = { headers: {} } as IncomingMessage;
+      telemetry.onRequest(request, method, '/goods').closed(answered);
+    }
+    expect(traced.spans.map(({ name, attributes }) => ({ name, attributes }))).toEqual([
+      {
+        name: 'GET /goods',
+        attributes: expect.objectContaining({ 'http.request.method': 'GET', 'http.route': '/goods' }),
+      },
+      {
+        name: 'HTTP /goods',
+        attributes: expect.objectContaining({
+          'http.request.method': '_OTHER',
+          'http.request.method_original': 'PROPFIND',
+        }),
+      },
+    ]);
+    expect(traced.spans[0]!.attributes).not.toHaveProperty('http.request.method_original');
   });
 });
