@@ -61,8 +61,12 @@ export class Cors {
   }
 }
 
-/** The request headers a page may send: the body's type, and the two headers the gateway reads. */
-const ALLOWED_HEADERS = 'Content-Type, Idempotency-Key, X-Request-Id';
+/**
+ * The request headers a page may send: the body's type and the headers the gateway reads, W3C trace
+ * context included (a page traced by OpenTelemetry's web instrumentation sends traceparent to the
+ * origins it propagates to: without it here, the browser refused every such request at its preflight).
+ */
+const ALLOWED_HEADERS = 'Content-Type, Idempotency-Key, X-Request-Id, traceparent, tracestate';
 /** The answer headers a page may read beyond the CORS-safelisted ones. */
 const EXPOSED_HEADERS = 'Retry-After, X-Request-Id';
 /** How long a browser may keep a preflight's answer: 10 minutes (Chromium's own cap is 2 hours). */

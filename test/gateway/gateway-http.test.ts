@@ -136,7 +136,8 @@ describe('gateway HTTP semantics', () => {
       headers: {
         Origin: PAGE,
         'Access-Control-Request-Method': 'DELETE',
-        'Access-Control-Request-Headers': 'idempotency-key',
+        // A page traced by OpenTelemetry's web instrumentation sends the W3C trace context too.
+        'Access-Control-Request-Headers': 'idempotency-key,traceparent,tracestate',
       },
     });
     expect(preflight.status).toBe(204);
@@ -144,7 +145,7 @@ describe('gateway HTTP semantics', () => {
       allow: 'DELETE, OPTIONS',
       'access-control-allow-origin': PAGE,
       'access-control-allow-methods': 'DELETE, OPTIONS',
-      'access-control-allow-headers': 'Content-Type, Idempotency-Key, X-Request-Id',
+      'access-control-allow-headers': 'Content-Type, Idempotency-Key, X-Request-Id, traceparent, tracestate',
       'access-control-max-age': '600',
       vary: 'Origin',
     });
@@ -200,7 +201,8 @@ describe('gateway HTTP semantics', () => {
         allow: 'GET, HEAD, OPTIONS',
         'access-control-allow-origin': PAGE,
         'access-control-allow-methods': 'GET, HEAD, OPTIONS',
-        'access-control-allow-headers': 'Content-Type, Idempotency-Key, X-Request-Id',
+        'access-control-allow-headers':
+          'Content-Type, Idempotency-Key, X-Request-Id, traceparent, tracestate',
         'access-control-max-age': '600',
       });
     }
