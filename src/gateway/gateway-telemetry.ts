@@ -257,7 +257,10 @@ export class GatewayTelemetry {
   onRequest(request: IncomingMessage, method: string, path: string): RequestTelemetry {
     const tracer = activeTracer();
     if (!this.#requestIds && !this.#duration && !tracer && !this.#log.isLevelEnabled('debug')) {
-      return NO_REQUEST_TELEMETRY;
+      // Nothing observes the request, but a caller's trace context still goes on, as W3C asks of a hop.
+      const carrier = incomingCarrier(request);
+      if (carrier === undefined) return NO_REQUEST_TELEMETRY;
+      return new ObservedRequest(undefined, method, path, carrier, undefined, this.#recordAnswer);
     }
     // Answered in X-Request-Id by whoever writes the answer's headers: a header set beforehand with
     // setHeader makes Node put every header of the answer's flat list through setHeader too.

@@ -618,4 +618,18 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     // Health stays: a load balancer needs it whatever the metrics.
     expect((await http(port, 'GET', '/readyz')).status).toBe(200);
   });
+
+  it("with METRICS=off and REQUEST_IDS=off (and tracing off) still passes a caller's trace context on", async () => {
+    const port = await gateway({ observability: { metrics: false, requestIds: false } });
+    await http(port, 'DELETE', '/goods?id=1', {
+      headers: { traceparent: TRACEPARENT, tracestate: 'shop=1', 'Idempotency-Key': 'key-2' },
+    });
+    expect(first(seen[0], 'traceparent')).toBe(TRACEPARENT);
+    expect(first(seen[0], 'tracestate')).toBe('shop=1');
+    expect(first(seen[0], 'idempotency-key')).toBe('key-2');
+    // A malformed one is still dropped.
+    await http(port, 'GET', '/goods', { headers: { traceparent: 'nonsense', tracestate: 'shop=1' } });
+    expect(seen[1]?.get('traceparent')).toEqual([]);
+    expect(seen[1]?.get('tracestate')).toEqual([]);
+  });
 });
