@@ -8,6 +8,7 @@ import {
 } from '@grpc/grpc-js';
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { RestartGrace } from '../gateway/restart-grace.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { BackoffOptions } from '../registry-client/registration-client.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
@@ -31,6 +32,11 @@ export interface DistributorResolverOptions {
   channelOptions?: ChannelOptions;
   log?: Logger;
   backoff?: BackoffOptions;
+  /**
+   * After a distributor restart, how long instances of the last list that have not registered again
+   * are still resolved to, in ms (as the gateway's --restart-grace-ms); 7,000 by default, 0: none.
+   */
+  restartGraceMs?: number;
 }
 
 /** The resolver, registered: {@link close} stops following the distributor. */
@@ -114,6 +120,7 @@ export function endpointsFor(
  * list for every channel of the process; each channel's addresses change as instances join, drain (a draining
  * instance gets no new call) and leave. If the distributor is away, channels keep the addresses
  * they last had; before the first list arrives, a failure to reach it fails calls with UNAVAILABLE.
+ * After a distributor restart, instances not registered again yet are kept for `restartGraceMs`.
  * grpc-js keeps one resolver per scheme: registering again replaces the earlier registration for
  * new channels.
  */
@@ -135,13 +142,26 @@ export function registerDistributorResolver(
   const servicesBySet = new ServicesBySet();
   const servicesOf = (node: Node) => servicesBySet.of(node);
   let unreachable: StatusObject | undefined;
+  /** The list the channels resolve from: the watcher's, with the instances kept through a restart. */
+  let applied: Snapshot | undefined;
+  // A restarted distributor knows nobody until every node has registered again: its first lists are
+  // partial, and would fail calls to live instances with "no serving instance" meanwhile.
+  const grace = new RestartGrace({
+    graceMs: options.restartGraceMs ?? 7_000,
+    apply: (snapshot) => {
+      applied = snapshot;
+      servicesBySet.retainOnly(snapshot);
+      for (const resolver of resolvers) resolver.report(snapshot);
+    },
+    log,
+  });
   watcher.on('snapshot', (snapshot) => {
     unreachable = undefined;
-    servicesBySet.retainOnly(snapshot);
-    for (const resolver of resolvers) resolver.report(snapshot);
+    grace.snapshot(snapshot);
   });
   watcher.on('disconnected', (ended) => {
-    if (watcher.snapshot) return;
+    grace.disconnected();
+    if (applied) return;
     unreachable = {
       code: status.UNAVAILABLE,
       details: `the distributor at ${options.distributor} cannot be reached: ${ended.details}`,
@@ -200,7 +220,7 @@ export function registerDistributorResolver(
       // Never synchronously: grpc-js asks that results come later.
       setImmediate(() => {
         if (!resolvers.has(this) || this.#last !== undefined) return;
-        if (watcher.snapshot) this.report(watcher.snapshot);
+        if (applied) this.report(applied);
         else if (unreachable) this.fail(unreachable);
       });
     }
@@ -220,10 +240,11 @@ export function registerDistributorResolver(
   watcher.start();
   return {
     get snapshot() {
-      return watcher.snapshot;
+      return applied;
     },
     close() {
       resolvers.clear();
+      grace.stop();
       watcher.stop();
     },
   };

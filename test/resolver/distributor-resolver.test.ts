@@ -23,15 +23,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startDistributor() {
+async function startDistributor(port = 0) {
   const distributor = createDistributorServer({ registryToken: TOKEN });
-  const port = await distributor.listen('127.0.0.1', 0);
+  const bound = await distributor.listen('127.0.0.1', port);
   cleanups.push(() => distributor.stop(100));
-  return `127.0.0.1:${port}`;
+  return { address: `127.0.0.1:${bound}`, port: bound, stop: () => distributor.stop(100) };
 }
 
 /** A goods server that answers ListGoods with its own name as the only result, registered as goods. */
-async function startGoods(distributor: string, name: string) {
+async function startGoods(distributor: string, name: string, backoff = fastBackoff) {
   const server = new Server();
   const implementation = {
     listGoods: (_call: unknown, callback: (error: null, response: ListGoodsResponse) => void) =>
@@ -57,7 +57,7 @@ async function startGoods(distributor: string, name: string) {
       state: NodeState.NODE_STATE_SERVING,
     },
     token: TOKEN,
-    backoff: fastBackoff,
+    backoff,
   });
   registration.start();
   await new Promise((resolve) => registration.once('registered', resolve));
@@ -108,7 +108,7 @@ const tally = (served: string[]): Record<string, number> => {
 
 describe('distributor:/// for a stock generated client', () => {
   it('spreads calls round robin over the serving instances, and sends a drained one nothing new', async () => {
-    const distributor = await startDistributor();
+    const distributor = (await startDistributor()).address;
     const a = await startGoods(distributor, 'a');
     await startGoods(distributor, 'b');
     const resolver = register(distributor);
@@ -131,7 +131,7 @@ describe('distributor:/// for a stock generated client', () => {
   });
 
   it('follows joins and departures live, by service or by node name', async () => {
-    const distributor = await startDistributor();
+    const distributor = (await startDistributor()).address;
     const a = await startGoods(distributor, 'a');
     register(distributor);
     const byName = goodsClient('distributor:///goods');
@@ -146,7 +146,7 @@ describe('distributor:/// for a stock generated client', () => {
   });
 
   it('fails calls with UNAVAILABLE when no instance serves the target', async () => {
-    const distributor = await startDistributor();
+    const distributor = (await startDistributor()).address;
     const a = await startGoods(distributor, 'a');
     const resolver = register(distributor);
     await vi.waitFor(() => expect(resolver.snapshot?.nodes).toHaveLength(1));
@@ -161,6 +161,30 @@ describe('distributor:/// for a stock generated client', () => {
     expect(await callsServedBy(goods, 1)).toEqual(['a']);
     a.registration.setState(NodeState.NODE_STATE_DRAINING);
     await vi.waitFor(() => expect(callsServedBy(goods, 1)).rejects.toMatchObject({ code: 14 }));
+  });
+
+  it('keeps resolving to the instances it knew through a distributor restart, until they register again', async () => {
+    const first = await startDistributor();
+    // goods comes back to the new distributor only a second or so after it is up: its first lists
+    // are empty, as a restarted distributor's are until every node has registered again.
+    await startGoods(first.address, 'a', { initialMs: 1_500, maxMs: 1_500 });
+    const resolver = register(first.address);
+    const client = goodsClient('distributor:///shop.v1.GoodsService');
+    await vi.waitFor(async () => expect(await callsServedBy(client, 1)).toEqual(['a']));
+
+    const before = resolver.snapshot!.instanceId;
+    await first.stop();
+    const second = await startDistributor(first.port);
+    // The resolver has the new distributor's list, in which goods is missing for now.
+    await vi.waitFor(() => expect(resolver.snapshot?.instanceId).not.toBe(before), { timeout: 2_000 });
+    const served: string[] = [];
+    const until = Date.now() + 2_500;
+    while (Date.now() < until) {
+      served.push(...(await callsServedBy(client, 1).catch((error: ServiceError) => [error.details])));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(new Set(served)).toEqual(new Set(['a']));
+    expect(second.address).toBe(first.address);
   });
 });
 
