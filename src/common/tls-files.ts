@@ -233,6 +233,13 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
         `${named(files, 'certFile')} expired on ${new Date(certificate.validTo).toISOString()}`,
       );
     }
+    // Peers refuse it as they refuse an expired one ("certificate is not yet valid"): taken on a
+    // re-read, it would fail every new handshake, where the certificate in use still works.
+    if (Date.parse(certificate.validFrom) > Date.now()) {
+      throw new ConfigError(
+        `${named(files, 'certFile')} is not valid before ${new Date(certificate.validFrom).toISOString()}`,
+      );
+    }
   }
   return raw;
 }

@@ -255,6 +255,89 @@ describe('rotation without restart', () => {
   });
 });
 
+/**
+ * The certificate of `name` (its key and identity) issued again by the test CA, valid only from
+ * `notBefore` (UTC, "YYYYMMDDHHMMSSZ"): `openssl x509 -req` of OpenSSL 3.0 cannot set a start date.
+ */
+function issueValidFrom(name: string, notBefore: string): string {
+  const scratch = mkdtempSync(join(dir, 'future-'));
+  const config = join(scratch, 'ca.cnf');
+  writeFileSync(
+    config,
+    [
+      '[ca]',
+      'default_ca = test',
+      '[test]',
+      `database = ${join(scratch, 'index.txt')}`,
+      `new_certs_dir = ${scratch}`,
+      `serial = ${join(scratch, 'serial')}`,
+      'default_md = sha256',
+      'policy = any',
+      'unique_subject = no',
+      '[any]',
+      'commonName = supplied',
+      '[ext]',
+      'basicConstraints = critical, CA:FALSE',
+      'keyUsage = critical, digitalSignature',
+      'extendedKeyUsage = serverAuth, clientAuth',
+      `subjectAltName = URI:spiffe://shop/${name}, DNS:localhost, IP:127.0.0.1`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(join(scratch, 'index.txt'), '');
+  writeFileSync(join(scratch, 'serial'), '01\n');
+  const csr = join(scratch, 'leaf.csr');
+  const certFile = join(scratch, `${name}.crt`);
+  const ca = pki.caFile;
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  openssl('req', '-new', '-key', pki.files(name).keyFile, '-subj', `/CN=${name}`, '-out', csr);
+  openssl(
+    'ca',
+    '-batch',
+    '-config',
+    config,
+    '-cert',
+    ca,
+    '-keyfile',
+    ca.replace(/\.crt$/, '.key'),
+    '-extensions',
+    'ext',
+    '-startdate',
+    notBefore,
+    '-enddate',
+    '20991231000000Z',
+    '-in',
+    csr,
+    '-out',
+    certFile,
+    '-notext',
+  );
+  return certFile;
+}
+
+describe('a certificate that is not valid yet', () => {
+  it('is refused at start, naming the file and the date', () => {
+    const certFile = issueValidFrom('goods', '20980101000000Z');
+    expect(() => serverCredentials({ ...pki.files('goods'), certFile })).toThrow(
+      `TLS certificate file "${certFile}" is not valid before 2098-01-01T00:00:00.000Z`,
+    );
+  });
+
+  it('is not taken on a re-read: peers would refuse every new handshake ("certificate is not yet valid")', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const onReloadError = vi.fn();
+    const port = await startServer(serverCredentials(server, { ...REFRESH, onReloadError }));
+    const gateway = () => channelCredentials(pki.files('gateway'));
+    await expect(whoAmI(port, gateway())).resolves.toEqual(['spiffe://shop/gateway']);
+
+    replaceFile(issueValidFrom('goods', '20980101000000Z'), server.certFile);
+
+    await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+    expect(String(onReloadError.mock.calls[0]![0].message)).toContain('is not valid before 2098-01-01');
+    await expect(whoAmI(port, gateway())).resolves.toEqual(['spiffe://shop/gateway']);
+  });
+});
+
 describe('a certificate in use that nears its end', () => {
   afterEach(() => vi.useRealTimers());
 
