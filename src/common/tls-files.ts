@@ -2,6 +2,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats, statSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { ConfigError } from './config.js';
+import { TRUST_DOMAIN, uriSans } from './identity.js';
 
 /**
  * Where a component's TLS material is: PEM files. The certificate and the key come together; the
@@ -125,6 +126,11 @@ export function watchTlsFiles(
   initial: TlsMaterial,
   onChange: (material: TlsMaterial) => void,
   options: TlsRefreshOptions = {},
+  /**
+   * Whether a new certificate must name the component the one in use names (see checkSameIdentity):
+   * true for gRPC, where the identity is the component's; false for the gateway's HTTPS side.
+   */
+  { sameIdentity = true }: { readonly sameIdentity?: boolean } = {},
 ): () => void {
   let current = initial;
   let reading = false;
@@ -166,6 +172,7 @@ export function watchTlsFiles(
       const raw = await readAsync(files);
       if (stopped || sameMaterial(raw, current)) return;
       const next = checkTlsMaterial(files, raw);
+      if (sameIdentity) checkSameIdentity(files, current, next);
       onChange(next);
       current = next;
       lastFailure = reportedFailure = undefined;
@@ -242,6 +249,32 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     }
   }
   return raw;
+}
+
+/**
+ * A renewed certificate must name the component the one in use names (`spiffe://shop/<name>`): the
+ * name a node registered under and its peers check (secure naming) stays the same while it runs,
+ * so a certificate of another component, taken on a re-read, would fail every new handshake with
+ * a peer and every registration again (PERMISSION_DENIED).
+ */
+function checkSameIdentity(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
+  if (!current.cert || !next.cert) return;
+  const held = shopIdentities(current.cert);
+  if (held.length === 0) return;
+  const offered = shopIdentities(next.cert);
+  if (offered.length === held.length && offered.every((identity) => held.includes(identity))) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} names ${offered.join(', ') || 'no identity'}, not ${held.join(', ')} as the certificate in use does: a component keeps its identity while it runs; restart it with a certificate of another name`,
+  );
+}
+
+/** The `spiffe://shop/…` URI SANs of a PEM's first certificate. */
+function shopIdentities(pem: Buffer): string[] {
+  const leaf = certificateBlocks(pem)[0];
+  const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
+  return uriSans(certificate?.subjectAltName)
+    .filter((identity) => identity.startsWith(`spiffe://${TRUST_DOMAIN}/`))
+    .sort();
 }
 
 function readSync(files: TlsFiles, role: TlsFileRole, file: string): Buffer {

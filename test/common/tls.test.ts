@@ -239,6 +239,23 @@ describe('rotation without restart', () => {
     await vi.waitFor(() => whoAmI(port, credentials, ownSubchannel), WAIT);
   });
 
+  it('keeps its own identity: a replaced certificate of another component is reported and not served', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const onReloadError = vi.fn();
+    const port = await startServer(serverCredentials(server, { ...REFRESH, onReloadError }));
+    // The gateway dials goods as the distributor listed it: secure naming wants goods' identity.
+    const asGoods = () => channelCredentials(pki.files('gateway'), { expectedName: 'goods' });
+    await expect(whoAmI(port, asGoods())).resolves.toEqual(['spiffe://shop/gateway']);
+
+    installCertificate(pki.files('members'), server.folder, 'goods');
+
+    await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+    expect(String(onReloadError.mock.calls[0]![0].message)).toContain(
+      `TLS certificate file "${server.certFile}" names spiffe://shop/members, not spiffe://shop/goods as the certificate in use does`,
+    );
+    await expect(whoAmI(port, asGoods())).resolves.toEqual(['spiffe://shop/gateway']);
+  });
+
   it('keeps the last good files and reports a key that does not belong to the certificate', async () => {
     const server = rotatable('goods', pki.files('goods'));
     const onReloadError = vi.fn();
@@ -532,16 +549,17 @@ describe('TLS files that are not regular files, or too large', () => {
       );
       expect(onChange).not.toHaveBeenCalled();
 
-      const members = pki.files('members');
+      // A renewed certificate of goods (a component keeps its identity through a rotation).
+      const renewed = pki.issue('goods-renewed', { identity: 'goods' });
       for (const [target, link] of [
-        [members.keyFile, files.keyFile],
-        [members.certFile, files.certFile],
+        [renewed.keyFile, files.keyFile],
+        [renewed.certFile, files.certFile],
       ] as const) {
         symlinkSync(target, `${link}.link`);
         renameSync(`${link}.link`, link);
       }
       await vi.waitFor(() => expect(onChange).toHaveBeenCalled(), WAIT);
-      expect(onChange.mock.lastCall![0].cert).toEqual(readFileSync(members.certFile));
+      expect(onChange.mock.lastCall![0].cert).toEqual(readFileSync(renewed.certFile));
     } finally {
       stop();
       stopWriter();
