@@ -5,6 +5,7 @@ import {
   type ClientReadableStream,
   credentials,
   Metadata,
+  status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -29,6 +30,13 @@ export interface RegistryWatcherOptions {
   log?: Logger;
   backoff?: BackoffOptions;
   keepalive?: KeepaliveOptions;
+  /**
+   * How long a new Watch stream may go without its first answer (the distributor sends the list or
+   * a resume at once) before it is given up as UNAVAILABLE and tried again; default 10,000 ms. A
+   * peer that accepts the connection and never speaks HTTP/2 (a hung process, another kind of
+   * server) would otherwise hold it for ever: grpc-js waits for the server's SETTINGS without a limit.
+   */
+  answerTimeoutMs?: number;
 }
 
 interface RegistryWatcherEvents {
@@ -50,6 +58,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
   readonly #view: RegistryView;
   readonly #log: Logger;
   readonly #backoff: BackoffOptions;
+  readonly #answerTimeoutMs: number;
   #call: ClientReadableStream<WatchResponse> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
@@ -60,6 +69,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     super();
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
+    this.#answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
     this.#client = new DistributorServiceClient(
       options.distributor,
@@ -109,7 +119,15 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     const subscription = fresh ? { resumeInstanceId: '', resumeRevision: 0 } : this.#view.resumePoint();
     const call = this.#client.watch({ subscription }, this.#metadata);
     this.#call = call;
+    let silent = false;
+    const silence = setTimeout(() => {
+      if (this.#call !== call || this.#stopped) return;
+      silent = true;
+      call.cancel();
+    }, this.#answerTimeoutMs);
+    silence.unref();
     call.on('data', (response: WatchResponse) => {
+      clearTimeout(silence);
       this.#failures = 0;
       if (!response.update || this.#view.apply(response.update) === 'applied') return;
       // A gap: a new stream, for a snapshot.
@@ -118,9 +136,17 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
       this.#connect(true);
     });
     call.on('error', () => {});
-    call.once('status', (status: StatusObject) => {
+    call.once('status', (ended: StatusObject) => {
+      clearTimeout(silence);
       if (this.#call !== call || this.#stopped) return;
       this.#call = undefined;
+      const status: StatusObject = silent
+        ? {
+            code: Status.UNAVAILABLE,
+            details: `no answer within ${this.#answerTimeoutMs} ms to the Watch call`,
+            metadata: ended.metadata,
+          }
+        : ended;
       this.emit('disconnected', status);
       const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
       this.#failures = Math.min(this.#failures + 1, 30);

@@ -37,6 +37,11 @@ export interface DistributorResolverOptions {
    * are still resolved to, in ms (as the gateway's --restart-grace-ms); 7,000 by default, 0: none.
    */
   restartGraceMs?: number;
+  /**
+   * How long the distributor may take to answer a new Watch stream before calls that wait for the
+   * list fail with UNAVAILABLE (and it is tried again); 10,000 ms by default.
+   */
+  answerTimeoutMs?: number;
 }
 
 /** The resolver, registered: {@link close} stops following the distributor. */
@@ -137,6 +142,7 @@ export function registerDistributorResolver(
     ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.channelOptions ? { channelOptions: options.channelOptions } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.answerTimeoutMs === undefined ? {} : { answerTimeoutMs: options.answerTimeoutMs }),
   });
   const resolvers = new Set<DistributorResolver>();
   const servicesBySet = new ServicesBySet();

@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import { credentials, Metadata, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
@@ -161,6 +162,34 @@ describe('distributor:/// for a stock generated client', () => {
     expect(await callsServedBy(goods, 1)).toEqual(['a']);
     a.registration.setState(NodeState.NODE_STATE_DRAINING);
     await vi.waitFor(() => expect(callsServedBy(goods, 1)).rejects.toMatchObject({ code: 14 }));
+  });
+
+  it('fails calls with UNAVAILABLE when the distributor accepts connections and never answers', async () => {
+    // A hung process, or another kind of server: grpc-js waits for its HTTP/2 settings for ever.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => silent.close(resolve));
+    });
+    const distributor = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+    const resolver = registerDistributorResolver({ distributor, token: TOKEN, answerTimeoutMs: 300 });
+    cleanups.push(() => resolver.close());
+    const started = Date.now();
+    const client = new GoodsServiceClient(
+      'distributor:///shop.v1.GoodsService',
+      credentials.createInsecure(),
+    );
+    cleanups.push(() => client.close());
+    const error = await new Promise<ServiceError | null>((resolve) =>
+      client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, resolve),
+    );
+    expect(error).toMatchObject({
+      code: 14,
+      details: `the distributor at ${distributor} cannot be reached: no answer within 300 ms to the Watch call`,
+    });
+    expect(Date.now() - started).toBeLessThan(2_000);
   });
 
   it('keeps resolving to the instances it knew through a distributor restart, until they register again', async () => {
