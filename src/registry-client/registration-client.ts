@@ -21,6 +21,7 @@ import {
   type RegisterResponse,
   type Snapshot,
 } from '../gen/distributor.js';
+import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { RegistryView } from './registry-view.js';
 
@@ -129,7 +130,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         ? NodeState.NODE_STATE_DRAINING
         : NodeState.NODE_STATE_SERVING;
     this.#metadata = new Metadata();
-    if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
+    if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
     const channelCredentials = options.credentials ?? credentials.createInsecure();
     this.#client = new DistributorServiceClient(options.distributor, channelCredentials, {
       ...options.channelOptions,

@@ -11,6 +11,7 @@ import {
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { DistributorServiceClient, type Snapshot, type WatchResponse } from '../gen/distributor.js';
+import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import type { BackoffOptions } from './registration-client.js';
 import { RegistryView } from './registry-view.js';
@@ -70,7 +71,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
     this.#answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
-    if (options.token !== undefined) this.#metadata.set('authorization', `Bearer ${options.token}`);
+    if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
     this.#client = new DistributorServiceClient(
       options.distributor,
       options.credentials ?? credentials.createInsecure(),

@@ -70,8 +70,8 @@ async function startGoods(distributor: string, name: string, backoff = fastBacko
   return { name, registration, stop };
 }
 
-function register(distributor: string): DistributorResolverRegistration {
-  const resolver = registerDistributorResolver({ distributor, token: TOKEN, backoff: fastBackoff });
+function register(distributor: string, token = TOKEN): DistributorResolverRegistration {
+  const resolver = registerDistributorResolver({ distributor, token, backoff: fastBackoff });
   cleanups.push(() => resolver.close());
   return resolver;
 }
@@ -214,6 +214,22 @@ describe('distributor:/// for a stock generated client', () => {
     }
     expect(new Set(served)).toEqual(new Set(['a']));
     expect(second.address).toBe(first.address);
+  });
+});
+
+describe('the registry token', () => {
+  it('is refused without being repeated when grpc-js cannot send it (a newline read from a file, say)', () => {
+    for (const token of ['secret-token-0123456789\n', 'secret token 0123456789', 'secret-tökén-0123456789']) {
+      let thrown: unknown;
+      try {
+        register('127.0.0.1:1', token);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(TypeError);
+      expect(String((thrown as Error).message)).toContain('the registry token must be printable ASCII');
+      expect(String((thrown as Error).message)).not.toContain('secret');
+    }
   });
 });
 

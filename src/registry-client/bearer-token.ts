@@ -1,0 +1,15 @@
+import type { Metadata } from '@grpc/grpc-js';
+
+/**
+ * Sets `authorization: Bearer <token>` on `metadata`. A token grpc-js cannot send (a character
+ * outside printable ASCII, a space, a newline read from a file) is refused here with a message that
+ * does not repeat it: grpc-js's own error quotes the whole value, the secret included.
+ */
+export function setBearerToken(metadata: Metadata, token: string): void {
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new TypeError(
+      `the registry token must be printable ASCII characters without spaces or line breaks (the one given has ${token.length} characters, not all of them such)`,
+    );
+  }
+  metadata.set('authorization', `Bearer ${token}`);
+}
