@@ -48,7 +48,10 @@ export interface DistributorResolverOptions {
 export interface DistributorResolverRegistration {
   /** The node list as the resolver sees it, once one has arrived. */
   readonly snapshot: Snapshot | undefined;
-  /** Ends the Watch stream; channels keep the addresses they last had. */
+  /**
+   * Ends the Watch stream; channels keep the addresses they last had. Before any list arrived, the
+   * calls of channels still waiting for one, or made later, fail with UNAVAILABLE.
+   */
   close(): void;
 }
 
@@ -148,6 +151,12 @@ export function registerDistributorResolver(
   const servicesBySet = new ServicesBySet();
   const servicesOf = (node: Node) => servicesBySet.of(node);
   let unreachable: StatusObject | undefined;
+  let closed = false;
+  const closedBeforeAList: StatusObject = {
+    code: status.UNAVAILABLE,
+    details: `the ${DISTRIBUTOR_SCHEME}:/// resolver was closed before the distributor at ${options.distributor} sent a node list`,
+    metadata: new Metadata(),
+  };
   /** The list the channels resolve from: the watcher's, with the instances kept through a restart. */
   let applied: Snapshot | undefined;
   // A restarted distributor knows nobody until every node has registered again: its first lists are
@@ -211,6 +220,11 @@ export function registerDistributorResolver(
       }
     }
 
+    /** The registration is closed: a channel that has no result yet gets the error, not silence. */
+    abandon(): void {
+      if (this.#last === undefined) setImmediate(() => this.fail(closedBeforeAList));
+    }
+
     fail(error: StatusObject): void {
       this.#listener(experimental.statusOrFromError(error), {}, null, '');
     }
@@ -228,6 +242,8 @@ export function registerDistributorResolver(
         if (!resolvers.has(this) || this.#last !== undefined) return;
         if (applied) this.report(applied);
         else if (unreachable) this.fail(unreachable);
+        // Nothing will come any more: waiting would hold the channel's calls until their deadline.
+        else if (closed) this.fail(closedBeforeAList);
       });
     }
 
@@ -249,6 +265,8 @@ export function registerDistributorResolver(
       return applied;
     },
     close() {
+      closed = true;
+      for (const resolver of resolvers) resolver.abandon();
       resolvers.clear();
       grace.stop();
       watcher.stop();

@@ -70,6 +70,18 @@ async function startGoods(distributor: string, name: string, backoff = fastBacko
   return { name, registration, stop };
 }
 
+/** A server that accepts connections and never says a word; its address. */
+async function startSilentServer(): Promise<string> {
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((resolve) => silent.close(resolve));
+  });
+  return `127.0.0.1:${(silent.address() as { port: number }).port}`;
+}
+
 function register(distributor: string, token = TOKEN): DistributorResolverRegistration {
   const resolver = registerDistributorResolver({ distributor, token, backoff: fastBackoff });
   cleanups.push(() => resolver.close());
@@ -166,14 +178,7 @@ describe('distributor:/// for a stock generated client', () => {
 
   it('fails calls with UNAVAILABLE when the distributor accepts connections and never answers', async () => {
     // A hung process, or another kind of server: grpc-js waits for its HTTP/2 settings for ever.
-    const sockets = new Set<Socket>();
-    const silent = createServer((socket) => sockets.add(socket));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise((resolve) => silent.close(resolve));
-    });
-    const distributor = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+    const distributor = await startSilentServer();
     const resolver = registerDistributorResolver({ distributor, token: TOKEN, answerTimeoutMs: 300 });
     cleanups.push(() => resolver.close());
     const started = Date.now();
@@ -190,6 +195,23 @@ describe('distributor:/// for a stock generated client', () => {
       details: `the distributor at ${distributor} cannot be reached: no answer within 300 ms to the Watch call`,
     });
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('fails the calls of a channel waiting at close(), or made after it, with UNAVAILABLE when no list had arrived', async () => {
+    // A distributor that has not answered yet (nor been given up on) when close() comes.
+    const distributor = await startSilentServer();
+    const closedEarly = {
+      code: 14,
+      details: `the distributor:/// resolver was closed before the distributor at ${distributor} sent a node list`,
+    };
+    // A channel waiting for its first list when close() comes, then one made after it.
+    const resolver = register(distributor);
+    const waiting = callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    resolver.close();
+    await expect(waiting).rejects.toMatchObject(closedEarly);
+    const client = goodsClient('distributor:///shop.v1.GoodsService');
+    await expect(callsServedBy(client, 1)).rejects.toMatchObject(closedEarly);
   });
 
   it('keeps resolving to the instances it knew through a distributor restart, until they register again', async () => {
