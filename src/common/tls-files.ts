@@ -91,6 +91,9 @@ export const MAX_TLS_FILE_BYTES = 1024 * 1024;
  */
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
+/** The clock skew between machines a certificate's start date is allowed (Kerberos's default). */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+
 const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
 
 /** A file in messages: what it is, where it is and, when known, the setting that gave it. */
@@ -241,8 +244,10 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
       );
     }
     // Peers refuse it as they refuse an expired one ("certificate is not yet valid"): taken on a
-    // re-read, it would fail every new handshake, where the certificate in use still works.
-    if (Date.parse(certificate.validFrom) > Date.now()) {
+    // re-read, it would fail every new handshake, where the certificate in use still works. A start
+    // within the clock skew machines have is left alone: a certificate just issued on a machine whose
+    // clock runs a little ahead is good for peers whose clocks agree with it.
+    if (Date.parse(certificate.validFrom) > Date.now() + CLOCK_SKEW_MS) {
       throw new ConfigError(
         `${named(files, 'certFile')} is not valid before ${new Date(certificate.validFrom).toISOString()}`,
       );

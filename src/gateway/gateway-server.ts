@@ -45,7 +45,7 @@ import {
   NO_INPUT,
   type RequestInput,
 } from './request-input.js';
-import { RestartGrace } from './restart-grace.js';
+import { RestartGrace } from '../registry-client/restart-grace.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';

@@ -340,6 +340,12 @@ describe('a certificate that is not valid yet', () => {
     );
   });
 
+  it('is taken when it starts within the clock skew between machines (5 minutes): issued just now on a machine a little ahead', () => {
+    const inTwoMinutes = new Date(Date.now() + 2 * 60_000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
+    const certFile = issueValidFrom('goods', `${inTwoMinutes}Z`);
+    expect(() => serverCredentials({ ...pki.files('goods'), certFile })).not.toThrow();
+  });
+
   it('is not taken on a re-read: peers would refuse every new handshake ("certificate is not yet valid")', async () => {
     const server = rotatable('goods', pki.files('goods'));
     const onReloadError = vi.fn();

@@ -7,15 +7,16 @@ export interface RestartGraceOptions {
   /** How long instances missing after a restart are kept at most. */
   graceMs: number;
   /**
-   * Applies a node list to the route table; `kept` are those of its nodes that the distributor no
-   * longer lists, kept through its restart.
+   * Applies a node list (to the gateway's route table, say); `kept` are those of its nodes that
+   * the distributor no longer lists, kept through its restart.
    */
   apply: (snapshot: Snapshot, kept: readonly Node[]) => void;
   log?: Logger;
 }
 
 /**
- * Keeps the gateway's routes through a distributor restart.
+ * Keeps a node list's instances through a distributor restart: the gateway's routes, the
+ * `distributor:///` resolver's addresses.
  *
  * A restarted distributor knows nobody: every node registers again by itself, one after the other,
  * so its first snapshots are partial. Applied as they are, they would remove routes whose instances

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RestartGrace } from '../../src/gateway/restart-grace.js';
+import { RestartGrace } from '../../src/registry-client/restart-grace.js';
 import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 
 function node(name: string, port: number, state = NodeState.NODE_STATE_SERVING): Node {
