@@ -12,6 +12,7 @@ import type { TlsRefreshOptions } from '../common/tls-files.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { NodeState } from '../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
+import { RestartGrace } from '../registry-client/restart-grace.js';
 import { ApiDocs } from './api-docs.js';
 import {
   BodyAbortedError,
@@ -45,7 +46,6 @@ import {
   NO_INPUT,
   type RequestInput,
 } from './request-input.js';
-import { RestartGrace } from '../registry-client/restart-grace.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';

@@ -8,10 +8,10 @@ import {
 } from '@grpc/grpc-js';
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { RestartGrace } from '../registry-client/restart-grace.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { BackoffOptions } from '../registry-client/registration-client.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
+import { RestartGrace } from '../registry-client/restart-grace.js';
 
 /** The URI scheme the resolver serves: `distributor:///<gRPC service or node name>`. */
 export const DISTRIBUTOR_SCHEME = 'distributor';

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RestartGrace } from '../../src/registry-client/restart-grace.js';
 import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { RestartGrace } from '../../src/registry-client/restart-grace.js';
 
 function node(name: string, port: number, state = NodeState.NODE_STATE_SERVING): Node {
   return {
