@@ -23,6 +23,7 @@ import {
 } from '../gen/distributor.js';
 import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import { RegistryView } from './registry-view.js';
 
 /** The longest the channel waits between two connection attempts of its own (see the constructor). */
@@ -59,6 +60,11 @@ export interface RegistrationClientOptions {
   credentials?: ChannelCredentials;
   /** Channel options that go with the credentials (see secureNamingChannelOptions). */
   channelOptions?: ChannelOptions;
+  /**
+   * How long a registration stream may go without its first answer before it is given up as
+   * UNAVAILABLE and tried again (see FirstAnswerDeadline); default 30,000 ms.
+   */
+  answerTimeoutMs?: number;
 }
 
 interface RegistrationEvents {
@@ -98,6 +104,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #view: RegistryView | undefined;
   readonly #log: Logger;
   readonly #backoff: BackoffOptions;
+  readonly #answerTimeoutMs: number;
   readonly #metadata: Metadata;
   #state: NodeState;
   /** The status code and the gist of the details of the last failure, to tell a new reason. */
@@ -125,6 +132,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     };
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
+    this.#answerTimeoutMs = options.answerTimeoutMs ?? FIRST_ANSWER_TIMEOUT_MS;
     this.#state =
       options.node.state === NodeState.NODE_STATE_DRAINING
         ? NodeState.NODE_STATE_DRAINING
@@ -218,10 +226,15 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (this.#stopped) return;
     const call = this.#client.register(this.#metadata);
     this.#call = call;
-    call.on('data', (response: RegisterResponse) => this.#onResponse(call, response));
+    const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the registration');
+    call.on('data', (response: RegisterResponse) => {
+      deadline.clear();
+      this.#onResponse(call, response);
+    });
     // Every end of the call is reported by 'status'; 'error' must be listened to, or it would throw.
     call.on('error', () => {});
-    call.once('status', (status: StatusObject) => {
+    call.once('status', (ended: StatusObject) => {
+      const status = deadline.statusOf(ended);
       if (this.#call === call) this.#call = undefined;
       this.#nodeId = undefined;
       this.#acknowledgedState = undefined;

@@ -5,7 +5,6 @@ import {
   type ClientReadableStream,
   credentials,
   Metadata,
-  status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -13,6 +12,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { DistributorServiceClient, type Snapshot, type WatchResponse } from '../gen/distributor.js';
 import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import type { BackoffOptions } from './registration-client.js';
 import { RegistryView } from './registry-view.js';
 
@@ -33,7 +33,7 @@ export interface RegistryWatcherOptions {
   keepalive?: KeepaliveOptions;
   /**
    * How long a new Watch stream may go without its first answer (the distributor sends the list or
-   * a resume at once) before it is given up as UNAVAILABLE and tried again; default 10,000 ms. A
+   * a resume at once) before it is given up as UNAVAILABLE and tried again; default 30,000 ms. A
    * peer that accepts the connection and never speaks HTTP/2 (a hung process, another kind of
    * server) would otherwise hold it for ever: grpc-js waits for the server's SETTINGS without a limit.
    */
@@ -70,7 +70,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     super();
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
-    this.#answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
+    this.#answerTimeoutMs = options.answerTimeoutMs ?? FIRST_ANSWER_TIMEOUT_MS;
     if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
     this.#client = new DistributorServiceClient(
       options.distributor,
@@ -120,15 +120,9 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     const subscription = fresh ? { resumeInstanceId: '', resumeRevision: 0 } : this.#view.resumePoint();
     const call = this.#client.watch({ subscription }, this.#metadata);
     this.#call = call;
-    let silent = false;
-    const silence = setTimeout(() => {
-      if (this.#call !== call || this.#stopped) return;
-      silent = true;
-      call.cancel();
-    }, this.#answerTimeoutMs);
-    silence.unref();
+    const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the Watch call');
     call.on('data', (response: WatchResponse) => {
-      clearTimeout(silence);
+      deadline.clear();
       this.#failures = 0;
       if (!response.update || this.#view.apply(response.update) === 'applied') return;
       // A gap: a new stream, for a snapshot.
@@ -138,16 +132,9 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     });
     call.on('error', () => {});
     call.once('status', (ended: StatusObject) => {
-      clearTimeout(silence);
+      const status = deadline.statusOf(ended);
       if (this.#call !== call || this.#stopped) return;
       this.#call = undefined;
-      const status: StatusObject = silent
-        ? {
-            code: Status.UNAVAILABLE,
-            details: `no answer within ${this.#answerTimeoutMs} ms to the Watch call`,
-            metadata: ended.metadata,
-          }
-        : ended;
       this.emit('disconnected', status);
       const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
       this.#failures = Math.min(this.#failures + 1, 30);

@@ -39,7 +39,7 @@ export interface DistributorResolverOptions {
   restartGraceMs?: number;
   /**
    * How long the distributor may take to answer a new Watch stream before calls that wait for the
-   * list fail with UNAVAILABLE (and it is tried again); 10,000 ms by default.
+   * list fail with UNAVAILABLE (and it is tried again); 30,000 ms by default.
    */
   answerTimeoutMs?: number;
 }

@@ -11,6 +11,7 @@ import {
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { checkHealth, reflect } from '../helpers/grpc-clients.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
+import { startSilentServer } from '../helpers/silent-server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { capturingLogger } from './support/capturing-logger.js';
 import { describeNode, stateMessage, useDistributorHarness } from './support/distributor-harness.js';
@@ -414,6 +415,33 @@ describe('registration client', () => {
       /^not registered with the distributor \(UNAVAILABLE: .*\); retrying with backoff$/,
     );
     expect(lines.filter((line) => line.event === 'disconnected').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('gives up a registration the distributor never answers (a hung process at its address) and tries again, saying why', async () => {
+    const silent = await startSilentServer();
+    cleanups.push(() => silent.close());
+    const { log, warnings } = capturingLogger();
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${silent.port}`,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      answerTimeoutMs: 200,
+      log,
+    });
+    cleanups.push(() => registration.stop(200));
+    const disconnected = vi.fn();
+    registration.on('disconnected', disconnected);
+    registration.start();
+    await vi.waitFor(() => expect(disconnected.mock.calls.length).toBeGreaterThanOrEqual(2), {
+      timeout: 5_000,
+    });
+    expect(disconnected.mock.calls[0]![0]).toMatchObject({
+      code: status.UNAVAILABLE,
+      details: 'no answer within 200 ms to the registration',
+    });
+    expect(warnings()[0]!.msg).toBe(
+      'not registered with the distributor (UNAVAILABLE: no answer within 200 ms to the registration); retrying with backoff',
+    );
   });
 
   it('says draining, then leaves, when stopped', async () => {

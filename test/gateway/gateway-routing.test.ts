@@ -1,5 +1,4 @@
 import { request } from 'node:http';
-import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import {
@@ -14,6 +13,7 @@ import { NodeState } from '../../src/gen/distributor.js';
 import { GoodsServiceService } from '../../src/gen/services.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { type HttpResult, http, httpJson } from '../helpers/http.js';
+import { startSilentServer } from '../helpers/silent-server.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 import { descriptorSetOf, field, httpOptions, message, registryOf, Type } from './support/descriptors.js';
 import { type FakeHooks, shopDescriptorSet, startFakeGoods } from './support/fake-shop.js';
@@ -304,22 +304,13 @@ describe('gateway routing, balancing and upstream faults', () => {
   it('passes over a listed instance it cannot reach (it accepts connections and never speaks gRPC): no request waits on it', async () => {
     const { gateway, port } = await startGateway(perTest, distributor, { deadlineMs: 1_000 });
     const healthy = await startFakeGoods(perTest, distributor, {}, [ROW]);
-    const sockets = new Set<Socket>();
-    const silent = createNetServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    perTest.add(silent, (server) => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    });
+    const silent = perTest.add(await startSilentServer(), (server) => server.close());
     const unreachable = new RegistrationClient({
       distributor,
       node: {
         name: 'goods',
         host: '127.0.0.1',
-        port: (silent.address() as AddressInfo).port,
+        port: silent.port,
         routes: [],
         descriptorSet: Buffer.from(shopDescriptorSet('shop.v1.GoodsService')),
         state: NodeState.NODE_STATE_SERVING,

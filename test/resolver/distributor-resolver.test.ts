@@ -1,4 +1,3 @@
-import { createServer, type Socket } from 'node:net';
 import { credentials, Metadata, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
@@ -15,6 +14,7 @@ import {
   registerDistributorResolver,
 } from '../../src/resolver/index.js';
 import { goodsDescriptorSet } from '../helpers/nodes.js';
+import { startSilentServer } from '../helpers/silent-server.js';
 
 const TOKEN = 'test-registry-token-0123456789';
 const fastBackoff = { initialMs: 20, maxMs: 200 };
@@ -71,15 +71,11 @@ async function startGoods(distributor: string, name: string, backoff = fastBacko
 }
 
 /** A server that accepts connections and never says a word; its address. */
-async function startSilentServer(): Promise<string> {
-  const sockets = new Set<Socket>();
-  const silent = createServer((socket) => sockets.add(socket));
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => {
-    for (const socket of sockets) socket.destroy();
-    return new Promise((resolve) => silent.close(resolve));
-  });
-  return `127.0.0.1:${(silent.address() as { port: number }).port}`;
+/** A distributor address where a server accepts connections and never answers. */
+async function silentDistributor(): Promise<string> {
+  const silent = await startSilentServer();
+  cleanups.push(() => silent.close());
+  return `127.0.0.1:${silent.port}`;
 }
 
 function register(distributor: string, token = TOKEN): DistributorResolverRegistration {
@@ -178,7 +174,7 @@ describe('distributor:/// for a stock generated client', () => {
 
   it('fails calls with UNAVAILABLE when the distributor accepts connections and never answers', async () => {
     // A hung process, or another kind of server: grpc-js waits for its HTTP/2 settings for ever.
-    const distributor = await startSilentServer();
+    const distributor = await silentDistributor();
     const resolver = registerDistributorResolver({ distributor, token: TOKEN, answerTimeoutMs: 300 });
     cleanups.push(() => resolver.close());
     const started = Date.now();
@@ -199,7 +195,7 @@ describe('distributor:/// for a stock generated client', () => {
 
   it('fails the calls of a channel waiting at close(), or made after it, with UNAVAILABLE when no list had arrived', async () => {
     // A distributor that has not answered yet (nor been given up on) when close() comes.
-    const distributor = await startSilentServer();
+    const distributor = await silentDistributor();
     const closedEarly = {
       code: 14,
       details: `the distributor:/// resolver was closed before the distributor at ${distributor} sent a node list`,
