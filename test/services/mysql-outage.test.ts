@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { createConnection, type RowDataPacket } from 'mysql2/promise';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
@@ -112,6 +113,35 @@ describe.runIf(mysqlUrl)(
         await expect(keyed()).resolves.toEqual({ id: 2 });
         await expect(keyed()).resolves.toEqual({ id: 2 });
       } finally {
+        await admin.end();
+      }
+    });
+
+    it('a user who may read and write but not create tables serves once the tables exist (least privilege)', async () => {
+      const name = new URL(database.url).pathname.slice(1);
+      const user = `shop_dml_${randomBytes(4).toString('hex')}`;
+      const admin = await createConnection({ uri: mysqlUrl });
+      const limited = new MysqlGoodsStore({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), user, password: 'dml-only' },
+        connectTimeoutMs: 1_000,
+        acquireTimeoutMs: 1_000,
+        queryTimeoutMs: 1_000,
+      });
+      try {
+        for (const host of ['%', 'localhost']) {
+          await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'dml-only'`);
+          await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${name}\`.* TO '${user}'@'${host}'`);
+        }
+        // Without the tables it cannot serve: CREATE is refused.
+        await expect(limited.ping()).rejects.toMatchObject({ code: status.INTERNAL });
+        await store.ping(); // the tables, made by a user who may
+        await limited.ping();
+        await expect(
+          limited.createGoods({ name: 'n', category: 'c', price: 1, description: 'd' }),
+        ).resolves.toBe(1);
+      } finally {
+        await limited.close();
+        for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
         await admin.end();
       }
     });

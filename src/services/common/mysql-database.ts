@@ -276,7 +276,23 @@ export class MysqlDatabase implements SqlExecutor {
   #ensureSchema(): Promise<void> {
     if (!this.#schemaReady) {
       const ready = this.#withConnection(async (connection) => {
-        for (const statement of this.#schema) await connection.query(statement);
+        for (const statement of this.#schema) {
+          try {
+            await connection.query(statement);
+          } catch (error) {
+            // A user who may read and write but not create tables (least privilege, the tables made
+            // by an administrator): MySQL checks the CREATE privilege before whether the table
+            // exists, so the statement was refused even with the table there, and such a user never
+            // served. A table that is there is as good; one that is not keeps the refusal.
+            const table = /^CREATE TABLE IF NOT EXISTS (\w+)/.exec(statement)?.[1];
+            if (!table || (error as { code?: unknown } | null)?.code !== 'ER_TABLEACCESS_DENIED_ERROR') {
+              throw error;
+            }
+            await connection.query(`SELECT 1 FROM ${table} LIMIT 0`).catch(() => {
+              throw error;
+            });
+          }
+        }
       });
       this.#schemaReady = ready;
       ready.catch(() => {
