@@ -164,6 +164,12 @@ describe('service configuration', () => {
     [[], { MYSQL_URL: 'mysql://u@h/db?ssl=bogus' }, /MYSQL_URL: unknown "ssl" profile "bogus"/],
     // mysql2 takes port 0 for its default, 3306: the log would name one server and it would dial another.
     [[], { MYSQL_URL: 'mysql://u@h:0/db' }, /MYSQL_URL: the URL's port must not be 0/],
+    // A socket path written as the host: it was dialled as a host name, NOT_SERVING for ever.
+    [
+      [],
+      { MYSQL_URL: 'mysql://u@%2Frun%2Fmysqld%2Fmysqld.sock/db' },
+      /MYSQL_URL: the URL's host "%2Frun%2Fmysqld%2Fmysqld.sock" is not a host name \(a socket path is not supported/,
+    ],
   ])('%j with %j is a ConfigError saying %s', (argv, env, message) => {
     expect(() => loadGoodsConfig(argv, env)).toThrow(ConfigError);
     expect(() => loadGoodsConfig(argv, env)).toThrow(message);

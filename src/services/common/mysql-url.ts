@@ -31,6 +31,13 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!host) throw new ConfigError(`${source}: the URL names no host, e.g. ${example}`);
+  // A mysql:// host is kept %-encoded (`%2Frun%2Fmysqld.sock`, a socket path as some drivers read
+  // it): no host name holds "%", and it was dialled as one, failing every call without a word at start.
+  if (host.includes('%')) {
+    throw new ConfigError(
+      `${source}: the URL's host "${host}" is not a host name (a socket path is not supported: give host:port, e.g. ${example})`,
+    );
+  }
   const database = decoded(url.pathname.slice(1), 'database', source);
   if (!database || database.includes('/')) {
     throw new ConfigError(`${source}: the URL must name one database, e.g. ${example}`);
