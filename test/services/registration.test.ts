@@ -10,6 +10,7 @@ import { createDistributorServer, type DistributorServer } from '../../src/distr
 import { NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, MembersServiceClient } from '../../src/gen/services.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import type { ServiceConfig } from '../../src/services/common/service-config.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { membersService } from '../../src/services/members/members-service.js';
@@ -92,9 +93,13 @@ describe('a service and the distributor', () => {
   );
 
   /** Goods on SQLite in dataDir, registering with `distributor`: its log lines, captured. */
-  async function startLoggedGoods(distributor: string): Promise<LogLine[]> {
+  async function startLoggedGoods(
+    distributor: string,
+    overrides: Partial<ServiceConfig> = {},
+  ): Promise<LogLine[]> {
     const captured = captureLog('goods');
-    service = await startService(goodsService, testServiceConfig(distributor, { kind: 'sqlite', dataDir }), {
+    const config = { ...testServiceConfig(distributor, { kind: 'sqlite', dataDir }), ...overrides };
+    service = await startService(goodsService, config, {
       log: captured.log,
       registrationBackoff: FAST_RETRY,
     });
@@ -126,6 +131,49 @@ describe('a service and the distributor', () => {
     await service!.stop();
     for (const distributor of ['localhost:9000', '0.0.0.0:9000']) {
       expect(eventsOf(await startLoggedGoods(distributor), 'unreachable-address')).toEqual([]);
+      await service!.stop();
+      service = undefined;
+    }
+  });
+
+  it('warns when it advertises loopback, or listens on loopback under another advertised host, while the distributor is elsewhere', async () => {
+    // Found by probing across network namespaces: --advertise-host 127.0.0.1 was registered without a word,
+    // and every gateway dialled its own machine.
+    expect(
+      eventsOf(
+        await startLoggedGoods('192.0.2.1:9000', { host: '0.0.0.0', advertiseHost: '127.0.0.1' }),
+        'unreachable-address',
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        advertiseHost: '127.0.0.1',
+        msg: expect.stringContaining('--advertise-host (ADVERTISE_HOST) 127.0.0.1 is loopback'),
+      }),
+    ]);
+    await service!.stop();
+    expect(
+      eventsOf(
+        await startLoggedGoods('192.0.2.1:9000', { advertiseHost: '192.0.2.7' }),
+        'unreachable-address',
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        msg: expect.stringContaining(
+          'lists this service at 192.0.2.7 (--advertise-host), where nothing listens',
+        ),
+      }),
+    ]);
+    await service!.stop();
+    for (const [distributor, advertiseHost] of [
+      ['127.0.0.1:9000', 'localhost'],
+      ['192.0.2.1:9000', '192.0.2.7'],
+    ] as const) {
+      expect(
+        eventsOf(
+          await startLoggedGoods(distributor, { host: '0.0.0.0', advertiseHost }),
+          'unreachable-address',
+        ),
+      ).toEqual([]);
       await service!.stop();
       service = undefined;
     }

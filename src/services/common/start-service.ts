@@ -123,16 +123,29 @@ export async function startService<Store extends ServiceStore, Options>(
     { event: 'listening', host: config.host, port },
     `listening on ${formatHostPort({ host: config.host, port })}`,
   );
-  if (
-    !config.advertiseHost &&
-    isLoopbackHost(config.host) &&
-    !dialsThisMachine(parseHostPort(config.distributor, 'the distributor').host)
-  ) {
+  const distributorRemote = !dialsThisMachine(parseHostPort(config.distributor, 'the distributor').host);
+  if (distributorRemote && isLoopbackHost(config.host)) {
+    const listed = config.advertiseHost
+      ? `at ${config.advertiseHost} (--advertise-host), where nothing listens`
+      : 'at the address it sees it call from, where nothing listens';
     log.warn(
       { event: 'unreachable-address', host: config.host, distributor: config.distributor },
       `listening on ${config.host} only, while the distributor at ${config.distributor} is not on loopback: it lists ` +
-        'this service at the address it sees it call from, where nothing listens; set --host (SERVICE_HOST) to an ' +
-        'address others reach (0.0.0.0: all), or --advertise-host',
+        `this service ${listed}; set --host (SERVICE_HOST) to an address others reach (0.0.0.0: all)` +
+        (config.advertiseHost ? '' : ', or --advertise-host'),
+    );
+  } else if (distributorRemote && config.advertiseHost && isLoopbackHost(config.advertiseHost)) {
+    // Listed at loopback, the service is dialled by every gateway at its own machine.
+    log.warn(
+      {
+        event: 'unreachable-address',
+        host: config.host,
+        advertiseHost: config.advertiseHost,
+        distributor: config.distributor,
+      },
+      `--advertise-host (ADVERTISE_HOST) ${config.advertiseHost} is loopback, while the distributor at ${config.distributor} ` +
+        'is not: others dial it as their own machine and never reach this service; give an address of this machine ' +
+        'they reach, or leave it unset',
     );
   }
   let admin: AdminServer | undefined;
