@@ -338,8 +338,12 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       }
     });
     call.on('end', () => {
-      finish('closed by the node');
-      call.end();
+      // A connection lost to keepalive (or reset) ends the request stream too, just before grpc-js
+      // reports the call cancelled: let that be the reason, not a goodbye the node never said.
+      setImmediate(() => {
+        finish('closed by the node');
+        call.end();
+      });
     });
     call.on('cancelled', () => finish('cancelled'));
     call.on('error', () => finish('stream error'));

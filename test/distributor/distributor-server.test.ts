@@ -84,6 +84,30 @@ describe('distributor over gRPC', () => {
     });
   });
 
+  it('says why it dropped a peer that went silent: not "closed by the node"', async () => {
+    // Found by probing across network namespaces: a service whose link went down was logged as
+    // "left, closed by the node", as if it had said goodbye.
+    const captured = capturingLogger();
+    const { address, port } = await startDistributor({
+      keepalive: { timeMs: 300, timeoutMs: 300 },
+      log: captured.log,
+    });
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    const node = openRegistration(`127.0.0.1:${proxy.port}`, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(node.responses).toHaveLength(1));
+    proxy.blackhole();
+    await vi.waitFor(() => expect(captured.lines.filter((line) => line.event === 'leave')).toHaveLength(1), {
+      timeout: 10_000,
+    });
+    expect(captured.lines.find((line) => line.event === 'leave')!.reason).not.toBe('closed by the node');
+    const leaving = openRegistration(address, describeNode(goodsNode({ port: 9011 })));
+    await vi.waitFor(() => expect(leaving.responses).toHaveLength(1));
+    leaving.call.end();
+    await vi.waitFor(() => expect(captured.lines.filter((line) => line.event === 'leave')).toHaveLength(2));
+    expect(captured.lines.filter((line) => line.event === 'leave')[1]!.reason).toBe('closed by the node');
+  });
+
   it('replaces a node that registers again with the same identity and ends the old stream', async () => {
     const { address } = await startDistributor();
     const first = openRegistration(address, describeNode(goodsNode()));
