@@ -26,7 +26,7 @@ export interface MysqlDatabaseOptions {
   /**
    * `CREATE TABLE IF NOT EXISTS` statements for the service's own tables. They run before the first
    * statement and again after a failure, so a service started while MySQL is down creates its tables
-   * once MySQL is back, without a restart; and again after a statement found a table missing.
+   * once MySQL is back, without a restart.
    */
   schema: readonly string[];
   log?: Logger;
@@ -77,9 +77,6 @@ const UNAVAILABLE_CODES = new Set([
   'ER_BAD_DB_ERROR',
   'ER_LOCK_WAIT_TIMEOUT',
   'ER_LOCK_DEADLOCK',
-  // One of the service's tables was dropped under it: the next statement creates it again (see
-  // #withConnection), so trying again works.
-  'ER_NO_SUCH_TABLE',
 ]);
 
 /** Raised by this module's own timers; its message goes to the log only. */
@@ -324,10 +321,6 @@ export class MysqlDatabase implements SqlExecutor {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
       if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) connection.destroy();
       else connection.release();
-      // A table gone while the service runs (dropped by hand, a restore of another schema): the
-      // schema runs again before the next statement. It ran only once, so every call failed until
-      // a restart.
-      if ((error as { code?: unknown } | null)?.code === 'ER_NO_SUCH_TABLE') this.#schemaReady = undefined;
       throw classify(error);
     } finally {
       clearTimeout(timer);
