@@ -68,6 +68,8 @@ export interface TlsRefreshOptions {
 /** What {@link TlsRefreshOptions.onExpiry} is told. */
 export interface ExpiryNotice {
   readonly file: string;
+  /** The setting that gave the file, when known (TlsFiles.sources): "--tls-cert (TLS_CERT)". */
+  readonly setting?: string;
   readonly validTo: Date;
   readonly expired: boolean;
 }
@@ -144,11 +146,12 @@ export function watchTlsFiles(
   const told = new Map<string, number>();
   const checkExpiry = (): void => {
     if (!options.onExpiry) return;
-    const held: Array<[string | undefined, Buffer | undefined]> = [
-      [files.certFile, current.cert],
-      [files.caFile, current.ca],
+    const held: Array<[TlsFileRole, Buffer | undefined]> = [
+      ['certFile', current.cert],
+      ['caFile', current.ca],
     ];
-    for (const [file, pem] of held) {
+    for (const [role, pem] of held) {
+      const file = files[role];
       if (file === undefined || pem === undefined) continue;
       // The leaf, its intermediates and the CAs: any one of them past its end fails the handshake.
       for (const block of certificateBlocks(pem)) {
@@ -163,7 +166,8 @@ export function watchTlsFiles(
         // Said once; an expired one again every hour, for as long as it is in use.
         if (last !== undefined && (!expired || performance.now() - last < EXPIRED_REPEAT_MS)) continue;
         told.set(key, performance.now());
-        options.onExpiry({ file, validTo, expired });
+        const setting = files.sources?.[role];
+        options.onExpiry({ file, validTo, expired, ...(setting === undefined ? {} : { setting }) });
       }
     }
   };

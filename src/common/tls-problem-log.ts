@@ -31,23 +31,19 @@ export function tlsProblemLog(log: Logger): Required<Pick<TlsRefreshOptions, 'on
           `${error.message}: the TLS files in use before stay in use`,
         ),
       ),
-    onExpiry: ({ file, validTo, expired }) =>
+    onExpiry: ({ file, setting, validTo, expired }) =>
       once(`${file} ${validTo.toISOString()} ${expired}`, () => {
         const fields = {
           event: expired ? 'tls-certificate-expired' : 'tls-certificate-expiring',
           file,
+          ...(setting === undefined ? {} : { setting }),
           validTo,
         };
+        const named = `TLS certificate file "${file}"${setting === undefined ? '' : ` from ${setting}`}`;
         if (expired) {
-          log.error(
-            fields,
-            `TLS certificate file "${file}" expired on ${validTo.toISOString()}: peers refuse it; renew it`,
-          );
+          log.error(fields, `${named} expired on ${validTo.toISOString()}: peers refuse it; renew it`);
         } else {
-          log.warn(
-            fields,
-            `TLS certificate file "${file}" expires on ${validTo.toISOString()}: renew it before then`,
-          );
+          log.warn(fields, `${named} expires on ${validTo.toISOString()}: renew it before then`);
         }
       }),
   };

@@ -424,6 +424,23 @@ describe('a certificate in use that nears its end', () => {
       ],
     ]);
   });
+
+  it('names the setting that gave the file, when it is known', () => {
+    const { log, lines } = captureLog('goods');
+    const validTo = new Date('2030-01-01T00:00:00.000Z');
+    tlsProblemLog(log).onExpiry({
+      file: 'goods.crt',
+      setting: '--tls-cert (TLS_CERT)',
+      validTo,
+      expired: false,
+    });
+    expect(lines.map((line) => [line.setting, line.msg])).toEqual([
+      [
+        '--tls-cert (TLS_CERT)',
+        'TLS certificate file "goods.crt" from --tls-cert (TLS_CERT) expires on 2030-01-01T00:00:00.000Z: renew it before then',
+      ],
+    ]);
+  });
 });
 
 describe('configuration errors', () => {

@@ -319,12 +319,16 @@ describe('certificates about to expire, against real processes', () => {
     const warnings = (process: ComponentProcess) =>
       process.lines
         .filter((line) => line.includes('"event":"tls-certificate-expiring"'))
-        .map((line) => JSON.parse(line) as { level: number; file: string; validTo: string });
+        .map((line) => JSON.parse(line) as { level: number; file: string; setting: string; validTo: string });
     const components = { distributor: shop.distributor, goods: shop.goods, gateway: shop.gateway };
     for (const [name, process] of Object.entries(components)) {
       await vi.waitFor(() => expect(warnings(process)).toHaveLength(1), { timeout: 10_000, interval: 100 });
       const [warning] = warnings(process);
-      expect(warning).toMatchObject({ level: 40, file: pki.files(name).certFile });
+      expect(warning).toMatchObject({
+        level: 40,
+        file: pki.files(name).certFile,
+        setting: '--tls-cert (TLS_CERT)',
+      });
       const daysLeft = (Date.parse(warning!.validTo) - Date.now()) / 86_400_000;
       expect(daysLeft).toBeGreaterThan(2.9);
       expect(daysLeft).toBeLessThanOrEqual(3);
