@@ -240,10 +240,14 @@ export class GatewayTelemetry {
    * calls `closed` on what it returns when the response closes.
    */
   onPageRequest(request: IncomingMessage, method: string, path: string): RequestTelemetry {
-    const requestId = this.#requestIds
-      ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids)
-      : undefined;
-    const page = new ObservedRequest(requestId, method, path, undefined, undefined, this.#recordAnswer);
+    const page = new ObservedRequest(
+      this.#requestIdOf(request),
+      method,
+      path,
+      undefined,
+      undefined,
+      this.#recordAnswer,
+    );
     page.route = path;
     return page;
   }
@@ -264,9 +268,7 @@ export class GatewayTelemetry {
     }
     // Answered in X-Request-Id by whoever writes the answer's headers: a header set beforehand with
     // setHeader makes Node put every header of the answer's flat list through setHeader too.
-    const requestId = this.#requestIds
-      ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids)
-      : undefined;
+    const requestId = this.#requestIdOf(request);
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;
     if (tracer) {
@@ -289,6 +291,11 @@ export class GatewayTelemetry {
       carrier = span.carrier();
     }
     return new ObservedRequest(requestId, method, path, carrier, span, this.#recordAnswer);
+  }
+
+  /** The request's id: the client's X-Request-Id when valid, else a new one; none when ids are off. */
+  #requestIdOf(request: IncomingMessage): string | undefined {
+    return this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids) : undefined;
   }
 
   /** Whether `path` is one of the gateway's own pages (served to GET and HEAD by {@link onRequest}). */
