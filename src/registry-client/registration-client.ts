@@ -14,7 +14,6 @@ import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import {
-  DistributorServiceClient,
   type NodeDescription,
   NodeState,
   type RegisterRequest,
@@ -23,6 +22,7 @@ import {
 } from '../gen/distributor.js';
 import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import { RegistryView } from './registry-view.js';
 
@@ -65,6 +65,11 @@ export interface RegistrationClientOptions {
    * UNAVAILABLE and tried again (see FirstAnswerDeadline); default 30,000 ms.
    */
   answerTimeoutMs?: number;
+  /**
+   * How long a connection attempt to the distributor may hang before a new one replaces it (see
+   * DistributorConnection); default 10,000 ms.
+   */
+  connectTimeoutMs?: number;
 }
 
 interface RegistrationEvents {
@@ -99,7 +104,7 @@ export const LEAVE_TIMEOUT_MS = 2_000;
  * lost it (a restart) needs no second round, and one of the first contract understands it.
  */
 export class RegistrationClient extends EventEmitter<RegistrationEvents> {
-  readonly #client: DistributorServiceClient;
+  readonly #connection: DistributorConnection;
   readonly #node: NodeDescription;
   readonly #view: RegistryView | undefined;
   readonly #log: Logger;
@@ -140,19 +145,24 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     this.#metadata = new Metadata();
     if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
     const channelCredentials = options.credentials ?? credentials.createInsecure();
-    this.#client = new DistributorServiceClient(options.distributor, channelCredentials, {
-      ...options.channelOptions,
-      ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
-      // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
-      // attempts long after the distributor is back: an attempt of ours made while it waits fails
-      // at once, and ours then waits its own backoff on top. Capped at a second, a reconnection
-      // (a TCP connect, nothing registered) is ready by the time our next attempt comes.
-      'grpc.initial_reconnect_backoff_ms': Math.min(this.#backoff.initialMs, CHANNEL_RECONNECT_MAX_MS),
-      'grpc.max_reconnect_backoff_ms': Math.min(this.#backoff.maxMs, CHANNEL_RECONNECT_MAX_MS),
-    });
+    this.#connection = new DistributorConnection(
+      options.distributor,
+      channelCredentials,
+      {
+        ...options.channelOptions,
+        ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+        // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
+        // attempts long after the distributor is back: an attempt of ours made while it waits fails
+        // at once, and ours then waits its own backoff on top. Capped at a second, a reconnection
+        // (a TCP connect, nothing registered) is ready by the time our next attempt comes.
+        'grpc.initial_reconnect_backoff_ms': Math.min(this.#backoff.initialMs, CHANNEL_RECONNECT_MAX_MS),
+        'grpc.max_reconnect_backoff_ms': Math.min(this.#backoff.maxMs, CHANNEL_RECONNECT_MAX_MS),
+      },
+      options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    );
     if (options.watchNodes) {
       this.#view = new RegistryView({
-        fetchDescriptorSet: createDescriptorSetFetcher(this.#client, this.#metadata),
+        fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#metadata),
         log: this.#log,
       });
       this.#view.on('snapshot', (snapshot) => this.#onSnapshot(snapshot));
@@ -219,14 +229,19 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       });
     }
     this.#view?.close();
-    this.#client.close();
+    this.#connection.close();
   }
 
   #connect(): void {
     if (this.#stopped) return;
-    const call = this.#client.register(this.#metadata);
+    const call = this.#connection.client.register(this.#metadata);
     this.#call = call;
-    const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the registration');
+    const deadline = new FirstAnswerDeadline(
+      call,
+      this.#answerTimeoutMs,
+      'the registration',
+      this.#connection,
+    );
     call.on('data', (response: RegisterResponse) => {
       deadline.clear();
       this.#onResponse(call, response);

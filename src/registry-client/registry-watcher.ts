@@ -9,9 +9,10 @@ import {
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { DistributorServiceClient, type Snapshot, type WatchResponse } from '../gen/distributor.js';
+import type { Snapshot, WatchResponse } from '../gen/distributor.js';
 import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
+import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import type { BackoffOptions } from './registration-client.js';
 import { RegistryView } from './registry-view.js';
@@ -38,6 +39,11 @@ export interface RegistryWatcherOptions {
    * server) would otherwise hold it for ever: grpc-js waits for the server's SETTINGS without a limit.
    */
   answerTimeoutMs?: number;
+  /**
+   * How long a connection attempt to the distributor may hang before a new one replaces it (see
+   * DistributorConnection); default 10,000 ms.
+   */
+  connectTimeoutMs?: number;
 }
 
 interface RegistryWatcherEvents {
@@ -54,7 +60,7 @@ interface RegistryWatcherEvents {
  * a snapshot when the view sees a gap.
  */
 export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
-  readonly #client: DistributorServiceClient;
+  readonly #connection: DistributorConnection;
   readonly #metadata = new Metadata();
   readonly #view: RegistryView;
   readonly #log: Logger;
@@ -72,7 +78,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
     this.#answerTimeoutMs = options.answerTimeoutMs ?? FIRST_ANSWER_TIMEOUT_MS;
     if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
-    this.#client = new DistributorServiceClient(
+    this.#connection = new DistributorConnection(
       options.distributor,
       options.credentials ?? credentials.createInsecure(),
       {
@@ -81,10 +87,11 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
         'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
         'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
       },
+      options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     );
     this.#view = new RegistryView({
       ...(options.descriptorSets
-        ? { fetchDescriptorSet: createDescriptorSetFetcher(this.#client, this.#metadata) }
+        ? { fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#metadata) }
         : {}),
       log: this.#log,
     });
@@ -110,7 +117,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     clearTimeout(this.#retryTimer);
     this.#call?.cancel();
     this.#view.close();
-    this.#client.close();
+    this.#connection.close();
   }
 
   /** Opens a Watch stream: resuming from what the view holds, or (`fresh`) for a snapshot. */
@@ -118,9 +125,9 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     if (this.#stopped) return;
     this.#view.restart();
     const subscription = fresh ? { resumeInstanceId: '', resumeRevision: 0 } : this.#view.resumePoint();
-    const call = this.#client.watch({ subscription }, this.#metadata);
+    const call = this.#connection.client.watch({ subscription }, this.#metadata);
     this.#call = call;
-    const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the Watch call');
+    const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the Watch call', this.#connection);
     call.on('data', (response: WatchResponse) => {
       deadline.clear();
       this.#failures = 0;

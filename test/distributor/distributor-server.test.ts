@@ -468,6 +468,37 @@ describe('registration client', () => {
     );
   });
 
+  it('replaces a connection attempt that hangs, so that it registers once the distributor can be reached', async () => {
+    const { port } = await startDistributor();
+    // A host that drops packets: the first connection is accepted by the proxy and held for ever,
+    // as a TCP connect waits on its SYN; connections made after restore() go through.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    proxy.blackhole();
+    const { log, warnings } = capturingLogger();
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${proxy.port}`,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      connectTimeoutMs: 300,
+      log,
+    });
+    cleanups.push(() => registration.stop(200));
+    const disconnected = vi.fn();
+    registration.on('disconnected', disconnected);
+    registration.start();
+    await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1));
+    await proxy.restore({ keepHeld: true });
+    await vi.waitFor(() => expect(registration.nodeId).toBe('goods@127.0.0.1:9010'), { timeout: 5_000 });
+    expect(disconnected.mock.calls[0]![0]).toMatchObject({
+      code: status.UNAVAILABLE,
+      details: 'no connection to the distributor within 300 ms; trying a new one',
+    });
+    expect(warnings()[0]!.msg).toBe(
+      'not registered with the distributor (UNAVAILABLE: no connection to the distributor within 300 ms; trying a new one); retrying with backoff',
+    );
+  });
+
   it('says draining, then leaves, when stopped', async () => {
     const { address } = await startDistributor();
     const watcher = watch(address);

@@ -297,6 +297,30 @@ describe('clients of the node list', () => {
     expect(watcher.snapshot!.revision).toBe(distributor.registry.revision);
   });
 
+  it('watches on a new connection when one hangs connecting (a host that dropped packets and is back)', async () => {
+    const { address, port } = await startDistributor();
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    proxy.blackhole();
+    const watcher = new RegistryWatcher({
+      distributor: `127.0.0.1:${proxy.port}`,
+      backoff: fastBackoff,
+      connectTimeoutMs: 300,
+    });
+    cleanups.push(() => watcher.stop());
+    const disconnected = vi.fn();
+    watcher.on('disconnected', disconnected);
+    watcher.start();
+    openRegistration(address, [describeNodeWith(goodsNode())]);
+    await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1));
+    await proxy.restore({ keepHeld: true });
+    await vi.waitFor(() => expect(watcher.snapshot?.nodes).toHaveLength(1), { timeout: 5_000 });
+    expect(disconnected.mock.calls[0]![0]).toMatchObject({
+      code: status.UNAVAILABLE,
+      details: 'no connection to the distributor within 300 ms; trying a new one',
+    });
+  });
+
   it('detects a gap in revisions and resyncs, on a Register stream and on a Watch', async () => {
     const fake = await startFakeDistributor();
     cleanups.push(() => fake.stop());

@@ -11,6 +11,7 @@ export class TcpProxy {
   #server: Server | undefined;
   #port = 0;
   #mode: 'forward' | 'blackhole' | 'refuse' = 'forward';
+  #held = 0;
 
   private constructor(target: { host: string; port: number; localAddress?: string }) {
     this.#target = target;
@@ -28,6 +29,11 @@ export class TcpProxy {
 
   get port(): number {
     return this.#port;
+  }
+
+  /** How many connections a blackhole accepted and held (not counting open ones it stopped). */
+  get connectionsHeld(): number {
+    return this.#held;
   }
 
   /** Stops listening (new connections are refused) and resets every open connection. */
@@ -48,9 +54,13 @@ export class TcpProxy {
     }
   }
 
-  /** Forwards again, on the same port; connections held by a blackhole are reset. */
-  async restore(): Promise<void> {
-    if (this.#mode === 'blackhole') this.#dropAll();
+  /**
+   * Forwards again, on the same port. Connections held by a blackhole are reset, or with
+   * `keepHeld` go on being held: as a TCP connect to a host that dropped packets waits on, the
+   * kernel retrying its SYN ever more slowly, after the host can be reached again.
+   */
+  async restore({ keepHeld = false }: { keepHeld?: boolean } = {}): Promise<void> {
+    if (this.#mode === 'blackhole' && !keepHeld) this.#dropAll();
     this.#mode = 'forward';
     if (!this.#server) await this.#listen(this.#port);
   }
@@ -81,6 +91,7 @@ export class TcpProxy {
   #accept(client: Socket): void {
     this.#track(client);
     if (this.#mode !== 'forward') {
+      this.#held++;
       client.pause();
       return;
     }
