@@ -291,6 +291,11 @@ class GatewayServer implements Gateway {
       credentialsFor: upstreamCredentials(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
+      onConnectTimeout: (upstream, timeoutMs) =>
+        this.#log.warn(
+          { event: 'upstream-connect-timeout', upstream: upstream.key, timeoutMs },
+          `no connection to ${upstream.key} within ${timeoutMs} ms; trying a new one`,
+        ),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;

@@ -18,9 +18,10 @@ export interface Upstream {
   readonly key: string;
   /** "host:port" (IPv6 in brackets), as grpc-js dials it. */
   readonly address: string;
-  readonly client: Client;
+  /** Replaced, with its channel, when a connection attempt hangs (see InstancePoolOptions.connectTimeoutMs). */
+  client: Client;
   /** The client's channel, whose state says whether the instance can take a call now. */
-  readonly channel: ReturnType<Client['getChannel']>;
+  channel: ReturnType<Client['getChannel']>;
   /** Calls started and not yet finished on this channel. */
   inFlight: number;
 }
@@ -50,7 +51,19 @@ export interface InstancePoolOptions {
   channelOptionsFor?: (name: string) => ChannelOptions;
   /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
   calls?: ClientCallTelemetry | undefined;
+  /**
+   * How long a channel may go on connecting before a new channel replaces it; default 10,000 ms.
+   * grpc-js has no connect timeout: an attempt to a host that drops packets waits on one TCP connect
+   * until the kernel gives up, and once the host is back learns it only at the next retransmission
+   * of its SYN, up to half a minute later. A new channel sends a new SYN at once.
+   */
+  connectTimeoutMs?: number;
+  /** Told when a hung connection attempt was replaced, to say so. */
+  onConnectTimeout?: (upstream: Upstream, timeoutMs: number) => void;
 }
+
+/** See {@link InstancePoolOptions.connectTimeoutMs}. */
+export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Starts a call with no stack trace captured while it starts. grpc-js makes an Error at the start
@@ -87,6 +100,8 @@ export class InstancePool {
   readonly #credentialsFor: (name: string) => ChannelCredentials;
   readonly #channelOptionsFor: (name: string) => ChannelOptions;
   readonly #calls: ClientCallTelemetry | undefined;
+  readonly #connectTimeoutMs: number;
+  readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number) => void;
   #closed = false;
 
   constructor(options: InstancePoolOptions = {}) {
@@ -94,6 +109,8 @@ export class InstancePool {
     this.#credentialsFor = options.credentialsFor ?? (() => credentials.createInsecure());
     this.#channelOptionsFor = options.channelOptionsFor ?? (() => ({}));
     this.#calls = options.calls?.active ? options.calls : undefined;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? UPSTREAM_CONNECT_TIMEOUT_MS;
+    this.#onConnectTimeout = options.onConnectTimeout ?? (() => {});
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -105,18 +122,58 @@ export class InstancePool {
       upstream = [...this.#leaving].find((candidate) => candidate.key === key);
       if (upstream) this.#leaving.delete(upstream);
       else {
-        const client = new Client(address, this.#credentialsFor(name), {
-          ...this.#channelOptions,
-          ...this.#channelOptionsFor(name),
-        });
+        const client = this.#client(name, address);
         upstream = { key, address, client, channel: client.getChannel(), inFlight: 0 };
-        // Connected as soon as it is listed, not by its first call: one it cannot reach is then
-        // seen connecting, and passed over (canTakeCalls), before any request waits on it.
-        upstream.channel.getConnectivityState(true);
+        this.#connect(upstream, name);
       }
       this.#upstreams.set(key, upstream);
     }
     return upstream;
+  }
+
+  /**
+   * A client of its own, on a subchannel of its own: grpc-js's shared pool would hand a channel made
+   * to replace a hung one the same hung subchannel.
+   */
+  #client(name: string, address: string): Client {
+    return new Client(address, this.#credentialsFor(name), {
+      ...this.#channelOptions,
+      ...this.#channelOptionsFor(name),
+      'grpc.use_local_subchannel_pool': 1,
+    });
+  }
+
+  /**
+   * Connects an upstream's channel at once, not at its first call (one it cannot reach is then seen
+   * connecting, and passed over by canTakeCalls, before any request waits on it), and follows its
+   * state: a channel still connecting after the connect timeout is replaced by a new one. Calls
+   * waiting on the old channel fail with UNAVAILABLE; they would have waited until their deadline.
+   */
+  #connect(upstream: Upstream, name: string): void {
+    const channel = upstream.channel;
+    let timer: NodeJS.Timeout | undefined;
+    const follow = (): void => {
+      clearTimeout(timer);
+      if (this.#closed || upstream.channel !== channel) return;
+      const state = channel.getConnectivityState(false);
+      if (state === connectivityState.SHUTDOWN) return;
+      if (state === connectivityState.CONNECTING) {
+        timer = setTimeout(() => {
+          if (this.#closed || upstream.channel !== channel) return;
+          if (channel.getConnectivityState(false) !== connectivityState.CONNECTING) return;
+          const hung = upstream.client;
+          upstream.client = this.#client(name, upstream.address);
+          upstream.channel = upstream.client.getChannel();
+          this.#connect(upstream, name);
+          hung.close();
+          this.#onConnectTimeout(upstream, this.#connectTimeoutMs);
+        }, this.#connectTimeoutMs);
+        timer.unref();
+      }
+      channel.watchConnectivityState(state, Infinity, follow);
+    };
+    channel.getConnectivityState(true);
+    follow();
   }
 
   /**

@@ -1,7 +1,20 @@
-import { Metadata, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  connectivityState,
+  Metadata,
+  Server,
+  ServerCredentials,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
-import { InstancePool, withoutCallerStack } from '../../src/gateway/instance-pool.js';
+import {
+  canTakeCalls,
+  InstancePool,
+  type Upstream,
+  withoutCallerStack,
+} from '../../src/gateway/instance-pool.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 // A real server on loopback with one method that always fails, so that a call's error is seen whole.
 const METHOD = '/test.v1.Failing/Fail';
@@ -9,6 +22,12 @@ const METHOD = '/test.v1.Failing/Fail';
 describe('InstancePool', () => {
   let server: Server;
   let address: string;
+  let port: number;
+
+  const fail = (pool: InstancePool, upstream: Upstream, timeoutMs = 5_000) =>
+    new Promise<ServiceError | null>((resolve) =>
+      pool.call(upstream, METHOD, asIs, Buffer.alloc(0), new Metadata(), Date.now() + timeoutMs, resolve),
+    );
 
   beforeAll(async () => {
     server = new Server();
@@ -19,7 +38,7 @@ describe('InstancePool', () => {
           callback({ code: status.NOT_FOUND, details: 'no such thing' }),
       },
     );
-    const port = await new Promise<number>((resolve, reject) =>
+    port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
         error ? reject(error) : resolve(bound),
       ),
@@ -70,6 +89,36 @@ describe('InstancePool', () => {
       expect(Error.stackTraceLimit).toBe(limit);
     } finally {
       pool.close();
+    }
+  });
+
+  it('replaces a channel whose connection attempt hangs; calls waiting on it fail, later ones get through', async () => {
+    // A host that drops packets: the first connection is accepted and held for ever, as a TCP
+    // connect waits on its SYN; connections made after restore() go through.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    proxy.blackhole();
+    const replaced: string[] = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 300,
+      onConnectTimeout: (upstream, timeoutMs) => replaced.push(`${upstream.key} after ${timeoutMs} ms`),
+    });
+    try {
+      const upstream = pool.get('test', `127.0.0.1:${proxy.port}`);
+      const hung = upstream.channel;
+      await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1));
+      expect(canTakeCalls(upstream)).toBe(false);
+      const waiting = fail(pool, upstream, 10_000);
+      await proxy.restore({ keepHeld: true });
+      await expect(waiting).resolves.toMatchObject({ code: status.UNAVAILABLE });
+      await vi.waitFor(() => expect(canTakeCalls(upstream)).toBe(true), { timeout: 5_000 });
+      expect(upstream.channel).not.toBe(hung);
+      expect(hung.getConnectivityState(false)).toBe(connectivityState.SHUTDOWN);
+      expect(replaced).toEqual([`test@127.0.0.1:${proxy.port} after 300 ms`]);
+      await expect(fail(pool, upstream)).resolves.toMatchObject({ code: status.NOT_FOUND });
+      expect(upstream.inFlight).toBe(0);
+    } finally {
+      pool.close();
+      await proxy.close();
     }
   });
 
