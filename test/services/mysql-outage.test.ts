@@ -79,6 +79,23 @@ describe.runIf(mysqlUrl)(
       expect((await list()).results.map(({ id }) => id)).toEqual([1, 2]);
     });
 
+    it('a table renamed away under it: NOT_SERVING until it is back, rows and all (it is not made again empty)', async () => {
+      const { address } = await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+      const admin = await createConnection({ uri: database.url });
+      try {
+        await admin.query('RENAME TABLE goods TO goods_away');
+        await waitForHealth(address, 'NOT_SERVING');
+        const [tables] = await admin.query<RowDataPacket[]>("SHOW TABLES LIKE 'goods'");
+        expect(tables).toEqual([]);
+        await admin.query('RENAME TABLE goods_away TO goods');
+        await waitForHealth(address, 'SERVING');
+        expect((await list()).results.map(({ id }) => id)).toEqual([1]);
+      } finally {
+        await admin.end();
+      }
+    });
+
     it('a database that does not exist yet: UNAVAILABLE and NOT_SERVING, serving once it is created, without a restart', async () => {
       const name = new URL(database.url).pathname.slice(1);
       const admin = await createConnection({ uri: mysqlUrl });

@@ -79,6 +79,11 @@ const UNAVAILABLE_CODES = new Set([
   'ER_LOCK_DEADLOCK',
 ]);
 
+/** The table a schema statement makes, or undefined if it makes none. */
+function tableCreatedBy(statement: string): string | undefined {
+  return /^CREATE TABLE IF NOT EXISTS (\w+)/.exec(statement)?.[1];
+}
+
 /** Raised by this module's own timers; its message goes to the log only. */
 class MysqlTimeoutError extends Error {
   override readonly name = 'MysqlTimeoutError';
@@ -104,6 +109,8 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
 export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
   readonly #schema: readonly string[];
+  /** The tables the schema makes, looked for by every health probe. */
+  readonly #tables: readonly string[];
   readonly #log: Logger;
   readonly #observer: DatabaseObserver | undefined;
   readonly #acquireTimeoutMs: number;
@@ -113,6 +120,7 @@ export class MysqlDatabase implements SqlExecutor {
   constructor(options: MysqlDatabaseOptions) {
     const { connection } = options;
     this.#schema = options.schema;
+    this.#tables = options.schema.flatMap((statement) => tableCreatedBy(statement) ?? []);
     this.#log = options.log ?? silentLogger();
     this.#observer = options.observer;
     this.#acquireTimeoutMs = options.acquireTimeoutMs ?? 5_000;
@@ -251,7 +259,13 @@ export class MysqlDatabase implements SqlExecutor {
   /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */
   async ping(): Promise<void> {
     await this.#ensureSchema();
-    await this.#withConnection((connection) => connection.ping());
+    await this.#withConnection(async (connection) => {
+      await connection.ping();
+      // A table dropped or renamed away under a running service fails every statement on it: the
+      // probe says so, and the service stops being routed to until the table is back. It is not
+      // made again here: a table renamed away by an online migration would come back empty.
+      for (const table of this.#tables) await connection.query(`SELECT 1 FROM ${table} LIMIT 0`);
+    });
   }
 
   /**
@@ -281,7 +295,7 @@ export class MysqlDatabase implements SqlExecutor {
             // by an administrator): MySQL checks the CREATE privilege before whether the table
             // exists, so the statement was refused even with the table there, and such a user never
             // served. A table that is there is as good; one that is not keeps the refusal.
-            const table = /^CREATE TABLE IF NOT EXISTS (\w+)/.exec(statement)?.[1];
+            const table = tableCreatedBy(statement);
             if (!table || (error as { code?: unknown } | null)?.code !== 'ER_TABLEACCESS_DENIED_ERROR') {
               throw error;
             }
