@@ -131,13 +131,13 @@ describe('limitCallsInFlight', () => {
       for (const answer of server.held.splice(0)) answer();
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    const expected: number[] = [status.OK, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED];
     const codes = new Set(await Promise.all(calls));
-    expect(
-      [...codes].every((code) =>
-        [status.OK, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED].includes(code),
-      ),
-    ).toBe(true);
-    await expect.poll(() => [server.callLimit.running, server.callLimit.waiting]).toEqual([0, 0]);
+    expect([...codes].filter((code) => !expected.includes(code)).map((code) => status[code])).toEqual([]);
+    // The server sees a call's deadline pass on its own timer: on a busy machine, a little after the client.
+    await expect
+      .poll(() => [server.callLimit.running, server.callLimit.waiting], { timeout: 5_000 })
+      .toEqual([0, 0]);
   });
 
   it('keeps a slot until the answer has left, not only until the handler answered', async () => {
