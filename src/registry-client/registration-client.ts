@@ -13,6 +13,7 @@ import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } fro
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { retryClassOf } from '../common/retry-policy.js';
+import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import {
   type NodeDescription,
   NodeState,
@@ -111,6 +112,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #backoff: BackoffOptions;
   readonly #answerTimeoutMs: number;
   readonly #metadata: Metadata;
+  /** Whether the distributor is dialled with TLS, for the hint at a TLS mismatch (see tlsMismatchHint). */
+  readonly #ownTls: boolean;
   #state: NodeState;
   /** The status code and the gist of the details of the last failure, to tell a new reason. */
   #lastFailure: string | undefined;
@@ -145,6 +148,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     this.#metadata = new Metadata();
     if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
     const channelCredentials = options.credentials ?? credentials.createInsecure();
+    // The credentials say it whoever made them: grpc-js's own secure/insecure test, in its typings.
+    this.#ownTls = channelCredentials._isSecure();
     this.#connection = new DistributorConnection(
       options.distributor,
       channelCredentials,
@@ -280,10 +285,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
           `the distributor refused this node for now (${reason}); retrying with backoff`,
         );
       } else {
+        // A TLS mismatch looks like any lost link (the server closes, or a TLS record makes no
+        // sense): said in so many words, else a node retries for ever with nothing pointing at TLS.
+        const hint = tlsMismatchHint(status.details, this.#ownTls, 'the distributor');
         this.#log[newReason ? 'warn' : 'debug'](
-          { event: 'disconnected', ...fields, retryInMs: delay },
+          { event: 'disconnected', ...fields, retryInMs: delay, ...(hint ? { tlsMismatch: true } : {}) },
           newReason
-            ? `not registered with the distributor (${reason}); retrying with backoff`
+            ? `not registered with the distributor (${reason}); retrying with backoff${hint}`
             : 'still not registered with the distributor; retrying',
         );
       }

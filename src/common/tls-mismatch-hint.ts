@@ -1,0 +1,36 @@
+/**
+ * What a TLS client sees when the server answers in plaintext: OpenSSL reads the server's HTTP/2
+ * frames as a TLS record and rejects its version ("wrong version number", OpenSSL 3), or its
+ * length, for bytes that look like an SSLv2 header ("packet length too long").
+ */
+const SERVER_SPOKE_PLAINTEXT = /wrong version number|packet length too long/i;
+
+/**
+ * What a plaintext client sees when the server requires TLS: the server's TLS layer rejects the
+ * HTTP/2 preface and closes the connection without a word, so grpc-js's session ends before the
+ * server's settings with no error of its own ("Failed to connect", or "Connection closed before
+ * starting HTTP/2 handshake" when the close comes first). A refused or unreachable address names
+ * its errno instead (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT), and gets no hint.
+ */
+const SERVER_CLOSED_BEFORE_HTTP2 =
+  /(?:^|Last error: )(?:Failed to connect|Connection closed before starting HTTP\/2 handshake) \(/;
+
+/** The settings that give a component its TLS files, as a hint names them. */
+const TLS_SETTINGS = 'TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY';
+
+/**
+ * A hint to append to a connection failure's message when its details look like one side speaking
+ * TLS and the other not; '' otherwise. `ownTls` is whether this component dials with TLS: only the
+ * mismatch it makes possible is hinted at, so a plaintext client never hears that the server may
+ * not speak TLS. `peer` names the server ("the distributor", "goods").
+ */
+export function tlsMismatchHint(details: string | undefined, ownTls: boolean, peer: string): string {
+  if (details === undefined) return '';
+  if (ownTls && SERVER_SPOKE_PLAINTEXT.test(details)) {
+    return ` — ${peer} may not speak TLS: this component has TLS files, so ${peer} needs its own too (${TLS_SETTINGS})`;
+  }
+  if (!ownTls && SERVER_CLOSED_BEFORE_HTTP2.test(details)) {
+    return ` — ${peer} may require TLS: this component has no TLS files (set ${TLS_SETTINGS})`;
+  }
+  return '';
+}

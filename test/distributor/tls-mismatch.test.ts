@@ -1,0 +1,95 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
+import { NodeState } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { freePort } from '../e2e/support/processes.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { captureLog, type LogLine } from '../helpers/log-capture.js';
+import { useDistributorHarness } from './support/distributor-harness.js';
+
+// One side with TLS files and the other without: the client's warning names the likely cause.
+// Before, it said "Failed to connect" or "wrong version number" and nothing of TLS.
+
+const { cleanups, startDistributor } = useDistributorHarness();
+
+let dir: string;
+let pki: TestPki;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tls-mismatch-'));
+  pki = makeTestPki(dir, { names: ['distributor', 'goods'] });
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const TOKEN = 'tls-mismatch-test-token';
+
+/** A goods node's registration client, with TLS files or without, started; its log lines. */
+function register(distributor: string, tls: boolean): LogLine[] {
+  const { log, lines } = captureLog('goods');
+  const files = tls ? pki.files('goods') : undefined;
+  const client = new RegistrationClient({
+    distributor,
+    node: {
+      name: 'goods',
+      host: '127.0.0.1',
+      port: 9010,
+      routes: [],
+      descriptorSet: Buffer.alloc(0),
+      state: NodeState.NODE_STATE_SERVING,
+    },
+    log,
+    token: TOKEN,
+    credentials: channelCredentials(files, { expectedName: 'distributor' }),
+    channelOptions: secureNamingChannelOptions(files, 'distributor'),
+    backoff: { initialMs: 50, maxMs: 200 },
+  });
+  client.start();
+  cleanups.push(() => client.stop(100));
+  return lines;
+}
+
+/** The first "not registered" warning of a registration client. */
+async function firstWarning(lines: LogLine[]): Promise<string> {
+  return vi.waitFor(
+    () => {
+      const warning = lines.find((line) => line.event === 'disconnected' && line.level === 40);
+      expect(warning).toBeDefined();
+      return warning!.msg!;
+    },
+    { timeout: 5_000, interval: 20 },
+  );
+}
+
+describe('a registration client and a distributor that disagree on TLS', () => {
+  it('without TLS files, against a distributor that requires mTLS: says the distributor may require TLS', async () => {
+    const { address } = await startDistributor({
+      credentials: serverCredentials(pki.files('distributor')),
+      requireCertificateIdentity: true,
+    });
+    const message = await firstWarning(register(address, false));
+    expect(message).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*Failed to connect.*\); retrying with backoff — the distributor may require TLS: this component has no TLS files \(set TLS_DIR \(--tls-dir\), or TLS_CA, TLS_CERT and TLS_KEY\)$/,
+    );
+  });
+
+  it('with TLS files, against a plaintext distributor: says the distributor may not speak TLS', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const message = await firstWarning(register(address, true));
+    expect(message).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*wrong version number.*\); retrying with backoff — the distributor may not speak TLS: this component has TLS files/s,
+    );
+  });
+
+  it('gives no TLS hint for a refused connection, with TLS files or without', async () => {
+    const closed = `127.0.0.1:${await freePort()}`;
+    for (const tls of [false, true]) {
+      const message = await firstWarning(register(closed, tls));
+      expect(message).toContain('ECONNREFUSED');
+      expect(message).toMatch(/\); retrying with backoff$/);
+    }
+  });
+});
