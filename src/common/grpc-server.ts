@@ -8,6 +8,7 @@ import { ConnectionRoom, type RoomKept, waitingRoom } from './connection-room.js
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { defaultMaxConnections } from './max-connections.js';
+import { logPlaintextClients } from './plaintext-client-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS, UnreadAnswerWatch } from './unread-answer-watch.js';
 
 /** How often and how patiently both sides ping an idle HTTP/2 connection. */
@@ -94,6 +95,8 @@ export async function listen(
       closeWhenHalfOpen(socket, graceMs),
     );
     const { log, maxConnections } = limit;
+    // A plaintext client on a TLS port fails in Node's TLS layer, which grpc-js never hears of.
+    if (log && http2Server instanceof TlsServer) logPlaintextClients(http2Server, log);
     const told = (action: RoomKept, fromGroup?: string): void => {
       if (!log) return;
       limiterOf(log).warn(

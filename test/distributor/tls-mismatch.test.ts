@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -10,8 +11,9 @@ import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { captureLog, type LogLine } from '../helpers/log-capture.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
 
-// One side with TLS files and the other without: the client's warning names the likely cause.
-// Before, it said "Failed to connect" or "wrong version number" and nothing of TLS.
+// One side with TLS files and the other without: the client's warning names the likely cause, and a
+// TLS distributor says who spoke plaintext to it. Before, the client said "Failed to connect" or
+// "wrong version number" and the distributor nothing at all.
 
 const { cleanups, startDistributor } = useDistributorHarness();
 
@@ -91,5 +93,65 @@ describe('a registration client and a distributor that disagree on TLS', () => {
       expect(message).toContain('ECONNREFUSED');
       expect(message).toMatch(/\); retrying with backoff$/);
     }
+  });
+});
+
+describe('a TLS distributor reached in plaintext', () => {
+  /** Opens a plaintext HTTP/2 session to the port, as a component without TLS files does; resolves when it closes. */
+  function plaintextClient(port: number): Promise<void> {
+    return new Promise((resolve) => {
+      const session = connect(`http://127.0.0.1:${port}`);
+      session.on('error', () => {});
+      session.once('close', () => resolve());
+    });
+  }
+
+  it('warns once per address that a client spoke plaintext to its TLS port', async () => {
+    const { log, lines } = captureLog('distributor', 'info');
+    const { port } = await startDistributor({
+      credentials: serverCredentials(pki.files('distributor')),
+      requireCertificateIdentity: true,
+      log,
+    });
+    await plaintextClient(port);
+    await plaintextClient(port);
+    const told = lines.filter((line) => line.event === 'plaintext-client');
+    expect(told.map((line) => [line.level, line.msg])).toEqual([
+      [
+        40,
+        'a client at 127.0.0.1 spoke plaintext to this TLS port; give it TLS files (TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)',
+      ],
+    ]);
+  });
+
+  it('says nothing of a TLS client it refuses for want of a certificate', async () => {
+    const { log, lines } = captureLog('distributor', 'info');
+    const { address } = await startDistributor({
+      credentials: serverCredentials(pki.files('distributor')),
+      requireCertificateIdentity: true,
+      log,
+    });
+    const { caFile } = pki.files('goods');
+    const withoutCertificate = channelCredentials({ caFile }, { expectedName: 'distributor' });
+    const { log: clientLog, lines: clientLines } = captureLog('goods');
+    const client = new RegistrationClient({
+      distributor: address,
+      node: {
+        name: 'goods',
+        host: '127.0.0.1',
+        port: 9010,
+        routes: [],
+        descriptorSet: Buffer.alloc(0),
+        state: NodeState.NODE_STATE_SERVING,
+      },
+      log: clientLog,
+      credentials: withoutCertificate,
+      channelOptions: { 'grpc.ssl_target_name_override': 'distributor' },
+      backoff: { initialMs: 50, maxMs: 200 },
+    });
+    client.start();
+    cleanups.push(() => client.stop(100));
+    await firstWarning(clientLines);
+    expect(lines.filter((line) => line.event === 'plaintext-client')).toEqual([]);
   });
 });

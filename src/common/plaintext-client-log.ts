@@ -1,0 +1,48 @@
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import type { Logger } from './logger.js';
+
+/**
+ * The handshake errors of a client that spoke no TLS at all, as OpenSSL names them: an HTTP/2
+ * preface, or anything else not a TLS record ("wrong version number"), an HTTP/1 request ("http
+ * request") or proxy request ("https proxy request"). A client that speaks TLS and fails for
+ * another reason (no certificate, a certificate of another CA) is not one of them.
+ */
+const PLAINTEXT_CODES = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_HTTP_REQUEST',
+  'ERR_SSL_HTTPS_PROXY_REQUEST',
+]);
+
+/** One line per address within this long: a plaintext client retries every second or so. */
+export const PLAINTEXT_CLIENT_LOG_INTERVAL_MS = 60_000;
+
+/** Addresses remembered at once; past it the one told longest ago is forgotten (a scan of many). */
+export const PLAINTEXT_CLIENT_MAX_ADDRESSES = 1024;
+
+/**
+ * Warns when a client speaks plaintext to a TLS port, once per address per interval. Node drops such
+ * a client in its TLS layer, before grpc-js sees a connection, and says nothing; the client sees a
+ * connection closed without a reason. Listens to the TLS server's own 'tlsClientError' event.
+ */
+export function logPlaintextClients(
+  server: TlsServer,
+  log: Logger,
+  { intervalMs = PLAINTEXT_CLIENT_LOG_INTERVAL_MS, maxAddresses = PLAINTEXT_CLIENT_MAX_ADDRESSES } = {},
+): void {
+  // Address → when it was last told, least recently told first.
+  const toldAt = new Map<string, number>();
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+    if (error.code === undefined || !PLAINTEXT_CODES.has(error.code)) return;
+    const address = socket.remoteAddress ?? 'an unknown address';
+    const now = performance.now();
+    const before = toldAt.get(address);
+    if (before !== undefined && now - before < intervalMs) return;
+    toldAt.delete(address);
+    toldAt.set(address, now);
+    if (toldAt.size > maxAddresses) toldAt.delete(toldAt.keys().next().value!);
+    log.warn(
+      { event: 'plaintext-client', address, code: error.code },
+      `a client at ${address} spoke plaintext to this TLS port; give it TLS files (TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)`,
+    );
+  });
+}

@@ -1,0 +1,77 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, type Server, connect as tlsConnect } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { logPlaintextClients } from '../../src/common/plaintext-client-log.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { captureLog } from '../helpers/log-capture.js';
+
+let dir: string;
+let pki: TestPki;
+let server: Server;
+let port: number;
+const { log, lines } = captureLog('goods', 'info');
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'plaintext-client-log-'));
+  pki = makeTestPki(dir, { names: ['goods'] });
+  const files = pki.files('goods');
+  server = createServer({ cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) });
+  // Two addresses remembered, the same one told again after 300 ms.
+  logPlaintextClients(server, log, { intervalMs: 300, maxAddresses: 2 });
+  port = await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(portOf(server))));
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function portOf(listening: Server): number {
+  const address = listening.address();
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+/** Sends `bytes` in plaintext from the loopback address `from`; resolves when the server has closed. */
+function send(from: string, bytes: string): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port, localAddress: from }, () => socket.write(bytes));
+    socket.on('error', () => {});
+    socket.once('close', () => resolve());
+  });
+}
+
+const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+const told = () => lines.filter((line) => line.event === 'plaintext-client').map((line) => line.address);
+
+describe('logPlaintextClients', () => {
+  it('tells each address once per interval, remembers a bounded number, and ignores TLS clients', async () => {
+    await send('127.0.0.2', PREFACE);
+    await send('127.0.0.2', 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(told()).toEqual(['127.0.0.2']);
+    await send('127.0.0.3', PREFACE);
+    // A third address pushes out the one told longest ago (127.0.0.2), which is then news again.
+    await send('127.0.0.4', PREFACE);
+    await send('127.0.0.2', PREFACE);
+    expect(told()).toEqual(['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.2']);
+    // Past the interval, the same address is told again.
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    await send('127.0.0.4', PREFACE);
+    await vi.waitFor(() => expect(told()).toHaveLength(5));
+    expect(told()[4]).toBe('127.0.0.4');
+    // A TLS client whose handshake fails for another reason (it trusts no such CA) spoke TLS.
+    await new Promise<void>((resolve) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        servername: 'localhost',
+      });
+      socket.on('error', () => {});
+      socket.once('close', () => resolve());
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(told()).toHaveLength(5);
+  });
+});
