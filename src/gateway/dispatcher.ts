@@ -1,6 +1,7 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { detailsCause, limiterOf } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
+import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import type { CallPlan } from './call-plan.js';
 import { errorBody, successBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
@@ -17,6 +18,8 @@ export interface DispatcherOptions {
   pool: InstancePool;
   table: RouteTable;
   log: Logger;
+  /** Whether the gateway dials the services with TLS, for the hint at a TLS mismatch (see tlsMismatchHint). */
+  ownTls: boolean;
   /** The deadline of one page's call of a streamed list. */
   deadlineMs: number;
   /** Lists of more than one page streamed at once (see PageStreamer). */
@@ -175,7 +178,7 @@ export class Dispatcher {
           code: status[error.code] ?? error.code,
           details: error.details,
         },
-        `upstream call failed: ${outcome.message}`,
+        `upstream call failed: ${outcome.message}${upstreamTlsHint(error, instance, this.#options.ownTls)}`,
       );
     }
     this.#options.answer(
@@ -185,6 +188,16 @@ export class Dispatcher {
       outcome.retryAfter,
     );
   }
+}
+
+/**
+ * The hint at a TLS mismatch with the instance, for a call that never reached it: a service started
+ * without the gateway's kind of TLS files registers all the same (with a token), and every call to
+ * it then fails as if it were down.
+ */
+function upstreamTlsHint(error: ServiceError, instance: Instance, ownTls: boolean): string {
+  if (error.code !== status.UNAVAILABLE) return '';
+  return tlsMismatchHint(error.details, ownTls, instance.nodeId);
 }
 
 function encode(plan: CallPlan, exchange: Exchange, body: RequestInput): Buffer {

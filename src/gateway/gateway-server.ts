@@ -303,6 +303,7 @@ class GatewayServer implements Gateway {
       pool: this.#pool,
       table: this.#table,
       log: this.#log,
+      ownTls: options.tls !== undefined,
       deadlineMs: this.#deadlineMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#stopping,

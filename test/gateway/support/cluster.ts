@@ -86,14 +86,18 @@ export interface TestServiceOptions {
   implementation: UntypedServiceImplementation;
   /** The services it serves, with their google.api.http options: its REST routes. */
   descriptorSet: Uint8Array;
+  /** Its gRPC server's credentials; plaintext by default (it registers in plaintext either way). */
+  credentials?: ServerCredentials;
 }
 
 export async function startService(closer: Closer, options: TestServiceOptions): Promise<TestService> {
   const server = new Server();
   server.addService(options.definition, options.implementation);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
+    server.bindAsync(
+      '127.0.0.1:0',
+      options.credentials ?? ServerCredentials.createInsecure(),
+      (error, bound) => (error ? reject(error) : resolve(bound)),
     ),
   );
   const registration = new RegistrationClient({
