@@ -1,0 +1,80 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { type ComponentProcess, freePort, spawnComponent } from './support/processes.js';
+
+// A component and a distributor that disagree on TLS, as separate processes started the way an
+// operator starts them: TLS files in the environment of one and not the other. Before, goods
+// retried for ever with "Failed to connect" or "wrong version number", and the distributor said
+// nothing at info level.
+
+const TOKEN = 'the-token-of-the-tls-mismatch-test';
+let dir: string;
+let pki: TestPki;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'shop-tls-mismatch-'));
+  pki = makeTestPki(dir, { names: ['distributor', 'goods'] });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const processes: ComponentProcess[] = [];
+afterEach(async () => {
+  for (const component of processes.splice(0).reverse()) {
+    if (component.child.exitCode === null) component.child.kill('SIGKILL');
+    await component.exited();
+  }
+});
+
+function tlsEnv(name: string): NodeJS.ProcessEnv {
+  const files = pki.files(name);
+  return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };
+}
+
+function start(entry: string, args: string[], env: NodeJS.ProcessEnv): ComponentProcess {
+  const component = spawnComponent(entry, args, { DATA_DIR: dir, MYSQL_URL: '', ...env });
+  processes.push(component);
+  return component;
+}
+
+async function startPair(distributorEnv: NodeJS.ProcessEnv, goodsEnv: NodeJS.ProcessEnv) {
+  const port = await freePort();
+  const distributor = start(
+    'src/distributor/main.ts',
+    ['--port', String(port), '--metrics-port', '0'],
+    distributorEnv,
+  );
+  await distributor.waitForLine(/"event":"listening"/, 30_000);
+  const goods = start(
+    'src/services/goods/main.ts',
+    ['--port', '0', '--metrics-port', '0', '--distributor', `127.0.0.1:${port}`],
+    goodsEnv,
+  );
+  return { distributor, goods };
+}
+
+const message = (line: string): string => (JSON.parse(line) as { msg: string }).msg;
+
+describe('TLS on one side only', () => {
+  it('goods without TLS files, a distributor with mTLS: both say so', async () => {
+    const { distributor, goods } = await startPair(tlsEnv('distributor'), {});
+    expect(message(await goods.waitForLine(/"event":"disconnected"/, 30_000))).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*Failed to connect.*\); retrying with backoff — the distributor may require TLS: this component has no TLS files/,
+    );
+    expect(message(await distributor.waitForLine(/"event":"plaintext-client"/, 10_000))).toBe(
+      'a client at 127.0.0.1 spoke plaintext to this TLS port; give it TLS files (TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)',
+    );
+  });
+
+  it('goods with TLS files, a plaintext distributor: goods says the distributor may not speak TLS', async () => {
+    const { goods } = await startPair(
+      { SHOP_REGISTRY_TOKEN: TOKEN },
+      { SHOP_REGISTRY_TOKEN: TOKEN, ...tlsEnv('goods') },
+    );
+    expect(message(await goods.waitForLine(/"event":"disconnected"/, 30_000))).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*wrong version number.*\); retrying with backoff — the distributor may not speak TLS: this component has TLS files/s,
+    );
+  });
+});
