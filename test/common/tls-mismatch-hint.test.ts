@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { tlsMismatchHint } from '../../src/common/tls-mismatch-hint.js';
+
+// The details grpc-js 1.14 gave in the reproductions (test/e2e/tls-mismatch.test.ts), and those of
+// failures that are no TLS mismatch: only the first two may bring a hint.
+const LAST_ERROR = (error: string) => `No connection established. Last error: ${error}. Resolution note: `;
+const SERVER_REQUIRES_TLS = LAST_ERROR('Failed to connect (2026-12-04T16:53:27.218Z)');
+const SERVER_PLAINTEXT = LAST_ERROR(
+  'Error: 80AC41012D7F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:\n',
+);
+const NOT_TLS = [
+  LAST_ERROR('Error: connect ECONNREFUSED 127.0.0.1:19799'),
+  LAST_ERROR('Error: connect EHOSTUNREACH 10.0.0.1:9000'),
+  LAST_ERROR('Error: connect ETIMEDOUT 10.0.0.1:9000'),
+  'Failed to connect before the deadline',
+  'no connection to the distributor within 10000 ms; trying a new one',
+  LAST_ERROR(
+    'Error: 80AC41012D7F0000:error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed',
+  ),
+];
+
+describe('tlsMismatchHint', () => {
+  it('hints that the server may require TLS only to a client without TLS', () => {
+    expect(tlsMismatchHint(SERVER_REQUIRES_TLS, false, 'the distributor')).toBe(
+      ' — the distributor may require TLS: this component has no TLS files (set TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)',
+    );
+    expect(tlsMismatchHint(SERVER_REQUIRES_TLS, true, 'the distributor')).toBe('');
+  });
+
+  it('hints that the server may not speak TLS only to a client with TLS', () => {
+    expect(tlsMismatchHint(SERVER_PLAINTEXT, true, 'goods@10.0.0.2:9010')).toMatch(
+      /^ — goods@10\.0\.0\.2:9010 may not speak TLS: this component has TLS files/,
+    );
+    expect(tlsMismatchHint(SERVER_PLAINTEXT, false, 'goods@10.0.0.2:9010')).toBe('');
+  });
+
+  it.each(NOT_TLS)('gives no hint for %j', (details) => {
+    expect(tlsMismatchHint(details, false, 'the distributor')).toBe('');
+    expect(tlsMismatchHint(details, true, 'the distributor')).toBe('');
+  });
+});
