@@ -191,9 +191,9 @@ export class Dispatcher {
 }
 
 /**
- * The hint at a TLS mismatch with the instance, for a call that never reached it: a service started
- * without the gateway's kind of TLS files registers all the same (with a token), and every call to
- * it then fails as if it were down.
+ * The hint at a TLS mismatch with the instance, for a call that never reached it: an instance listed
+ * at an address where the server speaks otherwise (a proxy in front of it, a port that another
+ * process holds) fails every call as if it were down.
  */
 function upstreamTlsHint(error: ServiceError, instance: Instance, ownTls: boolean): string {
   if (error.code !== status.UNAVAILABLE) return '';
