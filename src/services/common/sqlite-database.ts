@@ -1,4 +1,4 @@
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeFolder } from '../../common/make-folder.js';
@@ -47,10 +47,50 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
     db.transaction(() => {
       for (const statement of schema) db.exec(statement);
     })();
+    // The WAL is open from the first transaction on, and stays at its path while this connection is
+    // (SQLite deletes it when the last connection closes); a file system without WAL has none.
+    openedFiles.set(
+      db,
+      [file, `${file}-wal`].flatMap((path) => identityOf(path) ?? []),
+    );
     return db;
   } catch (error) {
     db.close();
     throw error;
+  }
+}
+
+/** Which file a path named when the database was opened. */
+interface FileIdentity {
+  readonly path: string;
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** The database file and WAL of each open database, as they were at its opening. */
+const openedFiles = new WeakMap<Database.Database, readonly FileIdentity[]>();
+
+function identityOf(path: string): FileIdentity | undefined {
+  const found = statSync(path, { throwIfNoEntry: false });
+  return found && { path, dev: found.dev, ino: found.ino };
+}
+
+/**
+ * Throws when the database's file or WAL is no longer at its path (deleted, or replaced by another
+ * file): SQLite goes on writing to the open, unlinked file without an error, so every write would be
+ * answered OK and be gone at the next start. SQLite refuses such writes itself only in rollback mode
+ * (SQLITE_READONLY_DBMOVED), not in WAL mode; the error takes its code.
+ */
+function assertFilesInPlace(db: Database.Database): void {
+  for (const { path, dev, ino } of openedFiles.get(db) ?? []) {
+    const now = statSync(path, { throwIfNoEntry: false });
+    if (now?.dev === dev && now.ino === ino) continue;
+    throw Object.assign(
+      new Error(
+        `the SQLite file ${path} was ${now ? 'replaced' : 'deleted'} after it was opened: writes would be lost; restart the service to open the file now at that path`,
+      ),
+      { code: 'SQLITE_READONLY_DBMOVED' },
+    );
   }
 }
 
@@ -87,6 +127,11 @@ function createPrivately(file: string): void {
  * call it is made for) when that call is traced, and turns its failure into a ServiceError: a
  * file locked by another process for longer than the busy timeout is UNAVAILABLE (trying again may
  * work); anything else is INTERNAL. The driver's error stays in `cause`, for the log only.
+ *
+ * Before anything but a SELECT (a write, or a health probe), it checks that the file is still the one
+ * opened: a deleted or replaced file is UNAVAILABLE, and the probe turns the instance NOT_SERVING, so
+ * no write is acknowledged that a restart would lose. A SELECT is not checked: it loses nothing, and a
+ * stat per read would slow the busiest calls.
  */
 export type SqliteCall = <T>(
   name: DatabaseOperationName | undefined,
@@ -94,17 +139,22 @@ export type SqliteCall = <T>(
   parent?: TraceSpan,
 ) => T;
 
-/** The {@link SqliteCall} of a store whose operations `observer` times. */
-export function sqliteCaller(observer: DatabaseObserver | undefined): SqliteCall {
+/** The {@link SqliteCall} of a store on `db` whose operations `observer` times. */
+export function sqliteCaller(db: Database.Database, observer: DatabaseObserver | undefined): SqliteCall {
   return (name, operation, parent) => {
     try {
+      if (name?.operation !== 'SELECT') assertFilesInPlace(db);
       return name === undefined
         ? operation()
         : databaseOperationSync(observer, 'sqlite', name, operation, parent);
     } catch (error) {
       if (error instanceof ServiceError) throw error;
       const code = String((error as { code?: unknown }).code ?? '');
-      if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+      if (
+        code.startsWith('SQLITE_BUSY') ||
+        code.startsWith('SQLITE_LOCKED') ||
+        code === 'SQLITE_READONLY_DBMOVED'
+      )
         throw databaseUnavailable(error);
       throw databaseFailure(error);
     }

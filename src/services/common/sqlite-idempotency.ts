@@ -58,7 +58,7 @@ export class SqliteIdempotencyJournal {
    */
   constructor(db: Database, table: string, options: SqliteStoreOptions = {}) {
     this.#db = db;
-    this.#call = sqliteCaller(options.observer);
+    this.#call = sqliteCaller(db, options.observer);
     this.#table = table;
     ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options.idempotency));
     this.#find = db.prepare(

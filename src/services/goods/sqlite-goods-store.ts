@@ -48,7 +48,7 @@ export class SqliteGoodsStore implements GoodsStore {
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_GOODS_SCHEMA);
-    this.#call = sqliteCaller(options.observer);
+    this.#call = sqliteCaller(this.#db, options.observer);
     this.#journal = new SqliteIdempotencyJournal(this.#db, 'goods_idempotency', options);
     this.#insert = this.#db.prepare<[string, string, number, string]>(
       'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',

@@ -41,7 +41,7 @@ export class SqliteMembersStore implements MembersStore {
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_MEMBERS_SCHEMA);
-    this.#call = sqliteCaller(options.observer);
+    this.#call = sqliteCaller(this.#db, options.observer);
     this.#journal = new SqliteIdempotencyJournal(this.#db, 'members_idempotency', options);
     this.#insert = this.#db.prepare<[string, string]>(
       'INSERT INTO members (username, password_hash) VALUES (?, ?)',

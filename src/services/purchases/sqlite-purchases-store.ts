@@ -47,7 +47,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.#db = openSqliteDatabase(file, SQLITE_PURCHASES_SCHEMA);
-    this.#call = sqliteCaller(options.observer);
+    this.#call = sqliteCaller(this.#db, options.observer);
     this.#journal = new SqliteIdempotencyJournal(this.#db, 'purchases_idempotency', options);
     this.#insert = this.#db.prepare<[number, number, string]>(
       'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)',

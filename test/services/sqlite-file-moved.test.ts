@@ -1,0 +1,151 @@
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { GoodsServiceClient } from '../../src/gen/services.js';
+import { DATABASE_UNAVAILABLE } from '../../src/services/common/database-errors.js';
+import type { NewGoods } from '../../src/services/goods/goods-store.js';
+import { SqliteGoodsStore } from '../../src/services/goods/sqlite-goods-store.js';
+import { SqliteMembersStore } from '../../src/services/members/sqlite-members-store.js';
+import { SqlitePurchasesStore } from '../../src/services/purchases/sqlite-purchases-store.js';
+import { type ComponentProcess, freePort, spawnComponent } from '../e2e/support/processes.js';
+import { checkHealth } from '../helpers/grpc-clients.js';
+
+/**
+ * A SQLite file deleted or replaced while a service has it open (a cleanup script, `rm -rf data`,
+ * a backup moved into place): SQLite goes on writing to the open, unlinked file and answers OK, so
+ * every write acknowledged from then on was gone at the next start. Such a write must be refused.
+ */
+
+const item: NewGoods = { name: 'kept', category: 'tests', price: 1, description: '' };
+const everything = { afterId: 0, size: 1_000, maxTextBytes: 1024 * 1024 };
+const unavailable = { code: status.UNAVAILABLE, message: DATABASE_UNAVAILABLE };
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function freshDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'shop-moved-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('a SQLite store whose file goes while it is open', () => {
+  it.each([
+    ['its file is deleted', (file: string) => rm(file)],
+    ['its WAL is deleted', (file: string) => rm(`${file}-wal`)],
+    ['its folder is deleted', (file: string) => rm(join(file, '..'), { recursive: true })],
+    [
+      'another file is moved over it',
+      async (file: string) => {
+        await writeFile(`${file}.new`, '');
+        await rename(`${file}.new`, file);
+      },
+    ],
+  ])('refuses writes, keyed or not, and its health probe fails when %s', async (_label, remove) => {
+    const file = join(await freshDir(), 'data', 'goods.sqlite');
+    const store = new SqliteGoodsStore(file);
+    cleanups.push(() => store.close());
+    expect(await store.createGoods(item)).toBe(1);
+    await remove(file);
+
+    await expect(store.createGoods(item)).rejects.toMatchObject(unavailable);
+    await expect(store.deleteGoods(1)).rejects.toMatchObject(unavailable);
+    const claim = { key: 'k-1', method: 'CreateGoods', fingerprint: Buffer.alloc(32) };
+    const once = { claim, outcomeOf: () => ({ code: status.OK, message: '', response: new Uint8Array() }) };
+    await expect(store.createGoodsOnce(item, once)).rejects.toMatchObject(unavailable);
+    await expect(store.sweepIdempotencyKeys()).rejects.toMatchObject(unavailable);
+    await expect(store.ping()).rejects.toMatchObject(unavailable);
+    // What it held is still read: that loses nothing.
+    expect((await store.listGoods(everything)).rows.map(({ id }) => id)).toEqual([1]);
+  });
+
+  it('members and purchases refuse their writes too', async () => {
+    const dir = await freshDir();
+    const members = new SqliteMembersStore(join(dir, 'members.sqlite'));
+    cleanups.push(() => members.close());
+    const purchases = new SqlitePurchasesStore(join(dir, 'purchases.sqlite'));
+    cleanups.push(() => purchases.close());
+    await members.createMember('ann', 'hash');
+    await purchases.createPurchase({ userid: 1, goodsid: 1, date: new Date() });
+    await rm(join(dir, 'members.sqlite'));
+    await rm(join(dir, 'purchases.sqlite'));
+
+    await expect(members.createMember('bob', 'hash')).rejects.toMatchObject(unavailable);
+    await expect(members.deleteMember('ann')).rejects.toMatchObject(unavailable);
+    await expect(members.updatePasswordHash(1, 'hash', 'new')).rejects.toMatchObject(unavailable);
+    await expect(members.ping()).rejects.toMatchObject(unavailable);
+    await expect(purchases.createPurchase({ userid: 1, goodsid: 2, date: new Date() })).rejects.toMatchObject(
+      unavailable,
+    );
+    await expect(purchases.ping()).rejects.toMatchObject(unavailable);
+  });
+
+  // SQLite deletes the WAL when the last connection closes, and only then: instances sharing the
+  // file come and go without one taking the other's WAL for a moved one.
+  it('instances sharing the file start and stop while another writes, as before', async () => {
+    const file = join(await freshDir(), 'goods.sqlite');
+    const first = new SqliteGoodsStore(file);
+    cleanups.push(() => first.close());
+    const second = new SqliteGoodsStore(file);
+    expect(await first.createGoods(item)).toBe(1);
+    expect(await second.createGoods(item)).toBe(2);
+    await second.close();
+    expect(await first.createGoods(item)).toBe(3);
+    const third = new SqliteGoodsStore(file);
+    cleanups.push(() => third.close());
+    expect(await third.createGoods(item)).toBe(4);
+    expect(await first.createGoods(item)).toBe(5);
+    await first.ping();
+    await third.ping();
+  });
+});
+
+describe('goods run as its own process, its DATA_DIR deleted while it runs', () => {
+  let goods: ComponentProcess | undefined;
+  afterEach(async () => {
+    goods?.child.kill('SIGKILL');
+    await goods?.exited();
+    goods = undefined;
+  });
+
+  it('answers UNAVAILABLE to a write instead of acknowledging what a restart loses, and turns NOT_SERVING', async () => {
+    const dataDir = join(await freshDir(), 'data');
+    const port = await freePort();
+    goods = spawnComponent(
+      'src/services/goods/main.ts',
+      ['--port', String(port), '--distributor', `127.0.0.1:${await freePort()}`],
+      { DATA_DIR: dataDir, MYSQL_URL: '' },
+    );
+    await goods.waitForLine(/listening on/);
+    const address = `127.0.0.1:${port}`;
+    const client = new GoodsServiceClient(address, credentials.createInsecure());
+    cleanups.push(async () => client.close());
+    const create = (key: string) =>
+      new Promise<number>((resolve, reject) => {
+        const metadata = new Metadata();
+        metadata.set('idempotency-key', key);
+        client.createGoods(item, metadata, { deadline: Date.now() + 5_000 }, (error, reply) =>
+          error ? reject(error) : resolve(reply!.id!),
+        );
+      });
+    await vi.waitFor(async () => expect(await checkHealth(address)).toBe('SERVING'), { timeout: 10_000 });
+    expect(await create('before')).toBe(1);
+
+    await rm(dataDir, { recursive: true });
+    await expect(create('after')).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+      details: DATABASE_UNAVAILABLE,
+    });
+    await vi.waitFor(async () => expect(await checkHealth(address)).toBe('NOT_SERVING'), {
+      timeout: 10_000,
+      interval: 200,
+    });
+    expect(goods.lines.join('\n')).toMatch(
+      /the SQLite file \S+goods\.sqlite was deleted after it was opened/,
+    );
+  });
+});
