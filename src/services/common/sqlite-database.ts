@@ -1,4 +1,4 @@
-import { closeSync, openSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeFolder } from '../../common/make-folder.js';
@@ -37,6 +37,7 @@ const BUSY_TIMEOUT_MS = 2_000;
 export function openSqliteDatabase(file: string, schema: readonly string[]): Database.Database {
   makeFolder(dirname(file), 0o700);
   createPrivately(file);
+  assertWritable(file);
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
@@ -118,6 +119,22 @@ function createPrivately(file: string): void {
     closeSync(openSync(file, 'wx', 0o600));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+/**
+ * Throws EACCES or EROFS when this process cannot write the file, or its -wal or -shm if there: SQLite
+ * would open it read-only without a word, and with tables already there nothing at the start writes,
+ * so the service said SERVING and failed every write (500). Thrown here, the start is refused, naming
+ * the file (bad configuration: exit 2).
+ */
+function assertWritable(file: string): void {
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      accessSync(path, constants.W_OK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
 }
 

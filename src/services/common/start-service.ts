@@ -276,10 +276,10 @@ const UNUSABLE_FILE_ERRORS = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
 
 /**
  * Whether opening the store failed because of where DATA_DIR points, which a restart will not
- * change: a folder that cannot be made, a file this user cannot write (SQLite opens it read-only:
- * SQLITE_READONLY), a file that is no database or a damaged one (SQLITE_NOTADB, SQLITE_CORRUPT),
- * a file SQLite cannot open in a folder this user cannot write to, or a folder where the file
- * should be. SQLite says SQLITE_CANTOPEN for a full file table too, which passes: then the folder
+ * change: a folder that cannot be made, a file this user cannot write (EACCES or EROFS, checked
+ * before SQLite, which would open it read-only; SQLITE_READONLY), a file that is no database or a
+ * damaged one (SQLITE_NOTADB, SQLITE_CORRUPT), a file SQLite cannot open in a folder this user
+ * cannot write to, or a folder where the file should be. SQLite says SQLITE_CANTOPEN for a full file table too, which passes: then the folder
  * is writable and the file, if there, is a file.
  */
 function isPathFault(error: unknown, dataDir: string, file: string): boolean {
