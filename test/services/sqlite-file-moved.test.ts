@@ -37,6 +37,7 @@ describe('a SQLite store whose file goes while it is open', () => {
   it.each([
     ['its file is deleted', (file: string) => rm(file)],
     ['its WAL is deleted', (file: string) => rm(`${file}-wal`)],
+    ['its WAL index (-shm) is deleted', (file: string) => rm(`${file}-shm`)],
     ['its folder is deleted', (file: string) => rm(join(file, '..'), { recursive: true })],
     [
       'another file is moved over it',

@@ -48,11 +48,12 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
     db.transaction(() => {
       for (const statement of schema) db.exec(statement);
     })();
-    // The WAL is open from the first transaction on, and stays at its path while this connection is
-    // (SQLite deletes it when the last connection closes); a file system without WAL has none.
+    // The WAL and its index (-shm) are open from the first transaction on, and stay at their paths
+    // while this connection is (SQLite deletes them when the last connection closes); a file system
+    // without WAL has none.
     openedFiles.set(
       db,
-      [file, `${file}-wal`].flatMap((path) => identityOf(path) ?? []),
+      [file, `${file}-wal`, `${file}-shm`].flatMap((path) => identityOf(path) ?? []),
     );
     return db;
   } catch (error) {
@@ -68,7 +69,7 @@ interface FileIdentity {
   readonly ino: number;
 }
 
-/** The database file and WAL of each open database, as they were at its opening. */
+/** The database file, WAL and WAL index of each open database, as they were at its opening. */
 const openedFiles = new WeakMap<Database.Database, readonly FileIdentity[]>();
 
 function identityOf(path: string): FileIdentity | undefined {
@@ -80,7 +81,9 @@ function identityOf(path: string): FileIdentity | undefined {
  * Throws when the database's file or WAL is no longer at its path (deleted, or replaced by another
  * file): SQLite goes on writing to the open, unlinked file without an error, so every write would be
  * answered OK and be gone at the next start. SQLite refuses such writes itself only in rollback mode
- * (SQLITE_READONLY_DBMOVED), not in WAL mode; the error takes its code.
+ * (SQLITE_READONLY_DBMOVED), not in WAL mode; the error takes its code. A -shm deleted (as a "stale
+ * lock") loses nothing by itself, but an instance started next makes a new one, and two instances
+ * writing one WAL by two indexes overwrite each other's commits.
  */
 function assertFilesInPlace(db: Database.Database): void {
   for (const { path, dev, ino } of openedFiles.get(db) ?? []) {
