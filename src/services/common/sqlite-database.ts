@@ -48,13 +48,6 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
     db.transaction(() => {
       for (const statement of schema) db.exec(statement);
     })();
-    // The WAL and its index (-shm) are open from the first transaction on, and stay at their paths
-    // while this connection is (SQLite deletes them when the last connection closes); a file system
-    // without WAL has none.
-    openedFiles.set(
-      db,
-      [file, `${file}-wal`, `${file}-shm`].flatMap((path) => identityOf(path) ?? []),
-    );
     return db;
   } catch (error) {
     db.close();
@@ -69,12 +62,19 @@ interface FileIdentity {
   readonly ino: number;
 }
 
-/** The database file, WAL and WAL index of each open database, as they were at its opening. */
-const openedFiles = new WeakMap<Database.Database, readonly FileIdentity[]>();
-
 function identityOf(path: string): FileIdentity | undefined {
   const found = statSync(path, { throwIfNoEntry: false });
   return found && { path, dev: found.dev, ino: found.ino };
+}
+
+/**
+ * The files of an open database: its file, WAL and WAL index (-shm). The WAL and its index exist
+ * from the first transaction on (openSqliteDatabase runs one) and stay at their paths while this
+ * connection is open (SQLite deletes them when the last connection closes); a file system without
+ * WAL has none.
+ */
+function filesOf(db: Database.Database): readonly FileIdentity[] {
+  return [db.name, `${db.name}-wal`, `${db.name}-shm`].flatMap((path) => identityOf(path) ?? []);
 }
 
 /**
@@ -85,8 +85,8 @@ function identityOf(path: string): FileIdentity | undefined {
  * lock") loses nothing by itself, but an instance started next makes a new one, and two instances
  * writing one WAL by two indexes overwrite each other's commits.
  */
-function assertFilesInPlace(db: Database.Database): void {
-  for (const { path, dev, ino } of openedFiles.get(db) ?? []) {
+function assertFilesInPlace(opened: readonly FileIdentity[]): void {
+  for (const { path, dev, ino } of opened) {
     const now = statSync(path, { throwIfNoEntry: false });
     if (now?.dev === dev && now.ino === ino) continue;
     throw Object.assign(
@@ -159,11 +159,15 @@ export type SqliteCall = <T>(
   parent?: TraceSpan,
 ) => T;
 
-/** The {@link SqliteCall} of a store on `db` whose operations `observer` times. */
+/**
+ * The {@link SqliteCall} of a store on `db` (just opened by openSqliteDatabase: its files are taken
+ * as they are now) whose operations `observer` times.
+ */
 export function sqliteCaller(db: Database.Database, observer: DatabaseObserver | undefined): SqliteCall {
+  const opened = filesOf(db);
   return (name, operation, parent) => {
     try {
-      if (name?.operation !== 'SELECT') assertFilesInPlace(db);
+      if (name?.operation !== 'SELECT') assertFilesInPlace(opened);
       return name === undefined
         ? operation()
         : databaseOperationSync(observer, 'sqlite', name, operation, parent);
