@@ -52,7 +52,8 @@ export interface InstancePoolOptions {
   /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
   calls?: ClientCallTelemetry | undefined;
   /**
-   * How long a channel may go on connecting before a new channel replaces it; default 10,000 ms.
+   * How long a channel may go on connecting, or failed to, before a new channel replaces it;
+   * default 10,000 ms.
    * grpc-js has no connect timeout: an attempt to a host that drops packets waits on one TCP connect
    * until the kernel gives up, and once the host is back learns it only at the next retransmission
    * of its SYN, up to half a minute later. A new channel sends a new SYN at once.
@@ -146,21 +147,31 @@ export class InstancePool {
   /**
    * Connects an upstream's channel at once, not at its first call (one it cannot reach is then seen
    * connecting, and passed over by canTakeCalls, before any request waits on it), and follows its
-   * state: a channel still connecting after the connect timeout is replaced by a new one. Calls
-   * waiting on the old channel fail with UNAVAILABLE; they would have waited until their deadline.
+   * state: a channel that has not connected within the connect timeout of starting to (still
+   * connecting, or failed: grpc-js reports a failed channel as failed until a later attempt
+   * succeeds, however long that attempt hangs) is replaced by a new one. Calls waiting on the old
+   * channel fail with UNAVAILABLE; they would have waited until their deadline.
    */
   #connect(upstream: Upstream, name: string): void {
     const channel = upstream.channel;
     let timer: NodeJS.Timeout | undefined;
-    const follow = (): void => {
-      clearTimeout(timer);
-      if (this.#closed || upstream.channel !== channel) return;
+    const unconnected = (): boolean => {
       const state = channel.getConnectivityState(false);
-      if (state === connectivityState.SHUTDOWN) return;
-      if (state === connectivityState.CONNECTING) {
+      return state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE;
+    };
+    const follow = (): void => {
+      const state = channel.getConnectivityState(false);
+      if (this.#closed || upstream.channel !== channel || state === connectivityState.SHUTDOWN) {
+        clearTimeout(timer);
+        return;
+      }
+      if (!unconnected()) {
+        clearTimeout(timer);
+        timer = undefined;
+      } else if (timer === undefined) {
+        // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
-          if (this.#closed || upstream.channel !== channel) return;
-          if (channel.getConnectivityState(false) !== connectivityState.CONNECTING) return;
+          if (this.#closed || upstream.channel !== channel || !unconnected()) return;
           const hung = upstream.client;
           upstream.client = this.#client(name, upstream.address);
           upstream.channel = upstream.client.getChannel();

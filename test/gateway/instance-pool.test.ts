@@ -122,6 +122,29 @@ describe('InstancePool', () => {
     }
   });
 
+  it('replaces a failed channel whose next connection attempt hangs (grpc-js reports it failed, not connecting)', async () => {
+    // A host that refused, then drops packets: the channel's retry hangs while it stays
+    // TRANSIENT_FAILURE (sticky, until an attempt succeeds), then the host can be reached again.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    await proxy.refuse();
+    const pool = new InstancePool({ connectTimeoutMs: 300 });
+    try {
+      const upstream = pool.get('test', `127.0.0.1:${proxy.port}`);
+      await vi.waitFor(() =>
+        expect(upstream.channel.getConnectivityState(false)).toBe(connectivityState.TRANSIENT_FAILURE),
+      );
+      await proxy.restore();
+      proxy.blackhole();
+      await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1), { timeout: 5_000 });
+      await proxy.restore({ keepHeld: true });
+      await vi.waitFor(() => expect(canTakeCalls(upstream)).toBe(true), { timeout: 5_000 });
+      await expect(fail(pool, upstream)).resolves.toMatchObject({ code: status.NOT_FOUND });
+    } finally {
+      pool.close();
+      await proxy.close();
+    }
+  });
+
   it('restores the stack limit when starting throws, and passes the result through', () => {
     const limit = Error.stackTraceLimit;
     expect(
