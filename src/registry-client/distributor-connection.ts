@@ -21,6 +21,8 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 export class DistributorConnection {
   readonly #make: () => DistributorServiceClient;
   #client: DistributorServiceClient;
+  /** Since when (performance.now()) the channel has been failed, if it is. */
+  #failedSince: number | undefined;
   #closed = false;
 
   constructor(
@@ -33,25 +35,57 @@ export class DistributorConnection {
     this.#make = () =>
       new DistributorServiceClient(address, credentials, { ...options, 'grpc.use_local_subchannel_pool': 1 });
     this.#client = this.#make();
+    this.#follow(this.#client);
   }
 
-  /** The client to make calls with now; a later one after a replacement. */
+  /**
+   * The client to make calls with now; a later one after a replacement. A channel failed for
+   * `connectTimeoutMs` is replaced here: grpc-js reports it TRANSIENT_FAILURE until an attempt
+   * succeeds, however long its next attempt hangs, and fails every call at once meanwhile, so no
+   * stream waits on it to be cut (see replaceIfConnecting).
+   */
   get client(): DistributorServiceClient {
+    if (
+      !this.#closed &&
+      this.#failedSince !== undefined &&
+      performance.now() - this.#failedSince >= this.connectTimeoutMs
+    ) {
+      this.#replace();
+    }
     return this.#client;
   }
 
   /**
    * If the channel is still connecting, replaces it with a new one and says so; calls still waiting
-   * on the old channel fail with UNAVAILABLE. A channel that is connected, idle or failed (it tries
-   * again by its own backoff) is kept.
+   * on the old channel fail with UNAVAILABLE. A channel that is connected, idle or failed is kept
+   * (a failed one fails calls at once; see `client`).
    */
   replaceIfConnecting(): boolean {
     if (this.#closed) return false;
     if (this.#client.getChannel().getConnectivityState(false) !== connectivityState.CONNECTING) return false;
+    this.#replace();
+    return true;
+  }
+
+  #replace(): void {
     const hung = this.#client;
     this.#client = this.#make();
+    this.#failedSince = undefined;
+    this.#follow(this.#client);
     hung.close();
-    return true;
+  }
+
+  /** Follows the state of the current client's channel, for how long it has been failed. */
+  #follow(client: DistributorServiceClient): void {
+    const channel = client.getChannel();
+    const follow = (): void => {
+      const state = channel.getConnectivityState(false);
+      if (this.#client !== client || state === connectivityState.SHUTDOWN) return;
+      if (state !== connectivityState.TRANSIENT_FAILURE) this.#failedSince = undefined;
+      else this.#failedSince ??= performance.now();
+      channel.watchConnectivityState(state, Infinity, follow);
+    };
+    follow();
   }
 
   close(): void {

@@ -499,6 +499,31 @@ describe('registration client', () => {
     );
   });
 
+  it('replaces a failed channel whose next connection attempt hangs, so that it registers once the distributor can be reached', async () => {
+    const { port } = await startDistributor();
+    // A host that refused, then drops packets: grpc-js reports the channel TRANSIENT_FAILURE (sticky,
+    // until an attempt succeeds) while its next attempt hangs, and fails each registration at once.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    await proxy.refuse();
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${proxy.port}`,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      connectTimeoutMs: 300,
+    });
+    cleanups.push(() => registration.stop(200));
+    const disconnected = vi.fn();
+    registration.on('disconnected', disconnected);
+    registration.start();
+    await vi.waitFor(() => expect(disconnected).toHaveBeenCalled());
+    await proxy.restore();
+    proxy.blackhole();
+    await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1), { timeout: 5_000 });
+    await proxy.restore({ keepHeld: true });
+    await vi.waitFor(() => expect(registration.nodeId).toBe('goods@127.0.0.1:9010'), { timeout: 5_000 });
+  });
+
   it('says draining, then leaves, when stopped', async () => {
     const { address } = await startDistributor();
     const watcher = watch(address);
