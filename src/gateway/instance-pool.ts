@@ -11,6 +11,7 @@ import {
 } from '@grpc/grpc-js';
 import { asIs } from '../common/bytes-method.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
+import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
 export interface Upstream {
@@ -103,6 +104,8 @@ export class InstancePool {
   readonly #calls: ClientCallTelemetry | undefined;
   readonly #connectTimeoutMs: number;
   readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number) => void;
+  /** Each client's credentials, to end its connection attempt when it is replaced. */
+  readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   #closed = false;
 
   constructor(options: InstancePoolOptions = {}) {
@@ -137,11 +140,14 @@ export class InstancePool {
    * to replace a hung one the same hung subchannel.
    */
   #client(name: string, address: string): Client {
-    return new Client(address, this.#credentialsFor(name), {
+    const credentials = new SocketClosingCredentials(this.#credentialsFor(name));
+    const client = new Client(address, credentials, {
       ...this.#channelOptions,
       ...this.#channelOptionsFor(name),
       'grpc.use_local_subchannel_pool': 1,
     });
+    this.#credentialsOf.set(client, credentials);
+    return client;
   }
 
   /**
@@ -177,6 +183,7 @@ export class InstancePool {
           upstream.channel = upstream.client.getChannel();
           this.#connect(upstream, name);
           hung.close();
+          this.#credentialsOf.get(hung)?.destroySockets();
           this.#onConnectTimeout(upstream, this.#connectTimeoutMs);
         }, this.#connectTimeoutMs);
         timer.unref();

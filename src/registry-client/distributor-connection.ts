@@ -1,4 +1,5 @@
 import { type ChannelCredentials, type ChannelOptions, connectivityState } from '@grpc/grpc-js';
+import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 import { DistributorServiceClient } from '../gen/distributor.js';
 
 /**
@@ -21,6 +22,8 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 export class DistributorConnection {
   readonly #make: () => DistributorServiceClient;
   #client: DistributorServiceClient;
+  /** The client's credentials, to end its connection attempt when it is replaced. */
+  #credentials: SocketClosingCredentials | undefined;
   /** Since when (performance.now()) the channel has been failed, if it is. */
   #failedSince: number | undefined;
   #closed = false;
@@ -32,8 +35,13 @@ export class DistributorConnection {
     readonly connectTimeoutMs = CONNECT_TIMEOUT_MS,
   ) {
     // A shared subchannel would be the hung one again: grpc-js keys its pool by address and options.
-    this.#make = () =>
-      new DistributorServiceClient(address, credentials, { ...options, 'grpc.use_local_subchannel_pool': 1 });
+    this.#make = () => {
+      this.#credentials = new SocketClosingCredentials(credentials);
+      return new DistributorServiceClient(address, this.#credentials, {
+        ...options,
+        'grpc.use_local_subchannel_pool': 1,
+      });
+    };
     this.#client = this.#make();
     this.#follow(this.#client);
   }
@@ -69,10 +77,12 @@ export class DistributorConnection {
 
   #replace(): void {
     const hung = this.#client;
+    const hungCredentials = this.#credentials;
     this.#client = this.#make();
     this.#failedSince = undefined;
     this.#follow(this.#client);
     hung.close();
+    hungCredentials?.destroySockets();
   }
 
   /** Follows the state of the current client's channel, for how long it has been failed. */

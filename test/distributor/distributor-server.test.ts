@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { credentials, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/bench/process-probes.js';
@@ -522,6 +523,29 @@ describe('registration client', () => {
     await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1), { timeout: 5_000 });
     await proxy.restore({ keepHeld: true });
     await vi.waitFor(() => expect(registration.nodeId).toBe('goods@127.0.0.1:9010'), { timeout: 5_000 });
+  });
+
+  it('ends the connection attempt of each channel it replaces, not leaving one open per replacement', async () => {
+    const { port } = await startDistributor();
+    // A peer that accepts and never speaks HTTP/2: grpc-js waits for its settings without a limit.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    proxy.blackhole();
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${proxy.port}`,
+      node: goodsNode(),
+      backoff: fastBackoff,
+      connectTimeoutMs: 100,
+    });
+    cleanups.push(() => registration.stop(200));
+    registration.start();
+    await vi.waitFor(() => expect(proxy.connectionsHeld).toBeGreaterThanOrEqual(5), { timeout: 5_000 });
+    // This side of the connections (the proxy's, paused, never reads their end).
+    const open = () =>
+      execFileSync('ss', ['-Htn', 'state', 'established', `dport = :${proxy.port}`], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean).length;
+    await vi.waitFor(() => expect(open()).toBeLessThanOrEqual(2));
   });
 
   it('says draining, then leaves, when stopped', async () => {

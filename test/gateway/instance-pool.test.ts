@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import {
   connectivityState,
   Metadata,
@@ -139,6 +140,27 @@ describe('InstancePool', () => {
       await proxy.restore({ keepHeld: true });
       await vi.waitFor(() => expect(canTakeCalls(upstream)).toBe(true), { timeout: 5_000 });
       await expect(fail(pool, upstream)).resolves.toMatchObject({ code: status.NOT_FOUND });
+    } finally {
+      pool.close();
+      await proxy.close();
+    }
+  });
+
+  it('ends the connection attempt of each channel it replaces, not leaving one open per replacement', async () => {
+    // A peer that accepts and never speaks HTTP/2: grpc-js waits for its settings without a limit.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    proxy.blackhole();
+    let replaced = 0;
+    const pool = new InstancePool({ connectTimeoutMs: 100, onConnectTimeout: () => replaced++ });
+    try {
+      pool.get('test', `127.0.0.1:${proxy.port}`);
+      await vi.waitFor(() => expect(replaced).toBeGreaterThanOrEqual(5), { timeout: 5_000 });
+      // The gateway's side of the connections (the proxy's, paused, never reads their end).
+      const open = () =>
+        execFileSync('ss', ['-Htn', 'state', 'established', `dport = :${proxy.port}`], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean).length;
+      await vi.waitFor(() => expect(open()).toBeLessThanOrEqual(2));
     } finally {
       pool.close();
       await proxy.close();
