@@ -182,8 +182,7 @@ export class InstancePool {
           upstream.client = this.#client(name, upstream.address);
           upstream.channel = upstream.client.getChannel();
           this.#connect(upstream, name);
-          hung.close();
-          this.#credentialsOf.get(hung)?.destroySockets();
+          this.#closeClient(hung);
           this.#onConnectTimeout(upstream, this.#connectTimeoutMs);
         }, this.#connectTimeoutMs);
         timer.unref();
@@ -192,6 +191,17 @@ export class InstancePool {
     };
     channel.getConnectivityState(true);
     follow();
+  }
+
+  /**
+   * Closes a client, and ends its connection attempt if it has one (not connected): grpc-js's close()
+   * leaves the attempt open, for ever to a peer that accepts and never speaks HTTP/2. A connected
+   * channel's connection is closed by grpc-js, gracefully.
+   */
+  #closeClient(client: Client): void {
+    const connected = client.getChannel().getConnectivityState(false) === connectivityState.READY;
+    client.close();
+    if (!connected) this.#credentialsOf.get(client)?.destroySockets();
   }
 
   /**
@@ -237,7 +247,7 @@ export class InstancePool {
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */
   #end(upstream: Upstream): void {
     upstream.inFlight--;
-    if (upstream.inFlight === 0 && this.#leaving.delete(upstream)) upstream.client.close();
+    if (upstream.inFlight === 0 && this.#leaving.delete(upstream)) this.#closeClient(upstream.client);
   }
 
   /** Keeps only these upstreams (by key): every other channel is closed, at once or after its last call. */
@@ -245,7 +255,7 @@ export class InstancePool {
     for (const [key, upstream] of this.#upstreams) {
       if (keys.has(key)) continue;
       this.#upstreams.delete(key);
-      if (upstream.inFlight === 0) upstream.client.close();
+      if (upstream.inFlight === 0) this.#closeClient(upstream.client);
       else this.#leaving.add(upstream);
     }
   }
@@ -258,7 +268,8 @@ export class InstancePool {
   /** Closes every channel; calls still running on them fail. */
   close(): void {
     this.#closed = true;
-    for (const upstream of [...this.#upstreams.values(), ...this.#leaving]) upstream.client.close();
+    for (const upstream of [...this.#upstreams.values(), ...this.#leaving])
+      this.#closeClient(upstream.client);
     this.#upstreams.clear();
     this.#leaving.clear();
   }

@@ -167,6 +167,29 @@ describe('InstancePool', () => {
     }
   });
 
+  it('ends the connection attempt of an upstream that leaves while it connects', async () => {
+    // Instances that come and go while a peer accepts and never speaks HTTP/2: each would leave
+    // its attempt open for ever (grpc-js's close() does not end it).
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    proxy.blackhole();
+    const pool = new InstancePool();
+    const open = () =>
+      execFileSync('ss', ['-Htn', 'state', 'established', `dport = :${proxy.port}`], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean).length;
+    try {
+      for (let round = 1; round <= 3; round++) {
+        pool.get('test', `127.0.0.1:${proxy.port}`);
+        await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(round));
+        pool.retainOnly(new Set());
+      }
+      await vi.waitFor(() => expect(open()).toBe(0));
+    } finally {
+      pool.close();
+      await proxy.close();
+    }
+  });
+
   it('restores the stack limit when starting throws, and passes the result through', () => {
     const limit = Error.stackTraceLimit;
     expect(
