@@ -98,8 +98,11 @@ export class DistributorConnection {
     follow();
   }
 
+  /** Closes the client, and ends its connection attempt if it is still connecting (see #replace). */
   close(): void {
     this.#closed = true;
+    const connected = this.#client.getChannel().getConnectivityState(false) === connectivityState.READY;
     this.#client.close();
+    if (!connected) this.#credentials?.destroySockets();
   }
 }
