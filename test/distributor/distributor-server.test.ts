@@ -548,6 +548,26 @@ describe('registration client', () => {
     await vi.waitFor(() => expect(open()).toBeLessThanOrEqual(2));
   });
 
+  it('ends a connection attempt still being made when stopped', async () => {
+    const { port } = await startDistributor();
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    proxy.blackhole();
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${proxy.port}`,
+      node: goodsNode(),
+      backoff: fastBackoff,
+    });
+    registration.start();
+    await vi.waitFor(() => expect(proxy.connectionsHeld).toBe(1));
+    await registration.stop(200);
+    const open = () =>
+      execFileSync('ss', ['-Htn', 'state', 'established', `dport = :${proxy.port}`], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean).length;
+    await vi.waitFor(() => expect(open()).toBe(0));
+  });
+
   it('says draining, then leaves, when stopped', async () => {
     const { address } = await startDistributor();
     const watcher = watch(address);
