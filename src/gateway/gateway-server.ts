@@ -291,10 +291,12 @@ class GatewayServer implements Gateway {
       credentialsFor: upstreamCredentials(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
-      onConnectTimeout: (upstream, timeoutMs) =>
-        this.#log.warn(
+      onConnectTimeout: (upstream, timeoutMs, again) =>
+        this.#log[again ? 'debug' : 'warn'](
           { event: 'upstream-connect-timeout', upstream: upstream.key, timeoutMs },
-          `no connection to ${upstream.key} within ${timeoutMs} ms; trying a new one`,
+          again
+            ? `still no connection to ${upstream.key}; trying a new one`
+            : `no connection to ${upstream.key} within ${timeoutMs} ms; trying a new one (every ${timeoutMs} ms until it connects)`,
         ),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });

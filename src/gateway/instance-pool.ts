@@ -60,8 +60,12 @@ export interface InstancePoolOptions {
    * of its SYN, up to half a minute later. A new channel sends a new SYN at once.
    */
   connectTimeoutMs?: number;
-  /** Told when a hung connection attempt was replaced, to say so. */
-  onConnectTimeout?: (upstream: Upstream, timeoutMs: number) => void;
+  /**
+   * Told when a channel that had not connected was replaced, to say so; `again` when the channel
+   * replaced was itself a replacement that never connected (an instance down for a while is
+   * replaced every timeout: said once, then quietly).
+   */
+  onConnectTimeout?: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
 }
 
 /** See {@link InstancePoolOptions.connectTimeoutMs}. */
@@ -103,7 +107,7 @@ export class InstancePool {
   readonly #channelOptionsFor: (name: string) => ChannelOptions;
   readonly #calls: ClientCallTelemetry | undefined;
   readonly #connectTimeoutMs: number;
-  readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number) => void;
+  readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   #closed = false;
@@ -158,9 +162,11 @@ export class InstancePool {
    * succeeds, however long that attempt hangs) is replaced by a new one. Calls waiting on the old
    * channel fail with UNAVAILABLE; they would have waited until their deadline.
    */
-  #connect(upstream: Upstream, name: string): void {
+  #connect(upstream: Upstream, name: string, replacing = false): void {
     const channel = upstream.channel;
     let timer: NodeJS.Timeout | undefined;
+    /** This channel replaced one that never connected, and has not connected either. */
+    let unconnectedReplacement = replacing;
     const unconnected = (): boolean => {
       const state = channel.getConnectivityState(false);
       return state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE;
@@ -171,6 +177,7 @@ export class InstancePool {
         clearTimeout(timer);
         return;
       }
+      if (state === connectivityState.READY) unconnectedReplacement = false;
       if (!unconnected()) {
         clearTimeout(timer);
         timer = undefined;
@@ -181,9 +188,9 @@ export class InstancePool {
           const hung = upstream.client;
           upstream.client = this.#client(name, upstream.address);
           upstream.channel = upstream.client.getChannel();
-          this.#connect(upstream, name);
+          this.#connect(upstream, name, true);
           this.#closeClient(hung);
-          this.#onConnectTimeout(upstream, this.#connectTimeoutMs);
+          this.#onConnectTimeout(upstream, this.#connectTimeoutMs, unconnectedReplacement);
         }, this.#connectTimeoutMs);
         timer.unref();
       }
