@@ -178,6 +178,10 @@ export class InstancePool {
         return;
       }
       if (state === connectivityState.READY) unconnectedReplacement = false;
+      // grpc-js leaves a channel whose connection was lost (a peer gone, keepalive unanswered, or
+      // closed for idleness) idle until a call comes. Connected again now, one it cannot reach is
+      // seen connecting, and passed over, instead of holding the first request that picks it.
+      if (state === connectivityState.IDLE) channel.getConnectivityState(true);
       if (!unconnected()) {
         clearTimeout(timer);
         timer = undefined;

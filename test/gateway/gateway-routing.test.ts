@@ -236,19 +236,30 @@ describe('gateway routing, balancing and upstream faults', () => {
     for (let count = 0; count < 2; count++) await httpJson(port, 'GET', '/goods');
     dying.server.forceShutdown();
 
-    // The POST that meets the dead instance first (its connection gone, not yet known to fail)
-    // is not retried: it may have been done. That failure is what tells the gateway.
+    // A POST that meets the dead instance (its connection gone, not yet known to fail) is not
+    // retried: it may have been done. The lost connection is made again at once, and fails, so at
+    // most the first POST meets it: the gateway may already pass the instance over.
     const created = [];
     for (let count = 0; count < 2; count++) {
       created.push(
         await httpJson(port, 'POST', '/goods', { name: 'n', category: 'c', price: 1, description: '' }),
       );
     }
-    expect(created.map((result) => result.status).sort()).toEqual([200, 503]);
-    const refused = created.find((result) => result.status === 503)!;
-    expect(refused.headers['retry-after']).toBe('1');
-    expect(refused.body).toBe(`{"key":${keyOf(refused)},"errorcode":1,"errormessage":"Service unavailable"}`);
-    expect(healthy.goods).toHaveLength(2);
+    const statuses = created.map((result) => result.status);
+    expect([
+      [200, 200],
+      [503, 200],
+    ]).toContainEqual(statuses);
+    const refused = created.find((result) => result.status === 503);
+    if (refused) {
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(refused.body).toBe(
+        `{"key":${keyOf(refused)},"errorcode":1,"errormessage":"Service unavailable"}`,
+      );
+    }
+    // Its one row, and those POSTs that it took.
+    const taken = statuses.filter((status) => status === 200).length;
+    expect(healthy.goods).toHaveLength(1 + taken);
 
     for (let count = 0; count < 4; count++) {
       const result = await httpJson(port, 'GET', '/goods');
@@ -264,7 +275,7 @@ describe('gateway routing, balancing and upstream faults', () => {
       });
       expect(result.status).toBe(200);
     }
-    expect(healthy.goods).toHaveLength(6);
+    expect(healthy.goods).toHaveLength(1 + taken + 4);
   });
 
   it('gives an instance passed over while it failed calls again once it answers at its address', async () => {

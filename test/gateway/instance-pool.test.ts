@@ -146,6 +146,32 @@ describe('InstancePool', () => {
     }
   });
 
+  it('connects again at once when a connection is lost, not at the next call, so a lost instance is passed over', async () => {
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    const pool = new InstancePool();
+    try {
+      const upstream = pool.get('test', `127.0.0.1:${proxy.port}`);
+      await vi.waitFor(() =>
+        expect(upstream.channel.getConnectivityState(false)).toBe(connectivityState.READY),
+      );
+      await proxy.refuse();
+      await vi.waitFor(() =>
+        expect(upstream.channel.getConnectivityState(false)).toBe(connectivityState.TRANSIENT_FAILURE),
+      );
+      expect(canTakeCalls(upstream)).toBe(false);
+      await proxy.restore();
+      await vi.waitFor(
+        () => expect(upstream.channel.getConnectivityState(false)).toBe(connectivityState.READY),
+        {
+          timeout: 5_000,
+        },
+      );
+    } finally {
+      pool.close();
+      await proxy.close();
+    }
+  });
+
   it('ends the connection attempt of each channel it replaces, not leaving one open per replacement', async () => {
     // A peer that accepts and never speaks HTTP/2: grpc-js waits for its settings without a limit.
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
