@@ -276,6 +276,7 @@ class GatewayServer implements Gateway {
         stopping: () => this.#stopping,
         unservedRouteReadyAfterMs: () => options.unservedRouteReadyAfterMs ?? UNSERVED_ROUTE_READY_AFTER_MS,
         restartGraceMs: () => this.#restartGraceMs,
+        unreachableSince: (nodeId) => this.#pool.unreachableSince(nodeId),
       },
       options.observability,
       this.#log,

@@ -55,6 +55,11 @@ export interface GatewayView {
    * stays ready: a distributor restart must not take every gateway out of its load balancer.
    */
   restartGraceMs(): number;
+  /**
+   * Since when this gateway has failed to connect to a node ("name@host:port") the distributor
+   * lists; undefined while it can (see Upstream.unreachableSince).
+   */
+  unreachableSince(nodeId: string): number | undefined;
 }
 
 /** Options of {@link GatewayTelemetry}. */
@@ -327,8 +332,16 @@ export class GatewayTelemetry {
       const longUnserved = nowMs - this.#view.unservedRouteReadyAfterMs();
       let serving = 0;
       for (const route of routes) {
-        if (route.serving.length > 0) serving++;
-        else if (route.unservedSince === undefined || route.unservedSince > longUnserved) {
+        if (route.serving.length > 0) {
+          // Listed but out of this gateway's reach, every one (a partition between this gateway and
+          // the service only): the route fails every call here, as if none served it; held by the
+          // same rule, from when the last of them became unreachable.
+          const since = this.#unreachableSince(route.serving);
+          if (since === undefined) serving++;
+          else if (since > longUnserved) {
+            reasons.push(`no reachable instance for ${route.method} ${route.template}`);
+          }
+        } else if (route.unservedSince === undefined || route.unservedSince > longUnserved) {
           reasons.push(`no serving instance for ${route.method} ${route.template}`);
         }
       }
@@ -336,6 +349,17 @@ export class GatewayTelemetry {
         reasons.push('no route has a serving instance');
     }
     return { ready: reasons.length === 0, reasons };
+  }
+
+  /** Since when every one of `nodeIds` has been unreachable from this gateway; undefined if one is not. */
+  #unreachableSince(nodeIds: readonly string[]): number | undefined {
+    let latest = 0;
+    for (const nodeId of nodeIds) {
+      const since = this.#view.unreachableSince(nodeId);
+      if (since === undefined) return undefined;
+      latest = Math.max(latest, since);
+    }
+    return latest;
   }
 
   /** What the status page shows, as JSON. */

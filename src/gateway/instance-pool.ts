@@ -25,6 +25,13 @@ export interface Upstream {
   channel: ReturnType<Client['getChannel']>;
   /** Calls started and not yet finished on this channel. */
   inFlight: number;
+  /**
+   * Since when (performance.now()) this gateway has failed to connect to the instance: set when a
+   * connection attempt failed or outlasted the connect timeout, cleared once a channel is connected.
+   * The distributor may well list an instance this gateway cannot reach (a partition between the two
+   * only): its routes then fail every call here, which readiness must say.
+   */
+  unreachableSince: number | undefined;
 }
 
 /**
@@ -131,7 +138,14 @@ export class InstancePool {
       if (upstream) this.#leaving.delete(upstream);
       else {
         const client = this.#client(name, address);
-        upstream = { key, address, client, channel: client.getChannel(), inFlight: 0 };
+        upstream = {
+          key,
+          address,
+          client,
+          channel: client.getChannel(),
+          inFlight: 0,
+          unreachableSince: undefined,
+        };
         this.#connect(upstream, name);
       }
       this.#upstreams.set(key, upstream);
@@ -177,7 +191,11 @@ export class InstancePool {
         clearTimeout(timer);
         return;
       }
-      if (state === connectivityState.READY) unconnectedReplacement = false;
+      if (state === connectivityState.READY) {
+        unconnectedReplacement = false;
+        upstream.unreachableSince = undefined;
+      } else if (state === connectivityState.TRANSIENT_FAILURE)
+        upstream.unreachableSince ??= performance.now();
       // grpc-js leaves a channel whose connection was lost (a peer gone, keepalive unanswered, or
       // closed for idleness) idle until a call comes. Connected again now, one it cannot reach is
       // seen connecting, and passed over, instead of holding the first request that picks it.
@@ -190,6 +208,7 @@ export class InstancePool {
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
           const hung = upstream.client;
+          upstream.unreachableSince ??= performance.now();
           upstream.client = this.#client(name, upstream.address);
           upstream.channel = upstream.client.getChannel();
           this.#connect(upstream, name, true);
@@ -269,6 +288,11 @@ export class InstancePool {
       if (upstream.inFlight === 0) this.#closeClient(upstream.client);
       else this.#leaving.add(upstream);
     }
+  }
+
+  /** See {@link Upstream.unreachableSince}; undefined for an instance this pool has no channel to. */
+  unreachableSince(key: string): number | undefined {
+    return this.#upstreams.get(key)?.unreachableSince;
   }
 
   /** The addresses with an open channel, for diagnostics and tests. */

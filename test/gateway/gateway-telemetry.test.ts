@@ -40,6 +40,7 @@ const view: GatewayView = {
   stopping: () => false,
   unservedRouteReadyAfterMs: () => 60_000,
   restartGraceMs: () => 10_000,
+  unreachableSince: () => undefined,
 };
 
 /** A response that resolves with the body it is ended with. */

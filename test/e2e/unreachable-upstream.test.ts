@@ -1,0 +1,182 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
+import { type ComponentProcess, spawnComponent } from './support/processes.js';
+
+// A partition between the gateway and goods only: goods' host drops every packet from the gateway,
+// while the distributor reaches goods and goes on listing it. Every GET /goods through this gateway
+// then fails (504 at the deadline, or 503 when a hung connection attempt is replaced), and the
+// gateway, which knows it cannot connect, must not tell its load balancer it is ready.
+const HOSTS = {
+  distributor: '10.213.61.2',
+  goods: '10.213.61.3',
+  gateway: '10.213.61.4',
+  client: '10.213.61.5',
+} as const;
+const DISTRIBUTOR_ADDRESS = `${HOSTS.distributor}:9000`;
+const GATEWAY_URL = `http://${HOSTS.gateway}:8000`;
+/** Keepalive loses the established connection within 15 s, then an attempt hangs for 10 s. */
+const NOT_READY_WITHIN_MS = 35_000;
+/** Once goods can be reached, the next attempt (at most 10 s after the last) connects at once. */
+const READY_AGAIN_WITHIN_MS = 15_000;
+
+const unavailable = netnsUnavailableReason();
+if (unavailable && process.env.CI === 'true') {
+  throw new Error(`the unreachable-upstream test must run under CI=true (as root), but ${unavailable}`);
+}
+if (unavailable) process.stderr.write(`\n[test] the unreachable-upstream test will skip: ${unavailable}.\n`);
+
+/** One GET from the client host; prints {status, body} as JSON, or status 0 when it failed. */
+const HTTP_GET = `
+const request = require('node:http').get(process.argv[1], { timeout: 8000 }, (response) => {
+  let text = '';
+  response.setEncoding('utf8');
+  response.on('data', (chunk) => { text += chunk; });
+  response.on('end', () => process.stdout.write(JSON.stringify({ status: response.statusCode, body: text })));
+});
+request.on('timeout', () => request.destroy(new Error('timed out')));
+request.on('error', (error) => process.stdout.write(JSON.stringify({ status: 0, body: String(error) })));
+`;
+
+describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (network namespaces)', () => {
+  let dataDir: string | undefined;
+  let network: TestNetwork | undefined;
+  let pki: TestPki;
+  const processes: ComponentProcess[] = [];
+
+  const start = (host: keyof typeof HOSTS, entry: string, args: string[]): ComponentProcess => {
+    const files = pki.files(host);
+    const component = spawnComponent(
+      entry,
+      args,
+      {
+        TLS_CA: files.caFile,
+        TLS_CERT: files.certFile,
+        TLS_KEY: files.keyFile,
+        DATA_DIR: dataDir!,
+        MYSQL_URL: '',
+      },
+      { prefix: network!.prefix(host) },
+    );
+    processes.push(component);
+    return component;
+  };
+
+  const get = async (path: string): Promise<{ status: number; body: string }> => {
+    const run = await network!.run(
+      'client',
+      process.execPath,
+      ['-e', HTTP_GET, `${GATEWAY_URL}${path}`],
+      10_000,
+    );
+    return JSON.parse(run.stdout || '{"status":0,"body":"no output"}') as { status: number; body: string };
+  };
+
+  /** Sends GET /goods every second (the traffic that makes the gateway connect) until `until` holds. */
+  const pollUntil = async (
+    until: () => Promise<boolean>,
+    withinMs: number,
+  ): Promise<{ met: boolean; waitedMs: number }> => {
+    const startedAt = Date.now();
+    while (Date.now() - startedAt < withinMs) {
+      void get('/goods');
+      if (await until()) return { met: true, waitedMs: Date.now() - startedAt };
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+    return { met: false, waitedMs: Date.now() - startedAt };
+  };
+
+  /**
+   * In goods' namespace, a policy rule that discards every packet from the gateway (see
+   * unreachable-distributor.test.ts); the gateway is told goods' hardware address, or its kernel
+   * would fail the connect at once, which a dropping firewall does not make it do.
+   */
+  const dropFromGateway = (drop: boolean): void => {
+    const rule = (args: string[]): void => {
+      execFileSync('ip', ['-n', network!.namespace('goods'), 'rule', ...args]);
+    };
+    if (drop) {
+      const [link] = JSON.parse(
+        execFileSync('ip', ['-n', network!.namespace('goods'), '-j', 'link', 'show', 'eth0'], {
+          encoding: 'utf8',
+        }),
+      ) as Array<{ address: string }>;
+      execFileSync('ip', [
+        '-n',
+        network!.namespace('gateway'),
+        'neigh',
+        'replace',
+        HOSTS.goods,
+        'lladdr',
+        link!.address,
+        'dev',
+        'eth0',
+        'nud',
+        'permanent',
+      ]);
+      rule(['add', 'pref', '10', 'from', `${HOSTS.gateway}/32`, 'blackhole']);
+      rule(['add', 'pref', '100', 'lookup', 'local']);
+      rule(['del', 'pref', '0']);
+    } else rule(['del', 'pref', '10']);
+  };
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'shop-unreachable-upstream-'));
+    network = createTestNetwork(HOSTS);
+    pki = makeTestPki(dataDir, { names: Object.keys(HOSTS), hosts: Object.values(HOSTS) });
+    const distributor = start('distributor', 'src/distributor/main.ts', ['--host', HOSTS.distributor]);
+    await distributor.waitForLine(/listening on/);
+    const goods = start('goods', 'src/services/goods/main.ts', [
+      ...['--host', HOSTS.goods, '--advertise-host', HOSTS.goods, '--distributor', DISTRIBUTOR_ADDRESS],
+    ]);
+    start('gateway', 'src/gateway/main.ts', ['--host', HOSTS.gateway, '--distributor', DISTRIBUTOR_ADDRESS]);
+    await goods.waitForLine(/registered with the distributor/);
+  }, 30_000);
+
+  afterAll(async () => {
+    try {
+      for (const component of processes) component.child.kill('SIGKILL');
+      await Promise.all(processes.map((component) => component.exited()));
+    } finally {
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+      network?.remove();
+    }
+  }, 30_000);
+
+  it('is not ready while it cannot connect to any instance of a route, and ready again once it can', async () => {
+    const ready = await pollUntil(async () => (await get('/goods')).status === 200, 15_000);
+    expect(ready.met).toBe(true);
+    expect((await get('/readyz')).status).toBe(200);
+
+    dropFromGateway(true);
+    const readyz = { status: 0, body: '' };
+    const notReady = await pollUntil(async () => {
+      Object.assign(readyz, await get('/readyz'));
+      return readyz.status === 503;
+    }, NOT_READY_WITHIN_MS);
+    expect(notReady.met, `/readyz still ${readyz.status} ${readyz.body}`).toBe(true);
+    expect((JSON.parse(readyz.body) as { reasons: string[] }).reasons).toContain(
+      'no reachable instance for GET /goods',
+    );
+    // The status page says why too (its readiness), while goods is still listed as serving.
+    const status = JSON.parse((await get('/status.json')).body) as {
+      readiness: { reasons: string[] };
+      routes: Array<{ method: string; path: string; serving: string[] }>;
+    };
+    expect(status.readiness.reasons).toContain('no reachable instance for GET /goods');
+    expect(status.routes.find((route) => route.method === 'GET' && route.path === '/goods')?.serving).toEqual(
+      [`goods@${HOSTS.goods}:9010`],
+    );
+
+    dropFromGateway(false);
+    const back = await pollUntil(
+      async () => (await get('/readyz')).status === 200 && (await get('/goods')).status === 200,
+      READY_AGAIN_WITHIN_MS,
+    );
+    expect(back.met).toBe(true);
+  }, 80_000);
+});
