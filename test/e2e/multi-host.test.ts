@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { hostComponentStarter } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
-import { type ComponentProcess, spawnComponent } from './support/processes.js';
+import type { ComponentProcess } from './support/processes.js';
 
 // Three hosts and a client, each a network namespace with its own address on a bridge that exists
 // only inside the test's namespaces. Nothing here talks to this machine's own network.
@@ -60,23 +61,12 @@ describe.runIf(!unavailable)(
     let distributor: ComponentProcess;
     const processes: ComponentProcess[] = [];
 
-    const start = (host: keyof typeof HOSTS, entry: string, args: string[]): ComponentProcess => {
-      const files = pki.files(host);
-      const component = spawnComponent(
-        entry,
-        args,
-        {
-          TLS_CA: files.caFile,
-          TLS_CERT: files.certFile,
-          TLS_KEY: files.keyFile,
-          DATA_DIR: dataDir!,
-          MYSQL_URL: '',
-        },
-        { prefix: network!.prefix(host) },
-      );
-      processes.push(component);
-      return component;
-    };
+    const start = hostComponentStarter({
+      network: () => network!,
+      pki: () => pki,
+      dataDir: () => dataDir!,
+      processes,
+    });
 
     /** An HTTP request to the gateway, sent from the client host. */
     const fromClient = async (

@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { hostComponentStarter } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
-import { type ComponentProcess, spawnComponent } from './support/processes.js';
+import type { ComponentProcess } from './support/processes.js';
 
 // The distributor's host drops every packet from goods (a host that is down, a firewall that drops)
 // while goods starts, then can be reached again. Dropped, not refused: goods' TCP connect waits on
@@ -37,61 +37,12 @@ describe.runIf(!unavailable)(
     let pki: TestPki;
     const processes: ComponentProcess[] = [];
 
-    const start = (host: keyof typeof HOSTS, entry: string, args: string[]): ComponentProcess => {
-      const files = pki.files(host);
-      const component = spawnComponent(
-        entry,
-        args,
-        {
-          TLS_CA: files.caFile,
-          TLS_CERT: files.certFile,
-          TLS_KEY: files.keyFile,
-          DATA_DIR: dataDir!,
-          MYSQL_URL: '',
-        },
-        { prefix: network!.prefix(host) },
-      );
-      processes.push(component);
-      return component;
-    };
-
-    /**
-     * In the distributor's namespace, a policy rule that discards every packet from goods as it
-     * arrives: goods' SYNs go unanswered and nothing of them reaches the distributor's TCP, as with a
-     * host that is down. The rule that looks up local addresses comes first by default (priority 0),
-     * so it is moved after this one.
-     */
-    const dropFromGoods = (drop: boolean): void => {
-      const rule = (args: string[]): void => {
-        execFileSync('ip', ['-n', network!.namespace('distributor'), 'rule', ...args]);
-      };
-      if (drop) {
-        // The rule would stop the distributor answering goods' ARP requests too, and goods' kernel
-        // would fail the connect (EHOSTUNREACH), which a dropping firewall does not make it do: goods
-        // is told the distributor's hardware address instead.
-        const [link] = JSON.parse(
-          execFileSync('ip', ['-n', network!.namespace('distributor'), '-j', 'link', 'show', 'eth0'], {
-            encoding: 'utf8',
-          }),
-        ) as Array<{ address: string }>;
-        execFileSync('ip', [
-          '-n',
-          network!.namespace('goods'),
-          'neigh',
-          'replace',
-          HOSTS.distributor,
-          'lladdr',
-          link!.address,
-          'dev',
-          'eth0',
-          'nud',
-          'permanent',
-        ]);
-        rule(['add', 'pref', '10', 'from', `${HOSTS.goods}/32`, 'blackhole']);
-        rule(['add', 'pref', '100', 'lookup', 'local']);
-        rule(['del', 'pref', '0']);
-      } else rule(['del', 'pref', '10']);
-    };
+    const start = hostComponentStarter({
+      network: () => network!,
+      pki: () => pki,
+      dataDir: () => dataDir!,
+      processes,
+    });
 
     beforeAll(() => {
       dataDir = mkdtempSync(join(tmpdir(), 'shop-unreachable-'));
@@ -117,7 +68,7 @@ describe.runIf(!unavailable)(
         '9000',
       ]);
       await distributor.waitForLine(/listening on/);
-      dropFromGoods(true);
+      const restore = network!.dropPackets('distributor', 'goods');
       const goods = start('goods', 'src/services/goods/main.ts', [
         '--host',
         HOSTS.goods,
@@ -131,7 +82,7 @@ describe.runIf(!unavailable)(
       await goods.waitForLine(/"event":"registering"/, 30_000);
       await new Promise((resolve) => setTimeout(resolve, UNREACHABLE_MS));
       expect(goods.lines.some((line) => REGISTERED.test(line))).toBe(false);
-      dropFromGoods(false);
+      restore();
       const backAt = Date.now();
       await goods.waitForLine(REGISTERED, REGISTERED_WITHIN_MS);
       const waitedMs = Date.now() - backAt;

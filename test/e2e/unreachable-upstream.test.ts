@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { hostComponentStarter } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
-import { type ComponentProcess, spawnComponent } from './support/processes.js';
+import type { ComponentProcess } from './support/processes.js';
 
 // A partition between the gateway and goods only: goods' host drops every packet from the gateway,
 // while the distributor reaches goods and goes on listing it. Every GET /goods through this gateway
@@ -48,23 +48,12 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
   let pki: TestPki;
   const processes: ComponentProcess[] = [];
 
-  const start = (host: keyof typeof HOSTS, entry: string, args: string[]): ComponentProcess => {
-    const files = pki.files(host);
-    const component = spawnComponent(
-      entry,
-      args,
-      {
-        TLS_CA: files.caFile,
-        TLS_CERT: files.certFile,
-        TLS_KEY: files.keyFile,
-        DATA_DIR: dataDir!,
-        MYSQL_URL: '',
-      },
-      { prefix: network!.prefix(host) },
-    );
-    processes.push(component);
-    return component;
-  };
+  const start = hostComponentStarter({
+    network: () => network!,
+    pki: () => pki,
+    dataDir: () => dataDir!,
+    processes,
+  });
 
   const get = async (path: string): Promise<{ status: number; body: string }> => {
     const run = await network!.run(
@@ -88,40 +77,6 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
     return { met: false, waitedMs: Date.now() - startedAt };
-  };
-
-  /**
-   * In goods' namespace, a policy rule that discards every packet from the gateway (see
-   * unreachable-distributor.test.ts); the gateway is told goods' hardware address, or its kernel
-   * would fail the connect at once, which a dropping firewall does not make it do.
-   */
-  const dropFromGateway = (drop: boolean): void => {
-    const rule = (args: string[]): void => {
-      execFileSync('ip', ['-n', network!.namespace('goods'), 'rule', ...args]);
-    };
-    if (drop) {
-      const [link] = JSON.parse(
-        execFileSync('ip', ['-n', network!.namespace('goods'), '-j', 'link', 'show', 'eth0'], {
-          encoding: 'utf8',
-        }),
-      ) as Array<{ address: string }>;
-      execFileSync('ip', [
-        '-n',
-        network!.namespace('gateway'),
-        'neigh',
-        'replace',
-        HOSTS.goods,
-        'lladdr',
-        link!.address,
-        'dev',
-        'eth0',
-        'nud',
-        'permanent',
-      ]);
-      rule(['add', 'pref', '10', 'from', `${HOSTS.gateway}/32`, 'blackhole']);
-      rule(['add', 'pref', '100', 'lookup', 'local']);
-      rule(['del', 'pref', '0']);
-    } else rule(['del', 'pref', '10']);
   };
 
   beforeAll(async () => {
@@ -152,7 +107,7 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     expect(ready.met).toBe(true);
     expect((await get('/readyz')).status).toBe(200);
 
-    dropFromGateway(true);
+    const restore = network!.dropPackets('goods', 'gateway');
     const readyz = { status: 0, body: '' };
     const notReady = await pollUntil(async () => {
       Object.assign(readyz, await get('/readyz'));
@@ -172,7 +127,7 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
       [`goods@${HOSTS.goods}:9010`],
     );
 
-    dropFromGateway(false);
+    restore();
     const back = await pollUntil(
       async () => (await get('/readyz')).status === 200 && (await get('/goods')).status === 200,
       READY_AGAIN_WITHIN_MS,

@@ -22,6 +22,15 @@ export interface TestNetwork {
   /** Runs a program on a host; killed after `timeoutMs`. Never rejects for an exit code. */
   run(host: string, command: string, args: readonly string[], timeoutMs?: number): Promise<NamespaceRun>;
   /**
+   * Makes host `at` discard every packet from host `from` as it arrives, silently, as a host that is
+   * down or a firewall that drops does; returns what ends it. No netfilter here: a policy rule
+   * (blackhole) before the lookup of local addresses, which comes first by default (priority 0) and
+   * is moved after it, in `at`'s namespace only. Such a rule would stop `at` answering `from`'s ARP
+   * requests too, and `from`'s kernel would fail its connects at once (EHOSTUNREACH), so `from` is
+   * told `at`'s hardware address. One drop at a time on each host.
+   */
+  dropPackets(at: string, from: string): () => void;
+  /**
    * Deletes every namespace, and with them their interfaces; kill what runs inside first, or a
    * namespace lives on (unnamed) until its last process ends. Throws if one is still listed.
    */
@@ -106,8 +115,35 @@ export function createTestNetwork(hosts: Readonly<Record<string, string>>): Test
     remove();
     throw error;
   }
+  const dropPackets = (at: string, from: string): (() => void) => {
+    const [link] = JSON.parse(ip(['-n', namespace(at), '-j', 'link', 'show', 'eth0'])) as Array<{
+      address: string;
+    }>;
+    ip([
+      '-n',
+      namespace(from),
+      'neigh',
+      'replace',
+      hosts[at]!,
+      'lladdr',
+      link!.address,
+      'dev',
+      'eth0',
+      'nud',
+      'permanent',
+    ]);
+    ip(['-n', namespace(at), 'rule', 'add', 'pref', '10', 'from', `${hosts[from]}/32`, 'blackhole']);
+    if (!ip(['-n', namespace(at), 'rule', 'show', 'pref', '100']).includes('lookup local')) {
+      ip(['-n', namespace(at), 'rule', 'add', 'pref', '100', 'lookup', 'local']);
+      ip(['-n', namespace(at), 'rule', 'del', 'pref', '0']);
+    }
+    return () => {
+      ip(['-n', namespace(at), 'rule', 'del', 'pref', '10']);
+    };
+  };
   return {
     namespace,
+    dropPackets,
     prefix: (host) => ['ip', 'netns', 'exec', namespace(host)],
     run: (host, command, args, timeoutMs = 15_000) =>
       new Promise((resolve) => {

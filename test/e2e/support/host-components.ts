@@ -1,0 +1,33 @@
+import type { TestPki } from '../../helpers/certs.js';
+import type { TestNetwork } from './netns.js';
+import { type ComponentProcess, spawnComponent } from './processes.js';
+
+/**
+ * Starts components on the hosts of a test network, each with its host's certificate (mutual TLS),
+ * the embedded store in `dataDir`, and pushed onto `processes` for the test's cleanup. The network
+ * and the PKI are read when a component starts, so they may be made in a `beforeAll` after this.
+ */
+export function hostComponentStarter(setup: {
+  network: () => TestNetwork;
+  pki: () => TestPki;
+  dataDir: () => string;
+  processes: ComponentProcess[];
+}): (host: string, entry: string, args: string[]) => ComponentProcess {
+  return (host, entry, args) => {
+    const files = setup.pki().files(host);
+    const component = spawnComponent(
+      entry,
+      args,
+      {
+        TLS_CA: files.caFile,
+        TLS_CERT: files.certFile,
+        TLS_KEY: files.keyFile,
+        DATA_DIR: setup.dataDir(),
+        MYSQL_URL: '',
+      },
+      { prefix: setup.network().prefix(host) },
+    );
+    setup.processes.push(component);
+    return component;
+  };
+}
