@@ -186,8 +186,18 @@ export class InstancePool {
       return state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE;
     };
     const follow = (): void => {
+      if (this.#closed || upstream.channel !== channel) {
+        clearTimeout(timer);
+        return;
+      }
+      // grpc-js leaves a channel whose connection was lost (a peer gone, keepalive unanswered, or
+      // closed for idleness) idle until a call comes. Connected again now, one it cannot reach is
+      // seen connecting, and passed over, instead of holding the first request that picks it. The
+      // state is read after: the watch below must start from the state the kick left, or a channel
+      // that went on connecting for ever would never be told of again.
+      if (channel.getConnectivityState(false) === connectivityState.IDLE) channel.getConnectivityState(true);
       const state = channel.getConnectivityState(false);
-      if (this.#closed || upstream.channel !== channel || state === connectivityState.SHUTDOWN) {
+      if (state === connectivityState.SHUTDOWN) {
         clearTimeout(timer);
         return;
       }
@@ -196,10 +206,6 @@ export class InstancePool {
         upstream.unreachableSince = undefined;
       } else if (state === connectivityState.TRANSIENT_FAILURE)
         upstream.unreachableSince ??= performance.now();
-      // grpc-js leaves a channel whose connection was lost (a peer gone, keepalive unanswered, or
-      // closed for idleness) idle until a call comes. Connected again now, one it cannot reach is
-      // seen connecting, and passed over, instead of holding the first request that picks it.
-      if (state === connectivityState.IDLE) channel.getConnectivityState(true);
       if (!unconnected()) {
         clearTimeout(timer);
         timer = undefined;
@@ -219,7 +225,6 @@ export class InstancePool {
       }
       channel.watchConnectivityState(state, Infinity, follow);
     };
-    channel.getConnectivityState(true);
     follow();
   }
 
