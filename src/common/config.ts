@@ -3,6 +3,16 @@ import { isIP } from 'node:net';
 /** A configuration value that is missing or malformed; the message says what was expected. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  /**
+   * Whether the usage is printed after the message: it helps with a malformed setting, not with a
+   * file or folder a well-formed setting names that cannot be used (where it would bury the reason).
+   */
+  readonly showUsage: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { showUsage?: boolean }) {
+    super(message, options);
+    this.showUsage = options?.showUsage ?? true;
+  }
 }
 
 /** A host and a port, as in "127.0.0.1:9000" or "[::1]:9000". */

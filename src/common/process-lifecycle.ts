@@ -152,7 +152,7 @@ export function runMain(
   main(new ProcessSignals()).catch((error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
     const badConfig = error instanceof ConfigError;
-    process.stderr.write(`${message}\n${badConfig ? `\n${usage}\n` : ''}`);
+    process.stderr.write(`${message}\n${badConfig && error.showUsage ? `\n${usage}\n` : ''}`);
     process.exit(badConfig ? EXIT_CODES.badConfiguration : EXIT_CODES.failed);
   });
 }

@@ -67,6 +67,8 @@ describe('goods on a SQLite file it cannot write', () => {
       expect(await Promise.race([exited, listening]), output).toBe(2);
       expect(output).toContain(`cannot open the SQLite file ${file}`);
       expect(output).toMatch(/EACCES: permission denied, access '[^']*goods\.sqlite(-wal)?'/);
+      // The reason is the last word: no usage after it, for a setting that was well formed.
+      expect(output).not.toContain('usage: goods');
     },
     30_000,
   );

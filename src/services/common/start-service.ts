@@ -238,7 +238,8 @@ function openStore<Store extends ServiceStore, Options>(
     const reason = error instanceof Error ? error.message : String(error);
     const message = `cannot open the SQLite file ${file} (set DATA_DIR or MYSQL_URL): ${reason}`;
     // A path that cannot hold the file will not heal by a restart: bad configuration (exit 2).
-    if (isPathFault(error, storage.dataDir, file)) throw new ConfigError(message, { cause: error });
+    if (isPathFault(error, storage.dataDir, file))
+      throw new ConfigError(message, { cause: error, showUsage: false });
     throw new Error(message, { cause: error });
   }
 }
