@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
-import { createConnection, type RowDataPacket } from 'mysql2/promise';
-import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { createConnection, PoolConnection, type RowDataPacket } from 'mysql2/promise';
+import { afterEach, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
 import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
@@ -188,6 +188,63 @@ describe.runIf(mysqlUrl)(
       await proxy.restore();
       await waitForHealth(address, 'SERVING');
       await expect(list()).resolves.toMatchObject({ results: [{ id: 1 }] });
+    });
+
+    it('connections that died while idle (packets dropped, no FIN or RST) cost one short ping, not a statement timeout each', async () => {
+      const db = new MysqlDatabase({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), host: '127.0.0.1', port: proxy.port },
+        schema: [],
+        connectTimeoutMs: 1_000,
+        acquireTimeoutMs: 1_000,
+        queryTimeoutMs: 1_000,
+        idleCheckAfterMs: 200,
+      });
+      try {
+        // Four connections, then idle past the check's threshold.
+        await Promise.all(Array.from({ length: 4 }, () => db.select('SELECT SLEEP(0.1)')));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        // The network drops everything for a while, then works again for new connections only:
+        // the four open ones stay dead, as after a NAT or firewall forgot them.
+        proxy.blackhole();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await proxy.restore({ keepHeld: true });
+
+        const started = Date.now();
+        const answers = [];
+        for (let i = 0; i < 4; i++) {
+          answers.push(
+            await db.select<{ one: number } & RowDataPacket>('SELECT 1 AS one').then(
+              (rows) => rows[0]?.one,
+              (error) => `${error.code} ${error.details}`,
+            ),
+          );
+        }
+        // Before, each of the four waited the whole statement timeout (1 s) and failed UNAVAILABLE.
+        expect(answers).toEqual([1, 1, 1, 1]);
+        // One ping's timeout (1 s here) for the first; the other dead ones go without one.
+        expect(Date.now() - started).toBeLessThan(1_800);
+      } finally {
+        await db.close(100);
+      }
+    });
+
+    it('a busy pool pings no connection: only one idle past the threshold is checked before its statement', async () => {
+      const db = new MysqlDatabase({
+        connection: parseMysqlUrl(database.url, 'test database'),
+        schema: [],
+        idleCheckAfterMs: 200,
+      });
+      const ping = vi.spyOn(PoolConnection.prototype, 'ping');
+      try {
+        for (let i = 0; i < 20; i++) await db.select('SELECT 1');
+        expect(ping).not.toHaveBeenCalled();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await db.select('SELECT 1');
+        expect(ping).toHaveBeenCalledTimes(1);
+      } finally {
+        ping.mockRestore();
+        await db.close();
+      }
     });
 
     it('started while MySQL is down: NOT_SERVING, then creates its table and serves once MySQL is up', async () => {

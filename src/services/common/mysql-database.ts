@@ -38,6 +38,13 @@ export interface MysqlDatabaseOptions {
   acquireTimeoutMs?: number;
   /** How long one statement may take before its connection is dropped (default 5 s). */
   queryTimeoutMs?: number;
+  /**
+   * A connection idle longer than this is pinged before it is handed out (default 30 s), as one that
+   * died while idle without a FIN or RST (a network that dropped packets, a NAT or firewall that
+   * forgot it) would otherwise cost a whole statement timeout. The ping waits at most 1 s (at most
+   * the statement timeout, if shorter). A busy pool hands out connections idle for less: no ping.
+   */
+  idleCheckAfterMs?: number;
   /** Told of the pool and of every operation, so that both show in the service's metrics. */
   observer?: DatabaseObserver;
 }
@@ -92,6 +99,9 @@ class MysqlTimeoutError extends Error {
 /** How long the server keeps a session that says nothing (its wait_timeout), in seconds. */
 const SESSION_IDLE_LIMIT_S = 300;
 
+/** How long the ping of a connection idle past idleCheckAfterMs may take, at most. */
+const IDLE_PING_TIMEOUT_MS = 1_000;
+
 /** How long closing the pool waits for its connections, by default. */
 export const POOL_CLOSE_TIMEOUT_MS = 2_000;
 
@@ -115,6 +125,17 @@ export class MysqlDatabase implements SqlExecutor {
   readonly #observer: DatabaseObserver | undefined;
   readonly #acquireTimeoutMs: number;
   readonly #queryTimeoutMs: number;
+  readonly #idleCheckAfterMs: number;
+  readonly #idlePingTimeoutMs: number;
+  /** When each pooled connection was last given back (absent: never used, just connected). */
+  readonly #idleSince = new WeakMap<object, number>();
+  /**
+   * A connection idle since this time or earlier is dead: one idle since then was found dead (its
+   * ping or its statement got no answer, or it broke), and whatever killed it (a network that
+   * dropped packets, a NAT that forgot it, a server restart) struck while this one was idle too. It
+   * is dropped without a ping, so N dead connections cost one wait, not N.
+   */
+  #deadIfIdleSince = Number.NEGATIVE_INFINITY;
   #schemaReady: Promise<void> | undefined;
 
   constructor(options: MysqlDatabaseOptions) {
@@ -125,6 +146,8 @@ export class MysqlDatabase implements SqlExecutor {
     this.#observer = options.observer;
     this.#acquireTimeoutMs = options.acquireTimeoutMs ?? 5_000;
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 5_000;
+    this.#idleCheckAfterMs = options.idleCheckAfterMs ?? 30_000;
+    this.#idlePingTimeoutMs = Math.min(IDLE_PING_TIMEOUT_MS, this.#queryTimeoutMs);
     this.#pool = createPool({
       host: connection.host,
       port: connection.port,
@@ -316,10 +339,11 @@ export class MysqlDatabase implements SqlExecutor {
   async #withConnection<T>(work: (connection: PoolConnection) => Promise<T>): Promise<T> {
     let connection: PoolConnection;
     try {
-      connection = await this.#acquire();
+      connection = await this.#acquireLive();
     } catch (error) {
       throw classify(error);
     }
+    const idleSince = this.#idleSince.get(connection.connection);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -329,13 +353,64 @@ export class MysqlDatabase implements SqlExecutor {
     });
     try {
       const result = await Promise.race([work(connection), timedOut]);
-      connection.release();
+      this.#release(connection);
       return result;
     } catch (error) {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
-      if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) connection.destroy();
-      else connection.release();
+      if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) {
+        connection.destroy();
+        if (idleSince !== undefined) this.#foundDead(idleSince);
+      } else this.#release(connection);
       throw classify(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #release(connection: PoolConnection): void {
+    this.#idleSince.set(connection.connection, Date.now());
+    connection.release();
+  }
+
+  #foundDead(idleSince: number): void {
+    this.#deadIfIdleSince = Math.max(this.#deadIfIdleSince, idleSince);
+  }
+
+  /**
+   * A connection from the pool that is not known to be dead. One idle past idleCheckAfterMs must
+   * answer a ping first; one idle since before a connection found dead went idle is dropped at
+   * once (see #deadIfIdleSince). The pool hands out the connection given back last, so after a dead one the
+   * next are idle since earlier still and go without a ping, down to a new connection.
+   */
+  async #acquireLive(): Promise<PoolConnection> {
+    for (;;) {
+      const connection = await this.#acquire();
+      const idleSince = this.#idleSince.get(connection.connection);
+      if (idleSince === undefined) return connection;
+      if (idleSince > this.#deadIfIdleSince) {
+        if (Date.now() - idleSince <= this.#idleCheckAfterMs) return connection;
+        if (await this.#answersPing(connection)) return connection;
+        this.#foundDead(idleSince);
+        this.#log.debug('idle MySQL connection did not answer a ping: dropped');
+      }
+      connection.destroy();
+    }
+  }
+
+  /** Whether the connection answers a ping within the idle ping's timeout. */
+  async #answersPing(connection: PoolConnection): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#idlePingTimeoutMs);
+    });
+    try {
+      return await Promise.race([
+        connection.ping().then(
+          () => true,
+          () => false,
+        ),
+        timedOut,
+      ]);
     } finally {
       clearTimeout(timer);
     }
