@@ -127,7 +127,7 @@ export class MysqlDatabase implements SqlExecutor {
   readonly #queryTimeoutMs: number;
   readonly #idleCheckAfterMs: number;
   readonly #idlePingTimeoutMs: number;
-  /** When each pooled connection was last given back (absent: never used, just connected). */
+  /** When (performance.now()) each pooled connection was last given back (absent: never used, just connected). */
   readonly #idleSince = new WeakMap<object, number>();
   /**
    * A connection idle since this time or earlier is dead: one idle since then was found dead (its
@@ -368,7 +368,7 @@ export class MysqlDatabase implements SqlExecutor {
   }
 
   #release(connection: PoolConnection): void {
-    this.#idleSince.set(connection.connection, Date.now());
+    this.#idleSince.set(connection.connection, performance.now());
     connection.release();
   }
 
@@ -388,7 +388,7 @@ export class MysqlDatabase implements SqlExecutor {
       const idleSince = this.#idleSince.get(connection.connection);
       if (idleSince === undefined) return connection;
       if (idleSince > this.#deadIfIdleSince) {
-        if (Date.now() - idleSince <= this.#idleCheckAfterMs) return connection;
+        if (performance.now() - idleSince <= this.#idleCheckAfterMs) return connection;
         if (await this.#answersPing(connection)) return connection;
         this.#foundDead(idleSince);
         this.#log.debug('idle MySQL connection did not answer a ping: dropped');
