@@ -73,10 +73,21 @@ export interface InstancePoolOptions {
    * replaced every timeout: said once, then quietly).
    */
   onConnectTimeout?: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
+  /** See {@link IDLE_RECONNECT_INTERVAL_MS} (the default). */
+  idleReconnectIntervalMs?: number;
 }
 
 /** See {@link InstancePoolOptions.connectTimeoutMs}. */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * How often, at most, a channel that went idle is connected again without a call. grpc-js resets
+ * its backoff once a connection is made, so a peer that takes a connection and closes it at once
+ * (a server at its connection limit, which closes the connection that never called, another
+ * gateway's idle one; a proxy that sends GOAWAY at once) was otherwise dialled again without pause,
+ * hundreds of times a second, and two gateways idle on a full service closed each other's in turn.
+ */
+export const IDLE_RECONNECT_INTERVAL_MS = 5_000;
 
 /**
  * Starts a call with no stack trace captured while it starts. grpc-js makes an Error at the start
@@ -115,6 +126,7 @@ export class InstancePool {
   readonly #calls: ClientCallTelemetry | undefined;
   readonly #connectTimeoutMs: number;
   readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
+  readonly #idleReconnectIntervalMs: number;
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   #closed = false;
@@ -126,6 +138,7 @@ export class InstancePool {
     this.#calls = options.calls?.active ? options.calls : undefined;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? UPSTREAM_CONNECT_TIMEOUT_MS;
     this.#onConnectTimeout = options.onConnectTimeout ?? (() => {});
+    this.#idleReconnectIntervalMs = options.idleReconnectIntervalMs ?? IDLE_RECONNECT_INTERVAL_MS;
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -181,6 +194,15 @@ export class InstancePool {
     let timer: NodeJS.Timeout | undefined;
     /** This channel replaced one that never connected, and has not connected either. */
     let unconnectedReplacement = replacing;
+    /** When this channel was last told to connect (performance.now()), and the kick waiting, if any. */
+    let kickedAt: number | undefined;
+    let kickTimer: NodeJS.Timeout | undefined;
+    const kick = (): void => {
+      kickTimer = undefined;
+      if (this.#closed || upstream.channel !== channel) return;
+      kickedAt = performance.now();
+      channel.getConnectivityState(true);
+    };
     const unconnected = (): boolean => {
       const state = channel.getConnectivityState(false);
       return state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE;
@@ -188,17 +210,28 @@ export class InstancePool {
     const follow = (): void => {
       if (this.#closed || upstream.channel !== channel) {
         clearTimeout(timer);
+        clearTimeout(kickTimer);
         return;
       }
       // grpc-js leaves a channel whose connection was lost (a peer gone, keepalive unanswered, or
       // closed for idleness) idle until a call comes. Connected again now, one it cannot reach is
       // seen connecting, and passed over, instead of holding the first request that picks it. The
       // state is read after: the watch below must start from the state the kick left, or a channel
-      // that went on connecting for ever would never be told of again.
-      if (channel.getConnectivityState(false) === connectivityState.IDLE) channel.getConnectivityState(true);
+      // that went on connecting for ever would never be told of again. At most once per
+      // idleReconnectIntervalMs: later, by a timer, when the last kick was more recent.
+      if (channel.getConnectivityState(false) === connectivityState.IDLE && kickTimer === undefined) {
+        const waitMs =
+          kickedAt === undefined ? 0 : kickedAt + this.#idleReconnectIntervalMs - performance.now();
+        if (waitMs <= 0) kick();
+        else {
+          kickTimer = setTimeout(kick, waitMs);
+          kickTimer.unref();
+        }
+      }
       const state = channel.getConnectivityState(false);
       if (state === connectivityState.SHUTDOWN) {
         clearTimeout(timer);
+        clearTimeout(kickTimer);
         return;
       }
       if (state === connectivityState.READY) {

@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { createServer as createHttp2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import {
   connectivityState,
   Metadata,
@@ -9,6 +11,7 @@ import {
 } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
+import { http2ServersOf, listen } from '../../src/common/grpc-server.js';
 import {
   canTakeCalls,
   InstancePool,
@@ -148,7 +151,8 @@ describe('InstancePool', () => {
 
   it('connects again at once when a connection is lost, not at the next call, so a lost instance is passed over', async () => {
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
-    const pool = new InstancePool();
+    // The connection is lost just after it was made: by default, it would be made again 5 s later.
+    const pool = new InstancePool({ idleReconnectIntervalMs: 50 });
     try {
       const upstream = pool.get('test', `127.0.0.1:${proxy.port}`);
       await vi.waitFor(() =>
@@ -236,5 +240,50 @@ describe('InstancePool', () => {
       }),
     ).toThrow('broken');
     expect(Error.stackTraceLimit).toBe(limit);
+  });
+});
+
+describe('InstancePool, a peer that closes connections at once', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('is not dialled again without pause: one that speaks HTTP/2, then closes', async () => {
+    let sessions = 0;
+    const peer = createHttp2Server();
+    peer.on('session', (session) => {
+      sessions++;
+      session.once('remoteSettings', () => setImmediate(() => session.close()));
+    });
+    await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
+    const pool = new InstancePool();
+    try {
+      pool.get('test', `127.0.0.1:${(peer.address() as AddressInfo).port}`);
+      await sleep(1_500);
+      // Before: about 250 connections in that time, each made as the last was closed.
+      expect(sessions).toBeLessThanOrEqual(2);
+    } finally {
+      pool.close();
+      peer.close();
+    }
+  });
+
+  it('two gateways idle on a service full at one connection do not close each other in turn', async () => {
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, undefined, { maxConnections: 1 });
+    let connections = 0;
+    for (const http2Server of http2ServersOf(server)) http2Server.on('connection', () => connections++);
+    const one = new InstancePool();
+    const other = new InstancePool();
+    try {
+      one.get('test', `127.0.0.1:${port}`);
+      await sleep(200);
+      other.get('test', `127.0.0.1:${port}`);
+      await sleep(1_500);
+      // Before: about 700 connections in that time, each closing the other gateway's.
+      expect(connections).toBeLessThanOrEqual(4);
+    } finally {
+      one.close();
+      other.close();
+      server.forceShutdown();
+    }
   });
 });
