@@ -247,6 +247,30 @@ describe.runIf(mysqlUrl)(
       }
     });
 
+    it('a slow statement that runs over its timeout drops no healthy idle connection', async () => {
+      const db = new MysqlDatabase({
+        connection: parseMysqlUrl(database.url, 'test database'),
+        schema: [],
+        queryTimeoutMs: 500,
+      });
+      const destroy = vi.spyOn(PoolConnection.prototype, 'destroy');
+      try {
+        // Four connections, given back one after the other: the last given back is handed out first.
+        await Promise.all(Array.from({ length: 4 }, (_, i) => db.select(`SELECT SLEEP(${0.05 * (i + 1)})`)));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        // A slow statement, on a connection that is alive: its timeout says nothing of the others.
+        await expect(db.select('SELECT SLEEP(2)')).rejects.toMatchObject({ code: status.UNAVAILABLE });
+        expect(destroy).toHaveBeenCalledTimes(1);
+        for (let i = 0; i < 4; i++)
+          await Promise.all([db.select('SELECT 1'), db.select('SELECT 1'), db.select('SELECT 1')]);
+        // Before: the three others, idle since before it, were dropped unasked and made anew.
+        expect(destroy).toHaveBeenCalledTimes(1);
+      } finally {
+        destroy.mockRestore();
+        await db.close();
+      }
+    });
+
     it('started while MySQL is down: NOT_SERVING, then creates its table and serves once MySQL is up', async () => {
       await proxy.refuse();
       const { address } = await start({ waitUntilServing: false });

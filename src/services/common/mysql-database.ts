@@ -131,11 +131,17 @@ export class MysqlDatabase implements SqlExecutor {
   readonly #idleSince = new WeakMap<object, number>();
   /**
    * A connection idle since this time or earlier is dead: one idle since then was found dead (its
-   * ping or its statement got no answer, or it broke), and whatever killed it (a network that
+   * ping got no answer, or it broke), and whatever killed it (a network that
    * dropped packets, a NAT that forgot it, a server restart) struck while this one was idle too. It
    * is dropped without a ping, so N dead connections cost one wait, not N.
    */
   #deadIfIdleSince = Number.NEGATIVE_INFINITY;
+  /**
+   * A connection idle since this time or earlier is pinged before it is handed out, however short
+   * its idleness: one idle since then ran over the statement timeout, which a dead connection does,
+   * but so does a slow statement on a live one. Only an unanswered ping condemns the rest.
+   */
+  #checkIfIdleSince = Number.NEGATIVE_INFINITY;
   #schemaReady: Promise<void> | undefined;
 
   constructor(options: MysqlDatabaseOptions) {
@@ -359,7 +365,9 @@ export class MysqlDatabase implements SqlExecutor {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
       if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) {
         connection.destroy();
-        if (idleSince !== undefined) this.#foundDead(idleSince);
+        if (idleSince !== undefined && error instanceof MysqlTimeoutError) {
+          this.#checkIfIdleSince = Math.max(this.#checkIfIdleSince, idleSince);
+        } else if (idleSince !== undefined) this.#foundDead(idleSince);
       } else this.#release(connection);
       throw classify(error);
     } finally {
@@ -377,8 +385,8 @@ export class MysqlDatabase implements SqlExecutor {
   }
 
   /**
-   * A connection from the pool that is not known to be dead. One idle past idleCheckAfterMs must
-   * answer a ping first; one idle since before a connection found dead went idle is dropped at
+   * A connection from the pool that is not known to be dead. One idle past idleCheckAfterMs, or since
+   * before one whose statement ran over its timeout (see #checkIfIdleSince), must answer a ping first; one idle since before a connection found dead went idle is dropped at
    * once (see #deadIfIdleSince). The pool hands out the connection given back last, so after a dead one the
    * next are idle since earlier still and go without a ping, down to a new connection.
    */
@@ -388,7 +396,8 @@ export class MysqlDatabase implements SqlExecutor {
       const idleSince = this.#idleSince.get(connection.connection);
       if (idleSince === undefined) return connection;
       if (idleSince > this.#deadIfIdleSince) {
-        if (performance.now() - idleSince <= this.#idleCheckAfterMs) return connection;
+        const suspect = idleSince <= this.#checkIfIdleSince;
+        if (!suspect && performance.now() - idleSince <= this.#idleCheckAfterMs) return connection;
         if (await this.#answersPing(connection)) return connection;
         this.#foundDead(idleSince);
         this.#log.debug('idle MySQL connection did not answer a ping: dropped');
