@@ -37,7 +37,7 @@ import {
   type RequestTelemetry,
 } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
-import { InstancePool } from './instance-pool.js';
+import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -276,7 +276,7 @@ class GatewayServer implements Gateway {
         stopping: () => this.#stopping,
         unservedRouteReadyAfterMs: () => options.unservedRouteReadyAfterMs ?? UNSERVED_ROUTE_READY_AFTER_MS,
         restartGraceMs: () => this.#restartGraceMs,
-        unreachableSince: (nodeId) => this.#pool.unreachableSince(nodeId),
+        unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
       },
       options.observability,
       this.#log,

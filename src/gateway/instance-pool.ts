@@ -10,6 +10,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { asIs } from '../common/bytes-method.js';
+import { formatHostPort } from '../common/config.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 
@@ -43,6 +44,19 @@ export interface Upstream {
 export function canTakeCalls(upstream: Upstream): boolean {
   const state = upstream.channel.getConnectivityState(false);
   return state === connectivityState.READY || state === connectivityState.IDLE;
+}
+
+/**
+ * The key of the upstream of a node the distributor lists ({@link InstancePool.get} makes it of the
+ * dialled address), from the node's id: "name@host:port" with the host as registered, an IPv6
+ * address without brackets ("goods@::1:4001" is the upstream "goods@[::1]:4001").
+ */
+export function upstreamKeyOfNode(nodeId: string): string {
+  const at = nodeId.lastIndexOf('@');
+  const colon = nodeId.lastIndexOf(':');
+  if (at < 0 || colon < at) return nodeId;
+  const host = nodeId.slice(at + 1, colon);
+  return `${nodeId.slice(0, at)}@${formatHostPort({ host, port: Number(nodeId.slice(colon + 1)) })}`;
 }
 
 /** Options of {@link InstancePool}. */

@@ -1,0 +1,49 @@
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { NodeState } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { http } from '../helpers/http.js';
+import { goodsNode } from '../helpers/nodes.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+
+/** A port on `host` where nothing listens: a connection to it is refused. */
+async function closedPort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('gateway readiness, an instance listed but out of reach', () => {
+  const closer = new Closer();
+  afterEach(() => closer.closeAll());
+
+  it.each(['127.0.0.1', '::1'])(
+    'is not ready while the only goods instance, at %s, refuses',
+    async (host) => {
+      const distributor = await startDistributor(closer);
+      const { gateway, port } = await startGateway(closer, distributor.address);
+      const registration = closer.add(
+        new RegistrationClient({
+          distributor: distributor.address,
+          node: goodsNode({ host, port: await closedPort(host), state: NodeState.NODE_STATE_SERVING }),
+          backoff: { initialMs: 20, maxMs: 200 },
+        }),
+        (client) => client.stop(100),
+      );
+      registration.start();
+      await waitForRoute(gateway, 'GET /goods', 1);
+      // An IPv6 instance's node id is "goods@::1:port", its channel's key "goods@[::1]:port": readiness
+      // looked its reachability up by the id, found no channel, and counted it as serving.
+      await vi.waitFor(
+        async () => {
+          const ready = await http(port, 'GET', '/readyz');
+          expect(ready.status).toBe(503);
+          expect(ready.body).toContain('no reachable instance for GET /goods');
+        },
+        { timeout: 5_000, interval: 50 },
+      );
+    },
+  );
+});
