@@ -131,9 +131,9 @@ export class MysqlDatabase implements SqlExecutor {
   readonly #idleSince = new WeakMap<object, number>();
   /**
    * A connection idle since this time or earlier is dead: one idle since then was found dead (its
-   * ping got no answer, or it broke), and whatever killed it (a network that
-   * dropped packets, a NAT that forgot it, a server restart) struck while this one was idle too. It
-   * is dropped without a ping, so N dead connections cost one wait, not N.
+   * ping got no answer, or it broke), and whatever killed it (a network that dropped packets, a NAT
+   * that forgot it, a server restart) struck while this one was idle too. It is dropped without a
+   * ping, so N dead connections cost one wait, not N.
    */
   #deadIfIdleSince = Number.NEGATIVE_INFINITY;
   /**
@@ -386,8 +386,9 @@ export class MysqlDatabase implements SqlExecutor {
 
   /**
    * A connection from the pool that is not known to be dead. One idle past idleCheckAfterMs, or since
-   * before one whose statement ran over its timeout (see #checkIfIdleSince), must answer a ping first; one idle since before a connection found dead went idle is dropped at
-   * once (see #deadIfIdleSince). The pool hands out the connection given back last, so after a dead one the
+   * before one whose statement ran over its timeout (see #checkIfIdleSince), must answer a ping
+   * first; one idle since before a connection found dead went idle is dropped at once (see
+   * #deadIfIdleSince). The pool hands out the connection given back last, so after a dead one the
    * next are idle since earlier still and go without a ping, down to a new connection.
    */
   async #acquireLive(): Promise<PoolConnection> {
