@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
@@ -29,6 +30,19 @@ export class TcpProxy {
 
   get port(): number {
     return this.#port;
+  }
+
+  /**
+   * How many connections to the proxy are established on the clients' side, as the kernel lists them
+   * (`ss`): a held connection's client end stays open until the client closes it, which the proxy,
+   * paused, never reads. For tests that a client ends the attempts it gave up.
+   */
+  clientConnectionsOpen(): number {
+    return execFileSync('ss', ['-Htn', 'state', 'established', `dport = :${this.#port}`], {
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter(Boolean).length;
   }
 
   /** How many connections a blackhole accepted and held (not counting open ones it stopped). */
