@@ -84,6 +84,16 @@ const UNAVAILABLE_CODES = new Set([
   'ER_BAD_DB_ERROR',
   'ER_LOCK_WAIT_TIMEOUT',
   'ER_LOCK_DEADLOCK',
+  // The server refuses every write, for a reason no request caused: read_only (MariaDB and MySQL
+  // answer ER_OPTION_PREVENTS_STATEMENT; 1290 also names other server options, all of them the
+  // operator's), InnoDB read-only, a full disk or table space. The statement did nothing, so
+  // nothing acknowledged is lost, and writes work again once the operator acts.
+  'ER_OPTION_PREVENTS_STATEMENT',
+  'ER_READ_ONLY_MODE',
+  'ER_INNODB_READ_ONLY',
+  'ER_DISK_FULL',
+  'ER_DISK_FULL_NOWAIT',
+  'ER_RECORD_FILE_FULL',
 ]);
 
 /** The table a schema statement makes, or undefined if it makes none. */
@@ -113,7 +123,7 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
  * - a statement that takes longer than `queryTimeoutMs` fails and its connection is dropped (mysql2's
  *   own `timeout` leaves the connection busy with the abandoned statement);
  * - every failure is a ServiceError: UNAVAILABLE "Database unavailable" when the server cannot be
- *   reached or does not answer, INTERNAL otherwise, with the driver's error kept as `cause` for logs;
+ *   reached, does not answer, or refuses every write (read_only, a full disk), INTERNAL otherwise, with the driver's error kept as `cause` for logs;
  * - values only ever travel as `?` parameters of prepared statements, and statement stacking is off.
  */
 export class MysqlDatabase implements SqlExecutor {
@@ -294,6 +304,9 @@ export class MysqlDatabase implements SqlExecutor {
       // probe says so, and the service stops being routed to until the table is back. It is not
       // made again here: a table renamed away by an online migration would come back empty.
       for (const table of this.#tables) await connection.query(`SELECT 1 FROM ${table} LIMIT 0`);
+      // A server that refuses writes (read_only, a full disk) still passes: every instance shares
+      // it, so NOT_SERVING would leave the gateway no instance to route to and fail the reads too.
+      // Reads go on; each write is UNAVAILABLE, logged with the server's code (see classifyMysqlError).
     });
   }
 
@@ -347,7 +360,7 @@ export class MysqlDatabase implements SqlExecutor {
     try {
       connection = await this.#acquireLive();
     } catch (error) {
-      throw classify(error);
+      throw classifyMysqlError(error);
     }
     const idleSince = this.#idleSince.get(connection.connection);
     let timer: NodeJS.Timeout | undefined;
@@ -369,7 +382,7 @@ export class MysqlDatabase implements SqlExecutor {
           this.#checkIfIdleSince = Math.max(this.#checkIfIdleSince, idleSince);
         } else if (idleSince !== undefined) this.#foundDead(idleSince);
       } else this.#release(connection);
-      throw classify(error);
+      throw classifyMysqlError(error);
     } finally {
       clearTimeout(timer);
     }
@@ -449,7 +462,11 @@ export class MysqlDatabase implements SqlExecutor {
   }
 }
 
-function classify(error: unknown): ServiceError {
+/**
+ * A driver error as the ServiceError a caller gets: UNAVAILABLE for what UNAVAILABLE_CODES lists, a
+ * timeout, a fatal (connection-level) error or a closed pool; INTERNAL for anything else.
+ */
+export function classifyMysqlError(error: unknown): ServiceError {
   if (error instanceof ServiceError) return error;
   const { code, fatal, message } = (error ?? {}) as { code?: unknown; fatal?: unknown; message?: unknown };
   if (
