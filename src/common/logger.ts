@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { REDACT_PATHS, REDACTED, redactUrl } from './redact.js';
+import { REDACT_PATHS, REDACTED, redactErrorFields, redactUrl } from './redact.js';
 
 export type { Logger };
 
@@ -15,8 +15,9 @@ export interface LoggerOptions {
 
 /**
  * The root logger of one process: JSON lines on stdout, one child per component. Secrets are
- * redacted at every level: fields named as secrets (see REDACT_PATHS), and secret query parameters
- * of any `url` field (a request's URL carries the book's `password` on GET /members).
+ * redacted at every level: fields named as secrets (see REDACT_PATHS), secret query parameters of
+ * any `url` field (a request's URL carries the book's `password` on GET /members), and the values
+ * database errors quote in the `err` field (see redactDatabaseValues).
  *
  * Lines are written synchronously by default: with pino's default asynchronous stdout, a process
  * that exits right after logging why (a refusal, a fatal error) could lose that line or print it
@@ -29,6 +30,9 @@ export function createLogger({ component, level = 'info', destination }: LoggerO
       level,
       base: { component },
       redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      // A driver's error can quote a row's value (a duplicate username): the log keeps its code
+      // and key, not the value.
+      serializers: { err: (error: unknown) => redactErrorFields(pino.stdSerializers.err(error as Error)) },
       formatters: {
         log: (fields) =>
           typeof fields.url === 'string' ? { ...fields, url: redactUrl(fields.url) } : fields,

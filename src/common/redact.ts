@@ -67,3 +67,39 @@ export const REDACT_PATHS: readonly string[] = [
   'headers["x-api-key"]',
   '*.headers["x-api-key"]',
 ];
+
+/**
+ * Parts of database messages that quote a row's value: MySQL's "Duplicate entry 'alice' for key
+ * 'members_username'" (ER_DUP_ENTRY) and "Incorrect string value: '\xF0...' for column ..."
+ * (ER_TRUNCATED_WRONG_VALUE_FOR_FIELD) repeat what a user sent. The quoted value is matched
+ * greedily up to the last closing text on purpose: a value that itself holds "' for key '" can make
+ * a stack lose a few frames to the redaction, but never show part of the value.
+ */
+const QUOTED_VALUES: ReadonlyArray<readonly [RegExp, string]> = [
+  [/Duplicate entry '[\s\S]*' for key '/g, `Duplicate entry ${REDACTED} for key '`],
+  [/(Incorrect [\w ]+ value): '[\s\S]*' for column /g, `$1: ${REDACTED} for column `],
+];
+
+/**
+ * `text` with the values that database messages quote replaced, keeping the rest (the error code,
+ * the key or column): enough to know which constraint failed, nothing of whose data it was.
+ */
+export function redactDatabaseValues(text: string): string {
+  let redacted = text;
+  for (const [pattern, replacement] of QUOTED_VALUES) redacted = redacted.replace(pattern, replacement);
+  return redacted;
+}
+
+/**
+ * A serialized error (pino's `err` field) with every string in it passed through
+ * {@link redactDatabaseValues}: the value shows in `message`, `sqlMessage` and `stack` alike, and in
+ * those of nested errors.
+ */
+export function redactErrorFields(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactDatabaseValues(value);
+  if (value === null || typeof value !== 'object' || depth > 4) return value;
+  if (Array.isArray(value)) return value.map((item) => redactErrorFields(item, depth + 1));
+  const copy: Record<string, unknown> = {};
+  for (const key in value) copy[key] = redactErrorFields((value as Record<string, unknown>)[key], depth + 1);
+  return copy;
+}

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
-import { redactUrl } from '../../src/common/redact.js';
+import { redactDatabaseValues, redactUrl } from '../../src/common/redact.js';
 
 describe('redactUrl', () => {
   it('replaces the values of secret query parameters and keeps the rest as it came', () => {
@@ -49,5 +49,24 @@ describe('createLogger', () => {
       password: '[redacted]',
       passwordConfirm: '[redacted]',
     });
+  });
+});
+
+describe('redactDatabaseValues', () => {
+  it('drops the value a database message quotes and keeps which key or column', () => {
+    expect(redactDatabaseValues("Duplicate entry 'alice' for key 'members_username'")).toBe(
+      "Duplicate entry [redacted] for key 'members_username'",
+    );
+    expect(
+      redactDatabaseValues("Incorrect string value: '\\xF0\\x9F' for column `t`.`goods`.`name` at row 1"),
+    ).toBe('Incorrect string value: [redacted] for column `t`.`goods`.`name` at row 1');
+    expect(redactDatabaseValues('UNIQUE constraint failed: members.username')).toBe(
+      'UNIQUE constraint failed: members.username',
+    );
+  });
+
+  it("shows no part of a value that itself reads like the message's end", () => {
+    const text = "Duplicate entry 'x' for key 'y' and\nmore' for key 'members_username'";
+    expect(redactDatabaseValues(text)).toBe("Duplicate entry [redacted] for key 'members_username'");
   });
 });
