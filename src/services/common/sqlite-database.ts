@@ -145,13 +145,15 @@ function assertWritable(file: string): void {
  * Runs one synchronous SQLite operation of a store, named for its metric and span (undefined for a
  * health probe, which is neither timed nor traced), traced as a child of `parent` (the span of the
  * call it is made for) when that call is traced, and turns its failure into a ServiceError: a
- * file locked by another process for longer than the busy timeout is UNAVAILABLE (trying again may
- * work); anything else is INTERNAL. The driver's error stays in `cause`, for the log only.
+ * file that cannot be used now (locked by another process past the busy timeout, read-only, on a
+ * full disk: see UNAVAILABLE_PREFIXES) is UNAVAILABLE (trying again later may work); anything else
+ * is INTERNAL. The driver's error stays in `cause`, for the log only.
  *
  * Before anything but a SELECT (a write, or a health probe), it checks that the file is still the one
  * opened: a deleted or replaced file is UNAVAILABLE, and the probe turns the instance NOT_SERVING, so
  * no write is acknowledged that a restart would lose. A SELECT is not checked: it loses nothing, and a
- * stat per read would slow the busiest calls.
+ * stat per read would slow the busiest calls. The health probe also checks that the files can still
+ * be written at their paths (see assertPathsWritable).
  */
 export type SqliteCall = <T>(
   name: DatabaseOperationName | undefined,
@@ -168,21 +170,51 @@ export function sqliteCaller(db: Database.Database, observer: DatabaseObserver |
   return (name, operation, parent) => {
     try {
       if (name?.operation !== 'SELECT') assertFilesInPlace(opened);
+      if (name === undefined) assertPathsWritable(opened);
       return name === undefined
         ? operation()
         : databaseOperationSync(observer, 'sqlite', name, operation, parent);
     } catch (error) {
       if (error instanceof ServiceError) throw error;
       const code = String((error as { code?: unknown }).code ?? '');
-      if (
-        code.startsWith('SQLITE_BUSY') ||
-        code.startsWith('SQLITE_LOCKED') ||
-        code === 'SQLITE_READONLY_DBMOVED'
-      )
-        throw databaseUnavailable(error);
+      if (UNAVAILABLE_PREFIXES.some((prefix) => code.startsWith(prefix))) throw databaseUnavailable(error);
       throw databaseFailure(error);
     }
   };
+}
+
+/**
+ * SQLite codes (and their extended forms) that say the file cannot be used now, for a reason no
+ * request caused, so that trying again later may work: UNAVAILABLE, not INTERNAL.
+ * - BUSY, LOCKED: another process holds the lock past the busy timeout.
+ * - READONLY: the file cannot be written (DBMOVED: replaced under us, see assertFilesInPlace).
+ * - FULL: the disk (or its quota) is full; the failed transaction is rolled back, nothing
+ *   acknowledged is lost, and writes work again once there is room.
+ * - IOERR: the file system refused a read or write; a file system the kernel turned read-only
+ *   under a running store (ext4's errors=remount-ro) shows as SQLITE_IOERR_WRITE, not READONLY.
+ * EROFS and EACCES come from the health probe's own check (see assertPathsWritable).
+ */
+const UNAVAILABLE_PREFIXES = [
+  'SQLITE_BUSY',
+  'SQLITE_LOCKED',
+  'SQLITE_READONLY',
+  'SQLITE_FULL',
+  'SQLITE_IOERR',
+  'EROFS',
+  'EACCES',
+];
+
+/**
+ * Throws EROFS (or EACCES) when a file of the open database can no longer be written at its path:
+ * its file system was remounted read-only. Checked by the health probe only, which then turns the
+ * instance NOT_SERVING, as a moved file does: the fault is this host's, an operator has to act, and
+ * another instance (on another disk) can take the writes; the instance would not start on such a
+ * file either (assertWritable). A stat-like call, so the probe still writes nothing. A file system
+ * the kernel forced read-only after an I/O error may still pass here (Linux marks the superblock,
+ * not the mount): then every write is UNAVAILABLE while health stays SERVING.
+ */
+function assertPathsWritable(opened: readonly FileIdentity[]): void {
+  for (const { path } of opened) accessSync(path, constants.W_OK);
 }
 
 /** The operation a prepared statement makes (e.g. SELECT goods). */
