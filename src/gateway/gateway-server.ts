@@ -299,6 +299,11 @@ class GatewayServer implements Gateway {
             ? `still no connection to ${upstream.key}; trying a new one`
             : `no connection to ${upstream.key} within ${timeoutMs} ms; trying a new one (every ${timeoutMs} ms until it connects)`,
         ),
+      onSilentConnection: (upstream, timeoutMs) =>
+        this.#log.warn(
+          { event: 'upstream-silent-connection', upstream: upstream.key, timeoutMs },
+          `${upstream.key} did not answer a health check within ${timeoutMs} ms after a call's deadline passed; connecting anew`,
+        ),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;

@@ -18,9 +18,14 @@ import { SocketClosingCredentials } from '../common/socket-closing-credentials.j
 export interface Upstream {
   /** "name@host:port": who is expected at which address. */
   readonly key: string;
+  /** The component expected there, whose credentials a replacement channel is made with. */
+  readonly name: string;
   /** "host:port" (IPv6 in brackets), as grpc-js dials it. */
   readonly address: string;
-  /** Replaced, with its channel, when a connection attempt hangs (see InstancePoolOptions.connectTimeoutMs). */
+  /**
+   * Replaced, with its channel, when a connection attempt hangs (see InstancePoolOptions.connectTimeoutMs)
+   * or a connected one has gone silent (see InstancePoolOptions.silenceCheckTimeoutMs).
+   */
   client: Client;
   /** The client's channel, whose state says whether the instance can take a call now. */
   channel: ReturnType<Client['getChannel']>;
@@ -33,6 +38,8 @@ export interface Upstream {
    * only): its routes then fail every call here, which readiness must say.
    */
   unreachableSince: number | undefined;
+  /** Whether a health check is asking the instance if its connection still answers (one at a time). */
+  checkingSilence: boolean;
 }
 
 /**
@@ -89,7 +96,27 @@ export interface InstancePoolOptions {
   onConnectTimeout?: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
   /** See {@link IDLE_RECONNECT_INTERVAL_MS} (the default). */
   idleReconnectIntervalMs?: number;
+  /**
+   * How long the instance has to answer a health check sent over the same connection after a call
+   * on it passed its deadline, before the connection is taken for dead and a new channel replaces
+   * it; default {@link SILENCE_CHECK_TIMEOUT_MS}.
+   * A host that went silent (power lost, cable pulled, packets dropped) leaves its connection READY
+   * in grpc-js until keepalive gives up (about 15 s), and round robin meanwhile gives it its share of
+   * calls, each held until its deadline. A slow handler does not fail the check: the server answers
+   * it while the slow call runs.
+   */
+  silenceCheckTimeoutMs?: number;
+  /** Told when a connection did not answer its health check and was replaced, to say so. */
+  onSilentConnection?: (upstream: Upstream, timeoutMs: number) => void;
 }
+
+/** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
+export const SILENCE_CHECK_TIMEOUT_MS = 1_000;
+
+/** grpc.health.v1.Health/Check, whose answer (any status) shows a connection still carries calls. */
+const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+/** A HealthCheckRequest for the server as a whole (service ""): no fields, so no bytes. */
+const WHOLE_SERVER_HEALTH_REQUEST = Buffer.alloc(0);
 
 /** See {@link InstancePoolOptions.connectTimeoutMs}. */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
@@ -141,6 +168,8 @@ export class InstancePool {
   readonly #connectTimeoutMs: number;
   readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
   readonly #idleReconnectIntervalMs: number;
+  readonly #silenceCheckTimeoutMs: number;
+  readonly #onSilentConnection: (upstream: Upstream, timeoutMs: number) => void;
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   #closed = false;
@@ -153,6 +182,8 @@ export class InstancePool {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? UPSTREAM_CONNECT_TIMEOUT_MS;
     this.#onConnectTimeout = options.onConnectTimeout ?? (() => {});
     this.#idleReconnectIntervalMs = options.idleReconnectIntervalMs ?? IDLE_RECONNECT_INTERVAL_MS;
+    this.#silenceCheckTimeoutMs = options.silenceCheckTimeoutMs ?? SILENCE_CHECK_TIMEOUT_MS;
+    this.#onSilentConnection = options.onSilentConnection ?? (() => {});
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -167,13 +198,15 @@ export class InstancePool {
         const client = this.#client(name, address);
         upstream = {
           key,
+          name,
           address,
           client,
           channel: client.getChannel(),
           inFlight: 0,
           unreachableSince: undefined,
+          checkingSilence: false,
         };
-        this.#connect(upstream, name);
+        this.#connect(upstream);
       }
       this.#upstreams.set(key, upstream);
     }
@@ -203,7 +236,7 @@ export class InstancePool {
    * succeeds, however long that attempt hangs) is replaced by a new one. Calls waiting on the old
    * channel fail with UNAVAILABLE; they would have waited until their deadline.
    */
-  #connect(upstream: Upstream, name: string, replacing = false): void {
+  #connect(upstream: Upstream, replacing = false): void {
     const channel = upstream.channel;
     let timer: NodeJS.Timeout | undefined;
     /** This channel replaced one that never connected, and has not connected either. */
@@ -260,12 +293,7 @@ export class InstancePool {
         // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
-          const hung = upstream.client;
-          upstream.unreachableSince ??= performance.now();
-          upstream.client = this.#client(name, upstream.address);
-          upstream.channel = upstream.client.getChannel();
-          this.#connect(upstream, name, true);
-          this.#closeClient(hung);
+          this.#replaceChannel(upstream);
           this.#onConnectTimeout(upstream, this.#connectTimeoutMs, unconnectedReplacement);
         }, this.#connectTimeoutMs);
         timer.unref();
@@ -276,14 +304,59 @@ export class InstancePool {
   }
 
   /**
-   * Closes a client, and ends its connection attempt if it has one (not connected): grpc-js's close()
-   * leaves the attempt open, for ever to a peer that accepts and never speaks HTTP/2. A connected
-   * channel's connection is closed by grpc-js, gracefully.
+   * Gives an upstream a new channel, which connects at once, and closes the old one with its
+   * connection: the instance counts as unreachable until the new one connects, and is passed over
+   * meanwhile (canTakeCalls). Calls still on the old connection fail with UNAVAILABLE; they would
+   * have waited until their deadline.
    */
-  #closeClient(client: Client): void {
+  #replaceChannel(upstream: Upstream): void {
+    const abandoned = upstream.client;
+    upstream.unreachableSince ??= performance.now();
+    upstream.client = this.#client(upstream.name, upstream.address);
+    upstream.channel = upstream.client.getChannel();
+    this.#connect(upstream, true);
+    this.#closeClient(abandoned, { dead: true });
+  }
+
+  /**
+   * Asks an instance, after a call to it passed its deadline on a connected channel, whether that
+   * connection still answers: a health check over it, any status being an answer. None within
+   * the silence check timeout: the connection is taken for dead and replaced (see
+   * InstancePoolOptions.silenceCheckTimeoutMs). One check at a time per upstream; a channel not
+   * connected has its own timeout.
+   */
+  #checkSilence(upstream: Upstream): void {
+    if (upstream.checkingSilence || this.#closed || this.#upstreams.get(upstream.key) !== upstream) return;
+    const client = upstream.client;
+    if (client.getChannel().getConnectivityState(false) !== connectivityState.READY) return;
+    upstream.checkingSilence = true;
+    client.makeUnaryRequest(
+      HEALTH_CHECK_PATH,
+      asIs,
+      asIs,
+      WHOLE_SERVER_HEALTH_REQUEST,
+      { deadline: Date.now() + this.#silenceCheckTimeoutMs },
+      (error: ServiceError | null) => {
+        upstream.checkingSilence = false;
+        if (error?.code !== status.DEADLINE_EXCEEDED) return;
+        if (this.#closed || upstream.client !== client) return;
+        this.#replaceChannel(upstream);
+        this.#onSilentConnection(upstream, this.#silenceCheckTimeoutMs);
+      },
+    );
+  }
+
+  /**
+   * Closes a client, and ends its connection if it is not connected (`dead`: even if it is):
+   * grpc-js's close() leaves an attempt open, for ever to a peer that accepts and never speaks
+   * HTTP/2, and a connected channel's connection open until its calls end and a peer that went
+   * silent acknowledges its GOAWAY. A connected channel's connection is otherwise closed by grpc-js,
+   * gracefully.
+   */
+  #closeClient(client: Client, { dead = false }: { dead?: boolean } = {}): void {
     const connected = client.getChannel().getConnectivityState(false) === connectivityState.READY;
     client.close();
-    if (!connected) this.#credentialsOf.get(client)?.destroySockets();
+    if (dead || !connected) this.#credentialsOf.get(client)?.destroySockets();
   }
 
   /**
@@ -314,6 +387,7 @@ export class InstancePool {
           (error: ServiceError | null, response?: Response) => {
             observed?.end(error ? error.code : status.OK, error?.details);
             this.#end(upstream);
+            if (error?.code === status.DEADLINE_EXCEEDED) this.#checkSilence(upstream);
             callback(error, response);
           },
         ),
