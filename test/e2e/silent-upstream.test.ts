@@ -30,10 +30,12 @@ const SEND_FOR_MS = 16_000;
 /**
  * Every GET answered after this (from the drop) answers 200: the first call to B ends at its
  * deadline, B then has a second to answer a health check, and calls held on its connection are
- * retried on A once it is closed. Keepalive alone took up to 15 s, and every GET it gave B until
- * then answered 504.
+ * retried on A once it is closed (measured: 6.4 to 6.8 s; the rest is for the client's start and a
+ * busy machine). Keepalive alone notices 5 to 15 s after the drop, depending on when its last ping
+ * was, and every GET given to B until 5 s before then answered 504 (measured: the last at 12.3 s).
+ * The warning asserted below tells the fix from keepalive's luck.
  */
-const ALL_200_WITHIN_MS = DEADLINE_MS + 2_500;
+const ALL_200_WITHIN_MS = DEADLINE_MS + 4_000;
 
 const unavailable = netnsUnavailableReason();
 if (unavailable && process.env.CI === 'true') {
@@ -85,6 +87,7 @@ describe.runIf(!unavailable)(
     let network: TestNetwork | undefined;
     let pki: TestPki;
     const processes: ComponentProcess[] = [];
+    let gateway: ComponentProcess;
     /** Each goods instance has a store of its own. */
     let storeOf = 'shared';
 
@@ -122,7 +125,7 @@ describe.runIf(!unavailable)(
         ]);
       });
       storeOf = 'shared';
-      start('gateway', 'src/gateway/main.ts', [
+      gateway = start('gateway', 'src/gateway/main.ts', [
         '--host',
         HOSTS.gateway,
         '--distributor',
@@ -176,6 +179,10 @@ describe.runIf(!unavailable)(
       // Only the GETs B was given within about a second of the first (that first one's deadline and
       // the check's second later, the rest were retried on A); two seconds' worth allowed.
       expect(failed.length).toBeLessThanOrEqual(Math.ceil(2_000 / SEND_EVERY_MS / 2) + 1);
+      const warnings = gateway.lines.filter((line) =>
+        line.includes(`goods@${HOSTS.goodsB}:9010 did not answer a health check within 1000 ms`),
+      );
+      expect(warnings).toHaveLength(1);
     }, 90_000);
   },
 );
