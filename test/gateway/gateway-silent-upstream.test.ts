@@ -10,7 +10,8 @@ import { goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 
-const DEADLINE_MS = 800;
+/** Longer than the health check's second, so that calls made to B after the first deadline are still held when its connection is replaced. */
+const DEADLINE_MS = 1_500;
 const ITEM = { id: 1, name: 'n', category: 'c', price: 1, description: 'd' };
 const SILENT_WARNING =
   /did not answer a health check within 1000 ms after a call's deadline passed; connecting anew/;
@@ -115,8 +116,14 @@ describe('gateway: an instance whose connection goes silent', () => {
     const beforeSilence = proxied.listCalls;
     const untilTimeout = await getUntil(port, 504, 4);
     expect(untilTimeout.at(-1)).toBe(504);
-    // The health check's second.
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // Given out before B's check ends, held on its connection until it is replaced, then retried on A.
+    const heldFrom = performance.now();
+    const heldThenRetried = await Promise.all(
+      Array.from({ length: 4 }, async () => (await http(port, 'GET', '/goods')).status),
+    );
+    expect(heldThenRetried).toEqual(Array(4).fill(200));
+    // Those given to B waited for its check to end (about a second after the 504).
+    expect(performance.now() - heldFrom).toBeGreaterThan(500);
 
     const healthyBefore = healthy.listCalls;
     const statuses: number[] = [];
