@@ -306,8 +306,9 @@ export class InstancePool {
   /**
    * Gives an upstream a new channel, which connects at once, and closes the old one with its
    * connection: the instance counts as unreachable until the new one connects, and is passed over
-   * meanwhile (canTakeCalls). Calls still on the old connection fail with UNAVAILABLE; they would
-   * have waited until their deadline.
+   * meanwhile (canTakeCalls). Calls waiting for the old channel to connect fail with UNAVAILABLE,
+   * and calls held on its connection as cut (a GET is retried elsewhere, a POST is 504 "cut off"):
+   * they would have waited until their deadline.
    */
   #replaceChannel(upstream: Upstream): void {
     const abandoned = upstream.client;
@@ -339,7 +340,9 @@ export class InstancePool {
       (error: ServiceError | null) => {
         upstream.checkingSilence = false;
         if (error?.code !== status.DEADLINE_EXCEEDED) return;
-        if (this.#closed || upstream.client !== client) return;
+        // An upstream that left meanwhile, or was replaced, needs no new channel.
+        if (this.#closed || upstream.client !== client || this.#upstreams.get(upstream.key) !== upstream)
+          return;
         this.#replaceChannel(upstream);
         this.#onSilentConnection(upstream, this.#silenceCheckTimeoutMs);
       },
