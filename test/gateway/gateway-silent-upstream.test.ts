@@ -16,26 +16,30 @@ const ITEM = { id: 1, name: 'n', category: 'c', price: 1, description: 'd' };
 const SILENT_WARNING =
   /did not answer a health check within 1000 ms after a call's deadline passed; connecting anew/;
 
-/** A goods-like server that counts its ListGoods calls and health checks; `slowOnce` delays one ListGoods. */
+/**
+ * A goods-like server that counts its ListGoods calls and health checks; its next `slowCalls`
+ * ListGoods answer after the gateway's deadline, and its health checks answer after `healthDelayMs`.
+ */
 interface CountingGoods {
   readonly port: number;
   listCalls: number;
   healthChecks: number;
-  slowOnceMs: number;
+  slowCalls: number;
+  healthDelayMs: number;
 }
 
 async function startCountingGoods(closer: Closer): Promise<CountingGoods> {
-  const counts: CountingGoods = { port: 0, listCalls: 0, healthChecks: 0, slowOnceMs: 0 };
+  const counts: CountingGoods = { port: 0, listCalls: 0, healthChecks: 0, slowCalls: 0, healthDelayMs: 0 };
   const server = new Server();
   const goods: GoodsServiceServer = {
     createGoods: (_call, callback) => callback(null, { id: 1 }),
     listGoods: (_call, callback) => {
       counts.listCalls++;
-      const delayMs = counts.slowOnceMs;
-      counts.slowOnceMs = 0;
       const answer = (): void => callback(null, { results: [ITEM], nextPageToken: '' });
-      if (delayMs > 0) setTimeout(answer, delayMs);
-      else answer();
+      if (counts.slowCalls > 0) {
+        counts.slowCalls--;
+        setTimeout(answer, DEADLINE_MS + 1_000);
+      } else answer();
     },
     deleteGoods: (_call, callback) => callback(null, {}),
   };
@@ -46,7 +50,7 @@ async function startCountingGoods(closer: Closer): Promise<CountingGoods> {
     {
       Check: (_call: unknown, callback: (error: null, answer: Buffer) => void) => {
         counts.healthChecks++;
-        callback(null, Buffer.from([0x08, 0x01]));
+        setTimeout(() => callback(null, Buffer.from([0x08, 0x01])), counts.healthDelayMs);
       },
     },
   );
@@ -137,10 +141,14 @@ describe('gateway: an instance whose connection goes silent', () => {
   it('keeps a slow instance that answers its health check', async () => {
     const { port, healthy, proxied, warnings } = await twoInstances(closer);
 
-    proxied.slowOnceMs = DEADLINE_MS + 1_000;
-    const untilTimeout = await getUntil(port, 504, 4);
-    expect(untilTimeout.at(-1)).toBe(504);
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // Two calls past their deadline at once, and a check that takes a while: one check, not two.
+    proxied.slowCalls = 2;
+    proxied.healthDelayMs = 300;
+    const concurrent = await Promise.all(
+      Array.from({ length: 4 }, async () => (await http(port, 'GET', '/goods')).status),
+    );
+    expect(concurrent.sort()).toEqual([200, 200, 504, 504]);
+    await new Promise((resolve) => setTimeout(resolve, 600));
     expect(proxied.healthChecks).toBe(1);
 
     const before = { healthy: healthy.listCalls, proxied: proxied.listCalls };
