@@ -53,6 +53,25 @@ export function idleConnectionOptions(idleMs = DEFAULT_MAX_CONNECTION_IDLE_MS): 
   return { 'grpc.max_connection_idle_ms': idleMs };
 }
 
+/**
+ * Calls (HTTP/2 streams) one connection to a gRPC server may hold open at once. Without it a client
+ * could open any number on each connection, each waiting on something only the client decides (a
+ * reflection stream, a Register, a unary call whose request never arrives whole).
+ * Honest clients must never meet it: a grpc-js client past it does not fail but queues its calls
+ * in its HTTP/2 session until one ends, silently, up to their deadlines, where the service would
+ * have answered RESOURCE_EXHAUSTED at once. The gateway sends every call to an instance over one
+ * connection, and a service holds at most --max-calls-in-flight (128) calls and twice as many
+ * waiting, answering the rest at once, so 1,024 leaves room for a raised --max-calls-in-flight,
+ * health Watch calls and calls in transit. A client that opens more than this anyway breaks the
+ * protocol: Node closes its connection (GOAWAY), its calls with it.
+ */
+export const MAX_CONCURRENT_STREAMS = 1024;
+
+/** grpc-js server options that bound the calls open at once on each connection (see MAX_CONCURRENT_STREAMS). */
+export function streamLimitOptions(maxStreams = MAX_CONCURRENT_STREAMS): ChannelOptions {
+  return { 'grpc.max_concurrent_streams': maxStreams };
+}
+
 /** The connections a listening server takes (see {@link listen}). */
 export interface ConnectionLimit {
   /** Most connections open at once; past it one with no call open is closed (see ConnectionRoom). */

@@ -16,6 +16,7 @@ import {
   keepaliveChannelOptions,
   listen,
   shutdown,
+  streamLimitOptions,
 } from '../common/grpc-server.js';
 import { createHealth } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
@@ -155,6 +156,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     ...idleConnectionOptions(options.maxConnectionIdleMs),
+    ...streamLimitOptions(),
     // Nobody reads the distributor's channelz, and it costs every stream: thousands open at once.
     'grpc.enable_channelz': 0,
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.

@@ -8,6 +8,7 @@ import {
   listen,
   SERVICE_MAX_REQUEST_BYTES,
   shutdown,
+  streamLimitOptions,
 } from '../../common/grpc-server.js';
 import { createHealth } from '../../common/health.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
@@ -80,6 +81,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     ...idleConnectionOptions(options.maxConnectionIdleMs),
+    ...streamLimitOptions(),
     'grpc.max_receive_message_length': SERVICE_MAX_REQUEST_BYTES,
     ...calls?.serverOptions(),
   });
