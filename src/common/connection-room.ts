@@ -1,7 +1,14 @@
-import type { Http2SecureServer, Http2Server, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type {
+  Http2SecureServer,
+  Http2Server,
+  IncomingHttpHeaders,
+  ServerHttp2Session,
+  ServerHttp2Stream,
+} from 'node:http2';
 import type { Socket } from 'node:net';
 import { addressGroupOf } from './address-group.js';
 import { AddressShares } from './address-shares.js';
+import type { OpenCall } from './whole-request-watch.js';
 
 /** One connection to a gRPC port, as its room sees it. */
 interface Connection {
@@ -12,8 +19,8 @@ interface Connection {
   readonly group: string | undefined;
   /** Its HTTP/2 session, once there is one: on a plaintext port it has taken the socket over. */
   session: ServerHttp2Session | undefined;
-  /** Calls (HTTP/2 streams) open on it now. */
-  readonly calls: Set<ServerHttp2Stream>;
+  /** Calls (HTTP/2 streams) open on it now, with the method each names. */
+  readonly calls: Map<ServerHttp2Stream, string | undefined>;
   /** Closed, or being closed: no longer counted. */
   gone: boolean;
   /** Came past the room when every other connection had a call open: decided on at its first call. */
@@ -93,7 +100,7 @@ export class ConnectionRoom {
       peer: peerOf(socket),
       group: socket.remoteAddress === undefined ? undefined : addressGroupOf(socket.remoteAddress),
       session: undefined,
-      calls: new Set(),
+      calls: new Map(),
       gone: false,
       pending: false,
       waitTimer: undefined,
@@ -197,6 +204,11 @@ export class ConnectionRoom {
 
   /** The calls (HTTP/2 streams) open on the room's connections. */
   *openCalls(): Iterable<ServerHttp2Stream> {
+    for (const connection of this.#open) yield* connection.calls.keys();
+  }
+
+  /** The same, each with the method it names (its `:path`). */
+  *openCallsByMethod(): Iterable<OpenCall> {
     for (const connection of this.#open) yield* connection.calls;
   }
 
@@ -214,9 +226,9 @@ export class ConnectionRoom {
     const connection = peer === undefined ? undefined : this.#byPeer.get(peer);
     if (!connection || connection.gone) return;
     connection.session = session;
-    session.on('stream', (stream: ServerHttp2Stream) => {
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       if (connection.gone) return;
-      connection.calls.add(stream);
+      connection.calls.set(stream, headers[':path']);
       this.#deleteNeverCalled(connection);
       this.#idle.delete(connection);
       if (connection.pending) this.#decide(connection);

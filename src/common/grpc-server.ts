@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import { defaultMaxConnections } from './max-connections.js';
 import { logPlaintextClients } from './plaintext-client-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS, UnreadAnswerWatch } from './unread-answer-watch.js';
+import { DEFAULT_WHOLE_REQUEST_TIMEOUT_MS, WholeRequestWatch } from './whole-request-watch.js';
 
 /** How often and how patiently both sides ping an idle HTTP/2 connection. */
 export interface KeepaliveOptions {
@@ -56,7 +57,7 @@ export function idleConnectionOptions(idleMs = DEFAULT_MAX_CONNECTION_IDLE_MS): 
 /**
  * Calls (HTTP/2 streams) one connection to a gRPC server may hold open at once. Without it a client
  * could open any number on each connection, each waiting on something only the client decides (a
- * reflection stream, a Register, a unary call whose request never arrives whole).
+ * reflection stream, a Register, a request never half-closed before WholeRequestWatch ends it).
  * Honest clients must never meet it: a grpc-js client past it does not fail but queues its calls
  * in its HTTP/2 session until one ends, silently, up to their deadlines, where the service would
  * have answered RESOURCE_EXHAUSTED at once. The gateway sends every call to an instance over one
@@ -82,6 +83,8 @@ export interface ConnectionLimit {
   halfOpenGraceMs?: number;
   /** How long a call may hold an answer its client takes nothing of (default 30 s; see UnreadAnswerWatch). */
   unreadAnswerTimeoutMs?: number;
+  /** How long a call of a one-message method may wait for its whole request (default 10 s; see WholeRequestWatch). */
+  wholeRequestTimeoutMs?: number;
 }
 
 /**
@@ -151,7 +154,29 @@ export async function listen(
         );
       },
     );
-    http2Server.once('close', () => unreadAnswers.stop());
+    const wholeRequestTimeoutMs = limit.wholeRequestTimeoutMs ?? DEFAULT_WHOLE_REQUEST_TIMEOUT_MS;
+    const requestStreams = requestStreamingOf(server);
+    const wholeRequests = new WholeRequestWatch(
+      () => room.openCallsByMethod(),
+      requestStreams,
+      wholeRequestTimeoutMs,
+      (peer) => {
+        if (!log) return;
+        limiterOf(log).debug(
+          'grpc-request-not-whole',
+          {
+            event: 'request-not-whole',
+            wholeRequestTimeoutMs,
+            ...(peer === undefined ? {} : { addressGroup: addressGroupOf(peer) }),
+          },
+          `a call's request did not arrive whole (its client did not half-close) within ${wholeRequestTimeoutMs} ms: it was reset`,
+        );
+      },
+    );
+    http2Server.once('close', () => {
+      unreadAnswers.stop();
+      wholeRequests.stop();
+    });
     // A hard stop past the room, should its count ever be wrong: Node closes what comes past it
     // before anyone sees it. The room keeps the count at the limit, or past it by the connections
     // waiting for their first call, closing synchronously; the next to come must still reach the
@@ -175,6 +200,24 @@ const HALF_OPEN_GRACE_MS = 10_000;
 
 /** The connection rooms of each server that {@link listen} bound, one per address, for {@link shutdown}. */
 const roomsOf = new WeakMap<Server, ConnectionRoom[]>();
+
+/**
+ * Whether a method of a grpc-js server has its client stream its request (client-streaming and
+ * bidi), from grpc-js's private map of handlers, read at each look so that services added after
+ * binding count; throws, like http2ServersOf, if a grpc-js release keeps them elsewhere.
+ */
+function requestStreamingOf(server: Server): (path: string) => boolean {
+  const handlers = (server as unknown as { handlers?: unknown }).handlers;
+  if (!(handlers instanceof Map)) {
+    throw new Error(
+      'this grpc-js keeps its handlers elsewhere: calls whose request never arrives cannot be bounded',
+    );
+  }
+  return (path) => {
+    const type = (handlers.get(path) as { type?: string } | undefined)?.type;
+    return type === 'bidi' || type === 'clientStream';
+  };
+}
 
 /**
  * Destroys a connection `graceMs` after this side ended it, if the peer has not closed it

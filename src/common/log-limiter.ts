@@ -55,6 +55,10 @@ export class LogLimiter {
     this.#write('info', cause, fields, message);
   }
 
+  debug(cause: string, fields: Record<string, unknown>, message: string): void {
+    this.#write('debug', cause, fields, message);
+  }
+
   /** Writes the summary of every cause with lines left out, and forgets them all. */
   flush(): void {
     for (const cause of [...this.#windows.keys()]) this.#close(cause);

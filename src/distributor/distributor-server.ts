@@ -110,6 +110,8 @@ export interface DistributorServerOptions {
   maxConnectionIdleMs?: number;
   /** How long a call may hold an answer its client takes nothing of (see UnreadAnswerWatch). Default 30 s. */
   unreadAnswerTimeoutMs?: number;
+  /** How long a call of a one-message method may wait for its whole request (see WholeRequestWatch). Default 10 s. */
+  wholeRequestTimeoutMs?: number;
 }
 
 /** A distributor built but not yet listening. */
@@ -437,6 +439,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
         ...(options.unreadAnswerTimeoutMs === undefined
           ? {}
           : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
+        ...(options.wholeRequestTimeoutMs === undefined
+          ? {}
+          : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
       admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
       return bound;

@@ -1,31 +1,46 @@
-import { type ClientHttp2Session, connect as connectHttp2 } from 'node:http2';
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect as connectHttp2,
+  constants,
+} from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONCURRENT_STREAMS } from '../../src/common/grpc-server.js';
-import { GoodsServiceClient } from '../../src/gen/services.js';
+import { type Logger, silentLogger } from '../../src/common/logger.js';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
+import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
 import { backendsOf } from '../services/support/backends.js';
 
-// Every gRPC port bounds the calls open on one connection (MAX_CONCURRENT_STREAMS).
+// Every gRPC port bounds the calls open on one connection (MAX_CONCURRENT_STREAMS), and resets a
+// call of a one-message method whose request has not arrived whole in time (WholeRequestWatch).
 
 const LIST_GOODS = '/shop.v1.GoodsService/ListGoods';
+const LIST_GOODS_REQUEST = grpcFrame(ListGoodsRequest.encode({ pageSize: 0, pageToken: '' }).finish());
+const WHOLE_REQUEST_TIMEOUT_MS = 400;
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A goods service on loopback with one kettle. */
-async function goodsServer(): Promise<number> {
+/** A goods service on loopback with one kettle, its calls' whole-request time `wholeRequestTimeoutMs`. */
+async function goodsServer(
+  wholeRequestTimeoutMs = WHOLE_REQUEST_TIMEOUT_MS,
+  log: Logger = silentLogger(),
+): Promise<number> {
   const opened = await backendsOf(goodsService)[0]!.open();
   cleanups.push(() => opened.dispose());
   await opened.store.createGoods(
     { name: 'kettle', category: 'kitchen', price: 30, description: '' },
     undefined,
   );
-  const server = createServiceServer(goodsService, { store: opened.store });
+  const server = createServiceServer(goodsService, { store: opened.store, wholeRequestTimeoutMs, log });
   const port = await server.listen('127.0.0.1', 0);
   cleanups.push(() => server.stop(100));
   return port;
@@ -37,6 +52,32 @@ async function rawSession(port: number): Promise<ClientHttp2Session> {
   cleanups.push(() => session.destroy());
   await new Promise((resolve) => session.once('remoteSettings', resolve));
   return session;
+}
+
+/** When and how a raw call ended: its gRPC status, or the RST_STREAM code it was reset with. */
+function endOf(stream: ClientHttp2Stream): Promise<{ how: string; afterMs: number }> {
+  const opened = performance.now();
+  let grpcStatus: unknown;
+  const read = (headers: Record<string, unknown>): void => {
+    if (headers['grpc-status'] !== undefined) grpcStatus = headers['grpc-status'];
+  };
+  stream.on('response', read);
+  stream.on('trailers', read);
+  stream.resume();
+  return new Promise((resolve) =>
+    stream.once('close', () =>
+      resolve({
+        how: grpcStatus === undefined ? `reset ${stream.rstCode}` : `grpc-status ${grpcStatus}`,
+        afterMs: performance.now() - opened,
+      }),
+    ),
+  );
+}
+
+/** Whether a raw call is still open `ms` from now. */
+async function stillOpenAfter(stream: ClientHttp2Stream, ms: number): Promise<boolean> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return !stream.closed && !stream.destroyed;
 }
 
 /** An HTTP/2 frame, by hand. */
@@ -135,5 +176,73 @@ describe('calls open on one connection', () => {
       outcomes.filter((outcome) => outcome === `code ${status.RESOURCE_EXHAUSTED}`).length,
     ).toBeGreaterThan(0);
     expect(outcomes.filter((outcome) => outcome === 'ok').length).toBeGreaterThanOrEqual(384);
+  }, 20_000);
+});
+
+describe('a call whose request does not arrive whole', () => {
+  it('is reset when its frame header promises bytes never sent, and logged at debug', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const port = await goodsServer(WHOLE_REQUEST_TIMEOUT_MS, log);
+    const stream = openRawCall(await rawSession(port), LIST_GOODS);
+    const ended = endOf(stream);
+    // A message of 100 bytes announced, two sent.
+    stream.write(Buffer.from([0, 0, 0, 0, 100, 1, 2]));
+    const { how, afterMs } = await ended;
+    expect(how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
+    expect(afterMs).toBeGreaterThanOrEqual(WHOLE_REQUEST_TIMEOUT_MS - 50);
+    expect(afterMs).toBeLessThan(WHOLE_REQUEST_TIMEOUT_MS * 1.25 + 500);
+    expect(lines.filter((line) => line.event === 'request-not-whole')).toEqual([
+      expect.objectContaining({
+        level: 20,
+        wholeRequestTimeoutMs: WHOLE_REQUEST_TIMEOUT_MS,
+        addressGroup: '127.0.0.1',
+      }),
+    ]);
+  }, 20_000);
+
+  it('is reset when its client sends its message and never half-closes', async () => {
+    const port = await goodsServer();
+    const stream = openRawCall(await rawSession(port), LIST_GOODS);
+    const ended = endOf(stream);
+    stream.write(LIST_GOODS_REQUEST);
+    expect((await ended).how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
+  }, 20_000);
+
+  it('as the same call half-closed is answered, and a health Watch half-closed stays open past the bound', async () => {
+    const port = await goodsServer();
+    const session = await rawSession(port);
+    const listed = openRawCall(session, LIST_GOODS);
+    const listEnded = endOf(listed);
+    listed.end(LIST_GOODS_REQUEST);
+    expect((await listEnded).how).toBe('grpc-status 0');
+    const watch = openRawCall(session, '/grpc.health.v1.Health/Watch');
+    watch.resume();
+    // An empty HealthCheckRequest (the server as a whole), then the client's half ends.
+    watch.end(grpcFrame(new Uint8Array(0)));
+    expect(await stillOpenAfter(watch, WHOLE_REQUEST_TIMEOUT_MS * 3)).toBe(true);
+  }, 20_000);
+
+  it('is left to a streaming method (reflection), whose client need not half-close', async () => {
+    const port = await goodsServer();
+    const reflection = openRawCall(
+      await rawSession(port),
+      '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+    );
+    reflection.resume();
+    expect(await stillOpenAfter(reflection, WHOLE_REQUEST_TIMEOUT_MS * 3)).toBe(true);
+  }, 20_000);
+
+  it('on the distributor: a Watch never half-closed is reset, a Register stream is left open', async () => {
+    const distributor = createDistributorServer({ wholeRequestTimeoutMs: WHOLE_REQUEST_TIMEOUT_MS });
+    const port = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(100));
+    const session = await rawSession(port);
+    const watch = openRawCall(session, '/shop.v1.DistributorService/Watch');
+    const watchEnded = endOf(watch);
+    const register = openRawCall(session, '/shop.v1.DistributorService/Register');
+    register.resume();
+    expect((await watchEnded).how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
+    expect(await stillOpenAfter(register, WHOLE_REQUEST_TIMEOUT_MS * 2)).toBe(true);
   }, 20_000);
 });

@@ -47,6 +47,8 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   maxConnectionIdleMs?: number;
   /** How long a call may hold an answer its client takes nothing of (see UnreadAnswerWatch). Default 30 s. */
   unreadAnswerTimeoutMs?: number;
+  /** How long a call of a one-message method may wait for its whole request (see WholeRequestWatch). Default 10 s. */
+  wholeRequestTimeoutMs?: number;
   /** Told each time health turns SERVING (true) or NOT_SERVING (false). */
   onServingChange?: (serving: boolean) => void;
 }
@@ -139,6 +141,9 @@ export function createServiceServer<Store extends ServiceStore, Options>(
         ...(options.unreadAnswerTimeoutMs === undefined
           ? {}
           : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
+        ...(options.wholeRequestTimeoutMs === undefined
+          ? {}
+          : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
       monitor.start();
       sweeper.start();
