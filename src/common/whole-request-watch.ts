@@ -12,11 +12,11 @@ export type OpenCall = readonly [stream: ServerHttp2Stream, path: string | undef
 
 /**
  * Resets the calls of a gRPC port whose request does not arrive whole. grpc-js runs the handler of a
- * unary method only once its client has half-closed (and of a server-streaming one once its message
- * has come), so a call whose client sends a frame header promising bytes it never sends, or never
- * ends its side, waits with nothing to end it: no deadline runs (grpc-timeout is the client's to
- * give), --max-calls-in-flight does not count it, and a client could open such calls up to the
- * connection's stream limit on every connection it holds.
+ * unary or server-streaming method only once its client has half-closed, so a call whose client
+ * sends a frame header promising bytes it never sends, or never ends its side, waits with nothing
+ * to end it: no deadline runs unless the client gave one (grpc-timeout), --max-calls-in-flight does
+ * not count it, and a client could open such calls up to the connection's stream limit on every
+ * connection it holds.
  *
  * Every `timeoutMs / 4` each open call is looked at. One whose client has not half-closed, on a
  * method whose client sends one message (or on a method the server does not have), is reset
@@ -34,7 +34,6 @@ export class WholeRequestWatch {
   /** Calls seen with their request not whole, and when first seen so. */
   readonly #incomplete = new Map<ServerHttp2Stream, number>();
   readonly #timer: NodeJS.Timeout;
-  #resets = 0;
 
   constructor(
     calls: () => Iterable<OpenCall>,
@@ -50,11 +49,6 @@ export class WholeRequestWatch {
     this.#onReset = onReset;
     this.#timer = setInterval(() => this.look(), Math.max(timeoutMs / 4, 10));
     this.#timer.unref();
-  }
-
-  /** Calls reset so far. */
-  get resets(): number {
-    return this.#resets;
   }
 
   /** Looks at every open call once (the timer does it; exported for tests). */
@@ -74,7 +68,6 @@ export class WholeRequestWatch {
       if (stream.state.remoteClose) continue;
       const socket = stream.session?.socket as Socket | undefined;
       stream.close(constants.NGHTTP2_CANCEL);
-      this.#resets++;
       this.#onReset(socket?.remoteAddress);
     }
     for (const stream of this.#incomplete.keys())

@@ -191,7 +191,8 @@ describe('a call whose request does not arrive whole', () => {
     const { how, afterMs } = await ended;
     expect(how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
     expect(afterMs).toBeGreaterThanOrEqual(WHOLE_REQUEST_TIMEOUT_MS - 50);
-    expect(afterMs).toBeLessThan(WHOLE_REQUEST_TIMEOUT_MS * 1.25 + 500);
+    // A quarter more at most, and slack for a loaded machine.
+    expect(afterMs).toBeLessThan(WHOLE_REQUEST_TIMEOUT_MS * 1.25 + 1_500);
     expect(lines.filter((line) => line.event === 'request-not-whole')).toEqual([
       expect.objectContaining({
         level: 20,
