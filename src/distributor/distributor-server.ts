@@ -15,6 +15,7 @@ import {
   type KeepaliveOptions,
   keepaliveChannelOptions,
   listen,
+  MAX_CONCURRENT_STREAMS,
   shutdown,
   streamLimitOptions,
 } from '../common/grpc-server.js';
@@ -158,7 +159,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const server = new Server({
     ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
     ...idleConnectionOptions(options.maxConnectionIdleMs),
-    ...streamLimitOptions(),
+    // Every node may register through one connection (a proxy in front of the distributor, or the
+    // registry benchmark's simulated nodes, 1,250 to a connection at 5,000 nodes): a grpc-js client
+    // past the limit queues its calls silently, so a node would wait for another to leave. The node
+    // limit already bounds Register streams; the rest is the bound every gRPC port has.
+    ...streamLimitOptions(limits.nodes + MAX_CONCURRENT_STREAMS),
     // Nobody reads the distributor's channelz, and it costs every stream: thousands open at once.
     'grpc.enable_channelz': 0,
     // The largest valid registration; grpc-js refuses a larger message before it is even decoded.

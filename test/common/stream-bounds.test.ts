@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONCURRENT_STREAMS } from '../../src/common/grpc-server.js';
 import { type Logger, silentLogger } from '../../src/common/logger.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { WatchRequest } from '../../src/gen/distributor.js';
 import { GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
@@ -246,4 +247,32 @@ describe('a call whose request does not arrive whole', () => {
     expect((await watchEnded).how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
     expect(await stillOpenAfter(register, WHOLE_REQUEST_TIMEOUT_MS * 2)).toBe(true);
   }, 20_000);
+});
+
+describe('calls open on one connection to the distributor', () => {
+  it('are bounded above its node limit: every node may register or watch through one connection (a proxy)', async () => {
+    const small = createDistributorServer({ limits: { nodes: 100 } });
+    const smallPort = await small.listen('127.0.0.1', 0);
+    cleanups.push(() => small.stop(100));
+    expect((await rawSession(smallPort)).remoteSettings.maxConcurrentStreams).toBe(
+      100 + MAX_CONCURRENT_STREAMS,
+    );
+
+    const distributor = createDistributorServer();
+    const port = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(100));
+    const session = await rawSession(port);
+    // More Watch streams than a service's bound, on one connection: each gets its first list.
+    const request = grpcFrame(WatchRequest.encode(WatchRequest.create()).finish());
+    const listed = Array.from({ length: MAX_CONCURRENT_STREAMS + 200 }, () => {
+      const watch = openRawCall(session, '/shop.v1.DistributorService/Watch');
+      watch.end(request);
+      return new Promise<boolean>((resolve) => {
+        watch.once('data', () => resolve(true));
+        watch.once('close', () => resolve(false));
+      });
+    });
+    const outcomes = await Promise.all(listed);
+    expect(outcomes.filter((got) => !got)).toHaveLength(0);
+  }, 30_000);
 });
