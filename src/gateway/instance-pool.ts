@@ -331,22 +331,41 @@ export class InstancePool {
     const client = upstream.client;
     if (client.getChannel().getConnectivityState(false) !== connectivityState.READY) return;
     upstream.checkingSilence = true;
-    client.makeUnaryRequest(
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      upstream.checkingSilence = false;
+      clearTimeout(timer);
+      return true;
+    };
+    // No grpc-js deadline: its timer would fire before an answer already received is read, when
+    // this process's event loop was held up past the timeout (a large render, a long GC), and a
+    // connection that did answer would be cut with every call on it. Judged here instead, once
+    // what arrived meanwhile has been read (setImmediate runs after the loop's poll for I/O).
+    const check = client.makeUnaryRequest(
       HEALTH_CHECK_PATH,
       asIs,
       asIs,
       WHOLE_SERVER_HEALTH_REQUEST,
-      { deadline: Date.now() + this.#silenceCheckTimeoutMs },
-      (error: ServiceError | null) => {
-        upstream.checkingSilence = false;
-        if (error?.code !== status.DEADLINE_EXCEEDED) return;
-        // An upstream that left meanwhile, or was replaced, needs no new channel.
-        if (this.#closed || upstream.client !== client || this.#upstreams.get(upstream.key) !== upstream)
-          return;
-        this.#replaceChannel(upstream);
-        this.#onSilentConnection(upstream, this.#silenceCheckTimeoutMs);
-      },
+      {},
+      () => void settle(),
     );
+    timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (!settle()) return;
+          check.cancel();
+          // An upstream that left meanwhile, or was replaced, needs no new channel.
+          if (this.#closed || upstream.client !== client || this.#upstreams.get(upstream.key) !== upstream)
+            return;
+          this.#replaceChannel(upstream);
+          this.#onSilentConnection(upstream, this.#silenceCheckTimeoutMs);
+        }),
+      this.#silenceCheckTimeoutMs,
+    );
+    timer.unref();
   }
 
   /**

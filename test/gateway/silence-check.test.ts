@@ -1,0 +1,61 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connectivityState, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { asIs } from '../../src/common/bytes-method.js';
+import { InstancePool, type Upstream } from '../../src/gateway/instance-pool.js';
+
+const FIXTURE = new URL('./fixtures/busy-server.mjs', import.meta.url).pathname;
+
+async function startBusyServer(children: ChildProcess[]): Promise<string> {
+  const child = spawn(process.execPath, [FIXTURE], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  return `127.0.0.1:${chunk.toString().trim()}`;
+}
+
+function call(pool: InstancePool, upstream: Upstream, path: string, request: Buffer, timeoutMs: number) {
+  return new Promise<ServiceError | null>((resolve) =>
+    pool.call(upstream, path, asIs, request, new Metadata(), Date.now() + timeoutMs, (error) =>
+      resolve(error),
+    ),
+  );
+}
+
+describe("InstancePool's silence check", () => {
+  const children: ChildProcess[] = [];
+  const pools: InstancePool[] = [];
+  afterEach(() => {
+    for (const pool of pools.splice(0)) pool.close();
+    for (const child of children.splice(0)) child.kill();
+  });
+
+  it('does not cut a connection whose health check answered while the gateway itself was stalled', async () => {
+    const address = await startBusyServer(children);
+    const silent: string[] = [];
+    const pool = new InstancePool({ onSilentConnection: (upstream) => silent.push(upstream.key) });
+    pools.push(pool);
+    const upstream = pool.get('goods', address);
+    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+    const inFlight = call(pool, upstream, '/t.T/Wait', Buffer.from([0]), 5_000);
+    // A call past its (short) deadline on a healthy instance: its health check goes out, and is
+    // answered within a millisecond; this process then stalls for 1.2 s (a large render, a GC).
+    const late = await new Promise<ServiceError | null>((resolve) =>
+      pool.call(upstream, '/t.T/Wait', asIs, Buffer.from([0]), new Metadata(), Date.now() + 200, (error) => {
+        setImmediate(() => {
+          const until = Date.now() + 1_200;
+          while (Date.now() < until);
+          resolve(error);
+        });
+      }),
+    );
+    expect(late?.code).toBe(status.DEADLINE_EXCEEDED);
+    const error = await inFlight;
+    expect({ error: error && `${status[error.code]} ${error.details}`, silent }).toEqual({
+      error: null,
+      silent: [],
+    });
+  }, 15_000);
+});
