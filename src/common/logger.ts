@@ -32,7 +32,7 @@ export function createLogger({ component, level = 'info', destination }: LoggerO
       redact: { paths: [...REDACT_PATHS], censor: REDACTED },
       // A driver's error can quote a row's value (a duplicate username): the log keeps its code
       // and key, not the value.
-      serializers: { err: (error: unknown) => redactErrorFields(pino.stdSerializers.err(error as Error)) },
+      serializers: { err: serializeError },
       formatters: {
         log: (fields) =>
           typeof fields.url === 'string' ? { ...fields, url: redactUrl(fields.url) } : fields,
@@ -45,4 +45,16 @@ export function createLogger({ component, level = 'info', destination }: LoggerO
 /** A logger that writes nothing: the default of every factory, so tests stay quiet. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/**
+ * pino's own `err` serializer, then the values database messages quote redacted (see
+ * redactErrorFields); the original error stays reachable as `raw`, not written, as pino keeps it.
+ */
+function serializeError(error: unknown): unknown {
+  const serialized: unknown = pino.stdSerializers.err(error as Error);
+  const redacted = redactErrorFields(serialized);
+  if (redacted !== serialized && redacted !== null && typeof redacted === 'object')
+    Object.defineProperty(redacted, 'raw', { value: error, enumerable: false });
+  return redacted;
 }

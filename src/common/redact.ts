@@ -93,11 +93,14 @@ export function redactDatabaseValues(text: string): string {
 /**
  * A serialized error (pino's `err` field) with every string in it passed through
  * {@link redactDatabaseValues}: the value shows in `message`, `sqlMessage` and `stack` alike, and in
- * those of nested errors.
+ * those of nested errors. An object with a toJSON (a Date, a Buffer, grpc-js's Metadata) is taken
+ * as it would be written, as JSON.stringify takes it: copied field by field, it lost what it holds.
  */
 export function redactErrorFields(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return redactDatabaseValues(value);
   if (value === null || typeof value !== 'object' || depth > 4) return value;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    return redactErrorFields((value as { toJSON(): unknown }).toJSON(), depth + 1);
   if (Array.isArray(value)) return value.map((item) => redactErrorFields(item, depth + 1));
   const copy: Record<string, unknown> = {};
   for (const key in value) copy[key] = redactErrorFields((value as Record<string, unknown>)[key], depth + 1);

@@ -1,4 +1,6 @@
 import { Writable } from 'node:stream';
+import { Metadata, status } from '@grpc/grpc-js';
+import { type Logger, pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
 import { redactDatabaseValues, redactUrl } from '../../src/common/redact.js';
@@ -68,5 +70,50 @@ describe('redactDatabaseValues', () => {
   it("shows no part of a value that itself reads like the message's end", () => {
     const text = "Duplicate entry 'x' for key 'y' and\nmore' for key 'members_username'";
     expect(redactDatabaseValues(text)).toBe("Duplicate entry [redacted] for key 'members_username'");
+  });
+});
+
+describe("createLogger's err serializer", () => {
+  /** The `err` field of the line `log` writes for an error. */
+  const errField = (make: (destination: Writable) => Logger, err: unknown): unknown => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _encoding, callback) {
+        lines.push(String(chunk));
+        callback();
+      },
+    });
+    make(destination).error({ err }, 'failed');
+    return JSON.parse(lines[0]!).err;
+  };
+
+  it("logs an error's fields as pino does (metadata, dates, buffers), its quoted values redacted", () => {
+    const metadata = new Metadata();
+    metadata.set('x-request-id', 'r-1');
+    const error = Object.assign(new Error("Duplicate entry 'alice' for key 'u'"), {
+      code: status.ALREADY_EXISTS,
+      metadata,
+      at: new Date(0),
+      bytes: Buffer.from('hi'),
+    });
+    const ours = errField((destination) => createLogger({ component: 't', destination }), error);
+    const pinos = errField((destination) => pino({}, destination), error) as Record<string, unknown>;
+    expect(ours).toEqual({
+      ...pinos,
+      message: "Duplicate entry [redacted] for key 'u'",
+      stack: redactDatabaseValues(String(pinos.stack)),
+    });
+    expect(pinos.metadata).toEqual({ 'x-request-id': ['r-1'] });
+  });
+
+  it('keeps the error itself as err.raw, unwritten, as pino does', () => {
+    const error = new Error("Duplicate entry 'alice' for key 'u'");
+    const log = createLogger({ component: 't', destination: new Writable({ write: (_c, _e, cb) => cb() }) });
+    const serialize = (log as unknown as { [key: symbol]: Record<string, (e: unknown) => unknown> })[
+      pino.symbols.serializersSym
+    ]!;
+    const serialized = serialize.err!(error) as { raw?: unknown };
+    expect(serialized.raw).toBe(error);
+    expect(Object.keys(serialized)).not.toContain('raw');
   });
 });
