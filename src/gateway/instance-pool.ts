@@ -102,8 +102,10 @@ export interface InstancePoolOptions {
    * it; default {@link SILENCE_CHECK_TIMEOUT_MS}.
    * A host that went silent (power lost, cable pulled, packets dropped) leaves its connection READY
    * in grpc-js until keepalive gives up (about 15 s), and round robin meanwhile gives it its share of
-   * calls, each held until its deadline. A slow handler does not fail the check: the server answers
-   * it while the slow call runs.
+   * calls, each held until its deadline. A slow handler that waits (on its database, on a timer) does
+   * not fail the check: the server answers it while the slow call runs. One that blocks the
+   * instance's event loop for longer than this (a synchronous SQLite statement waiting out its busy
+   * timeout, a large page encoded at once) does, and the calls on that connection are cut with it.
    */
   silenceCheckTimeoutMs?: number;
   /** Told when a connection did not answer its health check and was replaced, to say so. */

@@ -58,4 +58,30 @@ describe("InstancePool's silence check", () => {
       silent: [],
     });
   }, 15_000);
+
+  // Known limitation, left as it is (it.fails: this fails while it holds): an instance whose event
+  // loop is blocked past the check's second (a synchronous SQLite statement waiting out its 2 s
+  // busy timeout on a file another instance writes, a large page encoded at once) answers no health
+  // check either, and its connection is cut with the calls on it that would have answered.
+  it.fails('does not cut a call that would have answered when another passes its deadline on a CPU-bound handler', async () => {
+    const address = await startBusyServer(children);
+    const silent: string[] = [];
+    const pool = new InstancePool({ onSilentConnection: (upstream) => silent.push(upstream.key) });
+    pools.push(pool);
+    const upstream = pool.get('goods', address);
+    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+    // A write in flight, that answers after 2.5 s with a 5 s deadline.
+    const inFlight = call(pool, upstream, '/t.T/Wait', Buffer.from([0]), 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A call whose handler blocks the instance's event loop for 2.5 s; its 300 ms deadline passes.
+    const busy = await call(pool, upstream, '/t.T/Busy', Buffer.from([25]), 300);
+    expect(busy?.code).toBe(status.DEADLINE_EXCEEDED);
+    const error = await inFlight;
+    expect({ error: error && `${status[error.code]} ${error.details}`, silent }).toEqual({
+      error: null,
+      silent: [],
+    });
+  }, 15_000);
 });
