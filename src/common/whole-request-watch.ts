@@ -7,6 +7,28 @@ import type { Socket } from 'node:net';
  */
 export const DEFAULT_WHOLE_REQUEST_TIMEOUT_MS = 10_000;
 
+/**
+ * How many timeouts a call may wait for its whole request while its connection keeps bringing
+ * bytes: a large request (up to a service's 1 MiB) from a client on a slow or distant link takes
+ * longer than the timeout to arrive (64 KiB a round trip, HTTP/2's default window), and must not
+ * be cut off while it comes; a client that only trickles bytes does not keep its calls for ever.
+ */
+const CONNECTION_PROGRESS_TIMEOUTS = 4;
+
+/**
+ * What a call's connection must bring within the timeout for the call to count as still arriving:
+ * a DATA frame's worth (16 KiB), as UnreadAnswerWatch counts an answer taken. Keepalive pings and
+ * the headers of other calls are far less.
+ */
+const CONNECTION_PROGRESS_BYTES = 16 * 1024;
+
+/** A call seen with its request not whole: when first seen so, and its connection's bytes read when last seen to move. */
+interface Incomplete {
+  readonly since: number;
+  received: number;
+  receivedSince: number;
+}
+
 /** A call open on a gRPC port and the method it names (its `:path`), as its connection room saw it. */
 export type OpenCall = readonly [stream: ServerHttp2Stream, path: string | undefined];
 
@@ -20,8 +42,14 @@ export type OpenCall = readonly [stream: ServerHttp2Stream, path: string | undef
  *
  * Every `timeoutMs / 4` each open call is looked at. One whose client has not half-closed, on a
  * method whose client sends one message (or on a method the server does not have), is reset
- * (RST_STREAM CANCEL) once it has been seen so for `timeoutMs`: between `timeoutMs` and a quarter
- * more after it opened. Methods whose client streams (`requestStreams`: reflection, the
+ * (RST_STREAM CANCEL) once it has been seen so for `timeoutMs` with its connection bringing less
+ * than {@link CONNECTION_PROGRESS_BYTES} in that time (between `timeoutMs` and a quarter more after
+ * it opened), or for {@link CONNECTION_PROGRESS_TIMEOUTS} times `timeoutMs` however busy its
+ * connection: so a 1 MiB request has 40 s to arrive, at about 210 kbit/s, while it keeps coming
+ * (before, 10 s, and one sent steadily at 512 kbit/s was reset with three quarters of it in).
+ * The price: a client that trickles 16 KiB every `timeoutMs` on a connection keeps its calls
+ * that never arrive whole four times as long, still bounded by the stream limit per connection.
+ * Methods whose client streams (`requestStreams`: reflection, the
  * distributor's Register) are left alone: their calls are bounded by the stream limit per
  * connection. A call whose client half-closed at once (every honest one) is passed over on a look
  * by one property, and never remembered.
@@ -31,8 +59,8 @@ export class WholeRequestWatch {
   readonly #requestStreams: (path: string) => boolean;
   readonly #timeoutMs: number;
   readonly #onReset: (peerAddress: string | undefined) => void;
-  /** Calls seen with their request not whole, and when first seen so. */
-  readonly #incomplete = new Map<ServerHttp2Stream, number>();
+  /** Calls seen with their request not whole. */
+  readonly #incomplete = new Map<ServerHttp2Stream, Incomplete>();
   readonly #timer: NodeJS.Timeout;
 
   constructor(
@@ -57,16 +85,26 @@ export class WholeRequestWatch {
       // grpc-js reads a call's request as it comes: 'end' has been emitted once its client half-closed.
       if (stream.readableEnded || stream.destroyed) continue;
       if (path !== undefined && this.#requestStreams(path)) continue;
-      const since = this.#incomplete.get(stream);
-      if (since === undefined) {
-        this.#incomplete.set(stream, now);
+      const socket = stream.session?.socket as Socket | undefined;
+      const received = socket?.bytesRead ?? 0;
+      const incomplete = this.#incomplete.get(stream);
+      if (incomplete === undefined) {
+        this.#incomplete.set(stream, { since: now, received, receivedSince: now });
         continue;
       }
-      if (now - since < this.#timeoutMs) continue;
+      if (received - incomplete.received >= CONNECTION_PROGRESS_BYTES) {
+        incomplete.received = received;
+        incomplete.receivedSince = now;
+      }
+      if (
+        now - incomplete.receivedSince < this.#timeoutMs &&
+        now - incomplete.since < this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS
+      ) {
+        continue;
+      }
       this.#incomplete.delete(stream);
       // Its end may have come and not been read yet (grpc-js pauses a call it cannot take on).
       if (stream.state.remoteClose) continue;
-      const socket = stream.session?.socket as Socket | undefined;
       stream.close(constants.NGHTTP2_CANCEL);
       this.#onReset(socket?.remoteAddress);
     }

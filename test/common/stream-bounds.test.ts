@@ -12,7 +12,7 @@ import { MAX_CONCURRENT_STREAMS } from '../../src/common/grpc-server.js';
 import { type Logger, silentLogger } from '../../src/common/logger.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { WatchRequest } from '../../src/gen/distributor.js';
-import { GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
+import { CreateGoodsRequest, GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { grpcFrame, openRawCall } from '../helpers/raw-grpc.js';
@@ -201,6 +201,58 @@ describe('a call whose request does not arrive whole', () => {
         addressGroup: '127.0.0.1',
       }),
     ]);
+  }, 20_000);
+
+  it('is not reset while a large request keeps arriving, past the timeout', async () => {
+    // A 1 MiB request on a slow link: 64 KiB every 200 ms, 3.2 s in all, with a timeout of 1.5 s
+    // (as 64 KiB a second, 512 kbit/s, would be at the 10 s default). Before, it was reset at 1.5 s.
+    const timeoutMs = 1_500;
+    const port = await goodsServer(timeoutMs);
+    const stream = openRawCall(await rawSession(port), '/shop.v1.GoodsService/CreateGoods');
+    const ended = endOf(stream);
+    const request = grpcFrame(
+      CreateGoodsRequest.encode({
+        name: 'kettle',
+        category: 'kitchen',
+        price: 30,
+        description: 'x'.repeat(1_000_000),
+      }).finish(),
+    );
+    const slice = 64 * 1024;
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (stream.closed) return;
+      const next = request.subarray(sent, sent + slice);
+      sent += next.length;
+      if (sent < request.length) stream.write(next);
+      else {
+        clearInterval(timer);
+        stream.end(next);
+      }
+    }, 200);
+    cleanups.push(() => clearInterval(timer));
+    const { how, afterMs } = await ended;
+    // Whole, and answered: the description is over the shop's limit.
+    expect(how).toBe(`grpc-status ${status.INVALID_ARGUMENT}`);
+    expect(afterMs).toBeGreaterThan(timeoutMs * 1.25 + 500);
+  }, 20_000);
+
+  it('is reset after four timeouts however its connection keeps bringing bytes', async () => {
+    const port = await goodsServer();
+    const stream = openRawCall(await rawSession(port), LIST_GOODS);
+    const ended = endOf(stream);
+    // A message of 1 MiB announced, 20 KiB of it sent every 100 ms: it would take 5 s.
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(1024 * 1024, 1);
+    stream.write(header);
+    const timer = setInterval(() => {
+      if (!stream.closed) stream.write(Buffer.alloc(20 * 1024));
+    }, 100);
+    cleanups.push(() => clearInterval(timer));
+    const { how, afterMs } = await ended;
+    expect(how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
+    expect(afterMs).toBeGreaterThanOrEqual(WHOLE_REQUEST_TIMEOUT_MS * 4 - 50);
+    expect(afterMs).toBeLessThan(WHOLE_REQUEST_TIMEOUT_MS * 4.25 + 1_500);
   }, 20_000);
 
   it('is reset when its client sends its message and never half-closes', async () => {
