@@ -44,6 +44,13 @@ export class SocketClosingCredentials extends ChannelCredentials {
     };
   }
 
+  /** Bytes received so far on the channel's connections still open: any growth shows its peer alive. */
+  bytesRead(): number {
+    let total = 0;
+    for (const socket of this.#sockets) total += socket.bytesRead;
+    return total;
+  }
+
   /** Ends every connection of the channel still open: for a channel closed while it connects. */
   destroySockets(): void {
     for (const socket of this.#sockets) socket.destroy();

@@ -299,10 +299,15 @@ class GatewayServer implements Gateway {
             ? `still no connection to ${upstream.key}; trying a new one`
             : `no connection to ${upstream.key} within ${timeoutMs} ms; trying a new one (every ${timeoutMs} ms until it connects)`,
         ),
-      onSilentConnection: (upstream, timeoutMs) =>
+      onUnansweredCheck: (upstream, timeoutMs) =>
+        this.#log.info(
+          { event: 'upstream-unanswered-check', upstream: upstream.key, timeoutMs },
+          `${upstream.key} did not answer a health check within ${timeoutMs} ms after a call's deadline passed; passed over while a new connection is made`,
+        ),
+      onSilentConnection: (upstream, silentMs) =>
         this.#log.warn(
-          { event: 'upstream-silent-connection', upstream: upstream.key, timeoutMs },
-          `${upstream.key} did not answer a health check within ${timeoutMs} ms after a call's deadline passed; connecting anew`,
+          { event: 'upstream-silent-connection', upstream: upstream.key, silentMs },
+          `${upstream.key} sent nothing for ${silentMs} ms after a health check that followed a call's deadline: its connection is taken for dead and closed, with the calls on it`,
         ),
     });
     this.#table = new RouteTable({ pool: this.#pool, log: this.#log });

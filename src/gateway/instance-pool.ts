@@ -98,22 +98,33 @@ export interface InstancePoolOptions {
   idleReconnectIntervalMs?: number;
   /**
    * How long the instance has to answer a health check sent over the same connection after a call
-   * on it passed its deadline, before the connection is taken for dead and a new channel replaces
-   * it; default {@link SILENCE_CHECK_TIMEOUT_MS}.
+   * on it passed its deadline, before it is passed over: a new channel replaces the old one, which
+   * keeps its calls until they end; default {@link SILENCE_CHECK_TIMEOUT_MS}.
    * A host that went silent (power lost, cable pulled, packets dropped) leaves its connection READY
    * in grpc-js until keepalive gives up (about 15 s), and round robin meanwhile gives it its share of
    * calls, each held until its deadline. A slow handler that waits (on its database, on a timer) does
    * not fail the check: the server answers it while the slow call runs. One that blocks the
-   * instance's event loop for longer than this (a synchronous SQLite statement waiting out its busy
-   * timeout, a large page encoded at once) does, and the calls on that connection are cut with it.
+   * instance's event loop (a synchronous SQLite statement waiting out its 2 s busy timeout, a large
+   * page encoded at once) does, and so cannot be told from a dead host yet: see silentConnectionCutMs.
    */
   silenceCheckTimeoutMs?: number;
-  /** Told when a connection did not answer its health check and was replaced, to say so. */
-  onSilentConnection?: (upstream: Upstream, timeoutMs: number) => void;
+  /**
+   * How long after the health check the old connection may have brought no byte at all before it is
+   * taken for dead and closed, with the calls held on it (a GET among them is retried elsewhere, a
+   * POST is 504 "cut off"); default {@link SILENT_CONNECTION_CUT_MS}. An instance whose event loop
+   * was only blocked answers everything at once when it is free, before this, and its calls complete.
+   */
+  silentConnectionCutMs?: number;
+  /** Told when an unanswered health check has an instance passed over, to say so. */
+  onUnansweredCheck?: (upstream: Upstream, timeoutMs: number) => void;
+  /** Told when a connection brought nothing after its health check and was closed, to say so. */
+  onSilentConnection?: (upstream: Upstream, silentMs: number) => void;
 }
 
 /** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
 export const SILENCE_CHECK_TIMEOUT_MS = 1_000;
+/** See {@link InstancePoolOptions.silentConnectionCutMs}: above SQLite's 2 s busy timeout, which blocks. */
+export const SILENT_CONNECTION_CUT_MS = 3_000;
 
 /** grpc.health.v1.Health/Check, whose answer (any status) shows a connection still carries calls. */
 const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
@@ -171,7 +182,9 @@ export class InstancePool {
   readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
   readonly #idleReconnectIntervalMs: number;
   readonly #silenceCheckTimeoutMs: number;
-  readonly #onSilentConnection: (upstream: Upstream, timeoutMs: number) => void;
+  readonly #silentConnectionCutMs: number;
+  readonly #onUnansweredCheck: (upstream: Upstream, timeoutMs: number) => void;
+  readonly #onSilentConnection: (upstream: Upstream, silentMs: number) => void;
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   #closed = false;
@@ -185,6 +198,11 @@ export class InstancePool {
     this.#onConnectTimeout = options.onConnectTimeout ?? (() => {});
     this.#idleReconnectIntervalMs = options.idleReconnectIntervalMs ?? IDLE_RECONNECT_INTERVAL_MS;
     this.#silenceCheckTimeoutMs = options.silenceCheckTimeoutMs ?? SILENCE_CHECK_TIMEOUT_MS;
+    this.#silentConnectionCutMs = Math.max(
+      options.silentConnectionCutMs ?? SILENT_CONNECTION_CUT_MS,
+      this.#silenceCheckTimeoutMs,
+    );
+    this.#onUnansweredCheck = options.onUnansweredCheck ?? (() => {});
     this.#onSilentConnection = options.onSilentConnection ?? (() => {});
   }
 
@@ -306,11 +324,10 @@ export class InstancePool {
   }
 
   /**
-   * Gives an upstream a new channel, which connects at once, and closes the old one with its
-   * connection: the instance counts as unreachable until the new one connects, and is passed over
-   * meanwhile (canTakeCalls). Calls waiting for the old channel to connect fail with UNAVAILABLE,
-   * and calls held on its connection as cut (a GET is retried elsewhere, a POST is 504 "cut off"):
-   * they would have waited until their deadline.
+   * Gives an upstream a new channel, which connects at once, and closes the old one: the instance
+   * counts as unreachable until the new one connects, and is passed over meanwhile (canTakeCalls).
+   * Calls waiting for the old channel to connect fail with UNAVAILABLE; they would have waited until
+   * their deadline. Calls held on its connection, if it has one, go on until they end.
    */
   #replaceChannel(upstream: Upstream): void {
     const abandoned = upstream.client;
@@ -318,21 +335,24 @@ export class InstancePool {
     upstream.client = this.#client(upstream.name, upstream.address);
     upstream.channel = upstream.client.getChannel();
     this.#connect(upstream, true);
-    this.#closeClient(abandoned, { dead: true });
+    this.#closeClient(abandoned);
   }
 
   /**
    * Asks an instance, after a call to it passed its deadline on a connected channel, whether that
-   * connection still answers: a health check over it, any status being an answer. None within
-   * the silence check timeout: the connection is taken for dead and replaced (see
-   * InstancePoolOptions.silenceCheckTimeoutMs). One check at a time per upstream; a channel not
-   * connected has its own timeout.
+   * connection still answers: a health check over it, any status being an answer. None within the
+   * silence check timeout: the instance is passed over, on a new channel, and if its old connection
+   * has brought nothing by the cut time, that connection is closed with its calls (see
+   * InstancePoolOptions.silenceCheckTimeoutMs and silentConnectionCutMs). One check at a time per
+   * upstream; a channel not connected has its own timeout.
    */
   #checkSilence(upstream: Upstream): void {
     if (upstream.checkingSilence || this.#closed || this.#upstreams.get(upstream.key) !== upstream) return;
     const client = upstream.client;
     if (client.getChannel().getConnectivityState(false) !== connectivityState.READY) return;
     upstream.checkingSilence = true;
+    const credentials = this.#credentialsOf.get(client);
+    const readBefore = credentials?.bytesRead();
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
     const settle = (): boolean => {
@@ -363,7 +383,14 @@ export class InstancePool {
           if (this.#closed || upstream.client !== client || this.#upstreams.get(upstream.key) !== upstream)
             return;
           this.#replaceChannel(upstream);
-          this.#onSilentConnection(upstream, this.#silenceCheckTimeoutMs);
+          this.#onUnansweredCheck(upstream, this.#silenceCheckTimeoutMs);
+          const cut = setTimeout(() => {
+            // A byte read since the check shows the instance alive, only held up: its calls complete.
+            if (credentials === undefined || credentials.bytesRead() !== readBefore) return;
+            credentials.destroySockets();
+            this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
+          }, this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs);
+          cut.unref();
         }),
       this.#silenceCheckTimeoutMs,
     );
@@ -371,16 +398,14 @@ export class InstancePool {
   }
 
   /**
-   * Closes a client, and ends its connection if it is not connected (`dead`: even if it is):
-   * grpc-js's close() leaves an attempt open, for ever to a peer that accepts and never speaks
-   * HTTP/2, and a connected channel's connection open until its calls end and a peer that went
-   * silent acknowledges its GOAWAY. A connected channel's connection is otherwise closed by grpc-js,
-   * gracefully.
+   * Closes a client, and ends its connection attempt if it has one (not connected): grpc-js's close()
+   * leaves the attempt open, for ever to a peer that accepts and never speaks HTTP/2. A connected
+   * channel's connection is closed by grpc-js, gracefully, once its calls end.
    */
-  #closeClient(client: Client, { dead = false }: { dead?: boolean } = {}): void {
+  #closeClient(client: Client): void {
     const connected = client.getChannel().getConnectivityState(false) === connectivityState.READY;
     client.close();
-    if (dead || !connected) this.#credentialsOf.get(client)?.destroySockets();
+    if (!connected) this.#credentialsOf.get(client)?.destroySockets();
   }
 
   /**

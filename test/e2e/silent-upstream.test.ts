@@ -29,13 +29,14 @@ const SEND_EVERY_MS = 250;
 const SEND_FOR_MS = 16_000;
 /**
  * Every GET answered after this (from the drop) answers 200: the first call to B ends at its
- * deadline, B then has a second to answer a health check, and calls held on its connection are
- * retried on A once it is closed (measured: 6.4 to 6.8 s; the rest is for the client's start and a
+ * deadline, B then has a second to answer a health check before it is passed over, and two more
+ * for its connection to bring anything before it is closed; calls held on it then are retried on A
+ * (the last 504 is the GET given to B 3 s before that; the rest is for the client's start and a
  * busy machine). Keepalive alone notices 5 to 15 s after the drop, depending on when its last ping
  * was, and every GET given to B until 5 s before then answered 504 (measured: the last at 12.3 s).
  * The warning asserted below tells the fix from keepalive's luck.
  */
-const ALL_200_WITHIN_MS = DEADLINE_MS + 4_000;
+const ALL_200_WITHIN_MS = DEADLINE_MS + 6_000;
 
 const unavailable = netnsUnavailableReason();
 if (unavailable && process.env.CI === 'true') {
@@ -176,11 +177,11 @@ describe.runIf(!unavailable)(
       );
       expect(results.length).toBeGreaterThan(SEND_FOR_MS / SEND_EVERY_MS / 2);
       expect(lastFailedAnsweredMs).toBeLessThan(ALL_200_WITHIN_MS);
-      // Only the GETs B was given within about a second of the first (that first one's deadline and
-      // the check's second later, the rest were retried on A); two seconds' worth allowed.
-      expect(failed.length).toBeLessThanOrEqual(Math.ceil(2_000 / SEND_EVERY_MS / 2) + 1);
+      // Only the GETs B was given within about 3 s of the first (that first one's deadline, the
+      // check's second and two more later, the rest were retried on A); four seconds' worth allowed.
+      expect(failed.length).toBeLessThanOrEqual(Math.ceil(4_000 / SEND_EVERY_MS / 2) + 1);
       const warnings = gateway.lines.filter((line) =>
-        line.includes(`goods@${HOSTS.goodsB}:9010 did not answer a health check within 1000 ms`),
+        line.includes(`goods@${HOSTS.goodsB}:9010 sent nothing for 3000 ms after a health check`),
       );
       expect(warnings).toHaveLength(1);
     }, 90_000);
