@@ -1,9 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
-import { hostComponentStarter } from './support/host-components.js';
+import { hostComponentStarter, removeHostComponents } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
 import type { ComponentProcess } from './support/processes.js';
 
@@ -141,15 +141,7 @@ describe.runIf(!unavailable)(
       await Promise.all(instances.map((goods) => goods.waitForLine(/registered with the distributor/)));
     }, 30_000);
 
-    afterAll(async () => {
-      try {
-        for (const component of processes) component.child.kill('SIGKILL');
-        await Promise.all(processes.map((component) => component.exited()));
-      } finally {
-        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-        network?.remove();
-      }
-    }, 30_000);
+    afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
 
     it('answers every GET /goods 200 again within a deadline and a health check of the drop', async () => {
       // Both instances routed and connected: ten GETs in a row answer 200 (round robin alternates).

@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
-import { hostComponentStarter } from './support/host-components.js';
+import { hostComponentStarter, removeHostComponents } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
 import type { ComponentProcess } from './support/processes.js';
 
@@ -50,15 +50,7 @@ describe.runIf(!unavailable)(
       pki = makeTestPki(dataDir, { names: Object.keys(HOSTS), hosts: Object.values(HOSTS) });
     });
 
-    afterAll(async () => {
-      try {
-        for (const component of processes) component.child.kill('SIGKILL');
-        await Promise.all(processes.map((component) => component.exited()));
-      } finally {
-        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-        network?.remove();
-      }
-    }, 30_000);
+    afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
 
     it('registers within seconds of the host being reachable again, not at the next SYN retransmission', async () => {
       const distributor = start('distributor', 'src/distributor/main.ts', [

@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
-import { hostComponentStarter } from './support/host-components.js';
+import { hostComponentStarter, removeHostComponents } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
 import type { ComponentProcess } from './support/processes.js';
 
@@ -92,15 +92,7 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     await goods.waitForLine(/registered with the distributor/);
   }, 30_000);
 
-  afterAll(async () => {
-    try {
-      for (const component of processes) component.child.kill('SIGKILL');
-      await Promise.all(processes.map((component) => component.exited()));
-    } finally {
-      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-      network?.remove();
-    }
-  }, 30_000);
+  afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
 
   it('is not ready while it cannot connect to any instance of a route, and ready again once it can', async () => {
     const ready = await pollUntil(async () => (await get('/goods')).status === 200, 15_000);

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { TestPki } from '../../helpers/certs.js';
 import type { TestNetwork } from './netns.js';
 import { type ComponentProcess, spawnComponent } from './processes.js';
@@ -30,4 +31,22 @@ export function hostComponentStarter(setup: {
     setup.processes.push(component);
     return component;
   };
+}
+
+/**
+ * Ends what a namespace test made: its components killed (and waited for), then its data folder and
+ * its network removed, whatever failed before.
+ */
+export async function removeHostComponents(
+  processes: readonly ComponentProcess[],
+  dataDir: string | undefined,
+  network: TestNetwork | undefined,
+): Promise<void> {
+  try {
+    for (const component of processes) component.child.kill('SIGKILL');
+    await Promise.all(processes.map((component) => component.exited()));
+  } finally {
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    network?.remove();
+  }
 }
