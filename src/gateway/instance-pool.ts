@@ -384,12 +384,19 @@ export class InstancePool {
             return;
           this.#replaceChannel(upstream);
           this.#onUnansweredCheck(upstream, this.#silenceCheckTimeoutMs);
-          const cut = setTimeout(() => {
-            // A byte read since the check shows the instance alive, only held up: its calls complete.
-            if (credentials === undefined || credentials.bytesRead() !== readBefore) return;
-            credentials.destroySockets();
-            this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
-          }, this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs);
+          // Judged, like the check, once what arrived meanwhile has been read: after the loop's poll
+          // for I/O. A due timer runs before it, and bytes still in the kernel when this process
+          // was held up past the cut time (a large render, a long GC) would count as none.
+          const cut = setTimeout(
+            () =>
+              setImmediate(() => {
+                // A byte read since the check shows the instance alive, only held up: its calls complete.
+                if (credentials === undefined || credentials.bytesRead() !== readBefore) return;
+                credentials.destroySockets();
+                this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
+              }),
+            this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs,
+          );
           cut.unref();
         }),
       this.#silenceCheckTimeoutMs,

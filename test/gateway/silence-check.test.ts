@@ -96,4 +96,46 @@ describe("InstancePool's silence check", () => {
       silent: [],
     });
   }, 15_000);
+  // The cut is judged on the bytes read, so, like the check itself, once what arrived meanwhile has
+  // been read: a gateway whose own event loop was held up over the cut time (a large render, a long
+  // GC) runs the due timer before it polls its sockets, and would take the instance's answers still
+  // waiting in the kernel for silence, cutting calls that had answered.
+  it('does not cut a connection whose answers arrived while the gateway itself was stalled past the cut time', async () => {
+    const address = await startBusyServer(children);
+    const silent: string[] = [];
+    const passedOver: string[] = [];
+    const pool = new InstancePool({
+      onUnansweredCheck: (upstream) => passedOver.push(upstream.key),
+      onSilentConnection: (upstream) => silent.push(upstream.key),
+    });
+    pools.push(pool);
+    const upstream = pool.get('goods', address);
+    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+    // A call that answers after 2.5 s; then one that blocks the instance for 2 s, past its 300 ms
+    // deadline: the check goes out at 0.3 s, is unanswered at 1.3 s (passed over), the cut is due at
+    // 3.3 s. The instance answers the check at 2 s and the first call at 2.5 s, while this process
+    // is held from 1.6 s to 3.7 s.
+    const inFlight = call(pool, upstream, '/t.T/Wait', Buffer.from([0]), 6_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stall = setTimeout(
+      () =>
+        setImmediate(() => {
+          const until = Date.now() + 2_100;
+          while (Date.now() < until);
+        }),
+      1_600,
+    );
+    const busy = await call(pool, upstream, '/t.T/Busy', Buffer.from([20]), 300);
+    expect(busy?.code).toBe(status.DEADLINE_EXCEEDED);
+    const error = await inFlight;
+    clearTimeout(stall);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect({ error: error && `${status[error.code]} ${error.details}`, passedOver, silent }).toEqual({
+      error: null,
+      passedOver: [upstream.key],
+      silent: [],
+    });
+  }, 15_000);
 });
