@@ -313,7 +313,7 @@ export class InstancePool {
         // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
-          this.#replaceChannel(upstream);
+          this.#replaceChannel(upstream, true);
           this.#onConnectTimeout(upstream, this.#connectTimeoutMs, unconnectedReplacement);
         }, this.#connectTimeoutMs);
         timer.unref();
@@ -328,13 +328,15 @@ export class InstancePool {
    * counts as unreachable until the new one connects, and is passed over meanwhile (canTakeCalls).
    * Calls waiting for the old channel to connect fail with UNAVAILABLE; they would have waited until
    * their deadline. Calls held on its connection, if it has one, go on until they end.
+   * `fromUnconnected`: the old channel never connected either (a connect timeout), so the new one's
+   * own connect timeout is told as a repeat; after a silence check the old one had connected.
    */
-  #replaceChannel(upstream: Upstream): void {
+  #replaceChannel(upstream: Upstream, fromUnconnected: boolean): void {
     const abandoned = upstream.client;
     upstream.unreachableSince ??= performance.now();
     upstream.client = this.#client(upstream.name, upstream.address);
     upstream.channel = upstream.client.getChannel();
-    this.#connect(upstream, true);
+    this.#connect(upstream, fromUnconnected);
     this.#closeClient(abandoned);
   }
 
@@ -382,7 +384,7 @@ export class InstancePool {
           // An upstream that left meanwhile, or was replaced, needs no new channel.
           if (this.#closed || upstream.client !== client || this.#upstreams.get(upstream.key) !== upstream)
             return;
-          this.#replaceChannel(upstream);
+          this.#replaceChannel(upstream, false);
           this.#onUnansweredCheck(upstream, this.#silenceCheckTimeoutMs);
           // Judged, like the check, once what arrived meanwhile has been read: after the loop's poll
           // for I/O. A due timer runs before it, and bytes still in the kernel when this process

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connectivityState, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { asIs } from '../../src/common/bytes-method.js';
 import { InstancePool, type Upstream } from '../../src/gateway/instance-pool.js';
 
@@ -137,5 +137,34 @@ describe("InstancePool's silence check", () => {
       passedOver: [upstream.key],
       silent: [],
     });
+  }, 15_000);
+  // The channel made to pass over a silent instance replaces one that had connected: its first
+  // connect timeout is news (a warning in the gateway: "no connection … within"), not the quiet
+  // "still no connection" of a channel that replaced one that never connected either.
+  it('reports the first connect timeout of the channel that replaced a silent one as the first', async () => {
+    const address = await startBusyServer(children);
+    const child = children.at(-1)!;
+    const again: boolean[] = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 1_000,
+      silenceCheckTimeoutMs: 300,
+      silentConnectionCutMs: 600,
+      onConnectTimeout: (_upstream, _timeoutMs, repeated) => again.push(repeated),
+    });
+    pools.push(pool);
+    const upstream = pool.get('goods', address);
+    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+    // The instance stops (a frozen VM): its kernel still accepts connections, nothing answers.
+    child.kill('SIGSTOP');
+    try {
+      const error = await call(pool, upstream, '/t.T/Busy', Buffer.from([0]), 200);
+      expect(error?.code).toBe(status.DEADLINE_EXCEEDED);
+      await vi.waitFor(() => expect(again.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
+      expect(again.slice(0, 2)).toEqual([false, true]);
+    } finally {
+      child.kill('SIGCONT');
+    }
   }, 15_000);
 });
