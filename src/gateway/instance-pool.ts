@@ -187,6 +187,11 @@ export class InstancePool {
   readonly #onSilentConnection: (upstream: Upstream, silentMs: number) => void;
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
+  /**
+   * The connections of instances passed over after an unanswered silence check, still open with
+   * their calls until the cut is judged: their timers, cleared and the connections ended by close().
+   */
+  readonly #awaitingCut = new Map<SocketClosingCredentials, NodeJS.Timeout>();
   #closed = false;
 
   constructor(options: InstancePoolOptions = {}) {
@@ -389,17 +394,21 @@ export class InstancePool {
           // Judged, like the check, once what arrived meanwhile has been read: after the loop's poll
           // for I/O. A due timer runs before it, and bytes still in the kernel when this process
           // was held up past the cut time (a large render, a long GC) would count as none.
+          if (credentials === undefined) return;
           const cut = setTimeout(
             () =>
               setImmediate(() => {
+                if (this.#closed) return;
+                this.#awaitingCut.delete(credentials);
                 // A byte read since the check shows the instance alive, only held up: its calls complete.
-                if (credentials === undefined || credentials.bytesRead() !== readBefore) return;
+                if (credentials.bytesRead() !== readBefore) return;
                 credentials.destroySockets();
                 this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
               }),
             this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs,
           );
           cut.unref();
+          this.#awaitingCut.set(credentials, cut);
         }),
       this.#silenceCheckTimeoutMs,
     );
@@ -484,12 +493,20 @@ export class InstancePool {
     return [...this.#upstreams.values()].map((upstream) => upstream.address);
   }
 
-  /** Closes every channel; calls still running on them fail. */
+  /**
+   * Closes every channel, and the connections of passed-over instances awaiting their cut; calls
+   * still running on them fail.
+   */
   close(): void {
     this.#closed = true;
     for (const upstream of [...this.#upstreams.values(), ...this.#leaving])
       this.#closeClient(upstream.client);
     this.#upstreams.clear();
     this.#leaving.clear();
+    for (const [credentials, cut] of this.#awaitingCut) {
+      clearTimeout(cut);
+      credentials.destroySockets();
+    }
+    this.#awaitingCut.clear();
   }
 }

@@ -167,4 +167,43 @@ describe("InstancePool's silence check", () => {
       child.kill('SIGCONT');
     }
   }, 15_000);
+  // A passed-over instance's old connection keeps its calls until the cut; a pool closed meanwhile
+  // closes it too ("calls still running on them fail"), and reports no cut after it closed.
+  it('fails the calls held on a passed-over connection when the pool closes, and reports no cut after', async () => {
+    const address = await startBusyServer(children);
+    const child = children.at(-1)!;
+    const silent: string[] = [];
+    const passedOver: string[] = [];
+    const pool = new InstancePool({
+      silenceCheckTimeoutMs: 300,
+      silentConnectionCutMs: 2_300,
+      onUnansweredCheck: (upstream) => passedOver.push(upstream.key),
+      onSilentConnection: (upstream) => silent.push(upstream.key),
+    });
+    pools.push(pool);
+    const upstream = pool.get('goods', address);
+    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+    child.kill('SIGSTOP');
+    try {
+      const held = call(pool, upstream, '/t.T/Wait', Buffer.from([0]), 8_000);
+      const error = await call(pool, upstream, '/t.T/Busy', Buffer.from([0]), 200);
+      expect(error?.code).toBe(status.DEADLINE_EXCEEDED);
+      await vi.waitFor(() => expect(passedOver).toEqual([upstream.key]), { timeout: 2_000 });
+      pool.close();
+      const closedAt = Date.now();
+      const heldError = await held;
+      const endedAfterMs = Date.now() - closedAt;
+      // Past the cut time.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect({ held: heldError && status[heldError.code], fast: endedAfterMs < 500, silent }).toEqual({
+        held: 'UNAVAILABLE',
+        fast: true,
+        silent: [],
+      });
+    } finally {
+      child.kill('SIGCONT');
+    }
+  }, 15_000);
 });
