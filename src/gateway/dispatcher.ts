@@ -11,7 +11,13 @@ import { PageStreamer } from './page-streamer.js';
 import { InvalidParameterError } from './request-decoder.js';
 import type { RequestInput } from './request-input.js';
 import type { Instance, RouteTable } from './route-table.js';
-import { cutAfterSent, OUTCOME_UNKNOWN, outcomeForStatus, upstreamStatus } from './status-mapping.js';
+import {
+  cutAfterSent,
+  OUTCOME_UNKNOWN,
+  outcomeForStatus,
+  upstreamStatus,
+  WRITE_DEADLINE_EXCEEDED,
+} from './status-mapping.js';
 
 /** What the dispatcher needs of the gateway around it: its channels, its routes, and how to answer. */
 export interface DispatcherOptions {
@@ -166,6 +172,7 @@ export class Dispatcher {
     // A write cut off once, then refused (or cut) on its retry, may still have been written by the first.
     if (exchange.outcomeUnknown && outcome.retryAfter && outcome.httpStatus === 503)
       outcome = OUTCOME_UNKNOWN;
+    else if (code === status.DEADLINE_EXCEEDED && !exchange.idempotent) outcome = WRITE_DEADLINE_EXCEEDED;
     if (outcome.httpStatus >= 500) {
       // One line per instance, method and failure per interval: a failing upstream fails every call.
       limiterOf(this.#options.log).warn(

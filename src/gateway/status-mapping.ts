@@ -53,6 +53,17 @@ export const OUTCOME_UNKNOWN: HttpOutcome = {
   retryAfter: false,
 };
 
+/**
+ * What a write (POST, PUT, PATCH) whose call passed its deadline is answered: the service had the
+ * request and may still commit it once it gets to it (a paused or overloaded instance), which
+ * "Upstream deadline exceeded" alone leaves unsaid.
+ */
+export const WRITE_DEADLINE_EXCEEDED: HttpOutcome = {
+  httpStatus: 504,
+  message: 'Upstream deadline exceeded: the write may still happen',
+  retryAfter: false,
+};
+
 /** A service's own message is shown up to this length. */
 const MAX_MESSAGE_LENGTH = 1024;
 

@@ -355,6 +355,23 @@ describe('gateway routing, balancing and upstream faults', () => {
     );
   });
 
+  it('answers a write past the deadline 504 saying it may still happen: the service had it', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor, { deadlineMs: 200 });
+    const hooks: FakeHooks = { onCall: () => new Promise<void>(() => {}) };
+    await startFakeGoods(perTest, distributor, hooks, [ROW]);
+    await waitForRoute(gateway, 'POST /goods', 1);
+    const result = await httpJson(port, 'POST', '/goods', {
+      name: 'n',
+      category: 'c',
+      price: 1,
+      description: 'd',
+    });
+    expect(result.status).toBe(504);
+    expect(result.body).toBe(
+      `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Upstream deadline exceeded: the write may still happen"}`,
+    );
+  });
+
   it('answers 500 with a plain message when the service fails, never its details', async () => {
     const { gateway, port } = await startGateway(perTest, distributor);
     const hooks: FakeHooks = {
