@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connectivityState, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { asIs } from '../../src/common/bytes-method.js';
-import { InstancePool, type Upstream } from '../../src/gateway/instance-pool.js';
+import { InstancePool, type InstancePoolOptions, type Upstream } from '../../src/gateway/instance-pool.js';
 
 const FIXTURE = new URL('./fixtures/busy-server.mjs', import.meta.url).pathname;
 
@@ -30,18 +30,29 @@ describe("InstancePool's silence check", () => {
     for (const child of children.splice(0)) child.kill();
   });
 
-  it('does not cut a connection whose health check answered while the gateway itself was stalled', async () => {
+  /**
+   * A pool on a busy-server child process, connected, recording the instances it passes over and
+   * the connections it cuts.
+   */
+  async function connectedPool(options: InstancePoolOptions = {}) {
     const address = await startBusyServer(children);
-    const silent: string[] = [];
+    const child = children.at(-1)!;
     const passedOver: string[] = [];
+    const silent: string[] = [];
     const pool = new InstancePool({
       onUnansweredCheck: (upstream) => passedOver.push(upstream.key),
       onSilentConnection: (upstream) => silent.push(upstream.key),
+      ...options,
     });
     pools.push(pool);
     const upstream = pool.get('goods', address);
     while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
       await new Promise((resolve) => setTimeout(resolve, 20));
+    return { child, pool, upstream, passedOver, silent };
+  }
+
+  it('does not cut a connection whose health check answered while the gateway itself was stalled', async () => {
+    const { pool, upstream, passedOver, silent } = await connectedPool();
 
     const inFlight = call(pool, upstream, '/t.T/Wait', Buffer.from([0]), 5_000);
     // A call past its (short) deadline on a healthy instance: its health check goes out, and is
@@ -69,17 +80,7 @@ describe("InstancePool's silence check", () => {
   // answers no health check either: it is passed over, but its connection, which brings its answers
   // once the loop is free, is not cut, and the calls on it complete.
   it('passes over an instance blocked past the check, and cuts none of its calls when it answers before the cut', async () => {
-    const address = await startBusyServer(children);
-    const silent: string[] = [];
-    const passedOver: string[] = [];
-    const pool = new InstancePool({
-      onUnansweredCheck: (upstream) => passedOver.push(upstream.key),
-      onSilentConnection: (upstream) => silent.push(upstream.key),
-    });
-    pools.push(pool);
-    const upstream = pool.get('goods', address);
-    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const { pool, upstream, passedOver, silent } = await connectedPool();
 
     // A write in flight, that answers after 2.5 s with a 5 s deadline.
     const inFlight = call(pool, upstream, '/t.T/Wait', Buffer.from([0]), 5_000);
@@ -101,17 +102,7 @@ describe("InstancePool's silence check", () => {
   // GC) runs the due timer before it polls its sockets, and would take the instance's answers still
   // waiting in the kernel for silence, cutting calls that had answered.
   it('does not cut a connection whose answers arrived while the gateway itself was stalled past the cut time', async () => {
-    const address = await startBusyServer(children);
-    const silent: string[] = [];
-    const passedOver: string[] = [];
-    const pool = new InstancePool({
-      onUnansweredCheck: (upstream) => passedOver.push(upstream.key),
-      onSilentConnection: (upstream) => silent.push(upstream.key),
-    });
-    pools.push(pool);
-    const upstream = pool.get('goods', address);
-    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const { pool, upstream, passedOver, silent } = await connectedPool();
 
     // A call that answers after 2.5 s; then one that blocks the instance for 2 s, past its 300 ms
     // deadline: the check goes out at 0.3 s, is unanswered at 1.3 s (passed over), the cut is due at
@@ -142,19 +133,13 @@ describe("InstancePool's silence check", () => {
   // connect timeout is news (a warning in the gateway: "no connection … within"), not the quiet
   // "still no connection" of a channel that replaced one that never connected either.
   it('reports the first connect timeout of the channel that replaced a silent one as the first', async () => {
-    const address = await startBusyServer(children);
-    const child = children.at(-1)!;
     const again: boolean[] = [];
-    const pool = new InstancePool({
+    const { child, pool, upstream } = await connectedPool({
       connectTimeoutMs: 1_000,
       silenceCheckTimeoutMs: 300,
       silentConnectionCutMs: 600,
       onConnectTimeout: (_upstream, _timeoutMs, repeated) => again.push(repeated),
     });
-    pools.push(pool);
-    const upstream = pool.get('goods', address);
-    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
-      await new Promise((resolve) => setTimeout(resolve, 20));
 
     // The instance stops (a frozen VM): its kernel still accepts connections, nothing answers.
     child.kill('SIGSTOP');
@@ -170,20 +155,10 @@ describe("InstancePool's silence check", () => {
   // A passed-over instance's old connection keeps its calls until the cut; a pool closed meanwhile
   // closes it too ("calls still running on them fail"), and reports no cut after it closed.
   it('fails the calls held on a passed-over connection when the pool closes, and reports no cut after', async () => {
-    const address = await startBusyServer(children);
-    const child = children.at(-1)!;
-    const silent: string[] = [];
-    const passedOver: string[] = [];
-    const pool = new InstancePool({
+    const { child, pool, upstream, passedOver, silent } = await connectedPool({
       silenceCheckTimeoutMs: 300,
       silentConnectionCutMs: 2_300,
-      onUnansweredCheck: (upstream) => passedOver.push(upstream.key),
-      onSilentConnection: (upstream) => silent.push(upstream.key),
     });
-    pools.push(pool);
-    const upstream = pool.get('goods', address);
-    while (upstream.channel.getConnectivityState(false) !== connectivityState.READY)
-      await new Promise((resolve) => setTimeout(resolve, 20));
 
     child.kill('SIGSTOP');
     try {
