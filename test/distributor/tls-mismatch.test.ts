@@ -28,6 +28,15 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const TOKEN = 'tls-mismatch-test-token';
+/** A node with nothing to route: what is under test is the connection, not the registration. */
+const GOODS_NODE = {
+  name: 'goods',
+  host: '127.0.0.1',
+  port: 9010,
+  routes: [],
+  descriptorSet: Buffer.alloc(0),
+  state: NodeState.NODE_STATE_SERVING,
+};
 
 /** A goods node's registration client, with TLS files or without, started; its log lines. */
 function register(distributor: string, tls: boolean): LogLine[] {
@@ -35,14 +44,7 @@ function register(distributor: string, tls: boolean): LogLine[] {
   const files = tls ? pki.files('goods') : undefined;
   const client = new RegistrationClient({
     distributor,
-    node: {
-      name: 'goods',
-      host: '127.0.0.1',
-      port: 9010,
-      routes: [],
-      descriptorSet: Buffer.alloc(0),
-      state: NodeState.NODE_STATE_SERVING,
-    },
+    node: GOODS_NODE,
     log,
     token: TOKEN,
     credentials: channelCredentials(files, { expectedName: 'distributor' }),
@@ -136,14 +138,7 @@ describe('a TLS distributor reached in plaintext', () => {
     const { log: clientLog, lines: clientLines } = captureLog('goods');
     const client = new RegistrationClient({
       distributor: address,
-      node: {
-        name: 'goods',
-        host: '127.0.0.1',
-        port: 9010,
-        routes: [],
-        descriptorSet: Buffer.alloc(0),
-        state: NodeState.NODE_STATE_SERVING,
-      },
+      node: GOODS_NODE,
       log: clientLog,
       credentials: withoutCertificate,
       channelOptions: { 'grpc.ssl_target_name_override': 'distributor' },
