@@ -17,6 +17,7 @@ import {
   outcomeForStatus,
   upstreamStatus,
   WRITE_DEADLINE_EXCEEDED,
+  WRITE_OUTCOME_UNCONFIRMED,
 } from './status-mapping.js';
 
 /** What the dispatcher needs of the gateway around it: its channels, its routes, and how to answer. */
@@ -173,6 +174,7 @@ export class Dispatcher {
     if (exchange.outcomeUnknown && outcome.retryAfter && outcome.httpStatus === 503)
       outcome = OUTCOME_UNKNOWN;
     else if (code === status.DEADLINE_EXCEEDED && !exchange.idempotent) outcome = WRITE_DEADLINE_EXCEEDED;
+    else if (code === status.UNKNOWN && !exchange.idempotent) outcome = WRITE_OUTCOME_UNCONFIRMED;
     if (outcome.httpStatus >= 500) {
       // One line per instance, method and failure per interval: a failing upstream fails every call.
       limiterOf(this.#options.log).warn(

@@ -101,7 +101,10 @@ const ERROR_RESPONSES: readonly {
   {
     status: '500',
     name: 'InternalError',
-    description: 'The service or the gateway failed (gRPC INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED).',
+    description:
+      'The service or the gateway failed (gRPC INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED). For a POST answered ' +
+      'UNKNOWN, "the write may have been done": the service could not confirm it (under its `Idempotency-Key`, if ' +
+      'it has one, a retry is safe).',
   },
   {
     status: '501',

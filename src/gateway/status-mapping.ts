@@ -64,6 +64,17 @@ export const WRITE_DEADLINE_EXCEEDED: HttpOutcome = {
   retryAfter: false,
 };
 
+/**
+ * What a write (POST, PUT, PATCH) answered UNKNOWN is answered: the service failed without knowing
+ * whether the write was done (its database connection was lost after the statement was sent, say),
+ * which "Internal error in the service" alone leaves unsaid.
+ */
+export const WRITE_OUTCOME_UNCONFIRMED: HttpOutcome = {
+  httpStatus: 500,
+  message: 'Internal error in the service: the write may have been done',
+  retryAfter: false,
+};
+
 /** A service's own message is shown up to this length. */
 const MAX_MESSAGE_LENGTH = 1024;
 

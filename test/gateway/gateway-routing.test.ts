@@ -7,6 +7,7 @@ import {
   type ServerUnaryCall,
   type ServiceDefinition,
   type sendUnaryData,
+  status,
 } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { NodeState } from '../../src/gen/distributor.js';
@@ -383,6 +384,31 @@ describe('gateway routing, balancing and upstream faults', () => {
     expect(result.status).toBe(500);
     expect(result.body).toBe(
       `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Internal error in the service"}`,
+    );
+  });
+
+  it('answers a write the service could not confirm (UNKNOWN) 500 saying it may have been done; a read 500 plainly', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const unconfirmed = Object.assign(new Error('the connection to the database was lost'), {
+      code: status.UNKNOWN,
+    });
+    await startFakeGoods(perTest, distributor, { onCall: () => Promise.reject(unconfirmed) }, [ROW]);
+    await waitForRoute(gateway, 'POST /goods', 1);
+    const write = await httpJson(port, 'POST', '/goods', {
+      name: 'n',
+      category: 'c',
+      price: 1,
+      description: 'd',
+    });
+    expect(write.status).toBe(500);
+    expect(write.headers['retry-after']).toBeUndefined();
+    expect(write.body).toBe(
+      `{"key":${keyOf(write)},"errorcode":1,"errormessage":"Internal error in the service: the write may have been done"}`,
+    );
+    const read = await httpJson(port, 'GET', '/goods');
+    expect(read.status).toBe(500);
+    expect(read.body).toBe(
+      `{"key":${keyOf(read)},"errorcode":1,"errormessage":"Internal error in the service"}`,
     );
   });
 

@@ -13,6 +13,7 @@ export class TcpProxy {
   #port = 0;
   #mode: 'forward' | 'blackhole' | 'refuse' = 'forward';
   #held = 0;
+  #cutAfter: ((chunk: Buffer) => boolean) | undefined;
 
   private constructor(target: { host: string; port: number; localAddress?: string }) {
     this.#target = target;
@@ -69,6 +70,15 @@ export class TcpProxy {
   }
 
   /**
+   * Passes the next chunk a client sends that `matches` on to the server, then passes nothing back
+   * and, 200 ms later, closes both ends: the server got the request and its answer is lost, as when
+   * a connection breaks while a statement runs.
+   */
+  cutAfter(matches: (chunk: Buffer) => boolean): void {
+    this.#cutAfter = matches;
+  }
+
+  /**
    * Forwards again, on the same port. Connections held by a blackhole are reset, or with
    * `keepHeld` go on being held: as a TCP connect to a host that dropped packets waits on, the
    * kernel retrying its SYN ever more slowly, after the host can be reached again.
@@ -118,6 +128,13 @@ export class TcpProxy {
       client.destroy();
       upstream.destroy();
     };
+    // Runs after the pipe's own listener, which has written the chunk to the server already.
+    client.on('data', (chunk: Buffer) => {
+      if (!this.#cutAfter?.(chunk)) return;
+      this.#cutAfter = undefined;
+      upstream.unpipe(client);
+      setTimeout(closeBoth, 200);
+    });
     client.on('close', closeBoth);
     upstream.on('close', closeBoth);
   }

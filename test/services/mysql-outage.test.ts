@@ -16,6 +16,8 @@ import { call, startTestServer, type TestServer, waitForHealth } from './support
 const mysqlUrl = inject('mysqlUrl');
 const GOODS: CreateGoodsRequest = { name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const UNAVAILABLE = { code: status.UNAVAILABLE, details: 'Database unavailable' };
+/** A MySQL client packet that executes a prepared statement: COM_STMT_EXECUTE after the 4-byte header. */
+const isStatementExecute = (chunk: Buffer): boolean => chunk.length > 4 && chunk[4] === 0x17;
 /** The deadline the tests give each call: failures must come as UNAVAILABLE well before it. */
 const DEADLINE_MS = 5_000;
 
@@ -32,16 +34,20 @@ describe.runIf(mysqlUrl)(
     let store: MysqlGoodsStore;
     let service: TestServer<GoodsServiceClient> | undefined;
 
+    /** The goods store through the proxy, with a statement timeout of `queryTimeoutMs`. */
+    const storeThroughProxy = (queryTimeoutMs = 1_000): MysqlGoodsStore =>
+      new MysqlGoodsStore({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), host: '127.0.0.1', port: proxy.port },
+        connectTimeoutMs: 1_000,
+        acquireTimeoutMs: 1_000,
+        queryTimeoutMs,
+      });
+
     beforeEach(async () => {
       database = await createTestDatabase(mysqlUrl);
       const server = new URL(mysqlUrl);
       proxy = await TcpProxy.start({ host: server.hostname, port: Number(server.port || 3306) });
-      store = new MysqlGoodsStore({
-        connection: { ...parseMysqlUrl(database.url, 'test database'), host: '127.0.0.1', port: proxy.port },
-        connectTimeoutMs: 1_000,
-        acquireTimeoutMs: 1_000,
-        queryTimeoutMs: 1_000,
-      });
+      store = storeThroughProxy();
     });
     afterEach(async () => {
       await service?.close();
@@ -143,12 +149,15 @@ describe.runIf(mysqlUrl)(
     });
 
     it('a write that waits for a lock past the statement timeout is stopped on the server: answered UNAVAILABLE, never committed later', async () => {
+      // A statement timeout of 2.5 s makes the server's lock wait 2 s: the server ends the wait first
+      // and says so, and the write is known not done (at 1 s each, either could end it first).
+      await store.close();
+      store = storeThroughProxy(2_500);
       await start();
       await expect(create()).resolves.toEqual({ id: 1 });
       const admin = await createConnection({ uri: database.url });
       try {
         await admin.query('LOCK TABLES goods WRITE');
-        // The store's statement timeout is 1 s: the INSERT waits for the lock past it.
         await expect(create()).rejects.toMatchObject(UNAVAILABLE);
         // The lock is held a little longer, as a slow transaction's would be.
         await new Promise((resolve) => setTimeout(resolve, 300));
@@ -176,18 +185,91 @@ describe.runIf(mysqlUrl)(
       }
     });
 
-    it('a network that drops everything: UNAVAILABLE before the deadline, not a hang', async () => {
+    it('a network that drops everything: an answer before the deadline, not a hang; a write sent into it is not said to be undone', async () => {
       const { address } = await start();
       await expect(create()).resolves.toEqual({ id: 1 });
 
       proxy.blackhole();
-      await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+      // The INSERT went out on a connection that was open: whether the server got it, nothing says.
+      await expect(create()).rejects.toMatchObject({
+        code: status.DEADLINE_EXCEEDED,
+        details: 'The database did not confirm the write in time: it may have been done',
+      });
       await expect(list()).rejects.toMatchObject(UNAVAILABLE);
+      await expect(create()).rejects.toMatchObject(UNAVAILABLE);
       await waitForHealth(address, 'NOT_SERVING');
 
       await proxy.restore();
       await waitForHealth(address, 'SERVING');
       await expect(list()).resolves.toMatchObject({ results: [{ id: 1 }] });
+    });
+
+    it('an INSERT whose connection breaks after the server got it: UNKNOWN "may have been done", and it was', async () => {
+      const { address } = await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+
+      proxy.cutAfter(isStatementExecute);
+      // Before, UNAVAILABLE "Database unavailable": a caller (the gateway answers 503 with
+      // Retry-After) was told to try again a write that was stored.
+      await expect(create()).rejects.toMatchObject({
+        code: status.UNKNOWN,
+        details:
+          'The connection to the database was lost before it confirmed the write: it may have been done',
+      });
+      const admin = await createConnection({ uri: database.url });
+      try {
+        const [rows] = await admin.query('SELECT id FROM goods ORDER BY id');
+        expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
+      } finally {
+        await admin.end();
+      }
+      await waitForHealth(address, 'SERVING');
+      await expect(create()).resolves.toEqual({ id: 3 });
+    });
+
+    it('a DELETE whose connection breaks after the server got it: UNAVAILABLE, since doing it again does no harm', async () => {
+      await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+      proxy.cutAfter(isStatementExecute);
+      await expect(
+        call(service!.client, service!.client.deleteGoods, { id: 1 }, DEADLINE_MS),
+      ).rejects.toMatchObject(UNAVAILABLE);
+    });
+
+    it('a transaction cut before its COMMIT was sent: UNAVAILABLE, rolled back; cut after: UNKNOWN, committed', async () => {
+      const db = new MysqlDatabase({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), host: '127.0.0.1', port: proxy.port },
+        schema: ['CREATE TABLE IF NOT EXISTS journal (id INT PRIMARY KEY)'],
+        connectTimeoutMs: 1_000,
+        acquireTimeoutMs: 1_000,
+        queryTimeoutMs: 1_000,
+      });
+      const insert = (id: number) =>
+        db.transaction('journal', async (sql) => {
+          await sql.change('INSERT INTO journal (id) VALUES (?)', [id]);
+        });
+      try {
+        await insert(1);
+        proxy.cutAfter(isStatementExecute);
+        await expect(insert(2)).rejects.toMatchObject({
+          code: status.UNAVAILABLE,
+          message: 'Database unavailable',
+        });
+        proxy.cutAfter((chunk) => chunk.length > 4 && chunk[4] === 0x03 && chunk.includes('COMMIT'));
+        await expect(insert(3)).rejects.toMatchObject({ code: status.UNKNOWN });
+        // The server rolls back a transaction whose connection is gone once it notices.
+        await vi.waitFor(
+          async () => {
+            const rows = await db.select<{ id: number } & RowDataPacket>(
+              'SELECT id FROM journal ORDER BY id',
+            );
+            expect(rows.map(({ id }) => id)).toEqual([1, 3]);
+          },
+          { timeout: 3_000, interval: 100 },
+        );
+      } finally {
+        await db.close();
+      }
     });
 
     it('connections that died while idle (packets dropped, no FIN or RST) cost one short ping, not a statement timeout each', async () => {

@@ -9,7 +9,7 @@ import {
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/tracing.js';
-import { databaseFailure, databaseUnavailable } from './database-errors.js';
+import { databaseFailure, databaseUnavailable, writeOutcomeUnknown } from './database-errors.js';
 import {
   type DatabaseObserver,
   databaseOperation,
@@ -104,6 +104,22 @@ function tableCreatedBy(statement: string): string | undefined {
 /** Raised by this module's own timers; its message goes to the log only. */
 class MysqlTimeoutError extends Error {
   override readonly name = 'MysqlTimeoutError';
+}
+
+/** Whether a write's statement is on its way to the server: set by the work just before it sends it. */
+interface WriteProgress {
+  sent: boolean;
+}
+
+/**
+ * Whether a statement's failure left its outcome unknown: its timeout passed, or its connection
+ * broke under it (a fatal error the driver raised, not one the server answered, which carries an SQL
+ * state: a server that says it stopped a statement, shutting down or killing it, rolled it back).
+ */
+function cutOffUnanswered(error: unknown): boolean {
+  if (error instanceof MysqlTimeoutError) return true;
+  const { fatal, sqlState } = (error ?? {}) as { fatal?: unknown; sqlState?: unknown };
+  return fatal === true && sqlState === undefined;
 }
 
 /** How long the server keeps a session that says nothing (its wait_timeout), in seconds. */
@@ -225,17 +241,26 @@ export class MysqlDatabase implements SqlExecutor {
     );
   }
 
-  /** Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). */
+  /**
+   * Runs an INSERT, UPDATE or DELETE and resolves with its result (insertId, affectedRows). An
+   * INSERT cut off after it was sent is answered as a write whose outcome is unknown (see
+   * writeOutcomeUnknown): it is the one statement the services run on their own that doing twice
+   * does not undo (their UPDATE compares before it sets, their DELETEs remove what is named).
+   */
   async change(sql: string, values: ExecuteValues = [], parent?: TraceSpan): Promise<ResultSetHeader> {
     await this.#ensureSchema();
+    const operation = operationOfStatement(sql);
+    const progress: WriteProgress = { sent: false };
+    const repeatable = operation.operation !== 'INSERT';
     return databaseOperation(
       this.#observer,
       'mysql',
-      operationOfStatement(sql),
+      operation,
       () =>
-        this.#withConnection(
-          async (connection) => (await connection.execute<ResultSetHeader>(sql, values))[0],
-        ),
+        this.#withConnection(async (connection) => {
+          progress.sent = !repeatable;
+          return (await connection.execute<ResultSetHeader>(sql, values))[0];
+        }, progress),
       parent,
     );
   }
@@ -277,6 +302,8 @@ export class MysqlDatabase implements SqlExecutor {
   }
 
   #transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
+    // Cut before its COMMIT was sent, the transaction is rolled back; cut after, it may be committed.
+    const progress: WriteProgress = { sent: false };
     return this.#withConnection(async (connection) => {
       await connection.query('START TRANSACTION');
       try {
@@ -285,6 +312,7 @@ export class MysqlDatabase implements SqlExecutor {
             (await connection.execute<Row[]>(sql, values))[0],
           change: async (sql, values = []) => (await connection.execute<ResultSetHeader>(sql, values))[0],
         });
+        progress.sent = true;
         await connection.query('COMMIT');
         return result;
       } catch (error) {
@@ -292,7 +320,7 @@ export class MysqlDatabase implements SqlExecutor {
         await connection.query('ROLLBACK').catch(() => {});
         throw error;
       }
-    });
+    }, progress);
   }
 
   /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */
@@ -355,7 +383,15 @@ export class MysqlDatabase implements SqlExecutor {
     return this.#schemaReady;
   }
 
-  async #withConnection<T>(work: (connection: PoolConnection) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` on a connection of the pool, within the statement timeout. `progress` is given for a
+   * write: once its work says the write was sent, a timeout or a lost connection is answered as a
+   * write whose outcome is unknown, not as a database that is unavailable.
+   */
+  async #withConnection<T>(
+    work: (connection: PoolConnection) => Promise<T>,
+    progress?: WriteProgress,
+  ): Promise<T> {
     let connection: PoolConnection;
     try {
       connection = await this.#acquireLive();
@@ -382,6 +418,9 @@ export class MysqlDatabase implements SqlExecutor {
           this.#checkIfIdleSince = Math.max(this.#checkIfIdleSince, idleSince);
         } else if (idleSince !== undefined) this.#foundDead(idleSince);
       } else this.#release(connection);
+      if (progress?.sent && cutOffUnanswered(error)) {
+        throw writeOutcomeUnknown(error, error instanceof MysqlTimeoutError);
+      }
       throw classifyMysqlError(error);
     } finally {
       clearTimeout(timer);

@@ -27,7 +27,10 @@ const noData = { code: status.NOT_FOUND, details: 'no data' };
 
 /** Hooks a test uses to watch or slow a fake service. */
 export interface FakeHooks {
-  /** Called with every call before it is answered; a promise delays the answer. */
+  /**
+   * Called with every call before it is answered; a promise delays the answer. A rejection is
+   * answered with its error's numeric `code` (a gRPC status), INTERNAL when it has none.
+   */
   onCall?: (method: string, call: ServerUnaryCall<unknown, unknown>) => Promise<void> | void;
 }
 
@@ -55,7 +58,11 @@ export async function startFakeGoods(
     calls[method] = (calls[method] ?? 0) + 1;
     Promise.resolve(hooks.onCall?.(method, call as ServerUnaryCall<unknown, unknown>)).then(
       () => answer(call.request),
-      (error: Error) => callback({ code: status.INTERNAL, details: error.message }),
+      (error: Error & { code?: unknown }) =>
+        callback({
+          code: typeof error.code === 'number' ? error.code : status.INTERNAL,
+          details: error.message,
+        }),
     );
   };
   const implementation: GoodsServiceServer = {
