@@ -525,6 +525,9 @@ class GatewayServer implements Gateway {
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
         const page = this.#telemetry.onPageRequest(request, method, path);
         if (this.#pageAdmitted(request, response, page)) {
+          // A page reads no body: with one, close after the answer, as every other answer does
+          // (kept alive, Node would read and drop a body of any declared length until the request timeout).
+          if (declaredBodySize(request) !== 0) response.setHeader('Connection', 'close');
           this.#telemetry.answerPage(response, path, page.requestId);
         }
         return;
