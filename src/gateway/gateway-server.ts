@@ -826,14 +826,23 @@ class GatewayServer implements Gateway {
       if (error instanceof BodyTooLargeError || error instanceof BodyBudgetError) {
         // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
         // does not force a close, which would reset the connection under a client still sending.
+        // It still says `Connection: close` (a client that has sent its whole body would otherwise
+        // send its next request on a connection that is about to go, and meet a reset), and once it
+        // is written only the gateway's side is ended (FIN, no reset): Node's destroy of a socket
+        // whose answer said close is turned into that end here.
         lingerThenClose(request);
         exchange.bodyRead = true;
+        const socket = request.socket;
+        socket.destroySoon = () => {
+          if (socket.writable) socket.end();
+        };
         const refusal =
           error instanceof BodyBudgetError
             ? gatewayErrors.bodiesOverBudget()
             : gatewayErrors.bodyTooLarge(this.#bodyLimit);
         const retry = refusal.options.retryAfter === true;
-        this.#answer(exchange, refusal.httpStatus, errorBody(exchange.key, refusal.message), retry);
+        const body = errorBody(exchange.key, refusal.message);
+        this.#write(response, refusal.httpStatus, body, retry, true, exchange.requestId);
       } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
     } finally {

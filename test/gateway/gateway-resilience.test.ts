@@ -142,6 +142,33 @@ describe('gateway under hostile or unlucky clients', () => {
     goods.goods.splice(1);
   });
 
+  it('a 413 on a whole chunked body says Connection: close and ends the connection, so no next request is sent there', async () => {
+    const { port } = await gateway({ bodyLimitBytes: 1024 });
+    const started = Date.now();
+    const result = await new Promise<{ received: string; endedAfterMs: number }>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let received = '';
+      socket.on('data', (data) => {
+        received += data.toString();
+      });
+      socket.on('error', () => undefined);
+      // The gateway's side ending (EOF) is what a keep-alive client takes as "do not reuse".
+      socket.on('end', () => {
+        resolve({ received, endedAfterMs: Date.now() - started });
+        socket.destroy();
+      });
+      const piece = ' '.repeat(1024);
+      socket.write(
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${`400\r\n${piece}\r\n`.repeat(4)}0\r\n\r\n`,
+      );
+    });
+    const head = result.received.slice(0, result.received.indexOf('\r\n\r\n'));
+    expect(head).toMatch(/^HTTP\/1\.1 413 /);
+    expect(head).toMatch(/\r\nConnection: close(\r\n|$)/);
+    expect(result.received).toContain('"errormessage":"Request body larger than 1024 bytes"');
+    expect(result.endedAfterMs).toBeLessThan(1_500);
+  });
+
   it('answers Expect: 100-continue with 413 before the body, or lets it come', async () => {
     const { port } = await gateway({ bodyLimitBytes: 1024 });
     const refused = await raw(
