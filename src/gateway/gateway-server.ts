@@ -519,6 +519,10 @@ class GatewayServer implements Gateway {
         this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
         return;
       }
+      // Node's parser reads nothing after a request that asks for an Upgrade (the gateway takes none):
+      // a request pipelined behind it would never be answered, and the connection would sit until its
+      // keep-alive time. Closed after the answer, the client knows at once.
+      if (request.headers.upgrade !== undefined) response.setHeader('Connection', 'close');
       const url = originForm(request.url ?? '/');
       const { path, queryStart } = splitQuery(url);
       const method = request.method ?? 'GET';

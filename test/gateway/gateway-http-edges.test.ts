@@ -227,4 +227,22 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       expect(Date.now() - started, path).toBeLessThan(2_000);
     }
   });
+
+  it('a request asking for an Upgrade is answered with close: one pipelined behind it is not left hanging', async () => {
+    // Node's parser stops at a request with Upgrade; before, it was answered keep-alive, the POST
+    // behind it was neither run nor answered, and the connection closed at its keep-alive time (5 s).
+    for (const path of ['/healthz', '/goods']) {
+      const started = Date.now();
+      const stream = await raw(
+        port,
+        `GET ${path} HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+          `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+      );
+      const [answer, ...rest] = answers(stream);
+      expect(answer?.status, path).toBe(200);
+      expect(answer?.headers, path).toMatch(/\r\nConnection: close(\r\n|$)/i);
+      expect(rest, path).toEqual([]);
+      expect(Date.now() - started, path).toBeLessThan(2_000);
+    }
+  });
 });
