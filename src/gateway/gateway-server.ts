@@ -515,7 +515,8 @@ class GatewayServer implements Gateway {
       }
       // RFC 9112 (section 3.2) has a request with two Host lines answered 400, whatever its version:
       // Node keeps the first and drops the others, and a proxy in front may have read the other one.
-      if (hostLines(request.rawHeaders) > 1) {
+      // A Host value with a comma is such a list on one line (no host or port has one).
+      if (hostLines(request.rawHeaders) > 1 || request.headers.host?.includes(',')) {
         this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
         return;
       }

@@ -69,6 +69,12 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
         body: '{"key":null,"errorcode":1,"errormessage":"A request takes one Host header, not several"}',
       });
     }
+    // One line with a list of hosts is as many Host values (a Host value has no comma).
+    const [hostList] = answers(await raw(port, 'GET /goods HTTP/1.1\r\nHost: g, other.example\r\n\r\n'));
+    expect(hostList).toMatchObject({
+      status: 400,
+      body: '{"key":null,"errorcode":1,"errormessage":"A request takes one Host header, not several"}',
+    });
     // HTTP/1.0 has no Host header to require.
     const [old] = answers(
       (await raw(port, 'GET /goods HTTP/1.0\r\n\r\n')).replace(/^HTTP\/1\.0 /, 'HTTP/1.1 '),
