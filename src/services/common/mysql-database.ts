@@ -63,6 +63,22 @@ export interface SqlExecutor {
   change(sql: string, values?: ExecuteValues): Promise<ResultSetHeader>;
 }
 
+/**
+ * One connection's reads, for a list page (see MysqlDatabase.read): consistent reads, as the pool's,
+ * and at most a few statements at READ UNCOMMITTED, to see which ids are written but not committed.
+ */
+export interface PageReader {
+  /** Runs a SELECT as the pool does (a consistent read, at the server's isolation level). */
+  select<Row extends RowDataPacket>(sql: string, values?: ExecuteValues): Promise<Row[]>;
+  /**
+   * Runs one SELECT at READ UNCOMMITTED: it sees rows other transactions inserted and have not
+   * committed yet. Only this statement: the level is set for the next transaction alone, and a
+   * connection whose statement failed before it ran (which would leave the level for the next one)
+   * is dropped, never given back to the pool.
+   */
+  selectUncommitted<Row extends RowDataPacket>(sql: string, values?: ExecuteValues): Promise<Row[]>;
+}
+
 /** Driver codes that mean "the server cannot be used right now" rather than "this statement is wrong". */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -109,6 +125,11 @@ class MysqlTimeoutError extends Error {
 /** Whether a write's statement is on its way to the server: set by the work just before it sends it. */
 interface WriteProgress {
   sent: boolean;
+}
+
+/** Set by work that may have left its connection in a state the next user must not get. */
+interface ConnectionTaint {
+  tainted: boolean;
 }
 
 /**
@@ -237,6 +258,46 @@ export class MysqlDatabase implements SqlExecutor {
       'mysql',
       operationOfStatement(sql),
       () => this.#withConnection(async (connection) => (await connection.execute<Row[]>(sql, values))[0]),
+      parent,
+    );
+  }
+
+  /**
+   * Runs `work` on one connection of the pool, as one operation named after `sql` (the page's main
+   * statement) in metrics and traces: for a list page that must look again, on the same connection,
+   * at the ids its consistent read did not see (see mysql-paging.ts). The whole of `work` gets the
+   * statement timeout.
+   */
+  async read<T>(sql: string, work: (reader: PageReader) => Promise<T>, parent?: TraceSpan): Promise<T> {
+    await this.#ensureSchema();
+    const taint: ConnectionTaint = { tainted: false };
+    return databaseOperation(
+      this.#observer,
+      'mysql',
+      operationOfStatement(sql),
+      () =>
+        this.#withConnection(
+          (connection) =>
+            work({
+              select: async <Row extends RowDataPacket>(statement: string, values: ExecuteValues = []) =>
+                (await connection.execute<Row[]>(statement, values))[0],
+              selectUncommitted: async <Row extends RowDataPacket>(
+                statement: string,
+                values: ExecuteValues = [],
+              ) => {
+                // Without SESSION, the level is the next transaction's only: the SELECT's own
+                // (autocommit) transaction. Should the SELECT fail before it starts one (a failed
+                // prepare does), the level would wait for whatever runs next on the connection.
+                taint.tainted = true;
+                await connection.query('SET TRANSACTION ISOLATION LEVEL READ UNCOMMITTED');
+                const rows = (await connection.execute<Row[]>(statement, values))[0];
+                taint.tainted = false;
+                return rows;
+              },
+            }),
+          undefined,
+          taint,
+        ),
       parent,
     );
   }
@@ -391,6 +452,7 @@ export class MysqlDatabase implements SqlExecutor {
   async #withConnection<T>(
     work: (connection: PoolConnection) => Promise<T>,
     progress?: WriteProgress,
+    taint?: ConnectionTaint,
   ): Promise<T> {
     let connection: PoolConnection;
     try {
@@ -412,11 +474,13 @@ export class MysqlDatabase implements SqlExecutor {
       return result;
     } catch (error) {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
-      if (error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal) {
+      // Nor one its work left tainted (a READ UNCOMMITTED level set for a SELECT that never ran).
+      const broken = error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal === true;
+      if (broken || taint?.tainted) {
         connection.destroy();
         if (idleSince !== undefined && error instanceof MysqlTimeoutError) {
           this.#checkIfIdleSince = Math.max(this.#checkIfIdleSince, idleSince);
-        } else if (idleSince !== undefined) this.#foundDead(idleSince);
+        } else if (idleSince !== undefined && broken) this.#foundDead(idleSince);
       } else this.#release(connection);
       if (progress?.sent && cutOffUnanswered(error)) {
         throw writeOutcomeUnknown(error, error instanceof MysqlTimeoutError);

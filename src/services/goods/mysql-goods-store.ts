@@ -3,6 +3,7 @@ import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { readPageHoldingBackInFlight } from '../common/mysql-paging.js';
 import { type StoredPage, takePage } from '../common/paging.js';
 import type { GoodsPageQuery, GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
 
@@ -28,6 +29,11 @@ export const MYSQL_GOODS_SCHEMA = [
  * of rows past its text budget into memory (a thousand 64 KiB descriptions would be 64 MiB).
  */
 const INLINE_DESCRIPTION_BYTES = 1024;
+
+/** A page's rows, with descriptions up to INLINE_DESCRIPTION_BYTES. */
+const PAGE_SQL = `SELECT id, name, category, price, LENGTH(description) AS descriptionBytes,
+         IF(LENGTH(description) <= ${INLINE_DESCRIPTION_BYTES}, description, NULL) AS description
+       FROM goods WHERE id > ? ORDER BY id LIMIT ?`;
 
 interface PageRow extends RowDataPacket {
   id: number;
@@ -64,20 +70,33 @@ export class MysqlGoodsStore implements GoodsStore {
     parent?: TraceSpan,
   ): Promise<StoredPage<GoodsRecord>> {
     const db = this.#db.forCall(parent);
-    const rows = await db.select<PageRow>(
-      `SELECT id, name, category, price, LENGTH(description) AS descriptionBytes,
-         IF(LENGTH(description) <= ${INLINE_DESCRIPTION_BYTES}, description, NULL) AS description
-       FROM goods WHERE id > ? ORDER BY id LIMIT ?`,
-      // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
-      [afterId, String(size + 1)],
+    // The page holds no id past one still being written below it (see mysql-paging.ts).
+    const page = await readPageHoldingBackInFlight(
+      this.#db,
+      {
+        afterId,
+        statement: PAGE_SQL,
+        read: async (reader) =>
+          takePage(
+            await reader.select<PageRow>(
+              PAGE_SQL,
+              // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+              [afterId, String(size + 1)],
+            ),
+            size,
+            maxTextBytes,
+            (row) =>
+              Buffer.byteLength(row.name, 'utf8') +
+              Buffer.byteLength(row.category, 'utf8') +
+              row.descriptionBytes,
+          ),
+        idsSql: 'SELECT id FROM goods WHERE id > ? AND id <= ?',
+        idsValues: (after, lastId) => [after, lastId],
+      },
+      parent,
     );
-    const page = takePage(
-      rows,
-      size,
-      maxTextBytes,
-      (row) =>
-        Buffer.byteLength(row.name, 'utf8') + Buffer.byteLength(row.category, 'utf8') + row.descriptionBytes,
-    );
+    // The page's last row, after any rows past an id in flight were left for the next page: long
+    // descriptions are read for the rows kept only.
     const last = page.rows.at(-1);
     const long = new Map<number, string>();
     if (last && page.rows.some((row) => row.description === null)) {

@@ -3,6 +3,7 @@ import type { TraceSpan } from '../../common/tracing.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { readPageHoldingBackInFlight } from '../common/mysql-paging.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
@@ -23,6 +24,9 @@ export const MYSQL_PURCHASES_SCHEMA = [
 ] as const;
 
 type PurchaseRow = PurchaseRecord & RowDataPacket;
+
+/** One user's page of purchases. */
+const PAGE_SQL = 'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?';
 
 /** The purchase history in MySQL, through one bounded pool. */
 export class MysqlPurchasesStore implements PurchasesStore {
@@ -49,14 +53,29 @@ export class MysqlPurchasesStore implements PurchasesStore {
     { afterId, size }: PageQuery,
     parent?: TraceSpan,
   ): Promise<StoredPage<PurchaseRecord>> {
-    const rows = await this.#db.forCall(parent).select<PurchaseRow>(
-      'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
-      // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
-      [userid, afterId, String(size + 1)],
-    );
-    return takePage(
-      rows.map(({ id, goodsid, date }) => ({ id, goodsid, date })),
-      size,
+    // The page holds no id past one still being written below it (see mysql-paging.ts). Other
+    // users' purchases leave gaps in one user's ids, so most pages here take the second look.
+    return readPageHoldingBackInFlight(
+      this.#db,
+      {
+        afterId,
+        statement: PAGE_SQL,
+        read: async (reader) => {
+          const rows = await reader.select<PurchaseRow>(
+            PAGE_SQL,
+            // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+            [userid, afterId, String(size + 1)],
+          );
+          return takePage(
+            rows.map(({ id, goodsid, date }) => ({ id, goodsid, date })),
+            size,
+          );
+        },
+        // Read from the (userid, id) index alone.
+        idsSql: 'SELECT id FROM purchases WHERE userid = ? AND id > ? AND id <= ?',
+        idsValues: (after, lastId) => [userid, after, lastId],
+      },
+      parent,
     );
   }
 
