@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { LossyStdout } from './lossy-stdout.js';
 import { REDACT_PATHS, REDACTED, redactErrorFields, redactUrl } from './redact.js';
 
 export type { Logger };
@@ -22,7 +23,8 @@ export interface LoggerOptions {
  * Lines are written synchronously by default: with pino's default asynchronous stdout, a process
  * that exits right after logging why (a refusal, a fatal error) could lose that line or print it
  * after later ones, since the exit flush writes the queued lines while an earlier write is still in
- * flight.
+ * flight. A stdout that cannot take them (an unread pipe, a full disk) drops lines rather than block
+ * or crash the component (see LossyStdout).
  */
 export function createLogger({ component, level = 'info', destination }: LoggerOptions): Logger {
   return pino(
@@ -38,7 +40,7 @@ export function createLogger({ component, level = 'info', destination }: LoggerO
           typeof fields.url === 'string' ? { ...fields, url: redactUrl(fields.url) } : fields,
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: true }),
+    destination ?? new LossyStdout(component),
   );
 }
 

@@ -1,0 +1,74 @@
+import { writeSync } from 'node:fs';
+import type { DestinationStream } from 'pino';
+
+/** How long one line may wait for a pipe that is not read before it is dropped, in ms. */
+const PATIENCE_MS = 100;
+/** How much longer the rest of a line half written may wait: past it, that line is cut short. */
+const HALF_WRITTEN_PATIENCE_MS = 1_000;
+
+/**
+ * A component's log lines on stdout, written synchronously (a line logged right before an exit is
+ * never lost or reordered) but never at the cost of the component: a pipe nobody reads (`npm run
+ * gateway | less` left unread, a stalled log collector) makes each write fail with EAGAIN, where
+ * pino's own synchronous destination retried for ever with the event loop blocked: no request was
+ * answered and SIGTERM was not handled until the pipe was read. A full disk (ENOSPC) or an I/O
+ * error made it throw, and the component crashed at its next line. Here a line that cannot be
+ * written within {@link PATIENCE_MS} is dropped; while the output stays blocked, later lines are
+ * tried once each, without waiting; the count of dropped lines is written once one goes through.
+ */
+export class LossyStdout implements DestinationStream {
+  readonly #fd: number;
+  readonly #component: string;
+  #dropped = 0;
+  #blocked = false;
+
+  constructor(component: string, fd = 1) {
+    this.#component = component;
+    this.#fd = fd;
+  }
+
+  write(line: string): void {
+    if (this.#dropped > 0) {
+      const note = {
+        level: 40,
+        time: Date.now(),
+        component: this.#component,
+        event: 'log-lines-dropped',
+        dropped: this.#dropped,
+        msg: `${this.#dropped} log lines dropped: stdout could not be written`,
+      };
+      if (!this.#writeAll(`${JSON.stringify(note)}\n`)) {
+        this.#dropped += 1;
+        return;
+      }
+      this.#dropped = 0;
+    }
+    if (!this.#writeAll(line)) this.#dropped += 1;
+  }
+
+  /** Writes the whole line; false when it was dropped (or, half written, cut short). */
+  #writeAll(line: string): boolean {
+    const bytes = Buffer.from(line);
+    const start = Date.now();
+    const patience = this.#blocked ? 0 : PATIENCE_MS;
+    let offset = 0;
+    while (offset < bytes.length) {
+      try {
+        offset += writeSync(this.#fd, bytes, offset);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'EAGAIN' && code !== 'EBUSY') return false;
+        const waited = Date.now() - start;
+        if (waited >= patience && (offset === 0 || waited >= patience + HALF_WRITTEN_PATIENCE_MS)) {
+          this.#blocked = true;
+          return false;
+        }
+        Atomics.wait(SLEEPER, 0, 0, 1);
+      }
+    }
+    this.#blocked = false;
+    return true;
+  }
+}
+
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));

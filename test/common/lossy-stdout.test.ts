@@ -1,0 +1,70 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { describe, expect, it, vi } from 'vitest';
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const ENV = {
+  ...process.env,
+  SHOP_REGISTRY_TOKEN: 'lossy-stdout-token-0123456789',
+  DISTRIBUTOR_ADDRESS: '127.0.0.1:1',
+  LOG_LEVEL: 'debug',
+};
+
+describe('a component run alone whose stdout cannot take its log lines', () => {
+  it('answers requests while its stdout is a pipe nobody reads', async () => {
+    const port = await freePort();
+    // The pipe's reader never reads: its 64 KiB fill, then every write fails with EAGAIN.
+    const shell = spawn(
+      'sh',
+      [
+        '-c',
+        `exec ${process.execPath} --import tsx src/gateway/main.ts --port ${port} --host 127.0.0.1 | sleep 60`,
+      ],
+      { env: ENV, stdio: 'ignore', detached: true },
+    );
+    try {
+      await vi.waitFor(
+        async () => expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200),
+        {
+          timeout: 20_000,
+          interval: 100,
+        },
+      );
+      // Each request is a debug line or two: far more than the pipe holds.
+      for (let i = 0; i < 400; i += 1) {
+        const answer = await fetch(`http://127.0.0.1:${port}/goods`, { signal: AbortSignal.timeout(3_000) });
+        await answer.arrayBuffer();
+      }
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(3_000) });
+      expect(health.status).toBe(200);
+    } finally {
+      process.kill(-shell.pid!, 'SIGKILL');
+    }
+  }, 60_000);
+
+  it('keeps running on a stdout that is full (/dev/full), and stops with 0', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/main.ts', '--port', `${port}`], {
+      env: { ...ENV, GATEWAY_HOST: '127.0.0.1' },
+      stdio: ['ignore', openSync('/dev/full', 'w'), 'ignore'],
+    });
+    const exited = once(child, 'exit');
+    await vi.waitFor(async () => expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200), {
+      timeout: 20_000,
+      interval: 100,
+    });
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  }, 30_000);
+});
