@@ -1,8 +1,11 @@
 import { writeSync } from 'node:fs';
 import type { DestinationStream } from 'pino';
 
-/** How long one line may wait for a pipe that is not read before it is dropped, in ms. */
-const PATIENCE_MS = 100;
+/**
+ * How long one line may wait for a pipe that is not read before it is dropped, in ms: long enough
+ * that a reader held up for a moment (the launcher, a test harness, on a busy machine) loses none.
+ */
+const PATIENCE_MS = 1_000;
 /** How much longer the rest of a line half written may wait: past it, that line is cut short. */
 const HALF_WRITTEN_PATIENCE_MS = 1_000;
 

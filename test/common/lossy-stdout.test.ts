@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 
@@ -53,10 +53,12 @@ describe('a component run alone whose stdout cannot take its log lines', () => {
 
   it('keeps running on a stdout that is full (/dev/full), and stops with 0', async () => {
     const port = await freePort();
+    const full = openSync('/dev/full', 'w');
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/main.ts', '--port', `${port}`], {
       env: { ...ENV, GATEWAY_HOST: '127.0.0.1' },
-      stdio: ['ignore', openSync('/dev/full', 'w'), 'ignore'],
+      stdio: ['ignore', full, 'ignore'],
     });
+    closeSync(full);
     const exited = once(child, 'exit');
     await vi.waitFor(async () => expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200), {
       timeout: 20_000,
