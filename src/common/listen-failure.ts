@@ -36,5 +36,13 @@ export function listenFailure(error: unknown, host: string, port: number, settin
       { cause: error },
     );
   }
+  // Node's getaddrinfo failures, and grpc-js's words for them. A name may resolve later (a DNS
+  // server back up): a failure, not bad configuration.
+  if (/\b(?:ENOTFOUND|EAI_AGAIN)\b|Name resolution failed/.test(message)) {
+    return new Error(
+      `${where}: the host name ${host} does not resolve to an address of this machine; choose an address it has with ${settingName(settings.host)} (0.0.0.0: all)`,
+      { cause: error },
+    );
+  }
   return new Error(`${where}: ${message}`, { cause: error });
 }

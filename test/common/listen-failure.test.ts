@@ -56,6 +56,21 @@ describe('why a component cannot listen, said as what to change', () => {
     );
   });
 
+  it("a host name that does not resolve, in Node's words and in grpc-js's: names --host and its variable", () => {
+    // Written as each says it: resolving a name here could send a query off this machine.
+    const nodeError = Object.assign(new Error('getaddrinfo ENOTFOUND nosuch.invalid'), { code: 'ENOTFOUND' });
+    const grpcError = new Error(
+      'Name resolution failed for target dns:nosuch.invalid:9010: Error: getaddrinfo ENOTFOUND nosuch.invalid',
+    );
+    for (const error of [nodeError, grpcError]) {
+      const failure = listenFailure(error, 'nosuch.invalid', 9010, GATEWAY_SETTINGS);
+      expect(failure).not.toBeInstanceOf(ConfigError);
+      expect(failure.message).toBe(
+        'cannot listen on nosuch.invalid:9010: the host name nosuch.invalid does not resolve to an address of this machine; choose an address it has with --host (GATEWAY_HOST) (0.0.0.0: all)',
+      );
+    }
+  });
+
   it('anything else: the address and the cause as it was', () => {
     expect(listenFailure(new Error('something odd'), '::1', 9000, GATEWAY_SETTINGS).message).toBe(
       'cannot listen on [::1]:9000: something odd',
