@@ -27,7 +27,7 @@ export const DISTRIBUTOR_SETTINGS = {
   openRegistry: switchSetting({
     flag: 'insecure-open-registry',
     env: 'SHOP_REGISTRY_OPEN',
-    help: 'let anyone who reaches it register, watch and list, with neither token nor mTLS (a trusted network only)',
+    help: 'let anyone who reaches it register, watch and list, with neither token nor mTLS (a trusted network only; a token or a CA, if set, is still required, and a warning says so)',
   }),
 } as const;
 
@@ -48,6 +48,21 @@ export interface DistributorConfig {
 }
 
 export const DISTRIBUTOR_USAGE = usageText('distributor', DISTRIBUTOR_SETTINGS);
+
+/**
+ * What to warn of when the open-registry switch is on but credentials are set too: they win (the
+ * safe side), so the switch does nothing, which an operator who set it to let a node in without
+ * them must hear. `npm start` always sets a token, so there the switch never opens the registry.
+ */
+export function ignoredOpenSwitch(config: DistributorConfig): string | undefined {
+  if (!config.openRegistry) return undefined;
+  const required = [
+    config.registryToken ? `the token (${REGISTRY_TOKEN_ENV})` : undefined,
+    config.tls?.caFile ? 'a client certificate (mTLS)' : undefined,
+  ].filter(Boolean);
+  if (required.length === 0) return undefined;
+  return `--insecure-open-registry (SHOP_REGISTRY_OPEN) has no effect: registration still requires ${required.join(' and ')}; unset those to run the registry open`;
+}
 
 /**
  * Reads flags, then environment variables, then defaults; throws ConfigError on a bad value. The

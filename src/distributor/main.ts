@@ -7,7 +7,12 @@ import { announceListening, runMain } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
-import { DISTRIBUTOR_SETTINGS, DISTRIBUTOR_USAGE, loadDistributorConfig } from './config.js';
+import {
+  DISTRIBUTOR_SETTINGS,
+  DISTRIBUTOR_USAGE,
+  ignoredOpenSwitch,
+  loadDistributorConfig,
+} from './config.js';
 import { createDistributorServer } from './distributor-server.js';
 import { DistributorTelemetry } from './distributor-telemetry.js';
 
@@ -43,6 +48,8 @@ runMain(async (signals) => {
     { event: 'listening', host: config.host, port, tls: Boolean(config.tls), auth },
     `listening on ${formatHostPort({ host: config.host, port })}; registration requires ${auth.join(' and ') || 'nothing (open registry)'}`,
   );
+  const ignored = ignoredOpenSwitch(config);
+  if (ignored) log.warn({ event: 'open-registry-ignored' }, ignored);
   announceListening();
   const admin =
     observability.metricsPort !== undefined && telemetry.registry

@@ -10,7 +10,7 @@ import {
   switchSetting,
   usageText,
 } from '../../src/common/settings.js';
-import { loadDistributorConfig } from '../../src/distributor/config.js';
+import { ignoredOpenSwitch, loadDistributorConfig } from '../../src/distributor/config.js';
 
 const TOKEN = 'a-token-of-sixteen-or-more';
 
@@ -160,6 +160,19 @@ describe('loadDistributorConfig', () => {
     expect(() => loadDistributorConfig([], {})).toThrow(/the registry needs credentials/);
     expect(loadDistributorConfig(['--insecure-open-registry'], {}).openRegistry).toBe(true);
     expect(loadDistributorConfig([], { TLS_DIR: '/etc/shop' }).tls?.caFile).toBe('/etc/shop/ca.crt');
+  });
+
+  it('says so when the open-registry switch does nothing, credentials being set too (they win)', () => {
+    const open = (env: NodeJS.ProcessEnv) =>
+      ignoredOpenSwitch(loadDistributorConfig(['--insecure-open-registry'], env));
+    expect(open({})).toBeUndefined();
+    expect(ignoredOpenSwitch(loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN }))).toBeUndefined();
+    expect(open({ SHOP_REGISTRY_TOKEN: TOKEN })).toBe(
+      '--insecure-open-registry (SHOP_REGISTRY_OPEN) has no effect: registration still requires the token (SHOP_REGISTRY_TOKEN); unset those to run the registry open',
+    );
+    expect(open({ SHOP_REGISTRY_TOKEN: TOKEN, TLS_DIR: '/etc/shop' })).toMatch(
+      /requires the token \(SHOP_REGISTRY_TOKEN\) and a client certificate \(mTLS\);/,
+    );
   });
 
   it('refuses a bad command line or value with a ConfigError', () => {
