@@ -522,8 +522,10 @@ class GatewayServer implements Gateway {
       }
       // Node's parser reads nothing after a request that asks for an Upgrade (the gateway takes none):
       // a request pipelined behind it would never be answered, and the connection would sit until its
-      // keep-alive time. Closed after the answer, the client knows at once.
-      if (request.headers.upgrade !== undefined) response.setHeader('Connection', 'close');
+      // keep-alive time. Closed after the answer, the client knows at once. It asks only with both
+      // `Upgrade` and an `upgrade` token in `Connection` (RFC 9110, section 7.8), as Node's parser
+      // reads it: an `Upgrade` alone stops nothing, and the requests behind it are answered.
+      if (asksForUpgrade(request)) response.setHeader('Connection', 'close');
       const url = originForm(request.url ?? '/');
       const { path, queryStart } = splitQuery(url);
       const method = request.method ?? 'GET';
@@ -1049,6 +1051,12 @@ function lingerThenClose(request: IncomingMessage): void {
   const timer = setTimeout(() => request.socket.destroy(), LINGER_MS);
   timer.unref();
   request.socket.once('close', () => clearTimeout(timer));
+}
+
+/** Whether a request asks for an Upgrade, as Node's parser reads it: `Upgrade` and `Connection: upgrade`. */
+function asksForUpgrade(request: IncomingMessage): boolean {
+  const { upgrade, connection } = request.headers;
+  return upgrade !== undefined && connection !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection);
 }
 
 /** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */

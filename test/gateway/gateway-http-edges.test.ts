@@ -251,4 +251,32 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       expect(Date.now() - started, path).toBeLessThan(2_000);
     }
   });
+
+  it('an Upgrade header without Connection: upgrade asks for nothing: the request behind it is answered on the same connection', async () => {
+    // Node's parser stops only when Connection lists upgrade too; closing after such a request
+    // dropped the one pipelined behind it, which Node would have read and answered.
+    const stream = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let received = '';
+      const done = () => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(received);
+      };
+      const timer = setTimeout(done, 2_000);
+      socket.on('data', (data) => {
+        received += data.toString();
+        if ((received.match(/\r\n\r\n\{/g) ?? []).length === 2 && received.endsWith('}')) done();
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', done);
+      socket.write(
+        'GET /goods HTTP/1.1\r\nHost: g\r\nUpgrade: h2c\r\n\r\nGET /goods HTTP/1.1\r\nHost: g\r\n\r\n',
+      );
+    });
+    const [first, second] = answers(stream);
+    expect(first?.status).toBe(200);
+    expect(first?.headers).not.toMatch(/\r\nConnection: close/i);
+    expect(second?.status).toBe(200);
+  });
 });
