@@ -222,8 +222,14 @@ describe.runIf(mysqlUrl)(
       });
       const admin = await createConnection({ uri: database.url });
       try {
-        const [rows] = await admin.query('SELECT id FROM goods ORDER BY id');
-        expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
+        // The server had the INSERT 200 ms before the cut; a slow disk may commit it later still.
+        await vi.waitFor(
+          async () => {
+            const [rows] = await admin.query('SELECT id FROM goods ORDER BY id');
+            expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
+          },
+          { timeout: 3_000, interval: 100 },
+        );
       } finally {
         await admin.end();
       }

@@ -264,4 +264,29 @@ describe('a page with no gap in its ids', () => {
     await page([5, 7], 4);
     expect(dirtyReads).toBe(1);
   });
+
+  it('answers the page it read when a read again within the wait fails, rather than fail the call', async () => {
+    let reads = 0;
+    const reader: PageReader = {
+      select: async () => [],
+      // Id 5 is in flight, before the page's first row: the page waits for it.
+      selectUncommitted: async () => [{ id: 5 }, { id: 6 }] as never[],
+    };
+    const db = {
+      read: async (_sql: string, work: (reader: PageReader) => unknown) => {
+        reads++;
+        if (reads > 1) throw new Error('no answer from MySQL within 1000 ms');
+        return work(reader);
+      },
+    };
+    const page = await readPageHoldingBackInFlight(db as unknown as MysqlDatabase, {
+      afterId: 4,
+      statement: 'SELECT',
+      read: async () => takePage([{ id: 6 }], 10),
+      idsSql: 'SELECT',
+      idsValues: () => [],
+    });
+    expect(reads).toBe(2);
+    expect(page.rows.map(({ id }) => id)).toEqual([6]);
+  });
 });

@@ -66,19 +66,28 @@ export async function readPageHoldingBackInFlight<Row extends { readonly id: num
   parent?: TraceSpan,
 ): Promise<StoredPage<Row>> {
   const started = performance.now();
-  let wait = FIRST_RETRY_MS;
-  for (;;) {
-    const { stored, blocked } = await db.read(
+  const readOnce = () =>
+    db.read(
       page.statement,
       async (reader) => holdBackInFlight(reader, page, await page.read(reader)),
       parent,
     );
-    if (!blocked) return stored;
+  let { stored, blocked } = await readOnce();
+  let wait = FIRST_RETRY_MS;
+  while (blocked) {
     const left = IN_FLIGHT_WAIT_MS - (performance.now() - started);
-    if (left <= 0) return stored;
+    if (left <= 0) break;
     await new Promise((resolve) => setTimeout(resolve, Math.min(wait, left)));
     wait *= 2;
+    try {
+      ({ stored, blocked } = await readOnce());
+    } catch {
+      // A read again that fails (its timeout, a connection lost) loses nothing: the page read
+      // before is answered, as it would be once the wait is over.
+      break;
+    }
   }
+  return stored;
 }
 
 /** Whether the page's ids are afterId + 1, afterId + 2, ... with none missing. */
