@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import { createConnection, PoolConnection, type RowDataPacket } from 'mysql2/promise';
 import { afterEach, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
-import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
+import { cutOffUnanswered, MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
@@ -389,3 +389,31 @@ describe.runIf(mysqlUrl)(
     });
   },
 );
+
+describe('which failures leave a sent write unknown', () => {
+  it('a connection lost under it is unknown; an error the server answered, or a statement never written, is not', () => {
+    const lost = Object.assign(new Error('Connection lost: The server closed the connection.'), {
+      fatal: true,
+      code: 'PROTOCOL_CONNECTION_LOST',
+    });
+    expect(cutOffUnanswered(lost)).toBe(true);
+    const shutdown = Object.assign(new Error('Server shutdown in progress'), {
+      fatal: true,
+      code: 'ER_SERVER_SHUTDOWN',
+      sqlState: '08S01',
+    });
+    expect(cutOffUnanswered(shutdown)).toBe(false);
+    // mysql2 refuses a command on a connection it knows closed without writing it: a COMMIT so refused
+    // leaves the transaction uncommitted.
+    const neverWritten = Object.assign(
+      new Error("Can't add new command when connection is in closed state"),
+      {
+        fatal: true,
+      },
+    );
+    expect(cutOffUnanswered(neverWritten)).toBe(false);
+    expect(cutOffUnanswered(Object.assign(new Error('Duplicate entry'), { code: 'ER_DUP_ENTRY' }))).toBe(
+      false,
+    );
+  });
+});

@@ -137,11 +137,19 @@ interface ConnectionTaint {
  * broke under it (a fatal error the driver raised, not one the server answered, which carries an SQL
  * state: a server that says it stopped a statement, shutting down or killing it, rolled it back).
  */
-function cutOffUnanswered(error: unknown): boolean {
+export function cutOffUnanswered(error: unknown): boolean {
   if (error instanceof MysqlTimeoutError) return true;
-  const { fatal, sqlState } = (error ?? {}) as { fatal?: unknown; sqlState?: unknown };
+  const { fatal, sqlState, message } = (error ?? {}) as {
+    fatal?: unknown;
+    sqlState?: unknown;
+    message?: unknown;
+  };
+  // mysql2's words for a statement it never wrote, its connection known closed already.
+  if (message === NOT_SENT_ON_CLOSED_CONNECTION) return false;
   return fatal === true && sqlState === undefined;
 }
+
+const NOT_SENT_ON_CLOSED_CONNECTION = "Can't add new command when connection is in closed state";
 
 /** How long the server keeps a session that says nothing (its wait_timeout), in seconds. */
 const SESSION_IDLE_LIMIT_S = 300;
