@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { redactGrpcText } from '../../src/common/grpc-logging.js';
+import { spawnComponent } from '../e2e/support/processes.js';
 
 const TOKEN = 'trace-redaction-token-0123456789';
 
@@ -20,33 +19,15 @@ describe("grpc-js's trace lines", () => {
   });
 
   it('of a distributor run with GRPC_TRACE=server_call do not show the registration token', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/distributor/main.ts', '--port', '0'], {
-      env: {
-        ...process.env,
-        SHOP_REGISTRY_TOKEN: TOKEN,
-        GRPC_TRACE: 'server_call',
-        GRPC_VERBOSITY: 'DEBUG',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
+      SHOP_REGISTRY_TOKEN: TOKEN,
+      GRPC_TRACE: 'server_call',
+      GRPC_VERBOSITY: 'DEBUG',
     });
-    let output = '';
-    child.stdout!.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr!.on('data', (chunk) => {
-      output += chunk;
-    });
-    const exited = once(child, 'exit');
+    const output = () => distributor.lines.join('\n');
     try {
-      const port = await vi.waitFor(
-        () => {
-          const match = /listening on 127\.0\.0\.1:(\d+)/.exec(output);
-          expect(match, output).not.toBeNull();
-          return Number(match![1]);
-        },
-        { timeout: 20_000, interval: 50 },
-      );
+      const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/, 20_000);
+      const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
       const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
       const metadata = new Metadata();
       metadata.set('authorization', `Bearer ${TOKEN}`);
@@ -61,12 +42,12 @@ describe("grpc-js's trace lines", () => {
         );
       });
       client.close();
-      await vi.waitFor(() => expect(output).toContain('received headers'), { timeout: 5_000 });
-      expect(output).not.toContain(TOKEN);
-      expect(output).toContain('[redacted]');
+      await distributor.waitForLine(/received headers/, 5_000);
+      expect(output()).not.toContain(TOKEN);
+      expect(output()).toContain('[redacted]');
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      distributor.child.kill('SIGTERM');
+      await distributor.exited();
     }
   }, 30_000);
 });
