@@ -20,6 +20,8 @@ import { descriptorSetOf, field, httpOptions, message, registryOf, Type } from '
 import { type FakeHooks, shopDescriptorSet, startFakeGoods } from './support/fake-shop.js';
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
+/** A POST /goods body. */
+const NEW_GOODS = { name: 'n', category: 'c', price: 1, description: 'd' };
 const LIST_BODY = (key: number) =>
   `{"key":${key},"errorcode":0,"errormessage":"success","results":[{"id":1,"name":"test Goods","category":"tests","price":1000,"description":"test"}]}`;
 
@@ -361,12 +363,7 @@ describe('gateway routing, balancing and upstream faults', () => {
     const hooks: FakeHooks = { onCall: () => new Promise<void>(() => {}) };
     await startFakeGoods(perTest, distributor, hooks, [ROW]);
     await waitForRoute(gateway, 'POST /goods', 1);
-    const result = await httpJson(port, 'POST', '/goods', {
-      name: 'n',
-      category: 'c',
-      price: 1,
-      description: 'd',
-    });
+    const result = await httpJson(port, 'POST', '/goods', NEW_GOODS);
     expect(result.status).toBe(504);
     expect(result.body).toBe(
       `{"key":${keyOf(result)},"errorcode":1,"errormessage":"Upstream deadline exceeded: the write may still happen"}`,
@@ -394,12 +391,7 @@ describe('gateway routing, balancing and upstream faults', () => {
     });
     await startFakeGoods(perTest, distributor, { onCall: () => Promise.reject(unconfirmed) }, [ROW]);
     await waitForRoute(gateway, 'POST /goods', 1);
-    const write = await httpJson(port, 'POST', '/goods', {
-      name: 'n',
-      category: 'c',
-      price: 1,
-      description: 'd',
-    });
+    const write = await httpJson(port, 'POST', '/goods', NEW_GOODS);
     expect(write.status).toBe(500);
     expect(write.headers['retry-after']).toBeUndefined();
     expect(write.body).toBe(
