@@ -163,7 +163,10 @@ export class ServerCallTelemetry {
       },
       sendStatus: (sent, nextStatus) => {
         observed ??= this.#begin(method, undefined, startedAt);
-        observed.finish(sent.code ?? status.UNKNOWN, sent.details);
+        // Sent past the deadline, before grpc-js's timer ran: its client saw DEADLINE_EXCEEDED (see answeredCode).
+        if (deadlineMsOf(call.getDeadline()) <= Date.now())
+          observed.finish(status.DEADLINE_EXCEEDED, sent.details);
+        else observed.finish(sent.code ?? status.UNKNOWN, sent.details);
         nextStatus(sent);
       },
     });
@@ -283,7 +286,17 @@ function answeredCode(
   error: Parameters<sendUnaryData<unknown>>[0],
 ): number {
   if (call.cancelled) return deadlinePassed(call.getDeadline()) ? status.DEADLINE_EXCEEDED : status.CANCELLED;
+  // A handler that answers past the deadline before grpc-js's deadline timer has run (a handler
+  // that held the event loop past it, as a synchronous SQLite read of a long page can, or a stall)
+  // finds the call not yet cancelled, and grpc-js sends its answer; but the client's deadline,
+  // earlier than the server's by the time the call took to arrive, passed before: its client saw
+  // DEADLINE_EXCEEDED. Without the slack: an answer just before the deadline may still reach it.
+  if (deadlineMsOf(call.getDeadline()) <= Date.now()) return status.DEADLINE_EXCEEDED;
   return error ? (error.code ?? status.UNKNOWN) : status.OK;
+}
+
+function deadlineMsOf(deadline: Date | number): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
 }
 
 /**
@@ -296,8 +309,7 @@ const DEADLINE_SLACK_MS = 50;
 
 /** Whether a call's deadline (Infinity: none) has passed, give or take {@link DEADLINE_SLACK_MS}. */
 function deadlinePassed(deadline: Date | number): boolean {
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Date.now() + DEADLINE_SLACK_MS >= deadlineMs;
+  return Date.now() + DEADLINE_SLACK_MS >= deadlineMsOf(deadline);
 }
 
 /**

@@ -26,6 +26,7 @@ const DEFINITION = {
   Echo: method('Echo'),
   Refuse: method('Refuse'),
   Slow: method('Slow'),
+  Block: method('Block'),
   Hang: method('Hang'),
   Throw: method('Throw'),
   Stream: method('Stream', true),
@@ -58,6 +59,16 @@ async function start() {
     slowsReached += 1;
     setTimeout(() => callback(null, Buffer.from('late')), 300);
   };
+  // Holds the event loop until its call's deadline has passed, then answers: grpc-js's deadline
+  // timer cannot run meanwhile, so the call is not cancelled yet when the answer goes.
+  const block: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    while (Date.now() <= deadlineMs + 20) {
+      // busy
+    }
+    callback(null, Buffer.from('late'));
+  };
   let hangsReached = 0;
   const hang: handleUnaryCall<Buffer, Buffer> = () => {
     hangsReached += 1;
@@ -73,6 +84,7 @@ async function start() {
     Echo: echo,
     Refuse: refuse,
     Slow: slow,
+    Block: block,
     Hang: hang,
     Throw: fail,
     Stream: stream,
@@ -166,6 +178,13 @@ describe('ServerCallTelemetry', () => {
     // cancelled when the client's reset came before the server's own deadline (see answeredCode).
     await vi.waitFor(async () => expect(await endedLate('Slow')).toBe(slowsReached()), { timeout: 10_000 });
     expect(await handled('Slow', 'OK')).toBeUndefined();
+  });
+
+  it('counts a call whose handler held the event loop past its deadline as DeadlineExceeded, not OK', async () => {
+    const { unary, handled } = await start();
+    expect(await unary('Block', new Metadata(), 150)).toBe(status.DEADLINE_EXCEEDED);
+    await vi.waitFor(async () => expect(await handled('Block', 'DeadlineExceeded')).toBe(1));
+    expect(await handled('Block', 'OK')).toBeUndefined();
   });
 
   it('counts a call whose handler never answers when its deadline passes, and ends it', async () => {
