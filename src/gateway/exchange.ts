@@ -34,4 +34,6 @@ export interface Exchange {
   gone: boolean;
   /** The request's body was read to its end (or it had none): the connection can be kept. */
   bodyRead: boolean;
+  /** Why the gateway cut its answer short after the status was sent (see RequestTelemetry.cutShort). */
+  cutShort: string | undefined;
 }

@@ -590,6 +590,7 @@ class GatewayServer implements Gateway {
     // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
     // recorded, its connection's count ends, and a client that left stops the upstream work.
     const closed = (): void => {
+      if (routed?.cutShort !== undefined) telemetry.cutShort(routed.cutShort);
       telemetry.closed(response);
       connection?.requestEnded();
       if (routed === undefined || response.writableFinished) return;
@@ -692,6 +693,7 @@ class GatewayServer implements Gateway {
       call: undefined,
       gone: false,
       bodyRead: !hasBody,
+      cutShort: undefined,
     };
     routed = exchange;
     if (this.#stopping) {

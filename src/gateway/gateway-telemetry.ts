@@ -86,6 +86,11 @@ export interface RequestTelemetry {
    * observing a request adds no listener of its own.
    */
   closed(response: ServerResponse): void;
+  /**
+   * Marks an answer the gateway itself cut short after its status was sent (a page of a streamed
+   * list failed): its status stays the one sent, but the request failed, and its span says so.
+   */
+  cutShort(reason: string): void;
 }
 
 /** The one label value of every request that matched no route. */
@@ -122,6 +127,7 @@ const NO_REQUEST_TELEMETRY: RequestTelemetry = {
   route: undefined,
   metadata: callMetadata,
   closed() {},
+  cutShort() {},
 };
 
 /** Records an observed request's answer (see GatewayTelemetry.#recordAnswer). */
@@ -134,6 +140,8 @@ type AnswerRecorder = (request: ObservedRequest, response: ServerResponse) => vo
  */
 class ObservedRequest implements RequestTelemetry {
   route: string | undefined = undefined;
+  /** Why the gateway cut the answer short after its status was sent; undefined when it did not. */
+  cut: string | undefined = undefined;
   readonly startedAt = performance.now();
 
   constructor(
@@ -157,6 +165,10 @@ class ObservedRequest implements RequestTelemetry {
 
   closed(response: ServerResponse): void {
     this.recordAnswer(this, response);
+  }
+
+  cutShort(reason: string): void {
+    this.cut = reason;
   }
 }
 
@@ -433,6 +445,10 @@ export class GatewayTelemetry {
       }
       span.setAttribute('http.response.status_code', code);
       if (code >= 500) span.fail(`HTTP ${code}`);
+      else if (observed.cut !== undefined) {
+        span.setAttribute('error.type', 'answer_cut_short');
+        span.fail(observed.cut);
+      }
       span.end();
     }
     if (debug) {
@@ -442,6 +458,7 @@ export class GatewayTelemetry {
           method,
           route,
           status: code,
+          ...(observed.cut !== undefined ? { cutShort: observed.cut } : {}),
           durationMs: Math.round(seconds * 10_000) / 10,
         },
         'request answered',

@@ -23,6 +23,8 @@ export interface PagedExchange {
   call: ClientUnaryCall | undefined;
   /** The client has left: nobody to answer. */
   readonly gone: boolean;
+  /** Set when the gateway cuts the answer short after its status was sent (a later page failed). */
+  cutShort?: string | undefined;
 }
 
 /** What the streamer needs of the gateway, so that its answers are the gateway's own. */
@@ -128,8 +130,10 @@ export class PageStreamer<E extends PagedExchange> {
         { err: error, key: exchange.key, requestId: exchange.requestId },
         'bug while answering a paged list',
       );
-      if (exchange.response.headersSent) exchange.response.destroy();
-      else this.#options.answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'));
+      if (exchange.response.headersSent) {
+        exchange.cutShort = 'bug while answering a paged list';
+        exchange.response.destroy();
+      } else this.#options.answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'));
     });
   }
 
@@ -421,6 +425,7 @@ export class PageStreamer<E extends PagedExchange> {
       },
       'a page of a streamed list failed after the answer had begun: connection aborted',
     );
+    exchange.cutShort = `a page failed after the answer had begun: ${status[error.status.code] ?? error.status.code}`;
     exchange.response.destroy();
   }
 }

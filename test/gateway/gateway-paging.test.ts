@@ -217,6 +217,15 @@ describe('the gateway following pages', () => {
         msg: 'a page of a streamed list failed after the answer had begun: connection aborted',
       }),
     ]);
+    // Its status was 200, but the request failed: its telemetry says so (the span fails too).
+    await vi.waitFor(() =>
+      expect(lines.filter((line) => line.msg === 'request answered')).toEqual([
+        expect.objectContaining({
+          status: 200,
+          cutShort: 'a page failed after the answer had begun: INTERNAL',
+        }),
+      ]),
+    );
   });
 
   it('a first page that fails is answered like any failed call', async () => {

@@ -6,7 +6,7 @@ import { GatewayTelemetry, type GatewayView } from '../../src/gateway/gateway-te
 
 /** The spans the gateway starts, by a tracer that records their names and attributes. */
 const traced = vi.hoisted(() => {
-  const spans: Array<{ name: string; attributes: Record<string, unknown> }> = [];
+  const spans: Array<{ name: string; attributes: Record<string, unknown>; failed?: string }> = [];
   return { spans };
 });
 
@@ -23,7 +23,9 @@ vi.mock('../../src/common/tracing.js', async (importOriginal) => {
         setAttribute: (key, value) => {
           recorded.attributes[key] = value;
         },
-        fail() {},
+        fail: (message) => {
+          (recorded as { failed?: string }).failed = message;
+        },
         end() {},
         carrier: () => ({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }),
         isSampled: () => true,
@@ -109,5 +111,24 @@ describe('GatewayTelemetry HTTP server spans', () => {
       },
     ]);
     expect(traced.spans[0]!.attributes).not.toHaveProperty('http.request.method_original');
+  });
+
+  it('fails the span of an answer the gateway cut short after a 200, and not of a whole 200', () => {
+    traced.spans.length = 0;
+    const telemetry = new GatewayTelemetry(view, { metrics: false });
+    const answered = { headersSent: true, statusCode: 200 } as ServerResponse;
+    const whole = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods');
+    whole.closed(answered);
+    const cut = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods');
+    cut.cutShort('a page failed after the answer had begun: INTERNAL');
+    cut.closed(answered);
+    expect(traced.spans.map((span) => span.failed)).toEqual([
+      undefined,
+      'a page failed after the answer had begun: INTERNAL',
+    ]);
+    expect(traced.spans[1]!.attributes).toMatchObject({
+      'http.response.status_code': 200,
+      'error.type': 'answer_cut_short',
+    });
   });
 });
