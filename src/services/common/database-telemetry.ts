@@ -1,6 +1,7 @@
 import { Gauge } from 'prom-client';
 import { HistogramFamily, type HistogramSeries } from '../../common/metric-series.js';
 import { DEFAULT_LATENCY_BUCKETS, type Registry, secondsSince } from '../../common/metrics.js';
+import { ServiceError } from '../../common/service-error.js';
 import { activeTracer, type TraceSpan } from '../../common/tracing.js';
 
 /** Which database a service runs on. */
@@ -205,7 +206,7 @@ export async function databaseOperation<T>(
   try {
     return await work();
   } catch (error) {
-    span?.fail(errorKind(error));
+    if (span && failsOperation(error)) span.fail(errorKind(error));
     throw error;
   } finally {
     observer?.observeOperation(system, name, secondsSince(startedAt));
@@ -227,12 +228,21 @@ export function databaseOperationSync<T>(
   try {
     return work();
   } catch (error) {
-    span?.fail(errorKind(error));
+    if (span && failsOperation(error)) span.fail(errorKind(error));
     throw error;
   } finally {
     observer?.observeOperation(system, name, secondsSince(startedAt));
     span?.end();
   }
+}
+
+/**
+ * Whether an error thrown by an operation's work is the operation's failure: not a caller's mistake
+ * found inside a transaction (an Idempotency-Key reused with another request, a name taken), which
+ * rolls it back as the answer, as the call's server span is not failed for it either.
+ */
+function failsOperation(error: unknown): boolean {
+  return !(error instanceof ServiceError) || error.isServerFault;
 }
 
 /**
