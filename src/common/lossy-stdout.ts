@@ -28,6 +28,12 @@ export class LossyStdout implements DestinationStream {
   constructor(component: string, fd = 1) {
     this.#component = component;
     this.#fd = fd;
+    // A pipe a shell made (`| less`, `| tee`) is blocking: a write to it that nobody reads never
+    // fails with EAGAIN, it waits in the kernel, and the component hangs there. Node opens stdout
+    // non-blocking when process.stdout is first used, which a component alone never did (only tsx,
+    // in development, did): it is used here. Its listener also keeps a write of anyone else's
+    // through it (console.log) to a pipe whose reader is gone from crashing the component.
+    if (fd === 1) process.stdout.on('error', () => {});
   }
 
   write(line: string): void {

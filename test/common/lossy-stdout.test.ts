@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it, vi } from 'vitest';
 import { freePort } from '../e2e/support/processes.js';
 
@@ -61,4 +64,47 @@ describe('a component run alone whose stdout cannot take its log lines', () => {
     const [code] = await exited;
     expect(code).toBe(0);
   }, 30_000);
+
+  it('does not hang on a pipe a shell made, blocking, when nothing has opened process.stdout before it', async () => {
+    // Under tsx (as every other test runs) stdout is already non-blocking: tsx opens process.stdout.
+    // A component built and run with node alone (`node dist/gateway/main.js | less`) has a blocking
+    // pipe, where a write nobody reads waits in the kernel. So this runs the destination alone,
+    // transpiled to plain JavaScript, in a node with no loader.
+    const folder = mkdtempSync(join(tmpdir(), 'lossy-stdout-'));
+    try {
+      const source = readFileSync('src/common/lossy-stdout.ts', 'utf8');
+      const { outputText } = ts.transpileModule(source, {
+        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      });
+      writeFileSync(join(folder, 'lossy-stdout.mjs'), outputText);
+      writeFileSync(
+        join(folder, 'writer.mjs'),
+        `import { LossyStdout } from './lossy-stdout.mjs';
+const out = new LossyStdout('test');
+const started = Date.now();
+for (let line = 0; line < 5000; line += 1) out.write(JSON.stringify({ line, text: 'x'.repeat(200) }) + '\\n');
+process.stderr.write('wrote 5000 lines in ' + (Date.now() - started) + ' ms\\n');
+`,
+      );
+      const shell = spawn('sh', ['-c', `exec ${process.execPath} ${join(folder, 'writer.mjs')} | sleep 30`], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        detached: true,
+      });
+      let said = '';
+      shell.stderr!.on('data', (chunk) => {
+        said += chunk;
+      });
+      try {
+        // About 1 MB against a 64 KiB pipe: the first line that does not fit waits 1 s, the rest go.
+        await vi.waitFor(() => expect(said).toMatch(/wrote 5000 lines in \d+ ms/), {
+          timeout: 8_000,
+          interval: 100,
+        });
+      } finally {
+        process.kill(-shell.pid!, 'SIGKILL');
+      }
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }, 20_000);
 });
