@@ -24,6 +24,8 @@ export class LossyStdout implements DestinationStream {
   readonly #component: string;
   #dropped = 0;
   #blocked = false;
+  /** A line was cut short half written: the next bytes written must start a new line. */
+  #midLine = false;
 
   constructor(component: string, fd = 1) {
     this.#component = component;
@@ -57,7 +59,8 @@ export class LossyStdout implements DestinationStream {
 
   /** Writes the whole line; false when it was dropped (or, half written, cut short). */
   #writeAll(line: string): boolean {
-    const bytes = Buffer.from(line);
+    // After a line cut short, a newline ends it first: the next line stays a line of its own.
+    const bytes = Buffer.from(this.#midLine ? `\n${line}` : line);
     const start = Date.now();
     const patience = this.#blocked ? 0 : PATIENCE_MS;
     let offset = 0;
@@ -70,12 +73,14 @@ export class LossyStdout implements DestinationStream {
         const waited = Date.now() - start;
         if (waited >= patience && (offset === 0 || waited >= patience + HALF_WRITTEN_PATIENCE_MS)) {
           this.#blocked = true;
+          if (offset > 0) this.#midLine = true;
           return false;
         }
         Atomics.wait(SLEEPER, 0, 0, 1);
       }
     }
     this.#blocked = false;
+    this.#midLine = false;
     return true;
   }
 }
