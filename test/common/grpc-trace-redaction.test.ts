@@ -18,6 +18,30 @@ describe("grpc-js's trace lines", () => {
     expect(redacted).toContain('"user-agent":["grpc-node-js/1.14.7"]');
   });
 
+  it('redact a binary (-bin) value whole, and keep an escaped quote inside a value', () => {
+    const metadata = new Metadata();
+    metadata.set('x-token-bin', Buffer.from('binary-secret'));
+    metadata.set('authorization', `Bearer "${TOKEN}"],"x":["`);
+    metadata.set('x-note', 'a "quoted" note');
+    const line = `Request to /shop.v1.X/Y received headers ${JSON.stringify(metadata.toJSON())}`;
+    const redacted = redactGrpcText(line);
+    expect(redacted).toBe(
+      'Request to /shop.v1.X/Y received headers ' +
+        '{"x-token-bin":["[redacted]"],"authorization":["[redacted]"],"x-note":["a \\"quoted\\" note"]}',
+    );
+  });
+
+  it('cost a scan in proportion to the text, on a method path a client made of metadata look-alikes', () => {
+    // grpc-js prints the path a client sent, raw: `Received call to method ...` (server_call).
+    for (const piece of ['"a":[', '"a":["a",', ',"a":["\\"']) {
+      const line = `server_call | Received call to method /${piece.repeat(100_000 / piece.length)}`;
+      const started = performance.now();
+      expect(redactGrpcText(line)).toBe(line);
+      // Quadratic, this took seconds; linear, a few ms even on a loaded machine.
+      expect(performance.now() - started).toBeLessThan(250);
+    }
+  });
+
   it('of a distributor run with GRPC_TRACE=server_call do not show the registration token', async () => {
     const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
       SHOP_REGISTRY_TOKEN: TOKEN,
