@@ -27,7 +27,7 @@ export const DISTRIBUTOR_SETTINGS = {
   openRegistry: switchSetting({
     flag: 'insecure-open-registry',
     env: 'SHOP_REGISTRY_OPEN',
-    help: 'let anyone who reaches it register, watch and list, with neither token nor mTLS (a trusted network only; a token or a CA, if set, is still required, and a warning says so)',
+    help: 'let anyone who reaches it register, watch, list and fetch descriptors, with neither token nor mTLS (a trusted network only); does nothing while a token or a TLS CA is set: the token, or a client certificate from that CA, is still required, and a warning says so',
   }),
 } as const;
 
