@@ -205,8 +205,10 @@ describe('tracing when a component stops', () => {
     expect(code).toBe(0);
     // The draining notice (1 s), the grace (6 s) and leaving (2 s) took their whole time ...
     expect(ms).toBeGreaterThan(9_000);
-    // ... and the flush had the half second left before the launcher's limit, not its own 2 s.
-    expect(ms).toBeLessThan(STOP_LIMIT_MS);
+    // ... and the flush had the half second left before the launcher's limit, not its own 2 s. The
+    // exit is seen here through this process's own event loop, late by up to a few hundred ms when
+    // the whole suite loads the machine (10,020 ms once): the plan is checked by the budget below.
+    expect(ms).toBeLessThan(STOP_LIMIT_MS + 300);
     const [warning, ...more] = flushWarnings(goods);
     expect(more).toEqual([]);
     expect(warning.budgetMs).toBeLessThanOrEqual(500);
