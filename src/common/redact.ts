@@ -17,23 +17,28 @@ export function isSecretName(name: string): boolean {
  * A URL (or a path with a query) with the values of its secret query parameters replaced:
  * `/members?username=ada&password=1234` → `/members?username=ada&password=[redacted]`. Parameter
  * names are compared decoded (`pass%77ord` is `password`); the rest is kept as it came.
+ *
+ * Everything after the first `?` is the query, a `#` included: a request target carries no
+ * fragment, and the gateway reads a `#` sent in one as part of a parameter (URLSearchParams), so
+ * `?username=bob#1&password=…` signs in with that password and `?password=ab#cd` with `ab#cd`.
+ * Taking `#` for the start of a fragment would log those passwords, or their ends, in clear.
  */
 export function redactUrl(url: string): string {
   const queryStart = url.indexOf('?');
   if (queryStart < 0) return url;
-  const fragmentStart = url.indexOf('#', queryStart);
-  const query = url.slice(queryStart + 1, fragmentStart < 0 ? undefined : fragmentStart);
   let changed = false;
-  const parameters = query.split('&').map((parameter) => {
-    const equals = parameter.indexOf('=');
-    const name = decodeName(equals < 0 ? parameter : parameter.slice(0, equals));
-    if (equals < 0 || !isSecretName(name)) return parameter;
-    changed = true;
-    return `${parameter.slice(0, equals)}=${REDACTED}`;
-  });
+  const parameters = url
+    .slice(queryStart + 1)
+    .split('&')
+    .map((parameter) => {
+      const equals = parameter.indexOf('=');
+      const name = decodeName(equals < 0 ? parameter : parameter.slice(0, equals));
+      if (equals < 0 || !isSecretName(name)) return parameter;
+      changed = true;
+      return `${parameter.slice(0, equals)}=${REDACTED}`;
+    });
   if (!changed) return url;
-  const fragment = fragmentStart < 0 ? '' : url.slice(fragmentStart);
-  return `${url.slice(0, queryStart)}?${parameters.join('&')}${fragment}`;
+  return `${url.slice(0, queryStart)}?${parameters.join('&')}`;
 }
 
 function decodeName(name: string): string {

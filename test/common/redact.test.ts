@@ -20,6 +20,19 @@ describe('redactUrl', () => {
     expect(redactUrl('/goods')).toBe('/goods');
     expect(redactUrl('/x?%E0%A4%A=1&password=2')).toBe('/x?%E0%A4%A=1&password=[redacted]');
   });
+
+  it('takes a "#" in the query for part of it, as the gateway reads the query: no password after one is logged', () => {
+    // The gateway reads everything after "?" with URLSearchParams: "bob#1" is the username and
+    // "secret" the password; "ab#cd" is a password whole.
+    expect(redactUrl('/membrs?username=bob#1&password=secret')).toBe(
+      '/membrs?username=bob#1&password=[redacted]',
+    );
+    expect(redactUrl('/membrs?username=bob&password=ab#cd')).toBe('/membrs?username=bob&password=[redacted]');
+    expect(redactUrl('/membrs?username=bob&password=ab#cd&password=ef')).toBe(
+      '/membrs?username=bob&password=[redacted]&password=[redacted]',
+    );
+    expect(redactUrl('/membrs#?password=x')).toBe('/membrs#?password=[redacted]');
+  });
 });
 
 describe('createLogger', () => {
