@@ -13,17 +13,24 @@ export function isSecretName(name: string): boolean {
   return SECRET_NAME.test(name);
 }
 
+/** The user information of an absolute URL: `user:password` in `http://user:password@host/`. */
+const USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/;
+
 /**
  * A URL (or a path with a query) with the values of its secret query parameters replaced:
  * `/members?username=ada&password=1234` → `/members?username=ada&password=[redacted]`. Parameter
- * names are compared decoded (`pass%77ord` is `password`); the rest is kept as it came.
+ * names are compared decoded (`pass%77ord` is `password`); the rest is kept as it came, but for
+ * the user information of an absolute URL (`http://[redacted]@host/...`).
  *
  * Everything after the first `?` is the query, a `#` included: a request target carries no
  * fragment, and the gateway reads a `#` sent in one as part of a parameter (URLSearchParams), so
  * `?username=bob#1&password=…` signs in with that password and `?password=ab#cd` with `ab#cd`.
  * Taking `#` for the start of a fragment would log those passwords, or their ends, in clear.
  */
-export function redactUrl(url: string): string {
+export function redactUrl(target: string): string {
+  // An absolute-form target may carry credentials before its host (http://user:pass@host/...):
+  // Node's HTTP server takes one as it came, and the gateway answers it.
+  const url = target.replace(USERINFO, `$1${REDACTED}@`);
   const queryStart = url.indexOf('?');
   if (queryStart < 0) return url;
   let changed = false;

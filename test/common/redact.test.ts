@@ -33,6 +33,18 @@ describe('redactUrl', () => {
     );
     expect(redactUrl('/membrs#?password=x')).toBe('/membrs#?password=[redacted]');
   });
+
+  it('drops the user information of an absolute-form target, which the gateway answers as it came', () => {
+    expect(redactUrl('http://bob:secret@shop.example:8000/nonexist')).toBe(
+      'http://[redacted]@shop.example:8000/nonexist',
+    );
+    expect(redactUrl('http://a:b@c@shop.example/x?password=1')).toBe(
+      'http://[redacted]@shop.example/x?password=[redacted]',
+    );
+    expect(redactUrl('http://token@shop.example/x')).toBe('http://[redacted]@shop.example/x');
+    expect(redactUrl('http://shop.example/x?u=a@b')).toBe('http://shop.example/x?u=a@b');
+    expect(redactUrl('/x?u=http://a:b@c')).toBe('/x?u=http://a:b@c');
+  });
 });
 
 describe('createLogger', () => {
