@@ -163,10 +163,11 @@ export class ServerCallTelemetry {
       },
       sendStatus: (sent, nextStatus) => {
         observed ??= this.#begin(method, undefined, startedAt);
-        // Sent past the deadline, before grpc-js's timer ran: its client saw DEADLINE_EXCEEDED (see answeredCode).
-        if (deadlineMsOf(call.getDeadline()) <= Date.now())
-          observed.finish(status.DEADLINE_EXCEEDED, sent.details);
-        else observed.finish(sent.code ?? status.UNKNOWN, sent.details);
+        // Sent past the deadline, before grpc-js's timer ran: its client saw DEADLINE_EXCEEDED.
+        observed.finish(
+          answeredPastDeadline(call.getDeadline()) ? status.DEADLINE_EXCEEDED : (sent.code ?? status.UNKNOWN),
+          sent.details,
+        );
         nextStatus(sent);
       },
     });
@@ -286,17 +287,23 @@ function answeredCode(
   error: Parameters<sendUnaryData<unknown>>[0],
 ): number {
   if (call.cancelled) return deadlinePassed(call.getDeadline()) ? status.DEADLINE_EXCEEDED : status.CANCELLED;
-  // A handler that answers past the deadline before grpc-js's deadline timer has run (a handler
-  // that held the event loop past it, as a synchronous SQLite read of a long page can, or a stall)
-  // finds the call not yet cancelled, and grpc-js sends its answer; but the client's deadline,
-  // earlier than the server's by the time the call took to arrive, passed before: its client saw
-  // DEADLINE_EXCEEDED. Without the slack: an answer just before the deadline may still reach it.
-  if (deadlineMsOf(call.getDeadline()) <= Date.now()) return status.DEADLINE_EXCEEDED;
+  if (answeredPastDeadline(call.getDeadline())) return status.DEADLINE_EXCEEDED;
   return error ? (error.code ?? status.UNKNOWN) : status.OK;
 }
 
 function deadlineMsOf(deadline: Date | number): number {
   return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
+/**
+ * Whether a call not cancelled is answered at or past its deadline: its handler held the event loop
+ * past it (a synchronous SQLite read of a long page, a stall), so grpc-js's deadline timer had not
+ * run yet and the answer goes out; but the client's deadline, earlier than the server's by the time
+ * the call took to arrive, passed before: its client saw DEADLINE_EXCEEDED. Without the slack of
+ * deadlinePassed: an answer just before the deadline may still reach its client.
+ */
+function answeredPastDeadline(deadline: Date | number): boolean {
+  return deadlineMsOf(deadline) <= Date.now();
 }
 
 /**

@@ -833,12 +833,11 @@ class GatewayServer implements Gateway {
         return;
       }
       if (error instanceof BodyTooLargeError || error instanceof BodyBudgetError) {
-        // Reading has stopped; the socket closes a little later (see lingerThenClose), so the answer
-        // does not force a close, which would reset the connection under a client still sending.
-        // It still says `Connection: close` (a client that has sent its whole body would otherwise
-        // send its next request on a connection that is about to go, and meet a reset), and once it
-        // is written only the gateway's side is ended (FIN, no reset): Node's destroy of a socket
-        // whose answer said close is turned into that end here.
+        // Reading has stopped and the socket is destroyed a little later (see lingerThenClose). The
+        // answer says `Connection: close`, so that a client that has sent its whole body does not
+        // send its next request on a connection about to go; once it is written, Node's destroy of
+        // such a socket is turned into an end of the gateway's side alone (FIN): destroyed at once,
+        // it would reset the connection under a client still sending, which then lost the answer.
         lingerThenClose(request);
         exchange.bodyRead = true;
         const socket = request.socket;

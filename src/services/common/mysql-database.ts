@@ -319,15 +319,15 @@ export class MysqlDatabase implements SqlExecutor {
   async change(sql: string, values: ExecuteValues = [], parent?: TraceSpan): Promise<ResultSetHeader> {
     await this.#ensureSchema();
     const operation = operationOfStatement(sql);
-    const progress: WriteProgress = { sent: false };
-    const repeatable = operation.operation !== 'INSERT';
+    const progress: WriteProgress | undefined =
+      operation.operation === 'INSERT' ? { sent: false } : undefined;
     return databaseOperation(
       this.#observer,
       'mysql',
       operation,
       () =>
         this.#withConnection(async (connection) => {
-          progress.sent = !repeatable;
+          if (progress) progress.sent = true;
           return (await connection.execute<ResultSetHeader>(sql, values))[0];
         }, progress),
       parent,
