@@ -47,14 +47,24 @@ export class HistogramSeries {
   }
 }
 
-interface FamilyOptions<Label extends string> {
+interface FamilyOptions<Label extends string, Optional extends string> {
   name: string;
   help: string;
   labelNames: readonly Label[];
+  /**
+   * Labels a series may leave out, as prom-client leaves out a label not given: OpenTelemetry's
+   * `error.type`, say, is there only when something failed.
+   */
+  optionalLabelNames?: readonly Optional[];
   registers: readonly Registry[];
 }
 
-type Labels<Label extends string> = Readonly<Record<Label, string>>;
+type Labels<Label extends string, Optional extends string = never> = Readonly<
+  Record<Label, string> & Partial<Record<Optional, string>>
+>;
+
+/** A label left out, in a series' key: no label value can hold it (Prometheus text is UTF-8). */
+const LEFT_OUT = '\uFFFF';
 
 /** What prom-client's registry reads of a metric when it is scraped. */
 interface ScrapedValue {
@@ -68,27 +78,32 @@ interface ScrapedValue {
  * it when it scrapes or resets: `get()` and `reset()`. Not one of prom-client's classes: a caller
  * that finds it with `registry.getSingleMetric` gets this, without `labels()` or `inc()`.
  */
-abstract class SeriesFamily<Label extends string, Series> {
+abstract class SeriesFamily<Label extends string, Optional extends string, Series> {
   readonly name: string;
   readonly help: string;
   abstract readonly type: SeriesType;
   readonly aggregator = 'sum' as const;
-  readonly #labelNames: readonly Label[];
-  readonly #series = new Map<string, { labels: Labels<Label>; series: Series }>();
+  readonly #labelNames: readonly (Label | Optional)[];
+  readonly #series = new Map<string, { labels: Labels<string>; series: Series }>();
 
-  constructor(options: FamilyOptions<Label>) {
+  constructor(options: FamilyOptions<Label, Optional>) {
     this.name = options.name;
     this.help = options.help;
-    this.#labelNames = options.labelNames;
+    this.#labelNames = [...options.labelNames, ...(options.optionalLabelNames ?? [])];
     for (const registry of options.registers) registry.registerMetric(this as unknown as Metric);
   }
 
   /** The series of one label set, made on first use: keep it, and record on it directly. */
-  series(labels: Labels<Label>): Series {
-    const key = this.#labelNames.map((name) => labels[name]).join('\u0000');
+  series(labels: Labels<Label, Optional>): Series {
+    const given = labels as Readonly<Record<string, string | undefined>>;
+    const key = this.#labelNames.map((name) => given[name] ?? LEFT_OUT).join('\u0000');
     let entry = this.#series.get(key);
     if (!entry) {
-      const own = Object.fromEntries(this.#labelNames.map((name) => [name, labels[name]])) as Labels<Label>;
+      const own: Record<string, string> = {};
+      for (const name of this.#labelNames) {
+        const value = given[name];
+        if (value !== undefined) own[name] = value;
+      }
       entry = { labels: own, series: this.newSeries() };
       this.#series.set(key, entry);
     }
@@ -97,7 +112,7 @@ abstract class SeriesFamily<Label extends string, Series> {
 
   protected abstract newSeries(): Series;
 
-  protected abstract valuesOf(labels: Labels<Label>, series: Series): ScrapedValue[];
+  protected abstract valuesOf(labels: Labels<string>, series: Series): ScrapedValue[];
 
   /** prom-client's registry: the values at the time of the scrape. */
   async get(): Promise<{
@@ -121,14 +136,18 @@ abstract class SeriesFamily<Label extends string, Series> {
 }
 
 /** A counter whose label sets are bound once (see the top of this file). */
-export class CounterFamily<Label extends string> extends SeriesFamily<Label, CounterSeries> {
+export class CounterFamily<Label extends string, Optional extends string = never> extends SeriesFamily<
+  Label,
+  Optional,
+  CounterSeries
+> {
   readonly type = 'counter';
 
   protected newSeries(): CounterSeries {
     return new CounterSeries();
   }
 
-  protected valuesOf(labels: Labels<Label>, series: CounterSeries): ScrapedValue[] {
+  protected valuesOf(labels: Labels<string>, series: CounterSeries): ScrapedValue[] {
     return [{ labels: { ...labels }, value: series.value }];
   }
 
@@ -138,11 +157,15 @@ export class CounterFamily<Label extends string> extends SeriesFamily<Label, Cou
 }
 
 /** A histogram whose label sets are bound once (see the top of this file). */
-export class HistogramFamily<Label extends string> extends SeriesFamily<Label, HistogramSeries> {
+export class HistogramFamily<Label extends string, Optional extends string = never> extends SeriesFamily<
+  Label,
+  Optional,
+  HistogramSeries
+> {
   readonly type = 'histogram';
   readonly #upperBounds: readonly number[];
 
-  constructor(options: FamilyOptions<Label> & { buckets: readonly number[] }) {
+  constructor(options: FamilyOptions<Label, Optional> & { buckets: readonly number[] }) {
     super(options);
     this.#upperBounds = [...options.buckets].sort((a, b) => a - b);
   }
@@ -151,7 +174,7 @@ export class HistogramFamily<Label extends string> extends SeriesFamily<Label, H
     return new HistogramSeries(this.#upperBounds);
   }
 
-  protected valuesOf(labels: Labels<Label>, series: HistogramSeries): ScrapedValue[] {
+  protected valuesOf(labels: Labels<string>, series: HistogramSeries): ScrapedValue[] {
     const values: ScrapedValue[] = [];
     let cumulative = 0;
     this.#upperBounds.forEach((bound, index) => {

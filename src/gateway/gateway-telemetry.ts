@@ -112,6 +112,15 @@ const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 
 type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_code';
 
 /**
+ * OpenTelemetry's `error.type`, on the series of a request that failed with a status that does not
+ * say so: a list whose 200 had gone when the gateway cut it short.
+ */
+type HttpErrorLabel = 'error_type';
+
+/** The `error_type` of an answer cut short after its status was sent (the span's `error.type` too). */
+const ANSWER_CUT_SHORT = 'answer_cut_short';
+
+/**
  * The route labels of the API documentation's requests (see api-docs.ts): `/openapi.json`, and
  * `/docs` for the page and all its files. Like the gateway's own pages, they are not shop traffic.
  */
@@ -190,7 +199,7 @@ export class GatewayTelemetry {
   readonly #registry: Registry | undefined;
   /** Scrapes at once share one render (see sharedRender): /metrics is on the public port. */
   readonly #renderMetrics: (() => Promise<string>) | undefined;
-  readonly #duration: HistogramFamily<HttpLabel> | undefined;
+  readonly #duration: HistogramFamily<HttpLabel, HttpErrorLabel> | undefined;
   readonly #rates: RouteRates | undefined;
   /** The series of each route's answers, by method and status code (see #answeredOf). */
   readonly #answered = new Map<string, Map<number, AnswerSeries>>();
@@ -213,6 +222,7 @@ export class GatewayTelemetry {
         name: 'http_server_request_duration_seconds',
         help: 'Duration of HTTP server requests, from the request to the last byte of the answer.',
         labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
+        optionalLabelNames: ['error_type'],
         buckets: HTTP_BUCKETS,
         registers: [registry],
       });
@@ -446,7 +456,7 @@ export class GatewayTelemetry {
       span.setAttribute('http.response.status_code', code);
       if (code >= 500) span.fail(`HTTP ${code}`);
       else if (observed.cut !== undefined) {
-        span.setAttribute('error.type', 'answer_cut_short');
+        span.setAttribute('error.type', ANSWER_CUT_SHORT);
         span.fail(observed.cut);
       }
       span.end();
@@ -465,11 +475,13 @@ export class GatewayTelemetry {
       );
     }
     if (!duration) return;
-    const answered = this.#answeredOf(duration, method, route, code);
+    // A 5xx says it failed; a 200 cut short does not, so its series says it (see the span above).
+    const cutShort = code < 500 && observed.cut !== undefined;
+    const answered = this.#answeredOf(duration, method, route, code, cutShort);
     answered.duration.observe(seconds);
     // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
     if (!GATEWAY_PAGES.has(path) && !DOCUMENTATION_ROUTE_SET.has(route)) {
-      this.#rates!.record(answered.rateKey, code >= 500);
+      this.#rates!.record(answered.rateKey, code >= 500 || cutShort);
     }
   };
 
@@ -480,20 +492,21 @@ export class GatewayTelemetry {
   onMalformedRequest(httpStatus: number): void {
     const duration = this.#duration;
     if (!duration) return;
-    const answered = this.#answeredOf(duration, '', UNMATCHED_ROUTE, httpStatus);
+    const answered = this.#answeredOf(duration, '', UNMATCHED_ROUTE, httpStatus, false);
     answered.duration.observe(0);
     this.#rates!.record(answered.rateKey, httpStatus >= 500);
   }
 
   /**
-   * Where an answer of `method` on `route` with `code` is recorded, found without building a string
-   * per request: by route, then by a number made of the method and the status code.
+   * Where an answer of `method` on `route` with `code` (cut short or not) is recorded, found without
+   * building a string per request: by route, then by a number made of the three.
    */
   #answeredOf(
-    duration: HistogramFamily<HttpLabel>,
+    duration: HistogramFamily<HttpLabel, HttpErrorLabel>,
     method: string,
     route: string,
     code: number,
+    cutShort: boolean,
   ): AnswerSeries {
     let byRoute = this.#answered.get(route);
     if (!byRoute) {
@@ -501,8 +514,9 @@ export class GatewayTelemetry {
       this.#answered.set(route, byRoute);
     }
     const methodIndex = KNOWN_METHODS.indexOf(method);
-    // Node refuses a status code outside 100 to 999, so the method's index and the code cannot clash.
-    const key = (methodIndex + 1) * 1000 + code;
+    // Node refuses a status code outside 100 to 999, and there are ten method indexes (-1 to 8), so
+    // the three parts cannot clash.
+    const key = (cutShort ? 100_000 : 0) + (methodIndex + 1) * 1000 + code;
     let answered = byRoute.get(key);
     if (!answered) {
       const methodLabel = methodIndex < 0 ? '_OTHER' : method;
@@ -511,6 +525,7 @@ export class GatewayTelemetry {
           http_request_method: methodLabel,
           http_route: route,
           http_response_status_code: String(code),
+          ...(cutShort ? { error_type: ANSWER_CUT_SHORT } : {}),
         }),
         rateKey: `${methodLabel} ${route}`,
       };

@@ -131,7 +131,7 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     });
     if (status.routes.length === 0) emptyRow(routes, 6, 'no route known');
     document.getElementById('window').textContent = status.metrics
-      ? 'rates over the last ' + status.windowSeconds + ' s; errors are 5xx answers; requests for these pages are not counted'
+      ? 'rates over the last ' + status.windowSeconds + ' s; errors are 5xx answers and lists cut short after their 200; requests for these pages are not counted'
       : 'rates are off (METRICS=off)';
   }
 

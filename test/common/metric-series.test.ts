@@ -87,4 +87,35 @@ describe('metric series bound once', () => {
     expect(text).toContain('probe_seconds_count{method="List"} 0\n');
     expect(text).toContain('probe_seconds_bucket{le="+Inf",method="List"} 0\n');
   });
+
+  it('leave out an optional label a series is not given, as prom-client does, and tell the two series apart', async () => {
+    const reference = new Registry();
+    const ours = new Registry();
+    const options = { name: 'probe_answers_seconds', help: 'Answers.', buckets: BUCKETS };
+    const promHistogram = new Histogram({
+      ...options,
+      labelNames: ['route', 'error_type'],
+      registers: [reference],
+    });
+    const histogram = new HistogramFamily({
+      ...options,
+      labelNames: ['route'],
+      optionalLabelNames: ['error_type'],
+      registers: [ours],
+    });
+    const whole = histogram.series({ route: '/goods' });
+    const cut = histogram.series({ route: '/goods', error_type: 'answer_cut_short' });
+    expect(cut).not.toBe(whole);
+    expect(histogram.series({ route: '/goods' })).toBe(whole);
+    for (const value of OBSERVATIONS) {
+      whole.observe(value);
+      promHistogram.observe({ route: '/goods' }, value);
+    }
+    cut.observe(0.5);
+    promHistogram.observe({ route: '/goods', error_type: 'answer_cut_short' }, 0.5);
+    const text = await ours.metrics();
+    expect(text).toBe(await reference.metrics());
+    expect(text).toContain('probe_answers_seconds_count{route="/goods"} 8\n');
+    expect(text).toContain('probe_answers_seconds_count{route="/goods",error_type="answer_cut_short"} 1\n');
+  });
 });

@@ -226,6 +226,11 @@ describe('the gateway following pages', () => {
         }),
       ]),
     );
+    // And its series of the request metric says it failed.
+    const metrics = await get(port, '/metrics');
+    expect(metrics.body).toContain(
+      'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/goods",http_response_status_code="200",error_type="answer_cut_short"} 1\n',
+    );
   });
 
   it('a first page that fails is answered like any failed call', async () => {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Gauge } from 'prom-client';
-import { describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Tracer, TraceSpan } from '../../src/common/tracing.js';
 import { GatewayTelemetry, type GatewayView } from '../../src/gateway/gateway-telemetry.js';
 
@@ -33,6 +33,10 @@ vi.mock('../../src/common/tracing.js', async (importOriginal) => {
     },
   };
   return { ...original, activeTracer: () => tracer };
+});
+
+beforeEach(() => {
+  traced.spans.length = 0;
 });
 
 const view: GatewayView = {
@@ -89,6 +93,31 @@ describe('GatewayTelemetry /metrics', () => {
   });
 });
 
+describe('GatewayTelemetry answers cut short', () => {
+  it("counts a 200 cut short with error_type, apart from whole 200s, and among the status page's errors", async () => {
+    const telemetry = new GatewayTelemetry(view, { processMetrics: false });
+    const answered = { headersSent: true, statusCode: 200 } as ServerResponse;
+    for (let i = 0; i < 2; i++) {
+      telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods').closed(answered);
+    }
+    const cut = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods');
+    cut.cutShort('a page failed after the answer had begun: INTERNAL');
+    cut.closed(answered);
+    const scrape = fakeResponse();
+    telemetry.answerPage(scrape.response, '/metrics', undefined);
+    const text = await scrape.body;
+    const counts = text
+      .split('\n')
+      .filter((line) => line.startsWith('http_server_request_duration_seconds_count'));
+    expect(counts).toEqual([
+      'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/goods",http_response_status_code="200"} 2',
+      'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/goods",http_response_status_code="200",error_type="answer_cut_short"} 1',
+    ]);
+    const goods = telemetry.status().routes.find((route) => route.path === '/goods');
+    expect(goods?.rate).toMatchObject({ requests: 3, errors: 1 });
+  });
+});
+
 describe('GatewayTelemetry HTTP server spans', () => {
   it('names a method OpenTelemetry does not know "_OTHER" (span "HTTP ..."), as the metrics do, and keeps the method as sent beside it', () => {
     const telemetry = new GatewayTelemetry(view, { metrics: false });
@@ -114,7 +143,6 @@ describe('GatewayTelemetry HTTP server spans', () => {
   });
 
   it('fails the span of an answer the gateway cut short after a 200, and not of a whole 200', () => {
-    traced.spans.length = 0;
     const telemetry = new GatewayTelemetry(view, { metrics: false });
     const answered = { headersSent: true, statusCode: 200 } as ServerResponse;
     const whole = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods');
