@@ -66,6 +66,12 @@ export const gatewayErrors = {
     new GatewayError(400, 'An HTTP/1.1 request needs a Host header', { closeConnection: true }),
   duplicateHost: () =>
     new GatewayError(400, 'A request takes one Host header, not several', { closeConnection: true }),
+  transferEncodingInHttp10: () =>
+    new GatewayError(
+      400,
+      'An HTTP/1.0 request cannot carry Transfer-Encoding: send the body with Content-Length, or the request in HTTP/1.1',
+      { closeConnection: true },
+    ),
   expectationFailed: (expect: string) =>
     new GatewayError(
       417,

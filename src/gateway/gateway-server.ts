@@ -520,6 +520,14 @@ class GatewayServer implements Gateway {
         this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
         return;
       }
+      // Transfer-Encoding came with HTTP/1.1: a 1.0 message that carries it may have passed a 1.0
+      // intermediary that took its body for a length-less one, so its framing cannot be trusted, and
+      // RFC 9112 (section 6.1) has it treated as faulty and the connection closed. Node's parser
+      // reads it as chunked all the same: refused before any service sees it.
+      if (request.headers['transfer-encoding'] !== undefined && isHttp10(request)) {
+        this.#refuseBeforeRouting(request, response, gatewayErrors.transferEncodingInHttp10());
+        return;
+      }
       // Node's parser reads nothing after a request that asks for an Upgrade (the gateway takes none):
       // a request pipelined behind it would never be answered, and the connection would sit until its
       // keep-alive time. Closed after the answer, the client knows at once. It asks only with both
@@ -1058,6 +1066,11 @@ function lingerThenClose(request: IncomingMessage): void {
 function asksForUpgrade(request: IncomingMessage): boolean {
   const { upgrade, connection } = request.headers;
   return upgrade !== undefined && connection !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection);
+}
+
+/** Whether a request was sent in HTTP/1.0. */
+function isHttp10(request: IncomingMessage): boolean {
+  return request.httpVersionMajor === 1 && request.httpVersionMinor === 0;
 }
 
 /** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */

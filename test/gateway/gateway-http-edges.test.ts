@@ -172,6 +172,37 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     });
   }
 
+  it('HTTP/1.0 with Transfer-Encoding: 400 and close, nothing stored (RFC 9112, section 6.1)', async () => {
+    const calls = goods.calls.CreateGoods ?? 0;
+    const stored = goods.goods.length;
+    // Node answers every version with an HTTP/1.1 status line; keep-alive asked, so that only the
+    // answer's own Connection: close ends the connection.
+    const stream = await raw(
+      port,
+      'POST /goods HTTP/1.0\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        `${GOODS.length.toString(16)}\r\n${GOODS}\r\n0\r\n\r\n`,
+    );
+    const [answer, ...more] = answers(stream);
+    expect(answer!.status).toBe(400);
+    expect(answer!.headers).toMatch(/\r\nConnection: close/i);
+    expect(answer!.body).toBe(
+      '{"key":null,"errorcode":1,"errormessage":"An HTTP/1.0 request cannot carry Transfer-Encoding: send the body with Content-Length, or the request in HTTP/1.1"}',
+    );
+    expect(more).toEqual([]);
+    expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+    expect(goods.goods.length).toBe(stored);
+    // The same body with Content-Length in HTTP/1.0 is stored as ever.
+    const [plain] = answers(
+      await raw(
+        port,
+        `POST /goods HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+      ),
+    );
+    expect(plain!.body).toMatch(/^\{"key":\d+,"errorcode":0,"errormessage":"success"\}$/);
+    expect(goods.goods.length).toBe(stored + 1);
+    goods.goods.splice(stored);
+  });
+
   it('a bad chunk size: 400 with the request key, and close, the service untouched', async () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const stream = await raw(
