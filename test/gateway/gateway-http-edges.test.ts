@@ -203,6 +203,68 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     goods.goods.splice(stored);
   });
 
+  /** Writes `bytes`, half-closes (as `nc -N` does), and resolves with what was read, the server's FIN seen or not, and when. */
+  function halfClosed(
+    bytes: string,
+  ): Promise<{ received: string; serverEnded: boolean; closedAfterMs: number }> {
+    const started = Date.now();
+    return new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let received = '';
+      let serverEnded = false;
+      socket.on('data', (data) => {
+        received += data.toString();
+      });
+      socket.on('end', () => {
+        serverEnded = true;
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve({ received, serverEnded, closedAfterMs: Date.now() - started }));
+      socket.end(bytes);
+    });
+  }
+
+  it('a client that half-closes after its requests gets every answer, then the FIN', async () => {
+    const stored = goods.goods.length;
+    const { received, serverEnded, closedAfterMs } = await halfClosed(
+      'GET /goods HTTP/1.1\r\nHost: g\r\n\r\n' +
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+    );
+    const [list, created, ...more] = answers(received);
+    expect(list!.status).toBe(200);
+    expect(list!.body).toMatch(LIST);
+    expect(created!.body).toMatch(/^\{"key":\d+,"errorcode":0,"errormessage":"success"\}$/);
+    expect(more).toEqual([]);
+    expect(goods.goods.length).toBe(stored + 1);
+    goods.goods.splice(stored);
+    // Ended by the gateway once the answers were written, not by its 5 s keep-alive time.
+    expect(serverEnded).toBe(true);
+    expect(closedAfterMs).toBeLessThan(2_000);
+  });
+
+  it('a half-closed connection with no request pending is closed at once', async () => {
+    const { received, serverEnded, closedAfterMs } = await halfClosed('');
+    expect(received).toBe('');
+    expect(serverEnded).toBe(true);
+    expect(closedAfterMs).toBeLessThan(1_000);
+  });
+
+  it('a half-closed connection in the middle of a request is closed without an answer, within the linger time', async () => {
+    const calls = goods.calls.CreateGoods ?? 0;
+    for (const partial of [
+      'GET /goods HTTP/1.1\r\nHost: g\r\n',
+      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+    ]) {
+      const { received, closedAfterMs } = await halfClosed(partial);
+      // The client left in the middle of its request: it is owed no answer (see #onClientError). Cut
+      // in its headers, the connection goes at once; in its body, 2 s later (the gateway's linger
+      // after a failed parse), as before half-closed connections were kept for their answers.
+      expect(received, partial).toBe('');
+      expect(closedAfterMs, partial).toBeLessThan(3_000);
+    }
+    expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+  });
+
   it('a bad chunk size: 400 with the request key, and close, the service untouched', async () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const stream = await raw(
