@@ -55,6 +55,7 @@ export const gatewayErrors = {
   malformedJson: () => new GatewayError(400, 'Malformed JSON body'),
   notAnObject: () => new GatewayError(400, 'The JSON body must be an object'),
   notUtf8: () => new GatewayError(400, 'The body is not valid UTF-8'),
+  notAscii: () => new GatewayError(400, 'The body is not valid US-ASCII, its declared charset'),
   unsupportedTransferCoding: (coding: string) =>
     new GatewayError(
       501,

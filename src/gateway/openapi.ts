@@ -77,7 +77,7 @@ const ERROR_RESPONSES: readonly {
     status: '415',
     name: 'UnsupportedMediaType',
     description:
-      'The body is neither `application/json` nor `application/x-www-form-urlencoded` (in UTF-8), or comes in a `Content-Encoding` (send it unencoded).',
+      'The body is neither `application/json` nor `application/x-www-form-urlencoded` (in UTF-8, or US-ASCII), or comes in a `Content-Encoding` (send it unencoded).',
     applies: (operation) => operation.body.kind !== 'none',
   },
   {

@@ -1,5 +1,5 @@
-import { isUtf8 } from 'node:buffer';
-import { gatewayErrors } from './gateway-error.js';
+import { isAscii, isUtf8 } from 'node:buffer';
+import { type GatewayError, gatewayErrors } from './gateway-error.js';
 
 /** What a request's body carries for the request decoder (the query string is read there). */
 export type RequestInput =
@@ -12,39 +12,49 @@ export const NO_INPUT: RequestInput = { kind: 'none' };
 /** The methods whose input is the body (JSON or form); the others' is the query string. */
 export const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
-/** The body formats the gateway reads. */
-export type BodyFormat = 'json' | 'form';
+/**
+ * A body format the gateway reads: its syntax, and the charset its bytes (and a form's
+ * percent-escapes) are in. US-ASCII is a subset of UTF-8, read as it, but its bytes must all be
+ * below 0x80.
+ */
+export interface BodyFormat {
+  readonly syntax: 'json' | 'form';
+  readonly charset: 'utf-8' | 'us-ascii';
+}
 
 /**
  * The body format of a Content-Type header: `application/json` or
  * `application/x-www-form-urlencoded`, case-insensitive, with or without parameters; a `charset`, if
- * any, must be UTF-8 (JSON is UTF-8 by definition; a form's percent-escapes are decoded as UTF-8).
- * Anything else is undefined: the gateway answers 415 rather than guess.
+ * any, must be UTF-8 (JSON is UTF-8 by definition; a form's percent-escapes are decoded as UTF-8) or
+ * US-ASCII, its subset (what a client that writes plain ASCII says). Anything else is undefined:
+ * the gateway answers 415 rather than guess.
  */
 export function bodyFormat(contentType: string | undefined): BodyFormat | undefined {
   if (!contentType) return undefined;
   const [mediaType = '', ...parameters] = contentType.split(';');
-  let format: BodyFormat;
+  let syntax: BodyFormat['syntax'];
   switch (mediaType.trim().toLowerCase()) {
     case 'application/json':
-      format = 'json';
+      syntax = 'json';
       break;
     case 'application/x-www-form-urlencoded':
-      format = 'form';
+      syntax = 'form';
       break;
     default:
       return undefined;
   }
+  let charset: BodyFormat['charset'] = 'utf-8';
   for (const parameter of parameters) {
     const [name = '', value = ''] = parameter.split('=');
     if (name.trim().toLowerCase() !== 'charset') continue;
-    const charset = value
+    const label = value
       .trim()
       .replace(/^"(.*)"$/, '$1')
       .toLowerCase();
-    if (charset !== 'utf-8' && charset !== 'utf8') return undefined;
+    if (label === 'us-ascii') charset = 'us-ascii';
+    else if (label !== 'utf-8' && label !== 'utf8') return undefined;
   }
-  return format;
+  return { syntax, charset };
 }
 
 /**
@@ -63,14 +73,17 @@ export function bodyIsUnencoded(contentEncoding: string | undefined): boolean {
 
 /**
  * Parses a body of a known format. An empty body is no input at all (the service then says what is
- * missing). Throws the gateway's 400 for a body that is not UTF-8, not JSON, or JSON but not an object.
+ * missing). Throws the gateway's 400 for a body that is not in its charset (UTF-8, or US-ASCII as
+ * declared: a byte from 0x80 up, raw or percent-escaped, is no more read as UTF-8 than invalid
+ * UTF-8 is read as U+FFFD), not JSON, or JSON but not an object.
  */
 export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
   if (body.length === 0) return NO_INPUT;
-  if (!isUtf8(body)) throw gatewayErrors.notUtf8();
+  const ascii = format.charset === 'us-ascii';
+  if (ascii ? !isAscii(body) : !isUtf8(body)) throw notInCharset(format);
   const text = body.toString('utf8');
-  if (format === 'form') {
-    if (!percentEscapesAreUtf8(text)) throw gatewayErrors.notUtf8();
+  if (format.syntax === 'form') {
+    if (ascii ? !isAscii(percentDecoded(text)) : !percentEscapesAreUtf8(text)) throw notInCharset(format);
     return { kind: 'text', params: new URLSearchParams(text) };
   }
   let value: unknown;
@@ -82,6 +95,11 @@ export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw gatewayErrors.notAnObject();
   return { kind: 'json', object: value as Record<string, unknown> };
+}
+
+/** The 400 for a body whose bytes are not in its charset, named as the client declared it. */
+function notInCharset(format: BodyFormat): GatewayError {
+  return format.charset === 'us-ascii' ? gatewayErrors.notAscii() : gatewayErrors.notUtf8();
 }
 
 const PERCENT = 0x25;
@@ -100,8 +118,13 @@ function hexValue(byte: number): number {
  * reads it.
  */
 export function percentEscapesAreUtf8(text: string): boolean {
-  if (!text.includes('%')) return true;
+  return !text.includes('%') || isUtf8(percentDecoded(text));
+}
+
+/** The bytes of form-urlencoded text with its percent-escapes decoded (a `%` that escapes nothing stays). */
+function percentDecoded(text: string): Buffer {
   const raw = Buffer.from(text, 'utf8');
+  if (!text.includes('%')) return raw;
   const bytes = Buffer.allocUnsafe(raw.length);
   let length = 0;
   for (let index = 0; index < raw.length; index++) {
@@ -117,5 +140,5 @@ export function percentEscapesAreUtf8(text: string): boolean {
     }
     bytes[length++] = byte;
   }
-  return isUtf8(bytes.subarray(0, length));
+  return bytes.subarray(0, length);
 }

@@ -124,6 +124,39 @@ describe('gateway on the shop contracts (in-memory services)', () => {
     ]);
   });
 
+  it('reads a body declared US-ASCII, in any case, and refuses one with a byte from 0x80 up', async () => {
+    const port = await gateway();
+    for (const type of ['application/json; charset=us-ascii', 'application/json; charset="US-ASCII"']) {
+      const result = await http(port, 'POST', '/goods', {
+        headers: { 'Content-Type': type },
+        body: JSON.stringify({ name: 'n', category: 'c', price: '5', description: '' }),
+      });
+      expectAnswer(result, 200, (key) => `{"key":${key},"errorcode":0,"errormessage":"success"}`);
+    }
+    const form = await http(port, 'POST', '/goods', {
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded; charset=Us-Ascii' },
+      body: 'name=f&category=c&price=6&description=',
+    });
+    expectAnswer(form, 200, (key) => `{"key":${key},"errorcode":0,"errormessage":"success"}`);
+    // Valid UTF-8, but not what the client declared: refused as a body not in UTF-8 is.
+    for (const [type, body] of [
+      ['application/json; charset=us-ascii', '{"name":"é","category":"c","price":1,"description":""}'],
+      ['application/x-www-form-urlencoded; charset=us-ascii', 'name=%C3%A9&category=c&price=1&description='],
+    ] as const) {
+      expectAnswer(
+        await http(port, 'POST', '/goods', { headers: { 'Content-Type': type }, body }),
+        400,
+        (key) =>
+          `{"key":${key},"errorcode":1,"errormessage":"The body is not valid US-ASCII, its declared charset"}`,
+      );
+    }
+    expect(goods.goods.map((item) => [item.name, item.price])).toEqual([
+      ['n', 5],
+      ['n', 5],
+      ['f', 6],
+    ]);
+  });
+
   it('reads a form-encoded POST, converting numbers by the field type', async () => {
     const port = await gateway();
     const result = await http(port, 'POST', '/goods', {
