@@ -208,8 +208,8 @@ function reachesSocket(response: ServerResponse): Promise<void> {
  * gateway-error.ts for every answer that is not a success.
  *
  * HTTP as clients expect it: HEAD is GET without the body (same status and headers); a path that
- * routes for other methods is 405 with `Allow`; OPTIONS answers 204 with `Allow`, and is the CORS
- * preflight for the allowed origins (see Cors).
+ * routes for other methods is 405 with `Allow`; OPTIONS answers 204 with `Allow` (for `OPTIONS *`,
+ * every method the gateway answers somewhere), and is the CORS preflight for the allowed origins (see Cors).
  */
 export function createGateway(options: GatewayOptions): Gateway {
   return new GatewayServer(options);
@@ -640,6 +640,12 @@ class GatewayServer implements Gateway {
       );
       return;
     }
+    // `OPTIONS *` asks about the server as a whole, not a resource (RFC 9110, section 9.3.7): the
+    // methods it serves anywhere, whether or not it has its routes yet (its own pages are there).
+    if (method === 'OPTIONS' && url === '*') {
+      this.#answerOptions(request, response, path, this.#serverMethods(), hasBody, telemetry.requestId);
+      return;
+    }
     if (ApiDocs.owns(path)) {
       telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
@@ -658,8 +664,9 @@ class GatewayServer implements Gateway {
     }
     if (this.#telemetry.servesPage(path)) {
       // A page's GET and HEAD were answered before (see GatewayTelemetry.onRequest): this is another method.
-      if (method === 'OPTIONS') this.#answerOptions(request, response, path, hasBody, telemetry.requestId);
-      else {
+      if (method === 'OPTIONS') {
+        this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
+      } else {
         const error = this.#notRouted(response, method, path);
         this.#fail(request, response, null, error, hasBody, telemetry.requestId);
       }
@@ -676,7 +683,7 @@ class GatewayServer implements Gateway {
       return;
     }
     if (method === 'OPTIONS') {
-      this.#answerOptions(request, response, path, hasBody, telemetry.requestId);
+      this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header.
@@ -764,6 +771,11 @@ class GatewayServer implements Gateway {
     return this.#telemetry.servesPage(path) ? ['GET'] : this.#table.methodsOf(path);
   }
 
+  /** The methods the gateway answers on some path: its routes', and GET for its own pages. */
+  #serverMethods(): readonly string[] {
+    return ['GET', ...this.#table.live().map((route) => route.method)];
+  }
+
   /** 405 with `Allow` for a path that answers other methods, else 404. */
   #notRouted(response: ServerResponse, method: string, path: string): GatewayError {
     const methods = this.#methodsOf(path);
@@ -773,17 +785,18 @@ class GatewayServer implements Gateway {
   }
 
   /**
-   * OPTIONS: 204 with `Allow` for a path that routes, plus the CORS preflight headers for an allowed
-   * origin; 404 for an unknown path. The body, if any, is not read.
+   * OPTIONS: 204 with `Allow` for a path that answers `methods` (those of its routes, or of the whole
+   * gateway for `*`), plus the CORS preflight headers for an allowed origin; 404 when it answers
+   * none. The body, if any, is not read.
    */
   #answerOptions(
     request: IncomingMessage,
     response: ServerResponse,
     path: string,
+    methods: readonly string[],
     hasBody: boolean,
     requestId: string | undefined,
   ): void {
-    const methods = this.#methodsOf(path);
     if (methods.length === 0) {
       this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody, requestId);
       return;

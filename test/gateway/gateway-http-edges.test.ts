@@ -265,6 +265,27 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     expect(goods.calls.CreateGoods ?? 0).toBe(calls);
   });
 
+  it('OPTIONS * asks about the gateway as a whole: 204 with every method it serves, no body', async () => {
+    const [answer, ...more] = answers(
+      await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'),
+    );
+    expect(answer!.status).toBe(204);
+    // The fake goods serves GET, POST and DELETE; GET also for the gateway's own pages.
+    expect(answer!.headers).toMatch(/\r\nAllow: DELETE, GET, HEAD, OPTIONS, POST(\r\n|$)/);
+    expect(answer!.body).toBe('');
+    expect(more).toEqual([]);
+    // A path is answered as before: its own methods, or 404.
+    const [goodsPath] = answers(
+      await raw(port, 'OPTIONS /goods/1 HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'),
+    );
+    expect(goodsPath!.status).toBe(204);
+    expect(goodsPath!.headers).toMatch(/\r\nAllow: DELETE, OPTIONS(\r\n|$)/);
+    const [unknown] = answers(
+      await raw(port, 'OPTIONS /nope HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'),
+    );
+    expect(unknown!.status).toBe(404);
+  });
+
   it('a bad chunk size: 400 with the request key, and close, the service untouched', async () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const stream = await raw(
