@@ -346,15 +346,8 @@ class GatewayServer implements Gateway {
       this.#handleSafely(request, response, false);
     if (options.https) {
       const server = createHttpsServer(
-        {
-          ...httpOptions,
-          // A client that never finishes its handshake is closed as one that never sends its headers.
-          handshakeTimeout: headersTimeout,
-          // Unlike the HTTP server's, the TLS server's sockets end their side at the client's FIN
-          // unless asked not to: without it, httpAllowHalfOpen (below) would change nothing here.
-          allowHalfOpen: true,
-          ...httpsServerOptions(options.https),
-        },
+        // A client that never finishes its handshake is closed as one that never sends its headers.
+        { ...httpOptions, handshakeTimeout: headersTimeout, ...httpsServerOptions(options.https) },
         onRequest,
       );
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
@@ -365,7 +358,8 @@ class GatewayServer implements Gateway {
     // A client may half-close its side once its request is sent (`shutdown(SHUT_WR)`, as `nc -N`
     // does) and still read the answer. Node's default ends the socket at the client's FIN, which
     // aborted the requests in flight: no answer, and a write already sent on may still happen.
-    // With this flag (undocumented, read by lib/_http_server.js's socketOnEnd for HTTPS too), Node instead marks the last answer pending as the connection's last and ends the
+    // With this flag (undocumented, read by lib/_http_server.js's socketOnEnd, as in the HTTPS
+    // server), Node instead marks the last answer pending as the connection's last and ends the
     // socket once it is written, or at once when none is pending. A request cut short by the FIN
     // still fails in the parser and is closed as before (#onClientError).
     Object.assign(this.#server, { httpAllowHalfOpen: true });
