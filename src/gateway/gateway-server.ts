@@ -355,14 +355,6 @@ class GatewayServer implements Gateway {
     } else {
       this.#server = createServer(httpOptions, onRequest);
     }
-    // A client may half-close its side once its request is sent (`shutdown(SHUT_WR)`, as `nc -N`
-    // does) and still read the answer. Node's default ends the socket at the client's FIN, which
-    // aborted the requests in flight: no answer, and a write already sent on may still happen.
-    // With this flag (undocumented, read by lib/_http_server.js's socketOnEnd, as in the HTTPS
-    // server), Node instead marks the last answer pending as the connection's last and ends the
-    // socket once it is written, or at once when none is pending. A request cut short by the FIN
-    // still fails in the parser and is closed as before (#onClientError).
-    Object.assign(this.#server, { httpAllowHalfOpen: true });
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
     const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? 30_000;
     this.#connections = new ConnectionTracker(this.#server, {
