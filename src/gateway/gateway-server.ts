@@ -46,6 +46,7 @@ import {
   NO_INPUT,
   type RequestInput,
 } from './request-input.js';
+import { asksForUpgrade, hostLines, isHttp10, originForm, splitQuery } from './request-target.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
@@ -1075,17 +1076,6 @@ function lingerThenClose(request: IncomingMessage): void {
   request.socket.once('close', () => clearTimeout(timer));
 }
 
-/** Whether a request asks for an Upgrade, as Node's parser reads it: `Upgrade` and `Connection: upgrade`. */
-function asksForUpgrade(request: IncomingMessage): boolean {
-  const { upgrade, connection } = request.headers;
-  return upgrade !== undefined && connection !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection);
-}
-
-/** Whether a request was sent in HTTP/1.0. */
-function isHttp10(request: IncomingMessage): boolean {
-  return request.httpVersionMajor === 1 && request.httpVersionMinor === 0;
-}
-
 /** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */
 function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
   if (requestId !== undefined) headers.push('X-Request-Id', requestId);
@@ -1106,41 +1096,4 @@ function withVaryKept(
   return headers.map(([name, value]) =>
     name.toLowerCase() === 'vary' ? ([name, `${String(set)}, ${value}`] as const) : [name, value],
   );
-}
-
-/**
- * A request target in origin form, `/path?query`. RFC 9112 (section 3.2.2) has a server accept the
- * absolute form too, `http://host:port/path?query`, which an HTTP client sends when it is told to
- * use the gateway as its proxy: routed as it was, no route ever matched it (404). The scheme and
- * authority choose nothing here (the gateway serves one site), so they are dropped; an empty path
- * is `/`, as in `http://host?query`.
- */
-function originForm(target: string): string {
-  if (target.startsWith('/')) return target;
-  const absolute = ABSOLUTE_FORM.exec(target);
-  if (absolute === null) return target;
-  const rest = target.slice(absolute[0].length);
-  return rest.startsWith('/') ? rest : `/${rest}`;
-}
-
-/** The scheme and authority of an absolute-form request target (http or https, any case). */
-const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*/i;
-
-/**
- * How many Host lines a request came with, from its raw headers: Node's `headersDistinct` would tell
- * too, but builds an array for every header of every request to answer it.
- */
-function hostLines(rawHeaders: readonly string[]): number {
-  let count = 0;
-  for (let index = 0; index < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') count++;
-  }
-  return count;
-}
-
-/** A request target's path, and where its query begins (-1: it has none). */
-function splitQuery(url: string): { path: string; queryStart: number } {
-  const queryStart = url.indexOf('?');
-  return { path: queryStart < 0 ? url : url.slice(0, queryStart), queryStart };
 }

@@ -1,0 +1,52 @@
+import type { IncomingMessage } from 'node:http';
+
+// How the gateway reads a request's line and framing headers before it routes it: what Node's parser
+// leaves to the server (the absolute form, a second Host line, HTTP/1.0 framing, an Upgrade).
+
+/** Whether a request asks for an Upgrade, as Node's parser reads it: `Upgrade` and `Connection: upgrade`. */
+export function asksForUpgrade(request: IncomingMessage): boolean {
+  const { upgrade, connection } = request.headers;
+  return upgrade !== undefined && connection !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection);
+}
+
+/** Whether a request was sent in HTTP/1.0. */
+export function isHttp10(request: IncomingMessage): boolean {
+  return request.httpVersionMajor === 1 && request.httpVersionMinor === 0;
+}
+
+/**
+ * A request target in origin form, `/path?query`. RFC 9112 (section 3.2.2) has a server accept the
+ * absolute form too, `http://host:port/path?query`, which an HTTP client sends when it is told to
+ * use the gateway as its proxy: routed as it was, no route ever matched it (404). The scheme and
+ * authority choose nothing here (the gateway serves one site), so they are dropped; an empty path
+ * is `/`, as in `http://host?query`.
+ */
+export function originForm(target: string): string {
+  if (target.startsWith('/')) return target;
+  const absolute = ABSOLUTE_FORM.exec(target);
+  if (absolute === null) return target;
+  const rest = target.slice(absolute[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/** The scheme and authority of an absolute-form request target (http or https, any case). */
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*/i;
+
+/**
+ * How many Host lines a request came with, from its raw headers: Node's `headersDistinct` would tell
+ * too, but builds an array for every header of every request to answer it.
+ */
+export function hostLines(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') count++;
+  }
+  return count;
+}
+
+/** A request target's path, and where its query begins (-1: it has none). */
+export function splitQuery(url: string): { path: string; queryStart: number } {
+  const queryStart = url.indexOf('?');
+  return { path: queryStart < 0 ? url : url.slice(0, queryStart), queryStart };
+}

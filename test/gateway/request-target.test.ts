@@ -1,0 +1,46 @@
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import {
+  asksForUpgrade,
+  hostLines,
+  isHttp10,
+  originForm,
+  splitQuery,
+} from '../../src/gateway/request-target.js';
+
+const request = (fields: Partial<IncomingMessage>) => fields as IncomingMessage;
+
+describe('reading a request target and its framing headers', () => {
+  it('routes the absolute form by its path and query, whatever its scheme and host', () => {
+    expect(originForm('/goods?x=1')).toBe('/goods?x=1');
+    expect(originForm('http://127.0.0.1:8000/goods?x=1')).toBe('/goods?x=1');
+    expect(originForm('HTTPS://shop.example/members')).toBe('/members');
+    expect(originForm('http://shop.example?x=1')).toBe('/?x=1');
+    expect(originForm('*')).toBe('*');
+    expect(originForm('ftp://shop.example/goods')).toBe('ftp://shop.example/goods');
+  });
+
+  it('splits the path from the query', () => {
+    expect(splitQuery('/goods?page_size=2')).toEqual({ path: '/goods', queryStart: 6 });
+    expect(splitQuery('/goods')).toEqual({ path: '/goods', queryStart: -1 });
+  });
+
+  it('counts Host lines in any case, and nothing else', () => {
+    expect(hostLines(['Host', 'a', 'Accept', '*/*'])).toBe(1);
+    expect(hostLines(['host', 'a', 'HOST', 'b', 'Hosts', 'c'])).toBe(2);
+    expect(hostLines([])).toBe(0);
+  });
+
+  it('sees an Upgrade only with Connection: upgrade, as Node does', () => {
+    expect(
+      asksForUpgrade(request({ headers: { upgrade: 'websocket', connection: 'keep-alive, Upgrade' } })),
+    ).toBe(true);
+    expect(asksForUpgrade(request({ headers: { upgrade: 'websocket' } }))).toBe(false);
+    expect(asksForUpgrade(request({ headers: { upgrade: 'h2c', connection: 'upgraded' } }))).toBe(false);
+  });
+
+  it('tells HTTP/1.0 from 1.1', () => {
+    expect(isHttp10(request({ httpVersionMajor: 1, httpVersionMinor: 0 }))).toBe(true);
+    expect(isHttp10(request({ httpVersionMajor: 1, httpVersionMinor: 1 }))).toBe(false);
+  });
+});
