@@ -20,9 +20,11 @@ export interface RestartGraceOptions {
  *
  * A restarted distributor knows nobody: every node registers again by itself, one after the other,
  * so its first snapshots are partial. Applied as they are, they would remove routes whose instances
- * are alive and about to come back (their requests answered 503 meanwhile). So after a restart (a
- * snapshot from another distributor instance; without instance ids, the registration stream was
- * lost and came back, or a snapshot's revision went back) the nodes of the
+ * are alive and about to come back (their requests answered 503 meanwhile). The same holds for
+ * a distributor that stays up but loses every node at once (frozen, or cut off from the network):
+ * it lists them as gone until each registers again. So after a restart or a lost stream (a
+ * snapshot from another distributor instance, the registration stream lost and come back, even to
+ * the same instance, or a snapshot's revision that went back) the nodes of the
  * last snapshot before it that are missing from the new ones are kept, for `graceMs` at most or
  * until every one of them is back. Nodes in the new snapshots are taken as they are (state
  * included); a node that really left is dropped when the grace period ends.
@@ -53,14 +55,18 @@ export class RestartGrace {
   /** A snapshot from the distributor. */
   snapshot(snapshot: Snapshot): void {
     const previous = this.#latest;
-    // Snapshots name the distributor instance they come from: a new one is a restart, the same one
-    // after a lost stream is not (the list resumed whole). Without ids, a lost stream or a revision
-    // that went back says so.
+    // A snapshot from another distributor instance is a restart, and so is a revision that went
+    // back. So is a lost stream, even one resumed on the same instance: what cut this stream (a
+    // frozen distributor thawed, a network blip at its host) most often cut every node's too, and the
+    // distributor, still running, has listed them as gone until each registers again; applied as
+    // they are, those lists would leave routes with no instance for a moment (503). A stream lost by
+    // this component alone resumes with every node there: nothing is missing, nothing kept.
     const restarted =
       previous !== undefined &&
-      (snapshot.instanceId && previous.instanceId
-        ? snapshot.instanceId !== previous.instanceId
-        : this.#reconnecting || snapshot.revision < previous.revision);
+      (this.#reconnecting ||
+        (snapshot.instanceId && previous.instanceId
+          ? snapshot.instanceId !== previous.instanceId
+          : snapshot.revision < previous.revision));
     this.#reconnecting = false;
     this.#latest = snapshot;
     if (restarted && !this.#kept && this.#graceMs > 0) {

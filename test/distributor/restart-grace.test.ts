@@ -46,18 +46,33 @@ describe('RestartGrace', () => {
     expect(applied.map(names)).toEqual([['goods:1'], ['goods:1', 'members:2'], ['members:2']]);
   });
 
-  it('tells a restart from a resumed stream by the instance id snapshots carry', () => {
+  it('keeps the missing nodes after a restart or a lost stream, even resumed on the same instance', () => {
     const from = (instanceId: string, revision: number, ...nodes: Node[]): Snapshot => ({
       ...snapshot(revision, ...nodes),
       instanceId,
     });
     grace.snapshot(from('a', 4, node('goods', 1), node('members', 2)));
-    // The stream was lost and resumed on the same instance: the list is whole, nothing is kept.
+    // The stream was lost and resumed on the same instance, which lost every node too (frozen, or
+    // cut off) and lists members as gone until it registers again: members is kept meanwhile.
     grace.disconnected();
-    grace.snapshot(from('a', 5, node('goods', 1)));
+    grace.snapshot(from('a', 7, node('goods', 1)));
+    grace.snapshot(from('a', 8, node('goods', 1), node('members', 2)));
+    // A stream lost by this component alone resumes whole: nothing is kept.
+    grace.disconnected();
+    grace.snapshot(from('a', 9, node('goods', 1), node('members', 2)));
+    // Without a lost stream, the same instance's lists are applied as they are.
+    grace.snapshot(from('a', 10, node('goods', 1)));
     // Another instance: a restart, whatever its revision.
     grace.snapshot(from('b', 9, node('gateway', 3)));
-    expect(applied.map(names)).toEqual([['goods:1', 'members:2'], ['goods:1'], ['gateway:3', 'goods:1']]);
+    expect(applied.map(names)).toEqual([
+      ['goods:1', 'members:2'],
+      ['goods:1', 'members:2'],
+      ['goods:1', 'members:2'],
+      ['goods:1', 'members:2'],
+      ['goods:1'],
+      ['gateway:3', 'goods:1'],
+    ]);
+    expect(kept).toEqual([[], ['members:2'], [], [], [], ['goods:1']]);
   });
 
   it('after a revision that goes back, keeps the missing nodes until they are back', () => {
