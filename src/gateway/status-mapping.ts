@@ -31,9 +31,13 @@ export function upstreamStatus(code: status, details: string | undefined, deadli
 /**
  * How grpc-js words a call ended under it after it was sent: its connection dropped, its stream
  * reset (but for REFUSED_STREAM, which HTTP/2 guarantees was not processed: "Stream refused by
- * server"), or cancelled by the transport. The service may have done the work; nothing says.
+ * server"), its connection reset or timed out under it (grpc-js 1.14 reports a stream ended by a
+ * socket error ECONNRESET or ETIMEDOUT as UNAVAILABLE with the error's message, "read ECONNRESET",
+ * as when an instance is killed with a call in flight), or cancelled by the transport. The service
+ * may have done the work; nothing says.
  */
-const CUT_AFTER_SENT = /^(?:Connection dropped|Received RST_STREAM with code \d+|Call cancelled)/;
+const CUT_AFTER_SENT =
+  /^(?:Connection dropped|Received RST_STREAM with code \d+|Call cancelled|(?:read|write) (?:ECONNRESET|ETIMEDOUT)\b)/;
 
 /** Whether a failed call was cut after it was sent: its outcome is unknown. */
 export function cutAfterSent(code: status, details: string | undefined): boolean {

@@ -90,6 +90,10 @@ describe('gateway: calls cut below gRPC by a frozen instance', () => {
       (proxy: Http2CuttingProxy) => proxy.resetStreams(Http2Error.PROTOCOL_ERROR),
     ],
     ['GOAWAY INTERNAL_ERROR', (proxy: Http2CuttingProxy) => proxy.goAway(Http2Error.INTERNAL_ERROR)],
+    // An instance killed (SIGKILL) with a POST in flight: its connection reset, grpc-js says
+    // UNAVAILABLE "read ECONNRESET", which the gateway answered 503 "Service unavailable" as if
+    // nothing had been sent, though the instance had written the purchase (probe).
+    ['TCP reset (ECONNRESET)', (proxy: Http2CuttingProxy) => proxy.resetConnections()],
   ] as const) {
     it(`${name}: never 500; the GET 503 with Retry-After, the POST 504, since it may still be written`, async () => {
       const { proxy, port, close } = await throughProxy();

@@ -63,6 +63,18 @@ export class Http2CuttingProxy {
     }
   }
 
+  /**
+   * From now on nothing passes; each connection to the client is reset (TCP RST), as the kernel
+   * resets the connections of a process killed with bytes unread: grpc-js reports the calls on it
+   * UNAVAILABLE "read ECONNRESET".
+   */
+  resetConnections(): void {
+    for (const link of this.#links) {
+      link.frozen = true;
+      link.client.resetAndDestroy();
+    }
+  }
+
   async close(): Promise<void> {
     for (const link of this.#links) {
       link.client.destroy();
