@@ -21,6 +21,12 @@ export interface HttpsSettings {
   readonly clientCaFile?: string;
 }
 
+/**
+ * The longest drain: well past what load balancers take to notice (Kubernetes' default readiness
+ * probe, 10 s three times over; an AWS target group's, 30 s twice), within a sane stop.
+ */
+const MAX_DRAIN_DELAY_MS = 120_000;
+
 /** Every setting of the gateway, declared once (see src/common/settings.ts). */
 export const GATEWAY_SETTINGS = {
   port: portSetting('GATEWAY_PORT', 8000),
@@ -94,6 +100,13 @@ export const GATEWAY_SETTINGS = {
     help: 'after a distributor restart, how long instances that have not registered again are still routed to, and how long /readyz stays 200 without the distributor, in ms; 0: none',
     parse: (value, source) => parseWholeNumber(value, source, 0, MAX_DURATION_MS),
   }),
+  drainDelayMs: setting({
+    flag: 'drain-delay-ms',
+    env: 'GATEWAY_DRAIN_DELAY_MS',
+    default: '0',
+    help: "on a stop signal, how long the gateway goes on serving with /readyz at 503 and every answer closing its connection, before it stops taking connections, in ms: set it above your load balancer's time to notice (its health check interval times the failures it waits for); 0: stops at once",
+    parse: (value, source) => parseWholeNumber(value, source, 0, MAX_DRAIN_DELAY_MS),
+  }),
   httpsCert: optionalSetting({
     flag: 'https-cert',
     env: 'GATEWAY_HTTPS_CERT',
@@ -144,6 +157,8 @@ export interface GatewayConfig {
   readonly unreadAnswerTimeoutMs: number;
   /** After a distributor restart, how long missing instances are still routed to. */
   readonly restartGraceMs: number;
+  /** On a stop signal, how long it serves on with /readyz at 503 before it stops. */
+  readonly drainDelayMs: number;
   readonly logLevel: LogLevel;
   /** TLS of its gRPC side: calls to services (secure naming) and the registration. */
   readonly tls: TlsSettings | undefined;
@@ -184,6 +199,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     maxStreamedLists: values.maxStreamedLists,
     unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
     restartGraceMs: values.restartGraceMs,
+    drainDelayMs: values.drainDelayMs,
     logLevel: values.logLevel,
     tls: tlsSettings(values, 'gateway'),
     registryToken: values.registryToken,

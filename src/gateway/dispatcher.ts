@@ -33,6 +33,8 @@ export interface DispatcherOptions {
   maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
   isStopping(): boolean;
+  /** Whether every answer closes its connection (the gateway drains or stops). */
+  closesConnections(): boolean;
   answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
   answerError(exchange: Exchange, error: GatewayError): void;
   internalError(exchange: Exchange, error: unknown): void;
@@ -67,7 +69,7 @@ export class Dispatcher {
         exchange.retryable && !options.isStopping()
           ? options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
-      closeAfter: (exchange) => !exchange.bodyRead || options.isStopping(),
+      closeAfter: (exchange) => !exchange.bodyRead || options.closesConnections(),
       maxStreamedLists: options.maxStreamedLists,
       answerError: (exchange, error) => options.answerError(exchange, error),
     });

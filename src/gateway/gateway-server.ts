@@ -115,6 +115,12 @@ export interface GatewayOptions {
   unreadAnswerTimeoutMs?: number;
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s, 7 s at most. */
   stopGraceMs?: number;
+  /**
+   * How long drain() serves on with /readyz at 503 and every answer closing its connection, so that a
+   * load balancer that polls /readyz sends no more before the gateway stops taking connections.
+   * Default 0: drain() ends at once.
+   */
+  drainDelayMs?: number;
   /** gRPC keepalive of the channels to services and to the distributor. */
   keepalive?: KeepaliveOptions;
   /** Reconnection backoff of the registration with the distributor. */
@@ -146,6 +152,13 @@ export interface Gateway {
    * distributor: until the first snapshot every request is answered 503.
    */
   listen(host: string, port: number): Promise<number>;
+  /**
+   * For `drainDelayMs`, goes on serving every request as before while /readyz answers 503 (the
+   * gateway is stopping) and every answer says `Connection: close`, so that clients and a load
+   * balancer move to other gateways; then resolves. A stop() meanwhile ends it. Safe to call more
+   * than once.
+   */
+  drain(): Promise<void>;
   /**
    * Stops in order: no new connections, requests in flight finish (up to `stopGraceMs`, then their
    * connections are closed and their upstream calls cancelled), channels to services close, and the
@@ -244,7 +257,12 @@ class GatewayServer implements Gateway {
   #registration: RegistrationClient | undefined;
   #restartGrace: RestartGrace | undefined;
   #nextKey = 0;
-  #stopping = false;
+  /**
+   * Serving; draining: serving, but /readyz is 503 and answers close their connections (see drain());
+   * stopping: refusing new requests, the listener closed.
+   */
+  #phase: 'serving' | 'draining' | 'stopping' = 'serving';
+  #drained: { done: Promise<void>; end: () => void } | undefined;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
   #stopped: Promise<void> | undefined;
@@ -274,7 +292,7 @@ class GatewayServer implements Gateway {
           this.#table.match(method === 'HEAD' ? 'GET' : method, path)?.route.template.text,
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
-        stopping: () => this.#stopping,
+        stopping: () => this.#phase !== 'serving',
         unservedRouteReadyAfterMs: () => options.unservedRouteReadyAfterMs ?? UNSERVED_ROUTE_READY_AFTER_MS,
         restartGraceMs: () => this.#restartGraceMs,
         unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
@@ -320,7 +338,8 @@ class GatewayServer implements Gateway {
       ownTls: options.tls !== undefined,
       deadlineMs: this.#deadlineMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
-      isStopping: () => this.#stopping,
+      isStopping: () => this.#phase === 'stopping',
+      closesConnections: () => this.#phase !== 'serving',
       answer: (exchange, httpStatus, body, retryAfter) =>
         this.#answer(exchange, httpStatus, body, retryAfter),
       answerError: (exchange, error) => this.#answerError(exchange, error),
@@ -437,13 +456,35 @@ class GatewayServer implements Gateway {
     });
   }
 
+  drain(): Promise<void> {
+    if (this.#drained) return this.#drained.done;
+    const delayMs = this.#options.drainDelayMs ?? 0;
+    if (this.#phase !== 'serving' || delayMs <= 0) return Promise.resolve();
+    this.#phase = 'draining';
+    this.#log.info(
+      { event: 'draining', delayMs },
+      `draining: /readyz answers 503 and every answer closes its connection for ${delayMs} ms, then the gateway stops`,
+    );
+    let end: () => void = () => {};
+    const done = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      end = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#drained = { done, end };
+    return done;
+  }
+
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
     return this.#stopped;
   }
 
   async #stop(): Promise<void> {
-    this.#stopping = true;
+    this.#phase = 'stopping';
+    this.#drained?.end();
     if (this.#server.listening) {
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       // Idle connections go now; busy ones when their answer is sent (it says close).
@@ -650,7 +691,7 @@ class GatewayServer implements Gateway {
       const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
       headers.push('Content-Length', answer.body.length);
       pushRequestId(headers, telemetry.requestId);
-      if (hasBody || this.#stopping) headers.push('Connection', 'close');
+      if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
       response.end(method === 'HEAD' ? undefined : answer.body);
       return;
@@ -712,7 +753,7 @@ class GatewayServer implements Gateway {
       cutShort: undefined,
     };
     routed = exchange;
-    if (this.#stopping) {
+    if (this.#phase === 'stopping') {
       this.#answerError(exchange, gatewayErrors.stopping());
     } else if (idempotencyKey instanceof GatewayError) {
       this.#answerError(exchange, idempotencyKey);
@@ -798,7 +839,7 @@ class GatewayServer implements Gateway {
     if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
     const headers: (string | number)[] = ['Allow', allow.join(', '), 'Content-Length', 0];
     pushRequestId(headers, requestId);
-    if (hasBody || this.#stopping) headers.push('Connection', 'close');
+    if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
     response.writeHead(204, headers as unknown as string[]);
     response.end();
   }
@@ -973,7 +1014,7 @@ class GatewayServer implements Gateway {
     pushRequestId(headers, requestId);
     if (retryAfter) headers.push('Retry-After', this.#retryAfter);
     // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
-    if (close || this.#stopping) headers.push('Connection', 'close');
+    if (close || this.#phase !== 'serving') headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
     endInSlices(response, body);
   }

@@ -29,6 +29,7 @@ runMain(async (signals) => {
     maxStreamedLists: config.maxStreamedLists,
     unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs,
     restartGraceMs: config.restartGraceMs,
+    drainDelayMs: config.drainDelayMs,
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.registryToken ? { registryToken: config.registryToken } : {}),
     corsOrigins: config.corsOrigins,
@@ -59,10 +60,17 @@ runMain(async (signals) => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}, routing from the distributor at ${config.distributor}`,
   );
-  const stopAndExit = signals.stopOnSignals(log, () => {
+  let drainFirst = true;
+  const stopAndExit = signals.stopOnSignals(log, async () => {
+    // The drain is the operator's own time (--drain-delay-ms), for a load balancer to take the
+    // gateway out; the stop's own budget (the launcher's 10 s) begins after it.
+    if (drainFirst) await gateway.drain();
     const begunAt = performance.now();
     return gateway.stop().finally(() => stopTracing(log, begunAt));
   });
   // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
-  gateway.registration?.once('refused', () => stopAndExit(EXIT_CODES.refused, 'refused by the distributor'));
+  gateway.registration?.once('refused', () => {
+    drainFirst = false; // it never learned a route: nothing to take it out of
+    stopAndExit(EXIT_CODES.refused, 'refused by the distributor');
+  });
 }, GATEWAY_USAGE);

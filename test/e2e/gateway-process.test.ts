@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { http } from '../helpers/http.js';
 import { freePort, spawnComponent } from './support/processes.js';
 
 /** What the gateway's entry point sets up in its own process, beyond what its factory builds. */
@@ -61,5 +62,38 @@ describe('the gateway process', () => {
       setTimeout(() => socket.destroy(), 5_000).unref();
     });
     expect(answers).toContain('More than 1 requests in flight on one connection');
+  }, 60_000);
+
+  it('on SIGTERM with --drain-delay-ms, serves on with /readyz at 503 for that long, then stops and exits 0', async () => {
+    const distributor = createDistributorServer();
+    const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    cleanups.push(() => distributor.stop(100));
+    const port = await freePort();
+    const gateway = spawnComponent(
+      'src/gateway/main.ts',
+      [
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--distributor',
+        distributorAddress,
+        '--drain-delay-ms',
+        '1500',
+      ],
+      {},
+    );
+    cleanups.push(() => void gateway.child.kill('SIGKILL'));
+    await gateway.waitForLine(/listening on http/, 30_000);
+    expect((await http(port, 'GET', '/healthz')).status).toBe(200);
+    const signalledAt = Date.now();
+    gateway.child.kill('SIGTERM');
+    await gateway.waitForLine(/"event":"draining"/, 5_000);
+    const ready = await http(port, 'GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toContain('the gateway is stopping');
+    expect((await http(port, 'GET', '/healthz')).status).toBe(200);
+    expect(await gateway.exited()).toBe(0);
+    expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(1_400);
   }, 60_000);
 });

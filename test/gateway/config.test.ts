@@ -27,6 +27,7 @@ describe('loadGatewayConfig', () => {
       maxStreamedLists: 16,
       unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
+      drainDelayMs: 0,
       logLevel: 'info',
       corsOrigins: [],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
@@ -55,6 +56,7 @@ describe('loadGatewayConfig', () => {
       maxStreamedLists: 16,
       unreadAnswerTimeoutMs: 30_000,
       restartGraceMs: 7000,
+      drainDelayMs: 0,
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
@@ -95,6 +97,10 @@ describe('loadGatewayConfig', () => {
     // Past what a Node.js timer holds it would fire at once: a stop would not wait for anything.
     expect(() => loadGatewayConfig(['--deadline-ms', '3000000000'], {})).toThrow(
       '--deadline-ms: expected at most 3600000, got "3000000000"',
+    );
+    expect(loadGatewayConfig(['--drain-delay-ms', '15000'], {}).drainDelayMs).toBe(15_000);
+    expect(() => loadGatewayConfig([], { GATEWAY_DRAIN_DELAY_MS: '120001' })).toThrow(
+      /GATEWAY_DRAIN_DELAY_MS: expected at most 120000/,
     );
     expect(() => loadGatewayConfig([], { GATEWAY_RESTART_GRACE_MS: '3600001' })).toThrow(
       /GATEWAY_RESTART_GRACE_MS: expected at most 3600000/,

@@ -446,6 +446,45 @@ describe('gateway under hostile or unlucky clients', () => {
     expect(Date.now() - begun).toBeLessThan(1_000);
   });
 
+  it('drains before it stops: serves on, /readyz 503 and every answer closing its connection, then refuses', async () => {
+    const { gateway: started, port } = await gateway({ drainDelayMs: 600 });
+    const agent = oneConnection();
+    expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+    expect((await httpJson(port, 'GET', '/goods', undefined, agent)).headers.connection).not.toBe('close');
+
+    const begun = Date.now();
+    const draining = started.drain();
+    expect(started.drain()).toBe(draining);
+    const ready = await http(port, 'GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toContain('the gateway is stopping');
+    // Still served, on the kept connection and on a new one; each answer closes its connection.
+    for (let i = 0; i < 2; i++) {
+      const answer = await httpJson(port, 'GET', '/goods', undefined, agent);
+      expect(answer.status).toBe(200);
+      expect(answer.headers.connection).toBe('close');
+    }
+    const created = await httpJson(port, 'POST', '/goods', JSON.parse(GOODS));
+    expect(created.status).toBe(200);
+    expect(created.body).toMatch(/"errormessage":"success"/);
+    await draining;
+    expect(Date.now() - begun).toBeGreaterThanOrEqual(550);
+    await started.stop();
+    await expect(open(port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('a stop during the drain ends the drain at once, and one without a drain delay stops at once', async () => {
+    const { gateway: drained } = await gateway({ drainDelayMs: 60_000 });
+    const draining = drained.drain();
+    const begun = Date.now();
+    await drained.stop();
+    await draining;
+    expect(Date.now() - begun).toBeLessThan(2_000);
+    const { gateway: plain, port } = await gateway();
+    await plain.drain();
+    expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+  });
+
   it("a stop waits for a request in flight 7 s at most, whatever the deadline, to stay inside the launcher's 10 s with the trace flush", async () => {
     const slowDistributor = await startDistributor(perTest);
     let arrived = false;
