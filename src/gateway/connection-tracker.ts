@@ -23,8 +23,11 @@ export class Connection {
   firstRequestTimer: NodeJS.Timeout | undefined;
   /** The latest request received on it: a parser failure before it is complete is in its body. */
   latestRequest: IncomingMessage | undefined;
-  /** The request whose body is being read, and how to stop reading it. */
-  readingBody: { request: IncomingMessage; stop: AbortController } | undefined;
+  /**
+   * The request whose body is being read, its id (for the log line about a body the parser
+   * refuses), and how to stop reading it.
+   */
+  readingBody: { request: IncomingMessage; requestId: string | undefined; stop: AbortController } | undefined;
   /** Since when (ms) the socket has held more than it passes on, as first seen; undefined once it moves. */
   unreadSince: number | undefined;
   /** The bytes whose writes had completed when the socket was last seen holding too much. */

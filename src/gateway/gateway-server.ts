@@ -885,7 +885,7 @@ class GatewayServer implements Gateway {
     }
     // Stopped when the parser fails under it (see #onClientError): then the body never ends.
     const connection = this.#connections.of(request.socket);
-    const reading = { request, stop: new AbortController() };
+    const reading = { request, requestId: exchange.requestId, stop: new AbortController() };
     if (connection) connection.readingBody = reading;
     let body: Buffer;
     try {
@@ -1037,8 +1037,13 @@ class GatewayServer implements Gateway {
     closeAfterLinger(socket);
     const connection = this.#connections.of(socket);
     const reading = connection?.readingBody;
+    // A failure in the body of a request being read is about that request: its line names it.
+    const requestId = reading && !reading.request.complete ? reading.requestId : undefined;
     if (error.code === 'HPE_INVALID_EOF_STATE') {
-      this.#log.debug({ code: error.code }, 'the client closed its side in the middle of a request');
+      this.#log.debug(
+        { code: error.code, requestId },
+        'the client closed its side in the middle of a request',
+      );
       // The client closed its side in the middle of a request: it left, as a reset would say (499),
       // and is owed no answer to it. Answers to requests it completed before are still written.
       if (reading && !reading.request.complete) reading.stop.abort(new BodyAbortedError());
@@ -1047,7 +1052,7 @@ class GatewayServer implements Gateway {
       return;
     }
     const answer = clientErrorAnswer(error);
-    this.#log.debug({ code: error.code, status: answer.httpStatus }, answer.message);
+    this.#log.debug({ code: error.code, status: answer.httpStatus, requestId }, answer.message);
     if (reading && !reading.request.complete) reading.stop.abort(answer);
     // A failure in the body of a request already handed on is that request's, answered and counted
     // as it; else the parser refused a request before it was one.
