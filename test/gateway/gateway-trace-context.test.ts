@@ -19,7 +19,7 @@ import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../help
 import { sample } from '../helpers/prometheus.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 
-// A probe of the gateway's observability with tracing on in this process: the gateway and the
+// The gateway's observability with tracing on in this process: the gateway and the
 // services (in-memory goods, observed by the services' own ServerCallTelemetry) share one tracer
 // and export to a receiver here. Every span is named "gateway" by service: told apart by kind and name.
 
@@ -74,7 +74,7 @@ function goodsList(count: number): Goods[] {
   }));
 }
 
-describe('gateway observability probe (tracing on, in-process)', () => {
+describe('the gateway traced in-process: trace context, request ids, retries, pages and deadlines', () => {
   const closer = new Closer();
   let seen: Seen[];
   let serviceLog: CapturedLog;
@@ -168,7 +168,7 @@ describe('gateway observability probe (tracing on, in-process)', () => {
     return value === undefined ? undefined : String(value);
   };
 
-  describe('1. traceparent at the gateway', () => {
+  describe('traceparent at the gateway', () => {
     const cases: Array<[label: string, headers: Record<string, string | string[]>, continues: boolean]> = [
       ['version 00', { traceparent: TRACEPARENT }, true],
       ['version ff', { traceparent: `ff-${T}-${P}-01` }, false],
@@ -220,7 +220,7 @@ describe('gateway observability probe (tracing on, in-process)', () => {
     });
   });
 
-  describe('2. tracestate at the gateway', () => {
+  describe('tracestate at the gateway', () => {
     const m = (count: number) => Array.from({ length: count }, (_, index) => `k${index}=v`).join(',');
     const long = `x=${'y'.repeat(200)},z=1,${Array.from({ length: 12 }, (_, index) => `q${index}=${'w'.repeat(40)}`).join(',')}`;
     const cases: Array<
@@ -251,7 +251,7 @@ describe('gateway observability probe (tracing on, in-process)', () => {
     });
   });
 
-  describe('3. X-Request-Id', () => {
+  describe('X-Request-Id', () => {
     const cases: Array<[label: string, value: string | string[], kept: boolean]> = [
       ['valid', 'ok.id:1_2-3', true],
       ['128 characters', 'a'.repeat(128), true],
@@ -308,7 +308,7 @@ describe('gateway observability probe (tracing on, in-process)', () => {
     });
   });
 
-  it('4. a GET refused with UNAVAILABLE and retried on the other instance', async () => {
+  it('a GET refused with UNAVAILABLE and retried on the other instance', async () => {
     let failed = false;
     const port = await shop({
       instances: 2,
@@ -373,7 +373,7 @@ describe('gateway observability probe (tracing on, in-process)', () => {
     ).toBe(1);
   });
 
-  it('5. a list of three pages: every page carries the request id and trace context, a child of the HTTP span', async () => {
+  it('a list of three pages: every page carries the request id and trace context, a child of the HTTP span', async () => {
     const port = await shop({ goods: goodsList(2_500) });
     const id = 'paged-probe-1';
     const answer = await http(port, 'GET', '/goods', {
@@ -398,7 +398,7 @@ describe('gateway observability probe (tracing on, in-process)', () => {
     );
   });
 
-  it('6. a call past its deadline: the server span ends, failed; the client span says DEADLINE_EXCEEDED', async () => {
+  it('a call past its deadline: the server span ends, failed; the client span says DEADLINE_EXCEEDED', async () => {
     const port = await shop({ deadlineMs: 300, behave: () => true });
     const id = 'deadline-probe-1';
     const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': id } });
