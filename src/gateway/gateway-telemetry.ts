@@ -428,7 +428,12 @@ export class GatewayTelemetry {
       readiness: this.readiness(),
       metrics: this.#rates !== undefined,
       windowSeconds: window,
-      nodes: this.#nodes.describe(nowMs),
+      nodes: this.#nodes.describe(nowMs).map((node) => {
+        const since = node.state === 'gone' ? undefined : this.#view.unreachableSince(node.id);
+        return since === undefined
+          ? node
+          : { ...node, unreachableSeconds: Math.round((performance.now() - since) / 1000) };
+      }),
       routes,
     };
   }

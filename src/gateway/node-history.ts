@@ -19,6 +19,12 @@ export interface NodeStatus {
    * gateway's restart grace at most (see RestartGrace).
    */
   readonly kept?: true;
+  /**
+   * Listed, but this gateway has failed to connect to it (refused, or past the connect timeout), or
+   * passed it over after a health check it did not answer, for this many seconds: it gets no calls
+   * from here meanwhile, though the distributor lists it (a partition, a frozen process).
+   */
+  readonly unreachableSeconds?: number;
 }
 
 /** Options of {@link NodeHistory}. */

@@ -108,6 +108,10 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         row.dataset.kept = 'true';
         stateCell.appendChild(document.createTextNode(' kept: not registered again since the distributor restarted'));
       }
+      if (node.unreachableSeconds != null) {
+        row.dataset.unreachable = 'true';
+        stateCell.appendChild(document.createTextNode(' unreachable from this gateway for ' + age(node.unreachableSeconds) + ': passed over'));
+      }
       cell(row, node.address);
       cell(row, age(node.ageSeconds), 'number');
       cell(row, node.id);

@@ -132,4 +132,29 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     expect(problems).toEqual([]);
     await page.close();
   });
+
+  it('says which listed nodes this gateway cannot reach (the page fed a status as the gateway gives it then)', async () => {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(error.message));
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    status.nodes.push({
+      id: 'goods@127.0.0.1:2',
+      name: 'goods',
+      state: 'serving',
+      address: '127.0.0.1:2',
+      registeredAt: status.now,
+      ageSeconds: 30,
+      unreachableSeconds: 12,
+    });
+    await page.route('**/status.json', (route) => route.fulfill({ json: status }));
+    await page.goto(`http://127.0.0.1:${port}/status`);
+    const unreachable = page.locator('tr[data-node-id="goods@127.0.0.1:2"]');
+    await unreachable.and(page.locator('[data-unreachable="true"]')).waitFor({ timeout: 5_000 });
+    expect(await unreachable.locator('td').nth(1).textContent()).toBe(
+      'serving unreachable from this gateway for 12 s: passed over',
+    );
+    expect(problems).toEqual([]);
+    await page.close();
+  });
 });

@@ -5,6 +5,7 @@ import { RegistrationClient } from '../../src/registry-client/registration-clien
 import { http } from '../helpers/http.js';
 import { goodsNode } from '../helpers/nodes.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { startFakeGoods } from './support/fake-shop.js';
 
 /** A port on `host` where nothing listens: a connection to it is refused. */
 async function closedPort(host: string): Promise<number> {
@@ -44,6 +45,26 @@ describe('gateway readiness, an instance listed but out of reach', () => {
         },
         { timeout: 5_000, interval: 50 },
       );
+      // The status page says so of the node, which the distributor still lists as serving.
+      const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+      const listed = status.nodes.filter((node: { name: string }) => node.name === 'goods');
+      expect(listed).toEqual([
+        expect.objectContaining({ state: 'serving', unreachableSeconds: expect.any(Number) }),
+      ]);
     },
   );
+
+  it('says nothing of reachability on the status page for an instance it reaches', async () => {
+    const distributor = await startDistributor(closer);
+    const { gateway, port } = await startGateway(closer, distributor.address);
+    await startFakeGoods(closer, distributor.address, {}, []);
+    await waitForRoute(gateway, 'GET /goods', 1);
+    await vi.waitFor(async () => expect((await http(port, 'GET', '/readyz')).status).toBe(200), {
+      timeout: 5_000,
+    });
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    const goods = status.nodes.filter((node: { name: string }) => node.name === 'goods');
+    expect(goods).toEqual([expect.objectContaining({ state: 'serving' })]);
+    expect(goods[0]).not.toHaveProperty('unreachableSeconds');
+  });
 });
