@@ -1,49 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { httpJson } from '../helpers/http.js';
-import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
-
-/**
- * A TCP proxy in front of the distributor whose connections a test can cut while it keeps
- * listening: every node loses the distributor at once (a frozen distributor thawed, a network blip
- * at its host), and the same distributor instance, still running, sees every stream end.
- */
-async function startBlipProxy(
-  closer: Closer,
-  targetPort: number,
-): Promise<{ address: string; blip(): void }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((incoming) => {
-    const outgoing = connect(targetPort, '127.0.0.1');
-    for (const socket of [incoming, outgoing]) {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        sockets.delete(socket);
-        incoming.destroy();
-        outgoing.destroy();
-      });
-    }
-    incoming.pipe(outgoing).pipe(incoming);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closer.add(server, () => {
-    server.close();
-    for (const socket of sockets) socket.destroy();
-  });
-  const address = server.address();
-  return {
-    address: `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
-    blip: () => {
-      for (const socket of sockets) socket.destroy();
-    },
-  };
-}
+import {
+  Closer,
+  startCuttableProxy,
+  startDistributor,
+  startGateway,
+  waitForRoute,
+} from './support/cluster.js';
 
 describe('gateway through a blip of every connection to the distributor', () => {
   const closer = new Closer();
@@ -53,8 +21,9 @@ describe('gateway through a blip of every connection to the distributor', () => 
 
   it('keeps routing to the instances not registered again yet: no 503', async () => {
     const distributor = await startDistributor(closer);
-    const port = Number(distributor.address.split(':')[1]);
-    const proxy = await startBlipProxy(closer, port);
+    // Every node loses the distributor at once (a frozen distributor thawed, a network blip at its
+    // host), and the same distributor instance, still running, sees every stream end.
+    const proxy = await startCuttableProxy(closer, distributor.address);
     // goods registers again 0.75 to 1.5 s after losing the distributor, well after the gateway.
     const goods = await startService(
       goodsService,

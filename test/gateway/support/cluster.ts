@@ -132,11 +132,15 @@ export async function startService(closer: Closer, options: TestServiceOptions):
   return service;
 }
 
-/** A TCP proxy to a host:port that a test can cut, to lose a peer without it saying goodbye. */
+/**
+ * A TCP proxy to a host:port that a test can cut, to lose a peer without it saying goodbye: `cut`
+ * for good, or `blip` every connection of the moment while it keeps listening (every client loses
+ * the target at once, as at a network blip or a frozen process thawed, and may connect again).
+ */
 export async function startCuttableProxy(
   closer: Closer,
   target: string,
-): Promise<{ address: string; cut(): void }> {
+): Promise<{ address: string; cut(): void; blip(): void }> {
   const { createServer, connect } = await import('node:net');
   const [host, port] = [
     target.slice(0, target.lastIndexOf(':')),
@@ -163,5 +167,11 @@ export async function startCuttableProxy(
   };
   closer.add(server, cut);
   const address = server.address();
-  return { address: `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`, cut };
+  return {
+    address: `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+    cut,
+    blip: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
 }
