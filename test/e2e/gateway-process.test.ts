@@ -11,17 +11,24 @@ describe('the gateway process', () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
-  it("replaces Node 20's AsyncResource.prototype.bind before it opens any stream", async () => {
+  /** A distributor in this process and the gateway as a process routing from it, listening. */
+  async function startGatewayProcess(args: string[], env: NodeJS.ProcessEnv = {}) {
     const distributor = createDistributorServer();
     const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
     cleanups.push(() => distributor.stop(100));
+    const port = await freePort();
     const gateway = spawnComponent(
       'src/gateway/main.ts',
-      ['--host', '127.0.0.1', '--port', String(await freePort()), '--distributor', distributorAddress],
-      { LOG_LEVEL: 'debug' },
+      ['--host', '127.0.0.1', '--port', String(port), '--distributor', distributorAddress, ...args],
+      env,
     );
     cleanups.push(() => void gateway.child.kill('SIGKILL'));
     await gateway.waitForLine(/listening on http/, 30_000);
+    return { gateway, port };
+  }
+
+  it("replaces Node 20's AsyncResource.prototype.bind before it opens any stream", async () => {
+    const { gateway } = await startGatewayProcess([], { LOG_LEVEL: 'debug' });
     const replaced = gateway.lines.findIndex((line) =>
       line.includes('AsyncResource.prototype.bind replaced'),
     );
@@ -30,26 +37,7 @@ describe('the gateway process', () => {
   }, 60_000);
 
   it('takes its bounds from the command line (--max-pipelined here)', async () => {
-    const distributor = createDistributorServer();
-    const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
-    cleanups.push(() => distributor.stop(100));
-    const port = await freePort();
-    const gateway = spawnComponent(
-      'src/gateway/main.ts',
-      [
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--distributor',
-        distributorAddress,
-        '--max-pipelined',
-        '1',
-      ],
-      {},
-    );
-    cleanups.push(() => void gateway.child.kill('SIGKILL'));
-    await gateway.waitForLine(/listening on http/, 30_000);
+    const { port } = await startGatewayProcess(['--max-pipelined', '1']);
     const answers = await new Promise<string>((resolve, reject) => {
       const socket = connect(port, '127.0.0.1');
       let text = '';
@@ -65,26 +53,7 @@ describe('the gateway process', () => {
   }, 60_000);
 
   it('on SIGTERM with --drain-delay-ms, serves on with /readyz at 503 for that long, then stops and exits 0', async () => {
-    const distributor = createDistributorServer();
-    const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
-    cleanups.push(() => distributor.stop(100));
-    const port = await freePort();
-    const gateway = spawnComponent(
-      'src/gateway/main.ts',
-      [
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--distributor',
-        distributorAddress,
-        '--drain-delay-ms',
-        '1500',
-      ],
-      {},
-    );
-    cleanups.push(() => void gateway.child.kill('SIGKILL'));
-    await gateway.waitForLine(/listening on http/, 30_000);
+    const { gateway, port } = await startGatewayProcess(['--drain-delay-ms', '1500']);
     expect((await http(port, 'GET', '/healthz')).status).toBe(200);
     const signalledAt = Date.now();
     gateway.child.kill('SIGTERM');
