@@ -55,10 +55,11 @@ export class Connection {
 
   /**
    * Whether the request that was the `turn`th on this connection (its `started` when it came) may
-   * be worked on now: fewer than {@link WORKED_AT_ONCE} requests before it are still in flight.
+   * be worked on now: fewer than `atOnce` ({@link WORKED_AT_ONCE}) requests before it are still in
+   * flight.
    */
-  mayStart(turn: number): boolean {
-    return this.#ahead(turn) < WORKED_AT_ONCE;
+  mayStart(turn: number, atOnce = WORKED_AT_ONCE): boolean {
+    return this.#ahead(turn) < atOnce;
   }
 
   /**

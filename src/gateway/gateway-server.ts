@@ -24,7 +24,7 @@ import {
   unsupportedTransferCoding,
 } from './body-reader.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
-import { type Connection, ConnectionTracker } from './connection-tracker.js';
+import { type Connection, ConnectionTracker, WORKED_AT_ONCE } from './connection-tracker.js';
 import { allowedMethods, Cors } from './cors.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
@@ -778,7 +778,11 @@ class GatewayServer implements Gateway {
     connection: Connection | undefined,
     turn: number,
   ): void {
-    if (connection === undefined || connection.mayStart(turn)) {
+    // Draining or stopping, the answer before it closes the connection: worked on beside that one,
+    // a pipelined write would be done and its answer never sent. It waits, and then finds the
+    // connection closing, which tells the client it was not processed (RFC 9112, section 9.6).
+    const atOnce = this.#phase === 'serving' ? WORKED_AT_ONCE : 1;
+    if (connection === undefined || connection.mayStart(turn, atOnce)) {
       this.#dispatch(exchange, input);
       return;
     }

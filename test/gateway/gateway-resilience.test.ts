@@ -473,6 +473,20 @@ describe('gateway under hostile or unlucky clients', () => {
     await expect(open(port)).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('draining, works on no request pipelined behind one whose answer closes the connection: a write is not done unanswered', async () => {
+    const { gateway: started, port } = await gateway({ drainDelayMs: 60_000 });
+    void started.drain();
+    const calls = goods.calls.CreateGoods ?? 0;
+    const answers = await raw(
+      port,
+      'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n' +
+        `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+    );
+    expect([...answers.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1])).toEqual(['200']);
+    expect(answers).toMatch(/\r\nConnection: close\r\n/i);
+    expect(goods.calls.CreateGoods ?? 0).toBe(calls);
+  });
+
   it('a stop during the drain ends the drain at once, and one without a drain delay stops at once', async () => {
     const { gateway: drained } = await gateway({ drainDelayMs: 60_000 });
     const draining = drained.drain();
