@@ -61,6 +61,8 @@ export class ProcessSignals {
   #pending: NodeJS.Signals | undefined;
   #stopThenExit: ((exitCode: number, fields: Record<string, unknown>) => void) | undefined;
   #log: Logger | undefined;
+  /** What a second signal may cut short instead of exiting (see stopOnSignals), until it has. */
+  #hurry: (() => boolean) | undefined;
 
   constructor() {
     const onSignal = (signal: NodeJS.Signals): void => this.#onSignal(signal);
@@ -82,8 +84,13 @@ export class ProcessSignals {
    * signal kept from the start begins the stop now. An unexpected error is a bug: it is logged and
    * the process exits with 1 rather than running on in an unknown state. Returns the same orderly
    * stop for the process's own fatal conditions, with the exit code they call for.
+   *
+   * `hurry`, if given, is asked first on a second signal: it cuts short a wait of the stop's own
+   * choosing (the gateway's drain) and says whether there was one; the stop then goes on in order,
+   * and only a signal after that exits at once.
    */
-  stopOnSignals(log: Logger, stop: () => Promise<void>): StopAndExit {
+  stopOnSignals(log: Logger, stop: () => Promise<void>, hurry?: () => boolean): StopAndExit {
+    this.#hurry = hurry;
     const stopThenExit = (exitCode: number, fields: Record<string, unknown>): void => {
       this.#stopping = true;
       log[exitCode === EXIT_CODES.stopped ? 'info' : 'error'](fields, 'stopping');
@@ -120,6 +127,14 @@ export class ProcessSignals {
     const now = performance.now();
     if (this.#stopping || this.#pending !== undefined) {
       if (this.#firstSignalAt !== undefined && now - this.#firstSignalAt < REPEATED_SIGNAL_MS) return;
+      const hurry = this.#hurry;
+      this.#hurry = undefined;
+      if (this.#stopping && hurry?.()) {
+        // Counted as the first again: the two copies of one Ctrl-C must not exit.
+        this.#firstSignalAt = now;
+        this.#log?.warn({ signal }, 'second signal: the drain ends now, the stop goes on in order');
+        return;
+      }
       if (this.#log) this.#log.warn({ signal }, 'second signal: exiting now');
       // No logger yet during the start: the launcher shows stderr as the component's own lines.
       else process.stderr.write(`${signal}: second signal during the start, exiting now\n`);

@@ -104,7 +104,7 @@ export const GATEWAY_SETTINGS = {
     flag: 'drain-delay-ms',
     env: 'GATEWAY_DRAIN_DELAY_MS',
     default: '0',
-    help: "on a stop signal, how long the gateway goes on serving with /readyz at 503 and every answer closing its connection, before it stops taking connections, in ms: set it above your load balancer's time to notice (its health check interval times the failures it waits for); 0: stops at once",
+    help: "on a stop signal, how long the gateway goes on serving with /readyz at 503 and every routed answer closing its connection, before it stops taking connections, in ms: set it above your load balancer's time to notice (its health check interval times the failures it waits for); 0: stops at once",
     parse: (value, source) => parseWholeNumber(value, source, 0, MAX_DRAIN_DELAY_MS),
   }),
   httpsCert: optionalSetting({

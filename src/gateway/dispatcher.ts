@@ -33,7 +33,7 @@ export interface DispatcherOptions {
   maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
   isStopping(): boolean;
-  /** Whether every answer closes its connection (the gateway drains or stops). */
+  /** Whether every routed answer closes its connection (the gateway drains or stops). */
   closesConnections(): boolean;
   answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
   answerError(exchange: Exchange, error: GatewayError): void;

@@ -116,7 +116,7 @@ export interface GatewayOptions {
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s, 7 s at most. */
   stopGraceMs?: number;
   /**
-   * How long drain() serves on with /readyz at 503 and every answer closing its connection, so that a
+   * How long drain() serves on with /readyz at 503 and every routed answer closing its connection, so that a
    * load balancer that polls /readyz sends no more before the gateway stops taking connections.
    * Default 0: drain() ends at once.
    */
@@ -154,11 +154,13 @@ export interface Gateway {
   listen(host: string, port: number): Promise<number>;
   /**
    * For `drainDelayMs`, goes on serving every request as before while /readyz answers 503 (the
-   * gateway is stopping) and every answer says `Connection: close`, so that clients and a load
+   * gateway is stopping) and every answer to a routed request says `Connection: close`, so that clients and a load
    * balancer move to other gateways; then resolves. A stop() meanwhile ends it. Safe to call more
    * than once.
    */
   drain(): Promise<void>;
+  /** Ends a drain in progress at once, so that the stop goes on; false when there is none. */
+  endDrain(): boolean;
   /**
    * Stops in order: no new connections, requests in flight finish (up to `stopGraceMs`, then their
    * connections are closed and their upstream calls cancelled), channels to services close, and the
@@ -463,7 +465,7 @@ class GatewayServer implements Gateway {
     this.#phase = 'draining';
     this.#log.info(
       { event: 'draining', delayMs },
-      `draining: /readyz answers 503 and every answer closes its connection for ${delayMs} ms, then the gateway stops`,
+      `draining: /readyz answers 503 and every routed answer closes its connection for ${delayMs} ms, then the gateway stops`,
     );
     let end: () => void = () => {};
     const done = new Promise<void>((resolve) => {
@@ -475,6 +477,12 @@ class GatewayServer implements Gateway {
     });
     this.#drained = { done, end };
     return done;
+  }
+
+  endDrain(): boolean {
+    if (this.#phase !== 'draining' || this.#drained === undefined) return false;
+    this.#drained.end();
+    return true;
   }
 
   stop(): Promise<void> {

@@ -4,7 +4,7 @@ import { logGrpcThrough } from '../common/grpc-logging.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
-import { runMain } from '../common/process-lifecycle.js';
+import { runMain, SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import { settingName } from '../common/settings.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_SETTINGS, GATEWAY_USAGE, loadGatewayConfig } from './config.js';
@@ -60,17 +60,33 @@ runMain(async (signals) => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}, routing from the distributor at ${config.distributor}`,
   );
+  // Under npm start the launcher kills a component 10 s after its SIGTERM, drain included, and it
+  // has no load balancer in front to drain from.
+  const supervised = process.env[SUPERVISED_ENV] === '1';
+  if (supervised && config.drainDelayMs > 0) {
+    log.warn(
+      { event: 'drain-under-launcher', drainDelayMs: config.drainDelayMs },
+      `${settingName(GATEWAY_SETTINGS.drainDelayMs)} is ${config.drainDelayMs} ms under npm start, whose launcher kills a component 10 s after asking it to stop, drain included: it is meant for a gateway behind a load balancer`,
+    );
+  }
   let drainFirst = true;
-  const stopAndExit = signals.stopOnSignals(log, async () => {
-    // The drain is the operator's own time (--drain-delay-ms), for a load balancer to take the
-    // gateway out; the stop's own budget (the launcher's 10 s) begins after it.
-    if (drainFirst) await gateway.drain();
-    const begunAt = performance.now();
-    return gateway.stop().finally(() => stopTracing(log, begunAt));
-  });
-  // Without a registration the gateway learns no routes: a refusal for good stops it, with exit code 3.
+  const stopAndExit = signals.stopOnSignals(
+    log,
+    async () => {
+      const signalledAt = performance.now();
+      // The drain is the operator's own time (--drain-delay-ms), for a load balancer to take the
+      // gateway out. The steps after it get their budget from then on, but under the launcher,
+      // whose 10 s began at its signal.
+      if (drainFirst) await gateway.drain();
+      const begunAt = supervised ? signalledAt : performance.now();
+      return gateway.stop().finally(() => stopTracing(log, begunAt));
+    },
+    () => gateway.endDrain(),
+  );
+  // A refusal for good stops it, with exit code 3: drained first if it was serving routes (a token
+  // rotated under a gateway behind a load balancer), at once if it never learned any.
   gateway.registration?.once('refused', () => {
-    drainFirst = false; // it never learned a route: nothing to take it out of
+    if (gateway.revision === undefined) drainFirst = false;
     stopAndExit(EXIT_CODES.refused, 'refused by the distributor');
   });
 }, GATEWAY_USAGE);

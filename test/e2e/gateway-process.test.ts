@@ -65,4 +65,18 @@ describe('the gateway process', () => {
     expect(await gateway.exited()).toBe(0);
     expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(1_400);
   }, 60_000);
+
+  it('a second signal during a long drain ends the drain, and the stop goes on in order to exit 0', async () => {
+    const { gateway, port } = await startGatewayProcess(['--drain-delay-ms', '60000']);
+    gateway.child.kill('SIGTERM');
+    await gateway.waitForLine(/"event":"draining"/, 5_000);
+    expect((await http(port, 'GET', '/readyz')).status).toBe(503);
+    // More than a second after the first: within it, the two copies of one Ctrl-C count as one.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const secondAt = Date.now();
+    gateway.child.kill('SIGTERM');
+    expect(await gateway.exited()).toBe(0);
+    expect(Date.now() - secondAt).toBeLessThan(5_000);
+    expect(gateway.lines.some((line) => line.includes('the drain ends now'))).toBe(true);
+  }, 60_000);
 });
