@@ -63,7 +63,7 @@ type Labels<Label extends string, Optional extends string = never> = Readonly<
   Record<Label, string> & Partial<Record<Optional, string>>
 >;
 
-/** A label left out, in a series' key: no label value can hold it (Prometheus text is UTF-8). */
+/** A label left out, in a series' key: a noncharacter, which no label value of the shop's holds. */
 const LEFT_OUT = '\uFFFF';
 
 /** What prom-client's registry reads of a metric when it is scraped. */

@@ -300,10 +300,8 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
       socket.write('GET /goods HTTP/1.1\r\nHost: x\r\nX-Request-Id: a\u0001b\r\nConnection: close\r\n\r\n');
       await vi.waitFor(() => expect(answer).toContain('\r\n\r\n'));
       socket.destroy();
-      // Node's parser refuses it before it is a request (400), or the id is replaced.
-      const statusLine = answer.slice(0, answer.indexOf('\r\n'));
-      if (statusLine.includes(' 200 ')) expect(answer).toMatch(/x-request-id: [0-9a-f-]{36}/i);
-      else expect(statusLine).toContain(' 400 ');
+      // Node's parser refuses it before it is a request.
+      expect(answer.slice(0, answer.indexOf('\r\n'))).toContain(' 400 ');
       expect(JSON.stringify([...gatewayLog.lines, ...serviceLog.lines])).not.toContain('a\\u0001b');
     });
   });

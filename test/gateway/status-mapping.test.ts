@@ -114,6 +114,13 @@ describe('cutAfterSent', () => {
       cutAfterSent(status.INTERNAL, 'Received RST_STREAM with code 2 triggered by internal client error'),
     ).toBe(true);
     expect(cutAfterSent(status.CANCELLED, 'Call cancelled')).toBe(true);
+    // A stream of a connection that was reset or timed out under it (an instance killed mid-call).
+    expect(cutAfterSent(status.UNAVAILABLE, 'read ECONNRESET')).toBe(true);
+    expect(cutAfterSent(status.UNAVAILABLE, 'write ETIMEDOUT')).toBe(true);
+    // A connection never made: nothing was sent.
+    expect(cutAfterSent(status.UNAVAILABLE, 'No connection established. Last error: read ECONNRESET')).toBe(
+      false,
+    );
     expect(cutAfterSent(status.UNAVAILABLE, 'Stream refused by server')).toBe(false);
     expect(
       cutAfterSent(status.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED'),
