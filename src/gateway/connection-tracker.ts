@@ -15,6 +15,8 @@ export class Connection {
   inFlight = 0;
   /** Requests received on it: the latest one's turn (see mayStart). */
   started = 0;
+  /** The turn of the latest request handed to a service: a later answer than this one's may close. */
+  lastDispatched = 0;
   /** Answers queued behind others, not yet on the socket (see track). */
   readonly #queued = new Set<ServerResponse>();
   /** Requests received and waiting for their turn (see waitTurn), the earliest turn first. */

@@ -33,8 +33,8 @@ export interface DispatcherOptions {
   maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
   isStopping(): boolean;
-  /** Whether every routed answer closes its connection (the gateway drains or stops). */
-  closesConnections(): boolean;
+  /** Whether the answer to this exchange closes its connection (see the gateway's #closesAfter). */
+  closesAfter(exchange: Exchange): boolean;
   answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
   answerError(exchange: Exchange, error: GatewayError): void;
   internalError(exchange: Exchange, error: unknown): void;
@@ -69,7 +69,7 @@ export class Dispatcher {
         exchange.retryable && !options.isStopping()
           ? options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
-      closeAfter: (exchange) => !exchange.bodyRead || options.closesConnections(),
+      closeAfter: (exchange) => options.closesAfter(exchange),
       maxStreamedLists: options.maxStreamedLists,
       answerError: (exchange, error) => options.answerError(exchange, error),
     });

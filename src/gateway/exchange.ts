@@ -12,6 +12,8 @@ export interface Exchange {
   /** The query string, after the "?". */
   readonly query: string;
   readonly key: number;
+  /** Its place among its connection's requests (see Connection.started); 0 without one. */
+  readonly turn: number;
   /** When its upstream call must end (ms since the epoch): set again when the call waited its turn. */
   deadline: number;
   readonly retryable: boolean;

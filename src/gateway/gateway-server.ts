@@ -341,7 +341,7 @@ class GatewayServer implements Gateway {
       deadlineMs: this.#deadlineMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#phase === 'stopping',
-      closesConnections: () => this.#phase !== 'serving',
+      closesAfter: (exchange) => this.#closesAfter(exchange),
       answer: (exchange, httpStatus, body, retryAfter) =>
         this.#answer(exchange, httpStatus, body, retryAfter),
       answerError: (exchange, error) => this.#answerError(exchange, error),
@@ -748,6 +748,7 @@ class GatewayServer implements Gateway {
       pathValues: match.pathValues,
       query: queryStart < 0 ? '' : url.slice(queryStart + 1),
       key: this.#nextKey++,
+      turn,
       deadline: Date.now() + this.#deadlineMs,
       retryable: keyed || RETRYABLE_METHODS.has(method),
       idempotent: RETRYABLE_METHODS.has(method),
@@ -791,6 +792,7 @@ class GatewayServer implements Gateway {
     // connection closing, which tells the client it was not processed (RFC 9112, section 9.6).
     const atOnce = this.#phase === 'serving' ? WORKED_AT_ONCE : 1;
     if (connection === undefined || connection.mayStart(turn, atOnce)) {
+      if (connection) connection.lastDispatched = Math.max(connection.lastDispatched, turn);
       this.#dispatch(exchange, input);
       return;
     }
@@ -800,6 +802,7 @@ class GatewayServer implements Gateway {
       const { socket } = exchange.request;
       if (exchange.gone || socket.destroyed || socket.writableEnded) return;
       exchange.deadline = Date.now() + this.#deadlineMs;
+      connection.lastDispatched = Math.max(connection.lastDispatched, turn);
       this.#dispatch(exchange, input);
     });
   }
@@ -973,7 +976,19 @@ class GatewayServer implements Gateway {
   }
 
   #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void {
-    this.#write(exchange.response, httpStatus, body, retryAfter, !exchange.bodyRead, exchange.requestId);
+    this.#write(exchange.response, httpStatus, body, retryAfter, this.#closesAfter(exchange), exchange.requestId);
+  }
+
+  /**
+   * Whether the answer to a routed request closes its connection: its body was left unread, or the
+   * gateway drains or stops, unless a request pipelined behind it on the connection is already with
+   * a service (a close now would drop that one's answer, its work done): the last one closes then.
+   */
+  #closesAfter(exchange: Exchange): boolean {
+    if (!exchange.bodyRead) return true;
+    if (this.#phase === 'serving') return false;
+    const connection = this.#connections.of(exchange.request.socket);
+    return connection === undefined || connection.lastDispatched <= exchange.turn;
   }
 
   /**
@@ -1001,13 +1016,14 @@ class GatewayServer implements Gateway {
       { method: request.method, url: request.url, status: error.httpStatus, requestId },
       error.message,
     );
-    // Its body, if any, is not read: the connection is closed rather than drained.
+    // Its body, if any, is not read: the connection is closed rather than drained (and so it is
+    // while the gateway drains or stops).
     this.#write(
       response,
       error.httpStatus,
       errorBody(key, error.message),
       error.options.retryAfter === true,
-      hasBody,
+      hasBody || this.#phase !== 'serving',
       requestId,
     );
   }
@@ -1025,8 +1041,7 @@ class GatewayServer implements Gateway {
     const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
     pushRequestId(headers, requestId);
     if (retryAfter) headers.push('Retry-After', this.#retryAfter);
-    // Closing: a body left unread (never drained on the gateway's time), or the gateway stopping.
-    if (close || this.#phase !== 'serving') headers.push('Connection', 'close');
+    if (close) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
     endInSlices(response, body);
   }

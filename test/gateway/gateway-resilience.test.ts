@@ -487,6 +487,41 @@ describe('gateway under hostile or unlucky clients', () => {
     expect(goods.calls.CreateGoods ?? 0).toBe(calls);
   });
 
+  it('a drain that begins while two pipelined requests are with a service answers both: the last one closes', async () => {
+    const slowDistributor = await startDistributor(perTest);
+    const held: (() => void)[] = [];
+    const slowGoods = await startFakeGoods(
+      perTest,
+      slowDistributor.address,
+      { onCall: () => new Promise<void>((resolve) => held.push(resolve)) },
+      [ROW],
+    );
+    const { gateway: started, port } = await startGateway(perTest, slowDistributor.address, {
+      drainDelayMs: 60_000,
+    });
+    await waitForRoute(started, 'GET /goods', 1);
+    const socket = await open(port);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+    });
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(
+      'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n' +
+        `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+    );
+    // Both are with goods (two are worked on at once) when the drain begins.
+    await vi.waitFor(() => expect(held).toHaveLength(2));
+    void started.drain();
+    for (const release of held) release();
+    await closed;
+    const answers = received.split('HTTP/1.1 ').slice(1);
+    expect(answers.map((answer) => answer.slice(0, 3))).toEqual(['200', '200']);
+    expect(answers.map((answer) => /\r\nConnection: close\r\n/i.test(answer))).toEqual([false, true]);
+    expect(received).toMatch(/"errormessage":"success"\}$/);
+    expect(slowGoods.calls.CreateGoods).toBe(1);
+  });
+
   it('a stop during the drain ends the drain at once, and one without a drain delay stops at once', async () => {
     const { gateway: drained } = await gateway({ drainDelayMs: 60_000 });
     const draining = drained.drain();
