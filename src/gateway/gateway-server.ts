@@ -976,7 +976,14 @@ class GatewayServer implements Gateway {
   }
 
   #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void {
-    this.#write(exchange.response, httpStatus, body, retryAfter, this.#closesAfter(exchange), exchange.requestId);
+    this.#write(
+      exchange.response,
+      httpStatus,
+      body,
+      retryAfter,
+      this.#closesAfter(exchange),
+      exchange.requestId,
+    );
   }
 
   /**
