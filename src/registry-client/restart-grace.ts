@@ -69,8 +69,13 @@ export class RestartGrace {
           : snapshot.revision < previous.revision));
     this.#reconnecting = false;
     this.#latest = snapshot;
-    if (restarted && !this.#kept && this.#graceMs > 0) {
-      this.#kept = new Map(previous.nodes.map((node) => [addressKey(node), node]));
+    if (restarted && this.#graceMs > 0) {
+      // Another restart or lost stream during a grace: the nodes kept still are, those that came
+      // back or joined since are kept as well, and the grace starts again for them all.
+      const kept = this.#kept ?? new Map<string, Node>();
+      for (const node of previous.nodes) kept.set(addressKey(node), node);
+      this.#kept = kept;
+      clearTimeout(this.#timer);
       this.#timer = setTimeout(() => this.#settle('grace period over'), this.#graceMs);
       this.#timer.unref();
     }

@@ -109,6 +109,25 @@ describe('RestartGrace', () => {
     expect(names(applied.at(-1)!)).toEqual([]);
   });
 
+  it('a second lost stream during a grace keeps the nodes seen since as well, and starts the grace again', () => {
+    grace.snapshot(snapshot(1, node('goods', 1), node('members', 2)));
+    grace.disconnected();
+    grace.snapshot(snapshot(2, node('goods', 1)));
+    expect(kept.at(-1)).toEqual(['members:2']);
+    // purchases joins; 2 s into the grace, every stream is lost again and comes back with goods alone.
+    grace.snapshot(snapshot(3, node('goods', 1), node('purchases', 3)));
+    vi.advanceTimersByTime(2_000);
+    grace.disconnected();
+    grace.snapshot(snapshot(4, node('goods', 1)));
+    expect(names(applied.at(-1)!)).toEqual(['goods:1', 'members:2', 'purchases:3']);
+    expect(kept.at(-1)!.sort()).toEqual(['members:2', 'purchases:3']);
+    // The first grace would have ended 1 s later: the second runs its own 3 s.
+    vi.advanceTimersByTime(2_000);
+    expect(names(applied.at(-1)!)).toEqual(['goods:1', 'members:2', 'purchases:3']);
+    vi.advanceTimersByTime(1_000);
+    expect(names(applied.at(-1)!)).toEqual(['goods:1']);
+  });
+
   it('does nothing with a grace of 0', () => {
     const none = new RestartGrace({ graceMs: 0, apply: (next) => applied.push(next) });
     none.snapshot(snapshot(5, node('goods', 1)));
