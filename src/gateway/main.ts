@@ -17,6 +17,15 @@ runMain(async (signals) => {
   // Every upstream call opens an HTTP/2 stream, which Node 20 binds at a needless cost (see the module).
   if (useLeanAsyncResourceBind())
     log.debug("AsyncResource.prototype.bind replaced by one without DEP0172's accessor");
+  // Under npm start the launcher kills a component 10 s after its SIGTERM, drain included, and it
+  // has no load balancer in front to drain from.
+  const supervised = process.env[SUPERVISED_ENV] === '1';
+  if (supervised && config.drainDelayMs > 0) {
+    log.warn(
+      { event: 'drain-under-launcher', drainDelayMs: config.drainDelayMs },
+      `${settingName(GATEWAY_SETTINGS.drainDelayMs)} is ${config.drainDelayMs} ms under npm start, whose launcher kills a component 10 s after asking it to stop, drain included: it is meant for a gateway behind a load balancer`,
+    );
+  }
   await startTracing('gateway');
   const gateway = createGateway({
     distributor: config.distributor,
@@ -60,15 +69,6 @@ runMain(async (signals) => {
     { host: config.host, port, distributor: config.distributor },
     `listening on ${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}, routing from the distributor at ${config.distributor}`,
   );
-  // Under npm start the launcher kills a component 10 s after its SIGTERM, drain included, and it
-  // has no load balancer in front to drain from.
-  const supervised = process.env[SUPERVISED_ENV] === '1';
-  if (supervised && config.drainDelayMs > 0) {
-    log.warn(
-      { event: 'drain-under-launcher', drainDelayMs: config.drainDelayMs },
-      `${settingName(GATEWAY_SETTINGS.drainDelayMs)} is ${config.drainDelayMs} ms under npm start, whose launcher kills a component 10 s after asking it to stop, drain included: it is meant for a gateway behind a load balancer`,
-    );
-  }
   let drainFirst = true;
   const stopAndExit = signals.stopOnSignals(
     log,

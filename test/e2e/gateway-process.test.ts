@@ -1,8 +1,9 @@
 import { connect } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { SUPERVISED_ENV } from '../../src/common/process-lifecycle.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { http } from '../helpers/http.js';
-import { freePort, spawnComponent } from './support/processes.js';
+import { freePort, type SpawnOptions, spawnComponent } from './support/processes.js';
 
 /** What the gateway's entry point sets up in its own process, beyond what its factory builds. */
 describe('the gateway process', () => {
@@ -12,7 +13,11 @@ describe('the gateway process', () => {
   });
 
   /** A distributor in this process and the gateway as a process routing from it, listening. */
-  async function startGatewayProcess(args: string[], env: NodeJS.ProcessEnv = {}) {
+  async function startGatewayProcess(
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    options: SpawnOptions = {},
+  ) {
     const distributor = createDistributorServer();
     const distributorAddress = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
     cleanups.push(() => distributor.stop(100));
@@ -21,6 +26,7 @@ describe('the gateway process', () => {
       'src/gateway/main.ts',
       ['--host', '127.0.0.1', '--port', String(port), '--distributor', distributorAddress, ...args],
       env,
+      options,
     );
     cleanups.push(() => void gateway.child.kill('SIGKILL'));
     await gateway.waitForLine(/listening on http/, 30_000);
@@ -78,5 +84,17 @@ describe('the gateway process', () => {
     expect(await gateway.exited()).toBe(0);
     expect(Date.now() - secondAt).toBeLessThan(5_000);
     expect(gateway.lines.some((line) => line.includes('the drain ends now'))).toBe(true);
+  }, 60_000);
+
+  it("under the launcher, warns at start of a drain delay, which the launcher's 10 s would include", async () => {
+    const { gateway } = await startGatewayProcess(
+      ['--drain-delay-ms', '5000'],
+      { [SUPERVISED_ENV]: '1' },
+      { stdinOpen: true },
+    );
+    await gateway.waitForLine(/"event":"drain-under-launcher"/, 5_000);
+    // Alone, it does not (the warning comes before the listening line).
+    const { gateway: alone } = await startGatewayProcess(['--drain-delay-ms', '5000']);
+    expect(alone.lines.some((line) => line.includes('drain-under-launcher'))).toBe(false);
   }, 60_000);
 });

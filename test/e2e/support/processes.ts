@@ -46,13 +46,18 @@ export interface SpawnOptions {
   readonly prefix?: readonly string[];
   /** Node.js flags before the entry point, e.g. COMPONENT_NODE_FLAGS (V8 flags NODE_OPTIONS refuses). */
   readonly nodeFlags?: readonly string[];
+  /**
+   * Gives the child a stdin pipe held open, as the launcher does (a component run with
+   * SHOP_SUPERVISED=1 stops when its stdin ends); else its stdin is closed.
+   */
+  readonly stdinOpen?: boolean;
 }
 
 export function spawnComponent(
   entry: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-  { prefix = [], nodeFlags = [] }: SpawnOptions = {},
+  { prefix = [], nodeFlags = [], stdinOpen = false }: SpawnOptions = {},
 ): ComponentProcess {
   const [command, ...commandArgs] = [
     ...prefix,
@@ -63,16 +68,19 @@ export function spawnComponent(
     entry,
     ...args,
   ];
-  return spawnLogged(command!, commandArgs, { env: { ...process.env, LOG_LEVEL: 'info', ...env } });
+  return spawnLogged(command!, commandArgs, {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdinOpen,
+  });
 }
 
 /** Runs any command with its stdout and stderr collected line by line (e.g. `npm start`). */
 export function spawnLogged(
   command: string,
   args: readonly string[],
-  options: { env: NodeJS.ProcessEnv; cwd?: string },
+  { stdinOpen = false, ...options }: { env: NodeJS.ProcessEnv; cwd?: string; stdinOpen?: boolean },
 ): ComponentProcess {
-  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { ...options, stdio: [stdinOpen ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiters = new Set<() => void>();
   for (const stream of [child.stdout!, child.stderr!]) {
