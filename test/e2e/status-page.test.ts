@@ -108,53 +108,37 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     await page.close();
   });
 
-  it('says which nodes are kept through a distributor restart (the page fed a status as the gateway gives it then)', async () => {
+  /**
+   * The state cell of a node added to the status the gateway gives now, as the page shows it once
+   * the row carries `marker` (a data attribute); the page must raise no error.
+   */
+  async function stateShownFor(node: Record<string, unknown>, marker: string): Promise<string | null> {
     const page = await browser.newPage();
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(error.message));
     const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
-    status.nodes.push({
-      id: 'goods@127.0.0.1:1',
-      name: 'goods',
-      state: 'serving',
-      address: '127.0.0.1:1',
-      registeredAt: status.now,
-      ageSeconds: 3,
-      kept: true,
-    });
+    status.nodes.push({ name: 'goods', state: 'serving', registeredAt: status.now, ...node });
     await page.route('**/status.json', (route) => route.fulfill({ json: status }));
     await page.goto(`http://127.0.0.1:${port}/status`);
-    const kept = page.locator('tr[data-node-id="goods@127.0.0.1:1"]');
-    await kept.and(page.locator('[data-kept="true"]')).waitFor({ timeout: 5_000 });
-    expect(await kept.locator('td').nth(1).textContent()).toBe(
-      'serving kept: not registered again since the distributor restarted',
-    );
+    const row = page.locator(`tr[data-node-id="${String(node.id)}"]`);
+    await row.and(page.locator(`[${marker}="true"]`)).waitFor({ timeout: 5_000 });
+    const text = await row.locator('td').nth(1).textContent();
     expect(problems).toEqual([]);
     await page.close();
+    return text;
+  }
+
+  it('says which nodes are kept through a distributor restart (the page fed a status as the gateway gives it then)', async () => {
+    const node = { id: 'goods@127.0.0.1:1', address: '127.0.0.1:1', ageSeconds: 3, kept: true };
+    expect(await stateShownFor(node, 'data-kept')).toBe(
+      'serving kept: not registered again since the distributor restarted',
+    );
   });
 
   it('says which listed nodes this gateway cannot reach (the page fed a status as the gateway gives it then)', async () => {
-    const page = await browser.newPage();
-    const problems: string[] = [];
-    page.on('pageerror', (error) => problems.push(error.message));
-    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
-    status.nodes.push({
-      id: 'goods@127.0.0.1:2',
-      name: 'goods',
-      state: 'serving',
-      address: '127.0.0.1:2',
-      registeredAt: status.now,
-      ageSeconds: 30,
-      unreachableSeconds: 12,
-    });
-    await page.route('**/status.json', (route) => route.fulfill({ json: status }));
-    await page.goto(`http://127.0.0.1:${port}/status`);
-    const unreachable = page.locator('tr[data-node-id="goods@127.0.0.1:2"]');
-    await unreachable.and(page.locator('[data-unreachable="true"]')).waitFor({ timeout: 5_000 });
-    expect(await unreachable.locator('td').nth(1).textContent()).toBe(
+    const node = { id: 'goods@127.0.0.1:2', address: '127.0.0.1:2', ageSeconds: 30, unreachableSeconds: 12 };
+    expect(await stateShownFor(node, 'data-unreachable')).toBe(
       'serving unreachable from this gateway for 12 s: passed over',
     );
-    expect(problems).toEqual([]);
-    await page.close();
   });
 });
