@@ -1,18 +1,36 @@
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
+
+/**
+ * The trailer in which a server tells a client when to try again, in ms (gRFC A6, "server
+ * pushback"): grpc-js clients with a retry policy honour it, and the gateway answers it as
+ * `Retry-After`.
+ */
+export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
 
 /**
  * The one error type of the shop: a gRPC status code with a message that is safe to show a caller.
- * `cause` keeps the underlying error for logs only; it never crosses the wire.
+ * `cause` keeps the underlying error for logs only; it never crosses the wire. `retryAfterMs`, for
+ * a refusal that clears at a known time, is sent as the {@link RETRY_PUSHBACK_KEY} trailer.
  */
 export class ServiceError extends Error {
   override readonly name = 'ServiceError';
+  readonly retryAfterMs: number | undefined;
 
   constructor(
     readonly code: status,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+
+  /** The trailers the error is sent with: the pushback, if it has one. */
+  trailers(): Metadata | undefined {
+    if (this.retryAfterMs === undefined) return undefined;
+    const trailers = new Metadata();
+    trailers.set(RETRY_PUSHBACK_KEY, String(Math.max(0, Math.ceil(this.retryAfterMs))));
+    return trailers;
   }
 
   /** True for failures the caller did not cause and cannot fix: these are logged with their cause. */

@@ -40,7 +40,8 @@ export function unaryHandler<Request, Response>(
             error.message,
           );
         }
-        callback({ code: error.code, details: error.message });
+        const metadata = error.trailers();
+        callback({ code: error.code, details: error.message, ...(metadata ? { metadata } : {}) });
       },
     );
   };

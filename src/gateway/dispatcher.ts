@@ -15,6 +15,7 @@ import {
   cutAfterSent,
   OUTCOME_UNKNOWN,
   outcomeForStatus,
+  retryPushbackOf,
   upstreamStatus,
   WRITE_DEADLINE_EXCEEDED,
   WRITE_OUTCOME_UNCONFIRMED,
@@ -35,7 +36,7 @@ export interface DispatcherOptions {
   isStopping(): boolean;
   /** Whether the answer to this exchange closes its connection (see the gateway's #closesAfter). */
   closesAfter(exchange: Exchange): boolean;
-  answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void;
+  answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean | number): void;
   answerError(exchange: Exchange, error: GatewayError): void;
   internalError(exchange: Exchange, error: unknown): void;
 }
@@ -171,7 +172,7 @@ export class Dispatcher {
   }
 
   answerStatus(exchange: Exchange, instance: Instance, code: status, error: ServiceError): void {
-    let outcome = outcomeForStatus(code, error.details);
+    let outcome = outcomeForStatus(code, error.details, retryPushbackOf(error.metadata));
     // A write cut off once, then refused (or cut) on its retry, may still have been written by the first.
     if (exchange.outcomeUnknown && outcome.retryAfter && outcome.httpStatus === 503)
       outcome = OUTCOME_UNKNOWN;

@@ -975,7 +975,7 @@ class GatewayServer implements Gateway {
     }
   }
 
-  #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean): void {
+  #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean | number): void {
     this.#write(
       exchange.response,
       httpStatus,
@@ -1039,7 +1039,8 @@ class GatewayServer implements Gateway {
     response: ServerResponse,
     httpStatus: number,
     body: Buffer,
-    retryAfter: boolean,
+    // true: the gateway's --retry-after; a number: a service's own wait, in seconds.
+    retryAfter: boolean | number,
     close: boolean,
     requestId: string | undefined,
   ): void {
@@ -1047,7 +1048,8 @@ class GatewayServer implements Gateway {
     // A flat [name, value, …] list: Node takes it as it is, without walking an object.
     const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
     pushRequestId(headers, requestId);
-    if (retryAfter) headers.push('Retry-After', this.#retryAfter);
+    if (retryAfter !== false)
+      headers.push('Retry-After', retryAfter === true ? this.#retryAfter : retryAfter);
     if (close) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
     endInSlices(response, body);

@@ -90,7 +90,8 @@ const ERROR_RESPONSES: readonly {
   {
     status: '429',
     name: 'TooManyRequests',
-    description: 'The service is overloaded (gRPC RESOURCE_EXHAUSTED): retry after `Retry-After` seconds.',
+    description:
+      'The service is overloaded, or a limit of its own applies, such as the wait after failed sign-ins (gRPC RESOURCE_EXHAUSTED; `errormessage` says which): retry after `Retry-After` seconds.',
     retryAfter: true,
   },
   {

@@ -1,4 +1,5 @@
-import { status } from '@grpc/grpc-js';
+import { type Metadata, status } from '@grpc/grpc-js';
+import { RETRY_PUSHBACK_KEY } from '../common/service-error.js';
 
 /** How the gateway answers a gRPC status from a service. */
 export interface HttpOutcome {
@@ -6,8 +7,11 @@ export interface HttpOutcome {
   readonly httpStatus: number;
   /** The envelope's `errormessage`. */
   readonly message: string;
-  /** Whether to send `Retry-After`: the failure is temporary. */
-  readonly retryAfter: boolean;
+  /**
+   * Whether to send `Retry-After`: the failure is temporary. A number is the service's own wait in
+   * seconds (its gRPC pushback); true, the gateway's default.
+   */
+  readonly retryAfter: boolean | number;
 }
 
 /**
@@ -110,8 +114,16 @@ const MESSAGE_TOO_LARGE =
  * large", without Retry-After, since the same request would meet the same limit (logged, as every
  * answer of 500 and above, with grpc-js's details); DEADLINE_EXCEEDED 504, and INTERNAL, UNKNOWN,
  * DATA_LOSS, UNIMPLEMENTED (and OK, which is never an error) 500.
+ *
+ * A RESOURCE_EXHAUSTED with a pushback (`pushbackMs`, the service's `grpc-retry-pushback-ms`
+ * trailer) is a limit the service set on purpose and explained, such as members' wait after failed
+ * sign-ins: 429 with the service's message and its wait as Retry-After, in whole seconds.
  */
-export function outcomeForStatus(code: status, details: string | undefined): HttpOutcome {
+export function outcomeForStatus(
+  code: status,
+  details: string | undefined,
+  pushbackMs?: number,
+): HttpOutcome {
   switch (code) {
     case status.INVALID_ARGUMENT:
       return business(details, 'Invalid Parameters');
@@ -139,6 +151,13 @@ export function outcomeForStatus(code: status, details: string | undefined): Htt
       if (details !== undefined && MESSAGE_TOO_LARGE.test(details)) {
         return fault(502, 'The answer is too large', false);
       }
+      if (pushbackMs !== undefined) {
+        return {
+          ...business(details, 'Service overloaded'),
+          httpStatus: 429,
+          retryAfter: Math.max(1, Math.ceil(pushbackMs / 1000)),
+        };
+      }
       return fault(429, 'Service overloaded', true);
     case status.DEADLINE_EXCEEDED:
       return fault(504, 'Upstream deadline exceeded', false);
@@ -152,6 +171,17 @@ export function outcomeForStatus(code: status, details: string | undefined): Htt
     default:
       return unreachable(code);
   }
+}
+
+/**
+ * The wait a service asked for in its `grpc-retry-pushback-ms` trailer, in ms; undefined without
+ * one, or for a value gRFC A6 does not allow (a negative one means "do not retry", which the gateway
+ * has no way to say but by leaving Retry-After out).
+ */
+export function retryPushbackOf(trailers: Metadata | undefined): number | undefined {
+  const [value] = trailers?.get(RETRY_PUSHBACK_KEY) ?? [];
+  if (typeof value !== 'string' || !/^\d{1,10}$/.test(value)) return undefined;
+  return Number(value);
 }
 
 function business(details: string | undefined, fallback: string): HttpOutcome {

@@ -104,5 +104,29 @@ for (const { label, backend, enabled } of backends) {
       });
       expect(taken.body).toMatch(/^\{"key":\d+,"errorcode":1,"errormessage":"Username is already taken"\}$/);
     });
+
+    it('a guessed password: after five failed sign-ins in a row, 429 with the wait in Retry-After and the reason in the envelope', async () => {
+      const created = await send(`${shop.gatewayUrl}/members`, {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ username: 'guessed', password: 'right' }),
+      });
+      expect(created.body).toMatch(/"errorcode":0/);
+      const guess = (password: string) =>
+        send(`${shop.gatewayUrl}/members?username=guessed&password=${password}`);
+      for (let failure = 1; failure <= 6; failure++) {
+        expect((await guess(`guess${failure}`)).body).toMatch(/"errormessage":"Invalid password"\}$/);
+      }
+      const throttled = await guess('right');
+      expect(throttled.status).toBe(429);
+      expect(throttled.headers['retry-after']).toBe('1');
+      expect(throttled.body).toMatch(
+        /^\{"key":\d+,"errorcode":1,"errormessage":"Too many failed sign-ins for this account: try again in 1 s"\}$/,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const signedIn = await guess('right');
+      expect(signedIn.status).toBe(200);
+      expect(signedIn.body).toMatch(/"errorcode":0,"errormessage":"success","userid":\d+\}$/);
+    });
   });
 }

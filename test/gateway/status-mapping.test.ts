@@ -1,6 +1,11 @@
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { cutAfterSent, outcomeForStatus, upstreamStatus } from '../../src/gateway/status-mapping.js';
+import {
+  cutAfterSent,
+  outcomeForStatus,
+  retryPushbackOf,
+  upstreamStatus,
+} from '../../src/gateway/status-mapping.js';
 import { TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 
 describe('outcomeForStatus', () => {
@@ -76,6 +81,34 @@ describe('outcomeForStatus', () => {
       retryAfter: true,
     });
     expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, undefined).httpStatus).toBe(429);
+  });
+
+  it('a RESOURCE_EXHAUSTED with a gRPC pushback is a limit the service explained: its message, its wait in whole seconds', () => {
+    const message = 'Too many failed sign-ins for this account: try again in 3 s';
+    expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, message, 2_001)).toEqual({
+      httpStatus: 429,
+      message,
+      retryAfter: 3,
+    });
+    expect(outcomeForStatus(status.RESOURCE_EXHAUSTED, message, 0).retryAfter).toBe(1);
+    // A pushback on another status changes nothing.
+    expect(outcomeForStatus(status.UNAVAILABLE, 'x', 5_000)).toEqual(
+      outcomeForStatus(status.UNAVAILABLE, 'x'),
+    );
+  });
+
+  it('reads the pushback trailer as gRFC A6 writes it, and nothing else', () => {
+    const trailers = (value?: string) => {
+      const metadata = new Metadata();
+      if (value !== undefined) metadata.set('grpc-retry-pushback-ms', value);
+      return metadata;
+    };
+    expect(retryPushbackOf(trailers('1500'))).toBe(1_500);
+    expect(retryPushbackOf(trailers('0'))).toBe(0);
+    for (const value of [undefined, '-1', '1.5', 'soon', '', '99999999999']) {
+      expect(retryPushbackOf(trailers(value)), String(value)).toBeUndefined();
+    }
+    expect(retryPushbackOf(undefined)).toBeUndefined();
   });
 
   it('covers every gRPC status code', () => {

@@ -22,6 +22,10 @@ import {
   hashPassword,
   hashPasswordWithScrypt,
 } from '../../src/services/members/password-hasher.js';
+import {
+  DEFAULT_SIGN_IN_THROTTLE,
+  type SignInThrottleLimits,
+} from '../../src/services/members/sign-in-throttle.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { callRaw, wire } from './support/raw-call.js';
 import { call, startTestServer, type TestServer } from './support/test-server.js';
@@ -36,6 +40,11 @@ import { firstCharacters, TRICKY_STRINGS } from './support/tricky-strings.js';
 const TEST_HASH_PARAMETERS: Argon2Parameters = { memoryCost: 1024, timeCost: 1, parallelism: 1 };
 /** Four times today's passes (about 50 ms a check on a quiet machine): long enough for calls to pile up. */
 const SLOW_HASH_PARAMETERS: Argon2Parameters = { ...ARGON2_PARAMETERS, timeCost: 8 };
+/** No wait after failed sign-ins, for the tests about hashing and the pool that fail many on purpose. */
+const UNTHROTTLED: SignInThrottleLimits = {
+  ...DEFAULT_SIGN_IN_THROTTLE,
+  freeFailures: Number.MAX_SAFE_INTEGER,
+};
 /** scrypt as stored before Argon2id, lighter than it was: the format and code path are the same. */
 const LEGACY_SCRYPT = { N: 1024, r: 8, p: 1 };
 
@@ -300,7 +309,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     );
 
     it('an unknown username costs as much hashing as a wrong password (the decoy is Argon2id too)', async () => {
-      await start({ hashParameters: ARGON2_PARAMETERS });
+      await start({ hashParameters: ARGON2_PARAMETERS, signInThrottle: UNTHROTTLED });
       await create({ username: 'known', password: 'right' });
       // CPU time of this process (client, server and the hashing threads), not wall time: on two
       // shared cores the wall time of a 12 ms hash ranges from 30 to 300 ms, its CPU time hardly moves.
@@ -564,7 +573,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     it('200 concurrent sign-ins over a pool of 10 all answer, right or wrong as they should', async () => {
       // This is about the database pool: the hashing queue is widened so that every call reaches
       // the store (the default queue refuses what is beyond 66 at once, as the test above shows).
-      await start({ hashingLimits: { maxConcurrent: 2, maxWaiting: 200 } });
+      await start({ hashingLimits: { maxConcurrent: 2, maxWaiting: 200 }, signInThrottle: UNTHROTTLED });
       await create({ username: 'test_account', password: '1234' });
       const answers = await Promise.all(
         Array.from({ length: 200 }, (_, index) =>
@@ -578,6 +587,101 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(
         answers.filter((answer) => answer === `${status.UNAUTHENTICATED} Invalid password`),
       ).toHaveLength(100);
+    });
+
+    /** A sign-in's refusal, with the wait it asks for in its gRPC pushback trailer. */
+    const refusalOf = async (request: SignInRequest) => {
+      const error = await signIn(request).then(
+        () => expect.unreachable('the sign-in passed'),
+        (thrown: { code: status; details: string; metadata: Metadata }) => thrown,
+      );
+      const [pushback] = error.metadata.get('grpc-retry-pushback-ms');
+      return { code: error.code, details: error.details, pushbackMs: Number(pushback) };
+    };
+
+    it('after five failed sign-ins in a row the next ones wait, refused unchecked with the wait as gRPC pushback; the right password then passes and starts again', async () => {
+      let lookups = 0;
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 400 } }, (store) => ({
+        ...withUpdate(store, (...args) => store.updatePasswordHash(...args)),
+        findMember: (username, parent) => {
+          lookups++;
+          return store.findMember(username, parent);
+        },
+      }));
+      await create({ username: 'victim', password: 'right' });
+      for (let failure = 1; failure <= 6; failure++) {
+        await expect(signIn({ username: 'victim', password: `guess ${failure}` })).rejects.toMatchObject(
+          DENIED,
+        );
+      }
+      // The sixth failure, the first past the free ones, set a wait of 400 ms: even the right
+      // password is refused meanwhile, without a lookup or a check (a refusal tells nothing).
+      const lookupsBefore = lookups;
+      const refusal = await refusalOf({ username: 'victim', password: 'right' });
+      expect(refusal).toMatchObject({
+        code: status.RESOURCE_EXHAUSTED,
+        details: 'Too many failed sign-ins for this account: try again in 1 s',
+      });
+      expect(refusal.pushbackMs).toBeGreaterThan(0);
+      expect(refusal.pushbackMs).toBeLessThanOrEqual(400);
+      expect(lookups).toBe(lookupsBefore);
+      // Another account is not held back by this one.
+      await create({ username: 'bystander', password: 'pw' });
+      await expect(signIn({ username: 'bystander', password: 'pw' })).resolves.toEqual({ userid: 2 });
+
+      await new Promise((resolve) => setTimeout(resolve, refusal.pushbackMs + 20));
+      await expect(signIn({ username: 'victim', password: 'right' })).resolves.toEqual({ userid: 1 });
+      // Started again from none: five failures are free once more.
+      for (let failure = 1; failure <= 5; failure++) {
+        await expect(signIn({ username: 'victim', password: `again ${failure}` })).rejects.toMatchObject(
+          DENIED,
+        );
+      }
+    });
+
+    it('each failure past the free ones doubles the wait, and an unknown username is throttled exactly like a known one', async () => {
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, freeFailures: 1, firstWaitMs: 150 } });
+      await create({ username: 'known', password: 'right' });
+      const waits: Record<string, number[]> = { known: [], 'not an account': [] };
+      for (const username of Object.keys(waits)) {
+        await expect(signIn({ username, password: 'wrong' })).rejects.toMatchObject(DENIED);
+        for (let failure = 0; failure < 3; failure++) {
+          await expect(signIn({ username, password: 'wrong' })).rejects.toMatchObject(DENIED);
+          const refusal = await refusalOf({ username, password: 'wrong' });
+          expect(refusal.code).toBe(status.RESOURCE_EXHAUSTED);
+          waits[username]!.push(refusal.pushbackMs);
+          await new Promise((resolve) => setTimeout(resolve, refusal.pushbackMs + 10));
+        }
+      }
+      for (const [username, seen] of Object.entries(waits)) {
+        // 150, 300, 600 ms, less the few ms between the failure and the refusal.
+        expect(
+          seen.map((wait, index) => Math.round(wait / (150 * 2 ** index))),
+          username,
+        ).toEqual([1, 1, 1]);
+      }
+    });
+
+    it('guesses sent at once after a failure: no more are checked than the free failures left', async () => {
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
+      await create({ username: 'target', password: 'right' });
+      await expect(signIn({ username: 'target', password: 'first' })).rejects.toMatchObject(DENIED);
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, index) => signIn({ username: 'target', password: `burst ${index}` })),
+      );
+      const codes = outcomes.map((outcome) =>
+        outcome.status === 'rejected' ? outcome.reason.code : 'passed',
+      );
+      // Four free failures were left; the others were refused before their check, with a wait of 1 s.
+      expect(codes.filter((code) => code === status.UNAUTHENTICATED)).toHaveLength(4);
+      expect(codes.filter((code) => code === status.RESOURCE_EXHAUSTED)).toHaveLength(16);
+      // Five failures, all free: the sixth is checked, and sets the first wait (60 s here), which the
+      // right password meets too.
+      await expect(signIn({ username: 'target', password: 'sixth' })).rejects.toMatchObject(DENIED);
+      await expect(refusalOf({ username: 'target', password: 'right' })).resolves.toMatchObject({
+        code: status.RESOURCE_EXHAUSTED,
+        details: 'Too many failed sign-ins for this account: try again in 60 s',
+      });
     });
 
     it('never writes a password to the log, even at trace level', async () => {

@@ -1,4 +1,4 @@
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { ServerCallTelemetry } from '../../common/grpc-server-telemetry.js';
 import type { Logger } from '../../common/logger.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../common/metrics.js';
@@ -92,6 +92,32 @@ export class ServiceTelemetry implements DatabaseObserver {
         'shop_password_hash_queue_depth',
         'Password checks and hashes waiting for a turn (Argon2id runs a bounded number at once).',
       ],
+    });
+  }
+
+  /**
+   * Reports members' throttle of failed sign-ins (sign-in-throttle.ts), read at each scrape:
+   * `shop_sign_in_throttled_total`, sign-ins refused because their account had to wait, and
+   * `shop_sign_in_failing_accounts`, accounts with failed sign-ins remembered.
+   */
+  watchSignInThrottle(throttle: { readonly throttled: number; readonly accounts: number }): void {
+    if (!this.#registry) return;
+    new Counter({
+      name: 'shop_sign_in_throttled_total',
+      help: 'Sign-ins refused without a password check because their account had failed too often in a row.',
+      registers: [this.#registry],
+      collect() {
+        this.reset();
+        this.inc(throttle.throttled);
+      },
+    });
+    new Gauge({
+      name: 'shop_sign_in_failing_accounts',
+      help: 'Accounts (known or not) whose failed sign-ins in a row are remembered.',
+      registers: [this.#registry],
+      collect() {
+        this.set(throttle.accounts);
+      },
     });
   }
 

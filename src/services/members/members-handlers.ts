@@ -25,6 +25,7 @@ import {
   unmatchableHash,
   verifyPassword,
 } from './password-hasher.js';
+import { SignInThrottle, type SignInThrottleLimits } from './sign-in-throttle.js';
 
 /** Bounds on an account's fields, checked before anything is hashed or stored. */
 export const MEMBERS_LIMITS = {
@@ -34,6 +35,9 @@ export const MEMBERS_LIMITS = {
 
 /** The book's answer to a failed sign-in, whether the username is unknown or the password wrong. */
 export const INVALID_PASSWORD = 'Invalid password';
+
+/** The answer to a sign-in that comes before its account's wait is over (see SignInThrottle). */
+export const TOO_MANY_FAILED_SIGN_INS = 'Too many failed sign-ins for this account';
 
 /** The answer to creating an account whose username exists. */
 export const USERNAME_TAKEN = 'Username is already taken';
@@ -54,15 +58,20 @@ export interface MembersHandlersOptions {
   hashParameters?: Argon2Parameters;
   /** How many hashes run and wait at once (default DEFAULT_HASHING_LIMITS). */
   hashingLimits?: HashingLimits;
-  /** Where the hashing queue's depth is reported (service-telemetry.ts). */
-  telemetry?: Pick<ServiceTelemetry, 'watchHashing'>;
+  /** How failed sign-ins in a row slow the next ones (default DEFAULT_SIGN_IN_THROTTLE). */
+  signInThrottle?: SignInThrottleLimits;
+  /** Where the hashing queue's depth and the throttle's counts are reported (service-telemetry.ts). */
+  telemetry?: Pick<ServiceTelemetry, 'watchHashing' | 'watchSignInThrottle'>;
 }
 
 /**
  * The MembersService methods over a store. Passwords are hashed before they reach the store and are
  * never returned or logged. Sign-in answers an unknown username exactly as a wrong password, after
  * the same amount of hashing (a decoy Argon2id hash with today's parameters), so that neither the
- * answer nor its timing tells which usernames exist.
+ * answer nor its timing tells which usernames exist. After a few failed sign-ins in a row, an
+ * account's next ones must wait, longer after each failure (sign-in-throttle.ts): one sooner is
+ * refused with RESOURCE_EXHAUSTED and the wait in the gRPC pushback trailer (the gateway's 429 and
+ * Retry-After), without looking the account up or checking the password.
  *
  * A successful sign-in against an older hash (scrypt, or Argon2id weaker than today's parameters)
  * stores a new hash made with today's parameters, only if the stored one has not changed meanwhile.
@@ -84,6 +93,8 @@ export function createMembersHandlers(
   const decoy = unmatchableHash(parameters);
   const hashing = new HashingLimiter(options.hashingLimits);
   options.telemetry?.watchHashing(hashing);
+  const throttle = new SignInThrottle(options.signInThrottle);
+  options.telemetry?.watchSignInThrottle(throttle);
   /**
    * A username in Unicode NFC (composed): "José" with é as one code point or as e and a combining
    * accent is one account, not two that look the same.
@@ -168,15 +179,34 @@ export function createMembersHandlers(
     signIn: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
-      const parent = traceParentOf(call.metadata);
-      const member =
-        (await storedBefore(name, request.username, parent))?.member ??
-        (await store.findMember(name, parent));
-      const named = requestLogFields(call.metadata);
-      const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
-      if (!member || !matches) throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
-      if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
-      return { userid: member.id };
+      const turn = throttle.begin(name);
+      if (!turn.allowed) {
+        const seconds = Math.ceil(turn.waitMs / 1000);
+        throw new ServiceError(
+          status.RESOURCE_EXHAUSTED,
+          `${TOO_MANY_FAILED_SIGN_INS}: try again in ${seconds} s`,
+          { retryAfterMs: turn.waitMs },
+        );
+      }
+      const { attempt } = turn;
+      try {
+        const parent = traceParentOf(call.metadata);
+        const member =
+          (await storedBefore(name, request.username, parent))?.member ??
+          (await store.findMember(name, parent));
+        const named = requestLogFields(call.metadata);
+        const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
+        if (!member || !matches) {
+          attempt.failed();
+          throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
+        }
+        attempt.matched();
+        if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
+        return { userid: member.id };
+      } finally {
+        // A lookup or check that failed, or a caller that left before its turn: nothing was decided.
+        attempt.undecided();
+      }
     }),
     deleteMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
