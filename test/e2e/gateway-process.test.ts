@@ -86,6 +86,41 @@ describe('the gateway process', () => {
     expect(gateway.lines.some((line) => line.includes('the drain ends now'))).toBe(true);
   }, 60_000);
 
+  it('refused for good after it had routed (its token rotated away), with --drain-delay-ms: drains first, then exits 3', async () => {
+    const token = 'the-first-token-of-this-test';
+    const first = createDistributorServer({ registryToken: token });
+    const distributorPort = await first.listen('127.0.0.1', 0);
+    const port = await freePort();
+    const gateway = spawnComponent(
+      'src/gateway/main.ts',
+      [
+        ...['--host', '127.0.0.1', '--port', String(port)],
+        ...['--distributor', `127.0.0.1:${distributorPort}`, '--drain-delay-ms', '1500'],
+      ],
+      { SHOP_REGISTRY_TOKEN: token },
+    );
+    cleanups.push(() => void gateway.child.kill('SIGKILL'));
+    await gateway.waitForLine(/listening on http/, 30_000);
+    // It has the distributor's list (with no service in it, so /readyz says that, not "no list yet").
+    await expect
+      .poll(async () => (await http(port, 'GET', '/readyz')).body, { timeout: 10_000 })
+      .toContain('no service has registered a route yet');
+    // The distributor comes back on its address with another token: the gateway's next
+    // registration is refused for good.
+    await first.stop(100);
+    const second = createDistributorServer({ registryToken: 'the-second-token-of-this-test' });
+    await second.listen('127.0.0.1', distributorPort);
+    cleanups.push(() => second.stop(100));
+    await gateway.waitForLine(/"event":"draining"/, 15_000);
+    const drainingAt = Date.now();
+    const ready = await http(port, 'GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toContain('the gateway is stopping');
+    expect(await gateway.exited()).toBe(3);
+    expect(Date.now() - drainingAt).toBeGreaterThanOrEqual(1_300);
+    expect(gateway.lines.join('\n')).toContain('refused by the distributor');
+  }, 60_000);
+
   it("under the launcher, warns at start of a drain delay, which the launcher's 10 s would include", async () => {
     const { gateway } = await startGatewayProcess(
       ['--drain-delay-ms', '5000'],
