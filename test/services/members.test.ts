@@ -662,6 +662,29 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       }
     });
 
+    it('signing in to the NFC twin of a decomposed legacy account does not reset the failures of guesses at the legacy one', async () => {
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
+      // The victim's account, stored decomposed before usernames were normalised.
+      const legacy = 'Rene\u0301e';
+      await storeAccount(legacy, await hashPassword('secret', TEST_HASH_PARAMETERS));
+      // Anybody may make its NFC look-alike (see the test above), with a password of their own.
+      await create({ username: legacy.normalize('NFC'), password: 'mine' });
+      let checked = 0;
+      for (let round = 0; round < 4; round++) {
+        for (let guess = 0; guess < 5; guess++) {
+          const outcome = await signIn({ username: legacy, password: `guess ${round}.${guess}` }).then(
+            () => 'passed',
+            (error: { code: status }) => error.code,
+          );
+          if (outcome === status.UNAUTHENTICATED) checked++;
+        }
+        // The guesser's own account, which the throttle counts under the same NFC name.
+        await signIn({ username: legacy.normalize('NFC'), password: 'mine' }).catch(() => undefined);
+      }
+      // Five free failures and the sixth, as the README promises: not 5 more after each own sign-in.
+      expect(checked).toBeLessThanOrEqual(DEFAULT_SIGN_IN_THROTTLE.freeFailures + 1);
+    });
+
     it('guesses sent at once after a failure: no more are checked than the free failures left', async () => {
       await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
       await create({ username: 'target', password: 'right' });
