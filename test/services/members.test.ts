@@ -685,6 +685,19 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(checked).toBeLessThanOrEqual(DEFAULT_SIGN_IN_THROTTLE.freeFailures + 1);
     });
 
+    it('guesses sent at once at an account with no failure yet: no more are checked than the free ones and one past them', async () => {
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
+      await create({ username: 'fresh', password: 'right' });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 40 }, (_, index) => signIn({ username: 'fresh', password: `burst ${index}` })),
+      );
+      const checked = outcomes.filter(
+        (outcome) => outcome.status === 'rejected' && outcome.reason.code === status.UNAUTHENTICATED,
+      ).length;
+      // README: "Guesses sent at once cannot all pass before the first failure is known".
+      expect(checked).toBeLessThanOrEqual(DEFAULT_SIGN_IN_THROTTLE.freeFailures + 1);
+    });
+
     it('guesses sent at once after a failure: no more are checked than the free failures left', async () => {
       await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
       await create({ username: 'target', password: 'right' });
