@@ -179,21 +179,29 @@ export function createMembersHandlers(
     signIn: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
-      const turn = throttle.begin(name);
-      if (!turn.allowed) {
-        const seconds = Math.ceil(turn.waitMs / 1000);
+      // Failures are counted per account reached: under the NFC name, which every spelling of it
+      // reaches, or under the exact spelling of a legacy account stored decomposed (storedBefore).
+      // Both are asked before the lookup, so that a refusal costs none; a legacy account's own
+      // sign-in must not forget the guesses at its NFC twin, nor the twin's those at it.
+      const keys =
+        request.username !== undefined && request.username !== name ? [name, request.username] : [name];
+      const turns = keys.map((key) => throttle.begin(key));
+      const attempts = turns.flatMap((turn) => (turn.allowed ? [turn.attempt] : []));
+      if (attempts.length < turns.length) {
+        for (const attempt of attempts) attempt.undecided();
+        const waitMs = Math.max(...turns.map((turn) => (turn.allowed ? 0 : turn.waitMs)));
+        const seconds = Math.ceil(waitMs / 1000);
         throw new ServiceError(
           status.RESOURCE_EXHAUSTED,
           `${TOO_MANY_FAILED_SIGN_INS}: try again in ${seconds} s`,
-          { retryAfterMs: turn.waitMs },
+          { retryAfterMs: waitMs },
         );
       }
-      const { attempt } = turn;
       try {
         const parent = traceParentOf(call.metadata);
-        const member =
-          (await storedBefore(name, request.username, parent))?.member ??
-          (await store.findMember(name, parent));
+        const legacy = await storedBefore(name, request.username, parent);
+        const member = legacy?.member ?? (await store.findMember(name, parent));
+        const attempt = attempts[legacy ? 1 : 0]!;
         const named = requestLogFields(call.metadata);
         const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
         if (!member || !matches) {
@@ -205,7 +213,7 @@ export function createMembersHandlers(
         return { userid: member.id };
       } finally {
         // A lookup or check that failed, or a caller that left before its turn: nothing was decided.
-        attempt.undecided();
+        for (const attempt of attempts) attempt.undecided();
       }
     }),
     deleteMember: unaryHandler(log, async (request, call) => {
