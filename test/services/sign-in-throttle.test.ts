@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_SIGN_IN_THROTTLE,
   type SignInAttempt,
+  type SignInCall,
   SignInThrottle,
   type SignInThrottleLimits,
 } from '../../src/services/members/sign-in-throttle.js';
@@ -11,121 +12,194 @@ function throttleAt(limits: Partial<SignInThrottleLimits> = {}) {
   const clock = { now: 1_000_000 };
   const throttle = new SignInThrottle({ ...DEFAULT_SIGN_IN_THROTTLE, ...limits }, () => clock.now);
   /** Begins a sign-in of `username`; its attempt, or the wait it was refused with. */
-  const begin = (username: string): SignInAttempt | number => {
-    const turn = throttle.begin(username);
+  const begin = async (username: string, call?: SignInCall): Promise<SignInAttempt | number> => {
+    const turn = await throttle.begin(username, call);
     return turn.allowed ? turn.attempt : turn.waitMs;
   };
+  /** Begins a sign-in that must be let through at once. */
+  const admit = async (username: string): Promise<SignInAttempt> => {
+    const turn = await begin(username);
+    if (typeof turn === 'number') throw new Error(`${username} was refused for ${turn} ms`);
+    return turn;
+  };
   /** One sign-in of `username` that fails; the wait it was refused with instead, if it was. */
-  const fail = (username: string): number | undefined => {
-    const turn = begin(username);
+  const fail = async (username: string): Promise<number | undefined> => {
+    const turn = await begin(username);
     if (typeof turn === 'number') return turn;
     turn.failed();
     return undefined;
   };
-  return { clock, throttle, begin, fail };
+  return { clock, throttle, begin, admit, fail };
+}
+
+/**
+ * Ends each attempt let through with `end`, one at a time as they come (the others wait for it),
+ * until none is left running; `watch` sees how many ran at once before each end. What each turn
+ * came to: 'ended', or the wait it was refused with.
+ */
+async function endAsTheyCome(
+  turns: Promise<SignInAttempt | number>[],
+  end: (attempt: SignInAttempt) => void,
+  watch: (running: number) => void = () => {},
+): Promise<(number | 'ended')[]> {
+  const outcomes: (SignInAttempt | number | 'ended' | undefined)[] = turns.map(() => undefined);
+  turns.forEach((turn, index) => {
+    void turn.then((outcome) => {
+      outcomes[index] = outcome;
+    });
+  });
+  for (;;) {
+    await new Promise((resolve) => setImmediate(resolve));
+    const running = outcomes.filter((outcome) => typeof outcome === 'object');
+    const next = outcomes.findIndex((outcome) => typeof outcome === 'object');
+    if (next < 0) break;
+    watch(running.length);
+    end(outcomes[next] as SignInAttempt);
+    outcomes[next] = 'ended';
+  }
+  await Promise.all(turns);
+  return outcomes.map((outcome) => {
+    if (outcome === undefined || typeof outcome === 'object') throw new Error('a turn was left undecided');
+    return outcome;
+  });
 }
 
 describe('SignInThrottle', () => {
-  it('lets the free failures through, then doubles the wait after each failure up to its cap', () => {
+  it('lets the free failures through, then doubles the wait after each failure up to its cap', async () => {
     const { clock, fail } = throttleAt({ freeFailures: 3, firstWaitMs: 1_000, maxWaitMs: 10_000 });
-    for (let failure = 0; failure < 4; failure++) expect(fail('eve')).toBeUndefined();
+    for (let failure = 0; failure < 4; failure++) expect(await fail('eve')).toBeUndefined();
     const waits: number[] = [];
     for (let round = 0; round < 6; round++) {
-      const wait = fail('eve');
+      const wait = await fail('eve');
       if (wait === undefined) throw new Error('not throttled');
       waits.push(wait);
       clock.now += wait;
-      expect(fail('eve')).toBeUndefined();
+      expect(await fail('eve')).toBeUndefined();
     }
     expect(waits).toEqual([1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
   });
 
-  it('counts each account on its own', () => {
+  it('counts each account on its own', async () => {
     const { fail, begin } = throttleAt({ freeFailures: 1 });
-    fail('eve');
-    fail('eve');
-    expect(begin('eve')).toBe(1_000);
-    expect(typeof begin('bob')).toBe('object');
+    await fail('eve');
+    await fail('eve');
+    expect(await begin('eve')).toBe(1_000);
+    expect(typeof (await begin('bob'))).toBe('object');
   });
 
-  it('a match forgets the failures, a check that never answered is not counted', () => {
-    const { clock, fail, begin } = throttleAt({ freeFailures: 2 });
-    fail('eve');
-    fail('eve');
-    const undecided = begin('eve');
-    if (typeof undecided === 'number') throw new Error('throttled');
-    undecided.undecided();
-    // Still two failures: the next one is free-less but allowed, and sets the first wait.
-    expect(fail('eve')).toBeUndefined();
-    expect(begin('eve')).toBe(1_000);
+  it('a match forgets the failures, a check that never answered is not counted', async () => {
+    const { clock, fail, begin, admit } = throttleAt({ freeFailures: 2 });
+    await fail('eve');
+    await fail('eve');
+    (await admit('eve')).undecided();
+    // Still two failures: the next one is allowed and sets the first wait.
+    expect(await fail('eve')).toBeUndefined();
+    expect(await begin('eve')).toBe(1_000);
     clock.now += 1_000;
-    const right = begin('eve');
-    if (typeof right === 'number') throw new Error('throttled');
-    right.matched();
-    expect(fail('eve')).toBeUndefined();
-    expect(fail('eve')).toBeUndefined();
-    expect(fail('eve')).toBeUndefined();
-    expect(begin('eve')).toBe(1_000);
+    (await admit('eve')).matched();
+    for (let failure = 0; failure < 3; failure++) expect(await fail('eve')).toBeUndefined();
+    expect(await begin('eve')).toBe(1_000);
   });
 
-  it('an attempt ends once: a second end of the same attempt changes nothing', () => {
-    const { fail, begin } = throttleAt({ freeFailures: 1 });
-    const attempt = begin('eve');
-    if (typeof attempt === 'number') throw new Error('throttled');
+  it('an attempt ends once: a second end of the same attempt changes nothing', async () => {
+    const { fail, begin, admit } = throttleAt({ freeFailures: 1 });
+    const attempt = await admit('eve');
     attempt.failed();
     attempt.failed();
     attempt.undecided();
     // One failure (free), not two: the next failure is allowed and sets the first wait.
-    expect(fail('eve')).toBeUndefined();
-    expect(begin('eve')).toBe(1_000);
+    expect(await fail('eve')).toBeUndefined();
+    expect(await begin('eve')).toBe(1_000);
   });
 
-  it('once an account has failed, no more checks run at once than its free failures left, and one past them', () => {
-    const { begin, fail } = throttleAt({ freeFailures: 3 });
-    fail('eve');
-    const running = [begin('eve'), begin('eve')];
-    expect(running.every((attempt) => typeof attempt === 'object')).toBe(true);
-    expect(begin('eve')).toBe(1_000);
-    for (const attempt of running) if (typeof attempt === 'object') attempt.failed();
-    // Three failures: one check at a time.
-    const one = begin('eve');
-    expect(typeof one).toBe('object');
-    expect(begin('eve')).toBe(1_000);
+  it('a burst of guesses at a fresh account: the free failures and one more are checked, the rest refused', async () => {
+    const { begin } = throttleAt({ freeFailures: 5, firstWaitMs: 60_000 });
+    const outcomes = await endAsTheyCome(
+      Array.from({ length: 40 }, () => begin('target')),
+      (attempt) => attempt.failed(),
+    );
+    expect(outcomes.filter((outcome) => outcome === 'ended')).toHaveLength(6);
+    expect(outcomes.filter((outcome) => outcome === 60_000)).toHaveLength(34);
   });
 
-  it('an account that never failed has no bound on its checks at once', () => {
-    const { begin } = throttleAt({ freeFailures: 1 });
-    const attempts = Array.from({ length: 50 }, () => begin('service-account'));
-    expect(attempts.every((attempt) => typeof attempt === 'object')).toBe(true);
-    for (const attempt of attempts) if (typeof attempt === 'object') attempt.matched();
+  it('at most as many checks at once as free failures are left; the others wait their turn, in order', async () => {
+    const { begin, admit, fail } = throttleAt({ freeFailures: 3 });
+    await fail('eve');
+    const running = [await admit('eve'), await admit('eve')];
+    let decided = 0;
+    const third = begin('eve').finally(() => decided++);
+    const fourth = begin('eve').finally(() => decided++);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(decided).toBe(0);
+    running[0]!.matched();
+    // A match: no failures left to count, so both waiting sign-ins go.
+    expect(typeof (await third)).toBe('object');
+    expect(typeof (await fourth)).toBe('object');
   });
 
-  it('forgets an account a while after its last failure', () => {
+  it('the right password sent many times at once is never refused: the sign-ins wait their turn, five at a time', async () => {
+    const { begin } = throttleAt({ freeFailures: 5 });
+    let mostAtOnce = 0;
+    const outcomes = await endAsTheyCome(
+      Array.from({ length: 50 }, () => begin('service-account')),
+      (attempt) => attempt.matched(),
+      (running) => {
+        mostAtOnce = Math.max(mostAtOnce, running);
+      },
+    );
+    expect(outcomes).toEqual(Array(50).fill('ended'));
+    expect(mostAtOnce).toBe(5);
+  });
+
+  it('a sign-in waiting for its turn is refused shortly before its deadline, and one whose caller left is dropped', async () => {
+    const { begin, admit, throttle } = throttleAt({ freeFailures: 1 });
+    const running = await admit('eve');
+    const timed = throttle.begin('eve', { deadline: Date.now() + 120 });
+    expect(await timed).toEqual({ allowed: false, reason: 'busy', waitMs: 0 });
+    // Not a refusal for failures: not counted as one.
+    expect(throttle.throttled).toBe(0);
+    let gone = false;
+    const left = begin('eve', { isCancelled: () => gone });
+    gone = true;
+    running.failed();
+    expect(await left).toBe(0);
+  });
+
+  it('forgets an account a while after its last failure', async () => {
     const { clock, throttle, fail, begin } = throttleAt({ freeFailures: 1, forgetAfterMs: 60_000 });
-    fail('eve');
-    fail('eve');
+    await fail('eve');
+    await fail('eve');
     expect(throttle.accounts).toBe(1);
     clock.now += 60_000;
-    expect(typeof begin('bob')).toBe('object');
     expect(throttle.accounts).toBe(0);
-    expect(fail('eve')).toBeUndefined();
-    expect(fail('eve')).toBeUndefined();
+    expect(typeof (await begin('bob'))).toBe('object');
+    expect(await fail('eve')).toBeUndefined();
+    expect(await fail('eve')).toBeUndefined();
   });
 
-  it('remembers at most maxAccounts, forgetting the one whose last failure is oldest', () => {
-    const { throttle, fail, begin } = throttleAt({ freeFailures: 0, maxAccounts: 3 });
-    for (const username of ['a', 'b', 'c']) fail(username);
-    fail('d');
+  it('when full, forgets an account still within its free failures before one past them', async () => {
+    const { throttle, fail, begin } = throttleAt({ freeFailures: 1, maxAccounts: 3 });
+    // "target" is the oldest and past its free failure; the rest are names made up once each.
+    await fail('target');
+    await fail('target');
+    for (const username of ['a', 'b', 'c', 'd', 'e']) await fail(username);
     expect(throttle.accounts).toBe(3);
-    expect(typeof begin('a')).toBe('object');
-    for (const username of ['b', 'c', 'd']) expect(begin(username)).toBe(1_000);
+    expect(await begin('target')).toBe(1_000);
   });
 
-  it('counts its refusals', () => {
+  it('when full of accounts past their free failures, forgets the oldest', async () => {
+    const { throttle, fail, begin } = throttleAt({ freeFailures: 0, maxAccounts: 2 });
+    for (const username of ['x', 'y', 'z']) await fail(username);
+    expect(throttle.accounts).toBe(2);
+    expect(typeof (await begin('x'))).toBe('object');
+    expect(await begin('y')).toBe(1_000);
+  });
+
+  it('counts its refusals', async () => {
     const { throttle, fail, begin } = throttleAt({ freeFailures: 0 });
-    fail('eve');
-    begin('eve');
-    begin('eve');
+    await fail('eve');
+    await begin('eve');
+    await begin('eve');
     expect(throttle.throttled).toBe(2);
   });
 });

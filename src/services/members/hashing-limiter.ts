@@ -16,6 +16,11 @@ export interface RunOptions {
   isCancelled?: () => boolean;
   /** When the caller stops waiting, in ms since the epoch. */
   deadline?: number;
+  /**
+   * Whether the call already waited in a queue of its own before this one (sign-ins of one account
+   * wait for each other: sign-in-throttle.ts): short of time then, it is refused as by a full queue.
+   */
+  queuedBefore?: boolean;
 }
 
 /**
@@ -84,14 +89,14 @@ export class HashingLimiter {
    */
   async run<T>(
     task: () => Promise<T>,
-    { isCancelled = () => false, deadline = Number.POSITIVE_INFINITY }: RunOptions = {},
+    { isCancelled = () => false, deadline = Number.POSITIVE_INFINITY, queuedBefore = false }: RunOptions = {},
   ): Promise<T> {
     const waits = this.#running >= this.#limits.maxConcurrent;
     if (waits) {
       const turnsAhead = Math.ceil((this.#waiting.length + 1) / this.#limits.maxConcurrent);
-      if (this.#wouldMiss(deadline, 0)) throw this.#deadlineTooShort();
+      if (this.#wouldMiss(deadline, 0)) throw queuedBefore ? tooManySignIns() : this.#deadlineTooShort();
       if (this.#waiting.length >= this.#limits.maxWaiting || this.#wouldMiss(deadline, turnsAhead)) {
-        throw tooMany();
+        throw tooManySignIns();
       }
       await this.#wait(deadline);
     } else {
@@ -101,7 +106,9 @@ export class HashingLimiter {
     try {
       if (isCancelled()) throw new ServiceError(status.CANCELLED, 'The caller went away');
       // Short of time after a wait: the queue's doing. Without one: the deadline's own.
-      if (this.#wouldMiss(deadline, 0)) throw waits ? tooMany() : this.#deadlineTooShort();
+      if (this.#wouldMiss(deadline, 0)) {
+        throw waits || queuedBefore ? tooManySignIns() : this.#deadlineTooShort();
+      }
       const started = Date.now();
       const result = await task();
       const tookMs = Date.now() - started;
@@ -133,7 +140,7 @@ export class HashingLimiter {
           () => {
             const index = this.#waiting.indexOf(waiter);
             if (index >= 0) this.#waiting.splice(index, 1);
-            reject(tooMany());
+            reject(tooManySignIns());
           },
           Math.max(0, deadline - marginMs - Date.now()),
         );
@@ -170,6 +177,7 @@ interface Waiter {
   takeTurn(): void;
 }
 
-function tooMany(): ServiceError {
+/** The refusal of a password check that the queue cannot take or reach in time. */
+export function tooManySignIns(): ServiceError {
   return new ServiceError(status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS);
 }

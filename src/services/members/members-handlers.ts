@@ -14,7 +14,7 @@ import {
 import { answerOf, claimOf, once, replay, type WriteAnswer } from '../common/idempotency.js';
 import { requireText } from '../common/request-fields.js';
 import type { ServiceTelemetry } from '../common/service-telemetry.js';
-import { HashingLimiter, type HashingLimits, type RunOptions } from './hashing-limiter.js';
+import { HashingLimiter, type HashingLimits, type RunOptions, tooManySignIns } from './hashing-limiter.js';
 import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
 import {
   ARGON2_PARAMETERS,
@@ -25,7 +25,7 @@ import {
   unmatchableHash,
   verifyPassword,
 } from './password-hasher.js';
-import { SignInThrottle, type SignInThrottleLimits } from './sign-in-throttle.js';
+import { type SignInAttempt, SignInThrottle, type SignInThrottleLimits } from './sign-in-throttle.js';
 
 /** Bounds on an account's fields, checked before anything is hashed or stored. */
 export const MEMBERS_LIMITS = {
@@ -160,6 +160,36 @@ export function createMembersHandlers(
     }
   }
 
+  /**
+   * The throttle's attempts of a sign-in for each of `keys`, taken in the order given (always the
+   * NFC name first, so that two sign-ins never wait for each other's second key); a refusal of any
+   * gives back the others and is thrown, with its wait as the gRPC pushback.
+   */
+  async function throttleTurns(
+    keys: readonly string[],
+    call: RunOptions,
+  ): Promise<{ attempts: SignInAttempt[]; waited: boolean }> {
+    const attempts: SignInAttempt[] = [];
+    let waited = false;
+    for (const key of keys) {
+      const turn = await throttle.begin(key, call);
+      if (turn.allowed) {
+        attempts.push(turn.attempt);
+        waited ||= turn.waited;
+        continue;
+      }
+      for (const attempt of attempts) attempt.undecided();
+      // Waited behind the account's other checks until the deadline was near: like a full queue.
+      if (turn.reason === 'busy') throw tooManySignIns();
+      throw new ServiceError(
+        status.RESOURCE_EXHAUSTED,
+        `${TOO_MANY_FAILED_SIGN_INS}: try again in ${Math.ceil(turn.waitMs / 1000)} s`,
+        { retryAfterMs: turn.waitMs },
+      );
+    }
+    return { attempts, waited };
+  }
+
   return {
     createMember: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
@@ -185,25 +215,17 @@ export function createMembersHandlers(
       // sign-in must not forget the guesses at its NFC twin, nor the twin's those at it.
       const keys =
         request.username !== undefined && request.username !== name ? [name, request.username] : [name];
-      const turns = keys.map((key) => throttle.begin(key));
-      const attempts = turns.flatMap((turn) => (turn.allowed ? [turn.attempt] : []));
-      if (attempts.length < turns.length) {
-        for (const attempt of attempts) attempt.undecided();
-        const waitMs = Math.max(...turns.map((turn) => (turn.allowed ? 0 : turn.waitMs)));
-        const seconds = Math.ceil(waitMs / 1000);
-        throw new ServiceError(
-          status.RESOURCE_EXHAUSTED,
-          `${TOO_MANY_FAILED_SIGN_INS}: try again in ${seconds} s`,
-          { retryAfterMs: waitMs },
-        );
-      }
+      const { attempts, waited } = await throttleTurns(keys, callInfo(call));
       try {
         const parent = traceParentOf(call.metadata);
         const legacy = await storedBefore(name, request.username, parent);
         const member = legacy?.member ?? (await store.findMember(name, parent));
         const attempt = attempts[legacy ? 1 : 0]!;
         const named = requestLogFields(call.metadata);
-        const { matches, upgraded } = await hashing.run(() => check(given, member, named), callInfo(call));
+        const { matches, upgraded } = await hashing.run(() => check(given, member, named), {
+          ...callInfo(call),
+          queuedBefore: waited,
+        });
         if (!member || !matches) {
           attempt.failed();
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);

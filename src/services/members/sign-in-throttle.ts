@@ -9,8 +9,8 @@ export interface SignInThrottleLimits {
   /** An account with no failed sign-in for this long starts again from none. */
   forgetAfterMs: number;
   /**
-   * Accounts remembered at once; past it the one whose last failure is oldest is forgotten. Each
-   * takes about 200 bytes with a username of 128 characters.
+   * Accounts remembered at once; past it one is forgotten, preferably one still within its free
+   * failures. About 420 bytes each with a username of 128 characters.
    */
   maxAccounts: number;
 }
@@ -19,30 +19,37 @@ export interface SignInThrottleLimits {
  * 5 failures in a row are free, then 1 s, 2 s, 4 s … up to 15 minutes between tries: a user who
  * mistypes a few times never waits, and a guesser of one account is down to four tries an hour
  * after 16 failures, instead of as many as the hashing queue runs (about 150 a second). Forgotten a
- * day after the last failure. 50,000 accounts at most, about 10 MiB.
+ * day after the last failure. 20,000 accounts at most, about 8 MiB.
  */
 export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
   freeFailures: 5,
   firstWaitMs: 1_000,
   maxWaitMs: 15 * 60_000,
   forgetAfterMs: 24 * 60 * 60_000,
-  maxAccounts: 50_000,
+  maxAccounts: 20_000,
 });
 
-/** One account's failures in a row, and when it may try again (ms since the epoch). */
+/** One account's failures in a row, and when it may try again (on the throttle's clock). */
 interface Failures {
   readonly count: number;
   readonly lastAt: number;
   readonly retryAt: number;
 }
 
-/** The wait asked of a sign-in refused because another one of its account is being checked. */
-const ONE_AT_A_TIME_WAIT_MS = 1_000;
+/** A waiting sign-in gives up this long before its deadline, so that its refusal reaches the caller. */
+const DEADLINE_MARGIN_MS = 50;
+/** How many of the oldest accounts are looked at for one to forget when the throttle is full. */
+const EVICTION_SCAN = 64;
 
 /** What {@link SignInThrottle.begin} decides for one sign-in. */
 export type SignInTurn =
-  | { readonly allowed: true; readonly attempt: SignInAttempt }
-  | { readonly allowed: false; readonly waitMs: number };
+  /** Let through; `waited`: behind its account's other checks first. */
+  | { readonly allowed: true; readonly attempt: SignInAttempt; readonly waited: boolean }
+  /**
+   * Refused: `failures`, the account must wait `waitMs` after its failures; `busy`, the sign-in
+   * waited behind its account's other checks until its deadline was near (or its caller left).
+   */
+  | { readonly allowed: false; readonly reason: 'failures' | 'busy'; readonly waitMs: number };
 
 /** A sign-in let through: one of its ends is called once its password was checked, or was not. */
 export interface SignInAttempt {
@@ -54,82 +61,151 @@ export interface SignInAttempt {
   undecided(): void;
 }
 
+/** What {@link SignInThrottle.begin} knows of the call it decides for. */
+export interface SignInCall {
+  /** When the caller stops waiting, in ms since the epoch (Date.now()). */
+  deadline?: number;
+  /** Whether the caller has gone. */
+  isCancelled?: () => boolean;
+}
+
+/** A sign-in waiting for its account's checks before it to end. */
+interface Waiter {
+  readonly call: SignInCall;
+  readonly resolve: (turn: SignInTurn) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
 /**
  * Slows down the guessing of one account's password: after a few failed sign-ins in a row, each
  * further one must wait twice as long as the one before, and a sign-in that comes sooner is refused
  * without its password being checked (so it costs no hash, and tells nothing). Unknown usernames
  * are counted like known ones, so that being throttled tells nobody whether an account exists.
  *
- * Guesses sent at once would all be checked before the first failure is known: so once an account
- * has failed, it has at most as many checks running as it has free failures left, and one past
- * them. An account with no failure has no such bound (the hashing queue is its bound), so that one
- * account's concurrent sign-ins with the right password, a service's or a benchmark's, pass.
+ * Guesses sent at once must not all be checked before the first failure is known: an account has
+ * at most as many checks running as it has free failures left (and one once they are used up);
+ * more wait their turn, in order, and are decided when one ends, or refused shortly before their
+ * deadline. So the right password sent many times at once waits, never refused, while a burst of
+ * guesses gets the free failures and one more.
  *
- * Kept in this process's memory: several members instances each count what they see, and a
- * restart forgets. Its cost is that anybody who knows a username can keep its owner waiting too,
- * as with any limit per account; a wait is never longer than `maxWaitMs`.
+ * Kept in this process's memory, on a monotonic clock: several members instances each count what
+ * they see, and a restart forgets. Its cost is that anybody who knows a username can keep its
+ * owner waiting too, as with any limit per account; a wait is never longer than `maxWaitMs`.
  */
 export class SignInThrottle {
   readonly #limits: SignInThrottleLimits;
   readonly #now: () => number;
   /** In order of last failure, oldest first (a failure moves its account to the end). */
   readonly #failures = new Map<string, Failures>();
-  /** Checks running per account: at most as many accounts as the hashing queue holds calls. */
+  /** Checks running per account: at most as many accounts as calls run at once. */
   readonly #checking = new Map<string, number>();
+  /** Sign-ins waiting for a turn, per account, in order of arrival. */
+  readonly #waiting = new Map<string, Waiter[]>();
   #throttled = 0;
 
-  constructor(limits: SignInThrottleLimits = DEFAULT_SIGN_IN_THROTTLE, now: () => number = Date.now) {
+  constructor(
+    limits: SignInThrottleLimits = DEFAULT_SIGN_IN_THROTTLE,
+    now: () => number = () => performance.now(),
+  ) {
     this.#limits = limits;
     this.#now = now;
   }
 
   /** Accounts whose failures are remembered now (for metrics). */
   get accounts(): number {
+    this.#forgetOld(this.#now());
     return this.#failures.size;
   }
 
-  /** Sign-ins refused so far because their account had to wait (for metrics). */
+  /** Sign-ins refused so far because their account had to wait after its failures (for metrics). */
   get throttled(): number {
     return this.#throttled;
   }
 
-  /** Whether `username` may try now; if so, the attempt to end once its check is done. */
-  begin(username: string): SignInTurn {
-    const now = this.#now();
-    this.#forgetOld(now);
-    const failures = this.#failures.get(username);
-    const checking = this.#checking.get(username) ?? 0;
-    if (failures !== undefined) {
-      const waitMs =
-        now < failures.retryAt
-          ? failures.retryAt - now
-          : checking >= Math.max(1, this.#limits.freeFailures - failures.count)
-            ? ONE_AT_A_TIME_WAIT_MS
-            : 0;
-      if (waitMs > 0) {
-        this.#throttled++;
-        return { allowed: false, waitMs };
-      }
+  /**
+   * Whether `username` may try now: an attempt to end once its check is done, or the wait it is
+   * refused with. A sign-in behind its account's running checks waits for them first.
+   */
+  begin(username: string, call: SignInCall = {}): Promise<SignInTurn> {
+    this.#forgetOld(this.#now());
+    if (!this.#waiting.has(username)) {
+      const turn = this.#decide(username, false);
+      if (turn !== undefined) return Promise.resolve(turn);
     }
+    return new Promise((resolve) => {
+      const waiter: Waiter = { call, resolve, timer: undefined };
+      const queue = this.#waiting.get(username);
+      if (queue) queue.push(waiter);
+      else this.#waiting.set(username, [waiter]);
+      if (call.deadline !== undefined && Number.isFinite(call.deadline)) {
+        const leftMs = Math.max(0, call.deadline - Date.now() - DEADLINE_MARGIN_MS);
+        waiter.timer = setTimeout(() => this.#giveUp(username, waiter), leftMs);
+      }
+    });
+  }
+
+  /** The turn of a sign-in of `username` now, or undefined if it must wait for a check to end. */
+  #decide(username: string, waited: boolean): SignInTurn | undefined {
+    const failures = this.#failures.get(username);
+    const now = this.#now();
+    if (failures !== undefined && now < failures.retryAt) {
+      this.#throttled++;
+      return { allowed: false, reason: 'failures', waitMs: failures.retryAt - now };
+    }
+    const checking = this.#checking.get(username) ?? 0;
+    if (checking >= Math.max(1, this.#limits.freeFailures - (failures?.count ?? 0))) return undefined;
     this.#checking.set(username, checking + 1);
+    return { allowed: true, attempt: this.#attempt(username), waited };
+  }
+
+  #attempt(username: string): SignInAttempt {
     let ended = false;
-    const end = (): boolean => {
-      if (ended) return false;
+    const end = (outcome: 'matched' | 'failed' | 'undecided'): void => {
+      if (ended) return;
       ended = true;
+      // The password is known to whoever sent it: what was counted before no longer matters.
+      if (outcome === 'matched') this.#failures.delete(username);
+      else if (outcome === 'failed') this.#count(username);
       const left = (this.#checking.get(username) ?? 1) - 1;
       if (left > 0) this.#checking.set(username, left);
       else this.#checking.delete(username);
-      return true;
+      this.#wake(username);
     };
     return {
-      allowed: true,
-      attempt: {
-        // The password is known to whoever sent it: what was counted before no longer matters.
-        matched: () => end() && this.#failures.delete(username),
-        failed: () => end() && this.#count(username),
-        undecided: end,
-      },
+      matched: () => end('matched'),
+      failed: () => end('failed'),
+      undecided: () => end('undecided'),
     };
+  }
+
+  /** Decides the waiting sign-ins of `username` that can be decided now, in order. */
+  #wake(username: string): void {
+    const queue = this.#waiting.get(username);
+    while (queue !== undefined && queue.length > 0) {
+      const waiter = queue[0]!;
+      let turn: SignInTurn | undefined;
+      if (waiter.call.isCancelled?.()) {
+        // Its caller is gone: nobody reads the answer, and nothing is counted.
+        turn = { allowed: false, reason: 'busy', waitMs: 0 };
+      } else {
+        turn = this.#decide(username, true);
+        if (turn === undefined) break;
+      }
+      queue.shift();
+      clearTimeout(waiter.timer);
+      waiter.resolve(turn);
+    }
+    if (queue?.length === 0) this.#waiting.delete(username);
+  }
+
+  /** A waiting sign-in whose deadline is near: refused, so that its caller hears why. */
+  #giveUp(username: string, waiter: Waiter): void {
+    const queue = this.#waiting.get(username);
+    const index = queue?.indexOf(waiter) ?? -1;
+    if (queue === undefined || index < 0) return;
+    queue.splice(index, 1);
+    if (queue.length === 0) this.#waiting.delete(username);
+    waiter.resolve({ allowed: false, reason: 'busy', waitMs: 0 });
   }
 
   /** Counts one more failure of `username` and sets when it may try again. */
@@ -142,10 +218,26 @@ export class SignInThrottle {
     // Deleted first so that the account moves to the end of the map's order.
     this.#failures.delete(username);
     this.#failures.set(username, { count, lastAt: now, retryAt: now + waitMs });
-    if (this.#failures.size > this.#limits.maxAccounts) {
-      const oldest = this.#failures.keys().next().value;
-      if (oldest !== undefined) this.#failures.delete(oldest);
+    if (this.#failures.size > this.#limits.maxAccounts) this.#evictOne();
+  }
+
+  /**
+   * Forgets one account to make room: among the oldest few, one still within its free failures
+   * if there is one, else the oldest. So usernames made up by the thousand to fill the throttle
+   * push out each other before an account whose guesser has used up its free failures.
+   */
+  #evictOne(): void {
+    let scanned = 0;
+    let oldest: string | undefined;
+    for (const [username, failures] of this.#failures) {
+      oldest ??= username;
+      if (failures.count <= this.#limits.freeFailures) {
+        this.#failures.delete(username);
+        return;
+      }
+      if (++scanned >= EVICTION_SCAN) break;
     }
+    if (oldest !== undefined) this.#failures.delete(oldest);
   }
 
   /** Drops, oldest first, the accounts whose last failure is older than `forgetAfterMs`. */
