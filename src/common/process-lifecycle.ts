@@ -1,6 +1,7 @@
 import { ConfigError } from './config.js';
 import { EXIT_CODES } from './exit-codes.js';
 import type { Logger } from './logger.js';
+import { takeHeldSignals } from './signal-hold.js';
 
 /**
  * How long the launcher waits for a component to stop before it kills it (SIGKILL): what a
@@ -49,7 +50,8 @@ export type StopAndExit = (exitCode: number, reason: string) => void;
 const REPEATED_SIGNAL_MS = 1_000;
 
 /**
- * A process's signals, from the start of its `main` on (see runMain). Until the process has its
+ * A process's signals, from the start of its `main` on (see runMain), and those its entry held while
+ * it loaded (signal-hold.ts). Until the process has its
  * orderly stop (stopOnSignals), a signal is kept: the start runs on to its end, and the stop then
  * begins at once. Killed mid-start instead, a service would leave its store open (SQLite's -wal and
  * -shm files behind) and the launcher would see a component die from the signal it sent.
@@ -76,6 +78,8 @@ export class ProcessSignals {
       process.stdin.on('error', () => onSignal('SIGTERM'));
       process.stdin.resume();
     }
+    // What came while the entry was still loading this (signal-hold.ts), as if it came now.
+    for (const signal of takeHeldSignals()) onSignal(signal);
   }
 
   /**

@@ -24,7 +24,7 @@ import {
 import { testServiceConfig } from './support/service-config.js';
 
 // Issue 10 §2: a fourth service is its folder (here test/services/fixtures/echo: a definition and a
-// two-line main.ts) plus one entry in the list of services. Everything else comes from the generic
+// main.ts of a few lines, as the shop's) plus one entry in the list of services. Everything else comes from the generic
 // code: configuration, the launcher's component, the README's rows, registration, health,
 // reflection and the ordered stop.
 
@@ -165,7 +165,7 @@ describe('a fourth service run by the generic runner', () => {
     expect(store?.closed).toBe(true);
   });
 
-  it('runs as its own process from its two-line main.ts, and stops on SIGTERM with 0', async () => {
+  it('runs as its own process from its main.ts, and stops on SIGTERM with 0', async () => {
     const child = spawnEcho([], {
       ECHO_PORT: '0',
       DISTRIBUTOR_ADDRESS: distributorAddress,

@@ -1,4 +1,9 @@
-import { runService } from '../common/run-service.js';
-import { purchasesService } from './purchases-service.js';
+import { holdSignals } from '../../common/signal-hold.js';
 
+// Loading the service's modules takes a few hundred ms: a signal meanwhile is held, then handled.
+holdSignals();
+const [{ runService }, { purchasesService }] = await Promise.all([
+  import('../common/run-service.js'),
+  import('./purchases-service.js'),
+]);
 runService(purchasesService);

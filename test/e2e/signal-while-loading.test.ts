@@ -1,0 +1,58 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { type ComponentProcess, spawnComponent } from './support/processes.js';
+
+// A component's modules take a few hundred ms to load (grpc-js, pino, the generated code). A
+// SIGTERM or Ctrl-C then used to kill it outright (an exit by signal, 143), before it had any
+// listener: its entry now holds signals first thing and loads the rest after (signal-hold.ts).
+// To hit that time every run, a module hook holds the loading of grpc-js for 1.5 s and says so.
+const dir = mkdtempSync(join(tmpdir(), 'shop-signal-loading-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const slowLoading = fileURLToPath(new URL('./support/slow-loading.mjs', import.meta.url));
+
+const running: ComponentProcess[] = [];
+afterEach(() => {
+  for (const component of running.splice(0)) {
+    if (component.child.exitCode === null && component.child.signalCode === null)
+      component.child.kill('SIGKILL');
+  }
+});
+
+describe('a signal while a component is still loading its modules', () => {
+  it.each([
+    ['the gateway', 'src/gateway/main.ts', 'SIGTERM'],
+    ['the distributor', 'src/distributor/main.ts', 'SIGINT'],
+    ['goods', 'src/services/goods/main.ts', 'SIGTERM'],
+  ] as const)(
+    '%s: held until it has started, then it stops in order and exits 0 (%s)',
+    async (name, entry, signal) => {
+      const distributor = createDistributorServer();
+      const distributorPort = await distributor.listen('127.0.0.1', 0);
+      try {
+        const marker = join(dir, `${name.replaceAll(' ', '-')}.loading`);
+        const args = ['--host', '127.0.0.1', '--port', '0'];
+        if (entry !== 'src/distributor/main.ts') args.push('--distributor', `127.0.0.1:${distributorPort}`);
+        const component = spawnComponent(
+          entry,
+          args,
+          { SLOW_LOADING_MARKER: marker, DATA_DIR: dir, MYSQL_URL: '', SHOP_REGISTRY_OPEN: '1' },
+          { nodeFlags: ['--import', slowLoading] },
+        );
+        running.push(component);
+        await vi.waitFor(() => expect(existsSync(marker)).toBe(true), { timeout: 30_000, interval: 20 });
+        component.child.kill(signal);
+        expect(await component.exited(), component.lines.join('\n')).toBe(0);
+        const stopping = component.lines.find((line) => line.includes('"msg":"stopping"'));
+        expect(stopping, component.lines.join('\n')).toContain(`"signal":"${signal}","during":"start"`);
+        expect(component.lines.at(-1)).toContain('"msg":"stopped"');
+      } finally {
+        await distributor.stop(100);
+      }
+    },
+    60_000,
+  );
+});
