@@ -128,10 +128,9 @@ export class SignInThrottle {
    */
   begin(username: string, call: SignInCall = {}): Promise<SignInTurn> {
     this.#forgetOld(this.#now());
-    if (!this.#waiting.has(username)) {
-      const turn = this.#decide(username, false);
-      if (turn !== undefined) return Promise.resolve(turn);
-    }
+    // Behind others waiting it waits too (in order), unless its account must wait anyway.
+    const turn = this.#waiting.has(username) ? this.#refusal(username) : this.#decide(username, false);
+    if (turn !== undefined) return Promise.resolve(turn);
     return new Promise((resolve) => {
       const waiter: Waiter = { call, resolve, timer: undefined };
       const queue = this.#waiting.get(username);
@@ -146,16 +145,22 @@ export class SignInThrottle {
 
   /** The turn of a sign-in of `username` now, or undefined if it must wait for a check to end. */
   #decide(username: string, waited: boolean): SignInTurn | undefined {
+    const refusal = this.#refusal(username);
+    if (refusal !== undefined) return refusal;
     const failures = this.#failures.get(username);
-    const now = this.#now();
-    if (failures !== undefined && now < failures.retryAt) {
-      this.#throttled++;
-      return { allowed: false, reason: 'failures', waitMs: failures.retryAt - now };
-    }
     const checking = this.#checking.get(username) ?? 0;
     if (checking >= Math.max(1, this.#limits.freeFailures - (failures?.count ?? 0))) return undefined;
     this.#checking.set(username, checking + 1);
     return { allowed: true, attempt: this.#attempt(username), waited };
+  }
+
+  /** The refusal of a sign-in of `username` that comes before its account's wait is over. */
+  #refusal(username: string): SignInTurn | undefined {
+    const failures = this.#failures.get(username);
+    const now = this.#now();
+    if (failures === undefined || now >= failures.retryAt) return undefined;
+    this.#throttled++;
+    return { allowed: false, reason: 'failures', waitMs: failures.retryAt - now };
   }
 
   #attempt(username: string): SignInAttempt {
