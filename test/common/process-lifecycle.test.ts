@@ -4,10 +4,10 @@ import { describe, expect, it, vi } from 'vitest';
 import { STOP_LIMIT_MS, stopStepBudget } from '../../src/common/process-lifecycle.js';
 
 /** A fixture (slow-stop, slow-start) in a process of its own: what it printed, and how it exited. */
-function startFixture(fixture: 'slow-stop' | 'slow-start', ms: number) {
+function startFixture(fixture: 'slow-stop' | 'slow-start' | 'slow-loading', ...ms: number[]) {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', `test/common/fixtures/${fixture}.ts`, String(ms)],
+    ['--import', 'tsx', `test/common/fixtures/${fixture}.ts`, ...ms.map(String)],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -61,6 +61,43 @@ describe('a signal while the process starts', () => {
     starting.child.kill('SIGINT');
     expect(await starting.exited).toBe(1);
     expect(starting.output()).toBe('starting\n');
+  });
+});
+
+// An entry holds signals while it loads its modules (signal-hold.ts); held, they must mean what
+// they mean once it has loaded: a second one more than a second after the first is "exit now".
+describe('a signal while the process still loads its modules', () => {
+  it('is held: it loads and starts, then the orderly stop, exit 0; two copies of one Ctrl-C are one', async () => {
+    const loading = startFixture('slow-loading', 1_000, 0);
+    await vi.waitFor(() => expect(loading.output()).toContain('loading'), { timeout: 15_000 });
+    loading.child.kill('SIGINT');
+    loading.child.kill('SIGINT');
+    expect(await loading.exited).toBe(0);
+    expect(loading.output()).toBe('loading\nloaded\nstarted\nstop begun\n');
+  });
+
+  it('a second one more than a second later exits at once with 1, the loading unfinished', async () => {
+    const loading = startFixture('slow-loading', 20_000, 0);
+    await vi.waitFor(() => expect(loading.output()).toContain('loading'), { timeout: 15_000 });
+    const sentAt = performance.now();
+    loading.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    loading.child.kill('SIGTERM');
+    expect(await loading.exited).toBe(1);
+    expect(performance.now() - sentAt).toBeLessThan(10_000);
+    expect(loading.output()).toBe('loading\n');
+  });
+
+  it('keeps its time: a signal 1.2 s after a held one, soon after the loading ended, exits at once with 1', async () => {
+    const loading = startFixture('slow-loading', 700, 20_000);
+    await vi.waitFor(() => expect(loading.output()).toContain('loading'), { timeout: 15_000 });
+    loading.child.kill('SIGTERM');
+    // The loading ends about 0.5 s before the second signal: taken over then, the held one must
+    // still count from when it came, not from its take-over.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    loading.child.kill('SIGTERM');
+    expect(await loading.exited).toBe(1);
+    expect(loading.output()).not.toContain('started');
   });
 });
 
