@@ -1,7 +1,7 @@
 import { ConfigError } from './config.js';
 import { EXIT_CODES } from './exit-codes.js';
 import type { Logger } from './logger.js';
-import { takeHeldSignals } from './signal-hold.js';
+import { REPEATED_SIGNAL_MS, takeHeldSignals } from './signal-hold.js';
 
 /**
  * How long the launcher waits for a component to stop before it kills it (SIGKILL): what a
@@ -44,12 +44,6 @@ export function announceListening(): void {
 export type StopAndExit = (exitCode: number, reason: string) => void;
 
 /**
- * A signal this soon after the first is the same request, not a second one: Ctrl-C on a component
- * run by `npm run goods` reaches it twice, from the terminal and forwarded by npm.
- */
-const REPEATED_SIGNAL_MS = 1_000;
-
-/**
  * A process's signals, from the start of its `main` on (see runMain), and those its entry held while
  * it loaded (signal-hold.ts). Until the process has its
  * orderly stop (stopOnSignals), a signal is kept: the start runs on to its end, and the stop then
@@ -78,8 +72,9 @@ export class ProcessSignals {
       process.stdin.on('error', () => onSignal('SIGTERM'));
       process.stdin.resume();
     }
-    // What came while the entry was still loading this (signal-hold.ts), as if it came now.
-    for (const signal of takeHeldSignals()) onSignal(signal);
+    // What came while the entry was still loading this (signal-hold.ts), in order and at the time
+    // it came: a signal more than REPEATED_SIGNAL_MS after a held one is a second request.
+    for (const { signal, at } of takeHeldSignals()) this.#onSignal(signal, at);
   }
 
   /**
@@ -127,8 +122,7 @@ export class ProcessSignals {
     };
   }
 
-  #onSignal(signal: NodeJS.Signals): void {
-    const now = performance.now();
+  #onSignal(signal: NodeJS.Signals, now = performance.now()): void {
     if (this.#stopping || this.#pending !== undefined) {
       if (this.#firstSignalAt !== undefined && now - this.#firstSignalAt < REPEATED_SIGNAL_MS) return;
       const hurry = this.#hurry;
