@@ -45,7 +45,10 @@ export function holdSignals(): void {
   for (const signal of HELD_SIGNALS) process.on(signal, hold);
 }
 
-/** Stops holding signals; returns those held so far, in order, with their times (none if nothing held them). */
+/**
+ * Stops holding signals; returns those held so far, in order, with their times (none if nothing
+ * held them).
+ */
 export function takeHeldSignals(): HeldSignal[] {
   if (!held) return [];
   for (const signal of HELD_SIGNALS) process.off(signal, hold);

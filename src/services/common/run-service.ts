@@ -8,9 +8,9 @@ import { loadServiceConfig, serviceUsage } from './service-config.js';
 import { startService } from './start-service.js';
 
 /**
- * The whole `main` of a service's process (its folder's main.ts holds signals, then imports this and calls it): reads its flags
- * and environment, starts it, and wires signals to its ordered stop. A bad setting prints the
- * service's usage text and exits with 2.
+ * The whole `main` of a service's process (its folder's main.ts holds signals, then imports this
+ * and calls it): reads its flags and environment, starts it, and wires signals to its ordered stop.
+ * A bad setting prints the service's usage text and exits with 2.
  */
 export function runService(service: AnyShopService): void {
   runMain(async (signals) => {
