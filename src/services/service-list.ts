@@ -6,7 +6,7 @@ import { purchasesService } from './purchases/purchases-service.js';
 /**
  * Every service of the shop, in start order: the one list the launcher, the README's configuration
  * table and the tests take them from. A new service is a folder with its definition and a main.ts
- * calling runService, plus one entry here.
+ * that holds signals and then imports and calls runService (as goods' does), plus one entry here.
  */
 export const SHOP_SERVICES = checkServiceList([goodsService, membersService, purchasesService]);
 

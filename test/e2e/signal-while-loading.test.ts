@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { SHOP_SERVICES } from '../../src/services/service-list.js';
 import { type ComponentProcess, spawnComponent } from './support/processes.js';
 
 // A component's modules take a few hundred ms to load (grpc-js, pino, the generated code). A
@@ -55,4 +56,19 @@ describe('a signal while a component is still loading its modules', () => {
     },
     60_000,
   );
+});
+
+describe("every component's entry", () => {
+  const entries = [
+    'src/gateway/main.ts',
+    'src/distributor/main.ts',
+    ...SHOP_SERVICES.map((service) => `src/services/${service.name}/main.ts`),
+  ];
+  it.each(entries)('%s imports nothing before it holds signals, and the rest only after', (entry) => {
+    const source = readFileSync(new URL(`../../${entry}`, import.meta.url), 'utf8');
+    const staticImports = [...source.matchAll(/^import\b.*?from '([^']+)';$/gms)].map((match) => match[1]);
+    expect(staticImports.map((path) => path!.split('/').at(-1))).toEqual(['signal-hold.js']);
+    expect(source.indexOf('holdSignals();')).toBeGreaterThan(0);
+    expect(source.indexOf('holdSignals();')).toBeLessThan(source.search(/\bimport\(/));
+  });
 });
