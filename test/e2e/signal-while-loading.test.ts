@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
-import { type ComponentProcess, spawnComponent } from './support/processes.js';
+import { type ComponentProcess, freePort, launcherEnv, spawnComponent } from './support/processes.js';
 
 // A component's modules take a few hundred ms to load (grpc-js, pino, the generated code). A
 // SIGTERM or Ctrl-C then used to kill it outright (an exit by signal, 143), before it had any
@@ -58,8 +58,30 @@ describe('a signal while a component is still loading its modules', () => {
   );
 });
 
+describe('a signal while the launcher is still loading its modules', () => {
+  it('is held: it starts no component, says it stops, and exits 0', async () => {
+    const marker = join(dir, 'launcher.loading');
+    const launcher = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      {
+        ...launcherEnv({ distributorPort: await freePort(), dataDir: join(dir, 'launcher') }),
+        SLOW_LOADING_MARKER: marker,
+      },
+      { nodeFlags: ['--import', slowLoading] },
+    );
+    running.push(launcher);
+    await vi.waitFor(() => expect(existsSync(marker)).toBe(true), { timeout: 30_000, interval: 20 });
+    launcher.child.kill('SIGINT');
+    expect(await launcher.exited(), launcher.lines.join('\n')).toBe(0);
+    expect(launcher.lines).toContain('[launcher] SIGINT: stopping every component');
+    expect(launcher.lines.some((line) => line.includes('listening'))).toBe(false);
+  }, 60_000);
+});
+
 describe("every component's entry", () => {
   const entries = [
+    'src/launcher/main.ts',
     'src/gateway/main.ts',
     'src/distributor/main.ts',
     ...SHOP_SERVICES.map((service) => `src/services/${service.name}/main.ts`),

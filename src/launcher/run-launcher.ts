@@ -1,0 +1,219 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
+import { ConfigError } from '../common/config.js';
+import { EXIT_CODES } from '../common/exit-codes.js';
+import { makeFolder } from '../common/make-folder.js';
+import { asksForHelp } from '../common/process-lifecycle.js';
+import { loadSettings, usageText } from '../common/settings.js';
+import { takeHeldSignals } from '../common/signal-hold.js';
+import { DATA_DIR_SETTING } from '../services/common/service-config.js';
+import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
+import { derivedDistributorAddress } from './distributor-address.js';
+import { jsonLogLine, type LauncherLineLevel } from './log-line-formatter.js';
+import { LossyOutput } from './lossy-output.js';
+import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
+import { flagsTakenByNpm } from './npm-flags.js';
+import { watchParent } from './parent-watch.js';
+import { planPorts } from './port-plan.js';
+import { Supervisor } from './supervisor.js';
+
+// `npm start`: the whole shop on one machine, each component its own process (main.ts holds
+// signals while this module loads). Every component reads its own flags and environment variables
+// (see the README), so they pass straight through.
+let logFormat: 'pretty' | 'json' = 'pretty';
+/** One of the launcher's own lines; with LOG_FORMAT=json shaped as the components' (jsonLogLine). */
+const say = (text: string, level: LauncherLineLevel = 'info'): void =>
+  output.write(launcherLine(text, level));
+const launcherLine = (text: string, level: LauncherLineLevel): string =>
+  `[launcher] ${logFormat === 'json' ? jsonLogLine('launcher', level, text) : text}`;
+const output = new LossyOutput(process.stdout, (dropped) =>
+  launcherLine(`${dropped} lines dropped: the output was not read fast enough`, 'warn'),
+);
+
+const LAUNCHER_USAGE = `${usageText('npm start', LAUNCHER_SETTINGS)}
+Each component reads its own settings from the environment, which npm start passes on (see the
+README, "Configuration"); to list one's: npm run goods -- --help (or distributor, members,
+purchases, gateway)`;
+
+let distributorAddress: string | undefined;
+let portPlan: ReturnType<typeof planPorts>;
+let dataDir: string;
+const argv = process.argv.slice(2);
+if (asksForHelp(argv)) {
+  process.stdout.write(`${LAUNCHER_USAGE}\n`);
+  process.exit(EXIT_CODES.stopped);
+}
+try {
+  // It takes no flags: one given (npm start -- --port 9000, say) would be dropped without a word.
+  const takenByNpm = flagsTakenByNpm(
+    [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)],
+    process.env,
+  );
+  if (takenByNpm.length > 0) {
+    throw new ConfigError(
+      `npm start takes no flags, and npm kept ${takenByNpm.join(' ')} as its own setting: set the components' environment variables instead (see README, "Configuration")`,
+    );
+  }
+  ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
+  distributorAddress = derivedDistributorAddress(process.env);
+  portPlan = planPorts(SHOP_COMPONENTS, process.env);
+  // Read as the services read it: a blank one was made a folder for the token before they refused it.
+  ({ dataDir } = loadSettings({ dataDir: DATA_DIR_SETTING }, [], process.env));
+} catch (error) {
+  process.stderr.write(
+    `[launcher] ${error instanceof Error ? error.message : String(error)}\n\n${LAUNCHER_USAGE}\n`,
+  );
+  process.exit(EXIT_CODES.badConfiguration);
+}
+for (const note of portPlan.notes) say(note);
+const credentials = registrationCredentials();
+const supervisor = new Supervisor(
+  SHOP_COMPONENTS.map(({ name, entry }) => ({
+    name,
+    entry: fileURLToPath(new URL(entry, import.meta.url)),
+    nodeFlags: COMPONENT_NODE_FLAGS,
+    env: {
+      ...allocatorEnv(),
+      ...credentials.env,
+      ...(distributorAddress === undefined ? {} : { DISTRIBUTOR_ADDRESS: distributorAddress }),
+      ...portPlan.env,
+    },
+    // The others start once the distributor listens: they would only warn that it does not yet.
+    waitUntilListening: name === 'distributor',
+  })),
+  {
+    write: (line) => output.write(line),
+    pretty: logFormat === 'pretty',
+    // The shop is not whole without it and a restart would fail the same way: stop, and say so.
+    onPermanentExit: (name, code, meaning) =>
+      stopEverything(`${name} cannot run (${meaning}: see its message above)`, code),
+    // Only once this run's distributor holds its port is this run the shop the file should name.
+    onListening: (name) => {
+      if (name === 'distributor') credentials.publish();
+    },
+  },
+);
+
+let stopping = false;
+/** Stops every component in order (the gateway first, the distributor last), then exits. */
+function stopEverything(why: string, exitCode: number): void {
+  if (stopping) return;
+  stopping = true;
+  say(`${why}: stopping every component`, exitCode === 0 ? 'info' : 'error');
+  supervisor.stop().then(async () => {
+    say(
+      exitCode === 0 ? 'all stopped' : `all stopped; exiting with code ${exitCode}`,
+      exitCode === 0 ? 'info' : 'error',
+    );
+    await output.flush(1_000);
+    process.exit(exitCode);
+  });
+}
+
+/**
+ * Secure by default, with no extra step: unless the environment already names a token, `npm start`
+ * makes a fresh registration token for this run and hands it to every component, so that nobody
+ * else on the network can register, watch or list. `publish()` writes it to DATA_DIR/registry-token
+ * (readable by this user only) for tools such as grpcurl, once this run's distributor listens: a
+ * second launcher on the same DATA_DIR whose distributor finds its port taken never overwrites the
+ * token of the shop that runs. The file is removed when the launcher exits if it still holds this
+ * run's token. When the environment names the token, a file that holds another one is left alone
+ * (it may be a running launcher's) and named as not this run's.
+ */
+function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } {
+  const file = join(resolve(dataDir), 'registry-token');
+  const given = process.env[REGISTRY_TOKEN_ENV];
+  if (given) {
+    const held = readIfPresent(file);
+    if (held !== undefined && held !== given) {
+      say(
+        `${file} holds another token than ${REGISTRY_TOKEN_ENV} (an earlier run's?): use ${REGISTRY_TOKEN_ENV}`,
+        'warn',
+      );
+    }
+    return { env: {}, publish: () => {} };
+  }
+  try {
+    makeFolder(dirname(file), 0o700);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `${launcherLine(`DATA_DIR: cannot write the registration token to ${file}: ${reason}`, 'error')}\n`,
+    );
+    process.exit(EXIT_CODES.badConfiguration);
+  }
+  const token = randomBytes(32).toString('base64url');
+  let published = false;
+  process.on('exit', () => {
+    try {
+      if (readIfPresent(file) === token) rmSync(file);
+    } catch {
+      // Only a convenience for tools: the components are stopped whatever happens to it.
+    }
+  });
+  return {
+    env: { [REGISTRY_TOKEN_ENV]: token },
+    publish: () => {
+      if (published) return;
+      try {
+        writePrivately(file, `${token}\n`);
+        published = true;
+        say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
+      } catch (error) {
+        // The shop runs all the same; only tools reading the file go without.
+        say(
+          `cannot write the registration token to ${file}: ${error instanceof Error ? error.message : String(error)}`,
+          'warn',
+        );
+      }
+    },
+  };
+}
+
+/**
+ * Writes `content` to `file` readable by this user only, whatever was there: a new file made with
+ * mode 0600 (never through a link) and renamed over it. Writing into the file itself would keep
+ * the mode and owner of one left there (0666, or another user's in a shared directory), or follow
+ * a link to somewhere else.
+ */
+function writePrivately(file: string, content: string): void {
+  // A name no earlier run left behind: a PID repeats (in containers, always the same).
+  const fresh = `${file}.${randomBytes(6).toString('hex')}.new`;
+  const descriptor = openSync(fresh, 'wx', 0o600);
+  try {
+    try {
+      writeFileSync(descriptor, content);
+    } finally {
+      closeSync(descriptor);
+    }
+    renameSync(fresh, file);
+  } catch (error) {
+    rmSync(fresh, { force: true });
+    throw error;
+  }
+}
+
+/** A token file's token; undefined when there is none, or it cannot be read. */
+function readIfPresent(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => stopEverything(signal, 0));
+}
+// What came while main.ts was still loading this module (signal-hold.ts).
+for (const { signal } of takeHeldSignals()) stopEverything(signal, 0);
+// `npm start` runs the launcher in place of its shell (exec), so that npm's forwarded SIGTERM reaches
+// it. When npm itself is killed outright, nothing is forwarded: the launcher is orphaned instead.
+watchParent((parent) => stopEverything(`the process that started the launcher (pid ${parent}) is gone`, 0));
+// Whoever read our output may be gone with our parent: the components are still stopped in order.
+process.stdout.on('error', () => {});
+process.on('exit', () => supervisor.killAll());
+if (!stopping) void supervisor.start();
