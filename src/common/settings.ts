@@ -140,7 +140,11 @@ export function usageText(command: string, table: SettingsTable): string {
   const specs = Object.values(table);
   const flagWidth = Math.max(...specs.map((spec) => flagLabel(spec).length));
   const envWidth = Math.max(...specs.map((spec) => (spec.env ?? '').length));
-  const lines = [`usage: ${command} [options]`];
+  // A command that takes no flag (the launcher) says so, rather than promise options it refuses.
+  const takesFlags = specs.some((spec) => spec.flag !== undefined);
+  const lines = [
+    `usage: ${command} ${takesFlags ? '[options]' : '(no options; the settings are environment variables)'}`,
+  ];
   for (const spec of specs) {
     const head = `  ${flagLabel(spec).padEnd(flagWidth)}  ${(spec.env ?? '').padEnd(envWidth)}  `;
     lines.push(`${head}${spec.help} (default: ${defaultOf(spec)})`);

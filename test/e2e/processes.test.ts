@@ -454,7 +454,7 @@ describe('--help', () => {
     ['src/services/goods/main.ts', 'usage: goods [options]'],
     ['src/services/members/main.ts', 'usage: members [options]'],
     ['src/services/purchases/main.ts', 'usage: purchases [options]'],
-    ['src/launcher/main.ts', 'usage: npm start [options]'],
+    ['src/launcher/main.ts', 'usage: npm start (no options; the settings are environment variables)'],
   ])('%s prints its usage and exits 0, starting nothing', async (entry, head) => {
     const component = spawnComponent(entry, ['--help'], { MYSQL_URL: '' });
     expect(await component.exited()).toBe(0);
@@ -489,7 +489,7 @@ describe('--help', () => {
     const launcher = spawnComponent('src/launcher/main.ts', ['--port', '9000'], { MYSQL_URL: '' });
     expect(await launcher.exited()).toBe(2);
     expect(launcher.lines[0]).toBe("[launcher] Unknown option '--port'");
-    expect(launcher.lines).toContain('usage: npm start [options]');
+    expect(launcher.lines).toContain('usage: npm start (no options; the settings are environment variables)');
     expect(launcher.lines.some((line) => /^\[(distributor|goods|gateway)/.test(line))).toBe(false);
   });
 
