@@ -161,7 +161,7 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
       await expect(create({ ...GOODS, price: 1 }, 'old')).rejects.toMatchObject(REUSED);
 
       clock.advance(1);
-      expect(await opened.store.sweepIdempotencyKeys()).toBe(1);
+      expect(await opened.store.sweepExpired()).toBe(1);
       expect(await opened.rawRows('SELECT idem_key FROM goods_idempotency')).toEqual([{ idem_key: 'young' }]);
       // Expired: the key is used afresh, for any request.
       await expect(create({ ...GOODS, price: 1 }, 'old')).resolves.toEqual({ id: 3 });
@@ -210,7 +210,7 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
         `INSERT INTO goods_idempotency (idem_key, method, fingerprint, code, message, response, created_at) VALUES ${rows.join(',')}`,
         values,
       );
-      expect(await opened.store.sweepIdempotencyKeys()).toBe(2_400);
+      expect(await opened.store.sweepExpired()).toBe(2_400);
       expect(await count(opened, 'goods_idempotency')).toBe(100);
     });
 

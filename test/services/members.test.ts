@@ -719,6 +719,141 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       });
     });
 
+    it('failures are counted in the database for every instance on it: guesses spread over two instances are throttled as one, a success on one forgets them on the other, and a restart forgets nothing', async () => {
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 400 } });
+      const another = opened!.openAnother();
+      const second = await startTestServer(
+        createServiceServer(membersService, {
+          store: another,
+          handlerOptions: {
+            hashParameters: TEST_HASH_PARAMETERS,
+            signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 400 },
+          },
+        }),
+        MembersServiceClient,
+      );
+      const signInOn = (server: TestServer<MembersServiceClient>, request: SignInRequest) =>
+        call(server.client, server.client.signIn, request).then(
+          () => 'passed',
+          (error: { code: status }) => error.code,
+        );
+      try {
+        await create({ username: 'victim', password: 'right' });
+        const outcomes: unknown[] = [];
+        for (let guess = 0; guess < 6; guess++) {
+          outcomes.push(
+            await signInOn(guess % 2 === 0 ? service! : second, {
+              username: 'victim',
+              password: `guess ${guess}`,
+            }),
+          );
+        }
+        expect(outcomes).toEqual(Array(6).fill(status.UNAUTHENTICATED));
+        // Six failures in all, three on each: both instances wait, the right password too.
+        for (const server of [service!, second]) {
+          expect(await signInOn(server, { username: 'victim', password: 'right' })).toBe(
+            status.RESOURCE_EXHAUSTED,
+          );
+        }
+        const rows = await opened!.rawRows('SELECT failures FROM sign_in_failures WHERE username = ?', [
+          'victim',
+        ]);
+        expect(rows).toEqual([{ failures: 6 }]);
+
+        // A third instance, as after a restart, knows the wait too.
+        const restarted = await startTestServer(
+          createServiceServer(membersService, {
+            store: opened!.openAnother(),
+            handlerOptions: { hashParameters: TEST_HASH_PARAMETERS },
+          }),
+          MembersServiceClient,
+        );
+        try {
+          expect(await signInOn(restarted, { username: 'victim', password: 'right' })).toBe(
+            status.RESOURCE_EXHAUSTED,
+          );
+        } finally {
+          await restarted.close();
+        }
+
+        await new Promise((resolve) => setTimeout(resolve, 450));
+        expect(await signInOn(second, { username: 'victim', password: 'right' })).toBe('passed');
+        // The first instance knew of six failures; the database says none now, so five are free.
+        for (let guess = 0; guess < 5; guess++) {
+          expect(await signInOn(service!, { username: 'victim', password: `again ${guess}` })).toBe(
+            status.UNAUTHENTICATED,
+          );
+        }
+      } finally {
+        await second.close();
+        await another.close();
+      }
+    });
+
+    it('a failure the database cannot take is still answered as a wrong password, counted in this instance and logged', async () => {
+      const { log, lines } = captureLog();
+      await start({ log, signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, freeFailures: 1 } }, (store) => ({
+        ...withUpdate(store, (...args) => store.updatePasswordHash(...args)),
+        recordSignInFailure: () =>
+          Promise.reject(new ServiceError(status.UNAVAILABLE, 'Database unavailable')),
+      }));
+      await create({ username: 'victim', password: 'right' });
+      await expect(signIn({ username: 'victim', password: 'one' })).rejects.toMatchObject(DENIED);
+      await expect(signIn({ username: 'victim', password: 'two' })).rejects.toMatchObject(DENIED);
+      await expect(refusalOf({ username: 'victim', password: 'right' })).resolves.toMatchObject({
+        code: status.RESOURCE_EXHAUSTED,
+      });
+      const warnings = lines().filter((line) => line.event === 'sign-in-not-recorded');
+      expect(warnings).toHaveLength(2);
+      expect(JSON.stringify(warnings)).not.toContain('"one"');
+    });
+
+    it('the failures table: a count starts again after forgetAfterMs, and a sweep deletes old and forgotten ones, then past its bound those within their free failures first', async () => {
+      await start();
+      const store = opened!.store;
+      expect(await store.signInFailures('nobody', undefined)).toBeUndefined();
+      expect(await store.recordSignInFailure('a', 60_000, undefined)).toMatchObject({
+        count: 1,
+      });
+      const second = await store.recordSignInFailure('a', 60_000, undefined);
+      expect(second.count).toBe(2);
+      await opened!.rawExec('UPDATE sign_in_failures SET last_failure_ms = last_failure_ms - 120000');
+      const read = await store.signInFailures('a', undefined);
+      expect(read?.count).toBe(2);
+      expect(read?.sinceLastMs).toBeGreaterThanOrEqual(120_000);
+      expect(read?.version).toBe(second.version);
+      const again = await store.recordSignInFailure('a', 60_000, undefined);
+      expect(again.count).toBe(1);
+      expect(again.version).toBeGreaterThan(second.version);
+      const forgotten = await store.forgetSignInFailures('a', undefined);
+      expect(forgotten).toMatchObject({ count: 0 });
+      expect(forgotten!.version).toBeGreaterThan(again.version);
+      expect(await store.forgetSignInFailures('nobody', undefined)).toBeUndefined();
+
+      // Old: "old"; forgotten: "a"; within its free failures: "fresh-1", "fresh-2"; past them:
+      // "guessed", the oldest of those kept, which a sweep by age alone would take first.
+      for (let failure = 0; failure < 3; failure++)
+        await store.recordSignInFailure('guessed', 60_000, undefined);
+      for (const username of ['old', 'fresh-1', 'fresh-2'])
+        await store.recordSignInFailure(username, 60_000, undefined);
+      const ago = async (username: string, ms: number) =>
+        opened!.rawExec(
+          'UPDATE sign_in_failures SET last_failure_ms = last_failure_ms - ? WHERE username = ?',
+          [ms, username],
+        );
+      await ago('old', 120_000);
+      await ago('guessed', 50_000);
+      await ago('fresh-1', 2_000);
+      await ago('fresh-2', 1_000);
+      const bounds = { forgetAfterMs: 100_000, maxKeys: 2, freeFailures: 2 };
+      expect(await store.sweepSignInFailures(bounds)).toBe(3);
+      const left = await opened!.rawRows('SELECT username FROM sign_in_failures ORDER BY username');
+      expect(left.map((row) => String(row.username))).toEqual(['fresh-2', 'guessed']);
+      expect(await store.sweepSignInFailures({ ...bounds, maxKeys: 1 })).toBe(1);
+      const last = await opened!.rawRows('SELECT username FROM sign_in_failures');
+      expect(last.map((row) => String(row.username))).toEqual(['guessed']);
+    });
+
     it('never writes a password to the log, even at trace level', async () => {
       const lines: string[] = [];
       const sink = new Writable({
@@ -773,7 +908,12 @@ function withUpdate(
       store.createMemberOnce(username, passwordHash, once, parent),
     deleteMemberOnce: (username, once, parent) => store.deleteMemberOnce(username, once, parent),
     recall: (claim, parent) => store.recall(claim, parent),
-    sweepIdempotencyKeys: () => store.sweepIdempotencyKeys(),
+    sweepExpired: () => store.sweepExpired(),
+    signInFailures: (key, parent) => store.signInFailures(key, parent),
+    recordSignInFailure: (key, forgetAfterMs, parent) =>
+      store.recordSignInFailure(key, forgetAfterMs, parent),
+    forgetSignInFailures: (key, parent) => store.forgetSignInFailures(key, parent),
+    sweepSignInFailures: (bounds) => store.sweepSignInFailures(bounds),
     ping: () => store.ping(),
     close: () => store.close(),
   };

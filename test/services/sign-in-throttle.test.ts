@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import type { RecordedFailures } from '../../src/services/members/members-store.js';
 import {
   DEFAULT_SIGN_IN_THROTTLE,
+  type FailureLedger,
   type SignInAttempt,
   type SignInCall,
   SignInThrottle,
@@ -201,5 +203,145 @@ describe('SignInThrottle', () => {
     await begin('eve');
     await begin('eve');
     expect(throttle.throttled).toBe(2);
+  });
+});
+
+/**
+ * A ledger in memory, as the members store keeps one in its database: a record per key with a
+ * version that grows with every change. `hold` makes the next read of a key wait until released,
+ * to overtake it with a write.
+ */
+function memoryLedger(clock: { now: number }) {
+  const records = new Map<string, { count: number; lastAt: number; version: number }>();
+  let version = 0;
+  const recordOf = (key: string): RecordedFailures | undefined => {
+    const record = records.get(key);
+    return record && { count: record.count, sinceLastMs: clock.now - record.lastAt, version: record.version };
+  };
+  const held: Array<() => void> = [];
+  const ledger: FailureLedger = {
+    async signInFailures(key) {
+      const read = recordOf(key);
+      if (holdNext) {
+        holdNext = false;
+        await new Promise<void>((resolve) => held.push(resolve));
+      }
+      return read;
+    },
+    async recordSignInFailure(key, forgetAfterMs) {
+      const record = records.get(key);
+      const count = record && clock.now - record.lastAt < forgetAfterMs ? record.count + 1 : 1;
+      records.set(key, { count, lastAt: clock.now, version: ++version });
+      return recordOf(key)!;
+    },
+    async forgetSignInFailures(key) {
+      const record = records.get(key);
+      if (!record) return undefined;
+      records.set(key, { ...record, count: 0, version: ++version });
+      return recordOf(key);
+    },
+  };
+  let holdNext = false;
+  return {
+    ledger,
+    records,
+    /** The next read answers what it read only once `release` is called. */
+    holdNextRead: () => {
+      holdNext = true;
+    },
+    release: () => {
+      for (const resolve of held.splice(0)) resolve();
+    },
+  };
+}
+
+describe('SignInThrottle with a ledger (the members store, shared by every instance)', () => {
+  const limits = { ...DEFAULT_SIGN_IN_THROTTLE, freeFailures: 2 };
+
+  it('two throttles on one ledger count one account together, and a success on one forgets it on the other', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger } = memoryLedger(clock);
+    const [one, two] = [0, 1].map(() => new SignInThrottle(limits, () => clock.now, ledger)) as [
+      SignInThrottle,
+      SignInThrottle,
+    ];
+    const failOn = async (throttle: SignInThrottle) => {
+      const turn = await throttle.begin('eve');
+      if (!turn.allowed) return turn.waitMs;
+      await turn.attempt.failed();
+      return undefined;
+    };
+    expect(await failOn(one)).toBeUndefined();
+    expect(await failOn(two)).toBeUndefined();
+    expect(await failOn(one)).toBeUndefined();
+    // Three failures in all, one past the two free ones: both wait, the one that saw none of it too.
+    expect(await failOn(two)).toBe(1_000);
+    expect(await failOn(one)).toBe(1_000);
+
+    clock.now += 1_000;
+    const right = await two.begin('eve');
+    if (!right.allowed) throw new Error('refused after the wait');
+    await right.attempt.matched();
+    // "one" learnt three failures; the ledger now says none, and "one" reads it before deciding.
+    expect(await failOn(one)).toBeUndefined();
+    expect(await failOn(one)).toBeUndefined();
+    expect(await failOn(one)).toBeUndefined();
+    expect(await failOn(two)).toBe(1_000);
+  });
+
+  it('a read overtaken by a failure written meanwhile is not learnt: the newer count stands', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger, holdNextRead, release } = memoryLedger(clock);
+    const throttle = new SignInThrottle({ ...limits, freeFailures: 1 }, () => clock.now, ledger);
+    const failOnce = async () => {
+      const turn = await throttle.begin('eve');
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    };
+    await failOnce();
+    // A read of that one failure, held back...
+    holdNextRead();
+    const late = throttle.begin('eve');
+    // ...while another sign-in's failure, the first past the free one, is written and learnt.
+    await failOnce();
+    release();
+    // The late read's one failure would let it through; the wait the second set stands.
+    expect(await late).toMatchObject({ allowed: false, reason: 'failures', waitMs: 1_000 });
+  });
+
+  it('a failure the ledger could not take is counted in the process, and the caller hears why', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger } = memoryLedger(clock);
+    const broken: FailureLedger = {
+      ...ledger,
+      recordSignInFailure: () => Promise.reject(new Error('database away')),
+    };
+    const throttle = new SignInThrottle({ ...limits, freeFailures: 0 }, () => clock.now, broken);
+    const turn = await throttle.begin('eve');
+    if (!turn.allowed) throw new Error('refused');
+    await expect(turn.attempt.failed()).rejects.toThrow('database away');
+    expect(await throttle.begin('eve')).toMatchObject({ allowed: false, waitMs: 1_000 });
+  });
+
+  it('a wait this process knows of is refused without reading the ledger', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger } = memoryLedger(clock);
+    let reads = 0;
+    const counting: FailureLedger = {
+      ...ledger,
+      signInFailures: (key, parent) => {
+        reads++;
+        return ledger.signInFailures(key, parent);
+      },
+    };
+    const throttle = new SignInThrottle({ ...limits, freeFailures: 0 }, () => clock.now, counting);
+    const turn = await throttle.begin('eve');
+    if (!turn.allowed) throw new Error('refused');
+    await turn.attempt.failed();
+    expect(reads).toBe(1);
+    for (let refused = 0; refused < 5; refused++) {
+      expect(await throttle.begin('eve')).toMatchObject({ allowed: false });
+    }
+    expect(reads).toBe(1);
   });
 });

@@ -58,7 +58,7 @@ describe('a SQLite store whose file goes while it is open', () => {
     const claim = { key: 'k-1', method: 'CreateGoods', fingerprint: Buffer.alloc(32) };
     const once = { claim, outcomeOf: () => ({ code: status.OK, message: '', response: new Uint8Array() }) };
     await expect(store.createGoodsOnce(item, once)).rejects.toMatchObject(unavailable);
-    await expect(store.sweepIdempotencyKeys()).rejects.toMatchObject(unavailable);
+    await expect(store.sweepExpired()).rejects.toMatchObject(unavailable);
     await expect(store.ping()).rejects.toMatchObject(unavailable);
     // What it held is still read: that loses nothing.
     expect((await store.listGoods(everything)).rows.map(({ id }) => id)).toEqual([1]);

@@ -4,20 +4,20 @@ import type { ServiceStore } from './service-store.js';
 
 /** Options of {@link IdempotencySweeper}. */
 export interface IdempotencySweeperOptions {
-  store: Pick<ServiceStore, 'sweepIdempotencyKeys'>;
+  store: Pick<ServiceStore, 'sweepExpired'>;
   /** Pause between the end of one sweep and the start of the next (default 10 min). */
   intervalMs?: number;
   log?: Logger;
 }
 
 /**
- * Deletes a service's expired idempotency keys in the background: one bounded sweep per interval
- * (see the store's `sweepIdempotencyKeys`), so the journal stays near what one retention period of
- * writes needs. Sweeps never overlap, the timer is unref'd, and a failed sweep (the database away) is
+ * Deletes a service's expired idempotency keys (and members' old sign-in failures) in the
+ * background: one bounded sweep per interval (see the store's `sweepExpired`), so the journal stays
+ * near what one retention period of writes needs. Sweeps never overlap, the timer is unref'd, and a failed sweep (the database away) is
  * logged and tried again at the next interval; lookups ignore expired keys meanwhile anyway.
  */
 export class IdempotencySweeper {
-  readonly #store: Pick<ServiceStore, 'sweepIdempotencyKeys'>;
+  readonly #store: Pick<ServiceStore, 'sweepExpired'>;
   readonly #intervalMs: number;
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
@@ -48,7 +48,7 @@ export class IdempotencySweeper {
 
   async #sweep(): Promise<void> {
     try {
-      const deleted = await this.#store.sweepIdempotencyKeys();
+      const deleted = await this.#store.sweepExpired();
       if (deleted > 0)
         this.#log.debug({ event: 'idempotency-sweep', deleted }, 'expired idempotency keys deleted');
     } catch (error) {

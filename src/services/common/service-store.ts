@@ -19,8 +19,11 @@ export interface ServiceStore {
    * FAILED_PRECONDITION when the key was used for another request (see idempotency.ts).
    */
   recall(claim: IdempotencyClaim, parent: TraceSpan | undefined): Promise<Outcome | undefined>;
-  /** Deletes expired idempotency keys, a bounded number per call; resolves with how many. */
-  sweepIdempotencyKeys(): Promise<number>;
+  /**
+   * Deletes what has expired, a bounded number per call: idempotency keys, and the service's own
+   * records (members' sign-in failures); resolves with how many.
+   */
+  sweepExpired(): Promise<number>;
   /**
    * Releases the database (closes the file, or ends the pool, waiting at most `timeoutMs` for its
    * connections to say goodbye). Called once, after the server stopped.

@@ -98,7 +98,7 @@ export class ServiceTelemetry implements DatabaseObserver {
   /**
    * Reports members' throttle of failed sign-ins (sign-in-throttle.ts), read at each scrape:
    * `shop_sign_in_throttled_total`, sign-ins refused because their account had to wait, and
-   * `shop_sign_in_failing_accounts`, accounts with failed sign-ins remembered.
+   * `shop_sign_in_failing_accounts`, accounts with failed sign-ins that this instance knows of.
    */
   watchSignInThrottle(throttle: { readonly throttled: number; readonly accounts: number }): void {
     if (!this.#registry) return;
@@ -113,7 +113,7 @@ export class ServiceTelemetry implements DatabaseObserver {
     });
     new Gauge({
       name: 'shop_sign_in_failing_accounts',
-      help: 'Accounts (known or not) whose failed sign-ins in a row are remembered.',
+      help: 'Accounts (known or not) with failed sign-ins in a row that this instance has seen or read from the database.',
       registers: [this.#registry],
       collect() {
         this.set(throttle.accounts);

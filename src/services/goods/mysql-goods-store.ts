@@ -128,7 +128,7 @@ export class MysqlGoodsStore implements GoodsStore {
     return this.#journal.recall(claim, parent);
   }
 
-  sweepIdempotencyKeys(): Promise<number> {
+  sweepExpired(): Promise<number> {
     return this.#journal.sweep();
   }
 

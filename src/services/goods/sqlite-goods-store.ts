@@ -97,7 +97,7 @@ export class SqliteGoodsStore implements GoodsStore {
     return this.#journal.recall(claim, parent);
   }
 
-  sweepIdempotencyKeys(): Promise<number> {
+  sweepExpired(): Promise<number> {
     return this.#journal.sweep();
   }
 

@@ -93,7 +93,7 @@ export function createMembersHandlers(
   const decoy = unmatchableHash(parameters);
   const hashing = new HashingLimiter(options.hashingLimits);
   options.telemetry?.watchHashing(hashing);
-  const throttle = new SignInThrottle(options.signInThrottle);
+  const throttle = new SignInThrottle(options.signInThrottle, undefined, store);
   options.telemetry?.watchSignInThrottle(throttle);
   /**
    * A username in Unicode NFC (composed): "José" with é as one code point or as e and a combining
@@ -161,18 +161,37 @@ export function createMembersHandlers(
   }
 
   /**
+   * A sign-in's outcome that the database did not take (see SignInThrottle): counted in this
+   * process only, and the caller still gets the answer its password earned.
+   */
+  function unrecorded(error: unknown, outcome: 'failure' | 'success', request: object): void {
+    const cause = (error as { cause?: unknown } | undefined)?.cause ?? error;
+    log.warn(
+      { event: 'sign-in-not-recorded', err: cause, ...request },
+      `sign-in ${outcome} not recorded in the database; counted in this instance only`,
+    );
+  }
+
+  /**
    * The throttle's attempts of a sign-in for each of `keys`, taken in the order given (always the
    * NFC name first, so that two sign-ins never wait for each other's second key); a refusal of any
    * gives back the others and is thrown, with its wait as the gRPC pushback.
    */
   async function throttleTurns(
     keys: readonly string[],
-    call: RunOptions,
+    call: RunOptions & { parent: TraceSpan | undefined },
   ): Promise<{ attempts: SignInAttempt[]; waited: boolean }> {
     const attempts: SignInAttempt[] = [];
     let waited = false;
     for (const key of keys) {
-      const turn = await throttle.begin(key, call);
+      let turn: Awaited<ReturnType<SignInThrottle['begin']>>;
+      try {
+        turn = await throttle.begin(key, call);
+      } catch (error) {
+        // The ledger could not be read (the database away): nothing was decided.
+        for (const attempt of attempts) attempt.undecided();
+        throw error;
+      }
       if (turn.allowed) {
         attempts.push(turn.attempt);
         waited ||= turn.waited;
@@ -215,9 +234,9 @@ export function createMembersHandlers(
       // sign-in must not forget the guesses at its NFC twin, nor the twin's those at it.
       const keys =
         request.username !== undefined && request.username !== name ? [name, request.username] : [name];
-      const { attempts, waited } = await throttleTurns(keys, callInfo(call));
+      const parent = traceParentOf(call.metadata);
+      const { attempts, waited } = await throttleTurns(keys, { ...callInfo(call), parent });
       try {
-        const parent = traceParentOf(call.metadata);
         const legacy = await storedBefore(name, request.username, parent);
         const member = legacy?.member ?? (await store.findMember(name, parent));
         const attempt = attempts[legacy ? 1 : 0]!;
@@ -227,10 +246,10 @@ export function createMembersHandlers(
           queuedBefore: waited,
         });
         if (!member || !matches) {
-          attempt.failed();
+          await attempt.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }
-        attempt.matched();
+        await attempt.matched().catch((error: unknown) => unrecorded(error, 'success', named));
         if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
         return { userid: member.id };
       } finally {

@@ -15,6 +15,42 @@ export type CreateMemberResult =
   | { readonly created: false };
 
 /**
+ * Failed sign-ins in a row of one key (an account's username, or a name with no account), as the
+ * database holds them for every members instance (see SignInThrottle).
+ */
+export interface RecordedFailures {
+  /** Failures in a row; 0 once a successful sign-in forgot them. */
+  readonly count: number;
+  /** Since the last failure, in ms by the database's clock (so that hosts' clocks do not matter). */
+  readonly sinceLastMs: number;
+  /**
+   * Grows with every change of the record, so that a read overtaken by a later change is known for
+   * what it is: the database's clock in µs, or one more than the last version if that is later.
+   */
+  readonly version: number;
+}
+
+/** What a sweep of sign-in failures keeps (see MembersStore.sweepSignInFailures). */
+export interface SignInFailureBounds {
+  /** A key whose last failure is older than this is forgotten. */
+  readonly forgetAfterMs: number;
+  /** Keys kept at most; past it those within `freeFailures` go first, oldest first, then the oldest. */
+  readonly maxKeys: number;
+  readonly freeFailures: number;
+}
+
+/**
+ * How long failures are kept and how many keys at most: a day, and 100,000 (a guesser's made-up
+ * names come at most as fast as passwords are checked, about 150 a second an instance, and are
+ * swept every 10 minutes).
+ */
+export const SIGN_IN_FAILURE_BOUNDS: SignInFailureBounds = Object.freeze({
+  forgetAfterMs: 24 * 60 * 60_000,
+  maxKeys: 100_000,
+  freeFailures: 5,
+});
+
+/**
  * The accounts' storage. Usernames are compared exactly: case, spaces and every byte count, the
  * same in SQLite and MySQL. Implementations throw only ServiceErrors (UNAVAILABLE when the database
  * cannot be used, INTERNAL otherwise).
@@ -49,4 +85,23 @@ export interface MembersStore extends ServiceStore {
     newHash: string,
     parent: TraceSpan | undefined,
   ): Promise<boolean>;
+  /** The failures recorded for `key`, if any. */
+  signInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
+  /**
+   * Records one more failure of `key`, counted from none when the last was more than
+   * `forgetAfterMs` ago; resolves the record as it is now.
+   */
+  recordSignInFailure(
+    key: string,
+    forgetAfterMs: number,
+    parent: TraceSpan | undefined,
+  ): Promise<RecordedFailures>;
+  /** Sets `key`'s failures to none (a successful sign-in); resolves the record, if there is one. */
+  forgetSignInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
+  /**
+   * Deletes the failures older than the bounds' `forgetAfterMs` and those forgotten by a sign-in,
+   * then, past `maxKeys`, the oldest (those within their free failures first); resolves how many.
+   * `sweepExpired` runs it with SIGN_IN_FAILURE_BOUNDS.
+   */
+  sweepSignInFailures(bounds: SignInFailureBounds): Promise<number>;
 }

@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import type { RowDataPacket } from 'mysql2/promise';
 import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/tracing.js';
@@ -5,7 +6,14 @@ import { driverErrorCode } from '../common/database-errors.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
-import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
+import {
+  type CreateMemberResult,
+  type MemberCredentials,
+  type MembersStore,
+  type RecordedFailures,
+  SIGN_IN_FAILURE_BOUNDS,
+  type SignInFailureBounds,
+} from './members-store.js';
 
 /**
  * The members table in MySQL, and its idempotency keys (see idempotency.ts). The username is
@@ -21,7 +29,24 @@ export const MYSQL_MEMBERS_SCHEMA = [
     UNIQUE KEY members_username (username)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
   ...mysqlIdempotencySchema('members_idempotency'),
+  // Failed sign-ins in a row per username, known or not (see SignInThrottle), shared by every
+  // instance on this database. Times in ms and versions in µs since the epoch, by MySQL's clock.
+  `CREATE TABLE IF NOT EXISTS sign_in_failures (
+    username VARBINARY(512) NOT NULL PRIMARY KEY,
+    failures INT NOT NULL,
+    last_failure_ms BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    KEY sign_in_failures_last (last_failure_ms)
+  ) ENGINE=InnoDB`,
 ] as const;
+
+/** Now by MySQL's clock, in ms and µs, as integers (mysql2 would read a DECIMAL as a string). */
+const NOW_MS = 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)';
+const NOW_US = 'CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)';
+const FAILURES_OF = `SELECT failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version
+  FROM sign_in_failures WHERE username = ?`;
+
+type FailuresRow = RecordedFailures & RowDataPacket;
 
 type MemberRow = MemberCredentials & RowDataPacket;
 
@@ -71,10 +96,6 @@ export class MysqlMembersStore implements MembersStore {
     return this.#journal.recall(claim, parent);
   }
 
-  sweepIdempotencyKeys(): Promise<number> {
-    return this.#journal.sweep();
-  }
-
   async updatePasswordHash(
     id: number,
     oldHash: string,
@@ -89,6 +110,75 @@ export class MysqlMembersStore implements MembersStore {
         oldHash,
       ]);
     return result.affectedRows === 1;
+  }
+
+  async signInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
+    const [row] = await this.#db.forCall(parent).select<FailuresRow>(FAILURES_OF, [key]);
+    return row && recordOf(row);
+  }
+
+  async recordSignInFailure(
+    key: string,
+    forgetAfterMs: number,
+    parent?: TraceSpan,
+  ): Promise<RecordedFailures> {
+    const sql = this.#db.forCall(parent);
+    // The assignments run in order, each reading what those before it wrote: failures first, from
+    // the old last failure. (VALUES() rather than an alias of the new row: MariaDB has only it.)
+    await sql.change(
+      `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version)
+      VALUES (?, 1, ${NOW_MS}, ${NOW_US})
+      ON DUPLICATE KEY UPDATE
+        failures = IF(last_failure_ms < VALUES(last_failure_ms) - ?, 1, failures + 1),
+        last_failure_ms = VALUES(last_failure_ms),
+        version = GREATEST(version + 1, VALUES(version))`,
+      [key, forgetAfterMs],
+    );
+    // Read apart (MySQL has no RETURNING): what another instance changed since is only newer.
+    const [row] = await sql.select<FailuresRow>(FAILURES_OF, [key]);
+    if (!row) throw new ServiceError(status.UNAVAILABLE, 'Sign-in failure not recorded');
+    return recordOf(row);
+  }
+
+  async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
+    const sql = this.#db.forCall(parent);
+    const result = await sql.change(
+      `UPDATE sign_in_failures SET failures = 0, version = GREATEST(version + 1, ${NOW_US}) WHERE username = ?`,
+      [key],
+    );
+    if (result.affectedRows === 0) return undefined;
+    const [row] = await sql.select<FailuresRow>(FAILURES_OF, [key]);
+    return row && recordOf(row);
+  }
+
+  async sweepSignInFailures({ forgetAfterMs, maxKeys, freeFailures }: SignInFailureBounds): Promise<number> {
+    const sql = this.#db.forCall(undefined);
+    let deleted = (
+      await sql.change(
+        `DELETE FROM sign_in_failures WHERE failures = 0 OR last_failure_ms < ${NOW_MS} - ? LIMIT ?`,
+        // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+        [forgetAfterMs, String(SWEEP_MAX_ROWS)],
+      )
+    ).affectedRows;
+    const [counted] = await sql.select<{ keys: number } & RowDataPacket>(
+      'SELECT COUNT(*) AS `keys` FROM sign_in_failures',
+    );
+    let excess = Math.min(Number(counted?.keys ?? 0) - maxKeys, SWEEP_MAX_ROWS);
+    for (const within of [`failures <= ${Number(freeFailures)}`, 'TRUE']) {
+      if (excess <= 0) break;
+      const gone = (
+        await sql.change(`DELETE FROM sign_in_failures WHERE ${within} ORDER BY last_failure_ms LIMIT ?`, [
+          String(excess),
+        ])
+      ).affectedRows;
+      deleted += gone;
+      excess -= gone;
+    }
+    return deleted;
+  }
+
+  async sweepExpired(): Promise<number> {
+    return (await this.#journal.sweep()) + (await this.sweepSignInFailures(SIGN_IN_FAILURE_BOUNDS));
   }
 
   ping(): Promise<void> {
@@ -125,6 +215,14 @@ export function isTakenUsername(error: unknown): boolean {
     (underlying as { sqlMessage?: unknown; message?: unknown }).sqlMessage ?? (underlying as Error).message;
   return typeof message === 'string' && message.includes('members_username');
 }
+
+/** A row of FAILURES_OF as numbers (BIGINT and computed columns may come as strings). */
+function recordOf(row: FailuresRow): RecordedFailures {
+  return { count: Number(row.count), sinceLastMs: Number(row.sinceLastMs), version: Number(row.version) };
+}
+
+/** Rows one sweep deletes at most, in each of its statements (a delete holds its locks until it ends). */
+const SWEEP_MAX_ROWS = 100_000;
 
 async function removeMember(sql: SqlExecutor, username: string): Promise<void> {
   await sql.change('DELETE FROM members WHERE username = ?', [username]);

@@ -1,3 +1,6 @@
+import type { TraceSpan } from '../../common/tracing.js';
+import { type MembersStore, type RecordedFailures, SIGN_IN_FAILURE_BOUNDS } from './members-store.js';
+
 /** Bounds of {@link SignInThrottle}. */
 export interface SignInThrottleLimits {
   /** Failed sign-ins in a row an account may have before the next one waits. */
@@ -9,8 +12,9 @@ export interface SignInThrottleLimits {
   /** An account with no failed sign-in for this long starts again from none. */
   forgetAfterMs: number;
   /**
-   * Accounts remembered at once; past it one is forgotten, preferably one still within its free
-   * failures. About 420 bytes each with a username of 128 characters.
+   * Accounts remembered at once in this process; past it one is forgotten, preferably one still
+   * within its free failures. About 420 bytes each with a username of 128 characters. (With a
+   * ledger, the database holds the counts; this is what the process keeps of them.)
    */
   maxAccounts: number;
 }
@@ -22,19 +26,29 @@ export interface SignInThrottleLimits {
  * day after the last failure. 20,000 accounts at most, about 8 MiB.
  */
 export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
-  freeFailures: 5,
+  freeFailures: SIGN_IN_FAILURE_BOUNDS.freeFailures,
   firstWaitMs: 1_000,
   maxWaitMs: 15 * 60_000,
-  forgetAfterMs: 24 * 60 * 60_000,
+  forgetAfterMs: SIGN_IN_FAILURE_BOUNDS.forgetAfterMs,
   maxAccounts: 20_000,
 });
+
+/** Where every members instance's failures are counted: the members store. */
+export type FailureLedger = Pick<
+  MembersStore,
+  'signInFailures' | 'recordSignInFailure' | 'forgetSignInFailures'
+>;
 
 /** One account's failures in a row, and when it may try again (on the throttle's clock). */
 interface Failures {
   readonly count: number;
   readonly lastAt: number;
   readonly retryAt: number;
+  /** The ledger's version of the record this was learnt from (0: counted here only). */
+  readonly version: number;
 }
+
+const DONE: Promise<void> = Promise.resolve();
 
 /** A waiting sign-in gives up this long before its deadline, so that its refusal reaches the caller. */
 const DEADLINE_MARGIN_MS = 50;
@@ -53,10 +67,16 @@ export type SignInTurn =
 
 /** A sign-in let through: one of its ends is called once its password was checked, or was not. */
 export interface SignInAttempt {
-  /** The password matched: the account starts again from no failures. */
-  matched(): void;
-  /** The password was wrong, or the account unknown. */
-  failed(): void;
+  /**
+   * The password matched: the account starts again from no failures. Resolves once the ledger
+   * knows; rejects if it could not be told (forgotten in this process only).
+   */
+  matched(): Promise<void>;
+  /**
+   * The password was wrong, or the account unknown. Resolves once the ledger counted it; rejects
+   * if it could not (counted in this process only).
+   */
+  failed(): Promise<void>;
   /** The check never gave an answer (a fault, a full queue, a caller gone): nothing is counted. */
   undecided(): void;
 }
@@ -67,6 +87,8 @@ export interface SignInCall {
   deadline?: number;
   /** Whether the caller has gone. */
   isCancelled?: () => boolean;
+  /** The call's span, for the ledger's database operations (see traceParentOf). */
+  parent?: TraceSpan;
 }
 
 /** A sign-in waiting for its account's checks before it to end. */
@@ -88,9 +110,16 @@ interface Waiter {
  * deadline. So the right password sent many times at once waits, never refused, while a burst of
  * guesses gets the free failures and one more.
  *
- * Kept in this process's memory, on a monotonic clock: several members instances each count what
- * they see, and a restart forgets. Its cost is that anybody who knows a username can keep its
- * owner waiting too, as with any limit per account; a wait is never longer than `maxWaitMs`.
+ * With a ledger (the members store), failures are counted in the database, so that every members
+ * instance on it sees every failure, and a restart forgets nothing: each sign-in reads its
+ * account's record before its check (unless this process already knows it must wait), and each
+ * failure or success is written before its answer. The process keeps what it learnt, on its
+ * monotonic clock, to refuse without asking and to let its own sign-ins of one account through in
+ * turn; a read overtaken by a later change is known by the record's version and not learnt.
+ * Without a ledger (tests), the counts live in the process only.
+ *
+ * Its cost is that anybody who knows a username can keep its owner waiting too, as with any limit
+ * per account; a wait is never longer than `maxWaitMs`.
  */
 export class SignInThrottle {
   readonly #limits: SignInThrottleLimits;
@@ -101,20 +130,25 @@ export class SignInThrottle {
   readonly #checking = new Map<string, number>();
   /** Sign-ins waiting for a turn, per account, in order of arrival. */
   readonly #waiting = new Map<string, Waiter[]>();
+  readonly #ledger: FailureLedger | undefined;
   #throttled = 0;
 
   constructor(
     limits: SignInThrottleLimits = DEFAULT_SIGN_IN_THROTTLE,
     now: () => number = () => performance.now(),
+    ledger?: FailureLedger,
   ) {
     this.#limits = limits;
     this.#now = now;
+    this.#ledger = ledger;
   }
 
-  /** Accounts whose failures are remembered now (for metrics). */
+  /** Accounts with failures this process knows of now (for metrics). */
   get accounts(): number {
     this.#forgetOld(this.#now());
-    return this.#failures.size;
+    let failing = 0;
+    for (const failures of this.#failures.values()) if (failures.count > 0) failing++;
+    return failing;
   }
 
   /** Sign-ins refused so far because their account had to wait after its failures (for metrics). */
@@ -126,11 +160,17 @@ export class SignInThrottle {
    * Whether `username` may try now: an attempt to end once its check is done, or the wait it is
    * refused with. A sign-in behind its account's running checks waits for them first.
    */
-  begin(username: string, call: SignInCall = {}): Promise<SignInTurn> {
+  async begin(username: string, call: SignInCall = {}): Promise<SignInTurn> {
     this.#forgetOld(this.#now());
+    if (this.#ledger) {
+      // What this process knows may be behind the ledger, never ahead: a wait it knows of stands.
+      const known = this.#refusal(username);
+      if (known !== undefined) return known;
+      this.#learn(username, await this.#ledger.signInFailures(username, call.parent));
+    }
     // Behind others waiting it waits too (in order), unless its account must wait anyway.
-    const turn = this.#waiting.has(username) ? this.#refusal(username) : this.#decide(username, false);
-    if (turn !== undefined) return Promise.resolve(turn);
+    const turn = this.#waiting.has(username) ? this.#refusal(username) : this.#decide(username, call, false);
+    if (turn !== undefined) return turn;
     return new Promise((resolve) => {
       const waiter: Waiter = { call, resolve, timer: undefined };
       const queue = this.#waiting.get(username);
@@ -144,14 +184,14 @@ export class SignInThrottle {
   }
 
   /** The turn of a sign-in of `username` now, or undefined if it must wait for a check to end. */
-  #decide(username: string, waited: boolean): SignInTurn | undefined {
+  #decide(username: string, call: SignInCall, waited: boolean): SignInTurn | undefined {
     const refusal = this.#refusal(username);
     if (refusal !== undefined) return refusal;
     const failures = this.#failures.get(username);
     const checking = this.#checking.get(username) ?? 0;
     if (checking >= Math.max(1, this.#limits.freeFailures - (failures?.count ?? 0))) return undefined;
     this.#checking.set(username, checking + 1);
-    return { allowed: true, attempt: this.#attempt(username), waited };
+    return { allowed: true, attempt: this.#attempt(username, call.parent), waited };
   }
 
   /** The refusal of a sign-in of `username` that comes before its account's wait is over. */
@@ -163,24 +203,78 @@ export class SignInThrottle {
     return { allowed: false, reason: 'failures', waitMs: failures.retryAt - now };
   }
 
-  #attempt(username: string): SignInAttempt {
+  #attempt(username: string, parent: TraceSpan | undefined): SignInAttempt {
     let ended = false;
-    const end = (outcome: 'matched' | 'failed' | 'undecided'): void => {
-      if (ended) return;
-      ended = true;
-      // The password is known to whoever sent it: what was counted before no longer matters.
-      if (outcome === 'matched') this.#failures.delete(username);
-      else if (outcome === 'failed') this.#count(username);
+    const settle = (): void => {
       const left = (this.#checking.get(username) ?? 1) - 1;
       if (left > 0) this.#checking.set(username, left);
       else this.#checking.delete(username);
       this.#wake(username);
     };
+    const end = (outcome: 'matched' | 'failed' | 'undecided'): Promise<void> => {
+      if (ended) return DONE;
+      ended = true;
+      if (this.#ledger === undefined || outcome === 'undecided') {
+        // The password is known to whoever sent it: what was counted before no longer matters.
+        if (outcome === 'matched') this.#forget(username);
+        else if (outcome === 'failed') this.#count(username);
+        settle();
+        return DONE;
+      }
+      // The sign-ins waiting behind this one are decided once the ledger has it.
+      return this.#tellLedger(this.#ledger, username, outcome, parent).finally(settle);
+    };
     return {
       matched: () => end('matched'),
       failed: () => end('failed'),
-      undecided: () => end('undecided'),
+      undecided: () => void end('undecided'),
     };
+  }
+
+  /** Writes a check's outcome to the ledger and learns the record; counts it here if that fails. */
+  async #tellLedger(
+    ledger: FailureLedger,
+    username: string,
+    outcome: 'matched' | 'failed',
+    parent: TraceSpan | undefined,
+  ): Promise<void> {
+    try {
+      if (outcome === 'failed') {
+        this.#learn(username, await ledger.recordSignInFailure(username, this.#limits.forgetAfterMs, parent));
+      } else if ((this.#failures.get(username)?.count ?? 0) > 0) {
+        // Known from the read before the check: with no failure known, there is nothing to forget.
+        this.#learn(username, await ledger.forgetSignInFailures(username, parent));
+      }
+    } catch (error) {
+      if (outcome === 'failed') this.#count(username);
+      else this.#forget(username);
+      throw error;
+    }
+  }
+
+  /**
+   * Takes what the ledger holds for `username`, unless this process already learnt a later version
+   * (a read overtaken by a failure or success written meanwhile).
+   */
+  #learn(username: string, record: RecordedFailures | undefined): void {
+    if (record === undefined) return;
+    const known = this.#failures.get(username);
+    if (known !== undefined && record.version <= known.version) return;
+    const lastAt = this.#now() - Math.max(0, record.sinceLastMs);
+    const count = record.sinceLastMs >= this.#limits.forgetAfterMs ? 0 : record.count;
+    this.#remember(username, {
+      count,
+      lastAt,
+      retryAt: lastAt + this.#waitAfter(count),
+      version: record.version,
+    });
+  }
+
+  /** Forgets the failures of `username`, keeping the version learnt (see #learn). */
+  #forget(username: string): void {
+    const known = this.#failures.get(username);
+    if (known === undefined || known.version === 0) this.#failures.delete(username);
+    else this.#failures.set(username, { ...known, count: 0, retryAt: known.lastAt });
   }
 
   /** Decides the waiting sign-ins of `username` that can be decided now, in order. */
@@ -193,7 +287,7 @@ export class SignInThrottle {
         // Its caller is gone: nobody reads the answer, and nothing is counted.
         turn = { allowed: false, reason: 'busy', waitMs: 0 };
       } else {
-        turn = this.#decide(username, true);
+        turn = this.#decide(username, waiter.call, true);
         if (turn === undefined) break;
       }
       queue.shift();
@@ -213,16 +307,29 @@ export class SignInThrottle {
     waiter.resolve({ allowed: false, reason: 'busy', waitMs: 0 });
   }
 
-  /** Counts one more failure of `username` and sets when it may try again. */
+  /** Counts one more failure of `username` here and sets when it may try again. */
   #count(username: string): void {
     const now = this.#now();
-    const count = (this.#failures.get(username)?.count ?? 0) + 1;
+    const known = this.#failures.get(username);
+    const count = (known?.count ?? 0) + 1;
+    this.#remember(username, {
+      count,
+      lastAt: now,
+      retryAt: now + this.#waitAfter(count),
+      version: known?.version ?? 0,
+    });
+  }
+
+  /** The wait after `count` failures in a row: none within the free ones, then doubling to the cap. */
+  #waitAfter(count: number): number {
     const past = count - this.#limits.freeFailures;
-    const waitMs =
-      past > 0 ? Math.min(this.#limits.maxWaitMs, this.#limits.firstWaitMs * 2 ** (past - 1)) : 0;
+    return past > 0 ? Math.min(this.#limits.maxWaitMs, this.#limits.firstWaitMs * 2 ** (past - 1)) : 0;
+  }
+
+  #remember(username: string, failures: Failures): void {
     // Deleted first so that the account moves to the end of the map's order.
     this.#failures.delete(username);
-    this.#failures.set(username, { count, lastAt: now, retryAt: now + waitMs });
+    this.#failures.set(username, failures);
     if (this.#failures.size > this.#limits.maxAccounts) this.#evictOne();
   }
 

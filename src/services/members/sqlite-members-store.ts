@@ -1,5 +1,6 @@
 import { SqliteError } from 'better-sqlite3';
 import type { TraceSpan } from '../../common/tracing.js';
+import { transactionOn } from '../common/database-telemetry.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
   type Database,
@@ -11,7 +12,14 @@ import {
   sqliteIdLimit,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
-import type { CreateMemberResult, MemberCredentials, MembersStore } from './members-store.js';
+import {
+  type CreateMemberResult,
+  type MemberCredentials,
+  type MembersStore,
+  type RecordedFailures,
+  SIGN_IN_FAILURE_BOUNDS,
+  type SignInFailureBounds,
+} from './members-store.js';
 
 /**
  * The members table in SQLite; TEXT compares byte for byte (BINARY collation), as usernames must.
@@ -25,7 +33,22 @@ export const SQLITE_MEMBERS_SCHEMA = [
   ) STRICT`,
   sqliteIdLimit('members'),
   ...sqliteIdempotencySchema('members_idempotency'),
+  // Failed sign-ins in a row per username, known or not (see SignInThrottle), shared by the
+  // instances on this file. Times in ms and versions in µs since the epoch, by SQLite's clock.
+  `CREATE TABLE IF NOT EXISTS sign_in_failures (
+    username TEXT NOT NULL PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID`,
+  'CREATE INDEX IF NOT EXISTS sign_in_failures_last ON sign_in_failures (last_failure_ms)',
 ] as const;
+
+/** Now by SQLite's clock, in ms and in µs (to the ms: 'subsec' has no finer grain). */
+const NOW_MS = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+const NOW_US = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
+const FAILURES_OF = `SELECT failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version
+  FROM sign_in_failures WHERE username = ?`;
 
 /** The accounts in one SQLite file (the default when no MySQL is configured). */
 export class SqliteMembersStore implements MembersStore {
@@ -37,6 +60,9 @@ export class SqliteMembersStore implements MembersStore {
   readonly #find;
   readonly #delete;
   readonly #updateHash;
+  readonly #failuresOf;
+  readonly #recordFailure;
+  readonly #forgetFailures;
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
@@ -52,6 +78,21 @@ export class SqliteMembersStore implements MembersStore {
     this.#delete = this.#db.prepare<[string]>('DELETE FROM members WHERE username = ?');
     this.#updateHash = this.#db.prepare<[string, number, string]>(
       'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
+    );
+    this.#failuresOf = this.#db.prepare<[string], RecordedFailures>(FAILURES_OF);
+    // Every assignment of an UPSERT reads the row as it was: failures from the old last failure.
+    this.#recordFailure = this.#db.prepare<[string, number], RecordedFailures>(
+      `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version)
+      VALUES (?, 1, ${NOW_MS}, ${NOW_US})
+      ON CONFLICT (username) DO UPDATE SET
+        failures = CASE WHEN last_failure_ms < excluded.last_failure_ms - ? THEN 1 ELSE failures + 1 END,
+        last_failure_ms = excluded.last_failure_ms,
+        version = max(version + 1, excluded.version)
+      RETURNING failures AS count, 0 AS sinceLastMs, version`,
+    );
+    this.#forgetFailures = this.#db.prepare<[string], RecordedFailures>(
+      `UPDATE sign_in_failures SET failures = 0, version = max(version + 1, ${NOW_US}) WHERE username = ?
+      RETURNING failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version`,
     );
   }
 
@@ -94,8 +135,8 @@ export class SqliteMembersStore implements MembersStore {
     return this.#journal.recall(claim, parent);
   }
 
-  sweepIdempotencyKeys(): Promise<number> {
-    return this.#journal.sweep();
+  async sweepExpired(): Promise<number> {
+    return (await this.#journal.sweep()) + (await this.sweepSignInFailures(SIGN_IN_FAILURE_BOUNDS));
   }
 
   async updatePasswordHash(
@@ -108,6 +149,52 @@ export class SqliteMembersStore implements MembersStore {
       operationOf(this.#updateHash),
       () => this.#updateHash.run(newHash, id, oldHash).changes === 1,
       parent,
+    );
+  }
+
+  async signInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
+    return this.#call(operationOf(this.#failuresOf), () => this.#failuresOf.get(key), parent);
+  }
+
+  async recordSignInFailure(
+    key: string,
+    forgetAfterMs: number,
+    parent?: TraceSpan,
+  ): Promise<RecordedFailures> {
+    return this.#call(
+      operationOf(this.#recordFailure),
+      () => this.#recordFailure.get(key, forgetAfterMs)!,
+      parent,
+    );
+  }
+
+  async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
+    return this.#call(operationOf(this.#forgetFailures), () => this.#forgetFailures.get(key), parent);
+  }
+
+  async sweepSignInFailures({ forgetAfterMs, maxKeys, freeFailures }: SignInFailureBounds): Promise<number> {
+    return this.#call(transactionOn('sign_in_failures'), () =>
+      this.#db.transaction(() => {
+        let deleted = this.#db
+          .prepare(`DELETE FROM sign_in_failures WHERE failures = 0 OR last_failure_ms < ${NOW_MS} - ?`)
+          .run(forgetAfterMs).changes;
+        const { keys } = this.#db.prepare('SELECT COUNT(*) AS keys FROM sign_in_failures').get() as {
+          keys: number;
+        };
+        let excess = keys - maxKeys;
+        for (const within of [`failures <= ${Number(freeFailures)}`, 'TRUE']) {
+          if (excess <= 0) break;
+          const gone = this.#db
+            .prepare(
+              `DELETE FROM sign_in_failures WHERE username IN (SELECT username FROM sign_in_failures
+              WHERE ${within} ORDER BY last_failure_ms LIMIT ?)`,
+            )
+            .run(excess).changes;
+          deleted += gone;
+          excess -= gone;
+        }
+        return deleted;
+      })(),
     );
   }
 

@@ -83,7 +83,7 @@ export class MysqlPurchasesStore implements PurchasesStore {
     return this.#journal.recall(claim, parent);
   }
 
-  sweepIdempotencyKeys(): Promise<number> {
+  sweepExpired(): Promise<number> {
     return this.#journal.sweep();
   }
 

@@ -87,7 +87,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
     return this.#journal.recall(claim, parent);
   }
 
-  sweepIdempotencyKeys(): Promise<number> {
+  sweepExpired(): Promise<number> {
     return this.#journal.sweep();
   }
 
