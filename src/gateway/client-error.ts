@@ -41,7 +41,9 @@ function requestLineOverflowed(error: NodeJS.ErrnoException): boolean {
  * A whole HTTP/1.1 answer with the book's envelope (`"key":null`) and `Connection: close`, written
  * straight to a socket whose parser has failed, so there is no ServerResponse to write it with.
  */
-export function rawErrorResponse(error: GatewayError): string {
+export function rawErrorResponse(error: GatewayError, requestId?: string): string {
   const body = errorBody(null, error.message);
-  return `HTTP/1.1 ${error.httpStatus} ${STATUS_CODES[error.httpStatus]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+  // A request id is valid header text (see isValidRequestId): written as it is.
+  const id = requestId === undefined ? '' : `X-Request-Id: ${requestId}\r\n`;
+  return `HTTP/1.1 ${error.httpStatus} ${STATUS_CODES[error.httpStatus]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${id}Connection: close\r\n\r\n${body}`;
 }

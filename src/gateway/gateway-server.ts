@@ -413,15 +413,19 @@ class GatewayServer implements Gateway {
         gatewayErrors.expectationFailed(String(request.headers.expect)),
       );
     });
-    this.#server.on('connect', (_request: IncomingMessage, socket: Socket) => {
+    this.#server.on('connect', (request: IncomingMessage, socket: Socket) => {
       socket.on('error', () => {});
       // Read and dropped, and closed after a while even if the client keeps its side open.
       socket.resume();
       closeAfterLinger(socket);
+      // A request like any other: it has an id, answered in X-Request-Id and named in its line.
+      const requestId = this.#telemetry.requestIdOf(request);
+      const refused = gatewayErrors.connectNotSupported();
+      this.#log.debug({ requestId, method: 'CONNECT', status: refused.httpStatus }, refused.message);
       // Answers to requests before it on the connection go first.
       const refuse = (): void => {
         if (!socket.destroyed && !socket.writableEnded) {
-          socket.end(rawErrorResponse(gatewayErrors.connectNotSupported()));
+          socket.end(rawErrorResponse(refused, requestId));
         }
       };
       const connection = this.#connections.of(socket);

@@ -268,7 +268,7 @@ export class GatewayTelemetry {
    */
   onPageRequest(request: IncomingMessage, method: string, path: string): RequestTelemetry {
     const page = new ObservedRequest(
-      this.#requestIdOf(request),
+      this.requestIdOf(request),
       method,
       path,
       undefined,
@@ -295,7 +295,7 @@ export class GatewayTelemetry {
     }
     // Answered in X-Request-Id by whoever writes the answer's headers: a header set beforehand with
     // setHeader makes Node put every header of the answer's flat list through setHeader too.
-    const requestId = this.#requestIdOf(request);
+    const requestId = this.requestIdOf(request);
     let carrier = incomingCarrier(request);
     let span: TraceSpan | undefined;
     if (tracer) {
@@ -321,7 +321,7 @@ export class GatewayTelemetry {
   }
 
   /** The request's id: the client's X-Request-Id when valid, else a new one; none when ids are off. */
-  #requestIdOf(request: IncomingMessage): string | undefined {
+  requestIdOf(request: IncomingMessage): string | undefined {
     return this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids) : undefined;
   }
 

@@ -287,7 +287,12 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     );
     expect(expectation).toMatch(/^HTTP\/1\.1 417/);
     expect(expectation).toMatch(/\r\nx-request-id: expect-1(\r\n|$)/i);
-    expect(await raw('CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n')).toMatch(/^HTTP\/1\.1 501/);
+    const tunnel = await raw('CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nX-Request-Id: connect-1\r\n\r\n');
+    expect(tunnel).toMatch(/^HTTP\/1\.1 501/);
+    expect(tunnel).toMatch(/\r\nx-request-id: connect-1(\r\n|$)/i);
+    // One without a valid id of its own is given a new one, as any request is.
+    const unnamed = await raw('CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nX-Request-Id: not valid\r\n\r\n');
+    expect(unnamed).toMatch(/\r\nx-request-id: [0-9a-f-]{36}(\r\n|$)/i);
     await vi.waitFor(async () => {
       const text = (await http(port, 'GET', '/metrics')).body;
       for (const code of ['400', '417']) {
@@ -305,7 +310,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
           http_route: 'unmatched',
           http_response_status_code: '501',
         }),
-      ).toBe(1);
+      ).toBe(2);
     });
   });
 
