@@ -808,7 +808,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(JSON.stringify(warnings)).not.toContain('"one"');
     });
 
-    it('the failures table: a count starts again after forgetAfterMs, and a sweep deletes old and forgotten ones, then past its bound those within their free failures first', async () => {
+    it('the failures table: a count starts again after forgetAfterMs, and a sweep deletes old ones, then past its bound the oldest, those within their free failures first', async () => {
       await start();
       const store = opened!.store;
       expect(await store.signInFailures('nobody', undefined)).toBeUndefined();
@@ -830,8 +830,9 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(forgotten!.version).toBeGreaterThan(again.version);
       expect(await store.forgetSignInFailures('nobody', undefined)).toBeUndefined();
 
-      // Old: "old"; forgotten: "a"; within its free failures: "fresh-1", "fresh-2"; past them:
-      // "guessed", the oldest of those kept, which a sweep by age alone would take first.
+      // Old: "old"; within their free failures: "fresh-1", "fresh-2" and "a" (forgotten by a
+      // success: none, and the newest); past them: "guessed", the oldest of those kept, which a
+      // sweep by age alone would take first.
       for (let failure = 0; failure < 3; failure++)
         await store.recordSignInFailure('guessed', 60_000, undefined);
       for (const username of ['old', 'fresh-1', 'fresh-2'])
@@ -848,10 +849,17 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       const bounds = { forgetAfterMs: 100_000, maxKeys: 2, freeFailures: 2 };
       expect(await store.sweepSignInFailures(bounds)).toBe(3);
       const left = await opened!.rawRows('SELECT username FROM sign_in_failures ORDER BY username');
-      expect(left.map((row) => String(row.username))).toEqual(['fresh-2', 'guessed']);
+      expect(left.map((row) => String(row.username))).toEqual(['a', 'guessed']);
       expect(await store.sweepSignInFailures({ ...bounds, maxKeys: 1 })).toBe(1);
       const last = await opened!.rawRows('SELECT username FROM sign_in_failures');
       expect(last.map((row) => String(row.username))).toEqual(['guessed']);
+
+      // More than one statement's thousand: the sweep goes on a batch at a time.
+      const made = Array.from({ length: 2_500 }, (_, index) => `('made-up ${index}', 1, 0, 1)`);
+      await opened!.rawExec(
+        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${made.join(', ')}`,
+      );
+      expect(await store.sweepSignInFailures({ ...bounds, maxKeys: 10 })).toBe(2_500);
     });
 
     it('never writes a password to the log, even at trace level', async () => {

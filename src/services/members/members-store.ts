@@ -99,9 +99,46 @@ export interface MembersStore extends ServiceStore {
   /** Sets `key`'s failures to none (a successful sign-in); resolves the record, if there is one. */
   forgetSignInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
   /**
-   * Deletes the failures older than the bounds' `forgetAfterMs` and those forgotten by a sign-in,
-   * then, past `maxKeys`, the oldest (those within their free failures first); resolves how many.
-   * `sweepExpired` runs it with SIGN_IN_FAILURE_BOUNDS.
+   * Deletes the keys whose last failure is older than the bounds' `forgetAfterMs`, then, past
+   * `maxKeys`, the oldest (those within their free failures first, a success's zero among them), a
+   * batch at a time (see sweepFailures); resolves how many. `sweepExpired` runs it with
+   * SIGN_IN_FAILURE_BOUNDS.
    */
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number>;
+}
+
+/** The statements of a sweep of sign-in failures; each deletes at most `limit` keys, oldest first. */
+export interface FailureSweepSteps {
+  deleteOlderThan(forgetAfterMs: number, limit: number): Promise<number>;
+  countKeys(): Promise<number>;
+  /** The oldest keys, of those with at most `maxFailures` failures when it is given. */
+  deleteOldest(maxFailures: number | undefined, limit: number): Promise<number>;
+}
+
+/** Keys one statement of a sweep deletes at most: each holds its locks only that long. */
+const SWEEP_BATCH = 1_000;
+/**
+ * Statements of each kind per sweep: 250,000 keys, more than made-up names can add between two
+ * sweeps (about 150 a second an instance for 10 minutes).
+ */
+const SWEEP_MAX_BATCHES = 250;
+
+/** A sweep of sign-in failures (MembersStore.sweepSignInFailures) through a store's statements. */
+export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFailureBounds): Promise<number> {
+  let deleted = 0;
+  for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+    const gone = await steps.deleteOlderThan(bounds.forgetAfterMs, SWEEP_BATCH);
+    deleted += gone;
+    if (gone < SWEEP_BATCH) break;
+  }
+  let excess = (await steps.countKeys()) - bounds.maxKeys;
+  for (const maxFailures of [bounds.freeFailures, undefined]) {
+    for (let batch = 0; excess > 0 && batch < SWEEP_MAX_BATCHES; batch++) {
+      const gone = await steps.deleteOldest(maxFailures, Math.min(excess, SWEEP_BATCH));
+      deleted += gone;
+      excess -= gone;
+      if (gone === 0) break;
+    }
+  }
+  return deleted;
 }

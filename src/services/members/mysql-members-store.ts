@@ -13,6 +13,7 @@ import {
   type RecordedFailures,
   SIGN_IN_FAILURE_BOUNDS,
   type SignInFailureBounds,
+  sweepFailures,
 } from './members-store.js';
 
 /**
@@ -151,30 +152,32 @@ export class MysqlMembersStore implements MembersStore {
     return row && recordOf(row);
   }
 
-  async sweepSignInFailures({ forgetAfterMs, maxKeys, freeFailures }: SignInFailureBounds): Promise<number> {
+  sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {
     const sql = this.#db.forCall(undefined);
-    let deleted = (
-      await sql.change(
-        `DELETE FROM sign_in_failures WHERE failures = 0 OR last_failure_ms < ${NOW_MS} - ? LIMIT ?`,
-        // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
-        [forgetAfterMs, String(SWEEP_MAX_ROWS)],
-      )
-    ).affectedRows;
-    const [counted] = await sql.select<{ keys: number } & RowDataPacket>(
-      'SELECT COUNT(*) AS `keys` FROM sign_in_failures',
+    // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
+    const deleted = async (statement: string, values: unknown[]) =>
+      (await sql.change(statement, values as never)).affectedRows;
+    return sweepFailures(
+      {
+        deleteOlderThan: (forgetAfterMs, limit) =>
+          deleted(
+            `DELETE FROM sign_in_failures WHERE last_failure_ms < ${NOW_MS} - ? ORDER BY last_failure_ms LIMIT ?`,
+            [forgetAfterMs, String(limit)],
+          ),
+        countKeys: async () => {
+          const [row] = await sql.select<{ keys: number } & RowDataPacket>(
+            'SELECT COUNT(*) AS `keys` FROM sign_in_failures',
+          );
+          return Number(row?.keys ?? 0);
+        },
+        deleteOldest: (maxFailures, limit) =>
+          deleted('DELETE FROM sign_in_failures WHERE failures <= ? ORDER BY last_failure_ms LIMIT ?', [
+            maxFailures ?? Number.MAX_SAFE_INTEGER,
+            String(limit),
+          ]),
+      },
+      bounds,
     );
-    let excess = Math.min(Number(counted?.keys ?? 0) - maxKeys, SWEEP_MAX_ROWS);
-    for (const within of [`failures <= ${Number(freeFailures)}`, 'TRUE']) {
-      if (excess <= 0) break;
-      const gone = (
-        await sql.change(`DELETE FROM sign_in_failures WHERE ${within} ORDER BY last_failure_ms LIMIT ?`, [
-          String(excess),
-        ])
-      ).affectedRows;
-      deleted += gone;
-      excess -= gone;
-    }
-    return deleted;
   }
 
   async sweepExpired(): Promise<number> {
@@ -220,9 +223,6 @@ export function isTakenUsername(error: unknown): boolean {
 function recordOf(row: FailuresRow): RecordedFailures {
   return { count: Number(row.count), sinceLastMs: Number(row.sinceLastMs), version: Number(row.version) };
 }
-
-/** Rows one sweep deletes at most, in each of its statements (a delete holds its locks until it ends). */
-const SWEEP_MAX_ROWS = 100_000;
 
 async function removeMember(sql: SqlExecutor, username: string): Promise<void> {
   await sql.change('DELETE FROM members WHERE username = ?', [username]);

@@ -1,6 +1,5 @@
-import { SqliteError } from 'better-sqlite3';
+import { SqliteError, type Statement } from 'better-sqlite3';
 import type { TraceSpan } from '../../common/tracing.js';
-import { transactionOn } from '../common/database-telemetry.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
   type Database,
@@ -19,6 +18,7 @@ import {
   type RecordedFailures,
   SIGN_IN_FAILURE_BOUNDS,
   type SignInFailureBounds,
+  sweepFailures,
 } from './members-store.js';
 
 /**
@@ -63,6 +63,9 @@ export class SqliteMembersStore implements MembersStore {
   readonly #failuresOf;
   readonly #recordFailure;
   readonly #forgetFailures;
+  readonly #deleteOlder;
+  readonly #countKeys;
+  readonly #deleteOldest;
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
@@ -93,6 +96,16 @@ export class SqliteMembersStore implements MembersStore {
     this.#forgetFailures = this.#db.prepare<[string], RecordedFailures>(
       `UPDATE sign_in_failures SET failures = 0, version = max(version + 1, ${NOW_US}) WHERE username = ?
       RETURNING failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version`,
+    );
+    // SQLite's DELETE has no LIMIT (unless built with it): the keys are chosen by a subquery.
+    this.#deleteOlder = this.#db.prepare<[number, number]>(
+      `DELETE FROM sign_in_failures WHERE username IN (SELECT username FROM sign_in_failures
+      WHERE last_failure_ms < ${NOW_MS} - ? ORDER BY last_failure_ms LIMIT ?)`,
+    );
+    this.#countKeys = this.#db.prepare<[], { keys: number }>('SELECT COUNT(*) AS keys FROM sign_in_failures');
+    this.#deleteOldest = this.#db.prepare<[number, number]>(
+      `DELETE FROM sign_in_failures WHERE username IN (SELECT username FROM sign_in_failures
+      WHERE failures <= ? ORDER BY last_failure_ms LIMIT ?)`,
     );
   }
 
@@ -172,29 +185,17 @@ export class SqliteMembersStore implements MembersStore {
     return this.#call(operationOf(this.#forgetFailures), () => this.#forgetFailures.get(key), parent);
   }
 
-  async sweepSignInFailures({ forgetAfterMs, maxKeys, freeFailures }: SignInFailureBounds): Promise<number> {
-    return this.#call(transactionOn('sign_in_failures'), () =>
-      this.#db.transaction(() => {
-        let deleted = this.#db
-          .prepare(`DELETE FROM sign_in_failures WHERE failures = 0 OR last_failure_ms < ${NOW_MS} - ?`)
-          .run(forgetAfterMs).changes;
-        const { keys } = this.#db.prepare('SELECT COUNT(*) AS keys FROM sign_in_failures').get() as {
-          keys: number;
-        };
-        let excess = keys - maxKeys;
-        for (const within of [`failures <= ${Number(freeFailures)}`, 'TRUE']) {
-          if (excess <= 0) break;
-          const gone = this.#db
-            .prepare(
-              `DELETE FROM sign_in_failures WHERE username IN (SELECT username FROM sign_in_failures
-              WHERE ${within} ORDER BY last_failure_ms LIMIT ?)`,
-            )
-            .run(excess).changes;
-          deleted += gone;
-          excess -= gone;
-        }
-        return deleted;
-      })(),
+  sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {
+    const run = async (statement: Statement<unknown[]>, ...values: unknown[]) =>
+      this.#call(operationOf(statement), () => statement.run(...values).changes);
+    return sweepFailures(
+      {
+        deleteOlderThan: (forgetAfterMs, limit) => run(this.#deleteOlder, forgetAfterMs, limit),
+        countKeys: async () => this.#call(operationOf(this.#countKeys), () => this.#countKeys.get()!.keys),
+        deleteOldest: (maxFailures, limit) =>
+          run(this.#deleteOldest, maxFailures ?? Number.MAX_SAFE_INTEGER, limit),
+      },
+      bounds,
     );
   }
 
