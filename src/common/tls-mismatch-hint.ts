@@ -15,12 +15,28 @@ const SERVER_SPOKE_PLAINTEXT = /wrong version number|packet length too long/i;
 const SERVER_CLOSED_BEFORE_HTTP2 =
   /(?:^|Last error: )(?:Failed to connect|Connection closed before starting HTTP\/2 handshake) \(/;
 
+/**
+ * What a TLS client sees when the server does not accept its certificate (issued by another CA,
+ * expired): Node's TLS server checks a client's certificate once the handshake is done and then
+ * drops the connection without an alert, so grpc-js's session ends before the server's settings
+ * ("Failed to connect", "Connection closed before starting HTTP/2 handshake") or a read is reset.
+ */
+const SERVER_DROPPED_TLS_CLIENT =
+  /(?:^|Last error: )(?:Failed to connect|Connection closed before starting HTTP\/2 handshake) \(|Last error: (?:Error: )?read ECONNRESET/;
+
+/**
+ * What a TLS client sees when the server's certificate chain does not lead to a CA of its own
+ * TLS_CA file: OpenSSL's words for a chain whose root, or issuer, it does not hold.
+ */
+const SERVER_OF_ANOTHER_CA =
+  /self[- ]signed certificate in certificate chain|unable to get local issuer certificate|unable to verify the first certificate|(?:^|Error: )self[- ]signed certificate(?! in)/i;
+
 /** The settings that give a component its TLS files, as a hint names them. */
 const TLS_SETTINGS = 'TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY';
 
 /**
  * A hint to append to a connection failure's message when its details look like one side speaking
- * TLS and the other not; '' otherwise. `ownTls` is whether this component dials with TLS: only the
+ * TLS and the other not, or the two sides' certificates coming from different CAs; '' otherwise. `ownTls` is whether this component dials with TLS: only the
  * mismatch it makes possible is hinted at, so a plaintext client never hears that the server may
  * not speak TLS. `peer` names the server ("the distributor", "goods").
  */
@@ -31,6 +47,12 @@ export function tlsMismatchHint(details: string | undefined, ownTls: boolean, pe
   }
   if (!ownTls && SERVER_CLOSED_BEFORE_HTTP2.test(details)) {
     return ` — ${peer} may require TLS: this component has no TLS files (set ${TLS_SETTINGS})`;
+  }
+  if (ownTls && SERVER_OF_ANOTHER_CA.test(details)) {
+    return ` — ${peer}'s certificate is not issued by this component's CA: give every host the same ca.crt (TLS_CA, or ca.crt in TLS_DIR)`;
+  }
+  if (ownTls && SERVER_DROPPED_TLS_CLIENT.test(details)) {
+    return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and not be expired (TLS_CERT, or <name>.crt in TLS_DIR)`;
   }
   return '';
 }

@@ -275,7 +275,10 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       // Warn when the link is lost, when the reason changes (the distributor came back but refuses
       // the node, say), and at every refusal that may clear later: the node is not routed meanwhile.
       // Repeated transient failures for the same reason are routine.
-      const cause = `${status.code} ${detailsCause(status.details)}`;
+      // A TLS problem's failures differ in their words from one attempt to the next (a reset, a
+      // session closed early): one reason, told once.
+      const hint = tlsMismatchHint(status.details, this.#ownTls, 'the distributor');
+      const cause = `${status.code} ${hint || detailsCause(status.details)}`;
       const newReason = this.#failures === 0 || cause !== this.#lastFailure;
       this.#lastFailure = cause;
       const delay = this.#nextDelay();
@@ -287,7 +290,6 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       } else {
         // A TLS mismatch looks like any lost link (the server closes, or a TLS record makes no
         // sense): said in so many words, else a node retries for ever with nothing pointing at TLS.
-        const hint = tlsMismatchHint(status.details, this.#ownTls, 'the distributor');
         this.#log[newReason ? 'warn' : 'debug'](
           { event: 'disconnected', ...fields, retryInMs: delay, ...(hint ? { tlsMismatch: true } : {}) },
           newReason

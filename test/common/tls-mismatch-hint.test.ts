@@ -19,12 +19,44 @@ const NOT_TLS = [
   ),
 ];
 
+// Both sides with TLS, certificates of different CAs (test/e2e/tls-mismatch.test.ts): the server
+// drops a client whose certificate it does not trust without a word, and a client that does not
+// trust the server's chain names it.
+const CLIENT_CERTIFICATE_REFUSED = [
+  LAST_ERROR('read ECONNRESET (2026-12-05T05:55:26.087Z)'),
+  LAST_ERROR('Failed to connect (2026-12-05T05:55:26.359Z)'),
+];
+const SERVER_OF_ANOTHER_CA = [
+  LAST_ERROR('Error: self-signed certificate in certificate chain'),
+  LAST_ERROR('Error: unable to get local issuer certificate'),
+];
+
 describe('tlsMismatchHint', () => {
+  it.each(CLIENT_CERTIFICATE_REFUSED)(
+    'hints to a client with TLS that the server may not accept its certificate, for %j',
+    (details) => {
+      expect(tlsMismatchHint(details, true, 'the distributor')).toBe(
+        " — the distributor may not accept this component's certificate: it must be issued by the CA in the distributor's ca.crt and not be expired (TLS_CERT, or <name>.crt in TLS_DIR)",
+      );
+    },
+  );
+
+  it.each(SERVER_OF_ANOTHER_CA)('hints at a CA of its own to a client with TLS, for %j', (details) => {
+    expect(tlsMismatchHint(details, true, 'goods@10.0.0.2:9010')).toBe(
+      " — goods@10.0.0.2:9010's certificate is not issued by this component's CA: give every host the same ca.crt (TLS_CA, or ca.crt in TLS_DIR)",
+    );
+    expect(tlsMismatchHint(details, false, 'goods@10.0.0.2:9010')).toBe('');
+  });
+
+  it('gives no certificate hint for a reset on a connection already made', () => {
+    expect(tlsMismatchHint('read ECONNRESET', true, 'goods@10.0.0.2:9010')).toBe('');
+  });
+
   it('hints that the server may require TLS only to a client without TLS', () => {
     expect(tlsMismatchHint(SERVER_REQUIRES_TLS, false, 'the distributor')).toBe(
       ' — the distributor may require TLS: this component has no TLS files (set TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)',
     );
-    expect(tlsMismatchHint(SERVER_REQUIRES_TLS, true, 'the distributor')).toBe('');
+    expect(tlsMismatchHint(SERVER_REQUIRES_TLS, true, 'the distributor')).not.toMatch(/require TLS/);
   });
 
   it('hints that the server may not speak TLS only to a client with TLS', () => {

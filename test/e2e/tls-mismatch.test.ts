@@ -33,6 +33,12 @@ function tlsEnv(name: string): NodeJS.ProcessEnv {
   return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };
 }
 
+/** A certificate of the other CA for `name`, with the real CA file. */
+function foreignEnv(name: string): NodeJS.ProcessEnv {
+  const files = pki.foreignFiles(name);
+  return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };
+}
+
 function start(entry: string, args: string[], env: NodeJS.ProcessEnv): ComponentProcess {
   const component = spawnComponent(entry, args, { DATA_DIR: dir, MYSQL_URL: '', ...env });
   processes.push(component);
@@ -77,4 +83,39 @@ describe('TLS on one side only', () => {
       /^not registered with the distributor \(UNAVAILABLE: .*wrong version number.*\); retrying with backoff — the distributor may not speak TLS: this component has TLS files/s,
     );
   });
+});
+
+// Both sides speak TLS, with certificates of different CAs: found on hosts given the ca.crt of one
+// `npm run certs` run and the certificates of another. Before, goods retried for ever with "read
+// ECONNRESET" or "Failed to connect" (a warning at each change between the two, every attempt or
+// so), or "self-signed certificate in certificate chain", nothing pointing at the CA.
+describe('TLS on both sides, certificates of different CAs', () => {
+  const disconnected = (component: ComponentProcess): string[] =>
+    component.lines.filter((line) => line.includes('"event":"disconnected"'));
+
+  it("goods' certificate of another CA: goods says the distributor may not accept it, once", async () => {
+    const { goods } = await startPair(tlsEnv('distributor'), {
+      LOG_LEVEL: 'debug',
+      ...foreignEnv('goods'),
+    });
+    expect(message(await goods.waitForLine(/"event":"disconnected"/, 30_000))).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*(?:ECONNRESET|Failed to connect).*\); retrying with backoff — the distributor may not accept this component's certificate: it must be issued by the CA in the distributor's ca\.crt/s,
+    );
+    // Four attempts or more (backoff of 0.1, 1, 2 s...), whichever words grpc-js gives each time.
+    await expect
+      .poll(() => disconnected(goods).length, { timeout: 20_000, interval: 200 })
+      .toBeGreaterThanOrEqual(4);
+    expect(disconnected(goods).filter((line) => line.includes('"level":40'))).toHaveLength(1);
+  }, 40_000);
+
+  it("a distributor's certificate of another CA: goods says so", async () => {
+    const files = pki.foreignFiles('distributor');
+    const { goods } = await startPair(
+      { TLS_CA: pki.otherCaFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile },
+      tlsEnv('goods'),
+    );
+    expect(message(await goods.waitForLine(/"event":"disconnected"/, 30_000))).toMatch(
+      /^not registered with the distributor \(UNAVAILABLE: .*certificate.*\); retrying with backoff — the distributor's certificate is not issued by this component's CA: give every host the same ca\.crt/s,
+    );
+  }, 40_000);
 });
