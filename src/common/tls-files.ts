@@ -2,7 +2,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats, statSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { ConfigError } from './config.js';
-import { TRUST_DOMAIN, uriSans } from './identity.js';
+import { identityForName, TRUST_DOMAIN, uriSans } from './identity.js';
 
 /**
  * Where a component's TLS material is: PEM files. The certificate and the key come together; the
@@ -274,6 +274,23 @@ function checkSameIdentity(files: TlsFiles, current: TlsMaterial, next: TlsMater
   if (offered.length === held.length && offered.every((identity) => held.includes(identity))) return;
   throw new ConfigError(
     `${named(files, 'certFile')} names ${offered.join(', ') || 'no identity'}, not ${held.join(', ')} as the certificate in use does: a component keeps its identity while it runs; restart it with a certificate of another name`,
+  );
+}
+
+/**
+ * Checks at start that a component's certificate names it (`spiffe://shop/<name>`): a component
+ * whose peers check its name (secure naming: the distributor, whom every service and gateway dials)
+ * would otherwise listen and serve nobody, every peer refusing its handshake, with nothing said
+ * where it runs.
+ */
+export function checkOwnIdentity(files: TlsFiles, name: string): void {
+  const { cert } = readTlsFiles(files);
+  if (!cert) return;
+  const expected = identityForName(name);
+  const offered = shopIdentities(cert);
+  if (offered.includes(expected)) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} names ${offered.join(', ') || 'no identity'}, not ${expected}: the ${name} needs its own certificate (${name}.crt of \`npm run certs\`), as its peers accept no other`,
   );
 }
 

@@ -5,6 +5,7 @@ import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
 import { peerIdentities, serverCredentials } from '../common/tls.js';
+import { checkOwnIdentity } from '../common/tls-files.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import {
@@ -23,6 +24,8 @@ import { DistributorTelemetry } from './distributor-telemetry.js';
 export function runDistributor(): void {
   runMain(async (signals) => {
     const config = loadDistributorConfig(process.argv.slice(2), process.env);
+    // Services and gateways dial only spiffe://shop/distributor (secure naming).
+    if (config.tls) checkOwnIdentity(config.tls, 'distributor');
     const log = createLogger({ component: 'distributor', level: config.logLevel });
     logGrpcThrough(log);
     await startTracing('distributor');

@@ -32,6 +32,7 @@ import {
   type TlsFilePaths,
 } from '../../src/common/tls.js';
 import {
+  checkOwnIdentity,
   EXPIRY_WARNING_MS,
   MAX_TLS_FILE_BYTES,
   readTlsFiles,
@@ -470,6 +471,23 @@ describe('configuration errors', () => {
     expect(() => serverCredentials(mismatched)).toThrow(
       `TLS key file "${pki.files('members').keyFile}" from --tls-key (TLS_KEY) is not the key of TLS certificate file "${join(pki.dir, 'goods.crt')}" from --tls-dir (TLS_DIR)`,
     );
+  });
+
+  it("refuses a component's certificate that names another component, naming the file and its setting", () => {
+    const load = (env: NodeJS.ProcessEnv) =>
+      tlsSettings(loadSettings(COMMON_SETTINGS, [], env), 'distributor');
+    // The distributor started with goods' files: every service and gateway would refuse its handshake.
+    const goods = load({
+      TLS_CA: pki.caFile,
+      TLS_CERT: pki.files('goods').certFile,
+      TLS_KEY: pki.files('goods').keyFile,
+    })!;
+    expect(() => checkOwnIdentity(goods, 'distributor')).toThrow(
+      new ConfigError(
+        `TLS certificate file "${pki.files('goods').certFile}" from --tls-cert (TLS_CERT) names spiffe://shop/goods, not spiffe://shop/distributor: the distributor needs its own certificate (distributor.crt of \`npm run certs\`), as its peers accept no other`,
+      ),
+    );
+    expect(() => checkOwnIdentity(pki.files('goods'), 'goods')).not.toThrow();
   });
 
   it('refuses a certificate without its key, and a key of another certificate', () => {

@@ -85,6 +85,23 @@ describe('TLS on one side only', () => {
   });
 });
 
+describe("the distributor with another component's certificate", () => {
+  // Before, it listened and said nothing, while every service and gateway refused its handshake
+  // ("the server's certificate is not for spiffe://shop/distributor").
+  it('stops at start with exit 2, naming the file and the identity it needs', async () => {
+    const port = await freePort();
+    const distributor = start(
+      'src/distributor/main.ts',
+      ['--port', String(port), '--metrics-port', '0'],
+      tlsEnv('goods'),
+    );
+    await expect(distributor.exited()).resolves.toBe(2);
+    expect(distributor.lines.join('\n')).toContain(
+      `TLS certificate file "${pki.files('goods').certFile}" from --tls-cert (TLS_CERT) names spiffe://shop/goods, not spiffe://shop/distributor`,
+    );
+  }, 30_000);
+});
+
 // Both sides speak TLS, with certificates of different CAs: found on hosts given the ca.crt of one
 // `npm run certs` run and the certificates of another. Before, goods retried for ever with "read
 // ECONNRESET" or "Failed to connect" (a warning at each change between the two, every attempt or
