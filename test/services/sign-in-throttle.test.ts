@@ -289,6 +289,22 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(await failOn(two)).toBe(1_000);
   });
 
+  it('when a wait ends, each instance lets one sign-in through: the wait is shared, the turn after it is not (README)', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger, records } = memoryLedger(clock);
+    const throttles = [0, 1, 2].map(() => new SignInThrottle(limits, () => clock.now, ledger));
+    for (let failure = 0; failure < 3; failure++) {
+      const turn = await throttles[0]!.begin('eve');
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    }
+    clock.now += 1_000;
+    const turns = await Promise.all(throttles.map((throttle) => throttle.begin('eve')));
+    expect(turns.map((turn) => turn.allowed)).toEqual([true, true, true]);
+    for (const turn of turns) if (turn.allowed) await turn.attempt.failed();
+    expect(records.get('eve')?.count).toBe(6);
+  });
+
   it('a read overtaken by a failure written meanwhile is not learnt: the newer count stands', async () => {
     const clock = { now: 1_000_000 };
     const { ledger, holdNextRead, release } = memoryLedger(clock);
