@@ -305,6 +305,27 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(records.get('eve')?.count).toBe(6);
   });
 
+  it('an account learnt from the ledger with an old last failure is forgotten when that failure is forgetAfterMs old, though learnt after younger ones', async () => {
+    const clock = { now: 1_000_000_000 };
+    const { ledger, records } = memoryLedger(clock);
+    const throttle = new SignInThrottle(limits, () => clock.now, ledger);
+    records.set('young', { count: 1, lastAt: clock.now, version: 1 });
+    records.set('old', { count: 10, lastAt: clock.now - limits.forgetAfterMs + 1_000, version: 2 });
+    for (const username of ['young', 'old']) {
+      const turn = await throttle.begin(username);
+      if (turn.allowed) turn.attempt.undecided();
+    }
+    expect(throttle.accounts).toBe(2);
+    clock.now += 2_000;
+    // "old" failed last more than forgetAfterMs ago: it counts as none, here as in the ledger.
+    expect(throttle.accounts).toBe(1);
+    const both = await Promise.all([
+      throttle.begin('old'),
+      throttle.begin('old', { deadline: Date.now() + 200 }),
+    ]);
+    expect(both.map((turn) => turn.allowed)).toEqual([true, true]);
+  });
+
   it('a read overtaken by a failure written meanwhile is not learnt: the newer count stands', async () => {
     const clock = { now: 1_000_000 };
     const { ledger, holdNextRead, release } = memoryLedger(clock);

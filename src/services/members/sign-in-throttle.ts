@@ -145,9 +145,12 @@ export class SignInThrottle {
 
   /** Accounts with failures this process knows of now (for metrics). */
   get accounts(): number {
-    this.#forgetOld(this.#now());
+    const now = this.#now();
+    this.#forgetOld(now);
     let failing = 0;
-    for (const failures of this.#failures.values()) if (failures.count > 0) failing++;
+    for (const failures of this.#failures.values()) {
+      if (failures.count > 0 && now - failures.lastAt < this.#limits.forgetAfterMs) failing++;
+    }
     return failing;
   }
 
@@ -187,7 +190,7 @@ export class SignInThrottle {
   #decide(username: string, call: SignInCall, waited: boolean): SignInTurn | undefined {
     const refusal = this.#refusal(username);
     if (refusal !== undefined) return refusal;
-    const failures = this.#failures.get(username);
+    const failures = this.#known(username);
     const checking = this.#checking.get(username) ?? 0;
     if (checking >= Math.max(1, this.#limits.freeFailures - (failures?.count ?? 0))) return undefined;
     this.#checking.set(username, checking + 1);
@@ -196,7 +199,7 @@ export class SignInThrottle {
 
   /** The refusal of a sign-in of `username` that comes before its account's wait is over. */
   #refusal(username: string): SignInTurn | undefined {
-    const failures = this.#failures.get(username);
+    const failures = this.#known(username);
     const now = this.#now();
     if (failures === undefined || now >= failures.retryAt) return undefined;
     this.#throttled++;
@@ -241,7 +244,7 @@ export class SignInThrottle {
     try {
       if (outcome === 'failed') {
         this.#learn(username, await ledger.recordSignInFailure(username, this.#limits.forgetAfterMs, parent));
-      } else if ((this.#failures.get(username)?.count ?? 0) > 0) {
+      } else if ((this.#known(username)?.count ?? 0) > 0) {
         // Known from the read before the check: with no failure known, there is nothing to forget.
         this.#learn(username, await ledger.forgetSignInFailures(username, parent));
       }
@@ -258,7 +261,7 @@ export class SignInThrottle {
    */
   #learn(username: string, record: RecordedFailures | undefined): void {
     if (record === undefined) return;
-    const known = this.#failures.get(username);
+    const known = this.#known(username);
     if (known !== undefined && record.version <= known.version) return;
     const lastAt = this.#now() - Math.max(0, record.sinceLastMs);
     const count = record.sinceLastMs >= this.#limits.forgetAfterMs ? 0 : record.count;
@@ -272,7 +275,7 @@ export class SignInThrottle {
 
   /** Forgets the failures of `username`, keeping the version learnt (see #learn). */
   #forget(username: string): void {
-    const known = this.#failures.get(username);
+    const known = this.#known(username);
     if (known === undefined || known.version === 0) this.#failures.delete(username);
     else this.#failures.set(username, { ...known, count: 0, retryAt: known.lastAt });
   }
@@ -310,7 +313,7 @@ export class SignInThrottle {
   /** Counts one more failure of `username` here and sets when it may try again. */
   #count(username: string): void {
     const now = this.#now();
-    const known = this.#failures.get(username);
+    const known = this.#known(username);
     const count = (known?.count ?? 0) + 1;
     this.#remember(username, {
       count,
@@ -350,6 +353,18 @@ export class SignInThrottle {
       if (++scanned >= EVICTION_SCAN) break;
     }
     if (oldest !== undefined) this.#failures.delete(oldest);
+  }
+
+  /**
+   * What this process knows of `username`, unless its last failure is `forgetAfterMs` old: then it
+   * is dropped. (#forgetOld stops at the first account that is not, and one learnt from the ledger
+   * may have failed last long before those ahead of it in the map.)
+   */
+  #known(username: string): Failures | undefined {
+    const failures = this.#failures.get(username);
+    if (failures === undefined || this.#now() - failures.lastAt < this.#limits.forgetAfterMs) return failures;
+    this.#failures.delete(username);
+    return undefined;
   }
 
   /** Drops, oldest first, the accounts whose last failure is older than `forgetAfterMs`. */
