@@ -326,6 +326,26 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(both.map((turn) => turn.allowed)).toEqual([true, true]);
   });
 
+  it('a success whose record the ledger no longer has (forgotten elsewhere, then swept) forgets the failures known here too', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger, records } = memoryLedger(clock);
+    const throttle = new SignInThrottle(limits, () => clock.now, ledger);
+    const first = await throttle.begin('eve');
+    if (!first.allowed) throw new Error('refused');
+    await first.attempt.failed();
+    // Another instance's success forgot it, and a sweep deleted the forgotten record.
+    records.delete('eve');
+    const right = await throttle.begin('eve');
+    if (!right.allowed) throw new Error('refused');
+    await right.attempt.matched();
+    // No failure left: both free failures' checks may run at once, as for an account never guessed.
+    const both = await Promise.all([
+      throttle.begin('eve'),
+      throttle.begin('eve', { deadline: Date.now() + 200 }),
+    ]);
+    expect(both.map((turn) => turn.allowed)).toEqual([true, true]);
+  });
+
   it('a read overtaken by a failure written meanwhile is not learnt: the newer count stands', async () => {
     const clock = { now: 1_000_000 };
     const { ledger, holdNextRead, release } = memoryLedger(clock);

@@ -246,7 +246,10 @@ export class SignInThrottle {
         this.#learn(username, await ledger.recordSignInFailure(username, this.#limits.forgetAfterMs, parent));
       } else if ((this.#known(username)?.count ?? 0) > 0) {
         // Known from the read before the check: with no failure known, there is nothing to forget.
-        this.#learn(username, await ledger.forgetSignInFailures(username, parent));
+        const record = await ledger.forgetSignInFailures(username, parent);
+        // No record: forgotten elsewhere and swept since the read; none is left here either.
+        if (record === undefined) this.#forget(username);
+        else this.#learn(username, record);
       }
     } catch (error) {
       if (outcome === 'failed') this.#count(username);
