@@ -859,7 +859,17 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       await opened!.rawExec(
         `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${made.join(', ')}`,
       );
+      // ...and lets the process answer between two (SQLite's statements run on its event loop).
+      let turns = 0;
+      let counting = true;
+      const count = (): void => {
+        turns++;
+        if (counting) setImmediate(count);
+      };
+      setImmediate(count);
       expect(await store.sweepSignInFailures({ ...bounds, maxKeys: 10 })).toBe(2_500);
+      counting = false;
+      expect(turns).toBeGreaterThanOrEqual(2);
     });
 
     it('never writes a password to the log, even at trace level', async () => {

@@ -123,10 +123,14 @@ const SWEEP_BATCH = 1_000;
  */
 const SWEEP_MAX_BATCHES = 250;
 
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** A sweep of sign-in failures (MembersStore.sweepSignInFailures) through a store's statements. */
 export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFailureBounds): Promise<number> {
   let deleted = 0;
   for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+    // SQLite's statements run on the event loop: calls are answered between two of them.
+    if (batch > 0) await nextTurn();
     const gone = await steps.deleteOlderThan(bounds.forgetAfterMs, SWEEP_BATCH);
     deleted += gone;
     if (gone < SWEEP_BATCH) break;
@@ -134,6 +138,7 @@ export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFail
   let excess = (await steps.countKeys()) - bounds.maxKeys;
   for (const maxFailures of [bounds.freeFailures, undefined]) {
     for (let batch = 0; excess > 0 && batch < SWEEP_MAX_BATCHES; batch++) {
+      await nextTurn();
       const gone = await steps.deleteOldest(maxFailures, Math.min(excess, SWEEP_BATCH));
       deleted += gone;
       excess -= gone;

@@ -41,9 +41,12 @@ export const MYSQL_MEMBERS_SCHEMA = [
   ) ENGINE=InnoDB`,
 ] as const;
 
-/** Now by MySQL's clock, in ms and µs, as integers (mysql2 would read a DECIMAL as a string). */
-const NOW_MS = 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)';
-const NOW_US = 'CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)';
+/**
+ * Now by MySQL's clock, in µs and ms since the epoch, as BIGINTs, from UTC: UNIX_TIMESTAMP(NOW())
+ * goes through the session's time zone, whose repeated hour in autumn would turn the clock back.
+ */
+const NOW_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
+const NOW_MS = `(${NOW_US} DIV 1000)`;
 const FAILURES_OF = `SELECT failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version
   FROM sign_in_failures WHERE username = ?`;
 

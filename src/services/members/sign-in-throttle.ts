@@ -22,8 +22,9 @@ export interface SignInThrottleLimits {
 /**
  * 5 failures in a row are free, then 1 s, 2 s, 4 s … up to 15 minutes between tries: a user who
  * mistypes a few times never waits, and a guesser of one account is down to four tries an hour
- * per members instance after 16 failures (each instance lets one through when a wait ends), instead of as many as the hashing queue runs (about 150 a second). Forgotten a
- * day after the last failure. 20,000 accounts at most, about 8 MiB.
+ * per members instance after 16 failures (each instance lets one through when a wait ends),
+ * instead of as many as the hashing queue runs (about 150 a second). Forgotten a day after the
+ * last failure. 20,000 accounts at most in each process, about 8 MiB.
  */
 export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
   freeFailures: SIGN_IN_FAILURE_BOUNDS.freeFailures,
