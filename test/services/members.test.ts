@@ -790,6 +790,38 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       }
     });
 
+    it('when a wait ends, guesses sent to two instances at once get one check between them', async () => {
+      const limits = { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 300 };
+      await start({ signInThrottle: limits });
+      const another = opened!.openAnother();
+      const second = await startTestServer(
+        createServiceServer(membersService, {
+          store: another,
+          handlerOptions: { hashParameters: TEST_HASH_PARAMETERS, signInThrottle: limits },
+        }),
+        MembersServiceClient,
+      );
+      const signInOn = (server: TestServer<MembersServiceClient>, password: string) =>
+        call(server.client, server.client.signIn, { username: 'victim', password }).then(
+          () => 'passed',
+          (error: { code: status }) => error.code,
+        );
+      try {
+        await create({ username: 'victim', password: 'right' });
+        for (let guess = 0; guess < 6; guess++) await signInOn(service!, `guess ${guess}`);
+        await new Promise((resolve) => setTimeout(resolve, 350));
+        const outcomes = await Promise.all([signInOn(service!, 'one'), signInOn(second, 'two')]);
+        expect(outcomes.sort()).toEqual([status.RESOURCE_EXHAUSTED, status.UNAUTHENTICATED].sort());
+        const rows = await opened!.rawRows('SELECT failures FROM sign_in_failures WHERE username = ?', [
+          'victim',
+        ]);
+        expect(rows).toEqual([{ failures: 7 }]);
+      } finally {
+        await second.close();
+        await another.close();
+      }
+    });
+
     it('a failure the database cannot take is still answered as a wrong password, counted in this instance and logged', async () => {
       const { log, lines } = captureLog();
       await start({ log, signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, freeFailures: 1 } }, (store) => ({
@@ -825,9 +857,18 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       const again = await store.recordSignInFailure('a', 60_000, undefined);
       expect(again.count).toBe(1);
       expect(again.version).toBeGreaterThan(second.version);
+      // The turn after a wait: one holder at a time, at the version read; a failure ends it.
+      expect(await store.claimSignInTurn('a', again.version, 10_000, undefined)).toBe(true);
+      expect(await store.claimSignInTurn('a', again.version, 10_000, undefined)).toBe(false);
+      await store.releaseSignInTurn('a', undefined);
+      expect(await store.claimSignInTurn('a', again.version - 1, 10_000, undefined)).toBe(false);
+      expect(await store.claimSignInTurn('a', again.version, 10_000, undefined)).toBe(true);
+      const failedInTurn = await store.recordSignInFailure('a', 60_000, undefined);
+      expect(await store.claimSignInTurn('a', failedInTurn.version, 10_000, undefined)).toBe(true);
+      expect(await store.claimSignInTurn('nobody', 1, 10_000, undefined)).toBe(false);
       const forgotten = await store.forgetSignInFailures('a', undefined);
       expect(forgotten).toMatchObject({ count: 0 });
-      expect(forgotten!.version).toBeGreaterThan(again.version);
+      expect(forgotten!.version).toBeGreaterThan(failedInTurn.version);
       expect(await store.forgetSignInFailures('nobody', undefined)).toBeUndefined();
 
       // Old: "old"; within their free failures: "fresh-1", "fresh-2" and "a" (forgotten by a
@@ -931,6 +972,8 @@ function withUpdate(
     recordSignInFailure: (key, forgetAfterMs, parent) =>
       store.recordSignInFailure(key, forgetAfterMs, parent),
     forgetSignInFailures: (key, parent) => store.forgetSignInFailures(key, parent),
+    claimSignInTurn: (key, version, holdMs, parent) => store.claimSignInTurn(key, version, holdMs, parent),
+    releaseSignInTurn: (key, parent) => store.releaseSignInTurn(key, parent),
     sweepSignInFailures: (bounds) => store.sweepSignInFailures(bounds),
     ping: () => store.ping(),
     close: () => store.close(),

@@ -212,7 +212,7 @@ describe('SignInThrottle', () => {
  * to overtake it with a write.
  */
 function memoryLedger(clock: { now: number }) {
-  const records = new Map<string, { count: number; lastAt: number; version: number }>();
+  const records = new Map<string, { count: number; lastAt: number; version: number; turnUntil?: number }>();
   let version = 0;
   const recordOf = (key: string): RecordedFailures | undefined => {
     const record = records.get(key);
@@ -231,14 +231,24 @@ function memoryLedger(clock: { now: number }) {
     async recordSignInFailure(key, forgetAfterMs) {
       const record = records.get(key);
       const count = record && clock.now - record.lastAt < forgetAfterMs ? record.count + 1 : 1;
-      records.set(key, { count, lastAt: clock.now, version: ++version });
+      records.set(key, { count, lastAt: clock.now, version: ++version, turnUntil: 0 });
       return recordOf(key)!;
     },
     async forgetSignInFailures(key) {
       const record = records.get(key);
       if (!record) return undefined;
-      records.set(key, { ...record, count: 0, version: ++version });
+      records.set(key, { ...record, count: 0, version: ++version, turnUntil: 0 });
       return recordOf(key);
+    },
+    async claimSignInTurn(key, at, holdMs) {
+      const record = records.get(key);
+      if (!record || record.version !== at || (record.turnUntil ?? 0) > clock.now) return false;
+      record.turnUntil = clock.now + holdMs;
+      return true;
+    },
+    async releaseSignInTurn(key) {
+      const record = records.get(key);
+      if (record) record.turnUntil = 0;
     },
   };
   let holdNext = false;
@@ -289,7 +299,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(await failOn(two)).toBe(1_000);
   });
 
-  it('when a wait ends, each instance lets one sign-in through: the wait is shared, the turn after it is not (README)', async () => {
+  it('when a wait ends, one sign-in of all the instances gets the turn; one that never answers gives it back', async () => {
     const clock = { now: 1_000_000 };
     const { ledger, records } = memoryLedger(clock);
     const throttles = [0, 1, 2].map(() => new SignInThrottle(limits, () => clock.now, ledger));
@@ -300,9 +310,23 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     }
     clock.now += 1_000;
     const turns = await Promise.all(throttles.map((throttle) => throttle.begin('eve')));
-    expect(turns.map((turn) => turn.allowed)).toEqual([true, true, true]);
-    for (const turn of turns) if (turn.allowed) await turn.attempt.failed();
-    expect(records.get('eve')?.count).toBe(6);
+    const allowed = turns.filter((turn) => turn.allowed);
+    expect(allowed).toHaveLength(1);
+    // The others hear to come back in a second: the turn's check decides what follows.
+    expect(turns.filter((turn) => !turn.allowed)).toEqual([
+      { allowed: false, reason: 'failures', waitMs: 1_000 },
+      { allowed: false, reason: 'failures', waitMs: 1_000 },
+    ]);
+    // Its check never answered: the turn is given back, and another instance's sign-in takes it.
+    allowed[0]!.allowed && allowed[0]!.attempt.undecided();
+    await new Promise((resolve) => setImmediate(resolve));
+    const next = await throttles[2]!.begin('eve');
+    if (!next.allowed) throw new Error('the turn was not given back');
+    await next.attempt.failed();
+    expect(records.get('eve')?.count).toBe(4);
+    for (const throttle of throttles) {
+      expect(await throttle.begin('eve')).toMatchObject({ allowed: false, waitMs: 2_000 });
+    }
   });
 
   it('an account learnt from the ledger with an old last failure is forgotten when that failure is forgetAfterMs old, though learnt after younger ones', async () => {

@@ -99,6 +99,20 @@ export interface MembersStore extends ServiceStore {
   /** Sets `key`'s failures to none (a successful sign-in); resolves the record, if there is one. */
   forgetSignInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
   /**
+   * Takes the turn of `key` once its wait is over, for one instance at a time: only if its record
+   * is still at `version` (no failure or success since it was read) and no instance holds the turn;
+   * held until the next failure or success, a release, or `holdMs` (a check that never ends).
+   * Resolves whether it was taken.
+   */
+  claimSignInTurn(
+    key: string,
+    version: number,
+    holdMs: number,
+    parent: TraceSpan | undefined,
+  ): Promise<boolean>;
+  /** Gives back a turn taken (the check never gave an answer). */
+  releaseSignInTurn(key: string, parent: TraceSpan | undefined): Promise<void>;
+  /**
    * Deletes the keys whose last failure is older than the bounds' `forgetAfterMs`, then, past
    * `maxKeys`, the oldest (those within their free failures first, a success's zero among them), a
    * batch at a time (see sweepFailures); resolves how many. `sweepExpired` runs it with

@@ -37,6 +37,7 @@ export const MYSQL_MEMBERS_SCHEMA = [
     failures INT NOT NULL,
     last_failure_ms BIGINT NOT NULL,
     version BIGINT NOT NULL,
+    turn_until_ms BIGINT NOT NULL DEFAULT 0,
     KEY sign_in_failures_last (last_failure_ms)
   ) ENGINE=InnoDB`,
 ] as const;
@@ -135,7 +136,8 @@ export class MysqlMembersStore implements MembersStore {
       ON DUPLICATE KEY UPDATE
         failures = IF(last_failure_ms < VALUES(last_failure_ms) - ?, 1, failures + 1),
         last_failure_ms = VALUES(last_failure_ms),
-        version = GREATEST(version + 1, VALUES(version))`,
+        version = GREATEST(version + 1, VALUES(version)),
+        turn_until_ms = 0`,
       [key, forgetAfterMs],
     );
     // Read apart (MySQL has no RETURNING): what another instance changed since is only newer.
@@ -147,12 +149,28 @@ export class MysqlMembersStore implements MembersStore {
   async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
     const sql = this.#db.forCall(parent);
     const result = await sql.change(
-      `UPDATE sign_in_failures SET failures = 0, version = GREATEST(version + 1, ${NOW_US}) WHERE username = ?`,
+      `UPDATE sign_in_failures SET failures = 0, version = GREATEST(version + 1, ${NOW_US}), turn_until_ms = 0
+      WHERE username = ?`,
       [key],
     );
     if (result.affectedRows === 0) return undefined;
     const [row] = await sql.select<FailuresRow>(FAILURES_OF, [key]);
     return row && recordOf(row);
+  }
+
+  async claimSignInTurn(key: string, version: number, holdMs: number, parent?: TraceSpan): Promise<boolean> {
+    const result = await this.#db.forCall(parent).change(
+      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?
+      WHERE username = ? AND version = ? AND turn_until_ms <= ${NOW_MS}`,
+      [holdMs, key, version],
+    );
+    return result.affectedRows === 1;
+  }
+
+  async releaseSignInTurn(key: string, parent?: TraceSpan): Promise<void> {
+    await this.#db
+      .forCall(parent)
+      .change('UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ?', [key]);
   }
 
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {

@@ -22,8 +22,8 @@ export interface SignInThrottleLimits {
 /**
  * 5 failures in a row are free, then 1 s, 2 s, 4 s … up to 15 minutes between tries: a user who
  * mistypes a few times never waits, and a guesser of one account is down to four tries an hour
- * per members instance after 16 failures (each instance lets one through when a wait ends),
- * instead of as many as the hashing queue runs (about 150 a second). Forgotten a day after the
+ * after 16 failures (with a ledger, on all instances together: see takeTurnAfterWait), instead of
+ * as many as the hashing queue runs (about 150 a second). Forgotten a day after the
  * last failure. 20,000 accounts at most in each process, about 8 MiB.
  */
 export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
@@ -37,8 +37,37 @@ export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
 /** Where every members instance's failures are counted: the members store. */
 export type FailureLedger = Pick<
   MembersStore,
-  'signInFailures' | 'recordSignInFailure' | 'forgetSignInFailures'
+  'signInFailures' | 'recordSignInFailure' | 'forgetSignInFailures' | 'claimSignInTurn' | 'releaseSignInTurn'
 >;
+
+/** How long a turn after a wait is held for a check at most: its deadline, else 10 s, at most 30 s. */
+function holdMs(call: SignInCall): number {
+  const left =
+    call.deadline !== undefined && Number.isFinite(call.deadline) ? call.deadline - Date.now() : 10_000;
+  return Math.round(Math.min(30_000, Math.max(1_000, left + 1_000)));
+}
+
+/** `attempt`, giving the ledger's turn back when it ends undecided (a check that never answered). */
+function givingBackTurn(attempt: SignInAttempt, giveBack: () => Promise<void>): SignInAttempt {
+  let ended = false;
+  return {
+    matched: () => {
+      ended = true;
+      return attempt.matched();
+    },
+    failed: () => {
+      ended = true;
+      return attempt.failed();
+    },
+    undecided: () => {
+      if (ended) return;
+      ended = true;
+      attempt.undecided();
+      // Not given back (the database away): it ends with its hold.
+      giveBack().catch(() => {});
+    },
+  };
+}
 
 /** One account's failures in a row, and when it may try again (on the throttle's clock). */
 interface Failures {
@@ -173,8 +202,13 @@ export class SignInThrottle {
       this.#learn(username, await this.#ledger.signInFailures(username, call.parent));
     }
     // Behind others waiting it waits too (in order), unless its account must wait anyway.
-    const turn = this.#waiting.has(username) ? this.#refusal(username) : this.#decide(username, call, false);
-    if (turn !== undefined) return turn;
+    const turn =
+      (this.#waiting.has(username) ? this.#refusal(username) : this.#decide(username, call, false)) ??
+      (await this.#waitForTurn(username, call));
+    return this.#ledger && turn.allowed ? this.#takeTurnAfterWait(this.#ledger, username, turn, call) : turn;
+  }
+
+  #waitForTurn(username: string, call: SignInCall): Promise<SignInTurn> {
     return new Promise((resolve) => {
       const waiter: Waiter = { call, resolve, timer: undefined };
       const queue = this.#waiting.get(username);
@@ -185,6 +219,42 @@ export class SignInThrottle {
         waiter.timer = setTimeout(() => this.#giveUp(username, waiter), leftMs);
       }
     });
+  }
+
+  /**
+   * After a wait, the ledger's turn: the first check of an account past its free failures once its
+   * wait is over is one instance's, as it is one sign-in's in this process, so that a guesser
+   * with a sign-in on each instance still gets one try per wait. Another instance holding it, or a
+   * failure written since the read, is a refusal.
+   */
+  async #takeTurnAfterWait(
+    ledger: FailureLedger,
+    username: string,
+    turn: SignInTurn & { allowed: true },
+    call: SignInCall,
+  ): Promise<SignInTurn> {
+    const known = this.#known(username);
+    // Version 0: counted in this process only (the ledger took none of it), nothing to share.
+    if (known === undefined || known.count <= this.#limits.freeFailures || known.version === 0) return turn;
+    let taken: boolean;
+    try {
+      taken = await ledger.claimSignInTurn(username, known.version, holdMs(call), call.parent);
+    } catch (error) {
+      turn.attempt.undecided();
+      throw error;
+    }
+    if (taken)
+      return {
+        ...turn,
+        attempt: givingBackTurn(turn.attempt, () => ledger.releaseSignInTurn(username, call.parent)),
+      };
+    turn.attempt.undecided();
+    // A failure written since the read sets a new wait; else the other instance's check decides.
+    this.#learn(username, await ledger.signInFailures(username, call.parent).catch(() => undefined));
+    const refusal = this.#refusal(username);
+    if (refusal !== undefined) return refusal;
+    this.#throttled++;
+    return { allowed: false, reason: 'failures', waitMs: this.#limits.firstWaitMs };
   }
 
   /** The turn of a sign-in of `username` now, or undefined if it must wait for a check to end. */

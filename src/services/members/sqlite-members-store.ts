@@ -39,7 +39,8 @@ export const SQLITE_MEMBERS_SCHEMA = [
     username TEXT NOT NULL PRIMARY KEY,
     failures INTEGER NOT NULL,
     last_failure_ms INTEGER NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    turn_until_ms INTEGER NOT NULL DEFAULT 0
   ) STRICT, WITHOUT ROWID`,
   'CREATE INDEX IF NOT EXISTS sign_in_failures_last ON sign_in_failures (last_failure_ms)',
 ] as const;
@@ -63,6 +64,8 @@ export class SqliteMembersStore implements MembersStore {
   readonly #failuresOf;
   readonly #recordFailure;
   readonly #forgetFailures;
+  readonly #claimTurn;
+  readonly #releaseTurn;
   readonly #deleteOlder;
   readonly #countKeys;
   readonly #deleteOldest;
@@ -90,12 +93,21 @@ export class SqliteMembersStore implements MembersStore {
       ON CONFLICT (username) DO UPDATE SET
         failures = CASE WHEN last_failure_ms < excluded.last_failure_ms - ? THEN 1 ELSE failures + 1 END,
         last_failure_ms = excluded.last_failure_ms,
-        version = max(version + 1, excluded.version)
+        version = max(version + 1, excluded.version),
+        turn_until_ms = 0
       RETURNING failures AS count, 0 AS sinceLastMs, version`,
     );
     this.#forgetFailures = this.#db.prepare<[string], RecordedFailures>(
-      `UPDATE sign_in_failures SET failures = 0, version = max(version + 1, ${NOW_US}) WHERE username = ?
+      `UPDATE sign_in_failures SET failures = 0, version = max(version + 1, ${NOW_US}), turn_until_ms = 0
+      WHERE username = ?
       RETURNING failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version`,
+    );
+    this.#claimTurn = this.#db.prepare<[number, string, number]>(
+      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?
+      WHERE username = ? AND version = ? AND turn_until_ms <= ${NOW_MS}`,
+    );
+    this.#releaseTurn = this.#db.prepare<[string]>(
+      'UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ?',
     );
     // SQLite's DELETE has no LIMIT (unless built with it): the keys are chosen by a subquery.
     this.#deleteOlder = this.#db.prepare<[number, number]>(
@@ -183,6 +195,18 @@ export class SqliteMembersStore implements MembersStore {
 
   async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
     return this.#call(operationOf(this.#forgetFailures), () => this.#forgetFailures.get(key), parent);
+  }
+
+  async claimSignInTurn(key: string, version: number, holdMs: number, parent?: TraceSpan): Promise<boolean> {
+    return this.#call(
+      operationOf(this.#claimTurn),
+      () => this.#claimTurn.run(holdMs, key, version).changes === 1,
+      parent,
+    );
+  }
+
+  async releaseSignInTurn(key: string, parent?: TraceSpan): Promise<void> {
+    this.#call(operationOf(this.#releaseTurn), () => this.#releaseTurn.run(key), parent);
   }
 
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {
