@@ -662,6 +662,29 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       }
     });
 
+    it.each([
+      { title: 'with a legacy account', legacy: true },
+      { title: 'without one', legacy: false },
+    ])(
+      'failed guesses with a decomposed spelling throttle its NFC name alike, $title: being throttled tells nobody that a legacy account exists',
+      async ({ legacy }) => {
+        await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
+        const decomposed = 'Zoe\u0308';
+        if (legacy) await storeAccount(decomposed, await hashPassword('secret', TEST_HASH_PARAMETERS));
+        await create({ username: decomposed.normalize('NFC'), password: 'mine' });
+        for (let guess = 0; guess < 6; guess++) {
+          await expect(signIn({ username: decomposed, password: `guess ${guess}` })).rejects.toMatchObject(
+            DENIED,
+          );
+        }
+        for (const username of [decomposed, decomposed.normalize('NFC')]) {
+          await expect(refusalOf({ username, password: 'wrong' })).resolves.toMatchObject({
+            code: status.RESOURCE_EXHAUSTED,
+          });
+        }
+      },
+    );
+
     it('signing in to the NFC twin of a decomposed legacy account does not reset the failures of guesses at the legacy one', async () => {
       await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
       // The victim's account, stored decomposed before usernames were normalised.

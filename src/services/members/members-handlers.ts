@@ -228,10 +228,11 @@ export function createMembersHandlers(
     signIn: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
-      // Failures are counted per account reached: under the NFC name, which every spelling of it
-      // reaches, or under the exact spelling of a legacy account stored decomposed (storedBefore).
-      // Both are asked before the lookup, so that a refusal costs none; a legacy account's own
-      // sign-in must not forget the guesses at its NFC twin, nor the twin's those at it.
+      // Failures are counted under the NFC name, which every spelling of it reaches, and under the
+      // exact spelling given when it is not NFC (a legacy account stored decomposed: storedBefore).
+      // Both are asked before the lookup, so that a refusal costs none; a success forgets only the
+      // account reached, so that a legacy account's own sign-in does not forget the guesses at its
+      // NFC twin, nor the twin's those at it.
       const keys =
         request.username !== undefined && request.username !== name ? [name, request.username] : [name];
       const parent = traceParentOf(call.metadata);
@@ -239,17 +240,22 @@ export function createMembersHandlers(
       try {
         const legacy = await storedBefore(name, request.username, parent);
         const member = legacy?.member ?? (await store.findMember(name, parent));
-        const attempt = attempts[legacy ? 1 : 0]!;
+        const reached = attempts[legacy ? 1 : 0]!;
         const named = requestLogFields(call.metadata);
         const { matches, upgraded } = await hashing.run(() => check(given, member, named), {
           ...callInfo(call),
           queuedBefore: waited,
         });
         if (!member || !matches) {
-          await attempt.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
+          // Under every key asked, the account reached or not: were a guess at a decomposed spelling
+          // counted under it only when a legacy account has it, whether its NFC name is throttled
+          // after six guesses would tell whether there is one.
+          for (const asked of attempts) {
+            await asked.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
+          }
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }
-        await attempt.matched().catch((error: unknown) => unrecorded(error, 'success', named));
+        await reached.matched().catch((error: unknown) => unrecorded(error, 'success', named));
         if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
         return { userid: member.id };
       } finally {
