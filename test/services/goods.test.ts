@@ -196,7 +196,8 @@ describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
         GoodsServiceClient,
       );
       await create(VALID);
-      await opened.rawExec('DROP TABLE goods');
+      // A column gone (a table gone is UNAVAILABLE on MySQL: the health probe's case, see mysql-outage).
+      await opened.rawExec('ALTER TABLE goods DROP COLUMN category');
       const failure = await create(VALID).catch((error) => error);
       expect({ code: failure.code, details: failure.details }).toEqual({
         code: status.INTERNAL,
@@ -207,7 +208,7 @@ describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
         expect.objectContaining({
           msg: 'Internal error',
           method: '/shop.v1.GoodsService/CreateGoods',
-          err: expect.objectContaining({ message: expect.stringMatching(/goods/) }),
+          err: expect.objectContaining({ message: expect.stringMatching(/category/) }),
         }),
       );
     });

@@ -102,6 +102,26 @@ describe.runIf(mysqlUrl)(
       }
     });
 
+    it('a table renamed away: the calls before the probe notices are UNAVAILABLE, not INTERNAL (503, not 500)', async () => {
+      // Found over REST: keyed POSTs /purchases while purchases_idempotency was renamed away for
+      // 1.5 s were answered 500 "Internal error in the service" until health turned NOT_SERVING.
+      // The table is the operator's fault, not the request's; nothing was written.
+      const { address } = await start();
+      await expect(create()).resolves.toEqual({ id: 1 });
+      const admin = await createConnection({ uri: database.url });
+      try {
+        await admin.query('RENAME TABLE goods TO goods_away');
+        await expect(create()).rejects.toMatchObject(UNAVAILABLE);
+        await expect(list()).rejects.toMatchObject(UNAVAILABLE);
+        await waitForHealth(address, 'NOT_SERVING');
+        await admin.query('RENAME TABLE goods_away TO goods');
+        await waitForHealth(address, 'SERVING');
+        expect((await list()).results.map(({ id }) => id)).toEqual([1]);
+      } finally {
+        await admin.end();
+      }
+    });
+
     it('a database that does not exist yet: UNAVAILABLE and NOT_SERVING, serving once it is created, without a restart', async () => {
       const name = new URL(database.url).pathname.slice(1);
       const admin = await createConnection({ uri: mysqlUrl });

@@ -110,6 +110,10 @@ const UNAVAILABLE_CODES = new Set([
   'ER_DISK_FULL',
   'ER_DISK_FULL_NOWAIT',
   'ER_RECORD_FILE_FULL',
+  // One of the service's tables dropped or renamed away under it (a migration, an operator): the
+  // health probe turns it NOT_SERVING until the table is back; the calls before it notices were
+  // INTERNAL (500) as if the statement were wrong, while nothing was written.
+  'ER_NO_SUCH_TABLE',
 ]);
 
 /** The table a schema statement makes, or undefined if it makes none. */
