@@ -370,6 +370,33 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(both.map((turn) => turn.allowed)).toEqual([true, true]);
   });
 
+  it('an account whose record the ledger no longer has (forgotten on another instance, then swept) is not refused for ever after its wait', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger, records } = memoryLedger(clock);
+    const [one, two] = [0, 1].map(() => new SignInThrottle(limits, () => clock.now, ledger)) as [
+      SignInThrottle,
+      SignInThrottle,
+    ];
+    for (let failure = 0; failure < 3; failure++) {
+      const turn = await one.begin('eve');
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    }
+    clock.now += 1_000;
+    // The owner signs in on the other instance; a sweep then deletes the forgotten record.
+    const right = await two.begin('eve');
+    if (!right.allowed) throw new Error('refused after the wait');
+    await right.attempt.matched();
+    records.delete('eve');
+    // "one" still knows three failures at a version the ledger no longer has: no turn to claim.
+    for (let retry = 0; retry < 3; retry++) {
+      const turn = await one.begin('eve');
+      expect(turn.allowed).toBe(true);
+      if (turn.allowed) await turn.attempt.matched();
+      clock.now += 1_000;
+    }
+  });
+
   it('a read overtaken by a failure written meanwhile is not learnt: the newer count stands', async () => {
     const clock = { now: 1_000_000 };
     const { ledger, holdNextRead, release } = memoryLedger(clock);

@@ -199,7 +199,14 @@ export class SignInThrottle {
       // What this process knows may be behind the ledger, never ahead: a wait it knows of stands.
       const known = this.#refusal(username);
       if (known !== undefined) return known;
-      this.#learn(username, await this.#ledger.signInFailures(username, call.parent));
+      const before = this.#known(username)?.version ?? 0;
+      const record = await this.#ledger.signInFailures(username, call.parent);
+      // No record of what was learnt from it (forgotten elsewhere, then swept): none here either,
+      // else its turn, claimed at a version the ledger no longer has, would be refused for ever.
+      if (record === undefined && before !== 0 && this.#known(username)?.version === before) {
+        this.#forget(username);
+      }
+      this.#learn(username, record);
     }
     // Behind others waiting it waits too (in order), unless its account must wait anyway.
     const turn =
