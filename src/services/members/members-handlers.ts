@@ -231,8 +231,8 @@ export function createMembersHandlers(
       // Failures are counted under the NFC name, which every spelling of it reaches, and under the
       // exact spelling given when it is not NFC (a legacy account stored decomposed: storedBefore).
       // Both are asked before the lookup, so that a refusal costs none; a success forgets only the
-      // account reached, so that a legacy account's own sign-in does not forget the guesses at its
-      // NFC twin, nor the twin's those at it.
+      // account reached (and the spelling typed, when no legacy account has it), so that a legacy
+      // account's own sign-in does not forget the guesses at its NFC twin, nor the twin's those at it.
       const keys =
         request.username !== undefined && request.username !== name ? [name, request.username] : [name];
       const parent = traceParentOf(call.metadata);
@@ -240,7 +240,9 @@ export function createMembersHandlers(
       try {
         const legacy = await storedBefore(name, request.username, parent);
         const member = legacy?.member ?? (await store.findMember(name, parent));
-        const reached = attempts[legacy ? 1 : 0]!;
+        // A legacy account's success forgets its own key only; the NFC account's forgets the
+        // spelling typed too, which no other account has (else its guesses outlive every success).
+        const reached = legacy ? [attempts[1]!] : attempts;
         const named = requestLogFields(call.metadata);
         const { matches, upgraded } = await hashing.run(() => check(given, member, named), {
           ...callInfo(call),
@@ -255,7 +257,9 @@ export function createMembersHandlers(
           }
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }
-        await reached.matched().catch((error: unknown) => unrecorded(error, 'success', named));
+        for (const forgotten of reached) {
+          await forgotten.matched().catch((error: unknown) => unrecorded(error, 'success', named));
+        }
         if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
         return { userid: member.id };
       } finally {
