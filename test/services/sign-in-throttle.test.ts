@@ -329,6 +329,28 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     }
   });
 
+  it("a check that gives its turn back after its hold ended does not take away another instance's turn", async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger } = memoryLedger(clock);
+    const throttles = [0, 1, 2].map(() => new SignInThrottle(limits, () => clock.now, ledger));
+    for (let failure = 0; failure < 3; failure++) {
+      const turn = await throttles[0]!.begin('eve');
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    }
+    clock.now += 1_000;
+    const slow = await throttles[0]!.begin('eve');
+    if (!slow.allowed) throw new Error('refused after the wait');
+    // Its check outlives its hold (10 s without a deadline): the turn is another instance's now.
+    clock.now += 11_000;
+    const second = await throttles[1]!.begin('eve');
+    if (!second.allowed) throw new Error('the ended hold was not taken over');
+    slow.attempt.undecided();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await throttles[2]!.begin('eve')).toMatchObject({ allowed: false, waitMs: 1_000 });
+    second.attempt.undecided();
+  });
+
   it('an account learnt from the ledger with an old last failure is forgotten when that failure is forgetAfterMs old, though learnt after younger ones', async () => {
     const clock = { now: 1_000_000_000 };
     const { ledger, records } = memoryLedger(clock);

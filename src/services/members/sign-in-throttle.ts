@@ -243,9 +243,13 @@ export class SignInThrottle {
     const known = this.#known(username);
     // Version 0: counted in this process only (the ledger took none of it), nothing to share.
     if (known === undefined || known.count <= this.#limits.freeFailures || known.version === 0) return turn;
+    const hold = holdMs(call);
+    // The ledger's hold starts after this: past this, it has ended, and a release would end the
+    // turn another instance took since (the release names no holder).
+    const heldUntil = this.#now() + hold;
     let taken: boolean;
     try {
-      taken = await ledger.claimSignInTurn(username, known.version, holdMs(call), call.parent);
+      taken = await ledger.claimSignInTurn(username, known.version, hold, call.parent);
     } catch (error) {
       turn.attempt.undecided();
       throw error;
@@ -253,7 +257,9 @@ export class SignInThrottle {
     if (taken)
       return {
         ...turn,
-        attempt: givingBackTurn(turn.attempt, () => ledger.releaseSignInTurn(username, call.parent)),
+        attempt: givingBackTurn(turn.attempt, () =>
+          this.#now() < heldUntil ? ledger.releaseSignInTurn(username, call.parent) : DONE,
+        ),
       };
     turn.attempt.undecided();
     // A failure written since the read sets a new wait; else the other instance's check decides.
