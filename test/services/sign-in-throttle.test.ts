@@ -439,6 +439,24 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(await late).toMatchObject({ allowed: false, reason: 'failures', waitMs: 1_000 });
   });
 
+  it('a success forgets the failures in the ledger even when this process let go of the account during its check', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger, records } = memoryLedger(clock);
+    const throttle = new SignInThrottle({ ...limits, maxAccounts: 2 }, () => clock.now, ledger);
+    const failOnce = async (username: string) => {
+      const turn = await throttle.begin(username);
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    };
+    await failOnce('eve');
+    const checking = await throttle.begin('eve');
+    if (!checking.allowed) throw new Error('refused');
+    // Names made up meanwhile push "eve" out of this process's table.
+    for (const username of ['a', 'b', 'c']) await failOnce(username);
+    await checking.attempt.matched();
+    expect(records.get('eve')?.count).toBe(0);
+  });
+
   it('a failure the ledger could not take is counted in the process, and the caller hears why', async () => {
     const clock = { now: 1_000_000 };
     const { ledger } = memoryLedger(clock);

@@ -278,7 +278,8 @@ export class SignInThrottle {
     const checking = this.#checking.get(username) ?? 0;
     if (checking >= Math.max(1, this.#limits.freeFailures - (failures?.count ?? 0))) return undefined;
     this.#checking.set(username, checking + 1);
-    return { allowed: true, attempt: this.#attempt(username, call.parent), waited };
+    const failing = (failures?.count ?? 0) > 0;
+    return { allowed: true, attempt: this.#attempt(username, call.parent, failing), waited };
   }
 
   /** The refusal of a sign-in of `username` that comes before its account's wait is over. */
@@ -290,7 +291,8 @@ export class SignInThrottle {
     return { allowed: false, reason: 'failures', waitMs: failures.retryAt - now };
   }
 
-  #attempt(username: string, parent: TraceSpan | undefined): SignInAttempt {
+  /** `failing`: the account had failures when the attempt was let through (see #tellLedger). */
+  #attempt(username: string, parent: TraceSpan | undefined, failing: boolean): SignInAttempt {
     let ended = false;
     const settle = (): void => {
       const left = (this.#checking.get(username) ?? 1) - 1;
@@ -309,7 +311,7 @@ export class SignInThrottle {
         return DONE;
       }
       // The sign-ins waiting behind this one are decided once the ledger has it.
-      return this.#tellLedger(this.#ledger, username, outcome, parent).finally(settle);
+      return this.#tellLedger(this.#ledger, username, outcome, parent, failing).finally(settle);
     };
     return {
       matched: () => end('matched'),
@@ -324,12 +326,14 @@ export class SignInThrottle {
     username: string,
     outcome: 'matched' | 'failed',
     parent: TraceSpan | undefined,
+    failing: boolean,
   ): Promise<void> {
     try {
       if (outcome === 'failed') {
         this.#learn(username, await ledger.recordSignInFailure(username, this.#limits.forgetAfterMs, parent));
-      } else if ((this.#known(username)?.count ?? 0) > 0) {
-        // Known from the read before the check: with no failure known, there is nothing to forget.
+      } else if (failing || (this.#known(username)?.count ?? 0) > 0) {
+        // Known from the read before the check (or learnt since), even if this process has let go
+        // of it meanwhile (a full table): with no failure known, there is nothing to forget.
         const record = await ledger.forgetSignInFailures(username, parent);
         // No record: forgotten elsewhere and swept since the read; none is left here either.
         if (record === undefined) this.#forget(username);
