@@ -457,6 +457,29 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(records.get('eve')?.count).toBe(0);
   });
 
+  it('a success on another instance between the read and the turn lets the sign-in through, not refused', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger, records } = memoryLedger(clock);
+    const one = new SignInThrottle(limits, () => clock.now, ledger);
+    for (let failure = 0; failure < 3; failure++) {
+      const turn = await one.begin('eve');
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    }
+    clock.now += 1_000;
+    // Another instance reads three failures; before it takes the turn, the owner signs in elsewhere.
+    const racing: FailureLedger = {
+      ...ledger,
+      claimSignInTurn: async (key, version, holdMs, parent) => {
+        await ledger.forgetSignInFailures(key, parent);
+        return ledger.claimSignInTurn(key, version, holdMs, parent);
+      },
+    };
+    const another = new SignInThrottle(limits, () => clock.now, racing);
+    expect((await another.begin('eve')).allowed).toBe(true);
+    expect(records.get('eve')?.count).toBe(0);
+  });
+
   it('a failure the ledger could not take is counted in the process, and the caller hears why', async () => {
     const clock = { now: 1_000_000 };
     const { ledger } = memoryLedger(clock);

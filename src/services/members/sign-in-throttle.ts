@@ -262,10 +262,13 @@ export class SignInThrottle {
         ),
       };
     turn.attempt.undecided();
-    // A failure written since the read sets a new wait; else the other instance's check decides.
+    // A failure written since the read sets a new wait; a success, none (so this sign-in starts
+    // over, once: with no failures past the free ones it takes no turn); else the other instance's
+    // check decides.
     this.#learn(username, await ledger.signInFailures(username, call.parent).catch(() => undefined));
     const refusal = this.#refusal(username);
     if (refusal !== undefined) return refusal;
+    if ((this.#known(username)?.count ?? 0) <= this.#limits.freeFailures) return this.begin(username, call);
     this.#throttled++;
     return { allowed: false, reason: 'failures', waitMs: this.#limits.firstWaitMs };
   }
