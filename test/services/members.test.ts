@@ -898,14 +898,17 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(again.count).toBe(1);
       expect(again.version).toBeGreaterThan(second.version);
       // The turn after a wait: one holder at a time, at the version read; a failure ends it.
-      expect(await store.claimSignInTurn('a', again.version, 10_000, undefined)).toBe(true);
-      expect(await store.claimSignInTurn('a', again.version, 10_000, undefined)).toBe(false);
-      await store.releaseSignInTurn('a', undefined);
-      expect(await store.claimSignInTurn('a', again.version - 1, 10_000, undefined)).toBe(false);
-      expect(await store.claimSignInTurn('a', again.version, 10_000, undefined)).toBe(true);
+      expect(await store.claimSignInTurn('a', again.version, 'one', 10_000, undefined)).toBe(true);
+      expect(await store.claimSignInTurn('a', again.version, 'two', 10_000, undefined)).toBe(false);
+      // Only its holder gives a turn back.
+      await store.releaseSignInTurn('a', 'two', undefined);
+      expect(await store.claimSignInTurn('a', again.version, 'two', 10_000, undefined)).toBe(false);
+      await store.releaseSignInTurn('a', 'one', undefined);
+      expect(await store.claimSignInTurn('a', again.version - 1, 'two', 10_000, undefined)).toBe(false);
+      expect(await store.claimSignInTurn('a', again.version, 'two', 10_000, undefined)).toBe(true);
       const failedInTurn = await store.recordSignInFailure('a', 60_000, undefined);
-      expect(await store.claimSignInTurn('a', failedInTurn.version, 10_000, undefined)).toBe(true);
-      expect(await store.claimSignInTurn('nobody', 1, 10_000, undefined)).toBe(false);
+      expect(await store.claimSignInTurn('a', failedInTurn.version, 'three', 10_000, undefined)).toBe(true);
+      expect(await store.claimSignInTurn('nobody', 1, 'four', 10_000, undefined)).toBe(false);
       const forgotten = await store.forgetSignInFailures('a', undefined);
       expect(forgotten).toMatchObject({ count: 0 });
       expect(forgotten!.version).toBeGreaterThan(failedInTurn.version);
@@ -1012,8 +1015,9 @@ function withUpdate(
     recordSignInFailure: (key, forgetAfterMs, parent) =>
       store.recordSignInFailure(key, forgetAfterMs, parent),
     forgetSignInFailures: (key, parent) => store.forgetSignInFailures(key, parent),
-    claimSignInTurn: (key, version, holdMs, parent) => store.claimSignInTurn(key, version, holdMs, parent),
-    releaseSignInTurn: (key, parent) => store.releaseSignInTurn(key, parent),
+    claimSignInTurn: (key, version, holder, holdMs, parent) =>
+      store.claimSignInTurn(key, version, holder, holdMs, parent),
+    releaseSignInTurn: (key, holder, parent) => store.releaseSignInTurn(key, holder, parent),
     sweepSignInFailures: (bounds) => store.sweepSignInFailures(bounds),
     ping: () => store.ping(),
     close: () => store.close(),

@@ -212,7 +212,10 @@ describe('SignInThrottle', () => {
  * to overtake it with a write.
  */
 function memoryLedger(clock: { now: number }) {
-  const records = new Map<string, { count: number; lastAt: number; version: number; turnUntil?: number }>();
+  const records = new Map<
+    string,
+    { count: number; lastAt: number; version: number; turnUntil?: number; holder?: string }
+  >();
   let version = 0;
   const recordOf = (key: string): RecordedFailures | undefined => {
     const record = records.get(key);
@@ -240,15 +243,16 @@ function memoryLedger(clock: { now: number }) {
       records.set(key, { ...record, count: 0, version: ++version, turnUntil: 0 });
       return recordOf(key);
     },
-    async claimSignInTurn(key, at, holdMs) {
+    async claimSignInTurn(key, at, holder, holdMs) {
       const record = records.get(key);
       if (!record || record.version !== at || (record.turnUntil ?? 0) > clock.now) return false;
       record.turnUntil = clock.now + holdMs;
+      record.holder = holder;
       return true;
     },
-    async releaseSignInTurn(key) {
+    async releaseSignInTurn(key, holder) {
       const record = records.get(key);
-      if (record) record.turnUntil = 0;
+      if (record?.holder === holder) record.turnUntil = 0;
     },
   };
   let holdNext = false;
@@ -470,9 +474,9 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     // Another instance reads three failures; before it takes the turn, the owner signs in elsewhere.
     const racing: FailureLedger = {
       ...ledger,
-      claimSignInTurn: async (key, version, holdMs, parent) => {
+      claimSignInTurn: async (key, version, holder, holdMs, parent) => {
         await ledger.forgetSignInFailures(key, parent);
-        return ledger.claimSignInTurn(key, version, holdMs, parent);
+        return ledger.claimSignInTurn(key, version, holder, holdMs, parent);
       },
     };
     const another = new SignInThrottle(limits, () => clock.now, racing);

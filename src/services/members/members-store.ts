@@ -101,17 +101,18 @@ export interface MembersStore extends ServiceStore {
   /**
    * Takes the turn of `key` once its wait is over, for one instance at a time: only if its record
    * is still at `version` (no failure or success since it was read) and no instance holds the turn;
-   * held until the next failure or success, a release, or `holdMs` (a check that never ends).
-   * Resolves whether it was taken.
+   * held by `holder` (a name made for this claim) until the next failure or success, its release,
+   * or `holdMs` (a check that never ends). Resolves whether it was taken.
    */
   claimSignInTurn(
     key: string,
     version: number,
+    holder: string,
     holdMs: number,
     parent: TraceSpan | undefined,
   ): Promise<boolean>;
-  /** Gives back a turn taken (the check never gave an answer). */
-  releaseSignInTurn(key: string, parent: TraceSpan | undefined): Promise<void>;
+  /** Gives back the turn `holder` took (its check never gave an answer), if it still holds it. */
+  releaseSignInTurn(key: string, holder: string, parent: TraceSpan | undefined): Promise<void>;
   /**
    * Deletes the keys whose last failure is older than the bounds' `forgetAfterMs`, then, past
    * `maxKeys`, the oldest (those within their free failures first, a success's zero among them), a

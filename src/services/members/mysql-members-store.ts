@@ -38,6 +38,7 @@ export const MYSQL_MEMBERS_SCHEMA = [
     last_failure_ms BIGINT NOT NULL,
     version BIGINT NOT NULL,
     turn_until_ms BIGINT NOT NULL DEFAULT 0,
+    turn_holder VARCHAR(64) CHARACTER SET ascii NOT NULL DEFAULT '',
     KEY sign_in_failures_last (last_failure_ms)
   ) ENGINE=InnoDB`,
 ] as const;
@@ -158,19 +159,28 @@ export class MysqlMembersStore implements MembersStore {
     return row && recordOf(row);
   }
 
-  async claimSignInTurn(key: string, version: number, holdMs: number, parent?: TraceSpan): Promise<boolean> {
+  async claimSignInTurn(
+    key: string,
+    version: number,
+    holder: string,
+    holdMs: number,
+    parent?: TraceSpan,
+  ): Promise<boolean> {
     const result = await this.#db.forCall(parent).change(
-      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?
+      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?, turn_holder = ?
       WHERE username = ? AND version = ? AND turn_until_ms <= ${NOW_MS}`,
-      [holdMs, key, version],
+      [holdMs, holder, key, version],
     );
     return result.affectedRows === 1;
   }
 
-  async releaseSignInTurn(key: string, parent?: TraceSpan): Promise<void> {
+  async releaseSignInTurn(key: string, holder: string, parent?: TraceSpan): Promise<void> {
     await this.#db
       .forCall(parent)
-      .change('UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ?', [key]);
+      .change('UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ? AND turn_holder = ?', [
+        key,
+        holder,
+      ]);
   }
 
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {

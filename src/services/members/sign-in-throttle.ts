@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { TraceSpan } from '../../common/tracing.js';
 import { type MembersStore, type RecordedFailures, SIGN_IN_FAILURE_BOUNDS } from './members-store.js';
 
@@ -243,13 +244,12 @@ export class SignInThrottle {
     const known = this.#known(username);
     // Version 0: counted in this process only (the ledger took none of it), nothing to share.
     if (known === undefined || known.count <= this.#limits.freeFailures || known.version === 0) return turn;
-    const hold = holdMs(call);
-    // The ledger's hold starts after this: past this, it has ended, and a release would end the
-    // turn another instance took since (the release names no holder).
-    const heldUntil = this.#now() + hold;
+    // Named for this claim: a release comes from its holder only, so a check that outlived its hold
+    // does not end the turn another instance took since.
+    const holder = randomUUID();
     let taken: boolean;
     try {
-      taken = await ledger.claimSignInTurn(username, known.version, hold, call.parent);
+      taken = await ledger.claimSignInTurn(username, known.version, holder, holdMs(call), call.parent);
     } catch (error) {
       turn.attempt.undecided();
       throw error;
@@ -257,9 +257,7 @@ export class SignInThrottle {
     if (taken)
       return {
         ...turn,
-        attempt: givingBackTurn(turn.attempt, () =>
-          this.#now() < heldUntil ? ledger.releaseSignInTurn(username, call.parent) : DONE,
-        ),
+        attempt: givingBackTurn(turn.attempt, () => ledger.releaseSignInTurn(username, holder, call.parent)),
       };
     turn.attempt.undecided();
     // A failure written since the read sets a new wait; a success, none (so this sign-in starts

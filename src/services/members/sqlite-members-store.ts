@@ -40,7 +40,8 @@ export const SQLITE_MEMBERS_SCHEMA = [
     failures INTEGER NOT NULL,
     last_failure_ms INTEGER NOT NULL,
     version INTEGER NOT NULL,
-    turn_until_ms INTEGER NOT NULL DEFAULT 0
+    turn_until_ms INTEGER NOT NULL DEFAULT 0,
+    turn_holder TEXT NOT NULL DEFAULT ''
   ) STRICT, WITHOUT ROWID`,
   'CREATE INDEX IF NOT EXISTS sign_in_failures_last ON sign_in_failures (last_failure_ms)',
 ] as const;
@@ -102,12 +103,12 @@ export class SqliteMembersStore implements MembersStore {
       WHERE username = ?
       RETURNING failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version`,
     );
-    this.#claimTurn = this.#db.prepare<[number, string, number]>(
-      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?
+    this.#claimTurn = this.#db.prepare<[number, string, string, number]>(
+      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?, turn_holder = ?
       WHERE username = ? AND version = ? AND turn_until_ms <= ${NOW_MS}`,
     );
-    this.#releaseTurn = this.#db.prepare<[string]>(
-      'UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ?',
+    this.#releaseTurn = this.#db.prepare<[string, string]>(
+      'UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ? AND turn_holder = ?',
     );
     // SQLite's DELETE has no LIMIT (unless built with it): the keys are chosen by a subquery.
     this.#deleteOlder = this.#db.prepare<[number, number]>(
@@ -197,16 +198,22 @@ export class SqliteMembersStore implements MembersStore {
     return this.#call(operationOf(this.#forgetFailures), () => this.#forgetFailures.get(key), parent);
   }
 
-  async claimSignInTurn(key: string, version: number, holdMs: number, parent?: TraceSpan): Promise<boolean> {
+  async claimSignInTurn(
+    key: string,
+    version: number,
+    holder: string,
+    holdMs: number,
+    parent?: TraceSpan,
+  ): Promise<boolean> {
     return this.#call(
       operationOf(this.#claimTurn),
-      () => this.#claimTurn.run(holdMs, key, version).changes === 1,
+      () => this.#claimTurn.run(holdMs, holder, key, version).changes === 1,
       parent,
     );
   }
 
-  async releaseSignInTurn(key: string, parent?: TraceSpan): Promise<void> {
-    this.#call(operationOf(this.#releaseTurn), () => this.#releaseTurn.run(key), parent);
+  async releaseSignInTurn(key: string, holder: string, parent?: TraceSpan): Promise<void> {
+    this.#call(operationOf(this.#releaseTurn), () => this.#releaseTurn.run(key, holder), parent);
   }
 
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {
