@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { RecordedFailures } from '../../src/services/members/members-store.js';
+import type { RecordedFailures, SignInFailureLedger } from '../../src/services/members/members-store.js';
 import {
   DEFAULT_SIGN_IN_THROTTLE,
-  type FailureLedger,
   type SignInAttempt,
   type SignInCall,
   SignInThrottle,
@@ -222,7 +221,7 @@ function memoryLedger(clock: { now: number }) {
     return record && { count: record.count, sinceLastMs: clock.now - record.lastAt, version: record.version };
   };
   const held: Array<() => void> = [];
-  const ledger: FailureLedger = {
+  const ledger: SignInFailureLedger = {
     async signInFailures(key) {
       const read = recordOf(key);
       if (holdNext) {
@@ -472,7 +471,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     }
     clock.now += 1_000;
     // Another instance reads three failures; before it takes the turn, the owner signs in elsewhere.
-    const racing: FailureLedger = {
+    const racing: SignInFailureLedger = {
       ...ledger,
       claimSignInTurn: async (key, version, holder, holdMs, parent) => {
         await ledger.forgetSignInFailures(key, parent);
@@ -487,7 +486,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
   it('a failure the ledger could not take is counted in the process, and the caller hears why', async () => {
     const clock = { now: 1_000_000 };
     const { ledger } = memoryLedger(clock);
-    const broken: FailureLedger = {
+    const broken: SignInFailureLedger = {
       ...ledger,
       recordSignInFailure: () => Promise.reject(new Error('database away')),
     };
@@ -502,7 +501,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     const clock = { now: 1_000_000 };
     const { ledger } = memoryLedger(clock);
     let reads = 0;
-    const counting: FailureLedger = {
+    const counting: SignInFailureLedger = {
       ...ledger,
       signInFailures: (key, parent) => {
         reads++;

@@ -51,11 +51,46 @@ export const SIGN_IN_FAILURE_BOUNDS: SignInFailureBounds = Object.freeze({
 });
 
 /**
+ * Failed sign-ins in a row per username (known or not), shared by every members instance on the
+ * database: what SignInThrottle reads and writes (its "ledger").
+ */
+export interface SignInFailureLedger {
+  /** The failures recorded for `key`, if any. */
+  signInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
+  /**
+   * Records one more failure of `key`, counted from none when the last was more than
+   * `forgetAfterMs` ago; resolves the record as it is now.
+   */
+  recordSignInFailure(
+    key: string,
+    forgetAfterMs: number,
+    parent: TraceSpan | undefined,
+  ): Promise<RecordedFailures>;
+  /** Sets `key`'s failures to none (a successful sign-in); resolves the record, if there is one. */
+  forgetSignInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
+  /**
+   * Takes the turn of `key` once its wait is over, for one instance at a time: only if its record
+   * is still at `version` (no failure or success since it was read) and no instance holds the turn;
+   * held by `holder` (a name made for this claim) until the next failure or success, its release,
+   * or `holdMs` (a check that never ends). Resolves whether it was taken.
+   */
+  claimSignInTurn(
+    key: string,
+    version: number,
+    holder: string,
+    holdMs: number,
+    parent: TraceSpan | undefined,
+  ): Promise<boolean>;
+  /** Gives back the turn `holder` took (its check never gave an answer), if it still holds it. */
+  releaseSignInTurn(key: string, holder: string, parent: TraceSpan | undefined): Promise<void>;
+}
+
+/**
  * The accounts' storage. Usernames are compared exactly: case, spaces and every byte count, the
  * same in SQLite and MySQL. Implementations throw only ServiceErrors (UNAVAILABLE when the database
  * cannot be used, INTERNAL otherwise).
  */
-export interface MembersStore extends ServiceStore {
+export interface MembersStore extends ServiceStore, SignInFailureLedger {
   /** Adds an account; resolves `{ created: false }` when the username is already taken. */
   createMember(
     username: string,
@@ -85,34 +120,6 @@ export interface MembersStore extends ServiceStore {
     newHash: string,
     parent: TraceSpan | undefined,
   ): Promise<boolean>;
-  /** The failures recorded for `key`, if any. */
-  signInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
-  /**
-   * Records one more failure of `key`, counted from none when the last was more than
-   * `forgetAfterMs` ago; resolves the record as it is now.
-   */
-  recordSignInFailure(
-    key: string,
-    forgetAfterMs: number,
-    parent: TraceSpan | undefined,
-  ): Promise<RecordedFailures>;
-  /** Sets `key`'s failures to none (a successful sign-in); resolves the record, if there is one. */
-  forgetSignInFailures(key: string, parent: TraceSpan | undefined): Promise<RecordedFailures | undefined>;
-  /**
-   * Takes the turn of `key` once its wait is over, for one instance at a time: only if its record
-   * is still at `version` (no failure or success since it was read) and no instance holds the turn;
-   * held by `holder` (a name made for this claim) until the next failure or success, its release,
-   * or `holdMs` (a check that never ends). Resolves whether it was taken.
-   */
-  claimSignInTurn(
-    key: string,
-    version: number,
-    holder: string,
-    holdMs: number,
-    parent: TraceSpan | undefined,
-  ): Promise<boolean>;
-  /** Gives back the turn `holder` took (its check never gave an answer), if it still holds it. */
-  releaseSignInTurn(key: string, holder: string, parent: TraceSpan | undefined): Promise<void>;
   /**
    * Deletes the keys whose last failure is older than the bounds' `forgetAfterMs`, then, past
    * `maxKeys`, the oldest (those within their free failures first, a success's zero among them), a

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TraceSpan } from '../../common/tracing.js';
-import { type MembersStore, type RecordedFailures, SIGN_IN_FAILURE_BOUNDS } from './members-store.js';
+import { type RecordedFailures, SIGN_IN_FAILURE_BOUNDS, type SignInFailureLedger } from './members-store.js';
 
 /** Bounds of {@link SignInThrottle}. */
 export interface SignInThrottleLimits {
@@ -34,12 +34,6 @@ export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
   forgetAfterMs: SIGN_IN_FAILURE_BOUNDS.forgetAfterMs,
   maxAccounts: 20_000,
 });
-
-/** Where every members instance's failures are counted: the members store. */
-export type FailureLedger = Pick<
-  MembersStore,
-  'signInFailures' | 'recordSignInFailure' | 'forgetSignInFailures' | 'claimSignInTurn' | 'releaseSignInTurn'
->;
 
 /** How long a turn after a wait is held for a check at most: its deadline, else 10 s, at most 30 s. */
 function holdMs(call: SignInCall): number {
@@ -161,13 +155,13 @@ export class SignInThrottle {
   readonly #checking = new Map<string, number>();
   /** Sign-ins waiting for a turn, per account, in order of arrival. */
   readonly #waiting = new Map<string, Waiter[]>();
-  readonly #ledger: FailureLedger | undefined;
+  readonly #ledger: SignInFailureLedger | undefined;
   #throttled = 0;
 
   constructor(
     limits: SignInThrottleLimits = DEFAULT_SIGN_IN_THROTTLE,
     now: () => number = () => performance.now(),
-    ledger?: FailureLedger,
+    ledger?: SignInFailureLedger,
   ) {
     this.#limits = limits;
     this.#now = now;
@@ -236,7 +230,7 @@ export class SignInThrottle {
    * failure written since the read, is a refusal.
    */
   async #takeTurnAfterWait(
-    ledger: FailureLedger,
+    ledger: SignInFailureLedger,
     username: string,
     turn: SignInTurn & { allowed: true },
     call: SignInCall,
@@ -323,7 +317,7 @@ export class SignInThrottle {
 
   /** Writes a check's outcome to the ledger and learns the record; counts it here if that fails. */
   async #tellLedger(
-    ledger: FailureLedger,
+    ledger: SignInFailureLedger,
     username: string,
     outcome: 'matched' | 'failed',
     parent: TraceSpan | undefined,
