@@ -228,11 +228,9 @@ export function createMembersHandlers(
     signIn: unaryHandler(log, async (request, call) => {
       const name = username(request.username);
       const given = password(request.password);
-      // Failures are counted under the NFC name, which every spelling of it reaches, and under the
-      // exact spelling given when it is not NFC (a legacy account stored decomposed: storedBefore).
-      // Both are asked before the lookup, so that a refusal costs none; a success forgets only the
-      // account reached (and the spelling typed, when no legacy account has it), so that a legacy
-      // account's own sign-in does not forget the guesses at its NFC twin, nor the twin's those at it.
+      // Two keys when the spelling given is not NFC: the NFC name, which every spelling reaches, and
+      // the spelling itself, the key of a legacy account stored decomposed (storedBefore). Both are
+      // asked before the lookup, so that a refusal costs none.
       const keys =
         request.username !== undefined && request.username !== name ? [name, request.username] : [name];
       const parent = traceParentOf(call.metadata);
@@ -240,26 +238,26 @@ export function createMembersHandlers(
       try {
         const legacy = await storedBefore(name, request.username, parent);
         const member = legacy?.member ?? (await store.findMember(name, parent));
-        // A legacy account's success forgets its own key only; the NFC account's forgets the
-        // spelling typed too, which no other account has (else its guesses outlive every success).
-        const reached = legacy ? [attempts[1]!] : attempts;
+        // A failure counts under the NFC name whichever account it reached, so that whether that
+        // name is throttled tells nobody whether a legacy account has the spelling; and under the
+        // legacy account's own key when it has. A success forgets the account reached only, so
+        // that a legacy account's own sign-in does not forget the guesses at its NFC twin, nor the
+        // twin's those at it; and a spelling no account has is never counted, so an owner who
+        // types the NFC name one day and a decomposed one the next starts again after each success.
+        const counted = legacy ? attempts : attempts.slice(0, 1);
+        const reached = attempts[legacy ? 1 : 0]!;
         const named = requestLogFields(call.metadata);
         const { matches, upgraded } = await hashing.run(() => check(given, member, named), {
           ...callInfo(call),
           queuedBefore: waited,
         });
         if (!member || !matches) {
-          // Under every key asked, the account reached or not: were a guess at a decomposed spelling
-          // counted under it only when a legacy account has it, whether its NFC name is throttled
-          // after six guesses would tell whether there is one.
-          for (const asked of attempts) {
-            await asked.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
+          for (const key of counted) {
+            await key.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
           }
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }
-        for (const forgotten of reached) {
-          await forgotten.matched().catch((error: unknown) => unrecorded(error, 'success', named));
-        }
+        await reached.matched().catch((error: unknown) => unrecorded(error, 'success', named));
         if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
         return { userid: member.id };
       } finally {
