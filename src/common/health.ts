@@ -45,6 +45,8 @@ export function createHealth(
   { maxWatches = MAX_HEALTH_WATCHES }: { maxWatches?: number } = {},
 ): HealthImplementation {
   const health = new HealthImplementation(statuses);
+  const openWatches = new Set<WatchCall>();
+  openWatchesOf.set(health, openWatches);
   const addToServer = health.addToServer.bind(health);
   health.addToServer = (server: HealthServer) => {
     const bounded: HealthServer = {
@@ -55,7 +57,7 @@ export function createHealth(
         server.addService(definition, {
           ...implementation,
           ...(check ? { check: boundedCheck(check) as unknown as Handler } : {}),
-          ...(watch ? { watch: boundedWatch(watch, maxWatches) as unknown as Handler } : {}),
+          ...(watch ? { watch: boundedWatch(watch, maxWatches, openWatches) as unknown as Handler } : {}),
         });
       },
     };
@@ -72,6 +74,25 @@ export function createHealth(
   return health;
 }
 
+/** The Watch calls open on each health service made by {@link createHealth}. */
+const openWatchesOf = new WeakMap<HealthImplementation, Set<WatchCall>>();
+
+/**
+ * Ends every Watch call open on `health` with UNAVAILABLE and `details`, after the statuses already
+ * written to it: for a server that stops, once its health says NOT_SERVING. A Watch never ends by
+ * itself, so one held open (a load balancer's, a monitoring probe's: health needs no credentials)
+ * would otherwise hold the server's stop for its whole grace, as a call in flight would.
+ */
+export function endHealthWatches(health: HealthImplementation, details: string): void {
+  const open = openWatchesOf.get(health);
+  if (!open) return;
+  const calls = [...open];
+  open.clear();
+  // Nobody is left to tell: later statuses must not be written to the calls ended here.
+  (health as unknown as Partial<HealthWatchers>).watchers?.clear();
+  for (const call of calls) call.emit('error', { code: status.UNAVAILABLE, details });
+}
+
 /** How many service names have a Watch call open (tests look). */
 export function watchedNames(health: HealthImplementation): number {
   const { watchers } = health as unknown as Partial<HealthWatchers>;
@@ -86,14 +107,15 @@ type CheckHandler = (
   callback: sendUnaryData<unknown>,
 ) => void;
 
-type WatchHandler = (call: ServerWritableStream<{ service?: string }, unknown>) => void;
+type WatchCall = ServerWritableStream<{ service?: string }, unknown>;
+type WatchHandler = (call: WatchCall) => void;
 
 /**
  * The library's Watch, for names of at most {@link MAX_WATCHED_NAME_LENGTH} characters and at most
  * `maxWatches` calls open at once: past either, the call ends at once (INVALID_ARGUMENT,
  * RESOURCE_EXHAUSTED) instead of being held for ever.
  */
-function boundedWatch(watch: WatchHandler, maxWatches: number): WatchHandler {
+function boundedWatch(watch: WatchHandler, maxWatches: number, openWatches: Set<WatchCall>): WatchHandler {
   let open = 0;
   return (call) => {
     const name = call.request?.service ?? '';
@@ -112,11 +134,13 @@ function boundedWatch(watch: WatchHandler, maxWatches: number): WatchHandler {
       return;
     }
     open++;
+    openWatches.add(call);
     let counted = true;
     const release = (): void => {
       if (!counted) return;
       counted = false;
       open--;
+      openWatches.delete(call);
     };
     call.once('cancelled', release);
     call.once('close', release);

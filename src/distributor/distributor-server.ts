@@ -19,7 +19,7 @@ import {
   shutdown,
   streamLimitOptions,
 } from '../common/grpc-server.js';
-import { createHealth } from '../common/health.js';
+import { createHealth, endHealthWatches } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
 import { addReflection } from '../common/reflection.js';
@@ -462,6 +462,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       registry.unsubscribeAll();
       feed.close();
       for (const stream of [...openStreams]) stream.close(closing);
+      endHealthWatches(health, closing.message);
       await shutdown(server, graceMs);
     },
   };

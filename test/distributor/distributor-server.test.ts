@@ -9,7 +9,7 @@ import {
   type Snapshot,
 } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
-import { checkHealth, reflect } from '../helpers/grpc-clients.js';
+import { checkHealth, reflect, watchHealth } from '../helpers/grpc-clients.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { startSilentServer } from '../helpers/silent-server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -280,6 +280,19 @@ describe('registration client', () => {
     expect(registration.snapshot).toBe(snapshots.at(-1));
     // The list it keeps has the descriptor set filled in, fetched by its hash.
     expect(registration.snapshot!.nodes[0]!.descriptorSet).toEqual(goodsDescriptorSet());
+  });
+
+  it('ends health Watch calls when it stops, NOT_SERVING first, rather than wait its grace for them', async () => {
+    const { distributor, address } = await startDistributor();
+    // Health needs no token: anybody may hold one open (a load balancer, a monitoring probe).
+    const watcher = watchHealth(address);
+    cleanups.push(() => watcher.close());
+    await vi.waitFor(() => expect(watcher.statuses).toEqual(['SERVING']));
+    const begun = performance.now();
+    await distributor.stop(5_000);
+    expect(performance.now() - begun).toBeLessThan(2_000);
+    expect(watcher.statuses).toEqual(['SERVING', 'NOT_SERVING']);
+    expect((await watcher.ended).code).toBe(status.UNAVAILABLE);
   });
 
   it('does not tell the nodes still connected that the others left while it is stopping', async () => {

@@ -12,6 +12,7 @@ import {
   type GrpcObject,
   loadPackageDefinition,
   type ServiceClientConstructor,
+  type StatusObject,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -127,4 +128,26 @@ export async function checkHealth(address: string, service = ''): Promise<string
   } finally {
     client.close();
   }
+}
+
+/**
+ * A health Watch call on `service`, as a load balancer or a channel with health checking keeps one:
+ * the statuses it received, in order, and how it ended.
+ */
+export function watchHealth(address: string, service = '') {
+  const Client = loadService(healthProtoPath, ['grpc', 'health', 'v1', 'Health']);
+  const client = new Client(address, credentials.createInsecure());
+  const call = client.Watch({ service });
+  const statuses: string[] = [];
+  call.on('data', (reply: { status: string }) => statuses.push(reply.status));
+  call.on('error', () => {});
+  const ended = new Promise<StatusObject>((resolve) => call.once('status', resolve));
+  return {
+    statuses,
+    ended,
+    close(): void {
+      call.cancel();
+      client.close();
+    },
+  };
 }

@@ -9,12 +9,12 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AnyShopService } from '../../src/services/common/define-service.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import type { ServiceStore } from '../../src/services/common/service-store.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
-import { checkHealth, reflect } from '../helpers/grpc-clients.js';
+import { checkHealth, reflect, watchHealth } from '../helpers/grpc-clients.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -88,6 +88,25 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
     server.drain();
     expect(await checkHealth(address)).toBe('NOT_SERVING');
     expect(await checkHealth(address, serviceName)).toBe('NOT_SERVING');
+  });
+
+  it('ends health Watch calls when it stops, NOT_SERVING first, rather than wait its grace for them', async () => {
+    const { address, server } = await start();
+    const watchers = [watchHealth(address), watchHealth(address, serviceName)];
+    try {
+      await vi.waitFor(() => {
+        for (const watcher of watchers) expect(watcher.statuses).toEqual(['SERVING']);
+      });
+      const begun = performance.now();
+      await server.stop(5_000);
+      expect(performance.now() - begun).toBeLessThan(2_000);
+      for (const watcher of watchers) {
+        expect(watcher.statuses).toEqual(['SERVING', 'NOT_SERVING']);
+        expect((await watcher.ended).code).toBe(status.UNAVAILABLE);
+      }
+    } finally {
+      for (const watcher of watchers) watcher.close();
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import {
   shutdown,
   streamLimitOptions,
 } from '../../common/grpc-server.js';
-import { createHealth } from '../../common/health.js';
+import { createHealth, endHealthWatches } from '../../common/health.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { defaultMaxConnections } from '../../common/max-connections.js';
 import { addReflection } from '../../common/reflection.js';
@@ -155,6 +155,8 @@ export function createServiceServer<Store extends ServiceStore, Options>(
         drain();
         monitor.stop();
         sweeper.stop();
+        // Told NOT_SERVING by drain; a Watch never ends by itself, and would hold the stop its grace.
+        endHealthWatches(health, 'the service is stopping');
         await shutdown(server, graceMs);
       })();
       return stopping;
