@@ -4,6 +4,11 @@ import type { SnapshotListener } from './node-registry.js';
 /** The part of a grpc-js server stream a snapshot writer needs. */
 export interface WritableCall<Message> {
   write(message: Message, callback: (error?: Error | null) => void): boolean;
+  /**
+   * Set once the call is ended (its status set): a write after that destroys a grpc-js stream
+   * (ERR_STREAM_WRITE_AFTER_END) before its status is sent, and its client waits for ever.
+   */
+  readonly writableEnded?: boolean;
 }
 
 /**
@@ -20,6 +25,7 @@ export function createSnapshotWriter<Message>(
   let inFlight = false;
   let pending: Snapshot | undefined;
   const write = (snapshot: Snapshot): void => {
+    if (call.writableEnded) return;
     if (inFlight) {
       pending = snapshot;
       return;

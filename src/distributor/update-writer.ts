@@ -102,6 +102,8 @@ export class UpdateWriter {
   }
 
   #pump(): void {
+    // A call ended with a status (a refusal) sends it once its buffer is written: no more after that.
+    if (this.#call.writableEnded) this.#close();
     while (this.#inStream < MESSAGES_IN_STREAM && this.#waiting.length > 0 && !this.#closed) {
       const { message, eventBytes } = this.#waiting.shift()!;
       this.#inStream++;
@@ -116,13 +118,18 @@ export class UpdateWriter {
     this.#pending--;
     this.#pendingEventBytes -= eventBytes;
     if (error) {
-      this.#closed = true;
-      this.#waiting.clear();
-      this.#pending = 0;
-      this.#pendingEventBytes = 0;
+      this.#close();
       return;
     }
     if (this.#behind && this.#pending === 0) this.#catchUp();
     else this.#pump();
+  }
+
+  /** The stream is over: what waits here is dropped, and nothing more is written. */
+  #close(): void {
+    this.#closed = true;
+    this.#waiting.clear();
+    this.#pending = 0;
+    this.#pendingEventBytes = 0;
   }
 }

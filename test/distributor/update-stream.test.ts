@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { NodeListFeed } from '../../src/distributor/node-list-feed.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
@@ -177,5 +178,31 @@ describe('NodeListFeed', () => {
     expect(from(1)).toEqual(['snapshot@5']);
     const small = new NodeListFeed(new NodeRegistry(), { historyBytes: 1 });
     expect(small.start(undefined)).toHaveLength(1);
+  });
+});
+
+describe('UpdateWriter: a stream ended with a status', () => {
+  it('writes nothing more once the stream is ended, so that the status still goes out', async () => {
+    // As a grpc-js server stream does: an 'error' sets the status and ends the stream, which sends
+    // the status once the writes in its buffer are done. A write after that destroys the stream
+    // (ERR_STREAM_WRITE_AFTER_END), and the status never goes: the call hung for ever.
+    let status = '';
+    const call = new Writable({
+      objectMode: true,
+      write(_message: Buffer, _encoding, callback) {
+        setImmediate(callback);
+      },
+      final(callback) {
+        status = 'sent';
+        callback();
+      },
+    });
+    call.on('error', () => call.end());
+    const writer = new UpdateWriter(call, { snapshot: () => Buffer.from('S'), backlogLimit: () => 10_000 });
+    for (let index = 0; index < MESSAGES_IN_STREAM + 3; index++) writer.send(Buffer.from(`ack${index}`));
+    call.emit('error', new Error('too many state changes'));
+    await new Promise((resolve) => call.once('close', resolve));
+    expect(status).toBe('sent');
+    expect(call.errored).toBeNull();
   });
 });
