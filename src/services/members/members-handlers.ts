@@ -252,8 +252,8 @@ export function createMembersHandlers(
           queuedBefore: waited,
         });
         if (!member || !matches) {
-          for (const key of counted) {
-            await key.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
+          for (const attempt of counted) {
+            await attempt.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
           }
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }

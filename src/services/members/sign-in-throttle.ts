@@ -141,7 +141,8 @@ interface Waiter {
  * failure or success is written before its answer. The process keeps what it learnt, on its
  * monotonic clock, to refuse without asking and to let its own sign-ins of one account through in
  * turn; a read overtaken by a later change is known by the record's version and not learnt.
- * Without a ledger (tests), the counts live in the process only.
+ * When a wait ends, the first check is one instance's: it takes the account's turn in the ledger
+ * (takeTurnAfterWait). Without a ledger (tests), the counts live in the process only.
  *
  * Its cost is that anybody who knows a username can keep its owner waiting too, as with any limit
  * per account; a wait is never longer than `maxWaitMs`.
