@@ -28,3 +28,26 @@ describe('createSnapshotWriter', () => {
     expect(written).toEqual([1, 4, 5]);
   });
 });
+
+describe('createSnapshotWriter: a call ended with a status', () => {
+  it('writes nothing once the call is ended, not even the snapshot that waited', () => {
+    const written: number[] = [];
+    const callbacks: Array<() => void> = [];
+    const call = {
+      writableEnded: false,
+      write(message: Snapshot, callback: () => void) {
+        written.push(message.revision);
+        callbacks.push(callback);
+        return true;
+      },
+    };
+    const write = createSnapshotWriter(call, (value) => value);
+    write(snapshot(1));
+    write(snapshot(2));
+    // A refusal ends the call: a grpc-js stream written after that is destroyed before its status goes.
+    call.writableEnded = true;
+    callbacks.shift()!();
+    write(snapshot(3));
+    expect(written).toEqual([1]);
+  });
+});
