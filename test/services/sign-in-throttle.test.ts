@@ -344,7 +344,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     clock.now += 1_000;
     const slow = await throttles[0]!.begin('eve');
     if (!slow.allowed) throw new Error('refused after the wait');
-    // Its check outlives its hold (10 s without a deadline): the turn is another instance's now.
+    // Its check outlives its hold (11 s without a deadline): the turn is another instance's now.
     clock.now += 11_000;
     const second = await throttles[1]!.begin('eve');
     if (!second.allowed) throw new Error('the ended hold was not taken over');

@@ -35,7 +35,10 @@ export const DEFAULT_SIGN_IN_THROTTLE: SignInThrottleLimits = Object.freeze({
   maxAccounts: 20_000,
 });
 
-/** How long a turn after a wait is held for a check at most: its deadline, else 10 s, at most 30 s. */
+/**
+ * How long a turn after a wait is held for a check at most: a second past its deadline (1 s at
+ * least), 11 s without one, 30 s at most.
+ */
 function holdMs(call: SignInCall): number {
   const left =
     call.deadline !== undefined && Number.isFinite(call.deadline) ? call.deadline - Date.now() : 10_000;
