@@ -21,8 +21,9 @@ const SERVER_CLOSED_BEFORE_HTTP2 =
  * drops the connection without an alert, so grpc-js's session ends before the server's settings
  * ("Failed to connect", "Connection closed before starting HTTP/2 handshake") or a read is reset.
  */
-const SERVER_DROPPED_TLS_CLIENT =
-  /(?:^|Last error: )(?:Failed to connect|Connection closed before starting HTTP\/2 handshake) \(|Last error: (?:Error: )?read ECONNRESET/;
+const SERVER_DROPPED_TLS_CLIENT = new RegExp(
+  `${SERVER_CLOSED_BEFORE_HTTP2.source}|Last error: (?:Error: )?read ECONNRESET`,
+);
 
 /**
  * What a TLS client sees when the server's certificate chain does not lead to a CA of its own
