@@ -519,3 +519,35 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     expect(reads).toBe(1);
   });
 });
+
+describe('SignInThrottle with a ledger whose writes may land out of order (a pool of connections)', () => {
+  it('a check that never answered gives its turn back before the sign-in waiting behind it claims it', async () => {
+    const clock = { now: 1_000_000 };
+    const { ledger } = memoryLedger(clock);
+    // The release goes out first but lands after a claim sent just behind it, as on two connections.
+    const slowRelease: SignInFailureLedger = {
+      ...ledger,
+      releaseSignInTurn: (key, holder, parent) =>
+        new Promise((resolve) => setTimeout(resolve, 5)).then(() =>
+          ledger.releaseSignInTurn(key, holder, parent),
+        ),
+    };
+    const throttle = new SignInThrottle(
+      { ...DEFAULT_SIGN_IN_THROTTLE, freeFailures: 2 },
+      () => clock.now,
+      slowRelease,
+    );
+    for (let failure = 0; failure < 3; failure++) {
+      const turn = await throttle.begin('eve');
+      if (!turn.allowed) throw new Error('refused');
+      await turn.attempt.failed();
+    }
+    clock.now += 1_000;
+    const first = await throttle.begin('eve');
+    if (!first.allowed) throw new Error('refused after the wait');
+    // Past its free failures the account has one check at a time: the second waits behind the first.
+    const second = throttle.begin('eve');
+    first.attempt.undecided();
+    expect(await second).toMatchObject({ allowed: true });
+  });
+});

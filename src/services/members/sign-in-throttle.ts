@@ -60,9 +60,12 @@ function givingBackTurn(attempt: SignInAttempt, giveBack: () => Promise<void>): 
     undecided: () => {
       if (ended) return;
       ended = true;
-      attempt.undecided();
-      // Not given back (the database away): it ends with its hold.
-      giveBack().catch(() => {});
+      // Given back before the sign-ins waiting behind it here are decided (attempt.undecided wakes
+      // them): the next one's claim, on another connection of a pool, would else land first and
+      // find the turn still held. Not given back (the database away): it ends with its hold.
+      giveBack()
+        .catch(() => {})
+        .finally(() => attempt.undecided());
     },
   };
 }
