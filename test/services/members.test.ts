@@ -709,6 +709,23 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       },
     );
 
+    it('the owner of a legacy account with no NFC twin starts again from no failures after each success', async () => {
+      await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
+      const legacy = 'Jose\u0301';
+      await storeAccount(legacy, await hashPassword('secret', TEST_HASH_PARAMETERS));
+      for (let round = 0; round < 4; round++) {
+        for (let mistake = 0; mistake < 2; mistake++) {
+          await expect(
+            signIn({ username: legacy, password: `typo ${round}.${mistake}` }),
+          ).rejects.toMatchObject(DENIED);
+        }
+        // Two mistakes then the right password, four times: never six failures in a row.
+        await expect(signIn({ username: legacy, password: 'secret' })).resolves.toMatchObject({
+          userid: expect.any(Number),
+        });
+      }
+    });
+
     it('signing in to the NFC twin of a decomposed legacy account does not reset the failures of guesses at the legacy one', async () => {
       await start({ signInThrottle: { ...DEFAULT_SIGN_IN_THROTTLE, firstWaitMs: 60_000 } });
       // The victim's account, stored decomposed before usernames were normalised.

@@ -50,12 +50,15 @@ export class IdempotencySweeper {
     try {
       const deleted = await this.#store.sweepExpired();
       if (deleted > 0)
-        this.#log.debug({ event: 'idempotency-sweep', deleted }, 'expired idempotency keys deleted');
+        this.#log.debug(
+          { event: 'idempotency-sweep', deleted },
+          'expired records deleted (idempotency keys, and sign-in failures on members)',
+        );
     } catch (error) {
       const cause = (error as { cause?: unknown } | undefined)?.cause ?? error;
       this.#log.warn(
         { event: 'idempotency-sweep-failed', err: cause },
-        'could not delete expired idempotency keys',
+        'could not delete expired records (idempotency keys, or sign-in failures on members)',
       );
     }
     if (!this.#stopped) this.#schedule();

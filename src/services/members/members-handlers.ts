@@ -240,10 +240,11 @@ export function createMembersHandlers(
         const member = legacy?.member ?? (await store.findMember(name, parent));
         // A failure counts under the NFC name whichever account it reached, so that whether that
         // name is throttled tells nobody whether a legacy account has the spelling; and under the
-        // legacy account's own key when it has. A success forgets the account reached only, so
-        // that a legacy account's own sign-in does not forget the guesses at its NFC twin, nor the
-        // twin's those at it; and a spelling no account has is never counted, so an owner who
-        // types the NFC name one day and a decomposed one the next starts again after each success.
+        // legacy account's own key when it has. A success forgets the account reached, so that a
+        // legacy account's own sign-in does not forget the guesses at its NFC twin, nor the twin's
+        // those at it (the NFC name too when no twin has it); and a spelling no account has is never
+        // counted, so an owner who types the NFC name one day and a decomposed one the next starts
+        // again after each success.
         const counted = legacy ? attempts : attempts.slice(0, 1);
         const reached = attempts[legacy ? 1 : 0]!;
         const named = requestLogFields(call.metadata);
@@ -258,6 +259,12 @@ export function createMembersHandlers(
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }
         await reached.matched().catch((error: unknown) => unrecorded(error, 'success', named));
+        // A legacy account's own failures counted under its NFC name too: with no NFC account to
+        // guard there, its owner's success forgets them as well, or typos spread over days would
+        // lock them out.
+        if (legacy && !(await store.findMember(name, parent))) {
+          await attempts[0]!.matched().catch((error: unknown) => unrecorded(error, 'success', named));
+        }
         if (upgraded !== undefined) await upgrade(member, upgraded, named, parent);
         return { userid: member.id };
       } finally {
