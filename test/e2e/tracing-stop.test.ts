@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  type ClientReadableStream,
+  type ClientDuplexStream,
   credentials,
   makeGenericClientConstructor,
   Server,
@@ -112,18 +112,29 @@ describe('tracing when a component stops', () => {
   }
 
   /** A health Watch on `port`: a call that ends only when the server ends it. */
+  /**
+   * A call that holds the stop's grace: a reflection stream left open (a health Watch no longer
+   * does, as a stopping service ends its Watch calls).
+   */
   async function endlessCall(port: number): Promise<void> {
-    const Health = makeGenericClientConstructor(
-      { watch: bytesMethod('/grpc.health.v1.Health/Watch', true) },
-      'Health',
+    const Reflection = makeGenericClientConstructor(
+      {
+        info: {
+          ...bytesMethod('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', true),
+          requestStream: true,
+        },
+      },
+      'Reflection',
     );
-    const health = new Health(`127.0.0.1:${port}`, credentials.createInsecure()) as InstanceType<
-      typeof Health
-    > & { watch(request: Buffer): ClientReadableStream<Buffer> };
-    cleanups.push(() => health.close());
-    const watch = health.watch(Buffer.alloc(0));
-    watch.on('error', () => {});
-    await new Promise((resolve) => watch.once('data', resolve));
+    const reflection = new Reflection(`127.0.0.1:${port}`, credentials.createInsecure()) as InstanceType<
+      typeof Reflection
+    > & { info(): ClientDuplexStream<Buffer, Buffer> };
+    cleanups.push(() => reflection.close());
+    const stream = reflection.info();
+    stream.on('error', () => {});
+    // list_services (field 7), empty: answered, and the stream stays open.
+    stream.write(Buffer.from([0x3a, 0x00]));
+    await new Promise((resolve) => stream.once('data', resolve));
   }
 
   async function silentCollector(): Promise<SilentCollector> {
