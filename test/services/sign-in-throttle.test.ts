@@ -268,6 +268,15 @@ function memoryLedger(clock: { now: number }) {
   };
 }
 
+/** `times` failed sign-ins of `username` in a row, each let through. */
+async function failInARow(throttle: SignInThrottle, username: string, times: number): Promise<void> {
+  for (let failure = 0; failure < times; failure++) {
+    const turn = await throttle.begin(username);
+    if (!turn.allowed) throw new Error(`${username} was refused`);
+    await turn.attempt.failed();
+  }
+}
+
 describe('SignInThrottle with a ledger (the members store, shared by every instance)', () => {
   const limits = { ...DEFAULT_SIGN_IN_THROTTLE, freeFailures: 2 };
 
@@ -306,11 +315,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     const clock = { now: 1_000_000 };
     const { ledger, records } = memoryLedger(clock);
     const throttles = [0, 1, 2].map(() => new SignInThrottle(limits, () => clock.now, ledger));
-    for (let failure = 0; failure < 3; failure++) {
-      const turn = await throttles[0]!.begin('eve');
-      if (!turn.allowed) throw new Error('refused');
-      await turn.attempt.failed();
-    }
+    await failInARow(throttles[0]!, 'eve', 3);
     clock.now += 1_000;
     const turns = await Promise.all(throttles.map((throttle) => throttle.begin('eve')));
     const allowed = turns.filter((turn) => turn.allowed);
@@ -336,11 +341,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     const clock = { now: 1_000_000 };
     const { ledger } = memoryLedger(clock);
     const throttles = [0, 1, 2].map(() => new SignInThrottle(limits, () => clock.now, ledger));
-    for (let failure = 0; failure < 3; failure++) {
-      const turn = await throttles[0]!.begin('eve');
-      if (!turn.allowed) throw new Error('refused');
-      await turn.attempt.failed();
-    }
+    await failInARow(throttles[0]!, 'eve', 3);
     clock.now += 1_000;
     const slow = await throttles[0]!.begin('eve');
     if (!slow.allowed) throw new Error('refused after the wait');
@@ -402,11 +403,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
       SignInThrottle,
       SignInThrottle,
     ];
-    for (let failure = 0; failure < 3; failure++) {
-      const turn = await one.begin('eve');
-      if (!turn.allowed) throw new Error('refused');
-      await turn.attempt.failed();
-    }
+    await failInARow(one, 'eve', 3);
     clock.now += 1_000;
     // The owner signs in on the other instance; a sweep then deletes the forgotten record.
     const right = await two.begin('eve');
@@ -464,11 +461,7 @@ describe('SignInThrottle with a ledger (the members store, shared by every insta
     const clock = { now: 1_000_000 };
     const { ledger, records } = memoryLedger(clock);
     const one = new SignInThrottle(limits, () => clock.now, ledger);
-    for (let failure = 0; failure < 3; failure++) {
-      const turn = await one.begin('eve');
-      if (!turn.allowed) throw new Error('refused');
-      await turn.attempt.failed();
-    }
+    await failInARow(one, 'eve', 3);
     clock.now += 1_000;
     // Another instance reads three failures; before it takes the turn, the owner signs in elsewhere.
     const racing: SignInFailureLedger = {
@@ -537,11 +530,7 @@ describe('SignInThrottle with a ledger whose writes may land out of order (a poo
       () => clock.now,
       slowRelease,
     );
-    for (let failure = 0; failure < 3; failure++) {
-      const turn = await throttle.begin('eve');
-      if (!turn.allowed) throw new Error('refused');
-      await turn.attempt.failed();
-    }
+    await failInARow(throttle, 'eve', 3);
     clock.now += 1_000;
     const first = await throttle.begin('eve');
     if (!first.allowed) throw new Error('refused after the wait');
