@@ -14,7 +14,7 @@ import { ServiceTelemetry } from '../../src/services/common/service-telemetry.js
 import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS, type MembersHandlersOptions } from '../../src/services/members/members-handlers.js';
 import { membersService } from '../../src/services/members/members-service.js';
-import type { MembersStore } from '../../src/services/members/members-store.js';
+import { type MembersStore, SIGN_IN_FAILURE_BOUNDS } from '../../src/services/members/members-store.js';
 import { isTakenUsername } from '../../src/services/members/mysql-members-store.js';
 import {
   ARGON2_PARAMETERS,
@@ -978,6 +978,19 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(await store.sweepSignInFailures({ ...bounds, maxKeys: 10 })).toBe(2_500);
       counting = false;
       expect(turns).toBeGreaterThanOrEqual(2);
+    });
+
+    it('sweepExpired sweeps the sign-in failures even when the idempotency keys cannot be swept, and says so', async () => {
+      await start();
+      const store = opened!.store;
+      await store.recordSignInFailure('old', 60_000, undefined);
+      await opened!.rawExec(
+        'UPDATE sign_in_failures SET last_failure_ms = last_failure_ms - ? WHERE username = ?',
+        [SIGN_IN_FAILURE_BOUNDS.forgetAfterMs + 60_000, 'old'],
+      );
+      await opened!.rawExec('DROP TABLE members_idempotency');
+      await expect(store.sweepExpired()).rejects.toBeInstanceOf(ServiceError);
+      expect(await opened!.rawRows('SELECT username FROM sign_in_failures')).toEqual([]);
     });
 
     it('never writes a password to the log, even at trace level', async () => {

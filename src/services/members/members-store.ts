@@ -169,3 +169,29 @@ export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFail
   }
   return deleted;
 }
+
+/**
+ * Members' `sweepExpired`: its idempotency keys, then its sign-in failures with
+ * SIGN_IN_FAILURE_BOUNDS, the second even if the first failed (whose error is thrown once both
+ * ran); resolves how many went in all.
+ */
+export async function sweepMembersExpired(
+  sweepKeys: () => Promise<number>,
+  sweepSignInFailures: (bounds: SignInFailureBounds) => Promise<number>,
+): Promise<number> {
+  const outcomes: PromiseSettledResult<number>[] = [];
+  for (const sweep of [sweepKeys, () => sweepSignInFailures(SIGN_IN_FAILURE_BOUNDS)]) {
+    outcomes.push(
+      await sweep().then(
+        (value) => ({ status: 'fulfilled', value }) as const,
+        (reason: unknown) => ({ status: 'rejected', reason }) as const,
+      ),
+    );
+  }
+  let deleted = 0;
+  for (const outcome of outcomes) {
+    if (outcome.status === 'rejected') throw outcome.reason;
+    deleted += outcome.value;
+  }
+  return deleted;
+}

@@ -11,9 +11,9 @@ import {
   type MemberCredentials,
   type MembersStore,
   type RecordedFailures,
-  SIGN_IN_FAILURE_BOUNDS,
   type SignInFailureBounds,
   sweepFailures,
+  sweepMembersExpired,
 } from './members-store.js';
 
 /**
@@ -211,8 +211,11 @@ export class MysqlMembersStore implements MembersStore {
     );
   }
 
-  async sweepExpired(): Promise<number> {
-    return (await this.#journal.sweep()) + (await this.sweepSignInFailures(SIGN_IN_FAILURE_BOUNDS));
+  sweepExpired(): Promise<number> {
+    return sweepMembersExpired(
+      () => this.#journal.sweep(),
+      (bounds) => this.sweepSignInFailures(bounds),
+    );
   }
 
   ping(): Promise<void> {

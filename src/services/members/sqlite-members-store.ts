@@ -16,9 +16,9 @@ import {
   type MemberCredentials,
   type MembersStore,
   type RecordedFailures,
-  SIGN_IN_FAILURE_BOUNDS,
   type SignInFailureBounds,
   sweepFailures,
+  sweepMembersExpired,
 } from './members-store.js';
 
 /**
@@ -161,8 +161,11 @@ export class SqliteMembersStore implements MembersStore {
     return this.#journal.recall(claim, parent);
   }
 
-  async sweepExpired(): Promise<number> {
-    return (await this.#journal.sweep()) + (await this.sweepSignInFailures(SIGN_IN_FAILURE_BOUNDS));
+  sweepExpired(): Promise<number> {
+    return sweepMembersExpired(
+      () => this.#journal.sweep(),
+      (bounds) => this.sweepSignInFailures(bounds),
+    );
   }
 
   async updatePasswordHash(
