@@ -62,6 +62,11 @@ export const gatewayErrors = {
       `Transfer-Encoding ${JSON.stringify(coding.slice(0, MAX_ECHOED_PATH))} is not supported: send the body with Content-Length or Transfer-Encoding: chunked`,
       { closeConnection: true },
     ),
+  malformedPath: () =>
+    new GatewayError(
+      400,
+      'Malformed request path: each "%" takes two hex digits, and the bytes escaped must be UTF-8',
+    ),
   malformedRequest: () => new GatewayError(400, 'Malformed HTTP request', { closeConnection: true }),
   missingHost: () =>
     new GatewayError(400, 'An HTTP/1.1 request needs a Host header', { closeConnection: true }),

@@ -46,7 +46,14 @@ import {
   NO_INPUT,
   type RequestInput,
 } from './request-input.js';
-import { asksForUpgrade, hostLines, isHttp10, originForm, splitQuery } from './request-target.js';
+import {
+  asksForUpgrade,
+  hostLines,
+  isHttp10,
+  originForm,
+  routingPath,
+  splitQuery,
+} from './request-target.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
@@ -589,7 +596,18 @@ class GatewayServer implements Gateway {
       // reads it: an `Upgrade` alone stops nothing, and the requests behind it are answered.
       if (asksForUpgrade(request)) response.setHeader('Connection', 'close');
       const url = originForm(request.url ?? '/');
-      const { path, queryStart } = splitQuery(url);
+      const split = splitQuery(url);
+      const path = routingPath(split.path);
+      if (path === undefined) {
+        this.#refuseBeforeRouting(
+          request,
+          response,
+          gatewayErrors.malformedPath(),
+          declaredBodySize(request) !== 0,
+        );
+        return;
+      }
+      const { queryStart } = split;
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
         const page = this.#telemetry.onPageRequest(request, method, path);
@@ -1006,11 +1024,16 @@ class GatewayServer implements Gateway {
    * Refuses a request Node handed over but the gateway will not route (no Host, an Expect it cannot
    * meet), as a request still: with its id, counted and in the rates when its answer closes.
    */
-  #refuseBeforeRouting(request: IncomingMessage, response: ServerResponse, error: GatewayError): void {
+  #refuseBeforeRouting(
+    request: IncomingMessage,
+    response: ServerResponse,
+    error: GatewayError,
+    closeConnection = true,
+  ): void {
     const { path } = splitQuery(originForm(request.url ?? '/'));
     const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
     response.once('close', () => telemetry.closed(response));
-    this.#fail(request, response, null, error, true, telemetry.requestId);
+    this.#fail(request, response, null, error, closeConnection, telemetry.requestId);
   }
 
   /** Answers a request that has no exchange (no route, or the gateway not ready). */

@@ -43,7 +43,7 @@ const ERROR_RESPONSES: readonly {
     name: 'BadRequest',
     description:
       'The request could not be read: a body that is not UTF-8, not JSON or not a JSON object, a malformed ' +
-      '`Idempotency-Key` (or two of them), or malformed HTTP.',
+      '`Idempotency-Key` (or two of them), a path with a malformed or non-UTF-8 %-escape, or malformed HTTP.',
   },
   {
     status: '404',

@@ -50,3 +50,25 @@ export function splitQuery(url: string): { path: string; queryStart: number } {
   const queryStart = url.indexOf('?');
   return { path: queryStart < 0 ? url : url.slice(0, queryStart), queryStart };
 }
+
+/**
+ * A request path as the gateway routes it: escapes of unreserved characters decoded (RFC 3986,
+ * section 6.2.2.2: "/go%6Fds" is "/goods"), so that a path a client escaped more than it had to
+ * meets the literal route it names, as it already met a templated one. Undefined when a "%" escapes
+ * no two hex digits or the escaped bytes are not UTF-8: no route could take such a path, so it is a
+ * bad request (400), not a missing resource (404).
+ */
+export function routingPath(path: string): string | undefined {
+  if (!path.includes('%')) return path;
+  try {
+    decodeURIComponent(path);
+  } catch {
+    return undefined;
+  }
+  return path.replace(ESCAPED_UNRESERVED, (escaped) =>
+    String.fromCharCode(Number.parseInt(escaped.slice(1), 16)),
+  );
+}
+
+/** An escape of an unreserved character: a letter, a digit, "-", ".", "_" or "~". */
+const ESCAPED_UNRESERVED = /%(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2[DE]|5F|7E)/gi;

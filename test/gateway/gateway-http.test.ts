@@ -84,6 +84,34 @@ describe('gateway HTTP semantics', () => {
     );
   });
 
+  it('routes a path whose unreserved characters are escaped (RFC 3986, 6.2.2.2) as the path itself, literal or templated', async () => {
+    const port = await gateway();
+    goods.goods.push({ ...ROW });
+    const plain = await httpJson(port, 'GET', '/goods');
+    const escaped = await http(port, 'GET', '/go%6Fds');
+    expect(escaped.status).toBe(200);
+    expect(JSON.parse(escaped.body).results).toEqual(JSON.parse(plain.body).results);
+    expect((await http(port, 'GET', '/%70urchases/%31')).status).toBe(200);
+    // A reserved character's escape is not the character: "/goods%2F7" is one segment, not two.
+    expect((await http(port, 'DELETE', '/goods%2F7')).status).toBe(404);
+    expect(goods.goods.map((item) => item.id)).toEqual([7]);
+  });
+
+  it('answers a path with a malformed or non-UTF-8 escape 400, and keeps the connection', async () => {
+    const port = await gateway();
+    const agent = oneConnection();
+    for (const path of ['/goods/%zz', '/goods/%', '/goods/%E0%A4', '/members/%C0%80', '/%FF']) {
+      const result = await http(port, 'DELETE', path, { agent });
+      expect([path, result.status]).toEqual([path, 400]);
+      expect(result.body).toBe(
+        '{"key":null,"errorcode":1,"errormessage":"Malformed request path: each \\"%\\" takes two hex digits, and the bytes escaped must be UTF-8"}',
+      );
+      expect(result.headers.connection).toBe('keep-alive');
+      expect(result.headers['x-request-id']).toMatch(/./);
+    }
+    agent.destroy();
+  });
+
   it('answers a known path with another method 405 and Allow, without a key, and keeps the connection', async () => {
     const port = await gateway();
     const agent = oneConnection();

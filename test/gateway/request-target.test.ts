@@ -5,6 +5,7 @@ import {
   hostLines,
   isHttp10,
   originForm,
+  routingPath,
   splitQuery,
 } from '../../src/gateway/request-target.js';
 
@@ -18,6 +19,16 @@ describe('reading a request target and its framing headers', () => {
     expect(originForm('http://shop.example?x=1')).toBe('/?x=1');
     expect(originForm('*')).toBe('*');
     expect(originForm('ftp://shop.example/goods')).toBe('ftp://shop.example/goods');
+  });
+
+  it('decodes only the escapes of unreserved characters in a path, and refuses a malformed one', () => {
+    expect(routingPath('/goods')).toBe('/goods');
+    expect(routingPath('/go%6fds/%7E%2d%2E%5F%41%7a%30')).toBe('/goods/~-._Az0');
+    // Reserved and other characters stay escaped, as they were sent.
+    expect(routingPath('/goods/a%2Fb%20c%25d%C3%A9')).toBe('/goods/a%2Fb%20c%25d%C3%A9');
+    for (const malformed of ['/%', '/%4', '/%zz', '/a%2', '/%E0%A4', '/%C0%80', '/%FF']) {
+      expect([malformed, routingPath(malformed)]).toEqual([malformed, undefined]);
+    }
   });
 
   it('splits the path from the query', () => {
