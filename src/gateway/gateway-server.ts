@@ -439,7 +439,7 @@ class GatewayServer implements Gateway {
       if (connection) connection.whenIdle(refuse);
       else refuse();
       // A 501 like any other: counted (as a request the gateway could not take), and in the error rates.
-      this.#telemetry.onMalformedRequest(501);
+      this.#telemetry.onUnseenRequest(501, 'CONNECT');
     });
   }
 
@@ -1120,7 +1120,7 @@ class GatewayServer implements Gateway {
     // A failure in the body of a request already handed on is that request's, answered and counted
     // as it; else the parser refused a request before it was one.
     const latest = connection?.latestRequest;
-    if (!latest || latest.complete) this.#telemetry.onMalformedRequest(answer.httpStatus);
+    if (!latest || latest.complete) this.#telemetry.onUnseenRequest(answer.httpStatus);
     const writeAnswer = (): void => {
       if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
     };

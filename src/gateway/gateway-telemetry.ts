@@ -491,13 +491,14 @@ export class GatewayTelemetry {
   };
 
   /**
-   * Counts a request that Node's HTTP parser refused before it was one (400, 408, 431): method
-   * `_OTHER`, route `unmatched`, and no time, since the gateway never saw it begin.
+   * Counts a request the gateway answered without seeing it as one, on route `unmatched` and with no
+   * time: one Node's HTTP parser refused (400, 408, 431), method `_OTHER` since none was read, or a
+   * CONNECT (501), by its method, which OpenTelemetry's conventions know.
    */
-  onMalformedRequest(httpStatus: number): void {
+  onUnseenRequest(httpStatus: number, method = ''): void {
     const duration = this.#duration;
     if (!duration) return;
-    const answered = this.#answeredOf(duration, '', UNMATCHED_ROUTE, httpStatus, false);
+    const answered = this.#answeredOf(duration, method, UNMATCHED_ROUTE, httpStatus, false);
     answered.duration.observe(0);
     this.#rates!.record(answered.rateKey, httpStatus >= 500);
   }

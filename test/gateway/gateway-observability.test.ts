@@ -306,7 +306,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       }
       expect(
         sample(text, 'http_server_request_duration_seconds_count', {
-          http_request_method: '_OTHER',
+          http_request_method: 'CONNECT',
           http_route: 'unmatched',
           http_response_status_code: '501',
         }),
