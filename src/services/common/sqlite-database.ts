@@ -167,20 +167,65 @@ export type SqliteCall = <T>(
  */
 export function sqliteCaller(db: Database.Database, observer: DatabaseObserver | undefined): SqliteCall {
   const opened = filesOf(db);
+  const tables = new TableCheck(db);
   return (name, operation, parent) => {
     try {
       if (name?.operation !== 'SELECT') assertFilesInPlace(opened);
-      if (name === undefined) assertPathsWritable(opened);
+      if (name === undefined) {
+        assertPathsWritable(opened);
+        tables.assertPresent();
+      }
       return name === undefined
         ? operation()
         : databaseOperationSync(observer, 'sqlite', name, operation, parent);
     } catch (error) {
       if (error instanceof ServiceError) throw error;
       const code = String((error as { code?: unknown }).code ?? '');
-      if (UNAVAILABLE_PREFIXES.some((prefix) => code.startsWith(prefix))) throw databaseUnavailable(error);
+      if (UNAVAILABLE_PREFIXES.some((prefix) => code.startsWith(prefix)) || isMissingTable(error)) {
+        throw databaseUnavailable(error);
+      }
       throw databaseFailure(error);
     }
   };
+}
+
+/**
+ * The tables of an open database, as they were when its store was made (openSqliteDatabase has made
+ * them all), looked for by every health probe: one dropped or renamed away by hand (the sqlite3
+ * shell, a migration) turns the instance NOT_SERVING until it is back, as on MySQL. It is not made
+ * again empty, which would answer as if every row were gone.
+ */
+class TableCheck {
+  readonly #expected: readonly string[];
+  readonly #present: Database.Statement<[], string>;
+
+  constructor(db: Database.Database) {
+    this.#present = db
+      .prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      .pluck();
+    this.#expected = this.#present.all();
+  }
+
+  assertPresent(): void {
+    const present = new Set(this.#present.all());
+    const missing = this.#expected.find((table) => !present.has(table));
+    if (missing !== undefined) {
+      throw Object.assign(new Error(`no such table: ${missing}`), { code: 'SQLITE_ERROR' });
+    }
+  }
+}
+
+/**
+ * A statement that met a table dropped or renamed away under the running store: the operator's doing,
+ * not the request's, and nothing was written, so UNAVAILABLE (503), as MySQL's ER_NO_SUCH_TABLE is.
+ * SQLite says it with its generic code, and so by its message.
+ */
+function isMissingTable(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error as { code?: unknown }).code === 'SQLITE_ERROR' &&
+    error.message.startsWith('no such table: ')
+  );
 }
 
 /**
