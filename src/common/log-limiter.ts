@@ -26,7 +26,7 @@ interface Window {
  *
  * The first line of a cause is written at once, whole. Lines of the same cause within `intervalMs`
  * are only counted; when the interval ends with a count, one summary line is written (the first
- * line's fields without `err` and `requestId`, with `repeated: N`) and a new interval begins; an interval that ends
+ * line's fields without `err`, `requestId` and `key`, with `repeated: N`) and a new interval begins; an interval that ends
  * without any lets the next line through at once. A cause is a short text naming what failed (e.g.
  * method, status and driver code), never anything with per-request values, so causes stay few.
  * Timers are unref'd, so a limiter never keeps a process alive.
@@ -77,8 +77,9 @@ export class LogLimiter {
   }
 
   #open(cause: string, level: Level, fields: Record<string, unknown>, message: string): void {
-    // A summary counts many lines: it names neither one line's error nor one line's request.
-    const { err: _err, requestId: _requestId, ...rest } = fields;
+    // A summary counts many lines: it names neither one line's error nor one line's request (by its
+    // id, or by the gateway's `key`, which an operator would otherwise search and find the wrong one).
+    const { err: _err, requestId: _requestId, key: _key, ...rest } = fields;
     const timer = setTimeout(() => this.#intervalOver(cause), this.#intervalMs);
     timer.unref();
     this.#windows.set(cause, { level, fields: rest, message, repeated: 0, timer });

@@ -13,7 +13,7 @@ describe('LogLimiter', () => {
     for (let count = 0; count < 500; count++) {
       limiter.error(
         'ListGoods 14 ECONNREFUSED',
-        { err: failure, method: 'ListGoods', requestId: `r-${count}` },
+        { err: failure, method: 'ListGoods', requestId: `r-${count}`, key: count },
         'Database unavailable',
       );
     }
@@ -22,6 +22,7 @@ describe('LogLimiter', () => {
       level: 50,
       method: 'ListGoods',
       requestId: 'r-0',
+      key: 0,
       msg: 'Database unavailable',
     });
     expect((lines[0]!.err as { stack: string }).stack).toContain('ECONNREFUSED');
@@ -35,8 +36,9 @@ describe('LogLimiter', () => {
       msg: 'Database unavailable (repeated 499 times in 1 s)',
     });
     expect(lines[1]!.err).toBeUndefined();
-    // The summary is about 499 requests: it names none of them.
+    // The summary is about 499 requests: it names none of them, by id or by the gateway's key.
     expect(lines[1]).not.toHaveProperty('requestId');
+    expect(lines[1]).not.toHaveProperty('key');
 
     // Still failing: one summary per interval; then quiet; then the next line goes through at once.
     for (let count = 0; count < 30; count++)
