@@ -23,6 +23,7 @@ import { RequestIdGenerator } from '../common/request-id-generator.js';
 import { activeTracer, type TraceSpan } from '../common/tracing.js';
 import type { Node } from '../gen/distributor.js';
 import type { RegistrationClient } from '../registry-client/registration-client.js';
+import { errorBody } from './envelope.js';
 import { callMetadata } from './idempotency-header.js';
 import { NodeHistory } from './node-history.js';
 import { RouteRates } from './route-rates.js';
@@ -325,9 +326,13 @@ export class GatewayTelemetry {
     return this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids) : undefined;
   }
 
-  /** Whether `path` is one of the gateway's own pages (served to GET and HEAD by {@link onRequest}). */
+  /**
+   * Whether `path` is one of the gateway's own pages (served to GET and HEAD by {@link answerPage}).
+   * `/metrics` is one with metrics off too, answered 404: routed as any path, a scraper was told 503
+   * "try again" while no service had registered, and a service's `GET /{name}` could have taken it.
+   */
   servesPage(path: string): boolean {
-    return GATEWAY_PAGES.has(path) && (path !== '/metrics' || this.#registry !== undefined);
+    return GATEWAY_PAGES.has(path);
   }
 
   /**
@@ -546,7 +551,8 @@ export class GatewayTelemetry {
     if (requestId !== undefined) response.setHeader('X-Request-Id', requestId);
     switch (path) {
       case '/metrics':
-        serveMetrics(this.#registry!, response, this.#renderMetrics);
+        if (this.#registry) serveMetrics(this.#registry, response, this.#renderMetrics);
+        else answerJsonText(response, 404, errorBody(null, 'Metrics are off on this gateway (METRICS=off)'));
         return;
       case '/healthz':
         answerJson(response, 200, { status: 'alive' });
@@ -610,7 +616,10 @@ const PAGE_HEADERS = {
 };
 
 function answerJson(response: ServerResponse, httpStatus: number, body: unknown): void {
-  const text = Buffer.from(JSON.stringify(body));
+  answerJsonText(response, httpStatus, Buffer.from(JSON.stringify(body)));
+}
+
+function answerJsonText(response: ServerResponse, httpStatus: number, text: Buffer): void {
   response.writeHead(httpStatus, {
     ...PAGE_HEADERS,
     'Content-Type': 'application/json',

@@ -619,9 +619,30 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': 'client-id' } });
     expect(answer.headers['x-request-id']).toBeUndefined();
     expect(seen[0]?.get('x-request-id')).toEqual([]);
-    expect((await http(port, 'GET', '/metrics')).status).toBe(404);
+    const metrics = await http(port, 'GET', '/metrics');
+    expect([metrics.status, metrics.body]).toEqual([
+      404,
+      '{"key":null,"errorcode":1,"errormessage":"Metrics are off on this gateway (METRICS=off)"}',
+    ]);
+    expect(metrics.headers['retry-after']).toBeUndefined();
     // Health stays: a load balancer needs it whatever the metrics.
     expect((await http(port, 'GET', '/readyz')).status).toBe(200);
+  });
+
+  it('with METRICS=off, /metrics is 404 before any service has registered too, not 503 "try again"', async () => {
+    const local = new Closer();
+    try {
+      const empty = (await startDistributor(local)).address;
+      const { port } = await startGateway(local, empty, { observability: { metrics: false } });
+      // Any other path is 503 then: a route may be on its way (see the README's "What a REST client sees").
+      await vi.waitFor(async () => expect((await http(port, 'GET', '/nowhere')).status).toBe(503));
+      const metrics = await http(port, 'GET', '/metrics');
+      expect(metrics.status).toBe(404);
+      expect(metrics.headers['retry-after']).toBeUndefined();
+      expect((await http(port, 'POST', '/metrics')).status).toBe(405);
+    } finally {
+      await local.closeAll();
+    }
   });
 
   it("with METRICS=off and REQUEST_IDS=off (and tracing off) still passes a caller's trace context on", async () => {
