@@ -298,7 +298,8 @@ class GatewayServer implements Gateway {
     this.#telemetry = new GatewayTelemetry(
       {
         routeOf: (method, path) =>
-          this.#table.match(method === 'HEAD' ? 'GET' : method, path)?.route.template.text,
+          this.#table.match(method === 'HEAD' ? 'GET' : method, path)?.route.template.text ??
+          this.#table.templateOf(path),
         routes: () => this.#table.describe(),
         revision: () => this.#table.revision,
         stopping: () => this.#phase !== 'serving',

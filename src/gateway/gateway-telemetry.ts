@@ -34,7 +34,8 @@ import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
 export interface GatewayView {
   /**
    * The route (its path template as written, e.g. "/goods/{id}") that a request of `method` to
-   * `path` belongs to, including a route that has lost all its instances; undefined when none: such
+   * `path` belongs to, including a route that has lost all its instances, or else the route of
+   * another method on that path (a 405, an OPTIONS); undefined when no route has the path: such
    * requests share one label. Asked only for requests the gateway did not route (see
    * RequestTelemetry.route).
    */

@@ -192,6 +192,16 @@ export class RouteTable {
     return undefined;
   }
 
+  /**
+   * The template of the most literal route (live or retired) that matches a path, whatever its
+   * method: what an answer for the path that no route of its method took (405, OPTIONS) is counted
+   * on, rather than on the paths no route has.
+   */
+  templateOf(path: string): string | undefined {
+    if (this.#byPath.has(path)) return path;
+    return this.#templated.find((route) => matchPathTemplate(route.template, path))?.template.text;
+  }
+
   /** The methods of the routes (live or retired) that match a path, sorted: empty for an unknown path. */
   methodsOf(path: string): string[] {
     const methods = new Set(this.#byPath.get(path)?.keys());

@@ -388,6 +388,9 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       await http(port, 'POST', '/goods', { body: '{', headers: { 'content-type': 'application/json' } });
       await http(port, 'PROPFIND', '/goods');
       await http(port, 'MKCOL', '/goods');
+      await http(port, 'OPTIONS', '/goods');
+      await http(port, 'PATCH', '/goods');
+      await http(port, 'PATCH', '/nope');
     } finally {
       goods.goods.length = 0;
     }
@@ -399,6 +402,16 @@ describe('gateway observability: request ids, trace context, metrics, health (in
         http_response_status_code: code,
       });
     expect([count('GET', '200'), count('HEAD', '200'), count('POST', '400')]).toEqual([1, 1, 1]);
+    // A method the path has no route for is counted on the path's route (405, and OPTIONS's 204, a
+    // browser's preflight), not with the paths no route has.
+    expect([count('OPTIONS', '204'), count('PATCH', '405')]).toEqual([1, 1]);
+    expect(
+      sample(text, 'http_server_request_duration_seconds_count', {
+        http_request_method: 'PATCH',
+        http_route: 'unmatched',
+        http_response_status_code: '404',
+      }),
+    ).toBe(1);
     const others = text
       .split('\n')
       .filter(
@@ -406,7 +419,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       );
     // Both unknown methods share one series (the path routes GET, HEAD, POST: 405 for them).
     expect(others).toEqual([
-      'http_server_request_duration_seconds_count{http_request_method="_OTHER",http_route="unmatched",http_response_status_code="405"} 2',
+      'http_server_request_duration_seconds_count{http_request_method="_OTHER",http_route="/goods",http_response_status_code="405"} 2',
     ]);
     const status = JSON.parse((await http(port, 'GET', '/status.json')).body) as {
       routes: Array<{
