@@ -180,6 +180,7 @@ export function watchTlsFiles(
       if (stopped || sameMaterial(raw, current)) return;
       const next = checkTlsMaterial(files, raw);
       if (sameIdentity) checkSameIdentity(files, current, next);
+      checkStarted(files, current, next);
       onChange(next);
       current = next;
       lastFailure = reportedFailure = undefined;
@@ -258,6 +259,29 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     }
   }
   return raw;
+}
+
+/**
+ * A renewed certificate is taken only once it has started. The clock skew allowed at start (when
+ * nothing else could be served) is no reason to take it on a re-read: peers check its start against
+ * their own clocks, and every new handshake would fail ("certificate is not yet valid") until then,
+ * while the certificate in use still works. The next read after its start takes it, as the files
+ * still differ from the material in use. Unless the one in use has expired: then nothing works, and
+ * the new one works at least for peers whose clocks run ahead.
+ */
+function checkStarted(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
+  const offered = next.cert === undefined ? undefined : leafOf(next.cert);
+  if (!offered || Date.parse(offered.validFrom) <= Date.now()) return;
+  const held = current.cert === undefined ? undefined : leafOf(current.cert);
+  if (!held || Date.parse(held.validTo) < Date.now()) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} is not valid before ${new Date(offered.validFrom).toISOString()}: peers would refuse it until then, and it is taken at the first read after`,
+  );
+}
+
+function leafOf(pem: Buffer): X509Certificate | undefined {
+  const leaf = certificateBlocks(pem)[0];
+  return leaf === undefined ? undefined : parseCertificate(leaf);
 }
 
 /**

@@ -360,7 +360,48 @@ describe('a certificate that is not valid yet', () => {
     expect(String(onReloadError.mock.calls[0]![0].message)).toContain('is not valid before 2098-01-01');
     await expect(whoAmI(port, gateway())).resolves.toEqual(['spiffe://shop/gateway']);
   });
+
+  it('is not taken on a re-read either when it starts within the clock skew: the one in use still works', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const onReloadError = vi.fn();
+    const port = await startServer(serverCredentials(server, { ...REFRESH, onReloadError }));
+    const gateway = () => channelCredentials(pki.files('gateway'));
+
+    const notBefore = new Date(Date.now() + 2 * 60_000);
+    replaceFile(issueValidFrom('goods', utcTime(notBefore)), server.certFile);
+
+    await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+    expect(String(onReloadError.mock.calls[0]![0].message)).toContain(
+      `is not valid before ${new Date(Math.floor(notBefore.getTime() / 1000) * 1000).toISOString()}`,
+    );
+    await expect(whoAmI(port, gateway())).resolves.toEqual(['spiffe://shop/gateway']);
+  });
+
+  it('is taken at the first re-read after its start', async () => {
+    const server = rotatable('goods', pki.files('goods'));
+    const initial = readTlsFiles(server);
+    const future = issueValidFrom('goods', utcTime(new Date(Date.now() + 2 * 60_000)));
+    const onChange = vi.fn();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const stop = watchTlsFiles(server, initial, onChange, REFRESH);
+    try {
+      replaceFile(future, server.certFile);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(onChange).not.toHaveBeenCalled();
+      vi.setSystemTime(Date.now() + 3 * 60_000);
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
+      expect(onChange.mock.calls[0]![0].cert).toEqual(readFileSync(future));
+    } finally {
+      stop();
+      vi.useRealTimers();
+    }
+  });
 });
+
+/** `date` as openssl's UTC time, "YYYYMMDDHHMMSSZ". */
+function utcTime(date: Date): string {
+  return `${date.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+}
 
 describe('a certificate in use that nears its end', () => {
   afterEach(() => vi.useRealTimers());
