@@ -229,8 +229,7 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     }
   }
   if (raw.cert && raw.key) {
-    const leaf = certificateBlocks(raw.cert)[0];
-    const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
+    const certificate = leafOf(raw.cert);
     if (!certificate) {
       throw new ConfigError(`${named(files, 'certFile')}: expected a PEM certificate`);
     }
@@ -279,6 +278,7 @@ function checkStarted(files: TlsFiles, current: TlsMaterial, next: TlsMaterial):
   );
 }
 
+/** A PEM's first certificate: the component's own, before its intermediates. */
 function leafOf(pem: Buffer): X509Certificate | undefined {
   const leaf = certificateBlocks(pem)[0];
   return leaf === undefined ? undefined : parseCertificate(leaf);
@@ -320,9 +320,7 @@ export function checkOwnIdentity(files: TlsFiles, name: string): void {
 
 /** The `spiffe://shop/…` URI SANs of a PEM's first certificate. */
 function shopIdentities(pem: Buffer): string[] {
-  const leaf = certificateBlocks(pem)[0];
-  const certificate = leaf === undefined ? undefined : parseCertificate(leaf);
-  return uriSans(certificate?.subjectAltName)
+  return uriSans(leafOf(pem)?.subjectAltName)
     .filter((identity) => identity.startsWith(`spiffe://${TRUST_DOMAIN}/`))
     .sort();
 }
