@@ -2,7 +2,8 @@ import type { Metadata } from '@grpc/grpc-js';
 import { carrierOf } from './grpc-server-telemetry.js';
 import { type GrpcCallMetrics, type GrpcMethodLabels, grpcMethodLabels, secondsSince } from './metrics.js';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from './request-context.js';
-import { activeTracer, type Tracer, type TraceSpan } from './tracing.js';
+import type { Tracer, TraceSpan } from './trace-span.js';
+import { activeTracer } from './tracing.js';
 
 /** Options of {@link ClientCallTelemetry}. */
 export interface ClientTelemetryOptions {

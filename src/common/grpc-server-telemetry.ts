@@ -27,11 +27,11 @@ import {
   REQUEST_ID_HEADER,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
-  type TraceCarrier,
   traceCarrierFrom,
 } from './request-context.js';
 import { wrapHandlers } from './service-handlers.js';
-import { activeTracer, type Tracer, type TraceSpan } from './tracing.js';
+import type { TraceCarrier, Tracer, TraceSpan } from './trace-span.js';
+import { activeTracer } from './tracing.js';
 
 /** Options of {@link ServerCallTelemetry}. */
 export interface ServerTelemetryOptions {

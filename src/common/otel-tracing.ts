@@ -39,8 +39,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { ConfigError } from './config.js';
-import type { TraceCarrier } from './request-context.js';
-import type { SpanAttributes, SpanRole, Tracer, TraceSpan } from './tracing.js';
+import type { SpanAttributes, SpanRole, TraceCarrier, Tracer, TraceSpan } from './trace-span.js';
 
 // Loaded only when tracing is asked for (see tracing.ts): nothing of OpenTelemetry is imported otherwise.
 

@@ -1,5 +1,5 @@
 import type { RequestIdGenerator } from './request-id-generator.js';
-import type { TraceSpan } from './tracing.js';
+import type { TraceCarrier, TraceSpan } from './trace-span.js';
 
 /** The HTTP header and the gRPC metadata key that carry a request's id across hops. */
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -152,12 +152,6 @@ export function traceCarrierFrom(
 
 function onlyValue(values: readonly unknown[]): unknown {
   return values.length === 1 ? values[0] : undefined;
-}
-
-/** The W3C trace context of a request, as it arrived or as this hop continues it. */
-export interface TraceCarrier {
-  traceparent?: string;
-  tracestate?: string;
 }
 
 /**

@@ -16,11 +16,11 @@ import {
   requestIdFrom,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
-  type TraceCarrier,
   traceCarrierFrom,
 } from '../common/request-context.js';
 import { RequestIdGenerator } from '../common/request-id-generator.js';
-import { activeTracer, type TraceSpan } from '../common/tracing.js';
+import type { TraceCarrier, TraceSpan } from '../common/trace-span.js';
+import { activeTracer } from '../common/tracing.js';
 import type { Node } from '../gen/distributor.js';
 import type { RegistrationClient } from '../registry-client/registration-client.js';
 import { errorBody } from './envelope.js';

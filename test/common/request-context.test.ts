@@ -13,7 +13,7 @@ import {
   tracestateToPass,
 } from '../../src/common/request-context.js';
 import { RequestIdGenerator } from '../../src/common/request-id-generator.js';
-import type { TraceSpan } from '../../src/common/tracing.js';
+import type { TraceSpan } from '../../src/common/trace-span.js';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Gauge } from 'prom-client';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import type { Tracer, TraceSpan } from '../../src/common/tracing.js';
+import type { Tracer, TraceSpan } from '../../src/common/trace-span.js';
 import { GatewayTelemetry, type GatewayView } from '../../src/gateway/gateway-telemetry.js';
 
 /** The spans the gateway starts, by a tracer that records their names and attributes. */

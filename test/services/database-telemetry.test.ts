@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { ServiceError } from '../../src/common/service-error.js';
-import type { Tracer, TraceSpan } from '../../src/common/tracing.js';
+import type { Tracer, TraceSpan } from '../../src/common/trace-span.js';
 import {
   databaseOperation,
   databaseOperationSync,

@@ -2,7 +2,8 @@ import { Gauge } from 'prom-client';
 import { HistogramFamily, type HistogramSeries } from '../../common/metric-series.js';
 import { DEFAULT_LATENCY_BUCKETS, type Registry, secondsSince } from '../../common/metrics.js';
 import { ServiceError } from '../../common/service-error.js';
-import { activeTracer, type TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
+import { activeTracer } from '../../common/tracing.js';
 
 /** Which database a service runs on. */
 export type DatabaseSystem = 'sqlite' | 'mysql';

@@ -8,7 +8,7 @@ import {
 } from 'mysql2/promise';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import { databaseFailure, databaseUnavailable, writeOutcomeUnknown } from './database-errors.js';
 import {
   type DatabaseObserver,

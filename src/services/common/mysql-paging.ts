@@ -1,5 +1,5 @@
 import type { ExecuteValues, RowDataPacket } from 'mysql2/promise';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import type { MysqlDatabase, PageReader } from './mysql-database.js';
 import type { StoredPage } from './paging.js';
 

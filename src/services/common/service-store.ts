@@ -1,4 +1,4 @@
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Outcome } from './idempotency.js';
 
 /**

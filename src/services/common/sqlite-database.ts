@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeFolder } from '../../common/make-folder.js';
 import { ServiceError } from '../../common/service-error.js';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import { databaseFailure, databaseUnavailable } from './database-errors.js';
 import {
   type DatabaseObserver,

@@ -1,5 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import { transactionOn } from './database-telemetry.js';
 import {
   IDEMPOTENCY_SWEEP_BATCH,

@@ -2,7 +2,7 @@ import { type ServerUnaryCall, status } from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
 import { requestLogFields, traceParentOf } from '../../common/request-context.js';
 import { ServiceError } from '../../common/service-error.js';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import { unaryHandler } from '../../common/unary-handler.js';
 import {
   CreateMemberRequest,

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import type { RowDataPacket } from 'mysql2/promise';
 import { ServiceError } from '../../common/service-error.js';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import { driverErrorCode } from '../common/database-errors.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';

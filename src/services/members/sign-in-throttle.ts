@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import { type RecordedFailures, SIGN_IN_FAILURE_BOUNDS, type SignInFailureLedger } from './members-store.js';
 
 /** Bounds of {@link SignInThrottle}. */

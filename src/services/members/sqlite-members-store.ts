@@ -1,5 +1,5 @@
 import { SqliteError, type Statement } from 'better-sqlite3';
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
   type Database,

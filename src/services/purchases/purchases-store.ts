@@ -1,4 +1,4 @@
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import type { Once, Outcome } from '../common/idempotency.js';
 import type { PageQuery, StoredPage } from '../common/paging.js';
 import type { ServiceStore } from '../common/service-store.js';

@@ -1,4 +1,4 @@
-import type { TraceSpan } from '../../common/tracing.js';
+import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import {
