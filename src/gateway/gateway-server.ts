@@ -1023,7 +1023,9 @@ class GatewayServer implements Gateway {
 
   /**
    * Refuses a request Node handed over but the gateway will not route (no Host, an Expect it cannot
-   * meet), as a request still: with its id, counted and in the rates when its answer closes.
+   * meet, a malformed path), as a request still: with its id, counted and in the rates when its
+   * answer closes. The connection closes after it unless `closeConnection` is false (a request with
+   * no body, whose framing is sound).
    */
   #refuseBeforeRouting(
     request: IncomingMessage,
