@@ -1036,6 +1036,9 @@ class GatewayServer implements Gateway {
     const { path } = splitQuery(originForm(request.url ?? '/'));
     const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
     response.once('close', () => telemetry.closed(response));
+    // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
+    // hides the 400 and its message from it, and a cache could mix origins up.
+    this.#cors?.decorate(request, response);
     this.#fail(request, response, null, error, closeConnection, telemetry.requestId);
   }
 

@@ -236,6 +236,18 @@ describe('gateway HTTP semantics', () => {
     }
   });
 
+  it('carries the CORS headers on the refusals made before routing (a malformed path, an Expect)', async () => {
+    const port = await gateway([PAGE]);
+    const badPath = await http(port, 'GET', '/goods/%FF', { headers: { Origin: PAGE } });
+    expect([badPath.status, badPath.headers['access-control-allow-origin'], badPath.headers.vary]).toEqual([
+      400,
+      PAGE,
+      'Origin',
+    ]);
+    const expectation = await http(port, 'POST', '/goods', { headers: { Expect: 'foo' } });
+    expect([expectation.status, expectation.headers.vary]).toEqual([417, 'Origin']);
+  });
+
   it('gives an origin off the list no CORS header, preflight or not', async () => {
     const port = await gateway([PAGE]);
     const headers = { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'DELETE' };
