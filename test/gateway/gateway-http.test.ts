@@ -248,6 +248,17 @@ describe('gateway HTTP semantics', () => {
     expect([expectation.status, expectation.headers.vary]).toEqual([417, 'Origin']);
   });
 
+  it("gives the operators' pages no CORS header, even for an allowed origin", async () => {
+    const port = await gateway([PAGE]);
+    for (const path of ['/healthz', '/readyz', '/status']) {
+      const page = await http(port, 'GET', path, { headers: { Origin: PAGE } });
+      const cors = Object.keys(page.headers).filter(
+        (name) => name.startsWith('access-control-') || name === 'vary',
+      );
+      expect(cors, path).toEqual([]);
+    }
+  });
+
   it('gives an origin off the list no CORS header, preflight or not', async () => {
     const port = await gateway([PAGE]);
     const headers = { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'DELETE' };
