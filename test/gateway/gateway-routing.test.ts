@@ -434,6 +434,42 @@ describe('gateway routing, balancing and upstream faults', () => {
     );
   });
 
+  it('routes a template that ends in a verb, as custom methods in the AIP-136 style do', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const file = greeterFile(httpOptions('GET /greetings/{name}:shout', { envelope: ['lines'] }));
+    const registry = registryOf(file);
+    const GreetRequest = registry.getMessage('test.greeter.v1.GreetRequest')!;
+    const GreetResponse = registry.getMessage('test.greeter.v1.GreetResponse')!;
+    await startService(perTest, {
+      distributor,
+      name: 'shouter',
+      definition: {
+        Greet: {
+          path: '/test.greeter.v1.Greeter/Greet',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (value: Buffer) => value,
+          requestDeserialize: (bytes: Buffer) => fromBinary(GreetRequest, bytes),
+          responseSerialize: (value: Parameters<typeof toBinary>[1]) =>
+            Buffer.from(toBinary(GreetResponse, value)),
+          responseDeserialize: (bytes: Buffer) => bytes,
+        },
+      },
+      implementation: {
+        Greet: (call: ServerUnaryCall<{ name: string }, unknown>, callback: sendUnaryData<unknown>) =>
+          callback(null, create(GreetResponse, { lines: [call.request.name.toUpperCase()] } as never)),
+      },
+      descriptorSet: descriptorSetOf(file),
+    });
+    await waitForRoute(gateway, 'GET /greetings/*:shout', 1);
+    const shouted = await httpJson(port, 'GET', '/greetings/Ada:shout');
+    expect(shouted.body).toBe(
+      `{"key":${keyOf(shouted)},"errorcode":0,"errormessage":"success","lines":["ADA"]}`,
+    );
+    // Without the verb, the path is no route's.
+    expect((await httpJson(port, 'GET', '/greetings/Ada')).status).toBe(404);
+  });
+
   it('cancels the upstream call when the HTTP client goes away', async () => {
     const { gateway, port } = await startGateway(perTest, distributor);
     let cancelled = false;
