@@ -720,7 +720,8 @@ class GatewayServer implements Gateway {
         this.#cors.preflight(request, response, allowedMethods(['GET']));
       }
       const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
-      headers.push('Content-Length', answer.body.length);
+      // Not on the 204 to OPTIONS, as in #answerOptions.
+      if (answer.status !== 204) headers.push('Content-Length', answer.body.length);
       pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);
@@ -875,7 +876,8 @@ class GatewayServer implements Gateway {
     }
     const allow = allowedMethods(methods);
     if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
-    const headers: (string | number)[] = ['Allow', allow.join(', '), 'Content-Length', 0];
+    // No Content-Length: RFC 9110 (section 8.6) forbids it on a 204, which has no content by definition.
+    const headers: (string | number)[] = ['Allow', allow.join(', ')];
     pushRequestId(headers, requestId);
     if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
     response.writeHead(204, headers as unknown as string[]);

@@ -236,6 +236,19 @@ describe('gateway HTTP semantics', () => {
     }
   });
 
+  it('sends no Content-Length on a 204 to OPTIONS (RFC 9110, section 8.6)', async () => {
+    const port = await gateway([PAGE]);
+    for (const path of ['/goods', '/goods/7', '/openapi.json', '/docs/']) {
+      const options = await http(port, 'OPTIONS', path, {
+        headers: { Origin: PAGE, 'Access-Control-Request-Method': 'GET' },
+      });
+      expect([options.status, options.headers['content-length']], path).toEqual([204, undefined]);
+    }
+    const server = await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    expect(server).toMatch(/^HTTP\/1\.1 204 /);
+    expect(server.toLowerCase()).not.toContain('content-length');
+  });
+
   it('carries the CORS headers on the refusals made before routing (a malformed path, an Expect)', async () => {
     const port = await gateway([PAGE]);
     const badPath = await http(port, 'GET', '/goods/%FF', { headers: { Origin: PAGE } });
