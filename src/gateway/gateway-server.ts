@@ -1117,8 +1117,12 @@ class GatewayServer implements Gateway {
       );
       // The client closed its side in the middle of a request: it left, as a reset would say (499),
       // and is owed no answer to it. Answers to requests it completed before are still written.
-      if (reading && !reading.request.complete) reading.stop.abort(new BodyAbortedError());
-      else if (connection) connection.whenIdle(() => socket.destroy());
+      if (reading && !reading.request.complete) {
+        reading.stop.abort(new BodyAbortedError());
+        // With no answer before it to write, nothing is left to send: closed now, not after the
+        // linger, which recorded its 499 as 2 s long and held its connection's room as long.
+        if (!connection || connection.inFlight <= 1) socket.destroy();
+      } else if (connection) connection.whenIdle(() => socket.destroy());
       else socket.destroy();
       return;
     }

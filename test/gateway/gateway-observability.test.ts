@@ -209,8 +209,11 @@ describe('gateway observability: request ids, trace context, metrics, health (in
       'POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
     );
     // The client sends its FIN before the body is whole: it has left.
+    const left = performance.now();
     socket.end();
     await closed;
+    // Closed at once, not after the 2 s linger that a refusal's answer gets: nothing is owed.
+    expect(performance.now() - left).toBeLessThan(1_500);
     const post = { http_request_method: 'POST', http_route: '/goods' };
     await vi.waitFor(async () => {
       const text = (await http(port, 'GET', '/metrics')).body;
@@ -220,6 +223,13 @@ describe('gateway observability: request ids, trace context, metrics, health (in
           http_response_status_code: '499',
         }),
       ).toBe(1);
+      // Its time is the request's, not the linger's.
+      expect(
+        sample(text, 'http_server_request_duration_seconds_sum', {
+          ...post,
+          http_response_status_code: '499',
+        }),
+      ).toBeLessThan(1.5);
       expect(
         sample(text, 'http_server_request_duration_seconds_count', {
           ...post,
