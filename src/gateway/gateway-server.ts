@@ -752,11 +752,15 @@ class GatewayServer implements Gateway {
       this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
       return;
     }
-    // HEAD is GET: Node writes no body for it, and keeps the status and every header.
-    const match = this.#table.match(method === 'HEAD' ? 'GET' : method, path);
+    // HEAD is GET: Node writes no body for it, and keeps the status and every header, Content-Length
+    // too, so a refusal's unsent message names GET as well (RFC 9110, section 9.3.2).
+    const routedMethod = method === 'HEAD' ? 'GET' : method;
+    const match = this.#table.match(routedMethod, path);
     if (!match || match.retired) {
       // A retired route is one the gateway knows: its request gets a key, like any routed request.
-      const error = match ? gatewayErrors.noInstance(method, path) : this.#notRouted(response, method, path);
+      const error = match
+        ? gatewayErrors.noInstance(routedMethod, path)
+        : this.#notRouted(response, routedMethod, path);
       const key = error.httpStatus === 503 ? this.#nextKey++ : null;
       this.#fail(request, response, key, error, hasBody, telemetry.requestId);
       return;

@@ -138,8 +138,17 @@ describe('gateway HTTP semantics', () => {
       expect(head.headers['content-type'], path).toBe('application/json');
       expect(head.body, path).toBe('');
     }
-    const missing = await http(port, 'HEAD', '/nope');
-    expect([missing.status, missing.body]).toEqual([404, '']);
+    // Refused too, HEAD gets GET's status and headers, Content-Length included.
+    for (const path of ['/nope', '/goods/7']) {
+      const get = await http(port, 'GET', path);
+      const head = await http(port, 'HEAD', path);
+      expect([head.status, head.headers['content-length'], head.body], path).toEqual([
+        get.status,
+        get.headers['content-length'],
+        '',
+      ]);
+    }
+    expect((await http(port, 'HEAD', '/nope')).status).toBe(404);
     // HEAD is GET's: a path with no GET route does not take it.
     expect((await http(port, 'HEAD', '/goods/7')).status).toBe(405);
   });
