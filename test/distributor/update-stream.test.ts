@@ -163,6 +163,25 @@ describe('NodeListFeed', () => {
     });
   });
 
+  it('resumes only while what was missed costs no more than a snapshot, however much history it holds', () => {
+    // The README promised a resume for anything within the 4,096 events held: with a small list
+    // the events a subscriber missed can cost several times its snapshot, which it gets instead.
+    const registry = new NodeRegistry({ instanceId: 'instance-a' });
+    const feed = new NodeListFeed(registry);
+    for (let round = 0; round < 1_000; round++) {
+      registry.join(gatewayNode({ port: 1 + (round % 100) }), '127.0.0.1', () => {}).leave('closed');
+    }
+    const revision = registry.revision;
+    expect(revision).toBe(2_000);
+    const first = (missed: number) => {
+      const sent = feed.start({ resumeInstanceId: 'instance-a', resumeRevision: revision - missed });
+      return WatchResponse.decode(sent[0]!).update!.change!.$case;
+    };
+    expect(first(100)).toBe('resumed');
+    // 1,900 events (held: fewer than 4,096, under 1 MiB) take more than the 64 KiB floor.
+    expect(first(1_900)).toBe('snapshot');
+  });
+
   it('keeps a bounded history, by events and by bytes', () => {
     const registry = new NodeRegistry({ instanceId: 'instance-a' });
     const feed = new NodeListFeed(registry, { historyEvents: 3 });
