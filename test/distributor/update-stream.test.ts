@@ -182,6 +182,21 @@ describe('NodeListFeed', () => {
     expect(first(1_900)).toBe('snapshot');
   });
 
+  it('takes 70 to 100 bytes a node in a snapshot, as the README says (about 250 KB at 3,000)', () => {
+    const registry = new NodeRegistry({ instanceId: 'instance-a' });
+    const feed = new NodeListFeed(registry);
+    // A tenth of the README's 3,000: the size grows by the node.
+    for (let index = 0; index < 300; index++) {
+      const host = `10.1.${index >> 8}.${index & 255}`;
+      // Two thirds services (with their set's hash), a third without a set, as gateways are.
+      const node = index % 3 === 2 ? gatewayNode() : goodsNode();
+      registry.join(node, host, () => {});
+    }
+    const bytes = feed.snapshot().length;
+    expect(bytes / 300).toBeGreaterThan(70);
+    expect(bytes / 300).toBeLessThan(100);
+  });
+
   it('keeps a bounded history, by events and by bytes', () => {
     const registry = new NodeRegistry({ instanceId: 'instance-a' });
     const feed = new NodeListFeed(registry, { historyEvents: 3 });
