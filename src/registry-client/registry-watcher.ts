@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import type { Snapshot, WatchResponse } from '../gen/distributor.js';
+import type { NodeListUpdate, Snapshot, WatchResponse } from '../gen/distributor.js';
 import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
@@ -131,7 +131,10 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     call.on('data', (response: WatchResponse) => {
       deadline.clear();
       this.#failures = 0;
-      if (!response.update || this.#view.apply(response.update) === 'applied') return;
+      // A distributor of the first contract ignores the subscription and sends the whole list on
+      // every change (WatchResponse.snapshot): each replaces the list, as a snapshot update would.
+      const update = response.update ?? (response.snapshot ? wholeList(response.snapshot) : undefined);
+      if (!update || this.#view.apply(update) === 'applied') return;
       // A gap: a new stream, for a snapshot.
       this.#call = undefined;
       call.cancel();
@@ -154,4 +157,13 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
       this.#retryTimer.unref();
     });
   }
+}
+
+/** A full list of the first contract, as the update that replaces the list with it. */
+function wholeList(snapshot: Snapshot): NodeListUpdate {
+  return {
+    instanceId: snapshot.instanceId,
+    revision: snapshot.revision,
+    change: { $case: 'snapshot', value: snapshot },
+  };
 }

@@ -321,6 +321,50 @@ describe('clients of the node list', () => {
     });
   });
 
+  it('takes the full lists of a distributor of the first contract as they are, on a Watch', async () => {
+    // The README promises that a new client of an old distributor uses its full snapshots: the
+    // watcher (and so the distributor:/// resolver) dropped every answer without an update.
+    const server = new Server();
+    const listed = (port: number): Node => ({
+      id: `goods@h:${port}`,
+      name: 'goods',
+      host: 'h',
+      port,
+      routes: [],
+      descriptorSet: goodsDescriptorSet(),
+      state: NodeState.NODE_STATE_SERVING,
+      registeredAt: new Date(0),
+      descriptorSetSha256: Buffer.alloc(0),
+    });
+    const implementation = {
+      watch(call: ServerWritableStream<WatchRequest, WatchResponse>) {
+        // An old distributor knows no subscription: the whole list, then the whole list again.
+        const full = (revision: number, nodes: Node[]) =>
+          call.write({ snapshot: { revision, nodes, instanceId: '' }, update: undefined });
+        full(1, [listed(1)]);
+        setTimeout(() => full(2, [listed(1), listed(2)]), 20);
+        call.on('error', () => {});
+      },
+    } as unknown as DistributorServiceServer;
+    server.addService(DistributorServiceService, implementation);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    cleanups.push(() => server.forceShutdown());
+    const watcher = new RegistryWatcher({
+      distributor: `127.0.0.1:${port}`,
+      backoff: fastBackoff,
+      descriptorSets: true,
+    });
+    cleanups.push(() => watcher.stop());
+    watcher.start();
+    await vi.waitFor(() => expect(watcher.snapshot?.revision).toBe(2));
+    expect(watcher.snapshot!.nodes.map((node) => node.id)).toEqual(['goods@h:1', 'goods@h:2']);
+    expect(watcher.snapshot!.nodes[1]!.descriptorSet).toEqual(goodsDescriptorSet());
+  });
+
   it('detects a gap in revisions and resyncs, on a Register stream and on a Watch', async () => {
     const fake = await startFakeDistributor();
     cleanups.push(() => fake.stop());
