@@ -6,6 +6,10 @@ import type { Metadata } from '@grpc/grpc-js';
  * does not repeat it: grpc-js's own error quotes the whole value, the secret included.
  */
 export function setBearerToken(metadata: Metadata, token: string): void {
+  // `token: process.env.SHOP_REGISTRY_TOKEN` with the variable set but empty: say so plainly.
+  if (token === '') {
+    throw new TypeError("the registry token is empty: give the distributor's token, or none (undefined)");
+  }
   if (!/^[\x21-\x7e]+$/.test(token)) {
     throw new TypeError(
       `the registry token must be printable ASCII characters without spaces or line breaks (the one given has ${token.length} characters, not all of them such)`,

@@ -249,6 +249,12 @@ describe('the registry token', () => {
       expect(String((thrown as Error).message)).not.toContain('secret');
     }
   });
+
+  it('is refused when empty, saying so (a SHOP_REGISTRY_TOKEN set but empty)', () => {
+    expect(() => register('127.0.0.1:1', '')).toThrow(
+      new TypeError("the registry token is empty: give the distributor's token, or none (undefined)"),
+    );
+  });
 });
 
 describe('the library entry', () => {
