@@ -244,8 +244,12 @@ export class ConnectionRoom {
   #close(connection: Connection): void {
     // Forgotten at once: connections that come in the same turn must find other room.
     this.#forget(connection);
-    connection.session?.destroy();
+    // The socket goes first: a session destroyed while it can still write ends each open call with
+    // RST_STREAM NO_ERROR, which a grpc-js client reads as INTERNAL "Call ended without gRPC
+    // status" (a refused write answered 500 by the gateway, never tried elsewhere), where a
+    // connection that just drops is UNAVAILABLE "Connection dropped".
     connection.socket.destroy();
+    connection.session?.destroy();
   }
 
   #forget(connection: Connection): void {

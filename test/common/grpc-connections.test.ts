@@ -1,9 +1,11 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectTls } from 'node:tls';
+import { promisify } from 'node:util';
 import { Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { pino } from 'pino';
@@ -87,6 +89,8 @@ function silentHttp2Peer(port: number, ca?: Buffer): { socket: Socket; goaway():
   });
   return { socket, goaway: () => goaway };
 }
+
+const execFileAsync = promisify(execFile);
 
 function lineLog(lines: Record<string, unknown>[]): Logger {
   return pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
@@ -226,6 +230,36 @@ describe('connections to a gRPC port', () => {
       timeout: 10_000,
       interval: 100,
     });
+  });
+
+  it('a call whose connection is closed for room sees the connection drop, never an RST_STREAM NO_ERROR (grpc-js: INTERNAL "Call ended without gRPC status")', async () => {
+    const port = await roomedServer(1, []);
+    const watcher = rawClient(port);
+    await watcher.call('Watch').firstAnswer;
+    // The order of the session's RST_STREAM frames and the socket's end was a race, which a client
+    // in this process never lost: the calls come from another, as a real client's do.
+    const script = `
+      const http2 = require('node:http2');
+      (async () => {
+        const codes = [];
+        for (let i = 0; i < 12; i++) {
+          const session = http2.connect('http://127.0.0.1:${port}');
+          session.on('error', () => {});
+          const stream = session.request({ ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', 'content-type': 'application/grpc', te: 'trailers' });
+          stream.on('error', () => {});
+          stream.end(Buffer.from([0, 0, 0, 0, 0]));
+          await new Promise((resolve) => stream.once('close', resolve));
+          codes.push(stream.rstCode);
+          session.destroy();
+        }
+        process.stdout.write(JSON.stringify(codes));
+      })();`;
+    const { stdout } = await execFileAsync(process.execPath, ['-e', script]);
+    const codes = JSON.parse(stdout) as number[];
+    expect(codes).toHaveLength(12);
+    // 0 is a frame from the server; a dropped connection is CANCEL or INTERNAL_ERROR, made by Node.
+    expect(codes).not.toContain(0);
+    expect(await within(watcher.closed, 50)).toBe('not yet');
   });
 
   /** A raw client whose connection comes from `address`, one of loopback's (127.0.0.0/8). */
