@@ -91,7 +91,7 @@ function assertFilesInPlace(opened: readonly FileIdentity[]): void {
     if (now?.dev === dev && now.ino === ino) continue;
     throw Object.assign(
       new Error(
-        `the SQLite file ${path} was ${now ? 'replaced' : 'deleted'} after it was opened: writes would be lost; restart the service to open the file now at that path`,
+        `the SQLite file ${path} was ${now ? 'replaced' : 'deleted or moved away'} after it was opened: writes would be lost; restart the service to open the file now at that path`,
       ),
       { code: 'SQLITE_READONLY_DBMOVED' },
     );
