@@ -51,6 +51,19 @@ describe('password hasher', () => {
     await expect(verifyPassword('cafe\u0301', lighter)).resolves.toBe(true); // NFKC on both paths
   });
 
+  it('verifies scrypt hashes with any parameters within its bounds, a small N with many lanes too', async () => {
+    // OpenSSL asks for 128·r·(N + p + 2) bytes, not 128·N·r: with p=64 and N=16 that is 2.6 times
+    // as much, above a maxmem of 256·N·r.
+    for (const parameters of [
+      { N: 16, r: 8, p: 64 },
+      { N: 2, r: 1, p: 64 },
+    ]) {
+      const stored = await hashPasswordWithScrypt('pw', parameters);
+      await expect(verifyPassword('pw', stored)).resolves.toBe(true);
+      await expect(verifyPassword('pW', stored)).resolves.toBe(false);
+    }
+  });
+
   it('asks for a new hash for scrypt and for weaker Argon2id, not for today or stronger', async () => {
     const current = ARGON2_PARAMETERS;
     expect(needsRehash(await hashPasswordWithScrypt('pw', LIGHT_SCRYPT), current)).toBe(true);
@@ -120,6 +133,8 @@ describe('password hasher', () => {
     ['argon2id with base64 of an impossible length', `$argon2id$v=19$m=19456,t=2,p=1$${SALT}$${KEY}a2`],
     ['scrypt with N not a power of two', `scrypt$1000$8$1$${SALT}==$${KEY}=`],
     ['scrypt with a huge N', `scrypt$${2 ** 30}$8$1$${SALT}==$${KEY}=`],
+    ['scrypt asking for 1 GiB (N=2^20, r=8)', `scrypt$${2 ** 20}$8$1$${SALT}==$${KEY}=`],
+    ['scrypt asking for 256 MiB and a little more', `scrypt$${2 ** 18}$8$1$${SALT}==$${KEY}=`],
     ['scrypt with an empty key, which would match anything', `scrypt$1024$8$1$${SALT}==$`],
     ['scrypt with a short key', `scrypt$1024$8$1$${SALT}==$a2V5`],
   ])('refuses a stored value that is %s, at once and saying why', async (_label, stored) => {
@@ -141,6 +156,9 @@ describe('password hasher', () => {
     );
     await expect(verifyPassword('1234', `$argon2i$v=19$m=19456,t=2,p=1$${SALT}$${KEY}`)).rejects.toThrow(
       'stored password hash refused: argon2i is not read, only argon2id',
+    );
+    await expect(verifyPassword('1234', `scrypt$${2 ** 20}$32$1$${SALT}==$${KEY}=`)).rejects.toThrow(
+      'stored password hash refused: scrypt N=1048576, r=32, p=1 needs 4097 MiB, above 256',
     );
     await expect(verifyPassword('1234', '1234')).rejects.toThrow(
       'stored password hash is in no known format (neither $argon2id$… nor scrypt$…)',

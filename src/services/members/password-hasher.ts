@@ -234,6 +234,14 @@ function parseScrypt(stored: string): { parameters: ScryptParameters; salt: Buff
       'stored password hash is not in the scrypt$N$r$p$salt$key format, or its parameters are out of bounds',
     );
   }
+  // Each bound alone admits combinations (N=2^20 with r=8, or p=64 with a small N) that OpenSSL
+  // would refuse for memory: refused here instead, as unreadable, so that the log names the row.
+  const memory = scryptMemory(parameters);
+  if (memory > SCRYPT_MAX_MEMORY) {
+    throw new UnreadableHashError(
+      `stored password hash refused: scrypt N=${parameters.N}, r=${parameters.r}, p=${parameters.p} needs ${Math.ceil(memory / 2 ** 20)} MiB, above ${SCRYPT_MAX_MEMORY / 2 ** 20}`,
+    );
+  }
   const saltBytes = Buffer.from(salt!, 'base64');
   const keyBytes = Buffer.from(key!, 'base64');
   // A short key would make the comparison meaningless (an empty one matches anything).
@@ -247,9 +255,19 @@ function isWhole(value: number, min: number, max: number): boolean {
   return Number.isInteger(value) && value >= min && value <= max;
 }
 
-function deriveScryptKey(password: string, salt: Buffer, length: number, { N, r, p }: ScryptParameters) {
-  // scrypt needs 128·N·r bytes; Node refuses above `maxmem` (32 MiB by default), so raise it to fit.
-  const options: ScryptOptions = { N, r, p, maxmem: Math.min(SCRYPT_MAX_MEMORY, 256 * N * r) };
+/**
+ * The memory OpenSSL's scrypt asks for, which it checks against `maxmem`: 128·r·p for B and
+ * 128·r·(N + 2) for V (crypto/kdf/scrypt.c).
+ */
+function scryptMemory({ N, r, p }: ScryptParameters): number {
+  return 128 * r * (N + p + 2);
+}
+
+function deriveScryptKey(password: string, salt: Buffer, length: number, parameters: ScryptParameters) {
+  const { N, r, p } = parameters;
+  // Node refuses above `maxmem` (32 MiB by default): raised to what these parameters need, which
+  // parseScrypt has bounded.
+  const options: ScryptOptions = { N, r, p, maxmem: scryptMemory(parameters) };
   return new Promise<Buffer>((resolve, reject) => {
     scrypt(password.normalize('NFKC'), salt, length, options, (error, key) =>
       error ? reject(error) : resolve(key),
