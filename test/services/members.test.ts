@@ -308,6 +308,21 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       },
     );
 
+    it('each account whose stored hash is refused is named in the log, even with the same reason at once', async () => {
+      const { log, lines } = captureLog();
+      await start({ hashParameters: ARGON2_PARAMETERS, log });
+      // The log limiter groups lines of one cause within 10 s: the second row, refused for the same
+      // reason, used to be only counted ("repeated 1 times"), its member named nowhere.
+      const first = await storeAccount('tampered-1', '1234');
+      const second = await storeAccount('tampered-2', '5678');
+      await expect(signIn({ username: 'tampered-1', password: 'pw' })).rejects.toMatchObject(INTERNAL);
+      await expect(signIn({ username: 'tampered-2', password: 'pw' })).rejects.toMatchObject(INTERNAL);
+      const named = lines()
+        .filter((line) => line.level === 50)
+        .map((line) => (line.err as { memberId?: number } | undefined)?.memberId);
+      expect(named).toEqual([first, second]);
+    });
+
     it('an unknown username costs as much hashing as a wrong password (the decoy is Argon2id too)', async () => {
       await start({ hashParameters: ARGON2_PARAMETERS, signInThrottle: UNTHROTTLED });
       await create({ username: 'known', password: 'right' });

@@ -128,7 +128,13 @@ export function createMembersHandlers(
     try {
       matches = await verifyPassword(given, member?.passwordHash ?? decoy);
     } catch (error) {
-      if (error instanceof UnreadableHashError) error.memberId = member?.id;
+      if (error instanceof UnreadableHashError && member) {
+        error.memberId = member.id;
+        // Named in the message too: the log limiter groups lines by the start of it, and would
+        // count a second corrupt row refused for the same reason without naming it. One cause per
+        // corrupt row keeps each named (at most one line per row per interval).
+        error.message = `member ${member.id}: ${error.message}`;
+      }
       throw new ServiceError(status.INTERNAL, 'Internal error', { cause: error });
     }
     if (!matches || !member || !needsRehash(member.passwordHash, parameters)) return { matches };
