@@ -15,14 +15,17 @@ export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
 export class ServiceError extends Error {
   override readonly name = 'ServiceError';
   readonly retryAfterMs: number | undefined;
+  /** Set for a code that is usually a server fault but that the caller caused (see isServerFault). */
+  readonly #callersDoing: boolean;
 
   constructor(
     readonly code: status,
     message: string,
-    options?: { cause?: unknown; retryAfterMs?: number },
+    options?: { cause?: unknown; retryAfterMs?: number; callersDoing?: boolean },
   ) {
     super(message, options);
     this.retryAfterMs = options?.retryAfterMs;
+    this.#callersDoing = options?.callersDoing === true;
   }
 
   /** The trailers the error is sent with: the pushback, if it has one. */
@@ -35,7 +38,7 @@ export class ServiceError extends Error {
 
   /** True for failures the caller did not cause and cannot fix: these are logged with their cause. */
   get isServerFault(): boolean {
-    return SERVER_FAULTS.has(this.code);
+    return !this.#callersDoing && SERVER_FAULTS.has(this.code);
   }
 }
 

@@ -90,6 +90,8 @@ describe('HashingLimiter', () => {
     expect(refused).toMatchObject({ code: status.DEADLINE_EXCEEDED });
     const neededMs = Number(/allow at least (\d+) ms$/.exec((refused as ServiceError).message)?.[1]);
     expect((refused as ServiceError).message.startsWith(DEADLINE_TOO_SHORT)).toBe(true);
+    // The caller's deadline, not the service's fault: logged at debug, not as an error.
+    expect((refused as ServiceError).isServerFault).toBe(false);
     // Two typical checks of about 50 ms (a timer may fire a millisecond or two early by Date.now()).
     expect(neededMs).toBeGreaterThanOrEqual(90);
     await expect(limiter.run(slow, { deadline: Date.now() + 5_000 })).resolves.toBe('hashed');

@@ -153,11 +153,18 @@ export class HashingLimiter {
   /**
    * The answer to a call whose own deadline leaves too little time for a check even with nobody
    * ahead of it: not the queue's fault, so not RESOURCE_EXHAUSTED (a client would retry it, with the
-   * same deadline, for ever), but DEADLINE_EXCEEDED with the time a check needs.
+   * same deadline, for ever), but DEADLINE_EXCEEDED with the time a check needs. The caller's doing,
+   * so not logged as the service's fault.
    */
   #deadlineTooShort(): ServiceError {
     const neededMs = Math.ceil(START_MARGIN_TASKS * (this.#typicalMs ?? 0));
-    return new ServiceError(status.DEADLINE_EXCEEDED, `${DEADLINE_TOO_SHORT}: allow at least ${neededMs} ms`);
+    return new ServiceError(
+      status.DEADLINE_EXCEEDED,
+      `${DEADLINE_TOO_SHORT}: allow at least ${neededMs} ms`,
+      {
+        callersDoing: true,
+      },
+    );
   }
 
   /**
