@@ -63,8 +63,13 @@ try {
   // Read as the services read it: a blank one was made a folder for the token before they refused it.
   ({ dataDir } = loadSettings({ dataDir: DATA_DIR_SETTING }, [], process.env));
 } catch (error) {
+  const reason = error instanceof Error ? error.message : String(error);
+  // Once LOG_FORMAT=json is read, a collector may take every line as JSON: the refusal is one
+  // record, without the usage, which only lists LOG_FORMAT and would come as plain lines.
   process.stderr.write(
-    `[launcher] ${error instanceof Error ? error.message : String(error)}\n\n${LAUNCHER_USAGE}\n`,
+    logFormat === 'json'
+      ? `${launcherLine(reason, 'error')}\n`
+      : `[launcher] ${reason}\n\n${LAUNCHER_USAGE}\n`,
   );
   process.exit(EXIT_CODES.badConfiguration);
 }

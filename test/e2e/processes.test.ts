@@ -485,6 +485,32 @@ describe('--help', () => {
     }
   });
 
+  it.each([
+    ['a port clash', { GOODS_PORT: '9000', DISTRIBUTOR_PORT: '9000' }, /^port 9000 would be both/],
+    ['DISTRIBUTOR_PORT=0', { DISTRIBUTOR_PORT: '0' }, /^DISTRIBUTOR_PORT=0: /],
+    ['a blank DATA_DIR', { DATA_DIR: ' ' }, /^DATA_DIR: expected a value/],
+  ])(
+    'with LOG_FORMAT=json, its refusal of %s read after LOG_FORMAT is one JSON line too',
+    async (_, env, message) => {
+      const launcher = spawnComponent('src/launcher/main.ts', [], {
+        ...env,
+        LOG_FORMAT: 'json',
+        MYSQL_URL: '',
+      });
+      try {
+        expect(await launcher.exited()).toBe(2);
+        const lines = launcher.lines.filter((line) => line !== '');
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(/^\[launcher\] \{/);
+        const record = JSON.parse(lines[0]!.slice('[launcher] '.length)) as Record<string, unknown>;
+        expect(record).toMatchObject({ level: 50, component: 'launcher' });
+        expect(record.msg).toMatch(message);
+      } finally {
+        rmSync(' ', { recursive: true, force: true });
+      }
+    },
+  );
+
   it('the launcher takes no flags: one given is refused with exit 2 and the usage, before anything starts', async () => {
     const launcher = spawnComponent('src/launcher/main.ts', ['--port', '9000'], { MYSQL_URL: '' });
     expect(await launcher.exited()).toBe(2);
