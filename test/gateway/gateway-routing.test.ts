@@ -70,6 +70,25 @@ function greeterFile(
   });
 }
 
+/** The Greeter service of `file` (see greeterFile), its messages encoded by their descriptors. */
+function greeterDefinition(file: ReturnType<typeof greeterFile>): ServiceDefinition {
+  const registry = registryOf(file);
+  const GreetRequest = registry.getMessage('test.greeter.v1.GreetRequest')!;
+  const GreetResponse = registry.getMessage('test.greeter.v1.GreetResponse')!;
+  return {
+    Greet: {
+      path: '/test.greeter.v1.Greeter/Greet',
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (value: Parameters<typeof toBinary>[1]) => Buffer.from(toBinary(GreetRequest, value)),
+      requestDeserialize: (bytes: Buffer) => fromBinary(GreetRequest, bytes),
+      responseSerialize: (value: Parameters<typeof toBinary>[1]) =>
+        Buffer.from(toBinary(GreetResponse, value)),
+      responseDeserialize: (bytes: Buffer) => fromBinary(GreetResponse, bytes),
+    },
+  };
+}
+
 describe('gateway routing, balancing and upstream faults', () => {
   const shared = new Closer();
   const perTest = new Closer();
@@ -89,22 +108,8 @@ describe('gateway routing, balancing and upstream faults', () => {
     expect(before.status).toBe(404);
 
     const file = greeterFile();
-    const registry = registryOf(file);
-    const GreetRequest = registry.getMessage('test.greeter.v1.GreetRequest')!;
-    const GreetResponse = registry.getMessage('test.greeter.v1.GreetResponse')!;
-    const definition: ServiceDefinition = {
-      Greet: {
-        path: '/test.greeter.v1.Greeter/Greet',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: (value: Parameters<typeof toBinary>[1]) =>
-          Buffer.from(toBinary(GreetRequest, value)),
-        requestDeserialize: (bytes: Buffer) => fromBinary(GreetRequest, bytes),
-        responseSerialize: (value: Parameters<typeof toBinary>[1]) =>
-          Buffer.from(toBinary(GreetResponse, value)),
-        responseDeserialize: (bytes: Buffer) => fromBinary(GreetResponse, bytes),
-      },
-    };
+    const GreetResponse = registryOf(file).getMessage('test.greeter.v1.GreetResponse')!;
+    const definition = greeterDefinition(file);
     const greeter = await startService(perTest, {
       distributor,
       name: 'greeter',
@@ -437,24 +442,11 @@ describe('gateway routing, balancing and upstream faults', () => {
   it('routes a template that ends in a verb, as custom methods in the AIP-136 style do', async () => {
     const { gateway, port } = await startGateway(perTest, distributor);
     const file = greeterFile(httpOptions('GET /greetings/{name}:shout', { envelope: ['lines'] }));
-    const registry = registryOf(file);
-    const GreetRequest = registry.getMessage('test.greeter.v1.GreetRequest')!;
-    const GreetResponse = registry.getMessage('test.greeter.v1.GreetResponse')!;
+    const GreetResponse = registryOf(file).getMessage('test.greeter.v1.GreetResponse')!;
     await startService(perTest, {
       distributor,
       name: 'shouter',
-      definition: {
-        Greet: {
-          path: '/test.greeter.v1.Greeter/Greet',
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: (value: Buffer) => value,
-          requestDeserialize: (bytes: Buffer) => fromBinary(GreetRequest, bytes),
-          responseSerialize: (value: Parameters<typeof toBinary>[1]) =>
-            Buffer.from(toBinary(GreetResponse, value)),
-          responseDeserialize: (bytes: Buffer) => bytes,
-        },
-      },
+      definition: greeterDefinition(file),
       implementation: {
         Greet: (call: ServerUnaryCall<{ name: string }, unknown>, callback: sendUnaryData<unknown>) =>
           callback(null, create(GreetResponse, { lines: [call.request.name.toUpperCase()] } as never)),
