@@ -135,6 +135,8 @@ describe('password hasher', () => {
     ['scrypt with a huge N', `scrypt$${2 ** 30}$8$1$${SALT}==$${KEY}=`],
     ['scrypt asking for 1 GiB (N=2^20, r=8)', `scrypt$${2 ** 20}$8$1$${SALT}==$${KEY}=`],
     ['scrypt asking for 256 MiB and a little more', `scrypt$${2 ** 18}$8$1$${SALT}==$${KEY}=`],
+    ['scrypt asking for 100 times the legacy work in 128 MiB', `scrypt$${2 ** 15}$32$64$${SALT}==$${KEY}=`],
+    ['scrypt asking for a little more than 2^22 of work', `scrypt$${2 ** 12}$17$61$${SALT}==$${KEY}=`],
     ['scrypt with an empty key, which would match anything', `scrypt$1024$8$1$${SALT}==$`],
     ['scrypt with a short key', `scrypt$1024$8$1$${SALT}==$a2V5`],
   ])('refuses a stored value that is %s, at once and saying why', async (_label, stored) => {
@@ -150,6 +152,10 @@ describe('password hasher', () => {
     expect(performance.now() - started).toBeLessThan(500); // refused before any hashing
   });
 
+  it('reads scrypt up to 2^22 of work (N×r×p)', () => {
+    expect(needsRehash(`scrypt$${2 ** 16}$8$8$${SALT}==$${KEY}=`)).toBe(true);
+  });
+
   it('names the parameter it refuses', async () => {
     await expect(verifyPassword('1234', `$argon2id$v=19$m=4194304,t=2,p=1$${SALT}$${KEY}`)).rejects.toThrow(
       'stored password hash refused: argon2id m=4194304 KiB is outside 8..65536',
@@ -159,6 +165,9 @@ describe('password hasher', () => {
     );
     await expect(verifyPassword('1234', `scrypt$${2 ** 20}$32$1$${SALT}==$${KEY}=`)).rejects.toThrow(
       'stored password hash refused: scrypt N=1048576, r=32, p=1 needs 4097 MiB, above 256',
+    );
+    await expect(verifyPassword('1234', `scrypt$${2 ** 15}$32$64$${SALT}==$${KEY}=`)).rejects.toThrow(
+      'stored password hash refused: scrypt N=32768, r=32, p=64 is N×r×p=67108864 of work, above 4194304',
     );
     await expect(verifyPassword('1234', '1234')).rejects.toThrow(
       'stored password hash is in no known format (neither $argon2id$… nor scrypt$…)',
