@@ -5,7 +5,7 @@ import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import type { CallPlan } from './call-plan.js';
 import { errorBody, successBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
-import { type GatewayError, gatewayErrors } from './gateway-error.js';
+import { GatewayError, gatewayErrors } from './gateway-error.js';
 import type { InstancePool } from './instance-pool.js';
 import { PageStreamer } from './page-streamer.js';
 import { InvalidParameterError } from './request-decoder.js';
@@ -90,6 +90,10 @@ export class Dispatcher {
     try {
       bytes = encode(instance.plan, exchange, input);
     } catch (error) {
+      if (error instanceof GatewayError) {
+        this.#options.answerError(exchange, error);
+        return;
+      }
       if (!(error instanceof InvalidParameterError)) throw error;
       this.#options.log.debug(
         { key: exchange.key, requestId: exchange.requestId, detail: error.message },

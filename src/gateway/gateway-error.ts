@@ -56,6 +56,8 @@ export const gatewayErrors = {
   notAnObject: () => new GatewayError(400, 'The JSON body must be an object'),
   notUtf8: () => new GatewayError(400, 'The body is not valid UTF-8'),
   notAscii: () => new GatewayError(400, 'The body is not valid US-ASCII, its declared charset'),
+  queryNotUtf8: () =>
+    new GatewayError(400, 'The query string is not valid UTF-8 once its %-escapes are decoded'),
   unsupportedTransferCoding: (coding: string) =>
     new GatewayError(
       501,

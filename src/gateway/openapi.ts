@@ -42,7 +42,7 @@ const ERROR_RESPONSES: readonly {
     status: '400',
     name: 'BadRequest',
     description:
-      'The request could not be read: a body that is not UTF-8, not JSON or not a JSON object, a malformed ' +
+      'The request could not be read: a body or a query string that is not UTF-8, a body not JSON or not a JSON object, a malformed ' +
       '`Idempotency-Key` (or two of them), a path with a malformed or non-UTF-8 %-escape, or malformed HTTP.',
   },
   {

@@ -7,6 +7,7 @@ import {
   toBinary,
 } from '@bufbuild/protobuf';
 import type { HttpRoute } from '../common/http-routes.js';
+import { gatewayErrors } from './gateway-error.js';
 import { percentEscapesAreUtf8, type RequestInput } from './request-input.js';
 
 /**
@@ -53,6 +54,9 @@ const MAX_DEPTH = 32;
  * twice, a map, or a message other than a well-known type with a string form is invalid.
  *
  * Where two sources name one field, the path wins over the body and the query.
+ *
+ * Throws {@link InvalidParameterError} for values the request message cannot take, and the
+ * gateway's 400 for a query string whose %-escapes are not UTF-8.
  */
 export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
   const input = route.method.input;
@@ -75,7 +79,8 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
       }
     }
     if (queryFields.size > 0 && query.length > 0) {
-      if (!percentEscapesAreUtf8(query)) throw new InvalidParameterError('the query string is not UTF-8');
+      // Malformed text, as a body or a path that is not UTF-8 is: 400, not the book's "Invalid Parameters".
+      if (!percentEscapesAreUtf8(query)) throw gatewayErrors.queryNotUtf8();
       addText(input, json, new URLSearchParams(query), queryFields);
     }
     route.pathVariables.forEach((variable, index) => {

@@ -78,6 +78,7 @@ describe('gateway through a distributor restart', () => {
    */
   function watchHealth(port: number): {
     probes: () => number;
+    goodsSeen: () => number;
     stop: () => Promise<{ ready: number[]; goods: string[] }>;
   } {
     let running = true;
@@ -94,6 +95,7 @@ describe('gateway through a distributor restart', () => {
     })();
     return {
       probes: () => ready.length,
+      goodsSeen: () => goods.length,
       stop: async () => {
         running = false;
         await loop;
@@ -112,7 +114,10 @@ describe('gateway through a distributor restart', () => {
     await waitForRoute(gateway, 'GET /goods', 1);
     const load = traffic(port);
     const health = watchHealth(port);
+    // The page must have shown goods serving before the restart: on a busy machine, 200 ms did not
+    // always hold one look, and the first one seen was already "kept".
     await new Promise((resolve) => setTimeout(resolve, 200));
+    await vi.waitFor(() => expect(health.goodsSeen()).toBeGreaterThan(0), { timeout: 5_000 });
 
     await first.server.stop(100);
     const second = await startDistributorOn(first.port);

@@ -274,6 +274,14 @@ describe('gateway on the shop contracts (in-memory services)', () => {
       400,
       (key) => `{"key":${key},"errorcode":1,"errormessage":"The body is not valid UTF-8"}`,
     );
+    // The same bytes in a query string are as malformed: 400 too, not the book's 200 "Invalid Parameters".
+    const queryNotUtf8 = await http(port, 'GET', '/members?username=%FF%FE&password=x');
+    expectAnswer(
+      queryNotUtf8,
+      400,
+      (key) =>
+        `{"key":${key},"errorcode":1,"errormessage":"The query string is not valid UTF-8 once its %-escapes are decoded"}`,
+    );
     const empty = await http(port, 'POST', '/goods', {
       headers: { 'Content-Type': 'text/plain', 'Content-Length': 0 },
     });

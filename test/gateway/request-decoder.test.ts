@@ -2,6 +2,7 @@ import { create, fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
+import { gatewayErrors } from '../../src/gateway/gateway-error.js';
 import { compileRequestDecoder, InvalidParameterError } from '../../src/gateway/request-decoder.js';
 import { NO_INPUT } from '../../src/gateway/request-input.js';
 import {
@@ -239,9 +240,10 @@ describe('compileRequestDecoder: wrapper types inside lists and maps', () => {
 describe('compileRequestDecoder: the query string as sent', () => {
   const decode = (query: string) => fromQueryString({ pathValues: [], query, body: NO_INPUT });
 
-  it('refuses percent-escapes that are not UTF-8, instead of reading them as U+FFFD', () => {
+  it('refuses percent-escapes that are not UTF-8 as malformed (400), instead of reading them as U+FFFD', () => {
     for (const query of ['f_string=%FF%FE', 'f_string=a%ED%A0%80', 'r_string=ok&r_string=%C3']) {
-      expect(() => decode(query), query).toThrow(InvalidParameterError);
+      expect(() => decode(query), query).toThrow(gatewayErrors.queryNotUtf8());
+      expect(() => decode(query), query).toThrow(expect.objectContaining({ httpStatus: 400 }));
     }
     const decoded = fromBinary(Everything, decode('f_string=%E2%82%AC%EF%BF%BD%zz')) as unknown as Record<
       string,
