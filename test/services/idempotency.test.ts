@@ -214,6 +214,34 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
       expect(await count(opened, 'goods_idempotency')).toBe(100);
     });
 
+    it('a sweep lets the event loop turn between its batches, so calls are answered meanwhile', async () => {
+      const clock = manualClock();
+      const { opened } = await goods(clock);
+      const expired = clock.now() - IDEMPOTENCY_RETENTION_MS;
+      const rows = Array.from(
+        { length: 2_500 },
+        (_, index) => `('k${index}', 'CreateGoods', ?, 0, '', ?, ?)`,
+      );
+      const values = Array.from({ length: 2_500 }, () => [Buffer.alloc(32), Buffer.alloc(0), expired]).flat();
+      await opened.rawExec(
+        `INSERT INTO goods_idempotency (idem_key, method, fingerprint, code, message, response, created_at) VALUES ${rows.join(',')}`,
+        values,
+      );
+      // SQLite runs each statement on the event loop: three batches in one go would hold every call
+      // for the whole sweep (20,000 rows: about 300 ms).
+      let turns = 0;
+      let sweeping = true;
+      const turn = (): void => {
+        if (!sweeping) return;
+        turns++;
+        setImmediate(turn);
+      };
+      setImmediate(turn);
+      expect(await opened.store.sweepExpired()).toBe(2_500);
+      sweeping = false;
+      expect(turns).toBeGreaterThanOrEqual(2);
+    });
+
     it('a write that fails records nothing: the retry with the key writes', async () => {
       const { opened, create } = await goods();
       await opened.rawExec('ALTER TABLE goods RENAME TO goods_away');
