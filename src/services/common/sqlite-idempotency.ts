@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Database, Statement } from 'better-sqlite3';
 import type { TraceSpan } from '../../common/trace-span.js';
 import { transactionOn } from './database-telemetry.js';
@@ -13,9 +14,6 @@ import {
   outcomeFor,
 } from './idempotency.js';
 import { operationOf, type SqliteCall, type SqliteStoreOptions, sqliteCaller } from './sqlite-database.js';
-
-/** Lets the event loop answer what waits before the next batch of a sweep. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * The journal table of one service in SQLite (see idempotency.ts). `created_at` is in ms since the

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { TraceSpan } from '../../common/trace-span.js';
 import type { Once, Outcome } from '../common/idempotency.js';
 import type { ServiceStore } from '../common/service-store.js';
@@ -144,8 +145,6 @@ const SWEEP_BATCH = 1_000;
  * sweeps (about 150 a second an instance for 10 minutes).
  */
 const SWEEP_MAX_BATCHES = 250;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** A sweep of sign-in failures (MembersStore.sweepSignInFailures) through a store's statements. */
 export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFailureBounds): Promise<number> {
