@@ -2,23 +2,32 @@ import { type Logger, silentLogger } from '../../common/logger.js';
 import { IDEMPOTENCY_SWEEP_INTERVAL_MS } from './idempotency.js';
 import type { ServiceStore } from './service-store.js';
 
+const FIRST_SWEEP_WITHIN_MS = 60_000;
+
 /** Options of {@link IdempotencySweeper}. */
 export interface IdempotencySweeperOptions {
   store: Pick<ServiceStore, 'sweepExpired'>;
   /** Pause between the end of one sweep and the start of the next (default 10 min). */
   intervalMs?: number;
+  /** The first sweep comes at a random moment within this long of the start, or of the interval if shorter (default 1 min). */
+  firstSweepWithinMs?: number;
   log?: Logger;
 }
 
 /**
  * Deletes a service's expired idempotency keys (and members' old sign-in failures) in the
  * background: one bounded sweep per interval (see the store's `sweepExpired`), so the journal stays
- * near what one retention period of writes needs. Sweeps never overlap, the timer is unref'd, and a failed sweep (the database away) is
- * logged and tried again at the next interval; lookups ignore expired keys meanwhile anyway.
+ * near what one retention period of writes needs. The first comes within a minute of the start, not
+ * an interval after it: an instance restarted more often than every 10 minutes (a crash loop,
+ * frequent deploys) would otherwise never sweep; at a random moment, so that instances started
+ * together do not sweep one table together. Sweeps never overlap, the timer is unref'd, and a
+ * failed sweep (the database away) is logged and tried again at the next interval; lookups ignore
+ * expired keys meanwhile anyway.
  */
 export class IdempotencySweeper {
   readonly #store: Pick<ServiceStore, 'sweepExpired'>;
   readonly #intervalMs: number;
+  readonly #firstSweepWithinMs: number;
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
   #stopped = true;
@@ -26,14 +35,15 @@ export class IdempotencySweeper {
   constructor(options: IdempotencySweeperOptions) {
     this.#store = options.store;
     this.#intervalMs = options.intervalMs ?? IDEMPOTENCY_SWEEP_INTERVAL_MS;
+    this.#firstSweepWithinMs = options.firstSweepWithinMs ?? FIRST_SWEEP_WITHIN_MS;
     this.#log = options.log ?? silentLogger();
   }
 
-  /** Sweeps after one interval, then every interval until `stop()`. */
+  /** Sweeps once soon (see the class), then every interval until `stop()`. */
   start(): void {
     if (!this.#stopped) return;
     this.#stopped = false;
-    this.#schedule();
+    this.#schedule(Math.floor(Math.random() * Math.min(this.#firstSweepWithinMs, this.#intervalMs)));
   }
 
   stop(): void {
@@ -41,8 +51,8 @@ export class IdempotencySweeper {
     clearTimeout(this.#timer);
   }
 
-  #schedule(): void {
-    this.#timer = setTimeout(() => void this.#sweep(), this.#intervalMs);
+  #schedule(delayMs: number): void {
+    this.#timer = setTimeout(() => void this.#sweep(), delayMs);
     this.#timer.unref();
   }
 
@@ -61,6 +71,6 @@ export class IdempotencySweeper {
         'could not delete expired records (idempotency keys, or sign-in failures on members)',
       );
     }
-    if (!this.#stopped) this.#schedule();
+    if (!this.#stopped) this.#schedule(this.#intervalMs);
   }
 }
