@@ -467,6 +467,15 @@ export class InstancePool {
     }
   }
 
+  /**
+   * Whether `upstream`'s channel is closed: its instance left (see {@link retainOnly}) and its last
+   * call ended, or the pool closed. A call begun there throws; one who holds an upstream across
+   * calls (the pages of a streamed list) asks first.
+   */
+  isClosed(upstream: Upstream): boolean {
+    return this.#upstreams.get(upstream.key) !== upstream && !this.#leaving.has(upstream);
+  }
+
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */
   #end(upstream: Upstream): void {
     upstream.inFlight--;

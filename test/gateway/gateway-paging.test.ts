@@ -13,7 +13,14 @@ import {
 } from '../../src/gen/services.js';
 import { http } from '../helpers/http.js';
 import { goodsDescriptorSet } from '../helpers/nodes.js';
-import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
+import {
+  Closer,
+  startDistributor,
+  startGateway,
+  startService,
+  type TestService,
+  waitForRoute,
+} from './support/cluster.js';
 
 // The gateway following pages (page-streamer.ts) where real services cannot easily take it: a page
 // that fails after the answer has begun, a page retried on another instance, a client that stops
@@ -258,6 +265,100 @@ describe('the gateway following pages', () => {
     );
     expect(goods.calls).toEqual([1, 2, 2, 3]);
     expect(warnings()).toEqual([]);
+  });
+
+  /**
+   * Goods instances over one list whose second page is answered only after the instance that
+   * answers it has left the registry and the gateway has seen it go: the gateway closes the
+   * channel of an instance that left once its last call ends, so the third page's call cannot
+   * start there. Found by killing a goods process while a real gateway streamed 60,000 rows.
+   */
+  async function goodsLeavingAfterPage2(
+    instances: number,
+  ): Promise<{ calls: string[]; leftAfterPage2: Promise<void> }> {
+    const goods = goodsList(3_500);
+    const calls: string[] = [];
+    const started: TestService[] = [];
+    let gatewayRoutes: (() => Promise<void>) | undefined;
+    let markLeft: () => void = () => {};
+    const leftAfterPage2 = new Promise<void>((resolve) => {
+      markLeft = resolve;
+    });
+    for (let index = 0; index < instances; index++) {
+      const implementation: Pick<GoodsServiceServer, 'listGoods'> = {
+        listGoods: ({ request: listRequest }, callback) => {
+          const start = listRequest.pageToken ? Number(listRequest.pageToken) : 0;
+          const page = start / 1_000 + 1;
+          calls.push(`${page}@${index}`);
+          const end = Math.min(goods.length, start + 1_000);
+          const answer = () =>
+            callback(null, {
+              results: goods.slice(start, end),
+              nextPageToken: end < goods.length ? String(end) : '',
+            });
+          if (page !== 2) {
+            answer();
+            return;
+          }
+          void (async () => {
+            await started[index]!.registration.stop(500);
+            await gatewayRoutes?.();
+            answer();
+            markLeft();
+          })();
+        },
+      };
+      started.push(
+        await startService(closer, {
+          distributor,
+          name: 'goods',
+          definition: GoodsServiceService,
+          implementation,
+          descriptorSet: goodsDescriptorSet(),
+        }),
+      );
+    }
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const { gateway: routing, port } = await startGateway(closer, distributor, { log });
+    await waitForRoute(routing, 'GET /goods', instances);
+    gatewayRoutes = () => waitForRoute(routing, 'GET /goods', instances - 1);
+    gatewayPort = port;
+    return { calls, leftAfterPage2 };
+  }
+  let gatewayPort = 0;
+
+  it('a page asked of an instance that left since the page before goes to another instance, and the list is whole', async () => {
+    const { calls } = await goodsLeavingAfterPage2(2);
+    const answer = await get(gatewayPort, '/goods');
+    expect(answer.complete).toBe(true);
+    const body = JSON.parse(answer.body) as { results: Goods[] };
+    expect(body.results).toHaveLength(3_500);
+    // Pages 1 and 2 from one instance, 3 and 4 from the other.
+    expect(calls.map((call) => call.split('@')[0])).toEqual(['1', '2', '3', '4']);
+    expect(new Set(calls.slice(2).map((call) => call.split('@')[1])).size).toBe(1);
+    expect(calls[2]!.split('@')[1]).not.toBe(calls[1]!.split('@')[1]);
+    expect(warnings()).toEqual([]);
+  });
+
+  it('a page asked of the only instance after it left cuts the answer short as UNAVAILABLE, not as a bug', async () => {
+    await goodsLeavingAfterPage2(1);
+    const answer = await get(gatewayPort, '/goods');
+    expect([answer.status, answer.complete]).toEqual([200, false]);
+    expect(warnings()).toEqual([
+      expect.objectContaining({
+        code: 'UNAVAILABLE',
+        pagesSent: 2,
+        msg: 'a page of a streamed list failed after the answer had begun: connection aborted',
+      }),
+    ]);
+    await vi.waitFor(() =>
+      expect(lines.filter((line) => line.msg === 'request answered')).toEqual([
+        expect.objectContaining({
+          status: 200,
+          cutShort: 'a page failed after the answer had begun: UNAVAILABLE',
+        }),
+      ]),
+    );
   });
 
   it('a client that reads nothing for the deadline is cut off, and no more pages are asked for', async () => {
