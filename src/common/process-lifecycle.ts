@@ -59,6 +59,8 @@ export class ProcessSignals {
   #log: Logger | undefined;
   /** What a second signal may cut short instead of exiting (see stopOnSignals), until it has. */
   #hurry: (() => boolean) | undefined;
+  /** A second signal ended a drain: the next one is the third. */
+  #drainEnded = false;
 
   constructor() {
     const onSignal = (signal: NodeJS.Signals): void => this.#onSignal(signal);
@@ -130,10 +132,12 @@ export class ProcessSignals {
       if (this.#stopping && hurry?.()) {
         // Counted as the first again: the two copies of one Ctrl-C must not exit.
         this.#firstSignalAt = now;
+        this.#drainEnded = true;
         this.#log?.warn({ signal }, 'second signal: the drain ends now, the stop goes on in order');
         return;
       }
-      if (this.#log) this.#log.warn({ signal }, 'second signal: exiting now');
+      if (this.#log)
+        this.#log.warn({ signal }, `${this.#drainEnded ? 'third' : 'second'} signal: exiting now`);
       // No logger yet during the start: the launcher shows stderr as the component's own lines.
       else process.stderr.write(`${signal}: second signal during the start, exiting now\n`);
       process.exit(EXIT_CODES.failed);

@@ -42,6 +42,22 @@ describe('stopOnSignals', () => {
     expect(await stopping.exited).toBe(1);
     expect(stopping.output()).not.toContain('stop ended');
   });
+
+  it('with a drain: a second signal ends the drain and the stop goes on; a third exits at once with 1, saying third', async () => {
+    const stopping = startFixture('slow-stop', 20_000, 60_000);
+    await vi.waitFor(() => expect(stopping.output()).toContain('up'), { timeout: 15_000 });
+    stopping.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(stopping.output()).toContain('drain begun'));
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    stopping.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(stopping.output()).toContain('stop begun'));
+    expect(stopping.output()).toContain('second signal: the drain ends now');
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    stopping.child.kill('SIGTERM');
+    expect(await stopping.exited).toBe(1);
+    expect(stopping.output()).toContain('third signal: exiting now');
+    expect(stopping.output()).not.toContain('stop ended');
+  });
 });
 
 describe('a signal while the process starts', () => {
