@@ -37,7 +37,7 @@ import {
   type RequestTelemetry,
 } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
-import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
+import { type ConnectAttempts, InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -194,6 +194,12 @@ const UPSTREAM_FLOW_CONTROL_WINDOW = MIB;
  * over (route-table.ts) while another serves. An attempt every 10 s to an address down costs nothing.
  */
 const UPSTREAM_MAX_RECONNECT_BACKOFF_MS = 10_000;
+/** What a connect timeout's warning says of the attempts, for the operator to look in the right place. */
+const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
+  failed:
+    'its attempts failed (connection refused or reset, or a failed TLS handshake: is it running there?)',
+  hung: 'its attempt got no answer (a host or firewall that drops packets, or a peer that accepts and never speaks gRPC)',
+};
 /**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
  * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
@@ -321,12 +327,12 @@ class GatewayServer implements Gateway {
       credentialsFor: upstreamCredentials(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
-      onConnectTimeout: (upstream, timeoutMs, again) =>
+      onConnectTimeout: (upstream, timeoutMs, again, attempts) =>
         this.#log[again ? 'debug' : 'warn'](
-          { event: 'upstream-connect-timeout', upstream: upstream.key, timeoutMs },
+          { event: 'upstream-connect-timeout', upstream: upstream.key, timeoutMs, attempts },
           again
             ? `still no connection to ${upstream.key}; trying a new one`
-            : `no connection to ${upstream.key} within ${timeoutMs} ms; trying a new one (every ${timeoutMs} ms until it connects)`,
+            : `no connection to ${upstream.key} within ${timeoutMs} ms: ${CONNECT_ATTEMPTS[attempts]}; trying a new one (every ${timeoutMs} ms until it connects)`,
         ),
       onUnansweredCheck: (upstream, timeoutMs) =>
         this.#log.info(

@@ -91,9 +91,16 @@ export interface InstancePoolOptions {
   /**
    * Told when a channel that had not connected was replaced, to say so; `again` when the channel
    * replaced was itself a replacement that never connected (an instance down for a while is
-   * replaced every timeout: said once, then quietly).
+   * replaced every timeout: said once, then quietly). `attempts` says how it failed to connect:
+   * `failed` when an attempt ended in failure within the timeout (refused, reset, a failed
+   * handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2).
    */
-  onConnectTimeout?: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
+  onConnectTimeout?: (
+    upstream: Upstream,
+    timeoutMs: number,
+    again: boolean,
+    attempts: ConnectAttempts,
+  ) => void;
   /** See {@link IDLE_RECONNECT_INTERVAL_MS} (the default). */
   idleReconnectIntervalMs?: number;
   /**
@@ -130,6 +137,9 @@ export const SILENT_CONNECTION_CUT_MS = 3_000;
 const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 /** A HealthCheckRequest for the server as a whole (service ""): no fields, so no bytes. */
 const WHOLE_SERVER_HEALTH_REQUEST = Buffer.alloc(0);
+
+/** How the attempts of a channel that did not connect in time went (see InstancePoolOptions.onConnectTimeout). */
+export type ConnectAttempts = 'failed' | 'hung';
 
 /** See {@link InstancePoolOptions.connectTimeoutMs}. */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
@@ -179,7 +189,7 @@ export class InstancePool {
   readonly #channelOptionsFor: (name: string) => ChannelOptions;
   readonly #calls: ClientCallTelemetry | undefined;
   readonly #connectTimeoutMs: number;
-  readonly #onConnectTimeout: (upstream: Upstream, timeoutMs: number, again: boolean) => void;
+  readonly #onConnectTimeout: NonNullable<InstancePoolOptions['onConnectTimeout']>;
   readonly #idleReconnectIntervalMs: number;
   readonly #silenceCheckTimeoutMs: number;
   readonly #silentConnectionCutMs: number;
@@ -264,6 +274,8 @@ export class InstancePool {
   #connect(upstream: Upstream, replacing = false): void {
     const channel = upstream.channel;
     let timer: NodeJS.Timeout | undefined;
+    /** An attempt failed since the connect timeout's clock started (else they hung). */
+    let attemptFailed = false;
     /** This channel replaced one that never connected, and has not connected either. */
     let unconnectedReplacement = replacing;
     /** When this channel was last told to connect (performance.now()), and the kick waiting, if any. */
@@ -314,12 +326,22 @@ export class InstancePool {
       if (!unconnected()) {
         clearTimeout(timer);
         timer = undefined;
-      } else if (timer === undefined) {
+      } else if (timer !== undefined) {
+        // Told on each change: one into the failed state is an attempt that failed. grpc-js keeps
+        // that state through later attempts, so a later one that hangs is not seen apart.
+        if (state === connectivityState.TRANSIENT_FAILURE) attemptFailed = true;
+      } else {
+        attemptFailed = state === connectivityState.TRANSIENT_FAILURE;
         // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
           this.#replaceChannel(upstream, true);
-          this.#onConnectTimeout(upstream, this.#connectTimeoutMs, unconnectedReplacement);
+          this.#onConnectTimeout(
+            upstream,
+            this.#connectTimeoutMs,
+            unconnectedReplacement,
+            attemptFailed ? 'failed' : 'hung',
+          );
         }, this.#connectTimeoutMs);
         timer.unref();
       }

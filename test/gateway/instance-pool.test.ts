@@ -103,7 +103,8 @@ describe('InstancePool', () => {
     const replaced: string[] = [];
     const pool = new InstancePool({
       connectTimeoutMs: 300,
-      onConnectTimeout: (upstream, timeoutMs) => replaced.push(`${upstream.key} after ${timeoutMs} ms`),
+      onConnectTimeout: (upstream, timeoutMs, _again, attempts) =>
+        replaced.push(`${upstream.key} after ${timeoutMs} ms, ${attempts}`),
     });
     try {
       const upstream = pool.get('test', `127.0.0.1:${proxy.port}`);
@@ -116,9 +117,28 @@ describe('InstancePool', () => {
       await vi.waitFor(() => expect(canTakeCalls(upstream)).toBe(true), { timeout: 5_000 });
       expect(upstream.channel).not.toBe(hung);
       expect(hung.getConnectivityState(false)).toBe(connectivityState.SHUTDOWN);
-      expect(replaced).toEqual([`test@127.0.0.1:${proxy.port} after 300 ms`]);
+      expect(replaced).toEqual([`test@127.0.0.1:${proxy.port} after 300 ms, hung`]);
       await expect(fail(pool, upstream)).resolves.toMatchObject({ code: status.NOT_FOUND });
       expect(upstream.inFlight).toBe(0);
+    } finally {
+      pool.close();
+      await proxy.close();
+    }
+  });
+
+  it('says the attempts failed, not hung, when the address refuses connections', async () => {
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    await proxy.refuse();
+    const told: string[] = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 300,
+      onConnectTimeout: (_upstream, _timeoutMs, again, attempts) =>
+        told.push(`${attempts}${again ? ', again' : ''}`),
+    });
+    try {
+      pool.get('test', `127.0.0.1:${proxy.port}`);
+      await vi.waitFor(() => expect(told.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
+      expect(told.slice(0, 2)).toEqual(['failed', 'failed, again']);
     } finally {
       pool.close();
       await proxy.close();
