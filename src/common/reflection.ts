@@ -1,4 +1,4 @@
-import type { FileDescriptorSet } from '@bufbuild/protobuf/wkt';
+import type { DescriptorProto, FileDescriptorProto, FileDescriptorSet } from '@bufbuild/protobuf/wkt';
 import type { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { encodeFiles, filesForServices, loadShopDescriptorSet } from './descriptors.js';
@@ -27,12 +27,55 @@ export function addReflection(
   const shared = filesForServices(shop, descriptors ? [HEALTH_SERVICE] : services);
   // One file per name, dependencies first: a name both sets hold (a google/protobuf import) once.
   const byName = new Map([...shared, ...own].map((file) => [file.name, file]));
-  const files = encodeFiles([...byName.values()]);
+  const served = [...byName.values()];
+  const files = encodeFiles(served);
   // The argument stands for a proto-loader package definition: only `fileDescriptorProtos` is read.
   const packageDefinition = { shop: { fileDescriptorProtos: files } };
   const reflection = new ReflectionService(packageDefinition as never, { services });
+  extensionsByClientTypeName(reflection, messageTypeNames(served));
   withoutInheritedNames(reflection);
   reflection.addToServer(strictServer(server));
+}
+
+/**
+ * Keys @grpc/reflection's index of extensions by the extended type's name as clients ask for it.
+ * The library keys it by each extension's `extendee` as the descriptor holds it, fully qualified
+ * with a leading dot (".google.protobuf.MethodOptions"), while grpcurl and every other reflection
+ * client send "<package>.<type>" (reflection.proto), so all_extension_numbers_of_type and
+ * file_containing_extension were NOT_FOUND for every type: a client could not learn the
+ * google.api.http option that every method of the shop carries. A message type it serves that
+ * nothing extends answers an empty list, as grpc-go's reflection does, rather than NOT_FOUND:
+ * grpcurl asks for the extensions of every options type a descriptor holds (FeatureSet,
+ * ServiceOptions...) and gives up on all of them at the first error.
+ */
+function extensionsByClientTypeName(reflection: ReflectionService, messageTypes: readonly string[]): void {
+  const { v1, v1Alpha } = reflection as unknown as Record<string, Record<string, unknown> | undefined>;
+  for (const implementation of [v1, v1Alpha]) {
+    const index = implementation?.extensions;
+    // A library version that keeps them otherwise (in a Map, say) is left as it is.
+    if (!implementation || index === null || typeof index !== 'object' || index instanceof Map) continue;
+    const byTypeName: Record<string, Record<string, unknown>> = Object.create(null);
+    for (const typeName of messageTypes) byTypeName[typeName] = {};
+    for (const [typeName, byNumber] of Object.entries(index as Record<string, Record<string, unknown>>)) {
+      const asAsked = typeName.replace(/^\./, '');
+      byTypeName[asAsked] = { ...byTypeName[asAsked], ...byNumber };
+    }
+    implementation.extensions = byTypeName;
+  }
+}
+
+/** The fully qualified names (no leading dot) of every message type the files declare, nested ones too. */
+function messageTypeNames(files: readonly FileDescriptorProto[]): string[] {
+  const names: string[] = [];
+  const visit = (scope: string, messages: readonly DescriptorProto[]): void => {
+    for (const message of messages) {
+      const name = scope ? `${scope}.${message.name}` : message.name;
+      names.push(name);
+      visit(name, message.nestedType);
+    }
+  };
+  for (const file of files) visit(file.package, file.messageType);
+  return names;
 }
 
 /** The indexes by name that @grpc/reflection's implementations (v1 and v1alpha) look names up in. */

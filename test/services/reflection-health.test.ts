@@ -81,6 +81,44 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
     },
   );
 
+  it.each(['v1', 'v1alpha'] as const)(
+    'reflection %s finds the extensions of a type named as clients name it (no leading dot)',
+    async (version) => {
+      const { address } = await start();
+      // Every method carries (google.api.http), field 72295728 of google.protobuf.MethodOptions;
+      // grpcurl asks for the extensions of a type by "<package>.<type>", as reflection.proto says.
+      const [numbers, file, none, unknown] = await askReflection(address, version, [
+        { all_extension_numbers_of_type: 'google.protobuf.MethodOptions' },
+        {
+          file_containing_extension: {
+            containing_type: 'google.protobuf.MethodOptions',
+            extension_number: 72295728,
+          },
+        },
+        // A type served that nothing extends: an empty list, as grpc-go answers, since grpcurl
+        // gives up on every option at the first error; a type it does not know: NOT_FOUND.
+        { all_extension_numbers_of_type: 'google.protobuf.ServiceOptions' },
+        { all_extension_numbers_of_type: 'no.such.Type' },
+      ]);
+      expect(numbers?.all_extension_numbers_response).toEqual({
+        base_type_name: 'google.protobuf.MethodOptions',
+        extension_number: expect.arrayContaining([72295728]),
+      });
+      const files = (file?.file_descriptor_response as { file_descriptor_proto: Buffer[] } | undefined)
+        ?.file_descriptor_proto;
+      expect(files?.[0]?.includes('google/api/annotations.proto')).toBe(true);
+      // An empty repeated field is not on the wire, so it arrives absent.
+      const noExtensions = none?.all_extension_numbers_response as
+        | { base_type_name: string; extension_number?: number[] }
+        | undefined;
+      expect(noExtensions?.base_type_name).toBe('google.protobuf.ServiceOptions');
+      expect(noExtensions?.extension_number ?? []).toEqual([]);
+      expect((unknown?.error_response as { error_code: number } | undefined)?.error_code).toBe(
+        status.NOT_FOUND,
+      );
+    },
+  );
+
   it('health says SERVING for the server and for the service, and NOT_SERVING once draining', async () => {
     const { address, server } = await start();
     expect(await checkHealth(address)).toBe('SERVING');
