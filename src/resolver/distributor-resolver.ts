@@ -95,21 +95,48 @@ class ServicesBySet {
 const NONE: ReadonlySet<string> = new Set();
 
 /**
+ * The node name whose instances a gRPC service target ("shop.v1.GoodsService") resolves to: `held`
+ * while a node of that name in `snapshot` still defines the service, else the first name in the list
+ * (registration order) whose descriptor set defines it; undefined when none does. A certificate
+ * proves a node's name, not which services it may serve: without one owner, any component could
+ * register a set that defines another's service (no REST route, so no route conflict) and take a
+ * share of its calls, sign-ins included.
+ */
+export function serviceOwner(
+  snapshot: Snapshot,
+  service: string,
+  services: (node: Node) => ReadonlySet<string>,
+  held?: string,
+): string | undefined {
+  let first: string | undefined;
+  for (const node of snapshot.nodes) {
+    if (!services(node).has(service)) continue;
+    if (node.name === held) return held;
+    first ??= node.name;
+  }
+  return first;
+}
+
+/**
  * The serving instances of `target` in a snapshot, one endpoint per address: nodes named `target`
- * ("goods"), or whose descriptor set defines the gRPC service `target` ("shop.v1.GoodsService").
+ * ("goods"), or, for a gRPC service ("shop.v1.GoodsService"), the nodes of its owner (see
+ * {@link serviceOwner}; by default the first name in the list that defines it) whose descriptor set
+ * defines it.
  */
 export function endpointsFor(
   snapshot: Snapshot,
   target: string,
   services?: (node: Node) => ReadonlySet<string>,
+  owner?: string,
 ): Endpoint[] {
   const bySet = services ? undefined : new ServicesBySet();
   const servicesOf = services ?? ((node: Node) => bySet!.of(node));
+  const owningName = owner ?? serviceOwner(snapshot, target, servicesOf);
   const seen = new Set<string>();
   const endpoints: Endpoint[] = [];
   for (const node of snapshot.nodes) {
     if (node.state !== NodeState.NODE_STATE_SERVING) continue;
-    if (node.name !== target && !servicesOf(node).has(target)) continue;
+    if (node.name !== target && (node.name !== owningName || !servicesOf(node).has(target))) continue;
     const key = `${node.host}:${node.port}`;
     if (seen.has(key)) continue;
     seen.add(key);
@@ -189,6 +216,10 @@ export function registerDistributorResolver(
     readonly #target: string;
     readonly #listener: experimental.ResolverListener;
     #last: string | undefined;
+    /** The name a service target resolves to, kept while it is listed (see serviceOwner). */
+    #owner: string | undefined;
+    /** Names passed over for defining the target's service too, each warned about once. */
+    readonly #passedOver = new Set<string>();
 
     constructor(target: experimental.GrpcUri, listener: experimental.ResolverListener) {
       this.#target = target.path;
@@ -198,7 +229,9 @@ export function registerDistributorResolver(
 
     /** Reports the target's endpoints in `snapshot`, if they changed. */
     report(snapshot: Snapshot): void {
-      const endpoints = endpointsFor(snapshot, this.#target, servicesOf);
+      this.#owner = serviceOwner(snapshot, this.#target, servicesOf, this.#owner);
+      this.#warnOfOthers(snapshot);
+      const endpoints = endpointsFor(snapshot, this.#target, servicesOf, this.#owner);
       const key = JSON.stringify(endpoints);
       if (key === this.#last) return;
       this.#last = key;
@@ -217,6 +250,20 @@ export function registerDistributorResolver(
       // the empty list drops the instances it had, and an error then fails calls at once.
       if (endpoints.length === 0) {
         this.fail({ code: status.UNAVAILABLE, details: none, metadata: new Metadata() });
+      }
+    }
+
+    /** Warns once per name of the nodes passed over because another name owns the target's service. */
+    #warnOfOthers(snapshot: Snapshot): void {
+      for (const node of snapshot.nodes) {
+        if (node.name === this.#owner || node.name === this.#target || this.#passedOver.has(node.name))
+          continue;
+        if (!servicesOf(node).has(this.#target)) continue;
+        this.#passedOver.add(node.name);
+        log.warn(
+          { event: 'service-conflict', target: this.#target, owner: this.#owner, node: node.id },
+          `${DISTRIBUTOR_SCHEME}:///${this.#target}: not resolving to ${node.id}: ${this.#target} belongs to "${this.#owner}", which defined it first`,
+        );
       }
     }
 

@@ -1,13 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials as grpcCredentials, status } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
+import { GoodsServiceClient } from '../../src/gen/services.js';
+import { registerDistributorResolver } from '../../src/resolver/distributor-resolver.js';
 import { junkNode } from '../distributor/support/junk-nodes.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { send } from '../helpers/http.js';
-import { goodsNode } from '../helpers/nodes.js';
+import { goodsDescriptorSetWithoutRoutes, goodsNode } from '../helpers/nodes.js';
 import {
   attemptList,
   attemptRegistration,
@@ -291,6 +293,54 @@ describe('trust with mutual TLS, against real processes', () => {
       expectAtLeast99Percent(result);
       expect(rogue.calls).toBe(0);
     } finally {
+      if (listing.listed) listing.close();
+      await rogue.stop();
+    }
+  });
+  it('a node of another name whose descriptor set defines GoodsService gets no call of a distributor:///shop.v1.GoodsService client', async () => {
+    // Members' certificate registers members, as it may, with a set that defines GoodsService and
+    // declares no REST route (so no route of goods' is claimed), at a server of its own.
+    const rogue = await startRogueGoods(serverCredentials(pki.files('members')));
+    const listing = await attemptRegistration(
+      shop.distributorAddress,
+      goodsNode({
+        name: 'members',
+        host: '127.0.0.1',
+        port: rogue.port,
+        descriptorSet: goodsDescriptorSetWithoutRoutes(),
+      }),
+      {
+        credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }),
+        channelOptions: distributorName(),
+      },
+    );
+    const resolver = registerDistributorResolver({
+      distributor: shop.distributorAddress,
+      credentials: channelCredentials(pki.files('gateway'), { expectedName: 'distributor' }),
+      channelOptions: distributorName(),
+    });
+    // A client that checks the CA and the host name (every certificate here names localhost).
+    const client = new GoodsServiceClient(
+      'distributor:///shop.v1.GoodsService',
+      channelCredentials(pki.files('gateway')),
+      { 'grpc.ssl_target_name_override': 'localhost' },
+    );
+    try {
+      expect(listing.listed).toBe(true);
+      await vi.waitFor(() =>
+        expect(resolver.snapshot?.nodes.some((node) => node.name === 'members')).toBe(true),
+      );
+      for (let call = 0; call < 20; call++) {
+        await new Promise<void>((resolve, reject) =>
+          client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, (error) =>
+            error ? reject(error) : resolve(),
+          ),
+        );
+      }
+      expect(rogue.calls).toBe(0);
+    } finally {
+      client.close();
+      resolver.close();
       if (listing.listed) listing.close();
       await rogue.stop();
     }

@@ -1,9 +1,23 @@
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { type NodeDescription, NodeState } from '../../src/gen/distributor.js';
 
 /** The descriptor set a goods node registers: GoodsService with its imports and its HttpRules. */
 export function goodsDescriptorSet(): Buffer {
   return registrationDescriptorSet(['shop.v1.GoodsService']);
+}
+
+/**
+ * GoodsService's descriptor set with the google.api.http options taken off its methods: a set that
+ * defines the service and declares no REST route (so it claims none of goods' routes).
+ */
+export function goodsDescriptorSetWithoutRoutes(): Buffer {
+  const set = fromBinary(FileDescriptorSetSchema, goodsDescriptorSet());
+  for (const file of set.file) {
+    for (const service of file.service) for (const method of service.method) method.options = undefined;
+  }
+  return Buffer.from(toBinary(FileDescriptorSetSchema, set));
 }
 
 /** The keys of the REST routes GoodsService declares (see HttpRoute.key). */

@@ -13,7 +13,7 @@ import {
   type DistributorResolverRegistration,
   registerDistributorResolver,
 } from '../../src/resolver/index.js';
-import { goodsDescriptorSet } from '../helpers/nodes.js';
+import { goodsDescriptorSet, goodsDescriptorSetWithoutRoutes } from '../helpers/nodes.js';
 import { startSilentServer } from '../helpers/silent-server.js';
 
 const TOKEN = 'test-registry-token-0123456789';
@@ -32,7 +32,15 @@ async function startDistributor(port = 0) {
 }
 
 /** A goods server that answers ListGoods with its own name as the only result, registered as goods. */
-async function startGoods(distributor: string, name: string, backoff = fastBackoff) {
+async function startGoods(
+  distributor: string,
+  name: string,
+  backoff = fastBackoff,
+  {
+    nodeName = 'goods',
+    descriptorSet = goodsDescriptorSet(),
+  }: { nodeName?: string; descriptorSet?: Buffer } = {},
+) {
   const server = new Server();
   const implementation = {
     listGoods: (_call: unknown, callback: (error: null, response: ListGoodsResponse) => void) =>
@@ -50,11 +58,11 @@ async function startGoods(distributor: string, name: string, backoff = fastBacko
   const registration = new RegistrationClient({
     distributor,
     node: {
-      name: 'goods',
+      name: nodeName,
       host: '127.0.0.1',
       port,
       routes: [],
-      descriptorSet: goodsDescriptorSet(),
+      descriptorSet,
       state: NodeState.NODE_STATE_SERVING,
     },
     token: TOKEN,
@@ -116,6 +124,30 @@ const tally = (served: string[]): Record<string, number> => {
 };
 
 describe('distributor:/// for a stock generated client', () => {
+  it('resolves a service to the nodes of the name that defined it first: another name defining it too gets no call', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    const resolver = register(distributor);
+    const client = goodsClient('distributor:///shop.v1.GoodsService');
+    await vi.waitFor(async () => expect(await callsServedBy(client, 2)).toEqual(['a', 'a']));
+    // Another name's set defines GoodsService with no REST route, so the distributor lists it.
+    await startGoods(distributor, 'impostor', fastBackoff, {
+      nodeName: 'impostor',
+      descriptorSet: goodsDescriptorSetWithoutRoutes(),
+    });
+    await vi.waitFor(() =>
+      expect(resolver.snapshot?.nodes.some((node) => node.name === 'impostor')).toBe(true),
+    );
+    expect(tally(await callsServedBy(client, 10))).toEqual({ a: 10 });
+    // goods keeps the service while any of its nodes is listed, its new instances included.
+    await startGoods(distributor, 'b');
+    await vi.waitFor(async () =>
+      expect(new Set(await callsServedBy(client, 4))).toEqual(new Set(['a', 'b'])),
+    );
+    expect(tally(await callsServedBy(client, 20))).toEqual({ a: 10, b: 10 });
+    // By its name, the impostor is still reached.
+    expect(await callsServedBy(goodsClient('distributor:///impostor'), 2)).toEqual(['impostor', 'impostor']);
+  });
   it('spreads calls round robin over the serving instances, and sends a drained one nothing new', async () => {
     const distributor = (await startDistributor()).address;
     const a = await startGoods(distributor, 'a');
