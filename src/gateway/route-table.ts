@@ -180,14 +180,26 @@ export class RouteTable {
     return this.#retired.has(key);
   }
 
-  /** The route a request goes to, live or retired, or undefined when none of its method matches. */
+  /**
+   * The route a request goes to, live or retired, or undefined when none of its method matches. A
+   * live route comes before every retired one, however literal: the distributor frees the paths of
+   * a name whose nodes have all left, so another name's route may now take them, and a retired
+   * route there (DELETE /goods/special of a service gone, beside goods' DELETE /goods/{id}) would
+   * answer them 503 for as long as it is remembered.
+   */
   match(method: string, path: string): RouteMatch | undefined {
+    return this.#matchAmong(method, path, false) ?? this.#matchAmong(method, path, true);
+  }
+
+  /** The most literal route of `method` that matches `path` among the live routes, or the retired. */
+  #matchAmong(method: string, path: string, retired: boolean): RouteMatch | undefined {
     const literal = this.#byPath.get(path)?.get(method);
-    if (literal) return { route: literal, pathValues: [], retired: this.#retired.has(literal.key) };
+    if (literal && this.#retired.has(literal.key) === retired)
+      return { route: literal, pathValues: [], retired };
     for (const route of this.#templated) {
-      if (route.method !== method) continue;
+      if (route.method !== method || this.#retired.has(route.key) !== retired) continue;
       const pathValues = matchPathTemplate(route.template, path);
-      if (pathValues) return { route, pathValues, retired: this.#retired.has(route.key) };
+      if (pathValues) return { route, pathValues, retired };
     }
     return undefined;
   }

@@ -309,6 +309,24 @@ describe('RouteTable', () => {
     expect(unservedSince()).toBeUndefined();
   });
 
+  it("routes a path to another name's live route rather than to a retired route that also takes it", () => {
+    // Found with real processes: a service declaring DELETE /goods/special left, goods then held
+    // DELETE /goods/{id} (the distributor frees the paths of a name whose nodes have all left), and
+    // DELETE /goods/special was still answered 503 "No serving instance" by the retired literal.
+    const { table: routes } = table();
+    const file = kitchenWith('Special', httpOptions('DELETE /goods/special'));
+    routes.apply(snapshot(1, node('kitchen', 9050, descriptorSetOf(file))));
+    routes.apply(snapshot(2));
+    expect(routes.match('DELETE', '/goods/special')).toMatchObject({ retired: true });
+    routes.apply(snapshot(3, goods(9010)));
+    const match = routes.match('DELETE', '/goods/special')!;
+    expect(match).toMatchObject({ retired: false, pathValues: ['special'] });
+    expect(match.route.pick()!.plan.grpcMethod).toBe('shop.v1.GoodsService/DeleteGoods');
+    // With no live route taking the path, the retired one answers it again (503, not 404).
+    routes.apply(snapshot(4));
+    expect(routes.match('DELETE', '/goods/special')).toMatchObject({ retired: true, pathValues: [] });
+  });
+
   it('answers a retired templated route as retired, not unknown', () => {
     const { table: routes } = table();
     routes.apply(snapshot(1, goods(9010)));
