@@ -278,7 +278,9 @@ function readBody(
   if (body === '*') return { kind: 'all' };
   const field = method.input.fields.find((candidate) => candidate.name === body);
   if (!field) throw new Error(`body "${body}": ${method.input.typeName} has no such field`);
-  if (pathVariables.some((variable) => variable.fields[0] === field)) {
+  // The field itself bound by the path too is refused; a field inside it may be, as AIP-134's
+  // update writes it (`patch: "/v1/{book.name=shelves/*/books/*}" body: "book"`): the path wins there.
+  if (pathVariables.some((variable) => variable.fields.length === 1 && variable.fields[0] === field)) {
     throw new Error(`body "${body}" is also bound by the path`);
   }
   return { kind: 'field', field };

@@ -392,6 +392,46 @@ describe('compileRequestDecoder: path variables, a body field, the query', () =>
   });
 });
 
+describe('compileRequestDecoder: a path variable inside the body field (AIP-134 update)', () => {
+  // `patch: "/v1/{book.name=...}" body: "book"`, as AIP-134 and grpc-gateway's examples write an
+  // update: the HttpRule rules allow it, and it was refused at registration ("body is also bound by
+  // the path"), found by registering such a service with a real distributor.
+  const file = kitchenFile();
+  const service = file.service[0]!;
+  const withUpdate = create(FileDescriptorProtoSchema, {
+    ...file,
+    service: [
+      {
+        ...service,
+        method: [
+          {
+            ...service.method[0]!,
+            name: 'UpdateNested',
+            options: httpOptions('PATCH /nested/{f_nested.b}', { body: 'f_nested' }),
+          },
+        ],
+      },
+    ],
+  });
+  const { routes, problems } = readHttpRoutes(registryOf(withUpdate));
+
+  it('is a route, its other fields from the query, and the path wins inside the body', () => {
+    expect(problems).toEqual([]);
+    const [route] = routes;
+    expect(route!.queryFields.map((each) => each.name)).not.toContain('f_nested');
+    const decoded = fromBinary(
+      Everything,
+      compileRequestDecoder(route!)({
+        pathValues: ['from-path'],
+        query: 'f_string=q',
+        body: { kind: 'json', object: { a: 5, b: 'from-body' } },
+      }),
+    ) as unknown as Record<string, unknown>;
+    expect(decoded.fNested).toMatchObject({ a: 5, b: 'from-path' });
+    expect(decoded.fString).toBe('q');
+  });
+});
+
 describe('compileRequestDecoder: what a refusal says, for the log', () => {
   /** The refusal's message for a JSON body. */
   function refusalOf(object: Record<string, unknown>): string {
