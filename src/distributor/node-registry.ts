@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
+import { limiterOf } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
 import { ServiceError } from '../common/service-error.js';
@@ -330,7 +331,9 @@ export class NodeRegistry {
     const message =
       `${served}: a node named "${name}" cannot serve it too ` +
       '(two services cannot share a REST path; it is free again once every node of that name has left)';
-    this.#log.warn(
+    // The node retries (its holder may leave), every few seconds at most: one line per 10 s.
+    limiterOf(this.#log).warn(
+      `route-conflict ${id} ${conflict.key}`,
       {
         event: 'route-conflict',
         node: id,

@@ -210,6 +210,12 @@ describe('distributor over gRPC', () => {
     expect(
       log.lines.some((line) => line.event === 'route-conflict' && line.node === 'rival@127.0.0.1:9099'),
     ).toBe(true);
+    // The rival retries (its holder may leave): refused each time, one line per 10 s, not one a try.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const again = openRegistration(address, describeNode(goodsNode({ name: 'rival', port: 9099 })));
+      expect(await again.ended).toMatchObject({ code: status.ALREADY_EXISTS });
+    }
+    expect(log.lines.filter((line) => line.event === 'route-conflict')).toHaveLength(1);
     // Another instance of goods declares them as well: no conflict.
     const second = openRegistration(address, describeNode(goodsNode({ port: 9011 })));
     await vi.waitFor(() => expect(second.responses).toHaveLength(1));
