@@ -345,6 +345,50 @@ describe('trust with mutual TLS, against real processes', () => {
       await rogue.stop();
     }
   });
+
+  it("a client that names the service it expects (expectedName 'goods') sends no call to a listed server without goods' certificate", async () => {
+    // Whatever the list says: here a target that resolves to members' node, serving GoodsService.
+    const rogue = await startRogueGoods(serverCredentials(pki.files('members')));
+    const listing = await attemptRegistration(
+      shop.distributorAddress,
+      goodsNode({
+        name: 'members',
+        host: '127.0.0.1',
+        port: rogue.port,
+        descriptorSet: goodsDescriptorSetWithoutRoutes(),
+      }),
+      {
+        credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }),
+        channelOptions: distributorName(),
+      },
+    );
+    const resolver = registerDistributorResolver({
+      distributor: shop.distributorAddress,
+      credentials: channelCredentials(pki.files('gateway'), { expectedName: 'distributor' }),
+      channelOptions: distributorName(),
+    });
+    const client = new GoodsServiceClient(
+      'distributor:///members',
+      channelCredentials(pki.files('gateway'), { expectedName: 'goods' }),
+      secureNamingChannelOptions(pki.files('gateway'), 'goods'),
+    );
+    try {
+      expect(listing.listed).toBe(true);
+      await vi.waitFor(() =>
+        expect(resolver.snapshot?.nodes.some((node) => node.name === 'members')).toBe(true),
+      );
+      const failure = await new Promise<unknown>((resolve) =>
+        client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, (error) => resolve(error)),
+      );
+      expect(failure).toMatchObject({ code: status.UNAVAILABLE });
+      expect(rogue.calls).toBe(0);
+    } finally {
+      client.close();
+      resolver.close();
+      if (listing.listed) listing.close();
+      await rogue.stop();
+    }
+  });
 });
 
 describe('certificates about to expire, against real processes', () => {
