@@ -297,9 +297,17 @@ describe('trust with mutual TLS, against real processes', () => {
       await rogue.stop();
     }
   });
-  it('a node of another name whose descriptor set defines GoodsService gets no call of a distributor:///shop.v1.GoodsService client', async () => {
-    // Members' certificate registers members, as it may, with a set that defines GoodsService and
-    // declares no REST route (so no route of goods' is claimed), at a server of its own.
+  /**
+   * Members' certificate registers members, as it may, with a set that defines GoodsService and
+   * declares no REST route (so no route of goods' is claimed), at a server of its own; a resolver
+   * follows the list. Runs `check` with them, then takes them all down.
+   */
+  async function withMembersServingGoods(
+    check: (
+      rogue: { calls: number },
+      client: (target: string, expectedName?: string) => GoodsServiceClient,
+    ) => Promise<void>,
+  ): Promise<void> {
     const rogue = await startRogueGoods(serverCredentials(pki.files('members')));
     const listing = await attemptRegistration(
       shop.distributorAddress,
@@ -319,75 +327,58 @@ describe('trust with mutual TLS, against real processes', () => {
       credentials: channelCredentials(pki.files('gateway'), { expectedName: 'distributor' }),
       channelOptions: distributorName(),
     });
-    // A client that checks the CA and the host name (every certificate here names localhost).
-    const client = new GoodsServiceClient(
-      'distributor:///shop.v1.GoodsService',
-      channelCredentials(pki.files('gateway')),
-      { 'grpc.ssl_target_name_override': 'localhost' },
-    );
+    const clients: GoodsServiceClient[] = [];
+    // Without expectedName, a client that checks the CA and the host name (every certificate here
+    // names localhost); with it, one that checks the component's name, as the gateway does.
+    const client = (target: string, expectedName?: string): GoodsServiceClient => {
+      const made = new GoodsServiceClient(
+        target,
+        channelCredentials(pki.files('gateway'), expectedName ? { expectedName } : {}),
+        expectedName
+          ? secureNamingChannelOptions(pki.files('gateway'), expectedName)
+          : { 'grpc.ssl_target_name_override': 'localhost' },
+      );
+      clients.push(made);
+      return made;
+    };
     try {
       expect(listing.listed).toBe(true);
       await vi.waitFor(() =>
         expect(resolver.snapshot?.nodes.some((node) => node.name === 'members')).toBe(true),
       );
+      await check(rogue, client);
+    } finally {
+      for (const each of clients) each.close();
+      resolver.close();
+      if (listing.listed) listing.close();
+      await rogue.stop();
+    }
+  }
+
+  it('a node of another name whose descriptor set defines GoodsService gets no call of a distributor:///shop.v1.GoodsService client', async () => {
+    await withMembersServingGoods(async (rogue, client) => {
+      const goods = client('distributor:///shop.v1.GoodsService');
       for (let call = 0; call < 20; call++) {
         await new Promise<void>((resolve, reject) =>
-          client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, (error) =>
+          goods.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, (error) =>
             error ? reject(error) : resolve(),
           ),
         );
       }
       expect(rogue.calls).toBe(0);
-    } finally {
-      client.close();
-      resolver.close();
-      if (listing.listed) listing.close();
-      await rogue.stop();
-    }
+    });
   });
 
   it("a client that names the service it expects (expectedName 'goods') sends no call to a listed server without goods' certificate", async () => {
     // Whatever the list says: here a target that resolves to members' node, serving GoodsService.
-    const rogue = await startRogueGoods(serverCredentials(pki.files('members')));
-    const listing = await attemptRegistration(
-      shop.distributorAddress,
-      goodsNode({
-        name: 'members',
-        host: '127.0.0.1',
-        port: rogue.port,
-        descriptorSet: goodsDescriptorSetWithoutRoutes(),
-      }),
-      {
-        credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }),
-        channelOptions: distributorName(),
-      },
-    );
-    const resolver = registerDistributorResolver({
-      distributor: shop.distributorAddress,
-      credentials: channelCredentials(pki.files('gateway'), { expectedName: 'distributor' }),
-      channelOptions: distributorName(),
-    });
-    const client = new GoodsServiceClient(
-      'distributor:///members',
-      channelCredentials(pki.files('gateway'), { expectedName: 'goods' }),
-      secureNamingChannelOptions(pki.files('gateway'), 'goods'),
-    );
-    try {
-      expect(listing.listed).toBe(true);
-      await vi.waitFor(() =>
-        expect(resolver.snapshot?.nodes.some((node) => node.name === 'members')).toBe(true),
-      );
+    await withMembersServingGoods(async (rogue, client) => {
+      const goods = client('distributor:///members', 'goods');
       const failure = await new Promise<unknown>((resolve) =>
-        client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, (error) => resolve(error)),
+        goods.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, (error) => resolve(error)),
       );
       expect(failure).toMatchObject({ code: status.UNAVAILABLE });
       expect(rogue.calls).toBe(0);
-    } finally {
-      client.close();
-      resolver.close();
-      if (listing.listed) listing.close();
-      await rogue.stop();
-    }
+    });
   });
 });
 

@@ -32,6 +32,8 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   databaseProbeIntervalMs?: number;
   /** Pause between sweeps of expired idempotency keys (default 10 min); tests shorten it. */
   idempotencySweepIntervalMs?: number;
+  /** false: the server never sweeps by itself (default true); for tests that sweep by hand. */
+  idempotencySweeps?: boolean;
   keepalive?: KeepaliveOptions;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA, across machines. */
   credentials?: ServerCredentials;
@@ -146,7 +148,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
       monitor.start();
-      sweeper.start();
+      if (options.idempotencySweeps !== false) sweeper.start();
       return bound;
     },
     drain,
