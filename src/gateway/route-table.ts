@@ -188,20 +188,21 @@ export class RouteTable {
    * answer them 503 for as long as it is remembered.
    */
   match(method: string, path: string): RouteMatch | undefined {
-    return this.#matchAmong(method, path, false) ?? this.#matchAmong(method, path, true);
-  }
-
-  /** The most literal route of `method` that matches `path` among the live routes, or the retired. */
-  #matchAmong(method: string, path: string, retired: boolean): RouteMatch | undefined {
+    // One pass, in the order of precedence; a retired match is kept in case no live one follows.
     const literal = this.#byPath.get(path)?.get(method);
-    if (literal && this.#retired.has(literal.key) === retired)
-      return { route: literal, pathValues: [], retired };
-    for (const route of this.#templated) {
-      if (route.method !== method || this.#retired.has(route.key) !== retired) continue;
-      const pathValues = matchPathTemplate(route.template, path);
-      if (pathValues) return { route, pathValues, retired };
+    let retiredMatch: RouteMatch | undefined;
+    if (literal) {
+      if (!this.#retired.has(literal.key)) return { route: literal, pathValues: [], retired: false };
+      retiredMatch = { route: literal, pathValues: [], retired: true };
     }
-    return undefined;
+    for (const route of this.#templated) {
+      if (route.method !== method) continue;
+      const pathValues = matchPathTemplate(route.template, path);
+      if (!pathValues) continue;
+      if (!this.#retired.has(route.key)) return { route, pathValues, retired: false };
+      retiredMatch ??= { route, pathValues, retired: true };
+    }
+    return retiredMatch;
   }
 
   /**
