@@ -59,6 +59,8 @@ function extensionsByClientTypeName(reflection: ReflectionService, messageTypes:
     for (const [typeName, byNumber] of Object.entries(index as Record<string, Record<string, unknown>>)) {
       const asAsked = typeName.replace(/^\./, '');
       byTypeName[asAsked] = { ...byTypeName[asAsked], ...byNumber };
+      // The form the library answered before, kept for a client that asks with it.
+      byTypeName[typeName] = byTypeName[asAsked];
     }
     implementation.extensions = byTypeName;
   }

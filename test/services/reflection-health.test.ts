@@ -87,7 +87,7 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
       const { address } = await start();
       // Every method carries (google.api.http), field 72295728 of google.protobuf.MethodOptions;
       // grpcurl asks for the extensions of a type by "<package>.<type>", as reflection.proto says.
-      const [numbers, file, none, unknown] = await askReflection(address, version, [
+      const [numbers, file, none, unknown, dotted] = await askReflection(address, version, [
         { all_extension_numbers_of_type: 'google.protobuf.MethodOptions' },
         {
           file_containing_extension: {
@@ -99,6 +99,8 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
         // gives up on every option at the first error; a type it does not know: NOT_FOUND.
         { all_extension_numbers_of_type: 'google.protobuf.ServiceOptions' },
         { all_extension_numbers_of_type: 'no.such.Type' },
+        // The form the library answered before, still answered for a client that sends it.
+        { all_extension_numbers_of_type: '.google.protobuf.MethodOptions' },
       ]);
       expect(numbers?.all_extension_numbers_response).toEqual({
         base_type_name: 'google.protobuf.MethodOptions',
@@ -116,6 +118,9 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
       expect((unknown?.error_response as { error_code: number } | undefined)?.error_code).toBe(
         status.NOT_FOUND,
       );
+      expect(dotted?.all_extension_numbers_response).toMatchObject({
+        extension_number: expect.arrayContaining([72295728]),
+      });
     },
   );
 
