@@ -332,10 +332,10 @@ const SERVER_FAULTS = new Set<number>([
   status.DATA_LOSS,
 ]);
 
-/** The caller's request id, when it sent one that is valid. */
+/** The caller's request id, when it sent one, once, that is valid (as the gateway reads the header). */
 function requestIdOf(metadata: Metadata): string | undefined {
-  const [value] = metadata.get(REQUEST_ID_HEADER);
-  return isValidRequestId(value) ? value : undefined;
+  const values = metadata.get(REQUEST_ID_HEADER);
+  return values.length === 1 && isValidRequestId(values[0]) ? values[0] : undefined;
 }
 
 /** The caller's W3C trace context, when well formed. */

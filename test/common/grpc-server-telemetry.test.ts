@@ -158,7 +158,12 @@ describe('ServerCallTelemetry', () => {
     const invalid = new Metadata();
     invalid.set('x-request-id', 'not valid!');
     await unary('Echo', invalid);
-    expect(seenIds).toEqual(['req-42', undefined]);
+    // Sent twice, it is no id, as the gateway takes an X-Request-Id header sent twice.
+    const twice = new Metadata();
+    twice.add('x-request-id', 'req-1');
+    twice.add('x-request-id', 'req-2');
+    await unary('Echo', twice);
+    expect(seenIds).toEqual(['req-42', undefined, undefined]);
     const handledLines = lines.filter((line) => line.msg === 'call handled');
     expect(handledLines[0]).toMatchObject({
       requestId: 'req-42',
