@@ -132,8 +132,10 @@ export function watchTlsFiles(
   onChange: (material: TlsMaterial) => void,
   options: TlsRefreshOptions = {},
   /**
-   * Whether a new certificate must name the component the one in use names (see checkSameIdentity):
-   * true for gRPC, where the identity is the component's; false for the gateway's HTTPS side.
+   * Whether a new certificate must name the component the one in use names (see checkSameIdentity)
+   * and chain to the CA file as the one in use does (see checkIssuedByTrustedCa): true for gRPC,
+   * where the identity is the component's and every peer trusts the same CA; false for the
+   * gateway's HTTPS side, whose certificate may come from any CA its REST clients trust.
    */
   { sameIdentity = true }: { readonly sameIdentity?: boolean } = {},
 ): () => void {
@@ -179,7 +181,10 @@ export function watchTlsFiles(
       const raw = await readAsync(files);
       if (stopped || sameMaterial(raw, current)) return;
       const next = checkTlsMaterial(files, raw);
-      if (sameIdentity) checkSameIdentity(files, current, next);
+      if (sameIdentity) {
+        checkSameIdentity(files, current, next);
+        checkIssuedByTrustedCa(files, current, next);
+      }
       checkStarted(files, current, next);
       onChange(next);
       current = next;
@@ -299,6 +304,39 @@ function checkSameIdentity(files: TlsFiles, current: TlsMaterial, next: TlsMater
   throw new ConfigError(
     `${named(files, 'certFile')} names ${offered.join(', ') || 'no identity'}, not ${held.join(', ')} as the certificate in use does: a component keeps its identity while it runs; restart it with a certificate of another name`,
   );
+}
+
+/**
+ * A renewed certificate must be issued by the CA file (read with it) when the one in use is: every
+ * component is given the same ca.crt, so peers trust no other issuer, and a certificate of another
+ * CA (say, copied from an `npm run certs --new-ca` run or another shop), taken on a re-read, would
+ * fail every new handshake, with peers and with the distributor, while the one in use still works.
+ * A CA rotation that first adds the new CA to ca.crt, then renews the certificates, then drops the
+ * old CA passes at every step; one that replaces ca.crt first is left alone (the certificate in use
+ * no longer chains either).
+ */
+function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
+  if (!next.ca || !current.cert || !next.cert) return;
+  const authorities = certificateBlocks(next.ca).flatMap((block) => parseCertificate(block) ?? []);
+  if (!chainsTo(current.cert, authorities) || chainsTo(next.cert, authorities)) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}, as the certificate in use is: peers given the same CA would refuse it; issue it with that CA (npm run certs keeps ca.key)`,
+  );
+}
+
+/** Whether a PEM's first certificate, through the intermediates after it, is issued by one of `authorities`. */
+function chainsTo(pem: Buffer, authorities: readonly X509Certificate[]): boolean {
+  const chain = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
+  const issuedBy = (subject: X509Certificate, issuer: X509Certificate): boolean =>
+    subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
+  let subject: X509Certificate | undefined = chain[0];
+  // At most as many steps as certificates: a chain that loops ends here, not in an endless walk.
+  for (let step = 0; subject !== undefined && step < chain.length; step++) {
+    const link: X509Certificate = subject;
+    if (authorities.some((authority) => issuedBy(link, authority))) return true;
+    subject = chain.slice(1).find((intermediate) => intermediate !== link && issuedBy(link, intermediate));
+  }
+  return false;
 }
 
 /**

@@ -113,6 +113,13 @@ function whoAmI(
 const UNAVAILABLE = { code: status.UNAVAILABLE };
 
 /** A private copy of a component's files in a folder of their own, to rotate in place. */
+/** A CA file of both test CAs, as a CA rotation makes one before it renews the certificates. */
+function bothCas(): string {
+  const bundle = join(dir, 'both-cas.crt');
+  writeFileSync(bundle, Buffer.concat([readFileSync(pki.caFile), readFileSync(pki.otherCaFile)]));
+  return bundle;
+}
+
 function rotatable(name: string, from: Required<TlsFilePaths>): Required<TlsFilePaths> & { folder: string } {
   const folder = mkdtempSync(join(dir, `${name}-`));
   const caFile = join(folder, 'ca.crt');
@@ -204,6 +211,9 @@ describe('secure naming', () => {
 describe('rotation without restart', () => {
   it('serves a replaced server certificate to new connections', async () => {
     const server = rotatable('goods', pki.files('goods'));
+    // The server trusts both CAs, as in a CA rotation: a certificate its CA file does not issue
+    // would not be taken (see "keeps a certificate its CA file issued").
+    replaceFile(bothCas(), server.caFile);
     const port = await startServer(serverCredentials(server, REFRESH));
     // This client trusts only the other CA: the current certificate is not good enough for it.
     const trustsOtherCa = () => channelCredentials({ ...pki.files('gateway'), caFile: pki.otherCaFile });
@@ -255,6 +265,40 @@ describe('rotation without restart', () => {
       `TLS certificate file "${server.certFile}" names spiffe://shop/members, not spiffe://shop/goods as the certificate in use does`,
     );
     await expect(whoAmI(port, asGoods())).resolves.toEqual(['spiffe://shop/gateway']);
+  });
+
+  it('keeps a certificate its CA file issued: a renewed one of another CA is reported and not served', async () => {
+    // Found rotating an mTLS shop across hosts: a goods certificate of another `npm run certs`
+    // run, copied over the watched files, was taken without a word, and every new handshake failed.
+    const server = rotatable('goods', pki.files('goods'));
+    const onReloadError = vi.fn();
+    const port = await startServer(serverCredentials(server, { ...REFRESH, onReloadError }));
+    const asGateway = () => channelCredentials(pki.files('gateway'), { expectedName: 'goods' });
+    await expect(whoAmI(port, asGateway())).resolves.toEqual(['spiffe://shop/gateway']);
+
+    installCertificate(pki.foreignFiles('goods'), server.folder, 'goods');
+
+    await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+    expect(String(onReloadError.mock.calls[0]![0].message)).toContain(
+      `TLS certificate file "${server.certFile}" is not issued by a CA of TLS CA file "${server.caFile}", as the certificate in use is`,
+    );
+    await expect(whoAmI(port, asGateway())).resolves.toEqual(['spiffe://shop/gateway']);
+
+    // A CA file that trusts both CAs (the first step of a CA rotation) lets the new one in.
+    replaceFile(bothCas(), server.caFile);
+    const onChange = vi.fn();
+    const stop = watchTlsFiles(
+      server,
+      readTlsFiles({ ...server, certFile: pki.files('goods').certFile, keyFile: pki.files('goods').keyFile }),
+      onChange,
+      REFRESH,
+    );
+    try {
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
+      expect(onChange.mock.calls[0]![0].cert).toEqual(readFileSync(pki.foreignFiles('goods').certFile));
+    } finally {
+      stop();
+    }
   });
 
   it('keeps the last good files and reports a key that does not belong to the certificate', async () => {
