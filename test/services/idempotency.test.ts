@@ -87,6 +87,27 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
       return { opened, client, create, remove };
     }
 
+    /** Stores `count` keys of CreateGoods behind the service's back, the nth made at `createdAt(n)`. */
+    async function insertKeys(
+      opened: Awaited<ReturnType<typeof goods>>['opened'],
+      count: number,
+      createdAt: (index: number) => number,
+    ): Promise<void> {
+      const rows = Array.from(
+        { length: count },
+        (_, index) => `('k${index}', 'CreateGoods', ?, 0, '', ?, ?)`,
+      );
+      const values = Array.from({ length: count }, (_, index) => [
+        Buffer.alloc(32),
+        Buffer.alloc(0),
+        createdAt(index),
+      ]).flat();
+      await opened.rawExec(
+        `INSERT INTO goods_idempotency (idem_key, method, fingerprint, code, message, response, created_at) VALUES ${rows.join(',')}`,
+        values,
+      );
+    }
+
     it('a repeat gets the first answer and writes nothing; without a key every call writes', async () => {
       const { opened, create } = await goods();
       await expect(create(GOODS, 'order-1')).resolves.toEqual({ id: 1 });
@@ -198,19 +219,7 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
       const clock = manualClock();
       const { opened } = await goods(clock);
       const expired = clock.now() - IDEMPOTENCY_RETENTION_MS;
-      const rows = Array.from(
-        { length: 2_500 },
-        (_, index) => `('k${index}', 'CreateGoods', ?, 0, '', ?, ?)`,
-      );
-      const values = Array.from({ length: 2_500 }, (_, index) => [
-        Buffer.alloc(32),
-        Buffer.alloc(0),
-        index < 2_400 ? expired : clock.now(),
-      ]).flat();
-      await opened.rawExec(
-        `INSERT INTO goods_idempotency (idem_key, method, fingerprint, code, message, response, created_at) VALUES ${rows.join(',')}`,
-        values,
-      );
+      await insertKeys(opened, 2_500, (index) => (index < 2_400 ? expired : clock.now()));
       expect(await opened.store.sweepExpired()).toBe(2_400);
       expect(await count(opened, 'goods_idempotency')).toBe(100);
     });
@@ -219,15 +228,7 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
       const clock = manualClock();
       const { opened } = await goods(clock);
       const expired = clock.now() - IDEMPOTENCY_RETENTION_MS;
-      const rows = Array.from(
-        { length: 2_500 },
-        (_, index) => `('k${index}', 'CreateGoods', ?, 0, '', ?, ?)`,
-      );
-      const values = Array.from({ length: 2_500 }, () => [Buffer.alloc(32), Buffer.alloc(0), expired]).flat();
-      await opened.rawExec(
-        `INSERT INTO goods_idempotency (idem_key, method, fingerprint, code, message, response, created_at) VALUES ${rows.join(',')}`,
-        values,
-      );
+      await insertKeys(opened, 2_500, () => expired);
       // SQLite runs each statement on the event loop: three batches in one go would hold every call
       // for the whole sweep (20,000 rows: about 300 ms).
       let turns = 0;
