@@ -174,6 +174,28 @@ describe('the gateway following pages', () => {
   let lines: Record<string, unknown>[];
   const warnings = (): Record<string, unknown>[] => lines.filter((line) => (line.level as number) >= 40);
 
+  /**
+   * The one warning of a streamed list cut short by a page failing with `code`, with `fields`, and
+   * its `request answered` line: status 200, as sent, and the reason it was cut short.
+   */
+  async function expectCutShortOnce(code: string, fields: Record<string, unknown>): Promise<void> {
+    expect(warnings()).toEqual([
+      expect.objectContaining({
+        ...fields,
+        code,
+        msg: 'a page of a streamed list failed after the answer had begun: connection aborted',
+      }),
+    ]);
+    await vi.waitFor(() =>
+      expect(lines.filter((line) => line.msg === 'request answered')).toEqual([
+        expect.objectContaining({
+          status: 200,
+          cutShort: `a page failed after the answer had begun: ${code}`,
+        }),
+      ]),
+    );
+  }
+
   /** A gateway logging into `lines`, once it routes GET /goods to `instances` instances. */
   async function gateway(instances = 1, deadlineMs?: number): Promise<number> {
     const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
@@ -216,23 +238,8 @@ describe('the gateway following pages', () => {
     expect(answer.body.endsWith(']}')).toBe(false);
     expect(() => JSON.parse(answer.body)).toThrow();
     expect(goods.calls).toEqual([1, 2, 3]);
-    expect(warnings()).toEqual([
-      expect.objectContaining({
-        key: 0,
-        code: 'INTERNAL',
-        pagesSent: 2,
-        msg: 'a page of a streamed list failed after the answer had begun: connection aborted',
-      }),
-    ]);
     // Its status was 200, but the request failed: its telemetry says so (the span fails too).
-    await vi.waitFor(() =>
-      expect(lines.filter((line) => line.msg === 'request answered')).toEqual([
-        expect.objectContaining({
-          status: 200,
-          cutShort: 'a page failed after the answer had begun: INTERNAL',
-        }),
-      ]),
-    );
+    await expectCutShortOnce('INTERNAL', { key: 0, pagesSent: 2 });
     // And its series of the request metric says it failed.
     const metrics = await get(port, '/metrics');
     expect(metrics.body).toContain(
@@ -344,21 +351,7 @@ describe('the gateway following pages', () => {
     await goodsLeavingAfterPage2(1);
     const answer = await get(gatewayPort, '/goods');
     expect([answer.status, answer.complete]).toEqual([200, false]);
-    expect(warnings()).toEqual([
-      expect.objectContaining({
-        code: 'UNAVAILABLE',
-        pagesSent: 2,
-        msg: 'a page of a streamed list failed after the answer had begun: connection aborted',
-      }),
-    ]);
-    await vi.waitFor(() =>
-      expect(lines.filter((line) => line.msg === 'request answered')).toEqual([
-        expect.objectContaining({
-          status: 200,
-          cutShort: 'a page failed after the answer had begun: UNAVAILABLE',
-        }),
-      ]),
-    );
+    await expectCutShortOnce('UNAVAILABLE', { pagesSent: 2 });
   });
 
   it('a client that reads nothing for the deadline is cut off, and no more pages are asked for', async () => {
