@@ -324,6 +324,21 @@ function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: Tls
   );
 }
 
+/**
+ * Checks at start that a component's certificate is issued by a CA of its CA file when both are
+ * given, as on every gRPC side of the shop: every component is given the same ca.crt, so its peers
+ * would refuse a certificate of another CA (one of another `npm run certs` run, say) at every
+ * handshake, which the component itself would never see.
+ */
+export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void {
+  if (!material.ca || !material.cert) return;
+  const authorities = certificateBlocks(material.ca).flatMap((block) => parseCertificate(block) ?? []);
+  if (chainsTo(material.cert, authorities)) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+  );
+}
+
 /** Whether a PEM's first certificate, through the intermediates after it, is issued by one of `authorities`. */
 function chainsTo(pem: Buffer, authorities: readonly X509Certificate[]): boolean {
   const chain = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);

@@ -9,6 +9,7 @@ import {
 import { ConfigError } from './config.js';
 import { identityForName, uriSans } from './identity.js';
 import {
+  checkIssuedByOwnCa,
   readTlsFiles,
   type TlsFiles,
   type TlsMaterial,
@@ -49,7 +50,9 @@ export function serverCredentials(
   if (tls.certFile === undefined || tls.keyFile === undefined) {
     throw new ConfigError('a TLS server needs a certificate file and a key file');
   }
-  const provider = new TlsFileProvider(tls, readTlsFiles(tls), options);
+  const material = readTlsFiles(tls);
+  checkIssuedByOwnCa(tls, material);
+  const provider = new TlsFileProvider(tls, material, options);
   // grpc-js 1.14 passes the FIRST argument on as the identity provider and the second as the CA
   // provider, whatever its typings call them: one provider for both is right either way, and
   // without a CA the provider goes first. No CA provider means no client certificate is requested.
@@ -86,6 +89,7 @@ export function channelCredentials(
 ): ChannelCredentials {
   if (!tls) return credentials.createInsecure();
   const material = readTlsFiles(tls);
+  checkIssuedByOwnCa(tls, material);
   const verify =
     options.expectedName === undefined ? {} : { checkServerIdentity: secureNaming(options.expectedName) };
   if (material.ca === undefined) {

@@ -113,13 +113,6 @@ function whoAmI(
 const UNAVAILABLE = { code: status.UNAVAILABLE };
 
 /** A private copy of a component's files in a folder of their own, to rotate in place. */
-/** A CA file of both test CAs, as a CA rotation makes one before it renews the certificates. */
-function bothCas(): string {
-  const bundle = join(dir, 'both-cas.crt');
-  writeFileSync(bundle, Buffer.concat([readFileSync(pki.caFile), readFileSync(pki.otherCaFile)]));
-  return bundle;
-}
-
 function rotatable(name: string, from: Required<TlsFilePaths>): Required<TlsFilePaths> & { folder: string } {
   const folder = mkdtempSync(join(dir, `${name}-`));
   const caFile = join(folder, 'ca.crt');
@@ -213,10 +206,11 @@ describe('rotation without restart', () => {
     const server = rotatable('goods', pki.files('goods'));
     // The server trusts both CAs, as in a CA rotation: a certificate its CA file does not issue
     // would not be taken (see "keeps a certificate its CA file issued").
-    replaceFile(bothCas(), server.caFile);
+    replaceFile(pki.bothCasFile, server.caFile);
     const port = await startServer(serverCredentials(server, REFRESH));
     // This client trusts only the other CA: the current certificate is not good enough for it.
-    const trustsOtherCa = () => channelCredentials({ ...pki.files('gateway'), caFile: pki.otherCaFile });
+    const trustsOtherCa = () =>
+      channelCredentials({ ...pki.foreignFiles('gateway'), caFile: pki.otherCaFile });
     await expect(whoAmI(port, trustsOtherCa())).rejects.toMatchObject(UNAVAILABLE);
 
     installCertificate(pki.foreignFiles('goods'), server.folder, 'goods');
@@ -285,7 +279,7 @@ describe('rotation without restart', () => {
     await expect(whoAmI(port, asGateway())).resolves.toEqual(['spiffe://shop/gateway']);
 
     // A CA file that trusts both CAs (the first step of a CA rotation) lets the new one in.
-    replaceFile(bothCas(), server.caFile);
+    replaceFile(pki.bothCasFile, server.caFile);
     const onChange = vi.fn();
     const stop = watchTlsFiles(
       server,
@@ -573,6 +567,24 @@ describe('configuration errors', () => {
       ),
     );
     expect(() => checkOwnIdentity(pki.files('goods'), 'goods')).not.toThrow();
+  });
+
+  it('refuses a certificate that its own CA file does not issue, on either side, naming the files and their settings', () => {
+    // Found on hosts given the ca.crt of one `npm run certs` run and the certificates of another:
+    // the component listened and dialled, and every peer refused its handshake.
+    const load = (env: NodeJS.ProcessEnv) => tlsSettings(loadSettings(COMMON_SETTINGS, [], env), 'goods');
+    const { certFile, keyFile } = pki.foreignFiles('goods');
+    const mixed = load({ TLS_CA: pki.caFile, TLS_CERT: certFile, TLS_KEY: keyFile });
+    const refusal = new ConfigError(
+      `TLS certificate file "${certFile}" from --tls-cert (TLS_CERT) is not issued by a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA): peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+    );
+    expect(() => serverCredentials(mixed)).toThrow(refusal);
+    expect(() => channelCredentials(mixed)).toThrow(refusal);
+    // A CA file that trusts its issuer too, as in a CA rotation, is enough.
+    expect(() => serverCredentials({ caFile: pki.bothCasFile, certFile, keyFile })).not.toThrow();
+    // Without a CA file (the system's roots), or without a certificate, there is nothing to compare.
+    expect(() => serverCredentials({ certFile, keyFile })).not.toThrow();
+    expect(() => channelCredentials({ caFile: pki.caFile })).not.toThrow();
   });
 
   it('refuses a certificate without its key, and a key of another certificate', () => {

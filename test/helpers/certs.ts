@@ -1,4 +1,4 @@
-import { copyFileSync, renameSync } from 'node:fs';
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CertificateFiles, createCa, issueCertificate } from '../../scripts/certs.mjs';
 import type { TlsFilePaths } from '../../src/common/tls.js';
@@ -10,11 +10,14 @@ export interface TestPki {
   readonly caFile: string;
   /** A second CA that nothing trusts unless a test says so. */
   readonly otherCaFile: string;
+  /** A CA file of both CAs, as a CA rotation makes one before it renews the certificates. */
+  readonly bothCasFile: string;
   /** A component's certificate and key, issued by the CA, with the CA file: as a component runs. */
   files(name: string): Required<TlsFilePaths>;
   /**
-   * A certificate and key for `name` (its URI SAN says so) issued by the OTHER CA, with the real
-   * CA file: an impostor that trusts the real servers but whom they must not trust.
+   * A certificate and key for `name` (its URI SAN says so) issued by the OTHER CA, with a CA file
+   * of both CAs: an impostor that trusts the real servers but whom they must not trust (a
+   * component refuses to start with a certificate that its own CA file does not issue).
    */
   foreignFiles(name: string): Required<TlsFilePaths>;
   /**
@@ -50,8 +53,13 @@ export function makeTestPki(
     ...certificate,
   });
   const own = new Map(names.map((name) => [name, withCa(issue(name))]));
+  const bothCas = join(dir, 'both-cas.crt');
+  writeFileSync(bothCas, Buffer.concat([readFileSync(ca.certFile), readFileSync(other.certFile)]));
   const foreign = new Map(
-    names.map((name) => [name, withCa(issue(`foreign-${name}`, { identity: name, by: 'other' }))]),
+    names.map((name) => [
+      name,
+      { caFile: bothCas, ...issue(`foreign-${name}`, { identity: name, by: 'other' }) },
+    ]),
   );
   const lookup = (map: Map<string, Required<TlsFilePaths>>, name: string): Required<TlsFilePaths> => {
     const files = map.get(name);
@@ -62,6 +70,7 @@ export function makeTestPki(
     dir,
     caFile: ca.certFile,
     otherCaFile: other.certFile,
+    bothCasFile: bothCas,
     files: (name) => lookup(own, name),
     foreignFiles: (name) => lookup(foreign, name),
     issue,
