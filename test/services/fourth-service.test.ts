@@ -45,7 +45,7 @@ const SERVICES = checkServiceList([...SHOP_SERVICES, echoService]);
 describe('a fourth service added to the list', () => {
   it('gets its settings: its port variable and default, and every setting the others have', () => {
     expect(loadServiceConfig(echoService, [], {})).toMatchObject({
-      port: 9040,
+      port: 9990,
       storage: { kind: 'sqlite', dataDir: './data' },
     });
     expect(loadServiceConfig(echoService, [], { ECHO_PORT: '0', GOODS_PORT: '1' }).port).toBe(0);
@@ -53,18 +53,20 @@ describe('a fourth service added to the list', () => {
 
   it('is a launcher component between the others and the gateway, and has its rows in the README table', () => {
     const components = shopComponents(SERVICES);
+    // The shop's own services (goods, members, purchases and any added since), then echo.
+    const shop = SHOP_SERVICES.map((service) => service.name);
+    expect(shop.slice(0, 3)).toEqual(['goods', 'members', 'purchases']);
     expect(components.map((component) => component.name)).toEqual([
       'distributor',
-      'goods',
-      'members',
-      'purchases',
+      ...shop,
       'echo',
       'gateway',
     ]);
-    expect(components[4]).toMatchObject({ entry: '../services/echo/main.js' });
+    expect(components.at(-2)).toMatchObject({ entry: '../services/echo/main.js' });
     const table = configurationMarkdown(components);
-    expect(table).toContain('| `--port` | `ECHO_PORT` | 9040 |');
-    expect(table).toMatch(/\| `MYSQL_URL` \|.*\| goods, members, purchases, echo \|/);
+    expect(table).toContain('| `--port` | `ECHO_PORT` | 9990 |');
+    expect(table).toContain(`| ${[...shop, 'echo'].join(', ')} |`);
+    expect(table).toMatch(/\| `MYSQL_URL` \|.*\| goods, members, purchases, (?:[a-z0-9-]+, )*echo \|/);
   });
 
   it('may not share a name, a gRPC service, a port variable or a default port with another', () => {
@@ -195,7 +197,7 @@ describe('a fourth service run by the generic runner', () => {
     spawned = child;
     expect(await child.exited).toBe(2);
     expect(child.output()).toContain('usage: echo [options]');
-    expect(child.output()).toMatch(/--port VALUE\s+ECHO_PORT\s+.*\(default: 9040\)/);
+    expect(child.output()).toMatch(/--port VALUE\s+ECHO_PORT\s+.*\(default: 9990\)/);
   });
 });
 

@@ -50,11 +50,16 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
         expect(registry.getMessage(method.input.typeName)).toBeDefined();
         expect(registry.getMessage(method.output.typeName)).toBeDefined();
       }
-      // services.proto imports google/protobuf/timestamp.proto: it must come with it.
-      expect(registry.getMessage('google.protobuf.Timestamp')?.fields.map((field) => field.name)).toEqual([
-        'seconds',
-        'nanos',
-      ]);
+      // Every file the service's file imports must come with it: services.proto's
+      // google/protobuf/timestamp.proto among them.
+      const imports = described!.file.proto.dependency;
+      for (const name of imports) expect(registry.getFile(name), name).toBeDefined();
+      if (imports.includes('google/protobuf/timestamp.proto')) {
+        expect(registry.getMessage('google.protobuf.Timestamp')?.fields.map((field) => field.name)).toEqual([
+          'seconds',
+          'nanos',
+        ]);
+      }
       expect(registry.getService('grpc.health.v1.Health')?.methods.map((method) => method.name)).toEqual(
         expect.arrayContaining(['Check', 'Watch']),
       );
