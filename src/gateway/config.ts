@@ -89,7 +89,7 @@ export const GATEWAY_SETTINGS = {
     flag: 'unread-answer-timeout-ms',
     env: 'GATEWAY_UNREAD_ANSWER_TIMEOUT_MS',
     default: '30000',
-    help: "how long a connection may hold answers its client takes nothing of (more than the socket's buffer waiting, no write completing) before it is closed, in ms",
+    help: "how long a connection may hold answers its client takes nothing of (more than the socket's buffer waiting, no write completing; for a streamed list, no 64 KiB slice of it) before it is closed, in ms",
     parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
   }),
   restartGraceMs: setting({

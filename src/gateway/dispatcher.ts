@@ -30,6 +30,8 @@ export interface DispatcherOptions {
   ownTls: boolean;
   /** The deadline of one page's call of a streamed list. */
   deadlineMs: number;
+  /** How long a client may take nothing of a streamed list (see PageStreamer's unreadAnswerTimeoutMs). */
+  unreadAnswerTimeoutMs: number;
   /** Lists of more than one page streamed at once (see PageStreamer). */
   maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
@@ -58,6 +60,7 @@ export class Dispatcher {
       pool: options.pool,
       log: options.log,
       deadlineMs: options.deadlineMs,
+      unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs,
       answer: (exchange, httpStatus, body) => options.answer(exchange, httpStatus, body, false),
       answerStatus: (exchange, instance, error) =>
         this.answerStatus(

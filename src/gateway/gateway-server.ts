@@ -10,6 +10,7 @@ import { defaultMaxConnections } from '../common/max-connections.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
 import type { TlsRefreshOptions } from '../common/tls-files.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
+import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { NodeState } from '../gen/distributor.js';
 import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
@@ -117,7 +118,8 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   /**
    * How long a connection may hold answers its client does not take (no write completing while
-   * more than its socket's buffer is waiting) before it is closed. Default 30000.
+   * more than its socket's buffer is waiting, or no 64 KiB slice of a streamed list) before it is
+   * closed. Default 30000.
    */
   unreadAnswerTimeoutMs?: number;
   /** How long stop() waits for requests in flight before closing their connections. Default deadline + 1 s, 7 s at most. */
@@ -353,6 +355,7 @@ class GatewayServer implements Gateway {
       log: this.#log,
       ownTls: options.tls !== undefined,
       deadlineMs: this.#deadlineMs,
+      unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#phase === 'stopping',
       closesAfter: (exchange) => this.#closesAfter(exchange),
@@ -392,7 +395,7 @@ class GatewayServer implements Gateway {
       this.#server = createServer(httpOptions, onRequest);
     }
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
-    const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? 30_000;
+    const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS;
     this.#connections = new ConnectionTracker(this.#server, {
       // Later than Node's own check of headersTimeout (every connectionsCheckingInterval), so that a
       // client sending its headers too slowly is answered 408, and counted, before it is closed.

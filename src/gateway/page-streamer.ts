@@ -31,11 +31,15 @@ export interface PagedExchange {
 export interface PageStreamerOptions<E extends PagedExchange> {
   readonly pool: InstancePool;
   readonly log: Logger;
-  /**
-   * The deadline of each page's call after the first, in ms; also how long a client may leave the
-   * answer unread before the gateway gives up on it.
-   */
+  /** The deadline of each page's call after the first, in ms. */
   readonly deadlineMs: number;
+  /**
+   * How long a client may take nothing of a streamed list before the gateway gives up on it, in ms
+   * (`--unread-answer-timeout-ms`, as for any answer). Not the deadline: once the kernel's socket
+   * buffers hold a few MB of a long list, a write's turn comes only when a third or so of its send
+   * buffer has drained, which takes a client reading steadily at 100 to 300 KiB/s longer than 5 s.
+   */
+  readonly unreadAnswerTimeoutMs: number;
   /** Answers with a whole body, as every unpaged answer is. */
   answer(exchange: E, httpStatus: number, body: Buffer): void;
   /** Answers a failed call, as every failed call is (the status table, logging). */
@@ -109,7 +113,7 @@ const COMMA = 0x2c;
  * A failure before anything is sent is answered as any failed call. Once the status line is out it
  * cannot change: the gateway logs the failure once and aborts the connection, so the body lacks its
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
- * takes nothing of the answer for `deadlineMs` (a slice of 64 KiB, see #writeTaken) is cut off the
+ * takes nothing of the answer for `unreadAnswerTimeoutMs` (a slice of 64 KiB, see #writeTaken) is cut off the
  * same way. Each page's call has its own deadline, and a page refused with UNAVAILABLE is tried
  * once more on another instance, as any GET is. At most `maxStreamedLists` lists are streamed at
  * once; a request answered with a long list is held to that bound from before its first page is
@@ -371,7 +375,7 @@ export class PageStreamer<E extends PagedExchange> {
   /**
    * Writes `bytes` a slice of SLICE_BYTES at a time, each once the one before has gone to the kernel
    * (see sliced-write.ts); resolves true once all of it has, false when the client has left, or has
-   * taken nothing of a slice for `deadlineMs`: then the connection is aborted. A page is up to 1 MiB:
+   * taken nothing of a slice for `unreadAnswerTimeoutMs`: then the connection is aborted. A page is up to 1 MiB:
    * waiting for it whole cut off any client slower than about 200 KB/s.
    */
   #writeTaken(exchange: E, bytes: Buffer): Promise<boolean> {
@@ -387,12 +391,12 @@ export class PageStreamer<E extends PagedExchange> {
         resolve(taken);
       };
       const startClock = (): void => {
-        timer = setTimeout(stalled, this.#options.deadlineMs);
+        timer = setTimeout(stalled, this.#options.unreadAnswerTimeoutMs);
       };
       const onClose = (): void => done(false);
       const stalled = (): void => {
         this.#options.log.warn(
-          { key: exchange.key, requestId: exchange.requestId, waitedMs: this.#options.deadlineMs },
+          { key: exchange.key, requestId: exchange.requestId, waitedMs: this.#options.unreadAnswerTimeoutMs },
           'the client stopped reading a streamed list: connection aborted',
         );
         done(false);
