@@ -10,7 +10,7 @@ export interface GrowthOptions {
   sizes: readonly number[];
   /** How long GET /goods runs at each size. */
   durationSec: number;
-  /** Requests at once: a list of 100,000 rows is about 8 MB of JSON, so a few suffice. */
+  /** Requests at once: a list of 100,000 rows is about 12.5 MB of JSON, so a few suffice. */
   connections: number;
   say: (line: string) => void;
 }
@@ -104,27 +104,39 @@ export async function runGrowthCase(system: SystemUnderTest, options: GrowthOpti
 
 /**
  * GETs a whole list and reads it to the end without keeping it; resolves with its size, or rejects
- * when the answer is not a complete success whose last row has id `lastId` (ids 1…n, as the growth
- * case fills them).
+ * when the answer is not a complete success whose rows have the ids 1, 2, … `lastId` in order (as
+ * the growth case fills them): a list that ends right but lacks or repeats rows in its middle is
+ * not whole either.
  */
-function getWholeList(url: string, agent: Agent, lastId: number): Promise<number> {
+export function getWholeList(url: string, agent: Agent, lastId: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const outgoing = request(url, { agent }, (response) => {
       let bytes = 0;
       let head = '';
       let tail = Buffer.alloc(0);
+      const ids = new IdSequence();
       response.on('data', (chunk: Buffer) => {
-        if (bytes === 0) head = chunk.toString('latin1', 0, 64);
+        if (head.length < 64) head += chunk.toString('latin1', 0, 64 - head.length);
         bytes += chunk.length;
         tail = Buffer.concat([tail, chunk.subarray(Math.max(0, chunk.length - 512))]).subarray(-512);
+        ids.push(chunk);
       });
       response.on('error', reject);
       response.on('end', () => {
         const text = tail.toString('utf8');
         const last = Number(/\{"id":(\d+),[^{]*\}\]\}$/.exec(text)?.[1]);
-        if (response.statusCode !== 200 || !/"errorcode":0,/.test(head) || last !== lastId) {
+        if (
+          response.statusCode !== 200 ||
+          !/"errorcode":0,/.test(head) ||
+          last !== lastId ||
+          ids.broken ||
+          ids.count !== lastId
+        ) {
           reject(
-            new Error(`incomplete list: status ${response.statusCode}, last id ${last}, ${bytes} bytes`),
+            new Error(
+              `incomplete list: status ${response.statusCode}, last id ${last}, ${ids.count} rows` +
+                `${ids.broken ? ` (${ids.broken})` : ''}, ${bytes} bytes`,
+            ),
           );
         } else {
           resolve(bytes);
@@ -134,4 +146,42 @@ function getWholeList(url: string, agent: Agent, lastId: number): Promise<number
     outgoing.on('error', reject);
     outgoing.end();
   });
+}
+
+const ROW_START = Buffer.from('{"id":');
+
+/**
+ * Follows the ids of a list's rows (`{"id":N,`) chunk by chunk, a row's start possibly split
+ * between two chunks: they must be 1, 2, 3 … in order. A row's id cannot appear inside a string,
+ * where JSON escapes the quotes.
+ */
+class IdSequence {
+  count = 0;
+  broken: string | undefined;
+  #carry = Buffer.alloc(0);
+
+  push(chunk: Buffer): void {
+    const text = this.#carry.length > 0 ? Buffer.concat([this.#carry, chunk]) : chunk;
+    let from = 0;
+    for (;;) {
+      const at = text.indexOf(ROW_START, from);
+      if (at < 0) {
+        // Keep what could be the start of a row's opening, split by the chunk's end.
+        this.#carry = Buffer.from(text.subarray(Math.max(from, text.length - (ROW_START.length - 1))));
+        return;
+      }
+      let end = at + ROW_START.length;
+      let id = 0;
+      while (end < text.length && text[end]! >= 0x30 && text[end]! <= 0x39)
+        id = id * 10 + text[end++]! - 0x30;
+      if (end >= text.length) {
+        // The id may go on in the next chunk.
+        this.#carry = Buffer.from(text.subarray(at));
+        return;
+      }
+      this.count++;
+      if (id !== this.count && this.broken === undefined) this.broken = `row ${this.count} has id ${id}`;
+      from = end;
+    }
+  }
 }

@@ -571,7 +571,7 @@ function report(
 
 /**
  * Issue 8: from 10,000 rows to 100,000, the time per row stays about the same and no process's
- * memory follows the list (its peak may rise by a few MiB of noise, not by the list's 7 MiB).
+ * memory follows the list (its peak may rise by a few MiB of noise, not by the list's 12 MiB).
  */
 function growthTargets(growth: readonly GrowthStep[]) {
   const small = growth.find((step) => step.rows === 10_000);
