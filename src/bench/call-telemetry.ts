@@ -17,6 +17,7 @@ import { asIs, bytesMethod } from '../common/bytes-method.js';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { ServerCallTelemetry } from '../common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics } from '../common/metrics.js';
+import { positiveInteger, readBenchSettings } from './bench-settings.js';
 import { median } from './case-result.js';
 
 // `npm run bench:calls`: what observing a gRPC call costs, and why the components observe their calls
@@ -26,8 +27,8 @@ import { median } from './case-result.js';
 // that the ratios hold on a busy machine: nothing observed; a server or client interceptor that does
 // nothing at all (what grpc-js's interception costs by itself); and the components' own telemetry as
 // they ship it (metrics and request ids), on the server and on the client side.
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 12);
-const CALLS = Number(process.env.BENCH_CALLS ?? 3_000);
+const ROUNDS = readBenchSettings(() => positiveInteger(process.env, 'BENCH_ROUNDS', 12));
+const CALLS = readBenchSettings(() => positiveInteger(process.env, 'BENCH_CALLS', 3_000));
 const CONCURRENCY = 64;
 
 const PATH = '/shop.v1.GoodsService/ListGoods';

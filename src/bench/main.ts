@@ -4,6 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { GoodsServiceClient } from '../gen/services.js';
 import { hashPassword, verifyPassword } from '../services/members/password-hasher.js';
+import { positiveInteger, positiveNumber, readBenchSettings } from './bench-settings.js';
 import { type CaseResult, median } from './case-result.js';
 import { runClosedLoop } from './closed-loop.js';
 import { CpuMeter, LOAD_GENERATOR } from './cpu-meter.js';
@@ -29,8 +30,11 @@ import { checkTarget, mibToMegabytes, PROCESS_LIMIT_MB, targetLine } from './tar
 // the figures printed are the medians over the rounds. What TLS costs is measured the same way: a
 // second shop runs with mutual TLS on every internal hop, and each main case runs on the plaintext
 // shop and then at once on the mTLS one, in every round.
-const durationSec = Number(process.env.BENCH_DURATION_SEC ?? 10);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const settings = readBenchSettings(() => ({
+  durationSec: positiveNumber(process.env, 'BENCH_DURATION_SEC', 10),
+  rounds: positiveInteger(process.env, 'BENCH_ROUNDS', 3),
+}));
+const { durationSec, rounds } = settings;
 /** BENCH_TLS=0 leaves out the mTLS shop and its cases. */
 const withTls = process.env.BENCH_TLS !== '0';
 /** BENCH_HTTPS=0 leaves out the optional case of the gateway's REST side over HTTPS. */
@@ -41,7 +45,7 @@ const connections = 64;
  * after the rounds, for BENCH_GROWTH_SEC (default BENCH_DURATION_SEC) at each size.
  */
 const withGrowth = process.env.BENCH_GROWTH !== '0';
-const growthSec = Number(process.env.BENCH_GROWTH_SEC ?? durationSec);
+const growthSec = readBenchSettings(() => positiveNumber(process.env, 'BENCH_GROWTH_SEC', durationSec));
 const GROWTH_SIZES = [100, 10_000, 100_000];
 const GROWTH_CONNECTIONS = 4;
 /**
@@ -56,7 +60,9 @@ const withObservability = process.env.BENCH_OBSERVABILITY !== '0';
  * measured within one 10 s case; a pair of slices seconds apart sees the same machine far more
  * often, and a round gives that many pairs instead of one.
  */
-const observabilitySlices = Math.max(1, Math.floor(Number(process.env.BENCH_OBSERVABILITY_SLICES ?? 4)));
+const observabilitySlices = readBenchSettings(() =>
+  positiveInteger(process.env, 'BENCH_OBSERVABILITY_SLICES', 4),
+);
 /** The in-process verify rate of the hash members writes today, the sign-in case's own ceiling. */
 const RAW_VERIFY_CASE = 'Argon2id verify (raw)';
 /** How often every process's RSS is read while the cases run, for its peak (see ResidentPeaks). */

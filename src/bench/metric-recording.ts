@@ -1,6 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { CounterFamily, HistogramFamily } from '../common/metric-series.js';
 import { DEFAULT_LATENCY_BUCKETS } from '../common/metrics.js';
+import { positiveInteger, readBenchSettings } from './bench-settings.js';
 import { median } from './case-result.js';
 
 // `npm run bench:metrics`: what recording one observed call costs (a started and a handled counter
@@ -8,8 +9,8 @@ import { median } from './case-result.js';
 // labels passed on every record as the library's API asks, against the series of
 // src/common/metric-series.ts, bound once per label set (GrpcCallMetrics adds two map lookups per
 // call to find them). One process, alternating rounds, medians.
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
-const CALLS = Number(process.env.BENCH_CALLS ?? 200_000);
+const ROUNDS = readBenchSettings(() => positiveInteger(process.env, 'BENCH_ROUNDS', 9));
+const CALLS = readBenchSettings(() => positiveInteger(process.env, 'BENCH_CALLS', 200_000));
 
 const labels = {
   grpc_type: 'unary',

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { NodeState, type Snapshot } from '../gen/distributor.js';
 import { COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
+import { positiveIntegers, readBenchSettings } from './bench-settings.js';
 import type { DistributorProbeMessage, DistributorProbeRequest } from './registry-distributor.js';
 import { SimulatedNodes } from './simulated-nodes.js';
 import type { StallReading } from './stall-probe.js';
@@ -21,7 +22,9 @@ import { mibToMegabytes } from './target-check.js';
 // shared machine the wall clock includes time spent waiting for a core); its peak RSS (VmHWM).
 // Once per N, no repetition: the machine is shared.
 
-const sizes = (process.env.BENCH_REGISTRY_NODES ?? '100,1000,5000').split(',').map(Number);
+const sizes = readBenchSettings(() =>
+  positiveIntegers(process.env, 'BENCH_REGISTRY_NODES', [100, 1000, 5000]),
+);
 const WATCHERS = 5;
 const CONNECTIONS = 4;
 const TARGETS = { listAllMs: 10_000, changeBytes: 64 * 1024, changeMs: 1_000, stallMs: 100, rssMB: 250 };

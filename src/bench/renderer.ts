@@ -4,6 +4,7 @@ import { registrationDescriptorSet } from '../common/descriptors.js';
 import { readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
 import { compileCallPlan } from '../gateway/call-plan.js';
 import { successBody } from '../gateway/envelope.js';
+import { positiveInteger, positiveNumber, readBenchSettings } from './bench-settings.js';
 import { median } from './case-result.js';
 
 // `npm run bench:render`: what the gateway's hand-written response renderer (protobuf bytes straight
@@ -13,8 +14,8 @@ import { median } from './case-result.js';
 // 100 and 1,000 rows, in one process, alternating, so that the ratio holds on a busy machine. The
 // generic way is timed without the fix-ups it would still need to give the book's bytes (toJson
 // writes a Timestamp without its ".000" milliseconds), so its time is a lower bound.
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const TARGET_MS = Number(process.env.BENCH_CASE_MS ?? 300);
+const ROUNDS = readBenchSettings(() => positiveInteger(process.env, 'BENCH_ROUNDS', 5));
+const TARGET_MS = readBenchSettings(() => positiveNumber(process.env, 'BENCH_CASE_MS', 300));
 
 /** One route's renderers and a maker of its answers. */
 interface Subject {
