@@ -190,7 +190,7 @@ try {
       : [];
 
   /**
-   * The observability twins of a main case, run right after it in every round, in slices (see
+   * The observability twins of a main case, run after it (and its mTLS twins) in every round, in slices (see
    * observabilitySlices): every slice is a sample of its own, paired with the off twin's slice of
    * the same turn.
    */
@@ -220,9 +220,7 @@ try {
       name: 'GET /goods (gateway)',
       run: cpu.wrap(plain, 'GET /goods (gateway)', getGoods(plain.gatewayUrl, 'GET /goods')),
     },
-    ...observabilityTwins('GET /goods (gateway)', (system, name, seconds) =>
-      getGoods(system.gatewayUrl, name, seconds),
-    ),
+    // The mTLS twin first, right after its plaintext case: the TLS ratio is taken back to back.
     ...twin('GET /goods (gateway)', (system, name) => getGoods(system.gatewayUrl, name)),
     // Optional and apart: the REST side over HTTPS as well, which also costs the load generator.
     ...(secure?.httpsGatewayUrl
@@ -234,6 +232,9 @@ try {
           },
         ]
       : []),
+    ...observabilityTwins('GET /goods (gateway)', (system, name, seconds) =>
+      getGoods(system.gatewayUrl, name, seconds),
+    ),
     {
       name: 'ListGoods (direct gRPC)',
       run: cpu.wrap(plain, 'ListGoods (direct gRPC)', listGoods(plain, 'ListGoods')),
@@ -254,10 +255,10 @@ try {
       name: 'POST /purchases',
       run: cpu.wrap(plain, 'POST /purchases', postPurchase(plain.gatewayUrl, 'POST /purchases')),
     },
+    ...twin('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
     ...observabilityTwins('POST /purchases', (system, name, seconds) =>
       postPurchase(system.gatewayUrl, name, seconds),
     ),
-    ...twin('POST /purchases', (system, name) => postPurchase(system.gatewayUrl, name)),
     {
       name: RAW_VERIFY_CASE,
       run: () =>
