@@ -1,0 +1,41 @@
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runHttpCase } from '../../src/bench/http-load.js';
+
+let server: Server;
+let url: string;
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    const failed = request.url === '/failing';
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(`{"key":0,"errorcode":${failed ? 1 : 0},"errormessage":"x"}`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+describe('runHttpCase', () => {
+  it('runs for the duration asked, a fraction of a second too (a slice of the observability twins)', async () => {
+    const started = performance.now();
+    const result = await runHttpCase({ name: 'slice', url: `${url}/`, connections: 4, durationSec: 0.5 });
+    const seconds = (performance.now() - started) / 1000;
+    // autocannon's default sample tick of 1 s made a 0.5 s case run 1 s, and 2.5 s run 3 s.
+    expect(seconds).toBeLessThan(0.8);
+    expect(result.errors).toBe(0);
+    expect(result.total).toBeGreaterThan(0);
+  });
+
+  it('counts an answer with errorcode 1 as failed, not as throughput', async () => {
+    const result = await runHttpCase({
+      name: 'failing',
+      url: `${url}/failing`,
+      connections: 4,
+      durationSec: 0.5,
+    });
+    expect(result.total).toBeGreaterThan(0);
+    expect(result.errors).toBe(result.total);
+    expect(result.requestsPerSec).toBe(0);
+  });
+});
