@@ -19,10 +19,11 @@ afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 describe('runHttpCase', () => {
   it('runs for the duration asked, a fraction of a second too (a slice of the observability twins)', async () => {
     const started = performance.now();
-    const result = await runHttpCase({ name: 'slice', url: `${url}/`, connections: 4, durationSec: 0.5 });
+    const result = await runHttpCase({ name: 'slice', url: `${url}/`, connections: 4, durationSec: 0.2 });
     const seconds = (performance.now() - started) / 1000;
-    // autocannon's default sample tick of 1 s made a 0.5 s case run 1 s, and 2.5 s run 3 s.
-    expect(seconds).toBeLessThan(0.8);
+    // autocannon's default sample tick of 1 s made a 0.2 s case run 1 s, and 2.5 s run 3 s: the
+    // bound is far from both, for a busy machine.
+    expect(seconds).toBeLessThan(0.9);
     expect(result.errors).toBe(0);
     expect(result.total).toBeGreaterThan(0);
   });
