@@ -87,7 +87,23 @@ const MAX_TRACESTATE_MEMBERS = 32;
 // than 128 characters first, then from the end.
 const MAX_TRACESTATE_LENGTH = 512;
 const LONG_TRACESTATE_MEMBER = 128;
-const OWS = /^[ \t]+|[ \t]+$/g;
+
+/**
+ * A member without the spaces and tabs around it. Not `/^[ \t]+|[ \t]+$/g`: its second branch is
+ * tried at every position of a run of spaces that something follows, quadratic in the run (a
+ * 16 KiB header of spaces held the gateway's event loop 140 ms a request).
+ */
+function withoutOws(part: string): string {
+  let start = 0;
+  let end = part.length;
+  while (start < end && isOws(part.charCodeAt(start))) start++;
+  while (end > start && isOws(part.charCodeAt(end - 1))) end--;
+  return part.slice(start, end);
+}
+
+function isOws(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
 
 /**
  * The `tracestate` a hop passes on, or undefined when it may not pass one on: a comma-separated
@@ -101,7 +117,7 @@ export function tracestateToPass(value: unknown): string | undefined {
   const members: string[] = [];
   const keys = new Set<string>();
   for (const part of value.split(',')) {
-    const member = part.replace(OWS, '');
+    const member = withoutOws(part);
     if (member === '') continue;
     if (!TRACESTATE_MEMBER.test(member)) return undefined;
     const key = member.slice(0, member.indexOf('='));
