@@ -140,6 +140,17 @@ describe('compileRequestDecoder: 64-bit integers', () => {
 });
 
 describe('compileRequestDecoder: other scalars', () => {
+  it('refuses a long string of digits that is no number in time linear in its length', () => {
+    const digits = '1'.repeat(100_000);
+    const started = performance.now();
+    rejectsJson({ f_double: `${digits}x` });
+    rejectsQuery(`f_double=${digits}x`);
+    expect(fromJson({ f_double: `${digits.slice(0, 300)}.5` }).fDouble).toBe(
+      Number(`${digits.slice(0, 300)}.5`),
+    );
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
   it('takes finite numbers and numeric strings for float and double', () => {
     expect(fromJson({ f_double: 2.5 }).fDouble).toBe(2.5);
     expect(fromJson({ f_double: '-1e-3' }).fDouble).toBe(-0.001);
