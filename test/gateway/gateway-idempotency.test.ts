@@ -1,10 +1,15 @@
 import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { INVALID_IDEMPOTENCY_KEY } from '../../src/common/idempotency-key.js';
-import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
+import type { GoodsServiceServer } from '../../src/gen/services.js';
 import { http, raw, rawBody } from '../helpers/http.js';
-import { goodsDescriptorSet } from '../helpers/nodes.js';
-import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
+import {
+  Closer,
+  startDistributor,
+  startGateway,
+  startGoodsService,
+  waitForRoute,
+} from './support/cluster.js';
 
 const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });
 const json = { 'Content-Type': 'application/json' };
@@ -39,13 +44,7 @@ async function fakeGoods(
     listGoods: handle('ListGoods', { results: [], nextPageToken: '' }),
     deleteGoods: handle('DeleteGoods', {}),
   };
-  await startService(closer, {
-    distributor,
-    name: 'goods',
-    definition: GoodsServiceService,
-    implementation,
-    descriptorSet: goodsDescriptorSet(),
-  });
+  await startGoodsService(closer, distributor, implementation);
   return seen;
 }
 

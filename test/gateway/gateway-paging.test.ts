@@ -7,16 +7,15 @@ import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import {
   type Goods,
   type GoodsServiceServer,
-  GoodsServiceService,
   type PurchasesServiceServer,
   PurchasesServiceService,
 } from '../../src/gen/services.js';
 import { http } from '../helpers/http.js';
-import { goodsDescriptorSet } from '../helpers/nodes.js';
 import {
   Closer,
   startDistributor,
   startGateway,
+  startGoodsService,
   startService,
   type TestService,
   waitForRoute,
@@ -79,13 +78,7 @@ async function startPagingGoods(
     },
   };
   for (let index = 0; index < instances; index++) {
-    await startService(closer, {
-      distributor,
-      name: 'goods',
-      definition: GoodsServiceService,
-      implementation,
-      descriptorSet: goodsDescriptorSet(),
-    });
+    await startGoodsService(closer, distributor, implementation);
   }
   return { calls, failNext: (page, code) => failures.set(page, code) };
 }
@@ -330,15 +323,7 @@ describe('the gateway following pages', () => {
           })();
         },
       };
-      started.push(
-        await startService(closer, {
-          distributor,
-          name: 'goods',
-          definition: GoodsServiceService,
-          implementation,
-          descriptorSet: goodsDescriptorSet(),
-        }),
-      );
+      started.push(await startGoodsService(closer, distributor, implementation));
     }
     const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const { gateway: routing, port } = await startGateway(closer, distributor, { log });

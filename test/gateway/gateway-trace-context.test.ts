@@ -14,10 +14,15 @@ import { startTracing } from '../../src/common/tracing.js';
 import { type Goods, GoodsServiceService, type ListGoodsRequest } from '../../src/gen/services.js';
 import { http } from '../helpers/http.js';
 import { type CapturedLog, captureLog, type LogLine } from '../helpers/log-capture.js';
-import { goodsDescriptorSet } from '../helpers/nodes.js';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { sample } from '../helpers/prometheus.js';
-import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
+import {
+  Closer,
+  startDistributor,
+  startGateway,
+  startGoodsService,
+  waitForRoute,
+} from './support/cluster.js';
 
 // The gateway's observability with tracing on in this process: the gateway and the
 // services (in-memory goods, observed by the services' own ServerCallTelemetry) share one tracer
@@ -117,13 +122,7 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
           nextPageToken: end < goods.length ? String(end) : '',
         });
       };
-      await startService(closer, {
-        distributor,
-        name: 'goods',
-        definition: GoodsServiceService,
-        implementation: telemetry.instrument(GoodsServiceService, { listGoods }),
-        descriptorSet: goodsDescriptorSet(),
-      });
+      await startGoodsService(closer, distributor, telemetry.instrument(GoodsServiceService, { listGoods }));
     }
     const started = await startGateway(closer, distributor, {
       log: gatewayLog.log,

@@ -4,11 +4,16 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverCredentials } from '../../src/common/tls.js';
-import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
+import type { GoodsServiceServer } from '../../src/gen/services.js';
 import { makeTestPki } from '../helpers/certs.js';
 import { httpJson } from '../helpers/http.js';
-import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
-import { shopDescriptorSet } from './support/fake-shop.js';
+import {
+  Closer,
+  startDistributor,
+  startGateway,
+  startGoodsService,
+  waitForRoute,
+} from './support/cluster.js';
 
 // A plaintext gateway routed to a service whose gRPC port requires TLS (a service listed with the
 // port of another, say): every call failed 503 with "Failed to connect" in the log, nothing of TLS.
@@ -30,14 +35,7 @@ describe('a plaintext gateway calling a service whose port requires TLS', () => 
       deleteGoods: (_call, callback) => callback(null, {}),
     };
     goodsPort = (
-      await startService(closer, {
-        distributor,
-        name: 'goods',
-        definition: GoodsServiceService,
-        implementation,
-        descriptorSet: shopDescriptorSet('shop.v1.GoodsService'),
-        credentials: serverCredentials(pki.files('goods')),
-      })
+      await startGoodsService(closer, distributor, implementation, serverCredentials(pki.files('goods')))
     ).port;
     const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const started = await startGateway(closer, distributor, { log });

@@ -5,12 +5,14 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { vi } from 'vitest';
+import { registrationDescriptorSet } from '../../../src/common/descriptors.js';
 import {
   createDistributorServer,
   type DistributorServer,
 } from '../../../src/distributor/distributor-server.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../../src/gateway/gateway-server.js';
 import { NodeState } from '../../../src/gen/distributor.js';
+import { type GoodsServiceServer, GoodsServiceService } from '../../../src/gen/services.js';
 import { RegistrationClient } from '../../../src/registry-client/registration-client.js';
 
 /** Things to close after a test, in reverse order of creation. */
@@ -174,4 +176,24 @@ export async function startCuttableProxy(
       for (const socket of sockets) socket.destroy();
     },
   };
+}
+
+/**
+ * A goods service made by the test (any of GoodsService's methods), registered as `goods` with the
+ * shop's GoodsService descriptors, so that the gateway routes the book's goods paths to it.
+ */
+export function startGoodsService(
+  closer: Closer,
+  distributor: string,
+  implementation: Partial<GoodsServiceServer>,
+  credentials?: ServerCredentials,
+): Promise<TestService> {
+  return startService(closer, {
+    distributor,
+    name: 'goods',
+    definition: GoodsServiceService,
+    implementation: implementation as UntypedServiceImplementation,
+    descriptorSet: registrationDescriptorSet(['shop.v1.GoodsService']),
+    ...(credentials ? { credentials } : {}),
+  });
 }

@@ -3,14 +3,13 @@ import { registrationDescriptorSet } from '../../../src/common/descriptors.js';
 import {
   type Goods,
   type GoodsServiceServer,
-  GoodsServiceService,
   type MembersServiceServer,
   MembersServiceService,
   type Purchase,
   type PurchasesServiceServer,
   PurchasesServiceService,
 } from '../../../src/gen/services.js';
-import { type Closer, startService, type TestService } from './cluster.js';
+import { type Closer, startGoodsService, startService, type TestService } from './cluster.js';
 
 /**
  * In-memory stand-ins for the shop's services, on the real contracts and with the descriptor sets
@@ -85,13 +84,7 @@ export async function startFakeGoods(
         callback(null, {});
       }),
   };
-  const service = await startService(closer, {
-    distributor,
-    name: 'goods',
-    definition: GoodsServiceService,
-    implementation,
-    descriptorSet: shopDescriptorSet('shop.v1.GoodsService'),
-  });
+  const service = await startGoodsService(closer, distributor, implementation);
   return Object.assign(service, { goods, calls });
 }
 
