@@ -14,10 +14,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { positiveNumber, readBenchSettings } from '../dist/bench/bench-settings.js';
 import { startSystem } from '../dist/bench/system-under-test.js';
 
-const loadSec = Number(process.env.MEMORY_LOAD_SEC ?? 60);
-const idleSec = Number(process.env.MEMORY_IDLE_SEC ?? 60);
+const loadSec = readBenchSettings(() => positiveNumber(process.env, 'MEMORY_LOAD_SEC', 60));
+const idleSec = readBenchSettings(() => positiveNumber(process.env, 'MEMORY_IDLE_SEC', 60));
 const USERS = 500;
 
 const system = await startSystem({ logFile: join(tmpdir(), `shop-memory-${process.pid}.log`), tls: false });

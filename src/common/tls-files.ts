@@ -317,7 +317,7 @@ function checkSameIdentity(files: TlsFiles, current: TlsMaterial, next: TlsMater
  */
 function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
   if (!next.ca || !current.cert || !next.cert) return;
-  const authorities = certificateBlocks(next.ca).flatMap((block) => parseCertificate(block) ?? []);
+  const authorities = authoritiesOf(next.ca);
   if (!chainsTo(current.cert, authorities) || chainsTo(next.cert, authorities)) return;
   throw new ConfigError(
     `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}, as the certificate in use is: peers given the same CA would refuse it; issue it with that CA (npm run certs keeps ca.key)`,
@@ -332,11 +332,15 @@ function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: Tls
  */
 export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void {
   if (!material.ca || !material.cert) return;
-  const authorities = certificateBlocks(material.ca).flatMap((block) => parseCertificate(block) ?? []);
-  if (chainsTo(material.cert, authorities)) return;
+  if (chainsTo(material.cert, authoritiesOf(material.ca))) return;
   throw new ConfigError(
-    `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+    `${named(files, 'certFile')} does not chain to a CA of ${named(files, 'caFile')}: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run, and put a certificate's intermediates after it in its file`,
   );
+}
+
+/** The certificates of a CA file. */
+function authoritiesOf(pem: Buffer): X509Certificate[] {
+  return certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
 }
 
 /** Whether a PEM's first certificate, through the intermediates after it, is issued by one of `authorities`. */

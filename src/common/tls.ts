@@ -88,19 +88,51 @@ export function channelCredentials(
   options: ChannelTlsOptions = {},
 ): ChannelCredentials {
   if (!tls) return credentials.createInsecure();
+  return credentialsOfFiles(tls, options)(options.expectedName);
+}
+
+/**
+ * Channel credentials for each component name, checking its server's identity (secure naming), as
+ * channelCredentials with `expectedName` gives them, from files read and checked once, now: a
+ * component that learns the names it dials as it runs (the gateway, from the node list) must not
+ * read them again then, where files caught in the middle of a rotation (a ca.crt replaced before
+ * the certificates) would throw past its start. With a CA file every name shares one provider,
+ * which reads the files again for new connections. Undefined without `tls`.
+ */
+export function channelCredentialsByName(
+  tls: TlsFiles | undefined,
+  options: TlsRefreshOptions = {},
+): ((expectedName: string) => ChannelCredentials) | undefined {
+  if (!tls) return undefined;
+  const forName = credentialsOfFiles(tls, options);
+  const byName = new Map<string, ChannelCredentials>();
+  return (expectedName) => {
+    let named = byName.get(expectedName);
+    if (!named) {
+      named = forName(expectedName);
+      byName.set(expectedName, named);
+    }
+    return named;
+  };
+}
+
+/** Reads and checks `tls` once; then makes channel credentials that check the server's name, if given. */
+function credentialsOfFiles(
+  tls: TlsFiles,
+  options: TlsRefreshOptions,
+): (expectedName: string | undefined) => ChannelCredentials {
   const material = readTlsFiles(tls);
   checkIssuedByOwnCa(tls, material);
-  const verify =
-    options.expectedName === undefined ? {} : { checkServerIdentity: secureNaming(options.expectedName) };
-  if (material.ca === undefined) {
-    return credentials.createSsl(null, material.key ?? null, material.cert ?? null, verify);
-  }
-  const provider = new TlsFileProvider(tls, material, options);
-  return experimental.createCertificateProviderChannelCredentials(
-    provider,
-    material.cert === undefined ? null : provider,
-    verify,
-  );
+  const provider = material.ca === undefined ? undefined : new TlsFileProvider(tls, material, options);
+  return (expectedName) => {
+    const verify = expectedName === undefined ? {} : { checkServerIdentity: secureNaming(expectedName) };
+    if (!provider) return credentials.createSsl(null, material.key ?? null, material.cert ?? null, verify);
+    return experimental.createCertificateProviderChannelCredentials(
+      provider,
+      material.cert === undefined ? null : provider,
+      verify,
+    );
+  };
 }
 
 /**

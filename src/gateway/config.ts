@@ -12,6 +12,7 @@ import { SERVICE_MAX_REQUEST_BYTES } from '../common/grpc-server.js';
 import { parseMaxConnections } from '../common/max-connections.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
+import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -88,7 +89,7 @@ export const GATEWAY_SETTINGS = {
   unreadAnswerTimeoutMs: setting({
     flag: 'unread-answer-timeout-ms',
     env: 'GATEWAY_UNREAD_ANSWER_TIMEOUT_MS',
-    default: '30000',
+    default: String(DEFAULT_UNREAD_ANSWER_TIMEOUT_MS),
     help: "how long a connection may hold answers its client takes nothing of (more than the socket's buffer waiting, no write completing; for a streamed list, no 64 KiB slice of it) before it is closed, in ms",
     parse: (value, source) => parseWholeNumber(value, source, 100, MAX_DURATION_MS),
   }),

@@ -7,7 +7,12 @@ import { httpsServerOptions, watchHttpsCertificates } from '../common/https-opti
 import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
-import { channelCredentials, secureNamingChannelOptions, type TlsFiles } from '../common/tls.js';
+import {
+  channelCredentials,
+  channelCredentialsByName,
+  secureNamingChannelOptions,
+  type TlsFiles,
+} from '../common/tls.js';
 import type { TlsRefreshOptions } from '../common/tls-files.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
@@ -290,6 +295,7 @@ class GatewayServer implements Gateway {
     this.#options = options;
     this.#log = options.log ?? silentLogger();
     this.#deadlineMs = options.deadlineMs ?? 5_000;
+    const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS;
     this.#maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
@@ -326,7 +332,7 @@ class GatewayServer implements Gateway {
         'grpc-node.flow_control_window': UPSTREAM_FLOW_CONTROL_WINDOW,
         'grpc.max_reconnect_backoff_ms': UPSTREAM_MAX_RECONNECT_BACKOFF_MS,
       },
-      credentialsFor: upstreamCredentials(options.tls, tlsProblems),
+      credentialsFor: channelCredentialsByName(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
       onConnectTimeout: (upstream, timeoutMs, again, attempts) =>
@@ -355,7 +361,7 @@ class GatewayServer implements Gateway {
       log: this.#log,
       ownTls: options.tls !== undefined,
       deadlineMs: this.#deadlineMs,
-      unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS,
+      unreadAnswerTimeoutMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#phase === 'stopping',
       closesAfter: (exchange) => this.#closesAfter(exchange),
@@ -395,7 +401,6 @@ class GatewayServer implements Gateway {
       this.#server = createServer(httpOptions, onRequest);
     }
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
-    const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS;
     this.#connections = new ConnectionTracker(this.#server, {
       // Later than Node's own check of headersTimeout (every connectionsCheckingInterval), so that a
       // client sending its headers too slowly is answered 408, and counted, before it is closed.
@@ -1152,23 +1157,6 @@ class GatewayServer implements Gateway {
     if (connection) connection.whenIdle(writeAnswer);
     else writeAnswer();
   }
-}
-
-/** One set of credentials per component name, checking that name on the server (secure naming). */
-function upstreamCredentials(
-  tls: TlsFiles | undefined,
-  refresh: TlsRefreshOptions,
-): ((name: string) => ChannelCredentials) | undefined {
-  if (!tls) return undefined;
-  const byName = new Map<string, ChannelCredentials>();
-  return (name) => {
-    let credentials = byName.get(name);
-    if (!credentials) {
-      credentials = channelCredentials(tls, { expectedName: name, ...refresh });
-      byName.set(name, credentials);
-    }
-    return credentials;
-  };
 }
 
 /** The request message of a plan, from the exchange's path and query and the body read. */

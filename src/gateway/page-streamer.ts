@@ -113,8 +113,8 @@ const COMMA = 0x2c;
  * A failure before anything is sent is answered as any failed call. Once the status line is out it
  * cannot change: the gateway logs the failure once and aborts the connection, so the body lacks its
  * last chunk and its closing `]}`, and HTTP clients report the answer as incomplete. A client that
- * takes nothing of the answer for `unreadAnswerTimeoutMs` (a slice of 64 KiB, see #writeTaken) is cut off the
- * same way. Each page's call has its own deadline, and a page refused with UNAVAILABLE is tried
+ * takes nothing of the answer for `unreadAnswerTimeoutMs` (a slice of 64 KiB, see #writeTaken) is
+ * cut off the same way. Each page's call has its own deadline, and a page refused with UNAVAILABLE is tried
  * once more on another instance, as any GET is. At most `maxStreamedLists` lists are streamed at
  * once; a request answered with a long list is held to that bound from before its first page is
  * asked for the next time.
@@ -375,8 +375,8 @@ export class PageStreamer<E extends PagedExchange> {
   /**
    * Writes `bytes` a slice of SLICE_BYTES at a time, each once the one before has gone to the kernel
    * (see sliced-write.ts); resolves true once all of it has, false when the client has left, or has
-   * taken nothing of a slice for `unreadAnswerTimeoutMs`: then the connection is aborted. A page is up to 1 MiB:
-   * waiting for it whole cut off any client slower than about 200 KB/s.
+   * taken nothing of a slice for `unreadAnswerTimeoutMs`: then the connection is aborted. A page is
+   * up to 1 MiB: waiting for it whole cut off any client slower than about 200 KB/s.
    */
   #writeTaken(exchange: E, bytes: Buffer): Promise<boolean> {
     const { response } = exchange;

@@ -27,6 +27,7 @@ import { httpsServerOptions, watchHttpsCertificates } from '../../src/common/htt
 import { loadSettings } from '../../src/common/settings.js';
 import {
   channelCredentials,
+  channelCredentialsByName,
   peerIdentities,
   serverCredentials,
   type TlsFilePaths,
@@ -188,6 +189,20 @@ describe('secure naming', () => {
   it('refuses a server whose certificate names another component', async () => {
     const client = channelCredentials(pki.files('gateway'), { expectedName: 'members' });
     await expect(whoAmI(port, client)).rejects.toMatchObject(UNAVAILABLE);
+  });
+
+  it('credentials by name read the files once: a name first dialled while they are caught mid-rotation still gets them', async () => {
+    // The gateway learns the names it dials from the node list; made then from the files as they
+    // were (a ca.crt replaced before the certificates), they threw past its start and it exited.
+    const client = rotatable('gateway', pki.files('gateway'));
+    const byName = channelCredentialsByName(client, REFRESH)!;
+    expect(channelCredentialsByName(undefined)).toBeUndefined();
+    replaceFile(pki.otherCaFile, client.caFile);
+    writeFileSync(client.keyFile, 'not a key\n');
+    const goods = byName('goods');
+    expect(byName('goods')).toBe(goods);
+    await expect(whoAmI(port, goods)).resolves.toEqual(['spiffe://shop/gateway']);
+    await expect(whoAmI(port, byName('members'))).rejects.toMatchObject(UNAVAILABLE);
   });
 
   it('accepts the named component, whatever host name was dialled', async () => {
@@ -576,7 +591,7 @@ describe('configuration errors', () => {
     const { certFile, keyFile } = pki.foreignFiles('goods');
     const mixed = load({ TLS_CA: pki.caFile, TLS_CERT: certFile, TLS_KEY: keyFile });
     const refusal = new ConfigError(
-      `TLS certificate file "${certFile}" from --tls-cert (TLS_CERT) is not issued by a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA): peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+      `TLS certificate file "${certFile}" from --tls-cert (TLS_CERT) does not chain to a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA): peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run, and put a certificate's intermediates after it in its file`,
     );
     expect(() => serverCredentials(mixed)).toThrow(refusal);
     expect(() => channelCredentials(mixed)).toThrow(refusal);

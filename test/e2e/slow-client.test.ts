@@ -17,7 +17,7 @@ import { type ComponentProcess, spawnComponent } from './support/processes.js';
 // which on this link can take longer).
 const HOSTS = { shop: '10.213.58.2', client: '10.213.58.3' } as const;
 const GATEWAY_URL = `http://${HOSTS.shop}:8000`;
-/** 2 Mbit/s: 250 KB a second, so that a 1 MB page takes 4 s, four times the limits. */
+/** 2 Mbit/s: 250 KB a second, so that a 1 MB page takes 4 s, twice the limit. */
 const LINK = ['rate', '2mbit', 'burst', '16kb', 'latency', '100ms'];
 /** Goods with descriptions of 1 KB: 1,500 of them make about 1.6 MB of JSON, two pages. */
 const GOODS = 1_500;

@@ -97,7 +97,7 @@ describe('a certificate that its own CA file does not issue', () => {
     });
     await expect(goods.exited()).resolves.toBe(2);
     expect(goods.lines.join('\n')).toContain(
-      `TLS certificate file "${files.certFile}" from --tls-cert (TLS_CERT) is not issued by a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA)`,
+      `TLS certificate file "${files.certFile}" from --tls-cert (TLS_CERT) does not chain to a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA)`,
     );
   }, 30_000);
 });

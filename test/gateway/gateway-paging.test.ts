@@ -386,8 +386,8 @@ describe('the gateway following pages', () => {
     // held a few MB, the kernel woke the gateway's next write only after a second or more, and the
     // list was cut off at the deadline (5 s), which also timed the client.
     await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
-    const port = await gateway(1, 300, 10_000);
-    const read = await get(port, '/goods', 1_500);
+    const port = await gateway(1, 2_000, 10_000);
+    const read = await get(port, '/goods', 4_000);
     expect([read.status, read.complete]).toEqual([200, true]);
     expect(JSON.parse(read.body).results).toHaveLength(40_000);
     expect(warnings().map((line) => line.msg)).toEqual([]);
