@@ -9,6 +9,9 @@ import type { Socket } from 'node:net';
  */
 export const WORKED_AT_ONCE = 2;
 
+/** Methods that change nothing (RFC 9110, section 9.2.1): only these are worked on beside another. */
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
 /** One connection's count of requests in flight; its owner calls requestEnded() once per request. */
 export class Connection {
   /** Requests received on it and not yet answered or abandoned. */
@@ -17,6 +20,11 @@ export class Connection {
   started = 0;
   /** The turn of the latest request handed to a service: a later answer than this one's may close. */
   lastDispatched = 0;
+  /**
+   * The turns of the requests received with a method that is not safe (POST, DELETE, ...) and maybe
+   * still in flight, in order: such a request is worked on alone (see mayStart).
+   */
+  readonly #unsafeTurns: number[] = [];
   /** Answers queued behind others, not yet on the socket (see track). */
   readonly #queued = new Set<ServerResponse>();
   /** Requests received and waiting for their turn (see waitTurn), the earliest turn first. */
@@ -45,7 +53,10 @@ export class Connection {
 
   requestEnded(): void {
     this.inFlight--;
-    while (this.#waiting.length > 0 && this.#ahead(this.#waiting[0]!.turn) < WORKED_AT_ONCE) {
+    // Node answers a connection's requests in order: the earliest ones are those that ended.
+    const ended = this.started - this.inFlight;
+    while (this.#unsafeTurns.length > 0 && this.#unsafeTurns[0]! <= ended) this.#unsafeTurns.shift();
+    while (this.#waiting.length > 0 && this.mayStart(this.#waiting[0]!.turn)) {
       this.#waiting.shift()!.work();
     }
     if (this.inFlight > 0) return;
@@ -55,13 +66,27 @@ export class Connection {
     whenIdle?.();
   }
 
+  /** Counts a request received on this connection; its turn is the new `started`. */
+  received(method: string | undefined): void {
+    this.inFlight++;
+    this.started++;
+    if (!SAFE_METHODS.has(method ?? '')) this.#unsafeTurns.push(this.started);
+  }
+
   /**
    * Whether the request that was the `turn`th on this connection (its `started` when it came) may
    * be worked on now: fewer than `atOnce` ({@link WORKED_AT_ONCE}) requests before it are still in
-   * flight.
+   * flight, and, unless none is, neither it nor any of them has a method that is not safe. RFC 9112
+   * (section 9.3.2) lets a server work on pipelined requests in parallel only if they are all safe:
+   * a GET sent behind a POST must see what the POST wrote (worked on beside it, it did not, every
+   * time), and a POST must not run before the answers ahead of it are known.
    */
   mayStart(turn: number, atOnce = WORKED_AT_ONCE): boolean {
-    return this.#ahead(turn) < atOnce;
+    const ahead = this.#ahead(turn);
+    if (ahead <= 0) return true;
+    // The unsafe turns kept are those in flight: one up to `turn` is this request or one ahead of it.
+    if (this.#unsafeTurns.length > 0 && this.#unsafeTurns[0]! <= turn) return false;
+    return ahead < atOnce;
   }
 
   /**
@@ -205,8 +230,7 @@ export class ConnectionTracker {
     const connection = this.#connections.get(request.socket);
     if (!connection) return undefined;
     connection.track(response);
-    connection.inFlight++;
-    connection.started++;
+    connection.received(request.method);
     connection.latestRequest = request;
     this.#idle.delete(connection.socket);
     if (connection.firstRequestTimer) {

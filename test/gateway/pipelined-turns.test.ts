@@ -7,7 +7,8 @@ import { Closer, startDistributor, startGateway, waitForRoute } from './support/
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
 
 // Requests a client pipelines on one HTTP/1.1 connection take turns (Connection.mayStart and
-// waitTurn): two are worked on at once, the next when an answer before it has gone.
+// waitTurn): two are worked on at once, the next when an answer before it has gone; one that is not
+// safe (POST, DELETE) alone.
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
 const LIST_GOODS = 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n';
@@ -138,6 +139,34 @@ describe('requests pipelined on one connection', () => {
       client.socket.destroy();
     },
   );
+
+  it('a request that is not safe is worked on alone: a GET behind a POST waits for its answer, a POST for the GET before it', async () => {
+    // RFC 9112, section 9.3.2: pipelined requests may be worked on in parallel only if they are all
+    // safe. Worked on beside the POST, the GET behind it read the list before the POST's row was in.
+    const { port } = await gateway();
+    const held: (() => void)[] = [];
+    answerCall = () => new Promise<void>((resolve) => held.push(resolve));
+    const count = (method: string) => goods.calls[method] ?? 0;
+    const [lists, creates] = [count('ListGoods'), count('CreateGoods')];
+    const post = `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
+    const client = pipeliningClient(port);
+    client.socket.write(LIST_GOODS + post + LIST_GOODS);
+    await vi.waitFor(() => expect(count('ListGoods') - lists).toBe(1));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The POST waits for the GET before it.
+    expect(count('CreateGoods') - creates).toBe(0);
+    held.shift()?.();
+    await vi.waitFor(() => expect(count('CreateGoods') - creates).toBe(1));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The GET behind the POST waits for the POST's answer.
+    expect(count('ListGoods') - lists).toBe(1);
+    held.shift()?.();
+    await vi.waitFor(() => expect(count('ListGoods') - lists).toBe(2));
+    answerCall = () => {};
+    for (const release of held.splice(0)) release();
+    await vi.waitFor(() => expect(client.statuses()).toEqual([200, 200, 200]));
+    client.socket.destroy();
+  });
 
   it('a request whose turn comes once an answer before it has closed the connection makes no call', async () => {
     const { port } = await gateway();
