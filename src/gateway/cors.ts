@@ -52,12 +52,20 @@ export class Cors {
     );
   }
 
-  /** Sets the preflight headers for an allowed origin: `methods` are those of the path's routes. */
-  preflight(request: IncomingMessage, response: ServerResponse, methods: readonly string[]): void {
+  /**
+   * Sets the preflight headers for an allowed origin: `methods` are those of the path's routes;
+   * `maxAgeSeconds`, how long the browser may keep the answer.
+   */
+  preflight(
+    request: IncomingMessage,
+    response: ServerResponse,
+    methods: readonly string[],
+    maxAgeSeconds = MAX_AGE_SECONDS,
+  ): void {
     if (this.allowedOrigin(request) === undefined) return;
     response.setHeader('Access-Control-Allow-Methods', methods.join(', '));
     response.setHeader('Access-Control-Allow-Headers', ALLOWED_HEADERS);
-    response.setHeader('Access-Control-Max-Age', String(MAX_AGE_SECONDS));
+    response.setHeader('Access-Control-Max-Age', String(maxAgeSeconds));
   }
 }
 
@@ -71,6 +79,9 @@ const ALLOWED_HEADERS = 'Content-Type, Idempotency-Key, X-Request-Id, traceparen
 const EXPOSED_HEADERS = 'Retry-After, X-Request-Id';
 /** How long a browser may keep a preflight's answer: 10 minutes (Chromium's own cap is 2 hours). */
 const MAX_AGE_SECONDS = 600;
+
+/** Every method an HttpRule can route (google/api/http.proto): a preflight's answer before the routes are known. */
+export const ROUTABLE_METHODS: readonly string[] = ['DELETE', 'GET', 'PATCH', 'POST', 'PUT'];
 
 /** The methods to announce for a path's routes (Allow, Access-Control-Allow-Methods): HEAD with GET, and OPTIONS. */
 export function allowedMethods(routeMethods: readonly string[]): string[] {

@@ -31,7 +31,7 @@ import {
 } from './body-reader.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
 import { type Connection, ConnectionTracker, WORKED_AT_ONCE } from './connection-tracker.js';
-import { allowedMethods, Cors } from './cors.js';
+import { allowedMethods, Cors, ROUTABLE_METHODS } from './cors.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
@@ -752,6 +752,18 @@ class GatewayServer implements Gateway {
       }
       return;
     }
+    // Before any route is known, a CORS preflight cannot be answered from the routes, and a browser
+    // takes anything but a 2xx to its preflight for a network error: the page never saw the 503
+    // below, nor its Retry-After, only "Failed to fetch". Let through for every method a route can
+    // have, kept by the browser for no time, the request itself then gets the 503.
+    if (
+      (!this.#table.ready || !this.#table.knowsAnyRoute) &&
+      this.#cors?.allowedOrigin(request) !== undefined &&
+      Cors.isPreflight(request)
+    ) {
+      this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
+      return;
+    }
     if (!this.#table.ready) {
       this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
@@ -887,13 +899,16 @@ class GatewayServer implements Gateway {
     methods: readonly string[],
     hasBody: boolean,
     requestId: string | undefined,
+    preflightMaxAgeSeconds?: number,
   ): void {
     if (methods.length === 0) {
       this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody, requestId);
       return;
     }
     const allow = allowedMethods(methods);
-    if (this.#cors && Cors.isPreflight(request)) this.#cors.preflight(request, response, allow);
+    if (this.#cors && Cors.isPreflight(request)) {
+      this.#cors.preflight(request, response, allow, preflightMaxAgeSeconds);
+    }
     // No Content-Length: RFC 9110 (section 8.6) forbids it on a 204, which has no content by definition.
     const headers: (string | number)[] = ['Allow', allow.join(', ')];
     pushRequestId(headers, requestId);

@@ -291,6 +291,50 @@ describe('gateway HTTP semantics', () => {
     expect(get.headers['access-control-allow-origin']).toBeUndefined();
   });
 
+  it.each([
+    ['has not received the route table', () => '127.0.0.1:1'],
+    ['knows no route yet', async () => (await startDistributor(perTest)).address],
+  ])(
+    'lets a preflight through while it %s, so that the page reads the 503 and its Retry-After',
+    async (_, distributorOf) => {
+      // A browser takes anything but a 2xx to its preflight for a network error ("Failed to fetch"):
+      // answered 503, the page never saw the answer its request would have had.
+      const { port } = await startGateway(perTest, await distributorOf(), { corsOrigins: [PAGE] });
+      const preflight = await http(port, 'OPTIONS', '/goods', {
+        headers: {
+          Origin: PAGE,
+          'Access-Control-Request-Method': 'POST',
+          'Access-Control-Request-Headers': 'content-type, idempotency-key, x-request-id',
+        },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers).toMatchObject({
+        'access-control-allow-origin': PAGE,
+        'access-control-allow-methods': expect.stringContaining('POST'),
+        'access-control-allow-headers':
+          'Content-Type, Idempotency-Key, X-Request-Id, traceparent, tracestate',
+        // Not kept: once the routes are known, the path's own methods are told.
+        'access-control-max-age': '0',
+      });
+      const post = await http(port, 'POST', '/goods', {
+        headers: { Origin: PAGE, 'Content-Type': 'application/json' },
+        body: '{}',
+      });
+      expect(post.status).toBe(503);
+      expect(post.headers).toMatchObject({
+        'access-control-allow-origin': PAGE,
+        'access-control-expose-headers': 'Retry-After, X-Request-Id',
+        'retry-after': '1',
+      });
+      // An origin off the list, or an OPTIONS that is no preflight, is still told to come back.
+      const other = await http(port, 'OPTIONS', '/goods', {
+        headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' },
+      });
+      expect(other.status).toBe(503);
+      expect((await http(port, 'OPTIONS', '/goods')).status).toBe(503);
+    },
+  );
+
   it('allows any origin with "*", without Vary', async () => {
     const port = await gateway(['*']);
     const get = await http(port, 'GET', '/goods', { headers: { Origin: 'https://any.example' } });
