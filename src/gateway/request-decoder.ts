@@ -97,9 +97,22 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
       if (error instanceof InvalidParameterError) throw error;
       throw new InvalidParameterError(withoutValues((error as Error).message));
     }
-    const bytes = toBinary(input, message);
+    let bytes: Uint8Array;
+    try {
+      bytes = toBinary(input, message);
+    } catch (error) {
+      // A proto2 `required` field the request left unset (a node may register proto2 messages).
+      throw new InvalidParameterError(encodingProblem((error as Error).message));
+    }
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
+}
+
+/** protobuf-es's account of a message it could not encode, naming the field but no value. */
+function encodingProblem(message: string): string {
+  const field = /^cannot encode field ([\w.]+) to binary/.exec(message);
+  if (!field) return 'the request message does not encode';
+  return `${field[1]}: ${message.endsWith('required field not set') ? 'required field not set' : 'cannot be encoded'}`;
 }
 
 const FROM_JSON = ' from JSON';

@@ -471,3 +471,48 @@ describe('compileRequestDecoder: what a refusal says, for the log', () => {
     expect(message).not.toMatch(/87654321|s3cretvalue/);
   });
 });
+
+describe('compileRequestDecoder: descriptor sets a node may register (proto2, odd field names)', () => {
+  // Found by registering fuzzed descriptor sets with a real distributor and gateway: a request that
+  // left out a proto2 `required` field was the gateway's own 500 ("cannot encode field ... required
+  // field not set"): it is the client's input the message cannot take.
+  const file = create(FileDescriptorProtoSchema, {
+    name: 'test/odd/v1/odd.proto',
+    package: 'test.odd.v1',
+    syntax: 'proto2',
+    messageType: [
+      message('Odd', [
+        { ...field('must', 1, Type.STRING), label: 2 },
+        field('constructor', 2, Type.STRING, { repeated: true }),
+        field('toString', 3, Type.INT32, { repeated: true }),
+        field('valueOf', 4, Type.INT32),
+      ]),
+    ],
+    service: [
+      {
+        name: 'OddService',
+        method: [
+          {
+            name: 'Get',
+            inputType: '.test.odd.v1.Odd',
+            outputType: '.test.odd.v1.Odd',
+            options: httpOptions('GET /odd'),
+          },
+        ],
+      },
+    ],
+  });
+  const registry = registryOf(file);
+  const Odd = registry.getMessage('test.odd.v1.Odd')!;
+  const [route] = readHttpRoutes(registry).routes;
+  const decode = compileRequestDecoder(route!);
+  const fromQuery = (query: string) =>
+    fromBinary(Odd, decode({ pathValues: [], query, body: NO_INPUT })) as unknown as Record<string, unknown>;
+
+  it('refuses a request without a required field as invalid parameters, not as its own fault', () => {
+    expect(() => decode({ pathValues: [], query: 'valueOf=1', body: NO_INPUT })).toThrow(
+      InvalidParameterError,
+    );
+    expect(fromQuery('must=x').must).toBe('x');
+  });
+});
