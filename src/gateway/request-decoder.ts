@@ -296,7 +296,7 @@ function addText(
       if (field.fieldKind !== 'message' || hasTextForm(field.message)) {
         throw new InvalidParameterError(`${key}: ${field.name} has no fields to set`);
       }
-      const existing = target[field.name];
+      const existing = Object.hasOwn(target, field.name) ? target[field.name] : undefined;
       const child: JsonObject = isObject(existing) ? existing : {};
       target[field.name] = child;
       target = child;
@@ -304,7 +304,8 @@ function addText(
     }
     if (!field) continue;
     if (field.fieldKind === 'list') {
-      const list = (target[field.name] as unknown[] | undefined) ?? [];
+      // Own properties only: a field named "constructor" or "toString" would find Object's.
+      const list = Object.hasOwn(target, field.name) ? (target[field.name] as unknown[]) : [];
       list.push(listElementToJson(field, text));
       target[field.name] = list as JsonObject[string];
     } else {

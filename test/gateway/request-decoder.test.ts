@@ -475,7 +475,8 @@ describe('compileRequestDecoder: what a refusal says, for the log', () => {
 describe('compileRequestDecoder: descriptor sets a node may register (proto2, odd field names)', () => {
   // Found by registering fuzzed descriptor sets with a real distributor and gateway: a request that
   // left out a proto2 `required` field was the gateway's own 500 ("cannot encode field ... required
-  // field not set"): it is the client's input the message cannot take.
+  // field not set"), and a repeated field named like an Object.prototype member in a query string
+  // threw a TypeError, also a 500. Both are the client's input the message cannot take.
   const file = create(FileDescriptorProtoSchema, {
     name: 'test/odd/v1/odd.proto',
     package: 'test.odd.v1',
@@ -514,5 +515,14 @@ describe('compileRequestDecoder: descriptor sets a node may register (proto2, od
       InvalidParameterError,
     );
     expect(fromQuery('must=x').must).toBe('x');
+  });
+
+  it('takes repeated fields named like Object.prototype members from a query string', () => {
+    const decoded = fromQuery('must=x&constructor=a&constructor=b&toString=1&valueOf=2');
+    // protobuf-es names such fields with a "$" after them in its objects.
+    const value = (name: string) => decoded[Odd.fields.find((each) => each.name === name)!.localName];
+    expect(value('constructor')).toEqual(['a', 'b']);
+    expect(value('toString')).toEqual([1]);
+    expect(value('valueOf')).toBe(2);
   });
 });
