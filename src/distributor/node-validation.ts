@@ -175,8 +175,12 @@ export function validateDescriptorSet(descriptorSet: Uint8Array, limits: Registr
   let registry: FileRegistry;
   try {
     registry = registryOfDescriptorSet(descriptorSet);
-  } catch {
-    throw invalid("descriptor_set must be a google.protobuf.FileDescriptorSet holding its files' imports");
+  } catch (error) {
+    // The parser's reason names the file, import, name or type at fault; cut, as every echo is.
+    const reason = error instanceof Error && error.message ? `: ${error.message.slice(0, 256)}` : '';
+    throw invalid(
+      `descriptor_set must be a google.protobuf.FileDescriptorSet holding its files' imports${reason}`,
+    );
   }
   let services = 0;
   for (const file of registry.files) services += file.services.length;

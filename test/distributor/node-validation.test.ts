@@ -215,6 +215,37 @@ describe('validateNodeDescription', () => {
     );
   });
 
+  it('says why a set does not resolve: which import is missing, which name or type is wrong', () => {
+    // Found by registering fuzzed descriptor sets with a real distributor: every such refusal said
+    // only "... holding its files' imports", also for a field name that is no identifier or a type
+    // that no file defines, which left the node's author guessing.
+    const orphan = create(FileDescriptorProtoSchema, {
+      name: 'test/orphan.proto',
+      syntax: 'proto3',
+      dependency: ['test/missing.proto'],
+      messageType: [message('Lonely', [])],
+    });
+    expect(refusal(goodsNode({ descriptorSet: Buffer.from(descriptorSetOf(orphan)) }))).toContain(
+      'test/missing.proto',
+    );
+    const badName = create(FileDescriptorProtoSchema, {
+      name: 'test/bad-name.proto',
+      syntax: 'proto3',
+      messageType: [message('Odd', [field('not-a-name', 1, Type.STRING)])],
+    });
+    expect(refusal(goodsNode({ descriptorSet: Buffer.from(descriptorSetOf(badName)) }))).toContain(
+      'invalid field name "not-a-name"',
+    );
+    const unknownType = create(FileDescriptorProtoSchema, {
+      name: 'test/unknown-type.proto',
+      syntax: 'proto3',
+      messageType: [message('Odd', [field('other', 1, Type.MESSAGE, { typeName: '.test.Nowhere' })])],
+    });
+    expect(refusal(goodsNode({ descriptorSet: Buffer.from(descriptorSetOf(unknownType)) }))).toContain(
+      '.test.Nowhere',
+    );
+  });
+
   it('takes at most the maximum number of old Route messages', () => {
     const routes = (count: number) =>
       Array.from({ length: count }, (_, index) => ({ ...route, path: `/r${index}` }));
