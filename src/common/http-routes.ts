@@ -106,7 +106,13 @@ export const GATEWAY_DOCS = { document: '/openapi.json', folder: 'docs' } as con
  */
 function gatewayPageOf(template: PathTemplate): string | undefined {
   const first = template.segments[0];
-  if (first?.kind === 'literal' && first.value === GATEWAY_DOCS.folder) return `/${GATEWAY_DOCS.folder}`;
+  if (first?.kind === 'literal' && first.value === GATEWAY_DOCS.folder) {
+    // A verb after "docs" itself ("/docs:x", or "/docs/**:x" with "**" taking no segment) makes a
+    // path that is neither /docs nor below it: the gateway routes it.
+    const bare = template.segments.length === 1 || template.segments[1]!.kind === 'multi';
+    if (template.verb === undefined || !bare) return `/${GATEWAY_DOCS.folder}`;
+    return undefined;
+  }
   if (template.verb !== undefined || !template.segments.every((segment) => segment.kind === 'literal')) {
     return undefined;
   }

@@ -137,6 +137,13 @@ describe('validateNodeDescription', () => {
   it("takes a template that only some of the gateway's own paths match: its other paths are reachable", () => {
     expect(validateNodeDescription(rulesNode([httpOptions('GET /{id}')]))).toEqual(['GET /*']);
     expect(validateNodeDescription(rulesNode([httpOptions('GET /status/{id}')]))).toEqual(['GET /status/*']);
+    // "/docs:archive" is no path of the documentation's (/docs and below): the gateway routes it.
+    expect(validateNodeDescription(rulesNode([httpOptions('GET /docs:archive')]))).toEqual([
+      'GET /docs:archive',
+    ]);
+    expect(refusal(rulesNode([httpOptions('GET /docs/{id}:archive')]))).toContain(
+      "/docs is the gateway's own page",
+    );
   });
 
   it('refuses a route declared twice, by two methods or twice by one', () => {
