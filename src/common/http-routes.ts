@@ -299,7 +299,29 @@ function readEnvelopeFields(method: DescMethod, names: readonly string[]): DescF
     if (!field) throw new Error(`envelope field "${name}": ${method.output.typeName} has no such field`);
     if (ENVELOPE_KEYS.has(name)) throw new Error(`envelope field "${name}" would repeat an envelope key`);
     if (fields.includes(field)) throw new Error(`envelope field "${name}" is listed twice`);
+    refuseGroupsBelow(field, name, new Set());
     fields.push(field);
   }
   return fields;
+}
+
+/**
+ * Refuses an envelope field that holds, at any depth, a proto2 group (or an editions field of
+ * DELIMITED encoding): the gateway's renderer does not read them, and would skip the route.
+ */
+function refuseGroupsBelow(field: DescField, name: string, seen: Set<string>): void {
+  if (field.fieldKind !== 'message' && !(field.fieldKind === 'list' && field.listKind === 'message')) {
+    if (field.fieldKind === 'map' && field.mapKind === 'message') walkGroups(field.message, name, seen);
+    return;
+  }
+  if (field.delimitedEncoding) {
+    throw new Error(`envelope field "${name}": field "${field.name}" uses group encoding, not supported`);
+  }
+  walkGroups(field.message, name, seen);
+}
+
+function walkGroups(message: DescField['parent'], name: string, seen: Set<string>): void {
+  if (seen.has(message.typeName)) return;
+  seen.add(message.typeName);
+  for (const inner of message.fields) refuseGroupsBelow(inner, name, seen);
 }

@@ -146,6 +146,52 @@ describe('validateNodeDescription', () => {
     );
   });
 
+  it('refuses an envelope field that holds a proto2 group, at any depth: the gateway cannot render it', () => {
+    // Found by registering fuzzed descriptor sets with a real distributor and gateway: the set was
+    // taken and its route held against every other name, but the gateway skipped the route ("uses
+    // group encoding, not supported") and answered its path 404.
+    const groups = (envelope: string[]) => {
+      const file = create(FileDescriptorProtoSchema, {
+        name: 'test/groups.proto',
+        package: 'test.groups.v1',
+        syntax: 'proto2',
+        messageType: [
+          message('Request', []),
+          message(
+            'Response',
+            [
+              field('row', 1, Type.GROUP, { typeName: '.test.groups.v1.Response.Row' }),
+              field('holder', 2, Type.MESSAGE, { typeName: '.test.groups.v1.Holder' }),
+              field('plain', 3, Type.STRING),
+            ],
+            { nestedType: [message('Row', [field('x', 1, Type.INT32)])] },
+          ),
+          message('Holder', [
+            field('inner', 1, Type.MESSAGE, { typeName: '.test.groups.v1.Response', repeated: true }),
+          ]),
+        ],
+        service: [
+          {
+            name: 'GroupService',
+            method: [
+              {
+                name: 'Get',
+                inputType: '.test.groups.v1.Request',
+                outputType: '.test.groups.v1.Response',
+                options: httpOptions('GET /groups', { envelope }),
+              },
+            ],
+          },
+        ] as never,
+      });
+      return goodsNode({ name: 'groups', descriptorSet: Buffer.from(descriptorSetOf(file)) });
+    };
+    expect(refusal(groups(['row']))).toContain('envelope field "row": field "row" uses group encoding');
+    expect(refusal(groups(['holder']))).toContain('envelope field "holder": field "row" uses group encoding');
+    expect(validateNodeDescription(groups(['plain']))).toEqual(['GET /groups']);
+    expect(validateNodeDescription(groups([]))).toEqual(['GET /groups']);
+  });
+
   it('refuses a route declared twice, by two methods or twice by one', () => {
     expect(refusal(rulesNode([httpOptions('GET /r/{id}'), httpOptions('GET /r/{inner.id}')]))).toContain(
       'GET /r/* is declared twice (also by test.rules.v1.RuleService/M0)',
