@@ -110,6 +110,17 @@ abstract class SeriesFamily<Label extends string, Optional extends string, Serie
     return entry.series;
   }
 
+  /**
+   * Drops every series whose `label` is `value` (a route the gateway no longer knows): the next
+   * series() of such a label set starts from zero, as a counter reset that Prometheus's rate()
+   * allows for. Series a caller still holds are no longer scraped.
+   */
+  forget(label: Label, value: string): void {
+    for (const [key, entry] of this.#series) {
+      if (entry.labels[label] === value) this.#series.delete(key);
+    }
+  }
+
   protected abstract newSeries(): Series;
 
   protected abstract valuesOf(labels: Labels<string>, series: Series): ScrapedValue[];

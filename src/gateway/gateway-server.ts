@@ -353,7 +353,11 @@ class GatewayServer implements Gateway {
           `${upstream.key} sent nothing for ${silentMs} ms after a health check that followed a call's deadline: its connection is taken for dead and closed, with the calls on it`,
         ),
     });
-    this.#table = new RouteTable({ pool: this.#pool, log: this.#log });
+    this.#table = new RouteTable({
+      pool: this.#pool,
+      log: this.#log,
+      onTemplateForgotten: (template) => this.#telemetry.forgetRoute(template),
+    });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
     this.#dispatcher = new Dispatcher({
       pool: this.#pool,

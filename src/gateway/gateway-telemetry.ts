@@ -322,6 +322,17 @@ export class GatewayTelemetry {
     return new ObservedRequest(requestId, method, path, carrier, span, this.#recordAnswer);
   }
 
+  /**
+   * Drops the series of a route template the route table no longer holds: without this, every
+   * route ever registered and called kept its series, and a registry whose routes keep changing
+   * (new builds, canaries, a token holder registering routes to call them) grew /metrics and the
+   * gateway's memory without end. The status page's rates forget a quiet route by themselves.
+   */
+  forgetRoute(template: string): void {
+    this.#answered.delete(template);
+    this.#duration?.forget('http_route', template);
+  }
+
   /** The request's id: the client's X-Request-Id when valid, else a new one; none when ids are off. */
   requestIdOf(request: IncomingMessage): string | undefined {
     return this.#requestIds ? requestIdFrom(request.headers[REQUEST_ID_HEADER], this.#ids) : undefined;

@@ -107,6 +107,11 @@ export interface RouteTableOptions {
   log?: Logger;
   /** How many routes that have lost all their nodes are remembered (answered 503, not 404). */
   retiredLimit?: number;
+  /**
+   * Told of a route template (`/goods/{id}`) once no route, live or retired, has it any more: its
+   * metric series can go, so that they stay bounded by the routes the table holds.
+   */
+  onTemplateForgotten?: (template: string) => void;
 }
 
 /**
@@ -141,6 +146,7 @@ export class RouteTable {
   readonly #plans: PlanCache;
   readonly #log: Logger;
   readonly #retiredLimit: number;
+  readonly #onTemplateForgotten: ((template: string) => void) | undefined;
   #revision: number | undefined;
 
   constructor(options: RouteTableOptions) {
@@ -148,6 +154,7 @@ export class RouteTable {
     this.#plans = options.plans ?? new PlanCache();
     this.#log = options.log ?? silentLogger();
     this.#retiredLimit = options.retiredLimit ?? 1024;
+    this.#onTemplateForgotten = options.onTemplateForgotten;
   }
 
   /** Whether a snapshot has been applied: before that, nothing is known, not even what is missing. */
@@ -271,10 +278,14 @@ export class RouteTable {
       routes.set(key, route);
       this.#retired.delete(key);
     }
+    const evicted: Route[] = [];
     for (const [key, route] of this.#routes) {
-      if (!routes.has(key)) this.#retire(route);
+      if (!routes.has(key)) evicted.push(...this.#retire(route));
     }
     this.#routes = routes;
+    for (const template of new Set(evicted.map((route) => route.template.text))) {
+      this.#forgetTemplateUnlessHeld(template);
+    }
     this.#index();
     this.#revision = snapshot.revision;
     this.#pool.retainOnly(upstreams);
@@ -342,14 +353,28 @@ export class RouteTable {
     this.#log.warn({ ...fields, node: node.id }, `not routing to ${node.id}: ${problem}`);
   }
 
-  #retire(route: Route): void {
+  /** Keeps a route that lost its nodes among the retired; returns the oldest one it pushed out, if any. */
+  #retire(route: Route): Route[] {
     route.serving = [];
     route.draining = [];
     route.unservedSince ??= performance.now();
     this.#retired.set(route.key, route);
-    if (this.#retired.size > this.#retiredLimit) {
-      this.#retired.delete(this.#retired.keys().next().value!);
+    if (this.#retired.size <= this.#retiredLimit) return [];
+    const [oldestKey, oldest] = this.#retired.entries().next().value!;
+    this.#retired.delete(oldestKey);
+    return [oldest];
+  }
+
+  /**
+   * Tells of a template that no live or retired route has any more (see onTemplateForgotten), once
+   * the live routes are those of the snapshot applied.
+   */
+  #forgetTemplateUnlessHeld(template: string): void {
+    if (!this.#onTemplateForgotten) return;
+    for (const held of [this.#routes, this.#retired]) {
+      for (const route of held.values()) if (route.template.text === template) return;
     }
+    this.#onTemplateForgotten(template);
   }
 }
 

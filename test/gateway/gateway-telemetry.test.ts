@@ -118,6 +118,37 @@ describe('GatewayTelemetry answers cut short', () => {
   });
 });
 
+describe('GatewayTelemetry forgetting a route', () => {
+  it("drops the route's series, and starts them from zero if the route comes back", async () => {
+    // A registry whose routes keep changing grew /metrics without end: every route ever called kept its series.
+    let route = '/goods';
+    const telemetry = new GatewayTelemetry({ ...view, routeOf: () => route }, { processMetrics: false });
+    const answered = { headersSent: true, statusCode: 200 } as ServerResponse;
+    const call = (path: string): void => {
+      route = path;
+      telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', path).closed(answered);
+    };
+    const counts = async (): Promise<string[]> => {
+      const scrape = fakeResponse();
+      telemetry.answerPage(scrape.response, '/metrics', undefined);
+      return (await scrape.body)
+        .split('\n')
+        .filter((line) => line.startsWith('http_server_request_duration_seconds_count'));
+    };
+    call('/goods');
+    call('/canary/{id}');
+    call('/canary/{id}');
+    telemetry.forgetRoute('/canary/{id}');
+    expect(await counts()).toEqual([
+      'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/goods",http_response_status_code="200"} 1',
+    ]);
+    call('/canary/{id}');
+    expect(await counts()).toContain(
+      'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/canary/{id}",http_response_status_code="200"} 1',
+    );
+  });
+});
+
 describe('GatewayTelemetry HTTP server spans', () => {
   it('names a method OpenTelemetry does not know "_OTHER" (span "HTTP ..."), as the metrics do, and keeps the method as sent beside it', () => {
     const telemetry = new GatewayTelemetry(view, { metrics: false });

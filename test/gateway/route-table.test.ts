@@ -118,6 +118,30 @@ describe('RouteTable', () => {
     });
   });
 
+  it('tells of a template once no live or retired route has it, as the oldest retired routes are forgotten', () => {
+    const pool = new InstancePool();
+    pools.push(pool);
+    const forgotten: string[] = [];
+    const routes = new RouteTable({
+      pool,
+      retiredLimit: 1,
+      onTemplateForgotten: (template) => forgotten.push(template),
+    });
+    routes.apply(snapshot(1, goods(9010)));
+    const templates = [...new Set(routes.describe().map((route) => route.template))].sort();
+    expect(templates).toEqual(['/goods', '/goods/{id}']);
+    // Every goods route retires, and all but the newest retired one are forgotten.
+    routes.apply(snapshot(2));
+    const held = routes.describe().map((route) => route.template);
+    expect(held).toHaveLength(1);
+    expect(forgotten.sort()).toEqual(templates.filter((template) => !held.includes(template)));
+    // A route that comes back is live; its template is not told of while it is held.
+    forgotten.length = 0;
+    routes.apply(snapshot(3, goods(9011)));
+    routes.apply(snapshot(4, goods(9011)));
+    expect(forgotten).toEqual([]);
+  });
+
   it('removes a departed instance and closes its channel; a route left with none stays known', () => {
     const { table: routes, pool } = table();
     routes.apply(snapshot(1, goods(9010), goods(9011)));
