@@ -36,6 +36,14 @@ export class ClientCallTelemetry {
     return Boolean(this.#metrics || this.#tracer);
   }
 
+  /** Drops the metric series of calls to `path`, a method no longer called (the gateway's routes). */
+  forget(path: string): void {
+    const labels = this.#labelsByPath.get(path);
+    if (!labels) return;
+    this.#labelsByPath.delete(path);
+    this.#metrics?.forget(labels);
+  }
+
   /**
    * Starts observing one attempt of a unary call to `path` that is about to be made with
    * `metadata`: send the returned observation's `metadata` (it carries the client span), and tell it

@@ -111,13 +111,14 @@ abstract class SeriesFamily<Label extends string, Optional extends string, Serie
   }
 
   /**
-   * Drops every series whose `label` is `value` (a route the gateway no longer knows): the next
-   * series() of such a label set starts from zero, as a counter reset that Prometheus's rate()
-   * allows for. Series a caller still holds are no longer scraped.
+   * Drops every series whose labels include all of `labels` (a route or a method the gateway no
+   * longer knows): the next series() of such a label set starts from zero, as a counter reset that
+   * Prometheus's rate() allows for. Series a caller still holds are no longer scraped.
    */
-  forget(label: Label, value: string): void {
+  forget(labels: Readonly<Partial<Record<Label, string>>>): void {
+    const given = Object.entries(labels) as Array<[string, string | undefined]>;
     for (const [key, entry] of this.#series) {
-      if (entry.labels[label] === value) this.#series.delete(key);
+      if (given.every(([name, value]) => entry.labels[name] === value)) this.#series.delete(key);
     }
   }
 

@@ -177,6 +177,15 @@ export class GrpcCallMetrics {
     series.seconds.observe(seconds);
   }
 
+  /** Drops the series of a method no longer called (see SeriesFamily.forget). */
+  forget(labels: GrpcMethodLabels): void {
+    this.#series.delete(labels);
+    const method = { grpc_service: labels.grpc_service, grpc_method: labels.grpc_method };
+    this.#started.forget(method);
+    this.#handled.forget(method);
+    this.#seconds.forget(method);
+  }
+
   #seriesOf(labels: GrpcMethodLabels): MethodSeries {
     let series = this.#series.get(labels);
     if (!series) {

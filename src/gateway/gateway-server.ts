@@ -356,7 +356,7 @@ class GatewayServer implements Gateway {
     this.#table = new RouteTable({
       pool: this.#pool,
       log: this.#log,
-      onTemplateForgotten: (template) => this.#telemetry.forgetRoute(template),
+      onForgotten: (forgotten) => this.#telemetry.forget(forgotten),
     });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
     this.#dispatcher = new Dispatcher({

@@ -27,7 +27,7 @@ import { errorBody } from './envelope.js';
 import { callMetadata } from './idempotency-header.js';
 import { NodeHistory } from './node-history.js';
 import { RouteRates } from './route-rates.js';
-import type { RouteInfo } from './route-table.js';
+import type { ForgottenRoutes, RouteInfo } from './route-table.js';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
 
 /** What the gateway tells its telemetry about itself. */
@@ -323,14 +323,17 @@ export class GatewayTelemetry {
   }
 
   /**
-   * Drops the series of a route template the route table no longer holds: without this, every
-   * route ever registered and called kept its series, and a registry whose routes keep changing
-   * (new builds, canaries, a token holder registering routes to call them) grew /metrics and the
-   * gateway's memory without end. The status page's rates forget a quiet route by themselves.
+   * Drops the series of route templates and gRPC methods the route table no longer holds: without
+   * this, every route ever registered and called kept its series, and a registry whose routes keep
+   * changing (new builds, canaries, a token holder registering routes to call them) grew /metrics
+   * and the gateway's memory without end. The status page's rates forget a quiet route by themselves.
    */
-  forgetRoute(template: string): void {
-    this.#answered.delete(template);
-    this.#duration?.forget('http_route', template);
+  forget({ templates, grpcPaths }: ForgottenRoutes): void {
+    for (const template of templates) {
+      this.#answered.delete(template);
+      this.#duration?.forget({ http_route: template });
+    }
+    for (const path of grpcPaths) this.#calls.forget(path);
   }
 
   /** The request's id: the client's X-Request-Id when valid, else a new one; none when ids are off. */

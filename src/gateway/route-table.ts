@@ -26,6 +26,8 @@ export class Route {
   draining: readonly Instance[] = [];
   /** Since when (performance.now()) no instance serves it, draining or gone; undefined while one does. */
   unservedSince: number | undefined;
+  /** The gRPC methods (`/package.Service/Method`) its instances have called, kept while it is known. */
+  readonly grpcPaths = new Set<string>();
   #next = 0;
 
   /**
@@ -108,10 +110,17 @@ export interface RouteTableOptions {
   /** How many routes that have lost all their nodes are remembered (answered 503, not 404). */
   retiredLimit?: number;
   /**
-   * Told of a route template (`/goods/{id}`) once no route, live or retired, has it any more: its
-   * metric series can go, so that they stay bounded by the routes the table holds.
+   * Told, after a snapshot pushed retired routes out, of the route templates (`/goods/{id}`) and
+   * the gRPC methods (`/shop.v1.GoodsService/ListGoods`) that no route, live or retired, has any
+   * more: their metric series can go, so that they stay bounded by the routes the table holds.
    */
-  onTemplateForgotten?: (template: string) => void;
+  onForgotten?: (forgotten: ForgottenRoutes) => void;
+}
+
+/** What {@link RouteTableOptions.onForgotten} is told. */
+export interface ForgottenRoutes {
+  readonly templates: readonly string[];
+  readonly grpcPaths: readonly string[];
 }
 
 /**
@@ -146,7 +155,7 @@ export class RouteTable {
   readonly #plans: PlanCache;
   readonly #log: Logger;
   readonly #retiredLimit: number;
-  readonly #onTemplateForgotten: ((template: string) => void) | undefined;
+  readonly #onForgotten: ((forgotten: ForgottenRoutes) => void) | undefined;
   #revision: number | undefined;
 
   constructor(options: RouteTableOptions) {
@@ -154,7 +163,7 @@ export class RouteTable {
     this.#plans = options.plans ?? new PlanCache();
     this.#log = options.log ?? silentLogger();
     this.#retiredLimit = options.retiredLimit ?? 1024;
-    this.#onTemplateForgotten = options.onTemplateForgotten;
+    this.#onForgotten = options.onForgotten;
   }
 
   /** Whether a snapshot has been applied: before that, nothing is known, not even what is missing. */
@@ -274,6 +283,8 @@ export class RouteTable {
         new Route(key.slice(0, key.indexOf(' ')), lists.template.shape, lists.template);
       route.serving = lists.serving;
       route.draining = lists.draining;
+      for (const instance of lists.serving) route.grpcPaths.add(instance.plan.path);
+      for (const instance of lists.draining) route.grpcPaths.add(instance.plan.path);
       route.unservedSince = lists.serving.length > 0 ? undefined : (route.unservedSince ?? performance.now());
       routes.set(key, route);
       this.#retired.delete(key);
@@ -283,9 +294,7 @@ export class RouteTable {
       if (!routes.has(key)) evicted.push(...this.#retire(route));
     }
     this.#routes = routes;
-    for (const template of new Set(evicted.map((route) => route.template.text))) {
-      this.#forgetTemplateUnlessHeld(template);
-    }
+    if (evicted.length > 0) this.#tellForgotten(evicted);
     this.#index();
     this.#revision = snapshot.revision;
     this.#pool.retainOnly(upstreams);
@@ -366,15 +375,26 @@ export class RouteTable {
   }
 
   /**
-   * Tells of a template that no live or retired route has any more (see onTemplateForgotten), once
-   * the live routes are those of the snapshot applied.
+   * Tells of the templates and gRPC methods of `evicted` that no live or retired route has any more
+   * (see onForgotten), once the live routes are those of the snapshot applied.
    */
-  #forgetTemplateUnlessHeld(template: string): void {
-    if (!this.#onTemplateForgotten) return;
-    for (const held of [this.#routes, this.#retired]) {
-      for (const route of held.values()) if (route.template.text === template) return;
+  #tellForgotten(evicted: readonly Route[]): void {
+    if (!this.#onForgotten) return;
+    const templates = new Set<string>();
+    const grpcPaths = new Set<string>();
+    for (const route of evicted) {
+      templates.add(route.template.text);
+      for (const path of route.grpcPaths) grpcPaths.add(path);
     }
-    this.#onTemplateForgotten(template);
+    for (const held of [this.#routes, this.#retired]) {
+      for (const route of held.values()) {
+        templates.delete(route.template.text);
+        for (const path of route.grpcPaths) grpcPaths.delete(path);
+      }
+    }
+    if (templates.size > 0 || grpcPaths.size > 0) {
+      this.#onForgotten({ templates: [...templates], grpcPaths: [...grpcPaths] });
+    }
   }
 }
 

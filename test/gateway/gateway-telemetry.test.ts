@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Metadata } from '@grpc/grpc-js';
 import { Gauge } from 'prom-client';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Tracer, TraceSpan } from '../../src/common/trace-span.js';
@@ -138,7 +139,7 @@ describe('GatewayTelemetry forgetting a route', () => {
     call('/goods');
     call('/canary/{id}');
     call('/canary/{id}');
-    telemetry.forgetRoute('/canary/{id}');
+    telemetry.forget({ templates: ['/canary/{id}'], grpcPaths: [] });
     expect(await counts()).toEqual([
       'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/goods",http_response_status_code="200"} 1',
     ]);
@@ -146,6 +147,19 @@ describe('GatewayTelemetry forgetting a route', () => {
     expect(await counts()).toContain(
       'http_server_request_duration_seconds_count{http_request_method="GET",http_route="/canary/{id}",http_response_status_code="200"} 1',
     );
+  });
+
+  it("drops a gRPC method's client series once no route calls it", async () => {
+    const telemetry = new GatewayTelemetry(view, { processMetrics: false });
+    for (const path of ['/shop.v1.GoodsService/ListGoods', '/canary.v1.Canary/Get']) {
+      telemetry.calls.begin(path, new Metadata())!.end(0, undefined);
+    }
+    telemetry.forget({ templates: [], grpcPaths: ['/canary.v1.Canary/Get'] });
+    const scrape = fakeResponse();
+    telemetry.answerPage(scrape.response, '/metrics', undefined);
+    const lines = (await scrape.body).split('\n').filter((line) => /^grpc_client_\w+\{/.test(line));
+    expect(lines.some((line) => line.includes('grpc_service="shop.v1.GoodsService"'))).toBe(true);
+    expect(lines.filter((line) => line.includes('canary'))).toEqual([]);
   });
 });
 

@@ -118,14 +118,18 @@ describe('RouteTable', () => {
     });
   });
 
-  it('tells of a template once no live or retired route has it, as the oldest retired routes are forgotten', () => {
+  it('tells of templates and gRPC methods once no live or retired route has them, as the oldest retired routes are forgotten', () => {
     const pool = new InstancePool();
     pools.push(pool);
     const forgotten: string[] = [];
+    const methods: string[] = [];
     const routes = new RouteTable({
       pool,
       retiredLimit: 1,
-      onTemplateForgotten: (template) => forgotten.push(template),
+      onForgotten: ({ templates, grpcPaths }) => {
+        forgotten.push(...templates);
+        methods.push(...grpcPaths);
+      },
     });
     routes.apply(snapshot(1, goods(9010)));
     const templates = [...new Set(routes.describe().map((route) => route.template))].sort();
@@ -135,11 +139,15 @@ describe('RouteTable', () => {
     const held = routes.describe().map((route) => route.template);
     expect(held).toHaveLength(1);
     expect(forgotten.sort()).toEqual(templates.filter((template) => !held.includes(template)));
+    // Each goods method but the one the route still held calls.
+    expect(methods).toHaveLength(2);
+    expect(methods.every((path) => path.startsWith('/shop.v1.GoodsService/'))).toBe(true);
     // A route that comes back is live; its template is not told of while it is held.
     forgotten.length = 0;
+    methods.length = 0;
     routes.apply(snapshot(3, goods(9011)));
     routes.apply(snapshot(4, goods(9011)));
-    expect(forgotten).toEqual([]);
+    expect([forgotten, methods]).toEqual([[], []]);
   });
 
   it('removes a departed instance and closes its channel; a route left with none stays known', () => {
