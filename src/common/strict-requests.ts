@@ -41,10 +41,21 @@ function decodeUtf8Strictly(bytes: Uint8Array): string {
 }
 
 function problemOf(error: unknown): string {
-  return error instanceof TypeError &&
+  if (
+    error instanceof TypeError &&
     (error as { code?: string }).code === 'ERR_ENCODING_INVALID_ENCODED_DATA'
-    ? 'a string field is not valid UTF-8'
-    : 'the request is not a well-formed protobuf message';
+  ) {
+    return 'a string field is not valid UTF-8';
+  }
+  // ts-proto reads 64-bit integers as JavaScript numbers and throws on one past 2^53 - 1 (a well-formed
+  // message all the same: a uint64 revision of 2^64 - 1, say).
+  if (
+    error instanceof Error &&
+    /^Value is (larger|smaller) than Number\.(MAX|MIN)_SAFE_INTEGER$/.test(error.message)
+  ) {
+    return 'a 64-bit integer field is beyond ±(2^53 - 1), the most this server reads';
+  }
+  return 'the request is not a well-formed protobuf message';
 }
 
 /**

@@ -100,6 +100,26 @@ describe('requests that are not the message they should be', () => {
     expect(distributor.registry.snapshot().nodes).toEqual([]);
   });
 
+  it('a Watch resuming from a revision past 2^53 - 1 is told so, not that its message is malformed', async () => {
+    const { address } = await startDistributor();
+    // WatchRequest { subscription = 1 { resume_instance_id = 1: "x", resume_revision = 2: 2^64 - 1 } }
+    const maxUint64 = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    const subscription = Buffer.concat([Buffer.from([0x0a, 0x01, 0x78, 0x10]), maxUint64]);
+    const request = Buffer.concat([Buffer.from([0x0a, subscription.length]), subscription]);
+    const call = client(address).makeServerStreamRequest(
+      '/shop.v1.DistributorService/Watch',
+      asIs,
+      asIs,
+      request,
+      new Metadata(),
+      { deadline: Date.now() + 10_000 },
+    );
+    expect(await statusOf(call)).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: 'invalid request: a 64-bit integer field is beyond ±(2^53 - 1), the most this server reads',
+    });
+  });
+
   it('a node name that is not UTF-8 is refused, not listed under U+FFFD', async () => {
     const { address, distributor } = await startDistributor();
     // RegisterRequest { node = 1 { name = 1, port = 3 } }: the name's bytes "go\xffds", port 9010.
