@@ -339,8 +339,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           takeStateChange();
           const from = kind.value;
           writer.resync(() => feed.start(from));
-        } else {
+        } else if (kind?.$case === 'node') {
           throw invalidMessage('only the first message may describe the node; later ones carry a state');
+        } else {
+          // Empty, or a case of the oneof this distributor does not know (a newer client's).
+          throw invalidMessage('a message after the first must carry a state or a resync');
         }
       } catch (error) {
         refuse(error);

@@ -172,6 +172,11 @@ describe('distributor over gRPC', () => {
       'only the first message',
     ],
     [
+      'an empty message after the description (or a case of the oneof it does not know)',
+      [describeNode(goodsNode({ port: 9099 })), { kind: undefined, options: undefined }],
+      'a message after the first must carry a state or a resync',
+    ],
+    [
       'an unknown state',
       [describeNode(goodsNode({ port: 9099 })), stateMessage(NodeState.NODE_STATE_UNSPECIFIED)],
       'state must be',
