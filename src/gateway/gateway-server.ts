@@ -1178,8 +1178,6 @@ class GatewayServer implements Gateway {
   }
 }
 
-/** The request message of a plan, from the exchange's path and query and the body read. */
-
 /** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
 function takesBody(route: Route): boolean {
   return route.serving.some((instance) => instance.plan.route.body.kind !== 'none');
