@@ -136,6 +136,8 @@ export class GrpcCallMetrics {
   readonly #handled: CounterFamily<GrpcLabel | 'grpc_code'>;
   readonly #seconds: HistogramFamily<GrpcLabel>;
   readonly #series = new Map<GrpcMethodLabels, MethodSeries>();
+  /** Labels of methods forgotten: a call begun before it ends unrecorded, not bringing them back. */
+  readonly #forgotten = new WeakSet<GrpcMethodLabels>();
 
   constructor(registry: Registry, side: 'server' | 'client') {
     const what = side === 'server' ? 'RPCs started on the server' : 'RPCs started by the client';
@@ -162,10 +164,12 @@ export class GrpcCallMetrics {
   }
 
   started(labels: GrpcMethodLabels): void {
+    if (this.#forgotten.has(labels)) return;
     this.#seriesOf(labels).started.inc();
   }
 
   handled(labels: GrpcMethodLabels, code: number, seconds: number): void {
+    if (this.#forgotten.has(labels)) return;
     const series = this.#seriesOf(labels);
     let handled = series.handled.get(code);
     if (!handled) {
@@ -179,6 +183,7 @@ export class GrpcCallMetrics {
 
   /** Drops the series of a method no longer called (see SeriesFamily.forget). */
   forget(labels: GrpcMethodLabels): void {
+    this.#forgotten.add(labels);
     this.#series.delete(labels);
     const method = { grpc_service: labels.grpc_service, grpc_method: labels.grpc_method };
     this.#started.forget(method);

@@ -319,6 +319,7 @@ class GatewayServer implements Gateway {
         stopping: () => this.#phase !== 'serving',
         unservedRouteReadyAfterMs: () => options.unservedRouteReadyAfterMs ?? UNSERVED_ROUTE_READY_AFTER_MS,
         restartGraceMs: () => this.#restartGraceMs,
+        holdsTemplate: (template) => this.#table.holdsTemplate(template),
         unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
       },
       options.observability,

@@ -42,6 +42,8 @@ export interface GatewayView {
   routeOf(method: string, path: string): string | undefined;
   /** Every known route with its instances. */
   routes(): RouteInfo[];
+  /** Whether a live or retired route has this template: series are kept only for those (see forget). */
+  holdsTemplate(template: string): boolean;
   /** The revision of the last node list applied; undefined before the first. */
   revision(): number | undefined;
   /** Whether the gateway is stopping (then it is not ready). */
@@ -502,6 +504,16 @@ export class GatewayTelemetry {
     if (!duration) return;
     // A 5xx says it failed; a 200 cut short does not, so its series says it (see the span above).
     const cutShort = code < 500 && observed.cut !== undefined;
+    if (
+      observed.route !== undefined &&
+      !this.#answered.has(route) &&
+      !GATEWAY_PAGES.has(route) &&
+      !DOCUMENTATION_ROUTE_SET.has(route) &&
+      !this.#view.holdsTemplate(route)
+    ) {
+      // Its route was forgotten while it ran (see forget): recorded, it would bring the series back.
+      return;
+    }
     const answered = this.#answeredOf(duration, method, route, code, cutShort);
     answered.duration.observe(seconds);
     // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).

@@ -26,8 +26,11 @@ export class Route {
   draining: readonly Instance[] = [];
   /** Since when (performance.now()) no instance serves it, draining or gone; undefined while one does. */
   unservedSince: number | undefined;
-  /** The gRPC methods (`/package.Service/Method`) its instances have called, kept while it is known. */
-  readonly grpcPaths = new Set<string>();
+  /**
+   * The gRPC methods (`/package.Service/Method`) its instances call, as of the last snapshot that
+   * listed one; a retired route keeps those of its last instances.
+   */
+  grpcPaths: ReadonlySet<string> = new Set<string>();
   #next = 0;
 
   /**
@@ -156,6 +159,8 @@ export class RouteTable {
   readonly #log: Logger;
   readonly #retiredLimit: number;
   readonly #onForgotten: ((forgotten: ForgottenRoutes) => void) | undefined;
+  /** The templates of the live and retired routes (see holdsTemplate). */
+  #templates = new Set<string>();
   #revision: number | undefined;
 
   constructor(options: RouteTableOptions) {
@@ -164,6 +169,11 @@ export class RouteTable {
     this.#log = options.log ?? silentLogger();
     this.#retiredLimit = options.retiredLimit ?? 1024;
     this.#onForgotten = options.onForgotten;
+  }
+
+  /** Whether a live or retired route has this template (`/goods/{id}`). */
+  holdsTemplate(template: string): boolean {
+    return this.#templates.has(template);
   }
 
   /** Whether a snapshot has been applied: before that, nothing is known, not even what is missing. */
@@ -276,6 +286,8 @@ export class RouteTable {
       }
     }
     const routes = new Map<string, Route>();
+    /** gRPC methods a route held no longer calls (a new build of its service), maybe held elsewhere. */
+    const dropped = new Set<string>();
     for (const [key, lists] of next) {
       const route =
         this.#routes.get(key) ??
@@ -283,8 +295,9 @@ export class RouteTable {
         new Route(key.slice(0, key.indexOf(' ')), lists.template.shape, lists.template);
       route.serving = lists.serving;
       route.draining = lists.draining;
-      for (const instance of lists.serving) route.grpcPaths.add(instance.plan.path);
-      for (const instance of lists.draining) route.grpcPaths.add(instance.plan.path);
+      const grpcPaths = new Set([...lists.serving, ...lists.draining].map((instance) => instance.plan.path));
+      for (const path of route.grpcPaths) if (!grpcPaths.has(path)) dropped.add(path);
+      route.grpcPaths = grpcPaths;
       route.unservedSince = lists.serving.length > 0 ? undefined : (route.unservedSince ?? performance.now());
       routes.set(key, route);
       this.#retired.delete(key);
@@ -294,7 +307,7 @@ export class RouteTable {
       if (!routes.has(key)) evicted.push(...this.#retire(route));
     }
     this.#routes = routes;
-    if (evicted.length > 0) this.#tellForgotten(evicted);
+    if (evicted.length > 0 || dropped.size > 0) this.#tellForgotten(evicted, dropped);
     this.#index();
     this.#revision = snapshot.revision;
     this.#pool.retainOnly(upstreams);
@@ -336,6 +349,9 @@ export class RouteTable {
 
   /** Rebuilds the lookup structures from the live and retired routes. */
   #index(): void {
+    this.#templates = new Set(
+      [...this.#routes.values(), ...this.#retired.values()].map((r) => r.template.text),
+    );
     const byPath = new Map<string, Map<string, Route>>();
     const templated: Route[] = [];
     for (const route of [...this.#routes.values(), ...this.#retired.values()]) {
@@ -375,13 +391,13 @@ export class RouteTable {
   }
 
   /**
-   * Tells of the templates and gRPC methods of `evicted` that no live or retired route has any more
+   * Tells of the templates and gRPC methods of `evicted`, and of the methods in `grpcPaths` that
+   * routes stopped calling, that no live or retired route has any more
    * (see onForgotten), once the live routes are those of the snapshot applied.
    */
-  #tellForgotten(evicted: readonly Route[]): void {
+  #tellForgotten(evicted: readonly Route[], grpcPaths: Set<string>): void {
     if (!this.#onForgotten) return;
     const templates = new Set<string>();
-    const grpcPaths = new Set<string>();
     for (const route of evicted) {
       templates.add(route.template.text);
       for (const path of route.grpcPaths) grpcPaths.add(path);

@@ -48,6 +48,7 @@ const view: GatewayView = {
   unservedRouteReadyAfterMs: () => 60_000,
   restartGraceMs: () => 10_000,
   unreachableSince: () => undefined,
+  holdsTemplate: () => true,
 };
 
 /** A response that resolves with the body it is ended with. */
@@ -149,12 +150,29 @@ describe('GatewayTelemetry forgetting a route', () => {
     );
   });
 
+  it('does not bring back the series of a route forgotten while one of its requests ran', async () => {
+    const telemetry = new GatewayTelemetry(
+      { ...view, holdsTemplate: (template) => template !== '/canary/{id}' },
+      { processMetrics: false },
+    );
+    const running = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/canary/7');
+    running.route = '/canary/{id}';
+    telemetry.forget({ templates: ['/canary/{id}'], grpcPaths: [] });
+    running.closed({ headersSent: true, statusCode: 200 } as ServerResponse);
+    const scrape = fakeResponse();
+    telemetry.answerPage(scrape.response, '/metrics', undefined);
+    expect((await scrape.body).includes('canary')).toBe(false);
+  });
+
   it("drops a gRPC method's client series once no route calls it", async () => {
     const telemetry = new GatewayTelemetry(view, { processMetrics: false });
     for (const path of ['/shop.v1.GoodsService/ListGoods', '/canary.v1.Canary/Get']) {
       telemetry.calls.begin(path, new Metadata())!.end(0, undefined);
     }
+    // A call begun before its method is forgotten ends unrecorded, rather than bringing it back.
+    const running = telemetry.calls.begin('/canary.v1.Canary/Get', new Metadata())!;
     telemetry.forget({ templates: [], grpcPaths: ['/canary.v1.Canary/Get'] });
+    running.end(0, undefined);
     const scrape = fakeResponse();
     telemetry.answerPage(scrape.response, '/metrics', undefined);
     const lines = (await scrape.body).split('\n').filter((line) => /^grpc_client_\w+\{/.test(line));

@@ -150,6 +150,20 @@ describe('RouteTable', () => {
     expect([forgotten, methods]).toEqual([[], []]);
   });
 
+  it('tells of a gRPC method a route stopped calling (a new build of its service) once nothing else calls it', () => {
+    const pool = new InstancePool();
+    pools.push(pool);
+    const methods: string[] = [];
+    const routes = new RouteTable({ pool, onForgotten: ({ grpcPaths }) => methods.push(...grpcPaths) });
+    const v2 = descriptorSetOf(kitchenWith('EchoAgain', httpOptions('GET /kitchen-extra/{f_string}')));
+    const v1 = descriptorSetOf(kitchenWith('Echo2', httpOptions('GET /kitchen-extra/{f_string}')));
+    routes.apply(snapshot(1, node('kitchen', 9050, v1)));
+    routes.apply(snapshot(2, node('kitchen', 9050, v1), node('kitchen', 9051, v2)));
+    expect(methods).toEqual([]);
+    routes.apply(snapshot(3, node('kitchen', 9051, v2)));
+    expect(methods).toEqual([expect.stringMatching(/\/Echo2$/)]);
+  });
+
   it('removes a departed instance and closes its channel; a route left with none stays known', () => {
     const { table: routes, pool } = table();
     routes.apply(snapshot(1, goods(9010), goods(9011)));
