@@ -2,7 +2,41 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** A port on 127.0.0.1 that was free a moment ago, for a component that must be told its port. */
-export function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
+  // Below the kernel's range of ephemeral ports: a port taken from that range (listen on 0) and
+  // handed to a process that binds it a moment later may meanwhile become the local port of any
+  // outgoing connection on the machine (a test's client, the database's), and the process then
+  // cannot listen. No connection is given a port below the range.
+  const [low] = ephemeralPortRange();
+  const first = Math.max(1024, low - 12_000);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = first + Math.floor(Math.random() * (low - first));
+    if (await canListen(port)) return port;
+  }
+  return listenOnAny();
+}
+
+/** The kernel's range of ephemeral ports (Linux), or its default where it cannot be read. */
+function ephemeralPortRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (low !== undefined && high !== undefined && low > 2048 && high >= low) return [low, high];
+  } catch {}
+  return [32_768, 60_999];
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function listenOnAny(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
