@@ -1,3 +1,5 @@
+import { parseWholeNumber } from '../common/config.js';
+
 /**
  * The benches' BENCH_* numbers, read from the environment and checked before anything starts: a
  * round count of 0, a duration of "abc" or a negative size would otherwise start every shop, run
@@ -20,15 +22,15 @@ export function positiveNumber(env: Env, name: string, fallback: number): number
   return value;
 }
 
-/** A whole number ≥ 1, or `fallback` when the variable is unset or empty. */
+/** A whole number ≥ 1 (as the components' settings read one), or `fallback` when the variable is unset or empty. */
 export function positiveInteger(env: Env, name: string, fallback: number): number {
-  const text = env[name]?.trim();
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new BenchSettingError(`${name}: expected a whole number of at least 1, got "${env[name]}"`);
+  const text = env[name];
+  if (text === undefined || text.trim() === '') return fallback;
+  try {
+    return parseWholeNumber(text, name, 1);
+  } catch (error) {
+    throw new BenchSettingError(error instanceof Error ? error.message : String(error));
   }
-  return value;
 }
 
 /** A comma-separated list of whole numbers ≥ 1, or `fallback` when the variable is unset or empty. */

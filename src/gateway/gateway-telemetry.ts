@@ -504,17 +504,8 @@ export class GatewayTelemetry {
     if (!duration) return;
     // A 5xx says it failed; a 200 cut short does not, so its series says it (see the span above).
     const cutShort = code < 500 && observed.cut !== undefined;
-    if (
-      observed.route !== undefined &&
-      !this.#answered.has(route) &&
-      !GATEWAY_PAGES.has(route) &&
-      !DOCUMENTATION_ROUTE_SET.has(route) &&
-      !this.#view.holdsTemplate(route)
-    ) {
-      // Its route was forgotten while it ran (see forget): recorded, it would bring the series back.
-      return;
-    }
     const answered = this.#answeredOf(duration, method, route, code, cutShort);
+    if (!answered) return;
     answered.duration.observe(seconds);
     // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
     if (!GATEWAY_PAGES.has(path) && !DOCUMENTATION_ROUTE_SET.has(route)) {
@@ -530,14 +521,15 @@ export class GatewayTelemetry {
   onUnseenRequest(httpStatus: number, method = ''): void {
     const duration = this.#duration;
     if (!duration) return;
-    const answered = this.#answeredOf(duration, method, UNMATCHED_ROUTE, httpStatus, false);
+    const answered = this.#answeredOf(duration, method, UNMATCHED_ROUTE, httpStatus, false)!;
     answered.duration.observe(0);
     this.#rates!.record(answered.rateKey, httpStatus >= 500);
   }
 
   /**
    * Where an answer of `method` on `route` with `code` (cut short or not) is recorded, found without
-   * building a string per request: by route, then by a number made of the three.
+   * building a string per request: by route, then by a number made of the three. Undefined for a
+   * template the route table no longer holds.
    */
   #answeredOf(
     duration: HistogramFamily<HttpLabel, HttpErrorLabel>,
@@ -545,9 +537,13 @@ export class GatewayTelemetry {
     route: string,
     code: number,
     cutShort: boolean,
-  ): AnswerSeries {
+  ): AnswerSeries | undefined {
     let byRoute = this.#answered.get(route);
     if (!byRoute) {
+      // A route forgotten while one of its requests ran (see forget): its series are not brought back.
+      const ownPage =
+        route === UNMATCHED_ROUTE || GATEWAY_PAGES.has(route) || DOCUMENTATION_ROUTE_SET.has(route);
+      if (!ownPage && !this.#view.holdsTemplate(route)) return undefined;
       byRoute = new Map();
       this.#answered.set(route, byRoute);
     }
