@@ -125,9 +125,15 @@ export function errorCause(error: unknown): string {
  * What a gRPC status's details say, without what varies from one call to the next: grpc-js writes
  * the time waited, timestamps and the peer's address into its own (a deadline's "Deadline exceeded
  * after 5.001s,LB pick: 0.001s,remote_addr=..."), so that each failure looked like a new cause.
+ * A deadline is one cause whichever side's timer fired first: the server's own ends the call with a
+ * bare "Deadline exceeded".
  */
 export function detailsCause(details: string | undefined): string {
-  return (details ?? '').split(',', 1)[0]!.replace(/\d+/g, 'N').slice(0, 80);
+  return (details ?? '')
+    .split(',', 1)[0]!
+    .replace(/ after \d+(\.\d+)?s$/, '')
+    .replace(/\d+/g, 'N')
+    .slice(0, 80);
 }
 
 const limiters = new WeakMap<Logger, LogLimiter>();
