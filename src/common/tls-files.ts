@@ -325,16 +325,24 @@ function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: Tls
 }
 
 /**
- * Checks at start that a component's certificate is issued by a CA of its CA file when both are
- * given, as on every gRPC side of the shop: every component is given the same ca.crt, so its peers
- * would refuse a certificate of another CA (one of another `npm run certs` run, say) at every
- * handshake, which the component itself would never see.
+ * Checks at start that a component's certificate is not the work of another CA of the same name as
+ * one of its CA file: a host given the ca.crt of one `npm run certs` run and the certificates of
+ * another (every run names its CA alike) listened and dialled, and its peers, given the same
+ * ca.crt, refused its every handshake, which the component itself never saw. A certificate whose
+ * issuer the CA file does not name at all is left alone: a shop may give its kinds of components
+ * certificates of different CAs, each trusting the others' (one CA for the services, another for
+ * the gateways), so a component's own issuer need not be among the CAs it checks its peers with.
  */
 export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void {
   if (!material.ca || !material.cert) return;
-  if (chainsTo(material.cert, authoritiesOf(material.ca))) return;
+  const authorities = authoritiesOf(material.ca);
+  if (chainsTo(material.cert, authorities)) return;
+  const claimed = certificateBlocks(material.cert)
+    .flatMap((block) => parseCertificate(block) ?? [])
+    .find((link) => authorities.some((authority) => authority.subject === link.issuer));
+  if (!claimed) return;
   throw new ConfigError(
-    `${named(files, 'certFile')} does not chain to a CA of ${named(files, 'caFile')}: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run, and put a certificate's intermediates after it in its file`,
+    `${named(files, 'certFile')} names as its issuer "${claimed.issuer.replace(/\n/g, ', ')}", a CA of ${named(files, 'caFile')}, but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
   );
 }
 

@@ -584,22 +584,30 @@ describe('configuration errors', () => {
     expect(() => checkOwnIdentity(pki.files('goods'), 'goods')).not.toThrow();
   });
 
-  it('refuses a certificate that its own CA file does not issue, on either side, naming the files and their settings', () => {
+  it('refuses a certificate of another CA named as one of its CA file, on either side, naming the files and their settings', () => {
     // Found on hosts given the ca.crt of one `npm run certs` run and the certificates of another:
     // the component listened and dialled, and every peer refused its handshake.
     const load = (env: NodeJS.ProcessEnv) => tlsSettings(loadSettings(COMMON_SETTINGS, [], env), 'goods');
-    const { certFile, keyFile } = pki.foreignFiles('goods');
+    const { certFile, keyFile } = pki.twinFiles('goods');
     const mixed = load({ TLS_CA: pki.caFile, TLS_CERT: certFile, TLS_KEY: keyFile });
     const refusal = new ConfigError(
-      `TLS certificate file "${certFile}" from --tls-cert (TLS_CERT) does not chain to a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA): peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run, and put a certificate's intermediates after it in its file`,
+      `TLS certificate file "${certFile}" from --tls-cert (TLS_CERT) names as its issuer "CN=test CA", a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA), but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
     );
     expect(() => serverCredentials(mixed)).toThrow(refusal);
     expect(() => channelCredentials(mixed)).toThrow(refusal);
-    // A CA file that trusts its issuer too, as in a CA rotation, is enough.
-    expect(() => serverCredentials({ caFile: pki.bothCasFile, certFile, keyFile })).not.toThrow();
     // Without a CA file (the system's roots), or without a certificate, there is nothing to compare.
     expect(() => serverCredentials({ certFile, keyFile })).not.toThrow();
     expect(() => channelCredentials({ caFile: pki.caFile })).not.toThrow();
+  });
+
+  it('takes a certificate whose issuer its CA file does not name: one CA for some components, another for their peers', () => {
+    // The gateway's certificate from one CA, the services' from another: the gateway checks the
+    // services with theirs, and they check it with its own.
+    const { certFile, keyFile } = pki.foreignFiles('goods');
+    expect(() => serverCredentials({ caFile: pki.caFile, certFile, keyFile })).not.toThrow();
+    expect(() => channelCredentials({ caFile: pki.caFile, certFile, keyFile })).not.toThrow();
+    // A CA file that trusts its issuer too, as in a CA rotation, is enough.
+    expect(() => serverCredentials({ caFile: pki.bothCasFile, certFile, keyFile })).not.toThrow();
   });
 
   it('refuses a certificate without its key, and a key of another certificate', () => {

@@ -21,6 +21,12 @@ export interface TestPki {
    */
   foreignFiles(name: string): Required<TlsFilePaths>;
   /**
+   * A certificate and key for `name` issued by a CA named as the CA is but with a key of its own,
+   * as another `npm run certs` run makes it, with the CA's file: what a host given the ca.crt of
+   * one run and the certificates of another holds. Made on first use.
+   */
+  twinFiles(name: string): Required<TlsFilePaths>;
+  /**
    * Issues one more certificate as `<file>.crt`/`<file>.key`: by the CA or the other one, for the
    * identity `identity` (default: `file`), with extra `hosts`.
    */
@@ -61,6 +67,14 @@ export function makeTestPki(
       { caFile: bothCas, ...issue(`foreign-${name}`, { identity: name, by: 'other' }) },
     ]),
   );
+  let twinCa: CertificateFiles | undefined;
+  const twinFiles = (name: string): Required<TlsFilePaths> => {
+    twinCa ??= createCa(dir, { name: 'twin-ca', commonName: 'test CA' });
+    return {
+      caFile: ca.certFile,
+      ...issueCertificate(twinCa, dir, { name: `twin-${name}`, identity: name, hosts }),
+    };
+  };
   const lookup = (map: Map<string, Required<TlsFilePaths>>, name: string): Required<TlsFilePaths> => {
     const files = map.get(name);
     if (!files) throw new Error(`makeTestPki: no certificate for "${name}"; add it to names`);
@@ -73,6 +87,7 @@ export function makeTestPki(
     bothCasFile: bothCas,
     files: (name) => lookup(own, name),
     foreignFiles: (name) => lookup(foreign, name),
+    twinFiles,
     issue,
   };
 }
