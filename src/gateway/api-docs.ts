@@ -68,7 +68,7 @@ export class ApiDocs {
           ['Content-Type', 'application/json'],
           ['Allow', ALLOW],
         ],
-        body: errorBody(null, `Method ${method} not allowed on ${path}: use ${ALLOW}`),
+        body: errorBody(null, gatewayErrors.methodNotAllowed(method, path, ALLOW).message),
       };
     }
     if (path === '/openapi.json') return this.#document();

@@ -26,8 +26,12 @@ const MAX_ECHOED_PATH = 200;
 export const gatewayErrors = {
   notFound: (method: string, path: string) =>
     new GatewayError(404, `No route for ${method} ${path.slice(0, MAX_ECHOED_PATH)}`),
-  methodNotAllowed: (method: string, path: string) =>
-    new GatewayError(405, `Method ${method.slice(0, 16)} not allowed on ${path.slice(0, MAX_ECHOED_PATH)}`),
+  /** `allow`: what the `Allow` header says, repeated for a client that shows only the body. */
+  methodNotAllowed: (method: string, path: string, allow: string) =>
+    new GatewayError(
+      405,
+      `Method ${method.slice(0, 16)} not allowed on ${path.slice(0, MAX_ECHOED_PATH)}: use ${allow}`,
+    ),
   notReady: () =>
     new GatewayError(503, 'The gateway has not received the route table from the distributor yet', {
       retryAfter: true,

@@ -888,8 +888,9 @@ class GatewayServer implements Gateway {
   #notRouted(response: ServerResponse, method: string, path: string): GatewayError {
     const methods = this.#methodsOf(path);
     if (methods.length === 0) return gatewayErrors.notFound(method, path);
-    response.setHeader('Allow', allowedMethods(methods).join(', '));
-    return gatewayErrors.methodNotAllowed(method, path);
+    const allow = allowedMethods(methods).join(', ');
+    response.setHeader('Allow', allow);
+    return gatewayErrors.methodNotAllowed(method, path, allow);
   }
 
   /**

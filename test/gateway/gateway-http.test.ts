@@ -119,11 +119,18 @@ describe('gateway HTTP semantics', () => {
     expect(result.status).toBe(405);
     expect(result.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, POST');
     expect(result.body).toBe(
-      '{"key":null,"errorcode":1,"errormessage":"Method PATCH not allowed on /goods"}',
+      '{"key":null,"errorcode":1,"errormessage":"Method PATCH not allowed on /goods: use DELETE, GET, HEAD, OPTIONS, POST"}',
     );
     expect(result.headers.connection).toBe('keep-alive');
     expect((await http(port, 'POST', '/purchases/1', { agent })).headers.allow).toBe('GET, HEAD, OPTIONS');
     expect((await http(port, 'PUT', '/nope', { agent })).status).toBe(404);
+    // The gateway's own pages say the same, and echo a long path cut as the routes' answers do.
+    const long = `/docs/${'x'.repeat(1_000)}`;
+    const docs = await http(port, 'POST', long, { agent });
+    expect([docs.status, docs.headers.allow]).toEqual([405, 'GET, HEAD, OPTIONS']);
+    expect(JSON.parse(docs.body).errormessage).toBe(
+      `Method POST not allowed on ${long.slice(0, 200)}: use GET, HEAD, OPTIONS`,
+    );
     agent.destroy();
   });
 

@@ -211,7 +211,9 @@ describe('gateway on the shop contracts (in-memory services)', () => {
     const other = await httpJson(port, 'PUT', '/goods');
     expect(other.status).toBe(405);
     expect(other.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, POST');
-    expect(other.body).toBe('{"key":null,"errorcode":1,"errormessage":"Method PUT not allowed on /goods"}');
+    expect(other.body).toBe(
+      '{"key":null,"errorcode":1,"errormessage":"Method PUT not allowed on /goods: use DELETE, GET, HEAD, OPTIONS, POST"}',
+    );
     const templated = await httpJson(port, 'GET', '/goods/1');
     expect([templated.status, templated.headers.allow]).toEqual([405, 'DELETE, OPTIONS']);
     const next = await httpJson(port, 'GET', '/goods?unknown=1');
