@@ -92,6 +92,8 @@ export const gatewayErrors = {
     ),
   connectNotSupported: () =>
     new GatewayError(501, 'CONNECT is not supported: the gateway is not a proxy', { closeConnection: true }),
+  plainHttpOnHttpsPort: () =>
+    new GatewayError(400, 'This port speaks HTTPS: use https://', { closeConnection: true }),
   requestTimeout: () =>
     new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
   headersTooLarge: () =>

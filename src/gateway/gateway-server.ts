@@ -44,6 +44,7 @@ import {
 } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { type ConnectAttempts, InstancePool, upstreamKeyOfNode } from './instance-pool.js';
+import { divertPlainHttp } from './plain-http-on-tls.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -401,6 +402,10 @@ class GatewayServer implements Gateway {
         onRequest,
       );
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
+      divertPlainHttp(server, {
+        firstByteTimeoutMs: headersTimeout,
+        onPlainHttp: (socket) => this.#answerPlainHttp(socket),
+      });
       this.#server = server;
     } else {
       this.#server = createServer(httpOptions, onRequest);
@@ -1127,6 +1132,21 @@ class GatewayServer implements Gateway {
     if (close) headers.push('Connection', 'close');
     response.writeHead(httpStatus, headers as unknown as string[]);
     endInSlices(response, body);
+  }
+
+  /**
+   * Plain HTTP sent to the HTTPS port: answered 400 in plain HTTP, saying to use https://, and
+   * counted as any request the parser refuses. The rest of what the client sends is read and
+   * dropped until it closes or the linger ends, so that closing with unread bytes does not reset
+   * the connection under the answer.
+   */
+  #answerPlainHttp(socket: Socket): void {
+    const refused = gatewayErrors.plainHttpOnHttpsPort();
+    this.#log.debug({ status: refused.httpStatus }, refused.message);
+    this.#telemetry.onUnseenRequest(refused.httpStatus);
+    closeAfterLinger(socket);
+    socket.resume();
+    socket.end(rawErrorResponse(refused));
   }
 
   /**
