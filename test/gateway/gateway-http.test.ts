@@ -342,6 +342,40 @@ describe('gateway HTTP semantics', () => {
     },
   );
 
+  it('lets a page read a failure in its request body (400, 408), not one in a head the parser refused', async () => {
+    const { gateway: started, port } = await startGateway(perTest, distributor, {
+      corsOrigins: [PAGE],
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 600,
+    });
+    await waitForRoute(started, 'POST /goods', 1);
+    const head = `POST /goods HTTP/1.1\r\nHost: x\r\nOrigin: ${PAGE}\r\nContent-Type: application/json\r\n`;
+    const [badChunk, slowBody, longUrl, slowHead] = await Promise.all([
+      raw(port, `${head}Transfer-Encoding: chunked\r\n\r\nzz\r\n`),
+      raw(port, `${head}Content-Length: 100\r\n\r\n{"name"`),
+      raw(port, `GET /goods?${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\nOrigin: ${PAGE}\r\n\r\n`),
+      raw(port, `GET /goods HTTP/1.1\r\nHost: x\r\nOrigin: ${PAGE}\r\n`),
+    ]);
+    // The request was handed on before its body failed: its answer is that request's, CORS and all.
+    for (const [answer, status] of [
+      [badChunk, 400],
+      [slowBody, 408],
+    ] as const) {
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(answer).toMatch(new RegExp(`\r\nAccess-Control-Allow-Origin: ${PAGE}\r\n`, 'i'));
+      expect(answer).toMatch(/\r\nVary: Origin\r\n/i);
+    }
+    // Node's parser hands over no header of a head it refused (its 'clientError' has no request):
+    // the Origin is not known, and the answer carries no CORS header (README, "CORS for browser pages").
+    for (const [answer, status] of [
+      [longUrl, 414],
+      [slowHead, 408],
+    ] as const) {
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(answer).not.toMatch(/Access-Control-/i);
+    }
+  });
+
   it('allows any origin with "*", without Vary', async () => {
     const port = await gateway(['*']);
     const get = await http(port, 'GET', '/goods', { headers: { Origin: 'https://any.example' } });
