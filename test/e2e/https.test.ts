@@ -1,37 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { httpsGet } from '../helpers/http.js';
 import { type Shop, servingCount, startShop } from './support/shop.js';
-
-/** One HTTPS GET that trusts `ca`, optionally with a client certificate. */
-function httpsGet(
-  url: string,
-  ca: string,
-  client?: { certFile: string; keyFile: string },
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const outgoing = request(
-      url,
-      {
-        ca: readFileSync(ca),
-        ...(client ? { cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) } : {}),
-        agent: false,
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-        );
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end();
-  });
-}
 
 describe('the gateway over HTTPS, with the whole shop on mTLS behind it', () => {
   const dir = mkdtempSync(join(tmpdir(), 'shop-https-'));

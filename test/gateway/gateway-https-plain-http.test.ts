@@ -1,33 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeTestPki } from '../helpers/certs.js';
-import { raw, rawBody } from '../helpers/http.js';
+import { httpsGet, raw, rawBody } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { startFakeGoods } from './support/fake-shop.js';
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
-
-/** One HTTPS GET on a new connection that trusts `caFile`. */
-function httpsGet(port: number, path: string, caFile: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const outgoing = request(
-      { host: '127.0.0.1', port, path, ca: readFileSync(caFile), agent: false },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-        );
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end();
-  });
-}
 
 /** Writes `bytes` on a new connection, keeps it open, and says when the gateway closed it and what it answered. */
 function sendAndHold(port: number, bytes: Buffer): { closed: () => boolean; answer: () => string } {
@@ -81,9 +62,9 @@ describe('gateway over HTTPS, spoken to in plain HTTP', () => {
   });
 
   it('still serves HTTPS on the same port, before and after plain HTTP', async () => {
-    expect((await httpsGet(port, '/goods', caFile)).status).toBe(200);
+    expect((await httpsGet(`https://127.0.0.1:${port}/goods`, caFile)).status).toBe(200);
     await raw(port, 'GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
-    const answer = await httpsGet(port, '/goods', caFile);
+    const answer = await httpsGet(`https://127.0.0.1:${port}/goods`, caFile);
     expect(answer.status).toBe(200);
     expect(answer.body).toContain('"name":"test Goods"');
   });
@@ -97,6 +78,6 @@ describe('gateway over HTTPS, spoken to in plain HTTP', () => {
       const socket = connect(port, '127.0.0.1', () => socket.end(bytes));
       socket.on('error', () => {});
     }
-    expect((await httpsGet(port, '/goods', caFile)).status).toBe(200);
+    expect((await httpsGet(`https://127.0.0.1:${port}/goods`, caFile)).status).toBe(200);
   });
 });

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 
 export interface HttpResult {
@@ -109,4 +111,31 @@ export function rawInPieces(port: number, pieces: readonly string[]): Promise<st
 /** The body of a raw HTTP response. */
 export function rawBody(response: string): string {
   return response.slice(response.indexOf('\r\n\r\n') + 4);
+}
+
+/** One HTTPS GET that trusts `ca`, optionally with a client certificate. */
+export function httpsGet(
+  url: string,
+  ca: string,
+  client?: { certFile: string; keyFile: string },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = httpsRequest(
+      url,
+      {
+        ca: readFileSync(ca),
+        ...(client ? { cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) } : {}),
+        agent: false,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end();
+  });
 }
