@@ -14,6 +14,8 @@ export interface DescriptorSet {
   readonly bytes: Buffer;
   /** The keys of the REST routes its `google.api.http` options declare (see validateDescriptorSet). */
   readonly routeKeys: readonly string[];
+  /** The gRPC services it defines, by full name. */
+  readonly services: readonly string[];
 }
 
 /** A set the store holds: a {@link DescriptorSet} with its GetDescriptorSet answer, encoded once. */
@@ -114,7 +116,7 @@ export class DescriptorSetStore {
       );
     }
     this.#checkRoom(name, key, bytes.length);
-    return { sha256, key, bytes, routeKeys: validateDescriptorSet(bytes, this.#limits) };
+    return { sha256, key, bytes, ...validateDescriptorSet(bytes, this.#limits) };
   }
 
   /** Throws RESOURCE_EXHAUSTED unless a node of `name` may start using `set`. */

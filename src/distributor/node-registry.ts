@@ -15,6 +15,7 @@ import {
   registrationBudget,
 } from './registration-limits.js';
 import { ANONYMOUS_PRINCIPAL } from './registry-auth.js';
+import { ReservedContract } from './reserved-contract.js';
 import { RouteOwners } from './route-owners.js';
 import { MAX_INSTANCE_ID_LENGTH, varintBytes } from './snapshot-size.js';
 
@@ -79,6 +80,8 @@ export interface NodeRegistryOptions {
   limits?: RegistrationLimits;
   /** This registry's instance id (Snapshot.instance_id); by default a random one. */
   instanceId?: string;
+  /** The services and routes only the names their contract gives may serve; the shop's by default. */
+  reserved?: ReservedContract;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -100,6 +103,7 @@ export class NodeRegistry {
   readonly descriptorSets: DescriptorSetStore;
   readonly #entries = new Map<string, Entry>();
   readonly #routeOwners: RouteOwners;
+  readonly #reserved: ReservedContract;
   readonly #listeners = new Set<SnapshotListener>();
   readonly #changeListeners = new Set<ChangeListener>();
   readonly #log: Logger;
@@ -115,8 +119,10 @@ export class NodeRegistry {
     now = () => new Date(),
     limits,
     instanceId,
+    reserved = ReservedContract.ofShop(),
   }: NodeRegistryOptions = {}) {
     this.#log = log;
+    this.#reserved = reserved;
     this.#now = now;
     this.#limits = limits ? registrationBudget(limits) : DEFAULT_BUDGET;
     this.#budget = new NodeBudget(limits ?? REGISTRATION_LIMITS, this.#limits);
@@ -204,7 +210,11 @@ export class NodeRegistry {
    * restarts before its old connection is seen dead registers again at once. An identity held by
    * another principal is refused with ALREADY_EXISTS until its holder leaves.
    *
-   * Route rule: a REST route (a key of its descriptor set's routes, "METHOD shape") belongs to the
+   * Reserved rule: a service of the shop's own contract, and its REST routes (or a route that would
+   * take some of their paths), may be registered only under the name its `served_by` option gives
+   * (see ReservedContract); any other name is refused with PERMISSION_DENIED.
+   *
+   * Route rule: any other REST route (a key of its descriptor set's routes, "METHOD shape") belongs to the
    * name that registered it first. Instances of that name may all declare it; a node of another name
    * that declares it is refused with ALREADY_EXISTS, and the conflict is logged, until every node of
    * the holding name has left.
@@ -213,7 +223,7 @@ export class NodeRegistry {
    * parsed again) and held in the store under its SHA-256 while the node is listed. `routeKeys`, if
    * given, stands for the keys its set declares (a test of the route rule).
    *
-   * Throws ALREADY_EXISTS; RESOURCE_EXHAUSTED when the node would break a limit; INVALID_ARGUMENT or
+   * Throws ALREADY_EXISTS; PERMISSION_DENIED; RESOURCE_EXHAUSTED when the node would break a limit; INVALID_ARGUMENT or
    * FAILED_PRECONDITION for its descriptor set (see DescriptorSetStore.resolve). A refused node
    * changes nothing and nobody is told.
    */
@@ -260,6 +270,7 @@ export class NodeRegistry {
       ? this.descriptorSets.resolve(node.name, sha256, description.descriptorSet)
       : undefined;
     const keys = routeKeys ?? descriptorSet?.routeKeys ?? [];
+    this.#reserved.check(description.name, descriptorSet?.services ?? [], keys);
     this.#checkRouteOwners(description.name, id, keys, previous?.routeKeys);
     if (descriptorSet) this.descriptorSets.check(node.name, descriptorSet);
     const lease: Lease = {

@@ -39,7 +39,9 @@ export function validateNodeDescription(
   limits: RegistrationLimits = REGISTRATION_LIMITS,
 ): string[] {
   validateNodeShape(node, limits);
-  return node.descriptorSet.length > 0 ? validateDescriptorSet(node.descriptorSet, limits) : [];
+  return node.descriptorSet.length > 0
+    ? [...validateDescriptorSet(node.descriptorSet, limits).routeKeys]
+    : [];
 }
 
 /**
@@ -165,13 +167,24 @@ function validateRouteSyntax(route: Route, limits: RegistrationLimits): void {
   }
 }
 
+/** What a node's descriptor set declares it serves. */
+export interface DeclaredContract {
+  /** The gRPC services it defines, by full name ("shop.v1.GoodsService"): a node serves every one. */
+  readonly services: readonly string[];
+  /** The keys of the REST routes its `google.api.http` options declare ("METHOD shape"). */
+  readonly routeKeys: readonly string[];
+}
+
 /**
- * Checks a descriptor set (see {@link validateNodeDescription}) and returns the keys of the REST
- * routes it declares. Throws INVALID_ARGUMENT. What it returns depends on the bytes and the limits
- * alone, so the distributor keeps it with each distinct set it holds instead of parsing the set again
- * for every instance that registers it.
+ * Checks a descriptor set (see {@link validateNodeDescription}) and returns what it declares.
+ * Throws INVALID_ARGUMENT. What it returns depends on the bytes and the limits alone, so the
+ * distributor keeps it with each distinct set it holds instead of parsing the set again for every
+ * instance that registers it.
  */
-export function validateDescriptorSet(descriptorSet: Uint8Array, limits: RegistrationLimits): string[] {
+export function validateDescriptorSet(
+  descriptorSet: Uint8Array,
+  limits: RegistrationLimits,
+): DeclaredContract {
   let registry: FileRegistry;
   try {
     registry = registryOfDescriptorSet(descriptorSet);
@@ -182,9 +195,8 @@ export function validateDescriptorSet(descriptorSet: Uint8Array, limits: Registr
       `descriptor_set must be a google.protobuf.FileDescriptorSet holding its files' imports${reason}`,
     );
   }
-  let services = 0;
-  for (const file of registry.files) services += file.services.length;
-  if (services === 0) throw invalid('descriptor_set defines no service: send none');
+  const services = [...registry.files].flatMap((file) => file.services.map((service) => service.typeName));
+  if (services.length === 0) throw invalid('descriptor_set defines no service: send none');
   const { routes, problems } = readHttpRoutes(registry);
   // Cut what is echoed, so that a refusal never carries a caller's megabytes into messages and logs.
   if (problems.length > 0) throw invalid(`google.api.http: ${problems[0]!.slice(0, 512)}`);
@@ -202,5 +214,5 @@ export function validateDescriptorSet(descriptorSet: Uint8Array, limits: Registr
       throw invalid(`route "${label}": at most ${limits.responseFields} envelope fields`);
     }
   }
-  return routes.map((route) => route.key);
+  return { services, routeKeys: routes.map((route) => route.key) };
 }

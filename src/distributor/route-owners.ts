@@ -72,7 +72,7 @@ export class RouteOwners {
         if (holder.name !== name) return { key, heldKey: key, holder: firstNode(holder) };
         continue;
       }
-      const { method, template } = parseKey(key);
+      const { method, template } = parseRouteKey(key);
       for (const [heldKey, other] of this.#byMethod.get(method) ?? []) {
         if (other.name !== name && templatesOverlap(template, other.template)) {
           return { key, heldKey, holder: firstNode(other) };
@@ -87,7 +87,7 @@ export class RouteOwners {
     for (const key of keys) {
       let holder = this.#holders.get(key);
       if (!holder) {
-        holder = { name, ...parseKey(key), nodes: new Set() };
+        holder = { name, ...parseRouteKey(key), nodes: new Set() };
         this.#holders.set(key, holder);
         let sameMethod = this.#byMethod.get(holder.method);
         if (!sameMethod) {
@@ -129,7 +129,7 @@ function firstNode(holder: RouteHolder): string {
 }
 
 /** A route key, "METHOD shape", read back: a shape is a template (its variables reduced to their patterns). */
-function parseKey(key: string): { method: string; template: PathTemplate } {
+export function parseRouteKey(key: string): { method: string; template: PathTemplate } {
   const space = key.indexOf(' ');
   return { method: key.slice(0, space), template: parsePathTemplate(key.slice(space + 1)) };
 }

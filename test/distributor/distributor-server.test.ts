@@ -2,6 +2,8 @@ import { credentials, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/bench/process-probes.js';
 import { type DistributorServer, observedHost } from '../../src/distributor/distributor-server.js';
+import { NodeRegistry } from '../../src/distributor/node-registry.js';
+import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import {
   type NodeDescription,
   NodeState,
@@ -199,9 +201,31 @@ describe('distributor over gRPC', () => {
     );
   });
 
-  it('refuses a service whose REST routes another service serves, with ALREADY_EXISTS, and logs it', async () => {
+  it("refuses a node of another name that declares a service of the shop's contract, with PERMISSION_DENIED, and logs it", async () => {
     const log = capturingLogger();
     const { address } = await startDistributor({ log: log.log });
+    // No goods is registered: goods' service and routes are goods' all the same.
+    const rival = openRegistration(address, describeNode(goodsNode({ name: 'rival', port: 9099 })));
+    expect(await rival.ended).toMatchObject({
+      code: status.PERMISSION_DENIED,
+      details:
+        'service "shop.v1.GoodsService" is served by "goods" (the served_by option of the shop\'s contract): a node named "rival" cannot serve it',
+    });
+    expect(log.lines).toContainEqual(
+      expect.objectContaining({ event: 'refused', code: 'PERMISSION_DENIED', peer: '127.0.0.1' }),
+    );
+    expect((await list(address)).snapshot!.nodes).toEqual([]);
+    const goods = openRegistration(address, describeNode(goodsNode()));
+    await vi.waitFor(() => expect(goods.responses).toHaveLength(1));
+  });
+
+  it('refuses a service whose REST routes another service serves, with ALREADY_EXISTS, and logs it', async () => {
+    const log = capturingLogger();
+    // The first-come rule of routes outside the shop's contract, shown on goods' as if they were.
+    const { address } = await startDistributor({
+      log: log.log,
+      registry: new NodeRegistry({ log: log.log, reserved: ReservedContract.none() }),
+    });
     const goods = openRegistration(address, describeNode(goodsNode()));
     await vi.waitFor(() => expect(goods.responses).toHaveLength(1));
     // Another service declaring GoodsService's routes (its descriptors copied).

@@ -3,9 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { ServiceError } from '../../src/common/service-error.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
 import { DEFAULT_BUDGET, REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
+import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { SNAPSHOT_LIMIT_BYTES } from '../../src/distributor/snapshot-size.js';
 import { type NodeDescription, NodeState, type Snapshot } from '../../src/gen/distributor.js';
-import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+import {
+  gatewayNode,
+  goodsDescriptorSet,
+  goodsDescriptorSetWithoutRoutes,
+  goodsNode,
+} from '../helpers/nodes.js';
 import { junkNodeOfEntrySize, largestResponseBytes, PIECE_BYTES, piecesOf } from './support/junk-nodes.js';
 
 function recordSnapshots(registry: NodeRegistry): Snapshot[] {
@@ -129,6 +135,61 @@ function refusal(join: () => unknown): ServiceError {
   throw new Error('the node was accepted');
 }
 
+describe("NodeRegistry reserved rule: the shop's contract names who serves each service", () => {
+  const reserved = (what: string, name: string) =>
+    `${what} (the served_by option of the shop's contract): a node named "${name}" cannot serve it`;
+
+  it('lets only the name a served_by option gives register the service or its routes, even while no node of it is listed', () => {
+    const registry = new NodeRegistry();
+    expect(ReservedContract.ofShop().services).toEqual(
+      new Map([
+        ['shop.v1.GoodsService', 'goods'],
+        ['shop.v1.MembersService', 'members'],
+        ['shop.v1.PurchasesService', 'purchases'],
+      ]),
+    );
+    const seen = recordSnapshots(registry);
+    // Nobody is listed: goods' service is still goods', with its routes or without them (which
+    // distributor:/// clients would otherwise resolve to the first name that defines it).
+    for (const descriptorSet of [goodsDescriptorSet(), goodsDescriptorSetWithoutRoutes()]) {
+      const rival = refusal(() =>
+        registry.join(goodsNode({ name: 'rival', descriptorSet }), '127.0.0.1', () => {}),
+      );
+      expect([rival.code, rival.message]).toEqual([
+        status.PERMISSION_DENIED,
+        reserved('service "shop.v1.GoodsService" is served by "goods"', 'rival'),
+      ]);
+    }
+    // Another service's route on a reserved path, or one that takes some of its paths.
+    const notes = (keys: string[]) =>
+      refusal(() =>
+        registry.join(gatewayNode({ name: 'notes', port: 9500 }), '127.0.0.1', () => {}, undefined, keys),
+      );
+    expect(notes(['GET /members']).message).toBe(
+      reserved('route "GET /members" is served by "members"', 'notes'),
+    );
+    expect(notes(['DELETE /goods/1']).message).toBe(
+      reserved('route "DELETE /goods/1" takes paths of route "DELETE /goods/*", served by "goods"', 'notes'),
+    );
+    for (const key of ['GET /{name}', 'POST /{all=**}', 'GET /purchases/*/**']) {
+      expect(notes([key]).code).toBe(status.PERMISSION_DENIED);
+    }
+    expect(seen).toHaveLength(0);
+    // Paths the reserved routes never take, and another method, are first-come as before; the
+    // names the contract gives register their own.
+    registry.join(gatewayNode({ name: 'notes', port: 9500 }), '127.0.0.1', () => {}, undefined, [
+      'GET /notes',
+      'GET /goods/*/reviews',
+      'PUT /members',
+    ]);
+    registry.join(goodsNode(), '127.0.0.1', () => {});
+    expect(registry.snapshot().nodes.map((node) => node.id)).toEqual([
+      'notes@127.0.0.1:9500',
+      'goods@127.0.0.1:9010',
+    ]);
+  });
+});
+
 describe('NodeRegistry takeover rule', () => {
   it('lets the same principal take over a live identity: newest wins', () => {
     const registry = new NodeRegistry();
@@ -168,7 +229,8 @@ describe('NodeRegistry takeover rule', () => {
   });
 
   it('refuses a node of another name that declares a route already served, until its holders leave', () => {
-    const registry = new NodeRegistry();
+    // The first-come rule, shown on the shop's services as if the distributor held no contract.
+    const registry = new NodeRegistry({ reserved: ReservedContract.none() });
     const first = registry.join(goodsNode(), '127.0.0.1', () => {});
     const second = registry.join(goodsNode({ port: 9011 }), '127.0.0.1', () => {});
     const seen = recordSnapshots(registry);
@@ -192,7 +254,8 @@ describe('NodeRegistry takeover rule', () => {
   });
 
   it('refuses a route of another name that takes paths of a held route, either way round, and changes nothing', () => {
-    const registry = new NodeRegistry();
+    // The first-come rule, shown on the shop's services as if the distributor held no contract.
+    const registry = new NodeRegistry({ reserved: ReservedContract.none() });
     const seen = recordSnapshots(registry);
     registry.join(goodsNode(), '127.0.0.1', () => {});
     // A literal under goods' template: the gateway, which tries literals first, would hand it over.
@@ -272,7 +335,8 @@ describe('NodeRegistry takeover rule', () => {
   });
 
   it('frees the routes of a node that registers again without them', () => {
-    const registry = new NodeRegistry();
+    // The first-come rule, shown on the shop's services as if the distributor held no contract.
+    const registry = new NodeRegistry({ reserved: ReservedContract.none() });
     registry.join(goodsNode(), '127.0.0.1', () => {});
     expect(
       refusal(() => registry.join(goodsNode({ name: 'rival', port: 9011 }), '127.0.0.1', () => {})).code,

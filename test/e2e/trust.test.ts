@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials as grpcCredentials, Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import { registerDistributorResolver } from '../../src/resolver/distributor-resolver.js';
@@ -298,9 +299,9 @@ describe('trust with mutual TLS, against real processes', () => {
     }
   });
   /**
-   * Members' certificate registers members, as it may, with a set that defines GoodsService and
-   * declares no REST route (so no route of goods' is claimed), at a server of its own; a resolver
-   * follows the list. Runs `check` with them, then takes them all down.
+   * Members' certificate registers members, as it may, with members' own descriptor set, at a server
+   * of its own that serves GoodsService as well; a resolver follows the list. Runs `check` with
+   * them, then takes them all down.
    */
   async function withMembersServingGoods(
     check: (
@@ -315,7 +316,7 @@ describe('trust with mutual TLS, against real processes', () => {
         name: 'members',
         host: '127.0.0.1',
         port: rogue.port,
-        descriptorSet: goodsDescriptorSetWithoutRoutes(),
+        descriptorSet: registrationDescriptorSet(['shop.v1.MembersService']),
       }),
       {
         credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }),
@@ -355,7 +356,28 @@ describe('trust with mutual TLS, against real processes', () => {
     }
   }
 
-  it('a node of another name whose descriptor set defines GoodsService gets no call of a distributor:///shop.v1.GoodsService client', async () => {
+  it("a node of another name that defines GoodsService is refused, even without goods' routes; a distributor:///shop.v1.GoodsService client calls goods alone", async () => {
+    // Members' certificate, members' name, goods' service without its REST routes: before the
+    // shop's contract named who serves each service, it was listed, for distributor:/// clients to
+    // pick if it came first.
+    const refused = await attemptRegistration(
+      shop.distributorAddress,
+      goodsNode({
+        name: 'members',
+        host: '127.0.0.1',
+        port: 1,
+        descriptorSet: goodsDescriptorSetWithoutRoutes(),
+      }),
+      {
+        credentials: channelCredentials(pki.files('members'), { expectedName: 'distributor' }),
+        channelOptions: distributorName(),
+      },
+    );
+    expect(refused).toMatchObject({
+      listed: false,
+      code: status.PERMISSION_DENIED,
+      details: expect.stringContaining('service "shop.v1.GoodsService" is served by "goods"'),
+    });
     await withMembersServingGoods(async (rogue, client) => {
       const goods = client('distributor:///shop.v1.GoodsService');
       for (let call = 0; call < 20; call++) {

@@ -102,7 +102,7 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
         },
         // A type served that nothing extends: an empty list, as grpc-go answers, since grpcurl
         // gives up on every option at the first error; a type it does not know: NOT_FOUND.
-        { all_extension_numbers_of_type: 'google.protobuf.ServiceOptions' },
+        { all_extension_numbers_of_type: 'google.protobuf.FieldOptions' },
         { all_extension_numbers_of_type: 'no.such.Type' },
         // The form the library answered before, still answered for a client that sends it.
         { all_extension_numbers_of_type: '.google.protobuf.MethodOptions' },
@@ -118,7 +118,7 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
       const noExtensions = none?.all_extension_numbers_response as
         | { base_type_name: string; extension_number?: number[] }
         | undefined;
-      expect(noExtensions?.base_type_name).toBe('google.protobuf.ServiceOptions');
+      expect(noExtensions?.base_type_name).toBe('google.protobuf.FieldOptions');
       expect(noExtensions?.extension_number ?? []).toEqual([]);
       expect((unknown?.error_response as { error_code: number } | undefined)?.error_code).toBe(
         status.NOT_FOUND,
