@@ -63,15 +63,15 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
   const queryFields = new Set(route.queryFields);
   const bodyField = route.body.kind === 'field' ? route.body.field : undefined;
   return ({ pathValues, query, body }) => {
-    let json: JsonObject = {};
+    let json = emptyObject();
     if (route.body.kind === 'all') {
-      if (body.kind === 'json') json = { ...body.object } as JsonObject;
+      if (body.kind === 'json') json = Object.assign(emptyObject(), body.object);
       else if (body.kind === 'text') addText(input, json, body.params, undefined);
     } else if (bodyField && body.kind !== 'none') {
       if (body.kind === 'json') {
         json[bodyField.name] = body.object as JsonObject;
       } else if (bodyField.fieldKind === 'message') {
-        const value: JsonObject = {};
+        const value = emptyObject();
         addText(bodyField.message, value, body.params, undefined);
         json[bodyField.name] = value;
       } else {
@@ -137,7 +137,7 @@ export function withoutValues(message: string): string {
  */
 function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number): JsonObject {
   if (depth > MAX_DEPTH) throw new InvalidParameterError(`${message.typeName}: nested too deeply`);
-  const known: JsonObject = {};
+  const known = emptyObject();
   for (const key of Object.keys(json)) {
     const field = fieldNamed(message, key);
     if (!field) continue;
@@ -251,7 +251,7 @@ function setPath(json: JsonObject, fields: readonly DescField[], value: unknown)
       target[field.name] = value as JsonObject[string];
       return;
     }
-    const child: JsonObject = isObject(existing) ? { ...existing } : {};
+    const child = Object.assign(emptyObject(), isObject(existing) ? existing : {});
     target[field.name] = child;
     target = child;
   });
@@ -297,7 +297,7 @@ function addText(
         throw new InvalidParameterError(`${key}: ${field.name} has no fields to set`);
       }
       const existing = Object.hasOwn(target, field.name) ? target[field.name] : undefined;
-      const child: JsonObject = isObject(existing) ? existing : {};
+      const child = isObject(existing) ? existing : emptyObject();
       target[field.name] = child;
       target = child;
       parent = field.message;
@@ -394,6 +394,15 @@ function messageText(message: DescMessage, text: string, name: string): unknown 
   if (STRING_FORMS.has(message.typeName)) return text;
   if (WRAPPERS.has(message.typeName)) return textToJson(message.fields[0]!, text);
   throw new InvalidParameterError(`${name} cannot be given in a query string or a form`);
+}
+
+/**
+ * A JSON object to build a request in, without a prototype: a proto field may be named `__proto__`
+ * (or `constructor`), and on a plain object assigning `__proto__` sets the prototype instead of the
+ * field, so that the field was dropped. The parser reads own keys only, as it does a parsed body's.
+ */
+function emptyObject(): JsonObject {
+  return Object.create(null) as JsonObject;
 }
 
 function isObject(value: unknown): value is JsonObject {

@@ -1,9 +1,13 @@
-import { create, fromBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, type JsonObject } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { gatewayErrors } from '../../src/gateway/gateway-error.js';
-import { compileRequestDecoder, InvalidParameterError } from '../../src/gateway/request-decoder.js';
+import {
+  compileRequestDecoder,
+  InvalidParameterError,
+  type RequestDecoder,
+} from '../../src/gateway/request-decoder.js';
 import { NO_INPUT } from '../../src/gateway/request-input.js';
 import {
   field,
@@ -524,5 +528,94 @@ describe('compileRequestDecoder: descriptor sets a node may register (proto2, od
     expect(value('constructor')).toEqual(['a', 'b']);
     expect(value('toString')).toEqual([1]);
     expect(value('valueOf')).toBe(2);
+  });
+});
+
+describe('compileRequestDecoder: a field named __proto__', () => {
+  // Legal in proto; on a plain object, assigning it sets the prototype instead of a key.
+  const file = create(FileDescriptorProtoSchema, {
+    name: 'test/proto-field.proto',
+    package: 'test.protofield.v1',
+    syntax: 'proto3',
+    messageType: [
+      message('Inner', [field('price', 1, Type.INT32)]),
+      message('Named', [field('__proto__', 1, Type.STRING), field('price', 2, Type.INT32)]),
+      message('Held', [
+        field('__proto__', 1, Type.MESSAGE, { typeName: '.test.protofield.v1.Inner' }),
+        field('price', 2, Type.INT32),
+      ]),
+    ],
+    service: [
+      {
+        name: 'ProtoFieldService',
+        method: [
+          {
+            name: 'Named',
+            inputType: '.test.protofield.v1.Named',
+            outputType: '.test.protofield.v1.Named',
+            options: httpOptions('POST /named', { body: '*', additional: ['GET /named'] }),
+          },
+          {
+            name: 'Held',
+            inputType: '.test.protofield.v1.Held',
+            outputType: '.test.protofield.v1.Held',
+            options: httpOptions('POST /held/{__proto__.price}', { body: '*' }),
+          },
+        ],
+      },
+    ],
+  });
+  const registry = registryOf(file);
+  const Named = registry.getMessage('test.protofield.v1.Named')!;
+  const Held = registry.getMessage('test.protofield.v1.Held')!;
+  const [postNamed, getNamed, postHeld] = readHttpRoutes(registry).routes;
+  const named = (route: typeof postNamed, request: Partial<Parameters<RequestDecoder>[0]>) =>
+    fromBinary(
+      Named,
+      compileRequestDecoder(route!)({ pathValues: [], query: '', body: NO_INPUT, ...request }),
+    ) as unknown as Record<string, unknown>;
+  // protobuf-es's own name of the field.
+  const local = Named.fields[0]!.localName;
+
+  it('reads it from a JSON body, a form and a query string, and leaves Object.prototype alone', () => {
+    const body = JSON.parse('{"__proto__":"x","price":1}') as JsonObject;
+    expect(named(postNamed, { body: { kind: 'json', object: body } })).toMatchObject({
+      [local]: 'x',
+      price: 1,
+    });
+    const form = new URLSearchParams('__proto__=y&price=2');
+    expect(named(postNamed, { body: { kind: 'text', params: form } })).toMatchObject({
+      [local]: 'y',
+      price: 2,
+    });
+    expect(named(getNamed, { query: '__proto__=z&price=3' })).toMatchObject({ [local]: 'z', price: 3 });
+    expect(() => named(getNamed, { query: '__proto__=z&__proto__=w' })).toThrow(InvalidParameterError);
+    // An object under the key is a value of the field, not a prototype whose keys become fields.
+    expect(() =>
+      named(postNamed, { body: { kind: 'json', object: JSON.parse('{"__proto__":{"price":7}}') } }),
+    ).toThrow(InvalidParameterError);
+    expect(({} as Record<string, unknown>).price).toBeUndefined();
+  });
+
+  it('reads a message under it, from the body and from a path variable into it', () => {
+    const decode = compileRequestDecoder(postHeld!);
+    const held = fromBinary(
+      Held,
+      decode({
+        pathValues: ['5'],
+        query: '',
+        body: { kind: 'json', object: JSON.parse('{"__proto__":{"price":7},"price":1}') },
+      }),
+    ) as unknown as Record<string, { price: number } | number>;
+    const local = Held.fields[0]!.localName;
+    // The path wins over the body, and the body's other fields stay.
+    expect(held[local]).toMatchObject({ price: 5 });
+    expect(held.price).toBe(1);
+    const bare = fromBinary(
+      Held,
+      decode({ pathValues: ['6'], query: '', body: { kind: 'json', object: {} } }),
+    ) as unknown as Record<string, { price: number }>;
+    expect(bare[local]).toMatchObject({ price: 6 });
+    expect(({} as Record<string, unknown>).price).toBeUndefined();
   });
 });
