@@ -427,4 +427,28 @@ describe('compileResponseRenderer', () => {
     ).getMessage('keyed.Keyed')!;
     expect(() => compile(keyed, ['key'])).toThrow('would repeat an envelope key');
   });
+
+  it('renders messages of no package named like Object.prototype members, and a field named __proto__', () => {
+    // `constructor` was looked up among the wrapper types and found Object, which is no scalar.
+    const odd = registryOf(
+      create(FileDescriptorProtoSchema, {
+        name: 'odd-names.proto',
+        syntax: 'proto3',
+        messageType: [
+          message('constructor', [field('price', 1, Type.INT32)]),
+          message('toString', [
+            field('inner', 1, Type.MESSAGE, { typeName: '.constructor' }),
+            field('__proto__', 2, Type.STRING),
+          ]),
+        ],
+      }),
+    );
+    const outer = odd.getMessage('toString')!;
+    const bytes = Buffer.from(
+      toBinary(outer, create(outer, { inner: { price: 3 }, [outer.fields[1]!.localName]: 'p' } as Init)),
+    );
+    expect(compile(outer, ['inner', '__proto__'])(bytes).toString()).toBe(
+      ',"inner":{"price":3},"__proto__":"p"',
+    );
+  });
 });
