@@ -1,7 +1,7 @@
 import type { DescField } from '@bufbuild/protobuf';
 import { KEYED_METHODS } from './idempotency-header.js';
 import { protoComment } from './proto-comments.js';
-import { type JsonSchema, messagesReachedFrom, ProtoSchemas } from './proto-json-schema.js';
+import { type JsonSchema, messagesReachedFrom, ProtoSchemas, withNote } from './proto-json-schema.js';
 import { grpcMethodName, type RestOperation } from './rest-operation.js';
 import { WRAPPER_SCALARS } from './wrapper-types.js';
 
@@ -150,7 +150,8 @@ form body. Numbers may be given as strings ("1000"); a value that does not conve
 type is "Invalid Parameters". Parameters the operation does not know are ignored.`;
 
 const METHOD_ORDER = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH'];
-const ENVELOPE_REF = '#/components/schemas/ErrorEnvelope';
+const ERROR_ENVELOPE = 'ErrorEnvelope';
+const ENVELOPE_REF = `#/components/schemas/${ERROR_ENVELOPE}`;
 
 /**
  * Builds the OpenAPI 3.1 document of a set of REST operations: per operation its parameters (path,
@@ -172,7 +173,7 @@ export function createOpenApiDocument(
   for (const operation of sorted) {
     requestFields.push(...requestCarriedFields(operation));
   }
-  const schemas = new ProtoSchemas(messagesReachedFrom(requestFields));
+  const schemas = new ProtoSchemas(messagesReachedFrom(requestFields), [ERROR_ENVELOPE]);
   const paths: Record<string, Record<string, JsonSchema>> = {};
   const tags = new Map<string, string | undefined>();
   const operationIds = new Set<string>();
@@ -200,7 +201,7 @@ export function createOpenApiDocument(
     tags: [...tags].map(([name, description]) => (description ? { name, description } : { name })),
     paths,
     components: {
-      schemas: { ErrorEnvelope: errorEnvelopeSchema(), ...schemas.components() },
+      schemas: { [ERROR_ENVELOPE]: errorEnvelopeSchema(), ...schemas.components() },
       responses: Object.fromEntries(
         ERROR_RESPONSES.map((error) => [
           error.name,
@@ -312,29 +313,36 @@ function requestBody(operation: RestOperation, schemas: ProtoSchemas): JsonSchem
 
 /** The answer of a routed request: the envelope, then the operation's fields on success. */
 function envelopeSchema(operation: RestOperation, schemas: ProtoSchemas): JsonSchema {
-  const properties: Record<string, JsonSchema> = {
-    key: {
-      type: 'integer',
-      minimum: 0,
-      description: "The request's number: the gateway counts the requests it routes, from 0.",
-    },
-    errorcode: { type: 'integer', enum: [0, 1], description: '0: success; 1: failure.' },
-    errormessage: { type: 'string', description: '"success", or what went wrong.' },
-  };
+  // A Map, made an object by definition: an operation's field may be named `__proto__`.
+  const properties = new Map<string, JsonSchema>(
+    Object.entries({
+      key: {
+        type: 'integer',
+        minimum: 0,
+        description: "The request's number: the gateway counts the requests it routes, from 0.",
+      },
+      errorcode: { type: 'integer', enum: [0, 1], description: '0: success; 1: failure.' },
+      errormessage: { type: 'string', description: '"success", or what went wrong.' },
+    }),
+  );
   for (const field of operation.envelopeFields) {
-    properties[field.name] = withNote(schemas.field(field), 'Present when `errorcode` is 0.');
+    properties.set(field.name, withNote(schemas.field(field), 'Present when `errorcode` is 0.'));
   }
   for (const field of operation.onePageFields ?? []) {
-    properties[field.name] ??= withNote(
-      schemas.field(field),
-      'Present when the request asks for one page (gives `page_size` or `page_token`); otherwise the ' +
-        'gateway follows every page and answers the whole list.',
+    if (properties.has(field.name)) continue;
+    properties.set(
+      field.name,
+      withNote(
+        schemas.field(field),
+        'Present when the request asks for one page (gives `page_size` or `page_token`); otherwise the ' +
+          'gateway follows every page and answers the whole list.',
+      ),
     );
   }
   return {
     type: 'object',
     required: ['key', 'errorcode', 'errormessage'],
-    properties,
+    properties: Object.fromEntries(properties),
     additionalProperties: false,
   };
 }
@@ -407,9 +415,4 @@ function methodRank(method: string): number {
 
 function describedBy(description: string | undefined): { description?: string } {
   return description ? { description } : {};
-}
-
-function withNote(schema: JsonSchema, note: string): JsonSchema {
-  const description = typeof schema.description === 'string' ? `${schema.description}\n\n${note}` : note;
-  return { ...schema, description };
 }

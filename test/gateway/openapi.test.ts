@@ -1,5 +1,9 @@
 import { create, createFileRegistry, type DescMessage, type FileRegistry } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import {
+  type FieldDescriptorProto,
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+} from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
@@ -8,9 +12,9 @@ import { compileCallPlan } from '../../src/gateway/call-plan.js';
 import { createOpenApiDocument, type OpenApiDocument } from '../../src/gateway/openapi.js';
 import type { RestOperation } from '../../src/gateway/rest-operation.js';
 import { Route } from '../../src/gateway/route-table.js';
-import { operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
+import { operationOf, operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
-import { kitchenFile, registryOf } from './support/descriptors.js';
+import { field, httpOptions, kitchenFile, message, registryOf, Type } from './support/descriptors.js';
 import { answerSchema, expectValidOpenApi, schemaValidator } from './support/openapi.js';
 
 /** The shop's routes as its services declare them (HttpRules), each served by one instance, over `registry`. */
@@ -433,5 +437,151 @@ describe('operations shaped by HttpRules (what the rest-contract route model fee
       'description',
     ]);
     expect(Object.keys(patch.responses['200'].content['application/json'].schema.properties)).toContain('id');
+  });
+});
+
+/**
+ * A file of its own (each service registers its own descriptors) with `package`'s `ItemService`:
+ * `POST /{path}` (body `*`) takes and answers an `Item` of the given fields, showing all of them
+ * and `others`, a list of `Item`. `Item` has the comment `comment`.
+ */
+function itemFile(pkg: string, path: string, fields: FieldDescriptorProto[], comment = 'An item.') {
+  const prefix = pkg ? `.${pkg}` : '';
+  const others = field('others', 99, Type.MESSAGE, { repeated: true, typeName: `${prefix}.Item` });
+  return create(FileDescriptorProtoSchema, {
+    name: `${pkg || 'root'}/${path}.proto`,
+    package: pkg,
+    syntax: 'proto3',
+    messageType: [message('Item', [...fields, others])],
+    service: [
+      {
+        name: 'ItemService',
+        method: [
+          {
+            name: 'Put',
+            inputType: `${prefix}.Item`,
+            outputType: `${prefix}.Item`,
+            options: httpOptions(`POST /${path}`, {
+              body: '*',
+              envelope: [...fields.map((one) => one.name), 'others'],
+            }),
+          },
+        ],
+      } as never,
+    ],
+    // The comment of message 0 (path [4, 0]).
+    sourceCodeInfo: { location: [{ path: [4, 0], span: [0, 0, 0], leadingComments: ` ${comment}\n` }] },
+  });
+}
+
+/** The operations of each file's routes, each file in a registry of its own, as services register. */
+function operationsOfFiles(...files: ReturnType<typeof itemFile>[]): RestOperation[] {
+  return files.flatMap((file) =>
+    readHttpRoutes(registryOf(file)).routes.map((route) => operationOf(route, false)!),
+  );
+}
+
+/** The `$ref` of `others` items in the answer of `POST path`: the schema its Item is named by. */
+function itemRef(document: OpenApiDocument, path: string): string {
+  return properties(document, 'POST', `/${path}`).others.items.$ref;
+}
+
+describe('names of the schemas of proto types', () => {
+  it('names messages by full name, so that like-named ones of two packages are told apart', async () => {
+    const document = createOpenApiDocument(
+      operationsOfFiles(
+        itemFile('shop.a', 'a', [field('name', 1, Type.STRING)]),
+        itemFile('shop.b', 'b', [field('count', 1, Type.INT32)]),
+      ),
+      { version: '1' },
+    );
+    await expectValidOpenApi(document);
+    expect(itemRef(document, 'a')).toBe('#/components/schemas/shop.a.Item');
+    expect(itemRef(document, 'b')).toBe('#/components/schemas/shop.b.Item');
+    expect(Object.keys((document.components.schemas['shop.a.Item'] as Json).properties)).toEqual([
+      'name',
+      'others',
+    ]);
+  });
+
+  it('gives a second definition of one full name, from another service, a schema of its own', async () => {
+    const older = itemFile('test.clash.v1', 'old', [field('name', 1, Type.STRING)]);
+    const newer = itemFile('test.clash.v1', 'new', [
+      field('name', 1, Type.STRING),
+      field('size', 2, Type.INT32),
+    ]);
+    const same = itemFile('test.clash.v1', 'same', [field('name', 1, Type.STRING)]);
+    const document = createOpenApiDocument(operationsOfFiles(older, newer, same), { version: '1' });
+    await expectValidOpenApi(document);
+    const schemas = document.components.schemas as Json;
+    // Operations are met by path: /new, /old, /same.
+    expect(itemRef(document, 'new')).toBe('#/components/schemas/test.clash.v1.Item');
+    expect(itemRef(document, 'old')).toBe('#/components/schemas/test.clash.v1.Item-2');
+    // The same definition from a third service's descriptors is the same schema.
+    expect(itemRef(document, 'same')).toBe('#/components/schemas/test.clash.v1.Item-2');
+    expect(Object.keys(schemas['test.clash.v1.Item'].properties)).toEqual(['name', 'size', 'others']);
+    expect(Object.keys(schemas['test.clash.v1.Item-2'].properties)).toEqual(['name', 'others']);
+    expect(schemas['test.clash.v1.Item-2'].properties.others.items.$ref).toBe(
+      '#/components/schemas/test.clash.v1.Item-2',
+    );
+    expect(schemas['test.clash.v1.Item-2'].description).toMatch(
+      /^An item\.\n\nAnother definition of `test\.clash\.v1\.Item`/,
+    );
+    // Another comment is another definition too: each schema says its own.
+    const commented = itemFile('test.clash.v1', 'said', [field('name', 1, Type.STRING)], 'Said otherwise.');
+    const both = createOpenApiDocument(operationsOfFiles(older, commented), { version: '1' });
+    expect(itemRef(both, 'said')).toBe('#/components/schemas/test.clash.v1.Item-2');
+    expect((both.components.schemas['test.clash.v1.Item-2'] as Json).description).toMatch(/^Said otherwise/);
+  });
+
+  it("keeps the gateway's ErrorEnvelope, and types named like Object's members, apart from proto types", async () => {
+    const envelope = itemFile('', 'envelope', [field('name', 1, Type.STRING)]);
+    envelope.messageType[0]!.name = 'ErrorEnvelope';
+    const named = itemFile('', 'constructor', [field('name', 1, Type.STRING)]);
+    named.messageType[0]!.name = 'constructor';
+    for (const file of [envelope, named]) {
+      const name = file.messageType[0]!.name;
+      file.messageType[0]!.field[1]!.typeName = `.${name}`;
+      file.service[0]!.method[0]!.inputType = `.${name}`;
+      file.service[0]!.method[0]!.outputType = `.${name}`;
+    }
+    const document = createOpenApiDocument(operationsOfFiles(envelope, named), { version: '1' });
+    await expectValidOpenApi(document);
+    const schemas = document.components.schemas as Json;
+    expect(schemas.ErrorEnvelope.properties.errorcode).toEqual({ const: 1 });
+    expect(itemRef(document, 'envelope')).toBe('#/components/schemas/ErrorEnvelope-2');
+    expect(Object.keys(schemas['ErrorEnvelope-2'].properties)).toEqual(['name', 'others']);
+    expect(itemRef(document, 'constructor')).toBe('#/components/schemas/constructor');
+    const own = Object.getOwnPropertyDescriptor(schemas, 'constructor')?.value as Json | undefined;
+    expect(Object.keys(own?.properties ?? {})).toEqual(['name', 'others']);
+  });
+});
+
+describe('a proto field named __proto__', () => {
+  it('is a property of the request body, of the answer and of the message schema', async () => {
+    const file = itemFile('test.odd.v1', 'odd', [
+      field('__proto__', 1, Type.STRING),
+      field('name', 2, Type.STRING),
+    ]);
+    const document = createOpenApiDocument(operationsOfFiles(file), { version: '1' });
+    await expectValidOpenApi(document);
+    const served = JSON.parse(JSON.stringify(document)) as Json;
+    const post = served.paths['/odd'].post;
+    expect(Object.keys(post.requestBody.content['application/json'].schema.properties)).toEqual([
+      '__proto__',
+      'name',
+      'others',
+    ]);
+    expect(Object.keys(post.responses['200'].content['application/json'].schema.properties)).toEqual([
+      'key',
+      'errorcode',
+      'errormessage',
+      '__proto__',
+      'name',
+      'others',
+    ]);
+    const item = served.components.schemas['test.odd.v1.Item'];
+    expect(Object.keys(item.properties)).toEqual(['__proto__', 'name', 'others']);
+    expect(Object.getOwnPropertyDescriptor(item.properties, '__proto__')?.value).toEqual({ type: 'string' });
   });
 });
