@@ -3,13 +3,73 @@ import { request } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DOCS_CONTENT_SECURITY_POLICY } from '../../src/gateway/docs-page.js';
 import type { OpenApiDocument } from '../../src/gateway/openapi.js';
 import { http, httpJson } from '../helpers/http.js';
-import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
+import { descriptorSetOf, field, httpOptions, message, registryOf, Type } from './support/descriptors.js';
 import { startFakeGoods, startFakeMembers, startFakePurchases } from './support/fake-shop.js';
 import { answerSchema, errorSchema, expectValidOpenApi, schemaValidator } from './support/openapi.js';
+
+/**
+ * A service of another package whose message is named like the shop's (`test.other.v1.Goods`) and
+ * has a field named `__proto__`, legal in proto: `POST /other-goods` (body `*`) echoes it.
+ */
+function otherGoodsFile() {
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/other-goods.proto',
+    package: 'test.other.v1',
+    syntax: 'proto3',
+    messageType: [
+      message('Goods', [field('__proto__', 1, Type.STRING), field('label', 2, Type.STRING)]),
+      message('Echoed', [field('item', 1, Type.MESSAGE, { typeName: '.test.other.v1.Goods' })]),
+    ],
+    service: [
+      {
+        name: 'OtherGoodsService',
+        method: [
+          {
+            name: 'Echo',
+            inputType: '.test.other.v1.Goods',
+            outputType: '.test.other.v1.Echoed',
+            options: httpOptions('POST /other-goods', { body: '*', envelope: ['item'] }),
+          },
+        ],
+      } as never,
+    ],
+  });
+}
+
+async function startOtherGoods(closer: Closer, distributor: string): Promise<void> {
+  const file = otherGoodsFile();
+  const registry = registryOf(file);
+  const Goods = registry.getMessage('test.other.v1.Goods')!;
+  const Echoed = registry.getMessage('test.other.v1.Echoed')!;
+  await startService(closer, {
+    distributor,
+    name: 'other-goods',
+    definition: {
+      Echo: {
+        path: '/test.other.v1.OtherGoodsService/Echo',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value: Parameters<typeof toBinary>[1]) => Buffer.from(toBinary(Goods, value)),
+        requestDeserialize: (bytes: Buffer) => fromBinary(Goods, bytes),
+        responseSerialize: (value: Parameters<typeof toBinary>[1]) => Buffer.from(toBinary(Echoed, value)),
+        responseDeserialize: (bytes: Buffer) => fromBinary(Echoed, bytes),
+      },
+    },
+    implementation: {
+      Echo: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) =>
+        callback(null, create(Echoed, { item: call.request } as never)),
+    },
+    descriptorSet: descriptorSetOf(file),
+  });
+}
 
 const distDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 
@@ -78,6 +138,7 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     // The proto comments travelled in the descriptor sets the services registered.
     expect(before.tags[0]).toEqual({ name: 'shop.v1.GoodsService', description: 'The goods catalogue.' });
     expect(before.paths['/goods']!.get!.description).toMatch(/^Lists the catalogue in id order/);
+    // Exact: the distributor is this file's own, so only the services it starts register.
     expect(operations(before)).toEqual([
       'GET /goods',
       'POST /goods',
@@ -104,6 +165,40 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     await purchases.stop();
     await waitForRoute(started, 'GET /purchases', 0);
     expect(operations(await openApi(port))).toEqual(operations(before));
+  });
+
+  it("documents a service of another package beside the shop's: its like-named message apart, a __proto__ field in it", async () => {
+    const { port, gateway: started } = await gateway();
+    const before = await openApi(port);
+    await startOtherGoods(perTest, distributor);
+    await waitForRoute(started, 'POST /other-goods', 1);
+    const document = await openApi(port);
+    await expectValidOpenApi(document);
+    // The shop's operations and schemas are documented as they were.
+    const schemas = document.components.schemas;
+    expect(schemas['shop.v1.Goods']).toEqual(before.components.schemas['shop.v1.Goods']);
+    for (const path of Object.keys(before.paths)) expect(document.paths[path]).toEqual(before.paths[path]);
+    const other = schemas['test.other.v1.Goods'] as { properties: object };
+    expect(Object.keys(other.properties)).toEqual(['__proto__', 'label']);
+    const post = document.paths['/other-goods']!.post as {
+      requestBody: { content: Record<string, { schema: { properties: object } }> };
+    };
+    expect(Object.keys(post.requestBody.content['application/json']!.schema.properties)).toEqual([
+      '__proto__',
+      'label',
+    ]);
+
+    // The gateway takes the field and answers it, as documented.
+    const echoed = await httpJson(port, 'POST', '/other-goods', JSON.parse('{"__proto__":"p","label":"l"}'));
+    expect(echoed.status).toBe(200);
+    expect(echoed.body).toMatch(
+      /"errorcode":0,"errormessage":"success","item":\{"__proto__":"p","label":"l"\}\}$/,
+    );
+    const form = await http(port, 'POST', '/other-goods', {
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: '__proto__=f&label=m',
+    });
+    expect(form.body).toMatch(/"item":\{"__proto__":"f","label":"m"\}\}$/);
   });
 
   it('takes no request key: routed requests still count from 0', async () => {
