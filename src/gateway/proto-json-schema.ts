@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
 import { protoComment } from './proto-comments.js';
 import { WRAPPER_SCALARS } from './wrapper-types.js';
@@ -8,12 +7,6 @@ export type JsonSchema = { [keyword: string]: unknown };
 
 /** Where the schemas of named types live in the document. */
 const COMPONENTS = '#/components/schemas/';
-
-/** A type that gets a named schema in `components`. */
-type NamedType = DescMessage | DescEnum;
-
-/** How a schema under construction refers to a named type. */
-type RefOf = (type: NamedType) => string;
 
 /**
  * JSON Schemas of protobuf types as the gateway reads and writes them (request-transcoder.ts,
@@ -29,34 +22,31 @@ type RefOf = (type: NamedType) => string;
  *
  * Messages and enums become named schemas (by full name, e.g. `shop.v1.Goods`) in `components`,
  * referred to with `$ref`, so recursive types work; the well-known types above are inlined. Each
- * service registers descriptors of its own, so two of them may define one full name differently
- * (one deployed before a field was added, say): the first definition met keeps the full name, the
- * others are `shop.v1.Goods-2`, `-3`... (a proto name has no `-`, so these meet no real type's);
- * a definition is the type with its comments and every type it reaches. The names the caller
- * reserves (the gateway's own schemas) count as taken by another definition.
+ * service registers descriptors of its own, so two may define one full name differently (one
+ * deployed before a field was added, say): the first met, by path, gives the schema. Telling the
+ * definitions apart would compare every type each one reaches, work that a registered descriptor
+ * set can make quadratic, for a difference that lasts as long as a rolling deploy.
  */
 export class ProtoSchemas {
+  /** A Map, made an object by definition at the end: a proto type may be named `constructor`. */
   readonly #components = new Map<string, JsonSchema>();
   readonly #inputTypes: ReadonlySet<string>;
-  /** Per full name, the keys of its definitions in the order met: the index makes the name. */
-  readonly #definitions = new Map<string, string[]>();
-  readonly #names = new Map<NamedType, string>();
-  readonly #keys = new Map<NamedType, string>();
-  readonly #shallow = new Map<NamedType, string>();
+  readonly #reservedNames: ReadonlySet<string>;
 
   /**
    * @param inputTypes the full names of the messages that requests may carry (see
    *   {@link messagesReachedFrom}): their fields are never required, and unknown fields are allowed.
-   * @param reservedNames component names the document uses for schemas of its own.
+   * @param reservedNames component names the document uses for schemas of its own: a proto type of
+   *   that full name (a message of no package named `ErrorEnvelope`) is named with `-2` after it
+   *   (a proto name has no `-`, so that meets no real type's).
    */
   constructor(inputTypes: ReadonlySet<string>, reservedNames: Iterable<string> = []) {
     this.#inputTypes = inputTypes;
-    for (const name of reservedNames) this.#definitions.set(name, ['']);
+    this.#reservedNames = new Set(reservedNames);
   }
 
   /** The named schemas made so far, for `components.schemas`, sorted by name. */
   components(): Record<string, JsonSchema> {
-    // fromEntries defines its keys, so that a type named `__proto__` stays a key.
     return Object.fromEntries([...this.#components].sort(([a], [b]) => (a < b ? -1 : 1)));
   }
 
@@ -67,32 +57,32 @@ export class ProtoSchemas {
 
   /** The schema of a field's value in JSON, without description (for a parameter, which has one). */
   value(field: DescField): JsonSchema {
-    return this.#fieldValue(field, this.#componentRef);
+    return this.#fieldValue(field);
   }
 
   /** An object schema of some of a message's fields (a request body less its path variables). */
   object(message: DescMessage, fields: readonly DescField[]): JsonSchema {
-    return described(
-      { type: 'object', properties: this.#properties(fields, this.#componentRef) },
-      protoComment(message),
-    );
+    return described({ type: 'object', properties: this.#properties(fields) }, protoComment(message));
   }
 
   /** Field schemas by field name, defined rather than assigned: a field may be named `__proto__`. */
-  #properties(fields: readonly DescField[], refOf: RefOf): JsonSchema {
-    return Object.fromEntries(
-      fields.map((field) => [field.name, described(this.#fieldValue(field, refOf), protoComment(field))]),
-    );
+  #properties(fields: readonly DescField[]): JsonSchema {
+    return Object.fromEntries(fields.map((field) => [field.name, this.field(field)]));
   }
 
-  #fieldValue(field: DescField, refOf: RefOf): JsonSchema {
+  /** The component name of a type: its full name, unless the document's own schemas hold that. */
+  #nameOf(typeName: string): string {
+    return this.#reservedNames.has(typeName) ? `${typeName}-2` : typeName;
+  }
+
+  #fieldValue(field: DescField): JsonSchema {
     switch (field.fieldKind) {
       case 'scalar':
         return scalarSchema(field.scalar);
       case 'enum':
-        return { $ref: refOf(field.enum) };
+        return this.#enumRef(field.enum);
       case 'message':
-        return messageValue(field.message, true, refOf);
+        return this.#messageValue(field.message, true);
       case 'list':
         return {
           type: 'array',
@@ -100,16 +90,16 @@ export class ProtoSchemas {
             field.listKind === 'scalar'
               ? scalarSchema(field.scalar)
               : field.listKind === 'enum'
-                ? { $ref: refOf(field.enum) }
-                : messageValue(field.message, false, refOf),
+                ? this.#enumRef(field.enum)
+                : this.#messageValue(field.message, false),
         };
       case 'map': {
         const value =
           field.mapKind === 'scalar'
             ? scalarSchema(field.scalar)
             : field.mapKind === 'enum'
-              ? { $ref: refOf(field.enum) }
-              : messageValue(field.message, false, refOf);
+              ? this.#enumRef(field.enum)
+              : this.#messageValue(field.message, false);
         const keys = mapKeyPattern(field.mapKey);
         return {
           type: 'object',
@@ -120,137 +110,56 @@ export class ProtoSchemas {
     }
   }
 
-  /** The reference to a type's named schema, made (with those it reaches) on first use. */
-  readonly #componentRef = (type: NamedType): string => {
-    const name = this.#nameOf(type);
+  /** A message value: a well-known type inlined, else a reference; `nullable` for a singular field. */
+  #messageValue(message: DescMessage, nullable: boolean): JsonSchema {
+    const wellKnown = wellKnownSchema(message);
+    if (wellKnown) return wellKnown;
+    const ref = { $ref: this.#messageRef(message) };
+    return nullable ? { oneOf: [ref, { type: 'null' }] } : ref;
+  }
+
+  #messageRef(message: DescMessage): string {
+    const name = this.#nameOf(message.typeName);
     if (!this.#components.has(name)) {
       // Claimed before the fields are walked, so that a recursive type refers to itself.
       this.#components.set(name, {});
-      const schema = this.#schemaOf(type, this.#componentRef);
-      const first = this.#definitions.get(type.typeName)![0] === this.#keyOf(type);
+      const properties = this.#properties(message.fields);
+      const answersOnly = !this.#inputTypes.has(message.typeName);
+      // An answer shows every field, except the members of a oneof that are not set.
+      const required = answersOnly
+        ? message.fields.filter((field) => field.oneof === undefined).map((field) => field.name)
+        : [];
       this.#components.set(
         name,
-        first
-          ? schema
-          : withNote(
-              schema,
-              `Another definition of \`${type.typeName}\` than the schema of that name: the services registered differing descriptors for it.`,
-            ),
+        described(
+          {
+            type: 'object',
+            properties,
+            ...(required.length > 0 ? { required } : {}),
+            ...(answersOnly ? { additionalProperties: false } : {}),
+          },
+          protoComment(message),
+        ),
       );
     }
     return `${COMPONENTS}${name}`;
-  };
-
-  #schemaOf(type: NamedType, refOf: RefOf): JsonSchema {
-    return type.kind === 'enum' ? enumSchema(type) : this.#messageSchema(type, refOf);
   }
 
-  #messageSchema(message: DescMessage, refOf: RefOf): JsonSchema {
-    const answersOnly = !this.#inputTypes.has(message.typeName);
-    // An answer shows every field, except the members of a oneof that are not set.
-    const required = answersOnly
-      ? message.fields.filter((field) => field.oneof === undefined).map((field) => field.name)
-      : [];
-    return described(
-      {
-        type: 'object',
-        properties: this.#properties(message.fields, refOf),
-        ...(required.length > 0 ? { required } : {}),
-        ...(answersOnly ? { additionalProperties: false } : {}),
-      },
-      protoComment(message),
-    );
-  }
-
-  /** The component name of a type: its full name, suffixed when another definition took that. */
-  #nameOf(type: NamedType): string {
-    let name = this.#names.get(type);
-    if (name === undefined) {
-      const key = this.#keyOf(type);
-      const met = this.#definitions.get(type.typeName) ?? [];
-      this.#definitions.set(type.typeName, met);
-      let index = met.indexOf(key);
-      if (index < 0) index = met.push(key) - 1;
-      name = index === 0 ? type.typeName : `${type.typeName}-${index + 1}`;
-      this.#names.set(type, name);
+  #enumRef(desc: DescEnum): JsonSchema {
+    const name = this.#nameOf(desc.typeName);
+    if (!this.#components.has(name)) {
+      const values = desc.values.map((value) => {
+        const comment = protoComment(value);
+        return comment ? `- \`${value.name}\`: ${comment}` : `- \`${value.name}\``;
+      });
+      const comment = protoComment(desc);
+      this.#components.set(name, {
+        type: 'string',
+        enum: desc.values.map((value) => value.name),
+        description: [comment, values.join('\n')].filter(Boolean).join('\n\n'),
+      });
     }
-    return name;
-  }
-
-  /**
-   * What makes two descriptors of one full name the same schema: the schemas, written with refs by
-   * full name, of the type and of every type it reaches (each service's descriptors are objects of
-   * their own, so that identity says nothing).
-   */
-  #keyOf(type: NamedType): string {
-    let key = this.#keys.get(type);
-    if (key === undefined) {
-      const hash = createHash('sha256');
-      const seen = new Set<NamedType>();
-      const visit = (reached: NamedType): void => {
-        if (seen.has(reached)) return;
-        seen.add(reached);
-        hash.update(this.#shallowOf(reached)).update('\n');
-        if (reached.kind === 'message') {
-          for (const field of reached.fields) {
-            const held = heldType(field);
-            if (held) visit(held);
-          }
-        }
-      };
-      visit(type);
-      key = hash.digest('base64');
-      this.#keys.set(type, key);
-    }
-    return key;
-  }
-
-  /** A type's own schema as text, refs by full name. */
-  #shallowOf(type: NamedType): string {
-    let text = this.#shallow.get(type);
-    if (text === undefined) {
-      text = JSON.stringify([type.typeName, this.#schemaOf(type, (held) => held.typeName)]);
-      this.#shallow.set(type, text);
-    }
-    return text;
-  }
-}
-
-/** A message value: a well-known type inlined, else a reference; `nullable` for a singular field. */
-function messageValue(message: DescMessage, nullable: boolean, refOf: RefOf): JsonSchema {
-  const wellKnown = wellKnownSchema(message);
-  if (wellKnown) return wellKnown;
-  const ref = { $ref: refOf(message) };
-  return nullable ? { oneOf: [ref, { type: 'null' }] } : ref;
-}
-
-function enumSchema(desc: DescEnum): JsonSchema {
-  const values = desc.values.map((value) => {
-    const comment = protoComment(value);
-    return comment ? `- \`${value.name}\`: ${comment}` : `- \`${value.name}\``;
-  });
-  const comment = protoComment(desc);
-  return {
-    type: 'string',
-    enum: desc.values.map((value) => value.name),
-    description: [comment, values.join('\n')].filter(Boolean).join('\n\n'),
-  };
-}
-
-/** The named type a field holds (its message or enum, of the element or value for a list or map). */
-function heldType(field: DescField): NamedType | undefined {
-  switch (field.fieldKind) {
-    case 'scalar':
-      return undefined;
-    case 'enum':
-      return field.enum;
-    case 'message':
-      return wellKnownSchema(field.message) ? undefined : field.message;
-    case 'list':
-    case 'map': {
-      const held = field.enum ?? field.message;
-      return held && !(held.kind === 'message' && wellKnownSchema(held)) ? held : undefined;
-    }
+    return { $ref: `${COMPONENTS}${name}` };
   }
 }
 
