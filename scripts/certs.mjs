@@ -4,10 +4,15 @@
 // signed by the openssl CLI. Importable: the tests make throwaway PKIs with the same functions.
 //
 //   npm run certs -- [--out DIR] [--host NAME_OR_IP]... [--host COMPONENT=NAME_OR_IP]... [--new-ca]
+//                    [--ca-name NAME]
 //
 // An existing CA in DIR is kept and the component certificates are issued again from it, so that a
 // re-run renews them and running components pick them up (they re-read their files); --new-ca
-// replaces the CA too. For development only: the CA key sits next to the certificates.
+// replaces the CA too. A CA this run makes is named "shop development CA" unless --ca-name says
+// otherwise: a second CA for some components (a split CA) needs a name of its own, as a component
+// refuses to start with a certificate of a CA named as one of its CA file that did not sign it
+// (the mistake of mixing two runs' files). For development only: the CA key sits next to the
+// certificates.
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
@@ -146,15 +151,16 @@ export function issueCertificate(ca, dir, { name, identity = name, hosts = [], d
 /**
  * Makes the development PKI in `dir`: `ca.crt`/`ca.key` (kept if both exist, unless `newCa`) and
  * `<name>.crt`/`<name>.key` for each of `names`, with `hosts` on every certificate and
- * `hostsByName[name]` on that component's only.
+ * `hostsByName[name]` on that component's only. A CA it makes is named `caName` if given.
  * @param {string} dir
- * @param {{ names?: readonly string[], hosts?: readonly string[], hostsByName?: Readonly<Record<string, readonly string[]>>, newCa?: boolean }} [options]
+ * @param {{ names?: readonly string[], hosts?: readonly string[], hostsByName?: Readonly<Record<string, readonly string[]>>, newCa?: boolean, caName?: string }} [options]
  * @returns {{ ca: { certFile: string, keyFile: string, created: boolean }, certificates: Record<string, { certFile: string, keyFile: string }> }}
  */
 export function makeDevPki(
   dir,
-  { names = [...COMPONENTS, OPERATOR], hosts = [], hostsByName = {}, newCa = false } = {},
+  { names = [...COMPONENTS, OPERATOR], hosts = [], hostsByName = {}, newCa = false, caName } = {},
 ) {
+  if (caName !== undefined) configValue(caName);
   for (const name of Object.keys(hostsByName)) {
     if (!names.includes(name))
       throw new Error(`--host ${name}=...: "${name}" is not one of ${names.join(', ')}`);
@@ -164,7 +170,10 @@ export function makeDevPki(
   mkdirSync(dir, { recursive: true });
   const existing = { certFile: join(dir, 'ca.crt'), keyFile: join(dir, 'ca.key') };
   const reuse = !newCa && existsSync(existing.certFile) && existsSync(existing.keyFile);
-  const ca = reuse ? existing : createCa(dir);
+  if (reuse && caName !== undefined) {
+    throw new Error(`--ca-name: ${existing.certFile} is kept, so no CA is made; add --new-ca to replace it`);
+  }
+  const ca = reuse ? existing : createCa(dir, caName === undefined ? {} : { commonName: caName });
   const certificates = {};
   for (const name of names) {
     certificates[name] = issueCertificate(ca, dir, { name, hosts: [...hosts, ...(hostsByName[name] ?? [])] });
@@ -264,6 +273,7 @@ function main(argv) {
       out: { type: 'string', default: 'certs' },
       host: { type: 'string', multiple: true, default: [] },
       'new-ca': { type: 'boolean', default: false },
+      'ca-name': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -271,7 +281,7 @@ function main(argv) {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run certs -- [--out DIR] [--host NAME_OR_IP]... [--host COMPONENT=NAME_OR_IP]... [--new-ca]\n',
+      'usage: npm run certs -- [--out DIR] [--host NAME_OR_IP]... [--host COMPONENT=NAME_OR_IP]... [--new-ca] [--ca-name NAME]\n',
     );
     return;
   }
@@ -283,7 +293,12 @@ function main(argv) {
     else hosts.push(value);
   }
   const dir = resolve(values.out);
-  const { ca, certificates } = makeDevPki(dir, { hosts, hostsByName, newCa: values['new-ca'] });
+  const { ca, certificates } = makeDevPki(dir, {
+    hosts,
+    hostsByName,
+    newCa: values['new-ca'],
+    caName: values['ca-name'],
+  });
   process.stdout.write(`${ca.created ? 'made' : 'kept'} the CA ${ca.certFile}\n`);
   for (const [name, { certFile }] of Object.entries(certificates)) {
     process.stdout.write(`issued ${certFile} (spiffe://${TRUST_DOMAIN}/${name})\n`);

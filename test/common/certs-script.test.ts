@@ -71,6 +71,22 @@ describe('npm run certs', () => {
     expect(certificate(join(dir, 'goods.crt')).serialNumber).not.toBe(goodsBefore);
   });
 
+  it('names a CA it makes as --ca-name says, for a second CA beside the first (a split CA)', () => {
+    expect(certs(['--out', join(dir, 'first')]).status).toBe(0);
+    expect(certificate(join(dir, 'first', 'ca.crt')).subject).toBe('CN=shop development CA');
+    const second = certs(['--out', join(dir, 'second'), '--ca-name', 'shop gateways CA']);
+    expect(second.stderr).toBe('');
+    const ca = certificate(join(dir, 'second', 'ca.crt'));
+    expect(ca.subject).toBe('CN=shop gateways CA');
+    expect(certificate(join(dir, 'second', 'gateway.crt')).issuer).toBe('CN=shop gateways CA');
+    // A CA kept is not renamed: the name would say one thing and the certificate another.
+    const kept = certs(['--out', join(dir, 'second'), '--ca-name', 'another CA']);
+    expect(kept.status).toBe(2);
+    expect(kept.stderr).toContain('--ca-name: ');
+    expect(kept.stderr).toContain('add --new-ca to replace it');
+    expect(certificate(join(dir, 'second', 'ca.crt')).fingerprint256).toBe(ca.fingerprint256);
+  });
+
   it('refuses a bad host or an unknown component before writing anything', () => {
     for (const host of ['not a host', 'shop=10.0.0.2']) {
       const result = certs(['--out', join(dir, 'out'), '--host', host]);
