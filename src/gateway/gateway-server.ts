@@ -44,7 +44,7 @@ import {
 } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { type ConnectAttempts, InstancePool, upstreamKeyOfNode } from './instance-pool.js';
-import { divertPlainHttp } from './plain-http-on-tls.js';
+import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -263,6 +263,7 @@ class GatewayServer implements Gateway {
   readonly #restartGraceMs: number;
   readonly #server: Server | HttpsServer;
   readonly #stopWatchingCertificates: (() => void) | undefined;
+  readonly #plainHttpDivert: PlainHttpDivert | undefined;
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
@@ -402,7 +403,7 @@ class GatewayServer implements Gateway {
         onRequest,
       );
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
-      divertPlainHttp(server, {
+      this.#plainHttpDivert = divertPlainHttp(server, {
         firstByteTimeoutMs: headersTimeout,
         onPlainHttp: (socket) => this.#answerPlainHttp(socket),
       });
@@ -533,6 +534,7 @@ class GatewayServer implements Gateway {
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       // Idle connections go now; busy ones when their answer is sent (it says close).
       this.#connections.closeIdle();
+      this.#plainHttpDivert?.destroyWaiting();
       const grace = setTimeout(
         () => {
           this.#log.warn('requests still running after the grace period: closing their connections');

@@ -22,18 +22,24 @@ export interface PlainHttpDivertOptions {
  * socket holds before anything else. The TLS handshake timeout starts then, so a connection that
  * sends nothing is closed after `firstByteTimeoutMs` by this instead.
  */
-export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOptions): void {
+export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOptions): PlainHttpDivert {
   // The TLS server's own listener, which wraps the socket in a TLSSocket: called once the first byte says TLS.
   const tlsListeners = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
+  const waiting = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     // Until TLS takes it, a reset would be an unhandled 'error' on this socket.
     socket.on('error', ignore);
     const timer = setTimeout(() => socket.destroy(), options.firstByteTimeoutMs);
     timer.unref();
-    socket.once('close', () => clearTimeout(timer));
+    waiting.add(socket);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      waiting.delete(socket);
+    });
     socket.once('data', (chunk: Buffer) => {
       clearTimeout(timer);
+      waiting.delete(socket);
       socket.pause();
       if (startsLikeHttp(chunk)) {
         options.onPlainHttp(socket);
@@ -44,6 +50,21 @@ export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOpt
       for (const listener of tlsListeners) listener.call(server, socket);
     });
   });
+  return {
+    destroyWaiting: () => {
+      for (const socket of waiting) socket.destroy();
+      waiting.clear();
+    },
+  };
+}
+
+/** The connections an HTTPS server holds before their first byte, which no HTTP-level close reaches. */
+export interface PlainHttpDivert {
+  /**
+   * Closes every connection that has sent nothing yet: at stop, the server's close waits for every
+   * connection, and one that stays silent would hold it for `firstByteTimeoutMs`.
+   */
+  destroyWaiting(): void;
 }
 
 /** Whether bytes begin as an HTTP/1 request (or an HTTP/2 preface) does: an uppercase ASCII letter. */

@@ -81,3 +81,28 @@ describe('gateway over HTTPS, spoken to in plain HTTP', () => {
     expect((await httpsGet(`https://127.0.0.1:${port}/goods`, caFile)).status).toBe(200);
   });
 });
+
+describe('gateway over HTTPS, stopping', () => {
+  const closer = new Closer();
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-plain-http-stop-'));
+  afterAll(async () => {
+    await closer.closeAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('closes a connection that has sent nothing yet at once, rather than wait for its first byte', async () => {
+    const distributor = (await startDistributor(closer)).address;
+    const pki = makeTestPki(dir, { names: ['gateway'] });
+    const { certFile, keyFile } = pki.files('gateway');
+    // A first byte may take this long: the stop must not wait for it.
+    const started = await startGateway(closer, distributor, {
+      https: { certFile, keyFile },
+      headersTimeoutMs: 600_000,
+    });
+    const silent = sendAndHold(started.port, Buffer.alloc(0));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(silent.closed()).toBe(false);
+    await started.gateway.stop();
+    await vi.waitFor(() => expect(silent.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+  }, 30_000);
+});
