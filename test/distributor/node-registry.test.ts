@@ -6,6 +6,7 @@ import { DEFAULT_BUDGET, REGISTRATION_LIMITS } from '../../src/distributor/regis
 import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { SNAPSHOT_LIMIT_BYTES } from '../../src/distributor/snapshot-size.js';
 import { type NodeDescription, NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { SHOP_SERVICES } from '../../src/services/service-list.js';
 import {
   gatewayNode,
   goodsDescriptorSet,
@@ -138,6 +139,12 @@ function refusal(join: () => unknown): ServiceError {
 describe("NodeRegistry reserved rule: the shop's contract names who serves each service", () => {
   const reserved = (what: string, name: string) =>
     `${what} (the served_by option of the shop's contract): a node named "${name}" cannot serve it`;
+
+  it('reserves every service the shop runs to the name it registers under', () => {
+    // A service renamed on one side only would be refused at its first registration (exit 3).
+    const reservedTo = ReservedContract.ofShop().services;
+    for (const service of SHOP_SERVICES) expect(reservedTo.get(service.grpc.name)).toBe(service.name);
+  });
 
   it('lets only the name a served_by option gives register the service or its routes, even while no node of it is listed', () => {
     const registry = new NodeRegistry();
