@@ -66,6 +66,11 @@ export interface HttpRoute {
   readonly envelopeFields: readonly DescField[];
   /** The method's leading comments in the proto, if the descriptor set carries them. */
   readonly description: string | undefined;
+  /**
+   * The method makes its write at most once per `idempotency-key` (its `shop.v1.idempotency_key`
+   * option): a keyed request refused by one instance may go to another.
+   */
+  readonly writesOncePerKey: boolean;
   /** 0 for the rule itself, n for its n-th additional binding. */
   readonly binding: number;
 }
@@ -136,21 +141,22 @@ const PATTERN_METHODS: Record<string, string> = {
   patch: 'PATCH',
 };
 
-let options: { http: DescExtension; envelope: DescExtension } | undefined;
+let options: { http: DescExtension; envelope: DescExtension; idempotencyKey: DescExtension } | undefined;
 
 /**
- * The two method options, from the gateway's own copy of their definitions (google/api/http.proto,
- * vendored unchanged, and proto/envelope.proto): options are read by field number, so a node's
- * descriptor set need not be trusted to define them the same way.
+ * The method options, from the gateway's own copy of their definitions (google/api/http.proto,
+ * vendored unchanged, proto/envelope.proto and proto/idempotency.proto): options are read by field
+ * number, so a node's descriptor set need not be trusted to define them the same way.
  */
-function methodOptions(): { http: DescExtension; envelope: DescExtension } {
+function methodOptions(): { http: DescExtension; envelope: DescExtension; idempotencyKey: DescExtension } {
   if (!options) {
     const registry = createFileRegistry(loadShopDescriptorSet());
     const http = registry.getExtension('google.api.http');
     const envelope = registry.getExtension('shop.v1.envelope_fields');
-    if (!http || !envelope)
-      throw new Error('the embedded descriptors lack google.api.http or envelope_fields');
-    options = { http, envelope };
+    const idempotencyKey = registry.getExtension('shop.v1.idempotency_key');
+    if (!http || !envelope || !idempotencyKey)
+      throw new Error('the embedded descriptors lack google.api.http, envelope_fields or idempotency_key');
+    options = { http, envelope, idempotencyKey };
   }
   return options;
 }
@@ -167,7 +173,7 @@ export function registryOfDescriptorSet(bytes: Uint8Array): FileRegistry {
  * body on GET) contributes a problem instead of routes. Routes that repeat a key are problems too.
  */
 export function readHttpRoutes(registry: FileRegistry): HttpRoutes {
-  const { http, envelope } = methodOptions();
+  const { http, envelope, idempotencyKey } = methodOptions();
   const routes: HttpRoute[] = [];
   const problems: string[] = [];
   const keys = new Map<string, string>();
@@ -179,9 +185,11 @@ export function readHttpRoutes(registry: FileRegistry): HttpRoutes {
         try {
           const rule = getOption(method, http) as unknown as HttpRuleValue;
           const envelopeFields = readEnvelopeFields(method, getOption(method, envelope) as string[]);
-          const read = [rule, ...rule.additionalBindings].map((binding, index) =>
-            readBinding(method, grpcMethod, binding, index, envelopeFields),
-          );
+          const writesOncePerKey = getOption(method, idempotencyKey) === true;
+          const read = [rule, ...rule.additionalBindings].map((binding, index) => ({
+            ...readBinding(method, grpcMethod, binding, index, envelopeFields),
+            writesOncePerKey,
+          }));
           for (const route of read) {
             const holder = keys.get(route.key);
             if (holder) throw new Error(`${route.key} is declared twice (also by ${holder})`);
@@ -203,7 +211,7 @@ function readBinding(
   rule: HttpRuleValue,
   binding: number,
   envelopeFields: readonly DescField[],
-): HttpRoute {
+): Omit<HttpRoute, 'writesOncePerKey'> {
   if (binding > 0 && rule.additionalBindings.length > 0) {
     throw new Error('an additional binding cannot have additional bindings');
   }

@@ -70,7 +70,7 @@ export class Dispatcher {
           error,
         ),
       otherInstance: (exchange, failed) =>
-        exchange.retryable && !options.isStopping()
+        mayRetry(exchange, failed) && !options.isStopping()
           ? options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
           : undefined,
       closeAfter: (exchange) => options.closesAfter(exchange),
@@ -149,7 +149,7 @@ export class Dispatcher {
     }
     if (!exchange.idempotent && cutAfterSent(error.code, error.details)) exchange.outcomeUnknown = true;
     const code = upstreamStatus(error.code, error.details, exchange.deadline);
-    if (code === status.UNAVAILABLE && first && exchange.retryable && !this.#options.isStopping()) {
+    if (code === status.UNAVAILABLE && first && mayRetry(exchange, instance) && !this.#options.isStopping()) {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
       const other = this.#options.table
         .get(`${exchange.route.method} ${exchange.route.path}`)
@@ -207,6 +207,16 @@ export class Dispatcher {
       outcome.retryAfter,
     );
   }
+}
+
+/**
+ * Whether a call of `exchange` that `failed` did not take may go to another instance: a GET or a
+ * DELETE, or a write with an Idempotency-Key to a method that makes its write once per key (its
+ * `shop.v1.idempotency_key` option, as the failed instance's descriptors declare it). A method
+ * that ignores the key would write twice, so its keyed POST is treated as an unkeyed one.
+ */
+function mayRetry(exchange: Exchange, failed: Instance): boolean {
+  return exchange.idempotent || (exchange.idempotencyKey !== undefined && failed.plan.route.writesOncePerKey);
 }
 
 /**

@@ -16,7 +16,6 @@ export interface Exchange {
   readonly turn: number;
   /** When its upstream call must end (ms since the epoch): set again when the call waited its turn. */
   deadline: number;
-  readonly retryable: boolean;
   /** Its method is idempotent (GET, HEAD, DELETE): doing it twice does what doing it once does. */
   readonly idempotent: boolean;
   /**

@@ -210,9 +210,9 @@ const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
 };
 /**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
- * may any write with an Idempotency-Key (the service makes it at most once: idempotency-header.ts).
+ * may a write with an Idempotency-Key to a method that makes it once per key (see mayRetry).
  */
-const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
 /** grpc-js serializes the request; the request decoder has already made its bytes. */
 
 /**
@@ -816,8 +816,7 @@ class GatewayServer implements Gateway {
       key: this.#nextKey++,
       turn,
       deadline: Date.now() + this.#deadlineMs,
-      retryable: keyed || RETRYABLE_METHODS.has(method),
-      idempotent: RETRYABLE_METHODS.has(method),
+      idempotent: IDEMPOTENT_METHODS.has(method),
       outcomeUnknown: false,
       idempotencyKey: keyed ? idempotencyKey : undefined,
       requestId: telemetry.requestId,

@@ -85,7 +85,7 @@ const ERROR_RESPONSES: readonly {
     name: 'UnprocessableContent',
     description:
       'The `Idempotency-Key` was already used with a different request (gRPC FAILED_PRECONDITION).',
-    applies: (operation) => KEYED_METHODS.has(operation.httpMethod),
+    applies: takesIdempotencyKey,
   },
   {
     status: '429',
@@ -258,7 +258,7 @@ function operationObject(operation: RestOperation, operationId: string, schemas:
       ...(field.fieldKind === 'list' ? { style: 'form', explode: true } : {}),
     });
   }
-  if (KEYED_METHODS.has(operation.httpMethod)) {
+  if (takesIdempotencyKey(operation)) {
     parameters.push({ $ref: '#/components/parameters/IdempotencyKey' });
   }
   const responses: Record<string, JsonSchema> = {
@@ -411,6 +411,14 @@ function isTextualMessage(typeName: string): boolean {
 function methodRank(method: string): number {
   const rank = METHOD_ORDER.indexOf(method);
   return rank < 0 ? METHOD_ORDER.length : rank;
+}
+
+/**
+ * Whether an operation takes an `Idempotency-Key`: a write whose method makes it once per key. The
+ * gateway passes the header on for every POST and DELETE, but a method without the option ignores it.
+ */
+function takesIdempotencyKey(operation: RestOperation): boolean {
+  return KEYED_METHODS.has(operation.httpMethod) && operation.writesOncePerKey === true;
 }
 
 function describedBy(description: string | undefined): { description?: string } {

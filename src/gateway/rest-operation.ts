@@ -41,6 +41,11 @@ export interface RestOperation {
   readonly onePageFields?: readonly DescField[];
   /** The operation's description; default: the proto comment of `method`. */
   readonly description?: string;
+  /**
+   * Its method makes its write at most once per `Idempotency-Key` (see HttpRoute.writesOncePerKey):
+   * the header, and the 422 of a key reused, are documented for it. Default: no.
+   */
+  readonly writesOncePerKey?: boolean;
 }
 
 /** A path variable and the request field it sets. */

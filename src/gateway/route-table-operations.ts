@@ -45,5 +45,6 @@ export function operationOf(route: HttpRoute, pages: boolean): RestOperation | u
     envelopeFields: route.envelopeFields,
     onePageFields: pages && nextPageToken ? [nextPageToken] : [],
     ...(route.description === undefined ? {} : { description: route.description }),
+    writesOncePerKey: route.writesOncePerKey,
   };
 }

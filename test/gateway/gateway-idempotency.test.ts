@@ -1,8 +1,10 @@
 import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { INVALID_IDEMPOTENCY_KEY } from '../../src/common/idempotency-key.js';
 import type { GoodsServiceServer } from '../../src/gen/services.js';
 import { http, raw, rawBody } from '../helpers/http.js';
+import { withoutMethodOption } from '../helpers/nodes.js';
 import {
   Closer,
   startDistributor,
@@ -13,6 +15,8 @@ import {
 
 const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });
 const json = { 'Content-Type': 'application/json' };
+/** The field number of shop.v1.idempotency_key (proto/idempotency.proto). */
+const IDEMPOTENCY_KEY_OPTION = 50102;
 const envelope = (body: string) => body.replace(/^\{"key":\d+,/, '{"key":N,');
 
 /** What a fake goods instance saw: each call's method and its `idempotency-key` metadata. */
@@ -29,6 +33,7 @@ async function fakeGoods(
   closer: Closer,
   distributor: string,
   answer: (method: string) => { code: status; details: string } | undefined = () => undefined,
+  descriptorSet?: Buffer,
 ) {
   const seen: Seen[] = [];
   const handle =
@@ -44,7 +49,7 @@ async function fakeGoods(
     listGoods: handle('ListGoods', { results: [], nextPageToken: '' }),
     deleteGoods: handle('DeleteGoods', {}),
   };
-  await startGoodsService(closer, distributor, implementation);
+  await startGoodsService(closer, distributor, implementation, undefined, descriptorSet);
   return seen;
 }
 
@@ -137,6 +142,37 @@ describe('gateway: Idempotency-Key', () => {
     const unkeyed = await Promise.all([1, 2, 3, 4].map(() => post()));
     expect(unkeyed.map((answer) => answer.status)).toContain(503);
     expect(failing.length + healthy.length).toBe(4);
+  });
+
+  it('sends a keyed POST to one instance only when its method does not make its write once per key', async () => {
+    // A build of goods whose CreateGoods lacks the idempotency_key option, as a service whose
+    // handler ignores the key: a retry would write twice.
+    const { address } = await startDistributor(closer);
+    const descriptorSet = withoutMethodOption(
+      registrationDescriptorSet(['shop.v1.GoodsService']),
+      'CreateGoods',
+      IDEMPOTENCY_KEY_OPTION,
+    );
+    const instances: Seen[][] = [];
+    for (const answer of [() => ({ code: status.UNAVAILABLE, details: 'Database unavailable' }), undefined]) {
+      instances.push(await fakeGoods(closer, address, answer, descriptorSet));
+    }
+    const { gateway, port } = await startGateway(closer, address);
+    await waitForRoute(gateway, 'POST /goods', 2);
+    const [failing, healthy] = instances as [Seen[], Seen[]];
+    const answers = await Promise.all(
+      [1, 2, 3, 4].map((n) =>
+        http(port, 'POST', '/goods', { headers: { ...json, 'Idempotency-Key': `k${n}` }, body: GOODS }),
+      ),
+    );
+    expect(answers.map((answer) => answer.status)).toContain(503);
+    // Each request reached one instance, once.
+    expect([...failing, ...healthy].map(({ keys }) => keys[0]).sort()).toEqual(['k1', 'k2', 'k3', 'k4']);
+    // DELETE is retried as before: idempotent by its method.
+    failing.length = 0;
+    healthy.length = 0;
+    const deletes = await Promise.all([1, 2, 3, 4].map(() => http(port, 'DELETE', '/goods?id=1')));
+    expect(deletes.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
   });
 
   it('answers a key reused with another request 422, with the service message in the envelope', async () => {

@@ -205,6 +205,16 @@ describe('the OpenAPI document of the shop', () => {
     expect(statuses('GET', '/goods')).toEqual(['200', ...always].sort());
     expect(statuses('DELETE', '/goods')).toEqual(['200', '422', ...always].sort());
     expect(statuses('POST', '/goods')).toEqual(['200', '413', '415', '422', ...always].sort());
+    // A write whose method does not make it once per key takes no Idempotency-Key, and has no 422.
+    const unkeyed = createOpenApiDocument(
+      operationsOfFiles(itemFile('test.unkeyed.v1', 'notes', [field('name', 1, Type.STRING)])),
+      { version: '1' },
+    );
+    expect(Object.keys(operation(unkeyed, 'POST', '/notes').responses)).not.toContain('422');
+    expect(operation(unkeyed, 'POST', '/notes').parameters ?? []).toEqual([]);
+    expect(operation(document, 'POST', '/goods').parameters).toEqual([
+      { $ref: '#/components/parameters/IdempotencyKey' },
+    ]);
     const unavailable = document.components.responses.ServiceUnavailable as Json;
     expect(unavailable.content['application/json'].schema).toEqual({
       $ref: '#/components/schemas/ErrorEnvelope',

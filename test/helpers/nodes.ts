@@ -50,3 +50,24 @@ export function gatewayNode(overrides: Partial<NodeDescription> = {}): NodeDescr
     ...overrides,
   };
 }
+
+/**
+ * A descriptor set with one option taken off one method (`$unknown` holds the shop's own options,
+ * which the descriptor.proto types do not know): a build of a service without that option.
+ */
+export function withoutMethodOption(descriptorSet: Buffer, methodName: string, fieldNumber: number): Buffer {
+  const set = fromBinary(FileDescriptorSetSchema, descriptorSet);
+  let found = false;
+  for (const file of set.file) {
+    for (const service of file.service) {
+      for (const method of service.method) {
+        const unknown = method.options?.$unknown;
+        if (method.name !== methodName || !unknown) continue;
+        found = unknown.some((field) => field.no === fieldNumber);
+        method.options!.$unknown = unknown.filter((field) => field.no !== fieldNumber);
+      }
+    }
+  }
+  if (!found) throw new Error(`withoutMethodOption: ${methodName} has no option ${fieldNumber}`);
+  return Buffer.from(toBinary(FileDescriptorSetSchema, set));
+}

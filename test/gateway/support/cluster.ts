@@ -187,13 +187,14 @@ export function startGoodsService(
   distributor: string,
   implementation: Partial<GoodsServiceServer>,
   credentials?: ServerCredentials,
+  descriptorSet: Buffer = registrationDescriptorSet(['shop.v1.GoodsService']),
 ): Promise<TestService> {
   return startService(closer, {
     distributor,
     name: 'goods',
     definition: GoodsServiceService,
     implementation: implementation as UntypedServiceImplementation,
-    descriptorSet: registrationDescriptorSet(['shop.v1.GoodsService']),
+    descriptorSet,
     ...(credentials ? { credentials } : {}),
   });
 }
