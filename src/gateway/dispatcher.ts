@@ -71,7 +71,10 @@ export class Dispatcher {
         ),
       otherInstance: (exchange, failed) =>
         mayRetry(exchange, failed) && !options.isStopping()
-          ? options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed)
+          ? retryTarget(
+              exchange,
+              options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(failed),
+            )
           : undefined,
       closeAfter: (exchange) => options.closesAfter(exchange),
       maxStreamedLists: options.maxStreamedLists,
@@ -151,9 +154,10 @@ export class Dispatcher {
     const code = upstreamStatus(error.code, error.details, exchange.deadline);
     if (code === status.UNAVAILABLE && first && mayRetry(exchange, instance) && !this.#options.isStopping()) {
       // The route is looked up afresh: the snapshot may have changed while the call failed.
-      const other = this.#options.table
-        .get(`${exchange.route.method} ${exchange.route.path}`)
-        ?.pickOther(instance);
+      const other = retryTarget(
+        exchange,
+        this.#options.table.get(`${exchange.route.method} ${exchange.route.path}`)?.pickOther(instance),
+      );
       if (other) {
         this.#options.log.debug(
           { key: exchange.key, requestId: exchange.requestId, from: instance.nodeId, to: other.nodeId },
@@ -217,6 +221,15 @@ export class Dispatcher {
  */
 function mayRetry(exchange: Exchange, failed: Instance): boolean {
   return exchange.idempotent || (exchange.idempotencyKey !== undefined && failed.plan.route.writesOncePerKey);
+}
+
+/**
+ * The instance a retry of `exchange` goes to, if it may take it: for a keyed write, only one whose
+ * method writes once per key too (in a rolling deploy that adds the option, an instance of the old
+ * build would write again).
+ */
+function retryTarget(exchange: Exchange, other: Instance | undefined): Instance | undefined {
+  return other && (exchange.idempotent || other.plan.route.writesOncePerKey) ? other : undefined;
 }
 
 /**

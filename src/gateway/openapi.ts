@@ -105,7 +105,7 @@ const ERROR_RESPONSES: readonly {
     description:
       'The service or the gateway failed (gRPC INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED). For a POST answered ' +
       'UNKNOWN, "the write may have been done": the service could not confirm it (under its `Idempotency-Key`, if ' +
-      'it has one, a retry is safe).',
+      'the operation takes one and the request had one, a retry is safe).',
   },
   {
     status: '501',

@@ -175,6 +175,35 @@ describe('gateway: Idempotency-Key', () => {
     expect(deletes.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
   });
 
+  it('retries a keyed POST on no instance of a build whose method does not write once per key', async () => {
+    // A rolling deploy that adds the option: the new build fails, the old one would write again.
+    const { address } = await startDistributor(closer);
+    const failing = await fakeGoods(closer, address, () => ({
+      code: status.UNAVAILABLE,
+      details: 'Database unavailable',
+    }));
+    const old = await fakeGoods(
+      closer,
+      address,
+      undefined,
+      withoutMethodOption(
+        registrationDescriptorSet(['shop.v1.GoodsService']),
+        'CreateGoods',
+        IDEMPOTENCY_KEY_OPTION,
+      ),
+    );
+    const { gateway, port } = await startGateway(closer, address);
+    await waitForRoute(gateway, 'POST /goods', 2);
+    const answers = await Promise.all(
+      [1, 2, 3, 4].map((n) =>
+        http(port, 'POST', '/goods', { headers: { ...json, 'Idempotency-Key': `k${n}` }, body: GOODS }),
+      ),
+    );
+    expect(failing.length).toBeGreaterThan(0);
+    expect(answers.filter((answer) => answer.status === 503)).toHaveLength(failing.length);
+    expect([...failing, ...old].map(({ keys }) => keys[0]).sort()).toEqual(['k1', 'k2', 'k3', 'k4']);
+  });
+
   it('answers a key reused with another request 422, with the service message in the envelope', async () => {
     const reused = {
       code: status.FAILED_PRECONDITION,
