@@ -14,7 +14,7 @@
 // (the mistake of mixing two runs' files). For development only: the CA key sits next to the
 // certificates.
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -45,6 +45,8 @@ export const OPERATOR = 'operator';
 const TRUST_DOMAIN = 'shop';
 
 const CA_DAYS = 3650;
+/** The name of a CA unless --ca-name gives another. */
+const DEFAULT_CA_NAME = 'shop development CA';
 const LEAF_DAYS = 825;
 
 /**
@@ -53,7 +55,7 @@ const LEAF_DAYS = 825;
  * @param {{ name?: string, commonName?: string }} [options]
  * @returns {{ certFile: string, keyFile: string }}
  */
-export function createCa(dir, { name = 'ca', commonName = 'shop development CA' } = {}) {
+export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME } = {}) {
   checkName(name);
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
@@ -160,7 +162,13 @@ export function makeDevPki(
   dir,
   { names = [...COMPONENTS, OPERATOR], hosts = [], hostsByName = {}, newCa = false, caName } = {},
 ) {
-  if (caName !== undefined) configValue(caName);
+  if (caName !== undefined) {
+    configValue(caName);
+    if (caName !== caName.trim()) throw new Error(`--ca-name: "${caName}" has spaces around it`);
+    if (caName === DEFAULT_CA_NAME) {
+      throw new Error(`--ca-name: "${caName}" is the name every run gives its CA: choose another`);
+    }
+  }
   for (const name of Object.keys(hostsByName)) {
     if (!names.includes(name))
       throw new Error(`--host ${name}=...: "${name}" is not one of ${names.join(', ')}`);
@@ -170,8 +178,10 @@ export function makeDevPki(
   mkdirSync(dir, { recursive: true });
   const existing = { certFile: join(dir, 'ca.crt'), keyFile: join(dir, 'ca.key') };
   const reuse = !newCa && existsSync(existing.certFile) && existsSync(existing.keyFile);
-  if (reuse && caName !== undefined) {
-    throw new Error(`--ca-name: ${existing.certFile} is kept, so no CA is made; add --new-ca to replace it`);
+  if (reuse && caName !== undefined && !namedAs(existing.certFile, caName)) {
+    throw new Error(
+      `--ca-name: the CA kept, ${existing.certFile}, has another name: drop --ca-name to renew its certificates, or add --new-ca to replace it`,
+    );
   }
   const ca = reuse ? existing : createCa(dir, caName === undefined ? {} : { commonName: caName });
   const certificates = {};
@@ -179,6 +189,11 @@ export function makeDevPki(
     certificates[name] = issueCertificate(ca, dir, { name, hosts: [...hosts, ...(hostsByName[name] ?? [])] });
   }
   return { ca: { ...ca, created: !reuse }, certificates };
+}
+
+/** Whether the CA certificate in `file` is named `commonName` (its subject is that CN alone). */
+function namedAs(file, commonName) {
+  return new X509Certificate(readFileSync(file)).subject === `CN=${commonName}`;
 }
 
 /** A component name: it becomes a file name and the path of a URI, so only [a-z0-9-]. */

@@ -79,12 +79,27 @@ describe('npm run certs', () => {
     const ca = certificate(join(dir, 'second', 'ca.crt'));
     expect(ca.subject).toBe('CN=shop gateways CA');
     expect(certificate(join(dir, 'second', 'gateway.crt')).issuer).toBe('CN=shop gateways CA');
+    // The same command again renews the certificates from the CA it keeps.
+    const renewed = certs(['--out', join(dir, 'second'), '--ca-name', 'shop gateways CA']);
+    expect([renewed.status, renewed.stderr]).toEqual([0, '']);
+    expect(renewed.stdout).toContain('kept the CA');
+    expect(certificate(join(dir, 'second', 'ca.crt')).fingerprint256).toBe(ca.fingerprint256);
     // A CA kept is not renamed: the name would say one thing and the certificate another.
     const kept = certs(['--out', join(dir, 'second'), '--ca-name', 'another CA']);
     expect(kept.status).toBe(2);
-    expect(kept.stderr).toContain('--ca-name: ');
-    expect(kept.stderr).toContain('add --new-ca to replace it');
+    expect(kept.stderr).toContain('drop --ca-name to renew its certificates, or add --new-ca to replace it');
     expect(certificate(join(dir, 'second', 'ca.crt')).fingerprint256).toBe(ca.fingerprint256);
+    // The name every run gives, spaces and all, would defeat the option's purpose.
+    const same = certs(['--out', join(dir, 'third'), '--ca-name', 'shop development CA']);
+    expect([same.status, same.stderr]).toEqual([
+      2,
+      'certs: --ca-name: "shop development CA" is the name every run gives its CA: choose another\n',
+    ]);
+    const spaced = certs(['--out', join(dir, 'third'), '--ca-name', ' shop development CA']);
+    expect([spaced.status, spaced.stderr]).toEqual([
+      2,
+      'certs: --ca-name: " shop development CA" has spaces around it\n',
+    ]);
   });
 
   it('refuses a bad host or an unknown component before writing anything', () => {
