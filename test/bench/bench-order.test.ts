@@ -65,10 +65,10 @@ describe('npm run bench, the order of a round', () => {
       samples: Record<string, Array<{ requestsPerSec: number }>>;
     };
     const goods = written.tlsCost.find((row) => row.case === 'GET /goods (gateway) [mTLS]')!;
-    expect(goods.roundRatios[0]).toBeCloseTo(
-      written.samples['GET /goods (gateway) [mTLS]']![0]!.requestsPerSec /
-        written.samples['GET /goods (gateway)']![0]!.requestsPerSec,
-      9,
-    );
+    const mtls = written.samples['GET /goods (gateway) [mTLS]']![0]!.requestsPerSec;
+    const plain = written.samples['GET /goods (gateway)']![0]!.requestsPerSec;
+    // A slice this short may complete nothing on a loaded machine (it did once in a full run):
+    // then there is no ratio, and the JSON says so with null.
+    expect(goods.roundRatios[0]).toEqual(plain > 0 ? expect.closeTo(mtls / plain, 9) : null);
   }, 240_000);
 });
