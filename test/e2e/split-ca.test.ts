@@ -28,26 +28,37 @@ function splitCa(pki: TestPki, serviceCaFile: (name: string) => string): TestPki
   };
 }
 
-describe('split CA: a gateway of another CA, trusted by the distributor and the services', () => {
+/**
+ * Starts, for the tests of the describe it is called in, a split-CA shop (see splitCa) on SQLite
+ * without a registration token, so that mTLS alone decides; its gateway's log is captured.
+ */
+function useSplitCaShop(serviceCaFile: (pki: TestPki, name: string) => string) {
   const dir = mkdtempSync(join(tmpdir(), 'shop-split-ca-'));
-  let shop: Shop;
   const gatewayLog = captureLog('gateway');
+  let shop: Shop | undefined;
   beforeAll(async () => {
     const pki = makeTestPki(dir, { names: ['distributor', 'gateway', 'goods', 'members', 'purchases'] });
     shop = await startShop(
       { kind: 'sqlite' },
       { log: gatewayLog.log },
-      { pki: splitCa(pki, () => pki.bothCasFile), registryToken: false },
+      { pki: splitCa(pki, (name) => serviceCaFile(pki, name)), registryToken: false },
     );
   }, 30_000);
   afterAll(async () => {
     await shop?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+  return { shop: () => shop!, gatewayLog };
+}
+
+describe('split CA: a gateway of another CA, trusted by the distributor and the services', () => {
+  const { shop, gatewayLog } = useSplitCaShop((pki) => pki.bothCasFile);
 
   it('starts, routes goods through the gateway and serves the book body', async () => {
-    await vi.waitFor(() => expect(servingCount(shop.gateway, 'GET', '/goods')).toBe(1), { timeout: 10_000 });
-    expect(await send(`${shop.gatewayUrl}/goods`)).toMatchObject({
+    await vi.waitFor(() => expect(servingCount(shop().gateway, 'GET', '/goods')).toBe(1), {
+      timeout: 10_000,
+    });
+    expect(await send(`${shop().gatewayUrl}/goods`)).toMatchObject({
       status: 200,
       body: '{"key":0,"errorcode":1,"errormessage":"no data"}',
     });
@@ -56,29 +67,16 @@ describe('split CA: a gateway of another CA, trusted by the distributor and the 
 });
 
 describe("split CA, the mirror mistake: goods' CA file lacks the gateway's CA", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'shop-split-ca-mirror-'));
-  let shop: Shop;
-  const gatewayLog = captureLog('gateway');
-  beforeAll(async () => {
-    const pki = makeTestPki(dir, { names: ['distributor', 'gateway', 'goods', 'members', 'purchases'] });
-    shop = await startShop(
-      { kind: 'sqlite' },
-      { log: gatewayLog.log },
-      {
-        pki: splitCa(pki, (name) => (name === 'goods' ? pki.caFile : pki.bothCasFile)),
-        registryToken: false,
-      },
-    );
-  }, 30_000);
-  afterAll(async () => {
-    await shop?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { shop, gatewayLog } = useSplitCaShop((pki, name) =>
+    name === 'goods' ? pki.caFile : pki.bothCasFile,
+  );
 
   it("goods registers, and the gateway's calls to it fail with 503 and a warning that goods may not accept its certificate", async () => {
     // The distributor trusts both CAs: goods is listed and its route reaches the gateway.
-    await vi.waitFor(() => expect(servingCount(shop.gateway, 'GET', '/goods')).toBe(1), { timeout: 10_000 });
-    expect(await send(`${shop.gatewayUrl}/goods`)).toMatchObject({
+    await vi.waitFor(() => expect(servingCount(shop().gateway, 'GET', '/goods')).toBe(1), {
+      timeout: 10_000,
+    });
+    expect(await send(`${shop().gatewayUrl}/goods`)).toMatchObject({
       status: 503,
       body: '{"key":0,"errorcode":1,"errormessage":"Service unavailable"}',
     });
