@@ -20,8 +20,8 @@ interface ReservedRoute {
  * `shop.v1.served_by` option names, with their REST routes (proto/component.proto). A certificate
  * proves a node's name, not what it may serve, and a route or a gRPC service otherwise belongs to
  * the first name that registers it: a host with goods' certificate could register members' routes
- * while members was down and read every password sent to them. Held here, the shop's own contract
- * is members' whoever registers first, and whether members runs or not.
+ * while members was down and read every password sent to them. Held here, each service of the
+ * shop's own contract belongs to its component whoever registers first, and whether it runs or not.
  *
  * Only what the distributor's own copy of the contract says counts: an option in a node's descriptor
  * set reserves nothing. A service of a contract the distributor was not built with (a fourth one,
