@@ -539,6 +539,7 @@ class GatewayServer implements Gateway {
         () => {
           this.#log.warn('requests still running after the grace period: closing their connections');
           this.#server.closeAllConnections();
+          this.#plainHttpDivert?.destroyAll();
         },
         this.#options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS),
       );

@@ -27,15 +27,18 @@ export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOpt
   const tlsListeners = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   const waiting = new Set<Socket>();
+  const open = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     // Until TLS takes it, a reset would be an unhandled 'error' on this socket.
     socket.on('error', ignore);
     const timer = setTimeout(() => socket.destroy(), options.firstByteTimeoutMs);
     timer.unref();
     waiting.add(socket);
+    open.add(socket);
     socket.once('close', () => {
       clearTimeout(timer);
       waiting.delete(socket);
+      open.delete(socket);
     });
     socket.once('data', (chunk: Buffer) => {
       clearTimeout(timer);
@@ -55,6 +58,10 @@ export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOpt
       for (const socket of waiting) socket.destroy();
       waiting.clear();
     },
+    destroyAll: () => {
+      for (const socket of open) socket.destroy();
+      open.clear();
+    },
   };
 }
 
@@ -65,6 +72,11 @@ export interface PlainHttpDivert {
    * connection, and one that stays silent would hold it for `firstByteTimeoutMs`.
    */
   destroyWaiting(): void;
+  /**
+   * Closes every connection still open, mid-handshake ones included, which the HTTP server's
+   * closeAllConnections() does not know: when a stop's grace runs out, none may hold it longer.
+   */
+  destroyAll(): void;
 }
 
 /** Whether bytes begin as an HTTP/1 request (or an HTTP/2 preface) does: an uppercase ASCII letter. */

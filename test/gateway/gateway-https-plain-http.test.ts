@@ -105,4 +105,22 @@ describe('gateway over HTTPS, stopping', () => {
     await started.gateway.stop();
     await vi.waitFor(() => expect(silent.closed()).toBe(true), { timeout: 5_000, interval: 20 });
   }, 30_000);
+
+  it('closes a connection still in its TLS handshake when the grace runs out, rather than wait for its timeout', async () => {
+    const distributor = (await startDistributor(closer)).address;
+    const pki = makeTestPki(dir, { names: ['gateway'] });
+    const { certFile, keyFile } = pki.files('gateway');
+    // The handshake may take as long as the headers: far longer than the stop's grace.
+    const started = await startGateway(closer, distributor, {
+      https: { certFile, keyFile },
+      headersTimeoutMs: 600_000,
+      stopGraceMs: 300,
+    });
+    // The start of a TLS record, and no more: handed to TLS, which waits for the rest.
+    const halfway = sendAndHold(started.port, Buffer.from([0x16, 0x03, 0x01]));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(halfway.closed()).toBe(false);
+    await started.gateway.stop();
+    await vi.waitFor(() => expect(halfway.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+  }, 30_000);
 });
