@@ -85,42 +85,37 @@ describe('gateway over HTTPS, spoken to in plain HTTP', () => {
 describe('gateway over HTTPS, stopping', () => {
   const closer = new Closer();
   const dir = mkdtempSync(join(tmpdir(), 'gateway-plain-http-stop-'));
+  const pki = makeTestPki(dir, { names: ['gateway'] });
   afterAll(async () => {
     await closer.closeAll();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('closes a connection that has sent nothing yet at once, rather than wait for its first byte', async () => {
+  /**
+   * Holds a connection that sent `bytes` to a gateway whose headers (and so its first byte and its
+   * TLS handshake) may take far longer than a test, stops the gateway, and expects the stop to
+   * close the connection.
+   */
+  async function expectStopCloses(bytes: Buffer, stopGraceMs?: number): Promise<void> {
     const distributor = (await startDistributor(closer)).address;
-    const pki = makeTestPki(dir, { names: ['gateway'] });
-    const { certFile, keyFile } = pki.files('gateway');
-    // A first byte may take this long: the stop must not wait for it.
     const started = await startGateway(closer, distributor, {
-      https: { certFile, keyFile },
+      https: { certFile: pki.files('gateway').certFile, keyFile: pki.files('gateway').keyFile },
       headersTimeoutMs: 600_000,
+      ...(stopGraceMs === undefined ? {} : { stopGraceMs }),
     });
-    const silent = sendAndHold(started.port, Buffer.alloc(0));
+    const held = sendAndHold(started.port, bytes);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(silent.closed()).toBe(false);
+    expect(held.closed()).toBe(false);
     await started.gateway.stop();
-    await vi.waitFor(() => expect(silent.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+    await vi.waitFor(() => expect(held.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+  }
+
+  it('closes a connection that has sent nothing yet at once, rather than wait for its first byte', async () => {
+    await expectStopCloses(Buffer.alloc(0));
   }, 30_000);
 
   it('closes a connection still in its TLS handshake when the grace runs out, rather than wait for its timeout', async () => {
-    const distributor = (await startDistributor(closer)).address;
-    const pki = makeTestPki(dir, { names: ['gateway'] });
-    const { certFile, keyFile } = pki.files('gateway');
-    // The handshake may take as long as the headers: far longer than the stop's grace.
-    const started = await startGateway(closer, distributor, {
-      https: { certFile, keyFile },
-      headersTimeoutMs: 600_000,
-      stopGraceMs: 300,
-    });
     // The start of a TLS record, and no more: handed to TLS, which waits for the rest.
-    const halfway = sendAndHold(started.port, Buffer.from([0x16, 0x03, 0x01]));
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(halfway.closed()).toBe(false);
-    await started.gateway.stop();
-    await vi.waitFor(() => expect(halfway.closed()).toBe(true), { timeout: 5_000, interval: 20 });
+    await expectStopCloses(Buffer.from([0x16, 0x03, 0x01]), 300);
   }, 30_000);
 });
