@@ -146,7 +146,8 @@ let options: { http: DescExtension; envelope: DescExtension; idempotencyKey: Des
 /**
  * The method options, from the gateway's own copy of their definitions (google/api/http.proto,
  * vendored unchanged, proto/envelope.proto and proto/idempotency.proto): options are read by field
- * number, so a node's descriptor set need not be trusted to define them the same way.
+ * number, so a node's descriptor set need not be trusted to define them the same way; one that
+ * declares another option at such a number is not read there (see isOursIn).
  */
 function methodOptions(): { http: DescExtension; envelope: DescExtension; idempotencyKey: DescExtension } {
   if (!options) {
@@ -159,6 +160,17 @@ function methodOptions(): { http: DescExtension; envelope: DescExtension; idempo
     options = { http, envelope, idempotencyKey };
   }
   return options;
+}
+
+/**
+ * Whether an option read by its number is the one the gateway knows in this node's descriptors: it
+ * is not when they declare another extension at that number (numbers from 50000 on are anyone's
+ * to use in-house), whose value means something else. A shop option read there could turn retries
+ * on for a write that does not honour keys.
+ */
+function isOursIn(registry: FileRegistry, option: DescExtension): boolean {
+  const declared = registry.getExtensionFor(option.extendee, option.number);
+  return declared === undefined || declared.typeName === option.typeName;
 }
 
 /** A registry of a serialized FileDescriptorSet; throws when it does not parse or resolve. */
@@ -174,18 +186,23 @@ export function registryOfDescriptorSet(bytes: Uint8Array): FileRegistry {
  */
 export function readHttpRoutes(registry: FileRegistry): HttpRoutes {
   const { http, envelope, idempotencyKey } = methodOptions();
+  const readsHttp = isOursIn(registry, http);
+  const readsEnvelope = isOursIn(registry, envelope);
+  const readsIdempotencyKey = isOursIn(registry, idempotencyKey);
   const routes: HttpRoute[] = [];
   const problems: string[] = [];
   const keys = new Map<string, string>();
   for (const file of registry.files) {
     for (const service of file.services) {
       for (const method of service.methods) {
-        if (!hasOption(method, http)) continue;
+        if (!readsHttp || !hasOption(method, http)) continue;
         const grpcMethod = `${service.typeName}/${method.name}`;
         try {
           const rule = getOption(method, http) as unknown as HttpRuleValue;
-          const envelopeFields = readEnvelopeFields(method, getOption(method, envelope) as string[]);
-          const writesOncePerKey = getOption(method, idempotencyKey) === true;
+          const envelopeFields = readsEnvelope
+            ? readEnvelopeFields(method, getOption(method, envelope) as string[])
+            : [];
+          const writesOncePerKey = readsIdempotencyKey && getOption(method, idempotencyKey) === true;
           const read = [rule, ...rule.additionalBindings].map((binding, index) => ({
             ...readBinding(method, grpcMethod, binding, index, envelopeFields),
             writesOncePerKey,

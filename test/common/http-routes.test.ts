@@ -1,6 +1,9 @@
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../../src/common/http-routes.js';
+import { goodsDescriptorSet } from '../helpers/nodes.js';
 
 /** What an OpenAPI generator reads of a route, as plain values. */
 function outline(route: HttpRoute) {
@@ -128,5 +131,34 @@ describe('readHttpRoutes on the shop contract', () => {
       /^Deletes one item by id\. Deleting an id that does not exist succeeds/,
     );
     expect(remove.method.input.typeName).toBe('shop.v1.DeleteGoodsRequest');
+  });
+});
+
+describe('readHttpRoutes on a descriptor set that gives an option number of the shop to another option', () => {
+  /** Goods' descriptors with the extensions of the given names declared under other names at the same numbers. */
+  function goodsWithForeignOptions(...extensions: string[]) {
+    const set = fromBinary(FileDescriptorSetSchema, goodsDescriptorSet());
+    for (const file of set.file) {
+      for (const extension of file.extension) {
+        if (extensions.includes(extension.name)) extension.name = `acme_${extension.name}`;
+      }
+    }
+    return readHttpRoutes(registryOfDescriptorSet(toBinary(FileDescriptorSetSchema, set)));
+  }
+
+  it('does not read a foreign option at idempotency_key’s number as the shop’s: no keyed retries', () => {
+    const asShipped = readHttpRoutes(registryOfDescriptorSet(goodsDescriptorSet()));
+    expect(asShipped.routes.find((route) => route.key === 'POST /goods')?.writesOncePerKey).toBe(true);
+    const foreign = goodsWithForeignOptions('idempotency_key');
+    expect(foreign.problems).toEqual([]);
+    expect(foreign.routes.map((route) => route.key)).toEqual(asShipped.routes.map((route) => route.key));
+    expect(foreign.routes.every((route) => !route.writesOncePerKey)).toBe(true);
+  });
+
+  it('does not read a foreign option at envelope_fields’ or google.api.http’s number as the shop’s', () => {
+    const foreignEnvelope = goodsWithForeignOptions('envelope_fields');
+    expect(foreignEnvelope.problems).toEqual([]);
+    expect(foreignEnvelope.routes.find((route) => route.key === 'GET /goods')?.envelopeFields).toEqual([]);
+    expect(goodsWithForeignOptions('http').routes).toEqual([]);
   });
 });
