@@ -43,7 +43,7 @@ describe('tlsMismatchHint', () => {
 
   it.each(SERVER_OF_ANOTHER_CA)('hints at a CA of its own to a client with TLS, for %j', (details) => {
     expect(tlsMismatchHint(details, true, 'goods@10.0.0.2:9010')).toBe(
-      " — goods@10.0.0.2:9010's certificate is not issued by this component's CA: give every host the same ca.crt (TLS_CA, or ca.crt in TLS_DIR)",
+      " — goods@10.0.0.2:9010's certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it",
     );
     expect(tlsMismatchHint(details, false, 'goods@10.0.0.2:9010')).toBe('');
   });

@@ -149,7 +149,7 @@ describe('TLS on both sides, certificates of different CAs', () => {
       tlsEnv('goods'),
     );
     expect(message(await goods.waitForLine(/"event":"disconnected"/, 30_000))).toMatch(
-      /^not registered with the distributor \(UNAVAILABLE: .*certificate.*\); retrying with backoff — the distributor's certificate is not issued by this component's CA: give every host the same ca\.crt/s,
+      /^not registered with the distributor \(UNAVAILABLE: .*certificate.*\); retrying with backoff — the distributor's certificate is not issued by a CA in this component's CA file \(TLS_CA, or ca\.crt in TLS_DIR\): give every host the same ca\.crt, or, with split CAs, add the CA that issued it/s,
     );
   }, 40_000);
 });
