@@ -1,4 +1,4 @@
-import type { handleUnaryCall, ServerUnaryCall } from '@grpc/grpc-js';
+import { type handleUnaryCall, type ServerUnaryCall, status } from '@grpc/grpc-js';
 import { errorCause, limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { requestLogFields } from './request-context.js';
@@ -12,7 +12,9 @@ import { MalformedRequest } from './strict-requests.js';
  * INTERNAL with a plain message. Server faults are logged with their cause, one line per method,
  * status and cause per interval (see LogLimiter: an outage under load fails every call the same
  * way); a caller's mistakes are not errors. Each line names the call's request (see
- * requestLogFields).
+ * requestLogFields), its method and status as the interceptor's `call handled` line does
+ * (`grpcMethod`, the status's name as `code`): one name and one type per field across a request's
+ * lines, which a log store that types a field by its first value needs.
  */
 export function unaryHandler<Request, Response>(
   log: Logger,
@@ -28,15 +30,15 @@ export function unaryHandler<Request, Response>(
         const error = toServiceError(thrown);
         if (error.isServerFault) {
           const cause = error.cause ?? error;
-          const method = call.getPath();
+          const grpcMethod = call.getPath();
           limiterOf(log).error(
-            `${method} ${error.code} ${errorCause(cause)}`,
-            { err: cause, method, ...requestLogFields(call.metadata) },
+            `${grpcMethod} ${error.code} ${errorCause(cause)}`,
+            { err: cause, grpcMethod, code: status[error.code], ...requestLogFields(call.metadata) },
             error.message,
           );
         } else {
           log.debug(
-            { method: call.getPath(), code: error.code, ...requestLogFields(call.metadata) },
+            { grpcMethod: call.getPath(), code: status[error.code], ...requestLogFields(call.metadata) },
             error.message,
           );
         }

@@ -102,6 +102,22 @@ describe('one request id in every log line about the request, gateway and servic
     expect(goodsLog.lines.filter((line) => line.event === 'registered')[0]).not.toHaveProperty('requestId');
   });
 
+  it("names the call's gRPC method and status alike in each of the service's lines about it", async () => {
+    // One field name and one type per field across the lines of a request: a log store that types a
+    // field by the first value it sees (Elasticsearch's dynamic mapping) refuses the lines whose
+    // value does not fit, and `code` was a number in these lines but a name in `call handled`;
+    // `method` was the gRPC path here but the HTTP method in the gateway's lines.
+    await http(port, 'DELETE', '/goods?id=-5', { headers: { 'X-Request-Id': 'same-fields-3' } });
+    await vi.waitFor(() => expect(about(goodsLog, 'same-fields-3')).toHaveLength(2));
+    for (const line of about(goodsLog, 'same-fields-3')) {
+      expect(line).toMatchObject({
+        grpcMethod: '/shop.v1.GoodsService/DeleteGoods',
+        code: 'INVALID_ARGUMENT',
+      });
+      expect(line).not.toHaveProperty('method');
+    }
+  });
+
   it('gives a request without an id (or with a malformed one) a new one, the same in both components', async () => {
     const answer = await http(port, 'GET', '/goods', { headers: { 'X-Request-Id': 'not valid: spaces' } });
     const id = String(answer.headers['x-request-id']);
