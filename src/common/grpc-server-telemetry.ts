@@ -243,7 +243,7 @@ class ObservedServerCall {
       this.log.debug(
         {
           requestId: this.context?.requestId,
-          grpcMethod: this.path,
+          grpcMethod: this.path.slice(1),
           code: status[code] ?? code,
           durationMs: Math.round(seconds * 10_000) / 10,
         },

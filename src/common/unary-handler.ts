@@ -30,7 +30,7 @@ export function unaryHandler<Request, Response>(
         const error = toServiceError(thrown);
         if (error.isServerFault) {
           const cause = error.cause ?? error;
-          const grpcMethod = call.getPath();
+          const grpcMethod = call.getPath().slice(1);
           limiterOf(log).error(
             `${grpcMethod} ${error.code} ${errorCause(cause)}`,
             { err: cause, grpcMethod, code: status[error.code], ...requestLogFields(call.metadata) },
@@ -38,7 +38,11 @@ export function unaryHandler<Request, Response>(
           );
         } else {
           log.debug(
-            { grpcMethod: call.getPath(), code: status[error.code], ...requestLogFields(call.metadata) },
+            {
+              grpcMethod: call.getPath().slice(1),
+              code: status[error.code],
+              ...requestLogFields(call.metadata),
+            },
             error.message,
           );
         }

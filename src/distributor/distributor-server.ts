@@ -201,7 +201,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       return undefined;
     } catch (error) {
       const serviceError = toServiceError(error);
-      refusals.refused(observedHost(call.getPeer()), serviceError, { method: call.getPath() });
+      refusals.refused(observedHost(call.getPeer()), serviceError, { grpcMethod: call.getPath().slice(1) });
       return serviceError;
     }
   };
@@ -244,7 +244,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     openStreams.add(stream);
     const refuse = (error: unknown): void => {
       const serviceError = toServiceError(error);
-      refusals.refused(peer, serviceError, { method: call.getPath(), node: lease?.id });
+      refusals.refused(peer, serviceError, { grpcMethod: call.getPath().slice(1), node: lease?.id });
       stream.close(serviceError);
     };
     const stateChanges = new TokenBucket(

@@ -167,7 +167,7 @@ describe('ServerCallTelemetry', () => {
     const handledLines = lines.filter((line) => line.msg === 'call handled');
     expect(handledLines[0]).toMatchObject({
       requestId: 'req-42',
-      grpcMethod: '/test.v1.Probe/Echo',
+      grpcMethod: 'test.v1.Probe/Echo',
       code: 'OK',
     });
   });
@@ -201,7 +201,7 @@ describe('ServerCallTelemetry', () => {
     }
     expect(hangsReached()).toBeGreaterThan(0);
     await vi.waitFor(async () => expect(await endedLate('Hang')).toBe(hangsReached()), { timeout: 10_000 });
-    expect(lines.filter((line) => line.grpcMethod === '/test.v1.Probe/Hang')).toHaveLength(hangsReached());
+    expect(lines.filter((line) => line.grpcMethod === 'test.v1.Probe/Hang')).toHaveLength(hangsReached());
   });
 
   it('counts a handler that throws as Unknown', async () => {

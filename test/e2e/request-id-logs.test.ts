@@ -81,7 +81,7 @@ describe('one request id in every log line about the request, gateway and servic
       expect.objectContaining({
         component: 'goods',
         msg: 'call handled',
-        grpcMethod: '/shop.v1.GoodsService/CreateGoods',
+        grpcMethod: 'shop.v1.GoodsService/CreateGoods',
         code: 'OK',
       }),
     ]);
@@ -111,7 +111,7 @@ describe('one request id in every log line about the request, gateway and servic
     await vi.waitFor(() => expect(about(goodsLog, 'same-fields-3')).toHaveLength(2));
     for (const line of about(goodsLog, 'same-fields-3')) {
       expect(line).toMatchObject({
-        grpcMethod: '/shop.v1.GoodsService/DeleteGoods',
+        grpcMethod: 'shop.v1.GoodsService/DeleteGoods',
         code: 'INVALID_ARGUMENT',
       });
       expect(line).not.toHaveProperty('method');

@@ -207,7 +207,7 @@ describe.each(backendsOf(goodsService))('GoodsService $title', (backend) => {
       expect(logged).toContainEqual(
         expect.objectContaining({
           msg: 'Internal error',
-          grpcMethod: '/shop.v1.GoodsService/CreateGoods',
+          grpcMethod: 'shop.v1.GoodsService/CreateGoods',
           err: expect.objectContaining({ message: expect.stringMatching(/category/) }),
         }),
       );

@@ -301,7 +301,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         const errors = lines().filter((line) => line.level === 50);
         expect(errors).toEqual([
           expect.objectContaining({
-            grpcMethod: '/shop.v1.MembersService/SignIn',
+            grpcMethod: 'shop.v1.MembersService/SignIn',
             err: expect.objectContaining({ type: 'UnreadableHashError', memberId: 1 }),
           }),
         ]);
