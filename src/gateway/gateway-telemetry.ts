@@ -422,6 +422,7 @@ export class GatewayTelemetry {
     const routes: RouteStatus[] = this.#view.routes().map((route) => ({
       method: route.method,
       path: route.template,
+      listed: true,
       serving: route.serving,
       draining: route.draining,
       rate: rateOf(`${route.method} ${route.template}`),
@@ -438,6 +439,7 @@ export class GatewayTelemetry {
       routes.push({
         method,
         path,
+        listed: asGet !== undefined,
         serving: asGet?.serving ?? [],
         draining: asGet?.draining ?? [],
         rate: rateOf(key),
@@ -605,6 +607,12 @@ export class GatewayTelemetry {
 export interface RouteStatus {
   readonly method: string;
   readonly path: string;
+  /**
+   * Whether the gateway routes it: false for traffic to no route (`unmatched`), to a method the
+   * path does not have (a 405), or to a route no longer listed, which the page shows as "not
+   * routed" rather than as a route with no serving instance.
+   */
+  readonly listed: boolean;
   readonly serving: readonly string[];
   readonly draining: readonly string[];
   /** Over the last `windowSeconds`. */

@@ -125,7 +125,7 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
       var row = document.createElement('tr');
       row.dataset.route = route.method + ' ' + route.path;
       cell(row, route.method + ' ' + route.path);
-      cell(row, route.serving.length ? route.serving.join(', ') : 'none');
+      cell(row, route.serving.length ? route.serving.join(', ') : route.listed ? 'none' : 'not routed');
       cell(row, route.draining.join(', '));
       cell(row, status.metrics ? route.rate.requestsPerSecond.toFixed(2) : 'off', 'number');
       cell(row, status.metrics ? route.rate.errorsPerSecond.toFixed(2) : 'off', 'number');

@@ -88,6 +88,11 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
       },
       { timeout: 5_000, interval: 100 },
     );
+    // Traffic to no route has a row, which does not read as a route without instances.
+    await http(port, 'GET', '/nothing-here');
+    const unmatched = page.locator('tr[data-route="GET unmatched"]');
+    await unmatched.waitFor({ timeout: 5_000 });
+    expect(await unmatched.locator('td').nth(1).textContent()).toBe('not routed');
 
     // Killed outright: its stream to the distributor breaks, and the page says so by itself.
     const killedAt = Date.now();

@@ -223,3 +223,43 @@ describe('GatewayTelemetry HTTP server spans', () => {
     });
   });
 });
+
+describe('GatewayTelemetry status rows', () => {
+  it('marks rows of traffic the gateway does not route (405s, unmatched paths) as not listed, and HEAD as its GET', () => {
+    const goods = {
+      method: 'GET',
+      path: '/goods',
+      template: '/goods',
+      grpcMethods: ['shop.v1.GoodsService/ListGoods'],
+      serving: ['goods@127.0.0.1:9010'],
+      draining: [],
+    };
+    const telemetry = new GatewayTelemetry(
+      {
+        ...view,
+        routes: () => [goods],
+        routeOf: (_method, path) => (path === '/goods' ? '/goods' : undefined),
+      },
+      { processMetrics: false },
+    );
+    const answered = (statusCode: number) => ({ headersSent: true, statusCode }) as ServerResponse;
+    telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods').closed(answered(200));
+    telemetry.onRequest({ headers: {} } as IncomingMessage, 'HEAD', '/goods').closed(answered(200));
+    telemetry.onRequest({ headers: {} } as IncomingMessage, 'PATCH', '/goods').closed(answered(405));
+    telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/nothing').closed(answered(404));
+    const rows = telemetry.status().routes.map(({ method, path, listed, serving }) => ({
+      route: `${method} ${path}`,
+      listed,
+      serving,
+    }));
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        { route: 'GET /goods', listed: true, serving: ['goods@127.0.0.1:9010'] },
+        { route: 'HEAD /goods', listed: true, serving: ['goods@127.0.0.1:9010'] },
+        { route: 'PATCH /goods', listed: false, serving: [] },
+        { route: 'GET unmatched', listed: false, serving: [] },
+      ]),
+    );
+    expect(rows).toHaveLength(4);
+  });
+});
