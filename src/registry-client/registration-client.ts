@@ -26,6 +26,7 @@ import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import { RegistryView } from './registry-view.js';
+import { tokenRefusalHint } from './token-refusal-hint.js';
 
 /** The longest the channel waits between two connection attempts of its own (see the constructor). */
 const CHANNEL_RECONNECT_MAX_MS = 1_000;
@@ -114,6 +115,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #metadata: Metadata;
   /** Whether the distributor is dialled with TLS, for the hint at a TLS mismatch (see tlsMismatchHint). */
   readonly #ownTls: boolean;
+  /** Whether a registration token is sent: tells a refusal's hint which setting is wrong. */
+  readonly #hasToken: boolean;
   #state: NodeState;
   /** The status code and the gist of the details of the last failure, to tell a new reason. */
   #lastFailure: string | undefined;
@@ -147,6 +150,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         : NodeState.NODE_STATE_SERVING;
     this.#metadata = new Metadata();
     if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
+    this.#hasToken = options.token !== undefined;
     const channelCredentials = options.credentials ?? credentials.createInsecure();
     // The credentials say it whoever made them: grpc-js's own secure/insecure test, in its typings.
     this.#ownTls = channelCredentials._isSecure();
@@ -267,7 +271,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         this.#refusal = status;
         this.#log.error(
           { event: 'refused', ...fields },
-          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here`,
+          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${tokenRefusalHint(status.code, status.details, this.#hasToken)}`,
         );
         this.emit('refused', status);
         return;

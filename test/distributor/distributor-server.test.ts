@@ -427,7 +427,8 @@ describe('registration client', () => {
       [
         50,
         'the distributor refused this node (UNAUTHENTICATED: invalid credentials: the registry token is wrong); ' +
-          'retrying cannot change that, so registration stops here',
+          'retrying cannot change that, so registration stops here' +
+          " — this component's SHOP_REGISTRY_TOKEN is not the distributor's: give it the distributor's token",
       ],
     ]);
     // A retry would come within fastBackoff's 20 ms: none comes.

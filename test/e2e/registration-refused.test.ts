@@ -57,6 +57,7 @@ describe('a registration refused for good', () => {
       { registryToken: TOKEN },
       { SHOP_REGISTRY_TOKEN: 'a-wrong-token-of-this-test' },
       'UNAUTHENTICATED: invalid credentials: the registry token is wrong',
+      "this component's SHOP_REGISTRY_TOKEN is not the distributor's: give it the distributor's token",
     ],
     [
       'members, whose description breaks a limit (INVALID_ARGUMENT)',
@@ -64,6 +65,7 @@ describe('a registration refused for good', () => {
       { limits: { descriptorSetBytes: 1024 } },
       {},
       'INVALID_ARGUMENT: invalid registration: descriptor_set must be at most 1024 bytes',
+      undefined,
     ],
     [
       'the gateway, with no token (UNAUTHENTICATED)',
@@ -71,10 +73,11 @@ describe('a registration refused for good', () => {
       { registryToken: TOKEN },
       {},
       'UNAUTHENTICATED: missing credentials',
+      "this component has no registry token: set SHOP_REGISTRY_TOKEN to the distributor's",
     ],
   ] as const)(
     '%s: stops in order with a clear error and exit code 3',
-    async (_name, entry, options, env, why) => {
+    async (_name, entry, options, env, why, hint) => {
       const distributor = await startDistributor(options);
       const component = start(entry, distributor, env);
       expect(await component.exited()).toBe(3);
@@ -84,6 +87,8 @@ describe('a registration refused for good', () => {
       expect(refused[0]!.level).toBe(50);
       expect(refused[0]!.msg).toContain(`the distributor refused this node (${why}`);
       expect(refused[0]!.msg).toContain('retrying cannot change that, so registration stops here');
+      // The operator is told which setting to fix, not only what the distributor wants on the wire.
+      if (hint) expect(refused[0]!.msg).toContain(` — ${hint}`);
       expect(lines).toContainEqual(
         expect.objectContaining({ msg: 'stopping', reason: 'refused by the distributor' }),
       );
