@@ -14,6 +14,12 @@ type SecureConnector = ReturnType<ChannelCredentials['_createSecureConnector']>;
 export class SocketClosingCredentials extends ChannelCredentials {
   readonly #inner: ChannelCredentials;
   readonly #sockets = new Set<Socket>();
+  /**
+   * Why the channel's last secure handshake failed (another CA, a certificate for another name,
+   * the connection dropped in the handshake), until one succeeds: grpc-js keeps it to itself until
+   * a call fails, and a warning about a channel that never connected needs it.
+   */
+  lastHandshakeFailure: string | undefined;
 
   constructor(inner: ChannelCredentials) {
     super();
@@ -36,7 +42,16 @@ export class SocketClosingCredentials extends ChannelCredentials {
       connect: (socket) => {
         this.#sockets.add(socket);
         socket.once('close', () => this.#sockets.delete(socket));
-        return connector.connect(socket);
+        const secured = connector.connect(socket);
+        secured.then(
+          () => {
+            this.lastHandshakeFailure = undefined;
+          },
+          (error: unknown) => {
+            this.lastHandshakeFailure = error instanceof Error ? error.message : String(error);
+          },
+        );
+        return secured;
       },
       waitForReady: () => connector.waitForReady(),
       getCallCredentials: () => connector.getCallCredentials(),

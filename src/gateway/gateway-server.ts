@@ -14,6 +14,7 @@ import {
   type TlsFiles,
 } from '../common/tls.js';
 import type { TlsRefreshOptions } from '../common/tls-files.js';
+import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { NodeState } from '../gen/distributor.js';
@@ -338,12 +339,16 @@ class GatewayServer implements Gateway {
       credentialsFor: channelCredentialsByName(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
-      onConnectTimeout: (upstream, timeoutMs, again, attempts) =>
+      onConnectTimeout: (upstream, timeoutMs, again, attempts, handshakeFailure) =>
         this.#log[again ? 'debug' : 'warn'](
           { event: 'upstream-connect-timeout', upstream: upstream.key, timeoutMs, attempts },
           again
             ? `still no connection to ${upstream.key}; trying a new one`
-            : `no connection to ${upstream.key} within ${timeoutMs} ms: ${CONNECT_ATTEMPTS[attempts]}; trying a new one (every ${timeoutMs} ms until it connects)`,
+            : `no connection to ${upstream.key} within ${timeoutMs} ms: ${
+                handshakeFailure === undefined
+                  ? CONNECT_ATTEMPTS[attempts]
+                  : `its TLS handshake failed (${handshakeFailure})${tlsMismatchHint(handshakeFailure, true, upstream.key)}`
+              }; trying a new one (every ${timeoutMs} ms until it connects)`,
         ),
       onUnansweredCheck: (upstream, timeoutMs) =>
         this.#log.info(

@@ -94,12 +94,14 @@ export interface InstancePoolOptions {
    * replaced every timeout: said once, then quietly). `attempts` says how it failed to connect:
    * `failed` when an attempt ended in failure within the timeout (refused, reset, a failed
    * handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2).
+   * `handshakeFailure`: why the last TLS handshake failed, when one did.
    */
   onConnectTimeout?: (
     upstream: Upstream,
     timeoutMs: number,
     again: boolean,
     attempts: ConnectAttempts,
+    handshakeFailure: string | undefined,
   ) => void;
   /** See {@link IDLE_RECONNECT_INTERVAL_MS} (the default). */
   idleReconnectIntervalMs?: number;
@@ -335,12 +337,14 @@ export class InstancePool {
         // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
+          const handshakeFailure = this.#credentialsOf.get(upstream.client)?.lastHandshakeFailure;
           this.#replaceChannel(upstream, true);
           this.#onConnectTimeout(
             upstream,
             this.#connectTimeoutMs,
             unconnectedReplacement,
             attemptFailed ? 'failed' : 'hung',
+            handshakeFailure,
           );
         }, this.#connectTimeoutMs);
         timer.unref();

@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   connectivityState,
   Metadata,
@@ -12,11 +15,17 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
 import { http2ServersOf, listen } from '../../src/common/grpc-server.js';
 import {
+  channelCredentialsByName,
+  secureNamingChannelOptions,
+  serverCredentials,
+} from '../../src/common/tls.js';
+import {
   canTakeCalls,
   InstancePool,
   type Upstream,
   withoutCallerStack,
 } from '../../src/gateway/instance-pool.js';
+import { makeTestPki } from '../helpers/certs.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 // A real server on loopback with one method that always fails, so that a call's error is seen whole.
@@ -294,6 +303,39 @@ describe('InstancePool, a peer that closes connections at once', () => {
       one.close();
       other.close();
       server.forceShutdown();
+    }
+  });
+});
+
+describe('InstancePool over TLS, an address that serves another component', () => {
+  it("says why the handshake failed when the channel does not connect in time: the server's certificate names another component", async () => {
+    // A listing whose address serves members (a wrong --advertise-host or port, say): secure naming
+    // refuses every handshake, and the warning must say so, not only that attempts failed.
+    const dir = mkdtempSync(join(tmpdir(), 'pool-secure-naming-'));
+    const pki = makeTestPki(dir, { names: ['gateway', 'members'] });
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, serverCredentials(pki.files('members')));
+    const gatewayTls = pki.files('gateway');
+    const timeouts: Array<{ attempts: string; handshakeFailure: string | undefined }> = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 300,
+      credentialsFor: channelCredentialsByName(gatewayTls),
+      channelOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+      onConnectTimeout: (_upstream, _timeoutMs, _again, attempts, handshakeFailure) =>
+        timeouts.push({ attempts, handshakeFailure }),
+    });
+    try {
+      pool.get('goods', `127.0.0.1:${port}`);
+      await vi.waitFor(() => expect(timeouts.length).toBeGreaterThan(0), { timeout: 5_000 });
+      expect(timeouts[0]).toEqual({
+        attempts: 'failed',
+        handshakeFailure:
+          "the server's certificate is not for spiffe://shop/goods (it names spiffe://shop/members)",
+      });
+    } finally {
+      pool.close();
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
