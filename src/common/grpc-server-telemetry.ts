@@ -271,7 +271,9 @@ interface ObservedOnCall {
  * grpc-js also says so after every answer, which finds the call finished already.
  */
 function finishCancelled(this: ServerUnaryCall<unknown, unknown>): void {
-  (this as ObservedOnCall)[OBSERVED_CALL]?.finish(answeredCode(this, null), 'cancelled');
+  // No details of its own: a span's description then names its code (DEADLINE_EXCEEDED), as the
+  // client saw it.
+  (this as ObservedOnCall)[OBSERVED_CALL]?.finish(answeredCode(this, null), undefined);
 }
 
 /**

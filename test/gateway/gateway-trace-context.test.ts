@@ -411,6 +411,8 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
       status.DEADLINE_EXCEEDED,
       ERROR,
     ]);
+    // Its description says what its code does: the handler never answered, the deadline passed.
+    expect(server.statusMessage).toBe('DEADLINE_EXCEEDED');
     await vi.waitFor(() =>
       expect(
         serviceLog.lines.find((line) => line.msg === 'call handled' && line.requestId === id)?.code,

@@ -14,6 +14,8 @@ export interface ReceivedSpan {
   readonly attributes: Record<string, unknown>;
   /** OTLP's status code: 0 unset, 1 ok, 2 error. */
   readonly statusCode: number;
+  /** The status's description; empty when none. */
+  readonly statusMessage: string;
 }
 
 /** A small OTLP/HTTP receiver for tests: takes JSON exports on POST /v1/traces and keeps their spans. */
@@ -45,7 +47,7 @@ interface OtlpExport {
         name: string;
         kind: number;
         attributes?: OtlpAttribute[];
-        status?: { code?: number };
+        status?: { code?: number; message?: string };
       }[];
     }[];
   }[];
@@ -91,6 +93,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
               kind: span.kind,
               attributes: attributes(span.attributes),
               statusCode: span.status?.code ?? 0,
+              statusMessage: span.status?.message ?? '',
             });
           }
         }
