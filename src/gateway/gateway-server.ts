@@ -505,6 +505,9 @@ class GatewayServer implements Gateway {
     const delayMs = this.#options.drainDelayMs ?? 0;
     if (this.#phase !== 'serving' || delayMs <= 0) return Promise.resolve();
     this.#phase = 'draining';
+    // Listed as draining, as a service that drains is: other gateways' status pages and the
+    // distributor's List say it is on its way out, not serving.
+    this.#registration?.setState(NodeState.NODE_STATE_DRAINING);
     this.#log.info(
       { event: 'draining', delayMs },
       `draining: /readyz answers 503 and every routed answer closes its connection for ${delayMs} ms, then the gateway stops`,

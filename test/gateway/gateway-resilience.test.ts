@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { NodeState } from '../../src/gen/distributor.js';
 import { http, httpJson, oneConnection, raw, rawBody, rawInPieces } from '../helpers/http.js';
 import { sample, scrape } from '../helpers/prometheus.js';
 import {
@@ -458,6 +459,13 @@ describe('gateway under hostile or unlucky clients', () => {
     const ready = await http(port, 'GET', '/readyz');
     expect(ready.status).toBe(503);
     expect(ready.body).toContain('the gateway is stopping');
+    // The distributor lists it as draining.
+    const registration = started.registration!;
+    await vi.waitFor(() =>
+      expect(registration.snapshot?.nodes.find((node) => node.id === registration.nodeId)?.state).toBe(
+        NodeState.NODE_STATE_DRAINING,
+      ),
+    );
     // Still served, on the kept connection and on a new one; each answer closes its connection.
     for (let i = 0; i < 2; i++) {
       const answer = await httpJson(port, 'GET', '/goods', undefined, agent);
