@@ -266,7 +266,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.emit('disconnected', status);
       const retry = retryClassOf(status.code);
       const reason = `${grpcStatus[status.code]}: ${status.details}`;
-      const fields = { code: status.code, details: status.details };
+      // The status by name, as the distributor's refusals and a service's call lines write `code`.
+      const fields = { code: grpcStatus[status.code] ?? status.code, details: status.details };
       if (retry === 'permanent') {
         this.#refusal = status;
         this.#log.error(

@@ -4,6 +4,7 @@ import {
   type ChannelOptions,
   type ClientReadableStream,
   credentials,
+  status as grpcStatus,
   Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
@@ -150,7 +151,12 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
       this.#failures = Math.min(this.#failures + 1, 30);
       const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
       this.#log.debug(
-        { event: 'watch-disconnected', code: status.code, details: status.details, retryInMs: delay },
+        {
+          event: 'watch-disconnected',
+          code: grpcStatus[status.code] ?? status.code,
+          details: status.details,
+          retryInMs: delay,
+        },
         'node list stream ended; watching again with backoff',
       );
       this.#retryTimer = setTimeout(() => this.#connect(), delay);

@@ -431,6 +431,11 @@ describe('registration client', () => {
           " — this component's SHOP_REGISTRY_TOKEN is not the distributor's: give it the distributor's token",
       ],
     ]);
+    // Its status by name, as the distributor's own refusal line and a service's call lines write it.
+    expect(lines.find((line) => line.level === 50)).toMatchObject({
+      event: 'refused',
+      code: 'UNAUTHENTICATED',
+    });
     // A retry would come within fastBackoff's 20 ms: none comes.
     await expect(
       vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(2), { timeout: 500 }),

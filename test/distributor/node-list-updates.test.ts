@@ -23,6 +23,7 @@ import { RegistrationClient } from '../../src/registry-client/registration-clien
 import { RegistryWatcher } from '../../src/registry-client/registry-watcher.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { capturingLogger } from './support/capturing-logger.js';
 import {
   describeNode,
   describeNodeWith,
@@ -274,10 +275,12 @@ describe('clients of the node list', () => {
     const { address, port, distributor } = await startDistributor();
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
     cleanups.push(() => proxy.close());
+    const { log, lines } = capturingLogger();
     const watcher = new RegistryWatcher({
       distributor: `127.0.0.1:${proxy.port}`,
       backoff: fastBackoff,
       descriptorSets: true,
+      log,
     });
     cleanups.push(() => watcher.stop());
     const disconnected = vi.fn();
@@ -289,6 +292,8 @@ describe('clients of the node list', () => {
 
     await proxy.refuse();
     await vi.waitFor(() => expect(disconnected).toHaveBeenCalled());
+    // Its status by name, as every other line of the shop writes `code`.
+    expect(lines.find((line) => line.event === 'watch-disconnected')).toMatchObject({ code: 'UNAVAILABLE' });
     openRegistration(address, [describeNodeWith(gatewayNode())]);
     const resumes = subscribe(address);
     await vi.waitFor(() => expect(resumes.updates).toHaveLength(1));
