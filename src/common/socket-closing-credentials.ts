@@ -48,7 +48,7 @@ export class SocketClosingCredentials extends ChannelCredentials {
             this.lastHandshakeFailure = undefined;
           },
           (error: unknown) => {
-            this.lastHandshakeFailure = error instanceof Error ? error.message : String(error);
+            this.lastHandshakeFailure = handshakeFailureOf(error);
           },
         );
         return secured;
@@ -71,4 +71,15 @@ export class SocketClosingCredentials extends ChannelCredentials {
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
   }
+}
+
+/**
+ * An error of a handshake in a few words: OpenSSL's reason ("wrong version number") where it gives
+ * one, rather than its whole error string (an address, a source file and a line end, which a
+ * warning would carry on two lines).
+ */
+function handshakeFailureOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const { reason } = error as { reason?: unknown };
+  return typeof reason === 'string' && reason !== '' ? reason : error.message;
 }

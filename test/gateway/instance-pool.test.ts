@@ -338,4 +338,30 @@ describe('InstancePool over TLS, an address that serves another component', () =
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('names an OpenSSL failure by its reason, on one line: a server that answers TLS in plaintext', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pool-plaintext-'));
+    const pki = makeTestPki(dir, { names: ['gateway'] });
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, ServerCredentials.createInsecure());
+    const gatewayTls = pki.files('gateway');
+    const failures: Array<string | undefined> = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 300,
+      credentialsFor: channelCredentialsByName(gatewayTls),
+      channelOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+      onConnectTimeout: (_upstream, _timeoutMs, _again, _attempts, handshakeFailure) =>
+        failures.push(handshakeFailure),
+    });
+    try {
+      pool.get('goods', `127.0.0.1:${port}`);
+      await vi.waitFor(() => expect(failures.length).toBeGreaterThan(0), { timeout: 5_000 });
+      // Not OpenSSL's whole error string: an address, a source file and a newline in a warning.
+      expect(failures[0]).toBe('wrong version number');
+    } finally {
+      pool.close();
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
