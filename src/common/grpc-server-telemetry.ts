@@ -155,8 +155,8 @@ export class ServerCallTelemetry {
           // told apart by the call's deadline, as for a unary call (see answeredCode).
           onCancel: () => {
             observed ??= this.#begin(method, undefined, startedAt);
-            if (deadlinePassed(call.getDeadline()))
-              observed.finish(status.DEADLINE_EXCEEDED, 'deadline exceeded');
+            // No details for the deadline: its span then reads DEADLINE_EXCEEDED, as a unary call's.
+            if (deadlinePassed(call.getDeadline())) observed.finish(status.DEADLINE_EXCEEDED, undefined);
             else observed.finish(status.CANCELLED, 'cancelled by the client');
           },
         });

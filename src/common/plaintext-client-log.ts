@@ -41,7 +41,7 @@ export function logPlaintextClients(
     toldAt.set(address, now);
     if (toldAt.size > maxAddresses) toldAt.delete(toldAt.keys().next().value!);
     log.warn(
-      { event: 'plaintext-client', address, code: error.code },
+      { event: 'plaintext-client', address, errorCode: error.code },
       `a client at ${address} spoke plaintext to this TLS port; give it TLS files (TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)`,
     );
   });

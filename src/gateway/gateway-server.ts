@@ -1181,7 +1181,7 @@ class GatewayServer implements Gateway {
     const requestId = reading && !reading.request.complete ? reading.requestId : undefined;
     if (error.code === 'HPE_INVALID_EOF_STATE') {
       this.#log.debug(
-        { code: error.code, requestId },
+        { errorCode: error.code, requestId },
         'the client closed its side in the middle of a request',
       );
       // The client closed its side in the middle of a request: it left, as a reset would say (499),
@@ -1196,7 +1196,7 @@ class GatewayServer implements Gateway {
       return;
     }
     const answer = clientErrorAnswer(error);
-    this.#log.debug({ code: error.code, status: answer.httpStatus, requestId }, answer.message);
+    this.#log.debug({ errorCode: error.code, status: answer.httpStatus, requestId }, answer.message);
     if (reading && !reading.request.complete) reading.stop.abort(answer);
     // A failure in the body of a request already handed on is that request's, answered and counted
     // as it; else the parser refused a request before it was one.

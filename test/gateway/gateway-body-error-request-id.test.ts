@@ -54,7 +54,7 @@ describe('the request id of a request whose body the parser refuses', () => {
         gatewayLog.lines.find((line) => line.msg === 'request answered' && line.requestId === id),
       ).toBeDefined(),
     );
-    const refusal = gatewayLog.lines.find((line) => line.code === 'HPE_INVALID_CHUNK_SIZE');
+    const refusal = gatewayLog.lines.find((line) => line.errorCode === 'HPE_INVALID_CHUNK_SIZE');
     expect(refusal).toMatchObject({ requestId: id, status: 400 });
   });
 
