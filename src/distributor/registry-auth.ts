@@ -2,6 +2,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { identityForName, OPERATOR_NAME } from '../common/identity.js';
+import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-token-refusals.js';
 import { ServiceError } from '../common/service-error.js';
 
 export type { ServerSurfaceCall };
@@ -82,13 +83,11 @@ export function createRegistryAuth({
     if (!expected) return false;
     const values = call.metadata.get('authorization');
     if (values.length === 0) {
-      throw unauthenticated(
-        'missing credentials: send the registry token as metadata "authorization: Bearer <token>"',
-      );
+      throw unauthenticated(REGISTRY_TOKEN_REFUSALS.missing);
     }
     const match = values.length === 1 && typeof values[0] === 'string' ? BEARER.exec(values[0]) : null;
     if (!match || !timingSafeEqual(sha256(match[1]!), expected)) {
-      throw unauthenticated('invalid credentials: the registry token is wrong');
+      throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
     }
     return true;
   };

@@ -1,14 +1,19 @@
 import { status } from '@grpc/grpc-js';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
+import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-token-refusals.js';
 
 /**
  * A hint to append to a refusal about the registry token; '' for any other. The distributor's
  * words are for any client ("send the registry token as metadata …"); a component's operator needs
- * the setting to fix, and whether this component had a token at all tells which mistake it is.
+ * the setting to fix, and whether this component sent a token tells which mistake it is.
  */
 export function tokenRefusalHint(code: number, details: string | undefined, hasToken: boolean): string {
-  if (code !== status.UNAUTHENTICATED || !details?.includes('registry token')) return '';
+  if (code !== status.UNAUTHENTICATED || details === undefined) return '';
+  if (details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong)) {
+    return ` — this component's ${REGISTRY_TOKEN_ENV} is not the distributor's: give it the distributor's token`;
+  }
+  if (!details.startsWith(REGISTRY_TOKEN_REFUSALS.missing)) return '';
   return hasToken
-    ? ` — this component's ${REGISTRY_TOKEN_ENV} is not the distributor's: give it the distributor's token`
+    ? ` — this component sends its ${REGISTRY_TOKEN_ENV}, but none arrived: something between it and the distributor drops the authorization metadata`
     : ` — this component has no registry token: set ${REGISTRY_TOKEN_ENV} to the distributor's`;
 }

@@ -89,6 +89,7 @@ describe('a registration refused for good', () => {
       expect(refused[0]!.msg).toContain('retrying cannot change that, so registration stops here');
       // The operator is told which setting to fix, not only what the distributor wants on the wire.
       if (hint) expect(refused[0]!.msg).toContain(` — ${hint}`);
+      else expect(refused[0]!.msg).not.toContain(' — ');
       expect(lines).toContainEqual(
         expect.objectContaining({ msg: 'stopping', reason: 'refused by the distributor' }),
       );
