@@ -147,7 +147,8 @@ let options: { http: DescExtension; envelope: DescExtension; idempotencyKey: Des
  * The method options, from the gateway's own copy of their definitions (google/api/http.proto,
  * vendored unchanged, proto/envelope.proto and proto/idempotency.proto): options are read by field
  * number, so a node's descriptor set need not be trusted to define them the same way; one that
- * declares another option at such a number is not read there (see isOursIn).
+ * declares another option at such a number, or ours with another type, is not read there (see
+ * isOursIn).
  */
 function methodOptions(): { http: DescExtension; envelope: DescExtension; idempotencyKey: DescExtension } {
   if (!options) {
@@ -170,7 +171,13 @@ function methodOptions(): { http: DescExtension; envelope: DescExtension; idempo
  */
 function isOursIn(registry: FileRegistry, option: DescExtension): boolean {
   const declared = registry.getExtensionFor(option.extendee, option.number);
-  return declared === undefined || declared.typeName === option.typeName;
+  if (declared === undefined) return true;
+  return (
+    declared.typeName === option.typeName &&
+    declared.fieldKind === option.fieldKind &&
+    declared.scalar === option.scalar &&
+    declared.message?.typeName === option.message?.typeName
+  );
 }
 
 /** A registry of a serialized FileDescriptorSet; throws when it does not parse or resolve. */

@@ -341,7 +341,13 @@ class GatewayServer implements Gateway {
       calls: this.#telemetry.calls,
       onConnectTimeout: (upstream, timeoutMs, again, attempts, handshakeFailure) =>
         this.#log[again ? 'debug' : 'warn'](
-          { event: 'upstream-connect-timeout', upstream: upstream.key, timeoutMs, attempts },
+          {
+            event: 'upstream-connect-timeout',
+            upstream: upstream.key,
+            timeoutMs,
+            attempts,
+            handshakeFailure,
+          },
           again
             ? `still no connection to ${upstream.key}; trying a new one`
             : `no connection to ${upstream.key} within ${timeoutMs} ms: ${

@@ -1,5 +1,5 @@
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { FieldDescriptorProto_Type, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../../src/common/http-routes.js';
@@ -153,6 +153,17 @@ describe('readHttpRoutes on a descriptor set that gives an option number of the 
     expect(foreign.problems).toEqual([]);
     expect(foreign.routes.map((route) => route.key)).toEqual(asShipped.routes.map((route) => route.key));
     expect(foreign.routes.every((route) => !route.writesOncePerKey)).toBe(true);
+  });
+
+  it('does not read the shop’s option declared with another type (int32 idempotency_key) as the bool it is', () => {
+    const set = fromBinary(FileDescriptorSetSchema, goodsDescriptorSet());
+    const declared = set.file
+      .flatMap((file) => file.extension)
+      .find((field) => field.name === 'idempotency_key');
+    declared!.type = FieldDescriptorProto_Type.INT32;
+    const routes = readHttpRoutes(registryOfDescriptorSet(toBinary(FileDescriptorSetSchema, set)));
+    expect(routes.problems).toEqual([]);
+    expect(routes.routes.every((route) => !route.writesOncePerKey)).toBe(true);
   });
 
   it('does not read a foreign option at envelope_fields’ or google.api.http’s number as the shop’s', () => {
