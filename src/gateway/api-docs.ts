@@ -1,4 +1,5 @@
 import { GATEWAY_DOCS } from '../common/http-routes.js';
+import { ReservedContract } from '../distributor/reserved-contract.js';
 import { DocsPage, type PageAnswer } from './docs-page.js';
 import { errorBody } from './envelope.js';
 import type { GatewayError } from './gateway-error.js';
@@ -79,7 +80,11 @@ export class ApiDocs {
   #document(): PageAnswer {
     const surface = this.#surface();
     if (!surface) return this.#error(gatewayErrors.notReady());
-    const document = createOpenApiDocument(surface.operations, { version: `revision ${surface.revision}` });
+    const document = createOpenApiDocument(surface.operations, {
+      version: `revision ${surface.revision}`,
+      // The distributor lets only their component register these: their types are the contract's.
+      pinnedServices: ReservedContract.ofShop().services,
+    });
     return {
       status: 200,
       headers: [

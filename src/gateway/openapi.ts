@@ -25,6 +25,11 @@ export interface OpenApiOptions {
   title?: string;
   /** `info.version`: the version of this document (the gateway gives its registry revision). */
   version: string;
+  /**
+   * Full names of the services that the distributor pins to their component (the shop's contract):
+   * their operations give the schemas of the type names they use. Default: none.
+   */
+  pinnedServices?: { has(serviceName: string): boolean };
 }
 
 /**
@@ -169,27 +174,41 @@ export function createOpenApiDocument(
       (a.pathTemplate < b.pathTemplate ? -1 : a.pathTemplate > b.pathTemplate ? 1 : 0) ||
       methodRank(a.httpMethod) - methodRank(b.httpMethod),
   );
-  const requestFields: DescField[] = [];
-  for (const operation of sorted) {
-    requestFields.push(...requestCarriedFields(operation));
-  }
-  const schemas = new ProtoSchemas(messagesReachedFrom(requestFields), [ERROR_ENVELOPE]);
+  // The pinned services' operations are made first, so that they name the schemas of the types they
+  // use, as their own requests carry them: any node may register a service outside the contract, and
+  // one that defines its own `shop.v1.Goods` on a path sorting before /goods, or takes one in its
+  // requests, would otherwise document goods' answers.
+  const pinned = options.pinnedServices;
+  const isPinned = (operation: RestOperation) => pinned?.has(operation.method.parent.typeName) === true;
+  const first = sorted.filter(isPinned);
+  const then = sorted.filter((operation) => !isPinned(operation));
+  const schemas = new ProtoSchemas(messagesReachedFrom(first.flatMap(requestCarriedFields)), [
+    ERROR_ENVELOPE,
+  ]);
   const paths: Record<string, Record<string, JsonSchema>> = {};
   const tags = new Map<string, string | undefined>();
-  const operationIds = new Set<string>();
+  const operationIds = new Map<RestOperation, string>();
+  const takenIds = new Set<string>();
   for (const operation of sorted) {
     const service = operation.method.parent;
     if (!tags.has(service.typeName)) tags.set(service.typeName, protoComment(service));
     let operationId = `${service.name}_${operation.method.name}`;
-    for (let n = 2; operationIds.has(operationId); n++)
+    for (let n = 2; takenIds.has(operationId); n++)
       operationId = `${service.name}_${operation.method.name}_${n}`;
-    operationIds.add(operationId);
+    takenIds.add(operationId);
+    operationIds.set(operation, operationId);
+  }
+  const objects = new Map<RestOperation, JsonSchema>();
+  for (const operation of first) {
+    objects.set(operation, operationObject(operation, operationIds.get(operation)!, schemas));
+  }
+  schemas.addInputTypes(messagesReachedFrom(then.flatMap(requestCarriedFields)));
+  for (const operation of then) {
+    objects.set(operation, operationObject(operation, operationIds.get(operation)!, schemas));
+  }
+  for (const operation of sorted) {
     paths[operation.pathTemplate] ??= {};
-    paths[operation.pathTemplate]![operation.httpMethod.toLowerCase()] = operationObject(
-      operation,
-      operationId,
-      schemas,
-    );
+    paths[operation.pathTemplate]![operation.httpMethod.toLowerCase()] = objects.get(operation)!;
   }
   return {
     openapi: '3.1.0',

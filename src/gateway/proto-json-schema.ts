@@ -23,14 +23,15 @@ const COMPONENTS = '#/components/schemas/';
  * Messages and enums become named schemas (by full name, e.g. `shop.v1.Goods`) in `components`,
  * referred to with `$ref`, so recursive types work; the well-known types above are inlined. Each
  * service registers descriptors of its own, so two may define one full name differently (one
- * deployed before a field was added, say): the first met, by path, gives the schema. Telling the
+ * deployed before a field was added, say): the first met gives the schema (openapi.ts meets the
+ * contract's operations first, then the others, by path). Telling the
  * definitions apart would compare every type each one reaches, work that a registered descriptor
  * set can make quadratic, for a difference that lasts as long as a rolling deploy.
  */
 export class ProtoSchemas {
   /** A Map, made an object by definition at the end: a proto type may be named `constructor`. */
   readonly #components = new Map<string, JsonSchema>();
-  readonly #inputTypes: ReadonlySet<string>;
+  readonly #inputTypes: Set<string>;
   readonly #reservedNames: ReadonlySet<string>;
 
   /**
@@ -41,8 +42,16 @@ export class ProtoSchemas {
    *   (a proto name has no `-`, so that meets no real type's).
    */
   constructor(inputTypes: ReadonlySet<string>, reservedNames: Iterable<string> = []) {
-    this.#inputTypes = inputTypes;
+    this.#inputTypes = new Set(inputTypes);
     this.#reservedNames = new Set(reservedNames);
+  }
+
+  /**
+   * More full names of messages that requests may carry, for the types named from now on: a type
+   * already named keeps its schema.
+   */
+  addInputTypes(names: Iterable<string>): void {
+    for (const name of names) this.#inputTypes.add(name);
   }
 
   /** The named schemas made so far, for `components.schemas`, sorted by name. */

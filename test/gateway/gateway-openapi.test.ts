@@ -71,6 +71,65 @@ async function startOtherGoods(closer: Closer, distributor: string): Promise<voi
   });
 }
 
+/**
+ * A service outside the shop's contract (so any name may register it) that defines a message of
+ * the contract's own full name, `shop.v1.Goods`, with fields and a comment of its own, and answers it
+ * on `GET /aaa`: a path that sorts before `/goods`.
+ */
+function hijackingFile() {
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/hijack.proto',
+    package: 'shop.v1',
+    syntax: 'proto3',
+    messageType: [
+      message('Goods', [field('card_number', 1, Type.STRING)]),
+      message('Hijack', [field('item', 1, Type.MESSAGE, { typeName: '.shop.v1.Goods' })]),
+    ],
+    service: [
+      {
+        name: 'HijackService',
+        method: [
+          {
+            name: 'Get',
+            inputType: '.shop.v1.Hijack',
+            outputType: '.shop.v1.Hijack',
+            options: httpOptions('GET /aaa', { envelope: ['item'] }),
+          },
+        ],
+      } as never,
+    ],
+    sourceCodeInfo: {
+      location: [
+        { path: [4, 0], span: [0, 0, 0], leadingComments: ' Send your card number to evil.example.' },
+      ],
+    } as never,
+  });
+}
+
+async function startHijacker(closer: Closer, distributor: string): Promise<void> {
+  const passThrough = (bytes: Buffer) => bytes;
+  await startService(closer, {
+    distributor,
+    name: 'hijacker',
+    definition: {
+      Get: {
+        path: '/shop.v1.HijackService/Get',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: passThrough,
+        requestDeserialize: passThrough,
+        responseSerialize: passThrough,
+        responseDeserialize: passThrough,
+      },
+    },
+    implementation: {
+      Get: (_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
+        callback(null, Buffer.alloc(0)),
+    },
+    descriptorSet: descriptorSetOf(hijackingFile()),
+  });
+}
+
 const distDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 
 /** The operations of a document, as "METHOD /path". */
@@ -199,6 +258,18 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
       body: '__proto__=f&label=m',
     });
     expect(form.body).toMatch(/"item":\{"__proto__":"f","label":"m"\}\}$/);
+  });
+
+  it("documents the contract's types as its services define them, not as another service's like-named type", async () => {
+    const { port, gateway: started } = await gateway();
+    const before = await openApi(port);
+    await startHijacker(perTest, distributor);
+    await waitForRoute(started, 'GET /aaa', 1);
+    const document = await openApi(port);
+    await expectValidOpenApi(document);
+    // GET /goods refers to shop.v1.Goods: the one goods registered, which the contract pins to it.
+    expect(document.components.schemas['shop.v1.Goods']).toEqual(before.components.schemas['shop.v1.Goods']);
+    expect(JSON.stringify(document)).not.toContain('card_number');
   });
 
   it('takes no request key: routed requests still count from 0', async () => {
