@@ -20,7 +20,8 @@ export type CommentedDesc = DescService | DescMethod | DescMessage | DescField |
 /**
  * The comment of a service, method, message, field, enum or enum value in the `.proto` source: its
  * leading comment, else its trailing one, with each line's first space (the one after `//`)
- * removed; undefined when there is none or the descriptor set carries no source info.
+ * removed, cut after {@link MAX_COMMENT_LENGTH} characters; undefined when there is none or the
+ * descriptor set carries no source info.
  *
  * Comments travel only in `source_code_info`, which `buf build` keeps unless told
  * `--exclude-source-info`: scripts/embed-descriptors.mjs keeps it, so the descriptor sets that the
@@ -35,7 +36,21 @@ export function protoComment(desc: CommentedDesc): string | undefined {
     .map((line) => (line.startsWith(' ') ? line.slice(1) : line).trimEnd())
     .join('\n')
     .trim();
-  return cleaned || undefined;
+  if (!cleaned) return undefined;
+  return cleaned.length > MAX_COMMENT_LENGTH ? cut(cleaned, MAX_COMMENT_LENGTH) : cleaned;
+}
+
+/**
+ * Comments longer than this are cut. They come from whoever registers a service, and the API page
+ * renders them as Markdown, in time that grows with the square of a comment's length for some texts
+ * (60 KB of `*_a` held Chromium's page for 20 s); the shop's longest is under 1,000 characters.
+ */
+export const MAX_COMMENT_LENGTH = 4096;
+
+/** The text's first `length` UTF-16 units (one less rather than half a pair), then "…". */
+function cut(text: string, length: number): string {
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(length - 1)) ? length - 1 : length;
+  return `${text.slice(0, end)}…`;
 }
 
 // Field numbers of the descriptor messages, the steps of a source_code_info path.
