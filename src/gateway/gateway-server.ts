@@ -392,7 +392,11 @@ class GatewayServer implements Gateway {
       surface: () =>
         this.#table.revision === undefined
           ? undefined
-          : { revision: this.#table.revision, operations: operationsOfRoutes(this.#table.live()) },
+          : {
+              revision: this.#table.revision,
+              generation: this.#table.generation,
+              operations: () => operationsOfRoutes(this.#table.live()),
+            },
       retryAfterSeconds: options.retryAfterSeconds ?? 1,
     });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;

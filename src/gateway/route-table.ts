@@ -196,6 +196,11 @@ export class RouteTable {
     return this.#routes.get(key);
   }
 
+  /** The same object until the live routes or their instances change (a new snapshot is applied). */
+  get generation(): object {
+    return this.#routes;
+  }
+
   /** The routes that have instances now (serving or draining), in the order nodes registered them. */
   live(): Route[] {
     return [...this.#routes.values()];
