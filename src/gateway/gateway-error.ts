@@ -39,7 +39,9 @@ export const gatewayErrors = {
   noRouteYet: () =>
     new GatewayError(503, 'No service has registered a route with the gateway yet', { retryAfter: true }),
   noInstance: (method: string, path: string) =>
-    new GatewayError(503, `No serving instance for ${method} ${path}`, { retryAfter: true }),
+    new GatewayError(503, `No serving instance for ${method} ${path.slice(0, MAX_ECHOED_PATH)}`, {
+      retryAfter: true,
+    }),
   unsupportedMediaType: () =>
     new GatewayError(
       415,

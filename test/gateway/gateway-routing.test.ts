@@ -226,6 +226,11 @@ describe('gateway routing, balancing and upstream faults', () => {
     expect(left.body).toBe(
       `{"key":${keyOf(left)},"errorcode":1,"errormessage":"No serving instance for POST /goods"}`,
     );
+    // The path is echoed cut, as a 404's is: a client's 16 KB path is not sent back whole.
+    const long = `/goods/${'7'.repeat(4_000)}`;
+    const echoed = await httpJson(port, 'DELETE', long);
+    expect(echoed.status).toBe(503);
+    expect(JSON.parse(echoed.body).errormessage).toBe(`No serving instance for DELETE ${long.slice(0, 200)}`);
 
     // Back on another port: served again, nothing touched on the gateway.
     await startFakeGoods(perTest, distributor, {}, [ROW]);
