@@ -26,9 +26,10 @@ export interface MysqlDatabaseOptions {
   /**
    * `CREATE TABLE IF NOT EXISTS` statements for the service's own tables. They run before the first
    * statement and again after a failure, so a service started while MySQL is down creates its tables
-   * once MySQL is back, without a restart.
+   * once MySQL is back, without a restart. A step that is a function looks before it changes
+   * anything (see {@link mysqlColumnsAdded}).
    */
-  schema: readonly string[];
+  schema: readonly MysqlSchemaStep[];
   log?: Logger;
   /** Most connections open at once: the pool never asks MySQL for more (default 10). */
   connectionLimit?: number;
@@ -116,9 +117,37 @@ const UNAVAILABLE_CODES = new Set([
   'ER_NO_SUCH_TABLE',
 ]);
 
-/** The table a schema statement makes, or undefined if it makes none. */
-function tableCreatedBy(statement: string): string | undefined {
-  return /^CREATE TABLE IF NOT EXISTS (\w+)/.exec(statement)?.[1];
+/** One step of a service's schema: a statement, or a change that must look at the database first. */
+export type MysqlSchemaStep = string | ((connection: PoolConnection) => Promise<void>);
+
+/** The table a schema step makes, or undefined if it makes none. */
+function tableCreatedBy(step: MysqlSchemaStep): string | undefined {
+  return typeof step === 'string' ? /^CREATE TABLE IF NOT EXISTS (\w+)/.exec(step)?.[1] : undefined;
+}
+
+/**
+ * Adds to `table` those of `columns` (name → definition) it lacks: a database set up by a build from
+ * before they were added keeps its table as it was (CREATE TABLE IF NOT EXISTS leaves it), and the
+ * statements that name them would fail. Each definition needs a DEFAULT for the rows already there.
+ * Only a table that lacks one needs the ALTER privilege.
+ */
+export function mysqlColumnsAdded(table: string, columns: Readonly<Record<string, string>>): MysqlSchemaStep {
+  return async (connection) => {
+    const [rows] = await connection.query<RowDataPacket[]>(
+      'SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?',
+      [table],
+    );
+    const present = new Set(rows.map((row) => String(row.name)));
+    for (const [name, definition] of Object.entries(columns)) {
+      if (present.has(name)) continue;
+      await connection
+        .query(`ALTER TABLE ${table} ADD COLUMN ${name} ${definition}`)
+        .catch((error: unknown) => {
+          // Another instance starting on the same database added it meanwhile.
+          if ((error as { code?: unknown } | null)?.code !== 'ER_DUP_FIELDNAME') throw error;
+        });
+    }
+  };
 }
 
 /** Raised by this module's own timers; its message goes to the log only. */
@@ -177,7 +206,7 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
  */
 export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
-  readonly #schema: readonly string[];
+  readonly #schema: readonly MysqlSchemaStep[];
   /** The tables the schema makes, looked for by every health probe. */
   readonly #tables: readonly string[];
   readonly #log: Logger;
@@ -432,7 +461,8 @@ export class MysqlDatabase implements SqlExecutor {
       const ready = this.#withConnection(async (connection) => {
         for (const statement of this.#schema) {
           try {
-            await connection.query(statement);
+            if (typeof statement === 'string') await connection.query(statement);
+            else await statement(connection);
           } catch (error) {
             // A user who may read and write but not create tables (least privilege, the tables made
             // by an administrator): MySQL checks the CREATE privilege before whether the table

@@ -34,7 +34,7 @@ const BUSY_TIMEOUT_MS = 2_000;
  * writes instead of failing at once. better-sqlite3 is synchronous, so a wait blocks the event loop:
  * the timeout is kept short.
  */
-export function openSqliteDatabase(file: string, schema: readonly string[]): Database.Database {
+export function openSqliteDatabase(file: string, schema: readonly SqliteSchemaStep[]): Database.Database {
   makeFolder(dirname(file), 0o700);
   createPrivately(file);
   assertWritable(file);
@@ -46,7 +46,10 @@ export function openSqliteDatabase(file: string, schema: readonly string[]): Dat
     db.pragma('synchronous = NORMAL');
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     db.transaction(() => {
-      for (const statement of schema) db.exec(statement);
+      for (const step of schema) {
+        if (typeof step === 'string') db.exec(step);
+        else step(db);
+      }
     })();
     return db;
   } catch (error) {
@@ -110,6 +113,28 @@ export function sqliteIdLimit(table: string): string {
   return `CREATE TRIGGER IF NOT EXISTS ${table}_ids_within_int32 AFTER INSERT ON ${table}
     WHEN NEW.id > ${LARGEST_ID}
     BEGIN SELECT RAISE(ABORT, '${table}: every id up to ${LARGEST_ID}, the largest the contract carries, is used'); END`;
+}
+
+/** One step of a store's schema: a statement, or a change that must look at the file first. */
+export type SqliteSchemaStep = string | ((db: Database.Database) => void);
+
+/**
+ * Adds to `table` those of `columns` (name → definition) it lacks: a file made by a build from
+ * before they were added keeps its table as it was (CREATE TABLE IF NOT EXISTS leaves it), and the
+ * statements that name them would fail. Each definition needs a DEFAULT for the rows already there.
+ */
+export function sqliteColumnsAdded(
+  table: string,
+  columns: Readonly<Record<string, string>>,
+): SqliteSchemaStep {
+  return (db) => {
+    const present = new Set(
+      db.prepare<[], string>(`SELECT name FROM pragma_table_info('${table}')`).pluck().all(),
+    );
+    for (const [name, definition] of Object.entries(columns)) {
+      if (!present.has(name)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${name} ${definition}`);
+    }
+  };
 }
 
 /**

@@ -4,7 +4,12 @@ import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/trace-span.js';
 import { driverErrorCode } from '../common/database-errors.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
-import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
+import {
+  MysqlDatabase,
+  type MysqlStoreOptions,
+  mysqlColumnsAdded,
+  type SqlExecutor,
+} from '../common/mysql-database.js';
 import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import {
   type CreateMemberResult,
@@ -41,6 +46,11 @@ export const MYSQL_MEMBERS_SCHEMA = [
     turn_holder VARCHAR(64) CHARACTER SET ascii NOT NULL DEFAULT '',
     KEY sign_in_failures_last (last_failure_ms)
   ) ENGINE=InnoDB`,
+  // The turn columns came after the table first shipped (b69c9cb): a database set up then gets them.
+  mysqlColumnsAdded('sign_in_failures', {
+    turn_until_ms: 'BIGINT NOT NULL DEFAULT 0',
+    turn_holder: "VARCHAR(64) CHARACTER SET ascii NOT NULL DEFAULT ''",
+  }),
 ] as const;
 
 /**

@@ -8,6 +8,7 @@ import {
   type SqliteCall,
   type SqliteStoreOptions,
   sqliteCaller,
+  sqliteColumnsAdded,
   sqliteIdLimit,
 } from '../common/sqlite-database.js';
 import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
@@ -44,6 +45,11 @@ export const SQLITE_MEMBERS_SCHEMA = [
     turn_holder TEXT NOT NULL DEFAULT ''
   ) STRICT, WITHOUT ROWID`,
   'CREATE INDEX IF NOT EXISTS sign_in_failures_last ON sign_in_failures (last_failure_ms)',
+  // The turn columns came after the table first shipped (b69c9cb): a file made then gets them here.
+  sqliteColumnsAdded('sign_in_failures', {
+    turn_until_ms: 'INTEGER NOT NULL DEFAULT 0',
+    turn_holder: "TEXT NOT NULL DEFAULT ''",
+  }),
 ] as const;
 
 /** Now by SQLite's clock, in ms and in µs (to the ms: 'subsec' has no finer grain). */

@@ -1,0 +1,69 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { createConnection } from 'mysql2/promise';
+import { describe, expect, inject, it } from 'vitest';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { membersService } from '../../src/services/members/members-service.js';
+import type { MembersStore } from '../../src/services/members/members-store.js';
+import { createTestDatabase } from '../helpers/mysql.js';
+
+/**
+ * A store made by an older build opens under this one with its data: b69c9cb made sign_in_failures
+ * without the turn columns that came a few commits later, and CREATE TABLE IF NOT EXISTS leaves a
+ * table that exists as it is (SQLite members refused to start, MySQL failed every ledger write).
+ */
+const fixture = (name: string): Promise<string> =>
+  readFile(new URL(`./fixtures/old-schemas/${name}`, import.meta.url), 'utf8');
+
+/** The ledger of an old store still counts, and the turn after a wait works on it. */
+async function expectLedgerWorks(store: MembersStore): Promise<void> {
+  const recorded = await store.recordSignInFailure('alice', 86_400_000, undefined);
+  expect(recorded.count).toBe(2); // the failure the old build recorded is kept
+  expect(await store.claimSignInTurn('alice', recorded.version, 'one', 10_000, undefined)).toBe(true);
+  expect(await store.claimSignInTurn('alice', recorded.version, 'two', 10_000, undefined)).toBe(false);
+  await store.releaseSignInTurn('alice', 'one', undefined);
+  expect(await store.forgetSignInFailures('alice', undefined)).toMatchObject({ count: 0 });
+}
+
+describe('members store made by b69c9cb', () => {
+  it('opens on SQLite and its sign-in ledger works', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-members-old-'));
+    const file = join(dir, 'members.sqlite');
+    const old = new Database(file);
+    old.exec(await fixture('members-b69c9cb.sqlite.sql'));
+    old.close();
+    const store = membersService.stores.sqlite(file, {});
+    try {
+      await expectLedgerWorks(store);
+      // A second instance opening the upgraded file adds nothing twice.
+      await membersService.stores.sqlite(file, {}).close();
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  const mysqlUrl = inject('mysqlUrl');
+  it.skipIf(!mysqlUrl)('opens on MySQL and its sign-in ledger works', async () => {
+    const database = await createTestDatabase(mysqlUrl!);
+    const connection = await createConnection({ uri: database.url });
+    for (const statement of (await fixture('members-b69c9cb.mysql.sql')).split(/;\n/)) {
+      const sql = statement.replace(/^--.*$/gm, '').trim();
+      if (sql) await connection.query(sql);
+    }
+    await connection.end();
+    const options = { connection: parseMysqlUrl(database.url, 'test database') };
+    const store = membersService.stores.mysql(options);
+    const another = membersService.stores.mysql(options);
+    try {
+      await expectLedgerWorks(store);
+      await another.signInFailures('alice', undefined); // its schema step finds the columns there
+    } finally {
+      await store.close();
+      await another.close();
+      await database.drop();
+    }
+  });
+});
