@@ -1,6 +1,6 @@
 import type { DescField } from '@bufbuild/protobuf';
 import { KEYED_METHODS } from './idempotency-header.js';
-import { protoComment } from './proto-comments.js';
+import { cutComment, protoComment } from './proto-comments.js';
 import { type JsonSchema, messagesReachedFrom, ProtoSchemas, withNote } from './proto-json-schema.js';
 import { grpcMethodName, type RestOperation } from './rest-operation.js';
 import { WRAPPER_SCALARS } from './wrapper-types.js';
@@ -189,7 +189,10 @@ export function createOpenApiDocument(
   const tags = new Map<string, string | undefined>();
   const operationIds = new Map<RestOperation, string>();
   const takenIds = new Set<string>();
-  for (const operation of sorted) {
+  // The contract's operations take their ids first too: a client generated from the document calls
+  // an operation by its id, and another service's `GoodsService.ListGoods` on a path sorting first
+  // would otherwise be `GoodsService_ListGoods`.
+  for (const operation of [...first, ...then]) {
     const service = operation.method.parent;
     if (!tags.has(service.typeName)) tags.set(service.typeName, protoComment(service));
     let operationId = `${service.name}_${operation.method.name}`;
@@ -255,7 +258,9 @@ export function createOpenApiDocument(
 }
 
 function operationObject(operation: RestOperation, operationId: string, schemas: ProtoSchemas): JsonSchema {
-  const description = operation.description ?? protoComment(operation.method);
+  // A route's description is the method's leading comment, taken uncut by http-routes.ts.
+  const description =
+    operation.description === undefined ? protoComment(operation.method) : cutComment(operation.description);
   const parameters: JsonSchema[] = [];
   for (const param of operation.pathParams) {
     parameters.push({

@@ -36,8 +36,7 @@ export function protoComment(desc: CommentedDesc): string | undefined {
     .map((line) => (line.startsWith(' ') ? line.slice(1) : line).trimEnd())
     .join('\n')
     .trim();
-  if (!cleaned) return undefined;
-  return cleaned.length > MAX_COMMENT_LENGTH ? cut(cleaned, MAX_COMMENT_LENGTH) : cleaned;
+  return cleaned ? cutComment(cleaned) : undefined;
 }
 
 /**
@@ -47,9 +46,15 @@ export function protoComment(desc: CommentedDesc): string | undefined {
  */
 export const MAX_COMMENT_LENGTH = 4096;
 
-/** The text's first `length` UTF-16 units (one less rather than half a pair), then "…". */
-function cut(text: string, length: number): string {
-  const end = /[\uD800-\uDBFF]/.test(text.charAt(length - 1)) ? length - 1 : length;
+/**
+ * A comment cut after {@link MAX_COMMENT_LENGTH} UTF-16 units (one less rather than half a pair),
+ * then "…": for a comment taken from a descriptor by other means (a route's description).
+ */
+export function cutComment(text: string): string {
+  if (text.length <= MAX_COMMENT_LENGTH) return text;
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(MAX_COMMENT_LENGTH - 1))
+    ? MAX_COMMENT_LENGTH - 1
+    : MAX_COMMENT_LENGTH;
   return `${text.slice(0, end)}…`;
 }
 

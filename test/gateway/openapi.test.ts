@@ -8,8 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { parsePathTemplate } from '../../src/common/path-template.js';
+import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { compileCallPlan } from '../../src/gateway/call-plan.js';
 import { createOpenApiDocument, type OpenApiDocument } from '../../src/gateway/openapi.js';
+import { MAX_COMMENT_LENGTH } from '../../src/gateway/proto-comments.js';
 import type { RestOperation } from '../../src/gateway/rest-operation.js';
 import { Route } from '../../src/gateway/route-table.js';
 import { operationOf, operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
@@ -605,5 +607,56 @@ describe('a proto field named __proto__', () => {
     const item = served.components.schemas['test.odd.v1.Item'];
     expect(Object.keys(item.properties)).toEqual(['__proto__', 'name', 'others']);
     expect(Object.getOwnPropertyDescriptor(item.properties, '__proto__')?.value).toEqual({ type: 'string' });
+  });
+});
+
+/** A service outside the contract, `GoodsService` of its own package, with one method `ListGoods` on `GET /aaa`. */
+function outsiderFile(methodComment?: string) {
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/outsider.proto',
+    package: 'test.outsider.v1',
+    syntax: 'proto3',
+    messageType: [message('Thing', [field('id', 1, Type.STRING)])],
+    service: [
+      {
+        name: 'GoodsService',
+        method: [
+          {
+            name: 'ListGoods',
+            inputType: '.test.outsider.v1.Thing',
+            outputType: '.test.outsider.v1.Thing',
+            options: httpOptions('GET /aaa', { envelope: ['id'] }),
+          },
+        ],
+      } as never,
+    ],
+    ...(methodComment === undefined
+      ? {}
+      : {
+          sourceCodeInfo: {
+            location: [{ path: [6, 0, 2, 0], span: [0, 0, 0], leadingComments: methodComment }],
+          },
+        }),
+  });
+}
+
+describe('a service outside the contract', () => {
+  it("does not take the operationId of a contract's operation with a path that sorts first", () => {
+    const shop = operationsOfRoutes(shopRoutes(createFileRegistry(loadShopDescriptorSet())));
+    const document = createOpenApiDocument([...operationsOfFiles(outsiderFile()), ...shop], {
+      version: '1',
+      pinnedServices: ReservedContract.ofShop().services,
+    });
+    expect(operation(document, 'GET', '/goods').operationId).toBe('GoodsService_ListGoods');
+    expect(operation(document, 'GET', '/aaa').operationId).toBe('GoodsService_ListGoods_2');
+  });
+
+  it("has its method's comment cut as every other comment is", () => {
+    const long = ` ${'*_a'.repeat(10_000)}\n`;
+    const document = createOpenApiDocument(operationsOfFiles(outsiderFile(long)), { version: '1' });
+    const description = operation(document, 'GET', '/aaa').description as string;
+    // Lengths, not texts: a failure would print 30,000 characters.
+    expect(description.length).toBe(MAX_COMMENT_LENGTH + 1);
+    expect(description === `${long.trim().slice(0, MAX_COMMENT_LENGTH)}…`).toBe(true);
   });
 });
