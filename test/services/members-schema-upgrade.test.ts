@@ -5,8 +5,10 @@ import Database from 'better-sqlite3';
 import { createConnection } from 'mysql2/promise';
 import { describe, expect, inject, it } from 'vitest';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { openSqliteDatabase } from '../../src/services/common/sqlite-database.js';
 import { membersService } from '../../src/services/members/members-service.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
+import { SQLITE_MEMBERS_SCHEMA } from '../../src/services/members/sqlite-members-store.js';
 import { createTestDatabase } from '../helpers/mysql.js';
 
 /**
@@ -41,6 +43,43 @@ describe('members store made by b69c9cb', () => {
       await membersService.stores.sqlite(file, {}).close();
     } finally {
       await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('opens on SQLite when another instance upgrades the file at the same moment', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-members-old-'));
+    const file = join(dir, 'members.sqlite');
+    const old = new Database(file);
+    old.pragma('journal_mode = WAL');
+    old.exec(await fixture('members-b69c9cb.sqlite.sql'));
+    old.close();
+    // The other instance (another connection, as another process has) tries to add the columns
+    // while this one's schema runs: between its first read and its own ALTER.
+    const other = new Database(file, { timeout: 0 });
+    const upgradedMeanwhile: string[] = [];
+    const interleaved = (): void => {
+      try {
+        other.exec('ALTER TABLE sign_in_failures ADD COLUMN turn_until_ms INTEGER NOT NULL DEFAULT 0');
+        other.exec("ALTER TABLE sign_in_failures ADD COLUMN turn_holder TEXT NOT NULL DEFAULT ''");
+        upgradedMeanwhile.push('yes');
+      } catch (error) {
+        // It waits for this one's schema, as it would for its busy timeout.
+        expect((error as { code?: unknown }).code).toBe('SQLITE_BUSY');
+      }
+    };
+    try {
+      const db = openSqliteDatabase(file, [
+        SQLITE_MEMBERS_SCHEMA[0],
+        interleaved,
+        ...SQLITE_MEMBERS_SCHEMA.slice(1),
+      ]);
+      db.close();
+      expect(upgradedMeanwhile).toEqual([]);
+      // And the other instance opens it after: nothing is added twice.
+      openSqliteDatabase(file, SQLITE_MEMBERS_SCHEMA).close();
+    } finally {
+      other.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

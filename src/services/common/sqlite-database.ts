@@ -45,12 +45,16 @@ export function openSqliteDatabase(file: string, schema: readonly SqliteSchemaSt
     // (not a crash of the process) can lose the last commits.
     db.pragma('synchronous = NORMAL');
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // IMMEDIATE: the write lock first, waited for as any write is. A deferred transaction reads
+    // first, and an instance starting beside this one that writes meanwhile (adds a missing column
+    // to a file an older build made) leaves this one's snapshot stale: its own write then fails at
+    // once (SQLITE_BUSY_SNAPSHOT), and the service with it, at its start.
     db.transaction(() => {
       for (const step of schema) {
         if (typeof step === 'string') db.exec(step);
         else step(db);
       }
-    })();
+    }).immediate();
     return db;
   } catch (error) {
     db.close();
