@@ -26,7 +26,10 @@ if (!haveChromium && process.env.CI === 'true') throw new Error(`CI=true and no 
 const SLOW_MARKDOWN = '*_a'.repeat(40_000);
 const HTML = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>`;
 
-/** `GET /hostile`, of a service whose comment (its operations' tag, shown at once) is SLOW_MARKDOWN. */
+/**
+ * `GET /hostile`, of a service whose comment (its operations' tag, shown at once) is SLOW_MARKDOWN,
+ * as is its method's after some HTML.
+ */
 function hostileFile() {
   return create(FileDescriptorProtoSchema, {
     name: 'test/hostile.proto',
@@ -49,7 +52,8 @@ function hostileFile() {
     sourceCodeInfo: {
       location: [
         { path: [6, 0], span: [0, 0, 0], leadingComments: SLOW_MARKDOWN },
-        { path: [6, 0, 2, 0], span: [0, 0, 0], leadingComments: HTML },
+        // The method's comment is the operation's description, shown when it is opened.
+        { path: [6, 0, 2, 0], span: [0, 0, 0], leadingComments: `${HTML}\n\n${SLOW_MARKDOWN}` },
       ],
     } as never,
   });
@@ -99,6 +103,7 @@ describe.runIf(haveChromium)('the API page with a hostile service registered', (
     const document = JSON.parse((await http(port, 'GET', '/openapi.json')).body) as OpenApiDocument;
     const tag = document.tags.find((each) => each.name === 'test.hostile.v1.HostileService');
     expect(tag?.description).toBe(`${SLOW_MARKDOWN.slice(0, MAX_COMMENT_LENGTH)}…`);
+    expect(String(document.paths['/hostile']?.get?.description).length).toBe(MAX_COMMENT_LENGTH + 1);
 
     const page = await browser.newPage();
     const errors: string[] = [];
