@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { openSqliteDatabase } from '../../src/services/common/sqlite-database.js
 import { membersService } from '../../src/services/members/members-service.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
 import { SQLITE_MEMBERS_SCHEMA } from '../../src/services/members/sqlite-members-store.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { createTestDatabase } from '../helpers/mysql.js';
 
 /**
@@ -87,12 +89,7 @@ describe('members store made by b69c9cb', () => {
   const mysqlUrl = inject('mysqlUrl');
   it.skipIf(!mysqlUrl)('opens on MySQL and its sign-in ledger works', async () => {
     const database = await createTestDatabase(mysqlUrl!);
-    const connection = await createConnection({ uri: database.url });
-    for (const statement of (await fixture('members-b69c9cb.mysql.sql')).split(/;\n/)) {
-      const sql = statement.replace(/^--.*$/gm, '').trim();
-      if (sql) await connection.query(sql);
-    }
-    await connection.end();
+    await loadOldMysqlSchema(database.url);
     const options = { connection: parseMysqlUrl(database.url, 'test database') };
     const store = membersService.stores.mysql(options);
     const another = membersService.stores.mysql(options);
@@ -109,4 +106,54 @@ describe('members store made by b69c9cb', () => {
       await database.drop();
     }
   });
+
+  it.skipIf(!mysqlUrl)(
+    'on MySQL with a user who may not ALTER: serves on, and says which statement to have run',
+    async () => {
+      const database = await createTestDatabase(mysqlUrl!);
+      await loadOldMysqlSchema(database.url);
+      const name = new URL(database.url).pathname.slice(1);
+      const user = `shop_noalter_${randomBytes(4).toString('hex')}`;
+      const admin = await createConnection({ uri: mysqlUrl! });
+      const { log, lines } = captureLog('members');
+      const store = membersService.stores.mysql({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), user, password: 'no-alter' },
+        log,
+      });
+      try {
+        for (const host of ['%', 'localhost']) {
+          await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'no-alter'`);
+          await admin.query(
+            `GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON \`${name}\`.* TO '${user}'@'${host}'`,
+          );
+        }
+        // Before, the refused ALTER failed the schema, and with it every call of the service.
+        await expect(store.ping()).resolves.toBeUndefined();
+        expect(
+          lines.filter((line) => line.event === 'schema-column-missing').map((line) => line.column),
+        ).toEqual(['turn_until_ms', 'turn_holder']);
+        expect(lines.find((line) => line.event === 'schema-column-missing')?.msg).toContain(
+          '"ALTER TABLE sign_in_failures ADD COLUMN turn_until_ms BIGINT NOT NULL DEFAULT 0"',
+        );
+      } finally {
+        await store.close();
+        for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
+        await admin.end();
+        await database.drop();
+      }
+    },
+  );
 });
+
+/** Sets the database at `url` up as b69c9cb left it. */
+async function loadOldMysqlSchema(url: string): Promise<void> {
+  const connection = await createConnection({ uri: url });
+  try {
+    for (const statement of (await fixture('members-b69c9cb.mysql.sql')).split(/;\n/)) {
+      const sql = statement.replace(/^--.*$/gm, '').trim();
+      if (sql) await connection.query(sql);
+    }
+  } finally {
+    await connection.end();
+  }
+}
