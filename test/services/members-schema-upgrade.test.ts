@@ -132,6 +132,8 @@ describe('members store made by b69c9cb', () => {
         expect(
           lines.filter((line) => line.event === 'schema-column-missing').map((line) => line.column),
         ).toEqual(['turn_until_ms', 'turn_holder']);
+        // The ledger fails until the statement is run (the throttle then counts per instance).
+        await expect(store.recordSignInFailure('alice', 86_400_000, undefined)).rejects.toThrow();
         expect(lines.find((line) => line.event === 'schema-column-missing')?.msg).toContain(
           '"ALTER TABLE sign_in_failures ADD COLUMN turn_until_ms BIGINT NOT NULL DEFAULT 0"',
         );
