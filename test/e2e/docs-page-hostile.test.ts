@@ -3,6 +3,7 @@ import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
 import type { OpenApiDocument } from '../../src/gateway/openapi.js';
 import { MAX_COMMENT_LENGTH } from '../../src/gateway/proto-comments.js';
 import {
@@ -67,21 +68,10 @@ describe.runIf(haveChromium)('the API page with a hostile service registered', (
   beforeAll(async () => {
     const { address } = await startDistributor(closer);
     await startFakeGoods(closer, address);
-    const passThrough = (bytes: Buffer) => bytes;
     await startService(closer, {
       distributor: address,
       name: 'hostile',
-      definition: {
-        Get: {
-          path: '/test.hostile.v1.HostileService/Get',
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: passThrough,
-          requestDeserialize: passThrough,
-          responseSerialize: passThrough,
-          responseDeserialize: passThrough,
-        },
-      },
+      definition: { Get: bytesMethod('/test.hostile.v1.HostileService/Get') },
       implementation: {
         Get: (_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
           callback(null, Buffer.alloc(0)),

@@ -7,6 +7,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
 import { DOCS_CONTENT_SECURITY_POLICY } from '../../src/gateway/docs-page.js';
 import type { OpenApiDocument } from '../../src/gateway/openapi.js';
 import { http, httpJson } from '../helpers/http.js';
@@ -107,21 +108,10 @@ function hijackingFile() {
 }
 
 async function startHijacker(closer: Closer, distributor: string): Promise<void> {
-  const passThrough = (bytes: Buffer) => bytes;
   await startService(closer, {
     distributor,
     name: 'hijacker',
-    definition: {
-      Get: {
-        path: '/shop.v1.HijackService/Get',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: passThrough,
-        requestDeserialize: passThrough,
-        responseSerialize: passThrough,
-        responseDeserialize: passThrough,
-      },
-    },
+    definition: { Get: bytesMethod('/shop.v1.HijackService/Get') },
     implementation: {
       Get: (_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) =>
         callback(null, Buffer.alloc(0)),
