@@ -17,8 +17,39 @@ import { bytesMethod } from '../../src/common/bytes-method.js';
 import { ServerCallTelemetry } from '../../src/common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../src/common/metrics.js';
 import { requestLogFields } from '../../src/common/request-context.js';
+import type { Tracer, TraceSpan } from '../../src/common/trace-span.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { sample } from '../helpers/prometheus.js';
+
+/** Server spans started while `tracing` is on, with what each was failed with and whether it ended. */
+const traced = vi.hoisted(() => ({
+  tracing: false,
+  spans: [] as Array<{ name: string; failed?: string; ended: boolean }>,
+}));
+
+vi.mock('../../src/common/tracing.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/common/tracing.js')>();
+  const tracer: Tracer = {
+    startSpan(name): TraceSpan {
+      const recorded: { name: string; failed?: string; ended: boolean } = { name, ended: false };
+      traced.spans.push(recorded);
+      return {
+        setName() {},
+        setAttribute() {},
+        fail: (message) => {
+          recorded.failed = message;
+        },
+        end: () => {
+          recorded.ended = true;
+        },
+        carrier: () => ({}),
+        isSampled: () => true,
+      };
+    },
+  };
+  // Read as the telemetry is made: each test chooses before it starts its server.
+  return { ...original, activeTracer: () => (traced.tracing ? tracer : undefined) };
+});
 
 const method = (name: string, responseStream = false) =>
   bytesMethod(`/test.v1.Probe/${name}`, responseStream);
@@ -36,6 +67,8 @@ const DEFINITION = {
 const cleanups: Array<() => void> = [];
 afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
+  traced.tracing = false;
+  traced.spans.length = 0;
 });
 
 /** A real server on loopback whose handlers go through ServerCallTelemetry, and a client to it. */
@@ -260,6 +293,37 @@ describe('ServerCallTelemetry', () => {
     expect(await dropped.ended).toBe(status.CANCELLED);
     await vi.waitFor(async () => expect(await handled('Watch', 'Canceled')).toBe(1), { timeout: 5_000 });
     expect(await handled('Watch', 'DeadlineExceeded')).toBe(1);
+  });
+
+  it("fails a traced stream's span that its deadline ends as DEADLINE_EXCEEDED, and not one the client cancels", async () => {
+    traced.tracing = true;
+    const { client } = await start();
+    const watch = (deadlineMs: number) => {
+      const call = client.Watch!(Buffer.from('go'), new Metadata(), {
+        deadline: Date.now() + deadlineMs,
+      }) as NodeJS.EventEmitter & { cancel(): void };
+      return new Promise<number>((resolve) => call.on('error', (error: ServiceError) => resolve(error.code)));
+    };
+    expect(await watch(300)).toBe(status.DEADLINE_EXCEEDED);
+    await vi.waitFor(() => expect(traced.spans[0]?.ended).toBe(true), { timeout: 5_000 });
+    // The client saw the deadline, not a cancel: the span says so, as a unary call's does.
+    expect(traced.spans[0]).toEqual({
+      name: 'test.v1.Probe/Watch',
+      failed: 'DEADLINE_EXCEEDED',
+      ended: true,
+    });
+
+    const call = client.Watch!(Buffer.from('go'), new Metadata(), {
+      deadline: Date.now() + 5_000,
+    }) as NodeJS.EventEmitter & {
+      cancel(): void;
+    };
+    call.on('error', () => {});
+    await vi.waitFor(() => expect(traced.spans).toHaveLength(2));
+    call.cancel();
+    await vi.waitFor(() => expect(traced.spans[1]?.ended).toBe(true), { timeout: 5_000 });
+    // A client's cancel is not the server's fault: the span ends without failing.
+    expect(traced.spans[1]).toEqual({ name: 'test.v1.Probe/Watch', ended: true });
   });
 
   it('wraps nothing and adds no interceptor when there is nothing to observe', () => {
