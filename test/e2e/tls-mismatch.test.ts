@@ -16,7 +16,7 @@ let pki: TestPki;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'shop-tls-mismatch-'));
-  pki = makeTestPki(dir, { names: ['distributor', 'goods'] });
+  pki = makeTestPki(dir, { names: ['distributor', 'goods', 'members', 'gateway'] });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -152,4 +152,52 @@ describe('TLS on both sides, certificates of different CAs', () => {
       /^not registered with the distributor \(UNAVAILABLE: .*certificate.*\); retrying with backoff — the distributor's certificate is not issued by a CA in this component's CA file \(TLS_CA, or ca\.crt in TLS_DIR\): give every host the same ca\.crt, or, with split CAs, add the CA that issued it/s,
     );
   }, 40_000);
+});
+
+// A wrong --advertise-host: goods listed at an address where members listens (goods on 127.0.0.2
+// with members' port, advertising 127.0.0.1). Secure naming refuses every handshake, and the
+// gateway's warning, message and field, must say which certificate it met there, not only that its
+// attempts failed (probe 142).
+describe('a service listed at the address of another component', () => {
+  it("the gateway's connect-timeout warning names the certificate it met there", async () => {
+    const distributorPort = await freePort();
+    const distributor = start(
+      'src/distributor/main.ts',
+      ['--port', String(distributorPort), '--metrics-port', '0'],
+      tlsEnv('distributor'),
+    );
+    await distributor.waitForLine(/"event":"listening"/, 30_000);
+    const registry = ['--metrics-port', '0', '--distributor', `127.0.0.1:${distributorPort}`];
+    const sharedPort = await freePort();
+    const members = start(
+      'src/services/members/main.ts',
+      ['--host', '127.0.0.1', '--port', String(sharedPort), ...registry],
+      tlsEnv('members'),
+    );
+    const goods = start(
+      'src/services/goods/main.ts',
+      ['--host', '127.0.0.2', '--port', String(sharedPort), '--advertise-host', '127.0.0.1', ...registry],
+      tlsEnv('goods'),
+    );
+    await Promise.all([members, goods].map((service) => service.waitForLine(/"event":"registered"/, 30_000)));
+    const gatewayPort = await freePort();
+    const gateway = start(
+      'src/gateway/main.ts',
+      ['--host', '127.0.0.1', '--port', String(gatewayPort), '--distributor', `127.0.0.1:${distributorPort}`],
+      tlsEnv('gateway'),
+    );
+    await gateway.waitForLine(/listening on http/, 30_000);
+    // The first call makes the connection; it is answered 503 once its deadline passes.
+    void fetch(`http://127.0.0.1:${gatewayPort}/goods`).catch(() => {});
+    const warning = JSON.parse(await gateway.waitForLine(/"event":"upstream-connect-timeout"/, 30_000)) as {
+      level: number;
+      handshakeFailure: string;
+      msg: string;
+    };
+    const expected =
+      "the server's certificate is not for spiffe://shop/goods (it names spiffe://shop/members)";
+    expect(warning.level).toBe(40);
+    expect(warning.handshakeFailure).toBe(expected);
+    expect(warning.msg).toContain(`its TLS handshake failed (${expected})`);
+  }, 60_000);
 });
