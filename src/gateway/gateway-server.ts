@@ -203,10 +203,14 @@ const UPSTREAM_FLOW_CONTROL_WINDOW = MIB;
  * over (route-table.ts) while another serves. An attempt every 10 s to an address down costs nothing.
  */
 const UPSTREAM_MAX_RECONNECT_BACKOFF_MS = 10_000;
-/** What a connect timeout's warning says of the attempts, for the operator to look in the right place. */
+/**
+ * What a connect timeout's warning says of the attempts, for the operator to look in the right place.
+ * An attempt fails at once, too, when this host has no route to the instance (its link down:
+ * ENETUNREACH, EHOSTUNREACH), which is the network's fault, not the instance's.
+ */
 const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
   failed:
-    'its attempts failed (connection refused or reset, or a failed TLS handshake: is it running there?)',
+    'its attempts failed (connection refused or reset, no route to its host, or a failed TLS handshake: is it running there, and is the network between up?)',
   hung: 'its attempt got no answer (a host or firewall that drops packets, or a peer that accepts and never speaks gRPC)',
 };
 /**

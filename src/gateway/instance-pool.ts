@@ -92,8 +92,8 @@ export interface InstancePoolOptions {
    * Told when a channel that had not connected was replaced, to say so; `again` when the channel
    * replaced was itself a replacement that never connected (an instance down for a while is
    * replaced every timeout: said once, then quietly). `attempts` says how it failed to connect:
-   * `failed` when an attempt ended in failure within the timeout (refused, reset, a failed
-   * handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2).
+   * `failed` when an attempt ended in failure within the timeout (refused, reset, no route to
+   * the host, a failed handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2).
    * `handshakeFailure`: why the last TLS handshake failed, when one did.
    */
   onConnectTimeout?: (
