@@ -11,7 +11,14 @@ import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from '../common/config
 import { SERVICE_MAX_REQUEST_BYTES } from '../common/grpc-server.js';
 import { parseMaxConnections } from '../common/max-connections.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
-import { loadSettings, nonEmpty, optionalSetting, setting, usageText } from '../common/settings.js';
+import {
+  loadSettings,
+  nonEmpty,
+  optionalSetting,
+  setting,
+  settingName,
+  usageText,
+} from '../common/settings.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
@@ -181,6 +188,12 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
   if (!httpsCert !== !httpsKey) {
     throw new ConfigError(
       'GATEWAY_HTTPS_CERT / --https-cert and GATEWAY_HTTPS_KEY / --https-key go together: give both',
+    );
+  }
+  // Raised to the limit unsaid, a budget below it ran with another value than the one given.
+  if (values.bodyBudgetBytes < values.bodyLimitBytes) {
+    throw new ConfigError(
+      `${settingName(GATEWAY_SETTINGS.bodyBudgetBytes)}: expected at least --body-limit (${values.bodyLimitBytes} bytes), got ${values.bodyBudgetBytes} bytes`,
     );
   }
   if (httpsClientCa && !httpsCert) {

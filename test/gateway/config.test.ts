@@ -91,6 +91,20 @@ describe('loadGatewayConfig', () => {
     expect(() => loadGatewayConfig([], { GATEWAY_UNREAD_ANSWER_TIMEOUT_MS: '10' })).toThrow(ConfigError);
   });
 
+  it('refuses a body budget below the body limit rather than raise it unsaid', () => {
+    // The budget was raised to the limit without a word: GATEWAY_BODY_BUDGET=1KiB ran with 1 MiB.
+    expect(() => loadGatewayConfig([], { GATEWAY_BODY_BUDGET: '1KiB' })).toThrow(
+      '--body-budget (GATEWAY_BODY_BUDGET): expected at least --body-limit (1048576 bytes), got 1024 bytes',
+    );
+    expect(() => loadGatewayConfig(['--body-budget', '1KiB', '--body-limit', '2KiB'], {})).toThrow(
+      ConfigError,
+    );
+    expect(loadGatewayConfig(['--body-budget', '2KiB', '--body-limit', '2KiB'], {})).toMatchObject({
+      bodyBudgetBytes: 2048,
+      bodyLimitBytes: 2048,
+    });
+  });
+
   it('refuses bad values with a message naming the source', () => {
     expect(() => loadGatewayConfig(['--port', '70000'], {})).toThrow(ConfigError);
     expect(() => loadGatewayConfig([], { GATEWAY_DEADLINE_MS: '0' })).toThrow(/GATEWAY_DEADLINE_MS/);
