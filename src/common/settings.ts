@@ -57,10 +57,11 @@ export function parseBoolean(value: string, source: string): boolean {
   throw new ConfigError(`${source}: expected true or false, got "${value}"`);
 }
 
-/** Parses one of a fixed list of words. */
+/** Parses one of a fixed list of lower-case words, in any case, as parseBoolean and the word settings ("off", "auto") read theirs. */
 export function oneOf<const Word extends string>(words: readonly Word[]) {
   return (value: string, source: string): Word => {
-    if ((words as readonly string[]).includes(value)) return value as Word;
+    const normalized = value.trim().toLowerCase();
+    if ((words as readonly string[]).includes(normalized)) return normalized as Word;
     throw new ConfigError(`${source}: expected one of ${words.join(', ')}, got "${value}"`);
   };
 }

@@ -118,6 +118,12 @@ describe('TLS and token settings', () => {
     );
   });
 
+  it('take a log level in any case, as every word setting is read', () => {
+    // LOG_LEVEL=INFO was refused while METRICS_PORT=OFF and GATEWAY_MAX_CONNECTIONS=AUTO were taken.
+    expect(loadSettings(COMMON_SETTINGS, [], { LOG_LEVEL: ' INFO ' }).logLevel).toBe('info');
+    expect(loadSettings(COMMON_SETTINGS, [], { LOG_LEVEL: 'Debug' }).logLevel).toBe('debug');
+  });
+
   it('refuse a log level pino does not know', () => {
     expect(() => loadSettings(COMMON_SETTINGS, [], { LOG_LEVEL: 'verbose' })).toThrow(
       /LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"/,

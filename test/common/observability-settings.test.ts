@@ -44,6 +44,11 @@ describe('METRICS, REQUEST_IDS and --metrics-port', () => {
       metricsPort: undefined,
     });
     expect(loadGatewayConfig([], { METRICS: 'off' }).observability.metrics).toBe(false);
+    expect(loadGoodsConfig([], { METRICS: 'OFF', REQUEST_IDS: 'Off' }).observability).toMatchObject({
+      metrics: false,
+      requestIds: false,
+    });
+    expect(loadGoodsConfig([], { METRICS: 'ON' }).observability?.metrics).toBe(true);
   });
 
   it('refuses anything else, saying what it expected', () => {
