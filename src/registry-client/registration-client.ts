@@ -123,6 +123,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #call: ClientDuplexStream<RegisterRequest, RegisterResponse> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
+  /** When the current registration was acknowledged (performance.now()), while registered. */
+  #registeredAt: number | undefined;
   #started = false;
   #stopped = false;
   #snapshot: Snapshot | undefined;
@@ -260,6 +262,17 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     call.once('status', (ended: StatusObject) => {
       const status = deadline.statusOf(ended);
       if (this.#call === call) this.#call = undefined;
+      // Only a registration that held counts as a success that restarts the backoff: one taken
+      // over at once by another process registering the same node (a copied --advertise-host)
+      // would otherwise retry within ms and take it back, the two trading it for ever.
+      if (
+        this.#registeredAt !== undefined &&
+        performance.now() - this.#registeredAt >= 2 * this.#backoff.maxMs
+      ) {
+        this.#failures = 0;
+        this.#lastFailure = undefined;
+      }
+      this.#registeredAt = undefined;
       this.#nodeId = undefined;
       this.#acknowledgedState = undefined;
       if (this.#stopped) return;
@@ -298,7 +311,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         this.#log[newReason ? 'warn' : 'debug'](
           { event: 'disconnected', ...fields, retryInMs: delay, ...(hint ? { tlsMismatch: true } : {}) },
           newReason
-            ? `not registered with the distributor (${reason}); retrying with backoff${hint}`
+            ? `not registered with the distributor (${reason}); retrying with backoff${hint || takeoverHint(status)}`
             : 'still not registered with the distributor; retrying',
         );
       }
@@ -315,8 +328,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #onResponse(call: ClientDuplexStream<RegisterRequest, RegisterResponse>, response: RegisterResponse): void {
     if (response.nodeId && this.#nodeId !== response.nodeId) {
       this.#nodeId = response.nodeId;
-      this.#failures = 0;
-      this.#lastFailure = undefined;
+      this.#registeredAt = performance.now();
       this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
       this.emit('registered', response.nodeId);
     }
@@ -351,4 +363,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     this.#failures = Math.min(this.#failures + 1, 30);
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
+}
+
+/** Says what a takeover of a node that is still running means: two processes give the same address. */
+function takeoverHint(ended: StatusObject): string {
+  if (ended.code !== grpcStatus.ABORTED || !ended.details.startsWith('replaced by a newer registration'))
+    return '';
+  return ' — another process registered this node (same name, host and port): if it is not this one restarted, give each instance its own --advertise-host (ADVERTISE_HOST) or --port';
 }

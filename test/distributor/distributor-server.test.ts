@@ -470,6 +470,35 @@ describe('registration client', () => {
     expect(refused).not.toHaveBeenCalled();
   });
 
+  it('backs off, with one warning that says why, when another live process registers the same node', async () => {
+    // Two instances given the same --advertise-host and port: each takeover ends the other's
+    // registration. Were the backoff restarted at each registration, they would trade the node
+    // every few ms for ever, a warning and two registry changes each time.
+    const { distributor, address } = await startDistributor();
+    const backoff = { initialMs: 10, maxMs: 300 };
+    const logs = [capturingLogger(), capturingLogger()];
+    const clients = logs.map(({ log }) => {
+      const registration = new RegistrationClient({ distributor: address, node: goodsNode(), backoff, log });
+      cleanups.push(() => registration.stop(200));
+      return registration;
+    });
+    for (const registration of clients) registration.start();
+    const revisionAfterStart = async () => {
+      await vi.waitFor(() => expect(clients.some((registration) => registration.nodeId)).toBe(true));
+      return distributor.registry.snapshot().revision;
+    };
+    const start = await revisionAfterStart();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // At most one takeover per ~150 ms once backed off (each a leave and a join), not hundreds.
+    expect(distributor.registry.snapshot().revision - start).toBeLessThan(40);
+    const warnings = logs.flatMap(({ warnings }) => warnings());
+    expect(warnings.length).toBeLessThanOrEqual(2);
+    expect(warnings.length).toBeGreaterThanOrEqual(1);
+    expect(warnings[0]!.msg).toContain(
+      'give each instance its own --advertise-host (ADVERTISE_HOST) or --port',
+    );
+  });
+
   it('retries quietly while the distributor is unreachable: one warning for the reason, not one per attempt', async () => {
     const { log, lines, warnings } = capturingLogger();
     const registration = new RegistrationClient({
