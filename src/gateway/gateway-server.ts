@@ -730,7 +730,9 @@ class GatewayServer implements Gateway {
     };
     response.once('close', closed);
     const hasBody = declaredBodySize(request) !== 0;
-    this.#cors?.decorate(request, response);
+    // The operators' pages take no CORS, whatever the method (their GET and HEAD never come here).
+    const operatorPage = this.#telemetry.servesPage(path);
+    if (!operatorPage) this.#cors?.decorate(request, response);
     if (this.#connections.isRefused(request)) {
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
       return;
@@ -777,7 +779,7 @@ class GatewayServer implements Gateway {
       response.end(method === 'HEAD' ? undefined : answer.body);
       return;
     }
-    if (this.#telemetry.servesPage(path)) {
+    if (operatorPage) {
       // A page's GET and HEAD were answered before (see GatewayTelemetry.onRequest): this is another method.
       if (method === 'OPTIONS') {
         this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
@@ -941,7 +943,7 @@ class GatewayServer implements Gateway {
       return;
     }
     const allow = allowedMethods(methods);
-    if (this.#cors && Cors.isPreflight(request)) {
+    if (this.#cors && Cors.isPreflight(request) && !this.#telemetry.servesPage(path)) {
       this.#cors.preflight(request, response, allow, preflightMaxAgeSeconds);
     }
     // No Content-Length: RFC 9110 (section 8.6) forbids it on a 204, which has no content by definition.

@@ -279,12 +279,21 @@ describe('gateway HTTP semantics', () => {
 
   it("gives the operators' pages no CORS header, even for an allowed origin", async () => {
     const port = await gateway([PAGE]);
-    for (const path of ['/healthz', '/readyz', '/status']) {
-      const page = await http(port, 'GET', path, { headers: { Origin: PAGE } });
-      const cors = Object.keys(page.headers).filter(
-        (name) => name.startsWith('access-control-') || name === 'vary',
-      );
-      expect(cors, path).toEqual([]);
+    const preflight = { Origin: PAGE, 'Access-Control-Request-Method': 'GET' };
+    for (const path of ['/healthz', '/readyz', '/status', '/metrics']) {
+      // Nor their preflight, another method's 405, or a plain OPTIONS: no CORS at all, so no Vary.
+      for (const [method, headers] of [
+        ['GET', { Origin: PAGE }],
+        ['OPTIONS', preflight],
+        ['OPTIONS', { Origin: PAGE }],
+        ['POST', { Origin: PAGE }],
+      ] as const) {
+        const page = await http(port, method, path, { headers });
+        const cors = Object.keys(page.headers).filter(
+          (name) => name.startsWith('access-control-') || name === 'vary',
+        );
+        expect(cors, `${method} ${path}`).toEqual([]);
+      }
     }
   });
 
