@@ -1046,6 +1046,9 @@ class GatewayServer implements Gateway {
       await reachesSocket(response);
       if (exchange.gone || request.socket.destroyed) return;
     }
+    // The call's deadline counts from here: a body that took the client longer than the deadline
+    // to send (it has 30 s) left none, and its write was made, then answered 504.
+    exchange.deadline = Date.now() + this.#deadlineMs;
     this.#dispatchInTurn(exchange, input, connection, turn);
   }
 

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
+import { http, httpJson, oneConnection, raw, rawBody, rawInPieces } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods, startFakePurchases } from './support/fake-shop.js';
 
@@ -275,6 +275,22 @@ describe('gateway HTTP semantics', () => {
     ]);
     const expectation = await http(port, 'POST', '/goods', { headers: { Expect: 'foo' } });
     expect([expectation.status, expectation.headers.vary]).toEqual([417, 'Origin']);
+  });
+
+  it('gives a call its whole deadline once a slowly sent body has come, not from the headers', async () => {
+    const { gateway: started, port } = await startGateway(perTest, distributor, { deadlineMs: 150 });
+    await waitForRoute(started, 'POST /goods', 1);
+    const body = JSON.stringify({ name: 'slow', category: 'tests', price: 1, description: 'x' });
+    const head = `POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    // Eight pieces 50 ms apart: the body ends some 350 ms after the headers, past the deadline.
+    const pieces = [
+      head,
+      ...Array.from({ length: 7 }, (_, index) => body.slice(index * 10, index * 10 + 10)),
+    ];
+    expect(pieces.join('')).toBe(head + body);
+    const answer = await rawInPieces(port, pieces);
+    expect(answer.slice(0, 15)).toBe('HTTP/1.1 200 OK');
+    expect(JSON.parse(rawBody(answer))).toMatchObject({ errorcode: 0, errormessage: 'success' });
   });
 
   it("gives the operators' pages no CORS header, even for an allowed origin", async () => {
