@@ -44,7 +44,7 @@ export const GATEWAY_SETTINGS = {
     flag: 'deadline-ms',
     env: 'GATEWAY_DEADLINE_MS',
     default: '5000',
-    help: 'deadline of every call to a service, in ms (then 504); a stop waits for requests in flight this and 1 s, 7 s at most',
+    help: 'deadline of every call to a service, in ms, counted from when the whole request, body included, has come (then 504); a stop waits for requests in flight this and 1 s, 7 s at most',
     parse: (value, source) => parseWholeNumber(value, source, 1, MAX_DURATION_MS),
   }),
   bodyLimitBytes: setting({
