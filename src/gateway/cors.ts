@@ -52,6 +52,11 @@ export class Cors {
     );
   }
 
+  /** The method a preflight asks about (empty for a request that is none). */
+  static requestedMethod(request: IncomingMessage): string {
+    return request.headers['access-control-request-method'] ?? '';
+  }
+
   /**
    * Sets the preflight headers for an allowed origin: `methods` are those of the path's routes;
    * `maxAgeSeconds`, how long the browser may keep the answer.

@@ -812,7 +812,18 @@ class GatewayServer implements Gateway {
       return;
     }
     if (method === 'OPTIONS') {
-      this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
+      const methods = this.#methodsOf(path);
+      // A preflight of a request that will be refused, 404 or 405, gets through as before the routes
+      // are known (see above), so that the page reads that answer rather than "Failed to fetch".
+      const refusedPreflight =
+        this.#cors?.allowedOrigin(request) !== undefined &&
+        Cors.isPreflight(request) &&
+        !allowedMethods(methods).includes(Cors.requestedMethod(request));
+      if (refusedPreflight) {
+        this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
+      } else {
+        this.#answerOptions(request, response, path, methods, hasBody, telemetry.requestId);
+      }
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header, Content-Length

@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Closer, startDistributor, startGateway, waitForRoute } from '../gateway/support/cluster.js';
+import { startFakeGoods } from '../gateway/support/fake-shop.js';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
+
+// A browser page on another origin calling the REST API with the headers a page sends (X-Request-Id,
+// so every call is preflighted), in Debian's Chromium: what the page can read of each answer.
+// Under CI=true a missing browser fails the run (.ci/run installs it).
+const browserRequired = process.env.CI === 'true';
+
+if (!haveChromium && !browserRequired) {
+  process.stderr.write(
+    `cross-origin-page.test.ts: no Chromium at ${CHROMIUM} (apt-get install chromium): not run\n`,
+  );
+}
+
+describe.runIf(!haveChromium && browserRequired)('the cross-origin page under CI', () => {
+  it('has a browser to run in', () => {
+    throw new Error(`CI=true and no Chromium at ${CHROMIUM}: .ci/run should have installed it`);
+  });
+});
+
+/** What the page read of one answer, or the error its fetch failed with. */
+interface Seen {
+  status?: number;
+  requestId?: string | null;
+  errormessage?: string;
+  failed?: string;
+}
+
+describe.runIf(haveChromium)('a page on another origin, in a headless Chromium', () => {
+  const closer = new Closer();
+  let pageServer: Server;
+  let profile: string;
+  let context: BrowserContext;
+  let page: Page;
+  let api: string;
+
+  beforeAll(async () => {
+    pageServer = createServer((_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'text/html' });
+      response.end('<!doctype html><title>shop page</title>');
+    });
+    await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
+    const pageOrigin = `http://127.0.0.1:${(pageServer.address() as { port: number }).port}`;
+    const distributor = (await startDistributor(closer)).address;
+    await startFakeGoods(closer, distributor);
+    // The API on another origin than the page: localhost, not 127.0.0.1.
+    const { gateway, port } = await startGateway(closer, distributor, { corsOrigins: [pageOrigin] });
+    await waitForRoute(gateway, 'GET /goods', 1);
+    api = `http://localhost:${port}`;
+    profile = mkdtempSync(join(tmpdir(), 'shop-chromium-cors-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [...CHROMIUM_ARGS],
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(`${pageOrigin}/`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await new Promise((resolve) => pageServer?.close(resolve));
+    await closer.closeAll();
+  });
+
+  /** A fetch from the page with a request id, so preflighted; what the page could read of it. */
+  const fetchFromPage = (method: string, path: string): Promise<Seen> =>
+    page.evaluate(
+      async ({ url, method }) => {
+        try {
+          const response = await fetch(url, { method, headers: { 'X-Request-Id': 'from-the-page' } });
+          const body = (await response.json()) as { errormessage?: string };
+          return {
+            status: response.status,
+            requestId: response.headers.get('X-Request-Id'),
+            errormessage: body.errormessage,
+          };
+        } catch (error) {
+          return { failed: String(error) };
+        }
+      },
+      { url: `${api}${path}`, method },
+    );
+
+  it('reads a routed answer and its X-Request-Id', async () => {
+    expect(await fetchFromPage('GET', '/goods')).toMatchObject({
+      status: 200,
+      requestId: 'from-the-page',
+      // The fake goods holds none: the book's answer for an empty list.
+      errormessage: 'no data',
+    });
+  });
+
+  it('reads the 404 of a path no route has, and the 405 of a method its path lacks, not "Failed to fetch"', async () => {
+    // Their preflights were 404 and a list without the method: the browser failed the fetch.
+    expect(await fetchFromPage('GET', '/nope')).toMatchObject({ status: 404, requestId: 'from-the-page' });
+    expect(await fetchFromPage('PUT', '/goods')).toMatchObject({ status: 405, requestId: 'from-the-page' });
+  });
+});
