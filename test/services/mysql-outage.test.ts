@@ -154,8 +154,9 @@ describe.runIf(mysqlUrl)(
           await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'dml-only'`);
           await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${name}\`.* TO '${user}'@'${host}'`);
         }
-        // Without the tables it cannot serve: CREATE is refused.
-        await expect(limited.ping()).rejects.toMatchObject({ code: status.INTERNAL });
+        // Without the tables it cannot serve: CREATE is refused, UNAVAILABLE as a database that
+        // cannot be used yet (it serves once an administrator has made them, without a restart).
+        await expect(limited.ping()).rejects.toMatchObject({ code: status.UNAVAILABLE });
         await store.ping(); // the tables, made by a user who may
         await limited.ping();
         await expect(

@@ -80,6 +80,13 @@ export interface PageReader {
   selectUncommitted<Row extends RowDataPacket>(sql: string, values?: ExecuteValues): Promise<Row[]>;
 }
 
+/**
+ * A privilege the service's user lacks for a statement. MariaDB reads a connection's database
+ * privileges when it connects: one opened while a privilege was revoked goes on lacking it after
+ * it is granted again, so it is dropped, not given back to the pool.
+ */
+const PRIVILEGE_DENIED_CODES = ['ER_TABLEACCESS_DENIED_ERROR', 'ER_COLUMNACCESS_DENIED_ERROR'];
+
 /** Driver codes that mean "the server cannot be used right now" rather than "this statement is wrong". */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -115,7 +122,18 @@ const UNAVAILABLE_CODES = new Set([
   // health probe turns it NOT_SERVING until the table is back; the calls before it notices were
   // INTERNAL (500) as if the statement were wrong, while nothing was written.
   'ER_NO_SUCH_TABLE',
+  // The operator's limits on the service's MySQL user: its connections (MAX_USER_CONNECTIONS, the
+  // hourly quotas), its statement time (MySQL's max_execution_time; MariaDB's max_statement_time,
+  // errno 1969, has no code in mysql2: see STATEMENT_TIMEOUT_ERRNO), a privilege revoked. The
+  // statement was refused or rolled back; writes work again once the limit is lifted.
+  'ER_TOO_MANY_USER_CONNECTIONS',
+  'ER_USER_LIMIT_REACHED',
+  'ER_QUERY_TIMEOUT',
+  ...PRIVILEGE_DENIED_CODES,
 ]);
+
+/** MariaDB's ER_STATEMENT_TIMEOUT (max_statement_time exceeded), which mysql2 does not name. */
+const STATEMENT_TIMEOUT_ERRNO = 1969;
 
 /** One step of a service's schema: a statement, or a change that must look at the database first. */
 export type MysqlSchemaStep = string | ((connection: PoolConnection, log: Logger) => Promise<void>);
@@ -525,7 +543,8 @@ export class MysqlDatabase implements SqlExecutor {
       // A connection that timed out or broke may still be mid-statement: never hand it out again.
       // Nor one its work left tainted (a READ UNCOMMITTED level set for a SELECT that never ran).
       const broken = error instanceof MysqlTimeoutError || (error as { fatal?: boolean }).fatal === true;
-      if (broken || taint?.tainted) {
+      const denied = PRIVILEGE_DENIED_CODES.includes((error as { code?: string } | null)?.code ?? '');
+      if (broken || taint?.tainted || denied) {
         connection.destroy();
         if (idleSince !== undefined && error instanceof MysqlTimeoutError) {
           this.#checkIfIdleSince = Math.max(this.#checkIfIdleSince, idleSince);
@@ -620,10 +639,16 @@ export class MysqlDatabase implements SqlExecutor {
  */
 export function classifyMysqlError(error: unknown): ServiceError {
   if (error instanceof ServiceError) return error;
-  const { code, fatal, message } = (error ?? {}) as { code?: unknown; fatal?: unknown; message?: unknown };
+  const { code, errno, fatal, message } = (error ?? {}) as {
+    code?: unknown;
+    errno?: unknown;
+    fatal?: unknown;
+    message?: unknown;
+  };
   if (
     error instanceof MysqlTimeoutError ||
     (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) ||
+    errno === STATEMENT_TIMEOUT_ERRNO ||
     fatal === true ||
     message === 'Pool is closed.'
   ) {
