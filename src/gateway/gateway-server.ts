@@ -291,6 +291,12 @@ class GatewayServer implements Gateway {
    * stopping: refusing new requests, the listener closed.
    */
   #phase: 'serving' | 'draining' | 'stopping' = 'serving';
+  /**
+   * Once the stop has begun, when a call must end for its answer to go before the stop's grace
+   * closes the connections (a second before): a call made later, for a body that came meanwhile,
+   * would be cut with its write made and no answer.
+   */
+  #callsEndBy = Number.POSITIVE_INFINITY;
   #drained: { done: Promise<void>; end: () => void } | undefined;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
@@ -552,19 +558,18 @@ class GatewayServer implements Gateway {
   async #stop(): Promise<void> {
     this.#phase = 'stopping';
     this.#drained?.end();
+    const graceMs = this.#options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS);
+    this.#callsEndBy = Date.now() + graceMs - Math.min(1_000, graceMs);
     if (this.#server.listening) {
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       // Idle connections go now; busy ones when their answer is sent (it says close).
       this.#connections.closeIdle();
       this.#plainHttpDivert?.destroyWaiting();
-      const grace = setTimeout(
-        () => {
-          this.#log.warn('requests still running after the grace period: closing their connections');
-          this.#server.closeAllConnections();
-          this.#plainHttpDivert?.destroyAll();
-        },
-        this.#options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS),
-      );
+      const grace = setTimeout(() => {
+        this.#log.warn('requests still running after the grace period: closing their connections');
+        this.#server.closeAllConnections();
+        this.#plainHttpDivert?.destroyAll();
+      }, graceMs);
       await closed;
       clearTimeout(grace);
     }
@@ -1058,8 +1063,13 @@ class GatewayServer implements Gateway {
       if (exchange.gone || request.socket.destroyed) return;
     }
     // The call's deadline counts from here: a body that took the client longer than the deadline
-    // to send (it has 30 s) left none, and its write was made, then answered 504.
-    exchange.deadline = Date.now() + this.#deadlineMs;
+    // to send (it has 30 s) left none, and its write was made, then answered 504. During a stop, it
+    // ends in time for the answer to go; with no time left, the request is not worked on.
+    exchange.deadline = Math.min(Date.now() + this.#deadlineMs, this.#callsEndBy);
+    if (exchange.deadline <= Date.now()) {
+      this.#answerError(exchange, gatewayErrors.stopping());
+      return;
+    }
     this.#dispatchInTurn(exchange, input, connection, turn);
   }
 

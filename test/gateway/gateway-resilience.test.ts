@@ -447,6 +447,41 @@ describe('gateway under hostile or unlucky clients', () => {
     expect(Date.now() - begun).toBeLessThan(1_000);
   });
 
+  it('a body that comes after the stop left its call no time is answered 503, not cut unanswered with the call made', async () => {
+    const slowDistributor = await startDistributor(perTest);
+    let calls = 0;
+    await startFakeGoods(perTest, slowDistributor.address, {
+      // Never answers: a call made would hold its connection until the stop's grace cut it.
+      onCall: () => {
+        calls++;
+        return new Promise<void>(() => {});
+      },
+    });
+    // A stop waits 1.4 s for requests in flight; a call must end 1 s before that for its answer to go.
+    const { gateway: started, port } = await startGateway(perTest, slowDistributor.address, {
+      deadlineMs: 400,
+    });
+    await waitForRoute(started, 'POST /goods', 1);
+    const socket = await open(port);
+    const answer = new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    });
+    socket.write(
+      `POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS.slice(0, 5)}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stopping = started.stop();
+    // The rest of the body 1.2 s into the stop: its call's whole deadline would end past the grace.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    socket.write(GOODS.slice(5));
+    expect(await answer).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(calls).toBe(0);
+    await stopping;
+  });
+
   it('drains before it stops: serves on, /readyz 503 and every answer closing its connection, then refuses', async () => {
     const { gateway: started, port } = await gateway({ drainDelayMs: 600 });
     const agent = oneConnection();
