@@ -262,12 +262,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     call.once('status', (ended: StatusObject) => {
       const status = deadline.statusOf(ended);
       if (this.#call === call) this.#call = undefined;
-      // Only a registration that held counts as a success that restarts the backoff: one taken
-      // over at once by another process registering the same node (a copied --advertise-host)
-      // would otherwise retry within ms and take it back, the two trading it for ever.
+      // A registration is a success that restarts the backoff, unless another process registering
+      // the same node (a copied --advertise-host) took it over before it held: retrying within ms,
+      // the two would trade it for ever. Lost otherwise (a distributor restart), it is made again
+      // at once, however many attempts it took the first time.
       if (
         this.#registeredAt !== undefined &&
-        performance.now() - this.#registeredAt >= 2 * this.#backoff.maxMs
+        (!takenOver(status) || performance.now() - this.#registeredAt >= 2 * this.#backoff.maxMs)
       ) {
         this.#failures = 0;
         this.#lastFailure = undefined;
@@ -365,9 +366,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   }
 }
 
+/** Whether the registration ended because a newer one of the same node replaced it. */
+function takenOver(ended: StatusObject): boolean {
+  return ended.code === grpcStatus.ABORTED && ended.details.startsWith('replaced by a newer registration');
+}
+
 /** Says what a takeover of a node that is still running means: two processes give the same address. */
 function takeoverHint(ended: StatusObject): string {
-  if (ended.code !== grpcStatus.ABORTED || !ended.details.startsWith('replaced by a newer registration'))
-    return '';
+  if (!takenOver(ended)) return '';
   return ' — another process registered this node (same name, host and port): if it is not this one restarted, give each instance its own --advertise-host (ADVERTISE_HOST) or --port';
 }
