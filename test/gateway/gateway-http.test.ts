@@ -278,14 +278,17 @@ describe('gateway HTTP semantics', () => {
   });
 
   it('gives a call its whole deadline once a slowly sent body has come, not from the headers', async () => {
-    const { gateway: started, port } = await startGateway(perTest, distributor, { deadlineMs: 150 });
+    const { gateway: started, port } = await startGateway(perTest, distributor, { deadlineMs: 400 });
     await waitForRoute(started, 'POST /goods', 1);
     const body = JSON.stringify({ name: 'slow', category: 'tests', price: 1, description: 'x' });
     const head = `POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
-    // Eight pieces 50 ms apart: the body ends some 350 ms after the headers, past the deadline.
+    // Pieces of 5 bytes 50 ms apart: the body ends some 600 ms after the headers, past the
+    // deadline, which leaves a loaded machine 400 ms for the call itself.
     const pieces = [
       head,
-      ...Array.from({ length: 7 }, (_, index) => body.slice(index * 10, index * 10 + 10)),
+      ...Array.from({ length: Math.ceil(body.length / 5) }, (_, index) =>
+        body.slice(index * 5, index * 5 + 5),
+      ),
     ];
     expect(pieces.join('')).toBe(head + body);
     const answer = await rawInPieces(port, pieces);
