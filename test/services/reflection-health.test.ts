@@ -15,6 +15,7 @@ import { createServiceServer } from '../../src/services/common/service-server.js
 import type { ServiceStore } from '../../src/services/common/service-store.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
 import { checkHealth, reflect, watchHealth } from '../helpers/grpc-clients.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { startTestServer, type TestServer } from './support/test-server.js';
 
@@ -31,10 +32,13 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
     await opened?.dispose();
   });
 
-  async function start(): Promise<TestServer<Client>> {
+  async function start(log?: ReturnType<typeof captureLog>['log']): Promise<TestServer<Client>> {
     opened = await backendsOf(service)[0]!.open();
     const Client = makeGenericClientConstructor(service.grpc.definition, service.name);
-    running = await startTestServer(createServiceServer(service, { store: opened.store }), Client);
+    running = await startTestServer(
+      createServiceServer(service, { store: opened.store, ...(log ? { log } : {}) }),
+      Client,
+    );
     return running;
   }
 
@@ -136,6 +140,18 @@ describe.each(SERVICES.map((service) => ({ service })))('$service.grpc.name', ({
     server.drain();
     expect(await checkHealth(address)).toBe('NOT_SERVING');
     expect(await checkHealth(address, serviceName)).toBe('NOT_SERVING');
+  });
+
+  it('logs each health change without a `status` field: that one is the HTTP status, a number, on the gateway', async () => {
+    const captured = captureLog(service.name);
+    const { server } = await start(captured.log);
+    server.drain();
+    await vi.waitFor(() =>
+      expect(
+        captured.lines.filter((line) => line.event === 'health').map((line) => line.servingStatus),
+      ).toEqual(['SERVING', 'NOT_SERVING']),
+    );
+    for (const line of captured.lines) expect(typeof (line.status ?? 0), JSON.stringify(line)).toBe('number');
   });
 
   it('ends health Watch calls when it stops, NOT_SERVING first, rather than wait its grace for them', async () => {

@@ -98,7 +98,8 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     current = next;
     health.setStatus('', next);
     health.setStatus(serviceName, next);
-    log.info({ event: 'health', status: next }, `health: ${next}`);
+    // Not `status`: on the gateway's lines that is the HTTP status, a number (one type per field).
+    log.info({ event: 'health', servingStatus: next }, `health: ${next}`);
     options.onServingChange?.(next === 'SERVING');
   };
   const monitor = new DatabaseHealthMonitor({
