@@ -204,6 +204,14 @@ const UPSTREAM_FLOW_CONTROL_WINDOW = MIB;
  */
 const UPSTREAM_MAX_RECONNECT_BACKOFF_MS = 10_000;
 /**
+ * How the gateway tries its distributor again: at least once a second, not a service's up to 5 s.
+ * Its readiness holds for --restart-grace-ms from the loss, so a gateway that had backed off to 5 s
+ * while a distributor took 5 s to restart came back after the grace, and its load balancer took it
+ * out for the seconds between (probe 154). A few gateways trying each second cost the distributor
+ * nothing.
+ */
+const DISTRIBUTOR_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 1_000 };
+/**
  * What a connect timeout's warning says of the attempts, for the operator to look in the right place.
  * An attempt fails at once, too, when this host has no route to the instance (its link down:
  * ENETUNREACH, EHOSTUNREACH), which is the network's fault, not the instance's.
@@ -598,7 +606,7 @@ class GatewayServer implements Gateway {
       channelOptions: secureNamingChannelOptions(this.#options.tls, 'distributor'),
       ...(this.#options.registryToken ? { token: this.#options.registryToken } : {}),
       ...(this.#options.keepalive ? { keepalive: this.#options.keepalive } : {}),
-      ...(this.#options.registrationBackoff ? { backoff: this.#options.registrationBackoff } : {}),
+      backoff: this.#options.registrationBackoff ?? DISTRIBUTOR_BACKOFF,
     });
     const grace = new RestartGrace({
       graceMs: this.#restartGraceMs,

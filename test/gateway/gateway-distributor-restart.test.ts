@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { http, httpJson } from '../helpers/http.js';
@@ -142,6 +143,36 @@ describe('gateway through a distributor restart', () => {
     const changes = seen.goods.filter((state, index) => state !== seen.goods[index - 1]);
     expect(changes).toEqual(['serving', 'serving, kept', 'serving']);
   });
+
+  it('is back on a distributor within a second of its return, however long it was away: ready throughout a 4 s restart', async () => {
+    // Every backoff waits its whole ceiling: the slowest return the gateway's backoff allows. With a
+    // service's backoff (up to 5 s) the gateway tried again 2.3 s after a 4 s restart, and after a
+    // 5 s one past its restart grace: a load balancer took it out (probe 154).
+    vi.spyOn(Math, 'random').mockReturnValue(0.999_999);
+    try {
+      const first = await startDistributorOn(0);
+      const address = `127.0.0.1:${first.port}`;
+      await startGoods(address);
+      const gateway = closer.add(createGateway({ distributor: address }), (started) => started.stop());
+      const port = await gateway.listen('127.0.0.1', 0);
+      await waitForRoute(gateway, 'GET /goods', 1);
+      const health = watchHealth(port);
+
+      await first.server.stop(100);
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      const second = await startDistributorOn(first.port);
+      const backAt = performance.now();
+      await vi.waitFor(
+        () => expect(second.server.registry.snapshot().nodes.map((node) => node.name)).toContain('gateway'),
+        { timeout: 10_000, interval: 10 },
+      );
+      expect(performance.now() - backAt).toBeLessThan(1_500);
+      const seen = await health.stop();
+      expect(seen.ready.filter((status) => status !== 200)).toEqual([]);
+    } finally {
+      vi.mocked(Math.random).mockRestore();
+    }
+  }, 20_000);
 
   it('stays ready without the distributor for the restart grace only, then says why not', async () => {
     const first = await startDistributorOn(0);
