@@ -301,6 +301,8 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
                 new ServiceError(status.ABORTED, 'replaced by a newer registration of the same node'),
               ),
             principal,
+            undefined,
+            peer,
           );
           lease = joined;
           if (request.options) {

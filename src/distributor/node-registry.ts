@@ -68,6 +68,8 @@ interface Entry {
   readonly legacyExtraBytes: number;
   readonly lease: Lease;
   readonly principal: string;
+  /** The address it registered from, for the log; undefined when not told. */
+  readonly peer: string | undefined;
   readonly cost: NodeCost;
   readonly onReplaced: () => void;
 }
@@ -221,7 +223,8 @@ export class NodeRegistry {
    *
    * The node's descriptor set is validated once per distinct set (a set the store holds is not
    * parsed again) and held in the store under its SHA-256 while the node is listed. `routeKeys`, if
-   * given, stands for the keys its set declares (a test of the route rule).
+   * given, stands for the keys its set declares (a test of the route rule). `peer`, the address the
+   * node registered from, is logged, and a replacement from another address is logged as a warning.
    *
    * Throws ALREADY_EXISTS; PERMISSION_DENIED; RESOURCE_EXHAUSTED when the node would break a limit; INVALID_ARGUMENT or
    * FAILED_PRECONDITION for its descriptor set (see DescriptorSetStore.resolve). A refused node
@@ -233,6 +236,7 @@ export class NodeRegistry {
     onReplaced: () => void,
     principal: string = ANONYMOUS_PRINCIPAL,
     routeKeys?: readonly string[],
+    peer?: string,
   ): Lease {
     const id = `${description.name}@${host}:${description.port}`;
     const previous = this.#entries.get(id);
@@ -299,18 +303,28 @@ export class NodeRegistry {
       legacyExtraBytes: entryBytes(legacyLength) - cost.bytes,
       lease,
       principal,
+      peer,
       cost,
       onReplaced,
     });
     this.#publish({ kind: 'added', revision: this.#revision + 1, node, encoded });
-    this.#log.info(
+    // A replacement from another address is a takeover by the same principal (one certificate on
+    // two hosts): say so, as it may be a copied certificate rather than a restart.
+    const moved = previous?.peer !== undefined && peer !== undefined && previous.peer !== peer;
+    this.#log[moved ? 'warn' : 'info'](
       {
         event: previous ? 'rejoin' : 'join',
         node: id,
         routes: keys.length,
         revision: this.#revision,
+        ...(peer === undefined ? {} : { peer }),
+        ...(moved ? { previousPeer: previous.peer } : {}),
       },
-      previous ? `node ${id} registered again, replacing its earlier entry` : `node ${id} joined`,
+      previous
+        ? moved
+          ? `node ${id} registered again from ${peer}, replacing its earlier entry registered from ${previous.peer}`
+          : `node ${id} registered again, replacing its earlier entry`
+        : `node ${id} joined`,
     );
     previous?.onReplaced();
     return lease;

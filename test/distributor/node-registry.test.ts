@@ -7,6 +7,7 @@ import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { SNAPSHOT_LIMIT_BYTES } from '../../src/distributor/snapshot-size.js';
 import { type NodeDescription, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
+import { captureLog } from '../helpers/log-capture.js';
 import {
   gatewayNode,
   goodsDescriptorSet,
@@ -73,6 +74,25 @@ describe('NodeRegistry', () => {
     expect(registry.snapshot().nodes[0]!.state).toBe(NodeState.NODE_STATE_SERVING);
     second.leave('closed');
     expect(registry.snapshot().nodes).toEqual([]);
+  });
+
+  it('logs the address of a replacement that came from another address, as a warning', () => {
+    const { log, lines } = captureLog('distributor');
+    const registry = new NodeRegistry({ log });
+    registry.join(goodsNode(), '10.0.0.2', () => {}, 'spiffe://shop/goods', undefined, '10.0.0.2');
+    registry.join(goodsNode(), '10.0.0.2', () => {}, 'spiffe://shop/goods', undefined, '10.0.0.2');
+    registry.join(goodsNode(), '10.0.0.2', () => {}, 'spiffe://shop/goods', undefined, '10.0.0.66');
+    const joins = lines.filter((line) => line.event === 'join' || line.event === 'rejoin');
+    expect(joins.map((line) => [line.level, line.peer, line.previousPeer, line.msg])).toEqual([
+      [30, '10.0.0.2', undefined, 'node goods@10.0.0.2:9010 joined'],
+      [30, '10.0.0.2', undefined, 'node goods@10.0.0.2:9010 registered again, replacing its earlier entry'],
+      [
+        40,
+        '10.0.0.66',
+        '10.0.0.2',
+        'node goods@10.0.0.2:9010 registered again from 10.0.0.66, replacing its earlier entry registered from 10.0.0.2',
+      ],
+    ]);
   });
 
   it('keeps two instances of one service apart by port', () => {
