@@ -13,6 +13,13 @@ const PLAINTEXT_CODES = new Set([
   'ERR_SSL_HTTPS_PROXY_REQUEST',
 ]);
 
+/**
+ * The handshake error of a TLS client that presented no certificate to a server that requires one
+ * (mutual TLS): a tool run without its certificate, or somebody without one of the CA's. (A client
+ * with a certificate of another CA is dropped by Node after the handshake, without an error.)
+ */
+const NO_CERTIFICATE_CODE = 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE';
+
 /** One line per address within this long: a plaintext client retries every second or so. */
 export const PLAINTEXT_CLIENT_LOG_INTERVAL_MS = 60_000;
 
@@ -20,26 +27,36 @@ export const PLAINTEXT_CLIENT_LOG_INTERVAL_MS = 60_000;
 export const PLAINTEXT_CLIENT_MAX_ADDRESSES = 1024;
 
 /**
- * Warns when a client speaks plaintext to a TLS port, once per address per interval. Node drops such
- * a client in its TLS layer, before grpc-js sees a connection, and says nothing; the client sees a
- * connection closed without a reason. Listens to the TLS server's own 'tlsClientError' event.
+ * Warns when a client speaks plaintext to a TLS port, or speaks TLS without the client certificate
+ * the port requires, once per address and kind per interval. Node drops such a client in its TLS
+ * layer, before grpc-js sees a connection, and says nothing; the client sees a connection closed
+ * without a reason. Listens to the TLS server's own 'tlsClientError' event.
  */
 export function logPlaintextClients(
   server: TlsServer,
   log: Logger,
   { intervalMs = PLAINTEXT_CLIENT_LOG_INTERVAL_MS, maxAddresses = PLAINTEXT_CLIENT_MAX_ADDRESSES } = {},
 ): void {
-  // Address → when it was last told, least recently told first.
+  // Kind and address → when it was last told, least recently told first.
   const toldAt = new Map<string, number>();
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
-    if (error.code === undefined || !PLAINTEXT_CODES.has(error.code)) return;
+    const noCertificate = error.code === NO_CERTIFICATE_CODE;
+    if (error.code === undefined || (!noCertificate && !PLAINTEXT_CODES.has(error.code))) return;
     const address = socket.remoteAddress ?? 'an unknown address';
+    const key = `${noCertificate ? 'no-certificate' : 'plaintext'} ${address}`;
     const now = performance.now();
-    const before = toldAt.get(address);
+    const before = toldAt.get(key);
     if (before !== undefined && now - before < intervalMs) return;
-    toldAt.delete(address);
-    toldAt.set(address, now);
+    toldAt.delete(key);
+    toldAt.set(key, now);
     if (toldAt.size > maxAddresses) toldAt.delete(toldAt.keys().next().value!);
+    if (noCertificate) {
+      log.warn(
+        { event: 'no-client-certificate', address, errorCode: error.code },
+        `a client at ${address} presented no certificate to this mutual-TLS port and was refused; a tool needs one issued by this component's CA (the operator certificate of npm run certs)`,
+      );
+      return;
+    }
     log.warn(
       { event: 'plaintext-client', address, errorCode: error.code },
       `a client at ${address} spoke plaintext to this TLS port; give it TLS files (TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY)`,

@@ -75,3 +75,55 @@ describe('logPlaintextClients', () => {
     expect(told()).toHaveLength(5);
   });
 });
+
+describe('logPlaintextClients on a mutual-TLS port', () => {
+  it('tells a TLS client that presented no certificate, once per address per interval, and not one that did', async () => {
+    const mtls = captureLog('goods', 'info');
+    const files = pki.files('goods');
+    const mtlsServer = createServer({
+      ca: readFileSync(files.caFile),
+      cert: readFileSync(files.certFile),
+      key: readFileSync(files.keyFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    logPlaintextClients(mtlsServer, mtls.log);
+    const mtlsPort = await new Promise<number>((resolve) =>
+      mtlsServer.listen(0, '127.0.0.1', () => resolve(portOf(mtlsServer))),
+    );
+    const handshake = (from: string, withCertificate: boolean): Promise<void> =>
+      new Promise((resolve) => {
+        const socket = tlsConnect({
+          socket: connect({ host: '127.0.0.1', port: mtlsPort, localAddress: from }),
+          servername: 'localhost',
+          ca: readFileSync(files.caFile),
+          ...(withCertificate
+            ? { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) }
+            : {}),
+        });
+        socket.on('error', () => {});
+        socket.on('secureConnect', () => {
+          // TLS 1.3: the server refuses after the client's side of the handshake is done.
+          socket.on('data', () => {});
+          if (withCertificate) socket.end();
+        });
+        socket.once('close', () => resolve());
+      });
+    const noCertificate = () =>
+      mtls.lines.filter((line) => line.event === 'no-client-certificate').map((line) => line.address);
+    try {
+      await handshake('127.0.0.5', false);
+      await handshake('127.0.0.5', false);
+      await handshake('127.0.0.6', true);
+      await vi.waitFor(() => expect(noCertificate()).toEqual(['127.0.0.5']));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(noCertificate()).toEqual(['127.0.0.5']);
+      expect(mtls.lines.filter((line) => line.event === 'plaintext-client')).toEqual([]);
+      expect(mtls.lines[0]!.msg).toBe(
+        "a client at 127.0.0.5 presented no certificate to this mutual-TLS port and was refused; a tool needs one issued by this component's CA (the operator certificate of npm run certs)",
+      );
+    } finally {
+      await new Promise((resolve) => mtlsServer.close(resolve));
+    }
+  });
+});
