@@ -1,4 +1,5 @@
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import { addressGroupOf } from './address-group.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -20,7 +21,7 @@ const PLAINTEXT_CODES = new Set([
  */
 const NO_CERTIFICATE_CODE = 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE';
 
-/** One line per address within this long: a plaintext client retries every second or so. */
+/** One line per address (an IPv6 one per /64) within this long: a plaintext client retries every second or so. */
 export const PLAINTEXT_CLIENT_LOG_INTERVAL_MS = 60_000;
 
 /** Addresses remembered at once; past it the one told longest ago is forgotten (a scan of many). */
@@ -28,7 +29,7 @@ export const PLAINTEXT_CLIENT_MAX_ADDRESSES = 1024;
 
 /**
  * Warns when a client speaks plaintext to a TLS port, or speaks TLS without the client certificate
- * the port requires, once per address and kind per interval. Node drops such a client in its TLS
+ * the port requires, once per address group (see addressGroupOf) and kind per interval. Node drops such a client in its TLS
  * layer, before grpc-js sees a connection, and says nothing; the client sees a connection closed
  * without a reason. Listens to the TLS server's own 'tlsClientError' event.
  */
@@ -37,13 +38,15 @@ export function logPlaintextClients(
   log: Logger,
   { intervalMs = PLAINTEXT_CLIENT_LOG_INTERVAL_MS, maxAddresses = PLAINTEXT_CLIENT_MAX_ADDRESSES } = {},
 ): void {
-  // Kind and address → when it was last told, least recently told first.
+  // Kind and address group → when it was last told, least recently told first. By group, as the
+  // distributor's refusals are: an IPv6 client can take a new address of its /64 for every
+  // connection, and each would be a line.
   const toldAt = new Map<string, number>();
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
     const noCertificate = error.code === NO_CERTIFICATE_CODE;
     if (error.code === undefined || (!noCertificate && !PLAINTEXT_CODES.has(error.code))) return;
     const address = socket.remoteAddress ?? 'an unknown address';
-    const key = `${noCertificate ? 'no-certificate' : 'plaintext'} ${address}`;
+    const key = `${noCertificate ? 'no-certificate' : 'plaintext'} ${addressGroupOf(address)}`;
     const now = performance.now();
     const before = toldAt.get(key);
     if (before !== undefined && now - before < intervalMs) return;

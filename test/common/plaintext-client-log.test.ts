@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -125,5 +126,29 @@ describe('logPlaintextClients on a mutual-TLS port', () => {
     } finally {
       await new Promise((resolve) => mtlsServer.close(resolve));
     }
+  });
+});
+
+describe('logPlaintextClients, an IPv6 client', () => {
+  it('is told once per /64 per interval: a new address of its /64 for every connection is no new line', () => {
+    const capture = captureLog('goods', 'info');
+    const fake = new EventEmitter();
+    logPlaintextClients(fake as unknown as Server, capture.log);
+    const refuse = (code: string, remoteAddress: string) =>
+      fake.emit('tlsClientError', Object.assign(new Error(code), { code }), { remoteAddress });
+    for (let i = 1; i <= 50; i++) {
+      refuse('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', `2001:db8:0:1::${i.toString(16)}`);
+      refuse('ERR_SSL_WRONG_VERSION_NUMBER', `2001:db8:0:1:${i.toString(16)}::1`);
+    }
+    // Another /64, and an IPv4 client on a dual-stack port, are each news.
+    refuse('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', '2001:db8:0:2::1');
+    refuse('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', '::ffff:192.0.2.7');
+    refuse('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', '192.0.2.7');
+    expect(capture.lines.map((line) => [line.event, line.address])).toEqual([
+      ['no-client-certificate', '2001:db8:0:1::1'],
+      ['plaintext-client', '2001:db8:0:1:1::1'],
+      ['no-client-certificate', '2001:db8:0:2::1'],
+      ['no-client-certificate', '::ffff:192.0.2.7'],
+    ]);
   });
 });
