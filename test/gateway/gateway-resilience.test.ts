@@ -457,9 +457,10 @@ describe('gateway under hostile or unlucky clients', () => {
         return new Promise<void>(() => {});
       },
     });
-    // A stop waits 1.4 s for requests in flight; a call must end 1 s before that for its answer to go.
+    // A stop waits 3 s for requests in flight; a call must end 1 s before that for its answer to go.
     const { gateway: started, port } = await startGateway(perTest, slowDistributor.address, {
       deadlineMs: 400,
+      stopGraceMs: 3_000,
     });
     await waitForRoute(started, 'POST /goods', 1);
     const socket = await open(port);
@@ -474,8 +475,9 @@ describe('gateway under hostile or unlucky clients', () => {
     );
     await new Promise((resolve) => setTimeout(resolve, 50));
     const stopping = started.stop();
-    // The rest of the body 1.2 s into the stop: its call's whole deadline would end past the grace.
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // The rest of the body 2.3 s into the stop, past the 2 s a call had: 0.7 s before the grace
+    // ends, room for a loaded machine.
+    await new Promise((resolve) => setTimeout(resolve, 2_300));
     socket.write(GOODS.slice(5));
     expect(await answer).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
     expect(calls).toBe(0);
