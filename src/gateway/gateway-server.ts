@@ -802,15 +802,7 @@ class GatewayServer implements Gateway {
       }
       return;
     }
-    // Before any route is known, a CORS preflight cannot be answered from the routes, and a browser
-    // takes anything but a 2xx to its preflight for a network error: the page never saw the 503
-    // below, nor its Retry-After, only "Failed to fetch". Let through for every method a route can
-    // have, kept by the browser for no time, the request itself then gets the 503.
-    if (
-      (!this.#table.ready || !this.#table.knowsAnyRoute) &&
-      this.#cors?.allowedOrigin(request) !== undefined &&
-      Cors.isPreflight(request)
-    ) {
+    if (this.#letsPreflightThrough(request, path)) {
       this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
       return;
     }
@@ -825,18 +817,7 @@ class GatewayServer implements Gateway {
       return;
     }
     if (method === 'OPTIONS') {
-      const methods = this.#methodsOf(path);
-      // A preflight of a request that will be refused, 404 or 405, gets through as before the routes
-      // are known (see above), so that the page reads that answer rather than "Failed to fetch".
-      const refusedPreflight =
-        this.#cors?.allowedOrigin(request) !== undefined &&
-        Cors.isPreflight(request) &&
-        !allowedMethods(methods).includes(Cors.requestedMethod(request));
-      if (refusedPreflight) {
-        this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
-      } else {
-        this.#answerOptions(request, response, path, methods, hasBody, telemetry.requestId);
-      }
+      this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header, Content-Length
@@ -930,6 +911,19 @@ class GatewayServer implements Gateway {
   }
 
   /** The methods a path answers: its routes', or GET (and so HEAD) for one of the gateway's pages. */
+  /**
+   * Whether a CORS preflight from an allowed origin is answered for every method a route can have,
+   * kept by the browser for no time: before any route is known (the request then gets its 503), or
+   * when the request will be refused (a path no route has: 404; a method its path lacks: 405). A
+   * browser takes anything but a 2xx to its preflight for a network error: the page would see
+   * "Failed to fetch", not the answer and its Retry-After.
+   */
+  #letsPreflightThrough(request: IncomingMessage, path: string): boolean {
+    if (this.#cors?.allowedOrigin(request) === undefined || !Cors.isPreflight(request)) return false;
+    if (!this.#table.ready || !this.#table.knowsAnyRoute) return true;
+    return !allowedMethods(this.#methodsOf(path)).includes(Cors.requestedMethod(request));
+  }
+
   #methodsOf(path: string): readonly string[] {
     return this.#telemetry.servesPage(path) ? ['GET'] : this.#table.methodsOf(path);
   }
