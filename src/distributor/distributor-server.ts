@@ -23,6 +23,7 @@ import { createHealth, endHealthWatches } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
 import { addReflection } from '../common/reflection.js';
+import { NODE_REPLACED } from '../common/registry-words.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-admission.js';
 import { MalformedRequest, strictRequests, strictServer } from '../common/strict-requests.js';
@@ -296,10 +297,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           const joined = registry.join(
             kind.value,
             host,
-            () =>
-              stream.close(
-                new ServiceError(status.ABORTED, 'replaced by a newer registration of the same node'),
-              ),
+            () => stream.close(new ServiceError(status.ABORTED, NODE_REPLACED)),
             principal,
             undefined,
             peer,

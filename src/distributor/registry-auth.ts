@@ -2,7 +2,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { identityForName, OPERATOR_NAME } from '../common/identity.js';
-import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-token-refusals.js';
+import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
 import { ServiceError } from '../common/service-error.js';
 
 export type { ServerSurfaceCall };

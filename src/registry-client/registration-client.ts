@@ -12,6 +12,7 @@ import {
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { NODE_REPLACED } from '../common/registry-words.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import {
@@ -368,7 +369,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
 /** Whether the registration ended because a newer one of the same node replaced it. */
 function takenOver(ended: StatusObject): boolean {
-  return ended.code === grpcStatus.ABORTED && ended.details.startsWith('replaced by a newer registration');
+  return ended.code === grpcStatus.ABORTED && ended.details === NODE_REPLACED;
 }
 
 /** Says what a takeover of a node that is still running means: two processes give the same address. */

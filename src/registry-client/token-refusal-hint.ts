@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
-import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-token-refusals.js';
+import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
 
 /**
  * A hint to append to a refusal about the registry token; '' for any other. The distributor's

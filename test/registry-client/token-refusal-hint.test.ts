@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-token-refusals.js';
+import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import { tokenRefusalHint } from '../../src/registry-client/token-refusal-hint.js';
 
 describe('tokenRefusalHint', () => {
