@@ -207,6 +207,7 @@ export class ProjectTracer implements Tracer {
     role: SpanRole,
     parent: TraceSpan | TraceCarrier | undefined,
     attributes?: SpanAttributes,
+    linked?: TraceCarrier,
   ): TraceSpan {
     // Most requests are not sampled: below their first span in a process, skip the SDK altogether.
     if (parent instanceof UnrecordedSpan) return parent;
@@ -216,9 +217,14 @@ export class ProjectTracer implements Tracer {
       if (parent.traceparent !== undefined && !sampledFlag(parent.traceparent))
         return new UnrecordedSpan(parent);
     }
+    const link = linked === undefined ? undefined : remoteSpanContext(linked);
     const span = this.tracer.startSpan(
       name,
-      { kind: KINDS[role], ...(attributes ? { attributes } : {}) },
+      {
+        kind: KINDS[role],
+        ...(attributes ? { attributes } : {}),
+        ...(link ? { links: [{ context: link }] } : {}),
+      },
       parentContext(parent),
     );
     return new OtelSpan(span);
@@ -245,17 +251,24 @@ function sampledFlag(traceparent: string): boolean {
 function parentContext(parent: TraceSpan | TraceCarrier | undefined): Context {
   if (parent === undefined) return ROOT_CONTEXT;
   if (parent instanceof OtelSpan) return parent.asParent();
-  if (!('traceparent' in parent) || parent.traceparent === undefined) return ROOT_CONTEXT;
+  if (!('traceparent' in parent)) return ROOT_CONTEXT;
+  const remote = remoteSpanContext(parent);
+  return remote ? trace.setSpanContext(ROOT_CONTEXT, remote) : ROOT_CONTEXT;
+}
+
+/** The span context a carrier from another process names; undefined when it has no traceparent. */
+function remoteSpanContext(carrier: TraceCarrier): SpanContext | undefined {
+  if (carrier.traceparent === undefined) return undefined;
   // A carrier's traceparent was checked where it came in (isValidTraceparent): version, trace id,
   // parent id and flags are its first four fields.
-  const [, traceId = '', spanId = '', flags = '00'] = parent.traceparent.split('-', 4);
-  return trace.setSpanContext(ROOT_CONTEXT, {
+  const [, traceId = '', spanId = '', flags = '00'] = carrier.traceparent.split('-', 4);
+  return {
     traceId,
     spanId,
     traceFlags: Number.parseInt(flags, 16),
     isRemote: true,
-    ...(parent.tracestate ? { traceState: createTraceState(parent.tracestate) } : {}),
-  });
+    ...(carrier.tracestate ? { traceState: createTraceState(carrier.tracestate) } : {}),
+  };
 }
 
 /**

@@ -31,10 +31,15 @@ export interface TraceSpan {
 
 /** Starts spans; a parent is a span of this process or the trace context that came with a request. */
 export interface Tracer {
+  /**
+   * `linked` is a trace context the span is linked to rather than a child of (an OpenTelemetry span
+   * link): a caller's that is not trusted to choose the trace, or its sampling.
+   */
   startSpan(
     name: string,
     role: SpanRole,
     parent: TraceSpan | TraceCarrier | undefined,
     attributes?: SpanAttributes,
+    linked?: TraceCarrier,
   ): TraceSpan;
 }

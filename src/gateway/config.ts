@@ -14,12 +14,14 @@ import { type ObservabilityConfig, observabilityConfig } from '../common/observa
 import {
   loadSettings,
   nonEmpty,
+  oneOf,
   optionalSetting,
   setting,
   settingName,
   usageText,
 } from '../common/settings.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
+import { CLIENT_TRACE_CONTEXTS, type ClientTraceContext } from './gateway-telemetry.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -142,6 +144,13 @@ export const GATEWAY_SETTINGS = {
     help: 'origins whose browser pages may call the REST API, comma-separated (https://shop.example,http://localhost:3000), or * for any; empty: no CORS',
     parse: parseOrigins,
   }),
+  clientTraceContext: setting({
+    flag: 'client-trace-context',
+    env: 'GATEWAY_CLIENT_TRACE_CONTEXT',
+    default: 'child',
+    help: "what a client's traceparent does: child (the request joins the client's trace, sampled when the client says so, as W3C has it) or link (a gateway facing untrusted clients: every request starts a trace of its own, sampled by OTEL_TRACES_SAMPLER alone, with a span link to the client's span; the client's context goes no further)",
+    parse: oneOf(CLIENT_TRACE_CONTEXTS),
+  }),
   ...COMMON_SETTINGS,
 } as const;
 
@@ -177,6 +186,8 @@ export interface GatewayConfig {
   readonly corsOrigins: readonly string[];
   /** Metrics (served on its own port, at /metrics) and request ids. */
   readonly observability: ObservabilityConfig;
+  /** Whether a client's trace context parents the request's span or is only linked to it. */
+  readonly clientTraceContext: ClientTraceContext;
 }
 
 export const GATEWAY_USAGE = usageText('gateway', GATEWAY_SETTINGS);
@@ -227,6 +238,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
           })
         : undefined,
     observability: observabilityConfig(values),
+    clientTraceContext: values.clientTraceContext,
   });
 }
 

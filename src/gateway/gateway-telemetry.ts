@@ -66,6 +66,16 @@ export interface GatewayView {
   unreachableSince(nodeId: string): number | undefined;
 }
 
+/**
+ * What a client's W3C trace context does at the gateway: `child`, the request's span is its child
+ * and follows its sampled flag (W3C's default, for clients of the same operator); `link`, the
+ * gateway's span starts a trace of its own, sampled by the gateway's sampler alone, and links to
+ * the client's span, as OpenTelemetry's instrumentations do for a public endpoint: a client
+ * cannot then choose which requests are traced, nor make every one of them traced.
+ */
+export const CLIENT_TRACE_CONTEXTS = ['child', 'link'] as const;
+export type ClientTraceContext = (typeof CLIENT_TRACE_CONTEXTS)[number];
+
 /** Options of {@link GatewayTelemetry}. */
 export interface GatewayTelemetryOptions {
   /** Prometheus metrics and the status page's rates (default true). */
@@ -74,6 +84,8 @@ export interface GatewayTelemetryOptions {
   requestIds?: boolean;
   /** The process's own metrics in /metrics (default false: only the gateway's main.ts turns them on). */
   processMetrics?: boolean;
+  /** What a client's `traceparent` does (default `child`; see CLIENT_TRACE_CONTEXTS). */
+  clientTraceContext?: ClientTraceContext;
 }
 
 /** What the gateway carries of one request's telemetry, from its start to its answer. */
@@ -199,6 +211,8 @@ export class GatewayTelemetry {
   readonly #view: GatewayView;
   readonly #log: Logger;
   readonly #requestIds: boolean;
+  /** A client's trace context is only linked to (`--client-trace-context link`). */
+  readonly #linksClientTrace: boolean;
   readonly #ids = new RequestIdGenerator();
   readonly #registry: Registry | undefined;
   /** Scrapes at once share one render (see sharedRender): /metrics is on the public port. */
@@ -217,6 +231,7 @@ export class GatewayTelemetry {
     this.#view = view;
     this.#log = log;
     this.#requestIds = options.requestIds ?? true;
+    this.#linksClientTrace = options.clientTraceContext === 'link';
     const metrics = options.metrics ?? true;
     if (metrics) {
       const registry = createMetricsRegistry({ processMetrics: options.processMetrics ?? false });
@@ -292,33 +307,32 @@ export class GatewayTelemetry {
   onRequest(request: IncomingMessage, method: string, path: string): RequestTelemetry {
     const tracer = activeTracer();
     if (!this.#requestIds && !this.#duration && !tracer && !this.#log.isLevelEnabled('debug')) {
-      // Nothing observes the request, but a caller's trace context still goes on, as W3C asks of a hop.
-      const carrier = incomingCarrier(request);
+      // Nothing observes the request, but a caller's trace context still goes on, as W3C asks of a
+      // hop, unless the gateway takes no client's trace context further.
+      const carrier = this.#linksClientTrace ? undefined : incomingCarrier(request);
       if (carrier === undefined) return NO_REQUEST_TELEMETRY;
       return new ObservedRequest(undefined, method, path, carrier, undefined, this.#recordAnswer);
     }
     // Answered in X-Request-Id by whoever writes the answer's headers: a header set beforehand with
     // setHeader makes Node put every header of the answer's flat list through setHeader too.
     const requestId = this.requestIdOf(request);
-    let carrier = incomingCarrier(request);
+    const incoming = incomingCarrier(request);
+    const parent = this.#linksClientTrace ? undefined : incoming;
+    const linked = this.#linksClientTrace ? incoming : undefined;
+    let carrier = parent;
     let span: TraceSpan | undefined;
     if (tracer) {
       // Named for its route once it is known (see #recordAnswer): HTTP server spans are "METHOD route".
       // A method OpenTelemetry's conventions do not know is "_OTHER" (the span "HTTP"), as in the
       // metrics' label, with the method as sent beside it.
       const known = KNOWN_METHODS.includes(method);
-      span = known
-        ? tracer.startSpan(method, 'server', carrier, {
-            'http.request.method': method,
-            'url.path': path,
-            ...(requestId ? { 'shop.request_id': requestId } : {}),
-          })
-        : tracer.startSpan('HTTP', 'server', carrier, {
-            'http.request.method': '_OTHER',
-            'http.request.method_original': method,
-            'url.path': path,
-            ...(requestId ? { 'shop.request_id': requestId } : {}),
-          });
+      const attributes = {
+        'http.request.method': known ? method : '_OTHER',
+        ...(known ? {} : { 'http.request.method_original': method }),
+        'url.path': path,
+        ...(requestId ? { 'shop.request_id': requestId } : {}),
+      };
+      span = tracer.startSpan(known ? method : 'HTTP', 'server', parent, attributes, linked);
       carrier = span.carrier();
     }
     return new ObservedRequest(requestId, method, path, carrier, span, this.#recordAnswer);

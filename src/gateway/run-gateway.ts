@@ -66,6 +66,7 @@ export function runGateway(): void {
         metrics: config.observability.metrics,
         requestIds: config.observability.requestIds,
         processMetrics: true,
+        clientTraceContext: config.clientTraceContext,
       },
     });
     const port = await gateway.listen(config.host, config.port).catch((error: unknown) => {

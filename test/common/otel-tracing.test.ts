@@ -89,6 +89,38 @@ describe('the project tracer over OpenTelemetry', () => {
     expect(span.carrier().tracestate).toBe('congo=t61rcWkgMzE');
   });
 
+  it("starts a trace of its own linked to a caller's span, sampled by its own sampler whatever the caller's flag says", () => {
+    const client = {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      tracestate: 'congo=t61rcWkgMzE',
+    };
+    const none = tracerWith(
+      new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }),
+    );
+    const refused = none.tracer.startSpan('GET', 'server', undefined, undefined, client);
+    expect(refused.isSampled()).toBe(false);
+    refused.end();
+    expect(none.exporter.getFinishedSpans()).toEqual([]);
+
+    const all = tracerWith(new tracing.ParentBasedSampler({ root: new tracing.AlwaysOnSampler() }));
+    const own = all.tracer.startSpan('GET', 'server', undefined, { 'url.path': '/goods' }, client);
+    const [, traceId] = TRACEPARENT.exec(own.carrier().traceparent!)!;
+    expect(traceId).not.toBe('0af7651916cd43dd8448eb211c80319c');
+    // The caller's tracestate belongs to the caller's trace.
+    expect(own.carrier().tracestate).toBeUndefined();
+    own.end();
+    const [span] = all.exporter.getFinishedSpans();
+    expect(span?.parentSpanContext).toBeUndefined();
+    expect(span?.attributes['url.path']).toBe('/goods');
+    expect(span?.links.map((link) => link.context)).toEqual([
+      expect.objectContaining({
+        traceId: '0af7651916cd43dd8448eb211c80319c',
+        spanId: 'b7ad6b7169203331',
+        isRemote: true,
+      }),
+    ]);
+  });
+
   it('makes nothing below an unsampled span: its children pass its context on', () => {
     const { tracer, exporter } = tracerWith(new tracing.TraceIdRatioBasedSampler(0));
     const http = tracer.startSpan('GET', 'server', undefined);

@@ -30,6 +30,8 @@ for (const store of stores) {
       let database: TestDatabase | undefined;
       const processes: ComponentProcess[] = [];
       let gatewayPort: number;
+      /** A second gateway, with --client-trace-context link. */
+      let linkingGatewayPort: number;
 
       beforeAll(async () => {
         receiver = await startOtlpReceiver();
@@ -62,8 +64,14 @@ for (const store of stores) {
         const service = (name: string) =>
           spawnComponent(`src/services/${name}/main.ts`, ['--port', '0', '--distributor', address], env);
         const gateway = spawnComponent('src/gateway/main.ts', ['--port', '0', '--distributor', address], env);
-        processes.push(goods, service('members'), service('purchases'), gateway);
+        const linkingGateway = spawnComponent(
+          'src/gateway/main.ts',
+          ['--port', '0', '--distributor', address, '--client-trace-context', 'link'],
+          env,
+        );
+        processes.push(goods, service('members'), service('purchases'), gateway, linkingGateway);
         gatewayPort = JSON.parse(await gateway.waitForLine(/"msg":"listening on/)).port;
+        linkingGatewayPort = JSON.parse(await linkingGateway.waitForLine(/"msg":"listening on/)).port;
         await vi.waitFor(
           async () => {
             const answer = await http(gatewayPort, 'POST', '/goods', {
@@ -254,6 +262,22 @@ for (const store of stores) {
         const root = expectHops(await traceOf('trace-me-2'));
         expect(root.traceId).toBe(traceId);
         expect(root.parentSpanId).toBe(parentId);
+      });
+
+      it("with --client-trace-context link, starts a trace of its own linked to the client's span, whatever the client's flag", async () => {
+        const traceId = '6bf92f3577b34da6a3ce929d0e0e4736';
+        const parentId = '00f067aa0ba902b7';
+        await vi.waitFor(
+          async () => expect((await http(linkingGatewayPort, 'GET', '/goods')).status).toBe(200),
+          { timeout: 10_000, interval: 100 },
+        );
+        await http(linkingGatewayPort, 'GET', '/goods', {
+          headers: { 'X-Request-Id': 'trace-me-linked', traceparent: `00-${traceId}-${parentId}-00` },
+        });
+        const root = expectHops(await traceOf('trace-me-linked'));
+        expect(root.traceId).not.toBe(traceId);
+        expect(root.parentSpanId).toBe('');
+        expect(root.links).toEqual([{ traceId, spanId: parentId }]);
       });
 
       it('records nothing, in any component, of a request its caller did not sample', async () => {

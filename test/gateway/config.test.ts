@@ -31,6 +31,7 @@ describe('loadGatewayConfig', () => {
       logLevel: 'info',
       corsOrigins: [],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
+      clientTraceContext: 'child',
     });
   });
 
@@ -43,6 +44,7 @@ describe('loadGatewayConfig', () => {
       GATEWAY_BODY_LIMIT: '64KiB',
       LOG_LEVEL: 'debug',
       CORS_ORIGINS: 'https://shop.example, http://localhost:3000',
+      GATEWAY_CLIENT_TRACE_CONTEXT: 'Link',
     };
     expect(loadGatewayConfig([], env)).toEqual({
       host: '127.0.0.1',
@@ -60,6 +62,7 @@ describe('loadGatewayConfig', () => {
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
+      clientTraceContext: 'link',
     });
     expect(
       loadGatewayConfig(
@@ -89,6 +92,12 @@ describe('loadGatewayConfig', () => {
     });
     expect(() => loadGatewayConfig([], { GATEWAY_MAX_STREAMED_LISTS: '0' })).toThrow(ConfigError);
     expect(() => loadGatewayConfig([], { GATEWAY_UNREAD_ANSWER_TIMEOUT_MS: '10' })).toThrow(ConfigError);
+    expect(
+      loadGatewayConfig(['--client-trace-context', 'child'], { GATEWAY_CLIENT_TRACE_CONTEXT: 'link' }),
+    ).toMatchObject({ clientTraceContext: 'child' });
+    expect(() => loadGatewayConfig(['--client-trace-context', 'ignore'], {})).toThrow(
+      /--client-trace-context.*"ignore"/,
+    );
   });
 
   it('refuses a body budget below the body limit rather than raise it unsaid', () => {

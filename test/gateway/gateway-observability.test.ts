@@ -681,4 +681,20 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     expect(seen[1]?.get('traceparent')).toEqual([]);
     expect(seen[1]?.get('tracestate')).toEqual([]);
   });
+
+  it.each([
+    ['observed', { clientTraceContext: 'link' as const }],
+    ['with nothing observed', { clientTraceContext: 'link' as const, metrics: false, requestIds: false }],
+  ])(
+    "with --client-trace-context link (and tracing off), %s, takes no client's trace context further",
+    async (_label, observability) => {
+      const port = await gateway({ observability });
+      const answer = await http(port, 'GET', '/goods', {
+        headers: { traceparent: TRACEPARENT, tracestate: 'shop=1' },
+      });
+      expect(answer.status).toBe(200);
+      expect(seen[0]?.get('traceparent')).toEqual([]);
+      expect(seen[0]?.get('tracestate')).toEqual([]);
+    },
+  );
 });

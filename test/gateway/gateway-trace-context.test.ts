@@ -96,6 +96,7 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
       instances?: number;
       goods?: Goods[];
       deadlineMs?: number;
+      clientTraceContext?: 'child' | 'link';
       behave?: (
         instance: number,
         call: ServerUnaryCall<ListGoodsRequest, unknown>,
@@ -127,6 +128,9 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
     const started = await startGateway(closer, distributor, {
       log: gatewayLog.log,
       ...(options.deadlineMs ? { deadlineMs: options.deadlineMs } : {}),
+      ...(options.clientTraceContext
+        ? { observability: { clientTraceContext: options.clientTraceContext } }
+        : {}),
     });
     await waitForRoute(started.gateway, 'GET /goods', instances);
     return started.port;
@@ -217,6 +221,29 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
       expect(answer.status).toBe(200);
       expect(first(seen[0]!.metadata, 'traceparent')).toBe(unsampled);
     });
+
+    it.each([
+      ['sampled', TRACEPARENT],
+      ['unsampled', `00-${T}-${P}-00`],
+    ])(
+      "with --client-trace-context link, a %s caller's span is linked to, not the parent: the gateway's sampler decides",
+      async (label, traceparent) => {
+        const port = await shop({ clientTraceContext: 'link' });
+        const id = `linked-${label}`;
+        const answer = await http(port, 'GET', '/goods', {
+          headers: { traceparent, tracestate: 'congo=t61rcWkgMzE', 'X-Request-Id': id },
+        });
+        expect(answer.status).toBe(200);
+        // Sampled under this suite's parentbased_always_on, as any request without a caller.
+        const { http: root, trace } = await spansOf(id);
+        expect(root.traceId).not.toBe(T);
+        expect(root.parentSpanId).toBe('');
+        expect(root.links).toEqual([{ traceId: T, spanId: P }]);
+        const client = trace.find((span) => span.kind === CLIENT)!;
+        expect(first(seen[0]!.metadata, 'traceparent')).toBe(`00-${root.traceId}-${client.spanId}-01`);
+        expect(first(seen[0]!.metadata, 'tracestate')).toBeUndefined();
+      },
+    );
   });
 
   describe('tracestate at the gateway', () => {

@@ -16,6 +16,8 @@ export interface ReceivedSpan {
   readonly statusCode: number;
   /** The status's description; empty when none. */
   readonly statusMessage: string;
+  /** The spans it links to (OpenTelemetry span links). */
+  readonly links: readonly { readonly traceId: string; readonly spanId: string }[];
 }
 
 /** A small OTLP/HTTP receiver for tests: takes JSON exports on POST /v1/traces and keeps their spans. */
@@ -48,6 +50,7 @@ interface OtlpExport {
         kind: number;
         attributes?: OtlpAttribute[];
         status?: { code?: number; message?: string };
+        links?: { traceId: string; spanId: string }[];
       }[];
     }[];
   }[];
@@ -94,6 +97,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
               attributes: attributes(span.attributes),
               statusCode: span.status?.code ?? 0,
               statusMessage: span.status?.message ?? '',
+              links: (span.links ?? []).map(({ traceId, spanId }) => ({ traceId, spanId })),
             });
           }
         }
