@@ -9,24 +9,48 @@ const LEVELS: Record<number, string> = {
 const OMITTED = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'component']);
 
 /**
+ * Characters a terminal acts on rather than shows: C0 controls (a line feed or carriage return
+ * would start a forged line, ESC an escape sequence that recolours, moves the cursor or retitles
+ * the window), DEL, C1 controls (U+009B is CSI to some terminals), the Unicode line and paragraph
+ * separators, and the bidirectional overrides and isolates, which reorder what is shown.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it finds.
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const NAMED_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * `text` with every character a terminal would act on written as an escape (`\n`, `\u001b`): a
+ * decoded JSON string holds whatever its writer chose (a registered node's descriptor text, an
+ * upstream's error details), and printed raw it could forge a line or drive the terminal.
+ */
+export function escapeUnshowable(text: string): string {
+  return text.replace(
+    UNSHOWABLE,
+    (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/**
  * Turns one pino JSON line into "HH:MM:SS.mmm LEVEL message key=value ..." for a person at a
- * terminal; any other line is returned as it is.
+ * terminal; any other line is returned as it is but for the characters a terminal acts on, which
+ * are escaped there too (see escapeUnshowable).
  */
 export function formatLogLine(line: string): string {
-  if (!line.startsWith('{')) return line;
+  if (!line.startsWith('{')) return escapeUnshowable(line);
   let record: Record<string, unknown>;
   try {
     record = JSON.parse(line) as Record<string, unknown>;
   } catch {
-    return line;
+    return escapeUnshowable(line);
   }
-  if (typeof record.level !== 'number' || typeof record.time !== 'number') return line;
+  if (typeof record.level !== 'number' || typeof record.time !== 'number') return escapeUnshowable(line);
   const time = new Date(record.time).toISOString().slice(11, 23);
   const level = (LEVELS[record.level] ?? String(record.level)).padEnd(5);
   const extras = Object.entries(record)
     .filter(([key]) => !OMITTED.has(key))
     .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
-  return [time, level, String(record.msg ?? ''), ...extras].join(' ').trimEnd();
+  return escapeUnshowable([time, level, String(record.msg ?? ''), ...extras].join(' ').trimEnd());
 }
 
 /** pino's numbers for the levels of the lines the launcher writes itself. */

@@ -184,6 +184,31 @@ describe('formatLogLine', () => {
     expect(formatLogLine('{not json')).toBe('{not json');
     expect(formatLogLine('{"a":1}')).toBe('{"a":1}');
   });
+
+  it('escapes what a terminal would act on: no forged line, no escape sequence reaches it', () => {
+    // A registered node's descriptor text, quoted in the distributor's refusal, or an upstream's
+    // error details in the gateway's warning: whatever its writer chose.
+    const forged = '\n[gateway    ] 00:00:00.000 ERROR forged\r\x1b[31mred\x1b]0;title\x07\x9b2J\u2028\u202e';
+    const line = JSON.stringify({
+      level: 40,
+      time: 0,
+      msg: `body "${forged}"`,
+      details: forged,
+      err: { message: forged },
+    });
+    const shown = formatLogLine(line);
+    const unshowable = [...shown].filter((char) => {
+      const code = char.charCodeAt(0);
+      return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x202e;
+    });
+    expect(unshowable).toEqual([]);
+    expect(shown).toContain(
+      'body "\\n[gateway    ] 00:00:00.000 ERROR forged\\r\\u001b[31mred\\u001b]0;title\\u0007\\u009b2J\\u2028\\u202e"',
+    );
+    expect(shown).toContain('details=\\n[gateway');
+    expect(formatLogLine('a crash\x1b[2J')).toBe('a crash\\u001b[2J');
+    expect(formatLogLine('café, 名前 and emoji 🙂 stay')).toBe('café, 名前 and emoji 🙂 stay');
+  });
 });
 
 describe('Supervisor without pretty lines (LOG_FORMAT=json)', () => {
