@@ -109,6 +109,13 @@ export interface RequestTelemetry {
   cutShort(reason: string): void;
 }
 
+/**
+ * A span's `url.path` is cut to this many characters: a client chooses the path, up to Node's 16 KiB
+ * of request head, and a batch of 512 spans with such paths (8 MB) would pass the 4 MiB a collector
+ * takes over OTLP/gRPC by default, losing every request's spans in it.
+ */
+const MAX_TRACED_PATH = 1_024;
+
 /** The one label value of every request that matched no route. */
 export const UNMATCHED_ROUTE = 'unmatched';
 
@@ -329,7 +336,7 @@ export class GatewayTelemetry {
       const attributes = {
         'http.request.method': known ? method : '_OTHER',
         ...(known ? {} : { 'http.request.method_original': method }),
-        'url.path': path,
+        'url.path': path.length > MAX_TRACED_PATH ? path.slice(0, MAX_TRACED_PATH) : path,
         ...(requestId ? { 'shop.request_id': requestId } : {}),
       };
       span = tracer.startSpan(known ? method : 'HTTP', 'server', parent, attributes, linked);

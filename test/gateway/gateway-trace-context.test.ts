@@ -246,6 +246,21 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
     );
   });
 
+  it("cuts a span's url.path to 1,024 characters, whatever the client sent", async () => {
+    const port = await shop();
+    const path = `/${'p'.repeat(5_000)}`;
+    expect((await http(port, 'GET', path, { headers: { 'X-Request-Id': 'long-path' } })).status).toBe(404);
+    const root = await vi.waitFor(
+      () => {
+        const found = receiver.spans.find((span) => span.attributes['shop.request_id'] === 'long-path');
+        expect(found).toBeDefined();
+        return found!;
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    expect(root.attributes['url.path']).toBe(path.slice(0, 1_024));
+  });
+
   describe('tracestate at the gateway', () => {
     const m = (count: number) => Array.from({ length: count }, (_, index) => `k${index}=v`).join(',');
     const long = `x=${'y'.repeat(200)},z=1,${Array.from({ length: 12 }, (_, index) => `q${index}=${'w'.repeat(40)}`).join(',')}`;
