@@ -20,6 +20,12 @@ const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\
 const NAMED_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /**
+ * A field's text shown as it is (`code=OK`); any other is quoted as JSON (`reason="a b"`), so that
+ * text with a space or an `=` in it, an upstream's error details say, cannot pass for fields of its own.
+ */
+const BARE = /^[^\s"=\\]+$/;
+
+/**
  * `text` with every character a terminal would act on written as an escape (`\n`, `\u001b`): a
  * decoded JSON string holds whatever its writer chose (a registered node's descriptor text, an
  * upstream's error details), and printed raw it could forge a line or drive the terminal.
@@ -49,7 +55,10 @@ export function formatLogLine(line: string): string {
   const level = (LEVELS[record.level] ?? String(record.level)).padEnd(5);
   const extras = Object.entries(record)
     .filter(([key]) => !OMITTED.has(key))
-    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+    .map(
+      ([key, value]) =>
+        `${key}=${typeof value === 'string' && BARE.test(value) ? value : JSON.stringify(value)}`,
+    );
   return escapeUnshowable([time, level, String(record.msg ?? ''), ...extras].join(' ').trimEnd());
 }
 

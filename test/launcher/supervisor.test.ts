@@ -205,9 +205,24 @@ describe('formatLogLine', () => {
     expect(shown).toContain(
       'body "\\n[gateway    ] 00:00:00.000 ERROR forged\\r\\u001b[31mred\\u001b]0;title\\u0007\\u009b2J\\u2028\\u202e"',
     );
-    expect(shown).toContain('details=\\n[gateway');
+    expect(shown).toContain('details="\\n[gateway');
     expect(formatLogLine('a crash\x1b[2J')).toBe('a crash\\u001b[2J');
     expect(formatLogLine('café, 名前 and emoji 🙂 stay')).toBe('café, 名前 and emoji 🙂 stay');
+  });
+
+  it('quotes a field whose text holds a space, a quote, an = or a backslash, so it cannot pass for fields of its own', () => {
+    const line = JSON.stringify({
+      level: 40,
+      time: 0,
+      msg: 'upstream call failed',
+      details: 'boom code=OK',
+      code: 'INTERNAL',
+      empty: '',
+      path: 'C:\\x',
+    });
+    expect(formatLogLine(line)).toBe(
+      '00:00:00.000 WARN  upstream call failed details="boom code=OK" code=INTERNAL empty="" path="C:\\\\x"',
+    );
   });
 });
 
