@@ -100,6 +100,8 @@ export class ApiDocs {
       status: 200,
       headers: [
         ['Content-Type', 'application/json'],
+        // Its text is partly the services' authors' (their proto comments): never read as a page.
+        ['X-Content-Type-Options', 'nosniff'],
         // Live: the next request may see another set of routes.
         ['Cache-Control', 'no-cache'],
       ],

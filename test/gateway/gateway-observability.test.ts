@@ -493,6 +493,10 @@ describe('gateway observability: request ids, trace context, metrics, health (in
         expect(kept.headers['x-request-id'], `${method} ${path}`).toBe('probe-7');
       }
     }
+    // The page is never framed, nor gets a base or a form from anywhere (clickjacking, injected markup).
+    expect((await http(port, 'GET', '/status')).headers['content-security-policy']).toBe(
+      "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
     // And none when ids are off.
     const withoutIds = await gateway({ observability: { metrics: false, requestIds: false } });
     expect((await http(withoutIds, 'GET', '/healthz')).headers['x-request-id']).toBeUndefined();

@@ -340,6 +340,7 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     expect((await http(port, 'OPTIONS', '/docs/nothing-here')).status).toBe(404);
     const head = await http(port, 'HEAD', '/openapi.json');
     expect(head.status).toBe(200);
+    expect(head.headers['x-content-type-options']).toBe('nosniff');
     expect(Number(head.headers['content-length'])).toBeGreaterThan(1000);
     expect(head.body).toBe('');
   });
