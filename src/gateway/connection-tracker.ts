@@ -223,6 +223,17 @@ export class ConnectionTracker {
   }
 
   /**
+   * What the connections hold now, for the metrics: each open connection (over HTTPS, once its
+   * handshake is done) and the requests received on them and not yet answered or abandoned,
+   * pipelined ones waiting their turn included. Counted when asked (a scrape), not per request.
+   */
+  load(): { connections: number; requestsInFlight: number } {
+    let requestsInFlight = 0;
+    for (const connection of this.#connections.values()) requestsInFlight += connection.inFlight;
+    return { connections: this.#connections.size, requestsInFlight };
+  }
+
+  /**
    * Counts a request on its connection; the caller calls requestEnded() on the result when the
    * response is finished or abandoned (its 'close' event), so that a request costs one listener.
    */

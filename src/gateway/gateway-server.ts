@@ -330,6 +330,7 @@ class GatewayServer implements Gateway {
       expectedName: 'distributor',
       ...tlsProblems,
     });
+    const maxConnections = options.maxConnections ?? defaultMaxConnections();
     this.#telemetry = new GatewayTelemetry(
       {
         routeOf: (method, path) =>
@@ -342,6 +343,7 @@ class GatewayServer implements Gateway {
         restartGraceMs: () => this.#restartGraceMs,
         holdsTemplate: (template) => this.#table.holdsTemplate(template),
         unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
+        connectionLoad: () => ({ ...this.#connections.load(), maxConnections }),
       },
       options.observability,
       this.#log,
@@ -444,7 +446,6 @@ class GatewayServer implements Gateway {
     } else {
       this.#server = createServer(httpOptions, onRequest);
     }
-    const maxConnections = options.maxConnections ?? defaultMaxConnections();
     this.#connections = new ConnectionTracker(this.#server, {
       // Later than Node's own check of headersTimeout (every connectionsCheckingInterval), so that a
       // client sending its headers too slowly is answered 408, and counted, before it is closed.

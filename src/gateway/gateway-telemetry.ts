@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Metadata } from '@grpc/grpc-js';
+import { Gauge } from 'prom-client';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { GATEWAY_DOCS, GATEWAY_PAGES } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
@@ -64,6 +65,8 @@ export interface GatewayView {
    * lists; undefined while it can (see Upstream.unreachableSince).
    */
   unreachableSince(nodeId: string): number | undefined;
+  /** Its REST connections and requests in flight now, and its `--max-connections`. */
+  connectionLoad(): { connections: number; requestsInFlight: number; maxConnections: number };
 }
 
 /**
@@ -253,9 +256,43 @@ export class GatewayTelemetry {
         registers: [registry],
       });
       this.#rates = new RouteRates();
+      this.#watchConnections(registry);
     }
     this.#calls = new ClientCallTelemetry({
       metrics: this.#registry && new GrpcCallMetrics(this.#registry, 'client'),
+    });
+  }
+
+  /**
+   * `http_server_active_requests` (OpenTelemetry's name), `shop_gateway_connections` and
+   * `shop_gateway_connections_max`: how near the gateway is to `--max-connections`, past which it
+   * closes idle connections and then refuses new ones. Read at each scrape, nothing per request.
+   */
+  #watchConnections(registry: Registry): void {
+    const view = this.#view;
+    new Gauge({
+      name: 'http_server_active_requests',
+      help: 'REST requests received and not yet answered, pipelined ones waiting their turn included.',
+      registers: [registry],
+      collect() {
+        this.set(view.connectionLoad().requestsInFlight);
+      },
+    });
+    new Gauge({
+      name: 'shop_gateway_connections',
+      help: 'REST connections open now (over HTTPS, once their handshake is done).',
+      registers: [registry],
+      collect() {
+        this.set(view.connectionLoad().connections);
+      },
+    });
+    new Gauge({
+      name: 'shop_gateway_connections_max',
+      help: 'REST connections the gateway holds at most (--max-connections).',
+      registers: [registry],
+      collect() {
+        this.set(view.connectionLoad().maxConnections);
+      },
     });
   }
 

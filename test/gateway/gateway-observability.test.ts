@@ -165,6 +165,38 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     );
   });
 
+  it('reports its REST connections against --max-connections and its requests in flight, back to none once they end', async () => {
+    const port = await gateway({ maxConnections: 40 });
+    const metrics = async () => (await http(port, 'GET', '/metrics')).body;
+    let release = (): void => {};
+    holdCalls = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sockets = Array.from({ length: 3 }, () => connect(port, '127.0.0.1').on('error', () => {}));
+    const held = [http(port, 'GET', '/goods'), http(port, 'GET', '/goods')];
+    try {
+      await vi.waitFor(() => expect(seen).toHaveLength(2));
+      await vi.waitFor(async () => {
+        const text = await metrics();
+        // The two held, the scrape's own connection, the three silent sockets.
+        expect(sample(text, 'shop_gateway_connections')).toBe(6);
+        // The two held and the scrape itself.
+        expect(sample(text, 'http_server_active_requests')).toBe(3);
+        expect(sample(text, 'shop_gateway_connections_max')).toBe(40);
+      });
+    } finally {
+      holdCalls = undefined;
+      release();
+    }
+    expect((await Promise.all(held)).map((answer) => answer.status)).toEqual([200, 200]);
+    for (const socket of sockets) socket.destroy();
+    await vi.waitFor(async () => {
+      const text = await metrics();
+      expect(sample(text, 'shop_gateway_connections')).toBe(1);
+      expect(sample(text, 'http_server_active_requests')).toBe(1);
+    });
+  });
+
   it('counts a request whose client left before its answer once, as 499 on its route, and stops its call', async () => {
     const port = await gateway();
     let release = (): void => {};

@@ -49,6 +49,7 @@ const view: GatewayView = {
   restartGraceMs: () => 10_000,
   unreachableSince: () => undefined,
   holdsTemplate: () => true,
+  connectionLoad: () => ({ connections: 0, requestsInFlight: 0, maxConnections: 64 }),
 };
 
 /** A response that resolves with the body it is ended with. */
