@@ -9,6 +9,7 @@ import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { openSqliteDatabase } from '../../src/services/common/sqlite-database.js';
 import { membersService } from '../../src/services/members/members-service.js';
 import type { MembersStore } from '../../src/services/members/members-store.js';
+import { MYSQL_MEMBERS_SCHEMA } from '../../src/services/members/mysql-members-store.js';
 import { SQLITE_MEMBERS_SCHEMA } from '../../src/services/members/sqlite-members-store.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { createTestDatabase } from '../helpers/mysql.js';
@@ -137,6 +138,50 @@ describe('members store made by b69c9cb', () => {
         expect(lines.find((line) => line.event === 'schema-column-missing')?.msg).toContain(
           '"ALTER TABLE sign_in_failures ADD COLUMN turn_until_ms BIGINT NOT NULL DEFAULT 0"',
         );
+      } finally {
+        await store.close();
+        for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
+        await admin.end();
+        await database.drop();
+      }
+    },
+  );
+
+  it.skipIf(!mysqlUrl)(
+    'on MySQL from before sign_in_failures, with a user who may not CREATE: says which statement to have run',
+    async () => {
+      const database = await createTestDatabase(mysqlUrl!);
+      // The tables of a build from before b69c9cb (members and its idempotency keys), as an
+      // administrator made them.
+      const admin = await createConnection({ uri: mysqlUrl! });
+      const setUp = membersService.stores.mysql({ connection: parseMysqlUrl(database.url, 'test database') });
+      await setUp.ping();
+      await setUp.close();
+      const name = new URL(database.url).pathname.slice(1);
+      await admin.query(`DROP TABLE \`${name}\`.sign_in_failures`);
+      const user = `shop_nocreate_${randomBytes(4).toString('hex')}`;
+      const { log, lines } = captureLog('members');
+      const store = membersService.stores.mysql({
+        connection: { ...parseMysqlUrl(database.url, 'test database'), user, password: 'no-create' },
+        log,
+      });
+      try {
+        for (const host of ['%', 'localhost']) {
+          await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'no-create'`);
+          await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${name}\`.* TO '${user}'@'${host}'`);
+        }
+        // The table cannot be made: the service does not serve, and the log says why and what to
+        // run (before, only the health monitor's "database unreachable: not serving").
+        await expect(store.ping()).rejects.toThrow();
+        const missing = lines.find((line) => line.event === 'schema-table-missing');
+        expect(missing).toMatchObject({ table: 'sign_in_failures' });
+        expect(missing?.msg).toContain(
+          '"CREATE TABLE IF NOT EXISTS sign_in_failures ( username VARBINARY(512)',
+        );
+        // Once an administrator has run it, the same store serves.
+        await admin.query(`USE \`${name}\``);
+        await admin.query(MYSQL_MEMBERS_SCHEMA[MYSQL_MEMBERS_SCHEMA.length - 2] as string);
+        await expect(store.ping()).resolves.toBeUndefined();
       } finally {
         await store.close();
         for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);

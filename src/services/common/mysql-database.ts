@@ -6,6 +6,7 @@ import {
   type ResultSetHeader,
   type RowDataPacket,
 } from 'mysql2/promise';
+import { limiterOf } from '../../common/log-limiter.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/trace-span.js';
@@ -492,12 +493,19 @@ export class MysqlDatabase implements SqlExecutor {
             // A user who may read and write but not create tables (least privilege, the tables made
             // by an administrator): MySQL checks the CREATE privilege before whether the table
             // exists, so the statement was refused even with the table there, and such a user never
-            // served. A table that is there is as good; one that is not keeps the refusal.
+            // served. A table that is there is as good; one that is not keeps the refusal, said as
+            // what it is (a table that a database set up by an older build lacks, say), since the
+            // health monitor can only call it the database being unreachable.
             const table = tableCreatedBy(statement);
             if (!table || (error as { code?: unknown } | null)?.code !== 'ER_TABLEACCESS_DENIED_ERROR') {
               throw error;
             }
             await connection.query(`SELECT 1 FROM ${table} LIMIT 0`).catch(() => {
+              limiterOf(this.#log).error(
+                `schema-table-missing ${table}`,
+                { event: 'schema-table-missing', table },
+                `the table ${table} is missing (a database set up by an older build has not got it) and this user may not create it: have "${(statement as string).replace(/\s+/g, ' ')}" run by a user with the CREATE privilege; until then the service does not serve`,
+              );
               throw error;
             });
           }
