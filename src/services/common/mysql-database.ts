@@ -500,12 +500,25 @@ export class MysqlDatabase implements SqlExecutor {
             if (!table || (error as { code?: unknown } | null)?.code !== 'ER_TABLEACCESS_DENIED_ERROR') {
               throw error;
             }
-            await connection.query(`SELECT 1 FROM ${table} LIMIT 0`).catch(() => {
-              limiterOf(this.#log).error(
-                `schema-table-missing ${table}`,
-                { event: 'schema-table-missing', table },
-                `the table ${table} is missing (a database set up by an older build has not got it) and this user may not create it: have "${(statement as string).replace(/\s+/g, ' ')}" run by a user with the CREATE privilege; until then the service does not serve`,
-              );
+            await connection.query(`SELECT 1 FROM ${table} LIMIT 0`).catch((probeError: unknown) => {
+              const created = (statement as string).replace(/\s+/g, ' ');
+              const probeCode = (probeError as { code?: unknown } | null)?.code;
+              // A user granted privileges table by table is refused a table it has none on, there
+              // or not (MySQL does not say which): "missing" alone would send the administrator to
+              // create a table that is there. Any other failure (a lost connection) says nothing of it.
+              if (probeCode === 'ER_NO_SUCH_TABLE') {
+                limiterOf(this.#log).error(
+                  `schema-table-missing ${table}`,
+                  { event: 'schema-table-missing', table },
+                  `the table ${table} is missing (a database set up by an older build has not got it) and this user may not create it: have "${created}" run by a user with the CREATE privilege; until then the service does not serve`,
+                );
+              } else if (probeCode === 'ER_TABLEACCESS_DENIED_ERROR') {
+                limiterOf(this.#log).error(
+                  `schema-table-denied ${table}`,
+                  { event: 'schema-table-denied', table },
+                  `this user may neither create the table ${table} nor read it: if it is missing (a database set up by an older build has not got it), have "${created}" run by a user with the CREATE privilege; then grant this user SELECT, INSERT, UPDATE and DELETE on it; until then the service does not serve`,
+                );
+              }
               throw error;
             });
           }
