@@ -270,30 +270,33 @@ export class GatewayTelemetry {
    */
   #watchConnections(registry: Registry): void {
     const view = this.#view;
-    new Gauge({
-      name: 'http_server_active_requests',
-      help: 'REST requests received and not yet answered, pipelined ones waiting their turn included.',
-      registers: [registry],
-      collect() {
-        this.set(view.connectionLoad().requestsInFlight);
-      },
-    });
-    new Gauge({
-      name: 'shop_gateway_connections',
-      help: 'REST connections open now (over HTTPS, once their handshake is done).',
-      registers: [registry],
-      collect() {
-        this.set(view.connectionLoad().connections);
-      },
-    });
-    new Gauge({
-      name: 'shop_gateway_connections_max',
-      help: 'REST connections the gateway holds at most (--max-connections).',
-      registers: [registry],
-      collect() {
-        this.set(view.connectionLoad().maxConnections);
-      },
-    });
+    const gauges = [
+      [
+        'http_server_active_requests',
+        'REST requests received and not yet answered, pipelined ones waiting their turn included.',
+        'requestsInFlight',
+      ],
+      [
+        'shop_gateway_connections',
+        'REST connections open now (over HTTPS, once their handshake is done).',
+        'connections',
+      ],
+      [
+        'shop_gateway_connections_max',
+        'REST connections the gateway holds at most (--max-connections).',
+        'maxConnections',
+      ],
+    ] as const;
+    for (const [name, help, field] of gauges) {
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(view.connectionLoad()[field]);
+        },
+      });
+    }
   }
 
   /** The gateway's metrics registry; undefined when metrics are off. */

@@ -30,7 +30,7 @@ const BARE = /^[^\s"=\\]+$/;
  * decoded JSON string holds whatever its writer chose (a registered node's descriptor text, an
  * upstream's error details), and printed raw it could forge a line or drive the terminal.
  */
-export function escapeUnshowable(text: string): string {
+function escapeUnshowable(text: string): string {
   return text.replace(
     UNSHOWABLE,
     (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,

@@ -165,7 +165,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     );
   });
 
-  it('reports its REST connections against --max-connections and its requests in flight, back to none once they end', async () => {
+  it("reports its REST connections against --max-connections and its requests in flight, back to the scrape's own once they end", async () => {
     const port = await gateway({ maxConnections: 40 });
     const metrics = async () => (await http(port, 'GET', '/metrics')).body;
     let release = (): void => {};
