@@ -37,7 +37,7 @@ export const LAUNCHER_SETTINGS = {
   logFormat: setting({
     env: 'LOG_FORMAT',
     default: 'pretty',
-    help: "`npm start`: pretty prints readable lines; json makes every line one JSON record after its `[name]` prefix (`sed 's/^\\[[^]]*\\] //'` takes it off): the components' log lines as they are, the launcher's own and what a component printed outside its logger made like them (`source` says which; every line names its `component`)",
+    help: "`npm start`: pretty prints readable lines; json makes every line one JSON record after its `[name]` prefix (`sed 's/^\\[[^]]*\\] //'` takes it off): the components' log lines as the same JSON (see Logs), the launcher's own and what a component printed outside its logger made like them (`source` says which; every line names its `component`)",
     parse: oneOf(['pretty', 'json'] as const),
   }),
 } as const;

@@ -31,10 +31,12 @@ const BARE = /^[^\s"=\\]+$/;
  * upstream's error details), and printed raw it could forge a line or drive the terminal.
  */
 function escapeUnshowable(text: string): string {
-  return text.replace(
-    UNSHOWABLE,
-    (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return text.replace(UNSHOWABLE, (char) => NAMED_ESCAPES[char] ?? unicodeEscape(char));
+}
+
+/** `\u001b` for ESC: the escape JSON and JavaScript both read back as the character. */
+function unicodeEscape(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 /**
@@ -93,6 +95,18 @@ export function jsonLogLine(
  * logger existed) wrapped as a line of its own, at level error when it came on stderr.
  */
 export function componentJsonLine(component: string, line: string, stream: 'stdout' | 'stderr'): string {
-  if (line.startsWith('{"level":')) return line;
-  return jsonLogLine(component, stream === 'stderr' ? 'error' : 'info', line, stream);
+  if (line.startsWith('{"level":')) return escapeUnshowableInJson(line);
+  return escapeUnshowableInJson(jsonLogLine(component, stream === 'stderr' ? 'error' : 'info', line, stream));
+}
+
+/**
+ * What JSON leaves raw of the characters a terminal acts on: DEL, the C1 controls, the line and
+ * paragraph separators, the bidirectional overrides (JSON escapes only C0 controls). Outside a
+ * string none of them is valid JSON, so written as `\uXXXX` they leave a line the same JSON to
+ * its reader, and a terminal showing the line shows them as text.
+ */
+const UNSHOWABLE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeUnshowableInJson(line: string): string {
+  return line.replace(UNSHOWABLE_IN_JSON, unicodeEscape);
 }

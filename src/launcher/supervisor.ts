@@ -34,7 +34,7 @@ export interface SupervisorOptions {
   stopTimeoutMs?: number;
   /**
    * Whether to turn JSON log lines into readable ones; otherwise every line after its prefix is one
-   * JSON object: the components' log lines as they are, and the rest made like them (jsonLogLine).
+   * JSON object: the components' log lines as the same JSON (componentJsonLine), and the rest made like them (jsonLogLine).
    */
   pretty?: boolean;
   /** How long the components after one with `waitUntilListening` wait for it at most. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LISTENING_LINE } from '../../src/common/process-lifecycle.js';
-import { formatLogLine } from '../../src/launcher/log-line-formatter.js';
+import { componentJsonLine, formatLogLine } from '../../src/launcher/log-line-formatter.js';
 import { Supervisor } from '../../src/launcher/supervisor.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'supervisor-test-'));
@@ -223,6 +223,23 @@ describe('formatLogLine', () => {
     expect(formatLogLine(line)).toBe(
       '00:00:00.000 WARN  upstream call failed details="boom code=OK" code=INTERNAL empty="" path="C:\\\\x"',
     );
+  });
+});
+
+describe('componentJsonLine (LOG_FORMAT=json)', () => {
+  it('writes what JSON leaves raw of the characters a terminal acts on as escapes: the same JSON to its reader', () => {
+    const hostile = 'a\x7f\x9b2J\u2028\u202eb, café 名前';
+    const pino = JSON.stringify({ level: 40, time: 0, msg: 'upstream call failed', details: hostile });
+    const shown = componentJsonLine('gateway', pino, 'stdout');
+    expect(shown).toBe(pino.replace('\x7f\x9b2J\u2028\u202e', '\\u007f\\u009b2J\\u2028\\u202e'));
+    expect(JSON.parse(shown)).toEqual(JSON.parse(pino));
+    const printed = JSON.parse(componentJsonLine('gateway', `crash ${hostile}`, 'stderr'));
+    expect(printed).toMatchObject({
+      level: 50,
+      component: 'gateway',
+      source: 'stderr',
+      msg: `crash ${hostile}`,
+    });
   });
 });
 
