@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError, formatHostPort, parseHost, parseHostPort, parsePort } from './config.js';
+import { isLinkLocalHost } from './loopback.js';
 import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
 import {
   nonEmpty,
@@ -89,8 +90,20 @@ export const DISTRIBUTOR_ADDRESS_SETTING = setting({
   flag: 'distributor',
   env: 'DISTRIBUTOR_ADDRESS',
   default: '127.0.0.1:9000',
-  help: 'the distributor to register with, host:port',
-  parse: (value, source) => formatHostPort(parseHostPort(value, source)),
+  help: 'the distributor to register with, host:port ([IPv6]:port)',
+  parse: (value, source) => {
+    const address = parseHostPort(value, source);
+    // A link-local address is dialled on an interface its zone id names (fe80::1%eth0), and without
+    // one the system refuses the connect (EINVAL); grpc-js hands the target to http2.connect as a
+    // URL, which takes no zone id: the connection is made, then fails with "TypeError: Invalid URL".
+    // Either way the component stayed unregistered, retrying for ever.
+    if (address.host.includes('%') || isLinkLocalHost(address.host)) {
+      throw new ConfigError(
+        `${source}: a link-local IPv6 address (fe80::/10, with or without a zone id) cannot be dialled by gRPC here; give a global or unique local address, or a host name, got "${value}"`,
+      );
+    }
+    return formatHostPort(address);
+  },
 });
 
 const TOKEN = /^[\x21-\x7e]{16,512}$/;

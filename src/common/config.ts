@@ -55,7 +55,14 @@ export function parseHostPort(value: string, source: string): HostPort {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(value.trim());
   const host = match?.[1] ?? match?.[2];
   if (!match || !host || (match[1] !== undefined && isIP(match[1]) !== 6)) {
-    throw new ConfigError(`${source}: expected host:port (e.g. 127.0.0.1:9000), got "${value}"`);
+    // "fd00::1:9000" cannot be told from an address: an IPv6 host goes in brackets, as in URLs.
+    const bracketsHint =
+      (value.match(/:/g)?.length ?? 0) > 1 && !value.includes('[')
+        ? ', an IPv6 address in brackets ([fd00::1]:9000)'
+        : '';
+    throw new ConfigError(
+      `${source}: expected host:port (e.g. 127.0.0.1:9000${bracketsHint}), got "${value}"`,
+    );
   }
   const port = parsePort(match[3]!, source);
   if (port === 0) throw new ConfigError(`${source}: the port must not be 0`);

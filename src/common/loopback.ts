@@ -12,6 +12,10 @@ UNSPECIFIED.addAddress('0.0.0.0', 'ipv4');
 UNSPECIFIED.addAddress('::', 'ipv6');
 UNSPECIFIED.addAddress('::ffff:0.0.0.0', 'ipv6');
 
+/** IPv6 link-local addresses, which a connect reaches only on the interface a zone id names. */
+const LINK_LOCAL = new BlockList();
+LINK_LOCAL.addSubnet('fe80::', 10, 'ipv6');
+
 function familyOf(address: string): 'ipv4' | 'ipv6' {
   return isIP(address) === 6 ? 'ipv6' : 'ipv4';
 }
@@ -55,4 +59,14 @@ export function isUnspecifiedHost(host: string): boolean {
 /** Whether a host to dial is this machine: its loopback, or the any-address, which dials it too. */
 export function dialsThisMachine(host: string): boolean {
   return isLoopbackHost(host) || isUnspecifiedHost(host);
+}
+
+/**
+ * Whether a host is an IPv6 link-local address (fe80::/10), with a zone id (fe80::1%eth0) or
+ * without: other machines cannot dial it as written (without a zone id the system refuses the
+ * connect, EINVAL), nor can grpc-js with one (its target becomes a URL, which takes no zone id).
+ */
+export function isLinkLocalHost(host: string): boolean {
+  const unzoned = host.split('%', 1)[0]!;
+  return isIP(unzoned) === 6 && LINK_LOCAL.check(unzoned, 'ipv6');
 }

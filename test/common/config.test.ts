@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { COMMON_SETTINGS, tlsSettings } from '../../src/common/common-settings.js';
+import {
+  COMMON_SETTINGS,
+  DISTRIBUTOR_ADDRESS_SETTING,
+  tlsSettings,
+} from '../../src/common/common-settings.js';
 import { ConfigError, parseHostPort, parsePort } from '../../src/common/config.js';
 import { defaultMaxConnections } from '../../src/common/max-connections.js';
 import {
@@ -77,6 +81,35 @@ describe('parsePort and parseHostPort', () => {
     );
     expect(() => parseHostPort('localhost', '--distributor')).toThrow('--distributor: expected host:port');
     expect(() => parseHostPort('localhost:0', '--distributor')).toThrow('the port must not be 0');
+  });
+
+  it('say that an IPv6 host goes in brackets when one is given without', () => {
+    expect(parseHostPort('[fd63:163::1]:9000', '--distributor')).toEqual({ host: 'fd63:163::1', port: 9000 });
+    for (const value of ['fd63:163::1:9000', 'fd63:163::1', '::1:9000']) {
+      expect(() => parseHostPort(value, '--distributor')).toThrow(
+        `--distributor: expected host:port (e.g. 127.0.0.1:9000, an IPv6 address in brackets ([fd00::1]:9000)), got "${value}"`,
+      );
+    }
+    expect(() => parseHostPort('10.0.0.1', '--distributor')).toThrow(
+      '--distributor: expected host:port (e.g. 127.0.0.1:9000), got "10.0.0.1"',
+    );
+  });
+
+  it('refuse a link-local distributor address, which grpc-js cannot dial with a zone id nor the system without', () => {
+    const load = (value: string) =>
+      loadSettings({ distributor: DISTRIBUTOR_ADDRESS_SETTING }, ['--distributor', value], {});
+    expect(load('[fd63:163::1]:9000')).toEqual({ distributor: '[fd63:163::1]:9000' });
+    expect(load('[fec0::1]:9000')).toEqual({ distributor: '[fec0::1]:9000' });
+    for (const value of ['[fe80::1%eth0]:9000', '[fe80::1]:9000', '[FEBF::1]:9000']) {
+      expect(() => load(value)).toThrow(
+        `--distributor: a link-local IPv6 address (fe80::/10, with or without a zone id) cannot be dialled by gRPC here; give a global or unique local address, or a host name, got "${value}"`,
+      );
+    }
+    expect(() =>
+      loadSettings({ distributor: DISTRIBUTOR_ADDRESS_SETTING }, [], {
+        DISTRIBUTOR_ADDRESS: '[fe80::1%2]:9000',
+      }),
+    ).toThrow(ConfigError);
   });
 });
 

@@ -100,7 +100,7 @@ describe('service configuration', () => {
     for (const host of [
       '10.0.0.2',
       '::1',
-      '[fe80::1]',
+      '[fd63:163::2]',
       'goods.internal',
       'shop_goods',
       'Goods.Example.',
@@ -113,6 +113,15 @@ describe('service configuration', () => {
       /--advertise-host: a zone id/,
     );
   });
+
+  it.each(['fe80::1', '[fe80::5490:5bff:fe73:fe59]', 'FEBF::1'])(
+    'refuses the link-local %s as the advertised host: no gateway can connect to it without a zone id',
+    (host) => {
+      expect(() => loadGoodsConfig(['--advertise-host', host], {})).toThrow(
+        /^--advertise-host: a link-local address \(fe80::\/10\) cannot be dialled/,
+      );
+    },
+  );
 
   it.each(['0.0.0.0', '::', '[::]', '0:0:0:0:0:0:0:0'])(
     'refuses the any-address %s as the advertised host: each node dialling it reaches itself',

@@ -8,7 +8,7 @@ import {
   tlsSettings,
 } from '../../common/common-settings.js';
 import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js';
-import { isUnspecifiedHost } from '../../common/loopback.js';
+import { isLinkLocalHost, isUnspecifiedHost } from '../../common/loopback.js';
 import { grpcMaxConnectionsSetting, grpcUnreadAnswerTimeoutSetting } from '../../common/max-connections.js';
 import {
   metricsPortSetting,
@@ -90,6 +90,12 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
         // An IPv6 zone (fe80::1%eth0) names an interface of this machine: no other can dial it.
         if (host.includes('%'))
           throw new ConfigError(`${source}: a zone id means nothing to other machines, got "${value}"`);
+        // Without a zone id, a link-local address is one no gateway can connect to (EINVAL).
+        if (isLinkLocalHost(host)) {
+          throw new ConfigError(
+            `${source}: a link-local address (fe80::/10) cannot be dialled without the interface of the machine dialling it; give a global or unique local address, got "${value}"`,
+          );
+        }
         // --host 0.0.0.0 copied here: listed at the any-address, the service was dialled by every
         // gateway at its own machine, and reached only from the machine it runs on.
         if (isUnspecifiedHost(host)) {
