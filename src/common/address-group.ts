@@ -5,7 +5,7 @@ import { isIPv4, isIPv6 } from 'node:net';
  * is its own group, also when it comes inside IPv6 (mapped, "::ffff:192.0.2.7"; compatible; or
  * translated by NAT64, "64:ff9b::192.0.2.7", each its IPv4 client); an IPv6 address is grouped by
  * its /64, the least a site is given, within which one client can pick a new address for every
- * connection ("2001:db8:0:1::/64"), and a 6to4 one ("2002::/16") by its /48, which one IPv4 host
+ * connection ("2001:db8:0:1::/64", written as RFC 5952 has it), and a 6to4 one ("2002::/16") by its /48, which one IPv4 host
  * holds. Anything else (a Unix socket's empty address) is returned as it came.
  */
 export function addressGroupOf(address: string): string {
@@ -18,9 +18,31 @@ export function addressGroupOf(address: string): string {
   const compatible = zeroes(0, 6) && h[6] !== 0;
   const nat64 = h[0] === 0x64 && h[1] === 0xff9b && zeroes(2, 6);
   if (mapped || compatible || nat64) return ipv4Of(h[6]!, h[7]!);
+  if (h[0] === 0x2002) return `${prefixText([...h.slice(0, 3), 0, 0, 0, 0, 0])}/48`;
+  return `${prefixText([...h.slice(0, 4), 0, 0, 0, 0])}/64`;
+}
+
+/**
+ * An address's text as RFC 5952 gives it, which logs and messages show: the longest run of two or
+ * more zero groups (the first of equals) as "::", lower case ("2001:db8::/64", not
+ * "2001:db8:0:0::/64", which a search for the prefix as written elsewhere would miss).
+ */
+function prefixText(h: readonly number[]): string {
+  let start = -1;
+  let length = 0;
+  for (let i = 0; i < h.length; ) {
+    if (h[i] !== 0) {
+      i += 1;
+      continue;
+    }
+    let j = i;
+    while (j < h.length && h[j] === 0) j += 1;
+    if (j - i > length) [start, length] = [i, j - i];
+    i = j;
+  }
   const hex = h.map((hextet) => hextet.toString(16));
-  if (h[0] === 0x2002) return `${hex.slice(0, 3).join(':')}::/48`;
-  return `${hex.slice(0, 4).join(':')}::/64`;
+  if (length < 2) return hex.join(':');
+  return `${hex.slice(0, start).join(':')}::${hex.slice(start + length).join(':')}`;
 }
 
 function ipv4Of(high: number, low: number): string {
