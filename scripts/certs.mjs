@@ -207,7 +207,15 @@ function checkName(name) {
 function splitHosts(hosts) {
   const dns = [];
   const ips = [];
-  for (const host of hosts) {
+  for (const given of hosts) {
+    // An IPv6 address may come in brackets, as the components' --host takes it.
+    const host = /^\[.*\]$/.test(given) && isIP(given.slice(1, -1)) === 6 ? given.slice(1, -1) : given;
+    if (host.includes('%') && isIP(host)) {
+      // openssl refuses it mid-run, after some certificates were written.
+      throw new Error(
+        `--host: a zone id (%${host.split('%')[1]}) cannot be in a certificate, got "${given}"`,
+      );
+    }
     if (isIP(host)) {
       if (!ips.includes(host)) ips.push(host);
     } else if (

@@ -60,6 +60,24 @@ describe('npm run certs', () => {
     expect(certificate(join(out, 'members.crt')).subjectAltName).not.toContain('10.0.0.2');
   });
 
+  it('takes IPv6 addresses bare or in brackets, as the components take them', () => {
+    const out = join(dir, 'certs');
+    const result = certs([
+      '--out',
+      out,
+      '--host',
+      'distributor=fd63:163::1',
+      '--host',
+      'goods=[fd63:163::2]',
+    ]);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(certificate(join(out, 'distributor.crt')).subjectAltName).toContain(
+      'IP Address:FD63:163:0:0:0:0:0:1',
+    );
+    expect(certificate(join(out, 'goods.crt')).subjectAltName).toContain('IP Address:FD63:163:0:0:0:0:0:2');
+  });
+
   it('keeps an existing CA and issues the certificates again from it', () => {
     expect(certs(['--out', dir]).status).toBe(0);
     const before = certificate(join(dir, 'ca.crt')).fingerprint256;
@@ -103,7 +121,7 @@ describe('npm run certs', () => {
   });
 
   it('refuses a bad host or an unknown component before writing anything', () => {
-    for (const host of ['not a host', 'shop=10.0.0.2']) {
+    for (const host of ['not a host', 'shop=10.0.0.2', 'goods=fe80::1%eth0', 'fe80::1%2']) {
       const result = certs(['--out', join(dir, 'out'), '--host', host]);
       expect(result.status).toBe(2);
       expect(result.stderr).toMatch(/^certs: /);
