@@ -23,6 +23,14 @@ export function addressGroupOf(address: string): string {
 }
 
 /**
+ * An address as its owner knows it: an IPv4 client of a dual-stack socket ("::ffff:192.0.2.7", as
+ * Node gives it on a port bound to "::") as its IPv4 address, which logs then name as everywhere else.
+ */
+export function unmappedAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+/**
  * An address's text as RFC 5952 gives it, which logs and messages show: the longest run of two or
  * more zero groups (the first of equals) as "::", lower case ("2001:db8::/64", not
  * "2001:db8:0:0::/64", which a search for the prefix as written elsewhere would miss).

@@ -1,5 +1,5 @@
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
-import { addressGroupOf } from './address-group.js';
+import { addressGroupOf, unmappedAddress } from './address-group.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -45,7 +45,8 @@ export function logPlaintextClients(
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
     const noCertificate = error.code === NO_CERTIFICATE_CODE;
     if (error.code === undefined || (!noCertificate && !PLAINTEXT_CODES.has(error.code))) return;
-    const address = socket.remoteAddress ?? 'an unknown address';
+    const address =
+      socket.remoteAddress === undefined ? 'an unknown address' : unmappedAddress(socket.remoteAddress);
     const key = `${noCertificate ? 'no-certificate' : 'plaintext'} ${addressGroupOf(address)}`;
     const now = performance.now();
     const before = toldAt.get(key);

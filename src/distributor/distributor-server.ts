@@ -7,7 +7,7 @@ import {
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
-import { addressGroupOf } from '../common/address-group.js';
+import { addressGroupOf, unmappedAddress } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
@@ -487,6 +487,5 @@ function invalidMessage(message: string): ServiceError {
 
 /** The address a peer connected from, as others can dial it: "::ffff:127.0.0.1:5000" → "127.0.0.1". */
 export function observedHost(peer: string): string {
-  const withoutPort = peer.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-  return withoutPort.startsWith('::ffff:') && withoutPort.includes('.') ? withoutPort.slice(7) : withoutPort;
+  return unmappedAddress(peer.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1'));
 }
