@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { createConnection } from 'mysql2/promise';
+import { type Connection, createConnection } from 'mysql2/promise';
 import { describe, expect, inject, it } from 'vitest';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { openSqliteDatabase } from '../../src/services/common/sqlite-database.js';
@@ -111,129 +111,137 @@ describe('members store made by b69c9cb', () => {
   it.skipIf(!mysqlUrl)(
     'on MySQL with a user who may not ALTER: serves on, and says which statement to have run',
     async () => {
-      const database = await createTestDatabase(mysqlUrl!);
-      await loadOldMysqlSchema(database.url);
-      const name = new URL(database.url).pathname.slice(1);
-      const user = `shop_noalter_${randomBytes(4).toString('hex')}`;
-      const admin = await createConnection({ uri: mysqlUrl! });
-      const { log, lines } = captureLog('members');
-      const store = membersService.stores.mysql({
-        connection: { ...parseMysqlUrl(database.url, 'test database'), user, password: 'no-alter' },
-        log,
-      });
-      try {
-        for (const host of ['%', 'localhost']) {
-          await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'no-alter'`);
-          await admin.query(
-            `GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON \`${name}\`.* TO '${user}'@'${host}'`,
+      await asRestrictedUser(
+        {
+          prefix: 'shop_noalter',
+          prepare: (url) => loadOldMysqlSchema(url),
+          grants: (database) => [`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON \`${database}\`.*`],
+        },
+        async ({ store, lines }) => {
+          // Before, the refused ALTER failed the schema, and with it every call of the service.
+          await expect(store.ping()).resolves.toBeUndefined();
+          expect(
+            lines.filter((line) => line.event === 'schema-column-missing').map((line) => line.column),
+          ).toEqual(['turn_until_ms', 'turn_holder']);
+          // The ledger fails until the statement is run (the throttle then counts per instance).
+          await expect(store.recordSignInFailure('alice', 86_400_000, undefined)).rejects.toThrow();
+          expect(lines.find((line) => line.event === 'schema-column-missing')?.msg).toContain(
+            '"ALTER TABLE sign_in_failures ADD COLUMN turn_until_ms BIGINT NOT NULL DEFAULT 0"',
           );
-        }
-        // Before, the refused ALTER failed the schema, and with it every call of the service.
-        await expect(store.ping()).resolves.toBeUndefined();
-        expect(
-          lines.filter((line) => line.event === 'schema-column-missing').map((line) => line.column),
-        ).toEqual(['turn_until_ms', 'turn_holder']);
-        // The ledger fails until the statement is run (the throttle then counts per instance).
-        await expect(store.recordSignInFailure('alice', 86_400_000, undefined)).rejects.toThrow();
-        expect(lines.find((line) => line.event === 'schema-column-missing')?.msg).toContain(
-          '"ALTER TABLE sign_in_failures ADD COLUMN turn_until_ms BIGINT NOT NULL DEFAULT 0"',
-        );
-      } finally {
-        await store.close();
-        for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
-        await admin.end();
-        await database.drop();
-      }
+        },
+      );
     },
   );
 
   it.skipIf(!mysqlUrl)(
     'on MySQL from before sign_in_failures, with a user who may not CREATE: says which statement to have run',
     async () => {
-      const database = await createTestDatabase(mysqlUrl!);
-      // The tables of a build from before b69c9cb (members and its idempotency keys), as an
-      // administrator made them.
-      const admin = await createConnection({ uri: mysqlUrl! });
-      const setUp = membersService.stores.mysql({ connection: parseMysqlUrl(database.url, 'test database') });
-      await setUp.ping();
-      await setUp.close();
-      const name = new URL(database.url).pathname.slice(1);
-      await admin.query(`DROP TABLE \`${name}\`.sign_in_failures`);
-      const user = `shop_nocreate_${randomBytes(4).toString('hex')}`;
-      const { log, lines } = captureLog('members');
-      const store = membersService.stores.mysql({
-        connection: { ...parseMysqlUrl(database.url, 'test database'), user, password: 'no-create' },
-        log,
-      });
-      try {
-        for (const host of ['%', 'localhost']) {
-          await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'no-create'`);
-          await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${name}\`.* TO '${user}'@'${host}'`);
-        }
-        // The table cannot be made: the service does not serve, and the log says why and what to
-        // run (before, only the health monitor's "database unreachable: not serving").
-        await expect(store.ping()).rejects.toThrow();
-        const missing = lines.find((line) => line.event === 'schema-table-missing');
-        expect(missing).toMatchObject({ table: 'sign_in_failures' });
-        expect(missing?.msg).toContain(
-          '"CREATE TABLE IF NOT EXISTS sign_in_failures ( username VARBINARY(512)',
-        );
-        // Once an administrator has run it, the same store serves.
-        await admin.query(`USE \`${name}\``);
-        const creates = MYSQL_MEMBERS_SCHEMA.find(
-          (step): step is string =>
-            typeof step === 'string' && step.startsWith('CREATE TABLE IF NOT EXISTS sign_in_failures '),
-        );
-        await admin.query(creates!);
-        await expect(store.ping()).resolves.toBeUndefined();
-      } finally {
-        await store.close();
-        for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
-        await admin.end();
-        await database.drop();
-      }
+      await asRestrictedUser(
+        {
+          prefix: 'shop_nocreate',
+          // The tables of a build from before b69c9cb (members and its idempotency keys), as an
+          // administrator made them.
+          prepare: async (url, admin, database) => {
+            const setUp = membersService.stores.mysql({ connection: parseMysqlUrl(url, 'test database') });
+            await setUp.ping();
+            await setUp.close();
+            await admin.query(`DROP TABLE \`${database}\`.sign_in_failures`);
+          },
+          grants: (database) => [`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.*`],
+        },
+        async ({ store, lines, admin, database }) => {
+          // The table cannot be made: the service does not serve, and the log says why and what to
+          // run (before, only the health monitor's "database unreachable: not serving").
+          await expect(store.ping()).rejects.toThrow();
+          const missing = lines.find((line) => line.event === 'schema-table-missing');
+          expect(missing).toMatchObject({ table: 'sign_in_failures' });
+          expect(missing?.msg).toContain(
+            '"CREATE TABLE IF NOT EXISTS sign_in_failures ( username VARBINARY(512)',
+          );
+          // Once an administrator has run it, the same store serves.
+          await admin.query(`USE \`${database}\``);
+          const creates = MYSQL_MEMBERS_SCHEMA.find(
+            (step): step is string =>
+              typeof step === 'string' && step.startsWith('CREATE TABLE IF NOT EXISTS sign_in_failures '),
+          );
+          await admin.query(creates!);
+          await expect(store.ping()).resolves.toBeUndefined();
+        },
+      );
     },
   );
 
   it.skipIf(!mysqlUrl)(
     'on MySQL with privileges granted table by table: a table there but not granted is not called missing',
     async () => {
-      const database = await createTestDatabase(mysqlUrl!);
-      const admin = await createConnection({ uri: mysqlUrl! });
-      const setUp = membersService.stores.mysql({ connection: parseMysqlUrl(database.url, 'test database') });
-      await setUp.ping();
-      await setUp.close();
-      const name = new URL(database.url).pathname.slice(1);
-      const user = `shop_pertable_${randomBytes(4).toString('hex')}`;
-      const { log, lines } = captureLog('members');
-      const store = membersService.stores.mysql({
-        connection: { ...parseMysqlUrl(database.url, 'test database'), user, password: 'per-table' },
-        log,
-      });
-      try {
-        // Every table granted but sign_in_failures, which is there: the administrator made it as
-        // told and has not granted it yet.
-        for (const host of ['%', 'localhost']) {
-          await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY 'per-table'`);
-          for (const table of ['members', 'members_idempotency']) {
-            await admin.query(
-              `GRANT SELECT, INSERT, UPDATE, DELETE ON \`${name}\`.${table} TO '${user}'@'${host}'`,
-            );
-          }
-        }
-        await expect(store.ping()).rejects.toThrow();
-        expect(lines.filter((line) => line.event === 'schema-table-missing')).toEqual([]);
-        const denied = lines.find((line) => line.event === 'schema-table-denied');
-        expect(denied).toMatchObject({ table: 'sign_in_failures' });
-        expect(denied?.msg).toContain('grant this user SELECT, INSERT, UPDATE and DELETE on it');
-      } finally {
-        await store.close();
-        for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
-        await admin.end();
-        await database.drop();
-      }
+      await asRestrictedUser(
+        {
+          prefix: 'shop_pertable',
+          prepare: async (url) => {
+            const setUp = membersService.stores.mysql({ connection: parseMysqlUrl(url, 'test database') });
+            await setUp.ping();
+            await setUp.close();
+          },
+          // Every table granted but sign_in_failures, which is there: the administrator made it as
+          // told and has not granted it yet.
+          grants: (database) =>
+            ['members', 'members_idempotency'].map(
+              (table) => `GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.${table}`,
+            ),
+        },
+        async ({ store, lines }) => {
+          await expect(store.ping()).rejects.toThrow();
+          expect(lines.filter((line) => line.event === 'schema-table-missing')).toEqual([]);
+          const denied = lines.find((line) => line.event === 'schema-table-denied');
+          expect(denied).toMatchObject({ table: 'sign_in_failures' });
+          expect(denied?.msg).toContain('grant this user SELECT, INSERT, UPDATE and DELETE on it');
+        },
+      );
     },
   );
+
+  /**
+   * A members store on a test database set up by `prepare` (as root), opened as a user of its own
+   * that has only what `grants` gives (each statement's "TO user" added); the database and the user
+   * are dropped after `check`.
+   */
+  async function asRestrictedUser(
+    setup: {
+      prefix: string;
+      prepare: (url: string, admin: Connection, database: string) => Promise<void>;
+      grants: (database: string) => string[];
+    },
+    check: (opened: {
+      store: MembersStore;
+      lines: ReturnType<typeof captureLog>['lines'];
+      admin: Connection;
+      database: string;
+    }) => Promise<void>,
+  ): Promise<void> {
+    const test = await createTestDatabase(mysqlUrl!);
+    const admin = await createConnection({ uri: mysqlUrl! });
+    const database = new URL(test.url).pathname.slice(1);
+    const user = `${setup.prefix}_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(8).toString('hex');
+    const { log, lines } = captureLog('members');
+    const store = membersService.stores.mysql({
+      connection: { ...parseMysqlUrl(test.url, 'test database'), user, password },
+      log,
+    });
+    try {
+      await setup.prepare(test.url, admin, database);
+      for (const host of ['%', 'localhost']) {
+        await admin.query(`CREATE USER '${user}'@'${host}' IDENTIFIED BY '${password}'`);
+        for (const grant of setup.grants(database)) await admin.query(`${grant} TO '${user}'@'${host}'`);
+      }
+      await check({ store, lines, admin, database });
+    } finally {
+      await store.close();
+      for (const host of ['%', 'localhost']) await admin.query(`DROP USER IF EXISTS '${user}'@'${host}'`);
+      await admin.end();
+      await test.drop();
+    }
+  }
 });
 
 /** Sets the database at `url` up as b69c9cb left it. */
