@@ -4,6 +4,7 @@ import { formatHostPort } from './config.js';
 import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
+import { ADMIN_MAX_CONNECTIONS } from './max-connections.js';
 import { type Registry, serveMetrics, sharedRender } from './metrics.js';
 
 /** Options of {@link startAdminServer}. */
@@ -37,7 +38,7 @@ export interface AdminServerOptions {
  * counts only its own: without a bound, sockets opened here and left silent took every file the
  * process may open, and the gRPC port could accept no connection (found by probing).
  */
-export const ADMIN_MAX_CONNECTIONS = 32;
+export { ADMIN_MAX_CONNECTIONS };
 
 /** How long an admin connection may stay silent, or a request take to arrive whole. */
 export const ADMIN_IDLE_TIMEOUT_MS = 10_000;

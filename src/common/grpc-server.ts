@@ -7,7 +7,7 @@ import { formatHostPort } from './config.js';
 import { ConnectionRoom, type RoomKept, waitingRoom } from './connection-room.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
-import { defaultMaxConnections } from './max-connections.js';
+import { defaultGrpcMaxConnections } from './max-connections.js';
 import { logPlaintextClients } from './plaintext-client-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS, UnreadAnswerWatch } from './unread-answer-watch.js';
 import { DEFAULT_WHOLE_REQUEST_TIMEOUT_MS, WholeRequestWatch } from './whole-request-watch.js';
@@ -75,8 +75,12 @@ export function streamLimitOptions(maxStreams = MAX_CONCURRENT_STREAMS): Channel
 
 /** The connections a listening server takes (see {@link listen}). */
 export interface ConnectionLimit {
-  /** Most connections open at once; past it one with no call open is closed (see ConnectionRoom). */
-  maxConnections: number;
+  /**
+   * Most connections open at once on each address; past it one with no call open is closed (see
+   * ConnectionRoom). By default what keeps every address bound within the process's open files
+   * (defaultGrpcMaxConnections).
+   */
+  maxConnections?: number;
   /** Where a connection so closed is told, at most once per interval (see LogLimiter). */
   log?: Logger;
   /** How long a connection this side has ended may wait for the peer to end its side (default 10 s). */
@@ -89,8 +93,9 @@ export interface ConnectionLimit {
 
 /**
  * Binds a built server to host:port (0: any free port) with its credentials (plaintext by default)
- * and resolves with the port it got. At most `limit.maxConnections` connections (by default three
- * quarters of the open-file limit) are open at once on each address bound, so that a flood of
+ * and resolves with the port it got. At most `limit.maxConnections` connections (by default as many
+ * as keep every address bound, with the admin port, within three quarters of the open-file limit:
+ * defaultGrpcMaxConnections) are open at once on each address bound, so that a flood of
  * sockets cannot take the descriptors and memory the process needs; past it, one with no call open
  * is closed to make room (see ConnectionRoom). grpc-js has no such setting: the room watches the
  * HTTP/2 servers grpc-js made for the port.
@@ -100,7 +105,7 @@ export async function listen(
   host: string,
   port: number,
   credentials: ServerCredentials = ServerCredentials.createInsecure(),
-  limit: ConnectionLimit = { maxConnections: defaultMaxConnections() },
+  limit: ConnectionLimit = {},
 ): Promise<number> {
   const known = new Set(http2ServersOf(server));
   const bound = await new Promise<number>((resolve, reject) => {
@@ -109,14 +114,16 @@ export async function listen(
       else resolve(boundPort);
     });
   });
-  for (const http2Server of http2ServersOf(server)) {
-    if (known.has(http2Server)) continue;
+  const added = http2ServersOf(server).filter((http2Server) => !known.has(http2Server));
+  // One room per address: by default they share the open files between them.
+  const maxConnections = limit.maxConnections ?? defaultGrpcMaxConnections(added.length);
+  for (const http2Server of added) {
     const graceMs = limit.halfOpenGraceMs ?? HALF_OPEN_GRACE_MS;
     // On a TLS port, the socket that ends is the TLS one: its raw socket never says 'finish'.
     http2Server.on(http2Server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) =>
       closeWhenHalfOpen(socket, graceMs),
     );
-    const { log, maxConnections } = limit;
+    const { log } = limit;
     // A plaintext client on a TLS port fails in Node's TLS layer, which grpc-js never hears of.
     if (log && http2Server instanceof TlsServer) logPlaintextClients(http2Server, log);
     const told = (action: RoomKept, fromGroup?: string): void => {

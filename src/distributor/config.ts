@@ -40,7 +40,8 @@ export interface DistributorConfig {
   readonly registryToken: string | undefined;
   readonly openRegistry: boolean;
   /** Connections to its gRPC port open at once. */
-  readonly maxConnections: number;
+  /** Undefined: auto (see defaultGrpcMaxConnections). */
+  readonly maxConnections: number | undefined;
   /** How long a call may hold an answer its client takes nothing of (a Watch stream's snapshot, say). */
   readonly unreadAnswerTimeoutMs: number;
   /** Metrics, their admin port, request ids. */

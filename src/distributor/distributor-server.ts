@@ -21,7 +21,6 @@ import {
 } from '../common/grpc-server.js';
 import { createHealth, endHealthWatches } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { defaultMaxConnections } from '../common/max-connections.js';
 import { addReflection } from '../common/reflection.js';
 import { NODE_REPLACED } from '../common/registry-words.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
@@ -106,7 +105,7 @@ export interface DistributorServerOptions {
   history?: NodeListFeedOptions;
   /** Metrics of its calls and of the registry (distributor-telemetry.ts); none: nothing is counted. */
   telemetry?: DistributorTelemetry;
-  /** Connections open at once (see listen in grpc-server.ts). Default ¾ of the open-file limit. */
+  /** Connections open at once on each address (see listen in grpc-server.ts). Default: defaultGrpcMaxConnections. */
   maxConnections?: number;
   /** How long a connection may stay without a call before it is closed. Default 5 minutes. */
   maxConnectionIdleMs?: number;
@@ -442,7 +441,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     registry,
     async listen(host, port) {
       const bound = await listen(server, host, port, options.credentials, {
-        maxConnections: options.maxConnections ?? defaultMaxConnections(),
+        ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
         log,
         ...(options.unreadAnswerTimeoutMs === undefined
           ? {}

@@ -5,7 +5,6 @@ import {
   tlsSettings,
 } from '../../src/common/common-settings.js';
 import { ConfigError, parseHostPort, parsePort } from '../../src/common/config.js';
-import { defaultMaxConnections } from '../../src/common/max-connections.js';
 import {
   loadSettings,
   markdownTable,
@@ -171,7 +170,8 @@ describe('loadDistributorConfig', () => {
       port: 9000,
       registryToken: TOKEN,
       openRegistry: false,
-      maxConnections: defaultMaxConnections(),
+      // auto: set when the port is bound, by how many addresses it is bound on.
+      maxConnections: undefined,
     });
     expect(
       loadDistributorConfig(['--max-connections', '300'], { SHOP_REGISTRY_TOKEN: TOKEN }).maxConnections,
@@ -179,7 +179,7 @@ describe('loadDistributorConfig', () => {
     expect(
       loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN, DISTRIBUTOR_MAX_CONNECTIONS: 'Auto' })
         .maxConnections,
-    ).toBe(defaultMaxConnections());
+    ).toBeUndefined();
     expect(() =>
       loadDistributorConfig([], { SHOP_REGISTRY_TOKEN: TOKEN, DISTRIBUTOR_MAX_CONNECTIONS: '0' }),
     ).toThrow(

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
-import { defaultMaxConnections } from '../../src/common/max-connections.js';
 import { validateHost } from '../../src/distributor/node-validation.js';
 import { describeMysql, parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig, serviceUsage } from '../../src/services/common/service-config.js';
@@ -24,7 +23,7 @@ describe('service configuration', () => {
       storage: { kind: 'sqlite', dataDir: './data' },
       logLevel: 'info',
       maxCallsInFlight: 128,
-      maxConnections: defaultMaxConnections(),
+      maxConnections: undefined,
       unreadAnswerTimeoutMs: 30_000,
     };
     // Metrics and request ids on, /metrics on the service's port + 100.

@@ -12,7 +12,6 @@ import {
 } from '../../common/grpc-server.js';
 import { createHealth, endHealthWatches } from '../../common/health.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
-import { defaultMaxConnections } from '../../common/max-connections.js';
 import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
 import { CallLimit, DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
@@ -43,7 +42,7 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
   telemetry?: ServiceTelemetry;
   /** Calls of the service's own methods run at once (calls-in-flight.ts). Default 128. */
   maxCallsInFlight?: number;
-  /** Connections open at once (see listen in grpc-server.ts). Default ¾ of the open-file limit. */
+  /** Connections open at once on each address (see listen in grpc-server.ts). Default: defaultGrpcMaxConnections. */
   maxConnections?: number;
   /** How long a connection may stay without a call before it is closed. Default 5 minutes. */
   maxConnectionIdleMs?: number;
@@ -139,7 +138,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     },
     async listen(host, port) {
       const bound = await listen(server, host, port, options.credentials, {
-        maxConnections: options.maxConnections ?? defaultMaxConnections(),
+        ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
         log,
         ...(options.unreadAnswerTimeoutMs === undefined
           ? {}
