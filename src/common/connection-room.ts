@@ -184,7 +184,7 @@ export class ConnectionRoom {
       this.#onKept('displaced', displaced.group);
       return;
     }
-    this.#close(connection);
+    this.#close(connection, true);
     this.#onKept('refused');
   }
 
@@ -240,10 +240,26 @@ export class ConnectionRoom {
     });
   }
 
-  /** Closes a connection, through its session when it has one (which owns a plaintext socket). */
-  #close(connection: Connection): void {
+  /**
+   * Closes a connection, through its session when it has one (which owns a plaintext socket).
+   * `fromItsOwnCall`: called from its session's 'stream' event, while nghttp2 is still taking in
+   * the read that brought the call, whose message often came in the same read: a session
+   * destroyed there has nghttp2 hand that message to a stream already gone, and Node aborts the
+   * process (`Assertion failed: onread->IsFunction()` in Http2StreamListener::OnStreamRead; a
+   * distributor at its --max-connections with a hundred registering connections from one host died
+   * so). Such a connection is closed once that read is done, in the next turn of the event loop.
+   */
+  #close(connection: Connection, fromItsOwnCall = false): void {
     // Forgotten at once: connections that come in the same turn must find other room.
     this.#forget(connection);
+    if (fromItsOwnCall) {
+      setImmediate(() => this.#destroy(connection));
+      return;
+    }
+    this.#destroy(connection);
+  }
+
+  #destroy(connection: Connection): void {
     // The socket goes first: a session destroyed while it can still write ends each open call with
     // RST_STREAM NO_ERROR, which a grpc-js client reads as INTERNAL "Call ended without gRPC
     // status" (a refused write answered 500 by the gateway, never tried elsewhere), where a
