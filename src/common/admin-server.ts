@@ -32,14 +32,6 @@ export interface AdminServerOptions {
   idleTimeoutMs?: number;
 }
 
-/**
- * Connections the admin port holds at once: a few Prometheus servers and an operator's curl need a
- * handful. The port shares the process's open files with the gRPC port, whose connection room
- * counts only its own: without a bound, sockets opened here and left silent took every file the
- * process may open, and the gRPC port could accept no connection (found by probing).
- */
-export { ADMIN_MAX_CONNECTIONS };
-
 /** How long an admin connection may stay silent, or a request take to arrive whole. */
 export const ADMIN_IDLE_TIMEOUT_MS = 10_000;
 

@@ -19,7 +19,10 @@ export function defaultMaxConnections(): number {
 
 /**
  * Connections the admin port (`--metrics-port`) of a gRPC component holds at once, past which a new
- * one is closed (admin-server.ts). Here, not there, so that the budget below can count them.
+ * one is closed (admin-server.ts): a few Prometheus servers and an operator's curl need a handful.
+ * The port shares the process's open files with the gRPC port: without a bound, sockets opened there
+ * and left silent took every file the process may open (found by probing). Here, not in
+ * admin-server.ts, so that the gRPC ports' default room (below) can count them.
  */
 export const ADMIN_MAX_CONNECTIONS = 32;
 

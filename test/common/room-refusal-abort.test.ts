@@ -1,7 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SimulatedNodes } from '../../src/bench/simulated-nodes.js';
+import { type ComponentProcess, spawnComponent } from '../e2e/support/processes.js';
 
 // A connection past a full room, every place with a call open, from the address holding the most,
 // is closed at its first call (ConnectionRoom's "refused"), from inside its session's 'stream'
@@ -13,59 +12,33 @@ import { SimulatedNodes } from '../../src/bench/simulated-nodes.js';
 const TOKEN = 'room-refusal-test-token-0123456789';
 
 describe('a distributor at its --max-connections with many registering connections from one host', () => {
-  let child: ChildProcess | undefined;
+  let distributor: ComponentProcess | undefined;
   let nodes: SimulatedNodes | undefined;
   afterAll(async () => {
     nodes?.stop();
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
+    if (distributor && distributor.child.exitCode === null && distributor.child.signalCode === null) {
+      distributor.child.kill('SIGKILL');
+      await distributor.exited();
     }
   });
 
   it('refuses the connections past its room and stays up', async () => {
-    child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'src/distributor/main.ts',
-        '--port',
-        '0',
-        '--metrics-port',
-        'off',
-        '--max-connections',
-        '5',
-      ],
-      {
-        env: { ...process.env, SHOP_REGISTRY_TOKEN: TOKEN, LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+    distributor = spawnComponent(
+      'src/distributor/main.ts',
+      ['--port', '0', '--metrics-port', 'off', '--max-connections', '5'],
+      { SHOP_REGISTRY_TOKEN: TOKEN },
     );
-    let output = '';
-    child.stdout!.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr!.on('data', (chunk) => {
-      output += chunk;
-    });
-    const exited = once(child, 'exit');
-    const port = await vi.waitFor(
-      () => {
-        const found = /"event":"listening","host":"[^"]*","port":(\d+)/.exec(output);
-        expect(found, output).not.toBeNull();
-        return Number(found![1]);
-      },
-      { timeout: 20_000, interval: 50 },
-    );
+    const output = (): string => distributor!.lines.join('\n');
+    const listening = await distributor.waitForLine(/"event":"listening"/, 20_000);
+    const port = Number(JSON.parse(listening).port);
     nodes = new SimulatedNodes({ distributor: `127.0.0.1:${port}`, token: TOKEN, connections: 40 });
     nodes.add(400);
     const outcome = await Promise.race([
-      exited.then(() => 'exited'),
+      distributor.exited().then(() => 'exited'),
       new Promise((resolve) => setTimeout(() => resolve('running'), 6_000)),
     ]);
-    expect(output).not.toContain('Assertion failed');
-    expect(outcome, output).toBe('running');
-    expect(output).toContain('"action":"refused"');
+    expect(output()).not.toContain('Assertion failed');
+    expect(outcome, output()).toBe('running');
+    expect(output()).toContain('"action":"refused"');
   }, 40_000);
 });

@@ -4,13 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import {
-  ADMIN_MAX_CONNECTIONS,
-  ADMIN_MAX_PIPELINED,
-  type AdminServer,
-  startAdminServer,
-} from '../../src/common/admin-server.js';
+import { ADMIN_MAX_PIPELINED, type AdminServer, startAdminServer } from '../../src/common/admin-server.js';
 import { ConfigError } from '../../src/common/config.js';
+import { ADMIN_MAX_CONNECTIONS } from '../../src/common/max-connections.js';
 import { createMetricsRegistry, type Registry } from '../../src/common/metrics.js';
 import { observabilityConfig } from '../../src/common/observability-settings.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';

@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as connectHttp2 } from 'node:http2';
@@ -9,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { defaultGrpcMaxConnections } from '../../src/common/max-connections.js';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
+import { type ComponentProcess, spawnComponent } from '../e2e/support/processes.js';
 
 // A service run under a low open-file limit (a container's, or systemd's LimitNOFILE), flooded with
 // silent sockets on its gRPC port and its admin port at once: its default --max-connections must
@@ -68,7 +67,7 @@ describe('a service under a low open-file limit', () => {
   let distributor: DistributorServer;
   let distributorPort: number;
   let dataDir: string;
-  let child: ChildProcess | undefined;
+  let goods: ComponentProcess | undefined;
 
   beforeAll(async () => {
     distributor = createDistributorServer();
@@ -76,9 +75,9 @@ describe('a service under a low open-file limit', () => {
     dataDir = await mkdtemp(join(tmpdir(), 'shop-open-files-'));
   });
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
+    if (goods && goods.child.exitCode === null) {
+      goods.child.kill('SIGKILL');
+      await goods.exited();
     }
     await distributor.stop(100);
     await rm(dataDir, { recursive: true, force: true });
@@ -96,49 +95,25 @@ describe('a service under a low open-file limit', () => {
   });
 
   it('still serves a new client while silent sockets flood its gRPC and admin ports', async () => {
-    const { MYSQL_URL: _ignored, ...inherited } = process.env;
-    child = spawn(
-      'prlimit',
-      [
-        `--nofile=${OPEN_FILES}:${OPEN_FILES}`,
-        process.execPath,
-        '--import',
-        'tsx',
-        'src/services/goods/main.ts',
-        '--port',
-        '0',
-        '--metrics-port',
-        '0',
-        '--distributor',
-        `127.0.0.1:${distributorPort}`,
-      ],
-      { env: { ...inherited, LOG_LEVEL: 'info', DATA_DIR: dataDir }, stdio: ['ignore', 'pipe', 'pipe'] },
+    goods = spawnComponent(
+      'src/services/goods/main.ts',
+      ['--port', '0', '--metrics-port', '0', '--distributor', `127.0.0.1:${distributorPort}`],
+      { MYSQL_URL: '', DATA_DIR: dataDir },
+      { prefix: ['prlimit', `--nofile=${OPEN_FILES}:${OPEN_FILES}`] },
     );
-    let output = '';
-    child.stdout!.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr!.on('data', (chunk) => {
-      output += chunk;
-    });
+    const output = (): string => goods!.lines.join('\n');
     const node = await vi.waitFor(
       () => {
         const found = distributor.registry.snapshot().nodes.find((candidate) => candidate.name === 'goods');
-        expect(found, output).toBeDefined();
+        expect(found, output()).toBeDefined();
         return found!;
       },
       { timeout: 20_000, interval: 50 },
     );
-    const metricsPort = await vi.waitFor(
-      () => {
-        const found = /metrics on http:\/\/[^:]+:(\d+)\/metrics/.exec(output);
-        expect(found, output).not.toBeNull();
-        return Number(found![1]);
-      },
-      { timeout: 5_000, interval: 50 },
-    );
+    const metricsLine = await goods.waitForLine(/metrics on http:\/\/[^:]+:\d+\/metrics/, 5_000);
+    const metricsPort = Number(/metrics on http:\/\/[^:]+:(\d+)\/metrics/.exec(metricsLine)![1]);
     expect(await served(node.port)).toBe(true);
-    const pid = child.pid!;
+    const pid = goods.child.pid!;
     const floods = [flood(node.port, 400), flood(metricsPort, 60)];
     try {
       // The floods fill what they may: the gRPC room, its waiting room and the admin port.
@@ -150,12 +125,12 @@ describe('a service under a low open-file limit', () => {
         results.push(await served(node.port));
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
-      expect(mostFiles, output).toBeLessThan(OPEN_FILES - 8);
+      expect(mostFiles, output()).toBeLessThan(OPEN_FILES - 8);
       expect(results).toEqual([true, true, true, true, true]);
     } finally {
       for (const each of floods) each.stop();
     }
-    expect(child.exitCode).toBeNull();
-    expect(output).not.toContain('EMFILE');
+    expect(goods.child.exitCode).toBeNull();
+    expect(output()).not.toContain('EMFILE');
   }, 60_000);
 });
