@@ -897,7 +897,13 @@ class GatewayServer implements Gateway {
       // could never be sent.
       const { socket } = exchange.request;
       if (exchange.gone || socket.destroyed || socket.writableEnded) return;
-      exchange.deadline = Date.now() + this.#deadlineMs;
+      // Its full deadline from now, but during a stop one that ends in time for its answer to go
+      // (see #callsEndBy), as for a body read meanwhile: with no time left, it is not worked on.
+      exchange.deadline = Math.min(Date.now() + this.#deadlineMs, this.#callsEndBy);
+      if (exchange.deadline <= Date.now()) {
+        this.#answerError(exchange, gatewayErrors.stopping());
+        return;
+      }
       connection.lastDispatched = Math.max(connection.lastDispatched, turn);
       this.#dispatch(exchange, input);
     });

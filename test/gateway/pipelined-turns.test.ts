@@ -249,4 +249,25 @@ describe('requests pipelined on one connection', () => {
     expect(calls.made()).toBe(2);
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
   });
+
+  it('a request whose turn comes during a stop has a call that ends in time for its answer', async () => {
+    // The stop's grace closes connections 2.5 s in, so calls made meanwhile end by 1.5 s. The third
+    // GET's turn comes 0.1 s into the stop: with a whole deadline of 3 s its call outlived the grace,
+    // and the connection was cut with no answer to a request the gateway had taken.
+    const { gateway: started, port } = await gateway({ deadlineMs: 3_000, stopGraceMs: 2_500 });
+    const calls = holdCalls();
+    const client = pipeliningClient(port);
+    client.socket.write(LIST_GOODS.repeat(3));
+    await vi.waitFor(() => expect(calls.made()).toBe(2));
+    const stopped = started.stop();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    calls.releaseOne();
+    await vi.waitFor(() => expect(calls.made()).toBe(3));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    calls.releaseOne();
+    await client.closed;
+    await stopped;
+    calls.releaseAll();
+    expect(client.statuses()).toEqual([200, 200, 504]);
+  });
 });
