@@ -174,7 +174,10 @@ export function int64Number(lo: number, hi: number): number {
 export function int64Json(lo: number, hi: number): string {
   if (hi < 0x200000) return String(hi * TWO_32 + lo);
   const value = BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo));
-  return value >= -9007199254740991n ? value.toString() : `"${value.toString()}"`;
+  // A high word of 0x200000 or more: at least 2^53 (quoted), or negative (exact down to −(2^53 − 1)).
+  return value >= -9007199254740991n && value <= 9007199254740991n
+    ? value.toString()
+    : `"${value.toString()}"`;
 }
 
 /** The zigzag-decoded (sint64) value of two halves, rendered like {@link uint64Json}. */

@@ -218,6 +218,10 @@ describe('compileResponseRenderer', () => {
     expect(render(encode({ fInt64: -1n, fSint64: 9223372036854775807n })).toString()).toBe(
       ',"f_int64":-1,"f_uint64":0,"f_sint64":"9223372036854775807","f_fixed64":0,"f_sfixed64":0',
     );
+    // Signed and past 2^53: a string too, as for the unsigned types (a number would lose its last digits).
+    expect(render(encode({ fInt64: 9007199254740993n, fSfixed64: 9223372036854775807n })).toString()).toBe(
+      ',"f_int64":"9007199254740993","f_uint64":0,"f_sint64":0,"f_fixed64":0,"f_sfixed64":"9223372036854775807"',
+    );
   });
 
   it('renders floats by their shortest form and non-finite numbers as strings', () => {
