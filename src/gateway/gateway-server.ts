@@ -1223,7 +1223,6 @@ class GatewayServer implements Gateway {
     // The parser reports its error again on every later chunk: answer once.
     if (this.#failedSockets.has(socket)) return;
     this.#failedSockets.add(socket);
-    closeAfterLinger(socket);
     const connection = this.#connections.of(socket);
     const reading = connection?.readingBody;
     // A failure in the body of a request being read is about that request: its line names it.
@@ -1240,6 +1239,8 @@ class GatewayServer implements Gateway {
         // With no answer before it to write, nothing is left to send: closed now, not after the
         // linger, which recorded its 499 as 2 s long and held its connection's room as long.
         if (!connection || connection.inFlight <= 1) socket.destroy();
+        // The request left unanswered never ends: the answers before it get LINGER_MS to go.
+        else closeAfterLinger(socket);
       } else if (connection) connection.whenIdle(() => socket.destroy());
       else socket.destroy();
       return;
@@ -1252,6 +1253,10 @@ class GatewayServer implements Gateway {
     const latest = connection?.latestRequest;
     if (!latest || latest.complete) this.#telemetry.onUnseenRequest(answer.httpStatus);
     const writeAnswer = (): void => {
+      // The client's LINGER_MS to read the answers and leave begins once they are written: begun at
+      // the bad bytes, it cut off answers still on their way (a call of over 2 s: a write made, and
+      // its connection closed with no answer).
+      closeAfterLinger(socket);
       if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
     };
     if (connection) connection.whenIdle(writeAnswer);

@@ -35,13 +35,15 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
   let port: number;
   /** Every call to goods waits this long, so that answers are still on their way when bad bytes come. */
   const SLOW_MS = 50;
+  /** How long calls to goods wait now (a test may make them slower). */
+  let callMs = SLOW_MS;
 
   beforeAll(async () => {
     const distributor = (await startDistributor(closer)).address;
     goods = await startFakeGoods(
       closer,
       distributor,
-      { onCall: () => new Promise((resolve) => setTimeout(resolve, SLOW_MS)) },
+      { onCall: () => new Promise((resolve) => setTimeout(resolve, callMs)) },
       [ROW],
     );
     const started = await startGateway(closer, distributor);
@@ -143,6 +145,25 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     );
     expect(goods.calls.CreateGoods).toBe(calls + 1);
     goods.goods.splice(1);
+  });
+
+  it('garbage after a POST whose call takes longer than the linger: the POST is answered, then 400', async () => {
+    // The client's 2 s to read the answers and leave once the parser has failed count from when
+    // they are written: counted from the bad bytes, they closed the connection under a write made
+    // (its call then cancelled), with no answer.
+    callMs = 2_500;
+    try {
+      const calls = goods.calls.CreateGoods ?? 0;
+      const stream = await raw(
+        port,
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}NOT HTTP\r\n\r\n`,
+      );
+      expect(answers(stream).map(({ status }) => status)).toEqual([200, 400]);
+      expect(goods.calls.CreateGoods).toBe(calls + 1);
+      goods.goods.splice(1);
+    } finally {
+      callMs = SLOW_MS;
+    }
   });
 
   it('two pipelined GETs then garbage: both answered in order, then 400', async () => {
