@@ -482,15 +482,16 @@ class GatewayServer implements Gateway {
     });
     this.#server.on('connect', (request: IncomingMessage, socket: Socket) => {
       socket.on('error', () => {});
-      // Read and dropped, and closed after a while even if the client keeps its side open.
+      // Read and dropped, and closed a while after its answer even if the client keeps its side open.
       socket.resume();
-      closeAfterLinger(socket);
       // A request like any other: it has an id, answered in X-Request-Id and named in its line.
       const requestId = this.#telemetry.requestIdOf(request);
       const refused = gatewayErrors.connectNotSupported();
       this.#log.debug({ requestId, method: 'CONNECT', status: refused.httpStatus }, refused.message);
       // Answers to requests before it on the connection go first.
       const refuse = (): void => {
+        // From here: begun at once, it closed the connection under answers still on their way.
+        closeAfterLinger(socket);
         if (!socket.destroyed && !socket.writableEnded) {
           socket.end(rawErrorResponse(refused, requestId));
         }

@@ -166,6 +166,21 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     }
   });
 
+  it('CONNECT after a POST whose call takes longer than the linger: the POST is answered, then 501', async () => {
+    // As after bad bytes: the linger of a CONNECT socket counts from its answer, behind the others.
+    callMs = 2_500;
+    try {
+      const stream = await raw(
+        port,
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`,
+      );
+      expect(answers(stream).map(({ status }) => status)).toEqual([200, 501]);
+      goods.goods.splice(1);
+    } finally {
+      callMs = SLOW_MS;
+    }
+  });
+
   it('two pipelined GETs then garbage: both answered in order, then 400', async () => {
     const get = 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\n';
     const stream = await raw(port, `${get}${get}NOT HTTP\r\n\r\n`);
