@@ -43,6 +43,8 @@ export class Connection {
   /** The bytes whose writes had completed when the socket was last seen holding too much. */
   bytesPassedOn = 0;
   #whenIdle: (() => void) | undefined;
+  /** The requests that may still be in flight when #whenIdle runs (see whenIdle). */
+  #whenIdleLeft = 0;
 
   constructor(
     readonly socket: Socket,
@@ -59,11 +61,11 @@ export class Connection {
     while (this.#waiting.length > 0 && this.mayStart(this.#waiting[0]!.turn)) {
       this.#waiting.shift()!.work();
     }
-    if (this.inFlight > 0) return;
-    this.onIdle(this);
+    if (this.inFlight === 0) this.onIdle(this);
+    if (this.#whenIdle === undefined || this.inFlight > this.#whenIdleLeft) return;
     const whenIdle = this.#whenIdle;
     this.#whenIdle = undefined;
-    whenIdle?.();
+    whenIdle();
   }
 
   /** Counts a request received on this connection; its turn is the new `started`. */
@@ -127,10 +129,17 @@ export class Connection {
     for (const response of queued) response.emit('close');
   }
 
-  /** Runs `action` once no request is in flight on this connection: now, or when the last one ends. */
-  whenIdle(action: () => void): void {
-    if (this.inFlight === 0) action();
-    else this.#whenIdle = action;
+  /**
+   * Runs `action` once no request is in flight on this connection, now or when the last one ends;
+   * or once no more than `left` are, those being requests that will never end by themselves (a
+   * request whose client left in the middle of it, owed no answer).
+   */
+  whenIdle(action: () => void, left = 0): void {
+    if (this.inFlight <= left) action();
+    else {
+      this.#whenIdle = action;
+      this.#whenIdleLeft = left;
+    }
   }
 }
 

@@ -1238,10 +1238,11 @@ class GatewayServer implements Gateway {
       if (reading && !reading.request.complete) {
         reading.stop.abort(new BodyAbortedError());
         // With no answer before it to write, nothing is left to send: closed now, not after the
-        // linger, which recorded its 499 as 2 s long and held its connection's room as long.
-        if (!connection || connection.inFlight <= 1) socket.destroy();
-        // The request left unanswered never ends: the answers before it get LINGER_MS to go.
-        else closeAfterLinger(socket);
+        // linger, which recorded its 499 as 2 s long and held its connection's room as long. Else
+        // once the answers before it are written (this one never ends by itself); a linger begun
+        // now closed the connection under those still on their way (a call of over 2 s).
+        if (connection) connection.whenIdle(() => socket.destroy(), 1);
+        else socket.destroy();
       } else if (connection) connection.whenIdle(() => socket.destroy());
       else socket.destroy();
       return;
