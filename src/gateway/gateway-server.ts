@@ -1037,7 +1037,9 @@ class GatewayServer implements Gateway {
         // send its next request on a connection about to go; once it is written, Node's destroy of
         // such a socket is turned into an end of the gateway's side alone (FIN): destroyed at once,
         // it would reset the connection under a client still sending, which then lost the answer.
-        lingerThenClose(request);
+        // The linger counts from when the answer is written: begun at once, it closed the connection
+        // under the answers pipelined before it that were still on their way (a call of over 2 s).
+        response.once('close', () => lingerThenClose(request));
         exchange.bodyRead = true;
         const socket = request.socket;
         socket.destroySoon = () => {

@@ -198,6 +198,23 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     }
   });
 
+  it('a body over the limit behind a POST whose call takes over 2 s: the POST is answered, then 413', async () => {
+    // The client's 2 s to read the 413 and leave count from when it is written, behind the answer
+    // before it: counted from the refusal, they closed the connection under that answer.
+    callMs = 2_500;
+    try {
+      const big = 'x'.repeat(1_100_000);
+      const stream = await raw(
+        port,
+        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`,
+      );
+      expect(answers(stream).map(({ status }) => status)).toEqual([200, 413]);
+      goods.goods.splice(1);
+    } finally {
+      callMs = SLOW_MS;
+    }
+  });
+
   it('two pipelined GETs then garbage: both answered in order, then 400', async () => {
     const get = 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\n';
     const stream = await raw(port, `${get}${get}NOT HTTP\r\n\r\n`);
