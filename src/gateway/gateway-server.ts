@@ -226,7 +226,6 @@ const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
  * may a write with an Idempotency-Key to a method that makes it once per key (see mayRetry).
  */
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
-/** grpc-js serializes the request; the request decoder has already made its bytes. */
 
 /**
  * Resolves once an answer queued behind others on its connection (HTTP/1.1 pipelining) has the
@@ -301,8 +300,8 @@ class GatewayServer implements Gateway {
   #phase: 'serving' | 'draining' | 'stopping' = 'serving';
   /**
    * Once the stop has begun, when a call must end for its answer to go before the stop's grace
-   * closes the connections (a second before): a call made later, for a body that came meanwhile,
-   * would be cut with its write made and no answer.
+   * closes the connections (a second before): a call made later, for a body that came meanwhile or
+   * a pipelined request whose turn came, would be cut with its write made and no answer.
    */
   #callsEndBy = Number.POSITIVE_INFINITY;
   #drained: { done: Promise<void>; end: () => void } | undefined;
@@ -918,7 +917,6 @@ class GatewayServer implements Gateway {
     }
   }
 
-  /** The methods a path answers: its routes', or GET (and so HEAD) for one of the gateway's pages. */
   /**
    * Whether a CORS preflight from an allowed origin is answered for every method a route can have,
    * kept by the browser for no time: before any route is known (the request then gets its 503), or
@@ -932,6 +930,7 @@ class GatewayServer implements Gateway {
     return !allowedMethods(this.#methodsOf(path)).includes(Cors.requestedMethod(request));
   }
 
+  /** The methods a path answers: its routes', or GET (and so HEAD) for one of the gateway's pages. */
   #methodsOf(path: string): readonly string[] {
     return this.#telemetry.servesPage(path) ? ['GET'] : this.#table.methodsOf(path);
   }
