@@ -168,10 +168,13 @@ const REFUSED_LINGER_MS = 1_000;
 
 /**
  * Of a limit of `maxConnections`, how many are kept to answer 503 to connections opened while every
- * other one is busy: a tenth, at most 64. Past the whole limit, new connections are closed at once.
+ * other one is busy: a tenth, at most 64, and never the whole limit (a limit of 1 kept its one
+ * place for refusals, and every request was answered 503). Past the whole limit, new connections
+ * are closed at once.
  */
 export function refusalRoom(maxConnections: number): number {
-  return Number.isFinite(maxConnections) ? Math.min(64, Math.ceil(maxConnections / 10)) : 0;
+  if (!Number.isFinite(maxConnections)) return 0;
+  return Math.min(64, Math.ceil(maxConnections / 10), maxConnections - 1);
 }
 
 /**

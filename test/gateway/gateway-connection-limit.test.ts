@@ -53,6 +53,13 @@ describe('gateway connection limit', () => {
     return sockets;
   }
 
+  it('cap 1: the one connection is served, not kept for refusals', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor, { maxConnections: 1 });
+    await waitForRoute(gateway, 'GET /goods', 1);
+    expect((await http(port, 'GET', '/healthz')).status).toBe(200);
+    expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
+  });
+
   it('cap 50, 60 idle sockets: the longest idle are closed to make room and a real request is served', async () => {
     // 50 with 5 kept for refusals: 45 connections are served at once.
     const { gateway, port } = await startGateway(perTest, distributor, { maxConnections: 50 });
