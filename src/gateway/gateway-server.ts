@@ -1142,6 +1142,9 @@ class GatewayServer implements Gateway {
   ): void {
     const { path } = splitQuery(originForm(request.url ?? '/'));
     const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
+    // Queued behind other answers (pipelining), it gets its 'close' even if the socket closes first
+    // (see Connection.track): else it was never counted, and its span never ended.
+    this.#connections.of(request.socket)?.track(response);
     response.once('close', () => telemetry.closed(response));
     // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
     // hides the 400 and its message from it, and a cache could mix origins up.

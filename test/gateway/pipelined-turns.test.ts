@@ -224,6 +224,26 @@ describe('requests pipelined on one connection', () => {
     expect([count('/goods', '499'), count('/healthz', '200')]).toEqual([2, 1]);
   });
 
+  it('a request refused before routing, queued behind another, is counted when the client leaves', async () => {
+    // Refused before it is counted on its connection (a malformed path), its answer waits behind
+    // the list's: Node drops it without a 'close' when the connection dies, so it was never counted.
+    const { port } = await gateway();
+    const calls = holdCalls();
+    const client = pipeliningClient(port);
+    client.socket.write(`${LIST_GOODS}GET /%ZZ HTTP/1.1\r\nHost: gateway\r\n\r\n`);
+    await vi.waitFor(() => expect(calls.made()).toBe(1));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.socket.destroy();
+    await vi.waitFor(() => expect(calls.cancelled()).toBe(1));
+    calls.releaseAll();
+    const metrics = await scrape(`http://127.0.0.1:${port}/metrics`);
+    const refused = sample(metrics, 'http_server_request_duration_seconds_count', {
+      http_request_method: 'GET',
+      http_response_status_code: '400',
+    });
+    expect(refused).toBe(1);
+  });
+
   it('a request that waited its turn has the whole deadline for its call', async () => {
     // Each call takes 300 ms: the fourth pair starts at about 900 ms, the fourth of a second after
     // the requests came, and takes 300 ms more.
