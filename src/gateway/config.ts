@@ -71,7 +71,7 @@ export const GATEWAY_SETTINGS = {
     env: 'GATEWAY_MAX_CONNECTIONS',
     default: 'auto',
     defaultText: 'auto: ¾ of the open-file limit',
-    help: 'most REST connections open at once, a tenth of them (1 to 64) kept for refusals; past the rest the longest idle one is closed to make room, or, with none idle, the new one is answered 503 with Retry-After; past the whole limit a new one is closed at once',
+    help: 'most REST connections open at once, a tenth of them (1 to 64, none with a limit of 1) kept for refusals; past the rest the longest idle one is closed to make room, or, with none idle, the new one is answered 503 with Retry-After; past the whole limit a new one is closed at once',
     parse: parseMaxConnections,
   }),
   maxPipelined: setting({
