@@ -1,9 +1,10 @@
-import type {
-  Http2SecureServer,
-  Http2Server,
-  IncomingHttpHeaders,
-  ServerHttp2Session,
-  ServerHttp2Stream,
+import {
+  constants,
+  type Http2SecureServer,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import { addressGroupOf } from './address-group.js';
@@ -227,11 +228,17 @@ export class ConnectionRoom {
     if (!connection || connection.gone) return;
     connection.session = session;
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-      if (connection.gone) return;
+      // A call on a connection refused in this read (closed in the next turn, see #close): grpc-js
+      // has it already (its listener comes first) and would run its handler.
+      if (connection.gone) {
+        refuseCall(stream);
+        return;
+      }
       connection.calls.set(stream, headers[':path']);
       this.#deleteNeverCalled(connection);
       this.#idle.delete(connection);
       if (connection.pending) this.#decide(connection);
+      if (connection.gone) refuseCall(stream);
       stream.once('close', () => {
         connection.calls.delete(stream);
         // Re-added at the end: the order is how long each has been idle.
@@ -317,6 +324,16 @@ export class ConnectionRoom {
   #neverCalledVictim(newcomer: Connection): Connection | undefined {
     return pickFrom(this.#neverCalledShares, this.#neverCalled, newcomer);
   }
+}
+
+/**
+ * Resets a call of a connection refused at its first call, REFUSED_STREAM, which tells its client
+ * that it was not processed: grpc-js, whose listener took the stream first, then cancels the call
+ * before its handler runs, where the message that came in the same read would have had it run
+ * (a write done, its client told the connection dropped) in the turn before the connection closed.
+ */
+function refuseCall(stream: ServerHttp2Stream): void {
+  if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_REFUSED_STREAM);
 }
 
 /** How long a connection may wait past the room for its first call (as a TLS handshake may take). */
