@@ -70,7 +70,7 @@ export function grpcMaxConnectionsSetting(env: string): Setting<number | undefin
     default: 'auto',
     defaultText:
       'auto: what keeps every address bound, with its waiting room, and the admin port within ¾ of the open-file limit',
-    help: 'most connections to the gRPC port open at once (and a tenth more, 4 to 64, waiting up to 10 s for their first call when every one has a call open); past it one with no call open is closed to make room (one that never called first, of the address of the new one, or of the address with the most); when every connection has a call open, at the first call of the new one, the newest of the address holding the most if it holds more than the address of the new one (an IPv6 address counts by its /64), else the new one. A connection with no call for 5 minutes is closed (GOAWAY)',
+    help: 'most connections to the gRPC port open at once, on each address it is bound on (and a tenth more, 4 to 64, waiting up to 10 s for their first call when every one has a call open); past it one with no call open is closed to make room (one that never called first, of the address of the new one, or of the address with the most); when every connection has a call open, at the first call of the new one, the newest of the address holding the most if it holds more than the address of the new one (an IPv6 address counts by its /64), else the new one. A connection with no call for 5 minutes is closed (GOAWAY)',
     parse: (value, source) =>
       value.trim().toLowerCase() === 'auto' ? undefined : parseMaxConnections(value, source),
   });
