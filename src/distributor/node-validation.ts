@@ -2,7 +2,7 @@ import type { FileRegistry } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { isHostNameOrAddress } from '../common/config.js';
 import { type HttpRoute, readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
-import { isUnspecifiedHost } from '../common/loopback.js';
+import { isLinkLocalHost, isUnspecifiedHost } from '../common/loopback.js';
 import { ServiceError } from '../common/service-error.js';
 import type { NodeDescription, Route } from '../gen/distributor.js';
 import { NodeState } from '../gen/distributor.js';
@@ -125,15 +125,16 @@ export function validateHost(host: string, limits: RegistrationLimits = REGISTRA
 
 /**
  * Checks a host a node gives for itself: {@link validateHost}, and one that others can dial. The
- * any-address (0.0.0.0, ::) is dialled by each gateway as its own machine, and an IPv6 zone id
- * (fe80::1%eth0) names an interface of the node's machine: both are refused, as the services' own
+ * any-address (0.0.0.0, ::) is dialled by each gateway as its own machine, an IPv6 zone id
+ * (fe80::1%eth0) names an interface of the node's machine, and a link-local address without one
+ * (fe80::/10) cannot be connected to (EINVAL): all are refused, as the services' own
  * --advertise-host refuses them (service-config.ts).
  */
 function validateAdvertisedHost(host: string, limits: RegistrationLimits): void {
   validateHost(host, limits);
-  if (isUnspecifiedHost(host) || host.includes('%')) {
+  if (isUnspecifiedHost(host) || host.includes('%') || isLinkLocalHost(host)) {
     throw invalid(
-      'host must be an address others can dial: not the any-address (0.0.0.0, ::) nor one with a zone id; ' +
+      'host must be an address others can dial: not the any-address (0.0.0.0, ::), a link-local address (fe80::/10) nor one with a zone id; ' +
         'leave it empty to be listed at the address the distributor sees',
     );
   }

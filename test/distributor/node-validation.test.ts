@@ -101,6 +101,9 @@ describe('validateNodeDescription', () => {
       'host must be an address others can dial',
     ],
     ['an IPv6 address with a zone id', { host: 'fe80::1%eth0' }, 'host must be an address others can dial'],
+    // Without a zone id a link-local address is refused by the system at connect (EINVAL).
+    ['a link-local IPv6 address', { host: 'fe80::1' }, 'host must be an address others can dial'],
+    ['a link-local IPv6 address in capitals', { host: 'FEBF::1' }, 'host must be an address others can dial'],
     ['an unknown state', { state: 7 }, 'state is not a known NodeState'],
     ['a negative state (ts-proto reads it as UNRECOGNIZED)', { state: -1 }, 'state is not a known NodeState'],
   ] as const)('refuses %s', (_label, overrides, message) => {
