@@ -98,8 +98,11 @@ export const DISTRIBUTOR_ADDRESS_SETTING = setting({
     // URL, which takes no zone id: the connection is made, then fails with "TypeError: Invalid URL".
     // Either way the component stayed unregistered, retrying for ever.
     if (address.host.includes('%') || isLinkLocalHost(address.host)) {
+      const what = isLinkLocalHost(address.host)
+        ? 'a link-local IPv6 address (fe80::/10, with or without a zone id)'
+        : 'an IPv6 address with a zone id';
       throw new ConfigError(
-        `${source}: a link-local IPv6 address (fe80::/10, with or without a zone id) cannot be dialled by gRPC here; give a global or unique local address, or a host name, got "${value}"`,
+        `${source}: ${what} cannot be dialled by gRPC here; give a global or unique local address, or a host name, got "${value}"`,
       );
     }
     return formatHostPort(address);

@@ -104,6 +104,10 @@ describe('parsePort and parseHostPort', () => {
         `--distributor: a link-local IPv6 address (fe80::/10, with or without a zone id) cannot be dialled by gRPC here; give a global or unique local address, or a host name, got "${value}"`,
       );
     }
+    // A zone id on an address that is not link-local is refused too, and not called link-local.
+    expect(() => load('[fd63:163::1%lo]:9000')).toThrow(
+      '--distributor: an IPv6 address with a zone id cannot be dialled by gRPC here; give a global or unique local address, or a host name, got "[fd63:163::1%lo]:9000"',
+    );
     expect(() =>
       loadSettings({ distributor: DISTRIBUTOR_ADDRESS_SETTING }, [], {
         DISTRIBUTOR_ADDRESS: '[fe80::1%2]:9000',
