@@ -87,6 +87,10 @@ export function loadSettings<Table extends SettingsTable>(
     const fromFlag = spec.flag === undefined ? undefined : flags[spec.flag];
     const fromEnv = spec.env === undefined ? undefined : env[spec.env];
     if (fromFlag !== undefined) {
+      // A flag given empty (--cors-origins '', --advertise-host=) is refused whatever its parser
+      // would take: unlike a variable set empty, it cannot be a leftover meaning "unset".
+      if (typeof fromFlag === 'string' && fromFlag.trim() === '')
+        throw new ConfigError(`--${spec.flag}: expected a value, got an empty one`);
       values[name] = typeof fromFlag === 'boolean' ? fromFlag : spec.parse(fromFlag, `--${spec.flag}`);
     } else if (fromEnv !== undefined && fromEnv !== '') {
       values[name] = spec.parse(fromEnv, spec.env!);

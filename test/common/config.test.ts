@@ -47,9 +47,26 @@ describe('a settings table', () => {
     ['a bad switch', [], { X_LOUD: 'yes' }, /X_LOUD: expected true or false/],
     ['a flag given twice', ['--port', '9001', '--port=9002'], {}, /--port is given more than once/],
     ['a switch given twice', ['--loud', '--loud'], {}, /--loud is given more than once/],
+    ['a flag given empty', ['--port='], {}, /--port: expected a value, got an empty one/],
   ])('refuses %s with a ConfigError naming its source', (_label, argv, env, message) => {
     expect(() => loadSettings(table, argv, env)).toThrow(ConfigError);
     expect(() => loadSettings(table, argv, env)).toThrow(message);
+  });
+
+  it('refuses a flag given empty even where its parser takes an empty value (a variable set empty is unset)', () => {
+    const open = {
+      origins: setting({
+        flag: 'origins',
+        env: 'X_ORIGINS',
+        default: '',
+        help: 'origins',
+        parse: (value) => value,
+      }),
+    };
+    expect(loadSettings(open, [], { X_ORIGINS: '' })).toEqual({ origins: '' });
+    for (const argv of [['--origins='], ['--origins', ''], ['--origins', ' ']]) {
+      expect(() => loadSettings(open, argv, {})).toThrow(/--origins: expected a value, got an empty one/);
+    }
   });
 
   it('makes the usage and the README rows from the same declarations', () => {
