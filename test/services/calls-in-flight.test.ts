@@ -1,10 +1,15 @@
 import { connect as connectHttp2, constants as http2Constants } from 'node:http2';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Client, credentials, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
 import { CallLimit, WAITING_PER_SLOT } from '../../src/services/common/calls-in-flight.js';
 
 const HOLD = { Hold: bytesMethod('/test.v1.Hold/Hold') };
+
+// The test that counts what waiting calls hold collects garbage first.
+setFlagsFromString('--expose-gc');
 
 describe('limitCallsInFlight', () => {
   let server: Server | undefined;
@@ -37,13 +42,13 @@ describe('limitCallsInFlight', () => {
     const caller = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
     client = caller;
     const settled: number[] = [];
-    const call = (deadlineMs = 10_000) =>
+    const call = (deadlineMs = 10_000, body = Buffer.alloc(0)) =>
       new Promise<number>((resolve) =>
         caller.makeUnaryRequest(
           HOLD.Hold.path,
           asIs,
           asIs,
-          Buffer.alloc(0),
+          body,
           { deadline: Date.now() + deadlineMs },
           (error: ServiceError | null) => {
             const code = error ? error.code : status.OK;
@@ -138,6 +143,28 @@ describe('limitCallsInFlight', () => {
     await expect
       .poll(() => [server.callLimit.running, server.callLimit.waiting], { timeout: 5_000 })
       .toEqual([0, 0]);
+  });
+
+  it('holds no request of a waiting call whose client left, however many leave while every slot is busy', async () => {
+    const server = await holdingServer(1);
+    const first = server.call();
+    await expect.poll(() => server.handlersRun()).toBe(1);
+    const gc = runInNewContext('gc') as () => void;
+    const external = () => {
+      gc();
+      return process.memoryUsage().arrayBuffers;
+    };
+    const before = external();
+    // Each waits (two at a time, the bound with one slot) and gives up: 80 of 512 KiB in all.
+    const body = () => Buffer.alloc(512 * 1024, 1);
+    for (let round = 0; round < 40; round++) {
+      await Promise.all([server.call(40, body()), server.call(40, body())]);
+    }
+    await expect.poll(() => server.callLimit.waiting).toBe(0);
+    // 80 requests held would be 40 MiB; the queue may keep up to twice its bound (4 of them).
+    expect(external() - before).toBeLessThan(8 * 1024 * 1024);
+    server.held.shift()!();
+    expect(await first).toBe(status.OK);
   });
 
   it('keeps a slot until the answer has left, not only until the handler answered', async () => {

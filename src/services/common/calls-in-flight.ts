@@ -139,6 +139,20 @@ export class CallLimit {
     if (waiter.done) return;
     waiter.done = true;
     this.#waiting--;
+    // A waiter that left stays in the queue, with its call and request, until the queue reaches it,
+    // which takes a slot given back: while every slot is held, calls whose clients gave up (short
+    // deadlines) would pile up there past the waiting bound (200 of 512 KiB held 210 MB with one
+    // slot busy). Past twice the bound, the queue keeps only those still waiting.
+    if (this.#queue.length > 2 * this.#waitingLimit) this.#dropLeft();
+  }
+
+  /** Takes the waiters that left out of the queue, keeping the others in order. */
+  #dropLeft(): void {
+    const waiting: Waiter[] = [];
+    for (let waiter = this.#queue.shift(); waiter; waiter = this.#queue.shift()) {
+      if (!waiter.done) waiting.push(waiter);
+    }
+    for (const waiter of waiting) this.#queue.push(waiter);
   }
 
   #startNext(): void {
