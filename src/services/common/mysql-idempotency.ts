@@ -57,6 +57,11 @@ const KEY_BUSY = 'Idempotency-Key is in use by a concurrent request; try again';
  * (InnoDB locks the new primary key until the first commits or rolls back): after a commit it gets a
  * duplicate key, rolls back, and answers the committed outcome; after a rollback its claim goes
  * through and it writes. So exactly one call writes, and the other waits and answers the same.
+ *
+ * Two or more calls waiting on a claim that rolls back all hold a shared lock on the key and all
+ * want it exclusively: InnoDB lets one through and ends the others as deadlock victims (their
+ * transactions rolled back, nothing written). A victim looks again as after a duplicate: it then
+ * waits on the new claim and answers its outcome, rather than being told the database is unavailable.
  */
 export class MysqlIdempotencyJournal {
   readonly #db: MysqlDatabase;
@@ -105,9 +110,10 @@ export class MysqlIdempotencyJournal {
     parent?: TraceSpan,
   ): Promise<Outcome> {
     const { claim } = once;
-    // Twice at most: a claim refused as a duplicate means a concurrent call committed that key, and
-    // the second look finds its row.
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // A claim refused as a duplicate means a concurrent call committed that key, and the next look
+    // finds its row. A claim that lost a deadlock to another waiting on the same key (see above)
+    // looks again too, then waits on that call's claim: three looks at most.
+    for (let attempt = 0; attempt < 3; attempt++) {
       const earlier = await this.recall(claim, parent);
       if (earlier) return earlier;
       const outcome = await this.#db.transaction(
@@ -119,7 +125,9 @@ export class MysqlIdempotencyJournal {
               [claim.key, claim.method, claim.fingerprint, this.#now()],
             );
           } catch (error) {
-            if (driverErrorCode(error) === 'ER_DUP_ENTRY') return undefined;
+            const code = driverErrorCode(error);
+            // After a deadlock InnoDB has rolled the transaction back: its COMMIT commits nothing.
+            if (code === 'ER_DUP_ENTRY' || code === 'ER_LOCK_DEADLOCK') return undefined;
             throw error;
           }
           const recorded = once.outcomeOf(await write(sql));

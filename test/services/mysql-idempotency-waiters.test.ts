@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import type { RowDataPacket } from 'mysql2/promise';
+import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import type { Once } from '../../src/services/common/idempotency.js';
+import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
+import {
+  MysqlIdempotencyJournal,
+  mysqlIdempotencySchema,
+} from '../../src/services/common/mysql-idempotency.js';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
+
+const mysqlUrl = inject('mysqlUrl');
+
+/**
+ * Calls with one key wait on the first one's claim. When it rolls back, InnoDB lets one waiter
+ * through and ends the others as deadlock victims: each must wait on the new claim and answer its
+ * outcome, not be told "Database unavailable".
+ */
+describe.runIf(mysqlUrl)(
+  mysqlUrl
+    ? 'MySQL idempotency: several calls waiting on one key'
+    : 'MySQL idempotency: several calls waiting on one key (skipped: MySQL unreachable here)',
+  () => {
+    let database: TestDatabase;
+    let db: MysqlDatabase;
+    beforeEach(async () => {
+      database = await createTestDatabase(mysqlUrl);
+      db = new MysqlDatabase({
+        connection: parseMysqlUrl(database.url, 'test database'),
+        schema: [
+          'CREATE TABLE IF NOT EXISTS things (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB',
+          ...mysqlIdempotencySchema('things_idempotency'),
+        ],
+      });
+      await db.ping();
+    });
+    afterEach(async () => {
+      await db?.close();
+      await database?.drop();
+    });
+
+    it('the first call rolls back with three waiting: one writes, every waiter answers its outcome', async () => {
+      const journal = new MysqlIdempotencyJournal(db, 'things_idempotency');
+      const once: Once<number> = {
+        claim: { key: 'k', method: 'Make', fingerprint: createHash('sha256').update('k').digest() },
+        outcomeOf: (id) => ({ code: status.OK, message: '', response: Buffer.from(String(id)) }),
+      };
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      const first = journal.run(once, async (sql) => {
+        await sql.change('INSERT INTO things () VALUES ()');
+        await sleep(600);
+        throw new Error('the write failed');
+      });
+      await sleep(200);
+      const waiters = Array.from({ length: 3 }, () =>
+        journal.run(once, async (sql) => (await sql.change('INSERT INTO things () VALUES ()')).insertId),
+      );
+      await expect(first).rejects.toThrow();
+      const answers = await Promise.allSettled(waiters);
+      const failures = answers.flatMap((answer) =>
+        answer.status === 'rejected' ? [`${(answer.reason as Error).message}`] : [],
+      );
+      expect(failures).toEqual([]);
+      const responses = answers.map((answer) =>
+        answer.status === 'fulfilled' ? Buffer.from(answer.value.response).toString() : '',
+      );
+      expect(new Set(responses).size).toBe(1);
+      const rows = await db.select<RowDataPacket & { id: number }>('SELECT id FROM things');
+      expect(rows.map((row) => String(row.id))).toEqual([responses[0]]);
+    });
+  },
+);
