@@ -102,10 +102,13 @@ export class DescriptorSetStore {
    * held, or else the `bytes` sent, parsed. A set not held yet is checked for room before it is
    * parsed, so that a caller cannot make the distributor parse sets it would refuse anyway.
    *
+   * `replacing`, the key of the set of the entry this node takes the place of (same identity, so
+   * same name), gives back the room that entry alone holds, as the node list's budget does.
+   *
    * Throws FAILED_PRECONDITION (no bytes, and a hash the store does not hold), RESOURCE_EXHAUSTED
    * (no room) or INVALID_ARGUMENT (a set that does not parse or declares invalid routes).
    */
-  resolve(name: string, sha256: Buffer, bytes: Buffer): DescriptorSet {
+  resolve(name: string, sha256: Buffer, bytes: Buffer, replacing?: string): DescriptorSet {
     const key = descriptorSetKey(sha256);
     const held = this.#sets.get(key)?.set;
     if (held) return held;
@@ -115,13 +118,16 @@ export class DescriptorSetStore {
         `the distributor holds no descriptor set ${key}: register again with descriptor_set`,
       );
     }
-    this.#checkRoom(name, key, bytes.length);
+    this.#checkRoom(name, key, bytes.length, replacing);
     return { sha256, key, bytes, ...validateDescriptorSet(bytes, this.#limits) };
   }
 
-  /** Throws RESOURCE_EXHAUSTED unless a node of `name` may start using `set`. */
-  check(name: string, set: DescriptorSet): void {
-    this.#checkRoom(name, set.key, set.bytes.length);
+  /**
+   * Throws RESOURCE_EXHAUSTED unless a node of `name` may start using `set`; `replacing` as in
+   * {@link resolve}.
+   */
+  check(name: string, set: DescriptorSet, replacing?: string): void {
+    this.#checkRoom(name, set.key, set.bytes.length, replacing);
   }
 
   /** Counts one more node of `name` using `set`, storing it if it is new. Call {@link check} first. */
@@ -165,11 +171,16 @@ export class DescriptorSetStore {
     }
   }
 
-  #checkRoom(name: string, key: string, size: number): void {
+  #checkRoom(name: string, key: string, size: number, replacing?: string): void {
     const total = this.#limits.descriptorSetsBytes;
     const share = Math.floor(total * this.#limits.nameShare);
+    // A replaced entry that is the last of its name (or of all) to use its set gives that room back.
+    const replaced = replacing === undefined || replacing === key ? undefined : this.#sets.get(replacing);
+    const freedByName =
+      replaced && this.#byName.get(name)?.get(replaced.set.key) === 1 ? replaced.set.bytes.length : 0;
+    const freed = replaced?.refs === 1 ? replaced.set.bytes.length : 0;
     if (!this.#byName.get(name)?.has(key)) {
-      const nameBytes = (this.#nameBytes.get(name) ?? 0) + size;
+      const nameBytes = (this.#nameBytes.get(name) ?? 0) - freedByName + size;
       if (nameBytes > share) {
         throw exhausted(
           `too much registered under the name ${name}: its distinct descriptor sets would take ` +
@@ -177,9 +188,9 @@ export class DescriptorSetStore {
         );
       }
     }
-    if (!this.#sets.has(key) && this.#bytes + size > total) {
+    if (!this.#sets.has(key) && this.#bytes - freed + size > total) {
       throw exhausted(
-        `the registry is full: the distinct descriptor sets would take ${this.#bytes + size} bytes, ` +
+        `the registry is full: the distinct descriptor sets would take ${this.#bytes - freed + size} bytes, ` +
           `over the ${total} it holds`,
       );
     }

@@ -270,13 +270,15 @@ export class NodeRegistry {
     const cost: NodeCost = { name: node.name, bytes: entryBytes(encoded.length) };
     this.#budget.check(cost, previous?.cost);
     // The list has room: only now is a set the store lacks parsed and validated.
+    // The entry replaced gives back the room it alone holds, as in the budget and the route owners.
+    const replacedSet = previous?.descriptorSet?.key;
     const descriptorSet = routed
-      ? this.descriptorSets.resolve(node.name, sha256, description.descriptorSet)
+      ? this.descriptorSets.resolve(node.name, sha256, description.descriptorSet, replacedSet)
       : undefined;
     const keys = routeKeys ?? descriptorSet?.routeKeys ?? [];
     this.#reserved.check(description.name, descriptorSet?.services ?? [], keys);
     this.#checkRouteOwners(description.name, id, keys, previous?.routeKeys);
-    if (descriptorSet) this.descriptorSets.check(node.name, descriptorSet);
+    if (descriptorSet) this.descriptorSets.check(node.name, descriptorSet, replacedSet);
     const lease: Lease = {
       id,
       setState: (state) => this.#setState(lease, state),

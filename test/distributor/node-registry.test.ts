@@ -14,7 +14,13 @@ import {
   goodsDescriptorSetWithoutRoutes,
   goodsNode,
 } from '../helpers/nodes.js';
-import { junkNodeOfEntrySize, largestResponseBytes, PIECE_BYTES, piecesOf } from './support/junk-nodes.js';
+import {
+  junkNode,
+  junkNodeOfEntrySize,
+  largestResponseBytes,
+  PIECE_BYTES,
+  piecesOf,
+} from './support/junk-nodes.js';
 
 function recordSnapshots(registry: NodeRegistry): Snapshot[] {
   const seen: Snapshot[] = [];
@@ -253,6 +259,33 @@ describe('NodeRegistry takeover rule', () => {
     // Listed with its descriptor set (by hash), which the refused registrations did not replace.
     expect(registry.snapshot().nodes[0]!.descriptorSetSha256).toHaveLength(32);
     expect(registry.descriptorSets.size).toBe(1);
+  });
+
+  it('lets a takeover with a new descriptor set reuse the room of the set only the replaced entry held', () => {
+    // A name at its share of distinct sets (a quarter of descriptorSetsBytes, 1 MiB): four of ~250 KB.
+    const registry = new NodeRegistry();
+    const store = registry.descriptorSets;
+    const replaced: number[] = [];
+    for (let index = 0; index < 4; index++) {
+      registry.join(junkNode('junk', 9000 + index, 250_000 + index), '127.0.0.1', () => replaced.push(index));
+    }
+    const before = store.bytes;
+    // Node 0 restarts with a set of its own, before its old stream is seen dead: it replaces its old
+    // entry, whose set nobody else uses, as it would be let in once that entry left.
+    registry.join(junkNode('junk', 9000, 250_010), '127.0.0.1', () => {});
+    expect(replaced).toEqual([0]);
+    expect(store.size).toBe(4);
+    expect(store.bytes).toBe(before - 250_000 + 250_010);
+    // Room is given back for the replaced entry only: another instance's new set is still refused.
+    const error = refusal(() => registry.join(junkNode('junk', 9009, 250_020), '127.0.0.1', () => {}));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.message).toMatch(/^too much registered under the name junk: its distinct descriptor sets/);
+    // A set another instance still uses is not freed by replacing one of its users.
+    registry.join(junkNode('junk', 9004, 250_001), '127.0.0.1', () => {});
+    expect(() => registry.join(junkNode('junk', 9004, 250_030), '127.0.0.1', () => {})).toThrow(
+      /too much registered under the name junk/,
+    );
+    expect(store.size).toBe(4);
   });
 
   it('refuses a node of another name that declares a route already served, until its holders leave', () => {
