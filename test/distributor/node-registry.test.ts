@@ -288,6 +288,22 @@ describe('NodeRegistry takeover rule', () => {
     expect(store.size).toBe(4);
   });
 
+  it('lets a takeover with a new descriptor set reuse the store room of the set only the replaced entry held', () => {
+    const limits = { ...REGISTRATION_LIMITS, descriptorSetsBytes: 600_000, nameShare: 0.5 };
+    const registry = new NodeRegistry({ limits });
+    registry.join(junkNode('a', 9000, 250_000), '127.0.0.1', () => {});
+    registry.join(junkNode('b', 9000, 250_001), '127.0.0.1', () => {});
+    registry.join(junkNode('c', 9000, 99_000), '127.0.0.1', () => {});
+    // a's only node restarts with a new set: 599,010 bytes once its old set goes, within 600,000.
+    registry.join(junkNode('a', 9000, 250_010), '127.0.0.1', () => {});
+    expect(registry.descriptorSets.bytes).toBe(599_011);
+    expect(registry.descriptorSets.size).toBe(3);
+    // A new node needs room of its own.
+    expect(() => registry.join(junkNode('c', 9001, 2_000), '127.0.0.1', () => {})).toThrow(
+      /the registry is full: the distinct descriptor sets would take 601011 bytes/,
+    );
+  });
+
   it('refuses a node of another name that declares a route already served, until its holders leave', () => {
     // The first-come rule, shown on the shop's services as if the distributor held no contract.
     const registry = new NodeRegistry({ reserved: ReservedContract.none() });
