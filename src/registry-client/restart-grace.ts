@@ -27,7 +27,8 @@ export interface RestartGraceOptions {
  * the same instance, or a snapshot's revision that went back) the nodes of the
  * last snapshot before it that are missing from the new ones are kept, for `graceMs` at most or
  * until every one of them is back. Nodes in the new snapshots are taken as they are (state
- * included); a node that really left is dropped when the grace period ends.
+ * included), and one that is back is kept no more (should it leave again, it is gone); a node that
+ * really left is dropped when the grace period ends.
  */
 export class RestartGrace {
   readonly #graceMs: number;
@@ -83,8 +84,11 @@ export class RestartGrace {
       this.#apply(snapshot, []);
       return;
     }
-    const present = new Set(snapshot.nodes.map(addressKey));
-    const missing = [...this.#kept].filter(([key]) => !present.has(key)).map(([, node]) => node);
+    // A node listed again is back: taken as listed from now on, so that if it leaves again (a
+    // rolling restart that reaches it during the grace) it is gone, not brought back as it was
+    // before the restart (SERVING, say, after it said it drained).
+    for (const node of snapshot.nodes) this.#kept.delete(addressKey(node));
+    const missing = [...this.#kept.values()];
     if (missing.length === 0) {
       this.#settle('every instance is back');
       return;

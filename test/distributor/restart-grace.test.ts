@@ -95,6 +95,19 @@ describe('RestartGrace', () => {
     expect(kept).toEqual([[], ['goods:1', 'members:2'], ['members:2'], []]);
   });
 
+  it('does not bring back, as it was before the restart, a node that came back and left again during the grace', () => {
+    grace.snapshot(snapshot(7, node('goods', 1), node('members', 2)));
+    grace.snapshot(snapshot(1, node('gateway', 3)));
+    // goods comes back, drains, and leaves (a rolling restart of goods) while members is still away.
+    grace.snapshot(snapshot(2, node('gateway', 3), node('goods', 1)));
+    grace.snapshot(snapshot(3, node('gateway', 3), node('goods', 1, NodeState.NODE_STATE_DRAINING)));
+    grace.snapshot(snapshot(4, node('gateway', 3)));
+    // The distributor listed it again and then saw it leave: it is gone, not a node yet to come back
+    // (kept, it would be routed to as SERVING, its state from before the restart).
+    expect(names(applied.at(-1)!)).toEqual(['gateway:3', 'members:2']);
+    expect(kept.at(-1)).toEqual(['members:2']);
+  });
+
   it('after a reconnection, drops the nodes that did not come back when the grace period ends', () => {
     grace.snapshot(snapshot(4, node('goods', 1), node('goods', 2)));
     grace.disconnected();
