@@ -27,7 +27,8 @@ export interface RestartGraceOptions {
  * the same instance, or a snapshot's revision that went back) the nodes of the
  * last snapshot before it that are missing from the new ones are kept, for `graceMs` at most or
  * until every one of them is back. Nodes in the new snapshots are taken as they are (state
- * included), and one that is back is kept no more (should it leave again, it is gone); a node that
+ * included), and one registered anew (a later registeredAt) is kept no more (should it leave again,
+ * it is gone); a node that
  * really left is dropped when the grace period ends.
  */
 export class RestartGrace {
@@ -84,11 +85,19 @@ export class RestartGrace {
       this.#apply(snapshot, []);
       return;
     }
-    // A node listed again is back: taken as listed from now on, so that if it leaves again (a
+    // A node registered anew is back: taken as listed from now on, so that if it leaves again (a
     // rolling restart that reaches it during the grace) it is gone, not brought back as it was
-    // before the restart (SERVING, say, after it said it drained).
-    for (const node of snapshot.nodes) this.#kept.delete(addressKey(node));
-    const missing = [...this.#kept.values()];
+    // before the restart (SERVING, say, after it said it drained). One still listed under its old
+    // registration is not back: a distributor that lost every stream at once lists it until it
+    // sees its stream end, and it stays kept.
+    const present = new Set<string>();
+    for (const node of snapshot.nodes) {
+      const key = addressKey(node);
+      present.add(key);
+      const kept = this.#kept.get(key);
+      if (kept && registeredAnew(node, kept)) this.#kept.delete(key);
+    }
+    const missing = [...this.#kept].filter(([key]) => !present.has(key)).map(([, node]) => node);
     if (missing.length === 0) {
       this.#settle('every instance is back');
       return;
@@ -122,6 +131,15 @@ export class RestartGrace {
     }
     this.#apply(latest, []);
   }
+}
+
+/** Whether `node` is a registration made after `kept`'s (unknown when either lacks its time). */
+function registeredAnew(node: Node, kept: Node): boolean {
+  return (
+    node.registeredAt !== undefined &&
+    kept.registeredAt !== undefined &&
+    node.registeredAt.getTime() !== kept.registeredAt.getTime()
+  );
 }
 
 /** A node's name and address: the same instance before and after a restart, whatever its id. */

@@ -2,7 +2,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { RestartGrace } from '../../src/registry-client/restart-grace.js';
 
-function node(name: string, port: number, state = NodeState.NODE_STATE_SERVING): Node {
+function node(
+  name: string,
+  port: number,
+  state = NodeState.NODE_STATE_SERVING,
+  registeredAt: Date | undefined = undefined,
+): Node {
   return {
     id: `${name}@127.0.0.1:${port}`,
     name,
@@ -11,7 +16,7 @@ function node(name: string, port: number, state = NodeState.NODE_STATE_SERVING):
     routes: [],
     descriptorSet: Buffer.alloc(0),
     state,
-    registeredAt: undefined,
+    registeredAt,
   } as unknown as Node;
 }
 
@@ -96,16 +101,32 @@ describe('RestartGrace', () => {
   });
 
   it('does not bring back, as it was before the restart, a node that came back and left again during the grace', () => {
-    grace.snapshot(snapshot(7, node('goods', 1), node('members', 2)));
+    const [before, again] = [new Date(1_000), new Date(2_000)];
+    const serving = NodeState.NODE_STATE_SERVING;
+    grace.snapshot(snapshot(7, node('goods', 1, serving, before), node('members', 2)));
     grace.snapshot(snapshot(1, node('gateway', 3)));
     // goods comes back, drains, and leaves (a rolling restart of goods) while members is still away.
-    grace.snapshot(snapshot(2, node('gateway', 3), node('goods', 1)));
-    grace.snapshot(snapshot(3, node('gateway', 3), node('goods', 1, NodeState.NODE_STATE_DRAINING)));
+    grace.snapshot(snapshot(2, node('gateway', 3), node('goods', 1, serving, again)));
+    grace.snapshot(snapshot(3, node('gateway', 3), node('goods', 1, NodeState.NODE_STATE_DRAINING, again)));
     grace.snapshot(snapshot(4, node('gateway', 3)));
     // The distributor listed it again and then saw it leave: it is gone, not a node yet to come back
     // (kept, it would be routed to as SERVING, its state from before the restart).
     expect(names(applied.at(-1)!)).toEqual(['gateway:3', 'members:2']);
     expect(kept.at(-1)).toEqual(['members:2']);
+  });
+
+  it('keeps a node still listed under its old registration after a lost stream, and then gone', () => {
+    const registered = new Date(1_000);
+    grace.snapshot(
+      snapshot(2, node('goods', 1, NodeState.NODE_STATE_SERVING, registered), node('gateway', 3)),
+    );
+    grace.disconnected();
+    // Every stream was cut at once: the distributor, still running, lists goods until it sees its
+    // stream end, then not until goods registers again.
+    grace.snapshot(snapshot(3, node('goods', 1, NodeState.NODE_STATE_SERVING, registered)));
+    grace.snapshot(snapshot(5, node('gateway', 3)));
+    expect(names(applied.at(-1)!)).toEqual(['gateway:3', 'goods:1']);
+    expect(kept.at(-1)).toEqual(['goods:1']);
   });
 
   it('after a reconnection, drops the nodes that did not come back when the grace period ends', () => {
