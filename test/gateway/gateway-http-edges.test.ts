@@ -147,72 +147,50 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     goods.goods.splice(1);
   });
 
+  /**
+   * The statuses of a POST whose call takes longer than the 2 s linger, followed on its connection
+   * by `after`: the linger must count from when the answers before the end are written.
+   */
+  async function afterSlowPost(after: string, options?: Parameters<typeof raw>[2]): Promise<number[]> {
+    callMs = 2_500;
+    try {
+      const slowPost = `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
+      return answers(await raw(port, `${slowPost}${after}`, options)).map(({ status }) => status);
+    } finally {
+      goods.goods.splice(1);
+      callMs = SLOW_MS;
+    }
+  }
+
   it('garbage after a POST whose call takes longer than the linger: the POST is answered, then 400', async () => {
     // The client's 2 s to read the answers and leave once the parser has failed count from when
     // they are written: counted from the bad bytes, they closed the connection under a write made
     // (its call then cancelled), with no answer.
-    callMs = 2_500;
-    try {
-      const calls = goods.calls.CreateGoods ?? 0;
-      const stream = await raw(
-        port,
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}NOT HTTP\r\n\r\n`,
-      );
-      expect(answers(stream).map(({ status }) => status)).toEqual([200, 400]);
-      expect(goods.calls.CreateGoods).toBe(calls + 1);
-      goods.goods.splice(1);
-    } finally {
-      callMs = SLOW_MS;
-    }
+    const calls = goods.calls.CreateGoods ?? 0;
+    expect(await afterSlowPost('NOT HTTP\r\n\r\n')).toEqual([200, 400]);
+    expect(goods.calls.CreateGoods).toBe(calls + 1);
   });
 
   it('CONNECT after a POST whose call takes longer than the linger: the POST is answered, then 501', async () => {
     // As after bad bytes: the linger of a CONNECT socket counts from its answer, behind the others.
-    callMs = 2_500;
-    try {
-      const stream = await raw(
-        port,
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`,
-      );
-      expect(answers(stream).map(({ status }) => status)).toEqual([200, 501]);
-      goods.goods.splice(1);
-    } finally {
-      callMs = SLOW_MS;
-    }
+    expect(await afterSlowPost('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')).toEqual([
+      200, 501,
+    ]);
   });
 
   it('a client that leaves in the middle of a body still gets the answer before it, whose call takes over 2 s', async () => {
     // It closes its side in the middle of the second POST's body: that one is owed no answer, and
     // never ends; the first, complete, is answered before the connection closes.
-    callMs = 2_500;
-    try {
-      const stream = await raw(
-        port,
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n{"na`,
-        { endAfterWrite: true },
-      );
-      expect(answers(stream).map(({ status }) => status)).toEqual([200]);
-      goods.goods.splice(1);
-    } finally {
-      callMs = SLOW_MS;
-    }
+    const cut = `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n{"na`;
+    expect(await afterSlowPost(cut, { endAfterWrite: true })).toEqual([200]);
   });
 
   it('a body over the limit behind a POST whose call takes over 2 s: the POST is answered, then 413', async () => {
     // The client's 2 s to read the 413 and leave count from when it is written, behind the answer
     // before it: counted from the refusal, they closed the connection under that answer.
-    callMs = 2_500;
-    try {
-      const big = 'x'.repeat(1_100_000);
-      const stream = await raw(
-        port,
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`,
-      );
-      expect(answers(stream).map(({ status }) => status)).toEqual([200, 413]);
-      goods.goods.splice(1);
-    } finally {
-      callMs = SLOW_MS;
-    }
+    const big = 'x'.repeat(1_100_000);
+    const chunked = `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`;
+    expect(await afterSlowPost(chunked)).toEqual([200, 413]);
   });
 
   it('two pipelined GETs then garbage: both answered in order, then 400', async () => {
