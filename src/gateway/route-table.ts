@@ -360,11 +360,15 @@ export class RouteTable {
     const byPath = new Map<string, Map<string, Route>>();
     const templated: Route[] = [];
     for (const route of [...this.#routes.values(), ...this.#retired.values()]) {
-      if (isLiteralTemplate(route.template) && route.template.verb === undefined) {
-        let methods = byPath.get(route.template.text);
+      // A literal with a %-escape goes with the templates, which compare segments decoded: looked
+      // up by its text, "/caf%C3%A9" missed "/caf%c3%a9" (the same path, RFC 3986 section 6.2.2.1),
+      // and "/go%6Fds" every request, the gateway routing that one as "/goods" (see routingPath).
+      const { template } = route;
+      if (isLiteralTemplate(template) && template.verb === undefined && !template.text.includes('%')) {
+        let methods = byPath.get(template.text);
         if (!methods) {
           methods = new Map();
-          byPath.set(route.template.text, methods);
+          byPath.set(template.text, methods);
         }
         methods.set(route.method, route);
       } else {

@@ -318,6 +318,20 @@ describe('RouteTable', () => {
     expect(deep.pathValues).toEqual(['7', 'a/b/c']);
   });
 
+  it('matches a literal template with %-escapes as a templated one is matched: decoded, whatever the hex case', () => {
+    const { table: routes } = table();
+    const file = kitchenWith('Cafe', httpOptions('GET /caf%C3%A9', { additional: ['GET /go%6Fds'] }));
+    routes.apply(snapshot(1, node('kitchen', 9050, descriptorSetOf(file))));
+    // The gateway routes a path with its unreserved escapes decoded (routingPath): "/go%6Fds" is "/goods".
+    for (const path of ['/caf%C3%A9', '/caf%c3%a9', '/goods']) {
+      expect(routes.match('GET', path)?.route.pick()?.plan.grpcMethod, path).toBe(
+        'test.kitchen.v1.KitchenService/Cafe',
+      );
+      expect(routes.methodsOf(path), path).toEqual(['GET']);
+    }
+    expect(routes.templateOf('/caf%c3%a9')).toBe('/caf%C3%A9');
+  });
+
   it("keeps a route with the name that declared it first, skipping another name's instances with one warning", () => {
     const warn = vi.fn();
     const log = { warn, debug: vi.fn(), info: vi.fn(), error: vi.fn() } as unknown as Logger;
