@@ -1060,7 +1060,7 @@ class GatewayServer implements Gateway {
     if (exchange.gone) return;
     let input: RequestInput;
     try {
-      input = bodyInput(format, body);
+      input = bodyInput(format, body, takesBodyField(exchange.route));
     } catch (error) {
       if (!(error instanceof GatewayError)) throw error;
       this.#answerError(exchange, error);
@@ -1273,6 +1273,11 @@ class GatewayServer implements Gateway {
 /** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
 function takesBody(route: Route): boolean {
   return route.serving.some((instance) => instance.plan.route.body.kind !== 'none');
+}
+
+/** Whether a route's body is one field (`body: "tags"`), whose JSON may be a list, a number or a string. */
+function takesBodyField(route: Route): boolean {
+  return route.serving.some((instance) => instance.plan.route.body.kind === 'field');
 }
 
 /**

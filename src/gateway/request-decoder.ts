@@ -67,9 +67,13 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
     if (route.body.kind === 'all') {
       if (body.kind === 'json') json = Object.assign(emptyObject(), body.object);
       else if (body.kind === 'text') addText(input, json, body.params, undefined);
+      // A list or a scalar read for another instance's plan, whose body is one field.
+      else if (body.kind === 'json-value') throw gatewayErrors.notAnObject();
     } else if (bodyField && body.kind !== 'none') {
       if (body.kind === 'json') {
         json[bodyField.name] = body.object as JsonObject;
+      } else if (body.kind === 'json-value') {
+        json[bodyField.name] = body.value as JsonObject[string];
       } else if (bodyField.fieldKind === 'message') {
         const value = emptyObject();
         addText(bodyField.message, value, body.params, undefined);

@@ -5,7 +5,9 @@ import { type GatewayError, gatewayErrors } from './gateway-error.js';
 export type RequestInput =
   | { readonly kind: 'none' }
   | { readonly kind: 'text'; readonly params: URLSearchParams }
-  | { readonly kind: 'json'; readonly object: Record<string, unknown> };
+  | { readonly kind: 'json'; readonly object: Record<string, unknown> }
+  /** A JSON body that is not an object: the value of a route's body field (`body: "tags"`, a list). */
+  | { readonly kind: 'json-value'; readonly value: unknown };
 
 export const NO_INPUT: RequestInput = { kind: 'none' };
 
@@ -75,9 +77,11 @@ export function bodyIsUnencoded(contentEncoding: string | undefined): boolean {
  * Parses a body of a known format. An empty body is no input at all (the service then says what is
  * missing). Throws the gateway's 400 for a body that is not in its charset (UTF-8, or US-ASCII as
  * declared: a byte from 0x80 up, raw or percent-escaped, is no more read as UTF-8 than invalid
- * UTF-8 is read as U+FFFD), not JSON, or JSON but not an object.
+ * UTF-8 is read as U+FFFD), not JSON, or JSON but not an object where the route takes only one
+ * (`valueAllowed` false: its body is the whole message, not one field, whose value may be a list,
+ * a number or a string).
  */
-export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
+export function bodyInput(format: BodyFormat, body: Buffer, valueAllowed = false): RequestInput {
   if (body.length === 0) return NO_INPUT;
   const ascii = format.charset === 'us-ascii';
   if (ascii ? !isAscii(body) : !isUtf8(body)) throw notInCharset(format);
@@ -93,7 +97,10 @@ export function bodyInput(format: BodyFormat, body: Buffer): RequestInput {
   } catch {
     throw gatewayErrors.malformedJson();
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw gatewayErrors.notAnObject();
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    if (valueAllowed) return { kind: 'json-value', value };
+    throw gatewayErrors.notAnObject();
+  }
   return { kind: 'json', object: value as Record<string, unknown> };
 }
 

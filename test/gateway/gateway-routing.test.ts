@@ -467,6 +467,52 @@ describe('gateway routing, balancing and upstream faults', () => {
     expect((await httpJson(port, 'GET', '/greetings/Ada')).status).toBe(404);
   });
 
+  it('takes a JSON body that is not an object for a route whose body is one scalar field', async () => {
+    const { gateway, port } = await startGateway(perTest, distributor);
+    const file = greeterFile(
+      httpOptions('PUT /greetings/{name}', {
+        body: 'times',
+        additional: [['PATCH /greetings', '*']],
+        envelope: ['lines'],
+      }),
+    );
+    const GreetResponse = registryOf(file).getMessage('test.greeter.v1.GreetResponse')!;
+    await startService(perTest, {
+      distributor,
+      name: 'repeater',
+      definition: greeterDefinition(file),
+      implementation: {
+        Greet: (
+          call: ServerUnaryCall<{ name: string; times: number }, unknown>,
+          callback: sendUnaryData<unknown>,
+        ) =>
+          callback(
+            null,
+            create(GreetResponse, { lines: [`${call.request.name} ${call.request.times}`] } as never),
+          ),
+      },
+      descriptorSet: descriptorSetOf(file),
+    });
+    await waitForRoute(gateway, 'PUT /greetings/*', 1);
+    // The body is the value of `times`, as the OpenAPI document says: a number, or a string of digits.
+    for (const body of [3, '3']) {
+      const put = await httpJson(port, 'PUT', '/greetings/Ada', body);
+      expect(put.body, JSON.stringify(body)).toBe(
+        `{"key":${keyOf(put)},"errorcode":0,"errormessage":"success","lines":["Ada 3"]}`,
+      );
+    }
+    const notANumber = await httpJson(port, 'PUT', '/greetings/Ada', { times: 3 });
+    expect(notANumber.body).toBe(
+      `{"key":${keyOf(notANumber)},"errorcode":1,"errormessage":"Invalid Parameters"}`,
+    );
+    // A route whose body is the whole message still takes only an object.
+    const list = await httpJson(port, 'PATCH', '/greetings', [3]);
+    expect(list).toMatchObject({
+      status: 400,
+      body: `{"key":${keyOf(list)},"errorcode":1,"errormessage":"The JSON body must be an object"}`,
+    });
+  });
+
   it('cancels the upstream call when the HTTP client goes away', async () => {
     const { gateway, port } = await startGateway(perTest, distributor);
     let cancelled = false;
