@@ -2,6 +2,7 @@ import type { DescField } from '@bufbuild/protobuf';
 import { KEYED_METHODS } from './idempotency-header.js';
 import { cutComment, protoComment } from './proto-comments.js';
 import { type JsonSchema, messagesReachedFrom, ProtoSchemas, withNote } from './proto-json-schema.js';
+import { BODY_METHODS } from './request-input.js';
 import { grpcMethodName, type RestOperation } from './rest-operation.js';
 import { WRAPPER_SCALARS } from './wrapper-types.js';
 
@@ -70,7 +71,7 @@ const ERROR_RESPONSES: readonly {
     status: '413',
     name: 'PayloadTooLarge',
     description: "The request body is larger than the gateway's limit (1 MiB by default).",
-    applies: (operation) => operation.body.kind !== 'none',
+    applies: readsBody,
   },
   {
     status: '414',
@@ -83,7 +84,7 @@ const ERROR_RESPONSES: readonly {
     name: 'UnsupportedMediaType',
     description:
       'The body is neither `application/json` nor `application/x-www-form-urlencoded` (in UTF-8, or US-ASCII), or comes in a `Content-Encoding` (send it unencoded).',
-    applies: (operation) => operation.body.kind !== 'none',
+    applies: readsBody,
   },
   {
     status: '422',
@@ -310,6 +311,15 @@ function operationObject(operation: RestOperation, operationId: string, schemas:
   };
 }
 
+/**
+ * Whether the gateway reads the body of an operation's requests: one that takes a body, and any
+ * POST, PUT or PATCH (its body is read, and so refused when too large or of another type, even
+ * where the route takes all its fields from the query).
+ */
+function readsBody(operation: RestOperation): boolean {
+  return operation.body.kind !== 'none' || BODY_METHODS.has(operation.httpMethod);
+}
+
 function requestBody(operation: RestOperation, schemas: ProtoSchemas): JsonSchema | undefined {
   let schema: JsonSchema;
   switch (operation.body.kind) {
@@ -325,12 +335,18 @@ function requestBody(operation: RestOperation, schemas: ProtoSchemas): JsonSchem
       schema = schemas.field(operation.body.field);
       break;
   }
+  // A form is a list of fields: it can be a message's (the request's, or a body field's), not a
+  // scalar, a list or a well-known type written as one value, which a form body is refused for.
+  const form =
+    operation.body.kind === 'all' ||
+    (operation.body.field.fieldKind === 'message' &&
+      !isTextualMessage(operation.body.field.message.typeName));
   return {
     required: false,
     content: {
       'application/json': { schema },
       // A form carries no nested messages; the gateway reads the same fields from it.
-      'application/x-www-form-urlencoded': { schema },
+      ...(form ? { 'application/x-www-form-urlencoded': { schema } } : {}),
     },
   };
 }

@@ -213,6 +213,17 @@ describe('the OpenAPI document of the shop', () => {
       { version: '1' },
     );
     expect(Object.keys(operation(unkeyed, 'POST', '/notes').responses)).not.toContain('422');
+    // A POST that takes all its fields from the query still has its body read: 413 and 415 apply.
+    const bodiless = createOpenApiDocument(
+      operationsOfFiles(
+        itemFile('test.bodiless.v1', 'marks', [field('name', 1, Type.STRING)], 'A mark.', ''),
+      ),
+      { version: '1' },
+    );
+    expect(Object.keys(operation(bodiless, 'POST', '/marks').responses)).toEqual(
+      expect.arrayContaining(['413', '415']),
+    );
+    expect(operation(bodiless, 'POST', '/marks').requestBody).toBeUndefined();
     expect(operation(unkeyed, 'POST', '/notes').parameters ?? []).toEqual([]);
     expect(operation(document, 'POST', '/goods').parameters).toEqual([
       { $ref: '#/components/parameters/IdempotencyKey' },
@@ -470,6 +481,12 @@ describe('operations shaped by HttpRules (what the rest-contract route model fee
     ]);
     const patch = operation(document, 'PATCH', '/goods');
     expect(patch.requestBody.content['application/json'].schema).toMatchObject({ type: 'string' });
+    // A form is refused for a body that is one scalar (Invalid Parameters): it is not offered.
+    expect(Object.keys(patch.requestBody.content)).toEqual(['application/json']);
+    expect(Object.keys(put.requestBody.content)).toEqual([
+      'application/json',
+      'application/x-www-form-urlencoded',
+    ]);
     expect(patch.parameters.map((parameter: Json) => parameter.name)).toEqual([
       'category',
       'price',
@@ -481,10 +498,16 @@ describe('operations shaped by HttpRules (what the rest-contract route model fee
 
 /**
  * A file of its own (each service registers its own descriptors) with `package`'s `ItemService`:
- * `POST /{path}` (body `*`) takes and answers an `Item` of the given fields, showing all of them
- * and `others`, a list of `Item`. `Item` has the comment `comment`.
+ * `POST /{path}` (body `*`, or `body`) takes and answers an `Item` of the given fields, showing all
+ * of them and `others`, a list of `Item`. `Item` has the comment `comment`.
  */
-function itemFile(pkg: string, path: string, fields: FieldDescriptorProto[], comment = 'An item.') {
+function itemFile(
+  pkg: string,
+  path: string,
+  fields: FieldDescriptorProto[],
+  comment = 'An item.',
+  body = '*',
+) {
   const prefix = pkg ? `.${pkg}` : '';
   const others = field('others', 99, Type.MESSAGE, { repeated: true, typeName: `${prefix}.Item` });
   return create(FileDescriptorProtoSchema, {
@@ -501,7 +524,7 @@ function itemFile(pkg: string, path: string, fields: FieldDescriptorProto[], com
             inputType: `${prefix}.Item`,
             outputType: `${prefix}.Item`,
             options: httpOptions(`POST /${path}`, {
-              body: '*',
+              body,
               envelope: [...fields.map((one) => one.name), 'others'],
             }),
           },
