@@ -267,9 +267,18 @@ export function registerDistributorResolver(
       }
     }
 
-    /** The registration is closed: a channel that has no result yet gets the error, not silence. */
+    /**
+     * The registration is closed: a channel that has no result yet gets the last list, or the error
+     * when none came, not silence. (An idle channel made before close() has asked for nothing yet:
+     * failed, its calls would be refused as if no list had ever arrived.)
+     */
     abandon(): void {
-      if (this.#last === undefined) setImmediate(() => this.fail(closedBeforeAList));
+      if (this.#last !== undefined) return;
+      setImmediate(() => {
+        if (this.#last !== undefined) return;
+        if (applied) this.report(applied);
+        else this.fail(closedBeforeAList);
+      });
     }
 
     fail(error: StatusObject): void {

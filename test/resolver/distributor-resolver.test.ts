@@ -247,6 +247,18 @@ describe('distributor:/// for a stock generated client', () => {
     await expect(callsServedBy(client, 1)).rejects.toMatchObject(closedEarly);
   });
 
+  it('resolves a channel made before close(), and idle until after it, from the list it had', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    const resolver = register(distributor);
+    await vi.waitFor(() => expect(resolver.snapshot?.nodes).toHaveLength(1));
+    // Made while the list is there, with no call yet: it has asked for nothing when close() comes.
+    const client = goodsClient('distributor:///shop.v1.GoodsService');
+    resolver.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await callsServedBy(client, 1)).toEqual(['a']);
+  });
+
   it('keeps resolving to the instances it knew through a distributor restart, until they register again', async () => {
     const first = await startDistributor();
     // goods comes back to the new distributor only a second or so after it is up: its first lists
