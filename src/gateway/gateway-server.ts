@@ -619,6 +619,7 @@ class GatewayServer implements Gateway {
       log: this.#log,
     });
     registration.on('snapshot', (snapshot) => grace.snapshot(snapshot));
+    registration.on('registered', () => grace.connected());
     registration.on('disconnected', () => grace.disconnected());
     this.#restartGrace = grace;
     this.#telemetry.watch(registration);

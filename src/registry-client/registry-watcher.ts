@@ -50,6 +50,8 @@ export interface RegistryWatcherOptions {
 interface RegistryWatcherEvents {
   /** The node list changed. */
   snapshot: [snapshot: Snapshot];
+  /** A Watch stream answered (the list, or a resume): the list follows the distributor again. */
+  connected: [];
   /** The Watch stream ended; a new one follows (resuming where it can) unless the watcher was stopped. */
   disconnected: [status: StatusObject];
 }
@@ -129,9 +131,14 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     const call = this.#connection.client.watch({ subscription }, this.#metadata);
     this.#call = call;
     const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the Watch call', this.#connection);
+    let answered = false;
     call.on('data', (response: WatchResponse) => {
       deadline.clear();
       this.#failures = 0;
+      if (!answered) {
+        answered = true;
+        this.emit('connected');
+      }
       // A distributor of the first contract ignores the subscription and sends the whole list on
       // every change (WatchResponse.snapshot): each replaces the list, as a snapshot update would.
       const update = response.update ?? (response.snapshot ? wholeList(response.snapshot) : undefined);

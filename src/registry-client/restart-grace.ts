@@ -42,6 +42,8 @@ export class RestartGrace {
   /** During a grace period: the nodes known before the restart, by address. */
   #kept: Map<string, Node> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Runs from the stream's return for `graceMs`: the time a lost stream still explains a change. */
+  #backTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RestartGraceOptions) {
     this.#graceMs = options.graceMs;
@@ -52,6 +54,23 @@ export class RestartGrace {
   /** The registration stream has ended: what comes next may be a restarted distributor. */
   disconnected(): void {
     this.#reconnecting = true;
+    clearTimeout(this.#backTimer);
+    this.#backTimer = undefined;
+  }
+
+  /**
+   * The stream is back (registered again, or answered). A stream resumed with nothing missed brings
+   * no list: the changes a lost stream explains (nodes listed as gone until they register again)
+   * come within `graceMs` of its return, and a change after that (a node that crashed an hour
+   * later) is taken as it is, not as one of them.
+   */
+  connected(): void {
+    if (!this.#reconnecting || this.#backTimer !== undefined) return;
+    this.#backTimer = setTimeout(() => {
+      this.#backTimer = undefined;
+      this.#reconnecting = false;
+    }, this.#graceMs);
+    this.#backTimer.unref();
   }
 
   /** A snapshot from the distributor. */
@@ -70,6 +89,8 @@ export class RestartGrace {
           ? snapshot.instanceId !== previous.instanceId
           : snapshot.revision < previous.revision));
     this.#reconnecting = false;
+    clearTimeout(this.#backTimer);
+    this.#backTimer = undefined;
     this.#latest = snapshot;
     if (restarted && this.#graceMs > 0) {
       // Another restart or lost stream during a grace: the nodes kept still are, those that came
@@ -112,6 +133,8 @@ export class RestartGrace {
   /** Ends a grace period at once, if one runs. */
   stop(): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#backTimer);
+    this.#backTimer = undefined;
     this.#kept = undefined;
   }
 

@@ -201,6 +201,7 @@ export function registerDistributorResolver(
     unreachable = undefined;
     grace.snapshot(snapshot);
   });
+  watcher.on('connected', () => grace.connected());
   watcher.on('disconnected', (ended) => {
     grace.disconnected();
     if (applied) return;

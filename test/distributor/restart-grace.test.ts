@@ -129,6 +129,24 @@ describe('RestartGrace', () => {
     expect(kept.at(-1)).toEqual(['goods:1']);
   });
 
+  it('takes a change that comes more than the grace period after a lost stream came back as it is', () => {
+    grace.snapshot(snapshot(2, node('goods', 1), node('goods', 2)));
+    // Lost and resumed with nothing missed: no list comes with the return.
+    grace.disconnected();
+    grace.connected();
+    vi.advanceTimersByTime(3_001);
+    // An hour later, say, goods:2 crashes: gone, not kept as if the lost stream explained it.
+    grace.snapshot(snapshot(3, node('goods', 1)));
+    expect(names(applied.at(-1)!)).toEqual(['goods:1']);
+    expect(kept.at(-1)).toEqual([]);
+    // Within the grace period of the return, a missing node is kept, as before.
+    grace.disconnected();
+    grace.connected();
+    vi.advanceTimersByTime(2_000);
+    grace.snapshot(snapshot(4));
+    expect(kept.at(-1)).toEqual(['goods:1']);
+  });
+
   it('after a reconnection, drops the nodes that did not come back when the grace period ends', () => {
     grace.snapshot(snapshot(4, node('goods', 1), node('goods', 2)));
     grace.disconnected();

@@ -17,6 +17,7 @@ import {
 } from '../../src/resolver/index.js';
 import { goodsDescriptorSet, goodsDescriptorSetWithoutRoutes } from '../helpers/nodes.js';
 import { startSilentServer } from '../helpers/silent-server.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const TOKEN = 'test-registry-token-0123456789';
 const fastBackoff = { initialMs: 20, maxMs: 200 };
@@ -257,6 +258,36 @@ describe('distributor:/// for a stock generated client', () => {
     resolver.close();
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(await callsServedBy(client, 1)).toEqual(['a']);
+  });
+
+  it('drops at once an instance that leaves long after a lost Watch stream came back: nothing to keep then', async () => {
+    const { address: distributor, port } = await startDistributor();
+    await startGoods(distributor, 'a');
+    // b registers through a proxy: cut, its stream ends without a word (a crash), and it is gone.
+    const toB = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => toB.close());
+    await startGoods(`127.0.0.1:${toB.port}`, 'b');
+    const toResolver = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => toResolver.close());
+    const resolver = registerDistributorResolver({
+      distributor: `127.0.0.1:${toResolver.port}`,
+      token: TOKEN,
+      backoff: fastBackoff,
+      restartGraceMs: 1_000,
+    });
+    cleanups.push(() => resolver.close());
+    await vi.waitFor(() => expect(resolver.snapshot?.nodes).toHaveLength(2));
+    // The resolver alone loses its stream, and resumes on the same distributor: nothing changed.
+    await toResolver.refuse();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await toResolver.restore();
+    // Long after, past the grace a lost stream could call for, b crashes.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await toB.refuse();
+    await vi.waitFor(() => expect(resolver.snapshot?.nodes.map((node) => node.port)).toHaveLength(1), {
+      timeout: 600,
+      interval: 10,
+    });
   });
 
   it('keeps resolving to the instances it knew through a distributor restart, until they register again', async () => {
