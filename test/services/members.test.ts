@@ -545,6 +545,33 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       await expect(remove(over)).rejects.toMatchObject(tooLong);
     });
 
+    it('a long run of combining marks as username is refused at once, not normalised for seconds', async () => {
+      await start();
+      // Canonical reordering sorts a run of marks in quadratic time: accents above, then below.
+      const marks = `a${'\u0301'.repeat(48_000)}${'\u0316'.repeat(48_000)}`;
+      const tooLong = {
+        code: status.INVALID_ARGUMENT,
+        details: 'Invalid Parameters: username must be at most 128 characters',
+      };
+      for (const attempt of [
+        () => create({ username: marks, password: 'pw' }),
+        () => signIn({ username: marks, password: 'pw' }),
+        () => remove(marks),
+      ]) {
+        const started = performance.now();
+        await expect(attempt()).rejects.toMatchObject(tooLong);
+        // Several seconds each before: the whole service waited meanwhile.
+        expect(performance.now() - started).toBeLessThan(1_000);
+      }
+      // The longest spelling whose NFC form is within the bound still reaches it: 128 characters
+      // of 4 code points each (U+1F82 decomposes into 4).
+      const name = '\u1f82'.repeat(MEMBERS_LIMITS.usernameCharacters);
+      const decomposed = name.normalize('NFD');
+      expect([...decomposed]).toHaveLength(4 * MEMBERS_LIMITS.usernameCharacters);
+      await expect(create({ username: decomposed, password: 'pw' })).resolves.toEqual({ userid: 1 });
+      await expect(signIn({ username: name, password: 'pw' })).resolves.toEqual({ userid: 1 });
+    });
+
     it('password: 1 KiB of UTF-8 is accepted, one byte more is refused', async () => {
       await start();
       const atBound = `${'비'.repeat(341)}a`; // 3 bytes each: 1023 + 1 = 1024 bytes
