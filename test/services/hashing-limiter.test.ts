@@ -74,6 +74,23 @@ describe('HashingLimiter', () => {
     await expect(running).resolves.toBe('first');
   });
 
+  it('takes a waiting call whose caller went away out of the queue when a new call comes', async () => {
+    const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 1 });
+    const started: string[] = [];
+    const first = manualTask(started, 'first');
+    const running = limiter.run(first.run);
+    let gone = false;
+    const abandoned = limiter.run(async () => 'hashed for nobody', { isCancelled: () => gone });
+    gone = true;
+    // Its place is the new call's, not a refusal as by a full queue.
+    const next = limiter.run(async () => 'next');
+    await expect(abandoned).rejects.toMatchObject({ code: status.CANCELLED });
+    expect(limiter.waiting).toBe(1);
+    first.finish();
+    await expect(next).resolves.toBe('next');
+    await expect(running).resolves.toBe('first');
+  });
+
   it('frees the slot when a task fails', async () => {
     const limiter = new HashingLimiter({ maxConcurrent: 1, maxWaiting: 0 });
     await expect(limiter.run(async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');

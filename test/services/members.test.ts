@@ -10,7 +10,7 @@ import {
   type SignInRequest,
 } from '../../src/gen/services.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
-import { ServiceTelemetry } from '../../src/services/common/service-telemetry.js';
+import { type QueueGauge, ServiceTelemetry } from '../../src/services/common/service-telemetry.js';
 import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS, type MembersHandlersOptions } from '../../src/services/members/members-handlers.js';
 import { membersService } from '../../src/services/members/members-service.js';
@@ -135,6 +135,32 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       );
       expect(answered.map((outcome) => outcome.value)).toEqual([{ userid: 1 }, { userid: 1 }, { userid: 1 }]);
       expect(refused).toEqual(Array(5).fill([status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS]));
+    });
+
+    it('sign-ins whose callers left give their places in the queue back at once', async () => {
+      let hashing: QueueGauge | undefined;
+      await start({
+        // The most work a stored hash may ask: the first check holds the only slot meanwhile.
+        hashParameters: { ...ARGON2_PARAMETERS, memoryCost: 32 * 1024, timeCost: 8 },
+        hashingLimits: { maxConcurrent: 1, maxWaiting: 2 },
+        telemetry: { watchHashing: (limiter) => (hashing = limiter), watchSignInThrottle: () => {} },
+        signInThrottle: UNTHROTTLED,
+      });
+      await create({ username: 'busy', password: 'pw' });
+      const until = async (done: () => boolean) => {
+        while (!done()) await new Promise((resolve) => setTimeout(resolve, 1));
+      };
+      const first = signIn({ username: 'busy', password: 'pw' });
+      await until(() => hashing!.running === 1);
+      const left = [0, 1].map(() => service!.client.signIn({ username: 'busy', password: 'pw' }, () => {}));
+      await until(() => hashing!.waiting === 2);
+      for (const abandoned of left) abandoned.cancel();
+      // The server hears of the cancellations: this call, on the same connection, comes after them.
+      await expect(remove('nobody')).resolves.toEqual({});
+      expect(hashing!.running).toBe(1);
+      // Before, the gone callers kept the queue full until the first check ended: refused.
+      await expect(signIn({ username: 'busy', password: 'pw' })).resolves.toEqual({ userid: 1 });
+      await expect(first).resolves.toEqual({ userid: 1 });
     });
 
     it('with the production parameters, stores only a salted Argon2id hash and signs in', async () => {

@@ -83,9 +83,9 @@ export class HashingLimiter {
    * Runs `task` when a slot is free. A call is refused at once when the queue is full, or when, once
    * a task has been timed, the queue ahead of it and its own task would outlast its deadline (ms
    * since the epoch). A waiting call leaves the queue, refused, when less than two typical tasks'
-   * time is left before its deadline; when its turn comes, a call whose caller has gone is dropped,
-   * and one with less than that time left is refused: a hash finished after the caller stopped
-   * waiting is work for nobody.
+   * time is left before its deadline; a call whose caller has gone is dropped when its turn comes
+   * (or sooner, when a new call finds the queue with it), and one with less than that time left is
+   * refused: a hash finished after the caller stopped waiting is work for nobody.
    */
   async run<T>(
     task: () => Promise<T>,
@@ -93,12 +93,13 @@ export class HashingLimiter {
   ): Promise<T> {
     const waits = this.#running >= this.#limits.maxConcurrent;
     if (waits) {
+      this.#dropCancelled();
       const turnsAhead = Math.ceil((this.#waiting.length + 1) / this.#limits.maxConcurrent);
       if (this.#wouldMiss(deadline, 0)) throw queuedBefore ? tooManySignIns() : this.#deadlineTooShort();
       if (this.#waiting.length >= this.#limits.maxWaiting || this.#wouldMiss(deadline, turnsAhead)) {
         throw tooManySignIns();
       }
-      await this.#wait(deadline);
+      await this.#wait(deadline, isCancelled);
     } else {
       this.#running++;
     }
@@ -125,13 +126,18 @@ export class HashingLimiter {
    * Waits in the queue until a finishing call hands its slot over, or refuses the call when its
    * deadline comes within the start margin first (a stalled queue still answers 429, not 504).
    */
-  #wait(deadline: number): Promise<void> {
+  #wait(deadline: number, isCancelled: () => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
+        isCancelled,
         takeTurn: () => {
           clearTimeout(timer);
           resolve();
+        },
+        drop: () => {
+          clearTimeout(timer);
+          reject(new ServiceError(status.CANCELLED, 'The caller went away'));
         },
       };
       if (deadline !== Number.POSITIVE_INFINITY) {
@@ -148,6 +154,20 @@ export class HashingLimiter {
       }
       this.#waiting.push(waiter);
     });
+  }
+
+  /**
+   * Takes the calls whose callers have gone out of the queue. Otherwise each kept its place until
+   * its turn: callers that left (a gateway's clients gone) filled the queue, and a live call was
+   * refused as by a full one, or as too far back for its deadline, until the running checks ended.
+   */
+  #dropCancelled(): void {
+    for (let index = this.#waiting.length - 1; index >= 0; index--) {
+      const waiter = this.#waiting[index]!;
+      if (!waiter.isCancelled()) continue;
+      this.#waiting.splice(index, 1);
+      waiter.drop();
+    }
   }
 
   /**
@@ -180,8 +200,12 @@ export class HashingLimiter {
 
 /** A call in the queue. */
 interface Waiter {
+  /** Whether its caller has gone. */
+  isCancelled(): boolean;
   /** Hands this call the slot of a call that finished. */
   takeTurn(): void;
+  /** Refuses this call, taken out of the queue because its caller has gone. */
+  drop(): void;
 }
 
 /** The refusal of a password check that the queue cannot take or reach in time. */
