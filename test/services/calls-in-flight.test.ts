@@ -163,7 +163,9 @@ describe('limitCallsInFlight', () => {
     await expect.poll(() => server.callLimit.waiting).toBe(0);
     // 80 requests held would be 40 MiB; the queue may keep up to twice its bound (4 of them). V8 frees
     // array buffers' memory on a background thread after a collection, so the count is read until it settles.
-    await expect.poll(() => external() - before, { timeout: 5_000, interval: 100 }).toBeLessThan(8 * 1024 * 1024);
+    await expect
+      .poll(() => external() - before, { timeout: 5_000, interval: 100 })
+      .toBeLessThan(8 * 1024 * 1024);
     server.held.shift()!();
     expect(await first).toBe(status.OK);
   });
