@@ -173,12 +173,31 @@ function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number):
 const INTEGER_STRING = /^-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
 const FLOAT_WORDS = new Set(['NaN', 'Infinity', '-Infinity']);
 
+/** The integer types whose range passes 2^53, past which a JSON number is not read exactly. */
+const SIXTY_FOUR_BIT = new Set([
+  ScalarType.INT64,
+  ScalarType.UINT64,
+  ScalarType.SINT64,
+  ScalarType.FIXED64,
+  ScalarType.SFIXED64,
+]);
+
 /**
  * Refuses a numeric field's JSON string that is not a decimal number. The parser reads such strings
  * with `Number()`, which also takes "0x10", "0b101", "0o17", "+5", "5." and surrounding spaces;
- * proto3 JSON allows none of them, and a typo should not become a price.
+ * proto3 JSON allows none of them, and a typo should not become a price. Refuses a 64-bit integer
+ * written as a JSON number of 2^53 or more too: JSON.parse has rounded it to a double already
+ * (9007199254740993 reads as ...992), and a value changed without a word is worse than a 400.
  */
 function checkNumberString(type: ScalarType, value: unknown, name: string): void {
+  if (typeof value === 'number') {
+    if (SIXTY_FOUR_BIT.has(type) && Number.isInteger(value) && !Number.isSafeInteger(value)) {
+      throw new InvalidParameterError(
+        `${name} must be written as a string from 2^53 on, where JSON numbers are rounded`,
+      );
+    }
+    return;
+  }
   if (typeof value !== 'string') return;
   switch (type) {
     case ScalarType.STRING:
