@@ -129,6 +129,59 @@ describe('logPlaintextClients on a mutual-TLS port', () => {
   });
 });
 
+describe('logPlaintextClients, a client certificate of another CA', () => {
+  it('is told once per address per interval (Node drops it after the handshake without an event), and a certificate of the CA is not', async () => {
+    const capture = captureLog('goods', 'info');
+    const files = pki.files('goods');
+    const mtlsServer = createServer({
+      ca: readFileSync(files.caFile),
+      cert: readFileSync(files.certFile),
+      key: readFileSync(files.keyFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    logPlaintextClients(mtlsServer, capture.log);
+    const mtlsPort = await new Promise<number>((resolve) =>
+      mtlsServer.listen(0, '127.0.0.1', () => resolve(portOf(mtlsServer))),
+    );
+    // A host given another npm run certs run's files: it trusts the server, the server not it.
+    const handshake = (from: string, client: { certFile: string; keyFile: string; caFile: string }) =>
+      new Promise<void>((resolve) => {
+        const socket = tlsConnect({
+          socket: connect({ host: '127.0.0.1', port: mtlsPort, localAddress: from }),
+          servername: 'localhost',
+          ca: readFileSync(client.caFile),
+          cert: readFileSync(client.certFile),
+          key: readFileSync(client.keyFile),
+        });
+        socket.on('error', () => {});
+        socket.on('secureConnect', () => {
+          socket.on('data', () => {});
+          setTimeout(() => socket.end(), 100);
+        });
+        socket.once('close', () => resolve());
+      });
+    const untrusted = () =>
+      capture.lines
+        .filter((line) => line.event === 'untrusted-client-certificate')
+        .map((line) => line.address);
+    try {
+      await handshake('127.0.0.7', pki.foreignFiles('goods'));
+      await handshake('127.0.0.7', pki.foreignFiles('goods'));
+      await handshake('127.0.0.8', files);
+      await vi.waitFor(() => expect(untrusted()).toEqual(['127.0.0.7']));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(untrusted()).toEqual(['127.0.0.7']);
+      expect(capture.lines.map((line) => line.event)).toEqual(['untrusted-client-certificate']);
+      expect(capture.lines[0]!.msg).toMatch(
+        /^a client at 127\.0\.0\.7 presented a certificate that this component's CA file \(TLS_CA, or ca\.crt in TLS_DIR\) does not issue \([A-Z_]+\): give it one of this CA, or add its CA to this CA file; it was refused$/,
+      );
+    } finally {
+      await new Promise((resolve) => mtlsServer.close(resolve));
+    }
+  });
+});
+
 describe('logPlaintextClients, an IPv6 client', () => {
   it('is told once per /64 per interval: a new address of its /64 for every connection is no new line', () => {
     const capture = captureLog('goods', 'info');
