@@ -53,7 +53,7 @@ export function tlsMismatchHint(details: string | undefined, ownTls: boolean, pe
     return ` — ${peer}'s certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it`;
   }
   if (ownTls && SERVER_DROPPED_TLS_CLIENT.test(details)) {
-    return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and not be expired (TLS_CERT, or <name>.crt in TLS_DIR)`;
+    return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and be valid by ${peer}'s clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR); ${peer}'s log names the reason (untrusted-client-certificate)`;
   }
   return '';
 }

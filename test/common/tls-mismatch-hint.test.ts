@@ -36,7 +36,7 @@ describe('tlsMismatchHint', () => {
     'hints to a client with TLS that the server may not accept its certificate, for %j',
     (details) => {
       expect(tlsMismatchHint(details, true, 'the distributor')).toBe(
-        " — the distributor may not accept this component's certificate: it must be issued by the CA in the distributor's ca.crt and not be expired (TLS_CERT, or <name>.crt in TLS_DIR)",
+        " — the distributor may not accept this component's certificate: it must be issued by the CA in the distributor's ca.crt and be valid by the distributor's clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR); the distributor's log names the reason (untrusted-client-certificate)",
       );
     },
   );
