@@ -82,7 +82,7 @@ describe("split CA, the mirror mistake: goods' CA file lacks the gateway's CA", 
     });
     const upstreamFailures = (): LogLine[] =>
       gatewayLog.lines.filter((line) => line.code === 'UNAVAILABLE' && (line.level as number) >= 40);
-    // The operator's one clue: goods logs nothing of the handshakes it drops, even at debug.
+    // The gateway's clue (goods' own, untrusted-client-certificate, is in its log, silent here).
     await vi.waitFor(() => expect(upstreamFailures().length).toBeGreaterThanOrEqual(1));
     expect(upstreamFailures()[0]?.msg).toMatch(
       /^upstream call failed: .* — goods@127\.0\.0\.1:\d+ may not accept this component's certificate: it must be issued by the CA in goods@127\.0\.0\.1:\d+'s ca\.crt/s,
