@@ -53,6 +53,9 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 export const STATUS_PAGE_SCRIPT = `'use strict';
 (function () {
   var REFRESH_MS = 1000;
+  // A gateway that takes the request and never answers (frozen, or the network dropped) would hold
+  // an unbounded fetch for ever, and the page with it, showing its last update as if current.
+  var TIMEOUT_MS = 5000;
   var lastUpdate = 0;
 
   function cell(row, text, className) {
@@ -140,7 +143,11 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
   }
 
   function refresh() {
-    fetch('status.json', { cache: 'no-store' })
+    var controller = new AbortController();
+    var timer = setTimeout(function () {
+      controller.abort();
+    }, TIMEOUT_MS);
+    fetch('status.json', { cache: 'no-store', signal: controller.signal })
       .then(function (response) {
         if (!response.ok) throw new Error('HTTP ' + response.status);
         return response.json();
@@ -151,11 +158,17 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         render(status);
       })
       .catch(function (error) {
+        // What the page shows is no longer known to be true: not "ready" in green.
+        var readiness = document.getElementById('readiness');
+        readiness.textContent = 'unknown';
+        readiness.className = 'badge not-ready';
         document.getElementById('error').textContent =
-          'cannot reach the gateway (' + error.message + ')' +
+          'cannot reach the gateway (' +
+          (controller.signal.aborted ? 'no answer in ' + TIMEOUT_MS / 1000 + ' s' : error.message) + ')' +
           (lastUpdate ? '; last update ' + Math.round((Date.now() - lastUpdate) / 1000) + ' s ago' : '');
       })
       .finally(function () {
+        clearTimeout(timer);
         setTimeout(refresh, REFRESH_MS);
       });
   }

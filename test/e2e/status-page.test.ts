@@ -7,6 +7,7 @@ import { createDistributorServer, type DistributorServer } from '../../src/distr
 import { createGateway, type Gateway } from '../../src/gateway/gateway-server.js';
 import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
 import { http } from '../helpers/http.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { type ComponentProcess, spawnComponent } from './support/processes.js';
 import { servingCount } from './support/shop.js';
 
@@ -111,6 +112,28 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
       `[test] the status page showed the killed instance as gone after ${seconds.toFixed(1)} s\n`,
     );
     await page.close();
+  });
+
+  it('says the gateway cannot be reached when it stops answering (frozen, or the network dropped), not a stale page', async () => {
+    // A connection that takes the request and never answers: a fetch without a bound waited for
+    // ever, and the page went on showing the last update, "ready", with no error.
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`http://127.0.0.1:${proxy.port}/status`);
+      // Ready or not: the test before this one killed the goods instance.
+      await page.locator('#meta', { hasText: 'updated' }).waitFor({ timeout: 5_000 });
+      proxy.blackhole();
+      await page
+        .locator('#error', {
+          hasText: /^cannot reach the gateway \(no answer in \d+ s\); last update \d+ s ago$/,
+        })
+        .waitFor({ timeout: 10_000 });
+      expect(await page.locator('#readiness').textContent()).toBe('unknown');
+    } finally {
+      await page.close();
+      await proxy.close();
+    }
   });
 
   /**
