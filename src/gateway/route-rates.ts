@@ -6,7 +6,8 @@ export interface RouteRate {
 
 /** One route's counts, one slot per second of the window. */
 interface Slots {
-  readonly seconds: Int32Array;
+  /** Seconds since 1970: past 2^31 in January 2038, which an Int32Array wraps to negative. */
+  readonly seconds: Float64Array;
   readonly requests: Uint32Array;
   readonly errors: Uint32Array;
 }
@@ -30,7 +31,7 @@ export class RouteRates {
     let slots = this.#routes.get(route);
     if (!slots) {
       slots = {
-        seconds: new Int32Array(this.#windowSeconds).fill(-1),
+        seconds: new Float64Array(this.#windowSeconds).fill(-1),
         requests: new Uint32Array(this.#windowSeconds),
         errors: new Uint32Array(this.#windowSeconds),
       };

@@ -35,6 +35,14 @@ describe('RouteRates', () => {
     expect(rates.totals(start + 200_000)).toEqual(new Map());
   });
 
+  it('counts past January 2038, when the seconds since 1970 no longer fit in 31 bits', () => {
+    const rates = new RouteRates(60);
+    const at = Date.UTC(2038, 0, 19, 3, 14, 10);
+    rates.record('GET /goods', false, at);
+    rates.record('GET /goods', true, at + 1_000);
+    expect(rates.totals(at + 2_000).get('GET /goods')).toEqual({ requests: 2, errors: 1 });
+  });
+
   it('reuses a slot a minute later without adding the old counts', () => {
     const rates = new RouteRates(60);
     rates.record('GET /goods', true, 0);
