@@ -471,13 +471,14 @@ export class GatewayTelemetry {
   status(nowMs = Date.now()): GatewayStatus {
     const totals = this.#rates?.totals(nowMs);
     const window = this.#rates?.windowSeconds ?? 60;
+    const covered = this.#rates?.coveredSeconds(nowMs) ?? window;
     const rateOf = (key: string): RouteStatus['rate'] => {
       const total = totals?.get(key);
       return {
         requests: total?.requests ?? 0,
         errors: total?.errors ?? 0,
-        requestsPerSecond: (total?.requests ?? 0) / window,
-        errorsPerSecond: (total?.errors ?? 0) / window,
+        requestsPerSecond: (total?.requests ?? 0) / covered,
+        errorsPerSecond: (total?.errors ?? 0) / covered,
       };
     };
     const routes: RouteStatus[] = this.#view.routes().map((route) => ({

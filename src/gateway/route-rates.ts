@@ -21,9 +21,11 @@ interface Slots {
 export class RouteRates {
   readonly #windowSeconds: number;
   readonly #routes = new Map<string, Slots>();
+  readonly #startedMs: number;
 
-  constructor(windowSeconds = 60) {
+  constructor(windowSeconds = 60, startedMs = Date.now()) {
     this.#windowSeconds = windowSeconds;
+    this.#startedMs = startedMs;
   }
 
   /** Counts one answered request of `route`; an error is a 5xx answer. */
@@ -69,6 +71,18 @@ export class RouteRates {
       else this.#routes.delete(route);
     }
     return totals;
+  }
+
+  /**
+   * The time the totals at `nowMs` count over, in seconds, to divide them by for a rate: the window's
+   * whole seconds before this one and as much of this one as has passed, or the time since the
+   * counting began when that is shorter. Divided by the whole window, a steady rate read up to a
+   * sixtieth low, and a gateway a few seconds old a fraction of its rate. One second at least, so
+   * that the first requests do not read as a burst.
+   */
+  coveredSeconds(nowMs = Date.now()): number {
+    const window = this.#windowSeconds - 1 + (nowMs % 1000) / 1000;
+    return Math.max(1, Math.min(window, (nowMs - this.#startedMs) / 1000));
   }
 
   /** The length of the window, in seconds. */

@@ -43,6 +43,19 @@ describe('RouteRates', () => {
     expect(rates.totals(at + 2_000).get('GET /goods')).toEqual({ requests: 2, errors: 1 });
   });
 
+  it('gives the time its totals count over: the window up to now, or since it began when shorter', () => {
+    const start = 1_000_000_000;
+    const rates = new RouteRates(60, start);
+    // A steady 10 a second for two minutes: each total counts 59 whole seconds and part of this one.
+    const now = start + 119_450;
+    for (let ms = 0; ms <= now - start; ms += 100) rates.record('GET /goods', false, start + ms);
+    const rate = rates.totals(now).get('GET /goods')!.requests / rates.coveredSeconds(now);
+    expect(rate).toBeCloseTo(10, 1);
+    // Ten seconds after it began, ten seconds, not a minute.
+    expect(rates.coveredSeconds(start + 10_000)).toBe(10);
+    expect(rates.coveredSeconds(start + 200)).toBe(1);
+  });
+
   it('reuses a slot a minute later without adding the old counts', () => {
     const rates = new RouteRates(60);
     rates.record('GET /goods', true, 0);
