@@ -1256,9 +1256,12 @@ class GatewayServer implements Gateway {
     this.#log.debug({ errorCode: error.code, status: answer.httpStatus, requestId }, answer.message);
     if (reading && !reading.request.complete) reading.stop.abort(answer);
     // A failure in the body of a request already handed on is that request's, answered and counted
-    // as it; else the parser refused a request before it was one.
+    // as it; else the parser refused a request before it was one. A connection that sent nothing at
+    // all (a browser's preconnect never used) made no request: told 408, it is not counted as one.
     const latest = connection?.latestRequest;
-    if (!latest || latest.complete) this.#telemetry.onUnseenRequest(answer.httpStatus);
+    if ((!latest || latest.complete) && socket.bytesRead > 0) {
+      this.#telemetry.onUnseenRequest(answer.httpStatus);
+    }
     const writeAnswer = (): void => {
       // The client's LINGER_MS to read the answers and leave begins once they are written: begun at
       // the bad bytes, it cut off answers still on their way (a call of over 2 s: a write made, and

@@ -372,6 +372,9 @@ describe('gateway under hostile or unlucky clients', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
     // Node's own check of the headers timeout says why, before the gateway's backstop closes it.
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    // It made no request (a browser's preconnect never used): none is counted, no error rate rises.
+    const metrics = (await http(port, 'GET', '/metrics')).body;
+    expect(metrics).not.toMatch(/http_response_status_code="408"/);
   });
 
   it('answers 408, and counts it, to a client that sends its headers too slowly', async () => {
