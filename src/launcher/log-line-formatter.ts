@@ -53,7 +53,11 @@ export function formatLogLine(line: string): string {
     return escapeUnshowable(line);
   }
   if (typeof record.level !== 'number' || typeof record.time !== 'number') return escapeUnshowable(line);
-  const time = new Date(record.time).toISOString().slice(11, 23);
+  // A time no Date holds (1e400 reads as Infinity) made toISOString throw in the launcher's line
+  // handler: the launcher crashed, and its exit killed every component.
+  const date = new Date(record.time);
+  if (Number.isNaN(date.getTime())) return escapeUnshowable(line);
+  const time = date.toISOString().slice(11, 23);
   const level = (LEVELS[record.level] ?? String(record.level)).padEnd(5);
   const extras = Object.entries(record)
     .filter(([key]) => !OMITTED.has(key))

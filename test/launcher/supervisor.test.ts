@@ -183,6 +183,11 @@ describe('formatLogLine', () => {
     expect(formatLogLine('plain text')).toBe('plain text');
     expect(formatLogLine('{not json')).toBe('{not json');
     expect(formatLogLine('{"a":1}')).toBe('{"a":1}');
+    // A time out of Date's range is no pino line's: shown as it is, rather than thrown on.
+    for (const time of ['1e400', '1e20', '-1e20']) {
+      const line = `{"level":30,"time":${time},"msg":"x"}`;
+      expect(formatLogLine(line)).toBe(line);
+    }
   });
 
   it('escapes what a terminal would act on: no forged line, no escape sequence reaches it', () => {
