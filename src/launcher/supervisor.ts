@@ -155,6 +155,8 @@ export class Supervisor {
       ['stdout', child.stdout],
       ['stderr', child.stderr],
     ] as const) {
+      // None when the spawn failed before its pipes were made (EMFILE): 'error' below says so.
+      if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => {
         if (line === LISTENING_LINE) {
           becameReady();
@@ -167,8 +169,7 @@ export class Supervisor {
         }
       });
     }
-    child.on('error', (error) => this.#say(component.name, 'error', `could not start: ${error.message}`));
-    child.on('exit', (code, signal) => {
+    const exited = (code: number | null, signal: NodeJS.Signals | null): void => {
       becameReady();
       this.#running.delete(component.name);
       if (this.#stopping) return;
@@ -189,13 +190,21 @@ export class Supervisor {
       this.#say(
         component.name,
         'warn',
-        `exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`,
+        `${code === null && signal === null ? 'not started' : `exited (${signal ?? `code ${code}`})`}; starting it again in ${delay} ms`,
       );
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
         if (!this.#stopping) void this.#spawn(component);
       }, delay);
       this.#timers.add(timer);
+    };
+    child.on('exit', exited);
+    child.on('error', (error) => {
+      this.#say(component.name, 'error', `could not start: ${error.message}`);
+      // A spawn that failed (EAGAIN, EMFILE: out of processes or descriptors, for a while) has no
+      // 'exit': it is one, started again with backoff. Before, the component was never started
+      // again (and without pipes, the launcher crashed reading them).
+      if (child.pid === undefined) exited(null, null);
     });
     return ready;
   }

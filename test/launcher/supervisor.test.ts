@@ -289,6 +289,43 @@ describe('Supervisor without pretty lines (LOG_FORMAT=json)', () => {
   });
 });
 
+describe('a supervisor out of file descriptors', () => {
+  it('starts the component again once a spawn that failed (EMFILE) can succeed, and stops', async () => {
+    const { spawn } = await import('node:child_process');
+    const component = script(
+      'after-emfile',
+      `process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000);`,
+    );
+    const supervisor = spawn(
+      'bash',
+      [
+        '-c',
+        'ulimit -n 256 && exec "$0" --import tsx test/launcher/fixtures/supervise-out-of-files.ts "$1"',
+        process.execPath,
+        component,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    for (const stream of [supervisor.stdout, supervisor.stderr]) {
+      stream.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+    }
+    const exited = new Promise<number | null>((resolve) => supervisor.once('exit', resolve));
+    try {
+      await vi.waitFor(() => expect(output).toContain('[component] up'), { timeout: 20_000 });
+      expect(output).toContain('[component] could not start: spawn');
+      expect(output).toContain('[component] not started; starting it again in 500 ms');
+      supervisor.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(output).toContain('supervisor stopped');
+    } finally {
+      supervisor.kill('SIGKILL');
+    }
+  }, 40_000);
+});
+
 describe('a supervised component', () => {
   it('stops in order by itself when its supervisor is killed without warning', async () => {
     const { spawn } = await import('node:child_process');
