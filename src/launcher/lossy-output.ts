@@ -43,7 +43,10 @@ export class LossyOutput {
     if (this.#stream.writableLength === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
-      this.#stream.once('drain', () => {
+      // Its callback comes once all written before it has gone out, or failed (a reader gone):
+      // 'drain' comes only after a write that found the stream full, so a few lines still on their
+      // way, or a stream failed, held the exit for the whole `timeoutMs`.
+      this.#stream.write('', () => {
         clearTimeout(timer);
         resolve();
       });
