@@ -65,7 +65,10 @@ export function formatLogLine(line: string): string {
       ([key, value]) =>
         `${key}=${typeof value === 'string' && BARE.test(value) ? value : JSON.stringify(value)}`,
     );
-  return escapeUnshowable([time, level, String(record.msg ?? ''), ...extras].join(' ').trimEnd());
+  // A msg other than text is shown as JSON: String() of an object whose toString is no function
+  // ({"toString":1}) threw, in the launcher's line handler, as a bad time did.
+  const msg = typeof record.msg === 'string' ? record.msg : (JSON.stringify(record.msg) ?? '');
+  return escapeUnshowable([time, level, msg, ...extras].join(' ').trimEnd());
 }
 
 /** pino's numbers for the levels of the lines the launcher writes itself. */

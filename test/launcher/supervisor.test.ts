@@ -188,6 +188,11 @@ describe('formatLogLine', () => {
       const line = `{"level":30,"time":${time},"msg":"x"}`;
       expect(formatLogLine(line)).toBe(line);
     }
+    expect(formatLogLine('{"level":30,"time":0,"msg":{"toString":1}}')).toBe(
+      '00:00:00.000 INFO  {"toString":1}',
+    );
+    expect(formatLogLine('{"level":30,"time":0,"msg":7}')).toBe('00:00:00.000 INFO  7');
+    expect(formatLogLine('{"level":30,"time":0}')).toBe('00:00:00.000 INFO');
   });
 
   it('escapes what a terminal would act on: no forged line, no escape sequence reaches it', () => {
