@@ -8,7 +8,7 @@ import { EXIT_CODES } from '../common/exit-codes.js';
 import { makeFolder } from '../common/make-folder.js';
 import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
-import { takeHeldSignals } from '../common/signal-hold.js';
+import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
 import { DATA_DIR_SETTING } from '../services/common/service-config.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
@@ -210,11 +210,29 @@ function readIfPresent(file: string): string | undefined {
   }
 }
 
+/** When the first signal came (performance.now()), if one has. */
+let firstSignalAt: number | undefined;
+/**
+ * A signal stops every component in order. A second one, more than a second after the first (one
+ * Ctrl-C may come twice: see REPEATED_SIGNAL_MS), kills what still runs and exits 1 at once: a
+ * component that does not stop would otherwise hold the stop for its whole 10 s, each in turn.
+ */
+function onSignal(signal: NodeJS.Signals, at = performance.now()): void {
+  if (firstSignalAt === undefined) {
+    firstSignalAt = at;
+    stopEverything(signal, 0);
+    return;
+  }
+  if (at - firstSignalAt < REPEATED_SIGNAL_MS) return;
+  say(`${signal} again: killing every component still running (SIGKILL) and exiting now`, 'warn');
+  supervisor.killAll();
+  void output.flush(1_000).then(() => process.exit(EXIT_CODES.failed));
+}
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => stopEverything(signal, 0));
+  process.on(signal, () => onSignal(signal));
 }
 // What came while main.ts was still loading this module (signal-hold.ts).
-for (const { signal } of takeHeldSignals()) stopEverything(signal, 0);
+for (const { signal, at } of takeHeldSignals()) onSignal(signal, at);
 // `npm start` runs the launcher in place of its shell (exec), so that npm's forwarded SIGTERM reaches
 // it. When npm itself is killed outright, nothing is forwarded: the launcher is orphaned instead.
 watchParent((parent) => stopEverything(`the process that started the launcher (pid ${parent}) is gone`, 0));

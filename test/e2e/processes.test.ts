@@ -257,6 +257,48 @@ describe('npm start: the launcher runs the five components as processes', () => 
   });
 });
 
+describe('npm start: a second signal', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-second-signal-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('more than a second after the first kills what still runs and exits 1, not after each 10 s stop limit', async () => {
+    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+    const launcher = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort, gatewayPort, dataDir }),
+    );
+    let stuck: number | undefined;
+    try {
+      await vi.waitFor(
+        async () => expect((await send(`http://127.0.0.1:${gatewayPort}/healthz`)).status).toBe(200),
+        { timeout: 60_000, interval: 250 },
+      );
+      const children = childPids(launcher.child.pid!, '/main.');
+      expect(children).toHaveLength(5);
+      // A gateway that cannot take its SIGTERM: the ordered stop would wait its 10 s, then each after it.
+      stuck = childPids(launcher.child.pid!, 'gateway/main.')[0]!;
+      process.kill(stuck, 'SIGSTOP');
+      launcher.child.kill('SIGINT');
+      await launcher.waitForLine(/^\[launcher\] SIGINT: stopping every component/);
+      await sleep(1_200);
+      const secondAt = performance.now();
+      launcher.child.kill('SIGINT');
+      expect(await launcher.exited()).toBe(1);
+      expect(performance.now() - secondAt).toBeLessThan(5_000);
+      expect(launcher.lines.join('\n')).toContain('SIGINT again: killing every component still running');
+      // Exited (not yet reaped, maybe: the launcher did not wait for them, and PID 1 reaps them).
+      await vi.waitFor(() => expect(children.filter(isRunning)).toEqual([]));
+    } finally {
+      if (stuck !== undefined && isAlive(stuck)) process.kill(stuck, 'SIGKILL');
+      if (launcher.child.exitCode === null) {
+        for (const pid of childPids(launcher.child.pid!)) process.kill(pid, 'SIGKILL');
+        launcher.child.kill('SIGKILL');
+      }
+    }
+  }, 90_000);
+});
+
 describe('npm start with a configuration error', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-config-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
