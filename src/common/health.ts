@@ -45,7 +45,7 @@ export function createHealth(
   { maxWatches = MAX_HEALTH_WATCHES }: { maxWatches?: number } = {},
 ): HealthImplementation {
   const health = new HealthImplementation(statuses);
-  const openWatches = new Set<WatchCall>();
+  const openWatches: OpenWatches = { calls: new Set(), endedWith: undefined };
   openWatchesOf.set(health, openWatches);
   const addToServer = health.addToServer.bind(health);
   health.addToServer = (server: HealthServer) => {
@@ -74,20 +74,31 @@ export function createHealth(
   return health;
 }
 
+/** The Watch calls open on a health service made by {@link createHealth}. */
+interface OpenWatches {
+  readonly calls: Set<WatchCall>;
+  /** Set by {@link endHealthWatches}: the details every later Watch call is ended with at once. */
+  endedWith: string | undefined;
+}
+
 /** The Watch calls open on each health service made by {@link createHealth}. */
-const openWatchesOf = new WeakMap<HealthImplementation, Set<WatchCall>>();
+const openWatchesOf = new WeakMap<HealthImplementation, OpenWatches>();
 
 /**
  * Ends every Watch call open on `health` with UNAVAILABLE and `details`, after the statuses already
  * written to it: for a server that stops, once its health says NOT_SERVING. A Watch never ends by
  * itself, so one held open (a load balancer's, a monitoring probe's: health needs no credentials)
- * would otherwise hold the server's stop for its whole grace, as a call in flight would.
+ * would otherwise hold the server's stop for its whole grace, as a call in flight would. A Watch
+ * that starts later is ended so at once.
  */
 export function endHealthWatches(health: HealthImplementation, details: string): void {
   const open = openWatchesOf.get(health);
   if (!open) return;
-  const calls = [...open];
-  open.clear();
+  // A Watch whose HEADERS came before the stop's GOAWAY and whose request comes after this runs
+  // its handler later: ended then too, else it held the stop for its whole grace.
+  open.endedWith = details;
+  const calls = [...open.calls];
+  open.calls.clear();
   // Nobody is left to tell: later statuses must not be written to the calls ended here.
   (health as unknown as Partial<HealthWatchers>).watchers?.clear();
   for (const call of calls) call.emit('error', { code: status.UNAVAILABLE, details });
@@ -115,9 +126,13 @@ type WatchHandler = (call: WatchCall) => void;
  * `maxWatches` calls open at once: past either, the call ends at once (INVALID_ARGUMENT,
  * RESOURCE_EXHAUSTED) instead of being held for ever.
  */
-function boundedWatch(watch: WatchHandler, maxWatches: number, openWatches: Set<WatchCall>): WatchHandler {
+function boundedWatch(watch: WatchHandler, maxWatches: number, openWatches: OpenWatches): WatchHandler {
   let open = 0;
   return (call) => {
+    if (openWatches.endedWith !== undefined) {
+      call.emit('error', { code: status.UNAVAILABLE, details: openWatches.endedWith });
+      return;
+    }
     const name = call.request?.service ?? '';
     if (name.length > MAX_WATCHED_NAME_LENGTH) {
       call.emit('error', {
@@ -134,13 +149,13 @@ function boundedWatch(watch: WatchHandler, maxWatches: number, openWatches: Set<
       return;
     }
     open++;
-    openWatches.add(call);
+    openWatches.calls.add(call);
     let counted = true;
     const release = (): void => {
       if (!counted) return;
       counted = false;
       open--;
-      openWatches.delete(call);
+      openWatches.calls.delete(call);
     };
     call.once('cancelled', release);
     call.once('close', release);

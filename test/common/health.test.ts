@@ -2,8 +2,10 @@ import { once } from 'node:events';
 import { type ClientHttp2Stream, connect, constants } from 'node:http2';
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { shutdown } from '../../src/common/grpc-server.js';
 import {
   createHealth,
+  endHealthWatches,
   MAX_NAME_IN_CHECK_MESSAGE,
   MAX_WATCHED_NAME_LENGTH,
   watchedNames,
@@ -99,6 +101,33 @@ describe('createHealth', () => {
     for (const call of open.slice(1)) await call.cancel();
     expect(await refusedWatch(port, 'x'.repeat(MAX_WATCHED_NAME_LENGTH + 1))).toBe(status.INVALID_ARGUMENT);
     expect(watchedNames(health)).toBe(0);
+  });
+
+  it('ends a Watch whose request comes only once its Watch calls were ended, without holding the stop its grace', async () => {
+    const health = createHealth({ '': 'SERVING' });
+    const port = await serve(health);
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      // Set up (its HEADERS came), but its handler waits for the request, which is held back.
+      const stream = openRawCall(session, '/grpc.health.v1.Health/Watch');
+      stream.on('data', () => {});
+      // Trailers-only: a call ended before any message says its status in its response headers.
+      const response = once(stream, 'response');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      health.setStatus('', 'NOT_SERVING');
+      endHealthWatches(health, 'the server is stopping');
+      const started = performance.now();
+      const stopped = shutdown(server!, 5_000);
+      stream.end(grpcFrame(wire.text(1, '')));
+      await stopped;
+      expect(performance.now() - started).toBeLessThan(2_000);
+      const [headers] = (await response) as [Record<string, string>];
+      expect(Number(headers['grpc-status'])).toBe(status.UNAVAILABLE);
+      expect(decodeURIComponent(headers['grpc-message']!)).toBe('the server is stopping');
+    } finally {
+      session.close();
+    }
   });
 
   it('keeps a name while another call still watches it', async () => {
