@@ -176,7 +176,9 @@ function boundedCheck(check: CheckHandler): CheckHandler {
         error.details.includes(name)
       ) {
         const cut = `${[...name].slice(0, MAX_NAME_IN_CHECK_MESSAGE).join('')}…`;
-        callback({ ...error, details: error.details.replace(name, cut) }, ...rest);
+        // A function, not a string: in a replacement string "$&" and its kind are patterns, and a
+        // name of them made the message the whole name over and over (128 times at most).
+        callback({ ...error, details: error.details.replace(name, () => cut) }, ...rest);
       } else {
         callback(error, ...rest);
       }

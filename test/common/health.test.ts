@@ -164,4 +164,18 @@ describe('createHealth', () => {
     expect(Date.now() - started).toBeLessThan(4_000);
     expect(await checkHealth(address)).toBe('SERVING');
   });
+
+  it('cuts a long unknown name that holds replacement patterns ($&) as it is, not expanded', async () => {
+    const health = createHealth({ '': 'SERVING' });
+    const port = await serve(health);
+    // Taken as a pattern, each "$&" of the cut became the whole name again: 25 MB of message.
+    const name = '$&'.repeat(MAX_NAME_IN_CHECK_MESSAGE).padEnd(100_000, 'n');
+    const started = Date.now();
+    const refusal = await checkHealth(`127.0.0.1:${port}`, name).catch((error: unknown) => error);
+    expect(refusal).toMatchObject({ code: status.NOT_FOUND });
+    expect((refusal as { details: string }).details).toBe(
+      `Health status unknown for service ${'$&'.repeat(MAX_NAME_IN_CHECK_MESSAGE / 2)}…`,
+    );
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
 });
