@@ -261,14 +261,27 @@ export function http2ServersOf(server: Server): (Http2Server | Http2SecureServer
  */
 export function shutdown(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(force);
+      resolve();
+    };
     const force = setTimeout(() => {
       server.forceShutdown();
       for (const room of roomsOf.get(server) ?? []) room.destroyAll();
     }, graceMs);
     force.unref();
-    server.tryShutdown(() => {
-      clearTimeout(force);
-      resolve();
-    });
+    // Once every port has closed, its connections are all gone, calls and all. grpc-js's own
+    // callback may never come: it waits for each session with close(), which never calls back on
+    // a session already destroyed and not yet closed (one its client reset, or a room closed, in
+    // the turn the stop began: likely under a flood of connections), and the stop hung for ever.
+    const http2Servers = http2ServersOf(server).filter((http2Server) => http2Server.listening);
+    let open = http2Servers.length;
+    for (const http2Server of http2Servers) {
+      http2Server.once('close', () => {
+        open -= 1;
+        if (open === 0) done();
+      });
+    }
+    server.tryShutdown(done);
   });
 }

@@ -182,6 +182,27 @@ describe('connections to a gRPC port', () => {
     ]);
   });
 
+  it('a stop that begins in the turn a connection is closed for room ends once its port has closed, not never', async () => {
+    const server = new Server();
+    new HealthImplementation({ '': 'SERVING' }).addToServer(server);
+    const port = await listen(server, '127.0.0.1', 0, undefined, { maxConnections: 1 });
+    const first = rawClient(port);
+    await new Promise((resolve) => first.session.once('remoteSettings', resolve));
+    // The second connection has the room close the first (never called): its session is destroyed,
+    // and closed only in a later turn, when the stop has begun (a signal read in the same turn).
+    let stopped: Promise<void> | undefined;
+    http2ServersOf(server)[0]!.once('connection', () => {
+      stopped = shutdown(server, 200);
+    });
+    const second = rawClient(port);
+    await vi.waitFor(() => expect(stopped).toBeDefined());
+    // grpc-js's tryShutdown waited on that session's close(), which never called back: the stop
+    // never ended, its grace past or not.
+    expect(await within(stopped!, 2_000)).toBeUndefined();
+    await first.closed;
+    await second.closed;
+  });
+
   it('a connection that never called goes before one that called; of those that called, the one idle longest', async () => {
     const port = await roomedServer(3, []);
     const first = rawClient(port);
