@@ -1,7 +1,14 @@
 import type { DescriptorProto, FileDescriptorProto, FileDescriptorSet } from '@bufbuild/protobuf/wkt';
-import type { Server } from '@grpc/grpc-js';
+import type {
+  Server,
+  ServerDuplexStream,
+  ServiceDefinition,
+  UntypedHandleCall,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { encodeFiles, filesForServices, loadShopDescriptorSet } from './descriptors.js';
+import { wrapHandlers } from './service-handlers.js';
 import { strictServer } from './strict-requests.js';
 
 /** The standard health service every server of the shop serves. */
@@ -34,7 +41,43 @@ export function addReflection(
   const reflection = new ReflectionService(packageDefinition as never, { services });
   extensionsByClientTypeName(reflection, messageTypeNames(served));
   withoutInheritedNames(reflection);
-  reflection.addToServer(strictServer(server));
+  reflection.addToServer(strictServer(readingAsAnswersLeave(server)));
+}
+
+/**
+ * The server as @grpc/reflection adds its service to it, each ServerReflectionInfo call read only
+ * while its answers leave. The library answers every request as it comes and never waits for its
+ * writes (an answer holds a service's files: some 18 KB from a request of 27 bytes), so a client
+ * that took no answer and sent requests had the server read them all and hold an answer for each
+ * until the unread-answer timeout (80 MB for 5 MB of requests, in 30 s of a fast link far more).
+ * Paused while its answers wait, the call leaves the requests to HTTP/2's flow control, in the client.
+ */
+function readingAsAnswersLeave(server: Pick<Server, 'addService'>): Pick<Server, 'addService'> {
+  return {
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      server.addService(
+        definition,
+        wrapHandlers(definition, implementation, (handler, method) =>
+          method.requestStream && method.responseStream ? pausedWhileAnswersWait(handler) : undefined,
+        ),
+      );
+    },
+  };
+}
+
+function pausedWhileAnswersWait(handler: UntypedHandleCall): UntypedHandleCall {
+  return ((call: ServerDuplexStream<unknown, unknown>) => {
+    const write = call.write.bind(call) as (...args: unknown[]) => boolean;
+    call.write = ((...args: unknown[]) => {
+      const room = write(...args);
+      if (!room && !call.isPaused()) {
+        call.pause();
+        call.once('drain', () => call.resume());
+      }
+      return room;
+    }) as typeof call.write;
+    (handler as (call: unknown) => void)(call);
+  }) as UntypedHandleCall;
 }
 
 /**
