@@ -20,7 +20,9 @@ export function wrapHandlers<Implementation extends UntypedServiceImplementation
 ): Implementation {
   const wrapped: UntypedServiceImplementation = { ...implementation };
   for (const [name, method] of Object.entries(definition)) {
-    const key = name in implementation ? name : method.originalName;
+    // As grpc-js: the original name when the definition's name gives nothing, even a key set to
+    // undefined (read with `in`, that one was "found", and the handler grpc-js ran left unwrapped).
+    const key = implementation[name] !== undefined ? name : method.originalName;
     const handler = key === undefined ? undefined : implementation[key];
     if (key === undefined || typeof handler !== 'function') continue;
     const replacement = wrap(handler, method as MethodDefinition<unknown, unknown>);
