@@ -64,6 +64,11 @@ export function parseHostPort(value: string, source: string): HostPort {
       `${source}: expected host:port (e.g. 127.0.0.1:9000${bracketsHint}), got "${value}"`,
     );
   }
+  // Checked as --host is: "999.1.1.1:9000" or "127.0.0.1 :9000" started, then failed name
+  // resolution and retried for ever, the component up but never registered.
+  if (match[2] !== undefined && !isHostNameOrAddress(host)) {
+    throw new ConfigError(`${source}: expected a host name or an IP address before the port, got "${value}"`);
+  }
   const port = parsePort(match[3]!, source);
   if (port === 0) throw new ConfigError(`${source}: the port must not be 0`);
   return { host, port };

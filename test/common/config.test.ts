@@ -99,6 +99,18 @@ describe('parsePort and parseHostPort', () => {
     expect(() => parseHostPort('localhost:0', '--distributor')).toThrow('the port must not be 0');
   });
 
+  it('refuse a host that --host would refuse, rather than resolve it for ever', () => {
+    expect(parseHostPort('shop-distributor.internal:9000', '--distributor')).toEqual({
+      host: 'shop-distributor.internal',
+      port: 9000,
+    });
+    for (const value of ['999.1.1.1:9000', '127.0.0.1 :9000', 'shop host:9000', 'exa!mple:9000']) {
+      expect(() => parseHostPort(value, 'DISTRIBUTOR_ADDRESS')).toThrow(
+        `DISTRIBUTOR_ADDRESS: expected a host name or an IP address before the port, got "${value}"`,
+      );
+    }
+  });
+
   it('say that an IPv6 host goes in brackets when one is given without', () => {
     expect(parseHostPort('[fd63:163::1]:9000', '--distributor')).toEqual({ host: 'fd63:163::1', port: 9000 });
     for (const value of ['fd63:163::1:9000', 'fd63:163::1', '::1:9000']) {
