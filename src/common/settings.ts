@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from './config.js';
+import { flagsTakenByNpm } from './npm-flags.js';
 
 /**
  * One configuration setting, declared once: where it is read from (a flag, an environment variable,
@@ -74,13 +75,21 @@ export function nonEmpty(value: string, source: string): string {
 
 /**
  * Reads every setting of a table: the flag first, then the environment variable, then the default.
- * An unknown flag, a missing flag value or a stray word is a ConfigError, like a bad value.
+ * An unknown flag, a missing flag value or a stray word is a ConfigError, like a bad value; so is a
+ * flag npm kept as its own setting (`npm run goods --port=9011`, without `--`), which never reached
+ * the command line: the component ran on its default port, with only npm's "Unknown cli config".
  */
 export function loadSettings<Table extends SettingsTable>(
   table: Table,
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
 ): SettingsValues<Table> {
+  const takenByNpm = flagsTakenByNpm([table], env);
+  if (takenByNpm.length > 0) {
+    throw new ConfigError(
+      `npm kept ${takenByNpm.join(' ')} as its own setting, so it never reached this command: give the flags after "--" (npm run goods -- --port 9011)`,
+    );
+  }
   const flags = readFlags(table, argv);
   const values: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(table)) {

@@ -48,6 +48,8 @@ describe('a settings table', () => {
     ['a flag given twice', ['--port', '9001', '--port=9002'], {}, /--port is given more than once/],
     ['a switch given twice', ['--loud', '--loud'], {}, /--loud is given more than once/],
     ['a flag given empty', ['--port='], {}, /--port: expected a value, got an empty one/],
+    // npm run goods --port=9011 (no "--"): npm keeps the flag, and goods ran on its default port.
+    ['a flag npm kept as its own setting', [], { npm_config_port: '9011' }, /npm kept --port=9011/],
   ])('refuses %s with a ConfigError naming its source', (_label, argv, env, message) => {
     expect(() => loadSettings(table, argv, env)).toThrow(ConfigError);
     expect(() => loadSettings(table, argv, env)).toThrow(message);

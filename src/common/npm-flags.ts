@@ -1,10 +1,10 @@
-import type { SettingsTable } from '../common/settings.js';
+import type { SettingsTable } from './settings.js';
 
 /**
  * The flags of `tables` that npm took as its own settings: `npm start --port=8081` runs the
- * launcher without the flag, which npm keeps as `npm_config_port` (with only a warning of its own,
- * "Unknown cli config"). Variables named after a setting (`--gateway-port`) count too. Each is
- * returned as the user wrote it, `--port=8081`.
+ * launcher without the flag, and `npm run goods --port=9011` goods, which npm keeps as
+ * `npm_config_port` (with only a warning of its own, "Unknown cli config"). Variables named after a
+ * setting (`--gateway-port`) count too. Each is returned as the user wrote it, `--port=8081`.
  */
 export function flagsTakenByNpm(tables: readonly SettingsTable[], env: NodeJS.ProcessEnv): string[] {
   const names = new Set<string>();

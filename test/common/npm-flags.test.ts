@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { flagsTakenByNpm } from '../../src/common/npm-flags.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from '../../src/launcher/components.js';
-import { flagsTakenByNpm } from '../../src/launcher/npm-flags.js';
 
 const TABLES = [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)];
 
