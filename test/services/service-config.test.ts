@@ -178,6 +178,13 @@ describe('service configuration', () => {
       { MYSQL_URL: 'mysql://u@%2Frun%2Fmysqld%2Fmysqld.sock/db' },
       /MYSQL_URL: the URL's host "%2Frun%2Fmysqld%2Fmysqld.sock" is not a host name \(a socket path is not supported/,
     ],
+    // Not a host: it was looked up as one name, and the service stayed database-down for ever.
+    [
+      [],
+      { MYSQL_URL: 'mysql://u@db1,db2:3306/db' },
+      /MYSQL_URL: the URL's host "db1,db2" is not a host name or an IP address \(one host only\)/,
+    ],
+    [[], { MYSQL_URL: 'mysql://u@999.1.1.1/db' }, /MYSQL_URL: the URL's host "999.1.1.1" is not a host name/],
   ])('%j with %j is a ConfigError saying %s', (argv, env, message) => {
     expect(() => loadGoodsConfig(argv, env)).toThrow(ConfigError);
     expect(() => loadGoodsConfig(argv, env)).toThrow(message);

@@ -1,4 +1,4 @@
-import { ConfigError } from '../../common/config.js';
+import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
 export interface MysqlConnectionOptions {
@@ -36,6 +36,13 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   if (host.includes('%')) {
     throw new ConfigError(
       `${source}: the URL's host "${host}" is not a host name (a socket path is not supported: give host:port, e.g. ${example})`,
+    );
+  }
+  // A mysql:// host is not checked by URL (no scheme it knows): "db1,db2" (a failover list, as
+  // other drivers read it) or "999.1.1.1" was looked up as one name, database-down for ever.
+  if (!isHostNameOrAddress(host)) {
+    throw new ConfigError(
+      `${source}: the URL's host "${host}" is not a host name or an IP address (one host only), e.g. ${example}`,
     );
   }
   const database = decoded(url.pathname.slice(1), 'database', source);
