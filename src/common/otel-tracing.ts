@@ -395,14 +395,21 @@ export function checkEndpoints(env: NodeJS.ProcessEnv): void {
   }
 }
 
-/** Numbers the SDK and the exporters read, and whether 0 is one they take. */
-const NUMBER_SETTINGS: ReadonlyArray<[name: string, zeroTaken: boolean]> = [
-  ['OTEL_BSP_SCHEDULE_DELAY', true],
-  ['OTEL_BSP_EXPORT_TIMEOUT', false],
-  ['OTEL_BSP_MAX_QUEUE_SIZE', false],
-  ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE', false],
-  ['OTEL_EXPORTER_OTLP_TIMEOUT', false],
-  ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', false],
+/**
+ * The longest time in ms a Node.js timer holds: the SDK hands these settings to setTimeout, which
+ * takes a longer one as 1 ms (with a TimeoutOverflowWarning): a schedule delay of 3000000000
+ * exported every millisecond, and an export timeout of that failed every export at once.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Numbers the SDK and the exporters read, whether 0 is one they take, and whether they are times in ms. */
+const NUMBER_SETTINGS: ReadonlyArray<[name: string, zeroTaken: boolean, timer: boolean]> = [
+  ['OTEL_BSP_SCHEDULE_DELAY', true, true],
+  ['OTEL_BSP_EXPORT_TIMEOUT', false, true],
+  ['OTEL_BSP_MAX_QUEUE_SIZE', false, false],
+  ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE', false, false],
+  ['OTEL_EXPORTER_OTLP_TIMEOUT', false, true],
+  ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', false, true],
 ];
 
 /**
@@ -412,7 +419,7 @@ const NUMBER_SETTINGS: ReadonlyArray<[name: string, zeroTaken: boolean]> = [
  * cannot decode (sent without it, so a collector that needs it refuses every export).
  */
 export function checkExporterSettings(env: NodeJS.ProcessEnv): void {
-  for (const [name, zeroTaken] of NUMBER_SETTINGS) {
+  for (const [name, zeroTaken, timer] of NUMBER_SETTINGS) {
     const value = env[name]?.trim();
     if (!value) continue;
     const number = Number(value);
@@ -420,6 +427,9 @@ export function checkExporterSettings(env: NodeJS.ProcessEnv): void {
       throw new ConfigError(
         `${name}: expected a number ${zeroTaken ? 'of 0 or more' : 'above 0'}, got "${value}"`,
       );
+    }
+    if (timer && number > MAX_TIMER_MS) {
+      throw new ConfigError(`${name}: expected at most ${MAX_TIMER_MS} ms (about 24 days), got "${value}"`);
     }
   }
   for (const name of ['OTEL_EXPORTER_OTLP_COMPRESSION', 'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION']) {

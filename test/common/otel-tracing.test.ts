@@ -414,6 +414,13 @@ describe('the batching, timeout, compression and header settings', () => {
     [{ OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '0' }, /^OTEL_BSP_MAX_EXPORT_BATCH_SIZE: expected a number above 0/],
     [{ OTEL_BSP_SCHEDULE_DELAY: '-5' }, /^OTEL_BSP_SCHEDULE_DELAY: expected a number of 0 or more/],
     [{ OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: expected a number above 0/],
+    // Past a Node.js timer's range setTimeout takes 1 ms: an export every millisecond, or none in time.
+    [{ OTEL_BSP_SCHEDULE_DELAY: '3000000000' }, /^OTEL_BSP_SCHEDULE_DELAY: expected at most 2147483647 ms/],
+    [{ OTEL_BSP_EXPORT_TIMEOUT: '1e10' }, /^OTEL_BSP_EXPORT_TIMEOUT: expected at most 2147483647 ms/],
+    [
+      { OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '2147483648' },
+      /^OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: expected at most/,
+    ],
     [
       { OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' },
       /^OTEL_EXPORTER_OTLP_COMPRESSION: expected gzip or none, got "zstd"$/,
