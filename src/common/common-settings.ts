@@ -33,7 +33,23 @@ export function portSetting(env: string, defaultPort: number): Setting<number> {
 
 /** The address a component listens on. */
 export function hostSetting(env: string, defaultHost: string): Setting<string> {
-  return setting({ flag: 'host', env, default: defaultHost, help: 'address to listen on', parse: parseHost });
+  return setting({
+    flag: 'host',
+    env,
+    default: defaultHost,
+    help: 'address to listen on',
+    parse: (value, source) => {
+      const host = parseHost(value, source);
+      // The system binds a link-local address only on the interface a zone id names: without one,
+      // listen failed with a bare EINVAL (exit 1), and the launcher started it again for ever.
+      if (isLinkLocalHost(host) && !host.includes('%')) {
+        throw new ConfigError(
+          `${source}: a link-local address (fe80::/10) is bound on one interface, named by a zone id (${host}%eth0), got "${value}"`,
+        );
+      }
+      return host;
+    },
+  });
 }
 
 /**

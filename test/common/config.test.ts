@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   COMMON_SETTINGS,
   DISTRIBUTOR_ADDRESS_SETTING,
+  hostSetting,
   tlsSettings,
 } from '../../src/common/common-settings.js';
 import { ConfigError, parseHostPort, parsePort } from '../../src/common/config.js';
@@ -122,6 +123,15 @@ describe('parsePort and parseHostPort', () => {
     }
     expect(() => parseHostPort('10.0.0.1', '--distributor')).toThrow(
       '--distributor: expected host:port (e.g. 127.0.0.1:9000), got "10.0.0.1"',
+    );
+  });
+
+  it('refuse a link-local host to listen on without the zone id of its interface, which the system cannot bind', () => {
+    const host = { host: hostSetting('X_HOST', '127.0.0.1') };
+    expect(loadSettings(host, ['--host', 'fe80::1%eth0'], {})).toEqual({ host: 'fe80::1%eth0' });
+    expect(loadSettings(host, ['--host', '[fd00::2]'], {})).toEqual({ host: 'fd00::2' });
+    expect(() => loadSettings(host, [], { X_HOST: 'fe80::fc:ff:fe00:1' })).toThrow(
+      'X_HOST: a link-local address (fe80::/10) is bound on one interface, named by a zone id (fe80::fc:ff:fe00:1%eth0), got "fe80::fc:ff:fe00:1"',
     );
   });
 
