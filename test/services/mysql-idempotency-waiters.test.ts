@@ -70,5 +70,39 @@ describe.runIf(mysqlUrl)(
       const rows = await db.select<RowDataPacket & { id: number }>('SELECT id FROM things');
       expect(rows.map((row) => String(row.id))).toEqual([responses[0]]);
     });
+
+    it('two claims in a row roll back, the third commits: every waiter answers its outcome', async () => {
+      const journal = new MysqlIdempotencyJournal(db, 'things_idempotency');
+      const once: Once<number> = {
+        claim: { key: 'k', method: 'Make', fingerprint: createHash('sha256').update('k').digest() },
+        outcomeOf: (id) => ({ code: status.OK, message: '', response: Buffer.from(String(id)) }),
+      };
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      // The first two writes fail (the database's transient trouble), each after holding its claim a
+      // while, so that every other call is waiting on it when it rolls back.
+      let writes = 0;
+      const write = async (sql: Parameters<Parameters<typeof journal.run>[1]>[0]) => {
+        const id = (await sql.change('INSERT INTO things () VALUES ()')).insertId;
+        await sleep(300);
+        if (++writes <= 2) throw new Error('the write failed');
+        return id;
+      };
+      const first = journal.run(once, write);
+      await sleep(100);
+      const waiters = Array.from({ length: 6 }, () => journal.run(once, write));
+      await expect(first).rejects.toThrow();
+      const answers = await Promise.allSettled(waiters);
+      const failures = answers.flatMap((answer) =>
+        answer.status === 'rejected' ? [`${(answer.reason as Error).message}`] : [],
+      );
+      // The second failed write is its own caller's failure; every other waiter answers the commit.
+      expect(failures).toEqual(['Internal error']);
+      const rows = await db.select<RowDataPacket & { id: number }>('SELECT id FROM things');
+      expect(rows).toHaveLength(1);
+      const responses = answers.flatMap((answer) =>
+        answer.status === 'fulfilled' ? [Buffer.from(answer.value.response).toString()] : [],
+      );
+      expect(new Set(responses)).toEqual(new Set([String(rows[0]!.id)]));
+    });
   },
 );

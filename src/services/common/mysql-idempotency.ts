@@ -46,8 +46,16 @@ type Row = RowDataPacket & {
   createdAt: number | string;
 };
 
-/** The refusal when a key's row vanished between two looks (it cannot in practice: see `run`). */
+/**
+ * The refusal of a call whose key's claims kept rolling back (three in a row, each another call's
+ * write that failed), or whose row vanished between two looks (it cannot in practice: see `run`).
+ */
 const KEY_BUSY = 'Idempotency-Key is in use by a concurrent request; try again';
+
+/** A claim refused as a duplicate: another call committed the key. */
+const COMMITTED_ELSEWHERE = Symbol('committed elsewhere');
+/** A claim that lost a deadlock: the claim it waited on rolled back. */
+const ROLLED_BACK_ELSEWHERE = Symbol('rolled back elsewhere');
 
 /**
  * Keys and outcomes of one service's writes in MySQL.
@@ -112,8 +120,11 @@ export class MysqlIdempotencyJournal {
     const { claim } = once;
     // A claim refused as a duplicate means a concurrent call committed that key, and the next look
     // finds its row. A claim that lost a deadlock to another waiting on the same key (see above)
-    // looks again too, then waits on that call's claim: three looks at most.
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // means the claim it waited on rolled back: it looks again, then waits on the new claim. Only
+    // those count: a waiter behind two claims that rolled back and one that committed looks four
+    // times and answers the commit; after three claims in a row rolled back, the key is busy. (A
+    // duplicate whose row is gone at the next look, expired, cannot repeat for ever: ten looks.)
+    for (let looks = 0, rolledBack = 0; rolledBack < 3 && looks < 10; looks++) {
       const earlier = await this.recall(claim, parent);
       if (earlier) return earlier;
       const outcome = await this.#db.transaction(
@@ -127,7 +138,8 @@ export class MysqlIdempotencyJournal {
           } catch (error) {
             const code = driverErrorCode(error);
             // After a deadlock InnoDB has rolled the transaction back: its COMMIT commits nothing.
-            if (code === 'ER_DUP_ENTRY' || code === 'ER_LOCK_DEADLOCK') return undefined;
+            if (code === 'ER_DUP_ENTRY') return COMMITTED_ELSEWHERE;
+            if (code === 'ER_LOCK_DEADLOCK') return ROLLED_BACK_ELSEWHERE;
             throw error;
           }
           const recorded = once.outcomeOf(await write(sql));
@@ -139,7 +151,8 @@ export class MysqlIdempotencyJournal {
         },
         parent,
       );
-      if (outcome) return outcome;
+      if (outcome === ROLLED_BACK_ELSEWHERE) rolledBack++;
+      else if (outcome !== COMMITTED_ELSEWHERE) return outcome;
     }
     throw new ServiceError(status.ABORTED, KEY_BUSY);
   }
