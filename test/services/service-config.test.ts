@@ -221,6 +221,21 @@ describe('MySQL URL', () => {
     });
   });
 
+  it('says to percent-encode a password that holds #, ? or / as typed, and takes it encoded', () => {
+    for (const url of [
+      'mysql://shop:pa#ss@db.local:3306/shop',
+      'mysql://shop:pa?ss@db.local:3306/shop',
+      // Parses, as host "root" and port 123: the "#" part gives it away.
+      'mysql://root:123#4@db.local:3306/shop',
+    ]) {
+      expect(() => parseMysqlUrl(url, 'MYSQL_URL')).toThrow(/percent-encoded: # as %23/);
+    }
+    expect(parseMysqlUrl('mysql://root:123%234@db.local:3306/shop', 'x')).toMatchObject({
+      host: 'db.local',
+      password: '123#4',
+    });
+  });
+
   it('is described for logs without its password', () => {
     expect(describeMysql(parseMysqlUrl('mysql://shop:secret@db.local:3307/shop', 'x'))).toBe(
       'mysql://shop:***@db.local:3307/shop',

@@ -20,12 +20,17 @@ export interface MysqlConnectionOptions {
  */
 export function parseMysqlUrl(value: string, source: string): MysqlConnectionOptions {
   const example = 'mysql://user:password@127.0.0.1:3306/shop';
+  // A password holding "#", "?" or "/" as typed ends the URL's host part there: the URL then does
+  // not parse, or names another host (mysql://root:123#4@db/shop is host "root", port 123).
+  const encodeHint =
+    ' (a user or password holding # ? / @ : or % must be percent-encoded: # as %23, ? as %3F)';
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new ConfigError(`${source}: expected a URL such as ${example}`);
+    throw new ConfigError(`${source}: expected a URL such as ${example}${encodeHint}`);
   }
+  if (url.hash !== '') throw new ConfigError(`${source}: the URL has a "#" part${encodeHint}`);
   if (url.protocol !== 'mysql:') {
     throw new ConfigError(`${source}: expected a mysql:// URL such as ${example}, got "${url.protocol}//"`);
   }

@@ -109,7 +109,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
     mysqlUrl: optionalSetting({
       env: 'MYSQL_URL',
       defaultText: 'none: SQLite',
-      help: 'store data in MySQL, mysql://user:pass@host:3306/db; each service creates its own table if missing',
+      help: 'store data in MySQL, mysql://user:pass@host:3306/db (# ? / @ : % in user or pass percent-encoded: # as %23); each service creates its own table if missing',
       parse: parseMysqlUrl,
     }),
     maxCallsInFlight: setting({
