@@ -87,6 +87,14 @@ const ERROR_RESPONSES: readonly {
     applies: readsBody,
   },
   {
+    status: '409',
+    name: 'Conflict',
+    description:
+      'The writes of this `Idempotency-Key` kept rolling back, each a concurrent request with the same key (gRPC ABORTED): retry after `Retry-After` seconds, with the same key.',
+    retryAfter: true,
+    applies: takesIdempotencyKey,
+  },
+  {
     status: '422',
     name: 'UnprocessableContent',
     description:

@@ -100,13 +100,17 @@ const MESSAGE_TOO_LARGE =
  * The one table from a gRPC status to what a REST client sees.
  *
  * Business outcomes (the caller's request was understood and refused: INVALID_ARGUMENT, NOT_FOUND,
- * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, ABORTED, OUT_OF_RANGE) keep the book's HTTP 200
+ * ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE) keep the book's HTTP 200
  * with `errorcode: 1` and the service's own message ("Invalid Parameters", "no data",
  * "Invalid password"), as the book's clients expect.
  *
  * FAILED_PRECONDITION is 422 with the service's message: the shop says it only of an Idempotency-Key
  * reused with a different request (a request the book never had), which the IETF Idempotency-Key
- * draft answers 422 Unprocessable Content.
+ * draft answers 422 Unprocessable Content. ABORTED, a conflict with a concurrent request, is 409
+ * with the service's message and Retry-After, as Google's mapping of gRPC codes has it and as the
+ * draft answers a key still in use: the shop says it only when the writes of one Idempotency-Key
+ * keep rolling back (a request the book never had either). A 200 said "failed" of a request that
+ * a retry would have carried out.
  *
  * Faults are proper HTTP errors with a plain message of the gateway's, never upstream internals:
  * UNAVAILABLE and CANCELLED 503 and RESOURCE_EXHAUSTED 429 (both with Retry-After: temporary),
@@ -138,7 +142,11 @@ export function outcomeForStatus(
     case status.FAILED_PRECONDITION:
       return { ...business(details, 'Failed precondition'), httpStatus: 422 };
     case status.ABORTED:
-      return business(details, 'Aborted, try again');
+      return {
+        ...business(details, 'Conflict with a concurrent request, try again'),
+        httpStatus: 409,
+        retryAfter: true,
+      };
     case status.OUT_OF_RANGE:
       return business(details, 'Out of range');
     case status.UNAVAILABLE:

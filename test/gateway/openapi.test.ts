@@ -205,14 +205,15 @@ describe('the OpenAPI document of the shop', () => {
       Object.keys(operation(document, method, path).responses).sort();
     const always = ['400', '404', '405', '408', '414', '429', '431', '500', '501', '502', '503', '504'];
     expect(statuses('GET', '/goods')).toEqual(['200', ...always].sort());
-    expect(statuses('DELETE', '/goods')).toEqual(['200', '422', ...always].sort());
-    expect(statuses('POST', '/goods')).toEqual(['200', '413', '415', '422', ...always].sort());
-    // A write whose method does not make it once per key takes no Idempotency-Key, and has no 422.
+    expect(statuses('DELETE', '/goods')).toEqual(['200', '409', '422', ...always].sort());
+    expect(statuses('POST', '/goods')).toEqual(['200', '409', '413', '415', '422', ...always].sort());
+    // A write whose method does not make it once per key takes no Idempotency-Key, and has no 409 or 422.
     const unkeyed = createOpenApiDocument(
       operationsOfFiles(itemFile('test.unkeyed.v1', 'notes', [field('name', 1, Type.STRING)])),
       { version: '1' },
     );
     expect(Object.keys(operation(unkeyed, 'POST', '/notes').responses)).not.toContain('422');
+    expect(Object.keys(operation(unkeyed, 'POST', '/notes').responses)).not.toContain('409');
     // A POST that takes all its fields from the query still has its body read: 413 and 415 apply.
     const bodiless = createOpenApiDocument(
       operationsOfFiles(

@@ -16,7 +16,6 @@ describe('outcomeForStatus', () => {
       status.ALREADY_EXISTS,
       status.PERMISSION_DENIED,
       status.UNAUTHENTICATED,
-      status.ABORTED,
       status.OUT_OF_RANGE,
     ];
     for (const code of business) {
@@ -40,6 +39,19 @@ describe('outcomeForStatus', () => {
       retryAfter: false,
     });
     expect(outcomeForStatus(status.FAILED_PRECONDITION, '').message).toBe('Failed precondition');
+  });
+
+  it('answers ABORTED (an Idempotency-Key whose writes keep rolling back) 409 with the service message and Retry-After', () => {
+    expect(
+      outcomeForStatus(status.ABORTED, 'Idempotency-Key is in use by a concurrent request; try again'),
+    ).toEqual({
+      httpStatus: 409,
+      message: 'Idempotency-Key is in use by a concurrent request; try again',
+      retryAfter: true,
+    });
+    expect(outcomeForStatus(status.ABORTED, '').message).toBe(
+      'Conflict with a concurrent request, try again',
+    );
   });
 
   it('maps faults to HTTP errors with the gateway own words, never upstream details', () => {
