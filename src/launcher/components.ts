@@ -2,7 +2,7 @@ import { oneOf, type SettingsTable, setting } from '../common/settings.js';
 import { DISTRIBUTOR_SETTINGS } from '../distributor/config.js';
 import { GATEWAY_SETTINGS } from '../gateway/config.js';
 import type { AnyShopService } from '../services/common/define-service.js';
-import { serviceSettings } from '../services/common/service-config.js';
+import { DATA_DIR_SETTING, serviceSettings } from '../services/common/service-config.js';
 import { SHOP_SERVICES } from '../services/service-list.js';
 
 /** One component of the shop: its process entry (relative to this folder) and its settings. */
@@ -40,4 +40,6 @@ export const LAUNCHER_SETTINGS = {
     help: "`npm start`: pretty prints readable lines; json makes every line one JSON record after its `[name]` prefix (`sed 's/^\\[[^]]*\\] //'` takes it off): the components' log lines as the same JSON (see Logs), the launcher's own and what a component printed outside its logger made like them (`source` says which; every line names its `component`)",
     parse: oneOf(['pretty', 'json'] as const),
   }),
+  /** Read as the services read it: the launcher keeps the run's registry-token there. */
+  dataDir: DATA_DIR_SETTING,
 } as const;

@@ -10,7 +10,6 @@ import { flagsTakenByNpm } from '../common/npm-flags.js';
 import { asksForHelp } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
-import { DATA_DIR_SETTING } from '../services/common/service-config.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
 import { jsonLogLine, type LauncherLineLevel } from './log-line-formatter.js';
@@ -57,11 +56,11 @@ try {
       `npm start takes no flags, and npm kept ${takenByNpm.join(' ')} as its own setting: set the components' environment variables instead (see README, "Configuration")`,
     );
   }
-  ({ logFormat } = loadSettings(LAUNCHER_SETTINGS, argv, process.env));
+  ({ logFormat } = loadSettings({ logFormat: LAUNCHER_SETTINGS.logFormat }, argv, process.env));
   distributorAddress = derivedDistributorAddress(process.env);
   portPlan = planPorts(SHOP_COMPONENTS, process.env);
   // Read as the services read it: a blank one was made a folder for the token before they refused it.
-  ({ dataDir } = loadSettings({ dataDir: DATA_DIR_SETTING }, [], process.env));
+  ({ dataDir } = loadSettings({ dataDir: LAUNCHER_SETTINGS.dataDir }, [], process.env));
 } catch (error) {
   const reason = error instanceof Error ? error.message : String(error);
   // Once LOG_FORMAT=json is read, a collector may take every line as JSON: the refusal is one

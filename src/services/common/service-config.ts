@@ -65,7 +65,7 @@ export interface ServiceConfig {
 export const DATA_DIR_SETTING = setting({
   env: 'DATA_DIR',
   default: './data',
-  help: 'folder of the SQLite file <service>.sqlite',
+  help: "folder of the SQLite file <service>.sqlite, and of the run's registry-token under npm start",
   parse: nonEmpty,
 });
 
