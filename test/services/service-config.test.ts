@@ -227,6 +227,9 @@ describe('MySQL URL', () => {
       'mysql://shop:pa?ss@db.local:3306/shop',
       // Parses, as host "root" and port 123: the "#" part gives it away.
       'mysql://root:123#4@db.local:3306/shop',
+      // Parse too, as host "root" and port 123, with no database: the "@" after it gives them away.
+      'mysql://root:123?4@db.local:3306/shop',
+      'mysql://root:123/4@db.local:3306/shop',
     ]) {
       expect(() => parseMysqlUrl(url, 'MYSQL_URL')).toThrow(/percent-encoded: # as %23/);
     }

@@ -52,7 +52,10 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   }
   const database = decoded(url.pathname.slice(1), 'database', source);
   if (!database || database.includes('/')) {
-    throw new ConfigError(`${source}: the URL must name one database, e.g. ${example}`);
+    // An "@" after the host part: a password with "?" or "/" as typed, cut there
+    // (mysql://root:123?4@db/shop is host "root", port 123, and no database).
+    const cut = `${url.pathname}${url.search}`.includes('@') ? encodeHint : '';
+    throw new ConfigError(`${source}: the URL must name one database, e.g. ${example}${cut}`);
   }
   // mysql2 reads port 0 as its default, 3306: the logs would name one server while it dialled another.
   if (url.port === '0') throw new ConfigError(`${source}: the URL's port must not be 0, e.g. ${example}`);
