@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError, formatHostPort, parseHost, parseHostPort, parsePort } from './config.js';
+import { interfaceHolding } from './interface-holding.js';
 import { isLinkLocalHost } from './loopback.js';
 import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
 import {
@@ -43,8 +44,11 @@ export function hostSetting(env: string, defaultHost: string): Setting<string> {
       // The system binds a link-local address only on the interface a zone id names: without one,
       // listen failed with a bare EINVAL (exit 1), and the launcher started it again for ever.
       if (isLinkLocalHost(host) && !host.includes('%')) {
+        // The interface that holds it, by its name here: eth0 may be none of this machine's.
+        const name = interfaceHolding(host);
+        const example = name ? `${host}%${name}` : `${host}%<interface>: none of this machine's holds it`;
         throw new ConfigError(
-          `${source}: a link-local address (fe80::/10) is bound on one interface, named by a zone id (${host}%eth0), got "${value}"`,
+          `${source}: a link-local address (fe80::/10) is bound on one interface, named by a zone id (${example}), got "${value}"`,
         );
       }
       return host;
