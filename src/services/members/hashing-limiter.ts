@@ -105,7 +105,7 @@ export class HashingLimiter {
     }
     // Here this call holds a slot, either taken above or handed over by the call that finished.
     try {
-      if (isCancelled()) throw new ServiceError(status.CANCELLED, 'The caller went away');
+      if (isCancelled()) throw callerGone();
       // Short of time after a wait: the queue's doing. Without one: the deadline's own.
       if (this.#wouldMiss(deadline, 0)) {
         throw waits || queuedBefore ? tooManySignIns() : this.#deadlineTooShort();
@@ -137,7 +137,7 @@ export class HashingLimiter {
         },
         drop: () => {
           clearTimeout(timer);
-          reject(new ServiceError(status.CANCELLED, 'The caller went away'));
+          reject(callerGone());
         },
       };
       if (deadline !== Number.POSITIVE_INFINITY) {
@@ -206,6 +206,11 @@ interface Waiter {
   takeTurn(): void;
   /** Refuses this call, taken out of the queue because its caller has gone. */
   drop(): void;
+}
+
+/** The end of a call whose caller has gone: nobody reads it, but its handler must end. */
+function callerGone(): ServiceError {
+  return new ServiceError(status.CANCELLED, 'The caller went away');
 }
 
 /** The refusal of a password check that the queue cannot take or reach in time. */
