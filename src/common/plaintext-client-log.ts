@@ -81,6 +81,14 @@ export function logPlaintextClients(
   // the socket without an event, so neither side said why. 'keylog' is the server's one event that
   // hands over each TLS socket during its handshake (its lines, the session's secrets, are ignored);
   // the socket's authorizationError then tells at its close.
+  // Only a port that requires a client certificate refuses one: elsewhere the listener would make
+  // Node hand over every handshake's secrets for nothing. (Set when the port is made, for good: a
+  // component has a CA file, or not, from its start.)
+  const { requestCert, rejectUnauthorized } = server as TlsServer & {
+    requestCert?: boolean;
+    rejectUnauthorized?: boolean;
+  };
+  if (!requestCert || !rejectUnauthorized) return;
   const watched = new WeakSet<TLSSocket>();
   server.on('keylog', (_line: Buffer, socket: TLSSocket) => {
     if (watched.has(socket)) return;
@@ -88,13 +96,9 @@ export function logPlaintextClients(
     // Read now: a destroyed socket no longer knows its peer.
     const address = addressOf(socket);
     socket.once('close', () => {
-      const { requestCert, rejectUnauthorized } = server as TlsServer & {
-        requestCert?: boolean;
-        rejectUnauthorized?: boolean;
-      };
       // A string (OpenSSL's code) despite its type; unset when the certificate was taken.
       const reason = socket.authorizationError as unknown as string | undefined;
-      if (!requestCert || !rejectUnauthorized || socket.authorized || !reason) return;
+      if (socket.authorized || !reason) return;
       if (!news('untrusted-certificate', address)) return;
       const why = CLOCK_CODES.has(reason)
         ? `a certificate that is not valid now (${reason}): renew it (npm run certs), or set the clock of the host that is wrong`

@@ -182,6 +182,24 @@ describe('logPlaintextClients, a client certificate of another CA', () => {
   });
 });
 
+describe('logPlaintextClients, the handshakes it watches', () => {
+  it('watches handshakes (keylog) only on a port that requires a client certificate', () => {
+    const files = pki.files('goods');
+    const options = { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+    const plain = createServer(options);
+    logPlaintextClients(plain, captureLog('goods', 'info').log);
+    expect(plain.listenerCount('keylog')).toBe(0);
+    const mutual = createServer({
+      ...options,
+      ca: readFileSync(files.caFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    logPlaintextClients(mutual, captureLog('goods', 'info').log);
+    expect(mutual.listenerCount('keylog')).toBe(1);
+  });
+});
+
 describe('logPlaintextClients, an IPv6 client', () => {
   it('is told once per /64 per interval: a new address of its /64 for every connection is no new line', () => {
     const capture = captureLog('goods', 'info');
