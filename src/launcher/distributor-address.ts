@@ -1,4 +1,5 @@
 import { ConfigError, formatHostPort } from '../common/config.js';
+import { isLinkLocalHost } from '../common/loopback.js';
 import { loadSettings } from '../common/settings.js';
 import { DISTRIBUTOR_SETTINGS } from '../distributor/config.js';
 
@@ -24,6 +25,13 @@ export function derivedDistributorAddress(env: NodeJS.ProcessEnv): string | unde
   if (where.port === 0) {
     throw new ConfigError(
       'DISTRIBUTOR_PORT=0: the other components could not know where to reach the distributor; give it a port, or set DISTRIBUTOR_ADDRESS',
+    );
+  }
+  // The distributor binds it with its zone id; the others could not dial it (gRPC here takes no
+  // zone id), and each would say so of a DISTRIBUTOR_ADDRESS the user never set.
+  if (isLinkLocalHost(where.host)) {
+    throw new ConfigError(
+      `DISTRIBUTOR_HOST=${where.host}: the other components cannot dial a link-local address (gRPC here takes no zone id); let the distributor listen on another address, or :: (every interface), or set DISTRIBUTOR_ADDRESS`,
     );
   }
   return formatHostPort({ host: LOOPBACK_FOR[where.host] ?? where.host, port: where.port });

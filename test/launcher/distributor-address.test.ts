@@ -23,6 +23,15 @@ describe("the distributor's address the launcher gives the others", () => {
     expect(derivedDistributorAddress(env)).toBe(expected);
   });
 
+  it('refuses a link-local host, which the others could not dial, unless DISTRIBUTOR_ADDRESS says where', () => {
+    expect(() => derivedDistributorAddress({ DISTRIBUTOR_HOST: 'fe80::1%eth0' })).toThrow(
+      /DISTRIBUTOR_HOST=fe80::1%eth0: the other components cannot dial a link-local address/,
+    );
+    expect(
+      derivedDistributorAddress({ DISTRIBUTOR_HOST: 'fe80::1%eth0', DISTRIBUTOR_ADDRESS: '[fd00::1]:9000' }),
+    ).toBeUndefined();
+  });
+
   it('refuses port 0, which the others could not know', () => {
     expect(() => derivedDistributorAddress({ DISTRIBUTOR_PORT: '0' })).toThrow(ConfigError);
     expect(
