@@ -10,6 +10,7 @@ import { WRAPPER_SCALARS } from './wrapper-types.js';
 export interface OpenApiDocument {
   readonly openapi: '3.1.0';
   readonly info: { title: string; version: string; description: string };
+  readonly servers: { url: string; description: string }[];
   readonly tags: { name: string; description?: string }[];
   readonly paths: Record<string, Record<string, JsonSchema>>;
   readonly components: {
@@ -229,6 +230,10 @@ export function createOpenApiDocument(
       version: options.version,
       description: DOCUMENT_DESCRIPTION,
     },
+    // Relative to the document (OpenAPI 3.1, Server Object): behind a proxy that serves the gateway
+    // under a prefix (/api/openapi.json), "Try it out" calls /api/goods. Without it, the default
+    // server is "/", and the page called /goods on the proxy, which is none of the gateway's.
+    servers: [{ url: '.', description: 'the gateway that served this document' }],
     tags: [...tags].map(([name, description]) => (description ? { name, description } : { name })),
     paths,
     components: {

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -129,5 +130,51 @@ describe.runIf(haveBrowser)('the API page in a headless Chromium', () => {
     });
     expect(strayRequests).toEqual([]);
     expect(consoleErrors).toEqual([]);
+  });
+
+  it('behind a proxy that serves the gateway under a prefix, tries GET /goods there', async () => {
+    // /api/X on the proxy is X on the gateway; anything else is the proxy's own 404.
+    const gateway = new URL(shop.gatewayUrl);
+    const proxy: Server = createServer((incoming, outgoing) => {
+      if (!incoming.url?.startsWith('/api/')) {
+        outgoing.writeHead(404, { 'Content-Type': 'text/plain' });
+        outgoing.end(`not under /api/: ${incoming.url}`);
+        return;
+      }
+      const upstream = request(
+        {
+          host: gateway.hostname,
+          port: gateway.port,
+          path: incoming.url.slice('/api'.length),
+          method: incoming.method,
+          headers: incoming.headers,
+        },
+        (answer) => {
+          outgoing.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(outgoing);
+        },
+      );
+      incoming.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const prefixed = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/api`;
+    const own = await context.newPage();
+    try {
+      await own.goto(`${prefixed}/docs/`);
+      const listGoods = own
+        .locator('.opblock-get')
+        .filter({ has: own.locator('.opblock-summary-path[data-path="/goods"]') });
+      await listGoods.locator('.opblock-summary').first().click();
+      await listGoods.getByRole('button', { name: 'Try it out' }).click();
+      await listGoods.getByRole('button', { name: 'Execute' }).click();
+      const live = listGoods.locator('.live-responses-table');
+      await live.waitFor();
+      // Without a server relative to the document, the page called /goods on the proxy (its 404).
+      expect(await listGoods.locator('.request-url pre').innerText()).toBe(`${prefixed}/goods`);
+      expect(await live.locator('tr.response .response-col_status').first().innerText()).toBe('200');
+    } finally {
+      await own.close();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 });
