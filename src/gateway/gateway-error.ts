@@ -96,6 +96,13 @@ export const gatewayErrors = {
     new GatewayError(501, 'CONNECT is not supported: the gateway is not a proxy', { closeConnection: true }),
   plainHttpOnHttpsPort: () =>
     new GatewayError(400, 'This port speaks HTTPS: use https://', { closeConnection: true }),
+  /** `reason`: node:tls's code for a certificate that was sent (UNABLE_TO_VERIFY_LEAF_SIGNATURE), else undefined. */
+  clientCertificateRefused: (reason: string | undefined) =>
+    new GatewayError(
+      403,
+      `This port requires a client certificate issued by its client CA: ${reason === undefined ? 'none was sent' : `the one sent was refused (${reason})`}`,
+      { closeConnection: true },
+    ),
   requestTimeout: () =>
     new GatewayError(408, 'The request took too long to arrive', { closeConnection: true }),
   headersTooLarge: () =>

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
@@ -30,6 +31,7 @@ import {
   readBody,
   unsupportedTransferCoding,
 } from './body-reader.js';
+import { type ClientCertificateGate, gateClientCertificates } from './client-certificate-gate.js';
 import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
 import { type Connection, ConnectionTracker, WORKED_AT_ONCE } from './connection-tracker.js';
 import { allowedMethods, Cors, ROUTABLE_METHODS } from './cors.js';
@@ -276,6 +278,7 @@ class GatewayServer implements Gateway {
   readonly #server: Server | HttpsServer;
   readonly #stopWatchingCertificates: (() => void) | undefined;
   readonly #plainHttpDivert: PlainHttpDivert | undefined;
+  readonly #clientCertificateGate: ClientCertificateGate | undefined;
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
@@ -431,11 +434,19 @@ class GatewayServer implements Gateway {
     const onRequest = (request: IncomingMessage, response: ServerResponse): void =>
       this.#handleSafely(request, response, false);
     if (options.https) {
+      const tls = httpsServerOptions(options.https);
       const server = createHttpsServer(
         // A client that never finishes its handshake is closed as one that never sends its headers.
-        { ...httpOptions, handshakeTimeout: headersTimeout, ...httpsServerOptions(options.https) },
+        // A client certificate is checked by the gate below, which answers a refused one in HTTP.
+        { ...httpOptions, handshakeTimeout: headersTimeout, ...tls, rejectUnauthorized: false },
         onRequest,
       );
+      if (tls.requestCert) {
+        this.#clientCertificateGate = gateClientCertificates(server, {
+          firstByteTimeoutMs: headersTimeout,
+          onRefused: (socket) => this.#refuseClientCertificate(socket),
+        });
+      }
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
       this.#plainHttpDivert = divertPlainHttp(server, {
         firstByteTimeoutMs: headersTimeout,
@@ -574,6 +585,7 @@ class GatewayServer implements Gateway {
       // Idle connections go now; busy ones when their answer is sent (it says close).
       this.#connections.closeIdle();
       this.#plainHttpDivert?.destroyWaiting();
+      this.#clientCertificateGate?.destroyWaiting();
       const grace = setTimeout(() => {
         this.#log.warn('requests still running after the grace period: closing their connections');
         this.#server.closeAllConnections();
@@ -1208,6 +1220,24 @@ class GatewayServer implements Gateway {
   #answerPlainHttp(socket: Socket): void {
     const refused = gatewayErrors.plainHttpOnHttpsPort();
     this.#log.debug({ status: refused.httpStatus }, refused.message);
+    this.#telemetry.onUnseenRequest(refused.httpStatus);
+    closeAfterLinger(socket);
+    socket.resume();
+    socket.end(rawErrorResponse(refused));
+  }
+
+  /**
+   * A client whose certificate did not check out against --https-client-ca (none, or another CA's):
+   * answered 403 over its TLS connection, saying which, and closed as #answerPlainHttp does. Its
+   * request is never parsed: it reaches no route and no page.
+   */
+  #refuseClientCertificate(socket: TLSSocket): void {
+    // A client that sent none has no certificate to name (an empty object) and node:tls's code for it
+    // (UNABLE_TO_GET_ISSUER_CERT) would mislead.
+    const sent = Object.keys(socket.getPeerCertificate()).length > 0;
+    const reason = sent ? String(socket.authorizationError) : undefined;
+    const refused = gatewayErrors.clientCertificateRefused(reason);
+    this.#log.debug({ status: refused.httpStatus, errorCode: reason }, refused.message);
     this.#telemetry.onUnseenRequest(refused.httpStatus);
     closeAfterLinger(socket);
     socket.resume();

@@ -1,0 +1,70 @@
+import type { Server as HttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+
+/** Options of {@link gateClientCertificates}. */
+export interface ClientCertificateGateOptions {
+  /** How long a refused connection may take to send its request (then it is closed). */
+  firstByteTimeoutMs: number;
+  /**
+   * Given each connection whose client certificate did not check out (none, or not the client
+   * CA's), paused, once its first bytes are read: answer it and close it.
+   */
+  onRefused: (socket: TLSSocket) => void;
+}
+
+/**
+ * Hands an HTTPS server's connections to HTTP only when their client certificate checked out
+ * against the client CA (`socket.authorized`), and the others to `onRefused`, which can answer
+ * them in HTTP over the finished handshake, saying why. Refused by TLS itself
+ * (`rejectUnauthorized`), a client with no certificate read a bare TLS alert, and one with a
+ * certificate of another CA a reset ("Connection reset by peer", SSL_ERROR_SYSCALL over TLS 1.2),
+ * while the gateway logged nothing. The server must be created with `requestCert` and
+ * `rejectUnauthorized: false`: no connection that failed the check reaches the HTTP server, whose
+ * listeners are called here only for those that passed.
+ */
+export function gateClientCertificates(
+  server: HttpsServer,
+  options: ClientCertificateGateOptions,
+): ClientCertificateGate {
+  // The HTTP server's own listener (and any added before this), which parses requests on the socket.
+  const httpListeners = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
+  server.removeAllListeners('secureConnection');
+  const waiting = new Set<TLSSocket>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.authorized) {
+      for (const listener of httpListeners) listener.call(server, socket);
+      return;
+    }
+    // No HTTP server holds it: a reset would be an unhandled 'error' on this socket.
+    socket.on('error', ignore);
+    const timer = setTimeout(() => socket.destroy(), options.firstByteTimeoutMs);
+    timer.unref();
+    waiting.add(socket);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      waiting.delete(socket);
+    });
+    // Answered once the client has sent its request: written before it, some clients take the
+    // answer for a connection closed under them.
+    socket.once('data', () => {
+      clearTimeout(timer);
+      waiting.delete(socket);
+      socket.pause();
+      options.onRefused(socket);
+    });
+  });
+  return {
+    destroyWaiting: () => {
+      for (const socket of waiting) socket.destroy();
+      waiting.clear();
+    },
+  };
+}
+
+/** The refused connections that have not sent their request yet. */
+export interface ClientCertificateGate {
+  /** Closes them: at stop, the server's close would wait for each up to `firstByteTimeoutMs`. */
+  destroyWaiting(): void;
+}
+
+function ignore(): void {}
