@@ -63,11 +63,15 @@ export class ApiDocs {
     return path === GATEWAY_DOCS.document || path === folder || path.startsWith(`${folder}/`);
   }
 
+  /** Whether one of the paths {@link ApiDocs.owns} is there: the document, or a file of the page. */
+  has(path: string): boolean {
+    return path === GATEWAY_DOCS.document || this.#page.answer(path, false) !== undefined;
+  }
+
   /** The answer to a request for one of the paths {@link ApiDocs.owns}. */
   answer(method: string, path: string, acceptEncoding: string | undefined): PageAnswer {
     if (method === 'OPTIONS') {
-      const exists = path === '/openapi.json' || this.#page.answer(path, false) !== undefined;
-      if (!exists) return this.#error(gatewayErrors.notFound(method, path));
+      if (!this.has(path)) return this.#error(gatewayErrors.notFound(method, path));
       return { status: 204, headers: [['Allow', ALLOW]], body: Buffer.alloc(0) };
     }
     if (method !== 'GET' && method !== 'HEAD') {

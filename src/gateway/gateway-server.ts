@@ -789,6 +789,10 @@ class GatewayServer implements Gateway {
       this.#answerOptions(request, response, path, this.#serverMethods(), hasBody, telemetry.requestId);
       return;
     }
+    if (this.#letsPreflightThrough(request, path)) {
+      this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
+      return;
+    }
     if (ApiDocs.owns(path)) {
       telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
       const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
@@ -814,10 +818,6 @@ class GatewayServer implements Gateway {
         const error = this.#notRouted(response, method, path);
         this.#fail(request, response, null, error, hasBody, telemetry.requestId);
       }
-      return;
-    }
-    if (this.#letsPreflightThrough(request, path)) {
-      this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
       return;
     }
     if (!this.#table.ready) {
@@ -933,12 +933,18 @@ class GatewayServer implements Gateway {
   /**
    * Whether a CORS preflight from an allowed origin is answered for every method a route can have,
    * kept by the browser for no time: before any route is known (the request then gets its 503), or
-   * when the request will be refused (a path no route has: 404; a method its path lacks: 405). A
+   * when the request will be refused (a path no route or page has: 404; a method its path lacks: 405). A
    * browser takes anything but a 2xx to its preflight for a network error: the page would see
    * "Failed to fetch", not the answer and its Retry-After.
    */
   #letsPreflightThrough(request: IncomingMessage, path: string): boolean {
     if (this.#cors?.allowedOrigin(request) === undefined || !Cors.isPreflight(request)) return false;
+    // The operators' pages take no CORS (see #handle).
+    if (this.#telemetry.servesPage(path)) return false;
+    // The documentation's paths too: a POST of /openapi.json is 405, a file the page lacks 404.
+    if (ApiDocs.owns(path)) {
+      return !this.#apiDocs.has(path) || !allowedMethods(['GET']).includes(Cors.requestedMethod(request));
+    }
     if (!this.#table.ready || !this.#table.knowsAnyRoute) return true;
     return !allowedMethods(this.#methodsOf(path)).includes(Cors.requestedMethod(request));
   }

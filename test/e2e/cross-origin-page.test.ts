@@ -101,4 +101,20 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
     expect(await fetchFromPage('GET', '/nope')).toMatchObject({ status: 404, requestId: 'from-the-page' });
     expect(await fetchFromPage('PUT', '/goods')).toMatchObject({ status: 405, requestId: 'from-the-page' });
   });
+
+  it('reads the 405 of a DELETE of /openapi.json, and the 404 of a file the /docs/ page lacks, not "Failed to fetch"', async () => {
+    // Their preflights were answered as the document's (GET, HEAD, OPTIONS) and 404.
+    expect(await fetchFromPage('DELETE', '/openapi.json')).toMatchObject({
+      status: 405,
+      requestId: 'from-the-page',
+    });
+    expect(await fetchFromPage('GET', '/docs/nope.js')).toMatchObject({
+      status: 404,
+      requestId: 'from-the-page',
+    });
+    expect(await fetchFromPage('GET', '/openapi.json')).toMatchObject({
+      status: 200,
+      requestId: 'from-the-page',
+    });
+  });
 });
