@@ -1168,6 +1168,12 @@ class GatewayServer implements Gateway {
     // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
     // hides the 400 and its message from it, and a cache could mix origins up.
     this.#cors?.decorate(request, response);
+    // Its preflight too, as a request the gateway refuses after routing (see #letsPreflightThrough):
+    // answered 400, it failed the page's fetch ("Failed to fetch") before the request was sent.
+    if (this.#cors?.allowedOrigin(request) !== undefined && Cors.isPreflight(request)) {
+      this.#answerOptions(request, response, path, ROUTABLE_METHODS, closeConnection, telemetry.requestId, 0);
+      return;
+    }
     this.#fail(request, response, null, error, closeConnection, telemetry.requestId);
   }
 

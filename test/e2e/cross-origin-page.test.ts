@@ -117,4 +117,13 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
       requestId: 'from-the-page',
     });
   });
+
+  it('reads the 400 of a malformed path, not "Failed to fetch"', async () => {
+    // Its preflight was answered 400 as well, which the browser takes for a network error.
+    expect(await fetchFromPage('GET', '/goods/%FF')).toMatchObject({
+      status: 400,
+      requestId: 'from-the-page',
+      errormessage: expect.stringContaining('Malformed request path'),
+    });
+  });
 });
