@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Logger } from '../../src/common/logger.js';
 import { logPlaintextClients } from '../../src/common/plaintext-client-log.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
@@ -29,6 +30,23 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** A port of goods' certificate that requires a client certificate of the CA, its clients told of to `log`. */
+async function mutualTlsPort(log: Logger): Promise<{ mtlsServer: Server; mtlsPort: number }> {
+  const files = pki.files('goods');
+  const mtlsServer = createServer({
+    ca: readFileSync(files.caFile),
+    cert: readFileSync(files.certFile),
+    key: readFileSync(files.keyFile),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  logPlaintextClients(mtlsServer, log);
+  const mtlsPort = await new Promise<number>((resolve) =>
+    mtlsServer.listen(0, '127.0.0.1', () => resolve(portOf(mtlsServer))),
+  );
+  return { mtlsServer, mtlsPort };
+}
 
 function portOf(listening: Server): number {
   const address = listening.address();
@@ -81,17 +99,7 @@ describe('logPlaintextClients on a mutual-TLS port', () => {
   it('tells a TLS client that presented no certificate, once per address per interval, and not one that did', async () => {
     const mtls = captureLog('goods', 'info');
     const files = pki.files('goods');
-    const mtlsServer = createServer({
-      ca: readFileSync(files.caFile),
-      cert: readFileSync(files.certFile),
-      key: readFileSync(files.keyFile),
-      requestCert: true,
-      rejectUnauthorized: true,
-    });
-    logPlaintextClients(mtlsServer, mtls.log);
-    const mtlsPort = await new Promise<number>((resolve) =>
-      mtlsServer.listen(0, '127.0.0.1', () => resolve(portOf(mtlsServer))),
-    );
+    const { mtlsServer, mtlsPort } = await mutualTlsPort(mtls.log);
     const handshake = (from: string, withCertificate: boolean): Promise<void> =>
       new Promise((resolve) => {
         const socket = tlsConnect({
@@ -133,17 +141,7 @@ describe('logPlaintextClients, a client certificate of another CA', () => {
   it('is told once per address per interval (Node drops it after the handshake without an event), and a certificate of the CA is not', async () => {
     const capture = captureLog('goods', 'info');
     const files = pki.files('goods');
-    const mtlsServer = createServer({
-      ca: readFileSync(files.caFile),
-      cert: readFileSync(files.certFile),
-      key: readFileSync(files.keyFile),
-      requestCert: true,
-      rejectUnauthorized: true,
-    });
-    logPlaintextClients(mtlsServer, capture.log);
-    const mtlsPort = await new Promise<number>((resolve) =>
-      mtlsServer.listen(0, '127.0.0.1', () => resolve(portOf(mtlsServer))),
-    );
+    const { mtlsServer, mtlsPort } = await mutualTlsPort(capture.log);
     // A host given another npm run certs run's files: it trusts the server, the server not it.
     const handshake = (from: string, client: { certFile: string; keyFile: string; caFile: string }) =>
       new Promise<void>((resolve) => {
