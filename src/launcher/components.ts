@@ -37,7 +37,7 @@ export const LAUNCHER_SETTINGS = {
   logFormat: setting({
     env: 'LOG_FORMAT',
     default: 'pretty',
-    help: "`npm start`: pretty prints readable lines; json makes every line one JSON record after its `[name]` prefix (`sed 's/^\\[[^]]*\\] //'` takes it off): the components' log lines as the same JSON (see Logs), the launcher's own and what a component printed outside its logger made like them (`source` says which; every line names its `component`)",
+    help: "`npm start`: pretty prints readable lines; json makes every line one JSON record after its `[name]` prefix (`sed 's/^\\[[^]]*\\] //'` takes it off): the components' log lines as the same JSON (see Logs), the launcher's own and what a component printed outside its logger made like them (`source` says which; every line names its `component`); run it as `npm start -s`, or npm's own `> grpc-shop@… start` lines come first, unprefixed and not JSON",
     parse: oneOf(['pretty', 'json'] as const),
   }),
   /** Read as the services read it: the launcher keeps the run's registry-token there. */

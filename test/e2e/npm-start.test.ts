@@ -42,7 +42,10 @@ describe('npm start, stopped from outside', () => {
   });
 
   /** Starts `npm start` with every port its own, waits until the gateway routes to all three services. */
-  async function npmStart(npmArgs: string[]): Promise<{ npm: ComponentProcess; ports: number[] }> {
+  async function npmStart(
+    npmArgs: string[],
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ npm: ComponentProcess; ports: number[] }> {
     const ports = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const [distributor, goods, members, purchases, gateway] = ports;
     const npm = spawnLogged('npm', ['start', ...npmArgs], {
@@ -61,6 +64,7 @@ describe('npm start, stopped from outside', () => {
         GATEWAY_HOST: '127.0.0.1',
         DATA_DIR: dataDir,
         MYSQL_URL: '',
+        ...env,
       },
     });
     running = { npm, tree: [] };
@@ -130,6 +134,24 @@ describe('npm start, stopped from outside', () => {
     expect(npm.lines).toContain('[launcher] SIGTERM: stopping every component');
     expect(stopOrder(npm.lines)).toEqual(STOP_ORDER);
     for (const port of ports) expect(await canBind(port)).toBe(true);
+  }, 180_000);
+
+  it("LOG_FORMAT=json npm start -s, as the README says to run it: every line is a [name] prefix and one JSON record, npm's own lines left out", async () => {
+    // Without -s npm prints `> grpc-shop@0.1.0 prestart` and three more lines of its own first,
+    // which a collector reading JSON lines refuses.
+    const { npm } = await npmStart(['-s'], { LOG_FORMAT: 'json' });
+    processTree(npm);
+    npm.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(npm.child.exitCode ?? npm.child.signalCode).not.toBeNull(), {
+      timeout: 30_000,
+    });
+    await npm.waitForLine(/^\[launcher\] \{.*"all stopped"/, 10_000);
+    expect(npm.lines.length).toBeGreaterThan(20);
+    for (const line of npm.lines) {
+      const record = /^\[[a-z]+ *\] (\{.*\})$/.exec(line)?.[1];
+      expect(record, line).toBeDefined();
+      expect(() => JSON.parse(record!), line).not.toThrow();
+    }
   }, 180_000);
 
   it('npm killed without warning (SIGKILL): the launcher notices and stops every component in order', async () => {
