@@ -137,7 +137,7 @@ describe('npm start, stopped from outside', () => {
   }, 180_000);
 
   it("LOG_FORMAT=json npm start -s, as the README says to run it: every line is a [name] prefix and one JSON record, npm's own lines left out", async () => {
-    // Without -s npm prints `> grpc-shop@0.1.0 prestart` and three more lines of its own first,
+    // Without -s npm prints `> grpc-shop@0.1.0 prestart` and more lines of its own first,
     // which a collector reading JSON lines refuses.
     const { npm } = await npmStart(['-s'], { LOG_FORMAT: 'json' });
     processTree(npm);
