@@ -1,5 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { IdempotencySweeper } from '../../src/services/common/idempotency-sweeper.js';
+import { SqliteGoodsStore } from '../../src/services/goods/sqlite-goods-store.js';
 
 describe('IdempotencySweeper', () => {
   let sweeper: IdempotencySweeper | undefined;
@@ -61,5 +66,62 @@ describe('IdempotencySweeper', () => {
     });
     sweeper.start();
     await vi.waitFor(() => expect(calls).toBeGreaterThanOrEqual(3), { timeout: 2_000 });
+  });
+});
+
+/**
+ * One sweep deletes at most 20,000 keys; one per 10 minutes fell behind any instance taking more than
+ * about 34 keyed writes a second, and its journal grew without end (the README promises about a
+ * day's worth). A sweep cut short by that bound is followed by another soon after.
+ */
+describe('IdempotencySweeper on a journal holding more expired keys than a sweep deletes', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('sweeps again soon until they are all gone, not an interval later', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shop-sweep-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'goods.sqlite');
+    let now = 1_000_000;
+    const store = new SqliteGoodsStore(file, { idempotency: { retentionMs: 1_000, now: () => now } });
+    cleanups.push(() => store.close());
+    const expired = 25_000;
+    const filler = new Database(file);
+    try {
+      const insert = filler.prepare(
+        `INSERT INTO goods_idempotency (idem_key, method, fingerprint, code, message, response, created_at)
+        VALUES (?, 'CreateGoods', x'00', 0, '', x'', ?)`,
+      );
+      filler.transaction(() => {
+        for (let i = 0; i < expired; i++) insert.run(`key-${i}`, now);
+      })();
+    } finally {
+      filler.close();
+    }
+    now += 2_000;
+    const sweeps: number[] = [];
+    const sweeper = new IdempotencySweeper({
+      store: {
+        sweepExpired: async () => {
+          const deleted = await store.sweepExpired();
+          sweeps.push(deleted);
+          return deleted;
+        },
+      },
+      intervalMs: 60_000,
+      catchUpPauseMs: 20,
+      firstSweepWithinMs: 1,
+    });
+    cleanups.push(async () => sweeper.stop());
+    sweeper.start();
+    await vi.waitFor(() => expect(sweeps).toEqual([20_000, 5_000]), { timeout: 5_000 });
+    const reader = new Database(file, { readonly: true });
+    try {
+      expect(reader.prepare('SELECT COUNT(*) FROM goods_idempotency').pluck().get()).toBe(0);
+    } finally {
+      reader.close();
+    }
   });
 });
