@@ -22,6 +22,7 @@ import {
   VARIANT_LABELS,
 } from './observability-cost.js';
 import { ResidentPeaks, type ResidentSource, residentReport } from './resident-peaks.js';
+import { type RotatedCase, roundOrder } from './round-order.js';
 import { type SystemUnderTest, startSystem } from './system-under-test.js';
 import { checkTarget, mibToMegabytes, PROCESS_LIMIT_MB, targetLine } from './target-check.js';
 
@@ -76,36 +77,12 @@ const say = (line: string): void => {
 
 /**
  * One case; `plaintextTwin` marks an mTLS case and names the plaintext case it is compared with.
- * Cases of the same `rotation` run one after the other, each round starting with the next of them,
- * so that none always runs first (after the ceiling case, say) or last. A group whose cases have
- * `slices` runs that many times in a round, turned once more each time.
+ * Cases of the same `rotation` run one after the other, in another order each turn (see roundOrder).
  */
-interface BenchCase {
+interface BenchCase extends RotatedCase {
   name: string;
   run: () => Promise<CaseResult>;
   plaintextTwin?: string;
-  rotation?: string;
-  slices?: number;
-}
-
-/** The cases in the order a round runs them: each rotation group turned by the round's number. */
-function roundOrder(cases: readonly BenchCase[], round: number): BenchCase[] {
-  const ordered: BenchCase[] = [];
-  const placed = new Set<string>();
-  for (const entry of cases) {
-    if (entry.rotation === undefined) {
-      ordered.push(entry);
-    } else if (!placed.has(entry.rotation)) {
-      placed.add(entry.rotation);
-      const group = cases.filter((other) => other.rotation === entry.rotation);
-      const slices = entry.slices ?? 1;
-      for (let slice = 0; slice < slices; slice++) {
-        const shift = ((round - 1) * slices + slice) % group.length;
-        ordered.push(...group.slice(shift), ...group.slice(0, shift));
-      }
-    }
-  }
-  return ordered;
 }
 
 say(`bench: ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
