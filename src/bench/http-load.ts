@@ -34,16 +34,18 @@ export async function runHttpCase(spec: HttpCase): Promise<CaseResult> {
       });
     },
   });
-  const failed = result.errors + result.timeouts + Math.max(result.non2xx, businessErrors);
+  // Every answer of the gateway wears the envelope, so a non-2xx answer is also a business error:
+  // the larger count, not the sum, is the number of failed answers.
+  const failedAnswers = Math.max(result.non2xx, businessErrors);
   return {
     name: spec.name,
-    // Successful answers only: a fast refusal must not count as throughput.
-    requestsPerSec: Math.max(0, result.requests.total - failed) / result.duration,
+    // Successful answers only: a fast refusal must not count as throughput. requests.total counts
+    // answers only: a request that got none (a reset, a timeout) is not among them to take off.
+    requestsPerSec: Math.max(0, result.requests.total - failedAnswers) / result.duration,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
-    // Every answer of the gateway wears the envelope, so a non-2xx answer is also a business error:
-    // the larger count, not the sum, is the number of failed answers.
-    errors: failed,
-    total: result.requests.total,
+    // autocannon's errors count its timeouts already, and the requests that got no answer.
+    errors: result.errors + failedAnswers,
+    total: result.requests.total + result.errors,
   };
 }
