@@ -113,6 +113,11 @@ export class MysqlGoodsStore implements GoodsStore {
       // Deleted between the two queries: it is no longer in the catalogue.
       if (text !== undefined) goods.push({ id, name, category, price, description: text });
     }
+    // Every row of the page deleted so: the page after it, as a read a moment later would have
+    // answered. An empty first page would be "no data" for a catalogue that still holds goods.
+    if (goods.length === 0 && page.nextAfterId !== undefined) {
+      return this.listGoods({ afterId: page.nextAfterId, size, maxTextBytes }, parent);
+    }
     return { rows: goods, nextAfterId: page.nextAfterId };
   }
 
