@@ -31,7 +31,7 @@ export function gateClientCertificates(
   server.removeAllListeners('secureConnection');
   const waiting = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.authorized) {
+    if (checkedOut(socket)) {
       for (const listener of httpListeners) listener.call(server, socket);
       return;
     }
@@ -65,6 +65,16 @@ export function gateClientCertificates(
 export interface ClientCertificateGate {
   /** Closes them: at stop, the server's close would wait for each up to `firstByteTimeoutMs`. */
   destroyWaiting(): void;
+}
+
+/**
+ * Whether a connection's client certificate checked out. `authorized` alone is not enough: node:tls
+ * says authorized a TLS 1.3 session resumed without a peer certificate (it takes it for a PSK), and
+ * a refused client, whose handshake now completes, is given session tickets; resuming one, a client
+ * that never sent a certificate was served. A session resumed from a checked certificate keeps it.
+ */
+function checkedOut(socket: TLSSocket): boolean {
+  return socket.authorized && Object.keys(socket.getPeerCertificate()).length > 0;
 }
 
 function ignore(): void {}

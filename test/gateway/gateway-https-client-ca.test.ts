@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type ConnectionOptions, connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { httpsGet } from '../helpers/http.js';
@@ -14,6 +15,7 @@ describe('gateway over HTTPS with a client CA', () => {
   let pki: TestPki;
   let goods: FakeGoods;
   let url: string;
+  let port: number;
 
   beforeAll(async () => {
     const distributor = (await startDistributor(closer)).address;
@@ -24,7 +26,8 @@ describe('gateway over HTTPS with a client CA', () => {
       https: { certFile, keyFile, caFile: pki.caFile },
     });
     await waitForRoute(started.gateway, 'GET /goods', 1);
-    url = `https://127.0.0.1:${started.port}/goods`;
+    port = started.port;
+    url = `https://127.0.0.1:${port}/goods`;
   });
   afterAll(async () => {
     await closer.closeAll();
@@ -44,8 +47,55 @@ describe('gateway over HTTPS with a client CA', () => {
     expect(goods.calls).toEqual({});
   });
 
+  it('refuses a client that resumes the TLS session of its refused connection, with no certificate', async () => {
+    // node:tls says authorized a TLS 1.3 session resumed with no peer certificate (as PSK).
+    const ca = readFileSync(pki.caFile);
+    const refused = await getWithSession({ host: '127.0.0.1', port, servername: 'localhost', ca }, '/goods');
+    expect(refused).toMatchObject({ status: '403', reused: false });
+    const resumed = await getWithSession({ host: '127.0.0.1', port, ca, session: refused.session }, '/goods');
+    expect(resumed).toMatchObject({ status: '403', reused: true });
+    expect(goods.calls).toEqual({});
+  });
+
   it('serves a client with a certificate the client CA issued', async () => {
     const answer = await httpsGet(url, pki.caFile, pki.files('operator'));
     expect(answer).toEqual({ status: 200, body: '{"key":0,"errorcode":1,"errormessage":"no data"}' });
   });
+
+  it('serves a client that resumes the TLS session of a certificate the client CA issued', async () => {
+    const { certFile, keyFile } = pki.files('operator');
+    const own = { host: '127.0.0.1', port, ca: readFileSync(pki.caFile), servername: 'localhost' };
+    const served = await getWithSession(
+      { ...own, cert: readFileSync(certFile), key: readFileSync(keyFile) },
+      '/goods',
+    );
+    expect(served).toMatchObject({ status: '200', reused: false });
+    const resumed = await getWithSession({ ...own, session: served.session }, '/goods');
+    expect(resumed).toMatchObject({ status: '200', reused: true });
+  });
 });
+
+/** One GET over its own TLS connection: the status, whether the session was resumed, the session to resume. */
+function getWithSession(
+  options: ConnectionOptions,
+  path: string,
+): Promise<{ status: string; reused: boolean; session: Buffer | undefined }> {
+  return new Promise((resolve, reject) => {
+    let session: Buffer | undefined;
+    let reused = false;
+    let text = '';
+    const socket = connect(options, () => {
+      reused = socket.isSessionReused();
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+    });
+    // TLS 1.3 tickets arrive after the handshake: the last one is the one to resume.
+    socket.on('session', (ticket: Buffer) => {
+      session = ticket;
+    });
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ status: text.split(' ')[1] ?? '', reused, session }));
+  });
+}
