@@ -433,6 +433,8 @@ class GatewayServer implements Gateway {
     };
     const onRequest = (request: IncomingMessage, response: ServerResponse): void =>
       this.#handleSafely(request, response, false);
+    // The HTTPS server whose clients must present a certificate of the client CA, gated below.
+    let gated: HttpsServer | undefined;
     if (options.https) {
       const tls = httpsServerOptions(options.https);
       const server = createHttpsServer(
@@ -441,12 +443,7 @@ class GatewayServer implements Gateway {
         { ...httpOptions, handshakeTimeout: headersTimeout, ...tls, rejectUnauthorized: false },
         onRequest,
       );
-      if (tls.requestCert) {
-        this.#clientCertificateGate = gateClientCertificates(server, {
-          firstByteTimeoutMs: headersTimeout,
-          onRefused: (socket) => this.#refuseClientCertificate(socket),
-        });
-      }
+      if (tls.requestCert) gated = server;
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
       this.#plainHttpDivert = divertPlainHttp(server, {
         firstByteTimeoutMs: headersTimeout,
@@ -477,6 +474,15 @@ class GatewayServer implements Gateway {
           'a client took nothing of its answers for too long: connection closed',
         ),
     });
+    // After the tracker, so that its listener is one the gate calls only for a certificate that
+    // checked out: counting a refused client as a served connection, idle, it closed the connection
+    // idle the longest (an authorized keep-alive one) to make room for it.
+    if (gated) {
+      this.#clientCertificateGate = gateClientCertificates(gated, {
+        firstByteTimeoutMs: headersTimeout,
+        onRefused: (socket) => this.#refuseClientCertificate(socket),
+      });
+    }
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>

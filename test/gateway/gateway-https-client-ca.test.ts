@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ConnectionOptions, connect } from 'node:tls';
+import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { httpsGet } from '../helpers/http.js';
@@ -74,6 +74,57 @@ describe('gateway over HTTPS with a client CA', () => {
     expect(resumed).toMatchObject({ status: '200', reused: true });
   });
 });
+
+describe('gateway over HTTPS with a client CA and a connection limit', () => {
+  const closer = new Closer();
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-client-ca-limit-'));
+  let pki: TestPki;
+  let port: number;
+
+  beforeAll(async () => {
+    const distributor = (await startDistributor(closer)).address;
+    pki = makeTestPki(dir, { names: ['gateway', 'operator'] });
+    const { certFile, keyFile } = pki.files('gateway');
+    // 9 served connections, and 1 kept for refusals.
+    port = (
+      await startGateway(closer, distributor, {
+        maxConnections: 10,
+        https: { certFile, keyFile, caFile: pki.caFile },
+      })
+    ).port;
+  });
+  afterAll(async () => {
+    await closer.closeAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets no client refused for its certificate close an idle connection of an authorized one', async () => {
+    const { certFile, keyFile } = pki.files('operator');
+    const ca = readFileSync(pki.caFile);
+    const keptAlive = await openTls({ port, ca, cert: readFileSync(certFile), key: readFileSync(keyFile) });
+    let closed = false;
+    keptAlive.on('close', () => {
+      closed = true;
+    });
+    keptAlive.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await new Promise((resolve) => keptAlive.once('data', resolve));
+    // Counted as served connections with no request, the ninth of them closed the idlest.
+    const refused: TLSSocket[] = [];
+    for (let opened = 0; opened < 9; opened++) refused.push(await openTls({ port, ca }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(closed).toBe(false);
+    keptAlive.destroy();
+    for (const socket of refused) socket.destroy();
+  });
+});
+
+/** A TLS connection to the gateway, once its handshake is done. */
+function openTls(options: ConnectionOptions): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', servername: 'localhost', ...options }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
 
 /** One GET over its own TLS connection: the status, whether the session was resumed, the session to resume. */
 function getWithSession(
