@@ -1,5 +1,6 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
+import { FirstBytesWait } from './first-bytes-wait.js';
 
 /** Options of {@link gateClientCertificates}. */
 export interface ClientCertificateGateOptions {
@@ -29,7 +30,7 @@ export function gateClientCertificates(
   // The HTTP server's own listener (and any added before this), which parses requests on the socket.
   const httpListeners = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
   server.removeAllListeners('secureConnection');
-  const waiting = new Set<TLSSocket>();
+  const waiting = new FirstBytesWait(options.firstByteTimeoutMs);
   server.on('secureConnection', (socket: TLSSocket) => {
     if (checkedOut(socket)) {
       for (const listener of httpListeners) listener.call(server, socket);
@@ -37,28 +38,11 @@ export function gateClientCertificates(
     }
     // No HTTP server holds it: a reset would be an unhandled 'error' on this socket.
     socket.on('error', ignore);
-    const timer = setTimeout(() => socket.destroy(), options.firstByteTimeoutMs);
-    timer.unref();
-    waiting.add(socket);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      waiting.delete(socket);
-    });
     // Answered once the client has sent its request: written before it, some clients take the
     // answer for a connection closed under them.
-    socket.once('data', () => {
-      clearTimeout(timer);
-      waiting.delete(socket);
-      socket.pause();
-      options.onRefused(socket);
-    });
+    waiting.watch(socket, () => options.onRefused(socket));
   });
-  return {
-    destroyWaiting: () => {
-      for (const socket of waiting) socket.destroy();
-      waiting.clear();
-    },
-  };
+  return { destroyWaiting: () => waiting.destroyWaiting() };
 }
 
 /** The refused connections that have not sent their request yet. */

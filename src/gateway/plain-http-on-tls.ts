@@ -1,5 +1,6 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import { FirstBytesWait } from './first-bytes-wait.js';
 
 /** Options of {@link divertPlainHttp}. */
 export interface PlainHttpDivertOptions {
@@ -26,24 +27,14 @@ export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOpt
   // The TLS server's own listener, which wraps the socket in a TLSSocket: called once the first byte says TLS.
   const tlsListeners = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
-  const waiting = new Set<Socket>();
+  const waiting = new FirstBytesWait(options.firstByteTimeoutMs);
   const open = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     // Until TLS takes it, a reset would be an unhandled 'error' on this socket.
     socket.on('error', ignore);
-    const timer = setTimeout(() => socket.destroy(), options.firstByteTimeoutMs);
-    timer.unref();
-    waiting.add(socket);
     open.add(socket);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      waiting.delete(socket);
-      open.delete(socket);
-    });
-    socket.once('data', (chunk: Buffer) => {
-      clearTimeout(timer);
-      waiting.delete(socket);
-      socket.pause();
+    socket.once('close', () => open.delete(socket));
+    waiting.watch(socket, (chunk) => {
       if (startsLikeHttp(chunk)) {
         options.onPlainHttp(socket);
         return;
@@ -54,10 +45,7 @@ export function divertPlainHttp(server: HttpsServer, options: PlainHttpDivertOpt
     });
   });
   return {
-    destroyWaiting: () => {
-      for (const socket of waiting) socket.destroy();
-      waiting.clear();
-    },
+    destroyWaiting: () => waiting.destroyWaiting(),
     destroyAll: () => {
       for (const socket of open) socket.destroy();
       open.clear();
