@@ -5,7 +5,10 @@
 export const EXIT_CODES = {
   /** Stopped as asked (a signal, or the supervisor gone), in order. */
   stopped: 0,
-  /** Crashed, or could not start for a reason that may pass (a port still held, say). */
+  /**
+   * Crashed, or could not start for a reason that may pass (a port still held, say); for the
+   * launcher, also a stop that had to kill a component (SIGKILL) past the stop limit.
+   */
   failed: 1,
   /** Its flags or environment are wrong: it printed why and its usage. */
   badConfiguration: 2,

@@ -7,7 +7,7 @@ import { ConfigError } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { makeFolder } from '../common/make-folder.js';
 import { flagsTakenByNpm } from '../common/npm-flags.js';
-import { asksForHelp } from '../common/process-lifecycle.js';
+import { asksForHelp, STOP_LIMIT_MS } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
@@ -102,18 +102,28 @@ const supervisor = new Supervisor(
 );
 
 let stopping = false;
-/** Stops every component in order (the gateway first, the distributor last), then exits. */
+/**
+ * Stops every component in order (the gateway first, the distributor last), then exits with
+ * `exitCode`; or with EXIT_CODES.failed when a stop asked for as clean had to kill a component
+ * past the stop limit: what it had not finished (a call in flight, its traces) is lost, which a
+ * service manager or script reading 0 would never learn.
+ */
 function stopEverything(why: string, exitCode: number): void {
   if (stopping) return;
   stopping = true;
   say(`${why}: stopping every component`, exitCode === 0 ? 'info' : 'error');
-  supervisor.stop().then(async () => {
+  supervisor.stop().then(async (killed) => {
+    const code = exitCode === 0 && killed.length > 0 ? EXIT_CODES.failed : exitCode;
+    const killedNote =
+      killed.length === 0
+        ? ''
+        : `, but ${killed.join(', ')} did not stop within ${STOP_LIMIT_MS} ms of SIGTERM and ${killed.length === 1 ? 'was' : 'were'} killed (SIGKILL)`;
     say(
-      exitCode === 0 ? 'all stopped' : `all stopped; exiting with code ${exitCode}`,
-      exitCode === 0 ? 'info' : 'error',
+      code === 0 ? 'all stopped' : `all stopped${killedNote}; exiting with code ${code}`,
+      code === 0 ? 'info' : 'error',
     );
     await output.flush(1_000);
-    process.exit(exitCode);
+    process.exit(code);
   });
 }
 

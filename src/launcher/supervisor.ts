@@ -114,15 +114,22 @@ export class Supervisor {
     for (const child of this.#running.values()) child.kill('SIGKILL');
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops every component (SIGTERM, then SIGKILL past `stopTimeoutMs`); resolves with the names of
+   * those it had to kill, in the order they were killed, so that the caller can tell a clean stop
+   * from one that lost what a component had not finished.
+   */
+  async stop(): Promise<string[]> {
     this.#stopping = true;
     for (const timer of this.#timers) clearTimeout(timer);
+    const killed: string[] = [];
     // Reverse start order: the gateway first, the distributor last, so nobody loses it mid-stop.
     for (const component of [...this.components].reverse()) {
       const child = this.#running.get(component.name);
-      if (child) await this.#terminate(component.name, child);
+      if (child && (await this.#terminate(component.name, child)) === 'killed') killed.push(component.name);
     }
     await Promise.all(this.#outputOpen);
+    return killed;
   }
 
   /** Starts one component; resolves when it says it listens, or exits first. */
@@ -219,10 +226,13 @@ export class Supervisor {
     return `[${name.padEnd(this.#width)}]`;
   }
 
-  #terminate(name: string, child: ChildProcess): Promise<void> {
+  /** Stops one component: 'stopped' once it exited on SIGTERM, 'killed' when it took SIGKILL. */
+  #terminate(name: string, child: ChildProcess): Promise<'stopped' | 'killed'> {
     return new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      if (child.exitCode !== null || child.signalCode !== null) return resolve('stopped');
+      let killSent = false;
       const kill = setTimeout(() => {
+        killSent = true;
         // Whatever it had not finished (its traces, a call in flight) is lost: say so.
         this.#say(
           name,
@@ -231,9 +241,10 @@ export class Supervisor {
         );
         child.kill('SIGKILL');
       }, this.#options.stopTimeoutMs);
-      child.once('exit', () => {
+      // Killed only if it died of our SIGKILL: one that exited by itself just as it was sent was not.
+      child.once('exit', (_code, signal) => {
         clearTimeout(kill);
-        resolve();
+        resolve(killSent && signal === 'SIGKILL' ? 'killed' : 'stopped');
       });
       child.kill('SIGTERM');
     });

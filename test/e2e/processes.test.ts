@@ -299,6 +299,48 @@ describe('npm start: a second signal', () => {
   }, 90_000);
 });
 
+describe('npm start: a component that does not stop within the stop limit', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-killed-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('is killed, named in the last line, and the launcher exits 1, not 0 as if all had stopped', async () => {
+    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+    const launcher = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort, gatewayPort, dataDir }),
+    );
+    let stuck: number | undefined;
+    try {
+      await vi.waitFor(
+        async () => expect((await send(`http://127.0.0.1:${gatewayPort}/healthz`)).status).toBe(200),
+        { timeout: 60_000, interval: 250 },
+      );
+      const children = childPids(launcher.child.pid!, '/main.');
+      expect(children).toHaveLength(5);
+      // A gateway that cannot take its SIGTERM: the ordered stop kills it after its 10 s.
+      stuck = childPids(launcher.child.pid!, 'gateway/main.')[0]!;
+      process.kill(stuck, 'SIGSTOP');
+      launcher.child.kill('SIGTERM');
+      expect(await launcher.exited()).toBe(1);
+      expect(launcher.lines).toContain(
+        '[gateway    ] still running 10000 ms after SIGTERM: killed (SIGKILL)',
+      );
+      expect(launcher.lines.at(-1)).toBe(
+        '[launcher] all stopped, but gateway did not stop within 10000 ms of SIGTERM and was killed (SIGKILL); exiting with code 1',
+      );
+      // The others still stopped in order after it.
+      expect(children.filter(isAlive)).toEqual([]);
+    } finally {
+      if (stuck !== undefined && isAlive(stuck)) process.kill(stuck, 'SIGKILL');
+      if (launcher.child.exitCode === null) {
+        for (const pid of childPids(launcher.child.pid!)) process.kill(pid, 'SIGKILL');
+        launcher.child.kill('SIGKILL');
+      }
+    }
+  }, 90_000);
+});
+
 describe('npm start with a configuration error', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-config-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));

@@ -34,7 +34,8 @@ describe('Supervisor', () => {
     );
     supervisor.start();
     await vi.waitFor(() => expect(lines.filter((line) => line.endsWith('ready'))).toHaveLength(2));
-    await supervisor.stop();
+    // Both stopped on SIGTERM: none had to be killed.
+    expect(await supervisor.stop()).toEqual([]);
     expect(lines).toEqual(
       expect.arrayContaining([
         '[one  ] ready',
@@ -150,19 +151,27 @@ describe('Supervisor', () => {
     await waiting.stop();
   });
 
-  it('kills a component that ignores SIGTERM after the stop timeout', async () => {
+  it('kills a component that ignores SIGTERM after the stop timeout, and names it among those killed', async () => {
     const stubborn = script(
       'stubborn',
       `process.on('SIGTERM', () => {}); console.log('up'); setInterval(() => {}, 1000);`,
     );
+    const graceful = script(
+      'graceful-too',
+      `process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000);`,
+    );
     const lines: string[] = [];
-    const supervisor = new Supervisor([{ name: 'stubborn', entry: stubborn }], {
-      write: (line) => lines.push(line),
-      stopTimeoutMs: 200,
-    });
+    const supervisor = new Supervisor(
+      [
+        { name: 'graceful', entry: graceful },
+        { name: 'stubborn', entry: stubborn },
+      ],
+      { write: (line) => lines.push(line), stopTimeoutMs: 200 },
+    );
     supervisor.start();
-    await vi.waitFor(() => expect(lines).toContain('[stubborn] up'));
-    await supervisor.stop();
+    await vi.waitFor(() => expect(lines).toEqual(expect.arrayContaining(['[stubborn] up', '[graceful] up'])));
+    // The caller learns which it had to kill (the launcher then exits 1), not only the log.
+    expect(await supervisor.stop()).toEqual(['stubborn']);
     expect(lines).toContain('[stubborn] still running 200 ms after SIGTERM: killed (SIGKILL)');
   });
 });
