@@ -141,7 +141,7 @@ export const GATEWAY_SETTINGS = {
     flag: 'cors-origins',
     env: 'CORS_ORIGINS',
     default: '',
-    help: 'origins whose browser pages may call the REST API, comma-separated (https://shop.example,http://localhost:3000), or * for any; empty: no CORS',
+    help: 'origins whose browser pages may call the REST API, comma-separated (https://shop.example,http://localhost:3000), or * for any; unset or empty: no CORS (a list of only commas is refused)',
     parse: parseOrigins,
   }),
   clientTraceContext: setting({
@@ -270,13 +270,21 @@ const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(?::[0-9]{1,5})?$|^https?:\/\/\[[0-9A-
 
 /**
  * Parses a comma-separated list of origins as browsers send them in `Origin` (scheme, host and port,
- * no path and no trailing slash), or "*" alone; empty is none.
+ * no path and no trailing slash), or "*" alone; empty (the default, or the variable set empty) is
+ * none. A list of only empty members ("," or " , ") is refused: it reads as origins meant and lost
+ * (a variable built from an empty one), and taken as none it turned CORS off without a word.
  */
 export function parseOrigins(value: string, source: string): readonly string[] {
+  if (value === '') return Object.freeze([]);
   const origins = value
     .split(',')
     .map((origin) => origin.trim())
     .filter((origin) => origin.length > 0);
+  if (origins.length === 0) {
+    throw new ConfigError(
+      `${source}: "${value}" names no origin; give origins such as https://shop.example, or * for any, or leave it unset for no CORS`,
+    );
+  }
   if (origins.includes('*')) {
     if (origins.length > 1) throw new ConfigError(`${source}: "*" allows any origin and goes alone`);
     return Object.freeze(['*']);

@@ -153,6 +153,18 @@ describe('loadGatewayConfig', () => {
       }).corsOrigins,
     ).toEqual(['https://shop.example', 'http://[::1]', 'http://a.example:8080']);
     expect(() => loadGatewayConfig([], { CORS_ORIGINS: 'http://localhost:99999' })).toThrow(/CORS_ORIGINS/);
+    // Only empty members: origins meant and lost, not "no CORS" said on purpose (that is unset or empty).
+    expect(() => loadGatewayConfig(['--cors-origins', ','], {})).toThrow(
+      new ConfigError(
+        '--cors-origins: "," names no origin; give origins such as https://shop.example, or * for any, or leave it unset for no CORS',
+      ),
+    );
+    for (const origins of [',', ' , ,', ' '])
+      expect(() => loadGatewayConfig([], { CORS_ORIGINS: origins })).toThrow(
+        /^CORS_ORIGINS: ".*" names no origin/,
+      );
+    expect(loadGatewayConfig([], { CORS_ORIGINS: '' }).corsOrigins).toEqual([]);
+    expect(loadGatewayConfig([], {}).corsOrigins).toEqual([]);
   });
 });
 
