@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError, formatHostPort, parseHost, parseHostPort, parsePort } from './config.js';
-import { interfaceHolding } from './interface-holding.js';
+import { interfaceHolding, interfaceNames } from './interface-holding.js';
 import { isLinkLocalHost } from './loopback.js';
 import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
 import {
@@ -50,6 +50,22 @@ export function hostSetting(env: string, defaultHost: string): Setting<string> {
         throw new ConfigError(
           `${source}: a link-local address (fe80::/10) is bound on one interface, named by a zone id (${example}), got "${value}"`,
         );
+      }
+      // A zone id naming no interface is no zone for the system (scope 0): listen failed with the
+      // same bare EINVAL (exit 1), started again for ever. A numeric one is no name either (libuv
+      // reads the zone with if_nametoindex).
+      if (isLinkLocalHost(host) && host.includes('%')) {
+        const [address, zone] = host.split('%', 2) as [string, string];
+        const names = interfaceNames();
+        if (!names.includes(zone)) {
+          const holder = interfaceHolding(address);
+          const hint = holder
+            ? `${address}%${holder} is held by ${holder}`
+            : `interfaces here: ${names.join(', ')}`;
+          throw new ConfigError(
+            `${source}: the zone id "${zone}" names no interface: this machine has none of that name (${hint}), got "${value}"`,
+          );
+        }
       }
       return host;
     },
