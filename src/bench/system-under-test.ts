@@ -100,18 +100,20 @@ const OBSERVABILITY_ENV = () => [
 ];
 
 /**
- * Starts the shop with the secure defaults of `npm start`: a registration token made for this run
- * (the distributor refuses to start without credentials) and, with `tls`, a throwaway PKI made by
- * scripts/certs.mjs and handed to every component as TLS_DIR.
+ * The environment of every component of a benchmark's shop, before its store and TLS: this run's
+ * token and ports, `extra` (SystemOptions.env) last.
  */
-export async function startSystem(options: SystemOptions): Promise<SystemUnderTest> {
-  const distributorPort = await freePort();
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const token = randomBytes(32).toString('base64url');
-  const env: NodeJS.ProcessEnv = {
+export function systemEnv(
+  extra: NodeJS.ProcessEnv | undefined,
+  token: string,
+  distributorPort: number,
+): NodeJS.ProcessEnv {
+  const metricsOff = extra?.METRICS?.trim().toLowerCase() === 'off';
+  return {
     ...Object.fromEntries([...TRUST_ENV, ...OBSERVABILITY_ENV()].map((name) => [name, undefined])),
     // Admin ports (GET /metrics) on free ports: the distributor's fixed port + 100 may be taken.
-    DISTRIBUTOR_METRICS_PORT: '0',
+    // None with METRICS=off, where the distributor refuses a metrics port given (exit 2).
+    ...(metricsOff ? {} : { DISTRIBUTOR_METRICS_PORT: '0' }),
     [REGISTRY_TOKEN_ENV]: token,
     DISTRIBUTOR_PORT: String(distributorPort),
     DISTRIBUTOR_ADDRESS: `127.0.0.1:${distributorPort}`,
@@ -120,8 +122,20 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
     MEMBERS_PORT: '0',
     PURCHASES_PORT: '0',
     LOG_LEVEL: 'warn',
-    ...options.env,
+    ...extra,
   };
+}
+
+/**
+ * Starts the shop with the secure defaults of `npm start`: a registration token made for this run
+ * (the distributor refuses to start without credentials) and, with `tls`, a throwaway PKI made by
+ * scripts/certs.mjs and handed to every component as TLS_DIR.
+ */
+export async function startSystem(options: SystemOptions): Promise<SystemUnderTest> {
+  const distributorPort = await freePort();
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const token = randomBytes(32).toString('base64url');
+  const env = systemEnv(options.env, token, distributorPort);
   let store: string;
   let goodsTable: GoodsTable;
   try {

@@ -47,7 +47,7 @@ export function metricsPortSetting(env: string, defaultPort: number): Setting<Me
     flag: 'metrics-port',
     env,
     defaultText: `--port + ${METRICS_PORT_OFFSET} (${defaultPort + METRICS_PORT_OFFSET}); any free port when --port is 0`,
-    help: 'port of the HTTP admin server that serves GET /metrics, plain HTTP on the --host address; 0 picks a free one, off serves none',
+    help: 'port of the HTTP admin server that serves GET /metrics, plain HTTP on the --host address; 0 picks a free one, off serves none; a port given with METRICS=off is refused',
     parse: parseMetricsPort,
   });
 }
@@ -65,13 +65,26 @@ export interface ObservabilityConfig {
   readonly metricsPortGiven: boolean;
 }
 
-/** Resolves a component's observability settings; `port` is its gRPC port, for the default metrics port. */
+/**
+ * Resolves a component's observability settings; `port` is its gRPC port, for the default metrics
+ * port, and `metricsPortName` how messages name its metrics port setting ("--metrics-port
+ * (GOODS_METRICS_PORT)"). A metrics port given (a number) with METRICS=off is a ConfigError: the user
+ * asked for two things that cannot both hold, and taking either silently (no metrics on the port
+ * asked for, as before, or metrics the user turned off) leaves one unsaid. Nothing passes a metrics
+ * port unasked: `npm start`'s launcher sets one (to 0) only for a component whose metrics are on.
+ */
 export function observabilityConfig(
   values: { metrics: 'on' | 'off'; requestIds: 'on' | 'off'; metricsPort?: MetricsPort | undefined },
   port?: number,
+  metricsPortName = '--metrics-port',
 ): ObservabilityConfig {
   const metrics = values.metrics === 'on';
   const given = values.metricsPort !== undefined;
+  if (!metrics && typeof values.metricsPort === 'number') {
+    throw new ConfigError(
+      `${metricsPortName}: asks for metrics on port ${values.metricsPort}, but METRICS=off turns metrics off; unset one of the two (or give the metrics port as off)`,
+    );
+  }
   let metricsPort: number | undefined;
   if (values.metricsPort === 'off' || !metrics) metricsPort = undefined;
   else if (given) {

@@ -14,7 +14,7 @@ import {
   type ObservabilityConfig,
   observabilityConfig,
 } from '../common/observability-settings.js';
-import { loadSettings, switchSetting, usageText } from '../common/settings.js';
+import { loadSettings, settingName, switchSetting, usageText } from '../common/settings.js';
 
 /** Every setting of the distributor, declared once (see src/common/settings.ts). */
 export const DISTRIBUTOR_SETTINGS = {
@@ -86,6 +86,6 @@ export function loadDistributorConfig(argv: readonly string[], env: NodeJS.Proce
     openRegistry: values.openRegistry,
     maxConnections: values.maxConnections,
     unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
-    observability: observabilityConfig(values, values.port),
+    observability: observabilityConfig(values, values.port, settingName(DISTRIBUTOR_SETTINGS.metricsPort)),
   });
 }

@@ -51,6 +51,25 @@ describe('METRICS, REQUEST_IDS and --metrics-port', () => {
     expect(loadGoodsConfig([], { METRICS: 'ON' }).observability?.metrics).toBe(true);
   });
 
+  it('refuses a metrics port given with METRICS=off, which asks for two things that cannot both hold', () => {
+    expect(() => loadGoodsConfig(['--metrics-port', '9999'], { METRICS: 'off' })).toThrow(
+      new ConfigError(
+        '--metrics-port (GOODS_METRICS_PORT): asks for metrics on port 9999, but METRICS=off turns metrics off; unset one of the two (or give the metrics port as off)',
+      ),
+    );
+    expect(() => loadGoodsConfig([], { METRICS: 'off', GOODS_METRICS_PORT: '0' })).toThrow(
+      /^--metrics-port \(GOODS_METRICS_PORT\): asks for metrics on port 0, but METRICS=off/,
+    );
+    expect(() =>
+      loadDistributorConfig([], { ...TOKEN, METRICS: 'off', DISTRIBUTOR_METRICS_PORT: '9101' }),
+    ).toThrow(/^--metrics-port \(DISTRIBUTOR_METRICS_PORT\): asks for metrics on port 9101/);
+    // Saying off twice is no contradiction; nor is metrics off with the port left to its default.
+    expect(
+      loadGoodsConfig(['--metrics-port', 'off'], { METRICS: 'off' }).observability?.metricsPort,
+    ).toBeUndefined();
+    expect(loadDistributorConfig([], { ...TOKEN, METRICS: 'off' }).observability.metricsPort).toBeUndefined();
+  });
+
   it('refuses anything else, saying what it expected', () => {
     expect(() => loadGoodsConfig(['--metrics-port', 'many'], {})).toThrow(
       new ConfigError('--metrics-port: expected a port from 0 to 65535 or "off", got "many"'),

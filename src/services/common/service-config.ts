@@ -21,6 +21,7 @@ import {
   optionalSetting,
   type SettingsTable,
   setting,
+  settingName,
   usageText,
 } from '../../common/settings.js';
 import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
@@ -137,7 +138,8 @@ export function loadServiceConfig(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
 ): ServiceConfig {
-  const values = loadSettings(serviceSettings(spec), argv, env);
+  const settings = serviceSettings(spec);
+  const values = loadSettings(settings, argv, env);
   const storage: StorageConfig = values.mysqlUrl
     ? { kind: 'mysql', connection: values.mysqlUrl }
     : { kind: 'sqlite', dataDir: values.dataDir };
@@ -150,7 +152,7 @@ export function loadServiceConfig(
     logLevel: values.logLevel,
     tls: tlsSettings(values, spec.name),
     registryToken: values.registryToken,
-    observability: observabilityConfig(values, values.port),
+    observability: observabilityConfig(values, values.port, settingName(settings.metricsPort)),
     maxCallsInFlight: values.maxCallsInFlight,
     maxConnections: values.maxConnections,
     unreadAnswerTimeoutMs: values.unreadAnswerTimeoutMs,
