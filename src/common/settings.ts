@@ -74,21 +74,35 @@ export function nonEmpty(value: string, source: string): string {
 }
 
 /**
+ * How {@link loadSettings} looks for flags npm kept as its own settings: by default those of the
+ * table, refused as a component's (`npm run goods --port=9011`: give them after `--`). `npm start`,
+ * which takes no flags, asks once, in its first load, for every component's flags with its own
+ * refusal, and its later loads (of parts of tables it has looked through) skip it: `'checked'`.
+ */
+export type NpmKeptFlagsCheck =
+  | { readonly tables: readonly SettingsTable[]; readonly refusal: (taken: string) => string }
+  | 'checked';
+
+/**
  * Reads every setting of a table: the flag first, then the environment variable, then the default.
  * An unknown flag, a missing flag value or a stray word is a ConfigError, like a bad value; so is a
  * flag npm kept as its own setting (`npm run goods --port=9011`, without `--`), which never reached
- * the command line: the component ran on its default port, with only npm's "Unknown cli config".
+ * the command line: the component ran on its default port, with only npm's "Unknown cli config"
+ * (see NpmKeptFlagsCheck).
  */
 export function loadSettings<Table extends SettingsTable>(
   table: Table,
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
+  npmKeptFlags: NpmKeptFlagsCheck = {
+    tables: [table],
+    refusal: (taken) =>
+      `npm kept ${taken} as its own setting, so it never reached this command: give the flags after "--" (npm run goods -- --port 9011)`,
+  },
 ): SettingsValues<Table> {
-  const takenByNpm = flagsTakenByNpm([table], env);
-  if (takenByNpm.length > 0) {
-    throw new ConfigError(
-      `npm kept ${takenByNpm.join(' ')} as its own setting, so it never reached this command: give the flags after "--" (npm run goods -- --port 9011)`,
-    );
+  if (npmKeptFlags !== 'checked') {
+    const takenByNpm = flagsTakenByNpm(npmKeptFlags.tables, env);
+    if (takenByNpm.length > 0) throw new ConfigError(npmKeptFlags.refusal(takenByNpm.join(' ')));
   }
   const flags = readFlags(table, argv);
   const values: Record<string, unknown> = {};

@@ -18,7 +18,13 @@ export function derivedDistributorAddress(env: NodeJS.ProcessEnv): string | unde
   if (env.DISTRIBUTOR_ADDRESS || (!env.DISTRIBUTOR_PORT && !env.DISTRIBUTOR_HOST)) return undefined;
   let where: { host: string; port: number };
   try {
-    where = loadSettings({ port: DISTRIBUTOR_SETTINGS.port, host: DISTRIBUTOR_SETTINGS.host }, [], env);
+    // Flags npm kept as its own settings: the launcher looked for them first (run-launcher.ts).
+    where = loadSettings(
+      { port: DISTRIBUTOR_SETTINGS.port, host: DISTRIBUTOR_SETTINGS.host },
+      [],
+      env,
+      'checked',
+    );
   } catch {
     return undefined;
   }

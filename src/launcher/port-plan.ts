@@ -80,7 +80,8 @@ function plannedPorts(component: ShopComponent, env: NodeJS.ProcessEnv): Planned
   if (!port || !host) return [];
   const table: SettingsTable = { port, host, ...(metrics && metricsPort ? { metrics, metricsPort } : {}) };
   try {
-    const values = loadSettings(table, [], env) as {
+    // Flags npm kept as its own settings: the launcher looked for them first, among every component's.
+    const values = loadSettings(table, [], env, 'checked') as {
       port: number;
       host: string;
       metrics?: 'on' | 'off';

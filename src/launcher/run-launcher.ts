@@ -3,10 +3,8 @@ import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
-import { ConfigError } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { makeFolder } from '../common/make-folder.js';
-import { flagsTakenByNpm } from '../common/npm-flags.js';
 import { asksForHelp, STOP_LIMIT_MS } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
@@ -46,21 +44,18 @@ if (asksForHelp(argv)) {
   process.exit(EXIT_CODES.stopped);
 }
 try {
-  // It takes no flags: one given (npm start -- --port 9000, say) would be dropped without a word.
-  const takenByNpm = flagsTakenByNpm(
-    [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)],
-    process.env,
-  );
-  if (takenByNpm.length > 0) {
-    throw new ConfigError(
-      `npm start takes no flags, and npm kept ${takenByNpm.join(' ')} as its own setting: set the components' environment variables instead (see README, "Configuration")`,
-    );
-  }
-  ({ logFormat } = loadSettings({ logFormat: LAUNCHER_SETTINGS.logFormat }, argv, process.env));
+  // It takes no flags: one given (npm start -- --port 9000, say) is refused by loadSettings, and
+  // one npm kept as its own setting (npm start --port=8081) is looked for here, once, among every
+  // component's: each would be dropped without a word. The loads after it skip the look.
+  ({ logFormat } = loadSettings({ logFormat: LAUNCHER_SETTINGS.logFormat }, argv, process.env, {
+    tables: [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)],
+    refusal: (taken) =>
+      `npm start takes no flags, and npm kept ${taken} as its own setting: set the components' environment variables instead (see README, "Configuration")`,
+  }));
   distributorAddress = derivedDistributorAddress(process.env);
   portPlan = planPorts(SHOP_COMPONENTS, process.env);
   // Read as the services read it: a blank one was made a folder for the token before they refused it.
-  ({ dataDir } = loadSettings({ dataDir: LAUNCHER_SETTINGS.dataDir }, [], process.env));
+  ({ dataDir } = loadSettings({ dataDir: LAUNCHER_SETTINGS.dataDir }, [], process.env, 'checked'));
 } catch (error) {
   const reason = error instanceof Error ? error.message : String(error);
   // Once LOG_FORMAT=json is read, a collector may take every line as JSON: the refusal is one

@@ -56,6 +56,25 @@ describe('a settings table', () => {
     expect(() => loadSettings(table, argv, env)).toThrow(message);
   });
 
+  it("looks for flags npm kept among other tables with the caller's refusal (npm start's), or not at all once looked for", () => {
+    const others = {
+      origins: setting({ flag: 'cors-origins', default: '', help: 'origins', parse: (v) => v }),
+    };
+    const launcher = {
+      tables: [table, others],
+      refusal: (taken: string) => `npm start takes no flags, and npm kept ${taken}`,
+    };
+    // A flag of another component's table, which the table loaded has not: found all the same.
+    expect(() => loadSettings(table, [], { npm_config_cors_origins: 'x' }, launcher)).toThrow(
+      new ConfigError('npm start takes no flags, and npm kept --cors-origins=x'),
+    );
+    expect(() => loadSettings(table, [], { npm_config_port: '9011' }, launcher)).toThrow(
+      new ConfigError('npm start takes no flags, and npm kept --port=9011'),
+    );
+    // Looked for once already: a later load of the same environment does not look again.
+    expect(loadSettings(table, [], { npm_config_port: '9011' }, 'checked').port).toBe(9000);
+  });
+
   it('refuses a flag given empty even where its parser takes an empty value (a variable set empty is unset)', () => {
     const open = {
       origins: setting({
