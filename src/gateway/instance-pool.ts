@@ -5,7 +5,7 @@ import {
   type ClientUnaryCall,
   connectivityState,
   credentials,
-  type Metadata,
+  Metadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
@@ -454,7 +454,10 @@ export class InstancePool {
 
   /**
    * Makes a unary call on an upstream, with the request's bytes as they are, counted in its calls
-   * in flight (see {@link retainOnly}) and observed by the pool's call telemetry.
+   * in flight (see {@link retainOnly}) and observed by the pool's call telemetry. On a channel
+   * already closed (its instance left and its last call ended, or the pool closed) no call is made:
+   * the callback gets UNAVAILABLE, as for an instance that cannot be reached, and the result is
+   * undefined.
    */
   call<Response>(
     upstream: Upstream,
@@ -464,8 +467,17 @@ export class InstancePool {
     metadata: Metadata,
     deadline: number,
     callback: (error: ServiceError | null, response?: Response) => void,
-  ): ClientUnaryCall {
+  ): ClientUnaryCall | undefined {
     const observed = this.#calls?.begin(path, metadata);
+    if (upstream.channel.getConnectivityState(false) === connectivityState.SHUTDOWN) {
+      // grpc-js would throw "Channel has been shut down", which the gateway took for a bug of its
+      // own: counted Internal and answered 500. The instance is gone, which is UNAVAILABLE: the
+      // caller retries elsewhere or answers 503, and the metrics say what it answered.
+      const error = channelClosed(upstream);
+      observed?.end(error.code, error.details);
+      process.nextTick(callback, error);
+      return undefined;
+    }
     upstream.inFlight++;
     try {
       return withoutCallerStack(() =>
@@ -486,20 +498,12 @@ export class InstancePool {
         ),
       );
     } catch (error) {
-      // A call that could not start (its channel shut down) ends here: its callback never runs.
+      // A call that could not start (a bug: a closed channel is answered above) ends here: its
+      // callback never runs.
       observed?.end(status.INTERNAL, error instanceof Error ? error.message : String(error));
       this.#end(upstream);
       throw error;
     }
-  }
-
-  /**
-   * Whether `upstream`'s channel is closed: its instance left (see {@link retainOnly}) and its last
-   * call ended, or the pool closed. A call begun there throws; one who holds an upstream across
-   * calls (the pages of a streamed list) asks first.
-   */
-  isClosed(upstream: Upstream): boolean {
-    return this.#upstreams.get(upstream.key) !== upstream && !this.#leaving.has(upstream);
   }
 
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */
@@ -544,4 +548,14 @@ export class InstancePool {
     }
     this.#awaitingCut.clear();
   }
+}
+
+/** The status of a call asked of an upstream whose channel is closed (see InstancePool.call). */
+function channelClosed(upstream: Upstream): ServiceError {
+  const details = `the channel to ${upstream.key} is closed: the instance left the registry, or the gateway is stopping`;
+  return Object.assign(new Error(`${status.UNAVAILABLE} UNAVAILABLE: ${details}`), {
+    code: status.UNAVAILABLE,
+    details,
+    metadata: new Metadata(),
+  });
 }

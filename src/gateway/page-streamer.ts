@@ -79,16 +79,6 @@ class CallFailure extends Error {
   }
 }
 
-/** The status of a page's call to an instance whose channel the pool closed (see PageStreamer.#call). */
-function instanceGone(instance: Instance): ServiceError {
-  const details = `${instance.nodeId} left the registry while a list was streamed from it`;
-  return Object.assign(new Error(`${status.UNAVAILABLE} UNAVAILABLE: ${details}`), {
-    code: status.UNAVAILABLE,
-    details,
-    metadata: new Metadata(),
-  });
-}
-
 const LIST_END = Buffer.from(']}');
 /** How long a list answered longer than a page is held to the streamed-list bound before asking. */
 const LONG_LIST_MEMORY_MS = 10 * 60_000;
@@ -338,15 +328,10 @@ export class PageStreamer<E extends PagedExchange> {
     const { instance, paging, request } = target;
     const { upstream, plan } = instance;
     const bytes = token ? paging.withToken(request, token) : request;
+    // An instance that left the registry since the page before (a crash, a stop) has its channel
+    // closed once that page's call ended: the pool answers UNAVAILABLE, so the page goes to another
+    // instance, or the answer is cut short as a failed page, not as a bug of the gateway.
     return new Promise((resolve, reject) => {
-      if (this.#options.pool.isClosed(upstream)) {
-        // The instance left the registry since the page before (a crash, a stop) and the pool
-        // closed its channel once that page's call ended: grpc-js would throw "Channel has been
-        // shut down". It is unavailable, as a call to it would be: the page goes to another
-        // instance, or the answer is cut short as a failed page, not as a bug of the gateway.
-        reject(new CallFailure(instance, instanceGone(instance)));
-        return;
-      }
       exchange.call = this.#options.pool.call(
         upstream,
         plan.path,

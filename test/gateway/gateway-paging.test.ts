@@ -352,6 +352,13 @@ describe('the gateway following pages', () => {
     const answer = await get(gatewayPort, '/goods');
     expect([answer.status, answer.complete]).toEqual([200, false]);
     await expectCutShortOnce('UNAVAILABLE', { pagesSent: 2 });
+    // The page's call to the closed channel is counted as what it was answered: Unavailable.
+    const metrics = (await get(gatewayPort, '/metrics')).body;
+    const listGoods = (code: string): string =>
+      `grpc_client_handled_total{grpc_type="unary",grpc_service="shop.v1.GoodsService",grpc_method="ListGoods",grpc_code="${code}"} `;
+    expect(metrics).toContain(`${listGoods('OK')}2\n`);
+    expect(metrics).toContain(`${listGoods('Unavailable')}1\n`);
+    expect(metrics).not.toContain(listGoods('Internal'));
   });
 
   it('a client that reads nothing for --unread-answer-timeout-ms is cut off, and no more pages are asked for', async () => {
