@@ -42,6 +42,8 @@ export class Connection {
   unreadSince: number | undefined;
   /** The bytes whose writes had completed when the socket was last seen holding too much. */
   bytesPassedOn = 0;
+  /** Closed because its client took nothing of its answers for too long (see ConnectionTracker). */
+  closedUnread = false;
   #whenIdle: (() => void) | undefined;
   /** The requests that may still be in flight when #whenIdle runs (see whenIdle). */
   #whenIdleLeft = 0;
@@ -328,6 +330,7 @@ export class ConnectionTracker {
         connection.bytesPassedOn = passedOn;
       } else if (now - connection.unreadSince > timeoutMs) {
         this.#onUnreadAnswer();
+        connection.closedUnread = true;
         socket.destroy();
       }
     }

@@ -37,4 +37,9 @@ export interface Exchange {
   bodyRead: boolean;
   /** Why the gateway cut its answer short after the status was sent (see RequestTelemetry.cutShort). */
   cutShort: string | undefined;
+  /**
+   * The client took nothing of its streamed answer for `--unread-answer-timeout-ms`, and the
+   * gateway closed the connection (see PageStreamer): the answer is incomplete by the client's doing.
+   */
+  clientStoppedReading?: boolean;
 }

@@ -310,6 +310,8 @@ class GatewayServer implements Gateway {
   #drained: { done: Promise<void>; end: () => void } | undefined;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
+  /** The stop's grace is over and it closes every connection, requests in flight or not. */
+  #closingAllConnections = false;
   #stopped: Promise<void> | undefined;
   /** Sockets whose parser has failed: answered once (see #onClientError). */
   readonly #failedSockets = new WeakSet<Socket>();
@@ -594,6 +596,9 @@ class GatewayServer implements Gateway {
       this.#clientCertificateGate?.destroyWaiting();
       const grace = setTimeout(() => {
         this.#log.warn('requests still running after the grace period: closing their connections');
+        // Their requests end unanswered by the gateway's doing, not their clients' (see GatewayTelemetry).
+        this.#closingAllConnections = true;
+        this.#telemetry.closingAllConnections();
         this.#server.closeAllConnections();
         this.#plainHttpDivert?.destroyAll();
       }, graceMs);
@@ -753,7 +758,10 @@ class GatewayServer implements Gateway {
     // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
     // recorded, its connection's count ends, and a client that left stops the upstream work.
     const closed = (): void => {
-      if (routed?.cutShort !== undefined) telemetry.cutShort(routed.cutShort);
+      // Its status sent, its answer not finished: counted with the status sent, and why it stopped.
+      if (routed !== undefined && response.headersSent && !response.writableFinished) {
+        this.#countIncomplete(routed, connection, telemetry);
+      }
       telemetry.closed(response);
       connection?.requestEnded();
       if (routed === undefined || response.writableFinished) return;
@@ -888,6 +896,25 @@ class GatewayServer implements Gateway {
     } else {
       this.#dispatchInTurn(exchange, NO_INPUT, connection, turn);
     }
+  }
+
+  /**
+   * Marks a routed answer whose status was sent and whose end never was: the gateway cut it short
+   * (a page failed, or its stop closed the connection), or its client closed the connection, or
+   * took nothing of it for too long. Counted as a whole 200 before, a list its client abandoned
+   * after the first page looked served in full.
+   */
+  #countIncomplete(
+    exchange: Exchange,
+    connection: Connection | undefined,
+    telemetry: RequestTelemetry,
+  ): void {
+    if (exchange.cutShort !== undefined) telemetry.cutShort(exchange.cutShort);
+    else if (this.#closingAllConnections) {
+      telemetry.cutShort('the gateway stopped before the answer ended: its grace was over');
+    } else if (exchange.clientStoppedReading || connection?.closedUnread) {
+      telemetry.cutShort('the client took nothing of the answer for too long', 'client_stopped_reading');
+    } else telemetry.cutShort('the client closed the connection before the answer ended', 'client_closed');
   }
 
   /**

@@ -100,17 +100,38 @@ export interface RequestTelemetry {
   /** The metadata of the request's upstream calls: Idempotency-Key, request id, trace context. */
   metadata(idempotencyKey: string | undefined): Metadata;
   /**
-   * Records the answer (its status, or 499 when the client left first) and ends the request's
-   * span. The caller calls it once, from the response's 'close' listener it has anyway, so that
-   * observing a request adds no listener of its own.
+   * Records the answer (its status; with none sent, 499 when the client left first, or the stop's
+   * 503 when the gateway's stop closed its connection) and ends the request's span. The caller
+   * calls it once, from the response's 'close' listener it has anyway, so that observing a request
+   * adds no listener of its own.
    */
   closed(response: ServerResponse): void;
   /**
-   * Marks an answer the gateway itself cut short after its status was sent (a page of a streamed
-   * list failed): its status stays the one sent, but the request failed, and its span says so.
+   * Marks an answer that did not reach its end after its status was sent: its status stays the one
+   * sent (as nginx logs it, and as OpenTelemetry's `http.response.status_code` is what was sent),
+   * and `errorType` says why (`error_type` on its series, `error.type` on its span). By default
+   * the gateway cut it short (a page of a streamed list failed, the gateway stopped).
    */
-  cutShort(reason: string): void;
+  cutShort(reason: string, errorType?: IncompleteAnswer): void;
 }
+
+/**
+ * Why an answer whose status was sent did not reach its end, as OpenTelemetry's `error.type` (a
+ * label value, so a short fixed set): `answer_cut_short`, the gateway cut it (a page failed, a bug,
+ * the gateway's stop), a fault of the gateway or a service; `client_closed`, the client closed its
+ * connection before the end; `client_stopped_reading`, the client took nothing of it for
+ * `--unread-answer-timeout-ms` and the gateway closed the connection. The two last are the client's
+ * doing, as a 499 is: the status page does not count them among the errors.
+ */
+export const INCOMPLETE_ANSWERS = ['answer_cut_short', 'client_closed', 'client_stopped_reading'] as const;
+export type IncompleteAnswer = (typeof INCOMPLETE_ANSWERS)[number];
+
+/**
+ * What a request counts as when the gateway's stop closed its connection before any answer: the
+ * status the stop answers the requests that arrive during its grace (see gatewayErrors.stopping).
+ * Counted 499, it blamed a client who had waited for its answer.
+ */
+const CLOSED_BY_STOP_STATUS = 503;
 
 /**
  * A span's `url.path` is cut to this many characters: a client chooses the path, up to Node's 16 KiB
@@ -139,12 +160,12 @@ type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_co
 
 /**
  * OpenTelemetry's `error.type`, on the series of a request that failed with a status that does not
- * say so: a list whose 200 had gone when the gateway cut it short.
+ * say so: an answer whose 200 had gone when it was cut short (see IncompleteAnswer).
  */
 type HttpErrorLabel = 'error_type';
 
-/** The `error_type` of an answer cut short after its status was sent (the span's `error.type` too). */
-const ANSWER_CUT_SHORT = 'answer_cut_short';
+/** The `error_type` of an answer the gateway cut short after its status was sent (the span's `error.type` too). */
+const ANSWER_CUT_SHORT: IncompleteAnswer = 'answer_cut_short';
 
 /**
  * The route labels of the API documentation's requests (see api-docs.ts): `/openapi.json`, and
@@ -175,8 +196,10 @@ type AnswerRecorder = (request: ObservedRequest, response: ServerResponse) => vo
  */
 class ObservedRequest implements RequestTelemetry {
   route: string | undefined = undefined;
-  /** Why the gateway cut the answer short after its status was sent; undefined when it did not. */
+  /** Why the answer did not reach its end after its status was sent; undefined when it did. */
   cut: string | undefined = undefined;
+  /** Who cut it, as its `error_type` (see IncompleteAnswer). */
+  cutType: IncompleteAnswer = ANSWER_CUT_SHORT;
   readonly startedAt = performance.now();
 
   constructor(
@@ -202,8 +225,9 @@ class ObservedRequest implements RequestTelemetry {
     this.recordAnswer(this, response);
   }
 
-  cutShort(reason: string): void {
+  cutShort(reason: string, errorType: IncompleteAnswer = ANSWER_CUT_SHORT): void {
     this.cut = reason;
+    this.cutType = errorType;
   }
 }
 
@@ -236,6 +260,8 @@ export class GatewayTelemetry {
   #registration: RegistrationClient | undefined;
   /** When the gateway lost the distributor while holding a node list (performance.now()); undefined while registered. */
   #registrationLostAt: number | undefined;
+  /** The gateway's stop is closing every connection (see closingAllConnections). */
+  #closingAllConnections = false;
 
   constructor(view: GatewayView, options: GatewayTelemetryOptions = {}, log: Logger = silentLogger()) {
     this.#view = view;
@@ -307,6 +333,15 @@ export class GatewayTelemetry {
   /** What counts, times and traces the gateway's calls to services (see InstancePool.call). */
   get calls(): ClientCallTelemetry {
     return this.#calls;
+  }
+
+  /**
+   * Tells that the gateway's stop is closing every connection, its grace over: a request that ends
+   * without an answer from now on was ended by the gateway, not left by its client, and counts as
+   * the stop's 503, not 499.
+   */
+  closingAllConnections(): void {
+    this.#closingAllConnections = true;
   }
 
   /** Follows the gateway's registration: whether, and since when, it is connected. */
@@ -530,8 +565,13 @@ export class GatewayTelemetry {
     const span = observed.span;
     const debug = this.#log.isLevelEnabled('debug');
     if (!duration && !span && !debug) return;
-    // An answer never begun: the client left first (nginx's 499).
-    const code = response.headersSent ? response.statusCode : 499;
+    // An answer never begun: the client left first (nginx's 499), or the gateway's stop closed the
+    // connection, which it answers 503 to the requests that arrive during its grace.
+    const code = response.headersSent
+      ? response.statusCode
+      : this.#closingAllConnections
+        ? CLOSED_BY_STOP_STATUS
+        : 499;
     const seconds = (performance.now() - observed.startedAt) / 1000;
     const { method, path } = observed;
     // The gateway's own pages are their path for every method (a POST to /status is refused there).
@@ -547,8 +587,10 @@ export class GatewayTelemetry {
       span.setAttribute('http.response.status_code', code);
       if (code >= 500) span.fail(`HTTP ${code}`);
       else if (observed.cut !== undefined) {
-        span.setAttribute('error.type', ANSWER_CUT_SHORT);
-        span.fail(observed.cut);
+        // Its error.type says why it is incomplete; the span fails only for the gateway's own cut,
+        // not for its client's leaving, as a 499 does not (a caller's doing is no server fault).
+        span.setAttribute('error.type', observed.cutType);
+        if (observed.cutType === ANSWER_CUT_SHORT) span.fail(observed.cut);
       }
       span.end();
     }
@@ -559,7 +601,7 @@ export class GatewayTelemetry {
           method,
           route,
           status: code,
-          ...(observed.cut !== undefined ? { cutShort: observed.cut } : {}),
+          ...(observed.cut !== undefined ? { cutShort: observed.cut, errorType: observed.cutType } : {}),
           durationMs: Math.round(seconds * 10_000) / 10,
         },
         'request answered',
@@ -567,13 +609,14 @@ export class GatewayTelemetry {
     }
     if (!duration) return;
     // A 5xx says it failed; a 200 cut short does not, so its series says it (see the span above).
-    const cutShort = code < 500 && observed.cut !== undefined;
-    const answered = this.#answeredOf(duration, method, route, code, cutShort);
+    const cut = code < 500 && observed.cut !== undefined ? observed.cutType : undefined;
+    const answered = this.#answeredOf(duration, method, route, code, cut);
     if (!answered) return;
     answered.duration.observe(seconds);
-    // The status page shows the shop's traffic, not its own polling (nor scrapes and probes).
+    // The status page shows the shop's traffic, not its own polling (nor scrapes and probes); an
+    // answer its client left unfinished is no error of the shop's, as a 499 is not.
     if (!GATEWAY_PAGES.has(path) && !DOCUMENTATION_ROUTE_SET.has(route)) {
-      this.#rates!.record(answered.rateKey, code >= 500 || cutShort);
+      this.#rates!.record(answered.rateKey, code >= 500 || cut === ANSWER_CUT_SHORT);
     }
   };
 
@@ -585,22 +628,22 @@ export class GatewayTelemetry {
   onUnseenRequest(httpStatus: number, method = ''): void {
     const duration = this.#duration;
     if (!duration) return;
-    const answered = this.#answeredOf(duration, method, UNMATCHED_ROUTE, httpStatus, false)!;
+    const answered = this.#answeredOf(duration, method, UNMATCHED_ROUTE, httpStatus, undefined)!;
     answered.duration.observe(0);
     this.#rates!.record(answered.rateKey, httpStatus >= 500);
   }
 
   /**
-   * Where an answer of `method` on `route` with `code` (cut short or not) is recorded, found without
-   * building a string per request: by route, then by a number made of the three. Undefined for a
-   * template the route table no longer holds.
+   * Where an answer of `method` on `route` with `code` (and why it did not reach its end, if it did
+   * not) is recorded, found without building a string per request: by route, then by a number made
+   * of the four. Undefined for a template the route table no longer holds.
    */
   #answeredOf(
     duration: HistogramFamily<HttpLabel, HttpErrorLabel>,
     method: string,
     route: string,
     code: number,
-    cutShort: boolean,
+    cut: IncompleteAnswer | undefined,
   ): AnswerSeries | undefined {
     let byRoute = this.#answered.get(route);
     if (!byRoute) {
@@ -613,8 +656,11 @@ export class GatewayTelemetry {
     }
     const methodIndex = KNOWN_METHODS.indexOf(method);
     // Node refuses a status code outside 100 to 999, and there are ten method indexes (-1 to 8), so
-    // the three parts cannot clash.
-    const key = (cutShort ? 100_000 : 0) + (methodIndex + 1) * 1000 + code;
+    // the parts cannot clash.
+    const key =
+      (cut === undefined ? 0 : INCOMPLETE_ANSWERS.indexOf(cut) + 1) * 100_000 +
+      (methodIndex + 1) * 1000 +
+      code;
     let answered = byRoute.get(key);
     if (!answered) {
       const methodLabel = methodIndex < 0 ? '_OTHER' : method;
@@ -623,7 +669,7 @@ export class GatewayTelemetry {
           http_request_method: methodLabel,
           http_route: route,
           http_response_status_code: String(code),
-          ...(cutShort ? { error_type: ANSWER_CUT_SHORT } : {}),
+          ...(cut === undefined ? {} : { error_type: cut }),
         }),
         rateKey: `${methodLabel} ${route}`,
       };

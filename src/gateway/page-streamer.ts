@@ -25,6 +25,8 @@ export interface PagedExchange {
   readonly gone: boolean;
   /** Set when the gateway cuts the answer short after its status was sent (a later page failed). */
   cutShort?: string | undefined;
+  /** Set when the gateway closes the connection of a client that took nothing of the answer for too long. */
+  clientStoppedReading?: boolean;
 }
 
 /** What the streamer needs of the gateway, so that its answers are the gateway's own. */
@@ -384,6 +386,7 @@ export class PageStreamer<E extends PagedExchange> {
           { key: exchange.key, requestId: exchange.requestId, waitedMs: this.#options.unreadAnswerTimeoutMs },
           'the client stopped reading a streamed list: connection aborted',
         );
+        exchange.clientStoppedReading = true;
         done(false);
         response.destroy();
       };

@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import type { Metadata } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { http } from '../helpers/http.js';
 import { sample } from '../helpers/prometheus.js';
@@ -225,6 +226,34 @@ describe('gateway observability: request ids, trace context, metrics, health (in
           }),
         ).toBe(1);
       });
+    } finally {
+      holdCalls = undefined;
+      release();
+    }
+  });
+
+  it("counts a request whose connection the gateway's stop closed after its grace as the stop's 503, not as its client's 499", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(perTest, distributor, { log, stopGraceMs: 200 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    let release = (): void => {};
+    holdCalls = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      const outgoing = request({ host: '127.0.0.1', port: started.port, path: '/goods', agent: false });
+      const cut = new Promise((resolve) => outgoing.on('error', resolve));
+      outgoing.end();
+      await vi.waitFor(() => expect(seen).toHaveLength(1));
+      // The client waits for its answer; the stop's grace runs out first and closes the connection.
+      await started.gateway.stop();
+      await cut;
+      await vi.waitFor(() =>
+        expect(lines.filter((line) => line.msg === 'request answered')).toEqual([
+          expect.objectContaining({ method: 'GET', route: '/goods', status: 503 }),
+        ]),
+      );
     } finally {
       holdCalls = undefined;
       release();

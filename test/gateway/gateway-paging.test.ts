@@ -388,6 +388,66 @@ describe('the gateway following pages', () => {
     expect(goods.calls.length).toBe(asked);
   });
 
+  it('counts a streamed list its client stopped reading, or left, with its 200 and why it is incomplete, not as a whole 200', async () => {
+    // 40 pages of about 1 MB: more than the socket buffers hold, so neither list can end.
+    await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
+    const port = await gateway(1, 10_000, 400);
+    const [stalled] = await stalledLists(port, 1);
+    await vi.waitFor(
+      () =>
+        expect(lines.map((line) => line.msg)).toContain(
+          'the client stopped reading a streamed list: connection aborted',
+        ),
+      { timeout: 10_000, interval: 50 },
+    );
+    stalled!.destroy();
+    const [left] = await stalledLists(port, 1);
+    left!.destroy();
+    const series = (errorType?: string): string =>
+      `http_server_request_duration_seconds_count{http_request_method="GET",http_route="/goods",http_response_status_code="200"${errorType ? `,error_type="${errorType}"` : ''}} `;
+    await vi.waitFor(
+      async () => {
+        const metrics = (await get(port, '/metrics')).body;
+        expect(metrics).toContain(`${series('client_stopped_reading')}1\n`);
+        expect(metrics).toContain(`${series('client_closed')}1\n`);
+        // Counted as whole 200s before: a list abandoned after its first page looked served.
+        expect(metrics).not.toContain(series());
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(
+      lines
+        .filter((line) => line.msg === 'request answered' && line.route === '/goods')
+        .map((line) => [line.status, line.errorType]),
+    ).toEqual([
+      [200, 'client_stopped_reading'],
+      [200, 'client_closed'],
+    ]);
+    // The client's doing, as a 499 is: not among the errors of the status page.
+    const status = JSON.parse((await get(port, '/status.json')).body) as {
+      routes: { method: string; path: string; rate: { requests: number; errors: number } }[];
+    };
+    const goods = status.routes.find((route) => route.method === 'GET' && route.path === '/goods');
+    expect(goods?.rate).toMatchObject({ requests: 2, errors: 0 });
+  });
+
+  it("counts a streamed list the gateway's stop cut off, its grace over, as cut short by the gateway, not by its client", async () => {
+    await startPagingGoods(closer, distributor, goodsList(40_000, 1_000));
+    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const started = await startGateway(closer, distributor, { log, stopGraceMs: 200 });
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    const [waiting] = await stalledLists(started.port, 1);
+    await started.gateway.stop();
+    waiting!.destroy();
+    await vi.waitFor(() =>
+      expect(
+        lines
+          .filter((line) => line.msg === 'request answered' && line.route === '/goods')
+          .map((line) => [line.status, line.errorType]),
+      ).toEqual([[200, 'answer_cut_short']]),
+    );
+  });
+
   it('a client that stops reading for longer than the deadline, within --unread-answer-timeout-ms, takes the list whole', async () => {
     // Found reading 100,000 goods (12.5 MB) steadily at 100 to 300 KiB/s: once the socket buffers
     // held a few MB, the kernel woke the gateway's next write only after a second or more, and the

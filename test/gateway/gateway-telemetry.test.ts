@@ -223,6 +223,20 @@ describe('GatewayTelemetry HTTP server spans', () => {
       'error.type': 'answer_cut_short',
     });
   });
+
+  it('says why an answer its client left unfinished is incomplete, without failing its span (a 499 does not)', () => {
+    const telemetry = new GatewayTelemetry(view, { metrics: false });
+    const answered = { headersSent: true, statusCode: 200 } as ServerResponse;
+    for (const errorType of ['client_closed', 'client_stopped_reading'] as const) {
+      const left = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods');
+      left.cutShort('the client left', errorType);
+      left.closed(answered);
+    }
+    expect(traced.spans.map((span) => [span.failed, span.attributes['error.type']])).toEqual([
+      [undefined, 'client_closed'],
+      [undefined, 'client_stopped_reading'],
+    ]);
+  });
 });
 
 describe('GatewayTelemetry status rows', () => {
