@@ -10,12 +10,22 @@ export interface LogLimiterOptions {
 
 type Level = 'error' | 'warn' | 'info' | 'debug';
 
+/**
+ * How many request ids of the lines left out a summary names, the first ones; past them it names
+ * the last one too. Bounded: a summary may stand for thousands of lines.
+ */
+export const SUMMARY_REQUEST_IDS = 10;
+
 /** One cause being limited: the line to repeat, and how often it came since it was last written. */
 interface Window {
   readonly level: Level;
   readonly fields: Record<string, unknown>;
   readonly message: string;
   repeated: number;
+  /** The request ids of the first lines left out (at most SUMMARY_REQUEST_IDS). */
+  readonly requestIds: string[];
+  /** The request id of the latest line left out past those, if any. */
+  lastRequestId: string | undefined;
   timer: NodeJS.Timeout;
 }
 
@@ -26,7 +36,9 @@ interface Window {
  *
  * The first line of a cause is written at once, whole. Lines of the same cause within `intervalMs`
  * are only counted; when the interval ends with a count, one summary line is written (the first
- * line's fields without `err`, `requestId` and `key`, with `repeated: N`) and a new interval begins; an interval that ends
+ * line's fields without `err`, `requestId` and `key`, with `repeated: N`, and `requestIds`: the ids of
+the first SUMMARY_REQUEST_IDS lines left out that had one, with `lastRequestId` the last one's when
+more had, so that an operator can follow those requests) and a new interval begins; an interval that ends
  * without any lets the next line through at once. A cause is a short text naming what failed (e.g.
  * method, status and driver code), never anything with per-request values, so causes stay few.
  * Timers are unref'd, so a limiter never keeps a process alive.
@@ -69,6 +81,11 @@ export class LogLimiter {
     const window = this.#windows.get(cause);
     if (window) {
       window.repeated++;
+      const { requestId } = fields;
+      if (typeof requestId === 'string') {
+        if (window.requestIds.length < SUMMARY_REQUEST_IDS) window.requestIds.push(requestId);
+        else window.lastRequestId = requestId;
+      }
       return;
     }
     if (this.#windows.size >= this.#maxCauses) this.#close(this.#windows.keys().next().value!);
@@ -77,12 +94,21 @@ export class LogLimiter {
   }
 
   #open(cause: string, level: Level, fields: Record<string, unknown>, message: string): void {
-    // A summary counts many lines: it names neither one line's error nor one line's request (by its
-    // id, or by the gateway's `key`, which an operator would otherwise search and find the wrong one).
+    // A summary counts many lines: it names neither one line's error nor one line's request as its
+    // own (by `requestId`, or by the gateway's `key`, which an operator would otherwise search and
+    // find the wrong one); the requests of the lines it left out are its `requestIds`.
     const { err: _err, requestId: _requestId, key: _key, ...rest } = fields;
     const timer = setTimeout(() => this.#intervalOver(cause), this.#intervalMs);
     timer.unref();
-    this.#windows.set(cause, { level, fields: rest, message, repeated: 0, timer });
+    this.#windows.set(cause, {
+      level,
+      fields: rest,
+      message,
+      repeated: 0,
+      requestIds: [],
+      lastRequestId: undefined,
+      timer,
+    });
   }
 
   #intervalOver(cause: string): void {
@@ -104,8 +130,15 @@ export class LogLimiter {
   }
 
   #summarise(window: Window): void {
+    const { requestIds, lastRequestId } = window;
     this.#log[window.level](
-      { ...window.fields, repeated: window.repeated, intervalMs: this.#intervalMs },
+      {
+        ...window.fields,
+        repeated: window.repeated,
+        intervalMs: this.#intervalMs,
+        ...(requestIds.length > 0 ? { requestIds } : {}),
+        ...(lastRequestId !== undefined ? { lastRequestId } : {}),
+      },
       `${window.message} (repeated ${window.repeated} times in ${Math.round(this.#intervalMs / 1000)} s)`,
     );
   }

@@ -36,15 +36,22 @@ describe('LogLimiter', () => {
       msg: 'Database unavailable (repeated 499 times in 1 s)',
     });
     expect(lines[1]!.err).toBeUndefined();
-    // The summary is about 499 requests: it names none of them, by id or by the gateway's key.
+    // The summary is about 499 requests: it names none of them as its own, by id or by the gateway's key.
     expect(lines[1]).not.toHaveProperty('requestId');
     expect(lines[1]).not.toHaveProperty('key');
+    // But it says which requests it left out, so that an operator can follow them: the first ten
+    // (bounded, as it may stand for thousands) and the last.
+    expect(lines[1]!.requestIds).toEqual(Array.from({ length: 10 }, (_, index) => `r-${index + 1}`));
+    expect(lines[1]!.lastRequestId).toBe('r-499');
 
     // Still failing: one summary per interval; then quiet; then the next line goes through at once.
     for (let count = 0; count < 30; count++)
       limiter.error('ListGoods 14 ECONNREFUSED', {}, 'Database unavailable');
     vi.advanceTimersByTime(1_000);
     expect(lines.map((line) => line.repeated)).toEqual([undefined, 499, 30]);
+    // Lines without an id name none; each interval names its own.
+    expect(lines[2]).not.toHaveProperty('requestIds');
+    expect(lines[2]).not.toHaveProperty('lastRequestId');
     vi.advanceTimersByTime(5_000);
     expect(lines).toHaveLength(3);
     limiter.error('ListGoods 14 ECONNREFUSED', { method: 'ListGoods' }, 'Database unavailable');
@@ -65,6 +72,16 @@ describe('LogLimiter', () => {
     ]);
     limiter.flush();
     expect(lines.at(-1)!.msg).toBe('failed: b (repeated 1 times in 1 s)');
+  });
+
+  it('names every request id left out when there are few, and no last one apart', () => {
+    const { log, lines } = capturingLogger();
+    const limiter = new LogLimiter(log, { intervalMs: 1_000 });
+    for (const requestId of ['a', 'b', 'c']) limiter.warn('cause', { requestId }, 'failed');
+    limiter.warn('cause', {}, 'failed');
+    limiter.flush();
+    expect(lines[1]).toMatchObject({ repeated: 3, requestIds: ['b', 'c'] });
+    expect(lines[1]).not.toHaveProperty('lastRequestId');
   });
 
   it('counts nothing below the logger level, and is one per logger', () => {
