@@ -15,7 +15,8 @@ const COMPONENTS = '#/components/schemas/';
  * - fields by their proto name (`page_size`; the gateway also takes the JSON name `pageSize`);
  * - 32-bit integers are integers (a string of digits is taken too); 64-bit integers are numbers when
  *   exact and decimal strings otherwise; float and double may be "NaN", "Infinity", "-Infinity";
- * - enums by value name, bytes as base64, google.protobuf.Timestamp as an RFC 3339 string in UTC,
+ * - enums by value name or number (a number without a name is answered as a number), bytes as
+ *   base64, google.protobuf.Timestamp as an RFC 3339 string in UTC,
  *   Duration as "1.5s", the wrapper types as their bare value;
  * - an answer shows every field, an unset message field as `null`, and of a oneof only the member
  *   that is set: a message found only in answers lists its other fields as required.
@@ -159,13 +160,19 @@ export class ProtoSchemas {
     if (!this.#components.has(name)) {
       const values = desc.values.map((value) => {
         const comment = protoComment(value);
-        return comment ? `- \`${value.name}\`: ${comment}` : `- \`${value.name}\``;
+        const item = `- \`${value.name}\` (${value.number})`;
+        return comment ? `${item}: ${comment}` : item;
       });
       const comment = protoComment(desc);
       this.#components.set(name, {
-        type: 'string',
-        enum: desc.values.map((value) => value.name),
-        description: [comment, values.join('\n')].filter(Boolean).join('\n\n'),
+        // As proto3 JSON has it: the gateway takes a value by its name or by its number, and
+        // answers with the name, or with the number of a value its descriptor does not name (a
+        // service built from a newer contract than it registered, or one that sets any int32).
+        anyOf: [
+          { type: 'string', enum: desc.values.map((value) => value.name) },
+          { type: 'integer', format: 'int32', minimum: INT32_MIN, maximum: INT32_MAX },
+        ],
+        description: [comment, values.join('\n'), ENUM_NUMBERS].filter(Boolean).join('\n\n'),
       });
     }
     return { $ref: `${COMPONENTS}${name}` };
@@ -206,7 +213,14 @@ function heldMessage(field: DescField): DescMessage | undefined {
   }
 }
 
+/** What an enum's schema says of numbers, beside the list of names. */
+const ENUM_NUMBERS =
+  'Given by name or by number: a query string or a form takes the numbers listed, a JSON body any ' +
+  'int32 of an open (proto3) enum. An answer gives the name, or the number of a value not listed.';
+
 const UINT32_MAX = 4294967295;
+const INT32_MIN = -2147483648;
+const INT32_MAX = 2147483647;
 
 /** The schema of a scalar's JSON value. */
 export function scalarSchema(scalar: ScalarType): JsonSchema {

@@ -361,9 +361,28 @@ describe('JSON Schemas of proto types', () => {
       self: { oneOf: [{ $ref: '#/components/schemas/test.kitchen.v1.Everything' }, { type: 'null' }] },
     });
     expect(document.components.schemas['test.kitchen.v1.Color']).toMatchObject({
-      type: 'string',
-      enum: ['COLOR_UNSPECIFIED', 'COLOR_RED', 'COLOR_BLUE'],
+      anyOf: [
+        { type: 'string', enum: ['COLOR_UNSPECIFIED', 'COLOR_RED', 'COLOR_BLUE'] },
+        { type: 'integer', format: 'int32' },
+      ],
     });
+  });
+
+  it('takes an enum by name or by number, as the gateway reads it and answers a number it cannot name', () => {
+    const document = kitchenDocument();
+    const color = schemaValidator(document).compile({
+      $ref: 'urn:openapi:components#/$defs/test.kitchen.v1.Color',
+    });
+    expect(color('COLOR_RED')).toBe(true);
+    // A number in a request (proto3 JSON), and a value the descriptor does not name in an answer.
+    expect(color(1)).toBe(true);
+    expect(color(7)).toBe(true);
+    expect(color('COLOR_GREEN')).toBe(false);
+    expect(color(1.5)).toBe(false);
+    expect(color(2 ** 31)).toBe(false);
+    const description = (document.components.schemas['test.kitchen.v1.Color'] as Json).description;
+    expect(description).toContain('`COLOR_RED` (1)');
+    expect(description).toContain('by number');
   });
 
   it('requires every field of a message only answers show, except the members of a oneof', () => {
