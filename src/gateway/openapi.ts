@@ -1,10 +1,10 @@
 import type { DescField } from '@bufbuild/protobuf';
 import { KEYED_METHODS } from './idempotency-header.js';
+import { isTextualMessage, queryParameters } from './openapi-query-parameters.js';
 import { cutComment, protoComment } from './proto-comments.js';
 import { type JsonSchema, messagesReachedFrom, ProtoSchemas, withNote } from './proto-json-schema.js';
 import { BODY_METHODS } from './request-input.js';
 import { grpcMethodName, type RestOperation } from './rest-operation.js';
-import { WRAPPER_SCALARS } from './wrapper-types.js';
 
 /** An OpenAPI 3.1 document, as the plain object served at /openapi.json. */
 export interface OpenApiDocument {
@@ -285,17 +285,8 @@ function operationObject(operation: RestOperation, operationId: string, schemas:
       schema: schemas.value(param.field),
     });
   }
-  for (const field of operation.queryFields) {
-    if (!fromText(field)) continue;
-    parameters.push({
-      name: field.name,
-      in: 'query',
-      required: false,
-      ...describedBy(protoComment(field)),
-      schema: schemas.value(field),
-      ...(field.fieldKind === 'list' ? { style: 'form', explode: true } : {}),
-    });
-  }
+  const query = queryParameters(operation, schemas);
+  parameters.push(...query.parameters);
   if (takesIdempotencyKey(operation)) {
     parameters.push({ $ref: '#/components/parameters/IdempotencyKey' });
   }
@@ -315,7 +306,7 @@ function operationObject(operation: RestOperation, operationId: string, schemas:
   return {
     tags: [operation.method.parent.typeName],
     summary: operation.method.name,
-    ...describedBy(description),
+    ...describedBy([description, query.note].filter(Boolean).join('\n\n')),
     operationId,
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(body ? { requestBody: body } : {}),
@@ -432,32 +423,6 @@ function pathBoundFields(operation: RestOperation): Set<DescField> {
     operation.pathParams
       .filter((param) => !param.name.includes('.') && param.field.parent === operation.method.input)
       .map((param) => param.field),
-  );
-}
-
-/**
- * Whether a query string can set the field: scalars, enums, lists of them, and the well-known
- * messages written as one string; not other messages nor maps (the transcoder refuses them).
- */
-function fromText(field: DescField): boolean {
-  switch (field.fieldKind) {
-    case 'scalar':
-    case 'enum':
-      return true;
-    case 'list':
-      return field.listKind !== 'message' || isTextualMessage(field.message.typeName);
-    case 'message':
-      return isTextualMessage(field.message.typeName);
-    case 'map':
-      return false;
-  }
-}
-
-function isTextualMessage(typeName: string): boolean {
-  return (
-    typeName === 'google.protobuf.Timestamp' ||
-    typeName === 'google.protobuf.Duration' ||
-    WRAPPER_SCALARS[typeName] !== undefined
   );
 }
 

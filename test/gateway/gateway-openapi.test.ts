@@ -259,7 +259,11 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     await expectValidOpenApi(document);
     // GET /goods refers to shop.v1.Goods: the one goods registered, which the contract pins to it.
     expect(document.components.schemas['shop.v1.Goods']).toEqual(before.components.schemas['shop.v1.Goods']);
-    expect(JSON.stringify(document)).not.toContain('card_number');
+    expect(JSON.stringify(document.components)).not.toContain('card_number');
+    expect(JSON.stringify(document.paths['/goods'])).not.toContain('card_number');
+    // Its own query is read by its own descriptors, so its nested parameter is its own type's field.
+    const hijack = document.paths['/aaa']?.get as { parameters: { name: string }[] };
+    expect(hijack.parameters.map((parameter) => parameter.name)).toEqual(['item.card_number']);
   });
 
   it('takes no request key: routed requests still count from 0', async () => {

@@ -1,4 +1,11 @@
-import { create, createFileRegistry, type DescMessage, type FileRegistry } from '@bufbuild/protobuf';
+import {
+  create,
+  createFileRegistry,
+  type DescMessage,
+  type FileRegistry,
+  fromBinary,
+  toJson,
+} from '@bufbuild/protobuf';
 import {
   type FieldDescriptorProto,
   FileDescriptorProtoSchema,
@@ -11,7 +18,10 @@ import { parsePathTemplate } from '../../src/common/path-template.js';
 import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { compileCallPlan } from '../../src/gateway/call-plan.js';
 import { createOpenApiDocument, type OpenApiDocument } from '../../src/gateway/openapi.js';
+import { MAX_QUERY_NESTING, MAX_QUERY_PARAMETERS } from '../../src/gateway/openapi-query-parameters.js';
 import { MAX_COMMENT_LENGTH } from '../../src/gateway/proto-comments.js';
+import { compileRequestDecoder } from '../../src/gateway/request-decoder.js';
+import { NO_INPUT } from '../../src/gateway/request-input.js';
 import type { RestOperation } from '../../src/gateway/rest-operation.js';
 import { Route } from '../../src/gateway/route-table.js';
 import { operationOf, operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
@@ -701,5 +711,132 @@ describe('a service outside the contract', () => {
     // Lengths, not texts: a failure would print 30,000 characters.
     expect(description.length).toBe(MAX_COMMENT_LENGTH + 1);
     expect(description === `${long.trim().slice(0, MAX_COMMENT_LENGTH)}…`).toBe(true);
+  });
+});
+
+/**
+ * `test.query.v1`: `GET /search` and `GET /search/{page.size}` of a request whose query sets nested
+ * fields: `page` (a plain message), `filter` (recursive, and four messages deep through `deep`),
+ * `items` (a list of messages, which a query cannot enter) and `wide` (300 fields).
+ */
+function queryFile() {
+  const Q = '.test.query.v1';
+  const wide = Array.from({ length: 300 }, (_, index) => field(`w${index}`, index + 1, Type.INT32));
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/query.proto',
+    package: 'test.query.v1',
+    syntax: 'proto3',
+    messageType: [
+      message('Search', [
+        field('page', 1, Type.MESSAGE, { typeName: `${Q}.Page` }),
+        field('filter', 2, Type.MESSAGE, { typeName: `${Q}.Filter` }),
+        field('items', 3, Type.MESSAGE, { repeated: true, typeName: `${Q}.Page` }),
+        field('q', 4, Type.STRING),
+      ]),
+      message('SearchWide', [
+        field('q', 1, Type.STRING),
+        field('wide', 2, Type.MESSAGE, { typeName: `${Q}.Wide` }),
+      ]),
+      message('Page', [field('size', 1, Type.INT32), field('token', 2, Type.STRING)]),
+      message('Filter', [
+        field('name', 1, Type.STRING),
+        field('and', 2, Type.MESSAGE, { typeName: `${Q}.Filter` }),
+        field('deep', 3, Type.MESSAGE, { typeName: `${Q}.Deep` }),
+      ]),
+      message('Deep', [
+        field('level', 1, Type.INT32),
+        field('next', 2, Type.MESSAGE, { typeName: `${Q}.Deeper` }),
+      ]),
+      message('Deeper', [
+        field('level', 1, Type.INT32),
+        field('next', 2, Type.MESSAGE, { typeName: `${Q}.Deepest` }),
+      ]),
+      message('Deepest', [field('level', 1, Type.INT32)]),
+      message('Wide', wide),
+    ],
+    service: [
+      {
+        name: 'SearchService',
+        method: [
+          {
+            name: 'Search',
+            inputType: `${Q}.Search`,
+            outputType: `${Q}.Page`,
+            options: httpOptions('GET /search', { additional: ['GET /search/{page.size}'] }),
+          },
+          {
+            name: 'SearchWide',
+            inputType: `${Q}.SearchWide`,
+            outputType: `${Q}.Page`,
+            options: httpOptions('GET /wide'),
+          },
+        ],
+      } as never,
+    ],
+  });
+}
+
+describe('query parameters of nested messages', () => {
+  const registry = registryOf(queryFile());
+  const routes = readHttpRoutes(registry).routes;
+  const document = createOpenApiDocument(
+    routes.map((route) => operationOf(route, false)!),
+    { version: '1' },
+  );
+  const names = (path: string) =>
+    (operation(document, 'GET', path).parameters as Json[]).map((parameter) => parameter.name);
+
+  it('lists the fields of message fields by dotted name, breadth first, each as the gateway takes it', async () => {
+    await expectValidOpenApi(document);
+    expect(names('/search')).toEqual([
+      'q',
+      'page.size',
+      'page.token',
+      'filter.name',
+      'filter.deep.level',
+      'filter.deep.next.level',
+    ]);
+    // The gateway takes each of them as a query parameter of the route.
+    const route = routes.find((candidate) => candidate.template.text === '/search')!;
+    const decode = compileRequestDecoder(route);
+    const values = new URLSearchParams(names('/search').map((name): [string, string] => [name, '1']));
+    const decoded = fromBinary(
+      registry.getMessage('test.query.v1.Search')!,
+      decode({ pathValues: [], query: values.toString(), body: NO_INPUT }),
+    );
+    expect(toJson(registry.getMessage('test.query.v1.Search')!, decoded)).toEqual({
+      q: '1',
+      page: { size: 1, token: '1' },
+      filter: { name: '1', deep: { level: 1, next: { level: 1 } } },
+    });
+  });
+
+  it('leaves out what the path sets, and says what a recursive or deeper message leaves unlisted', () => {
+    expect(names('/search/{page.size}')).toEqual([
+      'page.size',
+      'q',
+      'page.token',
+      'filter.name',
+      'filter.deep.level',
+      'filter.deep.next.level',
+    ]);
+    expect(
+      (operation(document, 'GET', '/search/{page.size}').parameters as Json[]).filter(
+        (parameter) => parameter.in === 'query' && parameter.name === 'page.size',
+      ),
+    ).toEqual([]);
+    const description = operation(document, 'GET', '/search').description as string;
+    expect(description).toContain("a recursive message's fields are listed at its first level");
+    expect(description).toContain(`nested messages are listed ${MAX_QUERY_NESTING} deep`);
+    expect(description).toContain('`test.query.v1.Search`');
+  });
+
+  it(`lists at most ${MAX_QUERY_PARAMETERS} per operation, and says that more are taken`, () => {
+    const listed = names('/wide');
+    expect(listed).toHaveLength(MAX_QUERY_PARAMETERS);
+    expect(listed.slice(0, 3)).toEqual(['q', 'wide.w0', 'wide.w1']);
+    expect(operation(document, 'GET', '/wide').description).toContain(
+      `at most ${MAX_QUERY_PARAMETERS} are listed per operation`,
+    );
   });
 });
