@@ -1,10 +1,11 @@
 import { GATEWAY_DOCS } from '../common/http-routes.js';
+import { type Logger, silentLogger } from '../common/logger.js';
 import { ReservedContract } from '../distributor/reserved-contract.js';
 import { DocsPage, type PageAnswer } from './docs-page.js';
 import { errorBody } from './envelope.js';
 import type { GatewayError } from './gateway-error.js';
 import { gatewayErrors } from './gateway-error.js';
-import { createOpenApiDocument } from './openapi.js';
+import { createOpenApiDocument, MAX_DOCUMENT_BYTES } from './openapi.js';
 import type { RestOperation } from './rest-operation.js';
 
 /** The REST surface known at one moment: the operations of one route table. */
@@ -23,6 +24,8 @@ export interface ApiDocsOptions {
   /** The `Retry-After` of a 503, in seconds. */
   retryAfterSeconds: number;
   page?: DocsPage;
+  /** Where a document that leaves services out for its size is told of. */
+  log?: Logger;
 }
 
 /** The methods the gateway's own pages answer. */
@@ -44,6 +47,7 @@ export class ApiDocs {
   readonly #surface: () => RestSurface | undefined;
   readonly #retryAfter: string;
   readonly #page: DocsPage;
+  readonly #log: Logger;
   /**
    * The last document made, for its surface's generation: a registered descriptor set of 115 KB
    * (64 GET routes of a message of 5,000 fields, each field a query parameter of each) makes one of
@@ -56,6 +60,7 @@ export class ApiDocs {
     this.#surface = options.surface;
     this.#retryAfter = String(options.retryAfterSeconds);
     this.#page = options.page ?? new DocsPage();
+    this.#log = options.log ?? silentLogger();
   }
 
   /** Whether a path is one of the documentation's: /openapi.json, /docs and below. */
@@ -99,6 +104,13 @@ export class ApiDocs {
         // The distributor lets only their component register these: their types are the contract's.
         pinnedServices: ReservedContract.ofShop().services,
       });
+      const leftOut = document['x-left-out-services'];
+      if (leftOut) {
+        this.#log.warn(
+          { event: 'openapi-services-left-out', services: leftOut, revision: surface.revision },
+          `/openapi.json leaves out the operations of ${leftOut.join(', ')}: the document would be over ${MAX_DOCUMENT_BYTES} bytes (their routes are served all the same)`,
+        );
+      }
       this.#made = { generation: surface.generation, body: Buffer.from(JSON.stringify(document)) };
     }
     return {

@@ -422,6 +422,7 @@ class GatewayServer implements Gateway {
               operations: () => operationsOfRoutes(this.#table.live()),
             },
       retryAfterSeconds: options.retryAfterSeconds ?? 1,
+      log: this.#log,
     });
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     const httpOptions = {

@@ -10,6 +10,8 @@ import { grpcMethodName, type RestOperation } from './rest-operation.js';
 export interface OpenApiDocument {
   readonly openapi: '3.1.0';
   readonly info: { title: string; version: string; description: string };
+  /** The services whose operations were left out for the document's size (see {@link OpenApiOptions.maxBytes}). */
+  readonly 'x-left-out-services'?: string[];
   readonly servers: { url: string; description: string }[];
   readonly tags: { name: string; description?: string }[];
   readonly paths: Record<string, Record<string, JsonSchema>>;
@@ -32,7 +34,20 @@ export interface OpenApiOptions {
    * their operations give the schemas of the type names they use. Default: none.
    */
   pinnedServices?: { has(serviceName: string): boolean };
+  /**
+   * The most bytes the document may take as JSON: past it, the operations of the services outside
+   * the pinned ones are left out, the largest first, and the document says which. Default
+   * {@link MAX_DOCUMENT_BYTES}.
+   */
+  maxBytes?: number;
 }
+
+/**
+ * The default bound of the document's size. The shop's own is 31 KB; a registered descriptor
+ * set can make one of many megabytes (a POST of a 5,000-field body on 64 routes: 36 MB), which the
+ * /docs/ page, parsing and rendering it in the browser, froze on.
+ */
+export const MAX_DOCUMENT_BYTES = 4 * 2 ** 20;
 
 /**
  * A statement of the gateway's own answers and of the mapping of gRPC faults, each with the book's
@@ -179,6 +194,43 @@ export function createOpenApiDocument(
   operations: readonly RestOperation[],
   options: OpenApiOptions,
 ): OpenApiDocument {
+  const maxBytes = options.maxBytes ?? MAX_DOCUMENT_BYTES;
+  const isPinned = (operation: RestOperation) =>
+    options.pinnedServices?.has(operation.method.parent.typeName) === true;
+  const whole = buildDocument(operations, options, []);
+  const sizes = new Map<string, number>();
+  let total = byteSize(whole.document.components);
+  for (const [operation, object] of whole.objects) {
+    const size = byteSize(object);
+    total += size;
+    if (isPinned(operation)) continue;
+    const service = operation.method.parent.typeName;
+    sizes.set(service, (sizes.get(service) ?? 0) + size);
+  }
+  if (total <= maxBytes) return whole.document;
+  // The largest contributions go first, until what the others' operations make fits. Their types'
+  // schemas may still not fit (a service can register thousands of messages): then every service
+  // outside the contract is left out, so that the contract's are always documented.
+  const leftOut = new Set<string>();
+  for (const [service, size] of [...sizes].sort(([, a], [, b]) => b - a)) {
+    if (total <= maxBytes) break;
+    leftOut.add(service);
+    total -= size;
+  }
+  const kept = (service: ReadonlySet<string>) =>
+    operations.filter((operation) => !service.has(operation.method.parent.typeName));
+  const smaller = buildDocument(kept(leftOut), options, [...leftOut].sort());
+  if (byteSize(smaller.document) <= maxBytes) return smaller.document;
+  const outside = new Set(sizes.keys());
+  return buildDocument(kept(outside), options, [...outside].sort()).document;
+}
+
+/** The document of some operations, and the object of each; `leftOut`: services not in it. */
+function buildDocument(
+  operations: readonly RestOperation[],
+  options: OpenApiOptions,
+  leftOut: readonly string[],
+): { document: OpenApiDocument; objects: Map<RestOperation, JsonSchema> } {
   const sorted = [...operations].sort(
     (a, b) =>
       (a.pathTemplate < b.pathTemplate ? -1 : a.pathTemplate > b.pathTemplate ? 1 : 0) ||
@@ -223,13 +275,17 @@ export function createOpenApiDocument(
     paths[operation.pathTemplate] ??= {};
     paths[operation.pathTemplate]![operation.httpMethod.toLowerCase()] = objects.get(operation)!;
   }
-  return {
+  const document: OpenApiDocument = {
     openapi: '3.1.0',
     info: {
       title: options.title ?? 'grpc-shop gateway',
       version: options.version,
-      description: DOCUMENT_DESCRIPTION,
+      description:
+        leftOut.length === 0
+          ? DOCUMENT_DESCRIPTION
+          : `${DOCUMENT_DESCRIPTION}\n\n${leftOutNote(leftOut, options)}`,
     },
+    ...(leftOut.length > 0 ? { 'x-left-out-services': [...leftOut] } : {}),
     // Relative to the document (OpenAPI 3.1, Server Object): behind a proxy that serves the gateway
     // under a prefix (/api/openapi.json), "Try it out" calls /api/goods. Without it, the default
     // server is "/", and the page called /goods on the proxy, which is none of the gateway's.
@@ -269,6 +325,20 @@ export function createOpenApiDocument(
       },
     },
   };
+  return { document, objects };
+}
+
+function leftOutNote(leftOut: readonly string[], options: OpenApiOptions): string {
+  const limit = `${((options.maxBytes ?? MAX_DOCUMENT_BYTES) / 2 ** 20).toFixed(1)} MiB`;
+  return (
+    `Left out of this document to keep it under ${limit} (their routes are served all the same): ` +
+    `the operations of ${leftOut.map((service) => `\`${service}\``).join(', ')}.`
+  );
+}
+
+/** The size of a part of the document as JSON, in bytes. */
+function byteSize(part: unknown): number {
+  return Buffer.byteLength(JSON.stringify(part));
 }
 
 function operationObject(operation: RestOperation, operationId: string, schemas: ProtoSchemas): JsonSchema {

@@ -17,7 +17,11 @@ import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { parsePathTemplate } from '../../src/common/path-template.js';
 import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { compileCallPlan } from '../../src/gateway/call-plan.js';
-import { createOpenApiDocument, type OpenApiDocument } from '../../src/gateway/openapi.js';
+import {
+  createOpenApiDocument,
+  MAX_DOCUMENT_BYTES,
+  type OpenApiDocument,
+} from '../../src/gateway/openapi.js';
 import { MAX_QUERY_NESTING, MAX_QUERY_PARAMETERS } from '../../src/gateway/openapi-query-parameters.js';
 import { MAX_COMMENT_LENGTH } from '../../src/gateway/proto-comments.js';
 import { compileRequestDecoder } from '../../src/gateway/request-decoder.js';
@@ -838,5 +842,66 @@ describe('query parameters of nested messages', () => {
     expect(operation(document, 'GET', '/wide').description).toContain(
       `at most ${MAX_QUERY_PARAMETERS} are listed per operation`,
     );
+  });
+});
+
+/** `test.wide.v1.WideService`: 64 POST routes, each of a body of 5,000 fields (36 MB documented). */
+function wideFile() {
+  const fields = Array.from({ length: 5000 }, (_, index) =>
+    field(`field_number_${index}`, index + 1, Type.INT32),
+  );
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/wide.proto',
+    package: 'test.wide.v1',
+    syntax: 'proto3',
+    messageType: [message('Wide', fields)],
+    service: [
+      {
+        name: 'WideService',
+        method: Array.from({ length: 64 }, (_, index) => ({
+          name: `Put${index}`,
+          inputType: '.test.wide.v1.Wide',
+          outputType: '.test.wide.v1.Wide',
+          options: httpOptions(`POST /wide${index}`, { body: '*' }),
+        })),
+      } as never,
+    ],
+  });
+}
+
+describe('the size of the document', () => {
+  it(`leaves out the largest services outside the contract past ${MAX_DOCUMENT_BYTES} bytes, and says so`, async () => {
+    const shop = operationsOfRoutes(shopRoutes(createFileRegistry(loadShopDescriptorSet())));
+    const document = createOpenApiDocument(
+      [...operationsOfFiles(wideFile()), ...operationsOfFiles(outsiderFile()), ...shop],
+      { version: '1', pinnedServices: ReservedContract.ofShop().services },
+    );
+    const size = Buffer.byteLength(JSON.stringify(document));
+    expect(size).toBeLessThanOrEqual(MAX_DOCUMENT_BYTES);
+    expect(document['x-left-out-services']).toEqual(['test.wide.v1.WideService']);
+    expect(document.info.description).toContain('`test.wide.v1.WideService`');
+    expect(Object.keys(document.paths).filter((path) => path.startsWith('/wide'))).toEqual([]);
+    // The small outsider and the contract stay.
+    expect(operation(document, 'GET', '/aaa').operationId).toBe('GoodsService_ListGoods_2');
+    expect(operation(document, 'GET', '/goods').operationId).toBe('GoodsService_ListGoods');
+    expect(Object.keys(document.components.schemas)).not.toContain('test.wide.v1.Wide');
+    await expectValidOpenApi(document);
+  });
+
+  it("leaves out every service outside the contract, never the contract's, however small the bound", () => {
+    const shop = operationsOfRoutes(shopRoutes(createFileRegistry(loadShopDescriptorSet())));
+    const whole = createOpenApiDocument([...operationsOfFiles(outsiderFile()), ...shop], {
+      version: '1',
+      pinnedServices: ReservedContract.ofShop().services,
+    });
+    expect(whole['x-left-out-services']).toBeUndefined();
+    const bounded = createOpenApiDocument([...operationsOfFiles(outsiderFile()), ...shop], {
+      version: '1',
+      pinnedServices: ReservedContract.ofShop().services,
+      maxBytes: 1000,
+    });
+    expect(bounded['x-left-out-services']).toEqual(['test.outsider.v1.GoodsService']);
+    expect(bounded.paths['/aaa']).toBeUndefined();
+    expect(bounded.paths['/goods']).toBeDefined();
   });
 });
