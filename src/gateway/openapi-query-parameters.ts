@@ -14,7 +14,8 @@ export const MAX_QUERY_NESTING = 3;
 /**
  * The query parameters listed for one operation at most. A descriptor set of 115 KB (64 GET routes
  * of a message of 5,000 fields) made a document of 24 MB, every field a parameter of every route,
- * which froze the /docs/ page; past this, the operation's description says that more are taken.
+ * a weight the /docs/ page may freeze on; past this, the operation's description says that more are
+ * taken.
  */
 export const MAX_QUERY_PARAMETERS = 256;
 

@@ -45,7 +45,7 @@ export interface OpenApiOptions {
 /**
  * The default bound of the document's size. The shop's own is 31 KB; a registered descriptor
  * set can make one of many megabytes (a POST of a 5,000-field body on 64 routes: 36 MB), which the
- * /docs/ page, parsing and rendering it in the browser, froze on.
+ * /docs/ page would have to parse and render in the browser.
  */
 export const MAX_DOCUMENT_BYTES = 4 * 2 ** 20;
 
