@@ -1,6 +1,7 @@
 import { GATEWAY_DOCS } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { ReservedContract } from '../distributor/reserved-contract.js';
+import { type ContentCoding, chooseCoding, encode } from './content-coding.js';
 import { DocsPage, type PageAnswer } from './docs-page.js';
 import { errorBody } from './envelope.js';
 import type { GatewayError } from './gateway-error.js';
@@ -28,6 +29,20 @@ export interface ApiDocsOptions {
   log?: Logger;
 }
 
+/**
+ * The codings /openapi.json is served in, by preference: brotli is a little smaller (the shop's
+ * document of 31 KB: 4.0 KB, 4.3 KB in gzip).
+ */
+const DOCUMENT_CODINGS: readonly ContentCoding[] = ['br', 'gzip'];
+
+/** The document of one generation of routes, as JSON, and in each coding asked for so far. */
+interface MadeDocument {
+  readonly generation: object;
+  readonly body: Buffer;
+  /** null: that coding made it no smaller. */
+  readonly encoded: Map<ContentCoding, Buffer | null>;
+}
+
 /** The methods the gateway's own pages answer. */
 const ALLOW = 'GET, HEAD, OPTIONS';
 
@@ -36,7 +51,8 @@ const ALLOW = 'GET, HEAD, OPTIONS';
  *
  * - `GET /openapi.json`: the OpenAPI 3.1 document of the routes served at the moment it is asked,
  *   generated from the descriptors the services registered (see openapi.ts), so a service that
- *   registers or leaves changes it at once; 503 before the first route table.
+ *   registers or leaves changes it at once; 503 before the first route table. In brotli or gzip to
+ *   a client that takes one, each compressed once per document.
  * - `GET /docs/`: an API reference page rendering that document (see docs-page.ts).
  *
  * HEAD is answered as GET without the body, OPTIONS with 204 and `Allow`; any other method is 405
@@ -54,7 +70,7 @@ export class ApiDocs {
    * 1.8 MB (24 MB before operations listed at most 256 query parameters) in a tenth of a second of
    * the event loop, which any client could otherwise ask for again and again.
    */
-  #made: { generation: object; body: Buffer } | undefined;
+  #made: MadeDocument | undefined;
 
   constructor(options: ApiDocsOptions) {
     this.#surface = options.surface;
@@ -90,12 +106,12 @@ export class ApiDocs {
         body: errorBody(null, gatewayErrors.methodNotAllowed(method, path, ALLOW).message),
       };
     }
-    if (path === '/openapi.json') return this.#document();
-    const page = this.#page.answer(path, acceptsGzip(acceptEncoding));
+    if (path === '/openapi.json') return this.#document(acceptEncoding);
+    const page = this.#page.answer(path, chooseCoding(acceptEncoding, ['gzip']) === 'gzip');
     return page ?? this.#error(gatewayErrors.notFound(method, path));
   }
 
-  #document(): PageAnswer {
+  #document(acceptEncoding: string | undefined): PageAnswer {
     const surface = this.#surface();
     if (!surface) return this.#error(gatewayErrors.notReady());
     if (this.#made?.generation !== surface.generation) {
@@ -111,18 +127,37 @@ export class ApiDocs {
           `/openapi.json leaves out the operations of ${leftOut.join(', ')}: the document would be over ${MAX_DOCUMENT_BYTES} bytes (their routes are served all the same)`,
         );
       }
-      this.#made = { generation: surface.generation, body: Buffer.from(JSON.stringify(document)) };
+      this.#made = {
+        generation: surface.generation,
+        body: Buffer.from(JSON.stringify(document)),
+        encoded: new Map(),
+      };
+    }
+    const made = this.#made;
+    const coding = chooseCoding(acceptEncoding, DOCUMENT_CODINGS);
+    let encoded: Buffer | null | undefined;
+    if (coding) {
+      encoded = made.encoded.get(coding);
+      if (encoded === undefined) {
+        // Once per generation and coding: a document of megabytes takes a while to compress.
+        encoded = encode(made.body, coding) ?? null;
+        made.encoded.set(coding, encoded);
+      }
     }
     return {
       status: 200,
       headers: [
         ['Content-Type', 'application/json'],
+        ...(coding && encoded ? [['Content-Encoding', coding] as [string, string]] : []),
+        // Every answer names it, the one not compressed too: a cache must not hand it to a client
+        // that asked otherwise.
+        ['Vary', 'Accept-Encoding'],
         // Its text is partly the services' authors' (their proto comments): never read as a page.
         ['X-Content-Type-Options', 'nosniff'],
         // Live: the next request may see another set of routes.
         ['Cache-Control', 'no-cache'],
       ],
-      body: this.#made.body,
+      body: (coding && encoded) || made.body,
     };
   }
 
@@ -136,14 +171,4 @@ export class ApiDocs {
       body: errorBody(null, error.message),
     };
   }
-}
-
-/** Whether an Accept-Encoding header takes gzip (not with q=0). */
-function acceptsGzip(header: string | undefined): boolean {
-  if (!header) return false;
-  return header.split(',').some((part) => {
-    const [coding = '', ...parameters] = part.split(';').map((piece) => piece.trim().toLowerCase());
-    if (coding !== 'gzip' && coding !== '*') return false;
-    return !parameters.some((parameter) => /^q=0(\.0*)?$/.test(parameter));
-  });
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { ApiDocs } from '../../src/gateway/api-docs.js';
+import { chooseCoding } from '../../src/gateway/content-coding.js';
 import { operationOf } from '../../src/gateway/route-table-operations.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { field, httpOptions, message, registryOf, Type } from './support/descriptors.js';
@@ -11,6 +12,10 @@ import { field, httpOptions, message, registryOf, Type } from './support/descrip
 const OPERATIONS = readHttpRoutes(createFileRegistry(loadShopDescriptorSet())).routes.map(
   (route) => operationOf(route, false)!,
 );
+
+function header(answer: { headers: readonly [string, string][] }, name: string): string | undefined {
+  return answer.headers.find(([candidate]) => candidate.toLowerCase() === name.toLowerCase())?.[1];
+}
 
 describe('ApiDocs', () => {
   it('makes the document once per generation of the routes, however often it is asked for', () => {
@@ -36,6 +41,29 @@ describe('ApiDocs', () => {
     generation = {};
     docs.answer('GET', '/openapi.json', undefined);
     expect(made).toBe(2);
+  });
+
+  it('compresses the document once per generation and coding, not per request', () => {
+    let generation = {};
+    const docs = new ApiDocs({
+      surface: () => ({ revision: 1, generation, operations: () => OPERATIONS }),
+      retryAfterSeconds: 1,
+    });
+    const plain = docs.answer('GET', '/openapi.json', undefined);
+    expect(header(plain, 'Vary')).toBe('Accept-Encoding');
+    expect(header(plain, 'Content-Encoding')).toBeUndefined();
+    for (const coding of ['br', 'gzip']) {
+      const first = docs.answer('GET', '/openapi.json', coding);
+      expect(header(first, 'Content-Encoding')).toBe(coding);
+      expect(header(first, 'Vary')).toBe('Accept-Encoding');
+      expect(first.body.length).toBeLessThan(plain.body.length);
+      // The very same bytes: compressed once, kept with the document.
+      expect(docs.answer('GET', '/openapi.json', coding).body).toBe(first.body);
+      expect(docs.answer('HEAD', '/openapi.json', coding).body).toBe(first.body);
+    }
+    const gzipped = docs.answer('GET', '/openapi.json', 'gzip').body;
+    generation = {};
+    expect(docs.answer('GET', '/openapi.json', 'gzip').body).not.toBe(gzipped);
   });
 
   it('logs the services a document leaves out for its size', () => {
@@ -74,5 +102,23 @@ describe('ApiDocs', () => {
     const warnings = lines.filter((line) => line.event === 'openapi-services-left-out');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ services: ['test.wide.v1.WideService'], revision: 3 });
+  });
+});
+
+describe('the choice of a content coding', () => {
+  it('takes the coding of highest weight, brotli on a tie, none that weighs 0', () => {
+    const both = ['br', 'gzip'] as const;
+    expect(chooseCoding(undefined, both)).toBeUndefined();
+    expect(chooseCoding('', both)).toBeUndefined();
+    expect(chooseCoding('gzip, deflate, br', both)).toBe('br');
+    expect(chooseCoding('gzip', both)).toBe('gzip');
+    expect(chooseCoding('br;q=0.5, gzip', both)).toBe('gzip');
+    expect(chooseCoding('GZIP;Q=0.9, br;q=0.8', both)).toBe('gzip');
+    expect(chooseCoding('*', both)).toBe('br');
+    expect(chooseCoding('*;q=0.5, br;q=0', both)).toBe('gzip');
+    expect(chooseCoding('br;q=0, gzip;q=0.000', both)).toBeUndefined();
+    expect(chooseCoding('identity', both)).toBeUndefined();
+    expect(chooseCoding('gzip;q=2', both)).toBeUndefined();
+    expect(chooseCoding('br', ['gzip'])).toBeUndefined();
   });
 });

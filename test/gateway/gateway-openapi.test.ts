@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
@@ -312,6 +312,33 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
     expect(unsupported.status).toBe(415);
     expect(validateError(JSON.parse(unsupported.body))).toBe(true);
     expect(Object.keys(document.paths['/goods']!.post!.responses as object)).toContain('415');
+  });
+
+  it('serves the document compressed to a client that takes it, HEAD with the same headers', async () => {
+    const { port } = await gateway();
+    const plain = await getBytes(port, '/openapi.json');
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.headers.vary).toMatch(/Accept-Encoding/);
+    for (const [accept, coding, decode] of [
+      ['gzip, deflate, br', 'br', brotliDecompressSync],
+      ['gzip', 'gzip', gunzipSync],
+      ['br;q=0.5, gzip', 'gzip', gunzipSync],
+    ] as const) {
+      const got = await getBytes(port, '/openapi.json', { 'Accept-Encoding': accept });
+      expect(got.status).toBe(200);
+      expect(got.headers['content-encoding'], accept).toBe(coding);
+      expect(got.headers.vary).toMatch(/Accept-Encoding/);
+      expect(Number(got.headers['content-length'])).toBe(got.body.length);
+      expect(got.body.length).toBeLessThan(plain.body.length / 3);
+      expect(decode(got.body).equals(plain.body)).toBe(true);
+      const head = await http(port, 'HEAD', '/openapi.json', { headers: { 'Accept-Encoding': accept } });
+      expect(head.headers['content-encoding']).toBe(coding);
+      expect(Number(head.headers['content-length'])).toBe(got.body.length);
+      expect(head.body).toBe('');
+    }
+    const refused = await getBytes(port, '/openapi.json', { 'Accept-Encoding': 'br;q=0, gzip;q=0' });
+    expect(refused.headers['content-encoding']).toBeUndefined();
+    expect(refused.body.equals(plain.body)).toBe(true);
   });
 
   it('is 503 before the first route table; other methods are 405; HEAD has no body', async () => {
