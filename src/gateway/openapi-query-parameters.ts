@@ -112,9 +112,10 @@ function noteOf(
 
 /** The message whose fields a query sets by dotted names below this field, if it is one. */
 function enterable(field: DescField): DescMessage | undefined {
-  return field.fieldKind === 'message' && !isTextualMessage(field.message.typeName)
-    ? field.message
-    : undefined;
+  if (field.fieldKind !== 'message' || isTextualMessage(field.message.typeName)) return undefined;
+  // The gateway reads a FieldMask from text as one string (`mask=a,b`), never `mask.paths`; the
+  // document, whose schemas show it as the renderer writes it (an object), leaves it out.
+  return field.message.typeName === 'google.protobuf.FieldMask' ? undefined : field.message;
 }
 
 /**

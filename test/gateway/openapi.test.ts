@@ -10,6 +10,7 @@ import {
   type FieldDescriptorProto,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
+  file_google_protobuf_field_mask,
 } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
@@ -730,12 +731,14 @@ function queryFile() {
     name: 'test/query.proto',
     package: 'test.query.v1',
     syntax: 'proto3',
+    dependency: ['google/protobuf/field_mask.proto'],
     messageType: [
       message('Search', [
         field('page', 1, Type.MESSAGE, { typeName: `${Q}.Page` }),
         field('filter', 2, Type.MESSAGE, { typeName: `${Q}.Filter` }),
         field('items', 3, Type.MESSAGE, { repeated: true, typeName: `${Q}.Page` }),
         field('q', 4, Type.STRING),
+        field('mask', 5, Type.MESSAGE, { typeName: '.google.protobuf.FieldMask' }),
       ]),
       message('SearchWide', [
         field('q', 1, Type.STRING),
@@ -781,7 +784,9 @@ function queryFile() {
 }
 
 describe('query parameters of nested messages', () => {
-  const registry = registryOf(queryFile());
+  const registry = createFileRegistry(
+    create(FileDescriptorSetSchema, { file: [file_google_protobuf_field_mask.proto, queryFile()] }),
+  );
   const routes = readHttpRoutes(registry).routes;
   const document = createOpenApiDocument(
     routes.map((route) => operationOf(route, false)!),
