@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { GATEWAY_DOCS } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { ReservedContract } from '../distributor/reserved-contract.js';
@@ -39,6 +40,8 @@ const DOCUMENT_CODINGS: readonly ContentCoding[] = ['br', 'gzip'];
 interface MadeDocument {
   readonly generation: object;
   readonly body: Buffer;
+  /** The body's hash: its entity tag, with the coding after it for a compressed one. */
+  readonly tag: string;
   /** null: that coding made it no smaller. */
   readonly encoded: Map<ContentCoding, Buffer | null>;
 }
@@ -90,8 +93,11 @@ export class ApiDocs {
     return path === GATEWAY_DOCS.document || this.#page.answer(path, false) !== undefined;
   }
 
-  /** The answer to a request for one of the paths {@link ApiDocs.owns}. */
-  answer(method: string, path: string, acceptEncoding: string | undefined): PageAnswer {
+  /**
+   * The answer to a request for one of the paths {@link ApiDocs.owns}, given its Accept-Encoding
+   * and, for the document, its If-None-Match.
+   */
+  answer(method: string, path: string, acceptEncoding: string | undefined, ifNoneMatch?: string): PageAnswer {
     if (method === 'OPTIONS') {
       if (!this.has(path)) return this.#error(gatewayErrors.notFound(method, path));
       return { status: 204, headers: [['Allow', ALLOW]], body: Buffer.alloc(0) };
@@ -106,12 +112,12 @@ export class ApiDocs {
         body: errorBody(null, gatewayErrors.methodNotAllowed(method, path, ALLOW).message),
       };
     }
-    if (path === '/openapi.json') return this.#document(acceptEncoding);
+    if (path === '/openapi.json') return this.#document(acceptEncoding, ifNoneMatch);
     const page = this.#page.answer(path, chooseCoding(acceptEncoding, ['gzip']) === 'gzip');
     return page ?? this.#error(gatewayErrors.notFound(method, path));
   }
 
-  #document(acceptEncoding: string | undefined): PageAnswer {
+  #document(acceptEncoding: string | undefined, ifNoneMatch: string | undefined): PageAnswer {
     const surface = this.#surface();
     if (!surface) return this.#error(gatewayErrors.notReady());
     if (this.#made?.generation !== surface.generation) {
@@ -127,9 +133,11 @@ export class ApiDocs {
           `/openapi.json leaves out the operations of ${leftOut.join(', ')}: the document would be over ${MAX_DOCUMENT_BYTES} bytes (their routes are served all the same)`,
         );
       }
+      const body = Buffer.from(JSON.stringify(document));
       this.#made = {
         generation: surface.generation,
-        body: Buffer.from(JSON.stringify(document)),
+        body,
+        tag: createHash('sha256').update(body).digest('base64url').slice(0, 22),
         encoded: new Map(),
       };
     }
@@ -144,20 +152,30 @@ export class ApiDocs {
         made.encoded.set(coding, encoded);
       }
     }
+    const sentCoding = coding && encoded ? coding : undefined;
+    // One tag per representation: the gzipped bytes are not the brotli ones (RFC 9110, 8.8.3.3).
+    const etag = `"${made.tag}${sentCoding ? `-${sentCoding}` : ''}"`;
+    const caching: [string, string][] = [
+      ['ETag', etag],
+      // Every answer names it, the one not compressed too: a cache must not hand it to a client
+      // that asked otherwise.
+      ['Vary', 'Accept-Encoding'],
+      // Live: the next request may see another set of routes; with the tag, asking again is cheap.
+      ['Cache-Control', 'no-cache'],
+    ];
+    if (ifNoneMatch !== undefined && matchesAny(ifNoneMatch, etag)) {
+      return { status: 304, headers: caching, body: Buffer.alloc(0) };
+    }
     return {
       status: 200,
       headers: [
         ['Content-Type', 'application/json'],
-        ...(coding && encoded ? [['Content-Encoding', coding] as [string, string]] : []),
-        // Every answer names it, the one not compressed too: a cache must not hand it to a client
-        // that asked otherwise.
-        ['Vary', 'Accept-Encoding'],
+        ...(sentCoding ? [['Content-Encoding', sentCoding] as [string, string]] : []),
+        ...caching,
         // Its text is partly the services' authors' (their proto comments): never read as a page.
         ['X-Content-Type-Options', 'nosniff'],
-        // Live: the next request may see another set of routes.
-        ['Cache-Control', 'no-cache'],
       ],
-      body: (coding && encoded) || made.body,
+      body: (sentCoding && encoded) || made.body,
     };
   }
 
@@ -171,4 +189,15 @@ export class ApiDocs {
       body: errorBody(null, error.message),
     };
   }
+}
+
+/**
+ * Whether an If-None-Match header names the tag, or is `*`: its weak comparison (RFC 9110, section
+ * 13.1.2), in which `W/"x"` matches `"x"`.
+ */
+function matchesAny(header: string, etag: string): boolean {
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || (tag.startsWith('W/') ? tag.slice(2) : tag) === etag;
+  });
 }

@@ -810,15 +810,21 @@ class GatewayServer implements Gateway {
     }
     if (ApiDocs.owns(path)) {
       telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
-      const answer = this.#apiDocs.answer(method, path, request.headers['accept-encoding']);
+      const answer = this.#apiDocs.answer(
+        method,
+        path,
+        request.headers['accept-encoding'],
+        request.headers['if-none-match'],
+      );
       if (answer.status === 204 && this.#cors && Cors.isPreflight(request)) {
         // A preflight here is answered as on any path (#answerOptions): without its headers, a page
         // of an allowed origin could not send X-Request-Id with its GET of the document.
         this.#cors.preflight(request, response, allowedMethods(['GET']));
       }
       const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
-      // Not on the 204 to OPTIONS, as in #answerOptions.
-      if (answer.status !== 204) headers.push('Content-Length', answer.body.length);
+      // Not on the 204 to OPTIONS, as in #answerOptions, nor on a 304, whose length would be the
+      // representation's (RFC 9110, section 8.6), not its empty body's.
+      if (answer.status !== 204 && answer.status !== 304) headers.push('Content-Length', answer.body.length);
       pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
       response.writeHead(answer.status, headers as unknown as string[]);

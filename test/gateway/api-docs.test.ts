@@ -66,6 +66,44 @@ describe('ApiDocs', () => {
     expect(docs.answer('GET', '/openapi.json', 'gzip').body).not.toBe(gzipped);
   });
 
+  it('tags each representation of each document, and answers 304 to a request that has it', () => {
+    let generation = {};
+    let operations = OPERATIONS;
+    const docs = new ApiDocs({
+      surface: () => ({ revision: 1, generation, operations: () => operations }),
+      retryAfterSeconds: 1,
+    });
+    const plain = header(docs.answer('GET', '/openapi.json', undefined), 'ETag')!;
+    const gzip = header(docs.answer('GET', '/openapi.json', 'gzip'), 'ETag')!;
+    const br = header(docs.answer('GET', '/openapi.json', 'br'), 'ETag')!;
+    expect(plain).toMatch(/^"[A-Za-z0-9_-]+"$/);
+    expect(new Set([plain, gzip, br]).size).toBe(3);
+    for (const [accept, ifNoneMatch] of [
+      [undefined, plain],
+      ['gzip', gzip],
+      ['gzip', `W/${gzip}`],
+      ['br', `"other", ${br}`],
+      ['br', '*'],
+    ] as const) {
+      const answer = docs.answer('GET', '/openapi.json', accept, ifNoneMatch);
+      expect(answer.status, ifNoneMatch).toBe(304);
+      expect(answer.body.length).toBe(0);
+      expect(header(answer, 'Vary')).toBe('Accept-Encoding');
+      expect(header(answer, 'Cache-Control')).toBe('no-cache');
+      expect(docs.answer('HEAD', '/openapi.json', accept, ifNoneMatch).status).toBe(304);
+    }
+    // Another representation's tag, or the tag of a document before the routes changed: the document.
+    expect(docs.answer('GET', '/openapi.json', 'br', gzip).status).toBe(200);
+    generation = {};
+    // The tag is the text's: routes made anew, but alike, make the same document.
+    expect(docs.answer('GET', '/openapi.json', undefined, plain).status).toBe(304);
+    generation = {};
+    operations = OPERATIONS.slice(1);
+    const changed = docs.answer('GET', '/openapi.json', undefined, plain);
+    expect(changed.status).toBe(200);
+    expect(header(changed, 'ETag')).not.toBe(plain);
+  });
+
   it('logs the services a document leaves out for its size', () => {
     const fields = Array.from({ length: 5000 }, (_, index) =>
       field(`field_number_${index}`, index + 1, Type.INT32),

@@ -336,6 +336,17 @@ describe('the live OpenAPI document and the API page on the gateway', () => {
       expect(Number(head.headers['content-length'])).toBe(got.body.length);
       expect(head.body).toBe('');
     }
+    // Asked again with its tag, a client that has it gets 304, without a body or its length.
+    const gzipped = await getBytes(port, '/openapi.json', { 'Accept-Encoding': 'gzip' });
+    expect(gzipped.headers.etag).not.toBe(plain.headers.etag);
+    const unchanged = await getBytes(port, '/openapi.json', {
+      'Accept-Encoding': 'gzip',
+      'If-None-Match': String(gzipped.headers.etag),
+    });
+    expect(unchanged.status).toBe(304);
+    expect(unchanged.headers['content-length']).toBeUndefined();
+    expect(unchanged.headers.etag).toBe(gzipped.headers.etag);
+    expect(unchanged.body.length).toBe(0);
     const refused = await getBytes(port, '/openapi.json', { 'Accept-Encoding': 'br;q=0, gzip;q=0' });
     expect(refused.headers['content-encoding']).toBeUndefined();
     expect(refused.body.equals(plain.body)).toBe(true);
