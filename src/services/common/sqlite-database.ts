@@ -192,7 +192,9 @@ function assertWritable(file: string): void {
  * opened: a deleted or replaced file is UNAVAILABLE, and the probe turns the instance NOT_SERVING, so
  * no write is acknowledged that a restart would lose. A SELECT is not checked: it loses nothing, and a
  * stat per read would slow the busiest calls. The health probe also checks that the files can still
- * be written at their paths (see assertPathsWritable).
+ * be written at their paths (see assertPathsWritable). An operation that meets a damaged file
+ * (SQLITE_CORRUPT, SQLITE_NOTADB) is UNAVAILABLE too, and marks the file so that the probe checks it
+ * whole before it passes again (see damagedDatabases).
  */
 export type SqliteCall = <T>(
   name: DatabaseOperationName | undefined,
@@ -213,6 +215,7 @@ export function sqliteCaller(db: Database.Database, observer: DatabaseObserver |
       if (name === undefined) {
         assertPathsWritable(opened);
         tables.assertPresent();
+        if (damagedDatabases.has(db)) assertWholeAgain(db);
       }
       return name === undefined
         ? operation()
@@ -220,12 +223,62 @@ export function sqliteCaller(db: Database.Database, observer: DatabaseObserver |
     } catch (error) {
       if (error instanceof ServiceError) throw error;
       const code = String((error as { code?: unknown }).code ?? '');
+      if (isDamage(code)) {
+        // Every store and journal on this connection (each has its own caller) shares the mark.
+        damagedDatabases.add(db);
+        throw databaseUnavailable(damageOf(db.name, code, error));
+      }
       if (UNAVAILABLE_PREFIXES.some((prefix) => code.startsWith(prefix)) || isMissingTable(error)) {
         throw databaseUnavailable(error);
       }
       throw databaseFailure(error);
     }
   };
+}
+
+/**
+ * The open databases whose file a call or a probe found damaged (SQLITE_CORRUPT, SQLITE_NOTADB:
+ * pages overwritten under the running store by a failing disk or a stray write), until
+ * the health probe finds the file whole again. The probe's own SELECT 1 and its look at the table
+ * list read no page of the tables, so without the mark the instance stayed SERVING, and a gateway
+ * and a load balancer sent it traffic that every call touching the damage failed.
+ */
+const damagedDatabases = new WeakSet<Database.Database>();
+
+/** SQLite's codes for a file whose pages are not a database: a fault of the file, not of a request. */
+function isDamage(code: string): boolean {
+  return code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB';
+}
+
+/**
+ * The error logged for a damaged file (a caller is told "Database unavailable" only): it names the
+ * file and what the operator does, and keeps SQLite's code, which the log limiter counts it by.
+ */
+function damageOf(file: string, code: string, error: unknown): Error {
+  // SQLite's own words follow in the log: pino writes a cause's message after the error's.
+  return Object.assign(
+    new Error(
+      `the SQLite file ${file} is damaged (${code}): the service does not serve until it is whole again; stop it, restore the file from a backup (without the damaged file's -wal and -shm) and start it again`,
+      { cause: error },
+    ),
+    { code },
+  );
+}
+
+/**
+ * Checks a file marked damaged, by the health probe only: `PRAGMA quick_check(1)` reads every page,
+ * so it runs while the mark is there, never on the probe of a whole file (every 2 s on a big file it
+ * would block the event loop for as long as the file takes to read). Pages cached from before are let
+ * go first, so that the check (and the calls after it) read the file as it is now. Clears the mark
+ * when the file is whole again (put back as it was, in place); throws SQLITE_CORRUPT while it is not.
+ */
+function assertWholeAgain(db: Database.Database): void {
+  db.pragma('shrink_memory');
+  const verdict = db.pragma('quick_check(1)', { simple: true });
+  if (verdict !== 'ok') {
+    throw Object.assign(new Error(`quick_check: ${String(verdict)}`), { code: 'SQLITE_CORRUPT' });
+  }
+  damagedDatabases.delete(db);
 }
 
 /**
