@@ -10,6 +10,9 @@ export interface CertificateFiles {
 export declare const COMPONENTS: readonly string[];
 export declare const OPERATOR: string;
 
+/** How long before the moment it is made a certificate becomes valid (clock skew between hosts). */
+export declare const NOT_BEFORE_MARGIN_MS: number;
+
 /** Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600); `name` defaults to "ca". */
 export declare function createCa(
   dir: string,

@@ -1,6 +1,7 @@
 // Makes a development PKI for mutual TLS between the components: one CA, and per component a
 // certificate with the URI SAN spiffe://shop/<name> (its identity, see src/common/identity.ts), the
-// DNS SAN localhost, the IP SAN 127.0.0.1 and any extra --host. Keys are made with node:crypto and
+// DNS SAN localhost, the IP SAN 127.0.0.1 and any extra --host, valid from an hour back (clock skew
+// between hosts). Keys are made with node:crypto and
 // signed by the openssl CLI. Importable: the tests make throwaway PKIs with the same functions.
 //
 //   npm run certs -- [--out DIR] [--host NAME_OR_IP]... [--host COMPONENT=NAME_OR_IP]... [--new-ca]
@@ -78,9 +79,10 @@ export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME } = {}
     );
     const newKey = join(scratch, 'ca.key');
     writeKey(newKey);
+    const csr = join(scratch, 'ca.csr');
+    openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
     const newCert = join(scratch, 'ca.crt');
-    const selfSigned = ['req', '-x509', '-new', '-key', newKey, '-config', config];
-    openssl([...selfSigned, ...signing(CA_DAYS), '-out', newCert]);
+    sign(scratch, { csr, config, days: CA_DAYS, out: newCert, issuer: { keyFile: newKey } });
     publish(newKey, keyFile);
     publish(newCert, certFile);
     return { certFile, keyFile };
@@ -131,19 +133,7 @@ export function issueCertificate(ca, dir, { name, identity = name, hosts = [], d
     const csr = join(scratch, 'leaf.csr');
     openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
     const newCert = join(scratch, 'leaf.crt');
-    const signedByCa = [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      ca.certFile,
-      '-CAkey',
-      ca.keyFile,
-      '-extfile',
-      config,
-    ];
-    openssl([...signedByCa, ...signing(days), '-out', newCert]);
+    sign(scratch, { csr, config, days, out: newCert, issuer: ca });
     publish(newKey, keyFile);
     publish(newCert, certFile);
     return { certFile, keyFile };
@@ -241,26 +231,80 @@ function writeKey(file) {
 }
 
 /**
- * The openssl flags shared by the CA and the leaves: the [ext] section of the config, the validity,
- * SHA-256, and a random positive serial of up to 127 bits (RFC 5280 asks for unpredictable serials).
+ * How long before the moment it is made a certificate becomes valid: a machine whose clock is
+ * behind the one that made it (the certificates are copied to other hosts) would otherwise refuse
+ * it as not yet valid for as long as its clock is behind. An hour, as public CAs backdate theirs.
  */
-function signing(days) {
+export const NOT_BEFORE_MARGIN_MS = 60 * 60 * 1000;
+
+/**
+ * Signs the request `csr` with the [ext] section of `config`: by `issuer` (a CA's certFile and
+ * keyFile), or by its own key (`issuer` with a keyFile alone: a CA's own certificate). Valid from
+ * NOT_BEFORE_MARGIN_MS ago for `days` from now, SHA-256, with a random positive serial of up to 127
+ * bits (RFC 5280 asks for unpredictable serials). `openssl ca`, since OpenSSL 3.0's x509 and req
+ * cannot set the start of the validity; its database and serial files are throwaway ones in
+ * `scratch`, named relative to it (a path in its config file could hold characters it expands).
+ */
+function sign(scratch, { csr, config, days, out, issuer }) {
   const serial = randomBytes(16);
   serial[0] &= 0x7f;
-  return [
-    '-extensions',
-    'ext',
-    '-days',
-    String(days),
-    '-sha256',
-    '-set_serial',
-    `0x${serial.toString('hex')}`,
-  ];
+  writeFileSync(join(scratch, 'serial'), `${serial.toString('hex')}\n`);
+  writeFileSync(join(scratch, 'index.txt'), '');
+  const caConfig = join(scratch, 'ca-command.cnf');
+  writeFileSync(
+    caConfig,
+    [
+      '[ca]',
+      'default_ca = issuer',
+      '[issuer]',
+      'database = index.txt',
+      'serial = serial',
+      'new_certs_dir = .',
+      'policy = names',
+      'unique_subject = no',
+      'default_md = sha256',
+      '[names]',
+      'commonName = supplied',
+      '',
+    ].join('\n'),
+  );
+  const notBefore = new Date(Date.now() - NOT_BEFORE_MARGIN_MS);
+  // YYYYMMDDHHMMSSZ, which openssl writes as UTCTime for the years RFC 5280 wants it for.
+  const startDate = `${notBefore.toISOString().slice(0, 19).replace(/[-T:]/g, '')}Z`;
+  const signer = issuer.certFile ? ['-cert', issuer.certFile] : ['-selfsign'];
+  openssl(
+    [
+      'ca',
+      '-batch',
+      '-notext',
+      '-config',
+      caConfig,
+      '-in',
+      csr,
+      '-out',
+      out,
+      '-keyfile',
+      issuer.keyFile,
+      ...signer,
+      '-startdate',
+      startDate,
+      '-days',
+      String(days),
+      '-md',
+      'sha256',
+      '-extfile',
+      config,
+      '-extensions',
+      'ext',
+      '-preserveDN',
+    ],
+    scratch,
+  );
 }
 
-function openssl(args) {
+function openssl(args, cwd = undefined) {
   try {
-    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
   } catch (error) {
     if (error.code === 'ENOENT') throw new Error('the openssl command is needed to make certificates');
     throw new Error(`openssl ${args[0]} failed: ${String(error.stderr ?? error.message).trim()}`);

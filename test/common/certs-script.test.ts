@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { COMPONENTS as CERTIFIED } from '../../scripts/certs.mjs';
+import { COMPONENTS as CERTIFIED, NOT_BEFORE_MARGIN_MS } from '../../scripts/certs.mjs';
 import { SHOP_COMPONENTS } from '../../src/launcher/components.js';
 
 const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases', 'operator'];
@@ -58,6 +58,24 @@ describe('npm run certs', () => {
     }
     expect(certificate(join(out, 'goods.crt')).subjectAltName).toContain('IP Address:10.0.0.2');
     expect(certificate(join(out, 'members.crt')).subjectAltName).not.toContain('10.0.0.2');
+  });
+
+  it('makes certificates valid from an hour before, so that a host whose clock is behind takes them', () => {
+    // A second machine's clock a few minutes behind refused certificates made now as not yet valid.
+    const before = Date.now();
+    expect(certs(['--out', dir]).status).toBe(0);
+    const after = Date.now();
+    expect(NOT_BEFORE_MARGIN_MS).toBe(60 * 60 * 1000);
+    for (const name of ['ca', ...COMPONENTS]) {
+      const made = certificate(join(dir, `${name}.crt`));
+      const validFrom = Date.parse(made.validFrom);
+      expect(validFrom).toBeLessThanOrEqual(after - NOT_BEFORE_MARGIN_MS);
+      // To the second (the certificate holds no less), and no earlier than the margin.
+      expect(validFrom).toBeGreaterThanOrEqual(before - NOT_BEFORE_MARGIN_MS - 1_000);
+      // Its end is counted from now, as before: the margin takes nothing of its days.
+      const days = name === 'ca' ? 3650 : 825;
+      expect(Date.parse(made.validTo)).toBeGreaterThanOrEqual(before + days * 86_400_000 - 1_000);
+    }
   });
 
   it('takes IPv6 addresses bare or in brackets, as the components take them', () => {
