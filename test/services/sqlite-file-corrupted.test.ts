@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import { DATABASE_UNAVAILABLE } from '../../src/services/common/database-errors.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
@@ -127,6 +127,32 @@ describe('a SQLite file damaged in place under a running service', () => {
     overwritePages(file, pageSize, goodsRoot, damaged, original);
     await waitForHealth(service.address, 'SERVING');
     expect((await list()).results[0]).toMatchObject({ id: 1, name: 'goods 1' });
+  });
+
+  it('checks the whole file only while it is marked damaged, never on the probe of a whole one', async () => {
+    const { file, pageSize, goodsRoot } = await filledFile();
+    const pragmas = vi.spyOn(Database.prototype, 'pragma');
+    const probes = vi.spyOn(Database.prototype, 'prepare');
+    cleanups.push(async () => vi.restoreAllMocks());
+    const store = new SqliteGoodsStore(file);
+    const service = await startTestServer(
+      createServiceServer(goodsService, { store, databaseProbeIntervalMs: 10 }),
+      GoodsServiceClient,
+    );
+    cleanups.push(() => service.close());
+    const probesSoFar = () => probes.mock.calls.filter(([source]) => source === 'SELECT 1').length;
+    const checks = () =>
+      pragmas.mock.calls.filter(([source]) => String(source).includes('quick_check')).length;
+    await waitForHealth(service.address, 'SERVING');
+    const from = probesSoFar();
+    await vi.waitFor(() => expect(probesSoFar()).toBeGreaterThan(from + 5), { timeout: 5_000, interval: 10 });
+    expect(checks()).toBe(0);
+
+    overwritePages(file, pageSize, goodsRoot, 8);
+    await expect(call(service.client, service.client.listGoods, {}, DEADLINE_MS)).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+    });
+    await vi.waitFor(() => expect(checks()).toBeGreaterThan(0), { timeout: 5_000, interval: 10 });
   });
 
   it('is routed around by the gateway once its health says so', async () => {
