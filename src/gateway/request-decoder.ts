@@ -200,8 +200,10 @@ function checkNumberString(type: ScalarType, value: unknown, name: string): void
   }
   if (typeof value !== 'string') return;
   switch (type) {
-    case ScalarType.STRING:
     case ScalarType.BYTES:
+      if (isBase64(value)) return;
+      throw new InvalidParameterError(`${name} must be base64 (standard or URL-safe)`);
+    case ScalarType.STRING:
     case ScalarType.BOOL:
       return;
     case ScalarType.FLOAT:
@@ -215,6 +217,25 @@ function checkNumberString(type: ScalarType, value: unknown, name: string): void
     throw new InvalidParameterError(`${name} must be a whole number`);
   }
 }
+
+/**
+ * Whether a string is base64 as proto3 JSON takes it for bytes: the standard or the URL-safe
+ * alphabet (not both in one value), with or without its padding, line breaks allowed (as Go's
+ * decoder, which grpc-gateway uses, skips them). The parser's decoder skips every character it does
+ * not know and decodes what is left, so that a query's unescaped "+" (read as a space: "+/8=" is
+ * " /8=") gave the bytes ff instead of fb ff, and "AQ==ID" gave 01 20: other bytes than the client
+ * sent, without a word.
+ */
+function isBase64(value: string): boolean {
+  const text = value.includes('\n') || value.includes('\r') ? value.replace(/\r?\n|\r/g, '') : value;
+  const unpadded = text.endsWith('==') ? text.slice(0, -2) : text.endsWith('=') ? text.slice(0, -1) : text;
+  if (unpadded.length % 4 === 1) return false;
+  if (unpadded.length !== text.length && text.length % 4 !== 0) return false;
+  return BASE64_STANDARD.test(unpadded) || BASE64_URL.test(unpadded);
+}
+
+const BASE64_STANDARD = /^[A-Za-z0-9+/]*$/;
+const BASE64_URL = /^[A-Za-z0-9_-]*$/;
 
 /**
  * Whether a decimal written as integer digits, fraction digits and an exponent is whole, read from

@@ -201,6 +201,19 @@ describe('compileRequestDecoder: other scalars', () => {
     for (const value of ['A', 'not base64!', 12]) rejectsJson({ f_bytes: value });
   });
 
+  it('refuses bytes with characters base64 lacks, rather than skipping them', () => {
+    // The parser's decoder skipped them: a query's unescaped "+" is a space, and "+/8=" gave ff, not fb ff.
+    rejectsQuery('f_bytes=+/8=');
+    expect([...(fromQuery('f_bytes=%2B%2F8%3D').fBytes as Uint8Array)]).toEqual([0xfb, 0xff]);
+    expect([...(fromQuery('f_bytes=-_8').fBytes as Uint8Array)]).toEqual([0xfb, 0xff]);
+    for (const value of [' /8=', 'A Q I D', 'AQ==ID', 'AQ=D', '+/8_', 'AQID===', 'AQI==']) {
+      rejectsJson({ f_bytes: value });
+    }
+    // Unpadded, padded, and MIME's line breaks, as Go's decoder (grpc-gateway's) takes them.
+    for (const value of ['AQI', 'AQI=', 'AQ\r\nID', ''])
+      expect(() => fromJson({ f_bytes: value })).not.toThrow();
+  });
+
   it('takes an enum value by name or by number, never an unknown name', () => {
     expect(fromJson({ f_enum: 'COLOR_BLUE' }).fEnum).toBe(2);
     expect(fromJson({ f_enum: 1 }).fEnum).toBe(1);
