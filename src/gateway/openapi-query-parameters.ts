@@ -113,9 +113,7 @@ function noteOf(
 /** The message whose fields a query sets by dotted names below this field, if it is one. */
 function enterable(field: DescField): DescMessage | undefined {
   if (field.fieldKind !== 'message' || isTextualMessage(field.message.typeName)) return undefined;
-  // The gateway reads a FieldMask from text as one string (`mask=a,b`), never `mask.paths`; the
-  // document, whose schemas show it as the renderer writes it (an object), leaves it out.
-  return field.message.typeName === 'google.protobuf.FieldMask' ? undefined : field.message;
+  return field.message;
 }
 
 /**
@@ -141,6 +139,8 @@ export function isTextualMessage(typeName: string): boolean {
   return (
     typeName === 'google.protobuf.Timestamp' ||
     typeName === 'google.protobuf.Duration' ||
+    // Read from text as one string (`mask=a,b`), never `mask.paths`, and written as one.
+    typeName === 'google.protobuf.FieldMask' ||
     WRAPPER_SCALARS[typeName] !== undefined
   );
 }

@@ -17,7 +17,9 @@ const COMPONENTS = '#/components/schemas/';
  *   exact and decimal strings otherwise; float and double may be "NaN", "Infinity", "-Infinity";
  * - enums by value name or number (a number without a name is answered as a number), bytes as
  *   base64, google.protobuf.Timestamp as an RFC 3339 string in UTC,
- *   Duration as "1.5s", the wrapper types as their bare value;
+ *   Duration as "1.5s", the wrapper types as their bare value, Struct, ListValue, Value and
+ *   FieldMask as proto3 JSON writes them (an object, an array, any value, "fooBar,baz"), NullValue
+ *   as null;
  * - an answer shows every field, an unset message field as `null`, and of a oneof only the member
  *   that is set: a message found only in answers lists its other fields as required.
  *
@@ -156,6 +158,8 @@ export class ProtoSchemas {
   }
 
   #enumRef(desc: DescEnum): JsonSchema {
+    // Read and written as JSON null, as proto3 JSON has it.
+    if (desc.typeName === 'google.protobuf.NullValue') return { type: 'null' };
     const name = this.#nameOf(desc.typeName);
     if (!this.#components.has(name)) {
       const values = desc.values.map((value) => {
@@ -270,6 +274,15 @@ function wellKnownSchema(message: DescMessage): JsonSchema | undefined {
       return { type: ['string', 'null'], format: 'date-time' };
     case 'google.protobuf.Duration':
       return { type: ['string', 'null'], pattern: '^-?[0-9]+(\\.[0-9]{1,9})?s$' };
+    // As proto3 JSON writes them (struct-json.ts).
+    case 'google.protobuf.Struct':
+      return { type: ['object', 'null'] };
+    case 'google.protobuf.ListValue':
+      return { type: ['array', 'null'] };
+    case 'google.protobuf.Value':
+      return { description: 'Any JSON value.' };
+    case 'google.protobuf.FieldMask':
+      return { type: ['string', 'null'], description: 'Field paths in lowerCamelCase, separated by commas.' };
   }
   const wrapped = WRAPPER_SCALARS[message.typeName];
   return wrapped === undefined ? undefined : orNull(scalarSchema(wrapped));

@@ -1,6 +1,7 @@
 import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
 import { ENVELOPE_ROOM } from './envelope.js';
 import { JsonWriter } from './json-writer.js';
+import { STRUCT_TYPES, structJson } from './struct-json.js';
 import {
   int64Json,
   int64Number,
@@ -33,7 +34,9 @@ export type ResponseRenderer = (bytes: Buffer) => Buffer;
  *   repeated fields as arrays, maps as objects;
  * - google.protobuf.Timestamp as ISO 8601 UTC with milliseconds (Date#toISOString, e.g.
  *   "2020-11-04T15:31:47.000Z"; sub-millisecond digits are dropped, a value Date cannot hold is null),
- *   Duration as proto3 JSON ("1.5s"), the wrapper types as their bare value (null when unset).
+ *   Duration as proto3 JSON ("1.5s"), the wrapper types as their bare value (null when unset),
+ *   Struct, Value, ListValue and FieldMask in their proto3 JSON forms (see struct-json.ts),
+ *   NullValue as null;
  *
  * It reads the wire format and writes JSON bytes directly, without building message objects. A
  * message whose fields arrive in declaration order (what every common encoder writes when the fields
@@ -240,6 +243,16 @@ function scalarPlan(type: ScalarType, defaultValue: unknown, absent?: string): V
 }
 
 function enumPlan(desc: DescEnum, defaultNumber: number | undefined, absent?: string): ValuePlan {
+  // proto3 JSON writes google.protobuf.NullValue as null, whatever it holds, as a Value's null_value.
+  if (desc.typeName === 'google.protobuf.NullValue') {
+    return valuePlan(
+      ENUM,
+      Wire.Varint,
+      new Map(desc.values.map((value) => [value.number, 'null'])),
+      undefined,
+      absent ?? 'null',
+    );
+  }
   const names = new Map(desc.values.map((value) => [value.number, JSON.stringify(value.name)]));
   // Without a declared default: 0 (proto3's rule), or the first value of an enum that lacks 0 (proto2's).
   const fallback =
@@ -749,7 +762,30 @@ function wellKnownRenderer(desc: DescMessage): Renderer | undefined {
   if (desc.typeName === 'google.protobuf.Duration') return new SecondsNanosRenderer(durationJson);
   const wrapped = WRAPPER_SCALARS[desc.typeName];
   if (wrapped !== undefined) return new WrapperRenderer(wrapped);
+  if (STRUCT_TYPES.has(desc.typeName)) return new StructRenderer(desc);
   return undefined;
+}
+
+/** Struct, Value, ListValue and FieldMask: their proto3 JSON forms (see struct-json.ts). */
+class StructRenderer implements Renderer {
+  constructor(readonly desc: DescMessage) {}
+
+  render(reader: WireReader, out: JsonWriter, depth: number): void {
+    this.renderMerged(reader, out, [reader.pos], depth);
+  }
+
+  renderMerged(reader: WireReader, out: JsonWriter, positions: readonly number[], depth: number): void {
+    const parts: Buffer[] = [];
+    for (const position of positions) {
+      reader.pos = position;
+      const end = reader.delimitedEnd();
+      parts.push(reader.buf.subarray(reader.pos, end));
+      // A caller reading on (the next list element) expects the reader after this message.
+      reader.pos = end;
+    }
+    const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    out.utf8(structJson(this.desc, bytes, MAX_DEPTH - depth));
+  }
 }
 
 /** Timestamp and Duration: `int64 seconds = 1; int32 nanos = 2;`, the last occurrence of each winning. */

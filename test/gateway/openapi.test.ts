@@ -11,6 +11,7 @@ import {
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
   file_google_protobuf_field_mask,
+  file_google_protobuf_struct,
 } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
@@ -18,6 +19,7 @@ import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { parsePathTemplate } from '../../src/common/path-template.js';
 import { ReservedContract } from '../../src/distributor/reserved-contract.js';
 import { compileCallPlan } from '../../src/gateway/call-plan.js';
+import { ENVELOPE_ROOM } from '../../src/gateway/envelope.js';
 import {
   createOpenApiDocument,
   MAX_DOCUMENT_BYTES,
@@ -27,6 +29,7 @@ import { MAX_QUERY_NESTING, MAX_QUERY_PARAMETERS } from '../../src/gateway/opena
 import { MAX_COMMENT_LENGTH } from '../../src/gateway/proto-comments.js';
 import { compileRequestDecoder } from '../../src/gateway/request-decoder.js';
 import { NO_INPUT } from '../../src/gateway/request-input.js';
+import { compileResponseRenderer } from '../../src/gateway/response-renderer.js';
 import type { RestOperation } from '../../src/gateway/rest-operation.js';
 import { Route } from '../../src/gateway/route-table.js';
 import { operationOf, operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
@@ -799,6 +802,7 @@ describe('query parameters of nested messages', () => {
     await expectValidOpenApi(document);
     expect(names('/search')).toEqual([
       'q',
+      'mask',
       'page.size',
       'page.token',
       'filter.name',
@@ -815,6 +819,7 @@ describe('query parameters of nested messages', () => {
     );
     expect(toJson(registry.getMessage('test.query.v1.Search')!, decoded)).toEqual({
       q: '1',
+      mask: '1',
       page: { size: 1, token: '1' },
       filter: { name: '1', deep: { level: 1, next: { level: 1 } } },
     });
@@ -824,6 +829,7 @@ describe('query parameters of nested messages', () => {
     expect(names('/search/{page.size}')).toEqual([
       'page.size',
       'q',
+      'mask',
       'page.token',
       'filter.name',
       'filter.deep.level',
@@ -908,5 +914,70 @@ describe('the size of the document', () => {
     expect(bounded['x-left-out-services']).toEqual(['test.outsider.v1.GoodsService']);
     expect(bounded.paths['/aaa']).toBeUndefined();
     expect(bounded.paths['/goods']).toBeDefined();
+  });
+});
+
+describe('Struct, Value, ListValue, FieldMask and NullValue', () => {
+  /** `POST /loose` (body `*`) of a message holding each, showing them all in its answer. */
+  function looseFile() {
+    const fields = [
+      field('st', 1, Type.MESSAGE, { typeName: '.google.protobuf.Struct' }),
+      field('val', 2, Type.MESSAGE, { typeName: '.google.protobuf.Value' }),
+      field('lv', 3, Type.MESSAGE, { typeName: '.google.protobuf.ListValue' }),
+      field('mask', 4, Type.MESSAGE, { typeName: '.google.protobuf.FieldMask' }),
+      field('nothing', 5, Type.ENUM, { typeName: '.google.protobuf.NullValue' }),
+    ];
+    return create(FileDescriptorProtoSchema, {
+      name: 'test/loose.proto',
+      package: 'test.loose.v1',
+      syntax: 'proto3',
+      dependency: ['google/protobuf/struct.proto', 'google/protobuf/field_mask.proto'],
+      messageType: [message('Loose', fields)],
+      service: [
+        {
+          name: 'LooseService',
+          method: [
+            {
+              name: 'Echo',
+              inputType: '.test.loose.v1.Loose',
+              outputType: '.test.loose.v1.Loose',
+              options: httpOptions('POST /loose', { body: '*', envelope: fields.map((one) => one.name) }),
+            },
+          ],
+        } as never,
+      ],
+    });
+  }
+
+  it('documents them as the gateway reads and renders them, in proto3 JSON', async () => {
+    const registry = createFileRegistry(
+      create(FileDescriptorSetSchema, {
+        file: [file_google_protobuf_struct.proto, file_google_protobuf_field_mask.proto, looseFile()],
+      }),
+    );
+    const [route] = readHttpRoutes(registry).routes;
+    const document = createOpenApiDocument([operationOf(route!, false)!], { version: '1' });
+    await expectValidOpenApi(document);
+    const ajv = schemaValidator(document);
+    const sent = { st: { a: [1, { b: null }] }, val: 'x', lv: [true], mask: 'fooBar,baz' };
+    // The answer the gateway renders for what it read from that body.
+    const Loose = registry.getMessage('test.loose.v1.Loose')!;
+    const request = compileRequestDecoder(route!)({
+      pathValues: [],
+      query: '',
+      body: { kind: 'json', object: sent },
+    });
+    const rendered = compileResponseRenderer(Loose, ['st', 'val', 'lv', 'mask', 'nothing'])(request);
+    const answer = JSON.parse(
+      `{"key":0,"errorcode":0,"errormessage":"success"${rendered.subarray(ENVELOPE_ROOM).toString()}`,
+    ) as Record<string, unknown>;
+    expect(answer).toMatchObject({ ...sent, nothing: null });
+    const validate = ajv.compile(answerSchema(document, 'POST', '/loose'));
+    expect(validate(answer), JSON.stringify(validate.errors)).toBe(true);
+    const body = operation(document, 'POST', '/loose').requestBody.content['application/json'].schema;
+    const validateBody = ajv.compile(body);
+    expect(validateBody(sent), JSON.stringify(validateBody.errors)).toBe(true);
+    // The form the document gave before, as a plain message, which the gateway refuses.
+    expect(validateBody({ mask: { paths: ['a'] } })).toBe(false);
   });
 });

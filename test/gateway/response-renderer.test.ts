@@ -3,11 +3,17 @@ import {
   createFileRegistry,
   type DescMessage,
   fromBinary,
+  fromJson,
   type MessageInitShape,
   toBinary,
 } from '@bufbuild/protobuf';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import {
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+  file_google_protobuf_field_mask,
+  file_google_protobuf_struct,
+} from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import {
   encodeDescriptorSet,
@@ -453,6 +459,80 @@ describe('compileResponseRenderer', () => {
     );
     expect(compile(outer, ['inner', '__proto__'])(bytes).toString()).toBe(
       ',"inner":{"price":3},"__proto__":"p"',
+    );
+  });
+});
+
+describe('compileResponseRenderer: Struct, Value, ListValue, FieldMask and NullValue', () => {
+  const file = create(FileDescriptorProtoSchema, {
+    name: 'test/loose.proto',
+    package: 'test.loose.v1',
+    syntax: 'proto3',
+    dependency: ['google/protobuf/struct.proto', 'google/protobuf/field_mask.proto'],
+    messageType: [
+      message('Loose', [
+        field('st', 1, Type.MESSAGE, { typeName: '.google.protobuf.Struct' }),
+        field('val', 2, Type.MESSAGE, { typeName: '.google.protobuf.Value' }),
+        field('lv', 3, Type.MESSAGE, { typeName: '.google.protobuf.ListValue' }),
+        field('mask', 4, Type.MESSAGE, { typeName: '.google.protobuf.FieldMask' }),
+        field('nothing', 5, Type.ENUM, { typeName: '.google.protobuf.NullValue' }),
+        field('vals', 6, Type.MESSAGE, { repeated: true, typeName: '.google.protobuf.Value' }),
+        field('after', 7, Type.STRING),
+      ]),
+    ],
+  });
+  const looseRegistry = createFileRegistry(
+    create(FileDescriptorSetSchema, {
+      file: [file_google_protobuf_struct.proto, file_google_protobuf_field_mask.proto, file],
+    }),
+  );
+  const Loose = looseRegistry.getMessage('test.loose.v1.Loose')!;
+  const FIELDS = ['st', 'val', 'lv', 'mask', 'nothing', 'vals', 'after'];
+  /** Encodes a message given in proto3 JSON, as a service would send it. */
+  const encodeLoose = (json: Record<string, unknown>) =>
+    Buffer.from(toBinary(Loose, fromJson(Loose, json as never)));
+
+  it('renders them as proto3 JSON does, as the gateway reads them in a request', () => {
+    // Parsed from text, so that "__proto__" is a key like the others.
+    const sent = JSON.parse(
+      '{"st":{"a":1,"b":[true,null,"x"],"c":{"d":{}},"__proto__":"p"},"val":{"x":[1.5]},"lv":[1,"a",null],' +
+        '"mask":"fooBar,baz.quxQuux","vals":["s",2,false,null,{}],"after":"z"}',
+    ) as Record<string, unknown>;
+    const rendered = compile(Loose, FIELDS)(encodeLoose(sent)).toString();
+    // Rendered as plain messages, st was {"fields":{"a":{"number_value":1},...}} and mask {"paths":[...]}.
+    expect(JSON.parse(`{${rendered.slice(1)}}`)).toEqual({ ...sent, nothing: null });
+    expect(rendered).toContain(',"nothing":null,');
+    expect(rendered).toContain('"__proto__":"p"');
+  });
+
+  it('renders them unset as null, an empty list, and a Value list element after its neighbours', () => {
+    expect(compile(Loose, FIELDS)(Buffer.alloc(0)).toString()).toBe(
+      ',"st":null,"val":null,"lv":null,"mask":null,"nothing":null,"vals":[],"after":""',
+    );
+    expect(compile(Loose, ['vals', 'after'])(encodeLoose({ vals: [[1], 'x'], after: 'y' })).toString()).toBe(
+      ',"vals":[[1],"x"],"after":"y"',
+    );
+  });
+
+  it('merges a Struct sent in two parts, and writes a non-finite number as the gateway writes doubles', () => {
+    const first = encodeLoose({ st: { a: 1 } });
+    const second = encodeLoose({ st: { b: 2 } });
+    expect(compile(Loose, ['st'])(Buffer.concat([first, second])).toString()).toBe(',"st":{"a":1,"b":2}');
+    const nan = Buffer.from(
+      toBinary(Loose, create(Loose, { val: { kind: { case: 'numberValue', value: Number.NaN } } } as never)),
+    );
+    expect(compile(Loose, ['val'])(nan).toString()).toBe(',"val":"NaN"');
+  });
+
+  it('refuses a Value nested past the depth limit, or bytes that do not decode, as MalformedMessageError', () => {
+    let deep: unknown = { kind: { case: 'numberValue', value: 1 } };
+    for (let level = 0; level < 200; level++)
+      deep = { kind: { case: 'listValue', value: { values: [deep] } } };
+    const bytes = Buffer.from(toBinary(Loose, create(Loose, { val: deep } as never)));
+    expect(() => compile(Loose, ['val'])(bytes)).toThrow(MalformedMessageError);
+    // st: a Struct whose field 1 (a map entry) is a truncated varint.
+    expect(() => compile(Loose, ['st'])(Buffer.from([0x0a, 0x02, 0x08, 0xff]))).toThrow(
+      MalformedMessageError,
     );
   });
 });
