@@ -49,7 +49,7 @@ const MAX_DEPTH = 32;
  *
  * Text (query strings, form bodies, path segments) has no types, so a small adapter gives each value
  * its field's JSON type first, and is stricter than JSON where text would be ambiguous: integers are
- * decimal digits only, floats decimal numbers only, bools `true` or `false`, enums a name or a
+ * decimal digits only, floats decimal numbers (or "NaN", "Infinity", "-Infinity") only, bools `true` or `false`, enums a name or a
  * number the enum defines; a repeated field takes its key once per element; a singular field given
  * twice, a map, or a message other than a well-known type with a string form is invalid.
  *
@@ -403,8 +403,10 @@ function scalarText(type: ScalarType, text: string, name: string): unknown {
       throw new InvalidParameterError(`${name} must be true or false`);
     case ScalarType.FLOAT:
     case ScalarType.DOUBLE:
-      if (DECIMAL.test(text)) return text;
-      throw new InvalidParameterError(`${name} must be a decimal number`);
+      // The special values as proto3 JSON spells them, as the gateway writes them in answers and
+      // openapi.json lists them for a query parameter too (grpc-gateway's ParseFloat takes them).
+      if (DECIMAL.test(text) || FLOAT_WORDS.has(text)) return text;
+      throw new InvalidParameterError(`${name} must be a decimal number, NaN, Infinity or -Infinity`);
     default:
       if (INTEGER.test(text)) return text;
       throw new InvalidParameterError(`${name} must be an integer`);

@@ -166,7 +166,7 @@ describe('compileRequestDecoder: other scalars', () => {
     expect(performance.now() - started).toBeLessThan(500);
   });
 
-  it('takes finite numbers and numeric strings for float and double', () => {
+  it('takes numbers, numeric strings and the special values for float and double', () => {
     expect(fromJson({ f_double: 2.5 }).fDouble).toBe(2.5);
     expect(fromJson({ f_double: '-1e-3' }).fDouble).toBe(-0.001);
     expect(fromJson({ f_double: '.5' }).fDouble).toBe(0.5);
@@ -177,7 +177,11 @@ describe('compileRequestDecoder: other scalars', () => {
     for (const value of ['abc', '', '1e400', true, {}]) rejectsJson({ f_double: value });
     rejectsJson({ f_float: 1e39 });
     expect(fromQuery('f_double=-1.5e2').fDouble).toBe(-150);
-    for (const text of ['NaN', 'Infinity', '0x1', 'abc']) rejectsQuery(`f_double=${text}`);
+    // Spelled as in JSON, as the gateway answers them and openapi.json lists them.
+    expect(fromQuery('f_double=NaN').fDouble).toBeNaN();
+    expect(fromQuery('f_float=-Infinity').fFloat).toBe(Number.NEGATIVE_INFINITY);
+    expect(fromQuery('f_double=Infinity').fDouble).toBe(Number.POSITIVE_INFINITY);
+    for (const text of ['nan', 'Inf', '+Infinity', '0x1', 'abc']) rejectsQuery(`f_double=${text}`);
   });
 
   it('takes true and false for a bool, as JSON booleans or as query text', () => {
