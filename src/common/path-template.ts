@@ -125,8 +125,11 @@ export function parsePathTemplate(text: string): PathTemplate {
 
 /**
  * Matches a request path (no query string) against a template. Returns each variable's value,
- * percent-decoded, in the template's order (a multi-segment value keeps its "/" separators, an
- * escaped "%2F" inside a segment is decoded too), or undefined when the path does not match.
+ * percent-decoded, in the template's order, or undefined when the path does not match. As
+ * google/api/http.proto has it, a variable of one segment (`{id}`) is decoded whole ("a%2Fb" is
+ * "a/b"), while a variable of several (`{name=shelves/*}`, `{path=**}`) keeps its "/" separators and
+ * leaves "%2F" (and "%2f") as it is: decoded, "files/a%2Fb" and "files/a/b" gave one value for a
+ * name of two segments and a name of three.
  */
 export function matchPathTemplate(template: PathTemplate, path: string): string[] | undefined {
   if (!path.startsWith('/')) return undefined;
@@ -153,10 +156,30 @@ export function matchPathTemplate(template: PathTemplate, path: string): string[
     }
     decoded.push(value);
   }
-  return template.variables.map((variable) =>
-    decoded.slice(variable.start, variable.end === segments.length ? undefined : variable.end).join('/'),
-  );
+  return template.variables.map((variable) => {
+    const end = variable.end === segments.length ? undefined : variable.end;
+    if (!isMultiSegment(template, variable)) return decoded.slice(variable.start, end).join('/');
+    // Every segment decoded already, so that each piece between the escaped slashes decodes too.
+    return raw.slice(variable.start, end).map(decodeKeepingSlashes).join('/');
+  });
 }
+
+/** Whether a variable spans several segments (`{name=shelves/*}`) or any number (`{path=**}`). */
+function isMultiSegment(template: PathTemplate, variable: TemplateVariable): boolean {
+  return variable.end - variable.start > 1 || template.segments[variable.start]?.kind === 'multi';
+}
+
+/** A segment percent-decoded except its escaped slashes, "%2F" and "%2f", which stay as written. */
+function decodeKeepingSlashes(segment: string): string {
+  if (!segment.includes('%')) return segment;
+  return segment
+    .split(ESCAPED_SLASH)
+    .map((piece, index) => (index % 2 === 1 ? piece : decodeURIComponent(piece)))
+    .join('');
+}
+
+/** An escaped slash, captured, so that split keeps it between the pieces. */
+const ESCAPED_SLASH = /(%2[Ff])/;
 
 /**
  * Whether some path matches both templates (as {@link matchPathTemplate} matches): then a request

@@ -63,6 +63,19 @@ describe('matchPathTemplate', () => {
     expect(matchPathTemplate(parsePathTemplate('/'), '/')).toEqual([]);
     expect(matchPathTemplate(parsePathTemplate('/'), '/x')).toBeUndefined();
   });
+
+  it('leaves %2F escaped in a multi-segment variable, as google/api/http.proto says, and decodes the rest', () => {
+    const files = parsePathTemplate('/files/{path=**}');
+    // Decoded, a name of two segments ("a/b%2Fc") was the name of three ("a/b/c").
+    expect(matchPathTemplate(files, '/files/a/b%2Fc')).toEqual(['a/b%2Fc']);
+    expect(matchPathTemplate(files, '/files/a/b%2fc%20d%C3%A9')).toEqual(['a/b%2fc dé']);
+    expect(matchPathTemplate(files, '/files/%252F')).toEqual(['%2F']);
+    const shelves = parsePathTemplate('/v1/{name=shelves/*}/books/{book}');
+    expect(matchPathTemplate(shelves, '/v1/shelves/a%2Fb/books/c%2Fd')).toEqual(['shelves/a%2Fb', 'c/d']);
+    // The literals inside the variable still match decoded.
+    expect(matchPathTemplate(shelves, '/v1/shelve%73/1/books/2')).toEqual(['shelves/1', '2']);
+    expect(matchPathTemplate(files, '/files/%E0%A4%A')).toBeUndefined();
+  });
 });
 
 describe('templatesOverlap', () => {
