@@ -50,8 +50,9 @@ const MAX_DEPTH = 32;
  * Text (query strings, form bodies, path segments) has no types, so a small adapter gives each value
  * its field's JSON type first, and is stricter than JSON where text would be ambiguous: integers are
  * decimal digits only, floats decimal numbers (or "NaN", "Infinity", "-Infinity") only, bools `true` or `false`, enums a name or a
- * number the enum defines; a repeated field takes its key once per element; a singular field given
- * twice, a map, or a message other than a well-known type with a string form is invalid.
+ * number the enum defines; a repeated field takes its key once per element, a map of scalars or
+ * enums one key per entry (`labels[env]=prod`); a singular field given twice, a map without a key,
+ * or a message other than a well-known type with a string form is invalid.
  *
  * Where two sources name one field, the path wins over the body and the query.
  *
@@ -325,7 +326,9 @@ function addText(
   allowed: ReadonlySet<DescField> | undefined,
 ): void {
   for (const [key, text] of params) {
-    const names = key.split('.');
+    // `labels[env]=prod`: one entry of a map field, as grpc-gateway reads it.
+    const entry = MAP_ENTRY_KEY.exec(key);
+    const names = (entry ? entry[1]! : key).split('.');
     let parent = message;
     let target = json;
     let field: DescField | undefined;
@@ -347,7 +350,9 @@ function addText(
       parent = field.message;
     }
     if (!field) continue;
-    if (field.fieldKind === 'list') {
+    if (entry) {
+      addMapEntry(field, target, entry[2]!, text, key);
+    } else if (field.fieldKind === 'list') {
       // Own properties only: a field named "constructor" or "toString" would find Object's.
       const list = Object.hasOwn(target, field.name) ? (target[field.name] as unknown[]) : [];
       list.push(listElementToJson(field, text));
@@ -359,6 +364,33 @@ function addText(
       target[field.name] = textToJson(field, text) as JsonObject[string];
     }
   }
+}
+
+/** A text parameter's key naming one entry of a map: `name[key]` (or `a.b[key]`), the key maybe empty. */
+const MAP_ENTRY_KEY = /^([^[\]]+)\[([^[\]]*)\]$/;
+
+/**
+ * Sets one entry of a map field from text (`labels[env]=prod`): silently ignored as a name no field
+ * has, such a parameter was lost without a word. The key is checked by the map's key type, the value
+ * by its value type (a scalar or an enum: a message has no text form); a key given twice is invalid.
+ */
+function addMapEntry(field: DescField, target: JsonObject, mapKey: string, text: string, key: string): void {
+  if (field.fieldKind !== 'map') throw new InvalidParameterError(`${key}: ${field.name} is not a map`);
+  if (field.mapKind === 'message') {
+    throw new InvalidParameterError(
+      `${key}: the values of ${field.name} cannot be given in a query string or a form`,
+    );
+  }
+  scalarText(field.mapKey, mapKey, `${field.name}'s key`);
+  const existing = Object.hasOwn(target, field.name) ? target[field.name] : undefined;
+  const map = isObject(existing) ? existing : emptyObject();
+  if (Object.hasOwn(map, mapKey)) throw new InvalidParameterError(`${key} is given twice`);
+  map[mapKey] = (
+    field.mapKind === 'enum'
+      ? enumText(field.enum.values, text, field.name)
+      : scalarText(field.scalar, text, field.name)
+  ) as JsonObject[string];
+  target[field.name] = map;
 }
 
 /** A text value as the JSON value of a singular field. */

@@ -365,6 +365,26 @@ describe('compileRequestDecoder: names, structure, unknown parameters', () => {
     rejectsJson({ m_int64_nested: { x: {} } });
     expect(() => transcoder.fromText(new URLSearchParams('m_string_int32=1'))).toThrow(InvalidParameterError);
   });
+
+  it('takes map entries from a query as name[key]=value, as grpc-gateway does', () => {
+    // They were names of no field, ignored: the client's entries were lost without a word.
+    expect(fromQuery('m_string_int32[a]=1&m_string_int32%5Bb%5D=2&m_string_int32[]=3').mStringInt32).toEqual({
+      a: 1,
+      b: 2,
+      '': 3,
+    });
+    expect(fromQuery('mStringInt32[__proto__]=4').mStringInt32).toEqual({ ['__proto__']: 4 });
+    expect(fromQuery('self.m_string_int32[x]=5').self).toMatchObject({ mStringInt32: { x: 5 } });
+    for (const query of [
+      'm_string_int32[a]=x',
+      'm_string_int32[a]=1&m_string_int32[a]=2',
+      'm_int64_nested[1]=1',
+      'f_int32[a]=1',
+      'r_int32[0]=1',
+    ]) {
+      rejectsQuery(query);
+    }
+  });
 });
 
 describe('compileRequestDecoder: well-known types', () => {
