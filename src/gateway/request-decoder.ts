@@ -146,8 +146,7 @@ function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number):
   for (const key of Object.keys(json)) {
     const field = fieldNamed(message, key);
     if (!field) continue;
-    const value = json[key];
-    checkNumberStrings(field, value);
+    const value = checkNumberStrings(field, json[key]);
     const nested = field.fieldKind === 'message' || field.fieldKind === 'list' || field.fieldKind === 'map';
     const type = nested && 'message' in field ? field.message : undefined;
     if (!type || type.typeName.startsWith('google.protobuf.') || value === null) {
@@ -190,33 +189,63 @@ const SIXTY_FOUR_BIT = new Set([
  * written as a JSON number of 2^53 or more too: JSON.parse has rounded it to a double already
  * (9007199254740993 reads as ...992), and a value changed without a word is worse than a 400.
  */
-function checkNumberString(type: ScalarType, value: unknown, name: string): void {
+function checkNumberString(type: ScalarType, value: unknown, name: string): unknown {
   if (typeof value === 'number') {
     if (SIXTY_FOUR_BIT.has(type) && Number.isInteger(value) && !Number.isSafeInteger(value)) {
       throw new InvalidParameterError(
         `${name} must be written as a string from 2^53 on, where JSON numbers are rounded`,
       );
     }
-    return;
+    return value;
   }
-  if (typeof value !== 'string') return;
+  if (typeof value !== 'string') return value;
   switch (type) {
     case ScalarType.BYTES:
-      if (isBase64(value)) return;
+      if (isBase64(value)) return value;
       throw new InvalidParameterError(`${name} must be base64 (standard or URL-safe)`);
     case ScalarType.STRING:
     case ScalarType.BOOL:
-      return;
+      return value;
     case ScalarType.FLOAT:
     case ScalarType.DOUBLE:
-      if (FLOAT_WORDS.has(value) || DECIMAL.test(value)) return;
+      if (FLOAT_WORDS.has(value) || DECIMAL.test(value)) return value;
       throw new InvalidParameterError(`${name} must be a decimal number`);
   }
   const match = INTEGER_STRING.exec(value);
   if (!match) throw new InvalidParameterError(`${name} must be a decimal integer`);
-  if (!isWhole(match[1]!, match[2] ?? '', Number(match[3] ?? 0))) {
+  const [, integerDigits = '', fractionDigits = '', exponentText] = match;
+  const exponent = Number(exponentText ?? 0);
+  if (!isWhole(integerDigits, fractionDigits, exponent)) {
     throw new InvalidParameterError(`${name} must be a whole number`);
   }
+  // The parser reads a 64-bit string with BigInt, which takes digits only: "1e3" and "1.0", which
+  // proto3 JSON allows and a 32-bit field took, were out of range there.
+  if (SIXTY_FOUR_BIT.has(type) && (fractionDigits !== '' || exponentText !== undefined)) {
+    return wholeDigits(
+      value.startsWith('-'),
+      integerDigits + fractionDigits,
+      integerDigits.length + exponent,
+      name,
+    );
+  }
+  return value;
+}
+
+/**
+ * The plain decimal of a whole number written as digits whose point is after `point` of them
+ * (isWhole checked that what follows is zeros). Past 20 digits no 64-bit integer fits: refused
+ * before a large exponent ("1e999999999") makes a string of that many zeros.
+ */
+function wholeDigits(negative: boolean, digits: string, point: number, name: string): string {
+  const whole = (point <= 0 ? '' : point <= digits.length ? digits.slice(0, point) : digits).replace(
+    /^0+/,
+    '',
+  );
+  const length = whole.length + Math.max(point - digits.length, 0);
+  if (whole === '') return '0';
+  if (length > 20) throw new InvalidParameterError(`${name} is out of range`);
+  const text = whole.padEnd(length, '0');
+  return negative ? `-${text}` : text;
 }
 
 /**
@@ -249,30 +278,33 @@ function isWhole(integerDigits: string, fractionDigits: string, exponent: number
   return /^0*$/.test(digits.slice(Math.max(point, 0)));
 }
 
-function checkNumberStrings(field: DescField, value: unknown): void {
+/** Checks a field's JSON value (see checkNumberString); returns it, its 64-bit integer strings made plain. */
+function checkNumberStrings(field: DescField, value: JsonObject[string] | undefined): JsonObject[string] {
+  const check = (item: unknown): unknown => {
+    if (field.scalar !== undefined) return checkNumberString(field.scalar, item, field.name);
+    if (field.message !== undefined) return checkWrapped(field.message, item, field.name);
+    return item;
+  };
   switch (field.fieldKind) {
     case 'scalar':
-      checkNumberString(field.scalar, value, field.name);
-      return;
     case 'message':
-      checkWrapped(field.message, value, field.name);
-      return;
+      return check(value) as JsonObject[string];
     case 'list':
-    case 'map': {
-      const items = Array.isArray(value) ? value : isObject(value) ? Object.values(value) : [];
-      for (const item of items) {
-        if (field.scalar !== undefined) checkNumberString(field.scalar, item, field.name);
-        else if (field.message !== undefined) checkWrapped(field.message, item, field.name);
-      }
-    }
+      return (Array.isArray(value) ? value.map(check) : value) as JsonObject[string];
+    case 'map':
+      return (
+        isObject(value) ? mapValues(value, (item) => check(item) as JsonObject[string]) : value
+      ) as JsonObject[string];
+    default:
+      return value as JsonObject[string];
   }
 }
 
 /** A wrapper type's JSON value is its wrapped scalar's (`google.protobuf.Int32Value`: "5"). */
-function checkWrapped(message: DescMessage, value: unknown, name: string): void {
-  if (!WRAPPERS.has(message.typeName)) return;
+function checkWrapped(message: DescMessage, value: unknown, name: string): unknown {
+  if (!WRAPPERS.has(message.typeName)) return value;
   const wrapped = message.fields[0];
-  if (wrapped?.fieldKind === 'scalar') checkNumberString(wrapped.scalar, value, name);
+  return wrapped?.fieldKind === 'scalar' ? checkNumberString(wrapped.scalar, value, name) : value;
 }
 
 function mapValues(

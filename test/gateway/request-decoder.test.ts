@@ -152,6 +152,22 @@ describe('compileRequestDecoder: 64-bit integers', () => {
     expect(fromJson({ f_int64: '9007199254740993' }).fInt64).toBe(9007199254740993n);
     expect(fromJson({ f_int64: -(2 ** 53 - 1) }).fInt64).toBe(-9007199254740991n);
   });
+
+  it('takes a 64-bit string with a fraction of zeros or an exponent, as a 32-bit one (proto3 JSON allows both)', () => {
+    // The parser reads 64-bit strings with BigInt: "1e3" was out of range, where f_int32 took it.
+    expect(fromJson({ f_int32: '1e3' }).fInt32).toBe(1000);
+    expect(fromJson({ f_int64: '1e3' }).fInt64).toBe(1000n);
+    expect(fromJson({ f_int64: '-1.5e1' }).fInt64).toBe(-15n);
+    expect(fromJson({ f_int64: '9223372036854775807.000' }).fInt64).toBe(9223372036854775807n);
+    expect(fromJson({ f_sint64: '-0.0' }).fSint64).toBe(0n);
+    expect(fromJson({ f_fixed64: '00012e2' }).fFixed64).toBe(1200n);
+    expect(fromJson({ f_uint64: '1.8e19' }).fUint64).toBe(18000000000000000000n);
+    expect(fromJson({ f_sfixed64: '100e-2' }).fSfixed64).toBe(1n);
+    for (const value of ['1e-5', '1.5', '1e20', '9223372036854775808.0', '1e999999999', '-1e999999999']) {
+      rejectsJson({ f_int64: value });
+    }
+    rejectsJson({ f_uint64: '-1e0' });
+  });
 });
 
 describe('compileRequestDecoder: other scalars', () => {
