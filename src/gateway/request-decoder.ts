@@ -8,6 +8,7 @@ import {
 } from '@bufbuild/protobuf';
 import type { HttpRoute } from '../common/http-routes.js';
 import { gatewayErrors } from './gateway-error.js';
+import { encodedMask, fieldMaskOfBody, patchMaskField } from './patch-field-mask.js';
 import { percentEscapesAreUtf8, type RequestInput } from './request-input.js';
 
 /**
@@ -54,7 +55,9 @@ const MAX_DEPTH = 32;
  * enums one key per entry (`labels[env]=prod`); a singular field given twice, a map without a key,
  * or a message other than a well-known type with a string form is invalid.
  *
- * Where two sources name one field, the path wins over the body and the query.
+ * Where two sources name one field, the path wins over the body and the query. A PATCH whose body
+ * is one field gets its request's one FieldMask filled from the body's keys when the query sets
+ * none, as grpc-gateway does (see patch-field-mask.ts).
  *
  * Throws {@link InvalidParameterError} for values the request message cannot take, and the
  * gateway's 400 for a query string whose %-escapes are not UTF-8.
@@ -63,6 +66,7 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
   const input = route.method.input;
   const queryFields = new Set(route.queryFields);
   const bodyField = route.body.kind === 'field' ? route.body.field : undefined;
+  const maskField = patchMaskField(route);
   return ({ pathValues, query, body }) => {
     let json = emptyObject();
     if (route.body.kind === 'all') {
@@ -108,6 +112,16 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
     } catch (error) {
       // A proto2 `required` field the request left unset (a node may register proto2 messages).
       throw new InvalidParameterError(encodingProblem((error as Error).message));
+    }
+    if (maskField && bodyField?.fieldKind === 'message' && body.kind === 'json') {
+      // grpc-gateway's patch feature (see patch-field-mask.ts), unless the query set the mask.
+      const set = (message as unknown as Record<string, { paths?: string[] } | undefined>)[
+        maskField.localName
+      ];
+      if (!set?.paths?.length) {
+        const mask = encodedMask(maskField, fieldMaskOfBody(bodyField.message, body.object as JsonObject));
+        return Buffer.concat([bytes, mask]);
+      }
     }
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };

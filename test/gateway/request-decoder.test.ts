@@ -1,5 +1,10 @@
-import { create, fromBinary, type JsonObject } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { create, createFileRegistry, fromBinary, type JsonObject } from '@bufbuild/protobuf';
+import {
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+  file_google_protobuf_field_mask,
+  file_google_protobuf_timestamp,
+} from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { gatewayErrors } from '../../src/gateway/gateway-error.js';
@@ -681,5 +686,84 @@ describe('compileRequestDecoder: a field named __proto__', () => {
     ) as unknown as Record<string, { price: number }>;
     expect(bare[local]).toMatchObject({ price: 6 });
     expect(({} as Record<string, unknown>).price).toBeUndefined();
+  });
+});
+
+describe('compileRequestDecoder: the update mask of a PATCH, as grpc-gateway fills it', () => {
+  // test.books.v1: UpdateBookRequest { Book book = 1; FieldMask update_mask = 2; }, routed as
+  // PATCH /books/{book.name} (body "book"), PUT /books/{book.name} (body "book") and PATCH /books (body "*").
+  const B = '.test.books.v1';
+  const booksFile = create(FileDescriptorProtoSchema, {
+    name: 'test/books.proto',
+    package: 'test.books.v1',
+    syntax: 'proto3',
+    dependency: ['google/protobuf/field_mask.proto', 'google/protobuf/timestamp.proto'],
+    messageType: [
+      message('Book', [
+        field('name', 1, Type.STRING),
+        field('page_count', 2, Type.INT32),
+        field('author', 3, Type.MESSAGE, { typeName: `${B}.Author` }),
+        field('tags', 4, Type.STRING, { repeated: true }),
+        field('published', 5, Type.MESSAGE, { typeName: '.google.protobuf.Timestamp' }),
+      ]),
+      message('Author', [field('first_name', 1, Type.STRING), field('last_name', 2, Type.STRING)]),
+      message('UpdateBookRequest', [
+        field('book', 1, Type.MESSAGE, { typeName: `${B}.Book` }),
+        field('update_mask', 2, Type.MESSAGE, { typeName: '.google.protobuf.FieldMask' }),
+      ]),
+    ],
+    service: [
+      {
+        name: 'BookService',
+        method: [
+          {
+            name: 'UpdateBook',
+            inputType: `${B}.UpdateBookRequest`,
+            outputType: `${B}.Book`,
+            options: httpOptions('PATCH /books/{book.name}', {
+              body: 'book',
+              additional: [
+                ['PUT /books/{book.name}', 'book'],
+                ['PATCH /books', '*'],
+              ],
+            }),
+          },
+        ],
+      } as never,
+    ],
+  });
+  const books = createFileRegistry(
+    create(FileDescriptorSetSchema, {
+      file: [file_google_protobuf_field_mask.proto, file_google_protobuf_timestamp.proto, booksFile],
+    }),
+  );
+  const UpdateBookRequest = books.getMessage('test.books.v1.UpdateBookRequest')!;
+  const [patchRoute, putRoute, patchAllRoute] = readHttpRoutes(books).routes;
+  const maskOf = (route: typeof patchRoute, object: Record<string, unknown>, query = '') =>
+    (
+      fromBinary(
+        UpdateBookRequest,
+        compileRequestDecoder(route!)({ pathValues: ['b1'], query, body: { kind: 'json', object } }),
+      ) as unknown as { updateMask?: { paths: string[] } }
+    ).updateMask?.paths;
+
+  it('fills the mask with the paths the body sets, by proto name, entering non-empty messages', () => {
+    // Unfilled, a service taking an empty mask as "update every field" wiped what the body left out.
+    expect(
+      maskOf(patchRoute, {
+        pageCount: 3,
+        author: { firstName: 'A', last_name: 'B' },
+        tags: ['x'],
+        published: '2020-01-01T00:00:00Z',
+        unknown: 1,
+      }),
+    ).toEqual(['page_count', 'tags', 'published', 'author.first_name', 'author.last_name']);
+    expect(maskOf(patchRoute, { author: {}, page_count: null })).toEqual(['author', 'page_count']);
+  });
+
+  it('leaves a mask the query sets, and the routes grpc-gateway leaves: another method, or body "*"', () => {
+    expect(maskOf(patchRoute, { page_count: 3 }, 'update_mask=name')).toEqual(['name']);
+    expect(maskOf(putRoute, { page_count: 3 })).toBeUndefined();
+    expect(maskOf(patchAllRoute, { book: { page_count: 3 } })).toBeUndefined();
   });
 });
