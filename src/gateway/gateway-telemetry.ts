@@ -471,6 +471,7 @@ export class GatewayTelemetry {
       if (routes.length === 0) reasons.push('no service has registered a route yet');
       const longUnserved = nowMs - this.#view.unservedRouteReadyAfterMs();
       let serving = 0;
+      let outOfReach = 0;
       for (const route of routes) {
         if (route.serving.length > 0) {
           // Listed but out of this gateway's reach, every one (a partition between this gateway and
@@ -478,15 +479,22 @@ export class GatewayTelemetry {
           // same rule, from when the last of them became unreachable.
           const since = this.#unreachableSince(route.serving);
           if (since === undefined) serving++;
-          else if (since > longUnserved) {
+          else outOfReach++;
+          if (since !== undefined && since > longUnserved) {
             reasons.push(`no reachable instance for ${route.method} ${route.template}`);
           }
         } else if (route.unservedSince === undefined || route.unservedSince > longUnserved) {
           reasons.push(`no serving instance for ${route.method} ${route.template}`);
         }
       }
+      // Instances listed as serving but out of reach are the path's fault, not the service's: say
+      // so, or an operator looks for a service the distributor (and /status) shows as serving.
       if (routes.length > 0 && serving === 0 && reasons.length === 0)
-        reasons.push('no route has a serving instance');
+        reasons.push(
+          outOfReach > 0
+            ? 'no route has a serving instance this gateway can reach'
+            : 'no route has a serving instance',
+        );
     }
     return { ready: reasons.length === 0, reasons };
   }

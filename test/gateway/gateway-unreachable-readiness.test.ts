@@ -54,6 +54,36 @@ describe('gateway readiness, an instance listed but out of reach', () => {
     },
   );
 
+  it('names reachability, not serving, once every route has been out of reach for long', async () => {
+    const distributor = await startDistributor(closer);
+    const { gateway, port } = await startGateway(closer, distributor.address, {
+      unservedRouteReadyAfterMs: 500,
+    });
+    const registration = closer.add(
+      new RegistrationClient({
+        distributor: distributor.address,
+        node: goodsNode({ port: await closedPort('127.0.0.1'), state: NodeState.NODE_STATE_SERVING }),
+        backoff: { initialMs: 20, maxMs: 200 },
+      }),
+      (client) => client.stop(100),
+    );
+    registration.start();
+    await waitForRoute(gateway, 'GET /goods', 1);
+    // Past the time a route's own reason holds readiness, the summary stays: the distributor lists
+    // goods as serving (as /status shows), so "no route has a serving instance" sent an operator
+    // after the service rather than after the path between this gateway and it.
+    await vi.waitFor(
+      async () => {
+        const ready = await http(port, 'GET', '/readyz');
+        expect([ready.status, JSON.parse(ready.body).reasons]).toEqual([
+          503,
+          ['no route has a serving instance this gateway can reach'],
+        ]);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+  });
+
   it('says nothing of reachability on the status page for an instance it reaches', async () => {
     const distributor = await startDistributor(closer);
     const { gateway, port } = await startGateway(closer, distributor.address);
