@@ -32,19 +32,38 @@ const SERVER_DROPPED_TLS_CLIENT = new RegExp(
 const SERVER_OF_ANOTHER_CA =
   /self[- ]signed certificate in certificate chain|unable to get local issuer certificate|unable to verify the first certificate|(?:^|Error: )self[- ]signed certificate(?! in)/i;
 
+/**
+ * What a plaintext gRPC client sees when the address answers, but not in HTTP/2: Node's HTTP/2
+ * session cannot read the server's first bytes ("Protocol error"). An HTTP/1.1 port does that, such
+ * as a metrics port (the distributor's 9100 beside its 9000) or the gateway's REST port.
+ */
+const SERVER_NOT_HTTP2 = /(?:^|Last error: )Protocol error \(/;
+
+/**
+ * Said with the hint that a server may not speak TLS: a plain HTTP/1.1 port answers a TLS client
+ * with the same OpenSSL error, so the address may simply be the wrong port, whatever TLS the
+ * component behind it has.
+ */
+const OR_NOT_GRPC_PORT =
+  'or this is not its gRPC port: a plain HTTP port, such as a metrics port (--metrics-port, the gRPC port + 100 by default), answers a TLS client the same way';
+
 /** The settings that give a component its TLS files, as a hint names them. */
 const TLS_SETTINGS = 'TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY';
 
 /**
  * A hint to append to a connection failure's message when its details look like one side speaking
- * TLS and the other not, or the two sides' certificates coming from different CAs; '' otherwise. `ownTls` is whether this component dials with TLS: only the
+ * TLS and the other not, the two sides' certificates coming from different CAs, or an address that
+ * does not speak gRPC at all (a wrong port); '' otherwise. `ownTls` is whether this component dials with TLS: only the
  * mismatch it makes possible is hinted at, so a plaintext client never hears that the server may
  * not speak TLS. `peer` names the server ("the distributor", "goods").
  */
 export function tlsMismatchHint(details: string | undefined, ownTls: boolean, peer: string): string {
   if (details === undefined) return '';
   if (ownTls && SERVER_SPOKE_PLAINTEXT.test(details)) {
-    return ` — ${peer} may not speak TLS: this component has TLS files, so ${peer} needs its own too (${TLS_SETTINGS})`;
+    return ` — ${peer} may not speak TLS: this component has TLS files, so ${peer} needs its own too (${TLS_SETTINGS}); ${OR_NOT_GRPC_PORT}`;
+  }
+  if (!ownTls && SERVER_NOT_HTTP2.test(details)) {
+    return ` — the address answered, but not in gRPC (HTTP/2): it is not ${peer}'s gRPC port (a metrics port, --metrics-port, or the gateway's REST port speaks HTTP/1.1)`;
   }
   if (!ownTls && SERVER_CLOSED_BEFORE_HTTP2.test(details)) {
     return ` — ${peer} may require TLS: this component has no TLS files (set ${TLS_SETTINGS})`;

@@ -1,4 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { tlsMismatchHint } from '../../src/common/tls-mismatch-hint.js';
 
 // The details grpc-js 1.14 gave in the reproductions (test/e2e/tls-mismatch.test.ts), and those of
@@ -64,6 +67,48 @@ describe('tlsMismatchHint', () => {
       /^ — goods@10\.0\.0\.2:9010 may not speak TLS: this component has TLS files/,
     );
     expect(tlsMismatchHint(SERVER_PLAINTEXT, false, 'goods@10.0.0.2:9010')).toBe('');
+  });
+
+  // Seen across hosts: `--distributor 10.0.0.1:9100` (the distributor's metrics port, beside its
+  // 9000) told a TLS component that the distributor, which had TLS files, needed its own, and a
+  // plaintext one only "Protocol error".
+  it('tells a client with TLS that the address may be a plain HTTP port, not only a server without TLS', () => {
+    expect(tlsMismatchHint(SERVER_PLAINTEXT, true, 'the distributor')).toContain(
+      'or this is not its gRPC port: a plain HTTP port, such as a metrics port',
+    );
+  });
+
+  describe('a plaintext gRPC client that reaches an HTTP/1.1 port', () => {
+    let server: Server | undefined;
+    afterEach(async () => {
+      await new Promise((resolve) => server?.close(resolve));
+      server = undefined;
+    });
+
+    it('is told the address is not the gRPC port, with the details grpc-js really gives', async () => {
+      server = createServer((_request, response) => response.end('# metrics\n'));
+      await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+      try {
+        const error = await new Promise<ServiceError>((resolve) => {
+          client.makeUnaryRequest(
+            '/shop.v1.DistributorService/List',
+            (value: Buffer) => value,
+            (value: Buffer) => value,
+            Buffer.alloc(0),
+            new Metadata(),
+            { deadline: Date.now() + 5_000 },
+            (failure) => resolve(failure!),
+          );
+        });
+        expect(tlsMismatchHint(error.details, false, 'the distributor')).toBe(
+          " — the address answered, but not in gRPC (HTTP/2): it is not the distributor's gRPC port (a metrics port, --metrics-port, or the gateway's REST port speaks HTTP/1.1)",
+        );
+      } finally {
+        client.close();
+      }
+    });
   });
 
   it.each(NOT_TLS)('gives no hint for %j', (details) => {
