@@ -30,6 +30,8 @@ export interface AdminServerOptions {
    * sends its request at once and reads what it asked for.
    */
   idleTimeoutMs?: number;
+  /** How often a derived port that was taken is tried again (default ADMIN_PORT_RETRY_MS). */
+  portRetryMs?: number;
 }
 
 /** How long an admin connection may stay silent, or a request take to arrive whole. */
@@ -46,9 +48,17 @@ export const ADMIN_MAX_PIPELINED = 4;
 
 const METRICS_METHODS = 'GET, HEAD, OPTIONS';
 
+/**
+ * How often a derived metrics port that was taken at start is tried again. A component restarted in
+ * place starts while the process it replaces still stops: that one closes its gRPC port first and
+ * its metrics port last, so the new one bound its gRPC port and found the metrics port taken, and
+ * served no metrics for the rest of its life.
+ */
+export const ADMIN_PORT_RETRY_MS = 5_000;
+
 /** A running admin server. */
 export interface AdminServer {
-  /** The port it got. */
+  /** The port it got (a derived port that was taken: the port it waits for, never 0). */
   readonly port: number;
   /** Closes it (scrapes in flight are cut). */
   stop(): Promise<void>;
@@ -57,7 +67,9 @@ export interface AdminServer {
 /**
  * The HTTP admin server of a gRPC component (the distributor, each service): `GET /metrics` in
  * Prometheus's text format, on a port of its own beside the gRPC port (`--metrics-port`), since a
- * gRPC port speaks HTTP/2 only. Resolves with undefined when a derived port is taken (logged).
+ * gRPC port speaks HTTP/2 only. A derived port that is taken is tried again every
+ * ADMIN_PORT_RETRY_MS until it is free (logged); resolves with undefined when one cannot be bound
+ * for another reason (logged).
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer | undefined> {
   const { registry, host, port, log, required } = options;
@@ -133,35 +145,69 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   // would otherwise hold its connection, one of the few, for as long as it likes: after the idle
   // time with nothing read or written, the socket is destroyed.
   server.timeout = idleTimeoutMs;
-  try {
-    await new Promise<void>((resolve, reject) => {
+  const listen = (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port }, () => {
         server.off('error', reject);
         resolve();
       });
     });
+  let bound: number | undefined;
+  const announce = (): void => {
+    const address = server.address();
+    bound = typeof address === 'object' && address ? address.port : port;
+    // Bracketed when IPv6, so that the URL opens as written (http://::1:9100 is no URL).
+    log.info(
+      { event: 'metrics', host, port: bound },
+      `metrics on http://${formatHostPort({ host, port: bound })}/metrics`,
+    );
+  };
+  const retryMs = options.portRetryMs ?? ADMIN_PORT_RETRY_MS;
+  let retry: NodeJS.Timeout | undefined;
+  try {
+    await listen();
   } catch (error) {
     // As for --port: a port below 1024 without the privilege is bad configuration (exit 2), which the
     // launcher does not start again for ever, and the message names the setting to change.
     if (required) throw listenFailure(error, host, port, options.settings);
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+      log.warn(
+        { event: 'metrics-port', err: error, port },
+        `metrics port ${port} cannot be bound: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
+      );
+      return undefined;
+    }
     log.warn(
-      { event: 'metrics-port', err: error, port },
-      `metrics port ${port} is not free: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
+      { event: 'metrics-port', err: error, port, retryInMs: retryMs },
+      `metrics port ${port} is not free: serving no metrics until it is, trying again every ${retryMs} ms (a process this one replaces may still hold it; set --metrics-port to choose another, or 0 for any)`,
     );
-    return undefined;
+    // Node lets a server that failed to listen listen again; the timer holds no process open.
+    retry = setInterval(() => {
+      listen().then(
+        () => {
+          clearInterval(retry);
+          retry = undefined;
+          announce();
+        },
+        () => {},
+      );
+    }, retryMs);
+    retry.unref();
   }
-  const address = server.address();
-  const bound = typeof address === 'object' && address ? address.port : port;
-  // Bracketed when IPv6, so that the URL opens as written (http://::1:9100 is no URL).
-  log.info(
-    { event: 'metrics', host, port: bound },
-    `metrics on http://${formatHostPort({ host, port: bound })}/metrics`,
-  );
+  if (retry === undefined) announce();
   return {
-    port: bound,
+    get port() {
+      return bound ?? port;
+    },
     stop: () =>
       new Promise<void>((resolve) => {
+        clearInterval(retry);
+        retry = undefined;
+        if (!server.listening) {
+          resolve();
+          return;
+        }
         server.close(() => resolve());
         server.closeAllConnections();
       }),

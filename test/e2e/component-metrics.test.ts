@@ -311,6 +311,47 @@ describe('the admin port', () => {
     }
   });
 
+  // Seen across hosts: a distributor restarted in place started while the old one still stopped,
+  // which had closed its gRPC port but not yet its metrics port; the new one served no metrics for
+  // the rest of its life, with one warning.
+  it('takes a derived port that was taken once it is free, and says so', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
+      registry: createMetricsRegistry(),
+      host: '127.0.0.1',
+      port,
+      log,
+      required: false,
+      portRetryMs: 50,
+    });
+    try {
+      expect(admin?.port).toBe(port);
+      expect(lines.find((entry) => entry.event === 'metrics-port')?.msg).toMatch(
+        new RegExp(
+          `^metrics port ${port} is not free: serving no metrics until it is, trying again every 50 ms`,
+        ),
+      );
+      await new Promise((resolve) => holder.close(resolve));
+      await vi.waitFor(
+        async () => {
+          // Answered 200 (scrape throws on anything else) by this server, the holder being gone.
+          await scrape(`http://127.0.0.1:${port}/metrics`);
+        },
+        { timeout: 5_000, interval: 50 },
+      );
+      expect(lines.find((entry) => entry.event === 'metrics')?.msg).toBe(
+        `metrics on http://127.0.0.1:${port}/metrics`,
+      );
+    } finally {
+      await admin?.stop();
+      if (holder.listening) await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
   it('names where it serves as a URL one can open, an IPv6 host in brackets', async () => {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
@@ -339,8 +380,12 @@ describe('the admin port', () => {
       log,
       required: false,
     });
-    expect(admin).toBeUndefined();
-    expect(lines).toEqual([expect.objectContaining({ level: 40, event: 'metrics-port', port: takenPort })]);
+    try {
+      expect(admin?.port).toBe(takenPort);
+      expect(lines).toEqual([expect.objectContaining({ level: 40, event: 'metrics-port', port: takenPort })]);
+    } finally {
+      await admin?.stop();
+    }
   });
 
   /** An admin server on a free port whose connections may stay silent `idleTimeoutMs`, and its log. */
