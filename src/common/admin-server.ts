@@ -165,6 +165,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   };
   const retryMs = options.portRetryMs ?? ADMIN_PORT_RETRY_MS;
   let retry: NodeJS.Timeout | undefined;
+  // A try under way when the stop comes: the stop waits for it, else a port bound just after the
+  // stop would stay held (and the process with it).
+  let retrying: Promise<void> | undefined;
+  let stopped = false;
   try {
     await listen();
   } catch (error) {
@@ -184,14 +188,18 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     );
     // Node lets a server that failed to listen listen again; the timer holds no process open.
     retry = setInterval(() => {
-      listen().then(
+      if (retrying) return;
+      retrying = listen().then(
         () => {
           clearInterval(retry);
           retry = undefined;
-          announce();
+          if (!stopped) announce();
         },
         () => {},
       );
+      void retrying.finally(() => {
+        retrying = undefined;
+      });
     }, retryMs);
     retry.unref();
   }
@@ -200,16 +208,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     get port() {
       return bound ?? port;
     },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        clearInterval(retry);
-        retry = undefined;
-        if (!server.listening) {
-          resolve();
-          return;
-        }
+    stop: async () => {
+      stopped = true;
+      clearInterval(retry);
+      retry = undefined;
+      await retrying;
+      if (!server.listening) return;
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+    },
   };
 }

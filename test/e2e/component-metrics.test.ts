@@ -352,6 +352,39 @@ describe('the admin port', () => {
     }
   });
 
+  it('leaves the port free when it stops while a try to bind it is under way', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const admin = await startAdminServer({
+        settings: GOODS_ADMIN_SETTINGS,
+        registry: createMetricsRegistry(),
+        host: '127.0.0.1',
+        port,
+        log: captureLog('goods').log,
+        required: false,
+        portRetryMs: 1_000,
+      });
+      await new Promise((resolve) => holder.close(resolve));
+      // The try begins (its listen binds after a look-up, a turn later) and the stop comes at once.
+      vi.advanceTimersByTime(1_000);
+      await admin?.stop();
+    } finally {
+      vi.useRealTimers();
+      if (holder.listening) await new Promise((resolve) => holder.close(resolve));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Free: nothing of the stopped server holds it.
+    const probe = createServer();
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port, '127.0.0.1', resolve);
+    });
+    await new Promise((resolve) => probe.close(resolve));
+  });
+
   it('names where it serves as a URL one can open, an IPv6 host in brackets', async () => {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({
