@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The relative modules a built file imports (`from './x.js'`, `import './x.js'`, `import('./x.js')`). */
+function relativeImports(source: string): string[] {
+  const found: string[] = [];
+  for (const match of source.matchAll(/(?:from\s+|import\s*\(?\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) {
+    found.push(match[1]!);
+  }
+  return found;
+}
+
+/** Every file of dist/ that `entry` needs at run time or for its types, entry included. */
+async function closure(entry: string): Promise<Set<string>> {
+  const needed = new Set<string>();
+  const pending = [entry];
+  for (let file = pending.pop(); file !== undefined && needed.size < 1_000; file = pending.pop()) {
+    if (needed.has(file)) continue;
+    needed.add(file);
+    for (const specifier of relativeImports(await readFile(join(root, file), 'utf8'))) {
+      const target = normalize(join(dirname(file), specifier));
+      pending.push(file.endsWith('.d.ts') ? target.replace(/\.js$/, '.d.ts') : target);
+    }
+  }
+  return needed;
+}
+
+describe('the package another project installs', () => {
+  // A user installs grpc-shop/resolver from `npm pack`'s tarball (see the README); dist/ is in
+  // .gitignore, which npm also reads when the package names no files: the tarball had no dist/.
+  it('holds dist/resolver and every built module it imports, and builds them before packing', async () => {
+    await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root });
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: root,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const packed = new Set<string>(
+      (JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path),
+    );
+    const needed = new Set([
+      ...(await closure('dist/resolver/index.js')),
+      ...(await closure('dist/resolver/index.d.ts')),
+    ]);
+    expect(needed.size).toBeGreaterThan(10);
+    expect([...needed].filter((file) => !packed.has(file))).toEqual([]);
+    expect(packed.has('proto/services.proto')).toBe(true);
+    const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+    expect(manifest.scripts.prepack).toBe('npm run build');
+  }, 120_000);
+});
