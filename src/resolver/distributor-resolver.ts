@@ -9,12 +9,19 @@ import {
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
+import { setBearerToken } from '../registry-client/bearer-token.js';
 import type { BackoffOptions } from '../registry-client/registration-client.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
 
 /** The URI scheme the resolver serves: `distributor:///<gRPC service or node name>`. */
 export const DISTRIBUTOR_SCHEME = 'distributor';
+
+/**
+ * How long the Watch outlives the last channel that used it, in ms: a program that closes a client
+ * and makes the next one at once (a client per request) keeps its stream and its list.
+ */
+export const WATCH_RELEASE_DELAY_MS = 1_000;
 
 /** Options of {@link registerDistributorResolver}. */
 export interface DistributorResolverOptions {
@@ -46,7 +53,10 @@ export interface DistributorResolverOptions {
 
 /** The resolver, registered: {@link close} stops following the distributor. */
 export interface DistributorResolverRegistration {
-  /** The node list as the resolver sees it, once one has arrived. */
+  /**
+   * The node list as the resolver sees it, once one has arrived; undefined again while no channel
+   * uses the resolver (the Watch was ended) until a channel needs it again and a new list arrives.
+   */
   readonly snapshot: Snapshot | undefined;
   /**
    * Ends the Watch stream; channels keep the addresses they last had. Before any list arrived, the
@@ -152,8 +162,11 @@ export function endpointsFor(
  * defines it) or a node name ("goods").
  *
  * One Watch stream (with the given credentials), opened at once, follows the distributor's node
- * list for every channel of the process; each channel's addresses change as instances join, drain (a draining
- * instance gets no new call) and leave. If the distributor is away, channels keep the addresses
+ * list for every channel of the process, until every channel that used it is closed or gone idle
+ * (grpc-js's `grpc.client_idle_timeout_ms`, 30 minutes by default): it ends a second after the last,
+ * so that it keeps no process alive, and a channel that needs it again opens a new one. Each
+ * channel's addresses change as instances join, drain (a draining instance gets no new call) and
+ * leave. If the distributor is away, channels keep the addresses
  * they last had; before the first list arrives, a failure to reach it fails calls with UNAVAILABLE.
  * After a distributor restart, instances not registered again yet are kept for `restartGraceMs`.
  * grpc-js keeps one resolver per scheme: registering again replaces the earlier registration for
@@ -163,18 +176,11 @@ export function registerDistributorResolver(
   options: DistributorResolverOptions,
 ): DistributorResolverRegistration {
   const log = options.log ?? silentLogger();
-  // The services a node serves are those its descriptor set defines: the watcher fetches each set once.
-  const watcher = new RegistryWatcher({
-    distributor: options.distributor,
-    descriptorSets: true,
-    log,
-    ...(options.token === undefined ? {} : { token: options.token }),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(options.channelOptions ? { channelOptions: options.channelOptions } : {}),
-    ...(options.backoff ? { backoff: options.backoff } : {}),
-    ...(options.answerTimeoutMs === undefined ? {} : { answerTimeoutMs: options.answerTimeoutMs }),
-  });
+  // A token grpc-js cannot send is refused now, not when a channel first starts the Watch again.
+  if (options.token !== undefined) setBearerToken(new Metadata(), options.token);
   const resolvers = new Set<DistributorResolver>();
+  /** The resolvers whose channel asked for addresses and has not been closed nor gone idle since. */
+  const users = new Set<DistributorResolver>();
   const servicesBySet = new ServicesBySet();
   const servicesOf = (node: Node) => servicesBySet.of(node);
   let unreachable: StatusObject | undefined;
@@ -186,32 +192,90 @@ export function registerDistributorResolver(
   };
   /** The list the channels resolve from: the watcher's, with the instances kept through a restart. */
   let applied: Snapshot | undefined;
-  // A restarted distributor knows nobody until every node has registered again: its first lists are
-  // partial, and would fail calls to live instances with "no serving instance" meanwhile.
-  const grace = new RestartGrace({
-    graceMs: options.restartGraceMs ?? 7_000,
-    apply: (snapshot) => {
-      applied = snapshot;
-      servicesBySet.retainOnly(snapshot);
-      for (const resolver of resolvers) resolver.report(snapshot);
-    },
-    log,
-  });
-  watcher.on('snapshot', (snapshot) => {
-    unreachable = undefined;
-    grace.snapshot(snapshot);
-  });
-  watcher.on('connected', () => grace.connected());
-  watcher.on('disconnected', (ended) => {
-    grace.disconnected();
-    if (applied) return;
-    unreachable = {
-      code: status.UNAVAILABLE,
-      details: `the distributor at ${options.distributor} cannot be reached: ${ended.details}`,
-      metadata: new Metadata(),
+
+  /** Follows the distributor's list over a new Watch stream; the function returned ends it. */
+  const follow = (): (() => void) => {
+    let current = true;
+    // The services a node serves are those its descriptor set defines: the watcher fetches each set once.
+    const watcher = new RegistryWatcher({
+      distributor: options.distributor,
+      descriptorSets: true,
+      log,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(options.channelOptions ? { channelOptions: options.channelOptions } : {}),
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      ...(options.answerTimeoutMs === undefined ? {} : { answerTimeoutMs: options.answerTimeoutMs }),
+    });
+    // A restarted distributor knows nobody until every node has registered again: its first lists are
+    // partial, and would fail calls to live instances with "no serving instance" meanwhile.
+    const grace = new RestartGrace({
+      graceMs: options.restartGraceMs ?? 7_000,
+      apply: (snapshot) => {
+        if (!current) return;
+        applied = snapshot;
+        servicesBySet.retainOnly(snapshot);
+        for (const resolver of resolvers) resolver.report(snapshot);
+      },
+      log,
+    });
+    watcher.on('snapshot', (snapshot) => {
+      if (!current) return;
+      unreachable = undefined;
+      grace.snapshot(snapshot);
+    });
+    watcher.on('connected', () => grace.connected());
+    watcher.on('disconnected', (ended) => {
+      if (!current) return;
+      grace.disconnected();
+      if (applied) return;
+      unreachable = {
+        code: status.UNAVAILABLE,
+        details: `the distributor at ${options.distributor} cannot be reached: ${ended.details}`,
+        metadata: new Metadata(),
+      };
+      for (const resolver of resolvers) resolver.fail(unreachable);
+    });
+    watcher.start();
+    return () => {
+      current = false;
+      grace.stop();
+      watcher.stop();
     };
-    for (const resolver of resolvers) resolver.fail(unreachable);
-  });
+  };
+  // Follow the list from now on, so that the first channel finds it ready.
+  let unfollow: (() => void) | undefined = follow();
+  let releaseTimer: NodeJS.Timeout | undefined;
+
+  /** A channel needs the list: the Watch runs (again, if it had been released). */
+  const use = (resolver: DistributorResolver): void => {
+    users.add(resolver);
+    clearTimeout(releaseTimer);
+    releaseTimer = undefined;
+    if (!unfollow && !closed) unfollow = follow();
+  };
+  /**
+   * A channel was closed or went idle. When it was the last that used the list, the Watch ends
+   * shortly after: held open, its stream would keep the process alive for ever, every client closed.
+   */
+  const release = (resolver: DistributorResolver): void => {
+    if (!users.delete(resolver) || users.size > 0 || closed) return;
+    clearTimeout(releaseTimer);
+    releaseTimer = setTimeout(() => {
+      releaseTimer = undefined;
+      if (users.size > 0 || closed || !unfollow) return;
+      log.debug(
+        { event: 'watch-released' },
+        `no channel uses ${DISTRIBUTOR_SCHEME}:/// now: ending the Watch`,
+      );
+      unfollow();
+      unfollow = undefined;
+      // A list kept while nobody follows the distributor grows stale: the next channel waits for a new one.
+      applied = undefined;
+      unreachable = undefined;
+    }, WATCH_RELEASE_DELAY_MS);
+    releaseTimer.unref();
+  };
 
   class DistributorResolver implements experimental.Resolver {
     readonly #target: string;
@@ -293,6 +357,7 @@ export function registerDistributorResolver(
      */
     updateResolution(): void {
       resolvers.add(this);
+      use(this);
       if (this.#last !== undefined) return;
       // Never synchronously: grpc-js asks that results come later.
       setImmediate(() => {
@@ -307,6 +372,7 @@ export function registerDistributorResolver(
     destroy(): void {
       resolvers.delete(this);
       this.#last = undefined;
+      release(this);
     }
 
     static getDefaultAuthority(target: experimental.GrpcUri): string {
@@ -315,8 +381,6 @@ export function registerDistributorResolver(
   }
 
   experimental.registerResolver(DISTRIBUTOR_SCHEME, DistributorResolver);
-  // Follow the list from now on, so that the first channel finds it ready.
-  watcher.start();
   return {
     get snapshot() {
       return applied;
@@ -325,8 +389,10 @@ export function registerDistributorResolver(
       closed = true;
       for (const resolver of resolvers) resolver.abandon();
       resolvers.clear();
-      grace.stop();
-      watcher.stop();
+      users.clear();
+      clearTimeout(releaseTimer);
+      unfollow?.();
+      unfollow = undefined;
     },
   };
 }

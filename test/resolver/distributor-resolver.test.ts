@@ -315,6 +315,52 @@ describe('distributor:/// for a stock generated client', () => {
   });
 });
 
+describe('the Watch stream', () => {
+  it('ends once every channel that used it is closed, so that the program exits', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    const { spawn } = await import('node:child_process');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/resolver/fixtures/one-call.ts', distributor],
+      {
+        env: { ...process.env, SHOP_REGISTRY_TOKEN: TOKEN },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // Held by its stream, the program would never exit: give it up after long enough.
+    const giveUp = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    cleanups.push(() => {
+      clearTimeout(giveUp);
+      child.kill('SIGKILL');
+    });
+    expect(await exited).toBe(0);
+    expect(output).toBe('a\n');
+  }, 30_000);
+
+  it('is opened again, for a new list, by a channel made after it ended', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    const resolver = register(distributor);
+    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
+    expect(await callsServedBy(first, 1)).toEqual(['a']);
+    first.close();
+    // Ended a second after the last channel went: the list it had is stale from then on.
+    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    await startGoods(distributor, 'b');
+    const second = goodsClient('distributor:///shop.v1.GoodsService');
+    await vi.waitFor(async () =>
+      expect(new Set(await callsServedBy(second, 4))).toEqual(new Set(['a', 'b'])),
+    );
+    expect(resolver.snapshot?.nodes).toHaveLength(2);
+  });
+});
+
 describe('the registry token', () => {
   it('is refused without being repeated when grpc-js cannot send it (a newline read from a file, say)', () => {
     for (const token of ['secret-token-0123456789\n', 'secret token 0123456789', 'secret-tökén-0123456789']) {
