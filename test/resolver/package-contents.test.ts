@@ -54,4 +54,14 @@ describe('the package another project installs', () => {
     const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
     expect(manifest.scripts.prepack).toBe('npm run build');
   }, 120_000);
+
+  // The resolver registers with the grpc-js it imports, and a client asks the grpc-js it was made
+  // with: as a dependency, npm gave grpc-shop a copy of its own beside a project's grpc-js 1.13, whose
+  // clients then failed every call ("Failed to parse DNS address dns:distributor:///...").
+  it('shares the grpc-js of the project that installs it (a peer dependency, never a copy of its own)', async () => {
+    const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+    expect(manifest.peerDependencies['@grpc/grpc-js']).toMatch(/^\^1\.1[4-9]\./);
+    expect(manifest.dependencies['@grpc/grpc-js']).toBeUndefined();
+    expect(manifest.devDependencies['@grpc/grpc-js']).toBeUndefined();
+  });
 });
