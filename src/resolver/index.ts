@@ -4,6 +4,15 @@
  * @packageDocumentation
  */
 
+// mTLS for the Watch and for the calls, as the README shows: a project that installs the package
+// cannot import src/common/tls.ts (the package exports this entry alone).
+export {
+  type ChannelTlsOptions,
+  channelCredentials,
+  secureNamingChannelOptions,
+  type TlsFilePaths,
+  type TlsFiles,
+} from '../common/tls.js';
 export { RegistryWatcher, type RegistryWatcherOptions } from '../registry-client/registry-watcher.js';
 export {
   DISTRIBUTOR_SCHEME,

@@ -395,8 +395,10 @@ describe('the library entry', () => {
     expect(Object.keys(entry).sort()).toEqual([
       'DISTRIBUTOR_SCHEME',
       'RegistryWatcher',
+      'channelCredentials',
       'endpointsFor',
       'registerDistributorResolver',
+      'secureNamingChannelOptions',
     ]);
   });
 });
