@@ -156,6 +156,22 @@ export function endpointsFor(
 }
 
 /**
+ * Why `target` cannot be resolved, if so: an authority (`distributor://host:port/goods`) would be
+ * taken for another distributor, where the one given at registration answers, and a path that is
+ * empty or has a slash (`distributor:///`, parsed as the path "///") names no service or node.
+ */
+function refusalOf(target: experimental.GrpcUri, distributor: string): StatusObject | undefined {
+  const named = `${DISTRIBUTOR_SCHEME}:${target.authority === undefined ? '' : `//${target.authority}/`}${target.path}`;
+  let details: string | undefined;
+  if (target.authority) {
+    details = `${named}: the ${DISTRIBUTOR_SCHEME}:/// resolver takes no authority (host); it follows the distributor given to registerDistributorResolver, ${distributor}: write ${DISTRIBUTOR_SCHEME}:///${target.path}`;
+  } else if (target.path === '' || target.path.includes('/')) {
+    details = `${named} names no gRPC service or node: write ${DISTRIBUTOR_SCHEME}:///<service> (shop.v1.GoodsService) or ${DISTRIBUTOR_SCHEME}:///<node name> (goods)`;
+  }
+  return details === undefined ? undefined : { code: status.UNAVAILABLE, details, metadata: new Metadata() };
+}
+
+/**
  * Registers a grpc-js name resolver for `distributor:///<target>`, so that any grpc-js client
  * (a stock generated one included) reaches the serving instances the distributor lists, balanced
  * round robin. The target is a gRPC service ("shop.v1.GoodsService": the nodes whose descriptor set
@@ -286,10 +302,14 @@ export function registerDistributorResolver(
     /** Names passed over for defining the target's service too, each warned about once. */
     readonly #passedOver = new Set<string>();
 
+    /** Why the target names nothing this resolver can follow, if it does not. */
+    readonly #refusal: StatusObject | undefined;
+
     constructor(target: experimental.GrpcUri, listener: experimental.ResolverListener) {
       this.#target = target.path;
       this.#listener = listener;
-      resolvers.add(this);
+      this.#refusal = refusalOf(target, options.distributor);
+      if (!this.#refusal) resolvers.add(this);
     }
 
     /** Reports the target's endpoints in `snapshot`, if they changed. */
@@ -356,6 +376,11 @@ export function registerDistributorResolver(
      * it start over.)
      */
     updateResolution(): void {
+      const refusal = this.#refusal;
+      if (refusal) {
+        setImmediate(() => this.fail(refusal));
+        return;
+      }
       resolvers.add(this);
       use(this);
       if (this.#last !== undefined) return;

@@ -315,6 +315,25 @@ describe('distributor:/// for a stock generated client', () => {
   });
 });
 
+describe('a target the resolver cannot follow', () => {
+  it('fails its calls with UNAVAILABLE saying what to write: an authority, or no service or node', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    register(distributor);
+    // Read as another distributor's address, it was ignored: the calls went to this one's goods.
+    await expect(callsServedBy(goodsClient('distributor://10.9.9.9:9000/goods'), 1)).rejects.toMatchObject({
+      code: 14,
+      details: `distributor://10.9.9.9:9000/goods: the distributor:/// resolver takes no authority (host); it follows the distributor given to registerDistributorResolver, ${distributor}: write distributor:///goods`,
+    });
+    await expect(callsServedBy(goodsClient('distributor:///'), 1)).rejects.toMatchObject({
+      code: 14,
+      details:
+        'distributor:/// names no gRPC service or node: write distributor:///<service> (shop.v1.GoodsService) or distributor:///<node name> (goods)',
+    });
+    expect(await callsServedBy(goodsClient('distributor:goods'), 1)).toEqual(['a']);
+  });
+});
+
 describe('the Watch stream', () => {
   it('ends once every channel that used it is closed, so that the program exits', async () => {
     const distributor = (await startDistributor()).address;
