@@ -180,7 +180,8 @@ function refusalOf(target: experimental.GrpcUri, distributor: string): StatusObj
  * One Watch stream (with the given credentials), opened at once, follows the distributor's node
  * list for every channel of the process, until every channel that used it is closed or gone idle
  * (grpc-js's `grpc.client_idle_timeout_ms`, 30 minutes by default): it ends a second after the last,
- * so that it keeps no process alive, and a channel that needs it again opens a new one. Each
+ * so that it keeps no process alive, and a channel that needs it again opens a new one (and
+ * resolves from the list it had if the distributor cannot be reached then). Each
  * channel's addresses change as instances join, drain (a draining instance gets no new call) and
  * leave. If the distributor is away, channels keep the addresses
  * they last had; before the first list arrives, a failure to reach it fails calls with UNAVAILABLE.
@@ -208,6 +209,8 @@ export function registerDistributorResolver(
   };
   /** The list the channels resolve from: the watcher's, with the instances kept through a restart. */
   let applied: Snapshot | undefined;
+  /** The list applied when the Watch was last ended for want of channels (see release). */
+  let released: Snapshot | undefined;
 
   /** Follows the distributor's list over a new Watch stream; the function returned ends it. */
   const follow = (): (() => void) => {
@@ -238,6 +241,7 @@ export function registerDistributorResolver(
     watcher.on('snapshot', (snapshot) => {
       if (!current) return;
       unreachable = undefined;
+      released = undefined;
       grace.snapshot(snapshot);
     });
     watcher.on('connected', () => grace.connected());
@@ -245,6 +249,16 @@ export function registerDistributorResolver(
       if (!current) return;
       grace.disconnected();
       if (applied) return;
+      if (released) {
+        // The distributor is away as a channel comes back: the list of before the Watch was ended
+        // is better than none, as for a channel that kept its Watch; the next list (a restart's,
+        // maybe partial) replaces it through the restart grace.
+        const last = released;
+        released = undefined;
+        grace.snapshot(last);
+        grace.disconnected();
+        return;
+      }
       unreachable = {
         code: status.UNAVAILABLE,
         details: `the distributor at ${options.distributor} cannot be reached: ${ended.details}`,
@@ -286,7 +300,9 @@ export function registerDistributorResolver(
       );
       unfollow();
       unfollow = undefined;
-      // A list kept while nobody follows the distributor grows stale: the next channel waits for a new one.
+      // A list kept while nobody follows the distributor grows stale: the next channel waits for a
+      // new one, and takes this one only if the distributor cannot be reached.
+      released = applied;
       applied = undefined;
       unreachable = undefined;
     }, WATCH_RELEASE_DELAY_MS);

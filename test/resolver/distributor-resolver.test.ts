@@ -378,6 +378,21 @@ describe('the Watch stream', () => {
     );
     expect(resolver.snapshot?.nodes).toHaveLength(2);
   });
+
+  it('gives a channel made after it ended the list it had, when the distributor cannot be reached then', async () => {
+    const distributor = await startDistributor();
+    await startGoods(distributor.address, 'a');
+    const resolver = register(distributor.address);
+    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
+    expect(await callsServedBy(first, 1)).toEqual(['a']);
+    first.close();
+    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    // goods still serves; the distributor is gone when a channel needs the list again (a channel
+    // woken after its idle timeout, say), as it may be for a channel that kept its Watch.
+    await distributor.stop();
+    const second = goodsClient('distributor:///shop.v1.GoodsService');
+    expect(await callsServedBy(second, 2)).toEqual(['a', 'a']);
+  });
 });
 
 describe('the registry token', () => {
