@@ -394,6 +394,9 @@ export function registerDistributorResolver(
     updateResolution(): void {
       const refusal = this.#refusal;
       if (refusal) {
+        // Counted while its channel lives (opening no Watch), so that the one opened at registration
+        // ends after it: unused, it would keep the process alive.
+        if (unfollow) use(this);
         setImmediate(() => this.fail(refusal));
         return;
       }

@@ -335,6 +335,16 @@ describe('a target the resolver cannot follow', () => {
 });
 
 describe('the Watch stream', () => {
+  it('ends after a channel whose target it cannot follow is closed, when no other used it', async () => {
+    const distributor = (await startDistributor()).address;
+    const resolver = register(distributor);
+    await vi.waitFor(() => expect(resolver.snapshot).toBeDefined());
+    const wrong = new GoodsServiceClient('distributor://10.9.9.9:9000/goods', credentials.createInsecure());
+    await expect(callsServedBy(wrong, 1)).rejects.toMatchObject({ code: 14 });
+    wrong.close();
+    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+  });
+
   it('ends once every channel that used it is closed, so that the program exits', async () => {
     const distributor = (await startDistributor()).address;
     await startGoods(distributor, 'a');
