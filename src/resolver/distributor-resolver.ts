@@ -3,9 +3,11 @@ import {
   type ChannelOptions,
   experimental,
   Metadata,
+  type ServiceConfig,
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
+import { validateServiceConfig } from '@grpc/grpc-js/build/src/service-config.js';
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
@@ -67,11 +69,28 @@ export interface DistributorResolverRegistration {
 
 type Endpoint = { addresses: Array<{ host: string; port: number }> };
 
-/** Round robin over the endpoints, whatever the channel's defaults. */
-const ROUND_ROBIN = experimental.statusOrFromValue({
-  loadBalancingConfig: [{ round_robin: {} }],
-  methodConfig: [],
-});
+/**
+ * The service config a channel is given: its own `grpc.service_config` (method timeouts, retries,
+ * waitForReady), balanced round robin unless it names a policy. grpc-js takes a config from the
+ * resolver instead of the channel's, whole: returning round robin alone dropped the channel's.
+ * validateServiceConfig is grpc-js's own reading of that option (the channel has already checked it
+ * with it, so it does not throw here); grpc-js exports it from no public entry.
+ */
+function serviceConfigOf(
+  channelOptions: ChannelOptions,
+): ReturnType<typeof experimental.statusOrFromValue<ServiceConfig>> {
+  const own = channelOptions['grpc.service_config'];
+  const config: ServiceConfig =
+    typeof own === 'string'
+      ? validateServiceConfig(JSON.parse(own))
+      : { loadBalancingConfig: [], methodConfig: [] };
+  if (config.loadBalancingConfig.length === 0) {
+    config.loadBalancingConfig = [
+      config.loadBalancingPolicy ? { [config.loadBalancingPolicy]: {} } : { round_robin: {} },
+    ];
+  }
+  return experimental.statusOrFromValue(config);
+}
 
 /** The gRPC services a descriptor set defines (a node serves every one), by the set's SHA-256. */
 class ServicesBySet {
@@ -321,9 +340,16 @@ export function registerDistributorResolver(
     /** Why the target names nothing this resolver can follow, if it does not. */
     readonly #refusal: StatusObject | undefined;
 
-    constructor(target: experimental.GrpcUri, listener: experimental.ResolverListener) {
+    readonly #serviceConfig: ReturnType<typeof serviceConfigOf>;
+
+    constructor(
+      target: experimental.GrpcUri,
+      listener: experimental.ResolverListener,
+      channelOptions: ChannelOptions,
+    ) {
       this.#target = target.path;
       this.#listener = listener;
+      this.#serviceConfig = serviceConfigOf(channelOptions);
       this.#refusal = refusalOf(target, options.distributor);
       if (!this.#refusal) resolvers.add(this);
     }
@@ -344,7 +370,7 @@ export function registerDistributorResolver(
       this.#listener(
         experimental.statusOrFromValue(endpoints),
         {},
-        ROUND_ROBIN,
+        this.#serviceConfig,
         endpoints.length === 0 ? none : '',
       );
       // grpc-js's round_robin takes an empty list as IDLE and queues calls until their deadline;

@@ -42,15 +42,20 @@ async function startGoods(
   {
     nodeName = 'goods',
     descriptorSet = goodsDescriptorSet(),
-  }: { nodeName?: string; descriptorSet?: Buffer } = {},
+    answerAfterMs = 0,
+  }: { nodeName?: string; descriptorSet?: Buffer; answerAfterMs?: number } = {},
 ) {
   const server = new Server();
   const implementation = {
     listGoods: (_call: unknown, callback: (error: null, response: ListGoodsResponse) => void) =>
-      callback(null, {
-        results: [{ id: 1, name, category: 'test', price: 1, description: '' }],
-        nextPageToken: '',
-      }),
+      setTimeout(
+        () =>
+          callback(null, {
+            results: [{ id: 1, name, category: 'test', price: 1, description: '' }],
+            nextPageToken: '',
+          }),
+        answerAfterMs,
+      ),
   } as unknown as GoodsServiceServer;
   server.addService(GoodsServiceService, implementation);
   const port = await new Promise<number>((resolve, reject) =>
@@ -312,6 +317,53 @@ describe('distributor:/// for a stock generated client', () => {
     }
     expect(new Set(served)).toEqual(new Set(['a']));
     expect(second.address).toBe(first.address);
+  });
+});
+
+describe("the channel's own service config", () => {
+  it('keeps its method settings (a timeout, here) beside round robin', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'slow', fastBackoff, { answerAfterMs: 2_000 });
+    register(distributor);
+    const serviceConfig = {
+      methodConfig: [{ name: [{ service: 'shop.v1.GoodsService' }], timeout: '0.3s' }],
+    };
+    const client = new GoodsServiceClient(
+      'distributor:///shop.v1.GoodsService',
+      credentials.createInsecure(),
+      {
+        'grpc.service_config': JSON.stringify(serviceConfig),
+      },
+    );
+    cleanups.push(() => client.close());
+    const error = await new Promise<ServiceError | null>((resolve) =>
+      client.listGoods({}, new Metadata(), { deadline: Date.now() + 10_000 }, (failed: ServiceError | null) =>
+        resolve(failed),
+      ),
+    );
+    expect(error?.code).toBe(4);
+  });
+
+  it('is still balanced round robin when it names no policy', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    await startGoods(distributor, 'b');
+    const resolver = register(distributor);
+    await vi.waitFor(() => expect(resolver.snapshot?.nodes).toHaveLength(2));
+    const client = new GoodsServiceClient(
+      'distributor:///shop.v1.GoodsService',
+      credentials.createInsecure(),
+      {
+        'grpc.service_config': JSON.stringify({
+          methodConfig: [{ name: [{ service: 'shop.v1.GoodsService' }], waitForReady: true }],
+        }),
+      },
+    );
+    cleanups.push(() => client.close());
+    await vi.waitFor(async () =>
+      expect(new Set(await callsServedBy(client, 4))).toEqual(new Set(['a', 'b'])),
+    );
+    expect(tally(await callsServedBy(client, 10))).toEqual({ a: 5, b: 5 });
   });
 });
 
