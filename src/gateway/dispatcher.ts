@@ -82,13 +82,17 @@ export class Dispatcher {
     });
   }
 
-  /** Picks an instance (503 if none serves), decodes the request (Invalid Parameters if it cannot), calls. */
+  /** Picks an instance (503 if none serves or none can be reached), decodes the request (Invalid Parameters if it cannot), calls. */
   dispatch(exchange: Exchange, input: RequestInput): void {
-    const instance = exchange.route.pick();
+    const { route } = exchange;
+    const instance = route.pick();
     if (!instance) {
+      // Instances listed but none picked: every one out of this gateway's reach for long (see pick).
       this.#options.answerError(
         exchange,
-        gatewayErrors.noInstance(exchange.route.method, exchange.route.path),
+        route.serving.length > 0
+          ? gatewayErrors.instancesOutOfReach(route.method, route.path)
+          : gatewayErrors.noInstance(route.method, route.path),
       );
       return;
     }

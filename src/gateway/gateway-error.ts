@@ -42,6 +42,13 @@ export const gatewayErrors = {
     new GatewayError(503, `No serving instance for ${method} ${path.slice(0, MAX_ECHOED_PATH)}`, {
       retryAfter: true,
     }),
+  /** Every serving instance of the route has been out of this gateway's reach for long (Route.pick). */
+  instancesOutOfReach: (method: string, path: string) =>
+    new GatewayError(
+      503,
+      `No instance of ${method} ${path.slice(0, MAX_ECHOED_PATH)} can be reached from the gateway`,
+      { retryAfter: true },
+    ),
   unsupportedMediaType: () =>
     new GatewayError(
       415,

@@ -40,6 +40,11 @@ export interface Upstream {
   unreachableSince: number | undefined;
   /** Whether a health check is asking the instance if its connection still answers (one at a time). */
   checkingSilence: boolean;
+  /**
+   * How long the instance may stay unreachable (see unreachableSince) before calls are no longer
+   * handed to it (see {@link outOfReach}): the pool's connect timeout.
+   */
+  readonly outOfReachAfterMs: number;
 }
 
 /**
@@ -51,6 +56,22 @@ export interface Upstream {
 export function canTakeCalls(upstream: Upstream): boolean {
   const state = upstream.channel.getConnectivityState(false);
   return state === connectivityState.READY || state === connectivityState.IDLE;
+}
+
+/**
+ * Whether this gateway has been unable to reach the instance for longer than its connect timeout
+ * (unreachableSince, the same mark as /readyz and /status read) and cannot take a call now: a
+ * partition, a host down. A call handed to it would not fail at once: grpc-js queues calls on a
+ * channel that is connecting, and a connection attempt to a host that drops packets lasts until the
+ * connect timeout replaces the channel (the calls then fail UNAVAILABLE) or the call's deadline
+ * passes (504): each client waited up to the deadline for an answer the gateway could give at once.
+ * Not before the connect timeout: a fresh channel (never failed) or an instance that just dropped
+ * (a restart, a blip) may connect in a moment, and its calls would then be served. The channel goes
+ * on reconnecting meanwhile; once it is READY the instance takes calls again at once.
+ */
+export function outOfReach(upstream: Upstream, nowMs: number): boolean {
+  const since = upstream.unreachableSince;
+  return since !== undefined && nowMs - since >= upstream.outOfReachAfterMs && !canTakeCalls(upstream);
 }
 
 /**
@@ -242,6 +263,7 @@ export class InstancePool {
           inFlight: 0,
           unreachableSince: undefined,
           checkingSilence: false,
+          outOfReachAfterMs: this.#connectTimeoutMs,
         };
         this.#connect(upstream);
       }

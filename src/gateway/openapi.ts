@@ -152,7 +152,7 @@ const ERROR_RESPONSES: readonly {
     status: '503',
     name: 'ServiceUnavailable',
     description:
-      'No serving instance for the route right now, the gateway has no route table or no route yet, is stopping or ' +
+      'No serving instance for the route right now, or none the gateway can reach, the gateway has no route table or no route yet, is stopping or ' +
       'has too many connections open, or the service refused the call or it was cut (gRPC UNAVAILABLE, ' +
       'CANCELLED): retry after `Retry-After` seconds.',
     retryAfter: true,

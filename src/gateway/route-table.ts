@@ -3,7 +3,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { isLiteralTemplate, matchPathTemplate, type PathTemplate } from '../common/path-template.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { CallPlan } from './call-plan.js';
-import { canTakeCalls, type InstancePool, type Upstream } from './instance-pool.js';
+import { canTakeCalls, type InstancePool, outOfReach, type Upstream } from './instance-pool.js';
 import { PlanCache } from './plan-cache.js';
 
 /** One node serving one route. */
@@ -50,8 +50,12 @@ export class Route {
 
   /**
    * The next serving instance in round-robin order that can take a call now (canTakeCalls),
-   * passing over those still connecting or failing to; when none can, the next one as it comes,
-   * whose call then fails or waits as grpc-js decides. Undefined when none serves.
+   * passing over those still connecting or failing to; when none can, the next one as it comes that
+   * is not out of reach (a fresh channel's first connection, or an instance that just dropped, may be
+   * made in a moment: its call waits for it or fails as grpc-js decides). Undefined when none serves,
+   * or when every serving instance has been out of reach for longer than the connect timeout
+   * (outOfReach): the request is then answered 503 at once, rather than held on a connection attempt
+   * to a host that does not answer until its deadline.
    */
   pick(): Instance | undefined {
     const serving = this.serving;
@@ -68,14 +72,24 @@ export class Route {
         return candidate;
       }
     } while (index !== first);
-    this.#next = first + 1 < count ? first + 1 : 0;
-    return serving[first];
+    // None can take a call now: the first, in the same order, that may connect in a moment.
+    const nowMs = performance.now();
+    do {
+      const candidate = serving[index]!;
+      index = index + 1 < count ? index + 1 : 0;
+      if (!outOfReach(candidate.upstream, nowMs)) {
+        this.#next = index;
+        return candidate;
+      }
+    } while (index !== first);
+    return undefined;
   }
 
   /** The next serving instance on another address than `failed` (for a retry), or undefined. */
   pickOther(failed: Instance): Instance | undefined {
     for (let tries = this.serving.length; tries > 0; tries--) {
-      const candidate = this.pick()!;
+      const candidate = this.pick();
+      if (!candidate) return undefined;
       if (candidate.upstream.address !== failed.upstream.address) return candidate;
     }
     return undefined;

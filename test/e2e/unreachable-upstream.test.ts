@@ -9,8 +9,11 @@ import type { ComponentProcess } from './support/processes.js';
 
 // A partition between the gateway and goods only: goods' host drops every packet from the gateway,
 // while the distributor reaches goods and goes on listing it. Every GET /goods through this gateway
-// then fails (504 at the deadline, or 503 when a hung connection attempt is replaced), and the
-// gateway, which knows it cannot connect, must not tell its load balancer it is ready.
+// then fails, and the gateway, which knows it cannot connect, must not tell its load balancer it is
+// ready. Nor hold each request on a connection attempt that cannot succeed: GET /goods went on
+// answering 504 at the 5 s deadline, or 503 after up to 4 s when a hung attempt was replaced, for as
+// long as the partition lasted; once goods has been out of reach past the connect timeout, the
+// gateway is to answer 503 at once, and serve again as soon as it connects.
 const HOSTS = {
   distributor: '10.213.61.2',
   goods: '10.213.61.3',
@@ -23,6 +26,13 @@ const GATEWAY_URL = `http://${HOSTS.gateway}:8000`;
 const NOT_READY_WITHIN_MS = 35_000;
 /** Once goods can be reached, the next attempt (at most 10 s after the last) connects at once. */
 const READY_AGAIN_WITHIN_MS = 15_000;
+/**
+ * After /readyz says goods is out of reach (the first attempt that hung past the connect timeout),
+ * the next such attempt ends 10 s later: from then on the gateway answers at once.
+ */
+const ANSWERED_AT_ONCE_WITHIN_MS = 20_000;
+/** The gateway's deadline of a call (default): a GET held on goods was answered no sooner. */
+const DEADLINE_MS = 5_000;
 
 const unavailable = netnsUnavailableReason();
 if (unavailable && process.env.CI === 'true') {
@@ -30,17 +40,33 @@ if (unavailable && process.env.CI === 'true') {
 }
 if (unavailable) process.stderr.write(`\n[test] the unreachable-upstream test will skip: ${unavailable}.\n`);
 
-/** One GET from the client host; prints {status, body} as JSON, or status 0 when it failed. */
+/**
+ * One GET from the client host; prints {status, body, retryAfter, tookMs} as JSON, or status 0 when
+ * it failed. `tookMs`: from the request sent to its answer's end.
+ */
 const HTTP_GET = `
+const sentAt = Date.now();
 const request = require('node:http').get(process.argv[1], { timeout: 8000 }, (response) => {
   let text = '';
   response.setEncoding('utf8');
   response.on('data', (chunk) => { text += chunk; });
-  response.on('end', () => process.stdout.write(JSON.stringify({ status: response.statusCode, body: text })));
+  response.on('end', () => process.stdout.write(JSON.stringify({
+    status: response.statusCode,
+    body: text,
+    retryAfter: response.headers['retry-after'],
+    tookMs: Date.now() - sentAt,
+  })));
 });
 request.on('timeout', () => request.destroy(new Error('timed out')));
 request.on('error', (error) => process.stdout.write(JSON.stringify({ status: 0, body: String(error) })));
 `;
+
+interface Answer {
+  status: number;
+  body: string;
+  retryAfter?: string;
+  tookMs: number;
+}
 
 describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (network namespaces)', () => {
   let dataDir: string | undefined;
@@ -55,14 +81,14 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     processes,
   });
 
-  const get = async (path: string): Promise<{ status: number; body: string }> => {
+  const get = async (path: string): Promise<Answer> => {
     const run = await network!.run(
       'client',
       process.execPath,
       ['-e', HTTP_GET, `${GATEWAY_URL}${path}`],
       10_000,
     );
-    return JSON.parse(run.stdout || '{"status":0,"body":"no output"}') as { status: number; body: string };
+    return JSON.parse(run.stdout || '{"status":0,"body":"no output","tookMs":0}') as Answer;
   };
 
   /** Sends GET /goods every second (the traffic that makes the gateway connect) until `until` holds. */
@@ -94,12 +120,13 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
 
   afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
 
-  it('is not ready while it cannot connect to any instance of a route, and ready again once it can', async () => {
+  it('is not ready, and answers the route 503 at once, while it cannot connect to any instance of it; serves again once it can', async () => {
     const ready = await pollUntil(async () => (await get('/goods')).status === 200, 15_000);
     expect(ready.met).toBe(true);
     expect((await get('/readyz')).status).toBe(200);
 
     const restore = network!.dropPackets('goods', 'gateway');
+    const droppedAt = Date.now();
     const readyz = { status: 0, body: '' };
     const notReady = await pollUntil(async () => {
       Object.assign(readyz, await get('/readyz'));
@@ -118,6 +145,34 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     expect(status.routes.find((route) => route.method === 'GET' && route.path === '/goods')?.serving).toEqual(
       [`goods@${HOSTS.goods}:9010`],
     );
+
+    // Past the connect timeout into the partition, GET /goods is answered 503 at once, not held on
+    // the attempt under way (each answer meanwhile is kept, to show what it was if that never comes).
+    const outOfReach = 'No instance of GET /goods can be reached from the gateway';
+    const seen: string[] = [];
+    const first = await pollUntil(async () => {
+      const answer = await get('/goods');
+      seen.push(`${answer.status} in ${answer.tookMs} ms`);
+      return answer.body.includes(outOfReach);
+    }, ANSWERED_AT_ONCE_WITHIN_MS);
+    expect(first.met, `GET /goods never answered as out of reach: ${seen.join(', ')}`).toBe(true);
+    const outOfReachAfterMs = Date.now() - droppedAt;
+    const answers: Answer[] = [];
+    for (let count = 0; count < 5; count++) answers.push(await get('/goods'));
+    process.stderr.write(
+      `\n[unreachable-upstream] GET /goods answered out of reach ${outOfReachAfterMs} ms after the drop ` +
+        `(before: ${seen.join(', ')}); then ${answers.map((answer) => `${answer.status} in ${answer.tookMs} ms`).join(', ')}\n`,
+    );
+    const summary = answers
+      .map((answer) => `${answer.status} in ${answer.tookMs} ms: ${answer.body}`)
+      .join('\n');
+    for (const answer of answers) {
+      expect(answer.status, summary).toBe(503);
+      expect(JSON.parse(answer.body), summary).toMatchObject({ errorcode: 1, errormessage: outOfReach });
+      expect(answer.retryAfter, summary).toBeDefined();
+      // Answered by the gateway itself: well within a call's deadline, which each waited before.
+      expect(answer.tookMs, summary).toBeLessThan(DEADLINE_MS / 2);
+    }
 
     restore();
     const back = await pollUntil(

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import { Metadata, status } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   encodeDescriptorSet,
@@ -13,6 +13,7 @@ import { RouteTable } from '../../src/gateway/route-table.js';
 import { type Node, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { freePort } from '../e2e/support/processes.js';
 import { goodsDescriptorSet } from '../helpers/nodes.js';
+import { startSilentServer } from '../helpers/silent-server.js';
 import { descriptorSetOf, httpOptions, kitchenFile } from './support/descriptors.js';
 
 const GOODS_SET = goodsDescriptorSet();
@@ -272,6 +273,51 @@ describe('RouteTable', () => {
     }
     routes.apply(snapshot(2, goods(9010)));
     expect(route.pickOther(route.pick()!)).toBeUndefined();
+  });
+
+  it('gives nothing once every instance has been out of reach past the connect timeout, and takes one back once it connects', async () => {
+    // A peer that accepts TCP and never speaks HTTP/2: to grpc-js, a channel connecting for ever,
+    // as to a host that drops packets. Calls handed to it were queued until their deadline.
+    const silent = await startSilentServer();
+    const pool = new InstancePool({ connectTimeoutMs: 300 });
+    pools.push(pool);
+    const routes = new RouteTable({ pool });
+    routes.apply(snapshot(1, goods(silent.port)));
+    const route = routes.get('GET /goods')!;
+    // A fresh channel, its first connection under way: handed over, the call waits for it.
+    expect(route.pick()?.nodeId).toBe(`goods@127.0.0.1:${silent.port}`);
+    const upstream = route.serving[0]!.upstream;
+    // Its attempt outlasts the connect timeout (unreachable, as /readyz reads it), then the timeout again.
+    await vi.waitFor(() => expect(upstream.unreachableSince).toBeDefined(), { timeout: 2_000, interval: 10 });
+    expect(route.pick()).toBeDefined();
+    await vi.waitFor(() => expect(route.pick()).toBeUndefined(), { timeout: 2_000 });
+    expect(route.pickOther(route.serving[0]!)).toBeUndefined();
+
+    // Another instance whose first connection is under way is handed over, not the one out of reach.
+    const fresh = await startSilentServer();
+    routes.apply(snapshot(2, goods(silent.port), goods(fresh.port)));
+    expect([1, 2, 3].map(() => route.pick()?.nodeId)).toEqual(
+      [1, 2, 3].map(() => `goods@127.0.0.1:${fresh.port}`),
+    );
+    await fresh.close();
+    routes.apply(snapshot(3, goods(silent.port)));
+
+    // The instance answers again at its address: handed over as soon as its channel connects.
+    await silent.close();
+    const server = new Server();
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`127.0.0.1:${silent.port}`, ServerCredentials.createInsecure(), (error) =>
+        error ? reject(error) : resolve(),
+      ),
+    );
+    try {
+      await vi.waitFor(() => expect(route.pick()?.nodeId).toBe(`goods@127.0.0.1:${silent.port}`), {
+        timeout: 3_000,
+      });
+      expect(upstream.unreachableSince).toBeUndefined();
+    } finally {
+      server.forceShutdown();
+    }
   });
 
   it("matches templates: the additional binding DELETE /goods/{id} beside the book's DELETE /goods", () => {
