@@ -105,6 +105,13 @@ export interface GatewayOptions {
    * Default {@link UNSERVED_ROUTE_READY_AFTER_MS}.
    */
   unservedRouteReadyAfterMs?: number;
+  /**
+   * How long a connection to an instance may take before a new one is tried; an instance out of
+   * reach this long more is passed over, and a route whose every instance is so answered 503 at
+   * once (see InstancePoolOptions.connectTimeoutMs and outOfReach). Default 10,000
+   * (UPSTREAM_CONNECT_TIMEOUT_MS).
+   */
+  upstreamConnectTimeoutMs?: number;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -363,6 +370,9 @@ class GatewayServer implements Gateway {
       credentialsFor: channelCredentialsByName(options.tls, tlsProblems),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
+      ...(options.upstreamConnectTimeoutMs === undefined
+        ? {}
+        : { connectTimeoutMs: options.upstreamConnectTimeoutMs }),
       onConnectTimeout: (upstream, timeoutMs, again, attempts, handshakeFailure) =>
         this.#log[again ? 'debug' : 'warn'](
           {

@@ -1,5 +1,5 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
@@ -110,6 +110,51 @@ async function getUntil(port: number, status: number, limit: number): Promise<nu
 describe('gateway: an instance whose connection goes silent', () => {
   const closer = new Closer();
   afterEach(() => closer.closeAll());
+
+  it('answers 503 at once for a route whose only instance has been out of reach past the connect timeout, and serves again once it connects', async () => {
+    const distributor = await startDistributor(closer);
+    const goods = await startCountingGoods(closer);
+    const proxy = closer.add(await TcpProxy.start({ host: '127.0.0.1', port: goods.port }), (p) => p.close());
+    register(closer, distributor.address, proxy.port);
+    const { gateway, port } = await startGateway(closer, distributor.address, {
+      deadlineMs: 1_000,
+      upstreamConnectTimeoutMs: 300,
+    });
+    await waitForRoute(gateway, 'GET /goods', 1);
+    await vi.waitFor(async () => expect((await http(port, 'GET', '/goods')).status).toBe(200), {
+      timeout: 5_000,
+    });
+
+    // A partition: the connection held, and every new one accepted and held, nothing passing. The
+    // first GET waits its deadline (504), the health check after it goes unanswered, and the
+    // connection attempts that follow hang: each GET given to one waited for it until it was given
+    // up (503) or its deadline passed (504), for as long as the partition lasted.
+    proxy.blackhole();
+    const outOfReach = 'No instance of GET /goods can be reached from the gateway';
+    const before: string[] = [];
+    while (before.length < 20) {
+      const answer = await http(port, 'GET', '/goods');
+      before.push(`${answer.status} ${answer.body}`);
+      if (answer.body.includes(outOfReach)) break;
+    }
+    expect(before.at(-1), before.join('\n')).toContain(outOfReach);
+    const listCalls = goods.listCalls;
+    const answers = await Promise.all(Array.from({ length: 5 }, () => http(port, 'GET', '/goods')));
+    for (const answer of answers) {
+      expect(answer.status).toBe(503);
+      expect(JSON.parse(answer.body)).toMatchObject({ errorcode: 1, errormessage: outOfReach });
+      expect(answer.headers['retry-after']).toBe('1');
+    }
+    expect(goods.listCalls).toBe(listCalls);
+
+    // Healed, the attempt under way still held (as a SYN to a host that dropped packets waits on):
+    // the next attempt connects, and GETs are served again.
+    await proxy.restore({ keepHeld: true });
+    await vi.waitFor(async () => expect((await http(port, 'GET', '/goods')).status).toBe(200), {
+      timeout: 5_000,
+      interval: 50,
+    });
+  }, 20_000);
 
   it('gets no more calls once one call passed its deadline and a health check went unanswered', async () => {
     const { port, healthy, proxied, proxy, warnings } = await twoInstances(closer);
