@@ -7,6 +7,7 @@ import {
   toBinary,
 } from '@bufbuild/protobuf';
 import type { HttpRoute } from '../common/http-routes.js';
+import { fieldNamed } from './field-named.js';
 import { gatewayErrors } from './gateway-error.js';
 import { encodedMask, fieldMaskOfBody, patchMaskField } from './patch-field-mask.js';
 import { percentEscapesAreUtf8, type RequestInput } from './request-input.js';
@@ -346,19 +347,6 @@ function setPath(json: JsonObject, fields: readonly DescField[], value: unknown)
     target[field.name] = child;
     target = child;
   });
-}
-
-/** The fields of a message by proto name and JSON name. */
-const fieldsByName = new WeakMap<DescMessage, Map<string, DescField>>();
-
-function fieldNamed(message: DescMessage, name: string): DescField | undefined {
-  let byName = fieldsByName.get(message);
-  if (!byName) {
-    byName = new Map();
-    for (const field of message.fields) byName.set(field.name, field).set(field.jsonName, field);
-    fieldsByName.set(message, byName);
-  }
-  return byName.get(name);
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
 import { gatewayErrors } from '../../src/gateway/gateway-error.js';
+import { fieldMaskOfBody } from '../../src/gateway/patch-field-mask.js';
 import {
   compileRequestDecoder,
   InvalidParameterError,
@@ -759,6 +760,24 @@ describe('compileRequestDecoder: the update mask of a PATCH, as grpc-gateway fil
       }),
     ).toEqual(['page_count', 'tags', 'published', 'author.first_name', 'author.last_name']);
     expect(maskOf(patchRoute, { author: {}, page_count: null })).toEqual(['author', 'page_count']);
+  });
+
+  it('finds each key of the body by a lookup, not a search of the fields per key', () => {
+    // A body of 100,000 keys on a registered message of 5,000 fields searched the fields once per
+    // key (6 s of the event loop for 1 MiB of unknown keys, 49 s for 1 MiB of known ones nested);
+    // counted here as reads of the message's field list.
+    const Book = books.getMessage('test.books.v1.Book')!;
+    let fieldListReads = 0;
+    const counted = new Proxy(Book, {
+      get(target, property, receiver) {
+        if (property === 'fields') fieldListReads++;
+        return Reflect.get(target, property, receiver);
+      },
+    });
+    const body: JsonObject = { page_count: 3, pageCount: 4 };
+    for (let index = 0; index < 1000; index++) body[`unknown_${index}`] = index;
+    expect(fieldMaskOfBody(counted, body)).toEqual(['page_count']);
+    expect(fieldListReads).toBeLessThan(10);
   });
 
   it('leaves a mask the query sets, and the routes grpc-gateway leaves: another method, or body "*"', () => {
