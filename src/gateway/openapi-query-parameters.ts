@@ -117,8 +117,9 @@ function enterable(field: DescField): DescMessage | undefined {
 }
 
 /**
- * Whether a query string can set the field: scalars, enums, lists of them, and the well-known
- * messages written as one string; not other messages nor maps (the transcoder refuses them).
+ * Whether a query parameter of the field's own name sets it: scalars, enums, lists of them, and the
+ * well-known messages written as one string; not other messages (their fields are listed by dotted
+ * name) nor maps, whose entries the gateway takes by key (`labels[env]=prod`) and are not listed.
  */
 function fromText(field: DescField): boolean {
   switch (field.fieldKind) {
