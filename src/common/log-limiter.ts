@@ -37,9 +37,9 @@ interface Window {
  * The first line of a cause is written at once, whole. Lines of the same cause within `intervalMs`
  * are only counted; when the interval ends with a count, one summary line is written (the first
  * line's fields without `err`, `requestId` and `key`, with `repeated: N`, and `requestIds`: the ids of
-the first SUMMARY_REQUEST_IDS lines left out that had one, with `lastRequestId` the last one's when
-more had, so that an operator can follow those requests) and a new interval begins; an interval that ends
- * without any lets the next line through at once. A cause is a short text naming what failed (e.g.
+ * the first SUMMARY_REQUEST_IDS lines left out that had one, with `lastRequestId` the last one's
+ * when more had, so that an operator can follow those requests) and a new interval begins; an
+ * interval that ends without any lets the next line through at once. A cause is a short text naming what failed (e.g.
  * method, status and driver code), never anything with per-request values, so causes stay few.
  * Timers are unref'd, so a limiter never keeps a process alive.
  */
