@@ -1,4 +1,6 @@
+import type { Registry } from '@bufbuild/protobuf';
 import type { HttpRoute } from '../common/http-routes.js';
+import { WELL_KNOWN_ANY_TYPES } from './any-types.js';
 import { compilePagingPlan, type PagingPlan } from './paging-plan.js';
 import { rememberingLastAnswer } from './repeat-answer-memo.js';
 import { compileRequestDecoder, type RequestDecoder } from './request-decoder.js';
@@ -24,18 +26,19 @@ export interface CallPlan {
 }
 
 /**
- * Compiles the plan of one route. Throws with a message naming the problem when the route cannot be
+ * Compiles the plan of one route. `types`: the messages a google.protobuf.Any in its requests and
+ * answers may hold, those of the node's descriptor set (see any-types.ts). Throws with a message naming the problem when the route cannot be
  * served (the distributor checks routes at registration, but a gateway must not trust its input to
  * stay up).
  */
-export function compileCallPlan(route: HttpRoute): CallPlan {
+export function compileCallPlan(route: HttpRoute, types: Registry = WELL_KNOWN_ANY_TYPES): CallPlan {
   const envelopeFields = route.envelopeFields.map((field) => field.name);
   return {
     route,
     grpcMethod: route.grpcMethod,
     path: `/${route.grpcMethod}`,
-    decode: compileRequestDecoder(route),
-    render: rememberingLastAnswer(compileResponseRenderer(route.method.output, envelopeFields)),
-    paging: compilePagingPlan(route.method, envelopeFields),
+    decode: compileRequestDecoder(route, types),
+    render: rememberingLastAnswer(compileResponseRenderer(route.method.output, envelopeFields, types)),
+    paging: compilePagingPlan(route.method, envelopeFields, types),
   };
 }

@@ -47,6 +47,11 @@ export class JsonWriter {
     this.#pos = pos;
   }
 
+  /** Overwrites one byte already written, at `position`. */
+  put(position: number, value: number): void {
+    this.#buf[position] = value;
+  }
+
   /** Appends a string known to be ASCII (numbers, names, punctuation). */
   ascii(text: string): void {
     const length = text.length;

@@ -1,4 +1,5 @@
-import { type DescField, type DescMethod, ScalarType } from '@bufbuild/protobuf';
+import { type DescField, type DescMethod, type Registry, ScalarType } from '@bufbuild/protobuf';
+import { WELL_KNOWN_ANY_TYPES } from './any-types.js';
 import { ENVELOPE_ROOM } from './envelope.js';
 import { rememberingLastAnswer } from './repeat-answer-memo.js';
 import { compileResponseRenderer, type ResponseRenderer } from './response-renderer.js';
@@ -42,6 +43,7 @@ export interface PagingPlan {
 export function compilePagingPlan(
   method: DescMethod,
   responseFields: readonly string[],
+  types: Registry = WELL_KNOWN_ANY_TYPES,
 ): PagingPlan | undefined {
   const pageSize = method.input.fields.find((field) => field.name === 'page_size');
   const pageToken = method.input.fields.find((field) => field.name === 'page_token');
@@ -56,7 +58,7 @@ export function compilePagingPlan(
   ) {
     return undefined;
   }
-  const render = rememberingLastAnswer(compileResponseRenderer(method.output, responseFields));
+  const render = rememberingLastAnswer(compileResponseRenderer(method.output, responseFields, types));
   // The renderer writes `,"<list>":[` right after the envelope's room: the elements follow it.
   const itemsStart = ENVELOPE_ROOM + Buffer.byteLength(`,${JSON.stringify(list.name)}:[`);
   const nextTokenNumber = nextToken.number;
@@ -69,7 +71,7 @@ export function compilePagingPlan(
       nextPageToken: lastStringField(bytes, nextTokenNumber),
     }),
     renderOnePage: rememberingLastAnswer(
-      compileResponseRenderer(method.output, [...responseFields, nextToken.name]),
+      compileResponseRenderer(method.output, [...responseFields, nextToken.name], types),
     ),
     asksForOnePage: (request) => hasField(request, pagingFields),
     withToken: (request, token) =>

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { FileRegistry } from '@bufbuild/protobuf';
 import { readHttpRoutes, registryOfDescriptorSet } from '../common/http-routes.js';
 import type { Node } from '../gen/distributor.js';
+import { anyTypesOf } from './any-types.js';
 import { type CallPlan, compileCallPlan } from './call-plan.js';
 
 /** The call plans of one descriptor set: one per REST route it declares. */
@@ -56,16 +58,20 @@ export class PlanCache {
 
 function compileNodePlans(descriptorSet: Uint8Array): NodePlans {
   let read: ReturnType<typeof readHttpRoutes>;
+  let registry: FileRegistry;
   try {
-    read = readHttpRoutes(registryOfDescriptorSet(descriptorSet));
+    registry = registryOfDescriptorSet(descriptorSet);
+    read = readHttpRoutes(registry);
   } catch (error) {
     return { plans: [], problems: [`its descriptor set does not resolve: ${(error as Error).message}`] };
   }
+  // The messages its Anys may hold: its own, for every route of the set (made once, if any route is read).
+  const types = read.routes.length > 0 ? anyTypesOf(registry) : undefined;
   const plans: CallPlan[] = [];
   const problems = [...read.problems];
   for (const route of read.routes) {
     try {
-      plans.push(compileCallPlan(route));
+      plans.push(compileCallPlan(route, types));
     } catch (error) {
       problems.push(`${route.key} (${route.grpcMethod}): ${(error as Error).message}`);
     }

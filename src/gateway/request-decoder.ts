@@ -3,10 +3,13 @@ import {
   type DescMessage,
   fromJson,
   type JsonObject,
+  type Registry,
   ScalarType,
   toBinary,
 } from '@bufbuild/protobuf';
+import { hasCustomJsonRepresentation } from '@bufbuild/protobuf/wkt';
 import type { HttpRoute } from '../common/http-routes.js';
+import { ANY_TYPE, anyMessageType, WELL_KNOWN_ANY_TYPES } from './any-types.js';
 import { fieldNamed } from './field-named.js';
 import { gatewayErrors } from './gateway-error.js';
 import { encodedMask, fieldMaskOfBody, patchMaskField } from './patch-field-mask.js';
@@ -56,6 +59,14 @@ const MAX_DEPTH = 32;
  * enums one key per entry (`labels[env]=prod`); a singular field given twice, a map without a key,
  * or a message other than a well-known type with a string form is invalid.
  *
+ * A `google.protobuf.Any` is read as proto3 JSON has it: `{"@type": "type.googleapis.com/pkg.Msg",
+ * ...the fields of pkg.Msg}`, or `{"@type": ..., "value": <its JSON>}` for a well-known type with a
+ * JSON form of its own (Timestamp, Duration, the wrappers, Struct, Value, ListValue, FieldMask,
+ * Any), `{}` for an empty one. `types` are the messages it may name: the node's descriptor set and
+ * the well-known types (see any-types.ts); another name, or none, is invalid. Its payload is checked
+ * as any message is (unknown keys dropped, numbers and base64 as strict), and counts for the depth.
+ * The service gets the type URL as `type.googleapis.com/<name>`, whatever its prefix in the request.
+ *
  * Where two sources name one field, the path wins over the body and the query. A PATCH whose body
  * is one field gets its request's one FieldMask filled from the body's keys when the query sets
  * none, as grpc-gateway does (see patch-field-mask.ts).
@@ -63,7 +74,10 @@ const MAX_DEPTH = 32;
  * Throws {@link InvalidParameterError} for values the request message cannot take, and the
  * gateway's 400 for a query string whose %-escapes are not UTF-8.
  */
-export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
+export function compileRequestDecoder(
+  route: HttpRoute,
+  types: Registry = WELL_KNOWN_ANY_TYPES,
+): RequestDecoder {
   const input = route.method.input;
   const queryFields = new Set(route.queryFields);
   const bodyField = route.body.kind === 'field' ? route.body.field : undefined;
@@ -102,7 +116,10 @@ export function compileRequestDecoder(route: HttpRoute): RequestDecoder {
     });
     let message: ReturnType<typeof fromJson>;
     try {
-      message = fromJson(input, knownFieldsOnly(input, json, 0), { recursionLimit: MAX_DEPTH });
+      message = fromJson(input, knownFieldsOnly(input, json, 0, types), {
+        recursionLimit: MAX_DEPTH,
+        registry: types,
+      });
     } catch (error) {
       if (error instanceof InvalidParameterError) throw error;
       throw new InvalidParameterError(withoutValues((error as Error).message));
@@ -153,9 +170,10 @@ export function withoutValues(message: string): string {
 
 /**
  * A copy of a JSON object of `message` without the keys that name no field, at every depth of plain
- * messages (the well-known types have JSON forms of their own and are left to the parser).
+ * messages and of the messages Anys hold (the other well-known types have JSON forms of their own
+ * and are left to the parser).
  */
-function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number): JsonObject {
+function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number, types: Registry): JsonObject {
   if (depth > MAX_DEPTH) throw new InvalidParameterError(`${message.typeName}: nested too deeply`);
   const known = emptyObject();
   for (const key of Object.keys(json)) {
@@ -164,21 +182,67 @@ function knownFieldsOnly(message: DescMessage, json: JsonObject, depth: number):
     const value = checkNumberStrings(field, json[key]);
     const nested = field.fieldKind === 'message' || field.fieldKind === 'list' || field.fieldKind === 'map';
     const type = nested && 'message' in field ? field.message : undefined;
-    if (!type || type.typeName.startsWith('google.protobuf.') || value === null) {
+    if (!type || value === null) {
       known[key] = value as JsonObject[string];
-    } else if (field.fieldKind === 'message') {
-      known[key] = isObject(value) ? knownFieldsOnly(type, value, depth + 1) : (value as JsonObject[string]);
-    } else if (field.fieldKind === 'list') {
-      known[key] = Array.isArray(value)
-        ? value.map((item) => (isObject(item) ? knownFieldsOnly(type, item, depth + 1) : item))
-        : (value as JsonObject[string]);
+      continue;
+    }
+    let clean: (item: JsonObject[string]) => JsonObject[string];
+    if (type.typeName === ANY_TYPE) {
+      clean = (item) => knownAnyFields(item, depth + 1, types, field.name);
+    } else if (type.typeName.startsWith('google.protobuf.')) {
+      known[key] = value as JsonObject[string];
+      continue;
     } else {
-      known[key] = isObject(value)
-        ? mapValues(value, (item) => (isObject(item) ? knownFieldsOnly(type, item, depth + 1) : item))
-        : (value as JsonObject[string]);
+      clean = (item) => (isObject(item) ? knownFieldsOnly(type, item, depth + 1, types) : item);
+    }
+    if (field.fieldKind === 'message') {
+      known[key] = clean(value as JsonObject[string]);
+    } else if (field.fieldKind === 'list') {
+      known[key] = Array.isArray(value) ? value.map(clean) : (value as JsonObject[string]);
+    } else {
+      known[key] = isObject(value) ? mapValues(value, clean) : (value as JsonObject[string]);
     }
   }
   return known;
+}
+
+/**
+ * The JSON of a google.protobuf.Any checked as {@link knownFieldsOnly} checks a message: its type
+ * must be one of `types`, and its payload is checked as that type's. Anything but an object is left
+ * to the parser, which refuses it.
+ */
+function knownAnyFields(
+  value: JsonObject[string],
+  depth: number,
+  types: Registry,
+  name: string,
+): JsonObject[string] {
+  if (!isObject(value)) return value;
+  if (depth > MAX_DEPTH) throw new InvalidParameterError(`${name}: nested too deeply`);
+  const keys = Object.keys(value);
+  // An empty Any, as proto3 JSON writes one.
+  if (keys.length === 0) return value;
+  const typeUrl = Object.hasOwn(value, '@type') ? value['@type'] : undefined;
+  if (typeof typeUrl !== 'string' || typeUrl === '') {
+    throw new InvalidParameterError(`${name}: an Any needs "@type"`);
+  }
+  const type = anyMessageType(types, typeUrl);
+  // Not the URL: it is the client's text, and this message is logged.
+  if (!type) throw new InvalidParameterError(`${name}: "@type" names no type this service defines`);
+  if (hasCustomJsonRepresentation(type)) {
+    const any = emptyObject();
+    any['@type'] = typeUrl;
+    if (!Object.hasOwn(value, 'value')) return any;
+    const payload = value.value as JsonObject[string];
+    if (type.typeName === ANY_TYPE) any.value = knownAnyFields(payload, depth + 1, types, name);
+    else any.value = checkWrapped(type, payload, name) as JsonObject[string];
+    return any;
+  }
+  const fields = emptyObject();
+  for (const key of keys) if (key !== '@type') fields[key] = value[key]!;
+  const any = knownFieldsOnly(type, fields, depth + 1, types);
+  any['@type'] = typeUrl;
+  return any;
 }
 
 /**

@@ -1,4 +1,12 @@
-import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
+import {
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  type Registry,
+  ScalarType,
+} from '@bufbuild/protobuf';
+import { hasCustomJsonRepresentation } from '@bufbuild/protobuf/wkt';
+import { ANY_TYPE, anyMessageType, WELL_KNOWN_ANY_TYPES } from './any-types.js';
 import { ENVELOPE_ROOM } from './envelope.js';
 import { JsonWriter } from './json-writer.js';
 import { STRUCT_TYPES, structJson } from './struct-json.js';
@@ -37,6 +45,14 @@ export type ResponseRenderer = (bytes: Buffer) => Buffer;
  *   Duration as proto3 JSON ("1.5s"), the wrapper types as their bare value (null when unset),
  *   Struct, Value, ListValue and FieldMask in their proto3 JSON forms (see struct-json.ts),
  *   NullValue as null;
+ * - google.protobuf.Any as proto3 JSON writes it: `{"@type":"<its type URL>",...}` with the fields
+ *   of the message it holds, rendered as above, or `{"@type":...,"value":<JSON>}` for a well-known
+ *   type with a JSON form of its own (those above, and Any); `{}` for an empty one. Its type is
+ *   looked up in `types` (the node's descriptor set and the well-known types, see any-types.ts) and
+ *   its renderer compiled the first time the route meets it. One it does not know (or cannot
+ *   render: a proto2 group) is `{"@type":"<URL>","value":"<the bytes in base64>"}`, as a plain
+ *   Any's fields would be, so that the rest of the answer still arrives (grpc-gateway fails the
+ *   whole answer with a 500 there, its JSON marshaler refusing the type);
  *
  * It reads the wire format and writes JSON bytes directly, without building message objects. A
  * message whose fields arrive in declaration order (what every common encoder writes when the fields
@@ -47,6 +63,7 @@ export type ResponseRenderer = (bytes: Buffer) => Buffer;
 export function compileResponseRenderer(
   message: DescMessage,
   responseFields: readonly string[],
+  types: Registry = WELL_KNOWN_ANY_TYPES,
 ): ResponseRenderer {
   const fields: DescField[] = [];
   for (const name of responseFields) {
@@ -62,7 +79,7 @@ export function compileResponseRenderer(
       return out;
     };
   }
-  const compiler = new RendererCompiler();
+  const compiler = new RendererCompiler(types);
   const projection = new MessageRenderer(message.typeName);
   projection.init(
     fields.map((field) => compiler.field(field, message)),
@@ -129,10 +146,13 @@ interface Renderer {
 class RendererCompiler {
   readonly #messages = new Map<string, Renderer>();
 
+  /** `types`: the messages an Any may hold (see AnyRenderer). */
+  constructor(readonly types: Registry) {}
+
   message(desc: DescMessage): Renderer {
     const cached = this.#messages.get(desc.typeName);
     if (cached) return cached;
-    const special = wellKnownRenderer(desc);
+    const special = desc.typeName === ANY_TYPE ? new AnyRenderer(this) : wellKnownRenderer(desc);
     if (special) {
       this.#messages.set(desc.typeName, special);
       return special;
@@ -867,3 +887,130 @@ class WrapperRenderer implements Renderer {
     }
   }
 }
+
+/** `"@type":`, encoded. */
+const TYPE_KEY = json('"@type":');
+/** `,"value":`, encoded. */
+const VALUE_KEY = json(',"value":');
+
+/** How an Any of one type is rendered, found once per type a route meets. */
+interface AnyPlan {
+  readonly renderer: Renderer | undefined;
+  /** Whether the JSON goes under "value" (a well-known type with a JSON form of its own). */
+  readonly underValue: boolean;
+}
+
+/** An Any whose type could not be rendered: its bytes as base64, as a plain Any's fields would be. */
+const AS_BYTES: AnyPlan = { renderer: undefined, underValue: true };
+
+/** google.protobuf.Any: `{"@type":..., ...}` as proto3 JSON writes it (see compileResponseRenderer). */
+class AnyRenderer implements Renderer {
+  /** By type name: at most one per message type `types` holds, so bounded by the descriptor set. */
+  readonly #plans = new Map<string, AnyPlan>();
+
+  constructor(readonly compiler: RendererCompiler) {}
+
+  render(reader: WireReader, out: JsonWriter, depth: number): void {
+    this.renderMerged(reader, out, [reader.pos], depth);
+  }
+
+  renderMerged(reader: WireReader, out: JsonWriter, positions: readonly number[], depth: number): void {
+    if (depth > MAX_DEPTH) throw new MalformedMessageError('message nested too deeply');
+    // `string type_url = 1; bytes value = 2;`: of several occurrences, the last of each wins.
+    let urlStart = -1;
+    let urlEnd = -1;
+    let valuePosition = -1;
+    let end = reader.pos;
+    for (const position of positions) {
+      reader.pos = position;
+      end = reader.delimitedEnd();
+      while (reader.pos < end) {
+        const tag = reader.varint32();
+        if (tag === ((1 << 3) | Wire.LengthDelimited)) {
+          urlEnd = reader.delimitedEnd();
+          urlStart = reader.pos;
+          reader.pos = urlEnd;
+        } else if (tag === ((2 << 3) | Wire.LengthDelimited)) {
+          valuePosition = reader.pos;
+          reader.pos = reader.delimitedEnd();
+        } else {
+          reader.skip(tag & 7, tag >>> 3);
+        }
+      }
+      if (reader.pos !== end) throw new MalformedMessageError('field runs past the end of its message');
+    }
+    if (urlStart < 0 || urlStart === urlEnd) {
+      if (valuePosition < 0) out.ascii('{}');
+      else this.#renderBytes(reader, out, urlStart, urlEnd, valuePosition);
+      reader.pos = end;
+      return;
+    }
+    const plan = this.#planOf(reader.buf.toString('utf8', urlStart, urlEnd));
+    if (!plan.renderer) {
+      this.#renderBytes(reader, out, urlStart, urlEnd, valuePosition);
+      reader.pos = end;
+      return;
+    }
+    const inner = valuePosition < 0 ? new WireReader(EMPTY_MESSAGE) : reader;
+    inner.pos = valuePosition < 0 ? 0 : valuePosition;
+    out.byte(0x7b);
+    out.raw(TYPE_KEY);
+    out.stringFromUtf8(reader.buf, urlStart, urlEnd);
+    if (plan.underValue) {
+      out.raw(VALUE_KEY);
+      plan.renderer.render(inner, out, depth + 1);
+      out.byte(0x7d);
+    } else {
+      // The message's own object, its "{" made the "," after "@type" (or its "{}" the Any's "}").
+      const mark = out.position;
+      plan.renderer.render(inner, out, depth + 1);
+      if (out.position === mark + 2) {
+        out.rewind(mark);
+        out.byte(0x7d);
+      } else {
+        out.put(mark, 0x2c);
+      }
+    }
+    reader.pos = end;
+  }
+
+  #planOf(typeUrl: string): AnyPlan {
+    const name = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+    const known = this.#plans.get(name);
+    if (known) return known;
+    const type = anyMessageType(this.compiler.types, typeUrl);
+    if (!type) return AS_BYTES;
+    let plan: AnyPlan;
+    try {
+      plan = { renderer: this.compiler.message(type), underValue: hasCustomJsonRepresentation(type) };
+    } catch {
+      // A type the renderer refuses (proto2 groups): its bytes, as for a type it does not know.
+      plan = AS_BYTES;
+    }
+    this.#plans.set(name, plan);
+    return plan;
+  }
+
+  /** `{"@type":"<URL>","value":"<base64>"}`: an Any of a type that cannot be rendered. */
+  #renderBytes(
+    reader: WireReader,
+    out: JsonWriter,
+    urlStart: number,
+    urlEnd: number,
+    valuePosition: number,
+  ): void {
+    out.byte(0x7b);
+    out.raw(TYPE_KEY);
+    if (urlStart < 0) out.ascii('""');
+    else out.stringFromUtf8(reader.buf, urlStart, urlEnd);
+    out.raw(VALUE_KEY);
+    if (valuePosition < 0) out.ascii('""');
+    else {
+      reader.pos = valuePosition;
+      writeValue(reader, out, BYTES_VALUE, 0);
+    }
+    out.byte(0x7d);
+  }
+}
+
+const BYTES_VALUE = scalarPlan(ScalarType.BYTES, undefined);

@@ -1,12 +1,15 @@
 import { create, createFileRegistry, fromBinary, type JsonObject } from '@bufbuild/protobuf';
 import {
+  type Any,
+  anyUnpack,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
   file_google_protobuf_field_mask,
   file_google_protobuf_timestamp,
 } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { readHttpRoutes } from '../../src/common/http-routes.js';
+import { readHttpRoutes, registryOfDescriptorSet } from '../../src/common/http-routes.js';
+import { anyTypesOf } from '../../src/gateway/any-types.js';
 import { gatewayErrors } from '../../src/gateway/gateway-error.js';
 import { fieldMaskOfBody } from '../../src/gateway/patch-field-mask.js';
 import {
@@ -16,6 +19,8 @@ import {
 } from '../../src/gateway/request-decoder.js';
 import { NO_INPUT } from '../../src/gateway/request-input.js';
 import {
+  anythingFile,
+  descriptorSetOf,
   field,
   httpOptions,
   kitchenFile,
@@ -784,5 +789,129 @@ describe('compileRequestDecoder: the update mask of a PATCH, as grpc-gateway fil
     expect(maskOf(patchRoute, { page_count: 3 }, 'update_mask=name')).toEqual(['name']);
     expect(maskOf(putRoute, { page_count: 3 })).toBeUndefined();
     expect(maskOf(patchAllRoute, { book: { page_count: 3 } })).toBeUndefined();
+  });
+});
+
+describe('compileRequestDecoder: google.protobuf.Any', () => {
+  // What a node registers: test.anything.v1 with any.proto and timestamp.proto, nothing more.
+  const anyRegistry = registryOfDescriptorSet(descriptorSetOf(anythingFile()));
+  const Holder = anyRegistry.getMessage('test.anything.v1.Holder')!;
+  const decode = compileRequestDecoder(readHttpRoutes(anyRegistry).routes[0]!, anyTypesOf(anyRegistry));
+  const PAYLOAD = 'type.googleapis.com/test.anything.v1.Payload';
+  const send = (object: Record<string, unknown>) =>
+    decode({ pathValues: [], query: '', body: { kind: 'json', object } });
+  type HolderShape = { item?: Any; items: Any[]; byName: Record<string, Any> };
+  const parse = (object: Record<string, unknown>) =>
+    fromBinary(Holder, send(object)) as unknown as HolderShape;
+  /** Decodes a body and parses it as the service would, its Any unpacked. */
+  const received = (object: Record<string, unknown>) => {
+    const holder = parse(object);
+    return { holder, item: holder.item && unpackAny(holder.item) };
+  };
+  const unpackAny = (any: Any): Record<string, unknown> | undefined =>
+    anyUnpack(any, anyTypesOf(anyRegistry)) as Record<string, unknown> | undefined;
+  const rejects = (object: Record<string, unknown>) => {
+    let thrown: unknown;
+    try {
+      send(object);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown, JSON.stringify(object)).toBeInstanceOf(InvalidParameterError);
+    return (thrown as Error).message;
+  };
+
+  it('takes a message of the descriptor set as "@type" and its fields, checked as any message is', () => {
+    const { item, holder } = received({
+      item: {
+        '@type': PAYLOAD,
+        count: '5',
+        big: '9007199254740993',
+        data: 'AQI=',
+        label: 'x',
+        notAField: 1,
+      },
+    });
+    expect(holder.item?.typeUrl).toBe(PAYLOAD);
+    expect(item).toMatchObject({ count: 5, big: 9007199254740993n, label: 'x' });
+    expect([...(item!.data as Uint8Array)]).toEqual([1, 2]);
+    // An Any in the payload, and a Timestamp in that.
+    const nested = received({
+      item: {
+        '@type': PAYLOAD,
+        inner: { '@type': PAYLOAD, count: 7, when: '2020-11-04T15:31:47.123Z' },
+      },
+    }).item as { inner: Any };
+    expect(unpackAny(nested.inner)).toMatchObject({ count: 7, when: { seconds: 1604503907n } });
+  });
+
+  it('takes a well-known type under "value", those the set does not import included', () => {
+    const wellKnown = {
+      'google.protobuf.Timestamp': ['2020-11-04T15:31:47.123Z', { seconds: 1604503907n, nanos: 123000000 }],
+      'google.protobuf.Duration': ['1.5s', { seconds: 1n, nanos: 500000000 }],
+      'google.protobuf.Int64Value': ['12', { value: 12n }],
+      'google.protobuf.Struct': [{ a: [1, 'b'] }, { fields: { a: {} } }],
+      'google.protobuf.Empty': [{}, {}],
+    } as const;
+    for (const [name, [value, expected]] of Object.entries(wellKnown)) {
+      const { item } = received({ item: { '@type': `type.googleapis.com/${name}`, value } });
+      expect(item, name).toMatchObject(expected);
+    }
+    // An Any in an Any, whose own JSON goes under "value".
+    const { item } = received({
+      item: {
+        '@type': 'type.googleapis.com/google.protobuf.Any',
+        value: { '@type': PAYLOAD, count: 3 },
+      },
+    });
+    expect(unpackAny(item as unknown as Any)).toMatchObject({ count: 3 });
+  });
+
+  it('takes Anys in lists and maps, and an empty object as an empty Any', () => {
+    const holder = parse({
+      items: [{ '@type': PAYLOAD, count: 1 }, {}],
+      by_name: { a: { '@type': PAYLOAD, label: 'z' } },
+    });
+    expect(holder.items).toHaveLength(2);
+    expect(unpackAny(holder.items[0]!)).toMatchObject({ count: 1 });
+    expect(holder.items[1]!.typeUrl).toBe('');
+    expect(unpackAny(holder.byName.a!)).toMatchObject({ label: 'z' });
+  });
+
+  it('refuses a type the descriptor set does not define, without naming it (the message is logged)', () => {
+    for (const typeUrl of [
+      'type.googleapis.com/other.v1.Secret',
+      'type.googleapis.com/',
+      'test.anything.v1.Nope',
+    ]) {
+      const message = rejects({ item: { '@type': typeUrl, count: 1 } });
+      expect(message).not.toContain(typeUrl);
+      expect(message).toContain('item');
+    }
+    for (const any of [{ count: 1 }, { '@type': 5 }, { '@type': '' }]) rejects({ item: any });
+    rejects({ items: [{ '@type': 'type.googleapis.com/other.v1.Secret' }] });
+    rejects({ by_name: { a: { '@type': 'type.googleapis.com/other.v1.Secret' } } });
+    rejects({ item: { '@type': PAYLOAD, inner: { '@type': 'type.googleapis.com/other.v1.Secret' } } });
+  });
+
+  it('keeps the strictness of numbers and base64 inside the payload', () => {
+    for (const count of ['0x10', '+5', ' 5', '1.5']) rejects({ item: { '@type': PAYLOAD, count } });
+    rejects({ item: { '@type': PAYLOAD, big: 2 ** 53 } });
+    rejects({ item: { '@type': PAYLOAD, data: 'AQ==ID' } });
+    rejects({ item: { '@type': 'type.googleapis.com/google.protobuf.Int32Value', value: '0x10' } });
+    rejects({
+      item: { '@type': 'type.googleapis.com/google.protobuf.Any', value: { '@type': PAYLOAD, count: '+5' } },
+    });
+  });
+
+  it('refuses Anys nested past the depth limit with Invalid Parameters, not a crash', () => {
+    let any: Record<string, unknown> = { '@type': PAYLOAD, count: 1 };
+    for (let level = 0; level < 40; level++) any = { '@type': PAYLOAD, inner: any };
+    rejects({ item: any });
+    let wrapped: Record<string, unknown> = { '@type': PAYLOAD };
+    for (let level = 0; level < 40; level++) {
+      wrapped = { '@type': 'type.googleapis.com/google.protobuf.Any', value: wrapped };
+    }
+    rejects({ item: wrapped });
   });
 });

@@ -5,14 +5,23 @@ import {
   fromBinary,
   fromJson,
   type MessageInitShape,
+  type Registry,
   toBinary,
 } from '@bufbuild/protobuf';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import {
+  type Any,
+  AnySchema,
+  anyPack,
+  DurationSchema,
+  EmptySchema,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
   file_google_protobuf_field_mask,
   file_google_protobuf_struct,
+  Int64ValueSchema,
+  StructSchema,
+  TimestampSchema,
 } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import {
@@ -20,14 +29,28 @@ import {
   filesForServices,
   loadShopDescriptorSet,
 } from '../../src/common/descriptors.js';
+import { registryOfDescriptorSet } from '../../src/common/http-routes.js';
+import { anyTypesOf } from '../../src/gateway/any-types.js';
 import { ENVELOPE_ROOM } from '../../src/gateway/envelope.js';
 import { compileResponseRenderer } from '../../src/gateway/response-renderer.js';
 import { MalformedMessageError } from '../../src/gateway/wire-reader.js';
-import { field, kitchenFile, message, registryOf, Type } from './support/descriptors.js';
+import {
+  anythingFile,
+  descriptorSetOf,
+  field,
+  kitchenFile,
+  message,
+  registryOf,
+  Type,
+} from './support/descriptors.js';
 
 /** The renderer, returning only the fields' JSON (without the envelope room and the closing brace). */
-function compile(message: DescMessage, fields: readonly string[]): (bytes: Buffer) => Buffer {
-  const render = compileResponseRenderer(message, fields);
+function compile(
+  message: DescMessage,
+  fields: readonly string[],
+  types?: Registry,
+): (bytes: Buffer) => Buffer {
+  const render = compileResponseRenderer(message, fields, types);
   return (bytes) => {
     const out = render(bytes);
     expect(out[out.length - 1]).toBe(0x7d);
@@ -534,5 +557,138 @@ describe('compileResponseRenderer: Struct, Value, ListValue, FieldMask and NullV
     expect(() => compile(Loose, ['st'])(Buffer.from([0x0a, 0x02, 0x08, 0xff]))).toThrow(
       MalformedMessageError,
     );
+  });
+});
+
+describe('compileResponseRenderer: google.protobuf.Any', () => {
+  // What a node registers: test.anything.v1 with any.proto and timestamp.proto, nothing more.
+  const anyRegistry = registryOfDescriptorSet(descriptorSetOf(anythingFile()));
+  const types = anyTypesOf(anyRegistry);
+  const Holder = anyRegistry.getMessage('test.anything.v1.Holder')!;
+  const Payload = anyRegistry.getMessage('test.anything.v1.Payload')!;
+  const FIELDS = ['item', 'items', 'by_name'];
+  const PAYLOAD = 'type.googleapis.com/test.anything.v1.Payload';
+  const pack = (desc: DescMessage, init: Record<string, unknown>): Any =>
+    anyPack(desc, create(desc, init as Init));
+  const payload = (init: Record<string, unknown>) => pack(Payload, init);
+  const encodeHolder = (init: Record<string, unknown>) =>
+    Buffer.from(toBinary(Holder, create(Holder, init as Init)));
+  const render = (init: Record<string, unknown>, fields = ['item']) =>
+    compile(Holder, fields, types)(encodeHolder(init)).toString();
+
+  it('renders a message of the descriptor set as "@type" then its fields, as the rest of the answer', () => {
+    expect(
+      render({ item: payload({ count: 5, big: 2n ** 60n, data: new Uint8Array([1, 2]), label: 'x' }) }),
+    ).toBe(
+      `,"item":{"@type":"${PAYLOAD}","count":5,"big":"1152921504606846976","data":"AQI=","label":"x",` +
+        '"inner":null,"when":null}',
+    );
+    // An Any in the payload, a Timestamp in that; an empty message of the set.
+    const inner = payload({ count: 7, when: { seconds: 1604503907n, nanos: 123000000 } });
+    expect(render({ item: payload({ inner }) })).toBe(
+      `,"item":{"@type":"${PAYLOAD}","count":0,"big":0,"data":"","label":"",` +
+        `"inner":{"@type":"${PAYLOAD}","count":7,"big":0,"data":"","label":"","inner":null,` +
+        '"when":"2020-11-04T15:31:47.123Z"},"when":null}',
+    );
+    expect(render({ item: pack(EmptySchema, {}) })).toBe(
+      ',"item":{"@type":"type.googleapis.com/google.protobuf.Empty"}',
+    );
+  });
+
+  it('renders a well-known type under "value", those the set does not import included', () => {
+    const cases: [Any, string][] = [
+      [pack(TimestampSchema, { seconds: 1604503907n, nanos: 123000000 }), '"2020-11-04T15:31:47.123Z"'],
+      [pack(DurationSchema, { seconds: 1n, nanos: 500000000 }), '"1.500s"'],
+      [pack(Int64ValueSchema, { value: 12n }), '12'],
+      [pack(Int64ValueSchema, {}), '0'],
+      [anyPack(StructSchema, fromJson(StructSchema, { a: [1, 'b'] })), '{"a":[1,"b"]}'],
+      [
+        pack(AnySchema, payload({ count: 3 })),
+        `{"@type":"${PAYLOAD}","count":3,"big":0,"data":"","label":"","inner":null,"when":null}`,
+      ],
+    ];
+    for (const [any, value] of cases) {
+      expect(render({ item: any }), any.typeUrl).toBe(`,"item":{"@type":"${any.typeUrl}","value":${value}}`);
+    }
+  });
+
+  it('renders Anys in lists and maps, an empty Any as {}, an unset one as null', () => {
+    expect(
+      render(
+        {
+          items: [payload({ count: 1 }), create(AnySchema), pack(Int64ValueSchema, { value: 2n })],
+          byName: { a: payload({ label: 'z' }) },
+        },
+        FIELDS,
+      ),
+    ).toBe(
+      `,"item":null,"items":[{"@type":"${PAYLOAD}","count":1,"big":0,"data":"","label":"","inner":null,` +
+        '"when":null},{},{"@type":"type.googleapis.com/google.protobuf.Int64Value","value":2}],' +
+        `"by_name":{"a":{"@type":"${PAYLOAD}","count":0,"big":0,"data":"","label":"z","inner":null,"when":null}}`,
+    );
+  });
+
+  it('renders a type the descriptor set does not define as its URL and its bytes in base64', () => {
+    const secret = create(AnySchema, {
+      typeUrl: 'type.googleapis.com/other.v1.Secret',
+      value: new Uint8Array([1, 2]),
+    });
+    expect(render({ item: secret, items: [secret] }, ['item', 'items'])).toBe(
+      ',"item":{"@type":"type.googleapis.com/other.v1.Secret","value":"AQI="},' +
+        '"items":[{"@type":"type.googleapis.com/other.v1.Secret","value":"AQI="}]',
+    );
+    // A value without a type, and a route compiled without the node's types.
+    expect(render({ item: create(AnySchema, { value: new Uint8Array([3]) }) })).toBe(
+      ',"item":{"@type":"","value":"Aw=="}',
+    );
+    expect(compile(Holder, ['item'])(encodeHolder({ item: payload({ count: 1 }) })).toString()).toBe(
+      `,"item":{"@type":"${PAYLOAD}","value":"CAE="}`,
+    );
+  });
+
+  it('merges an Any sent in two parts as protobuf does: the last type URL and value win', () => {
+    const first = encodeHolder({ item: payload({ count: 1 }) });
+    const second = encodeHolder({ item: pack(Int64ValueSchema, { value: 9n }) });
+    expect(compile(Holder, ['item'], types)(Buffer.concat([first, second])).toString()).toBe(
+      ',"item":{"@type":"type.googleapis.com/google.protobuf.Int64Value","value":9}',
+    );
+  });
+
+  it('never writes invalid JSON nor throws anything but MalformedMessageError on random bytes', () => {
+    const renderHolder = compile(Holder, FIELDS, types);
+    const valid = encodeHolder({
+      item: payload({ count: 1, label: 'x', inner: pack(Int64ValueSchema, { value: 2n }) }),
+      items: [
+        pack(TimestampSchema, { seconds: 1n }),
+        create(AnySchema, { typeUrl: 'x/y', value: new Uint8Array([1]) }),
+      ],
+      byName: { a: pack(EmptySchema, {}) },
+    });
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let round = 0; round < 2000; round++) {
+      const bytes = Buffer.from(valid);
+      for (let flips = 1 + Math.floor(random() * 3); flips > 0; flips--) {
+        bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+      }
+      try {
+        const json = renderHolder(bytes).toString('utf8');
+        expect(() => JSON.parse(`{${json.slice(1)}}`), json).not.toThrow();
+      } catch (error) {
+        expect(error).toBeInstanceOf(MalformedMessageError);
+      }
+    }
+  });
+
+  it('refuses a payload that does not decode, and Anys nested past the depth limit', () => {
+    const broken = create(AnySchema, { typeUrl: PAYLOAD, value: new Uint8Array([0x08]) });
+    expect(() => render({ item: broken })).toThrow(MalformedMessageError);
+    let any = payload({ count: 1 });
+    for (let level = 0; level < 120; level++)
+      any = pack(AnySchema, any as unknown as Record<string, unknown>);
+    expect(() => render({ item: any })).toThrow(MalformedMessageError);
   });
 });

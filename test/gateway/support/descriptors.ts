@@ -10,6 +10,7 @@ import {
   type FileDescriptorProto,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
+  file_google_protobuf_any,
   file_google_protobuf_duration,
   file_google_protobuf_timestamp,
   file_google_protobuf_wrappers,
@@ -112,6 +113,7 @@ export function httpOptions(
 }
 
 const WKT_FILES = [
+  file_google_protobuf_any.proto,
   file_google_protobuf_timestamp.proto,
   file_google_protobuf_duration.proto,
   file_google_protobuf_wrappers.proto,
@@ -126,6 +128,56 @@ export function registryOf(...files: FileDescriptorProto[]): FileRegistry {
 export function descriptorSetOf(...files: FileDescriptorProto[]): Uint8Array {
   const imported = new Set(files.flatMap((file) => file.dependency));
   return encodeDescriptorSet([...WKT_FILES.filter((file) => imported.has(file.name)), ...files]);
+}
+
+const A = '.test.anything.v1';
+
+/**
+ * `test.anything.v1`: `Holder` holds google.protobuf.Any values (one, a list, a map), and `Payload`
+ * is a message of the set that no field names, only Anys hold. `AnythingService.Echo(Holder)
+ * returns (Holder)`, routed as `POST /anything` (body `*`), shows `item`, `items` and `by_name`.
+ * The file imports any.proto and timestamp.proto, not duration.proto or wrappers.proto.
+ */
+export function anythingFile(): FileDescriptorProto {
+  const any = { typeName: '.google.protobuf.Any' };
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/anything.proto',
+    package: 'test.anything.v1',
+    syntax: 'proto3',
+    dependency: ['google/protobuf/any.proto', 'google/protobuf/timestamp.proto'],
+    messageType: [
+      message(
+        'Holder',
+        [
+          field('item', 1, Type.MESSAGE, any),
+          field('items', 2, Type.MESSAGE, { repeated: true, ...any }),
+          field('by_name', 3, Type.MESSAGE, { repeated: true, typeName: `${A}.Holder.ByNameEntry` }),
+        ],
+        { nestedType: [mapEntry('ByNameEntry', Type.STRING, Type.MESSAGE, '.google.protobuf.Any')] },
+      ),
+      message('Payload', [
+        field('count', 1, Type.INT32),
+        field('big', 2, Type.INT64),
+        field('data', 3, Type.BYTES),
+        field('label', 4, Type.STRING),
+        field('inner', 5, Type.MESSAGE, any),
+        field('when', 6, Type.MESSAGE, { typeName: '.google.protobuf.Timestamp' }),
+      ]),
+    ],
+    service: [
+      {
+        name: 'AnythingService',
+        method: [
+          {
+            name: 'Echo',
+            inputType: `${A}.Holder`,
+            outputType: `${A}.Holder`,
+            options: httpOptions('POST /anything', { body: '*', envelope: ['item', 'items', 'by_name'] }),
+          },
+        ],
+      } as never,
+    ],
+  });
 }
 
 const P = '.test.kitchen.v1';
