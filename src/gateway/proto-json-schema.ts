@@ -1,4 +1,5 @@
 import { type DescEnum, type DescField, type DescMessage, ScalarType } from '@bufbuild/protobuf';
+import { ANY_TYPE } from './any-types.js';
 import { protoComment } from './proto-comments.js';
 import { WRAPPER_SCALARS } from './wrapper-types.js';
 
@@ -19,7 +20,7 @@ const COMPONENTS = '#/components/schemas/';
  *   base64, google.protobuf.Timestamp as an RFC 3339 string in UTC,
  *   Duration as "1.5s", the wrapper types as their bare value, Struct, ListValue, Value and
  *   FieldMask as proto3 JSON writes them (an object, an array, any value, "fooBar,baz"), NullValue
- *   as null;
+ *   as null; Any as `{"@type": "<type URL>", ...}`, a component of its own (see {@link anySchema});
  * - an answer shows every field, an unset message field as `null`, and of a oneof only the member
  *   that is set: a message found only in answers lists its other fields as required.
  *
@@ -132,7 +133,10 @@ export class ProtoSchemas {
 
   #messageRef(message: DescMessage): string {
     const name = this.#nameOf(message.typeName);
-    if (!this.#components.has(name)) {
+    if (!this.#components.has(name) && message.typeName === ANY_TYPE) {
+      // Its fields are not its JSON: written once, as protoc-gen-openapiv2's `protobufAny` is.
+      this.#components.set(name, anySchema());
+    } else if (!this.#components.has(name)) {
       // Claimed before the fields are walked, so that a recursive type refers to itself.
       this.#components.set(name, {});
       const properties = this.#properties(message.fields);
@@ -190,7 +194,7 @@ export class ProtoSchemas {
 export function messagesReachedFrom(fields: Iterable<DescField>): Set<string> {
   const reached = new Set<string>();
   const visit = (message: DescMessage): void => {
-    if (reached.has(message.typeName) || wellKnownSchema(message)) return;
+    if (reached.has(message.typeName) || wellKnownSchema(message) || message.typeName === ANY_TYPE) return;
     reached.add(message.typeName);
     for (const field of message.fields) {
       const held = heldMessage(field);
@@ -286,6 +290,30 @@ function wellKnownSchema(message: DescMessage): JsonSchema | undefined {
   }
   const wrapped = WRAPPER_SCALARS[message.typeName];
   return wrapped === undefined ? undefined : orNull(scalarSchema(wrapped));
+}
+
+/**
+ * google.protobuf.Any as the gateway reads and writes it (proto3 JSON, as protoc-gen-openapiv2's
+ * `protobufAny` has it): the type URL under "@type", then the fields of the message it holds, or
+ * that message's JSON under "value" for a well-known type with a JSON form of its own.
+ */
+function anySchema(): JsonSchema {
+  return {
+    type: 'object',
+    properties: {
+      '@type': {
+        type: 'string',
+        description:
+          'The type URL of the message held, e.g. "type.googleapis.com/pkg.v1.Msg": a message the ' +
+          "service's descriptors define, or a well-known type.",
+      },
+    },
+    additionalProperties: true,
+    description:
+      'A message of any type: "@type" names it, and its fields follow (or, for a well-known type with ' +
+      'a JSON form of its own, such as google.protobuf.Timestamp, its JSON under "value"). An answer ' +
+      'holding a type the service\'s descriptors do not define gives its bytes in base64 under "value".',
+  };
 }
 
 /** The same schema, also allowing `null`. */

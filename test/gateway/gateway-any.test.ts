@@ -3,9 +3,11 @@ import { type Any, AnySchema } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall, ServiceDefinition, sendUnaryData } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registryOfDescriptorSet } from '../../src/common/http-routes.js';
+import type { OpenApiDocument } from '../../src/gateway/openapi.js';
 import { httpJson } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, startService, waitForRoute } from './support/cluster.js';
 import { anythingFile, descriptorSetOf } from './support/descriptors.js';
+import { answerSchema, expectValidOpenApi, schemaValidator } from './support/openapi.js';
 
 // A service outside the contract whose messages hold google.protobuf.Any, behind a real distributor
 // and gateway: the gateway reads and writes its Anys as proto3 JSON, from the types of the
@@ -121,5 +123,25 @@ describe('gateway: google.protobuf.Any in requests and answers', () => {
       );
     }
     expect(received).toBeUndefined();
+  });
+
+  it('describes Any in /openapi.json as "@type" and more properties, which the answers match', async () => {
+    const document = JSON.parse((await httpJson(port, 'GET', '/openapi.json')).body) as OpenApiDocument;
+    await expectValidOpenApi(document);
+    // One component, as protoc-gen-openapiv2's protobufAny; before, the fields type_url and value.
+    expect(document.components.schemas['google.protobuf.Any']).toMatchObject({
+      type: 'object',
+      properties: { '@type': { type: 'string' } },
+      additionalProperties: true,
+    });
+    const body = document.paths['/anything']!.post!.requestBody as {
+      content: Record<string, { schema: { properties: Record<string, unknown> } }>;
+    };
+    expect(body.content['application/json']!.schema.properties.item).toEqual({
+      oneOf: [{ $ref: '#/components/schemas/google.protobuf.Any' }, { type: 'null' }],
+    });
+    const validate = schemaValidator(document).compile(answerSchema(document, 'POST', '/anything'));
+    const answer = await httpJson(port, 'POST', '/anything', { item: { '@type': PAYLOAD, count: 1 } });
+    expect(validate(JSON.parse(answer.body)), JSON.stringify(validate.errors)).toBe(true);
   });
 });
