@@ -1,5 +1,4 @@
-import { create, createFileRegistry } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { createFileRegistry } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { loadShopDescriptorSet } from '../../src/common/descriptors.js';
 import { readHttpRoutes } from '../../src/common/http-routes.js';
@@ -7,7 +6,7 @@ import { ApiDocs } from '../../src/gateway/api-docs.js';
 import { chooseCoding } from '../../src/gateway/content-coding.js';
 import { operationOf } from '../../src/gateway/route-table-operations.js';
 import { captureLog } from '../helpers/log-capture.js';
-import { field, httpOptions, message, registryOf, Type } from './support/descriptors.js';
+import { registryOf, wideFile } from './support/descriptors.js';
 
 const OPERATIONS = readHttpRoutes(createFileRegistry(loadShopDescriptorSet())).routes.map(
   (route) => operationOf(route, false)!,
@@ -105,26 +104,7 @@ describe('ApiDocs', () => {
   });
 
   it('logs the services a document leaves out for its size', () => {
-    const fields = Array.from({ length: 5000 }, (_, index) =>
-      field(`field_number_${index}`, index + 1, Type.INT32),
-    );
-    const wide = create(FileDescriptorProtoSchema, {
-      name: 'test/wide.proto',
-      package: 'test.wide.v1',
-      syntax: 'proto3',
-      messageType: [message('Wide', fields)],
-      service: [
-        {
-          name: 'WideService',
-          method: Array.from({ length: 64 }, (_, index) => ({
-            name: `Put${index}`,
-            inputType: '.test.wide.v1.Wide',
-            outputType: '.test.wide.v1.Wide',
-            options: httpOptions(`POST /wide${index}`, { body: '*' }),
-          })),
-        } as never,
-      ],
-    });
+    const wide = wideFile();
     const operations = [
       ...OPERATIONS,
       ...readHttpRoutes(registryOf(wide)).routes.map((route) => operationOf(route, false)!),

@@ -34,7 +34,15 @@ import type { RestOperation } from '../../src/gateway/rest-operation.js';
 import { Route } from '../../src/gateway/route-table.js';
 import { operationOf, operationsOfRoutes } from '../../src/gateway/route-table-operations.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
-import { field, httpOptions, kitchenFile, message, registryOf, Type } from './support/descriptors.js';
+import {
+  field,
+  httpOptions,
+  kitchenFile,
+  message,
+  registryOf,
+  Type,
+  wideFile,
+} from './support/descriptors.js';
 import { answerSchema, expectValidOpenApi, schemaValidator } from './support/openapi.js';
 
 /** The shop's routes as its services declare them (HttpRules), each served by one instance, over `registry`. */
@@ -855,30 +863,6 @@ describe('query parameters of nested messages', () => {
     );
   });
 });
-
-/** `test.wide.v1.WideService`: 64 POST routes, each of a body of 5,000 fields (36 MB documented). */
-function wideFile() {
-  const fields = Array.from({ length: 5000 }, (_, index) =>
-    field(`field_number_${index}`, index + 1, Type.INT32),
-  );
-  return create(FileDescriptorProtoSchema, {
-    name: 'test/wide.proto',
-    package: 'test.wide.v1',
-    syntax: 'proto3',
-    messageType: [message('Wide', fields)],
-    service: [
-      {
-        name: 'WideService',
-        method: Array.from({ length: 64 }, (_, index) => ({
-          name: `Put${index}`,
-          inputType: '.test.wide.v1.Wide',
-          outputType: '.test.wide.v1.Wide',
-          options: httpOptions(`POST /wide${index}`, { body: '*' }),
-        })),
-      } as never,
-    ],
-  });
-}
 
 describe('the size of the document', () => {
   it(`leaves out the largest services outside the contract past ${MAX_DOCUMENT_BYTES} bytes, and says so`, async () => {

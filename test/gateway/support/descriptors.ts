@@ -284,3 +284,27 @@ export function kitchenFile(): FileDescriptorProto {
     ],
   });
 }
+
+/** `test.wide.v1.WideService`: 64 POST routes, each of a body of 5,000 fields (36 MB documented). */
+export function wideFile() {
+  const fields = Array.from({ length: 5000 }, (_, index) =>
+    field(`field_number_${index}`, index + 1, Type.INT32),
+  );
+  return create(FileDescriptorProtoSchema, {
+    name: 'test/wide.proto',
+    package: 'test.wide.v1',
+    syntax: 'proto3',
+    messageType: [message('Wide', fields)],
+    service: [
+      {
+        name: 'WideService',
+        method: Array.from({ length: 64 }, (_, index) => ({
+          name: `Put${index}`,
+          inputType: '.test.wide.v1.Wide',
+          outputType: '.test.wide.v1.Wide',
+          options: httpOptions(`POST /wide${index}`, { body: '*' }),
+        })),
+      } as never,
+    ],
+  });
+}
