@@ -257,28 +257,48 @@ describe('npm start: the launcher runs the five components as processes', () => 
   });
 });
 
+/**
+ * `npm start`'s launcher on ports of its own, once its gateway answers, with the gateway stopped
+ * (SIGSTOP): a component that cannot take its SIGTERM. `test` gets the launcher, its five
+ * components and the stopped gateway; whatever is left running after it is killed.
+ */
+async function withStuckGateway(
+  dataDir: string,
+  test: (launcher: ReturnType<typeof spawnComponent>, children: number[]) => Promise<void>,
+): Promise<void> {
+  const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+  const launcher = spawnComponent(
+    'src/launcher/main.ts',
+    [],
+    launcherEnv({ distributorPort, gatewayPort, dataDir }),
+  );
+  let stuck: number | undefined;
+  try {
+    await vi.waitFor(
+      async () => expect((await send(`http://127.0.0.1:${gatewayPort}/healthz`)).status).toBe(200),
+      { timeout: 60_000, interval: 250 },
+    );
+    const children = childPids(launcher.child.pid!, '/main.');
+    expect(children).toHaveLength(5);
+    stuck = childPids(launcher.child.pid!, 'gateway/main.')[0]!;
+    process.kill(stuck, 'SIGSTOP');
+    await test(launcher, children);
+  } finally {
+    if (stuck !== undefined && isAlive(stuck)) process.kill(stuck, 'SIGKILL');
+    if (launcher.child.exitCode === null) {
+      for (const pid of childPids(launcher.child.pid!)) process.kill(pid, 'SIGKILL');
+      launcher.child.kill('SIGKILL');
+    }
+  }
+}
+
 describe('npm start: a second signal', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'shop-launcher-second-signal-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('more than a second after the first kills what still runs and exits 1, not after each 10 s stop limit', async () => {
-    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
-    const launcher = spawnComponent(
-      'src/launcher/main.ts',
-      [],
-      launcherEnv({ distributorPort, gatewayPort, dataDir }),
-    );
-    let stuck: number | undefined;
-    try {
-      await vi.waitFor(
-        async () => expect((await send(`http://127.0.0.1:${gatewayPort}/healthz`)).status).toBe(200),
-        { timeout: 60_000, interval: 250 },
-      );
-      const children = childPids(launcher.child.pid!, '/main.');
-      expect(children).toHaveLength(5);
-      // A gateway that cannot take its SIGTERM: the ordered stop would wait its 10 s, then each after it.
-      stuck = childPids(launcher.child.pid!, 'gateway/main.')[0]!;
-      process.kill(stuck, 'SIGSTOP');
+    // The ordered stop would wait the stopped gateway's 10 s, then each component's after it.
+    await withStuckGateway(dataDir, async (launcher, children) => {
       launcher.child.kill('SIGINT');
       await launcher.waitForLine(/^\[launcher\] SIGINT: stopping every component/);
       await sleep(1_200);
@@ -289,13 +309,7 @@ describe('npm start: a second signal', () => {
       expect(launcher.lines.join('\n')).toContain('SIGINT again: killing every component still running');
       // Exited (not yet reaped, maybe: the launcher did not wait for them, and PID 1 reaps them).
       await vi.waitFor(() => expect(children.filter(isRunning)).toEqual([]));
-    } finally {
-      if (stuck !== undefined && isAlive(stuck)) process.kill(stuck, 'SIGKILL');
-      if (launcher.child.exitCode === null) {
-        for (const pid of childPids(launcher.child.pid!)) process.kill(pid, 'SIGKILL');
-        launcher.child.kill('SIGKILL');
-      }
-    }
+    });
   }, 90_000);
 });
 
@@ -304,23 +318,8 @@ describe('npm start: a component that does not stop within the stop limit', () =
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('is killed, named in the last line, and the launcher exits 1, not 0 as if all had stopped', async () => {
-    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
-    const launcher = spawnComponent(
-      'src/launcher/main.ts',
-      [],
-      launcherEnv({ distributorPort, gatewayPort, dataDir }),
-    );
-    let stuck: number | undefined;
-    try {
-      await vi.waitFor(
-        async () => expect((await send(`http://127.0.0.1:${gatewayPort}/healthz`)).status).toBe(200),
-        { timeout: 60_000, interval: 250 },
-      );
-      const children = childPids(launcher.child.pid!, '/main.');
-      expect(children).toHaveLength(5);
-      // A gateway that cannot take its SIGTERM: the ordered stop kills it after its 10 s.
-      stuck = childPids(launcher.child.pid!, 'gateway/main.')[0]!;
-      process.kill(stuck, 'SIGSTOP');
+    // The ordered stop kills the stopped gateway after its 10 s.
+    await withStuckGateway(dataDir, async (launcher, children) => {
       launcher.child.kill('SIGTERM');
       expect(await launcher.exited()).toBe(1);
       expect(launcher.lines).toContain(
@@ -331,13 +330,7 @@ describe('npm start: a component that does not stop within the stop limit', () =
       );
       // The others still stopped in order after it.
       expect(children.filter(isAlive)).toEqual([]);
-    } finally {
-      if (stuck !== undefined && isAlive(stuck)) process.kill(stuck, 'SIGKILL');
-      if (launcher.child.exitCode === null) {
-        for (const pid of childPids(launcher.child.pid!)) process.kill(pid, 'SIGKILL');
-        launcher.child.kill('SIGKILL');
-      }
-    }
+    });
   }, 90_000);
 });
 
