@@ -317,8 +317,6 @@ class GatewayServer implements Gateway {
   #drained: { done: Promise<void>; end: () => void } | undefined;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
-  /** The stop's grace is over and it closes every connection, requests in flight or not. */
-  #closingAllConnections = false;
   #stopped: Promise<void> | undefined;
   /** Sockets whose parser has failed: answered once (see #onClientError). */
   readonly #failedSockets = new WeakSet<Socket>();
@@ -608,7 +606,6 @@ class GatewayServer implements Gateway {
       const grace = setTimeout(() => {
         this.#log.warn('requests still running after the grace period: closing their connections');
         // Their requests end unanswered by the gateway's doing, not their clients' (see GatewayTelemetry).
-        this.#closingAllConnections = true;
         this.#telemetry.closingAllConnections();
         this.#server.closeAllConnections();
         this.#plainHttpDivert?.destroyAll();
@@ -927,7 +924,7 @@ class GatewayServer implements Gateway {
     telemetry: RequestTelemetry,
   ): void {
     if (exchange.cutShort !== undefined) telemetry.cutShort(exchange.cutShort);
-    else if (this.#closingAllConnections) {
+    else if (this.#telemetry.closesAllConnections) {
       telemetry.cutShort('the gateway stopped before the answer ended: its grace was over');
     } else if (exchange.clientStoppedReading || connection?.closedUnread) {
       telemetry.cutShort('the client took nothing of the answer for too long', 'client_stopped_reading');

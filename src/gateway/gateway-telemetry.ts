@@ -344,6 +344,11 @@ export class GatewayTelemetry {
     this.#closingAllConnections = true;
   }
 
+  /** Whether the gateway's stop is closing every connection (see closingAllConnections). */
+  get closesAllConnections(): boolean {
+    return this.#closingAllConnections;
+  }
+
   /** Follows the gateway's registration: whether, and since when, it is connected. */
   watch(registration: RegistrationClient): void {
     this.#registration = registration;
