@@ -16,6 +16,19 @@ async function closedPort(host: string): Promise<number> {
   return port;
 }
 
+/** Registers a serving goods node at `host` on a closed port: listed, but every connection refused. */
+async function registerRefusingGoods(closer: Closer, distributor: string, host: string): Promise<void> {
+  const registration = closer.add(
+    new RegistrationClient({
+      distributor,
+      node: goodsNode({ host, port: await closedPort(host), state: NodeState.NODE_STATE_SERVING }),
+      backoff: { initialMs: 20, maxMs: 200 },
+    }),
+    (client) => client.stop(100),
+  );
+  registration.start();
+}
+
 describe('gateway readiness, an instance listed but out of reach', () => {
   const closer = new Closer();
   afterEach(() => closer.closeAll());
@@ -25,15 +38,7 @@ describe('gateway readiness, an instance listed but out of reach', () => {
     async (host) => {
       const distributor = await startDistributor(closer);
       const { gateway, port } = await startGateway(closer, distributor.address);
-      const registration = closer.add(
-        new RegistrationClient({
-          distributor: distributor.address,
-          node: goodsNode({ host, port: await closedPort(host), state: NodeState.NODE_STATE_SERVING }),
-          backoff: { initialMs: 20, maxMs: 200 },
-        }),
-        (client) => client.stop(100),
-      );
-      registration.start();
+      await registerRefusingGoods(closer, distributor.address, host);
       await waitForRoute(gateway, 'GET /goods', 1);
       // An IPv6 instance's node id is "goods@::1:port", its channel's key "goods@[::1]:port": readiness
       // looked its reachability up by the id, found no channel, and counted it as serving.
@@ -59,15 +64,7 @@ describe('gateway readiness, an instance listed but out of reach', () => {
     const { gateway, port } = await startGateway(closer, distributor.address, {
       unservedRouteReadyAfterMs: 500,
     });
-    const registration = closer.add(
-      new RegistrationClient({
-        distributor: distributor.address,
-        node: goodsNode({ port: await closedPort('127.0.0.1'), state: NodeState.NODE_STATE_SERVING }),
-        backoff: { initialMs: 20, maxMs: 200 },
-      }),
-      (client) => client.stop(100),
-    );
-    registration.start();
+    await registerRefusingGoods(closer, distributor.address, '127.0.0.1');
     await waitForRoute(gateway, 'GET /goods', 1);
     // Past the time a route's own reason holds readiness, the summary stays: the distributor lists
     // goods as serving (as /status shows), so "no route has a serving instance" sent an operator
