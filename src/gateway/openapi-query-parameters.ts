@@ -1,4 +1,5 @@
 import type { DescField, DescMessage } from '@bufbuild/protobuf';
+import { patchMaskField } from './patch-field-mask.js';
 import { protoComment } from './proto-comments.js';
 import type { JsonSchema, ProtoSchemas } from './proto-json-schema.js';
 import type { RestOperation } from './rest-operation.js';
@@ -37,13 +38,15 @@ interface QueryEntry {
  * The query parameters of an operation as the gateway reads them (request-decoder.ts): each field
  * the query may set that text can carry (scalars, enums, lists of them, the well-known types written
  * as one string), and the fields of a message field by dotted name (`page.size`), as grpc-gateway
- * takes them. Listed breadth first, so that when the list is cut (see {@link MAX_QUERY_PARAMETERS},
+ * takes them; a map of scalars or enums as OpenAPI's `deepObject` (`labels[env]=prod`), one key per
+ * entry as the gateway takes it. Listed breadth first, so that when the list is cut (see {@link MAX_QUERY_PARAMETERS},
  * {@link MAX_QUERY_NESTING}) the deepest go first; a message already on the way down (a recursive
  * type) is not entered again, so its fields are listed at its first level only. Fields a path
  * variable sets (`{page.size}`) are left out: the path wins.
  */
 export function queryParameters(operation: RestOperation, schemas: ProtoSchemas): QueryParameters {
   const pathBound = new Set(operation.pathParams.map((param) => param.name));
+  const maskFilled = patchMaskField(operation);
   const parameters: JsonSchema[] = [];
   let cut = false;
   let recursionSkipped = false;
@@ -78,14 +81,14 @@ export function queryParameters(operation: RestOperation, schemas: ProtoSchemas)
         cut = true;
         return { parameters, note: noteOf(operation, cut, tooDeep, recursionSkipped) };
       }
-      const description = protoComment(field);
+      const description = describedAs(field, maskFilled);
       parameters.push({
         name,
         in: 'query',
         required: false,
         ...(description ? { description } : {}),
         schema: schemas.value(field),
-        ...(field.fieldKind === 'list' ? { style: 'form', explode: true } : {}),
+        ...styleOf(field),
       });
     }
     level = next;
@@ -117,9 +120,10 @@ function enterable(field: DescField): DescMessage | undefined {
 }
 
 /**
- * Whether a query parameter of the field's own name sets it: scalars, enums, lists of them, and the
- * well-known messages written as one string; not other messages (their fields are listed by dotted
- * name) nor maps, whose entries the gateway takes by key (`labels[env]=prod`) and are not listed.
+ * Whether a query parameter of the field's own name sets it: scalars, enums, lists of them, the
+ * well-known messages written as one string, and maps of scalars or enums by key (`labels[env]=prod`);
+ * not other messages (their fields are listed by dotted name) nor maps of messages, which a query
+ * cannot carry.
  */
 function fromText(field: DescField): boolean {
   switch (field.fieldKind) {
@@ -131,8 +135,28 @@ function fromText(field: DescField): boolean {
     case 'message':
       return isTextualMessage(field.message.typeName);
     case 'map':
-      return false;
+      return field.mapKind !== 'message';
   }
+}
+
+/** How OpenAPI writes the field in a query: a list as one key per element, a map as `name[key]`. */
+function styleOf(field: DescField): { style?: string; explode?: boolean } {
+  if (field.fieldKind === 'list') return { style: 'form', explode: true };
+  if (field.fieldKind === 'map') return { style: 'deepObject', explode: true };
+  return {};
+}
+
+/**
+ * The parameter's description: its proto comment, and for the FieldMask a PATCH fills from its body
+ * (patch-field-mask.ts) what the gateway puts there when the query leaves it out.
+ */
+function describedAs(field: DescField, maskFilled: DescField | undefined): string | undefined {
+  const comment = protoComment(field);
+  if (field !== maskFilled) return comment;
+  const filled =
+    'Left out, the gateway sets it to the fields the body names (as grpc-gateway does for a PATCH), ' +
+    'so that only those are updated.';
+  return comment ? `${comment}\n\n${filled}` : filled;
 }
 
 /** Whether the gateway writes a message as one JSON value, not an object of fields. */

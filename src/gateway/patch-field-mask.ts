@@ -1,8 +1,9 @@
 import { create, type DescField, type DescMessage, type JsonObject, toBinary } from '@bufbuild/protobuf';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { FieldMaskSchema } from '@bufbuild/protobuf/wkt';
-import type { HttpRoute } from '../common/http-routes.js';
+import type { BodyBinding, HttpRoute } from '../common/http-routes.js';
 import { fieldNamed } from './field-named.js';
+import type { RestBody } from './rest-operation.js';
 
 // grpc-gateway's "patch feature" (docs/mapping/patch_feature): a PATCH whose body is one field, of a
 // request holding exactly one google.protobuf.FieldMask, gets that mask filled from the body's keys
@@ -10,7 +11,9 @@ import { fieldNamed } from './field-named.js';
 // took a PATCH of {"title":"x"} through this gateway as "overwrite everything", wiping the rest.
 
 /** The FieldMask field the gateway fills from a PATCH route's body, or undefined when it fills none. */
-export function patchMaskField(route: HttpRoute): DescField | undefined {
+export function patchMaskField(
+  route: Pick<HttpRoute, 'httpMethod' | 'method'> & { readonly body: BodyBinding | RestBody },
+): DescField | undefined {
   if (route.httpMethod !== 'PATCH' || route.body.kind !== 'field') return undefined;
   const masks = route.method.input.fields.filter(
     (field) => field.fieldKind === 'message' && field.message.typeName === 'google.protobuf.FieldMask',

@@ -38,6 +38,7 @@ import {
   field,
   httpOptions,
   kitchenFile,
+  mapEntry,
   message,
   registryOf,
   Type,
@@ -447,7 +448,8 @@ describe('JSON Schemas of proto types', () => {
     expect(names).toContain('when');
     expect(names).toContain('maybe_int32');
     expect(names).not.toContain('f_nested');
-    expect(names).not.toContain('m_string_int32');
+    expect(names).toContain('m_string_int32');
+    expect(names).not.toContain('m_int64_nested');
     const list = (operation(kitchenDocument(), 'GET', '/kitchen').parameters as Json[]).find(
       (parameter) => parameter.name === 'r_int32',
     );
@@ -861,6 +863,110 @@ describe('query parameters of nested messages', () => {
     expect(operation(document, 'GET', '/wide').description).toContain(
       `at most ${MAX_QUERY_PARAMETERS} are listed per operation`,
     );
+  });
+});
+
+describe('query parameters set by key, and the mask a PATCH fills', () => {
+  // test.labels.v1: GET /things (labels by key, a map of messages), PATCH /things/{thing.name}
+  // (body "thing", a mask the gateway fills) and PATCH /things (body "*", a mask it leaves).
+  const T = '.test.labels.v1';
+  const labelsFile = create(FileDescriptorProtoSchema, {
+    name: 'test/labels.proto',
+    package: 'test.labels.v1',
+    syntax: 'proto3',
+    dependency: ['google/protobuf/field_mask.proto'],
+    messageType: [
+      message(
+        'Thing',
+        [
+          field('name', 1, Type.STRING),
+          field('labels', 2, Type.MESSAGE, { repeated: true, typeName: `${T}.Thing.LabelsEntry` }),
+          field('parts', 3, Type.MESSAGE, { repeated: true, typeName: `${T}.Thing.PartsEntry` }),
+          field('sizes', 4, Type.MESSAGE, { repeated: true, typeName: `${T}.Thing.SizesEntry` }),
+        ],
+        {
+          nestedType: [
+            mapEntry('LabelsEntry', Type.STRING, Type.STRING),
+            mapEntry('PartsEntry', Type.STRING, Type.MESSAGE, `${T}.Thing`),
+            mapEntry('SizesEntry', Type.INT32, Type.INT64),
+          ],
+        },
+      ),
+      message('UpdateThingRequest', [
+        field('thing', 1, Type.MESSAGE, { typeName: `${T}.Thing` }),
+        field('update_mask', 2, Type.MESSAGE, { typeName: '.google.protobuf.FieldMask' }),
+      ]),
+    ],
+    service: [
+      {
+        name: 'ThingService',
+        method: [
+          {
+            name: 'ListThings',
+            inputType: `${T}.Thing`,
+            outputType: `${T}.Thing`,
+            options: httpOptions('GET /things'),
+          },
+          {
+            name: 'UpdateThing',
+            inputType: `${T}.UpdateThingRequest`,
+            outputType: `${T}.Thing`,
+            options: httpOptions('PATCH /things/{thing.name}', {
+              body: 'thing',
+              additional: [['PATCH /things', '*']],
+            }),
+          },
+        ],
+      } as never,
+    ],
+  });
+  const registry = createFileRegistry(
+    create(FileDescriptorSetSchema, { file: [file_google_protobuf_field_mask.proto, labelsFile] }),
+  );
+  const routes = readHttpRoutes(registry).routes;
+  const document = createOpenApiDocument(
+    routes.map((route) => operationOf(route, false)!),
+    { version: '1' },
+  );
+  const parameters = (method: string, path: string) =>
+    (operation(document, method, path).parameters ?? []) as Json[];
+
+  it('lists a map of scalars as a deepObject, as the gateway takes it by key, and leaves a map of messages out', async () => {
+    await expectValidOpenApi(document);
+    const listed = parameters('GET', '/things');
+    expect(listed.map((parameter) => parameter.name)).toEqual(['name', 'labels', 'sizes']);
+    const labels = listed.find((parameter) => parameter.name === 'labels')!;
+    expect(labels).toMatchObject({
+      in: 'query',
+      style: 'deepObject',
+      explode: true,
+      schema: { type: 'object', additionalProperties: { type: 'string' } },
+    });
+    // What a client serialising by the document sends, the gateway takes.
+    const route = routes.find((candidate) => candidate.template.text === '/things')!;
+    const Thing = registry.getMessage('test.labels.v1.Thing')!;
+    const decoded = fromBinary(
+      Thing,
+      compileRequestDecoder(route)({
+        pathValues: [],
+        query: 'labels[env]=prod&labels[tier]=web&sizes[7]=9',
+        body: NO_INPUT,
+      }),
+    );
+    expect(toJson(Thing, decoded)).toEqual({ labels: { env: 'prod', tier: 'web' }, sizes: { 7: '9' } });
+    const ajv = schemaValidator(document);
+    const sizes = ajv.compile(listed.find((parameter) => parameter.name === 'sizes')!.schema);
+    expect(sizes({ 7: '9' })).toBe(true);
+    expect(sizes({ seven: '9' })).toBe(false);
+  });
+
+  it('says of the update mask of a PATCH with a body field that the gateway fills it from the body', () => {
+    const mask = parameters('PATCH', '/things/{thing.name}').find(
+      (parameter) => parameter.name === 'update_mask',
+    );
+    expect(mask?.description).toContain('the gateway sets it to the fields the body names');
+    // A body "*" carries the mask itself: no query parameter, nothing filled.
+    expect(parameters('PATCH', '/things').map((parameter) => parameter.name)).not.toContain('update_mask');
   });
 });
 
