@@ -199,6 +199,7 @@ function refusalOf(target: experimental.GrpcUri, distributor: string): StatusObj
  * One Watch stream (with the given credentials), opened at once, follows the distributor's node
  * list for every channel of the process, until every channel that used it is closed or gone idle
  * (grpc-js's `grpc.client_idle_timeout_ms`, 30 minutes by default): it ends a second after the last,
+ * or a second after registering when no channel has used it by then,
  * so that it keeps no process alive, and a channel that needs it again opens a new one (and
  * resolves from the list it had if the distributor cannot be reached then). Each
  * channel's addresses change as instances join, drain (a draining instance gets no new call) and
@@ -296,19 +297,8 @@ export function registerDistributorResolver(
   let unfollow: (() => void) | undefined = follow();
   let releaseTimer: NodeJS.Timeout | undefined;
 
-  /** A channel needs the list: the Watch runs (again, if it had been released). */
-  const use = (resolver: DistributorResolver): void => {
-    users.add(resolver);
-    clearTimeout(releaseTimer);
-    releaseTimer = undefined;
-    if (!unfollow && !closed) unfollow = follow();
-  };
-  /**
-   * A channel was closed or went idle. When it was the last that used the list, the Watch ends
-   * shortly after: held open, its stream would keep the process alive for ever, every client closed.
-   */
-  const release = (resolver: DistributorResolver): void => {
-    if (!users.delete(resolver) || users.size > 0 || closed) return;
+  /** Ends the Watch shortly, unless a channel uses it meanwhile (see use). */
+  const releaseSoon = (): void => {
     clearTimeout(releaseTimer);
     releaseTimer = setTimeout(() => {
       releaseTimer = undefined;
@@ -326,6 +316,25 @@ export function registerDistributorResolver(
       unreachable = undefined;
     }, WATCH_RELEASE_DELAY_MS);
     releaseTimer.unref();
+  };
+  // A program that registers and makes no channel soon (or none at all) must still exit: the stream
+  // opened for the first channel is ended as for a channel closed, and opened again when one comes.
+  releaseSoon();
+
+  /** A channel needs the list: the Watch runs (again, if it had been released). */
+  const use = (resolver: DistributorResolver): void => {
+    users.add(resolver);
+    clearTimeout(releaseTimer);
+    releaseTimer = undefined;
+    if (!unfollow && !closed) unfollow = follow();
+  };
+  /**
+   * A channel was closed or went idle. When it was the last that used the list, the Watch ends
+   * shortly after: held open, its stream would keep the process alive for ever, every client closed.
+   */
+  const release = (resolver: DistributorResolver): void => {
+    if (!users.delete(resolver) || users.size > 0 || closed) return;
+    releaseSoon();
   };
 
   class DistributorResolver implements experimental.Resolver {

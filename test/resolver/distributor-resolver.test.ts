@@ -281,6 +281,11 @@ describe('distributor:/// for a stock generated client', () => {
       restartGraceMs: 1_000,
     });
     cleanups.push(() => resolver.close());
+    // A channel that uses the list keeps the Watch going (unused, it would end after a second).
+    const client = goodsClient('distributor:///shop.v1.GoodsService');
+    await vi.waitFor(async () =>
+      expect(new Set(await callsServedBy(client, 4))).toEqual(new Set(['a', 'b'])),
+    );
     await vi.waitFor(() => expect(resolver.snapshot?.nodes).toHaveLength(2));
     // The resolver alone loses its stream, and resumes on the same distributor: nothing changed.
     await toResolver.refuse();
@@ -397,13 +402,15 @@ describe('the Watch stream', () => {
     await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
   });
 
-  it('ends once every channel that used it is closed, so that the program exits', async () => {
-    const distributor = (await startDistributor()).address;
-    await startGoods(distributor, 'a');
+  /** Runs a fixture program against the distributor: its exit code (null if it was killed) and its output. */
+  async function runProgram(
+    fixture: string,
+    distributor: string,
+  ): Promise<{ code: number | null; output: string }> {
     const { spawn } = await import('node:child_process');
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'test/resolver/fixtures/one-call.ts', distributor],
+      ['--import', 'tsx', `test/resolver/fixtures/${fixture}`, distributor],
       {
         env: { ...process.env, SHOP_REGISTRY_TOKEN: TOKEN },
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -420,9 +427,29 @@ describe('the Watch stream', () => {
       clearTimeout(giveUp);
       child.kill('SIGKILL');
     });
-    expect(await exited).toBe(0);
-    expect(output).toBe('a\n');
+    return { code: await exited, output };
+  }
+
+  it('ends once every channel that used it is closed, so that the program exits', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    expect(await runProgram('one-call.ts', distributor)).toEqual({ code: 0, output: 'a\n' });
   }, 30_000);
+
+  it('ends when no channel uses it soon after registering, so that a program that makes none exits', async () => {
+    const distributor = (await startDistributor()).address;
+    expect(await runProgram('no-channel.ts', distributor)).toEqual({ code: 0, output: 'registered\n' });
+  }, 30_000);
+
+  it('is opened again by the first channel made after it ended unused', async () => {
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    const resolver = register(distributor);
+    await vi.waitFor(() => expect(resolver.snapshot).toBeDefined());
+    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    expect(await callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 2)).toEqual(['a', 'a']);
+    expect(resolver.snapshot?.nodes).toHaveLength(1);
+  });
 
   it('is opened again, for a new list, by a channel made after it ended', async () => {
     const distributor = (await startDistributor()).address;
