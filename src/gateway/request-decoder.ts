@@ -13,6 +13,7 @@ import { ANY_TYPE, anyMessageType, WELL_KNOWN_ANY_TYPES } from './any-types.js';
 import { fieldNamed } from './field-named.js';
 import { gatewayErrors } from './gateway-error.js';
 import { encodedMask, fieldMaskOfBody, patchMaskField } from './patch-field-mask.js';
+import { durationJsonOfText } from './query-duration.js';
 import { percentEscapesAreUtf8, type RequestInput } from './request-input.js';
 
 /**
@@ -479,11 +480,12 @@ function addMapEntry(field: DescField, target: JsonObject, mapKey: string, text:
       `${key}: the values of ${field.name} cannot be given in a query string or a form`,
     );
   }
-  scalarText(field.mapKey, mapKey, `${field.name}'s key`);
+  // Checked, and for a bool key written as JSON writes it: `flags[1]` and `flags[true]` are one key.
+  const entryKey = String(scalarText(field.mapKey, mapKey, `${field.name}'s key`));
   const existing = Object.hasOwn(target, field.name) ? target[field.name] : undefined;
   const map = isObject(existing) ? existing : emptyObject();
-  if (Object.hasOwn(map, mapKey)) throw new InvalidParameterError(`${key} is given twice`);
-  map[mapKey] = (
+  if (Object.hasOwn(map, entryKey)) throw new InvalidParameterError(`${key} is given twice`);
+  map[entryKey] = (
     field.mapKind === 'enum'
       ? enumText(field.enum.values, text, field.name)
       : scalarText(field.scalar, text, field.name)
@@ -517,6 +519,11 @@ function listElementToJson(field: DescField & { fieldKind: 'list' }, text: strin
 }
 
 const INTEGER = /^-?[0-9]+$/;
+
+const TEXT_BOOLS: ReadonlyMap<string, boolean> = new Map([
+  ...['1', 't', 'T', 'true', 'TRUE', 'True'].map((text): [string, boolean] => [text, true]),
+  ...['0', 'f', 'F', 'false', 'FALSE', 'False'].map((text): [string, boolean] => [text, false]),
+]);
 // Digits, then a fraction whose point is not optional: `[0-9]+\.?[0-9]*` could split a run of
 // digits between its two parts every way, quadratic on a long string of digits that fails to match
 // (a 40,000-digit price took the gateway's event loop a second; a 1 MiB body, minutes).
@@ -527,10 +534,12 @@ function scalarText(type: ScalarType, text: string, name: string): unknown {
     case ScalarType.STRING:
     case ScalarType.BYTES:
       return text;
-    case ScalarType.BOOL:
-      if (text === 'true') return true;
-      if (text === 'false') return false;
-      throw new InvalidParameterError(`${name} must be true or false`);
+    case ScalarType.BOOL: {
+      // What grpc-gateway's strconv.ParseBool takes in a query or a path: `?active=1` too.
+      const value = TEXT_BOOLS.get(text);
+      if (value !== undefined) return value;
+      throw new InvalidParameterError(`${name} must be true or false (or 1, 0, t, f, TRUE, FALSE)`);
+    }
     case ScalarType.FLOAT:
     case ScalarType.DOUBLE:
       // The special values as proto3 JSON spells them, as the gateway writes them in answers and
@@ -567,6 +576,11 @@ function hasTextForm(message: DescMessage): boolean {
 }
 
 function messageText(message: DescMessage, text: string, name: string): unknown {
+  if (message.typeName === 'google.protobuf.Duration') {
+    const json = durationJsonOfText(text);
+    if (json !== undefined) return json;
+    throw new InvalidParameterError(`${name} must be a duration, such as 1.5s, 250ms or 1h30m`);
+  }
   if (STRING_FORMS.has(message.typeName)) return text;
   if (WRAPPERS.has(message.typeName)) return textToJson(message.fields[0]!, text);
   throw new InvalidParameterError(`${name} cannot be given in a query string or a form`);

@@ -211,13 +211,19 @@ describe('compileRequestDecoder: other scalars', () => {
     for (const text of ['nan', 'Inf', '+Infinity', '0x1', 'abc']) rejectsQuery(`f_double=${text}`);
   });
 
-  it('takes true and false for a bool, as JSON booleans or as query text', () => {
+  it('takes JSON booleans for a bool, and in a query what grpc-gateway (strconv.ParseBool) takes', () => {
     expect(fromJson({ f_bool: true }).fBool).toBe(true);
     expect(fromJson({ f_bool: false }).fBool).toBe(false);
-    expect(fromQuery('f_bool=true').fBool).toBe(true);
-    expect(fromQuery('f_bool=false').fBool).toBe(false);
+    for (const text of ['true', '1', 't', 'T', 'TRUE', 'True'])
+      expect(fromQuery(`f_bool=${text}`).fBool).toBe(true);
+    for (const text of ['false', '0', 'f', 'F', 'FALSE', 'False']) {
+      expect(fromQuery(`f_bool=${text}`).fBool).toBe(false);
+    }
     for (const value of [1, 0, '1', 'yes', 'True', '', 'true']) rejectsJson({ f_bool: value });
-    for (const text of ['1', 'yes', 'True', '']) rejectsQuery(`f_bool=${text}`);
+    for (const text of ['yes', 'tRUE', 'on', '2', ' true', '']) rejectsQuery(`f_bool=${text}`);
+    expect(() => fromQuery('f_bool=yes')).toThrow(
+      'f_bool must be true or false (or 1, 0, t, f, TRUE, FALSE)',
+    );
   });
 
   it('takes only strings for a string field', () => {
@@ -440,8 +446,80 @@ describe('compileRequestDecoder: well-known types', () => {
     expect(fromJson({ how_long: '-1.5s' }).howLong).toMatchObject({ seconds: -1n, nanos: -500000000 });
     expect(fromJson({ maybe_int32: '7' }).maybeInt32).toBe(7);
     expect(fromQuery('maybe_int32=0').maybeInt32).toBe(0);
-    for (const value of ['1.5', '1.5 s', 's']) rejectsJson({ how_long: value });
+    for (const value of ['1.5', '1.5 s', 's', '1h30m']) rejectsJson({ how_long: value });
     rejectsJson({ maybe_int32: 'x' });
+  });
+
+  it("takes a Duration in a query as grpc-gateway does there: Go's form, proto3 JSON's among it", () => {
+    const howLong = (text: string) => fromQuery(`how_long=${encodeURIComponent(text)}`).howLong;
+    expect(howLong('1.5s')).toMatchObject({ seconds: 1n, nanos: 500000000 });
+    expect(howLong('1h30m')).toMatchObject({ seconds: 5400n, nanos: 0 });
+    expect(howLong('250ms')).toMatchObject({ seconds: 0n, nanos: 250000000 });
+    expect(howLong('-1.5h')).toMatchObject({ seconds: -5400n, nanos: 0 });
+    expect(howLong('1µs2ns')).toMatchObject({ seconds: 0n, nanos: 1002 });
+    expect(howLong('.5s')).toMatchObject({ seconds: 0n, nanos: 500000000 });
+    expect(howLong('0')).toMatchObject({ seconds: 0n, nanos: 0 });
+    // Finer than a nanosecond is cut, as Go cuts it.
+    expect(howLong('1.0000000019s')).toMatchObject({ seconds: 1n, nanos: 1 });
+    for (const text of [
+      '5',
+      '1x',
+      '1hconstructor',
+      '.s',
+      '1 s',
+      '',
+      '-',
+      '1e3s',
+      '315576000001s',
+      '87660000h1ns',
+    ]) {
+      expect(() => howLong(text), text).toThrow('how_long must be a duration, such as 1.5s, 250ms or 1h30m');
+    }
+    expect(howLong('315576000000s')).toMatchObject({ seconds: 315576000000n });
+  });
+});
+
+describe('compileRequestDecoder: a map with bool keys in a query', () => {
+  const F = '.test.flags.v1';
+  const flagsRegistry = registryOf(
+    create(FileDescriptorProtoSchema, {
+      name: 'test/flags.proto',
+      package: 'test.flags.v1',
+      syntax: 'proto3',
+      messageType: [
+        message(
+          'Flags',
+          [field('by_bool', 1, Type.MESSAGE, { repeated: true, typeName: `${F}.Flags.ByBoolEntry` })],
+          {
+            nestedType: [mapEntry('ByBoolEntry', Type.BOOL, Type.STRING)],
+          },
+        ),
+      ],
+      service: [
+        {
+          name: 'FlagsService',
+          method: [
+            {
+              name: 'Get',
+              inputType: `${F}.Flags`,
+              outputType: `${F}.Flags`,
+              options: httpOptions('GET /flags'),
+            },
+          ],
+        } as never,
+      ],
+    }),
+  );
+  const Flags = flagsRegistry.getMessage('test.flags.v1.Flags')!;
+  const decode = compileRequestDecoder(readHttpRoutes(flagsRegistry).routes[0]!);
+  const byBool = (query: string) =>
+    (fromBinary(Flags, decode({ pathValues: [], query, body: NO_INPUT })) as unknown as { byBool: unknown })
+      .byBool;
+
+  it('takes a key as a bool field takes its value, and one key under two spellings as one key given twice', () => {
+    expect(byBool('by_bool[1]=yes&by_bool[F]=no')).toEqual({ true: 'yes', false: 'no' });
+    expect(() => byBool('by_bool[true]=a&by_bool[1]=b')).toThrow('by_bool[1] is given twice');
+    expect(() => byBool('by_bool[yes]=a')).toThrow(InvalidParameterError);
   });
 });
 
