@@ -115,7 +115,7 @@ export const COMMON_SETTINGS = {
   registryToken: optionalSetting({
     env: REGISTRY_TOKEN_ENV,
     defaultText: 'none (npm start makes one per run)',
-    help: 'shared secret for Register, Watch, List and GetDescriptorSet, sent as "authorization: Bearer …": 16 to 512 printable characters without spaces (an environment variable only, so it stays out of ps)',
+    help: 'shared secret for Register, Watch, List and GetDescriptorSet: the components prove it on every call and the distributor proves it back, so it is never sent (tools may send it as "authorization: Bearer …"); 16 to 512 printable characters without spaces (an environment variable only, so it stays out of ps)',
     parse: parseToken,
   }),
   ...OBSERVABILITY_SETTINGS,

@@ -1,3 +1,5 @@
+import { PROOF_WINDOW_MS } from './registry-proof.js';
+
 // The distributor's words that the project's own registration client reads back, kept in one place
 // so that a change of wording on one side cannot silently end what the other side recognises.
 
@@ -9,7 +11,17 @@
 export const REGISTRY_TOKEN_REFUSALS = {
   missing: 'missing credentials: send the registry token as metadata "authorization: Bearer <token>"',
   wrong: 'invalid credentials: the registry token is wrong',
+  clock: 'invalid credentials: the proof of the registry token was made at a time',
 } as const;
+
+/**
+ * The refusal of a proof of the token (see registry-proof.ts) made too far from the distributor's
+ * clock, `offMs` ahead of it (behind if negative): it begins with REGISTRY_TOKEN_REFUSALS.clock.
+ */
+export function tokenProofTimeRefusal(offMs: number): string {
+  const seconds = Math.round(Math.abs(offMs) / 1000);
+  return `${REGISTRY_TOKEN_REFUSALS.clock} ${seconds} s ${offMs > 0 ? 'ahead of' : 'behind'} the distributor's clock (at most ${PROOF_WINDOW_MS / 1000} s either way): set the clocks of both hosts right`;
+}
 
 /**
  * How the distributor ends a registration (ABORTED) that a newer one of the same node replaced: read

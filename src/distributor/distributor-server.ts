@@ -86,7 +86,8 @@ export interface DistributorServerOptions {
   keepalive?: KeepaliveOptions;
   /**
    * The shared registration token. When set, every Register, Watch, List and GetDescriptorSet call
-   * must carry the metadata `authorization: Bearer <token>`, or it ends with UNAUTHENTICATED. Unset (the default):
+   * must carry a proof of it (see registry-proof.ts; answered with the distributor's own) or the
+   * metadata `authorization: Bearer <token>` (tools), or it ends with UNAUTHENTICATED. Unset (the default):
    * no token is asked for; the process entry point, not this factory, enforces a secure default.
    */
   registryToken?: string;
@@ -194,10 +195,14 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const openStreams = new Set<{ close(error: ServiceError): void }>();
   options.telemetry?.watchRegistry(registry, () => openStreams.size);
 
-  /** Checks a Watch or List call's credentials: the error to end it with (logged), if any. */
+  /**
+   * Checks a Watch, List or GetDescriptorSet call's credentials: the error to end it with (logged),
+   * if any. A caller that proved the token gets the distributor's proof in the answer's headers.
+   */
   const refusalOf = (call: ServerSurfaceCall): ServiceError | undefined => {
     try {
-      auth.authenticate(call);
+      const answer = auth.answerMetadata(auth.authenticate(call));
+      if (answer) call.sendMetadata(answer);
       return undefined;
     } catch (error) {
       const serviceError = toServiceError(error);
@@ -289,7 +294,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           if (kind?.$case !== 'node') throw invalidMessage('the first message must describe the node');
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
+          auth.confirmNode(caller, kind.value);
           const principal = auth.principalFor(caller, kind.value.name, peer);
+          const answer = auth.answerMetadata(caller);
+          if (answer) call.sendMetadata(answer);
           validateNodeShape(kind.value, limits);
           const host = kind.value.host || peer;
           validateHost(host, limits);

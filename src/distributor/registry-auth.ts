@@ -1,8 +1,18 @@
 import { hash, timingSafeEqual } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { identityForName, OPERATOR_NAME } from '../common/identity.js';
-import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
+import {
+  CALLER_PROOF_HEADER,
+  type CallerProof,
+  callerProofHolds,
+  DISTRIBUTOR_PROOF_HEADER,
+  makeDistributorProof,
+  PROOF_WINDOW_MS,
+  parseCallerProof,
+  type RegisteredNode,
+} from '../common/registry-proof.js';
+import { REGISTRY_TOKEN_REFUSALS, tokenProofTimeRefusal } from '../common/registry-words.js';
 import { ServiceError } from '../common/service-error.js';
 
 export type { ServerSurfaceCall };
@@ -32,8 +42,13 @@ export interface RegistryAuthOptions {
 export interface Caller {
   /** The URI SANs of its client certificate. */
   readonly identities: readonly string[];
-  /** Whether it sent the right registration token (false when none is asked for). */
+  /**
+   * Whether it proved that it holds the registration token (false when none is asked for). A
+   * Register call's proof of the token is checked with the node it registers (confirmNode).
+   */
   readonly token: boolean;
+  /** The proof it sent (see registry-proof.ts), which the distributor's answer must prove itself over. */
+  readonly proof?: { readonly method: string; readonly sent: CallerProof };
 }
 
 /**
@@ -52,7 +67,23 @@ export interface RegistryAuth {
    * carries identityForName(name); under the name of people's tools (OPERATOR_NAME), always.
    */
   principalFor(caller: Caller, name: string, peerAddress: string): string;
+  /**
+   * For a Register call that proved the token with a proof (not a bearer): checks that the proof was
+   * made for the node its first message describes; throws UNAUTHENTICATED otherwise. A proof taken
+   * by a process that listened in the distributor's place registers nothing but the node it was made for.
+   */
+  confirmNode(caller: Caller, node: RegisteredNode): void;
+  /**
+   * The initial metadata to answer a caller that proved the token with a proof: the distributor's own
+   * proof, which the caller checks before it believes the answer. Sent only once the caller's proof
+   * is checked (for Register, with confirmNode): the distributor proves nothing to a caller that has
+   * proven nothing, or a process in its place could relay a caller's nonce to it and pass its
+   * answer on. Undefined for any other caller.
+   */
+  answerMetadata(caller: Caller): Metadata | undefined;
 }
+
+const REGISTER_METHOD = '/shop.v1.DistributorService/Register';
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
@@ -79,8 +110,26 @@ export function createRegistryAuth({
   }
   const expected = token === undefined ? undefined : sha256(token);
 
-  const checkToken = (call: ServerSurfaceCall): boolean => {
-    if (!expected) return false;
+  /** The caller's proof, checked but for a Register's node; undefined when it sent none. */
+  const checkProof = (call: ServerSurfaceCall): CallerProof | undefined => {
+    const values = call.metadata.get(CALLER_PROOF_HEADER);
+    if (values.length === 0) return undefined;
+    const proof =
+      values.length === 1 && typeof values[0] === 'string' ? parseCallerProof(values[0]) : undefined;
+    if (!proof) throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
+    const offMs = proof.timeMs - Date.now();
+    if (Math.abs(offMs) > PROOF_WINDOW_MS) throw unauthenticated(tokenProofTimeRefusal(offMs));
+    const method = call.getPath();
+    if (method !== REGISTER_METHOD && !callerProofHolds(token!, method, proof)) {
+      throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
+    }
+    return proof;
+  };
+
+  const checkToken = (call: ServerSurfaceCall): { token: boolean; proof?: Caller['proof'] } => {
+    if (!expected) return { token: false };
+    const proof = checkProof(call);
+    if (proof) return { token: true, proof: { method: call.getPath(), sent: proof } };
     const values = call.metadata.get('authorization');
     if (values.length === 0) {
       throw unauthenticated(REGISTRY_TOKEN_REFUSALS.missing);
@@ -89,19 +138,35 @@ export function createRegistryAuth({
     if (!match || !timingSafeEqual(sha256(match[1]!), expected)) {
       throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
     }
-    return true;
+    return { token: true };
   };
 
   return {
     authenticate(call) {
-      const tokenChecked = checkToken(call);
+      const checked = checkToken(call);
       const identities = peerIdentities(call);
       if (requireCertificateIdentity && identities.length === 0) {
         throw unauthenticated(
           `missing credentials: a client certificate with a URI SAN such as ${identityForName('<name>')} is required`,
         );
       }
-      return { identities, token: tokenChecked };
+      return { identities, ...checked };
+    },
+    confirmNode(caller, node) {
+      const proof = caller.proof;
+      if (proof?.method !== REGISTER_METHOD) return;
+      if (!callerProofHolds(token!, REGISTER_METHOD, proof.sent, node)) {
+        throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
+      }
+    },
+    answerMetadata(caller) {
+      if (!caller.proof) return undefined;
+      const metadata = new Metadata();
+      metadata.set(
+        DISTRIBUTOR_PROOF_HEADER,
+        makeDistributorProof(token!, caller.proof.method, caller.proof.sent.nonce),
+      );
+      return metadata;
     },
     principalFor(caller, name, peerAddress) {
       if (name === OPERATOR_NAME) {

@@ -6,7 +6,6 @@ import {
   type ClientDuplexStream,
   credentials,
   status as grpcStatus,
-  Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -22,10 +21,10 @@ import {
   type RegisterResponse,
   type Snapshot,
 } from '../gen/distributor.js';
-import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
+import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
 import { tokenRefusalHint } from './token-refusal-hint.js';
 
@@ -57,7 +56,7 @@ export interface RegistrationClientOptions {
   log?: Logger;
   backoff?: BackoffOptions;
   keepalive?: KeepaliveOptions;
-  /** The distributor's registration token, sent as `authorization: Bearer <token>`; none by default. */
+  /** The distributor's registration token, proven on every call and never sent (see registry-credentials.ts); none by default. */
   token?: string;
   /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
   credentials?: ChannelCredentials;
@@ -113,7 +112,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #log: Logger;
   readonly #backoff: BackoffOptions;
   readonly #answerTimeoutMs: number;
-  readonly #metadata: Metadata;
+  readonly #credentials: RegistryCredentials;
   /** Whether the distributor is dialled with TLS, for the hint at a TLS mismatch (see tlsMismatchHint). */
   readonly #ownTls: boolean;
   /** Whether a registration token is sent: tells a refusal's hint which setting is wrong. */
@@ -151,8 +150,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       options.node.state === NodeState.NODE_STATE_DRAINING
         ? NodeState.NODE_STATE_DRAINING
         : NodeState.NODE_STATE_SERVING;
-    this.#metadata = new Metadata();
-    if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
+    this.#credentials = new RegistryCredentials(options.token, options.distributor);
     this.#hasToken = options.token !== undefined;
     const channelCredentials = options.credentials ?? credentials.createInsecure();
     // The credentials say it whoever made them: grpc-js's own secure/insecure test, in its typings.
@@ -174,7 +172,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     );
     if (options.watchNodes) {
       this.#view = new RegistryView({
-        fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#metadata),
+        fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#credentials),
         log: this.#log,
       });
       this.#view.on('snapshot', (snapshot) => this.#onSnapshot(snapshot));
@@ -246,7 +244,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   #connect(): void {
     if (this.#stopped) return;
-    const call = this.#connection.client.register(this.#metadata);
+    const { metadata, check } = this.#credentials.forCall(DISTRIBUTOR_METHODS.register, this.#node);
+    const call = this.#connection.client.register(metadata);
     this.#call = call;
     const deadline = new FirstAnswerDeadline(
       call,
@@ -254,14 +253,16 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       'the registration',
       this.#connection,
     );
+    const proof = check(call);
     call.on('data', (response: RegisterResponse) => {
+      if (!proof.proven) return;
       deadline.clear();
       this.#onResponse(call, response);
     });
     // Every end of the call is reported by 'status'; 'error' must be listened to, or it would throw.
     call.on('error', () => {});
     call.once('status', (ended: StatusObject) => {
-      const status = deadline.statusOf(ended);
+      const status = proof.statusOf(deadline.statusOf(ended));
       if (this.#call === call) this.#call = undefined;
       // A registration is a success that restarts the backoff, unless another process registering
       // the same node (a copied --advertise-host) took it over before it held: retrying within ms,

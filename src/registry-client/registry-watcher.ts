@@ -5,24 +5,23 @@ import {
   type ClientReadableStream,
   credentials,
   status as grpcStatus,
-  Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import type { NodeListUpdate, Snapshot, WatchResponse } from '../gen/distributor.js';
-import { setBearerToken } from './bearer-token.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import type { BackoffOptions } from './registration-client.js';
+import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
 
 /** Options of {@link RegistryWatcher}. */
 export interface RegistryWatcherOptions {
   /** The distributor's address, "host:port". */
   distributor: string;
-  /** The registration token, sent as `authorization: Bearer <token>`; none by default. */
+  /** The registration token, proven on every call and never sent (see registry-credentials.ts); none by default. */
   token?: string;
   /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
   credentials?: ChannelCredentials;
@@ -64,7 +63,7 @@ interface RegistryWatcherEvents {
  */
 export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
   readonly #connection: DistributorConnection;
-  readonly #metadata = new Metadata();
+  readonly #credentials: RegistryCredentials;
   readonly #view: RegistryView;
   readonly #log: Logger;
   readonly #backoff: BackoffOptions;
@@ -80,7 +79,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
     this.#answerTimeoutMs = options.answerTimeoutMs ?? FIRST_ANSWER_TIMEOUT_MS;
-    if (options.token !== undefined) setBearerToken(this.#metadata, options.token);
+    this.#credentials = new RegistryCredentials(options.token, options.distributor);
     this.#connection = new DistributorConnection(
       options.distributor,
       options.credentials ?? credentials.createInsecure(),
@@ -94,7 +93,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     );
     this.#view = new RegistryView({
       ...(options.descriptorSets
-        ? { fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#metadata) }
+        ? { fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#credentials) }
         : {}),
       log: this.#log,
     });
@@ -128,11 +127,14 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     if (this.#stopped) return;
     this.#view.restart();
     const subscription = fresh ? { resumeInstanceId: '', resumeRevision: 0 } : this.#view.resumePoint();
-    const call = this.#connection.client.watch({ subscription }, this.#metadata);
+    const { metadata, check } = this.#credentials.forCall(DISTRIBUTOR_METHODS.watch);
+    const call = this.#connection.client.watch({ subscription }, metadata);
     this.#call = call;
     const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the Watch call', this.#connection);
+    const proof = check(call);
     let answered = false;
     call.on('data', (response: WatchResponse) => {
+      if (!proof.proven) return;
       deadline.clear();
       this.#failures = 0;
       if (!answered) {
@@ -150,7 +152,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     });
     call.on('error', () => {});
     call.once('status', (ended: StatusObject) => {
-      const status = deadline.statusOf(ended);
+      const status = proof.statusOf(deadline.statusOf(ended));
       if (this.#call !== call || this.#stopped) return;
       this.#call = undefined;
       this.emit('disconnected', status);

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
+import { CALLER_PROOF_HEADER } from '../common/registry-proof.js';
 import { REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
 
 /**
@@ -14,6 +15,6 @@ export function tokenRefusalHint(code: number, details: string | undefined, hasT
   }
   if (!details.startsWith(REGISTRY_TOKEN_REFUSALS.missing)) return '';
   return hasToken
-    ? ` — this component sends its ${REGISTRY_TOKEN_ENV}, but none arrived: something between it and the distributor drops the authorization metadata`
+    ? ` — this component proves its ${REGISTRY_TOKEN_ENV} (metadata ${CALLER_PROOF_HEADER}) and never sends the token itself; a distributor that asks for it as a bearer is older than this component (upgrade the distributor first), or something between the two drops the metadata`
     : ` — this component has no registry token: set ${REGISTRY_TOKEN_ENV} to the distributor's`;
 }

@@ -11,8 +11,8 @@ import { validateServiceConfig } from '@grpc/grpc-js/build/src/service-config.js
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
-import { setBearerToken } from '../registry-client/bearer-token.js';
 import type { BackoffOptions } from '../registry-client/registration-client.js';
+import { checkRegistryToken } from '../registry-client/registry-token.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
 
@@ -214,7 +214,7 @@ export function registerDistributorResolver(
 ): DistributorResolverRegistration {
   const log = options.log ?? silentLogger();
   // A token grpc-js cannot send is refused now, not when a channel first starts the Watch again.
-  if (options.token !== undefined) setBearerToken(new Metadata(), options.token);
+  if (options.token !== undefined) checkRegistryToken(options.token);
   const resolvers = new Set<DistributorResolver>();
   /** The resolvers whose channel asked for addresses and has not been closed nor gone idle since. */
   const users = new Set<DistributorResolver>();

@@ -12,9 +12,9 @@ describe('tokenRefusalHint', () => {
     expect(tokenRefusalHint(UNAUTHENTICATED, REGISTRY_TOKEN_REFUSALS.wrong, true)).toBe(
       " — this component's SHOP_REGISTRY_TOKEN is not the distributor's: give it the distributor's token",
     );
-    // Sent, but the distributor got none: not a wrong token.
+    // Proven, but the distributor asked for a bearer: an older distributor, not a wrong token.
     expect(tokenRefusalHint(UNAUTHENTICATED, REGISTRY_TOKEN_REFUSALS.missing, true)).toContain(
-      'but none arrived: something between it and the distributor drops the authorization metadata',
+      'a distributor that asks for it as a bearer is older than this component (upgrade the distributor first)',
     );
   });
 

@@ -1,0 +1,114 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+// The registry token proven both ways, never sent. Sent as `authorization: Bearer`, it went to
+// whatever listened on the distributor's address: a process that took the port while the
+// distributor restarted received every component's token, and, holding it, listed a rogue members
+// node to the gateway, which sent it sign-ins. Now each call carries a proof of the token made for
+// that call alone (its method, a fresh nonce, the time and, for Register, the node it registers),
+// and the distributor answers with a proof of its own over the caller's nonce, which the caller
+// checks before it believes anything the call returns. A process without the token can make
+// neither. grpcurl and older nodes may still send the token as a bearer: the distributor takes it.
+
+/** The caller's proof, in the call's metadata: `v1 <time ms> <nonce hex> <hmac hex>`. */
+export const CALLER_PROOF_HEADER = 'x-shop-registry-proof';
+/** The distributor's proof, in the answer's initial metadata: `v1 <hmac hex>`. */
+export const DISTRIBUTOR_PROOF_HEADER = 'x-shop-distributor-proof';
+
+/**
+ * How far a proof's time may lie from the distributor's clock, either way. A captured proof is of use
+ * to nobody after it: it names one call's method and, for a registration, the node the caller
+ * registers, and nothing else. Token mode is for one machine, whose components share a clock.
+ */
+export const PROOF_WINDOW_MS = 5 * 60_000;
+
+const CALLER_PROOF = /^v1 ([0-9]{1,15}) ([0-9a-f]{32}) ([0-9a-f]{64})$/;
+const DISTRIBUTOR_PROOF = /^v1 ([0-9a-f]{64})$/;
+
+/** What a Register call's proof is bound to: the node it describes in its first message. */
+export interface RegisteredNode {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A caller's proof as read from its metadata, not yet checked against the token. */
+export interface CallerProof {
+  readonly timeMs: number;
+  readonly nonce: string;
+  readonly mac: Buffer;
+}
+
+function mac(token: string, ...parts: readonly string[]): Buffer {
+  // Each part on a line of its own: no part holds a line break (a method path, digits, hex, a node
+  // name or host the distributor validates), so no two lists of parts make the same text.
+  return createHmac('sha256', token).update(parts.join('\n')).digest();
+}
+
+function nodeBinding(node: RegisteredNode | undefined): string {
+  return node === undefined ? '' : `${node.name}@${node.host}:${node.port}`;
+}
+
+function callerMac(
+  token: string,
+  method: string,
+  proof: Omit<CallerProof, 'mac'>,
+  node?: RegisteredNode,
+): Buffer {
+  return mac(token, 'shop-registry caller v1', method, String(proof.timeMs), proof.nonce, nodeBinding(node));
+}
+
+function distributorMac(token: string, method: string, nonce: string): Buffer {
+  return mac(token, 'shop-registry distributor v1', method, nonce);
+}
+
+/**
+ * A caller's proof for one call of `method` ("/shop.v1.DistributorService/Register"), and the nonce
+ * the distributor's answer must prove itself over. For Register, `node` is the node its first
+ * message describes.
+ */
+export function makeCallerProof(
+  token: string,
+  method: string,
+  node?: RegisteredNode,
+  nowMs = Date.now(),
+): { header: string; nonce: string } {
+  const nonce = randomBytes(16).toString('hex');
+  const timeMs = Math.round(nowMs);
+  const hmac = callerMac(token, method, { timeMs, nonce }, node);
+  return { header: `v1 ${timeMs} ${nonce} ${hmac.toString('hex')}`, nonce };
+}
+
+/** The caller's proof in a header value, or undefined when it is not one. */
+export function parseCallerProof(header: string): CallerProof | undefined {
+  const match = CALLER_PROOF.exec(header);
+  if (!match) return undefined;
+  return { timeMs: Number(match[1]), nonce: match[2]!, mac: Buffer.from(match[3]!, 'hex') };
+}
+
+/** Whether `proof` was made with `token` for this call (and, for Register, this node). */
+export function callerProofHolds(
+  token: string,
+  method: string,
+  proof: CallerProof,
+  node?: RegisteredNode,
+): boolean {
+  return timingSafeEqual(callerMac(token, method, proof, node), proof.mac);
+}
+
+/** The distributor's answer to a caller's proof: its header value. */
+export function makeDistributorProof(token: string, method: string, nonce: string): string {
+  return `v1 ${distributorMac(token, method, nonce).toString('hex')}`;
+}
+
+/** Whether the distributor's header proves that it holds `token`, for this call's nonce. */
+export function distributorProofHolds(
+  token: string,
+  method: string,
+  nonce: string,
+  header: string | undefined,
+): boolean {
+  const match = header === undefined ? null : DISTRIBUTOR_PROOF.exec(header);
+  return (
+    match !== null && timingSafeEqual(distributorMac(token, method, nonce), Buffer.from(match[1]!, 'hex'))
+  );
+}

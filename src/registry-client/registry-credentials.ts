@@ -1,0 +1,121 @@
+import { Metadata, status as Status, type StatusObject } from '@grpc/grpc-js';
+import {
+  CALLER_PROOF_HEADER,
+  DISTRIBUTOR_PROOF_HEADER,
+  distributorProofHolds,
+  makeCallerProof,
+  type RegisteredNode,
+} from '../common/registry-proof.js';
+import { checkRegistryToken } from './registry-token.js';
+
+/** The methods of the distributor a component calls, as their proofs name them. */
+export const DISTRIBUTOR_METHODS = {
+  register: '/shop.v1.DistributorService/Register',
+  watch: '/shop.v1.DistributorService/Watch',
+  getDescriptorSet: '/shop.v1.DistributorService/GetDescriptorSet',
+} as const;
+
+/** A call that can be ended, and that reports its answer's headers. */
+interface ProvableCall {
+  cancel(): void;
+  on(event: 'metadata', listener: (metadata: Metadata) => void): unknown;
+}
+
+/**
+ * The registry token as a component uses it (see registry-proof.ts): a proof of it on every call to
+ * the distributor, and a check that the answer proves the distributor holds it too, before anything
+ * the call returns is believed. Without a token, calls carry nothing and any answer is taken.
+ */
+export class RegistryCredentials {
+  readonly #token: string | undefined;
+
+  constructor(
+    token: string | undefined,
+    /** The distributor's address, for the message when an answer proves nothing. */
+    readonly distributor: string,
+  ) {
+    if (token !== undefined) checkRegistryToken(token);
+    this.#token = token;
+  }
+
+  /** Whether a token is proven: a refusal's hint says which setting to fix. */
+  get hasToken(): boolean {
+    return this.#token !== undefined;
+  }
+
+  /**
+   * The metadata of one call of `method` (for Register, made for `node`, the node its first message
+   * describes), and the check of its answer (see {@link AnswerProof}).
+   */
+  forCall(
+    method: string,
+    node?: RegisteredNode,
+  ): { metadata: Metadata; check: (call: ProvableCall) => AnswerProof } {
+    const metadata = new Metadata();
+    const token = this.#token;
+    if (token === undefined) return { metadata, check: () => UNCHECKED };
+    const { header, nonce } = makeCallerProof(token, method, node);
+    metadata.set(CALLER_PROOF_HEADER, header);
+    const holds = (headers: Metadata): boolean => {
+      const values = headers.get(DISTRIBUTOR_PROOF_HEADER);
+      return values.length === 1 && distributorProofHolds(token, method, nonce, String(values[0]));
+    };
+    return { metadata, check: (call) => new AnswerProof(call, holds, this.distributor) };
+  }
+}
+
+/**
+ * Follows one call's answer: once its headers arrive without the distributor's proof, the call is
+ * ended, and its status says why. Until they arrive with it, nothing the call returns is proven.
+ */
+export class AnswerProof {
+  #proven: boolean;
+  #unproven = false;
+
+  constructor(
+    call: ProvableCall,
+    holds: ((headers: Metadata) => boolean) | undefined,
+    readonly distributor: string,
+  ) {
+    this.#proven = holds === undefined;
+    if (!holds) return;
+    call.on('metadata', (headers) => {
+      if (holds(headers)) {
+        this.#proven = true;
+        return;
+      }
+      this.#unproven = true;
+      call.cancel();
+    });
+  }
+
+  /** Whether the answer proved the distributor holds the token (always, without a token). */
+  get proven(): boolean {
+    return this.#proven;
+  }
+
+  /**
+   * The status the call ended with; when its answer proved nothing, UNAVAILABLE saying so: retried,
+   * as a distributor away is, since the real one may take its port back.
+   */
+  statusOf(ended: StatusObject): StatusObject {
+    if (!this.#unproven) return ended;
+    return { code: Status.UNAVAILABLE, details: unprovenDetails(this.distributor), metadata: ended.metadata };
+  }
+
+  /** The error of a unary call whose answer came without the proof. */
+  error(): StatusObject {
+    return { code: Status.UNAVAILABLE, details: unprovenDetails(this.distributor), metadata: new Metadata() };
+  }
+}
+
+const UNCHECKED_CALL: ProvableCall = { cancel() {}, on() {} };
+const UNCHECKED = new AnswerProof(UNCHECKED_CALL, undefined, '');
+
+function unprovenDetails(distributor: string): string {
+  return (
+    `the process answering at ${distributor} did not prove that it holds the registry token: it is not ` +
+    "this shop's distributor (another process may have taken its port while it restarted), or a distributor " +
+    'older than this component (upgrade the distributor first); nothing it sent is used'
+  );
+}

@@ -1,0 +1,338 @@
+import { createHash } from 'node:crypto';
+import {
+  credentials,
+  Metadata,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type ServerWritableStream,
+  type StatusObject,
+  status,
+} from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  CALLER_PROOF_HEADER,
+  callerProofHolds,
+  DISTRIBUTOR_PROOF_HEADER,
+  distributorProofHolds,
+  makeCallerProof,
+  makeDistributorProof,
+  PROOF_WINDOW_MS,
+  parseCallerProof,
+} from '../../src/common/registry-proof.js';
+import {
+  DistributorServiceClient,
+  type DistributorServiceServer,
+  DistributorServiceService,
+  NodeState,
+  type RegisterRequest,
+  type RegisterResponse,
+  type Snapshot,
+  type WatchRequest,
+  type WatchResponse,
+} from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { DISTRIBUTOR_METHODS } from '../../src/registry-client/registry-credentials.js';
+import { RegistryWatcher } from '../../src/registry-client/registry-watcher.js';
+import { goodsNode } from '../helpers/nodes.js';
+import { describeNodeWith, useDistributorHarness } from './support/distributor-harness.js';
+
+const TOKEN = 'test-registry-token-0123456789';
+const REGISTER = DISTRIBUTOR_METHODS.register;
+const fastBackoff = { initialMs: 50, maxMs: 200 };
+
+describe('proofs of the registry token', () => {
+  const node = { name: 'goods', host: '127.0.0.1', port: 9010 };
+
+  it('hold for the call, the node and the token they were made for, and for nothing else', () => {
+    const { header, nonce } = makeCallerProof(TOKEN, REGISTER, node);
+    expect(header).not.toContain(TOKEN);
+    const proof = parseCallerProof(header)!;
+    expect(proof.nonce).toBe(nonce);
+    expect(callerProofHolds(TOKEN, REGISTER, proof, node)).toBe(true);
+    expect(callerProofHolds('another-token-0123456789', REGISTER, proof, node)).toBe(false);
+    expect(callerProofHolds(TOKEN, DISTRIBUTOR_METHODS.watch, proof, node)).toBe(false);
+    for (const other of [
+      { ...node, name: 'members' },
+      { ...node, host: '10.0.0.9' },
+      { ...node, port: 9011 },
+    ]) {
+      expect(callerProofHolds(TOKEN, REGISTER, proof, other)).toBe(false);
+    }
+    expect(callerProofHolds(TOKEN, REGISTER, { ...proof, timeMs: proof.timeMs + 1 }, node)).toBe(false);
+    expect(parseCallerProof(`${header} `)).toBeUndefined();
+    expect(parseCallerProof(`Bearer ${TOKEN}`)).toBeUndefined();
+  });
+
+  it("take the distributor's answer over the caller's nonce only, made with the token", () => {
+    const { nonce } = makeCallerProof(TOKEN, REGISTER, node);
+    const answer = makeDistributorProof(TOKEN, REGISTER, nonce);
+    expect(distributorProofHolds(TOKEN, REGISTER, nonce, answer)).toBe(true);
+    expect(distributorProofHolds(TOKEN, REGISTER, '0'.repeat(32), answer)).toBe(false);
+    expect(distributorProofHolds(TOKEN, DISTRIBUTOR_METHODS.watch, nonce, answer)).toBe(false);
+    expect(
+      distributorProofHolds(TOKEN, REGISTER, nonce, makeDistributorProof('x'.repeat(20), REGISTER, nonce)),
+    ).toBe(false);
+    expect(distributorProofHolds(TOKEN, REGISTER, nonce, undefined)).toBe(false);
+    expect(distributorProofHolds(TOKEN, REGISTER, nonce, 'v1 zz')).toBe(false);
+  });
+});
+
+describe('the distributor, proven to', () => {
+  const { startDistributor } = useDistributorHarness();
+  const clients: DistributorServiceClient[] = [];
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close();
+  });
+  const clientOf = (address: string) => {
+    const client = new DistributorServiceClient(address, credentials.createInsecure());
+    clients.push(client);
+    return client;
+  };
+
+  /** A Watch call's answer headers, or the status it ended with first. */
+  function watchHeaders(address: string, metadata: Metadata): Promise<Metadata | StatusObject> {
+    return new Promise((resolve) => {
+      const call = clientOf(address).watch(
+        { subscription: { resumeInstanceId: '', resumeRevision: 0 } },
+        metadata,
+      );
+      call.on('metadata', (headers) => {
+        resolve(headers);
+        call.cancel();
+      });
+      call.on('error', () => {});
+      call.on('status', resolve);
+    });
+  }
+
+  /** How a Register call of goods that sent `header` as its proof ended: its headers first, if any. */
+  function registerOutcome(
+    address: string,
+    header: string,
+  ): Promise<{ headers?: Metadata; ended?: StatusObject }> {
+    const metadata = new Metadata();
+    metadata.set(CALLER_PROOF_HEADER, header);
+    return new Promise((resolve) => {
+      const call = clientOf(address).register(metadata);
+      call.on('metadata', (headers) => {
+        resolve({ headers });
+        call.cancel();
+      });
+      call.on('error', () => {});
+      call.on('status', (ended: StatusObject) => resolve({ ended }));
+      call.write(describeNodeWith(goodsNode()));
+    });
+  }
+
+  it('answers a proof of the token with its own, over the caller nonce', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const { header, nonce } = makeCallerProof(TOKEN, DISTRIBUTOR_METHODS.watch);
+    const metadata = new Metadata();
+    metadata.set(CALLER_PROOF_HEADER, header);
+    const headers = (await watchHeaders(address, metadata)) as Metadata;
+    expect(
+      distributorProofHolds(
+        TOKEN,
+        DISTRIBUTOR_METHODS.watch,
+        nonce,
+        String(headers.get(DISTRIBUTOR_PROOF_HEADER)[0]),
+      ),
+    ).toBe(true);
+  });
+
+  it('refuses a proof made with another token, and proves nothing to it (no relay of its nonce)', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const metadata = new Metadata();
+    metadata.set(
+      CALLER_PROOF_HEADER,
+      makeCallerProof('not-the-token-0123456789', DISTRIBUTOR_METHODS.watch).header,
+    );
+    const ended = (await watchHeaders(address, metadata)) as StatusObject;
+    expect(ended).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      details: 'invalid credentials: the registry token is wrong',
+    });
+    expect(ended.metadata.get(DISTRIBUTOR_PROOF_HEADER)).toEqual([]);
+  });
+
+  it('registers only the node a Register proof was made for, proving nothing before it has checked', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const described = goodsNode();
+    const forGoods = { name: described.name, host: described.host, port: described.port };
+    const proven = await registerOutcome(address, makeCallerProof(TOKEN, REGISTER, forGoods).header);
+    expect(proven.headers?.get(DISTRIBUTOR_PROOF_HEADER)).toHaveLength(1);
+    // A proof taken from goods by a process in the distributor's place cannot register another node.
+    const taken = makeCallerProof(TOKEN, REGISTER, { ...forGoods, port: forGoods.port + 1 }).header;
+    const refused = await registerOutcome(address, taken);
+    expect(refused.headers).toBeUndefined();
+    expect(refused.ended).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      details: 'invalid credentials: the registry token is wrong',
+    });
+  });
+
+  it('refuses a proof made too far from its clock, saying so', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const metadata = new Metadata();
+    const made = makeCallerProof(
+      TOKEN,
+      DISTRIBUTOR_METHODS.watch,
+      undefined,
+      Date.now() - PROOF_WINDOW_MS - 60_000,
+    );
+    metadata.set(CALLER_PROOF_HEADER, made.header);
+    expect(await watchHeaders(address, metadata)).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      details: expect.stringMatching(
+        /^invalid credentials: the proof of the registry token was made at a time 3[67][0-9] s behind the distributor's clock \(at most 300 s either way\): set the clocks of both hosts right$/,
+      ),
+    });
+  });
+
+  it('still takes the token as a bearer, as grpcurl sends it', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${TOKEN}`);
+    const headers = (await watchHeaders(address, metadata)) as Metadata;
+    expect(headers.get(DISTRIBUTOR_PROOF_HEADER)).toEqual([]);
+  });
+
+  it("lets the project's own registration client and watcher in with the token, and follow the list", async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const registration = new RegistrationClient({
+      distributor: address,
+      token: TOKEN,
+      node: goodsNode(),
+      watchNodes: true,
+      backoff: fastBackoff,
+    });
+    const watcher = new RegistryWatcher({
+      distributor: address,
+      token: TOKEN,
+      descriptorSets: true,
+      backoff: fastBackoff,
+    });
+    try {
+      registration.start();
+      watcher.start();
+      await vi.waitFor(() => expect(registration.nodeId).toBeDefined());
+      await vi.waitFor(() => expect(watcher.snapshot?.nodes.map((listed) => listed.name)).toEqual(['goods']));
+      await vi.waitFor(() => expect(registration.snapshot?.nodes).toHaveLength(1));
+      // The descriptor set, fetched with GetDescriptorSet, proven as the rest.
+      expect(watcher.snapshot?.nodes[0]?.descriptorSet.length).toBeGreaterThan(0);
+    } finally {
+      watcher.stop();
+      await registration.stop(100);
+    }
+  });
+});
+
+describe('a process listening in place of the distributor, without the token', () => {
+  /** What the impostor received, and how to stop it. */
+  interface Impostor {
+    readonly address: string;
+    readonly metadata: Metadata[];
+    stop(): void;
+  }
+
+  /** A rogue members node, listed by the impostor to whoever asks. */
+  const rogueList: Snapshot = {
+    revision: 1,
+    instanceId: 'impostor',
+    nodes: [
+      {
+        id: 'members@127.0.0.1:6666',
+        name: 'members',
+        host: '127.0.0.1',
+        port: 6666,
+        state: NodeState.NODE_STATE_SERVING,
+        routes: [],
+        descriptorSet: Buffer.alloc(0),
+        descriptorSetSha256: createHash('sha256').update('x').digest(),
+        registeredAtUnixMs: 0,
+      } as never,
+    ],
+  } as Snapshot;
+
+  async function startImpostor(): Promise<Impostor> {
+    const metadata: Metadata[] = [];
+    const server = new Server();
+    const implementation = {
+      register: (call: ServerDuplexStream<RegisterRequest, RegisterResponse>) => {
+        metadata.push(call.metadata);
+        call.on('data', () =>
+          call.write({ nodeId: 'goods@127.0.0.1:9010', snapshot: rogueList } as RegisterResponse),
+        );
+        call.on('error', () => {});
+      },
+      watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
+        metadata.push(call.metadata);
+        call.write({ snapshot: rogueList, update: undefined });
+      },
+      list: (call: { metadata: Metadata }, callback: (error: null, value: object) => void) => {
+        metadata.push(call.metadata);
+        callback(null, { snapshot: rogueList });
+      },
+      getDescriptorSet: (call: { metadata: Metadata }, callback: (error: null, value: object) => void) => {
+        metadata.push(call.metadata);
+        callback(null, { descriptorSet: Buffer.alloc(0) });
+      },
+    } as unknown as DistributorServiceServer;
+    server.addService(DistributorServiceService, implementation);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    return { address: `127.0.0.1:${port}`, metadata, stop: () => server.forceShutdown() };
+  }
+
+  it('gets no token, and no component believes the list it sends', async () => {
+    const impostor = await startImpostor();
+    const registration = new RegistrationClient({
+      distributor: impostor.address,
+      token: TOKEN,
+      node: goodsNode(),
+      watchNodes: true,
+      backoff: fastBackoff,
+    });
+    const watcher = new RegistryWatcher({
+      distributor: impostor.address,
+      token: TOKEN,
+      descriptorSets: true,
+      backoff: fastBackoff,
+    });
+    const ends: StatusObject[] = [];
+    const believed: string[] = [];
+    registration.on('disconnected', (ended) => ends.push(ended));
+    watcher.on('disconnected', (ended) => ends.push(ended));
+    registration.on('registered', () => believed.push('registered'));
+    registration.on('snapshot', () => believed.push('registration snapshot'));
+    watcher.on('snapshot', () => believed.push('watcher snapshot'));
+    try {
+      registration.start();
+      watcher.start();
+      await vi.waitFor(() => expect(ends.length).toBeGreaterThanOrEqual(4), { timeout: 5_000 });
+    } finally {
+      watcher.stop();
+      await registration.stop(100);
+      impostor.stop();
+    }
+    expect(believed).toEqual([]);
+    expect(registration.snapshot).toBeUndefined();
+    expect(watcher.snapshot).toBeUndefined();
+    for (const ended of ends) {
+      expect(ended).toMatchObject({
+        code: status.UNAVAILABLE,
+        details: expect.stringContaining(
+          `the process answering at ${impostor.address} did not prove that it holds the registry token`,
+        ),
+      });
+    }
+    const received = JSON.stringify(impostor.metadata.map((one) => one.getMap()));
+    expect(impostor.metadata.length).toBeGreaterThanOrEqual(4);
+    expect(received).not.toContain(TOKEN);
+    expect(received).not.toContain('authorization');
+  });
+});
