@@ -22,6 +22,7 @@ import {
 } from '../common/settings.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { CLIENT_TRACE_CONTEXTS, type ClientTraceContext } from './gateway-telemetry.js';
+import { parseAllowedHosts } from './host-allowlist.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -144,6 +145,13 @@ export const GATEWAY_SETTINGS = {
     help: 'origins whose browser pages may call the REST API, comma-separated (https://shop.example,http://localhost:3000), or * for any; unset or empty: no CORS (a list of only commas is refused)',
     parse: parseOrigins,
   }),
+  allowedHosts: setting({
+    flag: 'allowed-hosts',
+    env: 'GATEWAY_ALLOWED_HOSTS',
+    default: '',
+    help: "host names clients may call the gateway by, besides IP addresses, localhost and this machine's name, comma-separated (shop.example, or .shop.example for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to the gateway's address cannot call it)",
+    parse: parseAllowedHosts,
+  }),
   clientTraceContext: setting({
     flag: 'client-trace-context',
     env: 'GATEWAY_CLIENT_TRACE_CONTEXT',
@@ -184,6 +192,8 @@ export interface GatewayConfig {
   readonly https: HttpsSettings | undefined;
   /** The origins allowed by CORS ("*": any); empty: no CORS. */
   readonly corsOrigins: readonly string[];
+  /** Host names answered besides IP literals, localhost and the machine's name (see HostAllowlist). */
+  readonly allowedHosts: readonly string[];
   /** Metrics (served on its own port, at /metrics) and request ids. */
   readonly observability: ObservabilityConfig;
   /** Whether a client's trace context parents the request's span or is only linked to it. */
@@ -229,6 +239,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     tls: tlsSettings(values, 'gateway'),
     registryToken: values.registryToken,
     corsOrigins: values.corsOrigins,
+    allowedHosts: values.allowedHosts,
     https:
       httpsCert && httpsKey
         ? Object.freeze({

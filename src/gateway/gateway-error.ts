@@ -85,6 +85,11 @@ export const gatewayErrors = {
   malformedRequest: () => new GatewayError(400, 'Malformed HTTP request', { closeConnection: true }),
   missingHost: () =>
     new GatewayError(400, 'An HTTP/1.1 request needs a Host header', { closeConnection: true }),
+  hostNotAllowed: () =>
+    new GatewayError(
+      421,
+      'This gateway does not answer to the host name in Host: add it to --allowed-hosts (GATEWAY_ALLOWED_HOSTS), or call it by IP address or localhost',
+    ),
   duplicateHost: () =>
     new GatewayError(400, 'A request takes one Host header, not several', { closeConnection: true }),
   transferEncodingInHttp10: () =>

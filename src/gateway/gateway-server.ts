@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import { hostname } from 'node:os';
 import type { TLSSocket } from 'node:tls';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -45,6 +46,7 @@ import {
   type GatewayTelemetryOptions,
   type RequestTelemetry,
 } from './gateway-telemetry.js';
+import { HostAllowlist } from './host-allowlist.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { type ConnectAttempts, InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';
@@ -165,6 +167,12 @@ export interface GatewayOptions {
    * CORS headers and preflights for them (see Cors). Empty (default): no CORS.
    */
   corsOrigins?: readonly string[];
+  /**
+   * Host names the gateway answers besides IP literals, localhost and this machine's name (as
+   * parseAllowedHosts gives them: names, `.domain`, or `*` for any): a request whose Host names
+   * another is 421 (see host-allowlist.ts: DNS rebinding). Default: none.
+   */
+  allowedHosts?: readonly string[];
   /** Request ids, metrics and the process's own metrics (see gateway-telemetry.ts); ids and metrics on by default. */
   observability?: GatewayTelemetryOptions;
 }
@@ -298,6 +306,7 @@ class GatewayServer implements Gateway {
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
+  readonly #allowedHosts: HostAllowlist;
   /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
   readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
@@ -405,6 +414,7 @@ class GatewayServer implements Gateway {
       onForgotten: (forgotten) => this.#telemetry.forget(forgotten),
     });
     this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
+    this.#allowedHosts = new HostAllowlist(options.allowedHosts ?? [], [hostname()]);
     this.#dispatcher = new Dispatcher({
       pool: this.#pool,
       table: this.#table,
@@ -675,6 +685,10 @@ class GatewayServer implements Gateway {
       // A Host value with a comma is such a list on one line (no host or port has one).
       if (hostLines(request.rawHeaders) > 1 || request.headers.host?.includes(',')) {
         this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
+        return;
+      }
+      if (!this.#allowedHosts.allows(request.headers.host)) {
+        this.#refuseBeforeRouting(request, response, gatewayErrors.hostNotAllowed());
         return;
       }
       // Transfer-Encoding came with HTTP/1.1: a 1.0 message that carries it may have passed a 1.0

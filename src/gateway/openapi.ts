@@ -84,6 +84,12 @@ const ERROR_RESPONSES: readonly {
     description: 'The request took too long to arrive.',
   },
   {
+    status: '421',
+    name: 'MisdirectedRequest',
+    description:
+      "The `Host` names the gateway by a name it is not known by (any IP address, `localhost` and the machine's own name are; `--allowed-hosts` adds others): a web page that rebinds its own name to the gateway's address cannot call it.",
+  },
+  {
     status: '413',
     name: 'PayloadTooLarge',
     description: "The request body is larger than the gateway's limit (1 MiB by default).",

@@ -48,6 +48,7 @@ export function runGateway(): void {
       ...(config.tls ? { tls: config.tls } : {}),
       ...(config.registryToken ? { registryToken: config.registryToken } : {}),
       corsOrigins: config.corsOrigins,
+      allowedHosts: config.allowedHosts,
       ...(config.https
         ? {
             https: {

@@ -52,7 +52,7 @@ describe('the gateway process', () => {
       });
       socket.on('close', () => resolve(text));
       socket.on('error', reject);
-      socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2));
+      socket.write('GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(2));
       setTimeout(() => socket.destroy(), 5_000).unref();
     });
     expect(answers).toContain('More than 1 requests in flight on one connection');

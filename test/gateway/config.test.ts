@@ -30,6 +30,7 @@ describe('loadGatewayConfig', () => {
       drainDelayMs: 0,
       logLevel: 'info',
       corsOrigins: [],
+      allowedHosts: [],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
       clientTraceContext: 'child',
     });
@@ -45,6 +46,7 @@ describe('loadGatewayConfig', () => {
       LOG_LEVEL: 'debug',
       CORS_ORIGINS: 'https://shop.example, http://localhost:3000',
       GATEWAY_CLIENT_TRACE_CONTEXT: 'Link',
+      GATEWAY_ALLOWED_HOSTS: 'Shop.Example., .internal.example',
     };
     expect(loadGatewayConfig([], env)).toEqual({
       host: '127.0.0.1',
@@ -61,6 +63,7 @@ describe('loadGatewayConfig', () => {
       drainDelayMs: 0,
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
+      allowedHosts: ['shop.example', '.internal.example'],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
       clientTraceContext: 'link',
     });
@@ -165,6 +168,19 @@ describe('loadGatewayConfig', () => {
       );
     expect(loadGatewayConfig([], { CORS_ORIGINS: '' }).corsOrigins).toEqual([]);
     expect(loadGatewayConfig([], {}).corsOrigins).toEqual([]);
+    expect(loadGatewayConfig(['--allowed-hosts', '*'], {}).allowedHosts).toEqual(['*']);
+    for (const hosts of [
+      'https://shop.example',
+      'shop.example:8000',
+      'a.example,*',
+      'shop example',
+      ',',
+      'x..y',
+    ]) {
+      expect(() => loadGatewayConfig([], { GATEWAY_ALLOWED_HOSTS: hosts }), hosts).toThrow(
+        /^GATEWAY_ALLOWED_HOSTS: /,
+      );
+    }
   });
 });
 

@@ -42,7 +42,7 @@ describe('the request id of a request whose body the parser refuses', () => {
   afterAll(() => closer.closeAll());
 
   const head = (id: string) =>
-    `POST /goods HTTP/1.1\r\nHost: g\r\nX-Request-Id: ${id}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n`;
+    `POST /goods HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: ${id}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n`;
 
   it('a bad chunk in the middle of the body: the 400 and the log line about it name the request', async () => {
     const id = 'bad-chunk-1';

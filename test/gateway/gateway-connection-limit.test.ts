@@ -91,7 +91,7 @@ describe('gateway connection limit', () => {
     const busy = Array.from({ length: 18 }, () => httpJson(port, 'GET', '/goods'));
     await vi.waitFor(() => expect(goods.calls.ListGoods).toBe(calls + 18));
 
-    const refused = await raw(port, 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n');
+    const refused = await raw(port, 'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n');
     expect(refused).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
     expect(refused).toMatch(/\r\nRetry-After: 1\r\n/i);
     expect(refused).toMatch(/\r\nConnection: close\r\n/i);
@@ -100,7 +100,7 @@ describe('gateway connection limit', () => {
     );
     expect(goods.calls.ListGoods).toBe(calls + 18);
     // Its own pages too: a refused connection is closed, not kept open by a client that polls them.
-    const refusedPage = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n');
+    const refusedPage = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
     expect(refusedPage).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
     expect(refusedPage).toMatch(/\r\nConnection: close\r\n/i);
 

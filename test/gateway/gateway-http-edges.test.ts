@@ -61,7 +61,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     // Two Host lines are 400 too (RFC 9112, section 3.2), in any version: Node would keep the first.
     for (const version of ['1.1', '1.0']) {
       const [twoHosts] = answers(
-        (await raw(port, `GET /goods HTTP/${version}\r\nHost: g\r\nHost: other.example\r\n\r\n`)).replace(
+        (await raw(port, `GET /goods HTTP/${version}\r\nHost: localhost\r\nHost: other.example\r\n\r\n`)).replace(
           /^HTTP\/1\.0 /,
           'HTTP/1.1 ',
         ),
@@ -85,7 +85,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     const [expectation] = answers(
       await raw(
         port,
-        `POST /goods HTTP/1.1\r\nHost: g\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+        `POST /goods HTTP/1.1\r\nHost: localhost\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
       ),
     );
     expect(expectation).toMatchObject({
@@ -110,7 +110,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     socket.on('error', () => {});
     const closed = new Promise((resolve) => socket.on('close', resolve));
     socket.write(
-      'GET /goods HTTP/1.1\r\nHost: g\r\n\r\nCONNECT 127.0.0.1:9010 HTTP/1.1\r\nHost: 127.0.0.1:9010\r\n\r\n',
+      'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\nCONNECT 127.0.0.1:9010 HTTP/1.1\r\nHost: 127.0.0.1:9010\r\n\r\n',
     );
     await vi.waitFor(() => expect(answers(received).map((answer) => answer.status)).toEqual([200, 501]));
     // This client never ends its side: the gateway closes the connection all the same, and writes
@@ -121,7 +121,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
   });
 
   it('garbage after a complete GET: the GET is answered, then 400, then the connection closes', async () => {
-    const stream = await raw(port, 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\nGARBAGE\r\n\r\n');
+    const stream = await raw(port, 'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\nGARBAGE\r\n\r\n');
     const [list, refused, ...more] = answers(stream);
     expect(list!.status).toBe(200);
     expect(list!.body).toMatch(LIST);
@@ -135,7 +135,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const stream = await raw(
       port,
-      `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}\u0000\u0001\u0002`,
+      `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}\u0000\u0001\u0002`,
     );
     expect(answers(stream).map(({ status, body }) => [status, body.replace(/"key":\d+/, '"key":N')])).toEqual(
       [
@@ -154,7 +154,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
   async function afterSlowPost(after: string, options?: Parameters<typeof raw>[2]): Promise<number[]> {
     callMs = 2_500;
     try {
-      const slowPost = `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
+      const slowPost = `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
       return answers(await raw(port, `${slowPost}${after}`, options)).map(({ status }) => status);
     } finally {
       goods.goods.splice(1);
@@ -181,7 +181,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
   it('a client that leaves in the middle of a body still gets the answer before it, whose call takes over 2 s', async () => {
     // It closes its side in the middle of the second POST's body: that one is owed no answer, and
     // never ends; the first, complete, is answered before the connection closes.
-    const cut = `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n{"na`;
+    const cut = `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n{"na`;
     expect(await afterSlowPost(cut, { endAfterWrite: true })).toEqual([200]);
   });
 
@@ -189,12 +189,12 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     // The client's 2 s to read the 413 and leave count from when it is written, behind the answer
     // before it: counted from the refusal, they closed the connection under that answer.
     const big = 'x'.repeat(1_100_000);
-    const chunked = `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`;
+    const chunked = `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`;
     expect(await afterSlowPost(chunked)).toEqual([200, 413]);
   });
 
   it('two pipelined GETs then garbage: both answered in order, then 400', async () => {
-    const get = 'GET /goods HTTP/1.1\r\nHost: g\r\n\r\n';
+    const get = 'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n';
     const stream = await raw(port, `${get}${get}NOT HTTP\r\n\r\n`);
     const found = answers(stream);
     expect(found.map(({ status }) => status)).toEqual([200, 200, 400]);
@@ -207,7 +207,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       const calls = goods.calls.CreateGoods ?? 0;
       const stream = await raw(
         port,
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: ${coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+        `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: ${coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
       );
       const [answer, ...more] = answers(stream);
       expect(answer!.status).toBe(501);
@@ -282,8 +282,8 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
   it('a half-closed connection in the middle of a request is closed without an answer, within the linger time', async () => {
     const calls = goods.calls.CreateGoods ?? 0;
     for (const partial of [
-      'GET /goods HTTP/1.1\r\nHost: g\r\n',
-      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+      'GET /goods HTTP/1.1\r\nHost: localhost\r\n',
+      'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
     ]) {
       const { received, closedAfterMs } = await halfClosed(partial);
       // The client left in the middle of its request: it is owed no answer (see #onClientError). Cut
@@ -297,7 +297,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
 
   it('OPTIONS * asks about the gateway as a whole: 204 with every method it serves, no body', async () => {
     const [answer, ...more] = answers(
-      await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'),
+      await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
     );
     expect(answer!.status).toBe(204);
     // The fake goods serves GET, POST and DELETE; GET also for the gateway's own pages.
@@ -306,12 +306,12 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     expect(more).toEqual([]);
     // A path is answered as before: its own methods, or 404.
     const [goodsPath] = answers(
-      await raw(port, 'OPTIONS /goods/1 HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'),
+      await raw(port, 'OPTIONS /goods/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
     );
     expect(goodsPath!.status).toBe(204);
     expect(goodsPath!.headers).toMatch(/\r\nAllow: DELETE, OPTIONS(\r\n|$)/);
     const [unknown] = answers(
-      await raw(port, 'OPTIONS /nope HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'),
+      await raw(port, 'OPTIONS /nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
     );
     expect(unknown!.status).toBe(404);
   });
@@ -320,7 +320,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const stream = await raw(
       port,
-      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+      'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
     );
     const [answer, ...more] = answers(stream);
     expect(answer!.status).toBe(400);
@@ -340,7 +340,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       });
       socket.on('close', () => resolve(received));
       socket.write(
-        'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n',
+        'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n',
       );
       setTimeout(() => socket.write('not a size\r\n'), 100);
     });
@@ -365,7 +365,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
           clearTimeout(timer);
           resolve(received);
         });
-        socket.write(`GET ${path} HTTP/1.1\r\nHost: g\r\nContent-Length: 10000000000\r\n\r\n`);
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000000\r\n\r\n`);
         const keepSending = setInterval(() => {
           if (socket.destroyed) clearInterval(keepSending);
           else socket.write(' '.repeat(16_384));
@@ -385,8 +385,8 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       const started = Date.now();
       const stream = await raw(
         port,
-        `GET ${path} HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
-          `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+        `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+          `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
       );
       const [answer, ...rest] = answers(stream);
       expect(answer?.status, path).toBe(200);
@@ -415,7 +415,7 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
       socket.on('error', () => undefined);
       socket.on('close', done);
       socket.write(
-        'GET /goods HTTP/1.1\r\nHost: g\r\nUpgrade: h2c\r\n\r\nGET /goods HTTP/1.1\r\nHost: g\r\n\r\n',
+        'GET /goods HTTP/1.1\r\nHost: localhost\r\nUpgrade: h2c\r\n\r\nGET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n',
       );
     });
     const [first, second] = answers(stream);

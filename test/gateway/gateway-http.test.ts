@@ -260,7 +260,7 @@ describe('gateway HTTP semantics', () => {
       });
       expect([options.status, options.headers['content-length']], path).toEqual([204, undefined]);
     }
-    const server = await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    const server = await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     expect(server).toMatch(/^HTTP\/1\.1 204 /);
     expect(server.toLowerCase()).not.toContain('content-length');
   });
@@ -281,7 +281,7 @@ describe('gateway HTTP semantics', () => {
     const { gateway: started, port } = await startGateway(perTest, distributor, { deadlineMs: 400 });
     await waitForRoute(started, 'POST /goods', 1);
     const body = JSON.stringify({ name: 'slow', category: 'tests', price: 1, description: 'x' });
-    const head = `POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    const head = `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
     // Pieces of 5 bytes 50 ms apart: the body ends some 600 ms after the headers, past the
     // deadline, which leaves a loaded machine 400 ms for the call itself.
     const pieces = [
@@ -377,12 +377,12 @@ describe('gateway HTTP semantics', () => {
       requestTimeoutMs: 600,
     });
     await waitForRoute(started, 'POST /goods', 1);
-    const head = `POST /goods HTTP/1.1\r\nHost: x\r\nOrigin: ${PAGE}\r\nContent-Type: application/json\r\n`;
+    const head = `POST /goods HTTP/1.1\r\nHost: localhost\r\nOrigin: ${PAGE}\r\nContent-Type: application/json\r\n`;
     const [badChunk, slowBody, longUrl, slowHead] = await Promise.all([
       raw(port, `${head}Transfer-Encoding: chunked\r\n\r\nzz\r\n`),
       raw(port, `${head}Content-Length: 100\r\n\r\n{"name"`),
-      raw(port, `GET /goods?${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\nOrigin: ${PAGE}\r\n\r\n`),
-      raw(port, `GET /goods HTTP/1.1\r\nHost: x\r\nOrigin: ${PAGE}\r\n`),
+      raw(port, `GET /goods?${'a'.repeat(20_000)} HTTP/1.1\r\nHost: localhost\r\nOrigin: ${PAGE}\r\n\r\n`),
+      raw(port, `GET /goods HTTP/1.1\r\nHost: localhost\r\nOrigin: ${PAGE}\r\n`),
     ]);
     // The request was handed on before its body failed: its answer is that request's, CORS and all.
     for (const [answer, status] of [

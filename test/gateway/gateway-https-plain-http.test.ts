@@ -49,7 +49,7 @@ describe('gateway over HTTPS, spoken to in plain HTTP', () => {
   });
 
   it('answers a plain HTTP request 400 in plain HTTP, saying to use https, and closes', async () => {
-    const answer = await raw(port, 'GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    const answer = await raw(port, 'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(answer).toMatch(/\r\nConnection: close\r\n/);
     expect(rawBody(answer)).toBe(
@@ -63,7 +63,7 @@ describe('gateway over HTTPS, spoken to in plain HTTP', () => {
 
   it('still serves HTTPS on the same port, before and after plain HTTP', async () => {
     expect((await httpsGet(`https://127.0.0.1:${port}/goods`, caFile)).status).toBe(200);
-    await raw(port, 'GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    await raw(port, 'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n');
     const answer = await httpsGet(`https://127.0.0.1:${port}/goods`, caFile);
     expect(answer.status).toBe(200);
     expect(answer.body).toContain('"name":"test Goods"');

@@ -108,7 +108,7 @@ describe('gateway: Idempotency-Key', () => {
       const answer = await raw(
         port,
         Buffer.from(
-          `DELETE /goods?id=1 HTTP/1.1\r\nHost: g\r\n${headers}Connection: close\r\n\r\n`,
+          `DELETE /goods?id=1 HTTP/1.1\r\nHost: localhost\r\n${headers}Connection: close\r\n\r\n`,
           'latin1',
         ),
       );

@@ -267,7 +267,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     socket.on('data', () => {});
     const closed = new Promise((resolve) => socket.on('close', resolve));
     socket.write(
-      'POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+      'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
     );
     // The client sends its FIN before the body is whole: it has left.
     const left = performance.now();
@@ -303,14 +303,14 @@ describe('gateway observability: request ids, trace context, metrics, health (in
   it('counts a request the HTTP parser refuses (_OTHER, unmatched, its status) and a refused method on its own page by the page', async () => {
     const port = await gateway();
     const raw = (text: string) => rawHead(port, text);
-    expect(await raw('GET /goods HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
-    expect(await raw(`GET /goods HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
+    expect(await raw('GET /goods HTTP/1.1\r\nHost: localhost\r\nNot a header\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw(`GET /goods HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
       /^HTTP\/1\.1 431/,
     );
     expect((await http(port, 'POST', '/status')).status).toBe(405);
     // A bad body of a request already answered (404, its body unread) is that request's, counted once.
     expect(
-      await raw('POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n'),
+      await raw('POST /nowhere HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n'),
     ).toMatch(/^HTTP\/1\.1 404/);
     const text = (await http(port, 'GET', '/metrics')).body;
     const malformed = { http_request_method: '_OTHER', http_route: 'unmatched' };
@@ -354,7 +354,7 @@ describe('gateway observability: request ids, trace context, metrics, health (in
     expect(noHost).toMatch(/^HTTP\/1\.1 400/);
     expect(noHost).toMatch(/\r\nx-request-id: no-host-1(\r\n|$)/i);
     const expectation = await raw(
-      'GET /goods HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nX-Request-Id: expect-1\r\n\r\n',
+      'GET /goods HTTP/1.1\r\nHost: localhost\r\nExpect: foo\r\nX-Request-Id: expect-1\r\n\r\n',
     );
     expect(expectation).toMatch(/^HTTP\/1\.1 417/);
     expect(expectation).toMatch(/\r\nx-request-id: expect-1(\r\n|$)/i);

@@ -161,7 +161,7 @@ async function stalledLists(port: number, count: number, path = '/goods'): Promi
   );
   for (const socket of sockets) {
     socket.on('error', () => {});
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
   }
   await Promise.all(firstBytes);
   for (const socket of sockets) socket.pause();
@@ -368,7 +368,7 @@ describe('the gateway following pages', () => {
     const socket = connect(port, '127.0.0.1');
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     socket.on('error', () => {});
-    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write('GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n');
     socket.pause();
     await vi.waitFor(
       () =>
@@ -521,7 +521,7 @@ describe('the gateway following pages', () => {
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     socket.on('error', () => {});
     socket.pause();
-    socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16));
+    socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(16));
     await vi.waitFor(
       () =>
         expect(warnings()).toContainEqual(
@@ -552,7 +552,7 @@ describe('the gateway following pages', () => {
     socket.on('data', (chunk: Buffer) => {
       text += chunk.toString('utf8');
     });
-    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(3));
+    socket.write('GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(3));
     await vi.waitFor(() => expect(text.match(/\]\}(?=\r\n0\r\n\r\n)/g) ?? []).toHaveLength(3), {
       timeout: 10_000,
       interval: 50,
@@ -574,7 +574,7 @@ describe('the gateway following pages', () => {
     const socket = connect(started.port, '127.0.0.1');
     socket.on('error', () => {});
     socket.write(
-      'GET /goods?page_size=999 HTTP/1.1\r\nHost: x\r\n\r\nGET /goods HTTP/1.1\r\nHost: x\r\n\r\n',
+      'GET /goods?page_size=999 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n',
     );
     await new Promise((resolve) => setTimeout(resolve, 500));
     socket.destroy();
@@ -597,7 +597,7 @@ describe('the gateway following pages', () => {
       closed = true;
     });
     socket.on('error', () => {});
-    socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(8));
+    socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(8));
     // About 8.5 MB, a socket buffer at a time every 5 ms: longer than 400 ms in all, never 400 ms idle.
     // (How slow a reader may be depends on how much the kernel takes at a time: see writeInSlices.)
     let received = 0;

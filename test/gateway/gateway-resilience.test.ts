@@ -52,7 +52,7 @@ describe('gateway under hostile or unlucky clients', () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const response = await raw(
       port,
-      'POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n\r\n{"name":',
+      'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n\r\n{"name":',
     );
     expect(response).toMatch(/^HTTP\/1\.1 413 Payload Too Large\r\n/);
     expect(response).toMatch(/\r\nConnection: close\r\n/i);
@@ -160,7 +160,7 @@ describe('gateway under hostile or unlucky clients', () => {
       });
       const piece = ' '.repeat(1024);
       socket.write(
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${`400\r\n${piece}\r\n`.repeat(4)}0\r\n\r\n`,
+        `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${`400\r\n${piece}\r\n`.repeat(4)}0\r\n\r\n`,
       );
     });
     const head = result.received.slice(0, result.received.indexOf('\r\n\r\n'));
@@ -174,7 +174,7 @@ describe('gateway under hostile or unlucky clients', () => {
     const { port } = await gateway({ bodyLimitBytes: 1024 });
     const refused = await raw(
       port,
-      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n',
+      'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n',
     );
     expect(refused).toMatch(/^HTTP\/1\.1 413 /);
     expect(refused).not.toContain('100 Continue');
@@ -191,7 +191,7 @@ describe('gateway under hostile or unlucky clients', () => {
         }
       });
       socket.write(
-        `POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\nExpect: 100-continue\r\n\r\n`,
+        `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\nExpect: 100-continue\r\n\r\n`,
       );
     });
     expect(accepted).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
@@ -212,7 +212,7 @@ describe('gateway under hostile or unlucky clients', () => {
     const oversized = await raw(port, `GET /goods HTTP/1.1\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`);
     expect(oversized).toMatch(/^HTTP\/1\.1 431 /);
     // A URL over the limit for the whole head is one too long (RFC 9110: 414), not headers.
-    const longUrl = await raw(port, `GET /goods?${'q'.repeat(20_000)} HTTP/1.1\r\nHost: g\r\n\r\n`);
+    const longUrl = await raw(port, `GET /goods?${'q'.repeat(20_000)} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
     expect(longUrl).toMatch(/^HTTP\/1\.1 414 URI Too Long\r\n/);
     expect(rawBody(longUrl)).toBe('{"key":null,"errorcode":1,"errormessage":"The request URL is too long"}');
     // One that arrives in pieces, the limit passed in a piece that is not its start: 431 still.
@@ -236,13 +236,13 @@ describe('gateway under hostile or unlucky clients', () => {
     for (let count = 0; count < 20; count++) {
       const socket = await open(port);
       socket.write(
-        'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
+        'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na',
       );
       socket.destroy();
     }
     const chunked = await open(port);
     chunked.write(
-      'POST /goods HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n',
+      'POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"na\r\n',
     );
     chunked.end();
     expect((await httpJson(port, 'GET', '/goods')).status).toBe(200);
@@ -276,7 +276,7 @@ describe('gateway under hostile or unlucky clients', () => {
    * split across reads, answers sent meanwhile would free slots, so only the shape is certain.
    */
   async function pipelinedThousand(port: number, path: string): Promise<number> {
-    const answers = await raw(port, `GET ${path} HTTP/1.1\r\nHost: gateway\r\n\r\n`.repeat(1_000));
+    const answers = await raw(port, `GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`.repeat(1_000));
     const statuses = [...answers.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
     expect(statuses.at(-1)).toBe(503);
     expect(statuses.slice(0, -1)).toEqual(Array(statuses.length - 1).fill(200));
@@ -318,7 +318,7 @@ describe('gateway under hostile or unlucky clients', () => {
   it('holds at most its body budget of bytes received: past it a body is 503, and the budget comes back', async () => {
     const { port } = await gateway({ bodyLimitBytes: 1_024, bodyBudgetBytes: 4_092 });
     const upload = (bytes: number) =>
-      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n${' '.repeat(bytes)}`;
+      `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n${' '.repeat(bytes)}`;
     const stalled: Socket[] = [];
     try {
       // Declared lengths hold nothing until their bytes come: ten uploads that send none.
@@ -385,7 +385,7 @@ describe('gateway under hostile or unlucky clients', () => {
     socket.on('data', (chunk: Buffer) => {
       answer += chunk.toString('latin1');
     });
-    socket.write('GET /goods HTTP/1.1\r\nHost: x\r\n');
+    socket.write('GET /goods HTTP/1.1\r\nHost: localhost\r\n');
     await new Promise((resolve) => socket.on('close', resolve));
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     const metrics = (await http(port, 'GET', '/metrics')).body;
@@ -474,7 +474,7 @@ describe('gateway under hostile or unlucky clients', () => {
       socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
     });
     socket.write(
-      `POST /goods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS.slice(0, 5)}`,
+      `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS.slice(0, 5)}`,
     );
     await new Promise((resolve) => setTimeout(resolve, 50));
     const stopping = started.stop();
@@ -527,8 +527,8 @@ describe('gateway under hostile or unlucky clients', () => {
     const calls = goods.calls.CreateGoods ?? 0;
     const answers = await raw(
       port,
-      'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n' +
-        `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+      'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n' +
+        `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
     );
     expect([...answers.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1])).toEqual(['200']);
     expect(answers).toMatch(/\r\nConnection: close\r\n/i);
@@ -555,7 +555,7 @@ describe('gateway under hostile or unlucky clients', () => {
     });
     const closed = new Promise((resolve) => socket.on('close', resolve));
     // Two GETs: a POST is worked on alone (RFC 9112, section 9.3.2), never beside another request.
-    socket.write('GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n'.repeat(2));
+    socket.write('GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(2));
     // Both are with goods (two are worked on at once) when the drain begins.
     await vi.waitFor(() => expect(held).toHaveLength(2));
     void started.drain();

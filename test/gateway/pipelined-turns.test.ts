@@ -11,7 +11,7 @@ import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
 // safe (POST, DELETE) alone.
 
 const ROW = { id: 1, name: 'test Goods', category: 'tests', price: 1000, description: 'test' };
-const LIST_GOODS = 'GET /goods HTTP/1.1\r\nHost: gateway\r\n\r\n';
+const LIST_GOODS = 'GET /goods HTTP/1.1\r\nHost: localhost\r\n\r\n';
 const GOODS = JSON.stringify({ name: 'n', category: 'c', price: 1, description: 'd' });
 
 /** A connection that collects what it reads: `statuses()` are the answers' status codes so far. */
@@ -108,15 +108,15 @@ describe('requests pipelined on one connection', () => {
   it.each([
     [
       'a body',
-      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+      `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
     ],
     [
       'a chunked body',
-      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${GOODS.length.toString(16)}\r\n${GOODS}\r\n0\r\n\r\n`,
+      `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${GOODS.length.toString(16)}\r\n${GOODS}\r\n0\r\n\r\n`,
     ],
     [
       'Expect: 100-continue',
-      `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
+      `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`,
     ],
   ])(
     'a request with %s reaches its turn after the requests behind it, and all are answered in order',
@@ -126,8 +126,8 @@ describe('requests pipelined on one connection', () => {
       const { port } = await gateway();
       answerCall = () => new Promise<void>((resolve) => setTimeout(resolve, 30));
       const client = pipeliningClient(port);
-      const health = 'GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n';
-      const missing = 'GET /nowhere HTTP/1.1\r\nHost: gateway\r\n\r\n';
+      const health = 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n';
+      const missing = 'GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n';
       client.socket.write(LIST_GOODS + LIST_GOODS + post + missing + health + LIST_GOODS);
       const finals = () => client.statuses().filter((code) => code !== 100);
       await vi.waitFor(() => expect(finals()).toHaveLength(6), { timeout: 5_000, interval: 20 });
@@ -148,7 +148,7 @@ describe('requests pipelined on one connection', () => {
     answerCall = () => new Promise<void>((resolve) => held.push(resolve));
     const count = (method: string) => goods.calls[method] ?? 0;
     const [lists, creates] = [count('ListGoods'), count('CreateGoods')];
-    const post = `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
+    const post = `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
     const client = pipeliningClient(port);
     client.socket.write(LIST_GOODS + post + LIST_GOODS);
     await vi.waitFor(() => expect(count('ListGoods') - lists).toBe(1));
@@ -173,7 +173,7 @@ describe('requests pipelined on one connection', () => {
     const calls = holdCalls();
     const client = pipeliningClient(port);
     // OPTIONS with a body is answered at once, with Connection: close (its body is not read).
-    const closing = 'OPTIONS /goods HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{}';
+    const closing = 'OPTIONS /goods HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}';
     client.socket.write(LIST_GOODS + LIST_GOODS + closing + LIST_GOODS + LIST_GOODS);
     await vi.waitFor(() => expect(calls.made()).toBe(2));
     calls.releaseAll();
@@ -190,7 +190,7 @@ describe('requests pipelined on one connection', () => {
     answerCall = (method) =>
       method === 'ListGoods' ? new Promise<void>((resolve) => setTimeout(resolve, 200)) : undefined;
     const client = pipeliningClient(port);
-    const expecting = `POST /goods HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
+    const expecting = `POST /goods HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${GOODS.length}\r\n\r\n${GOODS}`;
     client.socket.write(LIST_GOODS + expecting + LIST_GOODS);
     await vi.waitFor(() => expect(client.statuses()).toHaveLength(4), { timeout: 5_000, interval: 20 });
     expect(client.statuses()).toEqual([200, 100, 200, 200]);
@@ -207,7 +207,7 @@ describe('requests pipelined on one connection', () => {
     const calls = holdCalls();
     const client = pipeliningClient(port);
     // A page behind them is answered at once, and waits behind their answers as well.
-    client.socket.write(`${LIST_GOODS.repeat(2)}GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n`);
+    client.socket.write(`${LIST_GOODS.repeat(2)}GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n`);
     await vi.waitFor(() => expect(calls.made()).toBe(2));
     client.socket.destroy();
     await vi.waitFor(() => expect(calls.cancelled()).toBe(2));
@@ -230,7 +230,7 @@ describe('requests pipelined on one connection', () => {
     const { port } = await gateway();
     const calls = holdCalls();
     const client = pipeliningClient(port);
-    client.socket.write(`${LIST_GOODS}GET /%ZZ HTTP/1.1\r\nHost: gateway\r\n\r\n`);
+    client.socket.write(`${LIST_GOODS}GET /%ZZ HTTP/1.1\r\nHost: localhost\r\n\r\n`);
     await vi.waitFor(() => expect(calls.made()).toBe(1));
     await new Promise((resolve) => setTimeout(resolve, 50));
     client.socket.destroy();

@@ -1,0 +1,95 @@
+import { isIP } from 'node:net';
+import { ConfigError } from '../common/config.js';
+
+// DNS rebinding: a web page on attacker.example, whose name then resolves to a gateway's address
+// (127.0.0.1 on a laptop running `npm start`, 10.0.0.3 inside a network), calls the REST API as
+// same-origin requests: CORS never applies, and the page read /status.json and purchases and
+// deleted members. Such requests carry the attacker's name in Host. A gateway answers only the names
+// it is known by: any IP literal and localhost (a page cannot rebind those), the machine's own host
+// name, and the names its operator lists; any other Host is 421 Misdirected Request.
+
+/** A host name as `--allowed-hosts` takes it: DNS labels, `.` before a whole domain. */
+const NAME =
+  /^\.?(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
+
+/** The names a gateway answers besides IP literals and localhost. */
+export class HostAllowlist {
+  readonly #any: boolean;
+  readonly #names: ReadonlySet<string>;
+  /** Domains whose every name is allowed, each with its leading dot (".shop.example"). */
+  readonly #domains: readonly string[];
+
+  /** `entries`: as parseAllowedHosts gives them; `ownNames`: the machine's host name(s). */
+  constructor(entries: readonly string[], ownNames: readonly string[] = []) {
+    this.#any = entries.includes('*');
+    this.#names = new Set([
+      ...entries.filter((entry) => !entry.startsWith('.')),
+      ...ownNames.map(normalName),
+    ]);
+    this.#domains = entries.filter((entry) => entry.startsWith('.'));
+  }
+
+  /**
+   * Whether a request with this Host header is answered. None at all (HTTP/1.0, which no browser
+   * sends) is: the gateway refuses a missing one in HTTP/1.1 before this.
+   */
+  allows(host: string | undefined): boolean {
+    if (this.#any || host === undefined) return true;
+    const name = hostName(host);
+    if (name === undefined) return false;
+    if (name.startsWith('[') || isIP(name) !== 0) return true;
+    if (name === 'localhost' || name.endsWith('.localhost')) return true;
+    if (this.#names.has(name)) return true;
+    return this.#domains.some((domain) => name.endsWith(domain) || name === domain.slice(1));
+  }
+}
+
+/** The host of a Host header (`name[:port]`, `[v6]:port`), lower case and without a final dot. */
+function hostName(host: string): string | undefined {
+  let name = host.trim().toLowerCase();
+  if (name.startsWith('[')) {
+    const end = name.indexOf(']');
+    if (end < 0) return undefined;
+    const literal = name.slice(1, end);
+    return isIP(literal) === 6 ? `[${literal}]` : undefined;
+  }
+  const colon = name.lastIndexOf(':');
+  if (colon >= 0) {
+    if (!/^[0-9]*$/.test(name.slice(colon + 1))) return undefined;
+    name = name.slice(0, colon);
+  }
+  return normalName(name);
+}
+
+function normalName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+/**
+ * `--allowed-hosts`: host names, comma-separated, `.shop.example` for a domain and its every name,
+ * `*` for any Host; empty: none beyond IP literals, localhost and the machine's own name.
+ */
+export function parseAllowedHosts(value: string, source: string): readonly string[] {
+  const entries = value
+    .split(',')
+    .map((entry) => normalName(entry.trim()))
+    .filter((entry) => entry.length > 0);
+  if (value.trim() !== '' && entries.length === 0) {
+    throw new ConfigError(
+      `${source}: "${value}" names no host; give names such as shop.example, or * for any`,
+    );
+  }
+  if (entries.includes('*')) {
+    if (entries.length > 1) throw new ConfigError(`${source}: "*" allows any Host and goes alone`);
+    return Object.freeze(['*']);
+  }
+  for (const entry of entries) {
+    if (!NAME.test(entry)) {
+      throw new ConfigError(
+        `${source}: expected host names such as shop.example or .shop.example (a domain and its names), without scheme or port, got "${entry}"`,
+      );
+    }
+  }
+  return Object.freeze(entries);
+}

@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HostAllowlist } from '../../src/gateway/host-allowlist.js';
+import { raw, rawBody } from '../helpers/http.js';
+import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
+import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
+
+describe('HostAllowlist', () => {
+  it('answers IP literals, localhost and the names given, by Host with or without a port', () => {
+    const allowlist = new HostAllowlist(['shop.example', '.internal.example'], ['Build-Host']);
+    for (const host of [
+      '127.0.0.1',
+      '127.0.0.1:8000',
+      '10.0.0.3:8000',
+      '[::1]:8000',
+      '[fe80::1]',
+      'localhost',
+      'LOCALHOST:8000',
+      'app.localhost:8000',
+      'shop.example',
+      'Shop.Example.:8000',
+      'internal.example',
+      'api.internal.example',
+      'build-host:8000',
+    ]) {
+      expect(allowlist.allows(host), host).toBe(true);
+    }
+    for (const host of [
+      'attacker.example',
+      'attacker.example:8000',
+      'evilinternal.example',
+      'shop.example.attacker.example',
+      '127.0.0.1.nip.io',
+      'localhost.attacker.example',
+      '[not-an-ip]:8000',
+      'shop.example:http',
+      '',
+    ]) {
+      expect(allowlist.allows(host), host).toBe(false);
+    }
+    // HTTP/1.0 without Host: no browser sends it.
+    expect(allowlist.allows(undefined)).toBe(true);
+    expect(new HostAllowlist(['*']).allows('anything.example')).toBe(true);
+  });
+});
+
+describe('gateway: a Host it is not known by (DNS rebinding)', () => {
+  const closer = new Closer();
+  let goods: FakeGoods;
+  let port: number;
+  let allowingPort: number;
+
+  beforeAll(async () => {
+    const distributor = (await startDistributor(closer)).address;
+    goods = await startFakeGoods(closer, distributor, {}, []);
+    const started = await startGateway(closer, distributor);
+    port = started.port;
+    const allowing = await startGateway(closer, distributor, { allowedHosts: ['shop.example'] });
+    allowingPort = allowing.port;
+    await waitForRoute(started.gateway, 'GET /goods', 1);
+    await waitForRoute(allowing.gateway, 'GET /goods', 1);
+  });
+  afterAll(() => closer.closeAll());
+
+  const request = (onPort: number, line: string, host: string) =>
+    raw(onPort, `${line} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+
+  it('is answered 421 with the envelope, on every path, and no service is called', async () => {
+    const before = { ...goods.calls };
+    for (const line of [
+      'GET /goods',
+      'POST /goods',
+      'GET /status.json',
+      'GET /metrics',
+      'GET /openapi.json',
+    ]) {
+      const answer = await request(port, line, 'attacker.example:8000');
+      expect(answer, line).toMatch(/^HTTP\/1\.1 421 /);
+      expect(JSON.parse(rawBody(answer)), line).toEqual({
+        key: null,
+        errorcode: 1,
+        errormessage:
+          'This gateway does not answer to the host name in Host: add it to --allowed-hosts (GATEWAY_ALLOWED_HOSTS), or call it by IP address or localhost',
+      });
+    }
+    expect(goods.calls).toEqual(before);
+  });
+
+  it('answers by IP address, localhost, and the names --allowed-hosts gives', async () => {
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]) {
+      expect(await request(port, 'GET /goods', host), host).toMatch(/^HTTP\/1\.1 200 /);
+    }
+    expect(await request(port, 'GET /goods', 'shop.example')).toMatch(/^HTTP\/1\.1 421 /);
+    expect(await request(allowingPort, 'GET /goods', 'shop.example:8000')).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await request(allowingPort, 'GET /healthz', 'attacker.example')).toMatch(/^HTTP\/1\.1 421 /);
+  });
+});
