@@ -61,10 +61,9 @@ describe('gateway: requests followed or cut by bytes that are not HTTP', () => {
     // Two Host lines are 400 too (RFC 9112, section 3.2), in any version: Node would keep the first.
     for (const version of ['1.1', '1.0']) {
       const [twoHosts] = answers(
-        (await raw(port, `GET /goods HTTP/${version}\r\nHost: localhost\r\nHost: other.example\r\n\r\n`)).replace(
-          /^HTTP\/1\.0 /,
-          'HTTP/1.1 ',
-        ),
+        (
+          await raw(port, `GET /goods HTTP/${version}\r\nHost: localhost\r\nHost: other.example\r\n\r\n`)
+        ).replace(/^HTTP\/1\.0 /, 'HTTP/1.1 '),
       );
       expect(twoHosts, version).toMatchObject({
         status: 400,

@@ -303,14 +303,18 @@ describe('gateway observability: request ids, trace context, metrics, health (in
   it('counts a request the HTTP parser refuses (_OTHER, unmatched, its status) and a refused method on its own page by the page', async () => {
     const port = await gateway();
     const raw = (text: string) => rawHead(port, text);
-    expect(await raw('GET /goods HTTP/1.1\r\nHost: localhost\r\nNot a header\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
-    expect(await raw(`GET /goods HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
-      /^HTTP\/1\.1 431/,
+    expect(await raw('GET /goods HTTP/1.1\r\nHost: localhost\r\nNot a header\r\n\r\n')).toMatch(
+      /^HTTP\/1\.1 400/,
     );
+    expect(
+      await raw(`GET /goods HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`),
+    ).toMatch(/^HTTP\/1\.1 431/);
     expect((await http(port, 'POST', '/status')).status).toBe(405);
     // A bad body of a request already answered (404, its body unread) is that request's, counted once.
     expect(
-      await raw('POST /nowhere HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n'),
+      await raw(
+        'POST /nowhere HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n',
+      ),
     ).toMatch(/^HTTP\/1\.1 404/);
     const text = (await http(port, 'GET', '/metrics')).body;
     const malformed = { http_request_method: '_OTHER', http_route: 'unmatched' };

@@ -338,7 +338,9 @@ describe('the gateway traced in-process: trace context, request ids, retries, pa
         answer += chunk.toString('latin1');
       });
       await new Promise((resolve) => socket.once('connect', resolve));
-      socket.write('GET /goods HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: a\u0001b\r\nConnection: close\r\n\r\n');
+      socket.write(
+        'GET /goods HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: a\u0001b\r\nConnection: close\r\n\r\n',
+      );
       await vi.waitFor(() => expect(answer).toContain('\r\n\r\n'));
       socket.destroy();
       // Node's parser refuses it before it is a request.

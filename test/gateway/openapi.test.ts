@@ -230,7 +230,21 @@ describe('the OpenAPI document of the shop', () => {
     const document = shopDocument();
     const statuses = (method: string, path: string) =>
       Object.keys(operation(document, method, path).responses).sort();
-    const always = ['400', '404', '405', '408', '414', '421', '429', '431', '500', '501', '502', '503', '504'];
+    const always = [
+      '400',
+      '404',
+      '405',
+      '408',
+      '414',
+      '421',
+      '429',
+      '431',
+      '500',
+      '501',
+      '502',
+      '503',
+      '504',
+    ];
     expect(statuses('GET', '/goods')).toEqual(['200', ...always].sort());
     expect(statuses('DELETE', '/goods')).toEqual(['200', '409', '422', ...always].sort());
     expect(statuses('POST', '/goods')).toEqual(['200', '409', '413', '415', '422', ...always].sort());
