@@ -39,6 +39,12 @@ export interface TestNetwork {
 
 const IP_TIMEOUT_MS = 10_000;
 
+/**
+ * The start of every namespace's name: `shop` unless SHOP_TEST_NETNS_PREFIX says otherwise, so that
+ * whoever shares the host (several runs, several people) can tell theirs apart, and remove them.
+ */
+const NAMESPACE_PREFIX = process.env.SHOP_TEST_NETNS_PREFIX || 'shop';
+
 function ip(args: readonly string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', timeout: IP_TIMEOUT_MS, stdio: 'pipe' });
 }
@@ -58,7 +64,7 @@ function messageOf(error: unknown): string {
 export function netnsUnavailableReason(): string | undefined {
   if (process.platform !== 'linux') return `network namespaces need Linux, not ${process.platform}`;
   if (process.getuid?.() !== 0) return 'not root, and creating network namespaces needs root';
-  const probe = `shop-${process.pid}-probe`;
+  const probe = `${NAMESPACE_PREFIX}-${process.pid}-probe`;
   try {
     ip(['netns', 'add', probe]);
   } catch (error) {
@@ -76,7 +82,7 @@ export function netnsUnavailableReason(): string | undefined {
  * before the error is thrown. A process exit also removes it, in case the test's cleanup never ran.
  */
 export function createTestNetwork(hosts: Readonly<Record<string, string>>): TestNetwork {
-  const base = `shop-${process.pid}`;
+  const base = `${NAMESPACE_PREFIX}-${process.pid}`;
   const namespace = (host: string): string => {
     if (!(host in hosts)) throw new Error(`createTestNetwork: no host "${host}"`);
     return `${base}-${host}`;
