@@ -20,10 +20,23 @@ export class SocketClosingCredentials extends ChannelCredentials {
    * a call fails, and a warning about a channel that never connected needs it.
    */
   lastHandshakeFailure: string | undefined;
+  /**
+   * Told when this side ended a connection made (secured, when secure) and its peer said nothing
+   * back within PEER_CLOSE_WAIT_MS: neither its own end (a live peer answers a FIN with its own at
+   * once) nor a reset, and destroySockets did not end it. That is grpc-js giving up on the
+   * connection while its peer is silent: a keepalive ping left unanswered for the keepalive timeout.
+   * grpc-js then ends its side and leaves the socket half open, for minutes, to a host that drops
+   * packets; a close of grpc-js's own (an idle channel) is answered, and a peer's (a restart, a
+   * GOAWAY) comes from it.
+   */
+  readonly #onSilentClose: (() => void) | undefined;
+  /** Sockets destroySockets closed: their end says nothing of the peer. */
+  readonly #destroyed = new WeakSet<Socket>();
 
-  constructor(inner: ChannelCredentials) {
+  constructor(inner: ChannelCredentials, onSilentClose?: () => void) {
     super();
     this.#inner = inner;
+    this.#onSilentClose = onSilentClose;
   }
 
   override _isSecure(): boolean {
@@ -44,8 +57,17 @@ export class SocketClosingCredentials extends ChannelCredentials {
         socket.once('close', () => this.#sockets.delete(socket));
         const secured = connector.connect(socket);
         secured.then(
-          () => {
+          ({ socket: connection }) => {
             this.lastHandshakeFailure = undefined;
+            if (this.#onSilentClose === undefined) return;
+            const onSilentClose = this.#onSilentClose;
+            connection.once('finish', () => {
+              const wait = setTimeout(() => {
+                const answered = connection.readableEnded || connection.errored !== null;
+                if (!answered && !this.#destroyed.has(socket)) onSilentClose();
+              }, PEER_CLOSE_WAIT_MS);
+              wait.unref();
+            });
           },
           (error: unknown) => {
             this.lastHandshakeFailure = handshakeFailureOf(error);
@@ -68,10 +90,20 @@ export class SocketClosingCredentials extends ChannelCredentials {
 
   /** Ends every connection of the channel still open: for a channel closed while it connects. */
   destroySockets(): void {
-    for (const socket of this.#sockets) socket.destroy();
+    for (const socket of this.#sockets) {
+      this.#destroyed.add(socket);
+      socket.destroy();
+    }
     this.#sockets.clear();
   }
 }
+
+/**
+ * How long a peer has to answer this side's end of a connection (with its own end, or a reset)
+ * before it is taken for silent (see SocketClosingCredentials' onSilentClose): a round trip, with
+ * room for a busy peer.
+ */
+const PEER_CLOSE_WAIT_MS = 1_000;
 
 /**
  * An error of a handshake in a few words: OpenSSL's reason ("wrong version number") where it gives

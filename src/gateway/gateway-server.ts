@@ -109,8 +109,9 @@ export interface GatewayOptions {
   unservedRouteReadyAfterMs?: number;
   /**
    * How long a connection to an instance may take before a new one is tried; an instance out of
-   * reach this long more is passed over, and a route whose every instance is so answered 503 at
-   * once (see InstancePoolOptions.connectTimeoutMs and outOfReach). Default 10,000
+   * reach this long more (or at all, once a connection to it went silent) is passed over, and a
+   * route whose every instance is so answered 503 at once (see InstancePoolOptions.connectTimeoutMs
+   * and outOfReach). Default 10,000
    * (UPSTREAM_CONNECT_TIMEOUT_MS).
    */
   upstreamConnectTimeoutMs?: number;
@@ -406,6 +407,11 @@ class GatewayServer implements Gateway {
         this.#log.warn(
           { event: 'upstream-silent-connection', upstream: upstream.key, silentMs },
           `${upstream.key} sent nothing for ${silentMs} ms after a health check that followed a call's deadline: its connection is taken for dead and closed, with the calls on it`,
+        ),
+      onKeepaliveLoss: (upstream) =>
+        this.#log.warn(
+          { event: 'upstream-keepalive-loss', upstream: upstream.key },
+          `${upstream.key} left a keepalive ping unanswered: its connection is closed, and it is out of reach until a new one is made (requests only it serves are answered 503 at once)`,
         ),
     });
     this.#table = new RouteTable({

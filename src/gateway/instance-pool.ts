@@ -33,7 +33,8 @@ export interface Upstream {
   inFlight: number;
   /**
    * Since when (performance.now()) this gateway has failed to connect to the instance: set when a
-   * connection attempt failed or outlasted the connect timeout, cleared once a channel is connected.
+   * connection attempt failed or outlasted the connect timeout, or a connection was given up on for
+   * its silence (see wentSilent), cleared once a channel is connected.
    * The distributor may well list an instance this gateway cannot reach (a partition between the two
    * only): its routes then fail every call here, which readiness must say.
    */
@@ -41,8 +42,18 @@ export interface Upstream {
   /** Whether a health check is asking the instance if its connection still answers (one at a time). */
   checkingSilence: boolean;
   /**
+   * Whether a connection to the instance was given up on for its silence since the last channel
+   * connected: keepalive closed it (a ping unanswered for the keepalive timeout), or it brought
+   * nothing after a health check that followed a call's deadline (see silentConnectionCutMs).
+   * Cleared once a channel is connected. The host was then heard from by no means for seconds:
+   * waiting out the connect timeout again before its requests are answered at once only made each
+   * client wait its deadline (see outOfReach).
+   */
+  wentSilent: boolean;
+  /**
    * How long the instance may stay unreachable (see unreachableSince) before calls are no longer
-   * handed to it (see {@link outOfReach}): the pool's connect timeout.
+   * handed to it (see {@link outOfReach}): the pool's connect timeout; not waited once a connection
+   * to it went silent (see wentSilent).
    */
   readonly outOfReachAfterMs: number;
 }
@@ -60,18 +71,28 @@ export function canTakeCalls(upstream: Upstream): boolean {
 
 /**
  * Whether this gateway has been unable to reach the instance for longer than its connect timeout
- * (unreachableSince, the same mark as /readyz and /status read) and cannot take a call now: a
- * partition, a host down. A call handed to it would not fail at once: grpc-js queues calls on a
+ * (unreachableSince, the same mark as /readyz and /status read), or at all since a connection to it
+ * went silent (wentSilent), and cannot take a call now: a partition, a host down. A call handed to it would not fail at once: grpc-js queues calls on a
  * channel that is connecting, and a connection attempt to a host that drops packets lasts until the
  * connect timeout replaces the channel (the calls then fail UNAVAILABLE) or the call's deadline
  * passes (504): each client waited up to the deadline for an answer the gateway could give at once.
  * Not before the connect timeout: a fresh channel (never failed) or an instance that just dropped
- * (a restart, a blip) may connect in a moment, and its calls would then be served. The channel goes
- * on reconnecting meanwhile; once it is READY the instance takes calls again at once.
+ * (a restart, a blip) may connect in a moment, and its calls would then be served. A restarted
+ * instance closed its connection (the peer's FIN or reset), which is no silence: it keeps that
+ * grace. One whose connection went silent has had it already: keepalive waited 5 s for a ping's
+ * answer, or the gateway 3 s for a byte after a call's deadline (a blip, an event loop blocked for a
+ * moment, lasts less, and its connection is kept). Counted from then, the partition was answered
+ * at once only 16 to 26 s after it began (measured in namespaces), every request meanwhile
+ * answered 504 at its deadline. The channel goes on reconnecting meanwhile; once it is READY the
+ * instance takes calls again at once.
  */
 export function outOfReach(upstream: Upstream, nowMs: number): boolean {
   const since = upstream.unreachableSince;
-  return since !== undefined && nowMs - since >= upstream.outOfReachAfterMs && !canTakeCalls(upstream);
+  return (
+    since !== undefined &&
+    (upstream.wentSilent || nowMs - since >= upstream.outOfReachAfterMs) &&
+    !canTakeCalls(upstream)
+  );
 }
 
 /**
@@ -149,6 +170,11 @@ export interface InstancePoolOptions {
   onUnansweredCheck?: (upstream: Upstream, timeoutMs: number) => void;
   /** Told when a connection brought nothing after its health check and was closed, to say so. */
   onSilentConnection?: (upstream: Upstream, silentMs: number) => void;
+  /**
+   * Told when keepalive closed an instance's connection (a ping unanswered) and the instance has no
+   * other, to say so: it is out of reach until a new one is made (see Upstream.wentSilent).
+   */
+  onKeepaliveLoss?: (upstream: Upstream) => void;
 }
 
 /** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
@@ -218,6 +244,7 @@ export class InstancePool {
   readonly #silentConnectionCutMs: number;
   readonly #onUnansweredCheck: (upstream: Upstream, timeoutMs: number) => void;
   readonly #onSilentConnection: (upstream: Upstream, silentMs: number) => void;
+  readonly #onKeepaliveLoss: (upstream: Upstream) => void;
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   /**
@@ -242,6 +269,7 @@ export class InstancePool {
     );
     this.#onUnansweredCheck = options.onUnansweredCheck ?? (() => {});
     this.#onSilentConnection = options.onSilentConnection ?? (() => {});
+    this.#onKeepaliveLoss = options.onKeepaliveLoss ?? (() => {});
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -253,8 +281,11 @@ export class InstancePool {
       upstream = [...this.#leaving].find((candidate) => candidate.key === key);
       if (upstream) this.#leaving.delete(upstream);
       else {
-        const client = this.#client(name, address);
-        upstream = {
+        let made: Upstream | undefined;
+        const client = this.#client(name, address, (closed) => {
+          if (made) this.#wentSilent(made, closed, 'keepalive');
+        });
+        made = upstream = {
           key,
           name,
           address,
@@ -263,6 +294,7 @@ export class InstancePool {
           inFlight: 0,
           unreachableSince: undefined,
           checkingSilence: false,
+          wentSilent: false,
           outOfReachAfterMs: this.#connectTimeoutMs,
         };
         this.#connect(upstream);
@@ -276,8 +308,8 @@ export class InstancePool {
    * A client of its own, on a subchannel of its own: grpc-js's shared pool would hand a channel made
    * to replace a hung one the same hung subchannel.
    */
-  #client(name: string, address: string): Client {
-    const credentials = new SocketClosingCredentials(this.#credentialsFor(name));
+  #client(name: string, address: string, onSilentClose: (client: Client) => void): Client {
+    const credentials = new SocketClosingCredentials(this.#credentialsFor(name), () => onSilentClose(client));
     const client = new Client(address, credentials, {
       ...this.#channelOptions,
       ...this.#channelOptionsFor(name),
@@ -345,6 +377,7 @@ export class InstancePool {
       if (state === connectivityState.READY) {
         unconnectedReplacement = false;
         upstream.unreachableSince = undefined;
+        upstream.wentSilent = false;
       } else if (state === connectivityState.TRANSIENT_FAILURE)
         upstream.unreachableSince ??= performance.now();
       if (!unconnected()) {
@@ -387,7 +420,9 @@ export class InstancePool {
   #replaceChannel(upstream: Upstream, fromUnconnected: boolean): void {
     const abandoned = upstream.client;
     upstream.unreachableSince ??= performance.now();
-    upstream.client = this.#client(upstream.name, upstream.address);
+    upstream.client = this.#client(upstream.name, upstream.address, (closed) =>
+      this.#wentSilent(upstream, closed, 'keepalive'),
+    );
     upstream.channel = upstream.client.getChannel();
     this.#connect(upstream, fromUnconnected);
     this.#closeClient(abandoned);
@@ -451,6 +486,7 @@ export class InstancePool {
                 // A byte read since the check shows the instance alive, only held up: its calls complete.
                 if (credentials.bytesRead() !== readBefore) return;
                 credentials.destroySockets();
+                this.#wentSilent(upstream, client, 'cut');
                 this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
               }),
             this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs,
@@ -461,6 +497,27 @@ export class InstancePool {
       this.#silenceCheckTimeoutMs,
     );
     timer.unref();
+  }
+
+  /**
+   * Marks an upstream whose connection made by `client` (its channel's, or one it replaced) was given
+   * up on for its silence, by keepalive or by the cut (see Upstream.wentSilent), unless the instance
+   * is connected again meanwhile, or has left. Keepalive's is told (the cut tells of itself). A
+   * channel made since that connection went silent (after a health check it left unanswered) and
+   * still connecting is replaced: the calls grpc-js queued on it fail at once (503, or a retry
+   * elsewhere), as those that come after them are answered, rather than at their deadline.
+   */
+  #wentSilent(upstream: Upstream, client: Client, by: 'keepalive' | 'cut'): void {
+    if (this.#closed || this.#upstreams.get(upstream.key) !== upstream) return;
+    const state = upstream.channel.getConnectivityState(false);
+    if (state === connectivityState.READY) return;
+    upstream.unreachableSince ??= performance.now();
+    const already = upstream.wentSilent;
+    upstream.wentSilent = true;
+    if (by === 'keepalive' && !already) this.#onKeepaliveLoss(upstream);
+    if (already || client === upstream.client) return;
+    if (state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE)
+      this.#replaceChannel(upstream, false);
   }
 
   /**

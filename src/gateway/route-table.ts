@@ -53,9 +53,9 @@ export class Route {
    * passing over those still connecting or failing to; when none can, the next one as it comes that
    * is not out of reach (a fresh channel's first connection, or an instance that just dropped, may be
    * made in a moment: its call waits for it or fails as grpc-js decides). Undefined when none serves,
-   * or when every serving instance has been out of reach for longer than the connect timeout
-   * (outOfReach): the request is then answered 503 at once, rather than held on a connection attempt
-   * to a host that does not answer until its deadline.
+   * or when every serving instance is out of reach (outOfReach: unreachable for longer than the
+   * connect timeout, or since its connection went silent): the request is then answered 503 at once,
+   * rather than held on a connection attempt to a host that does not answer until its deadline.
    */
   pick(): Instance | undefined {
     const serving = this.serving;

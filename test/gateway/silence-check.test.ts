@@ -3,7 +3,13 @@ import { once } from 'node:events';
 import { connectivityState, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { asIs } from '../../src/common/bytes-method.js';
-import { InstancePool, type InstancePoolOptions, type Upstream } from '../../src/gateway/instance-pool.js';
+import { keepaliveChannelOptions } from '../../src/common/grpc-server.js';
+import {
+  InstancePool,
+  type InstancePoolOptions,
+  outOfReach,
+  type Upstream,
+} from '../../src/gateway/instance-pool.js';
 
 const FIXTURE = new URL('./fixtures/busy-server.mjs', import.meta.url).pathname;
 
@@ -181,4 +187,71 @@ describe("InstancePool's silence check", () => {
       child.kill('SIGCONT');
     }
   }, 15_000);
+
+  /** Pings every 300 ms, each unanswered after 300 ms more: keepalive gives up within a second. */
+  const QUICK_KEEPALIVE = keepaliveChannelOptions({ timeMs: 300, timeoutMs: 300 });
+
+  // A host that goes silent while the gateway is idle on it: keepalive closes the connection and the
+  // next attempt hangs (a stopped process's kernel still takes the TCP connection; a host that
+  // drops packets does not even answer it). The instance counted as unreachable only once that
+  // attempt had outlasted the connect timeout, and out of reach (answered 503 at once) only a
+  // connect timeout later: 25 s into a partition with the defaults, each request meanwhile held to
+  // its deadline.
+  it('takes an instance for out of reach once keepalive gives up on its silent connection, and back once it connects', async () => {
+    const losses: string[] = [];
+    const { child, upstream } = await connectedPool({
+      channelOptions: QUICK_KEEPALIVE,
+      // Connected again at once (the pool's pause between two reconnections of an idle channel is
+      // for a peer that closes every connection at once).
+      idleReconnectIntervalMs: 100,
+      onKeepaliveLoss: (lost) => losses.push(lost.key),
+    });
+
+    child.kill('SIGSTOP');
+    try {
+      // Keepalive's second, and the one its end has for an answer; the connect timeout is 10 s.
+      await vi.waitFor(() => expect(outOfReach(upstream, performance.now())).toBe(true), {
+        timeout: 4_000,
+        interval: 20,
+      });
+      expect({ wentSilent: upstream.wentSilent, losses }).toEqual({
+        wentSilent: true,
+        losses: [upstream.key],
+      });
+    } finally {
+      child.kill('SIGCONT');
+    }
+    await vi.waitFor(
+      () => expect(upstream.channel.getConnectivityState(false)).toBe(connectivityState.READY),
+      { timeout: 5_000, interval: 20 },
+    );
+    expect({
+      outOfReach: outOfReach(upstream, performance.now()),
+      wentSilent: upstream.wentSilent,
+      unreachableSince: upstream.unreachableSince,
+    }).toEqual({ outOfReach: false, wentSilent: false, unreachableSince: undefined });
+  }, 15_000);
+
+  // A restart closes the connection (its kernel ends it): no silence, and the instance, refusing
+  // connections a moment, keeps the connect timeout's grace, so that it is served once it is back.
+  it('keeps the grace for an instance that closed its connection itself (a restart)', async () => {
+    const losses: string[] = [];
+    const { child, upstream } = await connectedPool({
+      channelOptions: QUICK_KEEPALIVE,
+      // Connected again at once (the pool's pause between two reconnections of an idle channel is
+      // for a peer that closes every connection at once).
+      idleReconnectIntervalMs: 100,
+      onKeepaliveLoss: (lost) => losses.push(lost.key),
+    });
+
+    child.kill('SIGKILL');
+    await vi.waitFor(() => expect(upstream.unreachableSince).toBeDefined(), { timeout: 3_000, interval: 20 });
+    // Past the second a peer has to answer a close, and past keepalive's.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect({
+      outOfReach: outOfReach(upstream, performance.now()),
+      wentSilent: upstream.wentSilent,
+      losses,
+    }).toEqual({ outOfReach: false, wentSilent: false, losses: [] });
+  });
 });
