@@ -362,6 +362,7 @@ class GatewayServer implements Gateway {
         restartGraceMs: () => this.#restartGraceMs,
         holdsTemplate: (template) => this.#table.holdsTemplate(template),
         unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
+        outOfReach: (nodeId) => this.#pool.outOfReach(upstreamKeyOfNode(nodeId)),
         connectionLoad: () => ({ ...this.#connections.load(), maxConnections }),
       },
       options.observability,

@@ -65,6 +65,8 @@ export interface GatewayView {
    * lists; undefined while it can (see Upstream.unreachableSince).
    */
   unreachableSince(nodeId: string): number | undefined;
+  /** Whether a node is out of this gateway's reach now: given no call (see outOfReach). */
+  outOfReach(nodeId: string): boolean;
   /** Its REST connections and requests in flight now, and its `--max-connections`. */
   connectionLoad(): { connections: number; requestsInFlight: number; maxConnections: number };
 }
@@ -536,6 +538,9 @@ export class GatewayTelemetry {
       serving: route.serving,
       draining: route.draining,
       rate: rateOf(`${route.method} ${route.template}`),
+      ...(route.serving.length > 0 && route.serving.every((nodeId) => this.#view.outOfReach(nodeId))
+        ? { outOfReach: true as const }
+        : {}),
     }));
     const listed = new Map(routes.map((route) => [`${route.method} ${route.path}`, route]));
     // Traffic to routes no longer listed, and to no route at all, still shows. HEAD has a row of its
@@ -564,9 +569,11 @@ export class GatewayTelemetry {
       windowSeconds: window,
       nodes: this.#nodes.describe(nowMs).map((node) => {
         const since = node.state === 'gone' ? undefined : this.#view.unreachableSince(node.id);
-        return since === undefined
-          ? node
-          : { ...node, unreachableSeconds: Math.round((performance.now() - since) / 1000) };
+        if (since === undefined) return node;
+        const unreachableSeconds = Math.round((performance.now() - since) / 1000);
+        return this.#view.outOfReach(node.id)
+          ? { ...node, unreachableSeconds, outOfReach: true as const }
+          : { ...node, unreachableSeconds };
       }),
       routes,
     };
@@ -738,6 +745,8 @@ export interface RouteStatus {
   readonly draining: readonly string[];
   /** Over the last `windowSeconds`. */
   readonly rate: { requests: number; errors: number; requestsPerSecond: number; errorsPerSecond: number };
+  /** Every serving instance is out of this gateway's reach: its requests are answered 503 at once. */
+  readonly outOfReach?: true;
 }
 
 /** The status page's data (`GET /status.json`). */

@@ -606,6 +606,12 @@ export class InstancePool {
     return this.#upstreams.get(key)?.unreachableSince;
   }
 
+  /** See {@link outOfReach}; false for an instance this pool has no channel to. */
+  outOfReach(key: string): boolean {
+    const upstream = this.#upstreams.get(key);
+    return upstream !== undefined && outOfReach(upstream, performance.now());
+  }
+
   /** The addresses with an open channel, for diagnostics and tests. */
   addresses(): string[] {
     return [...this.#upstreams.values()].map((upstream) => upstream.address);

@@ -25,6 +25,11 @@ export interface NodeStatus {
    * from here meanwhile, though the distributor lists it (a partition, a frozen process).
    */
   readonly unreachableSeconds?: number;
+  /**
+   * Unreachable, and out of reach (see outOfReach in instance-pool.ts): no call is handed to it, and
+   * a route no other instance serves is answered 503 at once rather than at its deadline.
+   */
+  readonly outOfReach?: true;
 }
 
 /** Options of {@link NodeHistory}. */

@@ -113,7 +113,10 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
       }
       if (node.unreachableSeconds != null) {
         row.dataset.unreachable = 'true';
-        stateCell.appendChild(document.createTextNode(' unreachable from this gateway for ' + age(node.unreachableSeconds) + ': passed over'));
+        if (node.outOfReach) row.dataset.outOfReach = 'true';
+        stateCell.appendChild(document.createTextNode(' unreachable from this gateway for ' + age(node.unreachableSeconds) + (node.outOfReach
+          ? ': out of reach, given no call (a route it alone serves is answered 503 at once)'
+          : ': passed over')));
       }
       cell(row, node.address);
       cell(row, age(node.ageSeconds), 'number');
@@ -128,7 +131,10 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
       var row = document.createElement('tr');
       row.dataset.route = route.method + ' ' + route.path;
       cell(row, route.method + ' ' + route.path);
-      cell(row, route.serving.length ? route.serving.join(', ') : route.listed ? 'none' : 'not routed');
+      if (route.outOfReach) row.dataset.outOfReach = 'true';
+      cell(row, route.serving.length
+        ? route.serving.join(', ') + (route.outOfReach ? ' (out of reach: answered 503 at once)' : '')
+        : route.listed ? 'none' : 'not routed');
       cell(row, route.draining.join(', '));
       cell(row, status.metrics ? route.rate.requestsPerSecond.toFixed(2) : 'off', 'number');
       cell(row, status.metrics ? route.rate.errorsPerSecond.toFixed(2) : 'off', 'number');

@@ -169,4 +169,35 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
       'serving unreachable from this gateway for 12 s: passed over',
     );
   });
+
+  it('says which listed nodes are out of reach, and which routes are answered 503 at once for it (the page fed a status as the gateway gives it then)', async () => {
+    const node = {
+      id: 'goods@127.0.0.1:3',
+      address: '127.0.0.1:3',
+      ageSeconds: 40,
+      unreachableSeconds: 9,
+      outOfReach: true,
+    };
+    expect(await stateShownFor(node, 'data-out-of-reach')).toBe(
+      'serving unreachable from this gateway for 9 s: out of reach, given no call (a route it alone serves is answered 503 at once)',
+    );
+    const page = await browser.newPage();
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    const rate = { requests: 0, errors: 0, requestsPerSecond: 0, errorsPerSecond: 0 };
+    status.routes.push(
+      { method: 'GET', path: '/far', listed: true, serving: [node.id], draining: [], rate, outOfReach: true },
+      { method: 'GET', path: '/near', listed: true, serving: [node.id], draining: [], rate },
+    );
+    await page.route('**/status.json', (route) => route.fulfill({ json: status }));
+    await page.goto(`http://127.0.0.1:${port}/status`);
+    const far = page.locator('tr[data-route="GET /far"]');
+    await far.and(page.locator('[data-out-of-reach="true"]')).waitFor({ timeout: 5_000 });
+    expect(await far.locator('td').nth(1).textContent()).toBe(
+      `${node.id} (out of reach: answered 503 at once)`,
+    );
+    const near = page.locator('tr[data-route="GET /near"]');
+    expect(await near.locator('td').nth(1).textContent()).toBe(node.id);
+    expect(await near.getAttribute('data-out-of-reach')).toBeNull();
+    await page.close();
+  });
 });

@@ -101,6 +101,18 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     return JSON.parse(run.stdout || '{"status":0,"body":"no output","tookMs":0}') as Answer;
   };
 
+  /** What /status.json says of a node, and of the route GET /goods. */
+  const statusOf = async (nodeId: string): Promise<{ node: unknown; route: unknown }> => {
+    const status = JSON.parse((await get('/status.json')).body) as {
+      nodes: Array<{ id: string }>;
+      routes: Array<{ method: string; path: string }>;
+    };
+    return {
+      node: status.nodes.find((node) => node.id === nodeId),
+      route: status.routes.find((route) => route.method === 'GET' && route.path === '/goods'),
+    };
+  };
+
   /** Sends GET /goods every second (the traffic that makes the gateway connect) until `until` holds. */
   const pollUntil = async (
     until: () => Promise<boolean>,
@@ -190,6 +202,11 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
       // Answered by the gateway itself: well within a call's deadline, which each waited before.
       expect(answer.tookMs, summary).toBeLessThan(DEADLINE_MS / 2);
     }
+    // The status page says so, of goods and of the route.
+    const goodsId = `goods@${HOSTS.goods}:9010`;
+    const outOfReachStatus = await statusOf(goodsId);
+    expect(outOfReachStatus.node).toMatchObject({ outOfReach: true, unreachableSeconds: expect.any(Number) });
+    expect(outOfReachStatus.route).toMatchObject({ outOfReach: true });
 
     restore();
     const back = await pollUntil(
@@ -197,5 +214,8 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
       READY_AGAIN_WITHIN_MS,
     );
     expect(back.met).toBe(true);
+    const backStatus = await statusOf(goodsId);
+    expect(backStatus.node).not.toHaveProperty('outOfReach');
+    expect(backStatus.route).not.toHaveProperty('outOfReach');
   }, 80_000);
 });

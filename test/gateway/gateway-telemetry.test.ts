@@ -48,6 +48,7 @@ const view: GatewayView = {
   unservedRouteReadyAfterMs: () => 60_000,
   restartGraceMs: () => 10_000,
   unreachableSince: () => undefined,
+  outOfReach: () => false,
   holdsTemplate: () => true,
   connectionLoad: () => ({ connections: 0, requestsInFlight: 0, maxConnections: 64 }),
 };

@@ -59,6 +59,34 @@ describe('gateway readiness, an instance listed but out of reach', () => {
     },
   );
 
+  it('marks on the status page an instance out of reach, and the route it alone serves as answered 503 at once', async () => {
+    const distributor = await startDistributor(closer);
+    const { gateway, port } = await startGateway(closer, distributor.address, {
+      upstreamConnectTimeoutMs: 200,
+    });
+    await registerRefusingGoods(closer, distributor.address, '127.0.0.1');
+    await waitForRoute(gateway, 'GET /goods', 1);
+    // Past the connect timeout, refused all along: given no call, and GET /goods is answered at once.
+    await vi.waitFor(
+      async () => {
+        const answer = await http(port, 'GET', '/goods');
+        expect([answer.status, JSON.parse(answer.body).errormessage]).toEqual([
+          503,
+          'No instance of GET /goods can be reached from the gateway',
+        ]);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    expect(status.nodes.filter((node: { name: string }) => node.name === 'goods')).toEqual([
+      expect.objectContaining({ state: 'serving', unreachableSeconds: expect.any(Number), outOfReach: true }),
+    ]);
+    const route = status.routes.find(
+      (listed: { method: string; path: string }) => listed.method === 'GET' && listed.path === '/goods',
+    );
+    expect(route).toMatchObject({ outOfReach: true });
+  });
+
   it('names reachability, not serving, once every route has been out of reach for long', async () => {
     const distributor = await startDistributor(closer);
     const { gateway, port } = await startGateway(closer, distributor.address, {
@@ -93,5 +121,7 @@ describe('gateway readiness, an instance listed but out of reach', () => {
     const goods = status.nodes.filter((node: { name: string }) => node.name === 'goods');
     expect(goods).toEqual([expect.objectContaining({ state: 'serving' })]);
     expect(goods[0]).not.toHaveProperty('unreachableSeconds');
+    expect(goods[0]).not.toHaveProperty('outOfReach');
+    expect(status.routes.filter((route: { outOfReach?: boolean }) => route.outOfReach)).toEqual([]);
   });
 });
