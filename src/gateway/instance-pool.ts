@@ -282,8 +282,8 @@ export class InstancePool {
       if (upstream) this.#leaving.delete(upstream);
       else {
         let made: Upstream | undefined;
-        const client = this.#client(name, address, (closed) => {
-          if (made) this.#wentSilent(made, closed, 'keepalive');
+        const client = this.#client(name, address, () => {
+          if (made) this.#wentSilent(made, 'keepalive');
         });
         made = upstream = {
           key,
@@ -308,8 +308,8 @@ export class InstancePool {
    * A client of its own, on a subchannel of its own: grpc-js's shared pool would hand a channel made
    * to replace a hung one the same hung subchannel.
    */
-  #client(name: string, address: string, onSilentClose: (client: Client) => void): Client {
-    const credentials = new SocketClosingCredentials(this.#credentialsFor(name), () => onSilentClose(client));
+  #client(name: string, address: string, onSilentClose: () => void): Client {
+    const credentials = new SocketClosingCredentials(this.#credentialsFor(name), onSilentClose);
     const client = new Client(address, credentials, {
       ...this.#channelOptions,
       ...this.#channelOptionsFor(name),
@@ -420,8 +420,8 @@ export class InstancePool {
   #replaceChannel(upstream: Upstream, fromUnconnected: boolean): void {
     const abandoned = upstream.client;
     upstream.unreachableSince ??= performance.now();
-    upstream.client = this.#client(upstream.name, upstream.address, (closed) =>
-      this.#wentSilent(upstream, closed, 'keepalive'),
+    upstream.client = this.#client(upstream.name, upstream.address, () =>
+      this.#wentSilent(upstream, 'keepalive'),
     );
     upstream.channel = upstream.client.getChannel();
     this.#connect(upstream, fromUnconnected);
@@ -486,7 +486,7 @@ export class InstancePool {
                 // A byte read since the check shows the instance alive, only held up: its calls complete.
                 if (credentials.bytesRead() !== readBefore) return;
                 credentials.destroySockets();
-                this.#wentSilent(upstream, client, 'cut');
+                this.#wentSilent(upstream, 'cut');
                 this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
               }),
             this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs,
@@ -502,12 +502,13 @@ export class InstancePool {
   /**
    * Marks an upstream whose connection made by `client` (its channel's, or one it replaced) was given
    * up on for its silence, by keepalive or by the cut (see Upstream.wentSilent), unless the instance
-   * is connected again meanwhile, or has left. Keepalive's is told (the cut tells of itself). A
-   * channel made since that connection went silent (after a health check it left unanswered) and
-   * still connecting is replaced: the calls grpc-js queued on it fail at once (503, or a retry
-   * elsewhere), as those that come after them are answered, rather than at their deadline.
+   * is connected again meanwhile, or has left. Keepalive's is told (the cut tells of itself). The
+   * channel, still connecting (made after a health check left unanswered, or reconnecting since
+   * keepalive closed its connection a second ago), is replaced: the calls grpc-js queued on it fail
+   * at once (503, or a retry elsewhere), as those that come after them are answered, rather than
+   * at their deadline.
    */
-  #wentSilent(upstream: Upstream, client: Client, by: 'keepalive' | 'cut'): void {
+  #wentSilent(upstream: Upstream, by: 'keepalive' | 'cut'): void {
     if (this.#closed || this.#upstreams.get(upstream.key) !== upstream) return;
     const state = upstream.channel.getConnectivityState(false);
     if (state === connectivityState.READY) return;
@@ -515,7 +516,7 @@ export class InstancePool {
     const already = upstream.wentSilent;
     upstream.wentSilent = true;
     if (by === 'keepalive' && !already) this.#onKeepaliveLoss(upstream);
-    if (already || client === upstream.client) return;
+    if (already) return;
     if (state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE)
       this.#replaceChannel(upstream, false);
   }
