@@ -37,10 +37,10 @@ const READY_AGAIN_WITHIN_MS = 15_000;
 /**
  * From the drop to the first GET /goods answered 503 at once: about 8 s (the first GET after the
  * drop, within a second of it, its 5 s deadline, the health check's second and the two more before
- * the silent connection is closed), plus a GET's round in the polling below. It came no sooner
- * than 16 s when the connect timeout was waited out once more from there.
+ * the silent connection is closed), plus the polling's rounds below: 8.8 and 10.0 s measured. It
+ * came no sooner than 16 s when the connect timeout was waited out once more from there.
  */
-const ANSWERED_AT_ONCE_WITHIN_MS = 13_000;
+const ANSWERED_AT_ONCE_WITHIN_MS = 14_000;
 /** The gateway's deadline of a call (default): a GET held on goods was answered no sooner. */
 const DEADLINE_MS = 5_000;
 
