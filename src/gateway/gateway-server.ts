@@ -412,7 +412,7 @@ class GatewayServer implements Gateway {
       onKeepaliveLoss: (upstream) =>
         this.#log.warn(
           { event: 'upstream-keepalive-loss', upstream: upstream.key },
-          `${upstream.key} left a keepalive ping unanswered: its connection is closed, and it is out of reach until a new one is made (requests only it serves are answered 503 at once)`,
+          `${upstream.key} went silent (a keepalive ping unanswered, and the close of its connection): it is out of reach until a new connection is made (requests only it serves are answered 503 at once)`,
         ),
     });
     this.#table = new RouteTable({
