@@ -284,6 +284,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
         if (request instanceof MalformedRequest) throw invalidMessage(request.problem);
         const kind = request.kind;
         if (!lease) {
+          if (kind?.$case !== 'node') throw invalidMessage('the first message must describe the node');
+          // A Register proof is checked against its node only here: a caller that holds no token
+          // (any well-formed proof passes authenticate) must not spend its address group's
+          // registration budget, which on one machine every component shares (127.0.0.1).
+          auth.confirmNode(caller, kind.value);
           const peerGroup = addressGroupOf(peer);
           if (!rateLimiter.tryTake(peerGroup)) {
             throw exhausted(
@@ -291,10 +296,8 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
                 `(bursts of ${limits.registrationBurst})`,
             );
           }
-          if (kind?.$case !== 'node') throw invalidMessage('the first message must describe the node');
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
-          auth.confirmNode(caller, kind.value);
           const principal = auth.principalFor(caller, kind.value.name, peer);
           const answer = auth.answerMetadata(caller);
           if (answer) call.sendMetadata(answer);

@@ -172,6 +172,25 @@ describe('the distributor, proven to', () => {
     });
   });
 
+  it("spends none of an address group's registration budget on Register proofs made without the token", async () => {
+    const { address } = await startDistributor({
+      registryToken: TOKEN,
+      limits: { registrationsPerSecond: 1, registrationBurst: 2 },
+    });
+    const described = goodsNode();
+    const forGoods = { name: described.name, host: described.host, port: described.port };
+    // Well formed, of the moment, made with no token: every process on the machine can send them.
+    const forged = () => `v1 ${Date.now()} ${'a'.repeat(32)} ${'b'.repeat(64)}`;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      expect((await registerOutcome(address, forged())).ended).toMatchObject({
+        code: status.UNAUTHENTICATED,
+        details: 'invalid credentials: the registry token is wrong',
+      });
+    }
+    const proven = await registerOutcome(address, makeCallerProof(TOKEN, REGISTER, forGoods).header);
+    expect(proven.headers?.get(DISTRIBUTOR_PROOF_HEADER)).toHaveLength(1);
+  });
+
   it('refuses a proof made too far from its clock, saying so', async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
     const metadata = new Metadata();
