@@ -16,8 +16,9 @@ export const DISTRIBUTOR_PROOF_HEADER = 'x-shop-distributor-proof';
 
 /**
  * How far a proof's time may lie from the distributor's clock, either way. A captured proof is of use
- * to nobody after it: it names one call's method and, for a registration, the node the caller
- * registers, and nothing else. Token mode is for one machine, whose components share a clock.
+ * to nobody after it; within it, it still opens the one call it names (a Watch that then lasts, or
+ * the Register of its node: with no host given, listed at whatever address the taker connects from).
+ * Token mode is for one machine, whose components share a clock.
  */
 export const PROOF_WINDOW_MS = 5 * 60_000;
 

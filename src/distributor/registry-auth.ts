@@ -70,7 +70,8 @@ export interface RegistryAuth {
   /**
    * For a Register call that proved the token with a proof (not a bearer): checks that the proof was
    * made for the node its first message describes; throws UNAUTHENTICATED otherwise. A proof taken
-   * by a process that listened in the distributor's place registers nothing but the node it was made for.
+   * by a process that listened in the distributor's place registers nothing but the node it was made for
+   * (but a node that gives no host is listed at the address the Register comes from, whoever sends it).
    */
   confirmNode(caller: Caller, node: RegisteredNode): void;
   /**
