@@ -12,6 +12,8 @@ export const REGISTRY_TOKEN_REFUSALS = {
   missing: 'missing credentials: send the registry token as metadata "authorization: Bearer <token>"',
   wrong: 'invalid credentials: the registry token is wrong',
   clock: 'invalid credentials: the proof of the registry token was made at a time',
+  connection:
+    'invalid credentials: the proof of the registry token was made for another connection (a relay between the caller and the distributor?), or sent without TLS as if over it',
 } as const;
 
 /**

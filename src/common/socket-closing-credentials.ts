@@ -14,6 +14,8 @@ type SecureConnector = ReturnType<ChannelCredentials['_createSecureConnector']>;
 export class SocketClosingCredentials extends ChannelCredentials {
   readonly #inner: ChannelCredentials;
   readonly #sockets = new Set<Socket>();
+  /** Connected sockets still open, in the order they connected (secured, when secure). */
+  readonly #connected = new Set<Socket>();
   /**
    * Why the channel's last secure handshake failed (another CA, a certificate for another name,
    * the connection dropped in the handshake), until one succeeds: grpc-js keeps it to itself until
@@ -59,6 +61,10 @@ export class SocketClosingCredentials extends ChannelCredentials {
         secured.then(
           ({ socket: connection }) => {
             this.lastHandshakeFailure = undefined;
+            if (!socket.destroyed) {
+              this.#connected.add(socket);
+              socket.once('close', () => this.#connected.delete(socket));
+            }
             if (this.#onSilentClose === undefined) return;
             const onSilentClose = this.#onSilentClose;
             connection.once('finish', () => {
@@ -86,6 +92,17 @@ export class SocketClosingCredentials extends ChannelCredentials {
     let total = 0;
     for (const socket of this.#sockets) total += socket.bytesRead;
     return total;
+  }
+
+  /**
+   * This side's address of the channel's newest open connection ("127.0.0.1:53124", "[::1]:53124"),
+   * if it has one: with one subchannel, the connection a call picked now goes out on.
+   */
+  localEndpoint(): { address: string; port: number } | undefined {
+    let newest: Socket | undefined;
+    for (const socket of this.#connected) newest = socket;
+    if (newest?.localAddress === undefined || newest.localPort === undefined) return undefined;
+    return { address: newest.localAddress, port: newest.localPort };
   }
 
   /** Ends every connection of the channel still open: for a channel closed while it connects. */

@@ -7,7 +7,9 @@ import {
   type CallerProof,
   callerProofHolds,
   DISTRIBUTOR_PROOF_HEADER,
+  endpointOfPeer,
   makeDistributorProof,
+  OVER_TLS,
   PROOF_WINDOW_MS,
   parseCallerProof,
   type RegisteredNode,
@@ -124,6 +126,14 @@ export function createRegistryAuth({
     if (method !== REGISTER_METHOD && !callerProofHolds(token!, method, proof)) {
       throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
     }
+    // Made for the connection it came on: the caller's side of it as this side sees the peer, or
+    // over TLS, whose certificates bind the connection (and where NAT may change the address). A
+    // process that took the distributor's port and kept the callers' connections cannot pass their
+    // proofs on from a connection of its own: their address and port are theirs while they last.
+    const overTls = call.getAuthContext?.().transportSecurityType === 'ssl';
+    const connectionHolds =
+      proof.endpoint === OVER_TLS ? overTls : proof.endpoint === endpointOfPeer(call.getPeer());
+    if (!connectionHolds) throw unauthenticated(REGISTRY_TOKEN_REFUSALS.connection);
     return proof;
   };
 

@@ -1,4 +1,5 @@
-import type { DistributorServiceClient } from '../gen/distributor.js';
+import { Metadata } from '@grpc/grpc-js';
+import type { DistributorConnection } from './distributor-connection.js';
 import { DISTRIBUTOR_METHODS, type RegistryCredentials } from './registry-credentials.js';
 import type { DescriptorSetFetcher } from './registry-view.js';
 
@@ -8,17 +9,17 @@ import type { DescriptorSetFetcher } from './registry-view.js';
  * A set whose answer did not prove the distributor holds the token is refused, not routed by.
  */
 export function createDescriptorSetFetcher(
-  client: () => DistributorServiceClient,
+  connection: DistributorConnection,
   credentials: RegistryCredentials,
   timeoutMs = 10_000,
 ): DescriptorSetFetcher {
   return (sha256) =>
     new Promise((resolve, reject) => {
-      const { metadata, check } = credentials.forCall(DISTRIBUTOR_METHODS.getDescriptorSet);
-      const call = client().getDescriptorSet(
+      const { options, check } = credentials.forCall(DISTRIBUTOR_METHODS.getDescriptorSet, connection);
+      const call = connection.client.getDescriptorSet(
         { sha256 },
-        metadata,
-        { deadline: Date.now() + timeoutMs },
+        new Metadata(),
+        { ...options, deadline: Date.now() + timeoutMs },
         (error, response) => {
           if (error) reject(error);
           else if (!proof.proven) reject(proof.error());

@@ -98,6 +98,16 @@ export class DistributorConnection {
     follow();
   }
 
+  /** This side's address of the current channel's connection, if it has one (see SocketClosingCredentials). */
+  localEndpoint(): { address: string; port: number } | undefined {
+    return this.#credentials?.localEndpoint();
+  }
+
+  /** Whether the channel speaks TLS. */
+  get secure(): boolean {
+    return this.#credentials?._isSecure() ?? false;
+  }
+
   /** Closes the client, and ends its connection attempt if it is still connecting (see #replace). */
   close(): void {
     this.#closed = true;

@@ -6,6 +6,7 @@ import {
   type ClientDuplexStream,
   credentials,
   status as grpcStatus,
+  Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -172,7 +173,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     );
     if (options.watchNodes) {
       this.#view = new RegistryView({
-        fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#credentials),
+        fetchDescriptorSet: createDescriptorSetFetcher(this.#connection, this.#credentials),
         log: this.#log,
       });
       this.#view.on('snapshot', (snapshot) => this.#onSnapshot(snapshot));
@@ -244,8 +245,12 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   #connect(): void {
     if (this.#stopped) return;
-    const { metadata, check } = this.#credentials.forCall(DISTRIBUTOR_METHODS.register, this.#node);
-    const call = this.#connection.client.register(metadata);
+    const { options, check } = this.#credentials.forCall(
+      DISTRIBUTOR_METHODS.register,
+      this.#connection,
+      this.#node,
+    );
+    const call = this.#connection.client.register(new Metadata(), options);
     this.#call = call;
     const deadline = new FirstAnswerDeadline(
       call,

@@ -1,9 +1,12 @@
-import { Metadata, status as Status, type StatusObject } from '@grpc/grpc-js';
+import { CallCredentials, Metadata, status as Status, type StatusObject } from '@grpc/grpc-js';
 import {
   CALLER_PROOF_HEADER,
   DISTRIBUTOR_PROOF_HEADER,
   distributorProofHolds,
+  endpointText,
   makeCallerProof,
+  makeNonce,
+  OVER_TLS,
   type RegisteredNode,
 } from '../common/registry-proof.js';
 import { checkRegistryToken } from './registry-token.js';
@@ -14,6 +17,12 @@ export const DISTRIBUTOR_METHODS = {
   watch: '/shop.v1.DistributorService/Watch',
   getDescriptorSet: '/shop.v1.DistributorService/GetDescriptorSet',
 } as const;
+
+/** The connection calls go out on: whether it is TLS, and this side's address of it. */
+export interface ProvenConnection {
+  readonly secure: boolean;
+  localEndpoint(): { address: string; port: number } | undefined;
+}
 
 /** A call that can be ended, and that reports its answer's headers. */
 interface ProvableCall {
@@ -44,23 +53,37 @@ export class RegistryCredentials {
   }
 
   /**
-   * The metadata of one call of `method` (for Register, made for `node`, the node its first message
-   * describes), and the check of its answer (see {@link AnswerProof}).
+   * The call options of one call of `method` over `connection` (for Register, made for `node`, the
+   * node its first message describes), and the check of its answer (see {@link AnswerProof}). The
+   * proof is made as grpc-js sends the call, once it has picked the connection: it names this side
+   * of that connection, which the distributor checks against the peer it sees.
    */
   forCall(
     method: string,
+    connection: ProvenConnection,
     node?: RegisteredNode,
-  ): { metadata: Metadata; check: (call: ProvableCall) => AnswerProof } {
-    const metadata = new Metadata();
+  ): { options: { credentials?: CallCredentials }; check: (call: ProvableCall) => AnswerProof } {
     const token = this.#token;
-    if (token === undefined) return { metadata, check: () => UNCHECKED };
-    const { header, nonce } = makeCallerProof(token, method, node);
-    metadata.set(CALLER_PROOF_HEADER, header);
+    if (token === undefined) return { options: {}, check: () => UNCHECKED };
+    const nonce = makeNonce();
+    const credentials = CallCredentials.createFromMetadataGenerator((_options, callback) => {
+      const side = connection.localEndpoint();
+      if (!connection.secure && side === undefined) {
+        // grpc-js ends the call UNAVAILABLE with these words; it is tried again as any lost link.
+        callback(new Error('the connection to the distributor closed as the call started'));
+        return;
+      }
+      const endpoint =
+        side === undefined || connection.secure ? OVER_TLS : endpointText(side.address, side.port);
+      const metadata = new Metadata();
+      metadata.set(CALLER_PROOF_HEADER, makeCallerProof(token, method, nonce, endpoint, node));
+      callback(null, metadata);
+    });
     const holds = (headers: Metadata): boolean => {
       const values = headers.get(DISTRIBUTOR_PROOF_HEADER);
       return values.length === 1 && distributorProofHolds(token, method, nonce, String(values[0]));
     };
-    return { metadata, check: (call) => new AnswerProof(call, holds, this.distributor) };
+    return { options: { credentials }, check: (call) => new AnswerProof(call, holds, this.distributor) };
   }
 }
 

@@ -5,6 +5,7 @@ import {
   type ClientReadableStream,
   credentials,
   status as grpcStatus,
+  Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -93,7 +94,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     );
     this.#view = new RegistryView({
       ...(options.descriptorSets
-        ? { fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection.client, this.#credentials) }
+        ? { fetchDescriptorSet: createDescriptorSetFetcher(this.#connection, this.#credentials) }
         : {}),
       log: this.#log,
     });
@@ -127,8 +128,8 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     if (this.#stopped) return;
     this.#view.restart();
     const subscription = fresh ? { resumeInstanceId: '', resumeRevision: 0 } : this.#view.resumePoint();
-    const { metadata, check } = this.#credentials.forCall(DISTRIBUTOR_METHODS.watch);
-    const call = this.#connection.client.watch({ subscription }, metadata);
+    const { options, check } = this.#credentials.forCall(DISTRIBUTOR_METHODS.watch, this.#connection);
+    const call = this.#connection.client.watch({ subscription }, new Metadata(), options);
     this.#call = call;
     const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the Watch call', this.#connection);
     const proof = check(call);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  CallCredentials,
   credentials,
   Metadata,
   Server,
@@ -15,11 +16,16 @@ import {
   callerProofHolds,
   DISTRIBUTOR_PROOF_HEADER,
   distributorProofHolds,
+  endpointOfPeer,
+  endpointText,
   makeCallerProof,
   makeDistributorProof,
+  makeNonce,
+  OVER_TLS,
   PROOF_WINDOW_MS,
   parseCallerProof,
 } from '../../src/common/registry-proof.js';
+import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import {
   DistributorServiceClient,
   type DistributorServiceServer,
@@ -31,10 +37,12 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from '../../src/gen/distributor.js';
+import { DistributorConnection } from '../../src/registry-client/distributor-connection.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { DISTRIBUTOR_METHODS } from '../../src/registry-client/registry-credentials.js';
 import { RegistryWatcher } from '../../src/registry-client/registry-watcher.js';
 import { goodsNode } from '../helpers/nodes.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { describeNodeWith, useDistributorHarness } from './support/distributor-harness.js';
 
 const TOKEN = 'test-registry-token-0123456789';
@@ -44,11 +52,12 @@ const fastBackoff = { initialMs: 50, maxMs: 200 };
 describe('proofs of the registry token', () => {
   const node = { name: 'goods', host: '127.0.0.1', port: 9010 };
 
-  it('hold for the call, the node and the token they were made for, and for nothing else', () => {
-    const { header, nonce } = makeCallerProof(TOKEN, REGISTER, node);
+  it('hold for the call, the connection, the node and the token they were made for, and for nothing else', () => {
+    const nonce = makeNonce();
+    const header = makeCallerProof(TOKEN, REGISTER, nonce, '127.0.0.1:53124', node);
     expect(header).not.toContain(TOKEN);
     const proof = parseCallerProof(header)!;
-    expect(proof.nonce).toBe(nonce);
+    expect(proof).toMatchObject({ nonce, endpoint: '127.0.0.1:53124' });
     expect(callerProofHolds(TOKEN, REGISTER, proof, node)).toBe(true);
     expect(callerProofHolds('another-token-0123456789', REGISTER, proof, node)).toBe(false);
     expect(callerProofHolds(TOKEN, DISTRIBUTOR_METHODS.watch, proof, node)).toBe(false);
@@ -60,12 +69,16 @@ describe('proofs of the registry token', () => {
       expect(callerProofHolds(TOKEN, REGISTER, proof, other)).toBe(false);
     }
     expect(callerProofHolds(TOKEN, REGISTER, { ...proof, timeMs: proof.timeMs + 1 }, node)).toBe(false);
+    expect(callerProofHolds(TOKEN, REGISTER, { ...proof, endpoint: '127.0.0.1:53125' }, node)).toBe(false);
+    expect(parseCallerProof(makeCallerProof(TOKEN, REGISTER, nonce, OVER_TLS, node))?.endpoint).toBe('-');
+    expect(endpointOfPeer('[::ffff:127.0.0.1]:53124')).toBe('127.0.0.1:53124');
+    expect(endpointOfPeer('[::1]:53124')).toBe(endpointText('::1', 53124));
     expect(parseCallerProof(`${header} `)).toBeUndefined();
     expect(parseCallerProof(`Bearer ${TOKEN}`)).toBeUndefined();
   });
 
   it("take the distributor's answer over the caller's nonce only, made with the token", () => {
-    const { nonce } = makeCallerProof(TOKEN, REGISTER, node);
+    const nonce = makeNonce();
     const answer = makeDistributorProof(TOKEN, REGISTER, nonce);
     expect(distributorProofHolds(TOKEN, REGISTER, nonce, answer)).toBe(true);
     expect(distributorProofHolds(TOKEN, REGISTER, '0'.repeat(32), answer)).toBe(false);
@@ -80,22 +93,38 @@ describe('proofs of the registry token', () => {
 
 describe('the distributor, proven to', () => {
   const { startDistributor } = useDistributorHarness();
-  const clients: DistributorServiceClient[] = [];
+  const connections: DistributorConnection[] = [];
   afterEach(() => {
-    for (const client of clients.splice(0)) client.close();
+    for (const connection of connections.splice(0)) connection.close();
   });
-  const clientOf = (address: string) => {
-    const client = new DistributorServiceClient(address, credentials.createInsecure());
-    clients.push(client);
-    return client;
-  };
+
+  /**
+   * A client of the distributor whose calls carry the proof `make` writes for the connection each
+   * goes out on (its side of it, as the distributor sees the peer), and its options.
+   */
+  function provingClient(address: string, make: (endpoint: string) => string) {
+    const connection = new DistributorConnection(address, credentials.createInsecure(), {});
+    connections.push(connection);
+    const proving = CallCredentials.createFromMetadataGenerator((_options, callback) => {
+      const side = connection.localEndpoint()!;
+      const metadata = new Metadata();
+      metadata.set(CALLER_PROOF_HEADER, make(endpointText(side.address, side.port)));
+      callback(null, metadata);
+    });
+    return { client: connection.client, options: { credentials: proving } };
+  }
 
   /** A Watch call's answer headers, or the status it ended with first. */
-  function watchHeaders(address: string, metadata: Metadata): Promise<Metadata | StatusObject> {
+  function watchHeaders(
+    address: string,
+    make: (endpoint: string) => string,
+  ): Promise<Metadata | StatusObject> {
     return new Promise((resolve) => {
-      const call = clientOf(address).watch(
+      const { client, options } = provingClient(address, make);
+      const call = client.watch(
         { subscription: { resumeInstanceId: '', resumeRevision: 0 } },
-        metadata,
+        new Metadata(),
+        options,
       );
       call.on('metadata', (headers) => {
         resolve(headers);
@@ -106,15 +135,14 @@ describe('the distributor, proven to', () => {
     });
   }
 
-  /** How a Register call of goods that sent `header` as its proof ended: its headers first, if any. */
+  /** How a Register call of goods that sent the proof `make` writes ended: its headers first, if any. */
   function registerOutcome(
     address: string,
-    header: string,
+    make: (endpoint: string) => string,
   ): Promise<{ headers?: Metadata; ended?: StatusObject }> {
-    const metadata = new Metadata();
-    metadata.set(CALLER_PROOF_HEADER, header);
     return new Promise((resolve) => {
-      const call = clientOf(address).register(metadata);
+      const { client, options } = provingClient(address, make);
+      const call = client.register(new Metadata(), options);
       call.on('metadata', (headers) => {
         resolve({ headers });
         call.cancel();
@@ -127,10 +155,10 @@ describe('the distributor, proven to', () => {
 
   it('answers a proof of the token with its own, over the caller nonce', async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
-    const { header, nonce } = makeCallerProof(TOKEN, DISTRIBUTOR_METHODS.watch);
-    const metadata = new Metadata();
-    metadata.set(CALLER_PROOF_HEADER, header);
-    const headers = (await watchHeaders(address, metadata)) as Metadata;
+    const nonce = makeNonce();
+    const headers = (await watchHeaders(address, (endpoint) =>
+      makeCallerProof(TOKEN, DISTRIBUTOR_METHODS.watch, nonce, endpoint),
+    )) as Metadata;
     expect(
       distributorProofHolds(
         TOKEN,
@@ -143,12 +171,9 @@ describe('the distributor, proven to', () => {
 
   it('refuses a proof made with another token, and proves nothing to it (no relay of its nonce)', async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
-    const metadata = new Metadata();
-    metadata.set(
-      CALLER_PROOF_HEADER,
-      makeCallerProof('not-the-token-0123456789', DISTRIBUTOR_METHODS.watch).header,
-    );
-    const ended = (await watchHeaders(address, metadata)) as StatusObject;
+    const ended = (await watchHeaders(address, (endpoint) =>
+      makeCallerProof('not-the-token-0123456789', DISTRIBUTOR_METHODS.watch, makeNonce(), endpoint),
+    )) as StatusObject;
     expect(ended).toMatchObject({
       code: status.UNAUTHENTICATED,
       details: 'invalid credentials: the registry token is wrong',
@@ -160,11 +185,14 @@ describe('the distributor, proven to', () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
     const described = goodsNode();
     const forGoods = { name: described.name, host: described.host, port: described.port };
-    const proven = await registerOutcome(address, makeCallerProof(TOKEN, REGISTER, forGoods).header);
+    const proven = await registerOutcome(address, (endpoint) =>
+      makeCallerProof(TOKEN, REGISTER, makeNonce(), endpoint, forGoods),
+    );
     expect(proven.headers?.get(DISTRIBUTOR_PROOF_HEADER)).toHaveLength(1);
     // A proof taken from goods by a process in the distributor's place cannot register another node.
-    const taken = makeCallerProof(TOKEN, REGISTER, { ...forGoods, port: forGoods.port + 1 }).header;
-    const refused = await registerOutcome(address, taken);
+    const refused = await registerOutcome(address, (endpoint) =>
+      makeCallerProof(TOKEN, REGISTER, makeNonce(), endpoint, { ...forGoods, port: forGoods.port + 1 }),
+    );
     expect(refused.headers).toBeUndefined();
     expect(refused.ended).toMatchObject({
       code: status.UNAUTHENTICATED,
@@ -180,28 +208,49 @@ describe('the distributor, proven to', () => {
     const described = goodsNode();
     const forGoods = { name: described.name, host: described.host, port: described.port };
     // Well formed, of the moment, made with no token: every process on the machine can send them.
-    const forged = () => `v1 ${Date.now()} ${'a'.repeat(32)} ${'b'.repeat(64)}`;
+    const forged = (endpoint: string) => `v1 ${Date.now()} ${'a'.repeat(32)} ${endpoint} ${'b'.repeat(64)}`;
     for (let attempt = 0; attempt < 4; attempt++) {
-      expect((await registerOutcome(address, forged())).ended).toMatchObject({
+      expect((await registerOutcome(address, forged)).ended).toMatchObject({
         code: status.UNAUTHENTICATED,
         details: 'invalid credentials: the registry token is wrong',
       });
     }
-    const proven = await registerOutcome(address, makeCallerProof(TOKEN, REGISTER, forGoods).header);
+    const proven = await registerOutcome(address, (endpoint) =>
+      makeCallerProof(TOKEN, REGISTER, makeNonce(), endpoint, forGoods),
+    );
     expect(proven.headers?.get(DISTRIBUTOR_PROOF_HEADER)).toHaveLength(1);
+  });
+
+  it("refuses a proof made for another connection (a relay's), or made as if over TLS on plaintext", async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    for (const other of [
+      () => '127.0.0.1:1',
+      (endpoint: string) => endpoint.replace(/:\d+$/, ':1'),
+      () => OVER_TLS,
+    ]) {
+      const ended = (await watchHeaders(address, (endpoint) =>
+        makeCallerProof(TOKEN, DISTRIBUTOR_METHODS.watch, makeNonce(), other(endpoint)),
+      )) as StatusObject;
+      expect(ended).toMatchObject({
+        code: status.UNAUTHENTICATED,
+        details: REGISTRY_TOKEN_REFUSALS.connection,
+      });
+      expect(ended.metadata.get(DISTRIBUTOR_PROOF_HEADER)).toEqual([]);
+    }
   });
 
   it('refuses a proof made too far from its clock, saying so', async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
-    const metadata = new Metadata();
-    const made = makeCallerProof(
-      TOKEN,
-      DISTRIBUTOR_METHODS.watch,
-      undefined,
-      Date.now() - PROOF_WINDOW_MS - 60_000,
-    );
-    metadata.set(CALLER_PROOF_HEADER, made.header);
-    expect(await watchHeaders(address, metadata)).toMatchObject({
+    const made = (endpoint: string) =>
+      makeCallerProof(
+        TOKEN,
+        DISTRIBUTOR_METHODS.watch,
+        makeNonce(),
+        endpoint,
+        undefined,
+        Date.now() - PROOF_WINDOW_MS - 60_000,
+      );
+    expect(await watchHeaders(address, made)).toMatchObject({
       code: status.UNAUTHENTICATED,
       details: expect.stringMatching(
         /^invalid credentials: the proof of the registry token was made at a time 3[67][0-9] s behind the distributor's clock \(at most 300 s either way\): set the clocks of both hosts right$/,
@@ -211,10 +260,57 @@ describe('the distributor, proven to', () => {
 
   it('still takes the token as a bearer, as grpcurl sends it', async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
+    const client = new DistributorServiceClient(address, credentials.createInsecure());
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${TOKEN}`);
-    const headers = (await watchHeaders(address, metadata)) as Metadata;
-    expect(headers.get(DISTRIBUTOR_PROOF_HEADER)).toEqual([]);
+    try {
+      const headers = await new Promise<Metadata>((resolve, reject) => {
+        const call = client.watch({ subscription: { resumeInstanceId: '', resumeRevision: 0 } }, metadata);
+        call.on('metadata', (answered) => {
+          resolve(answered);
+          call.cancel();
+        });
+        call.on('error', () => {});
+        call.on('status', reject);
+      });
+      expect(headers.get(DISTRIBUTOR_PROOF_HEADER)).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('refuses the calls a relay passes on from its own connection: a watcher behind it gets no list', async () => {
+    const { address, port } = await startDistributor({ registryToken: TOKEN });
+    const relay = await TcpProxy.start({ host: '127.0.0.1', port });
+    const watcher = new RegistryWatcher({
+      distributor: `127.0.0.1:${relay.port}`,
+      token: TOKEN,
+      backoff: fastBackoff,
+    });
+    const ends: StatusObject[] = [];
+    watcher.on('disconnected', (ended) => ends.push(ended));
+    try {
+      watcher.start();
+      await vi.waitFor(() => expect(ends.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
+      expect(watcher.snapshot).toBeUndefined();
+      for (const ended of ends) {
+        expect(ended).toMatchObject({
+          code: status.UNAUTHENTICATED,
+          details: REGISTRY_TOKEN_REFUSALS.connection,
+        });
+      }
+    } finally {
+      watcher.stop();
+      await relay.close();
+    }
+    // Straight to the distributor, the same token and code are let in.
+    const direct = new RegistryWatcher({ distributor: address, token: TOKEN, backoff: fastBackoff });
+    try {
+      direct.start();
+      await vi.waitFor(() => expect(direct.snapshot).toBeDefined());
+    } finally {
+      direct.stop();
+    }
   });
 
   it("lets the project's own registration client and watcher in with the token, and follow the list", async () => {

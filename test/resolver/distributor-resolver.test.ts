@@ -27,8 +27,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startDistributor(port = 0, registry?: NodeRegistry) {
-  const distributor = createDistributorServer({ registryToken: TOKEN, ...(registry ? { registry } : {}) });
+/**
+ * A distributor that asks for TOKEN, or, `open`, for nothing: a test that cuts connections through a
+ * TcpProxy needs one, since a proof of the token names the connection it was made for.
+ */
+async function startDistributor(port = 0, registry?: NodeRegistry, { open = false } = {}) {
+  const distributor = createDistributorServer({
+    ...(open ? {} : { registryToken: TOKEN }),
+    ...(registry ? { registry } : {}),
+  });
   const bound = await distributor.listen('127.0.0.1', port);
   cleanups.push(() => distributor.stop(100));
   return { address: `127.0.0.1:${bound}`, port: bound, stop: () => distributor.stop(100) };
@@ -43,7 +50,8 @@ async function startGoods(
     nodeName = 'goods',
     descriptorSet = goodsDescriptorSet(),
     answerAfterMs = 0,
-  }: { nodeName?: string; descriptorSet?: Buffer; answerAfterMs?: number } = {},
+    open = false,
+  }: { nodeName?: string; descriptorSet?: Buffer; answerAfterMs?: number; open?: boolean } = {},
 ) {
   const server = new Server();
   const implementation = {
@@ -73,7 +81,7 @@ async function startGoods(
       descriptorSet,
       state: NodeState.NODE_STATE_SERVING,
     },
-    token: TOKEN,
+    ...(open ? {} : { token: TOKEN }),
     backoff,
   });
   registration.start();
@@ -266,17 +274,17 @@ describe('distributor:/// for a stock generated client', () => {
   });
 
   it('drops at once an instance that leaves long after a lost Watch stream came back: nothing to keep then', async () => {
-    const { address: distributor, port } = await startDistributor();
-    await startGoods(distributor, 'a');
+    // Open: a proof of the token would name the proxy's connection, not the distributor's peer.
+    const { address: distributor, port } = await startDistributor(0, undefined, { open: true });
+    await startGoods(distributor, 'a', fastBackoff, { open: true });
     // b registers through a proxy: cut, its stream ends without a word (a crash), and it is gone.
     const toB = await TcpProxy.start({ host: '127.0.0.1', port });
     cleanups.push(() => toB.close());
-    await startGoods(`127.0.0.1:${toB.port}`, 'b');
+    await startGoods(`127.0.0.1:${toB.port}`, 'b', fastBackoff, { open: true });
     const toResolver = await TcpProxy.start({ host: '127.0.0.1', port });
     cleanups.push(() => toResolver.close());
     const resolver = registerDistributorResolver({
       distributor: `127.0.0.1:${toResolver.port}`,
-      token: TOKEN,
       backoff: fastBackoff,
       restartGraceMs: 1_000,
     });
