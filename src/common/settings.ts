@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from './config.js';
 import { flagsTakenByNpm } from './npm-flags.js';
+import { unknownFlagRefusal } from './unknown-flag.js';
 
 /**
  * One configuration setting, declared once: where it is read from (a flag, an environment variable,
@@ -136,7 +137,11 @@ function readFlags(table: SettingsTable, argv: readonly string[]): Record<string
   try {
     parsed = parseArgs(config);
   } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
+    const takesValue = new Map(
+      Object.entries(options).map(([flag, option]) => [flag, option.type === 'string']),
+    );
+    const unknown = unknownFlagRefusal(argv, takesValue);
+    throw new ConfigError(unknown ?? (error instanceof Error ? error.message : String(error)));
   }
   // parseArgs keeps the last of a flag given twice; a command line that says two things is refused instead.
   const seen = new Set<string>();

@@ -49,6 +49,17 @@ describe('a settings table', () => {
     ['a flag given twice', ['--port', '9001', '--port=9002'], {}, /--port is given more than once/],
     ['a switch given twice', ['--loud', '--loud'], {}, /--loud is given more than once/],
     ['a flag given empty', ['--port='], {}, /--port: expected a value, got an empty one/],
+    // A typo is named as typed, with the flag it most likely meant.
+    ['a misspelt flag', ['--prot', '9011'], {}, /^Unknown option '--prot': did you mean --port\?$/],
+    ['a flag in the wrong case', ['--Port=9011'], {}, /^Unknown option '--Port': did you mean --port\?$/],
+    // parseArgs read -port as -p -o -r -t and named '-p', which nobody typed.
+    [
+      'a flag with one dash',
+      ['-port', '9011'],
+      {},
+      /^Unknown option '-port': did you mean --port\? \(flags take two dashes\)$/,
+    ],
+    ['a flag like none', ['--port', '-1', '--verbose'], {}, /^Unknown option '--verbose'$/],
     // npm run goods --port=9011 (no "--"): npm keeps the flag, and goods ran on its default port.
     ['a flag npm kept as its own setting', [], { npm_config_port: '9011' }, /npm kept --port=9011/],
   ])('refuses %s with a ConfigError naming its source', (_label, argv, env, message) => {

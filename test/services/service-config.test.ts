@@ -156,6 +156,8 @@ describe('service configuration', () => {
     [['--host', '999.1.1.1'], {}, /--host: expected a host name or an IP address/],
     [[], { SERVICE_HOST: 'a..b' }, /SERVICE_HOST: expected a host name or an IP address/],
     [['--colour'], {}, /Unknown option '--colour'/],
+    [['--metric-port', '1'], {}, /^Unknown option '--metric-port': did you mean --metrics-port\?$/],
+    [['--distrib', 'h:1'], {}, /^Unknown option '--distrib': did you mean --distributor\?$/],
     [['stray'], {}, /Unexpected argument 'stray'/],
     [[], { LOG_LEVEL: 'loud' }, /LOG_LEVEL: expected one of fatal, error/],
     [[], { MYSQL_URL: 'postgres://u@h/db' }, /MYSQL_URL: expected a mysql:\/\/ URL/],
