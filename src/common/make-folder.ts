@@ -15,7 +15,11 @@ export function makeFolder(folder: string, mode: number): void {
   // The folder itself always: if something is there, mkdir's EEXIST tells a folder from a file.
   const missing = [target];
   for (let current = dirname(target); current !== dirname(current); current = dirname(current)) {
-    if (statSync(current, { throwIfNoEntry: false }) !== undefined) break;
+    const found = statSync(current, { throwIfNoEntry: false });
+    if (found !== undefined) {
+      if (!found.isDirectory()) throw notAFolder(current, 'ENOTDIR');
+      break;
+    }
     missing.push(current);
   }
   for (const path of missing.reverse()) {
@@ -24,7 +28,16 @@ export function makeFolder(folder: string, mode: number): void {
     } catch (error) {
       // There already, or made meanwhile by another process (instances share DATA_DIR): as good.
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST' || !statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw error;
+      if (code !== 'EEXIST') throw error;
+      if (!statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw notAFolder(path, code);
     }
   }
+}
+
+/**
+ * mkdir's own words for a file in a folder's place, "EEXIST: file already exists, mkdir '…'", read as
+ * if the folder were there and something else went wrong (DATA_DIR naming a file, say).
+ */
+function notAFolder(path: string, code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${path} is a file, not a folder`), { code, path });
 }

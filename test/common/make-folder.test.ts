@@ -19,12 +19,15 @@ describe('makeFolder', () => {
     expect(() => makeFolder(`${deep}/../c/`, 0o700)).not.toThrow();
   });
 
-  it('fails with EEXIST on a file where the folder should be, and ENOTDIR on a file above it', () => {
+  it('fails with EEXIST on a file where the folder should be, and ENOTDIR on a file above it, naming the file', () => {
     const file = join(scratch, 'a-file');
     writeFileSync(file, '');
-    expect(() => makeFolder(file, 0o700)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    // Named as such: mkdir's "EEXIST: file already exists" read as if the folder were there.
+    expect(() => makeFolder(file, 0o700)).toThrow(
+      expect.objectContaining({ code: 'EEXIST', message: `${file} is a file, not a folder` }),
+    );
     expect(() => makeFolder(join(file, 'below'), 0o700)).toThrow(
-      expect.objectContaining({ code: 'ENOTDIR' }),
+      expect.objectContaining({ code: 'ENOTDIR', message: `${file} is a file, not a folder` }),
     );
   });
 
