@@ -25,6 +25,7 @@ import {
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
+import { notADistributorHint } from './not-a-distributor-hint.js';
 import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
 import { tokenRefusalHint } from './token-refusal-hint.js';
@@ -118,6 +119,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #ownTls: boolean;
   /** Whether a registration token is sent: tells a refusal's hint which setting is wrong. */
   readonly #hasToken: boolean;
+  /** The distributor's address as configured, for the refusal that says it is not one. */
+  readonly #distributor: string;
   #state: NodeState;
   /** The status code and the gist of the details of the last failure, to tell a new reason. */
   #lastFailure: string | undefined;
@@ -153,6 +156,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         : NodeState.NODE_STATE_SERVING;
     this.#credentials = new RegistryCredentials(options.token, options.distributor);
     this.#hasToken = options.token !== undefined;
+    this.#distributor = options.distributor;
     const channelCredentials = options.credentials ?? credentials.createInsecure();
     // The credentials say it whoever made them: grpc-js's own secure/insecure test, in its typings.
     this.#ownTls = channelCredentials._isSecure();
@@ -293,7 +297,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         this.#refusal = status;
         this.#log.error(
           { event: 'refused', ...fields },
-          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${tokenRefusalHint(status.code, status.details, this.#hasToken)}`,
+          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${tokenRefusalHint(status.code, status.details, this.#hasToken)}${notADistributorHint(status.code, this.#distributor)}`,
         );
         this.emit('refused', status);
         return;
