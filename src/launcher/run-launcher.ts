@@ -12,6 +12,7 @@ import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
 import { jsonLogLine, type LauncherLineLevel } from './log-line-formatter.js';
 import { LossyOutput } from './lossy-output.js';
+import { misspeltVariableWarnings } from './misspelt-variables.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
 import { planPorts } from './port-plan.js';
@@ -68,6 +69,12 @@ try {
   process.exit(EXIT_CODES.badConfiguration);
 }
 for (const note of portPlan.notes) say(note);
+for (const warning of misspeltVariableWarnings(
+  process.env,
+  SHOP_COMPONENTS.map(({ name }) => name),
+  [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)],
+))
+  say(warning, 'warn');
 const credentials = registrationCredentials();
 const supervisor = new Supervisor(
   SHOP_COMPONENTS.map(({ name, entry }) => ({

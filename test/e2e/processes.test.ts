@@ -365,6 +365,31 @@ describe('npm start with a configuration error', () => {
     }
   }, 20_000);
 
+  it('names a variable that looks like a misspelt setting (GATEWAY_PROT=8081), which every component ignored', async () => {
+    const launcher = spawnComponent('src/launcher/main.ts', [], {
+      DATA_DIR: dataDir,
+      GATEWAY_PROT: '8081',
+      SERVICE_MAX_CONECTIONS: '10',
+      // Named like the shop's but near none of its settings: a platform's, left alone.
+      GOODS_SERVICE_HOST: '10.0.0.1',
+      // Every component refuses this at once: the test needs the launcher's start, not a shop.
+      LOG_LEVEL: 'verbose',
+      MYSQL_URL: '',
+    });
+    try {
+      expect(await launcher.exited()).toBe(2);
+      expect(launcher.lines).toContain(
+        '[launcher] GATEWAY_PROT is set, but no component reads it: did you mean GATEWAY_PORT? (it is ignored)',
+      );
+      expect(launcher.lines).toContain(
+        '[launcher] SERVICE_MAX_CONECTIONS is set, but no component reads it: did you mean SERVICE_MAX_CONNECTIONS? (it is ignored)',
+      );
+      expect(launcher.lines.join('\n')).not.toContain('GOODS_SERVICE_HOST');
+    } finally {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('leaves a token file that is not its own alone when SHOP_REGISTRY_TOKEN names the token, and says so', async () => {
     const other = join(dataDir, 'registry-token');
     writeFileSync(other, 'an-earlier-runs-token\n');
