@@ -17,6 +17,7 @@ import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags
 import { watchParent } from './parent-watch.js';
 import { planPorts } from './port-plan.js';
 import { Supervisor } from './supervisor.js';
+import { runningTokenHolder } from './token-holder.js';
 
 // `npm start`: the whole shop on one machine, each component its own process (main.ts holds
 // signals while this module loads). Every component reads its own flags and environment variables
@@ -162,10 +163,13 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     process.exit(EXIT_CODES.badConfiguration);
   }
   const token = randomBytes(32).toString('base64url');
+  const pidFile = `${file}.pid`;
   let published = false;
   process.on('exit', () => {
     try {
-      if (readIfPresent(file) === token) rmSync(file);
+      if (readIfPresent(file) !== token) return;
+      rmSync(file);
+      rmSync(pidFile, { force: true });
     } catch {
       // Only a convenience for tools: the components are stopped whatever happens to it.
     }
@@ -174,8 +178,18 @@ function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } 
     env: { [REGISTRY_TOKEN_ENV]: token },
     publish: () => {
       if (published) return;
+      const holder = runningTokenHolder(pidFile);
+      if (holder !== undefined && readIfPresent(file) !== undefined) {
+        published = true;
+        say(
+          `${file} holds the token of the launcher running as pid ${holder} (another shop on this DATA_DIR): left alone, so this run's token is in no file (${REGISTRY_TOKEN_ENV} sets your own)`,
+          'warn',
+        );
+        return;
+      }
       try {
         writePrivately(file, `${token}\n`);
+        writePrivately(pidFile, `${process.pid}\n`);
         published = true;
         say(`registration token for this run in ${file} (${REGISTRY_TOKEN_ENV} sets your own)`);
       } catch (error) {

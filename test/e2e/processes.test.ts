@@ -126,6 +126,30 @@ describe('npm start: the launcher runs the five components as processes', () => 
     }
   }, 40_000);
 
+  it("a second launcher on the same DATA_DIR with ports of its own runs, but leaves the running shop's token file alone", async () => {
+    const tokenFile = join(dataDir, 'registry-token');
+    const token = readFileSync(tokenFile, 'utf8');
+    const second = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort: await freePort(), dataDir }),
+    );
+    try {
+      await second.waitForLine(
+        /^\[launcher\] .*registry-token holds the token of the launcher running as pid \d+/,
+        30_000,
+      );
+      await second.waitForLine(/^\[gateway +\] .*registered with the distributor/, 30_000);
+      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
+      second.child.kill('SIGTERM');
+      expect(await second.exited()).toBe(0);
+      // Before, the second wrote its own token there, and took the file away when it stopped.
+      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
+    } finally {
+      if (second.child.exitCode === null) second.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('prefixes every line with its component', () => {
     for (const name of ['distributor', 'goods', 'members', 'purchases', 'gateway']) {
       expect(launcher.lines.some((line) => line.startsWith(`[${name.padEnd(11)}] `))).toBe(true);
@@ -254,6 +278,7 @@ describe('npm start: the launcher runs the five components as processes', () => 
     expect(launcher.lines).toContain('[launcher] all stopped');
     // The run's token goes with it: a later run's tools never read a stale one.
     expect(existsSync(join(dataDir, 'registry-token'))).toBe(false);
+    expect(existsSync(join(dataDir, 'registry-token.pid'))).toBe(false);
   });
 });
 
