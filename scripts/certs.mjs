@@ -209,7 +209,12 @@ function splitHosts(hosts) {
     if (isIP(host)) {
       if (!ips.includes(host)) ips.push(host);
     } else if (
-      /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host)
+      /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(
+        host,
+      ) &&
+      // Digits and dots alone are a mistyped IPv4 address (10.0.0.999), not a name, as the
+      // components' --host and --advertise-host take them: it went in as a DNS name no peer dials.
+      !/^[0-9.]+$/.test(host)
     ) {
       if (!dns.includes(host.toLowerCase())) dns.push(host.toLowerCase());
     } else {

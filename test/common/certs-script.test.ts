@@ -139,7 +139,13 @@ describe('npm run certs', () => {
   });
 
   it('refuses a bad host or an unknown component before writing anything', () => {
-    for (const host of ['not a host', 'shop=10.0.0.2', 'goods=fe80::1%eth0', 'fe80::1%2']) {
+    for (const host of [
+      'not a host',
+      'shop=10.0.0.2',
+      'goods=fe80::1%eth0',
+      'fe80::1%2',
+      'goods=10.0.0.999',
+    ]) {
       const result = certs(['--out', join(dir, 'out'), '--host', host]);
       expect(result.status).toBe(2);
       expect(result.stderr).toMatch(/^certs: /);
