@@ -13,6 +13,9 @@ export function tokenRefusalHint(code: number, details: string | undefined, hasT
   if (details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong)) {
     return ` — this component's ${REGISTRY_TOKEN_ENV} is not the distributor's: give it the distributor's token`;
   }
+  if (details.startsWith(REGISTRY_TOKEN_REFUSALS.connection)) {
+    return " — the distributor sees this component come from another address or port than its own: something between the two (a TCP proxy, NAT, a port forward, or a process holding the distributor's address) relays the connection; the token needs a direct one, mutual TLS works through any";
+  }
   if (!details.startsWith(REGISTRY_TOKEN_REFUSALS.missing)) return '';
   return hasToken
     ? ` — this component proves its ${REGISTRY_TOKEN_ENV} (metadata ${CALLER_PROOF_HEADER}) and never sends the token itself; a distributor that asks for it as a bearer is older than this component (upgrade the distributor first), or something between the two drops the metadata`

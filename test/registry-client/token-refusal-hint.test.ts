@@ -18,6 +18,12 @@ describe('tokenRefusalHint', () => {
     );
   });
 
+  it('says that something relays the connection when the proof names another one', () => {
+    expect(tokenRefusalHint(status.UNAUTHENTICATED, REGISTRY_TOKEN_REFUSALS.connection, true)).toContain(
+      'something between the two (a TCP proxy, NAT, a port forward',
+    );
+  });
+
   it('adds nothing to any other refusal', () => {
     expect(tokenRefusalHint(status.UNAUTHENTICATED, 'a client certificate is required', false)).toBe('');
     expect(tokenRefusalHint(status.PERMISSION_DENIED, REGISTRY_TOKEN_REFUSALS.wrong, true)).toBe('');
