@@ -150,6 +150,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     token: options.registryToken,
     peerIdentities: options.peerIdentities,
     requireCertificateIdentity: options.requireCertificateIdentity,
+    overTls: options.credentials?._isSecure() ?? false,
   });
   const rateLimiter = new PeerRateLimiter({
     ratePerSecond: limits.registrationsPerSecond,

@@ -38,6 +38,12 @@ export interface RegistryAuthOptions {
    * and every caller must present a certificate identity at all.
    */
   requireCertificateIdentity?: boolean | undefined;
+  /**
+   * Whether the distributor serves over TLS: a proof made over TLS (see OVER_TLS) is taken only
+   * then. Asked of the server's credentials, not of each call's: grpc-js calls a TLS connection
+   * whose client sent no certificate (a distributor with TLS but no CA asks for none) no TLS at all.
+   */
+  overTls?: boolean | undefined;
 }
 
 /** What a caller proved. */
@@ -107,6 +113,7 @@ export function createRegistryAuth({
   token,
   peerIdentities = () => [],
   requireCertificateIdentity = false,
+  overTls = false,
 }: RegistryAuthOptions = {}): RegistryAuth {
   if (token !== undefined && !/^\S+$/.test(token)) {
     throw new RangeError('registry token: expected a non-empty string without spaces');
@@ -127,10 +134,11 @@ export function createRegistryAuth({
       throw unauthenticated(REGISTRY_TOKEN_REFUSALS.wrong);
     }
     // Made for the connection it came on: the caller's side of it as this side sees the peer, or
-    // over TLS, whose certificates bind the connection (and where NAT may change the address). A
+    // over TLS, where the distributor's certificate binds the connection (a caller sends such a
+    // proof only to the holder of its key, with or without a certificate of its own; and NAT may
+    // change the address). A
     // process that took the distributor's port and kept the callers' connections cannot pass their
     // proofs on from a connection of its own: their address and port are theirs while they last.
-    const overTls = call.getAuthContext?.().transportSecurityType === 'ssl';
     const connectionHolds =
       proof.endpoint === OVER_TLS ? overTls : proof.endpoint === endpointOfPeer(call.getPeer());
     if (!connectionHolds) throw unauthenticated(REGISTRY_TOKEN_REFUSALS.connection);
