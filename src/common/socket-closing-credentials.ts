@@ -14,8 +14,11 @@ type SecureConnector = ReturnType<ChannelCredentials['_createSecureConnector']>;
 export class SocketClosingCredentials extends ChannelCredentials {
   readonly #inner: ChannelCredentials;
   readonly #sockets = new Set<Socket>();
-  /** Connected sockets still open, in the order they connected (secured, when secure). */
-  readonly #connected = new Set<Socket>();
+  /**
+   * The connected sockets still open of the subchannel grpc-js picked last (one connector each), in
+   * the order they connected (secured, when secure): see localEndpoint.
+   */
+  #picked: ReadonlySet<Socket> | undefined;
   /**
    * Why the channel's last secure handshake failed (another CA, a certificate for another name,
    * the connection dropped in the handshake), until one succeeds: grpc-js keeps it to itself until
@@ -53,6 +56,8 @@ export class SocketClosingCredentials extends ChannelCredentials {
     ...args: Parameters<ChannelCredentials['_createSecureConnector']>
   ): SecureConnector {
     const connector = this.#inner._createSecureConnector(...args);
+    /** This subchannel's connected sockets still open, in the order they connected. */
+    const connected = new Set<Socket>();
     return {
       connect: (socket) => {
         this.#sockets.add(socket);
@@ -62,8 +67,8 @@ export class SocketClosingCredentials extends ChannelCredentials {
           ({ socket: connection }) => {
             this.lastHandshakeFailure = undefined;
             if (!socket.destroyed) {
-              this.#connected.add(socket);
-              socket.once('close', () => this.#connected.delete(socket));
+              connected.add(socket);
+              socket.once('close', () => connected.delete(socket));
             }
             if (this.#onSilentClose === undefined) return;
             const onSilentClose = this.#onSilentClose;
@@ -82,7 +87,12 @@ export class SocketClosingCredentials extends ChannelCredentials {
         return secured;
       },
       waitForReady: () => connector.waitForReady(),
-      getCallCredentials: () => connector.getCallCredentials(),
+      // grpc-js asks the picked subchannel for these as it starts a call, right before it has the
+      // call's own credentials make their metadata (see localEndpoint).
+      getCallCredentials: () => {
+        this.#picked = connected;
+        return connector.getCallCredentials();
+      },
       destroy: () => connector.destroy(),
     };
   }
@@ -95,12 +105,16 @@ export class SocketClosingCredentials extends ChannelCredentials {
   }
 
   /**
-   * This side's address of the channel's newest open connection ("127.0.0.1:53124", "[::1]:53124"),
-   * if it has one: with one subchannel, the connection a call picked now goes out on.
+   * This side's address ("127.0.0.1:53124", "[::1]:53124") of the newest open connection of the
+   * subchannel grpc-js picked last: read by a call's credentials as they make its metadata, the
+   * connection that call goes out on. Not the channel's newest connection: with two addresses (a
+   * name with A and AAAA records), grpc-js connects to the second after 250 ms without an answer
+   * from the first, picks whichever answers first and drops the other, which may have connected
+   * last (a proof named it, and the distributor refused the call for good).
    */
   localEndpoint(): { address: string; port: number } | undefined {
     let newest: Socket | undefined;
-    for (const socket of this.#connected) newest = socket;
+    for (const socket of this.#picked ?? []) newest = socket;
     if (newest?.localAddress === undefined || newest.localPort === undefined) return undefined;
     return { address: newest.localAddress, port: newest.localPort };
   }
