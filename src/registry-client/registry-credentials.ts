@@ -69,7 +69,8 @@ export class RegistryCredentials {
     const credentials = CallCredentials.createFromMetadataGenerator((_options, callback) => {
       const side = connection.localEndpoint();
       if (!connection.secure && side === undefined) {
-        // grpc-js ends the call UNAVAILABLE with these words; it is tried again as any lost link.
+        // grpc-js ends the call UNKNOWN ("Getting metadata from plugin failed with error: …"), which
+        // retry-policy.ts takes for transient: it is tried again as any lost link.
         callback(new Error('the connection to the distributor closed as the call started'));
         return;
       }
