@@ -136,9 +136,9 @@ export function createRegistryAuth({
     // Made for the connection it came on: the caller's side of it as this side sees the peer, or
     // over TLS, where the distributor's certificate binds the connection (a caller sends such a
     // proof only to the holder of its key, with or without a certificate of its own; and NAT may
-    // change the address). A
-    // process that took the distributor's port and kept the callers' connections cannot pass their
-    // proofs on from a connection of its own: their address and port are theirs while they last.
+    // change the address). A process that took the distributor's port and kept the callers'
+    // connections cannot pass their proofs on from a connection of its own: their address and
+    // port are theirs while they last.
     const connectionHolds =
       proof.endpoint === OVER_TLS ? overTls : proof.endpoint === endpointOfPeer(call.getPeer());
     if (!connectionHolds) throw unauthenticated(REGISTRY_TOKEN_REFUSALS.connection);

@@ -47,11 +47,6 @@ export class RegistryCredentials {
     this.#token = token;
   }
 
-  /** Whether a token is proven: a refusal's hint says which setting to fix. */
-  get hasToken(): boolean {
-    return this.#token !== undefined;
-  }
-
   /**
    * The call options of one call of `method` over `connection` (for Register, made for `node`, the
    * node its first message describes), and the check of its answer (see {@link AnswerProof}). The

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { useTestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
 
@@ -15,22 +12,14 @@ import { useDistributorHarness } from './support/distributor-harness.js';
 
 const { cleanups, startDistributor } = useDistributorHarness();
 
-let dir: string;
-let pki: TestPki;
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'registry-proof-server-tls-'));
-  pki = makeTestPki(dir, { names: ['distributor', 'goods'] });
-});
-
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const testPki = useTestPki('registry-proof-server-tls-', { names: ['distributor', 'goods'] });
 
 const TOKEN = 'registry-proof-server-tls-token';
 
 describe('a distributor with a token and TLS without a CA', () => {
   it('registers a component whose proofs leave the address out, the connection being TLS', async () => {
-    const { certFile, keyFile } = pki.files('distributor');
-    const files = pki.files('goods');
+    const { certFile, keyFile } = testPki.pki.files('distributor');
+    const files = testPki.pki.files('goods');
     const { address } = await startDistributor({
       credentials: serverCredentials({ certFile, keyFile }),
       registryToken: TOKEN,

@@ -1,13 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:http2';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { freePort } from '../e2e/support/processes.js';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { useTestPki } from '../helpers/certs.js';
 import { captureLog, type LogLine } from '../helpers/log-capture.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
 
@@ -17,15 +14,7 @@ import { useDistributorHarness } from './support/distributor-harness.js';
 
 const { cleanups, startDistributor } = useDistributorHarness();
 
-let dir: string;
-let pki: TestPki;
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'tls-mismatch-'));
-  pki = makeTestPki(dir, { names: ['distributor', 'goods'] });
-});
-
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const testPki = useTestPki('tls-mismatch-', { names: ['distributor', 'goods'] });
 
 const TOKEN = 'tls-mismatch-test-token';
 /** A node with nothing to route: what is under test is the connection, not the registration. */
@@ -41,7 +30,7 @@ const GOODS_NODE = {
 /** A goods node's registration client, with TLS files or without, started; its log lines. */
 function register(distributor: string, tls: boolean): LogLine[] {
   const { log, lines } = captureLog('goods');
-  const files = tls ? pki.files('goods') : undefined;
+  const files = tls ? testPki.pki.files('goods') : undefined;
   const client = new RegistrationClient({
     distributor,
     node: GOODS_NODE,
@@ -71,7 +60,7 @@ async function firstWarning(lines: LogLine[]): Promise<string> {
 describe('a registration client and a distributor that disagree on TLS', () => {
   it('without TLS files, against a distributor that requires mTLS: says the distributor may require TLS', async () => {
     const { address } = await startDistributor({
-      credentials: serverCredentials(pki.files('distributor')),
+      credentials: serverCredentials(testPki.pki.files('distributor')),
       requireCertificateIdentity: true,
     });
     const message = await firstWarning(register(address, false));
@@ -111,7 +100,7 @@ describe('a TLS distributor reached in plaintext', () => {
   it('warns once per address that a client spoke plaintext to its TLS port', async () => {
     const { log, lines } = captureLog('distributor', 'info');
     const { port } = await startDistributor({
-      credentials: serverCredentials(pki.files('distributor')),
+      credentials: serverCredentials(testPki.pki.files('distributor')),
       requireCertificateIdentity: true,
       log,
     });
@@ -129,11 +118,11 @@ describe('a TLS distributor reached in plaintext', () => {
   it('says nothing of a TLS client it refuses for want of a certificate', async () => {
     const { log, lines } = captureLog('distributor', 'info');
     const { address } = await startDistributor({
-      credentials: serverCredentials(pki.files('distributor')),
+      credentials: serverCredentials(testPki.pki.files('distributor')),
       requireCertificateIdentity: true,
       log,
     });
-    const { caFile } = pki.files('goods');
+    const { caFile } = testPki.pki.files('goods');
     const withoutCertificate = channelCredentials({ caFile }, { expectedName: 'distributor' });
     const { log: clientLog, lines: clientLines } = captureLog('goods');
     const client = new RegistrationClient({

@@ -107,16 +107,21 @@ describe('npm start: the launcher runs the five components as processes', () => 
     }
   });
 
-  it("a second launcher on the same DATA_DIR, whose distributor finds the port taken, leaves the running shop's token file alone", async () => {
+  /**
+   * Starts a second launcher on the running shop's DATA_DIR with its distributor on
+   * `distributorPort`, lets `whileRunning` watch it, stops it, and checks that the running shop's
+   * token file held its token throughout (before, the second wrote its own there, and took the file
+   * away when it stopped).
+   */
+  async function secondLauncherKeepsTheTokenFile(
+    distributorPort: string | number,
+    whileRunning: (second: ReturnType<typeof spawnComponent>) => Promise<unknown>,
+  ): Promise<void> {
     const tokenFile = join(dataDir, 'registry-token');
     const token = readFileSync(tokenFile, 'utf8');
-    const second = spawnComponent(
-      'src/launcher/main.ts',
-      [],
-      launcherEnv({ distributorPort: distributorAddress.split(':')[1]!, dataDir }),
-    );
+    const second = spawnComponent('src/launcher/main.ts', [], launcherEnv({ distributorPort, dataDir }));
     try {
-      await second.waitForLine(/^\[distributor\] exited \(code 1\); starting it again/, 20_000);
+      await whileRunning(second);
       expect(readFileSync(tokenFile, 'utf8')).toBe(token);
       second.child.kill('SIGTERM');
       expect(await second.exited()).toBe(0);
@@ -124,30 +129,22 @@ describe('npm start: the launcher runs the five components as processes', () => 
     } finally {
       if (second.child.exitCode === null) second.child.kill('SIGKILL');
     }
+  }
+
+  it("a second launcher on the same DATA_DIR, whose distributor finds the port taken, leaves the running shop's token file alone", async () => {
+    await secondLauncherKeepsTheTokenFile(distributorAddress.split(':')[1]!, (second) =>
+      second.waitForLine(/^\[distributor\] exited \(code 1\); starting it again/, 20_000),
+    );
   }, 40_000);
 
   it("a second launcher on the same DATA_DIR with ports of its own runs, but leaves the running shop's token file alone", async () => {
-    const tokenFile = join(dataDir, 'registry-token');
-    const token = readFileSync(tokenFile, 'utf8');
-    const second = spawnComponent(
-      'src/launcher/main.ts',
-      [],
-      launcherEnv({ distributorPort: await freePort(), dataDir }),
-    );
-    try {
+    await secondLauncherKeepsTheTokenFile(await freePort(), async (second) => {
       await second.waitForLine(
         /^\[launcher\] .*registry-token holds the token of the launcher running as pid \d+/,
         30_000,
       );
       await second.waitForLine(/^\[gateway +\] .*registered with the distributor/, 30_000);
-      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
-      second.child.kill('SIGTERM');
-      expect(await second.exited()).toBe(0);
-      // Before, the second wrote its own token there, and took the file away when it stopped.
-      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
-    } finally {
-      if (second.child.exitCode === null) second.child.kill('SIGKILL');
-    }
+    });
   }, 60_000);
 
   it('prefixes every line with its component', () => {

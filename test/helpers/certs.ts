@@ -1,5 +1,7 @@
-import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { type CertificateFiles, createCa, issueCertificate } from '../../scripts/certs.mjs';
 import type { TlsFilePaths } from '../../src/common/tls.js';
 
@@ -108,4 +110,24 @@ export function installCertificate(from: CertificateFiles, target: string, name:
   replaceFile(from.certFile, installed.certFile);
   replaceFile(from.keyFile, installed.keyFile);
   return installed;
+}
+
+/**
+ * A test PKI (see makeTestPki) made before a file's tests in a folder of its own under the system's
+ * temporary folder, and removed after them: `pki` is set once they run.
+ */
+export function useTestPki(
+  prefix: string,
+  options: Parameters<typeof makeTestPki>[1],
+): { readonly pki: TestPki } {
+  let dir: string | undefined;
+  const made: { pki: TestPki } = { pki: undefined as unknown as TestPki };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    made.pki = makeTestPki(dir, options);
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return made;
 }
