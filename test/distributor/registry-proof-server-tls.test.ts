@@ -4,6 +4,7 @@ import { NodeState } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { useTestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { goodsNode } from '../helpers/nodes.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
 
 // A distributor with a registry token and TLS but no CA (TLS_CERT and TLS_KEY, no TLS_CA) asks its
@@ -27,14 +28,8 @@ describe('a distributor with a token and TLS without a CA', () => {
     const { log } = captureLog('goods');
     const client = new RegistrationClient({
       distributor: address,
-      node: {
-        name: 'goods',
-        host: '127.0.0.1',
-        port: 9010,
-        routes: [],
-        descriptorSet: Buffer.alloc(0),
-        state: NodeState.NODE_STATE_SERVING,
-      },
+      // Nothing to route: what is under test is the connection, not the registration.
+      node: goodsNode({ descriptorSet: Buffer.alloc(0), state: NodeState.NODE_STATE_SERVING }),
       log,
       token: TOKEN,
       credentials: channelCredentials(files, { expectedName: 'distributor' }),
