@@ -290,6 +290,10 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           // (any well-formed proof passes authenticate) must not spend its address group's
           // registration budget, which on one machine every component shares (127.0.0.1).
           auth.confirmNode(caller, kind.value);
+          // The caller proved the token for this node: every answer from here, a refusal too, carries
+          // the distributor's proof, for a component believes a refusal for good only with it.
+          const answer = auth.answerMetadata(caller);
+          if (answer) call.sendMetadata(answer);
           const peerGroup = addressGroupOf(peer);
           if (!rateLimiter.tryTake(peerGroup)) {
             throw exhausted(
@@ -300,8 +304,6 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           // Who may use the name comes before the costly checks (the descriptor set is parsed).
           validateName(kind.value.name, limits);
           const principal = auth.principalFor(caller, kind.value.name, peer);
-          const answer = auth.answerMetadata(caller);
-          if (answer) call.sendMetadata(answer);
           validateNodeShape(kind.value, limits);
           const host = kind.value.host || peer;
           validateHost(host, limits);

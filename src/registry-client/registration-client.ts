@@ -9,10 +9,11 @@ import {
   Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
+import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { NODE_REPLACED } from '../common/registry-words.js';
+import { NODE_REPLACED, REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import {
@@ -289,15 +290,17 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.#acknowledgedState = undefined;
       if (this.#stopped) return;
       this.emit('disconnected', status);
-      const retry = retryClassOf(status.code);
+      const unproven = proof.refusalUnproven(status);
+      const retry = unproven ? 'refused' : retryClassOf(status.code);
       const reason = `${grpcStatus[status.code]}: ${status.details}`;
       // The status by name, as the distributor's refusals and a service's call lines write `code`.
       const fields = { code: grpcStatus[status.code] ?? status.code, details: status.details };
+      const hints = `${tokenRefusalHint(status.code, status.details, this.#hasToken)}${notADistributorHint(status.code, this.#distributor)}`;
       if (retry === 'permanent') {
         this.#refusal = status;
         this.#log.error(
           { event: 'refused', ...fields },
-          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${tokenRefusalHint(status.code, status.details, this.#hasToken)}${notADistributorHint(status.code, this.#distributor)}`,
+          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${hints}`,
         );
         this.emit('refused', status);
         return;
@@ -312,7 +315,12 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       const newReason = this.#failures === 0 || cause !== this.#lastFailure;
       this.#lastFailure = cause;
       const delay = this.#nextDelay();
-      if (retry === 'refused') {
+      if (unproven) {
+        this.#log.warn(
+          { event: 'refused', ...fields, proven: false, retryInMs: delay },
+          `${this.#distributor} refused this node (${reason}) without proving that it holds the registry token, so the refusal is not taken as final: either this component's ${REGISTRY_TOKEN_ENV} is not the distributor's, or the process answering there is not this shop's distributor (another process may hold its port while it restarts); retrying with backoff${status.details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong) ? '' : hints}`,
+        );
+      } else if (retry === 'refused') {
         this.#log.warn(
           { event: 'refused', ...fields, retryInMs: delay },
           `the distributor refused this node for now (${reason}); retrying with backoff`,

@@ -9,6 +9,7 @@ import {
   OVER_TLS,
   type RegisteredNode,
 } from '../common/registry-proof.js';
+import { retryClassOf } from '../common/retry-policy.js';
 import { checkRegistryToken } from './registry-token.js';
 
 /** The methods of the distributor a component calls, as their proofs name them. */
@@ -90,13 +91,15 @@ export class RegistryCredentials {
 export class AnswerProof {
   #proven: boolean;
   #unproven = false;
+  readonly #checked: boolean;
 
   constructor(
     call: ProvableCall,
     holds: ((headers: Metadata) => boolean) | undefined,
     readonly distributor: string,
   ) {
-    this.#proven = holds === undefined;
+    this.#checked = holds !== undefined;
+    this.#proven = !this.#checked;
     if (!holds) return;
     call.on('metadata', (headers) => {
       if (holds(headers)) {
@@ -120,6 +123,17 @@ export class AnswerProof {
   statusOf(ended: StatusObject): StatusObject {
     if (!this.#unproven) return ended;
     return { code: Status.UNAVAILABLE, details: unprovenDetails(this.distributor), metadata: ended.metadata };
+  }
+
+  /**
+   * Whether `ended` is a refusal for good (retry-policy's `permanent`: UNAUTHENTICATED,
+   * PERMISSION_DENIED, …) that came without the distributor's proof. The distributor proves itself
+   * in every answer to a caller that proved the token, so such a refusal is either the distributor's
+   * answer to a token that is not its own, or a process in its place: either way it is retried, so
+   * that a process holding the distributor's port cannot stop a component for good with one status.
+   */
+  refusalUnproven(ended: StatusObject): boolean {
+    return this.#checked && !this.#proven && retryClassOf(ended.code) === 'permanent';
   }
 
   /** The error of a unary call whose answer came without the proof. */

@@ -404,14 +404,13 @@ describe('registration client', () => {
     expect(distributor.registry.snapshot().nodes).toHaveLength(1);
   });
 
-  it('gives up on a refusal no retry can change (a wrong token): one error, a refused event, no retry', async () => {
+  it('gives up on a refusal no retry can change (no token): one error, a refused event, no retry', async () => {
     const { log, lines } = capturingLogger();
     const { address } = await startDistributor({ registryToken: 'the-token' });
     const registration = new RegistrationClient({
       distributor: address,
       node: goodsNode(),
       backoff: fastBackoff,
-      token: 'a-wrong-token',
       log,
     });
     cleanups.push(() => registration.stop(200));
@@ -426,9 +425,9 @@ describe('registration client', () => {
     expect(lines.filter((line) => line.level >= 40).map((line) => [line.level, line.msg])).toEqual([
       [
         50,
-        'the distributor refused this node (UNAUTHENTICATED: invalid credentials: the registry token is wrong); ' +
+        'the distributor refused this node (UNAUTHENTICATED: missing credentials: send the registry token as metadata "authorization: Bearer <token>"); ' +
           'retrying cannot change that, so registration stops here' +
-          " — this component's SHOP_REGISTRY_TOKEN is not the distributor's: give it the distributor's token",
+          " — this component has no registry token: set SHOP_REGISTRY_TOKEN to the distributor's",
       ],
     ]);
     // Its status by name, as the distributor's own refusal line and a service's call lines write it.

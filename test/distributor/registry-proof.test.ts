@@ -41,6 +41,7 @@ import { DistributorConnection } from '../../src/registry-client/distributor-con
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { DISTRIBUTOR_METHODS } from '../../src/registry-client/registry-credentials.js';
 import { RegistryWatcher } from '../../src/registry-client/registry-watcher.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { goodsNode } from '../helpers/nodes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { describeNodeWith, useDistributorHarness } from './support/distributor-harness.js';
@@ -313,6 +314,25 @@ describe('the distributor, proven to', () => {
     }
   });
 
+  it('proves itself in a refusal for good of a caller that proved the token, which the component then believes', async () => {
+    // "operator" is refused (PERMISSION_DENIED) after the proof is checked, before the node is looked
+    // at further: a refusal the component may stop for, since only this shop's distributor can make it.
+    const { address } = await startDistributor({ registryToken: TOKEN });
+    const registration = new RegistrationClient({
+      distributor: address,
+      token: TOKEN,
+      node: goodsNode({ name: 'operator' }),
+      backoff: fastBackoff,
+    });
+    const refused = new Promise<StatusObject>((resolve) => registration.once('refused', resolve));
+    try {
+      registration.start();
+      expect(await refused).toMatchObject({ code: status.PERMISSION_DENIED });
+    } finally {
+      await registration.stop(100);
+    }
+  });
+
   it("lets the project's own registration client and watcher in with the token, and follow the list", async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
     const registration = new RegistrationClient({
@@ -402,6 +422,54 @@ describe('a process listening in place of the distributor, without the token', (
     );
     return { address: `127.0.0.1:${port}`, metadata, stop: () => server.forceShutdown() };
   }
+
+  it.each(['UNAUTHENTICATED', 'PERMISSION_DENIED', 'INVALID_ARGUMENT', 'UNIMPLEMENTED'] as const)(
+    'cannot stop a component for good with a refusal (%s): it is retried, with a warning that says why',
+    async (name) => {
+      const code = status[name];
+      const server = new Server();
+      let attempts = 0;
+      server.addService(DistributorServiceService, {
+        register: (call: ServerDuplexStream<RegisterRequest, RegisterResponse>) => {
+          attempts++;
+          call.on('error', () => {});
+          call.emit('error', { code, details: REGISTRY_TOKEN_REFUSALS.wrong });
+        },
+      } as unknown as DistributorServiceServer);
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+          error ? reject(error) : resolve(bound),
+        ),
+      );
+      const address = `127.0.0.1:${port}`;
+      const { log, lines } = captureLog('goods');
+      const registration = new RegistrationClient({
+        distributor: address,
+        token: TOKEN,
+        node: goodsNode(),
+        backoff: fastBackoff,
+        log,
+      });
+      const refused: StatusObject[] = [];
+      registration.on('refused', (ended) => refused.push(ended));
+      try {
+        registration.start();
+        await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3), { timeout: 5_000 });
+      } finally {
+        await registration.stop(100);
+        server.forceShutdown();
+      }
+      expect(refused).toEqual([]);
+      const warnings = lines.filter((line) => line.event === 'refused');
+      expect(warnings.length).toBeGreaterThanOrEqual(2);
+      for (const warning of warnings) {
+        expect(warning).toMatchObject({ level: 40, proven: false, code: name });
+        expect(warning.msg).toContain(
+          `${address} refused this node (${name}: ${REGISTRY_TOKEN_REFUSALS.wrong}) without proving that it holds the registry token, so the refusal is not taken as final: either this component's SHOP_REGISTRY_TOKEN is not the distributor's, or the process answering there is not this shop's distributor`,
+        );
+      }
+    },
+  );
 
   it('gets no token, and no component believes the list it sends', async () => {
     const impostor = await startImpostor();

@@ -86,7 +86,7 @@ describe('the gateway process', () => {
     expect(gateway.lines.some((line) => line.includes('the drain ends now'))).toBe(true);
   }, 60_000);
 
-  it('refused for good after it had routed (its token rotated away), with --drain-delay-ms: drains first, then exits 3', async () => {
+  it('refused for good after it had routed (the distributor came back with a limit its name breaks), with --drain-delay-ms: drains first, then exits 3', async () => {
     const token = 'the-first-token-of-this-test';
     const first = createDistributorServer({ registryToken: token });
     const distributorPort = await first.listen('127.0.0.1', 0);
@@ -105,10 +105,10 @@ describe('the gateway process', () => {
     await expect
       .poll(async () => (await http(port, 'GET', '/readyz')).body, { timeout: 10_000 })
       .toContain('no service has registered a route yet');
-    // The distributor comes back on its address with another token: the gateway's next
-    // registration is refused for good.
+    // The distributor comes back on its address with a limit that "gateway" breaks: the gateway's
+    // next registration is refused for good, by a distributor that proves it holds the token.
     await first.stop(100);
-    const second = createDistributorServer({ registryToken: 'the-second-token-of-this-test' });
+    const second = createDistributorServer({ registryToken: token, limits: { nameLength: 3 } });
     await second.listen('127.0.0.1', distributorPort);
     cleanups.push(() => second.stop(100));
     await gateway.waitForLine(/"event":"draining"/, 15_000);

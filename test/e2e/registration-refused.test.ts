@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createDistributorServer,
   type DistributorServerOptions,
@@ -16,7 +16,8 @@ import {
 } from './support/processes.js';
 
 // A component the distributor refuses for good (see src/common/retry-policy.ts) must not run on
-// unregistered, reporting SERVING while nothing routes to it: it stops in order and exits 3.
+// unregistered, reporting SERVING while nothing routes to it: it stops in order and exits 3. With a
+// registry token, only a refusal that came with the distributor's proof is taken as for good.
 const TOKEN = 'the-right-token-of-this-test';
 const dataDir = mkdtempSync(join(tmpdir(), 'shop-refused-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -52,18 +53,18 @@ const logLines = (component: ComponentProcess): LogLine[] =>
 describe('a registration refused for good', () => {
   it.each([
     [
-      'goods, with a wrong token (UNAUTHENTICATED)',
-      'src/services/goods/main.ts',
-      { registryToken: TOKEN },
-      { SHOP_REGISTRY_TOKEN: 'a-wrong-token-of-this-test' },
-      'UNAUTHENTICATED: invalid credentials: the registry token is wrong',
-      "this component's SHOP_REGISTRY_TOKEN is not the distributor's: give it the distributor's token",
-    ],
-    [
       'members, whose description breaks a limit (INVALID_ARGUMENT)',
       'src/services/members/main.ts',
       { limits: { descriptorSetBytes: 1024 } },
       {},
+      'INVALID_ARGUMENT: invalid registration: descriptor_set must be at most 1024 bytes',
+      undefined,
+    ],
+    [
+      'purchases, with the token, whose description breaks a limit (INVALID_ARGUMENT, proven)',
+      'src/services/purchases/main.ts',
+      { registryToken: TOKEN, limits: { descriptorSetBytes: 1024 } },
+      { SHOP_REGISTRY_TOKEN: TOKEN },
       'INVALID_ARGUMENT: invalid registration: descriptor_set must be at most 1024 bytes',
       undefined,
     ],
@@ -97,12 +98,37 @@ describe('a registration refused for good', () => {
     },
   );
 
-  it('under the launcher: the refused components are not restarted, the rest stop in order, exit 3', async () => {
-    // The launcher's components are sent to a distributor of this test's, which knows another token.
+  it('with a wrong token: not stopped, since the refusal proves nothing; it warns at every attempt and retries', async () => {
+    // The distributor cannot prove itself to a component whose token is not its own, and a process
+    // holding its port could send the same refusal: so the component runs on, unregistered, saying so.
     const distributor = await startDistributor({ registryToken: TOKEN });
+    const component = start('src/services/goods/main.ts', distributor, {
+      SHOP_REGISTRY_TOKEN: 'a-wrong-token-of-this-test',
+    });
+    const refusals = (): LogLine[] => logLines(component).filter((line) => line.event === 'refused');
+    await vi.waitFor(() => expect(refusals().length).toBeGreaterThanOrEqual(2), { timeout: 20_000 });
+    expect(component.child.exitCode).toBeNull();
+    for (const refusal of refusals()) {
+      expect(refusal.level).toBe(40);
+      expect(refusal.msg).toContain(
+        `${distributor} refused this node (UNAUTHENTICATED: invalid credentials: the registry token is wrong) without proving that it holds the registry token, so the refusal is not taken as final: either this component's SHOP_REGISTRY_TOKEN is not the distributor's, or the process answering there is not this shop's distributor`,
+      );
+      expect(refusal.msg).toMatch(/; retrying with backoff$/);
+    }
+    expect(logLines(component).some((line) => line.msg === 'stopping')).toBe(false);
+  });
+
+  it('under the launcher: the refused components are not restarted, the rest stop in order, exit 3', async () => {
+    // The launcher's components are sent to a distributor of this test's, which knows their token
+    // and refuses their descriptor sets, over its limit.
+    const distributor = await startDistributor({
+      registryToken: TOKEN,
+      limits: { descriptorSetBytes: 1024 },
+    });
     const launcher = spawnComponent('src/launcher/main.ts', [], {
       ...launcherEnv({ distributorPort: await freePort(), dataDir }),
       DISTRIBUTOR_ADDRESS: distributor,
+      SHOP_REGISTRY_TOKEN: TOKEN,
     });
     cleanups.push(() => {
       if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
@@ -113,7 +139,7 @@ describe('a registration refused for good', () => {
     expect(said).toMatch(
       /^\[launcher\] (goods|members|purchases|gateway) cannot run \(refused by the distributor: see its message above\): stopping every component$/,
     );
-    expect(launcher.lines.join('\n')).toMatch(/ the distributor refused this node \(UNAUTHENTICATED: /);
+    expect(launcher.lines.join('\n')).toMatch(/ the distributor refused this node \(INVALID_ARGUMENT: /);
     expect(launcher.lines).toContain('[launcher] all stopped; exiting with code 3');
     expect(launcher.lines.some((line) => / starting it again in /.test(line))).toBe(false);
     expect(tree.filter(isRunning)).toEqual([]);
