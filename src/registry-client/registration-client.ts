@@ -318,7 +318,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       if (unproven) {
         this.#log.warn(
           { event: 'refused', ...fields, proven: false, retryInMs: delay },
-          `${this.#distributor} refused this node (${reason}) without proving that it holds the registry token, so the refusal is not taken as final: either this component's ${REGISTRY_TOKEN_ENV} is not the distributor's, or the process answering there is not this shop's distributor (another process may hold its port while it restarts); retrying with backoff${status.details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong) ? '' : hints}`,
+          `${this.#distributor} refused this node (${reason}) without proving that it holds the registry token, so the refusal is not taken as final: it may come from another process holding the distributor's port while it restarts; if it is the distributor's, what it names needs fixing (this component's ${REGISTRY_TOKEN_ENV} not the distributor's, a clock more than 5 minutes off, something relaying the connection); retrying with backoff${status.details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong) ? '' : hints}`,
         );
       } else if (retry === 'refused') {
         this.#log.warn(

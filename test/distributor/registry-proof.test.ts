@@ -465,7 +465,7 @@ describe('a process listening in place of the distributor, without the token', (
       for (const warning of warnings) {
         expect(warning).toMatchObject({ level: 40, proven: false, code: name });
         expect(warning.msg).toContain(
-          `${address} refused this node (${name}: ${REGISTRY_TOKEN_REFUSALS.wrong}) without proving that it holds the registry token, so the refusal is not taken as final: either this component's SHOP_REGISTRY_TOKEN is not the distributor's, or the process answering there is not this shop's distributor`,
+          `${address} refused this node (${name}: ${REGISTRY_TOKEN_REFUSALS.wrong}) without proving that it holds the registry token, so the refusal is not taken as final: it may come from another process holding the distributor's port while it restarts; if it is the distributor's, what it names needs fixing (this component's SHOP_REGISTRY_TOKEN not the distributor's, a clock more than 5 minutes off, something relaying the connection); retrying with backoff`,
         );
       }
     },

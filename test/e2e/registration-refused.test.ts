@@ -111,7 +111,7 @@ describe('a registration refused for good', () => {
     for (const refusal of refusals()) {
       expect(refusal.level).toBe(40);
       expect(refusal.msg).toContain(
-        `${distributor} refused this node (UNAUTHENTICATED: invalid credentials: the registry token is wrong) without proving that it holds the registry token, so the refusal is not taken as final: either this component's SHOP_REGISTRY_TOKEN is not the distributor's, or the process answering there is not this shop's distributor`,
+        `${distributor} refused this node (UNAUTHENTICATED: invalid credentials: the registry token is wrong) without proving that it holds the registry token, so the refusal is not taken as final: it may come from another process holding the distributor's port while it restarts; if it is the distributor's, what it names needs fixing (this component's SHOP_REGISTRY_TOKEN not the distributor's, a clock more than 5 minutes off, something relaying the connection); retrying with backoff`,
       );
       expect(refusal.msg).toMatch(/; retrying with backoff$/);
     }
