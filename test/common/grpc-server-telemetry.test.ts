@@ -12,44 +12,35 @@ import {
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { bytesMethod } from '../../src/common/bytes-method.js';
 import { ServerCallTelemetry } from '../../src/common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../../src/common/metrics.js';
 import { requestLogFields } from '../../src/common/request-context.js';
-import type { Tracer, TraceSpan } from '../../src/common/trace-span.js';
+import type { Tracer } from '../../src/common/trace-span.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { memoryTracer } from '../helpers/memory-tracer.js';
 import { sample } from '../helpers/prometheus.js';
 
-/** Server spans started while `tracing` is on, with what each was failed with and whether it ended. */
-const traced = vi.hoisted(() => ({
-  tracing: false,
-  spans: [] as Array<{ name: string; failed?: string; ended: boolean }>,
-}));
+/**
+ * The process's tracer as the telemetry finds it (activeTracer), read as the telemetry is made: each
+ * test chooses before it starts its server. The project's real one over the SDK (memoryTracer, set
+ * below), since startTracing builds its exporters from the environment only.
+ */
+const active = vi.hoisted(() => ({ tracer: undefined as Tracer | undefined, tracing: false }));
 
 vi.mock('../../src/common/tracing.js', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../src/common/tracing.js')>();
-  const tracer: Tracer = {
-    startSpan(name): TraceSpan {
-      const recorded: { name: string; failed?: string; ended: boolean } = { name, ended: false };
-      traced.spans.push(recorded);
-      return {
-        setName() {},
-        setAttribute() {},
-        fail: (message) => {
-          recorded.failed = message;
-        },
-        end: () => {
-          recorded.ended = true;
-        },
-        carrier: () => ({}),
-        isSampled: () => true,
-      };
-    },
-  };
-  // Read as the telemetry is made: each test chooses before it starts its server.
-  return { ...original, activeTracer: () => (traced.tracing ? tracer : undefined) };
+  return { ...original, activeTracer: () => (active.tracing ? active.tracer : undefined) };
 });
+
+const { tracer, exporter } = memoryTracer();
+active.tracer = tracer;
+
+const CALLER_TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
+const CALLER_SPAN_ID = 'b7ad6b7169203331';
+const CALLER_TRACEPARENT = `00-${CALLER_TRACE_ID}-${CALLER_SPAN_ID}-01`;
 
 const method = (name: string, responseStream = false) =>
   bytesMethod(`/test.v1.Probe/${name}`, responseStream);
@@ -67,8 +58,8 @@ const DEFINITION = {
 const cleanups: Array<() => void> = [];
 afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
-  traced.tracing = false;
-  traced.spans.length = 0;
+  active.tracing = false;
+  exporter.reset();
 });
 
 /** A real server on loopback whose handlers go through ServerCallTelemetry, and a client to it. */
@@ -109,6 +100,7 @@ async function start() {
   const fail: handleUnaryCall<Buffer, Buffer> = () => {
     throw new Error('a bug');
   };
+  let watchesReached = 0;
   const stream: handleServerStreamingCall<Buffer, Buffer> = (call) => {
     call.write(Buffer.from('one'));
     call.end();
@@ -122,7 +114,9 @@ async function start() {
     Throw: fail,
     Stream: stream,
     // A watch that never ends on its own, as Health Watch: the deadline or the client ends it.
-    Watch: () => {},
+    Watch: () => {
+      watchesReached += 1;
+    },
   };
   const server = new Server(telemetry.serverOptions());
   server.addService(DEFINITION, telemetry.instrument(DEFINITION, handlers));
@@ -162,6 +156,7 @@ async function start() {
     endedLate,
     hangsReached: () => hangsReached,
     slowsReached: () => slowsReached,
+    watchesReached: () => watchesReached,
   };
 }
 
@@ -296,34 +291,87 @@ describe('ServerCallTelemetry', () => {
   });
 
   it("fails a traced stream's span that its deadline ends as DEADLINE_EXCEEDED, and not one the client cancels", async () => {
-    traced.tracing = true;
-    const { client } = await start();
-    const watch = (deadlineMs: number) => {
-      const call = client.Watch!(Buffer.from('go'), new Metadata(), {
+    active.tracing = true;
+    const { client, watchesReached } = await start();
+    const watch = (deadlineMs: number, metadata = new Metadata()) => {
+      const call = client.Watch!(Buffer.from('go'), metadata, {
         deadline: Date.now() + deadlineMs,
       }) as NodeJS.EventEmitter & { cancel(): void };
-      return new Promise<number>((resolve) => call.on('error', (error: ServiceError) => resolve(error.code)));
+      const ended = new Promise<number>((resolve) =>
+        call.on('error', (error: ServiceError) => resolve(error.code)),
+      );
+      return { call, ended };
     };
-    expect(await watch(300)).toBe(status.DEADLINE_EXCEEDED);
-    await vi.waitFor(() => expect(traced.spans[0]?.ended).toBe(true), { timeout: 5_000 });
+    const fromCaller = new Metadata();
+    fromCaller.set('traceparent', CALLER_TRACEPARENT);
+    expect(await watch(300, fromCaller).ended).toBe(status.DEADLINE_EXCEEDED);
+    // Exported once ended: a span never ended never shows, and the wait fails.
+    await vi.waitFor(() => expect(exporter.getFinishedSpans()).toHaveLength(1), { timeout: 5_000 });
+    const [late] = exporter.getFinishedSpans();
     // The client saw the deadline, not a cancel: the span says so, as a unary call's does.
-    expect(traced.spans[0]).toEqual({
+    expect(late).toMatchObject({
       name: 'test.v1.Probe/Watch',
-      failed: 'DEADLINE_EXCEEDED',
-      ended: true,
+      kind: SpanKind.SERVER,
+      status: { code: SpanStatusCode.ERROR, message: 'DEADLINE_EXCEEDED' },
+      attributes: {
+        'rpc.system': 'grpc',
+        'rpc.service': 'test.v1.Probe',
+        'rpc.method': 'Watch',
+        'rpc.grpc.status_code': status.DEADLINE_EXCEEDED,
+      },
     });
+    expect(late!.spanContext().traceId).toBe(CALLER_TRACE_ID);
+    expect(late!.parentSpanContext).toMatchObject({ spanId: CALLER_SPAN_ID, isRemote: true });
 
-    const call = client.Watch!(Buffer.from('go'), new Metadata(), {
-      deadline: Date.now() + 5_000,
-    }) as NodeJS.EventEmitter & {
-      cancel(): void;
-    };
-    call.on('error', () => {});
-    await vi.waitFor(() => expect(traced.spans).toHaveLength(2));
-    call.cancel();
-    await vi.waitFor(() => expect(traced.spans[1]?.ended).toBe(true), { timeout: 5_000 });
+    const dropped = watch(5_000);
+    // Cancelled once its handler has it, and so its span.
+    await vi.waitFor(() => expect(watchesReached()).toBe(2), { timeout: 5_000 });
+    dropped.call.cancel();
+    await vi.waitFor(() => expect(exporter.getFinishedSpans()).toHaveLength(2), { timeout: 5_000 });
+    const cancelled = exporter.getFinishedSpans()[1]!;
     // A client's cancel is not the server's fault: the span ends without failing.
-    expect(traced.spans[1]).toEqual({ name: 'test.v1.Probe/Watch', ended: true });
+    expect(cancelled).toMatchObject({
+      name: 'test.v1.Probe/Watch',
+      kind: SpanKind.SERVER,
+      status: { code: SpanStatusCode.UNSET },
+      attributes: { 'rpc.grpc.status_code': status.CANCELLED },
+    });
+    // No caller's trace context came with it: a trace of its own.
+    expect(cancelled.parentSpanContext).toBeUndefined();
+    expect(cancelled.spanContext().traceId).not.toBe(CALLER_TRACE_ID);
+  });
+
+  it("traces a unary call as a child of its caller's span, failed only for the server's faults, and nothing of an unsampled caller", async () => {
+    active.tracing = true;
+    const { unary } = await start();
+    const fromCaller = (flags: string) => {
+      const metadata = new Metadata();
+      metadata.set('traceparent', `00-${CALLER_TRACE_ID}-${CALLER_SPAN_ID}-${flags}`);
+      return metadata;
+    };
+    expect(await unary('Echo', fromCaller('01'))).toBe(status.OK);
+    expect(await unary('Refuse', fromCaller('01'))).toBe(status.NOT_FOUND);
+    expect(await unary('Throw', fromCaller('01'))).toBe(status.UNKNOWN);
+    expect(await unary('Echo', fromCaller('00'))).toBe(status.OK);
+    // Each span ends before its answer goes: all there by now.
+    const spans = exporter.getFinishedSpans();
+    expect(
+      spans.map((span) => [span.name, span.kind, span.status, span.attributes['rpc.grpc.status_code']]),
+    ).toEqual([
+      ['test.v1.Probe/Echo', SpanKind.SERVER, { code: SpanStatusCode.UNSET }, status.OK],
+      // A caller's mistake is an answer, not a failure.
+      ['test.v1.Probe/Refuse', SpanKind.SERVER, { code: SpanStatusCode.UNSET }, status.NOT_FOUND],
+      [
+        'test.v1.Probe/Throw',
+        SpanKind.SERVER,
+        { code: SpanStatusCode.ERROR, message: 'a bug' },
+        status.UNKNOWN,
+      ],
+    ]);
+    for (const span of spans) {
+      expect(span.spanContext().traceId).toBe(CALLER_TRACE_ID);
+      expect(span.parentSpanContext).toMatchObject({ spanId: CALLER_SPAN_ID, isRemote: true });
+    }
   });
 
   it('wraps nothing and adds no interceptor when there is nothing to observe', () => {

@@ -10,7 +10,6 @@ import {
   checkEndpoints,
   checkExporterSettings,
   exportersAskedFor,
-  ProjectTracer,
   samplerFromEnv,
   samplerNamed,
   startOpenTelemetry,
@@ -18,25 +17,13 @@ import {
   unrecordedShortcuts,
 } from '../../src/common/otel-tracing.js';
 import { isValidTraceparent } from '../../src/common/request-context.js';
-
-/** The project's tracer over an SDK provider that keeps every finished span in memory. */
-function tracerWith(
-  sampler: tracing.Sampler,
-  shortcuts = { localParent: true, remoteUnsampledParent: true },
-) {
-  const exporter = new tracing.InMemorySpanExporter();
-  const provider = new tracing.BasicTracerProvider({
-    sampler,
-    spanProcessors: [new tracing.SimpleSpanProcessor(exporter)],
-  });
-  return { tracer: new ProjectTracer(provider.getTracer('test'), shortcuts), exporter };
-}
+import { memoryTracer } from '../helpers/memory-tracer.js';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
 
 describe('the project tracer over OpenTelemetry', () => {
   it('links a sampled request across hops, with W3C carriers written by hand', () => {
-    const { tracer, exporter } = tracerWith(new tracing.AlwaysOnSampler());
+    const { tracer, exporter } = memoryTracer(new tracing.AlwaysOnSampler());
     const http = tracer.startSpan('GET', 'server', undefined);
     const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
     expect([http.isSampled(), client.isSampled()]).toEqual([true, true]);
@@ -65,7 +52,7 @@ describe('the project tracer over OpenTelemetry', () => {
   });
 
   it('records the children of a sampled span that has already ended (a call its client cancelled)', () => {
-    const { tracer, exporter } = tracerWith(new tracing.AlwaysOnSampler());
+    const { tracer, exporter } = memoryTracer(new tracing.AlwaysOnSampler());
     const server = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'server', undefined);
     server.end();
     expect(server.isSampled()).toBe(true);
@@ -77,7 +64,7 @@ describe('the project tracer over OpenTelemetry', () => {
   });
 
   it("continues a caller's trace and passes its tracestate on", () => {
-    const { tracer } = tracerWith(new tracing.AlwaysOnSampler());
+    const { tracer } = memoryTracer(new tracing.AlwaysOnSampler());
     const incoming = {
       traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
       tracestate: 'congo=t61rcWkgMzE',
@@ -94,7 +81,7 @@ describe('the project tracer over OpenTelemetry', () => {
       traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
       tracestate: 'congo=t61rcWkgMzE',
     };
-    const none = tracerWith(
+    const none = memoryTracer(
       new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(0) }),
     );
     const refused = none.tracer.startSpan('GET', 'server', undefined, undefined, client);
@@ -102,7 +89,7 @@ describe('the project tracer over OpenTelemetry', () => {
     refused.end();
     expect(none.exporter.getFinishedSpans()).toEqual([]);
 
-    const all = tracerWith(new tracing.ParentBasedSampler({ root: new tracing.AlwaysOnSampler() }));
+    const all = memoryTracer(new tracing.ParentBasedSampler({ root: new tracing.AlwaysOnSampler() }));
     const own = all.tracer.startSpan('GET', 'server', undefined, { 'url.path': '/goods' }, client);
     const [, traceId] = TRACEPARENT.exec(own.carrier().traceparent!)!;
     expect(traceId).not.toBe('0af7651916cd43dd8448eb211c80319c');
@@ -122,7 +109,7 @@ describe('the project tracer over OpenTelemetry', () => {
   });
 
   it('makes nothing below an unsampled span: its children pass its context on', () => {
-    const { tracer, exporter } = tracerWith(new tracing.TraceIdRatioBasedSampler(0));
+    const { tracer, exporter } = memoryTracer(new tracing.TraceIdRatioBasedSampler(0));
     const http = tracer.startSpan('GET', 'server', undefined);
     const client = tracer.startSpan('shop.v1.GoodsService/ListGoods', 'client', http);
     const deeper = tracer.startSpan('SELECT goods', 'client', client);
@@ -138,7 +125,7 @@ describe('the project tracer over OpenTelemetry', () => {
 
   it('follows an unsampled caller under a parent-based sampler, and leaves other samplers to the SDK', () => {
     const unsampled = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00' };
-    const parentBased = tracerWith(new tracing.ParentBasedSampler({ root: new tracing.AlwaysOnSampler() }));
+    const parentBased = memoryTracer(new tracing.ParentBasedSampler({ root: new tracing.AlwaysOnSampler() }));
     const followed = parentBased.tracer.startSpan('ListGoods', 'server', unsampled);
     expect(followed.carrier()).toBe(unsampled);
     followed.end();
@@ -146,7 +133,7 @@ describe('the project tracer over OpenTelemetry', () => {
     expect(parentBased.exporter.getFinishedSpans()).toEqual([]);
 
     // A sampler that ignores the parent (here: always on) decides for each span itself.
-    const independent = tracerWith(
+    const independent = memoryTracer(
       new tracing.AlwaysOnSampler(),
       unrecordedShortcuts({ OTEL_TRACES_SAMPLER: 'always_on' }),
     );

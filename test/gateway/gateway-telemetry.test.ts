@@ -1,43 +1,28 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Metadata } from '@grpc/grpc-js';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { Gauge } from 'prom-client';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import type { Tracer, TraceSpan } from '../../src/common/trace-span.js';
+import type { Tracer } from '../../src/common/trace-span.js';
 import { GatewayTelemetry, type GatewayView } from '../../src/gateway/gateway-telemetry.js';
+import { memoryTracer } from '../helpers/memory-tracer.js';
 
-/** The spans the gateway starts, by a tracer that records their names and attributes. */
-const traced = vi.hoisted(() => {
-  const spans: Array<{ name: string; attributes: Record<string, unknown>; failed?: string }> = [];
-  return { spans };
-});
+/**
+ * The process's tracer as the code under test finds it (activeTracer): the project's real one over
+ * the SDK (memoryTracer, set below), since startTracing builds its exporters from the environment only.
+ */
+const active = vi.hoisted(() => ({ tracer: undefined as Tracer | undefined }));
 
 vi.mock('../../src/common/tracing.js', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../src/common/tracing.js')>();
-  const tracer: Tracer = {
-    startSpan(name, _role, _parent, attributes): TraceSpan {
-      const recorded = { name, attributes: { ...attributes } as Record<string, unknown> };
-      traced.spans.push(recorded);
-      return {
-        setName: (renamed) => {
-          recorded.name = renamed;
-        },
-        setAttribute: (key, value) => {
-          recorded.attributes[key] = value;
-        },
-        fail: (message) => {
-          (recorded as { failed?: string }).failed = message;
-        },
-        end() {},
-        carrier: () => ({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }),
-        isSampled: () => true,
-      };
-    },
-  };
-  return { ...original, activeTracer: () => tracer };
+  return { ...original, activeTracer: () => active.tracer };
 });
 
+const { tracer, exporter } = memoryTracer();
+active.tracer = tracer;
+
 beforeEach(() => {
-  traced.spans.length = 0;
+  exporter.reset();
 });
 
 const view: GatewayView = {
@@ -191,20 +176,39 @@ describe('GatewayTelemetry HTTP server spans', () => {
       const request = { headers: {} } as IncomingMessage;
       telemetry.onRequest(request, method, '/goods').closed(answered);
     }
-    expect(traced.spans.map(({ name, attributes }) => ({ name, attributes }))).toEqual([
+    const spans = exporter.getFinishedSpans();
+    expect(spans.map(({ name, kind, attributes }) => ({ name, kind, attributes }))).toEqual([
       {
         name: 'GET /goods',
-        attributes: expect.objectContaining({ 'http.request.method': 'GET', 'http.route': '/goods' }),
+        kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': 'GET',
+          'url.path': '/goods',
+          'shop.request_id': expect.any(String),
+          'http.route': '/goods',
+          'http.response.status_code': 405,
+        },
       },
       {
         name: 'HTTP /goods',
-        attributes: expect.objectContaining({
+        kind: SpanKind.SERVER,
+        attributes: {
           'http.request.method': '_OTHER',
           'http.request.method_original': 'PROPFIND',
-        }),
+          'url.path': '/goods',
+          'shop.request_id': expect.any(String),
+          'http.route': '/goods',
+          'http.response.status_code': 405,
+        },
       },
     ]);
-    expect(traced.spans[0]!.attributes).not.toHaveProperty('http.request.method_original');
+    // No caller's trace context came: each request is a trace of its own, and a 405 is no failure.
+    expect(spans.map((span) => span.parentSpanContext)).toEqual([undefined, undefined]);
+    expect(spans[0]!.spanContext().traceId).not.toBe(spans[1]!.spanContext().traceId);
+    expect(spans.map((span) => span.status)).toEqual([
+      { code: SpanStatusCode.UNSET },
+      { code: SpanStatusCode.UNSET },
+    ]);
   });
 
   it('fails the span of an answer the gateway cut short after a 200, and not of a whole 200', () => {
@@ -215,11 +219,13 @@ describe('GatewayTelemetry HTTP server spans', () => {
     const cut = telemetry.onRequest({ headers: {} } as IncomingMessage, 'GET', '/goods');
     cut.cutShort('a page failed after the answer had begun: INTERNAL');
     cut.closed(answered);
-    expect(traced.spans.map((span) => span.failed)).toEqual([
-      undefined,
-      'a page failed after the answer had begun: INTERNAL',
+    const spans = exporter.getFinishedSpans();
+    expect(spans.map((span) => span.status)).toEqual([
+      { code: SpanStatusCode.UNSET },
+      { code: SpanStatusCode.ERROR, message: 'a page failed after the answer had begun: INTERNAL' },
     ]);
-    expect(traced.spans[1]!.attributes).toMatchObject({
+    expect(spans[0]!.attributes).not.toHaveProperty('error.type');
+    expect(spans[1]!.attributes).toMatchObject({
       'http.response.status_code': 200,
       'error.type': 'answer_cut_short',
     });
@@ -233,10 +239,33 @@ describe('GatewayTelemetry HTTP server spans', () => {
       left.cutShort('the client left', errorType);
       left.closed(answered);
     }
-    expect(traced.spans.map((span) => [span.failed, span.attributes['error.type']])).toEqual([
-      [undefined, 'client_closed'],
-      [undefined, 'client_stopped_reading'],
+    expect(exporter.getFinishedSpans().map((span) => [span.status, span.attributes['error.type']])).toEqual([
+      [{ code: SpanStatusCode.UNSET }, 'client_closed'],
+      [{ code: SpanStatusCode.UNSET }, 'client_stopped_reading'],
     ]);
+  });
+
+  it("continues a caller's sampled trace, records nothing of an unsampled one, and passes each on upstream", () => {
+    const telemetry = new GatewayTelemetry(view, { metrics: false });
+    const answered = { headersSent: true, statusCode: 200 } as ServerResponse;
+    const callerTraceparent = (flags: string) =>
+      `00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-${flags}`;
+    const caller = (flags: string) =>
+      ({ headers: { traceparent: callerTraceparent(flags) } }) as unknown as IncomingMessage;
+    const sampled = telemetry.onRequest(caller('01'), 'GET', '/goods');
+    const sampledUpstream = sampled.metadata(undefined).get('traceparent');
+    sampled.closed(answered);
+    const [span] = exporter.getFinishedSpans();
+    expect(span!.spanContext().traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(span!.parentSpanContext).toMatchObject({ spanId: 'b7ad6b7169203331', isRemote: true });
+    // The upstream call is a child of the gateway's span.
+    expect(sampledUpstream).toEqual([`00-0af7651916cd43dd8448eb211c80319c-${span!.spanContext().spanId}-01`]);
+
+    exporter.reset();
+    const unsampled = telemetry.onRequest(caller('00'), 'GET', '/goods');
+    expect(unsampled.metadata(undefined).get('traceparent')).toEqual([callerTraceparent('00')]);
+    unsampled.closed(answered);
+    expect(exporter.getFinishedSpans()).toEqual([]);
   });
 });
 
