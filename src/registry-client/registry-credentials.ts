@@ -80,7 +80,10 @@ export class RegistryCredentials {
       const values = headers.get(DISTRIBUTOR_PROOF_HEADER);
       return values.length === 1 && distributorProofHolds(token, method, nonce, String(values[0]));
     };
-    return { options: { credentials }, check: (call) => new AnswerProof(call, holds, this.distributor) };
+    return {
+      options: { credentials },
+      check: (call) => new AnswerProof(call, holds, this.distributor, connection.secure),
+    };
   }
 }
 
@@ -97,6 +100,12 @@ export class AnswerProof {
     call: ProvableCall,
     holds: ((headers: Metadata) => boolean) | undefined,
     readonly distributor: string,
+    /**
+     * Whether the call went out over TLS: the component's TLS check of the server (its CA, and the
+     * distributor's identity, secure naming) has then proven whom it speaks to, as far as a refusal
+     * goes (see refusalUnproven).
+     */
+    readonly overTls = false,
   ) {
     this.#checked = holds !== undefined;
     this.#proven = !this.#checked;
@@ -131,9 +140,12 @@ export class AnswerProof {
    * in every answer to a caller that proved the token, so such a refusal is either the distributor's
    * answer to a token that is not its own, or a process in its place: either way it is retried, so
    * that a process holding the distributor's port cannot stop a component for good with one status.
+   * Over TLS no process in its place gets that far (the component checked the distributor's
+   * certificate), so a refusal there is the distributor's, proven or not: a wrong token, a clock too
+   * far off, a client certificate without an identity stop the component, as a person must act.
    */
   refusalUnproven(ended: StatusObject): boolean {
-    return this.#checked && !this.#proven && retryClassOf(ended.code) === 'permanent';
+    return this.#checked && !this.#proven && !this.overTls && retryClassOf(ended.code) === 'permanent';
   }
 
   /** The error of a unary call whose answer came without the proof. */
