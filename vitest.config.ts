@@ -4,6 +4,10 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/global-setup.ts'],
+    // vi.waitFor (test/helpers/patient-waits.ts) and expect.poll wait 10 s when a test gives no
+    // bound of its own: 1 s, their default, is not enough for a loaded run of two files at once.
+    setupFiles: ['test/helpers/patient-waits.ts'],
+    expect: { poll: { timeout: 10_000 } },
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Test files start real servers and hash passwords: two cores, so at most two files at once.
