@@ -2,7 +2,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
-import type { TLSSocket } from 'node:tls';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
@@ -33,7 +32,6 @@ import {
   unsupportedTransferCoding,
 } from './body-reader.js';
 import { type ClientCertificateGate, gateClientCertificates } from './client-certificate-gate.js';
-import { clientErrorAnswer, rawErrorResponse } from './client-error.js';
 import { type Connection, ConnectionTracker, WORKED_AT_ONCE } from './connection-tracker.js';
 import { allowedMethods, Cors, ROUTABLE_METHODS } from './cors.js';
 import { Dispatcher } from './dispatcher.js';
@@ -69,6 +67,7 @@ import {
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
+import { lingerThenClose, SocketAnswers } from './socket-answers.js';
 
 /**
  * How long a route no instance serves keeps the gateway not ready by default: a restart of its
@@ -328,8 +327,8 @@ class GatewayServer implements Gateway {
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
   #stopped: Promise<void> | undefined;
-  /** Sockets whose parser has failed: answered once (see #onClientError). */
-  readonly #failedSockets = new WeakSet<Socket>();
+  /** What the gateway answers on a socket outside any route (bad bytes, plain HTTP on HTTPS, CONNECT). */
+  readonly #socketAnswers: SocketAnswers;
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -475,7 +474,7 @@ class GatewayServer implements Gateway {
       this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
       this.#plainHttpDivert = divertPlainHttp(server, {
         firstByteTimeoutMs: headersTimeout,
-        onPlainHttp: (socket) => this.#answerPlainHttp(socket),
+        onPlainHttp: (socket) => this.#socketAnswers.plainHttp(socket),
       });
       this.#server = server;
     } else {
@@ -502,19 +501,24 @@ class GatewayServer implements Gateway {
           'a client took nothing of its answers for too long: connection closed',
         ),
     });
+    this.#socketAnswers = new SocketAnswers({
+      log: this.#log,
+      telemetry: this.#telemetry,
+      connections: this.#connections,
+    });
     // After the tracker, so that its listener is one the gate calls only for a certificate that
     // checked out: counting a refused client as a served connection, idle, it closed the connection
     // idle the longest (an authorized keep-alive one) to make room for it.
     if (gated) {
       this.#clientCertificateGate = gateClientCertificates(gated, {
         firstByteTimeoutMs: headersTimeout,
-        onRefused: (socket) => this.#refuseClientCertificate(socket),
+        onRefused: (socket) => this.#socketAnswers.clientCertificateRefused(socket),
       });
     }
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
     this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
-      this.#onClientError(error, socket),
+      this.#socketAnswers.clientError(error, socket),
     );
     // Node's own answers to these are an empty 417 and a closed socket: the gateway's carry its envelope.
     this.#server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
@@ -524,28 +528,9 @@ class GatewayServer implements Gateway {
         gatewayErrors.expectationFailed(String(request.headers.expect)),
       );
     });
-    this.#server.on('connect', (request: IncomingMessage, socket: Socket) => {
-      socket.on('error', () => {});
-      // Read and dropped, and closed a while after its answer even if the client keeps its side open.
-      socket.resume();
-      // A request like any other: it has an id, answered in X-Request-Id and named in its line.
-      const requestId = this.#telemetry.requestIdOf(request);
-      const refused = gatewayErrors.connectNotSupported();
-      this.#log.debug({ requestId, method: 'CONNECT', status: refused.httpStatus }, refused.message);
-      // Answers to requests before it on the connection go first.
-      const refuse = (): void => {
-        // From here: begun at once, it closed the connection under answers still on their way.
-        closeAfterLinger(socket);
-        if (!socket.destroyed && !socket.writableEnded) {
-          socket.end(rawErrorResponse(refused, requestId));
-        }
-      };
-      const connection = this.#connections.of(socket);
-      if (connection) connection.whenIdle(refuse);
-      else refuse();
-      // A 501 like any other: counted (as a request the gateway could not take), and in the error rates.
-      this.#telemetry.onUnseenRequest(501, 'CONNECT');
-    });
+    this.#server.on('connect', (request: IncomingMessage, socket: Socket) =>
+      this.#socketAnswers.connect(request, socket),
+    );
   }
 
   get revision(): number | undefined {
@@ -1290,98 +1275,6 @@ class GatewayServer implements Gateway {
     response.writeHead(httpStatus, headers as unknown as string[]);
     endInSlices(response, body);
   }
-
-  /**
-   * Plain HTTP sent to the HTTPS port: answered 400 in plain HTTP, saying to use https://, and
-   * counted as any request the parser refuses. The rest of what the client sends is read and
-   * dropped until it closes or the linger ends, so that closing with unread bytes does not reset
-   * the connection under the answer.
-   */
-  #answerPlainHttp(socket: Socket): void {
-    const refused = gatewayErrors.plainHttpOnHttpsPort();
-    this.#log.debug({ status: refused.httpStatus }, refused.message);
-    this.#telemetry.onUnseenRequest(refused.httpStatus);
-    closeAfterLinger(socket);
-    socket.resume();
-    socket.end(rawErrorResponse(refused));
-  }
-
-  /**
-   * A client whose certificate did not check out against --https-client-ca (none, or another CA's):
-   * answered 403 over its TLS connection, saying which, and closed as #answerPlainHttp does. Its
-   * request is never parsed: it reaches no route and no page.
-   */
-  #refuseClientCertificate(socket: TLSSocket): void {
-    // A client that sent none has no certificate to name (an empty object) and node:tls's code for it
-    // (UNABLE_TO_GET_ISSUER_CERT) would mislead.
-    const sent = Object.keys(socket.getPeerCertificate()).length > 0;
-    const reason = sent ? String(socket.authorizationError) : undefined;
-    const refused = gatewayErrors.clientCertificateRefused(reason);
-    this.#log.debug({ status: refused.httpStatus, errorCode: reason }, refused.message);
-    this.#telemetry.onUnseenRequest(refused.httpStatus);
-    closeAfterLinger(socket);
-    socket.resume();
-    socket.end(rawErrorResponse(refused));
-  }
-
-  /**
-   * Bytes that are not HTTP, a bad chunk, a request timeout, a reset: never throw, and lose no
-   * answer. Requests complete before the bad bytes are answered first (their answers are on their
-   * way); a request whose body was being read gets the error as its answer; then the error is
-   * written and the connection closed, unless an answer has closed it already.
-   */
-  #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-    // A TLS handshake that did not finish in time: no answer can reach the client.
-    if (error.code === 'ECONNRESET' || error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || socket.destroyed) {
-      socket.destroy();
-      return;
-    }
-    // The parser reports its error again on every later chunk: answer once.
-    if (this.#failedSockets.has(socket)) return;
-    this.#failedSockets.add(socket);
-    const connection = this.#connections.of(socket);
-    const reading = connection?.readingBody;
-    // A failure in the body of a request being read is about that request: its line names it.
-    const requestId = reading && !reading.request.complete ? reading.requestId : undefined;
-    if (error.code === 'HPE_INVALID_EOF_STATE') {
-      this.#log.debug(
-        { errorCode: error.code, requestId },
-        'the client closed its side in the middle of a request',
-      );
-      // The client closed its side in the middle of a request: it left, as a reset would say (499),
-      // and is owed no answer to it. Answers to requests it completed before are still written.
-      if (reading && !reading.request.complete) {
-        reading.stop.abort(new BodyAbortedError());
-        // With no answer before it to write, nothing is left to send: closed now, not after the
-        // linger, which recorded its 499 as 2 s long and held its connection's room as long. Else
-        // once the answers before it are written (this one never ends by itself); a linger begun
-        // now closed the connection under those still on their way (a call of over 2 s).
-        if (connection) connection.whenIdle(() => socket.destroy(), 1);
-        else socket.destroy();
-      } else if (connection) connection.whenIdle(() => socket.destroy());
-      else socket.destroy();
-      return;
-    }
-    const answer = clientErrorAnswer(error);
-    this.#log.debug({ errorCode: error.code, status: answer.httpStatus, requestId }, answer.message);
-    if (reading && !reading.request.complete) reading.stop.abort(answer);
-    // A failure in the body of a request already handed on is that request's, answered and counted
-    // as it; else the parser refused a request before it was one. A connection that sent nothing at
-    // all (a browser's preconnect never used) made no request: told 408, it is not counted as one.
-    const latest = connection?.latestRequest;
-    if ((!latest || latest.complete) && socket.bytesRead > 0) {
-      this.#telemetry.onUnseenRequest(answer.httpStatus);
-    }
-    const writeAnswer = (): void => {
-      // The client's LINGER_MS to read the answers and leave begins once they are written: begun at
-      // the bad bytes, it cut off answers still on their way (a call of over 2 s: a write made, and
-      // its connection closed with no answer).
-      closeAfterLinger(socket);
-      if (!socket.destroyed && !socket.writableEnded) socket.end(rawErrorResponse(answer));
-    };
-    if (connection) connection.whenIdle(writeAnswer);
-    else writeAnswer();
-  }
 }
 
 /** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
@@ -1395,36 +1288,11 @@ function takesBodyField(route: Route): boolean {
 }
 
 /**
- * A socket whose parser has failed is closed once its answers are written; if the client neither
- * reads them nor leaves, it is closed after LINGER_MS all the same.
- */
-function closeAfterLinger(socket: Socket): void {
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-  timer.unref();
-  socket.once('close', () => clearTimeout(timer));
-}
-
-/** How long a client may hold its connection after a 413 on a body of unknown size. */
-const LINGER_MS = 2_000;
-
-/**
  * The longest the gateway's stop waits for requests in flight, whatever the deadline: with leaving
  * the distributor (2 s), inside the launcher's 10 s before it kills; the flush of its traces after
  * them gets what is left (stopStepBudget).
  */
 const MAX_STOP_GRACE_MS = 7_000;
-
-/**
- * After a 413 on a body of unknown size, reading stops for good: the request stays paused, so no
- * more of the body enters the process. The socket is not closed at once, because closing it with
- * unread bytes makes the kernel reset it, and the reset can reach a client still sending before it
- * has read the answer; the client gets LINGER_MS to read it and leave, then the socket goes.
- */
-function lingerThenClose(request: IncomingMessage): void {
-  const timer = setTimeout(() => request.socket.destroy(), LINGER_MS);
-  timer.unref();
-  request.socket.once('close', () => clearTimeout(timer));
-}
 
 /** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */
 function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
