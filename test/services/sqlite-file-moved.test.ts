@@ -2,6 +2,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import { DATABASE_UNAVAILABLE } from '../../src/services/common/database-errors.js';
@@ -83,6 +84,31 @@ describe('a SQLite store whose file goes while it is open', () => {
       unavailable,
     );
     await expect(purchases.ping()).rejects.toMatchObject(unavailable);
+  });
+
+  // SQLite closes a connection whose file was replaced without a checkpoint and leaves its WAL: the
+  // next start replayed it, the old file's pages, over the backup (its later writes back, or, after
+  // a checkpoint, a corrupt file).
+  it("a backup moved into place is what the next start opens, without the replaced file's WAL", async () => {
+    const dir = await freshDir();
+    const file = join(dir, 'goods.sqlite');
+    const store = new SqliteGoodsStore(file);
+    expect(await store.createGoods(item)).toBe(1);
+    const backup = join(dir, 'backup.sqlite');
+    const copier = new Database(file);
+    copier.exec(`VACUUM INTO '${backup}'`);
+    copier.close();
+    expect(await store.createGoods({ ...item, name: 'after the backup' })).toBe(2);
+    await rename(backup, file);
+    await expect(store.ping()).rejects.toMatchObject(unavailable);
+    await store.close();
+
+    const restored = new SqliteGoodsStore(file);
+    cleanups.push(() => restored.close());
+    expect((await restored.listGoods(everything)).rows.map(({ name }) => name)).toEqual(['kept']);
+    const checker = new Database(file, { readonly: true });
+    cleanups.push(async () => checker.close());
+    expect(checker.pragma('integrity_check', { simple: true })).toBe('ok');
   });
 
   // SQLite deletes the WAL when the last connection closes, and only then: instances sharing the

@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeFolder } from '../../common/make-folder.js';
@@ -65,11 +65,36 @@ export function openSqliteDatabase(file: string, schema: readonly SqliteSchemaSt
         else step(db);
       }
     }).immediate();
+    openedFiles.set(db, filesOf(db));
     return db;
   } catch (error) {
     db.close();
     throw error;
   }
+}
+
+/**
+ * Closes a store's database. When its file was replaced at its path while it was open (a backup
+ * moved into place), SQLite closes without a checkpoint and leaves the WAL and its index at their
+ * paths, and the next start replayed that WAL, pages of the replaced file, over the new one: the
+ * writes made since the backup came back, or, after a checkpoint, the file was corrupt (measured:
+ * `PRAGMA integrity_check` failed, and the service served it). The two, when still the ones this
+ * connection opened, are removed: what they hold belongs to the replaced file. A file deleted or
+ * moved away keeps its WAL, as it may be put back.
+ */
+export function closeSqliteDatabase(db: Database.Database): void {
+  const [file, ...journal] = openedFiles.get(db) ?? [];
+  db.close();
+  if (!file || isAt(file) || !statSync(file.path, { throwIfNoEntry: false })) return;
+  for (const opened of journal) if (isAt(opened)) rmSync(opened.path, { force: true });
+}
+
+/** The files of each open database when it was opened (see closeSqliteDatabase). */
+const openedFiles = new WeakMap<Database.Database, readonly FileIdentity[]>();
+
+function isAt({ path, dev, ino }: FileIdentity): boolean {
+  const now = statSync(path, { throwIfNoEntry: false });
+  return now?.dev === dev && now.ino === ino;
 }
 
 /** Which file a path named when the database was opened. */

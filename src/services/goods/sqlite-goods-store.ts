@@ -2,6 +2,7 @@ import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { type StoredPage, takePage } from '../common/paging.js';
 import {
+  closeSqliteDatabase,
   type Database,
   openSqliteDatabase,
   operationOf,
@@ -107,7 +108,7 @@ export class SqliteGoodsStore implements GoodsStore {
   }
 
   async close(): Promise<void> {
-    this.#db.close();
+    closeSqliteDatabase(this.#db);
   }
 
   #create({ name, category, price, description }: NewGoods): number {

@@ -2,6 +2,7 @@ import { SqliteError, type Statement } from 'better-sqlite3';
 import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
+  closeSqliteDatabase,
   type Database,
   openSqliteDatabase,
   operationOf,
@@ -245,7 +246,7 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async close(): Promise<void> {
-    this.#db.close();
+    closeSqliteDatabase(this.#db);
   }
 
   /** Inserts an account; a taken username is an answer. Inside a transaction, only this statement is undone. */

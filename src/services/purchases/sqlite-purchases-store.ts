@@ -2,6 +2,7 @@ import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import {
+  closeSqliteDatabase,
   type Database,
   openSqliteDatabase,
   operationOf,
@@ -97,7 +98,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
   }
 
   async close(): Promise<void> {
-    this.#db.close();
+    closeSqliteDatabase(this.#db);
   }
 
   #create({ userid, goodsid, date }: NewPurchase): number {
