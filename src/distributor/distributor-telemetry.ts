@@ -53,7 +53,25 @@ export class DistributorTelemetry {
     // A name listed within the last hour stays at 0 once its last instance is gone: an alert on
     // "no serving goods" must see a 0, not a series that vanished. The oldest names go first past
     // MAX_REMEMBERED_NAMES, so that names that came and went cannot grow the series for good.
+    // Names are taken from the changes as they come, not from the list at a scrape: a name whose
+    // instances all came and went between two scrapes (a service in a crash loop) had no series.
     const lastListed = new Map<string, number>();
+    const listed = (name: string, at: number) => {
+      lastListed.delete(name);
+      lastListed.set(name, at);
+      if (lastListed.size > MAX_REMEMBERED_NAMES) lastListed.delete(lastListed.keys().next().value!);
+    };
+    const nameOfId = new Map<string, string>();
+    registry.onChange((change) => {
+      if (change.kind === 'added') {
+        nameOfId.set(change.node.id, change.node.name);
+        listed(change.node.name, performance.now());
+      } else if (change.kind === 'removed') {
+        const name = nameOfId.get(change.nodeId);
+        nameOfId.delete(change.nodeId);
+        if (name !== undefined) listed(name, performance.now());
+      }
+    });
     new Gauge({
       name: 'shop_registry_nodes',
       help: 'Registered nodes, by name and state (serving or draining); 0 for a name listed within the last hour.',
@@ -63,10 +81,7 @@ export class DistributorTelemetry {
         this.reset();
         const now = performance.now();
         const nodes = registry.snapshot().nodes;
-        for (const node of nodes) {
-          lastListed.delete(node.name);
-          lastListed.set(node.name, now);
-        }
+        for (const node of nodes) listed(node.name, now);
         for (const [name, at] of lastListed) {
           if (now - at > REMEMBER_NAMES_MS || lastListed.size > MAX_REMEMBERED_NAMES) {
             lastListed.delete(name);

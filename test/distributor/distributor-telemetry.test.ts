@@ -24,4 +24,14 @@ describe('DistributorTelemetry', () => {
       'shop_registry_nodes{name="goods",state="serving"} 0',
     ]);
   });
+
+  it('reports as 0 a name whose only instance came and went between two scrapes', async () => {
+    const telemetry = new DistributorTelemetry();
+    const registry = new NodeRegistry();
+    telemetry.watchRegistry(registry, () => 0);
+    registry.join(goodsNode({ port: 9010 }), '127.0.0.1', () => {}).leave('crashed');
+    const metrics = await telemetry.registry!.metrics();
+    expect(metrics).toContain('shop_registry_nodes{name="goods",state="serving"} 0');
+    expect(metrics).toContain('shop_registry_nodes{name="goods",state="draining"} 0');
+  });
 });
