@@ -29,7 +29,7 @@ import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-dea
 import { notADistributorHint } from './not-a-distributor-hint.js';
 import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
-import { tokenRefusalHint } from './token-refusal-hint.js';
+import { asksForTheBearer, tokenRefusalHint } from './token-refusal-hint.js';
 
 /** The longest the channel waits between two connection attempts of its own (see the constructor). */
 const CHANNEL_RECONNECT_MAX_MS = 1_000;
@@ -291,7 +291,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       if (this.#stopped) return;
       this.emit('disconnected', status);
       const unproven = proof.refusalUnproven(status);
-      const retry = unproven ? 'refused' : retryClassOf(status.code);
+      const olderDistributor = asksForTheBearer(status.code, status.details, this.#hasToken);
+      const retry = unproven || olderDistributor ? 'refused' : retryClassOf(status.code);
       const reason = `${grpcStatus[status.code]}: ${status.details}`;
       // The status by name, as the distributor's refusals and a service's call lines write `code`.
       const fields = { code: grpcStatus[status.code] ?? status.code, details: status.details };
@@ -315,7 +316,12 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       const newReason = this.#failures === 0 || cause !== this.#lastFailure;
       this.#lastFailure = cause;
       const delay = this.#nextDelay();
-      if (unproven) {
+      if (olderDistributor) {
+        this.#log.warn(
+          { event: 'refused', ...fields, ...(unproven ? { proven: false } : {}), retryInMs: delay },
+          `${this.#distributor} asks for the registry token as a bearer (${reason}); retrying with backoff until it takes this component's proof${hints}`,
+        );
+      } else if (unproven) {
         this.#log.warn(
           { event: 'refused', ...fields, proven: false, retryInMs: delay },
           `${this.#distributor} refused this node (${reason}) without proving that it holds the registry token, so the refusal is not taken as final: it may come from another process holding the distributor's port while it restarts; if it is the distributor's, what it names needs fixing (this component's ${REGISTRY_TOKEN_ENV} not the distributor's, a clock more than 5 minutes off, something relaying the connection); retrying with backoff${status.details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong) ? '' : hints}`,

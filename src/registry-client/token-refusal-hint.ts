@@ -21,3 +21,18 @@ export function tokenRefusalHint(code: number, details: string | undefined, hasT
     ? ` — this component proves its ${REGISTRY_TOKEN_ENV} (metadata ${CALLER_PROOF_HEADER}) and never sends the token itself; a distributor that asks for it as a bearer is older than this component (upgrade the distributor first), or something between the two drops the metadata`
     : ` — this component has no registry token: set ${REGISTRY_TOKEN_ENV} to the distributor's`;
 }
+
+/**
+ * Whether a refusal asks a component that holds a token for the token itself, as a bearer: the
+ * words of a distributor older than the proofs (or of one whose caller's metadata something
+ * dropped). Upgrading that distributor clears it, as the README has operators do first, so the
+ * component retries rather than stopping for good: one upgraded before its distributor, over TLS
+ * too, then registers once the distributor is, without a restart.
+ */
+export function asksForTheBearer(code: number, details: string | undefined, hasToken: boolean): boolean {
+  return (
+    hasToken &&
+    code === status.UNAUTHENTICATED &&
+    details?.startsWith(REGISTRY_TOKEN_REFUSALS.missing) === true
+  );
+}

@@ -1,6 +1,13 @@
-import { type StatusObject, status } from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { Server, type ServerDuplexStream, type StatusObject, status } from '@grpc/grpc-js';
+import { describe, expect, it, vi } from 'vitest';
+import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
+import {
+  type DistributorServiceServer,
+  DistributorServiceService,
+  type RegisterRequest,
+  type RegisterResponse,
+} from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { useDistributorHarness } from '../distributor/support/distributor-harness.js';
 import { useTestPki } from '../helpers/certs.js';
@@ -78,5 +85,57 @@ describe('a refusal over TLS, with a registry token', () => {
       },
       warnings: 0,
     });
+  });
+
+  it('keeps a component trying while its distributor is older and asks for the bearer, so it registers once that is upgraded', async () => {
+    // A distributor built before the proofs refuses them as a missing bearer, with its certificate.
+    // The README has operators upgrade the distributor first; a host upgraded before it, on a shop
+    // that also has a token, stopped with exit 3 and stayed down after the distributor's upgrade.
+    const distributorFiles = testPki.pki.files('distributor');
+    const older = new Server();
+    let attempts = 0;
+    older.addService(DistributorServiceService, {
+      register: (call: ServerDuplexStream<RegisterRequest, RegisterResponse>) => {
+        attempts++;
+        call.on('error', () => {});
+        call.emit('error', { code: status.UNAUTHENTICATED, details: REGISTRY_TOKEN_REFUSALS.missing });
+      },
+    } as unknown as DistributorServiceServer);
+    const port = await new Promise<number>((resolve, reject) =>
+      older.bindAsync('127.0.0.1:0', serverCredentials(distributorFiles), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    cleanups.push(() => older.forceShutdown());
+    const files = testPki.pki.files('goods');
+    const { log, lines } = captureLog('goods');
+    const client = new RegistrationClient({
+      distributor: `127.0.0.1:${port}`,
+      node: goodsNode(),
+      log,
+      token: TOKEN,
+      credentials: channelCredentials(files, { expectedName: 'distributor' }),
+      channelOptions: secureNamingChannelOptions(files, 'distributor'),
+      backoff: { initialMs: 20, maxMs: 50 },
+    });
+    cleanups.push(() => client.stop(100));
+    const refused: StatusObject[] = [];
+    client.on('refused', (ended) => refused.push(ended));
+    const registered = new Promise<string>((resolve) => client.once('registered', resolve));
+    client.start();
+    await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3));
+    older.forceShutdown();
+    await startDistributor({ credentials: serverCredentials(distributorFiles), registryToken: TOKEN }, port);
+    expect(await registered).toMatch(/^goods@/);
+    expect(refused).toEqual([]);
+    const warnings = lines.filter((line) => line.event === 'refused');
+    expect(warnings.length).toBeGreaterThanOrEqual(2);
+    for (const warning of warnings) {
+      expect(warning).toMatchObject({ level: 40, code: 'UNAUTHENTICATED' });
+      expect(warning.msg).toContain(
+        `127.0.0.1:${port} asks for the registry token as a bearer (UNAUTHENTICATED: ${REGISTRY_TOKEN_REFUSALS.missing}); retrying with backoff until it takes this component's proof — this component proves its SHOP_REGISTRY_TOKEN`,
+      );
+      expect(warning.msg).toContain('(upgrade the distributor first)');
+    }
   });
 });
