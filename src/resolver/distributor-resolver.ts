@@ -10,11 +10,13 @@ import {
 import { validateServiceConfig } from '@grpc/grpc-js/build/src/service-config.js';
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { retryClassOf } from '../common/retry-policy.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { BackoffOptions } from '../registry-client/registration-client.js';
 import { checkRegistryToken } from '../registry-client/registry-token.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
+import { tokenRefusalHint } from '../registry-client/token-refusal-hint.js';
 
 /** The URI scheme the resolver serves: `distributor:///<gRPC service or node name>`. */
 export const DISTRIBUTOR_SCHEME = 'distributor';
@@ -279,9 +281,13 @@ export function registerDistributorResolver(
         grace.disconnected();
         return;
       }
+      // A refusal is no unreachable distributor: its words, with the setting they point at (an
+      // older distributor asking for the bearer, a token that is not its own).
+      const what = retryClassOf(ended.code) === 'transient' ? 'cannot be reached' : 'refused the Watch';
+      const hint = tokenRefusalHint(ended.code, ended.details, options.token !== undefined);
       unreachable = {
         code: status.UNAVAILABLE,
-        details: `the distributor at ${options.distributor} cannot be reached: ${ended.details}`,
+        details: `the distributor at ${options.distributor} ${what}: ${ended.details}${hint}`,
         metadata: new Metadata(),
       };
       for (const resolver of resolvers) resolver.fail(unreachable);

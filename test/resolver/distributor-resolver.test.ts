@@ -1,9 +1,24 @@
-import { credentials, Metadata, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  Metadata,
+  Server,
+  ServerCredentials,
+  type ServerWritableStream,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
 import { ReservedContract } from '../../src/distributor/reserved-contract.js';
-import { NodeState } from '../../src/gen/distributor.js';
+import {
+  type DistributorServiceServer,
+  DistributorServiceService,
+  NodeState,
+  type WatchRequest,
+  type WatchResponse,
+} from '../../src/gen/distributor.js';
 import {
   GoodsServiceClient,
   type GoodsServiceServer,
@@ -242,6 +257,40 @@ describe('distributor:/// for a stock generated client', () => {
       details: `the distributor at ${distributor} cannot be reached: no answer within 300 ms to the Watch call`,
     });
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('fails calls saying that an older distributor asks for the bearer, not that it cannot be reached', async () => {
+    // A distributor built before the proofs refuses them as a missing bearer: the calls said the
+    // distributor "cannot be reached", and nothing pointed at upgrading it.
+    const older = new Server();
+    older.addService(DistributorServiceService, {
+      watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) =>
+        call.emit('error', { code: status.UNAUTHENTICATED, details: REGISTRY_TOKEN_REFUSALS.missing }),
+    } as unknown as DistributorServiceServer);
+    const port = await new Promise<number>((resolve, reject) =>
+      older.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    cleanups.push(() => older.forceShutdown());
+    const distributor = `127.0.0.1:${port}`;
+    const resolver = registerDistributorResolver({ distributor, token: TOKEN });
+    cleanups.push(() => resolver.close());
+    const client = new GoodsServiceClient(
+      'distributor:///shop.v1.GoodsService',
+      credentials.createInsecure(),
+    );
+    cleanups.push(() => client.close());
+    const error = await new Promise<ServiceError | null>((resolve) =>
+      client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, resolve),
+    );
+    expect(error).toMatchObject({
+      code: 14,
+      details: expect.stringContaining(
+        `the distributor at ${distributor} refused the Watch: ${REGISTRY_TOKEN_REFUSALS.missing} — `,
+      ),
+    });
+    expect(error?.details).toContain('(upgrade the distributor first)');
   });
 
   it('fails the calls of a channel waiting at close(), or made after it, with UNAVAILABLE when no list had arrived', async () => {
