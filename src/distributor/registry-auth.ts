@@ -1,6 +1,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { Metadata, status } from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
+import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { identityForName, OPERATOR_NAME } from '../common/identity.js';
 import {
   CALLER_PROOF_HEADER,
@@ -105,6 +106,16 @@ function unauthenticated(message: string): ServiceError {
 }
 
 /**
+ * The refusal of a caller that proves a registry token to a distributor that holds none. Taken, its
+ * registration would be listed and then dropped at once, again at every retry: the caller believes
+ * no answer without the distributor's proof of the token. FAILED_PRECONDITION: it is retried with a
+ * warning, and registers once the distributor is given the token.
+ */
+export const DISTRIBUTOR_WITHOUT_TOKEN =
+  `this distributor holds no registry token, but the caller proved one: give the distributor ` +
+  `${REGISTRY_TOKEN_ENV}, the same as the caller's (or unset it on the caller)`;
+
+/**
  * Builds the distributor's authentication. The token is compared in constant time: both sides are
  * hashed to 32 bytes first, so neither the content nor the length of the expected token leaks through
  * the time a refusal takes.
@@ -146,7 +157,12 @@ export function createRegistryAuth({
   };
 
   const checkToken = (call: ServerSurfaceCall): { token: boolean; proof?: Caller['proof'] } => {
-    if (!expected) return { token: false };
+    if (!expected) {
+      if (call.metadata.get(CALLER_PROOF_HEADER).length > 0) {
+        throw new ServiceError(status.FAILED_PRECONDITION, DISTRIBUTOR_WITHOUT_TOKEN);
+      }
+      return { token: false };
+    }
     const proof = checkProof(call);
     if (proof) return { token: true, proof: { method: call.getPath(), sent: proof } };
     const values = call.metadata.get('authorization');

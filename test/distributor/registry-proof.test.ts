@@ -333,6 +333,36 @@ describe('the distributor, proven to', () => {
     }
   });
 
+  it('refuses, holding no token itself, a caller that proves one, and never lists it: it used to flap in and out', async () => {
+    // Found running the README's multi-host layout with the token on every host but the
+    // distributor: the distributor took each Register, the component then dropped it for want of
+    // the distributor's proof, and goods joined and left the registry at every retry, warned that
+    // another process might hold the distributor's port, and never registered.
+    const { log, lines } = captureLog('distributor');
+    const { address } = await startDistributor({ log });
+    const registration = new RegistrationClient({
+      distributor: address,
+      token: TOKEN,
+      node: goodsNode(),
+      backoff: fastBackoff,
+    });
+    const ends: StatusObject[] = [];
+    registration.on('disconnected', (ended: StatusObject) => ends.push(ended));
+    try {
+      registration.start();
+      await vi.waitFor(() => expect(ends.length).toBeGreaterThanOrEqual(3));
+      for (const ended of ends) {
+        expect(ended).toMatchObject({
+          code: status.FAILED_PRECONDITION,
+          details: expect.stringContaining('give the distributor SHOP_REGISTRY_TOKEN'),
+        });
+      }
+      expect(lines.filter((line) => line.event === 'join')).toEqual([]);
+    } finally {
+      await registration.stop(100);
+    }
+  });
+
   it("lets the project's own registration client and watcher in with the token, and follow the list", async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
     const registration = new RegistrationClient({
