@@ -370,7 +370,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
         call.end();
       });
     });
-    call.on('cancelled', () => finish('cancelled'));
+    // A process killed, a link lost to keepalive, a node that gave up on its call: grpc-js tells them
+    // apart no further, and "cancelled" alone read as if someone had chosen it.
+    call.on('cancelled', () =>
+      finish('stream lost: the node cancelled it, its process ended, or the link failed'),
+    );
     call.on('error', () => finish('stream error'));
   };
 
