@@ -111,6 +111,44 @@ describe('a SQLite store whose file goes while it is open', () => {
     expect(checker.pragma('integrity_check', { simple: true })).toBe('ok');
   });
 
+  // The usual restore keeps the running file aside: its writes since SQLite's last checkpoint were
+  // in the WAL the stop removed, so the file put back had lost them. Two instances restarted one
+  // after the other: the first to stop clears the path for the copy, the second still copies its own.
+  it('the file moved aside for a backup keeps every write it acknowledged, through a rolling restart', async () => {
+    const dir = await freshDir();
+    const file = join(dir, 'goods.sqlite');
+    const first = new SqliteGoodsStore(file);
+    const second = new SqliteGoodsStore(file);
+    expect(await first.createGoods(item)).toBe(1);
+    const backup = join(dir, 'backup.sqlite');
+    const copier = new Database(file);
+    copier.exec(`VACUUM INTO '${backup}'`);
+    copier.close();
+    expect(await first.createGoods({ ...item, name: 'after the backup' })).toBe(2);
+    expect(await second.createGoods({ ...item, name: 'after the backup too' })).toBe(3);
+    await rename(file, join(dir, 'goods.old'));
+    await rename(backup, file);
+    await first.close();
+    const restarted = new SqliteGoodsStore(file);
+    expect(await restarted.createGoods({ ...item, name: 'on the copy' })).toBe(2);
+    await second.close();
+    expect((await restarted.listGoods(everything)).rows.map(({ name }) => name)).toEqual([
+      'kept',
+      'on the copy',
+    ]);
+    await restarted.close();
+
+    await rename(file, backup);
+    await rename(join(dir, 'goods.old'), file);
+    const putBack = new SqliteGoodsStore(file);
+    cleanups.push(() => putBack.close());
+    expect((await putBack.listGoods(everything)).rows.map(({ name }) => name)).toEqual([
+      'kept',
+      'after the backup',
+      'after the backup too',
+    ]);
+  });
+
   // SQLite deletes the WAL when the last connection closes, and only then: instances sharing the
   // file come and go without one taking the other's WAL for a moved one.
   it('instances sharing the file start and stop while another writes, as before', async () => {

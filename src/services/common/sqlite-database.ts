@@ -79,14 +79,34 @@ export function openSqliteDatabase(file: string, schema: readonly SqliteSchemaSt
  * paths, and the next start replayed that WAL, pages of the replaced file, over the new one: the
  * writes made since the backup came back, or, after a checkpoint, the file was corrupt (measured:
  * `PRAGMA integrity_check` failed, and the service served it). The two, when still the ones this
- * connection opened, are removed: what they hold belongs to the replaced file. A file deleted or
- * moved away keeps its WAL, as it may be put back.
+ * connection opened, are removed, once what they hold is in the replaced file (checkpointIntoOpenFile).
+ * A file deleted or moved away keeps its WAL, as it may be put back.
  */
 export function closeSqliteDatabase(db: Database.Database): void {
   const [file, ...journal] = openedFiles.get(db) ?? [];
+  if (file && !isAt(file)) checkpointIntoOpenFile(db);
   db.close();
   if (!file || isAt(file) || !statSync(file.path, { throwIfNoEntry: false })) return;
   for (const opened of journal) if (isAt(opened)) rmSync(opened.path, { force: true });
+}
+
+/**
+ * Copies the WAL into the file this connection has open, wherever that file is now, before a close
+ * that will not (SQLite skips its checkpoint for a file no longer at its path). The usual restore
+ * keeps the running file (`mv goods.sqlite goods.old; mv backup goods.sqlite`): without this, the
+ * WAL removed at the stop held every write since the last checkpoint, and goods.old, put back, had
+ * lost them (measured: all of them). PASSIVE waits for nobody: a frame another instance still on the
+ * replaced file reads is copied at that instance's stop, through its own handles, and a file system
+ * turned read-only fails it; the close goes on either way. An instance that opened the copy before
+ * every instance of the replaced file stopped shares its WAL (the README says not to): its writes
+ * then go into the replaced file, not the copy.
+ */
+function checkpointIntoOpenFile(db: Database.Database): void {
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // What is left in the WAL is what the replaced file loses; the stop is not held up for it.
+  }
 }
 
 /** The files of each open database when it was opened (see closeSqliteDatabase). */
