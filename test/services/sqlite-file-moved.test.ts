@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +34,20 @@ async function freshDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'shop-moved-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Whether this machine lets the tests make a folder immutable (root, a file system with chattr). */
+function canMakeImmutable(): boolean {
+  const dir = mkdtempSync(join(tmpdir(), 'shop-immutable-'));
+  try {
+    execFileSync('chattr', ['+i', dir], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('a SQLite store whose file goes while it is open', () => {
@@ -148,6 +164,29 @@ describe('a SQLite store whose file goes while it is open', () => {
       'after the backup too',
     ]);
   });
+
+  // A folder the service may not change by then (here immutable, as root can make one; a read-only
+  // file system or other owner alike): the stop says which files the next start would replay.
+  it.skipIf(!canMakeImmutable())(
+    "says at the stop which of the replaced file's files it could not remove",
+    async () => {
+      const dir = await freshDir();
+      const file = join(dir, 'goods.sqlite');
+      const store = new SqliteGoodsStore(file);
+      expect(await store.createGoods(item)).toBe(1);
+      const backup = join(dir, 'backup.sqlite');
+      const copier = new Database(file);
+      copier.exec(`VACUUM INTO '${backup}'`);
+      copier.close();
+      await rename(backup, file);
+      execFileSync('chattr', ['+i', dir]);
+      cleanups.push(async () => execFileSync('chattr', ['-i', dir]));
+
+      await expect(store.close()).rejects.toThrow(
+        `the SQLite file ${file} was replaced while this service had it open, and the replaced file's ${file}-wal and -shm could not be removed (EPERM)`,
+      );
+    },
+  );
 
   // SQLite deletes the WAL when the last connection closes, and only then: instances sharing the
   // file come and go without one taking the other's WAL for a moved one.

@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, openSync, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeFolder } from '../../common/make-folder.js';
@@ -86,8 +86,26 @@ export function closeSqliteDatabase(db: Database.Database): void {
   const [file, ...journal] = openedFiles.get(db) ?? [];
   if (file && !isAt(file)) checkpointIntoOpenFile(db);
   db.close();
-  if (!file || isAt(file) || !statSync(file.path, { throwIfNoEntry: false })) return;
-  for (const opened of journal) if (isAt(opened)) rmSync(opened.path, { force: true });
+  if (!file) return;
+  try {
+    if (isAt(file) || !statSync(file.path, { throwIfNoEntry: false })) return;
+    for (const opened of journal) if (isAt(opened)) removeIfThere(opened.path);
+  } catch (error) {
+    // rmSync's words for a folder it may not write (EPERM: "ENOTDIR, scandir …-wal") named no fault.
+    const code = (error as NodeJS.ErrnoException).code ?? 'unknown';
+    throw new Error(
+      `the SQLite file ${file.path} was replaced while this service had it open, and the replaced file's ${file.path}-wal and -shm could not be removed (${code}): delete them before a service opens ${file.path} again, or it replays them over that file`,
+      { cause: error },
+    );
+  }
+}
+
+function removeIfThere(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
 }
 
 /**
