@@ -205,6 +205,12 @@ export class ConnectionTracker {
   readonly #connections = new Map<Socket, Connection>();
   /** Served connections with no request in flight, the longest idle first. */
   readonly #idle = new Map<Socket, Connection>();
+  /**
+   * Over HTTPS, the TCP connections not served yet, the oldest first, by peer address and port:
+   * silent, in their handshake, or refused by the client-certificate gate. They hold descriptors
+   * and count against the server's `maxConnections` as served ones do.
+   */
+  readonly #unserved = new Map<string, Socket>();
   readonly #firstRequestTimeoutMs: number;
   readonly #servedLimit: number;
   readonly #onLimit: (action: 'evicted' | 'refused') => void;
@@ -223,6 +229,11 @@ export class ConnectionTracker {
     // Over HTTPS a request's socket is the TLS socket, which exists once the handshake is done.
     const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
     server.on(event, (socket: Socket) => this.#opened(socket));
+    // Before its handshake a connection has sent no request: the longest waiting goes to make room,
+    // as a silent socket does over plain HTTP (else silent sockets took every place, and a client
+    // past them was closed at accept). Never a served one: a client the gate may refuse cannot
+    // close an authorized client's connection.
+    if (server instanceof HttpsServer) server.on('connection', (socket: Socket) => this.#accepted(socket));
     if (this.#unreadAnswerTimeoutMs !== undefined) {
       const timeoutMs = this.#unreadAnswerTimeoutMs;
       const check = setInterval(() => this.#closeUnread(timeoutMs), Math.min(1_000, timeoutMs / 10));
@@ -282,7 +293,26 @@ export class ConnectionTracker {
     }
   }
 
+  #accepted(socket: Socket): void {
+    if (this.#served + this.#unserved.size >= this.#servedLimit) {
+      const oldest = this.#unserved.values().next().value;
+      if (oldest) {
+        oldest.destroy();
+        this.#onLimit('evicted');
+      }
+    }
+    // Reset before it was accepted: nothing to hold.
+    if (socket.remoteAddress === undefined) return;
+    const key = peerKey(socket);
+    this.#unserved.set(key, socket);
+    socket.once('close', () => {
+      if (this.#unserved.get(key) === socket) this.#unserved.delete(key);
+    });
+  }
+
   #opened(socket: Socket): void {
+    // A TLS socket has the peer address and port of the TCP connection it wraps.
+    if (this.#unserved.size > 0) this.#unserved.delete(peerKey(socket));
     let refused = false;
     if (this.#served >= this.#servedLimit) {
       const idlest = this.#idle.values().next().value;
@@ -344,4 +374,9 @@ export class ConnectionTracker {
     if (!connection.refused) this.#served--;
     if (reason === 'evicted') connection.socket.destroy();
   }
+}
+
+/** A connection's peer address and port: one open connection each, on a listening socket. */
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress} ${socket.remotePort}`;
 }

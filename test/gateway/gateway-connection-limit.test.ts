@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort, spawnComponent } from '../e2e/support/processes.js';
 import { makeTestPki } from '../helpers/certs.js';
-import { http, httpJson, oneConnection, raw, rawBody } from '../helpers/http.js';
+import { http, httpJson, httpsGet, oneConnection, raw, rawBody } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
 
@@ -124,6 +124,30 @@ describe('gateway connection limit', () => {
       await vi.waitFor(() => expect(silent.closed()).toBe(true), { timeout: 5_000, interval: 20 });
       // At once: no answer can reach a client whose handshake never finished (not after a linger).
       expect(performance.now() - openedAt).toBeLessThan(1_500);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('over HTTPS, silent sockets are closed to make room for a client, as over plain HTTP', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-https-limit-'));
+    try {
+      const pki = makeTestPki(dir, { names: ['gateway'] });
+      const { certFile, keyFile } = pki.files('gateway');
+      // 9 served connections, and 1 kept for refusals.
+      const { gateway, port } = await startGateway(perTest, distributor, {
+        maxConnections: 10,
+        https: { certFile, keyFile },
+      });
+      await waitForRoute(gateway, 'GET /goods', 1);
+      // Before their handshake they were not counted: they filled the server's whole limit, and
+      // the client past them was closed at accept (curl: SSL_ERROR_SYSCALL).
+      const sockets = await openIdle(port, 10);
+      const result = await httpsGet(`https://localhost:${port}/goods`, pki.caFile);
+      expect(result.status).toBe(200);
+      // The longest waiting went first.
+      expect(sockets[0]?.closed()).toBe(true);
+      expect(sockets.slice(-5).some(({ closed }) => closed())).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
