@@ -32,7 +32,10 @@ export interface MysqlDatabaseOptions {
    */
   schema: readonly MysqlSchemaStep[];
   log?: Logger;
-  /** Most connections open at once: the pool never asks MySQL for more (default 10). */
+  /**
+   * Most connections the service's calls hold at once (default 10); the health probe has one more of
+   * its own, so the pool never asks MySQL for more than this and one.
+   */
   connectionLimit?: number;
   /** How long opening one connection may take (default 3 s). */
   connectTimeoutMs?: number;
@@ -257,6 +260,16 @@ export class MysqlDatabase implements SqlExecutor {
    */
   #checkIfIdleSince = Number.NEGATIVE_INFINITY;
   #schemaReady: Promise<void> | undefined;
+  /**
+   * The connections the service's calls may hold at once: one fewer than the pool's, so the health
+   * probe never queues behind them. Calls that fill the pool (writes waiting for a row lock someone
+   * holds) made the probe wait past its acquire timeout, and a database that answered every statement
+   * was called unreachable: the instance went NOT_SERVING and its reads were refused with its writes.
+   */
+  readonly #callLimit: number;
+  #callsHolding = 0;
+  /** Calls waiting for one of those places, first come first served. */
+  readonly #callsWaiting = new Set<() => void>();
 
   constructor(options: MysqlDatabaseOptions) {
     const { connection } = options;
@@ -268,6 +281,9 @@ export class MysqlDatabase implements SqlExecutor {
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 5_000;
     this.#idleCheckAfterMs = options.idleCheckAfterMs ?? 30_000;
     this.#idlePingTimeoutMs = Math.min(IDLE_PING_TIMEOUT_MS, this.#queryTimeoutMs);
+    this.#callLimit = options.connectionLimit ?? 10;
+    // The calls' connections and the probe's (see #callLimit).
+    const poolLimit = this.#callLimit + 1;
     this.#pool = createPool({
       host: connection.host,
       port: connection.port,
@@ -275,10 +291,10 @@ export class MysqlDatabase implements SqlExecutor {
       password: connection.password,
       database: connection.database,
       ...(connection.ssl === undefined ? {} : { ssl: connection.ssl as never }),
-      connectionLimit: options.connectionLimit ?? 10,
+      connectionLimit: poolLimit,
       // Every connection may stay idle (mysql2 closes only those past maxIdle, after idleTimeout):
       // the server drops one idle past its wait_timeout (set below), and mysql2 then takes it out.
-      maxIdle: options.connectionLimit ?? 10,
+      maxIdle: poolLimit,
       idleTimeout: 60_000,
       connectTimeout: options.connectTimeoutMs ?? 3_000,
       enableKeepAlive: true,
@@ -306,8 +322,10 @@ export class MysqlDatabase implements SqlExecutor {
         },
       );
     });
-    const limit = options.connectionLimit ?? 10;
-    options.observer?.watchPool('mysql', () => poolStats(this.#pool, limit));
+    options.observer?.watchPool('mysql', () => {
+      const stats = poolStats(this.#pool, poolLimit);
+      return { ...stats, waiting: stats.waiting + this.#callsWaiting.size };
+    });
   }
 
   /**
@@ -454,16 +472,19 @@ export class MysqlDatabase implements SqlExecutor {
   /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */
   async ping(): Promise<void> {
     await this.#ensureSchema();
-    await this.#withConnection(async (connection) => {
-      await connection.ping();
-      // A table dropped or renamed away under a running service fails every statement on it: the
-      // probe says so, and the service stops being routed to until the table is back. It is not
-      // made again here: a table renamed away by an online migration would come back empty.
-      for (const table of this.#tables) await connection.query(`SELECT 1 FROM ${table} LIMIT 0`);
-      // A server that refuses writes (read_only, a full disk) still passes: every instance shares
-      // it, so NOT_SERVING would leave the gateway no instance to route to and fail the reads too.
-      // Reads go on; each write is UNAVAILABLE, logged with the server's code (see classifyMysqlError).
-    });
+    await this.#withConnection(
+      async (connection) => {
+        await connection.ping();
+        // A table dropped or renamed away under a running service fails every statement on it: the
+        // probe says so, and the service stops being routed to until the table is back. It is not
+        // made again here: a table renamed away by an online migration would come back empty.
+        for (const table of this.#tables) await connection.query(`SELECT 1 FROM ${table} LIMIT 0`);
+        // A server that refuses writes (read_only, a full disk) still passes: every instance shares
+        // it, so NOT_SERVING would leave the gateway no instance to route to and fail the reads too.
+        // Reads go on; each write is UNAVAILABLE, logged with the server's code (see classifyMysqlError).
+      },
+      { probe: true },
+    );
   }
 
   /**
@@ -535,12 +556,71 @@ export class MysqlDatabase implements SqlExecutor {
   /**
    * Runs `work` on a connection of the pool, within the statement timeout. `progress` is given for a
    * write: once its work says the write was sent, a timeout or a lost connection is answered as a
-   * write whose outcome is unknown, not as a database that is unavailable.
+   * write whose outcome is unknown, not as a database that is unavailable. `probe` takes the health
+   * probe's place rather than one of the calls' (see #callLimit).
    */
   async #withConnection<T>(
     work: (connection: PoolConnection) => Promise<T>,
     progress?: WriteProgress,
     taint?: ConnectionTaint,
+  ): Promise<T>;
+  async #withConnection<T>(
+    work: (connection: PoolConnection) => Promise<T>,
+    use: { probe: true },
+  ): Promise<T>;
+  async #withConnection<T>(
+    work: (connection: PoolConnection) => Promise<T>,
+    progressOrUse?: WriteProgress | { probe: true },
+    taint?: ConnectionTaint,
+  ): Promise<T> {
+    const probe = progressOrUse !== undefined && 'probe' in progressOrUse;
+    const progress = probe ? undefined : progressOrUse;
+    if (!probe) {
+      try {
+        await this.#takeCallPlace();
+      } catch (error) {
+        throw classifyMysqlError(error);
+      }
+    }
+    try {
+      return await this.#onConnection(work, progress, taint);
+    } finally {
+      if (!probe) this.#giveCallPlace();
+    }
+  }
+
+  /** Waits, at most the acquire timeout, until the calls hold fewer connections than #callLimit. */
+  #takeCallPlace(): Promise<void> {
+    if (this.#callsHolding < this.#callLimit && this.#callsWaiting.size === 0) {
+      this.#callsHolding++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const grant = (): void => {
+        clearTimeout(timer);
+        this.#callsHolding++;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#callsWaiting.delete(grant);
+        reject(new MysqlTimeoutError(`no free MySQL connection within ${this.#acquireTimeoutMs} ms`));
+      }, this.#acquireTimeoutMs);
+      this.#callsWaiting.add(grant);
+    });
+  }
+
+  #giveCallPlace(): void {
+    this.#callsHolding--;
+    const next = this.#callsWaiting.values().next();
+    if (next.done) return;
+    this.#callsWaiting.delete(next.value);
+    next.value();
+  }
+
+  async #onConnection<T>(
+    work: (connection: PoolConnection) => Promise<T>,
+    progress: WriteProgress | undefined,
+    taint: ConnectionTaint | undefined,
   ): Promise<T> {
     let connection: PoolConnection;
     try {
