@@ -42,6 +42,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** The error of one ListGoods call through `distributor:///shop.v1.GoodsService` (null if it was answered). */
+async function listGoodsThroughResolver(): Promise<ServiceError | null> {
+  const client = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
+  cleanups.push(() => client.close());
+  return new Promise((resolve) =>
+    client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, resolve),
+  );
+}
+
 /**
  * A distributor that asks for TOKEN, or, `open`, for nothing: a test that cuts connections through a
  * TcpProxy needs one, since a proof of the token names the connection it was made for.
@@ -244,14 +253,7 @@ describe('distributor:/// for a stock generated client', () => {
     const resolver = registerDistributorResolver({ distributor, token: TOKEN, answerTimeoutMs: 300 });
     cleanups.push(() => resolver.close());
     const started = Date.now();
-    const client = new GoodsServiceClient(
-      'distributor:///shop.v1.GoodsService',
-      credentials.createInsecure(),
-    );
-    cleanups.push(() => client.close());
-    const error = await new Promise<ServiceError | null>((resolve) =>
-      client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, resolve),
-    );
+    const error = await listGoodsThroughResolver();
     expect(error).toMatchObject({
       code: 14,
       details: `the distributor at ${distributor} cannot be reached: no answer within 300 ms to the Watch call`,
@@ -276,14 +278,7 @@ describe('distributor:/// for a stock generated client', () => {
     const distributor = `127.0.0.1:${port}`;
     const resolver = registerDistributorResolver({ distributor, token: TOKEN });
     cleanups.push(() => resolver.close());
-    const client = new GoodsServiceClient(
-      'distributor:///shop.v1.GoodsService',
-      credentials.createInsecure(),
-    );
-    cleanups.push(() => client.close());
-    const error = await new Promise<ServiceError | null>((resolve) =>
-      client.listGoods({}, new Metadata(), { deadline: Date.now() + 5_000 }, resolve),
-    );
+    const error = await listGoodsThroughResolver();
     expect(error).toMatchObject({
       code: 14,
       details: expect.stringContaining(

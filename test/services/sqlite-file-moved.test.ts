@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -34,6 +34,15 @@ async function freshDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'shop-moved-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** A backup of the store's file taken now with SQLite's own copy (VACUUM INTO), beside it: its path. */
+function backupOf(file: string): string {
+  const backup = join(dirname(file), 'backup.sqlite');
+  const copier = new Database(file);
+  copier.exec(`VACUUM INTO '${backup}'`);
+  copier.close();
+  return backup;
 }
 
 /** Whether this machine lets the tests make a folder immutable (root, a file system with chattr). */
@@ -118,10 +127,7 @@ describe('a SQLite store whose file goes while it is open', () => {
     const file = join(dir, 'goods.sqlite');
     const store = new SqliteGoodsStore(file);
     expect(await store.createGoods(item)).toBe(1);
-    const backup = join(dir, 'backup.sqlite');
-    const copier = new Database(file);
-    copier.exec(`VACUUM INTO '${backup}'`);
-    copier.close();
+    const backup = backupOf(file);
     expect(await store.createGoods({ ...item, name: 'after the backup' })).toBe(2);
     await rename(backup, file);
     await expect(store.ping()).rejects.toMatchObject(unavailable);
@@ -144,10 +150,7 @@ describe('a SQLite store whose file goes while it is open', () => {
     const first = new SqliteGoodsStore(file);
     const second = new SqliteGoodsStore(file);
     expect(await first.createGoods(item)).toBe(1);
-    const backup = join(dir, 'backup.sqlite');
-    const copier = new Database(file);
-    copier.exec(`VACUUM INTO '${backup}'`);
-    copier.close();
+    const backup = backupOf(file);
     expect(await first.createGoods({ ...item, name: 'after the backup' })).toBe(2);
     expect(await second.createGoods({ ...item, name: 'after the backup too' })).toBe(3);
     await rename(file, join(dir, 'goods.old'));
@@ -182,10 +185,7 @@ describe('a SQLite store whose file goes while it is open', () => {
       const file = join(dir, 'goods.sqlite');
       const store = new SqliteGoodsStore(file);
       expect(await store.createGoods(item)).toBe(1);
-      const backup = join(dir, 'backup.sqlite');
-      const copier = new Database(file);
-      copier.exec(`VACUUM INTO '${backup}'`);
-      copier.close();
+      const backup = backupOf(file);
       await rename(backup, file);
       execFileSync('chattr', ['+i', dir]);
       cleanups.push(async () => execFileSync('chattr', ['-i', dir]));
