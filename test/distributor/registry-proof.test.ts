@@ -43,6 +43,7 @@ import { DISTRIBUTOR_METHODS } from '../../src/registry-client/registry-credenti
 import { RegistryWatcher } from '../../src/registry-client/registry-watcher.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { goodsNode } from '../helpers/nodes.js';
+import { startRefusingDistributor } from '../helpers/refusing-distributor.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { describeNodeWith, useDistributorHarness } from './support/distributor-harness.js';
 
@@ -456,22 +457,11 @@ describe('a process listening in place of the distributor, without the token', (
   it.each(['UNAUTHENTICATED', 'PERMISSION_DENIED', 'INVALID_ARGUMENT', 'UNIMPLEMENTED'] as const)(
     'cannot stop a component for good with a refusal (%s): it is retried, with a warning that says why',
     async (name) => {
-      const code = status[name];
-      const server = new Server();
-      let attempts = 0;
-      server.addService(DistributorServiceService, {
-        register: (call: ServerDuplexStream<RegisterRequest, RegisterResponse>) => {
-          attempts++;
-          call.on('error', () => {});
-          call.emit('error', { code, details: REGISTRY_TOKEN_REFUSALS.wrong });
-        },
-      } as unknown as DistributorServiceServer);
-      const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
-          error ? reject(error) : resolve(bound),
-        ),
-      );
-      const address = `127.0.0.1:${port}`;
+      const refusing = await startRefusingDistributor({
+        code: status[name],
+        details: REGISTRY_TOKEN_REFUSALS.wrong,
+      });
+      const { address } = refusing;
       const { log, lines } = captureLog('goods');
       const registration = new RegistrationClient({
         distributor: address,
@@ -484,10 +474,10 @@ describe('a process listening in place of the distributor, without the token', (
       registration.on('refused', (ended) => refused.push(ended));
       try {
         registration.start();
-        await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3), { timeout: 5_000 });
+        await vi.waitFor(() => expect(refusing.calls).toBeGreaterThanOrEqual(3), { timeout: 5_000 });
       } finally {
         await registration.stop(100);
-        server.forceShutdown();
+        refusing.stop();
       }
       expect(refused).toEqual([]);
       const warnings = lines.filter((line) => line.event === 'refused');

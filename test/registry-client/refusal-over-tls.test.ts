@@ -1,18 +1,13 @@
-import { Server, type ServerDuplexStream, type StatusObject, status } from '@grpc/grpc-js';
+import { type StatusObject, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../src/common/tls.js';
-import {
-  type DistributorServiceServer,
-  DistributorServiceService,
-  type RegisterRequest,
-  type RegisterResponse,
-} from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { useDistributorHarness } from '../distributor/support/distributor-harness.js';
 import { useTestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { goodsNode } from '../helpers/nodes.js';
+import { startRefusingDistributor } from '../helpers/refusing-distributor.js';
 
 // With a registry token, a refusal without the distributor's proof is retried (a process holding its
 // port could send it). Over TLS no such process gets past the component's check of the distributor's
@@ -92,21 +87,12 @@ describe('a refusal over TLS, with a registry token', () => {
     // The README has operators upgrade the distributor first; a host upgraded before it, on a shop
     // that also has a token, stopped with exit 3 and stayed down after the distributor's upgrade.
     const distributorFiles = testPki.pki.files('distributor');
-    const older = new Server();
-    let attempts = 0;
-    older.addService(DistributorServiceService, {
-      register: (call: ServerDuplexStream<RegisterRequest, RegisterResponse>) => {
-        attempts++;
-        call.on('error', () => {});
-        call.emit('error', { code: status.UNAUTHENTICATED, details: REGISTRY_TOKEN_REFUSALS.missing });
-      },
-    } as unknown as DistributorServiceServer);
-    const port = await new Promise<number>((resolve, reject) =>
-      older.bindAsync('127.0.0.1:0', serverCredentials(distributorFiles), (error, bound) =>
-        error ? reject(error) : resolve(bound),
-      ),
+    const older = await startRefusingDistributor(
+      { code: status.UNAUTHENTICATED, details: REGISTRY_TOKEN_REFUSALS.missing },
+      serverCredentials(distributorFiles),
     );
-    cleanups.push(() => older.forceShutdown());
+    const { port } = older;
+    cleanups.push(() => older.stop());
     const files = testPki.pki.files('goods');
     const { log, lines } = captureLog('goods');
     const client = new RegistrationClient({
@@ -123,8 +109,8 @@ describe('a refusal over TLS, with a registry token', () => {
     client.on('refused', (ended) => refused.push(ended));
     const registered = new Promise<string>((resolve) => client.once('registered', resolve));
     client.start();
-    await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3));
-    older.forceShutdown();
+    await vi.waitFor(() => expect(older.calls).toBeGreaterThanOrEqual(3));
+    older.stop();
     await startDistributor({ credentials: serverCredentials(distributorFiles), registryToken: TOKEN }, port);
     expect(await registered).toMatch(/^goods@/);
     expect(refused).toEqual([]);

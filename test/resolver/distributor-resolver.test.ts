@@ -1,24 +1,10 @@
-import {
-  credentials,
-  Metadata,
-  Server,
-  ServerCredentials,
-  type ServerWritableStream,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import { credentials, Metadata, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
 import { ReservedContract } from '../../src/distributor/reserved-contract.js';
-import {
-  type DistributorServiceServer,
-  DistributorServiceService,
-  NodeState,
-  type WatchRequest,
-  type WatchResponse,
-} from '../../src/gen/distributor.js';
+import { NodeState } from '../../src/gen/distributor.js';
 import {
   GoodsServiceClient,
   type GoodsServiceServer,
@@ -31,6 +17,7 @@ import {
   registerDistributorResolver,
 } from '../../src/resolver/index.js';
 import { goodsDescriptorSet, goodsDescriptorSetWithoutRoutes } from '../helpers/nodes.js';
+import { startRefusingDistributor } from '../helpers/refusing-distributor.js';
 import { startSilentServer } from '../helpers/silent-server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -264,18 +251,12 @@ describe('distributor:/// for a stock generated client', () => {
   it('fails calls saying that an older distributor asks for the bearer, not that it cannot be reached', async () => {
     // A distributor built before the proofs refuses them as a missing bearer: the calls said the
     // distributor "cannot be reached", and nothing pointed at upgrading it.
-    const older = new Server();
-    older.addService(DistributorServiceService, {
-      watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) =>
-        call.emit('error', { code: status.UNAUTHENTICATED, details: REGISTRY_TOKEN_REFUSALS.missing }),
-    } as unknown as DistributorServiceServer);
-    const port = await new Promise<number>((resolve, reject) =>
-      older.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolve(bound),
-      ),
-    );
-    cleanups.push(() => older.forceShutdown());
-    const distributor = `127.0.0.1:${port}`;
+    const older = await startRefusingDistributor({
+      code: status.UNAUTHENTICATED,
+      details: REGISTRY_TOKEN_REFUSALS.missing,
+    });
+    cleanups.push(() => older.stop());
+    const distributor = older.address;
     const resolver = registerDistributorResolver({ distributor, token: TOKEN });
     cleanups.push(() => resolver.close());
     const error = await listGoodsThroughResolver();

@@ -472,19 +472,16 @@ export class MysqlDatabase implements SqlExecutor {
   /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */
   async ping(): Promise<void> {
     await this.#ensureSchema();
-    await this.#withConnection(
-      async (connection) => {
-        await connection.ping();
-        // A table dropped or renamed away under a running service fails every statement on it: the
-        // probe says so, and the service stops being routed to until the table is back. It is not
-        // made again here: a table renamed away by an online migration would come back empty.
-        for (const table of this.#tables) await connection.query(`SELECT 1 FROM ${table} LIMIT 0`);
-        // A server that refuses writes (read_only, a full disk) still passes: every instance shares
-        // it, so NOT_SERVING would leave the gateway no instance to route to and fail the reads too.
-        // Reads go on; each write is UNAVAILABLE, logged with the server's code (see classifyMysqlError).
-      },
-      { probe: true },
-    );
+    await this.#withProbeConnection(async (connection) => {
+      await connection.ping();
+      // A table dropped or renamed away under a running service fails every statement on it: the
+      // probe says so, and the service stops being routed to until the table is back. It is not
+      // made again here: a table renamed away by an online migration would come back empty.
+      for (const table of this.#tables) await connection.query(`SELECT 1 FROM ${table} LIMIT 0`);
+      // A server that refuses writes (read_only, a full disk) still passes: every instance shares
+      // it, so NOT_SERVING would leave the gateway no instance to route to and fail the reads too.
+      // Reads go on; each write is UNAVAILABLE, logged with the server's code (see classifyMysqlError).
+    });
   }
 
   /**
@@ -556,37 +553,29 @@ export class MysqlDatabase implements SqlExecutor {
   /**
    * Runs `work` on a connection of the pool, within the statement timeout. `progress` is given for a
    * write: once its work says the write was sent, a timeout or a lost connection is answered as a
-   * write whose outcome is unknown, not as a database that is unavailable. `probe` takes the health
-   * probe's place rather than one of the calls' (see #callLimit).
+   * write whose outcome is unknown, not as a database that is unavailable. It waits for one of the
+   * calls' places first (see #callLimit).
    */
   async #withConnection<T>(
     work: (connection: PoolConnection) => Promise<T>,
     progress?: WriteProgress,
     taint?: ConnectionTaint,
-  ): Promise<T>;
-  async #withConnection<T>(
-    work: (connection: PoolConnection) => Promise<T>,
-    use: { probe: true },
-  ): Promise<T>;
-  async #withConnection<T>(
-    work: (connection: PoolConnection) => Promise<T>,
-    progressOrUse?: WriteProgress | { probe: true },
-    taint?: ConnectionTaint,
   ): Promise<T> {
-    const probe = progressOrUse !== undefined && 'probe' in progressOrUse;
-    const progress = probe ? undefined : progressOrUse;
-    if (!probe) {
-      try {
-        await this.#takeCallPlace();
-      } catch (error) {
-        throw classifyMysqlError(error);
-      }
+    try {
+      await this.#takeCallPlace();
+    } catch (error) {
+      throw classifyMysqlError(error);
     }
     try {
       return await this.#onConnection(work, progress, taint);
     } finally {
-      if (!probe) this.#giveCallPlace();
+      this.#giveCallPlace();
     }
+  }
+
+  /** Runs the health probe's `work` on the connection kept for it, never behind the calls (see #callLimit). */
+  #withProbeConnection<T>(work: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    return this.#onConnection(work, undefined, undefined);
   }
 
   /** Waits, at most the acquire timeout, until the calls hold fewer connections than #callLimit. */
