@@ -220,18 +220,8 @@ function checkPairing(files: TlsFiles): void {
 
 function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
   if (raw.ca) {
-    const certificates = certificateBlocks(raw.ca).map(parseCertificate);
-    if (certificates.length === 0 || certificates.includes(undefined)) {
-      throw new ConfigError(`${named(files, 'caFile')}: expected PEM certificates`);
-    }
-    // node:tls takes a component's own certificate given as the CA, and every handshake then fails
-    // with an error about the peer's issuer that does not say why: said here instead.
-    const notCa = certificates.find((certificate) => certificate !== undefined && !canIssue(certificate));
-    if (notCa) {
-      throw new ConfigError(
-        `${named(files, 'caFile')} holds a certificate that is not a CA (${notCa.subject.replaceAll('\n', ', ')}): give the certificate of the CA that issued the peers' certificates`,
-      );
-    }
+    const problem = caCertificatesProblem(raw.ca);
+    if (problem) throw new ConfigError(`${named(files, 'caFile')}${problem}`);
   }
   if (raw.cert && raw.key) {
     const certificate = leafOf(raw.cert);
@@ -263,6 +253,22 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     }
   }
   return raw;
+}
+
+/**
+ * What is wrong with `pem` as CA certificates, said after the name of where it came from
+ * (": expected PEM certificates"), or undefined when every block is a certificate that may issue.
+ */
+export function caCertificatesProblem(pem: Buffer): string | undefined {
+  const certificates = certificateBlocks(pem).map(parseCertificate);
+  if (certificates.length === 0 || certificates.includes(undefined)) return ': expected PEM certificates';
+  // node:tls takes a component's own certificate given as the CA, and every handshake then fails
+  // with an error about the peer's issuer that does not say why: said here instead.
+  const notCa = certificates.find((certificate) => certificate !== undefined && !canIssue(certificate));
+  if (notCa) {
+    return ` holds a certificate that is not a CA (${notCa.subject.replaceAll('\n', ', ')}): give the certificate of the CA that issued the peers' certificates`;
+  }
+  return undefined;
 }
 
 /**

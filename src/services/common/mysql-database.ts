@@ -3,6 +3,7 @@ import {
   type ExecuteValues,
   type Pool,
   type PoolConnection,
+  type PoolOptions,
   type ResultSetHeader,
   type RowDataPacket,
 } from 'mysql2/promise';
@@ -19,6 +20,7 @@ import {
   transactionOn,
 } from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
+import { mysqlTlsPoolOptions } from './mysql-tls.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /** Options of {@link MysqlDatabase}. */
@@ -290,7 +292,8 @@ export class MysqlDatabase implements SqlExecutor {
       user: connection.user,
       password: connection.password,
       database: connection.database,
-      ...(connection.ssl === undefined ? {} : { ssl: connection.ssl as never }),
+      // The user's ssl object goes to mysql2 as given (mysql-url.ts checks its PEM texts).
+      ...(mysqlTlsPoolOptions(connection) as Pick<PoolOptions, 'ssl' | 'stream'>),
       connectionLimit: poolLimit,
       // Every connection may stay idle (mysql2 closes only those past maxIdle, after idleTimeout):
       // the server drops one idle past its wait_timeout (set below), and mysql2 then takes it out.

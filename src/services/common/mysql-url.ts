@@ -1,4 +1,7 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
+import { caCertificatesProblem } from '../../common/tls-files.js';
+import { MYSQL_SSL_CA_NAME } from './mysql-tls.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
 export interface MysqlConnectionOptions {
@@ -9,6 +12,8 @@ export interface MysqlConnectionOptions {
   readonly database: string;
   /** mysql2's `ssl` option: a profile name or an object (JSON in the URL's `ssl` parameter). */
   readonly ssl?: string | Record<string, unknown>;
+  /** A CA file (MYSQL_SSL_CA) the server's certificate must chain to, read when the pool is made. */
+  readonly sslCaFile?: string;
 }
 
 /**
@@ -60,7 +65,7 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
   // mysql2 reads port 0 as its default, 3306: the logs would name one server while it dialled another.
   if (url.port === '0') throw new ConfigError(`${source}: the URL's port must not be 0, e.g. ${example}`);
   let ssl: MysqlConnectionOptions['ssl'];
-  for (const [key, raw] of url.searchParams) {
+  for (const [key, raw] of queryParameters(url, source)) {
     if (key !== 'ssl') {
       throw new ConfigError(`${source}: unsupported URL parameter "${key}" (only "ssl" is accepted)`);
     }
@@ -74,6 +79,25 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
     database,
     ...(ssl === undefined ? {} : { ssl }),
   };
+}
+
+/**
+ * The URL's query parameters, %-decoded, with a "+" kept as it is: URLSearchParams reads "+" as a
+ * space (form encoding), and the "+" of a PEM's base64 in `?ssl={"ca":"..."}` became a space, which
+ * node:tls skipped without a word: the CA was not trusted, and the server's certificate was refused
+ * as if no CA had been given ("self-signed certificate in certificate chain").
+ */
+function queryParameters(url: URL, source: string): [string, string][] {
+  if (url.search === '') return [];
+  return url.search
+    .slice(1)
+    .split('&')
+    .filter((pair) => pair !== '')
+    .map((pair) => {
+      const at = pair.indexOf('=');
+      const [key, value] = at === -1 ? [pair, ''] : [pair.slice(0, at), pair.slice(at + 1)];
+      return [decoded(key, 'parameter name', source), decoded(value, 'parameter value', source)];
+    });
 }
 
 /** A part of the URL with its %-escapes decoded; a malformed escape is a configuration error. */
@@ -94,19 +118,63 @@ const SSL_PROFILES = ['Amazon RDS'];
 
 function parseSsl(raw: string, source: string): string | Record<string, unknown> {
   if (!raw.startsWith('{')) {
-    if (SSL_PROFILES.includes(raw)) return raw;
+    // A profile name written form-style ("Amazon+RDS") is the name it spells.
+    const profile = raw.replaceAll('+', ' ');
+    if (SSL_PROFILES.includes(profile)) return profile;
     throw new ConfigError(
       `${source}: unknown "ssl" profile "${raw}" (mysql2 knows ${SSL_PROFILES.map((name) => `"${name}"`).join(', ')}; or give a JSON object)`,
     );
   }
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(raw);
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
-      return parsed as Record<string, unknown>;
+    parsed = JSON.parse(raw);
   } catch {
     // Reported below with the same message as any other malformed value.
   }
-  throw new ConfigError(`${source}: the "ssl" parameter must be a profile name or a JSON object`);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`${source}: the "ssl" parameter must be a profile name or a JSON object`);
+  }
+  const ssl = parsed as Record<string, unknown>;
+  checkPem(ssl, source);
+  return ssl;
+}
+
+/**
+ * Checks the PEM texts of an `ssl` object: node:tls skips a CA it cannot read without a word (a
+ * file path given as `ca`, a PEM whose base64 was changed on its way), and the server's certificate
+ * was then refused as if no CA had been given, every connection failing with a message about the
+ * certificate rather than about the setting.
+ */
+function checkPem(ssl: Record<string, unknown>, source: string): void {
+  const { ca, cert, key, passphrase } = ssl;
+  if (ca !== undefined) {
+    const texts = Array.isArray(ca) ? ca : [ca];
+    for (const text of texts) {
+      const problem =
+        typeof text === 'string' ? caCertificatesProblem(Buffer.from(text)) : ': expected PEM certificates';
+      if (problem) {
+        throw new ConfigError(
+          `${source}: the "ssl" parameter's "ca"${problem} (the text of the CA file, not its path: give a file with ${MYSQL_SSL_CA_NAME})`,
+        );
+      }
+    }
+  }
+  if (cert !== undefined) {
+    try {
+      new X509Certificate(String(cert));
+    } catch {
+      throw new ConfigError(`${source}: the "ssl" parameter's "cert" is not a PEM certificate`);
+    }
+  }
+  if (key !== undefined) {
+    try {
+      createPrivateKey({ key: String(key), ...(typeof passphrase === 'string' ? { passphrase } : {}) });
+    } catch {
+      throw new ConfigError(
+        `${source}: the "ssl" parameter's "key" is not a PEM private key (or its passphrase is wrong)`,
+      );
+    }
+  }
 }
 
 /** A URL fit for logs: the password is replaced. */

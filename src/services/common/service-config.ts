@@ -26,6 +26,7 @@ import {
 } from '../../common/settings.js';
 import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import type { AnyShopService } from './define-service.js';
+import { MYSQL_SSL_CA_SETTING, withSslCaFile } from './mysql-tls.js';
 import { type MysqlConnectionOptions, parseMysqlUrl } from './mysql-url.js';
 
 /** What differs between the services' command lines: a service definition's name and port. */
@@ -113,6 +114,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       help: 'store data in MySQL, mysql://user:pass@host:3306/db (# ? / @ : % in user or pass percent-encoded: # as %23); each service creates its own table if missing',
       parse: parseMysqlUrl,
     }),
+    mysqlSslCa: MYSQL_SSL_CA_SETTING,
     maxCallsInFlight: setting({
       flag: 'max-calls-in-flight',
       env: 'MAX_CALLS_IN_FLIGHT',
@@ -140,8 +142,9 @@ export function loadServiceConfig(
 ): ServiceConfig {
   const settings = serviceSettings(spec);
   const values = loadSettings(settings, argv, env);
-  const storage: StorageConfig = values.mysqlUrl
-    ? { kind: 'mysql', connection: values.mysqlUrl }
+  const mysql = withSslCaFile(values.mysqlUrl, values.mysqlSslCa);
+  const storage: StorageConfig = mysql
+    ? { kind: 'mysql', connection: mysql }
     : { kind: 'sqlite', dataDir: values.dataDir };
   return Object.freeze({
     host: values.host,

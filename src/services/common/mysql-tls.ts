@@ -1,0 +1,89 @@
+import { isIP, type Socket, connect as tcpConnect } from 'node:net';
+import { ConfigError } from '../../common/config.js';
+import { nonEmpty, optionalSetting, settingName } from '../../common/settings.js';
+import { readTlsFiles } from '../../common/tls-files.js';
+import type { MysqlConnectionOptions } from './mysql-url.js';
+
+/**
+ * The CA file of the MySQL server's certificate. mysql2 takes a CA only as PEM text, which in
+ * MYSQL_URL means JSON inside a URL (`?ssl={"ca":"-----BEGIN..."}`), percent-encoded: a file path,
+ * as mysql clients take it (`--ssl-ca`), is what users have and what a rotation replaces.
+ */
+export const MYSQL_SSL_CA_SETTING = optionalSetting({
+  flag: 'mysql-ssl-ca',
+  env: 'MYSQL_SSL_CA',
+  help: "CA certificate (PEM file) that must have issued the MySQL server's certificate: with it the services reach MySQL over TLS, checking the certificate names MYSQL_URL's host; read at start (restart after replacing it)",
+  parse: nonEmpty,
+});
+
+/** MYSQL_SSL_CA as messages name it. */
+export const MYSQL_SSL_CA_NAME = settingName(MYSQL_SSL_CA_SETTING);
+
+/**
+ * MYSQL_URL's connection with MYSQL_SSL_CA's file added. Two sources of one CA, or a CA with a
+ * profile (which brings its own), are refused rather than one silently winning.
+ */
+export function withSslCaFile(
+  connection: MysqlConnectionOptions | undefined,
+  caFile: string | undefined,
+): MysqlConnectionOptions | undefined {
+  if (caFile === undefined) return connection;
+  if (connection === undefined) {
+    throw new ConfigError(`${MYSQL_SSL_CA_NAME} is set but MYSQL_URL is not: the CA is for a MySQL server`);
+  }
+  if (typeof connection.ssl === 'string') {
+    throw new ConfigError(
+      `${MYSQL_SSL_CA_NAME} and MYSQL_URL's ssl profile "${connection.ssl}" both give CAs: give one`,
+    );
+  }
+  if (connection.ssl?.ca !== undefined) {
+    throw new ConfigError(`${MYSQL_SSL_CA_NAME} and MYSQL_URL's "ssl" parameter both give a "ca": give one`);
+  }
+  return { ...connection, sslCaFile: caFile };
+}
+
+/** What a MySQL pool is given for TLS (none of it without TLS). */
+export interface MysqlTlsPoolOptions {
+  readonly ssl?: string | Record<string, unknown>;
+  /** Opens the TCP connection, for a host that is an IP address checked by name (see below). */
+  readonly stream?: () => Socket;
+}
+
+/**
+ * The TLS options of a pool to `connection`'s server. Reads the CA file (MYSQL_SSL_CA) now, so that
+ * one that cannot be used stops the start (exit 2) naming the setting.
+ *
+ * The server's certificate must name the URL's host unless `"verifyIdentity":false` says otherwise:
+ * mysql2 checks only the chain by default, so `{"rejectUnauthorized":true}` took any certificate the
+ * CA had issued, for any host (with a public CA's, any site's). mysql2 checks an IP address host
+ * against "localhost" (it gives node:tls no servername for an IP, and node:tls then falls back to
+ * the socket's host name, which a socket dialled by address has not got): a certificate naming
+ * 127.0.0.1 was refused, and one naming localhost was taken at any address. So a pool to an IP
+ * address opens its own sockets, whose host node:tls then checks the certificate against.
+ */
+export function mysqlTlsPoolOptions(connection: MysqlConnectionOptions): MysqlTlsPoolOptions {
+  const { ssl, sslCaFile, host, port } = connection;
+  if (ssl === undefined && sslCaFile === undefined) return {};
+  // A profile names mysql2's own bundle of CAs (see SSL_PROFILES): left as mysql2 reads it.
+  if (typeof ssl === 'string') return { ssl };
+  const ca =
+    sslCaFile === undefined
+      ? {}
+      : {
+          ca: readTlsFiles({ caFile: sslCaFile, sources: { caFile: MYSQL_SSL_CA_NAME } }).ca?.toString(
+            'utf8',
+          ),
+        };
+  const options = { verifyIdentity: true, ...ssl, ...ca };
+  if (options.verifyIdentity !== true || isIP(host) === 0) return { ssl: options };
+  return {
+    ssl: options,
+    stream: () => {
+      // mysql2 sets keep-alive and no-delay only on the sockets it opens itself.
+      const socket = tcpConnect({ host, port, keepAlive: true, noDelay: true });
+      // What node:tls checks the certificate against when it is given no servername (tls.connect).
+      (socket as Socket & { _host?: string })._host = host;
+      return socket;
+    },
+  };
+}

@@ -1,0 +1,275 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createConnection } from 'mysql2/promise';
+
+/**
+ * A MariaDB server of a test's own, with TLS on: the machine's server (the one the other MySQL
+ * tests use) has TLS off, and its settings are not a test's to change. Made with the machine's
+ * `mariadb-install-db` and `mariadbd` (about a second), on a free port, in a temporary folder.
+ */
+export interface TlsMariadb {
+  readonly port: number;
+  /** The folder of its data, its socket and the test's certificates. */
+  readonly dir: string;
+  /** Runs statements as root, over the server's Unix socket (no TLS needed). */
+  admin(sql: string): Promise<void>;
+  /** Makes the server present `certificate` (with its key) from now on: FLUSH SSL re-reads the files. */
+  present(certificate: ServerCertificate): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A certificate and its key, PEM files. */
+export interface ServerCertificate {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** A throwaway CA and the server certificates a test asks of it. */
+export interface TestDatabaseCa {
+  readonly caFile: string;
+  /** Issues a server certificate naming `sans` (`IP:127.0.0.1`, `DNS:localhost`), by this CA. */
+  issue(name: string, sans: readonly string[], validity?: { start: Date; end: Date }): ServerCertificate;
+}
+
+const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/usr/local/mysql/bin'];
+
+function findBinary(names: readonly string[]): string | undefined {
+  for (const dir of SEARCH_PATH) {
+    for (const name of names) if (existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+const SERVER_BINARY = findBinary(['mariadbd', 'mysqld']);
+const INSTALL_BINARY = findBinary(['mariadb-install-db', 'mysql_install_db']);
+
+/**
+ * Why a TLS MariaDB cannot be started here, or undefined when it can. Under CI=true a machine
+ * without the binaries fails the test file instead of skipping it, as the global setup does for
+ * the shared server.
+ */
+export function tlsMariadbSkipReason(): string | undefined {
+  const missing = SERVER_BINARY && INSTALL_BINARY ? undefined : 'mariadbd or mariadb-install-db not found';
+  if (missing && process.env.CI === 'true') {
+    throw new Error(`a MariaDB server of the test's own is required when CI=true: ${missing}`);
+  }
+  return missing;
+}
+
+function openssl(args: readonly string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** `YYYYMMDDHHMMSSZ`, as `openssl ca` takes dates. */
+function opensslDate(date: Date): string {
+  return `${date.toISOString().slice(0, 19).replace(/[-T:]/g, '')}Z`;
+}
+
+/** Makes a CA in `dir` (which must exist) that issues server certificates with the names a test needs. */
+export function makeDatabaseCa(dir: string, commonName = 'database test CA'): TestDatabaseCa {
+  const prefix = commonName.replace(/\W+/g, '-');
+  const caFile = join(dir, `${prefix}.crt`);
+  const caKey = join(dir, `${prefix}.key`);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      caKey,
+      '-out',
+      caFile,
+      '-days',
+      '30',
+      '-subj',
+      `/CN=${commonName}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
+  const issue: TestDatabaseCa['issue'] = (name, sans, validity) => {
+    const hour = 60 * 60 * 1000;
+    const { start, end } = validity ?? {
+      start: new Date(Date.now() - hour),
+      end: new Date(Date.now() + 30 * 24 * hour),
+    };
+    const certFile = join(dir, `${prefix}-${name}.crt`);
+    const keyFile = join(dir, `${prefix}-${name}.key`);
+    const csr = join(dir, `${prefix}-${name}.csr`);
+    openssl(
+      ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`],
+      dir,
+    );
+    // `openssl ca`, as OpenSSL 3.0's x509 cannot set the start of the validity (an expired one).
+    const config = join(dir, `${prefix}-${name}.cnf`);
+    writeFileSync(
+      config,
+      [
+        '[ca]',
+        'default_ca = issuer',
+        '[issuer]',
+        `database = ${prefix}-${name}.index`,
+        `serial = ${prefix}-${name}.serial`,
+        'new_certs_dir = .',
+        'policy = names',
+        'unique_subject = no',
+        'default_md = sha256',
+        '[names]',
+        'commonName = supplied',
+        '[ext]',
+        `subjectAltName = ${sans.join(',')}`,
+        'basicConstraints = CA:FALSE',
+        'extendedKeyUsage = serverAuth',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(join(dir, `${prefix}-${name}.index`), '');
+    writeFileSync(join(dir, `${prefix}-${name}.serial`), `${Date.now().toString(16).padStart(16, '0')}\n`);
+    openssl(
+      [
+        'ca',
+        '-batch',
+        '-notext',
+        '-config',
+        config,
+        '-extensions',
+        'ext',
+        '-cert',
+        caFile,
+        '-keyfile',
+        caKey,
+        '-in',
+        csr,
+        '-out',
+        certFile,
+        '-startdate',
+        opensslDate(start),
+        '-enddate',
+        opensslDate(end),
+      ],
+      dir,
+    );
+    return { certFile, keyFile };
+  };
+  return { caFile, issue };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Starts a MariaDB server with TLS, presenting `certificate` (issued by `ca`), in a folder of its
+ * own; `stop()` ends it and deletes the folder. Its root user has no password over the socket.
+ */
+export async function startTlsMariadb(
+  ca: TestDatabaseCa,
+  certificate: ServerCertificate,
+): Promise<TlsMariadb> {
+  if (!SERVER_BINARY || !INSTALL_BINARY) throw new Error(tlsMariadbSkipReason() ?? 'no MariaDB binaries');
+  const dir = mkdtempSync(join(tmpdir(), 'shop-tls-mariadb-'));
+  const dataDir = join(dir, 'data');
+  const socketPath = join(dir, 'mariadb.sock');
+  // The files the server reads, at paths of their own: present() replaces them and says FLUSH SSL.
+  const served = { certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key') };
+  copyFileSync(certificate.certFile, served.certFile);
+  copyFileSync(certificate.keyFile, served.keyFile);
+  // --no-defaults: the machine's my.cnf (its server's paths, its log file) is not this server's.
+  const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
+  const small = ['--innodb-log-file-size=8M', '--innodb-buffer-pool-size=16M'];
+  execFileSync(
+    INSTALL_BINARY,
+    [
+      '--no-defaults',
+      ...asRoot,
+      `--datadir=${dataDir}`,
+      '--auth-root-authentication-method=normal',
+      '--skip-test-db',
+      ...small,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let lastError: unknown;
+  // The free port may be taken between the look and the bind: a few tries.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const server: ChildProcess = spawn(
+      SERVER_BINARY,
+      [
+        '--no-defaults',
+        ...asRoot,
+        `--datadir=${dataDir}`,
+        `--port=${port}`,
+        `--socket=${socketPath}`,
+        '--bind-address=127.0.0.1',
+        '--skip-name-resolve',
+        `--pid-file=${join(dir, 'mariadb.pid')}`,
+        `--log-error=${join(dir, 'error.log')}`,
+        `--ssl-ca=${ca.caFile}`,
+        `--ssl-cert=${served.certFile}`,
+        `--ssl-key=${served.keyFile}`,
+        ...small,
+      ],
+      { stdio: 'ignore' },
+    );
+    const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+    const admin = async (sql: string): Promise<void> => {
+      const connection = await createConnection({ socketPath, user: 'root', multipleStatements: true });
+      try {
+        await connection.query(sql);
+      } finally {
+        await connection.end();
+      }
+    };
+    const deadline = Date.now() + 20_000;
+    let up = false;
+    while (Date.now() < deadline && server.exitCode === null) {
+      try {
+        await admin('SELECT 1');
+        up = true;
+        break;
+      } catch (error) {
+        lastError = error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    if (!up) {
+      server.kill('SIGKILL');
+      await exited;
+      continue;
+    }
+    return {
+      port,
+      dir,
+      admin,
+      async present(next) {
+        copyFileSync(next.certFile, served.certFile);
+        copyFileSync(next.keyFile, served.keyFile);
+        await admin('FLUSH SSL');
+      },
+      async stop() {
+        if (server.exitCode === null && server.signalCode === null) {
+          server.kill('SIGTERM');
+          const killer = setTimeout(() => server.kill('SIGKILL'), 10_000);
+          await exited;
+          clearTimeout(killer);
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  throw new Error(`the test's MariaDB did not start: ${String(lastError)}`);
+}

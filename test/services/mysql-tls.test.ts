@@ -1,0 +1,195 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
+import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
+import type { MysqlConnectionOptions } from '../../src/services/common/mysql-url.js';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { loadServiceConfig } from '../../src/services/common/service-config.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import {
+  makeDatabaseCa,
+  type ServerCertificate,
+  startTlsMariadb,
+  type TestDatabaseCa,
+  type TlsMariadb,
+  tlsMariadbSkipReason,
+} from '../helpers/tls-mariadb.js';
+
+const skipReason = tlsMariadbSkipReason();
+const PASSWORD = 'tls-Secret-42';
+
+/**
+ * MySQL over TLS as the README tells a user to set it up: `?ssl=` JSON in MYSQL_URL, or the CA's
+ * file in MYSQL_SSL_CA, against a MariaDB of the test's own whose certificate each test chooses.
+ */
+describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  let dir: string;
+  let ca: TestDatabaseCa;
+  let good: ServerCertificate;
+  let server: TlsMariadb;
+  let caPem: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shop-mysql-tls-'));
+    ca = makeDatabaseCa(dir);
+    caPem = readFileSync(ca.caFile, 'utf8');
+    good = ca.issue('server', ['IP:127.0.0.1', 'DNS:localhost']);
+    server = await startTlsMariadb(ca, good);
+    // The user may connect over TLS only, as an operator who requires it sets it up.
+    await server.admin(
+      `CREATE DATABASE shop; CREATE USER 'shop'@'%' IDENTIFIED BY '${PASSWORD}' REQUIRE SSL; GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER ON shop.* TO 'shop'@'%'`,
+    );
+  });
+  afterEach(async () => {
+    await server?.present(good);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const url = (ssl?: string, host = '127.0.0.1'): string =>
+    `mysql://shop:${PASSWORD}@${host}:${server.port}/shop${ssl === undefined ? '' : `?ssl=${ssl}`}`;
+
+  /** Why a connection to the server fails (the driver's words), or 'connected'. */
+  async function connect(connection: MysqlConnectionOptions): Promise<string> {
+    const database = new MysqlDatabase({ connection, schema: [], connectTimeoutMs: 5_000 });
+    try {
+      await database.ping();
+      return 'connected';
+    } catch (error) {
+      const cause = (error as { cause?: unknown }).cause ?? error;
+      return cause instanceof Error ? cause.message : String(cause);
+    } finally {
+      await database.close();
+    }
+  }
+
+  it('takes the CA inside ?ssl= as the README shows it: JSON in the URL, the "+" of its base64 kept', async () => {
+    // Every base64 character is as likely: a CA of 1 KiB without a "+" would not test this.
+    expect(caPem).toContain('+');
+    const json = JSON.stringify({ rejectUnauthorized: true, ca: caPem });
+    expect(await connect(parseMysqlUrl(url(json), 'MYSQL_URL'))).toBe('connected');
+    expect(await connect(parseMysqlUrl(url(encodeURIComponent(json)), 'MYSQL_URL'))).toBe('connected');
+  });
+
+  it('refuses at start a "ca" that is not PEM, such as a file path, and points to MYSQL_SSL_CA', () => {
+    const ssl = JSON.stringify({ rejectUnauthorized: true, ca: ca.caFile });
+    expect(() => parseMysqlUrl(url(ssl), 'MYSQL_URL')).toThrow(ConfigError);
+    expect(() => parseMysqlUrl(url(ssl), 'MYSQL_URL')).toThrow(
+      /"ca": expected PEM certificates \(the text of the CA file, not its path: give a file with --mysql-ssl-ca \(MYSQL_SSL_CA\)\)/,
+    );
+  });
+
+  it('refuses a server whose certificate names another host, unless the URL says verifyIdentity:false', async () => {
+    await server.present(ca.issue('elsewhere', ['DNS:db.example']));
+    const checked = JSON.stringify({ rejectUnauthorized: true, ca: caPem });
+    expect(await connect(parseMysqlUrl(url(encodeURIComponent(checked)), 'MYSQL_URL'))).toMatch(
+      /does not match certificate's altnames/,
+    );
+    expect(await connect(parseMysqlUrl(url(encodeURIComponent(checked), 'localhost'), 'MYSQL_URL'))).toMatch(
+      /does not match certificate's altnames/,
+    );
+    const unchecked = JSON.stringify({ rejectUnauthorized: true, ca: caPem, verifyIdentity: false });
+    expect(await connect(parseMysqlUrl(url(encodeURIComponent(unchecked)), 'MYSQL_URL'))).toBe('connected');
+  });
+
+  it('checks an IP address host against the certificate\'s IP addresses, not against "localhost"', async () => {
+    const ssl = encodeURIComponent(JSON.stringify({ ca: caPem }));
+    await server.present(ca.issue('by-address', ['IP:127.0.0.1']));
+    expect(await connect(parseMysqlUrl(url(ssl), 'MYSQL_URL'))).toBe('connected');
+    await server.present(ca.issue('by-name', ['DNS:localhost']));
+    expect(await connect(parseMysqlUrl(url(ssl), 'MYSQL_URL'))).toMatch(
+      /IP: 127\.0\.0\.1 is not in the cert's list/,
+    );
+    expect(await connect(parseMysqlUrl(url(ssl, 'localhost'), 'MYSQL_URL'))).toBe('connected');
+  });
+
+  it('refuses a certificate of another CA, and an expired one', async () => {
+    const ssl = encodeURIComponent(JSON.stringify({ rejectUnauthorized: true, ca: caPem }));
+    await server.present(makeDatabaseCa(dir, 'other CA').issue('server', ['IP:127.0.0.1']));
+    expect(await connect(parseMysqlUrl(url(ssl), 'MYSQL_URL'))).toMatch(
+      /unable to verify the first certificate/,
+    );
+    const hour = 60 * 60 * 1000;
+    await server.present(
+      ca.issue('expired', ['IP:127.0.0.1'], {
+        start: new Date(Date.now() - 48 * hour),
+        end: new Date(Date.now() - 24 * hour),
+      }),
+    );
+    expect(await connect(parseMysqlUrl(url(ssl), 'MYSQL_URL'))).toMatch(/certificate has expired/);
+  });
+
+  it('reaches the server over TLS with the CA given as a file: MYSQL_SSL_CA or --mysql-ssl-ca', async () => {
+    for (const [argv, env] of [
+      [[], { MYSQL_URL: url(), MYSQL_SSL_CA: ca.caFile }],
+      [['--mysql-ssl-ca', ca.caFile], { MYSQL_URL: url() }],
+    ] as const) {
+      const config = loadServiceConfig(goodsService, argv, env);
+      if (config.storage.kind !== 'mysql') throw new Error('expected MySQL');
+      const store = goodsService.stores.mysql({ connection: config.storage.connection });
+      try {
+        await store.createGoods({ name: 'tls', category: 'c', price: 1, description: 'over TLS' }, undefined);
+        const page = await store.listGoods({ afterId: 0, size: 100, maxTextBytes: 1 << 20 }, undefined);
+        expect(page.rows.map((goods) => goods.name)).toContain('tls');
+      } finally {
+        await store.close();
+      }
+    }
+    // Checked by name as with ?ssl=: a certificate for another host is refused.
+    await server.present(ca.issue('elsewhere-too', ['DNS:db.example']));
+    const config = loadServiceConfig(goodsService, [], { MYSQL_URL: url(), MYSQL_SSL_CA: ca.caFile });
+    if (config.storage.kind !== 'mysql') throw new Error('expected MySQL');
+    expect(await connect(config.storage.connection)).toMatch(/does not match certificate's altnames/);
+  });
+
+  it('refuses MYSQL_SSL_CA beside another CA, or without MYSQL_URL', () => {
+    const withCa = url(encodeURIComponent(JSON.stringify({ ca: caPem })));
+    for (const [env, message] of [
+      [
+        { MYSQL_URL: withCa, MYSQL_SSL_CA: ca.caFile },
+        /MYSQL_SSL_CA\) and MYSQL_URL's "ssl" parameter both give a "ca"/,
+      ],
+      [{ MYSQL_URL: url('Amazon%20RDS'), MYSQL_SSL_CA: ca.caFile }, /ssl profile "Amazon RDS" both give CAs/],
+      [{ MYSQL_SSL_CA: ca.caFile }, /MYSQL_SSL_CA\) is set but MYSQL_URL is not/],
+    ] as const) {
+      expect(() => loadServiceConfig(goodsService, [], env)).toThrow(message);
+    }
+  });
+
+  it('a MYSQL_SSL_CA file that cannot be used stops the service at start: exit 2, the setting named, no password', async () => {
+    for (const [file, message] of [
+      [
+        join(dir, 'missing.crt'),
+        /"[^"]*missing\.crt" from --mysql-ssl-ca \(MYSQL_SSL_CA\) cannot be read: no such file/,
+      ],
+      [good.certFile, /from --mysql-ssl-ca \(MYSQL_SSL_CA\) holds a certificate that is not a CA/],
+    ] as const) {
+      const { MYSQL_URL: _ignored, ...inherited } = process.env;
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'src/services/goods/main.ts', '--port', '0', '--metrics-port', 'off'],
+        {
+          env: { ...inherited, MYSQL_URL: url(), MYSQL_SSL_CA: file, DISTRIBUTOR_ADDRESS: '127.0.0.1:1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let output = '';
+      child.stdout.on('data', (chunk) => {
+        output += chunk;
+      });
+      child.stderr.on('data', (chunk) => {
+        output += chunk;
+      });
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(2);
+      expect(output).toMatch(message);
+      expect(output).not.toContain(PASSWORD);
+    }
+  });
+});
