@@ -54,9 +54,21 @@ export function silentLogger(): Logger {
  * redactErrorFields); the original error stays reachable as `raw`, not written, as pino keeps it.
  */
 function serializeError(error: unknown): unknown {
-  const serialized: unknown = pino.stdSerializers.err(error as Error);
+  const serialized: unknown = briefPeerCertificate(pino.stdSerializers.err(error as Error));
   const redacted = redactErrorFields(serialized);
   if (redacted !== serialized && redacted !== null && typeof redacted === 'object')
     Object.defineProperty(redacted, 'raw', { value: error, enumerable: false });
   return redacted;
+}
+
+/**
+ * node:tls's error for a certificate that does not name the host (ERR_TLS_CERT_ALTNAME_INVALID)
+ * carries the peer's whole chain as `cert`: about 7 KB of a line (moduli, raw DER), before the
+ * message. Written as what says which certificate it was.
+ */
+function briefPeerCertificate(serialized: unknown): unknown {
+  const cert = (serialized as { cert?: unknown } | null)?.cert;
+  if (cert === null || typeof cert !== 'object' || !('fingerprint256' in cert)) return serialized;
+  const { subject, subjectaltname, issuer, valid_to, fingerprint256 } = cert as Record<string, unknown>;
+  return { ...(serialized as object), cert: { subject, subjectaltname, issuer, valid_to, fingerprint256 } };
 }

@@ -3,13 +3,15 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { DatabaseHealthMonitor } from '../../src/services/common/database-health-monitor.js';
 import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import type { MysqlConnectionOptions } from '../../src/services/common/mysql-url.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig } from '../../src/services/common/service-config.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
+import { captureLog } from '../helpers/log-capture.js';
 import {
   makeDatabaseCa,
   type ServerCertificate,
@@ -146,6 +148,49 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
     const config = loadServiceConfig(goodsService, [], { MYSQL_URL: url(), MYSQL_SSL_CA: ca.caFile });
     if (config.storage.kind !== 'mysql') throw new Error('expected MySQL');
     expect(await connect(config.storage.connection)).toMatch(/does not match certificate's altnames/);
+  });
+
+  /** The line a service's health monitor logs when its database cannot be reached, as JSON. */
+  async function databaseDownLine(connection: MysqlConnectionOptions): Promise<string> {
+    const { log, lines } = captureLog('goods');
+    const database = new MysqlDatabase({ connection, schema: [], log });
+    const monitor = new DatabaseHealthMonitor({ probe: () => database.ping(), onChange: () => {}, log });
+    monitor.start();
+    try {
+      const line = await vi.waitFor(() => {
+        const down = lines.find((entry) => entry.event === 'database-down');
+        if (!down) throw new Error('no database-down line yet');
+        return down;
+      });
+      return JSON.stringify(line);
+    } finally {
+      monitor.stop();
+      await database.close();
+    }
+  }
+
+  it('says in the log which TLS setting to change, in a line of a readable length, without the password', async () => {
+    const noCa = await databaseDownLine(
+      parseMysqlUrl(url(encodeURIComponent(JSON.stringify({ rejectUnauthorized: true }))), 'MYSQL_URL'),
+    );
+    expect(noCa).toContain(
+      "database unreachable: not serving (the server's certificate is not issued by a CA this service trusts: give the file of the CA that issued it as --mysql-ssl-ca (MYSQL_SSL_CA))",
+    );
+    // MariaDB refuses the REQUIRE SSL user without TLS as it refuses a wrong password.
+    const plain = await databaseDownLine(parseMysqlUrl(url(), 'MYSQL_URL'));
+    expect(plain).toContain("Access denied for user 'shop'");
+    expect(plain).toContain('the server may require TLS of this user (REQUIRE SSL)');
+    await server.present(ca.issue('elsewhere-named', ['DNS:db.example']));
+    const config = loadServiceConfig(goodsService, [], { MYSQL_URL: url(), MYSQL_SSL_CA: ca.caFile });
+    if (config.storage.kind !== 'mysql') throw new Error('expected MySQL');
+    const misnamed = await databaseDownLine(config.storage.connection);
+    expect(misnamed).toContain(
+      String.raw`the server's certificate does not name \"127.0.0.1\", MYSQL_URL's host`,
+    );
+    // The certificate node:tls attached, said by its names, not its 7 KB of key and DER.
+    expect(misnamed).toContain('"subjectaltname":"DNS:db.example"');
+    expect(misnamed.length).toBeLessThan(2_500);
+    for (const line of [noCa, plain, misnamed]) expect(line).not.toContain(PASSWORD);
   });
 
   it('refuses MYSQL_SSL_CA beside another CA, or without MYSQL_URL', () => {

@@ -3,7 +3,10 @@ import { type Logger, silentLogger } from '../../common/logger.js';
 
 /** Options of {@link DatabaseHealthMonitor}. */
 export interface DatabaseHealthMonitorOptions {
-  /** A cheap round trip to the database; rejects when it cannot be used. */
+  /**
+   * A cheap round trip to the database; rejects when it cannot be used. A `hint` string on the
+   * error (what to change, when the cause is a setting) is logged with it.
+   */
   probe: () => Promise<void>;
   /** Called with every change of reachability (not with every probe). */
   onChange: (reachable: boolean) => void;
@@ -73,10 +76,11 @@ export class DatabaseHealthMonitor {
         limiterOf(this.#log).info('database-up', { event: 'database-up' }, 'database reachable: serving');
       else {
         const cause = (failure as { cause?: unknown } | undefined)?.cause ?? failure;
+        const hint = (failure as { hint?: unknown } | undefined)?.hint;
         limiterOf(this.#log).error(
           `database-down ${errorCause(cause)}`,
           { event: 'database-down', err: cause },
-          'database unreachable: not serving',
+          `database unreachable: not serving${typeof hint === 'string' ? ` (${hint})` : ''}`,
         );
       }
       this.#onChange(reachable);

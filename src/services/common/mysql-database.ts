@@ -20,7 +20,7 @@ import {
   transactionOn,
 } from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
-import { mysqlTlsPoolOptions } from './mysql-tls.js';
+import { mysqlTlsHint, mysqlTlsPoolOptions } from './mysql-tls.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /** Options of {@link MysqlDatabase}. */
@@ -237,6 +237,7 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
  */
 export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
+  readonly #connection: MysqlConnectionOptions;
   readonly #schema: readonly MysqlSchemaStep[];
   /** The tables the schema makes, looked for by every health probe. */
   readonly #tables: readonly string[];
@@ -275,6 +276,7 @@ export class MysqlDatabase implements SqlExecutor {
 
   constructor(options: MysqlDatabaseOptions) {
     const { connection } = options;
+    this.#connection = connection;
     this.#schema = options.schema;
     this.#tables = options.schema.flatMap((statement) => tableCreatedBy(statement) ?? []);
     this.#log = options.log ?? silentLogger();
@@ -474,6 +476,16 @@ export class MysqlDatabase implements SqlExecutor {
 
   /** Resolves when the tables exist and the server answers; rejects with UNAVAILABLE otherwise. */
   async ping(): Promise<void> {
+    try {
+      await this.#probe();
+    } catch (error) {
+      // Said with the line the health monitor logs (see DatabaseHealthMonitorOptions.probe).
+      const hint = mysqlTlsHint((error as { cause?: unknown }).cause ?? error, this.#connection);
+      throw hint === undefined ? error : Object.assign(error as object, { hint });
+    }
+  }
+
+  async #probe(): Promise<void> {
     await this.#ensureSchema();
     await this.#withProbeConnection(async (connection) => {
       await connection.ping();

@@ -87,3 +87,38 @@ export function mysqlTlsPoolOptions(connection: MysqlConnectionOptions): MysqlTl
     },
   };
 }
+
+/**
+ * What to do about a connection to MySQL that failed for a reason of TLS, or undefined for any
+ * other failure: node:tls and MariaDB name the symptom (a certificate "self-signed", a user's
+ * "Access denied"), not the setting to change.
+ */
+export function mysqlTlsHint(error: unknown, connection: MysqlConnectionOptions): string | undefined {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  const text = typeof message === 'string' ? message : '';
+  const tls = connection.ssl !== undefined || connection.sslCaFile !== undefined;
+  // MariaDB refuses a client without TLS with the words of a wrong password.
+  if (code === 'ER_ACCESS_DENIED_ERROR' && !tls) {
+    return `if the password is right, the server may require TLS of this user (REQUIRE SSL) or of every client (require_secure_transport): give the file of its CA as ${MYSQL_SSL_CA_NAME}`;
+  }
+  if (code === 'HANDSHAKE_NO_SSL_SUPPORT') {
+    return `the server has TLS off: turn it on there, or give neither ${MYSQL_SSL_CA_NAME} nor ?ssl= in MYSQL_URL`;
+  }
+  if (code !== 'HANDSHAKE_SSL_ERROR') return undefined;
+  if (text.includes("does not match certificate's altnames")) {
+    return `the server's certificate does not name "${connection.host}", MYSQL_URL's host: use a name it holds in MYSQL_URL, or have it issued for this one`;
+  }
+  if (/self-signed|unable to verify the first certificate|unable to get local issuer/.test(text)) {
+    const trusted =
+      connection.sslCaFile !== undefined
+        ? `the CA of ${MYSQL_SSL_CA_NAME}`
+        : typeof connection.ssl === 'object' && connection.ssl.ca !== undefined
+          ? 'the "ca" of MYSQL_URL\'s ?ssl='
+          : 'a CA this service trusts';
+    return `the server's certificate is not issued by ${trusted}: give the file of the CA that issued it as ${MYSQL_SSL_CA_NAME}`;
+  }
+  if (/certificate has expired|certificate is not yet valid/.test(text)) {
+    return "the server's certificate is out of its dates: have it renewed (or check this machine's clock)";
+  }
+  return undefined;
+}
