@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -11,6 +11,7 @@ import type { MysqlConnectionOptions } from '../../src/services/common/mysql-url
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig } from '../../src/services/common/service-config.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
+import { replaceFile } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
 import {
   makeDatabaseCa,
@@ -191,6 +192,31 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
     expect(misnamed).toContain('"subjectaltname":"DNS:db.example"');
     expect(misnamed.length).toBeLessThan(2_500);
     for (const line of [noCa, plain, misnamed]) expect(line).not.toContain(PASSWORD);
+  });
+
+  it("takes the CAs of MYSQL_SSL_CA's file anew when it changes, without a restart", async () => {
+    // A rotation: the server's certificate is the new CA's, and the file still holds the old one.
+    const file = join(dir, 'rotating-ca.crt');
+    copyFileSync(makeDatabaseCa(dir, 'retired CA').caFile, file);
+    const config = loadServiceConfig(goodsService, [], { MYSQL_URL: url(), MYSQL_SSL_CA: file });
+    if (config.storage.kind !== 'mysql') throw new Error('expected MySQL');
+    const database = new MysqlDatabase({
+      connection: config.storage.connection,
+      schema: [],
+      tlsRefreshIntervalMs: 100,
+    });
+    const attempt = (): Promise<string> =>
+      database.ping().then(
+        () => 'connected',
+        (error: { cause?: { message?: string } }) => error.cause?.message ?? String(error),
+      );
+    try {
+      expect(await attempt()).toMatch(/self-signed certificate in certificate chain/);
+      replaceFile(ca.caFile, file);
+      await expect.poll(attempt, { timeout: 5_000 }).toBe('connected');
+    } finally {
+      await database.close();
+    }
   });
 
   it('refuses MYSQL_SSL_CA beside another CA, or without MYSQL_URL', () => {

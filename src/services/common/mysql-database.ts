@@ -10,6 +10,7 @@ import {
 import { limiterOf } from '../../common/log-limiter.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { ServiceError } from '../../common/service-error.js';
+import { tlsProblemLog } from '../../common/tls-problem-log.js';
 import type { TraceSpan } from '../../common/trace-span.js';
 import { databaseFailure, databaseUnavailable, writeOutcomeUnknown } from './database-errors.js';
 import {
@@ -20,7 +21,7 @@ import {
   transactionOn,
 } from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
-import { mysqlTlsHint, mysqlTlsPoolOptions } from './mysql-tls.js';
+import { mysqlTlsHint, mysqlTlsPoolOptions, watchMysqlCaFile } from './mysql-tls.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /** Options of {@link MysqlDatabase}. */
@@ -52,6 +53,8 @@ export interface MysqlDatabaseOptions {
    * the statement timeout, if shorter). A busy pool hands out connections idle for less: no ping.
    */
   idleCheckAfterMs?: number;
+  /** How often MYSQL_SSL_CA's file is read again (default DEFAULT_TLS_REFRESH_MS). */
+  tlsRefreshIntervalMs?: number;
   /** Told of the pool and of every operation, so that both show in the service's metrics. */
   observer?: DatabaseObserver;
 }
@@ -238,6 +241,7 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
 export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
   readonly #connection: MysqlConnectionOptions;
+  readonly #stopWatchingCa: () => void;
   readonly #schema: readonly MysqlSchemaStep[];
   /** The tables the schema makes, looked for by every health probe. */
   readonly #tables: readonly string[];
@@ -288,6 +292,13 @@ export class MysqlDatabase implements SqlExecutor {
     this.#callLimit = options.connectionLimit ?? 10;
     // The calls' connections and the probe's (see #callLimit).
     const poolLimit = this.#callLimit + 1;
+    const tls = mysqlTlsPoolOptions(connection);
+    this.#stopWatchingCa = watchMysqlCaFile(connection, tls, {
+      ...tlsProblemLog(this.#log),
+      ...(options.tlsRefreshIntervalMs === undefined
+        ? {}
+        : { refreshIntervalMs: options.tlsRefreshIntervalMs }),
+    });
     this.#pool = createPool({
       host: connection.host,
       port: connection.port,
@@ -295,7 +306,7 @@ export class MysqlDatabase implements SqlExecutor {
       password: connection.password,
       database: connection.database,
       // The user's ssl object goes to mysql2 as given (mysql-url.ts checks its PEM texts).
-      ...(mysqlTlsPoolOptions(connection) as Pick<PoolOptions, 'ssl' | 'stream'>),
+      ...(tls as Pick<PoolOptions, 'ssl' | 'stream'>),
       connectionLimit: poolLimit,
       // Every connection may stay idle (mysql2 closes only those past maxIdle, after idleTimeout):
       // the server drops one idle past its wait_timeout (set below), and mysql2 then takes it out.
@@ -504,6 +515,7 @@ export class MysqlDatabase implements SqlExecutor {
    * at once, one still running a statement only once the statement is done.
    */
   async close(timeoutMs = POOL_CLOSE_TIMEOUT_MS): Promise<void> {
+    this.#stopWatchingCa();
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, timeoutMs);

@@ -1,7 +1,7 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { ConfigError } from '../../common/config.js';
 import { nonEmpty, optionalSetting, settingName } from '../../common/settings.js';
-import { readTlsFiles } from '../../common/tls-files.js';
+import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from '../../common/tls-files.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /**
@@ -12,7 +12,7 @@ import type { MysqlConnectionOptions } from './mysql-url.js';
 export const MYSQL_SSL_CA_SETTING = optionalSetting({
   flag: 'mysql-ssl-ca',
   env: 'MYSQL_SSL_CA',
-  help: "CA certificate (PEM file) that must have issued the MySQL server's certificate: with it the services reach MySQL over TLS, checking the certificate names MYSQL_URL's host; read at start (restart after replacing it)",
+  help: "CA certificate (PEM file) that must have issued the MySQL server's certificate: with it the services reach MySQL over TLS, checking the certificate names MYSQL_URL's host. Re-read when the file changes",
   parse: nonEmpty,
 });
 
@@ -51,7 +51,8 @@ export interface MysqlTlsPoolOptions {
 
 /**
  * The TLS options of a pool to `connection`'s server. Reads the CA file (MYSQL_SSL_CA) now, so that
- * one that cannot be used stops the start (exit 2) naming the setting.
+ * one that cannot be used stops the start (exit 2) naming the setting (see watchMysqlCaFile for
+ * its changes). The `ssl` object is the one the pool keeps: a new CA is put in it.
  *
  * The server's certificate must name the URL's host unless `"verifyIdentity":false` says otherwise:
  * mysql2 checks only the chain by default, so `{"rejectUnauthorized":true}` took any certificate the
@@ -86,6 +87,34 @@ export function mysqlTlsPoolOptions(connection: MysqlConnectionOptions): MysqlTl
       return socket;
     },
   };
+}
+
+/**
+ * Reads MYSQL_SSL_CA's file again whenever it changes, as a component's own TLS files are (see
+ * watchTlsFiles): the pool's next connections trust the CAs it then holds (mysql2 builds a new
+ * secure context when `ca` is another string), so a CA rotation that adds the new CA to the file
+ * before the server's certificate is renewed needs no restart. A changed file that holds no CA
+ * certificate is logged, and the CAs read before stay in use; a CA in it that expires within a week
+ * is logged too. Returns the function that stops watching (nothing to stop without the setting).
+ */
+export function watchMysqlCaFile(
+  connection: MysqlConnectionOptions,
+  tls: MysqlTlsPoolOptions,
+  options: TlsRefreshOptions,
+): () => void {
+  const { sslCaFile } = connection;
+  const ssl = tls.ssl;
+  if (sslCaFile === undefined || typeof ssl !== 'object' || typeof ssl.ca !== 'string') return () => {};
+  return watchTlsFiles(
+    { caFile: sslCaFile, sources: { caFile: MYSQL_SSL_CA_NAME } },
+    { ca: Buffer.from(ssl.ca) },
+    (material) => {
+      if (material.ca) ssl.ca = material.ca.toString('utf8');
+    },
+    options,
+    // A CA file alone: no certificate of this service's own to keep its identity.
+    { sameIdentity: false },
+  );
 }
 
 /**
