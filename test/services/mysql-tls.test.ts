@@ -10,6 +10,7 @@ import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import type { MysqlConnectionOptions } from '../../src/services/common/mysql-url.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig } from '../../src/services/common/service-config.js';
+import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { replaceFile } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
@@ -217,6 +218,31 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
     } finally {
       await database.close();
     }
+  });
+
+  it('says at start whether the service reaches MySQL over TLS, and what it checks', async () => {
+    const storageLine = async (argv: readonly string[], env: Record<string, string>): Promise<string> => {
+      const config = loadServiceConfig(
+        goodsService,
+        ['--port', '0', '--metrics-port', 'off', '--distributor', '127.0.0.1:1', ...argv],
+        env,
+      );
+      const { log, lines } = captureLog('goods');
+      const running = await startService(goodsService, config, { log });
+      await running.stop();
+      return JSON.stringify(lines.find((line) => line.event === 'storage'));
+    };
+    const address = `127.0.0.1:${server.port}/shop`;
+    expect(await storageLine([], { MYSQL_URL: url(), MYSQL_SSL_CA: ca.caFile })).toContain(
+      `"tls":true,"msg":"storage: mysql://shop:***@${address} over TLS, the server's certificate from a CA of ${ca.caFile} and for the name 127.0.0.1"`,
+    );
+    const unchecked = encodeURIComponent(JSON.stringify({ ca: caPem, verifyIdentity: false }));
+    expect(await storageLine([], { MYSQL_URL: url(unchecked) })).toContain(
+      `over TLS, the server's certificate from a CA of the \\"ca\\" of ?ssl= and for any name"`,
+    );
+    expect(await storageLine([], { MYSQL_URL: url() })).toContain(
+      `"tls":false,"msg":"storage: mysql://shop:***@${address} without TLS"`,
+    );
   });
 
   it('refuses MYSQL_SSL_CA beside another CA, or without MYSQL_URL', () => {

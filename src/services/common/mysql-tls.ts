@@ -90,6 +90,26 @@ export function mysqlTlsPoolOptions(connection: MysqlConnectionOptions): MysqlTl
 }
 
 /**
+ * How a service reaches its MySQL server, for the line it logs at start: whether over TLS, and
+ * what of the server's certificate is checked, so that a user can see TLS is on (mysql2 says
+ * nothing of it) and what `?ssl=` options turned off.
+ */
+export function describeMysqlTls(connection: MysqlConnectionOptions): string {
+  const { ssl, sslCaFile } = connection;
+  if (ssl === undefined && sslCaFile === undefined) return 'without TLS';
+  if (typeof ssl === 'string') return `over TLS (profile "${ssl}": its CAs checked, not the host's name)`;
+  if (ssl?.rejectUnauthorized === false) return "over TLS, the server's certificate not checked";
+  const issuer =
+    sslCaFile !== undefined
+      ? `a CA of ${sslCaFile}`
+      : ssl?.ca === undefined
+        ? "a public CA (Node's)"
+        : 'a CA of the "ca" of ?ssl=';
+  const name = ssl?.verifyIdentity === false ? 'any name' : `the name ${connection.host}`;
+  return `over TLS, the server's certificate from ${issuer} and for ${name}`;
+}
+
+/**
  * Reads MYSQL_SSL_CA's file again whenever it changes, as a component's own TLS files are (see
  * watchTlsFiles): the pool's next connections trust the CAs it then holds (mysql2 builds a new
  * secure context when `ca` is another string), so a CA rotation that adds the new CA to the file

@@ -18,6 +18,7 @@ import {
 } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
+import { describeMysqlTls } from './mysql-tls.js';
 import { describeMysql } from './mysql-url.js';
 import { type ServiceConfig, serviceSettings } from './service-config.js';
 import { CALLS_GRACE_AT_STOP_MS, createServiceServer } from './service-server.js';
@@ -225,7 +226,15 @@ function openStore<Store extends ServiceStore, Options>(
 ): Store {
   const { storage } = config;
   if (storage.kind === 'mysql') {
-    log.info({ event: 'storage', kind: 'mysql' }, `storage: ${describeMysql(storage.connection)}`);
+    const { connection } = storage;
+    log.info(
+      {
+        event: 'storage',
+        kind: 'mysql',
+        tls: connection.ssl !== undefined || connection.sslCaFile !== undefined,
+      },
+      `storage: ${describeMysql(connection)} ${describeMysqlTls(connection)}`,
+    );
     return service.stores.mysql({ connection: storage.connection, log, observer: telemetry });
   }
   const file = join(storage.dataDir, `${service.name}.sqlite`);
