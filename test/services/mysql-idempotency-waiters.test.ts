@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
-import type { RowDataPacket } from 'mysql2/promise';
-import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { createConnection, type RowDataPacket } from 'mysql2/promise';
+import { afterEach, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import type { Once } from '../../src/services/common/idempotency.js';
 import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import {
@@ -103,6 +103,82 @@ describe.runIf(mysqlUrl)(
         answer.status === 'fulfilled' ? [Buffer.from(answer.value.response).toString()] : [],
       );
       expect(new Set(responses)).toEqual(new Set([String(rows[0]!.id)]));
+    });
+
+    it('a RENAME TABLE swaps a copy in while a keyed write holds its claim: the write is made again on the copy, not refused', async () => {
+      // A restore under running services (see the README): a copy of both tables, swapped in by one
+      // RENAME TABLE. It takes `things` at once, then waits for `things_idempotency`, which the
+      // write's claim holds; the write then goes to `things`, and MariaDB ends it as the deadlock's
+      // victim. Before, the call was refused UNAVAILABLE (503) although nothing was done.
+      const name = new URL(database.url).pathname.slice(1);
+      const admin = await createConnection({ uri: mysqlUrl });
+      try {
+        for (const suffix of ['side', 'old']) {
+          await admin.query(`CREATE DATABASE \`${name}_${suffix}\``);
+        }
+        for (const table of ['things', 'things_idempotency']) {
+          await admin.query(`CREATE TABLE \`${name}_side\`.${table} LIKE \`${name}\`.${table}`);
+        }
+        const journal = new MysqlIdempotencyJournal(db, 'things_idempotency');
+        const once: Once<number> = {
+          claim: { key: 'k', method: 'Make', fingerprint: createHash('sha256').update('k').digest() },
+          outcomeOf: (id) => ({ code: status.OK, message: '', response: Buffer.from(String(id)) }),
+        };
+        let claimed!: () => void;
+        const claimedNow = new Promise<void>((resolve) => {
+          claimed = resolve;
+        });
+        let proceed!: () => void;
+        const mayProceed = new Promise<void>((resolve) => {
+          proceed = resolve;
+        });
+        let attempts = 0;
+        const call = journal.run(once, async (sql) => {
+          if (++attempts === 1) {
+            claimed();
+            await mayProceed;
+          }
+          return (await sql.change('INSERT INTO things () VALUES ()')).insertId;
+        });
+        await claimedNow;
+        const swapper = await createConnection({ uri: mysqlUrl });
+        const swap = swapper.query(
+          ['things', 'things_idempotency']
+            .map(
+              (table) =>
+                `\`${name}\`.${table} TO \`${name}_old\`.${table}, \`${name}_side\`.${table} TO \`${name}\`.${table}`,
+            )
+            .reduce((statement, pair, index) => `${statement}${index ? ', ' : ''}${pair}`, 'RENAME TABLE '),
+        );
+        // The rename waits for the claim's table.
+        await vi.waitFor(
+          async () => {
+            const [waiting] = await admin.query<RowDataPacket[]>(
+              "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME TABLE%' AND STATE LIKE 'Waiting for table metadata lock%'",
+            );
+            expect(waiting).toHaveLength(1);
+          },
+          { timeout: 5_000 },
+        );
+        proceed();
+        const outcome = await call;
+        await swap.finally(() => swapper.end());
+        expect(outcome.code).toBe(status.OK);
+        expect(attempts).toBe(2);
+        // Made once, on the copy swapped in, with its key; nothing in the tables swapped out.
+        const rows = await db.select<RowDataPacket & { id: number }>('SELECT id FROM things');
+        expect(rows.map((row) => String(row.id))).toEqual([Buffer.from(outcome.response).toString()]);
+        expect((await journal.recall(once.claim))?.code).toBe(status.OK);
+        const [old] = await admin.query<RowDataPacket[]>(
+          `SELECT (SELECT COUNT(*) FROM \`${name}_old\`.things) + (SELECT COUNT(*) FROM \`${name}_old\`.things_idempotency) AS n`,
+        );
+        expect(Number(old[0]!.n)).toBe(0);
+      } finally {
+        for (const suffix of ['side', 'old']) {
+          await admin.query(`DROP DATABASE IF EXISTS \`${name}_${suffix}\``);
+        }
+        await admin.end();
+      }
     });
   },
 );

@@ -56,6 +56,8 @@ const KEY_BUSY = 'Idempotency-Key is in use by a concurrent request; try again';
 const COMMITTED_ELSEWHERE = Symbol('committed elsewhere');
 /** A claim that lost a deadlock: the claim it waited on rolled back. */
 const ROLLED_BACK_ELSEWHERE = Symbol('rolled back elsewhere');
+/** A transaction that lost a deadlock after its claim: it was rolled back, claim and all. */
+const ROLLED_BACK_HERE = Symbol('rolled back here');
 
 /**
  * Keys and outcomes of one service's writes in MySQL.
@@ -124,33 +126,46 @@ export class MysqlIdempotencyJournal {
     // those count: a waiter behind two claims that rolled back and one that committed looks four
     // times and answers the commit; after three claims in a row rolled back, the key is busy. (A
     // duplicate whose row is gone at the next look, expired, cannot repeat for ever: ten looks.)
+    let victims = 0;
     for (let looks = 0, rolledBack = 0; rolledBack < 3 && looks < 10; looks++) {
       const earlier = await this.recall(claim, parent);
       if (earlier) return earlier;
-      const outcome = await this.#db.transaction(
-        this.#table,
-        async (sql) => {
-          try {
+      const outcome = await this.#db
+        .transaction(
+          this.#table,
+          async (sql) => {
+            try {
+              await sql.change(
+                `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,
+                [claim.key, claim.method, claim.fingerprint, this.#now()],
+              );
+            } catch (error) {
+              const code = driverErrorCode(error);
+              // After a deadlock InnoDB has rolled the transaction back: its COMMIT commits nothing.
+              if (code === 'ER_DUP_ENTRY') return COMMITTED_ELSEWHERE;
+              if (code === 'ER_LOCK_DEADLOCK') return ROLLED_BACK_ELSEWHERE;
+              throw error;
+            }
+            const recorded = once.outcomeOf(await write(sql));
             await sql.change(
-              `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,
-              [claim.key, claim.method, claim.fingerprint, this.#now()],
+              `UPDATE ${this.#table} SET code = ?, message = ?, response = ? WHERE idem_key = ?`,
+              [recorded.code, recorded.message, Buffer.from(recorded.response), claim.key],
             );
-          } catch (error) {
-            const code = driverErrorCode(error);
-            // After a deadlock InnoDB has rolled the transaction back: its COMMIT commits nothing.
-            if (code === 'ER_DUP_ENTRY') return COMMITTED_ELSEWHERE;
-            if (code === 'ER_LOCK_DEADLOCK') return ROLLED_BACK_ELSEWHERE;
-            throw error;
-          }
-          const recorded = once.outcomeOf(await write(sql));
-          await sql.change(
-            `UPDATE ${this.#table} SET code = ?, message = ?, response = ? WHERE idem_key = ?`,
-            [recorded.code, recorded.message, Buffer.from(recorded.response), claim.key],
-          );
-          return recorded;
-        },
-        parent,
-      );
+            return recorded;
+          },
+          parent,
+        )
+        .catch((error: unknown): typeof ROLLED_BACK_HERE => {
+          // The transaction chosen as a deadlock's victim after its claim went in: InnoDB's, between
+          // rows, or one of metadata locks, as when a RENAME TABLE swaps a restored copy in for this
+          // table and the one the write goes to (it takes the write's table, then waits for the
+          // claim's). Rolled back whole, nothing done: the write is made again, on the tables there
+          // are now, as the client's retry would be, rather than refused (503) for a conflict that
+          // has passed. Twice at most, then refused as before.
+          if (driverErrorCode(error) !== 'ER_LOCK_DEADLOCK' || ++victims > 2) throw error;
+          return ROLLED_BACK_HERE;
+        });
+      if (outcome === ROLLED_BACK_HERE) continue;
       if (outcome === ROLLED_BACK_ELSEWHERE) rolledBack++;
       else if (outcome !== COMMITTED_ELSEWHERE) return outcome;
     }
