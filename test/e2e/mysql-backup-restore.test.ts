@@ -10,20 +10,30 @@ import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import type { StorageConfig } from '../../src/services/common/service-config.js';
 import { SHOP_SERVICES } from '../../src/services/service-list.js';
 import { send } from '../helpers/http.js';
-import { type Shop, startShop } from './support/shop.js';
+import { type Shop, servingCount, startShop } from './support/shop.js';
 
 const mysqlUrl = inject('mysqlUrl');
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
-/** The commands of the README's first `sh` block after `lead`, comments and `npm start` left out. */
+/**
+ * The commands of the README's first `sh` block after `lead` (a quoted argument may run over several
+ * lines), comments and `npm start` left out.
+ */
 function readmeCommands(lead: string): string[] {
   const from = readme.indexOf(lead);
   expect(from, `the README says "${lead}"`).toBeGreaterThan(-1);
   const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(from))?.[1] ?? '';
-  return block
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#') && !line.includes('npm start'));
+  const commands: string[] = [];
+  let open: string | undefined;
+  for (const line of block.split('\n')) {
+    if (open !== undefined) open += `\n${line}`;
+    else if (line.trim() !== '' && !line.startsWith('#') && !line.includes('npm start')) open = line;
+    if (open !== undefined && (open.split("'").length - 1) % 2 === 0) {
+      commands.push(open);
+      open = undefined;
+    }
+  }
+  return commands;
 }
 
 const USERNAME = 'Zoë 😀 backup';
@@ -37,22 +47,39 @@ const TABLES = [
   'purchases_idempotency',
   'sign_in_failures',
 ];
+const goods = (n: number) => ({ name: `goods ${n}`, category: 'backup', price: n, description: `#${n}` });
 
 interface Answer {
+  status: number;
   errorcode: number;
   errormessage: string;
   userid?: number;
   results?: Array<Record<string, unknown>>;
 }
 
+/** A shop under test: where its gateway listens and the database its services use. */
+interface Subject {
+  readonly shop: Shop;
+  readonly database: string;
+  /** A folder of its own, where the README's commands run. */
+  readonly work: string;
+}
+
+/** What the shop held when it was backed up. */
+interface Seeded {
+  userid: number;
+  purchases: Answer['results'];
+}
+
 /**
  * The README's MySQL backup and restore, run as written against the real server: a dump of the
- * running shop taken under writes by a user granted SELECT alone, loaded into a new database by a
- * user granted what the README lists, and the services started again on it under a user granted
- * only SELECT, INSERT, UPDATE and DELETE there. The restored shop must answer as the old one did
- * when the dump began: the same accounts signing in, keyed writes answered from their journal
- * without being made again, the failed sign-ins counted on, and ids going on past every id given
- * before the dump, a deleted one's included.
+ * running shop taken under writes by a user granted SELECT alone, then put back in the two ways the
+ * README gives: loaded into a new database (by a user granted what the README lists) with the
+ * services started again on it (under a user granted only SELECT, INSERT, UPDATE and DELETE there),
+ * and swapped in under the running services by one RENAME TABLE. Either way the shop must answer
+ * as it did when the dump began: the same accounts signing in, keyed writes answered from their
+ * journal without being made again, the failed sign-ins counted on, ids going on past every id given
+ * before the dump (a deleted one's included), and each key with its write.
  */
 describe.runIf(mysqlUrl)(
   mysqlUrl
@@ -63,20 +90,34 @@ describe.runIf(mysqlUrl)(
     const users = { dump: `shop_dump_${suffix}`, load: `shop_load_${suffix}`, service: `shop_svc_${suffix}` };
     const password = `pw-${suffix}`;
     const work = mkdtempSync(join(tmpdir(), 'shop-mysql-backup-'));
-    let shop: Shop;
+    const server = parseMysqlUrl(mysqlUrl, 'test server');
+    const shops: Shop[] = [];
+    const databases: string[] = [];
     let admin: Connection;
-    let original: string;
-    let restored: string;
-    let gatewayUrl: string;
 
     const forUser = async (user: string, statement: string): Promise<void> => {
       for (const host of ['%', 'localhost'])
         await admin.query(statement.replaceAll('$USER', `'${user}'@'${host}'`));
     };
 
+    beforeAll(async () => {
+      admin = await createConnection({ uri: mysqlUrl });
+      for (const user of Object.values(users))
+        await forUser(user, `CREATE USER $USER IDENTIFIED BY '${password}'`);
+    });
+
+    afterAll(async () => {
+      for (const shop of shops) await shop.stop();
+      if (admin) {
+        for (const user of Object.values(users)) await forUser(user, 'DROP USER IF EXISTS $USER');
+        for (const database of databases) await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
+        await admin.end();
+      }
+      rmSync(work, { recursive: true, force: true });
+    });
+
     /** A HOME whose ~/.my.cnf names the server and this user, as the README's commands expect. */
     const homeOf = (user?: string): string => {
-      const server = parseMysqlUrl(mysqlUrl, 'test server');
       const home = join(work, `home-${user ?? 'admin'}`);
       const login = user ? { user, password } : { user: server.user, password: server.password };
       mkdirSync(home, { recursive: true });
@@ -89,32 +130,38 @@ describe.runIf(mysqlUrl)(
     };
 
     /**
-     * Runs one README command in the work folder, as `user` (the URL's user when none). Not blocking:
-     * the shop runs in this process and must go on answering while the dump reads.
+     * Runs one README command in the subject's folder, its `shop` (and `shop_restored`, `shop_side`,
+     * `shop_old`) naming the subject's database, as `user` (the URL's user when none). Not blocking:
+     * the shop runs in this process and must go on answering while the command runs.
      */
-    const run = async (command: string, user?: string): Promise<void> => {
-      const localized = command.replace(/\bshop\b/g, original).replaceAll('shop_restored', restored);
+    const run = async (subject: Subject, command: string, user?: string): Promise<void> => {
+      const localized = command.replace(
+        /\bshop(_restored|_side|_old)?\b/g,
+        (_whole, more: string | undefined) => `${subject.database}${more ?? ''}`,
+      );
       await promisify(execFile)('sh', ['-c', localized], {
-        cwd: work,
+        cwd: subject.work,
         env: { ...process.env, HOME: homeOf(user) },
       });
     };
 
     const request = async (
+      subject: Subject,
       method: string,
       path: string,
       body?: unknown,
       key?: string,
-    ): Promise<Answer & { status: number }> => {
-      const answer = await send(`${gatewayUrl}${path}`, {
+    ): Promise<Answer> => {
+      const answer = await send(`${subject.shop.gatewayUrl}${path}`, {
         method,
         headers: { 'Content-Type': 'application/json', ...(key ? { 'Idempotency-Key': key } : {}) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-      return { status: answer.status, ...(JSON.parse(answer.body) as Answer) };
+      return { ...(JSON.parse(answer.body) as Answer), status: answer.status };
     };
-    const signIn = (pass: string) =>
+    const signIn = (subject: Subject, pass: string) =>
       request(
+        subject,
         'GET',
         `/members?username=${encodeURIComponent(USERNAME)}&password=${encodeURIComponent(pass)}`,
       );
@@ -124,98 +171,161 @@ describe.runIf(mysqlUrl)(
       );
       return Number(rows[0]!.n);
     };
-
-    beforeAll(async () => {
-      shop = await startShop({ kind: 'mysql', serverUrl: mysqlUrl });
-      gatewayUrl = shop.gatewayUrl;
-      original = (shop.storage as Extract<StorageConfig, { kind: 'mysql' }>).connection.database;
-      restored = `${original}_restored`;
-      admin = await createConnection({ uri: mysqlUrl });
-      await forUser(users.dump, `CREATE USER $USER IDENTIFIED BY '${password}'`);
-      await forUser(users.dump, `GRANT SELECT ON \`${original}\`.* TO $USER`);
-      await forUser(users.load, `CREATE USER $USER IDENTIFIED BY '${password}'`);
-      await forUser(
-        users.load,
-        `GRANT SELECT, INSERT, CREATE, DROP, ALTER, LOCK TABLES ON \`${restored}\`.* TO $USER`,
+    const failures = async (database: string): Promise<number[]> => {
+      const [rows] = await admin.query<RowDataPacket[]>(
+        `SELECT failures FROM \`${database}\`.sign_in_failures WHERE username = ?`,
+        [Buffer.from(USERNAME.normalize('NFC'))],
       );
-      await forUser(users.service, `CREATE USER $USER IDENTIFIED BY '${password}'`);
-      await forUser(users.service, `GRANT SELECT, INSERT, UPDATE, DELETE ON \`${restored}\`.* TO $USER`);
-    }, 30_000);
+      return rows.map((row) => Number(row.failures));
+    };
 
-    afterAll(async () => {
-      await shop?.stop();
-      if (admin) {
-        for (const user of Object.values(users)) await forUser(user, 'DROP USER IF EXISTS $USER');
-        await admin.query(`DROP DATABASE IF EXISTS \`${restored}\``);
-        await admin.end();
+    /** A shop on a database of its own, which the dump user may read. */
+    async function openShop(): Promise<Subject> {
+      const shop = await startShop({ kind: 'mysql', serverUrl: mysqlUrl });
+      shops.push(shop);
+      const database = (shop.storage as Extract<StorageConfig, { kind: 'mysql' }>).connection.database;
+      databases.push(`${database}_restored`, `${database}_side`, `${database}_old`);
+      await forUser(users.dump, `GRANT SELECT ON \`${database}\`.* TO $USER`);
+      const subject = { shop, database, work: mkdtempSync(join(work, 'shop-')) };
+      // Every route the test takes served before it begins.
+      for (const [method, path] of [
+        ['POST', '/members'],
+        ['GET', '/members'],
+        ['POST', '/goods'],
+        ['GET', '/goods'],
+        ['DELETE', '/goods'],
+        ['POST', '/purchases'],
+        ['GET', '/purchases'],
+      ] as const) {
+        await vi.waitFor(() => expect(servingCount(shop.gateway, method, path)).toBe(1), { timeout: 10_000 });
       }
-      rmSync(work, { recursive: true, force: true });
-    });
+      return subject;
+    }
 
-    it('a dump taken under writes, loaded into a new database, serves the shop as it was', async () => {
-      await vi.waitFor(async () => expect((await request('GET', '/goods')).status).toBe(200), {
-        timeout: 10_000,
-      });
-
-      // The shop before the backup: an account with two failed sign-ins, three goods (the last
-      // deleted), a purchase; every write keyed.
-      expect(
-        (await request('POST', '/members', { username: USERNAME, password: PASSWORD }, 'k-member')).errorcode,
-      ).toBe(0);
-      const userid = (await signIn(PASSWORD)).userid!;
+    /**
+     * The shop before the backup: an account with two failed sign-ins, three goods (the last
+     * deleted), a purchase; every write keyed.
+     */
+    async function seed(subject: Subject): Promise<Seeded> {
+      const signUp = { username: USERNAME, password: PASSWORD };
+      expect((await request(subject, 'POST', '/members', signUp, 'k-member')).errorcode).toBe(0);
+      const userid = (await signIn(subject, PASSWORD)).userid!;
       expect(userid).toBeGreaterThan(0);
-      for (let i = 0; i < 2; i++) expect((await signIn('wrong')).errormessage).toBe('Invalid password');
-      const goods = (n: number) => ({
-        name: `goods ${n}`,
-        category: 'backup',
-        price: n,
-        description: `#${n}`,
-      });
+      for (let i = 0; i < 2; i++)
+        expect((await signIn(subject, 'wrong')).errormessage).toBe('Invalid password');
       for (const n of [1, 2, 3])
-        expect((await request('POST', '/goods', goods(n), `k-goods-${n}`)).errorcode).toBe(0);
-      expect((await request('DELETE', '/goods?id=3')).errorcode).toBe(0);
-      expect((await request('POST', '/purchases', { userid, goodsid: 2 }, 'k-purchase')).errorcode).toBe(0);
-      const purchasesBefore = (await request('GET', `/purchases?userid=${userid}`)).results;
-      expect(purchasesBefore).toHaveLength(1);
+        expect((await request(subject, 'POST', '/goods', goods(n), `k-goods-${n}`)).errorcode).toBe(0);
+      expect((await request(subject, 'DELETE', '/goods?id=3')).errorcode).toBe(0);
+      const purchase = { userid, goodsid: 2 };
+      expect((await request(subject, 'POST', '/purchases', purchase, 'k-purchase')).errorcode).toBe(0);
+      const { results: purchases } = await request(subject, 'GET', `/purchases?userid=${userid}`);
+      expect(purchases).toHaveLength(1);
+      return { userid, purchases };
+    }
 
-      // Writes go on through the dump: keyed sign-ups, and keyed purchases each of a user of its own.
+    /**
+     * Four clients making keyed sign-ups and keyed purchases (each of a user of its own) until
+     * stopped; resolves with every answer, and the sign-ups acknowledged that began after `since()`.
+     */
+    function startWriters(subject: Subject, since: () => boolean = () => false) {
       let writing = true;
       const answers: string[] = [];
+      const signedUpSince: string[] = [];
       const writers = Array.from({ length: 4 }, async (_, w) => {
         for (let n = 0; writing; n++) {
           const id = `${w}-${n}`;
+          const after = since();
           const member = await request(
+            subject,
             'POST',
             '/members',
             { username: `load-${id}`, password: 'pw' },
             `m-${id}`,
           );
-          const purchase = await request(
-            'POST',
-            '/purchases',
-            { userid: 100_000 + w * 10_000 + n, goodsid: 1 },
-            `p-${id}`,
-          );
-          answers.push(
-            `${member.status} ${member.errormessage}`,
-            `${purchase.status} ${purchase.errormessage}`,
-          );
+          if (after && member.errorcode === 0) signedUpSince.push(`load-${id}`);
+          const purchase = { userid: 100_000 + w * 10_000 + n, goodsid: 1 };
+          const bought = await request(subject, 'POST', '/purchases', purchase, `p-${id}`);
+          answers.push(`${member.status} ${member.errormessage}`, `${bought.status} ${bought.errormessage}`);
         }
       });
-      await vi.waitFor(() => expect(answers.length).toBeGreaterThan(20), { timeout: 10_000 });
+      return {
+        answers,
+        async stop() {
+          writing = false;
+          await Promise.all(writers);
+          return { answers, signedUpSince };
+        },
+      };
+    }
 
+    /** Runs the README's backup while the writers write. */
+    async function backUp(subject: Subject): Promise<void> {
       const backup = readmeCommands('On MySQL, back up all three');
       expect(backup).toEqual([
         'mkdir -p -m 700 backups',
         'mariadb-dump --single-transaction shop > backups/shop.sql',
       ]);
       for (const command of backup)
-        await run(command, command.includes('mariadb-dump') ? users.dump : undefined);
-      writing = false;
-      await Promise.all(writers);
+        await run(subject, command, command.includes('mariadb-dump') ? users.dump : undefined);
+      expect(statSync(join(subject.work, 'backups')).mode & 0o777).toBe(0o700);
+    }
+
+    /** In `database`, every key of the writers' is there with its write, and every write with its key. */
+    async function expectKeysWithTheirWrites(database: string): Promise<number> {
+      const loadMembers = await count(database, 'members', "username LIKE 'load-%'");
+      expect(await count(database, 'members_idempotency', "idem_key LIKE 'm-%'")).toBe(loadMembers);
+      const unkeyed = `username LIKE 'load-%' AND CONCAT('m-', SUBSTRING(username, 6)) NOT IN
+        (SELECT idem_key FROM \`${database}\`.members_idempotency)`;
+      expect(await count(database, 'members', unkeyed)).toBe(0);
+      const loadPurchases = await count(database, 'purchases', 'userid >= 100000');
+      expect(await count(database, 'purchases_idempotency', "idem_key LIKE 'p-%'")).toBe(loadPurchases);
+      return loadMembers;
+    }
+
+    /** The shop, now on `database`, answers as it did when the dump began. */
+    async function expectRestored(subject: Subject, database: string, seeded: Seeded): Promise<void> {
+      // The failures count on from the restored two (a 503 while instances register counts none).
+      await vi.waitFor(
+        async () => expect((await signIn(subject, 'wrong')).errormessage).toBe('Invalid password'),
+        { timeout: 15_000 },
+      );
+      expect(await failures(database)).toEqual([3]);
+      // The account signs in with its password (its Argon2id hash came through), under its id.
+      expect((await signIn(subject, PASSWORD)).userid).toBe(seeded.userid);
+
+      // Keyed writes retried are answered from the restored journals, not made again.
+      const members = await count(database, 'members');
+      const signUp = { username: USERNAME, password: PASSWORD };
+      expect((await request(subject, 'POST', '/members', signUp, 'k-member')).errorcode).toBe(0);
+      expect((await request(subject, 'POST', '/goods', goods(2), 'k-goods-2')).errorcode).toBe(0);
+      const purchase = { userid: seeded.userid, goodsid: 2 };
+      expect((await request(subject, 'POST', '/purchases', purchase, 'k-purchase')).errorcode).toBe(0);
+      expect(await count(database, 'members')).toBe(members);
+      const listed = await request(subject, 'GET', `/purchases?userid=${seeded.userid}`);
+      expect(listed.results).toEqual(seeded.purchases);
+      expect((await request(subject, 'GET', '/goods')).results?.map((row) => row.id)).toEqual([1, 2]);
+
+      // Ids go on past every id given before the dump: goods 3, deleted, is not given again.
+      expect((await request(subject, 'POST', '/goods', goods(4))).errorcode).toBe(0);
+      expect((await request(subject, 'GET', '/goods')).results?.map((row) => row.id)).toEqual([1, 2, 4]);
+    }
+
+    it('a dump taken under writes, loaded into a new database, serves the shop as it was', async () => {
+      const subject = await openShop();
+      const restored = `${subject.database}_restored`;
+      await forUser(
+        users.load,
+        `GRANT SELECT, INSERT, CREATE, DROP, ALTER, LOCK TABLES ON \`${restored}\`.* TO $USER`,
+      );
+      await forUser(users.service, `GRANT SELECT, INSERT, UPDATE, DELETE ON \`${restored}\`.* TO $USER`);
+      const seeded = await seed(subject);
+
+      const writers = startWriters(subject);
+      await vi.waitFor(() => expect(writers.answers.length).toBeGreaterThan(20), { timeout: 10_000 });
+      await backUp(subject);
+      const { answers } = await writers.stop();
       // The dump held back no write.
       expect(new Set(answers)).toEqual(new Set(['200 success']));
-      expect(statSync(join(work, 'backups')).mode & 0o777).toBe(0o700);
 
       const restore = readmeCommands('To restore, load the dump into a new database');
       expect(restore).toEqual([
@@ -223,7 +333,7 @@ describe.runIf(mysqlUrl)(
         'mariadb shop_restored < backups/shop.sql',
       ]);
       for (const command of restore)
-        await run(command, command.includes('CREATE DATABASE') ? undefined : users.load);
+        await run(subject, command, command.includes('CREATE DATABASE') ? undefined : users.load);
 
       const [tables] = await admin.query<RowDataPacket[]>(
         'SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME',
@@ -231,66 +341,59 @@ describe.runIf(mysqlUrl)(
       );
       expect(tables.map((row) => row.name)).toEqual(TABLES);
       // One snapshot: every key the copy holds, it holds the write of, and the other way round.
-      const loadMembers = await count(restored, 'members', "username LIKE 'load-%'");
-      expect(await count(restored, 'members_idempotency', "idem_key LIKE 'm-%'")).toBe(loadMembers);
-      expect(
-        await count(
-          restored,
-          'members',
-          `CONCAT('m-', SUBSTRING(username, 6)) NOT IN (SELECT idem_key FROM \`${restored}\`.members_idempotency) AND username LIKE 'load-%'`,
-        ),
-      ).toBe(0);
-      const loadPurchases = await count(restored, 'purchases', 'userid >= 100000');
-      expect(await count(restored, 'purchases_idempotency', "idem_key LIKE 'p-%'")).toBe(loadPurchases);
+      const loadMembers = await expectKeysWithTheirWrites(restored);
       expect(loadMembers).toBeGreaterThan(0);
       // Taken while they wrote: the writes made after its snapshot are not in it.
-      expect(loadMembers).toBeLessThan(await count(original, 'members', "username LIKE 'load-%'"));
-
-      // The failed sign-ins came through (two in a row), as did the account's Argon2id hash.
-      const failures = async () => {
-        const [rows] = await admin.query<RowDataPacket[]>(
-          `SELECT failures FROM \`${restored}\`.sign_in_failures WHERE username = ?`,
-          [Buffer.from(USERNAME.normalize('NFC'))],
-        );
-        return rows.map((row) => Number(row.failures));
-      };
-      expect(await failures()).toEqual([2]);
+      expect(loadMembers).toBeLessThan(await count(subject.database, 'members', "username LIKE 'load-%'"));
+      // The failed sign-ins came through: two in a row.
+      expect(await failures(restored)).toEqual([2]);
 
       // The services move to the restored database: the old instances stop, new ones start on it.
       const restoredStorage: StorageConfig = {
         kind: 'mysql',
-        connection: {
-          ...parseMysqlUrl(mysqlUrl, 'test server'),
-          database: restored,
-          user: users.service,
-          password,
-        },
+        connection: { ...server, database: restored, user: users.service, password },
       };
-      for (const instances of shop.services.values()) for (const instance of instances) await instance.stop();
-      for (const { name } of SHOP_SERVICES) await shop.startInstance(name, restoredStorage);
+      for (const instances of subject.shop.services.values())
+        for (const instance of instances) await instance.stop();
+      for (const { name } of SHOP_SERVICES) await subject.shop.startInstance(name, restoredStorage);
 
-      // The failures count on from the restored two (a 503 while the new instances register counts none).
-      await vi.waitFor(async () => expect((await signIn('wrong')).errormessage).toBe('Invalid password'), {
-        timeout: 15_000,
-      });
-      expect(await failures()).toEqual([3]);
-      // The account signs in with its password, under its id.
-      expect((await signIn(PASSWORD)).userid).toBe(userid);
+      await expectRestored(subject, restored, seeded);
+    }, 60_000);
 
-      // Keyed writes retried are answered from the restored journals, not made again.
-      const members = await count(restored, 'members');
-      expect(
-        (await request('POST', '/members', { username: USERNAME, password: PASSWORD }, 'k-member')).errorcode,
-      ).toBe(0);
-      expect((await request('POST', '/goods', goods(2), 'k-goods-2')).errorcode).toBe(0);
-      expect((await request('POST', '/purchases', { userid, goodsid: 2 }, 'k-purchase')).errorcode).toBe(0);
-      expect(await count(restored, 'members')).toBe(members);
-      expect((await request('GET', `/purchases?userid=${userid}`)).results).toEqual(purchasesBefore);
-      expect((await request('GET', '/goods')).results?.map((row) => row.id)).toEqual([1, 2]);
+    it('a dump swapped in by one RENAME TABLE under the running services: no write refused, none split from its key', async () => {
+      const subject = await openShop();
+      const seeded = await seed(subject);
 
-      // Ids go on past every id given before the dump: goods 3, deleted, is not given again.
-      expect((await request('POST', '/goods', goods(4))).errorcode).toBe(0);
-      expect((await request('GET', '/goods')).results?.map((row) => row.id)).toEqual([1, 2, 4]);
+      let swapped = false;
+      const writers = startWriters(subject, () => swapped);
+      await vi.waitFor(() => expect(writers.answers.length).toBeGreaterThan(20), { timeout: 10_000 });
+      await backUp(subject);
+      const swap = readmeCommands('or load the dump into a database of its own');
+      expect(swap).toHaveLength(3);
+      expect(swap[2]).toMatch(/^mariadb -e 'RENAME TABLE\n/);
+      // Every table of every service is swapped, none left behind.
+      for (const table of TABLES) expect(swap[2]).toContain(`shop_side.${table} TO shop.${table}`);
+      for (const command of swap) await run(subject, command);
+      swapped = true;
+      // Writes after the swap, into the restored tables.
+      await vi.waitFor(() => expect(writers.answers.length).toBeGreaterThan(80), { timeout: 10_000 });
+      const { answers, signedUpSince } = await writers.stop();
+      // The swap refused no write, nor did the dump or the load beside.
+      expect(new Set(answers)).toEqual(new Set(['200 success']));
+
+      const live = subject.database;
+      const old = `${live}_old`;
+      await expectKeysWithTheirWrites(live);
+      await expectKeysWithTheirWrites(old);
+      // Every sign-up made after the swap is in the restored tables.
+      expect(signedUpSince.length).toBeGreaterThan(0);
+      const since = signedUpSince.map((name) => `'${name}'`).join(', ');
+      expect(await count(live, 'members', `username IN (${since})`)).toBe(signedUpSince.length);
+      // The ones made between the dump and the swap are not: they stayed in the replaced tables.
+      const keptAside = `username LIKE 'load-%' AND username NOT IN (SELECT username FROM \`${live}\`.members)`;
+      expect(await count(old, 'members', keptAside)).toBeGreaterThan(0);
+
+      await expectRestored(subject, live, seeded);
     }, 60_000);
   },
 );
