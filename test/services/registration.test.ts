@@ -179,6 +179,47 @@ describe('a service and the distributor', () => {
     }
   });
 
+  it('warns when it listens on IPv4 alone while it is listed at an IPv6 address, and not when it listens on both', async () => {
+    // Found by probing across IPv6 hosts with the README's --host 0.0.0.0: registered at its IPv6
+    // address without a word, and every gateway's connect refused. 2001:db8::/32 is never dialled.
+    expect(
+      eventsOf(await startLoggedGoods('[2001:db8::1]:9000', { host: '0.0.0.0' }), 'unreachable-address'),
+    ).toEqual([
+      expect.objectContaining({
+        host: '0.0.0.0',
+        msg: expect.stringContaining(
+          'listening on 0.0.0.0, which takes no IPv6 connections, while the distributor lists this service at its IPv6 address',
+        ),
+      }),
+    ]);
+    await service!.stop();
+    expect(
+      eventsOf(
+        await startLoggedGoods('192.0.2.1:9000', { host: '0.0.0.0', advertiseHost: '2001:db8::7' }),
+        'unreachable-address',
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        advertiseHost: '2001:db8::7',
+        msg: expect.stringContaining(
+          'lists this service at 2001:db8::7 (--advertise-host) where nothing listens',
+        ),
+      }),
+    ]);
+    await service!.stop();
+    for (const [distributor, host, advertiseHost] of [
+      ['[2001:db8::1]:9000', '::', ''],
+      ['192.0.2.1:9000', '::', '2001:db8::7'],
+      ['[2001:db8::1]:9000', '0.0.0.0', '192.0.2.7'],
+    ] as const) {
+      expect(
+        eventsOf(await startLoggedGoods(distributor, { host, advertiseHost }), 'unreachable-address'),
+      ).toEqual([]);
+      await service!.stop();
+      service = undefined;
+    }
+  });
+
   it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();
     service = await startService(

@@ -5,6 +5,7 @@ import { ConfigError, formatHostPort, parseHostPort } from '../../common/config.
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
+import { familyNotListenedOn } from '../../common/listen-family.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { dialsThisMachine, isLoopbackHost } from '../../common/loopback.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
@@ -124,7 +125,12 @@ export async function startService<Store extends ServiceStore, Options>(
     { event: 'listening', host: config.host, port },
     `listening on ${formatHostPort({ host: config.host, port })}`,
   );
-  const distributorRemote = !dialsThisMachine(parseHostPort(config.distributor, 'the distributor').host);
+  const distributorHost = parseHostPort(config.distributor, 'the distributor').host;
+  const distributorRemote = !dialsThisMachine(distributorHost);
+  // Without --advertise-host the distributor lists the address this service calls it from, of the
+  // family of the distributor's own address.
+  const listedHost = config.advertiseHost || distributorHost;
+  const missedFamily = distributorRemote ? familyNotListenedOn(config.host, listedHost) : undefined;
   if (distributorRemote && isLoopbackHost(config.host)) {
     const listed = config.advertiseHost
       ? `at ${config.advertiseHost} (--advertise-host), where nothing listens`
@@ -147,6 +153,22 @@ export async function startService<Store extends ServiceStore, Options>(
       `--advertise-host (ADVERTISE_HOST) ${config.advertiseHost} is loopback, while the distributor at ${config.distributor} ` +
         'is not: others dial it as their own machine and never reach this service; give an address of this machine ' +
         'they reach, or leave it unset',
+    );
+  } else if (missedFamily !== undefined) {
+    const listed = config.advertiseHost
+      ? `at ${config.advertiseHost} (--advertise-host)`
+      : `at its IPv${missedFamily} address, the one it calls the distributor at ${config.distributor} from,`;
+    log.warn(
+      {
+        event: 'unreachable-address',
+        host: config.host,
+        ...(config.advertiseHost ? { advertiseHost: config.advertiseHost } : {}),
+        distributor: config.distributor,
+      },
+      `listening on ${config.host}, which takes no IPv${missedFamily} connections, while the distributor lists this service ${listed} ` +
+        `where nothing listens: set --host (SERVICE_HOST) to ${missedFamily === 6 ? ':: (every address, IPv6 and IPv4)' : '0.0.0.0 or ::'} ` +
+        `or an IPv${missedFamily} address of this machine` +
+        (config.advertiseHost ? `, or --advertise-host to an IPv${missedFamily === 6 ? 4 : 6} one` : ''),
     );
   }
   let admin: AdminServer | undefined;
