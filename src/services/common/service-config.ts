@@ -82,7 +82,8 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       flag: 'advertise-host',
       env: 'ADVERTISE_HOST',
       default: '',
-      defaultText: 'the address the distributor sees',
+      defaultText:
+        'the --host address when it is one IP address (not 0.0.0.0 or ::), else the address the distributor sees',
       help: 'the host others dial to reach this service',
       // Checked here as the distributor will check it (node-validation.ts), so that a typo stops
       // the process at start rather than being refused at registration.

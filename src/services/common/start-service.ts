@@ -18,6 +18,7 @@ import {
   RegistrationClient,
 } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
+import { listedHostOf } from './listed-host.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
 import { describeMysqlTls } from './mysql-tls.js';
 import { describeMysql } from './mysql-url.js';
@@ -127,9 +128,10 @@ export async function startService<Store extends ServiceStore, Options>(
   );
   const distributorHost = parseHostPort(config.distributor, 'the distributor').host;
   const distributorRemote = !dialsThisMachine(distributorHost);
-  // Without --advertise-host the distributor lists the address this service calls it from, of the
-  // family of the distributor's own address.
-  const listedHost = config.advertiseHost || distributorHost;
+  // Without --advertise-host, the one address it listens on (see listedHostOf), else the address
+  // the distributor sees it call from, of the family of the distributor's own address.
+  const registeredHost = config.advertiseHost || listedHostOf(config.host, !distributorRemote);
+  const listedHost = registeredHost || distributorHost;
   const missedFamily = distributorRemote ? familyNotListenedOn(config.host, listedHost) : undefined;
   if (distributorRemote && isLoopbackHost(config.host)) {
     const listed = config.advertiseHost
@@ -193,7 +195,7 @@ export async function startService<Store extends ServiceStore, Options>(
     distributor: config.distributor,
     node: {
       name: service.name,
-      host: config.advertiseHost,
+      host: registeredHost,
       port,
       // The REST routes are the google.api.http options in the descriptor set.
       routes: [],

@@ -1,0 +1,99 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { removeHostComponents } from './support/host-components.js';
+import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
+import { type ComponentProcess, spawnComponent } from './support/processes.js';
+
+// A service host with two addresses, listening on its second: found probing IPv6 hosts, where a
+// service on `--host fd12:212::2` called the distributor from fd12:212::12 (the source the system
+// picked) and was listed there, where nothing listened. The same on IPv4: the first address of an
+// interface is the source of its connections, and the service listens on the second.
+const HOSTS = { registry: '10.213.61.2', shop: '10.213.61.3' } as const;
+const SECOND_ADDRESS = '10.213.61.13';
+const DISTRIBUTOR = `${HOSTS.registry}:9000`;
+const TOKEN = 'listen-address-test-token-0123456789';
+
+const unavailable = netnsUnavailableReason();
+if (unavailable && process.env.CI === 'true') {
+  throw new Error(`the listen-address test must run under CI=true (as root), but ${unavailable}`);
+}
+if (unavailable) process.stderr.write(`\n[test] the listen-address test will skip: ${unavailable}.\n`);
+
+/** GET /goods from the registry host; prints the status. */
+const GET_GOODS = `
+require('node:http').get('http://${HOSTS.registry}:8000/goods', { timeout: 5000 }, (response) => {
+  response.resume();
+  response.on('end', () => process.stdout.write(String(response.statusCode)));
+}).on('error', (error) => { process.stderr.write(String(error)); process.exitCode = 1; });
+`;
+
+describe.runIf(!unavailable)(
+  'a service listening on one of its host’s two addresses (network namespaces)',
+  () => {
+    let dataDir: string | undefined;
+    let network: TestNetwork | undefined;
+    const processes: ComponentProcess[] = [];
+    let distributor: ComponentProcess;
+
+    const start = (host: keyof typeof HOSTS, entry: string, args: string[]): ComponentProcess => {
+      const component = spawnComponent(
+        entry,
+        args,
+        { SHOP_REGISTRY_TOKEN: TOKEN, DATA_DIR: dataDir!, MYSQL_URL: '' },
+        { prefix: network!.prefix(host) },
+      );
+      processes.push(component);
+      return component;
+    };
+
+    beforeAll(async () => {
+      dataDir = mkdtempSync(join(tmpdir(), 'shop-listen-address-'));
+      network = createTestNetwork(HOSTS);
+      execFileSync('ip', [
+        '-n',
+        network.namespace('shop'),
+        'addr',
+        'add',
+        `${SECOND_ADDRESS}/24`,
+        'dev',
+        'eth0',
+      ]);
+      distributor = start('registry', 'src/distributor/main.ts', [
+        '--host',
+        HOSTS.registry,
+        '--metrics-port',
+        'off',
+      ]);
+      await distributor.waitForLine(/listening on/);
+      start('registry', 'src/gateway/main.ts', ['--host', HOSTS.registry, '--distributor', DISTRIBUTOR]);
+      const goods = start('shop', 'src/services/goods/main.ts', [
+        '--host',
+        SECOND_ADDRESS,
+        '--metrics-port',
+        'off',
+        '--distributor',
+        DISTRIBUTOR,
+      ]);
+      await goods.waitForLine(/registered with the distributor/);
+    }, 90_000);
+
+    afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
+
+    it('is listed at the address it listens on, not the one it called the distributor from, and the gateway reaches it', async () => {
+      await expect(distributor.waitForLine(/node goods@\S+ joined/, 10_000)).resolves.toContain(
+        `node goods@${SECOND_ADDRESS}:9010 joined`,
+      );
+      // The empty store answers "no data" with 200; listed at the other address, it was 503.
+      await vi.waitFor(
+        async () => {
+          const run = await network!.run('registry', process.execPath, ['-e', GET_GOODS], 10_000);
+          expect(run.stdout).toBe('200');
+        },
+        { timeout: 20_000, interval: 250 },
+      );
+    }, 40_000);
+  },
+);
