@@ -254,9 +254,45 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
       ],
       [{ MYSQL_URL: url('Amazon%20RDS'), MYSQL_SSL_CA: ca.caFile }, /ssl profile "Amazon RDS" both give CAs/],
       [{ MYSQL_SSL_CA: ca.caFile }, /MYSQL_SSL_CA\) is set but MYSQL_URL is not/],
+      // node:tls would take any certificate, of any CA: the file named in the start line, checked against nothing.
+      [
+        { MYSQL_URL: url(encodeURIComponent('{"rejectUnauthorized":false}')), MYSQL_SSL_CA: ca.caFile },
+        /MYSQL_SSL_CA\) is set but MYSQL_URL's "ssl" parameter says "rejectUnauthorized":false, which checks no certificate/,
+      ],
     ] as const) {
       expect(() => loadServiceConfig(goodsService, [], env)).toThrow(message);
     }
+  });
+
+  it('refuses at start ?ssl= checks that would not be made as written: not true or false, or beside "rejectUnauthorized":false', async () => {
+    // What each did: "no" checked 127.0.0.1 against "localhost", 0 checked no name (the start line
+    // saying "for the name 127.0.0.1"), and a ca or verifyIdentity beside rejectUnauthorized:false
+    // took a certificate of any CA for any name.
+    await server.present(ca.issue('localhost-only', ['DNS:localhost']));
+    expect(
+      await connect({ ...parseMysqlUrl(url(), 'MYSQL_URL'), ssl: { ca: caPem, verifyIdentity: 'no' } }),
+    ).toBe('connected');
+    for (const [ssl, message] of [
+      [{ ca: caPem, verifyIdentity: 'no' }, /"verifyIdentity" must be true or false, got "no"/],
+      [{ ca: caPem, verifyIdentity: 0 }, /"verifyIdentity" must be true or false, got 0/],
+      [{ rejectUnauthorized: 'false' }, /"rejectUnauthorized" must be true or false, got "false"/],
+      [
+        { rejectUnauthorized: false, ca: caPem },
+        /gives a "ca" with "rejectUnauthorized":false, which checks no certificate/,
+      ],
+      [
+        { rejectUnauthorized: false, verifyIdentity: true },
+        /gives "verifyIdentity":true with "rejectUnauthorized":false, which checks no certificate/,
+      ],
+    ] as const) {
+      const written = url(encodeURIComponent(JSON.stringify(ssl)));
+      expect(() => parseMysqlUrl(written, 'MYSQL_URL')).toThrow(ConfigError);
+      expect(() => parseMysqlUrl(written, 'MYSQL_URL')).toThrow(message);
+    }
+    // What stays allowed: TLS with no check at all, said so at start.
+    expect(parseMysqlUrl(url(encodeURIComponent('{"rejectUnauthorized":false}')), 'MYSQL_URL').ssl).toEqual({
+      rejectUnauthorized: false,
+    });
   });
 
   it('a MYSQL_SSL_CA file that cannot be used stops the service at start: exit 2, the setting named, no password', async () => {

@@ -39,6 +39,13 @@ export function withSslCaFile(
   if (connection.ssl?.ca !== undefined) {
     throw new ConfigError(`${MYSQL_SSL_CA_NAME} and MYSQL_URL's "ssl" parameter both give a "ca": give one`);
   }
+  // node:tls takes any certificate with it, the CA's or not: the CA file would be read, watched
+  // and named in the start line, and checked against nothing.
+  if (connection.ssl?.rejectUnauthorized === false) {
+    throw new ConfigError(
+      `${MYSQL_SSL_CA_NAME} is set but MYSQL_URL's "ssl" parameter says "rejectUnauthorized":false, which checks no certificate: drop one`,
+    );
+  }
   return { ...connection, sslCaFile: caFile };
 }
 

@@ -135,8 +135,37 @@ function parseSsl(raw: string, source: string): string | Record<string, unknown>
     throw new ConfigError(`${source}: the "ssl" parameter must be a profile name or a JSON object`);
   }
   const ssl = parsed as Record<string, unknown>;
+  checkChecks(ssl, source);
   checkPem(ssl, source);
   return ssl;
+}
+
+/**
+ * Checks the options that say what of the server's certificate is checked. mysql2 and node:tls read
+ * them by truthiness: `"verifyIdentity":0` turned the name check off while the start line said it
+ * was on, and `"verifyIdentity":"no"` checked an IP address host against "localhost" (see
+ * mysqlTlsPoolOptions). And a check asked for beside `"rejectUnauthorized":false` is not made at all:
+ * node:tls then takes any certificate, of any CA, for any name.
+ */
+function checkChecks(ssl: Record<string, unknown>, source: string): void {
+  for (const option of ['rejectUnauthorized', 'verifyIdentity']) {
+    const value = ssl[option];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new ConfigError(
+        `${source}: the "ssl" parameter's "${option}" must be true or false, got ${JSON.stringify(value)}`,
+      );
+    }
+  }
+  if (ssl.rejectUnauthorized !== false) return;
+  const asked = [
+    ...(ssl.ca === undefined ? [] : ['a "ca"']),
+    ...(ssl.verifyIdentity === true ? ['"verifyIdentity":true'] : []),
+  ];
+  if (asked.length > 0) {
+    throw new ConfigError(
+      `${source}: the "ssl" parameter gives ${asked.join(' and ')} with "rejectUnauthorized":false, which checks no certificate: drop one`,
+    );
+  }
 }
 
 /**
