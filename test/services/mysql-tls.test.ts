@@ -289,6 +289,9 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
       expect(() => parseMysqlUrl(written, 'MYSQL_URL')).toThrow(ConfigError);
       expect(() => parseMysqlUrl(written, 'MYSQL_URL')).toThrow(message);
     }
+    // Given twice, the last one was taken: the checks of the first turned off without a word.
+    const twice = `${url(encodeURIComponent(JSON.stringify({ ca: caPem })))}&ssl=${encodeURIComponent('{"rejectUnauthorized":false}')}`;
+    expect(() => parseMysqlUrl(twice, 'MYSQL_URL')).toThrow(/gives the "ssl" parameter twice/);
     // What stays allowed: TLS with no check at all, said so at start.
     expect(parseMysqlUrl(url(encodeURIComponent('{"rejectUnauthorized":false}')), 'MYSQL_URL').ssl).toEqual({
       rejectUnauthorized: false,

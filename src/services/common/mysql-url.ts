@@ -69,6 +69,10 @@ export function parseMysqlUrl(value: string, source: string): MysqlConnectionOpt
     if (key !== 'ssl') {
       throw new ConfigError(`${source}: unsupported URL parameter "${key}" (only "ssl" is accepted)`);
     }
+    // The last one was taken: a `&ssl={"rejectUnauthorized":false}` a template appends turned
+    // off the checks of the one before without a word.
+    if (ssl !== undefined)
+      throw new ConfigError(`${source}: the URL gives the "ssl" parameter twice: give one`);
     ssl = parseSsl(raw, source);
   }
   return {
