@@ -189,18 +189,23 @@ export async function startTlsMariadb(
   // --no-defaults: the machine's my.cnf (its server's paths, its log file) is not this server's.
   const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
   const small = ['--innodb-log-file-size=8M', '--innodb-buffer-pool-size=16M'];
-  execFileSync(
-    INSTALL_BINARY,
-    [
-      '--no-defaults',
-      ...asRoot,
-      `--datadir=${dataDir}`,
-      '--auth-root-authentication-method=normal',
-      '--skip-test-db',
-      ...small,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  try {
+    execFileSync(
+      INSTALL_BINARY,
+      [
+        '--no-defaults',
+        ...asRoot,
+        `--datadir=${dataDir}`,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        ...small,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   let lastError: unknown;
   // The free port may be taken between the look and the bind: a few tries.
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -235,7 +240,8 @@ export async function startTlsMariadb(
     };
     const deadline = Date.now() + 20_000;
     let up = false;
-    while (Date.now() < deadline && server.exitCode === null) {
+    // A server that died (of an error, or of a signal) is not waited for.
+    while (Date.now() < deadline && server.exitCode === null && server.signalCode === null) {
       try {
         await admin('SELECT 1');
         up = true;

@@ -56,7 +56,7 @@ const KEY_BUSY = 'Idempotency-Key is in use by a concurrent request; try again';
 const COMMITTED_ELSEWHERE = Symbol('committed elsewhere');
 /** A claim that lost a deadlock: the claim it waited on rolled back. */
 const ROLLED_BACK_ELSEWHERE = Symbol('rolled back elsewhere');
-/** A transaction that lost a deadlock after its claim: it was rolled back, claim and all. */
+/** A transaction that lost a deadlock after its claim: rolled back, claim and all. */
 const ROLLED_BACK_HERE = Symbol('rolled back here');
 
 /**
@@ -159,9 +159,11 @@ export class MysqlIdempotencyJournal {
           // The transaction chosen as a deadlock's victim after its claim went in: InnoDB's, between
           // rows, or one of metadata locks, as when a RENAME TABLE swaps a restored copy in for this
           // table and the one the write goes to (it takes the write's table, then waits for the
-          // claim's). Rolled back whole, nothing done: the write is made again, on the tables there
-          // are now, as the client's retry would be, rather than refused (503) for a conflict that
-          // has passed. Twice at most, then refused as before.
+          // claim's). Nothing of it stays: InnoDB rolls a deadlock's victim back whole, a
+          // metadata-lock deadlock undoes only its statement, and the transaction's ROLLBACK on any
+          // error the rest. So the write is made again, on the tables there are now, as the client's
+          // retry would be, rather than refused (503) for a conflict that has passed. Twice at most,
+          // then refused as before.
           if (driverErrorCode(error) !== 'ER_LOCK_DEADLOCK' || ++victims > 2) throw error;
           return ROLLED_BACK_HERE;
         });
