@@ -5,6 +5,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { hostComponentStarter } from './support/host-components.js';
+import { httpFromHost } from './support/host-http.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
 import type { ComponentProcess } from './support/processes.js';
 
@@ -27,22 +28,6 @@ if (unavailable && process.env.CI === 'true') {
   throw new Error(`the multi-host test must run under CI=true (as root), but ${unavailable}`);
 }
 if (unavailable) process.stderr.write(`\n[test] the multi-host test will skip: ${unavailable}.\n`);
-
-/** One HTTP request with node:http from a client process; prints {status, body} as JSON. */
-const HTTP_CLIENT = `
-const [method, url, body] = process.argv.slice(1);
-const request = require('node:http').request(url, {
-  method, timeout: 5000, headers: body ? { 'content-type': 'application/json' } : {},
-}, (response) => {
-  let text = '';
-  response.setEncoding('utf8');
-  response.on('data', (chunk) => { text += chunk; });
-  response.on('end', () => process.stdout.write(JSON.stringify({ status: response.statusCode, body: text })));
-});
-request.on('timeout', () => request.destroy(new Error('timed out')));
-request.on('error', (error) => { process.stderr.write(String(error)); process.exitCode = 1; });
-request.end(body);
-`;
 
 interface GoodsProbeOutcome {
   code: number;
@@ -69,18 +54,8 @@ describe.runIf(!unavailable)(
     });
 
     /** An HTTP request to the gateway, sent from the client host. */
-    const fromClient = async (
-      method: string,
-      path: string,
-      body?: unknown,
-    ): Promise<{ status: number; body: string }> => {
-      const args = ['-e', HTTP_CLIENT, method, `${GATEWAY_URL}${path}`];
-      if (body !== undefined) args.push(JSON.stringify(body));
-      const run = await network!.run('client', process.execPath, args, 10_000);
-      if (run.code !== 0)
-        throw new Error(`HTTP ${method} ${path} from the client host failed: ${run.stderr}`);
-      return JSON.parse(run.stdout) as { status: number; body: string };
-    };
+    const fromClient = (method: string, path: string, body?: unknown) =>
+      httpFromHost(network!, 'client', method, `${GATEWAY_URL}${path}`, body);
 
     /** ListGoods on goods from the client host, with the client's certificate or only the CA. */
     const probeGoods = async (options: {

@@ -1,4 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { isIPv6 } from 'node:net';
 
 /** What a command run inside a namespace printed, and how it ended. */
 export interface NamespaceRun {
@@ -25,7 +26,7 @@ export interface TestNetwork {
    * Makes host `at` discard every packet from host `from` as it arrives, silently, as a host that is
    * down or a firewall that drops does; returns what ends it. No netfilter here: a policy rule
    * (blackhole) before the lookup of local addresses, which comes first by default (priority 0) and
-   * is moved after it, in `at`'s namespace only. Such a rule would stop `at` answering `from`'s ARP
+   * is moved after it, in `at`'s namespace only; IPv4 hosts only. Such a rule would stop `at` answering `from`'s ARP
    * requests too, and `from`'s kernel would fail its connects at once (EHOSTUNREACH), so `from` is
    * told `at`'s hardware address. One drop at a time on each host.
    */
@@ -77,7 +78,9 @@ export function netnsUnavailableReason(): string | undefined {
 }
 
 /**
- * Makes one namespace per entry of `hosts` (name → IPv4 address, all in one /24), named after this
+ * Makes one namespace per entry of `hosts` (name → IPv4 address, all in one /24, or IPv6 address,
+ * all in one /64; an IPv6 address is usable at once: no duplicate address detection, which would
+ * hold it "tentative", unbindable, for about two seconds), named after this
  * process's pid so that parallel runs do not clash. If a step fails, what was made is removed
  * before the error is thrown. A process exit also removes it, in case the test's cleanup never ran.
  */
@@ -114,7 +117,15 @@ export function createTestNetwork(hosts: Readonly<Record<string, string>>): Test
       const port = `veth${index}`;
       ip(['-n', hub, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
       ip(['-n', hub, 'link', 'set', port, 'master', 'br0', 'up']);
-      ip(['-n', name, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+      ip([
+        '-n',
+        name,
+        'addr',
+        'add',
+        ...(isIPv6(address) ? [`${address}/64`, 'nodad'] : [`${address}/24`]),
+        'dev',
+        'eth0',
+      ]);
       ip(['-n', name, 'link', 'set', 'eth0', 'up']);
     }
   } catch (error) {
