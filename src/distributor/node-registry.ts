@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
+import { formatHostPort } from '../common/config.js';
 import { limiterOf } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
@@ -238,7 +239,9 @@ export class NodeRegistry {
     routeKeys?: readonly string[],
     peer?: string,
   ): Lease {
-    const id = `${description.name}@${host}:${description.port}`;
+    // An IPv6 host in brackets, as every other line of the project writes an address: bare,
+    // "goods@fd00::2:9010" reads as one address.
+    const id = `${description.name}@${formatHostPort({ host, port: description.port })}`;
     const previous = this.#entries.get(id);
     if (previous && previous.principal !== principal) {
       throw new ServiceError(

@@ -55,6 +55,13 @@ describe('NodeRegistry', () => {
     });
   });
 
+  it('writes an IPv6 host in brackets in the node id, as every address the project writes', () => {
+    const registry = new NodeRegistry();
+    // Bare, "goods@fd00::2:9010" reads as one address, the port a part of it.
+    expect(registry.join(goodsNode({ port: 9010 }), 'fd00::2', () => {}).id).toBe('goods@[fd00::2]:9010');
+    expect(registry.snapshot().nodes[0]).toMatchObject({ host: 'fd00::2', port: 9010 });
+  });
+
   it('removes a node when it leaves, and only once', () => {
     const registry = new NodeRegistry();
     const lease = registry.join(goodsNode(), '127.0.0.1', () => {});

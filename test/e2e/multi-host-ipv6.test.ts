@@ -115,9 +115,9 @@ describe.runIf(!unavailable)("the README's layout across machines, on IPv6 (netw
       ['purchases', 9030],
       ['gateway', 8000],
     ] as const) {
-      // A node's id holds its host as registered, an IPv6 address without brackets.
+      // A node's id holds its address as the project writes one: an IPv6 host in brackets.
       const joined = await distributor.waitForLine(new RegExp(`"event":"join","node":"${name}@`), 10_000);
-      expect(JSON.parse(joined)).toMatchObject({ node: `${name}@${ADDRESSES.get(name)}:${port}` });
+      expect(JSON.parse(joined)).toMatchObject({ node: `${name}@[${ADDRESSES.get(name)}]:${port}` });
     }
   });
 
@@ -188,7 +188,7 @@ describe.runIf(!unavailable)("the README's layout across machines, on IPv6 (netw
     const warning = JSON.parse(await second.waitForLine(/"event":"unreachable-address"/, 20_000));
     expect(warning.msg).toMatch(/^listening on 0\.0\.0\.0, which takes no IPv6 connections/);
     const distributor = components.get('distributor')!;
-    await distributor.waitForLine(new RegExp(`"node":"goods@${SECOND_GOODS}:9010"`), 10_000);
+    await distributor.waitForLine(new RegExp(`"node":"goods@\\[${SECOND_GOODS}\\]:9010"`), 10_000);
 
     const url = layout.curl[0]!;
     const gateway = components.get('gateway')!;

@@ -40,8 +40,9 @@ describe('gateway readiness, an instance listed but out of reach', () => {
       const { gateway, port } = await startGateway(closer, distributor.address);
       await registerRefusingGoods(closer, distributor.address, host);
       await waitForRoute(gateway, 'GET /goods', 1);
-      // An IPv6 instance's node id is "goods@::1:port", its channel's key "goods@[::1]:port": readiness
-      // looked its reachability up by the id, found no channel, and counted it as serving.
+      // A distributor before 2026-12-06 wrote an IPv6 instance's node id "goods@::1:port", its
+      // channel's key being "goods@[::1]:port": readiness looked its reachability up by the id, found
+      // no channel, and counted it as serving.
       await vi.waitFor(
         async () => {
           const ready = await http(port, 'GET', '/readyz');

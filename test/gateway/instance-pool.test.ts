@@ -25,6 +25,7 @@ import {
   canTakeCalls,
   InstancePool,
   type Upstream,
+  upstreamKeyOfNode,
   withoutCallerStack,
 } from '../../src/gateway/instance-pool.js';
 import { makeTestPki } from '../helpers/certs.js';
@@ -33,6 +34,15 @@ import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 // A real server on loopback with one method that always fails, so that a call's error is seen whole.
 const METHOD = '/test.v1.Failing/Fail';
+
+describe('upstreamKeyOfNode', () => {
+  it("gives an IPv6 node the key of its dialled address, from a distributor's id in brackets or, before 2026-12-06, bare", () => {
+    expect(upstreamKeyOfNode('goods@[fd00::2]:9010')).toBe('goods@[fd00::2]:9010');
+    expect(upstreamKeyOfNode('goods@fd00::2:9010')).toBe('goods@[fd00::2]:9010');
+    expect(upstreamKeyOfNode('goods@10.0.0.2:9010')).toBe('goods@10.0.0.2:9010');
+    expect(upstreamKeyOfNode('goods@goods.shop.svc:9010')).toBe('goods@goods.shop.svc:9010');
+  });
+});
 
 describe('InstancePool', () => {
   let server: Server;
