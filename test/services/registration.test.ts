@@ -220,6 +220,20 @@ describe('a service and the distributor', () => {
     }
   });
 
+  it('is listed at its --host address without the zone id it was given, which the distributor refuses', async () => {
+    const distributorPort = await startDistributor();
+    service = await startService(
+      goodsService,
+      { ...testServiceConfig(`127.0.0.1:${distributorPort}`, { kind: 'sqlite', dataDir }), host: '::1%lo' },
+      { registrationBackoff: FAST_RETRY },
+    );
+    await vi.waitFor(() => expect(distributor!.registry.snapshot().nodes).toHaveLength(1));
+    expect(distributor!.registry.snapshot().nodes[0]).toMatchObject({
+      id: `goods@[::1]:${service.port}`,
+      host: '::1',
+    });
+  });
+
   it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();
     service = await startService(

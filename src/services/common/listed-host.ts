@@ -14,5 +14,8 @@ import { isLinkLocalHost, isLoopbackHost, isUnspecifiedHost } from '../../common
 export function listedHostOf(listenHost: string, distributorOnThisMachine: boolean): string {
   if (isIP(listenHost) === 0 || isUnspecifiedHost(listenHost) || isLinkLocalHost(listenHost)) return '';
   if (isLoopbackHost(listenHost) && !distributorOnThisMachine) return '';
-  return listenHost;
+  // A zone id on any other address (fd00::2%eth0, which --host takes and the system binds as
+  // fd00::2) means nothing to other machines, and the distributor refuses a host with one: listed
+  // with it, the service that registered at the address it called from stopped, refused (exit 3).
+  return listenHost.split('%', 1)[0]!;
 }
