@@ -234,6 +234,25 @@ describe('a service and the distributor', () => {
     });
   });
 
+  it('warns when it listens on IPv4 alone while a distributor on this machine, dialled at ::1, lists it there', async () => {
+    // Measured: a distributor on --host ::1 listed a service on 0.0.0.0 at [::1]:port, without a word.
+    expect(eventsOf(await startLoggedGoods('[::1]:9', { host: '0.0.0.0' }), 'unreachable-address')).toEqual([
+      expect.objectContaining({
+        msg: expect.stringContaining('listening on 0.0.0.0, which takes no IPv6 connections'),
+      }),
+    ]);
+    await service!.stop();
+    for (const [distributor, host] of [
+      ['127.0.0.1:9', '0.0.0.0'],
+      ['[::1]:9', '::'],
+      ['[::1]:9', '127.0.0.1'],
+    ] as const) {
+      expect(eventsOf(await startLoggedGoods(distributor, { host }), 'unreachable-address')).toEqual([]);
+      await service!.stop();
+      service = undefined;
+    }
+  });
+
   it('registers the port it really got and a descriptor set of its service alone, whose HttpRules are its routes', async () => {
     const distributorPort = await startDistributor();
     service = await startService(

@@ -132,7 +132,9 @@ export async function startService<Store extends ServiceStore, Options>(
   // the distributor sees it call from, of the family of the distributor's own address.
   const registeredHost = config.advertiseHost || listedHostOf(config.host, !distributorRemote);
   const listedHost = registeredHost || distributorHost;
-  const missedFamily = distributorRemote ? familyNotListenedOn(config.host, listedHost) : undefined;
+  // A distributor on this machine too: one dialled at [::1] sees a service on 0.0.0.0 call from ::1,
+  // and lists it there, where the gateways beside it are refused.
+  const missedFamily = familyNotListenedOn(config.host, listedHost);
   if (distributorRemote && isLoopbackHost(config.host)) {
     const listed = config.advertiseHost
       ? `at ${config.advertiseHost} (--advertise-host), where nothing listens`
