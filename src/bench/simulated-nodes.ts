@@ -3,6 +3,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { type ClientDuplexStream, credentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import { registrationDescriptorSet } from '../common/descriptors.js';
+import { nodeIdOf } from '../common/node-id.js';
 import {
   DistributorServiceClient,
   type NodeDescription,
@@ -141,8 +142,7 @@ export class SimulatedNodes {
 
   /** The id simulated node `index` is listed under. */
   idOf(index: number): string {
-    const { name, host, port } = this.#nodes[index]!.description;
-    return `${name}@${host}:${port}`;
+    return nodeIdOf(this.#nodes[index]!.description);
   }
 
   /** Changes a registered node's state. */

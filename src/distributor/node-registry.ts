@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
-import { formatHostPort } from '../common/config.js';
 import { limiterOf } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
+import { nodeIdOf } from '../common/node-id.js';
 import { ServiceError } from '../common/service-error.js';
 import { Node, type NodeDescription, NodeState, type Snapshot } from '../gen/distributor.js';
 import { type DescriptorSet, DescriptorSetStore } from './descriptor-set-store.js';
@@ -239,9 +239,7 @@ export class NodeRegistry {
     routeKeys?: readonly string[],
     peer?: string,
   ): Lease {
-    // An IPv6 host in brackets, as every other line of the project writes an address: bare,
-    // "goods@fd00::2:9010" reads as one address.
-    const id = `${description.name}@${formatHostPort({ host, port: description.port })}`;
+    const id = nodeIdOf({ name: description.name, host, port: description.port });
     const previous = this.#entries.get(id);
     if (previous && previous.principal !== principal) {
       throw new ServiceError(

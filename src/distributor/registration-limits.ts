@@ -1,3 +1,4 @@
+import { nodeIdOf } from '../common/node-id.js';
 import { type Node, NodeState, RegisterRequest } from '../gen/distributor.js';
 import {
   MAX_INSTANCE_ID_LENGTH,
@@ -228,7 +229,8 @@ function largestNode(limits: RegistrationLimits): Node {
   const name = 'n'.repeat(limits.nameLength);
   const host = 'h'.repeat(limits.hostLength);
   return {
-    id: `${name}@${host}:65535`,
+    // A host name of the longest length makes a longer id than any IPv6 address in brackets.
+    id: nodeIdOf({ name, host, port: 65535 }),
     name,
     host,
     port: 65535,

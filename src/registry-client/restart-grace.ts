@@ -1,5 +1,5 @@
-import { formatHostPort } from '../common/config.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { nodeIdOf } from '../common/node-id.js';
 import type { Node, Snapshot } from '../gen/distributor.js';
 
 /** Options of {@link RestartGrace}. */
@@ -167,5 +167,5 @@ function registeredAnew(node: Node, kept: Node): boolean {
 
 /** A node's name and address: the same instance before and after a restart, whatever its id. */
 function addressKey(node: Node): string {
-  return `${node.name}@${formatHostPort({ host: node.host, port: node.port })}`;
+  return nodeIdOf(node);
 }
