@@ -11,6 +11,17 @@ import { DistributorServiceClient } from '../gen/distributor.js';
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
+ * The least time between two resolutions of the distributor's host name. grpc-js resolves a name
+ * again when a connection is lost, but by default no sooner than 30 s after the last resolution: a
+ * distributor moved to another address under its DNS name (stopped, started on another host, the
+ * name pointed there) was dialled at its old address until then, or until the channel was replaced
+ * after CONNECT_TIMEOUT_MS; measured across network namespaces, gateways and services registered
+ * again 8 to 13 s after the move, past the gateways' restart grace (7 s), so every gateway's
+ * /readyz answered 503 meanwhile. Resolutions happen only while the connection is down.
+ */
+export const DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS = 1_000;
+
+/**
  * The client of one distributor, whose channel is replaced when a connection attempt hangs.
  *
  * grpc-js has no connect timeout: an attempt to a host that drops packets (down, or behind a
@@ -38,6 +49,7 @@ export class DistributorConnection {
     this.#make = () => {
       this.#credentials = new SocketClosingCredentials(credentials);
       return new DistributorServiceClient(address, this.#credentials, {
+        'grpc.dns_min_time_between_resolutions_ms': DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS,
         ...options,
         'grpc.use_local_subchannel_pool': 1,
       });

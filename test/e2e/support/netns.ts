@@ -1,4 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 
 /** What a command run inside a namespace printed, and how it ended. */
@@ -31,6 +32,16 @@ export interface TestNetwork {
    * told `at`'s hardware address. One drop at a time on each host.
    */
   dropPackets(at: string, from: string): () => void;
+  /**
+   * Gives a host its own view of host names: `names` (name → addresses) in the hosts file that
+   * `ip netns exec` puts over /etc/hosts (/etc/netns/<namespace>/hosts; the machine's own /etc/hosts
+   * is never touched), beside localhost. Written in place, so that programs already running on the
+   * host, which see the file through a bind mount of its inode, read the new names too (glibc reads
+   * the file on every lookup). A name left out does not resolve there (no DNS server is reachable
+   * from a namespace). Give a host its names before its first program starts: the file is mounted
+   * when one starts.
+   */
+  setHostNames(host: string, names: Readonly<Record<string, readonly string[]>>): void;
   /**
    * Deletes every namespace, and with them their interfaces; kill what runs inside first, or a
    * namespace lives on (unnamed) until its last process ends. Throws if one is still listed.
@@ -92,8 +103,12 @@ export function createTestNetwork(hosts: Readonly<Record<string, string>>): Test
   };
   const hub = `${base}-hub`;
   const made: string[] = [];
+  /** The /etc/netns folders made for hosts files. */
+  const resolverFolders = new Set<string>();
   const remove = (): void => {
     process.off('exit', remove);
+    for (const folder of resolverFolders) rmSync(folder, { recursive: true, force: true });
+    resolverFolders.clear();
     for (const name of made.splice(0).reverse()) {
       try {
         ip(['netns', 'del', name]);
@@ -158,9 +173,21 @@ export function createTestNetwork(hosts: Readonly<Record<string, string>>): Test
       ip(['-n', namespace(at), 'rule', 'del', 'pref', '10']);
     };
   };
+  const setHostNames = (host: string, names: Readonly<Record<string, readonly string[]>>): void => {
+    const folder = `/etc/netns/${namespace(host)}`;
+    resolverFolders.add(folder);
+    mkdirSync(folder, { recursive: true });
+    const lines = ['127.0.0.1 localhost', '::1 localhost'];
+    for (const [name, addresses] of Object.entries(names)) {
+      for (const address of addresses) lines.push(`${address} ${name}`);
+    }
+    // writeFileSync truncates the file it opens: the same inode, as the bind mounts need.
+    writeFileSync(`${folder}/hosts`, `${lines.join('\n')}\n`);
+  };
   return {
     namespace,
     dropPackets,
+    setHostNames,
     prefix: (host) => ['ip', 'netns', 'exec', namespace(host)],
     run: (host, command, args, timeoutMs = 15_000) =>
       new Promise((resolve) => {
