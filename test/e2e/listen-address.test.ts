@@ -13,6 +13,10 @@ import { type ComponentProcess, spawnComponent } from './support/processes.js';
 // interface is the source of its connections, and the service listens on the second.
 const HOSTS = { registry: '10.213.61.2', shop: '10.213.61.3' } as const;
 const SECOND_ADDRESS = '10.213.61.13';
+// The same with the address named: `--host` a name that resolves to the second address (a hosts
+// file of the shop host's own, as a DNS server's answer) was listed at the first, 10.213.61.3.
+const SECOND_NAME = 'goods.shop.test';
+const NAMED_PORT = 9011;
 const DISTRIBUTOR = `${HOSTS.registry}:9000`;
 const TOKEN = 'listen-address-test-token-0123456789';
 
@@ -38,11 +42,16 @@ describe.runIf(!unavailable)(
     const processes: ComponentProcess[] = [];
     let distributor: ComponentProcess;
 
-    const start = (host: keyof typeof HOSTS, entry: string, args: string[]): ComponentProcess => {
+    const start = (
+      host: keyof typeof HOSTS,
+      entry: string,
+      args: string[],
+      folder = dataDir!,
+    ): ComponentProcess => {
       const component = spawnComponent(
         entry,
         args,
-        { SHOP_REGISTRY_TOKEN: TOKEN, DATA_DIR: dataDir!, MYSQL_URL: '' },
+        { SHOP_REGISTRY_TOKEN: TOKEN, DATA_DIR: folder, MYSQL_URL: '' },
         { prefix: network!.prefix(host) },
       );
       processes.push(component);
@@ -61,6 +70,7 @@ describe.runIf(!unavailable)(
         'dev',
         'eth0',
       ]);
+      network.setHostNames('shop', { [SECOND_NAME]: [SECOND_ADDRESS] });
       distributor = start('registry', 'src/distributor/main.ts', [
         '--host',
         HOSTS.registry,
@@ -77,13 +87,29 @@ describe.runIf(!unavailable)(
         '--distributor',
         DISTRIBUTOR,
       ]);
+      const named = start(
+        'shop',
+        'src/services/goods/main.ts',
+        [
+          '--host',
+          SECOND_NAME,
+          '--port',
+          String(NAMED_PORT),
+          '--metrics-port',
+          'off',
+          '--distributor',
+          DISTRIBUTOR,
+        ],
+        join(dataDir, 'named'),
+      );
       await goods.waitForLine(/registered with the distributor/);
+      await named.waitForLine(/registered with the distributor/);
     }, 90_000);
 
     afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
 
     it('is listed at the address it listens on, not the one it called the distributor from, and the gateway reaches it', async () => {
-      await expect(distributor.waitForLine(/node goods@\S+ joined/, 10_000)).resolves.toContain(
+      await expect(distributor.waitForLine(/node goods@\S+:9010 joined/, 10_000)).resolves.toContain(
         `node goods@${SECOND_ADDRESS}:9010 joined`,
       );
       // The empty store answers "no data" with 200; listed at the other address, it was 503.
@@ -95,5 +121,11 @@ describe.runIf(!unavailable)(
         { timeout: 20_000, interval: 250 },
       );
     }, 40_000);
+
+    it('with --host a name, is listed at the address the name resolves to there', async () => {
+      await expect(
+        distributor.waitForLine(new RegExp(`node goods@\\S+:${NAMED_PORT} joined`), 10_000),
+      ).resolves.toContain(`node goods@${SECOND_ADDRESS}:${NAMED_PORT} joined`);
+    });
   },
 );

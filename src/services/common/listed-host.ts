@@ -1,3 +1,4 @@
+import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isLinkLocalHost, isLoopbackHost, isUnspecifiedHost } from '../../common/loopback.js';
 
@@ -9,7 +10,7 @@ import { isLinkLocalHost, isLoopbackHost, isUnspecifiedHost } from '../../common
  * listed there, where nothing listened; so would one on a second IPv4 address. Loopback counts only
  * with the distributor on this machine too (else the service warns, unreachable-address); the
  * any-address, a link-local address and a host name do not (the distributor refuses the first two;
- * what a name resolves to is the name's business).
+ * {@link listedHostOfName} resolves a name).
  */
 export function listedHostOf(listenHost: string, distributorOnThisMachine: boolean): string {
   if (isIP(listenHost) === 0 || isUnspecifiedHost(listenHost) || isLinkLocalHost(listenHost)) return '';
@@ -18,4 +19,37 @@ export function listedHostOf(listenHost: string, distributorOnThisMachine: boole
   // fd00::2) means nothing to other machines, and the distributor refuses a host with one: listed
   // with it, the service that registered at the address it called from stopped, refused (exit 3).
   return listenHost.split('%', 1)[0]!;
+}
+
+/** Resolves a host name to every address it has here, as dns.lookup with `all` does. */
+export type HostLookup = (name: string) => Promise<readonly string[]>;
+
+const lookupAll: HostLookup = async (name) =>
+  (await lookup(name, { all: true })).map((found) => found.address);
+
+/**
+ * listedHostOf for any --host: a host name is taken as the first address it resolves to here
+ * that listedHostOf would list, as grpc-js binds the addresses a name resolves to. Found probing
+ * hosts named by DNS: a service on `--host svc.shop.test` (10.216.0.12, its host's second
+ * address) was listed at 10.216.0.2, the source address of its call to the distributor, where
+ * nothing listened. Not the name itself: it may resolve on this machine only (its own name in
+ * /etc/hosts). A name that does not resolve gives '', as before (the service fails to listen then).
+ */
+export async function listedHostOfName(
+  listenHost: string,
+  distributorOnThisMachine: boolean,
+  resolve: HostLookup = lookupAll,
+): Promise<string> {
+  if (isIP(listenHost) !== 0) return listedHostOf(listenHost, distributorOnThisMachine);
+  let addresses: readonly string[];
+  try {
+    addresses = await resolve(listenHost);
+  } catch {
+    return '';
+  }
+  for (const address of addresses) {
+    const listed = listedHostOf(address, distributorOnThisMachine);
+    if (listed) return listed;
+  }
+  return '';
 }

@@ -18,7 +18,7 @@ import {
   RegistrationClient,
 } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
-import { listedHostOf } from './listed-host.js';
+import { listedHostOfName } from './listed-host.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
 import { describeMysqlTls } from './mysql-tls.js';
 import { describeMysql } from './mysql-url.js';
@@ -128,9 +128,9 @@ export async function startService<Store extends ServiceStore, Options>(
   );
   const distributorHost = parseHostPort(config.distributor, 'the distributor').host;
   const distributorRemote = !dialsThisMachine(distributorHost);
-  // Without --advertise-host, the one address it listens on (see listedHostOf), else the address
+  // Without --advertise-host, the one address it listens on (see listedHostOfName), else the address
   // the distributor sees it call from, of the family of the distributor's own address.
-  const registeredHost = config.advertiseHost || listedHostOf(config.host, !distributorRemote);
+  const registeredHost = config.advertiseHost || (await listedHostOfName(config.host, !distributorRemote));
   const listedHost = registeredHost || distributorHost;
   // A distributor on this machine too: one dialled at [::1] sees a service on 0.0.0.0 call from ::1,
   // and lists it there, where the gateways beside it are refused.
