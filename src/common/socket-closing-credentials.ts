@@ -26,6 +26,11 @@ export class SocketClosingCredentials extends ChannelCredentials {
    */
   lastHandshakeFailure: string | undefined;
   /**
+   * Whether grpc-js made a subchannel with these credentials: it makes one for each address the
+   * channel's target resolves to, so a channel without one has not resolved its host name (yet).
+   */
+  resolvedAddress = false;
+  /**
    * Told when this side ended a connection made (secured, when secure) and its peer said nothing
    * back within PEER_CLOSE_WAIT_MS: neither its own end (a live peer answers a FIN with its own at
    * once) nor a reset, and destroySockets did not end it. That is grpc-js giving up on the
@@ -56,6 +61,7 @@ export class SocketClosingCredentials extends ChannelCredentials {
     ...args: Parameters<ChannelCredentials['_createSecureConnector']>
   ): SecureConnector {
     const connector = this.#inner._createSecureConnector(...args);
+    this.resolvedAddress = true;
     /** This subchannel's connected sockets still open, in the order they connected. */
     const connected = new Set<Socket>();
     return {

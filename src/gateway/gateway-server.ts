@@ -237,6 +237,10 @@ const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
   failed:
     'its attempts failed (connection refused or reset, no route to its host, or a failed TLS handshake: is it running there, and is the network between up?)',
   hung: 'its attempt got no answer (a host or firewall that drops packets, or a peer that accepts and never speaks gRPC)',
+  // Found listing a service at a DNS name the gateway's host did not know: the warning said the
+  // attempts failed and asked whether the instance ran, while none was ever made.
+  unresolved:
+    "its host name resolves to no address on this gateway's host (not in its DNS or /etc/hosts: is the name the instance gives as --advertise-host one this host can resolve?)",
 };
 /**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so

@@ -136,7 +136,8 @@ export interface InstancePoolOptions {
    * replaced was itself a replacement that never connected (an instance down for a while is
    * replaced every timeout: said once, then quietly). `attempts` says how it failed to connect:
    * `failed` when an attempt ended in failure within the timeout (refused, reset, no route to
-   * the host, a failed handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2).
+   * the host, a failed handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2),
+   * `unresolved` when the host name it is listed at resolved to no address on this host.
    * `handshakeFailure`: why the last TLS handshake failed, when one did.
    */
   onConnectTimeout?: (
@@ -189,7 +190,7 @@ const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 const WHOLE_SERVER_HEALTH_REQUEST = Buffer.alloc(0);
 
 /** How the attempts of a channel that did not connect in time went (see InstancePoolOptions.onConnectTimeout). */
-export type ConnectAttempts = 'failed' | 'hung';
+export type ConnectAttempts = 'failed' | 'hung' | 'unresolved';
 
 /** See {@link InstancePoolOptions.connectTimeoutMs}. */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
@@ -393,13 +394,16 @@ export class InstancePool {
         // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
-          const handshakeFailure = this.#credentialsOf.get(upstream.client)?.lastHandshakeFailure;
+          const credentials = this.#credentialsOf.get(upstream.client);
+          const handshakeFailure = credentials?.lastHandshakeFailure;
+          // Read before the replacement: the new channel's credentials have resolved nothing yet.
+          const resolved = credentials?.resolvedAddress ?? true;
           this.#replaceChannel(upstream, true);
           this.#onConnectTimeout(
             upstream,
             this.#connectTimeoutMs,
             unconnectedReplacement,
-            attemptFailed ? 'failed' : 'hung',
+            resolved ? (attemptFailed ? 'failed' : 'hung') : 'unresolved',
             handshakeFailure,
           );
         }, this.#connectTimeoutMs);

@@ -173,6 +173,25 @@ describe('InstancePool', () => {
     }
   });
 
+  it('says the host name did not resolve, not that attempts failed, for an instance listed at a name unknown here', async () => {
+    // Found listing a service at a DNS name the gateway's host did not know: the warning said its
+    // attempts failed (refused, no route, ...), though no connection was ever tried. RFC 6761: a
+    // name under .invalid never resolves.
+    const told: string[] = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 300,
+      onConnectTimeout: (_upstream, _timeoutMs, again, attempts) =>
+        told.push(`${attempts}${again ? ', again' : ''}`),
+    });
+    try {
+      pool.get('test', 'goods.shop.invalid:9010');
+      await vi.waitFor(() => expect(told.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
+      expect(told.slice(0, 2)).toEqual(['unresolved', 'unresolved, again']);
+    } finally {
+      pool.close();
+    }
+  });
+
   it('replaces a failed channel whose next connection attempt hangs (grpc-js reports it failed, not connecting)', async () => {
     // A host that refused, then drops packets: the channel's retry hangs while it stays
     // TRANSIENT_FAILURE (sticky, until an attempt succeeds), then the host can be reached again.
