@@ -18,6 +18,8 @@ const HOSTS = {
 } as const;
 const DISTRIBUTOR = 'distributor.shop.test';
 const GOODS = 'goods.shop.test';
+/** A name for the host's own loopback, as a machine's own name is in its /etc/hosts. */
+const LOOPBACK_NAME = 'self.shop.test';
 
 const unavailable = netnsUnavailableReason();
 if (unavailable && process.env.CI === 'true') {
@@ -38,12 +40,22 @@ describe.runIf(!unavailable)(
     /** Points the names at `distributorHost`'s address on every host. */
     const pointNames = (distributorHost: 'first' | 'second'): void => {
       for (const host of Object.keys(HOSTS)) {
-        network!.setHostNames(host, { [DISTRIBUTOR]: [HOSTS[distributorHost]], [GOODS]: [HOSTS.goods] });
+        network!.setHostNames(host, {
+          [DISTRIBUTOR]: [HOSTS[distributorHost]],
+          [GOODS]: [HOSTS.goods],
+          [LOOPBACK_NAME]: ['127.0.0.1'],
+        });
       }
     };
 
     /** Starts a component on `host` with the certificate of `identity`. */
-    const start = (host: keyof typeof HOSTS, identity: string, entry: string, args: string[]) => {
+    const start = (
+      host: keyof typeof HOSTS,
+      identity: string,
+      entry: string,
+      args: string[],
+      folder = dataDir!,
+    ) => {
       const files = pki.files(identity);
       const component = spawnComponent(
         entry,
@@ -52,7 +64,7 @@ describe.runIf(!unavailable)(
           TLS_CA: files.caFile,
           TLS_CERT: files.certFile,
           TLS_KEY: files.keyFile,
-          DATA_DIR: dataDir!,
+          DATA_DIR: folder,
           MYSQL_URL: '',
         },
         { prefix: network!.prefix(host) },
@@ -116,5 +128,25 @@ describe.runIf(!unavailable)(
       expect(tookMs).toBeLessThan(5_000);
       expect(gateway.lines.join('\n')).not.toMatch(/"level":50/);
     }, 120_000);
+
+    it('named by a name of this machine’s loopback, is on this machine: no unreachable-address warning', async () => {
+      // On the goods host, whose own distributor listens on loopback; services listen there by default.
+      const local = start('goods', 'distributor', 'src/distributor/main.ts', [
+        '--port',
+        '9100',
+        '--metrics-port',
+        'off',
+      ]);
+      await local.waitForLine(/listening on/);
+      const goods = start(
+        'goods',
+        'goods',
+        'src/services/goods/main.ts',
+        ['--port', '9110', '--metrics-port', 'off', '--distributor', `${LOOPBACK_NAME}:9100`],
+        join(dataDir!, 'local'),
+      );
+      await local.waitForLine(/node goods@127\.0\.0\.1:9110 joined/, 60_000);
+      expect(goods.lines.join('\n')).not.toContain('unreachable-address');
+    }, 90_000);
   },
 );

@@ -1,6 +1,11 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { isLinkLocalHost, isLoopbackHost, isUnspecifiedHost } from '../../common/loopback.js';
+import {
+  dialsThisMachine,
+  isLinkLocalHost,
+  isLoopbackHost,
+  isUnspecifiedHost,
+} from '../../common/loopback.js';
 
 /**
  * The host a service registers when --advertise-host is not given: the address it listens on when
@@ -52,4 +57,24 @@ export async function listedHostOfName(
     if (listed) return listed;
   }
   return '';
+}
+
+/**
+ * Whether a host to dial is this machine: dialsThisMachine, and a host name that resolves here to
+ * loopback addresses alone (a machine's own name in its /etc/hosts, `shop.test` given 127.0.0.1).
+ * Found probing a distributor named so: a service on 127.0.0.1 warned that the distributor was not
+ * on loopback and would list it where nothing listens, while it was listed and reached there. A
+ * name that does not resolve counts as another machine's.
+ */
+export async function dialsThisMachineByName(
+  host: string,
+  resolve: HostLookup = lookupAll,
+): Promise<boolean> {
+  if (isIP(host) !== 0 || dialsThisMachine(host)) return dialsThisMachine(host);
+  try {
+    const addresses = await resolve(host);
+    return addresses.length > 0 && addresses.every(dialsThisMachine);
+  } catch {
+    return false;
+  }
 }

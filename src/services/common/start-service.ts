@@ -7,7 +7,7 @@ import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
 import { familyNotListenedOn } from '../../common/listen-family.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
-import { dialsThisMachine, isLoopbackHost } from '../../common/loopback.js';
+import { isLoopbackHost } from '../../common/loopback.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { tlsProblemLog } from '../../common/tls-problem-log.js';
@@ -18,7 +18,7 @@ import {
   RegistrationClient,
 } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
-import { listedHostOfName } from './listed-host.js';
+import { dialsThisMachineByName, listedHostOfName } from './listed-host.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
 import { describeMysqlTls } from './mysql-tls.js';
 import { describeMysql } from './mysql-url.js';
@@ -127,7 +127,7 @@ export async function startService<Store extends ServiceStore, Options>(
     `listening on ${formatHostPort({ host: config.host, port })}`,
   );
   const distributorHost = parseHostPort(config.distributor, 'the distributor').host;
-  const distributorRemote = !dialsThisMachine(distributorHost);
+  const distributorRemote = !(await dialsThisMachineByName(distributorHost));
   // Without --advertise-host, the one address it listens on (see listedHostOfName), else the address
   // the distributor sees it call from, of the family of the distributor's own address.
   const registeredHost = config.advertiseHost || (await listedHostOfName(config.host, !distributorRemote));
