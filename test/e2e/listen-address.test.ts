@@ -17,6 +17,8 @@ const SECOND_ADDRESS = '10.213.61.13';
 // file of the shop host's own, as a DNS server's answer) was listed at the first, 10.213.61.3.
 const SECOND_NAME = 'goods.shop.test';
 const NAMED_PORT = 9011;
+/** An address of the test network that no host holds. */
+const OTHER_MACHINES_ADDRESS = '10.213.61.1';
 const DISTRIBUTOR = `${HOSTS.registry}:9000`;
 const TOKEN = 'listen-address-test-token-0123456789';
 
@@ -70,7 +72,9 @@ describe.runIf(!unavailable)(
         'dev',
         'eth0',
       ]);
-      network.setHostNames('shop', { [SECOND_NAME]: [SECOND_ADDRESS] });
+      // Another machine's address too, which the system sorts first (the longer prefix shared with
+      // the host's own 10.213.61.3): the service cannot bind it, so it must not be listed there.
+      network.setHostNames('shop', { [SECOND_NAME]: [OTHER_MACHINES_ADDRESS, SECOND_ADDRESS] });
       distributor = start('registry', 'src/distributor/main.ts', [
         '--host',
         HOSTS.registry,

@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import {
   dialsThisMachine,
   isLinkLocalHost,
@@ -32,9 +33,20 @@ export type HostLookup = (name: string) => Promise<readonly string[]>;
 const lookupAll: HostLookup = async (name) =>
   (await lookup(name, { all: true })).map((found) => found.address);
 
+/** The addresses this machine's interfaces hold, without zone ids. */
+function heldAddresses(): Set<string> {
+  const held = new Set<string>();
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const { address } of addresses ?? []) held.add(address.split('%', 1)[0]!.toLowerCase());
+  }
+  return held;
+}
+
 /**
  * listedHostOf for any --host: a host name is taken as the first address it resolves to here
- * that listedHostOf would list, as grpc-js binds the addresses a name resolves to. Found probing
+ * that listedHostOf would list and that this machine holds (loopback aside, which it holds
+ * whole), as grpc-js binds those of the addresses a name resolves to that it can: a name that
+ * also resolves to another machine's address (listed first) is bound on this one's alone. Found probing
  * hosts named by DNS: a service on `--host svc.shop.test` (10.216.0.12, its host's second
  * address) was listed at 10.216.0.2, the source address of its call to the distributor, where
  * nothing listened. Not the name itself: it may resolve on this machine only (its own name in
@@ -52,7 +64,9 @@ export async function listedHostOfName(
   } catch {
     return '';
   }
+  const held = heldAddresses();
   for (const address of addresses) {
+    if (!isLoopbackHost(address) && !held.has(address.toLowerCase())) continue;
     const listed = listedHostOf(address, distributorOnThisMachine);
     if (listed) return listed;
   }
