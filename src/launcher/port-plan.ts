@@ -6,10 +6,12 @@ import { loadSettings, type SettingsTable } from '../common/settings.js';
 import type { ShopComponent } from './components.js';
 
 /** A port a component will listen on, as its settings read the environment. */
-interface PlannedPort {
+export interface PlannedPort {
   readonly host: string;
   readonly port: number;
   readonly what: string;
+  /** The variable that sets it. */
+  readonly env: string | undefined;
   /** For a metrics port derived from the component's own (port + 100): the variable that sets it. */
   readonly derivedBy?: string;
 }
@@ -21,12 +23,14 @@ interface PlannedPort {
  * ever. A derived metrics port on a port given to another (GOODS_PORT=9100, the distributor's
  * 9000 + 100) goes to any free port instead, as a derived port that is taken does (see the
  * README): the variables to set for that are returned, with what to say. A component whose own
- * settings are wrong is left to say so itself (exit 2).
+ * settings are wrong is left to say so itself (exit 2). `required` lists the ports a component
+ * cannot run without (its own, and a metrics port given), which the launcher finds free before it
+ * starts anything (held-ports.ts).
  */
 export function planPorts(
   components: readonly ShopComponent[],
   env: NodeJS.ProcessEnv,
-): { env: NodeJS.ProcessEnv; notes: string[] } {
+): { env: NodeJS.ProcessEnv; notes: string[]; required: PlannedPort[] } {
   const planned = components
     .flatMap((component) => plannedPorts(component, env))
     .filter((entry) => entry.port !== 0);
@@ -50,7 +54,7 @@ export function planPorts(
       `${entry.what} would be ${other.what}, ${entry.port}: it takes any free port instead (${entry.derivedBy} sets one)`,
     );
   }
-  return { env: moved, notes };
+  return { env: moved, notes, required: given };
 }
 
 function clash(one: PlannedPort, other: PlannedPort): boolean {
@@ -87,7 +91,9 @@ function plannedPorts(component: ShopComponent, env: NodeJS.ProcessEnv): Planned
       metrics?: 'on' | 'off';
       metricsPort?: MetricsPort;
     };
-    const ports: PlannedPort[] = [{ host: values.host, port: values.port, what: `${component.name}'s port` }];
+    const ports: PlannedPort[] = [
+      { host: values.host, port: values.port, what: `${component.name}'s port`, env: port.env },
+    ];
     if (values.metrics === undefined) return ports;
     const observability = observabilityConfig(
       { metrics: values.metrics, requestIds: 'on', metricsPort: values.metricsPort },
@@ -98,6 +104,7 @@ function plannedPorts(component: ShopComponent, env: NodeJS.ProcessEnv): Planned
       host: values.host,
       port: observability.metricsPort,
       what: `${component.name}'s metrics port`,
+      env: metricsPort!.env,
       ...(observability.metricsPortGiven ? {} : { derivedBy: metricsPort!.env }),
     });
     return ports;

@@ -10,6 +10,7 @@ import { loadSettings, usageText } from '../common/settings.js';
 import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
+import { heldPorts, heldPortsMessage } from './held-ports.js';
 import { jsonLogLine, type LauncherLineLevel } from './log-line-formatter.js';
 import { LossyOutput } from './lossy-output.js';
 import { misspeltVariableWarnings } from './misspelt-variables.js';
@@ -264,4 +265,12 @@ watchParent((parent) => stopEverything(`the process that started the launcher (p
 // Whoever read our output may be gone with our parent: the components are still stopped in order.
 process.stdout.on('error', () => {});
 process.on('exit', () => supervisor.killAll());
+// A port another process holds fails the same way at every restart: say so once, start nothing.
+const held = await heldPorts(portPlan.required);
+if (held.length > 0 && !stopping) {
+  stopping = true;
+  say(heldPortsMessage(held, runningTokenHolder(join(resolve(dataDir), 'registry-token.pid'))), 'error');
+  await output.flush(1_000);
+  process.exit(EXIT_CODES.failed);
+}
 if (!stopping) void supervisor.start();

@@ -131,10 +131,28 @@ describe('npm start: the launcher runs the five components as processes', () => 
     }
   }
 
-  it("a second launcher on the same DATA_DIR, whose distributor finds the port taken, leaves the running shop's token file alone", async () => {
-    await secondLauncherKeepsTheTokenFile(distributorAddress.split(':')[1]!, (second) =>
-      second.waitForLine(/^\[distributor\] exited \(code 1\); starting it again/, 20_000),
+  it("a second launcher on the same DATA_DIR whose ports the running shop holds starts nothing, says who holds them and exits 1 at once, leaving the running shop's token file alone", async () => {
+    const tokenFile = join(dataDir, 'registry-token');
+    const token = readFileSync(tokenFile, 'utf8');
+    const distributorPort = distributorAddress.split(':')[1]!;
+    const gatewayPort = new URL(gatewayUrl).port;
+    const second = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort, gatewayPort, dataDir }),
     );
+    try {
+      // Before, each component whose port was held exited 1 and was started again for ever.
+      expect(await second.exited()).toBe(1);
+      expect(second.lines).toContain(
+        `[launcher] cannot start: 127.0.0.1:${distributorPort} (distributor's port, DISTRIBUTOR_PORT), 0.0.0.0:${gatewayPort} (gateway's port, GATEWAY_PORT) are in use by another process (an npm start runs on this DATA_DIR: its launcher is pid ${launcher.child.pid}); stop it, or give this one other ports (DISTRIBUTOR_PORT, GATEWAY_PORT; 0: any free one); nothing was started`,
+      );
+      expect(second.lines.filter((line) => !line.startsWith('[launcher]'))).toEqual([]);
+      expect(readFileSync(tokenFile, 'utf8')).toBe(token);
+      expect((await send(`${gatewayUrl}/goods`)).body).toContain('"no data"');
+    } finally {
+      if (second.child.exitCode === null) second.child.kill('SIGKILL');
+    }
   }, 40_000);
 
   it("a second launcher on the same DATA_DIR with ports of its own runs, but leaves the running shop's token file alone", async () => {
@@ -569,6 +587,31 @@ describe('a port another process holds', () => {
     },
     60_000,
   );
+});
+
+describe('npm start with a port another program holds', () => {
+  it('starts nothing, names the port and its variable, and exits 1 at once instead of restarting the gateway for ever', async () => {
+    const holder = createNetServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const gatewayPort = (holder.address() as AddressInfo).port;
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-port-held-'));
+    const launcher = spawnComponent(
+      'src/launcher/main.ts',
+      [],
+      launcherEnv({ distributorPort: await freePort(), gatewayPort, dataDir }),
+    );
+    try {
+      expect(await launcher.exited()).toBe(1);
+      expect(launcher.lines).toEqual([
+        `[launcher] cannot start: 0.0.0.0:${gatewayPort} (gateway's port, GATEWAY_PORT) is in use by another process (another copy of the shop, or another program: \`ss -ltnp\` names it); stop it, or give this one other ports (GATEWAY_PORT; 0: any free one); nothing was started`,
+      ]);
+      expect(existsSync(join(dataDir, 'registry-token'))).toBe(false);
+    } finally {
+      if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
+      holder.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 describe('--help', () => {
