@@ -43,7 +43,7 @@ describe('the ports of one npm start', () => {
   });
 
   it("moves a derived metrics port that another component's port takes to any free port, and says so", () => {
-    expect(planPorts(SHOP_COMPONENTS, { GOODS_PORT: '9100' })).toEqual({
+    expect(planPorts(SHOP_COMPONENTS, { GOODS_PORT: '9100' })).toMatchObject({
       env: { DISTRIBUTOR_METRICS_PORT: '0' },
       notes: [
         "distributor's metrics port would be goods's port, 9100: it takes any free port instead (DISTRIBUTOR_METRICS_PORT sets one)",
@@ -62,6 +62,34 @@ describe('the ports of one npm start', () => {
     ['one port on two different addresses', { GOODS_PORT: '9000', SERVICE_HOST: '127.0.0.2' }],
     ["a component's own bad setting, left for it to report", { GOODS_PORT: 'abc' }],
   ])('leaves %s as it is', (_label, env) => {
-    expect(planPorts(SHOP_COMPONENTS, env)).toEqual({ env: {}, notes: [] });
+    const { env: moved, notes } = planPorts(SHOP_COMPONENTS, env);
+    expect({ env: moved, notes }).toEqual({ env: {}, notes: [] });
+  });
+
+  it('lists the ports to find free before anything starts: each fixed port of a component, a metrics port only when set', () => {
+    const port = (what: string, env: string, number: number, host = '127.0.0.1') => ({
+      what,
+      env,
+      port: number,
+      host,
+    });
+    expect(planPorts(SHOP_COMPONENTS, {}).required).toEqual([
+      port("distributor's port", 'DISTRIBUTOR_PORT', 9000),
+      port("goods's port", 'GOODS_PORT', 9010),
+      port("members's port", 'MEMBERS_PORT', 9020),
+      port("purchases's port", 'PURCHASES_PORT', 9030),
+      port("gateway's port", 'GATEWAY_PORT', 8000, '0.0.0.0'),
+    ]);
+    // Port 0 is any free one; a derived metrics port that is taken moves (a warning), so is not required;
+    // a bad setting is the component's to report.
+    expect(
+      planPorts(SHOP_COMPONENTS, { GOODS_PORT: '0', GOODS_METRICS_PORT: '9110', MEMBERS_PORT: 'abc' })
+        .required,
+    ).toEqual([
+      port("distributor's port", 'DISTRIBUTOR_PORT', 9000),
+      port("goods's metrics port", 'GOODS_METRICS_PORT', 9110),
+      port("purchases's port", 'PURCHASES_PORT', 9030),
+      port("gateway's port", 'GATEWAY_PORT', 8000, '0.0.0.0'),
+    ]);
   });
 });
