@@ -33,6 +33,32 @@ export type HostLookup = (name: string) => Promise<readonly string[]>;
 const lookupAll: HostLookup = async (name) =>
   (await lookup(name, { all: true })).map((found) => found.address);
 
+/**
+ * How long a start waits for a host name to resolve before taking it as one that does not. The
+ * system's resolver gives up on a DNS server that does not answer only after its timeout and
+ * attempts (5 s twice per server by default): probed with a DNS server that drops queries, a
+ * service with --distributor a name registered 10 s late, and a SIGTERM meanwhile was acted on
+ * only after the lookup. A name in /etc/hosts or from a DNS server that answers takes milliseconds.
+ */
+export const START_LOOKUP_TIMEOUT_MS = 2_000;
+
+/** `resolve(name)`, rejected when it takes longer than START_LOOKUP_TIMEOUT_MS. */
+async function lookupWithin(
+  resolve: HostLookup,
+  name: string,
+  timeoutMs: number,
+): Promise<readonly string[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name} did not resolve within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([resolve(name), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The addresses this machine's interfaces hold, without zone ids. */
 function heldAddresses(): Set<string> {
   const held = new Set<string>();
@@ -50,17 +76,18 @@ function heldAddresses(): Set<string> {
  * hosts named by DNS: a service on `--host svc.shop.test` (10.216.0.12, its host's second
  * address) was listed at 10.216.0.2, the source address of its call to the distributor, where
  * nothing listened. Not the name itself: it may resolve on this machine only (its own name in
- * /etc/hosts). A name that does not resolve gives '', as before (the service fails to listen then).
+ * /etc/hosts). A name that does not resolve, or not within START_LOOKUP_TIMEOUT_MS, gives '', as before.
  */
 export async function listedHostOfName(
   listenHost: string,
   distributorOnThisMachine: boolean,
   resolve: HostLookup = lookupAll,
+  timeoutMs = START_LOOKUP_TIMEOUT_MS,
 ): Promise<string> {
   if (isIP(listenHost) !== 0) return listedHostOf(listenHost, distributorOnThisMachine);
   let addresses: readonly string[];
   try {
-    addresses = await resolve(listenHost);
+    addresses = await lookupWithin(resolve, listenHost, timeoutMs);
   } catch {
     return '';
   }
@@ -78,15 +105,16 @@ export async function listedHostOfName(
  * loopback addresses alone (a machine's own name in its /etc/hosts, `shop.test` given 127.0.0.1).
  * Found probing a distributor named so: a service on 127.0.0.1 warned that the distributor was not
  * on loopback and would list it where nothing listens, while it was listed and reached there. A
- * name that does not resolve counts as another machine's.
+ * name that does not resolve (within START_LOOKUP_TIMEOUT_MS) counts as another machine's.
  */
 export async function dialsThisMachineByName(
   host: string,
   resolve: HostLookup = lookupAll,
+  timeoutMs = START_LOOKUP_TIMEOUT_MS,
 ): Promise<boolean> {
   if (isIP(host) !== 0 || dialsThisMachine(host)) return dialsThisMachine(host);
   try {
-    const addresses = await resolve(host);
+    const addresses = await lookupWithin(resolve, host, timeoutMs);
     return addresses.length > 0 && addresses.every(dialsThisMachine);
   } catch {
     return false;

@@ -43,6 +43,12 @@ export interface TestNetwork {
    */
   setHostNames(host: string, names: Readonly<Record<string, readonly string[]>>): void;
   /**
+   * Gives a host a DNS server of its own: `address` in the resolv.conf that `ip netns exec` puts
+   * over /etc/resolv.conf (/etc/netns/<namespace>/resolv.conf), with the system's default timeout
+   * and attempts (5 s, twice) written out. Before the host's first program starts, as setHostNames.
+   */
+  setNameServer(host: string, address: string): void;
+  /**
    * Deletes every namespace, and with them their interfaces; kill what runs inside first, or a
    * namespace lives on (unnamed) until its last process ends. Throws if one is still listed.
    */
@@ -184,10 +190,17 @@ export function createTestNetwork(hosts: Readonly<Record<string, string>>): Test
     // writeFileSync truncates the file it opens: the same inode, as the bind mounts need.
     writeFileSync(`${folder}/hosts`, `${lines.join('\n')}\n`);
   };
+  const setNameServer = (host: string, address: string): void => {
+    const folder = `/etc/netns/${namespace(host)}`;
+    resolverFolders.add(folder);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(`${folder}/resolv.conf`, `nameserver ${address}\noptions timeout:5 attempts:2\n`);
+  };
   return {
     namespace,
     dropPackets,
     setHostNames,
+    setNameServer,
     prefix: (host) => ['ip', 'netns', 'exec', namespace(host)],
     run: (host, command, args, timeoutMs = 15_000) =>
       new Promise((resolve) => {
