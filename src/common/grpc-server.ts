@@ -1,12 +1,14 @@
 import type { Http2SecureServer, Http2Server } from 'node:http2';
-import type { Socket } from 'node:net';
+import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { addressGroupOf } from './address-group.js';
 import { formatHostPort } from './config.js';
 import { ConnectionRoom, type RoomKept, waitingRoom } from './connection-room.js';
+import { lookupAll, lookupWithin } from './host-lookup.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
+import { sameIpAddress } from './loopback.js';
 import { defaultGrpcMaxConnections } from './max-connections.js';
 import { logPlaintextClients } from './plaintext-client-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS, UnreadAnswerWatch } from './unread-answer-watch.js';
@@ -115,6 +117,7 @@ export async function listen(
     });
   });
   const added = http2ServersOf(server).filter((http2Server) => !known.has(http2Server));
+  if (limit.log && isIP(host) === 0) await warnUnbound(host, bound, added, limit.log);
   // One room per address: by default they share the open files between them.
   const maxConnections = limit.maxConnections ?? defaultGrpcMaxConnections(added.length);
   for (const http2Server of added) {
@@ -192,6 +195,38 @@ export async function listen(
     http2Server.on('drop', () => told('refused'));
   }
   return bound;
+}
+
+/**
+ * Warns when a host name resolves to addresses the server could not bind: grpc-js binds every
+ * address a name resolves to that it can, and succeeds if one is bound, telling the others' errors
+ * only at its INFO verbosity (off). Found giving --host a name that also resolved to another
+ * machine's address: the service said "listening on name:port" alone. Looked up again here, as
+ * grpc-js did; a name that no longer resolves (within START_LOOKUP_TIMEOUT_MS) says nothing.
+ */
+async function warnUnbound(
+  host: string,
+  port: number,
+  added: readonly (Http2Server | Http2SecureServer)[],
+  log: Logger,
+): Promise<void> {
+  const bound = added.flatMap((http2Server) => {
+    const address = http2Server.address() as AddressInfo | string | null;
+    return address !== null && typeof address === 'object' ? [address.address] : [];
+  });
+  let resolved: readonly string[];
+  try {
+    resolved = [...new Set(await lookupWithin(lookupAll, host))];
+  } catch {
+    return;
+  }
+  const unbound = resolved.filter((address) => !bound.some((one) => sameIpAddress(address, one)));
+  if (unbound.length === 0) return;
+  log.warn(
+    { event: 'unbound-address', host, port, bound, unbound },
+    `${host} resolves to ${resolved.join(', ')}: listening on ${bound.map((one) => formatHostPort({ host: one, port })).join(', ')} only, ` +
+      `not on ${unbound.join(', ')} (not an address of this machine, or port ${port} taken there)`,
+  );
 }
 
 const ROOM_KEPT_MESSAGES: Record<RoomKept, string> = {

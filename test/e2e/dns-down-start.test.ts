@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { START_LOOKUP_TIMEOUT_MS } from '../../src/services/common/listed-host.js';
+import { START_LOOKUP_TIMEOUT_MS } from '../../src/common/host-lookup.js';
 import { removeHostComponents } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
 import { type ComponentProcess, spawnComponent } from './support/processes.js';

@@ -1,6 +1,11 @@
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import {
+  type HostLookup,
+  lookupAll,
+  lookupWithin,
+  START_LOOKUP_TIMEOUT_MS,
+} from '../../common/host-lookup.js';
 import {
   dialsThisMachine,
   isLinkLocalHost,
@@ -25,38 +30,6 @@ export function listedHostOf(listenHost: string, distributorOnThisMachine: boole
   // fd00::2) means nothing to other machines, and the distributor refuses a host with one: listed
   // with it, the service that registered at the address it called from stopped, refused (exit 3).
   return listenHost.split('%', 1)[0]!;
-}
-
-/** Resolves a host name to every address it has here, as dns.lookup with `all` does. */
-export type HostLookup = (name: string) => Promise<readonly string[]>;
-
-const lookupAll: HostLookup = async (name) =>
-  (await lookup(name, { all: true })).map((found) => found.address);
-
-/**
- * How long a start waits for a host name to resolve before taking it as one that does not. The
- * system's resolver gives up on a DNS server that does not answer only after its timeout and
- * attempts (5 s twice per server by default): probed with a DNS server that drops queries, a
- * service with --distributor a name registered 10 s late, and a SIGTERM meanwhile was acted on
- * only after the lookup. A name in /etc/hosts or from a DNS server that answers takes milliseconds.
- */
-export const START_LOOKUP_TIMEOUT_MS = 2_000;
-
-/** `resolve(name)`, rejected when it takes longer than START_LOOKUP_TIMEOUT_MS. */
-async function lookupWithin(
-  resolve: HostLookup,
-  name: string,
-  timeoutMs: number,
-): Promise<readonly string[]> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${name} did not resolve within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([resolve(name), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The addresses this machine's interfaces hold, without zone ids. */
