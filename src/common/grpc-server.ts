@@ -197,6 +197,23 @@ export async function listen(
   return bound;
 }
 
+/** The IP addresses HTTP/2 servers listen on, in their order. */
+function addressesOf(http2Servers: readonly (Http2Server | Http2SecureServer)[]): string[] {
+  return http2Servers.flatMap((http2Server) => {
+    const address = http2Server.address() as AddressInfo | string | null;
+    return address !== null && typeof address === 'object' ? [address.address] : [];
+  });
+}
+
+/**
+ * The IP addresses a server listens on, in the order grpc-js bound them (that of the addresses a
+ * host name resolved to): those it could bind of them, where a name's first resolved address may
+ * be another machine's or have its port taken by another process.
+ */
+export function boundAddressesOf(server: Server): string[] {
+  return addressesOf(http2ServersOf(server).filter((http2Server) => http2Server.listening));
+}
+
 /**
  * Warns when a host name resolves to addresses the server could not bind: grpc-js binds every
  * address a name resolves to that it can, and succeeds if one is bound, telling the others' errors
@@ -210,10 +227,7 @@ async function warnUnbound(
   added: readonly (Http2Server | Http2SecureServer)[],
   log: Logger,
 ): Promise<void> {
-  const bound = added.flatMap((http2Server) => {
-    const address = http2Server.address() as AddressInfo | string | null;
-    return address !== null && typeof address === 'object' ? [address.address] : [];
-  });
+  const bound = addressesOf(added);
   let resolved: readonly string[];
   try {
     resolved = [...new Set(await lookupWithin(lookupAll, host))];

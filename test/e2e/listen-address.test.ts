@@ -17,6 +17,10 @@ const SECOND_ADDRESS = '10.213.61.13';
 // file of the shop host's own, as a DNS server's answer) was listed at the first, 10.213.61.3.
 const SECOND_NAME = 'goods.shop.test';
 const NAMED_PORT = 9011;
+// A name for both of the shop host's addresses, its first first (as the system sorts them here
+// too), whose port another goods holds there: grpc-js binds the second alone, listed there.
+const TAKEN_NAME = 'both.shop.test';
+const TAKEN_PORT = 9012;
 /** An address of the test network that no host holds. */
 const OTHER_MACHINES_ADDRESS = '10.213.61.1';
 const DISTRIBUTOR = `${HOSTS.registry}:9000`;
@@ -44,6 +48,7 @@ describe.runIf(!unavailable)(
     const processes: ComponentProcess[] = [];
     let distributor: ComponentProcess;
     let named: ComponentProcess;
+    let taken: ComponentProcess;
 
     const start = (
       host: keyof typeof HOSTS,
@@ -75,7 +80,10 @@ describe.runIf(!unavailable)(
       ]);
       // Another machine's address too, which the system sorts first (the longer prefix shared with
       // the host's own 10.213.61.3): the service cannot bind it, so it must not be listed there.
-      network.setHostNames('shop', { [SECOND_NAME]: [OTHER_MACHINES_ADDRESS, SECOND_ADDRESS] });
+      network.setHostNames('shop', {
+        [SECOND_NAME]: [OTHER_MACHINES_ADDRESS, SECOND_ADDRESS],
+        [TAKEN_NAME]: [HOSTS.shop, SECOND_ADDRESS],
+      });
       distributor = start('registry', 'src/distributor/main.ts', [
         '--host',
         HOSTS.registry,
@@ -109,6 +117,38 @@ describe.runIf(!unavailable)(
       );
       await goods.waitForLine(/registered with the distributor/);
       await named.waitForLine(/registered with the distributor/);
+      const holder = start(
+        'shop',
+        'src/services/goods/main.ts',
+        [
+          '--host',
+          HOSTS.shop,
+          '--port',
+          String(TAKEN_PORT),
+          '--metrics-port',
+          'off',
+          '--distributor',
+          DISTRIBUTOR,
+        ],
+        join(dataDir, 'holder'),
+      );
+      await holder.waitForLine(/registered with the distributor/);
+      taken = start(
+        'shop',
+        'src/services/goods/main.ts',
+        [
+          '--host',
+          TAKEN_NAME,
+          '--port',
+          String(TAKEN_PORT),
+          '--metrics-port',
+          'off',
+          '--distributor',
+          DISTRIBUTOR,
+        ],
+        join(dataDir, 'taken'),
+      );
+      await taken.waitForLine(/registered with the distributor/);
     }, 90_000);
 
     afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
@@ -131,6 +171,17 @@ describe.runIf(!unavailable)(
       await expect(
         distributor.waitForLine(new RegExp(`node goods@\\S+:${NAMED_PORT} joined`), 10_000),
       ).resolves.toContain(`node goods@${SECOND_ADDRESS}:${NAMED_PORT} joined`);
+    });
+
+    it('with --host a name whose first address has its port taken, is listed where it listens', async () => {
+      // Listed at the name's first address of this host, it took the other goods' node (the same
+      // address and port), and the gateway's requests for it went to that one.
+      await vi.waitFor(
+        () =>
+          expect(distributor.lines.join('\n')).toContain(`node goods@${SECOND_ADDRESS}:${TAKEN_PORT} joined`),
+        { timeout: 10_000, interval: 100 },
+      );
+      expect(taken.lines.join('\n')).toContain(`"unbound":["${HOSTS.shop}"]`);
     });
 
     it('with --host a name, warns of the addresses it resolves to that it could not bind', () => {

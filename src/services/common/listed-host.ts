@@ -1,5 +1,4 @@
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import {
   type HostLookup,
   lookupAll,
@@ -21,7 +20,7 @@ import {
  * listed there, where nothing listened; so would one on a second IPv4 address. Loopback counts only
  * with the distributor on this machine too (else the service warns, unreachable-address); the
  * any-address, a link-local address and a host name do not (the distributor refuses the first two;
- * {@link listedHostOfName} resolves a name).
+ * {@link listedHostOfName} takes a name's bound addresses).
  */
 export function listedHostOf(listenHost: string, distributorOnThisMachine: boolean): string {
   if (isIP(listenHost) === 0 || isUnspecifiedHost(listenHost) || isLinkLocalHost(listenHost)) return '';
@@ -32,41 +31,24 @@ export function listedHostOf(listenHost: string, distributorOnThisMachine: boole
   return listenHost.split('%', 1)[0]!;
 }
 
-/** The addresses this machine's interfaces hold, without zone ids. */
-function heldAddresses(): Set<string> {
-  const held = new Set<string>();
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const { address } of addresses ?? []) held.add(address.split('%', 1)[0]!.toLowerCase());
-  }
-  return held;
-}
-
 /**
- * listedHostOf for any --host: a host name is taken as the first address it resolves to here
- * that listedHostOf would list and that this machine holds (loopback aside, which it holds
- * whole), as grpc-js binds those of the addresses a name resolves to that it can: a name that
- * also resolves to another machine's address (listed first) is bound on this one's alone. Found probing
- * hosts named by DNS: a service on `--host svc.shop.test` (10.216.0.12, its host's second
- * address) was listed at 10.216.0.2, the source address of its call to the distributor, where
- * nothing listened. Not the name itself: it may resolve on this machine only (its own name in
- * /etc/hosts). A name that does not resolve, or not within START_LOOKUP_TIMEOUT_MS, gives '', as before.
+ * listedHostOf for any --host: a host name is taken as the first of the addresses the server bound
+ * for it (grpc-js binds, in the order the name resolves, those it can) that listedHostOf would list.
+ * Found probing hosts named by DNS: a service on `--host svc.shop.test` (10.216.0.12, its host's
+ * second address) was listed at 10.216.0.2, the source address of its call to the distributor,
+ * where nothing listened. The bound addresses, not the name's first address this machine holds:
+ * with a name resolving to two of its addresses and the port taken on the first by another
+ * process, grpc-js bound the second alone while the service was listed at the first, where that
+ * other process answered. Not the name itself: it may resolve on this machine only (its own name
+ * in /etc/hosts). None listable gives '' (the address the distributor sees it call from).
  */
-export async function listedHostOfName(
+export function listedHostOfName(
   listenHost: string,
   distributorOnThisMachine: boolean,
-  resolve: HostLookup = lookupAll,
-  timeoutMs = START_LOOKUP_TIMEOUT_MS,
-): Promise<string> {
+  boundAddresses: readonly string[],
+): string {
   if (isIP(listenHost) !== 0) return listedHostOf(listenHost, distributorOnThisMachine);
-  let addresses: readonly string[];
-  try {
-    addresses = await lookupWithin(resolve, listenHost, timeoutMs);
-  } catch {
-    return '';
-  }
-  const held = heldAddresses();
-  for (const address of addresses) {
-    if (!isLoopbackHost(address) && !held.has(address.toLowerCase())) continue;
+  for (const address of boundAddresses) {
     const listed = listedHostOf(address, distributorOnThisMachine);
     if (listed) return listed;
   }

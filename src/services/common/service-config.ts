@@ -83,7 +83,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       env: 'ADVERTISE_HOST',
       default: '',
       defaultText:
-        'the --host address when it is one IP address others can dial (not 0.0.0.0, ::, link-local, nor loopback with the distributor elsewhere), or the first such address a --host name resolves to on this machine, else the address the distributor sees',
+        'the --host address when it is one IP address others can dial (not 0.0.0.0, ::, link-local, nor loopback with the distributor elsewhere), or the first such address a --host name resolves to that it binds, else the address the distributor sees',
       help: 'the host others dial to reach this service',
       // Checked here as the distributor will check it (node-validation.ts), so that a typo stops
       // the process at start rather than being refused at registration.

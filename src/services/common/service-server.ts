@@ -1,6 +1,7 @@
 import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import type { ServingStatus } from 'grpc-health-check';
 import {
+  boundAddressesOf,
   DEFAULT_KEEPALIVE,
   idleConnectionOptions,
   type KeepaliveOptions,
@@ -58,6 +59,8 @@ export interface ServiceServerOptions<Store extends ServiceStore, Options = neve
 export interface ServiceServer {
   /** Binds host:port (0: any free port) and resolves with the port it got. */
   listen(host: string, port: number): Promise<number>;
+  /** The IP addresses it listens on, once listening, in the order they were bound (see boundAddressesOf). */
+  boundAddresses(): string[];
   /** Whether health is SERVING now: the database answers and the server is not draining. */
   readonly serving: boolean;
   /** Health turns NOT_SERVING for good: the first step of a graceful stop. */
@@ -151,6 +154,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
       if (options.idempotencySweeps !== false) sweeper.start();
       return bound;
     },
+    boundAddresses: () => boundAddressesOf(server),
     drain,
     stop(graceMs = CALLS_GRACE_AT_STOP_MS) {
       stopping ??= (async () => {

@@ -130,7 +130,8 @@ export async function startService<Store extends ServiceStore, Options>(
   const distributorRemote = !(await dialsThisMachineByName(distributorHost));
   // Without --advertise-host, the one address it listens on (see listedHostOfName), else the address
   // the distributor sees it call from, of the family of the distributor's own address.
-  const registeredHost = config.advertiseHost || (await listedHostOfName(config.host, !distributorRemote));
+  const registeredHost =
+    config.advertiseHost || listedHostOfName(config.host, !distributorRemote, server.boundAddresses());
   const listedHost = registeredHost || distributorHost;
   // A distributor on this machine too: one dialled at [::1] sees a service on 0.0.0.0 call from ::1,
   // and lists it there, where the gateways beside it are refused.
