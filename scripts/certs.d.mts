@@ -48,3 +48,9 @@ export declare function makeDevPki(
   ca: CertificateFiles & { created: boolean };
   certificates: Record<string, CertificateFiles>;
 };
+
+/**
+ * Sorts hosts into the DNS names and IP addresses a certificate carries, as the components take
+ * them (a name in lower case, without a trailing dot); throws for anything else.
+ */
+export declare function splitHosts(hosts: readonly string[]): { dns: string[]; ips: string[] };

@@ -193,8 +193,25 @@ function checkName(name) {
   }
 }
 
-/** Sorts hosts into DNS names and IP addresses, refusing anything else (it goes into a config file). */
-function splitHosts(hosts) {
+/**
+ * A DNS name's labels, as the components' --host and --advertise-host take them (HOST_NAME in
+ * src/common/config.ts; a test holds the two together): underscores too (container and compose
+ * service names use them; OpenSSL, Node and Go check a certificate's names with them) and a
+ * trailing dot, which the certificate carries without (a DNS SAN is written without one, and
+ * checks drop the dot of the name dialled). A wildcard first label (`*.shop.example`) too.
+ */
+const HOST_NAME =
+  /^(?=.{1,253}$)(?:\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * Sorts hosts into DNS names and IP addresses, refusing anything else (it goes into a config
+ * file): the names the components take, written as a certificate carries them (lower case,
+ * without a trailing dot).
+ *
+ * @param {readonly string[]} hosts
+ * @returns {{ dns: string[], ips: string[] }}
+ */
+export function splitHosts(hosts) {
   const dns = [];
   const ips = [];
   for (const given of hosts) {
@@ -209,14 +226,13 @@ function splitHosts(hosts) {
     if (isIP(host)) {
       if (!ips.includes(host)) ips.push(host);
     } else if (
-      /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(
-        host,
-      ) &&
+      HOST_NAME.test(host) &&
       // Digits and dots alone are a mistyped IPv4 address (10.0.0.999), not a name, as the
       // components' --host and --advertise-host take them: it went in as a DNS name no peer dials.
       !/^[0-9.]+$/.test(host)
     ) {
-      if (!dns.includes(host.toLowerCase())) dns.push(host.toLowerCase());
+      const name = host.toLowerCase().replace(/\.$/, '');
+      if (!dns.includes(name)) dns.push(name);
     } else {
       throw new Error(`--host: expected a host name or an IP address, got "${host}"`);
     }

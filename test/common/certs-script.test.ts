@@ -3,8 +3,10 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { checkServerIdentity } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { COMPONENTS as CERTIFIED, NOT_BEFORE_MARGIN_MS } from '../../scripts/certs.mjs';
+import { COMPONENTS as CERTIFIED, NOT_BEFORE_MARGIN_MS, splitHosts } from '../../scripts/certs.mjs';
+import { isHostNameOrAddress } from '../../src/common/config.js';
 import { SHOP_COMPONENTS } from '../../src/launcher/components.js';
 
 const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases', 'operator'];
@@ -136,6 +138,52 @@ describe('npm run certs', () => {
       2,
       'certs: --ca-name: " shop development CA" has spaces around it\n',
     ]);
+  });
+
+  it('takes the host names the components take: a trailing dot (left out of the certificate), underscores', () => {
+    // Found giving it names the components took: `shop.test.` and `my_svc.shop.internal` were
+    // refused ("expected a host name or an IP address"), so no certificate could name them.
+    const out = join(dir, 'certs');
+    const result = certs(['--out', out, '--host', 'Shop.Test.', '--host', 'goods=my_svc.shop.internal']);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const goods = certificate(join(out, 'goods.crt'));
+    expect(goods.subjectAltName).toContain('DNS:shop.test,');
+    expect(goods.subjectAltName).toContain('DNS:my_svc.shop.internal');
+    // As a client dialling the name checks it (Node drops the dot of a name dialled with one).
+    expect(checkServerIdentity('shop.test.', goods.toLegacyObject())).toBeUndefined();
+    expect(checkServerIdentity('my_svc.shop.internal', goods.toLegacyObject())).toBeUndefined();
+  });
+
+  it('takes a host name exactly when the components take it', () => {
+    const takes = (host: string): boolean => {
+      try {
+        splitHosts([host]);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (const host of [
+      'shop.test',
+      'shop.test.',
+      'my_svc',
+      'svc_1.shop.internal',
+      `${'a'.repeat(63)}.test`,
+      `${'a'.repeat(64)}.test`,
+      `${'a.'.repeat(126)}b`,
+      `${'a.'.repeat(127)}b`,
+      '-shop.test',
+      'shop-.test',
+      'shop..test',
+      '.shop.test',
+      'shop test',
+      '10.0.0.999',
+      '10.0.0.2',
+      'fd00::2',
+    ]) {
+      expect({ host, certs: takes(host) }).toEqual({ host, certs: isHostNameOrAddress(host) });
+    }
   });
 
   it('refuses a bad host or an unknown component before writing anything', () => {
