@@ -21,6 +21,8 @@ const NAMED_PORT = 9011;
 // too), whose port another goods holds there: grpc-js binds the second alone, listed there.
 const TAKEN_NAME = 'both.shop.test';
 const TAKEN_PORT = 9012;
+/** A machine's own name as a Debian /etc/hosts gives it, on loopback. */
+const LOOPBACK_NAME = 'self.shop.test';
 /** An address of the test network that no host holds. */
 const OTHER_MACHINES_ADDRESS = '10.213.61.1';
 const DISTRIBUTOR = `${HOSTS.registry}:9000`;
@@ -49,6 +51,7 @@ describe.runIf(!unavailable)(
     let distributor: ComponentProcess;
     let named: ComponentProcess;
     let taken: ComponentProcess;
+    let onLoopback: ComponentProcess;
 
     const start = (
       host: keyof typeof HOSTS,
@@ -83,6 +86,7 @@ describe.runIf(!unavailable)(
       network.setHostNames('shop', {
         [SECOND_NAME]: [OTHER_MACHINES_ADDRESS, SECOND_ADDRESS],
         [TAKEN_NAME]: [HOSTS.shop, SECOND_ADDRESS],
+        [LOOPBACK_NAME]: ['127.0.1.1'],
       });
       distributor = start('registry', 'src/distributor/main.ts', [
         '--host',
@@ -149,6 +153,13 @@ describe.runIf(!unavailable)(
         join(dataDir, 'taken'),
       );
       await taken.waitForLine(/registered with the distributor/);
+      onLoopback = start(
+        'shop',
+        'src/services/goods/main.ts',
+        ['--host', LOOPBACK_NAME, '--port', '9013', '--metrics-port', 'off', '--distributor', DISTRIBUTOR],
+        join(dataDir, 'loopback'),
+      );
+      await onLoopback.waitForLine(/registering with/);
     }, 90_000);
 
     afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
@@ -182,6 +193,11 @@ describe.runIf(!unavailable)(
         { timeout: 10_000, interval: 100 },
       );
       expect(taken.lines.join('\n')).toContain(`"unbound":["${HOSTS.shop}"]`);
+    });
+
+    it('with --host a name of its loopback alone, warns that the distributor elsewhere lists it where nothing listens', () => {
+      // Bound on 127.0.1.1 alone, it was listed at the address it called the distributor from, without a word.
+      expect(onLoopback.lines.join('\n')).toContain('"event":"unreachable-address"');
     });
 
     it('with --host a name, warns of the addresses it resolves to that it could not bind', () => {

@@ -136,7 +136,11 @@ export async function startService<Store extends ServiceStore, Options>(
   // A distributor on this machine too: one dialled at [::1] sees a service on 0.0.0.0 call from ::1,
   // and lists it there, where the gateways beside it are refused.
   const missedFamily = familyNotListenedOn(config.host, listedHost);
-  if (distributorRemote && isLoopbackHost(config.host)) {
+  // A name bound on loopback alone is loopback too: a machine's own name in a Debian /etc/hosts
+  // (127.0.1.1), given as --host, was listed at the address it called from without a word.
+  const bound = server.boundAddresses();
+  const onLoopback = isLoopbackHost(config.host) || (bound.length > 0 && bound.every(isLoopbackHost));
+  if (distributorRemote && onLoopback) {
     const listed = config.advertiseHost
       ? `at ${config.advertiseHost} (--advertise-host), where nothing listens`
       : 'at the address it sees it call from, where nothing listens';
