@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
-import { removeHostComponents } from './support/host-components.js';
+import { hostComponentStarter, removeHostComponents } from './support/host-components.js';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from './support/netns.js';
-import { type ComponentProcess, spawnComponent } from './support/processes.js';
+import type { ComponentProcess } from './support/processes.js';
 
 // The distributor reached by a DNS name, as across machines with DNS: two hosts that can run it, a
 // goods host and a gateway host, each with its own view of the names (a hosts file of its own, as
@@ -48,32 +48,16 @@ describe.runIf(!unavailable)(
       }
     };
 
-    /** Starts a component on `host` with the certificate of `identity`. */
-    const start = (
-      host: keyof typeof HOSTS,
-      identity: string,
-      entry: string,
-      args: string[],
-      folder = dataDir!,
-    ) => {
-      const files = pki.files(identity);
-      const component = spawnComponent(
-        entry,
-        args,
-        {
-          TLS_CA: files.caFile,
-          TLS_CERT: files.certFile,
-          TLS_KEY: files.keyFile,
-          DATA_DIR: folder,
-          MYSQL_URL: '',
-        },
-        { prefix: network!.prefix(host) },
-      );
-      processes.push(component);
-      return component;
-    };
+    const start = hostComponentStarter({
+      network: () => network!,
+      pki: () => pki,
+      dataDir: () => dataDir!,
+      processes,
+    });
     const startDistributor = (host: 'first' | 'second') =>
-      start(host, 'distributor', 'src/distributor/main.ts', ['--host', HOSTS[host], '--metrics-port', 'off']);
+      start(host, 'src/distributor/main.ts', ['--host', HOSTS[host], '--metrics-port', 'off'], {
+        identity: 'distributor',
+      });
 
     beforeAll(() => {
       dataDir = mkdtempSync(join(tmpdir(), 'shop-distributor-name-'));
@@ -89,7 +73,7 @@ describe.runIf(!unavailable)(
     it('is followed to its new address within a few seconds, inside the gateways\u2019 restart grace', async () => {
       const first = startDistributor('first');
       await first.waitForLine(/listening on/);
-      start('goods', 'goods', 'src/services/goods/main.ts', [
+      start('goods', 'src/services/goods/main.ts', [
         '--host',
         '0.0.0.0',
         '--advertise-host',
@@ -99,7 +83,7 @@ describe.runIf(!unavailable)(
         '--distributor',
         `${DISTRIBUTOR}:9000`,
       ]);
-      const gateway = start('gateway', 'gateway', 'src/gateway/main.ts', [
+      const gateway = start('gateway', 'src/gateway/main.ts', [
         '--host',
         HOSTS.gateway,
         '--distributor',
@@ -131,19 +115,15 @@ describe.runIf(!unavailable)(
 
     it('named by a name of this machine’s loopback, is on this machine: no unreachable-address warning', async () => {
       // On the goods host, whose own distributor listens on loopback; services listen there by default.
-      const local = start('goods', 'distributor', 'src/distributor/main.ts', [
-        '--port',
-        '9100',
-        '--metrics-port',
-        'off',
-      ]);
+      const local = start('goods', 'src/distributor/main.ts', ['--port', '9100', '--metrics-port', 'off'], {
+        identity: 'distributor',
+      });
       await local.waitForLine(/listening on/);
       const goods = start(
         'goods',
-        'goods',
         'src/services/goods/main.ts',
         ['--port', '9110', '--metrics-port', 'off', '--distributor', `${LOOPBACK_NAME}:9100`],
-        join(dataDir!, 'local'),
+        { dataDir: join(dataDir!, 'local') },
       );
       await local.waitForLine(/node goods@127\.0\.0\.1:9110 joined/, 60_000);
       expect(goods.lines.join('\n')).not.toContain('unreachable-address');

@@ -104,61 +104,22 @@ describe.runIf(!unavailable)(
         '--distributor',
         DISTRIBUTOR,
       ]);
-      named = start(
-        'shop',
-        'src/services/goods/main.ts',
-        [
-          '--host',
-          SECOND_NAME,
-          '--port',
-          String(NAMED_PORT),
-          '--metrics-port',
-          'off',
-          '--distributor',
-          DISTRIBUTOR,
-        ],
-        join(dataDir, 'named'),
-      );
+      /** A goods on the shop host at `host`, registering with the distributor, its store its own. */
+      const shopGoods = (host: string, port: number, folder: string): ComponentProcess =>
+        start(
+          'shop',
+          'src/services/goods/main.ts',
+          ['--host', host, '--port', String(port), '--metrics-port', 'off', '--distributor', DISTRIBUTOR],
+          join(dataDir!, folder),
+        );
+      named = shopGoods(SECOND_NAME, NAMED_PORT, 'named');
       await goods.waitForLine(/registered with the distributor/);
       await named.waitForLine(/registered with the distributor/);
-      const holder = start(
-        'shop',
-        'src/services/goods/main.ts',
-        [
-          '--host',
-          HOSTS.shop,
-          '--port',
-          String(TAKEN_PORT),
-          '--metrics-port',
-          'off',
-          '--distributor',
-          DISTRIBUTOR,
-        ],
-        join(dataDir, 'holder'),
-      );
+      const holder = shopGoods(HOSTS.shop, TAKEN_PORT, 'holder');
       await holder.waitForLine(/registered with the distributor/);
-      taken = start(
-        'shop',
-        'src/services/goods/main.ts',
-        [
-          '--host',
-          TAKEN_NAME,
-          '--port',
-          String(TAKEN_PORT),
-          '--metrics-port',
-          'off',
-          '--distributor',
-          DISTRIBUTOR,
-        ],
-        join(dataDir, 'taken'),
-      );
+      taken = shopGoods(TAKEN_NAME, TAKEN_PORT, 'taken');
       await taken.waitForLine(/registered with the distributor/);
-      onLoopback = start(
-        'shop',
-        'src/services/goods/main.ts',
-        ['--host', LOOPBACK_NAME, '--port', '9013', '--metrics-port', 'off', '--distributor', DISTRIBUTOR],
-        join(dataDir, 'loopback'),
-      );
+      onLoopback = shopGoods(LOOPBACK_NAME, 9013, 'loopback');
       await onLoopback.waitForLine(/registering with/);
     }, 90_000);
 

@@ -44,6 +44,23 @@ describe('upstreamKeyOfNode', () => {
   });
 });
 
+/** The first two connect timeouts a pool tells of an instance at `address`: how its attempts went. */
+async function firstConnectTimeoutsAt(address: string): Promise<string[]> {
+  const told: string[] = [];
+  const pool = new InstancePool({
+    connectTimeoutMs: 300,
+    onConnectTimeout: (_upstream, _timeoutMs, again, attempts) =>
+      told.push(`${attempts}${again ? ', again' : ''}`),
+  });
+  try {
+    pool.get('test', address);
+    await vi.waitFor(() => expect(told.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
+    return told.slice(0, 2);
+  } finally {
+    pool.close();
+  }
+}
+
 describe('InstancePool', () => {
   let server: Server;
   let address: string;
@@ -157,18 +174,9 @@ describe('InstancePool', () => {
   it('says the attempts failed, not hung, when the address refuses connections', async () => {
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
     await proxy.refuse();
-    const told: string[] = [];
-    const pool = new InstancePool({
-      connectTimeoutMs: 300,
-      onConnectTimeout: (_upstream, _timeoutMs, again, attempts) =>
-        told.push(`${attempts}${again ? ', again' : ''}`),
-    });
     try {
-      pool.get('test', `127.0.0.1:${proxy.port}`);
-      await vi.waitFor(() => expect(told.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
-      expect(told.slice(0, 2)).toEqual(['failed', 'failed, again']);
+      expect(await firstConnectTimeoutsAt(`127.0.0.1:${proxy.port}`)).toEqual(['failed', 'failed, again']);
     } finally {
-      pool.close();
       await proxy.close();
     }
   });
@@ -177,19 +185,10 @@ describe('InstancePool', () => {
     // Found listing a service at a DNS name the gateway's host did not know: the warning said its
     // attempts failed (refused, no route, ...), though no connection was ever tried. RFC 6761: a
     // name under .invalid never resolves.
-    const told: string[] = [];
-    const pool = new InstancePool({
-      connectTimeoutMs: 300,
-      onConnectTimeout: (_upstream, _timeoutMs, again, attempts) =>
-        told.push(`${attempts}${again ? ', again' : ''}`),
-    });
-    try {
-      pool.get('test', 'goods.shop.invalid:9010');
-      await vi.waitFor(() => expect(told.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
-      expect(told.slice(0, 2)).toEqual(['unresolved', 'unresolved, again']);
-    } finally {
-      pool.close();
-    }
+    expect(await firstConnectTimeoutsAt('goods.shop.invalid:9010')).toEqual([
+      'unresolved',
+      'unresolved, again',
+    ]);
   });
 
   it('replaces a failed channel whose next connection attempt hangs (grpc-js reports it failed, not connecting)', async () => {

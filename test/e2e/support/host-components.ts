@@ -3,6 +3,14 @@ import type { TestPki } from '../../helpers/certs.js';
 import type { TestNetwork } from './netns.js';
 import { type ComponentProcess, spawnComponent } from './processes.js';
 
+/** What differs for one component from the starter's defaults. */
+export interface HostComponentOptions {
+  /** The certificate it presents, when not its host's (a distributor on a goods host). */
+  identity?: string;
+  /** Its embedded store's folder, when not the test's (a second goods beside the first). */
+  dataDir?: string;
+}
+
 /**
  * Starts components on the hosts of a test network, each with its host's certificate (mutual TLS),
  * the embedded store in `dataDir`, and pushed onto `processes` for the test's cleanup. The network
@@ -13,9 +21,9 @@ export function hostComponentStarter(setup: {
   pki: () => TestPki;
   dataDir: () => string;
   processes: ComponentProcess[];
-}): (host: string, entry: string, args: string[]) => ComponentProcess {
-  return (host, entry, args) => {
-    const files = setup.pki().files(host);
+}): (host: string, entry: string, args: string[], options?: HostComponentOptions) => ComponentProcess {
+  return (host, entry, args, options = {}) => {
+    const files = setup.pki().files(options.identity ?? host);
     const component = spawnComponent(
       entry,
       args,
@@ -23,7 +31,7 @@ export function hostComponentStarter(setup: {
         TLS_CA: files.caFile,
         TLS_CERT: files.certFile,
         TLS_KEY: files.keyFile,
-        DATA_DIR: setup.dataDir(),
+        DATA_DIR: options.dataDir ?? setup.dataDir(),
         MYSQL_URL: '',
       },
       { prefix: setup.network().prefix(host) },
