@@ -393,7 +393,13 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       // stall is read by a 5 ms heartbeat. A limiter that refuses too late without a stall fails at
       // once.
       const refused = `${status.RESOURCE_EXHAUSTED} ${TOO_MANY_SIGN_INS}`;
-      const bursts: Array<{ timedOut: number; fastestMs: number; worstStallMs: number }> = [];
+      const bursts: Array<{
+        answered: number;
+        refused: number;
+        timedOut: number;
+        fastestMs: number;
+        worstStallMs: number;
+      }> = [];
       for (let burst = 0; burst < 3; burst++) {
         await stop();
         await start({ hashParameters: ARGON2_PARAMETERS });
@@ -431,19 +437,28 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         ).finally(() => clearInterval(heartbeat));
         const others = outcomes.filter((outcome) => outcome !== 'answered' && outcome !== refused);
         for (const other of others) expect(other).toMatch(new RegExp(`^${status.DEADLINE_EXCEEDED} `));
-        expect(outcomes).toContain('answered');
-        expect(outcomes).toContain(refused);
-        bursts.push({
+        const burstResult = {
+          answered: outcomes.filter((outcome) => outcome === 'answered').length,
+          refused: outcomes.filter((outcome) => outcome === refused).length,
           timedOut: others.length,
           fastestMs: Math.round(fastestMs),
           worstStallMs: Math.round(worstStallMs),
-        });
-        if (others.length <= DEFAULT_HASHING_LIMITS.maxConcurrent || worstStallMs <= fastestMs) break;
+        };
+        bursts.push(burstResult);
+        // A stall of the shared machine longer than one sign-in can leave the queue no time for any
+        // of them (CI clone 98: none answered); such a burst is tried again, as one with too many
+        // timed out is.
+        const served =
+          burstResult.answered > 0 && burstResult.timedOut <= DEFAULT_HASHING_LIMITS.maxConcurrent;
+        if (served || worstStallMs <= fastestMs) break;
       }
-      expect(
-        bursts.at(-1)!.timedOut,
-        `calls timed out, burst by burst, with one sign-in's time and this process's worst stall: ${JSON.stringify(bursts)}`,
-      ).toBeLessThanOrEqual(DEFAULT_HASHING_LIMITS.maxConcurrent);
+      const last = bursts.at(-1)!;
+      const told = `burst by burst, with one sign-in's time and this process's worst stall: ${JSON.stringify(bursts)}`;
+      expect(last.answered, `none answered, ${told}`).toBeGreaterThan(0);
+      expect(last.refused, `none refused early, ${told}`).toBeGreaterThan(0);
+      expect(last.timedOut, `calls timed out, ${told}`).toBeLessThanOrEqual(
+        DEFAULT_HASHING_LIMITS.maxConcurrent,
+      );
     });
 
     it('a username is one account however its accents are composed (NFC)', async () => {
