@@ -32,9 +32,22 @@ export const SUPERVISED_ENV = 'SHOP_SUPERVISED';
  */
 export const LISTENING_LINE = 'shop-supervisor: listening';
 
-/** Tells the supervisor, if this process runs under one, that it listens (see LISTENING_LINE). */
-export function announceListening(): void {
-  if (process.env[SUPERVISED_ENV] === '1') process.stdout.write(`${LISTENING_LINE}\n`);
+/**
+ * Tells the supervisor, if this process runs under one, that it listens (see LISTENING_LINE), and
+ * at which URL when it has one the supervisor may ask (the gateway's, with the port it really got).
+ */
+export function announceListening(url?: string): void {
+  if (process.env[SUPERVISED_ENV] !== '1') return;
+  process.stdout.write(`${LISTENING_LINE}${url === undefined ? '' : ` ${url}`}\n`);
+}
+
+/**
+ * What a line of a supervised component's stdout announces: undefined for any other line than
+ * LISTENING_LINE; the URL it carries, or '' for none.
+ */
+export function listeningAnnounced(line: string): string | undefined {
+  if (line === LISTENING_LINE) return '';
+  return line.startsWith(`${LISTENING_LINE} `) ? line.slice(LISTENING_LINE.length + 1) : undefined;
 }
 
 /**

@@ -4,7 +4,7 @@ import { logGrpcThrough } from '../common/grpc-logging.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
-import { runMain, SUPERVISED_ENV } from '../common/process-lifecycle.js';
+import { announceListening, runMain, SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import { settingName } from '../common/settings.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_SETTINGS, GATEWAY_USAGE, loadGatewayConfig } from './config.js';
@@ -73,10 +73,13 @@ export function runGateway(): void {
     const port = await gateway.listen(config.host, config.port).catch((error: unknown) => {
       throw listenFailure(error, config.host, config.port, GATEWAY_SETTINGS);
     });
+    const url = `${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}`;
     log.info(
       { host: config.host, port, distributor: config.distributor },
-      `listening on ${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}, routing from the distributor at ${config.distributor}`,
+      `listening on ${url}, routing from the distributor at ${config.distributor}`,
     );
+    // With the port it really got: the launcher asks it when the shop is ready (shop-readiness.ts).
+    announceListening(url);
     let drainFirst = true;
     const stopAndExit = signals.stopOnSignals(
       log,

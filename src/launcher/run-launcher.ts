@@ -17,6 +17,7 @@ import { misspeltVariableWarnings } from './misspelt-variables.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
 import { planPorts } from './port-plan.js';
+import { ShopReadiness } from './shop-readiness.js';
 import { Supervisor } from './supervisor.js';
 import { runningTokenHolder } from './token-holder.js';
 
@@ -78,6 +79,12 @@ for (const warning of misspeltVariableWarnings(
 ))
   say(warning, 'warn');
 const credentials = registrationCredentials();
+const readiness = new ShopReadiness({
+  services: SHOP_COMPONENTS.map(({ name }) => name).filter(
+    (name) => name !== 'distributor' && name !== 'gateway',
+  ),
+  say,
+});
 const supervisor = new Supervisor(
   SHOP_COMPONENTS.map(({ name, entry }) => ({
     name,
@@ -99,9 +106,11 @@ const supervisor = new Supervisor(
     onPermanentExit: (name, code, meaning) =>
       stopEverything(`${name} cannot run (${meaning}: see its message above)`, code),
     // Only once this run's distributor holds its port is this run the shop the file should name.
-    onListening: (name) => {
+    onListening: (name, url) => {
       if (name === 'distributor') credentials.publish();
+      if (name === 'gateway') readiness.gatewayListening(url);
     },
+    onRestart: (name) => readiness.restarted(name),
   },
 );
 
@@ -115,6 +124,7 @@ let stopping = false;
 function stopEverything(why: string, exitCode: number): void {
   if (stopping) return;
   stopping = true;
+  readiness.stop();
   say(`${why}: stopping every component`, exitCode === 0 ? 'info' : 'error');
   supervisor.stop().then(async (killed) => {
     const code = exitCode === 0 && killed.length > 0 ? EXIT_CODES.failed : exitCode;
@@ -273,4 +283,7 @@ if (held.length > 0 && !stopping) {
   await output.flush(1_000);
   process.exit(EXIT_CODES.failed);
 }
-if (!stopping) void supervisor.start();
+if (!stopping) {
+  readiness.start();
+  void supervisor.start();
+}

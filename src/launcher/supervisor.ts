@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { PERMANENT_EXITS } from '../common/exit-codes.js';
-import { LISTENING_LINE, STOP_LIMIT_MS, SUPERVISED_ENV } from '../common/process-lifecycle.js';
+import { listeningAnnounced, STOP_LIMIT_MS, SUPERVISED_ENV } from '../common/process-lifecycle.js';
 import {
   componentJsonLine,
   formatLogLine,
@@ -43,8 +43,13 @@ export interface SupervisorOptions {
   permanentExits?: ReadonlyMap<number, string>;
   /** Told when a component exited with one of `permanentExits`, e.g. to stop the others. */
   onPermanentExit?: (component: string, code: number, meaning: string) => void;
-  /** Told each time a component says it listens (LISTENING_LINE), after a restart too. */
-  onListening?: (component: string) => void;
+  /**
+   * Told each time a component says it listens (LISTENING_LINE), after a restart too, with the URL
+   * it announced ('' for none).
+   */
+  onListening?: (component: string, url: string) => void;
+  /** Told when a component exited by itself and is to be started again. */
+  onRestart?: (component: string) => void;
 }
 
 /**
@@ -75,6 +80,7 @@ export class Supervisor {
       permanentExits: PERMANENT_EXITS,
       onPermanentExit: () => {},
       onListening: () => {},
+      onRestart: () => {},
       ...options,
     };
     this.#width = Math.max(...components.map((component) => component.name.length));
@@ -165,9 +171,10 @@ export class Supervisor {
       // None when the spawn failed before its pipes were made (EMFILE): 'error' below says so.
       if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => {
-        if (line === LISTENING_LINE) {
+        const announced = listeningAnnounced(line);
+        if (announced !== undefined) {
           becameReady();
-          this.#options.onListening(component.name);
+          this.#options.onListening(component.name, announced);
         } else {
           const shown = this.#options.pretty
             ? formatLogLine(line)
@@ -199,6 +206,7 @@ export class Supervisor {
         'warn',
         `${code === null && signal === null ? 'not started' : `exited (${signal ?? `code ${code}`})`}; starting it again in ${delay} ms`,
       );
+      this.#options.onRestart(component.name);
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
         if (!this.#stopping) void this.#spawn(component);

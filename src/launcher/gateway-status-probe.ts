@@ -1,0 +1,60 @@
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+
+/** What the launcher reads of the gateway's `GET /status.json` (see the README, "Status page"). */
+export interface GatewayStatusView {
+  /** Whether the gateway itself is registered with the distributor. */
+  readonly registered: boolean;
+  readonly nodes: readonly {
+    readonly id: string;
+    readonly name: string;
+    readonly state: string;
+    readonly registeredAt: string | null;
+    /** Kept from before a distributor restart, not registered again yet. */
+    readonly kept?: boolean;
+  }[];
+  readonly routes: readonly { readonly listed: boolean; readonly serving: readonly string[] }[];
+}
+
+/** The largest answer read: a status of a shop with thousands of routes is far below it. */
+const MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * One `GET /status.json` of the gateway at `url` (http or https), within `timeoutMs`: its status,
+ * or a rejection saying why there is none. Over https the gateway's certificate is not checked:
+ * the launcher asks the gateway it started itself, on the address it said it listens on, and sends
+ * nothing but the request, so a process in its place could at most make it say the shop is ready.
+ */
+export function fetchGatewayStatus(url: string, timeoutMs: number): Promise<GatewayStatusView> {
+  return new Promise((resolve, reject) => {
+    const target = new URL('/status.json', url);
+    const get = target.protocol === 'https:' ? httpsGet : httpGet;
+    const request = get(
+      target,
+      { timeout: timeoutMs, rejectUnauthorized: false, agent: false },
+      (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_BYTES) request.destroy(new Error('its /status.json is too large'));
+          else chunks.push(chunk);
+        });
+        response.on('error', reject);
+        response.on('end', () => {
+          if (response.statusCode !== 200) {
+            reject(new Error(`its /status.json answered HTTP ${response.statusCode}`));
+            return;
+          }
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as GatewayStatusView);
+          } catch {
+            reject(new Error('its /status.json is not JSON'));
+          }
+        });
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    request.on('error', reject);
+  });
+}

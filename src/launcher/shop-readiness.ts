@@ -1,0 +1,199 @@
+import { fetchGatewayStatus, type GatewayStatusView } from './gateway-status-probe.js';
+import type { LauncherLineLevel } from './log-line-formatter.js';
+
+/** How long the shop may take to be ready, from the start or a restart, before the launcher warns. */
+export const READY_WARNING_MS = 30_000;
+const POLL_MS = 250;
+/** After the warning: whoever is missing may be missing for long; the launcher asks less often. */
+const SLOW_POLL_MS = 1_000;
+const ASK_TIMEOUT_MS = 2_000;
+const NOT_LISTENING = 'the gateway has not said that it listens yet (see its lines above)';
+
+/** Options of {@link ShopReadiness}. */
+export interface ShopReadinessOptions {
+  /** The services the launcher started: each must be registered and routed. */
+  readonly services: readonly string[];
+  readonly say: (text: string, level: LauncherLineLevel) => void;
+  readonly warnAfterMs?: number;
+  readonly fetchStatus?: (url: string, timeoutMs: number) => Promise<GatewayStatusView>;
+}
+
+/**
+ * Tells the user when the shop `npm start` runs answers: once the gateway is registered and routes
+ * to every service the launcher started (what its GET /status.json lists, the gateway's own view,
+ * so that a request made on that line is routed), one line; a warning naming who is missing if that
+ * takes longer than READY_WARNING_MS; and one line again once a component the launcher restarted
+ * is back (a service counts as back only with a registration made after it exited). Nothing else:
+ * a shop that runs is quiet.
+ */
+export class ShopReadiness {
+  readonly #options: ShopReadinessOptions;
+  readonly #warnAfterMs: number;
+  readonly #fetch: (url: string, timeoutMs: number) => Promise<GatewayStatusView>;
+  /** Where to ask the gateway, once it said it listens. */
+  #url: string | undefined;
+  /** Per service, the earliest registration time (ms since the epoch) that counts: after its restart. */
+  readonly #registeredAfter = new Map<string, number>();
+  /** Since when (performance.now()) the launcher waits; undefined while the shop is ready. */
+  #waitingSince: number | undefined;
+  /** The components restarted since the shop was last ready; none before it first was. */
+  #restarted: string[] = [];
+  #warned = false;
+  #lastProblem = NOT_LISTENING;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #warnTimer: NodeJS.Timeout | undefined;
+  #asking = false;
+  #stopped = false;
+
+  constructor(options: ShopReadinessOptions) {
+    this.#options = options;
+    this.#warnAfterMs = options.warnAfterMs ?? READY_WARNING_MS;
+    this.#fetch = options.fetchStatus ?? fetchGatewayStatus;
+  }
+
+  /** Begins the first wait: call it as the components are started. */
+  start(): void {
+    if (this.#stopped || this.#waitingSince !== undefined) return;
+    this.#wait();
+  }
+
+  /** The gateway listens at `url` (its real port): where to ask from now on. */
+  gatewayListening(url: string): void {
+    if (url === '') return;
+    this.#url = dialable(url);
+    if (this.#waitingSince !== undefined && !this.#asking) this.#schedule(0);
+  }
+
+  /** `component` exited and the launcher starts it again: the shop is not ready until it is back. */
+  restarted(component: string): void {
+    if (this.#stopped) return;
+    if (component === 'gateway') this.#url = undefined;
+    const at = Date.now();
+    // Every service registers again with a distributor that restarted.
+    const services =
+      component === 'distributor'
+        ? this.#options.services
+        : this.#options.services.filter((name) => name === component);
+    for (const name of services) this.#registeredAfter.set(name, at);
+    if (!this.#restarted.includes(component)) this.#restarted.push(component);
+    if (this.#waitingSince === undefined) this.#wait();
+  }
+
+  /** Stops asking and clears every timer. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#pollTimer);
+    clearTimeout(this.#warnTimer);
+  }
+
+  #wait(): void {
+    this.#waitingSince = performance.now();
+    this.#warned = false;
+    clearTimeout(this.#warnTimer);
+    this.#warnTimer = setTimeout(() => this.#warn(), this.#warnAfterMs);
+    this.#schedule(0);
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#pollTimer);
+    this.#pollTimer = setTimeout(() => void this.#ask(), delayMs);
+  }
+
+  async #ask(): Promise<void> {
+    const url = this.#url;
+    if (this.#stopped || this.#waitingSince === undefined) return;
+    if (url === undefined) {
+      this.#lastProblem = NOT_LISTENING;
+      this.#schedule(this.#pollMs());
+      return;
+    }
+    this.#asking = true;
+    try {
+      const missing = missingFrom(
+        await this.#fetch(url, ASK_TIMEOUT_MS),
+        this.#options.services,
+        this.#registeredAfter,
+      );
+      if (missing.length === 0) {
+        if (!this.#stopped && this.#waitingSince !== undefined && this.#url === url) this.#ready(url);
+        return;
+      }
+      this.#lastProblem = `${listed(missing)} ${missing.length === 1 ? 'has' : 'have'} not registered with the distributor, or the gateway does not route to ${missing.length === 1 ? 'it' : 'them'} yet (see ${missing.length === 1 ? 'its' : 'their'} lines above); the launcher says so once the shop is ready`;
+    } catch (error) {
+      // A gateway that asks for client certificates answers 403 for ever: said as it is.
+      this.#lastProblem = `the gateway at ${url} does not tell the launcher: ${error instanceof Error ? error.message : String(error)}`;
+    } finally {
+      this.#asking = false;
+    }
+    if (!this.#stopped && this.#waitingSince !== undefined) this.#schedule(this.#pollMs());
+  }
+
+  #pollMs(): number {
+    return this.#warned ? SLOW_POLL_MS : POLL_MS;
+  }
+
+  #ready(url: string): void {
+    const seconds = ((performance.now() - this.#waitingSince!) / 1000).toFixed(1);
+    clearTimeout(this.#warnTimer);
+    this.#waitingSince = undefined;
+    const restarted = this.#restarted.splice(0);
+    this.#options.say(
+      restarted.length === 0
+        ? `the shop is ready: ${url} (${listed(this.#options.services)} registered; ${seconds} s)`
+        : `the shop is ready again: ${url} (${listed(restarted)} back; ${seconds} s after ${restarted.length === 1 ? 'it' : 'they'} exited)`,
+      'info',
+    );
+  }
+
+  #warn(): void {
+    if (this.#stopped || this.#waitingSince === undefined) return;
+    this.#warned = true;
+    const after = this.#restarted.length === 0 ? 'the start' : `${listed(this.#restarted)} exited`;
+    this.#options.say(
+      `the shop is not ready ${Math.round(this.#warnAfterMs / 1000)} s after ${after}: ${this.#lastProblem}`,
+      'warn',
+    );
+  }
+}
+
+/**
+ * Who the gateway's status shows missing: `gateway` when it is not registered itself, and each
+ * service with no serving node (registered after its restart, if it restarted) that a listed route
+ * is served by.
+ */
+function missingFrom(
+  status: GatewayStatusView,
+  services: readonly string[],
+  registeredAfter: ReadonlyMap<string, number>,
+): string[] {
+  const nodes = Array.isArray(status.nodes) ? status.nodes : [];
+  const routes = Array.isArray(status.routes) ? status.routes : [];
+  const routed = new Set(routes.filter((route) => route.listed).flatMap((route) => route.serving));
+  const missing = status.registered === true ? [] : ['gateway'];
+  for (const service of services) {
+    const after = registeredAfter.get(service) ?? 0;
+    const serving = nodes.some(
+      (node) =>
+        node.name === service &&
+        node.state === 'serving' &&
+        node.kept !== true &&
+        node.registeredAt !== null &&
+        Date.parse(node.registeredAt) >= after &&
+        routed.has(node.id),
+    );
+    if (!serving) missing.push(service);
+  }
+  return missing;
+}
+
+/** The address to ask at on this machine when the gateway listens on every interface. */
+function dialable(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.hostname === '0.0.0.0') parsed.hostname = '127.0.0.1';
+  else if (parsed.hostname === '[::]') parsed.hostname = '[::1]';
+  return parsed.origin;
+}
+
+function listed(names: readonly string[]): string {
+  return names.join(', ');
+}
