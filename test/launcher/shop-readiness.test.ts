@@ -1,0 +1,107 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { GatewayStatusView } from '../../src/launcher/gateway-status-probe.js';
+import { ShopReadiness } from '../../src/launcher/shop-readiness.js';
+
+// What the launcher makes of the gateway's /status.json, served by a real HTTP server as the
+// gateway serves it: a restarted service counts as back only with a registration made after it
+// exited, not while the gateway still lists the instance that died.
+
+type Node = GatewayStatusView['nodes'][number];
+
+describe('ShopReadiness', () => {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+  });
+
+  async function gatewayServing(status: { current: GatewayStatusView }): Promise<string> {
+    const server: Server = createServer((request, response) => {
+      expect(request.url).toBe('/status.json');
+      response.writeHead(200, { 'Content-Type': 'application/json' });
+      response.end(JSON.stringify(status.current));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => server.close());
+    return `http://0.0.0.0:${(server.address() as AddressInfo).port}`;
+  }
+
+  const node = (name: string, registeredAt: string, extra: Partial<Node> = {}): Node => ({
+    id: `${name}@127.0.0.1:1`,
+    name,
+    state: 'serving',
+    registeredAt,
+    ...extra,
+  });
+  const statusOf = (nodes: Node[], registered = true): GatewayStatusView => ({
+    registered,
+    nodes,
+    routes: nodes.map((each) => ({ listed: true, serving: [each.id] })),
+  });
+
+  function makeReadiness(): { readiness: ShopReadiness; lines: string[] } {
+    const lines: string[] = [];
+    const readiness = new ShopReadiness({
+      services: ['goods', 'members'],
+      say: (text, level) => lines.push(`${level} ${text}`),
+      warnAfterMs: 1_000,
+    });
+    cleanups.push(() => readiness.stop());
+    return { readiness, lines };
+  }
+
+  it('ready once the gateway is registered and routes every service; again only after a registration made since the restart', async () => {
+    const early = new Date(Date.now() - 60_000).toISOString();
+    const status = { current: statusOf([node('goods', early)], false) };
+    const url = await gatewayServing(status);
+    const { readiness, lines } = makeReadiness();
+    readiness.start();
+    readiness.gatewayListening(url);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(lines).toEqual([]);
+    status.current = statusOf([node('goods', early), node('members', early)]);
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 2_000, interval: 50 });
+    const dialled = url.replace('0.0.0.0', '127.0.0.1');
+    expect(lines[0]).toMatch(
+      new RegExp(`^info the shop is ready: ${dialled} \\(goods, members registered; \\d+\\.\\d s\\)$`),
+    );
+
+    // goods died: the gateway still lists it, registered before.
+    readiness.restarted('goods');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(lines).toHaveLength(1);
+    status.current = statusOf([node('goods', new Date().toISOString()), node('members', early)]);
+    await vi.waitFor(() => expect(lines).toHaveLength(2), { timeout: 2_000, interval: 50 });
+    expect(lines[1]).toMatch(/^info the shop is ready again: .* \(goods back; \d+\.\d s after it exited\)$/);
+
+    // The distributor restarted: every service must register again, and kept ones do not count.
+    readiness.restarted('distributor');
+    status.current = statusOf([
+      node('goods', new Date(Date.now() + 5).toISOString(), { kept: true }),
+      node('members', early),
+    ]);
+    await vi.waitFor(() => expect(lines).toHaveLength(3), { timeout: 3_000, interval: 50 });
+    expect(lines[2]).toBe(
+      'warn the shop is not ready 1 s after distributor exited: goods, members have not registered with the distributor, or the gateway does not route to them yet (see their lines above); the launcher says so once the shop is ready',
+    );
+    const later = new Date(Date.now() + 5).toISOString();
+    status.current = statusOf([node('goods', later), node('members', later)]);
+    await vi.waitFor(() => expect(lines).toHaveLength(4), { timeout: 3_000, interval: 50 });
+    expect(lines[3]).toMatch(/^info the shop is ready again: .* \(distributor back; /);
+  });
+
+  it('warns once that the gateway has not said where it listens, and says nothing after stop()', async () => {
+    const { readiness, lines } = makeReadiness();
+    readiness.start();
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 3_000, interval: 50 });
+    expect(lines[0]).toBe(
+      'warn the shop is not ready 1 s after the start: the gateway has not said that it listens yet (see its lines above)',
+    );
+    readiness.restarted('goods');
+    readiness.stop();
+    readiness.restarted('members');
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(lines).toHaveLength(1);
+  });
+});
