@@ -1,10 +1,13 @@
 import { isIP } from 'node:net';
+import { parseHostPort } from '../../common/config.js';
 import {
   type HostLookup,
   lookupAll,
   lookupWithin,
   START_LOOKUP_TIMEOUT_MS,
 } from '../../common/host-lookup.js';
+import { familyNotListenedOn } from '../../common/listen-family.js';
+import type { Logger } from '../../common/logger.js';
 import {
   dialsThisMachine,
   isLinkLocalHost,
@@ -74,4 +77,86 @@ export async function dialsThisMachineByName(
   } catch {
     return false;
   }
+}
+
+/** What {@link registeredHostOf} decides from. */
+export interface ListingOptions {
+  /** --host. */
+  readonly host: string;
+  /** --advertise-host ('' for none). */
+  readonly advertiseHost: string;
+  /** --distributor, host:port. */
+  readonly distributor: string;
+  /** The addresses the service's gRPC server bound, in grpc-js's order. */
+  readonly boundAddresses: readonly string[];
+  readonly log: Logger;
+}
+
+/**
+ * The host a service registers (see listedHostOfName; '' for the address the distributor sees it
+ * call from), with a warning at start, `unreachable-address`, when the distributor would list it
+ * where others cannot reach it: on loopback with the distributor elsewhere, at a loopback
+ * --advertise-host, or at an address of a family it does not listen on.
+ */
+export async function registeredHostOf({
+  host,
+  advertiseHost,
+  distributor,
+  boundAddresses,
+  log,
+}: ListingOptions): Promise<string> {
+  const distributorHost = parseHostPort(distributor, 'the distributor').host;
+  const distributorRemote = !(await dialsThisMachineByName(distributorHost));
+  // Without --advertise-host, the one address it listens on (see listedHostOfName), else the address
+  // the distributor sees it call from, of the family of the distributor's own address.
+  const registeredHost = advertiseHost || listedHostOfName(host, !distributorRemote, boundAddresses);
+  const listedHost = registeredHost || distributorHost;
+  // A distributor on this machine too: one dialled at [::1] sees a service on 0.0.0.0 call from ::1,
+  // and lists it there, where the gateways beside it are refused.
+  const missedFamily = familyNotListenedOn(host, listedHost);
+  // A name bound on loopback alone is loopback too: a machine's own name in a Debian /etc/hosts
+  // (127.0.1.1), given as --host, was listed at the address it called from without a word.
+  const onLoopback =
+    isLoopbackHost(host) || (boundAddresses.length > 0 && boundAddresses.every(isLoopbackHost));
+  if (distributorRemote && onLoopback) {
+    const listed = advertiseHost
+      ? `at ${advertiseHost} (--advertise-host), where nothing listens`
+      : 'at the address it sees it call from, where nothing listens';
+    log.warn(
+      { event: 'unreachable-address', host: host, distributor: distributor },
+      `listening on ${host} only, while the distributor at ${distributor} is not on loopback: it lists ` +
+        `this service ${listed}; set --host (SERVICE_HOST) to an address others reach (0.0.0.0: all)` +
+        (advertiseHost ? '' : ', or --advertise-host'),
+    );
+  } else if (distributorRemote && advertiseHost && isLoopbackHost(advertiseHost)) {
+    // Listed at loopback, the service is dialled by every gateway at its own machine.
+    log.warn(
+      {
+        event: 'unreachable-address',
+        host: host,
+        advertiseHost: advertiseHost,
+        distributor: distributor,
+      },
+      `--advertise-host (ADVERTISE_HOST) ${advertiseHost} is loopback, while the distributor at ${distributor} ` +
+        'is not: others dial it as their own machine and never reach this service; give an address of this machine ' +
+        'they reach, or leave it unset',
+    );
+  } else if (missedFamily !== undefined) {
+    const listed = advertiseHost
+      ? `at ${advertiseHost} (--advertise-host)`
+      : `at its IPv${missedFamily} address, the one it calls the distributor at ${distributor} from,`;
+    log.warn(
+      {
+        event: 'unreachable-address',
+        host: host,
+        ...(advertiseHost ? { advertiseHost: advertiseHost } : {}),
+        distributor: distributor,
+      },
+      `listening on ${host}, which takes no IPv${missedFamily} connections, while the distributor lists this service ${listed} ` +
+        `where nothing listens: set --host (SERVICE_HOST) to ${missedFamily === 6 ? ':: (every address, IPv6 and IPv4)' : '0.0.0.0 or ::'} ` +
+        `or an IPv${missedFamily} address of this machine` +
+        (advertiseHost ? `, or --advertise-host to an IPv${missedFamily === 6 ? 4 : 6} one` : ''),
+    );
+  }
+  return registeredHost;
 }

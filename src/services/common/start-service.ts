@@ -1,13 +1,11 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
-import { ConfigError, formatHostPort, parseHostPort } from '../../common/config.js';
+import { ConfigError, formatHostPort } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
-import { familyNotListenedOn } from '../../common/listen-family.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
-import { isLoopbackHost } from '../../common/loopback.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { tlsProblemLog } from '../../common/tls-problem-log.js';
@@ -18,7 +16,7 @@ import {
   RegistrationClient,
 } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
-import { dialsThisMachineByName, listedHostOfName } from './listed-host.js';
+import { registeredHostOf } from './listed-host.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
 import { describeMysqlTls } from './mysql-tls.js';
 import { describeMysql } from './mysql-url.js';
@@ -126,60 +124,13 @@ export async function startService<Store extends ServiceStore, Options>(
     { event: 'listening', host: config.host, port },
     `listening on ${formatHostPort({ host: config.host, port })}`,
   );
-  const distributorHost = parseHostPort(config.distributor, 'the distributor').host;
-  const distributorRemote = !(await dialsThisMachineByName(distributorHost));
-  // Without --advertise-host, the one address it listens on (see listedHostOfName), else the address
-  // the distributor sees it call from, of the family of the distributor's own address.
-  const registeredHost =
-    config.advertiseHost || listedHostOfName(config.host, !distributorRemote, server.boundAddresses());
-  const listedHost = registeredHost || distributorHost;
-  // A distributor on this machine too: one dialled at [::1] sees a service on 0.0.0.0 call from ::1,
-  // and lists it there, where the gateways beside it are refused.
-  const missedFamily = familyNotListenedOn(config.host, listedHost);
-  // A name bound on loopback alone is loopback too: a machine's own name in a Debian /etc/hosts
-  // (127.0.1.1), given as --host, was listed at the address it called from without a word.
-  const bound = server.boundAddresses();
-  const onLoopback = isLoopbackHost(config.host) || (bound.length > 0 && bound.every(isLoopbackHost));
-  if (distributorRemote && onLoopback) {
-    const listed = config.advertiseHost
-      ? `at ${config.advertiseHost} (--advertise-host), where nothing listens`
-      : 'at the address it sees it call from, where nothing listens';
-    log.warn(
-      { event: 'unreachable-address', host: config.host, distributor: config.distributor },
-      `listening on ${config.host} only, while the distributor at ${config.distributor} is not on loopback: it lists ` +
-        `this service ${listed}; set --host (SERVICE_HOST) to an address others reach (0.0.0.0: all)` +
-        (config.advertiseHost ? '' : ', or --advertise-host'),
-    );
-  } else if (distributorRemote && config.advertiseHost && isLoopbackHost(config.advertiseHost)) {
-    // Listed at loopback, the service is dialled by every gateway at its own machine.
-    log.warn(
-      {
-        event: 'unreachable-address',
-        host: config.host,
-        advertiseHost: config.advertiseHost,
-        distributor: config.distributor,
-      },
-      `--advertise-host (ADVERTISE_HOST) ${config.advertiseHost} is loopback, while the distributor at ${config.distributor} ` +
-        'is not: others dial it as their own machine and never reach this service; give an address of this machine ' +
-        'they reach, or leave it unset',
-    );
-  } else if (missedFamily !== undefined) {
-    const listed = config.advertiseHost
-      ? `at ${config.advertiseHost} (--advertise-host)`
-      : `at its IPv${missedFamily} address, the one it calls the distributor at ${config.distributor} from,`;
-    log.warn(
-      {
-        event: 'unreachable-address',
-        host: config.host,
-        ...(config.advertiseHost ? { advertiseHost: config.advertiseHost } : {}),
-        distributor: config.distributor,
-      },
-      `listening on ${config.host}, which takes no IPv${missedFamily} connections, while the distributor lists this service ${listed} ` +
-        `where nothing listens: set --host (SERVICE_HOST) to ${missedFamily === 6 ? ':: (every address, IPv6 and IPv4)' : '0.0.0.0 or ::'} ` +
-        `or an IPv${missedFamily} address of this machine` +
-        (config.advertiseHost ? `, or --advertise-host to an IPv${missedFamily === 6 ? 4 : 6} one` : ''),
-    );
-  }
+  const registeredHost = await registeredHostOf({
+    host: config.host,
+    advertiseHost: config.advertiseHost,
+    distributor: config.distributor,
+    boundAddresses: server.boundAddresses(),
+    log,
+  });
   let admin: AdminServer | undefined;
   if (observability?.metricsPort !== undefined && telemetry.registry) {
     try {
