@@ -8,6 +8,7 @@ import { makeFolder } from '../common/make-folder.js';
 import { asksForHelp, STOP_LIMIT_MS } from '../common/process-lifecycle.js';
 import { loadSettings, usageText } from '../common/settings.js';
 import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
+import { SHOP_SERVICES } from '../services/service-list.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
 import { heldPorts, heldPortsMessage } from './held-ports.js';
@@ -78,13 +79,10 @@ for (const warning of misspeltVariableWarnings(
   [LAUNCHER_SETTINGS, ...SHOP_COMPONENTS.map(({ settings }) => settings)],
 ))
   say(warning, 'warn');
+/** Where this run's registry token is published, and beside it the pid of the launcher holding it. */
+const tokenFile = join(resolve(dataDir), 'registry-token');
 const credentials = registrationCredentials();
-const readiness = new ShopReadiness({
-  services: SHOP_COMPONENTS.map(({ name }) => name).filter(
-    (name) => name !== 'distributor' && name !== 'gateway',
-  ),
-  say,
-});
+const readiness = new ShopReadiness({ services: SHOP_SERVICES.map(({ name }) => name), say });
 const supervisor = new Supervisor(
   SHOP_COMPONENTS.map(({ name, entry }) => ({
     name,
@@ -152,7 +150,7 @@ function stopEverything(why: string, exitCode: number): void {
  * (it may be a running launcher's) and named as not this run's.
  */
 function registrationCredentials(): { env: NodeJS.ProcessEnv; publish(): void } {
-  const file = join(resolve(dataDir), 'registry-token');
+  const file = tokenFile;
   const given = process.env[REGISTRY_TOKEN_ENV];
   if (given) {
     const held = readIfPresent(file);
@@ -279,7 +277,7 @@ process.on('exit', () => supervisor.killAll());
 const held = await heldPorts(portPlan.required);
 if (held.length > 0 && !stopping) {
   stopping = true;
-  say(heldPortsMessage(held, runningTokenHolder(join(resolve(dataDir), 'registry-token.pid'))), 'error');
+  say(heldPortsMessage(held, runningTokenHolder(`${tokenFile}.pid`)), 'error');
   await output.flush(1_000);
   process.exit(EXIT_CODES.failed);
 }
