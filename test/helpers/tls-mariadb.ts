@@ -27,11 +27,22 @@ export interface ServerCertificate {
   readonly keyFile: string;
 }
 
-/** A throwaway CA and the server certificates a test asks of it. */
+/** When a certificate starts and ends. */
+export interface Validity {
+  readonly start: Date;
+  readonly end: Date;
+}
+
+/** A throwaway CA and the server and client certificates a test asks of it. */
 export interface TestDatabaseCa {
   readonly caFile: string;
   /** Issues a server certificate naming `sans` (`IP:127.0.0.1`, `DNS:localhost`), by this CA. */
-  issue(name: string, sans: readonly string[], validity?: { start: Date; end: Date }): ServerCertificate;
+  issue(name: string, sans: readonly string[], validity?: Validity): ServerCertificate;
+  /**
+   * Issues a client certificate whose subject is `/CN=<name>` (what a user's REQUIRE SUBJECT names),
+   * by this CA, as a MySQL user created REQUIRE X509 connects with.
+   */
+  issueClient(name: string, validity?: Validity): ServerCertificate;
 }
 
 const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/usr/local/mysql/bin'];
@@ -68,7 +79,10 @@ function opensslDate(date: Date): string {
   return `${date.toISOString().slice(0, 19).replace(/[-T:]/g, '')}Z`;
 }
 
-/** Makes a CA in `dir` (which must exist) that issues server certificates with the names a test needs. */
+/**
+ * Makes a CA in `dir` (which must exist) that issues server certificates with the names a test
+ * needs, and client certificates.
+ */
 export function makeDatabaseCa(dir: string, commonName = 'database test CA'): TestDatabaseCa {
   const prefix = commonName.replace(/\W+/g, '-');
   const caFile = join(dir, `${prefix}.crt`);
@@ -95,29 +109,35 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
     ],
     dir,
   );
-  const issue: TestDatabaseCa['issue'] = (name, sans, validity) => {
+  /** Signs a certificate for `/CN=<name>`, in files named `<prefix>-<file>.*`. */
+  const sign = (
+    name: string,
+    file: string,
+    extensions: readonly string[],
+    validity: Validity | undefined,
+  ): ServerCertificate => {
     const hour = 60 * 60 * 1000;
     const { start, end } = validity ?? {
       start: new Date(Date.now() - hour),
       end: new Date(Date.now() + 30 * 24 * hour),
     };
-    const certFile = join(dir, `${prefix}-${name}.crt`);
-    const keyFile = join(dir, `${prefix}-${name}.key`);
-    const csr = join(dir, `${prefix}-${name}.csr`);
+    const certFile = join(dir, `${prefix}-${file}.crt`);
+    const keyFile = join(dir, `${prefix}-${file}.key`);
+    const csr = join(dir, `${prefix}-${file}.csr`);
     openssl(
       ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`],
       dir,
     );
     // `openssl ca`, as OpenSSL 3.0's x509 cannot set the start of the validity (an expired one).
-    const config = join(dir, `${prefix}-${name}.cnf`);
+    const config = join(dir, `${prefix}-${file}.cnf`);
     writeFileSync(
       config,
       [
         '[ca]',
         'default_ca = issuer',
         '[issuer]',
-        `database = ${prefix}-${name}.index`,
-        `serial = ${prefix}-${name}.serial`,
+        `database = ${prefix}-${file}.index`,
+        `serial = ${prefix}-${file}.serial`,
         'new_certs_dir = .',
         'policy = names',
         'unique_subject = no',
@@ -125,14 +145,13 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
         '[names]',
         'commonName = supplied',
         '[ext]',
-        `subjectAltName = ${sans.join(',')}`,
         'basicConstraints = CA:FALSE',
-        'extendedKeyUsage = serverAuth',
+        ...extensions,
         '',
       ].join('\n'),
     );
-    writeFileSync(join(dir, `${prefix}-${name}.index`), '');
-    writeFileSync(join(dir, `${prefix}-${name}.serial`), `${Date.now().toString(16).padStart(16, '0')}\n`);
+    writeFileSync(join(dir, `${prefix}-${file}.index`), '');
+    writeFileSync(join(dir, `${prefix}-${file}.serial`), `${Date.now().toString(16).padStart(16, '0')}\n`);
     openssl(
       [
         'ca',
@@ -159,7 +178,14 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
     );
     return { certFile, keyFile };
   };
-  return { caFile, issue };
+  return {
+    caFile,
+    issue: (name, sans, validity) =>
+      sign(name, name, [`subjectAltName = ${sans.join(',')}`, 'extendedKeyUsage = serverAuth'], validity),
+    // A server checks the purpose of a client's certificate: one for serverAuth alone is refused.
+    issueClient: (name, validity) =>
+      sign(name, `client-${name}`, ['extendedKeyUsage = clientAuth'], validity),
+  };
 }
 
 async function freePort(): Promise<number> {

@@ -21,7 +21,7 @@ import {
   transactionOn,
 } from './database-telemetry.js';
 import type { IdempotencyOptions } from './idempotency.js';
-import { mysqlTlsHint, mysqlTlsPoolOptions, watchMysqlCaFile } from './mysql-tls.js';
+import { mysqlTlsHint, mysqlTlsPoolOptions, watchMysqlTlsFiles } from './mysql-tls.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /** Options of {@link MysqlDatabase}. */
@@ -53,7 +53,7 @@ export interface MysqlDatabaseOptions {
    * the statement timeout, if shorter). A busy pool hands out connections idle for less: no ping.
    */
   idleCheckAfterMs?: number;
-  /** How often MYSQL_SSL_CA's file is read again (default DEFAULT_TLS_REFRESH_MS). */
+  /** How often the files of MYSQL_SSL_CA, MYSQL_SSL_CERT and MYSQL_SSL_KEY are read again (default DEFAULT_TLS_REFRESH_MS). */
   tlsRefreshIntervalMs?: number;
   /** Told of the pool and of every operation, so that both show in the service's metrics. */
   observer?: DatabaseObserver;
@@ -241,7 +241,7 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
 export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
   readonly #connection: MysqlConnectionOptions;
-  readonly #stopWatchingCa: () => void;
+  readonly #stopWatchingTlsFiles: () => void;
   readonly #schema: readonly MysqlSchemaStep[];
   /** The tables the schema makes, looked for by every health probe. */
   readonly #tables: readonly string[];
@@ -293,7 +293,7 @@ export class MysqlDatabase implements SqlExecutor {
     // The calls' connections and the probe's (see #callLimit).
     const poolLimit = this.#callLimit + 1;
     const tls = mysqlTlsPoolOptions(connection);
-    this.#stopWatchingCa = watchMysqlCaFile(connection, tls, {
+    this.#stopWatchingTlsFiles = watchMysqlTlsFiles(connection, tls, {
       ...tlsProblemLog(this.#log),
       ...(options.tlsRefreshIntervalMs === undefined
         ? {}
@@ -515,7 +515,7 @@ export class MysqlDatabase implements SqlExecutor {
    * at once, one still running a statement only once the statement is done.
    */
   async close(timeoutMs = POOL_CLOSE_TIMEOUT_MS): Promise<void> {
-    this.#stopWatchingCa();
+    this.#stopWatchingTlsFiles();
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, timeoutMs);

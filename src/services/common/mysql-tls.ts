@@ -1,7 +1,13 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { ConfigError } from '../../common/config.js';
 import { nonEmpty, optionalSetting, settingName } from '../../common/settings.js';
-import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from '../../common/tls-files.js';
+import {
+  readTlsFiles,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsRefreshOptions,
+  watchTlsFiles,
+} from '../../common/tls-files.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
 /**
@@ -20,14 +26,72 @@ export const MYSQL_SSL_CA_SETTING = optionalSetting({
 export const MYSQL_SSL_CA_NAME = settingName(MYSQL_SSL_CA_SETTING);
 
 /**
- * MYSQL_URL's connection with MYSQL_SSL_CA's file added. Two sources of one CA, or a CA with a
- * profile (which brings its own), are refused rather than one silently winning.
+ * The client certificate and its key, for a MySQL user created `REQUIRE X509` (or SUBJECT, ISSUER),
+ * as mysql clients take them (`--ssl-cert`, `--ssl-key`): in MYSQL_URL they were PEM texts inside
+ * `?ssl=`, a private key in a URL, which goes where URLs go (the environment, a shell's history).
  */
-export function withSslCaFile(
+export const MYSQL_SSL_CERT_SETTING = optionalSetting({
+  flag: 'mysql-ssl-cert',
+  env: 'MYSQL_SSL_CERT',
+  help: 'client certificate (PEM file) the services show the MySQL server, for a user created REQUIRE X509 (or SUBJECT, ISSUER); needs --mysql-ssl-key, and turns TLS on as --mysql-ssl-ca does. Re-read when the file changes',
+  parse: nonEmpty,
+});
+
+/** The private key of MYSQL_SSL_CERT's certificate. */
+export const MYSQL_SSL_KEY_SETTING = optionalSetting({
+  flag: 'mysql-ssl-key',
+  env: 'MYSQL_SSL_KEY',
+  help: 'private key (unencrypted PEM file) of the --mysql-ssl-cert certificate. Re-read when the file changes',
+  parse: nonEmpty,
+});
+
+/** MYSQL_SSL_CERT as messages name it. */
+export const MYSQL_SSL_CERT_NAME = settingName(MYSQL_SSL_CERT_SETTING);
+
+/** MYSQL_SSL_KEY as messages name it. */
+export const MYSQL_SSL_KEY_NAME = settingName(MYSQL_SSL_KEY_SETTING);
+
+/** The files of MYSQL_SSL_CA, MYSQL_SSL_CERT and MYSQL_SSL_KEY, each unset or a path. */
+export interface MysqlTlsFilePaths {
+  readonly caFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}
+
+/** The options of `?ssl=` that give a client certificate, or unlock its key. */
+const CLIENT_IDENTITY_OPTIONS = ['cert', 'key', 'pfx', 'passphrase'];
+
+/**
+ * MYSQL_URL's connection with the files of MYSQL_SSL_CA, MYSQL_SSL_CERT and MYSQL_SSL_KEY added.
+ * Either file turns TLS on, as a mysql client's `--ssl-ca` or `--ssl-cert` does. Two sources of one
+ * thing (a CA, a client certificate), a CA with a profile (which brings its own), and a certificate
+ * without its key are refused rather than one silently winning, or the other ignored.
+ */
+export function withSslFiles(
   connection: MysqlConnectionOptions | undefined,
-  caFile: string | undefined,
+  { caFile, certFile, keyFile }: MysqlTlsFilePaths,
 ): MysqlConnectionOptions | undefined {
-  if (caFile === undefined) return connection;
+  if (certFile !== undefined && keyFile === undefined) {
+    throw new ConfigError(
+      `${MYSQL_SSL_CERT_NAME} is set but ${MYSQL_SSL_KEY_NAME} is not: give the file of the certificate's private key too`,
+    );
+  }
+  if (keyFile !== undefined && certFile === undefined) {
+    throw new ConfigError(
+      `${MYSQL_SSL_KEY_NAME} is set but ${MYSQL_SSL_CERT_NAME} is not: give the file of the key's certificate too`,
+    );
+  }
+  let result = connection;
+  if (caFile !== undefined) result = withSslCaFile(result, caFile);
+  if (certFile !== undefined && keyFile !== undefined)
+    result = withClientCertificate(result, certFile, keyFile);
+  return result;
+}
+
+function withSslCaFile(
+  connection: MysqlConnectionOptions | undefined,
+  caFile: string,
+): MysqlConnectionOptions {
   if (connection === undefined) {
     throw new ConfigError(`${MYSQL_SSL_CA_NAME} is set but MYSQL_URL is not: the CA is for a MySQL server`);
   }
@@ -49,6 +113,58 @@ export function withSslCaFile(
   return { ...connection, sslCaFile: caFile };
 }
 
+function withClientCertificate(
+  connection: MysqlConnectionOptions | undefined,
+  certFile: string,
+  keyFile: string,
+): MysqlConnectionOptions {
+  if (connection === undefined) {
+    throw new ConfigError(
+      `${MYSQL_SSL_CERT_NAME} is set but MYSQL_URL is not: the client certificate is for a MySQL server`,
+    );
+  }
+  const { ssl } = connection;
+  // A profile is a name mysql2 turns into its own options: nothing can be added to it.
+  if (typeof ssl === 'string') {
+    throw new ConfigError(
+      `${MYSQL_SSL_CERT_NAME} cannot go with MYSQL_URL's ssl profile "${ssl}": give the file of its CAs as ${MYSQL_SSL_CA_NAME} instead of the profile`,
+    );
+  }
+  const given = CLIENT_IDENTITY_OPTIONS.filter((option) => ssl?.[option] !== undefined);
+  if (given.length > 0) {
+    throw new ConfigError(
+      `${MYSQL_SSL_CERT_NAME} and MYSQL_URL's "ssl" parameter both give a client certificate (${given.map((option) => `"${option}"`).join(', ')}): give one of them (the files keep the key out of the URL)`,
+    );
+  }
+  return { ...connection, sslCertFile: certFile, sslKeyFile: keyFile };
+}
+
+/** Whether the service reaches `connection`'s server over TLS: `?ssl=`, or a file that turns it on. */
+export function usesMysqlTls(connection: MysqlConnectionOptions): boolean {
+  return (
+    connection.ssl !== undefined || connection.sslCaFile !== undefined || connection.sslCertFile !== undefined
+  );
+}
+
+/** The files of `connection`, as readTlsFiles and watchTlsFiles take them, each named by its setting. */
+function mysqlTlsFiles({ sslCaFile, sslCertFile, sslKeyFile }: MysqlConnectionOptions): TlsFiles {
+  return {
+    ...(sslCaFile === undefined ? {} : { caFile: sslCaFile }),
+    ...(sslCertFile === undefined ? {} : { certFile: sslCertFile }),
+    ...(sslKeyFile === undefined ? {} : { keyFile: sslKeyFile }),
+    sources: { caFile: MYSQL_SSL_CA_NAME, certFile: MYSQL_SSL_CERT_NAME, keyFile: MYSQL_SSL_KEY_NAME },
+  };
+}
+
+/** The PEM texts of `material`, as mysql2's `ssl` takes them (a string compares by value: see watchMysqlTlsFiles). */
+function sslTexts(material: TlsMaterial): { ca?: string; cert?: string; key?: string } {
+  return {
+    ...(material.ca === undefined ? {} : { ca: material.ca.toString('utf8') }),
+    ...(material.cert === undefined ? {} : { cert: material.cert.toString('utf8') }),
+    ...(material.key === undefined ? {} : { key: material.key.toString('utf8') }),
+  };
+}
+
 /** What a MySQL pool is given for TLS (none of it without TLS). */
 export interface MysqlTlsPoolOptions {
   readonly ssl?: string | Record<string, unknown>;
@@ -57,9 +173,11 @@ export interface MysqlTlsPoolOptions {
 }
 
 /**
- * The TLS options of a pool to `connection`'s server. Reads the CA file (MYSQL_SSL_CA) now, so that
- * one that cannot be used stops the start (exit 2) naming the setting (see watchMysqlCaFile for
- * its changes). The `ssl` object is the one the pool keeps: a new CA is put in it.
+ * The TLS options of a pool to `connection`'s server. Reads the files (MYSQL_SSL_CA, MYSQL_SSL_CERT,
+ * MYSQL_SSL_KEY) now, so that one that cannot be used (unreadable, not PEM, a key not the
+ * certificate's, an expired certificate) stops the start (exit 2) naming the setting (see
+ * watchMysqlTlsFiles for their changes). The `ssl` object is the one the pool keeps: new files' PEM
+ * texts are put in it.
  *
  * The server's certificate must name the URL's host unless `"verifyIdentity":false` says otherwise:
  * mysql2 checks only the chain by default, so `{"rejectUnauthorized":true}` took any certificate the
@@ -70,19 +188,11 @@ export interface MysqlTlsPoolOptions {
  * address opens its own sockets, whose host node:tls then checks the certificate against.
  */
 export function mysqlTlsPoolOptions(connection: MysqlConnectionOptions): MysqlTlsPoolOptions {
-  const { ssl, sslCaFile, host, port } = connection;
-  if (ssl === undefined && sslCaFile === undefined) return {};
+  const { ssl, host, port } = connection;
+  if (!usesMysqlTls(connection)) return {};
   // A profile names mysql2's own bundle of CAs (see SSL_PROFILES): left as mysql2 reads it.
   if (typeof ssl === 'string') return { ssl };
-  const ca =
-    sslCaFile === undefined
-      ? {}
-      : {
-          ca: readTlsFiles({ caFile: sslCaFile, sources: { caFile: MYSQL_SSL_CA_NAME } }).ca?.toString(
-            'utf8',
-          ),
-        };
-  const options = { verifyIdentity: true, ...ssl, ...ca };
+  const options = { verifyIdentity: true, ...ssl, ...sslTexts(readTlsFiles(mysqlTlsFiles(connection))) };
   if (options.verifyIdentity !== true || isIP(host) === 0) return { ssl: options };
   return {
     ssl: options,
@@ -102,10 +212,17 @@ export function mysqlTlsPoolOptions(connection: MysqlConnectionOptions): MysqlTl
  * nothing of it) and what `?ssl=` options turned off.
  */
 export function describeMysqlTls(connection: MysqlConnectionOptions): string {
-  const { ssl, sslCaFile } = connection;
-  if (ssl === undefined && sslCaFile === undefined) return 'without TLS';
+  const { ssl, sslCaFile, sslCertFile } = connection;
+  if (!usesMysqlTls(connection)) return 'without TLS';
   if (typeof ssl === 'string') return `over TLS (profile "${ssl}": its CAs checked, not the host's name)`;
-  if (ssl?.rejectUnauthorized === false) return "over TLS, the server's certificate not checked";
+  // What the service shows the server: a user created REQUIRE X509 is refused without it.
+  const client =
+    sslCertFile !== undefined
+      ? `, the client certificate of ${sslCertFile}`
+      : ssl?.cert !== undefined
+        ? ', the client certificate of the "cert" of ?ssl='
+        : '';
+  if (ssl?.rejectUnauthorized === false) return `over TLS, the server's certificate not checked${client}`;
   const issuer =
     sslCaFile !== undefined
       ? `a CA of ${sslCaFile}`
@@ -113,35 +230,53 @@ export function describeMysqlTls(connection: MysqlConnectionOptions): string {
         ? "a public CA (Node's)"
         : 'a CA of the "ca" of ?ssl=';
   const name = ssl?.verifyIdentity === false ? 'any name' : `the name ${connection.host}`;
-  return `over TLS, the server's certificate from ${issuer} and for ${name}`;
+  return `over TLS, the server's certificate from ${issuer} and for ${name}${client}`;
 }
 
 /**
- * Reads MYSQL_SSL_CA's file again whenever it changes, as a component's own TLS files are (see
- * watchTlsFiles): the pool's next connections trust the CAs it then holds (mysql2 builds a new
- * secure context when `ca` is another string), so a CA rotation that adds the new CA to the file
- * before the server's certificate is renewed needs no restart. A changed file that holds no CA
- * certificate is logged, and the CAs read before stay in use; a CA in it that expires within a week
- * is logged too. Returns the function that stops watching (nothing to stop without the setting).
+ * Reads the files of MYSQL_SSL_CA, MYSQL_SSL_CERT and MYSQL_SSL_KEY again whenever they change, as a
+ * component's own TLS files are (see watchTlsFiles): the pool's next connections use what they then
+ * hold (mysql2 builds a new secure context when `ca`, `cert` or `key` is another string), so a CA
+ * rotation that adds the new CA to the file before the server's certificate is renewed, or a client
+ * certificate renewed before the old one expires, needs no restart. Files that cannot be used (no
+ * CA certificate, a key not the certificate's, a certificate not yet valid) are logged, and the
+ * material read before stays in use; a certificate in use that expires within a week is logged
+ * too. Returns the function that stops watching (nothing to stop without a file).
  */
-export function watchMysqlCaFile(
+export function watchMysqlTlsFiles(
   connection: MysqlConnectionOptions,
   tls: MysqlTlsPoolOptions,
   options: TlsRefreshOptions,
 ): () => void {
-  const { sslCaFile } = connection;
   const ssl = tls.ssl;
-  if (sslCaFile === undefined || typeof ssl !== 'object' || typeof ssl.ca !== 'string') return () => {};
+  if (typeof ssl !== 'object') return () => {};
+  const files = mysqlTlsFiles(connection);
+  if (files.caFile === undefined && files.certFile === undefined) return () => {};
+  const text = (value: unknown): Buffer | undefined =>
+    typeof value === 'string' ? Buffer.from(value) : undefined;
+  const initial: { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] } = {};
+  const [ca, cert, key] = [text(ssl.ca), text(ssl.cert), text(ssl.key)];
+  if (files.caFile !== undefined && ca) initial.ca = ca;
+  if (files.certFile !== undefined && cert && key) {
+    initial.cert = cert;
+    initial.key = key;
+  }
   return watchTlsFiles(
-    { caFile: sslCaFile, sources: { caFile: MYSQL_SSL_CA_NAME } },
-    { ca: Buffer.from(ssl.ca) },
-    (material) => {
-      if (material.ca) ssl.ca = material.ca.toString('utf8');
-    },
+    files,
+    initial,
+    (material) => Object.assign(ssl, sslTexts(material)),
     options,
-    // A CA file alone: no certificate of this service's own to keep its identity.
+    // The client certificate names a MySQL user, not a component of the shop, and the CA file is
+    // the server's, which need not have issued it.
     { sameIdentity: false },
   );
+}
+
+/** Where the client certificate comes from, as messages name it, or undefined without one. */
+function clientCertificateSource(connection: MysqlConnectionOptions): string | undefined {
+  if (connection.sslCertFile !== undefined) return MYSQL_SSL_CERT_NAME;
+  if (typeof connection.ssl === 'object' && connection.ssl.cert !== undefined) return 'the "cert" of ?ssl=';
+  return undefined;
 }
 
 /**
@@ -152,13 +287,36 @@ export function watchMysqlCaFile(
 export function mysqlTlsHint(error: unknown, connection: MysqlConnectionOptions): string | undefined {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   const text = typeof message === 'string' ? message : '';
-  const tls = connection.ssl !== undefined || connection.sslCaFile !== undefined;
-  // MariaDB refuses a client without TLS with the words of a wrong password.
-  if (code === 'ER_ACCESS_DENIED_ERROR' && !tls) {
-    return `if the password is right, the server may require TLS of this user (REQUIRE SSL) or of every client (require_secure_transport): give the file of its CA as ${MYSQL_SSL_CA_NAME}`;
+  // MariaDB refuses a client without TLS, or without the certificate its user requires, with the
+  // words of a wrong password.
+  if (code === 'ER_ACCESS_DENIED_ERROR') {
+    if (!usesMysqlTls(connection)) {
+      return `if the password is right, the server may require TLS of this user (REQUIRE SSL) or of every client (require_secure_transport): give the file of its CA as ${MYSQL_SSL_CA_NAME}`;
+    }
+    const client = clientCertificateSource(connection);
+    if (client === undefined) {
+      return `if the password is right, the server may require a client certificate of this user (REQUIRE X509, SUBJECT or ISSUER): give its files as ${MYSQL_SSL_CERT_NAME} and ${MYSQL_SSL_KEY_NAME}`;
+    }
+    return `if the password is right, the user's REQUIRE SUBJECT or ISSUER (SHOW CREATE USER) may name another subject or issuer than those of the client certificate of ${client}`;
   }
   if (code === 'HANDSHAKE_NO_SSL_SUPPORT') {
-    return `the server has TLS off: turn it on there, or give neither ${MYSQL_SSL_CA_NAME} nor ?ssl= in MYSQL_URL`;
+    return `the server has TLS off: turn it on there, or give none of ${MYSQL_SSL_CA_NAME}, ${MYSQL_SSL_CERT_NAME} and ?ssl= in MYSQL_URL`;
+  }
+  // The server's alert about the client certificate, which node:tls names by its number.
+  const client = clientCertificateSource(connection);
+  if (client !== undefined && typeof code === 'string') {
+    if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') {
+      return `the server refused the client certificate of ${client}: it is not issued by a CA the server trusts (its ssl_ca)`;
+    }
+    if (code === 'ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE') {
+      return `the server refused the client certificate of ${client}: it is not for client authentication (its extendedKeyUsage lacks clientAuth)`;
+    }
+    if (code === 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED') {
+      return `the server refused the client certificate of ${client}: it has expired: renew it`;
+    }
+    if (/^ERR_SSL_\w+_ALERT_(BAD_CERTIFICATE|CERTIFICATE_\w+|ACCESS_DENIED)$/.test(code)) {
+      return `the server refused the client certificate of ${client}`;
+    }
   }
   if (code !== 'HANDSHAKE_SSL_ERROR') return undefined;
   if (text.includes("does not match certificate's altnames")) {

@@ -1,7 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
 import { caCertificatesProblem } from '../../common/tls-files.js';
-import { MYSQL_SSL_CA_NAME } from './mysql-tls.js';
+import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
 export interface MysqlConnectionOptions {
@@ -14,6 +14,10 @@ export interface MysqlConnectionOptions {
   readonly ssl?: string | Record<string, unknown>;
   /** A CA file (MYSQL_SSL_CA) the server's certificate must chain to, read when the pool is made. */
   readonly sslCaFile?: string;
+  /** The client certificate's file (MYSQL_SSL_CERT), for a user created REQUIRE X509; with sslKeyFile. */
+  readonly sslCertFile?: string;
+  /** The file of sslCertFile's private key (MYSQL_SSL_KEY). */
+  readonly sslKeyFile?: string;
 }
 
 /**
@@ -196,7 +200,9 @@ function checkPem(ssl: Record<string, unknown>, source: string): void {
     try {
       new X509Certificate(String(cert));
     } catch {
-      throw new ConfigError(`${source}: the "ssl" parameter's "cert" is not a PEM certificate`);
+      throw new ConfigError(
+        `${source}: the "ssl" parameter's "cert" is not a PEM certificate (the text of the certificate file, not its path: give a file with ${MYSQL_SSL_CERT_NAME})`,
+      );
     }
   }
   if (key !== undefined) {
@@ -204,7 +210,7 @@ function checkPem(ssl: Record<string, unknown>, source: string): void {
       createPrivateKey({ key: String(key), ...(typeof passphrase === 'string' ? { passphrase } : {}) });
     } catch {
       throw new ConfigError(
-        `${source}: the "ssl" parameter's "key" is not a PEM private key (or its passphrase is wrong)`,
+        `${source}: the "ssl" parameter's "key" is not a PEM private key, or its passphrase is wrong (the text of the key file, not its path: give a file with ${MYSQL_SSL_KEY_NAME})`,
       );
     }
   }

@@ -26,7 +26,12 @@ import {
 } from '../../common/settings.js';
 import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import type { AnyShopService } from './define-service.js';
-import { MYSQL_SSL_CA_SETTING, withSslCaFile } from './mysql-tls.js';
+import {
+  MYSQL_SSL_CA_SETTING,
+  MYSQL_SSL_CERT_SETTING,
+  MYSQL_SSL_KEY_SETTING,
+  withSslFiles,
+} from './mysql-tls.js';
 import { type MysqlConnectionOptions, parseMysqlUrl } from './mysql-url.js';
 
 /** What differs between the services' command lines: a service definition's name and port. */
@@ -116,6 +121,8 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
       parse: parseMysqlUrl,
     }),
     mysqlSslCa: MYSQL_SSL_CA_SETTING,
+    mysqlSslCert: MYSQL_SSL_CERT_SETTING,
+    mysqlSslKey: MYSQL_SSL_KEY_SETTING,
     maxCallsInFlight: setting({
       flag: 'max-calls-in-flight',
       env: 'MAX_CALLS_IN_FLIGHT',
@@ -143,7 +150,11 @@ export function loadServiceConfig(
 ): ServiceConfig {
   const settings = serviceSettings(spec);
   const values = loadSettings(settings, argv, env);
-  const mysql = withSslCaFile(values.mysqlUrl, values.mysqlSslCa);
+  const mysql = withSslFiles(values.mysqlUrl, {
+    caFile: values.mysqlSslCa,
+    certFile: values.mysqlSslCert,
+    keyFile: values.mysqlSslKey,
+  });
   const storage: StorageConfig = mysql
     ? { kind: 'mysql', connection: mysql }
     : { kind: 'sqlite', dataDir: values.dataDir };

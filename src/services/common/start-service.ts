@@ -18,7 +18,7 @@ import {
 import type { ShopService } from './define-service.js';
 import { registeredHostOf } from './listed-host.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
-import { describeMysqlTls } from './mysql-tls.js';
+import { describeMysqlTls, usesMysqlTls } from './mysql-tls.js';
 import { describeMysql } from './mysql-url.js';
 import { type ServiceConfig, serviceSettings } from './service-config.js';
 import { CALLS_GRACE_AT_STOP_MS, createServiceServer } from './service-server.js';
@@ -213,7 +213,7 @@ function openStore<Store extends ServiceStore, Options>(
       {
         event: 'storage',
         kind: 'mysql',
-        tls: connection.ssl !== undefined || connection.sslCaFile !== undefined,
+        tls: usesMysqlTls(connection),
       },
       `storage: ${describeMysql(connection)} ${describeMysqlTls(connection)}`,
     );
