@@ -1,3 +1,15 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** Debian's Prometheus (`apt-get install prometheus`, 2.42 on bookworm), run by the scrape test. */
+export const PROMETHEUS = process.env.PROMETHEUS_PATH ?? '/usr/bin/prometheus';
+
+/** Its `promtool`, from the same package: beside the binary. */
+export const PROMTOOL = process.env.PROMTOOL_PATH ?? join(dirname(PROMETHEUS), 'promtool');
+
+/** Whether both are installed (`.ci/run` installs them; under CI=true a missing one is a failure). */
+export const havePrometheus = existsSync(PROMETHEUS) && existsSync(PROMTOOL);
+
 /**
  * The value of one sample in Prometheus's text format: the first line of `name` whose labels
  * include every one of `labels`; undefined when there is none.
