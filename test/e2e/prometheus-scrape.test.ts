@@ -49,6 +49,62 @@ const README_QUERIES: readonly string[] = readmeBlock('A sample PromQL query per
 
 const README_SCRAPE_CONFIG = readmeBlock('A scrape configuration for `npm start` on one machine:', 'yaml');
 
+/** One row of the README's table of metrics. */
+interface MetricsRow {
+  /** Its metrics; `process_*` for every metric of that prefix. */
+  readonly names: string[];
+  /** One type for every name, or one per name. */
+  readonly types: string[];
+  /** The components that serve them. */
+  readonly from: string[];
+  /** Served on MySQL only. */
+  readonly mysqlOnly: boolean;
+}
+
+/** The README's table of metrics: `| metric | type | labels | from |`. */
+const README_METRICS: readonly MetricsRow[] = (() => {
+  const header = '| metric | type | labels | from |\n|---|---|---|---|\n';
+  const start = README.indexOf(header);
+  if (start < 0) throw new Error('README.md has no table of metrics');
+  const rows = README.slice(start + header.length).split('\n');
+  return rows
+    .slice(
+      0,
+      rows.findIndex((line) => !line.startsWith('|')),
+    )
+    .map((line) => {
+      const [metric, type, , from] = line.slice(1, -1).split('|');
+      const listed = [...metric!.matchAll(/`([a-z_*]+)`/g)].map((match) => match[1]!);
+      // `db_client_connection_count` / `_pending_requests`: a suffix of the first name's stem.
+      const stem = listed[0]!.replace(/_[a-z]+$/, '');
+      const names = listed.map((name) => (name.startsWith('_') ? `${stem}${name}` : name));
+      const types = [...withoutParentheses(type!).matchAll(/\b(counter|gauge|histogram|summary)s?\b/g)].map(
+        (match) => match[1]!,
+      );
+      const served = from!.split('→')[0]!;
+      const components = /every process/.test(served)
+        ? [...SHOP_COMPONENTS.map((component) => component.name)]
+        : served
+            .replace('services', 'goods, members, purchases')
+            .replace(/ on MySQL/, '')
+            .split(',')
+            .map((word) => word.trim());
+      return { names, types, from: components, mysqlOnly: / on MySQL/.test(served) };
+    });
+})();
+
+/** `text` without its parenthesized parts, nested ones included. */
+function withoutParentheses(text: string): string {
+  let depth = 0;
+  let kept = '';
+  for (const char of text) {
+    if (char === '(') depth++;
+    else if (char === ')') depth--;
+    else if (depth === 0) kept += char;
+  }
+  return kept;
+}
+
 /** Where each component serves /metrics with `npm start`'s defaults: its metrics port, or its own (the gateway). */
 const DEFAULT_SCRAPE_PORTS = new Map(
   SHOP_COMPONENTS.map((component) => {
@@ -386,26 +442,37 @@ describe.runIf(havePrometheus)("the README's Prometheus section, run against Pro
     });
   }
 
+  let trafficDone: Promise<void> | undefined;
+
+  /**
+   * The test's traffic, once for the file: two rounds a scrape apart (a series the first one makes
+   * has its first sample, the second one moves it, and the 5 m rates have two samples to differ).
+   */
+  function trafficScraped(): Promise<void> {
+    trafficDone ??= (async () => {
+      await traffic(0);
+      const firstScrape = Date.now() / 1000;
+      await vi.waitFor(
+        async () => {
+          const { data } = (await (await fetch(`${prometheusUrl}/api/v1/targets`)).json()) as TargetsAnswer;
+          expect(data.activeTargets).toHaveLength(targets.size);
+          for (const target of data.activeTargets) {
+            expect(Date.parse(target.lastScrape) / 1000).toBeGreaterThan(firstScrape);
+          }
+        },
+        { timeout: 10_000, interval: 200 },
+      );
+      await traffic(1);
+    })();
+    return trafficDone;
+  }
+
   it("evaluates every PromQL query of the README's panel list: each parses, and has data where a healthy shop has some", async () => {
     expect(README_QUERIES.length).toBeGreaterThan(0);
     // Every query of the README is known here, and nothing here is gone from the README.
     expect([...README_QUERIES].sort()).toEqual(Object.keys(PANELS).sort());
 
-    // Two rounds a scrape apart: a series the first one makes has its first sample, the second
-    // one moves it, and the 5 m rates have two samples to differ.
-    await traffic(0);
-    const firstScrape = Date.now() / 1000;
-    await vi.waitFor(
-      async () => {
-        const { data } = (await (await fetch(`${prometheusUrl}/api/v1/targets`)).json()) as TargetsAnswer;
-        expect(data.activeTargets).toHaveLength(targets.size);
-        for (const target of data.activeTargets) {
-          expect(Date.parse(target.lastScrape) / 1000).toBeGreaterThan(firstScrape);
-        }
-      },
-      { timeout: 10_000, interval: 200 },
-    );
-    await traffic(1);
+    await trafficScraped();
 
     for (const query of README_QUERIES) {
       const panel = PANELS[query]!;
@@ -430,6 +497,46 @@ describe.runIf(havePrometheus)("the README's Prometheus section, run against Pro
       );
     }
   });
+
+  it("has every metric of the README's table, of the type it says, where it says, and none it does not name", async () => {
+    await trafficScraped();
+    const answer = (await (await fetch(`${prometheusUrl}/api/v1/metadata`)).json()) as {
+      data: Record<string, Array<{ type: string }>>;
+    };
+    const scraped = new Map(Object.entries(answer.data).map(([name, [first]]) => [name, first!.type]));
+    const documented = new Set<string>();
+    for (const row of README_METRICS) {
+      for (const [index, name] of row.names.entries()) {
+        const type = row.types.length === 1 ? row.types[0] : row.types[index];
+        const instances = await instancesOf(name);
+        const expected = row.from
+          .filter(() => mysqlUrl !== '' || !row.mysqlOnly)
+          .map((component) => targets.get(component))
+          .sort();
+        expect(instances, `${name}: served by`).toEqual(expected);
+        documented.add(name);
+        if (!name.endsWith('_*') && expected.length > 0) {
+          expect(scraped.get(name), `${name}: its type`).toBe(type);
+        }
+      }
+    }
+    const undocumented = [...scraped.keys()].filter(
+      (name) =>
+        !documented.has(name) &&
+        ![...documented].some((each) => each.endsWith('_*') && name.startsWith(each.slice(0, -1))),
+    );
+    expect(undocumented).toEqual([]);
+  });
+
+  /** The instances that serve a metric (a histogram by its _count; `name_*` any of the prefix). */
+  async function instancesOf(name: string): Promise<string[]> {
+    const selector = name.endsWith('_*')
+      ? `{__name__=~"${name.slice(0, -1)}.+",job="shop"}`
+      : `{__name__=~"${name}|${name}_count",job="shop"}`;
+    const answer = await evaluate(`count by (instance) (${selector})`);
+    expect(answer.status, selector).toBe('success');
+    return answer.data!.result.map((each) => each.metric.instance!).sort();
+  }
 
   it('finds nothing promtool check metrics flags on any /metrics page, beyond the names kept on purpose', async () => {
     for (const [name, address] of targets) {
