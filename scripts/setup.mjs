@@ -1,8 +1,13 @@
 // Makes a fresh clone runnable: installs dependencies when they are missing, then generates the
 // protobuf code and compiles to dist/. Runs before `npm start`, the per-component scripts, and
 // (install only) before `npm test` and `npm run lint`.
+//
+// A project folder this user cannot write (installed and built by root, run by a user of its own)
+// is run as it is: the build writes src/gen/ and dist/, so it failed there with EACCES and a
+// stack, and nothing started. Its owner installs and builds it (`npm ci`, `npm run build`).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
 
 function run(args) {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -10,9 +15,46 @@ function run(args) {
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
 
+/** Whether this user may write `path`, or, where it does not exist yet, the folder that would hold it. */
+function writable(path, holder) {
+  try {
+    accessSync(existsSync(path) ? path : holder, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function who() {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.()}`;
+  }
+}
+
+function refuse(missing, steps) {
+  process.stderr.write(
+    `setup: ${process.cwd()} has no ${missing}, and this user (${who()}) cannot write the folder: ` +
+      `its owner runs ${steps} there first\n`,
+  );
+  process.exit(1);
+}
+
+const installOnly = process.argv.includes('--install-only');
 if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/buf')) {
+  if (!writable('node_modules', '.')) refuse('dependencies (node_modules)', 'npm ci');
   process.stderr.write('setup: installing dependencies (first run only)...\n');
   run([existsSync('package-lock.json') ? 'ci' : 'install', '--no-audit', '--no-fund']);
 }
 // `--install-only`: for scripts that need the dependencies but not dist/ (test, lint).
-if (!process.argv.includes('--install-only')) run(['run', '--silent', 'build']);
+if (!installOnly) {
+  if (writable('src/gen', 'src') && writable('dist', '.')) run(['run', '--silent', 'build']);
+  else if (!existsSync('dist/launcher/main.js')) refuse('build (dist/)', 'npm ci and npm run build');
+  else {
+    process.stderr.write(
+      `setup: this user (${who()}) cannot write ${process.cwd()}: running the build in dist/ as it is ` +
+        '(its owner builds it again, npm run build, after each update)\n',
+    );
+  }
+}
