@@ -165,7 +165,9 @@ export function makeDevPki(
   }
   // Refuse a bad host before anything is written.
   for (const name of names) splitHosts([...hosts, ...(hostsByName[name] ?? [])]);
-  mkdirSync(dir, { recursive: true });
+  // Never writable by others, whatever the umask (000 made it 0777): it holds the CA key, and a CA
+  // put in it would be trusted by the components, which re-read their files, and kept by a re-run.
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
   const existing = { certFile: join(dir, 'ca.crt'), keyFile: join(dir, 'ca.key') };
   const reuse = !newCa && existsSync(existing.certFile) && existsSync(existing.keyFile);
   if (reuse && caName !== undefined && !namedAs(existing.certFile, caName)) {

@@ -62,6 +62,24 @@ describe('npm run certs', () => {
     expect(certificate(join(out, 'members.crt')).subjectAltName).not.toContain('10.0.0.2');
   });
 
+  it('makes its folder writable by this user only, whatever the umask: it holds the CA key', () => {
+    // Under umask 000 the folder was 0777: any local user could put a CA of their own in it, which
+    // the running components took at once (they re-read their files) and the next run kept.
+    const out = join(dir, 'nested', 'certs');
+    const result = spawnSync(
+      'sh',
+      ['-c', 'umask 000 && exec "$0" scripts/certs.mjs --out "$1"', process.execPath, out],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    for (const folder of [out, join(dir, 'nested')]) expect(statSync(folder).mode & 0o777).toBe(0o755);
+    expect(statSync(join(out, 'ca.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(out, 'ca.crt')).mode & 0o777).toBe(0o644);
+  });
+
   it('makes certificates valid from an hour before, so that a host whose clock is behind takes them', () => {
     // A second machine's clock a few minutes behind refused certificates made now as not yet valid.
     const before = Date.now();
