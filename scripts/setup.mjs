@@ -49,12 +49,16 @@ if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/
 }
 // `--install-only`: for scripts that need the dependencies but not dist/ (test, lint).
 if (!installOnly) {
-  if (writable('src/gen', 'src') && writable('dist', '.')) run(['run', '--silent', 'build']);
+  const blocked = [
+    ['src/gen/', writable('src/gen', 'src')],
+    ['dist/', writable('dist', '.')],
+  ].flatMap(([folder, ok]) => (ok ? [] : [folder]));
+  if (blocked.length === 0) run(['run', '--silent', 'build']);
   else if (!existsSync('dist/launcher/main.js')) refuse('build (dist/)', 'npm ci and npm run build');
   else {
     process.stderr.write(
-      `setup: this user (${who()}) cannot write ${process.cwd()}: running the build in dist/ as it is ` +
-        '(its owner builds it again, npm run build, after each update)\n',
+      `setup: this user (${who()}) cannot write ${blocked.join(' or ')} in ${process.cwd()}: ` +
+        'running the build in dist/ as it is (its owner builds it again, npm run build, after each update)\n',
     );
   }
 }
