@@ -12,7 +12,7 @@ import {
   setting,
   settingName,
 } from './settings.js';
-import type { TlsFileSources } from './tls-files.js';
+import { parsePemFilePath, type TlsFileSources } from './tls-files.js';
 
 /** pino's levels, and "silent". */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -96,21 +96,21 @@ export const COMMON_SETTINGS = {
     env: 'TLS_CA',
     defaultText: 'TLS_DIR/ca.crt',
     help: 'CA certificate (PEM): peers must present certificates it issued (mTLS)',
-    parse: nonEmpty,
+    parse: parsePemFilePath,
   }),
   tlsCert: optionalSetting({
     flag: 'tls-cert',
     env: 'TLS_CERT',
     defaultText: 'TLS_DIR/<component>.crt',
     help: "this component's certificate (PEM); with it, TLS is on. Re-read when the file changes",
-    parse: nonEmpty,
+    parse: parsePemFilePath,
   }),
   tlsKey: optionalSetting({
     flag: 'tls-key',
     env: 'TLS_KEY',
     defaultText: 'TLS_DIR/<component>.key',
     help: "this component's private key (PEM), with --tls-cert",
-    parse: nonEmpty,
+    parse: parsePemFilePath,
   }),
   registryToken: optionalSetting({
     env: REGISTRY_TOKEN_ENV,

@@ -1,8 +1,18 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { ConfigError } from './config.js';
 import { identityForName, TRUST_DOMAIN, uriSans } from './identity.js';
+import { nonEmpty } from './settings.js';
 
 /**
  * Where a component's TLS material is: PEM files. The certificate and the key come together; the
@@ -98,10 +108,41 @@ const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFile: 'TLS key file' } as const;
 
+/**
+ * Whether the value of a setting that names a PEM file is what such a file holds rather than its
+ * path: PEM text (a key's, as `?ssl=` took it, or as a secret store hands it over as a variable),
+ * the base64 of PEM text (a Kubernetes secret's data), or a base64 body with no file of that name.
+ * Such a value may be a private key: it is never put in a message (a file that cannot be read is
+ * named by its path, which would have printed the key).
+ */
+export function looksLikePemContent(value: string): boolean {
+  if (/[\r\n]|-----BEGIN|^LS0tLS1/.test(value)) return true;
+  return /^[A-Za-z0-9+/=]{64,}$/.test(value) && !existsSync(value);
+}
+
+/**
+ * Parses a setting that names a PEM file (a CA, a certificate, a private key): a path, not the
+ * file's contents, which are refused without being shown (see looksLikePemContent).
+ */
+export function parsePemFilePath(value: string, source: string): string {
+  nonEmpty(value, source);
+  if (looksLikePemContent(value)) {
+    throw new ConfigError(
+      `${source}: expected the path of a PEM file, got what looks like the contents of one (PEM text or its base64, not shown: it may be a private key): put them in a file and give its path`,
+    );
+  }
+  return value;
+}
+
 /** A file in messages: what it is, where it is and, when known, the setting that gave it. */
 function named(files: TlsFiles, role: TlsFileRole): string {
   const source = files.sources?.[role];
-  return `${LABELS[role]} "${files[role]}"${source === undefined ? '' : ` from ${source}`}`;
+  const file = files[role];
+  const where =
+    file !== undefined && looksLikePemContent(file)
+      ? '(not a path but what looks like the contents of a PEM file: not shown)'
+      : `"${file}"`;
+  return `${LABELS[role]} ${where}${source === undefined ? '' : ` from ${source}`}`;
 }
 
 type RawMaterial = { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] };
@@ -464,6 +505,9 @@ function fileKind(stats: Stats): string {
 
 function unreadable(files: TlsFiles, role: TlsFileRole, error: unknown): ConfigError {
   const code = (error as NodeJS.ErrnoException).code;
+  const file = files[role] ?? '';
+  // node:fs's messages repeat the path ("ENAMETOOLONG: name too long, stat '…'"), which named() gives.
+  const message = error instanceof Error ? error.message : String(error);
   const reason =
     code === 'ENOENT'
       ? 'no such file'
@@ -471,9 +515,9 @@ function unreadable(files: TlsFiles, role: TlsFileRole, error: unknown): ConfigE
         ? 'permission denied'
         : code === 'EISDIR'
           ? 'it is a directory'
-          : error instanceof Error
-            ? error.message
-            : String(error);
+          : file === ''
+            ? message
+            : message.replaceAll(file, '…');
   return new ConfigError(`${named(files, role)} cannot be read: ${reason}`);
 }
 

@@ -11,15 +11,8 @@ import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from '../common/config
 import { SERVICE_MAX_REQUEST_BYTES } from '../common/grpc-server.js';
 import { parseMaxConnections } from '../common/max-connections.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
-import {
-  loadSettings,
-  nonEmpty,
-  oneOf,
-  optionalSetting,
-  setting,
-  settingName,
-  usageText,
-} from '../common/settings.js';
+import { loadSettings, oneOf, optionalSetting, setting, settingName, usageText } from '../common/settings.js';
+import { parsePemFilePath } from '../common/tls-files.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { CLIENT_TRACE_CONTEXTS, type ClientTraceContext } from './gateway-telemetry.js';
 import { parseAllowedHosts } from './host-allowlist.js';
@@ -123,20 +116,20 @@ export const GATEWAY_SETTINGS = {
     env: 'GATEWAY_HTTPS_CERT',
     defaultText: 'none: plain HTTP',
     help: 'certificate (PEM) of the REST port: with it, the gateway serves HTTPS. Re-read when the file changes',
-    parse: nonEmpty,
+    parse: parsePemFilePath,
   }),
   httpsKey: optionalSetting({
     flag: 'https-key',
     env: 'GATEWAY_HTTPS_KEY',
     help: 'private key (PEM) of the REST port, with --https-cert',
-    parse: nonEmpty,
+    parse: parsePemFilePath,
   }),
   httpsClientCa: optionalSetting({
     flag: 'https-client-ca',
     env: 'GATEWAY_HTTPS_CLIENT_CA',
     defaultText: 'none: any REST client',
     help: 'CA (PEM) whose certificates REST clients must present',
-    parse: nonEmpty,
+    parse: parsePemFilePath,
   }),
   corsOrigins: setting({
     flag: 'cors-origins',

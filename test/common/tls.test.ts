@@ -40,6 +40,7 @@ import {
   watchTlsFiles,
 } from '../../src/common/tls-files.js';
 import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
+import { GATEWAY_SETTINGS } from '../../src/gateway/config.js';
 import { installCertificate, makeTestPki, replaceFile, type TestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
 
@@ -618,6 +619,50 @@ describe('configuration errors', () => {
     expect(() => serverCredentials({ caFile: pki.caFile })).toThrow(ConfigError);
     const keyFile = pki.files('members').keyFile;
     expect(() => serverCredentials({ certFile, keyFile })).toThrow('is not the key of');
+  });
+
+  it("refuses a key, certificate or CA given as the file's contents instead of its path (PEM text, its base64, a key's base64 body), without showing them", () => {
+    const { certFile, keyFile } = pki.files('goods');
+    const keyPem = readFileSync(keyFile, 'utf8');
+    const body = keyPem.split('\n').filter((line) => line !== '' && !line.startsWith('-----'));
+    const contents = [keyPem, Buffer.from(keyPem).toString('base64'), body.join('')];
+    /** What a refusal said: its message, which must name the setting and hold none of the key. */
+    const refusal = (load: () => unknown): string => {
+      try {
+        load();
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        const message = String(error);
+        expect(message).not.toContain('PRIVATE KEY');
+        for (const line of body) expect(message).not.toContain(line);
+        return message;
+      }
+      throw new Error('not refused');
+    };
+    for (const value of contents) {
+      for (const [table, env] of [
+        [COMMON_SETTINGS, { TLS_KEY: value, TLS_CERT: certFile }],
+        [COMMON_SETTINGS, { TLS_CERT: value, TLS_KEY: keyFile }],
+        [COMMON_SETTINGS, { TLS_CA: value }],
+        [GATEWAY_SETTINGS, { GATEWAY_HTTPS_KEY: value, GATEWAY_HTTPS_CERT: certFile }],
+        [GATEWAY_SETTINGS, { GATEWAY_HTTPS_CLIENT_CA: value }],
+      ] as const) {
+        const [name] = Object.keys(env);
+        expect(refusal(() => loadSettings(table, [], env))).toContain(
+          `${name}: expected the path of a PEM file, got what looks like the contents of one (PEM text or its base64, not shown: it may be a private key): put them in a file and give its path`,
+        );
+      }
+      // Read as a path all the same (by a caller that did not parse it): named without it.
+      expect(refusal(() => readTlsFiles({ certFile, keyFile: value }))).toContain(
+        'TLS key file (not a path but what looks like the contents of a PEM file: not shown) cannot be read',
+      );
+    }
+    // A path stays a path, long or not, and is named.
+    const long = join(dir, `${'a'.repeat(300)}.key`);
+    expect(refusal(() => readTlsFiles({ certFile, keyFile: long }))).toBe(
+      `ConfigError: TLS key file "${long}" cannot be read: ENAMETOOLONG: name too long, stat '…'`,
+    );
+    expect(loadSettings(COMMON_SETTINGS, [], { TLS_KEY: keyFile }).tlsKey).toBe(keyFile);
   });
 
   it('refuses a CA file that holds no certificate', () => {

@@ -327,6 +327,25 @@ describe.skipIf(skipReason)(
           { MYSQL_SSL_CERT: client.certFile },
           /MYSQL_SSL_CERT\) is set but --mysql-ssl-key \(MYSQL_SSL_KEY\) is not/,
         ],
+        // The key's text where its path goes, as ?ssl= took it, or as a secret store hands it over:
+        // a message naming the file by its path printed the key, and the start line named the
+        // certificate's "path" before the files were read.
+        [
+          { MYSQL_SSL_CERT: client.certFile, MYSQL_SSL_KEY: readFileSync(client.keyFile, 'utf8') },
+          /^MYSQL_SSL_KEY: expected the path of a PEM file, got what looks like the contents of one \(PEM text or its base64, not shown: it may be a private key\)/m,
+        ],
+        [
+          { MYSQL_SSL_CERT: readFileSync(client.keyFile, 'utf8'), MYSQL_SSL_KEY: client.keyFile },
+          /^MYSQL_SSL_CERT: expected the path of a PEM file, got what looks like the contents of one/m,
+        ],
+        [
+          { MYSQL_SSL_CERT: client.certFile, MYSQL_SSL_KEY: readFileSync(client.keyFile).toString('base64') },
+          /^MYSQL_SSL_KEY: expected the path of a PEM file, got what looks like the contents of one/m,
+        ],
+        [
+          { MYSQL_SSL_CERT: client.certFile, MYSQL_SSL_KEY: pemBody(client.keyFile).join('') },
+          /^MYSQL_SSL_KEY: expected the path of a PEM file, got what looks like the contents of one/m,
+        ],
       ] as const) {
         const { MYSQL_URL: _ignored, ...inherited } = process.env;
         const child = spawn(

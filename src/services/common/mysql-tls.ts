@@ -1,7 +1,8 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { ConfigError } from '../../common/config.js';
-import { nonEmpty, optionalSetting, settingName } from '../../common/settings.js';
+import { optionalSetting, settingName } from '../../common/settings.js';
 import {
+  parsePemFilePath,
   readTlsFiles,
   type TlsFiles,
   type TlsMaterial,
@@ -19,7 +20,7 @@ export const MYSQL_SSL_CA_SETTING = optionalSetting({
   flag: 'mysql-ssl-ca',
   env: 'MYSQL_SSL_CA',
   help: "CA certificate (PEM file) that must have issued the MySQL server's certificate: with it the services reach MySQL over TLS, checking the certificate names MYSQL_URL's host. Re-read when the file changes",
-  parse: nonEmpty,
+  parse: parsePemFilePath,
 });
 
 /** MYSQL_SSL_CA as messages name it. */
@@ -34,7 +35,7 @@ export const MYSQL_SSL_CERT_SETTING = optionalSetting({
   flag: 'mysql-ssl-cert',
   env: 'MYSQL_SSL_CERT',
   help: 'client certificate (PEM file) the services show the MySQL server, for a user created REQUIRE X509 (or SUBJECT, ISSUER); needs --mysql-ssl-key, and turns TLS on as --mysql-ssl-ca does. Re-read when the file changes',
-  parse: nonEmpty,
+  parse: parsePemFilePath,
 });
 
 /** The private key of MYSQL_SSL_CERT's certificate. */
@@ -42,7 +43,7 @@ export const MYSQL_SSL_KEY_SETTING = optionalSetting({
   flag: 'mysql-ssl-key',
   env: 'MYSQL_SSL_KEY',
   help: 'private key (unencrypted PEM file) of the --mysql-ssl-cert certificate. Re-read when the file changes',
-  parse: nonEmpty,
+  parse: parsePemFilePath,
 });
 
 /** MYSQL_SSL_CERT as messages name it. */
