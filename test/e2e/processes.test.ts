@@ -410,8 +410,13 @@ describe('npm start with a configuration error', () => {
       DATA_DIR: dataDir,
       GATEWAY_PROT: '8081',
       SERVICE_MAX_CONECTIONS: '10',
+      // The shop's MySQL settings: MYSQL_URI left the shop on SQLite, MYSQL_SSLCA without TLS.
+      MYSQL_URI: 'mysql://shop:pass@db.example:3306/shop',
+      MYSQL_SSLCA: '/etc/mysql/ca.pem',
       // Named like the shop's but near none of its settings: a platform's, left alone.
       GOODS_SERVICE_HOST: '10.0.0.1',
+      MYSQL_HOST: 'db.example',
+      MYSQL_PWD: 'secret',
       // Every component refuses this at once: the test needs the launcher's start, not a shop.
       LOG_LEVEL: 'verbose',
       MYSQL_URL: '',
@@ -424,7 +429,15 @@ describe('npm start with a configuration error', () => {
       expect(launcher.lines).toContain(
         '[launcher] SERVICE_MAX_CONECTIONS is set, but no component reads it: did you mean SERVICE_MAX_CONNECTIONS? (it is ignored)',
       );
-      expect(launcher.lines.join('\n')).not.toContain('GOODS_SERVICE_HOST');
+      expect(launcher.lines).toContain(
+        '[launcher] MYSQL_URI is set, but no component reads it: did you mean MYSQL_URL? (it is ignored)',
+      );
+      expect(launcher.lines).toContain(
+        '[launcher] MYSQL_SSLCA is set, but no component reads it: did you mean MYSQL_SSL_CA? (it is ignored)',
+      );
+      for (const name of ['GOODS_SERVICE_HOST', 'MYSQL_HOST', 'MYSQL_PWD']) {
+        expect(launcher.lines.join('\n')).not.toContain(name);
+      }
     } finally {
       if (launcher.child.exitCode === null) launcher.child.kill('SIGKILL');
     }
