@@ -10,6 +10,7 @@ import {
   statSync,
 } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { ConfigError } from './config.js';
 import { identityForName, TRUST_DOMAIN, uriSans } from './identity.js';
 import { nonEmpty } from './settings.js';
@@ -292,8 +293,36 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
         `${named(files, 'certFile')} is not valid before ${new Date(certificate.validFrom).toISOString()}`,
       );
     }
+    checkUsable(files, raw.cert, raw.key);
   }
   return raw;
+}
+
+/** What node:tls's refusals of a certificate and key say to do, by OpenSSL's reason. */
+const REFUSALS: Readonly<Record<string, string>> = {
+  'ee key too small':
+    "its key is too small for OpenSSL's security level: issue one with an RSA key of 2048 bits or more, or an EC key",
+  'ca md too weak': 'it is signed with a digest too weak (MD5 or SHA-1): issue it again with SHA-256',
+};
+
+/**
+ * Checks that node:tls takes the certificate and key, as every handshake would build them into a
+ * secure context: a pair that matches and is in its dates may still be refused by OpenSSL's
+ * security level (a 512-bit RSA key, a certificate signed with SHA-1), and, taken on a re-read, would
+ * have failed every new connection while the pair in use still worked. OpenSSL's reason says
+ * nothing of the key's text.
+ */
+function checkUsable(files: TlsFiles, cert: Buffer, key: Buffer): void {
+  try {
+    createSecureContext({ cert, key });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // "error:0A00018F:SSL routines::ee key too small": the reason alone.
+    const reason = /^error:[0-9A-Fa-f]+:[^:]*:[^:]*:(.+)$/.exec(message)?.[1] ?? 'refused';
+    throw new ConfigError(
+      `${named(files, 'certFile')} and ${named(files, 'keyFile')} cannot be used for TLS (${reason})${REFUSALS[reason] === undefined ? '' : `: ${REFUSALS[reason]}`}`,
+    );
+  }
 }
 
 /**

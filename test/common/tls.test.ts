@@ -665,6 +665,45 @@ describe('configuration errors', () => {
     expect(loadSettings(COMMON_SETTINGS, [], { TLS_KEY: keyFile }).tlsKey).toBe(keyFile);
   });
 
+  it("refuses a certificate and key that node:tls refuses (a key too small for OpenSSL's security level), at start and on a re-read", async () => {
+    const scratch = mkdtempSync(join(dir, 'weak-'));
+    const weak = { certFile: join(scratch, 'weak.crt'), keyFile: join(scratch, 'weak.key') };
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:512', '-nodes', '-keyout', weak.keyFile, '-out', weak.certFile].concat(
+        ['-days', '2', '-subj', '/CN=weak'],
+      ),
+      { stdio: 'ignore' },
+    );
+    expect(() => readTlsFiles(weak)).toThrow(
+      `TLS certificate file "${weak.certFile}" and TLS key file "${weak.keyFile}" cannot be used for TLS (ee key too small): its key is too small for OpenSSL's security level`,
+    );
+    // A re-read keeps the pair in use: taken, the weak one failed every new handshake.
+    const files = { certFile: join(scratch, 'in-use.crt'), keyFile: join(scratch, 'in-use.key') };
+    replaceFile(pki.files('goods').certFile, files.certFile);
+    replaceFile(pki.files('goods').keyFile, files.keyFile);
+    const onChange = vi.fn();
+    const onReloadError = vi.fn();
+    const stop = watchTlsFiles(
+      files,
+      readTlsFiles(files),
+      onChange,
+      { ...REFRESH, onReloadError },
+      { sameIdentity: false },
+    );
+    try {
+      replaceFile(weak.certFile, files.certFile);
+      replaceFile(weak.keyFile, files.keyFile);
+      await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+      expect(String(onReloadError.mock.calls[0]![0].message)).toContain(
+        'cannot be used for TLS (ee key too small)',
+      );
+      expect(onChange).not.toHaveBeenCalled();
+    } finally {
+      stop();
+    }
+  });
+
   it('refuses a CA file that holds no certificate', () => {
     const garbage = join(dir, 'garbage.crt');
     writeFileSync(garbage, 'not a certificate\n');

@@ -40,9 +40,10 @@ export interface TestDatabaseCa {
   issue(name: string, sans: readonly string[], validity?: Validity): ServerCertificate;
   /**
    * Issues a client certificate whose subject is `/CN=<name>` (what a user's REQUIRE SUBJECT names),
-   * by this CA, as a MySQL user created REQUIRE X509 connects with.
+   * by this CA, as a MySQL user created REQUIRE X509 connects with; its key is `key` (as
+   * `openssl req -newkey` takes it, default rsa:2048).
    */
-  issueClient(name: string, validity?: Validity): ServerCertificate;
+  issueClient(name: string, validity?: Validity, key?: string): ServerCertificate;
 }
 
 const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/usr/local/mysql/bin'];
@@ -115,6 +116,7 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
     file: string,
     extensions: readonly string[],
     validity: Validity | undefined,
+    key = 'rsa:2048',
   ): ServerCertificate => {
     const hour = 60 * 60 * 1000;
     const { start, end } = validity ?? {
@@ -124,10 +126,7 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
     const certFile = join(dir, `${prefix}-${file}.crt`);
     const keyFile = join(dir, `${prefix}-${file}.key`);
     const csr = join(dir, `${prefix}-${file}.csr`);
-    openssl(
-      ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`],
-      dir,
-    );
+    openssl(['req', '-newkey', key, '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`], dir);
     // `openssl ca`, as OpenSSL 3.0's x509 cannot set the start of the validity (an expired one).
     const config = join(dir, `${prefix}-${file}.cnf`);
     writeFileSync(
@@ -183,8 +182,8 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
     issue: (name, sans, validity) =>
       sign(name, name, [`subjectAltName = ${sans.join(',')}`, 'extendedKeyUsage = serverAuth'], validity),
     // A server checks the purpose of a client's certificate: one for serverAuth alone is refused.
-    issueClient: (name, validity) =>
-      sign(name, `client-${name}`, ['extendedKeyUsage = clientAuth'], validity),
+    issueClient: (name, validity, key) =>
+      sign(name, `client-${name}`, ['extendedKeyUsage = clientAuth'], validity, key),
   };
 }
 

@@ -214,6 +214,18 @@ describe.skipIf(skipReason)(
           .toHaveLength(1);
         await server.admin("KILL USER 'alice'");
         await expect.poll(() => attempt(database), { timeout: 5_000 }).toBe('connected');
+        // A pair that matches and is in its dates but that node:tls refuses (a key too small for
+        // OpenSSL's security level) is refused too: taken, it failed every new connection.
+        const weak = ca.issueClient('alice', undefined, 'rsa:512');
+        replaceFile(weak.certFile, rotating.certFile);
+        replaceFile(weak.keyFile, rotating.keyFile);
+        await expect
+          .poll(() =>
+            lines.filter((line) => String(line.msg).includes('cannot be used for TLS (ee key too small)')),
+          )
+          .toHaveLength(1);
+        await server.admin("KILL USER 'alice'");
+        await expect.poll(() => attempt(database), { timeout: 5_000 }).toBe('connected');
       } finally {
         await database.close();
       }
@@ -301,6 +313,8 @@ describe.skipIf(skipReason)(
         start: new Date(Date.now() - 48 * 60 * 60 * 1000),
         end: new Date(Date.now() - 24 * 60 * 60 * 1000),
       });
+      // Matched and in its dates, but refused by node:tls: the service ran, its database down.
+      const weak = ca.issueClient('weak', undefined, 'rsa:512');
       for (const [files, message] of [
         [
           { MYSQL_SSL_CERT: join(dir, 'missing.crt'), MYSQL_SSL_KEY: client.keyFile },
@@ -326,6 +340,10 @@ describe.skipIf(skipReason)(
         [
           { MYSQL_SSL_CERT: client.certFile },
           /MYSQL_SSL_CERT\) is set but --mysql-ssl-key \(MYSQL_SSL_KEY\) is not/,
+        ],
+        [
+          { MYSQL_SSL_CERT: weak.certFile, MYSQL_SSL_KEY: weak.keyFile },
+          /from --mysql-ssl-cert \(MYSQL_SSL_CERT\) and TLS key file "[^"]*" from --mysql-ssl-key \(MYSQL_SSL_KEY\) cannot be used for TLS \(ee key too small\): its key is too small for OpenSSL's security level/,
         ],
         // The key's text where its path goes, as ?ssl= took it, or as a secret store hands it over:
         // a message naming the file by its path printed the key, and the start line named the
