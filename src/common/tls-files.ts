@@ -117,8 +117,10 @@ const LABELS = { caFile: 'TLS CA file', certFile: 'TLS certificate file', keyFil
  * named by its path, which would have printed the key).
  */
 export function looksLikePemContent(value: string): boolean {
-  if (/[\r\n]|-----BEGIN|^LS0tLS1/.test(value)) return true;
-  return /^[A-Za-z0-9+/=]{64,}$/.test(value) && !existsSync(value);
+  if (/-----(BEGIN|END) |^\s*LS0tLS1/.test(value)) return true;
+  // A body's lines, joined or not. A path with a stray line break (a value read from a file that
+  // ends in one) has a dot or a dash somewhere: it is named as it is.
+  return /^[A-Za-z0-9+/=\s]{64,}$/.test(value) && !existsSync(value);
 }
 
 /**

@@ -625,7 +625,7 @@ describe('configuration errors', () => {
     const { certFile, keyFile } = pki.files('goods');
     const keyPem = readFileSync(keyFile, 'utf8');
     const body = keyPem.split('\n').filter((line) => line !== '' && !line.startsWith('-----'));
-    const contents = [keyPem, Buffer.from(keyPem).toString('base64'), body.join('')];
+    const contents = [keyPem, Buffer.from(keyPem).toString('base64'), body.join(''), `${body.join('\n')}\n`];
     /** What a refusal said: its message, which must name the setting and hold none of the key. */
     const refusal = (load: () => unknown): string => {
       try {
@@ -663,6 +663,10 @@ describe('configuration errors', () => {
       `ConfigError: TLS key file "${long}" cannot be read: ENAMETOOLONG: name too long, stat '…'`,
     );
     expect(loadSettings(COMMON_SETTINGS, [], { TLS_KEY: keyFile }).tlsKey).toBe(keyFile);
+    // A path with a stray line break, as a value read from a file may end: named, not hidden.
+    expect(refusal(() => readTlsFiles({ certFile, keyFile: `${keyFile}\n` }))).toContain(
+      `TLS key file "${keyFile}\n" cannot be read: no such file`,
+    );
   });
 
   it("refuses a certificate and key that node:tls refuses (a key too small for OpenSSL's security level), at start and on a re-read", async () => {
