@@ -22,7 +22,8 @@ export declare function createCa(
 /**
  * Issues `<dir>/<name>.crt` and `<dir>/<name>.key` signed by `ca`, for server and client
  * authentication, with the URI SAN spiffe://shop/<identity> (default: `name`), the DNS SAN
- * localhost, the IP SAN 127.0.0.1 and `hosts`, valid for `days` (default 825).
+ * localhost, the IP SAN 127.0.0.1 and `hosts`, valid for `days` (default 825) from now, and since
+ * `notBefore` (default: NOT_BEFORE_MARGIN_MS ago; tests set it to make a certificate far into its life).
  */
 export declare function issueCertificate(
   ca: CertificateFiles,
@@ -32,6 +33,7 @@ export declare function issueCertificate(
     readonly identity?: string;
     readonly hosts?: readonly string[];
     readonly days?: number;
+    readonly notBefore?: Date;
   },
 ): CertificateFiles;
 

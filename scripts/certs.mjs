@@ -95,10 +95,15 @@ export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME } = {}
  * localhost, the IP SAN 127.0.0.1 and `hosts` (host names or IP addresses).
  * @param {{ certFile: string, keyFile: string }} ca
  * @param {string} dir
- * @param {{ name: string, identity?: string, hosts?: readonly string[], days?: number }} options
+ * `notBefore` (default: NOT_BEFORE_MARGIN_MS ago) lets tests make a certificate far into its life.
+ * @param {{ name: string, identity?: string, hosts?: readonly string[], days?: number, notBefore?: Date }} options
  * @returns {{ certFile: string, keyFile: string }}
  */
-export function issueCertificate(ca, dir, { name, identity = name, hosts = [], days = LEAF_DAYS }) {
+export function issueCertificate(
+  ca,
+  dir,
+  { name, identity = name, hosts = [], days = LEAF_DAYS, notBefore },
+) {
   checkName(name);
   checkName(identity);
   const keyFile = join(dir, `${name}.key`);
@@ -133,7 +138,7 @@ export function issueCertificate(ca, dir, { name, identity = name, hosts = [], d
     const csr = join(scratch, 'leaf.csr');
     openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
     const newCert = join(scratch, 'leaf.crt');
-    sign(scratch, { csr, config, days, out: newCert, issuer: ca });
+    sign(scratch, { csr, config, days, out: newCert, issuer: ca, notBefore });
     publish(newKey, keyFile);
     publish(newCert, certFile);
     return { certFile, keyFile };
@@ -263,12 +268,15 @@ export const NOT_BEFORE_MARGIN_MS = 60 * 60 * 1000;
 /**
  * Signs the request `csr` with the [ext] section of `config`: by `issuer` (a CA's certFile and
  * keyFile), or by its own key (`issuer` with a keyFile alone: a CA's own certificate). Valid from
- * NOT_BEFORE_MARGIN_MS ago for `days` from now, SHA-256, with a random positive serial of up to 127
+ * `notBefore` (default: NOT_BEFORE_MARGIN_MS ago) for `days` from now, SHA-256, with a random positive serial of up to 127
  * bits (RFC 5280 asks for unpredictable serials). `openssl ca`, since OpenSSL 3.0's x509 and req
  * cannot set the start of the validity; its database and serial files are throwaway ones in
  * `scratch`, named relative to it (a path in its config file could hold characters it expands).
  */
-function sign(scratch, { csr, config, days, out, issuer }) {
+function sign(
+  scratch,
+  { csr, config, days, out, issuer, notBefore = new Date(Date.now() - NOT_BEFORE_MARGIN_MS) },
+) {
   const serial = randomBytes(16);
   serial[0] &= 0x7f;
   writeFileSync(join(scratch, 'serial'), `${serial.toString('hex')}\n`);
@@ -291,7 +299,6 @@ function sign(scratch, { csr, config, days, out, issuer }) {
       '',
     ].join('\n'),
   );
-  const notBefore = new Date(Date.now() - NOT_BEFORE_MARGIN_MS);
   // YYYYMMDDHHMMSSZ, which openssl writes as UTCTime for the years RFC 5280 wants it for.
   const startDate = `${notBefore.toISOString().slice(0, 19).replace(/[-T:]/g, '')}Z`;
   const signer = issuer.certFile ? ['-cert', issuer.certFile] : ['-selfsign'];

@@ -69,11 +69,30 @@ export interface TlsRefreshOptions {
    */
   readonly onReloadError?: (error: ConfigError) => void;
   /**
-   * Told, once per certificate (the leaf, its intermediates, the CAs), when one in use will expire
-   * within {@link EXPIRY_WARNING_MS}, and once it has expired, again every hour: checked at every
+   * Told, once per certificate (the leaf, its intermediates, the CAs), when one in use nears its end
+   * (see {@link expiresSoonWithin}), and once it has expired, again every hour: checked after every
    * read, changed or not, since a certificate never renewed would stop every handshake without a word.
    */
   readonly onExpiry?: (notice: ExpiryNotice) => void;
+  /**
+   * Told when changed files were taken (new connections use them from then on), once per file that
+   * changed: the certificate file with the end of its new certificate, the CA file with its count of
+   * CAs. A renewal is otherwise silent, and one that was taken looks like one that never happened.
+   */
+  readonly onReload?: (notice: ReloadNotice) => void;
+}
+
+/** What {@link TlsRefreshOptions.onReload} is told. */
+export interface ReloadNotice {
+  readonly role: 'certFile' | 'caFile';
+  readonly file: string;
+  /** The setting that gave the file, when known (TlsFiles.sources): "--tls-cert (TLS_CERT)". */
+  readonly setting?: string;
+  /** The end of the new certificate (certFile), or of the first CA to end (caFile). */
+  readonly validTo?: Date;
+  /** certFile: the new certificate's SHA-256 fingerprint; caFile: the number of CA certificates. */
+  readonly fingerprint?: string;
+  readonly certificates: number;
 }
 
 /** What {@link TlsRefreshOptions.onExpiry} is told. */
@@ -85,8 +104,23 @@ export interface ExpiryNotice {
   readonly expired: boolean;
 }
 
-/** How long before its end a certificate in use is said to expire soon. */
+/** How long before its end a certificate in use is said to expire soon, at most. */
 export const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * The share of its life a certificate has left when it is said to expire soon, if that is less than
+ * EXPIRY_WARNING_MS. Short-lived certificates (minutes to days, from cert-manager, Vault or step-ca)
+ * are renewed with a third of their life left (step-ca, cert-manager) down to about a tenth (Vault
+ * Agent, kubelet): a week would call every one of them expiring as soon as it is taken, a warning
+ * at each renewal that says nothing. Past this share, the renewal is late.
+ */
+const EXPIRY_WARNING_SHARE = 1 / 20;
+
+/** How long before its end `certificate` is said to expire soon: a week, or the last twentieth of its life if shorter. */
+export function expiresSoonWithin(certificate: Pick<X509Certificate, 'validFrom' | 'validTo'>): number {
+  const life = Date.parse(certificate.validTo) - Date.parse(certificate.validFrom);
+  return Math.min(EXPIRY_WARNING_MS, Math.max(0, life) * EXPIRY_WARNING_SHARE);
+}
 
 /** How often a certificate in use that has expired is told of again. */
 const EXPIRED_REPEAT_MS = 60 * 60 * 1000;
@@ -151,17 +185,42 @@ function named(files: TlsFiles, role: TlsFileRole): string {
 type RawMaterial = { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] };
 
 /**
+ * How long readTlsFiles waits for files that read as a rotation leaves them midway (a key that is
+ * not the certificate's, a file that is empty or cut short) to settle before it gives up. A renewer
+ * that writes the key and then the certificate (Vault Agent's templates, a script's two copies)
+ * holds such a pair for a moment; a component started then, or restarted by its supervisor, stopped
+ * for good with exit 2, where a moment later it would have started.
+ */
+export const ROTATION_SETTLE_MS = 2_000;
+
+/** How often files caught midway through a rotation are read again while readTlsFiles waits. */
+const SETTLE_STEP_MS = 100;
+
+/** What files caught midway through a rotation look like: read again a moment later, it may pass. */
+class UnsettledTlsFilesError extends ConfigError {}
+
+/**
  * Reads and checks TLS files at startup, so that a wrong path or a mismatched key stops the
  * component with a ConfigError naming the file, not with a stack trace from inside grpc-js or
- * node:tls at the first connection.
+ * node:tls at the first connection. Files that look caught midway through a rotation are read
+ * again for up to `settleMs` (default ROTATION_SETTLE_MS; 0 where the event loop must not wait),
+ * blocking, as the component is starting.
  */
-export function readTlsFiles(files: TlsFiles): TlsMaterial {
-  checkPairing(files);
-  const raw: RawMaterial = {};
-  if (files.caFile !== undefined) raw.ca = readSync(files, 'caFile', files.caFile);
-  if (files.certFile !== undefined) raw.cert = readSync(files, 'certFile', files.certFile);
-  if (files.keyFile !== undefined) raw.key = readSync(files, 'keyFile', files.keyFile);
-  return checkTlsMaterial(files, raw);
+export function readTlsFiles(files: TlsFiles, { settleMs = ROTATION_SETTLE_MS } = {}): TlsMaterial {
+  const deadline = performance.now() + settleMs;
+  for (;;) {
+    try {
+      checkPairing(files);
+      const raw: RawMaterial = {};
+      if (files.caFile !== undefined) raw.ca = readSync(files, 'caFile', files.caFile);
+      if (files.certFile !== undefined) raw.cert = readSync(files, 'certFile', files.certFile);
+      if (files.keyFile !== undefined) raw.key = readSync(files, 'keyFile', files.keyFile);
+      return checkTlsMaterial(files, raw);
+    } catch (error) {
+      if (!(error instanceof UnsettledTlsFilesError) || performance.now() >= deadline) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, SETTLE_STEP_MS);
+    }
+  }
 }
 
 /**
@@ -205,7 +264,7 @@ export function watchTlsFiles(
         if (!certificate) continue;
         const validTo = new Date(certificate.validTo);
         const left = validTo.getTime() - Date.now();
-        if (left > EXPIRY_WARNING_MS) continue;
+        if (left > expiresSoonWithin(certificate)) continue;
         const expired = left <= 0;
         const key = `${certificate.fingerprint256} ${expired}`;
         const last = told.get(key);
@@ -221,7 +280,6 @@ export function watchTlsFiles(
     if (reading) return;
     reading = true;
     try {
-      checkExpiry();
       const raw = await readAsync(files);
       if (stopped || sameMaterial(raw, current)) return;
       const next = checkTlsMaterial(files, raw);
@@ -231,7 +289,9 @@ export function watchTlsFiles(
       }
       checkStarted(files, current, next);
       onChange(next);
+      const before = current;
       current = next;
+      tellReload(files, before, next, options.onReload);
       lastFailure = reportedFailure = undefined;
     } catch (error) {
       if (stopped) return;
@@ -242,6 +302,8 @@ export function watchTlsFiles(
       }
       lastFailure = failure.message;
     } finally {
+      // After the read: what stays in use is told of, not the certificate a renewal just replaced.
+      if (!stopped) checkExpiry();
       reading = false;
     }
   };
@@ -252,6 +314,39 @@ export function watchTlsFiles(
     stopped = true;
     clearInterval(timer);
   };
+}
+
+/** Tells `onReload` of the certificate file and the CA file whose contents changed from `before` to `next`. */
+function tellReload(
+  files: TlsFiles,
+  before: TlsMaterial,
+  next: TlsMaterial,
+  onReload: TlsRefreshOptions['onReload'],
+): void {
+  if (!onReload) return;
+  const changed = (a: Buffer | undefined, b: Buffer | undefined): boolean =>
+    a === undefined || b === undefined ? a !== b : !a.equals(b);
+  const roles: Array<['certFile' | 'caFile', Buffer | undefined, Buffer | undefined]> = [
+    ['certFile', before.cert, next.cert],
+    ['caFile', before.ca, next.ca],
+  ];
+  for (const [role, old, now] of roles) {
+    const file = files[role];
+    if (file === undefined || now === undefined || !changed(old, now)) continue;
+    const certificates = certificateBlocks(now).flatMap((block) => parseCertificate(block) ?? []);
+    const ends = (role === 'certFile' ? certificates.slice(0, 1) : certificates).map((c) =>
+      Date.parse(c.validTo),
+    );
+    const setting = files.sources?.[role];
+    onReload({
+      role,
+      file,
+      certificates: certificates.length,
+      ...(ends.length === 0 ? {} : { validTo: new Date(Math.min(...ends)) }),
+      ...(role === 'certFile' && certificates[0] ? { fingerprint: certificates[0].fingerprint256 } : {}),
+      ...(setting === undefined ? {} : { setting }),
+    });
+  }
 }
 
 function checkPairing(files: TlsFiles): void {
@@ -265,21 +360,25 @@ function checkPairing(files: TlsFiles): void {
 function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
   if (raw.ca) {
     const problem = caCertificatesProblem(raw.ca);
+    if (problem === NOT_PEM_CERTIFICATES)
+      throw new UnsettledTlsFilesError(`${named(files, 'caFile')}${problem}`);
     if (problem) throw new ConfigError(`${named(files, 'caFile')}${problem}`);
   }
   if (raw.cert && raw.key) {
     const certificate = leafOf(raw.cert);
     if (!certificate) {
-      throw new ConfigError(`${named(files, 'certFile')}: expected a PEM certificate`);
+      throw new UnsettledTlsFilesError(`${named(files, 'certFile')}: expected a PEM certificate`);
     }
     let key: KeyObject;
     try {
       key = createPrivateKey(raw.key);
     } catch {
-      throw new ConfigError(`${named(files, 'keyFile')}: expected an unencrypted PEM private key`);
+      throw new UnsettledTlsFilesError(`${named(files, 'keyFile')}: expected an unencrypted PEM private key`);
     }
     if (!certificate.checkPrivateKey(key)) {
-      throw new ConfigError(`${named(files, 'keyFile')} is not the key of ${named(files, 'certFile')}`);
+      throw new UnsettledTlsFilesError(
+        `${named(files, 'keyFile')} is not the key of ${named(files, 'certFile')}`,
+      );
     }
     if (Date.parse(certificate.validTo) < Date.now()) {
       throw new ConfigError(
@@ -327,13 +426,15 @@ function checkUsable(files: TlsFiles, cert: Buffer, key: Buffer): void {
   }
 }
 
+const NOT_PEM_CERTIFICATES = ': expected PEM certificates';
+
 /**
  * What is wrong with `pem` as CA certificates, said after the name of where it came from
  * (": expected PEM certificates"), or undefined when every block is a certificate that may issue.
  */
 export function caCertificatesProblem(pem: Buffer): string | undefined {
   const certificates = certificateBlocks(pem).map(parseCertificate);
-  if (certificates.length === 0 || certificates.includes(undefined)) return ': expected PEM certificates';
+  if (certificates.length === 0 || certificates.includes(undefined)) return NOT_PEM_CERTIFICATES;
   // node:tls takes a component's own certificate given as the CA, and every handshake then fails
   // with an error about the peer's issuer that does not say why: said here instead.
   const notCa = certificates.find((certificate) => certificate !== undefined && !canIssue(certificate));

@@ -8,13 +8,17 @@ import type { TlsRefreshOptions } from './tls-files.js';
 const SAME_NEWS_MS = 60_000;
 
 /**
- * The TLS refresh options of one component that log what goes wrong with its files: changed files
+ * The TLS refresh options of one component that log what becomes of its files: changed files taken
+ * (info, `tls-reloaded`: a renewal that worked says so), changed files
  * that cannot be used (the files in use stay in use, so a rotation that failed looked like one that
- * worked until the old certificate expired), a certificate in use that expires within a week, and
+ * worked until the old certificate expired), a certificate in use that nears its end (see
+ * expiresSoonWithin), and
  * one that has expired (every handshake fails from then on). Pass the same options to every
  * credentials of the component, so that each problem is logged once.
  */
-export function tlsProblemLog(log: Logger): Required<Pick<TlsRefreshOptions, 'onReloadError' | 'onExpiry'>> {
+export function tlsProblemLog(
+  log: Logger,
+): Required<Pick<TlsRefreshOptions, 'onReloadError' | 'onExpiry' | 'onReload'>> {
   const toldAt = new Map<string, number>();
   const once = (news: string, tell: () => void): void => {
     const now = performance.now();
@@ -31,6 +35,28 @@ export function tlsProblemLog(log: Logger): Required<Pick<TlsRefreshOptions, 'on
           `${error.message}: the TLS files in use before stay in use`,
         ),
       ),
+    onReload: ({ role, file, setting, validTo, fingerprint, certificates }) =>
+      once(`reload ${file} ${fingerprint ?? certificates} ${validTo?.toISOString()}`, () => {
+        const fields = {
+          event: 'tls-reloaded',
+          file,
+          ...(setting === undefined ? {} : { setting }),
+          ...(validTo === undefined ? {} : { validTo }),
+        };
+        const from = setting === undefined ? '' : ` from ${setting}`;
+        const until = validTo === undefined ? '' : ` (valid until ${validTo.toISOString()})`;
+        if (role === 'certFile') {
+          log.info(
+            fields,
+            `TLS certificate file "${file}"${from} changed: new connections present its new certificate${until}`,
+          );
+        } else {
+          log.info(
+            { ...fields, certificates },
+            `TLS CA file "${file}"${from} changed: new connections check peers against its ${certificates} CA certificate${certificates === 1 ? '' : 's'}${validTo === undefined ? '' : ` (the first to end: ${validTo.toISOString()})`}`,
+          );
+        }
+      }),
     onExpiry: ({ file, setting, validTo, expired }) =>
       once(`${file} ${validTo.toISOString()} ${expired}`, () => {
         const fields = {

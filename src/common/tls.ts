@@ -230,7 +230,7 @@ class TlsFileProvider implements experimental.CertificateProvider {
       // now, so that the next connection does not start from stale material. A failure keeps the
       // last good material, and the watcher reports it.
       try {
-        this.material = readTlsFiles(this.files);
+        this.material = readTlsFiles(this.files, { settleMs: 0 });
       } catch {}
     }
     this.watchedBefore = true;

@@ -1,6 +1,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import {
   createServer as createHttpsServer,
   type Server as HttpsServer,
@@ -311,6 +319,65 @@ describe('rotation without restart', () => {
     }
   });
 
+  it('says what it took: the certificate file with its new end, the CA file with its CAs', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const onReload = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onReload });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(onReload).not.toHaveBeenCalled();
+      const renewed = pki.issue('goods-reloaded', { identity: 'goods' });
+      installCertificate(renewed, files.folder, 'goods');
+      await vi.waitFor(() => expect(onReload).toHaveBeenCalledOnce(), WAIT);
+      const certificate = new X509Certificate(readFileSync(renewed.certFile));
+      expect(onReload).toHaveBeenLastCalledWith({
+        role: 'certFile',
+        file: files.certFile,
+        validTo: new Date(certificate.validTo),
+        fingerprint: certificate.fingerprint256,
+        certificates: 1,
+      });
+      replaceFile(pki.bothCasFile, files.caFile);
+      await vi.waitFor(() => expect(onReload).toHaveBeenCalledTimes(2), WAIT);
+      expect(onReload).toHaveBeenLastCalledWith(
+        expect.objectContaining({ role: 'caFile', file: files.caFile, certificates: 2 }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(onReload).toHaveBeenCalledTimes(2);
+    } finally {
+      stop();
+    }
+  });
+
+  it("is logged once for all of a component's credentials, at info", () => {
+    const { log, lines } = captureLog('goods');
+    const problems = tlsProblemLog(log);
+    const validTo = new Date('2030-01-01T00:00:00.000Z');
+    for (let copy = 0; copy < 3; copy++) {
+      problems.onReload({
+        role: 'certFile',
+        file: 'goods.crt',
+        setting: '--tls-cert (TLS_CERT)',
+        validTo,
+        fingerprint: 'AA:BB',
+        certificates: 1,
+      });
+      problems.onReload({ role: 'caFile', file: 'ca.crt', validTo, certificates: 2 });
+    }
+    expect(lines.map((line) => [line.level, line.event, line.msg])).toEqual([
+      [
+        30,
+        'tls-reloaded',
+        'TLS certificate file "goods.crt" from --tls-cert (TLS_CERT) changed: new connections present its new certificate (valid until 2030-01-01T00:00:00.000Z)',
+      ],
+      [
+        30,
+        'tls-reloaded',
+        'TLS CA file "ca.crt" changed: new connections check peers against its 2 CA certificates (the first to end: 2030-01-01T00:00:00.000Z)',
+      ],
+    ]);
+  });
+
   it('keeps the last good files and reports a key that does not belong to the certificate', async () => {
     const server = rotatable('goods', pki.files('goods'));
     const onReloadError = vi.fn();
@@ -486,6 +553,54 @@ describe('a certificate in use that nears its end', () => {
           expect(onExpiry).toHaveBeenCalledWith({ file: files.caFile, validTo: caValidTo, expired: false }),
         WAIT,
       );
+    } finally {
+      stop();
+    }
+  });
+
+  it('is told of a short-lived certificate in the last twentieth of its life only, not as soon as it is taken', async () => {
+    // A day's certificate (and the hour `npm run certs` backdates it by), as a rotation tool issues
+    // short-lived ones: within a week of its end from the start, which is no news.
+    const issued = pki.issue('goods-daily', { identity: 'goods', days: 1 });
+    const files = { caFile: pki.caFile, ...issued };
+    const certificate = new X509Certificate(readFileSync(files.certFile));
+    const validTo = new Date(certificate.validTo);
+    const life = validTo.getTime() - Date.parse(certificate.validFrom);
+    const onExpiry = vi.fn();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onExpiry });
+    try {
+      // Two thirds into its life, when step-ca and cert-manager renew it; then a tenth before its end.
+      for (const left of [life / 3, life / 10]) {
+        vi.setSystemTime(validTo.getTime() - left);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(onExpiry).not.toHaveBeenCalled();
+      }
+      vi.setSystemTime(validTo.getTime() - life / 25);
+      await vi.waitFor(() => expect(onExpiry).toHaveBeenCalledOnce(), WAIT);
+      expect(onExpiry).toHaveBeenLastCalledWith({ file: files.certFile, validTo, expired: false });
+    } finally {
+      stop();
+    }
+  });
+
+  it('is judged after the files are read: a certificate renewal replaced is not told of', async () => {
+    const folder = mkdtempSync(join(dir, 'late-renewal-'));
+    const old = installCertificate(pki.issue('goods-old', { identity: 'goods', days: 1 }), folder, 'goods');
+    const files = { caFile: pki.caFile, ...old };
+    const initial = readTlsFiles(files);
+    const oldValidTo = Date.parse(new X509Certificate(initial.cert!).validTo);
+    // Renewed late, in the last hour of the old one, but before anything read the files again.
+    installCertificate(pki.issue('goods-new', { identity: 'goods', days: 2 }), folder, 'goods');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(oldValidTo - 30 * 60_000);
+    const onChange = vi.fn();
+    const onExpiry = vi.fn();
+    const stop = watchTlsFiles(files, initial, onChange, { ...REFRESH, onExpiry });
+    try {
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(onExpiry).not.toHaveBeenCalled();
     } finally {
       stop();
     }
@@ -731,6 +846,46 @@ function fifoThatCannotHang(path: string): () => void {
   return () => writer.kill('SIGKILL');
 }
 
+describe('files caught midway through a rotation at start', () => {
+  /** A pair as a renewer leaves it between writing the new key and the new certificate. */
+  function halfRenewed(): Required<TlsFilePaths> & { renewed: { certFile: string; keyFile: string } } {
+    const files = rotatable('goods', pki.files('goods'));
+    const renewed = pki.issue('goods-half', { identity: 'goods' });
+    replaceFile(renewed.keyFile, files.keyFile);
+    return { ...files, renewed };
+  }
+
+  it('are read again until the pair matches: a component started then starts, where it stopped with exit 2', () => {
+    const files = halfRenewed();
+    // Another process writes the certificate a moment later, as the renewer does; this one waits
+    // without an event loop, as a component being started does.
+    const writer = spawn('sh', [
+      '-c',
+      `sleep 0.3; cp "${files.renewed.certFile}" "${files.certFile}.new"; mv "${files.certFile}.new" "${files.certFile}"`,
+    ]);
+    try {
+      const startedAt = performance.now();
+      const material = readTlsFiles(files);
+      expect(performance.now() - startedAt).toBeGreaterThan(200);
+      expect(material.cert).toEqual(readFileSync(files.renewed.certFile));
+      expect(material.key).toEqual(readFileSync(files.renewed.keyFile));
+    } finally {
+      writer.kill();
+    }
+  });
+
+  it('stop it once they have not settled within settleMs, and a problem no rotation causes stops it at once', () => {
+    const files = halfRenewed();
+    let startedAt = performance.now();
+    expect(() => readTlsFiles(files, { settleMs: 300 })).toThrow(/is not the key of/);
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(300);
+    const notCa = { ...pki.files('goods'), caFile: pki.files('members').certFile };
+    startedAt = performance.now();
+    expect(() => readTlsFiles(notCa)).toThrow(/is not a CA/);
+    expect(performance.now() - startedAt).toBeLessThan(100);
+  });
+});
+
 describe('TLS files that are not regular files, or too large', () => {
   it('refuses a device such as /dev/zero, which never ends, naming what it is', () => {
     const { keyFile } = pki.files('goods');
@@ -780,6 +935,39 @@ describe('TLS files that are not regular files, or too large', () => {
     expect(() => readTlsFiles({ ...linked, certFile: toDevice })).toThrow(
       `TLS certificate file "${toDevice}" is not a regular file: it is a character device`,
     );
+  });
+
+  it('follows a Kubernetes secret volume: tls.crt -> ..data/tls.crt, and ..data swapped to a new folder in one rename', async () => {
+    const volume = mkdtempSync(join(dir, 'secret-volume-'));
+    const publish = (folder: string, from: Required<TlsFilePaths>): void => {
+      mkdirSync(join(volume, folder));
+      replaceFile(from.caFile, join(volume, folder, 'ca.crt'));
+      replaceFile(from.certFile, join(volume, folder, 'tls.crt'));
+      replaceFile(from.keyFile, join(volume, folder, 'tls.key'));
+      symlinkSync(folder, join(volume, '..data_tmp'));
+      renameSync(join(volume, '..data_tmp'), join(volume, '..data'));
+    };
+    publish('..2026_01_01_00_00_00.1', pki.files('goods'));
+    for (const file of ['ca.crt', 'tls.crt', 'tls.key']) symlinkSync(`..data/${file}`, join(volume, file));
+    const files = {
+      caFile: join(volume, 'ca.crt'),
+      certFile: join(volume, 'tls.crt'),
+      keyFile: join(volume, 'tls.key'),
+    };
+    const onChange = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), onChange, REFRESH);
+    try {
+      const renewed = { caFile: pki.caFile, ...pki.issue('goods-k8s', { identity: 'goods' }) };
+      // The kubelet writes the new folder, swaps ..data, then removes the old folder: the files
+      // themselves (symlinks) never change, nor do their own mtimes.
+      publish('..2026_01_01_00_02_00.2', renewed);
+      rmSync(join(volume, '..2026_01_01_00_00_00.1'), { recursive: true });
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
+      expect(onChange.mock.calls[0]![0].cert).toEqual(readFileSync(renewed.certFile));
+      expect(onChange.mock.calls[0]![0].key).toEqual(readFileSync(renewed.keyFile));
+    } finally {
+      stop();
+    }
   });
 
   it('on a re-read, keeps the last good files when one became a FIFO, and takes a symlink to new ones', async () => {

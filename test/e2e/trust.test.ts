@@ -409,8 +409,13 @@ describe('certificates about to expire, against real processes', () => {
   let pki: TestPki;
   let shop: Awaited<ReturnType<typeof startProcesses>>;
   beforeAll(async () => {
-    // Three days left: within the week that each component warns of, whatever its role.
-    pki = makeTestPki(dataDir, { names: ['distributor', 'gateway', 'goods'], leafDays: 3 });
+    // Three days left of 63: within the week, and the last twentieth of its life, that each
+    // component warns of, whatever its role.
+    pki = makeTestPki(dataDir, {
+      names: ['distributor', 'gateway', 'goods'],
+      leafDays: 3,
+      leafNotBefore: new Date(Date.now() - 60 * 86_400_000),
+    });
     shop = await startProcesses(dataDir, (name) => {
       const files = pki.files(name);
       return { TLS_CA: files.caFile, TLS_CERT: files.certFile, TLS_KEY: files.keyFile };

@@ -30,11 +30,18 @@ export interface TestPki {
   twinFiles(name: string): Required<TlsFilePaths>;
   /**
    * Issues one more certificate as `<file>.crt`/`<file>.key`: by the CA or the other one, for the
-   * identity `identity` (default: `file`), with extra `hosts`.
+   * identity `identity` (default: `file`), with extra `hosts`, valid for `days` (default: the PKI's
+   * leafDays) from now and since `notBefore` (default: as `npm run certs` starts them).
    */
   issue(
     file: string,
-    options?: { identity?: string; by?: 'ca' | 'other'; hosts?: readonly string[] },
+    options?: {
+      identity?: string;
+      by?: 'ca' | 'other';
+      hosts?: readonly string[];
+      days?: number;
+      notBefore?: Date;
+    },
   ): CertificateFiles;
 }
 
@@ -45,16 +52,31 @@ export interface TestPki {
  */
 export function makeTestPki(
   dir: string,
-  { names, hosts = [], leafDays }: { names: readonly string[]; hosts?: readonly string[]; leafDays?: number },
+  {
+    names,
+    hosts = [],
+    leafDays,
+    leafNotBefore,
+  }: {
+    names: readonly string[];
+    hosts?: readonly string[];
+    leafDays?: number;
+    /** The start of the certificates of `files` (default: as `npm run certs` starts them). */
+    leafNotBefore?: Date;
+  },
 ): TestPki {
   const ca = createCa(dir, { name: 'ca', commonName: 'test CA' });
   const other = createCa(dir, { name: 'other-ca', commonName: 'other test CA' });
-  const issue: TestPki['issue'] = (file, { identity = file, by = 'ca', hosts: extra = [] } = {}) =>
+  const issue: TestPki['issue'] = (
+    file,
+    { identity = file, by = 'ca', hosts: extra = [], days = leafDays, notBefore = leafNotBefore } = {},
+  ) =>
     issueCertificate(by === 'ca' ? ca : other, dir, {
       name: file,
       identity,
       hosts: [...hosts, ...extra],
-      ...(leafDays === undefined ? {} : { days: leafDays }),
+      ...(days === undefined ? {} : { days }),
+      ...(notBefore === undefined ? {} : { notBefore }),
     });
   const withCa = (certificate: CertificateFiles): Required<TlsFilePaths> => ({
     caFile: ca.certFile,
