@@ -90,8 +90,9 @@ export interface ReloadNotice {
   readonly setting?: string;
   /** The end of the new certificate (certFile), or of the first CA to end (caFile). */
   readonly validTo?: Date;
-  /** certFile: the new certificate's SHA-256 fingerprint; caFile: the number of CA certificates. */
+  /** The new certificate's SHA-256 fingerprint (certFile only). */
   readonly fingerprint?: string;
+  /** How many certificates the file holds: the certificate and its intermediates, or the CAs. */
   readonly certificates: number;
 }
 
@@ -255,6 +256,7 @@ export function watchTlsFiles(
       ['certFile', current.cert],
       ['caFile', current.ca],
     ];
+    const inUse = new Set<string>();
     for (const [role, pem] of held) {
       const file = files[role];
       if (file === undefined || pem === undefined) continue;
@@ -262,6 +264,7 @@ export function watchTlsFiles(
       for (const block of certificateBlocks(pem)) {
         const certificate = parseCertificate(block);
         if (!certificate) continue;
+        inUse.add(certificate.fingerprint256);
         const validTo = new Date(certificate.validTo);
         const left = validTo.getTime() - Date.now();
         if (left > expiresSoonWithin(certificate)) continue;
@@ -274,6 +277,11 @@ export function watchTlsFiles(
         const setting = files.sources?.[role];
         options.onExpiry({ file, validTo, expired, ...(setting === undefined ? {} : { setting }) });
       }
+    }
+    // Renewed every few minutes, certificates come and go for as long as the process runs: what was
+    // told of ones no longer in use is forgotten.
+    for (const key of told.keys()) {
+      if (!inUse.has(key.slice(0, key.indexOf(' ')))) told.delete(key);
     }
   };
   const poll = async (): Promise<void> => {

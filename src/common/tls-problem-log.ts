@@ -24,6 +24,8 @@ export function tlsProblemLog(
     const now = performance.now();
     const before = toldAt.get(news);
     if (before !== undefined && now - before < SAME_NEWS_MS) return;
+    // Each renewal is news of its own: older news is forgotten, or the map would grow with every one.
+    for (const [old, at] of toldAt) if (now - at >= SAME_NEWS_MS) toldAt.delete(old);
     toldAt.set(news, now);
     tell();
   };
