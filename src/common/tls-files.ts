@@ -388,18 +388,19 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
         `${named(files, 'keyFile')} is not the key of ${named(files, 'certFile')}`,
       );
     }
-    if (Date.parse(certificate.validTo) < Date.now()) {
+    const nowMs = Date.now();
+    if (Date.parse(certificate.validTo) < nowMs) {
       throw new ConfigError(
-        `${named(files, 'certFile')} expired on ${new Date(certificate.validTo).toISOString()}`,
+        `${named(files, 'certFile')} expired on ${new Date(certificate.validTo).toISOString()}, ${clockNote(Date.parse(certificate.validTo), nowMs)}: renew it, or, if this host's clock is ahead, set it right (NTP)`,
       );
     }
     // Peers refuse it as they refuse an expired one ("certificate is not yet valid"): taken on a
     // re-read, it would fail every new handshake, where the certificate in use still works. A start
     // within the clock skew machines have is left alone: a certificate just issued on a machine whose
     // clock runs a little ahead is good for peers whose clocks agree with it.
-    if (Date.parse(certificate.validFrom) > Date.now() + CLOCK_SKEW_MS) {
+    if (Date.parse(certificate.validFrom) > nowMs + CLOCK_SKEW_MS) {
       throw new ConfigError(
-        `${named(files, 'certFile')} is not valid before ${new Date(certificate.validFrom).toISOString()}`,
+        `${named(files, 'certFile')} is not valid before ${new Date(certificate.validFrom).toISOString()}, ${clockNote(Date.parse(certificate.validFrom), nowMs)}: if it was issued since then, this host's clock is behind the clock of the machine that issued it; set it right (NTP)`,
       );
     }
     checkUsable(files, raw.cert, raw.key);
@@ -435,6 +436,25 @@ function checkUsable(files: TlsFiles, cert: Buffer, key: Buffer): void {
 }
 
 const NOT_PEM_CERTIFICATES = ': expected PEM certificates';
+
+/**
+ * A certificate's date against this host's clock ("23 h after this host's clock"): a host whose
+ * clock is off reads a certificate issued elsewhere as expired or not valid yet, and the message says
+ * by how much, so that the clock is the first suspect. Coarse, so that the message of a re-read that
+ * fails the same way stays the same (a failure is logged once two reads agree).
+ */
+function clockNote(dateMs: number, nowMs: number): string {
+  const minutes = Math.floor(Math.abs(dateMs - nowMs) / 60_000);
+  const span =
+    minutes < 1
+      ? 'less than a minute'
+      : minutes < 120
+        ? `${minutes} min`
+        : minutes < 48 * 60
+          ? `${Math.round(minutes / 60)} h`
+          : `${Math.round(minutes / 1440)} days`;
+  return `${span} ${dateMs > nowMs ? 'after' : 'before'} this host's clock`;
+}
 
 /**
  * What is wrong with `pem` as CA certificates, said after the name of where it came from

@@ -462,6 +462,19 @@ describe('a certificate that is not valid yet', () => {
     );
   });
 
+  it("on a host whose clock is a day behind, names this host's clock as the likely cause, and by how much", () => {
+    const certFile = issueValidFrom('goods', utcTime(new Date(Date.now() - 3_600_000)));
+    const hostNow = new Date(Date.now() - 86_400_000);
+    vi.useFakeTimers({ toFake: ['Date'], now: hostNow });
+    try {
+      expect(() => serverCredentials({ ...pki.files('goods'), certFile })).toThrow(
+        ", 23 h after this host's clock: if it was issued since then, this host's clock is behind",
+      );
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('is taken when it starts within the clock skew between machines (5 minutes): issued just now on a machine a little ahead', () => {
     const inTwoMinutes = new Date(Date.now() + 2 * 60_000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
     const certFile = issueValidFrom('goods', `${inTwoMinutes}Z`);
