@@ -173,6 +173,37 @@ describe.each(backendsOf(goodsService))('idempotent goods writes $title', (backe
       }
     });
 
+    // Instances of a service on several hosts share one MySQL; SQLite is one host's file.
+    if (backend.name === 'mysql') {
+      it("instances on hosts whose clocks disagree by a day share their keys: the database's clock dates them", async () => {
+        const { opened, create } = await goods();
+        await expect(create(GOODS, 'k')).resolves.toEqual({ id: 1 });
+        // Another instance on a host whose clock runs a day and an hour ahead: it answers the retry
+        // from the key, and its sweep leaves the key be.
+        vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + IDEMPOTENCY_RETENTION_MS + 3_600_000 });
+        try {
+          const ahead = h.another(opened);
+          const second = await h.serve(
+            createServiceServer(goodsService, { store: ahead, idempotencySweeps: false }),
+            GoodsServiceClient,
+          );
+          await expect(callWithKey(second.client, second.client.createGoods, GOODS, 'k')).resolves.toEqual({
+            id: 1,
+          });
+          expect(await ahead.sweepExpired()).toBe(0);
+          await expect(callWithKey(second.client, second.client.createGoods, GOODS, 'k2')).resolves.toEqual({
+            id: 2,
+          });
+        } finally {
+          vi.useRealTimers();
+        }
+        // And the key it wrote is no younger for an instance with the right clock.
+        await expect(create({ ...GOODS, price: 1 }, 'k2')).rejects.toMatchObject(REUSED);
+        expect(await opened.store.sweepExpired()).toBe(0);
+        expect(await count(opened, 'goods')).toBe(2);
+      });
+    }
+
     it('a key is kept for the retention period, then is new again; sweeps delete only expired keys', async () => {
       const clock = manualClock();
       const { opened, create } = await goods(clock);

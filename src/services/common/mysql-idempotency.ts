@@ -4,23 +4,25 @@ import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/trace-span.js';
 import { driverErrorCode } from './database-errors.js';
 import {
+  IDEMPOTENCY_RETENTION_MS,
   IDEMPOTENCY_SWEEP_BATCH,
   IDEMPOTENCY_SWEEP_MAX_BATCHES,
   type IdempotencyClaim,
   type IdempotencyOptions,
   isExpired,
   type JournalRow,
-  journalSettings,
   type Once,
   type Outcome,
   outcomeFor,
 } from './idempotency.js';
-import type { MysqlDatabase, SqlExecutor } from './mysql-database.js';
+import { MYSQL_NOW_MS, type MysqlDatabase, type SqlExecutor } from './mysql-database.js';
 
 /**
  * The journal table of one service in MySQL (see idempotency.ts). The key is ASCII compared byte for
  * byte; `code` is NULL only inside the transaction that claimed the key, so no reader ever sees it
- * NULL; `created_at` is in ms since the epoch, by the service's clock.
+ * NULL; `created_at` is in ms since the epoch, by MySQL's clock (before, by the clock of the service
+ * instance that wrote it: an instance on a host whose clock ran a day ahead took every other
+ * instance's keys for expired, wrote a retried request again, and its sweeps deleted their keys).
  */
 export function mysqlIdempotencySchema(table: string): string[] {
   return [
@@ -44,6 +46,7 @@ type Row = RowDataPacket & {
   message: string;
   response: Buffer | null;
   createdAt: number | string;
+  nowMs: number | string;
 };
 
 /**
@@ -77,12 +80,19 @@ export class MysqlIdempotencyJournal {
   readonly #db: MysqlDatabase;
   readonly #table: string;
   readonly #retentionMs: number;
-  readonly #now: () => number;
+  /** A clock a test gives; else MySQL's (MYSQL_NOW_MS), the one clock of every instance. */
+  readonly #now: (() => number) | undefined;
 
   constructor(db: MysqlDatabase, table: string, options: IdempotencyOptions = {}) {
     this.#db = db;
     this.#table = table;
-    ({ retentionMs: this.#retentionMs, now: this.#now } = journalSettings(options));
+    this.#retentionMs = options.retentionMs ?? IDEMPOTENCY_RETENTION_MS;
+    this.#now = options.now;
+  }
+
+  /** Now in SQL, and the parameter it takes: the given clock's time, or MySQL's clock. */
+  #nowSql(): { sql: string; params: number[] } {
+    return this.#now ? { sql: '?', params: [this.#now()] } : { sql: MYSQL_NOW_MS, params: [] };
   }
 
   /**
@@ -91,13 +101,14 @@ export class MysqlIdempotencyJournal {
    */
   async recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
     const db = this.#db.forCall(parent);
+    const now = this.#nowSql();
     const [row] = await db.select<Row>(
-      `SELECT method, fingerprint, code, message, response, created_at AS createdAt FROM ${this.#table} WHERE idem_key = ?`,
-      [claim.key],
+      `SELECT method, fingerprint, code, message, response, created_at AS createdAt, ${now.sql} AS nowMs FROM ${this.#table} WHERE idem_key = ?`,
+      [...now.params, claim.key],
     );
     if (!row) return undefined;
     const journalRow = toJournalRow(row);
-    if (isExpired(journalRow, this.#now(), this.#retentionMs)) {
+    if (isExpired(journalRow, Number(row.nowMs), this.#retentionMs)) {
       // An expired key is as good as unused. Its row goes now (that exact row, so a fresh claim
       // made meanwhile by another instance stays), so that the claim below can insert it again.
       await db.change(`DELETE FROM ${this.#table} WHERE idem_key = ? AND created_at = ?`, [
@@ -135,9 +146,10 @@ export class MysqlIdempotencyJournal {
           this.#table,
           async (sql) => {
             try {
+              const now = this.#nowSql();
               await sql.change(
-                `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ?)`,
-                [claim.key, claim.method, claim.fingerprint, this.#now()],
+                `INSERT INTO ${this.#table} (idem_key, method, fingerprint, created_at) VALUES (?, ?, ?, ${now.sql})`,
+                [claim.key, claim.method, claim.fingerprint, ...now.params],
               );
             } catch (error) {
               const code = driverErrorCode(error);
@@ -176,12 +188,12 @@ export class MysqlIdempotencyJournal {
 
   /** Deletes expired keys, at most a bounded number per call; resolves with how many. */
   async sweep(): Promise<number> {
-    const cutoff = this.#now() - this.#retentionMs;
     let deleted = 0;
     for (let batch = 0; batch < IDEMPOTENCY_SWEEP_MAX_BATCHES; batch++) {
+      const now = this.#nowSql();
       const { affectedRows } = await this.#db.change(
-        `DELETE FROM ${this.#table} WHERE created_at <= ? ORDER BY created_at LIMIT ${IDEMPOTENCY_SWEEP_BATCH}`,
-        [cutoff],
+        `DELETE FROM ${this.#table} WHERE created_at <= ${now.sql} - ? ORDER BY created_at LIMIT ${IDEMPOTENCY_SWEEP_BATCH}`,
+        [...now.params, this.#retentionMs],
       );
       deleted += affectedRows;
       if (affectedRows < IDEMPOTENCY_SWEEP_BATCH) break;

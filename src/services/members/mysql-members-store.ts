@@ -5,6 +5,8 @@ import type { TraceSpan } from '../../common/trace-span.js';
 import { driverErrorCode } from '../common/database-errors.js';
 import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
 import {
+  MYSQL_NOW_MS,
+  MYSQL_NOW_US,
   MysqlDatabase,
   type MysqlStoreOptions,
   mysqlColumnsAdded,
@@ -53,12 +55,9 @@ export const MYSQL_MEMBERS_SCHEMA = [
   }),
 ] as const;
 
-/**
- * Now by MySQL's clock, in µs and ms since the epoch, as BIGINTs, from UTC: UNIX_TIMESTAMP(NOW())
- * goes through the session's time zone, whose repeated hour in autumn would turn the clock back.
- */
-const NOW_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
-const NOW_MS = `(${NOW_US} DIV 1000)`;
+/** Now by MySQL's clock (see MYSQL_NOW_US). */
+const NOW_US = MYSQL_NOW_US;
+const NOW_MS = MYSQL_NOW_MS;
 const FAILURES_OF = `SELECT failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version
   FROM sign_in_failures WHERE username = ?`;
 
