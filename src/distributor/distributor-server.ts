@@ -192,7 +192,12 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     return feed.subscribe((event) => writer.event(event));
   };
   const ack = (nodeId: string, state: NodeState): Buffer =>
-    encodeAck(nodeId, { state, revision: registry.revision, instanceId: registry.instanceId });
+    encodeAck(nodeId, {
+      state,
+      revision: registry.revision,
+      instanceId: registry.instanceId,
+      sentAt: registry.now(),
+    });
   const openStreams = new Set<{ close(error: ServiceError): void }>();
   options.telemetry?.watchRegistry(registry, () => openStreams.size);
 

@@ -138,6 +138,11 @@ export class NodeRegistry {
     }
   }
 
+  /** The registry's clock: the time nodes' registeredAt are taken by. */
+  now(): Date {
+    return this.#now();
+  }
+
   /** The revision of the list now: 0 before the first change. */
   get revision(): number {
     return this.#revision;

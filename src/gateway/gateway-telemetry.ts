@@ -560,14 +560,16 @@ export class GatewayTelemetry {
         rate: rateOf(key),
       });
     }
+    const offsetMs = this.#registration?.distributorClockOffsetMs;
     return {
       now: new Date(nowMs).toISOString(),
+      ...(offsetMs === undefined ? {} : { distributorClockOffsetMs: offsetMs }),
       revision: this.#view.revision() ?? null,
       registered: this.#registration?.nodeId !== undefined,
       readiness: this.readiness(),
       metrics: this.#rates !== undefined,
       windowSeconds: window,
-      nodes: this.#nodes.describe(nowMs).map((node) => {
+      nodes: this.#nodes.describe(nowMs, offsetMs ?? 0).map((node) => {
         const since = node.state === 'gone' ? undefined : this.#view.unreachableSince(node.id);
         if (since === undefined) return node;
         const unreachableSeconds = Math.round((performance.now() - since) / 1000);
@@ -752,6 +754,11 @@ export interface RouteStatus {
 /** The status page's data (`GET /status.json`). */
 export interface GatewayStatus {
   readonly now: string;
+  /**
+   * How far the distributor's clock is ahead of this gateway's (behind if negative), in ms, as its
+   * last acknowledgement told; absent before one, or from a distributor that does not tell.
+   */
+  readonly distributorClockOffsetMs?: number;
   readonly revision: number | null;
   readonly registered: boolean;
   readonly readiness: { ready: boolean; reasons: string[] };

@@ -10,7 +10,10 @@ export interface NodeStatus {
   /** "host:port". */
   readonly address: string;
   readonly registeredAt: string | null;
-  /** Seconds since it registered; for a gone node, how long it had been registered when it left. */
+  /**
+   * Seconds since it registered; for a gone node, how long it had been registered when it left.
+   * Counted by the distributor's clock, whose time registeredAt is (see describe).
+   */
   readonly ageSeconds: number | null;
   /** When it left, for a gone node. */
   readonly goneAt?: string;
@@ -70,19 +73,24 @@ export class NodeHistory {
     this.#kept = new Set(kept);
   }
 
-  /** The listed nodes, then the ones gone within the last minute, newest departure first. */
-  describe(nowMs = Date.now()): NodeStatus[] {
+  /**
+   * The listed nodes, then the ones gone within the last minute, newest departure first.
+   * `distributorClockOffsetMs`, how far the distributor's clock is ahead of this host's, puts the
+   * ages on the distributor's clock, by which registeredAt was taken: on another host, one whose
+   * clock is an hour off would otherwise show every node an hour old, or 0 s for an hour.
+   */
+  describe(nowMs = Date.now(), distributorClockOffsetMs = 0): NodeStatus[] {
     for (const [id, { goneAt }] of this.#gone) {
       if (nowMs - goneAt > this.#keepGoneMs) this.#gone.delete(id);
     }
     const live = [...this.#listed.values()].map((node) => {
-      const described = describeNode(node, nowMs);
+      const described = describeNode(node, nowMs + distributorClockOffsetMs);
       return this.#kept.has(node) ? { ...described, kept: true as const } : described;
     });
     const gone = [...this.#gone.values()]
       .sort((a, b) => b.goneAt - a.goneAt)
       .map(({ node, goneAt }) => ({
-        ...describeNode(node, goneAt),
+        ...describeNode(node, goneAt + distributorClockOffsetMs),
         state: 'gone' as const,
         goneAt: new Date(goneAt).toISOString(),
       }));

@@ -94,7 +94,11 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     document.getElementById('meta').textContent =
       (status.registered ? 'registered with the distributor' : 'not registered with the distributor') +
       ' · node list revision ' + (status.revision === null ? 'none yet' : status.revision) +
-      ' · updated ' + new Date(status.now).toLocaleTimeString();
+      ' · updated ' + new Date(status.now).toLocaleTimeString() +
+      (Math.abs(status.distributorClockOffsetMs || 0) > 60000
+        ? " · the distributor's clock is " + Math.round(Math.abs(status.distributorClockOffsetMs) / 1000) + ' s ' +
+          (status.distributorClockOffsetMs > 0 ? 'ahead of' : 'behind') + " this gateway's (ages are by the distributor's)"
+        : '');
     document.getElementById('reasons').textContent = status.readiness.reasons.join('; ');
 
     var nodes = document.getElementById('nodes');

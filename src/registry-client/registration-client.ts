@@ -13,6 +13,7 @@ import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { PROOF_WINDOW_MS } from '../common/registry-proof.js';
 import { NODE_REPLACED, REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
@@ -98,6 +99,14 @@ interface RegistrationEvents {
 export const LEAVE_TIMEOUT_MS = 2_000;
 
 /**
+ * How far this host's clock may be from the distributor's before a node warns. Within it nothing
+ * depends on the clocks agreeing; past the proof window of the registry token (5 minutes) the
+ * distributor refuses the node, and past an hour a host takes the certificates `npm run certs` issues
+ * elsewhere as not valid yet.
+ */
+export const CLOCK_WARNING_MS = 60_000;
+
+/**
  * Keeps one node registered with the distributor. It registers on start, re-registers by itself
  * (exponential backoff with jitter, capped) whenever the stream ends, and, with `watchNodes`,
  * exposes the latest node list: kept by a RegistryView from the distributor's updates, resumed
@@ -136,6 +145,10 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #nodeId: string | undefined;
   #acknowledgedState: NodeState | undefined;
   #refusal: StatusObject | undefined;
+  /** The distributor's clock less this host's, from its last acknowledgement that gave its time. */
+  #clockOffsetMs: number | undefined;
+  /** Whether this registration's clock offset has been looked at (and warned about). */
+  #clockChecked = false;
 
   constructor(options: RegistrationClientOptions) {
     super();
@@ -203,6 +216,15 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   /** The state the distributor last acknowledged on the current stream; undefined before it has. */
   get acknowledgedState(): NodeState | undefined {
     return this.#acknowledgedState;
+  }
+
+  /**
+   * How far the distributor's clock is ahead of this host's (behind if negative), in ms, as its last
+   * acknowledgement told (within the time the acknowledgement took to arrive); undefined before one,
+   * or from a distributor that does not tell its time. Its nodes' registeredAt are by its clock.
+   */
+  get distributorClockOffsetMs(): number | undefined {
+    return this.#clockOffsetMs;
   }
 
   /** The refusal the client gave up on, if the distributor refused the node for good. */
@@ -355,10 +377,14 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (response.nodeId && this.#nodeId !== response.nodeId) {
       this.#nodeId = response.nodeId;
       this.#registeredAt = performance.now();
+      this.#clockChecked = false;
       this.#log.info({ event: 'registered', node: response.nodeId }, 'registered with the distributor');
       this.emit('registered', response.nodeId);
     }
-    if (response.ack) this.#acknowledge(response.ack.state);
+    if (response.ack) {
+      if (response.ack.sentAt) this.#compareClocks(response.ack.sentAt);
+      this.#acknowledge(response.ack.state);
+    }
     if (response.update && this.#view?.apply(response.update) === 'resync') {
       call.write({
         kind: { $case: 'resync', value: { resumeInstanceId: '', resumeRevision: 0 } },
@@ -371,6 +397,27 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       if (self) this.#acknowledge(self.state);
       this.#onSnapshot(response.snapshot);
     }
+  }
+
+  /**
+   * Takes the distributor's clock from an acknowledgement, and warns once per registration when it is
+   * more than CLOCK_WARNING_MS from this host's: nothing else would say so before the token's proofs
+   * or the certificates start failing.
+   */
+  #compareClocks(sentAt: Date): void {
+    const offsetMs = sentAt.getTime() - Date.now();
+    this.#clockOffsetMs = offsetMs;
+    if (this.#clockChecked) return;
+    this.#clockChecked = true;
+    if (Math.abs(offsetMs) <= CLOCK_WARNING_MS) return;
+    const seconds = Math.round(Math.abs(offsetMs) / 1000);
+    const limit = this.#hasToken
+      ? `; the distributor refuses a registration made more than ${PROOF_WINDOW_MS / 1000} s from its clock (registry token)`
+      : '';
+    this.#log.warn(
+      { event: 'clock-skew', distributorClockOffsetMs: offsetMs },
+      `this host's clock is ${seconds} s ${offsetMs > 0 ? 'behind' : 'ahead of'} the distributor's (by the time on its acknowledgement): set the hosts' clocks right and keep them in step (NTP), within ${CLOCK_WARNING_MS / 1000} s of each other${limit}`,
+    );
   }
 
   #acknowledge(state: NodeState): void {

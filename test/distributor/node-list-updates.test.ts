@@ -130,13 +130,13 @@ describe('the node list as updates', () => {
         nodeId: 'goods@127.0.0.1:9010',
         snapshot: undefined,
         update: undefined,
-        ack: { state: NodeState.NODE_STATE_SERVING, revision: 1, instanceId },
+        ack: { state: NodeState.NODE_STATE_SERVING, revision: 1, instanceId, sentAt: expect.any(Date) },
       },
       {
         nodeId: 'goods@127.0.0.1:9010',
         snapshot: undefined,
         update: undefined,
-        ack: { state: NodeState.NODE_STATE_DRAINING, revision: 5, instanceId },
+        ack: { state: NodeState.NODE_STATE_DRAINING, revision: 5, instanceId, sentAt: expect.any(Date) },
       },
     ];
     expect(goods.responses).toEqual(expected);
@@ -431,7 +431,7 @@ async function startFakeDistributor() {
         if (request.kind?.$case === 'node') {
           send({
             nodeId: 'gateway@h:1',
-            ack: { state: NodeState.NODE_STATE_SERVING, revision: 1, instanceId: 'fake' },
+            ack: { state: NodeState.NODE_STATE_SERVING, revision: 1, instanceId: 'fake', sentAt: undefined },
           });
           for (const message of gap) send({ update: message });
         } else if (request.kind?.$case === 'resync') {

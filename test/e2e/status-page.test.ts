@@ -200,4 +200,18 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     expect(await near.getAttribute('data-out-of-reach')).toBeNull();
     await page.close();
   });
+
+  it("says when the distributor's clock is more than a minute from the gateway's (the page fed a status as the gateway gives it then)", async () => {
+    const page = await browser.newPage();
+    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    status.distributorClockOffsetMs = -3_600_400;
+    await page.route('**/status.json', (route) => route.fulfill({ json: status }));
+    await page.goto(`http://127.0.0.1:${port}/status`);
+    const meta = page.locator('#meta', { hasText: 'updated' });
+    await meta.waitFor({ timeout: 5_000 });
+    expect(await meta.textContent()).toContain(
+      " · the distributor's clock is 3600 s behind this gateway's (ages are by the distributor's)",
+    );
+    await page.close();
+  });
 });
