@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { detailsCause, limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import type { Node, NodeListSubscription, NodeListUpdate, Snapshot } from '../gen/distributor.js';
 
@@ -225,9 +226,14 @@ export class RegistryView extends EventEmitter<RegistryViewEvents> {
         // its nodes ("or failed to"), and the set is fetched again at the next change or the timer.
         this.#failed.add(key);
         this.#scheduleEmit();
-        this.#log.warn(
+        // One line per set and reason every 10 s, with a count of the ones left out: a refusal that
+        // lasts (a clock that jumped past the registry token's proof window, say) is retried every
+        // second, and wrote a warning with its stack every second.
+        const { code, details } = (error ?? {}) as { code?: unknown; details?: string };
+        limiterOf(this.#log).warn(
+          `descriptor-set-fetch ${key} ${String(code)} ${detailsCause(details ?? String(error))}`,
           { event: 'descriptor-set-fetch', sha256: key, err: error },
-          `could not fetch descriptor set ${key}; trying again in ${this.#retryMs} ms`,
+          `could not fetch descriptor set ${key}${details ? ` (${details})` : ''}; trying again every ${this.#retryMs} ms while a listed node needs it`,
         );
         // Tried again at the next change, or when this timer fires if a listed node still needs it.
         const timer = setTimeout(() => {

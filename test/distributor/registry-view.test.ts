@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import { type Node, type NodeListUpdate, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { RegistryView } from '../../src/registry-client/registry-view.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 const INSTANCE = 'instance-a';
 
@@ -201,5 +202,33 @@ describe('RegistryView', () => {
     expect(attempts).toBe(2);
     expect(view.snapshot!.revision).toBe(1);
     view.close();
+  });
+
+  it('warns once about a set whose fetch keeps failing for one reason, not at every retry', async () => {
+    // As when this host's clock jumped past the registry token's proof window while registered: the
+    // node list still comes, every fetch of a new set is refused, and was warned about every second.
+    const captured = captureLog('gateway', 'info');
+    let attempts = 0;
+    const refusal = Object.assign(new Error('16 UNAUTHENTICATED: …'), {
+      code: 16,
+      details:
+        "invalid credentials: the proof of the registry token was made at a time 360 s ahead of the distributor's clock (at most 300 s either way): set the clocks of both hosts right",
+    });
+    const view = new RegistryView({
+      log: captured.log,
+      retryMs: 10,
+      fetchDescriptorSet: async () => {
+        attempts++;
+        throw refusal;
+      },
+    });
+    view.apply(snapshotOf(1, [node(1)]));
+    await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(10));
+    view.close();
+    const warnings = captured.lines.filter((line) => line.event === 'descriptor-set-fetch');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.msg).toContain(
+      "(invalid credentials: the proof of the registry token was made at a time 360 s ahead of the distributor's clock",
+    );
   });
 });
