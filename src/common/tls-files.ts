@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import { clockDifferenceText } from './clock-difference.js';
 import { ConfigError } from './config.js';
 import { identityForName, TRUST_DOMAIN, uriSans } from './identity.js';
 import { nonEmpty } from './settings.js';
@@ -444,16 +445,7 @@ const NOT_PEM_CERTIFICATES = ': expected PEM certificates';
  * fails the same way stays the same (a failure is logged once two reads agree).
  */
 function clockNote(dateMs: number, nowMs: number): string {
-  const minutes = Math.floor(Math.abs(dateMs - nowMs) / 60_000);
-  const span =
-    minutes < 1
-      ? 'less than a minute'
-      : minutes < 120
-        ? `${minutes} min`
-        : minutes < 48 * 60
-          ? `${Math.round(minutes / 60)} h`
-          : `${Math.round(minutes / 1440)} days`;
-  return `${span} ${dateMs > nowMs ? 'after' : 'before'} this host's clock`;
+  return `${clockDifferenceText(dateMs - nowMs, true)} ${dateMs > nowMs ? 'after' : 'before'} this host's clock`;
 }
 
 /**

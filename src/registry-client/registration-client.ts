@@ -9,6 +9,7 @@ import {
   Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
+import { clockDifferenceText } from '../common/clock-difference.js';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { detailsCause } from '../common/log-limiter.js';
@@ -410,13 +411,12 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (this.#clockChecked) return;
     this.#clockChecked = true;
     if (Math.abs(offsetMs) <= CLOCK_WARNING_MS) return;
-    const seconds = Math.round(Math.abs(offsetMs) / 1000);
     const limit = this.#hasToken
       ? `; the distributor refuses a registration made more than ${PROOF_WINDOW_MS / 1000} s from its clock (registry token)`
       : '';
     this.#log.warn(
       { event: 'clock-skew', distributorClockOffsetMs: offsetMs },
-      `this host's clock is ${seconds} s ${offsetMs > 0 ? 'behind' : 'ahead of'} the distributor's (by the time on its acknowledgement): set the hosts' clocks right and keep them in step (NTP), within ${CLOCK_WARNING_MS / 1000} s of each other${limit}`,
+      `this host's clock is ${clockDifferenceText(offsetMs)} ${offsetMs > 0 ? 'behind' : 'ahead of'} the distributor's (by the time on its acknowledgement): set the hosts' clocks right and keep them in step (NTP), within ${CLOCK_WARNING_MS / 1000} s of each other${limit}`,
     );
   }
 
