@@ -33,6 +33,14 @@ const SERVER_OF_ANOTHER_CA =
   /self[- ]signed certificate in certificate chain|unable to get local issuer certificate|unable to verify the first certificate|(?:^|Error: )self[- ]signed certificate(?! in)/i;
 
 /**
+ * What a TLS client sees when the server's certificate is outside its validity by this host's clock:
+ * OpenSSL's words. A certificate just issued on another machine is "not yet valid" to a host whose
+ * clock is behind that machine's by more than the hour `npm run certs` backdates it.
+ */
+const SERVER_CERTIFICATE_NOT_YET_VALID = /certificate is not yet valid/i;
+const SERVER_CERTIFICATE_EXPIRED = /certificate has expired/i;
+
+/**
  * What a plaintext gRPC client sees when the address answers, but not in HTTP/2: Node's HTTP/2
  * session cannot read the server's first bytes ("Protocol error"). An HTTP/1.1 port does that, such
  * as a metrics port (the distributor's 9100 beside its 9000) or the gateway's REST port.
@@ -67,6 +75,12 @@ export function tlsMismatchHint(details: string | undefined, ownTls: boolean, pe
   }
   if (!ownTls && SERVER_CLOSED_BEFORE_HTTP2.test(details)) {
     return ` — ${peer} may require TLS: this component has no TLS files (set ${TLS_SETTINGS})`;
+  }
+  if (ownTls && SERVER_CERTIFICATE_NOT_YET_VALID.test(details)) {
+    return ` — ${peer}'s certificate starts later than this host's clock says it is now: if it was issued recently, this host's clock is behind the clock of the machine that issued it (set it right, NTP); else renew it with the right start`;
+  }
+  if (ownTls && SERVER_CERTIFICATE_EXPIRED.test(details)) {
+    return ` — ${peer}'s certificate has expired by this host's clock: renew it, or, if this host's clock is ahead, set it right (NTP)`;
   }
   if (ownTls && SERVER_OF_ANOTHER_CA.test(details)) {
     return ` — ${peer}'s certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it`;

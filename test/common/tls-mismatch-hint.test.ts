@@ -51,6 +51,18 @@ describe('tlsMismatchHint', () => {
     expect(tlsMismatchHint(details, false, 'goods@10.0.0.2:9010')).toBe('');
   });
 
+  it("says that the server's certificate is not valid yet by this host's clock, and that the clock may be behind", () => {
+    // goods on a host 2 h behind, dialling a distributor whose certificate npm run certs issued just now.
+    const details = LAST_ERROR('Error: certificate is not yet valid');
+    expect(tlsMismatchHint(details, true, 'the distributor')).toBe(
+      " — the distributor's certificate starts later than this host's clock says it is now: if it was issued recently, this host's clock is behind the clock of the machine that issued it (set it right, NTP); else renew it with the right start",
+    );
+    expect(tlsMismatchHint(LAST_ERROR('Error: certificate has expired'), true, 'goods@10.0.0.2:9010')).toBe(
+      " — goods@10.0.0.2:9010's certificate has expired by this host's clock: renew it, or, if this host's clock is ahead, set it right (NTP)",
+    );
+    expect(tlsMismatchHint(details, false, 'the distributor')).toBe('');
+  });
+
   it('gives no certificate hint for a reset on a connection already made', () => {
     expect(tlsMismatchHint('read ECONNRESET', true, 'goods@10.0.0.2:9010')).toBe('');
   });
