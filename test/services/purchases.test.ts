@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type CreatePurchaseRequest,
   type ListPurchasesRequest,
@@ -70,6 +70,31 @@ describe.each(backendsOf(purchasesService))('PurchasesService $title', (backend)
       } finally {
         if (zone === undefined) delete process.env.TZ;
         else process.env.TZ = zone;
+      }
+    });
+
+    it("dates a purchase by the store: MySQL's clock, whatever the clock of the host of the instance", async () => {
+      opened = await backend.open();
+      service = await startTestServer(
+        createServiceServer(purchasesService, { store: opened.store }),
+        PurchasesServiceClient,
+      );
+      const before = Date.now();
+      // An instance on a host whose clock runs a day ahead: on MySQL, shared by the instances of
+      // every host, the database's clock dates it; SQLite is one host's file, dated by its clock.
+      vi.useFakeTimers({ toFake: ['Date'], now: before + 86_400_000 });
+      try {
+        await create({ userid: 1, goodsid: 1 });
+      } finally {
+        vi.useRealTimers();
+      }
+      const { results } = await list({ userid: 1 });
+      const dated = results[0]!.date!.getTime();
+      if (backend.name === 'mysql') {
+        expect(dated).toBeGreaterThanOrEqual(before - 1_000);
+        expect(dated).toBeLessThanOrEqual(Date.now() + 1_000);
+      } else {
+        expect(dated).toBeGreaterThanOrEqual(before + 86_400_000);
       }
     });
 

@@ -97,10 +97,11 @@ export class MysqlPurchasesStore implements PurchasesStore {
 }
 
 async function insertPurchase(sql: SqlExecutor, { userid, goodsid, date }: NewPurchase): Promise<number> {
-  const result = await sql.change('INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)', [
-    userid,
-    goodsid,
-    date,
-  ]);
+  // Undefined: MySQL's clock, the same for every instance whatever its host's clock says (before, an
+  // instance on a host a day ahead dated its purchases a day ahead).
+  const result = await sql.change(
+    'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, COALESCE(?, UTC_TIMESTAMP(3)))',
+    [userid, goodsid, date ?? null],
+  );
   return result.insertId;
 }

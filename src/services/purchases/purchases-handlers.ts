@@ -14,7 +14,10 @@ import type { PurchasesStore } from './purchases-store.js';
 
 /** Options of {@link createPurchasesHandlers}. */
 export interface PurchasesHandlersOptions {
-  /** The clock that dates purchases (default: the system clock); tests fix it. */
+  /**
+   * The clock that dates purchases (default: the store's, see NewPurchase.date: MySQL's, or this
+   * host's with SQLite); tests fix it.
+   */
   now?: () => Date;
 }
 
@@ -24,7 +27,7 @@ const PURCHASED: WriteAnswer<number, CreatePurchaseResponse> = {
 };
 
 /**
- * The PurchasesService methods over a store. A purchase is dated by the service when it is recorded;
+ * The PurchasesService methods over a store. A purchase is dated by the store when it is recorded;
  * as in the book, the user and the goods are not checked. ListPurchases answers one page (AIP-158);
  * an empty first page is the book's "no data". A purchase that comes with `idempotency-key`
  * metadata is recorded at most once per key (see idempotency.ts).
@@ -34,7 +37,7 @@ export function createPurchasesHandlers(
   log: Logger,
   options: PurchasesHandlersOptions = {},
 ): PurchasesServiceServer {
-  const now = options.now ?? (() => new Date());
+  const now = options.now ?? (() => undefined);
   return {
     createPurchase: unaryHandler(log, async (request, call) => {
       const userid = requireId(request.userid, 'userid');

@@ -7,8 +7,12 @@ import type { ServiceStore } from '../common/service-store.js';
 export interface NewPurchase {
   readonly userid: number;
   readonly goodsid: number;
-  /** When it was made; stored to the millisecond, as an instant (UTC). */
-  readonly date: Date;
+  /**
+   * When it was made, stored to the millisecond as an instant (UTC); undefined: now, by the store's
+   * clock (MySQL's, so that instances on hosts whose clocks disagree date their purchases alike; on
+   * SQLite, one host's file, this host's).
+   */
+  readonly date: Date | undefined;
 }
 
 /** A purchase as listed. */

@@ -102,6 +102,6 @@ export class SqlitePurchasesStore implements PurchasesStore {
   }
 
   #create({ userid, goodsid, date }: NewPurchase): number {
-    return Number(this.#insert.run(userid, goodsid, date.toISOString()).lastInsertRowid);
+    return Number(this.#insert.run(userid, goodsid, (date ?? new Date()).toISOString()).lastInsertRowid);
   }
 }
