@@ -24,7 +24,6 @@ import type { IdempotencyOptions } from './idempotency.js';
 import { mysqlTlsHint, mysqlTlsPoolOptions, watchMysqlTlsFiles } from './mysql-tls.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
-/** Options of {@link MysqlDatabase}. */
 /**
  * Now by MySQL's clock, in µs and ms since the epoch, as BIGINTs, from UTC: UNIX_TIMESTAMP(NOW())
  * goes through the session's time zone, whose repeated hour in autumn would turn the clock back.
@@ -34,6 +33,7 @@ import type { MysqlConnectionOptions } from './mysql-url.js';
 export const MYSQL_NOW_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
 export const MYSQL_NOW_MS = `(${MYSQL_NOW_US} DIV 1000)`;
 
+/** Options of {@link MysqlDatabase}. */
 export interface MysqlDatabaseOptions {
   connection: MysqlConnectionOptions;
   /**
