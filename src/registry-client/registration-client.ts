@@ -146,8 +146,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #nodeId: string | undefined;
   #acknowledgedState: NodeState | undefined;
   #refusal: StatusObject | undefined;
-  /** The distributor's clock less this host's, from its last acknowledgement that gave its time. */
-  #clockOffsetMs: number | undefined;
+  /**
+   * The distributor's time on its last acknowledgement that gave it, and when that came by this
+   * host's monotonic clock (performance.now()): the distributor's clock now is counted on from them.
+   */
+  #distributorTime: { sentAtMs: number; receivedAt: number } | undefined;
   /** Whether this registration's clock offset has been looked at (and warned about). */
   #clockChecked = false;
 
@@ -220,12 +223,18 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   }
 
   /**
-   * How far the distributor's clock is ahead of this host's (behind if negative), in ms, as its last
-   * acknowledgement told (within the time the acknowledgement took to arrive); undefined before one,
-   * or from a distributor that does not tell its time. Its nodes' registeredAt are by its clock.
+   * How far the distributor's clock is ahead of this host's (behind if negative), in ms, now: its
+   * time on its last acknowledgement (within the time that took to arrive), counted on by this host's
+   * monotonic clock, less this host's clock now; undefined before one, or from a distributor that
+   * does not tell its time. Its nodes' registeredAt are by its clock. Counted on rather than fixed at
+   * the acknowledgement, which comes only at registration and at a change of state: this host's
+   * clock set right after the warning (or stepped by NTP) would otherwise keep the old difference,
+   * every node on the status page that much older, until the next registration.
    */
   get distributorClockOffsetMs(): number | undefined {
-    return this.#clockOffsetMs;
+    const time = this.#distributorTime;
+    if (!time) return undefined;
+    return Math.round(time.sentAtMs + (performance.now() - time.receivedAt) - Date.now());
   }
 
   /** The refusal the client gave up on, if the distributor refused the node for good. */
@@ -406,8 +415,9 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
    * or the certificates start failing.
    */
   #compareClocks(sentAt: Date): void {
-    const offsetMs = sentAt.getTime() - Date.now();
-    this.#clockOffsetMs = offsetMs;
+    const sentAtMs = sentAt.getTime();
+    const offsetMs = sentAtMs - Date.now();
+    this.#distributorTime = { sentAtMs, receivedAt: performance.now() };
     if (this.#clockChecked) return;
     this.#clockChecked = true;
     if (Math.abs(offsetMs) <= CLOCK_WARNING_MS) return;

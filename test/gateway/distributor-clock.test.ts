@@ -52,6 +52,32 @@ describe("a distributor whose host's clock is off", () => {
     );
   });
 
+  it("the gateway's clock set right after it registered: the ages and the difference follow at once", async () => {
+    // The distributor's acknowledgements come at registration and at a change of state only: the
+    // difference taken from the first and kept made every node an hour old, and the page say the
+    // clocks were an hour apart, from the moment the gateway's clock was set right until it
+    // registered again. The distributor on the real clock, the gateway's an hour behind (Date.now
+    // only: the monotonic clock and `new Date()` go on as they are), then set right.
+    const realNow = () => performance.timeOrigin + performance.now();
+    const behind = vi.spyOn(Date, 'now').mockImplementation(() => Math.round(realNow()) - 3_600_000);
+    try {
+      const registry = new NodeRegistry({ now: () => new Date(realNow()) });
+      const distributor = closer.add(createDistributorServer({ registry }), (server) => server.stop(100));
+      const port = await distributor.listen('127.0.0.1', 0);
+      const gateway = await startGateway(closer, `127.0.0.1:${port}`);
+      const status = async (): Promise<GatewayStatus> =>
+        JSON.parse((await http(gateway.port, 'GET', '/status.json')).body) as GatewayStatus;
+      await vi.waitFor(async () => expect((await status()).nodes).toHaveLength(1), { timeout: 5_000 });
+      expect((await status()).distributorClockOffsetMs).toBeGreaterThan(3_590_000);
+      behind.mockRestore();
+      const shown = await status();
+      expect(Math.abs(shown.distributorClockOffsetMs!)).toBeLessThan(5_000);
+      expect(shown.nodes[0]!.ageSeconds).toBeLessThan(10);
+    } finally {
+      behind.mockRestore();
+    }
+  });
+
   it('within a minute: no warning', async () => {
     const { status, captured } = await shopWithDistributorAhead(30_000);
     expect((await status()).nodes[0]!.ageSeconds).toBeLessThan(10);
