@@ -8,9 +8,10 @@ import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
 /**
- * The purchases table in MySQL. DATETIME(3) keeps milliseconds; the pool writes and reads it as UTC
- * (mysql2 `timezone: 'Z'`) and the service supplies the time, so neither the process's nor the
- * server's time zone can shift it. And its idempotency keys (see idempotency.ts).
+ * The purchases table in MySQL. DATETIME(3) keeps milliseconds; the date is MySQL's UTC_TIMESTAMP(3)
+ * (or a time a test gives, which the pool writes as UTC), and the pool reads it as UTC (mysql2
+ * `timezone: 'Z'`), so neither the process's nor the session's or server's time zone can shift it.
+ * And its idempotency keys (see idempotency.ts).
  */
 export const MYSQL_PURCHASES_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS purchases (
