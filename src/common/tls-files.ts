@@ -290,7 +290,15 @@ export function watchTlsFiles(
     reading = true;
     try {
       const raw = await readAsync(files);
-      if (stopped || sameMaterial(raw, current)) return;
+      if (stopped) return;
+      if (sameMaterial(raw, current)) {
+        // The files are back to those in use: a failure seen before is over, and the next one is
+        // news of its own, reported only if the read after it finds it too. Kept, a renewer that
+        // rewrites the same files in place (empty for a moment) had a read that caught it empty
+        // once reported as tls-reload-failed when another read, hours later, caught it so again.
+        lastFailure = reportedFailure = undefined;
+        return;
+      }
       const next = checkTlsMaterial(files, raw);
       if (sameIdentity) {
         checkSameIdentity(files, current, next);

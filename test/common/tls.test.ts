@@ -454,6 +454,45 @@ function issueValidFrom(name: string, notBefore: string): string {
   return certFile;
 }
 
+describe('a renewer that rewrites the same files in place', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('is not reported when two reads far apart each catch a file empty: only two reads in a row are', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const cert = readFileSync(files.certFile);
+    const onReloadError = vi.fn();
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, {
+      refreshIntervalMs: 1_000,
+      onReloadError,
+    });
+    /** One more read of the files, the state they are in now. */
+    const read = async (): Promise<void> => {
+      vi.advanceTimersByTime(1_000);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    };
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      // Caught empty, between the renewer's truncation and its write; then the same files again.
+      writeFileSync(files.certFile, '');
+      await read();
+      writeFileSync(files.certFile, cert);
+      await read();
+      await read();
+      // Caught so again, later: news of its own, not the second of two reads in a row.
+      writeFileSync(files.certFile, '');
+      await read();
+      expect(onReloadError).not.toHaveBeenCalled();
+      // Found so by the next read too: reported.
+      await read();
+      expect(onReloadError).toHaveBeenCalledOnce();
+      expect(String(onReloadError.mock.calls[0]![0].message)).toContain('expected a PEM certificate');
+    } finally {
+      stop();
+    }
+  });
+});
+
 describe('a certificate that is not valid yet', () => {
   it('is refused at start, naming the file and the date', () => {
     const certFile = issueValidFrom('goods', '20980101000000Z');
