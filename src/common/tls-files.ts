@@ -110,18 +110,38 @@ export interface ExpiryNotice {
 export const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
 
 /**
- * The share of its life a certificate has left when it is said to expire soon, if that is less than
- * EXPIRY_WARNING_MS. Short-lived certificates (minutes to days, from cert-manager, Vault or step-ca)
- * are renewed with a third of their life left (step-ca, cert-manager) down to about a tenth (Vault
- * Agent, kubelet): a week would call every one of them expiring as soon as it is taken, a warning
- * at each renewal that says nothing. Past this share, the renewal is late.
+ * The share of its life a certificate has left when renewers have replaced it at the latest: a
+ * third (step-ca, cert-manager) down to about a tenth (Vault Agent, kubelet). A warning before it
+ * would be given at each healthy renewal; after it, the renewal is late.
+ */
+const RENEWED_BY_SHARE = 1 / 10;
+
+/**
+ * How long after the renewers' latest point a certificate is said to expire soon: a renewal a day
+ * late is late. Certificates of less than 20 days are told of in the last twentieth of their life
+ * instead (EXPIRY_WARNING_SHARE), which leaves a renewal at a tenth time to be read.
+ */
+const RENEWAL_GRACE_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The share of its life a certificate has left when it is said to expire soon at the latest.
+ * Short-lived certificates (minutes to days, from cert-manager, Vault or step-ca) would be called
+ * expiring by a week's warning as soon as they are taken, a warning at each renewal that says
+ * nothing.
  */
 const EXPIRY_WARNING_SHARE = 1 / 20;
 
-/** How long before its end `certificate` is said to expire soon: a week, or the last twentieth of its life if shorter. */
+/**
+ * How long before its end `certificate` is said to expire soon: a week, or less for a certificate
+ * of less than 80 days, so that no healthy renewal is warned of (see RENEWED_BY_SHARE): a day
+ * into its last tenth, and in its last twentieth at the latest. A 90-day certificate is told of a week
+ * before its end (its renewers renewed it 9 to 30 days before), a 30-day one 2 days before, a
+ * 24-hour one 72 minutes before, a 3-minute one 9 s before.
+ */
 export function expiresSoonWithin(certificate: Pick<X509Certificate, 'validFrom' | 'validTo'>): number {
-  const life = Date.parse(certificate.validTo) - Date.parse(certificate.validFrom);
-  return Math.min(EXPIRY_WARNING_MS, Math.max(0, life) * EXPIRY_WARNING_SHARE);
+  const life = Math.max(0, Date.parse(certificate.validTo) - Date.parse(certificate.validFrom));
+  const beforeRenewers = life * RENEWED_BY_SHARE - RENEWAL_GRACE_MS;
+  return Math.min(EXPIRY_WARNING_MS, Math.max(life * EXPIRY_WARNING_SHARE, beforeRenewers));
 }
 
 /** How often a certificate in use that has expired is told of again. */

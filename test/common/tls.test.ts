@@ -636,6 +636,28 @@ describe('a certificate in use that nears its end', () => {
     }
   });
 
+  it("is told of a 90-day certificate (Let's Encrypt's, cert-manager's default) a week before its end, as of a long-lived one", async () => {
+    // Its renewers replace it 30 (certbot, cert-manager) to 9 days (at a tenth of its life) before
+    // its end: a week leaves them time, and a twentieth of its life (4.5 days) left a failed
+    // renewal of the gateway's public certificate 2.5 days less to be seen to.
+    const files = { caFile: pki.caFile, ...pki.issue('goods-90', { identity: 'goods', days: 90 }) };
+    const validTo = new Date(new X509Certificate(readFileSync(files.certFile)).validTo);
+    const day = 24 * 60 * 60 * 1000;
+    const onExpiry = vi.fn();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onExpiry });
+    try {
+      vi.setSystemTime(validTo.getTime() - 9 * day);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(onExpiry).not.toHaveBeenCalled();
+      vi.setSystemTime(validTo.getTime() - 6.5 * day);
+      await vi.waitFor(() => expect(onExpiry).toHaveBeenCalledOnce(), WAIT);
+      expect(onExpiry).toHaveBeenLastCalledWith({ file: files.certFile, validTo, expired: false });
+    } finally {
+      stop();
+    }
+  });
+
   it('is judged after the files are read: a certificate renewal replaced is not told of', async () => {
     const folder = mkdtempSync(join(dir, 'late-renewal-'));
     const old = installCertificate(pki.issue('goods-old', { identity: 'goods', days: 1 }), folder, 'goods');

@@ -241,8 +241,8 @@ export function describeMysqlTls(connection: MysqlConnectionOptions): string {
  * rotation that adds the new CA to the file before the server's certificate is renewed, or a client
  * certificate renewed before the old one expires, needs no restart. Files that cannot be used (no
  * CA certificate, a key not the certificate's, a certificate not yet valid) are logged, and the
- * material read before stays in use; a certificate in use that expires within a week is logged
- * too. Returns the function that stops watching (nothing to stop without a file).
+ * material read before stays in use; a certificate in use that nears its end (expiresSoonWithin) is
+ * logged too. Returns the function that stops watching (nothing to stop without a file).
  */
 export function watchMysqlTlsFiles(
   connection: MysqlConnectionOptions,
