@@ -395,6 +395,16 @@ function checkPairing(files: TlsFiles): void {
 }
 
 function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
+  for (const [role, pem] of [
+    ['caFile', raw.ca],
+    ['certFile', raw.cert],
+  ] as const) {
+    if (pem && cutShort(pem)) {
+      throw new UnsettledTlsFilesError(
+        `${named(files, role)} is cut short: it has a PEM block without its END line`,
+      );
+    }
+  }
   if (raw.ca) {
     const problem = caCertificatesProblem(raw.ca);
     if (problem === NOT_PEM_CERTIFICATES)
@@ -705,6 +715,19 @@ function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
   const same = (x: Buffer | undefined, y: Buffer | undefined): boolean =>
     x === undefined || y === undefined ? x === y : x.equals(y);
   return same(a.ca, b.ca) && same(a.cert, b.cert) && same(a.key, b.key);
+}
+
+/**
+ * Whether `pem` ends in a block without its END line, as a file rewritten in place reads while it
+ * is being written: the complete blocks before it parse, so a CA file read so was taken without
+ * its last CAs (node:tls drops the broken one too), and a certificate file cut in its intermediate
+ * was refused by node:tls at once ("bad end line") instead of read again.
+ */
+function cutShort(pem: Buffer): boolean {
+  const text = pem.toString('utf8');
+  const begun = text.match(/-----BEGIN [^-\r\n]*-----/g)?.length ?? 0;
+  const ended = text.match(/-----BEGIN ([^-\r\n]*)-----[\s\S]*?-----END \1-----/g)?.length ?? 0;
+  return begun > ended;
 }
 
 function certificateBlocks(pem: Buffer): string[] {

@@ -958,6 +958,38 @@ describe('files caught midway through a rotation at start', () => {
     expect(() => readTlsFiles(notCa)).toThrow(/is not a CA/);
     expect(performance.now() - startedAt).toBeLessThan(100);
   });
+
+  it('read a CA file or a certificate chain cut short after a whole block again, as one cut anywhere else', () => {
+    const folder = mkdtempSync(join(dir, 'cut-short-'));
+    const goods = pki.files('goods');
+    // A CA rotation's first step written in place: the old CA whole, the new one half-written.
+    const both = readFileSync(pki.bothCasFile);
+    const caFile = join(folder, 'ca.crt');
+    writeFileSync(caFile, both.subarray(0, both.length - 40));
+    const writer = spawn('sh', ['-c', `sleep 0.3; cp "${pki.bothCasFile}" "${caFile}"`]);
+    try {
+      // Taken once whole, not without the new CA (node:tls would have dropped its broken block).
+      expect(readTlsFiles({ ...goods, caFile }).ca).toEqual(both);
+    } finally {
+      writer.kill();
+    }
+    writeFileSync(caFile, both.subarray(0, both.length - 40));
+    let startedAt = performance.now();
+    expect(() => readTlsFiles({ ...goods, caFile }, { settleMs: 300 })).toThrow(
+      /TLS CA file ".*" is cut short: it has a PEM block without its END line/,
+    );
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(300);
+    // A certificate followed by its chain (cert-manager's tls.crt), cut in the chain: read again,
+    // where node:tls refused it at once ("bad end line").
+    const chain = Buffer.concat([readFileSync(goods.certFile), readFileSync(goods.caFile)]);
+    const certFile = join(folder, 'goods.crt');
+    writeFileSync(certFile, chain.subarray(0, chain.length - 40));
+    startedAt = performance.now();
+    expect(() => readTlsFiles({ ...goods, certFile }, { settleMs: 300 })).toThrow(
+      /TLS certificate file ".*" is cut short/,
+    );
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(300);
+  });
 });
 
 describe('TLS files that are not regular files, or too large', () => {
