@@ -1,6 +1,12 @@
 import type { SecureContextOptions } from 'node:tls';
 import { ConfigError } from './config.js';
-import { readTlsFiles, type TlsFiles, type TlsRefreshOptions, watchTlsFiles } from './tls-files.js';
+import {
+  readTlsFiles,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsRefreshOptions,
+  watchTlsFiles,
+} from './tls-files.js';
 
 /** What `https.createServer` needs for TLS, as the gRPC servers do it (see serverCredentials). */
 export interface HttpsServerOptions {
@@ -46,10 +52,16 @@ export function watchHttpsCertificates(
   server: SecureContextTarget,
   tls: TlsFiles,
   options: TlsRefreshOptions = {},
+  /**
+   * What the server was made with (httpsServerOptions' result). Read again here instead, files
+   * renewed between the two reads were taken as in use and never given to the server, which
+   * served the old certificate until the next renewal, or until it expired.
+   */
+  initial: TlsMaterial = readTlsFiles(tls),
 ): () => void {
   return watchTlsFiles(
     tls,
-    readTlsFiles(tls),
+    initial,
     ({ ca, cert, key }) => server.setSecureContext({ cert, key, ...(ca ? { ca } : {}) }),
     options,
     // Browsers and curl check host names: an HTTPS certificate may name any component, or none.

@@ -475,7 +475,7 @@ class GatewayServer implements Gateway {
         onRequest,
       );
       if (tls.requestCert) gated = server;
-      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems);
+      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems, tls);
       this.#plainHttpDivert = divertPlainHttp(server, {
         firstByteTimeoutMs: headersTimeout,
         onPlainHttp: (socket) => this.#socketAnswers.plainHttp(socket),

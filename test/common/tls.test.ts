@@ -1251,4 +1251,20 @@ describe('HTTPS options', () => {
       WAIT,
     );
   });
+
+  it('gives the server files renewed after it was made from them, before the watch began', async () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const options = httpsServerOptions(files);
+    https = createHttpsServer(options, (_request, response) => response.end());
+    // A renewer replaces the files between the server's making and the start of the watch.
+    installCertificate(pki.files('members'), files.folder, 'goods');
+    https.on('close', watchHttpsCertificates(https, files, REFRESH, options));
+    await new Promise<void>((resolve) => https!.listen(0, '127.0.0.1', resolve));
+    const port = (https.address() as AddressInfo).port;
+    const members = new X509Certificate(readFileSync(pki.files('members').certFile)).fingerprint256;
+    await vi.waitFor(
+      async () => expect((await get(port, pki.files('gateway'))).fingerprint).toBe(members),
+      WAIT,
+    );
+  });
 });
