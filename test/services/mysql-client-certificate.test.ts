@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +14,7 @@ import {
   freePort,
   isRunning,
   launcherEnv,
+  runComponentToExit,
   spawnComponent,
 } from '../e2e/support/processes.js';
 import { replaceFile } from '../helpers/certs.js';
@@ -365,23 +364,11 @@ describe.skipIf(skipReason)(
           /^MYSQL_SSL_KEY: expected the path of a PEM file, got what looks like the contents of one/m,
         ],
       ] as const) {
-        const { MYSQL_URL: _ignored, ...inherited } = process.env;
-        const child = spawn(
-          process.execPath,
-          ['--import', 'tsx', 'src/services/goods/main.ts', '--port', '0', '--metrics-port', 'off'],
-          {
-            env: { ...inherited, ...envOf('x509'), ...files, DISTRIBUTOR_ADDRESS: '127.0.0.1:1' },
-            stdio: ['ignore', 'pipe', 'pipe'],
-          },
+        const { code, output } = await runComponentToExit(
+          'src/services/goods/main.ts',
+          ['--port', '0', '--metrics-port', 'off'],
+          { ...envOf('x509'), ...files, DISTRIBUTOR_ADDRESS: '127.0.0.1:1' },
         );
-        let output = '';
-        child.stdout.on('data', (chunk) => {
-          output += chunk;
-        });
-        child.stderr.on('data', (chunk) => {
-          output += chunk;
-        });
-        const [code] = await once(child, 'exit');
         expect(code, output).toBe(2);
         expect(output).toMatch(message);
         expect(output).not.toContain(PASSWORD);

@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +10,7 @@ import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { loadServiceConfig } from '../../src/services/common/service-config.js';
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
+import { runComponentToExit } from '../e2e/support/processes.js';
 import { replaceFile } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
 import {
@@ -306,23 +305,11 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
       ],
       [good.certFile, /from --mysql-ssl-ca \(MYSQL_SSL_CA\) holds a certificate that is not a CA/],
     ] as const) {
-      const { MYSQL_URL: _ignored, ...inherited } = process.env;
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', 'src/services/goods/main.ts', '--port', '0', '--metrics-port', 'off'],
-        {
-          env: { ...inherited, MYSQL_URL: url(), MYSQL_SSL_CA: file, DISTRIBUTOR_ADDRESS: '127.0.0.1:1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
+      const { code, output } = await runComponentToExit(
+        'src/services/goods/main.ts',
+        ['--port', '0', '--metrics-port', 'off'],
+        { MYSQL_URL: url(), MYSQL_SSL_CA: file, DISTRIBUTOR_ADDRESS: '127.0.0.1:1' },
       );
-      let output = '';
-      child.stdout.on('data', (chunk) => {
-        output += chunk;
-      });
-      child.stderr.on('data', (chunk) => {
-        output += chunk;
-      });
-      const [code] = await once(child, 'exit');
       expect(code).toBe(2);
       expect(output).toMatch(message);
       expect(output).not.toContain(PASSWORD);

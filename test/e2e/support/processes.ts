@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -72,6 +73,20 @@ export function spawnComponent(
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdinOpen,
   });
+}
+
+/**
+ * Runs a component that is expected to stop by itself (a start refused): its exit code and all it
+ * printed, read to the end of its output.
+ */
+export async function runComponentToExit(
+  entry: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; output: string }> {
+  const component = spawnComponent(entry, args, env);
+  const [code] = (await once(component.child, 'close')) as [number | null];
+  return { code, output: component.lines.join('\n') };
 }
 
 /** Runs any command with its stdout and stderr collected line by line (e.g. `npm start`). */
