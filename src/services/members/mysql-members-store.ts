@@ -55,10 +55,7 @@ export const MYSQL_MEMBERS_SCHEMA = [
   }),
 ] as const;
 
-/** Now by MySQL's clock (see MYSQL_NOW_US). */
-const NOW_US = MYSQL_NOW_US;
-const NOW_MS = MYSQL_NOW_MS;
-const FAILURES_OF = `SELECT failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version
+const FAILURES_OF = `SELECT failures AS count, ${MYSQL_NOW_MS} - last_failure_ms AS sinceLastMs, version
   FROM sign_in_failures WHERE username = ?`;
 
 type FailuresRow = RecordedFailures & RowDataPacket;
@@ -142,7 +139,7 @@ export class MysqlMembersStore implements MembersStore {
     // the old last failure. (VALUES() rather than an alias of the new row: MariaDB has only it.)
     await sql.change(
       `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version)
-      VALUES (?, 1, ${NOW_MS}, ${NOW_US})
+      VALUES (?, 1, ${MYSQL_NOW_MS}, ${MYSQL_NOW_US})
       ON DUPLICATE KEY UPDATE
         failures = IF(last_failure_ms < VALUES(last_failure_ms) - ?, 1, failures + 1),
         last_failure_ms = VALUES(last_failure_ms),
@@ -159,7 +156,7 @@ export class MysqlMembersStore implements MembersStore {
   async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
     const sql = this.#db.forCall(parent);
     const result = await sql.change(
-      `UPDATE sign_in_failures SET failures = 0, version = GREATEST(version + 1, ${NOW_US}), turn_until_ms = 0
+      `UPDATE sign_in_failures SET failures = 0, version = GREATEST(version + 1, ${MYSQL_NOW_US}), turn_until_ms = 0
       WHERE username = ?`,
       [key],
     );
@@ -176,8 +173,8 @@ export class MysqlMembersStore implements MembersStore {
     parent?: TraceSpan,
   ): Promise<boolean> {
     const result = await this.#db.forCall(parent).change(
-      `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?, turn_holder = ?
-      WHERE username = ? AND version = ? AND turn_until_ms <= ${NOW_MS}`,
+      `UPDATE sign_in_failures SET turn_until_ms = ${MYSQL_NOW_MS} + ?, turn_holder = ?
+      WHERE username = ? AND version = ? AND turn_until_ms <= ${MYSQL_NOW_MS}`,
       [holdMs, holder, key, version],
     );
     return result.affectedRows === 1;
@@ -201,7 +198,7 @@ export class MysqlMembersStore implements MembersStore {
       {
         deleteOlderThan: (forgetAfterMs, limit) =>
           deleted(
-            `DELETE FROM sign_in_failures WHERE last_failure_ms < ${NOW_MS} - ? ORDER BY last_failure_ms LIMIT ?`,
+            `DELETE FROM sign_in_failures WHERE last_failure_ms < ${MYSQL_NOW_MS} - ? ORDER BY last_failure_ms LIMIT ?`,
             [forgetAfterMs, String(limit)],
           ),
         countKeys: async () => {
