@@ -208,7 +208,7 @@ type RawMaterial = { -readonly [K in keyof TlsMaterial]: TlsMaterial[K] };
 
 /**
  * How long readTlsFiles waits for files that read as a rotation leaves them midway (a key that is
- * not the certificate's, a file that is empty or cut short) to settle before it gives up. A renewer
+ * not the certificate's, a file that is missing, empty or cut short) to settle before it gives up. A renewer
  * that writes the key and then the certificate (Vault Agent's templates, a script's two copies)
  * holds such a pair for a moment; a component started then, or restarted by its supervisor, stopped
  * for good with exit 2, where a moment later it would have started.
@@ -708,7 +708,13 @@ function unreadable(files: TlsFiles, role: TlsFileRole, error: unknown): ConfigE
           : file === ''
             ? message
             : message.replaceAll(file, '…');
-  return new ConfigError(`${named(files, role)} cannot be read: ${reason}`);
+  const problem = `${named(files, role)} cannot be read: ${reason}`;
+  // A renewer that deletes a file before it writes the new one (`rm` then `cp`, a folder replaced
+  // whole) leaves it missing for a moment: read again, as a pair caught midway is. A file's contents
+  // given as its path will not appear.
+  return code === 'ENOENT' && !looksLikePemContent(file)
+    ? new UnsettledTlsFilesError(problem)
+    : new ConfigError(problem);
 }
 
 function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {

@@ -948,6 +948,28 @@ describe('files caught midway through a rotation at start', () => {
     }
   });
 
+  it('wait for a file a renewer deleted before writing it again, and name it missing once settleMs has passed', () => {
+    const files = rotatable('goods', pki.files('goods'));
+    const renewed = pki.issue('goods-deleted', { identity: 'goods' });
+    rmSync(files.certFile);
+    replaceFile(renewed.keyFile, files.keyFile);
+    const writer = spawn('sh', ['-c', `sleep 0.3; cp "${renewed.certFile}" "${files.certFile}"`]);
+    try {
+      const startedAt = performance.now();
+      const material = readTlsFiles(files);
+      expect(performance.now() - startedAt).toBeGreaterThan(200);
+      expect(material.cert).toEqual(readFileSync(renewed.certFile));
+    } finally {
+      writer.kill();
+    }
+    rmSync(files.certFile);
+    const startedAt = performance.now();
+    expect(() => readTlsFiles(files, { settleMs: 300 })).toThrow(
+      `TLS certificate file "${files.certFile}" cannot be read: no such file`,
+    );
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(300);
+  });
+
   it('stop it once they have not settled within settleMs, and a problem no rotation causes stops it at once', () => {
     const files = halfRenewed();
     let startedAt = performance.now();
