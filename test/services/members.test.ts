@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { Metadata, status } from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
+import { createConnection } from 'mysql2/promise';
 import { type Logger, pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceError } from '../../src/common/service-error.js';
@@ -26,6 +28,10 @@ import {
   DEFAULT_SIGN_IN_THROTTLE,
   type SignInThrottleLimits,
 } from '../../src/services/members/sign-in-throttle.js';
+import {
+  SQLITE_DELETE_OLDEST_FAILURES,
+  SQLITE_MEMBERS_SCHEMA,
+} from '../../src/services/members/sqlite-members-store.js';
 import { backendsOf, type OpenedStore } from './support/backends.js';
 import { callRaw, wire } from './support/raw-call.js';
 import { call, startTestServer, type TestServer } from './support/test-server.js';
@@ -1064,6 +1070,104 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       counting = false;
       expect(turns).toBeGreaterThanOrEqual(2);
     });
+
+    it('a sweep past its bound takes every key within its free failures, oldest first, from among older keys past them, batch after batch', async () => {
+      await start();
+      // 4,000 keys, alternately a guessed account (3 failures, past the free 2) and a made-up
+      // name (1), each older than the next: three batches of made-up names, each after guessed
+      // accounts older than it that stay.
+      const rows = Array.from(
+        { length: 4_000 },
+        (_, index) => `('key ${index}', ${index % 2 === 0 ? 3 : 1}, ${1_000_000 + index}, 1)`,
+      );
+      await opened!.rawExec(
+        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows.join(', ')}`,
+      );
+      const bounds = { forgetAfterMs: 365 * 24 * 60 * 60_000 * 100, maxKeys: 2_100, freeFailures: 2 };
+      expect(await opened!.store.sweepSignInFailures(bounds)).toBe(1_900);
+      const left = await opened!.rawRows(
+        'SELECT failures, COUNT(*) AS n, MIN(last_failure_ms) AS oldest FROM sign_in_failures GROUP BY failures ORDER BY failures',
+      );
+      // The 100 newest made-up names are left, and every guessed account.
+      expect(left.map((row) => [Number(row.failures), Number(row.n), Number(row.oldest)])).toEqual([
+        [1, 100, 1_000_000 + 3_801],
+        [3, 2_000, 1_000_000],
+      ]);
+    });
+
+    it.runIf(backend.name === 'sqlite')(
+      'a batch of a sweep of the oldest keys reads the index from where the batch before ended, not from the oldest key',
+      async () => {
+        await start();
+        const db = new Database(':memory:');
+        try {
+          for (const statement of SQLITE_MEMBERS_SCHEMA)
+            if (typeof statement === 'string') db.exec(statement);
+          const plan = db
+            .prepare(`EXPLAIN QUERY PLAN ${SQLITE_DELETE_OLDEST_FAILURES}`)
+            .all(2, 1_000, 1_000) as { detail: string }[];
+          const details = plan.map((row) => row.detail);
+          expect(details).toContain(
+            'SEARCH sign_in_failures USING INDEX sign_in_failures_last (last_failure_ms>?)',
+          );
+          expect(details.filter((detail) => detail.startsWith('SCAN'))).toEqual([]);
+        } finally {
+          db.close();
+        }
+      },
+    );
+
+    it.runIf(backend.name === 'mysql')(
+      'a sweep of the oldest keys locks none it keeps: a guessed account held by another transaction does not stop it',
+      async () => {
+        await start();
+        const store = opened!.store;
+        for (let failure = 0; failure < 3; failure++)
+          await store.recordSignInFailure('guessed', 60_000, undefined);
+        for (const username of ['made-up 1', 'made-up 2', 'made-up 3'])
+          await store.recordSignInFailure(username, 60_000, undefined);
+        // The oldest key is a made-up one, the guessed account the next: every batch from the
+        // oldest key reads it.
+        await opened!.rawExec(
+          'UPDATE sign_in_failures SET last_failure_ms = last_failure_ms - IF(username = ?, 60000, 50000) WHERE username IN (?, ?)',
+          ['made-up 1', 'made-up 1', 'guessed'],
+        );
+        // Newer keys by the thousand, as when a sweep trims the table (on a table of a few rows
+        // MariaDB reads them all whatever the statement).
+        const newer = Array.from(
+          { length: 2_000 },
+          (_, index) => `('newer ${index}', 1, ${Date.now() + 60_000 + index}, 1)`,
+        );
+        await opened!.rawExec(
+          `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${newer.join(', ')}`,
+        );
+        // Another members instance writing a failure of the guessed account, its transaction open.
+        const holder = await createConnection({ uri: opened!.url! });
+        try {
+          await holder.query('BEGIN');
+          await holder.query("UPDATE sign_in_failures SET turn_holder = 'held' WHERE username = 'guessed'");
+          const sweep = store.sweepSignInFailures({
+            forgetAfterMs: 100_000,
+            maxKeys: 2_001,
+            freeFailures: 2,
+          });
+          const outcome = await Promise.race([
+            sweep,
+            new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5_000)),
+          ]);
+          expect(outcome).toBe(3);
+          await holder.query('ROLLBACK');
+          const left = await opened!.rawRows(
+            "SELECT username FROM sign_in_failures WHERE username NOT LIKE 'newer %'",
+          );
+          expect(left.map((row) => String(row.username))).toEqual(['guessed']);
+          await sweep.catch(() => undefined);
+        } finally {
+          await holder.end();
+        }
+      },
+      15_000,
+    );
 
     it('sweepExpired sweeps the sign-in failures even when the idempotency keys cannot be swept, and says so', async () => {
       await start();

@@ -55,6 +55,22 @@ export const MYSQL_MEMBERS_SCHEMA = [
   }),
 ] as const;
 
+/**
+ * A batch of a sweep of the oldest keys (see sweepFailures): the `limit` oldest keys with at most so
+ * many failures from a last failure on, read from the index sign_in_failures_last from there.
+ */
+const MYSQL_OLDEST_FAILURES = `SELECT username, last_failure_ms AS lastMs FROM sign_in_failures
+  WHERE failures <= ? AND last_failure_ms >= ? ORDER BY last_failure_ms LIMIT ?`;
+/** Keys deleted by name per statement of a batch (see MYSQL_DELETE_FAILURES_BY_NAME). */
+const DELETE_BY_NAME = 500;
+/**
+ * Deletes named keys still within so many failures and last failed no later than the batch read.
+ * `last_failure_ms + 0`: compared so, it names no index, and the rows are found by the primary key
+ * (as the names were; MariaDB took sign_in_failures_last for the range from the oldest key).
+ */
+const MYSQL_DELETE_FAILURES_BY_NAME = `DELETE FROM sign_in_failures WHERE failures <= ?
+  AND last_failure_ms + 0 <= ? AND username IN (${Array(DELETE_BY_NAME).fill('?').join(', ')})`;
+
 const FAILURES_OF = `SELECT failures AS count, ${MYSQL_NOW_MS} - last_failure_ms AS sinceLastMs, version
   FROM sign_in_failures WHERE username = ?`;
 
@@ -207,11 +223,29 @@ export class MysqlMembersStore implements MembersStore {
           );
           return Number(row?.keys ?? 0);
         },
-        deleteOldest: (maxFailures, limit) =>
-          deleted('DELETE FROM sign_in_failures WHERE failures <= ? ORDER BY last_failure_ms LIMIT ?', [
-            maxFailures ?? Number.MAX_SAFE_INTEGER,
-            String(limit),
-          ]),
+        deleteOldest: async (maxFailures, limit, fromMs) => {
+          const most = maxFailures ?? Number.MAX_SAFE_INTEGER;
+          // The batch's keys by a read that locks nothing, then deleted by name. A DELETE that
+          // chose them itself would read the index from the oldest key on and lock every key it
+          // read, those it keeps too (guessed accounts past their free failures): their failures
+          // written meanwhile waited for it, up to a second a batch, or failed as deadlocks.
+          const batch = await sql.select<{ username: Buffer; lastMs: number | string } & RowDataPacket>(
+            MYSQL_OLDEST_FAILURES,
+            [most, fromMs, String(limit)],
+          );
+          const last = batch.at(-1);
+          if (last === undefined) return { deleted: 0, lastMs: undefined };
+          const lastMs = Number(last.lastMs);
+          let gone = 0;
+          for (let start = 0; start < batch.length; start += DELETE_BY_NAME) {
+            const names = batch.slice(start, start + DELETE_BY_NAME).map((row) => row.username);
+            // Always as many names, the last repeated: one prepared statement whatever the batch.
+            while (names.length < DELETE_BY_NAME) names.push(names.at(-1)!);
+            // Kept if failed again since the read (a later last failure, more failures).
+            gone += await deleted(MYSQL_DELETE_FAILURES_BY_NAME, [most, lastMs, ...names]);
+          }
+          return { deleted: gone, lastMs };
+        },
       },
       bounds,
     );

@@ -22,6 +22,8 @@ export interface OpenedStore<Store> {
   openAnother(): Store;
   /** Closes the store and deletes its database. */
   dispose(): Promise<void>;
+  /** The database's URL on MySQL (for a connection of a test's own, holding a transaction open). */
+  readonly url?: string;
 }
 
 /** One storage back end the same suite runs against. */
@@ -92,6 +94,7 @@ export function backendsOf<Store extends ServiceStore>(
         const store = service.stores.mysql(storeOptions);
         return {
           store,
+          url: database.url,
           async rawRows(sql, values = []) {
             const connection = await createConnection({ uri: database.url });
             try {
