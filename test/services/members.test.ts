@@ -1095,9 +1095,9 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       ]);
     });
 
-    it.runIf(backend.name === 'sqlite')(
-      'a batch of a sweep of the oldest keys reads the index from where the batch before ended, not from the oldest key',
-      async () => {
+    // Registered on its back end alone, so that the other reports no skipped test.
+    if (backend.name === 'sqlite')
+      it('a batch of a sweep of the oldest keys reads the index from where the batch before ended, not from the oldest key', async () => {
         await start();
         const db = new Database(':memory:');
         try {
@@ -1114,12 +1114,11 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         } finally {
           db.close();
         }
-      },
-    );
+      });
 
-    it.runIf(backend.name === 'mysql')(
-      'a sweep of the oldest keys locks none it keeps: a guessed account held by another transaction does not stop it',
-      async () => {
+    // Registered on its back end alone, so that the other reports no skipped test.
+    if (backend.name === 'mysql')
+      it('a sweep of the oldest keys locks none it keeps: a guessed account held by another transaction does not stop it', async () => {
         await start();
         const store = opened!.store;
         for (let failure = 0; failure < 3; failure++)
@@ -1165,9 +1164,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         } finally {
           await holder.end();
         }
-      },
-      15_000,
-    );
+      }, 15_000);
 
     it('sweepExpired sweeps the sign-in failures even when the idempotency keys cannot be swept, and says so', async () => {
       await start();
