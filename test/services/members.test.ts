@@ -16,7 +16,12 @@ import { type QueueGauge, ServiceTelemetry } from '../../src/services/common/ser
 import { DEFAULT_HASHING_LIMITS, TOO_MANY_SIGN_INS } from '../../src/services/members/hashing-limiter.js';
 import { MEMBERS_LIMITS, type MembersHandlersOptions } from '../../src/services/members/members-handlers.js';
 import { membersService } from '../../src/services/members/members-service.js';
-import { type MembersStore, SIGN_IN_FAILURE_BOUNDS } from '../../src/services/members/members-store.js';
+import {
+  type FailureSweepSteps,
+  type MembersStore,
+  SIGN_IN_FAILURE_BOUNDS,
+  sweepFailures,
+} from '../../src/services/members/members-store.js';
 import { isTakenUsername } from '../../src/services/members/mysql-members-store.js';
 import {
   ARGON2_PARAMETERS,
@@ -1166,6 +1171,34 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         }
       }, 15_000);
 
+    it('sweeps of two instances at once take keys within their free failures, not guessed accounts: a batch whose keys the other took first does not end them', async () => {
+      await start();
+      const another = opened!.openAnother();
+      try {
+        // Each round: 200 guessed accounts (3 failures, past the free 2), the oldest, then 2,000
+        // made-up names (1). Both instances find 100 keys too many and sweep at once: together they
+        // take at most 200 made-up names, and no guessed account.
+        const bounds = { forgetAfterMs: 365 * 24 * 60 * 60_000 * 100, maxKeys: 2_100, freeFailures: 2 };
+        for (let round = 0; round < 20; round++) {
+          await opened!.rawExec('DELETE FROM sign_in_failures');
+          const rows = Array.from(
+            { length: 2_200 },
+            (_, index) => `('key ${index}', ${index < 200 ? 3 : 1}, ${1_000_000 + index}, 1)`,
+          );
+          await opened!.rawExec(
+            `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows.join(', ')}`,
+          );
+          await Promise.all([opened!.store.sweepSignInFailures(bounds), another.sweepSignInFailures(bounds)]);
+          const guessed = await opened!.rawRows(
+            'SELECT COUNT(*) AS n FROM sign_in_failures WHERE failures = 3',
+          );
+          expect({ round, guessed: Number(guessed[0]?.n) }).toEqual({ round, guessed: 200 });
+        }
+      } finally {
+        await another.close();
+      }
+    }, 30_000);
+
     it('sweepExpired sweeps the sign-in failures even when the idempotency keys cannot be swept, and says so', async () => {
       await start();
       const store = opened!.store;
@@ -1301,6 +1334,28 @@ describe('MembersService given fields of the wrong wire type', () => {
       await service.close();
       await opened.dispose();
     }
+  });
+});
+
+describe('sweepFailures past its bound', () => {
+  it('goes on past a batch that chose keys but deleted none (another sweep took them first): the keys within their free failures after it go before any past them', async () => {
+    const calls: [number | undefined, number, number][] = [];
+    const steps: FailureSweepSteps = {
+      deleteOlderThan: async () => 0,
+      countKeys: async () => 110,
+      deleteOldest: async (maxFailures, limit, fromMs) => {
+        calls.push([maxFailures, limit, fromMs]);
+        // The first batch's keys (up to 20 ms) were gone when it deleted them; 30 more follow.
+        if (maxFailures !== undefined && fromMs < 20) return { deleted: 0, lastMs: 20 };
+        if (maxFailures !== undefined && fromMs === 20) return { deleted: Math.min(limit, 30), lastMs: 50 };
+        return { deleted: 0, lastMs: undefined };
+      },
+    };
+    expect(await sweepFailures(steps, { forgetAfterMs: 60_000, maxKeys: 100, freeFailures: 2 })).toBe(10);
+    expect(calls).toEqual([
+      [2, 10, Number.MIN_SAFE_INTEGER],
+      [2, 10, 20],
+    ]);
   });
 });
 

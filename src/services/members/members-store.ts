@@ -136,8 +136,8 @@ export interface FailureSweepSteps {
   countKeys(): Promise<number>;
   /**
    * The oldest keys whose last failure is at `fromMs` or later, of those with at most `maxFailures`
-   * failures when it is given; resolves how many went and the last failure of the newest of them
-   * (where the next batch starts).
+   * failures when it is given; resolves how many went and the last failure of the newest the batch
+   * chose (where the next batch starts), gone or not.
    */
   deleteOldest(maxFailures: number | undefined, limit: number, fromMs: number): Promise<OldestDeleted>;
 }
@@ -145,7 +145,11 @@ export interface FailureSweepSteps {
 /** What one batch of FailureSweepSteps.deleteOldest deleted. */
 export interface OldestDeleted {
   readonly deleted: number;
-  /** The largest `last_failure_ms` among the keys deleted; undefined when none was. */
+  /**
+   * The largest `last_failure_ms` among the keys the batch chose, deleted or not (on MySQL a key
+   * another sweep deleted first, or that failed again, is chosen but kept); undefined when it chose
+   * none, as when no key is left from `fromMs` on.
+   */
   readonly lastMs: number | undefined;
 }
 
@@ -182,7 +186,10 @@ export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFail
       const gone = await steps.deleteOldest(maxFailures, Math.min(excess, SWEEP_BATCH), fromMs);
       deleted += gone.deleted;
       excess -= gone.deleted;
-      if (gone.deleted === 0 || gone.lastMs === undefined) break;
+      // Only a batch that chose no key ends the pass: one whose keys another instance's sweep took
+      // first deletes none, yet keys within their free failures may follow, to go before a
+      // guessed account in the pass after.
+      if (gone.lastMs === undefined) break;
       fromMs = gone.lastMs;
     }
   }
