@@ -1171,6 +1171,38 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         }
       }, 15_000);
 
+    it('a sweep past its bound takes a name whose success came after its batches had passed it before any guessed account', async () => {
+      await start();
+      const store = opened!.store;
+      // The oldest: a guessed account, then one about to sign in (both past the free 2), then 5,000
+      // made-up names (1) and 100 newer guessed accounts; 5,001 keys too many.
+      const rows = [
+        "('guessed', 3, 1000000, 1)",
+        "('comes back', 3, 1000001, 1)",
+        ...Array.from({ length: 5_000 }, (_, index) => `('made-up ${index}', 1, ${1_000_002 + index}, 1)`),
+        ...Array.from({ length: 100 }, (_, index) => `('newer ${index}', 3, ${2_000_000 + index}, 1)`),
+      ];
+      await opened!.rawExec(
+        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows.join(', ')}`,
+      );
+      const bounds = { forgetAfterMs: 365 * 24 * 60 * 60_000 * 100, maxKeys: 101, freeFailures: 2 };
+      const sweep = store.sweepSignInFailures(bounds);
+      // Its owner signs in once the sweep's first batch has gone past it.
+      for (;;) {
+        await new Promise((resolve) => setImmediate(resolve));
+        const [row] = await opened!.rawRows(
+          "SELECT COUNT(*) AS n FROM sign_in_failures WHERE username LIKE 'made-up %'",
+        );
+        if (Number(row?.n) < 5_000) break;
+      }
+      await store.forgetSignInFailures('comes back', undefined);
+      expect(await sweep).toBe(5_001);
+      const left = await opened!.rawRows(
+        "SELECT username FROM sign_in_failures WHERE username NOT LIKE 'newer %'",
+      );
+      expect(left.map((row) => String(row.username))).toEqual(['guessed']);
+    });
+
     it('sweeps of two instances at once take keys within their free failures, not guessed accounts: a batch whose keys the other took first does not end them', async () => {
       await start();
       const another = opened!.openAnother();
@@ -1355,6 +1387,40 @@ describe('sweepFailures past its bound', () => {
     expect(calls).toEqual([
       [2, 10, Number.MIN_SAFE_INTEGER],
       [2, 10, 20],
+    ]);
+  });
+
+  it('reads once more from the oldest key before taking keys past their free failures, and only then', async () => {
+    const calls: [number | undefined, number, number][] = [];
+    const steps: FailureSweepSteps = {
+      deleteOlderThan: async () => 0,
+      countKeys: async () => 110,
+      deleteOldest: async (maxFailures, limit, fromMs) => {
+        calls.push([maxFailures, limit, fromMs]);
+        if (maxFailures === undefined) return { deleted: limit, lastMs: 1 };
+        // Four keys within their free failures ahead, none after them; one behind them, from a success.
+        if (fromMs === Number.MIN_SAFE_INTEGER && calls.length === 1) return { deleted: 4, lastMs: 40 };
+        if (fromMs === Number.MIN_SAFE_INTEGER) return { deleted: 1, lastMs: 5 };
+        return { deleted: 0, lastMs: undefined };
+      },
+    };
+    expect(await sweepFailures(steps, { forgetAfterMs: 60_000, maxKeys: 100, freeFailures: 2 })).toBe(10);
+    expect(calls).toEqual([
+      [2, 10, Number.MIN_SAFE_INTEGER],
+      [2, 6, 40],
+      [2, 6, Number.MIN_SAFE_INTEGER],
+      [undefined, 5, Number.MIN_SAFE_INTEGER],
+    ]);
+    // No key within its free failures: no batch reads again.
+    calls.length = 0;
+    steps.deleteOldest = async (maxFailures, limit, fromMs) => {
+      calls.push([maxFailures, limit, fromMs]);
+      return maxFailures === undefined ? { deleted: limit, lastMs: 1 } : { deleted: 0, lastMs: undefined };
+    };
+    expect(await sweepFailures(steps, { forgetAfterMs: 60_000, maxKeys: 100, freeFailures: 2 })).toBe(10);
+    expect(calls).toEqual([
+      [2, 10, Number.MIN_SAFE_INTEGER],
+      [undefined, 10, Number.MIN_SAFE_INTEGER],
     ]);
   });
 });

@@ -181,16 +181,24 @@ export async function sweepFailures(steps: FailureSweepSteps, bounds: SignInFail
     // 100,000 guessed accounts took 2.0 s on SQLite, up to 147 ms a batch on the event loop, and
     // 12.4 s on MariaDB; now 0.2 s and 1.5 s).
     let fromMs = OLDEST_FIRST_MS;
+    // A success behind the batches (a key past its free failures that they passed, now at none)
+    // is read by one more batch from the oldest key, the last of the pass, before the pass after
+    // takes guessed accounts: one more read of the keys past their free failures, only then.
+    let lastBatch = false;
     for (let batch = 0; excess > 0 && batch < SWEEP_MAX_BATCHES; batch++) {
       await nextTurn();
       const gone = await steps.deleteOldest(maxFailures, Math.min(excess, SWEEP_BATCH), fromMs);
       deleted += gone.deleted;
       excess -= gone.deleted;
+      if (lastBatch) break;
       // Only a batch that chose no key ends the pass: one whose keys another instance's sweep took
       // first deletes none, yet keys within their free failures may follow, to go before a
       // guessed account in the pass after.
-      if (gone.lastMs === undefined) break;
-      fromMs = gone.lastMs;
+      if (gone.lastMs !== undefined) fromMs = gone.lastMs;
+      else if (maxFailures !== undefined && fromMs !== OLDEST_FIRST_MS) {
+        fromMs = OLDEST_FIRST_MS;
+        lastBatch = true;
+      } else break;
     }
   }
   return deleted;
