@@ -303,19 +303,23 @@ export function mysqlTlsHint(error: unknown, connection: MysqlConnectionOptions)
   if (code === 'HANDSHAKE_NO_SSL_SUPPORT') {
     return `the server has TLS off: turn it on there, or give none of ${MYSQL_SSL_CA_NAME}, ${MYSQL_SSL_CERT_NAME} and ?ssl= in MYSQL_URL`;
   }
-  // The server's alert about the client certificate, which node:tls names by its number.
+  // The server's alert about the client certificate, which node:tls names by OpenSSL's words for
+  // it. OpenSSL 3.0 (Node 20) says "sslv3 alert unsupported certificate"; 3.2 and later (Node 24 and
+  // 26) say "ssl/tls alert …" for the same alerts, so the code's prefix is no guide: its alert is.
   const client = clientCertificateSource(connection);
-  if (client !== undefined && typeof code === 'string') {
-    if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') {
+  const alert =
+    typeof code === 'string' ? /^ERR_SSL_(?:\w+|SSL\/TLS)_ALERT_(\w+)$/.exec(code)?.[1] : undefined;
+  if (client !== undefined && alert !== undefined) {
+    if (alert === 'UNKNOWN_CA') {
       return `the server refused the client certificate of ${client}: it is not issued by a CA the server trusts (its ssl_ca)`;
     }
-    if (code === 'ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE') {
+    if (alert === 'UNSUPPORTED_CERTIFICATE') {
       return `the server refused the client certificate of ${client}: it is not for client authentication (its extendedKeyUsage lacks clientAuth)`;
     }
-    if (code === 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED') {
+    if (alert === 'CERTIFICATE_EXPIRED') {
       return `the server refused the client certificate of ${client}: it has expired: renew it`;
     }
-    if (/^ERR_SSL_\w+_ALERT_(BAD_CERTIFICATE|CERTIFICATE_\w+|ACCESS_DENIED)$/.test(code)) {
+    if (/^(BAD_CERTIFICATE|CERTIFICATE_\w+|ACCESS_DENIED)$/.test(alert)) {
       return `the server refused the client certificate of ${client}`;
     }
   }
