@@ -41,7 +41,7 @@ export function leanBind<F extends (...args: any[]) => unknown>(
 
 /**
  * Puts {@link leanBind} in place of `AsyncResource.prototype.bind` when this Node's own `bind` adds
- * the deprecated accessor (Node 20 does); says whether it did. For a process's entry point only: it
+ * the deprecated accessor (Node 20 and 24 do, 26 does not); says whether it did. For a process's entry point only: it
  * changes `bind` for the whole process. What goes: the `asyncResource` property of bound
  * functions, deprecated since Node 20.
  */
