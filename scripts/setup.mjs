@@ -5,12 +5,17 @@
 // A project folder this user cannot write (installed and built by root, run by a user of its own)
 // is run as it is: the build writes src/gen/ and dist/, so it failed there with EACCES and a
 // stack, and nothing started. Its owner installs and builds it (`npm ci`, `npm run build`).
+//
+// A native addon built for another Node.js (its major version changed since `npm ci`) is rebuilt
+// for this one; when that fails, setup stops with the command to run (see native-addon.mjs).
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { ADDON, addonVerdict, loadAddon, nodedirFor, rebuildEnvironment } from './native-addon.mjs';
+
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 function run(args) {
-  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const result = spawnSync(npm, args, { stdio: 'inherit' });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
@@ -46,6 +51,41 @@ if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/
   if (!writable('node_modules', '.')) refuse('dependencies (node_modules)', 'npm ci');
   process.stderr.write('setup: installing dependencies (first run only)...\n');
   run([existsSync('package-lock.json') ? 'ci' : 'install', '--no-audit', '--no-fund']);
+}
+if (existsSync(`node_modules/${ADDON}/package.json`)) {
+  const verdict = addonVerdict(loadAddon());
+  const rebuild = `npm rebuild ${ADDON}`;
+  const node = `Node.js ${process.version}`;
+  if (verdict.action === 'rebuild') {
+    if (!writable(`node_modules/${ADDON}`, 'node_modules')) {
+      process.stderr.write(
+        `setup: ${ADDON} does not load under ${node} (${verdict.reason}), and this user (${who()}) cannot ` +
+          `write ${process.cwd()}/node_modules: its owner runs ${rebuild} there under ${node} first\n`,
+      );
+      process.exit(1);
+    }
+    process.stderr.write(
+      `setup: ${ADDON} does not load under ${node} (${verdict.reason}): rebuilding it (${rebuild})\n`,
+    );
+    const result = spawnSync(npm, ['rebuild', ADDON], {
+      stdio: 'inherit',
+      env: rebuildEnvironment(nodedirFor()),
+    });
+    const after = result.status === 0 ? addonVerdict(loadAddon()) : undefined;
+    if (after?.action !== 'ok') {
+      process.stderr.write(
+        `setup: ${ADDON} could not be rebuilt for ${node}${after ? ` (it still does not load: ${after.reason})` : ''}, ` +
+          `so nothing is started: run ${rebuild} (or npm ci) under ${node}, which needs make, a C++ compiler, python3 ` +
+          `and this Node's headers (node-gyp downloads them unless npm_config_nodedir names the folder holding include/node), ` +
+          'then this command again\n',
+      );
+      process.exit(1);
+    }
+  } else if (verdict.action === 'other') {
+    process.stderr.write(
+      `setup: ${ADDON} does not load under ${node}, and the SQLite store needs it: ${verdict.reason}\n`,
+    );
+  }
 }
 // `--install-only`: for scripts that need the dependencies but not dist/ (test, lint).
 if (!installOnly) {

@@ -1,5 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -23,6 +32,7 @@ let home: string;
 function installedProject(options: { built: boolean }): void {
   mkdirSync(join(project, 'scripts'));
   copyFileSync('scripts/setup.mjs', join(project, 'scripts/setup.mjs'));
+  copyFileSync('scripts/native-addon.mjs', join(project, 'scripts/native-addon.mjs'));
   copyFileSync('package.json', join(project, 'package.json'));
   mkdirSync(join(project, 'node_modules/@grpc/grpc-js'), { recursive: true });
   mkdirSync(join(project, 'node_modules/.bin'), { recursive: true });
@@ -101,4 +111,111 @@ describe('scripts/setup.mjs in a project folder this user cannot write', () => {
     expect(result.status).toBe(1);
     expect(contents()).toEqual(before);
   });
+});
+
+/**
+ * `npm start` after Node's major version changed since `npm ci`: better-sqlite3, a native addon built
+ * for the Node that installed it, did not load, and every service exited at start and was restarted
+ * every 10 s. Setup now loads it first, rebuilds it (`npm rebuild better-sqlite3`) when it was built
+ * for another Node, and stops with the command to run when the rebuild fails. Here a stand-in addon
+ * throws Node's own error until its install script (which `npm rebuild` runs) has "built" it.
+ */
+describe('scripts/setup.mjs with a better-sqlite3 built for another Node.js', () => {
+  const ABI_ERROR =
+    "The module '/opt/shop/node_modules/better-sqlite3/build/Release/better_sqlite3.node'\n" +
+    'was compiled against a different Node.js version using\nNODE_MODULE_VERSION 115. This version of Node.js requires\n' +
+    'NODE_MODULE_VERSION 137. Please try re-compiling or re-installing\n' +
+    'the module (for instance, using `npm rebuild` or `npm install`).';
+
+  /** A writable project whose better-sqlite3 loads once `built` exists, and whose install script makes it or fails. */
+  function projectWithAddon(options: { built: boolean; buildSucceeds: boolean }): string {
+    const addon = join(project, 'node_modules/better-sqlite3');
+    mkdirSync(join(project, 'scripts'));
+    copyFileSync('scripts/setup.mjs', join(project, 'scripts/setup.mjs'));
+    copyFileSync('scripts/native-addon.mjs', join(project, 'scripts/native-addon.mjs'));
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({
+        name: 'setup-addon',
+        private: true,
+        type: 'module',
+        dependencies: { 'better-sqlite3': '*' },
+        allowScripts: { 'better-sqlite3': true },
+      }),
+    );
+    mkdirSync(join(project, 'node_modules/@grpc/grpc-js'), { recursive: true });
+    mkdirSync(join(project, 'node_modules/.bin'), { recursive: true });
+    writeFileSync(join(project, 'node_modules/.bin/buf'), '');
+    mkdirSync(addon, { recursive: true });
+    writeFileSync(
+      join(addon, 'package.json'),
+      JSON.stringify({
+        name: 'better-sqlite3',
+        version: '12.0.0',
+        main: 'index.js',
+        scripts: { install: 'node build.js' },
+      }),
+    );
+    writeFileSync(
+      join(addon, 'index.js'),
+      `const { existsSync } = require('node:fs');
+module.exports = class Database {
+  constructor() {
+    if (existsSync(__dirname + '/built')) return;
+    const error = new Error(${JSON.stringify(ABI_ERROR)});
+    error.code = 'ERR_DLOPEN_FAILED';
+    throw error;
+  }
+  close() {}
+};
+`,
+    );
+    writeFileSync(
+      join(addon, 'build.js'),
+      options.buildSucceeds
+        ? "require('node:fs').writeFileSync(__dirname + '/built', process.env.npm_config_nodedir ?? '');\n"
+        : "console.error('gyp ERR! stack Error: not found: make'); process.exit(1);\n",
+    );
+    if (options.built) writeFileSync(join(addon, 'built'), '');
+    return addon;
+  }
+
+  function setupInstallOnly(): { status: number | null; output: string } {
+    const result = spawnSync(process.execPath, ['scripts/setup.mjs', '--install-only'], {
+      cwd: project,
+      encoding: 'utf8',
+      env: { ...process.env, HOME: home, npm_config_cache: join(home, '.npm') },
+      timeout: 120_000,
+    });
+    return { status: result.status, output: `${result.stdout}${result.stderr}` };
+  }
+
+  it('rebuilds it with npm rebuild better-sqlite3, says so in one line, and goes on', () => {
+    const addon = projectWithAddon({ built: false, buildSucceeds: true });
+    const result = setupInstallOnly();
+    expect(result.output).toContain(
+      `setup: better-sqlite3 does not load under Node.js ${process.version} (it was built for NODE_MODULE_VERSION 115, ` +
+        'this Node.js needs 137): rebuilding it (npm rebuild better-sqlite3)',
+    );
+    expect(result.status, result.output).toBe(0);
+    expect(existsSync(join(addon, 'built'))).toBe(true);
+  }, 120_000);
+
+  it('stops, naming the command to run, when the rebuild fails', () => {
+    const addon = projectWithAddon({ built: false, buildSucceeds: false });
+    const result = setupInstallOnly();
+    expect(result.output).toContain(
+      `setup: better-sqlite3 could not be rebuilt for Node.js ${process.version}, so nothing is started: ` +
+        `run npm rebuild better-sqlite3 (or npm ci) under Node.js ${process.version}`,
+    );
+    expect(result.status).toBe(1);
+    expect(existsSync(join(addon, 'built'))).toBe(false);
+  }, 120_000);
+
+  it('leaves an addon that loads alone', () => {
+    projectWithAddon({ built: true, buildSucceeds: false });
+    const result = setupInstallOnly();
+    expect(result.output).not.toContain('better-sqlite3');
+    expect(result.status, result.output).toBe(0);
+  }, 120_000);
 });
