@@ -74,7 +74,7 @@ if (existsSync(`node_modules/${ADDON}/package.json`)) {
     const after = result.status === 0 ? addonVerdict(loadAddon()) : undefined;
     if (after?.action !== 'ok') {
       process.stderr.write(
-        `setup: ${ADDON} could not be rebuilt for ${node}${after ? ` (it still does not load: ${after.reason})` : ''}, ` +
+        `setup: ${ADDON} could not be rebuilt for ${node}${after ? ` (it still does not load: ${after.reason}; npm's nodedir, \`npm config get nodedir\`, may name another Node's headers)` : ''}, ` +
           `so nothing is started: run ${rebuild} (or npm ci) under ${node}, which needs make, a C++ compiler, python3 ` +
           `and this Node's headers (node-gyp downloads them unless npm_config_nodedir names the folder holding include/node), ` +
           'then this command again\n',

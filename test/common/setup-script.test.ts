@@ -128,7 +128,7 @@ describe('scripts/setup.mjs with a better-sqlite3 built for another Node.js', ()
     'the module (for instance, using `npm rebuild` or `npm install`).';
 
   /** A writable project whose better-sqlite3 loads once `built` exists, and whose install script makes it or fails. */
-  function projectWithAddon(options: { built: boolean; buildSucceeds: boolean }): string {
+  function projectWithAddon(options: { built: boolean; build: 'works' | 'fails' | 'wrong-headers' }): string {
     const addon = join(project, 'node_modules/better-sqlite3');
     mkdirSync(join(project, 'scripts'));
     copyFileSync('scripts/setup.mjs', join(project, 'scripts/setup.mjs'));
@@ -172,9 +172,13 @@ module.exports = class Database {
     );
     writeFileSync(
       join(addon, 'build.js'),
-      options.buildSucceeds
-        ? "require('node:fs').writeFileSync(__dirname + '/built', process.env.npm_config_nodedir ?? '');\n"
-        : "console.error('gyp ERR! stack Error: not found: make'); process.exit(1);\n",
+      {
+        works:
+          "require('node:fs').writeFileSync(__dirname + '/built', process.env.npm_config_nodedir ?? '');\n",
+        fails: "console.error('gyp ERR! stack Error: not found: make'); process.exit(1);\n",
+        // Built against another Node's headers (an npmrc's nodedir): it succeeds and the addon still fails.
+        'wrong-headers': '',
+      }[options.build],
     );
     if (options.built) writeFileSync(join(addon, 'built'), '');
     return addon;
@@ -191,7 +195,7 @@ module.exports = class Database {
   }
 
   it('rebuilds it with npm rebuild better-sqlite3, says so in one line, and goes on', () => {
-    const addon = projectWithAddon({ built: false, buildSucceeds: true });
+    const addon = projectWithAddon({ built: false, build: 'works' });
     const result = setupInstallOnly();
     expect(result.output).toContain(
       `setup: better-sqlite3 does not load under Node.js ${process.version} (it was built for NODE_MODULE_VERSION 115, ` +
@@ -202,7 +206,7 @@ module.exports = class Database {
   }, 120_000);
 
   it('stops, naming the command to run, when the rebuild fails', () => {
-    const addon = projectWithAddon({ built: false, buildSucceeds: false });
+    const addon = projectWithAddon({ built: false, build: 'fails' });
     const result = setupInstallOnly();
     expect(result.output).toContain(
       `setup: better-sqlite3 could not be rebuilt for Node.js ${process.version}, so nothing is started: ` +
@@ -212,8 +216,19 @@ module.exports = class Database {
     expect(existsSync(join(addon, 'built'))).toBe(false);
   }, 120_000);
 
+  it("stops, naming npm's nodedir, when the rebuilt addon still does not load", () => {
+    projectWithAddon({ built: false, build: 'wrong-headers' });
+    const result = setupInstallOnly();
+    expect(result.output).toContain(
+      `setup: better-sqlite3 could not be rebuilt for Node.js ${process.version} (it still does not load: it was built ` +
+        "for NODE_MODULE_VERSION 115, this Node.js needs 137; npm's nodedir, `npm config get nodedir`, may name another " +
+        "Node's headers), so nothing is started",
+    );
+    expect(result.status).toBe(1);
+  }, 120_000);
+
   it('leaves an addon that loads alone', () => {
-    projectWithAddon({ built: true, buildSucceeds: false });
+    projectWithAddon({ built: true, build: 'fails' });
     const result = setupInstallOnly();
     expect(result.output).not.toContain('better-sqlite3');
     expect(result.status, result.output).toBe(0);
