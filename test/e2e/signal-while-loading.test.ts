@@ -17,11 +17,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const slowLoading = fileURLToPath(new URL('./support/slow-loading.mjs', import.meta.url));
 
 /**
- * Whether this Node runs the main thread's timers and signal listeners while a module hook holds a
- * resolution: Node 20 does (its ESM resolution is asynchronous), Node 24 and 26 do not (the main
- * thread waits for the hooks' thread), so a signal sent while the hook waits reaches the
- * component's listeners only once its modules have loaded, and may come after its start instead of
- * during it. Asked of this Node, not of its version.
+ * Whether this Node, with tsx loaded as the components are (spawnComponent), runs the main thread's
+ * timers and signal listeners while a module hook holds a resolution: Node 20 does (its ESM
+ * resolution is asynchronous), Node 24 and 26 do not (the main thread waits for the hooks' thread),
+ * nor does Node 22 once tsx is loaded (without it, it does), so a signal sent while the hook waits
+ * reaches the component's listeners only once its modules have loaded, and may come after its
+ * start instead of during it. Asked of this Node and tsx, not of their versions.
  */
 function mainThreadRunsWhileLoading(): boolean {
   const probe = spawnSync(
@@ -29,6 +30,8 @@ function mainThreadRunsWhileLoading(): boolean {
     [
       '--import',
       slowLoading,
+      '--import',
+      'tsx',
       '--input-type=module',
       '-e',
       "setInterval(() => process.stdout.write('tick '), 100); await import('@grpc/grpc-js'); process.exit(0);",
