@@ -490,9 +490,13 @@ export class InstancePool {
                 this.#awaitingCut.delete(credentials);
                 // A byte read since the check shows the instance alive, only held up: its calls complete.
                 if (credentials.bytesRead() !== readBefore) return;
+                // Told once: the end of this connection may have been told already as a keepalive
+                // loss (its peer silent to the close of the channel it replaced, under Node 22 at
+                // the cut's own moment).
+                const told = upstream.wentSilent;
                 credentials.destroySockets();
                 this.#wentSilent(upstream, 'cut');
-                this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
+                if (!told) this.#onSilentConnection(upstream, this.#silentConnectionCutMs);
               }),
             this.#silentConnectionCutMs - this.#silenceCheckTimeoutMs,
           );
