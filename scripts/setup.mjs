@@ -56,30 +56,37 @@ if (existsSync(`node_modules/${ADDON}/package.json`)) {
   const verdict = addonVerdict(loadAddon());
   const rebuild = `npm rebuild ${ADDON}`;
   const node = `Node.js ${process.version}`;
+  // With MYSQL_URL the services store in MySQL and never open SQLite (better-sqlite3 loads its binary
+  // on the first open), so they start without it; the tests (--install-only) need it all the same.
+  const mysqlOnly = !installOnly && (process.env.MYSQL_URL ?? '') !== '';
+  const mysqlGoesOn = mysqlOnly
+    ? '; MYSQL_URL is set, so the services store in MySQL and start without it'
+    : '';
   if (verdict.action === 'rebuild') {
     if (!writable(`node_modules/${ADDON}`, 'node_modules')) {
       process.stderr.write(
         `setup: ${ADDON} does not load under ${node} (${verdict.reason}), and this user (${who()}) cannot ` +
-          `write ${process.cwd()}/node_modules: its owner runs ${rebuild} there under ${node} first\n`,
+          `write ${process.cwd()}/node_modules: its owner runs ${rebuild} there under ${node}${mysqlOnly ? ' before SQLite is used' : ' first'}${mysqlGoesOn}\n`,
       );
-      process.exit(1);
-    }
-    process.stderr.write(
-      `setup: ${ADDON} does not load under ${node} (${verdict.reason}): rebuilding it (${rebuild})\n`,
-    );
-    const result = spawnSync(npm, ['rebuild', ADDON], {
-      stdio: 'inherit',
-      env: rebuildEnvironment(nodedirFor()),
-    });
-    const after = result.status === 0 ? addonVerdict(loadAddon()) : undefined;
-    if (after?.action !== 'ok') {
+      if (!mysqlOnly) process.exit(1);
+    } else {
       process.stderr.write(
-        `setup: ${ADDON} could not be rebuilt for ${node}${after ? ` (it still does not load: ${after.reason}; npm's nodedir, \`npm config get nodedir\`, may name another Node's headers)` : ''}, ` +
-          `so nothing is started: run ${rebuild} (or npm ci) under ${node}, which needs make, a C++ compiler, python3 ` +
-          `and this Node's headers (node-gyp downloads them unless npm_config_nodedir names the folder holding include/node), ` +
-          'then this command again\n',
+        `setup: ${ADDON} does not load under ${node} (${verdict.reason}): rebuilding it (${rebuild})\n`,
       );
-      process.exit(1);
+      const result = spawnSync(npm, ['rebuild', ADDON], {
+        stdio: 'inherit',
+        env: rebuildEnvironment(nodedirFor()),
+      });
+      const after = result.status === 0 ? addonVerdict(loadAddon()) : undefined;
+      if (after?.action !== 'ok') {
+        process.stderr.write(
+          `setup: ${ADDON} could not be rebuilt for ${node}${after ? ` (it still does not load: ${after.reason}; npm's nodedir, \`npm config get nodedir\`, may name another Node's headers)` : ''}, ` +
+            `${mysqlOnly ? 'and the SQLite store needs it' : 'so nothing is started'}: run ${rebuild} (or npm ci) under ${node}, which needs make, a C++ compiler, python3 ` +
+            `and this Node's headers (node-gyp downloads them unless npm_config_nodedir names the folder holding include/node), ` +
+            `${mysqlOnly ? 'before SQLite is used' : 'then this command again'}${mysqlGoesOn}\n`,
+        );
+        if (!mysqlOnly) process.exit(1);
+      }
     }
   } else if (verdict.action === 'other') {
     process.stderr.write(

@@ -139,6 +139,8 @@ describe('scripts/setup.mjs with a better-sqlite3 built for another Node.js', ()
         name: 'setup-addon',
         private: true,
         type: 'module',
+        // The build that setup runs without --install-only (the real one makes src/gen/ and dist/).
+        scripts: { build: 'true' },
         dependencies: { 'better-sqlite3': '*' },
         allowScripts: { 'better-sqlite3': true },
       }),
@@ -146,6 +148,7 @@ describe('scripts/setup.mjs with a better-sqlite3 built for another Node.js', ()
     mkdirSync(join(project, 'node_modules/@grpc/grpc-js'), { recursive: true });
     mkdirSync(join(project, 'node_modules/.bin'), { recursive: true });
     writeFileSync(join(project, 'node_modules/.bin/buf'), '');
+    mkdirSync(join(project, 'src'));
     mkdirSync(addon, { recursive: true });
     writeFileSync(
       join(addon, 'package.json'),
@@ -184,11 +187,14 @@ module.exports = class Database {
     return addon;
   }
 
-  function setupInstallOnly(): { status: number | null; output: string } {
-    const result = spawnSync(process.execPath, ['scripts/setup.mjs', '--install-only'], {
+  function setupInstallOnly(
+    args: readonly string[] = ['--install-only'],
+    env: NodeJS.ProcessEnv = {},
+  ): { status: number | null; output: string } {
+    const result = spawnSync(process.execPath, ['scripts/setup.mjs', ...args], {
       cwd: project,
       encoding: 'utf8',
-      env: { ...process.env, HOME: home, npm_config_cache: join(home, '.npm') },
+      env: { ...process.env, MYSQL_URL: '', HOME: home, npm_config_cache: join(home, '.npm'), ...env },
       timeout: 120_000,
     });
     return { status: result.status, output: `${result.stdout}${result.stderr}` };
@@ -214,6 +220,25 @@ module.exports = class Database {
     );
     expect(result.status).toBe(1);
     expect(existsSync(join(addon, 'built'))).toBe(false);
+  }, 120_000);
+
+  // With MYSQL_URL the services never open SQLite, and better-sqlite3 loads its binary on the first
+  // open: they ran before setup checked it, and a machine without a compiler must not stop them now.
+  it('goes on, saying so, when the rebuild fails but MYSQL_URL has the services store in MySQL', () => {
+    projectWithAddon({ built: false, build: 'fails' });
+    const mysql = { MYSQL_URL: 'mysql://shop:secret@127.0.0.1:3306/shop' };
+    const result = setupInstallOnly([], mysql);
+    expect(result.output).toContain(
+      `setup: better-sqlite3 could not be rebuilt for Node.js ${process.version}, and the SQLite store needs it: ` +
+        `run npm rebuild better-sqlite3 (or npm ci) under Node.js ${process.version}`,
+    );
+    expect(result.output).toContain(
+      'before SQLite is used; MYSQL_URL is set, so the services store in MySQL and start without it',
+    );
+    expect(result.output).not.toContain('secret');
+    expect(result.status, result.output).toBe(0);
+    // The tests need SQLite whatever MYSQL_URL says.
+    expect(setupInstallOnly(['--install-only'], mysql).status).toBe(1);
   }, 120_000);
 
   it("stops, naming npm's nodedir, when the rebuilt addon still does not load", () => {
