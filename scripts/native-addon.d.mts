@@ -16,8 +16,11 @@ export type AddonVerdict =
 
 export declare function addonVerdict(error: LoadError | undefined): AddonVerdict;
 
-/** Loads the addon in a child process of this Node, from `cwd`'s node_modules: the error it threw, or undefined. */
-export declare function loadAddon(cwd?: string): LoadError | undefined;
+/**
+ * Loads the addon in a child process of this Node, from `cwd`'s node_modules: the error it threw, or
+ * undefined; a child that does not end within `timeout` ms (default 60 s), or cannot run, says so.
+ */
+export declare function loadAddon(cwd?: string, timeout?: number): LoadError | undefined;
 
 /** This Node's prefix when `<prefix>/include/node` holds its own major version's headers, else undefined. */
 export declare function nodedirFor(execPath?: string, version?: string): string | undefined;

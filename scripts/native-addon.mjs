@@ -41,10 +41,22 @@ export function addonVerdict(error) {
   return { action: 'other', reason: message.split('\n')[0] };
 }
 
-/** Loads the addon in a child process of this Node, from `cwd`'s node_modules: the error it threw, or undefined. */
-export function loadAddon(cwd = process.cwd()) {
-  const result = spawnSync(process.execPath, ['-e', LOAD], { cwd, encoding: 'utf8', timeout: 60_000 });
+/**
+ * Loads the addon in a child process of this Node, from `cwd`'s node_modules: the error it threw, or
+ * undefined. A child that does not end within `timeout` ms (a machine under load), or cannot be run,
+ * is told as such: it said "exit SIGTERM", or "nullnull".
+ */
+export function loadAddon(cwd = process.cwd(), timeout = 60_000) {
+  const result = spawnSync(process.execPath, ['-e', LOAD], { cwd, encoding: 'utf8', timeout });
   if (result.status === 0) return undefined;
+  if (result.error) {
+    const { code } = result.error;
+    const message =
+      code === 'ETIMEDOUT'
+        ? `loading it in a child process did not end within ${timeout / 1000} s`
+        : `loading it in a child process failed: ${result.error.message}`;
+    return { code, message };
+  }
   try {
     return JSON.parse(result.stdout);
   } catch {

@@ -53,6 +53,25 @@ describe('addonVerdict', () => {
   it('finds that the installed addon loads under the Node that runs the tests', () => {
     expect(loadAddon()).toBeUndefined();
   });
+
+  it('says that loading it did not end in time, a warning and no rebuild, where it said "exit SIGTERM"', () => {
+    const project = mkdtempSync(join(tmpdir(), 'native-addon-hang-'));
+    try {
+      mkdirSync(join(project, 'node_modules/better-sqlite3'), { recursive: true });
+      writeFileSync(join(project, 'node_modules/better-sqlite3/index.js'), 'for (;;);\n');
+      const error = loadAddon(project, 300);
+      expect(error).toEqual({
+        code: 'ETIMEDOUT',
+        message: 'loading it in a child process did not end within 0.3 s',
+      });
+      expect(addonVerdict(error)).toEqual({
+        action: 'other',
+        reason: 'loading it in a child process did not end within 0.3 s',
+      });
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('nodedirFor', () => {
