@@ -47,12 +47,15 @@ function refuse(missing, steps) {
 }
 
 const installOnly = process.argv.includes('--install-only');
+// `--no-addon-check`: for scripts that never load the native addon (lint), which a missing compiler
+// after a change of Node's major version must not stop.
+const addonCheck = !process.argv.includes('--no-addon-check');
 if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/buf')) {
   if (!writable('node_modules', '.')) refuse('dependencies (node_modules)', 'npm ci');
   process.stderr.write('setup: installing dependencies (first run only)...\n');
   run([existsSync('package-lock.json') ? 'ci' : 'install', '--no-audit', '--no-fund']);
 }
-if (existsSync(`node_modules/${ADDON}/package.json`)) {
+if (addonCheck && existsSync(`node_modules/${ADDON}/package.json`)) {
   const verdict = addonVerdict(loadAddon());
   const rebuild = `npm rebuild ${ADDON}`;
   const node = `Node.js ${process.version}`;

@@ -6,6 +6,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -239,6 +240,20 @@ module.exports = class Database {
     expect(result.status, result.output).toBe(0);
     // The tests need SQLite whatever MYSQL_URL says.
     expect(setupInstallOnly(['--install-only'], mysql).status).toBe(1);
+  }, 120_000);
+
+  // npm run lint (tsc, buf, biome) never loads it: a machine without a compiler must not stop it.
+  it('leaves it alone under --no-addon-check, as npm run lint runs setup', () => {
+    const addon = projectWithAddon({ built: false, build: 'fails' });
+    const result = setupInstallOnly(['--install-only', '--no-addon-check']);
+    expect(result.output).not.toContain('better-sqlite3');
+    expect(result.status, result.output).toBe(0);
+    expect(existsSync(join(addon, 'built'))).toBe(false);
+    const { scripts } = JSON.parse(readFileSync('package.json', 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(scripts.prelint).toContain('node scripts/setup.mjs --install-only --no-addon-check');
+    expect(scripts.pretest).not.toContain('--no-addon-check');
   }, 120_000);
 
   it("stops, naming npm's nodedir, when the rebuilt addon still does not load", () => {
