@@ -38,6 +38,12 @@ function who() {
   }
 }
 
+/** Whether npm's ignore-scripts is on (`npm config get ignore-scripts`), which npm rebuild obeys. */
+function scriptsIgnored() {
+  const result = spawnSync(npm, ['config', 'get', 'ignore-scripts'], { encoding: 'utf8' });
+  return result.stdout?.trim() === 'true';
+}
+
 function refuse(missing, steps) {
   process.stderr.write(
     `setup: ${process.cwd()} has no ${missing}, and this user (${who()}) cannot write the folder: ` +
@@ -82,8 +88,14 @@ if (addonCheck && existsSync(`node_modules/${ADDON}/package.json`)) {
       });
       const after = result.status === 0 ? addonVerdict(loadAddon()) : undefined;
       if (after?.action !== 'ok') {
+        // npm's ignore-scripts (an npmrc's, against install scripts) makes npm rebuild succeed without building.
+        const why = !after
+          ? ''
+          : scriptsIgnored()
+            ? ` (it still does not load: ${after.reason}; npm's ignore-scripts is true, so npm rebuild ran no build script: ${rebuild} --ignore-scripts=false runs it)`
+            : ` (it still does not load: ${after.reason}; npm's nodedir, \`npm config get nodedir\`, may name another Node's headers)`;
         process.stderr.write(
-          `setup: ${ADDON} could not be rebuilt for ${node}${after ? ` (it still does not load: ${after.reason}; npm's nodedir, \`npm config get nodedir\`, may name another Node's headers)` : ''}, ` +
+          `setup: ${ADDON} could not be rebuilt for ${node}${why}, ` +
             `${mysqlOnly ? 'and the SQLite store needs it' : 'so nothing is started'}: run ${rebuild} (or npm ci) under ${node}, which needs make, a C++ compiler, python3 ` +
             `and this Node's headers (node-gyp downloads them unless npm_config_nodedir names the folder holding include/node), ` +
             `${mysqlOnly ? 'before SQLite is used' : 'then this command again'}${mysqlGoesOn}\n`,

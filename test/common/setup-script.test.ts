@@ -256,6 +256,20 @@ module.exports = class Database {
     expect(scripts.pretest).not.toContain('--no-addon-check');
   }, 120_000);
 
+  // npm rebuild obeys ignore-scripts (an npmrc's, against install scripts): it succeeds without
+  // building, and setup blamed npm's nodedir.
+  it("stops, naming npm's ignore-scripts, when npm rebuild ran no build script", () => {
+    const addon = projectWithAddon({ built: false, build: 'works' });
+    const result = setupInstallOnly(['--install-only'], { npm_config_ignore_scripts: 'true' });
+    expect(result.output).toContain(
+      "it still does not load: it was built for NODE_MODULE_VERSION 115, this Node.js needs 137; npm's " +
+        'ignore-scripts is true, so npm rebuild ran no build script: npm rebuild better-sqlite3 --ignore-scripts=false runs it)',
+    );
+    expect(result.output).not.toContain('nodedir`');
+    expect(result.status).toBe(1);
+    expect(existsSync(join(addon, 'built'))).toBe(false);
+  }, 120_000);
+
   it("stops, naming npm's nodedir, when the rebuilt addon still does not load", () => {
     projectWithAddon({ built: false, build: 'wrong-headers' });
     const result = setupInstallOnly();
