@@ -13,6 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { nodedirFor } from '../../scripts/native-addon.mjs';
 
 /**
  * `npm start` (and `npm run goods`, ...) in a project folder installed and built by root and run by
@@ -203,13 +204,16 @@ module.exports = class Database {
 
   it('rebuilds it with npm rebuild better-sqlite3, says so in one line, and goes on', () => {
     const addon = projectWithAddon({ built: false, build: 'works' });
-    const result = setupInstallOnly();
+    // An npmrc's nodedir (exported by npm to the scripts it runs) naming another Node's headers.
+    const result = setupInstallOnly(['--install-only'], { npm_config_nodedir: '/opt/node-20' });
     expect(result.output).toContain(
       `setup: better-sqlite3 does not load under Node.js ${process.version} (it was built for NODE_MODULE_VERSION 115, ` +
         'this Node.js needs 137): rebuilding it (npm rebuild better-sqlite3)',
     );
     expect(result.status, result.output).toBe(0);
     expect(existsSync(join(addon, 'built'))).toBe(true);
+    // Built with this Node's own headers where its prefix has them (so offline too), else npm's nodedir.
+    expect(readFileSync(join(addon, 'built'), 'utf8')).toBe(nodedirFor() ?? '/opt/node-20');
   }, 120_000);
 
   it('stops, naming the command to run, when the rebuild fails', () => {
