@@ -70,6 +70,14 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
     let opened: OpenedStore<MembersStore> | undefined;
     let service: TestServer<MembersServiceClient> | undefined;
 
+    /** Sign-in failure rows written straight into the table, each [username, failures, last failure ms]. */
+    const insertSignInFailures = (rows: ReadonlyArray<readonly [string, number, number]>) =>
+      opened!.rawExec(
+        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows
+          .map(([username, failures, lastMs]) => `('${username}', ${failures}, ${lastMs}, 1)`)
+          .join(', ')}`,
+      );
+
     async function start(
       {
         log,
@@ -1059,9 +1067,8 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(last.map((row) => String(row.username))).toEqual(['guessed']);
 
       // More than one statement's thousand: the sweep goes on a batch at a time.
-      const made = Array.from({ length: 2_500 }, (_, index) => `('made-up ${index}', 1, 0, 1)`);
-      await opened!.rawExec(
-        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${made.join(', ')}`,
+      await insertSignInFailures(
+        Array.from({ length: 2_500 }, (_, index) => [`made-up ${index}`, 1, 0] as const),
       );
       // ...and lets the process answer between two (SQLite's statements run on its event loop).
       let turns = 0;
@@ -1081,12 +1088,11 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       // 4,000 keys, alternately a guessed account (3 failures, past the free 2) and a made-up
       // name (1), each older than the next: three batches of made-up names, each after guessed
       // accounts older than it that stay.
-      const rows = Array.from(
-        { length: 4_000 },
-        (_, index) => `('key ${index}', ${index % 2 === 0 ? 3 : 1}, ${1_000_000 + index}, 1)`,
-      );
-      await opened!.rawExec(
-        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows.join(', ')}`,
+      await insertSignInFailures(
+        Array.from(
+          { length: 4_000 },
+          (_, index) => [`key ${index}`, index % 2 === 0 ? 3 : 1, 1_000_000 + index] as const,
+        ),
       );
       const bounds = { forgetAfterMs: 365 * 24 * 60 * 60_000 * 100, maxKeys: 2_100, freeFailures: 2 };
       expect(await opened!.store.sweepSignInFailures(bounds)).toBe(1_900);
@@ -1138,12 +1144,11 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         );
         // Newer keys by the thousand, as when a sweep trims the table (on a table of a few rows
         // MariaDB reads them all whatever the statement).
-        const newer = Array.from(
-          { length: 2_000 },
-          (_, index) => `('newer ${index}', 1, ${Date.now() + 60_000 + index}, 1)`,
-        );
-        await opened!.rawExec(
-          `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${newer.join(', ')}`,
+        await insertSignInFailures(
+          Array.from(
+            { length: 2_000 },
+            (_, index) => [`newer ${index}`, 1, Date.now() + 60_000 + index] as const,
+          ),
         );
         // Another members instance writing a failure of the guessed account, its transaction open.
         const holder = await createConnection({ uri: opened!.url! });
@@ -1176,15 +1181,12 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       const store = opened!.store;
       // The oldest: a guessed account, then one about to sign in (both past the free 2), then 5,000
       // made-up names (1) and 100 newer guessed accounts; 5,001 keys too many.
-      const rows = [
-        "('guessed', 3, 1000000, 1)",
-        "('comes back', 3, 1000001, 1)",
-        ...Array.from({ length: 5_000 }, (_, index) => `('made-up ${index}', 1, ${1_000_002 + index}, 1)`),
-        ...Array.from({ length: 100 }, (_, index) => `('newer ${index}', 3, ${2_000_000 + index}, 1)`),
-      ];
-      await opened!.rawExec(
-        `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows.join(', ')}`,
-      );
+      await insertSignInFailures([
+        ['guessed', 3, 1_000_000],
+        ['comes back', 3, 1_000_001],
+        ...Array.from({ length: 5_000 }, (_, index) => [`made-up ${index}`, 1, 1_000_002 + index] as const),
+        ...Array.from({ length: 100 }, (_, index) => [`newer ${index}`, 3, 2_000_000 + index] as const),
+      ]);
       const bounds = { forgetAfterMs: 365 * 24 * 60 * 60_000 * 100, maxKeys: 101, freeFailures: 2 };
       const sweep = store.sweepSignInFailures(bounds);
       // Its owner signs in once the sweep's first batch has gone past it.
@@ -1213,12 +1215,11 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         const bounds = { forgetAfterMs: 365 * 24 * 60 * 60_000 * 100, maxKeys: 2_100, freeFailures: 2 };
         for (let round = 0; round < 20; round++) {
           await opened!.rawExec('DELETE FROM sign_in_failures');
-          const rows = Array.from(
-            { length: 2_200 },
-            (_, index) => `('key ${index}', ${index < 200 ? 3 : 1}, ${1_000_000 + index}, 1)`,
-          );
-          await opened!.rawExec(
-            `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version) VALUES ${rows.join(', ')}`,
+          await insertSignInFailures(
+            Array.from(
+              { length: 2_200 },
+              (_, index) => [`key ${index}`, index < 200 ? 3 : 1, 1_000_000 + index] as const,
+            ),
           );
           await Promise.all([opened!.store.sweepSignInFailures(bounds), another.sweepSignInFailures(bounds)]);
           const guessed = await opened!.rawRows(
