@@ -8,15 +8,18 @@
 //
 // A native addon built for another Node.js (its major version changed since `npm ci`) is rebuilt
 // for this one; when that fails, setup stops with the command to run (see native-addon.mjs).
+//
+// Setups started together in one folder run one after the other (see setup-lock.mjs).
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { ADDON, addonVerdict, loadAddon, nodedirFor, rebuildEnvironment } from './native-addon.mjs';
+import { acquireSetupLock } from './setup-lock.mjs';
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
-function run(args) {
-  const result = spawnSync(npm, args, { stdio: 'inherit' });
+function run(args, env = process.env) {
+  const result = spawnSync(npm, args, { stdio: 'inherit', env });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
 
@@ -56,10 +59,15 @@ const installOnly = process.argv.includes('--install-only');
 // `--no-addon-check`: for scripts that never load the native addon (lint), which a missing compiler
 // after a change of Node's major version must not stop.
 const addonCheck = !process.argv.includes('--no-addon-check');
+acquireSetupLock();
 if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/buf')) {
   if (!writable('node_modules', '.')) refuse('dependencies (node_modules)', 'npm ci');
   process.stderr.write('setup: installing dependencies (first run only)...\n');
-  run([existsSync('package-lock.json') ? 'ci' : 'install', '--no-audit', '--no-fund']);
+  // With this Node's own headers, as for a rebuild below: better-sqlite3 is built during the install.
+  run(
+    [existsSync('package-lock.json') ? 'ci' : 'install', '--no-audit', '--no-fund'],
+    rebuildEnvironment(nodedirFor()),
+  );
 }
 if (addonCheck && existsSync(`node_modules/${ADDON}/package.json`)) {
   const verdict = addonVerdict(loadAddon());

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
@@ -35,6 +35,7 @@ function installedProject(options: { built: boolean }): void {
   mkdirSync(join(project, 'scripts'));
   copyFileSync('scripts/setup.mjs', join(project, 'scripts/setup.mjs'));
   copyFileSync('scripts/native-addon.mjs', join(project, 'scripts/native-addon.mjs'));
+  copyFileSync('scripts/setup-lock.mjs', join(project, 'scripts/setup-lock.mjs'));
   copyFileSync('package.json', join(project, 'package.json'));
   mkdirSync(join(project, 'node_modules/@grpc/grpc-js'), { recursive: true });
   mkdirSync(join(project, 'node_modules/.bin'), { recursive: true });
@@ -130,11 +131,17 @@ describe('scripts/setup.mjs with a better-sqlite3 built for another Node.js', ()
     'the module (for instance, using `npm rebuild` or `npm install`).';
 
   /** A writable project whose better-sqlite3 loads once `built` exists, and whose install script makes it or fails. */
-  function projectWithAddon(options: { built: boolean; build: 'works' | 'fails' | 'wrong-headers' }): string {
+  function projectWithAddon(options: {
+    built: boolean;
+    build: 'works' | 'slow' | 'fails' | 'wrong-headers';
+    /** The project's own build, which setup runs without --install-only. */
+    projectBuild?: string;
+  }): string {
     const addon = join(project, 'node_modules/better-sqlite3');
     mkdirSync(join(project, 'scripts'));
     copyFileSync('scripts/setup.mjs', join(project, 'scripts/setup.mjs'));
     copyFileSync('scripts/native-addon.mjs', join(project, 'scripts/native-addon.mjs'));
+    copyFileSync('scripts/setup-lock.mjs', join(project, 'scripts/setup-lock.mjs'));
     writeFileSync(
       join(project, 'package.json'),
       JSON.stringify({
@@ -142,7 +149,7 @@ describe('scripts/setup.mjs with a better-sqlite3 built for another Node.js', ()
         private: true,
         type: 'module',
         // The build that setup runs without --install-only (the real one makes src/gen/ and dist/).
-        scripts: { build: 'true' },
+        scripts: { build: options.projectBuild ?? 'true' },
         dependencies: { 'better-sqlite3': '*' },
         allowScripts: { 'better-sqlite3': true },
       }),
@@ -180,6 +187,11 @@ module.exports = class Database {
       {
         works:
           "require('node:fs').writeFileSync(__dirname + '/built', process.env.npm_config_nodedir ?? '');\n",
+        // A build that takes a while and counts its runs (in the project's rebuilds.log).
+        slow:
+          "const fs = require('node:fs'); fs.appendFileSync(__dirname + '/../../rebuilds.log', process.pid + '\\n');\n" +
+          'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 700);\n' +
+          "fs.writeFileSync(__dirname + '/built', '');\n",
         fails: "console.error('gyp ERR! stack Error: not found: make'); process.exit(1);\n",
         // Built against another Node's headers (an npmrc's nodedir): it succeeds and the addon still fails.
         'wrong-headers': '',
@@ -283,6 +295,116 @@ module.exports = class Database {
         "Node's headers), so nothing is started",
     );
     expect(result.status).toBe(1);
+  }, 120_000);
+
+  /** `count` setups started at once in the project, with `args`: each one's exit status and output. */
+  function setupsAtOnce(
+    count: number,
+    args: readonly string[],
+  ): Promise<{ status: number | null; output: string }[]> {
+    return Promise.all(
+      Array.from(
+        { length: count },
+        () =>
+          new Promise<{ status: number | null; output: string }>((resolve) => {
+            const child = spawn(process.execPath, ['scripts/setup.mjs', ...args], {
+              cwd: project,
+              env: { ...process.env, MYSQL_URL: '', HOME: home, npm_config_cache: join(home, '.npm') },
+              timeout: 120_000,
+            });
+            let output = '';
+            child.stdout.on('data', (chunk: Buffer) => {
+              output += chunk;
+            });
+            child.stderr.on('data', (chunk: Buffer) => {
+              output += chunk;
+            });
+            child.on('close', (status) => resolve({ status, output }));
+          }),
+      ),
+    );
+  }
+
+  // `npm run goods` and `npm run members` started together (two service units) each ran setup at
+  // once: each rebuilt the addon, writing one binary together.
+  it('rebuilds it once when setups start together, the others waiting for it', async () => {
+    const addon = projectWithAddon({ built: false, build: 'slow' });
+    const results = await setupsAtOnce(3, ['--install-only']);
+    for (const result of results) expect(result.status, result.output).toBe(0);
+    expect(readFileSync(join(project, 'rebuilds.log'), 'utf8').trim().split('\n')).toHaveLength(1);
+    expect(existsSync(join(addon, 'built'))).toBe(true);
+    const waited = results.filter((result) =>
+      /setup: another setup \(pid \d+\) is installing or building in this folder; waiting for it/.test(
+        result.output,
+      ),
+    );
+    expect(waited.length).toBeGreaterThanOrEqual(1);
+    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  // ... and each ran the build, so a component could start from a dist/ file another build rewrote.
+  it('runs the builds of setups started together one after the other', async () => {
+    writeFileSync(
+      join(project, 'build.cjs'),
+      "const fs = require('node:fs');\n" +
+        "fs.appendFileSync('builds.log', 'start ' + process.pid + '\\n');\n" +
+        'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);\n' +
+        "fs.appendFileSync('builds.log', 'end ' + process.pid + '\\n');\n",
+    );
+    projectWithAddon({ built: true, build: 'fails', projectBuild: 'node build.cjs' });
+    const results = await setupsAtOnce(3, []);
+    for (const result of results) expect(result.status, result.output).toBe(0);
+    const lines = readFileSync(join(project, 'builds.log'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(6);
+    // Each build ends before the next starts.
+    lines.forEach((line, index) => {
+      expect(line.startsWith(index % 2 === 0 ? 'start ' : 'end ')).toBe(true);
+      if (index % 2 === 1) expect(line.slice('end '.length)).toBe(lines[index - 1]?.slice('start '.length));
+    });
+    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  it('takes over the lock of a setup that is gone, saying so', () => {
+    projectWithAddon({ built: true, build: 'fails' });
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    writeFileSync(join(project, '.setup.lock'), `${gone.stdout}\n`);
+    const result = setupInstallOnly();
+    expect(result.output).toContain(
+      `setup: taking over .setup.lock, left by a setup that is gone (pid ${gone.stdout})`,
+    );
+    expect(result.status, result.output).toBe(0);
+    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  it('leaves no lock behind when it stops', () => {
+    projectWithAddon({ built: false, build: 'fails' });
+    expect(setupInstallOnly().status).toBe(1);
+    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  // The first install builds better-sqlite3 too: with an npmrc's nodedir naming another Node's
+  // headers it was built for that Node, and rebuilt at once by the check after it.
+  it("installs the dependencies of a fresh folder with this Node's own headers", () => {
+    const addon = projectWithAddon({ built: false, build: 'works' });
+    const packed = spawnSync('npm', ['pack', '--silent', '--pack-destination', project], {
+      cwd: addon,
+      encoding: 'utf8',
+      env: { ...process.env, HOME: home, npm_config_cache: join(home, '.npm') },
+    });
+    expect(packed.status, packed.stderr).toBe(0);
+    const manifest = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8'));
+    manifest.dependencies['better-sqlite3'] = `file:./${packed.stdout.trim()}`;
+    writeFileSync(join(project, 'package.json'), JSON.stringify(manifest));
+    rmSync(join(project, 'node_modules'), { recursive: true });
+    const result = setupInstallOnly(['--install-only'], { npm_config_nodedir: '/opt/node-20' });
+    expect(result.output).toContain('setup: installing dependencies (first run only)');
+    expect(result.output).not.toContain('rebuilding it');
+    expect(result.status, result.output).toBe(0);
+    expect(readFileSync(join(project, 'node_modules/better-sqlite3/built'), 'utf8')).toBe(
+      nodedirFor() ?? '/opt/node-20',
+    );
   }, 120_000);
 
   it('leaves an addon that loads alone', () => {

@@ -1,0 +1,104 @@
+// One setup at a time in a project folder. `npm run goods` and `npm run members` started together
+// (two service units, a script that starts all five) each ran scripts/setup.mjs at once: two first
+// installs emptied node_modules under each other, two rebuilds of better-sqlite3 wrote one binary
+// together, and a component could start from a dist/ file that another build was rewriting. The
+// lock is a file holding its holder's pid, made with O_EXCL; a setup that finds it waits, then
+// finds the work done (the install there, the addon loading, the build unchanged).
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+
+export const LOCK_FILE = '.setup.lock';
+
+/**
+ * Whether process `pid` runs a setup (EPERM: it runs, as another user). Where /proc tells, a pid
+ * that now runs something else (reused after a restart) is not one: its lock is left over.
+ */
+function runsSetup(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if (error?.code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('setup');
+  } catch {
+    return true;
+  }
+}
+
+function holderOf(path) {
+  try {
+    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Takes the lock at `path`, waiting while a running setup holds it; released when this process
+ * exits. A lock whose holder is gone (killed, or the machine restarted) is taken over. Where the
+ * folder cannot be written (a read-only install, which setup does not write), there is no lock to
+ * take and none is needed.
+ * @param {{ path?: string, waitMs?: number, pollMs?: number, say?: (line: string) => void }} options
+ */
+export function acquireSetupLock({
+  path = LOCK_FILE,
+  waitMs = 15 * 60_000,
+  pollMs = 200,
+  say = (line) => process.stderr.write(`${line}\n`),
+} = {}) {
+  const deadline = Date.now() + waitMs;
+  let waitingFor;
+  let emptySeen = false;
+  for (;;) {
+    let fd;
+    try {
+      fd = openSync(path, 'wx');
+    } catch (error) {
+      if (error?.code !== 'EEXIST') return;
+      const holder = holderOf(path);
+      if (holder !== undefined) emptySeen = false;
+      if (holder === undefined && !emptySeen) {
+        // Caught between another setup's making the file and its writing its pid: look again.
+        emptySeen = true;
+        sleep(pollMs);
+        continue;
+      }
+      if (holder === undefined || !runsSetup(holder)) {
+        say(`setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder})` : ''}`);
+        try {
+          unlinkSync(path);
+        } catch {}
+        emptySeen = false;
+        continue;
+      }
+      if (Date.now() >= deadline) {
+        say(
+          `setup: another setup (pid ${holder}) has held ${path} in ${process.cwd()} for ${Math.round(waitMs / 60_000)} min; ` +
+            `stopping (remove ${path} if no setup runs there)`,
+        );
+        process.exit(1);
+      }
+      if (waitingFor !== holder) {
+        waitingFor = holder;
+        say(`setup: another setup (pid ${holder}) is installing or building in this folder; waiting for it`);
+      }
+      sleep(pollMs);
+      continue;
+    }
+    writeSync(fd, `${process.pid}\n`);
+    closeSync(fd);
+    process.once('exit', () => {
+      if (holderOf(path) === process.pid) {
+        try {
+          unlinkSync(path);
+        } catch {}
+      }
+    });
+    return;
+  }
+}
