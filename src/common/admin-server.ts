@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { formatHostPort } from './config.js';
+import { type HostLookup, lookupAll, lookupWithin } from './host-lookup.js';
 import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
@@ -22,7 +23,10 @@ export interface AdminServerOptions {
   required: boolean;
   /** Its port's setting (--metrics-port) and its host's, named when a port asked for cannot be bound. */
   settings: ListenSettings;
-  /** Connections open at once; past it, a new one is closed at once (default ADMIN_MAX_CONNECTIONS). */
+  /**
+   * Connections open at once, shared out evenly between its addresses; past its share, a new one on
+   * an address is closed at once (default ADMIN_MAX_CONNECTIONS).
+   */
   maxConnections?: number;
   /**
    * How long a request may take to arrive whole, counted from the connection for the first, and
@@ -32,6 +36,8 @@ export interface AdminServerOptions {
   idleTimeoutMs?: number;
   /** How often a derived port that was taken is tried again (default ADMIN_PORT_RETRY_MS). */
   portRetryMs?: number;
+  /** How a host name is resolved to the addresses to listen on (default the system's: lookupAll). */
+  lookup?: HostLookup;
 }
 
 /** How long an admin connection may stay silent, or a request take to arrive whole. */
@@ -60,16 +66,18 @@ export const ADMIN_PORT_RETRY_MS = 5_000;
 export interface AdminServer {
   /** The port it got (a derived port that was taken: the port it waits for, never 0). */
   readonly port: number;
-  /** Closes it (scrapes in flight are cut). */
+  /** Closes it on each of its addresses, in order (scrapes in flight are cut). */
   stop(): Promise<void>;
 }
 
 /**
  * The HTTP admin server of a gRPC component (the distributor, each service): `GET /metrics` in
  * Prometheus's text format, on a port of its own beside the gRPC port (`--metrics-port`), since a
- * gRPC port speaks HTTP/2 only. A derived port that is taken is tried again every
- * ADMIN_PORT_RETRY_MS until it is free (logged); resolves with undefined when one cannot be bound
- * for another reason (logged).
+ * gRPC port speaks HTTP/2 only. It listens where the gRPC port does: on `host` when an IP address,
+ * on every address a host name resolves to that it can bind (the others named in a warning,
+ * `metrics-unbound-address`), on one port. A derived port that is taken is tried again every
+ * ADMIN_PORT_RETRY_MS until it is free (logged), on each address where it was; resolves with
+ * undefined when it can be bound nowhere for another reason (logged).
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer | undefined> {
   const { registry, host, port, log, required } = options;
@@ -119,63 +127,84 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
     response.end('not found: this admin port serves GET /metrics\n');
   };
-  const server: Server = createServer(
-    {
-      // A request must arrive whole in this time, counted from the connection for the first: a
-      // socket that sends nothing, or trickles, is cut (looked at every tenth of the time).
-      headersTimeout: idleTimeoutMs,
-      requestTimeout: idleTimeoutMs,
-      connectionsCheckingInterval: Math.max(10, Math.round(idleTimeoutMs / 10)),
-    },
-    requestHandler,
-  );
   const maxConnections = options.maxConnections ?? ADMIN_MAX_CONNECTIONS;
-  server.maxConnections = maxConnections;
-  // A scraper that cannot connect only sees its scrape fail: the log says why, once per interval.
-  server.on('drop', () =>
-    limiterOf(log).warn(
-      'admin-port-full',
-      { event: 'metrics-connection-refused', maxConnections },
-      `metrics port: ${maxConnections} connections open, a new one is closed`,
-    ),
-  );
-  // A scraper keeps its connection: nothing may hold the process open on stop.
-  server.keepAliveTimeout = Math.min(5_000, idleTimeoutMs);
-  // A client that stops reading an answer larger than the sockets' buffers (a page of megabytes)
-  // would otherwise hold its connection, one of the few, for as long as it likes: after the idle
-  // time with nothing read or written, the socket is destroyed.
-  server.timeout = idleTimeoutMs;
-  const listen = (): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+  /** A server for one address; the connections it holds are its share of maxConnections. */
+  const serverFor = (share: number): Server => {
+    const server = createServer(
+      {
+        // A request must arrive whole in this time, counted from the connection for the first: a
+        // socket that sends nothing, or trickles, is cut (looked at every tenth of the time).
+        headersTimeout: idleTimeoutMs,
+        requestTimeout: idleTimeoutMs,
+        connectionsCheckingInterval: Math.max(10, Math.round(idleTimeoutMs / 10)),
+      },
+      requestHandler,
+    );
+    server.maxConnections = share;
+    // A scraper that cannot connect only sees its scrape fail: the log says why, once per interval.
+    server.on('drop', () =>
+      limiterOf(log).warn(
+        'admin-port-full',
+        { event: 'metrics-connection-refused', maxConnections: share },
+        `metrics port: ${share} connections open, a new one is closed`,
+      ),
+    );
+    // A scraper keeps its connection: nothing may hold the process open on stop.
+    server.keepAliveTimeout = Math.min(5_000, idleTimeoutMs);
+    // A client that stops reading an answer larger than the sockets' buffers (a page of megabytes)
+    // would otherwise hold its connection, one of the few, for as long as it likes: after the idle
+    // time with nothing read or written, the socket is destroyed.
+    server.timeout = idleTimeoutMs;
+    return server;
+  };
+
+  let addresses: readonly string[];
+  try {
+    addresses = await addressesOf(host, options.lookup ?? lookupAll);
+  } catch (error) {
+    if (required) throw listenFailure(error, host, port, options.settings);
+    log.warn(
+      { event: 'metrics-port', err: error, port },
+      `metrics port ${port} cannot be bound: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
+    );
+    return undefined;
+  }
+  // The open files the admin port may take are shared out between its addresses, so that the
+  // budget the gRPC port's default room counts on (defaultGrpcMaxConnections) holds.
+  const share = Math.max(1, Math.floor(maxConnections / addresses.length));
+  const listeners: Listener[] = addresses.map((address) => ({ address, server: serverFor(share) }));
+  const errors = await bindAll(listeners, port);
+  const boundListeners = (): Listener[] => listeners.filter((listener) => listener.server.listening);
   let bound: number | undefined;
   const announce = (): void => {
-    const address = server.address();
+    const address = boundListeners()[0]?.server.address();
     bound = typeof address === 'object' && address ? address.port : port;
     // Bracketed when IPv6, so that the URL opens as written (http://::1:9100 is no URL).
     log.info(
-      { event: 'metrics', host, port: bound },
+      {
+        event: 'metrics',
+        host,
+        port: bound,
+        ...(isIP(host) === 0 ? { addresses: boundListeners().map((listener) => listener.address) } : {}),
+      },
       `metrics on http://${formatHostPort({ host, port: bound })}/metrics`,
     );
   };
   const retryMs = options.portRetryMs ?? ADMIN_PORT_RETRY_MS;
-  let retry: NodeJS.Timeout | undefined;
-  // A try under way when the stop comes: the stop waits for it, else a port bound just after the
-  // stop would stay held (and the process with it).
-  let retrying: Promise<void> | undefined;
-  let stopped = false;
-  try {
-    await listen();
-  } catch (error) {
+  // A derived port taken on an address is tried again there (a process this one replaces may still
+  // hold it); a port asked for, or another failure, is not.
+  const waiting = required ? [] : listeners.filter((_, index) => codeOf(errors[index]) === 'EADDRINUSE');
+  const failed = listeners.filter(
+    (listener, index) => errors[index] !== undefined && !listener.server.listening,
+  );
+  if (boundListeners().length === 0) {
+    // Failing on each address, the failure that says most: an address of another machine is the
+    // least telling when the name also names one of this machine where the port is taken.
+    const error = errors.find((one) => one !== undefined && codeOf(one) !== 'EADDRNOTAVAIL') ?? errors[0];
     // As for --port: a port below 1024 without the privilege is bad configuration (exit 2), which the
     // launcher does not start again for ever, and the message names the setting to change.
     if (required) throw listenFailure(error, host, port, options.settings);
-    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+    if (waiting.length === 0) {
       log.warn(
         { event: 'metrics-port', err: error, port },
         `metrics port ${port} cannot be bound: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
@@ -186,24 +215,63 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       { event: 'metrics-port', err: error, port, retryInMs: retryMs },
       `metrics port ${port} is not free: serving no metrics until it is, trying again every ${retryMs} ms (a process this one replaces may still hold it; set --metrics-port to choose another, or 0 for any)`,
     );
+  } else {
+    announce();
+    if (failed.length > 0) {
+      // As for the gRPC port (unbound-address): a name may also name another machine's address, or
+      // one of this machine's where another process holds the port.
+      const boundNow = boundListeners().map((listener) => listener.address);
+      const unbound = failed.map((listener) => listener.address);
+      log.warn(
+        {
+          event: 'metrics-unbound-address',
+          host,
+          port: bound,
+          bound: boundNow,
+          unbound,
+          ...(waiting.length > 0 ? { retryInMs: retryMs } : {}),
+        },
+        `metrics port: ${host} resolves to ${addresses.join(', ')}: listening on ${boundNow.map((one) => formatHostPort({ host: one, port: bound! })).join(', ')} only, ` +
+          `not on ${unbound.join(', ')} (not an address of this machine, or port ${bound} taken there)` +
+          (waiting.length > 0
+            ? `; trying ${waiting.map((one) => one.address).join(', ')} again every ${retryMs} ms`
+            : ''),
+      );
+    }
+  }
+  let retry: NodeJS.Timeout | undefined;
+  // A try under way when the stop comes: the stop waits for it, else a port bound just after the
+  // stop would stay held (and the process with it).
+  let retrying: Promise<void> | undefined;
+  let stopped = false;
+  if (waiting.length > 0) {
     // Node lets a server that failed to listen listen again; the timer holds no process open.
     retry = setInterval(() => {
       if (retrying) return;
-      retrying = listen().then(
-        () => {
+      retrying = (async () => {
+        for (const listener of [...waiting]) {
+          if ((await listenOn(listener.server, listener.address, bound ?? port)) !== undefined) continue;
+          waiting.splice(waiting.indexOf(listener), 1);
+          if (stopped) continue;
+          if (bound === undefined) announce();
+          else {
+            log.info(
+              { event: 'metrics', host, port: bound, address: listener.address },
+              `metrics on http://${formatHostPort({ host: listener.address, port: bound })}/metrics too`,
+            );
+          }
+        }
+        if (waiting.length === 0) {
           clearInterval(retry);
           retry = undefined;
-          if (!stopped) announce();
-        },
-        () => {},
-      );
+        }
+      })();
       void retrying.finally(() => {
         retrying = undefined;
       });
     }, retryMs);
     retry.unref();
   }
-  if (retry === undefined) announce();
   return {
     get port() {
       return bound ?? port;
@@ -213,11 +281,92 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       clearInterval(retry);
       retry = undefined;
       await retrying;
-      if (!server.listening) return;
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      // Each address in the order it was bound, as the gRPC port's.
+      for (const { server } of listeners) await closeServer(server);
     },
   };
+}
+
+/** One address of the admin port, and the server listening there. */
+interface Listener {
+  readonly address: string;
+  readonly server: Server;
+}
+
+/**
+ * How often `--metrics-port 0` on a host name of several addresses picks a port again when the one
+ * the first address got is taken on another: then it is free on all, unless the ports run short.
+ */
+const FREE_PORT_TRIES = 8;
+
+/**
+ * The addresses the admin port listens on: an IP address itself, a host name every address it
+ * resolves to here, as grpc-js binds the gRPC port (Node's listen would take the first alone, and a
+ * scraper given the name, or another of its addresses, found nothing there).
+ */
+async function addressesOf(host: string, lookup: HostLookup): Promise<readonly string[]> {
+  if (isIP(host) !== 0) return [host];
+  const addresses = [...new Set(await lookupWithin(lookup, host))];
+  if (addresses.length === 0) throw new Error(`getaddrinfo ENOTFOUND ${host}`);
+  return addresses;
+}
+
+/**
+ * Binds each listener on `port`, as grpc-js binds a port on several addresses: for 0, the first
+ * that can be bound picks it and the others take the same; when it is taken on one of them, all
+ * try again with another (up to FREE_PORT_TRIES), so that one port serves every address. Resolves
+ * with each listener's error, undefined where it listens.
+ */
+async function bindAll(listeners: readonly Listener[], port: number): Promise<(Error | undefined)[]> {
+  if (port !== 0 || listeners.length === 1) {
+    return Promise.all(listeners.map(({ server, address }) => listenOn(server, address, port)));
+  }
+  for (let attempt = 1; ; attempt++) {
+    const errors: (Error | undefined)[] = listeners.map(() => undefined);
+    const first = await (async () => {
+      for (const [index, { server, address }] of listeners.entries()) {
+        errors[index] = await listenOn(server, address, 0);
+        if (errors[index] === undefined) return index;
+      }
+      return undefined;
+    })();
+    if (first === undefined) return errors;
+    const picked = (listeners[first]!.server.address() as AddressInfo).port;
+    const rest = listeners.slice(first + 1);
+    const restErrors = await Promise.all(
+      rest.map(({ server, address }) => listenOn(server, address, picked)),
+    );
+    restErrors.forEach((error, offset) => {
+      errors[first + 1 + offset] = error;
+    });
+    if (attempt === FREE_PORT_TRIES || !restErrors.some((error) => codeOf(error) === 'EADDRINUSE')) {
+      return errors;
+    }
+    for (const { server } of listeners) await closeServer(server);
+  }
+}
+
+/** Listens on address:port; resolves with the error when it cannot (the server may try again). */
+function listenOn(server: Server, address: string, port: number): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    const failed = (error: Error): void => resolve(error);
+    server.once('error', failed);
+    server.listen({ host: address, port }, () => {
+      server.off('error', failed);
+      resolve(undefined);
+    });
+  });
+}
+
+/** Closes a server if it listens, cutting its connections (scrapes in flight with them). */
+async function closeServer(server: Server): Promise<void> {
+  if (!server.listening) return;
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+function codeOf(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
 }

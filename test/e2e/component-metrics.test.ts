@@ -404,6 +404,134 @@ describe('the admin port', () => {
     }
   });
 
+  /** Whether a TCP connection to host:port is refused. */
+  const refused = (host: string, port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const socket = connect(port, host);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => resolve(true));
+    });
+
+  // A --host name resolving to two addresses of this machine (localhost where it names 127.0.0.1
+  // and ::1, a machine's name on two interfaces): the gRPC port was bound on both, the admin port
+  // on the first alone, and a Prometheus scraping the other failed.
+  it('listens on every address a host name resolves to, on one port, warns of those it cannot bind, and closes them all', async () => {
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
+      registry: createMetricsRegistry(),
+      host: 'metrics.shop.test',
+      port: 0,
+      log,
+      required: true,
+      // The last is no address of this machine (TEST-NET-1).
+      lookup: async () => ['127.0.0.1', '127.0.0.2', '127.0.0.1', '192.0.2.1'],
+    });
+    try {
+      const port = admin!.port;
+      await scrape(`http://127.0.0.1:${port}/metrics`);
+      await scrape(`http://127.0.0.2:${port}/metrics`);
+      expect(lines.find((entry) => entry.event === 'metrics')).toMatchObject({
+        host: 'metrics.shop.test',
+        port,
+        addresses: ['127.0.0.1', '127.0.0.2'],
+        msg: `metrics on http://metrics.shop.test:${port}/metrics`,
+      });
+      expect(lines.find((entry) => entry.event === 'metrics-unbound-address')).toMatchObject({
+        level: 40,
+        host: 'metrics.shop.test',
+        port,
+        bound: ['127.0.0.1', '127.0.0.2'],
+        unbound: ['192.0.2.1'],
+      });
+    } finally {
+      await admin?.stop();
+    }
+    expect(await refused('127.0.0.1', admin!.port)).toBe(true);
+    expect(await refused('127.0.0.2', admin!.port)).toBe(true);
+  });
+
+  it('with port 0 on a host name of several addresses, picks again when the port is taken on one', async () => {
+    const { log, lines } = captureLog('goods');
+    const listen = Server.prototype.listen;
+    let takenOnce = false;
+    // The port the first address got is taken on the second, once.
+    const spy = vi.spyOn(Server.prototype, 'listen').mockImplementation(function (this: Server, ...args) {
+      const [options] = args as [{ host?: string; port?: number }];
+      if (!takenOnce && options?.host === '127.0.0.2' && options.port !== 0) {
+        takenOnce = true;
+        const taken = Object.assign(
+          new Error(`listen EADDRINUSE: address already in use 127.0.0.2:${options.port}`),
+          {
+            code: 'EADDRINUSE',
+          },
+        );
+        process.nextTick(() => this.emit('error', taken));
+        return this;
+      }
+      return listen.apply(this, args as Parameters<Server['listen']>);
+    });
+    let admin: AdminServer | undefined;
+    try {
+      admin = await startAdminServer({
+        settings: GOODS_ADMIN_SETTINGS,
+        registry: createMetricsRegistry(),
+        host: 'metrics.shop.test',
+        port: 0,
+        log,
+        required: true,
+        lookup: async () => ['127.0.0.1', '127.0.0.2'],
+      });
+    } finally {
+      spy.mockRestore();
+    }
+    try {
+      expect(takenOnce).toBe(true);
+      await scrape(`http://127.0.0.1:${admin!.port}/metrics`);
+      await scrape(`http://127.0.0.2:${admin!.port}/metrics`);
+      expect(lines.filter((entry) => entry.level === 40)).toEqual([]);
+    } finally {
+      await admin?.stop();
+    }
+  });
+
+  it('takes a derived port taken on one address of a host name there once it is free', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.2', resolve));
+    const port = (holder.address() as { port: number }).port;
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
+      registry: createMetricsRegistry(),
+      host: 'metrics.shop.test',
+      port,
+      log,
+      required: false,
+      portRetryMs: 50,
+      lookup: async () => ['127.0.0.1', '127.0.0.2'],
+    });
+    try {
+      expect(admin?.port).toBe(port);
+      await scrape(`http://127.0.0.1:${port}/metrics`);
+      expect(lines.find((entry) => entry.event === 'metrics-unbound-address')).toMatchObject({
+        bound: ['127.0.0.1'],
+        unbound: ['127.0.0.2'],
+        retryInMs: 50,
+      });
+      await new Promise((resolve) => holder.close(resolve));
+      await vi.waitFor(() => scrape(`http://127.0.0.2:${port}/metrics`), { timeout: 5_000, interval: 50 });
+      expect(lines.find((entry) => entry.event === 'metrics' && entry.address === '127.0.0.2')?.msg).toBe(
+        `metrics on http://127.0.0.2:${port}/metrics too`,
+      );
+    } finally {
+      await admin?.stop();
+      if (holder.listening) await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
   it('only warns when the port derived from --port is taken', async () => {
     const { log, lines } = captureLog('goods');
     const admin = await startAdminServer({

@@ -21,6 +21,10 @@ const NAMED_PORT = 9011;
 // too), whose port another goods holds there: grpc-js binds the second alone, listed there.
 const TAKEN_NAME = 'both.shop.test';
 const TAKEN_PORT = 9012;
+// A name for both of the shop host's addresses and another machine's, with a metrics port: the gRPC
+// port listened on both, the admin port on the first alone, and a scrape of the second failed.
+const METRICS_NAME = 'metrics.shop.test';
+const METRICS_PORT = 9114;
 /** A machine's own name as a Debian /etc/hosts gives it, on loopback. */
 const LOOPBACK_NAME = 'self.shop.test';
 /** An address of the test network that no host holds. */
@@ -42,6 +46,14 @@ require('node:http').get('http://${HOSTS.registry}:8000/goods', { timeout: 5000 
 }).on('error', (error) => { process.stderr.write(String(error)); process.exitCode = 1; });
 `;
 
+/** GET http://<argv[1]>/metrics from the registry host; prints the status. */
+const SCRAPE = `
+require('node:http').get('http://' + process.argv[1] + '/metrics', { timeout: 5000 }, (response) => {
+  response.resume();
+  response.on('end', () => process.stdout.write(String(response.statusCode)));
+}).on('error', (error) => { process.stderr.write(String(error)); process.exitCode = 1; });
+`;
+
 describe.runIf(!unavailable)(
   'a service listening on one of its host’s two addresses (network namespaces)',
   () => {
@@ -52,6 +64,7 @@ describe.runIf(!unavailable)(
     let named: ComponentProcess;
     let taken: ComponentProcess;
     let onLoopback: ComponentProcess;
+    let metered: ComponentProcess;
 
     const start = (
       host: keyof typeof HOSTS,
@@ -87,6 +100,7 @@ describe.runIf(!unavailable)(
         [SECOND_NAME]: [OTHER_MACHINES_ADDRESS, SECOND_ADDRESS],
         [TAKEN_NAME]: [HOSTS.shop, SECOND_ADDRESS],
         [LOOPBACK_NAME]: ['127.0.1.1'],
+        [METRICS_NAME]: [HOSTS.shop, SECOND_ADDRESS, OTHER_MACHINES_ADDRESS],
       });
       distributor = start('registry', 'src/distributor/main.ts', [
         '--host',
@@ -121,6 +135,22 @@ describe.runIf(!unavailable)(
       await taken.waitForLine(/registered with the distributor/);
       onLoopback = shopGoods(LOOPBACK_NAME, 9013, 'loopback');
       await onLoopback.waitForLine(/registering with/);
+      metered = start(
+        'shop',
+        'src/services/goods/main.ts',
+        [
+          '--host',
+          METRICS_NAME,
+          '--port',
+          '9014',
+          '--metrics-port',
+          String(METRICS_PORT),
+          '--distributor',
+          DISTRIBUTOR,
+        ],
+        join(dataDir!, 'metered'),
+      );
+      await metered.waitForLine(/"event":"metrics"/);
     }, 90_000);
 
     afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
@@ -173,5 +203,30 @@ describe.runIf(!unavailable)(
         unbound: [OTHER_MACHINES_ADDRESS],
       });
     });
+
+    it('with --host a name, serves /metrics on every address the gRPC port listens on, and warns of the others', async () => {
+      for (const address of [HOSTS.shop, SECOND_ADDRESS]) {
+        const run = await network!.run(
+          'registry',
+          process.execPath,
+          ['-e', SCRAPE, `${address}:${METRICS_PORT}`],
+          10_000,
+        );
+        expect({ address, status: run.stdout, error: run.stderr }).toEqual({
+          address,
+          status: '200',
+          error: '',
+        });
+      }
+      const warning = metered.lines.find((line) => line.includes('"event":"metrics-unbound-address"'));
+      expect(warning).toBeDefined();
+      expect(JSON.parse(warning!)).toMatchObject({
+        level: 40,
+        host: METRICS_NAME,
+        port: METRICS_PORT,
+        bound: [HOSTS.shop, SECOND_ADDRESS],
+        unbound: [OTHER_MACHINES_ADDRESS],
+      });
+    }, 30_000);
   },
 );
