@@ -1,6 +1,8 @@
+import { createInterface } from 'node:readline';
 import { ConfigError } from './config.js';
 import { EXIT_CODES } from './exit-codes.js';
 import type { Logger } from './logger.js';
+import { LossyStdout } from './lossy-stdout.js';
 import { REPEATED_SIGNAL_MS, takeHeldSignals } from './signal-hold.js';
 
 /**
@@ -48,6 +50,34 @@ export function announceListening(url?: string): void {
 export function listeningAnnounced(line: string): string | undefined {
   if (line === LISTENING_LINE) return '';
   return line.startsWith(`${LISTENING_LINE} `) ? line.slice(LISTENING_LINE.length + 1) : undefined;
+}
+
+/**
+ * The line the supervisor writes to a supervised component's stdin to ask for its status (see
+ * answerStatusQuestions): the launcher asks the gateway so when the gateway's REST port requires
+ * client certificates, which its `GET /status.json` then asks of the launcher too.
+ */
+export const STATUS_QUESTION = 'shop-supervisor: status?';
+
+/** The start of a supervised component's answer on its stdout, its status as JSON after a space. */
+export const STATUS_LINE = 'shop-supervisor: status';
+
+/**
+ * Answers each STATUS_QUESTION on stdin with `status()` as one STATUS_LINE on stdout, when this
+ * process runs under the supervisor (whose pipe stdin is: nobody else can ask). Written as the log
+ * lines are (synchronously, never blocking for long), so that no log line lands inside it.
+ */
+export function answerStatusQuestions(status: () => unknown, component: string): void {
+  if (process.env[SUPERVISED_ENV] !== '1') return;
+  const out = new LossyStdout(component);
+  createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+    if (line === STATUS_QUESTION) out.write(`${STATUS_LINE} ${JSON.stringify(status())}\n`);
+  });
+}
+
+/** The JSON of a STATUS_LINE; undefined for any other line. */
+export function statusAnswered(line: string): string | undefined {
+  return line.startsWith(`${STATUS_LINE} `) ? line.slice(STATUS_LINE.length + 1) : undefined;
 }
 
 /**

@@ -177,6 +177,19 @@ export interface GatewayOptions {
   observability?: GatewayTelemetryOptions;
 }
 
+/** The part of the gateway's status (GET /status.json) the launcher reads to tell when the shop is ready. */
+export interface SupervisorStatus {
+  readonly registered: boolean;
+  readonly nodes: ReadonlyArray<{
+    id: string;
+    name: string;
+    state: string;
+    registeredAt: string | null;
+    kept?: boolean;
+  }>;
+  readonly routes: ReadonlyArray<{ listed: boolean; serving: readonly string[] }>;
+}
+
 /** A gateway built but not yet listening. */
 export interface Gateway {
   /**
@@ -202,6 +215,11 @@ export interface Gateway {
   stop(): Promise<void>;
   /** The routes known now and their instances. */
   routes(): RouteInfo[];
+  /**
+   * What the launcher reads of the status page's data (GatewayStatusView in the launcher), without
+   * the rates: its answer to the supervisor's status question (answerStatusQuestions).
+   */
+  supervisorStatus(): SupervisorStatus;
   /** The revision of the last snapshot applied, undefined before the first. */
   readonly revision: number | undefined;
   /**
@@ -543,6 +561,21 @@ class GatewayServer implements Gateway {
 
   get registration(): RegistrationClient | undefined {
     return this.#registration;
+  }
+
+  supervisorStatus(): SupervisorStatus {
+    const { registered, nodes, routes } = this.#telemetry.status();
+    return {
+      registered,
+      nodes: nodes.map(({ id, name, state, registeredAt, kept }) => ({
+        id,
+        name,
+        state,
+        registeredAt,
+        ...(kept === undefined ? {} : { kept }),
+      })),
+      routes: routes.map(({ listed, serving }) => ({ listed, serving })),
+    };
   }
 
   routes(): RouteInfo[] {

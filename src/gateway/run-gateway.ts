@@ -4,7 +4,12 @@ import { logGrpcThrough } from '../common/grpc-logging.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
-import { announceListening, runMain, SUPERVISED_ENV } from '../common/process-lifecycle.js';
+import {
+  announceListening,
+  answerStatusQuestions,
+  runMain,
+  SUPERVISED_ENV,
+} from '../common/process-lifecycle.js';
 import { settingName } from '../common/settings.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import { GATEWAY_SETTINGS, GATEWAY_USAGE, loadGatewayConfig } from './config.js';
@@ -80,6 +85,8 @@ export function runGateway(): void {
     );
     // With the port it really got: the launcher asks it when the shop is ready (shop-readiness.ts).
     announceListening(url);
+    // Where its REST port requires client certificates, the launcher asks over the pipe instead.
+    answerStatusQuestions(() => gateway.supervisorStatus(), 'gateway');
     let drainFirst = true;
     const stopAndExit = signals.stopOnSignals(
       log,

@@ -1,5 +1,6 @@
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { GATEWAY_SETTINGS } from '../gateway/config.js';
 
 /** What the launcher reads of the gateway's `GET /status.json` (see the README, "Status page"). */
 export interface GatewayStatusView {
@@ -57,4 +58,15 @@ export function fetchGatewayStatus(url: string, timeoutMs: number): Promise<Gate
     request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     request.on('error', reject);
   });
+}
+
+/**
+ * Whether the gateway `npm start` runs with `env` requires client certificates of its REST clients
+ * (GATEWAY_HTTPS_CLIENT_CA, read as the gateway reads it: set empty is unset): its
+ * `GET /status.json` then refuses the launcher, which has none (403), and the launcher asks the
+ * gateway over their pipe instead (Supervisor.askStatus).
+ */
+export function gatewayRequiresClientCertificates(env: NodeJS.ProcessEnv): boolean {
+  const value = env[GATEWAY_SETTINGS.httpsClientCa.env!];
+  return value !== undefined && value !== '';
 }

@@ -11,6 +11,7 @@ import { REPEATED_SIGNAL_MS, takeHeldSignals } from '../common/signal-hold.js';
 import { SHOP_SERVICES } from '../services/service-list.js';
 import { LAUNCHER_SETTINGS, SHOP_COMPONENTS } from './components.js';
 import { derivedDistributorAddress } from './distributor-address.js';
+import { type GatewayStatusView, gatewayRequiresClientCertificates } from './gateway-status-probe.js';
 import { heldPorts, heldPortsMessage } from './held-ports.js';
 import { jsonLogLine, type LauncherLineLevel } from './log-line-formatter.js';
 import { LossyOutput } from './lossy-output.js';
@@ -82,7 +83,15 @@ for (const warning of misspeltVariableWarnings(
 /** Where this run's registry token is published, and beside it the pid of the launcher holding it. */
 const tokenFile = join(resolve(dataDir), 'registry-token');
 const credentials = registrationCredentials();
-const readiness = new ShopReadiness({ services: SHOP_SERVICES.map(({ name }) => name), say });
+const readiness = new ShopReadiness({
+  services: SHOP_SERVICES.map(({ name }) => name),
+  say,
+  // A gateway that requires client certificates refuses the launcher's GET /status.json (403),
+  // the launcher having none: it asks the gateway it started over their pipe instead.
+  ...(gatewayRequiresClientCertificates(process.env)
+    ? { fetchStatus: (_url: string, timeoutMs: number) => supervisorStatusOf('gateway', timeoutMs) }
+    : {}),
+});
 const supervisor = new Supervisor(
   SHOP_COMPONENTS.map(({ name, entry }) => ({
     name,
@@ -111,6 +120,16 @@ const supervisor = new Supervisor(
     onRestart: (name) => readiness.restarted(name),
   },
 );
+
+/** A component's status, asked over its pipe (Supervisor.askStatus). */
+async function supervisorStatusOf(name: string, timeoutMs: number): Promise<GatewayStatusView> {
+  const answer = await supervisor.askStatus(name, timeoutMs);
+  try {
+    return JSON.parse(answer) as GatewayStatusView;
+  } catch {
+    throw new Error('its status is not JSON');
+  }
+}
 
 let stopping = false;
 /**

@@ -120,7 +120,6 @@ export class ShopReadiness {
       }
       this.#lastProblem = `${listed(missing)} ${missing.length === 1 ? 'has' : 'have'} not registered with the distributor, or the gateway does not route to ${missing.length === 1 ? 'it' : 'them'} yet (see ${missing.length === 1 ? 'its' : 'their'} lines above); the launcher says so once the shop is ready`;
     } catch (error) {
-      // A gateway that asks for client certificates answers 403 for ever: said as it is.
       this.#lastProblem = `the gateway at ${url} does not tell the launcher: ${error instanceof Error ? error.message : String(error)}`;
     } finally {
       this.#asking = false;

@@ -1,7 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { PERMANENT_EXITS } from '../common/exit-codes.js';
-import { listeningAnnounced, STOP_LIMIT_MS, SUPERVISED_ENV } from '../common/process-lifecycle.js';
+import {
+  listeningAnnounced,
+  STATUS_QUESTION,
+  STOP_LIMIT_MS,
+  SUPERVISED_ENV,
+  statusAnswered,
+} from '../common/process-lifecycle.js';
 import {
   componentJsonLine,
   formatLogLine,
@@ -65,6 +71,8 @@ export class Supervisor {
   readonly #outputOpen = new Set<Promise<void>>();
   readonly #restarts = new Map<string, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Per running child, those waiting for its next status line (see askStatus). */
+  readonly #statusWaiters = new Map<ChildProcess, Array<(answer: string | Error) => void>>();
   readonly #options: Required<SupervisorOptions>;
   readonly #width: number;
   #stopping = false;
@@ -115,6 +123,32 @@ export class Supervisor {
     return pids;
   }
 
+  /**
+   * Asks a running component for its status over its stdin (STATUS_QUESTION, see
+   * answerStatusQuestions) and resolves with the JSON it answers on its stdout; rejects when it is
+   * not running, exits first, or does not answer within `timeoutMs`.
+   */
+  askStatus(name: string, timeoutMs: number): Promise<string> {
+    const child = this.#running.get(name);
+    if (!child?.stdin?.writable) return Promise.reject(new Error(`${name} is not running`));
+    return new Promise((resolve, reject) => {
+      const waiters = this.#statusWaiters.get(child) ?? [];
+      this.#statusWaiters.set(child, waiters);
+      const answered = (answer: string | Error): void => {
+        clearTimeout(timer);
+        if (answer instanceof Error) reject(answer);
+        else resolve(answer);
+      };
+      const timer = setTimeout(() => {
+        const index = waiters.indexOf(answered);
+        if (index >= 0) waiters.splice(index, 1);
+        reject(new Error(`no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiters.push(answered);
+      child.stdin!.write(`${STATUS_QUESTION}\n`);
+    });
+  }
+
   /** Kills whatever still runs, at once: for a supervisor that is itself exiting abnormally. */
   killAll(): void {
     for (const child of this.#running.values()) child.kill('SIGKILL');
@@ -160,6 +194,8 @@ export class Supervisor {
       },
     );
     this.#running.set(component.name, child);
+    // A question written as it exits (askStatus) fails with EPIPE: its exit answers the question.
+    child.stdin?.on('error', () => {});
     const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()));
     this.#outputOpen.add(outputEnded);
     void outputEnded.then(() => this.#outputOpen.delete(outputEnded));
@@ -171,6 +207,11 @@ export class Supervisor {
       // None when the spawn failed before its pipes were made (EMFILE): 'error' below says so.
       if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => {
+        const status = statusAnswered(line);
+        if (status !== undefined) {
+          for (const answered of this.#statusWaiters.get(child)?.splice(0) ?? []) answered(status);
+          return;
+        }
         const announced = listeningAnnounced(line);
         if (announced !== undefined) {
           becameReady();
@@ -186,6 +227,8 @@ export class Supervisor {
     const exited = (code: number | null, signal: NodeJS.Signals | null): void => {
       becameReady();
       this.#running.delete(component.name);
+      for (const answered of this.#statusWaiters.get(child) ?? []) answered(new Error('it exited'));
+      this.#statusWaiters.delete(child);
       if (this.#stopping) return;
       const meaning = code === null ? undefined : this.#options.permanentExits.get(code);
       if (meaning !== undefined) {

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { send } from '../helpers/http.js';
+import { makeTestPki } from '../helpers/certs.js';
+import { httpsGet, send } from '../helpers/http.js';
 import {
   childPids,
   descendantPids,
@@ -87,6 +88,35 @@ describe('npm start says when the shop is ready', () => {
     launcher.child.kill('SIGTERM');
     expect(await launcher.exited()).toBe(0);
   }, 150_000);
+
+  // Its GET /status.json asks the launcher, as every client, for a certificate of its client CA:
+  // refused (403), the launcher never said the shop was ready, only warned 30 s on that the
+  // gateway did not tell it.
+  it('with a gateway that requires client certificates (GATEWAY_HTTPS_CLIENT_CA), at its https URL, where a client with a certificate is then served', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shop-ready-pki-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const pki = makeTestPki(dir, { names: ['gateway', 'operator'] });
+    const { certFile, keyFile } = pki.files('gateway');
+    const launcher = await startLauncher({
+      GATEWAY_HTTPS_CERT: certFile,
+      GATEWAY_HTTPS_KEY: keyFile,
+      GATEWAY_HTTPS_CLIENT_CA: pki.caFile,
+    });
+    const line = await launcher.waitForLine(/^\[launcher\] the shop is (?:not )?ready/, 60_000);
+    const [, url] =
+      /^\[launcher\] the shop is ready: (https:\/\/127\.0\.0\.1:\d+) \(goods, members, purchases registered; \d+\.\d s\)$/.exec(
+        line,
+      ) ?? [];
+    expect(url, line).toBeDefined();
+    // The answer on the gateway's pipe is read by the launcher, never shown.
+    expect(launcher.lines.filter((each) => each.includes('shop-supervisor'))).toEqual([]);
+    const answer = await httpsGet(`${url}/goods`, pki.caFile, pki.files('operator'));
+    expect(answer).toMatchObject({ status: 200 });
+    expect(answer.body).toContain('"no data"');
+    expect((await httpsGet(`${url}/goods`, pki.caFile)).status).toBe(403);
+    launcher.child.kill('SIGTERM');
+    expect(await launcher.exited()).toBe(0);
+  }, 120_000);
 
   it('warns, naming the service that cannot register, and stops at once on SIGTERM', async () => {
     // goods's process runs, but never gets to register: its entry never loads.

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { LISTENING_LINE } from '../../src/common/process-lifecycle.js';
+import { LISTENING_LINE, STATUS_LINE, STATUS_QUESTION } from '../../src/common/process-lifecycle.js';
 import { componentJsonLine, formatLogLine } from '../../src/launcher/log-line-formatter.js';
 import { Supervisor } from '../../src/launcher/supervisor.js';
 
@@ -45,6 +45,35 @@ describe('Supervisor', () => {
         '[three] got SIGTERM',
       ]),
     );
+  });
+
+  it('asks a component for its status over its stdin, shows the answer to nobody, and fails the question of one that exits or does not answer', async () => {
+    const answering = script(
+      'answering',
+      `import { createInterface } from 'node:readline';
+       let asked = 0;
+       createInterface({ input: process.stdin }).on('line', (line) => {
+         if (line !== ${JSON.stringify(STATUS_QUESTION)}) return;
+         asked += 1;
+         if (asked === 1) process.stdout.write(${JSON.stringify(STATUS_LINE)} + ' {"asked":1}\\n');
+         else if (asked === 3) process.exit(5);
+       });
+       console.log('ready');`,
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor([{ name: 'one', entry: answering }], {
+      write: (line) => lines.push(line),
+      onRestart: () => {},
+      permanentExits: new Map([[5, 'told to']]),
+    });
+    supervisor.start();
+    await vi.waitFor(() => expect(lines).toContain('[one] ready'));
+    await expect(supervisor.askStatus('one', 5_000)).resolves.toBe('{"asked":1}');
+    await expect(supervisor.askStatus('one', 200)).rejects.toThrow('no answer within 200 ms');
+    await expect(supervisor.askStatus('one', 5_000)).rejects.toThrow('it exited');
+    await expect(supervisor.askStatus('one', 5_000)).rejects.toThrow('one is not running');
+    expect(lines.filter((line) => line.includes('shop-supervisor'))).toEqual([]);
+    await supervisor.stop();
   });
 
   it('starts a component that crashed again', async () => {
