@@ -13,6 +13,10 @@ export const LOCK_FILE = '.setup.lock';
  * that now runs something else (reused after a restart) is not one: its lock is left over.
  */
 function runsSetup(pid) {
+  // This setup has not taken the lock, and the shell npm runs it from is waiting for it: a lock
+  // naming either was left by a setup before, whose pid came round again (a container started
+  // afresh numbers its processes as it did the last time).
+  if (pid === process.pid || pid === process.ppid) return false;
   try {
     process.kill(pid, 0);
   } catch (error) {
@@ -72,7 +76,14 @@ export function acquireSetupLock({
         say(`setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder})` : ''}`);
         try {
           unlinkSync(path);
-        } catch {}
+        } catch (error) {
+          if (error?.code !== 'ENOENT') {
+            // A folder this user cannot write (a read-only install, where setup writes nothing):
+            // looking again would find the same file for ever.
+            say(`setup: ${path} cannot be removed (${error?.code ?? error}): going on without it`);
+            return;
+          }
+        }
         emptySeen = false;
         continue;
       }

@@ -59,12 +59,12 @@ function setWritable(writable: boolean): void {
   for (const folder of folders(project)) chmodSync(folder, writable ? 0o755 : 0o555);
 }
 
-function setup(): { status: number | null; output: string } {
+function setup(timeout = 60_000): { status: number | null; output: string } {
   const result = spawnSync(process.execPath, ['scripts/setup.mjs'], {
     cwd: project,
     encoding: 'utf8',
     env: { ...process.env, HOME: home, npm_config_cache: join(home, '.npm') },
-    timeout: 60_000,
+    timeout,
     ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
   });
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
@@ -102,6 +102,24 @@ describe('scripts/setup.mjs in a project folder this user cannot write', () => {
     expect(result.output).not.toContain('EACCES');
     expect(result.status, result.output).toBe(0);
     expect(contents()).toEqual(before);
+  });
+
+  // Its owner's setup stopped by Ctrl-C (no exit handler runs on a signal) left its lock: this
+  // user's setup found the holder gone, could not remove the file, and looked again for ever,
+  // writing `taking over .setup.lock` in a loop.
+  it('goes on past a lock left by a setup that is gone, which it cannot remove', () => {
+    installedProject({ built: true });
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    if (!asRoot) setWritable(true);
+    writeFileSync(join(project, '.setup.lock'), `${gone.stdout}\n`);
+    if (!asRoot) setWritable(false);
+    const result = setup(15_000);
+    expect(result.status, result.output.slice(0, 2_000)).toBe(0);
+    expect(result.output).toContain('setup: .setup.lock cannot be removed (EACCES): going on without it');
+    expect(result.output).toContain('running the build in dist/ as it is');
+    expect(existsSync(join(project, '.setup.lock'))).toBe(true);
   });
 
   it('says that its owner must build it when there is no build, and builds nothing', () => {
@@ -375,6 +393,34 @@ module.exports = class Database {
       `setup: taking over .setup.lock, left by a setup that is gone (pid ${gone.stdout})`,
     );
     expect(result.status, result.output).toBe(0);
+    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  // A container started again after it was stopped during setup numbers its processes as it did:
+  // the lock left over named this very setup's pid, which it took for a setup running, and it
+  // waited for itself for 15 minutes before stopping.
+  it('takes over a lock naming its own pid, left by a setup before', () => {
+    projectWithAddon({ built: true, build: 'fails' });
+    const result = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "import { writeFileSync } from 'node:fs'; writeFileSync('.setup.lock', process.pid + '\\n'); await import('./scripts/setup.mjs');",
+        '--',
+        '--install-only',
+      ],
+      {
+        cwd: project,
+        encoding: 'utf8',
+        env: { ...process.env, MYSQL_URL: '', HOME: home, npm_config_cache: join(home, '.npm') },
+        timeout: 20_000,
+      },
+    );
+    const output = `${result.stdout}${result.stderr}`;
+    expect(output).not.toContain('waiting for it');
+    expect(output).toMatch(/setup: taking over \.setup\.lock, left by a setup that is gone \(pid \d+\)/);
+    expect(result.status, output).toBe(0);
     expect(existsSync(join(project, '.setup.lock'))).toBe(false);
   }, 120_000);
 
