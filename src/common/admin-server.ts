@@ -24,8 +24,8 @@ export interface AdminServerOptions {
   /** Its port's setting (--metrics-port) and its host's, named when a port asked for cannot be bound. */
   settings: ListenSettings;
   /**
-   * Connections open at once, shared out evenly between its addresses; past its share, a new one on
-   * an address is closed at once (default ADMIN_MAX_CONNECTIONS).
+   * Connections open at once, shared out evenly between the addresses it listens on (or waits
+   * for); past its share, a new one on an address is closed at once (default ADMIN_MAX_CONNECTIONS).
    */
   maxConnections?: number;
   /**
@@ -145,8 +145,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     server.on('drop', () =>
       limiterOf(log).warn(
         'admin-port-full',
-        { event: 'metrics-connection-refused', maxConnections: share },
-        `metrics port: ${share} connections open, a new one is closed`,
+        { event: 'metrics-connection-refused', maxConnections: server.maxConnections },
+        `metrics port: ${server.maxConnections} connections open, a new one is closed`,
       ),
     );
     // A scraper keeps its connection: nothing may hold the process open on stop.
@@ -194,6 +194,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   // A derived port taken on an address is tried again there (a process this one replaces may still
   // hold it); a port asked for, or another failure, is not.
   const waiting = required ? [] : listeners.filter((_, index) => codeOf(errors[index]) === 'EADDRINUSE');
+  // An address that will never be bound (another machine's) keeps no share: the others have it.
+  const serving = listeners.filter((listener) => listener.server.listening || waiting.includes(listener));
+  for (const { server } of serving) {
+    server.maxConnections = Math.max(1, Math.floor(maxConnections / serving.length));
+  }
   const failed = listeners.filter(
     (listener, index) => errors[index] !== undefined && !listener.server.listening,
   );

@@ -670,6 +670,35 @@ describe('the admin port', () => {
     }
   });
 
+  // A --host name that also names an address of no interface here (or ::1 where IPv6 is off): that
+  // address's share of the connections was kept for it, and the address listened on had half.
+  it('shares the connections out between the addresses it listens on, not those it cannot bind', async () => {
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
+      registry: createMetricsRegistry(),
+      host: 'metrics.shop.test',
+      port: 0,
+      log,
+      required: true,
+      maxConnections: 4,
+      lookup: async () => ['127.0.0.1', '192.0.2.1'],
+    });
+    const sockets: Array<{ socket: Socket; closed: () => boolean }> = [];
+    try {
+      for (let index = 0; index < 3; index++) sockets.push(await openSocket(admin!.port));
+      const metrics = await fetch(`http://127.0.0.1:${admin!.port}/metrics`, {
+        signal: AbortSignal.timeout(2_000),
+      });
+      expect(metrics.status).toBe(200);
+      expect(sockets.filter((entry) => entry.closed())).toHaveLength(0);
+      expect(lines.filter((line) => line.event === 'metrics-connection-refused')).toEqual([]);
+    } finally {
+      for (const { socket } of sockets) socket.destroy();
+      await admin?.stop();
+    }
+  });
+
   it(`answers at most ${ADMIN_MAX_PIPELINED} pipelined requests of a connection, then 503 and closes it, and stays responsive`, async () => {
     const registry = createMetricsRegistry();
     let renders = 0;
