@@ -2,9 +2,11 @@
 // (two service units, a script that starts all five) each ran scripts/setup.mjs at once: two first
 // installs emptied node_modules under each other, two rebuilds of better-sqlite3 wrote one binary
 // together, and a component could start from a dist/ file that another build was rewriting. The
-// lock is a file holding its holder's pid, made with O_EXCL; a setup that finds it waits, then
-// finds the work done (the install there, the addon loading, the build unchanged).
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+// lock is a file holding its holder's pid (and where that pid is), made with O_EXCL; a setup that
+// finds it waits, then finds the work done (the install there, the addon loading, the build
+// unchanged).
+import { closeSync, openSync, readFileSync, readlinkSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 
 export const LOCK_FILE = '.setup.lock';
 
@@ -29,12 +31,38 @@ function runsSetup(pid) {
   }
 }
 
+/**
+ * Where this process's pids mean something: this machine and its pid namespace (a container has
+ * its own). Containers sharing the project folder each number their processes from 1: a pid in
+ * another's lock names nobody here, or another process, or this very setup.
+ */
+function placeHere() {
+  let namespace = '';
+  try {
+    namespace = readlinkSync('/proc/self/ns/pid');
+  } catch {}
+  return `${hostname()} ${namespace}`.trim();
+}
+const HERE = placeHere();
+
+/** The lock's holder: its pid and where that pid is (a lock of the pid alone: here). */
 function holderOf(path) {
   try {
-    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    const [first, second] = readFileSync(path, 'utf8').split('\n');
+    const pid = Number.parseInt(first ?? '', 10);
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    return { pid, place: second?.trim() || HERE };
   } catch {
     return undefined;
+  }
+}
+
+/** How long ago the lock was taken; 0 when it cannot be told. */
+function ageOf(path) {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return 0;
   }
 }
 
@@ -72,8 +100,14 @@ export function acquireSetupLock({
         sleep(pollMs);
         continue;
       }
-      if (holder === undefined || !runsSetup(holder)) {
-        say(`setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder})` : ''}`);
+      // A setup in another container or on another machine sharing the folder: its pid cannot be
+      // looked at from here, so its lock counts as held until it is as old as the wait.
+      const elsewhere = holder !== undefined && holder.place !== HERE;
+      const gone = holder === undefined || (elsewhere ? ageOf(path) >= waitMs : !runsSetup(holder.pid));
+      if (gone) {
+        say(
+          `setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder.pid}${elsewhere ? ` on ${holder.place}` : ''})` : ''}`,
+        );
         try {
           unlinkSync(path);
         } catch (error) {
@@ -87,24 +121,26 @@ export function acquireSetupLock({
         emptySeen = false;
         continue;
       }
+      const who = `pid ${holder.pid}${elsewhere ? ` on ${holder.place}` : ''}`;
       if (Date.now() >= deadline) {
         say(
-          `setup: another setup (pid ${holder}) has held ${path} in ${process.cwd()} for ${Math.round(waitMs / 60_000)} min; ` +
+          `setup: another setup (${who}) has held ${path} in ${process.cwd()} for ${Math.round(waitMs / 60_000)} min; ` +
             `stopping (remove ${path} if no setup runs there)`,
         );
         process.exit(1);
       }
-      if (waitingFor !== holder) {
-        waitingFor = holder;
-        say(`setup: another setup (pid ${holder}) is installing or building in this folder; waiting for it`);
+      if (waitingFor !== who) {
+        waitingFor = who;
+        say(`setup: another setup (${who}) is installing or building in this folder; waiting for it`);
       }
       sleep(pollMs);
       continue;
     }
-    writeSync(fd, `${process.pid}\n`);
+    writeSync(fd, `${process.pid}\n${HERE}\n`);
     closeSync(fd);
     process.once('exit', () => {
-      if (holderOf(path) === process.pid) {
+      const holder = holderOf(path);
+      if (holder?.pid === process.pid && holder.place === HERE) {
         try {
           unlinkSync(path);
         } catch {}

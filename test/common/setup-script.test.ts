@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -422,6 +423,42 @@ module.exports = class Database {
     expect(output).toMatch(/setup: taking over \.setup\.lock, left by a setup that is gone \(pid \d+\)/);
     expect(result.status, output).toBe(0);
     expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  // Containers sharing the project folder (a bind mount, one component in each) number their
+  // processes each from 1: the lock of a setup running in one named a pid that was nobody in the
+  // other, whose setup took it over and installed or built at the same time.
+  it('waits for the lock of a setup in another container, whose pid names nobody here', async () => {
+    projectWithAddon({ built: true, build: 'fails' });
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    const lock = join(project, '.setup.lock');
+    writeFileSync(lock, `${gone.stdout}\nshop-goods-1 pid:[4026532999]\n`);
+    const done = setupsAtOnce(1, ['--install-only']);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(existsSync(lock)).toBe(true);
+    rmSync(lock);
+    const [result] = await done;
+    expect(result?.output).toContain(
+      `setup: another setup (pid ${gone.stdout} on shop-goods-1 pid:[4026532999]) is installing or building in this folder; waiting for it`,
+    );
+    expect(result?.output).not.toContain('taking over');
+    expect(result?.status, result?.output).toBe(0);
+  }, 120_000);
+
+  it("takes over another container's lock once it is as old as the wait", () => {
+    projectWithAddon({ built: true, build: 'fails' });
+    const lock = join(project, '.setup.lock');
+    writeFileSync(lock, '4242\nshop-goods-1 pid:[4026532999]\n');
+    const longAgo = new Date(Date.now() - 16 * 60_000);
+    utimesSync(lock, longAgo, longAgo);
+    const result = setupInstallOnly();
+    expect(result.output).toContain(
+      'setup: taking over .setup.lock, left by a setup that is gone (pid 4242 on shop-goods-1 pid:[4026532999])',
+    );
+    expect(result.status, result.output).toBe(0);
+    expect(existsSync(lock)).toBe(false);
   }, 120_000);
 
   it('leaves no lock behind when it stops', () => {
