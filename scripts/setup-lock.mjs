@@ -5,7 +5,17 @@
 // lock is a file holding its holder's pid (and where that pid is), made with O_EXCL; a setup that
 // finds it waits, then finds the work done (the install there, the addon loading, the build
 // unchanged).
-import { closeSync, openSync, readFileSync, readlinkSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 
 export const LOCK_FILE = '.setup.lock';
@@ -57,6 +67,19 @@ function holderOf(path) {
   }
 }
 
+/**
+ * Which file is at `path`: its inode, and its time of writing (a freed inode is soon reused; the
+ * change time will not do, a rename changes it).
+ */
+function identityOf(path) {
+  try {
+    const { ino, mtimeNs } = statSync(path, { bigint: true });
+    return `${ino}:${mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** How long ago the lock was taken; 0 when it cannot be told. */
 function ageOf(path) {
   try {
@@ -92,6 +115,8 @@ export function acquireSetupLock({
       fd = openSync(path, 'wx');
     } catch (error) {
       if (error?.code !== 'EEXIST') return;
+      // The file judged below, told from one another setup makes in its place meanwhile.
+      const seen = identityOf(path);
       const holder = holderOf(path);
       if (holder !== undefined) emptySeen = false;
       if (holder === undefined && !emptySeen) {
@@ -108,8 +133,12 @@ export function acquireSetupLock({
         say(
           `setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder.pid}${elsewhere ? ` on ${holder.place}` : ''})` : ''}`,
         );
+        // Setups started together all judge the same lock left over: the one that removes it
+        // first takes the lock, and another removing the path then would remove that new lock.
+        // The file is moved aside (one move wins), and put back when it is not the one judged.
+        const aside = `${path}.${process.pid}.gone`;
         try {
-          unlinkSync(path);
+          renameSync(path, aside);
         } catch (error) {
           if (error?.code !== 'ENOENT') {
             // A folder this user cannot write (a read-only install, where setup writes nothing):
@@ -117,7 +146,17 @@ export function acquireSetupLock({
             say(`setup: ${path} cannot be removed (${error?.code ?? error}): going on without it`);
             return;
           }
+          emptySeen = false;
+          continue;
         }
+        if (seen === undefined || identityOf(aside) !== seen) {
+          try {
+            linkSync(aside, path);
+          } catch {}
+        }
+        try {
+          unlinkSync(aside);
+        } catch {}
         emptySeen = false;
         continue;
       }

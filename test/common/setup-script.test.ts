@@ -461,6 +461,53 @@ module.exports = class Database {
     expect(existsSync(lock)).toBe(false);
   }, 120_000);
 
+  // Setups started together after one was killed (Ctrl-C, a restart) all found its lock left over:
+  // one removed it and took the lock, and another, removing the path a moment after, removed that
+  // new lock and ran at the same time.
+  it('takes over a lock left over without removing the one another setup has just taken in its place', () => {
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    writeFileSync(join(project, '.setup.lock'), `${gone.stdout}\n`);
+    // A setup (so its command line says) that takes the lock the moment this one judges it left over.
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 2_000)', 'setup']);
+    writeFileSync(
+      join(project, 'race.mjs'),
+      `import { unlinkSync, writeFileSync } from 'node:fs';
+import { acquireSetupLock } from ${JSON.stringify(join(process.cwd(), 'scripts/setup-lock.mjs'))};
+let raced = false;
+acquireSetupLock({
+  pollMs: 50,
+  say: (line) => {
+    console.log(line);
+    if (raced || !line.includes('taking over')) return;
+    raced = true;
+    unlinkSync('.setup.lock');
+    writeFileSync('.setup.lock', '${other.pid}\\n');
+  },
+});
+console.log('lock taken');
+`,
+    );
+    try {
+      const result = spawnSync(process.execPath, ['race.mjs'], {
+        cwd: project,
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      const lines = result.stdout.trim().split('\n');
+      expect(lines, result.stderr).toEqual([
+        `setup: taking over .setup.lock, left by a setup that is gone (pid ${gone.stdout})`,
+        `setup: another setup (pid ${other.pid}) is installing or building in this folder; waiting for it`,
+        `setup: taking over .setup.lock, left by a setup that is gone (pid ${other.pid})`,
+        'lock taken',
+      ]);
+      expect(readdirSync(project).filter((name) => name.startsWith('.setup.lock'))).toEqual([]);
+    } finally {
+      other.kill();
+    }
+  }, 60_000);
+
   it('leaves no lock behind when it stops', () => {
     projectWithAddon({ built: false, build: 'fails' });
     expect(setupInstallOnly().status).toBe(1);
