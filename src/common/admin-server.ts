@@ -163,9 +163,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     addresses = await addressesOf(host, options.lookup ?? lookupAll);
   } catch (error) {
     if (required) throw listenFailure(error, host, port, options.settings);
+    // The host name is what failed, not the port: another port would fail as well.
     log.warn(
-      { event: 'metrics-port', err: error, port },
-      `metrics port ${port} cannot be bound: serving no metrics (set --metrics-port to choose one, or 0 for any)`,
+      { event: 'metrics-port', err: error, host, port },
+      `metrics port ${port}: ${host} did not resolve (${error instanceof Error ? error.message : String(error)}): serving no metrics`,
     );
     return undefined;
   }

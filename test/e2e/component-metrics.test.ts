@@ -454,6 +454,30 @@ describe('the admin port', () => {
     expect(await refused('127.0.0.2', admin!.port)).toBe(true);
   });
 
+  // The name failing to resolve (a DNS server that does not answer) was told as a port that
+  // cannot be bound, with the advice to choose another port, which would fail the same way.
+  it('says that its host name did not resolve, naming neither the port as the cause nor another port as the cure', async () => {
+    const { log, lines } = captureLog('goods');
+    const admin = await startAdminServer({
+      settings: GOODS_ADMIN_SETTINGS,
+      registry: createMetricsRegistry(),
+      host: 'metrics.shop.test',
+      port: 9_100,
+      log,
+      required: false,
+      lookup: async () => {
+        throw new Error('getaddrinfo EAI_AGAIN metrics.shop.test');
+      },
+    });
+    expect(admin).toBeUndefined();
+    const warning = lines.find((entry) => entry.event === 'metrics-port');
+    expect(warning).toMatchObject({
+      level: 40,
+      host: 'metrics.shop.test',
+      msg: 'metrics port 9100: metrics.shop.test did not resolve (getaddrinfo EAI_AGAIN metrics.shop.test): serving no metrics',
+    });
+  });
+
   it('with port 0 on a host name of several addresses, picks again when the port is taken on one', async () => {
     const { log, lines } = captureLog('goods');
     const listen = Server.prototype.listen;
