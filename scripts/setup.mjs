@@ -1,6 +1,6 @@
 // Makes a fresh clone runnable: installs dependencies when they are missing, then generates the
 // protobuf code and compiles to dist/. Runs before `npm start`, the per-component scripts, and
-// (install only) before `npm test` and `npm run lint`.
+// (install and generate only) before `npm test` and `npm run lint`.
 //
 // A project folder this user cannot write (installed and built by root, run by a user of its own)
 // is run as it is: the build writes src/gen/ and dist/, so it failed there with EACCES and a
@@ -131,4 +131,8 @@ if (!installOnly) {
         'running the build in dist/ as it is (its owner builds it again, npm run build, after each update)\n',
     );
   }
+} else if (process.argv.includes('--generate')) {
+  // `--generate`: src/gen/ for the tests and lint, made under the lock as a build makes it: run
+  // after the lock was let go, it rewrote src/gen/ while a component's setup compiled from it.
+  run(['run', 'generate']);
 }

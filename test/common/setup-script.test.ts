@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { nodedirFor } from '../../scripts/native-addon.mjs';
 
 /**
@@ -370,7 +370,8 @@ module.exports = class Database {
         'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);\n' +
         "fs.appendFileSync('builds.log', 'end ' + process.pid + '\\n');\n",
     );
-    projectWithAddon({ built: true, build: 'fails', projectBuild: 'node build.cjs' });
+    // npm test's setup rebuilds the addon first (a while), holding the lock.
+    projectWithAddon({ built: false, build: 'slow', projectBuild: 'node build.cjs' });
     const results = await setupsAtOnce(3, []);
     for (const result of results) expect(result.status, result.output).toBe(0);
     const lines = readFileSync(join(project, 'builds.log'), 'utf8').trim().split('\n');
@@ -381,6 +382,45 @@ module.exports = class Database {
       if (index % 2 === 1) expect(line.slice('end '.length)).toBe(lines[index - 1]?.slice('start '.length));
     });
     expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+  }, 120_000);
+
+  // `npm test` (or `npm run lint`) started with a component's script: its setup waited for the
+  // lock, then let it go before its `npm run generate`, which rewrote src/gen/ while the
+  // component's setup, now holding the lock, compiled from it.
+  it("makes src/gen/ for npm test under the lock, never during another setup's build", async () => {
+    const step = (name: string): string =>
+      "const fs = require('node:fs');\n" +
+      `fs.appendFileSync('steps.log', 'start ${name}\\n');\n` +
+      'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_000);\n' +
+      `fs.appendFileSync('steps.log', 'end ${name}\\n');\n`;
+    writeFileSync(join(project, 'build.cjs'), step('build'));
+    writeFileSync(join(project, 'generate.cjs'), step('generate'));
+    // npm test's setup rebuilds the addon first (a while), holding the lock.
+    projectWithAddon({ built: false, build: 'slow', projectBuild: 'node build.cjs' });
+    const manifest = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8'));
+    const { pretest } = JSON.parse(readFileSync('package.json', 'utf8')).scripts;
+    manifest.scripts = { ...manifest.scripts, generate: 'node generate.cjs', pretest };
+    writeFileSync(join(project, 'package.json'), JSON.stringify(manifest));
+    const env = { ...process.env, MYSQL_URL: '', HOME: home, npm_config_cache: join(home, '.npm') };
+    const run = (command: string, args: string[]): Promise<number | null> =>
+      new Promise((resolve) => {
+        const child = spawn(command, args, { cwd: project, env, stdio: 'ignore', timeout: 60_000 });
+        child.on('close', (status) => resolve(status));
+      });
+    // npm test's setup first; a component's setup, started while it holds the lock, waits for it.
+    const test = run('npm', ['run', 'pretest']);
+    await vi.waitFor(() => expect(existsSync(join(project, '.setup.lock'))).toBe(true), {
+      timeout: 20_000,
+      interval: 10,
+    });
+    const component = run(process.execPath, ['scripts/setup.mjs']);
+    expect(await Promise.all([test, component])).toEqual([0, 0]);
+    const lines = readFileSync(join(project, 'steps.log'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(4);
+    // Each step ends before the next starts.
+    lines.forEach((line, index) => {
+      expect(line.startsWith(index % 2 === 0 ? 'start ' : 'end '), lines.join(', ')).toBe(true);
+    });
   }, 120_000);
 
   it('takes over the lock of a setup that is gone, saying so', () => {
