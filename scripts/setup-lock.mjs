@@ -136,7 +136,8 @@ export function acquireSetupLock({
         // Setups started together all judge the same lock left over: the one that removes it
         // first takes the lock, and another removing the path then would remove that new lock.
         // The file is moved aside (one move wins), and put back when it is not the one judged.
-        const aside = `${path}.${process.pid}.gone`;
+        // A name of its own: two containers may number their setups alike.
+        const aside = `${path}.${process.pid}-${Math.random().toString(36).slice(2)}.gone`;
         try {
           renameSync(path, aside);
         } catch (error) {
