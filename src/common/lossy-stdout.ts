@@ -23,13 +23,22 @@ export class LossyStdout implements DestinationStream {
   readonly #fd: number;
   readonly #component: string;
   #dropped = 0;
-  #blocked = false;
-  /** A line was cut short half written: the next bytes written must start a new line. */
-  #midLine = false;
+  /**
+   * Whether the output is blocked, and whether a line was cut short half written there (the next
+   * bytes written must start a new line): the output's own, shared by every writer to its fd (the
+   * log's, the gateway's status answers), so that no line lands on another's half.
+   */
+  readonly #output: OutputState;
 
   constructor(component: string, fd = 1) {
     this.#component = component;
     this.#fd = fd;
+    let output = OUTPUTS.get(fd);
+    if (output === undefined) {
+      output = { blocked: false, midLine: false };
+      OUTPUTS.set(fd, output);
+    }
+    this.#output = output;
     // A pipe a shell made (`| less`, `| tee`) is blocking: a write to it that nobody reads never
     // fails with EAGAIN, it waits in the kernel, and the component hangs there. Node opens stdout
     // non-blocking when process.stdout is first used, which a component alone never did (only tsx,
@@ -60,9 +69,10 @@ export class LossyStdout implements DestinationStream {
   /** Writes the whole line; false when it was dropped (or, half written, cut short). */
   #writeAll(line: string): boolean {
     // After a line cut short, a newline ends it first: the next line stays a line of its own.
-    const bytes = Buffer.from(this.#midLine ? `\n${line}` : line);
+    const output = this.#output;
+    const bytes = Buffer.from(output.midLine ? `\n${line}` : line);
     const start = Date.now();
-    const patience = this.#blocked ? 0 : PATIENCE_MS;
+    const patience = output.blocked ? 0 : PATIENCE_MS;
     let offset = 0;
     while (offset < bytes.length) {
       try {
@@ -72,17 +82,25 @@ export class LossyStdout implements DestinationStream {
         if (code !== 'EAGAIN' && code !== 'EBUSY') return false;
         const waited = Date.now() - start;
         if (waited >= patience && (offset === 0 || waited >= patience + HALF_WRITTEN_PATIENCE_MS)) {
-          this.#blocked = true;
-          if (offset > 0) this.#midLine = true;
+          output.blocked = true;
+          if (offset > 0) output.midLine = true;
           return false;
         }
         Atomics.wait(SLEEPER, 0, 0, 1);
       }
     }
-    this.#blocked = false;
-    this.#midLine = false;
+    output.blocked = false;
+    output.midLine = false;
     return true;
   }
 }
 
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
+interface OutputState {
+  blocked: boolean;
+  midLine: boolean;
+}
+
+/** Each fd's state, whichever LossyStdout writes to it. */
+const OUTPUTS = new Map<number, OutputState>();

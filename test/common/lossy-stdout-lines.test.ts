@@ -46,4 +46,24 @@ describe('LossyStdout', () => {
       { msg: 'second' },
     ]);
   });
+
+  // The gateway writes its answers to the launcher's status question with a LossyStdout of its
+  // own beside its log's: after a log line cut short, the answer went on that line, and the
+  // launcher took neither for what it was.
+  it("starts another writer's line on a line of its own after a line cut short on the same output", () => {
+    let now = 2_000_000;
+    vi.spyOn(Date, 'now').mockImplementation(() => now);
+    const blocked = (): number => {
+      now += 600;
+      throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' });
+    };
+    fake.next.push(() => 10, ...Array.from({ length: 10 }, () => blocked));
+    const log = new LossyStdout('gateway', 98);
+    const answers = new LossyStdout('gateway', 98);
+    log.write(`${JSON.stringify({ msg: 'first', pad: 'x'.repeat(100) })}\n`);
+    fake.next.length = 0;
+    answers.write('shop-supervisor: status {"registered":true}\n');
+    const lines = Buffer.concat(fake.taken).toString().split('\n');
+    expect(lines).toEqual(['{"msg":"fi', 'shop-supervisor: status {"registered":true}', '']);
+  });
 });
