@@ -42,26 +42,34 @@ function runsSetup(pid) {
 }
 
 /**
- * Where this process's pids mean something: this machine and its pid namespace (a container has
- * its own). Containers sharing the project folder each number their processes from 1: a pid in
- * another's lock names nobody here, or another process, or this very setup.
+ * Where this process's pids mean something: this machine (its name) and its pid namespace (a
+ * container has its own). Containers sharing the project folder each number their processes from
+ * 1: a pid in another's lock names nobody here, or another process, or this very setup.
  */
-function placeHere() {
-  let namespace = '';
+const HOST = hostname();
+const NAMESPACE = (() => {
   try {
-    namespace = readlinkSync('/proc/self/ns/pid');
-  } catch {}
-  return `${hostname()} ${namespace}`.trim();
-}
-const HERE = placeHere();
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+})();
 
-/** The lock's holder: its pid and where that pid is (a lock of the pid alone: here). */
+/**
+ * The lock's holder: its pid, and the machine and pid namespace that pid is in (a lock of the pid
+ * alone: here).
+ */
 function holderOf(path) {
   try {
     const [first, second] = readFileSync(path, 'utf8').split('\n');
     const pid = Number.parseInt(first ?? '', 10);
     if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-    return { pid, place: second?.trim() || HERE };
+    const place = second?.trim() ?? '';
+    if (place === '') return { pid, host: HOST, namespace: NAMESPACE };
+    const space = place.indexOf(' ');
+    return space < 0
+      ? { pid, host: place, namespace: '' }
+      : { pid, host: place.slice(0, space), namespace: place.slice(space + 1) };
   } catch {
     return undefined;
   }
@@ -126,12 +134,16 @@ export function acquireSetupLock({
         continue;
       }
       // A setup in another container or on another machine sharing the folder: its pid cannot be
-      // looked at from here, so its lock counts as held until it is as old as the wait.
-      const elsewhere = holder !== undefined && holder.place !== HERE;
-      const gone = holder === undefined || (elsewhere ? ageOf(path) >= waitMs : !runsSetup(holder.pid));
+      // looked at from here, so its lock counts as held until it is as old as the wait. One of this
+      // machine's name in another pid namespace was this container's before it started again
+      // (a container keeps its name, not its namespace): that namespace is gone, and its setup.
+      const elsewhere = holder !== undefined && holder.host !== HOST;
+      const restarted = holder !== undefined && !elsewhere && holder.namespace !== NAMESPACE;
+      const gone =
+        holder === undefined || restarted || (elsewhere ? ageOf(path) >= waitMs : !runsSetup(holder.pid));
       if (gone) {
         say(
-          `setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder.pid}${elsewhere ? ` on ${holder.place}` : ''})` : ''}`,
+          `setup: taking over ${path}, left by a setup that is gone${holder ? ` (pid ${holder.pid}${elsewhere ? ` on ${holder.host}` : ''}${restarted ? ` in pid namespace ${holder.namespace || 'unknown'}, gone with the container's last run` : ''})` : ''}`,
         );
         // Setups started together all judge the same lock left over: the one that removes it
         // first takes the lock, and another removing the path then would remove that new lock.
@@ -161,7 +173,7 @@ export function acquireSetupLock({
         emptySeen = false;
         continue;
       }
-      const who = `pid ${holder.pid}${elsewhere ? ` on ${holder.place}` : ''}`;
+      const who = `pid ${holder.pid}${elsewhere ? ` on ${holder.host}` : ''}`;
       if (Date.now() >= deadline) {
         say(
           `setup: another setup (${who}) has held ${path} in ${process.cwd()} for ${Math.round(waitMs / 60_000)} min; ` +
@@ -176,11 +188,11 @@ export function acquireSetupLock({
       sleep(pollMs);
       continue;
     }
-    writeSync(fd, `${process.pid}\n${HERE}\n`);
+    writeSync(fd, `${process.pid}\n${HOST} ${NAMESPACE}\n`);
     closeSync(fd);
     process.once('exit', () => {
       const holder = holderOf(path);
-      if (holder?.pid === process.pid && holder.place === HERE) {
+      if (holder?.pid === process.pid && holder.host === HOST && holder.namespace === NAMESPACE) {
         try {
           unlinkSync(path);
         } catch {}
