@@ -59,7 +59,7 @@ const installOnly = process.argv.includes('--install-only');
 // `--no-addon-check`: for scripts that never load the native addon (lint), which a missing compiler
 // after a change of Node's major version must not stop.
 const addonCheck = !process.argv.includes('--no-addon-check');
-acquireSetupLock();
+await acquireSetupLock();
 if (!existsSync('node_modules/@grpc/grpc-js') || !existsSync('node_modules/.bin/buf')) {
   if (!writable('node_modules', '.')) refuse('dependencies (node_modules)', 'npm ci');
   process.stderr.write('setup: installing dependencies (first run only)...\n');

@@ -8,13 +8,13 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
-  utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { nodedirFor } from '../../scripts/native-addon.mjs';
+import { setupLockName } from '../../scripts/setup-lock.mjs';
 
 /**
  * `npm start` (and `npm run goods`, ...) in a project folder installed and built by root and run by
@@ -103,24 +103,6 @@ describe('scripts/setup.mjs in a project folder this user cannot write', () => {
     expect(result.output).not.toContain('EACCES');
     expect(result.status, result.output).toBe(0);
     expect(contents()).toEqual(before);
-  });
-
-  // Its owner's setup stopped by Ctrl-C (no exit handler runs on a signal) left its lock: this
-  // user's setup found the holder gone, could not remove the file, and looked again for ever,
-  // writing `taking over .setup.lock` in a loop.
-  it('goes on past a lock left by a setup that is gone, which it cannot remove', () => {
-    installedProject({ built: true });
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
-      encoding: 'utf8',
-    });
-    if (!asRoot) setWritable(true);
-    writeFileSync(join(project, '.setup.lock'), `${gone.stdout}\n`);
-    if (!asRoot) setWritable(false);
-    const result = setup(15_000);
-    expect(result.status, result.output.slice(0, 2_000)).toBe(0);
-    expect(result.output).toContain('setup: .setup.lock cannot be removed (EACCES): going on without it');
-    expect(result.output).toContain('running the build in dist/ as it is');
-    expect(existsSync(join(project, '.setup.lock'))).toBe(true);
   });
 
   it('says that its owner must build it when there is no build, and builds nothing', () => {
@@ -316,6 +298,11 @@ module.exports = class Database {
     expect(result.status).toBe(1);
   }, 120_000);
 
+  /** Whether a setup holds the project's lock: its name bound in the abstract namespace (Linux). */
+  function lockHeld(): boolean {
+    return readFileSync('/proc/net/unix', 'utf8').includes(`@${setupLockName(project).slice(1)}`);
+  }
+
   /** `count` setups started at once in the project, with `args`: each one's exit status and output. */
   function setupsAtOnce(
     count: number,
@@ -353,12 +340,9 @@ module.exports = class Database {
     expect(readFileSync(join(project, 'rebuilds.log'), 'utf8').trim().split('\n')).toHaveLength(1);
     expect(existsSync(join(addon, 'built'))).toBe(true);
     const waited = results.filter((result) =>
-      /setup: another setup \(pid \d+\) is installing or building in this folder; waiting for it/.test(
-        result.output,
-      ),
+      result.output.includes('setup: another setup is installing or building in this folder; waiting for it'),
     );
     expect(waited.length).toBeGreaterThanOrEqual(1);
-    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
   }, 120_000);
 
   // ... and each ran the build, so a component could start from a dist/ file another build rewrote.
@@ -381,7 +365,6 @@ module.exports = class Database {
       expect(line.startsWith(index % 2 === 0 ? 'start ' : 'end ')).toBe(true);
       if (index % 2 === 1) expect(line.slice('end '.length)).toBe(lines[index - 1]?.slice('start '.length));
     });
-    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
   }, 120_000);
 
   // `npm test` (or `npm run lint`) started with a component's script: its setup waited for the
@@ -409,7 +392,7 @@ module.exports = class Database {
       });
     // npm test's setup first; a component's setup, started while it holds the lock, waits for it.
     const test = run('npm', ['run', 'pretest']);
-    await vi.waitFor(() => expect(existsSync(join(project, '.setup.lock'))).toBe(true), {
+    await vi.waitFor(() => expect(lockHeld()).toBe(true), {
       timeout: 20_000,
       interval: 10,
     });
@@ -423,153 +406,33 @@ module.exports = class Database {
     });
   }, 120_000);
 
-  it('takes over the lock of a setup that is gone, saying so', () => {
-    projectWithAddon({ built: true, build: 'fails' });
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
-      encoding: 'utf8',
-    });
-    writeFileSync(join(project, '.setup.lock'), `${gone.stdout}\n`);
-    const result = setupInstallOnly();
-    expect(result.output).toContain(
-      `setup: taking over .setup.lock, left by a setup that is gone (pid ${gone.stdout})`,
-    );
-    expect(result.status, result.output).toBe(0);
-    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
-  }, 120_000);
-
-  // A container started again after it was stopped during setup numbers its processes as it did:
-  // the lock left over named this very setup's pid, which it took for a setup running, and it
-  // waited for itself for 15 minutes before stopping.
-  it('takes over a lock naming its own pid, left by a setup before', () => {
-    projectWithAddon({ built: true, build: 'fails' });
-    const result = spawnSync(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        "import { writeFileSync } from 'node:fs'; writeFileSync('.setup.lock', process.pid + '\\n'); await import('./scripts/setup.mjs');",
-        '--',
-        '--install-only',
-      ],
-      {
-        cwd: project,
-        encoding: 'utf8',
-        env: { ...process.env, MYSQL_URL: '', HOME: home, npm_config_cache: join(home, '.npm') },
-        timeout: 20_000,
-      },
-    );
-    const output = `${result.stdout}${result.stderr}`;
-    expect(output).not.toContain('waiting for it');
-    expect(output).toMatch(/setup: taking over \.setup\.lock, left by a setup that is gone \(pid \d+\)/);
-    expect(result.status, output).toBe(0);
-    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
-  }, 120_000);
-
-  // Containers sharing the project folder (a bind mount, one component in each) number their
-  // processes each from 1: the lock of a setup running in one named a pid that was nobody in the
-  // other, whose setup took it over and installed or built at the same time.
-  it('waits for the lock of a setup in another container, whose pid names nobody here', async () => {
-    projectWithAddon({ built: true, build: 'fails' });
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
-      encoding: 'utf8',
-    });
-    const lock = join(project, '.setup.lock');
-    writeFileSync(lock, `${gone.stdout}\nshop-goods-1 pid:[4026532999]\n`);
-    const done = setupsAtOnce(1, ['--install-only']);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    expect(existsSync(lock)).toBe(true);
-    rmSync(lock);
-    const [result] = await done;
-    expect(result?.output).toContain(
-      `setup: another setup (pid ${gone.stdout} on shop-goods-1) is installing or building in this folder; waiting for it`,
-    );
-    expect(result?.output).not.toContain('taking over');
-    expect(result?.status, result?.output).toBe(0);
-  }, 120_000);
-
-  // A container keeps its name when it starts again, not its pid namespace: a lock of its last
-  // run, stopped during setup, names a pid of a namespace that is gone (whatever has that pid now).
-  it("takes over at once the lock of this container's last run, of this machine's name and another pid namespace", () => {
-    projectWithAddon({ built: true, build: 'fails' });
-    // A setup (so its command line says) that runs here with the pid the lock names.
-    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30_000)', 'setup']);
-    try {
-      writeFileSync(join(project, '.setup.lock'), `${other.pid}\n${hostname()} pid:[4026532999]\n`);
-      const result = setupInstallOnly();
-      expect(result.output).toContain(
-        `setup: taking over .setup.lock, left by a setup that is gone (pid ${other.pid} in pid namespace pid:[4026532999], gone with the container's last run)`,
-      );
-      expect(result.status, result.output).toBe(0);
-    } finally {
-      other.kill();
-    }
-  }, 120_000);
-
-  it("takes over another container's lock once it is as old as the wait", () => {
-    projectWithAddon({ built: true, build: 'fails' });
-    const lock = join(project, '.setup.lock');
-    writeFileSync(lock, '4242\nshop-goods-1 pid:[4026532999]\n');
-    const longAgo = new Date(Date.now() - 16 * 60_000);
-    utimesSync(lock, longAgo, longAgo);
-    const result = setupInstallOnly();
-    expect(result.output).toContain(
-      'setup: taking over .setup.lock, left by a setup that is gone (pid 4242 on shop-goods-1)',
-    );
-    expect(result.status, result.output).toBe(0);
-    expect(existsSync(lock)).toBe(false);
-  }, 120_000);
-
-  // Setups started together after one was killed (Ctrl-C, a restart) all found its lock left over:
-  // one removed it and took the lock, and another, removing the path a moment after, removed that
-  // new lock and ran at the same time.
-  it('takes over a lock left over without removing the one another setup has just taken in its place', () => {
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
-      encoding: 'utf8',
-    });
-    writeFileSync(join(project, '.setup.lock'), `${gone.stdout}\n`);
-    // A setup (so its command line says) that takes the lock the moment this one judges it left over.
-    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 2_000)', 'setup']);
+  // The lock is a name the kernel frees with its process: a setup killed during its build (Ctrl-C,
+  // a container stopped) leaves nothing that holds the next one up, though the build it started
+  // runs on (the lock's socket is not inherited).
+  it('holds nobody up once the setup that held the lock is killed', async () => {
     writeFileSync(
-      join(project, 'race.mjs'),
-      `import { unlinkSync, writeFileSync } from 'node:fs';
-import { acquireSetupLock } from ${JSON.stringify(join(process.cwd(), 'scripts/setup-lock.mjs'))};
-let raced = false;
-acquireSetupLock({
-  pollMs: 50,
-  say: (line) => {
-    console.log(line);
-    if (raced || !line.includes('taking over')) return;
-    raced = true;
-    unlinkSync('.setup.lock');
-    writeFileSync('.setup.lock', '${other.pid}\\n');
-  },
-});
-console.log('lock taken');
-`,
+      join(project, 'build.cjs'),
+      "require('node:fs').writeFileSync('building', '');\n" +
+        'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3_000);\n',
     );
-    try {
-      const result = spawnSync(process.execPath, ['race.mjs'], {
-        cwd: project,
-        encoding: 'utf8',
-        timeout: 20_000,
-      });
-      const lines = result.stdout.trim().split('\n');
-      expect(lines, result.stderr).toEqual([
-        `setup: taking over .setup.lock, left by a setup that is gone (pid ${gone.stdout})`,
-        `setup: another setup (pid ${other.pid}) is installing or building in this folder; waiting for it`,
-        `setup: taking over .setup.lock, left by a setup that is gone (pid ${other.pid})`,
-        'lock taken',
-      ]);
-      expect(readdirSync(project).filter((name) => name.startsWith('.setup.lock'))).toEqual([]);
-    } finally {
-      other.kill();
-    }
-  }, 60_000);
-
-  it('leaves no lock behind when it stops', () => {
-    projectWithAddon({ built: false, build: 'fails' });
-    expect(setupInstallOnly().status).toBe(1);
-    expect(existsSync(join(project, '.setup.lock'))).toBe(false);
+    projectWithAddon({ built: true, build: 'fails', projectBuild: 'node build.cjs' });
+    const holder = spawn(process.execPath, ['scripts/setup.mjs'], {
+      cwd: project,
+      env: { ...process.env, MYSQL_URL: '', HOME: home, npm_config_cache: join(home, '.npm') },
+      stdio: 'ignore',
+    });
+    const closed = new Promise((resolve) => holder.on('close', resolve));
+    await vi.waitFor(() => expect(existsSync(join(project, 'building'))).toBe(true), {
+      timeout: 20_000,
+      interval: 10,
+    });
+    expect(lockHeld()).toBe(true);
+    holder.kill('SIGKILL');
+    await closed;
+    expect(lockHeld()).toBe(false);
+    const result = setupInstallOnly();
+    expect(result.output).not.toContain('waiting for it');
+    expect(result.status, result.output).toBe(0);
   }, 120_000);
 
   // The first install builds better-sqlite3 too: with an npmrc's nodedir naming another Node's
