@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { ADMIN_MAX_PIPELINED, type AdminServer, startAdminServer } from '../../src/common/admin-server.js';
+import {
+  ADMIN_MAX_PIPELINED,
+  type AdminServer,
+  type AdminServerOptions,
+  startAdminServer,
+} from '../../src/common/admin-server.js';
 import { ConfigError } from '../../src/common/config.js';
 import { ADMIN_MAX_CONNECTIONS } from '../../src/common/max-connections.js';
 import { createMetricsRegistry, type Registry } from '../../src/common/metrics.js';
@@ -33,6 +38,12 @@ const GOODS_ADMIN_SETTINGS = {
   port: serviceSettings(goodsService).metricsPort,
   host: serviceSettings(goodsService).host,
 };
+/** goods's admin port on a registry of its own, as a goods process starts it. */
+const startGoodsAdmin = (
+  options: Omit<AdminServerOptions, 'settings' | 'registry'>,
+): Promise<AdminServer | undefined> =>
+  startAdminServer({ settings: GOODS_ADMIN_SETTINGS, registry: createMetricsRegistry(), ...options });
+
 const WITH_ADMIN_PORT = observabilityConfig({ metrics: 'on', requestIds: 'on', metricsPort: 0 });
 
 /** The goods and members services with their admin ports, behind a gateway, on one store. */
@@ -274,9 +285,7 @@ describe('the admin port', () => {
   it('stops the start when a port asked for is taken', async () => {
     const { log } = captureLog('goods');
     await expect(
-      startAdminServer({
-        settings: GOODS_ADMIN_SETTINGS,
-        registry: createMetricsRegistry(),
+      startGoodsAdmin({
         host: '127.0.0.1',
         port: takenPort,
         log,
@@ -297,9 +306,7 @@ describe('the admin port', () => {
       return this;
     });
     try {
-      const start = startAdminServer({
-        settings: GOODS_ADMIN_SETTINGS,
-        registry: createMetricsRegistry(),
+      const start = startGoodsAdmin({
         host: '127.0.0.1',
         port: 80,
         log,
@@ -320,9 +327,7 @@ describe('the admin port', () => {
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const port = (holder.address() as { port: number }).port;
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: '127.0.0.1',
       port,
       log,
@@ -359,9 +364,7 @@ describe('the admin port', () => {
     const port = (holder.address() as { port: number }).port;
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     try {
-      const admin = await startAdminServer({
-        settings: GOODS_ADMIN_SETTINGS,
-        registry: createMetricsRegistry(),
+      const admin = await startGoodsAdmin({
         host: '127.0.0.1',
         port,
         log: captureLog('goods').log,
@@ -388,9 +391,7 @@ describe('the admin port', () => {
 
   it('names where it serves as a URL one can open, an IPv6 host in brackets', async () => {
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: '::1',
       port: 0,
       log,
@@ -420,9 +421,7 @@ describe('the admin port', () => {
   // on the first alone, and a Prometheus scraping the other failed.
   it('listens on every address a host name resolves to, on one port, warns of those it cannot bind, and closes them all', async () => {
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: 'metrics.shop.test',
       port: 0,
       log,
@@ -458,9 +457,7 @@ describe('the admin port', () => {
   // cannot be bound, with the advice to choose another port, which would fail the same way.
   it('says that its host name did not resolve, naming neither the port as the cause nor another port as the cure', async () => {
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: 'metrics.shop.test',
       port: 9_100,
       log,
@@ -500,9 +497,7 @@ describe('the admin port', () => {
     });
     let admin: AdminServer | undefined;
     try {
-      admin = await startAdminServer({
-        settings: GOODS_ADMIN_SETTINGS,
-        registry: createMetricsRegistry(),
+      admin = await startGoodsAdmin({
         host: 'metrics.shop.test',
         port: 0,
         log,
@@ -527,9 +522,7 @@ describe('the admin port', () => {
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.2', resolve));
     const port = (holder.address() as { port: number }).port;
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: 'metrics.shop.test',
       port,
       log,
@@ -558,9 +551,7 @@ describe('the admin port', () => {
 
   it('only warns when the port derived from --port is taken', async () => {
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: '127.0.0.1',
       port: takenPort,
       log,
@@ -698,9 +689,7 @@ describe('the admin port', () => {
   // address's share of the connections was kept for it, and the address listened on had half.
   it('shares the connections out between the addresses it listens on, not those it cannot bind', async () => {
     const { log, lines } = captureLog('goods');
-    const admin = await startAdminServer({
-      settings: GOODS_ADMIN_SETTINGS,
-      registry: createMetricsRegistry(),
+    const admin = await startGoodsAdmin({
       host: 'metrics.shop.test',
       port: 0,
       log,
