@@ -31,3 +31,13 @@ export function tokenProofTimeRefusal(offMs: number): string {
  * the same address.
  */
 export const NODE_REPLACED = 'replaced by a newer registration of the same node';
+
+/**
+ * How the distributor ends a Register or Watch stream (UNAUTHENTICATED) when its CA file changed
+ * and the certificate the stream's connection was made with no longer chains to it: read by the
+ * registration client, which, unlike at other UNAUTHENTICATED refusals, registers again on a new
+ * connection, whose handshake decides (a certificate renewed by a CA still trusted passes; one of
+ * the removed CA does not).
+ */
+export const UNTRUSTED_AFTER_CA_CHANGE =
+  "its certificate's CA is no longer trusted by the distributor: its CA file changed, and the certificate this connection was made with does not chain to any CA in it";

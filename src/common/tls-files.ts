@@ -81,6 +81,12 @@ export interface TlsRefreshOptions {
    * CAs. A renewal is otherwise silent, and one that was taken looks like one that never happened.
    */
   readonly onReload?: (notice: ReloadNotice) => void;
+  /**
+   * Told the certificates of the CA file once changed ones were taken, after onReload: connections
+   * already open were checked against the CAs before, and a server that must not keep a peer whose
+   * CA was removed (the distributor's registry streams) checks them again (see peer-chain.ts).
+   */
+  readonly onCaTaken?: (authorities: readonly X509Certificate[]) => void;
 }
 
 /** What {@link TlsRefreshOptions.onReload} is told. */
@@ -329,6 +335,9 @@ export function watchTlsFiles(
       const before = current;
       current = next;
       tellReload(files, before, next, options.onReload);
+      if (options.onCaTaken && next.ca && !before.ca?.equals(next.ca)) {
+        options.onCaTaken(authoritiesOf(next.ca));
+      }
       lastFailure = reportedFailure = undefined;
     } catch (error) {
       if (stopped) return;
@@ -584,7 +593,7 @@ export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void
 }
 
 /** The certificates of a CA file. */
-function authoritiesOf(pem: Buffer): X509Certificate[] {
+export function authoritiesOf(pem: Buffer): X509Certificate[] {
   return certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
 }
 

@@ -1,3 +1,6 @@
+import type { X509Certificate } from 'node:crypto';
+import type { ServerHttp2Session } from 'node:http2';
+import { type TLSSocket, Server as TlsServer } from 'node:tls';
 import {
   Server,
   type ServerCredentials,
@@ -11,6 +14,7 @@ import { addressGroupOf, unmappedAddress } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
+  http2ServersOf,
   idleConnectionOptions,
   type KeepaliveOptions,
   keepaliveChannelOptions,
@@ -21,11 +25,14 @@ import {
 } from '../common/grpc-server.js';
 import { createHealth, endHealthWatches } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { chainTrustedBy, peerChainOf } from '../common/peer-chain.js';
 import { addReflection } from '../common/reflection.js';
-import { NODE_REPLACED } from '../common/registry-words.js';
+import { NODE_REPLACED, UNTRUSTED_AFTER_CA_CHANGE } from '../common/registry-words.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
 import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-admission.js';
 import { MalformedRequest, strictRequests, strictServer } from '../common/strict-requests.js';
+import { serverCredentials, type TlsFiles, peerIdentities as tlsPeerIdentities } from '../common/tls.js';
+import { tlsProblemLog } from '../common/tls-problem-log.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -102,6 +109,16 @@ export interface DistributorServerOptions {
   limits?: Partial<RegistrationLimits>;
   /** How callers connect: plaintext by default; TLS, or mTLS with a CA (see src/common/tls.ts). */
   credentials?: ServerCredentials;
+  /**
+   * TLS files to serve with instead of `credentials`, read again every `tlsRefreshIntervalMs` (what
+   * they become is logged, see tls-problem-log.ts), with the certificate identities of callers
+   * read from them. With a CA file, when a changed one is taken, every open Register and Watch
+   * stream whose peer's certificate no longer chains to it is ended with UNAUTHENTICATED, and its
+   * connection closed: a CA removed because it leaked cuts the registrations of its certificates.
+   */
+  tls?: TlsFiles;
+  /** How often the files of `tls` are read again; default DEFAULT_TLS_REFRESH_MS. */
+  tlsRefreshIntervalMs?: number;
   /** How much history is kept for subscribers that resume. */
   history?: NodeListFeedOptions;
   /** Metrics of its calls and of the registry (distributor-telemetry.ts); none: nothing is counted. */
@@ -146,11 +163,25 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   const limits = resolveLimits(options.limits);
   const budget = registrationBudget(limits);
   const registry = options.registry ?? new NodeRegistry({ log, limits });
+  if (options.tls && options.credentials) {
+    throw new RangeError('createDistributorServer: give tls or credentials, not both');
+  }
+  /** Set below once the streams it ends exist: see cutUntrustedPeers. */
+  let onCaTaken: (authorities: readonly X509Certificate[]) => void = () => {};
+  const credentials = options.tls
+    ? serverCredentials(options.tls, {
+        ...tlsProblemLog(log),
+        ...(options.tlsRefreshIntervalMs === undefined
+          ? {}
+          : { refreshIntervalMs: options.tlsRefreshIntervalMs }),
+        onCaTaken: (authorities) => onCaTaken(authorities),
+      })
+    : options.credentials;
   const auth = createRegistryAuth({
     token: options.registryToken,
-    peerIdentities: options.peerIdentities,
+    peerIdentities: options.peerIdentities ?? (options.tls ? tlsPeerIdentities : undefined),
     requireCertificateIdentity: options.requireCertificateIdentity,
-    overTls: options.credentials?._isSecure() ?? false,
+    overTls: credentials?._isSecure() ?? false,
   });
   const rateLimiter = new PeerRateLimiter({
     ratePerSecond: limits.registrationsPerSecond,
@@ -198,7 +229,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       instanceId: registry.instanceId,
       sentAt: registry.now(),
     });
-  const openStreams = new Set<{ close(error: ServiceError): void }>();
+  const openStreams = new Set<OpenStream>();
   options.telemetry?.watchRegistry(registry, () => openStreams.size);
 
   /**
@@ -246,7 +277,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       unsubscribe?.();
       lease?.leave(reason);
     };
-    const stream = {
+    const stream: OpenStream = {
+      call,
+      fields: () => ({ grpcMethod: call.getPath().slice(1), peer, ...(lease ? { node: lease.id } : {}) }),
       close(error: ServiceError): void {
         finish(error.message);
         call.emit('error', { code: error.code, details: error.message });
@@ -401,7 +434,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       unsubscribe = registry.subscribe(write);
       write(registry.snapshot());
     }
-    const stream = {
+    const stream: OpenStream = {
+      call,
+      fields: () => ({ grpcMethod: call.getPath().slice(1), peer: observedHost(call.getPeer()) }),
       close(error: ServiceError): void {
         unsubscribe();
         openStreams.delete(stream);
@@ -459,11 +494,65 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   health.addToServer(strictServer(server));
   addReflection(server, [SERVICE_NAME]);
 
+  /** The TLS connections of the server's ports, whose peers' certificates a new CA file is checked against. */
+  const tlsSessions = new Set<ServerHttp2Session>();
+  onCaTaken = (authorities) => {
+    try {
+      cutUntrustedPeers(authorities);
+    } catch (error) {
+      log.error(
+        { event: 'untrusted-check-failed', err: error },
+        'could not check the open registry streams against the new CA file: restart the distributor to cut any whose CA was removed',
+      );
+    }
+  };
+  /**
+   * Ends every Register and Watch stream whose peer's certificate no longer chains to `authorities`
+   * (the CA file just taken), with UNAUTHENTICATED, and closes its connection, which a new handshake
+   * against the new CAs would have to replace: else the caller would register again on it. A node
+   * cut so leaves the list as at any end of its stream. Calls are told from their connection by the
+   * address and port of their peer, as grpc-js names it (call.getPeer()); a stream is cut only when
+   * every connection from there fails the check.
+   */
+  const cutUntrustedPeers = (authorities: readonly X509Certificate[]): void => {
+    if (authorities.length === 0) return;
+    /** By peer ("address:port"), whether every connection from there is no longer trusted. */
+    const untrustedPeers = new Map<string, boolean>();
+    const untrustedSessions: ServerHttp2Session[] = [];
+    for (const session of tlsSessions) {
+      const socket = session.socket as TLSSocket | undefined;
+      if (session.destroyed || !socket?.authorized) continue;
+      const chain = peerChainOf(socket);
+      // No client certificate (TLS without a CA asks for none): nothing was trusted for a CA.
+      if (chain.length === 0) continue;
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      const trusted = chainTrustedBy(chain, authorities);
+      untrustedPeers.set(peer, (untrustedPeers.get(peer) ?? true) && !trusted);
+      if (!trusted) untrustedSessions.push(session);
+    }
+    if (untrustedSessions.length === 0) return;
+    const refusal = new ServiceError(status.UNAUTHENTICATED, UNTRUSTED_AFTER_CA_CHANGE);
+    for (const stream of [...openStreams]) {
+      if (untrustedPeers.get(stream.call.getPeer()) !== true) continue;
+      const fields = stream.fields();
+      log.warn(
+        { event: 'untrusted-after-ca-change', ...fields, code: 'UNAUTHENTICATED' },
+        `ended ${fields.grpcMethod} of ${fields.node ?? 'a caller'} from ${fields.peer}: ${UNTRUSTED_AFTER_CA_CHANGE}`,
+      );
+      stream.close(refusal);
+    }
+    for (const session of untrustedSessions) {
+      // GOAWAY: the statuses just sent still go out; a call that does not end soon is cut with it.
+      session.close();
+      setTimeout(() => session.destroy(), UNTRUSTED_SESSION_GRACE_MS).unref();
+    }
+  };
+
   let admission: StreamAdmission | undefined;
   return {
     registry,
     async listen(host, port) {
-      const bound = await listen(server, host, port, options.credentials, {
+      const bound = await listen(server, host, port, credentials, {
         ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
         log,
         ...(options.unreadAnswerTimeoutMs === undefined
@@ -474,6 +563,13 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
       admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
+      for (const http2Server of http2ServersOf(server)) {
+        if (!(http2Server instanceof TlsServer)) continue;
+        http2Server.on('session', (session: ServerHttp2Session) => {
+          tlsSessions.add(session);
+          session.once('close', () => tlsSessions.delete(session));
+        });
+      }
       return bound;
     },
     async stop(graceMs = 5_000) {
@@ -492,6 +588,17 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     },
   };
 }
+
+/** An open Register or Watch stream, as a stop or a change of CA file ends it. */
+interface OpenStream {
+  readonly call: ServerSurfaceCall;
+  /** What names it in a log line: its method, the peer's address and, once registered, the node. */
+  fields(): { grpcMethod: string; peer: string; node?: string };
+  close(error: ServiceError): void;
+}
+
+/** How long a connection whose certificate's CA was removed may take to send the statuses of its cut streams. */
+const UNTRUSTED_SESSION_GRACE_MS = 1_000;
 
 /**
  * How long new streams may be set up in one event-loop turn before the rest wait for the next:

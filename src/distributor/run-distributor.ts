@@ -4,9 +4,7 @@ import { logGrpcThrough } from '../common/grpc-logging.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
-import { peerIdentities, serverCredentials } from '../common/tls.js';
 import { checkOwnIdentity } from '../common/tls-files.js';
-import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import {
   DISTRIBUTOR_SETTINGS,
@@ -37,10 +35,11 @@ export function runDistributor(): void {
     const distributor = createDistributorServer({
       telemetry,
       log,
-      credentials: serverCredentials(config.tls, tlsProblemLog(log)),
+      // Read again every 5 s; a CA file changed so that a caller's certificate no longer chains to
+      // it ends that caller's Register and Watch streams.
+      ...(config.tls ? { tls: config.tls } : {}),
       // With a CA, every caller has a verified certificate: a node may register only under its name.
       requireCertificateIdentity: config.tls?.caFile !== undefined,
-      peerIdentities,
       maxConnections: config.maxConnections,
       unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs,
       ...(config.registryToken ? { registryToken: config.registryToken } : {}),

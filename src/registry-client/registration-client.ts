@@ -15,7 +15,11 @@ import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } fro
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { PROOF_WINDOW_MS } from '../common/registry-proof.js';
-import { NODE_REPLACED, REGISTRY_TOKEN_REFUSALS } from '../common/registry-words.js';
+import {
+  NODE_REPLACED,
+  REGISTRY_TOKEN_REFUSALS,
+  UNTRUSTED_AFTER_CA_CHANGE,
+} from '../common/registry-words.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import {
@@ -324,7 +328,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       this.emit('disconnected', status);
       const unproven = proof.refusalUnproven(status);
       const olderDistributor = asksForTheBearer(status.code, status.details, this.#hasToken);
-      const retry = unproven || olderDistributor ? 'refused' : retryClassOf(status.code);
+      // Cut for a CA the distributor no longer trusts: the next connection's handshake decides, with
+      // the certificate this component holds now (renewed by the new CA in a CA rotation).
+      const caWithdrawn =
+        status.code === grpcStatus.UNAUTHENTICATED && status.details === UNTRUSTED_AFTER_CA_CHANGE;
+      const retry = unproven || olderDistributor || caWithdrawn ? 'refused' : retryClassOf(status.code);
       const reason = `${grpcStatus[status.code]}: ${status.details}`;
       // The status by name, as the distributor's refusals and a service's call lines write `code`.
       const fields = { code: grpcStatus[status.code] ?? status.code, details: status.details };

@@ -1,0 +1,213 @@
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { type StatusObject, status } from '@grpc/grpc-js';
+import { describe, expect, it, vi } from 'vitest';
+import { UNTRUSTED_AFTER_CA_CHANGE } from '../../src/common/registry-words.js';
+import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
+import type { DistributorServer } from '../../src/distributor/distributor-server.js';
+import { DistributorServiceClient, NodeState, type Snapshot } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
+import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { capturingLogger, type LogLine } from './support/capturing-logger.js';
+import { useDistributorHarness } from './support/distributor-harness.js';
+
+// A CA removed from the distributor's CA file (because it leaked) cuts the Register and Watch
+// streams whose connections were made with certificates of that CA, and only those: TLS checks a
+// certificate's CA at the handshake alone, so without this they stayed registered until a restart.
+
+const { cleanups, startDistributor } = useDistributorHarness();
+
+const testPki = useTestPki('ca-removal-', { names: ['distributor', 'goods', 'gateway', 'members'] });
+
+/** How often every side here reads its TLS files again. */
+const REFRESH_MS = 50;
+const WAIT = { timeout: 5_000, interval: 20 };
+
+/** A folder of this test's own under the PKI's, for files it rewrites. */
+function folder(): string {
+  return mkdtempSync(join(testPki.pki.dir, 'run-'));
+}
+
+/** A copy of `file` in `dir`, which the test may replace. */
+function copyIn(dir: string, file: string, name: string): string {
+  const copy = join(dir, name);
+  copyFileSync(file, copy);
+  return copy;
+}
+
+/** A node registered over mTLS with `files`: every status its stream ended with, and how often it registered. */
+function register(address: string, files: Required<TlsFilePaths>, node = goodsNode()) {
+  const client = new RegistrationClient({
+    distributor: address,
+    node: { ...node, descriptorSet: Buffer.alloc(0), state: NodeState.NODE_STATE_SERVING },
+    credentials: channelCredentials(files, { expectedName: 'distributor', refreshIntervalMs: REFRESH_MS }),
+    channelOptions: secureNamingChannelOptions(files, 'distributor'),
+    backoff: { initialMs: 50, maxMs: 200 },
+  });
+  const ended: StatusObject[] = [];
+  const refusals: StatusObject[] = [];
+  let registrations = 0;
+  client.on('disconnected', (status) => ended.push(status));
+  client.on('refused', (status) => refusals.push(status));
+  client.on('registered', () => registrations++);
+  client.start();
+  cleanups.push(() => client.stop(100));
+  return { ended, refusals, registrations: () => registrations };
+}
+
+/** A Watch over mTLS with `files`: the snapshots it got and how it ended. */
+function watchWith(address: string, files: Required<TlsFilePaths>) {
+  const client = new DistributorServiceClient(
+    address,
+    channelCredentials(files, { expectedName: 'distributor' }),
+    secureNamingChannelOptions(files, 'distributor'),
+  );
+  cleanups.push(() => client.close());
+  const call = client.watch({ subscription: undefined });
+  cleanups.push(() => call.cancel());
+  const snapshots: Snapshot[] = [];
+  call.on('data', (response: { snapshot: Snapshot }) => snapshots.push(response.snapshot));
+  call.on('error', () => {});
+  const ended = new Promise<StatusObject>((resolve) => call.once('status', resolve));
+  return {
+    snapshots,
+    ended,
+    names: () =>
+      snapshots
+        .at(-1)
+        ?.nodes.map((node) => node.name)
+        .sort(),
+  };
+}
+
+const listed = (distributor: DistributorServer): string[] =>
+  distributor.registry
+    .snapshot()
+    .nodes.map((node) => node.name)
+    .sort();
+
+const cut = (lines: LogLine[]): LogLine[] =>
+  lines.filter((line) => line.event === 'untrusted-after-ca-change');
+
+/** Waits for the distributor's `count`th `tls-reloaded` line for `file`. */
+async function reloaded(lines: LogLine[], file: string, count: number): Promise<void> {
+  await vi.waitFor(
+    () =>
+      expect(lines.filter((line) => line.event === 'tls-reloaded' && line.file === file)).toHaveLength(count),
+    WAIT,
+  );
+}
+
+describe("a CA removed from the distributor's CA file", () => {
+  it('ends the Register and Watch streams of its certificates with UNAUTHENTICATED, which leave the list; those of the CA kept go on', async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    // The distributor trusts both CAs, as in the middle of a rotation, or as a shop with a second CA.
+    const caFile = copyIn(dir, pki.bothCasFile, 'ca.crt');
+    const { log, lines, warnings } = capturingLogger();
+    const { distributor, address } = await startDistributor({
+      tls: { ...pki.files('distributor'), caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+      log,
+    });
+    const ofLeakedCa = register(address, pki.foreignFiles('goods'), goodsNode());
+    const ofKeptCa = register(address, pki.files('gateway'), gatewayNode());
+    const outsider = watchWith(address, pki.foreignFiles('members'));
+    const insider = watchWith(address, pki.files('members'));
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway', 'goods']), WAIT);
+    await vi.waitFor(() => expect(insider.names()).toEqual(['gateway', 'goods']), WAIT);
+    await vi.waitFor(() => expect(outsider.snapshots.length).toBeGreaterThan(0), WAIT);
+
+    // The other CA leaked: the operator removes it.
+    replaceFile(pki.caFile, caFile);
+
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway']), WAIT);
+    await vi.waitFor(
+      () =>
+        expect(ofLeakedCa.ended[0]).toMatchObject({
+          code: status.UNAUTHENTICATED,
+          details: UNTRUSTED_AFTER_CA_CHANGE,
+        }),
+      WAIT,
+    );
+    expect(await outsider.ended).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      details: UNTRUSTED_AFTER_CA_CHANGE,
+    });
+    await vi.waitFor(() => expect(insider.names()).toEqual(['gateway']), WAIT);
+    expect(ofKeptCa.ended).toEqual([]);
+
+    // One warning per stream cut, naming the node and its address.
+    expect(cut(warnings())).toEqual([
+      expect.objectContaining({
+        grpcMethod: 'shop.v1.DistributorService/Register',
+        node: 'goods@127.0.0.1:9010',
+        peer: '127.0.0.1',
+        code: 'UNAUTHENTICATED',
+      }),
+      expect.objectContaining({ grpcMethod: 'shop.v1.DistributorService/Watch', peer: '127.0.0.1' }),
+    ]);
+    expect(cut(lines)).toHaveLength(2);
+    expect(JSON.stringify(lines)).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+
+    // Its node tries again, on a new connection whose handshake the new CA file refuses: it stays
+    // out (its connection was closed, or it would have registered again on it at once).
+    await vi.waitFor(() => expect(ofLeakedCa.ended.length).toBeGreaterThanOrEqual(3), WAIT);
+    expect(ofLeakedCa.ended.slice(1).map((ended) => ended.code)).not.toContain(status.OK);
+    expect(ofLeakedCa.registrations()).toBe(1);
+    expect(listed(distributor)).toEqual(['gateway']);
+    expect(ofKeptCa.registrations()).toBe(1);
+  });
+
+  it("cuts nobody through a CA rotation's steps whose streams were made with a certificate of a CA kept; a stream made before its node's renewal is made again at once", async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    const caFile = copyIn(dir, pki.caFile, 'ca.crt');
+    const { log, lines, warnings } = capturingLogger();
+    const own = installCertificate(pki.files('distributor'), dir, 'distributor');
+    const { distributor, address } = await startDistributor({
+      tls: { ...own, caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+      log,
+    });
+    // The gateway's files as a renewer keeps them: replaced in place at step 2.
+    const gatewayFiles = {
+      caFile: pki.bothCasFile,
+      ...installCertificate(pki.files('gateway'), dir, 'gateway'),
+    };
+    const early = register(address, gatewayFiles, gatewayNode());
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway']), WAIT);
+
+    // Step 1: the new CA beside the old one.
+    replaceFile(pki.bothCasFile, caFile);
+    await reloaded(lines, caFile, 1);
+    // Step 2: certificates of the new CA, the distributor's own and the gateway's; a node started
+    // now registers with one.
+    installCertificate(pki.foreignFiles('distributor'), dir, 'distributor');
+    installCertificate(pki.foreignFiles('gateway'), dir, 'gateway');
+    await reloaded(lines, own.certFile, 1);
+    const late = register(address, pki.foreignFiles('goods'), goodsNode());
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway', 'goods']), WAIT);
+    expect(cut(lines)).toEqual([]);
+    expect(early.ended).toEqual([]);
+
+    // Step 3: the old CA removed.
+    replaceFile(pki.otherCaFile, caFile);
+    await reloaded(lines, caFile, 2);
+    // The stream made with a certificate of the new CA goes on.
+    await vi.waitFor(() => expect(early.registrations()).toBe(2), WAIT);
+    expect(late.ended).toEqual([]);
+    expect(late.registrations()).toBe(1);
+    // The gateway's stream was made with its certificate of the old CA, before its renewal: cut, and
+    // made again on a new connection with the renewed one, without giving up.
+    expect(early.ended).toEqual([
+      expect.objectContaining({ code: status.UNAUTHENTICATED, details: UNTRUSTED_AFTER_CA_CHANGE }),
+    ]);
+    expect(early.refusals).toEqual([]);
+    expect(cut(warnings())).toEqual([expect.objectContaining({ node: 'gateway@127.0.0.1:8000' })]);
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway', 'goods']), WAIT);
+  });
+});
