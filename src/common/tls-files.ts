@@ -87,6 +87,13 @@ export interface TlsRefreshOptions {
    * CA was removed (the distributor's registry streams) checks them again (see peer-chain.ts).
    */
   readonly onCaTaken?: (authorities: readonly X509Certificate[]) => void;
+  /**
+   * Told once a changed certificate (a renewal: a new key pair) was taken, after onReload: only new
+   * connections present it, so a connection kept open for long (a registration with the
+   * distributor) still rides on the handshake of the certificate before, and is moved to a new one
+   * (see RegistrationClient.renewConnection). Not told when only the CA file changed.
+   */
+  readonly onCertificateTaken?: () => void;
 }
 
 /** What {@link TlsRefreshOptions.onReload} is told. */
@@ -337,6 +344,9 @@ export function watchTlsFiles(
       tellReload(files, before, next, options.onReload);
       if (options.onCaTaken && next.ca && !before.ca?.equals(next.ca)) {
         options.onCaTaken(authoritiesOf(next.ca));
+      }
+      if (options.onCertificateTaken && next.cert && !before.cert?.equals(next.cert)) {
+        options.onCertificateTaken();
       }
       lastFailure = reportedFailure = undefined;
     } catch (error) {

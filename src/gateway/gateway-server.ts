@@ -369,6 +369,9 @@ class GatewayServer implements Gateway {
     this.#distributorCredentials = channelCredentials(options.tls, {
       expectedName: 'distributor',
       ...tlsProblems,
+      // A renewed certificate: the registration moves to a connection made with it, before a CA
+      // rotation's last step cuts the one made with the certificate before.
+      onCertificateTaken: () => this.#registration?.renewConnection(),
     });
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
     this.#telemetry = new GatewayTelemetry(

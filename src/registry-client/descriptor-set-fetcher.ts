@@ -5,16 +5,18 @@ import type { DescriptorSetFetcher } from './registry-view.js';
 
 /**
  * Fetches descriptor sets with GetDescriptorSet over the distributor client of the moment (see
- * DistributorConnection), with the credentials its other calls carry, each call within `timeoutMs`.
- * A set whose answer did not prove the distributor holds the token is refused, not routed by.
+ * DistributorConnection; over the connection of the moment when given a function, as a
+ * registration moved to a new connection has), with the credentials its other calls carry, each
+ * call within `timeoutMs`. A set whose answer did not prove the distributor holds the token is refused, not routed by.
  */
 export function createDescriptorSetFetcher(
-  connection: DistributorConnection,
+  connectionOf: DistributorConnection | (() => DistributorConnection),
   credentials: RegistryCredentials,
   timeoutMs = 10_000,
 ): DescriptorSetFetcher {
   return (sha256) =>
     new Promise((resolve, reject) => {
+      const connection = typeof connectionOf === 'function' ? connectionOf() : connectionOf;
       const { options, check } = credentials.forCall(DISTRIBUTOR_METHODS.getDescriptorSet, connection);
       const call = connection.client.getDescriptorSet(
         { sha256 },

@@ -123,7 +123,9 @@ export const CLOCK_WARNING_MS = 60_000;
  * lost it (a restart) needs no second round, and one of the first contract understands it.
  */
 export class RegistrationClient extends EventEmitter<RegistrationEvents> {
-  readonly #connection: DistributorConnection;
+  /** The connection registrations go out on; a new one once the registration moved (see renewConnection). */
+  #connection: DistributorConnection;
+  readonly #makeConnection: () => DistributorConnection;
   readonly #node: NodeDescription;
   readonly #view: RegistryView | undefined;
   readonly #log: Logger;
@@ -139,7 +141,16 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #state: NodeState;
   /** The status code and the gist of the details of the last failure, to tell a new reason. */
   #lastFailure: string | undefined;
-  #call: ClientDuplexStream<RegisterRequest, RegisterResponse> | undefined;
+  #call: RegisterCall | undefined;
+  /**
+   * The registration made again on a new connection while the current one still holds (see
+   * renewConnection), until it is acknowledged or fails.
+   */
+  #move: { call: RegisterCall; connection: DistributorConnection } | undefined;
+  /** A move was asked for when none could start (not registered yet, or one under way). */
+  #movePending = false;
+  /** Registrations whose end is expected (the one a move replaced): they end without a word. */
+  readonly #retired = new WeakSet<RegisterCall>();
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
   /** When the current registration was acknowledged (performance.now()), while registered. */
@@ -182,24 +193,26 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     const channelCredentials = options.credentials ?? credentials.createInsecure();
     // The credentials say it whoever made them: grpc-js's own secure/insecure test, in its typings.
     this.#ownTls = channelCredentials._isSecure();
-    this.#connection = new DistributorConnection(
-      options.distributor,
-      channelCredentials,
-      {
-        ...options.channelOptions,
-        ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
-        // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
-        // attempts long after the distributor is back: an attempt of ours made while it waits fails
-        // at once, and ours then waits its own backoff on top. Capped at a second, a reconnection
-        // (a TCP connect, nothing registered) is ready by the time our next attempt comes.
-        'grpc.initial_reconnect_backoff_ms': Math.min(this.#backoff.initialMs, CHANNEL_RECONNECT_MAX_MS),
-        'grpc.max_reconnect_backoff_ms': Math.min(this.#backoff.maxMs, CHANNEL_RECONNECT_MAX_MS),
-      },
-      options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-    );
+    this.#makeConnection = () =>
+      new DistributorConnection(
+        options.distributor,
+        channelCredentials,
+        {
+          ...options.channelOptions,
+          ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
+          // The channel's own reconnect backoff (1 s growing to 120 s by default) would hold back our
+          // attempts long after the distributor is back: an attempt of ours made while it waits fails
+          // at once, and ours then waits its own backoff on top. Capped at a second, a reconnection
+          // (a TCP connect, nothing registered) is ready by the time our next attempt comes.
+          'grpc.initial_reconnect_backoff_ms': Math.min(this.#backoff.initialMs, CHANNEL_RECONNECT_MAX_MS),
+          'grpc.max_reconnect_backoff_ms': Math.min(this.#backoff.maxMs, CHANNEL_RECONNECT_MAX_MS),
+        },
+        options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+      );
+    this.#connection = this.#makeConnection();
     if (options.watchNodes) {
       this.#view = new RegistryView({
-        fetchDescriptorSet: createDescriptorSetFetcher(this.#connection, this.#credentials),
+        fetchDescriptorSet: createDescriptorSetFetcher(() => this.#connection, this.#credentials),
         log: this.#log,
       });
       this.#view.on('snapshot', (snapshot) => this.#onSnapshot(snapshot));
@@ -257,7 +270,40 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   setState(state: NodeState.NODE_STATE_SERVING | NodeState.NODE_STATE_DRAINING): void {
     if (this.#state === state) return;
     this.#state = state;
-    this.#call?.write({ kind: { $case: 'state', value: state }, options: undefined });
+    // During a move, both registrations: the new one may have gone out with the state before.
+    for (const call of [this.#call, this.#move?.call]) {
+      call?.write({ kind: { $case: 'state', value: state }, options: undefined });
+    }
+  }
+
+  /**
+   * Moves the registration to a new connection, make-before-break: registers again on a new channel
+   * (a new TLS handshake, with the certificate the component holds now), which the distributor takes
+   * as the same node registered again (listed without a gap: watchers see an update, not a leave),
+   * and closes the old connection once the new registration is acknowledged. Called when the
+   * component's certificate was renewed (TlsRefreshOptions.onCertificateTaken): the connection made
+   * with the certificate before would be cut once the distributor drops its CA (the last step of a CA
+   * rotation), its node leaving the list until it registered again. Not registered yet, the next
+   * registration goes out on a new connection instead. If the new registration fails, the old one
+   * stays (told as a warning).
+   */
+  renewConnection(): void {
+    if (!this.#started || this.#stopped) return;
+    if (this.#move || (this.#call && this.#nodeId === undefined)) {
+      // Done once the registration under way holds (see #onResponse).
+      this.#movePending = true;
+      return;
+    }
+    if (!this.#call) {
+      // Waiting to try again: the next attempt goes out on a new connection.
+      const old = this.#connection;
+      this.#connection = this.#makeConnection();
+      old.close();
+      return;
+    }
+    this.#movePending = false;
+    const connection = this.#makeConnection();
+    this.#move = { call: this.#open(connection), connection };
   }
 
   /** Says draining, ends the stream (waiting for the distributor's answer at most `timeoutMs`), and closes. */
@@ -265,6 +311,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
+    const move = this.#move;
+    this.#move = undefined;
+    if (move) {
+      this.#retired.add(move.call);
+      move.call.cancel();
+      move.connection.close();
+    }
     const call = this.#call;
     if (call) {
       this.setState(NodeState.NODE_STATE_DRAINING);
@@ -286,29 +339,69 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   #connect(): void {
     if (this.#stopped) return;
+    this.#call = this.#open(this.#connection);
+  }
+
+  /** Registers over `connection`: the current registration, or the one a move makes (see renewConnection). */
+  #open(connection: DistributorConnection): RegisterCall {
     const { options, check } = this.#credentials.forCall(
       DISTRIBUTOR_METHODS.register,
-      this.#connection,
+      connection,
       this.#node,
     );
-    const call = this.#connection.client.register(new Metadata(), options);
-    this.#call = call;
-    const deadline = new FirstAnswerDeadline(
-      call,
-      this.#answerTimeoutMs,
-      'the registration',
-      this.#connection,
-    );
+    const call = connection.client.register(new Metadata(), options);
+    const deadline = new FirstAnswerDeadline(call, this.#answerTimeoutMs, 'the registration', connection);
     const proof = check(call);
     call.on('data', (response: RegisterResponse) => {
-      if (!proof.proven) return;
+      if (!proof.proven || this.#retired.has(call)) return;
       deadline.clear();
+      if (this.#move?.call === call) {
+        if (response.nodeId) this.#moved();
+      } else if (this.#move) {
+        // The registration being replaced: the new stream tells the node list and the state now.
+        return;
+      }
       this.#onResponse(call, response);
+      if (this.#movePending && this.#nodeId !== undefined && this.#call === call && !this.#move) {
+        this.renewConnection();
+      }
     });
     // Every end of the call is reported by 'status'; 'error' must be listened to, or it would throw.
     call.on('error', () => {});
     call.once('status', (ended: StatusObject) => {
       const status = proof.statusOf(deadline.statusOf(ended));
+      if (this.#retired.has(call)) return;
+      const move = this.#move;
+      if (move?.call === call) {
+        // The new registration failed before it held: the one before goes on, if it still does.
+        this.#move = undefined;
+        move.connection.close();
+        if (this.#call && !this.#stopped) {
+          this.#log.warn(
+            {
+              event: 'registration-move-failed',
+              code: grpcStatus[status.code] ?? status.code,
+              details: status.details,
+            },
+            `could not register again on a new connection with the renewed certificate (${grpcStatus[status.code]}: ${status.details}); the registration stays on the connection made with the certificate before, which the distributor cuts if it no longer trusts that certificate's CA`,
+          );
+          // Its answers were set aside during the move: the node list is asked for whole again.
+          if (this.#view) {
+            this.#view.restart();
+            this.#call.write({
+              kind: { $case: 'resync', value: { resumeInstanceId: '', resumeRevision: 0 } },
+              options: undefined,
+            });
+          }
+          return;
+        }
+      } else if (move && this.#call === call) {
+        // The registration being moved ended (replaced by the new one, as expected, or cut): the new
+        // one decides, and a failure of it is handled as this end would have been.
+        this.#retired.add(call);
+        this.#call = undefined;
+        return;
+      }
       if (this.#call === call) this.#call = undefined;
       // A registration is a success that restarts the backoff, unless another process registering
       // the same node (a copied --advertise-host) took it over before it held: retrying within ms,
@@ -389,6 +482,30 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       kind: { $case: 'node', value: { ...this.#node, state: this.#state } },
       options: { nodeList: this.#view?.resumePoint() },
     });
+    return call;
+  }
+
+  /**
+   * The move's registration was acknowledged: the distributor replaced the one before with it (and
+   * ends that one with NODE_REPLACED, expected here). The old connection is closed.
+   */
+  #moved(): void {
+    const move = this.#move;
+    if (!move) return;
+    this.#move = undefined;
+    const old = this.#call;
+    const oldConnection = this.#connection;
+    this.#call = move.call;
+    this.#connection = move.connection;
+    if (old) {
+      this.#retired.add(old);
+      old.cancel();
+    }
+    oldConnection.close();
+    this.#log.info(
+      { event: 'registration-moved', node: this.#nodeId },
+      'registered again on a new connection, made with the renewed certificate; the connection before is closed',
+    );
   }
 
   #onResponse(call: ClientDuplexStream<RegisterRequest, RegisterResponse>, response: RegisterResponse): void {
@@ -455,6 +572,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 }
+
+type RegisterCall = ClientDuplexStream<RegisterRequest, RegisterResponse>;
 
 /** Whether the registration ended because a newer one of the same node replaced it. */
 function takenOver(ended: StatusObject): boolean {

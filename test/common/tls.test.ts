@@ -319,13 +319,19 @@ describe('rotation without restart', () => {
     }
   });
 
-  it('says what it took: the certificate file with its new end, the CA file with its CAs', async () => {
+  it('says what it took: the certificate file with its new end, the CA file with its CAs; a new certificate alone as one taken', async () => {
     const files = rotatable('goods', pki.files('goods'));
     const onReload = vi.fn();
-    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onReload });
+    const onCertificateTaken = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, {
+      ...REFRESH,
+      onReload,
+      onCertificateTaken,
+    });
     try {
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(onReload).not.toHaveBeenCalled();
+      expect(onCertificateTaken).not.toHaveBeenCalled();
       const renewed = pki.issue('goods-reloaded', { identity: 'goods' });
       installCertificate(renewed, files.folder, 'goods');
       await vi.waitFor(() => expect(onReload).toHaveBeenCalledOnce(), WAIT);
@@ -337,6 +343,7 @@ describe('rotation without restart', () => {
         fingerprint: certificate.fingerprint256,
         certificates: 1,
       });
+      expect(onCertificateTaken).toHaveBeenCalledOnce();
       replaceFile(pki.bothCasFile, files.caFile);
       await vi.waitFor(() => expect(onReload).toHaveBeenCalledTimes(2), WAIT);
       expect(onReload).toHaveBeenLastCalledWith(
@@ -344,6 +351,8 @@ describe('rotation without restart', () => {
       );
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(onReload).toHaveBeenCalledTimes(2);
+      // The CA file's change is no new certificate.
+      expect(onCertificateTaken).toHaveBeenCalledOnce();
     } finally {
       stop();
     }

@@ -2,6 +2,7 @@ import { copyFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { type StatusObject, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
+import { silentLogger } from '../../src/common/logger.js';
 import { UNTRUSTED_AFTER_CA_CHANGE } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import type { DistributorServer } from '../../src/distributor/distributor-server.js';
@@ -36,24 +37,43 @@ function copyIn(dir: string, file: string, name: string): string {
   return copy;
 }
 
-/** A node registered over mTLS with `files`: every status its stream ended with, and how often it registered. */
-function register(address: string, files: Required<TlsFilePaths>, node = goodsNode()) {
-  const client = new RegistrationClient({
+/**
+ * A node registered over mTLS with `files`: every status its stream ended with, and how often it
+ * registered. Its registration moves to a new connection when its certificate is renewed, as a
+ * service's and a gateway's do (start-service.ts, gateway-server.ts).
+ */
+function register(
+  address: string,
+  files: Required<TlsFilePaths>,
+  node = goodsNode(),
+  { log = silentLogger(), watchNodes = false } = {},
+) {
+  let client: RegistrationClient | undefined;
+  client = new RegistrationClient({
     distributor: address,
     node: { ...node, descriptorSet: Buffer.alloc(0), state: NodeState.NODE_STATE_SERVING },
-    credentials: channelCredentials(files, { expectedName: 'distributor', refreshIntervalMs: REFRESH_MS }),
+    credentials: channelCredentials(files, {
+      expectedName: 'distributor',
+      refreshIntervalMs: REFRESH_MS,
+      onCertificateTaken: () => client?.renewConnection(),
+    }),
     channelOptions: secureNamingChannelOptions(files, 'distributor'),
     backoff: { initialMs: 50, maxMs: 200 },
+    log,
+    watchNodes,
   });
   const ended: StatusObject[] = [];
   const refusals: StatusObject[] = [];
   let registrations = 0;
+  /** The names of each node list it got (with `watchNodes`, as a gateway). */
+  const lists: string[][] = [];
+  client.on('snapshot', (snapshot) => lists.push(snapshot.nodes.map((listed) => listed.name).sort()));
   client.on('disconnected', (status) => ended.push(status));
   client.on('refused', (status) => refusals.push(status));
   client.on('registered', () => registrations++);
   client.start();
-  cleanups.push(() => client.stop(100));
-  return { ended, refusals, registrations: () => registrations };
+  cleanups.push(() => client?.stop(100));
+  return { ended, refusals, lists, registrations: () => registrations };
 }
 
 /** A Watch over mTLS with `files`: the snapshots it got and how it ended. */
@@ -161,7 +181,7 @@ describe("a CA removed from the distributor's CA file", () => {
     expect(ofKeptCa.registrations()).toBe(1);
   });
 
-  it("cuts nobody through a CA rotation's steps whose streams were made with a certificate of a CA kept; a stream made before its node's renewal is made again at once", async () => {
+  it("cuts nobody through a CA rotation's steps: a registration made before its node's renewal moves to a new connection with the renewed certificate, without leaving the list", async () => {
     const { pki } = testPki;
     const dir = folder();
     const caFile = copyIn(dir, pki.caFile, 'ca.crt');
@@ -173,41 +193,68 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
+    const removed: string[] = [];
+    cleanups.push(
+      distributor.registry.onChange((change) => {
+        if (change.kind === 'removed') removed.push(change.nodeId);
+      }),
+    );
     // The gateway's files as a renewer keeps them: replaced in place at step 2.
     const gatewayFiles = {
       caFile: pki.bothCasFile,
       ...installCertificate(pki.files('gateway'), dir, 'gateway'),
     };
-    const early = register(address, gatewayFiles, gatewayNode());
+    const gatewayLog = capturingLogger();
+    // As a gateway, it follows the node list on its registration stream.
+    const early = register(address, gatewayFiles, gatewayNode(), { log: gatewayLog.log, watchNodes: true });
     await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway']), WAIT);
+    const joins = (): unknown[] =>
+      lines.filter((line) => line.event === 'join' || line.event === 'rejoin').map((line) => line.event);
 
-    // Step 1: the new CA beside the old one.
+    // Step 1: the new CA beside the old one. A watcher of the new CA from then on.
     replaceFile(pki.bothCasFile, caFile);
     await reloaded(lines, caFile, 1);
+    const watcher = watchWith(address, { ...pki.foreignFiles('members'), caFile: pki.bothCasFile });
+    await vi.waitFor(() => expect(watcher.names()).toEqual(['gateway']), WAIT);
     // Step 2: certificates of the new CA, the distributor's own and the gateway's; a node started
     // now registers with one.
     installCertificate(pki.foreignFiles('distributor'), dir, 'distributor');
     installCertificate(pki.foreignFiles('gateway'), dir, 'gateway');
     await reloaded(lines, own.certFile, 1);
+    // The gateway took its renewed certificate: registered again from a new connection, replacing
+    // its entry in place, the connection before closed.
+    await vi.waitFor(
+      () => expect(gatewayLog.lines.filter((line) => line.event === 'registration-moved')).toHaveLength(1),
+      WAIT,
+    );
+    expect(joins()).toEqual(['join', 'rejoin']);
     const late = register(address, pki.foreignFiles('goods'), goodsNode());
     await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway', 'goods']), WAIT);
     expect(cut(lines)).toEqual([]);
-    expect(early.ended).toEqual([]);
 
-    // Step 3: the old CA removed.
+    // Step 3: the old CA removed. Nothing was made with a certificate of it any more: nobody is cut.
     replaceFile(pki.otherCaFile, caFile);
     await reloaded(lines, caFile, 2);
-    // The stream made with a certificate of the new CA goes on.
-    await vi.waitFor(() => expect(early.registrations()).toBe(2), WAIT);
+    await new Promise((resolve) => setTimeout(resolve, 10 * REFRESH_MS));
+    expect(cut(lines)).toEqual([]);
+    expect(listed(distributor)).toEqual(['gateway', 'goods']);
+    expect(early.ended).toEqual([]);
+    expect(early.refusals).toEqual([]);
+    expect(early.registrations()).toBe(1);
     expect(late.ended).toEqual([]);
     expect(late.registrations()).toBe(1);
-    // The gateway's stream was made with its certificate of the old CA, before its renewal: cut, and
-    // made again on a new connection with the renewed one, without giving up.
-    expect(early.ended).toEqual([
-      expect.objectContaining({ code: status.UNAUTHENTICATED, details: UNTRUSTED_AFTER_CA_CHANGE }),
-    ]);
-    expect(early.refusals).toEqual([]);
-    expect(cut(warnings())).toEqual([expect.objectContaining({ node: 'gateway@127.0.0.1:8000' })]);
-    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway', 'goods']), WAIT);
+    // The gateway never left: the distributor never removed it, and no node list the watcher got
+    // from step 1 on is without it.
+    expect(removed).toEqual([]);
+    await vi.waitFor(() => expect(watcher.names()).toEqual(['gateway', 'goods']), WAIT);
+    expect(
+      watcher.snapshots.filter((snapshot) => !snapshot.nodes.some((node) => node.name === 'gateway')),
+    ).toEqual([]);
+    // Its own node list went on over the new stream (goods joined after the move).
+    await vi.waitFor(() => expect(early.lists.at(-1)).toEqual(['gateway', 'goods']), WAIT);
+    expect(early.lists.filter((names) => !names.includes('gateway'))).toEqual([]);
+    // The replaced registration's end was expected: the gateway said nothing of it.
+    expect(gatewayLog.warnings()).toEqual([]);
+    expect(warnings()).toEqual([]);
   });
 });

@@ -77,9 +77,13 @@ export async function startService<Store extends ServiceStore, Options>(
   // Unreadable certificate files stop the start here, before anything is opened.
   const tlsProblems = tlsProblemLog(log);
   const credentials = serverCredentials(config.tls, tlsProblems);
+  let registration: RegistrationClient | undefined;
   const distributorCredentials = channelCredentials(config.tls, {
     expectedName: 'distributor',
     ...tlsProblems,
+    // A renewed certificate: the registration moves to a connection made with it, before a CA
+    // rotation's last step cuts the one made with the certificate before.
+    onCertificateTaken: () => registration?.renewConnection(),
   });
   // Metrics and request ids (issue 11); the process's own metrics only where /metrics is served.
   const observability = config.observability;
@@ -92,7 +96,6 @@ export async function startService<Store extends ServiceStore, Options>(
   // Whether the gateway should send this instance requests, as the distributor lists it.
   const listedState = (serving: boolean) =>
     serving ? NodeState.NODE_STATE_SERVING : NodeState.NODE_STATE_DRAINING;
-  let registration: RegistrationClient | undefined;
   const server = createServiceServer(service, {
     store,
     log,
