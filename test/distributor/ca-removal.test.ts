@@ -257,4 +257,44 @@ describe("a CA removed from the distributor's CA file", () => {
     expect(gatewayLog.warnings()).toEqual([]);
     expect(warnings()).toEqual([]);
   });
+
+  it('keeps a registration on its connection when the distributor refuses the renewed certificate (its CA not added yet)', async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    const { log, lines } = capturingLogger();
+    const { distributor, address } = await startDistributor({
+      tls: { ...pki.files('distributor'), caFile: pki.caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+      log,
+    });
+    const removed: string[] = [];
+    cleanups.push(
+      distributor.registry.onChange((change) => {
+        if (change.kind === 'removed') removed.push(change.nodeId);
+      }),
+    );
+    const gatewayFiles = {
+      caFile: pki.bothCasFile,
+      ...installCertificate(pki.files('gateway'), dir, 'gateway'),
+    };
+    const gatewayLog = capturingLogger();
+    const gateway = register(address, gatewayFiles, gatewayNode(), { log: gatewayLog.log, watchNodes: true });
+    await vi.waitFor(() => expect(gateway.lists.at(-1)).toEqual(['gateway']), WAIT);
+
+    // Step 2 before step 1: the gateway renewed by the new CA, which the distributor does not trust.
+    installCertificate(pki.foreignFiles('gateway'), dir, 'gateway');
+    await vi.waitFor(
+      () => expect(gatewayLog.warnings().map((line) => line.event)).toEqual(['registration-move-failed']),
+      WAIT,
+    );
+    // The registration made before stays, and its node list goes on (asked for whole again).
+    const goods = register(address, pki.files('goods'), goodsNode());
+    await vi.waitFor(() => expect(gateway.lists.at(-1)).toEqual(['gateway', 'goods']), WAIT);
+    expect(gateway.ended).toEqual([]);
+    expect(gateway.registrations()).toBe(1);
+    expect(goods.ended).toEqual([]);
+    expect(removed).toEqual([]);
+    expect(lines.filter((line) => line.event === 'rejoin')).toEqual([]);
+  });
 });
