@@ -6,8 +6,11 @@ import { silentLogger } from '../../src/common/logger.js';
 import { UNTRUSTED_AFTER_CA_CHANGE } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import type { DistributorServer } from '../../src/distributor/distributor-server.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
 import { DistributorServiceClient, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { startService } from '../../src/services/common/start-service.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
 import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
 import { capturingLogger, type LogLine } from './support/capturing-logger.js';
@@ -297,4 +300,68 @@ describe("a CA removed from the distributor's CA file", () => {
     expect(removed).toEqual([]);
     expect(lines.filter((line) => line.event === 'rejoin')).toEqual([]);
   });
+
+  it("moves a service's and a gateway's registrations at their renewal: step 3 cuts neither", async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    const caFile = copyIn(dir, pki.caFile, 'ca.crt');
+    const { log, lines } = capturingLogger();
+    const own = installCertificate(pki.files('distributor'), dir, 'distributor');
+    const { distributor, address } = await startDistributor({
+      tls: { ...own, caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+      log,
+    });
+    const removed: string[] = [];
+    cleanups.push(
+      distributor.registry.onChange((change) => {
+        if (change.kind === 'removed') removed.push(change.nodeId);
+      }),
+    );
+    // Their files read again every 5 s, as components do.
+    const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
+    const goodsLog = capturingLogger();
+    const goods = await startService(
+      goodsService,
+      {
+        host: '127.0.0.1',
+        port: 0,
+        distributor: address,
+        advertiseHost: '127.0.0.1',
+        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
+        tls: goodsFiles,
+        logLevel: 'silent',
+      },
+      { log: goodsLog.log, graceMs: 100, drainNoticeMs: 50 },
+    );
+    cleanups.push(() => goods.stop());
+    const gatewayFiles = {
+      caFile: pki.bothCasFile,
+      ...installCertificate(pki.files('gateway'), dir, 'gateway'),
+    };
+    const gatewayLog = capturingLogger();
+    const gateway = createGateway({ distributor: address, tls: gatewayFiles, log: gatewayLog.log });
+    cleanups.push(() => gateway.stop());
+    await gateway.listen('127.0.0.1', 0);
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway', 'goods']), WAIT);
+
+    replaceFile(pki.bothCasFile, caFile);
+    await reloaded(lines, caFile, 1);
+    installCertificate(pki.foreignFiles('distributor'), dir, 'distributor');
+    installCertificate(pki.foreignFiles('goods'), dir, 'goods');
+    installCertificate(pki.foreignFiles('gateway'), dir, 'gateway');
+    const moved = (logged: LogLine[]) => logged.filter((line) => line.event === 'registration-moved');
+    await vi.waitFor(() => expect(moved(goodsLog.lines)).toHaveLength(1), { ...WAIT, timeout: 15_000 });
+    await vi.waitFor(() => expect(moved(gatewayLog.lines)).toHaveLength(1), { ...WAIT, timeout: 15_000 });
+
+    replaceFile(pki.otherCaFile, caFile);
+    await reloaded(lines, caFile, 2);
+    await new Promise((resolve) => setTimeout(resolve, 10 * REFRESH_MS));
+    expect(cut(lines)).toEqual([]);
+    expect(removed).toEqual([]);
+    expect(listed(distributor)).toEqual(['gateway', 'goods']);
+    expect(goodsLog.warnings()).toEqual([]);
+    expect(gatewayLog.warnings()).toEqual([]);
+  }, 30_000);
 });
