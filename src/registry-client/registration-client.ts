@@ -149,6 +149,12 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   #move: { call: RegisterCall; connection: DistributorConnection } | undefined;
   /** A move was asked for when none could start (not registered yet, or one under way). */
   #movePending = false;
+  /**
+   * The last state the registration being moved acknowledged while the move was under way (its
+   * answers are set aside then): taken if the move fails, else a setState of that time (a drain)
+   * would never be told acknowledged.
+   */
+  #asideAck: NodeState | undefined;
   /** Registrations whose end is expected (the one a move replaced): they end without a word. */
   readonly #retired = new WeakSet<RegisterCall>();
   #retryTimer: NodeJS.Timeout | undefined;
@@ -302,6 +308,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       return;
     }
     this.#movePending = false;
+    this.#asideAck = undefined;
     const connection = this.#makeConnection();
     this.#move = { call: this.#open(connection), connection };
   }
@@ -358,7 +365,9 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       if (this.#move?.call === call) {
         if (response.nodeId) this.#moved();
       } else if (this.#move) {
-        // The registration being replaced: the new stream tells the node list and the state now.
+        // The registration being replaced: the new stream tells the node list and the state now;
+        // a state it acknowledges is kept aside for a move that fails.
+        if (response.ack) this.#asideAck = response.ack.state;
         return;
       }
       this.#onResponse(call, response);
@@ -385,6 +394,15 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
             },
             `could not register again on a new connection with the renewed certificate (${grpcStatus[status.code]}: ${status.details}); the registration stays on the connection made with the certificate before, which the distributor cuts if it no longer trusts that certificate's CA`,
           );
+          const aside = this.#asideAck;
+          this.#asideAck = undefined;
+          if (aside !== undefined && aside !== this.#acknowledgedState) this.#acknowledge(aside);
+          // A renewal taken during the move (its connection may have been made with the certificate
+          // before): a move of its own, which resumes the node list from where it was set aside.
+          if (this.#movePending) {
+            this.renewConnection();
+            return;
+          }
           // Its answers were set aside during the move: the node list is asked for whole again.
           if (this.#view) {
             this.#view.restart();
@@ -493,6 +511,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     const move = this.#move;
     if (!move) return;
     this.#move = undefined;
+    this.#asideAck = undefined;
     const old = this.#call;
     const oldConnection = this.#connection;
     this.#call = move.call;

@@ -49,7 +49,11 @@ function register(
   address: string,
   files: Required<TlsFilePaths>,
   node = goodsNode(),
-  { log = silentLogger(), watchNodes = false } = {},
+  {
+    log = silentLogger(),
+    watchNodes = false,
+    onRenewal = (renewing: RegistrationClient) => renewing.renewConnection(),
+  } = {},
 ) {
   let client: RegistrationClient | undefined;
   client = new RegistrationClient({
@@ -58,7 +62,7 @@ function register(
     credentials: channelCredentials(files, {
       expectedName: 'distributor',
       refreshIntervalMs: REFRESH_MS,
-      onCertificateTaken: () => client?.renewConnection(),
+      onCertificateTaken: () => client && onRenewal(client),
     }),
     channelOptions: secureNamingChannelOptions(files, 'distributor'),
     backoff: { initialMs: 50, maxMs: 200 },
@@ -76,7 +80,7 @@ function register(
   client.on('registered', () => registrations++);
   client.start();
   cleanups.push(() => client?.stop(100));
-  return { ended, refusals, lists, registrations: () => registrations };
+  return { client, ended, refusals, lists, registrations: () => registrations };
 }
 
 /** A Watch over mTLS with `files`: the snapshots it got and how it ended. */
@@ -299,6 +303,82 @@ describe("a CA removed from the distributor's CA file", () => {
     expect(goods.ended).toEqual([]);
     expect(removed).toEqual([]);
     expect(lines.filter((line) => line.event === 'rejoin')).toEqual([]);
+  });
+
+  it('tells a drain acknowledged on the connection before when the move under way at the time fails', async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    const { distributor, address } = await startDistributor({
+      tls: { ...pki.files('distributor'), caFile: pki.caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+    });
+    const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
+    const goodsLog = capturingLogger();
+    const goods = register(address, goodsFiles, goodsNode(), {
+      log: goodsLog.log,
+      // The service starts draining (a SIGTERM) while its registration moves.
+      onRenewal: (renewing) => {
+        renewing.renewConnection();
+        renewing.setState(NodeState.NODE_STATE_DRAINING);
+      },
+    });
+    await vi.waitFor(() => expect(goods.client.acknowledgedState).toBe(NodeState.NODE_STATE_SERVING), WAIT);
+
+    // Renewed by a CA the distributor does not trust yet: the move fails, the registration before stays.
+    installCertificate(pki.foreignFiles('goods'), dir, 'goods');
+    await vi.waitFor(
+      () => expect(goodsLog.warnings().map((line) => line.event)).toEqual(['registration-move-failed']),
+      WAIT,
+    );
+    expect(distributor.registry.snapshot().nodes.map((node) => node.state)).toEqual([
+      NodeState.NODE_STATE_DRAINING,
+    ]);
+    // What the distributor acknowledged on that registration during the move is told.
+    await vi.waitFor(() => expect(goods.client.acknowledgedState).toBe(NodeState.NODE_STATE_DRAINING), WAIT);
+    expect(goods.ended).toEqual([]);
+  });
+
+  it('tries a renewal taken while a move was under way once that move failed', async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    const { address } = await startDistributor({
+      tls: { ...pki.files('distributor'), caFile: pki.caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+    });
+    const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
+    const goodsLog = capturingLogger();
+    let renewals = 0;
+    const goods = register(address, goodsFiles, goodsNode(), {
+      log: goodsLog.log,
+      // Two renewals, the second while the first one's move is under way.
+      onRenewal: (renewing) => {
+        renewals++;
+        renewing.renewConnection();
+        renewing.renewConnection();
+      },
+    });
+    await vi.waitFor(() => expect(goods.registrations()).toBe(1), WAIT);
+
+    installCertificate(pki.foreignFiles('goods'), dir, 'goods');
+    // Each renewal got its move (both refused here: the distributor does not trust their CA yet).
+    await vi.waitFor(
+      () =>
+        expect(goodsLog.warnings().map((line) => line.event)).toEqual([
+          'registration-move-failed',
+          'registration-move-failed',
+        ]),
+      WAIT,
+    );
+    expect(renewals).toBe(1);
+    // None is left pending, to go out at some later answer: a state acknowledged starts no move.
+    goods.client.setState(NodeState.NODE_STATE_DRAINING);
+    await vi.waitFor(() => expect(goods.client.acknowledgedState).toBe(NodeState.NODE_STATE_DRAINING), WAIT);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(goodsLog.warnings()).toHaveLength(2);
+    expect(goods.ended).toEqual([]);
+    expect(goods.registrations()).toBe(1);
   });
 
   it("moves a service's and a gateway's registrations at their renewal: step 3 cuts neither", async () => {
