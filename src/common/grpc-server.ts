@@ -1,4 +1,4 @@
-import type { Http2SecureServer, Http2Server } from 'node:http2';
+import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { type ChannelOptions, type Server, ServerCredentials } from '@grpc/grpc-js';
@@ -300,6 +300,28 @@ export function http2ServersOf(server: Server): (Http2Server | Http2SecureServer
     throw new Error('this grpc-js keeps its HTTP/2 servers elsewhere: its connections cannot be bounded');
   }
   return [...http2Servers.keys()] as (Http2Server | Http2SecureServer)[];
+}
+
+/**
+ * The HTTP/2 sessions open on a server's ports, as grpc-js itself keeps them (by port, from the
+ * moment each was accepted: grpc-js's 'session' listener is wired at the bind, where a listener of
+ * ours wired once `listen` resolved would miss those accepted meanwhile, as during its lookup of a
+ * host name).
+ */
+export function http2SessionsOf(
+  server: Server,
+): { http2Server: Http2Server | Http2SecureServer; sessions: ServerHttp2Session[] }[] {
+  const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(http2Servers instanceof Map)) {
+    throw new Error('this grpc-js keeps its HTTP/2 servers elsewhere: their sessions cannot be found');
+  }
+  return [...http2Servers].map(([http2Server, record]) => {
+    const sessions = (record as { sessions?: unknown } | undefined)?.sessions;
+    if (!(sessions instanceof Set)) {
+      throw new Error('this grpc-js keeps the sessions of its ports elsewhere: they cannot be found');
+    }
+    return { http2Server, sessions: [...sessions] as ServerHttp2Session[] };
+  });
 }
 
 /**

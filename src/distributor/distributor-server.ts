@@ -14,7 +14,7 @@ import { addressGroupOf, unmappedAddress } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
-  http2ServersOf,
+  http2SessionsOf,
   idleConnectionOptions,
   type KeepaliveOptions,
   keepaliveChannelOptions,
@@ -494,8 +494,6 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   health.addToServer(strictServer(server));
   addReflection(server, [SERVICE_NAME]);
 
-  /** The TLS connections of the server's ports, whose peers' certificates a new CA file is checked against. */
-  const tlsSessions = new Set<ServerHttp2Session>();
   onCaTaken = (authorities) => {
     try {
       cutUntrustedPeers(authorities);
@@ -519,6 +517,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
     /** By peer ("address:port"), whether every connection from there is no longer trusted. */
     const untrustedPeers = new Map<string, boolean>();
     const untrustedSessions: ServerHttp2Session[] = [];
+    // The TLS connections of the server's ports, as grpc-js keeps them: all of them, those accepted
+    // before `listen` resolved too (see http2SessionsOf).
+    const tlsSessions = http2SessionsOf(server).flatMap(({ http2Server, sessions }) =>
+      http2Server instanceof TlsServer ? sessions : [],
+    );
     for (const session of tlsSessions) {
       const socket = session.socket as TLSSocket | undefined;
       if (session.destroyed || !socket?.authorized) continue;
@@ -563,13 +566,6 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
       admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
-      for (const http2Server of http2ServersOf(server)) {
-        if (!(http2Server instanceof TlsServer)) continue;
-        http2Server.on('session', (session: ServerHttp2Session) => {
-          tlsSessions.add(session);
-          session.once('close', () => tlsSessions.delete(session));
-        });
-      }
       return bound;
     },
     async stop(graceMs = 5_000) {
