@@ -114,6 +114,17 @@ const listed = (distributor: DistributorServer): string[] =>
     .nodes.map((node) => node.name)
     .sort();
 
+/** The ids of the nodes the distributor removes from its list from now on, as it removes them. */
+function removalsFrom(distributor: DistributorServer): string[] {
+  const removed: string[] = [];
+  cleanups.push(
+    distributor.registry.onChange((change) => {
+      if (change.kind === 'removed') removed.push(change.nodeId);
+    }),
+  );
+  return removed;
+}
+
 const cut = (lines: LogLine[]): LogLine[] =>
   lines.filter((line) => line.event === 'untrusted-after-ca-change');
 
@@ -200,12 +211,7 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
-    const removed: string[] = [];
-    cleanups.push(
-      distributor.registry.onChange((change) => {
-        if (change.kind === 'removed') removed.push(change.nodeId);
-      }),
-    );
+    const removed = removalsFrom(distributor);
     // The gateway's files as a renewer keeps them: replaced in place at step 2.
     const gatewayFiles = {
       caFile: pki.bothCasFile,
@@ -275,12 +281,7 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
-    const removed: string[] = [];
-    cleanups.push(
-      distributor.registry.onChange((change) => {
-        if (change.kind === 'removed') removed.push(change.nodeId);
-      }),
-    );
+    const removed = removalsFrom(distributor);
     const gatewayFiles = {
       caFile: pki.bothCasFile,
       ...installCertificate(pki.files('gateway'), dir, 'gateway'),
@@ -393,12 +394,7 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
-    const removed: string[] = [];
-    cleanups.push(
-      distributor.registry.onChange((change) => {
-        if (change.kind === 'removed') removed.push(change.nodeId);
-      }),
-    );
+    const removed = removalsFrom(distributor);
     // Their files read again every 5 s, as components do.
     const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
     const goodsLog = capturingLogger();
