@@ -83,6 +83,19 @@ function register(
   return { client, ended, refusals, lists, registrations: () => registrations };
 }
 
+/**
+ * A gateway's registration over mTLS, following the node list on its stream, with its certificate
+ * of the first CA in `dir` as a renewer keeps it (installCertificate replaces it in place) and
+ * trusting both CAs: the registration and what it logs.
+ */
+function renewableGateway(address: string, dir: string) {
+  const { pki } = testPki;
+  const files = { caFile: pki.bothCasFile, ...installCertificate(pki.files('gateway'), dir, 'gateway') };
+  const log = capturingLogger();
+  const registration = register(address, files, gatewayNode(), { log: log.log, watchNodes: true });
+  return { registration, log };
+}
+
 /** A Watch over mTLS with `files`: the snapshots it got and how it ended. */
 function watchWith(address: string, files: Required<TlsFilePaths>) {
   const client = new DistributorServiceClient(
@@ -212,14 +225,8 @@ describe("a CA removed from the distributor's CA file", () => {
       log,
     });
     const removed = removalsFrom(distributor);
-    // The gateway's files as a renewer keeps them: replaced in place at step 2.
-    const gatewayFiles = {
-      caFile: pki.bothCasFile,
-      ...installCertificate(pki.files('gateway'), dir, 'gateway'),
-    };
-    const gatewayLog = capturingLogger();
-    // As a gateway, it follows the node list on its registration stream.
-    const early = register(address, gatewayFiles, gatewayNode(), { log: gatewayLog.log, watchNodes: true });
+    // Its files replaced in place at step 2.
+    const { registration: early, log: gatewayLog } = renewableGateway(address, dir);
     await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway']), WAIT);
     const joins = (): unknown[] =>
       lines.filter((line) => line.event === 'join' || line.event === 'rejoin').map((line) => line.event);
@@ -282,12 +289,7 @@ describe("a CA removed from the distributor's CA file", () => {
       log,
     });
     const removed = removalsFrom(distributor);
-    const gatewayFiles = {
-      caFile: pki.bothCasFile,
-      ...installCertificate(pki.files('gateway'), dir, 'gateway'),
-    };
-    const gatewayLog = capturingLogger();
-    const gateway = register(address, gatewayFiles, gatewayNode(), { log: gatewayLog.log, watchNodes: true });
+    const { registration: gateway, log: gatewayLog } = renewableGateway(address, dir);
     await vi.waitFor(() => expect(gateway.lists.at(-1)).toEqual(['gateway']), WAIT);
 
     // Step 2 before step 1: the gateway renewed by the new CA, which the distributor does not trust.
