@@ -1,6 +1,4 @@
 import type { X509Certificate } from 'node:crypto';
-import type { ServerHttp2Session } from 'node:http2';
-import { type TLSSocket, Server as TlsServer } from 'node:tls';
 import {
   Server,
   type ServerCredentials,
@@ -14,7 +12,6 @@ import { addressGroupOf, unmappedAddress } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
   DEFAULT_KEEPALIVE,
-  http2SessionsOf,
   idleConnectionOptions,
   type KeepaliveOptions,
   keepaliveChannelOptions,
@@ -25,7 +22,6 @@ import {
 } from '../common/grpc-server.js';
 import { createHealth, endHealthWatches } from '../common/health.js';
 import { type Logger, silentLogger } from '../common/logger.js';
-import { chainTrustedBy, peerChainOf } from '../common/peer-chain.js';
 import { addReflection } from '../common/reflection.js';
 import { NODE_REPLACED, UNTRUSTED_AFTER_CA_CHANGE } from '../common/registry-words.js';
 import { ServiceError, toServiceError } from '../common/service-error.js';
@@ -33,6 +29,7 @@ import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-adm
 import { MalformedRequest, strictRequests, strictServer } from '../common/strict-requests.js';
 import { serverCredentials, type TlsFiles, peerIdentities as tlsPeerIdentities } from '../common/tls.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
+import { closeUntrustedSession, sessionsNoLongerTrusted } from '../common/untrusted-sessions.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -513,30 +510,14 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
    * every connection from there fails the check.
    */
   const cutUntrustedPeers = (authorities: readonly X509Certificate[]): void => {
-    if (authorities.length === 0) return;
-    /** By peer ("address:port"), whether every connection from there is no longer trusted. */
-    const untrustedPeers = new Map<string, boolean>();
-    const untrustedSessions: ServerHttp2Session[] = [];
-    // The TLS connections of the server's ports, as grpc-js keeps them: all of them, those accepted
-    // before `listen` resolved too (see http2SessionsOf).
-    const tlsSessions = http2SessionsOf(server).flatMap(({ http2Server, sessions }) =>
-      http2Server instanceof TlsServer ? sessions : [],
+    const { untrusted, trustedPeers } = sessionsNoLongerTrusted(server, authorities);
+    if (untrusted.length === 0) return;
+    const untrustedPeers = new Set(
+      untrusted.map(({ peer }) => peer).filter((peer) => !trustedPeers.has(peer)),
     );
-    for (const session of tlsSessions) {
-      const socket = session.socket as TLSSocket | undefined;
-      if (session.destroyed || !socket?.authorized) continue;
-      const chain = peerChainOf(socket);
-      // No client certificate (TLS without a CA asks for none): nothing was trusted for a CA.
-      if (chain.length === 0) continue;
-      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-      const trusted = chainTrustedBy(chain, authorities);
-      untrustedPeers.set(peer, (untrustedPeers.get(peer) ?? true) && !trusted);
-      if (!trusted) untrustedSessions.push(session);
-    }
-    if (untrustedSessions.length === 0) return;
     const refusal = new ServiceError(status.UNAUTHENTICATED, UNTRUSTED_AFTER_CA_CHANGE);
     for (const stream of [...openStreams]) {
-      if (untrustedPeers.get(stream.call.getPeer()) !== true) continue;
+      if (!untrustedPeers.has(stream.call.getPeer())) continue;
       const fields = stream.fields();
       log.warn(
         { event: 'untrusted-after-ca-change', ...fields, code: 'UNAUTHENTICATED' },
@@ -544,11 +525,8 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       );
       stream.close(refusal);
     }
-    for (const session of untrustedSessions) {
-      // GOAWAY: the statuses just sent still go out; a call that does not end soon is cut with it.
-      session.close();
-      setTimeout(() => session.destroy(), UNTRUSTED_SESSION_GRACE_MS).unref();
-    }
+    // The statuses just sent still go out; a call that does not end soon is cut with the connection.
+    for (const { session } of untrusted) closeUntrustedSession(session);
   };
 
   let admission: StreamAdmission | undefined;
@@ -592,9 +570,6 @@ interface OpenStream {
   fields(): { grpcMethod: string; peer: string; node?: string };
   close(error: ServiceError): void;
 }
-
-/** How long a connection whose certificate's CA was removed may take to send the statuses of its cut streams. */
-const UNTRUSTED_SESSION_GRACE_MS = 1_000;
 
 /**
  * How long new streams may be set up in one event-loop turn before the rest wait for the next:

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import type { ServingStatus } from 'grpc-health-check';
 import {
@@ -15,6 +16,7 @@ import { createHealth, endHealthWatches } from '../../common/health.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
+import { closeUntrustedSession, sessionsNoLongerTrusted } from '../../common/untrusted-sessions.js';
 import { CallLimit, DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
@@ -67,6 +69,13 @@ export interface ServiceServer {
   drain(): void;
   /** Drains, refuses new calls, gives calls in flight `graceMs` to finish, then cancels the rest. */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * Closes every TLS connection whose client certificate no longer chains to `authorities` (the CA
+   * file just taken), each with a warning: a CA removed because it leaked must not go on reaching
+   * the service's data through connections its certificates opened before. Calls in flight on them
+   * get a second to finish. Connections of certificates still trusted are left alone.
+   */
+  closeUntrustedConnections(authorities: readonly X509Certificate[]): void;
 }
 
 /**
@@ -156,6 +165,15 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     },
     boundAddresses: () => boundAddressesOf(server),
     drain,
+    closeUntrustedConnections(authorities) {
+      for (const { session, peer } of sessionsNoLongerTrusted(server, authorities).untrusted) {
+        log.warn(
+          { event: 'untrusted-after-ca-change', peer },
+          `closed the connection from ${peer}: its certificate's CA is no longer in ${service.name}'s CA file`,
+        );
+        closeUntrustedSession(session);
+      }
+    },
     stop(graceMs = CALLS_GRACE_AT_STOP_MS) {
       stopping ??= (async () => {
         drain();

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
@@ -40,6 +41,8 @@ export interface StartServiceOptions<Options = never> {
   keepalive?: KeepaliveOptions;
   /** The service's own handler options (see ShopService); default: the handlers' defaults. */
   handlerOptions?: Options;
+  /** How often the TLS files are read again (default DEFAULT_TLS_REFRESH_MS, 5 s); tests shorten it. */
+  tlsRefreshIntervalMs?: number;
 }
 
 /** A service that is serving and registered (or registering). */
@@ -75,12 +78,22 @@ export async function startService<Store extends ServiceStore, Options>(
   // Named in the messages of a port that cannot be bound.
   const settings = serviceSettings(service);
   // Unreadable certificate files stop the start here, before anything is opened.
-  const tlsProblems = tlsProblemLog(log);
-  const credentials = serverCredentials(config.tls, tlsProblems);
+  const tlsFileOptions = {
+    ...tlsProblemLog(log),
+    ...(options.tlsRefreshIntervalMs === undefined
+      ? {}
+      : { refreshIntervalMs: options.tlsRefreshIntervalMs }),
+  };
+  // A CA file taken before the server exists has no connection to close.
+  let onCaTaken: ((authorities: readonly X509Certificate[]) => void) | undefined;
+  const credentials = serverCredentials(config.tls, {
+    ...tlsFileOptions,
+    onCaTaken: (authorities) => onCaTaken?.(authorities),
+  });
   let registration: RegistrationClient | undefined;
   const distributorCredentials = channelCredentials(config.tls, {
     expectedName: 'distributor',
-    ...tlsProblems,
+    ...tlsFileOptions,
     // A renewed certificate: the registration moves to a connection made with it, before a CA
     // rotation's last step cuts the one made with the certificate before.
     onCertificateTaken: () => registration?.renewConnection(),
@@ -115,6 +128,7 @@ export async function startService<Store extends ServiceStore, Options>(
       : { unreadAnswerTimeoutMs: config.unreadAnswerTimeoutMs }),
     credentials,
   });
+  onCaTaken = (authorities) => server.closeUntrustedConnections(authorities);
   let port: number;
   try {
     port = await server.listen(config.host, config.port);

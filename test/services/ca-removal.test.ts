@@ -1,0 +1,101 @@
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ChannelCredentials, connectivityState, status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { GoodsServiceClient } from '../../src/gen/services.js';
+import { startService } from '../../src/services/common/start-service.js';
+import { goodsService } from '../../src/services/goods/goods-service.js';
+import { capturingLogger } from '../distributor/support/capturing-logger.js';
+import { replaceFile, useTestPki } from '../helpers/certs.js';
+
+// A CA removed from a service's CA file (because it leaked) closes the connections that clients
+// made to it with certificates of that CA, and only those: TLS checks a certificate's CA at the
+// handshake alone, so without this a client of the leaked CA went on calling the service.
+
+const testPki = useTestPki('service-ca-removal-', { names: ['distributor', 'goods', 'gateway'] });
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** How often the service reads its TLS files again. */
+const REFRESH_MS = 50;
+const WAIT = { timeout: 5_000, interval: 20 };
+/** An empty shop's answer to ListGoods: the call reached the service. */
+const ANSWERED = { code: status.NOT_FOUND, details: 'no data' };
+
+/** A goods client over mTLS with `files`, and every connectivity state its channel went through. */
+function goodsClient(address: string, files: Required<TlsFilePaths>) {
+  const credentials: ChannelCredentials = channelCredentials(files, { expectedName: 'goods' });
+  const client = new GoodsServiceClient(address, credentials, secureNamingChannelOptions(files, 'goods'));
+  cleanups.push(() => client.close());
+  const states: number[] = [];
+  const channel = client.getChannel();
+  const follow = (): void => {
+    const state = channel.getConnectivityState(false);
+    states.push(state);
+    if (state !== connectivityState.SHUTDOWN) channel.watchConnectivityState(state, Infinity, follow);
+  };
+  follow();
+  const listGoods = () =>
+    new Promise<{ code: number; details?: string }>((resolve) =>
+      client.listGoods({}, (error) =>
+        resolve(error ? { code: error.code, details: error.details } : { code: 0 }),
+      ),
+    );
+  return { listGoods, states };
+}
+
+describe("a CA removed from a service's CA file", () => {
+  it('closes the connections of its certificates, which cannot connect again; those of the CA kept go on untouched', async () => {
+    const { pki } = testPki;
+    const dir = mkdtempSync(join(pki.dir, 'run-'));
+    // The service trusts both CAs, as in the middle of a rotation, or as a shop with a second CA.
+    const caFile = join(dir, 'ca.crt');
+    copyFileSync(pki.bothCasFile, caFile);
+    const distributor = createDistributorServer({
+      tls: { ...pki.files('distributor'), caFile: pki.bothCasFile },
+    });
+    const distributorPort = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(0));
+    const { log, lines, warnings } = capturingLogger();
+    const goods = await startService(
+      goodsService,
+      {
+        host: '127.0.0.1',
+        port: 0,
+        distributor: `127.0.0.1:${distributorPort}`,
+        advertiseHost: '127.0.0.1',
+        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
+        tls: { ...pki.files('goods'), caFile },
+        logLevel: 'silent',
+      },
+      { log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
+    );
+    cleanups.push(() => goods.stop());
+    const address = `127.0.0.1:${goods.port}`;
+    const ofLeakedCa = goodsClient(address, pki.foreignFiles('gateway'));
+    const ofKeptCa = goodsClient(address, { ...pki.files('gateway'), caFile: pki.bothCasFile });
+    expect(await ofLeakedCa.listGoods()).toEqual(ANSWERED);
+    expect(await ofKeptCa.listGoods()).toEqual(ANSWERED);
+
+    // The other CA leaked: the operator removes it from the service's CA file.
+    replaceFile(pki.caFile, caFile);
+
+    const cut = () => warnings().filter((line) => line.event === 'untrusted-after-ca-change');
+    await vi.waitFor(() => expect(cut()).toHaveLength(1), WAIT);
+    expect(cut()[0]).toMatchObject({ peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    expect(cut()[0]?.msg).toMatch(/no longer in goods's CA file/);
+    expect(JSON.stringify(lines)).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+    // Its connection is gone; a new one is refused at its handshake.
+    await vi.waitFor(() => expect(ofLeakedCa.states.at(-1)).not.toBe(connectivityState.READY), WAIT);
+    expect(await ofLeakedCa.listGoods()).toMatchObject({ code: status.UNAVAILABLE });
+    // The client of the CA kept stayed on the connection it had from the start.
+    expect(await ofKeptCa.listGoods()).toEqual(ANSWERED);
+    expect(ofKeptCa.states.filter((state) => state === connectivityState.READY)).toHaveLength(1);
+    expect(ofKeptCa.states.at(-1)).toBe(connectivityState.READY);
+    expect(cut()).toHaveLength(1);
+  });
+});
