@@ -400,7 +400,12 @@ class GatewayServer implements Gateway {
         'grpc-node.flow_control_window': UPSTREAM_FLOW_CONTROL_WINDOW,
         'grpc.max_reconnect_backoff_ms': UPSTREAM_MAX_RECONNECT_BACKOFF_MS,
       },
-      credentialsFor: channelCredentialsByName(options.tls, tlsProblems),
+      credentialsFor: channelCredentialsByName(options.tls, {
+        ...tlsProblems,
+        // A renewed certificate: calls move to connections made with it, before a CA rotation's
+        // last step has services close those made with the certificate before.
+        onCertificateTaken: () => this.#pool.renewConnections(),
+      }),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
       ...(options.upstreamConnectTimeoutMs === undefined
@@ -437,6 +442,20 @@ class GatewayServer implements Gateway {
         this.#log.warn(
           { event: 'upstream-keepalive-loss', upstream: upstream.key },
           `${upstream.key} went silent (a keepalive ping unanswered, and the close of its connection): it is out of reach until a new connection is made (requests only it serves are answered 503 at once)`,
+        ),
+      onMoved: (upstream) =>
+        this.#log.debug(
+          { event: 'upstream-moved', upstream: upstream.key },
+          `${upstream.key}: calls moved to a connection made with the renewed certificate`,
+        ),
+      onMoveFailed: (upstream, handshakeFailure) =>
+        this.#log.warn(
+          { event: 'upstream-move-failed', upstream: upstream.key, handshakeFailure },
+          `could not connect to ${upstream.key} with the renewed certificate${
+            handshakeFailure === undefined
+              ? ''
+              : ` (its TLS handshake failed: ${handshakeFailure}${tlsMismatchHint(handshakeFailure, true, upstream.key)})`
+          }: its requests stay on the connection made with the certificate before, which a service closes once its CA file no longer holds that certificate's CA`,
         ),
     });
     this.#table = new RouteTable({

@@ -177,6 +177,14 @@ export interface InstancePoolOptions {
    * other, to say so: it is out of reach until a new one is made (see Upstream.wentSilent).
    */
   onKeepaliveLoss?: (upstream: Upstream) => void;
+  /**
+   * Told when a connection made to move an instance's calls to the gateway's renewed certificate
+   * (see {@link InstancePool.renewConnections}) failed, to say so: the instance's calls stay on the
+   * connection they were on. `handshakeFailure`: why its TLS handshake failed, when it did.
+   */
+  onMoveFailed?: (upstream: Upstream, handshakeFailure: string | undefined) => void;
+  /** Told when an instance's calls moved to a connection made with the renewed certificate. */
+  onMoved?: (upstream: Upstream) => void;
 }
 
 /** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
@@ -247,6 +255,10 @@ export class InstancePool {
   readonly #onUnansweredCheck: (upstream: Upstream, timeoutMs: number) => void;
   readonly #onSilentConnection: (upstream: Upstream, silentMs: number) => void;
   readonly #onKeepaliveLoss: (upstream: Upstream) => void;
+  readonly #onMoveFailed: NonNullable<InstancePoolOptions['onMoveFailed']>;
+  readonly #onMoved: (upstream: Upstream) => void;
+  /** The client each upstream's calls are moving to (see renewConnections), until it connects or fails. */
+  readonly #moving = new Map<Upstream, Client>();
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   /**
@@ -272,6 +284,8 @@ export class InstancePool {
     this.#onUnansweredCheck = options.onUnansweredCheck ?? (() => {});
     this.#onSilentConnection = options.onSilentConnection ?? (() => {});
     this.#onKeepaliveLoss = options.onKeepaliveLoss ?? (() => {});
+    this.#onMoveFailed = options.onMoveFailed ?? (() => {});
+    this.#onMoved = options.onMoved ?? (() => {});
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -431,6 +445,64 @@ export class InstancePool {
     upstream.channel = upstream.client.getChannel();
     this.#connect(upstream, fromUnconnected);
     this.#closeClient(abandoned);
+  }
+
+  /**
+   * Moves each connected instance's calls to a new connection, made with the certificate the
+   * gateway has just taken (a renewal), and closes the one before once its calls end: make before
+   * break, so that no call waits on a handshake. A TLS connection keeps the certificate it was made
+   * with, and a service that takes a CA file without the CA of that certificate (a CA rotation's
+   * last step, once every certificate was renewed) closes it (untrusted-after-ca-change). An
+   * instance not connected now makes its next connection with the renewed certificate anyway. A new
+   * connection that fails (the instance does not trust the renewed certificate's CA yet), or is not
+   * made within the connect timeout, is given up (onMoveFailed): the calls stay where they were.
+   */
+  renewConnections(): void {
+    if (this.#closed) return;
+    for (const upstream of this.#upstreams.values()) {
+      if (upstream.channel.getConnectivityState(false) === connectivityState.READY) this.#move(upstream);
+    }
+  }
+
+  #move(upstream: Upstream): void {
+    const from = upstream.client;
+    // A move under way began with the certificate before, maybe: it makes way for this one.
+    const pending = this.#moving.get(upstream);
+    if (pending) this.#closeClient(pending);
+    const to = this.#client(upstream.name, upstream.address, () => this.#wentSilent(upstream, 'keepalive'));
+    this.#moving.set(upstream, to);
+    const channel = to.getChannel();
+    const giveUpAt = Date.now() + this.#connectTimeoutMs;
+    const follow = (): void => {
+      if (this.#moving.get(upstream) !== to) return;
+      // The upstream left, was closed, or was given a new channel meanwhile (a connect timeout, a
+      // silence check): there is nothing to move from.
+      if (this.#closed || upstream.client !== from || this.#upstreams.get(upstream.key) !== upstream) {
+        this.#moving.delete(upstream);
+        this.#closeClient(to);
+        return;
+      }
+      const state = channel.getConnectivityState(false);
+      if (state === connectivityState.READY) {
+        this.#moving.delete(upstream);
+        upstream.client = to;
+        upstream.channel = channel;
+        this.#connect(upstream);
+        this.#closeClient(from);
+        this.#onMoved(upstream);
+        return;
+      }
+      if (state === connectivityState.TRANSIENT_FAILURE || Date.now() >= giveUpAt) {
+        this.#moving.delete(upstream);
+        const handshakeFailure = this.#credentialsOf.get(to)?.lastHandshakeFailure;
+        this.#closeClient(to);
+        this.#onMoveFailed(upstream, handshakeFailure);
+        return;
+      }
+      channel.watchConnectivityState(state, giveUpAt, follow);
+    };
+    channel.getConnectivityState(true);
+    follow();
   }
 
   /**
@@ -635,6 +707,8 @@ export class InstancePool {
     this.#closed = true;
     for (const upstream of [...this.#upstreams.values(), ...this.#leaving])
       this.#closeClient(upstream.client);
+    for (const to of this.#moving.values()) this.#closeClient(to);
+    this.#moving.clear();
     this.#upstreams.clear();
     this.#leaving.clear();
     for (const [credentials, cut] of this.#awaitingCut) {

@@ -4,11 +4,12 @@ import { type ChannelCredentials, connectivityState, status } from '@grpc/grpc-j
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { capturingLogger } from '../distributor/support/capturing-logger.js';
-import { replaceFile, useTestPki } from '../helpers/certs.js';
+import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
 
 // A CA removed from a service's CA file (because it leaked) closes the connections that clients
 // made to it with certificates of that CA, and only those: TLS checks a certificate's CA at the
@@ -98,4 +99,130 @@ describe("a CA removed from a service's CA file", () => {
     expect(ofKeptCa.states.at(-1)).toBe(connectivityState.READY);
     expect(cut()).toHaveLength(1);
   });
+
+  it("cuts none of a gateway's connections at a rotation's step 3 once the gateway renewed: its requests go on without a failure", async () => {
+    const { pki } = testPki;
+    const dir = mkdtempSync(join(pki.dir, 'run-'));
+    // Step 1 done: every CA file holds both CAs; every certificate is still of the old CA.
+    const caFileOf = (name: string): string => {
+      const file = join(dir, `${name}-ca.crt`);
+      copyFileSync(pki.bothCasFile, file);
+      return file;
+    };
+    const distributorCa = caFileOf('distributor');
+    const distributor = createDistributorServer({
+      tls: { caFile: distributorCa, ...installCertificate(pki.files('distributor'), dir, 'distributor') },
+      tlsRefreshIntervalMs: REFRESH_MS,
+    });
+    const distributorPort = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(0));
+    const goodsCa = caFileOf('goods');
+    const goodsLog = capturingLogger();
+    const goods = await startService(
+      goodsService,
+      {
+        host: '127.0.0.1',
+        port: 0,
+        distributor: `127.0.0.1:${distributorPort}`,
+        advertiseHost: '127.0.0.1',
+        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
+        tls: { caFile: goodsCa, ...installCertificate(pki.files('goods'), dir, 'goods') },
+        logLevel: 'silent',
+      },
+      { log: goodsLog.log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
+    );
+    cleanups.push(() => goods.stop());
+    const gatewayLog = capturingLogger();
+    const gateway = createGateway({
+      distributor: `127.0.0.1:${distributorPort}`,
+      tls: { caFile: caFileOf('gateway'), ...installCertificate(pki.files('gateway'), dir, 'gateway') },
+      log: gatewayLog.log,
+    });
+    cleanups.push(() => gateway.stop());
+    const gatewayPort = await gateway.listen('127.0.0.1', 0);
+    const statuses: number[] = [];
+    const get = async (): Promise<number> => {
+      const { status: answered } = await fetch(`http://127.0.0.1:${gatewayPort}/goods`);
+      statuses.push(answered);
+      return answered;
+    };
+    await vi.waitFor(async () => expect(await get()).toBe(200), { ...WAIT, timeout: 10_000 });
+
+    // Step 2: every certificate renewed by the new CA; the gateway takes its own within 5 s.
+    for (const name of ['distributor', 'goods', 'gateway']) {
+      installCertificate(pki.foreignFiles(name), dir, name);
+    }
+    await vi.waitFor(
+      () => expect(gatewayLog.lines.filter((line) => line.event === 'registration-moved')).toHaveLength(1),
+      { ...WAIT, timeout: 15_000 },
+    );
+    // Its calls to goods moved to a connection made with it.
+    await vi.waitFor(
+      () => expect(gatewayLog.lines.filter((line) => line.event === 'upstream-moved')).toHaveLength(1),
+      { ...WAIT, timeout: 15_000 },
+    );
+    // Step 3, under requests: the old CA removed from every CA file.
+    statuses.length = 0;
+    let requesting = true;
+    const requests = (async () => {
+      while (requesting) await get();
+    })();
+    for (const file of [distributorCa, goodsCa, join(dir, 'gateway-ca.crt')])
+      replaceFile(pki.otherCaFile, file);
+    await new Promise((resolve) => setTimeout(resolve, 20 * REFRESH_MS));
+    requesting = false;
+    await requests;
+    expect(statuses.length).toBeGreaterThan(10);
+    expect(statuses.filter((answered) => answered !== 200).slice(0, 3)).toEqual([]);
+    expect(goodsLog.warnings()).toEqual([]);
+    expect(gatewayLog.warnings()).toEqual([]);
+  }, 30_000);
+
+  it("keeps a gateway's calls on their connection when the service refuses its renewed certificate (its CA not added there yet)", async () => {
+    const { pki } = testPki;
+    const dir = mkdtempSync(join(pki.dir, 'run-'));
+    const distributor = createDistributorServer({
+      tls: { ...pki.files('distributor'), caFile: pki.bothCasFile },
+    });
+    const distributorPort = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(0));
+    // Goods trusts the old CA only: step 1 has not reached it.
+    const goodsLog = capturingLogger();
+    const goods = await startService(
+      goodsService,
+      {
+        host: '127.0.0.1',
+        port: 0,
+        distributor: `127.0.0.1:${distributorPort}`,
+        advertiseHost: '127.0.0.1',
+        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
+        tls: pki.files('goods'),
+        logLevel: 'silent',
+      },
+      { log: goodsLog.log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
+    );
+    cleanups.push(() => goods.stop());
+    const gatewayLog = capturingLogger();
+    const gateway = createGateway({
+      distributor: `127.0.0.1:${distributorPort}`,
+      tls: { caFile: pki.bothCasFile, ...installCertificate(pki.files('gateway'), dir, 'gateway') },
+      log: gatewayLog.log,
+    });
+    cleanups.push(() => gateway.stop());
+    const gatewayPort = await gateway.listen('127.0.0.1', 0);
+    const get = async (): Promise<number> => (await fetch(`http://127.0.0.1:${gatewayPort}/goods`)).status;
+    await vi.waitFor(async () => expect(await get()).toBe(200), { ...WAIT, timeout: 10_000 });
+
+    installCertificate(pki.foreignFiles('gateway'), dir, 'gateway');
+    await vi.waitFor(
+      () =>
+        expect(gatewayLog.warnings().filter((line) => line.event === 'upstream-move-failed')).toEqual([
+          expect.objectContaining({ upstream: expect.stringMatching(/^goods@127\.0\.0\.1:\d+$/) }),
+        ]),
+      { ...WAIT, timeout: 15_000 },
+    );
+    // Its calls go on over the connection made with the certificate before.
+    for (let request = 0; request < 20; request++) expect(await get()).toBe(200);
+    expect(gatewayLog.lines.filter((line) => line.event === 'upstream-moved')).toEqual([]);
+  }, 30_000);
 });
