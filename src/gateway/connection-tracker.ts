@@ -44,6 +44,13 @@ export class Connection {
   bytesPassedOn = 0;
   /** Closed because its client took nothing of its answers for too long (see ConnectionTracker). */
   closedUnread = false;
+  /** To close once the answers under way have gone (see closeAfterAnswers): its answers say so. */
+  closing = false;
+  /**
+   * The answers of the requests received, the latest `inFlight` of them those still under way
+   * (requests end in the order they came): what closeAfterAnswers tells to close the connection.
+   */
+  readonly #answers: ServerResponse[] = [];
   #whenIdle: (() => void) | undefined;
   /** The requests that may still be in flight when #whenIdle runs (see whenIdle). */
   #whenIdleLeft = 0;
@@ -63,18 +70,52 @@ export class Connection {
     while (this.#waiting.length > 0 && this.mayStart(this.#waiting[0]!.turn)) {
       this.#waiting.shift()!.work();
     }
-    if (this.inFlight === 0) this.onIdle(this);
+    if (this.inFlight === 0) {
+      this.#answers.length = 0;
+      // Its last answer said close (Node ends the socket after it), or had begun before it was told:
+      // nothing is left to send either way.
+      if (this.closing) this.socket.end();
+      else this.onIdle(this);
+    }
     if (this.#whenIdle === undefined || this.inFlight > this.#whenIdleLeft) return;
     const whenIdle = this.#whenIdle;
     this.#whenIdle = undefined;
     whenIdle();
   }
 
-  /** Counts a request received on this connection; its turn is the new `started`. */
-  received(method: string | undefined): void {
+  /** Counts a request received on this connection, to be answered by `response`; its turn is the new `started`. */
+  received(method: string | undefined, response: ServerResponse): void {
     this.inFlight++;
     this.started++;
     if (!SAFE_METHODS.has(method ?? '')) this.#unsafeTurns.push(this.started);
+    if (this.closing) closeAfter(response);
+    this.#answers.push(response);
+    // A client that keeps requests in flight never lets the list empty: the ended ones go here.
+    if (this.#answers.length > this.inFlight) this.#answers.splice(0, this.#answers.length - this.inFlight);
+  }
+
+  /**
+   * Closes this connection without cutting an answer under way, as an HTTP server that stops
+   * keeping a connection alive does: with no request in flight, at once (a client that sends one
+   * meanwhile finds the connection closed, as at the end of any keep-alive time, and sends it
+   * again on a new one); else each answer whose headers have not gone yet, and each answer to a
+   * request that comes meanwhile, says `Connection: close`, after which Node ends the connection
+   * (an answer already under way ends first: the connection is ended once no request is in
+   * flight). Requests pipelined behind an answer that closes get none: the connection closing tells
+   * their client they were not worked on (RFC 9112, section 9.6). After `graceMs` it is destroyed
+   * all the same, whatever is under way: a client that reads its answers slowly keeps it no longer.
+   */
+  closeAfterAnswers(graceMs: number): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.inFlight === 0) {
+      this.socket.destroy();
+      return;
+    }
+    for (const response of this.#answers.slice(-this.inFlight)) closeAfter(response);
+    const grace = setTimeout(() => this.socket.destroy(), graceMs);
+    grace.unref();
+    this.socket.once('close', () => clearTimeout(grace));
   }
 
   /**
@@ -266,7 +307,7 @@ export class ConnectionTracker {
     const connection = this.#connections.get(request.socket);
     if (!connection) return undefined;
     connection.track(response);
-    connection.received(request.method);
+    connection.received(request.method, response);
     connection.latestRequest = request;
     this.#idle.delete(connection.socket);
     if (connection.firstRequestTimer) {
@@ -279,6 +320,11 @@ export class ConnectionTracker {
   /** The connection of a socket, while it is open. */
   of(socket: Socket): Connection | undefined {
     return this.#connections.get(socket);
+  }
+
+  /** The open connections (over HTTPS, those whose handshake is done and that are served). */
+  connections(): IterableIterator<Connection> {
+    return this.#connections.values();
   }
 
   /** Whether a request arrived on a connection opened past the limit (answer 503 and close). */
@@ -374,6 +420,11 @@ export class ConnectionTracker {
     if (!connection.refused) this.#served--;
     if (reason === 'evicted') connection.socket.destroy();
   }
+}
+
+/** Has an answer whose headers have not gone yet close its connection after it. */
+function closeAfter(response: ServerResponse): void {
+  if (!response.headersSent) response.setHeader('Connection', 'close');
 }
 
 /** A connection's peer address and port: one open connection each, on a listening socket. */

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -68,6 +69,7 @@ import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
 import { lingerThenClose, SocketAnswers } from './socket-answers.js';
+import { closeUntrustedClients, type UntrustedClients } from './untrusted-clients.js';
 
 /**
  * How long a route no instance serves keeps the gateway not ready by default: a restart of its
@@ -162,6 +164,8 @@ export interface GatewayOptions {
   registryToken?: string;
   /** HTTPS for REST clients: certificate and key, and a CA file to require client certificates. */
   https?: TlsFiles;
+  /** How often the files of `https` are read again; default DEFAULT_TLS_REFRESH_MS. */
+  httpsRefreshIntervalMs?: number;
   /**
    * The origins whose browser pages may call the REST API ("scheme://host[:port]", or "*" for any):
    * CORS headers and preflights for them (see Cors). Empty (default): no CORS.
@@ -316,6 +320,8 @@ class GatewayServer implements Gateway {
   readonly #stopWatchingCertificates: (() => void) | undefined;
   readonly #plainHttpDivert: PlainHttpDivert | undefined;
   readonly #clientCertificateGate: ClientCertificateGate | undefined;
+  /** Closes the HTTPS connections whose client CA left the client-CA file (see untrusted-clients.ts). */
+  readonly #untrustedClients: UntrustedClients | undefined;
   readonly #connections: ConnectionTracker;
   readonly #pool: InstancePool;
   /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
@@ -515,7 +521,15 @@ class GatewayServer implements Gateway {
         onRequest,
       );
       if (tls.requestCert) gated = server;
-      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, this.#tlsProblems, tls);
+      const refresh = {
+        ...this.#tlsProblems,
+        ...(options.httpsRefreshIntervalMs === undefined
+          ? {}
+          : { refreshIntervalMs: options.httpsRefreshIntervalMs }),
+        // Polled after the constructor has set it: the first read is asynchronous.
+        onCaTaken: (authorities: readonly X509Certificate[]) => this.#untrustedClients?.caTaken(authorities),
+      };
+      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, refresh, tls);
       this.#plainHttpDivert = divertPlainHttp(server, {
         firstByteTimeoutMs: headersTimeout,
         onPlainHttp: (socket) => this.#socketAnswers.plainHttp(socket),
@@ -557,6 +571,15 @@ class GatewayServer implements Gateway {
       this.#clientCertificateGate = gateClientCertificates(gated, {
         firstByteTimeoutMs: headersTimeout,
         onRefused: (socket) => this.#socketAnswers.clientCertificateRefused(socket),
+      });
+      // After the gate, so that it sees each connection the tracker serves.
+      this.#untrustedClients = closeUntrustedClients(gated, {
+        connections: this.#connections,
+        log: this.#log,
+        // The answers under way get as long as at a stop.
+        graceMs: options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS),
+        ...(options.https?.caFile === undefined ? {} : { caFile: options.https.caFile }),
+        ...(options.https?.sources?.caFile === undefined ? {} : { setting: options.https.sources.caFile }),
       });
     }
     // A client sending Expect: 100-continue is told to go on only once the body is wanted.
@@ -1011,7 +1034,7 @@ class GatewayServer implements Gateway {
     // Draining or stopping, the answer before it closes the connection: worked on beside that one,
     // a pipelined write would be done and its answer never sent. It waits, and then finds the
     // connection closing, which tells the client it was not processed (RFC 9112, section 9.6).
-    const atOnce = this.#phase === 'serving' ? WORKED_AT_ONCE : 1;
+    const atOnce = this.#phase === 'serving' && !connection?.closing ? WORKED_AT_ONCE : 1;
     if (connection === undefined || connection.mayStart(turn, atOnce)) {
       if (connection) connection.lastDispatched = Math.max(connection.lastDispatched, turn);
       this.#dispatch(exchange, input);
