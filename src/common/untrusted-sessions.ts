@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { ServerHttp2Session } from 'node:http2';
 import { type TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Server } from '@grpc/grpc-js';
-import { http2SessionsOf } from './grpc-server.js';
+import { http2ServersOf, http2SessionsOf } from './grpc-server.js';
 import { chainTrustedBy, peerChainOf } from './peer-chain.js';
 
 /** A TLS connection of a gRPC server whose client certificate no longer chains to its CA file. */
@@ -10,6 +10,8 @@ export interface UntrustedSession {
   readonly session: ServerHttp2Session;
   /** The client's address and port, as grpc-js names a call's peer (call.getPeer()). */
   readonly peer: string;
+  readonly address: string | undefined;
+  readonly port: number | undefined;
 }
 
 /**
@@ -37,7 +39,7 @@ export function sessionsNoLongerTrusted(
     if (chain.length === 0) continue;
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     if (chainTrustedBy(chain, authorities)) trustedPeers.add(peer);
-    else untrusted.push({ session, peer });
+    else untrusted.push({ session, peer, address: socket.remoteAddress, port: socket.remotePort });
   }
   return { untrusted, trustedPeers };
 }
@@ -56,4 +58,45 @@ export function closeUntrustedSession(
 ): void {
   session.close();
   setTimeout(() => session.destroy(), graceMs).unref();
+}
+
+/**
+ * Closes the TLS connections of a gRPC server whose handshake ends after a change of its CA file
+ * with a client certificate that no longer chains to it. A handshake is checked against the CAs of
+ * its start (its secure context), so one begun before the change and ended after it (a client
+ * holding back its certificate, up to the handshake timeout) escaped sessionsNoLongerTrusted,
+ * which sees only connections made. From the first change on, every connection made is checked as
+ * it opens (a signature verified, beside the handshake's own) for the life of the server, since no
+ * public API tells when a handshake began. Such a connection carries no call yet: it is destroyed,
+ * and `onClosed` told its client's address and port.
+ */
+export class LateHandshakeCheck {
+  #trusted: readonly X509Certificate[] | undefined;
+  readonly #onClosed: (address: string | undefined, port: number | undefined) => void;
+
+  constructor(onClosed: (address: string | undefined, port: number | undefined) => void) {
+    this.#onClosed = onClosed;
+  }
+
+  /** Follows the connections of `server`'s TLS ports: call once it listens. */
+  watch(server: Server): void {
+    for (const http2Server of http2ServersOf(server)) {
+      if (!(http2Server instanceof TlsServer)) continue;
+      http2Server.on('secureConnection', (socket: TLSSocket) => this.#check(socket));
+    }
+  }
+
+  /** The CA file just taken: connections made from now on must chain to it. */
+  caTaken(authorities: readonly X509Certificate[]): void {
+    if (authorities.length > 0) this.#trusted = authorities;
+  }
+
+  #check(socket: TLSSocket): void {
+    const trusted = this.#trusted;
+    if (trusted === undefined || socket.destroyed || !socket.authorized) return;
+    const chain = peerChainOf(socket);
+    if (chain.length === 0 || chainTrustedBy(chain, trusted)) return;
+    this.#onClosed(socket.remoteAddress, socket.remotePort);
+    socket.destroy();
+  }
 }

@@ -29,7 +29,11 @@ import { admitStreamsInSlices, type StreamAdmission } from '../common/stream-adm
 import { MalformedRequest, strictRequests, strictServer } from '../common/strict-requests.js';
 import { serverCredentials, type TlsFiles, peerIdentities as tlsPeerIdentities } from '../common/tls.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
-import { closeUntrustedSession, sessionsNoLongerTrusted } from '../common/untrusted-sessions.js';
+import {
+  closeUntrustedSession,
+  LateHandshakeCheck,
+  sessionsNoLongerTrusted,
+} from '../common/untrusted-sessions.js';
 import {
   type DistributorServiceServer,
   type GetDescriptorSetRequest,
@@ -491,8 +495,15 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   health.addToServer(strictServer(server));
   addReflection(server, [SERVICE_NAME]);
 
+  const lateHandshakes = new LateHandshakeCheck((address, port) =>
+    log.warn(
+      { event: 'untrusted-after-ca-change', peer: address, port, code: 'UNAUTHENTICATED' },
+      `closed the connection from ${address}:${port} at its handshake's end: ${UNTRUSTED_AFTER_CA_CHANGE}`,
+    ),
+  );
   onCaTaken = (authorities) => {
     try {
+      lateHandshakes.caTaken(authorities);
       cutUntrustedPeers(authorities);
     } catch (error) {
       log.error(
@@ -544,6 +555,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
       admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
+      lateHandshakes.watch(server);
       return bound;
     },
     async stop(graceMs = 5_000) {

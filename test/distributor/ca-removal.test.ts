@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type StatusObject, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
@@ -12,6 +12,7 @@ import { RegistrationClient } from '../../src/registry-client/registration-clien
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
+import { heldHandshake } from '../helpers/held-handshake.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
 import { capturingLogger, type LogLine } from './support/capturing-logger.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
@@ -442,4 +443,40 @@ describe("a CA removed from the distributor's CA file", () => {
     expect(goodsLog.warnings()).toEqual([]);
     expect(gatewayLog.warnings()).toEqual([]);
   }, 30_000);
+
+  it('closes a connection whose handshake, begun before the change, ends after it', async () => {
+    const { pki } = testPki;
+    const caFile = copyIn(folder(), pki.bothCasFile, 'ca.crt');
+    const { log, lines, warnings } = capturingLogger();
+    const { address } = await startDistributor({
+      tls: { ...pki.files('distributor'), caFile },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      requireCertificateIdentity: true,
+      log,
+    });
+    // The client's certificate held back: the distributor's TLS socket was made with the CAs of
+    // before, and checks the certificate against them once it comes.
+    const files = pki.foreignFiles('goods');
+    const late = heldHandshake(Number(address.split(':').at(-1)), {
+      ca: readFileSync(pki.caFile),
+      cert: readFileSync(files.certFile),
+      key: readFileSync(files.keyFile),
+      ALPNProtocols: ['h2'],
+      checkServerIdentity: () => undefined,
+    });
+    cleanups.push(() => late.socket.destroy());
+    await late.clientDone;
+    replaceFile(pki.caFile, caFile);
+    await reloaded(lines, caFile, 1);
+    late.release();
+    await vi.waitFor(
+      () =>
+        expect(cut(warnings())).toEqual([
+          expect.objectContaining({ peer: '127.0.0.1', code: 'UNAUTHENTICATED' }),
+        ]),
+      WAIT,
+    );
+    // Closed by the distributor: no Register can go over it.
+    await late.answer;
+  });
 });

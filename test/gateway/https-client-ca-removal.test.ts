@@ -1,12 +1,11 @@
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
-import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { Duplex } from 'node:stream';
 import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { TlsFilePaths } from '../../src/common/tls.js';
 import { replaceFile, useTestPki } from '../helpers/certs.js';
+import { heldHandshake } from '../helpers/held-handshake.js';
 import { captureLog, type LogLine } from '../helpers/log-capture.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { startFakeGoods } from './support/fake-shop.js';
@@ -260,57 +259,4 @@ function getOnce(options: ConnectionOptions): Promise<{ status: string; reused: 
     socket.on('error', reject);
     socket.on('close', () => resolve({ status: text.split(' ')[1] ?? '', reused }));
   });
-}
-
-/**
- * A TLS client whose writes after its first (the ClientHello) wait for `release`: its handshake is
- * done on its side (TLS 1.3 sends the client's certificate last) and not yet on the gateway's.
- */
-function heldHandshake(port: number, options: ConnectionOptions) {
-  const tcp = netConnect(port, '127.0.0.1');
-  let writes = 0;
-  let holding = true;
-  const heldBack: [Buffer, (error?: Error | null) => void][] = [];
-  const wire = new Duplex({
-    read() {},
-    write(chunk: Buffer, _encoding, callback) {
-      writes++;
-      if (holding && writes > 1) heldBack.push([chunk, callback]);
-      else tcp.write(chunk, callback);
-    },
-    final(callback) {
-      tcp.end();
-      callback();
-    },
-    destroy(error, callback) {
-      tcp.destroy();
-      callback(error);
-    },
-  });
-  tcp.on('data', (chunk: Buffer) => wire.push(chunk));
-  tcp.on('end', () => wire.push(null));
-  tcp.on('error', (error) => wire.destroy(error));
-  tcp.on('close', () => wire.destroy());
-  const socket = connect({ ...options, socket: wire });
-  const clientDone = new Promise<void>((resolve, reject) => {
-    socket.once('secureConnect', () => resolve());
-    socket.once('error', reject);
-  });
-  let text = '';
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString('latin1');
-  });
-  const answer = new Promise<string>((resolve) => {
-    socket.on('error', () => {});
-    socket.once('close', () => resolve(text));
-  });
-  return {
-    socket,
-    clientDone,
-    answer,
-    release: () => {
-      holding = false;
-      for (const [chunk, callback] of heldBack.splice(0)) tcp.write(chunk, callback);
-    },
-  };
 }

@@ -16,7 +16,11 @@ import { createHealth, endHealthWatches } from '../../common/health.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { addReflection } from '../../common/reflection.js';
 import { strictRequests, strictServer } from '../../common/strict-requests.js';
-import { closeUntrustedSession, sessionsNoLongerTrusted } from '../../common/untrusted-sessions.js';
+import {
+  closeUntrustedSession,
+  LateHandshakeCheck,
+  sessionsNoLongerTrusted,
+} from '../../common/untrusted-sessions.js';
 import { CallLimit, DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import { DatabaseHealthMonitor } from './database-health-monitor.js';
 import type { ShopService } from './define-service.js';
@@ -139,6 +143,12 @@ export function createServiceServer<Store extends ServiceStore, Options>(
   health.addToServer(strictServer(server));
   addReflection(server, [serviceName], service.grpc.descriptors);
 
+  const lateHandshakes = new LateHandshakeCheck((address, port) =>
+    log.warn(
+      { event: 'untrusted-after-ca-change', peer: address, port },
+      `closed the connection from ${address}:${port} at its handshake's end: its certificate's CA is no longer in ${service.name}'s CA file`,
+    ),
+  );
   let stopping: Promise<void> | undefined;
   const drain = (): void => {
     draining = true;
@@ -159,6 +169,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
           ? {}
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
+      lateHandshakes.watch(server);
       monitor.start();
       if (options.idempotencySweeps !== false) sweeper.start();
       return bound;
@@ -166,10 +177,11 @@ export function createServiceServer<Store extends ServiceStore, Options>(
     boundAddresses: () => boundAddressesOf(server),
     drain,
     closeUntrustedConnections(authorities) {
-      for (const { session, peer } of sessionsNoLongerTrusted(server, authorities).untrusted) {
+      lateHandshakes.caTaken(authorities);
+      for (const { session, address, port } of sessionsNoLongerTrusted(server, authorities).untrusted) {
         log.warn(
-          { event: 'untrusted-after-ca-change', peer },
-          `closed the connection from ${peer}: its certificate's CA is no longer in ${service.name}'s CA file`,
+          { event: 'untrusted-after-ca-change', peer: address, port },
+          `closed the connection from ${address}:${port}: its certificate's CA is no longer in ${service.name}'s CA file`,
         );
         closeUntrustedSession(session);
       }
