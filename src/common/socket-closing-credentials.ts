@@ -42,6 +42,11 @@ export class SocketClosingCredentials extends ChannelCredentials {
   readonly #onSilentClose: (() => void) | undefined;
   /** Sockets destroySockets closed: their end says nothing of the peer. */
   readonly #destroyed = new WeakSet<Socket>();
+  /**
+   * The connections still open whose handshake completed, by what they were secured as (the
+   * TLSSocket over the TCP socket, when secure), each with its TCP socket: see securedConnections.
+   */
+  readonly #secured = new Map<Socket, Socket>();
 
   constructor(inner: ChannelCredentials, onSilentClose?: () => void) {
     super();
@@ -74,7 +79,11 @@ export class SocketClosingCredentials extends ChannelCredentials {
             this.lastHandshakeFailure = undefined;
             if (!socket.destroyed) {
               connected.add(socket);
-              socket.once('close', () => connected.delete(socket));
+              this.#secured.set(connection, socket);
+              socket.once('close', () => {
+                connected.delete(socket);
+                this.#secured.delete(connection);
+              });
             }
             if (this.#onSilentClose === undefined) return;
             const onSilentClose = this.#onSilentClose;
@@ -132,6 +141,24 @@ export class SocketClosingCredentials extends ChannelCredentials {
       socket.destroy();
     }
     this.#sockets.clear();
+  }
+
+  /**
+   * The channel's connections still open that completed their handshake, as they were secured: a
+   * TLSSocket each when secure, whose peer's certificates say whom it was made with (a CA file that
+   * changed since may no longer trust them: see InstancePool.stopUsingUntrusted).
+   */
+  securedConnections(): Socket[] {
+    return [...this.#secured.keys()];
+  }
+
+  /** Ends one connection of securedConnections, as destroySockets ends them all. */
+  destroyConnection(secured: Socket): void {
+    const socket = this.#secured.get(secured);
+    if (socket === undefined) return;
+    this.#destroyed.add(socket);
+    socket.destroy();
+    secured.destroy();
   }
 }
 

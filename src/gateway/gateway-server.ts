@@ -47,7 +47,12 @@ import {
 } from './gateway-telemetry.js';
 import { HostAllowlist } from './host-allowlist.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
-import { type ConnectAttempts, InstancePool, upstreamKeyOfNode } from './instance-pool.js';
+import {
+  type ConnectAttempts,
+  InstancePool,
+  UNTRUSTED_CONNECTION_GRACE_MS,
+  upstreamKeyOfNode,
+} from './instance-pool.js';
 import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';
 import {
   BODY_METHODS,
@@ -160,6 +165,8 @@ export interface GatewayOptions {
    * registered as (secure naming), and the distributor one naming "distributor". Plaintext without.
    */
   tls?: TlsFiles;
+  /** How often the files of `tls` are read again; default DEFAULT_TLS_REFRESH_MS (tests shorten it). */
+  tlsRefreshIntervalMs?: number;
   /** The registration token, sent on the Register stream. */
   registryToken?: string;
   /** HTTPS for REST clients: certificate and key, and a CA file to require client certificates. */
@@ -372,9 +379,12 @@ class GatewayServer implements Gateway {
     // anything listens: read once the port was bound, they threw past the start (exit 1, restarted).
     const tlsProblems = tlsProblemLog(this.#log);
     this.#tlsProblems = tlsProblems;
+    const refresh =
+      options.tlsRefreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.tlsRefreshIntervalMs };
     this.#distributorCredentials = channelCredentials(options.tls, {
       expectedName: 'distributor',
       ...tlsProblems,
+      ...refresh,
       // A renewed certificate: the registration moves to a connection made with it, before a CA
       // rotation's last step cuts the one made with the certificate before.
       onCertificateTaken: () => this.#registration?.renewConnection(),
@@ -411,6 +421,9 @@ class GatewayServer implements Gateway {
         // A renewed certificate: calls move to connections made with it, before a CA rotation's
         // last step has services close those made with the certificate before.
         onCertificateTaken: () => this.#pool.renewConnections(),
+        ...refresh,
+        // A CA removed (it leaked): connections made before to servers of it are no longer used.
+        onCaTaken: (authorities) => this.#stopUsingUntrusted(authorities),
       }),
       channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
@@ -443,6 +456,11 @@ class GatewayServer implements Gateway {
         this.#log.warn(
           { event: 'upstream-silent-connection', upstream: upstream.key, silentMs },
           `${upstream.key} sent nothing for ${silentMs} ms after a health check that followed a call's deadline: its connection is taken for dead and closed, with the calls on it`,
+        ),
+      onUntrustedServer: (upstream, { peer, issuer }) =>
+        this.#log.warn(
+          { event: 'untrusted-after-ca-change', upstream: upstream.key, peer, issuer },
+          `stopped sending requests to ${upstream.key} over its connection to ${peer}: its certificate's CA${issuer === undefined ? '' : ` (${issuer})`} is no longer in the TLS CA file; calls on it have ${UNTRUSTED_CONNECTION_GRACE_MS} ms to end, and a new connection must pass a handshake with the new CA file`,
         ),
       onKeepaliveLoss: (upstream) =>
         this.#log.warn(
@@ -702,6 +720,22 @@ class GatewayServer implements Gateway {
     this.#restartGrace?.stop();
     this.#pool.close();
     await this.#registration?.stop();
+  }
+
+  /**
+   * Has the pool stop using its connections to servers whose certificate's CA the CA file just taken
+   * no longer holds (see InstancePool.stopUsingUntrusted). A failure is logged, not thrown: it would
+   * reach the file watcher, which would report the CA file as unusable while it is in use.
+   */
+  #stopUsingUntrusted(authorities: readonly X509Certificate[]): void {
+    try {
+      this.#pool.stopUsingUntrusted(authorities);
+    } catch (error) {
+      this.#log.error(
+        { event: 'untrusted-check-failed', err: error },
+        "could not check the open connections to services against the new CA file: restart the gateway to stop using any whose server's CA was removed",
+      );
+    }
   }
 
   #register(port: number): void {

@@ -1,3 +1,6 @@
+import type { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -12,6 +15,7 @@ import {
 import { asIs } from '../common/bytes-method.js';
 import { formatHostPort } from '../common/config.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
+import { chainTrustedBy, peerChainOf } from '../common/peer-chain.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
@@ -185,7 +189,27 @@ export interface InstancePoolOptions {
   onMoveFailed?: (upstream: Upstream, handshakeFailure: string | undefined) => void;
   /** Told when an instance's calls moved to a connection made with the renewed certificate. */
   onMoved?: (upstream: Upstream) => void;
+  /**
+   * Told once per connection that {@link InstancePool.stopUsingUntrusted} stopped using, to say so:
+   * its server's certificate no longer chains to the CA file.
+   */
+  onUntrustedServer?: (upstream: Upstream, connection: UntrustedConnection) => void;
 }
+
+/** A connection to an instance whose server certificate the CA file no longer trusts, as a log names it. */
+export interface UntrustedConnection {
+  /** The instance's end of it: "address:port". */
+  readonly peer: string;
+  /** The issuer of the server's certificate, as its subject reads ("CN=…"), on one line. */
+  readonly issuer: string | undefined;
+}
+
+/**
+ * How long calls in flight on a connection whose server is no longer trusted have to end before it
+ * is closed with them: as the distributor gives the registry streams of a removed CA. No new call
+ * goes over it meanwhile.
+ */
+export const UNTRUSTED_CONNECTION_GRACE_MS = 1_000;
 
 /** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
 export const SILENCE_CHECK_TIMEOUT_MS = 1_000;
@@ -259,6 +283,9 @@ export class InstancePool {
   readonly #onMoved: (upstream: Upstream) => void;
   /** The client each upstream's calls are moving to (see renewConnections), until it connects or fails. */
   readonly #moving = new Map<Upstream, Client>();
+  readonly #onUntrustedServer: NonNullable<InstancePoolOptions['onUntrustedServer']>;
+  /** Connections of untrusted servers waiting out their grace, by timer: each closes them (see stopUsingUntrusted). */
+  readonly #untrustedCuts = new Map<NodeJS.Timeout, () => void>();
   /** Each client's credentials, to end its connection attempt when it is replaced. */
   readonly #credentialsOf = new WeakMap<Client, SocketClosingCredentials>();
   /**
@@ -286,6 +313,7 @@ export class InstancePool {
     this.#onKeepaliveLoss = options.onKeepaliveLoss ?? (() => {});
     this.#onMoveFailed = options.onMoveFailed ?? (() => {});
     this.#onMoved = options.onMoved ?? (() => {});
+    this.#onUntrustedServer = options.onUntrustedServer ?? (() => {});
   }
 
   /** The upstream of component `name` at an address, with a channel made on first use. */
@@ -667,6 +695,50 @@ export class InstancePool {
     }
   }
 
+  /**
+   * Stops using every connection to an instance whose server's certificate chain no longer chains
+   * to `authorities`, the CA file the channels have just taken (a CA removed because it leaked):
+   * TLS checks the CA at the handshake only, so a connection made before went on carrying requests
+   * to a server of that CA for as long as it stayed open. The instance's channel is replaced, as
+   * after a silence check: no new call goes over the connection, and the new channel's handshake,
+   * made with the new CA file, refuses that server, so the instance counts as unreachable as any
+   * other (passed over while it connects, `upstream-connect-timeout` with the handshake's failure).
+   * Calls in flight on it have UNTRUSTED_CONNECTION_GRACE_MS to end, then it is closed with them.
+   * An instance that left, with calls still running, has its connection closed so too. A
+   * connection whose server still chains (every one, at a rotation's step 1, when a CA is only
+   * added) is left alone.
+   *
+   * The connections and their servers' chains are those the channels' own credentials saw
+   * secured (SocketClosingCredentials.securedConnections), and the stop goes through the public
+   * Client: nothing depends on where grpc-js keeps its subchannels, transports and sessions, which a
+   * grpc-js upgrade may move without a word, and exactly the untrusted connections are touched.
+   * A channel with a connection of each kind (a host name resolved to two servers) has both
+   * replaced; the trusted server is connected to again at once.
+   */
+  stopUsingUntrusted(authorities: readonly X509Certificate[]): void {
+    if (this.#closed || authorities.length === 0) return;
+    for (const upstream of [...this.#upstreams.values(), ...this.#leaving]) {
+      const credentials = this.#credentialsOf.get(upstream.client);
+      if (!credentials) continue;
+      const untrusted = credentials
+        .securedConnections()
+        .filter((connection) => !serverStillTrusted(connection, authorities));
+      if (untrusted.length === 0) continue;
+      for (const connection of untrusted) this.#onUntrustedServer(upstream, describeUntrusted(connection));
+      // One that left takes no new call: its channel closes once its last call ends, as before.
+      if (this.#upstreams.get(upstream.key) === upstream) this.#replaceChannel(upstream, false);
+      const cut = (): void => {
+        for (const connection of untrusted) credentials.destroyConnection(connection);
+      };
+      const timer = setTimeout(() => {
+        this.#untrustedCuts.delete(timer);
+        cut();
+      }, UNTRUSTED_CONNECTION_GRACE_MS);
+      timer.unref();
+      this.#untrustedCuts.set(timer, cut);
+    }
+  }
+
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */
   #end(upstream: Upstream): void {
     upstream.inFlight--;
@@ -700,8 +772,9 @@ export class InstancePool {
   }
 
   /**
-   * Closes every channel, and the connections of passed-over instances awaiting their cut; calls
-   * still running on them fail.
+   * Closes every channel, and the connections of passed-over instances awaiting their cut and of
+   * untrusted servers waiting out their grace (see stopUsingUntrusted); calls still running on
+   * them fail.
    */
   close(): void {
     this.#closed = true;
@@ -716,7 +789,31 @@ export class InstancePool {
       credentials.destroySockets();
     }
     this.#awaitingCut.clear();
+    for (const [timer, cut] of this.#untrustedCuts) {
+      clearTimeout(timer);
+      cut();
+    }
+    this.#untrustedCuts.clear();
   }
+}
+
+/**
+ * Whether the server of a connection made before the CA file changed still chains to `authorities`
+ * (see chainTrustedBy). A connection without TLS, or whose server showed no certificate, was
+ * trusted for no CA: it is left alone.
+ */
+function serverStillTrusted(connection: Socket, authorities: readonly X509Certificate[]): boolean {
+  if (!(connection instanceof TLSSocket)) return true;
+  const chain = peerChainOf(connection);
+  return chain.length === 0 || chainTrustedBy(chain, authorities);
+}
+
+function describeUntrusted(connection: Socket): UntrustedConnection {
+  const leaf = connection instanceof TLSSocket ? peerChainOf(connection)[0] : undefined;
+  return {
+    peer: formatHostPort({ host: connection.remoteAddress ?? '?', port: connection.remotePort ?? 0 }),
+    issuer: leaf?.issuer.replaceAll('\n', ', '),
+  };
 }
 
 /** The status of a call asked of an upstream whose channel is closed (see InstancePool.call). */

@@ -1,0 +1,203 @@
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Server, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createCa } from '../../scripts/certs.mjs';
+import { registrationDescriptorSet } from '../../src/common/descriptors.js';
+import { http2ServersOf, http2SessionsOf } from '../../src/common/grpc-server.js';
+import {
+  channelCredentials,
+  secureNamingChannelOptions,
+  serverCredentials,
+  type TlsFilePaths,
+} from '../../src/common/tls.js';
+import { createDistributorServer } from '../../src/distributor/distributor-server.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
+import { NodeState } from '../../src/gen/distributor.js';
+import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { capturingLogger, type LogLine } from '../distributor/support/capturing-logger.js';
+import { replaceFile, useTestPki } from '../helpers/certs.js';
+import { httpJson } from '../helpers/http.js';
+import { Closer, waitForRoute } from './support/cluster.js';
+
+// A CA removed from the gateway's CA file (because it leaked) stops the gateway sending requests
+// over the connections it made before to services whose certificates that CA issued: TLS checks a
+// server's CA at the handshake alone, so without this such a service went on getting requests until
+// the gateway restarted, while the distributor still listed it (its own CA file unchanged).
+
+const testPki = useTestPki('upstream-ca-removal-', { names: ['distributor', 'goods', 'gateway'] });
+
+/** How often the gateway reads its TLS files again. */
+const REFRESH_MS = 50;
+const WAIT = { timeout: 5_000, interval: 10 };
+
+const closer = new Closer();
+afterEach(() => closer.closeAll());
+
+/**
+ * A goods service over mTLS with `files`, registered with the distributor over TLS: the calls it
+ * got, the TLS connections it accepted (counted from its bind on), and a switch that has its next
+ * ListGoods wait until released.
+ */
+async function goodsWith(distributor: string, files: Required<TlsFilePaths>) {
+  let calls = 0;
+  let handshakes = 0;
+  let holding: { release: () => void; arrived: () => void } | undefined;
+  const listGoods: GoodsServiceServer['listGoods'] = (_call, callback) => {
+    calls++;
+    const answer = () => callback(null, { results: [], nextPageToken: '' });
+    const held = holding;
+    holding = undefined;
+    if (!held) return answer();
+    held.arrived();
+    held.release = answer;
+  };
+  const server = new Server();
+  server.addService(GoodsServiceService, { listGoods } as UntypedServiceImplementation);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', serverCredentials(files), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  closer.add(server, (bound) => bound.forceShutdown());
+  // Nobody knows of it before it registers: every connection it accepts is counted.
+  for (const http2Server of http2ServersOf(server)) http2Server.on('secureConnection', () => handshakes++);
+  const registration = new RegistrationClient({
+    distributor,
+    node: {
+      name: 'goods',
+      host: '127.0.0.1',
+      port,
+      routes: [],
+      descriptorSet: registrationDescriptorSet(['shop.v1.GoodsService']),
+      state: NodeState.NODE_STATE_SERVING,
+    },
+    credentials: channelCredentials(files, { expectedName: 'distributor' }),
+    channelOptions: secureNamingChannelOptions(files, 'distributor'),
+    backoff: { initialMs: 20, maxMs: 200 },
+  });
+  registration.start();
+  closer.add(registration, (started) => started.stop(100));
+  return {
+    key: `goods@127.0.0.1:${port}`,
+    calls: () => calls,
+    handshakes: () => handshakes,
+    /** Connections still open on its port. */
+    sessions: () => http2SessionsOf(server).flatMap(({ sessions }) => sessions).length,
+    /** Has its next ListGoods wait: resolves once it arrived, with the function that answers it. */
+    holdNext(): Promise<() => void> {
+      return new Promise((resolve) => {
+        const hold = {
+          release: () => {},
+          arrived: () => queueMicrotask(() => resolve(() => hold.release())),
+        };
+        holding = hold;
+      });
+    },
+  };
+}
+
+const untrusted = (lines: LogLine[]): LogLine[] =>
+  lines.filter((line) => line.event === 'untrusted-after-ca-change');
+
+describe("a CA removed from the gateway's CA file", () => {
+  it('stops the requests over its connection to a service of that CA, lets the call on it finish, and leaves the connection to a service of the CA kept alone', async () => {
+    const { pki } = testPki;
+    const dir = mkdtempSync(join(pki.dir, 'run-'));
+    const caFile = join(dir, 'ca.crt');
+    copyFileSync(pki.bothCasFile, caFile);
+    const distributor = closer.add(
+      createDistributorServer({ tls: { ...pki.files('distributor'), caFile: pki.bothCasFile } }),
+      (started) => started.stop(100),
+    );
+    const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    // Both registered: the distributor trusts both CAs, and keeps doing so.
+    const kept = await goodsWith(address, { ...pki.files('goods'), caFile: pki.bothCasFile });
+    const leaked = await goodsWith(address, pki.foreignFiles('goods'));
+    const { log, lines, warnings } = capturingLogger();
+    const { certFile, keyFile } = pki.files('gateway');
+    const gateway = closer.add(
+      createGateway({
+        distributor: address,
+        tls: { caFile, certFile, keyFile },
+        tlsRefreshIntervalMs: REFRESH_MS,
+        upstreamConnectTimeoutMs: 500,
+        registrationBackoff: { initialMs: 20, maxMs: 200 },
+        log,
+      }),
+      (started) => started.stop(),
+    );
+    const port = await gateway.listen('127.0.0.1', 0);
+    await waitForRoute(gateway, 'GET /goods', 2);
+    const get = () => httpJson(port, 'GET', '/goods');
+    await vi.waitFor(async () => {
+      expect((await get()).status).toBe(200);
+      expect([kept.calls(), leaked.calls()]).not.toContain(0);
+    }, WAIT);
+    expect([kept.handshakes(), leaked.handshakes()]).toEqual([1, 1]);
+
+    // A CA added (a rotation's step 1, a file rewritten in another order): nothing is cut.
+    const added = createCa(dir, { name: 'added-ca', commonName: 'added test CA' });
+    writeFileSync(
+      caFile,
+      Buffer.concat([readFileSync(pki.otherCaFile), readFileSync(pki.caFile), readFileSync(added.certFile)]),
+    );
+    await vi.waitFor(
+      () =>
+        expect(lines.filter((line) => line.event === 'tls-reloaded' && line.certificates === 3)).toHaveLength(
+          1,
+        ),
+      WAIT,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10 * REFRESH_MS));
+    expect(untrusted(lines)).toEqual([]);
+
+    // A call held by the service of the leaked CA, on the connection made before its removal.
+    const arrived = leaked.holdNext();
+    const inFlight: Promise<{ status: number }>[] = [];
+    let release: (() => void) | undefined;
+    for (let attempt = 0; attempt < 10 && release === undefined; attempt++) {
+      const request = get();
+      inFlight.push(request);
+      release = await Promise.race([arrived, request.then(() => undefined)]);
+    }
+    if (!release) throw new Error('no request reached the service of the leaked CA');
+    const leakedCalls = leaked.calls();
+
+    // The other CA leaked: the operator removes it from the gateway's CA file only.
+    replaceFile(pki.caFile, caFile);
+    await vi.waitFor(() => expect(untrusted(warnings())).toHaveLength(1), WAIT);
+    expect(untrusted(warnings())[0]).toMatchObject({
+      upstream: leaked.key,
+      peer: leaked.key.slice('goods@'.length),
+      issuer: 'CN=other test CA',
+    });
+    // The call in flight on it still ends, within the grace.
+    release();
+    expect((await Promise.all(inFlight)).map((answer) => answer.status)).toEqual(inFlight.map(() => 200));
+
+    // No request goes to it any more, none fails; the service of the CA kept was not connected again.
+    for (let request = 0; request < 10; request++) expect((await get()).status).toBe(200);
+    expect(leaked.calls()).toBe(leakedCalls);
+    // Its connection closed; a new one is refused by the gateway's handshake (not counted: the
+    // service never completes it), and said so as for any instance the gateway cannot reach.
+    await vi.waitFor(() => expect(leaked.sessions()).toBe(0), WAIT);
+    await vi.waitFor(
+      () =>
+        expect(
+          warnings().filter(
+            (line) =>
+              line.event === 'upstream-connect-timeout' &&
+              line.upstream === leaked.key &&
+              line.handshakeFailure !== undefined,
+          ),
+        ).toHaveLength(1),
+      WAIT,
+    );
+    expect([kept.handshakes(), leaked.handshakes()]).toEqual([1, 1]);
+    expect(kept.sessions()).toBe(1);
+    expect(untrusted(lines)).toHaveLength(1);
+    expect(JSON.stringify(lines)).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+  });
+});
