@@ -40,6 +40,11 @@ export class SocketClosingCredentials extends ChannelCredentials {
    * GOAWAY) comes from it.
    */
   readonly #onSilentClose: (() => void) | undefined;
+  /**
+   * Asked of each connection once its handshake completed; an error refuses it: the connection is
+   * closed, and the attempt fails with that error, as a failed handshake does.
+   */
+  readonly #refuse: ((connection: Socket) => Error | undefined) | undefined;
   /** Sockets destroySockets closed: their end says nothing of the peer. */
   readonly #destroyed = new WeakSet<Socket>();
   /**
@@ -48,10 +53,15 @@ export class SocketClosingCredentials extends ChannelCredentials {
    */
   readonly #secured = new Map<Socket, Socket>();
 
-  constructor(inner: ChannelCredentials, onSilentClose?: () => void) {
+  constructor(
+    inner: ChannelCredentials,
+    onSilentClose?: () => void,
+    refuse?: (connection: Socket) => Error | undefined,
+  ) {
     super();
     this.#inner = inner;
     this.#onSilentClose = onSilentClose;
+    this.#refuse = refuse;
   }
 
   override _isSecure(): boolean {
@@ -73,7 +83,18 @@ export class SocketClosingCredentials extends ChannelCredentials {
       connect: (socket) => {
         this.#sockets.add(socket);
         socket.once('close', () => this.#sockets.delete(socket));
-        const secured = connector.connect(socket);
+        const handshake = connector.connect(socket);
+        const refuse = this.#refuse;
+        const secured =
+          refuse === undefined
+            ? handshake
+            : handshake.then((result) => {
+                const refusal = refuse(result.socket);
+                if (refusal === undefined) return result;
+                // grpc-js closes the connection of an attempt that failed.
+                this.#destroyed.add(socket);
+                throw refusal;
+              });
         secured.then(
           ({ socket: connection }) => {
             this.lastHandshakeFailure = undefined;

@@ -211,6 +211,10 @@ export interface UntrustedConnection {
  */
 export const UNTRUSTED_CONNECTION_GRACE_MS = 1_000;
 
+/** Why a connection whose handshake began before the CA file changed was refused once it completed. */
+export const UNTRUSTED_SERVER =
+  "the server's certificate chains to no CA of the TLS CA file taken while its handshake was under way";
+
 /** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
 export const SILENCE_CHECK_TIMEOUT_MS = 1_000;
 /** See {@link InstancePoolOptions.silentConnectionCutMs}: above SQLite's 2 s busy timeout, which blocks. */
@@ -284,6 +288,11 @@ export class InstancePool {
   /** The client each upstream's calls are moving to (see renewConnections), until it connects or fails. */
   readonly #moving = new Map<Upstream, Client>();
   readonly #onUntrustedServer: NonNullable<InstancePoolOptions['onUntrustedServer']>;
+  /**
+   * The CAs of the CA file the channels took last, once one changed (see stopUsingUntrusted):
+   * undefined until then.
+   */
+  #authorities: readonly X509Certificate[] | undefined;
   /** Connections of untrusted servers waiting out their grace, by timer: each closes them (see stopUsingUntrusted). */
   readonly #untrustedCuts = new Map<NodeJS.Timeout, () => void>();
   /** Each client's credentials, to end its connection attempt when it is replaced. */
@@ -353,7 +362,11 @@ export class InstancePool {
    * to replace a hung one the same hung subchannel.
    */
   #client(name: string, address: string, onSilentClose: () => void): Client {
-    const credentials = new SocketClosingCredentials(this.#credentialsFor(name), onSilentClose);
+    const credentials = new SocketClosingCredentials(
+      this.#credentialsFor(name),
+      onSilentClose,
+      (connection) => this.#refuseUntrusted(connection),
+    );
     const client = new Client(address, credentials, {
       ...this.#channelOptions,
       ...this.#channelOptionsFor(name),
@@ -706,7 +719,8 @@ export class InstancePool {
    * Calls in flight on it have UNTRUSTED_CONNECTION_GRACE_MS to end, then it is closed with them.
    * An instance that left, with calls still running, has its connection closed so too. A
    * connection whose server still chains (every one, at a rotation's step 1, when a CA is only
-   * added) is left alone.
+   * added) is left alone. A handshake still under way now is checked once it completes (see
+   * refuseUntrusted).
    *
    * The connections and their servers' chains are those the channels' own credentials saw
    * secured (SocketClosingCredentials.securedConnections), and the stop goes through the public
@@ -717,6 +731,7 @@ export class InstancePool {
    */
   stopUsingUntrusted(authorities: readonly X509Certificate[]): void {
     if (this.#closed || authorities.length === 0) return;
+    this.#authorities = authorities;
     for (const upstream of [...this.#upstreams.values(), ...this.#leaving]) {
       const credentials = this.#credentialsOf.get(upstream.client);
       if (!credentials) continue;
@@ -737,6 +752,18 @@ export class InstancePool {
       timer.unref();
       this.#untrustedCuts.set(timer, cut);
     }
+  }
+
+  /**
+   * Refuses a connection whose handshake completed while, or after, the CA file changed, with a
+   * server that chains to no CA of the file taken: a handshake verifies the server against the CAs
+   * of its start, and one under way when stopUsingUntrusted looked (a slow server) was not among
+   * the connections it saw. Refused, it fails as a handshake with another CA does.
+   */
+  #refuseUntrusted(connection: Socket): Error | undefined {
+    const authorities = this.#authorities;
+    if (authorities === undefined || serverStillTrusted(connection, authorities)) return undefined;
+    return new Error(UNTRUSTED_SERVER);
   }
 
   /** Counts a call ending; closes the channel of an address that left once its last call ends. */

@@ -1,18 +1,32 @@
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Server, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Metadata,
+  Server,
+  type ServiceError,
+  status,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createCa } from '../../scripts/certs.mjs';
 import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { http2ServersOf, http2SessionsOf } from '../../src/common/grpc-server.js';
 import {
   channelCredentials,
+  channelCredentialsByName,
   secureNamingChannelOptions,
   serverCredentials,
   type TlsFilePaths,
 } from '../../src/common/tls.js';
+import { authoritiesOf } from '../../src/common/tls-files.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
+import {
+  InstancePool,
+  UNTRUSTED_CONNECTION_GRACE_MS,
+  UNTRUSTED_SERVER,
+} from '../../src/gateway/instance-pool.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
@@ -36,11 +50,10 @@ const closer = new Closer();
 afterEach(() => closer.closeAll());
 
 /**
- * A goods service over mTLS with `files`, registered with the distributor over TLS: the calls it
- * got, the TLS connections it accepted (counted from its bind on), and a switch that has its next
- * ListGoods wait until released.
+ * A goods service over mTLS with `files`: the calls it got, the TLS connections it accepted
+ * (counted from its bind on), and a switch that has its next ListGoods wait until released.
  */
-async function goodsWith(distributor: string, files: Required<TlsFilePaths>) {
+async function goodsServer(files: Required<TlsFilePaths>) {
   let calls = 0;
   let handshakes = 0;
   let holding: { release: () => void; arrived: () => void } | undefined;
@@ -61,25 +74,10 @@ async function goodsWith(distributor: string, files: Required<TlsFilePaths>) {
     ),
   );
   closer.add(server, (bound) => bound.forceShutdown());
-  // Nobody knows of it before it registers: every connection it accepts is counted.
+  // Nobody knows of it yet: every connection it accepts is counted.
   for (const http2Server of http2ServersOf(server)) http2Server.on('secureConnection', () => handshakes++);
-  const registration = new RegistrationClient({
-    distributor,
-    node: {
-      name: 'goods',
-      host: '127.0.0.1',
-      port,
-      routes: [],
-      descriptorSet: registrationDescriptorSet(['shop.v1.GoodsService']),
-      state: NodeState.NODE_STATE_SERVING,
-    },
-    credentials: channelCredentials(files, { expectedName: 'distributor' }),
-    channelOptions: secureNamingChannelOptions(files, 'distributor'),
-    backoff: { initialMs: 20, maxMs: 200 },
-  });
-  registration.start();
-  closer.add(registration, (started) => started.stop(100));
   return {
+    port,
     key: `goods@127.0.0.1:${port}`,
     calls: () => calls,
     handshakes: () => handshakes,
@@ -96,6 +94,77 @@ async function goodsWith(distributor: string, files: Required<TlsFilePaths>) {
       });
     },
   };
+}
+
+/** A goodsServer registered with the distributor over TLS, as a service registers. */
+async function goodsWith(distributor: string, files: Required<TlsFilePaths>) {
+  const goods = await goodsServer(files);
+  const registration = new RegistrationClient({
+    distributor,
+    node: {
+      name: 'goods',
+      host: '127.0.0.1',
+      port: goods.port,
+      routes: [],
+      descriptorSet: registrationDescriptorSet(['shop.v1.GoodsService']),
+      state: NodeState.NODE_STATE_SERVING,
+    },
+    credentials: channelCredentials(files, { expectedName: 'distributor' }),
+    channelOptions: secureNamingChannelOptions(files, 'distributor'),
+    backoff: { initialMs: 20, maxMs: 200 },
+  });
+  registration.start();
+  closer.add(registration, (started) => started.stop(100));
+  return goods;
+}
+
+/**
+ * A TCP proxy to 127.0.0.1:`port` that holds what the server sends on the first connection until
+ * `release()`: a TLS handshake through it stays under way meanwhile. `serverSpoke` resolves once
+ * the server sent something on it; later connections pass freely.
+ */
+async function handshakeHoldingProxy(port: number) {
+  let release: () => void = () => {};
+  let spoke: () => void = () => {};
+  const serverSpoke = new Promise<void>((resolve) => {
+    spoke = resolve;
+  });
+  let first = true;
+  const sockets = new Set<Socket>();
+  const proxy = createServer((incoming) => {
+    const outgoing = connect(port, '127.0.0.1');
+    for (const socket of [incoming, outgoing]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        incoming.destroy();
+        outgoing.destroy();
+      });
+    }
+    incoming.pipe(outgoing);
+    if (!first) {
+      outgoing.pipe(incoming);
+      return;
+    }
+    first = false;
+    const held: Buffer[] = [];
+    const hold = (chunk: Buffer): void => {
+      held.push(chunk);
+      spoke();
+    };
+    outgoing.on('data', hold);
+    release = () => {
+      outgoing.off('data', hold);
+      for (const chunk of held) incoming.write(chunk);
+      outgoing.pipe(incoming);
+    };
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  closer.add(proxy, (listening) => {
+    listening.close();
+    for (const socket of sockets) socket.destroy();
+  });
+  return { port: (proxy.address() as AddressInfo).port, serverSpoke, release: () => release() };
 }
 
 const untrusted = (lines: LogLine[]): LogLine[] =>
@@ -199,5 +268,87 @@ describe("a CA removed from the gateway's CA file", () => {
     expect(kept.sessions()).toBe(1);
     expect(untrusted(lines)).toHaveLength(1);
     expect(JSON.stringify(lines)).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+  });
+
+  it('closes the connection with a call that outlasts the grace', async () => {
+    const { pki } = testPki;
+    const { certFile, keyFile } = pki.files('gateway');
+    const files = { caFile: pki.bothCasFile, certFile, keyFile };
+    const credentialsFor = channelCredentialsByName(files);
+    if (!credentialsFor) throw new Error('no credentials');
+    const cut: string[] = [];
+    const pool = closer.add(
+      new InstancePool({
+        credentialsFor,
+        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+        onUntrustedServer: (upstream) => cut.push(upstream.key),
+      }),
+      (made) => made.close(),
+    );
+    const leaked = await goodsServer(pki.foreignFiles('goods'));
+    const upstream = pool.get('goods', `127.0.0.1:${leaked.port}`);
+    const call = () =>
+      new Promise<ServiceError | null>((resolve) =>
+        pool.call(
+          upstream,
+          '/shop.v1.GoodsService/ListGoods',
+          (bytes) => bytes,
+          Buffer.alloc(0),
+          new Metadata(),
+          Date.now() + 10_000,
+          resolve,
+        ),
+      );
+    const arrived = leaked.holdNext();
+    const held = call();
+    await arrived;
+    const cutAt = performance.now();
+    pool.stopUsingUntrusted(authoritiesOf(readFileSync(pki.caFile)));
+    expect(cut).toEqual([leaked.key]);
+
+    expect(await held).toMatchObject({ code: status.UNAVAILABLE });
+    expect(performance.now() - cutAt).toBeGreaterThanOrEqual(UNTRUSTED_CONNECTION_GRACE_MS - 50);
+    await vi.waitFor(() => expect(leaked.sessions()).toBe(0), WAIT);
+    expect(leaked.calls()).toBe(1);
+  });
+
+  it('refuses a connection whose handshake was under way when the CA file changed, if its server chains to the removed CA', async () => {
+    const { pki } = testPki;
+    const { certFile, keyFile } = pki.files('gateway');
+    const files = { caFile: pki.bothCasFile, certFile, keyFile };
+    const credentialsFor = channelCredentialsByName(files);
+    if (!credentialsFor) throw new Error('no credentials');
+    const pool = closer.add(
+      new InstancePool({
+        credentialsFor,
+        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+        connectTimeoutMs: 60_000,
+      }),
+      (made) => made.close(),
+    );
+    const leaked = await goodsServer(pki.foreignFiles('goods'));
+    const proxy = await handshakeHoldingProxy(leaked.port);
+    // The pool dials at once: the server's first answer is held, the handshake under way.
+    const upstream = pool.get('goods', `127.0.0.1:${proxy.port}`);
+    await proxy.serverSpoke;
+    pool.stopUsingUntrusted(authoritiesOf(readFileSync(pki.caFile)));
+    proxy.release();
+
+    const answer = await new Promise<ServiceError | null>((resolve) =>
+      pool.call(
+        upstream,
+        '/shop.v1.GoodsService/ListGoods',
+        (bytes) => bytes,
+        Buffer.alloc(0),
+        new Metadata(),
+        Date.now() + 2_000,
+        resolve,
+      ),
+    );
+    expect(answer).toMatchObject({
+      code: status.UNAVAILABLE,
+      details: expect.stringContaining(UNTRUSTED_SERVER),
+    });
+    expect(leaked.calls()).toBe(0);
   });
 });
