@@ -287,6 +287,10 @@ export class InstancePool {
   readonly #onMoved: (upstream: Upstream) => void;
   /** The client each upstream's calls are moving to (see renewConnections), until it connects or fails. */
   readonly #moving = new Map<Upstream, Client>();
+  /** Calls started and not yet ended on each client (an upstream's calls move between clients). */
+  readonly #callsOn = new WeakMap<Client, number>();
+  /** Clients whose upstream's calls moved to another, closed once their last call ends (see #retire). */
+  readonly #retiring = new Set<Client>();
   readonly #onUntrustedServer: NonNullable<InstancePoolOptions['onUntrustedServer']>;
   /**
    * The CAs of the CA file the channels took last, once one changed (see stopUsingUntrusted):
@@ -505,7 +509,17 @@ export class InstancePool {
     }
   }
 
-  #move(upstream: Upstream): void {
+  /**
+   * Moves an upstream's calls to a new channel once it connects (see renewConnections). Given up
+   * after `giveUpAfterMs`, or at the new channel's first failure: `onFailed` is told.
+   */
+  #move(
+    upstream: Upstream,
+    {
+      giveUpAfterMs = this.#connectTimeoutMs,
+      onFailed = (handshakeFailure: string | undefined) => this.#onMoveFailed(upstream, handshakeFailure),
+    } = {},
+  ): void {
     const from = upstream.client;
     // A move under way began with the certificate before, maybe: it makes way for this one.
     const pending = this.#moving.get(upstream);
@@ -513,7 +527,7 @@ export class InstancePool {
     const to = this.#client(upstream.name, upstream.address, () => this.#wentSilent(upstream, 'keepalive'));
     this.#moving.set(upstream, to);
     const channel = to.getChannel();
-    const giveUpAt = Date.now() + this.#connectTimeoutMs;
+    const giveUpAt = Date.now() + giveUpAfterMs;
     const follow = (): void => {
       if (this.#moving.get(upstream) !== to) return;
       // The upstream left, was closed, or was given a new channel meanwhile (a connect timeout, a
@@ -529,7 +543,7 @@ export class InstancePool {
         upstream.client = to;
         upstream.channel = channel;
         this.#connect(upstream);
-        this.#closeClient(from);
+        this.#retire(from);
         this.#onMoved(upstream);
         return;
       }
@@ -537,7 +551,7 @@ export class InstancePool {
         this.#moving.delete(upstream);
         const handshakeFailure = this.#credentialsOf.get(to)?.lastHandshakeFailure;
         this.#closeClient(to);
-        this.#onMoveFailed(upstream, handshakeFailure);
+        onFailed(handshakeFailure);
         return;
       }
       channel.watchConnectivityState(state, giveUpAt, follow);
@@ -681,9 +695,11 @@ export class InstancePool {
       return undefined;
     }
     upstream.inFlight++;
+    const client = upstream.client;
+    this.#callsOn.set(client, (this.#callsOn.get(client) ?? 0) + 1);
     try {
       return withoutCallerStack(() =>
-        upstream.client.makeUnaryRequest(
+        client.makeUnaryRequest(
           path,
           // grpc-js serializes the request; its bytes are already made.
           asIs,
@@ -693,6 +709,7 @@ export class InstancePool {
           { deadline },
           (error: ServiceError | null, response?: Response) => {
             observed?.end(error ? error.code : status.OK, error?.details);
+            this.#endOn(client);
             this.#end(upstream);
             if (error?.code === status.DEADLINE_EXCEEDED) this.#checkSilence(upstream);
             callback(error, response);
@@ -703,16 +720,38 @@ export class InstancePool {
       // A call that could not start (a bug: a closed channel is answered above) ends here: its
       // callback never runs.
       observed?.end(status.INTERNAL, error instanceof Error ? error.message : String(error));
+      this.#endOn(client);
       this.#end(upstream);
       throw error;
     }
+  }
+
+  /** Counts a call ending on `client`; closes a client its calls moved from once its last call ends. */
+  #endOn(client: Client): void {
+    const calls = (this.#callsOn.get(client) ?? 1) - 1;
+    this.#callsOn.set(client, calls);
+    if (calls === 0 && this.#retiring.delete(client)) this.#closeClient(client);
+  }
+
+  /**
+   * Closes a client whose upstream's calls moved to another once the calls started on it end: a
+   * call grpc-js has not yet handed to a connection (it does so a few microtasks after it starts)
+   * fails when its channel closes, "Channel closed before call started".
+   */
+  #retire(client: Client): void {
+    if ((this.#callsOn.get(client) ?? 0) === 0) this.#closeClient(client);
+    else this.#retiring.add(client);
   }
 
   /**
    * Stops using every connection to an instance whose server's certificate chain no longer chains
    * to `authorities`, the CA file the channels have just taken (a CA removed because it leaked):
    * TLS checks the CA at the handshake only, so a connection made before went on carrying requests
-   * to a server of that CA for as long as it stayed open. The instance's channel is replaced, as
+   * to a server of that CA for as long as it stayed open. A new connection to the instance is
+   * tried first, made against the new CA file: one that is made shows the instance renewed by a CA
+   * kept since the old connection was made, and the calls move to it (as at a renewal, see
+   * renewConnections; nothing is logged above debug). Refused, or not made within
+   * UNTRUSTED_CONNECTION_GRACE_MS, the instance's channel is replaced, as
    * after a silence check: no new call goes over the connection, and the new channel's handshake,
    * made with the new CA file, refuses that server, so the instance counts as unreachable as any
    * other (passed over while it connects, `upstream-connect-timeout` with the handshake's failure).
@@ -739,18 +778,30 @@ export class InstancePool {
         .securedConnections()
         .filter((connection) => !serverStillTrusted(connection, authorities));
       if (untrusted.length === 0) continue;
-      for (const connection of untrusted) this.#onUntrustedServer(upstream, describeUntrusted(connection));
-      // One that left takes no new call: its channel closes once its last call ends, as before.
-      if (this.#upstreams.get(upstream.key) === upstream) this.#replaceChannel(upstream, false);
-      const cut = (): void => {
-        for (const connection of untrusted) credentials.destroyConnection(connection);
+      const stopUsing = (): void => {
+        for (const connection of untrusted) this.#onUntrustedServer(upstream, describeUntrusted(connection));
+        // One that left takes no new call: its channel closes once its last call ends, as before.
+        if (this.#upstreams.get(upstream.key) === upstream && upstream.client === client)
+          this.#replaceChannel(upstream, false);
+        const cut = (): void => {
+          for (const connection of untrusted) credentials.destroyConnection(connection);
+        };
+        const timer = setTimeout(() => {
+          this.#untrustedCuts.delete(timer);
+          cut();
+        }, UNTRUSTED_CONNECTION_GRACE_MS);
+        timer.unref();
+        this.#untrustedCuts.set(timer, cut);
       };
-      const timer = setTimeout(() => {
-        this.#untrustedCuts.delete(timer);
-        cut();
-      }, UNTRUSTED_CONNECTION_GRACE_MS);
-      timer.unref();
-      this.#untrustedCuts.set(timer, cut);
+      const client = upstream.client;
+      // The instance may hold a certificate of a CA kept by now, renewed since the connection was
+      // made (a rotation's step 2; its connection keeps the certificate it was made with): a new
+      // connection, made against the new CA file, shows it. Trusted, the calls move to it, as at a
+      // renewal, and nothing is cut; refused, or not made within the grace, the instance is no
+      // longer trusted. New calls go over the old connection for that moment at most.
+      if (this.#upstreams.get(upstream.key) === upstream)
+        this.#move(upstream, { giveUpAfterMs: UNTRUSTED_CONNECTION_GRACE_MS, onFailed: stopUsing });
+      else stopUsing();
     }
   }
 
@@ -808,6 +859,8 @@ export class InstancePool {
     for (const upstream of [...this.#upstreams.values(), ...this.#leaving])
       this.#closeClient(upstream.client);
     for (const to of this.#moving.values()) this.#closeClient(to);
+    for (const retired of this.#retiring) this.#closeClient(retired);
+    this.#retiring.clear();
     this.#moving.clear();
     this.#upstreams.clear();
     this.#leaving.clear();

@@ -188,6 +188,7 @@ describe("a CA removed from a service's CA file", () => {
     const gateway = createGateway({
       distributor: `127.0.0.1:${distributorPort}`,
       tls: { caFile: caFileOf('gateway'), ...installCertificate(pki.files('gateway'), dir, 'gateway') },
+      tlsRefreshIntervalMs: REFRESH_MS,
       log: gatewayLog.log,
     });
     cleanups.push(() => gateway.stop());
@@ -200,18 +201,24 @@ describe("a CA removed from a service's CA file", () => {
     };
     await vi.waitFor(async () => expect(await get()).toBe(200), { ...WAIT, timeout: 10_000 });
 
-    // Step 2: every certificate renewed by the new CA; the gateway takes its own within 5 s.
-    for (const name of ['distributor', 'goods', 'gateway']) {
-      installCertificate(pki.foreignFiles(name), dir, name);
-    }
+    // Step 2: every certificate renewed by the new CA, goods' last.
+    const moved = () => gatewayLog.lines.filter((line) => line.event === 'upstream-moved');
+    for (const name of ['distributor', 'gateway']) installCertificate(pki.foreignFiles(name), dir, name);
     await vi.waitFor(
       () => expect(gatewayLog.lines.filter((line) => line.event === 'registration-moved')).toHaveLength(1),
-      { ...WAIT, timeout: 15_000 },
+      WAIT,
     );
     // Its calls to goods moved to a connection made with it.
+    await vi.waitFor(() => expect(moved()).toHaveLength(1), WAIT);
+    // Goods renewed after that: the gateway's connection to it still holds goods' certificate of
+    // the old CA, which step 3 removes from the gateway's CA file.
+    const goodsCertificate = installCertificate(pki.foreignFiles('goods'), dir, 'goods').certFile;
     await vi.waitFor(
-      () => expect(gatewayLog.lines.filter((line) => line.event === 'upstream-moved')).toHaveLength(1),
-      { ...WAIT, timeout: 15_000 },
+      () =>
+        expect(
+          goodsLog.lines.filter((line) => line.event === 'tls-reloaded' && line.file === goodsCertificate),
+        ).not.toEqual([]),
+      WAIT,
     );
     // Step 3, under requests: the old CA removed from every CA file.
     statuses.length = 0;
@@ -228,6 +235,9 @@ describe("a CA removed from a service's CA file", () => {
     expect(statuses.filter((answered) => answered !== 200).slice(0, 3)).toEqual([]);
     expect(goodsLog.warnings()).toEqual([]);
     expect(gatewayLog.warnings()).toEqual([]);
+    // The gateway moved its calls to goods again at step 3, to a connection that shows goods'
+    // renewed certificate, instead of cutting them.
+    expect(moved()).toHaveLength(2);
   }, 30_000);
 
   it("keeps a gateway's calls on their connection when the service refuses its renewed certificate (its CA not added there yet)", async () => {
