@@ -196,6 +196,15 @@ export interface InstancePoolOptions {
   onUntrustedServer?: (upstream: Upstream, connection: UntrustedConnection) => void;
 }
 
+/** A move of an upstream's calls to a new channel under way (see InstancePool.renewConnections). */
+interface Move {
+  readonly client: Client;
+  /** When it is given up (Date.now()). */
+  readonly giveUpAt: number;
+  /** Stops using the untrusted connection it was tried to replace, if so: told if it does not succeed. */
+  readonly stop: ((handshakeFailure: string | undefined) => void) | undefined;
+}
+
 /** A connection to an instance whose server certificate the CA file no longer trusts, as a log names it. */
 export interface UntrustedConnection {
   /** The instance's end of it: "address:port". */
@@ -285,8 +294,8 @@ export class InstancePool {
   readonly #onKeepaliveLoss: (upstream: Upstream) => void;
   readonly #onMoveFailed: NonNullable<InstancePoolOptions['onMoveFailed']>;
   readonly #onMoved: (upstream: Upstream) => void;
-  /** The client each upstream's calls are moving to (see renewConnections), until it connects or fails. */
-  readonly #moving = new Map<Upstream, Client>();
+  /** The move of each upstream's calls under way (see renewConnections), until it connects or fails. */
+  readonly #moving = new Map<Upstream, Move>();
   /** Calls started and not yet ended on each client (an upstream's calls move between clients). */
   readonly #callsOn = new WeakMap<Client, number>();
   /** Clients whose upstream's calls moved to another, closed once their last call ends (see #retire). */
@@ -511,30 +520,49 @@ export class InstancePool {
 
   /**
    * Moves an upstream's calls to a new channel once it connects (see renewConnections). Given up
-   * after `giveUpAfterMs`, or at the new channel's first failure: `onFailed` is told.
+   * after `giveUpAfterMs`, or at the new channel's first failure: `untrusted` is told, when the move
+   * was tried to stop using an untrusted connection (see stopUsingUntrusted), else onMoveFailed.
+   * `untrusted` is told too when there is nothing left to move from: its connection is cut all the
+   * same.
    */
   #move(
     upstream: Upstream,
     {
       giveUpAfterMs = this.#connectTimeoutMs,
-      onFailed = (handshakeFailure: string | undefined) => this.#onMoveFailed(upstream, handshakeFailure),
-    } = {},
+      untrusted,
+    }: { giveUpAfterMs?: number; untrusted?: (handshakeFailure: string | undefined) => void } = {},
   ): void {
     const from = upstream.client;
-    // A move under way began with the certificate before, maybe: it makes way for this one.
+    // A move under way began with the certificate before, maybe: it makes way for this one. One
+    // tried to stop using an untrusted connection hands this one that duty and its time limit: a
+    // renewal taken in the same read of the files as a CA removed must not keep the connection.
     const pending = this.#moving.get(upstream);
-    if (pending) this.#closeClient(pending);
+    let giveUpAt = Date.now() + giveUpAfterMs;
+    let stop = untrusted;
+    if (pending?.stop) {
+      const before = pending.stop;
+      stop =
+        untrusted === undefined
+          ? before
+          : (handshakeFailure) => {
+              before(handshakeFailure);
+              untrusted(handshakeFailure);
+            };
+      giveUpAt = Math.min(giveUpAt, pending.giveUpAt);
+    }
     const to = this.#client(upstream.name, upstream.address, () => this.#wentSilent(upstream, 'keepalive'));
-    this.#moving.set(upstream, to);
+    // Before the pending one closes: its close tells its watcher at once, which must find it replaced.
+    this.#moving.set(upstream, { client: to, giveUpAt, stop });
+    if (pending) this.#closeClient(pending.client);
     const channel = to.getChannel();
-    const giveUpAt = Date.now() + giveUpAfterMs;
     const follow = (): void => {
-      if (this.#moving.get(upstream) !== to) return;
+      if (this.#moving.get(upstream)?.client !== to) return;
       // The upstream left, was closed, or was given a new channel meanwhile (a connect timeout, a
       // silence check): there is nothing to move from.
       if (this.#closed || upstream.client !== from || this.#upstreams.get(upstream.key) !== upstream) {
         this.#moving.delete(upstream);
         this.#closeClient(to);
+        if (!this.#closed) stop?.(undefined);
         return;
       }
       const state = channel.getConnectivityState(false);
@@ -551,7 +579,8 @@ export class InstancePool {
         this.#moving.delete(upstream);
         const handshakeFailure = this.#credentialsOf.get(to)?.lastHandshakeFailure;
         this.#closeClient(to);
-        onFailed(handshakeFailure);
+        if (stop) stop(handshakeFailure);
+        else this.#onMoveFailed(upstream, handshakeFailure);
         return;
       }
       channel.watchConnectivityState(state, giveUpAt, follow);
@@ -800,7 +829,7 @@ export class InstancePool {
       // renewal, and nothing is cut; refused, or not made within the grace, the instance is no
       // longer trusted. New calls go over the old connection for that moment at most.
       if (this.#upstreams.get(upstream.key) === upstream)
-        this.#move(upstream, { giveUpAfterMs: UNTRUSTED_CONNECTION_GRACE_MS, onFailed: stopUsing });
+        this.#move(upstream, { giveUpAfterMs: UNTRUSTED_CONNECTION_GRACE_MS, untrusted: stopUsing });
       else stopUsing();
     }
   }
@@ -858,7 +887,7 @@ export class InstancePool {
     this.#closed = true;
     for (const upstream of [...this.#upstreams.values(), ...this.#leaving])
       this.#closeClient(upstream.client);
-    for (const to of this.#moving.values()) this.#closeClient(to);
+    for (const { client } of this.#moving.values()) this.#closeClient(client);
     for (const retired of this.#retiring) this.#closeClient(retired);
     this.#retiring.clear();
     this.#moving.clear();

@@ -321,6 +321,48 @@ describe("a CA removed from the gateway's CA file", () => {
     expect(leaked.calls()).toBe(1);
   });
 
+  it('still stops using the connection when a renewed certificate is taken in the same read as the CA file', async () => {
+    // The files are read together: a CA removed and the gateway's own certificate renewed at once
+    // (an emergency rotation) tell onCaTaken, then onCertificateTaken, in one go.
+    const { pki } = testPki;
+    const { certFile, keyFile } = pki.files('gateway');
+    const files = { caFile: pki.bothCasFile, certFile, keyFile };
+    const credentialsFor = channelCredentialsByName(files);
+    if (!credentialsFor) throw new Error('no credentials');
+    const cut: string[] = [];
+    const pool = closer.add(
+      new InstancePool({
+        credentialsFor,
+        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+        onUntrustedServer: (upstream) => cut.push(upstream.key),
+      }),
+      (made) => made.close(),
+    );
+    const leaked = await goodsServer(pki.foreignFiles('goods'));
+    const upstream = pool.get('goods', `127.0.0.1:${leaked.port}`);
+    const call = () =>
+      new Promise<ServiceError | null>((resolve) =>
+        pool.call(
+          upstream,
+          '/shop.v1.GoodsService/ListGoods',
+          (bytes) => bytes,
+          Buffer.alloc(0),
+          new Metadata(),
+          Date.now() + 2_000,
+          resolve,
+        ),
+      );
+    expect(await call()).toBeNull();
+
+    pool.stopUsingUntrusted(authoritiesOf(readFileSync(pki.caFile)));
+    pool.renewConnections();
+
+    await vi.waitFor(() => expect(cut).toEqual([leaked.key]), WAIT);
+    expect(await call()).toMatchObject({ code: status.UNAVAILABLE });
+    expect(leaked.calls()).toBe(1);
+    await vi.waitFor(() => expect(leaked.sessions()).toBe(0), WAIT);
+  });
+
   it('refuses a connection whose handshake was under way when the CA file changed, if its server chains to the removed CA', async () => {
     const { pki } = testPki;
     const { certFile, keyFile } = pki.files('gateway');
