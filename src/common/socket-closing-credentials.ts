@@ -45,6 +45,12 @@ export class SocketClosingCredentials extends ChannelCredentials {
    * closed, and the attempt fails with that error, as a failed handshake does.
    */
   readonly #refuse: ((connection: Socket) => Error | undefined) | undefined;
+  /**
+   * Set by destroySockets: the channel is closed, and a connection attempt it had begun without a
+   * socket yet (closed in the same turn it was told to connect) still makes one, which grpc-js
+   * then keeps open to the peer for good: it is ended as it connects.
+   */
+  #closedAll = false;
   /** Sockets destroySockets closed: their end says nothing of the peer. */
   readonly #destroyed = new WeakSet<Socket>();
   /**
@@ -81,6 +87,10 @@ export class SocketClosingCredentials extends ChannelCredentials {
     const connected = new Set<Socket>();
     return {
       connect: (socket) => {
+        if (this.#closedAll) {
+          this.#destroyed.add(socket);
+          socket.destroy();
+        }
         this.#sockets.add(socket);
         socket.once('close', () => this.#sockets.delete(socket));
         const handshake = connector.connect(socket);
@@ -157,6 +167,7 @@ export class SocketClosingCredentials extends ChannelCredentials {
 
   /** Ends every connection of the channel still open: for a channel closed while it connects. */
   destroySockets(): void {
+    this.#closedAll = true;
     for (const socket of this.#sockets) {
       this.#destroyed.add(socket);
       socket.destroy();

@@ -321,6 +321,46 @@ describe("a CA removed from the gateway's CA file", () => {
     expect(leaked.calls()).toBe(1);
   });
 
+  it('takes a renewal while the move of the one before is under way', async () => {
+    const { pki } = testPki;
+    const files = pki.files('gateway');
+    const credentialsFor = channelCredentialsByName(files);
+    if (!credentialsFor) throw new Error('no credentials');
+    let moved = 0;
+    const pool = closer.add(
+      new InstancePool({
+        credentialsFor,
+        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+        onMoved: () => moved++,
+      }),
+      (made) => made.close(),
+    );
+    const goods = await goodsServer(pki.files('goods'));
+    const upstream = pool.get('goods', `127.0.0.1:${goods.port}`);
+    const call = () =>
+      new Promise<ServiceError | null>((resolve) =>
+        pool.call(
+          upstream,
+          '/shop.v1.GoodsService/ListGoods',
+          (bytes) => bytes,
+          Buffer.alloc(0),
+          new Metadata(),
+          Date.now() + 2_000,
+          resolve,
+        ),
+      );
+    expect(await call()).toBeNull();
+
+    // Two reads of a certificate renewed twice within a connect timeout: the first move's channel,
+    // closed before it had a socket, leaves no connection behind either.
+    pool.renewConnections();
+    pool.renewConnections();
+
+    await vi.waitFor(() => expect(moved).toBe(1), WAIT);
+    expect(await call()).toBeNull();
+    await vi.waitFor(() => expect(goods.sessions()).toBe(1), WAIT);
+  });
+
   it('still stops using the connection when a renewed certificate is taken in the same read as the CA file', async () => {
     // The files are read together: a CA removed and the gateway's own certificate renewed at once
     // (an emergency rotation) tell onCaTaken, then onCertificateTaken, in one go.
