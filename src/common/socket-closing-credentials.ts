@@ -9,7 +9,7 @@ type SecureConnector = ReturnType<ChannelCredentials['_createSecureConnector']>;
  * an attempt in progress open, and one that got a TCP connection waits for the server's HTTP/2
  * settings without a limit. A channel replaced every connect timeout would leak one socket each
  * time to a peer that accepts and never speaks (a hung process, a proxy holding the connection).
- * An attempt still waiting on its SYN is not reached: the kernel ends it (about two minutes).
+ * An attempt still waiting on its SYN is ended as it connects, if it does (see destroySockets).
  */
 export class SocketClosingCredentials extends ChannelCredentials {
   readonly #inner: ChannelCredentials;
