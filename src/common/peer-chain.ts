@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import { type DetailedPeerCertificate, TLSSocket } from 'node:tls';
 
 /**
  * The certificates of a TLS connection's peer, its own first, then the issuers node:tls knows of
@@ -41,4 +42,15 @@ export function chainTrustedBy(
         (certificate.checkIssued(authority) && certificate.verify(authority.publicKey)),
     ),
   );
+}
+
+/**
+ * Whether the server of a connection made before the CA file changed still chains to `authorities`
+ * (see chainTrustedBy). A connection without TLS, or whose server showed no certificate, was
+ * trusted for no CA: it is left alone.
+ */
+export function serverStillTrusted(connection: Socket, authorities: readonly X509Certificate[]): boolean {
+  if (!(connection instanceof TLSSocket)) return true;
+  const chain = peerChainOf(connection);
+  return chain.length === 0 || chainTrustedBy(chain, authorities);
 }

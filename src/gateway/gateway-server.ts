@@ -388,6 +388,8 @@ class GatewayServer implements Gateway {
       // A renewed certificate: the registration moves to a connection made with it, before a CA
       // rotation's last step cuts the one made with the certificate before.
       onCertificateTaken: () => this.#registration?.renewConnection(),
+      // A CA removed (it leaked): a registration whose distributor chains to it no longer stays.
+      onCaTaken: (authorities) => this.#registration?.stopUsingUntrusted(authorities),
     });
     const maxConnections = options.maxConnections ?? defaultMaxConnections();
     this.#telemetry = new GatewayTelemetry(

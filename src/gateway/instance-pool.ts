@@ -15,7 +15,7 @@ import {
 import { asIs } from '../common/bytes-method.js';
 import { formatHostPort } from '../common/config.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
-import { chainTrustedBy, peerChainOf } from '../common/peer-chain.js';
+import { peerChainOf, serverStillTrusted } from '../common/peer-chain.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
@@ -904,17 +904,6 @@ export class InstancePool {
     }
     this.#untrustedCuts.clear();
   }
-}
-
-/**
- * Whether the server of a connection made before the CA file changed still chains to `authorities`
- * (see chainTrustedBy). A connection without TLS, or whose server showed no certificate, was
- * trusted for no CA: it is left alone.
- */
-function serverStillTrusted(connection: Socket, authorities: readonly X509Certificate[]): boolean {
-  if (!(connection instanceof TLSSocket)) return true;
-  const chain = peerChainOf(connection);
-  return chain.length === 0 || chainTrustedBy(chain, authorities);
 }
 
 function describeUntrusted(connection: Socket): UntrustedConnection {

@@ -1,4 +1,7 @@
+import type { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { type ChannelCredentials, type ChannelOptions, connectivityState } from '@grpc/grpc-js';
+import { serverStillTrusted } from '../common/peer-chain.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 import { DistributorServiceClient } from '../gen/distributor.js';
 
@@ -44,10 +47,12 @@ export class DistributorConnection {
     credentials: ChannelCredentials,
     options: ChannelOptions,
     readonly connectTimeoutMs = CONNECT_TIMEOUT_MS,
+    /** Asked of each connection once its handshake completed: an error refuses it (see SocketClosingCredentials). */
+    refuse?: (connection: Socket) => Error | undefined,
   ) {
     // A shared subchannel would be the hung one again: grpc-js keys its pool by address and options.
     this.#make = () => {
-      this.#credentials = new SocketClosingCredentials(credentials);
+      this.#credentials = new SocketClosingCredentials(credentials, undefined, refuse);
       return new DistributorServiceClient(address, this.#credentials, {
         'grpc.dns_min_time_between_resolutions_ms': DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS,
         ...options,
@@ -118,6 +123,23 @@ export class DistributorConnection {
   /** Whether the channel speaks TLS. */
   get secure(): boolean {
     return this.#credentials?._isSecure() ?? false;
+  }
+
+  /**
+   * Whether the server of every connection the channel has open still chains to `authorities` (the
+   * CA file as it is now; see serverStillTrusted). A handshake still under way is not among them.
+   */
+  trustedBy(authorities: readonly X509Certificate[]): boolean {
+    return (this.#credentials?.securedConnections() ?? []).every((connection) =>
+      serverStillTrusted(connection, authorities),
+    );
+  }
+
+  /** Closes the client and ends its connections at once, calls on them or not: for a server no longer trusted. */
+  closeNow(): void {
+    this.#closed = true;
+    this.#client.close();
+    this.#credentials?.destroySockets();
   }
 
   /** Closes the client, and ends its connection attempt if it is still connecting (see #replace). */

@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -14,6 +15,7 @@ import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
+import { serverStillTrusted } from '../common/peer-chain.js';
 import { PROOF_WINDOW_MS } from '../common/registry-proof.js';
 import {
   NODE_REPLACED,
@@ -39,6 +41,17 @@ import { asksForTheBearer, tokenRefusalHint } from './token-refusal-hint.js';
 
 /** The longest the channel waits between two connection attempts of its own (see the constructor). */
 const CHANNEL_RECONNECT_MAX_MS = 1_000;
+
+/**
+ * How long a registration whose connection's distributor the CA file no longer trusts waits for its
+ * move to a new connection before it is ended (see stopUsingUntrusted): as the gateway gives its
+ * connections to services (UNTRUSTED_CONNECTION_GRACE_MS).
+ */
+export const UNTRUSTED_MOVE_TIMEOUT_MS = 1_000;
+
+/** Why a registration ended on a connection whose distributor the CA file no longer trusts (its 'disconnected' status). */
+export const UNTRUSTED_DISTRIBUTOR =
+  "the distributor's certificate on this connection chains to no CA of this component's CA file any more (it changed)";
 
 /** Exponential backoff between reconnection attempts, with jitter. */
 export interface BackoffOptions {
@@ -146,7 +159,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
    * The registration made again on a new connection while the current one still holds (see
    * renewConnection), until it is acknowledged or fails.
    */
-  #move: { call: RegisterCall; connection: DistributorConnection } | undefined;
+  #move: Move | undefined;
   /** A move was asked for when none could start (not registered yet, or one under way). */
   #movePending = false;
   /**
@@ -155,6 +168,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
    * would never be told acknowledged.
    */
   #asideAck: NodeState | undefined;
+  /**
+   * The CAs of the CA file taken last, once it changed (see stopUsingUntrusted): a connection whose
+   * handshake ends later with a distributor that chains to none of them is refused.
+   */
+  #authorities: readonly X509Certificate[] | undefined;
   /** Registrations whose end is expected (the one a move replaced): they end without a word. */
   readonly #retired = new WeakSet<RegisterCall>();
   #retryTimer: NodeJS.Timeout | undefined;
@@ -214,6 +232,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
           'grpc.max_reconnect_backoff_ms': Math.min(this.#backoff.maxMs, CHANNEL_RECONNECT_MAX_MS),
         },
         options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+        (connection) => this.#refuseUntrusted(connection),
       );
     this.#connection = this.#makeConnection();
     if (options.watchNodes) {
@@ -307,10 +326,145 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       old.close();
       return;
     }
+    this.#startMove();
+  }
+
+  /**
+   * Checks the distributor of the registration's connection (and of a move's) against the CA file
+   * the component took now, `authorities`: a CA removed from it (it leaked) is not checked again by
+   * a connection made before, whose handshake alone verified its server. Still chaining: nothing.
+   * A move's connection that no longer does is given up, and the move made again. The current one
+   * that no longer does: the registration moves make-before-break, as renewConnection moves it, to
+   * a new connection, whose handshake is checked against the new file (a distributor renewed by a
+   * CA kept since is reached so without the node leaving the list); if that move fails or has not
+   * held within UNTRUSTED_MOVE_TIMEOUT_MS, the registration is ended and its connection closed
+   * (warning `untrusted-after-ca-change`), and the client registers again as after any lost
+   * registration, each new connection's handshake deciding. Called with the distributor
+   * credentials' TlsRefreshOptions.onCaTaken. A failure of the check is logged, not thrown: it
+   * would stop the certificate's renewal told after it.
+   */
+  stopUsingUntrusted(authorities: readonly X509Certificate[]): void {
+    if (!this.#started || this.#stopped || authorities.length === 0) return;
+    this.#authorities = authorities;
+    try {
+      this.#checkTrust(authorities);
+    } catch (error) {
+      this.#log.warn(
+        { event: 'untrusted-check-failed', err: error },
+        "could not check the distributor's certificate against the changed CA file",
+      );
+    }
+  }
+
+  #checkTrust(authorities: readonly X509Certificate[]): void {
+    const move = this.#move;
+    if (move && !move.connection.trustedBy(authorities)) {
+      // Made before the change with a distributor of the CA removed: its handshake vouches for nothing.
+      this.#giveUpMove(move);
+      if (!this.#call) {
+        // The registration it was to replace had ended already: the move was the registration.
+        this.#endUntrusted(undefined);
+        return;
+      }
+      if (this.#connection.trustedBy(authorities)) {
+        this.#startMove();
+        return;
+      }
+    }
+    if (this.#connection.trustedBy(authorities)) {
+      // A CA file changed again (a removal undone): the registration before need not end after all.
+      if (this.#move) {
+        clearTimeout(this.#move.untrusted);
+        this.#move.untrusted = undefined;
+      }
+      return;
+    }
+    if (!this.#call) {
+      // Waiting to try again, or for a move whose registration before has ended: what comes next
+      // (a failed move's retry included) goes out on a new connection.
+      this.#retryOnNewConnection();
+      return;
+    }
+    if (this.#nodeId === undefined && !this.#move) {
+      // Not registered yet: nothing to keep while a new connection is tried.
+      this.#endUntrusted(undefined);
+      return;
+    }
+    if (!this.#move) this.#startMove();
+    const current = this.#move;
+    if (current && current.untrusted === undefined) {
+      current.untrusted = setTimeout(() => {
+        if (this.#move !== current) return;
+        this.#giveUpMove(current);
+        this.#endUntrusted(`not registered on a new connection within ${UNTRUSTED_MOVE_TIMEOUT_MS} ms`);
+      }, UNTRUSTED_MOVE_TIMEOUT_MS);
+      current.untrusted.unref();
+    }
+  }
+
+  /** Refuses a connection whose handshake, begun before the CA file changed, ended with a distributor it no longer trusts. */
+  #refuseUntrusted(connection: Socket): Error | undefined {
+    const authorities = this.#authorities;
+    if (authorities === undefined || serverStillTrusted(connection, authorities)) return undefined;
+    return new Error(UNTRUSTED_DISTRIBUTOR);
+  }
+
+  /** Makes the registration again on a new connection while the current one holds (see renewConnection). */
+  #startMove(): void {
     this.#movePending = false;
     this.#asideAck = undefined;
     const connection = this.#makeConnection();
-    this.#move = { call: this.#open(connection), connection };
+    this.#move = { call: this.#open(connection), connection, untrusted: undefined };
+  }
+
+  /** Ends a move under way without a word; what the registration before acknowledged meanwhile is told. */
+  #giveUpMove(move: Move): void {
+    this.#move = undefined;
+    clearTimeout(move.untrusted);
+    this.#retired.add(move.call);
+    move.call.cancel();
+    move.connection.closeNow();
+    const aside = this.#asideAck;
+    this.#asideAck = undefined;
+    if (aside !== undefined && aside !== this.#acknowledgedState) this.#acknowledge(aside);
+  }
+
+  /** Waiting to try again: the next attempt goes out on a new connection, the one before closed at once. */
+  #retryOnNewConnection(): void {
+    const old = this.#connection;
+    this.#connection = this.#makeConnection();
+    old.closeNow();
+  }
+
+  /**
+   * Ends the registration on a connection whose distributor the CA file no longer trusts, and that
+   * connection; the client registers again on a new one with backoff, as after any lost registration.
+   */
+  #endUntrusted(moveFailure: string | undefined): void {
+    const call = this.#call;
+    this.#call = undefined;
+    if (call) {
+      this.#retired.add(call);
+      call.cancel();
+    }
+    this.#retryOnNewConnection();
+    // The new connection is made with the certificate held now: a renewal waiting is done.
+    this.#movePending = false;
+    this.#asideAck = undefined;
+    this.#log.warn(
+      {
+        event: 'untrusted-after-ca-change',
+        distributor: this.#distributor,
+        ...(moveFailure ? { moveFailure } : {}),
+      },
+      `${this.#distributor}: ${UNTRUSTED_DISTRIBUTOR}${moveFailure ? `, and registering again on a new connection, checked against the new file, failed (${moveFailure})` : ''}: the registration on that connection is ended and the connection closed; registering again with backoff, each new connection's handshake checked against the CA file as it is now`,
+    );
+    this.#lost(
+      { code: grpcStatus.UNAVAILABLE, details: UNTRUSTED_DISTRIBUTOR, metadata: new Metadata() },
+      {
+        untrusted: true,
+      },
+    );
   }
 
   /** Says draining, ends the stream (waiting for the distributor's answer at most `timeoutMs`), and closes. */
@@ -321,6 +475,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     const move = this.#move;
     this.#move = undefined;
     if (move) {
+      clearTimeout(move.untrusted);
       this.#retired.add(move.call);
       move.call.cancel();
       move.connection.close();
@@ -384,7 +539,13 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
       if (move?.call === call) {
         // The new registration failed before it held: the one before goes on, if it still does.
         this.#move = undefined;
+        clearTimeout(move.untrusted);
         move.connection.close();
+        if (move.untrusted !== undefined && !this.#stopped) {
+          // Unless its connection's distributor is no longer trusted.
+          this.#endUntrusted(`${grpcStatus[status.code]}: ${status.details}`);
+          return;
+        }
         if (this.#call && !this.#stopped) {
           this.#log.warn(
             {
@@ -421,79 +582,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
         return;
       }
       if (this.#call === call) this.#call = undefined;
-      // A registration is a success that restarts the backoff, unless another process registering
-      // the same node (a copied --advertise-host) took it over before it held: retrying within ms,
-      // the two would trade it for ever. Lost otherwise (a distributor restart), it is made again
-      // at once, however many attempts it took the first time.
-      if (
-        this.#registeredAt !== undefined &&
-        (!takenOver(status) || performance.now() - this.#registeredAt >= 2 * this.#backoff.maxMs)
-      ) {
-        this.#failures = 0;
-        this.#lastFailure = undefined;
-      }
-      this.#registeredAt = undefined;
-      this.#nodeId = undefined;
-      this.#acknowledgedState = undefined;
-      if (this.#stopped) return;
-      this.emit('disconnected', status);
-      const unproven = proof.refusalUnproven(status);
-      const olderDistributor = asksForTheBearer(status.code, status.details, this.#hasToken);
-      // Cut for a CA the distributor no longer trusts: the next connection's handshake decides, with
-      // the certificate this component holds now (renewed by the new CA in a CA rotation).
-      const caWithdrawn =
-        status.code === grpcStatus.UNAUTHENTICATED && status.details === UNTRUSTED_AFTER_CA_CHANGE;
-      const retry = unproven || olderDistributor || caWithdrawn ? 'refused' : retryClassOf(status.code);
-      const reason = `${grpcStatus[status.code]}: ${status.details}`;
-      // The status by name, as the distributor's refusals and a service's call lines write `code`.
-      const fields = { code: grpcStatus[status.code] ?? status.code, details: status.details };
-      const hints = `${tokenRefusalHint(status.code, status.details, this.#hasToken)}${notADistributorHint(status.code, this.#distributor)}`;
-      if (retry === 'permanent') {
-        this.#refusal = status;
-        this.#log.error(
-          { event: 'refused', ...fields },
-          `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${hints}`,
-        );
-        this.emit('refused', status);
-        return;
-      }
-      // Warn when the link is lost, when the reason changes (the distributor came back but refuses
-      // the node, say), and at every refusal that may clear later: the node is not routed meanwhile.
-      // Repeated transient failures for the same reason are routine.
-      // A TLS problem's failures differ in their words from one attempt to the next (a reset, a
-      // session closed early): one reason, told once.
-      const hint = tlsMismatchHint(status.details, this.#ownTls, 'the distributor');
-      const cause = `${status.code} ${hint || detailsCause(status.details)}`;
-      const newReason = this.#failures === 0 || cause !== this.#lastFailure;
-      this.#lastFailure = cause;
-      const delay = this.#nextDelay();
-      if (olderDistributor) {
-        this.#log.warn(
-          { event: 'refused', ...fields, ...(unproven ? { proven: false } : {}), retryInMs: delay },
-          `${this.#distributor} asks for the registry token as a bearer (${reason}); retrying with backoff until it takes this component's proof${hints}`,
-        );
-      } else if (unproven) {
-        this.#log.warn(
-          { event: 'refused', ...fields, proven: false, retryInMs: delay },
-          `${this.#distributor} refused this node (${reason}) without proving that it holds the registry token, so the refusal is not taken as final: it may come from another process holding the distributor's port while it restarts; if it is the distributor's, what it names needs fixing (this component's ${REGISTRY_TOKEN_ENV} not the distributor's, a clock more than 5 minutes off, something relaying the connection); retrying with backoff${status.details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong) ? '' : hints}`,
-        );
-      } else if (retry === 'refused') {
-        this.#log.warn(
-          { event: 'refused', ...fields, retryInMs: delay },
-          `the distributor refused this node for now (${reason}); retrying with backoff`,
-        );
-      } else {
-        // A TLS mismatch looks like any lost link (the server closes, or a TLS record makes no
-        // sense): said in so many words, else a node retries for ever with nothing pointing at TLS.
-        this.#log[newReason ? 'warn' : 'debug'](
-          { event: 'disconnected', ...fields, retryInMs: delay, ...(hint ? { tlsMismatch: true } : {}) },
-          newReason
-            ? `not registered with the distributor (${reason}); retrying with backoff${hint || takeoverHint(status)}`
-            : 'still not registered with the distributor; retrying',
-        );
-      }
-      this.#retryTimer = setTimeout(() => this.#connect(), delay);
-      this.#retryTimer.unref();
+      this.#lost(status, { unproven: proof.refusalUnproven(status) });
     });
     this.#view?.restart();
     call.write({
@@ -504,6 +593,96 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   }
 
   /**
+   * The registration ended (`status`), and a move that may have replaced it with it: the client
+   * registers again with backoff, unless stopped or refused for good. `unproven`: a refusal that did
+   * not prove the registry token (see refusalUnproven); `untrusted`: ended by #endUntrusted, which
+   * said why.
+   */
+  #lost(
+    status: StatusObject,
+    { unproven = false, untrusted = false }: { unproven?: boolean; untrusted?: boolean },
+  ): void {
+    // A registration is a success that restarts the backoff, unless another process registering
+    // the same node (a copied --advertise-host) took it over before it held: retrying within ms,
+    // the two would trade it for ever. Lost otherwise (a distributor restart), it is made again
+    // at once, however many attempts it took the first time.
+    if (
+      this.#registeredAt !== undefined &&
+      (!takenOver(status) || performance.now() - this.#registeredAt >= 2 * this.#backoff.maxMs)
+    ) {
+      this.#failures = 0;
+      this.#lastFailure = undefined;
+    }
+    this.#registeredAt = undefined;
+    this.#nodeId = undefined;
+    this.#acknowledgedState = undefined;
+    if (this.#stopped) return;
+    this.emit('disconnected', status);
+    if (untrusted) {
+      // Told by #endUntrusted; tried again on its new connection.
+      this.#retryTimer = setTimeout(() => this.#connect(), this.#nextDelay());
+      this.#retryTimer.unref();
+      return;
+    }
+    const olderDistributor = asksForTheBearer(status.code, status.details, this.#hasToken);
+    // Cut for a CA the distributor no longer trusts: the next connection's handshake decides, with
+    // the certificate this component holds now (renewed by the new CA in a CA rotation).
+    const caWithdrawn =
+      status.code === grpcStatus.UNAUTHENTICATED && status.details === UNTRUSTED_AFTER_CA_CHANGE;
+    const retry = unproven || olderDistributor || caWithdrawn ? 'refused' : retryClassOf(status.code);
+    const reason = `${grpcStatus[status.code]}: ${status.details}`;
+    // The status by name, as the distributor's refusals and a service's call lines write `code`.
+    const fields = { code: grpcStatus[status.code] ?? status.code, details: status.details };
+    const hints = `${tokenRefusalHint(status.code, status.details, this.#hasToken)}${notADistributorHint(status.code, this.#distributor)}`;
+    if (retry === 'permanent') {
+      this.#refusal = status;
+      this.#log.error(
+        { event: 'refused', ...fields },
+        `the distributor refused this node (${reason}); retrying cannot change that, so registration stops here${hints}`,
+      );
+      this.emit('refused', status);
+      return;
+    }
+    // Warn when the link is lost, when the reason changes (the distributor came back but refuses
+    // the node, say), and at every refusal that may clear later: the node is not routed meanwhile.
+    // Repeated transient failures for the same reason are routine.
+    // A TLS problem's failures differ in their words from one attempt to the next (a reset, a
+    // session closed early): one reason, told once.
+    const hint = tlsMismatchHint(status.details, this.#ownTls, 'the distributor');
+    const cause = `${status.code} ${hint || detailsCause(status.details)}`;
+    const newReason = this.#failures === 0 || cause !== this.#lastFailure;
+    this.#lastFailure = cause;
+    const delay = this.#nextDelay();
+    if (olderDistributor) {
+      this.#log.warn(
+        { event: 'refused', ...fields, ...(unproven ? { proven: false } : {}), retryInMs: delay },
+        `${this.#distributor} asks for the registry token as a bearer (${reason}); retrying with backoff until it takes this component's proof${hints}`,
+      );
+    } else if (unproven) {
+      this.#log.warn(
+        { event: 'refused', ...fields, proven: false, retryInMs: delay },
+        `${this.#distributor} refused this node (${reason}) without proving that it holds the registry token, so the refusal is not taken as final: it may come from another process holding the distributor's port while it restarts; if it is the distributor's, what it names needs fixing (this component's ${REGISTRY_TOKEN_ENV} not the distributor's, a clock more than 5 minutes off, something relaying the connection); retrying with backoff${status.details.startsWith(REGISTRY_TOKEN_REFUSALS.wrong) ? '' : hints}`,
+      );
+    } else if (retry === 'refused') {
+      this.#log.warn(
+        { event: 'refused', ...fields, retryInMs: delay },
+        `the distributor refused this node for now (${reason}); retrying with backoff`,
+      );
+    } else {
+      // A TLS mismatch looks like any lost link (the server closes, or a TLS record makes no
+      // sense): said in so many words, else a node retries for ever with nothing pointing at TLS.
+      this.#log[newReason ? 'warn' : 'debug'](
+        { event: 'disconnected', ...fields, retryInMs: delay, ...(hint ? { tlsMismatch: true } : {}) },
+        newReason
+          ? `not registered with the distributor (${reason}); retrying with backoff${hint || takeoverHint(status)}`
+          : 'still not registered with the distributor; retrying',
+      );
+    }
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+    this.#retryTimer.unref();
+  }
+
+  /**
    * The move's registration was acknowledged: the distributor replaced the one before with it (and
    * ends that one with NODE_REPLACED, expected here). The old connection is closed.
    */
@@ -511,6 +690,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     const move = this.#move;
     if (!move) return;
     this.#move = undefined;
+    clearTimeout(move.untrusted);
     this.#asideAck = undefined;
     const old = this.#call;
     const oldConnection = this.#connection;
@@ -523,7 +703,9 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     oldConnection.close();
     this.#log.info(
       { event: 'registration-moved', node: this.#nodeId },
-      'registered again on a new connection, made with the renewed certificate; the connection before is closed',
+      move.untrusted === undefined
+        ? 'registered again on a new connection, made with the renewed certificate; the connection before is closed'
+        : 'registered again on a new connection, whose distributor the changed CA file trusts; the connection before, whose distributor it no longer trusts, is closed',
     );
   }
 
@@ -593,6 +775,17 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 }
 
 type RegisterCall = ClientDuplexStream<RegisterRequest, RegisterResponse>;
+
+/** A registration made again on a new connection while the one before holds (see renewConnection). */
+interface Move {
+  readonly call: RegisterCall;
+  readonly connection: DistributorConnection;
+  /**
+   * Set when the registration being moved is on a connection no longer trusted: ends it if the move
+   * has not held by then (see stopUsingUntrusted); a failure of the move ends it at once.
+   */
+  untrusted: NodeJS.Timeout | undefined;
+}
 
 /** Whether the registration ended because a newer one of the same node replaced it. */
 function takenOver(ended: StatusObject): boolean {

@@ -97,6 +97,8 @@ export async function startService<Store extends ServiceStore, Options>(
     // A renewed certificate: the registration moves to a connection made with it, before a CA
     // rotation's last step cuts the one made with the certificate before.
     onCertificateTaken: () => registration?.renewConnection(),
+    // A CA removed (it leaked): a registration whose distributor chains to it no longer stays.
+    onCaTaken: (authorities) => registration?.stopUsingUntrusted(authorities),
   });
   // Metrics and request ids (issue 11); the process's own metrics only where /metrics is served.
   const observability = config.observability;
