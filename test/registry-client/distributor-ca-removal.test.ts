@@ -1,12 +1,17 @@
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import type { DistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { NodeState } from '../../src/gen/distributor.js';
-import { RegistrationClient, UNTRUSTED_DISTRIBUTOR } from '../../src/registry-client/registration-client.js';
+import {
+  RegistrationClient,
+  UNTRUSTED_DISTRIBUTOR,
+  UNTRUSTED_MOVE_TIMEOUT_MS,
+} from '../../src/registry-client/registration-client.js';
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { capturingLogger, type LogLine } from '../distributor/support/capturing-logger.js';
@@ -92,6 +97,32 @@ function registration(address: string) {
   client.start();
   cleanups.push(() => client.stop(100));
   return { client, lines, warnings, registrations: () => registrations };
+}
+
+/**
+ * A proxy to `port` that passes its first connection through and holds every later one, reading
+ * nothing: a move's connection whose handshake never ends. Its address.
+ */
+async function firstConnectionOnly(port: number): Promise<string> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+    if (accepted++ > 0) return;
+    const upstream = connect(port, '127.0.0.1');
+    sockets.add(upstream);
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  const bound = server.address();
+  if (bound === null || typeof bound === 'string') throw new Error('the proxy has no port');
+  return `127.0.0.1:${bound.port}`;
 }
 
 /** The CAs of the file of the CA kept alone, as a component takes them once "old" is removed. */
@@ -249,5 +280,26 @@ describe("a CA removed from a component's CA file", () => {
     expect(goods.warnings()).toEqual([]);
     expect(goods.registrations()).toBe(1);
     expect(listed(distributor)).toEqual([]);
+  });
+
+  it('ends the registration when its move has not held within the bound', async () => {
+    const { pki } = testPki;
+    const dir = folder();
+    const { distributor, address } = await distributorWith(dir, pki.foreignFiles('distributor'));
+    const port = Number(address.split(':').at(-1));
+    const goods = registration(await firstConnectionOnly(port));
+    // Acknowledged: a registration not yet is ended at once, with no move.
+    await vi.waitFor(() => expect(goods.client.nodeId).toBeDefined(), WAIT);
+
+    const told = performance.now();
+    goods.client.stopUsingUntrusted(keptCaOnly());
+
+    await vi.waitFor(
+      () => expect(events(goods.warnings(), 'untrusted-after-ca-change')).toHaveLength(1),
+      WAIT,
+    );
+    expect(performance.now() - told).toBeGreaterThanOrEqual(UNTRUSTED_MOVE_TIMEOUT_MS - 50);
+    expect(events(goods.warnings(), 'untrusted-after-ca-change')[0]?.moveFailure).toMatch(/within 1000 ms/);
+    await vi.waitFor(() => expect(listed(distributor)).toEqual([]), WAIT);
   });
 });
