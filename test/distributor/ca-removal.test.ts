@@ -1,21 +1,21 @@
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type StatusObject, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/common/logger.js';
 import { UNTRUSTED_AFTER_CA_CHANGE } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
-import type { DistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { DistributorServiceClient, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
-import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
+import { copyIn, installCertificate, replaceFile, runFolder, useTestPki } from '../helpers/certs.js';
 import { heldHandshake } from '../helpers/held-handshake.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
-import { capturingLogger, type LogLine } from './support/capturing-logger.js';
+import { capturingLogger, type LogLine, reloaded } from './support/capturing-logger.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
+import { listed, removalsFrom } from './support/listing.js';
 
 // A CA removed from the distributor's CA file (because it leaked) cuts the Register and Watch
 // streams whose connections were made with certificates of that CA, and only those: TLS checks a
@@ -28,18 +28,6 @@ const testPki = useTestPki('ca-removal-', { names: ['distributor', 'goods', 'gat
 /** How often every side here reads its TLS files again. */
 const REFRESH_MS = 50;
 const WAIT = { timeout: 5_000, interval: 20 };
-
-/** A folder of this test's own under the PKI's, for files it rewrites. */
-function folder(): string {
-  return mkdtempSync(join(testPki.pki.dir, 'run-'));
-}
-
-/** A copy of `file` in `dir`, which the test may replace. */
-function copyIn(dir: string, file: string, name: string): string {
-  const copy = join(dir, name);
-  copyFileSync(file, copy);
-  return copy;
-}
 
 /**
  * A node registered over mTLS with `files`: every status its stream ended with, and how often it
@@ -122,39 +110,13 @@ function watchWith(address: string, files: Required<TlsFilePaths>) {
   };
 }
 
-const listed = (distributor: DistributorServer): string[] =>
-  distributor.registry
-    .snapshot()
-    .nodes.map((node) => node.name)
-    .sort();
-
-/** The ids of the nodes the distributor removes from its list from now on, as it removes them. */
-function removalsFrom(distributor: DistributorServer): string[] {
-  const removed: string[] = [];
-  cleanups.push(
-    distributor.registry.onChange((change) => {
-      if (change.kind === 'removed') removed.push(change.nodeId);
-    }),
-  );
-  return removed;
-}
-
 const cut = (lines: LogLine[]): LogLine[] =>
   lines.filter((line) => line.event === 'untrusted-after-ca-change');
-
-/** Waits for the distributor's `count`th `tls-reloaded` line for `file`. */
-async function reloaded(lines: LogLine[], file: string, count: number): Promise<void> {
-  await vi.waitFor(
-    () =>
-      expect(lines.filter((line) => line.event === 'tls-reloaded' && line.file === file)).toHaveLength(count),
-    WAIT,
-  );
-}
 
 describe("a CA removed from the distributor's CA file", () => {
   it('ends the Register and Watch streams of its certificates with UNAUTHENTICATED, which leave the list; those of the CA kept go on', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     // The distributor trusts both CAs, as in the middle of a rotation, or as a shop with a second CA.
     const caFile = copyIn(dir, pki.bothCasFile, 'ca.crt');
     const { log, lines, warnings } = capturingLogger();
@@ -215,7 +177,7 @@ describe("a CA removed from the distributor's CA file", () => {
 
   it("cuts nobody through a CA rotation's steps: a registration made before its node's renewal moves to a new connection with the renewed certificate, without leaving the list", async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const caFile = copyIn(dir, pki.caFile, 'ca.crt');
     const { log, lines, warnings } = capturingLogger();
     const own = installCertificate(pki.files('distributor'), dir, 'distributor');
@@ -225,7 +187,7 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
-    const removed = removalsFrom(distributor);
+    const removed = removalsFrom(distributor, cleanups);
     // Its files replaced in place at step 2.
     const { registration: early, log: gatewayLog } = renewableGateway(address, dir);
     await vi.waitFor(() => expect(listed(distributor)).toEqual(['gateway']), WAIT);
@@ -281,7 +243,7 @@ describe("a CA removed from the distributor's CA file", () => {
 
   it('keeps a registration on its connection when the distributor refuses the renewed certificate (its CA not added yet)', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { log, lines } = capturingLogger();
     const { distributor, address } = await startDistributor({
       tls: { ...pki.files('distributor'), caFile: pki.caFile },
@@ -289,7 +251,7 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
-    const removed = removalsFrom(distributor);
+    const removed = removalsFrom(distributor, cleanups);
     const { registration: gateway, log: gatewayLog } = renewableGateway(address, dir);
     await vi.waitFor(() => expect(gateway.lists.at(-1)).toEqual(['gateway']), WAIT);
 
@@ -311,7 +273,7 @@ describe("a CA removed from the distributor's CA file", () => {
 
   it('tells a drain acknowledged on the connection before when the move under way at the time fails', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address } = await startDistributor({
       tls: { ...pki.files('distributor'), caFile: pki.caFile },
       tlsRefreshIntervalMs: REFRESH_MS,
@@ -345,7 +307,7 @@ describe("a CA removed from the distributor's CA file", () => {
 
   it('tries a renewal taken while a move was under way once that move failed', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { address } = await startDistributor({
       tls: { ...pki.files('distributor'), caFile: pki.caFile },
       tlsRefreshIntervalMs: REFRESH_MS,
@@ -387,7 +349,7 @@ describe("a CA removed from the distributor's CA file", () => {
 
   it("moves a service's and a gateway's registrations at their renewal: step 3 cuts neither", async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const caFile = copyIn(dir, pki.caFile, 'ca.crt');
     const { log, lines } = capturingLogger();
     const own = installCertificate(pki.files('distributor'), dir, 'distributor');
@@ -397,7 +359,7 @@ describe("a CA removed from the distributor's CA file", () => {
       requireCertificateIdentity: true,
       log,
     });
-    const removed = removalsFrom(distributor);
+    const removed = removalsFrom(distributor, cleanups);
     // Their files read again every 5 s, as components do.
     const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
     const goodsLog = capturingLogger();
@@ -446,7 +408,7 @@ describe("a CA removed from the distributor's CA file", () => {
 
   it('closes a connection whose handshake, begun before the change, ends after it', async () => {
     const { pki } = testPki;
-    const caFile = copyIn(folder(), pki.bothCasFile, 'ca.crt');
+    const caFile = copyIn(runFolder(testPki.pki), pki.bothCasFile, 'ca.crt');
     const { log, lines, warnings } = capturingLogger();
     const { address } = await startDistributor({
       tls: { ...pki.files('distributor'), caFile },

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ import {
   InstancePool,
   UNTRUSTED_CONNECTION_GRACE_MS,
   UNTRUSTED_SERVER,
+  type Upstream,
 } from '../../src/gateway/instance-pool.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
@@ -48,6 +50,63 @@ const WAIT = { timeout: 5_000, interval: 10 };
 
 const closer = new Closer();
 afterEach(() => closer.closeAll());
+
+/** A ListGoods call on `upstream` through `pool`, within `deadlineMs`: its error, or null. */
+function listGoodsOn(
+  pool: InstancePool,
+  upstream: Upstream,
+  deadlineMs: number,
+): Promise<ServiceError | null> {
+  return new Promise((resolve) =>
+    pool.call(
+      upstream,
+      '/shop.v1.GoodsService/ListGoods',
+      (bytes) => bytes,
+      Buffer.alloc(0),
+      new Metadata(),
+      Date.now() + deadlineMs,
+      resolve,
+    ),
+  );
+}
+
+/**
+ * An instance pool with the gateway's certificate over `files` and one upstream, a goods server of
+ * the other CA (the one a test removes): the keys of the upstreams it stopped using for an
+ * untrusted server, and a ListGoods call on that upstream within `deadlineMs`. With
+ * `refreshIntervalMs`, its credentials read the files again, and tell `onCaTaken` of a changed CA file.
+ */
+async function poolOnLeakedGoods(
+  files: Required<TlsFilePaths>,
+  {
+    refreshIntervalMs,
+    onCaTaken,
+    deadlineMs = 10_000,
+  }: {
+    refreshIntervalMs?: number;
+    onCaTaken?: (pool: InstancePool, authorities: readonly X509Certificate[]) => void;
+    deadlineMs?: number;
+  } = {},
+) {
+  const credentialsFor = channelCredentialsByName(files, {
+    ...(refreshIntervalMs === undefined ? {} : { refreshIntervalMs }),
+    onCaTaken: (authorities) => onCaTaken?.(pool, authorities),
+  });
+  if (!credentialsFor) throw new Error('no credentials');
+  const cut: string[] = [];
+  const pool: InstancePool = closer.add(
+    new InstancePool({
+      credentialsFor,
+      channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+      onUntrustedServer: (upstream) => cut.push(upstream.key),
+    }),
+    (made) => made.close(),
+  );
+  const leaked = await goodsServer(testPki.pki.foreignFiles('goods'));
+  const upstream = pool.get('goods', `127.0.0.1:${leaked.port}`);
+  const call = () => listGoodsOn(pool, upstream, deadlineMs);
+  return { pool, cut, leaked, call };
+}
 
 /**
  * A goods service over mTLS with `files`: the calls it got, the TLS connections it accepted
@@ -277,37 +336,13 @@ describe("a CA removed from the gateway's CA file", () => {
     copyFileSync(pki.bothCasFile, caFile);
     const files = { caFile, certFile, keyFile };
     let cutAt = 0;
-    const credentialsFor = channelCredentialsByName(files, {
+    const { cut, leaked, call } = await poolOnLeakedGoods(files, {
       refreshIntervalMs: REFRESH_MS,
-      onCaTaken: (authorities) => {
+      onCaTaken: (pool, authorities) => {
         cutAt = performance.now();
         pool.stopUsingUntrusted(authorities);
       },
     });
-    if (!credentialsFor) throw new Error('no credentials');
-    const cut: string[] = [];
-    const pool: InstancePool = closer.add(
-      new InstancePool({
-        credentialsFor,
-        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
-        onUntrustedServer: (upstream) => cut.push(upstream.key),
-      }),
-      (made) => made.close(),
-    );
-    const leaked = await goodsServer(pki.foreignFiles('goods'));
-    const upstream = pool.get('goods', `127.0.0.1:${leaked.port}`);
-    const call = () =>
-      new Promise<ServiceError | null>((resolve) =>
-        pool.call(
-          upstream,
-          '/shop.v1.GoodsService/ListGoods',
-          (bytes) => bytes,
-          Buffer.alloc(0),
-          new Metadata(),
-          Date.now() + 10_000,
-          resolve,
-        ),
-      );
     const arrived = leaked.holdNext();
     const held = call();
     await arrived;
@@ -337,18 +372,7 @@ describe("a CA removed from the gateway's CA file", () => {
     );
     const goods = await goodsServer(pki.files('goods'));
     const upstream = pool.get('goods', `127.0.0.1:${goods.port}`);
-    const call = () =>
-      new Promise<ServiceError | null>((resolve) =>
-        pool.call(
-          upstream,
-          '/shop.v1.GoodsService/ListGoods',
-          (bytes) => bytes,
-          Buffer.alloc(0),
-          new Metadata(),
-          Date.now() + 2_000,
-          resolve,
-        ),
-      );
+    const call = () => listGoodsOn(pool, upstream, 2_000);
     expect(await call()).toBeNull();
 
     // Two reads of a certificate renewed twice within a connect timeout: the first move's channel,
@@ -367,31 +391,7 @@ describe("a CA removed from the gateway's CA file", () => {
     const { pki } = testPki;
     const { certFile, keyFile } = pki.files('gateway');
     const files = { caFile: pki.bothCasFile, certFile, keyFile };
-    const credentialsFor = channelCredentialsByName(files);
-    if (!credentialsFor) throw new Error('no credentials');
-    const cut: string[] = [];
-    const pool = closer.add(
-      new InstancePool({
-        credentialsFor,
-        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
-        onUntrustedServer: (upstream) => cut.push(upstream.key),
-      }),
-      (made) => made.close(),
-    );
-    const leaked = await goodsServer(pki.foreignFiles('goods'));
-    const upstream = pool.get('goods', `127.0.0.1:${leaked.port}`);
-    const call = () =>
-      new Promise<ServiceError | null>((resolve) =>
-        pool.call(
-          upstream,
-          '/shop.v1.GoodsService/ListGoods',
-          (bytes) => bytes,
-          Buffer.alloc(0),
-          new Metadata(),
-          Date.now() + 2_000,
-          resolve,
-        ),
-      );
+    const { pool, cut, leaked, call } = await poolOnLeakedGoods(files, { deadlineMs: 2_000 });
     expect(await call()).toBeNull();
 
     pool.stopUsingUntrusted(authoritiesOf(readFileSync(pki.caFile)));
@@ -425,17 +425,7 @@ describe("a CA removed from the gateway's CA file", () => {
     pool.stopUsingUntrusted(authoritiesOf(readFileSync(pki.caFile)));
     proxy.release();
 
-    const answer = await new Promise<ServiceError | null>((resolve) =>
-      pool.call(
-        upstream,
-        '/shop.v1.GoodsService/ListGoods',
-        (bytes) => bytes,
-        Buffer.alloc(0),
-        new Metadata(),
-        Date.now() + 2_000,
-        resolve,
-      ),
-    );
+    const answer = await listGoodsOn(pool, upstream, 2_000);
     expect(answer).toMatchObject({
       code: status.UNAVAILABLE,
       details: expect.stringContaining(UNTRUSTED_SERVER),

@@ -126,6 +126,18 @@ export function replaceFile(source: string, target: string): void {
   renameSync(staged, target);
 }
 
+/** A copy of `file` in `dir` under `name`, which a test may replace. */
+export function copyIn(dir: string, file: string, name: string): string {
+  const copy = join(dir, name);
+  copyFileSync(file, copy);
+  return copy;
+}
+
+/** A folder of a test's own under a PKI's, for files it rewrites. */
+export function runFolder(pki: TestPki): string {
+  return mkdtempSync(join(pki.dir, 'run-'));
+}
+
 /** Points `target` (a folder) at a certificate and key: `<target>/<name>.crt` and `.key`. */
 export function installCertificate(from: CertificateFiles, target: string, name: string): CertificateFiles {
   const installed = { certFile: join(target, `${name}.crt`), keyFile: join(target, `${name}.key`) };

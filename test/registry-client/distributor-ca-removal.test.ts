@@ -1,10 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
-import type { DistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import {
@@ -14,9 +13,10 @@ import {
 } from '../../src/registry-client/registration-client.js';
 import { startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
-import { capturingLogger, type LogLine } from '../distributor/support/capturing-logger.js';
+import { capturingLogger, type LogLine, reloaded } from '../distributor/support/capturing-logger.js';
 import { useDistributorHarness } from '../distributor/support/distributor-harness.js';
-import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
+import { listed, removalsFrom } from '../distributor/support/listing.js';
+import { copyIn, installCertificate, replaceFile, runFolder, useTestPki } from '../helpers/certs.js';
 import { goodsNode } from '../helpers/nodes.js';
 
 // A CA removed from a component's CA file (because it leaked) ends its registration on a connection
@@ -31,18 +31,6 @@ const testPki = useTestPki('distributor-ca-removal-', { names: ['distributor', '
 /** How often every side here reads its TLS files again. */
 const REFRESH_MS = 50;
 const WAIT = { timeout: 5_000, interval: 20 };
-
-/** A folder of this test's own under the PKI's, for files it rewrites. */
-function folder(): string {
-  return mkdtempSync(join(testPki.pki.dir, 'run-'));
-}
-
-/** A copy of `file` in `dir`, which the test may replace. */
-function copyIn(dir: string, file: string, name: string): string {
-  const copy = join(dir, name);
-  copyFileSync(file, copy);
-  return copy;
-}
 
 /** A distributor whose certificate, installed in `dir` (replaceable), is `certificate`'s; trusting both CAs. */
 async function distributorWith(dir: string, certificate: Required<TlsFilePaths>) {
@@ -128,38 +116,12 @@ async function firstConnectionOnly(port: number): Promise<string> {
 /** The CAs of the file of the CA kept alone, as a component takes them once "old" is removed. */
 const keptCaOnly = (): X509Certificate[] => [new X509Certificate(readFileSync(testPki.pki.caFile))];
 
-const listed = (distributor: DistributorServer): string[] =>
-  distributor.registry
-    .snapshot()
-    .nodes.map((node) => node.name)
-    .sort();
-
-/** The ids of the nodes the distributor removes from its list from now on, as it removes them. */
-function removalsFrom(distributor: DistributorServer): string[] {
-  const removed: string[] = [];
-  cleanups.push(
-    distributor.registry.onChange((change) => {
-      if (change.kind === 'removed') removed.push(change.nodeId);
-    }),
-  );
-  return removed;
-}
-
 const events = (lines: LogLine[], event: string): LogLine[] => lines.filter((line) => line.event === event);
-
-/** Waits for the `count`th `tls-reloaded` line for `file`. */
-async function reloaded(lines: LogLine[], file: string, count: number): Promise<void> {
-  await vi.waitFor(
-    () =>
-      expect(lines.filter((line) => line.event === 'tls-reloaded' && line.file === file)).toHaveLength(count),
-    WAIT,
-  );
-}
 
 describe("a CA removed from a component's CA file", () => {
   it('ends its registration with a distributor whose certificate is of that CA, which it does not make again while the distributor keeps it', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address } = await distributorWith(dir, pki.foreignFiles('distributor'));
     const caFile = copyIn(dir, pki.bothCasFile, 'ca.crt');
     const goods = await goodsWith(address, dir, caFile);
@@ -186,9 +148,9 @@ describe("a CA removed from a component's CA file", () => {
 
   it('moves the registration of a gateway whose distributor was renewed by the CA kept, which never leaves the list', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address, lines, own } = await distributorWith(dir, pki.foreignFiles('distributor'));
-    const removed = removalsFrom(distributor);
+    const removed = removalsFrom(distributor, cleanups);
     const caFile = copyIn(dir, pki.bothCasFile, 'ca.crt');
     const gatewayLog = capturingLogger();
     const gateway = createGateway({
@@ -215,9 +177,9 @@ describe("a CA removed from a component's CA file", () => {
 
   it('changes nothing when a CA was only added', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address } = await distributorWith(dir, pki.files('distributor'));
-    const removed = removalsFrom(distributor);
+    const removed = removalsFrom(distributor, cleanups);
     const caFile = copyIn(dir, pki.caFile, 'ca.crt');
     const goods = await goodsWith(address, dir, caFile);
     await vi.waitFor(() => expect(listed(distributor)).toEqual(['goods']), WAIT);
@@ -234,7 +196,7 @@ describe("a CA removed from a component's CA file", () => {
 
   it("refuses the connection of a renewal's move under way, made with the CAs of before: the registration ends", async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address } = await distributorWith(dir, pki.foreignFiles('distributor'));
     const goods = registration(address);
     await vi.waitFor(() => expect(goods.client.nodeId).toBeDefined(), WAIT);
@@ -263,9 +225,9 @@ describe("a CA removed from a component's CA file", () => {
 
   it('says nothing and tries nothing more once stopped while its move is under way', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address } = await distributorWith(dir, pki.foreignFiles('distributor'));
-    const removed = removalsFrom(distributor);
+    const removed = removalsFrom(distributor, cleanups);
     const goods = registration(address);
     await vi.waitFor(() => expect(goods.client.nodeId).toBeDefined(), WAIT);
 
@@ -284,7 +246,7 @@ describe("a CA removed from a component's CA file", () => {
 
   it('ends the registration when its move has not held within the bound', async () => {
     const { pki } = testPki;
-    const dir = folder();
+    const dir = runFolder(testPki.pki);
     const { distributor, address } = await distributorWith(dir, pki.foreignFiles('distributor'));
     const port = Number(address.split(':').at(-1));
     const goods = registration(await firstConnectionOnly(port));

@@ -2,6 +2,7 @@ import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ChannelCredentials, connectivityState, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Logger } from '../../src/common/logger.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
@@ -28,6 +29,48 @@ const WAIT = { timeout: 5_000, interval: 20 };
 /** An empty shop's answer to ListGoods: the call reached the service. */
 const ANSWERED = { code: status.NOT_FOUND, details: 'no data' };
 
+/** A distributor over mTLS with `tls`, reading its files again every REFRESH_MS: its address. */
+async function startTlsDistributor(tls: Required<TlsFilePaths>): Promise<string> {
+  const distributor = createDistributorServer({ tls, tlsRefreshIntervalMs: REFRESH_MS });
+  const port = await distributor.listen('127.0.0.1', 0);
+  cleanups.push(() => distributor.stop(0));
+  return `127.0.0.1:${port}`;
+}
+
+/** Goods over mTLS with `tls`, on SQLite in `dir`, reading its files again every REFRESH_MS. */
+async function startGoods(distributor: string, tls: Required<TlsFilePaths>, dir: string, log: Logger) {
+  const goods = await startService(
+    goodsService,
+    {
+      host: '127.0.0.1',
+      port: 0,
+      distributor,
+      advertiseHost: '127.0.0.1',
+      storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
+      tls,
+      logLevel: 'silent',
+    },
+    { log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
+  );
+  cleanups.push(() => goods.stop());
+  return goods;
+}
+
+/**
+ * Goods trusting both CAs, as in the middle of a rotation or as a shop with a second CA, through a
+ * CA file of its own that a test rewrites, and what it logs.
+ */
+async function goodsTrustingBothCas() {
+  const { pki } = testPki;
+  const dir = mkdtempSync(join(pki.dir, 'run-'));
+  const caFile = join(dir, 'ca.crt');
+  copyFileSync(pki.bothCasFile, caFile);
+  const distributor = await startTlsDistributor({ ...pki.files('distributor'), caFile: pki.bothCasFile });
+  const { log, lines, warnings } = capturingLogger();
+  const goods = await startGoods(distributor, { ...pki.files('goods'), caFile }, dir, log);
+  return { caFile, goods, lines, warnings };
+}
+
 /** A goods client over mTLS with `files`, and every connectivity state its channel went through. */
 function goodsClient(address: string, files: Required<TlsFilePaths>) {
   const credentials: ChannelCredentials = channelCredentials(files, { expectedName: 'goods' });
@@ -53,29 +96,7 @@ function goodsClient(address: string, files: Required<TlsFilePaths>) {
 describe("a CA removed from a service's CA file", () => {
   it('closes a connection whose handshake, begun before the change, ends after it', async () => {
     const { pki } = testPki;
-    const dir = mkdtempSync(join(pki.dir, 'run-'));
-    const caFile = join(dir, 'ca.crt');
-    copyFileSync(pki.bothCasFile, caFile);
-    const distributor = createDistributorServer({
-      tls: { ...pki.files('distributor'), caFile: pki.bothCasFile },
-    });
-    const distributorPort = await distributor.listen('127.0.0.1', 0);
-    cleanups.push(() => distributor.stop(0));
-    const { log, lines, warnings } = capturingLogger();
-    const goods = await startService(
-      goodsService,
-      {
-        host: '127.0.0.1',
-        port: 0,
-        distributor: `127.0.0.1:${distributorPort}`,
-        advertiseHost: '127.0.0.1',
-        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-        tls: { ...pki.files('goods'), caFile },
-        logLevel: 'silent',
-      },
-      { log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
-    );
-    cleanups.push(() => goods.stop());
+    const { caFile, goods, lines, warnings } = await goodsTrustingBothCas();
     // The client's certificate held back: goods' TLS socket was made with the CAs of before, and
     // checks the certificate against them once it comes.
     const files = pki.foreignFiles('gateway');
@@ -104,30 +125,7 @@ describe("a CA removed from a service's CA file", () => {
 
   it('closes the connections of its certificates, which cannot connect again; those of the CA kept go on untouched', async () => {
     const { pki } = testPki;
-    const dir = mkdtempSync(join(pki.dir, 'run-'));
-    // The service trusts both CAs, as in the middle of a rotation, or as a shop with a second CA.
-    const caFile = join(dir, 'ca.crt');
-    copyFileSync(pki.bothCasFile, caFile);
-    const distributor = createDistributorServer({
-      tls: { ...pki.files('distributor'), caFile: pki.bothCasFile },
-    });
-    const distributorPort = await distributor.listen('127.0.0.1', 0);
-    cleanups.push(() => distributor.stop(0));
-    const { log, lines, warnings } = capturingLogger();
-    const goods = await startService(
-      goodsService,
-      {
-        host: '127.0.0.1',
-        port: 0,
-        distributor: `127.0.0.1:${distributorPort}`,
-        advertiseHost: '127.0.0.1',
-        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-        tls: { ...pki.files('goods'), caFile },
-        logLevel: 'silent',
-      },
-      { log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
-    );
-    cleanups.push(() => goods.stop());
+    const { caFile, goods, lines, warnings } = await goodsTrustingBothCas();
     const address = `127.0.0.1:${goods.port}`;
     const ofLeakedCa = goodsClient(address, pki.foreignFiles('gateway'));
     const ofKeptCa = goodsClient(address, { ...pki.files('gateway'), caFile: pki.bothCasFile });
@@ -162,31 +160,21 @@ describe("a CA removed from a service's CA file", () => {
       return file;
     };
     const distributorCa = caFileOf('distributor');
-    const distributor = createDistributorServer({
-      tls: { caFile: distributorCa, ...installCertificate(pki.files('distributor'), dir, 'distributor') },
-      tlsRefreshIntervalMs: REFRESH_MS,
+    const distributor = await startTlsDistributor({
+      caFile: distributorCa,
+      ...installCertificate(pki.files('distributor'), dir, 'distributor'),
     });
-    const distributorPort = await distributor.listen('127.0.0.1', 0);
-    cleanups.push(() => distributor.stop(0));
     const goodsCa = caFileOf('goods');
     const goodsLog = capturingLogger();
-    const goods = await startService(
-      goodsService,
-      {
-        host: '127.0.0.1',
-        port: 0,
-        distributor: `127.0.0.1:${distributorPort}`,
-        advertiseHost: '127.0.0.1',
-        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-        tls: { caFile: goodsCa, ...installCertificate(pki.files('goods'), dir, 'goods') },
-        logLevel: 'silent',
-      },
-      { log: goodsLog.log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
+    await startGoods(
+      distributor,
+      { caFile: goodsCa, ...installCertificate(pki.files('goods'), dir, 'goods') },
+      dir,
+      goodsLog.log,
     );
-    cleanups.push(() => goods.stop());
     const gatewayLog = capturingLogger();
     const gateway = createGateway({
-      distributor: `127.0.0.1:${distributorPort}`,
+      distributor,
       tls: { caFile: caFileOf('gateway'), ...installCertificate(pki.files('gateway'), dir, 'gateway') },
       tlsRefreshIntervalMs: REFRESH_MS,
       log: gatewayLog.log,
@@ -241,30 +229,13 @@ describe("a CA removed from a service's CA file", () => {
   it("keeps a gateway's calls on their connection when the service refuses its renewed certificate (its CA not added there yet)", async () => {
     const { pki } = testPki;
     const dir = mkdtempSync(join(pki.dir, 'run-'));
-    const distributor = createDistributorServer({
-      tls: { ...pki.files('distributor'), caFile: pki.bothCasFile },
-    });
-    const distributorPort = await distributor.listen('127.0.0.1', 0);
-    cleanups.push(() => distributor.stop(0));
+    const distributor = await startTlsDistributor({ ...pki.files('distributor'), caFile: pki.bothCasFile });
     // Goods trusts the old CA only: step 1 has not reached it.
     const goodsLog = capturingLogger();
-    const goods = await startService(
-      goodsService,
-      {
-        host: '127.0.0.1',
-        port: 0,
-        distributor: `127.0.0.1:${distributorPort}`,
-        advertiseHost: '127.0.0.1',
-        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-        tls: pki.files('goods'),
-        logLevel: 'silent',
-      },
-      { log: goodsLog.log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
-    );
-    cleanups.push(() => goods.stop());
+    await startGoods(distributor, pki.files('goods'), dir, goodsLog.log);
     const gatewayLog = capturingLogger();
     const gateway = createGateway({
-      distributor: `127.0.0.1:${distributorPort}`,
+      distributor,
       tls: { caFile: pki.bothCasFile, ...installCertificate(pki.files('gateway'), dir, 'gateway') },
       log: gatewayLog.log,
     });
