@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { type StatusObject, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/common/logger.js';
@@ -8,11 +7,10 @@ import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } fro
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { DistributorServiceClient, NodeState, type Snapshot } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
-import { startService } from '../../src/services/common/start-service.js';
-import { goodsService } from '../../src/services/goods/goods-service.js';
 import { copyIn, installCertificate, replaceFile, runFolder, useTestPki } from '../helpers/certs.js';
 import { heldHandshake } from '../helpers/held-handshake.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
+import { startTlsGoods } from '../helpers/tls-goods.js';
 import { capturingLogger, type LogLine, reloaded } from './support/capturing-logger.js';
 import { useDistributorHarness } from './support/distributor-harness.js';
 import { listed, removalsFrom } from './support/listing.js';
@@ -110,6 +108,23 @@ function watchWith(address: string, files: Required<TlsFilePaths>) {
   };
 }
 
+/**
+ * A distributor over mTLS whose certificate and CA file (the CA alone at first) are files of `dir`
+ * that a test replaces, as a renewer keeps them, read again every REFRESH_MS: what it logs too.
+ */
+async function renewableDistributor(dir: string) {
+  const caFile = copyIn(dir, testPki.pki.caFile, 'ca.crt');
+  const { log, lines, warnings } = capturingLogger();
+  const own = installCertificate(testPki.pki.files('distributor'), dir, 'distributor');
+  const { distributor, address } = await startDistributor({
+    tls: { ...own, caFile },
+    tlsRefreshIntervalMs: REFRESH_MS,
+    requireCertificateIdentity: true,
+    log,
+  });
+  return { distributor, address, caFile, own, lines, warnings };
+}
+
 const cut = (lines: LogLine[]): LogLine[] =>
   lines.filter((line) => line.event === 'untrusted-after-ca-change');
 
@@ -178,15 +193,7 @@ describe("a CA removed from the distributor's CA file", () => {
   it("cuts nobody through a CA rotation's steps: a registration made before its node's renewal moves to a new connection with the renewed certificate, without leaving the list", async () => {
     const { pki } = testPki;
     const dir = runFolder(testPki.pki);
-    const caFile = copyIn(dir, pki.caFile, 'ca.crt');
-    const { log, lines, warnings } = capturingLogger();
-    const own = installCertificate(pki.files('distributor'), dir, 'distributor');
-    const { distributor, address } = await startDistributor({
-      tls: { ...own, caFile },
-      tlsRefreshIntervalMs: REFRESH_MS,
-      requireCertificateIdentity: true,
-      log,
-    });
+    const { distributor, address, caFile, own, lines, warnings } = await renewableDistributor(dir);
     const removed = removalsFrom(distributor, cleanups);
     // Its files replaced in place at step 2.
     const { registration: early, log: gatewayLog } = renewableGateway(address, dir);
@@ -350,33 +357,12 @@ describe("a CA removed from the distributor's CA file", () => {
   it("moves a service's and a gateway's registrations at their renewal: step 3 cuts neither", async () => {
     const { pki } = testPki;
     const dir = runFolder(testPki.pki);
-    const caFile = copyIn(dir, pki.caFile, 'ca.crt');
-    const { log, lines } = capturingLogger();
-    const own = installCertificate(pki.files('distributor'), dir, 'distributor');
-    const { distributor, address } = await startDistributor({
-      tls: { ...own, caFile },
-      tlsRefreshIntervalMs: REFRESH_MS,
-      requireCertificateIdentity: true,
-      log,
-    });
+    const { distributor, address, caFile, lines } = await renewableDistributor(dir);
     const removed = removalsFrom(distributor, cleanups);
     // Their files read again every 5 s, as components do.
     const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
     const goodsLog = capturingLogger();
-    const goods = await startService(
-      goodsService,
-      {
-        host: '127.0.0.1',
-        port: 0,
-        distributor: address,
-        advertiseHost: '127.0.0.1',
-        storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-        tls: goodsFiles,
-        logLevel: 'silent',
-      },
-      { log: goodsLog.log, graceMs: 100, drainNoticeMs: 50 },
-    );
-    cleanups.push(() => goods.stop());
+    await startTlsGoods({ distributor: address, tls: goodsFiles, dir, log: goodsLog.log, cleanups });
     const gatewayFiles = {
       caFile: pki.bothCasFile,
       ...installCertificate(pki.files('gateway'), dir, 'gateway'),

@@ -1,7 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
@@ -11,13 +10,12 @@ import {
   UNTRUSTED_DISTRIBUTOR,
   UNTRUSTED_MOVE_TIMEOUT_MS,
 } from '../../src/registry-client/registration-client.js';
-import { startService } from '../../src/services/common/start-service.js';
-import { goodsService } from '../../src/services/goods/goods-service.js';
 import { capturingLogger, type LogLine, reloaded } from '../distributor/support/capturing-logger.js';
 import { useDistributorHarness } from '../distributor/support/distributor-harness.js';
 import { listed, removalsFrom } from '../distributor/support/listing.js';
 import { copyIn, installCertificate, replaceFile, runFolder, useTestPki } from '../helpers/certs.js';
 import { goodsNode } from '../helpers/nodes.js';
+import { startTlsGoods } from '../helpers/tls-goods.js';
 
 // A CA removed from a component's CA file (because it leaked) ends its registration on a connection
 // to a distributor whose certificate chains to that CA: TLS checks the server's CA at the handshake
@@ -48,20 +46,14 @@ async function distributorWith(dir: string, certificate: Required<TlsFilePaths>)
 /** The goods service, registered with the distributor at `address`, its CA file `caFile`. */
 async function goodsWith(address: string, dir: string, caFile: string) {
   const { log, lines, warnings } = capturingLogger();
-  const goods = await startService(
-    goodsService,
-    {
-      host: '127.0.0.1',
-      port: 0,
-      distributor: address,
-      advertiseHost: '127.0.0.1',
-      storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-      tls: { ...testPki.pki.files('goods'), caFile },
-      logLevel: 'silent',
-    },
-    { log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
-  );
-  cleanups.push(() => goods.stop());
+  const goods = await startTlsGoods({
+    distributor: address,
+    tls: { ...testPki.pki.files('goods'), caFile },
+    dir,
+    log,
+    cleanups,
+    tlsRefreshIntervalMs: REFRESH_MS,
+  });
   return { goods, lines, warnings };
 }
 

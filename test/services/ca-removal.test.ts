@@ -7,11 +7,10 @@ import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } fro
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
-import { startService } from '../../src/services/common/start-service.js';
-import { goodsService } from '../../src/services/goods/goods-service.js';
 import { capturingLogger } from '../distributor/support/capturing-logger.js';
 import { installCertificate, replaceFile, useTestPki } from '../helpers/certs.js';
 import { heldHandshake } from '../helpers/held-handshake.js';
+import { startTlsGoods } from '../helpers/tls-goods.js';
 
 // A CA removed from a service's CA file (because it leaked) closes the connections that clients
 // made to it with certificates of that CA, and only those: TLS checks a certificate's CA at the
@@ -38,22 +37,8 @@ async function startTlsDistributor(tls: Required<TlsFilePaths>): Promise<string>
 }
 
 /** Goods over mTLS with `tls`, on SQLite in `dir`, reading its files again every REFRESH_MS. */
-async function startGoods(distributor: string, tls: Required<TlsFilePaths>, dir: string, log: Logger) {
-  const goods = await startService(
-    goodsService,
-    {
-      host: '127.0.0.1',
-      port: 0,
-      distributor,
-      advertiseHost: '127.0.0.1',
-      storage: { kind: 'sqlite', dataDir: mkdtempSync(join(dir, 'goods-')) },
-      tls,
-      logLevel: 'silent',
-    },
-    { log, graceMs: 100, drainNoticeMs: 50, tlsRefreshIntervalMs: REFRESH_MS },
-  );
-  cleanups.push(() => goods.stop());
-  return goods;
+function startGoods(distributor: string, tls: Required<TlsFilePaths>, dir: string, log: Logger) {
+  return startTlsGoods({ distributor, tls, dir, log, cleanups, tlsRefreshIntervalMs: REFRESH_MS });
 }
 
 /**
