@@ -807,6 +807,7 @@ export class InstancePool {
         .securedConnections()
         .filter((connection) => !serverStillTrusted(connection, authorities));
       if (untrusted.length === 0) continue;
+      const client = upstream.client;
       const stopUsing = (): void => {
         for (const connection of untrusted) this.#onUntrustedServer(upstream, describeUntrusted(connection));
         // One that left takes no new call: its channel closes once its last call ends, as before.
@@ -822,7 +823,6 @@ export class InstancePool {
         timer.unref();
         this.#untrustedCuts.set(timer, cut);
       };
-      const client = upstream.client;
       // The instance may hold a certificate of a CA kept by now, renewed since the connection was
       // made (a rotation's step 2; its connection keeps the certificate it was made with): a new
       // connection, made against the new CA file, shows it. Trusted, the calls move to it, as at a

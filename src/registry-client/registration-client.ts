@@ -424,6 +424,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     this.#retired.add(move.call);
     move.call.cancel();
     move.connection.closeNow();
+    this.#tellAsideAck();
+  }
+
+  /** Tells the state the registration being replaced acknowledged during a move that did not hold (see #asideAck). */
+  #tellAsideAck(): void {
     const aside = this.#asideAck;
     this.#asideAck = undefined;
     if (aside !== undefined && aside !== this.#acknowledgedState) this.#acknowledge(aside);
@@ -555,9 +560,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
             },
             `could not register again on a new connection with the renewed certificate (${grpcStatus[status.code]}: ${status.details}); the registration stays on the connection made with the certificate before, which the distributor cuts if it no longer trusts that certificate's CA`,
           );
-          const aside = this.#asideAck;
-          this.#asideAck = undefined;
-          if (aside !== undefined && aside !== this.#acknowledgedState) this.#acknowledge(aside);
+          this.#tellAsideAck();
           // A renewal taken during the move (its connection may have been made with the certificate
           // before): a move of its own, which resumes the node list from where it was set aside.
           if (this.#movePending) {
@@ -709,7 +712,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     );
   }
 
-  #onResponse(call: ClientDuplexStream<RegisterRequest, RegisterResponse>, response: RegisterResponse): void {
+  #onResponse(call: RegisterCall, response: RegisterResponse): void {
     if (response.nodeId && this.#nodeId !== response.nodeId) {
       this.#nodeId = response.nodeId;
       this.#registeredAt = performance.now();
