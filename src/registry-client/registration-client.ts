@@ -53,6 +53,15 @@ export const UNTRUSTED_MOVE_TIMEOUT_MS = 1_000;
 export const UNTRUSTED_DISTRIBUTOR =
   "the distributor's certificate on this connection chains to no CA of this component's CA file any more (it changed)";
 
+/**
+ * How long after a move that failed (see renewConnection) the registration tries it again, at first
+ * and at most, doubling between: the first try after the distributor reads its CA file again (every
+ * 5 s by default), so that a renewal taken before the distributor trusts its CA (a CA rotation's
+ * step 2 done before step 1 reached it) moves once it does, rather than at the next renewal only,
+ * which may be weeks away, or be cut at the rotation's last step.
+ */
+export const MOVE_RETRY: BackoffOptions = { initialMs: 6_000, maxMs: 300_000 };
+
 /** Exponential backoff between reconnection attempts, with jitter. */
 export interface BackoffOptions {
   initialMs: number;
@@ -77,6 +86,8 @@ export interface RegistrationClientOptions {
   watchNodes?: boolean;
   log?: Logger;
   backoff?: BackoffOptions;
+  /** Backoff between tries of a move that failed (see renewConnection); MOVE_RETRY by default. */
+  moveRetry?: BackoffOptions;
   keepalive?: KeepaliveOptions;
   /** The distributor's registration token, proven on every call and never sent (see registry-credentials.ts); none by default. */
   token?: string;
@@ -177,6 +188,11 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   readonly #retired = new WeakSet<RegisterCall>();
   #retryTimer: NodeJS.Timeout | undefined;
   #failures = 0;
+  readonly #moveRetry: BackoffOptions;
+  /** The next try of a move that failed, while one waits (see #retryMove). */
+  #moveRetryTimer: NodeJS.Timeout | undefined;
+  /** Moves failed in a row since the last renewal or registration. */
+  #moveFailures = 0;
   /** When the current registration was acknowledged (performance.now()), while registered. */
   #registeredAt: number | undefined;
   #started = false;
@@ -206,6 +222,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     };
     this.#log = options.log ?? silentLogger();
     this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5_000 };
+    this.#moveRetry = options.moveRetry ?? MOVE_RETRY;
     this.#answerTimeoutMs = options.answerTimeoutMs ?? FIRST_ANSWER_TIMEOUT_MS;
     this.#state =
       options.node.state === NodeState.NODE_STATE_DRAINING
@@ -314,6 +331,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
    */
   renewConnection(): void {
     if (!this.#started || this.#stopped) return;
+    this.#stopMoveRetries();
     if (this.#move || (this.#call && this.#nodeId === undefined)) {
       // Done once the registration under way holds (see #onResponse).
       this.#movePending = true;
@@ -411,10 +429,38 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   /** Makes the registration again on a new connection while the current one holds (see renewConnection). */
   #startMove(): void {
+    clearTimeout(this.#moveRetryTimer);
+    this.#moveRetryTimer = undefined;
     this.#movePending = false;
     this.#asideAck = undefined;
     const connection = this.#makeConnection();
     this.#move = { call: this.#open(connection), connection, untrusted: undefined };
+  }
+
+  /**
+   * After a move that failed, tries it again with backoff (see MOVE_RETRY) while the registration
+   * stays where it was; says in how long. A renewal, a move that holds or the registration's end
+   * stops the tries.
+   */
+  #retryMove(): number {
+    const ceiling = Math.min(this.#moveRetry.maxMs, this.#moveRetry.initialMs * 2 ** this.#moveFailures);
+    this.#moveFailures = Math.min(this.#moveFailures + 1, 30);
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    clearTimeout(this.#moveRetryTimer);
+    this.#moveRetryTimer = setTimeout(() => {
+      this.#moveRetryTimer = undefined;
+      if (this.#stopped || !this.#call || this.#nodeId === undefined || this.#move) return;
+      this.#startMove();
+    }, delay);
+    this.#moveRetryTimer.unref();
+    return delay;
+  }
+
+  /** No more tries of a move that failed: the registration moved, ended, or a renewal starts afresh. */
+  #stopMoveRetries(): void {
+    clearTimeout(this.#moveRetryTimer);
+    this.#moveRetryTimer = undefined;
+    this.#moveFailures = 0;
   }
 
   /** Ends a move under way without a word; what the registration before acknowledged meanwhile is told. */
@@ -477,6 +523,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
+    this.#stopMoveRetries();
     const move = this.#move;
     this.#move = undefined;
     if (move) {
@@ -552,13 +599,16 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
           return;
         }
         if (this.#call && !this.#stopped) {
-          this.#log.warn(
+          const retryInMs = this.#retryMove();
+          // Told once per renewal: the tries after it fail the same way until the distributor changes.
+          this.#log[this.#moveFailures === 1 ? 'warn' : 'debug'](
             {
               event: 'registration-move-failed',
               code: grpcStatus[status.code] ?? status.code,
               details: status.details,
+              retryInMs,
             },
-            `could not register again on a new connection with the renewed certificate (${grpcStatus[status.code]}: ${status.details}); the registration stays on the connection made with the certificate before, which the distributor cuts if it no longer trusts that certificate's CA`,
+            `could not register again on a new connection with the renewed certificate (${grpcStatus[status.code]}: ${status.details}); the registration stays on the connection made with the certificate before, which the distributor cuts if it no longer trusts that certificate's CA; trying again in ${Math.round(retryInMs / 1000)} s (then less and less often) until it holds`,
           );
           this.#tellAsideAck();
           // A renewal taken during the move (its connection may have been made with the certificate
@@ -619,6 +669,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     this.#registeredAt = undefined;
     this.#nodeId = undefined;
     this.#acknowledgedState = undefined;
+    // Registered again on a connection made now, with the certificate held now.
+    this.#stopMoveRetries();
     if (this.#stopped) return;
     this.emit('disconnected', status);
     if (untrusted) {
@@ -693,6 +745,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
     const move = this.#move;
     if (!move) return;
     this.#move = undefined;
+    this.#stopMoveRetries();
     clearTimeout(move.untrusted);
     this.#asideAck = undefined;
     const old = this.#call;

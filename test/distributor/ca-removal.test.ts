@@ -6,7 +6,7 @@ import { UNTRUSTED_AFTER_CA_CHANGE } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { DistributorServiceClient, NodeState, type Snapshot } from '../../src/gen/distributor.js';
-import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { type BackoffOptions, RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { copyIn, installCertificate, replaceFile, runFolder, useTestPki } from '../helpers/certs.js';
 import { heldHandshake } from '../helpers/held-handshake.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';
@@ -40,6 +40,7 @@ function register(
     log = silentLogger(),
     watchNodes = false,
     onRenewal = (renewing: RegistrationClient) => renewing.renewConnection(),
+    moveRetry = undefined as BackoffOptions | undefined,
   } = {},
 ) {
   let client: RegistrationClient | undefined;
@@ -53,6 +54,7 @@ function register(
     }),
     channelOptions: secureNamingChannelOptions(files, 'distributor'),
     backoff: { initialMs: 50, maxMs: 200 },
+    ...(moveRetry ? { moveRetry } : {}),
     log,
     watchNodes,
   });
@@ -276,6 +278,62 @@ describe("a CA removed from the distributor's CA file", () => {
     expect(goods.ended).toEqual([]);
     expect(removed).toEqual([]);
     expect(lines.filter((line) => line.event === 'rejoin')).toEqual([]);
+  });
+
+  it("moves a registration whose move the distributor refused once the distributor trusts the renewed certificate's CA, before the rotation's last step", async () => {
+    const { pki } = testPki;
+    const dir = runFolder(testPki.pki);
+    const { distributor, address, caFile, lines, warnings } = await renewableDistributor(dir);
+    const removed = removalsFrom(distributor, cleanups);
+    const goodsFiles = { caFile: pki.bothCasFile, ...installCertificate(pki.files('goods'), dir, 'goods') };
+    const goodsLog = capturingLogger();
+    const goods = register(address, goodsFiles, goodsNode(), {
+      log: goodsLog.log,
+      moveRetry: { initialMs: 200, maxMs: 400 },
+    });
+    await vi.waitFor(() => expect(listed(distributor)).toEqual(['goods']), WAIT);
+
+    // Step 2 before step 1: renewed by the new CA, which the distributor does not trust yet.
+    installCertificate(pki.foreignFiles('goods'), dir, 'goods');
+    await vi.waitFor(
+      () => expect(goodsLog.warnings().map((line) => line.event)).toEqual(['registration-move-failed']),
+      WAIT,
+    );
+    // Tried again, told at debug only, while the distributor still refuses.
+    await vi.waitFor(
+      () =>
+        expect(
+          goodsLog.lines.filter((line) => line.event === 'registration-move-failed').length,
+        ).toBeGreaterThan(1),
+      WAIT,
+    );
+    expect(goodsLog.warnings()).toHaveLength(1);
+    expect(lines.filter((line) => line.event === 'rejoin')).toEqual([]);
+
+    // Step 1 reaches the distributor: the next try moves the registration, with no renewal.
+    replaceFile(pki.bothCasFile, caFile);
+    await reloaded(lines, caFile, 1);
+    await vi.waitFor(
+      () => expect(goodsLog.lines.filter((line) => line.event === 'registration-moved')).toHaveLength(1),
+      WAIT,
+    );
+    expect(lines.filter((line) => line.event === 'rejoin')).toHaveLength(1);
+    // Tries stop once it held.
+    const tries = goodsLog.lines.filter((line) => line.event === 'registration-move-failed').length;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(goodsLog.lines.filter((line) => line.event === 'registration-move-failed')).toHaveLength(tries);
+
+    // Step 3: the old CA removed; nothing is left on a certificate of it, so nobody is cut.
+    replaceFile(pki.otherCaFile, caFile);
+    await reloaded(lines, caFile, 2);
+    await new Promise((resolve) => setTimeout(resolve, 10 * REFRESH_MS));
+    expect(cut(lines)).toEqual([]);
+    expect(listed(distributor)).toEqual(['goods']);
+    expect(goods.ended).toEqual([]);
+    expect(goods.registrations()).toBe(1);
+    expect(removed).toEqual([]);
+    // The distributor said only why it refused the tries before step 1.
+    expect(new Set(warnings().map((line) => line.event))).toEqual(new Set(['untrusted-client-certificate']));
   });
 
   it('tells a drain acknowledged on the connection before when the move under way at the time fails', async () => {
