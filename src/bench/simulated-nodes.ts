@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { type ClientDuplexStream, credentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
+import { backoffDelay } from '../common/backoff.js';
 import { registrationDescriptorSet } from '../common/descriptors.js';
 import { nodeIdOf } from '../common/node-id.js';
 import {
@@ -23,6 +24,9 @@ const SERVICES: readonly SimulatedService[] = SHOP_SERVICES;
 
 /** Builds of each service that run side by side (a rollout): each build is its own descriptor set. */
 const BUILDS = 2;
+
+/** How a simulated node registers again after its stream ended: from 100 ms up to 2 s. */
+const NODE_BACKOFF = { initialMs: 100, maxMs: 2_000 };
 
 /** One node in this many is a canary with a descriptor set of its own. */
 const CANARY_EVERY = 100;
@@ -188,8 +192,7 @@ export class SimulatedNodes {
       } else if (ended.code !== status.OK) {
         this.#refusals++;
       }
-      const ceiling = Math.min(2_000, 100 * 2 ** Math.min(node.attempts, 10));
-      setTimeout(() => this.#register(node), ceiling / 2 + (Math.random() * ceiling) / 2).unref();
+      setTimeout(() => this.#register(node), backoffDelay(NODE_BACKOFF, node.attempts)).unref();
     });
     call.write({ kind: { $case: 'node', value: node.description }, options: { nodeList: undefined } });
   }

@@ -4,6 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { ChannelCredentials } from '@grpc/grpc-js';
+import type { BackoffOptions } from '../common/backoff.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { limiterOf } from '../common/log-limiter.js';
@@ -20,7 +21,7 @@ import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { NodeState } from '../gen/distributor.js';
-import { type BackoffOptions, RegistrationClient } from '../registry-client/registration-client.js';
+import { RegistrationClient } from '../registry-client/registration-client.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
 import { ApiDocs } from './api-docs.js';
 import {
@@ -121,6 +122,11 @@ export interface GatewayOptions {
    * (UPSTREAM_CONNECT_TIMEOUT_MS).
    */
   upstreamConnectTimeoutMs?: number;
+  /**
+   * Backoff between tries of a move of an instance's calls to a connection made with the renewed
+   * certificate, after one failed (see InstancePool.renewConnections); MOVE_RETRY by default.
+   */
+  upstreamMoveRetry?: BackoffOptions;
   /** The host registered with the distributor; empty (default): the address it sees. */
   advertiseHost?: string;
   /** The `Retry-After` of temporary failures, in seconds. Default 1. */
@@ -432,6 +438,7 @@ class GatewayServer implements Gateway {
       ...(options.upstreamConnectTimeoutMs === undefined
         ? {}
         : { connectTimeoutMs: options.upstreamConnectTimeoutMs }),
+      ...(options.upstreamMoveRetry === undefined ? {} : { moveRetry: options.upstreamMoveRetry }),
       onConnectTimeout: (upstream, timeoutMs, again, attempts, handshakeFailure) =>
         this.#log[again ? 'debug' : 'warn'](
           {
@@ -474,14 +481,15 @@ class GatewayServer implements Gateway {
           { event: 'upstream-moved', upstream: upstream.key },
           `${upstream.key}: calls moved to a connection made with the renewed certificate`,
         ),
-      onMoveFailed: (upstream, handshakeFailure) =>
-        this.#log.warn(
-          { event: 'upstream-move-failed', upstream: upstream.key, handshakeFailure },
+      // Told once per instance and renewal: the tries after it fail the same way until the service changes.
+      onMoveFailed: (upstream, handshakeFailure, retry) =>
+        this.#log[retry.failures === 1 ? 'warn' : 'debug'](
+          { event: 'upstream-move-failed', upstream: upstream.key, handshakeFailure, retryInMs: retry.inMs },
           `could not connect to ${upstream.key} with the renewed certificate${
             handshakeFailure === undefined
               ? ''
               : ` (its TLS handshake failed: ${handshakeFailure}${tlsMismatchHint(handshakeFailure, true, upstream.key)})`
-          }: its requests stay on the connection made with the certificate before, which a service closes once its CA file no longer holds that certificate's CA`,
+          }: its requests stay on the connection made with the certificate before, which a service closes once its CA file no longer holds that certificate's CA; trying again in ${Math.round(retry.inMs / 1000)} s (then less and less often) until it holds`,
         ),
     });
     this.#table = new RouteTable({

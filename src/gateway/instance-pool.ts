@@ -12,6 +12,7 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { type BackoffOptions, backoffDelay, MOVE_RETRY } from '../common/backoff.js';
 import { asIs } from '../common/bytes-method.js';
 import { formatHostPort } from '../common/config.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
@@ -186,7 +187,9 @@ export interface InstancePoolOptions {
    * (see {@link InstancePool.renewConnections}) failed, to say so: the instance's calls stay on the
    * connection they were on. `handshakeFailure`: why its TLS handshake failed, when it did.
    */
-  onMoveFailed?: (upstream: Upstream, handshakeFailure: string | undefined) => void;
+  onMoveFailed?: (upstream: Upstream, handshakeFailure: string | undefined, retry: MoveRetry) => void;
+  /** Backoff between tries of a move that failed (see renewConnections); MOVE_RETRY by default. */
+  moveRetry?: BackoffOptions;
   /** Told when an instance's calls moved to a connection made with the renewed certificate. */
   onMoved?: (upstream: Upstream) => void;
   /**
@@ -194,6 +197,14 @@ export interface InstancePoolOptions {
    * its server's certificate no longer chains to the CA file.
    */
   onUntrustedServer?: (upstream: Upstream, connection: UntrustedConnection) => void;
+}
+
+/** When a move that failed is tried again (see InstancePool.renewConnections). */
+export interface MoveRetry {
+  /** How many moves of this instance failed in a row, this one included, since the renewal. */
+  readonly failures: number;
+  /** In how long the next try comes. */
+  readonly inMs: number;
 }
 
 /** A move of an upstream's calls to a new channel under way (see InstancePool.renewConnections). */
@@ -294,6 +305,9 @@ export class InstancePool {
   readonly #onKeepaliveLoss: (upstream: Upstream) => void;
   readonly #onMoveFailed: NonNullable<InstancePoolOptions['onMoveFailed']>;
   readonly #onMoved: (upstream: Upstream) => void;
+  readonly #moveRetry: BackoffOptions;
+  /** The next try of each upstream's move that failed, and how many failed in a row (see #retryMove). */
+  readonly #moveRetries = new Map<Upstream, { timer: NodeJS.Timeout; failures: number }>();
   /** The move of each upstream's calls under way (see renewConnections), until it connects or fails. */
   readonly #moving = new Map<Upstream, Move>();
   /** Calls started and not yet ended on each client (an upstream's calls move between clients). */
@@ -335,6 +349,7 @@ export class InstancePool {
     this.#onKeepaliveLoss = options.onKeepaliveLoss ?? (() => {});
     this.#onMoveFailed = options.onMoveFailed ?? (() => {});
     this.#onMoved = options.onMoved ?? (() => {});
+    this.#moveRetry = options.moveRetry ?? MOVE_RETRY;
     this.#onUntrustedServer = options.onUntrustedServer ?? (() => {});
   }
 
@@ -509,10 +524,14 @@ export class InstancePool {
    * last step, once every certificate was renewed) closes it (untrusted-after-ca-change). An
    * instance not connected now makes its next connection with the renewed certificate anyway. A new
    * connection that fails (the instance does not trust the renewed certificate's CA yet), or is not
-   * made within the connect timeout, is given up (onMoveFailed): the calls stay where they were.
+   * made within the connect timeout, is given up (onMoveFailed): the calls stay where they were,
+   * and the move is tried again with backoff (MOVE_RETRY) until it holds, the instance's channel
+   * is replaced, or the next renewal.
    */
   renewConnections(): void {
     if (this.#closed) return;
+    for (const { timer } of this.#moveRetries.values()) clearTimeout(timer);
+    this.#moveRetries.clear();
     for (const upstream of this.#upstreams.values()) {
       if (upstream.channel.getConnectivityState(false) === connectivityState.READY) this.#move(upstream);
     }
@@ -572,6 +591,7 @@ export class InstancePool {
         upstream.channel = channel;
         this.#connect(upstream);
         this.#retire(from);
+        this.#stopMoveRetries(upstream);
         this.#onMoved(upstream);
         return;
       }
@@ -580,13 +600,48 @@ export class InstancePool {
         const handshakeFailure = this.#credentialsOf.get(to)?.lastHandshakeFailure;
         this.#closeClient(to);
         if (stop) stop(handshakeFailure);
-        else this.#onMoveFailed(upstream, handshakeFailure);
+        else this.#onMoveFailed(upstream, handshakeFailure, this.#retryMove(upstream, from));
         return;
       }
       channel.watchConnectivityState(state, giveUpAt, follow);
     };
     channel.getConnectivityState(true);
     follow();
+  }
+
+  /**
+   * After a move of `upstream`'s calls off `from` failed, tries it again with backoff while they
+   * stay there: once the service trusts the gateway's renewed certificate (a CA rotation's step 2
+   * done before step 1 reached it), they move, rather than at the next renewal only or when the
+   * rotation's last step has the service close `from`. Not tried if the upstream left or got a new
+   * channel meanwhile (made with the renewed certificate), or is not connected.
+   */
+  #retryMove(upstream: Upstream, from: Client): MoveRetry {
+    const failures = (this.#moveRetries.get(upstream)?.failures ?? 0) + 1;
+    const inMs = backoffDelay(this.#moveRetry, failures - 1);
+    clearTimeout(this.#moveRetries.get(upstream)?.timer);
+    const timer = setTimeout(() => {
+      if (this.#moveRetries.get(upstream)?.timer !== timer) return;
+      if (
+        this.#closed ||
+        this.#upstreams.get(upstream.key) !== upstream ||
+        upstream.client !== from ||
+        upstream.channel.getConnectivityState(false) !== connectivityState.READY
+      ) {
+        this.#moveRetries.delete(upstream);
+        return;
+      }
+      if (!this.#moving.has(upstream)) this.#move(upstream);
+    }, inMs);
+    timer.unref();
+    this.#moveRetries.set(upstream, { timer, failures });
+    return { failures, inMs };
+  }
+
+  /** No more tries of `upstream`'s move: it held, or a renewal starts afresh. */
+  #stopMoveRetries(upstream: Upstream): void {
+    clearTimeout(this.#moveRetries.get(upstream)?.timer);
+    this.#moveRetries.delete(upstream);
   }
 
   /**
@@ -891,6 +946,8 @@ export class InstancePool {
     for (const retired of this.#retiring) this.#closeClient(retired);
     this.#retiring.clear();
     this.#moving.clear();
+    for (const { timer } of this.#moveRetries.values()) clearTimeout(timer);
+    this.#moveRetries.clear();
     this.#upstreams.clear();
     this.#leaving.clear();
     for (const [credentials, cut] of this.#awaitingCut) {

@@ -10,6 +10,7 @@ import {
   Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
+import { type BackoffOptions, backoffDelay, MOVE_RETRY } from '../common/backoff.js';
 import { clockDifferenceText } from '../common/clock-difference.js';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
@@ -52,21 +53,6 @@ export const UNTRUSTED_MOVE_TIMEOUT_MS = 1_000;
 /** Why a registration ended on a connection whose distributor the CA file no longer trusts (its 'disconnected' status). */
 export const UNTRUSTED_DISTRIBUTOR =
   "the distributor's certificate on this connection chains to no CA of this component's CA file any more (it changed)";
-
-/**
- * How long after a move that failed (see renewConnection) the registration tries it again, at first
- * and at most, doubling between: the first try after the distributor reads its CA file again (every
- * 5 s by default), so that a renewal taken before the distributor trusts its CA (a CA rotation's
- * step 2 done before step 1 reached it) moves once it does, rather than at the next renewal only,
- * which may be weeks away, or be cut at the rotation's last step.
- */
-export const MOVE_RETRY: BackoffOptions = { initialMs: 6_000, maxMs: 300_000 };
-
-/** Exponential backoff between reconnection attempts, with jitter. */
-export interface BackoffOptions {
-  initialMs: number;
-  maxMs: number;
-}
 
 /** What a node registers; the SHA-256 of its descriptor set is computed when not given. */
 export type RegistrationNode = Omit<NodeDescription, 'descriptorSetSha256'> &
@@ -443,9 +429,8 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
    * stops the tries.
    */
   #retryMove(): number {
-    const ceiling = Math.min(this.#moveRetry.maxMs, this.#moveRetry.initialMs * 2 ** this.#moveFailures);
+    const delay = backoffDelay(this.#moveRetry, this.#moveFailures);
     this.#moveFailures = Math.min(this.#moveFailures + 1, 30);
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     clearTimeout(this.#moveRetryTimer);
     this.#moveRetryTimer = setTimeout(() => {
       this.#moveRetryTimer = undefined;
@@ -824,9 +809,9 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
 
   /** Exponential backoff with jitter: a random delay from half to all of initial × 2^failures, capped. */
   #nextDelay(): number {
-    const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
+    const delay = backoffDelay(this.#backoff, this.#failures);
     this.#failures = Math.min(this.#failures + 1, 30);
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    return delay;
   }
 }
 

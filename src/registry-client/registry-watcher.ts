@@ -8,13 +8,13 @@ import {
   Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
+import { type BackoffOptions, backoffDelay } from '../common/backoff.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import type { NodeListUpdate, Snapshot, WatchResponse } from '../gen/distributor.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
-import type { BackoffOptions } from './registration-client.js';
 import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
 
@@ -157,9 +157,8 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
       if (this.#call !== call || this.#stopped) return;
       this.#call = undefined;
       this.emit('disconnected', status);
-      const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** this.#failures);
+      const delay = backoffDelay(this.#backoff, this.#failures);
       this.#failures = Math.min(this.#failures + 1, 30);
-      const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
       this.#log.debug(
         {
           event: 'watch-disconnected',

@@ -8,11 +8,11 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { validateServiceConfig } from '@grpc/grpc-js/build/src/service-config.js';
+import type { BackoffOptions } from '../common/backoff.js';
 import { registryOfDescriptorSet } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
-import type { BackoffOptions } from '../registry-client/registration-client.js';
 import { checkRegistryToken } from '../registry-client/registry-token.js';
 import { RegistryWatcher } from '../registry-client/registry-watcher.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { type StatusObject, status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
+import type { BackoffOptions } from '../../src/common/backoff.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { UNTRUSTED_AFTER_CA_CHANGE } from '../../src/common/registry-words.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { DistributorServiceClient, NodeState, type Snapshot } from '../../src/gen/distributor.js';
-import { type BackoffOptions, RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { copyIn, installCertificate, replaceFile, runFolder, useTestPki } from '../helpers/certs.js';
 import { heldHandshake } from '../helpers/held-handshake.js';
 import { gatewayNode, goodsNode } from '../helpers/nodes.js';

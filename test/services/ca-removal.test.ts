@@ -241,4 +241,66 @@ describe("a CA removed from a service's CA file", () => {
     for (let request = 0; request < 20; request++) expect(await get()).toBe(200);
     expect(gatewayLog.lines.filter((line) => line.event === 'upstream-moved')).toEqual([]);
   }, 30_000);
+
+  it("moves a gateway's calls once the service trusts its renewed certificate's CA, without a renewal, and no failed request", async () => {
+    const { pki } = testPki;
+    const dir = mkdtempSync(join(pki.dir, 'run-'));
+    const distributor = await startTlsDistributor({ ...pki.files('distributor'), caFile: pki.bothCasFile });
+    // Goods trusts the old CA only, through a CA file that step 1 changes later.
+    const goodsCa = join(dir, 'goods-ca.crt');
+    copyFileSync(pki.caFile, goodsCa);
+    const goodsLog = capturingLogger();
+    await startGoods(distributor, { ...pki.files('goods'), caFile: goodsCa }, dir, goodsLog.log);
+    const gatewayLog = capturingLogger();
+    const gateway = createGateway({
+      distributor,
+      tls: { caFile: pki.bothCasFile, ...installCertificate(pki.files('gateway'), dir, 'gateway') },
+      tlsRefreshIntervalMs: REFRESH_MS,
+      upstreamMoveRetry: { initialMs: 200, maxMs: 400 },
+      log: gatewayLog.log,
+    });
+    cleanups.push(() => gateway.stop());
+    const gatewayPort = await gateway.listen('127.0.0.1', 0);
+    const statuses: number[] = [];
+    const get = async (): Promise<number> => {
+      const { status: answered } = await fetch(`http://127.0.0.1:${gatewayPort}/goods`);
+      statuses.push(answered);
+      return answered;
+    };
+    await vi.waitFor(async () => expect(await get()).toBe(200), { ...WAIT, timeout: 10_000 });
+    const failedMoves = () => gatewayLog.lines.filter((line) => line.event === 'upstream-move-failed');
+    const moved = () => gatewayLog.lines.filter((line) => line.event === 'upstream-moved');
+
+    // Step 2 before step 1 reached goods: the gateway renewed by the new CA.
+    installCertificate(pki.foreignFiles('gateway'), dir, 'gateway');
+    await vi.waitFor(() => expect(failedMoves().length).toBeGreaterThan(1), { ...WAIT, timeout: 15_000 });
+    // Told once; the tries after it at debug.
+    expect(gatewayLog.warnings().map((line) => line.event)).toEqual(['upstream-move-failed']);
+
+    // Step 1 reaches goods, under requests: the next try moves the calls.
+    statuses.length = 0;
+    let requesting = true;
+    const requests = (async () => {
+      while (requesting) await get();
+    })();
+    replaceFile(pki.bothCasFile, goodsCa);
+    await vi.waitFor(() => expect(moved()).toHaveLength(1), WAIT);
+    const tries = failedMoves().length;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    requesting = false;
+    await requests;
+    // The tries stopped once it held, and no request failed.
+    expect(failedMoves()).toHaveLength(tries);
+    expect(statuses.length).toBeGreaterThan(10);
+    expect(statuses.filter((answered) => answered !== 200).slice(0, 3)).toEqual([]);
+
+    // The old CA removed at goods: the gateway's connection, made with its renewed certificate, is
+    // not among those goods closes (its registration's is: the distributor was not renewed here).
+    replaceFile(pki.otherCaFile, goodsCa);
+    const cuts = () => goodsLog.warnings().filter((line) => line.event === 'untrusted-after-ca-change');
+    await vi.waitFor(() => expect(cuts()).toEqual([expect.objectContaining({ distributor })]), WAIT);
+    await new Promise((resolve) => setTimeout(resolve, 10 * REFRESH_MS));
+    expect(cuts()).toHaveLength(1);
+    expect(gatewayLog.warnings().map((line) => line.event)).toEqual(['upstream-move-failed']);
+  }, 30_000);
 });

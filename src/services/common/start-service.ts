@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
+import type { BackoffOptions } from '../../common/backoff.js';
 import { ConfigError, formatHostPort } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
@@ -11,11 +12,7 @@ import { stopStepBudget } from '../../common/process-lifecycle.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { tlsProblemLog } from '../../common/tls-problem-log.js';
 import { NodeState } from '../../gen/distributor.js';
-import {
-  type BackoffOptions,
-  LEAVE_TIMEOUT_MS,
-  RegistrationClient,
-} from '../../registry-client/registration-client.js';
+import { LEAVE_TIMEOUT_MS, RegistrationClient } from '../../registry-client/registration-client.js';
 import type { ShopService } from './define-service.js';
 import { registeredHostOf } from './listed-host.js';
 import { POOL_CLOSE_TIMEOUT_MS } from './mysql-database.js';
