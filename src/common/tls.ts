@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import {
   type ChannelCredentials,
@@ -127,12 +128,38 @@ function credentialsOfFiles(
   return (expectedName) => {
     const verify = expectedName === undefined ? {} : { checkServerIdentity: secureNaming(expectedName) };
     if (!provider) return credentials.createSsl(null, material.key ?? null, material.cert ?? null, verify);
-    return experimental.createCertificateProviderChannelCredentials(
+    const made = experimental.createCertificateProviderChannelCredentials(
       provider,
       material.cert === undefined ? null : provider,
       verify,
     );
+    providers.set(made, provider);
+    return made;
   };
+}
+
+/**
+ * The file provider behind channel credentials made here with a CA file. Kept beside the
+ * credentials rather than on them: grpc-js's objects are its own, and a client handed credentials
+ * (the distributor:/// resolver's Watch, a RegistryWatcher) can so follow their CA file with no
+ * option of its own, which a program would have to remember to set.
+ */
+const providers = new WeakMap<ChannelCredentials, TlsFileProvider>();
+
+/**
+ * Follows the CA file behind `channel` when channelCredentials or channelCredentialsByName made
+ * them with one: `listener` is told the CAs of each changed CA file taken, as
+ * TlsRefreshOptions.onCaTaken is (after it, and after new connections took the file), while a
+ * channel made with them has a connection or an attempt under way (the files are read only then;
+ * with none, there is nothing made before a change to check). Returns the function that stops
+ * following; undefined for credentials made otherwise (plaintext, no CA file, or not made here),
+ * which tell of no file.
+ */
+export function followCaFile(
+  channel: ChannelCredentials,
+  listener: (authorities: readonly X509Certificate[]) => void,
+): (() => void) | undefined {
+  return providers.get(channel)?.followCaTaken(listener);
 }
 
 /**
@@ -188,6 +215,8 @@ function secureNaming(expectedName: string): (hostname: string, cert: PeerCertif
 class TlsFileProvider implements experimental.CertificateProvider {
   private readonly caListeners = new Set<experimental.CaCertificateUpdateListener>();
   private readonly identityListeners = new Set<experimental.IdentityCertificateUpdateListener>();
+  /** Told the CAs of each changed CA file taken, beside options.onCaTaken (see followCaFile). */
+  private readonly caTakenListeners = new Set<(authorities: readonly X509Certificate[]) => void>();
   private stopWatching: (() => void) | undefined;
   private watchedBefore = false;
 
@@ -223,6 +252,14 @@ class TlsFileProvider implements experimental.CertificateProvider {
     this.unwatchIfUnused();
   }
 
+  /** Tells `listener` of each changed CA file taken, until the function returned is called. */
+  followCaTaken(listener: (authorities: readonly X509Certificate[]) => void): () => void {
+    // A listener of its own each time: one client following twice stops each in its turn.
+    const own = (authorities: readonly X509Certificate[]) => listener(authorities);
+    this.caTakenListeners.add(own);
+    return () => this.caTakenListeners.delete(own);
+  }
+
   private watch(): void {
     if (this.stopWatching) return;
     if (this.watchedBefore) {
@@ -242,7 +279,13 @@ class TlsFileProvider implements experimental.CertificateProvider {
         for (const listener of this.caListeners) listener(this.caUpdate());
         for (const listener of this.identityListeners) listener(this.identityUpdate());
       },
-      this.options,
+      {
+        ...this.options,
+        onCaTaken: (authorities) => {
+          this.options.onCaTaken?.(authorities);
+          for (const listener of this.caTakenListeners) listener(authorities);
+        },
+      },
     );
   }
 

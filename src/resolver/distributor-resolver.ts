@@ -36,7 +36,10 @@ export interface DistributorResolverOptions {
   /**
    * How to reach the distributor: TLS or mTLS channel credentials (e.g. channelCredentials() of
    * src/common/tls.ts with `expectedName: 'distributor'`); plaintext by default. The channels the
-   * resolver serves use the credentials their own clients were made with.
+   * resolver serves use the credentials their own clients were made with. Made by channelCredentials
+   * with a CA file, a change of that file that no longer trusts the distributor of the Watch's
+   * connection moves the Watch to a new connection, or ends it (see RegistryWatcher); credentials
+   * made otherwise tell of no file, and the Watch keeps its connection.
    */
   credentials?: ChannelCredentials;
   /** Channel options that go with `credentials` (see secureNamingChannelOptions). */
