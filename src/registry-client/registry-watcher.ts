@@ -73,6 +73,8 @@ interface Move {
   readonly call: WatchCall;
   /** Ends the Watch on the old connection if the move has not held by then. */
   readonly deadline: NodeJS.Timeout;
+  /** Where the list was when the move's stream asked to resume from it. */
+  readonly from: NodeListSubscription;
 }
 
 /**
@@ -205,7 +207,25 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
     call.on('data', (response: WatchResponse) => {
       if (!proof.proven) return;
       deadline.clear();
-      if (this.#move?.call === call) this.#moved(this.#move);
+      const move = this.#move;
+      if (move?.call === call) {
+        this.#moved(move);
+        const now = this.#view.resumePoint();
+        if (
+          now.resumeInstanceId !== move.from.resumeInstanceId ||
+          now.resumeRevision !== move.from.resumeRevision
+        ) {
+          // The stream before went on while this one's connection was made: this one resumes from
+          // behind the list, which would take its answer for a gap (a warning and a whole list). A
+          // stream from where the list is now replaces it, on the connection it proved trusted.
+          const answered = this.#answered;
+          this.#call = undefined;
+          call.cancel();
+          this.#connect();
+          this.#answered = answered;
+          return;
+        }
+      }
       // A stream a move replaced, or one given up: its answers are no longer the list's.
       if (this.#call !== call) return;
       this.#failures = 0;
@@ -299,13 +319,14 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
   /** Makes the Watch again on a new connection, resuming where the list is, while the current one runs. */
   #startMove(): void {
     const connection = this.#makeConnection();
-    const call = this.#watch(connection, this.#view.resumePoint());
+    const from = this.#view.resumePoint();
+    const call = this.#watch(connection, from);
     const deadline = setTimeout(() => {
       const move = this.#move;
       if (move?.call === call) this.#moveFailed(move, `no answer within ${UNTRUSTED_MOVE_TIMEOUT_MS} ms`);
     }, UNTRUSTED_MOVE_TIMEOUT_MS);
     deadline.unref();
-    this.#move = { connection, call, deadline };
+    this.#move = { connection, call, deadline, from };
   }
 
   /** The move's stream answered: it is the Watch now, and the one before is ended with its connection. */

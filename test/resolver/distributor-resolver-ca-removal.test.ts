@@ -41,13 +41,18 @@ interface ProxiedConnection {
   closedAt: number | undefined;
 }
 
-/** A TCP proxy to `port` that keeps a record of every connection it passes. */
+/**
+ * A TCP proxy to `port` that keeps a record of every connection it passes. `hold.ms`: how long a
+ * connection opened from now on waits before it is passed on (its handshake held that long).
+ */
 async function countingProxy(port: number) {
   const connections: ProxiedConnection[] = [];
   const sockets = new Set<Socket>();
+  const hold = { ms: 0 };
   const server = createServer((client) => {
     const record: ProxiedConnection = { openedAt: performance.now(), closedAt: undefined };
     connections.push(record);
+    client.pause();
     const upstream = connect(port, '127.0.0.1');
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -58,7 +63,9 @@ async function countingProxy(port: number) {
       upstream.destroy();
     });
     upstream.on('close', () => client.destroy());
-    client.pipe(upstream).pipe(client);
+    const pass = () => client.pipe(upstream).pipe(client);
+    if (hold.ms > 0) setTimeout(pass, hold.ms);
+    else pass();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(() => {
@@ -67,7 +74,7 @@ async function countingProxy(port: number) {
   });
   const bound = server.address();
   if (bound === null || typeof bound === 'string') throw new Error('the proxy has no port');
-  return { address: `127.0.0.1:${bound.port}`, connections };
+  return { address: `127.0.0.1:${bound.port}`, connections, hold };
 }
 
 /**
@@ -88,7 +95,15 @@ async function distributorWith(dir: string, certificate: Required<TlsFilePaths>)
     log,
   });
   const proxy = await countingProxy(port);
-  return { distributor, direct, address: proxy.address, connections: proxy.connections, lines, own };
+  return {
+    distributor,
+    direct,
+    address: proxy.address,
+    connections: proxy.connections,
+    hold: proxy.hold,
+    lines,
+    own,
+  };
 }
 
 /** Registers a goods instance at `port` (its certificate of the CA kept, trusting both CAs; never changed). */
@@ -237,6 +252,42 @@ describe("a CA removed from the CA file of a distributor:/// resolver's credenti
     expect(events(lines, 'watch-disconnected')).toEqual([]);
     const resolverConnections = connections.slice(opened);
     expect(resolverConnections.filter((connection) => connection.closedAt === undefined)).not.toEqual([]);
+  });
+
+  it('moves its Watch without a resync when the list changed while the new connection was being made', async () => {
+    const { pki } = testPki;
+    const dir = runFolder(pki);
+    const {
+      direct,
+      address,
+      connections,
+      hold,
+      lines: distributorLines,
+      own,
+    } = await distributorWith(dir, pki.foreignFiles('distributor'));
+    await register(direct, 5001);
+    const caFile = copyIn(dir, pki.bothCasFile, 'ca.crt');
+    const { resolver, warnings, lines } = resolverWith(address, { ...pki.files('operator'), caFile });
+    await vi.waitFor(() => expect(goodsPorts(resolver)).toEqual([5001]), WAIT);
+    const opened = connections.length;
+
+    installCertificate(pki.files('distributor'), dir, 'distributor');
+    await reloaded(distributorLines, own.certFile, 1);
+    // The move's connection is slow to be made (well within the move's second): a node registers
+    // meanwhile, and the Watch still on the old connection tells the resolver of it.
+    hold.ms = UNTRUSTED_MOVE_TIMEOUT_MS / 2;
+    replaceFile(pki.caFile, caFile);
+    await vi.waitFor(() => expect(connections.length).toBeGreaterThan(opened), WAIT);
+    await register(direct, 5002);
+    await vi.waitFor(() => expect(goodsPorts(resolver)).toEqual([5001, 5002]), WAIT);
+
+    await vi.waitFor(() => expect(events(lines, 'watch-moved')).toHaveLength(1), WAIT);
+    hold.ms = 0;
+    // The moved Watch follows the list on: a node registering after reaches the resolver.
+    await register(direct, 5003);
+    await vi.waitFor(() => expect(goodsPorts(resolver)).toEqual([5001, 5002, 5003]), WAIT);
+    expect(warnings()).toEqual([]);
+    expect(events(lines, 'watch-disconnected')).toEqual([]);
   });
 
   it('changes nothing when a CA was only added, and still hears of the removal after', async () => {
