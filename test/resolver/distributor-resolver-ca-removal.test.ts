@@ -42,13 +42,13 @@ interface ProxiedConnection {
 }
 
 /**
- * A TCP proxy to `port` that keeps a record of every connection it passes. `hold.ms`: how long a
- * connection opened from now on waits before it is passed on (its handshake held that long).
+ * A TCP proxy to `port` that keeps a record of every connection it passes. `hold.until`, while
+ * set: a connection opened meanwhile is passed on once it settles (its handshake held until then).
  */
 async function countingProxy(port: number) {
   const connections: ProxiedConnection[] = [];
   const sockets = new Set<Socket>();
-  const hold = { ms: 0 };
+  const hold: { until: Promise<void> | undefined } = { until: undefined };
   const server = createServer((client) => {
     const record: ProxiedConnection = { openedAt: performance.now(), closedAt: undefined };
     connections.push(record);
@@ -64,7 +64,7 @@ async function countingProxy(port: number) {
     });
     upstream.on('close', () => client.destroy());
     const pass = () => client.pipe(upstream).pipe(client);
-    if (hold.ms > 0) setTimeout(pass, hold.ms);
+    if (hold.until) void hold.until.then(pass);
     else pass();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -273,16 +273,21 @@ describe("a CA removed from the CA file of a distributor:/// resolver's credenti
 
     installCertificate(pki.files('distributor'), dir, 'distributor');
     await reloaded(distributorLines, own.certFile, 1);
-    // The move's connection is slow to be made (well within the move's second): a node registers
-    // meanwhile, and the Watch still on the old connection tells the resolver of it.
-    hold.ms = UNTRUSTED_MOVE_TIMEOUT_MS / 2;
+    // The move's connection is held (within the move's second) while a node registers, which the
+    // Watch still on the old connection tells the resolver of.
+    let release = () => {};
+    hold.until = new Promise((resolve) => {
+      release = resolve;
+    });
+    cleanups.push(release);
     replaceFile(pki.caFile, caFile);
     await vi.waitFor(() => expect(connections.length).toBeGreaterThan(opened), WAIT);
     await register(direct, 5002);
     await vi.waitFor(() => expect(goodsPorts(resolver)).toEqual([5001, 5002]), WAIT);
+    hold.until = undefined;
+    release();
 
     await vi.waitFor(() => expect(events(lines, 'watch-moved')).toHaveLength(1), WAIT);
-    hold.ms = 0;
     // The moved Watch follows the list on: a node registering after reaches the resolver.
     await register(direct, 5003);
     await vi.waitFor(() => expect(goodsPorts(resolver)).toEqual([5001, 5002, 5003]), WAIT);
