@@ -581,6 +581,8 @@ export class InstancePool {
       if (this.#closed || upstream.client !== from || this.#upstreams.get(upstream.key) !== upstream) {
         this.#moving.delete(upstream);
         this.#closeClient(to);
+        // Its tries end with it: the upstream left, or its new channel holds the renewed certificate.
+        this.#stopMoveRetries(upstream);
         if (!this.#closed) stop?.(undefined);
         return;
       }
