@@ -82,7 +82,8 @@ export interface TlsRefreshOptions {
    */
   readonly onReload?: (notice: ReloadNotice) => void;
   /**
-   * Told the certificates of the CA file once changed ones were taken, after onReload: connections
+   * Told the certificates of the CA file once changed ones were taken, after onReload (and after
+   * onCertificateTaken when the certificate changed in the same read): connections
    * already open were checked against the CAs before, and a server that must not keep a peer whose
    * CA was removed (the distributor's registry streams) checks them again (see peer-chain.ts).
    */
@@ -91,7 +92,8 @@ export interface TlsRefreshOptions {
    * Told once a changed certificate (a renewal: a new key pair) was taken, after onReload: only new
    * connections present it, so a connection kept open for long (a registration with the
    * distributor) still rides on the handshake of the certificate before, and is moved to a new one
-   * (see RegistrationClient.renewConnection). Not told when only the CA file changed.
+   * (see RegistrationClient.renewConnection). Not told when only the CA file changed; told before
+   * onCaTaken when both changed in one read.
    */
   readonly onCertificateTaken?: () => void;
 }
@@ -342,11 +344,14 @@ export function watchTlsFiles(
       const before = current;
       current = next;
       tellReload(files, before, next, options.onReload);
-      if (options.onCaTaken && next.ca && !before.ca?.equals(next.ca)) {
-        options.onCaTaken(authoritiesOf(next.ca));
-      }
+      // The renewal first: a registration moves once for both (the CA check finds the renewal's move
+      // under way, made against the new CA file, and holds it to the check's bound). The other way
+      // round the CA check's move went out first, and the renewal queued a second one after it.
       if (options.onCertificateTaken && next.cert && !before.cert?.equals(next.cert)) {
         options.onCertificateTaken();
+      }
+      if (options.onCaTaken && next.ca && !before.ca?.equals(next.ca)) {
+        options.onCaTaken(authoritiesOf(next.ca));
       }
       lastFailure = reportedFailure = undefined;
     } catch (error) {

@@ -358,6 +358,27 @@ describe('rotation without restart', () => {
     }
   });
 
+  it('tells a renewed certificate before a CA file taken in the same read', async () => {
+    // A renewal and a CA removed at once (a CA rotation's last step met by a renewal): the
+    // registration's move for the renewal must be under way when the CA check looks, or the check
+    // starts a move of its own and the renewal queues a second one (two rejoins where one would do).
+    const files = rotatable('goods', { ...pki.files('goods'), caFile: pki.caFile });
+    // In use: a certificate of the other CA, with a CA file of both; on disk, both changed.
+    const before = readTlsFiles({ ...pki.foreignFiles('goods'), caFile: pki.bothCasFile });
+    const told: string[] = [];
+    const stop = watchTlsFiles(files, before, () => {}, {
+      ...REFRESH,
+      onCertificateTaken: () => told.push('certificate'),
+      onCaTaken: () => told.push('ca'),
+    });
+    try {
+      await vi.waitFor(() => expect(told).toHaveLength(2), WAIT);
+      expect(told).toEqual(['certificate', 'ca']);
+    } finally {
+      stop();
+    }
+  });
+
   it("is logged once for all of a component's credentials, at info", () => {
     const { log, lines } = captureLog('goods');
     const problems = tlsProblemLog(log);

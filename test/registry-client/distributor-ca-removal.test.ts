@@ -167,6 +167,30 @@ describe("a CA removed from a component's CA file", () => {
     expect(events(gatewayLog.lines, 'registered')).toHaveLength(1);
   });
 
+  it('moves once for a renewal and a CA removed taken together, told in the order the files are read', async () => {
+    const { pki } = testPki;
+    const dir = runFolder(testPki.pki);
+    const { distributor, address, lines, own } = await distributorWith(dir, pki.foreignFiles('distributor'));
+    const removed = removalsFrom(distributor, cleanups);
+    const goods = registration(address);
+    await vi.waitFor(() => expect(goods.client.nodeId).toBeDefined(), WAIT);
+    installCertificate(pki.files('distributor'), dir, 'distributor');
+    await reloaded(lines, own.certFile, 1);
+
+    // One read took both (tls-files.ts tells the renewal first): the CA check finds the renewal's
+    // move under way, trusted, and leaves it to hold; it used to start a second move after it.
+    goods.client.renewConnection();
+    goods.client.stopUsingUntrusted(keptCaOnly());
+
+    await vi.waitFor(() => expect(events(goods.lines, 'registration-moved')).toHaveLength(1), WAIT);
+    await new Promise((resolve) => setTimeout(resolve, 20 * REFRESH_MS));
+    expect(events(goods.lines, 'registration-moved')).toHaveLength(1);
+    expect(events(lines, 'rejoin')).toHaveLength(1);
+    expect(goods.warnings()).toEqual([]);
+    expect(removed).toEqual([]);
+    expect(goods.registrations()).toBe(1);
+  });
+
   it('changes nothing when a CA was only added', async () => {
     const { pki } = testPki;
     const dir = runFolder(testPki.pki);
