@@ -32,6 +32,7 @@ import {
   type RegisterResponse,
   type Snapshot,
 } from '../gen/distributor.js';
+import { checkAfterCaChange } from './ca-change-check.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
@@ -350,14 +351,7 @@ export class RegistrationClient extends EventEmitter<RegistrationEvents> {
   stopUsingUntrusted(authorities: readonly X509Certificate[]): void {
     if (!this.#started || this.#stopped || authorities.length === 0) return;
     this.#authorities = authorities;
-    try {
-      this.#checkTrust(authorities);
-    } catch (error) {
-      this.#log.warn(
-        { event: 'untrusted-check-failed', err: error },
-        "could not check the distributor's certificate against the changed CA file",
-      );
-    }
+    checkAfterCaChange(this.#log, () => this.#checkTrust(authorities));
   }
 
   #checkTrust(authorities: readonly X509Certificate[]): void {

@@ -16,6 +16,7 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { serverStillTrusted } from '../common/peer-chain.js';
 import { followCaFile } from '../common/tls.js';
 import type { NodeListSubscription, NodeListUpdate, Snapshot, WatchResponse } from '../gen/distributor.js';
+import { checkAfterCaChange } from './ca-change-check.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
@@ -283,14 +284,7 @@ export class RegistryWatcher extends EventEmitter<RegistryWatcherEvents> {
   #stopUsingUntrusted(authorities: readonly X509Certificate[]): void {
     if (this.#stopped || authorities.length === 0) return;
     this.#authorities = authorities;
-    try {
-      this.#checkTrust(authorities);
-    } catch (error) {
-      this.#log.warn(
-        { event: 'untrusted-check-failed', err: error },
-        "could not check the distributor's certificate against the changed CA file",
-      );
-    }
+    checkAfterCaChange(this.#log, () => this.#checkTrust(authorities));
   }
 
   #checkTrust(authorities: readonly X509Certificate[]): void {
