@@ -17,7 +17,6 @@ import {
   type TlsFiles,
 } from '../common/tls.js';
 import type { TlsRefreshOptions } from '../common/tls-files.js';
-import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { NodeState } from '../gen/distributor.js';
@@ -48,12 +47,7 @@ import {
 } from './gateway-telemetry.js';
 import { HostAllowlist } from './host-allowlist.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
-import {
-  type ConnectAttempts,
-  InstancePool,
-  UNTRUSTED_CONNECTION_GRACE_MS,
-  upstreamKeyOfNode,
-} from './instance-pool.js';
+import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';
 import {
   BODY_METHODS,
@@ -63,19 +57,13 @@ import {
   NO_INPUT,
   type RequestInput,
 } from './request-input.js';
-import {
-  asksForUpgrade,
-  hostLines,
-  isHttp10,
-  originForm,
-  routingPath,
-  splitQuery,
-} from './request-target.js';
+import { asksForUpgrade, framingRefusal, originForm, routingPath, splitQuery } from './request-target.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
 import { lingerThenClose, SocketAnswers } from './socket-answers.js';
 import { closeUntrustedClients, type UntrustedClients } from './untrusted-clients.js';
+import { upstreamEventLog } from './upstream-event-log.js';
 
 /**
  * How long a route no instance serves keeps the gateway not ready by default: a restart of its
@@ -264,20 +252,6 @@ const UPSTREAM_MAX_RECONNECT_BACKOFF_MS = 10_000;
  */
 const DISTRIBUTOR_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 1_000 };
 /**
- * What a connect timeout's warning says of the attempts, for the operator to look in the right place.
- * An attempt fails at once, too, when this host has no route to the instance (its link down:
- * ENETUNREACH, EHOSTUNREACH), which is the network's fault, not the instance's.
- */
-const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
-  failed:
-    'its attempts failed (connection refused or reset, no route to its host, or a failed TLS handshake: is it running there, and is the network between up?)',
-  hung: 'its attempt got no answer (a host or firewall that drops packets, or a peer that accepts and never speaks gRPC)',
-  // Found listing a service at a DNS name the gateway's host did not know: the warning said the
-  // attempts failed and asked whether the instance ran, while none was ever made.
-  unresolved:
-    "its host name resolves to no address on this gateway's host (not in its DNS or /etc/hosts: is the name the instance gives as --advertise-host one this host can resolve?)",
-};
-/**
  * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
  * may a write with an Idempotency-Key to a method that makes it once per key (see mayRetry).
  */
@@ -439,58 +413,7 @@ class GatewayServer implements Gateway {
         ? {}
         : { connectTimeoutMs: options.upstreamConnectTimeoutMs }),
       ...(options.upstreamMoveRetry === undefined ? {} : { moveRetry: options.upstreamMoveRetry }),
-      onConnectTimeout: (upstream, timeoutMs, again, attempts, handshakeFailure) =>
-        this.#log[again ? 'debug' : 'warn'](
-          {
-            event: 'upstream-connect-timeout',
-            upstream: upstream.key,
-            timeoutMs,
-            attempts,
-            handshakeFailure,
-          },
-          again
-            ? `still no connection to ${upstream.key}; trying a new one`
-            : `no connection to ${upstream.key} within ${timeoutMs} ms: ${
-                handshakeFailure === undefined
-                  ? CONNECT_ATTEMPTS[attempts]
-                  : `its TLS handshake failed (${handshakeFailure})${tlsMismatchHint(handshakeFailure, true, upstream.key)}`
-              }; trying a new one (every ${timeoutMs} ms until it connects)`,
-        ),
-      onUnansweredCheck: (upstream, timeoutMs) =>
-        this.#log.info(
-          { event: 'upstream-unanswered-check', upstream: upstream.key, timeoutMs },
-          `${upstream.key} did not answer a health check within ${timeoutMs} ms after a call's deadline passed; passed over while a new connection is made`,
-        ),
-      onSilentConnection: (upstream, silentMs) =>
-        this.#log.warn(
-          { event: 'upstream-silent-connection', upstream: upstream.key, silentMs },
-          `${upstream.key} sent nothing for ${silentMs} ms after a health check that followed a call's deadline: its connection is taken for dead and closed, with the calls on it`,
-        ),
-      onUntrustedServer: (upstream, { peer, issuer }) =>
-        this.#log.warn(
-          { event: 'untrusted-after-ca-change', upstream: upstream.key, peer, issuer },
-          `stopped sending requests to ${upstream.key} over its connection to ${peer}: its certificate's CA${issuer === undefined ? '' : ` (${issuer})`} is no longer in the TLS CA file; calls on it have ${UNTRUSTED_CONNECTION_GRACE_MS} ms to end, and a new connection must pass a handshake with the new CA file`,
-        ),
-      onKeepaliveLoss: (upstream) =>
-        this.#log.warn(
-          { event: 'upstream-keepalive-loss', upstream: upstream.key },
-          `${upstream.key} went silent (a keepalive ping unanswered, and the close of its connection): it is out of reach until a new connection is made (requests only it serves are answered 503 at once)`,
-        ),
-      onMoved: (upstream) =>
-        this.#log.debug(
-          { event: 'upstream-moved', upstream: upstream.key },
-          `${upstream.key}: calls moved to a connection made with the renewed certificate`,
-        ),
-      // Told once per instance and renewal: the tries after it fail the same way until the service changes.
-      onMoveFailed: (upstream, handshakeFailure, retry) =>
-        this.#log[retry.failures === 1 ? 'warn' : 'debug'](
-          { event: 'upstream-move-failed', upstream: upstream.key, handshakeFailure, retryInMs: retry.inMs },
-          `could not connect to ${upstream.key} with the renewed certificate${
-            handshakeFailure === undefined
-              ? ''
-              : ` (its TLS handshake failed: ${handshakeFailure}${tlsMismatchHint(handshakeFailure, true, upstream.key)})`
-          }: its requests stay on the connection made with the certificate before, which a service closes once its CA file no longer holds that certificate's CA; trying again in ${Math.round(retry.inMs / 1000)} s (then less and less often) until it holds`,
-        ),
+      ...upstreamEventLog(this.#log),
     });
     this.#table = new RouteTable({
       pool: this.#pool,
@@ -790,31 +713,9 @@ class GatewayServer implements Gateway {
   #handleSafely(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
     let telemetry: RequestTelemetry | undefined;
     try {
-      if (
-        request.headers.host === undefined &&
-        request.httpVersionMajor === 1 &&
-        request.httpVersionMinor >= 1
-      ) {
-        this.#refuseBeforeRouting(request, response, gatewayErrors.missingHost());
-        return;
-      }
-      // RFC 9112 (section 3.2) has a request with two Host lines answered 400, whatever its version:
-      // Node keeps the first and drops the others, and a proxy in front may have read the other one.
-      // A Host value with a comma is such a list on one line (no host or port has one).
-      if (hostLines(request.rawHeaders) > 1 || request.headers.host?.includes(',')) {
-        this.#refuseBeforeRouting(request, response, gatewayErrors.duplicateHost());
-        return;
-      }
-      if (!this.#allowedHosts.allows(request.headers.host)) {
-        this.#refuseBeforeRouting(request, response, gatewayErrors.hostNotAllowed());
-        return;
-      }
-      // Transfer-Encoding came with HTTP/1.1: a 1.0 message that carries it may have passed a 1.0
-      // intermediary that took its body for a length-less one, so its framing cannot be trusted, and
-      // RFC 9112 (section 6.1) has it treated as faulty and the connection closed. Node's parser
-      // reads it as chunked all the same: refused before any service sees it.
-      if (request.headers['transfer-encoding'] !== undefined && isHttp10(request)) {
-        this.#refuseBeforeRouting(request, response, gatewayErrors.transferEncodingInHttp10());
+      const framing = framingRefusal(request, this.#allowedHosts);
+      if (framing) {
+        this.#refuseBeforeRouting(request, response, framing);
         return;
       }
       // Node's parser reads nothing after a request that asks for an Upgrade (the gateway takes none):

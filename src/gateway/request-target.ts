@@ -1,4 +1,6 @@
 import type { IncomingMessage } from 'node:http';
+import { type GatewayError, gatewayErrors } from './gateway-error.js';
+import type { HostAllowlist } from './host-allowlist.js';
 
 // How the gateway reads a request's line and framing headers before it routes it: what Node's parser
 // leaves to the server (the absolute form, a second Host line, HTTP/1.0 framing, an Upgrade).
@@ -72,3 +74,30 @@ export function routingPath(path: string): string | undefined {
 
 /** An escape of an unreserved character: a letter, a digit, "-", ".", "_" or "~". */
 const ESCAPED_UNRESERVED = /%(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2[DE]|5F|7E)/gi;
+
+/**
+ * Why a request's framing headers refuse it before it is routed (400, or 421 for a host not
+ * allowed), as Node's parser leaves them to the server; undefined when they are sound.
+ */
+export function framingRefusal(
+  request: IncomingMessage,
+  allowedHosts: HostAllowlist,
+): GatewayError | undefined {
+  const { host } = request.headers;
+  if (host === undefined && request.httpVersionMajor === 1 && request.httpVersionMinor >= 1) {
+    return gatewayErrors.missingHost();
+  }
+  // RFC 9112 (section 3.2) has a request with two Host lines answered 400, whatever its version:
+  // Node keeps the first and drops the others, and a proxy in front may have read the other one.
+  // A Host value with a comma is such a list on one line (no host or port has one).
+  if (hostLines(request.rawHeaders) > 1 || host?.includes(',')) return gatewayErrors.duplicateHost();
+  if (!allowedHosts.allows(host)) return gatewayErrors.hostNotAllowed();
+  // Transfer-Encoding came with HTTP/1.1: a 1.0 message that carries it may have passed a 1.0
+  // intermediary that took its body for a length-less one, so its framing cannot be trusted, and
+  // RFC 9112 (section 6.1) has it treated as faulty and the connection closed. Node's parser
+  // reads it as chunked all the same: refused before any service sees it.
+  if (request.headers['transfer-encoding'] !== undefined && isHttp10(request)) {
+    return gatewayErrors.transferEncodingInHttp10();
+  }
+  return undefined;
+}
