@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { HostAllowlist } from '../../src/gateway/host-allowlist.js';
 import {
   asksForUpgrade,
+  framingRefusal,
   hostLines,
   isHttp10,
   originForm,
@@ -53,5 +55,34 @@ describe('reading a request target and its framing headers', () => {
   it('tells HTTP/1.0 from 1.1', () => {
     expect(isHttp10(request({ httpVersionMajor: 1, httpVersionMinor: 0 }))).toBe(true);
     expect(isHttp10(request({ httpVersionMajor: 1, httpVersionMinor: 1 }))).toBe(false);
+  });
+
+  it('refuses a request by its Host and framing headers before routing it, and takes a sound one', () => {
+    const allowed = new HostAllowlist([], ['shop-host']);
+    const refusal = (fields: Partial<IncomingMessage>) => {
+      const error = framingRefusal(
+        request({ httpVersionMajor: 1, httpVersionMinor: 1, rawHeaders: [], headers: {}, ...fields }),
+        allowed,
+      );
+      return error && [error.httpStatus, error.message];
+    };
+    expect(refusal({ headers: { host: 'localhost:8000' }, rawHeaders: ['Host', 'localhost:8000'] })).toBe(
+      undefined,
+    );
+    // HTTP/1.0 needs no Host.
+    expect(refusal({ httpVersionMinor: 0 })).toBe(undefined);
+    expect(refusal({})).toEqual([400, 'An HTTP/1.1 request needs a Host header']);
+    expect(
+      refusal({ headers: { host: 'localhost' }, rawHeaders: ['Host', 'localhost', 'host', 'other'] }),
+    ).toEqual([400, 'A request takes one Host header, not several']);
+    expect(
+      refusal({ headers: { host: 'localhost, other' }, rawHeaders: ['Host', 'localhost, other'] })?.[0],
+    ).toBe(400);
+    expect(refusal({ headers: { host: 'evil.example' }, rawHeaders: ['Host', 'evil.example'] })?.[0]).toBe(
+      421,
+    );
+    expect(
+      refusal({ httpVersionMinor: 0, headers: { 'transfer-encoding': 'chunked' }, rawHeaders: [] })?.[0],
+    ).toBe(400);
   });
 });
