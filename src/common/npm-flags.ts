@@ -1,4 +1,7 @@
-import type { SettingsTable } from './settings.js';
+/** A table of settings as far as npm's reading of flags goes (settings.ts's SettingsTable is one). */
+type FlagTable = Readonly<
+  Record<string, { readonly flag?: string | undefined; readonly env?: string | undefined }>
+>;
 
 /**
  * The flags of `tables` that npm took as its own settings: `npm start --port=8081` runs the
@@ -6,7 +9,7 @@ import type { SettingsTable } from './settings.js';
  * `npm_config_port` (with only a warning of its own, "Unknown cli config"). Variables named after a
  * setting (`--gateway-port`) count too. Each is returned as the user wrote it, `--port=8081`.
  */
-export function flagsTakenByNpm(tables: readonly SettingsTable[], env: NodeJS.ProcessEnv): string[] {
+export function flagsTakenByNpm(tables: readonly FlagTable[], env: NodeJS.ProcessEnv): string[] {
   const names = new Set<string>();
   for (const table of tables) {
     for (const setting of Object.values(table)) {

@@ -1,7 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
 import { caCertificatesProblem } from '../../common/tls-files.js';
-import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls.js';
+import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls-settings.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
 export interface MysqlConnectionOptions {

@@ -26,12 +26,8 @@ import {
 } from '../../common/settings.js';
 import { DEFAULT_MAX_CALLS_IN_FLIGHT } from './calls-in-flight.js';
 import type { AnyShopService } from './define-service.js';
-import {
-  MYSQL_SSL_CA_SETTING,
-  MYSQL_SSL_CERT_SETTING,
-  MYSQL_SSL_KEY_SETTING,
-  withSslFiles,
-} from './mysql-tls.js';
+import { withSslFiles } from './mysql-tls.js';
+import { MYSQL_SSL_CA_SETTING, MYSQL_SSL_CERT_SETTING, MYSQL_SSL_KEY_SETTING } from './mysql-tls-settings.js';
 import { type MysqlConnectionOptions, parseMysqlUrl } from './mysql-url.js';
 
 /** What differs between the services' command lines: a service definition's name and port. */
