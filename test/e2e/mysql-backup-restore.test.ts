@@ -13,15 +13,16 @@ import { send } from '../helpers/http.js';
 import { type Shop, servingCount, startShop } from './support/shop.js';
 
 const mysqlUrl = inject('mysqlUrl');
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+/** Where the backups and restores are told (see the README's "The stores, and bounds against abusive clients"). */
+const readme = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
 
 /**
- * The commands of the README's first `sh` block after `lead` (a quoted argument may run over several
+ * The commands of docs/operations.md's first `sh` block after `lead` (a quoted argument may run over several
  * lines), comments and `npm start` left out.
  */
 function readmeCommands(lead: string): string[] {
   const from = readme.indexOf(lead);
-  expect(from, `the README says "${lead}"`).toBeGreaterThan(-1);
+  expect(from, `docs/operations.md says "${lead}"`).toBeGreaterThan(-1);
   const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(from))?.[1] ?? '';
   const commands: string[] = [];
   let open: string | undefined;
@@ -61,7 +62,7 @@ interface Answer {
 interface Subject {
   readonly shop: Shop;
   readonly database: string;
-  /** A folder of its own, where the README's commands run. */
+  /** A folder of its own, where the commands of docs/operations.md run. */
   readonly work: string;
 }
 
@@ -72,9 +73,9 @@ interface Seeded {
 }
 
 /**
- * The README's MySQL backup and restore, run as written against the real server: a dump of the
+ * docs/operations.md's MySQL backup and restore, run as written against the real server: a dump of the
  * running shop taken under writes by a user granted SELECT alone, then put back in the two ways the
- * README gives: loaded into a new database (by a user granted what the README lists) with the
+ * docs/operations.md gives: loaded into a new database (by a user granted what docs/operations.md lists) with the
  * services started again on it (under a user granted only SELECT, INSERT, UPDATE and DELETE there),
  * and swapped in under the running services by one RENAME TABLE. Either way the shop must answer
  * as it did when the dump began: the same accounts signing in, keyed writes answered from their
@@ -83,8 +84,8 @@ interface Seeded {
  */
 describe.runIf(mysqlUrl)(
   mysqlUrl
-    ? 'MySQL backup and restore as the README gives them'
-    : 'MySQL backup and restore as the README gives them (skipped: MySQL unreachable here)',
+    ? 'MySQL backup and restore as docs/operations.md gives them'
+    : 'MySQL backup and restore as docs/operations.md gives them (skipped: MySQL unreachable here)',
   () => {
     const suffix = randomBytes(4).toString('hex');
     const users = { dump: `shop_dump_${suffix}`, load: `shop_load_${suffix}`, service: `shop_svc_${suffix}` };
@@ -116,7 +117,7 @@ describe.runIf(mysqlUrl)(
       rmSync(work, { recursive: true, force: true });
     });
 
-    /** A HOME whose ~/.my.cnf names the server and this user, as the README's commands expect. */
+    /** A HOME whose ~/.my.cnf names the server and this user, as the commands of docs/operations.md expect. */
     const homeOf = (user?: string): string => {
       const home = join(work, `home-${user ?? 'admin'}`);
       const login = user ? { user, password } : { user: server.user, password: server.password };
@@ -130,7 +131,7 @@ describe.runIf(mysqlUrl)(
     };
 
     /**
-     * Runs one README command in the subject's folder, its `shop` (and `shop_restored`, `shop_side`,
+     * Runs one command of docs/operations.md in the subject's folder, its `shop` (and `shop_restored`, `shop_side`,
      * `shop_old`) naming the subject's database, as `user` (the URL's user when none). Not blocking:
      * the shop runs in this process and must go on answering while the command runs.
      */
@@ -258,7 +259,7 @@ describe.runIf(mysqlUrl)(
       };
     }
 
-    /** Runs the README's backup while the writers write. */
+    /** Runs docs/operations.md's backup while the writers write. */
     async function backUp(subject: Subject): Promise<void> {
       const backup = readmeCommands('On MySQL, back up all three');
       expect(backup).toEqual([

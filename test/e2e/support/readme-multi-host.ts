@@ -26,10 +26,8 @@ export interface ReadmeMultiHostLayout {
 const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
 
 export function readmeMultiHostLayout(): ReadmeMultiHostLayout {
-  const section = readme.slice(
-    readme.indexOf('## Running across machines'),
-    readme.indexOf('### Rolling restarts'),
-  );
+  const start = readme.indexOf('## Running across machines');
+  const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
   const lines = section.split('\n');
   const certsLine = lines.find((line) => line.startsWith('npm run certs -- '));
   if (!certsLine) throw new Error('the README\'s "Running across machines" has no `npm run certs --` line');
