@@ -90,6 +90,11 @@ export const gatewayErrors = {
       421,
       'This gateway does not answer to the host name in Host: add it to --allowed-hosts (GATEWAY_ALLOWED_HOSTS), or call it by IP address or localhost',
     ),
+  crossOriginWrite: () =>
+    new GatewayError(
+      403,
+      'A page of another origin may not send this request: add its origin to --cors-origins (CORS_ORIGINS)',
+    ),
   duplicateHost: () =>
     new GatewayError(400, 'A request takes one Host header, not several', { closeConnection: true }),
   transferEncodingInHttp10: () =>

@@ -35,6 +35,7 @@ import {
 import { type ClientCertificateGate, gateClientCertificates } from './client-certificate-gate.js';
 import { type Connection, ConnectionTracker, WORKED_AT_ONCE } from './connection-tracker.js';
 import { allowedMethods, Cors, ROUTABLE_METHODS } from './cors.js';
+import { isCrossOriginWrite } from './cross-origin-writes.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
@@ -893,6 +894,10 @@ class GatewayServer implements Gateway {
     }
     if (method === 'OPTIONS') {
       this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
+      return;
+    }
+    if (isCrossOriginWrite(request, method, (asked) => this.#cors?.allowedOrigin(asked) !== undefined)) {
+      this.#fail(request, response, null, gatewayErrors.crossOriginWrite(), hasBody, telemetry.requestId);
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header, Content-Length

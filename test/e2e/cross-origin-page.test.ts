@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Closer, startDistributor, startGateway, waitForRoute } from '../gateway/support/cluster.js';
-import { startFakeGoods } from '../gateway/support/fake-shop.js';
+import { type FakeGoods, startFakeGoods } from '../gateway/support/fake-shop.js';
 import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
 
 // A browser page on another origin calling the REST API with the headers a page sends (X-Request-Id,
@@ -125,5 +125,75 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
       requestId: 'from-the-page',
       errormessage: expect.stringContaining('Malformed request path'),
     });
+  });
+});
+
+describe.runIf(haveChromium)('a page of an origin the gateway does not list, in a headless Chromium', () => {
+  const closer = new Closer();
+  let pageServer: Server;
+  let profile: string;
+  let context: BrowserContext;
+  let goods: FakeGoods;
+  let api: string;
+
+  beforeAll(async () => {
+    const distributor = (await startDistributor(closer)).address;
+    goods = await startFakeGoods(closer, distributor);
+    // No CORS: the default. A page may still send what needs no preflight: a form, a no-cors fetch.
+    const { gateway, port } = await startGateway(closer, distributor);
+    await waitForRoute(gateway, 'POST /goods', 1);
+    api = `http://localhost:${port}`;
+    pageServer = createServer((_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'text/html' });
+      response.end(
+        `<!doctype html><title>another site</title><form id="form" method="POST" action="${api}/goods">` +
+          '<input name="name" value="by the form"><input name="category" value="c">' +
+          '<input name="price" value="1"><input name="description" value="d"><button id="submit">buy</button></form>',
+      );
+    });
+    await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
+    profile = mkdtempSync(join(tmpdir(), 'shop-chromium-csrf-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [...CHROMIUM_ARGS],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await new Promise((resolve) => pageServer?.close(resolve));
+    await closer.closeAll();
+  });
+
+  it("writes nothing for its form or its no-cors fetch; the gateway's own page still writes", async () => {
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(`http://127.0.0.1:${(pageServer.address() as { port: number }).port}/`);
+    await page.evaluate(
+      (url) =>
+        fetch(url, {
+          method: 'POST',
+          mode: 'no-cors',
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+          body: 'name=by+fetch&category=c&price=1&description=d',
+        }).then(() => undefined),
+      `${api}/goods`,
+    );
+    // The form's own button, as a visitor (or the page's script) would press it.
+    await Promise.all([page.waitForURL(`${api}/goods`), page.locator('#submit').click()]);
+    expect(await page.textContent('body')).toContain('"errorcode":1');
+    expect(goods.calls.CreateGoods).toBeUndefined();
+    // The /docs/ page's "Try it out" is the gateway's own origin.
+    await page.goto(`${api}/docs/`);
+    const own = await page.evaluate(() =>
+      fetch('../goods', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: 'name=own+page&category=c&price=1&description=d',
+      }).then((response) => response.json()),
+    );
+    expect(own).toMatchObject({ errorcode: 0 });
+    expect(goods.goods.map((item) => item.name)).toEqual(['own page']);
   });
 });

@@ -326,6 +326,59 @@ describe('gateway HTTP semantics', () => {
     expect(get.headers['access-control-allow-origin']).toBeUndefined();
   });
 
+  it("refuses a write from another origin's page (a form, fetch no-cors: no preflight), not one from the gateway's own or a tool", async () => {
+    const port = await gateway([PAGE]);
+    goods.goods.push({ ...ROW });
+    const form = { 'Content-Type': 'application/x-www-form-urlencoded' };
+    const body = 'name=forged&category=c&price=1&description=d';
+    const evil = 'https://evil.example';
+    // What a browser sends with a page's cross-site form POST; an older one sends Origin alone; a
+    // sandboxed frame or a data: URL sends Origin: null.
+    const refused: [string, string, Record<string, string>][] = [
+      [
+        'POST',
+        '/goods',
+        { ...form, Origin: evil, 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'navigate' },
+      ],
+      ['POST', '/goods', { ...form, Origin: evil, 'Sec-Fetch-Site': 'same-site' }],
+      ['POST', '/goods', { ...form, Origin: evil }],
+      ['POST', '/goods', { ...form, Origin: 'null' }],
+      ['POST', '/goods', { ...form, Origin: `http://localhost:${port}`, Host: `localhost:${port + 1}` }],
+      ['DELETE', '/goods/7', { Origin: evil }],
+    ];
+    for (const [method, path, headers] of refused) {
+      const answer = await http(port, method, path, { headers, body: method === 'POST' ? body : undefined });
+      expect([answer.status, JSON.parse(answer.body)], JSON.stringify(headers)).toEqual([
+        403,
+        {
+          key: null,
+          errorcode: 1,
+          errormessage:
+            'A page of another origin may not send this request: add its origin to --cors-origins (CORS_ORIGINS)',
+        },
+      ]);
+    }
+    expect(goods.goods.map((item) => item.name)).toEqual([ROW.name]);
+    // The gateway's own pages (/docs/'s "Try it out"), a person's own navigation, an allowed origin's
+    // page, a tool that says nothing of where it comes from; and a read from anywhere.
+    const taken: [string, Record<string, string>][] = [
+      ['same-origin', { ...form, Origin: `http://127.0.0.1:${port}`, 'Sec-Fetch-Site': 'same-origin' }],
+      ['Origin is Host', { ...form, Origin: `http://127.0.0.1:${port}` }],
+      ['typed by a person', { ...form, 'Sec-Fetch-Site': 'none' }],
+      ['allowed origin', { ...form, Origin: PAGE, 'Sec-Fetch-Site': 'cross-site' }],
+      ['curl', form],
+    ];
+    for (const [who, headers] of taken) {
+      const answer = await http(port, 'POST', '/goods', { headers, body });
+      expect([answer.status, JSON.parse(answer.body).errorcode], who).toEqual([200, 0]);
+    }
+    const read = await http(port, 'GET', '/goods', {
+      headers: { Origin: evil, 'Sec-Fetch-Site': 'cross-site' },
+    });
+    expect(read.status).toBe(200);
+    expect(goods.goods).toHaveLength(1 + taken.length);
+  });
+
   it.each([
     ['has not received the route table', () => '127.0.0.1:1'],
     ['knows no route yet', async () => (await startDistributor(perTest)).address],
