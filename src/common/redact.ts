@@ -1,9 +1,12 @@
 /**
  * Field and parameter names whose values never reach a log: passwords (the book's `password` and
- * `passwordConfirm`), tokens, secrets, keys, credentials, cookies. Matched without regard to case,
- * anywhere in the name (`newPassword`, `registryToken`, `x-api-key`).
+ * `passwordConfirm`), tokens, secrets, keys, credentials, cookies, and the registry token's proofs
+ * (`x-shop-registry-proof`, which opens a Watch or its node's Register for 5 minutes, from the
+ * address and port it names). Matched without regard to case, anywhere in the name (`newPassword`,
+ * `registryToken`, `x-api-key`).
  */
-const SECRET_NAME = /pass(?:word|wd)?|token|secret|api[-_]?key|authorization|credential|cookie|session/i;
+const SECRET_NAME =
+  /pass(?:word|wd)?|token|secret|api[-_]?key|authorization|credential|cookie|session|proof/i;
 
 /** What a secret is replaced with. */
 export const REDACTED = '[redacted]';

@@ -1,6 +1,7 @@
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { redactGrpcText } from '../../src/common/grpc-logging.js';
+import { CALLER_PROOF_HEADER, makeCallerProof, makeNonce } from '../../src/common/registry-proof.js';
 import { spawnComponent } from '../e2e/support/processes.js';
 
 const TOKEN = 'trace-redaction-token-0123456789';
@@ -30,6 +31,44 @@ describe("grpc-js's trace lines", () => {
         '{"x-token-bin":["[redacted]"],"authorization":["[redacted]"],"x-note":["a \\"quoted\\" note"]}',
     );
   });
+
+  it("of a distributor run with GRPC_TRACE=server_call do not show a caller's registry proof", async () => {
+    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
+      SHOP_REGISTRY_TOKEN: TOKEN,
+      GRPC_TRACE: 'server_call',
+      GRPC_VERBOSITY: 'DEBUG',
+    });
+    const output = () => distributor.lines.join('\n');
+    try {
+      const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/, 20_000);
+      const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
+      // A proof is a credential for 5 minutes: read from a log, it opens a Watch, or the Register of
+      // its node, from the address and port it names once that connection has closed.
+      const method = '/shop.v1.DistributorService/List';
+      const proof = makeCallerProof(TOKEN, method, makeNonce(), '127.0.0.1:1');
+      const metadata = new Metadata();
+      metadata.set(CALLER_PROOF_HEADER, proof);
+      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+      await new Promise<void>((resolve) => {
+        client.makeUnaryRequest(
+          method,
+          (value: Buffer) => value,
+          (value: Buffer) => value,
+          Buffer.alloc(0),
+          metadata,
+          () => resolve(),
+        );
+      });
+      client.close();
+      await distributor.waitForLine(/received headers/, 5_000);
+      expect(output()).not.toContain(proof.split(' ').at(-1));
+      // The line's text, in the JSON of the log line: its quotes escaped.
+      expect(output()).toContain(String.raw`\"${CALLER_PROOF_HEADER}\":[\"[redacted]\"]`);
+    } finally {
+      distributor.child.kill('SIGTERM');
+      await distributor.exited();
+    }
+  }, 30_000);
 
   it('cost a scan in proportion to the text, on a method path a client made of metadata look-alikes', () => {
     // grpc-js prints the path a client sent, raw: `Received call to method ...` (server_call).
