@@ -12,6 +12,11 @@ import type { IncomingMessage } from 'node:http';
 /** Methods that change nothing, which a page may send from anywhere (its answer is still kept from it). */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
+/** Whether a request by `method` is one a page of another origin may be refused (see isCrossOriginWrite). */
+export function mayBeCrossOriginWrite(method: string): boolean {
+  return !SAFE_METHODS.has(method);
+}
+
 /**
  * Whether a request that may write comes from a browser page of another origin than the gateway's:
  * `Sec-Fetch-Site` other than `same-origin` or `none` (a person's own navigation), or, from a
@@ -24,7 +29,7 @@ export function isCrossOriginWrite(
   method: string,
   allowed: (request: IncomingMessage) => boolean,
 ): boolean {
-  if (SAFE_METHODS.has(method)) return false;
+  if (!mayBeCrossOriginWrite(method)) return false;
   const site = request.headers['sec-fetch-site'];
   const crossOrigin =
     site !== undefined

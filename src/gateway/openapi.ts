@@ -1,4 +1,5 @@
 import type { DescField } from '@bufbuild/protobuf';
+import { mayBeCrossOriginWrite } from './cross-origin-writes.js';
 import { KEYED_METHODS } from './idempotency-header.js';
 import { isTextualMessage, queryParameters } from './openapi-query-parameters.js';
 import { cutComment, protoComment } from './proto-comments.js';
@@ -66,6 +67,13 @@ const ERROR_RESPONSES: readonly {
     description:
       'The request could not be read: a body or a query string that is not UTF-8, a body not JSON or not a JSON object, a malformed ' +
       '`Idempotency-Key` (or two of them), a path with a malformed or non-UTF-8 %-escape, or malformed HTTP.',
+  },
+  {
+    status: '403',
+    name: 'Forbidden',
+    description:
+      'A browser said the request comes from a page of another origin (`Sec-Fetch-Site`, or an `Origin` that is not the `Host`) not listed in `--cors-origins` (`key` is null): a form or a `no-cors` fetch of another site may not write. Tools that send neither header are not concerned.',
+    applies: (operation) => mayBeCrossOriginWrite(operation.httpMethod),
   },
   {
     status: '404',
