@@ -37,6 +37,7 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
   let context: BrowserContext;
   let page: Page;
   let api: string;
+  let goods: FakeGoods;
 
   beforeAll(async () => {
     pageServer = createServer((_request, response) => {
@@ -46,7 +47,7 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
     await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
     const pageOrigin = `http://127.0.0.1:${(pageServer.address() as { port: number }).port}`;
     const distributor = (await startDistributor(closer)).address;
-    await startFakeGoods(closer, distributor);
+    goods = await startFakeGoods(closer, distributor);
     // The API on another origin than the page: localhost, not 127.0.0.1.
     const { gateway, port } = await startGateway(closer, distributor, { corsOrigins: [pageOrigin] });
     await waitForRoute(gateway, 'GET /goods', 1);
@@ -116,6 +117,19 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
       status: 200,
       requestId: 'from-the-page',
     });
+  });
+
+  it('writes, with a JSON body (preflighted), and reads the answer: its origin is allowed', async () => {
+    const answer = await page.evaluate(async (url) => {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: 'from the page', category: 'c', price: 1, description: 'd' }),
+      });
+      return { status: response.status, body: await response.json() };
+    }, `${api}/goods`);
+    expect(answer).toMatchObject({ status: 200, body: { errorcode: 0 } });
+    expect(goods.goods.map((item) => item.name)).toEqual(['from the page']);
   });
 
   it('reads the 400 of a malformed path, not "Failed to fetch"', async () => {
