@@ -30,7 +30,8 @@ export function isCrossOriginWrite(
   allowed: (request: IncomingMessage) => boolean,
 ): boolean {
   if (!mayBeCrossOriginWrite(method)) return false;
-  const site = request.headers['sec-fetch-site'];
+  // Empty is none at all, as Go reads it: Origin decides.
+  const site = request.headers['sec-fetch-site'] || undefined;
   const crossOrigin =
     site !== undefined
       ? site !== 'same-origin' && site !== 'none'

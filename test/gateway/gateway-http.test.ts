@@ -343,6 +343,7 @@ describe('gateway HTTP semantics', () => {
       ['POST', '/goods', { ...form, Origin: evil, 'Sec-Fetch-Site': 'same-site' }],
       ['POST', '/goods', { ...form, Origin: evil }],
       ['POST', '/goods', { ...form, Origin: 'null' }],
+      ['POST', '/goods', { ...form, Origin: evil, 'Sec-Fetch-Site': '' }],
       ['POST', '/goods', { ...form, Origin: `http://localhost:${port}`, Host: `localhost:${port + 1}` }],
       ['DELETE', '/goods/7', { Origin: evil }],
     ];
@@ -365,6 +366,12 @@ describe('gateway HTTP semantics', () => {
       ['same-origin', { ...form, Origin: `http://127.0.0.1:${port}`, 'Sec-Fetch-Site': 'same-origin' }],
       ['Origin is Host', { ...form, Origin: `http://127.0.0.1:${port}` }],
       ['typed by a person', { ...form, 'Sec-Fetch-Site': 'none' }],
+      // An empty Sec-Fetch-Site is none at all, as for Go's CrossOriginProtection: Origin decides.
+      ['empty Sec-Fetch-Site', { ...form, 'Sec-Fetch-Site': '' }],
+      [
+        'empty Sec-Fetch-Site, Origin is Host',
+        { ...form, Origin: `http://127.0.0.1:${port}`, 'Sec-Fetch-Site': '' },
+      ],
       ['allowed origin', { ...form, Origin: PAGE, 'Sec-Fetch-Site': 'cross-site' }],
       ['curl', form],
     ];
