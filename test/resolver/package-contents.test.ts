@@ -22,6 +22,14 @@ function relativeImports(source: string): string[] {
   return found;
 }
 
+/** The folders of the package a project gives protoc or buf as import paths (see the README). */
+const PROTO_ROOTS = ['proto', 'third_party'];
+
+/** The files a .proto file imports (`import "x.proto";`, `import public "x.proto";`). */
+function protoImports(source: string): string[] {
+  return [...source.matchAll(/^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;/gm)].map((match) => match[1]!);
+}
+
 /** Every file of dist/ that `entry` needs at run time or for its types, entry included. */
 async function closure(project: string, entry: string): Promise<Set<string>> {
   const needed = new Set<string>();
@@ -60,6 +68,19 @@ describe('the package another project installs', () => {
       expect(needed.size).toBeGreaterThan(10);
       expect([...needed].filter((file) => !packed.has(file))).toEqual([]);
       expect(packed.has('proto/services.proto')).toBe(true);
+      // A project generates its client from the packed protos (see the README): each import must be
+      // packed too, or be a well-known type that protoc and buf carry. services.proto imports
+      // google/api/annotations.proto, which was not packed: the tarball's protos did not compile.
+      const unresolved: string[] = [];
+      for (const file of [...packed].filter((path) => path.endsWith('.proto'))) {
+        for (const imported of protoImports(await readFile(join(copy, file), 'utf8'))) {
+          if (imported.startsWith('google/protobuf/')) continue;
+          if (!PROTO_ROOTS.some((protoRoot) => packed.has(`${protoRoot}/${imported}`))) {
+            unresolved.push(`${file} imports ${imported}`);
+          }
+        }
+      }
+      expect(unresolved).toEqual([]);
       const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
       expect(manifest.scripts.prepack).toBe('npm run build');
     } finally {
