@@ -251,25 +251,15 @@ export function registerDistributorResolver(
       ...(options.backoff ? { backoff: options.backoff } : {}),
       ...(options.answerTimeoutMs === undefined ? {} : { answerTimeoutMs: options.answerTimeoutMs }),
     });
-    // A restarted distributor knows nobody until every node has registered again: its first lists are
-    // partial, and would fail calls to live instances with "no serving instance" meanwhile.
-    const grace = new RestartGrace({
-      graceMs: options.restartGraceMs ?? 7_000,
-      apply: (snapshot) => {
-        if (!current) return;
-        applied = snapshot;
-        servicesBySet.retainOnly(snapshot);
-        for (const resolver of resolvers) resolver.report(snapshot);
-      },
-      log,
-    });
     watcher.on('snapshot', (snapshot) => {
       if (!current) return;
       unreachable = undefined;
       released = undefined;
       grace.snapshot(snapshot);
     });
-    watcher.on('connected', () => grace.connected());
+    watcher.on('connected', () => {
+      if (current) grace.connected();
+    });
     watcher.on('disconnected', (ended) => {
       if (!current) return;
       grace.disconnected();
@@ -298,10 +288,28 @@ export function registerDistributorResolver(
     watcher.start();
     return () => {
       current = false;
-      grace.stop();
       watcher.stop();
     };
   };
+  // A restarted distributor knows nobody until every node has registered again: its first lists are
+  // partial, and would fail calls to live instances with "no serving instance" meanwhile. One grace
+  // outlives each Watch: a Watch opened again (a client per request ends it between requests) takes
+  // a list of another distributor instance for a restart, and one opened during a grace keeps what
+  // it kept, where a grace of its own knew no earlier list and applied the new one as it was.
+  const grace = new RestartGrace({
+    graceMs: options.restartGraceMs ?? 7_000,
+    apply: (snapshot) => {
+      if (!unfollow) {
+        // A grace that ends while no Watch runs settles the list a channel falls back on.
+        if (released) released = snapshot;
+        return;
+      }
+      applied = snapshot;
+      servicesBySet.retainOnly(snapshot);
+      for (const resolver of resolvers) resolver.report(snapshot);
+    },
+    log,
+  });
   // Follow the list from now on, so that the first channel finds it ready.
   let unfollow: (() => void) | undefined = follow();
   let releaseTimer: NodeJS.Timeout | undefined;
@@ -479,6 +487,7 @@ export function registerDistributorResolver(
       resolvers.clear();
       users.clear();
       clearTimeout(releaseTimer);
+      grace.stop();
       unfollow?.();
       unfollow = undefined;
     },

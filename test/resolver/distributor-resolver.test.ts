@@ -515,6 +515,41 @@ describe('the Watch stream', () => {
     const second = goodsClient('distributor:///shop.v1.GoodsService');
     expect(await callsServedBy(second, 2)).toEqual(['a', 'a']);
   });
+
+  // A program that makes a client per request ends the Watch between requests: a distributor that
+  // restarted meanwhile knows nobody yet, and its first list failed the next request with "the
+  // distributor lists no serving instance", where a channel that had kept its Watch kept them; so
+  // did a request after the Watch was ended again during the grace.
+  it('keeps the instances of the list it had through a distributor restart made while it was ended', async () => {
+    const first = await startDistributor();
+    // goods registers with the new distributor only 4 s or more after it is up.
+    const goods = await startGoods(first.address, 'a', { initialMs: 8_000, maxMs: 8_000 });
+    const resolver = register(first.address);
+    const oneRequest = async (): Promise<string[]> => {
+      const client = new GoodsServiceClient(
+        'distributor:///shop.v1.GoodsService',
+        credentials.createInsecure(),
+      );
+      try {
+        return await callsServedBy(client, 1).catch((error: ServiceError) => [error.details]);
+      } finally {
+        client.close();
+        // Ended a second after the channel: the next request opens it again.
+        await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+      }
+    };
+    expect(await oneRequest()).toEqual(['a']);
+    await first.stop();
+    let registeredAgain = false;
+    goods.registration.once('registered', () => {
+      registeredAgain = true;
+    });
+    await startDistributor(first.port);
+    expect(await oneRequest()).toEqual(['a']);
+    expect(await oneRequest()).toEqual(['a']);
+    // Both were made while the new distributor listed no goods.
+    expect(registeredAgain).toBe(false);
+  });
 });
 
 describe('the registry token', () => {
