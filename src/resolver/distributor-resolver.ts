@@ -27,12 +27,15 @@ export const DISTRIBUTOR_SCHEME = 'distributor';
  */
 export const WATCH_RELEASE_DELAY_MS = 1_000;
 
-/** Options of {@link registerDistributorResolver}. */
+/**
+ * Options of {@link registerDistributorResolver}. Each optional one takes undefined for "not given"
+ * (`token: process.env.SHOP_REGISTRY_TOKEN`, as the README has it), under exactOptionalPropertyTypes too.
+ */
 export interface DistributorResolverOptions {
   /** The distributor's address, "host:port". */
   distributor: string;
   /** The registration token, if the distributor asks for one (Watch needs the credentials of List). */
-  token?: string;
+  token?: string | undefined;
   /**
    * How to reach the distributor: TLS or mTLS channel credentials (e.g. channelCredentials() of
    * src/common/tls.ts with `expectedName: 'distributor'`); plaintext by default. The channels the
@@ -41,21 +44,21 @@ export interface DistributorResolverOptions {
    * connection moves the Watch to a new connection, or ends it (see RegistryWatcher); credentials
    * made otherwise tell of no file, and the Watch keeps its connection.
    */
-  credentials?: ChannelCredentials;
+  credentials?: ChannelCredentials | undefined;
   /** Channel options that go with `credentials` (see secureNamingChannelOptions). */
-  channelOptions?: ChannelOptions;
-  log?: Logger;
-  backoff?: BackoffOptions;
+  channelOptions?: ChannelOptions | undefined;
+  log?: Logger | undefined;
+  backoff?: BackoffOptions | undefined;
   /**
    * After a distributor restart, how long instances of the last list that have not registered again
    * are still resolved to, in ms (as the gateway's --restart-grace-ms); 7,000 by default, 0: none.
    */
-  restartGraceMs?: number;
+  restartGraceMs?: number | undefined;
   /**
    * How long the distributor may take to answer a new Watch stream before calls that wait for the
    * list fail with UNAVAILABLE (and it is tried again); 30,000 ms by default.
    */
-  answerTimeoutMs?: number;
+  answerTimeoutMs?: number | undefined;
 }
 
 /** The resolver, registered: {@link close} stops following the distributor. */

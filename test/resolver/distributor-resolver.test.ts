@@ -575,6 +575,34 @@ describe('the registry token', () => {
 });
 
 describe('the library entry', () => {
+  // one-call.ts is the README's example. A project that type-checks with exactOptionalPropertyTypes
+  // refused its `token: process.env.SHOP_REGISTRY_TOKEN` (string | undefined), where the README says
+  // to pass undefined for none.
+  it("types the README's example, token from process.env, under exactOptionalPropertyTypes", async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const tsc = new URL('../../node_modules/typescript/bin/tsc', import.meta.url).pathname;
+    const checked = await promisify(execFile)(
+      process.execPath,
+      [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--exactOptionalPropertyTypes',
+        '--skipLibCheck',
+        '--module',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--types',
+        'node',
+        'test/resolver/fixtures/one-call.ts',
+      ],
+      { maxBuffer: 16 * 1024 * 1024 },
+    ).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
+    expect(checked.stdout).toBe('');
+  }, 180_000);
+
   it('is exported as grpc-shop/resolver, with its types, from the build of src/resolver/index.ts', async () => {
     const { readFile } = await import('node:fs/promises');
     const manifest = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
