@@ -6,6 +6,39 @@ import { spawnComponent } from '../e2e/support/processes.js';
 
 const TOKEN = 'trace-redaction-token-0123456789';
 
+/**
+ * What a distributor run with GRPC_TRACE=server_call prints while it takes one unary call to
+ * `method` with `metadata` (the call's answer does not matter, only the trace of its headers).
+ */
+async function distributorTraceOfCall(method: string, metadata: Metadata): Promise<string> {
+  const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
+    SHOP_REGISTRY_TOKEN: TOKEN,
+    GRPC_TRACE: 'server_call',
+    GRPC_VERBOSITY: 'DEBUG',
+  });
+  try {
+    const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/, 20_000);
+    const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
+    const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+    await new Promise<void>((resolve) => {
+      client.makeUnaryRequest(
+        method,
+        (value: Buffer) => value,
+        (value: Buffer) => value,
+        Buffer.alloc(0),
+        metadata,
+        () => resolve(),
+      );
+    });
+    client.close();
+    await distributor.waitForLine(/received headers/, 5_000);
+    return distributor.lines.join('\n');
+  } finally {
+    distributor.child.kill('SIGTERM');
+    await distributor.exited();
+  }
+}
+
 describe("grpc-js's trace lines", () => {
   it('keep the values of secret metadata out of the text', () => {
     const line =
@@ -33,41 +66,16 @@ describe("grpc-js's trace lines", () => {
   });
 
   it("of a distributor run with GRPC_TRACE=server_call do not show a caller's registry proof", async () => {
-    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
-      SHOP_REGISTRY_TOKEN: TOKEN,
-      GRPC_TRACE: 'server_call',
-      GRPC_VERBOSITY: 'DEBUG',
-    });
-    const output = () => distributor.lines.join('\n');
-    try {
-      const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/, 20_000);
-      const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
-      // A proof is a credential for 5 minutes: read from a log, it opens a Watch, or the Register of
-      // its node, from the address and port it names once that connection has closed.
-      const method = '/shop.v1.DistributorService/List';
-      const proof = makeCallerProof(TOKEN, method, makeNonce(), '127.0.0.1:1');
-      const metadata = new Metadata();
-      metadata.set(CALLER_PROOF_HEADER, proof);
-      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
-      await new Promise<void>((resolve) => {
-        client.makeUnaryRequest(
-          method,
-          (value: Buffer) => value,
-          (value: Buffer) => value,
-          Buffer.alloc(0),
-          metadata,
-          () => resolve(),
-        );
-      });
-      client.close();
-      await distributor.waitForLine(/received headers/, 5_000);
-      expect(output()).not.toContain(proof.split(' ').at(-1));
-      // The line's text, in the JSON of the log line: its quotes escaped.
-      expect(output()).toContain(String.raw`\"${CALLER_PROOF_HEADER}\":[\"[redacted]\"]`);
-    } finally {
-      distributor.child.kill('SIGTERM');
-      await distributor.exited();
-    }
+    // A proof is a credential for 5 minutes: read from a log, it opens a Watch, or the Register of
+    // its node, from the address and port it names once that connection has closed.
+    const method = '/shop.v1.DistributorService/List';
+    const proof = makeCallerProof(TOKEN, method, makeNonce(), '127.0.0.1:1');
+    const metadata = new Metadata();
+    metadata.set(CALLER_PROOF_HEADER, proof);
+    const output = await distributorTraceOfCall(method, metadata);
+    expect(output).not.toContain(proof.split(' ').at(-1));
+    // The line's text, in the JSON of the log line: its quotes escaped.
+    expect(output).toContain(String.raw`\"${CALLER_PROOF_HEADER}\":[\"[redacted]\"]`);
   }, 30_000);
 
   it('cost a scan in proportion to the text, on a method path a client made of metadata look-alikes', () => {
@@ -82,35 +90,10 @@ describe("grpc-js's trace lines", () => {
   });
 
   it('of a distributor run with GRPC_TRACE=server_call do not show the registration token', async () => {
-    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
-      SHOP_REGISTRY_TOKEN: TOKEN,
-      GRPC_TRACE: 'server_call',
-      GRPC_VERBOSITY: 'DEBUG',
-    });
-    const output = () => distributor.lines.join('\n');
-    try {
-      const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/, 20_000);
-      const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
-      const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
-      const metadata = new Metadata();
-      metadata.set('authorization', `Bearer ${TOKEN}`);
-      await new Promise<void>((resolve) => {
-        client.makeUnaryRequest(
-          '/grpc.health.v1.Health/Check',
-          (value: Buffer) => value,
-          (value: Buffer) => value,
-          Buffer.alloc(0),
-          metadata,
-          () => resolve(),
-        );
-      });
-      client.close();
-      await distributor.waitForLine(/received headers/, 5_000);
-      expect(output()).not.toContain(TOKEN);
-      expect(output()).toContain('[redacted]');
-    } finally {
-      distributor.child.kill('SIGTERM');
-      await distributor.exited();
-    }
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${TOKEN}`);
+    const output = await distributorTraceOfCall('/grpc.health.v1.Health/Check', metadata);
+    expect(output).not.toContain(TOKEN);
+    expect(output).toContain('[redacted]');
   }, 30_000);
 });
