@@ -239,10 +239,16 @@ export function registerDistributorResolver(
   let applied: Snapshot | undefined;
   /** The list applied when the Watch was last ended for want of channels (see release). */
   let released: Snapshot | undefined;
+  /**
+   * Whether channels resolve from a list the running Watch brought (or fell back on): a grace that
+   * ends before one came must not hand them the list of the Watch before it.
+   */
+  let watchListed = false;
 
   /** Follows the distributor's list over a new Watch stream; the function returned ends it. */
   const follow = (): (() => void) => {
     let current = true;
+    watchListed = false;
     // The services a node serves are those its descriptor set defines: the watcher fetches each set once.
     const watcher = new RegistryWatcher({
       distributor: options.distributor,
@@ -258,6 +264,7 @@ export function registerDistributorResolver(
       if (!current) return;
       unreachable = undefined;
       released = undefined;
+      watchListed = true;
       grace.snapshot(snapshot);
     });
     watcher.on('connected', () => {
@@ -273,6 +280,7 @@ export function registerDistributorResolver(
         // maybe partial) replaces it through the restart grace.
         const last = released;
         released = undefined;
+        watchListed = true;
         grace.snapshot(last);
         grace.disconnected();
         return;
@@ -302,8 +310,9 @@ export function registerDistributorResolver(
   const grace = new RestartGrace({
     graceMs: options.restartGraceMs ?? 7_000,
     apply: (snapshot) => {
-      if (!unfollow) {
-        // A grace that ends while no Watch runs settles the list a channel falls back on.
+      if (!unfollow || !watchListed) {
+        // A grace that ends while no Watch runs, or before the one opened again has a list, settles
+        // the list a channel falls back on; a channel waits for the new one.
         if (released) released = snapshot;
         return;
       }

@@ -11,8 +11,10 @@ export class TcpProxy {
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
   #port = 0;
-  #mode: 'forward' | 'blackhole' | 'refuse' = 'forward';
+  #mode: 'forward' | 'blackhole' | 'refuse' | 'delay' = 'forward';
   #held = 0;
+  /** Connections a delay accepted, forwarded once restored. */
+  readonly #delayed: Socket[] = [];
   #cutAfter: ((chunk: Buffer) => boolean) | undefined;
 
   private constructor(target: { host: string; port: number; localAddress?: string }) {
@@ -70,6 +72,15 @@ export class TcpProxy {
   }
 
   /**
+   * Accepts new connections and leaves them unanswered until restore() forwards them, what they
+   * sent included: a slow host that answers late, where a blackhole's connections are reset or held
+   * for ever. Open connections go on as they were.
+   */
+  delay(): void {
+    this.#mode = 'delay';
+  }
+
+  /**
    * Passes the next chunk a client sends that `matches` on to the server, then passes nothing back
    * and, 200 ms later, closes both ends: the server got the request and its answer is lost, as when
    * a connection breaks while a statement runs.
@@ -79,14 +90,15 @@ export class TcpProxy {
   }
 
   /**
-   * Forwards again, on the same port. Connections held by a blackhole are reset, or with
-   * `keepHeld` go on being held: as a TCP connect to a host that dropped packets waits on, the
-   * kernel retrying its SYN ever more slowly, after the host can be reached again.
+   * Forwards again, on the same port, a delay's connections included. Connections held by a
+   * blackhole are reset, or with `keepHeld` go on being held: as a TCP connect to a host that dropped
+   * packets waits on, the kernel retrying its SYN ever more slowly, after the host can be reached again.
    */
   async restore({ keepHeld = false }: { keepHeld?: boolean } = {}): Promise<void> {
     if (this.#mode === 'blackhole' && !keepHeld) this.#dropAll();
     this.#mode = 'forward';
     if (!this.#server) await this.#listen(this.#port);
+    for (const client of this.#delayed.splice(0)) if (!client.destroyed) this.#forward(client);
   }
 
   async close(): Promise<void> {
@@ -114,11 +126,20 @@ export class TcpProxy {
 
   #accept(client: Socket): void {
     this.#track(client);
+    if (this.#mode === 'delay') {
+      client.pause();
+      this.#delayed.push(client);
+      return;
+    }
     if (this.#mode !== 'forward') {
       this.#held++;
       client.pause();
       return;
     }
+    this.#forward(client);
+  }
+
+  #forward(client: Socket): void {
     const { host, port, localAddress } = this.#target;
     const upstream = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
     this.#track(upstream);

@@ -550,6 +550,54 @@ describe('the Watch stream', () => {
     // Both were made while the new distributor listed no goods.
     expect(registeredAgain).toBe(false);
   });
+
+  // The grace outlives the Watch, and may end while a Watch opened again still waits for its first
+  // list: it gave the channels the list of the Watch before (the restarted distributor's first,
+  // partial one), and a request failed with "the distributor lists no serving instance" where the
+  // new list, a moment later, had it.
+  it('waits for the list of a Watch opened again when the restart grace ends before that list comes', async () => {
+    const first = await startDistributor(0, undefined, { open: true });
+    // goods registers with the new distributor 2 to 4 s after it is up, while no Watch runs.
+    const goods = await startGoods(first.address, 'a', { initialMs: 4_000, maxMs: 4_000 }, { open: true });
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: first.port });
+    cleanups.push(() => proxy.close());
+    const resolver = registerDistributorResolver({
+      distributor: `127.0.0.1:${proxy.port}`,
+      backoff: fastBackoff,
+      restartGraceMs: 5_000,
+    });
+    cleanups.push(() => resolver.close());
+    const oneRequest = async (deadlineMs = 2_000): Promise<string> => {
+      const client = new GoodsServiceClient(
+        'distributor:///shop.v1.GoodsService',
+        credentials.createInsecure(),
+      );
+      try {
+        return await new Promise<string>((resolve) =>
+          client.listGoods({}, new Metadata(), { deadline: Date.now() + deadlineMs }, (error, response) =>
+            resolve(error ? error.details : response.results[0]!.name),
+          ),
+        );
+      } finally {
+        client.close();
+        await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+      }
+    };
+    expect(await oneRequest()).toBe('a');
+    await first.stop();
+    await startDistributor(first.port, undefined, { open: true });
+    const graceEnds = Date.now() + 5_000;
+    // Kept by the grace: the new distributor lists no goods yet.
+    expect(await oneRequest()).toBe('a');
+    await new Promise((resolve) => goods.registration.once('registered', resolve));
+    expect(Date.now()).toBeLessThan(graceEnds - 500);
+    // The distributor answers the next Watch only after the grace has ended.
+    proxy.delay();
+    const request = oneRequest(10_000);
+    await new Promise((resolve) => setTimeout(resolve, graceEnds + 500 - Date.now()));
+    await proxy.restore();
+    expect(await request).toBe('a');
+  }, 20_000);
 });
 
 describe('the registry token', () => {
