@@ -1,16 +1,13 @@
-import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
+import { addressGroupOf } from './address-group.js';
+import { FifoQueue } from './fifo-queue.js';
 import { http2ServersOf } from './grpc-server.js';
 
 /** How new streams are handed to grpc-js. */
 export interface StreamAdmissionOptions {
   /** Milliseconds of stream setup in one slice (each slice hands over at least one stream). */
   readonly sliceMs: number;
-  /**
-   * Streams that may wait at once, per HTTP/2 server; past it, new streams go to grpc-js at once,
-   * as without the queue (a flood then costs the loop what it did, and no more memory).
-   */
-  readonly maxWaiting?: number;
 }
 
 /** What {@link admitStreamsInSlices} put in place. */
@@ -35,41 +32,111 @@ interface Waiting {
   readonly args: readonly [IncomingHttpHeaders, number, string[]];
 }
 
+/**
+ * Streams of one connection that may wait before its socket is read no more: what it sends meanwhile
+ * waits in its TCP buffers, so that the streams a flood opens are set up by Node (some 40 µs each,
+ * and as much again to close) only as fast as grpc-js takes them. A socket read of 64 KiB comes on
+ * top (some 1,300 streams of a call with empty metadata).
+ */
+const PAUSE_READING_AT = 256;
+/** Streams of a connection whose reads were stopped that may be left waiting when they start again. */
+const RESUME_READING_AT = 64;
+/**
+ * How long a connection's reads stay stopped at most, however many of its streams wait: they start
+ * again for a read (its pings answered, a ping of its own acknowledged), and stop at its next
+ * stream if as many wait still. A connection of many nodes (a proxy, the registry benchmark's) thus
+ * keeps its keepalive (a 5 s timeout) while its streams wait their turn behind a flood's.
+ */
+const MAX_PAUSE_MS = 2_000;
+
+/** The streams of one connection waiting, in the order they came, and whether its reads are stopped. */
+class ConnectionLine {
+  readonly waiting = new FifoQueue<Waiting>();
+  #paused = false;
+  #pauseEnd: NodeJS.Timeout | undefined;
+
+  constructor(private readonly session: Http2Session | undefined) {}
+
+  push(waiting: Waiting): void {
+    this.waiting.push(waiting);
+    if (!this.#paused && this.waiting.length >= PAUSE_READING_AT) this.#setReading(false);
+  }
+
+  shift(): Waiting | undefined {
+    const next = this.waiting.shift();
+    if (this.#paused && this.waiting.length <= RESUME_READING_AT) this.#setReading(true);
+    return next;
+  }
+
+  /**
+   * Stops or starts the reads of the connection's socket. Node's HTTP/2 session reads its socket's
+   * handle (a TCP or TLS wrap) itself and refuses pause() on it, but the handle's own readStop and
+   * readStart are what libuv reads by; the session starts reads again only after a stop of its own.
+   */
+  #setReading(reading: boolean): void {
+    this.#paused = !reading;
+    clearTimeout(this.#pauseEnd);
+    this.#pauseEnd = reading ? undefined : setTimeout(() => this.#setReading(true), MAX_PAUSE_MS).unref();
+    const handle = (this.session?.socket as unknown as { _handle?: Partial<ReadControl> } | undefined)
+      ?._handle;
+    if (!handle || this.session?.destroyed) return;
+    if (reading) handle.readStart?.();
+    else handle.readStop?.();
+  }
+}
+
+interface ReadControl {
+  readStart(): number;
+  readStop(): number;
+}
+
+/** The connections of one address group with streams waiting, in turn order. */
+type GroupLine = Map<Http2Session | undefined, ConnectionLine>;
+
 const ignoreError = (): void => {};
 /** The admit functions put in place, so that a second call does not queue a queue. */
 const admitFunctions = new WeakSet<object>();
 
 /**
- * Hands a bound grpc-js server's new HTTP/2 streams to grpc-js a slice of the event loop at a time.
+ * Hands a bound grpc-js server's new HTTP/2 streams to grpc-js a slice of the event loop at a time,
+ * taking turns between the connections that have streams waiting.
  *
  * Node's HTTP/2 session takes every stream whose HEADERS frame came in one socket read in the same
  * turn, and grpc-js sets each one up right there (metadata, interceptors, its call objects, the
  * handler). A client that opens a thousand streams on one connection at once (a host of a thousand
  * nodes, or all of them coming back after a restart) thus held the loop for the whole thousand:
  * 1,250 streams in one read took 64 to 100 ms on a 2-core machine with a handler that did nothing,
- * Node's own part 22 to 44 ms of it. Here the streams past `sliceMs` of setup wait in a queue, in
- * the order they came, and go to grpc-js a slice at a time: the next in the check phase of the turn
- * that queued them, each later one in the next turn's, so that timers (keepalive pings, the
- * caller's own clocks) and reads run between slices. Until a stream is handed over, an error on it
- * is ignored, as grpc-js itself does; one closed while it waited (reset, or its connection gone) is
- * dropped, as grpc-js would only find it cancelled. What waiting means for a stream: its deadline
- * (grpc-timeout) counts from the hand-over; every connection of a server shares the queue, in
- * arrival order; each HTTP/2 server (one per bound address) has its own slices.
+ * Node's own part 22 to 44 ms of it. Here the streams past `sliceMs` of setup wait, and go to
+ * grpc-js a slice at a time: the next in the check phase of the turn that queued them, each later
+ * one in the next turn's, so that timers (keepalive pings, the caller's own clocks) and reads run
+ * between slices. Until a stream is handed over, an error on it is ignored, as grpc-js itself does;
+ * one closed while it waited (reset, or its connection gone) is dropped, as grpc-js would only find
+ * it cancelled. What waiting means for a stream: its deadline (grpc-timeout) counts from the
+ * hand-over; each HTTP/2 server (one per bound address) has its own slices.
+ *
+ * The streams wait by connection, and the connections by address group (see addressGroupOf): a
+ * slice hands over one stream of the next group in turn, of its next connection in turn, each
+ * connection's in the order they came. One queue in arrival order let a flood decide who waited:
+ * 20 connections opening 100,000 health checks held up a node's Register behind all of them, and
+ * the queue, bounded at 8,192 streams, handed those past it to grpc-js at once, in the read that
+ * brought them; reads of 20 such connections then held the loop for seconds at a time (admin
+ * requests took 5 to 10 s), the nodes' keepalive pings went unanswered for their 5 s timeout, and
+ * every node lost its connection, its registration with it. Nothing is handed over past its turn
+ * now: how many streams may wait is what the connections may open (the server's
+ * max_concurrent_streams each, and the connection limit), each of them lighter while it waits than
+ * once grpc-js holds it.
  *
  * grpc-js has no option for this, so the 'stream' listeners on its HTTP/2 servers (grpc-js's, and
  * any other) are moved behind the queue: call it once the server is bound; servers bound or
  * injected later are not covered. grpc-js keeps those servers in a private field; if a release no
  * longer does, this throws rather than silently doing nothing.
  */
-export function admitStreamsInSlices(
-  server: Server,
-  { sliceMs, maxWaiting = 8_192 }: StreamAdmissionOptions,
-): StreamAdmission {
+export function admitStreamsInSlices(server: Server, { sliceMs }: StreamAdmissionOptions): StreamAdmission {
   const queues: AdmissionQueue[] = [];
   for (const http2Server of http2ServersOf(server)) {
     const listeners = http2Server.listeners('stream') as StreamListener[];
     if (listeners.length === 0 || listeners.some((listener) => admitFunctions.has(listener))) continue;
-    const queue = new AdmissionQueue(listeners, sliceMs, maxWaiting);
+    const queue = new AdmissionQueue(listeners, sliceMs);
     admitFunctions.add(queue.admit);
     http2Server.removeAllListeners('stream');
     http2Server.on('stream', queue.admit);
@@ -82,10 +149,11 @@ export function admitStreamsInSlices(
   };
 }
 
-/** The queue of one HTTP/2 server's streams waiting for grpc-js. */
+/** The streams of one HTTP/2 server waiting for grpc-js, by address group and connection. */
 class AdmissionQueue {
-  readonly #waiting: Waiting[] = [];
-  #head = 0;
+  /** Groups with streams waiting, the next to be served first (one served goes to the back). */
+  readonly #groups = new Map<string, GroupLine>();
+  #waiting = 0;
   /** When the current slice began: set by the first stream of a turn or by a drain, until a check phase. */
   #sliceStart: number | undefined;
   #drainScheduled = false;
@@ -94,7 +162,6 @@ class AdmissionQueue {
   constructor(
     private readonly listeners: readonly StreamListener[],
     private readonly sliceMs: number,
-    private readonly maxWaiting: number,
   ) {}
 
   readonly admit = (
@@ -103,23 +170,34 @@ class AdmissionQueue {
     flags: number,
     rawHeaders: string[],
   ): void => {
-    const waiting = this.#waiting.length - this.#head;
-    if (this.#closed || waiting >= this.maxWaiting || (waiting === 0 && this.#withinSlice())) {
+    if (this.#closed || (this.#waiting === 0 && this.#withinSlice())) {
       this.#handOver(stream, headers, flags, rawHeaders);
       return;
     }
     stream.on('error', ignoreError);
-    this.#waiting.push({ stream, args: [headers, flags, rawHeaders] });
+    const session = stream.session;
+    const group = groupOf(session);
+    let groupLine = this.#groups.get(group);
+    if (!groupLine) {
+      groupLine = new Map();
+      this.#groups.set(group, groupLine);
+    }
+    let line = groupLine.get(session);
+    if (!line) {
+      line = new ConnectionLine(session);
+      groupLine.set(session, line);
+    }
+    line.push({ stream, args: [headers, flags, rawHeaders] });
+    this.#waiting += 1;
     this.#scheduleDrain();
   };
 
   close(): void {
     this.#closed = true;
-    while (this.#head < this.#waiting.length) {
-      const { stream } = this.#take();
+    for (let next = this.#take(); next; next = this.#take()) {
+      const { stream } = next;
       if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_REFUSED_STREAM);
     }
-    this.#compact();
   }
 
   /** Whether this turn may still set up a stream; the first call of a turn starts its slice. */
@@ -153,8 +231,8 @@ class AdmissionQueue {
     const start = performance.now();
     this.#startSlice(start);
     try {
-      while (this.#head < this.#waiting.length) {
-        const { stream, args } = this.#take();
+      for (let next = this.#take(); next; next = this.#take()) {
+        const { stream, args } = next;
         if (!stream.closed && !stream.destroyed) {
           stream.off('error', ignoreError);
           this.#handOver(stream, ...args);
@@ -163,27 +241,26 @@ class AdmissionQueue {
       }
     } finally {
       // Even past a listener that threw, the streams behind it still get their turn.
-      this.#compact();
-      if (this.#head < this.#waiting.length) this.#scheduleDrain();
+      if (this.#waiting > 0) this.#scheduleDrain();
     }
   }
 
-  #take(): Waiting {
-    const next = this.#waiting[this.#head]!;
-    this.#waiting[this.#head] = undefined as unknown as Waiting;
-    this.#head += 1;
+  /**
+   * The next stream to hand over: the oldest of the next connection in turn of the next group in
+   * turn; each goes to the back of its line (its group's, the queue's) while it has more waiting.
+   */
+  #take(): Waiting | undefined {
+    const first = this.#groups.entries().next();
+    if (first.done) return undefined;
+    const [group, groupLine] = first.value;
+    const [session, line] = groupLine.entries().next().value!;
+    const next = line.shift()!;
+    this.#waiting -= 1;
+    groupLine.delete(session);
+    if (line.waiting.length > 0) groupLine.set(session, line);
+    this.#groups.delete(group);
+    if (groupLine.size > 0) this.#groups.set(group, groupLine);
     return next;
-  }
-
-  /** Lets the handed-over front of the queue go: all of it once empty, in bulk under a flood. */
-  #compact(): void {
-    if (this.#head === this.#waiting.length) {
-      this.#waiting.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= 1024 && this.#head * 2 >= this.#waiting.length) {
-      this.#waiting.splice(0, this.#head);
-      this.#head = 0;
-    }
   }
 
   #handOver(
@@ -194,4 +271,19 @@ class AdmissionQueue {
   ): void {
     for (const listener of this.listeners) listener(stream, headers, flags, rawHeaders);
   }
+}
+
+/** The address groups of the sessions seen, read once each. */
+const groupsOf = new WeakMap<Http2Session, string>();
+
+/** The address group a session's peer belongs to; '' when it has none (or no session is left). */
+function groupOf(session: Http2Session | undefined): string {
+  if (!session) return '';
+  let group = groupsOf.get(session);
+  if (group === undefined) {
+    const address = session.socket?.remoteAddress;
+    group = address === undefined ? '' : addressGroupOf(address);
+    groupsOf.set(session, group);
+  }
+  return group;
 }

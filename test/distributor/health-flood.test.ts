@@ -1,0 +1,100 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { spawnComponent } from '../e2e/support/processes.js';
+import { goodsNode } from '../helpers/nodes.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const TOKEN = 'test-registry-token-0123456789';
+
+/**
+ * A client with no token, run as its own process: `connections` HTTP/2 connections, each opening
+ * `perConnection` health checks at once (a gRPC call needs no proof there), held for `holdMs`,
+ * then every connection destroyed and the process gone. It prints "sent" once its streams are
+ * written.
+ */
+const FLOOD = `
+import http2 from 'node:http2';
+const [port, connections, perConnection, holdMs] = process.argv.slice(1).map(Number);
+const sessions = [];
+for (let c = 0; c < connections; c++) {
+  const session = http2.connect('http://127.0.0.1:' + port, { peerMaxConcurrentStreams: 100000 });
+  session.on('error', () => {});
+  sessions.push(session);
+  for (let i = 0; i < perConnection; i++) {
+    const stream = session.request(
+      { ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', 'content-type': 'application/grpc', te: 'trailers' },
+      { endStream: false },
+    );
+    stream.on('error', () => {});
+    stream.end(Buffer.alloc(5));
+  }
+}
+setImmediate(() => console.log('sent'));
+setTimeout(() => { for (const session of sessions) session.destroy(); process.exit(0); }, holdMs);
+`;
+
+/** Runs the flood against `port` to its end (bounded: it stops by itself after `holdMs`). */
+async function flood(port: number, connections: number, perConnection: number, holdMs: number) {
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      FLOOD,
+      String(port),
+      String(connections),
+      String(perConnection),
+      String(holdMs),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const killed = () => child.exitCode === null && child.kill('SIGKILL');
+  cleanups.push(killed);
+  await once(child, 'exit');
+}
+
+describe('a flood of health checks from a client with no token', () => {
+  it('does not cut a registered node from the distributor', { timeout: 90_000 }, async () => {
+    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0', '--metrics-port', 'off'], {
+      SHOP_REGISTRY_TOKEN: TOKEN,
+    });
+    cleanups.push(async () => {
+      distributor.child.kill('SIGKILL');
+      await distributor.exited();
+    });
+    const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/);
+    const port = Number(/127\.0\.0\.1:(\d+)/.exec(listening)![1]);
+
+    // A node with a keepalive of 1 s and a 3 s timeout: its connection drops, and its
+    // registration with it, if the distributor leaves a ping unread for 3 s.
+    const registration = new RegistrationClient({
+      distributor: `127.0.0.1:${port}`,
+      node: goodsNode({ host: '127.0.0.1' }),
+      token: TOKEN,
+      keepalive: { timeMs: 1_000, timeoutMs: 3_000 },
+      backoff: { initialMs: 20, maxMs: 200 },
+    });
+    const disconnected = vi.fn();
+    registration.on('disconnected', disconnected);
+    registration.start();
+    cleanups.push(() => registration.stop(200));
+    await vi.waitFor(() => expect(registration.nodeId).toBeTruthy(), { timeout: 10_000 });
+
+    // 40,000 health checks on 10 connections, held 8 s. Before streams waited by connection, and a
+    // connection's reads stopped while many of its streams waited, the distributor set up every
+    // one of them in the read that brought it once 8,192 waited: it went 5 to 8 s without a turn
+    // of its event loop, the node's pings went unanswered, and the node was cut.
+    await flood(port, 10, 4_000, 8_000);
+    // The distributor still has the flood's streams to close: the node must outlast that too.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+
+    expect(disconnected).not.toHaveBeenCalled();
+    expect(registration.nodeId).toBeTruthy();
+  });
+});
