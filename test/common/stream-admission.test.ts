@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import http2, { type Http2Server } from 'node:http2';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,8 +9,11 @@ import {
   type StreamAdmission,
   type StreamAdmissionOptions,
 } from '../../src/common/stream-admission.js';
+import { useTestPki } from '../helpers/certs.js';
 
 const OPEN = { ...bytesMethod('/test.v1.Burst/Open', true), requestStream: true };
+
+const testPki = useTestPki('stream-admission-', { names: ['distributor'] });
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -154,6 +158,57 @@ describe('admitStreamsInSlices', () => {
     // 256 waiting stop the reads; a read of 64 KiB (some 2,000 streams) may come on top, and one a
     // connection gets every 2 s however many wait.
     expect(Math.max(...handled.map(({ waiting }) => waiting))).toBeLessThan(6_000);
+  });
+
+  it("over TLS too, stops and starts a connection's reads, and hands every stream over", async () => {
+    const files = testPki.pki.files('distributor');
+    const server = new Server();
+    let handled = 0;
+    let received = 0;
+    let mostWaiting = 0;
+    server.addService(
+      { Open: OPEN },
+      {
+        Open(call: ServerDuplexStream<Buffer, Buffer>) {
+          handled += 1;
+          mostWaiting = Math.max(mostWaiting, received - handled);
+          call.on('data', () => {});
+          call.on('end', () => call.end());
+        },
+      },
+    );
+    const credentials = ServerCredentials.createSsl(null, [
+      { cert_chain: readFileSync(files.certFile), private_key: readFileSync(files.keyFile) },
+    ]);
+    const port = await listen(server, '127.0.0.1', 0, credentials);
+    admitStreamsInSlices(server, { sliceMs: 0 });
+    const http2Servers = (server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers;
+    for (const http2Server of http2Servers.keys()) http2Server.prependListener('stream', () => received++);
+    const client = http2.connect(`https://127.0.0.1:${port}`, {
+      ca: readFileSync(files.caFile),
+      peerMaxConcurrentStreams: 100_000,
+    });
+    client.on('error', () => {});
+    cleanups.push(() => {
+      client.destroy();
+      server.forceShutdown();
+    });
+    await new Promise((resolve) => client.once('remoteSettings', resolve));
+    for (let seq = 0; seq < 5_000; seq += 1) {
+      const stream = client.request(
+        { ':method': 'POST', ':path': OPEN.path, 'content-type': 'application/grpc', te: 'trailers' },
+        { endStream: false },
+      );
+      stream.on('error', () => {});
+    }
+    await until(() => handled >= 5_000, 30_000);
+    // Its reads stopped at 256 waiting, a read (of up to 16 KiB of TLS records) on top.
+    expect(mostWaiting).toBeLessThan(2_500);
+    // The connection still carries calls once its reads started again.
+    const answered = await new Promise<boolean>((resolve) => {
+      client.ping((error) => resolve(!error));
+    });
+    expect(answered).toBe(true);
   });
 
   it('once closed, refuses the streams still waiting, unprocessed, so that clients may retry them', async () => {
