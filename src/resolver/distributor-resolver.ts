@@ -350,6 +350,13 @@ export function registerDistributorResolver(
   // opened for the first channel is ended as for a channel closed, and opened again when one comes.
   releaseSoon();
 
+  /**
+   * The list a channel resolves from now: the applied one, or, once closed, the one kept when the
+   * Watch was last ended for want of channels (no Watch will bring a newer one; failing the channel
+   * as if no list had ever come would refuse calls to instances the resolver knew of).
+   */
+  const lastList = (): Snapshot | undefined => applied ?? (closed ? released : undefined);
+
   /** A channel needs the list: the Watch runs (again, if it had been released). */
   const use = (resolver: DistributorResolver): void => {
     users.add(resolver);
@@ -441,7 +448,8 @@ export function registerDistributorResolver(
       if (this.#last !== undefined) return;
       setImmediate(() => {
         if (this.#last !== undefined) return;
-        if (applied) this.report(applied);
+        const last = lastList();
+        if (last) this.report(last);
         else this.fail(closedBeforeAList);
       });
     }
@@ -470,7 +478,8 @@ export function registerDistributorResolver(
       // Never synchronously: grpc-js asks that results come later.
       setImmediate(() => {
         if (!resolvers.has(this) || this.#last !== undefined) return;
-        if (applied) this.report(applied);
+        const last = lastList();
+        if (last) this.report(last);
         else if (unreachable) this.fail(unreachable);
         // Nothing will come any more: waiting would hold the channel's calls until their deadline.
         else if (closed) this.fail(closedBeforeAList);

@@ -298,6 +298,20 @@ describe('distributor:/// for a stock generated client', () => {
     expect(await callsServedBy(client, 1)).toEqual(['a']);
   });
 
+  it('resolves a channel made after close() from the list it had when the Watch had ended for want of channels', async () => {
+    // The Watch ends a second after its last channel; close() then used to fail every later
+    // channel "closed before the distributor sent a node list", though one had come.
+    const distributor = (await startDistributor()).address;
+    await startGoods(distributor, 'a');
+    const resolver = register(distributor);
+    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
+    expect(await callsServedBy(first, 1)).toEqual(['a']);
+    first.close();
+    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    resolver.close();
+    expect(await callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 2)).toEqual(['a', 'a']);
+  });
+
   it('drops at once an instance that leaves long after a lost Watch stream came back: nothing to keep then', async () => {
     // Open: a proof of the token would name the proxy's connection, not the distributor's peer.
     const { address: distributor, port } = await startDistributor(0, undefined, { open: true });
