@@ -1,12 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Closer, startDistributor, startGateway, waitForRoute } from '../gateway/support/cluster.js';
 import { type FakeGoods, startFakeGoods } from '../gateway/support/fake-shop.js';
-import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
+import { CHROMIUM, type ChromiumProfile, haveChromium, openChromium } from '../helpers/browser.js';
 
 // A browser page on another origin calling the REST API with the headers a page sends (X-Request-Id,
 // so every call is preflighted), in Debian's Chromium: what the page can read of each answer.
@@ -33,8 +30,7 @@ interface Seen {
 describe.runIf(haveChromium)('a page on another origin, in a headless Chromium', () => {
   const closer = new Closer();
   let pageServer: Server;
-  let profile: string;
-  let context: BrowserContext;
+  let browser: ChromiumProfile;
   let page: Page;
   let api: string;
   let goods: FakeGoods;
@@ -52,19 +48,13 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
     const { gateway, port } = await startGateway(closer, distributor, { corsOrigins: [pageOrigin] });
     await waitForRoute(gateway, 'GET /goods', 1);
     api = `http://localhost:${port}`;
-    profile = mkdtempSync(join(tmpdir(), 'shop-chromium-cors-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [...CHROMIUM_ARGS],
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    browser = await openChromium('cors');
+    page = browser.page;
     await page.goto(`${pageOrigin}/`);
   }, 60_000);
 
   afterAll(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await new Promise((resolve) => pageServer?.close(resolve));
     await closer.closeAll();
   });
@@ -145,8 +135,7 @@ describe.runIf(haveChromium)('a page on another origin, in a headless Chromium',
 describe.runIf(haveChromium)('a page of an origin the gateway does not list, in a headless Chromium', () => {
   const closer = new Closer();
   let pageServer: Server;
-  let profile: string;
-  let context: BrowserContext;
+  let browser: ChromiumProfile;
   let goods: FakeGoods;
   let api: string;
 
@@ -166,23 +155,17 @@ describe.runIf(haveChromium)('a page of an origin the gateway does not list, in 
       );
     });
     await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
-    profile = mkdtempSync(join(tmpdir(), 'shop-chromium-csrf-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [...CHROMIUM_ARGS],
-    });
+    browser = await openChromium('csrf');
   }, 60_000);
 
   afterAll(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await new Promise((resolve) => pageServer?.close(resolve));
     await closer.closeAll();
   });
 
   it("writes nothing for its form or its no-cors fetch; the gateway's own page still writes", async () => {
-    const page = context.pages()[0] ?? (await context.newPage());
+    const { page } = browser;
     await page.goto(`http://127.0.0.1:${(pageServer.address() as { port: number }).port}/`);
     await page.evaluate(
       (url) =>

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { OpenApiDocument } from '../../src/gateway/openapi.js';
-import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
+import { CHROMIUM, type ChromiumProfile, haveChromium, openChromium } from '../helpers/browser.js';
 import { send } from '../helpers/http.js';
 import { type Shop, servingCount, startShop } from './support/shop.js';
 
@@ -35,7 +32,7 @@ if (!haveBrowser && browserRequired) {
 
 describe.runIf(haveBrowser)('the API page in a headless Chromium', () => {
   let shop: Shop;
-  let profile: string;
+  let browser: ChromiumProfile;
   let context: BrowserContext;
   let page: Page;
   /** What the page did that it must not: requests elsewhere, CSP violations, errors. */
@@ -47,13 +44,8 @@ describe.runIf(haveBrowser)('the API page in a headless Chromium', () => {
     for (const path of ['/goods', '/members', '/purchases']) {
       await vi.waitFor(() => expect(servingCount(shop.gateway, 'GET', path)).toBe(1));
     }
-    profile = mkdtempSync(join(tmpdir(), 'shop-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [...CHROMIUM_ARGS],
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    browser = await openChromium('docs');
+    ({ context, page } = browser);
     const origin = new URL(shop.gatewayUrl).origin;
     page.on('request', (request) => {
       const url = request.url();
@@ -69,9 +61,8 @@ describe.runIf(haveBrowser)('the API page in a headless Chromium', () => {
     );
   });
   afterAll(async () => {
-    await context?.close();
+    await browser?.close();
     await shop?.stop();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   it('shows every documented operation, the eight of the book among them, all from the gateway itself', async () => {

@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 
 /** Debian's Chromium, driven by playwright-core (no browser download). */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -20,3 +23,44 @@ export const CHROMIUM_ARGS: readonly string[] = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+/** A headless Chromium on a profile of its own, and how to close it and remove that profile. */
+export interface ChromiumProfile {
+  readonly context: BrowserContext;
+  /** The first page of the context (a persistent context opens with one). */
+  readonly page: Page;
+  /** Closes the browser, then removes its profile folder. */
+  close(): Promise<void>;
+}
+
+/**
+ * Launches Chromium on a fresh profile folder (named after `name` in the system's temporary folder),
+ * with CHROMIUM_ARGS and any `extraArgs`. A persistent context, as a person's browser: its profile is
+ * removed on close, so that runs share nothing.
+ */
+export async function openChromium(
+  name: string,
+  extraArgs: readonly string[] = [],
+): Promise<ChromiumProfile> {
+  const profile = mkdtempSync(join(tmpdir(), `shop-chromium-${name}-`));
+  let context: BrowserContext;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [...CHROMIUM_ARGS, ...extraArgs],
+    });
+  } catch (error) {
+    rmSync(profile, { recursive: true, force: true });
+    throw error;
+  }
+  const page = context.pages()[0] ?? (await context.newPage());
+  return {
+    context,
+    page,
+    close: async () => {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
