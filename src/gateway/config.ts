@@ -15,7 +15,7 @@ import { loadSettings, oneOf, optionalSetting, setting, settingName, usageText }
 import { parsePemFilePath } from '../common/tls-files.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { CLIENT_TRACE_CONTEXTS, type ClientTraceContext } from './gateway-telemetry.js';
-import { parseAllowedHosts } from './host-allowlist.js';
+import { parseAllowedHosts } from '../common/host-allowlist.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {

@@ -46,7 +46,7 @@ import {
   type GatewayTelemetryOptions,
   type RequestTelemetry,
 } from './gateway-telemetry.js';
-import { HostAllowlist } from './host-allowlist.js';
+import { HostAllowlist } from '../common/host-allowlist.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';

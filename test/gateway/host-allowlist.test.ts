@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostAllowlist } from '../../src/gateway/host-allowlist.js';
+import { HostAllowlist } from '../../src/common/host-allowlist.js';
 import { raw, rawBody } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { HostAllowlist } from '../../src/gateway/host-allowlist.js';
+import { HostAllowlist } from '../../src/common/host-allowlist.js';
 import {
   asksForUpgrade,
   framingRefusal,

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { ConfigError } from '../common/config.js';
+import { ConfigError } from './config.js';
 
 // DNS rebinding: a web page on attacker.example, whose name then resolves to a gateway's address
 // (127.0.0.1 on a laptop running `npm start`, 10.0.0.3 inside a network), calls the REST API as
