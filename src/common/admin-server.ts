@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
+import { hostname } from 'node:os';
 import { formatHostPort } from './config.js';
+import { HostAllowlist } from './host-allowlist.js';
 import { type HostLookup, lookupAll, lookupWithin } from './host-lookup.js';
 import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
@@ -54,6 +56,27 @@ export const ADMIN_MAX_PIPELINED = 4;
 
 const METRICS_METHODS = 'GET, HEAD, OPTIONS';
 
+const HOST_REFUSAL =
+  "misdirected request: a web page may read this metrics port only by IP address, localhost or this machine's name " +
+  '(a page on another name that resolves here is DNS rebinding); open it by one of those, or scrape it without a browser\n';
+
+/**
+ * Whether a request comes from a web page that may read the answer, under a host name the port is
+ * not known by (see host-allowlist.ts): DNS rebinding, a page on attacker.example whose name then
+ * resolves to this machine, reading /metrics as a same-origin page (the port sends no CORS headers,
+ * so only a same-origin page reads anything). Such a request says so: `Sec-Fetch-Site: same-origin`,
+ * or, from a browser that sends no `Sec-Fetch-Site`, an `Origin`. The port has no setting of names:
+ * scrapers, health checks and curl send neither header and are answered by any name, as are a
+ * person typing the address (`none`) and a link followed from another site, such as Prometheus's
+ * list of targets (`cross-site`: its page cannot read the answer).
+ */
+function fromRebindingPage(request: IncomingMessage, knownNames: HostAllowlist): boolean {
+  // Empty is none at all, as cross-origin-writes.ts reads it.
+  const site = request.headers['sec-fetch-site'] || undefined;
+  const fromPage = site !== undefined ? site === 'same-origin' : request.headers.origin !== undefined;
+  return fromPage && !knownNames.allows(request.headers.host);
+}
+
 /**
  * How often a derived metrics port that was taken at start is tried again. A component restarted in
  * place starts while the process it replaces still stops: that one closes its gRPC port first and
@@ -84,6 +107,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const idleTimeoutMs = options.idleTimeoutMs ?? ADMIN_IDLE_TIMEOUT_MS;
   // Scrapes at once share one render: the text is the same for each, and rendering is the cost.
   const render = sharedRender(registry);
+  const knownNames = new HostAllowlist([], [hostname()]);
   // Per connection: its requests whose answers have not finished, and whether it was refused.
   const inFlight = new WeakMap<Socket, number>();
   const refused = new WeakSet<Socket>();
@@ -109,6 +133,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       response.end(
         `too many pipelined requests: this admin port answers ${ADMIN_MAX_PIPELINED} at once per connection\n`,
       );
+      return;
+    }
+    if (fromRebindingPage(request, knownNames)) {
+      limiterOf(log).warn(
+        'admin-host-not-allowed',
+        { event: 'metrics-host-refused', host: String(request.headers.host).slice(0, 100) },
+        'metrics port: a web page called it by a host name it does not answer to (DNS rebinding?), refused 421',
+      );
+      response.writeHead(421, { Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8' });
+      response.end(HOST_REFUSAL);
       return;
     }
     const path = (request.url ?? '/').split('?')[0];

@@ -6,7 +6,9 @@ import { ConfigError } from './config.js';
 // same-origin requests: CORS never applies, and the page read /status.json and purchases and
 // deleted members. Such requests carry the attacker's name in Host. A gateway answers only the names
 // it is known by: any IP literal and localhost (a page cannot rebind those), the machine's own host
-// name, and the names its operator lists; any other Host is 421 Misdirected Request.
+// name, and the names its operator lists; any other Host is 421 Misdirected Request. The metrics
+// port of every component answers the same names (without a list of its own) to the pages of a
+// browser (see admin-server.ts).
 
 /** A host name as `--allowed-hosts` takes it: DNS labels, `.` before a whole domain. */
 const NAME =

@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -26,6 +26,7 @@ import {
 import { type RunningService, startService } from '../../src/services/common/start-service.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
 import { membersService } from '../../src/services/members/members-service.js';
+import { raw, rawBody } from '../helpers/http.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
 import { goodsNode } from '../helpers/nodes.js';
@@ -750,6 +751,43 @@ describe('the admin port', () => {
       expect(await metrics.text()).toContain('test_renders');
     } finally {
       socket.destroy();
+      await admin.stop();
+    }
+  });
+
+  it('refuses a page that reads it by a host name it does not answer to (DNS rebinding), 421 and logged once, and answers any name to scrapers', async () => {
+    const admin = await boundedAdmin(undefined);
+    try {
+      const get = (headers: string) =>
+        raw(admin.port, `GET /metrics HTTP/1.1\r\n${headers}Connection: close\r\n\r\n`);
+      for (const headers of [
+        'Host: rebound.test\r\nSec-Fetch-Site: same-origin\r\n',
+        `Host: rebound.test:${admin.port}\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\n`,
+        // A browser that sends no Sec-Fetch-Site: its Origin says a page sent it.
+        'Host: rebound.test\r\nOrigin: http://rebound.test\r\n',
+      ]) {
+        const answer = await get(headers);
+        expect(answer, headers).toMatch(/^HTTP\/1\.1 421 /);
+        expect(rawBody(answer), headers).toMatch(/misdirected request: .*DNS rebinding/);
+      }
+      for (const headers of [
+        // Scrapers, health checks, curl: no Sec-Fetch-Site, no Origin, by any name.
+        'Host: goods.internal:9110\r\n',
+        // A person typing the address, and a link followed from another site (Prometheus's targets).
+        'Host: goods.internal\r\nSec-Fetch-Site: none\r\n',
+        'Host: goods.internal\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\n',
+        // A page by a name the port answers to.
+        `Host: 127.0.0.1:${admin.port}\r\nSec-Fetch-Site: same-origin\r\n`,
+        `Host: localhost:${admin.port}\r\nOrigin: http://localhost:${admin.port}\r\n`,
+        `Host: [::1]:${admin.port}\r\nSec-Fetch-Site: same-origin\r\n`,
+        `Host: ${hostname()}\r\nSec-Fetch-Site: same-origin\r\n`,
+      ]) {
+        expect(await get(headers), headers).toMatch(/^HTTP\/1\.1 200 /);
+      }
+      expect(admin.lines.filter((line) => line.event === 'metrics-host-refused')).toEqual([
+        expect.objectContaining({ level: 40, host: 'rebound.test' }),
+      ]);
+    } finally {
       await admin.stop();
     }
   });
