@@ -9,13 +9,13 @@ import {
 } from '../common/common-settings.js';
 import { ConfigError, MAX_DURATION_MS, parseWholeNumber } from '../common/config.js';
 import { SERVICE_MAX_REQUEST_BYTES } from '../common/grpc-server.js';
+import { parseAllowedHosts } from '../common/host-allowlist.js';
 import { parseMaxConnections } from '../common/max-connections.js';
 import { type ObservabilityConfig, observabilityConfig } from '../common/observability-settings.js';
 import { loadSettings, oneOf, optionalSetting, setting, settingName, usageText } from '../common/settings.js';
 import { parsePemFilePath } from '../common/tls-files.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { CLIENT_TRACE_CONTEXTS, type ClientTraceContext } from './gateway-telemetry.js';
-import { parseAllowedHosts } from '../common/host-allowlist.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { BackoffOptions } from '../common/backoff.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { HostAllowlist } from '../common/host-allowlist.js';
 import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
@@ -46,7 +47,6 @@ import {
   type GatewayTelemetryOptions,
   type RequestTelemetry,
 } from './gateway-telemetry.js';
-import { HostAllowlist } from '../common/host-allowlist.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { type GatewayError, gatewayErrors } from './gateway-error.js';
 import type { HostAllowlist } from '../common/host-allowlist.js';
+import { type GatewayError, gatewayErrors } from './gateway-error.js';
 
 // How the gateway reads a request's line and framing headers before it routes it: what Node's parser
 // leaves to the server (the absolute form, a second Host line, HTTP/1.0 framing, an Upgrade).
