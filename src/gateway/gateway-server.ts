@@ -716,6 +716,15 @@ class GatewayServer implements Gateway {
     try {
       const framing = framingRefusal(request, this.#allowedHosts);
       if (framing) {
+        // A client that names the gateway by a DNS name it was not given (a health check, a
+        // Prometheus target) fails every request: the operator learns which name to add.
+        if (framing.httpStatus === 421) {
+          limiterOf(this.#log).warn(
+            'host-not-allowed',
+            { event: 'host-not-allowed', host: String(request.headers.host).slice(0, 100) },
+            'a request named this gateway by a host name it does not answer to, refused 421: if clients call it so, add that name to --allowed-hosts (GATEWAY_ALLOWED_HOSTS)',
+          );
+        }
         this.#refuseBeforeRouting(request, response, framing);
         return;
       }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostAllowlist } from '../../src/common/host-allowlist.js';
 import { raw, rawBody } from '../helpers/http.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { type FakeGoods, startFakeGoods } from './support/fake-shop.js';
 
@@ -48,11 +49,12 @@ describe('gateway: a Host it is not known by (DNS rebinding)', () => {
   let goods: FakeGoods;
   let port: number;
   let allowingPort: number;
+  const captured = captureLog('gateway');
 
   beforeAll(async () => {
     const distributor = (await startDistributor(closer)).address;
     goods = await startFakeGoods(closer, distributor, {}, []);
-    const started = await startGateway(closer, distributor);
+    const started = await startGateway(closer, distributor, { log: captured.log });
     port = started.port;
     const allowing = await startGateway(closer, distributor, { allowedHosts: ['shop.example'] });
     allowingPort = allowing.port;
@@ -83,6 +85,14 @@ describe('gateway: a Host it is not known by (DNS rebinding)', () => {
       });
     }
     expect(goods.calls).toEqual(before);
+    // Logged at warn once in the limiter's interval, naming the first Host and the setting.
+    expect(captured.lines.filter((line) => line.event === 'host-not-allowed')).toEqual([
+      expect.objectContaining({
+        level: 40,
+        host: 'attacker.example:8000',
+        msg: expect.stringContaining('--allowed-hosts (GATEWAY_ALLOWED_HOSTS)'),
+      }),
+    ]);
   });
 
   it('answers by IP address, localhost, and the names --allowed-hosts gives', async () => {
