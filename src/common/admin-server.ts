@@ -9,6 +9,7 @@ import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { ADMIN_MAX_CONNECTIONS } from './max-connections.js';
 import { type Registry, serveMetrics, sharedRender } from './metrics.js';
+import { type Setting, settingName } from './settings.js';
 
 /** Options of {@link startAdminServer}. */
 export interface AdminServerOptions {
@@ -25,6 +26,13 @@ export interface AdminServerOptions {
   required: boolean;
   /** Its port's setting (--metrics-port) and its host's, named when a port asked for cannot be bound. */
   settings: ListenSettings;
+  /**
+   * Host names it answers besides IP addresses, localhost and the machine's name, as
+   * parseAllowedHosts gives them (default none), and their setting (--metrics-allowed-hosts), named
+   * when a request is refused for its Host.
+   */
+  allowedHosts?: readonly string[];
+  allowedHostsSetting?: Setting<unknown>;
   /**
    * Connections open at once, shared out evenly between the addresses it listens on (or waits
    * for); past its share, a new one on an address is closed at once (default ADMIN_MAX_CONNECTIONS).
@@ -56,25 +64,24 @@ export const ADMIN_MAX_PIPELINED = 4;
 
 const METRICS_METHODS = 'GET, HEAD, OPTIONS';
 
-const HOST_REFUSAL =
-  "misdirected request: a web page may read this metrics port only by IP address, localhost or this machine's name " +
-  '(a page on another name that resolves here is DNS rebinding); open it by one of those, or scrape it without a browser\n';
+/** How messages name `--metrics-allowed-hosts` (the component's own variable, when known). */
+function settingNameOf(setting: Setting<unknown> | undefined): string {
+  return setting === undefined ? '--metrics-allowed-hosts' : settingName(setting);
+}
 
 /**
- * Whether a request comes from a web page that may read the answer, under a host name the port is
- * not known by (see host-allowlist.ts): DNS rebinding, a page on attacker.example whose name then
- * resolves to this machine, reading /metrics as a same-origin page (the port sends no CORS headers,
- * so only a same-origin page reads anything). Such a request says so: `Sec-Fetch-Site: same-origin`,
- * or, from a browser that sends no `Sec-Fetch-Site`, an `Origin`. The port has no setting of names:
- * scrapers, health checks and curl send neither header and are answered by any name, as are a
- * person typing the address (`none`) and a link followed from another site, such as Prometheus's
- * list of targets (`cross-site`: its page cannot read the answer).
+ * The answer to a Host the port is not known by (see host-allowlist.ts: DNS rebinding). A web page
+ * on attacker.example whose name then resolves to this machine reads /metrics as a same-origin page:
+ * over plain HTTP its browser sends neither `Sec-Fetch-Site` nor `Origin` on such a GET (Chromium
+ * sends them only to HTTPS and localhost), so only `Host` tells it from a scraper. As on the
+ * gateway's port, every request is judged by it: scrapers by IP address (Prometheus's service
+ * discovery gives addresses), localhost or this machine's name need nothing.
  */
-function fromRebindingPage(request: IncomingMessage, knownNames: HostAllowlist): boolean {
-  // Empty is none at all, as cross-origin-writes.ts reads it.
-  const site = request.headers['sec-fetch-site'] || undefined;
-  const fromPage = site !== undefined ? site === 'same-origin' : request.headers.origin !== undefined;
-  return fromPage && !knownNames.allows(request.headers.host);
+function hostRefusalText(setting: Setting<unknown> | undefined): string {
+  return (
+    `misdirected request: this metrics port does not answer to the host name in Host (a web page on another name that resolves here would be DNS rebinding): ` +
+    `call it by IP address, localhost or this machine's name, or add the name to ${settingNameOf(setting)}\n`
+  );
 }
 
 /**
@@ -107,7 +114,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const idleTimeoutMs = options.idleTimeoutMs ?? ADMIN_IDLE_TIMEOUT_MS;
   // Scrapes at once share one render: the text is the same for each, and rendering is the cost.
   const render = sharedRender(registry);
-  const knownNames = new HostAllowlist([], [hostname()]);
+  const knownNames = new HostAllowlist(options.allowedHosts ?? [], [hostname()]);
+  const hostRefusal = hostRefusalText(options.allowedHostsSetting);
   // Per connection: its requests whose answers have not finished, and whether it was refused.
   const inFlight = new WeakMap<Socket, number>();
   const refused = new WeakSet<Socket>();
@@ -135,14 +143,14 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       );
       return;
     }
-    if (fromRebindingPage(request, knownNames)) {
+    if (!knownNames.allows(request.headers.host)) {
       limiterOf(log).warn(
         'admin-host-not-allowed',
         { event: 'metrics-host-refused', host: String(request.headers.host).slice(0, 100) },
-        'metrics port: a web page called it by a host name it does not answer to (DNS rebinding?), refused 421',
+        `metrics port: a request named it by a host name it does not answer to, refused 421: if scrapers call it so, add that name to ${settingNameOf(options.allowedHostsSetting)}`,
       );
       response.writeHead(421, { Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8' });
-      response.end(HOST_REFUSAL);
+      response.end(hostRefusal);
       return;
     }
     const path = (request.url ?? '/').split('?')[0];

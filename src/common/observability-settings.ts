@@ -1,4 +1,5 @@
 import { ConfigError, parsePort } from './config.js';
+import { parseAllowedHosts } from './host-allowlist.js';
 import { oneOf, optionalSetting, type Setting, setting } from './settings.js';
 
 const onOff = oneOf(['on', 'off'] as const);
@@ -52,6 +53,20 @@ export function metricsPortSetting(env: string, defaultPort: number): Setting<Me
   });
 }
 
+/**
+ * The host names a component's admin port answers besides IP addresses, localhost and the machine's
+ * name (see admin-server.ts: DNS rebinding), as the gateway's `--allowed-hosts` for its own port.
+ */
+export function metricsAllowedHostsSetting(env: string): Setting<readonly string[]> {
+  return setting({
+    flag: 'metrics-allowed-hosts',
+    env,
+    default: '',
+    help: "host names scrapers may call the admin port (--metrics-port) by, besides IP addresses, localhost and this machine's name, comma-separated (goods.internal, or .internal for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to this machine cannot read the metrics)",
+    parse: parseAllowedHosts,
+  });
+}
+
 /** What a component does about issue 11, resolved from its settings. */
 export interface ObservabilityConfig {
   readonly metrics: boolean;
@@ -63,6 +78,8 @@ export interface ObservabilityConfig {
    * Derived from `--port`, it only costs a warning: the component serves on without metrics.
    */
   readonly metricsPortGiven: boolean;
+  /** `--metrics-allowed-hosts`, as parseAllowedHosts gives them; absent for the gateway, which has no admin port. */
+  readonly metricsAllowedHosts?: readonly string[];
 }
 
 /**
@@ -74,7 +91,12 @@ export interface ObservabilityConfig {
  * port unasked: `npm start`'s launcher sets one (to 0) only for a component whose metrics are on.
  */
 export function observabilityConfig(
-  values: { metrics: 'on' | 'off'; requestIds: 'on' | 'off'; metricsPort?: MetricsPort | undefined },
+  values: {
+    metrics: 'on' | 'off';
+    requestIds: 'on' | 'off';
+    metricsPort?: MetricsPort | undefined;
+    metricsAllowedHosts?: readonly string[];
+  },
   port?: number,
   metricsPortName = '--metrics-port',
 ): ObservabilityConfig {
@@ -103,5 +125,6 @@ export function observabilityConfig(
     requestIds: values.requestIds === 'on',
     metricsPort,
     metricsPortGiven: given,
+    ...(values.metricsAllowedHosts === undefined ? {} : { metricsAllowedHosts: values.metricsAllowedHosts }),
   });
 }

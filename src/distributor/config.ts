@@ -10,6 +10,7 @@ import {
 import { ConfigError } from '../common/config.js';
 import { grpcMaxConnectionsSetting, grpcUnreadAnswerTimeoutSetting } from '../common/max-connections.js';
 import {
+  metricsAllowedHostsSetting,
   metricsPortSetting,
   type ObservabilityConfig,
   observabilityConfig,
@@ -21,6 +22,7 @@ export const DISTRIBUTOR_SETTINGS = {
   port: portSetting('DISTRIBUTOR_PORT', 9000),
   host: hostSetting('DISTRIBUTOR_HOST', '127.0.0.1'),
   metricsPort: metricsPortSetting('DISTRIBUTOR_METRICS_PORT', 9000),
+  metricsAllowedHosts: metricsAllowedHostsSetting('DISTRIBUTOR_METRICS_ALLOWED_HOSTS'),
   maxConnections: grpcMaxConnectionsSetting('DISTRIBUTOR_MAX_CONNECTIONS'),
   unreadAnswerTimeoutMs: grpcUnreadAnswerTimeoutSetting('DISTRIBUTOR_UNREAD_ANSWER_TIMEOUT_MS'),
   ...COMMON_SETTINGS,

@@ -66,6 +66,8 @@ export function runDistributor(): void {
             port: observability.metricsPort,
             log,
             required: observability.metricsPortGiven,
+            allowedHosts: observability.metricsAllowedHosts,
+            allowedHostsSetting: DISTRIBUTOR_SETTINGS.metricsAllowedHosts,
             settings: { port: DISTRIBUTOR_SETTINGS.metricsPort, host: DISTRIBUTOR_SETTINGS.host },
           })
         : undefined;

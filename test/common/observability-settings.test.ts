@@ -17,9 +17,24 @@ describe('METRICS, REQUEST_IDS and --metrics-port', () => {
       requestIds: true,
       metricsPort: 9100,
       metricsPortGiven: false,
+      metricsAllowedHosts: [],
     });
     expect(loadGoodsConfig([], {}).observability?.metricsPort).toBe(9110);
     expect(loadGoodsConfig(['--port', '9011'], {}).observability?.metricsPort).toBe(9111);
+  });
+
+  it("takes --metrics-allowed-hosts by flag or the component's variable, and refuses a name it cannot be", () => {
+    expect(
+      loadGoodsConfig(['--metrics-allowed-hosts', 'Goods.Internal,.shop.internal'], {}).observability
+        ?.metricsAllowedHosts,
+    ).toEqual(['goods.internal', '.shop.internal']);
+    expect(
+      loadDistributorConfig([], { ...TOKEN, DISTRIBUTOR_METRICS_ALLOWED_HOSTS: '*' }).observability
+        .metricsAllowedHosts,
+    ).toEqual(['*']);
+    expect(() => loadGoodsConfig([], { GOODS_METRICS_ALLOWED_HOSTS: 'http://goods.internal:9110' })).toThrow(
+      /^GOODS_METRICS_ALLOWED_HOSTS: expected host names/,
+    );
   });
 
   it('takes any free port with --port 0, so that instances started alike never collide', () => {

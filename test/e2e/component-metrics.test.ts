@@ -737,7 +737,7 @@ describe('the admin port', () => {
     try {
       await new Promise((resolve) => socket.once('connect', resolve));
       // One client, one connection, 2,000 scrapes written at once.
-      socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2_000));
+      socket.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.repeat(2_000));
       await closed;
       const statuses = received.match(/^HTTP\/1\.1 \d+/gm) ?? [];
       expect(statuses).toEqual([...Array(ADMIN_MAX_PIPELINED).fill('HTTP/1.1 200'), 'HTTP/1.1 503']);
@@ -755,40 +755,59 @@ describe('the admin port', () => {
     }
   });
 
-  it('refuses a page that reads it by a host name it does not answer to (DNS rebinding), 421 and logged once, and answers any name to scrapers', async () => {
+  it('answers 421 a Host it is not known by (DNS rebinding), logged once, and IP addresses, localhost, its host name and --metrics-allowed-hosts', async () => {
     const admin = await boundedAdmin(undefined);
+    const { log } = captureLog('goods');
+    const allowing = (await startGoodsAdmin({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      required: true,
+      allowedHosts: ['goods.internal'],
+      allowedHostsSetting: serviceSettings(goodsService).metricsAllowedHosts,
+    }))!;
     try {
-      const get = (headers: string) =>
-        raw(admin.port, `GET /metrics HTTP/1.1\r\n${headers}Connection: close\r\n\r\n`);
-      for (const headers of [
-        'Host: rebound.test\r\nSec-Fetch-Site: same-origin\r\n',
-        `Host: rebound.test:${admin.port}\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\n`,
-        // A browser that sends no Sec-Fetch-Site: its Origin says a page sent it.
-        'Host: rebound.test\r\nOrigin: http://rebound.test\r\n',
+      const get = (port: number, host: string, headers = '') =>
+        raw(port, `GET /metrics HTTP/1.1\r\nHost: ${host}\r\n${headers}Connection: close\r\n\r\n`);
+      // A scraper's request, and a rebinding page's (over plain HTTP a same-origin GET carries neither
+      // Sec-Fetch-Site nor Origin: Host alone tells them apart), on every path.
+      for (const [host, headers] of [
+        ['rebound.test', ''],
+        [`rebound.test:${admin.port}`, 'Sec-Fetch-Site: same-origin\r\n'],
+        ['goods.internal:9110', ''],
       ]) {
-        const answer = await get(headers);
-        expect(answer, headers).toMatch(/^HTTP\/1\.1 421 /);
-        expect(rawBody(answer), headers).toMatch(/misdirected request: .*DNS rebinding/);
+        const answer = await get(admin.port, host!, headers);
+        expect(answer, host).toMatch(/^HTTP\/1\.1 421 /);
+        expect(rawBody(answer), host).toMatch(/misdirected request: .*DNS rebinding/);
       }
-      for (const headers of [
-        // Scrapers, health checks, curl: no Sec-Fetch-Site, no Origin, by any name.
-        'Host: goods.internal:9110\r\n',
-        // A person typing the address, and a link followed from another site (Prometheus's targets).
-        'Host: goods.internal\r\nSec-Fetch-Site: none\r\n',
-        'Host: goods.internal\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\n',
-        // A page by a name the port answers to.
-        `Host: 127.0.0.1:${admin.port}\r\nSec-Fetch-Site: same-origin\r\n`,
-        `Host: localhost:${admin.port}\r\nOrigin: http://localhost:${admin.port}\r\n`,
-        `Host: [::1]:${admin.port}\r\nSec-Fetch-Site: same-origin\r\n`,
-        `Host: ${hostname()}\r\nSec-Fetch-Site: same-origin\r\n`,
+      expect(
+        await raw(admin.port, 'GET /nope HTTP/1.1\r\nHost: rebound.test\r\nConnection: close\r\n\r\n'),
+      ).toMatch(/^HTTP\/1\.1 421 /);
+      for (const host of [
+        `127.0.0.1:${admin.port}`,
+        `localhost:${admin.port}`,
+        `[::1]:${admin.port}`,
+        hostname(),
       ]) {
-        expect(await get(headers), headers).toMatch(/^HTTP\/1\.1 200 /);
+        expect(await get(admin.port, host, 'Sec-Fetch-Site: same-origin\r\n'), host).toMatch(
+          /^HTTP\/1\.1 200 /,
+        );
       }
       expect(admin.lines.filter((line) => line.event === 'metrics-host-refused')).toEqual([
-        expect.objectContaining({ level: 40, host: 'rebound.test' }),
+        expect.objectContaining({
+          level: 40,
+          host: 'rebound.test',
+          msg: expect.stringContaining('--metrics-allowed-hosts'),
+        }),
       ]);
+      // The names given, and the setting named by its variable.
+      expect(await get(allowing.port, 'goods.internal:9110')).toMatch(/^HTTP\/1\.1 200 /);
+      expect(rawBody(await get(allowing.port, 'rebound.test'))).toContain(
+        'add the name to --metrics-allowed-hosts (GOODS_METRICS_ALLOWED_HOSTS)',
+      );
     } finally {
       await admin.stop();
+      await allowing.stop();
     }
   });
 });

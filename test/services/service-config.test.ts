@@ -32,6 +32,7 @@ describe('service configuration', () => {
       requestIds: true,
       metricsPort,
       metricsPortGiven: false,
+      metricsAllowedHosts: [],
     });
     expect(loadGoodsConfig([], {})).toEqual({ ...defaults, port: 9010, observability: observability(9110) });
     expect(loadMembersConfig([], {})).toEqual({
@@ -67,7 +68,13 @@ describe('service configuration', () => {
         connection: { host: 'db.local', port: 3307, user: 'shop', password: 'p@ss', database: 'shop' },
       },
       logLevel: 'warn',
-      observability: { metrics: true, requestIds: true, metricsPort: 0, metricsPortGiven: false },
+      observability: {
+        metrics: true,
+        requestIds: true,
+        metricsPort: 0,
+        metricsPortGiven: false,
+        metricsAllowedHosts: [],
+      },
       maxCallsInFlight: 128,
       maxConnections: 500,
       unreadAnswerTimeoutMs: 5_000,

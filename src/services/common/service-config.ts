@@ -11,6 +11,7 @@ import { ConfigError, parseHost, parseWholeNumber } from '../../common/config.js
 import { isLinkLocalHost, isUnspecifiedHost } from '../../common/loopback.js';
 import { grpcMaxConnectionsSetting, grpcUnreadAnswerTimeoutSetting } from '../../common/max-connections.js';
 import {
+  metricsAllowedHostsSetting,
   metricsPortSetting,
   type ObservabilityConfig,
   observabilityConfig,
@@ -78,6 +79,7 @@ export function serviceSettings({ port }: ServiceConfigSpec) {
     port: portSetting(port.env, port.default),
     host: hostSetting('SERVICE_HOST', '127.0.0.1'),
     metricsPort: metricsPortSetting(port.env.replace(/PORT$/, 'METRICS_PORT'), port.default),
+    metricsAllowedHosts: metricsAllowedHostsSetting(port.env.replace(/PORT$/, 'METRICS_ALLOWED_HOSTS')),
     distributor: DISTRIBUTOR_ADDRESS_SETTING,
     advertiseHost: setting({
       flag: 'advertise-host',

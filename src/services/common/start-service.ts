@@ -156,6 +156,8 @@ export async function startService<Store extends ServiceStore, Options>(
         port: observability.metricsPort,
         log,
         required: observability.metricsPortGiven,
+        allowedHosts: observability.metricsAllowedHosts,
+        allowedHostsSetting: settings.metricsAllowedHosts,
         settings: { port: settings.metricsPort, host: settings.host },
       });
     } catch (error) {
