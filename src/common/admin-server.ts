@@ -80,7 +80,7 @@ function settingNameOf(setting: Setting<unknown> | undefined): string {
 function hostRefusalText(setting: Setting<unknown> | undefined): string {
   return (
     `misdirected request: this metrics port does not answer to the host name in Host (a web page on another name that resolves here would be DNS rebinding): ` +
-    `call it by IP address, localhost or this machine's name, or add the name to ${settingNameOf(setting)}\n`
+    `call it by IP address, localhost, this machine's name or its --host name, or add the name to ${settingNameOf(setting)}\n`
   );
 }
 
@@ -114,7 +114,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const idleTimeoutMs = options.idleTimeoutMs ?? ADMIN_IDLE_TIMEOUT_MS;
   // Scrapes at once share one render: the text is the same for each, and rendering is the cost.
   const render = sharedRender(registry);
-  const knownNames = new HostAllowlist(options.allowedHosts ?? [], [hostname()]);
+  // The name it was told to listen on (--host) is one scrapers are meant to use.
+  const knownNames = new HostAllowlist(options.allowedHosts ?? [], [
+    hostname(),
+    ...(isIP(host) === 0 ? [host] : []),
+  ]);
   const hostRefusal = hostRefusalText(options.allowedHostsSetting);
   // Per connection: its requests whose answers have not finished, and whether it was refused.
   const inFlight = new WeakMap<Socket, number>();

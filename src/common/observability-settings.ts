@@ -62,7 +62,7 @@ export function metricsAllowedHostsSetting(env: string): Setting<readonly string
     flag: 'metrics-allowed-hosts',
     env,
     default: '',
-    help: "host names scrapers may call the admin port (--metrics-port) by, besides IP addresses, localhost and this machine's name, comma-separated (goods.internal, or .internal for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to this machine cannot read the metrics)",
+    help: "host names scrapers may call the admin port (--metrics-port) by, besides IP addresses, localhost, this machine's name and a --host name, comma-separated (goods.internal, or .internal for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to this machine cannot read the metrics)",
     parse: parseAllowedHosts,
   });
 }

@@ -802,6 +802,20 @@ describe('the admin port', () => {
       ]);
       // The names given, and the setting named by its variable.
       expect(await get(allowing.port, 'goods.internal:9110')).toMatch(/^HTTP\/1\.1 200 /);
+      // The --host name it listens on.
+      const named = (await startGoodsAdmin({
+        host: 'metrics.goods.test',
+        port: 0,
+        log,
+        required: true,
+        lookup: async () => ['127.0.0.1'],
+      }))!;
+      try {
+        expect(await get(named.port, `metrics.goods.test:${named.port}`)).toMatch(/^HTTP\/1\.1 200 /);
+        expect(await get(named.port, 'rebound.test')).toMatch(/^HTTP\/1\.1 421 /);
+      } finally {
+        await named.stop();
+      }
       expect(rawBody(await get(allowing.port, 'rebound.test'))).toContain(
         'add the name to --metrics-allowed-hosts (GOODS_METRICS_ALLOWED_HOSTS)',
       );
