@@ -1,14 +1,34 @@
 import { constants, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
-import { addressGroupOf } from './address-group.js';
+import { addressGroupOf, unmappedAddress } from './address-group.js';
 import { FifoQueue } from './fifo-queue.js';
 import { http2ServersOf } from './grpc-server.js';
+import { limiterOf } from './log-limiter.js';
+import type { Logger } from './logger.js';
 
 /** How new streams are handed to grpc-js. */
 export interface StreamAdmissionOptions {
   /** Milliseconds of stream setup in one slice (each slice hands over at least one stream). */
   readonly sliceMs: number;
+  /**
+   * Streams that may wait on one HTTP/2 server (one bound address) in all (default
+   * {@link DEFAULT_MAX_WAITING}): past it, the connection holding the most of the address group
+   * holding the most is closed (see {@link admitStreamsInSlices}).
+   */
+  readonly maxWaiting?: number;
+  /** Where a connection closed for its waiting streams is told (rate-limited); none: nowhere. */
+  readonly log?: Logger;
+  /** Called for each connection closed for its waiting streams (a metric's count). */
+  readonly onConnectionClosed?: () => void;
 }
+
+/**
+ * Streams that may wait in all on one HTTP/2 server by default. A waiting health check costs some
+ * 6 to 7 KB of memory (Node's stream, nghttp2's, the headers): 16,384 of them some 110 MB. Twice the
+ * registry's 8,192 nodes, so that a whole registry coming back at once (every node opening its
+ * Register, on however many connections) fits with room to spare, while a flood cannot hold more.
+ */
+export const DEFAULT_MAX_WAITING = 16_384;
 
 /** What {@link admitStreamsInSlices} put in place. */
 export interface StreamAdmission {
@@ -18,6 +38,8 @@ export interface StreamAdmission {
    * to grpc-js, which refuses them itself.
    */
   close(): void;
+  /** Streams waiting now, on every server covered. */
+  waiting(): number;
 }
 
 type StreamListener = (
@@ -39,6 +61,13 @@ interface Waiting {
  * top (some 1,300 streams of a call with empty metadata).
  */
 const PAUSE_READING_AT = 256;
+/**
+ * Streams of a connection past which, once the server's waiting streams are over their bound, a new
+ * one of it closes it even if another of its address holds more: twice the stop, which a flood's
+ * read of some 2,000 empty calls passes within the read, and a node's Register (its descriptor set
+ * a few KiB) over one read's worth past the stop does not.
+ */
+const CLOSE_ARRIVING_AT = 2 * PAUSE_READING_AT;
 /** Streams of a connection whose reads were stopped that may be left waiting when they start again. */
 const RESUME_READING_AT = 64;
 /**
@@ -55,11 +84,21 @@ class ConnectionLine {
   #paused = false;
   #pauseEnd: NodeJS.Timeout | undefined;
 
-  constructor(private readonly session: Http2Session | undefined) {}
+  constructor(readonly session: Http2Session | undefined) {}
 
   push(waiting: Waiting): void {
     this.waiting.push(waiting);
     if (!this.#paused && this.waiting.length >= PAUSE_READING_AT) this.#setReading(false);
+  }
+
+  /**
+   * Closes the connection, its waiting streams with it: a GOAWAY (ENHANCE_YOUR_CALM) and the socket
+   * destroyed. Node drops the rest of the read under way with it (no more of its streams come), so
+   * that a flood's read of 2,000 streams costs what the streams set up so far do.
+   */
+  close(): void {
+    clearTimeout(this.#pauseEnd);
+    this.session?.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   shift(): Waiting | undefined {
@@ -122,21 +161,25 @@ const admitFunctions = new WeakSet<object>();
  * brought them; reads of 20 such connections then held the loop for seconds at a time (admin
  * requests took 5 to 10 s), the nodes' keepalive pings went unanswered for their 5 s timeout, and
  * every node lost its connection, its registration with it. Nothing is handed over past its turn
- * now: how many streams may wait is what the connections may open (the server's
- * max_concurrent_streams each, and the connection limit), each of them lighter while it waits than
- * once grpc-js holds it.
+ * now. How many streams may wait is bounded per server (`maxWaiting`): a connection's reads stop at
+ * 256 waiting, but the read under way (some 2,000 empty calls) still comes, and another every 2 s,
+ * and every new connection brings its first: 40 connections opening 3,000 health checks each held
+ * 73,000 to 119,000 waiting (650 to 800 MB resident) and the loop 3 to 9 s. Past the bound, the
+ * flooding connection is closed (see #closeLargest), which frees its streams at once and drops the
+ * rest of its read; the check costs one comparison a stream, the scan of the connections only a
+ * close.
  *
  * grpc-js has no option for this, so the 'stream' listeners on its HTTP/2 servers (grpc-js's, and
  * any other) are moved behind the queue: call it once the server is bound; servers bound or
  * injected later are not covered. grpc-js keeps those servers in a private field; if a release no
  * longer does, this throws rather than silently doing nothing.
  */
-export function admitStreamsInSlices(server: Server, { sliceMs }: StreamAdmissionOptions): StreamAdmission {
+export function admitStreamsInSlices(server: Server, options: StreamAdmissionOptions): StreamAdmission {
   const queues: AdmissionQueue[] = [];
   for (const http2Server of http2ServersOf(server)) {
     const listeners = http2Server.listeners('stream') as StreamListener[];
     if (listeners.length === 0 || listeners.some((listener) => admitFunctions.has(listener))) continue;
-    const queue = new AdmissionQueue(listeners, sliceMs);
+    const queue = new AdmissionQueue(listeners, options);
     admitFunctions.add(queue.admit);
     http2Server.removeAllListeners('stream');
     http2Server.on('stream', queue.admit);
@@ -145,6 +188,9 @@ export function admitStreamsInSlices(server: Server, { sliceMs }: StreamAdmissio
   return {
     close() {
       for (const queue of queues) queue.close();
+    },
+    waiting() {
+      return queues.reduce((total, queue) => total + queue.waiting, 0);
     },
   };
 }
@@ -159,10 +205,20 @@ class AdmissionQueue {
   #drainScheduled = false;
   #closed = false;
 
+  private readonly sliceMs: number;
+  readonly #maxWaiting: number;
+  readonly #log: Logger | undefined;
+  readonly #onConnectionClosed: (() => void) | undefined;
+
   constructor(
     private readonly listeners: readonly StreamListener[],
-    private readonly sliceMs: number,
-  ) {}
+    options: StreamAdmissionOptions,
+  ) {
+    this.sliceMs = options.sliceMs;
+    this.#maxWaiting = options.maxWaiting ?? DEFAULT_MAX_WAITING;
+    this.#log = options.log;
+    this.#onConnectionClosed = options.onConnectionClosed;
+  }
 
   readonly admit = (
     stream: ServerHttp2Stream,
@@ -189,8 +245,69 @@ class AdmissionQueue {
     }
     line.push({ stream, args: [headers, flags, rawHeaders] });
     this.#waiting += 1;
+    if (this.#waiting > this.#maxWaiting) this.#closeLargest(line);
     this.#scheduleDrain();
   };
+
+  /**
+   * Closes a connection of the address group holding the most waiting streams, and forgets its
+   * streams: one flooding connection's thousands at once, for one scan of the connections waiting,
+   * which happens only past the bound. By group first, so that a flood spread over many connections
+   * from one address (each holding fewer than a busy proxy's one) closes its own. Within the group,
+   * the connection whose stream just came if it holds more than CLOSE_ARRIVING_AT (its reads were
+   * stopped at 256 and a dense read of streams keeps coming: a flood's, and closing it drops the
+   * rest of that read, some 2,000 streams Node would set up first, which cost the loop 8 s where
+   * 40 connections' first reads came together); else the group's connection holding the most, so
+   * that a connection of many nodes is closed only if it holds more than every other of its address.
+   */
+  #closeLargest(arriving: ConnectionLine): void {
+    let largestGroup: string | undefined;
+    let largestGroupWaiting = 0;
+    for (const [group, groupLine] of this.#groups) {
+      let waiting = 0;
+      for (const line of groupLine.values()) waiting += line.waiting.length;
+      if (waiting > largestGroupWaiting) {
+        largestGroup = group;
+        largestGroupWaiting = waiting;
+      }
+    }
+    if (largestGroup === undefined) return;
+    const groupLine = this.#groups.get(largestGroup)!;
+    let largest: ConnectionLine | undefined;
+    if (
+      arriving.session &&
+      groupLine.get(arriving.session) === arriving &&
+      arriving.waiting.length > CLOSE_ARRIVING_AT
+    ) {
+      largest = arriving;
+    } else {
+      for (const line of groupLine.values()) {
+        // A stream with no session left cannot be closed by its connection; it is dropped when taken.
+        if (line.session && line.waiting.length > (largest?.waiting.length ?? 0)) largest = line;
+      }
+    }
+    if (!largest) return;
+    const { session } = largest;
+    const closed = largest.waiting.length;
+    // Read before the close, which takes the socket.
+    const peer = unmappedAddress(session?.socket?.remoteAddress ?? '');
+    groupLine.delete(session);
+    if (groupLine.size === 0) this.#groups.delete(largestGroup);
+    this.#waiting -= closed;
+    largest.close();
+    this.#onConnectionClosed?.();
+    if (this.#log) {
+      limiterOf(this.#log).warn(
+        `streams-waiting-closed ${largestGroup}`,
+        { event: 'streams-waiting-closed', peer, waiting: closed, maxWaiting: this.#maxWaiting },
+        `closed a connection from ${peer} holding ${closed} of the ${this.#maxWaiting} streams that may wait to be set up`,
+      );
+    }
+  }
+
+  get waiting(): number {
+    return this.#waiting;
+  }
 
   close(): void {
     this.#closed = true;

@@ -554,7 +554,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           ? {}
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
-      admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS });
+      admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS, log });
       lateHandshakes.watch(server);
       return bound;
     },

@@ -160,6 +160,34 @@ describe('admitStreamsInSlices', () => {
     expect(Math.max(...handled.map(({ waiting }) => waiting))).toBeLessThan(6_000);
   });
 
+  it('holds no more than maxWaiting streams in all however many connections flood, closing the flooding ones', async () => {
+    let mostWaiting = 0;
+    let closed = 0;
+    // What waits as each stream comes, before the admission takes it.
+    const { handled, connect } = await start(
+      { sliceMs: 0, maxWaiting: 2_000, onConnectionClosed: () => closed++ },
+      (_count, admission) => {
+        mostWaiting = Math.max(mostWaiting, admission.waiting());
+      },
+    );
+    // A connection of many nodes from the flood's address, its reads stopped with 300 waiting.
+    const busy = (await connect('busy'))(300);
+    // 20 connections of 3,000 each: a read of each brings some 2,000 before its reads stop, so that
+    // without the bound some 40,000 waited at once.
+    const flooders = await Promise.all(Array.from({ length: 20 }, (_, c) => connect(`flood-${c}`)));
+    const floods = flooders.map((open) => open(3_000));
+    await until(() => handled.filter(({ connection }) => connection === 'busy').length >= 300, 30_000);
+    expect(mostWaiting).toBeLessThanOrEqual(2_000);
+    expect(closed).toBeGreaterThan(0);
+    // A stream of a closed connection is destroyed with it, and lets go of its session.
+    expect(floods.some(([first]) => first!.destroyed && !first!.session)).toBe(true);
+    // The busy connection held fewer than the flood's: it was not closed, and every stream of it came.
+    expect(busy[0]!.session?.destroyed).toBe(false);
+    expect(handled.filter(({ connection }) => connection === 'busy').map(({ seq }) => seq)).toEqual(
+      Array.from({ length: 300 }, (_, seq) => seq),
+    );
+  });
+
   it("over TLS too, stops and starts a connection's reads, and hands every stream over", async () => {
     const files = testPki.pki.files('distributor');
     const server = new Server();
