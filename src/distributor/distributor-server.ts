@@ -541,6 +541,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   };
 
   let admission: StreamAdmission | undefined;
+  const countFloodingClose = options.telemetry?.watchStreamAdmission(() => admission?.waiting() ?? 0);
   return {
     registry,
     async listen(host, port) {
@@ -554,7 +555,11 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           ? {}
           : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
       });
-      admission = admitStreamsInSlices(server, { sliceMs: STREAM_SETUP_SLICE_MS, log });
+      admission = admitStreamsInSlices(server, {
+        sliceMs: STREAM_SETUP_SLICE_MS,
+        log,
+        ...(countFloodingClose ? { onConnectionClosed: countFloodingClose } : {}),
+      });
       lateHandshakes.watch(server);
       return bound;
     },

@@ -1,5 +1,5 @@
 import type { ServerOptions } from '@grpc/grpc-js';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { ServerCallTelemetry } from '../common/grpc-server-telemetry.js';
 import type { Logger } from '../common/logger.js';
 import { createMetricsRegistry, GrpcCallMetrics, type Registry } from '../common/metrics.js';
@@ -22,7 +22,9 @@ const MAX_REMEMBERED_NAMES = 256;
 /**
  * The distributor's metrics: its gRPC calls (Register and Watch streams are counted when they end)
  * and the registry itself, read at each scrape: `shop_registry_nodes{name,state}`,
- * `shop_registry_revision`, `shop_registry_open_streams` and `shop_registry_list_bytes`. Node names
+ * `shop_registry_revision`, `shop_registry_open_streams` and `shop_registry_list_bytes`; and the new
+ * streams waiting to be set up (`shop_registry_streams_waiting`) with the connections closed for
+ * holding the most past their bound (`shop_registry_flooding_connections_closed_total`). Node names
  * are bounded by the registry's own limits (nodes in all and per name).
  */
 export class DistributorTelemetry {
@@ -44,6 +46,29 @@ export class DistributorTelemetry {
   /** grpc-js server options: the interceptor that counts calls, if metrics are on. */
   serverOptions(log: Logger): Pick<ServerOptions, 'interceptors'> {
     return new ServerCallTelemetry({ metrics: this.#grpc, log }).serverOptions();
+  }
+
+  /**
+   * Reports the new streams waiting to be set up (`waiting`, read at each scrape), and returns what
+   * counts a connection closed for holding the most of them past their bound (stream-admission.ts).
+   */
+  watchStreamAdmission(waiting: () => number): () => void {
+    if (!this.#registry) return () => {};
+    const registers = [this.#registry];
+    new Gauge({
+      name: 'shop_registry_streams_waiting',
+      help: 'New gRPC streams waiting to be set up, a connection and an address at a time.',
+      registers,
+      collect() {
+        this.set(waiting());
+      },
+    });
+    const closed = new Counter({
+      name: 'shop_registry_flooding_connections_closed_total',
+      help: 'Connections closed because the streams waiting to be set up were over their bound and they held the most.',
+      registers,
+    });
+    return () => closed.inc();
   }
 
   /** Reports the registry's state; `openStreams` counts the Register and Watch streams open now. */

@@ -254,6 +254,8 @@ describe('the distributor process serves its registry on --metrics-port', () => 
       expect(sample(text, 'shop_registry_revision')).toBe(1);
       expect(sample(text, 'shop_registry_open_streams')).toBe(1);
       expect(sample(text, 'shop_registry_list_bytes')).toBeGreaterThan(0);
+      expect(sample(text, 'shop_registry_streams_waiting')).toBe(0);
+      expect(sample(text, 'shop_registry_flooding_connections_closed_total')).toBe(0);
       expect(
         sample(text, 'grpc_server_started_total', { grpc_method: 'Register', grpc_type: 'bidi_stream' }),
       ).toBe(1);
