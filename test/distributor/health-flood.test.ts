@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { spawnComponent } from '../e2e/support/processes.js';
 import { goodsNode } from '../helpers/nodes.js';
+import { sample, scrape } from '../helpers/prometheus.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -112,6 +113,58 @@ describe('a flood of health checks from a client with no token', () => {
     // The distributor still has the flood's streams to close: the nodes must outlast that too.
     await new Promise((resolve) => setTimeout(resolve, 4_000));
 
+    expect(listed.disconnected).not.toHaveBeenCalled();
+    expect(listed.registration.nodeId).toBeTruthy();
+    expect(newcomer.disconnected).not.toHaveBeenCalled();
+    expect(registeredMs).toBeLessThan(5_000);
+  });
+
+  it('from 40 connections holds at most 16,384 streams waiting, closing the flooding connections, and the nodes stay', {
+    timeout: 90_000,
+  }, async () => {
+    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0'], {
+      SHOP_REGISTRY_TOKEN: TOKEN,
+      DISTRIBUTOR_METRICS_PORT: '',
+    });
+    cleanups.push(async () => {
+      distributor.child.kill('SIGKILL');
+      await distributor.exited();
+    });
+    const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/);
+    const port = Number(/127\.0\.0\.1:(\d+)/.exec(listening)![1]);
+    const metrics = JSON.parse(await distributor.waitForLine(/"event":"metrics"/));
+    const metricsUrl = `http://127.0.0.1:${metrics.port}/metrics`;
+
+    const listed = register(port, goodsNode({ host: '127.0.0.1' }));
+    await vi.waitFor(() => expect(listed.registration.nodeId).toBeTruthy(), { timeout: 10_000 });
+
+    // 120,000 health checks on 40 connections: each connection's first read brings some 2,000
+    // before its reads stop, so that before the bound some 73,000 to 119,000 waited at once
+    // (650 to 820 MB resident).
+    const { sent, ended } = flood(port, 40, 3_000, 8_000);
+    let mostWaiting = 0;
+    let scraping = true;
+    const scrapes = (async () => {
+      while (scraping) {
+        const text = await scrape(metricsUrl);
+        mostWaiting = Math.max(mostWaiting, sample(text, 'shop_registry_streams_waiting') ?? Number.NaN);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+    await sent;
+    const started = performance.now();
+    const newcomer = register(port, goodsNode({ host: '127.0.0.1', port: 2 }));
+    await vi.waitFor(() => expect(newcomer.registration.nodeId).toBeTruthy(), { timeout: 20_000 });
+    const registeredMs = performance.now() - started;
+    await ended;
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    scraping = false;
+    await scrapes;
+
+    const text = await scrape(metricsUrl);
+    expect(sample(text, 'shop_registry_flooding_connections_closed_total')).toBeGreaterThan(0);
+    expect(mostWaiting).toBeLessThanOrEqual(16_384);
+    expect(distributor.lines.some((line) => line.includes('"event":"streams-waiting-closed"'))).toBe(true);
     expect(listed.disconnected).not.toHaveBeenCalled();
     expect(listed.registration.nodeId).toBeTruthy();
     expect(newcomer.disconnected).not.toHaveBeenCalled();
