@@ -142,7 +142,7 @@ export const GATEWAY_SETTINGS = {
     flag: 'allowed-hosts',
     env: 'GATEWAY_ALLOWED_HOSTS',
     default: '',
-    help: "host names clients may call the gateway by, besides IP addresses, localhost and this machine's name, comma-separated (shop.example, or .shop.example for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to the gateway's address cannot call it)",
+    help: "host names clients may call the gateway by, besides IP addresses, localhost, this machine's name and a --host name, comma-separated (shop.example, or .shop.example for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to the gateway's address cannot call it)",
     parse: parseAllowedHosts,
   }),
   clientTraceContext: setting({

@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { BackoffOptions } from '../common/backoff.js';
@@ -174,7 +174,8 @@ export interface GatewayOptions {
    */
   corsOrigins?: readonly string[];
   /**
-   * Host names the gateway answers besides IP literals, localhost and this machine's name (as
+   * Host names the gateway answers besides IP literals, localhost, this machine's name and the name
+   * it listens on (as
    * parseAllowedHosts gives them: names, `.domain`, or `*` for any): a request whose Host names
    * another is 421 (see host-allowlist.ts: DNS rebinding). Default: none.
    */
@@ -322,7 +323,7 @@ class GatewayServer implements Gateway {
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
-  readonly #allowedHosts: HostAllowlist;
+  #allowedHosts: HostAllowlist;
   /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
   readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
@@ -585,6 +586,10 @@ class GatewayServer implements Gateway {
       this.#server.once('error', onError);
       this.#server.listen({ host, port }, () => {
         this.#server.off('error', onError);
+        // The name it listens on (--host) is the one it announces and the launcher asks by.
+        if (isIP(host) === 0) {
+          this.#allowedHosts = new HostAllowlist(this.#options.allowedHosts ?? [], [hostname(), host]);
+        }
         const address = this.#server.address();
         const boundPort = typeof address === 'object' && address ? address.port : port;
         this.#register(boundPort);

@@ -1,5 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import dns from 'node:dns';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HostAllowlist } from '../../src/common/host-allowlist.js';
+import { createGateway } from '../../src/gateway/gateway-server.js';
 import { raw, rawBody } from '../helpers/http.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
@@ -102,5 +104,27 @@ describe('gateway: a Host it is not known by (DNS rebinding)', () => {
     expect(await request(port, 'GET /goods', 'shop.example')).toMatch(/^HTTP\/1\.1 421 /);
     expect(await request(allowingPort, 'GET /goods', 'shop.example:8000')).toMatch(/^HTTP\/1\.1 200 /);
     expect(await request(allowingPort, 'GET /healthz', 'attacker.example')).toMatch(/^HTTP\/1\.1 421 /);
+  });
+});
+
+describe('gateway: its own --host name', () => {
+  const closer = new Closer();
+  afterAll(() => closer.closeAll());
+
+  it('is answered, as the URL it announces (the launcher asks that URL whether the shop is ready)', async () => {
+    const distributor = (await startDistributor(closer)).address;
+    const gateway = closer.add(createGateway({ distributor }), (started) => started.stop());
+    // A name of this machine that is neither localhost nor its host name (a DNS name given as
+    // GATEWAY_HOST): Node's listen resolves it with dns.lookup.
+    const lookup = vi.spyOn(dns, 'lookup').mockImplementationOnce(((_name: string, ...rest: unknown[]) => {
+      const callback = rest.at(-1) as (error: null, address: string, family: number) => void;
+      callback(null, '127.0.0.1', 4);
+    }) as unknown as typeof dns.lookup);
+    const port = await gateway.listen('gateway.shop.test', 0).finally(() => lookup.mockRestore());
+    const get = (host: string) =>
+      raw(port, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    expect(await get(`gateway.shop.test:${port}`)).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await get('Gateway.Shop.Test.')).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await get(`rebound.test:${port}`)).toMatch(/^HTTP\/1\.1 421 /);
   });
 });
