@@ -53,6 +53,8 @@ function hostName(host: string): string | undefined {
     const end = name.indexOf(']');
     if (end < 0) return undefined;
     const literal = name.slice(1, end);
+    // Only a port may follow: `[::1]attacker.example` or `[::1], other` names no address.
+    if (!/^(?::[0-9]*)?$/.test(name.slice(end + 1))) return undefined;
     return isIP(literal) === 6 ? `[${literal}]` : undefined;
   }
   const colon = name.lastIndexOf(':');

@@ -35,6 +35,10 @@ describe('HostAllowlist', () => {
       '127.0.0.1.nip.io',
       'localhost.attacker.example',
       '[not-an-ip]:8000',
+      // Only a port may follow the brackets (the admin port has no check of its own for a list).
+      '[::1]attacker.example',
+      '[::1], attacker.example',
+      '[::1]:http',
       'shop.example:http',
       '',
     ]) {
