@@ -74,8 +74,8 @@ function settingNameOf(setting: Setting<unknown> | undefined): string {
  * on attacker.example whose name then resolves to this machine reads /metrics as a same-origin page:
  * over plain HTTP its browser sends neither `Sec-Fetch-Site` nor `Origin` on such a GET (Chromium
  * sends them only to HTTPS and localhost), so only `Host` tells it from a scraper. As on the
- * gateway's port, every request is judged by it: scrapers by IP address (Prometheus's service
- * discovery gives addresses), localhost or this machine's name need nothing.
+ * gateway's port, every request is judged by it: scrapers by IP address (most of Prometheus's
+ * service discovery gives addresses), localhost or this machine's name need nothing.
  */
 function hostRefusalText(setting: Setting<unknown> | undefined): string {
   return (
