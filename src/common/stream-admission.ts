@@ -98,7 +98,12 @@ class ConnectionLine {
    */
   close(): void {
     clearTimeout(this.#pauseEnd);
-    this.session?.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    if (!this.session || this.session.destroyed) return;
+    // destroy(undefined, code) sends NO_ERROR (the undefined takes the error's default, a code, over
+    // the code given), and destroy(code) makes an error that every stream of the session emits, those
+    // grpc-js holds too: the GOAWAY goes first, with the code that tells the client why.
+    this.session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    this.session.destroy();
   }
 
   shift(): Waiting | undefined {

@@ -188,6 +188,15 @@ describe('admitStreamsInSlices', () => {
     );
   });
 
+  it('closes a flooding connection with a GOAWAY of ENHANCE_YOUR_CALM, which tells its client why', async () => {
+    let closed = 0;
+    const { open } = await start({ sliceMs: 0, maxWaiting: 500, onConnectionClosed: () => closed++ });
+    const streams = open(2_000);
+    const goaway = new Promise<number>((resolve) => streams[0]!.session!.once('goaway', resolve));
+    expect(await goaway).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(closed).toBeGreaterThan(0);
+  });
+
   it("over TLS too, stops and starts a connection's reads, and hands every stream over", async () => {
     const files = testPki.pki.files('distributor');
     const server = new Server();
