@@ -1,6 +1,7 @@
 import { constants, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 import { addressGroupOf, unmappedAddress } from './address-group.js';
+import { CountBuckets } from './count-buckets.js';
 import { FifoQueue } from './fifo-queue.js';
 import { http2ServersOf } from './grpc-server.js';
 import { limiterOf } from './log-limiter.js';
@@ -171,8 +172,8 @@ const admitFunctions = new WeakSet<object>();
  * and every new connection brings its first: 40 connections opening 3,000 health checks each held
  * 73,000 to 119,000 waiting (650 to 800 MB resident) and the loop 3 to 9 s. Past the bound, the
  * flooding connection is closed (see #closeLargest), which frees its streams at once and drops the
- * rest of its read; the check costs one comparison a stream, the scan of the connections only a
- * close.
+ * rest of its read; the check costs one comparison a stream, and which connection holds the most is
+ * kept as streams come and go (CountBuckets), so that a close costs no scan of the connections.
  *
  * grpc-js has no option for this, so the 'stream' listeners on its HTTP/2 servers (grpc-js's, and
  * any other) are moved behind the queue: call it once the server is bound; servers bound or
@@ -204,6 +205,9 @@ export function admitStreamsInSlices(server: Server, options: StreamAdmissionOpt
 class AdmissionQueue {
   /** Groups with streams waiting, the next to be served first (one served goes to the back). */
   readonly #groups = new Map<string, GroupLine>();
+  /** Streams waiting by group, and by connection within each group: which holds the most, in O(1). */
+  readonly #groupCounts = new CountBuckets<string>();
+  readonly #lineCounts = new Map<string, CountBuckets<ConnectionLine>>();
   #waiting = 0;
   /** When the current slice began: set by the first stream of a turn or by a drain, until a check phase. */
   #sliceStart: number | undefined;
@@ -250,13 +254,14 @@ class AdmissionQueue {
     }
     line.push({ stream, args: [headers, flags, rawHeaders] });
     this.#waiting += 1;
+    this.#count(group, line, 1);
     if (this.#waiting > this.#maxWaiting) this.#closeLargest(line);
     this.#scheduleDrain();
   };
 
   /**
    * Closes a connection of the address group holding the most waiting streams, and forgets its
-   * streams: one flooding connection's thousands at once, for one scan of the connections waiting,
+   * streams: one flooding connection's thousands at once, found without a scan (CountBuckets),
    * which happens only past the bound. By group first, so that a flood spread over many connections
    * from one address (each holding fewer than a busy proxy's one) closes its own. Within the group,
    * the connection whose stream just came if it holds more than CLOSE_ARRIVING_AT (its reads were
@@ -266,40 +271,29 @@ class AdmissionQueue {
    * that a connection of many nodes is closed only if it holds more than every other of its address.
    */
   #closeLargest(arriving: ConnectionLine): void {
-    let largestGroup: string | undefined;
-    let largestGroupWaiting = 0;
-    for (const [group, groupLine] of this.#groups) {
-      let waiting = 0;
-      for (const line of groupLine.values()) waiting += line.waiting.length;
-      if (waiting > largestGroupWaiting) {
-        largestGroup = group;
-        largestGroupWaiting = waiting;
-      }
-    }
+    const largestGroup = first(this.#groupCounts.mostKeys());
     if (largestGroup === undefined) return;
     const groupLine = this.#groups.get(largestGroup)!;
-    let largest: ConnectionLine | undefined;
-    if (
+    const lineCounts = this.#lineCounts.get(largestGroup)!;
+    const largest =
       arriving.session &&
       groupLine.get(arriving.session) === arriving &&
       arriving.waiting.length > CLOSE_ARRIVING_AT
-    ) {
-      largest = arriving;
-    } else {
-      for (const line of groupLine.values()) {
-        // A stream with no session left cannot be closed by its connection; it is dropped when taken.
-        if (line.session && line.waiting.length > (largest?.waiting.length ?? 0)) largest = line;
-      }
-    }
+        ? arriving
+        : first(lineCounts.mostKeys());
     if (!largest) return;
     const { session } = largest;
     const closed = largest.waiting.length;
     // Read before the close, which takes the socket.
     const peer = unmappedAddress(session?.socket?.remoteAddress ?? '');
+    const live = session !== undefined && !session.destroyed;
     groupLine.delete(session);
     if (groupLine.size === 0) this.#groups.delete(largestGroup);
+    this.#count(largestGroup, largest, -closed);
     this.#waiting -= closed;
     largest.close();
+    // Streams of a connection gone already (they wait only to be dropped) are forgotten, not counted.
+    if (!live) return;
     this.#onConnectionClosed?.();
     if (this.#log) {
       limiterOf(this.#log).warn(
@@ -378,11 +372,24 @@ class AdmissionQueue {
     const [session, line] = groupLine.entries().next().value!;
     const next = line.shift()!;
     this.#waiting -= 1;
+    this.#count(group, line, -1);
     groupLine.delete(session);
     if (line.waiting.length > 0) groupLine.set(session, line);
     this.#groups.delete(group);
     if (groupLine.size > 0) this.#groups.set(group, groupLine);
     return next;
+  }
+
+  /** Adds `delta` to the streams waiting of a group and of its connection `line`. */
+  #count(group: string, line: ConnectionLine, delta: number): void {
+    this.#groupCounts.add(group, delta);
+    let lineCounts = this.#lineCounts.get(group);
+    if (!lineCounts) {
+      lineCounts = new CountBuckets();
+      this.#lineCounts.set(group, lineCounts);
+    }
+    lineCounts.add(line, delta);
+    if (lineCounts.size === 0) this.#lineCounts.delete(group);
   }
 
   #handOver(
@@ -393,6 +400,11 @@ class AdmissionQueue {
   ): void {
     for (const listener of this.listeners) listener(stream, headers, flags, rawHeaders);
   }
+}
+
+function first<Item>(items: Iterable<Item>): Item | undefined {
+  for (const item of items) return item;
+  return undefined;
 }
 
 /** The address groups of the sessions seen, read once each. */
