@@ -101,6 +101,39 @@ const until = async (condition: () => boolean, timeoutMs = 5_000) => {
   }
 };
 
+/** A connection as the admission sees it, with no socket behind it. */
+function fakeSession(remoteAddress: string) {
+  return {
+    destroyed: false,
+    socket: { remoteAddress },
+    goaway() {},
+    destroy() {
+      this.destroyed = true;
+    },
+  };
+}
+
+/**
+ * An admission over a stand-in HTTP/2 server, whose streams come from fake sessions (for what real
+ * sockets cannot do in a test: tens of thousands of connections, a connection gone at a set time).
+ */
+function fakeServer(options: StreamAdmissionOptions) {
+  const http2Server = new EventEmitter();
+  http2Server.on('stream', () => {});
+  const server = { http2Servers: new Map([[http2Server, {}]]) } as unknown as Server;
+  const admission = admitStreamsInSlices(server, options);
+  const emit = (session: unknown): void => {
+    const stream = Object.assign(new EventEmitter(), {
+      session,
+      closed: false,
+      destroyed: false,
+      close() {},
+    });
+    http2Server.emit('stream', stream, {}, 0, []);
+  };
+  return { admission, emit };
+}
+
 describe('admitStreamsInSlices', () => {
   it('hands every stream over, in the order they came, spread over turns once a slice is spent', async () => {
     const { handled, open } = await start({ sliceMs: 0 });
@@ -201,25 +234,15 @@ describe('admitStreamsInSlices', () => {
   it('past the bound, finds the connection to close without a scan of every connection waiting', () => {
     // Stand-ins for 20,000 connections: as many real sockets would pass the machine's open files.
     const msPerStream = (connections: number, each: number): number => {
-      const http2Server = new EventEmitter();
-      http2Server.on('stream', () => {});
-      const server = { http2Servers: new Map([[http2Server, {}]]) } as unknown as Server;
-      const admission = admitStreamsInSlices(server, { sliceMs: 0, maxWaiting: 8_000 });
-      const sessions = Array.from({ length: connections }, (_, c) => ({
-        destroyed: false,
-        socket: { remoteAddress: `10.${c >> 16}.${(c >> 8) & 255}.${c & 255}` },
-        goaway() {},
-        destroy() {
-          this.destroyed = true;
-        },
-      }));
-      const streamOf = (session: unknown) =>
-        Object.assign(new EventEmitter(), { session, closed: false, destroyed: false, close() {} });
+      const { admission, emit } = fakeServer({ sliceMs: 0, maxWaiting: 8_000 });
+      const sessions = Array.from({ length: connections }, (_, c) =>
+        fakeSession(`10.${c >> 16}.${(c >> 8) & 255}.${c & 255}`),
+      );
       // The first stream of the turn is handed over; the rest wait.
-      http2Server.emit('stream', streamOf(sessions[0]), {}, 0, []);
+      emit(sessions[0]!);
       const start = performance.now();
       for (let round = 0; round < each; round++) {
-        for (const session of sessions) http2Server.emit('stream', streamOf(session), {}, 0, []);
+        for (const session of sessions) emit(session);
       }
       const ms = (performance.now() - start) / (connections * each);
       expect(admission.waiting()).toBeLessThanOrEqual(8_000);
@@ -232,6 +255,22 @@ describe('admitStreamsInSlices', () => {
     const few = msPerStream(1_000, 20);
     const many = msPerStream(10_000, 2);
     expect(many).toBeLessThan(4 * few);
+  });
+
+  it('past the bound, forgets the streams of a connection gone already, without counting a close', () => {
+    let closed = 0;
+    const { admission, emit } = fakeServer({ sliceMs: 0, maxWaiting: 3, onConnectionClosed: () => closed++ });
+    const gone = fakeSession('10.0.0.1');
+    const other = fakeSession('10.0.0.2');
+    emit(gone);
+    for (let i = 0; i < 3; i++) emit(gone);
+    // Its client went away while its streams waited; they wait only to be dropped.
+    gone.destroyed = true;
+    emit(other);
+    expect(admission.waiting()).toBe(1);
+    expect(closed).toBe(0);
+    expect(other.destroyed).toBe(false);
+    admission.close();
   });
 
   it("over TLS too, stops and starts a connection's reads, and hands every stream over", async () => {
