@@ -1,13 +1,11 @@
 import type { X509Certificate } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { isIP, type Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { BackoffOptions } from '../common/backoff.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { HostAllowlist } from '../common/host-allowlist.js';
-import { httpsServerOptions, watchHttpsCertificates } from '../common/https-options.js';
 import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
@@ -17,7 +15,6 @@ import {
   secureNamingChannelOptions,
   type TlsFiles,
 } from '../common/tls.js';
-import type { TlsRefreshOptions } from '../common/tls-files.js';
 import { tlsProblemLog } from '../common/tls-problem-log.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { NodeState } from '../gen/distributor.js';
@@ -33,8 +30,7 @@ import {
   readBody,
   unsupportedTransferCoding,
 } from './body-reader.js';
-import { type ClientCertificateGate, gateClientCertificates } from './client-certificate-gate.js';
-import { type Connection, ConnectionTracker, WORKED_AT_ONCE } from './connection-tracker.js';
+import { type Connection, WORKED_AT_ONCE } from './connection-tracker.js';
 import { allowedMethods, Cors, ROUTABLE_METHODS } from './cors.js';
 import { isCrossOriginWrite } from './cross-origin-writes.js';
 import { Dispatcher } from './dispatcher.js';
@@ -47,9 +43,9 @@ import {
   type GatewayTelemetryOptions,
   type RequestTelemetry,
 } from './gateway-telemetry.js';
+import { HttpFront } from './http-front.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
-import { divertPlainHttp, type PlainHttpDivert } from './plain-http-on-tls.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -62,8 +58,7 @@ import { asksForUpgrade, framingRefusal, originForm, routingPath, splitQuery } f
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { endInSlices } from './sliced-write.js';
-import { lingerThenClose, SocketAnswers } from './socket-answers.js';
-import { closeUntrustedClients, type UntrustedClients } from './untrusted-clients.js';
+import { lingerThenClose } from './socket-answers.js';
 import { upstreamEventLog } from './upstream-event-log.js';
 
 /**
@@ -305,18 +300,13 @@ class GatewayServer implements Gateway {
   readonly #bodyBudget: BodyBudget;
   readonly #retryAfter: string;
   readonly #restartGraceMs: number;
-  readonly #server: Server | HttpsServer;
-  readonly #stopWatchingCertificates: (() => void) | undefined;
-  readonly #plainHttpDivert: PlainHttpDivert | undefined;
-  readonly #clientCertificateGate: ClientCertificateGate | undefined;
-  /** Closes the HTTPS connections whose client CA left the client-CA file (see untrusted-clients.ts). */
-  readonly #untrustedClients: UntrustedClients | undefined;
-  readonly #connections: ConnectionTracker;
+  /** How long stop() waits for requests in flight (see GatewayOptions.stopGraceMs). */
+  readonly #stopGraceMs: number;
+  /** The listening side: the server, its connections and what answers on their sockets (http-front.ts). */
+  readonly #front: HttpFront;
   readonly #pool: InstancePool;
   /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
   readonly #distributorCredentials: ChannelCredentials;
-  /** Logs what goes wrong with the TLS files, once for all of the gateway's credentials. */
-  readonly #tlsProblems: TlsRefreshOptions;
   readonly #table: RouteTable;
   /** Pick an instance, call, retry, answer: everything after the HTTP front has read a request. */
   readonly #dispatcher: Dispatcher;
@@ -344,8 +334,6 @@ class GatewayServer implements Gateway {
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
   #stopped: Promise<void> | undefined;
-  /** What the gateway answers on a socket outside any route (bad bytes, plain HTTP on HTTPS, CONNECT). */
-  readonly #socketAnswers: SocketAnswers;
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -357,10 +345,11 @@ class GatewayServer implements Gateway {
     this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
     this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     this.#restartGraceMs = options.restartGraceMs ?? 7_000;
+    this.#stopGraceMs = options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS);
+    // Logs what goes wrong with the TLS files, once for all of the gateway's credentials.
+    const tlsProblems = tlsProblemLog(this.#log);
     // Unreadable or mismatched certificate files stop the start here (a ConfigError, exit 2), before
     // anything listens: read once the port was bound, they threw past the start (exit 1, restarted).
-    const tlsProblems = tlsProblemLog(this.#log);
-    this.#tlsProblems = tlsProblems;
     const refresh =
       options.tlsRefreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.tlsRefreshIntervalMs };
     this.#distributorCredentials = channelCredentials(options.tls, {
@@ -387,7 +376,7 @@ class GatewayServer implements Gateway {
         holdsTemplate: (template) => this.#table.holdsTemplate(template),
         unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
         outOfReach: (nodeId) => this.#pool.outOfReach(upstreamKeyOfNode(nodeId)),
-        connectionLoad: () => ({ ...this.#connections.load(), maxConnections }),
+        connectionLoad: () => ({ ...this.#front.connections.load(), maxConnections }),
       },
       options.observability,
       this.#log,
@@ -451,106 +440,22 @@ class GatewayServer implements Gateway {
       retryAfterSeconds: options.retryAfterSeconds ?? 1,
       log: this.#log,
     });
-    const headersTimeout = options.headersTimeoutMs ?? 10_000;
-    const httpOptions = {
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
-      headersTimeout,
-      requestTimeout: Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout),
-      // How often the two timeouts above are enforced.
-      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
-      // Node would answer a missing Host with an empty 400; the gateway answers it (see #handleSafely).
-      requireHostHeader: false,
-    };
-    const onRequest = (request: IncomingMessage, response: ServerResponse): void =>
-      this.#handleSafely(request, response, false);
-    // The HTTPS server whose clients must present a certificate of the client CA, gated below.
-    let gated: HttpsServer | undefined;
-    if (options.https) {
-      const tls = httpsServerOptions(options.https);
-      const server = createHttpsServer(
-        // A client that never finishes its handshake is closed as one that never sends its headers.
-        // A client certificate is checked by the gate below, which answers a refused one in HTTP.
-        { ...httpOptions, handshakeTimeout: headersTimeout, ...tls, rejectUnauthorized: false },
-        onRequest,
-      );
-      if (tls.requestCert) gated = server;
-      const refresh = {
-        ...this.#tlsProblems,
-        ...(options.httpsRefreshIntervalMs === undefined
-          ? {}
-          : { refreshIntervalMs: options.httpsRefreshIntervalMs }),
-        // Polled after the constructor has set it: the first read is asynchronous.
-        onCaTaken: (authorities: readonly X509Certificate[]) => this.#untrustedClients?.caTaken(authorities),
-      };
-      this.#stopWatchingCertificates = watchHttpsCertificates(server, options.https, refresh, tls);
-      this.#plainHttpDivert = divertPlainHttp(server, {
-        firstByteTimeoutMs: headersTimeout,
-        onPlainHttp: (socket) => this.#socketAnswers.plainHttp(socket),
-      });
-      this.#server = server;
-    } else {
-      this.#server = createServer(httpOptions, onRequest);
-    }
-    this.#connections = new ConnectionTracker(this.#server, {
-      // Later than Node's own check of headersTimeout (every connectionsCheckingInterval), so that a
-      // client sending its headers too slowly is answered 408, and counted, before it is closed.
-      firstRequestTimeoutMs: headersTimeout + httpOptions.connectionsCheckingInterval + 500,
+    this.#front = new HttpFront({
+      https: options.https,
+      httpsRefreshIntervalMs: options.httpsRefreshIntervalMs,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+      headersTimeoutMs: options.headersTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs,
       maxConnections,
-      onLimit: (action) =>
-        limiterOf(this.#log).warn(
-          `connection-limit ${action}`,
-          { event: 'connection-limit', action, maxConnections },
-          action === 'evicted'
-            ? 'connection limit reached: closed the connection idle the longest to make room'
-            : 'connection limit reached with every connection busy: new connections are answered 503',
-        ),
       unreadAnswerTimeoutMs,
-      onUnreadAnswer: () =>
-        limiterOf(this.#log).warn(
-          'unread-answer',
-          { event: 'unread-answer', waitedMs: unreadAnswerTimeoutMs },
-          'a client took nothing of its answers for too long: connection closed',
-        ),
-    });
-    this.#socketAnswers = new SocketAnswers({
+      stopGraceMs: this.#stopGraceMs,
       log: this.#log,
       telemetry: this.#telemetry,
-      connections: this.#connections,
+      tlsProblems,
+      onRequest: (request, response, expectsContinue) =>
+        this.#handleSafely(request, response, expectsContinue),
+      refuse: (request, response, error) => this.#refuseBeforeRouting(request, response, error),
     });
-    // After the tracker, so that its listener is one the gate calls only for a certificate that
-    // checked out: counting a refused client as a served connection, idle, it closed the connection
-    // idle the longest (an authorized keep-alive one) to make room for it.
-    if (gated) {
-      this.#clientCertificateGate = gateClientCertificates(gated, {
-        firstByteTimeoutMs: headersTimeout,
-        onRefused: (socket) => this.#socketAnswers.clientCertificateRefused(socket),
-      });
-      // After the gate, so that it sees each connection the tracker serves.
-      this.#untrustedClients = closeUntrustedClients(gated, {
-        connections: this.#connections,
-        log: this.#log,
-        // The answers under way get as long as at a stop.
-        graceMs: options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS),
-        ...(options.https?.caFile === undefined ? {} : { caFile: options.https.caFile }),
-        ...(options.https?.sources?.caFile === undefined ? {} : { setting: options.https.sources.caFile }),
-      });
-    }
-    // A client sending Expect: 100-continue is told to go on only once the body is wanted.
-    this.#server.on('checkContinue', (request, response) => this.#handleSafely(request, response, true));
-    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) =>
-      this.#socketAnswers.clientError(error, socket),
-    );
-    // Node's own answers to these are an empty 417 and a closed socket: the gateway's carry its envelope.
-    this.#server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
-      this.#refuseBeforeRouting(
-        request,
-        response,
-        gatewayErrors.expectationFailed(String(request.headers.expect)),
-      );
-    });
-    this.#server.on('connect', (request: IncomingMessage, socket: Socket) =>
-      this.#socketAnswers.connect(request, socket),
-    );
   }
 
   get revision(): number | undefined {
@@ -583,14 +488,15 @@ class GatewayServer implements Gateway {
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (error: Error): void => reject(error);
-      this.#server.once('error', onError);
-      this.#server.listen({ host, port }, () => {
-        this.#server.off('error', onError);
+      const server = this.#front.server;
+      server.once('error', onError);
+      server.listen({ host, port }, () => {
+        server.off('error', onError);
         // The name it listens on (--host) is the one it announces and the launcher asks by.
         if (isIP(host) === 0) {
           this.#allowedHosts = new HostAllowlist(this.#options.allowedHosts ?? [], [hostname(), host]);
         }
-        const address = this.#server.address();
+        const address = server.address();
         const boundPort = typeof address === 'object' && address ? address.port : port;
         this.#register(boundPort);
         resolve(boundPort);
@@ -636,25 +542,9 @@ class GatewayServer implements Gateway {
   async #stop(): Promise<void> {
     this.#phase = 'stopping';
     this.#drained?.end();
-    const graceMs = this.#options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS);
+    const graceMs = this.#stopGraceMs;
     this.#callsEndBy = Date.now() + graceMs - Math.min(1_000, graceMs);
-    if (this.#server.listening) {
-      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-      // Idle connections go now; busy ones when their answer is sent (it says close).
-      this.#connections.closeIdle();
-      this.#plainHttpDivert?.destroyWaiting();
-      this.#clientCertificateGate?.destroyWaiting();
-      const grace = setTimeout(() => {
-        this.#log.warn('requests still running after the grace period: closing their connections');
-        // Their requests end unanswered by the gateway's doing, not their clients' (see GatewayTelemetry).
-        this.#telemetry.closingAllConnections();
-        this.#server.closeAllConnections();
-        this.#plainHttpDivert?.destroyAll();
-      }, graceMs);
-      await closed;
-      clearTimeout(grace);
-    }
-    this.#stopWatchingCertificates?.();
+    await this.#front.close();
     this.#poolClosed = true;
     this.#restartGrace?.stop();
     this.#pool.close();
@@ -781,12 +671,12 @@ class GatewayServer implements Gateway {
    * connection opened past the limit, refused. False when it was refused.
    */
   #pageAdmitted(request: IncomingMessage, response: ServerResponse, telemetry: RequestTelemetry): boolean {
-    const connection = this.#connections.requestStarted(request, response);
+    const connection = this.#front.connections.requestStarted(request, response);
     response.once('close', () => {
       telemetry.closed(response);
       connection?.requestEnded();
     });
-    if (this.#connections.isRefused(request)) {
+    if (this.#front.connections.isRefused(request)) {
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
       return false;
     }
@@ -808,7 +698,7 @@ class GatewayServer implements Gateway {
     path: string,
     queryStart: number,
   ): void {
-    const connection = this.#connections.requestStarted(request, response);
+    const connection = this.#front.connections.requestStarted(request, response);
     const turn = connection?.started ?? 0;
     let routed: Exchange | undefined;
     // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
@@ -830,7 +720,7 @@ class GatewayServer implements Gateway {
     // The operators' pages take no CORS, whatever the method (their GET and HEAD never come here).
     const operatorPage = this.#telemetry.servesPage(path);
     if (!operatorPage) this.#cors?.decorate(request, response);
-    if (this.#connections.isRefused(request)) {
+    if (this.#front.connections.isRefused(request)) {
       this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
       return;
     }
@@ -1101,7 +991,7 @@ class GatewayServer implements Gateway {
     const { request, response } = exchange;
     const size = declaredBodySize(request);
     if (size === 0) {
-      this.#dispatchInTurn(exchange, NO_INPUT, this.#connections.of(request.socket), turn);
+      this.#dispatchInTurn(exchange, NO_INPUT, this.#front.connections.of(request.socket), turn);
       return;
     }
     const format = bodyFormat(request.headers['content-type']);
@@ -1136,8 +1026,8 @@ class GatewayServer implements Gateway {
           if (!response.headersSent) response.writeContinue();
         });
     }
-    // Stopped when the parser fails under it (see #onClientError): then the body never ends.
-    const connection = this.#connections.of(request.socket);
+    // Stopped when the parser fails under it (see SocketAnswers.clientError): then the body never ends.
+    const connection = this.#front.connections.of(request.socket);
     const reading = { request, requestId: exchange.requestId, stop: new AbortController() };
     if (connection) connection.readingBody = reading;
     let body: Buffer;
@@ -1242,7 +1132,7 @@ class GatewayServer implements Gateway {
   #closesAfter(exchange: Exchange): boolean {
     if (!exchange.bodyRead) return true;
     if (this.#phase === 'serving') return false;
-    const connection = this.#connections.of(exchange.request.socket);
+    const connection = this.#front.connections.of(exchange.request.socket);
     return connection === undefined || connection.lastDispatched <= exchange.turn;
   }
 
@@ -1262,7 +1152,7 @@ class GatewayServer implements Gateway {
     const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
     // Queued behind other answers (pipelining), it gets its 'close' even if the socket closes first
     // (see Connection.track): else it was never counted, and its span never ended.
-    this.#connections.of(request.socket)?.track(response);
+    this.#front.connections.of(request.socket)?.track(response);
     response.once('close', () => telemetry.closed(response));
     // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
     // hides the 400 and its message from it, and a cache could mix origins up.
