@@ -1,3 +1,5 @@
+import { CountBuckets } from './count-buckets.js';
+
 /** A member of a group, between the one added before it and the one added after. */
 interface Entry<T> {
   readonly member: T;
@@ -21,9 +23,8 @@ interface Members<T> {
 export class AddressShares<T> {
   readonly #groups = new Map<string, Members<T>>();
   readonly #entries = new Map<T, Entry<T>>();
-  /** The groups holding each count of members. */
-  readonly #groupsHolding = new Map<number, Set<string>>();
-  #most = 0;
+  /** How many members each group holds, filed by that count. */
+  readonly #sizes = new CountBuckets<string>();
 
   /** Adds `member` to `group`, as its newest; a member already held stays where it is. */
   add(group: string, member: T): void {
@@ -38,7 +39,7 @@ export class AddressShares<T> {
     else members.oldest = entry;
     members.newest = entry;
     this.#entries.set(member, entry);
-    this.#refile(group, members.size, members.size + 1);
+    this.#sizes.add(group, 1);
     members.size++;
   }
 
@@ -51,7 +52,7 @@ export class AddressShares<T> {
     else members.oldest = entry.newer;
     if (entry.newer) entry.newer.older = entry.older;
     else members.newest = entry.older;
-    this.#refile(group, members.size, members.size - 1);
+    this.#sizes.add(group, -1);
     members.size--;
     if (members.size === 0) this.#groups.delete(group);
   }
@@ -63,9 +64,8 @@ export class AddressShares<T> {
 
   /** A group holding the most members (one of them, when several do), and how many; undefined when none holds any. */
   largest(): { group: string; held: number } | undefined {
-    const groups = this.#groupsHolding.get(this.#most);
-    const group = groups?.values().next().value;
-    return group === undefined ? undefined : { group, held: this.#most };
+    const group = this.#sizes.mostKeys()[Symbol.iterator]().next().value;
+    return group === undefined ? undefined : { group, held: this.#sizes.most };
   }
 
   /** The member of `group` added first (of those it still holds). */
@@ -76,23 +76,5 @@ export class AddressShares<T> {
   /** The member of `group` added last (of those it still holds). */
   newestOf(group: string): T | undefined {
     return this.#groups.get(group)?.newest?.member;
-  }
-
-  #refile(group: string, from: number, to: number): void {
-    if (from > 0) {
-      const groups = this.#groupsHolding.get(from);
-      groups?.delete(group);
-      if (groups?.size === 0) this.#groupsHolding.delete(from);
-    }
-    if (to > 0) {
-      let groups = this.#groupsHolding.get(to);
-      if (!groups) {
-        groups = new Set();
-        this.#groupsHolding.set(to, groups);
-      }
-      groups.add(group);
-    }
-    if (to > this.#most) this.#most = to;
-    else if (from === this.#most && !this.#groupsHolding.has(from)) this.#most = to;
   }
 }
