@@ -312,6 +312,30 @@ describe('distributor:/// for a stock generated client', () => {
     expect(await callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 2)).toEqual(['a', 'a']);
   });
 
+  it('gives a channel waiting for the list of a Watch opened again, at close(), the list it had when the Watch had ended', async () => {
+    // close() comes while the reopened Watch has had no answer yet: the waiting channel was failed
+    // "closed before the distributor sent a node list", though one had come.
+    const { port } = await startDistributor(0, undefined, { open: true });
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    cleanups.push(() => proxy.close());
+    await startGoods(`127.0.0.1:${port}`, 'a', fastBackoff, { open: true });
+    const resolver = registerDistributorResolver({
+      distributor: `127.0.0.1:${proxy.port}`,
+      backoff: fastBackoff,
+    });
+    cleanups.push(() => resolver.close());
+    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
+    expect(await callsServedBy(first, 1)).toEqual(['a']);
+    first.close();
+    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    // The next Watch's connection is held unanswered: its channel waits for the new list.
+    proxy.delay();
+    const waiting = callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    resolver.close();
+    expect(await waiting).toEqual(['a']);
+  });
+
   it('drops at once an instance that leaves long after a lost Watch stream came back: nothing to keep then', async () => {
     // Open: a proof of the token would name the proxy's connection, not the distributor's peer.
     const { address: distributor, port } = await startDistributor(0, undefined, { open: true });
