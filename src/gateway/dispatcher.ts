@@ -47,7 +47,7 @@ export interface DispatcherOptions {
  * The gateway's dispatch, apart from its HTTP front: for a request whose route and input the front
  * has read, pick a serving instance → decode the request message → call with the deadline → retry
  * once elsewhere when that is safe → answer the book's envelope (or stream a paged list). The
- * front (gateway-server.ts) owns sockets, bodies, limits and the HTTP-level answers.
+ * front owns sockets (http-front.ts), bodies, limits and the HTTP-level answers (gateway-server.ts).
  */
 export class Dispatcher {
   readonly #options: DispatcherOptions;
