@@ -69,8 +69,10 @@ export interface DistributorResolverRegistration {
    */
   readonly snapshot: Snapshot | undefined;
   /**
-   * Ends the Watch stream; channels keep the addresses they last had. Before any list arrived, the
-   * calls of channels still waiting for one, or made later, fail with UNAVAILABLE.
+   * Ends the Watch stream; channels keep the addresses they last had, and channels made later
+   * resolve from the last list (the one kept when the Watch was last ended for want of channels, if
+   * none came since: it may be as old as that). Before any list arrived, the calls of channels still
+   * waiting for one, or made later, fail with UNAVAILABLE.
    */
   close(): void;
 }

@@ -43,18 +43,20 @@ export async function openChromium(
   extraArgs: readonly string[] = [],
 ): Promise<ChromiumProfile> {
   const profile = mkdtempSync(join(tmpdir(), `shop-chromium-${name}-`));
-  let context: BrowserContext;
+  let context: BrowserContext | undefined;
+  let page: Page;
   try {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
       args: [...CHROMIUM_ARGS, ...extraArgs],
     });
+    page = context.pages()[0] ?? (await context.newPage());
   } catch (error) {
+    await context?.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
     throw error;
   }
-  const page = context.pages()[0] ?? (await context.newPage());
   return {
     context,
     page,
