@@ -150,6 +150,17 @@ const tally = (served: string[]): Record<string, number> => {
   return counts;
 };
 
+/**
+ * One channel uses `resolver` (a call served by goods instance "a") and is closed: the Watch ends
+ * a second later, for want of channels.
+ */
+async function endWatchAfterOneChannel(resolver: DistributorResolverRegistration): Promise<void> {
+  const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
+  expect(await callsServedBy(first, 1)).toEqual(['a']);
+  first.close();
+  await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+}
+
 describe('distributor:/// for a stock generated client', () => {
   it('resolves a service to the nodes of the name that defined it first: another name defining it too gets no call', async () => {
     // For a service outside the contract the distributor holds (which it lists whoever defines it;
@@ -304,10 +315,7 @@ describe('distributor:/// for a stock generated client', () => {
     const distributor = (await startDistributor()).address;
     await startGoods(distributor, 'a');
     const resolver = register(distributor);
-    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
-    expect(await callsServedBy(first, 1)).toEqual(['a']);
-    first.close();
-    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    await endWatchAfterOneChannel(resolver);
     resolver.close();
     expect(await callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 2)).toEqual(['a', 'a']);
   });
@@ -324,10 +332,7 @@ describe('distributor:/// for a stock generated client', () => {
       backoff: fastBackoff,
     });
     cleanups.push(() => resolver.close());
-    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
-    expect(await callsServedBy(first, 1)).toEqual(['a']);
-    first.close();
-    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    await endWatchAfterOneChannel(resolver);
     // The next Watch's connection is held unanswered: its channel waits for the new list.
     proxy.delay();
     const waiting = callsServedBy(goodsClient('distributor:///shop.v1.GoodsService'), 1);
@@ -526,11 +531,8 @@ describe('the Watch stream', () => {
     const distributor = (await startDistributor()).address;
     await startGoods(distributor, 'a');
     const resolver = register(distributor);
-    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
-    expect(await callsServedBy(first, 1)).toEqual(['a']);
-    first.close();
     // Ended a second after the last channel went: the list it had is stale from then on.
-    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    await endWatchAfterOneChannel(resolver);
     await startGoods(distributor, 'b');
     const second = goodsClient('distributor:///shop.v1.GoodsService');
     await vi.waitFor(async () =>
@@ -543,10 +545,7 @@ describe('the Watch stream', () => {
     const distributor = await startDistributor();
     await startGoods(distributor.address, 'a');
     const resolver = register(distributor.address);
-    const first = new GoodsServiceClient('distributor:///shop.v1.GoodsService', credentials.createInsecure());
-    expect(await callsServedBy(first, 1)).toEqual(['a']);
-    first.close();
-    await vi.waitFor(() => expect(resolver.snapshot).toBeUndefined(), { timeout: 5_000, interval: 50 });
+    await endWatchAfterOneChannel(resolver);
     // goods still serves; the distributor is gone when a channel needs the list again (a channel
     // woken after its idle timeout, say), as it may be for a channel that kept its Watch.
     await distributor.stop();
