@@ -64,7 +64,7 @@ export class AddressShares<T> {
 
   /** A group holding the most members (one of them, when several do), and how many; undefined when none holds any. */
   largest(): { group: string; held: number } | undefined {
-    const group = this.#sizes.mostKeys()[Symbol.iterator]().next().value;
+    const group = this.#sizes.firstOfMost();
     return group === undefined ? undefined : { group, held: this.#sizes.most };
   }
 

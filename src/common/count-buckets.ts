@@ -54,6 +54,12 @@ export class CountBuckets<Key> {
     return this.#buckets.get(this.#most) ?? [];
   }
 
+  /** The first key to reach the most any key counts; undefined when none counts. */
+  firstOfMost(): Key | undefined {
+    for (const key of this.mostKeys()) return key;
+    return undefined;
+  }
+
   get size(): number {
     return this.#counts.size;
   }

@@ -214,7 +214,7 @@ class AdmissionQueue {
   #drainScheduled = false;
   #closed = false;
 
-  private readonly sliceMs: number;
+  readonly #sliceMs: number;
   readonly #maxWaiting: number;
   readonly #log: Logger | undefined;
   readonly #onConnectionClosed: (() => void) | undefined;
@@ -223,7 +223,7 @@ class AdmissionQueue {
     private readonly listeners: readonly StreamListener[],
     options: StreamAdmissionOptions,
   ) {
-    this.sliceMs = options.sliceMs;
+    this.#sliceMs = options.sliceMs;
     this.#maxWaiting = options.maxWaiting ?? DEFAULT_MAX_WAITING;
     this.#log = options.log;
     this.#onConnectionClosed = options.onConnectionClosed;
@@ -271,7 +271,7 @@ class AdmissionQueue {
    * that a connection of many nodes is closed only if it holds more than every other of its address.
    */
   #closeLargest(arriving: ConnectionLine): void {
-    const largestGroup = first(this.#groupCounts.mostKeys());
+    const largestGroup = this.#groupCounts.firstOfMost();
     if (largestGroup === undefined) return;
     const groupLine = this.#groups.get(largestGroup)!;
     const lineCounts = this.#lineCounts.get(largestGroup)!;
@@ -280,7 +280,7 @@ class AdmissionQueue {
       groupLine.get(arriving.session) === arriving &&
       arriving.waiting.length > CLOSE_ARRIVING_AT
         ? arriving
-        : first(lineCounts.mostKeys());
+        : lineCounts.firstOfMost();
     if (!largest) return;
     const { session } = largest;
     const closed = largest.waiting.length;
@@ -323,7 +323,7 @@ class AdmissionQueue {
       this.#startSlice(now);
       return true;
     }
-    return now - this.#sliceStart < this.sliceMs;
+    return now - this.#sliceStart < this.#sliceMs;
   }
 
   #startSlice(now: number): void {
@@ -353,7 +353,7 @@ class AdmissionQueue {
           stream.off('error', ignoreError);
           this.#handOver(stream, ...args);
         }
-        if (performance.now() - start >= this.sliceMs) break;
+        if (performance.now() - start >= this.#sliceMs) break;
       }
     } finally {
       // Even past a listener that threw, the streams behind it still get their turn.
@@ -400,11 +400,6 @@ class AdmissionQueue {
   ): void {
     for (const listener of this.listeners) listener(stream, headers, flags, rawHeaders);
   }
-}
-
-function first<Item>(items: Iterable<Item>): Item | undefined {
-  for (const item of items) return item;
-  return undefined;
 }
 
 /** The address groups of the sessions seen, read once each. */

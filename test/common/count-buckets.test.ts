@@ -20,6 +20,16 @@ describe('CountBuckets', () => {
     expect([counts.most, counts.size]).toEqual([0, 0]);
   });
 
+  it('names the first key to reach the most, none when nothing counts', () => {
+    const counts = new CountBuckets<string>();
+    expect(counts.firstOfMost()).toBeUndefined();
+    counts.add('a', 2);
+    counts.add('b', 2);
+    expect(counts.firstOfMost()).toBe('a');
+    counts.add('a', -1);
+    expect(counts.firstOfMost()).toBe('b');
+  });
+
   it('agrees with a count of every key through random changes', () => {
     const counts = new CountBuckets<number>();
     const truth = new Map<number, number>();
