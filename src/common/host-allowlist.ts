@@ -7,14 +7,14 @@ import { ConfigError } from './config.js';
 // deleted members. Such requests carry the attacker's name in Host. A gateway answers only the names
 // it is known by: any IP literal and localhost (a page cannot rebind those), the machine's own host
 // name, and the names its operator lists; any other Host is 421 Misdirected Request. The metrics
-// port of every component answers the same names (without a list of its own) to the pages of a
-// browser (see admin-server.ts).
+// port of every component judges every request the same way, with its own list
+// (--metrics-allowed-hosts; see admin-server.ts).
 
 /** A host name as `--allowed-hosts` takes it: DNS labels, `.` before a whole domain. */
 const NAME =
   /^\.?(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
 
-/** The names a gateway answers besides IP literals and localhost. */
+/** The names a gateway's port, or a component's metrics port, answers besides IP literals and localhost. */
 export class HostAllowlist {
   readonly #any: boolean;
   readonly #names: ReadonlySet<string>;
