@@ -170,9 +170,8 @@ export interface GatewayOptions {
   corsOrigins?: readonly string[];
   /**
    * Host names the gateway answers besides IP literals, localhost, this machine's name and the name
-   * it listens on (as
-   * parseAllowedHosts gives them: names, `.domain`, or `*` for any): a request whose Host names
-   * another is 421 (see host-allowlist.ts: DNS rebinding). Default: none.
+   * it listens on (as parseAllowedHosts gives them: names, `.domain`, or `*` for any): a request
+   * whose Host names another is 421 (see host-allowlist.ts: DNS rebinding). Default: none.
    */
   allowedHosts?: readonly string[];
   /** Request ids, metrics and the process's own metrics (see gateway-telemetry.ts); ids and metrics on by default. */
