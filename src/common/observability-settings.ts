@@ -62,7 +62,7 @@ export function metricsAllowedHostsSetting(env: string): Setting<readonly string
     flag: 'metrics-allowed-hosts',
     env,
     default: '',
-    help: "host names scrapers may call the admin port (--metrics-port) by, besides IP addresses, localhost, this machine's name and a --host name, comma-separated (goods.internal, or .internal for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to this machine cannot read the metrics)",
+    help: "host names scrapers may call the admin port (--metrics-port) by, besides IP addresses, localhost, this machine's name and a --host name, comma-separated (goods.internal, or .internal for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to this machine cannot read the metrics); with no admin port (METRICS=off, --metrics-port off) a warning at start says it has no effect",
     parse: parseAllowedHosts,
   });
 }
@@ -127,4 +127,17 @@ export function observabilityConfig(
     metricsPortGiven: given,
     ...(values.metricsAllowedHosts === undefined ? {} : { metricsAllowedHosts: values.metricsAllowedHosts }),
   });
+}
+
+/**
+ * What to warn of when `--metrics-allowed-hosts` lists names but no admin port serves (METRICS=off,
+ * or `--metrics-port off`): accepted, since it contradicts nothing (unlike a metrics port given with
+ * METRICS=off), but said at start, so that names listed for a scraper that then gets nothing are not
+ * left unused silently. `setting` names it as messages do ("--metrics-allowed-hosts (GOODS_…)").
+ */
+export function unusedMetricsAllowedHosts(config: ObservabilityConfig, setting: string): string | undefined {
+  const hosts = config.metricsAllowedHosts ?? [];
+  if (hosts.length === 0 || config.metricsPort !== undefined) return undefined;
+  const why = config.metrics ? '--metrics-port is off' : 'METRICS=off turns metrics off';
+  return `${setting} lists ${hosts.join(',')} but this component serves no metrics (${why}): the list has no effect`;
 }

@@ -3,7 +3,9 @@ import { formatHostPort } from '../common/config.js';
 import { logGrpcThrough } from '../common/grpc-logging.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
+import { unusedMetricsAllowedHosts } from '../common/observability-settings.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
+import { settingName } from '../common/settings.js';
 import { checkOwnIdentity } from '../common/tls-files.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import {
@@ -71,6 +73,11 @@ export function runDistributor(): void {
             settings: { port: DISTRIBUTOR_SETTINGS.metricsPort, host: DISTRIBUTOR_SETTINGS.host },
           })
         : undefined;
+    const unusedHosts = unusedMetricsAllowedHosts(
+      observability,
+      settingName(DISTRIBUTOR_SETTINGS.metricsAllowedHosts),
+    );
+    if (unusedHosts) log.warn({ event: 'metrics-allowed-hosts-unused' }, unusedHosts);
     signals.stopOnSignals(log, async () => {
       const begunAt = performance.now();
       try {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/config.js';
+import { unusedMetricsAllowedHosts } from '../../src/common/observability-settings.js';
 import { loadDistributorConfig } from '../../src/distributor/config.js';
 import { loadGatewayConfig } from '../../src/gateway/config.js';
 import { loadServiceConfig } from '../../src/services/common/service-config.js';
@@ -35,6 +36,19 @@ describe('METRICS, REQUEST_IDS and --metrics-port', () => {
     expect(() => loadGoodsConfig([], { GOODS_METRICS_ALLOWED_HOSTS: 'http://goods.internal:9110' })).toThrow(
       /^GOODS_METRICS_ALLOWED_HOSTS: expected host names/,
     );
+  });
+
+  it('says when --metrics-allowed-hosts has no admin port to allow names on, and only then', () => {
+    const unused = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+      unusedMetricsAllowedHosts(loadGoodsConfig(argv, env).observability!, 'GOODS_METRICS_ALLOWED_HOSTS');
+    expect(unused(['--metrics-allowed-hosts', 'scraper.internal,.shop.internal'], { METRICS: 'off' })).toBe(
+      'GOODS_METRICS_ALLOWED_HOSTS lists scraper.internal,.shop.internal but this component serves no metrics (METRICS=off turns metrics off): the list has no effect',
+    );
+    expect(unused(['--metrics-allowed-hosts', '*', '--metrics-port', 'off'])).toBe(
+      'GOODS_METRICS_ALLOWED_HOSTS lists * but this component serves no metrics (--metrics-port is off): the list has no effect',
+    );
+    expect(unused(['--metrics-allowed-hosts', 'scraper.internal'])).toBeUndefined();
+    expect(unused(['--metrics-port', 'off'], { METRICS: 'off' })).toBeUndefined();
   });
 
   it('takes any free port with --port 0, so that instances started alike never collide', () => {

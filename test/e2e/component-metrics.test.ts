@@ -757,6 +757,60 @@ describe('the admin port', () => {
     }
   });
 
+  it('warns at start when --metrics-allowed-hosts is given to a component that serves no metrics', async () => {
+    const distributor = spawnComponent(
+      'src/distributor/main.ts',
+      ['--port', '0', '--insecure-open-registry'],
+      {
+        METRICS: 'off',
+        DISTRIBUTOR_METRICS_ALLOWED_HOSTS: 'prometheus.internal',
+      },
+    );
+    try {
+      const line = JSON.parse(await distributor.waitForLine(/"event":"metrics-allowed-hosts-unused"/));
+      expect(line).toMatchObject({
+        level: 40,
+        msg: '--metrics-allowed-hosts (DISTRIBUTOR_METRICS_ALLOWED_HOSTS) lists prometheus.internal but this component serves no metrics (METRICS=off turns metrics off): the list has no effect',
+      });
+      const address = `127.0.0.1:${JSON.parse(await distributor.waitForLine(/"msg":"listening on/)).port}`;
+      const dataDir = mkdtempSync(join(tmpdir(), 'shop-metrics-hosts-'));
+      const { log, lines } = captureLog('goods');
+      const goods = await startService(
+        goodsService,
+        {
+          host: '127.0.0.1',
+          port: 0,
+          distributor: address,
+          advertiseHost: '127.0.0.1',
+          storage: { kind: 'sqlite', dataDir },
+          logLevel: 'info',
+          observability: observabilityConfig({
+            metrics: 'on',
+            requestIds: 'on',
+            metricsPort: 'off',
+            metricsAllowedHosts: ['prometheus.internal'],
+          }),
+        },
+        { log, graceMs: 100, drainNoticeMs: 0 },
+      );
+      try {
+        expect(lines.filter((entry) => entry.event === 'metrics-allowed-hosts-unused')).toEqual([
+          expect.objectContaining({
+            level: 40,
+            msg: expect.stringContaining('but this component serves no metrics (--metrics-port is off)'),
+          }),
+        ]);
+        expect(goods.metricsPort).toBeUndefined();
+      } finally {
+        await goods.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    } finally {
+      distributor.child.kill('SIGTERM');
+      await distributor.exited();
+    }
+  });
+
   it('answers 421 a Host it is not known by (DNS rebinding), logged once, and IP addresses, localhost, its host name and --metrics-allowed-hosts', async () => {
     const admin = await boundedAdmin(undefined);
     const { log } = captureLog('goods');

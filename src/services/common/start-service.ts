@@ -8,7 +8,9 @@ import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/d
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
+import { unusedMetricsAllowedHosts } from '../../common/observability-settings.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
+import { settingName } from '../../common/settings.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { tlsProblemLog } from '../../common/tls-problem-log.js';
 import { NodeState } from '../../gen/distributor.js';
@@ -148,6 +150,9 @@ export async function startService<Store extends ServiceStore, Options>(
     log,
   });
   let admin: AdminServer | undefined;
+  const unusedHosts =
+    observability && unusedMetricsAllowedHosts(observability, settingName(settings.metricsAllowedHosts));
+  if (unusedHosts) log.warn({ event: 'metrics-allowed-hosts-unused' }, unusedHosts);
   if (observability?.metricsPort !== undefined && telemetry.registry) {
     try {
       admin = await startAdminServer({
