@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from './config.js';
-import { HostAllowlist } from './host-allowlist.js';
+import { HostAllowlist, namesSeveralHosts } from './host-allowlist.js';
 import { type HostLookup, lookupAll, lookupWithin } from './host-lookup.js';
 import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
@@ -145,6 +145,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       response.end(
         `too many pipelined requests: this admin port answers ${ADMIN_MAX_PIPELINED} at once per connection\n`,
       );
+      return;
+    }
+    // Which of two hosts the list allowed is unknowable: a proxy in front may have judged the other.
+    if (namesSeveralHosts(request)) {
+      response.writeHead(400, { Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8' });
+      response.end('bad request: more than one Host\n');
       return;
     }
     if (!knownNames.allows(request.headers.host)) {

@@ -10,6 +10,31 @@ import { ConfigError } from './config.js';
 // port of every component judges every request the same way, with its own list
 // (--metrics-allowed-hosts; see admin-server.ts).
 
+/**
+ * Whether a request names more than one host, which RFC 9112 (section 3.2) has answered 400 whatever
+ * its version: two Host lines (Node keeps the first and drops the others, and a proxy in front may
+ * have read the other one), or a list on one line (no host or port has a comma).
+ */
+export function namesSeveralHosts(request: {
+  readonly rawHeaders: readonly string[];
+  readonly headers: { readonly host?: string | undefined };
+}): boolean {
+  return hostLines(request.rawHeaders) > 1 || request.headers.host?.includes(',') === true;
+}
+
+/**
+ * How many Host lines a request came with, from its raw headers: Node's `headersDistinct` would tell
+ * too, but builds an array for every header of every request to answer it.
+ */
+export function hostLines(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') count++;
+  }
+  return count;
+}
+
 /** A host name as `--allowed-hosts` takes it: DNS labels, `.` before a whole domain. */
 const NAME =
   /^\.?(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { HostAllowlist } from '../common/host-allowlist.js';
+import { type HostAllowlist, namesSeveralHosts } from '../common/host-allowlist.js';
 import { type GatewayError, gatewayErrors } from './gateway-error.js';
 
 // How the gateway reads a request's line and framing headers before it routes it: what Node's parser
@@ -33,19 +33,6 @@ export function originForm(target: string): string {
 
 /** The scheme and authority of an absolute-form request target (http or https, any case). */
 const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*/i;
-
-/**
- * How many Host lines a request came with, from its raw headers: Node's `headersDistinct` would tell
- * too, but builds an array for every header of every request to answer it.
- */
-export function hostLines(rawHeaders: readonly string[]): number {
-  let count = 0;
-  for (let index = 0; index < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') count++;
-  }
-  return count;
-}
 
 /** A request target's path, and where its query begins (-1: it has none). */
 export function splitQuery(url: string): { path: string; queryStart: number } {
@@ -87,10 +74,7 @@ export function framingRefusal(
   if (host === undefined && request.httpVersionMajor === 1 && request.httpVersionMinor >= 1) {
     return gatewayErrors.missingHost();
   }
-  // RFC 9112 (section 3.2) has a request with two Host lines answered 400, whatever its version:
-  // Node keeps the first and drops the others, and a proxy in front may have read the other one.
-  // A Host value with a comma is such a list on one line (no host or port has one).
-  if (hostLines(request.rawHeaders) > 1 || host?.includes(',')) return gatewayErrors.duplicateHost();
+  if (namesSeveralHosts(request)) return gatewayErrors.duplicateHost();
   if (!allowedHosts.allows(host)) return gatewayErrors.hostNotAllowed();
   // Transfer-Encoding came with HTTP/1.1: a 1.0 message that carries it may have passed a 1.0
   // intermediary that took its body for a length-less one, so its framing cannot be trusted, and

@@ -839,6 +839,15 @@ describe('the admin port', () => {
       expect(
         await raw(admin.port, 'GET /nope HTTP/1.1\r\nHost: rebound.test\r\nConnection: close\r\n\r\n'),
       ).toMatch(/^HTTP\/1\.1 421 /);
+      // Two hosts, one of them allowed: which one a proxy in front judged cannot be known.
+      for (const hosts of [
+        'Host: 127.0.0.1\r\nHost: rebound.test\r\n',
+        'Host: 127.0.0.1, rebound.test\r\n',
+      ]) {
+        const answer = await raw(admin.port, `GET /metrics HTTP/1.1\r\n${hosts}Connection: close\r\n\r\n`);
+        expect(answer, hosts).toMatch(/^HTTP\/1\.1 400 /);
+        expect(rawBody(answer)).toContain('bad request: more than one Host\n');
+      }
       for (const host of [
         `127.0.0.1:${admin.port}`,
         `localhost:${admin.port}`,

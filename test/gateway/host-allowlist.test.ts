@@ -1,6 +1,6 @@
 import dns from 'node:dns';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { HostAllowlist } from '../../src/common/host-allowlist.js';
+import { HostAllowlist, hostLines, namesSeveralHosts } from '../../src/common/host-allowlist.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { raw, rawBody } from '../helpers/http.js';
 import { captureLog } from '../helpers/log-capture.js';
@@ -47,6 +47,26 @@ describe('HostAllowlist', () => {
     // HTTP/1.0 without Host: no browser sends it.
     expect(allowlist.allows(undefined)).toBe(true);
     expect(new HostAllowlist(['*']).allows('anything.example')).toBe(true);
+  });
+});
+
+describe('namesSeveralHosts', () => {
+  const request = (rawHeaders: string[]) => ({
+    rawHeaders,
+    headers: { host: rawHeaders[rawHeaders.findIndex((name) => name.toLowerCase() === 'host') + 1] },
+  });
+
+  it('counts Host lines in any case, and nothing else', () => {
+    expect(hostLines(['Host', 'a', 'Accept', '*/*'])).toBe(1);
+    expect(hostLines(['host', 'a', 'HOST', 'b', 'Hosts', 'c'])).toBe(2);
+    expect(hostLines([])).toBe(0);
+  });
+
+  it('tells two Host lines and a list on one line from one host', () => {
+    expect(namesSeveralHosts(request(['Host', 'a', 'Accept', '*/*']))).toBe(false);
+    expect(namesSeveralHosts(request(['Accept', '*/*']))).toBe(false);
+    expect(namesSeveralHosts(request(['host', 'a', 'HOST', 'b']))).toBe(true);
+    expect(namesSeveralHosts(request(['Host', 'a, b']))).toBe(true);
   });
 });
 

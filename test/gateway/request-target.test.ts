@@ -4,7 +4,6 @@ import { HostAllowlist } from '../../src/common/host-allowlist.js';
 import {
   asksForUpgrade,
   framingRefusal,
-  hostLines,
   isHttp10,
   originForm,
   routingPath,
@@ -36,12 +35,6 @@ describe('reading a request target and its framing headers', () => {
   it('splits the path from the query', () => {
     expect(splitQuery('/goods?page_size=2')).toEqual({ path: '/goods', queryStart: 6 });
     expect(splitQuery('/goods')).toEqual({ path: '/goods', queryStart: -1 });
-  });
-
-  it('counts Host lines in any case, and nothing else', () => {
-    expect(hostLines(['Host', 'a', 'Accept', '*/*'])).toBe(1);
-    expect(hostLines(['host', 'a', 'HOST', 'b', 'Hosts', 'c'])).toBe(2);
-    expect(hostLines([])).toBe(0);
   });
 
   it('sees an Upgrade only with Connection: upgrade, as Node does', () => {
