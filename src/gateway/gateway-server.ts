@@ -20,6 +20,7 @@ import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.
 import { NodeState } from '../gen/distributor.js';
 import { RegistrationClient } from '../registry-client/registration-client.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
+import { AnswerWriter, pushRequestId } from './answer-writer.js';
 import { ApiDocs } from './api-docs.js';
 import {
   BodyAbortedError,
@@ -57,7 +58,6 @@ import {
 import { asksForUpgrade, framingRefusal, originForm, routingPath, splitQuery } from './request-target.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
-import { endInSlices } from './sliced-write.js';
 import { lingerThenClose } from './socket-answers.js';
 import { upstreamEventLog } from './upstream-event-log.js';
 
@@ -297,7 +297,6 @@ class GatewayServer implements Gateway {
   readonly #maxPipelinedRequests: number;
   readonly #bodyLimit: number;
   readonly #bodyBudget: BodyBudget;
-  readonly #retryAfter: string;
   readonly #restartGraceMs: number;
   /** How long stop() waits for requests in flight (see GatewayOptions.stopGraceMs). */
   readonly #stopGraceMs: number;
@@ -309,6 +308,8 @@ class GatewayServer implements Gateway {
   readonly #table: RouteTable;
   /** Pick an instance, call, retry, answer: everything after the HTTP front has read a request. */
   readonly #dispatcher: Dispatcher;
+  /** The gateway's JSON answers, and whether each keeps its connection (answer-writer.ts). */
+  readonly #answers: AnswerWriter;
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
@@ -342,7 +343,6 @@ class GatewayServer implements Gateway {
     this.#maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
     this.#bodyLimit = options.bodyLimitBytes ?? MIB;
     this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
-    this.#retryAfter = String(options.retryAfterSeconds ?? 1);
     this.#restartGraceMs = options.restartGraceMs ?? 7_000;
     this.#stopGraceMs = options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS);
     // Logs what goes wrong with the TLS files, once for all of the gateway's credentials.
@@ -421,11 +421,11 @@ class GatewayServer implements Gateway {
       unreadAnswerTimeoutMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#phase === 'stopping',
-      closesAfter: (exchange) => this.#closesAfter(exchange),
+      closesAfter: (exchange) => this.#answers.closesAfter(exchange),
       answer: (exchange, httpStatus, body, retryAfter) =>
-        this.#answer(exchange, httpStatus, body, retryAfter),
-      answerError: (exchange, error) => this.#answerError(exchange, error),
-      internalError: (exchange, error) => this.#internalError(exchange, error),
+        this.#answers.answer(exchange, httpStatus, body, retryAfter),
+      answerError: (exchange, error) => this.#answers.answerError(exchange, error),
+      internalError: (exchange, error) => this.#answers.internalError(exchange, error),
     });
     this.#apiDocs = new ApiDocs({
       surface: () =>
@@ -454,6 +454,12 @@ class GatewayServer implements Gateway {
       onRequest: (request, response, expectsContinue) =>
         this.#handleSafely(request, response, expectsContinue),
       refuse: (request, response, error) => this.#refuseBeforeRouting(request, response, error),
+    });
+    this.#answers = new AnswerWriter({
+      log: this.#log,
+      retryAfterSeconds: options.retryAfterSeconds ?? 1,
+      connections: this.#front.connections,
+      isServing: () => this.#phase === 'serving',
     });
   }
 
@@ -660,7 +666,14 @@ class GatewayServer implements Gateway {
         { err: error, method: request.method, url: request.url, requestId },
         'bug while handling a request',
       );
-      this.#write(response, 500, errorBody(null, 'Internal error in the gateway'), false, true, requestId);
+      this.#answers.write(
+        response,
+        500,
+        errorBody(null, 'Internal error in the gateway'),
+        false,
+        true,
+        requestId,
+      );
     }
   }
 
@@ -676,12 +689,19 @@ class GatewayServer implements Gateway {
       connection?.requestEnded();
     });
     if (this.#front.connections.isRefused(request)) {
-      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
+      this.#answers.fail(
+        request,
+        response,
+        null,
+        gatewayErrors.tooManyConnections(),
+        true,
+        telemetry.requestId,
+      );
       return false;
     }
     if (connection && connection.inFlight > this.#maxPipelinedRequests) {
       const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
-      this.#fail(request, response, null, error, true, telemetry.requestId);
+      this.#answers.fail(request, response, null, error, true, telemetry.requestId);
       return false;
     }
     return true;
@@ -720,19 +740,26 @@ class GatewayServer implements Gateway {
     const operatorPage = this.#telemetry.servesPage(path);
     if (!operatorPage) this.#cors?.decorate(request, response);
     if (this.#front.connections.isRefused(request)) {
-      this.#fail(request, response, null, gatewayErrors.tooManyConnections(), true, telemetry.requestId);
+      this.#answers.fail(
+        request,
+        response,
+        null,
+        gatewayErrors.tooManyConnections(),
+        true,
+        telemetry.requestId,
+      );
       return;
     }
     // Node parses every request a client pipelines and hands each over at once, answers queued in
     // order: one socket could start a thousand upstream calls with one write.
     if (connection && connection.inFlight > this.#maxPipelinedRequests) {
       const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
-      this.#fail(request, response, null, error, true, telemetry.requestId);
+      this.#answers.fail(request, response, null, error, true, telemetry.requestId);
       return;
     }
     const coding = unsupportedTransferCoding(request);
     if (coding !== undefined) {
-      this.#fail(
+      this.#answers.fail(
         request,
         response,
         null,
@@ -781,18 +808,18 @@ class GatewayServer implements Gateway {
         this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
       } else {
         const error = this.#notRouted(response, method, path);
-        this.#fail(request, response, null, error, hasBody, telemetry.requestId);
+        this.#answers.fail(request, response, null, error, hasBody, telemetry.requestId);
       }
       return;
     }
     if (!this.#table.ready) {
-      this.#fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
+      this.#answers.fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
       return;
     }
     // Until a service has registered a route, a path the gateway does not know may be one on its way
     // (a gateway started before the services): "try again", not 404, which says it will never exist.
     if (!this.#table.knowsAnyRoute) {
-      this.#fail(request, response, null, gatewayErrors.noRouteYet(), hasBody, telemetry.requestId);
+      this.#answers.fail(request, response, null, gatewayErrors.noRouteYet(), hasBody, telemetry.requestId);
       return;
     }
     if (method === 'OPTIONS') {
@@ -800,7 +827,14 @@ class GatewayServer implements Gateway {
       return;
     }
     if (isCrossOriginWrite(request, method, (asked) => this.#cors?.allowedOrigin(asked) !== undefined)) {
-      this.#fail(request, response, null, gatewayErrors.crossOriginWrite(), hasBody, telemetry.requestId);
+      this.#answers.fail(
+        request,
+        response,
+        null,
+        gatewayErrors.crossOriginWrite(),
+        hasBody,
+        telemetry.requestId,
+      );
       return;
     }
     // HEAD is GET: Node writes no body for it, and keeps the status and every header, Content-Length
@@ -813,7 +847,7 @@ class GatewayServer implements Gateway {
         ? gatewayErrors.noInstance(routedMethod, path)
         : this.#notRouted(response, routedMethod, path);
       const key = error.httpStatus === 503 ? this.#nextKey++ : null;
-      this.#fail(request, response, key, error, hasBody, telemetry.requestId);
+      this.#answers.fail(request, response, key, error, hasBody, telemetry.requestId);
       return;
     }
     const route = match.route;
@@ -841,12 +875,12 @@ class GatewayServer implements Gateway {
     };
     routed = exchange;
     if (this.#phase === 'stopping') {
-      this.#answerError(exchange, gatewayErrors.stopping());
+      this.#answers.answerError(exchange, gatewayErrors.stopping());
     } else if (idempotencyKey instanceof GatewayError) {
-      this.#answerError(exchange, idempotencyKey);
+      this.#answers.answerError(exchange, idempotencyKey);
     } else if (BODY_METHODS.has(method) || takesBody(route)) {
       this.#readThenDispatch(exchange, expectsContinue, turn).catch((error: unknown) =>
-        this.#internalError(exchange, error),
+        this.#answers.internalError(exchange, error),
       );
     } else {
       this.#dispatchInTurn(exchange, NO_INPUT, connection, turn);
@@ -902,7 +936,7 @@ class GatewayServer implements Gateway {
       // (see #callsEndBy), as for a body read meanwhile: with no time left, it is not worked on.
       exchange.deadline = Math.min(Date.now() + this.#deadlineMs, this.#callsEndBy);
       if (exchange.deadline <= Date.now()) {
-        this.#answerError(exchange, gatewayErrors.stopping());
+        this.#answers.answerError(exchange, gatewayErrors.stopping());
         return;
       }
       connection.lastDispatched = Math.max(connection.lastDispatched, turn);
@@ -914,7 +948,7 @@ class GatewayServer implements Gateway {
     try {
       this.#dispatcher.dispatch(exchange, input);
     } catch (error) {
-      this.#internalError(exchange, error);
+      this.#answers.internalError(exchange, error);
     }
   }
 
@@ -971,7 +1005,14 @@ class GatewayServer implements Gateway {
     preflightMaxAgeSeconds?: number,
   ): void {
     if (methods.length === 0) {
-      this.#fail(request, response, null, gatewayErrors.notFound('OPTIONS', path), hasBody, requestId);
+      this.#answers.fail(
+        request,
+        response,
+        null,
+        gatewayErrors.notFound('OPTIONS', path),
+        hasBody,
+        requestId,
+      );
       return;
     }
     const allow = allowedMethods(methods);
@@ -995,23 +1036,23 @@ class GatewayServer implements Gateway {
     }
     const format = bodyFormat(request.headers['content-type']);
     if (!format) {
-      this.#answerError(exchange, gatewayErrors.unsupportedMediaType());
+      this.#answers.answerError(exchange, gatewayErrors.unsupportedMediaType());
       return;
     }
     const contentEncoding = request.headers['content-encoding'];
     if (!bodyIsUnencoded(contentEncoding)) {
       response.setHeader('Accept-Encoding', 'identity');
-      this.#answerError(exchange, gatewayErrors.unsupportedContentEncoding(contentEncoding ?? ''));
+      this.#answers.answerError(exchange, gatewayErrors.unsupportedContentEncoding(contentEncoding ?? ''));
       return;
     }
     if (size !== 'chunked' && size > this.#bodyLimit) {
       // Refused on its declared size, without reading a byte of it.
-      this.#answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
+      this.#answers.answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
       return;
     }
     if (this.#bodyBudget.exhausted) {
       // Refused before a byte of it is read (and before 100 Continue invites it).
-      this.#answerError(exchange, gatewayErrors.bodiesOverBudget());
+      this.#answers.answerError(exchange, gatewayErrors.bodiesOverBudget());
       return;
     }
     if (expectsContinue) {
@@ -1034,7 +1075,7 @@ class GatewayServer implements Gateway {
       body = await readBody(request, this.#bodyLimit, reading.stop.signal, this.#bodyBudget);
     } catch (error) {
       if (error instanceof GatewayError) {
-        this.#answerError(exchange, error);
+        this.#answers.answerError(exchange, error);
         return;
       }
       if (error instanceof BodyTooLargeError || error instanceof BodyBudgetError) {
@@ -1057,7 +1098,7 @@ class GatewayServer implements Gateway {
             : gatewayErrors.bodyTooLarge(this.#bodyLimit);
         const retry = refusal.options.retryAfter === true;
         const body = errorBody(exchange.key, refusal.message);
-        this.#write(response, refusal.httpStatus, body, retry, true, exchange.requestId);
+        this.#answers.write(response, refusal.httpStatus, body, retry, true, exchange.requestId);
       } else if (!(error instanceof BodyAbortedError)) throw error;
       return;
     } finally {
@@ -1070,7 +1111,7 @@ class GatewayServer implements Gateway {
       input = bodyInput(format, body, takesBodyField(exchange.route));
     } catch (error) {
       if (!(error instanceof GatewayError)) throw error;
-      this.#answerError(exchange, error);
+      this.#answers.answerError(exchange, error);
       return;
     }
     if (expectsContinue && !response.socket) {
@@ -1085,54 +1126,10 @@ class GatewayServer implements Gateway {
     // ends in time for the answer to go; with no time left, the request is not worked on.
     exchange.deadline = Math.min(Date.now() + this.#deadlineMs, this.#callsEndBy);
     if (exchange.deadline <= Date.now()) {
-      this.#answerError(exchange, gatewayErrors.stopping());
+      this.#answers.answerError(exchange, gatewayErrors.stopping());
       return;
     }
     this.#dispatchInTurn(exchange, input, connection, turn);
-  }
-
-  #answerError(exchange: Exchange, error: GatewayError): void {
-    if (error.options.closeConnection) exchange.bodyRead = false;
-    this.#answer(
-      exchange,
-      error.httpStatus,
-      errorBody(exchange.key, error.message),
-      error.options.retryAfter === true,
-    );
-  }
-
-  #internalError(exchange: Exchange, error: unknown): void {
-    this.#log.error(
-      { err: error, key: exchange.key, requestId: exchange.requestId },
-      'unexpected error while handling a request',
-    );
-    if (!exchange.gone && !exchange.response.headersSent) {
-      exchange.bodyRead = false;
-      this.#answer(exchange, 500, errorBody(exchange.key, 'Internal error in the gateway'), false);
-    }
-  }
-
-  #answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean | number): void {
-    this.#write(
-      exchange.response,
-      httpStatus,
-      body,
-      retryAfter,
-      this.#closesAfter(exchange),
-      exchange.requestId,
-    );
-  }
-
-  /**
-   * Whether the answer to a routed request closes its connection: its body was left unread, or the
-   * gateway drains or stops, unless a request pipelined behind it on the connection is already with
-   * a service (a close now would drop that one's answer, its work done): the last one closes then.
-   */
-  #closesAfter(exchange: Exchange): boolean {
-    if (!exchange.bodyRead) return true;
-    if (this.#phase === 'serving') return false;
-    const connection = this.#front.connections.of(exchange.request.socket);
-    return connection === undefined || connection.lastDispatched <= exchange.turn;
   }
 
   /**
@@ -1162,53 +1159,7 @@ class GatewayServer implements Gateway {
       this.#answerOptions(request, response, path, ROUTABLE_METHODS, closeConnection, telemetry.requestId, 0);
       return;
     }
-    this.#fail(request, response, null, error, closeConnection, telemetry.requestId);
-  }
-
-  /** Answers a request that has no exchange (no route, or the gateway not ready). */
-  #fail(
-    request: IncomingMessage,
-    response: ServerResponse,
-    key: number | null,
-    error: GatewayError,
-    hasBody: boolean,
-    // The id onRequest gave the request (answered in X-Request-Id); undefined when ids are off.
-    requestId: string | undefined,
-  ): void {
-    this.#log.debug(
-      { method: request.method, url: request.url, status: error.httpStatus, requestId },
-      error.message,
-    );
-    // Its body, if any, is not read: the connection is closed rather than drained (and so it is
-    // while the gateway drains or stops).
-    this.#write(
-      response,
-      error.httpStatus,
-      errorBody(key, error.message),
-      error.options.retryAfter === true,
-      hasBody || this.#phase !== 'serving',
-      requestId,
-    );
-  }
-
-  #write(
-    response: ServerResponse,
-    httpStatus: number,
-    body: Buffer,
-    // true: the gateway's --retry-after; a number: a service's own wait, in seconds.
-    retryAfter: boolean | number,
-    close: boolean,
-    requestId: string | undefined,
-  ): void {
-    if (response.headersSent || response.destroyed) return;
-    // A flat [name, value, …] list: Node takes it as it is, without walking an object.
-    const headers: (string | number)[] = ['Content-Type', 'application/json', 'Content-Length', body.length];
-    pushRequestId(headers, requestId);
-    if (retryAfter !== false)
-      headers.push('Retry-After', retryAfter === true ? this.#retryAfter : retryAfter);
-    if (close) headers.push('Connection', 'close');
-    response.writeHead(httpStatus, headers as unknown as string[]);
-    endInSlices(response, body);
+    this.#answers.fail(request, response, null, error, closeConnection, telemetry.requestId);
   }
 }
 
@@ -1228,11 +1179,6 @@ function takesBodyField(route: Route): boolean {
  * them gets what is left (stopStepBudget).
  */
 const MAX_STOP_GRACE_MS = 7_000;
-
-/** Adds an answer's `X-Request-Id` to its flat header list, when the request has an id. */
-function pushRequestId(headers: (string | number)[], requestId: string | undefined): void {
-  if (requestId !== undefined) headers.push('X-Request-Id', requestId);
-}
 
 /**
  * A page's own headers for writeHead, its `Vary` joined to the one set before (CORS's `Vary:
