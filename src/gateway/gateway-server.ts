@@ -47,6 +47,7 @@ import {
 import { HttpFront } from './http-front.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
+import { MethodAnswers } from './method-answers.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -310,6 +311,8 @@ class GatewayServer implements Gateway {
   readonly #dispatcher: Dispatcher;
   /** The gateway's JSON answers, and whether each keeps its connection (answer-writer.ts). */
   readonly #answers: AnswerWriter;
+  /** OPTIONS, 405 with Allow, and the CORS preflights, from the methods each path answers. */
+  readonly #methods: MethodAnswers;
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
@@ -459,6 +462,14 @@ class GatewayServer implements Gateway {
       log: this.#log,
       retryAfterSeconds: options.retryAfterSeconds ?? 1,
       connections: this.#front.connections,
+      isServing: () => this.#phase === 'serving',
+    });
+    this.#methods = new MethodAnswers({
+      table: this.#table,
+      telemetry: this.#telemetry,
+      apiDocs: this.#apiDocs,
+      cors: this.#cors,
+      answers: this.#answers,
       isServing: () => this.#phase === 'serving',
     });
   }
@@ -772,11 +783,18 @@ class GatewayServer implements Gateway {
     // `OPTIONS *` asks about the server as a whole, not a resource (RFC 9110, section 9.3.7): the
     // methods it serves anywhere, whether or not it has its routes yet (its own pages are there).
     if (method === 'OPTIONS' && url === '*') {
-      this.#answerOptions(request, response, path, this.#serverMethods(), hasBody, telemetry.requestId);
+      this.#methods.answerOptions(
+        request,
+        response,
+        path,
+        this.#methods.serverMethods(),
+        hasBody,
+        telemetry.requestId,
+      );
       return;
     }
-    if (this.#letsPreflightThrough(request, path)) {
-      this.#answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
+    if (this.#methods.letsPreflightThrough(request, path)) {
+      this.#methods.answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
       return;
     }
     if (ApiDocs.owns(path)) {
@@ -788,13 +806,13 @@ class GatewayServer implements Gateway {
         request.headers['if-none-match'],
       );
       if (answer.status === 204 && this.#cors && Cors.isPreflight(request)) {
-        // A preflight here is answered as on any path (#answerOptions): without its headers, a page
-        // of an allowed origin could not send X-Request-Id with its GET of the document.
+        // A preflight here is answered as on any path (MethodAnswers.answerOptions): without its
+        // headers, a page of an allowed origin could not send X-Request-Id with its GET of the document.
         this.#cors.preflight(request, response, allowedMethods(['GET']));
       }
       const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
-      // Not on the 204 to OPTIONS, as in #answerOptions, nor on a 304, whose length would be the
-      // representation's (RFC 9110, section 8.6), not its empty body's.
+      // Not on the 204 to OPTIONS, as in MethodAnswers.answerOptions, nor on a 304, whose length would
+      // be the representation's (RFC 9110, section 8.6), not its empty body's.
       if (answer.status !== 204 && answer.status !== 304) headers.push('Content-Length', answer.body.length);
       pushRequestId(headers, telemetry.requestId);
       if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
@@ -805,9 +823,16 @@ class GatewayServer implements Gateway {
     if (operatorPage) {
       // A page's GET and HEAD were answered before (see GatewayTelemetry.onRequest): this is another method.
       if (method === 'OPTIONS') {
-        this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
+        this.#methods.answerOptions(
+          request,
+          response,
+          path,
+          this.#methods.methodsOf(path),
+          hasBody,
+          telemetry.requestId,
+        );
       } else {
-        const error = this.#notRouted(response, method, path);
+        const error = this.#methods.notRouted(response, method, path);
         this.#answers.fail(request, response, null, error, hasBody, telemetry.requestId);
       }
       return;
@@ -823,7 +848,14 @@ class GatewayServer implements Gateway {
       return;
     }
     if (method === 'OPTIONS') {
-      this.#answerOptions(request, response, path, this.#methodsOf(path), hasBody, telemetry.requestId);
+      this.#methods.answerOptions(
+        request,
+        response,
+        path,
+        this.#methods.methodsOf(path),
+        hasBody,
+        telemetry.requestId,
+      );
       return;
     }
     if (isCrossOriginWrite(request, method, (asked) => this.#cors?.allowedOrigin(asked) !== undefined)) {
@@ -845,7 +877,7 @@ class GatewayServer implements Gateway {
       // A retired route is one the gateway knows: its request gets a key, like any routed request.
       const error = match
         ? gatewayErrors.noInstance(routedMethod, path)
-        : this.#notRouted(response, routedMethod, path);
+        : this.#methods.notRouted(response, routedMethod, path);
       const key = error.httpStatus === 503 ? this.#nextKey++ : null;
       this.#answers.fail(request, response, key, error, hasBody, telemetry.requestId);
       return;
@@ -950,81 +982,6 @@ class GatewayServer implements Gateway {
     } catch (error) {
       this.#answers.internalError(exchange, error);
     }
-  }
-
-  /**
-   * Whether a CORS preflight from an allowed origin is answered for every method a route can have,
-   * kept by the browser for no time: before any route is known (the request then gets its 503), or
-   * when the request will be refused (a path no route or page has: 404; a method its path lacks: 405). A
-   * browser takes anything but a 2xx to its preflight for a network error: the page would see
-   * "Failed to fetch", not the answer and its Retry-After.
-   */
-  #letsPreflightThrough(request: IncomingMessage, path: string): boolean {
-    if (this.#cors?.allowedOrigin(request) === undefined || !Cors.isPreflight(request)) return false;
-    // The operators' pages take no CORS (see #handle).
-    if (this.#telemetry.servesPage(path)) return false;
-    // The documentation's paths too: a POST of /openapi.json is 405, a file the page lacks 404.
-    if (ApiDocs.owns(path)) {
-      return !this.#apiDocs.has(path) || !allowedMethods(['GET']).includes(Cors.requestedMethod(request));
-    }
-    if (!this.#table.ready || !this.#table.knowsAnyRoute) return true;
-    return !allowedMethods(this.#methodsOf(path)).includes(Cors.requestedMethod(request));
-  }
-
-  /** The methods a path answers: its routes', or GET (and so HEAD) for one of the gateway's pages. */
-  #methodsOf(path: string): readonly string[] {
-    return this.#telemetry.servesPage(path) ? ['GET'] : this.#table.methodsOf(path);
-  }
-
-  /** The methods the gateway answers on some path: its routes', and GET for its own pages. */
-  #serverMethods(): readonly string[] {
-    return ['GET', ...this.#table.live().map((route) => route.method)];
-  }
-
-  /** 405 with `Allow` for a path that answers other methods, else 404. */
-  #notRouted(response: ServerResponse, method: string, path: string): GatewayError {
-    const methods = this.#methodsOf(path);
-    if (methods.length === 0) return gatewayErrors.notFound(method, path);
-    const allow = allowedMethods(methods).join(', ');
-    response.setHeader('Allow', allow);
-    return gatewayErrors.methodNotAllowed(method, path, allow);
-  }
-
-  /**
-   * OPTIONS: 204 with `Allow` for a path that answers `methods` (those of its routes, or of the whole
-   * gateway for `*`), plus the CORS preflight headers for an allowed origin; 404 when it answers
-   * none. The body, if any, is not read.
-   */
-  #answerOptions(
-    request: IncomingMessage,
-    response: ServerResponse,
-    path: string,
-    methods: readonly string[],
-    hasBody: boolean,
-    requestId: string | undefined,
-    preflightMaxAgeSeconds?: number,
-  ): void {
-    if (methods.length === 0) {
-      this.#answers.fail(
-        request,
-        response,
-        null,
-        gatewayErrors.notFound('OPTIONS', path),
-        hasBody,
-        requestId,
-      );
-      return;
-    }
-    const allow = allowedMethods(methods);
-    if (this.#cors && Cors.isPreflight(request) && !this.#telemetry.servesPage(path)) {
-      this.#cors.preflight(request, response, allow, preflightMaxAgeSeconds);
-    }
-    // No Content-Length: RFC 9110 (section 8.6) forbids it on a 204, which has no content by definition.
-    const headers: (string | number)[] = ['Allow', allow.join(', ')];
-    pushRequestId(headers, requestId);
-    if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
-    response.writeHead(204, headers as unknown as string[]);
-    response.end();
   }
 
   async #readThenDispatch(exchange: Exchange, expectsContinue: boolean, turn: number): Promise<void> {
@@ -1153,10 +1110,18 @@ class GatewayServer implements Gateway {
     // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
     // hides the 400 and its message from it, and a cache could mix origins up.
     this.#cors?.decorate(request, response);
-    // Its preflight too, as a request the gateway refuses after routing (see #letsPreflightThrough):
+    // Its preflight too, as a request the gateway refuses after routing (see MethodAnswers.letsPreflightThrough):
     // answered 400, it failed the page's fetch ("Failed to fetch") before the request was sent.
     if (this.#cors?.allowedOrigin(request) !== undefined && Cors.isPreflight(request)) {
-      this.#answerOptions(request, response, path, ROUTABLE_METHODS, closeConnection, telemetry.requestId, 0);
+      this.#methods.answerOptions(
+        request,
+        response,
+        path,
+        ROUTABLE_METHODS,
+        closeConnection,
+        telemetry.requestId,
+        0,
+      );
       return;
     }
     this.#answers.fail(request, response, null, error, closeConnection, telemetry.requestId);
