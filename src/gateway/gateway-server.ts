@@ -20,7 +20,7 @@ import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.
 import { NodeState } from '../gen/distributor.js';
 import { RegistrationClient } from '../registry-client/registration-client.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
-import { AnswerWriter, pushRequestId } from './answer-writer.js';
+import { AnswerWriter } from './answer-writer.js';
 import { ApiDocs } from './api-docs.js';
 import {
   BodyAbortedError,
@@ -32,14 +32,13 @@ import {
   unsupportedTransferCoding,
 } from './body-reader.js';
 import { type Connection, WORKED_AT_ONCE } from './connection-tracker.js';
-import { allowedMethods, Cors, ROUTABLE_METHODS } from './cors.js';
+import { Cors, ROUTABLE_METHODS } from './cors.js';
 import { isCrossOriginWrite } from './cross-origin-writes.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import {
-  DOCUMENTATION_ROUTES,
   GatewayTelemetry,
   type GatewayTelemetryOptions,
   type RequestTelemetry,
@@ -48,6 +47,7 @@ import { HttpFront } from './http-front.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { MethodAnswers } from './method-answers.js';
+import { OwnPages } from './own-pages.js';
 import {
   BODY_METHODS,
   bodyFormat,
@@ -313,6 +313,8 @@ class GatewayServer implements Gateway {
   readonly #answers: AnswerWriter;
   /** OPTIONS, 405 with Allow, and the CORS preflights, from the methods each path answers. */
   readonly #methods: MethodAnswers;
+  /** The gateway's own pages: the operators' and the documentation (own-pages.ts). */
+  readonly #pages: OwnPages;
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
@@ -469,6 +471,15 @@ class GatewayServer implements Gateway {
       telemetry: this.#telemetry,
       apiDocs: this.#apiDocs,
       cors: this.#cors,
+      answers: this.#answers,
+      isServing: () => this.#phase === 'serving',
+    });
+    this.#pages = new OwnPages({
+      telemetry: this.#telemetry,
+      apiDocs: this.#apiDocs,
+      cors: this.#cors,
+      connections: this.#front.connections,
+      maxPipelinedRequests: this.#maxPipelinedRequests,
       answers: this.#answers,
       isServing: () => this.#phase === 'serving',
     });
@@ -660,13 +671,7 @@ class GatewayServer implements Gateway {
       const { queryStart } = split;
       const method = request.method ?? 'GET';
       if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
-        const page = this.#telemetry.onPageRequest(request, method, path);
-        if (this.#pageAdmitted(request, response, page)) {
-          // A page reads no body: with one, close after the answer, as every other answer does
-          // (kept alive, Node would read and drop a body of any declared length until the request timeout).
-          if (declaredBodySize(request) !== 0) response.setHeader('Connection', 'close');
-          this.#telemetry.answerPage(response, path, page.requestId);
-        }
+        this.#pages.answerOperatorPage(request, response, method, path);
         return;
       }
       telemetry = this.#telemetry.onRequest(request, method, path);
@@ -686,36 +691,6 @@ class GatewayServer implements Gateway {
         requestId,
       );
     }
-  }
-
-  /**
-   * Counts a request for one of the gateway's own pages on its connection, as any request is: in the
-   * bound on pipelined requests (one write could otherwise queue some 1,700 page answers), and on a
-   * connection opened past the limit, refused. False when it was refused.
-   */
-  #pageAdmitted(request: IncomingMessage, response: ServerResponse, telemetry: RequestTelemetry): boolean {
-    const connection = this.#front.connections.requestStarted(request, response);
-    response.once('close', () => {
-      telemetry.closed(response);
-      connection?.requestEnded();
-    });
-    if (this.#front.connections.isRefused(request)) {
-      this.#answers.fail(
-        request,
-        response,
-        null,
-        gatewayErrors.tooManyConnections(),
-        true,
-        telemetry.requestId,
-      );
-      return false;
-    }
-    if (connection && connection.inFlight > this.#maxPipelinedRequests) {
-      const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
-      this.#answers.fail(request, response, null, error, true, telemetry.requestId);
-      return false;
-    }
-    return true;
   }
 
   #handle(
@@ -798,26 +773,7 @@ class GatewayServer implements Gateway {
       return;
     }
     if (ApiDocs.owns(path)) {
-      telemetry.route = path === '/openapi.json' ? DOCUMENTATION_ROUTES.document : DOCUMENTATION_ROUTES.page;
-      const answer = this.#apiDocs.answer(
-        method,
-        path,
-        request.headers['accept-encoding'],
-        request.headers['if-none-match'],
-      );
-      if (answer.status === 204 && this.#cors && Cors.isPreflight(request)) {
-        // A preflight here is answered as on any path (MethodAnswers.answerOptions): without its
-        // headers, a page of an allowed origin could not send X-Request-Id with its GET of the document.
-        this.#cors.preflight(request, response, allowedMethods(['GET']));
-      }
-      const headers: (string | number)[] = withVaryKept(response, answer.headers).flat();
-      // Not on the 204 to OPTIONS, as in MethodAnswers.answerOptions, nor on a 304, whose length would
-      // be the representation's (RFC 9110, section 8.6), not its empty body's.
-      if (answer.status !== 204 && answer.status !== 304) headers.push('Content-Length', answer.body.length);
-      pushRequestId(headers, telemetry.requestId);
-      if (hasBody || this.#phase !== 'serving') headers.push('Connection', 'close');
-      response.writeHead(answer.status, headers as unknown as string[]);
-      response.end(method === 'HEAD' ? undefined : answer.body);
+      this.#pages.answerDocs(request, response, method, path, telemetry, hasBody);
       return;
     }
     if (operatorPage) {
@@ -1144,20 +1100,3 @@ function takesBodyField(route: Route): boolean {
  * them gets what is left (stopStepBudget).
  */
 const MAX_STOP_GRACE_MS = 7_000;
-
-/**
- * A page's own headers for writeHead, its `Vary` joined to the one set before (CORS's `Vary:
- * Origin`): writeHead's headers replace those set with setHeader, and the docs' files, kept an hour
- * by caches, would vary by Accept-Encoding alone, their Access-Control-Allow-Origin handed to pages
- * of other origins.
- */
-function withVaryKept(
-  response: ServerResponse,
-  headers: readonly (readonly [string, string])[],
-): (readonly [string, string])[] {
-  const set = response.getHeader('Vary');
-  if (set === undefined) return [...headers];
-  return headers.map(([name, value]) =>
-    name.toLowerCase() === 'vary' ? ([name, `${String(set)}, ${value}`] as const) : [name, value],
-  );
-}
