@@ -22,21 +22,14 @@ import { RegistrationClient } from '../registry-client/registration-client.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
 import { AnswerWriter } from './answer-writer.js';
 import { ApiDocs } from './api-docs.js';
-import {
-  BodyAbortedError,
-  BodyBudget,
-  BodyBudgetError,
-  BodyTooLargeError,
-  declaredBodySize,
-  readBody,
-  unsupportedTransferCoding,
-} from './body-reader.js';
-import { type Connection, WORKED_AT_ONCE } from './connection-tracker.js';
+import { BodyBudget, declaredBodySize, unsupportedTransferCoding } from './body-reader.js';
+import type { Connection } from './connection-tracker.js';
 import { Cors, ROUTABLE_METHODS } from './cors.js';
 import { isCrossOriginWrite } from './cross-origin-writes.js';
 import { Dispatcher } from './dispatcher.js';
 import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
+import { ExchangeIntake } from './exchange-intake.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
 import {
   GatewayTelemetry,
@@ -48,18 +41,10 @@ import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { MethodAnswers } from './method-answers.js';
 import { OwnPages } from './own-pages.js';
-import {
-  BODY_METHODS,
-  bodyFormat,
-  bodyInput,
-  bodyIsUnencoded,
-  NO_INPUT,
-  type RequestInput,
-} from './request-input.js';
+import { BODY_METHODS, NO_INPUT } from './request-input.js';
 import { asksForUpgrade, framingRefusal, originForm, routingPath, splitQuery } from './request-target.js';
 import { type Route, type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
-import { lingerThenClose } from './socket-answers.js';
 import { upstreamEventLog } from './upstream-event-log.js';
 
 /**
@@ -255,23 +240,6 @@ const DISTRIBUTOR_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 1_000 };
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
 
 /**
- * Resolves once an answer queued behind others on its connection (HTTP/1.1 pipelining) has the
- * connection's socket, or has closed (with its connection: see Connection.track).
- */
-function reachesSocket(response: ServerResponse): Promise<void> {
-  if (response.socket) return Promise.resolve();
-  return new Promise((resolve) => {
-    const reached = (): void => {
-      response.off('socket', reached);
-      response.off('close', reached);
-      resolve();
-    };
-    response.once('socket', reached);
-    response.once('close', reached);
-  });
-}
-
-/**
  * Builds the HTTP gateway: the book's REST surface on HTTP/1.1 with keep-alive, routed to gRPC
  * services from what they register with the distributor. It knows no service: a service that
  * registers a new route is reachable at once, without restarting the gateway.
@@ -296,8 +264,6 @@ class GatewayServer implements Gateway {
   readonly #log: Logger;
   readonly #deadlineMs: number;
   readonly #maxPipelinedRequests: number;
-  readonly #bodyLimit: number;
-  readonly #bodyBudget: BodyBudget;
   readonly #restartGraceMs: number;
   /** How long stop() waits for requests in flight (see GatewayOptions.stopGraceMs). */
   readonly #stopGraceMs: number;
@@ -315,6 +281,8 @@ class GatewayServer implements Gateway {
   readonly #methods: MethodAnswers;
   /** The gateway's own pages: the operators' and the documentation (own-pages.ts). */
   readonly #pages: OwnPages;
+  /** A routed request's way to its call: its body, its turn, the dispatcher (exchange-intake.ts). */
+  readonly #intake: ExchangeIntake;
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
@@ -329,12 +297,6 @@ class GatewayServer implements Gateway {
    * stopping: refusing new requests, the listener closed.
    */
   #phase: 'serving' | 'draining' | 'stopping' = 'serving';
-  /**
-   * Once the stop has begun, when a call must end for its answer to go before the stop's grace
-   * closes the connections (a second before): a call made later, for a body that came meanwhile or
-   * a pipelined request whose turn came, would be cut with its write made and no answer.
-   */
-  #callsEndBy = Number.POSITIVE_INFINITY;
   #drained: { done: Promise<void>; end: () => void } | undefined;
   /** The channels are closed: snapshots are no longer applied. */
   #poolClosed = false;
@@ -346,8 +308,8 @@ class GatewayServer implements Gateway {
     this.#deadlineMs = options.deadlineMs ?? 5_000;
     const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS;
     this.#maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
-    this.#bodyLimit = options.bodyLimitBytes ?? MIB;
-    this.#bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, this.#bodyLimit));
+    const bodyLimitBytes = options.bodyLimitBytes ?? MIB;
+    const bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, bodyLimitBytes));
     this.#restartGraceMs = options.restartGraceMs ?? 7_000;
     this.#stopGraceMs = options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS);
     // Logs what goes wrong with the TLS files, once for all of the gateway's credentials.
@@ -483,6 +445,15 @@ class GatewayServer implements Gateway {
       answers: this.#answers,
       isServing: () => this.#phase === 'serving',
     });
+    this.#intake = new ExchangeIntake({
+      connections: this.#front.connections,
+      dispatcher: this.#dispatcher,
+      answers: this.#answers,
+      deadlineMs: this.#deadlineMs,
+      bodyLimitBytes,
+      bodyBudget,
+      isServing: () => this.#phase === 'serving',
+    });
   }
 
   get revision(): number | undefined {
@@ -570,7 +541,7 @@ class GatewayServer implements Gateway {
     this.#phase = 'stopping';
     this.#drained?.end();
     const graceMs = this.#stopGraceMs;
-    this.#callsEndBy = Date.now() + graceMs - Math.min(1_000, graceMs);
+    this.#intake.endCallsBy(Date.now() + graceMs - Math.min(1_000, graceMs));
     await this.#front.close();
     this.#poolClosed = true;
     this.#restartGrace?.stop();
@@ -867,11 +838,11 @@ class GatewayServer implements Gateway {
     } else if (idempotencyKey instanceof GatewayError) {
       this.#answers.answerError(exchange, idempotencyKey);
     } else if (BODY_METHODS.has(method) || takesBody(route)) {
-      this.#readThenDispatch(exchange, expectsContinue, turn).catch((error: unknown) =>
-        this.#answers.internalError(exchange, error),
-      );
+      this.#intake
+        .readThenDispatch(exchange, expectsContinue, turn)
+        .catch((error: unknown) => this.#answers.internalError(exchange, error));
     } else {
-      this.#dispatchInTurn(exchange, NO_INPUT, connection, turn);
+      this.#intake.dispatchInTurn(exchange, NO_INPUT, connection, turn);
     }
   }
 
@@ -895,157 +866,6 @@ class GatewayServer implements Gateway {
   }
 
   /**
-   * Hands a request that has been read to the dispatcher in its turn on its connection (see
-   * Connection.mayStart): a client that pipelines gets two of its requests worked on at once, the
-   * rest when the answers before them have gone. A request that waited gets its full deadline from
-   * the moment its call starts.
-   */
-  #dispatchInTurn(
-    exchange: Exchange,
-    input: RequestInput,
-    connection: Connection | undefined,
-    turn: number,
-  ): void {
-    // Draining or stopping, the answer before it closes the connection: worked on beside that one,
-    // a pipelined write would be done and its answer never sent. It waits, and then finds the
-    // connection closing, which tells the client it was not processed (RFC 9112, section 9.6).
-    const atOnce = this.#phase === 'serving' && !connection?.closing ? WORKED_AT_ONCE : 1;
-    if (connection === undefined || connection.mayStart(turn, atOnce)) {
-      if (connection) connection.lastDispatched = Math.max(connection.lastDispatched, turn);
-      this.#dispatch(exchange, input);
-      return;
-    }
-    connection.waitTurn(turn, () => {
-      // An answer before it closed the connection, or is closing it (Connection: close): this one
-      // could never be sent.
-      const { socket } = exchange.request;
-      if (exchange.gone || socket.destroyed || socket.writableEnded) return;
-      // Its full deadline from now, but during a stop one that ends in time for its answer to go
-      // (see #callsEndBy), as for a body read meanwhile: with no time left, it is not worked on.
-      exchange.deadline = Math.min(Date.now() + this.#deadlineMs, this.#callsEndBy);
-      if (exchange.deadline <= Date.now()) {
-        this.#answers.answerError(exchange, gatewayErrors.stopping());
-        return;
-      }
-      connection.lastDispatched = Math.max(connection.lastDispatched, turn);
-      this.#dispatch(exchange, input);
-    });
-  }
-
-  #dispatch(exchange: Exchange, input: RequestInput): void {
-    try {
-      this.#dispatcher.dispatch(exchange, input);
-    } catch (error) {
-      this.#answers.internalError(exchange, error);
-    }
-  }
-
-  async #readThenDispatch(exchange: Exchange, expectsContinue: boolean, turn: number): Promise<void> {
-    const { request, response } = exchange;
-    const size = declaredBodySize(request);
-    if (size === 0) {
-      this.#dispatchInTurn(exchange, NO_INPUT, this.#front.connections.of(request.socket), turn);
-      return;
-    }
-    const format = bodyFormat(request.headers['content-type']);
-    if (!format) {
-      this.#answers.answerError(exchange, gatewayErrors.unsupportedMediaType());
-      return;
-    }
-    const contentEncoding = request.headers['content-encoding'];
-    if (!bodyIsUnencoded(contentEncoding)) {
-      response.setHeader('Accept-Encoding', 'identity');
-      this.#answers.answerError(exchange, gatewayErrors.unsupportedContentEncoding(contentEncoding ?? ''));
-      return;
-    }
-    if (size !== 'chunked' && size > this.#bodyLimit) {
-      // Refused on its declared size, without reading a byte of it.
-      this.#answers.answerError(exchange, gatewayErrors.bodyTooLarge(this.#bodyLimit));
-      return;
-    }
-    if (this.#bodyBudget.exhausted) {
-      // Refused before a byte of it is read (and before 100 Continue invites it).
-      this.#answers.answerError(exchange, gatewayErrors.bodiesOverBudget());
-      return;
-    }
-    if (expectsContinue) {
-      // An answer queued behind others (pipelining) has no socket yet: a 100 written now would
-      // follow its final status on the wire. It goes when the answer reaches the socket, before
-      // its final status, even if the body has come meanwhile: Node closes the connection after
-      // an answer to Expect: 100-continue that no 100 preceded.
-      if (response.socket) response.writeContinue();
-      else
-        response.once('socket', () => {
-          if (!response.headersSent) response.writeContinue();
-        });
-    }
-    // Stopped when the parser fails under it (see SocketAnswers.clientError): then the body never ends.
-    const connection = this.#front.connections.of(request.socket);
-    const reading = { request, requestId: exchange.requestId, stop: new AbortController() };
-    if (connection) connection.readingBody = reading;
-    let body: Buffer;
-    try {
-      body = await readBody(request, this.#bodyLimit, reading.stop.signal, this.#bodyBudget);
-    } catch (error) {
-      if (error instanceof GatewayError) {
-        this.#answers.answerError(exchange, error);
-        return;
-      }
-      if (error instanceof BodyTooLargeError || error instanceof BodyBudgetError) {
-        // Reading has stopped and the socket is destroyed a little later (see lingerThenClose). The
-        // answer says `Connection: close`, so that a client that has sent its whole body does not
-        // send its next request on a connection about to go; once it is written, Node's destroy of
-        // such a socket is turned into an end of the gateway's side alone (FIN): destroyed at once,
-        // it would reset the connection under a client still sending, which then lost the answer.
-        // The linger counts from when the answer is written: begun at once, it closed the connection
-        // under the answers pipelined before it that were still on their way (a call of over 2 s).
-        response.once('close', () => lingerThenClose(request));
-        exchange.bodyRead = true;
-        const socket = request.socket;
-        socket.destroySoon = () => {
-          if (socket.writable) socket.end();
-        };
-        const refusal =
-          error instanceof BodyBudgetError
-            ? gatewayErrors.bodiesOverBudget()
-            : gatewayErrors.bodyTooLarge(this.#bodyLimit);
-        const retry = refusal.options.retryAfter === true;
-        const body = errorBody(exchange.key, refusal.message);
-        this.#answers.write(response, refusal.httpStatus, body, retry, true, exchange.requestId);
-      } else if (!(error instanceof BodyAbortedError)) throw error;
-      return;
-    } finally {
-      if (connection?.readingBody === reading) connection.readingBody = undefined;
-    }
-    exchange.bodyRead = true;
-    if (exchange.gone) return;
-    let input: RequestInput;
-    try {
-      input = bodyInput(format, body, takesBodyField(exchange.route));
-    } catch (error) {
-      if (!(error instanceof GatewayError)) throw error;
-      this.#answers.answerError(exchange, error);
-      return;
-    }
-    if (expectsContinue && !response.socket) {
-      // Answered while queued behind other answers, it would go without its 100 Continue, and
-      // Node closes the connection after such an answer: it is worked on once it has the socket
-      // (the 100 is written then, above).
-      await reachesSocket(response);
-      if (exchange.gone || request.socket.destroyed) return;
-    }
-    // The call's deadline counts from here: a body that took the client longer than the deadline
-    // to send (it has 30 s) left none, and its write was made, then answered 504. During a stop, it
-    // ends in time for the answer to go; with no time left, the request is not worked on.
-    exchange.deadline = Math.min(Date.now() + this.#deadlineMs, this.#callsEndBy);
-    if (exchange.deadline <= Date.now()) {
-      this.#answers.answerError(exchange, gatewayErrors.stopping());
-      return;
-    }
-    this.#dispatchInTurn(exchange, input, connection, turn);
-  }
-
-  /**
    * Refuses a request Node handed over but the gateway will not route (no Host, an Expect it cannot
    * meet, a malformed path), as a request still: with its id, counted and in the rates when its
    * answer closes. The connection closes after it unless `closeConnection` is false (a request with
@@ -1066,8 +886,9 @@ class GatewayServer implements Gateway {
     // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
     // hides the 400 and its message from it, and a cache could mix origins up.
     this.#cors?.decorate(request, response);
-    // Its preflight too, as a request the gateway refuses after routing (see MethodAnswers.letsPreflightThrough):
-    // answered 400, it failed the page's fetch ("Failed to fetch") before the request was sent.
+    // Its preflight too, as a request the gateway refuses after routing (see
+    // MethodAnswers.letsPreflightThrough): answered 400, it failed the page's fetch ("Failed to
+    // fetch") before the request was sent.
     if (this.#cors?.allowedOrigin(request) !== undefined && Cors.isPreflight(request)) {
       this.#methods.answerOptions(
         request,
@@ -1087,11 +908,6 @@ class GatewayServer implements Gateway {
 /** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
 function takesBody(route: Route): boolean {
   return route.serving.some((instance) => instance.plan.route.body.kind !== 'none');
-}
-
-/** Whether a route's body is one field (`body: "tags"`), whose JSON may be a list, a number or a string. */
-function takesBodyField(route: Route): boolean {
-  return route.serving.some((instance) => instance.plan.route.body.kind === 'field');
 }
 
 /**
