@@ -1,12 +1,10 @@
 import type { X509Certificate } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { BackoffOptions } from '../common/backoff.js';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { HostAllowlist } from '../common/host-allowlist.js';
-import { limiterOf } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { defaultMaxConnections } from '../common/max-connections.js';
 import {
@@ -22,28 +20,17 @@ import { RegistrationClient } from '../registry-client/registration-client.js';
 import { RestartGrace } from '../registry-client/restart-grace.js';
 import { AnswerWriter } from './answer-writer.js';
 import { ApiDocs } from './api-docs.js';
-import { BodyBudget, declaredBodySize, unsupportedTransferCoding } from './body-reader.js';
-import type { Connection } from './connection-tracker.js';
-import { Cors, ROUTABLE_METHODS } from './cors.js';
-import { isCrossOriginWrite } from './cross-origin-writes.js';
+import { BodyBudget } from './body-reader.js';
+import { Cors } from './cors.js';
 import { Dispatcher } from './dispatcher.js';
-import { errorBody } from './envelope.js';
-import type { Exchange } from './exchange.js';
 import { ExchangeIntake } from './exchange-intake.js';
-import { GatewayError, gatewayErrors } from './gateway-error.js';
-import {
-  GatewayTelemetry,
-  type GatewayTelemetryOptions,
-  type RequestTelemetry,
-} from './gateway-telemetry.js';
+import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
 import { HttpFront } from './http-front.js';
-import { idempotencyKeyOf } from './idempotency-header.js';
 import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
 import { MethodAnswers } from './method-answers.js';
 import { OwnPages } from './own-pages.js';
-import { BODY_METHODS, NO_INPUT } from './request-input.js';
-import { asksForUpgrade, framingRefusal, originForm, routingPath, splitQuery } from './request-target.js';
-import { type Route, type RouteInfo, RouteTable } from './route-table.js';
+import { RequestPipeline } from './request-pipeline.js';
+import { type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { upstreamEventLog } from './upstream-event-log.js';
 
@@ -234,12 +221,6 @@ const UPSTREAM_MAX_RECONNECT_BACKOFF_MS = 10_000;
  */
 const DISTRIBUTOR_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 1_000 };
 /**
- * GET and DELETE are idempotent in this API, so a call refused with UNAVAILABLE may go elsewhere; so
- * may a write with an Idempotency-Key to a method that makes it once per key (see mayRetry).
- */
-const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
-
-/**
  * Builds the HTTP gateway: the book's REST surface on HTTP/1.1 with keep-alive, routed to gRPC
  * services from what they register with the distributor. It knows no service: a service that
  * registers a new route is reachable at once, without restarting the gateway.
@@ -283,6 +264,8 @@ class GatewayServer implements Gateway {
   readonly #pages: OwnPages;
   /** A routed request's way to its call: its body, its turn, the dispatcher (exchange-intake.ts). */
   readonly #intake: ExchangeIntake;
+  /** Each request from the HTTP front to an answer or a routed call (request-pipeline.ts). */
+  readonly #pipeline: RequestPipeline;
   /** /openapi.json and /docs: the REST surface documented from the route table. */
   readonly #apiDocs: ApiDocs;
   readonly #cors: Cors | undefined;
@@ -291,7 +274,6 @@ class GatewayServer implements Gateway {
   readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
   #restartGrace: RestartGrace | undefined;
-  #nextKey = 0;
   /**
    * Serving; draining: serving, but /readyz is 503 and answers close their connections (see drain());
    * stopping: refusing new requests, the listener closed.
@@ -419,8 +401,8 @@ class GatewayServer implements Gateway {
       telemetry: this.#telemetry,
       tlsProblems,
       onRequest: (request, response, expectsContinue) =>
-        this.#handleSafely(request, response, expectsContinue),
-      refuse: (request, response, error) => this.#refuseBeforeRouting(request, response, error),
+        this.#pipeline.handleSafely(request, response, expectsContinue),
+      refuse: (request, response, error) => this.#pipeline.refuseBeforeRouting(request, response, error),
     });
     this.#answers = new AnswerWriter({
       log: this.#log,
@@ -453,6 +435,21 @@ class GatewayServer implements Gateway {
       bodyLimitBytes,
       bodyBudget,
       isServing: () => this.#phase === 'serving',
+    });
+    this.#pipeline = new RequestPipeline({
+      log: this.#log,
+      telemetry: this.#telemetry,
+      connections: this.#front.connections,
+      table: this.#table,
+      cors: this.#cors,
+      allowedHosts: () => this.#allowedHosts,
+      maxPipelinedRequests: this.#maxPipelinedRequests,
+      deadlineMs: this.#deadlineMs,
+      answers: this.#answers,
+      methods: this.#methods,
+      pages: this.#pages,
+      intake: this.#intake,
+      isStopping: () => this.#phase === 'stopping',
     });
   }
 
@@ -602,312 +599,6 @@ class GatewayServer implements Gateway {
     this.#registration = registration;
     registration.start();
   }
-
-  /** A bug while handling one request answers that request 500; it must not stop the gateway. */
-  #handleSafely(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean): void {
-    let telemetry: RequestTelemetry | undefined;
-    try {
-      const framing = framingRefusal(request, this.#allowedHosts);
-      if (framing) {
-        // A client that names the gateway by a DNS name it was not given (a health check, a
-        // Prometheus target) fails every request: the operator learns which name to add.
-        if (framing.httpStatus === 421) {
-          limiterOf(this.#log).warn(
-            'host-not-allowed',
-            { event: 'host-not-allowed', host: String(request.headers.host).slice(0, 100) },
-            'a request named this gateway by a host name it does not answer to, refused 421: if clients call it so, add that name to --allowed-hosts (GATEWAY_ALLOWED_HOSTS)',
-          );
-        }
-        this.#refuseBeforeRouting(request, response, framing);
-        return;
-      }
-      // Node's parser reads nothing after a request that asks for an Upgrade (the gateway takes none):
-      // a request pipelined behind it would never be answered, and the connection would sit until its
-      // keep-alive time. Closed after the answer, the client knows at once. It asks only with both
-      // `Upgrade` and an `upgrade` token in `Connection` (RFC 9110, section 7.8), as Node's parser
-      // reads it: an `Upgrade` alone stops nothing, and the requests behind it are answered.
-      if (asksForUpgrade(request)) response.setHeader('Connection', 'close');
-      const url = originForm(request.url ?? '/');
-      const split = splitQuery(url);
-      const path = routingPath(split.path);
-      if (path === undefined) {
-        this.#refuseBeforeRouting(
-          request,
-          response,
-          gatewayErrors.malformedPath(),
-          declaredBodySize(request) !== 0,
-        );
-        return;
-      }
-      const { queryStart } = split;
-      const method = request.method ?? 'GET';
-      if ((method === 'GET' || method === 'HEAD') && this.#telemetry.servesPage(path)) {
-        this.#pages.answerOperatorPage(request, response, method, path);
-        return;
-      }
-      telemetry = this.#telemetry.onRequest(request, method, path);
-      this.#handle(request, response, expectsContinue, telemetry, method, url, path, queryStart);
-    } catch (error) {
-      const requestId = telemetry?.requestId;
-      this.#log.error(
-        { err: error, method: request.method, url: request.url, requestId },
-        'bug while handling a request',
-      );
-      this.#answers.write(
-        response,
-        500,
-        errorBody(null, 'Internal error in the gateway'),
-        false,
-        true,
-        requestId,
-      );
-    }
-  }
-
-  #handle(
-    request: IncomingMessage,
-    response: ServerResponse,
-    expectsContinue: boolean,
-    telemetry: RequestTelemetry,
-    method: string,
-    url: string,
-    path: string,
-    queryStart: number,
-  ): void {
-    const connection = this.#front.connections.requestStarted(request, response);
-    const turn = connection?.started ?? 0;
-    let routed: Exchange | undefined;
-    // A request costs one 'close' listener (see ConnectionTracker.requestStarted): its answer is
-    // recorded, its connection's count ends, and a client that left stops the upstream work.
-    const closed = (): void => {
-      // Its status sent, its answer not finished: counted with the status sent, and why it stopped.
-      if (routed !== undefined && response.headersSent && !response.writableFinished) {
-        this.#countIncomplete(routed, connection, telemetry);
-      }
-      telemetry.closed(response);
-      connection?.requestEnded();
-      if (routed === undefined || response.writableFinished) return;
-      // The client left before its answer: nobody to answer, so stop the upstream work too.
-      routed.gone = true;
-      routed.call?.cancel();
-    };
-    response.once('close', closed);
-    const hasBody = declaredBodySize(request) !== 0;
-    // The operators' pages take no CORS, whatever the method (their GET and HEAD never come here).
-    const operatorPage = this.#telemetry.servesPage(path);
-    if (!operatorPage) this.#cors?.decorate(request, response);
-    if (this.#front.connections.isRefused(request)) {
-      this.#answers.fail(
-        request,
-        response,
-        null,
-        gatewayErrors.tooManyConnections(),
-        true,
-        telemetry.requestId,
-      );
-      return;
-    }
-    // Node parses every request a client pipelines and hands each over at once, answers queued in
-    // order: one socket could start a thousand upstream calls with one write.
-    if (connection && connection.inFlight > this.#maxPipelinedRequests) {
-      const error = gatewayErrors.tooManyPipelined(this.#maxPipelinedRequests);
-      this.#answers.fail(request, response, null, error, true, telemetry.requestId);
-      return;
-    }
-    const coding = unsupportedTransferCoding(request);
-    if (coding !== undefined) {
-      this.#answers.fail(
-        request,
-        response,
-        null,
-        gatewayErrors.unsupportedTransferCoding(coding),
-        true,
-        telemetry.requestId,
-      );
-      return;
-    }
-    // `OPTIONS *` asks about the server as a whole, not a resource (RFC 9110, section 9.3.7): the
-    // methods it serves anywhere, whether or not it has its routes yet (its own pages are there).
-    if (method === 'OPTIONS' && url === '*') {
-      this.#methods.answerOptions(
-        request,
-        response,
-        path,
-        this.#methods.serverMethods(),
-        hasBody,
-        telemetry.requestId,
-      );
-      return;
-    }
-    if (this.#methods.letsPreflightThrough(request, path)) {
-      this.#methods.answerOptions(request, response, path, ROUTABLE_METHODS, hasBody, telemetry.requestId, 0);
-      return;
-    }
-    if (ApiDocs.owns(path)) {
-      this.#pages.answerDocs(request, response, method, path, telemetry, hasBody);
-      return;
-    }
-    if (operatorPage) {
-      // A page's GET and HEAD were answered before (see GatewayTelemetry.onRequest): this is another method.
-      if (method === 'OPTIONS') {
-        this.#methods.answerOptions(
-          request,
-          response,
-          path,
-          this.#methods.methodsOf(path),
-          hasBody,
-          telemetry.requestId,
-        );
-      } else {
-        const error = this.#methods.notRouted(response, method, path);
-        this.#answers.fail(request, response, null, error, hasBody, telemetry.requestId);
-      }
-      return;
-    }
-    if (!this.#table.ready) {
-      this.#answers.fail(request, response, null, gatewayErrors.notReady(), hasBody, telemetry.requestId);
-      return;
-    }
-    // Until a service has registered a route, a path the gateway does not know may be one on its way
-    // (a gateway started before the services): "try again", not 404, which says it will never exist.
-    if (!this.#table.knowsAnyRoute) {
-      this.#answers.fail(request, response, null, gatewayErrors.noRouteYet(), hasBody, telemetry.requestId);
-      return;
-    }
-    if (method === 'OPTIONS') {
-      this.#methods.answerOptions(
-        request,
-        response,
-        path,
-        this.#methods.methodsOf(path),
-        hasBody,
-        telemetry.requestId,
-      );
-      return;
-    }
-    if (isCrossOriginWrite(request, method, (asked) => this.#cors?.allowedOrigin(asked) !== undefined)) {
-      this.#answers.fail(
-        request,
-        response,
-        null,
-        gatewayErrors.crossOriginWrite(),
-        hasBody,
-        telemetry.requestId,
-      );
-      return;
-    }
-    // HEAD is GET: Node writes no body for it, and keeps the status and every header, Content-Length
-    // too, so a refusal's unsent message names GET as well (RFC 9110, section 9.3.2).
-    const routedMethod = method === 'HEAD' ? 'GET' : method;
-    const match = this.#table.match(routedMethod, path);
-    if (!match || match.retired) {
-      // A retired route is one the gateway knows: its request gets a key, like any routed request.
-      const error = match
-        ? gatewayErrors.noInstance(routedMethod, path)
-        : this.#methods.notRouted(response, routedMethod, path);
-      const key = error.httpStatus === 503 ? this.#nextKey++ : null;
-      this.#answers.fail(request, response, key, error, hasBody, telemetry.requestId);
-      return;
-    }
-    const route = match.route;
-    telemetry.route = route.template.text;
-    const idempotencyKey = idempotencyKeyOf(request);
-    const keyed = typeof idempotencyKey === 'string';
-    const exchange: Exchange = {
-      request,
-      response,
-      route,
-      pathValues: match.pathValues,
-      query: queryStart < 0 ? '' : url.slice(queryStart + 1),
-      key: this.#nextKey++,
-      turn,
-      deadline: Date.now() + this.#deadlineMs,
-      idempotent: IDEMPOTENT_METHODS.has(method),
-      outcomeUnknown: false,
-      idempotencyKey: keyed ? idempotencyKey : undefined,
-      requestId: telemetry.requestId,
-      metadata: telemetry.metadata(keyed ? idempotencyKey : undefined),
-      call: undefined,
-      gone: false,
-      bodyRead: !hasBody,
-      cutShort: undefined,
-    };
-    routed = exchange;
-    if (this.#phase === 'stopping') {
-      this.#answers.answerError(exchange, gatewayErrors.stopping());
-    } else if (idempotencyKey instanceof GatewayError) {
-      this.#answers.answerError(exchange, idempotencyKey);
-    } else if (BODY_METHODS.has(method) || takesBody(route)) {
-      this.#intake
-        .readThenDispatch(exchange, expectsContinue, turn)
-        .catch((error: unknown) => this.#answers.internalError(exchange, error));
-    } else {
-      this.#intake.dispatchInTurn(exchange, NO_INPUT, connection, turn);
-    }
-  }
-
-  /**
-   * Marks a routed answer whose status was sent and whose end never was: the gateway cut it short
-   * (a page failed, or its stop closed the connection), or its client closed the connection, or
-   * took nothing of it for too long. Counted as a whole 200 before, a list its client abandoned
-   * after the first page looked served in full.
-   */
-  #countIncomplete(
-    exchange: Exchange,
-    connection: Connection | undefined,
-    telemetry: RequestTelemetry,
-  ): void {
-    if (exchange.cutShort !== undefined) telemetry.cutShort(exchange.cutShort);
-    else if (this.#telemetry.closesAllConnections) {
-      telemetry.cutShort('the gateway stopped before the answer ended: its grace was over');
-    } else if (exchange.clientStoppedReading || connection?.closedUnread) {
-      telemetry.cutShort('the client took nothing of the answer for too long', 'client_stopped_reading');
-    } else telemetry.cutShort('the client closed the connection before the answer ended', 'client_closed');
-  }
-
-  /**
-   * Refuses a request Node handed over but the gateway will not route (no Host, an Expect it cannot
-   * meet, a malformed path), as a request still: with its id, counted and in the rates when its
-   * answer closes. The connection closes after it unless `closeConnection` is false (a request with
-   * no body, whose framing is sound).
-   */
-  #refuseBeforeRouting(
-    request: IncomingMessage,
-    response: ServerResponse,
-    error: GatewayError,
-    closeConnection = true,
-  ): void {
-    const { path } = splitQuery(originForm(request.url ?? '/'));
-    const telemetry = this.#telemetry.onRequest(request, request.method ?? 'GET', path);
-    // Queued behind other answers (pipelining), it gets its 'close' even if the socket closes first
-    // (see Connection.track): else it was never counted, and its span never ended.
-    this.#front.connections.of(request.socket)?.track(response);
-    response.once('close', () => telemetry.closed(response));
-    // A page can send such a request (fetch('/goods/%FF')): without the CORS headers its browser
-    // hides the 400 and its message from it, and a cache could mix origins up.
-    this.#cors?.decorate(request, response);
-    // Its preflight too, as a request the gateway refuses after routing (see
-    // MethodAnswers.letsPreflightThrough): answered 400, it failed the page's fetch ("Failed to
-    // fetch") before the request was sent.
-    if (this.#cors?.allowedOrigin(request) !== undefined && Cors.isPreflight(request)) {
-      this.#methods.answerOptions(
-        request,
-        response,
-        path,
-        ROUTABLE_METHODS,
-        closeConnection,
-        telemetry.requestId,
-        0,
-      );
-      return;
-    }
-    this.#answers.fail(request, response, null, error, closeConnection, telemetry.requestId);
-  }
-}
-
-/** Whether a route's HttpRule takes a body, whatever its method (a DELETE may). */
-function takesBody(route: Route): boolean {
-  return route.serving.some((instance) => instance.plan.route.body.kind !== 'none');
 }
 
 /**

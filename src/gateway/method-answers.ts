@@ -40,7 +40,7 @@ export class MethodAnswers {
   letsPreflightThrough(request: IncomingMessage, path: string): boolean {
     const { cors, telemetry, apiDocs, table } = this.#options;
     if (cors?.allowedOrigin(request) === undefined || !Cors.isPreflight(request)) return false;
-    // The operators' pages take no CORS (see GatewayServer's #handle).
+    // The operators' pages take no CORS (see RequestPipeline's #handle).
     if (telemetry.servesPage(path)) return false;
     // The documentation's paths too: a POST of /openapi.json is 405, a file the page lacks 404.
     if (ApiDocs.owns(path)) {
