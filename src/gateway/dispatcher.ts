@@ -36,7 +36,7 @@ export interface DispatcherOptions {
   maxStreamedLists: number;
   /** Whether the gateway is stopping: nothing is retried then. */
   isStopping(): boolean;
-  /** Whether the answer to this exchange closes its connection (see the gateway's #closesAfter). */
+  /** Whether the answer to this exchange closes its connection (see AnswerWriter.closesAfter). */
   closesAfter(exchange: Exchange): boolean;
   answer(exchange: Exchange, httpStatus: number, body: Buffer, retryAfter: boolean | number): void;
   answerError(exchange: Exchange, error: GatewayError): void;
@@ -47,7 +47,8 @@ export interface DispatcherOptions {
  * The gateway's dispatch, apart from its HTTP front: for a request whose route and input the front
  * has read, pick a serving instance → decode the request message → call with the deadline → retry
  * once elsewhere when that is safe → answer the book's envelope (or stream a paged list). The
- * front owns sockets (http-front.ts), bodies, limits and the HTTP-level answers (gateway-server.ts).
+ * front owns sockets (http-front.ts), the way of each request to its exchange (request-pipeline.ts),
+ * bodies and turns (exchange-intake.ts) and the HTTP-level answers (answer-writer.ts, method-answers.ts).
  */
 export class Dispatcher {
   readonly #options: DispatcherOptions;
