@@ -243,8 +243,6 @@ export function createGateway(options: GatewayOptions): Gateway {
 class GatewayServer implements Gateway {
   readonly #options: GatewayOptions;
   readonly #log: Logger;
-  readonly #deadlineMs: number;
-  readonly #maxPipelinedRequests: number;
   readonly #restartGraceMs: number;
   /** How long stop() waits for requests in flight (see GatewayOptions.stopGraceMs). */
   readonly #stopGraceMs: number;
@@ -287,13 +285,13 @@ class GatewayServer implements Gateway {
   constructor(options: GatewayOptions) {
     this.#options = options;
     this.#log = options.log ?? silentLogger();
-    this.#deadlineMs = options.deadlineMs ?? 5_000;
+    const deadlineMs = options.deadlineMs ?? 5_000;
     const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? DEFAULT_UNREAD_ANSWER_TIMEOUT_MS;
-    this.#maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
+    const maxPipelinedRequests = options.maxPipelinedRequests ?? 16;
     const bodyLimitBytes = options.bodyLimitBytes ?? MIB;
     const bodyBudget = new BodyBudget(Math.max(options.bodyBudgetBytes ?? 32 * MIB, bodyLimitBytes));
     this.#restartGraceMs = options.restartGraceMs ?? 7_000;
-    this.#stopGraceMs = options.stopGraceMs ?? Math.min(this.#deadlineMs + 1_000, MAX_STOP_GRACE_MS);
+    this.#stopGraceMs = options.stopGraceMs ?? Math.min(deadlineMs + 1_000, MAX_STOP_GRACE_MS);
     // Logs what goes wrong with the TLS files, once for all of the gateway's credentials.
     const tlsProblems = tlsProblemLog(this.#log);
     // Unreadable or mismatched certificate files stop the start here (a ConfigError, exit 2), before
@@ -366,7 +364,7 @@ class GatewayServer implements Gateway {
       table: this.#table,
       log: this.#log,
       ownTls: options.tls !== undefined,
-      deadlineMs: this.#deadlineMs,
+      deadlineMs,
       unreadAnswerTimeoutMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
       isStopping: () => this.#phase === 'stopping',
@@ -423,7 +421,7 @@ class GatewayServer implements Gateway {
       apiDocs: this.#apiDocs,
       cors: this.#cors,
       connections: this.#front.connections,
-      maxPipelinedRequests: this.#maxPipelinedRequests,
+      maxPipelinedRequests,
       answers: this.#answers,
       isServing: () => this.#phase === 'serving',
     });
@@ -431,7 +429,7 @@ class GatewayServer implements Gateway {
       connections: this.#front.connections,
       dispatcher: this.#dispatcher,
       answers: this.#answers,
-      deadlineMs: this.#deadlineMs,
+      deadlineMs,
       bodyLimitBytes,
       bodyBudget,
       isServing: () => this.#phase === 'serving',
@@ -443,8 +441,8 @@ class GatewayServer implements Gateway {
       table: this.#table,
       cors: this.#cors,
       allowedHosts: () => this.#allowedHosts,
-      maxPipelinedRequests: this.#maxPipelinedRequests,
-      deadlineMs: this.#deadlineMs,
+      maxPipelinedRequests,
+      deadlineMs,
       answers: this.#answers,
       methods: this.#methods,
       pages: this.#pages,
