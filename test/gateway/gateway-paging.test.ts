@@ -506,9 +506,9 @@ describe('the gateway following pages', () => {
   });
 
   /** A gateway that closes a connection whose answers are left untaken for 400 ms, once it routes GET /goods. */
-  async function impatientGateway(): Promise<number> {
+  async function impatientGateway(unreadAnswerTimeoutMs = 400): Promise<number> {
     const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
-    const started = await startGateway(closer, distributor, { log, unreadAnswerTimeoutMs: 400 });
+    const started = await startGateway(closer, distributor, { log, unreadAnswerTimeoutMs });
     await waitForRoute(started.gateway, 'GET /goods', 1);
     return started.port;
   }
@@ -590,7 +590,11 @@ describe('the gateway following pages', () => {
 
   it('a client that takes its answers slowly is not cut off', async () => {
     await startPagingGoods(closer, distributor, goodsList(2_000, 1_000));
-    const port = await impatientGateway();
+    // A second of patience: a loaded machine can stall this process (client and gateway both) for
+    // some hundreds of ms, which a timeout of 400 ms took for a client gone idle.
+    const unreadAnswerTimeoutMs = 1_000;
+    const port = await impatientGateway(unreadAnswerTimeoutMs);
+    const started = performance.now();
     const socket = connect(port, '127.0.0.1');
     let closed = false;
     socket.on('close', () => {
@@ -598,13 +602,14 @@ describe('the gateway following pages', () => {
     });
     socket.on('error', () => {});
     socket.write('GET /goods?page_size=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(8));
-    // About 8.5 MB, a socket buffer at a time every 5 ms: longer than 400 ms in all, never 400 ms idle.
-    // (How slow a reader may be depends on how much the kernel takes at a time: see writeInSlices.)
+    // About 8.5 MB, a socket buffer at a time every 20 ms: longer than the timeout in all, never
+    // that long idle. (How slow a reader may be depends on how much the kernel takes at a time: see
+    // writeInSlices.)
     let received = 0;
     socket.on('data', (chunk: Buffer) => {
       received += chunk.length;
       socket.pause();
-      setTimeout(() => socket.resume(), 5);
+      setTimeout(() => socket.resume(), 20);
     });
     await vi.waitFor(() => expect(closed || received >= 8 * 1_000_000).toBe(true), {
       timeout: 20_000,
@@ -612,6 +617,8 @@ describe('the gateway following pages', () => {
     });
     expect(closed).toBe(false);
     expect(warnings()).toEqual([]);
+    // Slow in all: what is timed is the time without progress, not the answers' whole time.
+    expect(performance.now() - started).toBeGreaterThan(unreadAnswerTimeoutMs);
     socket.destroy();
   });
 
