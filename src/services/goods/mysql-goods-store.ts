@@ -1,9 +1,10 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import type { TraceSpan } from '../../common/trace-span.js';
-import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
-import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
-import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import type { Once, Outcome } from '../common/idempotency.js';
+import type { MysqlStoreOptions, SqlExecutor } from '../common/mysql-database.js';
+import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import { readPageHoldingBackInFlight } from '../common/mysql-paging.js';
+import { MysqlServiceStore } from '../common/mysql-service-store.js';
 import { type StoredPage, takePage } from '../common/paging.js';
 import type { GoodsPageQuery, GoodsRecord, GoodsStore, NewGoods } from './goods-store.js';
 
@@ -46,33 +47,28 @@ interface PageRow extends RowDataPacket {
 }
 
 /** The goods catalogue in MySQL, through one bounded pool. */
-export class MysqlGoodsStore implements GoodsStore {
-  readonly kind = 'mysql';
-  readonly #db: MysqlDatabase;
-  readonly #journal: MysqlIdempotencyJournal;
-
+export class MysqlGoodsStore extends MysqlServiceStore implements GoodsStore {
   /** Creates the pool; the tables are created on first use (see MysqlDatabase). */
-  constructor({ idempotency, ...options }: MysqlStoreOptions) {
-    this.#db = new MysqlDatabase({ ...options, schema: MYSQL_GOODS_SCHEMA });
-    this.#journal = new MysqlIdempotencyJournal(this.#db, 'goods_idempotency', idempotency);
+  constructor(options: MysqlStoreOptions) {
+    super(options, MYSQL_GOODS_SCHEMA, 'goods_idempotency');
   }
 
   createGoods(goods: NewGoods, parent?: TraceSpan): Promise<number> {
-    return insertGoods(this.#db.forCall(parent), goods);
+    return insertGoods(this.db.forCall(parent), goods);
   }
 
   createGoodsOnce(goods: NewGoods, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => insertGoods(sql, goods), parent);
+    return this.journal.run(once, (sql) => insertGoods(sql, goods), parent);
   }
 
   async listGoods(
     { afterId, size, maxTextBytes }: GoodsPageQuery,
     parent?: TraceSpan,
   ): Promise<StoredPage<GoodsRecord>> {
-    const db = this.#db.forCall(parent);
+    const db = this.db.forCall(parent);
     // The page holds no id past one still being written below it (see mysql-paging.ts).
     const page = await readPageHoldingBackInFlight(
-      this.#db,
+      this.db,
       {
         afterId,
         statement: PAGE_SQL,
@@ -122,27 +118,11 @@ export class MysqlGoodsStore implements GoodsStore {
   }
 
   deleteGoods(id: number, parent?: TraceSpan): Promise<void> {
-    return removeGoods(this.#db.forCall(parent), id);
+    return removeGoods(this.db.forCall(parent), id);
   }
 
   deleteGoodsOnce(id: number, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => removeGoods(sql, id), parent);
-  }
-
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim, parent);
-  }
-
-  sweepExpired(): Promise<number> {
-    return this.#journal.sweep();
-  }
-
-  ping(): Promise<void> {
-    return this.#db.ping();
-  }
-
-  close(timeoutMs?: number): Promise<void> {
-    return this.#db.close(timeoutMs);
+    return this.journal.run(once, (sql) => removeGoods(sql, id), parent);
   }
 }
 

@@ -1,17 +1,9 @@
 import type { TraceSpan } from '../../common/trace-span.js';
-import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import type { Once, Outcome } from '../common/idempotency.js';
 import { type StoredPage, takePage } from '../common/paging.js';
-import {
-  closeSqliteDatabase,
-  type Database,
-  openSqliteDatabase,
-  operationOf,
-  type SqliteCall,
-  type SqliteStoreOptions,
-  sqliteCaller,
-  sqliteIdLimit,
-} from '../common/sqlite-database.js';
-import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import { operationOf, type SqliteStoreOptions, sqliteIdLimit } from '../common/sqlite-database.js';
+import { sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import { SqliteServiceStore } from '../common/sqlite-service-store.js';
 import {
   type GoodsPageQuery,
   type GoodsRecord,
@@ -37,35 +29,29 @@ export const SQLITE_GOODS_SCHEMA = [
 ] as const;
 
 /** The goods catalogue in one SQLite file (the default when no MySQL is configured). */
-export class SqliteGoodsStore implements GoodsStore {
-  readonly kind = 'sqlite';
-  readonly #db: Database;
-  readonly #journal: SqliteIdempotencyJournal;
-  readonly #call: SqliteCall;
+export class SqliteGoodsStore extends SqliteServiceStore implements GoodsStore {
   readonly #insert;
   readonly #list;
   readonly #delete;
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
-    this.#db = openSqliteDatabase(file, SQLITE_GOODS_SCHEMA);
-    this.#call = sqliteCaller(this.#db, options.observer);
-    this.#journal = new SqliteIdempotencyJournal(this.#db, 'goods_idempotency', options);
-    this.#insert = this.#db.prepare<[string, string, number, string]>(
+    super(file, SQLITE_GOODS_SCHEMA, 'goods_idempotency', options);
+    this.#insert = this.db.prepare<[string, string, number, string]>(
       'INSERT INTO goods (name, category, price, description) VALUES (?, ?, ?, ?)',
     );
-    this.#list = this.#db.prepare<[number, number], GoodsRecord>(
+    this.#list = this.db.prepare<[number, number], GoodsRecord>(
       'SELECT id, name, category, price, description FROM goods WHERE id > ? ORDER BY id LIMIT ?',
     );
-    this.#delete = this.#db.prepare<[number]>('DELETE FROM goods WHERE id = ?');
+    this.#delete = this.db.prepare<[number]>('DELETE FROM goods WHERE id = ?');
   }
 
   async createGoods(goods: NewGoods, parent?: TraceSpan): Promise<number> {
-    return this.#call(operationOf(this.#insert), () => this.#create(goods), parent);
+    return this.call(operationOf(this.#insert), () => this.#create(goods), parent);
   }
 
   createGoodsOnce(goods: NewGoods, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(once, () => this.#create(goods), parent);
+    return this.journal.run(once, () => this.#create(goods), parent);
   }
 
   async listGoods(
@@ -73,7 +59,7 @@ export class SqliteGoodsStore implements GoodsStore {
     parent?: TraceSpan,
   ): Promise<StoredPage<GoodsRecord>> {
     // A cursor: rows past the page's text budget are never read into memory.
-    return this.#call(
+    return this.call(
       operationOf(this.#list),
       () => takePage(this.#list.iterate(afterId, size + 1), size, maxTextBytes, goodsTextBytes),
       parent,
@@ -81,34 +67,17 @@ export class SqliteGoodsStore implements GoodsStore {
   }
 
   async deleteGoods(id: number, parent?: TraceSpan): Promise<void> {
-    this.#call(operationOf(this.#delete), () => this.#delete.run(id), parent);
+    this.call(operationOf(this.#delete), () => this.#delete.run(id), parent);
   }
 
   deleteGoodsOnce(id: number, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(
+    return this.journal.run(
       once,
       () => {
         this.#delete.run(id);
       },
       parent,
     );
-  }
-
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim, parent);
-  }
-
-  sweepExpired(): Promise<number> {
-    return this.#journal.sweep();
-  }
-
-  async ping(): Promise<void> {
-    // A health probe: not an operation anyone waits for, so neither timed nor traced.
-    this.#call(undefined, () => this.#db.prepare('SELECT 1').get());
-  }
-
-  async close(): Promise<void> {
-    closeSqliteDatabase(this.#db);
   }
 
   #create({ name, category, price, description }: NewGoods): number {

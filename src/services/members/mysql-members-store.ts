@@ -3,16 +3,16 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/trace-span.js';
 import { driverErrorCode } from '../common/database-errors.js';
-import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import type { Once, Outcome } from '../common/idempotency.js';
 import {
   MYSQL_NOW_MS,
   MYSQL_NOW_US,
-  MysqlDatabase,
   type MysqlStoreOptions,
   mysqlColumnsAdded,
   type SqlExecutor,
 } from '../common/mysql-database.js';
-import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { MysqlServiceStore } from '../common/mysql-service-store.js';
 import {
   type CreateMemberResult,
   type MemberCredentials,
@@ -79,19 +79,14 @@ type FailuresRow = RecordedFailures & RowDataPacket;
 type MemberRow = MemberCredentials & RowDataPacket;
 
 /** The accounts in MySQL, through one bounded pool. */
-export class MysqlMembersStore implements MembersStore {
-  readonly kind = 'mysql';
-  readonly #db: MysqlDatabase;
-  readonly #journal: MysqlIdempotencyJournal;
-
+export class MysqlMembersStore extends MysqlServiceStore implements MembersStore {
   /** Creates the pool; the tables are created on first use (see MysqlDatabase). */
-  constructor({ idempotency, ...options }: MysqlStoreOptions) {
-    this.#db = new MysqlDatabase({ ...options, schema: MYSQL_MEMBERS_SCHEMA });
-    this.#journal = new MysqlIdempotencyJournal(this.#db, 'members_idempotency', idempotency);
+  constructor(options: MysqlStoreOptions) {
+    super(options, MYSQL_MEMBERS_SCHEMA, 'members_idempotency');
   }
 
   createMember(username: string, passwordHash: string, parent?: TraceSpan): Promise<CreateMemberResult> {
-    return insertMember(this.#db.forCall(parent), username, passwordHash);
+    return insertMember(this.db.forCall(parent), username, passwordHash);
   }
 
   createMemberOnce(
@@ -100,11 +95,11 @@ export class MysqlMembersStore implements MembersStore {
     once: Once<CreateMemberResult>,
     parent?: TraceSpan,
   ): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => insertMember(sql, username, passwordHash), parent);
+    return this.journal.run(once, (sql) => insertMember(sql, username, passwordHash), parent);
   }
 
   async findMember(username: string, parent?: TraceSpan): Promise<MemberCredentials | undefined> {
-    const [row] = await this.#db
+    const [row] = await this.db
       .forCall(parent)
       .select<MemberRow>('SELECT id, password_hash AS passwordHash FROM members WHERE username = ?', [
         username,
@@ -113,15 +108,11 @@ export class MysqlMembersStore implements MembersStore {
   }
 
   deleteMember(username: string, parent?: TraceSpan): Promise<void> {
-    return removeMember(this.#db.forCall(parent), username);
+    return removeMember(this.db.forCall(parent), username);
   }
 
   deleteMemberOnce(username: string, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => removeMember(sql, username), parent);
-  }
-
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim, parent);
+    return this.journal.run(once, (sql) => removeMember(sql, username), parent);
   }
 
   async updatePasswordHash(
@@ -130,7 +121,7 @@ export class MysqlMembersStore implements MembersStore {
     newHash: string,
     parent?: TraceSpan,
   ): Promise<boolean> {
-    const result = await this.#db
+    const result = await this.db
       .forCall(parent)
       .change('UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?', [
         newHash,
@@ -141,7 +132,7 @@ export class MysqlMembersStore implements MembersStore {
   }
 
   async signInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
-    const [row] = await this.#db.forCall(parent).select<FailuresRow>(FAILURES_OF, [key]);
+    const [row] = await this.db.forCall(parent).select<FailuresRow>(FAILURES_OF, [key]);
     return row && recordOf(row);
   }
 
@@ -150,7 +141,7 @@ export class MysqlMembersStore implements MembersStore {
     forgetAfterMs: number,
     parent?: TraceSpan,
   ): Promise<RecordedFailures> {
-    const sql = this.#db.forCall(parent);
+    const sql = this.db.forCall(parent);
     // The assignments run in order, each reading what those before it wrote: failures first, from
     // the old last failure. (VALUES() rather than an alias of the new row: MariaDB has only it.)
     await sql.change(
@@ -170,7 +161,7 @@ export class MysqlMembersStore implements MembersStore {
   }
 
   async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
-    const sql = this.#db.forCall(parent);
+    const sql = this.db.forCall(parent);
     const result = await sql.change(
       `UPDATE sign_in_failures SET failures = 0, version = GREATEST(version + 1, ${MYSQL_NOW_US}), turn_until_ms = 0
       WHERE username = ?`,
@@ -188,7 +179,7 @@ export class MysqlMembersStore implements MembersStore {
     holdMs: number,
     parent?: TraceSpan,
   ): Promise<boolean> {
-    const result = await this.#db.forCall(parent).change(
+    const result = await this.db.forCall(parent).change(
       `UPDATE sign_in_failures SET turn_until_ms = ${MYSQL_NOW_MS} + ?, turn_holder = ?
       WHERE username = ? AND version = ? AND turn_until_ms <= ${MYSQL_NOW_MS}`,
       [holdMs, holder, key, version],
@@ -197,7 +188,7 @@ export class MysqlMembersStore implements MembersStore {
   }
 
   async releaseSignInTurn(key: string, holder: string, parent?: TraceSpan): Promise<void> {
-    await this.#db
+    await this.db
       .forCall(parent)
       .change('UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ? AND turn_holder = ?', [
         key,
@@ -206,7 +197,7 @@ export class MysqlMembersStore implements MembersStore {
   }
 
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {
-    const sql = this.#db.forCall(undefined);
+    const sql = this.db.forCall(undefined);
     // LIMIT as a string: MySQL 8 refuses a prepared LIMIT that mysql2 sends as a double.
     const deleted = async (statement: string, values: unknown[]) =>
       (await sql.change(statement, values as never)).affectedRows;
@@ -251,19 +242,11 @@ export class MysqlMembersStore implements MembersStore {
     );
   }
 
-  sweepExpired(): Promise<number> {
+  override sweepExpired(): Promise<number> {
     return sweepMembersExpired(
-      () => this.#journal.sweep(),
+      () => this.journal.sweep(),
       (bounds) => this.sweepSignInFailures(bounds),
     );
-  }
-
-  ping(): Promise<void> {
-    return this.#db.ping();
-  }
-
-  close(timeoutMs?: number): Promise<void> {
-    return this.#db.close(timeoutMs);
   }
 }
 

@@ -1,18 +1,14 @@
 import { SqliteError, type Statement } from 'better-sqlite3';
 import type { TraceSpan } from '../../common/trace-span.js';
-import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import type { Once, Outcome } from '../common/idempotency.js';
 import {
-  closeSqliteDatabase,
-  type Database,
-  openSqliteDatabase,
   operationOf,
-  type SqliteCall,
   type SqliteStoreOptions,
-  sqliteCaller,
   sqliteColumnsAdded,
   sqliteIdLimit,
 } from '../common/sqlite-database.js';
-import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import { sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import { SqliteServiceStore } from '../common/sqlite-service-store.js';
 import {
   type CreateMemberResult,
   type MemberCredentials,
@@ -70,11 +66,7 @@ const FAILURES_OF = `SELECT failures AS count, ${NOW_MS} - last_failure_ms AS si
   FROM sign_in_failures WHERE username = ?`;
 
 /** The accounts in one SQLite file (the default when no MySQL is configured). */
-export class SqliteMembersStore implements MembersStore {
-  readonly kind = 'sqlite';
-  readonly #db: Database;
-  readonly #journal: SqliteIdempotencyJournal;
-  readonly #call: SqliteCall;
+export class SqliteMembersStore extends SqliteServiceStore implements MembersStore {
   readonly #insert;
   readonly #find;
   readonly #delete;
@@ -90,22 +82,20 @@ export class SqliteMembersStore implements MembersStore {
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
-    this.#db = openSqliteDatabase(file, SQLITE_MEMBERS_SCHEMA);
-    this.#call = sqliteCaller(this.#db, options.observer);
-    this.#journal = new SqliteIdempotencyJournal(this.#db, 'members_idempotency', options);
-    this.#insert = this.#db.prepare<[string, string]>(
+    super(file, SQLITE_MEMBERS_SCHEMA, 'members_idempotency', options);
+    this.#insert = this.db.prepare<[string, string]>(
       'INSERT INTO members (username, password_hash) VALUES (?, ?)',
     );
-    this.#find = this.#db.prepare<[string], MemberCredentials>(
+    this.#find = this.db.prepare<[string], MemberCredentials>(
       'SELECT id, password_hash AS passwordHash FROM members WHERE username = ?',
     );
-    this.#delete = this.#db.prepare<[string]>('DELETE FROM members WHERE username = ?');
-    this.#updateHash = this.#db.prepare<[string, number, string]>(
+    this.#delete = this.db.prepare<[string]>('DELETE FROM members WHERE username = ?');
+    this.#updateHash = this.db.prepare<[string, number, string]>(
       'UPDATE members SET password_hash = ? WHERE id = ? AND password_hash = ?',
     );
-    this.#failuresOf = this.#db.prepare<[string], RecordedFailures>(FAILURES_OF);
+    this.#failuresOf = this.db.prepare<[string], RecordedFailures>(FAILURES_OF);
     // Every assignment of an UPSERT reads the row as it was: failures from the old last failure.
-    this.#recordFailure = this.#db.prepare<[string, number], RecordedFailures>(
+    this.#recordFailure = this.db.prepare<[string, number], RecordedFailures>(
       `INSERT INTO sign_in_failures (username, failures, last_failure_ms, version)
       VALUES (?, 1, ${NOW_MS}, ${NOW_US})
       ON CONFLICT (username) DO UPDATE SET
@@ -115,25 +105,25 @@ export class SqliteMembersStore implements MembersStore {
         turn_until_ms = 0
       RETURNING failures AS count, 0 AS sinceLastMs, version`,
     );
-    this.#forgetFailures = this.#db.prepare<[string], RecordedFailures>(
+    this.#forgetFailures = this.db.prepare<[string], RecordedFailures>(
       `UPDATE sign_in_failures SET failures = 0, version = max(version + 1, ${NOW_US}), turn_until_ms = 0
       WHERE username = ?
       RETURNING failures AS count, ${NOW_MS} - last_failure_ms AS sinceLastMs, version`,
     );
-    this.#claimTurn = this.#db.prepare<[number, string, string, number]>(
+    this.#claimTurn = this.db.prepare<[number, string, string, number]>(
       `UPDATE sign_in_failures SET turn_until_ms = ${NOW_MS} + ?, turn_holder = ?
       WHERE username = ? AND version = ? AND turn_until_ms <= ${NOW_MS}`,
     );
-    this.#releaseTurn = this.#db.prepare<[string, string]>(
+    this.#releaseTurn = this.db.prepare<[string, string]>(
       'UPDATE sign_in_failures SET turn_until_ms = 0 WHERE username = ? AND turn_holder = ?',
     );
     // SQLite's DELETE has no LIMIT (unless built with it): the keys are chosen by a subquery.
-    this.#deleteOlder = this.#db.prepare<[number, number]>(
+    this.#deleteOlder = this.db.prepare<[number, number]>(
       `DELETE FROM sign_in_failures WHERE username IN (SELECT username FROM sign_in_failures
       WHERE last_failure_ms < ${NOW_MS} - ? ORDER BY last_failure_ms LIMIT ?)`,
     );
-    this.#countKeys = this.#db.prepare<[], { keys: number }>('SELECT COUNT(*) AS keys FROM sign_in_failures');
-    this.#deleteOldest = this.#db.prepare<[number, number, number], { lastMs: number }>(
+    this.#countKeys = this.db.prepare<[], { keys: number }>('SELECT COUNT(*) AS keys FROM sign_in_failures');
+    this.#deleteOldest = this.db.prepare<[number, number, number], { lastMs: number }>(
       SQLITE_DELETE_OLDEST_FAILURES,
     );
   }
@@ -143,7 +133,7 @@ export class SqliteMembersStore implements MembersStore {
     passwordHash: string,
     parent?: TraceSpan,
   ): Promise<CreateMemberResult> {
-    return this.#call(operationOf(this.#insert), () => this.#create(username, passwordHash), parent);
+    return this.call(operationOf(this.#insert), () => this.#create(username, passwordHash), parent);
   }
 
   createMemberOnce(
@@ -152,19 +142,19 @@ export class SqliteMembersStore implements MembersStore {
     once: Once<CreateMemberResult>,
     parent?: TraceSpan,
   ): Promise<Outcome> {
-    return this.#journal.run(once, () => this.#create(username, passwordHash), parent);
+    return this.journal.run(once, () => this.#create(username, passwordHash), parent);
   }
 
   async findMember(username: string, parent?: TraceSpan): Promise<MemberCredentials | undefined> {
-    return this.#call(operationOf(this.#find), () => this.#find.get(username), parent);
+    return this.call(operationOf(this.#find), () => this.#find.get(username), parent);
   }
 
   async deleteMember(username: string, parent?: TraceSpan): Promise<void> {
-    this.#call(operationOf(this.#delete), () => this.#delete.run(username), parent);
+    this.call(operationOf(this.#delete), () => this.#delete.run(username), parent);
   }
 
   deleteMemberOnce(username: string, once: Once<void>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(
+    return this.journal.run(
       once,
       () => {
         this.#delete.run(username);
@@ -173,13 +163,9 @@ export class SqliteMembersStore implements MembersStore {
     );
   }
 
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim, parent);
-  }
-
-  sweepExpired(): Promise<number> {
+  override sweepExpired(): Promise<number> {
     return sweepMembersExpired(
-      () => this.#journal.sweep(),
+      () => this.journal.sweep(),
       (bounds) => this.sweepSignInFailures(bounds),
     );
   }
@@ -190,7 +176,7 @@ export class SqliteMembersStore implements MembersStore {
     newHash: string,
     parent?: TraceSpan,
   ): Promise<boolean> {
-    return this.#call(
+    return this.call(
       operationOf(this.#updateHash),
       () => this.#updateHash.run(newHash, id, oldHash).changes === 1,
       parent,
@@ -198,7 +184,7 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async signInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
-    return this.#call(operationOf(this.#failuresOf), () => this.#failuresOf.get(key), parent);
+    return this.call(operationOf(this.#failuresOf), () => this.#failuresOf.get(key), parent);
   }
 
   async recordSignInFailure(
@@ -206,7 +192,7 @@ export class SqliteMembersStore implements MembersStore {
     forgetAfterMs: number,
     parent?: TraceSpan,
   ): Promise<RecordedFailures> {
-    return this.#call(
+    return this.call(
       operationOf(this.#recordFailure),
       () => this.#recordFailure.get(key, forgetAfterMs)!,
       parent,
@@ -214,7 +200,7 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async forgetSignInFailures(key: string, parent?: TraceSpan): Promise<RecordedFailures | undefined> {
-    return this.#call(operationOf(this.#forgetFailures), () => this.#forgetFailures.get(key), parent);
+    return this.call(operationOf(this.#forgetFailures), () => this.#forgetFailures.get(key), parent);
   }
 
   async claimSignInTurn(
@@ -224,7 +210,7 @@ export class SqliteMembersStore implements MembersStore {
     holdMs: number,
     parent?: TraceSpan,
   ): Promise<boolean> {
-    return this.#call(
+    return this.call(
       operationOf(this.#claimTurn),
       () => this.#claimTurn.run(holdMs, holder, key, version).changes === 1,
       parent,
@@ -232,18 +218,18 @@ export class SqliteMembersStore implements MembersStore {
   }
 
   async releaseSignInTurn(key: string, holder: string, parent?: TraceSpan): Promise<void> {
-    this.#call(operationOf(this.#releaseTurn), () => this.#releaseTurn.run(key, holder), parent);
+    this.call(operationOf(this.#releaseTurn), () => this.#releaseTurn.run(key, holder), parent);
   }
 
   sweepSignInFailures(bounds: SignInFailureBounds): Promise<number> {
     const run = async (statement: Statement<unknown[]>, ...values: unknown[]) =>
-      this.#call(operationOf(statement), () => statement.run(...values).changes);
+      this.call(operationOf(statement), () => statement.run(...values).changes);
     return sweepFailures(
       {
         deleteOlderThan: (forgetAfterMs, limit) => run(this.#deleteOlder, forgetAfterMs, limit),
-        countKeys: async () => this.#call(operationOf(this.#countKeys), () => this.#countKeys.get()!.keys),
+        countKeys: async () => this.call(operationOf(this.#countKeys), () => this.#countKeys.get()!.keys),
         deleteOldest: async (maxFailures, limit, fromMs) => {
-          const gone = await this.#call(operationOf(this.#deleteOldest), () =>
+          const gone = await this.call(operationOf(this.#deleteOldest), () =>
             this.#deleteOldest.all(maxFailures ?? Number.MAX_SAFE_INTEGER, fromMs, limit),
           );
           return {
@@ -254,15 +240,6 @@ export class SqliteMembersStore implements MembersStore {
       },
       bounds,
     );
-  }
-
-  async ping(): Promise<void> {
-    // A health probe: not an operation anyone waits for, so neither timed nor traced.
-    this.#call(undefined, () => this.#db.prepare('SELECT 1').get());
-  }
-
-  async close(): Promise<void> {
-    closeSqliteDatabase(this.#db);
   }
 
   /** Inserts an account; a taken username is an answer. Inside a transaction, only this statement is undone. */

@@ -1,9 +1,10 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import type { TraceSpan } from '../../common/trace-span.js';
-import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
-import { MysqlDatabase, type MysqlStoreOptions, type SqlExecutor } from '../common/mysql-database.js';
-import { MysqlIdempotencyJournal, mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import type { Once, Outcome } from '../common/idempotency.js';
+import type { MysqlStoreOptions, SqlExecutor } from '../common/mysql-database.js';
+import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import { readPageHoldingBackInFlight } from '../common/mysql-paging.js';
+import { MysqlServiceStore } from '../common/mysql-service-store.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
@@ -30,23 +31,18 @@ type PurchaseRow = PurchaseRecord & RowDataPacket;
 const PAGE_SQL = 'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?';
 
 /** The purchase history in MySQL, through one bounded pool. */
-export class MysqlPurchasesStore implements PurchasesStore {
-  readonly kind = 'mysql';
-  readonly #db: MysqlDatabase;
-  readonly #journal: MysqlIdempotencyJournal;
-
+export class MysqlPurchasesStore extends MysqlServiceStore implements PurchasesStore {
   /** Creates the pool; the tables are created on first use (see MysqlDatabase). */
-  constructor({ idempotency, ...options }: MysqlStoreOptions) {
-    this.#db = new MysqlDatabase({ ...options, schema: MYSQL_PURCHASES_SCHEMA });
-    this.#journal = new MysqlIdempotencyJournal(this.#db, 'purchases_idempotency', idempotency);
+  constructor(options: MysqlStoreOptions) {
+    super(options, MYSQL_PURCHASES_SCHEMA, 'purchases_idempotency');
   }
 
   createPurchase(purchase: NewPurchase, parent?: TraceSpan): Promise<number> {
-    return insertPurchase(this.#db.forCall(parent), purchase);
+    return insertPurchase(this.db.forCall(parent), purchase);
   }
 
   createPurchaseOnce(purchase: NewPurchase, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(once, (sql) => insertPurchase(sql, purchase), parent);
+    return this.journal.run(once, (sql) => insertPurchase(sql, purchase), parent);
   }
 
   async listPurchases(
@@ -57,7 +53,7 @@ export class MysqlPurchasesStore implements PurchasesStore {
     // The page holds no id past one still being written below it (see mysql-paging.ts). Other
     // users' purchases leave gaps in one user's ids, so most pages here take the second look.
     return readPageHoldingBackInFlight(
-      this.#db,
+      this.db,
       {
         afterId,
         statement: PAGE_SQL,
@@ -78,22 +74,6 @@ export class MysqlPurchasesStore implements PurchasesStore {
       },
       parent,
     );
-  }
-
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim, parent);
-  }
-
-  sweepExpired(): Promise<number> {
-    return this.#journal.sweep();
-  }
-
-  ping(): Promise<void> {
-    return this.#db.ping();
-  }
-
-  close(timeoutMs?: number): Promise<void> {
-    return this.#db.close(timeoutMs);
   }
 }
 

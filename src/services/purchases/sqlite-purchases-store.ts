@@ -1,17 +1,9 @@
 import type { TraceSpan } from '../../common/trace-span.js';
-import type { IdempotencyClaim, Once, Outcome } from '../common/idempotency.js';
+import type { Once, Outcome } from '../common/idempotency.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
-import {
-  closeSqliteDatabase,
-  type Database,
-  openSqliteDatabase,
-  operationOf,
-  type SqliteCall,
-  type SqliteStoreOptions,
-  sqliteCaller,
-  sqliteIdLimit,
-} from '../common/sqlite-database.js';
-import { SqliteIdempotencyJournal, sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import { operationOf, type SqliteStoreOptions, sqliteIdLimit } from '../common/sqlite-database.js';
+import { sqliteIdempotencySchema } from '../common/sqlite-idempotency.js';
+import { SqliteServiceStore } from '../common/sqlite-service-store.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
 /**
@@ -37,33 +29,27 @@ interface PurchaseRow {
 }
 
 /** The purchase history in one SQLite file (the default when no MySQL is configured). */
-export class SqlitePurchasesStore implements PurchasesStore {
-  readonly kind = 'sqlite';
-  readonly #db: Database;
-  readonly #journal: SqliteIdempotencyJournal;
-  readonly #call: SqliteCall;
+export class SqlitePurchasesStore extends SqliteServiceStore implements PurchasesStore {
   readonly #insert;
   readonly #list;
 
   /** Opens (or creates) the file and its tables. */
   constructor(file: string, options: SqliteStoreOptions = {}) {
-    this.#db = openSqliteDatabase(file, SQLITE_PURCHASES_SCHEMA);
-    this.#call = sqliteCaller(this.#db, options.observer);
-    this.#journal = new SqliteIdempotencyJournal(this.#db, 'purchases_idempotency', options);
-    this.#insert = this.#db.prepare<[number, number, string]>(
+    super(file, SQLITE_PURCHASES_SCHEMA, 'purchases_idempotency', options);
+    this.#insert = this.db.prepare<[number, number, string]>(
       'INSERT INTO purchases (userid, goodsid, date) VALUES (?, ?, ?)',
     );
-    this.#list = this.#db.prepare<[number, number, number], PurchaseRow>(
+    this.#list = this.db.prepare<[number, number, number], PurchaseRow>(
       'SELECT id, goodsid, date FROM purchases WHERE userid = ? AND id > ? ORDER BY id LIMIT ?',
     );
   }
 
   async createPurchase(purchase: NewPurchase, parent?: TraceSpan): Promise<number> {
-    return this.#call(operationOf(this.#insert), () => this.#create(purchase), parent);
+    return this.call(operationOf(this.#insert), () => this.#create(purchase), parent);
   }
 
   createPurchaseOnce(purchase: NewPurchase, once: Once<number>, parent?: TraceSpan): Promise<Outcome> {
-    return this.#journal.run(once, () => this.#create(purchase), parent);
+    return this.journal.run(once, () => this.#create(purchase), parent);
   }
 
   async listPurchases(
@@ -71,7 +57,7 @@ export class SqlitePurchasesStore implements PurchasesStore {
     { afterId, size }: PageQuery,
     parent?: TraceSpan,
   ): Promise<StoredPage<PurchaseRecord>> {
-    return this.#call(
+    return this.call(
       operationOf(this.#list),
       () =>
         takePage(
@@ -82,23 +68,6 @@ export class SqlitePurchasesStore implements PurchasesStore {
         ),
       parent,
     );
-  }
-
-  recall(claim: IdempotencyClaim, parent?: TraceSpan): Promise<Outcome | undefined> {
-    return this.#journal.recall(claim, parent);
-  }
-
-  sweepExpired(): Promise<number> {
-    return this.#journal.sweep();
-  }
-
-  async ping(): Promise<void> {
-    // A health probe: not an operation anyone waits for, so neither timed nor traced.
-    this.#call(undefined, () => this.#db.prepare('SELECT 1').get());
-  }
-
-  async close(): Promise<void> {
-    closeSqliteDatabase(this.#db);
   }
 
   #create({ userid, goodsid, date }: NewPurchase): number {
