@@ -93,6 +93,29 @@ export interface ConnectionLimit {
   wholeRequestTimeoutMs?: number;
 }
 
+/** The connection limits a component's server options may give (the distributor's, a service's). */
+export type ConnectionLimitOptions = Pick<
+  ConnectionLimit,
+  'maxConnections' | 'unreadAnswerTimeoutMs' | 'wholeRequestTimeoutMs'
+>;
+
+/**
+ * What {@link listen} takes from a component's server options: the limits they give, and `log`; a
+ * limit they leave out takes listen's default.
+ */
+export function connectionLimitOf(options: ConnectionLimitOptions, log: Logger): ConnectionLimit {
+  return {
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    log,
+    ...(options.unreadAnswerTimeoutMs === undefined
+      ? {}
+      : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
+    ...(options.wholeRequestTimeoutMs === undefined
+      ? {}
+      : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
+  };
+}
+
 /**
  * Binds a built server to host:port (0: any free port) with its credentials (plaintext by default)
  * and resolves with the port it got. At most `limit.maxConnections` connections (by default as many

@@ -11,6 +11,7 @@ import {
 import { addressGroupOf, unmappedAddress } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
+  connectionLimitOf,
   DEFAULT_KEEPALIVE,
   idleConnectionOptions,
   type KeepaliveOptions,
@@ -545,16 +546,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
   return {
     registry,
     async listen(host, port) {
-      const bound = await listen(server, host, port, credentials, {
-        ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
-        log,
-        ...(options.unreadAnswerTimeoutMs === undefined
-          ? {}
-          : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
-        ...(options.wholeRequestTimeoutMs === undefined
-          ? {}
-          : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
-      });
+      const bound = await listen(server, host, port, credentials, connectionLimitOf(options, log));
       admission = admitStreamsInSlices(server, {
         sliceMs: STREAM_SETUP_SLICE_MS,
         log,

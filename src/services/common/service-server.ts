@@ -3,6 +3,7 @@ import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import type { ServingStatus } from 'grpc-health-check';
 import {
   boundAddressesOf,
+  connectionLimitOf,
   DEFAULT_KEEPALIVE,
   idleConnectionOptions,
   type KeepaliveOptions,
@@ -159,16 +160,7 @@ export function createServiceServer<Store extends ServiceStore, Options>(
       return current === 'SERVING';
     },
     async listen(host, port) {
-      const bound = await listen(server, host, port, options.credentials, {
-        ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
-        log,
-        ...(options.unreadAnswerTimeoutMs === undefined
-          ? {}
-          : { unreadAnswerTimeoutMs: options.unreadAnswerTimeoutMs }),
-        ...(options.wholeRequestTimeoutMs === undefined
-          ? {}
-          : { wholeRequestTimeoutMs: options.wholeRequestTimeoutMs }),
-      });
+      const bound = await listen(server, host, port, options.credentials, connectionLimitOf(options, log));
       lateHandshakes.watch(server);
       monitor.start();
       if (options.idempotencySweeps !== false) sweeper.start();
