@@ -9,6 +9,7 @@ import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { ADMIN_MAX_CONNECTIONS } from './max-connections.js';
 import { type Registry, serveMetrics, sharedRender } from './metrics.js';
+import { type ObservabilityConfig, unusedMetricsAllowedHosts } from './observability-settings.js';
 import { type Setting, settingName } from './settings.js';
 
 /** Options of {@link startAdminServer}. */
@@ -98,6 +99,40 @@ export interface AdminServer {
   readonly port: number;
   /** Closes it on each of its addresses, in order (scrapes in flight are cut). */
   stop(): Promise<void>;
+}
+
+/** The settings of a component that its admin server names in messages. */
+export interface AdminServerSettings {
+  readonly host: Setting<string>;
+  readonly metricsPort: Setting<unknown>;
+  readonly metricsAllowedHosts: Setting<unknown>;
+}
+
+/**
+ * Starts the admin server a component's observability settings ask for, where its gRPC port
+ * listens (see startAdminServer); undefined when they ask for none (no metrics port) or the
+ * component counts nothing (no registry). Names listed for an admin port that none serves are
+ * warned of (see unusedMetricsAllowedHosts).
+ */
+export async function startConfiguredAdminServer(
+  observability: ObservabilityConfig | undefined,
+  registry: Registry | undefined,
+  { host, log, settings }: { host: string; log: Logger; settings: AdminServerSettings },
+): Promise<AdminServer | undefined> {
+  const unusedHosts =
+    observability && unusedMetricsAllowedHosts(observability, settingName(settings.metricsAllowedHosts));
+  if (unusedHosts) log.warn({ event: 'metrics-allowed-hosts-unused' }, unusedHosts);
+  if (observability?.metricsPort === undefined || !registry) return undefined;
+  return startAdminServer({
+    registry,
+    host,
+    port: observability.metricsPort,
+    log,
+    required: observability.metricsPortGiven,
+    allowedHosts: observability.metricsAllowedHosts,
+    allowedHostsSetting: settings.metricsAllowedHosts,
+    settings: { port: settings.metricsPort, host: settings.host },
+  });
 }
 
 /**

@@ -1,11 +1,9 @@
-import { startAdminServer } from '../common/admin-server.js';
+import { startConfiguredAdminServer } from '../common/admin-server.js';
 import { formatHostPort } from '../common/config.js';
 import { logGrpcThrough } from '../common/grpc-logging.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
-import { unusedMetricsAllowedHosts } from '../common/observability-settings.js';
 import { announceListening, runMain } from '../common/process-lifecycle.js';
-import { settingName } from '../common/settings.js';
 import { checkOwnIdentity } from '../common/tls-files.js';
 import { startTracing, stopTracing } from '../common/tracing.js';
 import {
@@ -60,24 +58,11 @@ export function runDistributor(): void {
     const ignored = ignoredOpenSwitch(config);
     if (ignored) log.warn({ event: 'open-registry-ignored' }, ignored);
     announceListening();
-    const admin =
-      observability.metricsPort !== undefined && telemetry.registry
-        ? await startAdminServer({
-            registry: telemetry.registry,
-            host: config.host,
-            port: observability.metricsPort,
-            log,
-            required: observability.metricsPortGiven,
-            allowedHosts: observability.metricsAllowedHosts,
-            allowedHostsSetting: DISTRIBUTOR_SETTINGS.metricsAllowedHosts,
-            settings: { port: DISTRIBUTOR_SETTINGS.metricsPort, host: DISTRIBUTOR_SETTINGS.host },
-          })
-        : undefined;
-    const unusedHosts = unusedMetricsAllowedHosts(
-      observability,
-      settingName(DISTRIBUTOR_SETTINGS.metricsAllowedHosts),
-    );
-    if (unusedHosts) log.warn({ event: 'metrics-allowed-hosts-unused' }, unusedHosts);
+    const admin = await startConfiguredAdminServer(observability, telemetry.registry, {
+      host: config.host,
+      log,
+      settings: DISTRIBUTOR_SETTINGS,
+    });
     signals.stopOnSignals(log, async () => {
       const begunAt = performance.now();
       try {

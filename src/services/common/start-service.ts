@@ -1,16 +1,14 @@
 import type { X509Certificate } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AdminServer, startAdminServer } from '../../common/admin-server.js';
+import { type AdminServer, startConfiguredAdminServer } from '../../common/admin-server.js';
 import type { BackoffOptions } from '../../common/backoff.js';
 import { ConfigError, formatHostPort } from '../../common/config.js';
 import { loadShopDescriptorSet, registrationDescriptorSet } from '../../common/descriptors.js';
 import type { KeepaliveOptions } from '../../common/grpc-server.js';
 import { listenFailure } from '../../common/listen-failure.js';
 import { type Logger, silentLogger } from '../../common/logger.js';
-import { unusedMetricsAllowedHosts } from '../../common/observability-settings.js';
 import { stopStepBudget } from '../../common/process-lifecycle.js';
-import { settingName } from '../../common/settings.js';
 import { channelCredentials, secureNamingChannelOptions, serverCredentials } from '../../common/tls.js';
 import { tlsProblemLog } from '../../common/tls-problem-log.js';
 import { NodeState } from '../../gen/distributor.js';
@@ -150,26 +148,16 @@ export async function startService<Store extends ServiceStore, Options>(
     log,
   });
   let admin: AdminServer | undefined;
-  const unusedHosts =
-    observability && unusedMetricsAllowedHosts(observability, settingName(settings.metricsAllowedHosts));
-  if (unusedHosts) log.warn({ event: 'metrics-allowed-hosts-unused' }, unusedHosts);
-  if (observability?.metricsPort !== undefined && telemetry.registry) {
-    try {
-      admin = await startAdminServer({
-        registry: telemetry.registry,
-        host: config.host,
-        port: observability.metricsPort,
-        log,
-        required: observability.metricsPortGiven,
-        allowedHosts: observability.metricsAllowedHosts,
-        allowedHostsSetting: settings.metricsAllowedHosts,
-        settings: { port: settings.metricsPort, host: settings.host },
-      });
-    } catch (error) {
-      await server.stop(0);
-      await store.close();
-      throw error;
-    }
+  try {
+    admin = await startConfiguredAdminServer(observability, telemetry.registry, {
+      host: config.host,
+      log,
+      settings,
+    });
+  } catch (error) {
+    await server.stop(0);
+    await store.close();
+    throw error;
   }
 
   registration = new RegistrationClient({
