@@ -161,6 +161,12 @@ describe('each service serves /metrics on its admin port', () => {
     const before = await metricsOf(shop.members);
     expect(sample(before, 'shop_sign_in_throttled_total')).toBe(0);
     expect(sample(before, 'shop_sign_in_failing_accounts')).toBe(0);
+    const checked = (text: string, outcome: string): number => {
+      const value = sample(text, 'shop_sign_in_checks_total', { outcome });
+      expect(value, outcome).toBeTypeOf('number');
+      return value!;
+    };
+    const [failedBefore, succeededBefore] = [checked(before, 'failed'), checked(before, 'succeeded')];
     const statuses: number[] = [];
     for (let attempt = 0; attempt < 7; attempt++) {
       const answer = await fetch(`${shop.url}/members?username=metrics-guessed&password=guess${attempt}`);
@@ -174,6 +180,20 @@ describe('each service serves /metrics on its admin port', () => {
     expect(sample(text, 'shop_sign_in_failing_accounts')).toBe(1);
     const refused = { grpc_method: 'SignIn', grpc_code: 'ResourceExhausted' };
     expect(sample(text, 'grpc_server_handled_total', refused)).toBe(1);
+    // Six passwords checked and failed; the refused one was not checked.
+    expect(checked(text, 'failed') - failedBefore).toBe(6);
+    expect(checked(text, 'succeeded')).toBe(succeededBefore);
+    const created = await fetch(`${shop.url}/members`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'metrics-owner', password: 'owner-password-1' }),
+    });
+    expect(created.status).toBe(200);
+    const signedIn = await fetch(`${shop.url}/members?username=metrics-owner&password=owner-password-1`);
+    expect(JSON.parse(await signedIn.text()).errorcode).toBe(0);
+    const after = await metricsOf(shop.members);
+    expect(checked(after, 'succeeded') - succeededBefore).toBe(1);
+    expect(checked(after, 'failed') - failedBefore).toBe(6);
   });
 
   it('answers 404 for any other path, and 405 with Allow for another method on /metrics', async () => {

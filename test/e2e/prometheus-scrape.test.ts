@@ -220,6 +220,13 @@ const PANELS: Record<string, Panel> = {
       expectPositive(series, {});
     },
   },
+  'sum(rate(shop_sign_in_checks_total{outcome="failed"}[10m])) / sum(rate(shop_sign_in_checks_total[10m]))': {
+    // The traffic's guessed sign-ins failed their checks; a share, so at most 1.
+    check(series) {
+      expectPositive(series, {});
+      expect(numbers(series, {})[0]).toBeLessThanOrEqual(1);
+    },
+  },
   'sum by (name) (shop_registry_nodes{state="serving"})': {
     check(series) {
       for (const name of ['goods', 'members', 'purchases', 'gateway']) {

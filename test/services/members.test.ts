@@ -162,7 +162,7 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
         // The most work a stored hash may ask: the first check holds the only slot meanwhile.
         hashParameters: { ...ARGON2_PARAMETERS, memoryCost: 32 * 1024, timeCost: 8 },
         hashingLimits: { maxConcurrent: 1, maxWaiting: 2 },
-        telemetry: { watchHashing: (limiter) => (hashing = limiter), watchSignInThrottle: () => {} },
+        telemetry: { watchHashing: (limiter) => (hashing = limiter), watchSignIns: () => {} },
         signInThrottle: UNTHROTTLED,
       });
       await create({ username: 'busy', password: 'pw' });

@@ -96,12 +96,29 @@ export class ServiceTelemetry implements DatabaseObserver {
   }
 
   /**
-   * Reports members' throttle of failed sign-ins (sign-in-throttle.ts), read at each scrape:
-   * `shop_sign_in_throttled_total`, sign-ins refused because their account had to wait, and
-   * `shop_sign_in_failing_accounts`, accounts with failed sign-ins that this instance knows of.
+   * Reports members' sign-ins, read at each scrape: `shop_sign_in_checks_total`, passwords checked
+   * by outcome (`failed`: a wrong password and an unknown username alike); and of the throttle of
+   * failed sign-ins (sign-in-throttle.ts), `shop_sign_in_throttled_total`, sign-ins refused because
+   * their account had to wait, and `shop_sign_in_failing_accounts`, accounts with failed sign-ins
+   * that this instance knows of. One password tried on each of many accounts (password spraying)
+   * meets no account's throttle: it shows as failed checks rising while the throttled stay flat.
    */
-  watchSignInThrottle(throttle: { readonly throttled: number; readonly accounts: number }): void {
+  watchSignIns(
+    throttle: { readonly throttled: number; readonly accounts: number },
+    checks: { readonly succeeded: number; readonly failed: number },
+  ): void {
     if (!this.#registry) return;
+    new Counter({
+      name: 'shop_sign_in_checks_total',
+      help: 'Sign-ins whose password was checked, by outcome (failed: a wrong password or an unknown username).',
+      labelNames: ['outcome'],
+      registers: [this.#registry],
+      collect() {
+        this.reset();
+        this.inc({ outcome: 'succeeded' }, checks.succeeded);
+        this.inc({ outcome: 'failed' }, checks.failed);
+      },
+    });
     new Counter({
       name: 'shop_sign_in_throttled_total',
       help: 'Sign-ins refused without a password check because their account had failed too often in a row.',

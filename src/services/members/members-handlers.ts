@@ -60,8 +60,8 @@ export interface MembersHandlersOptions {
   hashingLimits?: HashingLimits;
   /** How failed sign-ins in a row slow the next ones (default DEFAULT_SIGN_IN_THROTTLE). */
   signInThrottle?: SignInThrottleLimits;
-  /** Where the hashing queue's depth and the throttle's counts are reported (service-telemetry.ts). */
-  telemetry?: Pick<ServiceTelemetry, 'watchHashing' | 'watchSignInThrottle'>;
+  /** Where the hashing queue's depth and the sign-ins' counts are reported (service-telemetry.ts). */
+  telemetry?: Pick<ServiceTelemetry, 'watchHashing' | 'watchSignIns'>;
 }
 
 /**
@@ -94,7 +94,9 @@ export function createMembersHandlers(
   const hashing = new HashingLimiter(options.hashingLimits);
   options.telemetry?.watchHashing(hashing);
   const throttle = new SignInThrottle(options.signInThrottle, undefined, store);
-  options.telemetry?.watchSignInThrottle(throttle);
+  /** Passwords checked, by outcome: for metrics. */
+  const checks = { succeeded: 0, failed: 0 };
+  options.telemetry?.watchSignIns(throttle, checks);
   /**
    * A username in Unicode NFC (composed): "José" with é as one code point or as e and a combining
    * accent is one account, not two that look the same.
@@ -269,11 +271,13 @@ export function createMembersHandlers(
           queuedBefore: waited,
         });
         if (!member || !matches) {
+          checks.failed++;
           for (const attempt of counted) {
             await attempt.failed().catch((error: unknown) => unrecorded(error, 'failure', named));
           }
           throw new ServiceError(status.UNAUTHENTICATED, INVALID_PASSWORD);
         }
+        checks.succeeded++;
         await reached.matched().catch((error: unknown) => unrecorded(error, 'success', named));
         // A legacy account's own failures counted under its NFC name too: with no NFC account to
         // guard there, its owner's success forgets them as well, or typos spread over days would
