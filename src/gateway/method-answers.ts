@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AnswerWriter } from './answer-writer.js';
-import { pushRequestId } from './answer-writer.js';
+import { type AnswerWriter, pushRequestId } from './answer-writer.js';
 import { ApiDocs } from './api-docs.js';
 import { allowedMethods, Cors } from './cors.js';
 import { type GatewayError, gatewayErrors } from './gateway-error.js';
