@@ -252,21 +252,12 @@ class GatewayServer implements Gateway {
   /** To the distributor: made at construction, so that unreadable certificate files stop the start. */
   readonly #distributorCredentials: ChannelCredentials;
   readonly #table: RouteTable;
-  /** Pick an instance, call, retry, answer: everything after the HTTP front has read a request. */
-  readonly #dispatcher: Dispatcher;
   /** The gateway's JSON answers, and whether each keeps its connection (answer-writer.ts). */
   readonly #answers: AnswerWriter;
-  /** OPTIONS, 405 with Allow, and the CORS preflights, from the methods each path answers. */
-  readonly #methods: MethodAnswers;
-  /** The gateway's own pages: the operators' and the documentation (own-pages.ts). */
-  readonly #pages: OwnPages;
   /** A routed request's way to its call: its body, its turn, the dispatcher (exchange-intake.ts). */
   readonly #intake: ExchangeIntake;
   /** Each request from the HTTP front to an answer or a routed call (request-pipeline.ts). */
   readonly #pipeline: RequestPipeline;
-  /** /openapi.json and /docs: the REST surface documented from the route table. */
-  readonly #apiDocs: ApiDocs;
-  readonly #cors: Cors | undefined;
   #allowedHosts: HostAllowlist;
   /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
   readonly #telemetry: GatewayTelemetry;
@@ -357,9 +348,12 @@ class GatewayServer implements Gateway {
       log: this.#log,
       onForgotten: (forgotten) => this.#telemetry.forget(forgotten),
     });
-    this.#cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
+    const cors = options.corsOrigins?.length ? new Cors(options.corsOrigins) : undefined;
     this.#allowedHosts = new HostAllowlist(options.allowedHosts ?? [], [hostname()]);
-    this.#dispatcher = new Dispatcher({
+    const isServing = (): boolean => this.#phase === 'serving';
+    const isStopping = (): boolean => this.#phase === 'stopping';
+    // Pick an instance, call, retry, answer: everything after the HTTP front has read a request.
+    const dispatcher = new Dispatcher({
       pool: this.#pool,
       table: this.#table,
       log: this.#log,
@@ -367,14 +361,15 @@ class GatewayServer implements Gateway {
       deadlineMs,
       unreadAnswerTimeoutMs,
       maxStreamedLists: options.maxStreamedLists ?? 16,
-      isStopping: () => this.#phase === 'stopping',
+      isStopping,
       closesAfter: (exchange) => this.#answers.closesAfter(exchange),
       answer: (exchange, httpStatus, body, retryAfter) =>
         this.#answers.answer(exchange, httpStatus, body, retryAfter),
       answerError: (exchange, error) => this.#answers.answerError(exchange, error),
       internalError: (exchange, error) => this.#answers.internalError(exchange, error),
     });
-    this.#apiDocs = new ApiDocs({
+    // /openapi.json and /docs: the REST surface documented from the route table.
+    const apiDocs = new ApiDocs({
       surface: () =>
         this.#table.revision === undefined
           ? undefined
@@ -406,48 +401,50 @@ class GatewayServer implements Gateway {
       log: this.#log,
       retryAfterSeconds: options.retryAfterSeconds ?? 1,
       connections: this.#front.connections,
-      isServing: () => this.#phase === 'serving',
+      isServing,
     });
-    this.#methods = new MethodAnswers({
+    // OPTIONS, 405 with Allow, and the CORS preflights, from the methods each path answers.
+    const methods = new MethodAnswers({
       table: this.#table,
       telemetry: this.#telemetry,
-      apiDocs: this.#apiDocs,
-      cors: this.#cors,
+      apiDocs,
+      cors,
       answers: this.#answers,
-      isServing: () => this.#phase === 'serving',
+      isServing,
     });
-    this.#pages = new OwnPages({
+    // The gateway's own pages: the operators' and the documentation.
+    const pages = new OwnPages({
       telemetry: this.#telemetry,
-      apiDocs: this.#apiDocs,
-      cors: this.#cors,
+      apiDocs,
+      cors,
       connections: this.#front.connections,
       maxPipelinedRequests,
       answers: this.#answers,
-      isServing: () => this.#phase === 'serving',
+      isServing,
     });
     this.#intake = new ExchangeIntake({
       connections: this.#front.connections,
-      dispatcher: this.#dispatcher,
+      dispatcher,
       answers: this.#answers,
       deadlineMs,
       bodyLimitBytes,
       bodyBudget,
-      isServing: () => this.#phase === 'serving',
+      isServing,
     });
     this.#pipeline = new RequestPipeline({
       log: this.#log,
       telemetry: this.#telemetry,
       connections: this.#front.connections,
       table: this.#table,
-      cors: this.#cors,
+      cors,
       allowedHosts: () => this.#allowedHosts,
       maxPipelinedRequests,
       deadlineMs,
       answers: this.#answers,
-      methods: this.#methods,
-      pages: this.#pages,
+      methods,
+      pages,
       intake: this.#intake,
-      isStopping: () => this.#phase === 'stopping',
+      isStopping,
     });
   }
 
