@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { connect, createServer, Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -317,6 +317,41 @@ describe('the admin port', () => {
     ).rejects.toThrow(
       /^cannot listen on 127\.0\.0\.1:\d+: the port is in use .*; stop it, or choose another port with --metrics-port \(GOODS_METRICS_PORT\)$/,
     );
+  });
+
+  it('stops a service whose metrics port asked for is taken, and lets its gRPC port and its store go', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-metrics-taken-'));
+    // A port of its own, to bind again once the start has failed.
+    const grpcPort = 27250;
+    try {
+      const start = startService(goodsService, {
+        host: '127.0.0.1',
+        port: grpcPort,
+        // Never reached: the start stops before it registers.
+        distributor: '127.0.0.1:1',
+        advertiseHost: '127.0.0.1',
+        storage: { kind: 'sqlite', dataDir },
+        logLevel: 'silent',
+        observability: observabilityConfig({ metrics: 'on', requestIds: 'on', metricsPort: takenPort }),
+      });
+      await expect(start).rejects.toThrow(/--metrics-port \(GOODS_METRICS_PORT\)/);
+      const openUnderDataDir = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(join('/proc/self/fd', fd)).startsWith(dataDir);
+        } catch {
+          return false; // closed since it was listed
+        }
+      });
+      expect(openUnderDataDir).toEqual([]);
+      const again = createServer();
+      await new Promise<void>((resolve, reject) => {
+        again.once('error', reject);
+        again.listen(grpcPort, '127.0.0.1', resolve);
+      });
+      await new Promise<void>((resolve) => again.close(() => resolve()));
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('is refused as bad configuration (exit 2) when a port asked for needs privileges, as --port is', async () => {
