@@ -31,7 +31,7 @@ import { captureLog } from '../helpers/log-capture.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
 import { goodsNode } from '../helpers/nodes.js';
 import { sample, scrape } from '../helpers/prometheus.js';
-import { spawnComponent } from './support/processes.js';
+import { freePort, spawnComponent } from './support/processes.js';
 import { servingCount } from './support/shop.js';
 
 /** The settings goods's admin port is named by when it cannot listen. */
@@ -321,8 +321,8 @@ describe('the admin port', () => {
 
   it('stops a service whose metrics port asked for is taken, and lets its gRPC port and its store go', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'shop-metrics-taken-'));
-    // A port of its own, to bind again once the start has failed.
-    const grpcPort = 27250;
+    // A free port of its own, to bind again once the start has failed.
+    const grpcPort = await freePort();
     try {
       const start = startService(goodsService, {
         host: '127.0.0.1',
