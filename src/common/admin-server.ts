@@ -47,6 +47,12 @@ export interface AdminServerOptions {
   idleTimeoutMs?: number;
   /** How often a derived port that was taken is tried again (default ADMIN_PORT_RETRY_MS). */
   portRetryMs?: number;
+  /**
+   * The addresses to listen on when `host` is a name: those the component's gRPC port is bound on,
+   * so that both listen on the same ones and the name is not looked up a second time at start (a
+   * lookup that failed there left the component without metrics). Absent or empty: looked up.
+   */
+  addresses?: readonly string[];
   /** How a host name is resolved to the addresses to listen on (default the system's: lookupAll). */
   lookup?: HostLookup;
 }
@@ -117,7 +123,18 @@ export interface AdminServerSettings {
 export async function startConfiguredAdminServer(
   observability: ObservabilityConfig | undefined,
   registry: Registry | undefined,
-  { host, log, settings }: { host: string; log: Logger; settings: AdminServerSettings },
+  {
+    host,
+    addresses,
+    log,
+    settings,
+  }: {
+    host: string;
+    /** Where the gRPC port is bound (see AdminServerOptions.addresses). */
+    addresses: readonly string[];
+    log: Logger;
+    settings: AdminServerSettings;
+  },
 ): Promise<AdminServer | undefined> {
   const unusedHosts =
     observability && unusedMetricsAllowedHosts(observability, settingName(settings.metricsAllowedHosts));
@@ -126,6 +143,7 @@ export async function startConfiguredAdminServer(
   return startAdminServer({
     registry,
     host,
+    addresses,
     port: observability.metricsPort,
     log,
     required: observability.metricsPortGiven,
@@ -139,8 +157,8 @@ export async function startConfiguredAdminServer(
  * The HTTP admin server of a gRPC component (the distributor, each service): `GET /metrics` in
  * Prometheus's text format, on a port of its own beside the gRPC port (`--metrics-port`), since a
  * gRPC port speaks HTTP/2 only. It listens where the gRPC port does: on `host` when an IP address,
- * on every address a host name resolves to that it can bind (the others named in a warning,
- * `metrics-unbound-address`), on one port. A derived port that is taken is tried again every
+ * else on the addresses the gRPC port is bound on (`addresses`; looked up when not given), each
+ * that it can bind (the others named in a warning, `metrics-unbound-address`), on one port. A derived port that is taken is tried again every
  * ADMIN_PORT_RETRY_MS until it is free (logged), on each address where it was; resolves with
  * undefined when it can be bound nowhere for another reason (logged).
  */
@@ -247,7 +265,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
   let addresses: readonly string[];
   try {
-    addresses = await addressesOf(host, options.lookup ?? lookupAll);
+    addresses =
+      isIP(host) === 0 && options.addresses?.length
+        ? [...new Set(options.addresses)]
+        : await addressesOf(host, options.lookup ?? lookupAll);
   } catch (error) {
     if (required) throw listenFailure(error, host, port, options.settings);
     // The host name is what failed, not the port: another port would fail as well.

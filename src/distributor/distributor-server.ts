@@ -11,6 +11,7 @@ import {
 import { addressGroupOf, unmappedAddress } from '../common/address-group.js';
 import { encodeDescriptorSet, loadShopDescriptorSet } from '../common/descriptors.js';
 import {
+  boundAddressesOf,
   connectionLimitOf,
   DEFAULT_KEEPALIVE,
   idleConnectionOptions,
@@ -140,6 +141,8 @@ export interface DistributorServer {
   readonly registry: NodeRegistry;
   /** Binds host:port (0: any free port) and resolves with the port it got. */
   listen(host: string, port: number): Promise<number>;
+  /** The IP addresses it listens on, once listening, in the order they were bound (see boundAddressesOf). */
+  boundAddresses(): string[];
   /** Stops taking calls, closes every stream with UNAVAILABLE, then shuts the server down. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -555,6 +558,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       lateHandshakes.watch(server);
       return bound;
     },
+    boundAddresses: () => boundAddressesOf(server),
     async stop(graceMs = 5_000) {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(SERVICE_NAME, 'NOT_SERVING');

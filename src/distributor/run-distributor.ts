@@ -60,6 +60,7 @@ export function runDistributor(): void {
     announceListening();
     const admin = await startConfiguredAdminServer(observability, telemetry.registry, {
       host: config.host,
+      addresses: distributor.boundAddresses(),
       log,
       settings: DISTRIBUTOR_SETTINGS,
     });

@@ -511,6 +511,31 @@ describe('the admin port', () => {
     expect(await refused('127.0.0.2', admin!.port)).toBe(true);
   });
 
+  it('listens on the addresses its gRPC port is bound on, without looking the name up a second time', async () => {
+    const { log, lines } = captureLog('goods');
+    const lookup = vi.fn(async (): Promise<string[]> => {
+      throw Object.assign(new Error('getaddrinfo EAI_AGAIN metrics.shop.test'), { code: 'EAI_AGAIN' });
+    });
+    const admin = await startGoodsAdmin({
+      host: 'metrics.shop.test',
+      addresses: ['127.0.0.2', '127.0.0.1', '127.0.0.2'],
+      port: 0,
+      log,
+      required: true,
+      lookup,
+    });
+    try {
+      await scrape(`http://127.0.0.1:${admin!.port}/metrics`);
+      await scrape(`http://127.0.0.2:${admin!.port}/metrics`);
+      expect(lines.find((entry) => entry.event === 'metrics')).toMatchObject({
+        addresses: ['127.0.0.2', '127.0.0.1'],
+      });
+      expect(lookup).not.toHaveBeenCalled();
+    } finally {
+      await admin?.stop();
+    }
+  });
+
   // The name failing to resolve (a DNS server that does not answer) was told as a port that
   // cannot be bound, with the advice to choose another port, which would fail the same way.
   it('says that its host name did not resolve, naming neither the port as the cause nor another port as the cure', async () => {

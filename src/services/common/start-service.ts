@@ -151,6 +151,7 @@ export async function startService<Store extends ServiceStore, Options>(
   try {
     admin = await startConfiguredAdminServer(observability, telemetry.registry, {
       host: config.host,
+      addresses: server.boundAddresses(),
       log,
       settings,
     });
