@@ -158,9 +158,10 @@ export async function startConfiguredAdminServer(
  * Prometheus's text format, on a port of its own beside the gRPC port (`--metrics-port`), since a
  * gRPC port speaks HTTP/2 only. It listens where the gRPC port does: on `host` when an IP address,
  * else on the addresses the gRPC port is bound on (`addresses`; looked up when not given), each
- * that it can bind (the others named in a warning, `metrics-unbound-address`), on one port. A derived port that is taken is tried again every
- * ADMIN_PORT_RETRY_MS until it is free (logged), on each address where it was; resolves with
- * undefined when it can be bound nowhere for another reason (logged).
+ * that it can bind (the others named in a warning, `metrics-unbound-address`), on one port. A
+ * derived port that is taken is tried again every ADMIN_PORT_RETRY_MS until it is free (logged),
+ * on each address where it was; resolves with undefined when it can be bound nowhere for another
+ * reason (logged).
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer | undefined> {
   const { registry, host, port, log, required } = options;
@@ -263,12 +264,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     return server;
   };
 
+  // The gRPC port's addresses are this machine's: one of them unbound here has its port taken.
+  const grpcAddresses =
+    isIP(host) === 0 && options.addresses?.length ? [...new Set(options.addresses)] : undefined;
   let addresses: readonly string[];
   try {
-    addresses =
-      isIP(host) === 0 && options.addresses?.length
-        ? [...new Set(options.addresses)]
-        : await addressesOf(host, options.lookup ?? lookupAll);
+    addresses = grpcAddresses ?? (await addressesOf(host, options.lookup ?? lookupAll));
   } catch (error) {
     if (required) throw listenFailure(error, host, port, options.settings);
     // The host name is what failed, not the port: another port would fail as well.
@@ -345,8 +346,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
           unbound,
           ...(waiting.length > 0 ? { retryInMs: retryMs } : {}),
         },
-        `metrics port: ${host} resolves to ${addresses.join(', ')}: listening on ${boundNow.map((one) => formatHostPort({ host: one, port: bound! })).join(', ')} only, ` +
-          `not on ${unbound.join(', ')} (not an address of this machine, or port ${bound} taken there)` +
+        `metrics port: ${grpcAddresses ? `the gRPC port of ${host} is bound on` : `${host} resolves to`} ${addresses.join(', ')}: listening on ${boundNow.map((one) => formatHostPort({ host: one, port: bound! })).join(', ')} only, ` +
+          `not on ${unbound.join(', ')} (${grpcAddresses ? '' : 'not an address of this machine, or '}port ${bound} taken there)` +
           (waiting.length > 0
             ? `; trying ${waiting.map((one) => one.address).join(', ')} again every ${retryMs} ms`
             : ''),

@@ -48,7 +48,7 @@ export function metricsPortSetting(env: string, defaultPort: number): Setting<Me
     flag: 'metrics-port',
     env,
     defaultText: `--port + ${METRICS_PORT_OFFSET} (${defaultPort + METRICS_PORT_OFFSET}); any free port when --port is 0`,
-    help: 'port of the HTTP admin server that serves GET /metrics, plain HTTP on the --host address (on each address a host name resolves to, as the gRPC port); 0 picks a free one (on a name of several addresses, one free on each), off serves none; a port given with METRICS=off is refused',
+    help: 'port of the HTTP admin server that serves GET /metrics, plain HTTP on the --host address (with a host name, on each of its addresses the gRPC port is bound on); 0 picks a free one (on a name of several addresses, one free on each), off serves none; a port given with METRICS=off is refused',
     parse: parseMetricsPort,
   });
 }

@@ -536,6 +536,32 @@ describe('the admin port', () => {
     }
   });
 
+  it("says of an address of its gRPC port's that it could not bind that the port is taken there, not that the name resolves to it", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.2', resolve));
+    const port = (holder.address() as { port: number }).port;
+    const { log, lines } = captureLog('goods');
+    const admin = await startGoodsAdmin({
+      host: 'metrics.shop.test',
+      addresses: ['127.0.0.1', '127.0.0.2'],
+      port,
+      log,
+      required: false,
+      portRetryMs: 60_000,
+      // The name also names another machine's address, which the gRPC port did not bind.
+      lookup: async () => ['127.0.0.1', '127.0.0.2', '192.0.2.7'],
+    });
+    try {
+      expect(lines.find((entry) => entry.event === 'metrics-unbound-address')?.msg).toBe(
+        `metrics port: the gRPC port of metrics.shop.test is bound on 127.0.0.1, 127.0.0.2: listening on 127.0.0.1:${port} only, ` +
+          `not on 127.0.0.2 (port ${port} taken there); trying 127.0.0.2 again every 60000 ms`,
+      );
+    } finally {
+      await admin?.stop();
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
   // The name failing to resolve (a DNS server that does not answer) was told as a port that
   // cannot be bound, with the advice to choose another port, which would fail the same way.
   it('says that its host name did not resolve, naming neither the port as the cause nor another port as the cure', async () => {
