@@ -102,8 +102,9 @@ const until = async (condition: () => boolean, timeoutMs = 5_000) => {
 };
 
 /**
- * How many steps the iterators of every Map and Set take while `run` runs: the work of a scan,
- * counted rather than timed, since a loaded machine makes any timing flaky.
+ * How many steps the iterators of every Map and Set take while `run` runs, and how many entries
+ * their forEach visits (which uses no iterator): the work of a scan, counted rather than timed,
+ * since a loaded machine makes any timing flaky.
  */
 function countMapAndSetSteps(run: () => void): number {
   // Map's keys, values and entries share one iterator prototype; Set's have another.
@@ -111,6 +112,10 @@ function countMapAndSetSteps(run: () => void): number {
     (iterator) => Object.getPrototypeOf(iterator) as { next: () => IteratorResult<unknown> },
   );
   const originals = prototypes.map((prototype) => prototype.next);
+  const collections = [Map.prototype, Set.prototype] as unknown as Array<{
+    forEach: (this: { size: number }, ...args: unknown[]) => void;
+  }>;
+  const originalForEaches = collections.map((collection) => collection.forEach);
   let steps = 0;
   prototypes.forEach((prototype, i) => {
     const original = originals[i]!;
@@ -119,11 +124,21 @@ function countMapAndSetSteps(run: () => void): number {
       return original.call(this);
     };
   });
+  collections.forEach((collection, i) => {
+    const original = originalForEaches[i]!;
+    collection.forEach = function forEach(this: { size: number }, ...args: unknown[]) {
+      steps += this.size;
+      return original.apply(this, args);
+    };
+  });
   try {
     run();
   } finally {
     prototypes.forEach((prototype, i) => {
       prototype.next = originals[i]!;
+    });
+    collections.forEach((collection, i) => {
+      collection.forEach = originalForEaches[i]!;
     });
   }
   return steps;
