@@ -156,6 +156,37 @@ describe.each(backendsOf(membersService))('MembersService $title', (backend) => 
       expect(refused).toEqual(Array(5).fill([status.RESOURCE_EXHAUSTED, TOO_MANY_SIGN_INS]));
     });
 
+    it('counts each sign-in whose password was checked once, a legacy account too, and none refused unchecked', async () => {
+      let checks: { readonly succeeded: number; readonly failed: number } | undefined;
+      await start({
+        hashParameters: SLOW_HASH_PARAMETERS,
+        hashingLimits: { maxConcurrent: 1, maxWaiting: 2 },
+        telemetry: { watchHashing: () => {}, watchSignIns: (_throttle, counts) => (checks = counts) },
+        signInThrottle: UNTHROTTLED,
+      });
+      // A decomposed spelling takes two throttle keys: still one check.
+      const legacy = 'Rene\u0301e';
+      await storeAccount(legacy, await hashPassword('pw-old', TEST_HASH_PARAMETERS));
+      await signIn({ username: legacy, password: 'pw-old' });
+      expect(checks).toEqual({ succeeded: 1, failed: 0 });
+      await expect(signIn({ username: legacy, password: 'wrong' })).rejects.toMatchObject(DENIED);
+      await expect(signIn({ username: 'nobody', password: 'wrong' })).rejects.toMatchObject(DENIED);
+      expect(checks).toEqual({ succeeded: 1, failed: 2 });
+      await expect(signIn({ username: '', password: 'wrong' })).rejects.toMatchObject(INVALID);
+      expect(checks).toEqual({ succeeded: 1, failed: 2 });
+      // Sign-ins past the hashing queue are refused unchecked.
+      await create({ username: 'busy', password: 'pw' });
+      await Promise.all(Array.from({ length: 8 }, () => remove('nobody')));
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, () =>
+          call(service!.client, service!.client.signIn, { username: 'busy', password: 'pw' }, 120_000),
+        ),
+      );
+      const answered = outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+      expect(answered).toBeLessThan(8);
+      expect(checks).toEqual({ succeeded: 1 + answered, failed: 2 });
+    });
+
     it('sign-ins whose callers left give their places in the queue back at once', async () => {
       let hashing: QueueGauge | undefined;
       await start({
