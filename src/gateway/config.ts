@@ -16,6 +16,7 @@ import { loadSettings, oneOf, optionalSetting, setting, settingName, usageText }
 import { parsePemFilePath } from '../common/tls-files.js';
 import { DEFAULT_UNREAD_ANSWER_TIMEOUT_MS } from '../common/unread-answer-watch.js';
 import { CLIENT_TRACE_CONTEXTS, type ClientTraceContext } from './gateway-telemetry.js';
+import { parseStatusClients, type StatusClientsSetting } from './status-clients.js';
 
 /** The files of the gateway's HTTPS side, for REST clients. */
 export interface HttpsSettings {
@@ -145,6 +146,13 @@ export const GATEWAY_SETTINGS = {
     help: "host names clients may call the gateway by, besides IP addresses, localhost, this machine's name and a --host name, comma-separated (shop.example, or .shop.example for a domain and its every name), or * for any; a request whose Host names another is 421 (a web page that rebinds its own name to the gateway's address cannot call it)",
     parse: parseAllowedHosts,
   }),
+  statusClients: setting({
+    flag: 'status-clients',
+    env: 'GATEWAY_STATUS_CLIENTS',
+    default: 'local',
+    help: 'who may read the status page (/status, /status.json), which lists every node with its address: local (clients on this machine: loopback or its own addresses), or besides them IP addresses and networks, comma-separated (10.0.0.5,10.1.0.0/16), or * for any; another client is 403',
+    parse: parseStatusClients,
+  }),
   clientTraceContext: setting({
     flag: 'client-trace-context',
     env: 'GATEWAY_CLIENT_TRACE_CONTEXT',
@@ -187,6 +195,8 @@ export interface GatewayConfig {
   readonly corsOrigins: readonly string[];
   /** Host names answered besides IP literals, localhost and the machine's name (see HostAllowlist). */
   readonly allowedHosts: readonly string[];
+  /** Clients the status page answers besides this machine's (see StatusClients). */
+  readonly statusClients: StatusClientsSetting;
   /** Metrics (served on its own port, at /metrics) and request ids. */
   readonly observability: ObservabilityConfig;
   /** Whether a client's trace context parents the request's span or is only linked to it. */
@@ -233,6 +243,7 @@ export function loadGatewayConfig(argv: readonly string[], env: NodeJS.ProcessEn
     registryToken: values.registryToken,
     corsOrigins: values.corsOrigins,
     allowedHosts: values.allowedHosts,
+    statusClients: values.statusClients,
     https:
       httpsCert && httpsKey
         ? Object.freeze({

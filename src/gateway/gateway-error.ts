@@ -90,6 +90,11 @@ export const gatewayErrors = {
       421,
       'This gateway does not answer to the host name in Host: add it to --allowed-hosts (GATEWAY_ALLOWED_HOSTS), or call it by IP address or localhost',
     ),
+  statusNotForClient: () =>
+    new GatewayError(
+      403,
+      "The status page lists the registry's nodes and answers clients on the gateway's machine only: list this client's address or network in --status-clients (GATEWAY_STATUS_CLIENTS)",
+    ),
   crossOriginWrite: () =>
     new GatewayError(
       403,

@@ -32,6 +32,7 @@ import { OwnPages } from './own-pages.js';
 import { RequestPipeline } from './request-pipeline.js';
 import { type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
+import { StatusClients, type StatusClientsSetting } from './status-clients.js';
 import { upstreamEventLog } from './upstream-event-log.js';
 
 /**
@@ -147,6 +148,12 @@ export interface GatewayOptions {
    * whose Host names another is 421 (see host-allowlist.ts: DNS rebinding). Default: none.
    */
   allowedHosts?: readonly string[];
+  /**
+   * Clients the status page (/status, /status.json) answers besides those on this machine (as
+   * parseStatusClients gives them: addresses and networks, or "any"); any other is 403 (see
+   * status-clients.ts). Default: this machine's alone.
+   */
+  statusClients?: StatusClientsSetting;
   /** Request ids, metrics and the process's own metrics (see gateway-telemetry.ts); ids and metrics on by default. */
   observability?: GatewayTelemetryOptions;
 }
@@ -420,6 +427,7 @@ class GatewayServer implements Gateway {
       connections: this.#front.connections,
       maxPipelinedRequests,
       answers: this.#answers,
+      statusClients: new StatusClients(options.statusClients),
       isServing,
     });
     this.#intake = new ExchangeIntake({

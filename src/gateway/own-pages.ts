@@ -6,6 +6,7 @@ import type { ConnectionTracker } from './connection-tracker.js';
 import { allowedMethods, Cors } from './cors.js';
 import { gatewayErrors } from './gateway-error.js';
 import { DOCUMENTATION_ROUTES, type GatewayTelemetry, type RequestTelemetry } from './gateway-telemetry.js';
+import type { StatusClients } from './status-clients.js';
 
 /** What the gateway's own pages need of the gateway around them. */
 export interface OwnPagesOptions {
@@ -16,9 +17,14 @@ export interface OwnPagesOptions {
   /** Requests one connection may have in flight at once (see GatewayOptions.maxPipelinedRequests). */
   maxPipelinedRequests: number;
   answers: Pick<AnswerWriter, 'fail'>;
+  /** Who may read the status page, which lists every node with its address (status-clients.ts). */
+  statusClients: Pick<StatusClients, 'allows'>;
   /** Whether the gateway serves, neither draining nor stopping: then answers may keep their connection. */
   isServing(): boolean;
 }
+
+/** The pages that show the registry's nodes with their addresses. */
+const STATUS_PAGES: ReadonlySet<string> = new Set(['/status', '/status.json']);
 
 /**
  * The pages the gateway answers itself, outside any route: the operators' (/healthz, /readyz,
@@ -32,10 +38,25 @@ export class OwnPages {
     this.#options = options;
   }
 
-  /** Answers a GET or HEAD of one of the operators' pages, unless its connection is refused it. */
+  /**
+   * Answers a GET or HEAD of one of the operators' pages, unless its connection is refused it, or
+   * its client the status page (see status-clients.ts).
+   */
   answerOperatorPage(request: IncomingMessage, response: ServerResponse, method: string, path: string): void {
     const page = this.#options.telemetry.onPageRequest(request, method, path);
     if (this.#pageAdmitted(request, response, page)) {
+      if (STATUS_PAGES.has(path) && !this.#options.statusClients.allows(request.socket.remoteAddress)) {
+        const error = gatewayErrors.statusNotForClient();
+        this.#options.answers.fail(
+          request,
+          response,
+          null,
+          error,
+          declaredBodySize(request) !== 0,
+          page.requestId,
+        );
+        return;
+      }
       // A page reads no body: with one, close after the answer, as every other answer does
       // (kept alive, Node would read and drop a body of any declared length until the request timeout).
       if (declaredBodySize(request) !== 0) response.setHeader('Connection', 'close');

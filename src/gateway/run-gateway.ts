@@ -54,6 +54,7 @@ export function runGateway(): void {
       ...(config.registryToken ? { registryToken: config.registryToken } : {}),
       corsOrigins: config.corsOrigins,
       allowedHosts: config.allowedHosts,
+      statusClients: config.statusClients,
       ...(config.https
         ? {
             https: {

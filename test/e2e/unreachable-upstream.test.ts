@@ -91,13 +91,8 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     processes,
   });
 
-  const get = async (path: string): Promise<Answer> => {
-    const run = await network!.run(
-      'client',
-      process.execPath,
-      ['-e', HTTP_GET, `${GATEWAY_URL}${path}`],
-      10_000,
-    );
+  const get = async (path: string, from: keyof typeof HOSTS = 'client'): Promise<Answer> => {
+    const run = await network!.run(from, process.execPath, ['-e', HTTP_GET, `${GATEWAY_URL}${path}`], 10_000);
     return JSON.parse(run.stdout || '{"status":0,"body":"no output","tookMs":0}') as Answer;
   };
 
@@ -136,11 +131,30 @@ describe.runIf(!unavailable)('a gateway that cannot reach a listed instance (net
     const goods = start('goods', 'src/services/goods/main.ts', [
       ...['--host', HOSTS.goods, '--advertise-host', HOSTS.goods, '--distributor', DISTRIBUTOR_ADDRESS],
     ]);
-    start('gateway', 'src/gateway/main.ts', ['--host', HOSTS.gateway, '--distributor', DISTRIBUTOR_ADDRESS]);
+    // The status page answers the client's host besides the gateway's own (see the test below).
+    start('gateway', 'src/gateway/main.ts', [
+      ...['--host', HOSTS.gateway, '--distributor', DISTRIBUTOR_ADDRESS, '--status-clients', HOSTS.client],
+    ]);
     await goods.waitForLine(/registered with the distributor/);
   }, 30_000);
 
   afterAll(() => removeHostComponents(processes, dataDir, network), 30_000);
+
+  it("answers its status page, which lists every node's address, to the hosts --status-clients lists and its own, 403 to others", async () => {
+    await pollUntil(async () => (await get('/status.json')).status === 200, 15_000);
+    const listed = await get('/status.json');
+    expect(listed.status).toBe(200);
+    expect(listed.body).toContain(HOSTS.goods);
+    for (const path of ['/status.json', '/status']) {
+      const refused = await get(path, 'goods');
+      expect(refused.status, path).toBe(403);
+      expect(refused.body, path).not.toContain(HOSTS.goods);
+      expect(JSON.parse(refused.body).errormessage).toContain('--status-clients (GATEWAY_STATUS_CLIENTS)');
+    }
+    // Its other pages answer any client, as its routes do.
+    expect((await get('/healthz', 'goods')).status).toBe(200);
+    expect((await get('/status.json', 'gateway')).status).toBe(200);
+  });
 
   it('is not ready, and answers the route 503 at once, while it cannot connect to any instance of it; serves again once it can', async () => {
     const ready = await pollUntil(async () => (await get('/goods')).status === 200, 15_000);

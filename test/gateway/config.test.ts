@@ -31,6 +31,7 @@ describe('loadGatewayConfig', () => {
       logLevel: 'info',
       corsOrigins: [],
       allowedHosts: [],
+      statusClients: [],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
       clientTraceContext: 'child',
     });
@@ -47,6 +48,7 @@ describe('loadGatewayConfig', () => {
       CORS_ORIGINS: 'https://shop.example, http://localhost:3000',
       GATEWAY_CLIENT_TRACE_CONTEXT: 'Link',
       GATEWAY_ALLOWED_HOSTS: 'Shop.Example., .internal.example',
+      GATEWAY_STATUS_CLIENTS: 'local, 10.0.0.0/8',
     };
     expect(loadGatewayConfig([], env)).toEqual({
       host: '127.0.0.1',
@@ -64,6 +66,7 @@ describe('loadGatewayConfig', () => {
       logLevel: 'debug',
       corsOrigins: ['https://shop.example', 'http://localhost:3000'],
       allowedHosts: ['shop.example', '.internal.example'],
+      statusClients: ['10.0.0.0/8'],
       observability: { metrics: true, requestIds: true, metricsPort: undefined, metricsPortGiven: false },
       clientTraceContext: 'link',
     });
