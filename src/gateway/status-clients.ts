@@ -52,7 +52,9 @@ export class StatusClients {
     const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
     if (LOOPBACK.check(address, family) || this.#listed.check(address, family)) return true;
     // Read at each request: a page for operators, and the machine's addresses may change (DHCP).
-    return this.#ownAddresses().some((own) => unmappedAddress(own.split('%')[0]!) === address);
+    // A link-local address is compared with its zone, as the socket names it: the same address on
+    // another link is another host's (one there may take the address of this machine's other link).
+    return this.#ownAddresses().some((own) => unmappedAddress(own) === address);
   }
 }
 
@@ -60,8 +62,20 @@ const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 
-function machineAddresses(): string[] {
-  return Object.values(networkInterfaces()).flatMap((infos) => (infos ?? []).map((info) => info.address));
+/**
+ * This machine's addresses as a client's socket names them: a scoped (link-local) one with its
+ * zone, by the interface's name and by its index (Node gives the name when it can resolve it).
+ */
+export function machineAddresses(
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): string[] {
+  return Object.entries(interfaces).flatMap(([name, infos]) =>
+    (infos ?? []).flatMap((info) =>
+      info.family === 'IPv6' && info.scopeid !== undefined && info.scopeid !== 0
+        ? [`${info.address}%${name}`, `${info.address}%${info.scopeid}`]
+        : [info.address],
+    ),
+  );
 }
 
 /** An IP address (a network of one) or a CIDR network, as BlockList takes it; else a ConfigError. */
