@@ -89,6 +89,8 @@ function networkOf(
   const prefix = prefixText === undefined ? bits : Number(prefixText);
   if (
     version === 0 ||
+    // A zone (fe80::1%eth0) would be taken and dropped: the entry would answer that address on every link.
+    address.includes('%') ||
     extra !== undefined ||
     !/^\d{1,3}$/.test(prefixText ?? String(bits)) ||
     !Number.isInteger(prefix) ||

@@ -22,6 +22,8 @@ describe('parseStatusClients', () => {
       '10.0.0.0/8/1',
       '10.0.0.0/',
       '::1/129',
+      'fe80::1%eth0',
+      'fe80::%eth0/64',
       '*,10.0.0.1',
     ]) {
       expect(() => parseStatusClients(value, 'GATEWAY_STATUS_CLIENTS'), value).toThrow(ConfigError);
