@@ -68,6 +68,17 @@ export class MethodAnswers {
     return gatewayErrors.methodNotAllowed(method, path, allow);
   }
 
+  /** OPTIONS of a path: {@link answerOptions} with the methods the path answers ({@link methodsOf}). */
+  answerOptionsOfPath(
+    request: IncomingMessage,
+    response: ServerResponse,
+    path: string,
+    hasBody: boolean,
+    requestId: string | undefined,
+  ): void {
+    this.answerOptions(request, response, path, this.methodsOf(path), hasBody, requestId);
+  }
+
   /**
    * OPTIONS: 204 with `Allow` for a path that answers `methods` (those of its routes, or of the whole
    * gateway for `*`), plus the CORS preflight headers for an allowed origin; 404 when it answers

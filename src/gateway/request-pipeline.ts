@@ -36,7 +36,7 @@ export interface RequestPipelineOptions {
   answers: Pick<AnswerWriter, 'answerError' | 'internalError' | 'fail' | 'write'>;
   methods: Pick<
     MethodAnswers,
-    'answerOptions' | 'letsPreflightThrough' | 'methodsOf' | 'notRouted' | 'serverMethods'
+    'answerOptions' | 'answerOptionsOfPath' | 'letsPreflightThrough' | 'notRouted' | 'serverMethods'
   >;
   pages: Pick<OwnPages, 'answerOperatorPage' | 'answerDocs'>;
   intake: Pick<ExchangeIntake, 'readThenDispatch' | 'dispatchInTurn'>;
@@ -219,14 +219,7 @@ export class RequestPipeline {
     if (operatorPage) {
       // A page's GET and HEAD were answered before (see GatewayTelemetry.onRequest): this is another method.
       if (method === 'OPTIONS') {
-        this.#options.methods.answerOptions(
-          request,
-          response,
-          path,
-          this.#options.methods.methodsOf(path),
-          hasBody,
-          telemetry.requestId,
-        );
+        this.#options.methods.answerOptionsOfPath(request, response, path, hasBody, telemetry.requestId);
       } else {
         const error = this.#options.methods.notRouted(response, method, path);
         this.#options.answers.fail(request, response, null, error, hasBody, telemetry.requestId);
@@ -258,14 +251,7 @@ export class RequestPipeline {
       return;
     }
     if (method === 'OPTIONS') {
-      this.#options.methods.answerOptions(
-        request,
-        response,
-        path,
-        this.#options.methods.methodsOf(path),
-        hasBody,
-        telemetry.requestId,
-      );
+      this.#options.methods.answerOptionsOfPath(request, response, path, hasBody, telemetry.requestId);
       return;
     }
     if (
