@@ -363,6 +363,30 @@ function publish(source, target) {
   renameSync(staged, target);
 }
 
+/** The errors of a folder that cannot be made or written: this user's rights, a read-only mount, a file in the way. */
+const FOLDER_ERRORS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST']);
+
+/**
+ * Runs `write`, naming --out when it fails to make or write the folder `dir`: run by a user who
+ * cannot write the project's folder (installed by another), the default ./certs fails, and node's
+ * `EACCES: permission denied, mkdir …` alone did not say which setting gives another folder.
+ * @template T
+ * @param {string} dir
+ * @param {() => T} write
+ * @returns {T}
+ */
+function withOutFolderNamed(dir, write) {
+  try {
+    return write();
+  } catch (error) {
+    const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+    if (code === undefined || !FOLDER_ERRORS.has(code)) throw error;
+    throw new Error(
+      `--out: cannot write the certificates in ${dir} (${error instanceof Error ? error.message : String(error)}): give --out a folder this user can write`,
+    );
+  }
+}
+
 function main(argv) {
   const { values } = parseArgs({
     args: argv,
@@ -390,12 +414,14 @@ function main(argv) {
     else hosts.push(value);
   }
   const dir = resolve(values.out);
-  const { ca, certificates } = makeDevPki(dir, {
-    hosts,
-    hostsByName,
-    newCa: values['new-ca'],
-    caName: values['ca-name'],
-  });
+  const { ca, certificates } = withOutFolderNamed(dir, () =>
+    makeDevPki(dir, {
+      hosts,
+      hostsByName,
+      newCa: values['new-ca'],
+      caName: values['ca-name'],
+    }),
+  );
   process.stdout.write(`${ca.created ? 'made' : 'kept'} the CA ${ca.certFile}\n`);
   for (const [name, { certFile }] of Object.entries(certificates)) {
     process.stdout.write(`issued ${certFile} (spiffe://${TRUST_DOMAIN}/${name})\n`);

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkServerIdentity } from 'node:tls';
@@ -201,6 +201,23 @@ describe('npm run certs', () => {
       'fd00::2',
     ]) {
       expect({ host, certs: takes(host) }).toEqual({ host, certs: isHostNameOrAddress(host) });
+    }
+  });
+
+  it('names --out when it cannot make or write its folder, as a user who did not install the project meets it', () => {
+    // Run by a user who cannot write the project's folder, the default ./certs failed with node's
+    // words alone (EACCES … mkdir), which did not say that --out gives another folder. A file in
+    // the way fails the same way as a folder of another user, and is testable as root.
+    const inTheWay = join(dir, 'a-file');
+    writeFileSync(inTheWay, '');
+    for (const out of [join(inTheWay, 'certs'), inTheWay]) {
+      const result = certs(['--out', out]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `^certs: --out: cannot write the certificates in ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(E[A-Z]+: .*\\): give --out a folder this user can write\\n$`,
+        ),
+      );
     }
   });
 
