@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -66,6 +66,46 @@ if (!immutableFolders && process.env.CI === 'true') {
     'CI=true and chattr +i does not work here: the test of a stop that cannot remove files needs it',
   );
 }
+
+/** docs/operations.md's backup of a running service's SQLite file, its command as written there. */
+const backupCommand = /`(mkdir -p -m 700 backups && sqlite3 data\/goods\.sqlite "\.backup '[^`]*'")`/.exec(
+  readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8'),
+)?.[1];
+
+/** Whether the sqlite3 shell, which the backup command runs, is installed here. */
+const sqliteShell = spawnSync('sqlite3', ['-version'], { stdio: 'ignore' }).status === 0;
+
+describe.skipIf(!sqliteShell)("docs/operations.md's backup of a running service's SQLite file", () => {
+  it('copies every acknowledged write, those still in the WAL too, into a folder only this user reads', async () => {
+    expect(backupCommand, 'docs/operations.md gives the backup command').toBeDefined();
+    const dir = await freshDir();
+    const store = new SqliteGoodsStore(join(dir, 'data', 'goods.sqlite'));
+    cleanups.push(() => store.close());
+    for (let n = 0; n < 5; n++) await store.createGoods(item);
+    // The writes are in the WAL yet: a cp of the file alone would miss them, as the page says.
+    expect(statSync(join(dir, 'data', 'goods.sqlite-wal')).size).toBeGreaterThan(0);
+
+    // sqlite3 makes no folder, in the words the page quotes: hence its mkdir.
+    const withoutFolder = spawnSync('sh', ['-c', backupCommand!.replace(/^mkdir [^&]*&& /, '')], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    expect(withoutFolder.status).not.toBe(0);
+    expect(withoutFolder.stderr).toContain('Error: cannot open "backups/goods.sqlite"');
+
+    execFileSync('sh', ['-c', backupCommand!], { cwd: dir, stdio: 'ignore' });
+    expect(statSync(join(dir, 'backups')).mode & 0o777).toBe(0o700);
+    const copy = new Database(join(dir, 'backups', 'goods.sqlite'), { readonly: true });
+    try {
+      expect(copy.pragma('integrity_check', { simple: true })).toBe('ok');
+      expect(copy.prepare('SELECT count(*) AS n FROM goods').get()).toEqual({ n: 5 });
+    } finally {
+      copy.close();
+    }
+    // The service writes on.
+    expect(await store.createGoods(item)).toBe(6);
+  });
+});
 
 describe('a SQLite store whose file goes while it is open', () => {
   it.each([
