@@ -1,6 +1,6 @@
-import { formatHostPort } from '../common/config.js';
 import { EXIT_CODES } from '../common/exit-codes.js';
 import { logGrpcThrough } from '../common/grpc-logging.js';
+import { httpEndpointUrl } from '../common/http-endpoint.js';
 import { useLeanAsyncResourceBind } from '../common/lean-async-resource-bind.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { createLogger } from '../common/logger.js';
@@ -79,7 +79,7 @@ export function runGateway(): void {
     const port = await gateway.listen(config.host, config.port).catch((error: unknown) => {
       throw listenFailure(error, config.host, config.port, GATEWAY_SETTINGS);
     });
-    const url = `${config.https ? 'https' : 'http'}://${formatHostPort({ host: config.host, port })}`;
+    const url = httpEndpointUrl({ protocol: config.https ? 'https' : 'http', host: config.host, port });
     log.info(
       { host: config.host, port, distributor: config.distributor },
       `listening on ${url}, routing from the distributor at ${config.distributor}`,

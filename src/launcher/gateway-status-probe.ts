@@ -1,5 +1,6 @@
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { type HttpEndpoint, httpRequestOptions } from '../common/http-endpoint.js';
 import { GATEWAY_SETTINGS } from '../gateway/config.js';
 
 /** What the launcher reads of the gateway's `GET /status.json` (see the README, "Status page"). */
@@ -21,18 +22,21 @@ export interface GatewayStatusView {
 const MAX_BYTES = 8 * 1024 * 1024;
 
 /**
- * One `GET /status.json` of the gateway at `url` (http or https), within `timeoutMs`: its status,
+ * One `GET /status.json` of the gateway at `endpoint` (http or https), within `timeoutMs`: its status,
  * or a rejection saying why there is none. Over https the gateway's certificate is not checked:
  * the launcher asks the gateway it started itself, on the address it said it listens on, and sends
  * nothing but the request, so a process in its place could at most make it say the shop is ready.
  */
-export function fetchGatewayStatus(url: string, timeoutMs: number): Promise<GatewayStatusView> {
+export function fetchGatewayStatus(endpoint: HttpEndpoint, timeoutMs: number): Promise<GatewayStatusView> {
   return new Promise((resolve, reject) => {
-    const target = new URL('/status.json', url);
-    const get = target.protocol === 'https:' ? httpsGet : httpGet;
+    const get = endpoint.protocol === 'https' ? httpsGet : httpGet;
     const request = get(
-      target,
-      { timeout: timeoutMs, rejectUnauthorized: false, agent: false },
+      {
+        ...httpRequestOptions(endpoint, '/status.json'),
+        timeout: timeoutMs,
+        rejectUnauthorized: false,
+        agent: false,
+      },
       (response) => {
         const chunks: Buffer[] = [];
         let size = 0;

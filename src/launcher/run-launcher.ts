@@ -89,7 +89,7 @@ const readiness = new ShopReadiness({
   // A gateway that requires client certificates refuses the launcher's GET /status.json (403),
   // the launcher having none: it asks the gateway it started over their pipe instead.
   ...(gatewayRequiresClientCertificates(process.env)
-    ? { fetchStatus: (_url: string, timeoutMs: number) => supervisorStatusOf('gateway', timeoutMs) }
+    ? { fetchStatus: (_endpoint: unknown, timeoutMs: number) => supervisorStatusOf('gateway', timeoutMs) }
     : {}),
 });
 const supervisor = new Supervisor(

@@ -1,3 +1,6 @@
+import { isIP } from 'node:net';
+import { type HttpEndpoint, httpEndpointUrl, parseHttpEndpoint } from '../common/http-endpoint.js';
+import { isUnspecifiedHost } from '../common/loopback.js';
 import { fetchGatewayStatus, type GatewayStatusView } from './gateway-status-probe.js';
 import type { LauncherLineLevel } from './log-line-formatter.js';
 
@@ -15,7 +18,7 @@ export interface ShopReadinessOptions {
   readonly services: readonly string[];
   readonly say: (text: string, level: LauncherLineLevel) => void;
   readonly warnAfterMs?: number;
-  readonly fetchStatus?: (url: string, timeoutMs: number) => Promise<GatewayStatusView>;
+  readonly fetchStatus?: (endpoint: HttpEndpoint, timeoutMs: number) => Promise<GatewayStatusView>;
 }
 
 /**
@@ -29,9 +32,11 @@ export interface ShopReadinessOptions {
 export class ShopReadiness {
   readonly #options: ShopReadinessOptions;
   readonly #warnAfterMs: number;
-  readonly #fetch: (url: string, timeoutMs: number) => Promise<GatewayStatusView>;
+  readonly #fetch: (endpoint: HttpEndpoint, timeoutMs: number) => Promise<GatewayStatusView>;
   /** Where to ask the gateway, once it said it listens. */
-  #url: string | undefined;
+  #endpoint: HttpEndpoint | undefined;
+  /** Why there is no {@link #endpoint} to ask at. */
+  #noEndpoint = NOT_LISTENING;
   /** Per service, the earliest registration time (ms since the epoch) that counts: after its restart. */
   readonly #registeredAfter = new Map<string, number>();
   /** Since when (performance.now()) the launcher waits; undefined while the shop is ready. */
@@ -57,17 +62,28 @@ export class ShopReadiness {
     this.#wait();
   }
 
-  /** The gateway listens at `url` (its real port): where to ask from now on. */
+  /**
+   * The gateway listens at `url` (its real port, as httpEndpointUrl writes it): where to ask from
+   * now on. One the launcher cannot read leaves it waiting, and saying why if that lasts.
+   */
   gatewayListening(url: string): void {
     if (url === '') return;
-    this.#url = dialable(url);
+    const endpoint = parseHttpEndpoint(url);
+    if (endpoint === undefined) {
+      this.#noEndpoint = `the gateway says it listens at "${url}", which the launcher cannot read as a URL`;
+      return;
+    }
+    this.#endpoint = dialable(endpoint);
     if (this.#waitingSince !== undefined && !this.#asking) this.#schedule(0);
   }
 
   /** `component` exited and the launcher starts it again: the shop is not ready until it is back. */
   restarted(component: string): void {
     if (this.#stopped) return;
-    if (component === 'gateway') this.#url = undefined;
+    if (component === 'gateway') {
+      this.#endpoint = undefined;
+      this.#noEndpoint = NOT_LISTENING;
+    }
     const at = Date.now();
     // Every service registers again with a distributor that restarted.
     const services =
@@ -100,27 +116,29 @@ export class ShopReadiness {
   }
 
   async #ask(): Promise<void> {
-    const url = this.#url;
+    const endpoint = this.#endpoint;
     if (this.#stopped || this.#waitingSince === undefined) return;
-    if (url === undefined) {
-      this.#lastProblem = NOT_LISTENING;
+    if (endpoint === undefined) {
+      this.#lastProblem = this.#noEndpoint;
       this.#schedule(this.#pollMs());
       return;
     }
     this.#asking = true;
     try {
       const missing = missingFrom(
-        await this.#fetch(url, ASK_TIMEOUT_MS),
+        await this.#fetch(endpoint, ASK_TIMEOUT_MS),
         this.#options.services,
         this.#registeredAfter,
       );
       if (missing.length === 0) {
-        if (!this.#stopped && this.#waitingSince !== undefined && this.#url === url) this.#ready(url);
+        if (!this.#stopped && this.#waitingSince !== undefined && this.#endpoint === endpoint) {
+          this.#ready(httpEndpointUrl(endpoint));
+        }
         return;
       }
       this.#lastProblem = `${listed(missing)} ${missing.length === 1 ? 'has' : 'have'} not registered with the distributor, or the gateway does not route to ${missing.length === 1 ? 'it' : 'them'} yet (see ${missing.length === 1 ? 'its' : 'their'} lines above); the launcher says so once the shop is ready`;
     } catch (error) {
-      this.#lastProblem = `the gateway at ${url} does not tell the launcher: ${error instanceof Error ? error.message : String(error)}`;
+      this.#lastProblem = `the gateway at ${httpEndpointUrl(endpoint)} does not tell the launcher: ${error instanceof Error ? error.message : String(error)}`;
     } finally {
       this.#asking = false;
     }
@@ -185,12 +203,10 @@ function missingFrom(
   return missing;
 }
 
-/** The address to ask at on this machine when the gateway listens on every interface. */
-function dialable(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.hostname === '0.0.0.0') parsed.hostname = '127.0.0.1';
-  else if (parsed.hostname === '[::]') parsed.hostname = '[::1]';
-  return parsed.origin;
+/** Where to ask on this machine: its loopback when the gateway listens on every interface. */
+function dialable(endpoint: HttpEndpoint): HttpEndpoint {
+  if (!isUnspecifiedHost(endpoint.host)) return endpoint;
+  return { ...endpoint, host: isIP(endpoint.host) === 4 ? '127.0.0.1' : '::1' };
 }
 
 function listed(names: readonly string[]): string {

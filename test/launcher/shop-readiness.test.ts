@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { HttpEndpoint } from '../../src/common/http-endpoint.js';
 import type { GatewayStatusView } from '../../src/launcher/gateway-status-probe.js';
 import { ShopReadiness } from '../../src/launcher/shop-readiness.js';
 
@@ -40,12 +41,15 @@ describe('ShopReadiness', () => {
     routes: nodes.map((each) => ({ listed: true, serving: [each.id] })),
   });
 
-  function makeReadiness(): { readiness: ShopReadiness; lines: string[] } {
+  function makeReadiness(
+    fetchStatus?: (endpoint: HttpEndpoint, timeoutMs: number) => Promise<GatewayStatusView>,
+  ): { readiness: ShopReadiness; lines: string[] } {
     const lines: string[] = [];
     const readiness = new ShopReadiness({
       services: ['goods', 'members'],
       say: (text, level) => lines.push(`${level} ${text}`),
       warnAfterMs: 1_000,
+      ...(fetchStatus ? { fetchStatus } : {}),
     });
     cleanups.push(() => readiness.stop());
     return { readiness, lines };
@@ -89,6 +93,50 @@ describe('ShopReadiness', () => {
     status.current = statusOf([node('goods', later), node('members', later)]);
     await vi.waitFor(() => expect(lines).toHaveLength(4), { timeout: 3_000, interval: 50 });
     expect(lines[3]).toMatch(/^info the shop is ready again: .* \(distributor back; /);
+  });
+
+  // A gateway on `--host fe80::1%eth0` said it listens at http://[fe80::1%25eth0]:8000, which WHATWG
+  // URL takes no zone id in: the launcher threw there and exited, the shop still running without it.
+  it('asks a gateway on a link-local address with a zone id there, zone id included, and says where it is ready', async () => {
+    const asked: HttpEndpoint[] = [];
+    const now = new Date().toISOString();
+    const { readiness, lines } = makeReadiness(async (endpoint) => {
+      asked.push(endpoint);
+      return statusOf([node('goods', now), node('members', now)]);
+    });
+    readiness.start();
+    readiness.gatewayListening('http://[fe80::1%25eth0]:8000');
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 2_000, interval: 50 });
+    expect(asked[0]).toEqual({ protocol: 'http', host: 'fe80::1%eth0', port: 8000 });
+    expect(lines[0]).toMatch(
+      /^info the shop is ready: http:\/\/\[fe80::1%25eth0\]:8000 \(goods, members registered; \d+\.\d s\)$/,
+    );
+  });
+
+  it('asks a gateway on every IPv6 interface at ::1', async () => {
+    const asked: HttpEndpoint[] = [];
+    const { readiness, lines } = makeReadiness(async (endpoint) => {
+      asked.push(endpoint);
+      const now = new Date().toISOString();
+      return statusOf([node('goods', now), node('members', now)]);
+    });
+    readiness.start();
+    readiness.gatewayListening('https://[::]:8443');
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 2_000, interval: 50 });
+    expect(asked[0]).toEqual({ protocol: 'https', host: '::1', port: 8443 });
+    expect(lines[0]).toMatch(/^info the shop is ready: https:\/\/\[::1\]:8443 /);
+  });
+
+  it('keeps waiting, without throwing, when it cannot read where the gateway says it listens, and says so', async () => {
+    const { readiness, lines } = makeReadiness(async () => {
+      throw new Error('never asked');
+    });
+    readiness.start();
+    expect(() => readiness.gatewayListening('http://[fe80::1%eth0')).not.toThrow();
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 3_000, interval: 50 });
+    expect(lines[0]).toBe(
+      'warn the shop is not ready 1 s after the start: the gateway says it listens at "http://[fe80::1%eth0", which the launcher cannot read as a URL',
+    );
   });
 
   it('warns once that the gateway has not said where it listens, and says nothing after stop()', async () => {
