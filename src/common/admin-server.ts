@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { formatHostPort } from './config.js';
 import { HostAllowlist, namesSeveralHosts } from './host-allowlist.js';
 import { type HostLookup, lookupAll, lookupWithin } from './host-lookup.js';
+import { httpEndpointUrl } from './http-endpoint.js';
 import { type ListenSettings, listenFailure } from './listen-failure.js';
 import { limiterOf } from './log-limiter.js';
 import type { Logger } from './logger.js';
@@ -289,7 +290,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const announce = (): void => {
     const address = boundListeners()[0]?.server.address();
     bound = typeof address === 'object' && address ? address.port : port;
-    // Bracketed when IPv6, so that the URL opens as written (http://::1:9100 is no URL).
+    // Bracketed when IPv6, so that the URL opens as written (http://::1:9100 is no URL), and a
+    // zone id as RFC 6874 writes it (httpEndpointUrl).
     log.info(
       {
         event: 'metrics',
@@ -297,7 +299,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         port: bound,
         ...(isIP(host) === 0 ? { addresses: boundListeners().map((listener) => listener.address) } : {}),
       },
-      `metrics on http://${formatHostPort({ host, port: bound })}/metrics`,
+      `metrics on ${httpEndpointUrl({ protocol: 'http', host, port: bound }, '/metrics')}`,
     );
   };
   const retryMs = options.portRetryMs ?? ADMIN_PORT_RETRY_MS;
@@ -372,7 +374,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
           else {
             log.info(
               { event: 'metrics', host, port: bound, address: listener.address },
-              `metrics on http://${formatHostPort({ host: listener.address, port: bound })}/metrics too`,
+              `metrics on ${httpEndpointUrl({ protocol: 'http', host: listener.address, port: bound }, '/metrics')} too`,
             );
           }
         }
