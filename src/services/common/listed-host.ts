@@ -95,8 +95,9 @@ export interface ListingOptions {
 /**
  * The host a service registers (see listedHostOfName; '' for the address the distributor sees it
  * call from), with a warning at start, `unreachable-address`, when the distributor would list it
- * where others cannot reach it: on loopback with the distributor elsewhere, at a loopback
- * --advertise-host, or at an address of a family it does not listen on.
+ * where others cannot reach it: listening on a link-local address alone, on loopback with the
+ * distributor elsewhere, at a loopback --advertise-host, or at an address of a family it does not
+ * listen on.
  */
 export async function registeredHostOf({
   host,
@@ -118,7 +119,26 @@ export async function registeredHostOf({
   // (127.0.1.1), given as --host, was listed at the address it called from without a word.
   const onLoopback =
     isLoopbackHost(host) || (boundAddresses.length > 0 && boundAddresses.every(isLoopbackHost));
-  if (distributorRemote && onLoopback) {
+  // Found running a service on `SERVICE_HOST=fe80::1%eth0`: listed at the address it called the
+  // distributor from, where nothing listens, it warned of IPv4 connections (a distributor on
+  // 127.0.0.1), or of nothing (one on IPv6); no address would do, grpc-js dialling no zone id.
+  const onLinkLocal =
+    isLinkLocalHost(host) || (boundAddresses.length > 0 && boundAddresses.every(isLinkLocalHost));
+  if (onLinkLocal) {
+    const listed = advertiseHost
+      ? `at ${advertiseHost} (--advertise-host)`
+      : 'at the address it sees it call from';
+    log.warn(
+      {
+        event: 'unreachable-address',
+        host: host,
+        ...(advertiseHost ? { advertiseHost: advertiseHost } : {}),
+        distributor: distributor,
+      },
+      `listening on ${host} only, a link-local address, which no gateway reaches: gRPC here dials no zone id, and the distributor lists this service ${listed}, where nothing listens; ` +
+        'set --host (SERVICE_HOST) to another address of this machine, or :: (every one)',
+    );
+  } else if (distributorRemote && onLoopback) {
     const listed = advertiseHost
       ? `at ${advertiseHost} (--advertise-host), where nothing listens`
       : 'at the address it sees it call from, where nothing listens';
