@@ -56,6 +56,20 @@ export function isUnspecifiedHost(host: string): boolean {
   return inList(UNSPECIFIED, host);
 }
 
+/** The IPv4 any-address mapped into IPv6: a server listening there takes IPv4 connections alone. */
+const MAPPED_UNSPECIFIED = new BlockList();
+MAPPED_UNSPECIFIED.addAddress('::ffff:0.0.0.0', 'ipv6');
+
+/**
+ * Where to dial, on this machine, a server listening on `host`: its loopback when `host` is the
+ * any-address (127.0.0.1 for 0.0.0.0, and for ::ffff:0.0.0.0, which ::1 does not reach; ::1 for
+ * ::), however written; `host` itself otherwise.
+ */
+export function loopbackIfUnspecified(host: string): string {
+  if (!isUnspecifiedHost(host)) return host;
+  return isIP(host) === 4 || inList(MAPPED_UNSPECIFIED, host) ? '127.0.0.1' : '::1';
+}
+
 /** Whether a host to dial is this machine: its loopback, or the any-address, which dials it too. */
 export function dialsThisMachine(host: string): boolean {
   return isLoopbackHost(host) || isUnspecifiedHost(host);

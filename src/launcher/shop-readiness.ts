@@ -1,6 +1,5 @@
-import { isIP } from 'node:net';
 import { type HttpEndpoint, httpEndpointUrl, parseHttpEndpoint } from '../common/http-endpoint.js';
-import { isUnspecifiedHost } from '../common/loopback.js';
+import { loopbackIfUnspecified } from '../common/loopback.js';
 import { fetchGatewayStatus, type GatewayStatusView } from './gateway-status-probe.js';
 import type { LauncherLineLevel } from './log-line-formatter.js';
 
@@ -205,8 +204,7 @@ function missingFrom(
 
 /** Where to ask on this machine: its loopback when the gateway listens on every interface. */
 function dialable(endpoint: HttpEndpoint): HttpEndpoint {
-  if (!isUnspecifiedHost(endpoint.host)) return endpoint;
-  return { ...endpoint, host: isIP(endpoint.host) === 4 ? '127.0.0.1' : '::1' };
+  return { ...endpoint, host: loopbackIfUnspecified(endpoint.host) };
 }
 
 function listed(names: readonly string[]): string {

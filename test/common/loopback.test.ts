@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { dialsThisMachine, hostNameKey, isLoopbackHost, sameIpAddress } from '../../src/common/loopback.js';
+import {
+  dialsThisMachine,
+  hostNameKey,
+  isLoopbackHost,
+  loopbackIfUnspecified,
+  sameIpAddress,
+} from '../../src/common/loopback.js';
 
 describe('loopback, however it is written', () => {
   it.each([
@@ -26,6 +32,21 @@ describe('loopback, however it is written', () => {
       expect(dialsThisMachine(host)).toBe(true);
     },
   );
+
+  // ::1 does not reach a server on ::ffff:0.0.0.0 (it takes IPv4 alone): the launcher, asking a
+  // gateway listening there at ::1, never heard that the shop was ready.
+  it.each([
+    ['0.0.0.0', '127.0.0.1'],
+    ['::ffff:0.0.0.0', '127.0.0.1'],
+    ['::ffff:0:0', '127.0.0.1'],
+    ['::', '::1'],
+    ['0:0:0:0:0:0:0:0', '::1'],
+    ['10.0.0.1', '10.0.0.1'],
+    ['fe80::1%eth0', 'fe80::1%eth0'],
+    ['shop.test', 'shop.test'],
+  ])('a server listening on %s is dialled on this machine at %s', (host, dialled) => {
+    expect(loopbackIfUnspecified(host)).toBe(dialled);
+  });
 
   it.each([
     '10.0.0.1',

@@ -127,6 +127,22 @@ describe('ShopReadiness', () => {
     expect(lines[0]).toMatch(/^info the shop is ready: https:\/\/\[::1\]:8443 /);
   });
 
+  // A server on ::ffff:0.0.0.0 takes IPv4 connections alone: asked at ::1 (as one on :: is), the
+  // gateway refused the launcher, which warned that the shop was not ready while it was.
+  it('asks a gateway on the IPv4 any-address mapped into IPv6 at 127.0.0.1, not ::1', async () => {
+    const asked: HttpEndpoint[] = [];
+    const { readiness, lines } = makeReadiness(async (endpoint) => {
+      asked.push(endpoint);
+      const now = new Date().toISOString();
+      return statusOf([node('goods', now), node('members', now)]);
+    });
+    readiness.start();
+    readiness.gatewayListening('http://[::ffff:0.0.0.0]:8000');
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 2_000, interval: 50 });
+    expect(asked[0]).toEqual({ protocol: 'http', host: '127.0.0.1', port: 8000 });
+    expect(lines[0]).toMatch(/^info the shop is ready: http:\/\/127\.0\.0\.1:8000 /);
+  });
+
   it('keeps waiting, without throwing, when it cannot read where the gateway says it listens, and says so', async () => {
     const { readiness, lines } = makeReadiness(async () => {
       throw new Error('never asked');
