@@ -1,10 +1,7 @@
 import { ConfigError, formatHostPort } from '../common/config.js';
-import { isLinkLocalHost } from '../common/loopback.js';
+import { isLinkLocalHost, loopbackIfUnspecified } from '../common/loopback.js';
 import { loadSettings } from '../common/settings.js';
 import { DISTRIBUTOR_SETTINGS } from '../distributor/config.js';
-
-/** Addresses a server listens on for every interface, and the one to dial it at on this machine. */
-const LOOPBACK_FOR: Readonly<Record<string, string>> = { '0.0.0.0': '127.0.0.1', '::': '::1' };
 
 /**
  * The DISTRIBUTOR_ADDRESS the launcher gives the other components when the environment moves the
@@ -40,5 +37,5 @@ export function derivedDistributorAddress(env: NodeJS.ProcessEnv): string | unde
       `DISTRIBUTOR_HOST=${where.host}: the other components cannot dial a link-local address (gRPC here takes no zone id); let the distributor listen on another address, or :: (every interface), or set DISTRIBUTOR_ADDRESS`,
     );
   }
-  return formatHostPort({ host: LOOPBACK_FOR[where.host] ?? where.host, port: where.port });
+  return formatHostPort({ host: loopbackIfUnspecified(where.host), port: where.port });
 }

@@ -14,6 +14,11 @@ describe("the distributor's address the launcher gives the others", () => {
     ],
     ['every IPv6 interface: dialled on loopback', { DISTRIBUTOR_HOST: '::' }, '[::1]:9000'],
     [
+      'every IPv6 interface, written long: dialled on loopback',
+      { DISTRIBUTOR_HOST: '0:0:0:0:0:0:0:0' },
+      '[::1]:9000',
+    ],
+    [
       'DISTRIBUTOR_ADDRESS given: left as it is',
       { DISTRIBUTOR_PORT: '9100', DISTRIBUTOR_ADDRESS: 'db:1' },
       undefined,
