@@ -28,7 +28,7 @@ import {
 } from 'node:fs';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -367,9 +367,23 @@ function publish(source, target) {
 const FOLDER_ERRORS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST']);
 
 /**
+ * Whether `path` is the folder `dir`, in it, or a folder it is made in: an error there is --out's.
+ * @param {string} path
+ * @param {string} dir
+ */
+function withinOrAbove(path, dir) {
+  const inside = (from, to) => {
+    const rest = relative(from, to);
+    return !rest.startsWith('..') && !isAbsolute(rest);
+  };
+  return inside(dir, path) || inside(path, dir);
+}
+
+/**
  * Runs `write`, naming --out when it fails to make or write the folder `dir`: run by a user who
  * cannot write the project's folder (installed by another), the default ./certs fails, and node's
- * `EACCES: permission denied, mkdir …` alone did not say which setting gives another folder.
+ * `EACCES: permission denied, mkdir …` alone did not say which setting gives another folder. Only
+ * an error of a path there: the scratch folder (TMPDIR) failing is not --out's to fix.
  * @template T
  * @param {string} dir
  * @param {() => T} write
@@ -379,8 +393,9 @@ function withOutFolderNamed(dir, write) {
   try {
     return write();
   } catch (error) {
-    const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+    const { code, path } = /** @type {NodeJS.ErrnoException} */ (error);
     if (code === undefined || !FOLDER_ERRORS.has(code)) throw error;
+    if (path === undefined || !withinOrAbove(resolve(path), dir)) throw error;
     throw new Error(
       `--out: cannot write the certificates in ${dir} (${error instanceof Error ? error.message : String(error)}): give --out a folder this user can write`,
     );

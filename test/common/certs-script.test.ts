@@ -11,8 +11,11 @@ import { SHOP_COMPONENTS } from '../../src/launcher/components.js';
 
 const COMPONENTS = ['distributor', 'gateway', 'goods', 'members', 'purchases', 'operator'];
 
-function certs(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['scripts/certs.mjs', ...args], { encoding: 'utf8' });
+function certs(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['scripts/certs.mjs', ...args], { encoding: 'utf8', env });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -219,6 +222,17 @@ describe('npm run certs', () => {
         ),
       );
     }
+  });
+
+  it('does not name --out when what fails is elsewhere: its scratch folder under TMPDIR', () => {
+    // A TMPDIR it cannot make its scratch folder in failed as '--out: cannot write the
+    // certificates in …', while --out was fine and another --out would fail the same way.
+    const inTheWay = join(dir, 'a-file');
+    writeFileSync(inTheWay, '');
+    const result = certs(['--out', join(dir, 'certs')], { ...process.env, TMPDIR: inTheWay });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/^certs: ENOTDIR: not a directory, mkdtemp /);
+    expect(result.stderr).not.toContain('--out');
   });
 
   it('refuses a bad host or an unknown component before writing anything', () => {
