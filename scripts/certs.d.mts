@@ -13,20 +13,44 @@ export declare const OPERATOR: string;
 /** How long before the moment it is made a certificate becomes valid (clock skew between hosts). */
 export declare const NOT_BEFORE_MARGIN_MS: number;
 
-/** Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600); `name` defaults to "ca". */
+/**
+ * Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600); `name` defaults to "ca".
+ * `pathLength` (default 0) is how many intermediate CAs may stand below it.
+ */
 export declare function createCa(
   dir: string,
-  options?: { readonly name?: string; readonly commonName?: string },
+  options?: { readonly name?: string; readonly commonName?: string; readonly pathLength?: number },
 ): CertificateFiles;
+
+/** An intermediate CA: its certificate and key, and its chain (its certificate then those above it but the root). */
+export interface IntermediateCaFiles extends CertificateFiles {
+  readonly chainFile: string;
+}
+
+/**
+ * Makes an intermediate CA signed by `issuer`: `<dir>/<name>.crt`, `<dir>/<name>.key` and
+ * `<dir>/<name>-chain.crt`; valid `days` (default as a CA) from now, since `notBefore`.
+ */
+export declare function createIntermediateCa(
+  issuer: CertificateFiles & { readonly chainFile?: string },
+  dir: string,
+  options: {
+    readonly name: string;
+    readonly commonName: string;
+    readonly days?: number;
+    readonly notBefore?: Date;
+  },
+): IntermediateCaFiles;
 
 /**
  * Issues `<dir>/<name>.crt` and `<dir>/<name>.key` signed by `ca`, for server and client
  * authentication, with the URI SAN spiffe://shop/<identity> (default: `name`), the DNS SAN
  * localhost, the IP SAN 127.0.0.1 and `hosts`, valid for `days` (default 825) from now, and since
  * `notBefore` (default: NOT_BEFORE_MARGIN_MS ago; tests set it to make a certificate far into its life).
+ * Issued by an intermediate CA, the certificate file holds the certificate then the CA's chain.
  */
 export declare function issueCertificate(
-  ca: CertificateFiles,
+  ca: CertificateFiles & { readonly chainFile?: string },
   dir: string,
   options: {
     readonly name: string;

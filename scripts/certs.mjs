@@ -51,12 +51,14 @@ const DEFAULT_CA_NAME = 'shop development CA';
 const LEAF_DAYS = 825;
 
 /**
- * Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600).
+ * Makes a CA: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600). `pathLength` (default 0: it
+ * issues the components' certificates itself) is how many intermediate CAs may stand below it:
+ * tests make a root that issues through an intermediate, as step-ca, Vault PKI or a corporate PKI do.
  * @param {string} dir
- * @param {{ name?: string, commonName?: string }} [options]
+ * @param {{ name?: string, commonName?: string, pathLength?: number }} [options]
  * @returns {{ certFile: string, keyFile: string }}
  */
-export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME } = {}) {
+export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME, pathLength = 0 } = {}) {
   checkName(name);
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
@@ -71,7 +73,7 @@ export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME } = {}
         '[dn]',
         `CN = ${configValue(commonName)}`,
         '[ext]',
-        'basicConstraints = critical, CA:TRUE, pathlen:0',
+        `basicConstraints = critical, CA:TRUE, pathlen:${pathLength}`,
         'keyUsage = critical, keyCertSign, cRLSign',
         'subjectKeyIdentifier = hash',
         '',
@@ -90,10 +92,64 @@ export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME } = {}
 }
 
 /**
+ * Makes an intermediate CA signed by `issuer` (a CA whose pathLength allows one): `<dir>/<name>.crt`,
+ * `<dir>/<name>.key` (mode 0600), and `chainFile`, `<dir>/<name>-chain.crt`: its certificate then
+ * the intermediates above it, which issueCertificate puts after each certificate it issues from it
+ * (a component's certificate file holds its certificate then its intermediates; its CA file the root).
+ * @param {{ certFile: string, keyFile: string, chainFile?: string }} issuer
+ * @param {string} dir
+ * @param {{ name: string, commonName: string, days?: number, notBefore?: Date }} options
+ * @returns {{ certFile: string, keyFile: string, chainFile: string }}
+ */
+export function createIntermediateCa(issuer, dir, { name, commonName, days = CA_DAYS, notBefore }) {
+  checkName(name);
+  const keyFile = join(dir, `${name}.key`);
+  const certFile = join(dir, `${name}.crt`);
+  const chainFile = join(dir, `${name}-chain.crt`);
+  return withScratch((scratch) => {
+    const config = join(scratch, 'intermediate.cnf');
+    writeFileSync(
+      config,
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        `CN = ${configValue(commonName)}`,
+        '[ext]',
+        'basicConstraints = critical, CA:TRUE, pathlen:0',
+        'keyUsage = critical, keyCertSign, cRLSign',
+        'subjectKeyIdentifier = hash',
+        'authorityKeyIdentifier = keyid',
+        '',
+      ].join('\n'),
+    );
+    const newKey = join(scratch, 'intermediate.key');
+    writeKey(newKey);
+    const csr = join(scratch, 'intermediate.csr');
+    openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
+    const newCert = join(scratch, 'intermediate.crt');
+    sign(scratch, { csr, config, days, out: newCert, issuer, notBefore });
+    const newChain = join(scratch, 'intermediate-chain.crt');
+    writeFileSync(newChain, withChainOf(issuer, readFileSync(newCert)));
+    publish(newKey, keyFile);
+    publish(newCert, certFile);
+    publish(newChain, chainFile);
+    return { certFile, keyFile, chainFile };
+  });
+}
+
+/** `certificate` (PEM) followed by the chain of `issuer` when it is an intermediate CA. */
+function withChainOf(issuer, certificate) {
+  return issuer.chainFile ? Buffer.concat([certificate, readFileSync(issuer.chainFile)]) : certificate;
+}
+
+/**
  * Issues a certificate signed by `ca`: `<dir>/<name>.crt` and `<dir>/<name>.key` (mode 0600), for
  * server and client authentication, with the URI SAN of `identity` (default: `name`), the DNS SAN
- * localhost, the IP SAN 127.0.0.1 and `hosts` (host names or IP addresses).
- * @param {{ certFile: string, keyFile: string }} ca
+ * localhost, the IP SAN 127.0.0.1 and `hosts` (host names or IP addresses). Issued by an
+ * intermediate CA (createIntermediateCa), the certificate file holds the certificate then that CA's chain.
+ * @param {{ certFile: string, keyFile: string, chainFile?: string }} ca
  * @param {string} dir
  * `notBefore` (default: NOT_BEFORE_MARGIN_MS ago) lets tests make a certificate far into its life.
  * @param {{ name: string, identity?: string, hosts?: readonly string[], days?: number, notBefore?: Date }} options
@@ -139,6 +195,7 @@ export function issueCertificate(
     openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
     const newCert = join(scratch, 'leaf.crt');
     sign(scratch, { csr, config, days, out: newCert, issuer: ca, notBefore });
+    writeFileSync(newCert, withChainOf(ca, readFileSync(newCert)));
     publish(newKey, keyFile);
     publish(newCert, certFile);
     return { certFile, keyFile };

@@ -39,7 +39,7 @@ export interface ShopTrust {
   /** The registration token; false: none (with a PKI, mTLS alone, as across machines). */
   registryToken?: string | false;
   /** Every component gets its certificate from this PKI (names: distributor, gateway and the services). */
-  pki?: TestPki;
+  pki?: Pick<TestPki, 'files'>;
 }
 
 /** The token every test shop uses unless told otherwise: the shop runs as `npm start` runs it. */
