@@ -119,6 +119,12 @@ export interface ExpiryNotice {
   readonly setting?: string;
   readonly validTo: Date;
   readonly expired: boolean;
+  /**
+   * The subject of the intermediate CA that ends, when it is one after the certificate in the
+   * certificate file rather than the certificate itself: a renewal of the certificate from the same
+   * intermediate keeps that end, so the intermediate is what must be renewed.
+   */
+  readonly intermediate?: string;
 }
 
 /** How long before its end a certificate in use is said to expire soon, at most. */
@@ -297,7 +303,7 @@ export function watchTlsFiles(
       const file = files[role];
       if (file === undefined || pem === undefined) continue;
       // The leaf, its intermediates and the CAs: any one of them past its end fails the handshake.
-      for (const block of certificateBlocks(pem)) {
+      for (const [index, block] of certificateBlocks(pem).entries()) {
         const certificate = parseCertificate(block);
         if (!certificate) continue;
         inUse.add(certificate.fingerprint256);
@@ -311,7 +317,13 @@ export function watchTlsFiles(
         if (last !== undefined && (!expired || performance.now() - last < EXPIRED_REPEAT_MS)) continue;
         told.set(key, performance.now());
         const setting = files.sources?.[role];
-        options.onExpiry({ file, validTo, expired, ...(setting === undefined ? {} : { setting }) });
+        options.onExpiry({
+          file,
+          validTo,
+          expired,
+          ...(setting === undefined ? {} : { setting }),
+          ...(role === 'certFile' && index > 0 ? { intermediate: oneLine(certificate.subject) } : {}),
+        });
       }
     }
     // Renewed every few minutes, certificates come and go for as long as the process runs: what was
@@ -433,7 +445,8 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     const problem = caCertificatesProblem(raw.ca);
     if (problem === NOT_PEM_CERTIFICATES)
       throw new UnsettledTlsFilesError(`${named(files, 'caFile')}${problem}`);
-    if (problem) throw new ConfigError(`${named(files, 'caFile')}${problem}`);
+    const rootless = problem ?? rootlessCaProblem(raw.ca);
+    if (rootless) throw new ConfigError(`${named(files, 'caFile')}${rootless}`);
   }
   if (raw.cert && raw.key) {
     const certificate = leafOf(raw.cert);
@@ -527,6 +540,32 @@ export function caCertificatesProblem(pem: Buffer): string | undefined {
 }
 
 /**
+ * What is wrong with CA certificates (every one a CA, see caCertificatesProblem) that hold no root,
+ * said as caCertificatesProblem says it, or undefined when one of them is a root (self-signed).
+ * Node verifies a peer's chain only up to a root of its CA file (OpenSSL's partial chains are off):
+ * a CA file of an intermediate alone, as an operator whose PKI issues from an intermediate may give
+ * it, accepts no peer, even one that sends the root after its intermediate, and every handshake
+ * failed with "unable to get issuer certificate" (UNABLE_TO_GET_ISSUER_CERT) while the component
+ * itself started. A root beside intermediates whose own root is missing is left alone: it anchors
+ * the chains it issued.
+ */
+export function rootlessCaProblem(pem: Buffer): string | undefined {
+  const certificates = authoritiesOf(pem);
+  if (certificates.length === 0 || certificates.some(isSelfSigned)) return undefined;
+  const [intermediate] = certificates as [X509Certificate];
+  return ` holds no root CA, only an intermediate (${oneLine(intermediate.subject)}, issued by ${oneLine(intermediate.issuer)}): a peer's chain is checked up to a root (a self-signed CA) of the CA file, so every peer would be refused; give the root (a certificate file holds the certificate then its intermediates, the CA file the root)`;
+}
+
+function isSelfSigned(certificate: X509Certificate): boolean {
+  return certificate.checkIssued(certificate) && certificate.verify(certificate.publicKey);
+}
+
+/** A certificate's subject or issuer on one line ("CN=test CA, O=shop"). */
+function oneLine(name: string): string {
+  return name.replaceAll('\n', ', ');
+}
+
+/**
  * A renewed certificate is taken only once it has started. The clock skew allowed at start (when
  * nothing else could be served) is no reason to take it on a re-read: peers check its start against
  * their own clocks, and every new handshake would fail ("certificate is not yet valid") until then,
@@ -580,6 +619,17 @@ function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: Tls
   if (!next.ca || !current.cert || !next.cert) return;
   const authorities = authoritiesOf(next.ca);
   if (!chainsTo(current.cert, authorities) || chainsTo(next.cert, authorities)) return;
+  // A renewer that writes the certificate alone, without the intermediate its PKI issued it from
+  // (the intermediate handed apart, as a "ca_chain" or "issuing_ca"): the CA is right, the file is not.
+  const top = chainOf(next.cert).at(-1);
+  const missing = chainOf(current.cert)
+    .slice(1)
+    .find((held) => held.subject === top?.issuer && !isSelfSigned(held));
+  if (missing) {
+    throw new ConfigError(
+      `${named(files, 'certFile')} lacks the intermediate CA that issued it (${oneLine(missing.subject)}), which the certificate in use has after it: peers would refuse it; put the intermediates after the certificate in the file`,
+    );
+  }
   throw new ConfigError(
     `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}, as the certificate in use is: peers given the same CA would refuse it; issue it with that CA (npm run certs keeps ca.key)`,
   );
@@ -598,12 +648,14 @@ export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void
   if (!material.ca || !material.cert) return;
   const authorities = authoritiesOf(material.ca);
   if (chainsTo(material.cert, authorities)) return;
-  const claimed = certificateBlocks(material.cert)
-    .flatMap((block) => parseCertificate(block) ?? [])
-    .find((link) => authorities.some((authority) => authority.subject === link.issuer));
+  const links = certificateBlocks(material.cert).flatMap((block) => parseCertificate(block) ?? []);
+  const claimed = links.find((link) => authorities.some((authority) => authority.subject === link.issuer));
   if (!claimed) return;
+  // An intermediate after the certificate, when it is the one that names the CA (another PKI's,
+  // named as this one's are).
+  const naming = claimed === links[0] ? '' : ` holds an intermediate CA (${oneLine(claimed.subject)}) that`;
   throw new ConfigError(
-    `${named(files, 'certFile')} names as its issuer "${claimed.issuer.replace(/\n/g, ', ')}", a CA of ${named(files, 'caFile')}, but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+    `${named(files, 'certFile')}${naming} names as its issuer "${oneLine(claimed.issuer)}", a CA of ${named(files, 'caFile')}, but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
   );
 }
 
@@ -614,17 +666,30 @@ export function authoritiesOf(pem: Buffer): X509Certificate[] {
 
 /** Whether a PEM's first certificate, through the intermediates after it, is issued by one of `authorities`. */
 function chainsTo(pem: Buffer, authorities: readonly X509Certificate[]): boolean {
-  const chain = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
-  const issuedBy = (subject: X509Certificate, issuer: X509Certificate): boolean =>
-    subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
-  let subject: X509Certificate | undefined = chain[0];
-  // At most as many steps as certificates: a chain that loops ends here, not in an endless walk.
-  for (let step = 0; subject !== undefined && step < chain.length; step++) {
-    const link: X509Certificate = subject;
-    if (authorities.some((authority) => issuedBy(link, authority))) return true;
-    subject = chain.slice(1).find((intermediate) => intermediate !== link && issuedBy(link, intermediate));
+  return chainOf(pem).some((link) => authorities.some((authority) => issuedBy(link, authority)));
+}
+
+/**
+ * A PEM's first certificate, then the intermediate after it that issued it, and so on for as long
+ * as one of the file did: the chain a peer can build from the file alone, its top the last.
+ */
+function chainOf(pem: Buffer): X509Certificate[] {
+  const certificates = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
+  const chain: X509Certificate[] = [];
+  let link: X509Certificate | undefined = certificates[0];
+  // At most as many links as certificates: a chain that loops ends here, not in an endless walk.
+  while (link !== undefined && chain.length < certificates.length) {
+    chain.push(link);
+    const subject: X509Certificate = link;
+    link = certificates
+      .slice(1)
+      .find((intermediate) => intermediate !== subject && issuedBy(subject, intermediate));
   }
-  return false;
+  return chain;
+}
+
+function issuedBy(subject: X509Certificate, issuer: X509Certificate): boolean {
+  return subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
 }
 
 /**

@@ -55,6 +55,14 @@ const SERVER_NOT_HTTP2 = /(?:^|Last error: )Protocol error \(/;
 const OR_NOT_GRPC_PORT =
   'or this is not its gRPC port: a plain HTTP port, such as a metrics port (--metrics-port, the gRPC port + 100 by default), answers a TLS client the same way';
 
+/**
+ * Said with the hints of a certificate refused for its issuer: a certificate file without the
+ * intermediate CA that issued the certificate fails the same way (its peers hold the root alone), and
+ * the component starts with it, as it does with a certificate of another CA (split CAs).
+ */
+const ISSUED_BY_INTERMEDIATE =
+  'a certificate of an intermediate CA needs the intermediate after it in its certificate file';
+
 /** The settings that give a component its TLS files, as a hint names them. */
 const TLS_SETTINGS = 'TLS_DIR (--tls-dir), or TLS_CA, TLS_CERT and TLS_KEY';
 
@@ -83,10 +91,10 @@ export function tlsMismatchHint(details: string | undefined, ownTls: boolean, pe
     return ` — ${peer}'s certificate has expired by this host's clock: renew it, or, if this host's clock is ahead, set it right (NTP)`;
   }
   if (ownTls && SERVER_OF_ANOTHER_CA.test(details)) {
-    return ` — ${peer}'s certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it`;
+    return ` — ${peer}'s certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it; ${ISSUED_BY_INTERMEDIATE}`;
   }
   if (ownTls && SERVER_DROPPED_TLS_CLIENT.test(details)) {
-    return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and be valid by ${peer}'s clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR); ${peer}'s log names the reason (untrusted-client-certificate)`;
+    return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and be valid by ${peer}'s clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR; ${ISSUED_BY_INTERMEDIATE}); ${peer}'s log names the reason (untrusted-client-certificate)`;
   }
   return '';
 }

@@ -59,15 +59,29 @@ export function tlsProblemLog(
           );
         }
       }),
-    onExpiry: ({ file, setting, validTo, expired }) =>
-      once(`${file} ${validTo.toISOString()} ${expired}`, () => {
+    onExpiry: ({ file, setting, validTo, expired, intermediate }) =>
+      once(`${file} ${validTo.toISOString()} ${expired} ${intermediate}`, () => {
         const fields = {
           event: expired ? 'tls-certificate-expired' : 'tls-certificate-expiring',
           file,
           ...(setting === undefined ? {} : { setting }),
           validTo,
+          ...(intermediate === undefined ? {} : { intermediate }),
         };
         const named = `TLS certificate file "${file}"${setting === undefined ? '' : ` from ${setting}`}`;
+        if (intermediate !== undefined) {
+          // The certificate's own end is not this one: renewing it from the same intermediate, as a
+          // renewer does, changes nothing, and the chain fails at the intermediate's end all the same.
+          const which = `${named} holds the intermediate CA "${intermediate}" after its certificate, which`;
+          const renew = 'have its PKI renew the intermediate, and renew the certificate with the new chain';
+          if (expired)
+            log.error(
+              fields,
+              `${which} expired on ${validTo.toISOString()}: peers refuse the chain; ${renew}`,
+            );
+          else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${renew} before then`);
+          return;
+        }
         if (expired) {
           log.error(fields, `${named} expired on ${validTo.toISOString()}: peers refuse it; renew it`);
         } else {

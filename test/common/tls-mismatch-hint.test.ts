@@ -39,14 +39,14 @@ describe('tlsMismatchHint', () => {
     'hints to a client with TLS that the server may not accept its certificate, for %j',
     (details) => {
       expect(tlsMismatchHint(details, true, 'the distributor')).toBe(
-        " — the distributor may not accept this component's certificate: it must be issued by the CA in the distributor's ca.crt and be valid by the distributor's clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR); the distributor's log names the reason (untrusted-client-certificate)",
+        " — the distributor may not accept this component's certificate: it must be issued by the CA in the distributor's ca.crt and be valid by the distributor's clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR; a certificate of an intermediate CA needs the intermediate after it in its certificate file); the distributor's log names the reason (untrusted-client-certificate)",
       );
     },
   );
 
   it.each(SERVER_OF_ANOTHER_CA)('hints at a CA of its own to a client with TLS, for %j', (details) => {
     expect(tlsMismatchHint(details, true, 'goods@10.0.0.2:9010')).toBe(
-      " — goods@10.0.0.2:9010's certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it",
+      " — goods@10.0.0.2:9010's certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it; a certificate of an intermediate CA needs the intermediate after it in its certificate file",
     );
     expect(tlsMismatchHint(details, false, 'goods@10.0.0.2:9010')).toBe('');
   });

@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
-import { caCertificatesProblem } from '../../common/tls-files.js';
+import { caCertificatesProblem, rootlessCaProblem } from '../../common/tls-files.js';
 import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls-settings.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
@@ -195,6 +195,9 @@ function checkPem(ssl: Record<string, unknown>, source: string): void {
         );
       }
     }
+    // Over all its texts: a root and an intermediate may come as two.
+    const rootless = rootlessCaProblem(Buffer.from(texts.join('\n')));
+    if (rootless) throw new ConfigError(`${source}: the "ssl" parameter's "ca"${rootless}`);
   }
   if (cert !== undefined) {
     try {

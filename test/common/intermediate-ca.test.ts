@@ -1,0 +1,210 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { channelCredentials, serverCredentials } from '../../src/common/tls.js';
+import { checkOwnIdentity, readTlsFiles, watchTlsFiles } from '../../src/common/tls-files.js';
+import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
+import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
+import { installCertificate } from '../helpers/certs.js';
+import { useChainedPki } from '../helpers/chained-pki.js';
+import { captureLog } from '../helpers/log-capture.js';
+
+// The start and reload checks of TLS files with certificates of an intermediate CA: the certificate
+// file holds the certificate then the intermediate, the CA file the root (see docs/operations.md).
+
+const REFRESH = { refreshIntervalMs: 20 };
+const WAIT = { timeout: 5_000, interval: 20 };
+
+const made = useChainedPki('tls-intermediate-ca-', { names: ['goods'] });
+
+/** The certificates of a PEM file, as X509Certificate. */
+function certificatesOf(file: string): X509Certificate[] {
+  const blocks = readFileSync(file, 'utf8').match(
+    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+  );
+  return (blocks ?? []).map((block) => new X509Certificate(block));
+}
+
+describe('a certificate file of the certificate then its intermediate, with the root as CA file', () => {
+  it('passes every start check', () => {
+    const files = made.pki.files('goods');
+    expect(certificatesOf(files.certFile).map((certificate) => certificate.subject)).toEqual([
+      'CN=goods',
+      'CN=test intermediate CA',
+    ]);
+    expect(() => readTlsFiles(files)).not.toThrow();
+    expect(() => checkOwnIdentity(files, 'goods')).not.toThrow();
+    expect(() => serverCredentials(files)).not.toThrow();
+    expect(() => channelCredentials(files, { expectedName: 'goods' })).not.toThrow();
+  });
+
+  it("is refused at start when its intermediate was signed by another root named as the CA file's", () => {
+    const { pki } = made;
+    // Another PKI made the same way: its root and intermediate are named as this one's are.
+    const twinRoot = pki.newRoot('twin-root', 'test root CA');
+    const twinIntermediate = pki.newIntermediate('twin-intermediate', { under: twinRoot });
+    const files = {
+      caFile: pki.rootFile,
+      ...pki.issue('twin-goods', { identity: 'goods', by: twinIntermediate }),
+    };
+    expect(() => serverCredentials(files)).toThrow(
+      `TLS certificate file "${files.certFile}" holds an intermediate CA (CN=test intermediate CA) that names as its issuer "CN=test root CA", a CA of TLS CA file "${pki.rootFile}", but was not signed by it`,
+    );
+  });
+
+  it('starts without its intermediate, or with one of a root the CA file does not name: a split CA looks the same', () => {
+    // A component may hold a certificate of another CA than those it checks its peers with (README,
+    // Trust): an issuer the CA file does not name is left to the peers, which refuse the chain.
+    const { pki } = made;
+    const otherRoot = pki.newRoot('unnamed-root', 'unnamed root CA');
+    const otherIntermediate = pki.newIntermediate('unnamed-intermediate', {
+      under: otherRoot,
+      commonName: 'unnamed intermediate CA',
+    });
+    const ofOtherRoot = {
+      caFile: pki.rootFile,
+      ...pki.issue('goods-of-unnamed', { identity: 'goods', by: otherIntermediate }),
+    };
+    const own = pki.files('goods');
+    const leafAlone = { ...own, certFile: pki.leafOnly(own.certFile, 'goods-leaf-alone') };
+    for (const files of [ofOtherRoot, leafAlone]) expect(() => serverCredentials(files)).not.toThrow();
+  });
+});
+
+describe('a CA file that holds the intermediate instead of the root', () => {
+  it('is refused at start, saying that the root belongs there', () => {
+    const { pki } = made;
+    const files = { ...pki.files('goods'), caFile: pki.intermediate.certFile };
+    const said = `TLS CA file "${pki.intermediate.certFile}" holds no root CA, only an intermediate (CN=test intermediate CA, issued by CN=test root CA): a peer's chain is checked up to a root (a self-signed CA) of the CA file, so every peer would be refused; give the root (a certificate file holds the certificate then its intermediates, the CA file the root)`;
+    expect(() => readTlsFiles(files)).toThrow(said);
+    expect(() => serverCredentials(files)).toThrow(said);
+    expect(() => channelCredentials(files)).toThrow(said);
+  });
+
+  it('is taken beside its root', () => {
+    const { pki } = made;
+    const bundle = join(pki.dir, 'intermediate-and-root.crt');
+    writeFileSync(
+      bundle,
+      Buffer.concat([readFileSync(pki.intermediate.certFile), readFileSync(pki.rootFile)]),
+    );
+    expect(() => readTlsFiles({ ...pki.files('goods'), caFile: bundle })).not.toThrow();
+  });
+});
+
+describe('a MySQL URL whose ?ssl= "ca" is an intermediate', () => {
+  it('is refused at start without its root, and taken with it as a second text', () => {
+    const { pki } = made;
+    const intermediate = readFileSync(pki.intermediate.certFile, 'utf8');
+    const url = (ca: unknown) =>
+      `mysql://shop@db.example:3306/shop?ssl=${encodeURIComponent(JSON.stringify({ rejectUnauthorized: true, ca }))}`;
+    expect(() => parseMysqlUrl(url(intermediate), 'MYSQL_URL')).toThrow(
+      'MYSQL_URL: the "ssl" parameter\'s "ca" holds no root CA, only an intermediate (CN=test intermediate CA, issued by CN=test root CA)',
+    );
+    expect(() =>
+      parseMysqlUrl(url([intermediate, readFileSync(pki.rootFile, 'utf8')]), 'MYSQL_URL'),
+    ).not.toThrow();
+  });
+});
+
+describe('a renewal from an intermediate', () => {
+  it('is taken when a new intermediate of the same root issued it', async () => {
+    const { pki } = made;
+    const folder = mkdtempSync(join(pki.dir, 'renewal-'));
+    const files = { caFile: pki.rootFile, ...installCertificate(pki.files('goods'), folder, 'goods') };
+    const next = pki.newIntermediate('next-intermediate', { commonName: 'test intermediate CA 2' });
+    const onChange = vi.fn();
+    const onReloadError = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), onChange, { ...REFRESH, onReloadError });
+    try {
+      installCertificate(pki.issue('goods-of-next', { identity: 'goods', by: next }), folder, 'goods');
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
+      expect(onChange.mock.calls[0]![0].cert).toEqual(readFileSync(files.certFile));
+      expect(onReloadError).not.toHaveBeenCalled();
+    } finally {
+      stop();
+    }
+  });
+
+  it('is refused, and the certificate in use kept, when it comes without its intermediate or from another root', async () => {
+    const { pki } = made;
+    const folder = mkdtempSync(join(pki.dir, 'bad-renewal-'));
+    const files = { caFile: pki.rootFile, ...installCertificate(pki.files('goods'), folder, 'goods') };
+    const otherRoot = pki.newRoot('other-root', 'other test root CA');
+    const foreign = pki.newIntermediate('foreign-intermediate', {
+      under: otherRoot,
+      commonName: 'foreign intermediate CA',
+    });
+    const renewed = pki.issue('goods-renewed', { identity: 'goods' });
+    const withoutIntermediate = {
+      ...renewed,
+      certFile: pki.leafOnly(renewed.certFile, 'goods-renewed-leaf'),
+    };
+    for (const [renewal, said] of [
+      [
+        withoutIntermediate,
+        'lacks the intermediate CA that issued it (CN=test intermediate CA), which the certificate in use has after it: peers would refuse it; put the intermediates after the certificate in the file',
+      ],
+      [pki.issue('goods-foreign', { identity: 'goods', by: foreign }), 'is not issued by a CA of'],
+    ] as const) {
+      const onChange = vi.fn();
+      const onReloadError = vi.fn();
+      installCertificate(pki.files('goods'), folder, 'goods');
+      const stop = watchTlsFiles(files, readTlsFiles(files), onChange, { ...REFRESH, onReloadError });
+      try {
+        installCertificate(renewal, folder, 'goods');
+        await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+        expect(onReloadError.mock.calls[0]![0].message).toContain(said);
+        expect(onChange).not.toHaveBeenCalled();
+      } finally {
+        stop();
+      }
+    }
+  });
+});
+
+describe('an intermediate in use that nears its end', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('is told of by its name, and the log says to renew the intermediate', async () => {
+    const { pki } = made;
+    const shortLived = pki.newIntermediate('short-intermediate', {
+      commonName: 'short intermediate CA',
+      days: 30,
+    });
+    const files = {
+      caFile: pki.rootFile,
+      ...pki.issue('goods-short', { identity: 'goods', by: shortLived }),
+    };
+    const validTo = new Date(new X509Certificate(readFileSync(shortLived.certFile)).validTo);
+    const { log, lines } = captureLog('goods');
+    const problems = tlsProblemLog(log);
+    const onExpiry = vi.fn(problems.onExpiry);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onExpiry });
+    try {
+      vi.setSystemTime(validTo.getTime() - 24 * 60 * 60 * 1000);
+      await vi.waitFor(() => expect(onExpiry).toHaveBeenCalledOnce(), WAIT);
+      expect(onExpiry).toHaveBeenLastCalledWith({
+        file: files.certFile,
+        validTo,
+        expired: false,
+        intermediate: 'CN=short intermediate CA',
+      });
+      expect(lines.at(-1)).toMatchObject({
+        event: 'tls-certificate-expiring',
+        intermediate: 'CN=short intermediate CA',
+        msg: `TLS certificate file "${files.certFile}" holds the intermediate CA "CN=short intermediate CA" after its certificate, which expires on ${validTo.toISOString()}: have its PKI renew the intermediate, and renew the certificate with the new chain before then`,
+      });
+      vi.setSystemTime(validTo.getTime() + 1_000);
+      await vi.waitFor(() => expect(onExpiry).toHaveBeenCalledTimes(2), WAIT);
+      expect(lines.at(-1)).toMatchObject({
+        event: 'tls-certificate-expired',
+        msg: `TLS certificate file "${files.certFile}" holds the intermediate CA "CN=short intermediate CA" after its certificate, which expired on ${validTo.toISOString()}: peers refuse the chain; have its PKI renew the intermediate, and renew the certificate with the new chain`,
+      });
+    } finally {
+      stop();
+    }
+  });
+});
