@@ -541,7 +541,7 @@ export function caCertificatesProblem(pem: Buffer): string | undefined {
 
 /**
  * What is wrong with CA certificates (every one a CA, see caCertificatesProblem) that hold no root,
- * said as caCertificatesProblem says it, or undefined when one of them is a root (self-signed).
+ * said as caCertificatesProblem says it, or undefined when one of them is a root (see isRoot).
  * Node verifies a peer's chain only up to a root of its CA file (OpenSSL's partial chains are off):
  * a CA file of an intermediate alone, as an operator whose PKI issues from an intermediate may give
  * it, accepts no peer, even one that sends the root after its intermediate, and every handshake
@@ -551,13 +551,20 @@ export function caCertificatesProblem(pem: Buffer): string | undefined {
  */
 export function rootlessCaProblem(pem: Buffer): string | undefined {
   const certificates = authoritiesOf(pem);
-  if (certificates.length === 0 || certificates.some(isSelfSigned)) return undefined;
+  if (certificates.length === 0 || certificates.some(isRoot)) return undefined;
   const [intermediate] = certificates as [X509Certificate];
   return ` holds no root CA, only an intermediate (${oneLine(intermediate.subject)}, issued by ${oneLine(intermediate.issuer)}): a peer's chain is checked up to a root (a self-signed CA) of the CA file, so every peer would be refused; give the root (a certificate file holds the certificate then its intermediates, the CA file the root)`;
 }
 
-function isSelfSigned(certificate: X509Certificate): boolean {
-  return certificate.checkIssued(certificate) && certificate.verify(certificate.publicKey);
+/**
+ * Whether a certificate ends a chain as OpenSSL takes a root: self-issued (its subject is its issuer,
+ * and no key identifier says another key signed it), its own signature left unchecked, as OpenSSL
+ * leaves it for a trust anchor. A root whose self-signature does not verify (signed by another key
+ * of the same name, or broken) anchors chains all the same: refused for it, a CA file that works
+ * stopped the component at start.
+ */
+function isRoot(certificate: X509Certificate): boolean {
+  return certificate.checkIssued(certificate);
 }
 
 /** A certificate's subject or issuer on one line ("CN=test CA, O=shop"). */
@@ -624,7 +631,7 @@ function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: Tls
   const top = chainOf(next.cert).at(-1);
   const missing = chainOf(current.cert)
     .slice(1)
-    .find((held) => held.subject === top?.issuer && !isSelfSigned(held));
+    .find((held) => held.subject === top?.issuer && !isRoot(held));
   if (missing) {
     throw new ConfigError(
       `${named(files, 'certFile')} lacks the intermediate CA that issued it (${oneLine(missing.subject)}), which the certificate in use has after it: peers would refuse it; put the intermediates after the certificate in the file`,

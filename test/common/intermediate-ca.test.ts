@@ -1,6 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { connect, createServer } from 'node:tls';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { channelCredentials, serverCredentials } from '../../src/common/tls.js';
 import { checkOwnIdentity, readTlsFiles, watchTlsFiles } from '../../src/common/tls-files.js';
@@ -90,6 +93,109 @@ describe('a CA file that holds the intermediate instead of the root', () => {
       Buffer.concat([readFileSync(pki.intermediate.certFile), readFileSync(pki.rootFile)]),
     );
     expect(() => readTlsFiles({ ...pki.files('goods'), caFile: bundle })).not.toThrow();
+  });
+});
+
+describe('a CA file whose root does not verify its own signature', () => {
+  it('is taken, as node:tls takes such a root as the end of a chain without checking it', async () => {
+    // A self-issued root (its subject its issuer, no key identifiers) signed by another key of the
+    // same name, and a certificate it issued: OpenSSL checks no signature of a trust anchor.
+    const folder = mkdtempSync(join(made.pki.dir, 'unverified-root-'));
+    const path = (file: string) => join(folder, file);
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+    for (const key of ['root', 'other', 'leaf']) {
+      openssl(
+        'genpkey',
+        '-algorithm',
+        'EC',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-out',
+        path(`${key}.key`),
+      );
+    }
+    writeFileSync(
+      path('ext.cnf'),
+      [
+        '[ca]',
+        'basicConstraints=critical,CA:TRUE',
+        'keyUsage=critical,keyCertSign',
+        'subjectKeyIdentifier=none',
+        'authorityKeyIdentifier=none',
+        '[leaf]',
+        'basicConstraints=CA:FALSE',
+        'subjectAltName=DNS:localhost',
+        'subjectKeyIdentifier=none',
+        'authorityKeyIdentifier=none',
+      ].join('\n'),
+    );
+    const subject = '/CN=unverified root';
+    openssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      path('other.key'),
+      '-subj',
+      subject,
+      '-days',
+      '2',
+      '-out',
+      path('other.crt'),
+    );
+    openssl('req', '-new', '-key', path('root.key'), '-subj', subject, '-out', path('root.csr'));
+    openssl('req', '-new', '-key', path('leaf.key'), '-subj', '/CN=leaf', '-out', path('leaf.csr'));
+    const sign = (csr: string, ca: string, extensions: string, out: string) =>
+      openssl(
+        'x509',
+        '-req',
+        '-in',
+        path(csr),
+        '-CA',
+        path(`${ca}.crt`),
+        '-CAkey',
+        path(`${ca}.key`),
+        '-days',
+        '2',
+        '-extfile',
+        path('ext.cnf'),
+        '-extensions',
+        extensions,
+        '-out',
+        path(out),
+      );
+    sign('root.csr', 'other', 'ca', 'root.crt');
+    sign('leaf.csr', 'root', 'leaf', 'leaf.crt');
+    const root = new X509Certificate(readFileSync(path('root.crt')));
+    expect(root.verify(root.publicKey)).toBe(false);
+
+    const server = createServer(
+      { cert: readFileSync(path('leaf.crt')), key: readFileSync(path('leaf.key')) },
+      (socket) => socket.end(),
+    );
+    await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+    try {
+      const handshake = await new Promise<string>((settled) => {
+        const { port } = server.address() as AddressInfo;
+        const socket = connect({
+          port,
+          host: '127.0.0.1',
+          servername: 'localhost',
+          ca: readFileSync(path('root.crt')),
+        });
+        socket.once('secureConnect', () => {
+          settled('accepted');
+          socket.destroy();
+        });
+        socket.once('error', (error) => settled(String(error)));
+      });
+      expect(handshake).toBe('accepted');
+    } finally {
+      server.close();
+    }
+    expect(() => readTlsFiles({ caFile: path('root.crt') })).not.toThrow();
+    const url = `mysql://shop@db.example:3306/shop?ssl=${encodeURIComponent(JSON.stringify({ ca: readFileSync(path('root.crt'), 'utf8') }))}`;
+    expect(() => parseMysqlUrl(url, 'MYSQL_URL')).not.toThrow();
   });
 });
 
