@@ -445,8 +445,12 @@ function checkTlsMaterial(files: TlsFiles, raw: RawMaterial): TlsMaterial {
     const problem = caCertificatesProblem(raw.ca);
     if (problem === NOT_PEM_CERTIFICATES)
       throw new UnsettledTlsFilesError(`${named(files, 'caFile')}${problem}`);
-    const rootless = problem ?? rootlessCaProblem(raw.ca);
-    if (rootless) throw new ConfigError(`${named(files, 'caFile')}${rootless}`);
+    if (problem) throw new ConfigError(`${named(files, 'caFile')}${problem}`);
+    // Read again at start, as a rotation may leave it so: a bundle written a block at a time, its
+    // intermediate first (`cat intermediate.crt root.crt > ca.crt`), holds whole blocks without the
+    // root for a moment, which cutShort does not see, and a component started then stopped with exit 2.
+    const rootless = rootlessCaProblem(raw.ca);
+    if (rootless) throw new UnsettledTlsFilesError(`${named(files, 'caFile')}${rootless}`);
   }
   if (raw.cert && raw.key) {
     const certificate = leafOf(raw.cert);

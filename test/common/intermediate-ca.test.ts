@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -80,9 +80,33 @@ describe('a CA file that holds the intermediate instead of the root', () => {
     const { pki } = made;
     const files = { ...pki.files('goods'), caFile: pki.intermediate.certFile };
     const said = `TLS CA file "${pki.intermediate.certFile}" holds no root CA, only an intermediate (CN=test intermediate CA, issued by CN=test root CA): a peer's chain is checked up to a root (a self-signed CA) of the CA file, so every peer would be refused; give the root (a certificate file holds the certificate then its intermediates, the CA file the root)`;
-    expect(() => readTlsFiles(files)).toThrow(said);
+    // Once it has stayed so for settleMs (see the test after this one).
+    const startedAt = performance.now();
+    expect(() => readTlsFiles(files, { settleMs: 300 })).toThrow(said);
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(300);
     expect(() => serverCredentials(files)).toThrow(said);
-    expect(() => channelCredentials(files)).toThrow(said);
+  });
+
+  it('is read again at start for a moment, as a bundle written a block at a time holds it alone before its root', () => {
+    const { pki } = made;
+    const folder = mkdtempSync(join(pki.dir, 'block-at-a-time-'));
+    const caFile = join(folder, 'ca.crt');
+    // `cat intermediate.crt root.crt > ca.crt` caught between its two writes.
+    writeFileSync(caFile, readFileSync(pki.intermediate.certFile));
+    const writer = spawn('sh', [
+      '-c',
+      `sleep 0.3; cat "${pki.intermediate.certFile}" "${pki.rootFile}" > "${caFile}"`,
+    ]);
+    try {
+      const startedAt = performance.now();
+      const material = readTlsFiles({ ...pki.files('goods'), caFile });
+      expect(performance.now() - startedAt).toBeGreaterThan(200);
+      expect(material.ca).toEqual(
+        Buffer.concat([readFileSync(pki.intermediate.certFile), readFileSync(pki.rootFile)]),
+      );
+    } finally {
+      writer.kill();
+    }
   });
 
   it('is taken beside its root', () => {
