@@ -125,6 +125,11 @@ export interface ExpiryNotice {
    * intermediate keeps that end, so the intermediate is what must be renewed.
    */
   readonly intermediate?: string;
+  /**
+   * The subject of the root CA that ends, when the certificate file holds it after the certificate
+   * (a chain written whole, root included): not an intermediate to renew, but the CA to rotate.
+   */
+  readonly root?: string;
 }
 
 /** How long before its end a certificate in use is said to expire soon, at most. */
@@ -322,7 +327,11 @@ export function watchTlsFiles(
           validTo,
           expired,
           ...(setting === undefined ? {} : { setting }),
-          ...(role === 'certFile' && index > 0 ? { intermediate: oneLine(certificate.subject) } : {}),
+          ...(role === 'certFile' && index > 0
+            ? isRoot(certificate)
+              ? { root: oneLine(certificate.subject) }
+              : { intermediate: oneLine(certificate.subject) }
+            : {}),
         });
       }
     }

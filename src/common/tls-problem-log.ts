@@ -59,14 +59,15 @@ export function tlsProblemLog(
           );
         }
       }),
-    onExpiry: ({ file, setting, validTo, expired, intermediate }) =>
-      once(`${file} ${validTo.toISOString()} ${expired} ${intermediate}`, () => {
+    onExpiry: ({ file, setting, validTo, expired, intermediate, root }) =>
+      once(`${file} ${validTo.toISOString()} ${expired} ${intermediate} ${root}`, () => {
         const fields = {
           event: expired ? 'tls-certificate-expired' : 'tls-certificate-expiring',
           file,
           ...(setting === undefined ? {} : { setting }),
           validTo,
           ...(intermediate === undefined ? {} : { intermediate }),
+          ...(root === undefined ? {} : { root }),
         };
         const named = `TLS certificate file "${file}"${setting === undefined ? '' : ` from ${setting}`}`;
         if (intermediate !== undefined) {
@@ -80,6 +81,18 @@ export function tlsProblemLog(
               `${which} expired on ${validTo.toISOString()}: peers refuse the chain; ${renew}`,
             );
           else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${renew} before then`);
+          return;
+        }
+        if (root !== undefined) {
+          // Every certificate of the PKI ends with its root: renewing the certificate changes nothing.
+          const which = `${named} holds the root CA "${root}" after its certificate, which`;
+          const rotate = 'rotate the CA, in three steps (docs/operations.md)';
+          if (expired)
+            log.error(
+              fields,
+              `${which} expired on ${validTo.toISOString()}: peers refuse the chain; ${rotate}`,
+            );
+          else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${rotate} before then`);
           return;
         }
         if (expired) {

@@ -338,3 +338,34 @@ describe('an intermediate in use that nears its end', () => {
     }
   });
 });
+
+describe('a certificate file that holds the root after the intermediate', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("tells of the root's end as the CA's to rotate, not as an intermediate's to renew", async () => {
+    const { pki } = made;
+    const goods = pki.files('goods');
+    const dir = mkdtempSync(join(pki.dir, 'whole-chain-'));
+    const certFile = join(dir, 'goods.crt');
+    writeFileSync(certFile, readFileSync(goods.certFile, 'utf8') + readFileSync(pki.rootFile, 'utf8'));
+    const files = { ...goods, certFile };
+    const rootEnd = new Date(new X509Certificate(readFileSync(pki.rootFile)).validTo);
+    const { log, lines } = captureLog('goods');
+    const onExpiry = vi.fn(tlsProblemLog(log).onExpiry);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, { ...REFRESH, onExpiry });
+    try {
+      vi.setSystemTime(rootEnd.getTime() - 24 * 60 * 60 * 1000);
+      const rootLine = () => lines.find((line) => line.file === certFile && line.root !== undefined);
+      await vi.waitFor(() => expect(rootLine()).toBeDefined(), WAIT);
+      expect(rootLine()).toMatchObject({
+        event: 'tls-certificate-expiring',
+        root: 'CN=test root CA',
+        msg: `TLS certificate file "${certFile}" holds the root CA "CN=test root CA" after its certificate, which expires on ${rootEnd.toISOString()}: rotate the CA, in three steps (docs/operations.md) before then`,
+      });
+      expect(lines.filter((line) => line.intermediate === 'CN=test root CA')).toEqual([]);
+    } finally {
+      stop();
+    }
+  });
+});
