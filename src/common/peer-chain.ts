@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { type DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import { issuedBy } from './issued-by.js';
 
 /**
  * The certificates of a TLS connection's peer, its own first, then the issuers node:tls knows of
@@ -37,9 +38,7 @@ export function chainTrustedBy(
 ): boolean {
   return chain.some((certificate) =>
     authorities.some(
-      (authority) =>
-        certificate.raw.equals(authority.raw) ||
-        (certificate.checkIssued(authority) && certificate.verify(authority.publicKey)),
+      (authority) => certificate.raw.equals(authority.raw) || issuedBy(certificate, authority),
     ),
   );
 }

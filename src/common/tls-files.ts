@@ -14,6 +14,7 @@ import { createSecureContext } from 'node:tls';
 import { clockDifferenceText } from './clock-difference.js';
 import { ConfigError } from './config.js';
 import { identityForName, TRUST_DOMAIN, uriSans } from './identity.js';
+import { issuedBy } from './issued-by.js';
 import { nonEmpty } from './settings.js';
 
 /**
@@ -706,10 +707,6 @@ function chainOf(pem: Buffer): X509Certificate[] {
       .find((intermediate) => intermediate !== subject && issuedBy(subject, intermediate));
   }
   return chain;
-}
-
-function issuedBy(subject: X509Certificate, issuer: X509Certificate): boolean {
-  return subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
 }
 
 /**
