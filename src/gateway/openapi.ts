@@ -44,7 +44,7 @@ export interface OpenApiOptions {
 }
 
 /**
- * The default bound of the document's size. The shop's own is 31 KB; a registered descriptor
+ * The default bound of the document's size. The shop's own is 33 KB; a registered descriptor
  * set can make one of many megabytes (a POST of a 5,000-field body on 64 routes: 36 MB), which the
  * /docs/ page would have to parse and render in the browser.
  */
@@ -115,6 +115,12 @@ const ERROR_RESPONSES: readonly {
     description:
       'The body is neither `application/json` nor `application/x-www-form-urlencoded` (in UTF-8, or US-ASCII), or comes in a `Content-Encoding` (send it unencoded).',
     applies: readsBody,
+  },
+  {
+    status: '417',
+    name: 'ExpectationFailed',
+    description:
+      'An `Expect` header other than `100-continue`, which is the one expectation the gateway meets: send that, or none.',
   },
   {
     status: '409',

@@ -236,6 +236,7 @@ describe('the OpenAPI document of the shop', () => {
       '405',
       '408',
       '414',
+      '417',
       '421',
       '429',
       '431',
