@@ -66,7 +66,7 @@ const ERROR_RESPONSES: readonly {
     name: 'BadRequest',
     description:
       'The request could not be read: a body or a query string that is not UTF-8, a body not JSON or not a JSON object, a malformed ' +
-      '`Idempotency-Key` (or two of them), a path with a malformed or non-UTF-8 %-escape, or malformed HTTP.',
+      '`Idempotency-Key` (or two of them), a path with a malformed or non-UTF-8 %-escape, no `Host` (HTTP/1.1) or several, or malformed HTTP.',
   },
   {
     status: '403',
@@ -172,8 +172,9 @@ const ERROR_RESPONSES: readonly {
     status: '503',
     name: 'ServiceUnavailable',
     description:
-      'No serving instance for the route right now, or none the gateway can reach, the gateway has no route table or no route yet, is stopping or ' +
-      'has too many connections open, or the service refused the call or it was cut (gRPC UNAVAILABLE, ' +
+      'No serving instance for the route right now, or none the gateway can reach, the gateway has no route table or no route yet, is stopping, ' +
+      'has too many connections open, requests in flight on the connection, request bodies being read or long lists being streamed, ' +
+      'or the service refused the call or it was cut (gRPC UNAVAILABLE, ' +
       'CANCELLED): retry after `Retry-After` seconds.',
     retryAfter: true,
   },
