@@ -44,7 +44,7 @@ export interface OpenApiOptions {
 }
 
 /**
- * The default bound of the document's size. The shop's own is 33 KB; a registered descriptor
+ * The default bound of the document's size. The shop's own is 35 KB; a registered descriptor
  * set can make one of many megabytes (a POST of a 5,000-field body on 64 routes: 36 MB), which the
  * /docs/ page would have to parse and render in the browser.
  */
