@@ -276,6 +276,14 @@ describe('the OpenAPI document of the shop', () => {
       $ref: '#/components/schemas/ErrorEnvelope',
     });
     expect(unavailable.headers['Retry-After']).toEqual({ $ref: '#/components/headers/RetryAfter' });
+    // Each cause a REST client can meet is named, the gateway's own bounds among them.
+    for (const cause of ['connections', 'requests in flight', 'request bodies', 'long lists']) {
+      expect(unavailable.description).toContain(cause);
+    }
+    const badRequest = document.components.responses.BadRequest as Json;
+    expect(badRequest.description).toContain('no `Host` (HTTP/1.1) or several');
+    const expectation = document.components.responses.ExpectationFailed as Json;
+    expect(expectation.description).toContain('100-continue');
   });
 
   it('takes its descriptions from the proto comments the descriptor set carries', () => {
