@@ -3,6 +3,7 @@ import { ConfigError, formatHostPort, parseHost, parseHostPort, parsePort } from
 import { interfaceHolding, interfaceNames } from './interface-holding.js';
 import { isLinkLocalHost } from './loopback.js';
 import { OBSERVABILITY_SETTINGS } from './observability-settings.js';
+import { parsePemFilePath } from './pem-file-path.js';
 import {
   nonEmpty,
   oneOf,
@@ -12,7 +13,7 @@ import {
   setting,
   settingName,
 } from './settings.js';
-import { parsePemFilePath, type TlsFileSources } from './tls-files.js';
+import type { TlsFileSources } from './tls-file-types.js';
 
 /** pino's levels, and "silent". */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

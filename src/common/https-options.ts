@@ -1,12 +1,7 @@
 import type { SecureContextOptions } from 'node:tls';
 import { ConfigError } from './config.js';
-import {
-  readTlsFiles,
-  type TlsFiles,
-  type TlsMaterial,
-  type TlsRefreshOptions,
-  watchTlsFiles,
-} from './tls-files.js';
+import type { TlsFiles, TlsMaterial } from './tls-file-types.js';
+import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from './tls-files.js';
 
 /** What `https.createServer` needs for TLS, as the gRPC servers do it (see serverCredentials). */
 export interface HttpsServerOptions {

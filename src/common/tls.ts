@@ -9,21 +9,12 @@ import {
 } from '@grpc/grpc-js';
 import { ConfigError } from './config.js';
 import { identityForName, uriSans } from './identity.js';
-import {
-  checkIssuedByOwnCa,
-  readTlsFiles,
-  type TlsFiles,
-  type TlsMaterial,
-  type TlsRefreshOptions,
-  watchTlsFiles,
-} from './tls-files.js';
+import { checkIssuedByOwnCa } from './tls-certificate-checks.js';
+import type { TlsFiles, TlsMaterial } from './tls-file-types.js';
+import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from './tls-files.js';
 
-export {
-  DEFAULT_TLS_REFRESH_MS,
-  type TlsFilePaths,
-  type TlsFiles,
-  type TlsRefreshOptions,
-} from './tls-files.js';
+export type { TlsFilePaths, TlsFiles } from './tls-file-types.js';
+export { DEFAULT_TLS_REFRESH_MS, type TlsRefreshOptions } from './tls-files.js';
 
 /** How a client checks the server it dials. */
 export interface ChannelTlsOptions extends TlsRefreshOptions {

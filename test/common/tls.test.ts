@@ -40,10 +40,10 @@ import {
   serverCredentials,
   type TlsFilePaths,
 } from '../../src/common/tls.js';
+import { MAX_TLS_FILE_BYTES } from '../../src/common/tls-file-reading.js';
 import {
   checkOwnIdentity,
   EXPIRY_WARNING_MS,
-  MAX_TLS_FILE_BYTES,
   readTlsFiles,
   watchTlsFiles,
 } from '../../src/common/tls-files.js';

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createCa } from '../../scripts/certs.mjs';
 import { registrationDescriptorSet } from '../../src/common/descriptors.js';
 import { http2ServersOf, http2SessionsOf } from '../../src/common/grpc-server.js';
+import { authoritiesOf } from '../../src/common/pem-certificates.js';
 import {
   channelCredentials,
   channelCredentialsByName,
@@ -20,7 +21,6 @@ import {
   serverCredentials,
   type TlsFilePaths,
 } from '../../src/common/tls.js';
-import { authoritiesOf } from '../../src/common/tls-files.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import {

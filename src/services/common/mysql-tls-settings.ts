@@ -1,5 +1,5 @@
+import { parsePemFilePath } from '../../common/pem-file-path.js';
 import { optionalSetting, settingName } from '../../common/settings.js';
-import { parsePemFilePath } from '../../common/tls-files.js';
 
 // The TLS files of the services' MySQL connections, as settings: apart from mysql-tls.ts, which
 // reads them, so that MYSQL_URL's parser can name them in its messages without importing that.

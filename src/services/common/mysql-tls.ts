@@ -1,12 +1,7 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { ConfigError } from '../../common/config.js';
-import {
-  readTlsFiles,
-  type TlsFiles,
-  type TlsMaterial,
-  type TlsRefreshOptions,
-  watchTlsFiles,
-} from '../../common/tls-files.js';
+import type { TlsFiles, TlsMaterial } from '../../common/tls-file-types.js';
+import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from '../../common/tls-files.js';
 import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls-settings.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 

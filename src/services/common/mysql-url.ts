@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
-import { caCertificatesProblem, rootlessCaProblem } from '../../common/tls-files.js';
+import { caCertificatesProblem, rootlessCaProblem } from '../../common/tls-certificate-checks.js';
 import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls-settings.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */

@@ -1,0 +1,191 @@
+import type { X509Certificate } from 'node:crypto';
+import { ConfigError } from './config.js';
+import { TRUST_DOMAIN, uriSans } from './identity.js';
+import { issuedBy } from './issued-by.js';
+import { authoritiesOf, certificateBlocks, leafOf, oneLine, parseCertificate } from './pem-certificates.js';
+import { named, type TlsFiles, type TlsMaterial } from './tls-file-types.js';
+
+export const NOT_PEM_CERTIFICATES = ': expected PEM certificates';
+
+/**
+ * What is wrong with `pem` as CA certificates, said after the name of where it came from
+ * (": expected PEM certificates"), or undefined when every block is a certificate that may issue.
+ */
+export function caCertificatesProblem(pem: Buffer): string | undefined {
+  const certificates = certificateBlocks(pem).map(parseCertificate);
+  if (certificates.length === 0 || certificates.includes(undefined)) return NOT_PEM_CERTIFICATES;
+  // node:tls takes a component's own certificate given as the CA, and every handshake then fails
+  // with an error about the peer's issuer that does not say why: said here instead.
+  const notCa = certificates.find((certificate) => certificate !== undefined && !canIssue(certificate));
+  if (notCa) {
+    return ` holds a certificate that is not a CA (${notCa.subject.replaceAll('\n', ', ')}): give the certificate of the CA that issued the peers' certificates`;
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with CA certificates (every one a CA, see caCertificatesProblem) that hold no root,
+ * said as caCertificatesProblem says it, or undefined when one of them is a root (see isRoot).
+ * Node verifies a peer's chain only up to a root of its CA file (OpenSSL's partial chains are off):
+ * a CA file of an intermediate alone, as an operator whose PKI issues from an intermediate may give
+ * it, accepts no peer, even one that sends the root after its intermediate, and every handshake
+ * failed with "unable to get issuer certificate" (UNABLE_TO_GET_ISSUER_CERT) while the component
+ * itself started. A root beside intermediates whose own root is missing is left alone: it anchors
+ * the chains it issued.
+ */
+export function rootlessCaProblem(pem: Buffer): string | undefined {
+  const certificates = authoritiesOf(pem);
+  if (certificates.length === 0 || certificates.some(isRoot)) return undefined;
+  const [intermediate] = certificates as [X509Certificate];
+  return ` holds no root CA, only an intermediate (${oneLine(intermediate.subject)}, issued by ${oneLine(intermediate.issuer)}): a peer's chain is checked up to a root (a self-signed CA) of the CA file, so every peer would be refused; give the root (a certificate file holds the certificate then its intermediates, the CA file the root)`;
+}
+
+/**
+ * Whether a certificate ends a chain as OpenSSL takes a root: self-issued (its subject is its issuer,
+ * and no key identifier says another key signed it), its own signature left unchecked, as OpenSSL
+ * leaves it for a trust anchor. A root whose self-signature does not verify (signed by another key
+ * of the same name, or broken) anchors chains all the same: refused for it, a CA file that works
+ * stopped the component at start.
+ */
+export function isRoot(certificate: X509Certificate): boolean {
+  return certificate.checkIssued(certificate);
+}
+
+/**
+ * A renewed certificate is taken only once it has started. The clock skew allowed at start (when
+ * nothing else could be served) is no reason to take it on a re-read: peers check its start against
+ * their own clocks, and every new handshake would fail ("certificate is not yet valid") until then,
+ * while the certificate in use still works. The next read after its start takes it, as the files
+ * still differ from the material in use. Unless the one in use has expired: then nothing works, and
+ * the new one works at least for peers whose clocks run ahead.
+ */
+export function checkStarted(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
+  const offered = next.cert === undefined ? undefined : leafOf(next.cert);
+  if (!offered || Date.parse(offered.validFrom) <= Date.now()) return;
+  const held = current.cert === undefined ? undefined : leafOf(current.cert);
+  if (!held || Date.parse(held.validTo) < Date.now()) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} is not valid before ${new Date(offered.validFrom).toISOString()}: peers would refuse it until then, and it is taken at the first read after`,
+  );
+}
+
+/**
+ * A renewed certificate must name the component the one in use names (`spiffe://shop/<name>`): the
+ * name a node registered under and its peers check (secure naming) stays the same while it runs,
+ * so a certificate of another component, taken on a re-read, would fail every new handshake with
+ * a peer and every registration again (PERMISSION_DENIED).
+ */
+export function checkSameIdentity(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
+  if (!current.cert || !next.cert) return;
+  const held = shopIdentities(current.cert);
+  if (held.length === 0) return;
+  const offered = shopIdentities(next.cert);
+  if (offered.length === held.length && offered.every((identity) => held.includes(identity))) return;
+  throw new ConfigError(
+    `${named(files, 'certFile')} names ${offered.join(', ') || 'no identity'}, not ${held.join(', ')} as the certificate in use does: a component keeps its identity while it runs; restart it with a certificate of another name`,
+  );
+}
+
+/**
+ * A renewed certificate must be issued by the CA file (read with it) when the one in use is: every
+ * component is given the same ca.crt, so peers trust no other issuer, and a certificate of another
+ * CA (say, copied from an `npm run certs --new-ca` run or another shop), taken on a re-read, would
+ * fail every new handshake, with peers and with the distributor, while the one in use still works.
+ * A CA rotation that first adds the new CA to ca.crt, then renews the certificates, then drops the
+ * old CA passes at every step; one that replaces ca.crt first is left alone (the certificate in use
+ * no longer chains either).
+ */
+export function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
+  if (!next.ca || !current.cert || !next.cert) return;
+  const authorities = authoritiesOf(next.ca);
+  if (!chainsTo(current.cert, authorities) || chainsTo(next.cert, authorities)) return;
+  // A renewer that writes the certificate alone, without the intermediate its PKI issued it from
+  // (the intermediate handed apart, as a "ca_chain" or "issuing_ca"): the CA is right, the file is not.
+  const top = chainOf(next.cert).at(-1);
+  const missing = chainOf(current.cert)
+    .slice(1)
+    .find((held) => held.subject === top?.issuer && !isRoot(held));
+  if (missing) {
+    throw new ConfigError(
+      `${named(files, 'certFile')} lacks the intermediate CA that issued it (${oneLine(missing.subject)}), which the certificate in use has after it: peers would refuse it; put the intermediates after the certificate in the file`,
+    );
+  }
+  throw new ConfigError(
+    `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}, as the certificate in use is: peers given the same CA would refuse it; issue it with that CA (npm run certs keeps ca.key)`,
+  );
+}
+
+/**
+ * Checks at start that a component's certificate is not the work of another CA of the same name as
+ * one of its CA file: a host given the ca.crt of one `npm run certs` run and the certificates of
+ * another (every run names its CA alike) listened and dialled, and its peers, given the same
+ * ca.crt, refused its every handshake, which the component itself never saw. A certificate whose
+ * issuer the CA file does not name at all is left alone: a shop may give its kinds of components
+ * certificates of different CAs, each trusting the others' (one CA for the services, another for
+ * the gateways), so a component's own issuer need not be among the CAs it checks its peers with.
+ */
+export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void {
+  if (!material.ca || !material.cert) return;
+  const authorities = authoritiesOf(material.ca);
+  if (chainsTo(material.cert, authorities)) return;
+  const links = certificateBlocks(material.cert).flatMap((block) => parseCertificate(block) ?? []);
+  const claimed = links.find((link) => authorities.some((authority) => authority.subject === link.issuer));
+  if (!claimed) return;
+  // An intermediate after the certificate, when it is the one that names the CA (another PKI's,
+  // named as this one's are).
+  const naming = claimed === links[0] ? '' : ` holds an intermediate CA (${oneLine(claimed.subject)}) that`;
+  throw new ConfigError(
+    `${named(files, 'certFile')}${naming} names as its issuer "${oneLine(claimed.issuer)}", a CA of ${named(files, 'caFile')}, but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+  );
+}
+
+/** Whether a PEM's first certificate, through the intermediates after it, is issued by one of `authorities`. */
+function chainsTo(pem: Buffer, authorities: readonly X509Certificate[]): boolean {
+  return chainOf(pem).some((link) => authorities.some((authority) => issuedBy(link, authority)));
+}
+
+/**
+ * A PEM's first certificate, then the intermediate after it that issued it, and so on for as long
+ * as one of the file did: the chain a peer can build from the file alone, its top the last.
+ */
+function chainOf(pem: Buffer): X509Certificate[] {
+  const certificates = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
+  const chain: X509Certificate[] = [];
+  let link: X509Certificate | undefined = certificates[0];
+  // At most as many links as certificates: a chain that loops ends here, not in an endless walk.
+  while (link !== undefined && chain.length < certificates.length) {
+    chain.push(link);
+    const subject: X509Certificate = link;
+    link = certificates
+      .slice(1)
+      .find((intermediate) => intermediate !== subject && issuedBy(subject, intermediate));
+  }
+  return chain;
+}
+
+/** The `spiffe://shop/…` URI SANs of a PEM's first certificate. */
+export function shopIdentities(pem: Buffer): string[] {
+  return uriSans(leafOf(pem)?.subjectAltName)
+    .filter((identity) => identity.startsWith(`spiffe://${TRUST_DOMAIN}/`))
+    .sort();
+}
+
+/**
+ * Whether a certificate may issue others: basicConstraints CA:TRUE, or an X.509 version 1 root,
+ * which has no extensions to say so and which OpenSSL takes as a CA all the same (old roots are).
+ */
+function canIssue(certificate: X509Certificate): boolean {
+  return certificate.ca || (isVersion1(certificate.raw) && certificate.checkIssued(certificate));
+}
+
+/** Whether DER `certificate` is X.509 version 1: its TBSCertificate starts without the [0] version. */
+function isVersion1(certificate: Buffer): boolean {
+  // Past the headers of the Certificate and TBSCertificate SEQUENCEs: a length byte of 0x8n is
+  // followed by n bytes of length.
+  let offset = 0;
+  for (let header = 0; header < 2; header++) {
+    const length = certificate[offset + 1] ?? 0;
+    offset += 2 + (length & 0x80 ? length & 0x7f : 0);
+  }
+  return certificate[offset] !== 0xa0;
+}
