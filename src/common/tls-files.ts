@@ -98,6 +98,11 @@ export interface ExpiryNotice {
    * (a chain written whole, root included): not an intermediate to renew, but the CA to rotate.
    */
   readonly root?: string;
+  /**
+   * The subject of the CA that ends, when it is one of the CA file's: not a certificate to renew
+   * either, but the CA to rotate (every peer it issued is refused past its end).
+   */
+  readonly ca?: string;
 }
 
 /** How long before its end a certificate in use is said to expire soon, at most. */
@@ -233,11 +238,13 @@ export function watchTlsFiles(
           validTo,
           expired,
           ...(setting === undefined ? {} : { setting }),
-          ...(role === 'certFile' && index > 0
-            ? isRoot(certificate)
-              ? { root: oneLine(certificate.subject) }
-              : { intermediate: oneLine(certificate.subject) }
-            : {}),
+          ...(role === 'caFile'
+            ? { ca: oneLine(certificate.subject) }
+            : index > 0
+              ? isRoot(certificate)
+                ? { root: oneLine(certificate.subject) }
+                : { intermediate: oneLine(certificate.subject) }
+              : {}),
         });
       }
     }

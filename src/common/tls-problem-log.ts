@@ -59,8 +59,8 @@ export function tlsProblemLog(
           );
         }
       }),
-    onExpiry: ({ file, setting, validTo, expired, intermediate, root }) =>
-      once(`${file} ${validTo.toISOString()} ${expired} ${intermediate} ${root}`, () => {
+    onExpiry: ({ file, setting, validTo, expired, intermediate, root, ca }) =>
+      once(`${file} ${validTo.toISOString()} ${expired} ${intermediate} ${root} ${ca}`, () => {
         const fields = {
           event: expired ? 'tls-certificate-expired' : 'tls-certificate-expiring',
           file,
@@ -68,6 +68,7 @@ export function tlsProblemLog(
           validTo,
           ...(intermediate === undefined ? {} : { intermediate }),
           ...(root === undefined ? {} : { root }),
+          ...(ca === undefined ? {} : { ca }),
         };
         const named = `TLS certificate file "${file}"${setting === undefined ? '' : ` from ${setting}`}`;
         if (intermediate !== undefined) {
@@ -91,6 +92,18 @@ export function tlsProblemLog(
             log.error(
               fields,
               `${which} expired on ${validTo.toISOString()}: peers refuse the chain; ${rotate}`,
+            );
+          else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${rotate} before then`);
+          return;
+        }
+        if (ca !== undefined) {
+          // The CA file is not renewed as a certificate is: its CA ends every certificate it issued.
+          const which = `TLS CA file "${file}"${setting === undefined ? '' : ` from ${setting}`} holds the CA "${ca}", which`;
+          const rotate = 'rotate the CA, in three steps (docs/operations.md)';
+          if (expired)
+            log.error(
+              fields,
+              `${which} expired on ${validTo.toISOString()}: peers it issued are refused; ${rotate}`,
             );
           else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${rotate} before then`);
           return;

@@ -369,3 +369,38 @@ describe('a certificate file that holds the root after the intermediate', () => 
     }
   });
 });
+
+describe("a CA file's CA that nears its end", () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('is told of as the CA to rotate, in the words of a CA file, not as a certificate to renew', async () => {
+    const { pki } = made;
+    const files = pki.files('goods');
+    const caEnd = new Date(new X509Certificate(readFileSync(files.caFile!)).validTo);
+    const { log, lines } = captureLog('goods');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, {
+      ...REFRESH,
+      onExpiry: tlsProblemLog(log).onExpiry,
+    });
+    try {
+      vi.setSystemTime(caEnd.getTime() - 24 * 60 * 60 * 1000);
+      const caLine = () => lines.find((line) => line.file === files.caFile);
+      await vi.waitFor(() => expect(caLine()).toBeDefined(), WAIT);
+      expect(caLine()).toMatchObject({
+        event: 'tls-certificate-expiring',
+        ca: 'CN=test root CA',
+        msg: `TLS CA file "${files.caFile}" holds the CA "CN=test root CA", which expires on ${caEnd.toISOString()}: rotate the CA, in three steps (docs/operations.md) before then`,
+      });
+      vi.setSystemTime(caEnd.getTime() + 1_000);
+      const expiredLine = () =>
+        lines.find((line) => line.file === files.caFile && line.event === 'tls-certificate-expired');
+      await vi.waitFor(() => expect(expiredLine()).toBeDefined(), WAIT);
+      expect(expiredLine()!.msg).toBe(
+        `TLS CA file "${files.caFile}" holds the CA "CN=test root CA", which expired on ${caEnd.toISOString()}: peers it issued are refused; rotate the CA, in three steps (docs/operations.md)`,
+      );
+    } finally {
+      stop();
+    }
+  });
+});

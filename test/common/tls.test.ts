@@ -632,7 +632,12 @@ describe('a certificate in use that nears its end', () => {
       vi.setSystemTime(caValidTo.getTime() - 24 * 60 * 60 * 1000);
       await vi.waitFor(
         () =>
-          expect(onExpiry).toHaveBeenCalledWith({ file: files.caFile, validTo: caValidTo, expired: false }),
+          expect(onExpiry).toHaveBeenCalledWith({
+            file: files.caFile,
+            validTo: caValidTo,
+            expired: false,
+            ca: 'CN=test CA',
+          }),
         WAIT,
       );
     } finally {
