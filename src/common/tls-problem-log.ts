@@ -2,6 +2,13 @@ import type { Logger } from './logger.js';
 import type { TlsRefreshOptions } from './tls-files.js';
 
 /**
+ * Whose certificates a component's CA file checks: the shop's components (the shop's CA, which the
+ * operator rotates in three steps), or the database server's (its CA is its operator's: a managed
+ * database's provider publishes the next one, and the file takes it beside the old one).
+ */
+export type TlsPeers = 'shop' | 'database';
+
+/**
  * Within this long, the same problem told by another of a component's credentials is the same
  * news: its server and its channels watch the same files, each on its own timer.
  */
@@ -18,6 +25,7 @@ const SAME_NEWS_MS = 60_000;
  */
 export function tlsProblemLog(
   log: Logger,
+  { peers = 'shop' }: { peers?: TlsPeers } = {},
 ): Required<Pick<TlsRefreshOptions, 'onReloadError' | 'onExpiry' | 'onReload'>> {
   const toldAt = new Map<string, number>();
   const once = (news: string, tell: () => void): void => {
@@ -99,12 +107,16 @@ export function tlsProblemLog(
         if (ca !== undefined) {
           // The CA file is not renewed as a certificate is: its CA ends every certificate it issued.
           const which = `TLS CA file "${file}"${setting === undefined ? '' : ` from ${setting}`} holds the CA "${ca}", which`;
-          const rotate = 'rotate the CA, in three steps (docs/operations.md)';
+          const rotate =
+            peers === 'database'
+              ? "put the database server's new CA in the file beside this one"
+              : 'rotate the CA, in three steps (docs/operations.md)';
+          const refused =
+            peers === 'database'
+              ? "the database server's certificate is refused"
+              : 'peers it issued are refused';
           if (expired)
-            log.error(
-              fields,
-              `${which} expired on ${validTo.toISOString()}: peers it issued are refused; ${rotate}`,
-            );
+            log.error(fields, `${which} expired on ${validTo.toISOString()}: ${refused}; ${rotate}`);
           else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${rotate} before then`);
           return;
         }

@@ -404,3 +404,23 @@ describe("a CA file's CA that nears its end", () => {
     }
   });
 });
+
+describe("the database server's CA file, nearing its end", () => {
+  it("is told as the database's CA to take beside the old one, not the shop's CA to rotate", () => {
+    const { log, lines } = captureLog('goods');
+    const { onExpiry } = tlsProblemLog(log, { peers: 'database' });
+    const validTo = new Date('2027-01-01T00:00:00.000Z');
+    const notice = {
+      file: '/etc/mysql/ca.pem',
+      setting: '--mysql-ssl-ca (MYSQL_SSL_CA)',
+      validTo,
+      ca: 'CN=db CA',
+    };
+    onExpiry({ ...notice, expired: false });
+    onExpiry({ ...notice, expired: true });
+    expect(lines.map((line) => line.msg)).toEqual([
+      `TLS CA file "/etc/mysql/ca.pem" from --mysql-ssl-ca (MYSQL_SSL_CA) holds the CA "CN=db CA", which expires on 2027-01-01T00:00:00.000Z: put the database server's new CA in the file beside this one before then`,
+      `TLS CA file "/etc/mysql/ca.pem" from --mysql-ssl-ca (MYSQL_SSL_CA) holds the CA "CN=db CA", which expired on 2027-01-01T00:00:00.000Z: the database server's certificate is refused; put the database server's new CA in the file beside this one`,
+    ]);
+  });
+});

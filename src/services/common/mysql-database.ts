@@ -303,7 +303,7 @@ export class MysqlDatabase implements SqlExecutor {
     const poolLimit = this.#callLimit + 1;
     const tls = mysqlTlsPoolOptions(connection);
     this.#stopWatchingTlsFiles = watchMysqlTlsFiles(connection, tls, {
-      ...tlsProblemLog(this.#log),
+      ...tlsProblemLog(this.#log, { peers: 'database' }),
       ...(options.tlsRefreshIntervalMs === undefined
         ? {}
         : { refreshIntervalMs: options.tlsRefreshIntervalMs }),
