@@ -1,5 +1,5 @@
 import type { Logger } from './logger.js';
-import type { TlsRefreshOptions } from './tls-files.js';
+import type { ExpiryNotice, TlsRefreshOptions } from './tls-files.js';
 
 /**
  * Whose certificates a component's CA file checks: the shop's components (the shop's CA, which the
@@ -78,53 +78,51 @@ export function tlsProblemLog(
           ...(root === undefined ? {} : { root }),
           ...(ca === undefined ? {} : { ca }),
         };
-        const named = `TLS certificate file "${file}"${setting === undefined ? '' : ` from ${setting}`}`;
-        if (intermediate !== undefined) {
-          // The certificate's own end is not this one: renewing it from the same intermediate, as a
-          // renewer does, changes nothing, and the chain fails at the intermediate's end all the same.
-          const which = `${named} holds the intermediate CA "${intermediate}" after its certificate, which`;
-          const renew = 'have its PKI renew the intermediate, and renew the certificate with the new chain';
-          if (expired)
-            log.error(
-              fields,
-              `${which} expired on ${validTo.toISOString()}: peers refuse the chain; ${renew}`,
-            );
-          else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${renew} before then`);
-          return;
-        }
-        if (root !== undefined) {
-          // Every certificate of the PKI ends with its root: renewing the certificate changes nothing.
-          const which = `${named} holds the root CA "${root}" after its certificate, which`;
-          const rotate = 'rotate the CA, in three steps (docs/operations.md)';
-          if (expired)
-            log.error(
-              fields,
-              `${which} expired on ${validTo.toISOString()}: peers refuse the chain; ${rotate}`,
-            );
-          else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${rotate} before then`);
-          return;
-        }
-        if (ca !== undefined) {
-          // The CA file is not renewed as a certificate is: its CA ends every certificate it issued.
-          const which = `TLS CA file "${file}"${setting === undefined ? '' : ` from ${setting}`} holds the CA "${ca}", which`;
-          const rotate =
-            peers === 'database'
-              ? "put the database server's new CA in the file beside this one"
-              : 'rotate the CA, in three steps (docs/operations.md)';
-          const refused =
-            peers === 'database'
-              ? "the database server's certificate is refused"
-              : 'peers it issued are refused';
-          if (expired)
-            log.error(fields, `${which} expired on ${validTo.toISOString()}: ${refused}; ${rotate}`);
-          else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${rotate} before then`);
-          return;
-        }
-        if (expired) {
-          log.error(fields, `${named} expired on ${validTo.toISOString()}: peers refuse it; renew it`);
-        } else {
-          log.warn(fields, `${named} expires on ${validTo.toISOString()}: renew it before then`);
-        }
+        const [which, refused, mend] = whatEnds({ file, setting, intermediate, root, ca }, peers);
+        if (expired) log.error(fields, `${which} expired on ${validTo.toISOString()}: ${refused}; ${mend}`);
+        else log.warn(fields, `${which} expires on ${validTo.toISOString()}: ${mend} before then`);
       }),
   };
+}
+
+/**
+ * How an ending certificate is told: what ends (a sentence's start, "… which"), what fails once it
+ * has, and what mends it.
+ */
+function whatEnds(
+  { file, setting, intermediate, root, ca }: Omit<ExpiryNotice, 'validTo' | 'expired'>,
+  peers: TlsPeers,
+): [which: string, refused: string, mend: string] {
+  const from = setting === undefined ? '' : ` from ${setting}`;
+  const named = `TLS certificate file "${file}"${from}`;
+  const rotateShopCa = 'rotate the CA, in three steps (docs/operations.md)';
+  if (intermediate !== undefined) {
+    // The certificate's own end is not this one: renewing it from the same intermediate, as a
+    // renewer does, changes nothing, and the chain fails at the intermediate's end all the same.
+    return [
+      `${named} holds the intermediate CA "${intermediate}" after its certificate, which`,
+      'peers refuse the chain',
+      'have its PKI renew the intermediate, and renew the certificate with the new chain',
+    ];
+  }
+  if (root !== undefined) {
+    // Every certificate of the PKI ends with its root: renewing the certificate changes nothing.
+    return [
+      `${named} holds the root CA "${root}" after its certificate, which`,
+      'peers refuse the chain',
+      rotateShopCa,
+    ];
+  }
+  if (ca !== undefined) {
+    // The CA file is not renewed as a certificate is: its CA ends every certificate it issued.
+    const which = `TLS CA file "${file}"${from} holds the CA "${ca}", which`;
+    return peers === 'database'
+      ? [
+          which,
+          "the database server's certificate is refused",
+          "put the database server's new CA in the file beside this one",
+        ]
+      : [which, 'peers it issued are refused', rotateShopCa];
+  }
+  return [named, 'peers refuse it', 'renew it'];
 }
