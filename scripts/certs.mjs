@@ -63,26 +63,7 @@ export function createCa(dir, { name = 'ca', commonName = DEFAULT_CA_NAME, pathL
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
   return withScratch((scratch) => {
-    const config = join(scratch, 'ca.cnf');
-    writeFileSync(
-      config,
-      [
-        '[req]',
-        'distinguished_name = dn',
-        'prompt = no',
-        '[dn]',
-        `CN = ${configValue(commonName)}`,
-        '[ext]',
-        `basicConstraints = critical, CA:TRUE, pathlen:${pathLength}`,
-        'keyUsage = critical, keyCertSign, cRLSign',
-        'subjectKeyIdentifier = hash',
-        '',
-      ].join('\n'),
-    );
-    const newKey = join(scratch, 'ca.key');
-    writeKey(newKey);
-    const csr = join(scratch, 'ca.csr');
-    openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
+    const { config, newKey, csr } = caRequest(scratch, commonName, { pathLength, issued: false });
     const newCert = join(scratch, 'ca.crt');
     sign(scratch, { csr, config, days: CA_DAYS, out: newCert, issuer: { keyFile: newKey } });
     publish(newKey, keyFile);
@@ -107,27 +88,7 @@ export function createIntermediateCa(issuer, dir, { name, commonName, days = CA_
   const certFile = join(dir, `${name}.crt`);
   const chainFile = join(dir, `${name}-chain.crt`);
   return withScratch((scratch) => {
-    const config = join(scratch, 'intermediate.cnf');
-    writeFileSync(
-      config,
-      [
-        '[req]',
-        'distinguished_name = dn',
-        'prompt = no',
-        '[dn]',
-        `CN = ${configValue(commonName)}`,
-        '[ext]',
-        'basicConstraints = critical, CA:TRUE, pathlen:0',
-        'keyUsage = critical, keyCertSign, cRLSign',
-        'subjectKeyIdentifier = hash',
-        'authorityKeyIdentifier = keyid',
-        '',
-      ].join('\n'),
-    );
-    const newKey = join(scratch, 'intermediate.key');
-    writeKey(newKey);
-    const csr = join(scratch, 'intermediate.csr');
-    openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
+    const { config, newKey, csr } = caRequest(scratch, commonName, { pathLength: 0, issued: true });
     const newCert = join(scratch, 'intermediate.crt');
     sign(scratch, { csr, config, days, out: newCert, issuer, notBefore });
     const newChain = join(scratch, 'intermediate-chain.crt');
@@ -137,6 +98,39 @@ export function createIntermediateCa(issuer, dir, { name, commonName, days = CA_
     publish(newChain, chainFile);
     return { certFile, keyFile, chainFile };
   });
+}
+
+/**
+ * A CA's new key and its signing request in `scratch`, with the extensions' configuration to sign
+ * it with: a CA that may stand above `pathLength` more CAs, naming the key that signed it when it is
+ * `issued` by another CA (an intermediate), as a root names none.
+ * @param {string} scratch
+ * @param {string} commonName
+ * @param {{ pathLength: number, issued: boolean }} options
+ */
+function caRequest(scratch, commonName, { pathLength, issued }) {
+  const config = join(scratch, 'ca.cnf');
+  writeFileSync(
+    config,
+    [
+      '[req]',
+      'distinguished_name = dn',
+      'prompt = no',
+      '[dn]',
+      `CN = ${configValue(commonName)}`,
+      '[ext]',
+      `basicConstraints = critical, CA:TRUE, pathlen:${pathLength}`,
+      'keyUsage = critical, keyCertSign, cRLSign',
+      'subjectKeyIdentifier = hash',
+      ...(issued ? ['authorityKeyIdentifier = keyid'] : []),
+      '',
+    ].join('\n'),
+  );
+  const newKey = join(scratch, 'ca.key');
+  writeKey(newKey);
+  const csr = join(scratch, 'ca.csr');
+  openssl(['req', '-new', '-key', newKey, '-config', config, '-out', csr]);
+  return { config, newKey, csr };
 }
 
 /** `certificate` (PEM) followed by the chain of `issuer` when it is an intermediate CA. */
