@@ -15,6 +15,7 @@ import { checkHealth, reflect, watchHealth } from '../helpers/grpc-clients.js';
 import { gatewayNode, goodsDescriptorSet, goodsNode } from '../helpers/nodes.js';
 import { startSilentServer } from '../helpers/silent-server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { unloadedStopwatch } from '../helpers/unloaded-stopwatch.js';
 import { capturingLogger } from './support/capturing-logger.js';
 import { describeNode, stateMessage, useDistributorHarness } from './support/distributor-harness.js';
 
@@ -325,9 +326,10 @@ describe('registration client', () => {
     const watcher = watchHealth(address);
     cleanups.push(() => watcher.close());
     await vi.waitFor(() => expect(watcher.statuses).toEqual(['SERVING']));
-    const begun = performance.now();
+    // Timed less the waits for a CPU: a busy machine stretches the stop's work, not a grace waited out.
+    const stopMs = unloadedStopwatch();
     await distributor.stop(5_000);
-    expect(performance.now() - begun).toBeLessThan(2_000);
+    expect(stopMs()).toBeLessThan(2_000);
     expect(watcher.statuses).toEqual(['SERVING', 'NOT_SERVING']);
     expect((await watcher.ended).code).toBe(status.UNAVAILABLE);
   });
