@@ -131,9 +131,9 @@ export async function registeredHostOf({
     log.warn(
       {
         event: 'unreachable-address',
-        host: host,
-        ...(advertiseHost ? { advertiseHost: advertiseHost } : {}),
-        distributor: distributor,
+        host,
+        ...(advertiseHost ? { advertiseHost } : {}),
+        distributor,
       },
       `listening on ${host} only, a link-local address, which no gateway reaches: gRPC here dials no zone id, and the distributor lists this service ${listed}, where nothing listens; ` +
         'set --host (SERVICE_HOST) to another address of this machine, or :: (every one)',
