@@ -79,7 +79,7 @@ const NAME_SHARE = 1 / 4;
 
 /**
  * The defaults, derived from each other where they can be. Node entries carry the 32-byte hash of
- * their descriptor set instead of the set (about 25 KB for goods: services.proto with comments and
+ * their descriptor set instead of the set (about 27 KB for goods: services.proto with comments and
  * the imports its HttpRules need), so a goods node takes about 100 bytes of the 4 MiB list: the
  * 8,192 nodes take well under 1 MB, one name's 2,048 (a quarter) well under its 1 MiB share, and the
  * per-node limits still leave room for the largest valid node. The distinct descriptor sets may
