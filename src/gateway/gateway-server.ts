@@ -165,8 +165,12 @@ export interface SupervisorStatus {
     id: string;
     name: string;
     state: string;
+    address: string;
     registeredAt: string | null;
     kept?: boolean;
+    connected?: boolean;
+    unreachableSeconds?: number;
+    outOfReach?: boolean;
   }>;
   readonly routes: ReadonlyArray<{ listed: boolean; serving: readonly string[] }>;
 }
@@ -320,6 +324,7 @@ class GatewayServer implements Gateway {
         holdsTemplate: (template) => this.#table.holdsTemplate(template),
         unreachableSince: (nodeId) => this.#pool.unreachableSince(upstreamKeyOfNode(nodeId)),
         outOfReach: (nodeId) => this.#pool.outOfReach(upstreamKeyOfNode(nodeId)),
+        connected: (nodeId) => this.#pool.connected(upstreamKeyOfNode(nodeId)),
         connectionLoad: () => ({ ...this.#front.connections.load(), maxConnections }),
       },
       options.observability,
@@ -468,13 +473,19 @@ class GatewayServer implements Gateway {
     const { registered, nodes, routes } = this.#telemetry.status();
     return {
       registered,
-      nodes: nodes.map(({ id, name, state, registeredAt, kept }) => ({
-        id,
-        name,
-        state,
-        registeredAt,
-        ...(kept === undefined ? {} : { kept }),
-      })),
+      nodes: nodes.map(
+        ({ id, name, state, address, registeredAt, kept, connected, unreachableSeconds, outOfReach }) => ({
+          id,
+          name,
+          state,
+          address,
+          registeredAt,
+          ...(kept === undefined ? {} : { kept }),
+          ...(connected === undefined ? {} : { connected }),
+          ...(unreachableSeconds === undefined ? {} : { unreachableSeconds }),
+          ...(outOfReach === undefined ? {} : { outOfReach }),
+        }),
+      ),
       routes: routes.map(({ listed, serving }) => ({ listed, serving })),
     };
   }

@@ -67,6 +67,8 @@ export interface GatewayView {
   unreachableSince(nodeId: string): number | undefined;
   /** Whether a node is out of this gateway's reach now: given no call (see outOfReach). */
   outOfReach(nodeId: string): boolean;
+  /** Whether this gateway holds a connection to a node now (see InstancePool.connected). */
+  connected(nodeId: string): boolean;
   /** Its REST connections and requests in flight now, and its `--max-connections`. */
   connectionLoad(): { connections: number; requestsInFlight: number; maxConnections: number };
 }
@@ -570,8 +572,10 @@ export class GatewayTelemetry {
       metrics: this.#rates !== undefined,
       windowSeconds: window,
       nodes: this.#nodes.describe(nowMs, offsetMs ?? 0).map((node) => {
-        const since = node.state === 'gone' ? undefined : this.#view.unreachableSince(node.id);
-        if (since === undefined) return node;
+        if (node.state === 'gone') return node;
+        const since = this.#view.unreachableSince(node.id);
+        if (since === undefined)
+          return this.#view.connected(node.id) ? { ...node, connected: true as const } : node;
         const unreachableSeconds = Math.round((performance.now() - since) / 1000);
         return this.#view.outOfReach(node.id)
           ? { ...node, unreachableSeconds, outOfReach: true as const }

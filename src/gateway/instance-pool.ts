@@ -924,6 +924,16 @@ export class InstancePool {
     return this.#upstreams.get(key)?.unreachableSince;
   }
 
+  /**
+   * Whether this pool holds a connection to the instance now (its channel is READY): a call to it
+   * starts at once. False while the channel connects, after it failed to, and for an instance this
+   * pool has no channel to. What the launcher waits for (see ShopReadiness): a listed instance at an
+   * address this gateway cannot connect to (link-local, another host's, behind a firewall) never is.
+   */
+  connected(key: string): boolean {
+    return this.#upstreams.get(key)?.channel.getConnectivityState(false) === connectivityState.READY;
+  }
+
   /** See {@link outOfReach}; false for an instance this pool has no channel to. */
   outOfReach(key: string): boolean {
     const upstream = this.#upstreams.get(key);

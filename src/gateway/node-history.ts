@@ -23,6 +23,13 @@ export interface NodeStatus {
    */
   readonly kept?: true;
   /**
+   * Listed, and this gateway holds a connection to it now: a call to it starts at once. Absent while
+   * it connects or fails to (an address it cannot reach: link-local, another host's, behind a
+   * firewall), and for a node it routes nothing to. The launcher says the shop is ready only once
+   * every service has such a node (see ShopReadiness).
+   */
+  readonly connected?: true;
+  /**
    * Listed, but this gateway has failed to connect to it (refused, or past the connect timeout), or
    * passed it over after a health check it did not answer, for this many seconds: it gets no calls
    * from here meanwhile, though the distributor lists it (a partition, a frozen process).

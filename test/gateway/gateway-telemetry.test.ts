@@ -34,6 +34,7 @@ const view: GatewayView = {
   restartGraceMs: () => 10_000,
   unreachableSince: () => undefined,
   outOfReach: () => false,
+  connected: () => true,
   holdsTemplate: () => true,
   connectionLoad: () => ({ connections: 0, requestsInFlight: 0, maxConnections: 64 }),
 };

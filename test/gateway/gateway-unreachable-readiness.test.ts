@@ -57,6 +57,11 @@ describe('gateway readiness, an instance listed but out of reach', () => {
       expect(listed).toEqual([
         expect.objectContaining({ state: 'serving', unreachableSeconds: expect.any(Number) }),
       ]);
+      expect(listed[0]).not.toHaveProperty('connected');
+      // So does its answer on the launcher's pipe, which the launcher reads as it reads this page.
+      expect(gateway.supervisorStatus().nodes.filter((node) => node.name === 'goods')).toEqual([
+        expect.objectContaining({ state: 'serving', unreachableSeconds: expect.any(Number) }),
+      ]);
     },
   );
 
@@ -113,16 +118,29 @@ describe('gateway readiness, an instance listed but out of reach', () => {
   it('says nothing of reachability on the status page for an instance it reaches', async () => {
     const distributor = await startDistributor(closer);
     const { gateway, port } = await startGateway(closer, distributor.address);
-    await startFakeGoods(closer, distributor.address, {}, []);
+    const fake = await startFakeGoods(closer, distributor.address, {}, []);
     await waitForRoute(gateway, 'GET /goods', 1);
     await vi.waitFor(async () => expect((await http(port, 'GET', '/readyz')).status).toBe(200), {
       timeout: 5_000,
     });
-    const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
+    // Only that it holds a connection to it, at its address (what the launcher waits for; the
+    // connection may still be being made when /readyz first says ready).
+    const status = await vi.waitFor(
+      async () => {
+        const read = JSON.parse((await http(port, 'GET', '/status.json')).body);
+        expect(read.nodes.filter((node: { name: string }) => node.name === 'goods')).toEqual([
+          expect.objectContaining({ state: 'serving', address: `127.0.0.1:${fake.port}`, connected: true }),
+        ]);
+        return read;
+      },
+      { timeout: 5_000 },
+    );
     const goods = status.nodes.filter((node: { name: string }) => node.name === 'goods');
-    expect(goods).toEqual([expect.objectContaining({ state: 'serving' })]);
     expect(goods[0]).not.toHaveProperty('unreachableSeconds');
     expect(goods[0]).not.toHaveProperty('outOfReach');
+    expect(gateway.supervisorStatus().nodes.filter((node) => node.name === 'goods')).toEqual([
+      expect.objectContaining({ address: `127.0.0.1:${fake.port}`, connected: true }),
+    ]);
     expect(status.routes.filter((route: { outOfReach?: boolean }) => route.outOfReach)).toEqual([]);
   });
 });
