@@ -11,9 +11,17 @@ export interface GatewayStatusView {
     readonly id: string;
     readonly name: string;
     readonly state: string;
+    /** Where it registered, "host:port": where the gateway connects to it. */
+    readonly address?: string;
     readonly registeredAt: string | null;
     /** Kept from before a distributor restart, not registered again yet. */
     readonly kept?: boolean;
+    /** The gateway holds a connection to it now: it serves it (absent: not, or not yet). */
+    readonly connected?: boolean;
+    /** How long the gateway has failed to connect to it, in seconds, if it has. */
+    readonly unreachableSeconds?: number;
+    /** The gateway gives it no call (see outOfReach in instance-pool.ts). */
+    readonly outOfReach?: boolean;
   }[];
   readonly routes: readonly { readonly listed: boolean; readonly serving: readonly string[] }[];
 }

@@ -9,6 +9,14 @@ const POLL_MS = 250;
 /** After the warning: whoever is missing may be missing for long; the launcher asks less often. */
 const SLOW_POLL_MS = 1_000;
 const ASK_TIMEOUT_MS = 2_000;
+/**
+ * Every service registered and routed, one of them with no connection from the gateway yet, none
+ * failed: on loopback the gateway connects within milliseconds of the registration, so it asks again
+ * this soon rather than a whole POLL_MS later (probing saw such a poll in 1 or 2 of 8 starts); at most
+ * QUICK_ASKS times per wait, so that an address that hangs is asked about at the usual pace.
+ */
+const QUICK_POLL_MS = 20;
+const QUICK_ASKS = 25;
 const NOT_LISTENING = 'the gateway has not said that it listens yet (see its lines above)';
 
 /** Options of {@link ShopReadiness}. */
@@ -21,11 +29,12 @@ export interface ShopReadinessOptions {
 }
 
 /**
- * Tells the user when the shop `npm start` runs answers: once the gateway is registered and routes
- * to every service the launcher started (what its GET /status.json lists, the gateway's own view,
- * so that a request made on that line is routed), one line; a warning naming who is missing if that
- * takes longer than READY_WARNING_MS; and one line again once a component the launcher restarted
- * is back (a service counts as back only with a registration made after it exited). Nothing else:
+ * Tells the user when the shop `npm start` runs answers: once the gateway is registered, routes
+ * to every service the launcher started and holds a connection to an instance of each (what its
+ * GET /status.json lists, the gateway's own view, so that a request made on that line is served),
+ * one line; a warning naming who is missing, or which service is registered where the gateway does
+ * not reach it and at which address, if that takes longer than READY_WARNING_MS; and one line
+ * again once a component the launcher restarted is back (a service counts as back only with a registration made after it exited). Nothing else:
  * a shop that runs is quiet.
  */
 export class ShopReadiness {
@@ -48,6 +57,8 @@ export class ShopReadiness {
   #warnTimer: NodeJS.Timeout | undefined;
   #asking = false;
   #stopped = false;
+  /** The QUICK_POLL_MS asks left in this wait. */
+  #quickAsks = QUICK_ASKS;
 
   constructor(options: ShopReadinessOptions) {
     this.#options = options;
@@ -104,6 +115,7 @@ export class ShopReadiness {
   #wait(): void {
     this.#waitingSince = performance.now();
     this.#warned = false;
+    this.#quickAsks = QUICK_ASKS;
     clearTimeout(this.#warnTimer);
     this.#warnTimer = setTimeout(() => this.#warn(), this.#warnAfterMs);
     this.#schedule(0);
@@ -123,25 +135,45 @@ export class ShopReadiness {
       return;
     }
     this.#asking = true;
+    let quick = false;
     try {
-      const missing = missingFrom(
+      const { missing, unreached } = assess(
         await this.#fetch(endpoint, ASK_TIMEOUT_MS),
         this.#options.services,
         this.#registeredAfter,
       );
-      if (missing.length === 0) {
+      if (missing.length === 0 && unreached.length === 0) {
         if (!this.#stopped && this.#waitingSince !== undefined && this.#endpoint === endpoint) {
           this.#ready(httpEndpointUrl(endpoint));
         }
         return;
       }
-      this.#lastProblem = `${listed(missing)} ${missing.length === 1 ? 'has' : 'have'} not registered with the distributor, or the gateway does not route to ${missing.length === 1 ? 'it' : 'them'} yet (see ${missing.length === 1 ? 'its' : 'their'} lines above); the launcher says so once the shop is ready`;
+      if (
+        missing.length === 0 &&
+        unreached.every((each) => each.unreachableSeconds === undefined) &&
+        this.#quickAsks > 0
+      ) {
+        this.#quickAsks--;
+        quick = true;
+      }
+      this.#lastProblem = [
+        ...(missing.length === 0
+          ? []
+          : [
+              `${listed(missing)} ${missing.length === 1 ? 'has' : 'have'} not registered with the distributor, or the gateway does not route to ${missing.length === 1 ? 'it' : 'them'} yet (see ${missing.length === 1 ? 'its' : 'their'} lines above)`,
+            ]),
+        ...(unreached.length === 0 ? [] : [unreachedProblem(unreached)]),
+      ]
+        .concat('the launcher says so once the shop is ready')
+        .join('; ');
     } catch (error) {
       this.#lastProblem = `the gateway at ${httpEndpointUrl(endpoint)} does not tell the launcher: ${error instanceof Error ? error.message : String(error)}`;
     } finally {
       this.#asking = false;
     }
-    if (!this.#stopped && this.#waitingSince !== undefined) this.#schedule(this.#pollMs());
+    if (!this.#stopped && this.#waitingSince !== undefined) {
+      this.#schedule(quick ? QUICK_POLL_MS : this.#pollMs());
+    }
   }
 
   #pollMs(): number {
@@ -172,23 +204,36 @@ export class ShopReadiness {
   }
 }
 
+/** A service registered and routed, none of whose instances the gateway holds a connection to. */
+interface Unreached {
+  readonly service: string;
+  /** Where its instances registered, as the gateway's status lists them. */
+  readonly addresses: readonly string[];
+  /** How long the gateway has failed to connect to each of them (the least), once it has to each. */
+  readonly unreachableSeconds: number | undefined;
+}
+
 /**
- * Who the gateway's status shows missing: `gateway` when it is not registered itself, and each
- * service with no serving node (registered after its restart, if it restarted) that a listed route
- * is served by.
+ * What the gateway's status shows standing between the shop and ready. `missing`: `gateway` when it
+ * is not registered itself, and each service with no serving node (registered after its restart,
+ * if it restarted) that a listed route is served by. `unreached`: each service with such nodes,
+ * none of which the gateway holds a connection to (`connected`): registered at an address the
+ * gateway cannot reach (link-local, another interface's or host's, behind a firewall), or still
+ * connecting; a request to it would fail, as the gateway's own /readyz says once its attempts fail.
  */
-function missingFrom(
+function assess(
   status: GatewayStatusView,
   services: readonly string[],
   registeredAfter: ReadonlyMap<string, number>,
-): string[] {
+): { missing: string[]; unreached: Unreached[] } {
   const nodes = Array.isArray(status.nodes) ? status.nodes : [];
   const routes = Array.isArray(status.routes) ? status.routes : [];
   const routed = new Set(routes.filter((route) => route.listed).flatMap((route) => route.serving));
   const missing = status.registered === true ? [] : ['gateway'];
+  const unreached: Unreached[] = [];
   for (const service of services) {
     const after = registeredAfter.get(service) ?? 0;
-    const serving = nodes.some(
+    const serving = nodes.filter(
       (node) =>
         node.name === service &&
         node.state === 'serving' &&
@@ -197,9 +242,38 @@ function missingFrom(
         Date.parse(node.registeredAt) >= after &&
         routed.has(node.id),
     );
-    if (!serving) missing.push(service);
+    if (serving.length === 0) missing.push(service);
+    else if (!serving.some((node) => node.connected === true)) {
+      const failing = serving.map((node) => node.unreachableSeconds);
+      unreached.push({
+        service,
+        addresses: serving.map((node) => (typeof node.address === 'string' ? node.address : node.id)),
+        unreachableSeconds: failing.every((seconds) => typeof seconds === 'number')
+          ? Math.min(...(failing as number[]))
+          : undefined,
+      });
+    }
   }
-  return missing;
+  return { missing, unreached };
+}
+
+/**
+ * What the launcher says of the services the gateway does not reach: which, where they registered,
+ * and what to set. "Failing" once the gateway's attempts to each have failed (refused, or past its
+ * connect timeout), for the least of their times; "not connected yet" before.
+ */
+function unreachedProblem(unreached: readonly Unreached[]): string {
+  const one = unreached.length === 1;
+  const times = unreached.map((each) => each.unreachableSeconds);
+  const failing = times.every((seconds) => seconds !== undefined)
+    ? `its attempts failing for ${Math.min(...(times as number[]))} s`
+    : 'not connected yet';
+  const where = unreached.map(({ service, addresses }) => `${service} (at ${addresses.join(', ')})`);
+  return (
+    `${listed(where)} ${one ? 'is' : 'are'} registered, but the gateway cannot connect to ${one ? 'it' : 'them'} there ` +
+    `(${failing}; see its lines above): give ${one ? 'it' : 'them'} an address the gateway reaches, ` +
+    `--host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to ${one ? 'that address' : 'those addresses'}`
+  );
 }
 
 /** Where to ask on this machine: its loopback when the gateway listens on every interface. */

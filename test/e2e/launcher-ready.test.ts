@@ -118,6 +118,27 @@ describe('npm start says when the shop is ready', () => {
     expect(await launcher.exited()).toBe(0);
   }, 120_000);
 
+  // Every service registered at an address where nothing listens (ADVERTISE_HOST=127.0.0.2, the
+  // services listening on 127.0.0.1 alone): the gateway routed to them and could connect to none, its
+  // /readyz said not ready, and the launcher, counting registrations, said the shop was ready.
+  it('with the services registered where the gateway cannot connect to them: never ready, and warns naming each and its address', async () => {
+    const launcher = await startLauncher({ ADVERTISE_HOST: '127.0.0.2' });
+    const warning = await launcher.waitForLine(/^\[launcher\] the shop is (?:not )?ready/, 60_000);
+    expect(warning).toMatch(
+      /^\[launcher\] the shop is not ready 30 s after the start: goods \(at 127\.0\.0\.2:\d+\), members \(at 127\.0\.0\.2:\d+\), purchases \(at 127\.0\.0\.2:\d+\) are registered, but the gateway cannot connect to them there \(its attempts failing for \d+ s; see its lines above\): give them an address the gateway reaches, --host \(SERVICE_HOST\) or --advertise-host \(ADVERTISE_HOST\), or open the way from the gateway to those addresses; the launcher says so once the shop is ready$/,
+    );
+    // The gateway agrees: not ready, for want of an instance it reaches.
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(
+      launcher.lines.find((each) => /^\[gateway *\] .*listening on http:/.test(each)) ?? '',
+    )?.[1];
+    expect(url, launcher.lines.join('\n')).toBeDefined();
+    const readyz = await send(`${url}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(readyz.body).toContain('no reachable instance for GET /goods');
+    launcher.child.kill('SIGTERM');
+    expect(await launcher.exited()).toBe(0);
+  }, 120_000);
+
   it('warns, naming the service that cannot register, and stops at once on SIGTERM', async () => {
     // goods's process runs, but never gets to register: its entry never loads.
     const folder = mkdtempSync(join(tmpdir(), 'shop-ready-hang-'));

@@ -32,7 +32,10 @@ describe('ShopReadiness', () => {
     id: `${name}@127.0.0.1:1`,
     name,
     state: 'serving',
+    address: '127.0.0.1:1',
     registeredAt,
+    // The gateway holds a connection to it: it serves it (see shop-readiness-reach.test.ts).
+    connected: true,
     ...extra,
   });
   const statusOf = (nodes: Node[], registered = true): GatewayStatusView => ({
@@ -141,6 +144,84 @@ describe('ShopReadiness', () => {
     await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 2_000, interval: 50 });
     expect(asked[0]).toEqual({ protocol: 'http', host: '127.0.0.1', port: 8000 });
     expect(lines[0]).toMatch(/^info the shop is ready: http:\/\/127\.0\.0\.1:8000 /);
+  });
+
+  // Registered and routed at addresses the gateway has no connection to: not ready (a request would
+  // fail), and the warning says where; beside a service that has not registered at all.
+  it('is not ready while the gateway holds a connection to no instance of a service, and names its addresses', async () => {
+    const now = new Date().toISOString();
+    const status = {
+      current: statusOf([
+        node('goods', now, { connected: undefined, unreachableSeconds: 12 }),
+        node('goods', now, { id: 'goods@[fd00::2]:9010', address: '[fd00::2]:9010', connected: undefined }),
+      ]),
+    };
+    const { readiness, lines } = makeReadiness(async () => status.current);
+    readiness.start();
+    readiness.gatewayListening('http://127.0.0.1:8000');
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 3_000, interval: 50 });
+    expect(lines[0]).toBe(
+      'warn the shop is not ready 1 s after the start: members has not registered with the distributor, or the gateway does not route to it yet (see its lines above); goods (at 127.0.0.1:1, [fd00::2]:9010) is registered, but the gateway cannot connect to it there (not connected yet; see its lines above): give it an address the gateway reaches, --host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to that address; the launcher says so once the shop is ready',
+    );
+    // One of them connected: that is enough.
+    status.current = statusOf([
+      node('goods', now, { connected: undefined, unreachableSeconds: 14 }),
+      node('goods', now, { id: 'goods@[fd00::2]:9010', address: '[fd00::2]:9010' }),
+      node('members', now),
+    ]);
+    await vi.waitFor(() => expect(lines).toHaveLength(2), { timeout: 3_000, interval: 50 });
+    expect(lines[1]).toMatch(/^info the shop is ready: /);
+  });
+
+  // Registered and routed, the gateway's connection to it still being made: on loopback that takes
+  // milliseconds, and asked again only 250 ms on, a healthy start was said ready up to that much
+  // later than before the launcher waited for connections. Fake timers: no wall time measured.
+  it('asks again at once while the gateway is still connecting to a service, a bounded number of times, and at the usual pace once a connection failed', async () => {
+    vi.useFakeTimers();
+    cleanups.push(() => vi.useRealTimers());
+    const now = new Date().toISOString();
+    let goods = node('goods', now, { connected: undefined });
+    let asks = 0;
+    const lines: string[] = [];
+    const readiness = new ShopReadiness({
+      services: ['goods', 'members'],
+      say: (text, level) => lines.push(`${level} ${text}`),
+      fetchStatus: async () => {
+        asks++;
+        return statusOf([goods, node('members', now)]);
+      },
+    });
+    cleanups.push(() => readiness.stop());
+    readiness.start();
+    readiness.gatewayListening('http://127.0.0.1:8000');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asks).toBe(1);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(asks).toBe(2);
+    // 25 quick asks in all, then every 250 ms.
+    await vi.advanceTimersByTimeAsync(24 * 20);
+    expect(asks).toBe(26);
+    await vi.advanceTimersByTimeAsync(240);
+    expect(asks).toBe(26);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(asks).toBe(27);
+    expect(lines).toEqual([]);
+    goods = node('goods', now);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(asks).toBe(28);
+    expect(lines).toEqual([expect.stringMatching(/^info the shop is ready: /)]);
+
+    // A new wait (a restart) has its quick asks again, but not for a connection that failed.
+    goods = node('goods', now, { connected: undefined, unreachableSeconds: 0 });
+    readiness.restarted('purchases');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asks).toBe(29);
+    await vi.advanceTimersByTimeAsync(249);
+    expect(asks).toBe(29);
+    goods = node('goods', now);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(asks).toBe(30);
+    expect(lines[1]).toMatch(/^info the shop is ready again: .* \(purchases back; /);
   });
 
   it('keeps waiting, without throwing, when it cannot read where the gateway says it listens, and says so', async () => {
