@@ -1,5 +1,6 @@
 import { ScalarType } from '@bufbuild/protobuf';
 
+/** The JSON of a scalar field's default (proto3's zero, or proto2's declared default). */
 export function scalarDefaultJson(type: ScalarType, value: unknown): string {
   if (value === undefined) {
     switch (type) {
@@ -30,6 +31,7 @@ export function floatJson(value: number): string {
   return String(Number(value.toPrecision(9)));
 }
 
+/** A double as proto3 JSON prints it: the number, or NaN and the infinities as strings. */
 export function doubleJson(value: number): string {
   return Number.isFinite(value) ? String(value) : nonFiniteJson(value);
 }

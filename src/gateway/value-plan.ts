@@ -10,6 +10,7 @@ export const MAX_DEPTH = 100;
 export const ENUM = 100;
 export const MESSAGE = 101;
 
+/** How a field holds its values: one, a message, a repeated list or a map. */
 export enum Shape {
   Single,
   Message,
@@ -30,6 +31,7 @@ export interface ValuePlan {
   readonly absent: Uint8Array;
 }
 
+/** How to render one field of a message: its value's plan, its number, key and shape. */
 export interface FieldPlan extends ValuePlan {
   readonly number: number;
   /** `"name":`, encoded. */
@@ -50,6 +52,7 @@ export interface Renderer {
   renderMerged(reader: WireReader, out: JsonWriter, positions: readonly number[], depth: number): void;
 }
 
+/** JSON text as the bytes the writer copies. */
 export function json(text: string): Uint8Array {
   return Buffer.from(text);
 }
@@ -65,6 +68,7 @@ export function valuePlan(
   return { kind, wire, enumNames, message, absent: json(absent) };
 }
 
+/** A field's plan, made from its value's (the same property order as valuePlan's, then the field's). */
 export function fieldPlan(
   base: { number: number; key: Uint8Array; oneof: number },
   shape: Shape,
@@ -88,6 +92,7 @@ export function fieldPlan(
   };
 }
 
+/** The plan of a scalar value; `absent` overrides the JSON of its default. */
 export function scalarPlan(type: ScalarType, defaultValue: unknown, absent?: string): ValuePlan {
   return valuePlan(
     type,
@@ -98,6 +103,7 @@ export function scalarPlan(type: ScalarType, defaultValue: unknown, absent?: str
   );
 }
 
+/** The plan of an enum value: each known number's name, and the JSON of its default. */
 export function enumPlan(desc: DescEnum, defaultNumber: number | undefined, absent?: string): ValuePlan {
   // proto3 JSON writes google.protobuf.NullValue as null, whatever it holds, as a Value's null_value.
   if (desc.typeName === 'google.protobuf.NullValue') {
@@ -116,6 +122,7 @@ export function enumPlan(desc: DescEnum, defaultNumber: number | undefined, abse
   return valuePlan(ENUM, Wire.Varint, names, undefined, absent ?? names.get(fallback) ?? String(fallback));
 }
 
+/** The wire type a scalar of this type is written with (unpacked). */
 export function scalarWire(type: ScalarType): number {
   switch (type) {
     case ScalarType.DOUBLE:

@@ -6,6 +6,7 @@ import { int64Number, MalformedMessageError, Wire, type WireReader } from './wir
 import { WRAPPER_SCALARS } from './wrapper-types.js';
 import { writeValue } from './write-value.js';
 
+/** A renderer of the well-known type's proto3 JSON form, or undefined for any other message. */
 export function wellKnownRenderer(desc: DescMessage): Renderer | undefined {
   if (desc.typeName === 'google.protobuf.Timestamp') return new SecondsNanosRenderer(timestampJson);
   if (desc.typeName === 'google.protobuf.Duration') return new SecondsNanosRenderer(durationJson);
