@@ -259,19 +259,33 @@ function assess(
 
 /**
  * What the launcher says of the services the gateway does not reach: which, where they registered,
- * and what to set. "Failing" once the gateway's attempts to each have failed (refused, or past its
- * connect timeout), for the least of their times; "not connected yet" before.
+ * and what to set. Those whose every instance the gateway has failed to connect to (refused, or
+ * past its connect timeout) are told apart from those it is still connecting to: "its attempts
+ * failing" for the least of their times, "not connected yet" for the others, each in a sentence of
+ * its own, so that a service failing for long is never said to be merely connecting.
  */
 function unreachedProblem(unreached: readonly Unreached[]): string {
+  const failing = unreached.filter((each) => each.unreachableSeconds !== undefined);
+  const pending = unreached.filter((each) => each.unreachableSeconds === undefined);
+  return [
+    ...(failing.length === 0
+      ? []
+      : [
+          unreachedSentence(
+            failing,
+            `its attempts failing for ${Math.min(...failing.map((each) => each.unreachableSeconds!))} s`,
+          ),
+        ]),
+    ...(pending.length === 0 ? [] : [unreachedSentence(pending, 'not connected yet')]),
+  ].join('; ');
+}
+
+function unreachedSentence(unreached: readonly Unreached[], how: string): string {
   const one = unreached.length === 1;
-  const times = unreached.map((each) => each.unreachableSeconds);
-  const failing = times.every((seconds) => seconds !== undefined)
-    ? `its attempts failing for ${Math.min(...(times as number[]))} s`
-    : 'not connected yet';
   const where = unreached.map(({ service, addresses }) => `${service} (at ${addresses.join(', ')})`);
   return (
     `${listed(where)} ${one ? 'is' : 'are'} registered, but the gateway cannot connect to ${one ? 'it' : 'them'} there ` +
-    `(${failing}; see its lines above): give ${one ? 'it' : 'them'} an address the gateway reaches, ` +
+    `(${how}; see its lines above): give ${one ? 'it' : 'them'} an address the gateway reaches, ` +
     `--host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to ${one ? 'that address' : 'those addresses'}`
   );
 }

@@ -173,6 +173,30 @@ describe('ShopReadiness', () => {
     expect(lines[1]).toMatch(/^info the shop is ready: /);
   });
 
+  // One service the gateway has failed to connect to for long, another it is still connecting to:
+  // each is told as it is. Told together, the one whose attempts had failed for 25 s was said "not
+  // connected yet", as if its connection were merely being made.
+  it('tells a service whose connection attempts failed apart from one still being connected to', async () => {
+    const now = new Date().toISOString();
+    const { readiness, lines } = makeReadiness(async () =>
+      statusOf([
+        node('goods', now, { connected: undefined, unreachableSeconds: 25 }),
+        node('members', now, { connected: undefined }),
+      ]),
+    );
+    readiness.start();
+    readiness.gatewayListening('http://127.0.0.1:8000');
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 3_000, interval: 50 });
+    const advice = (pronoun: string, address: string): string =>
+      `give ${pronoun} an address the gateway reaches, --host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to ${address}`;
+    expect(lines[0]).toBe(
+      'warn the shop is not ready 1 s after the start: ' +
+        `goods (at 127.0.0.1:1) is registered, but the gateway cannot connect to it there (its attempts failing for 25 s; see its lines above): ${advice('it', 'that address')}; ` +
+        `members (at 127.0.0.1:1) is registered, but the gateway cannot connect to it there (not connected yet; see its lines above): ${advice('it', 'that address')}; ` +
+        'the launcher says so once the shop is ready',
+    );
+  });
+
   // Registered and routed, the gateway's connection to it still being made: on loopback that takes
   // milliseconds, and asked again only 250 ms on, a healthy start was said ready up to that much
   // later than before the launcher waited for connections. Fake timers: no wall time measured.
