@@ -248,6 +248,35 @@ describe('ShopReadiness', () => {
     expect(lines[1]).toMatch(/^info the shop is ready again: .* \(purchases back; /);
   });
 
+  // The quick asks are for a connection about to be made, once nothing else is missing: while a
+  // service has not registered (seconds, on a slow machine or MySQL), the usual pace.
+  it('asks at the usual pace while a service is missing, even with another still being connected to', async () => {
+    vi.useFakeTimers();
+    cleanups.push(() => vi.useRealTimers());
+    const now = new Date().toISOString();
+    let asks = 0;
+    const readiness = new ShopReadiness({
+      services: ['goods', 'members'],
+      say: () => {},
+      fetchStatus: async () => {
+        asks++;
+        return statusOf([node('goods', now, { connected: undefined })]);
+      },
+    });
+    cleanups.push(() => readiness.stop());
+    readiness.start();
+    readiness.gatewayListening('http://127.0.0.1:8000');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asks).toBe(1);
+    await vi.advanceTimersByTimeAsync(249);
+    expect(asks).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(asks).toBe(2);
+    // Stopped: no timer left to ask again.
+    readiness.stop();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('keeps waiting, without throwing, when it cannot read where the gateway says it listens, and says so', async () => {
     const { readiness, lines } = makeReadiness(async () => {
       throw new Error('never asked');
