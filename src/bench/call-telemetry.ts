@@ -17,6 +17,7 @@ import { asIs, bytesMethod } from '../common/bytes-method.js';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { ServerCallTelemetry } from '../common/grpc-server-telemetry.js';
 import { createMetricsRegistry, GrpcCallMetrics } from '../common/metrics.js';
+import { channelOptionsFor } from '../common/proxy-choice.js';
 import { positiveInteger, readBenchSettings } from './bench-settings.js';
 import { median } from './case-result.js';
 
@@ -91,10 +92,11 @@ async function startVariant(spec: VariantSpec): Promise<Variant> {
       error ? reject(error) : resolve(bound),
     ),
   );
+  const target = `127.0.0.1:${port}`;
   const client = new Client(
-    `127.0.0.1:${port}`,
+    target,
     credentials.createInsecure(),
-    spec.clientInterceptor ? { interceptors: [spec.clientInterceptor] } : {},
+    channelOptionsFor(target, spec.clientInterceptor ? { interceptors: [spec.clientInterceptor] } : {}),
   );
   const telemetry = spec.clientTelemetry;
   const call = (): Promise<void> =>

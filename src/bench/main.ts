@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { channelOptionsFor } from '../common/proxy-choice.js';
 import { GoodsServiceClient } from '../gen/services.js';
 import { hashPassword, verifyPassword } from '../services/members/password-hasher.js';
 import { positiveInteger, positiveNumber, readBenchSettings } from './bench-settings.js';
@@ -132,7 +133,11 @@ try {
 
   const listGoods = (system: SystemUnderTest, name: string): BenchCase['run'] => {
     const { credentials, options } = system.dialOptions('goods');
-    const client = new GoodsServiceClient(system.goodsAddress, credentials, options);
+    const client = new GoodsServiceClient(
+      system.goodsAddress,
+      credentials,
+      channelOptionsFor(system.goodsAddress, options),
+    );
     stops.unshift(() => client.close());
     return () =>
       runClosedLoop(

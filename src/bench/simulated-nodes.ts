@@ -5,6 +5,7 @@ import { type ClientDuplexStream, credentials, Metadata, type StatusObject, stat
 import { backoffDelay } from '../common/backoff.js';
 import { registrationDescriptorSet } from '../common/descriptors.js';
 import { nodeIdOf } from '../common/node-id.js';
+import { channelOptionsFor } from '../common/proxy-choice.js';
 import {
   DistributorServiceClient,
   type NodeDescription,
@@ -105,10 +106,12 @@ export class SimulatedNodes {
     this.#clients = Array.from(
       { length: options.connections },
       () =>
-        new DistributorServiceClient(options.distributor, credentials.createInsecure(), {
+        new DistributorServiceClient(
+          options.distributor,
+          credentials.createInsecure(),
           // One connection per client, not one shared by all.
-          'grpc.use_local_subchannel_pool': 1,
-        }),
+          channelOptionsFor(options.distributor, { 'grpc.use_local_subchannel_pool': 1 }),
+        ),
     );
   }
 

@@ -9,6 +9,7 @@ import { type ChannelCredentials, type ChannelOptions, Metadata } from '@grpc/gr
 import { createConnection } from 'mysql2/promise';
 import { COMPONENTS, makeDevPki } from '../../scripts/certs.mjs';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
+import { channelOptionsFor } from '../common/proxy-choice.js';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../common/tls.js';
 import { DistributorServiceClient, type Node } from '../gen/distributor.js';
 import { componentEnv as allocatorEnv, COMPONENT_NODE_FLAGS } from '../launcher/node-flags.js';
@@ -221,10 +222,11 @@ export async function startSystem(options: SystemOptions): Promise<SystemUnderTe
 
   try {
     const { credentials, options: channelOptions } = dialOptions('distributor');
+    const distributorAddress = `127.0.0.1:${distributorPort}`;
     const distributor = new DistributorServiceClient(
-      `127.0.0.1:${distributorPort}`,
+      distributorAddress,
       credentials,
-      channelOptions,
+      channelOptionsFor(distributorAddress, channelOptions),
     );
     // The plain gateway is the one not on the HTTPS gateway's port: both register as "gateway".
     const isPlainGateway = (node: Node): boolean =>

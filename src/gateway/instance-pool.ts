@@ -17,6 +17,7 @@ import { asIs } from '../common/bytes-method.js';
 import { formatHostPort } from '../common/config.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { peerChainOf, serverStillTrusted } from '../common/peer-chain.js';
+import { channelOptionsFor } from '../common/proxy-choice.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
@@ -395,11 +396,15 @@ export class InstancePool {
       onSilentClose,
       (connection) => this.#refuseUntrusted(connection),
     );
-    const client = new Client(address, credentials, {
-      ...this.#channelOptions,
-      ...this.#channelOptionsFor(name),
-      'grpc.use_local_subchannel_pool': 1,
-    });
+    const client = new Client(
+      address,
+      credentials,
+      channelOptionsFor(address, {
+        ...this.#channelOptions,
+        ...this.#channelOptionsFor(name),
+        'grpc.use_local_subchannel_pool': 1,
+      }),
+    );
     this.#credentialsOf.set(client, credentials);
     return client;
   }

@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { type ChannelCredentials, type ChannelOptions, connectivityState } from '@grpc/grpc-js';
 import { serverStillTrusted } from '../common/peer-chain.js';
+import { channelOptionsFor } from '../common/proxy-choice.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 import { DistributorServiceClient } from '../gen/distributor.js';
 
@@ -53,11 +54,15 @@ export class DistributorConnection {
     // A shared subchannel would be the hung one again: grpc-js keys its pool by address and options.
     this.#make = () => {
       this.#credentials = new SocketClosingCredentials(credentials, undefined, refuse);
-      return new DistributorServiceClient(address, this.#credentials, {
-        'grpc.dns_min_time_between_resolutions_ms': DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS,
-        ...options,
-        'grpc.use_local_subchannel_pool': 1,
-      });
+      return new DistributorServiceClient(
+        address,
+        this.#credentials,
+        channelOptionsFor(address, {
+          'grpc.dns_min_time_between_resolutions_ms': DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS,
+          ...options,
+          'grpc.use_local_subchannel_pool': 1,
+        }),
+      );
     };
     this.#client = this.#make();
     this.#follow(this.#client);

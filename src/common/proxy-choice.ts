@@ -1,0 +1,54 @@
+import { type ChannelOptions, experimental } from '@grpc/grpc-js';
+import { dialsThisMachine } from './loopback.js';
+
+/**
+ * The URI schemes whose target names no host a proxy could reach: unix sockets (grpc-js itself
+ * takes no proxy for `unix:` alone, not for `unix-abstract:`), and the `distributor:///` resolver's,
+ * whose path is a service or node name: proxied, grpc-js never asks the resolver and sends the
+ * proxy `CONNECT shop.v1.GoodsService:443`; the instances it resolves to are dialled directly.
+ */
+const HOSTLESS_SCHEMES = new Set(['unix', 'unix-abstract', 'distributor']);
+
+/** The schemes whose path grpc-js reads as addresses; any other (or none) is a DNS name, whole. */
+const ADDRESS_SCHEMES = new Set(['dns', 'ipv4', 'ipv6']);
+
+/** grpc-js's reading of a target URI: `scheme:`, `//authority/`, then the path. */
+const TARGET_URI = /^(?:([A-Za-z0-9+.-]+):)?(?:\/\/([^/]*)\/)?(.+)$/;
+
+/** The hosts a TCP target dials (grpc-js's own reading), or undefined for a target that names none. */
+function hostsOf(target: string): string[] | undefined {
+  const match = TARGET_URI.exec(target);
+  const scheme = match?.[1];
+  if (scheme !== undefined && HOSTLESS_SCHEMES.has(scheme)) return undefined;
+  // "127.0.0.1:9000" and "localhost:9000" read as a scheme too, which no resolver serves: grpc-js
+  // then takes the whole target as a DNS name, as here.
+  const path = match && scheme !== undefined && ADDRESS_SCHEMES.has(scheme) ? match[3]! : target;
+  const addresses = scheme === 'ipv4' || scheme === 'ipv6' ? path.split(',') : [path];
+  return addresses.map((address) => experimental.splitHostPort(address)?.host ?? address);
+}
+
+/**
+ * Whether grpc-js must dial `target` directly, whatever proxy the environment names (`grpc_proxy`,
+ * `https_proxy`, `http_proxy`): a target on this machine (127.0.0.0/8, ::1, `localhost` and its
+ * subdomains, the any-address, however written), a unix socket, or a `distributor:///` one (see
+ * HOSTLESS_SCHEMES). grpc-js sends every other channel through such a proxy unless `no_grpc_proxy`
+ * (or, without it, `no_proxy`) names the host, loopback included: behind a corporate proxy,
+ * every component of `npm start` was sent to it to reach the distributor on 127.0.0.1 and none
+ * registered. Go's gRPC (golang.org/x/net/http/httpproxy) never proxies loopback either. Another
+ * machine's address keeps grpc-js's rules, proxy and no_proxy, as its users expect. A host name
+ * other than `localhost` is not resolved here (grpc-js decides before it resolves): one that names
+ * this machine (its own name in /etc/hosts) takes no_proxy.
+ */
+export function dialsDirectly(target: string): boolean {
+  const hosts = hostsOf(target);
+  return hosts === undefined || (hosts.length > 0 && hosts.every(dialsThisMachine));
+}
+
+/**
+ * The channel options to make a channel to `target` with: `options`, and, for a target grpc-js must
+ * dial directly (see dialsDirectly), `grpc.enable_http_proxy: 0`. Every channel the shop makes
+ * takes its options from here. An `options` that turns the proxy off already keeps it off.
+ */
+export function channelOptionsFor(target: string, options: ChannelOptions = {}): ChannelOptions {
+  return dialsDirectly(target) ? { ...options, 'grpc.enable_http_proxy': 0 } : options;
+}
