@@ -4,6 +4,9 @@
  * @packageDocumentation
  */
 
+// A distributor:/// channel made with these options resolves through the distributor even with a
+// proxy in the environment, which grpc-js would otherwise send the whole channel to.
+export { channelOptionsFor } from '../common/proxy-choice.js';
 // mTLS for the Watch and for the calls, as the README shows: a project that installs the package
 // cannot import src/common/tls.ts (the package exports this entry alone).
 export {

@@ -1,5 +1,6 @@
 import { credentials, Metadata, Server, ServerCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { freePort } from '../../src/bench/process-probes.js';
 import { REGISTRY_TOKEN_REFUSALS } from '../../src/common/registry-words.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
@@ -13,6 +14,7 @@ import {
 } from '../../src/gen/services.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import {
+  channelOptionsFor,
   type DistributorResolverRegistration,
   registerDistributorResolver,
 } from '../../src/resolver/index.js';
@@ -700,9 +702,31 @@ describe('the library entry', () => {
       'DISTRIBUTOR_SCHEME',
       'RegistryWatcher',
       'channelCredentials',
+      'channelOptionsFor',
       'endpointsFor',
       'registerDistributorResolver',
       'secureNamingChannelOptions',
     ]);
+  });
+});
+
+describe('a distributor:/// channel with a proxy in the environment', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  it('reaches the listed instances when made with channelOptionsFor (grpc-js alone sends it to the proxy, for "shop.v1.GoodsService:443")', async () => {
+    const { address } = await startDistributor();
+    await startGoods(address, 'a');
+    // A proxy that refuses: a channel sent to it fails every call.
+    const proxy = `http://127.0.0.1:${await freePort()}`;
+    for (const variable of ['grpc_proxy', 'https_proxy', 'http_proxy']) vi.stubEnv(variable, proxy);
+    vi.stubEnv('no_grpc_proxy', '');
+    vi.stubEnv('no_proxy', '');
+    register(address);
+    const target = 'distributor:///shop.v1.GoodsService';
+    const client = new GoodsServiceClient(target, credentials.createInsecure(), channelOptionsFor(target));
+    cleanups.push(() => client.close());
+    expect(await callsServedBy(client, 2)).toEqual(['a', 'a']);
   });
 });
