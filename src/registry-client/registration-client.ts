@@ -2,8 +2,6 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import {
-  type ChannelCredentials,
-  type ChannelOptions,
   type ClientDuplexStream,
   credentials,
   status as grpcStatus,
@@ -13,16 +11,12 @@ import {
 import { type BackoffOptions, backoffDelay, MOVE_RETRY } from '../common/backoff.js';
 import { clockDifferenceText } from '../common/clock-difference.js';
 import { REGISTRY_TOKEN_ENV } from '../common/common-settings.js';
-import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepaliveChannelOptions } from '../common/grpc-server.js';
+import { DEFAULT_KEEPALIVE, keepaliveChannelOptions } from '../common/grpc-server.js';
 import { detailsCause } from '../common/log-limiter.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { serverStillTrusted } from '../common/peer-chain.js';
 import { PROOF_WINDOW_MS } from '../common/registry-proof.js';
-import {
-  NODE_REPLACED,
-  REGISTRY_TOKEN_REFUSALS,
-  UNTRUSTED_AFTER_CA_CHANGE,
-} from '../common/registry-words.js';
+import { REGISTRY_TOKEN_REFUSALS, UNTRUSTED_AFTER_CA_CHANGE } from '../common/registry-words.js';
 import { retryClassOf } from '../common/retry-policy.js';
 import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import {
@@ -37,79 +31,16 @@ import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
 import { notADistributorHint } from './not-a-distributor-hint.js';
+import type { RegistrationClientOptions } from './registration-client-options.js';
+import type { RegistrationEvents } from './registration-events.js';
 import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
+import { takenOver, takeoverHint } from './takeover-hint.js';
 import { asksForTheBearer, tokenRefusalHint } from './token-refusal-hint.js';
+import { UNTRUSTED_DISTRIBUTOR, UNTRUSTED_MOVE_TIMEOUT_MS } from './untrusted-distributor.js';
 
 /** The longest the channel waits between two connection attempts of its own (see the constructor). */
 const CHANNEL_RECONNECT_MAX_MS = 1_000;
-
-/**
- * How long a registration whose connection's distributor the CA file no longer trusts waits for its
- * move to a new connection before it is ended (see stopUsingUntrusted): as the gateway gives its
- * connections to services (UNTRUSTED_CONNECTION_GRACE_MS).
- */
-export const UNTRUSTED_MOVE_TIMEOUT_MS = 1_000;
-
-/** Why a registration ended on a connection whose distributor the CA file no longer trusts (its 'disconnected' status). */
-export const UNTRUSTED_DISTRIBUTOR =
-  "the distributor's certificate on this connection chains to no CA of this component's CA file any more (it changed)";
-
-/** What a node registers; the SHA-256 of its descriptor set is computed when not given. */
-export type RegistrationNode = Omit<NodeDescription, 'descriptorSetSha256'> &
-  Partial<Pick<NodeDescription, 'descriptorSetSha256'>>;
-
-/** Options of {@link RegistrationClient}. */
-export interface RegistrationClientOptions {
-  /** The distributor's address, "host:port". */
-  distributor: string;
-  /** What to register: the port must be the one really bound. */
-  node: RegistrationNode;
-  /**
-   * Whether the node receives the node list (a gateway): snapshots with every node's descriptor set
-   * filled in, kept from the distributor's updates. Default false (a service): the stream carries
-   * acknowledgements of the node's own state only.
-   */
-  watchNodes?: boolean;
-  log?: Logger;
-  backoff?: BackoffOptions;
-  /** Backoff between tries of a move that failed (see renewConnection); MOVE_RETRY by default. */
-  moveRetry?: BackoffOptions;
-  keepalive?: KeepaliveOptions;
-  /** The distributor's registration token, proven on every call and never sent (see registry-credentials.ts); none by default. */
-  token?: string;
-  /** How to reach the distributor: TLS (mTLS) credentials, or plaintext by default. */
-  credentials?: ChannelCredentials;
-  /** Channel options that go with the credentials (see secureNamingChannelOptions). */
-  channelOptions?: ChannelOptions;
-  /**
-   * How long a registration stream may go without its first answer before it is given up as
-   * UNAVAILABLE and tried again (see FirstAnswerDeadline); default 30,000 ms.
-   */
-  answerTimeoutMs?: number;
-  /**
-   * How long a connection attempt to the distributor may hang before a new one replaces it (see
-   * DistributorConnection); default 10,000 ms.
-   */
-  connectTimeoutMs?: number;
-}
-
-interface RegistrationEvents {
-  /** A new node list arrived (with `watchNodes`, or from a distributor of the first contract). */
-  snapshot: [snapshot: Snapshot];
-  /** The distributor has the node listed in this state (after registering, and after each change). */
-  state: [state: NodeState];
-  /** The distributor accepted the registration under this id (again, after every reconnection). */
-  registered: [nodeId: string];
-  /** The stream ended; a new attempt follows unless the client was stopped or the end is a refusal for good. */
-  disconnected: [status: StatusObject];
-  /**
-   * The distributor refused the node for a reason no retry changes (a `permanent` status of
-   * retry-policy.ts: a bad token, a name the certificate may not use, an invalid description). The
-   * client has given up: the node stays unregistered, so its owner should stop and say so.
-   */
-  refused: [status: StatusObject];
-}
 
 /** How long leaving waits for the distributor to end the registration stream, by default. */
 export const LEAVE_TIMEOUT_MS = 2_000;
@@ -820,15 +751,4 @@ interface Move {
    * has not held by then (see stopUsingUntrusted); a failure of the move ends it at once.
    */
   untrusted: NodeJS.Timeout | undefined;
-}
-
-/** Whether the registration ended because a newer one of the same node replaced it. */
-function takenOver(ended: StatusObject): boolean {
-  return ended.code === grpcStatus.ABORTED && ended.details === NODE_REPLACED;
-}
-
-/** Says what a takeover of a node that is still running means: two processes give the same address. */
-function takeoverHint(ended: StatusObject): string {
-  if (!takenOver(ended)) return '';
-  return ' — another process registered this node (same name, host and port): if it is not this one restarted, give each instance its own --advertise-host (ADVERTISE_HOST) or --port';
 }

@@ -20,9 +20,9 @@ import { checkAfterCaChange } from './ca-change-check.js';
 import { createDescriptorSetFetcher } from './descriptor-set-fetcher.js';
 import { CONNECT_TIMEOUT_MS, DistributorConnection } from './distributor-connection.js';
 import { FIRST_ANSWER_TIMEOUT_MS, FirstAnswerDeadline } from './first-answer-deadline.js';
-import { UNTRUSTED_MOVE_TIMEOUT_MS } from './registration-client.js';
 import { DISTRIBUTOR_METHODS, RegistryCredentials } from './registry-credentials.js';
 import { RegistryView } from './registry-view.js';
+import { UNTRUSTED_MOVE_TIMEOUT_MS } from './untrusted-distributor.js';
 
 /** Options of {@link RegistryWatcher}. */
 export interface RegistryWatcherOptions {

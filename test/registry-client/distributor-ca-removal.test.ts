@@ -5,11 +5,11 @@ import { describe, expect, it, vi } from 'vitest';
 import { channelCredentials, secureNamingChannelOptions, type TlsFilePaths } from '../../src/common/tls.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
 import { NodeState } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import {
-  RegistrationClient,
   UNTRUSTED_DISTRIBUTOR,
   UNTRUSTED_MOVE_TIMEOUT_MS,
-} from '../../src/registry-client/registration-client.js';
+} from '../../src/registry-client/untrusted-distributor.js';
 import { capturingLogger, type LogLine, reloaded } from '../distributor/support/capturing-logger.js';
 import { useDistributorHarness } from '../distributor/support/distributor-harness.js';
 import { listed, removalsFrom } from '../distributor/support/listing.js';

@@ -5,10 +5,8 @@ import type { TlsFilePaths } from '../../src/common/tls.js';
 import type { ReloadNotice } from '../../src/common/tls-files.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { GoodsServiceClient } from '../../src/gen/services.js';
-import {
-  RegistrationClient,
-  UNTRUSTED_MOVE_TIMEOUT_MS,
-} from '../../src/registry-client/registration-client.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { UNTRUSTED_MOVE_TIMEOUT_MS } from '../../src/registry-client/untrusted-distributor.js';
 // What a program that installs grpc-shop/resolver has: the package's one entry.
 import {
   channelCredentials,
