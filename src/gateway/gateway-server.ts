@@ -26,13 +26,14 @@ import { Dispatcher } from './dispatcher.js';
 import { ExchangeIntake } from './exchange-intake.js';
 import { GatewayTelemetry, type GatewayTelemetryOptions } from './gateway-telemetry.js';
 import { HttpFront } from './http-front.js';
-import { InstancePool, upstreamKeyOfNode } from './instance-pool.js';
+import { InstancePool } from './instance-pool.js';
 import { MethodAnswers } from './method-answers.js';
 import { OwnPages } from './own-pages.js';
 import { RequestPipeline } from './request-pipeline.js';
 import { type RouteInfo, RouteTable } from './route-table.js';
 import { operationsOfRoutes } from './route-table-operations.js';
 import { StatusClients, type StatusClientsSetting } from './status-clients.js';
+import { upstreamKeyOfNode } from './upstream.js';
 import { upstreamEventLog } from './upstream-event-log.js';
 
 /**

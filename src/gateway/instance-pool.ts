@@ -1,6 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -8,205 +7,31 @@ import {
   type ClientUnaryCall,
   connectivityState,
   credentials,
-  Metadata,
+  type Metadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
 import { type BackoffOptions, backoffDelay, MOVE_RETRY } from '../common/backoff.js';
 import { asIs } from '../common/bytes-method.js';
-import { formatHostPort } from '../common/config.js';
 import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
-import { peerChainOf, serverStillTrusted } from '../common/peer-chain.js';
+import { serverStillTrusted } from '../common/peer-chain.js';
 import { channelOptionsFor } from '../common/proxy-choice.js';
 import { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
-
-/** One upstream address, the component expected there, and its gRPC channel. */
-export interface Upstream {
-  /** "name@host:port": who is expected at which address. */
-  readonly key: string;
-  /** The component expected there, whose credentials a replacement channel is made with. */
-  readonly name: string;
-  /** "host:port" (IPv6 in brackets), as grpc-js dials it. */
-  readonly address: string;
-  /**
-   * Replaced, with its channel, when a connection attempt hangs (see InstancePoolOptions.connectTimeoutMs)
-   * or a connected one has gone silent (see InstancePoolOptions.silenceCheckTimeoutMs).
-   */
-  client: Client;
-  /** The client's channel, whose state says whether the instance can take a call now. */
-  channel: ReturnType<Client['getChannel']>;
-  /** Calls started and not yet finished on this channel. */
-  inFlight: number;
-  /**
-   * Since when (performance.now()) this gateway has failed to connect to the instance: set when a
-   * connection attempt failed or outlasted the connect timeout, or a connection was given up on for
-   * its silence (see wentSilent), cleared once a channel is connected.
-   * The distributor may well list an instance this gateway cannot reach (a partition between the two
-   * only): its routes then fail every call here, which readiness must say.
-   */
-  unreachableSince: number | undefined;
-  /** Whether a health check is asking the instance if its connection still answers (one at a time). */
-  checkingSilence: boolean;
-  /**
-   * Whether a connection to the instance was given up on for its silence since the last channel
-   * connected: keepalive closed it (a ping unanswered for the keepalive timeout), or it brought
-   * nothing after a health check that followed a call's deadline (see silentConnectionCutMs).
-   * Cleared once a channel is connected. The host was then heard from by no means for seconds:
-   * waiting out the connect timeout again before its requests are answered at once only made each
-   * client wait its deadline (see outOfReach).
-   */
-  wentSilent: boolean;
-  /**
-   * How long the instance may stay unreachable (see unreachableSince) before calls are no longer
-   * handed to it (see {@link outOfReach}): the pool's connect timeout; not waited once a connection
-   * to it went silent (see wentSilent).
-   */
-  readonly outOfReachAfterMs: number;
-}
-
-/**
- * Whether a call on this upstream would start now: its channel is connected, or idle (the call
- * connects it). Not while it connects, or after a failure to: a listed instance this gateway
- * cannot reach (a firewall between them, a host that accepts connections and never speaks HTTP/2)
- * holds each call it is given until the deadline, or fails it.
- */
-export function canTakeCalls(upstream: Upstream): boolean {
-  const state = upstream.channel.getConnectivityState(false);
-  return state === connectivityState.READY || state === connectivityState.IDLE;
-}
-
-/**
- * Whether this gateway has been unable to reach the instance for longer than its connect timeout
- * (unreachableSince, the same mark as /readyz and /status read), or at all since a connection to it
- * went silent (wentSilent), and cannot take a call now: a partition, a host down. A call handed to it would not fail at once: grpc-js queues calls on a
- * channel that is connecting, and a connection attempt to a host that drops packets lasts until the
- * connect timeout replaces the channel (the calls then fail UNAVAILABLE) or the call's deadline
- * passes (504): each client waited up to the deadline for an answer the gateway could give at once.
- * Not before the connect timeout: a fresh channel (never failed) or an instance that just dropped
- * (a restart, a blip) may connect in a moment, and its calls would then be served. A restarted
- * instance closed its connection (the peer's FIN or reset), which is no silence: it keeps that
- * grace. One whose connection went silent has had it already: keepalive waited 5 s for a ping's
- * answer, or the gateway 3 s for a byte after a call's deadline (a blip, an event loop blocked for a
- * moment, lasts less, and its connection is kept). Counted from then, the partition was answered
- * at once only 16 to 26 s after it began (measured in namespaces), every request meanwhile
- * answered 504 at its deadline. The channel goes on reconnecting meanwhile; once it is READY the
- * instance takes calls again at once.
- */
-export function outOfReach(upstream: Upstream, nowMs: number): boolean {
-  const since = upstream.unreachableSince;
-  return (
-    since !== undefined &&
-    (upstream.wentSilent || nowMs - since >= upstream.outOfReachAfterMs) &&
-    !canTakeCalls(upstream)
-  );
-}
-
-/**
- * The key of the upstream of a node the distributor lists ({@link InstancePool.get} makes it of the
- * dialled address), from the node's id: "name@host:port", an IPv6 host in brackets as the distributor
- * writes it ("goods@[::1]:4001"), or without them as a distributor before 2026-12-06 did
- * ("goods@::1:4001" is the upstream "goods@[::1]:4001" too).
- */
-export function upstreamKeyOfNode(nodeId: string): string {
-  const at = nodeId.lastIndexOf('@');
-  const colon = nodeId.lastIndexOf(':');
-  if (at < 0 || colon < at) return nodeId;
-  const host = nodeId.slice(at + 1, colon);
-  return `${nodeId.slice(0, at)}@${formatHostPort({ host, port: Number(nodeId.slice(colon + 1)) })}`;
-}
-
-/** Options of {@link InstancePool}. */
-export interface InstancePoolOptions {
-  /** grpc-js options of every channel (keepalive, message sizes). */
-  channelOptions?: ChannelOptions;
-  /**
-   * The credentials of a channel to a component registered under `name` (default: plaintext). With
-   * TLS they check that the server's certificate names that component (secure naming), so a
-   * listing that points at someone else's server gets no traffic.
-   */
-  credentialsFor?: (name: string) => ChannelCredentials;
-  /** Channel options that go with those credentials, added to `channelOptions`. */
-  channelOptionsFor?: (name: string) => ChannelOptions;
-  /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
-  calls?: ClientCallTelemetry | undefined;
-  /**
-   * How long a channel may go on connecting, or failed to, before a new channel replaces it;
-   * default 10,000 ms.
-   * grpc-js has no connect timeout: an attempt to a host that drops packets waits on one TCP connect
-   * until the kernel gives up, and once the host is back learns it only at the next retransmission
-   * of its SYN, up to half a minute later. A new channel sends a new SYN at once.
-   */
-  connectTimeoutMs?: number;
-  /**
-   * Told when a channel that had not connected was replaced, to say so; `again` when the channel
-   * replaced was itself a replacement that never connected (an instance down for a while is
-   * replaced every timeout: said once, then quietly). `attempts` says how it failed to connect:
-   * `failed` when an attempt ended in failure within the timeout (refused, reset, no route to
-   * the host, a failed handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2),
-   * `unresolved` when the host name it is listed at resolved to no address on this host.
-   * `handshakeFailure`: why the last TLS handshake failed, when one did.
-   */
-  onConnectTimeout?: (
-    upstream: Upstream,
-    timeoutMs: number,
-    again: boolean,
-    attempts: ConnectAttempts,
-    handshakeFailure: string | undefined,
-  ) => void;
-  /** See {@link IDLE_RECONNECT_INTERVAL_MS} (the default). */
-  idleReconnectIntervalMs?: number;
-  /**
-   * How long the instance has to answer a health check sent over the same connection after a call
-   * on it passed its deadline, before it is passed over: a new channel replaces the old one, which
-   * keeps its calls until they end; default {@link SILENCE_CHECK_TIMEOUT_MS}.
-   * A host that went silent (power lost, cable pulled, packets dropped) leaves its connection READY
-   * in grpc-js until keepalive gives up (about 15 s), and round robin meanwhile gives it its share of
-   * calls, each held until its deadline. A slow handler that waits (on its database, on a timer) does
-   * not fail the check: the server answers it while the slow call runs. One that blocks the
-   * instance's event loop (a synchronous SQLite statement waiting out its 2 s busy timeout, a large
-   * page encoded at once) does, and so cannot be told from a dead host yet: see silentConnectionCutMs.
-   */
-  silenceCheckTimeoutMs?: number;
-  /**
-   * How long after the health check the old connection may have brought no byte at all before it is
-   * taken for dead and closed, with the calls held on it (a GET among them is retried elsewhere, a
-   * POST is 504 "cut off"); default {@link SILENT_CONNECTION_CUT_MS}. An instance whose event loop
-   * was only blocked answers everything at once when it is free, before this, and its calls complete.
-   */
-  silentConnectionCutMs?: number;
-  /** Told when an unanswered health check has an instance passed over, to say so. */
-  onUnansweredCheck?: (upstream: Upstream, timeoutMs: number) => void;
-  /** Told when a connection brought nothing after its health check and was closed, to say so. */
-  onSilentConnection?: (upstream: Upstream, silentMs: number) => void;
-  /**
-   * Told when keepalive closed an instance's connection (a ping unanswered) and the instance has no
-   * other, to say so: it is out of reach until a new one is made (see Upstream.wentSilent).
-   */
-  onKeepaliveLoss?: (upstream: Upstream) => void;
-  /**
-   * Told when a connection made to move an instance's calls to the gateway's renewed certificate
-   * (see {@link InstancePool.renewConnections}) failed, to say so: the instance's calls stay on the
-   * connection they were on. `handshakeFailure`: why its TLS handshake failed, when it did.
-   */
-  onMoveFailed?: (upstream: Upstream, handshakeFailure: string | undefined, retry: MoveRetry) => void;
-  /** Backoff between tries of a move that failed (see renewConnections); MOVE_RETRY by default. */
-  moveRetry?: BackoffOptions;
-  /** Told when an instance's calls moved to a connection made with the renewed certificate. */
-  onMoved?: (upstream: Upstream) => void;
-  /**
-   * Told once per connection that {@link InstancePool.stopUsingUntrusted} stopped using, to say so:
-   * its server's certificate no longer chains to the CA file.
-   */
-  onUntrustedServer?: (upstream: Upstream, connection: UntrustedConnection) => void;
-}
-
-/** When a move that failed is tried again (see InstancePool.renewConnections). */
-export interface MoveRetry {
-  /** How many moves of this instance failed in a row, this one included, since the renewal. */
-  readonly failures: number;
-  /** In how long the next try comes. */
-  readonly inMs: number;
-}
+import {
+  IDLE_RECONNECT_INTERVAL_MS,
+  type InstancePoolOptions,
+  type MoveRetry,
+  SILENCE_CHECK_TIMEOUT_MS,
+  SILENT_CONNECTION_CUT_MS,
+  UPSTREAM_CONNECT_TIMEOUT_MS,
+} from './instance-pool-options.js';
+import {
+  describeUntrusted,
+  UNTRUSTED_CONNECTION_GRACE_MS,
+  UNTRUSTED_SERVER,
+} from './untrusted-connection.js';
+import { channelClosed, outOfReach, type Upstream } from './upstream.js';
+import { withoutCallerStack } from './without-caller-stack.js';
 
 /** A move of an upstream's calls to a new channel under way (see InstancePool.renewConnections). */
 interface Move {
@@ -217,68 +42,10 @@ interface Move {
   readonly stop: ((handshakeFailure: string | undefined) => void) | undefined;
 }
 
-/** A connection to an instance whose server certificate the CA file no longer trusts, as a log names it. */
-export interface UntrustedConnection {
-  /** The instance's end of it: "address:port". */
-  readonly peer: string;
-  /** The issuer of the server's certificate, as its subject reads ("CN=…"), on one line. */
-  readonly issuer: string | undefined;
-}
-
-/**
- * How long calls in flight on a connection whose server is no longer trusted have to end before it
- * is closed with them: as the distributor gives the registry streams of a removed CA. No new call
- * goes over it meanwhile.
- */
-export const UNTRUSTED_CONNECTION_GRACE_MS = 1_000;
-
-/** Why a connection whose handshake began before the CA file changed was refused once it completed. */
-export const UNTRUSTED_SERVER =
-  "the server's certificate chains to no CA of the TLS CA file taken while its handshake was under way";
-
-/** See {@link InstancePoolOptions.silenceCheckTimeoutMs}. */
-export const SILENCE_CHECK_TIMEOUT_MS = 1_000;
-/** See {@link InstancePoolOptions.silentConnectionCutMs}: above SQLite's 2 s busy timeout, which blocks. */
-export const SILENT_CONNECTION_CUT_MS = 3_000;
-
 /** grpc.health.v1.Health/Check, whose answer (any status) shows a connection still carries calls. */
 const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 /** A HealthCheckRequest for the server as a whole (service ""): no fields, so no bytes. */
 const WHOLE_SERVER_HEALTH_REQUEST = Buffer.alloc(0);
-
-/** How the attempts of a channel that did not connect in time went (see InstancePoolOptions.onConnectTimeout). */
-export type ConnectAttempts = 'failed' | 'hung' | 'unresolved';
-
-/** See {@link InstancePoolOptions.connectTimeoutMs}. */
-export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
-
-/**
- * How often, at most, a channel that went idle is connected again without a call. grpc-js resets
- * its backoff once a connection is made, so a peer that takes a connection and closes it at once
- * (a server at its connection limit, which closes the connection that never called, another
- * gateway's idle one; a proxy that sends GOAWAY at once) was otherwise dialled again without pause,
- * hundreds of times a second, and two gateways idle on a full service closed each other's in turn.
- */
-export const IDLE_RECONNECT_INTERVAL_MS = 5_000;
-
-/**
- * Starts a call with no stack trace captured while it starts. grpc-js makes an Error at the start
- * of every call, in case the call fails, to append the caller's stack to the failure's; capturing
- * a stack through optimized frames is costly, on every call, failed or not (see
- * docs/performance-log.md, "Two costs of every upstream call"). The gateway never shows those
- * stacks (a failed call becomes an envelope and a log line of its code and details), so its calls
- * start with Error.stackTraceLimit at 0, restored before this returns, whatever happens. What it
- * gives up: an exception thrown while a call starts carries no frames either. grpc-js may get a channel option for this (grpc/grpc-node#3083, open).
- */
-export function withoutCallerStack<T>(start: () => T): T {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return start();
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-}
 
 /**
  * One grpc-js channel per instance (component name and address), reused by every request to it (one HTTP/2 connection,
@@ -978,22 +745,4 @@ export class InstancePool {
     }
     this.#untrustedCuts.clear();
   }
-}
-
-function describeUntrusted(connection: Socket): UntrustedConnection {
-  const leaf = connection instanceof TLSSocket ? peerChainOf(connection)[0] : undefined;
-  return {
-    peer: formatHostPort({ host: connection.remoteAddress ?? '?', port: connection.remotePort ?? 0 }),
-    issuer: leaf?.issuer.replaceAll('\n', ', '),
-  };
-}
-
-/** The status of a call asked of an upstream whose channel is closed (see InstancePool.call). */
-function channelClosed(upstream: Upstream): ServiceError {
-  const details = `the channel to ${upstream.key} is closed: the instance left the registry, or the gateway is stopping`;
-  return Object.assign(new Error(`${status.UNAVAILABLE} UNAVAILABLE: ${details}`), {
-    code: status.UNAVAILABLE,
-    details,
-    metadata: new Metadata(),
-  });
 }

@@ -36,7 +36,7 @@ export interface NodeStatus {
    */
   readonly unreachableSeconds?: number;
   /**
-   * Unreachable, and out of reach (see outOfReach in instance-pool.ts): no call is handed to it, and
+   * Unreachable, and out of reach (see outOfReach in upstream.ts): no call is handed to it, and
    * a route no other instance serves is answered 503 at once rather than at its deadline.
    */
   readonly outOfReach?: true;

@@ -3,8 +3,9 @@ import { type Logger, silentLogger } from '../common/logger.js';
 import { isLiteralTemplate, matchPathTemplate, type PathTemplate } from '../common/path-template.js';
 import { type Node, NodeState, type Snapshot } from '../gen/distributor.js';
 import type { CallPlan } from './call-plan.js';
-import { canTakeCalls, type InstancePool, outOfReach, type Upstream } from './instance-pool.js';
+import type { InstancePool } from './instance-pool.js';
 import { PlanCache } from './plan-cache.js';
+import { canTakeCalls, outOfReach, type Upstream } from './upstream.js';
 
 /** One node serving one route. */
 export interface Instance {

@@ -1,10 +1,7 @@
 import type { Logger } from '../common/logger.js';
 import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
-import {
-  type ConnectAttempts,
-  type InstancePoolOptions,
-  UNTRUSTED_CONNECTION_GRACE_MS,
-} from './instance-pool.js';
+import type { ConnectAttempts, InstancePoolOptions } from './instance-pool-options.js';
+import { UNTRUSTED_CONNECTION_GRACE_MS } from './untrusted-connection.js';
 
 /**
  * What a connect timeout's warning says of the attempts, for the operator to look in the right place.

@@ -20,7 +20,7 @@ export interface GatewayStatusView {
     readonly connected?: boolean;
     /** How long the gateway has failed to connect to it, in seconds, if it has. */
     readonly unreachableSeconds?: number;
-    /** The gateway gives it no call (see outOfReach in instance-pool.ts). */
+    /** The gateway gives it no call (see outOfReach in gateway/upstream.ts). */
     readonly outOfReach?: boolean;
   }[];
   readonly routes: readonly { readonly listed: boolean; readonly serving: readonly string[] }[];

@@ -21,13 +21,9 @@ import {
   secureNamingChannelOptions,
   serverCredentials,
 } from '../../src/common/tls.js';
-import {
-  canTakeCalls,
-  InstancePool,
-  type Upstream,
-  upstreamKeyOfNode,
-  withoutCallerStack,
-} from '../../src/gateway/instance-pool.js';
+import { InstancePool } from '../../src/gateway/instance-pool.js';
+import { canTakeCalls, type Upstream, upstreamKeyOfNode } from '../../src/gateway/upstream.js';
+import { withoutCallerStack } from '../../src/gateway/without-caller-stack.js';
 import { makeTestPki } from '../helpers/certs.js';
 import { sample } from '../helpers/prometheus.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';

@@ -4,12 +4,9 @@ import { connectivityState, Metadata, type ServiceError, status } from '@grpc/gr
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { asIs } from '../../src/common/bytes-method.js';
 import { keepaliveChannelOptions } from '../../src/common/grpc-server.js';
-import {
-  InstancePool,
-  type InstancePoolOptions,
-  outOfReach,
-  type Upstream,
-} from '../../src/gateway/instance-pool.js';
+import { InstancePool } from '../../src/gateway/instance-pool.js';
+import type { InstancePoolOptions } from '../../src/gateway/instance-pool-options.js';
+import { outOfReach, type Upstream } from '../../src/gateway/upstream.js';
 
 const FIXTURE = new URL('./fixtures/busy-server.mjs', import.meta.url).pathname;
 

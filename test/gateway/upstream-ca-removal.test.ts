@@ -23,12 +23,9 @@ import {
 } from '../../src/common/tls.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway } from '../../src/gateway/gateway-server.js';
-import {
-  InstancePool,
-  UNTRUSTED_CONNECTION_GRACE_MS,
-  UNTRUSTED_SERVER,
-  type Upstream,
-} from '../../src/gateway/instance-pool.js';
+import { InstancePool } from '../../src/gateway/instance-pool.js';
+import { UNTRUSTED_CONNECTION_GRACE_MS, UNTRUSTED_SERVER } from '../../src/gateway/untrusted-connection.js';
+import type { Upstream } from '../../src/gateway/upstream.js';
 import { NodeState } from '../../src/gen/distributor.js';
 import { type GoodsServiceServer, GoodsServiceService } from '../../src/gen/services.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
