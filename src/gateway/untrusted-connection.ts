@@ -22,6 +22,7 @@ export const UNTRUSTED_CONNECTION_GRACE_MS = 1_000;
 export const UNTRUSTED_SERVER =
   "the server's certificate chains to no CA of the TLS CA file taken while its handshake was under way";
 
+/** Names a connection to an untrusted server for a log: the instance's address and its certificate's issuer. */
 export function describeUntrusted(connection: Socket): UntrustedConnection {
   const leaf = connection instanceof TLSSocket ? peerChainOf(connection)[0] : undefined;
   return {

@@ -1,6 +1,7 @@
 import type { StatusObject } from '@grpc/grpc-js';
 import type { NodeState, Snapshot } from '../gen/distributor.js';
 
+/** What a RegistrationClient tells its owner: each event it emits, with its arguments. */
 export interface RegistrationEvents {
   /** A new node list arrived (with `watchNodes`, or from a distributor of the first contract). */
   snapshot: [snapshot: Snapshot];
