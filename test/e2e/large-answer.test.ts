@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Goods } from '../../src/gen/services.js';
 import { COMPONENT_NODE_FLAGS } from '../../src/launcher/node-flags.js';
 import { Closer, startDistributor } from '../gateway/support/cluster.js';
-import { startFakeGoods, startFakeMembers } from '../gateway/support/fake-shop.js';
+import { largeGoods, startFakeGoods, startFakeMembers } from '../gateway/support/fake-shop.js';
 import { type HttpResult, send } from '../helpers/http.js';
 import { type ComponentProcess, freePort, rssMiB, spawnComponent } from './support/processes.js';
 
@@ -20,15 +19,7 @@ describe('answers over the message size limit, into a gateway process', () => {
 
   beforeAll(async () => {
     const distributor = (await startDistributor(closer)).address;
-    const description = 'x'.repeat(1024 * 1024);
-    const goods: Goods[] = Array.from({ length: 12 }, (_, index) => ({
-      id: index + 1,
-      name: `goods ${index + 1}`,
-      category: 'c',
-      price: 1,
-      description,
-    }));
-    await startFakeGoods(closer, distributor, {}, goods);
+    await startFakeGoods(closer, distributor, {}, largeGoods(12, 1024 * 1024));
     await startFakeMembers(closer, distributor);
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;

@@ -1,9 +1,8 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Goods } from '../../src/gen/services.js';
 import { httpJson } from '../helpers/http.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
-import { startFakeGoods } from './support/fake-shop.js';
+import { largeGoods, startFakeGoods } from './support/fake-shop.js';
 
 // Issue 8 §3: an answer over grpc-js's 4 MiB message limit was answered 429 "Service overloaded"
 // with Retry-After, forever, and nothing was logged.
@@ -16,15 +15,7 @@ describe('an answer over the gRPC message size limit', () => {
   beforeAll(async () => {
     const distributor = (await startDistributor(closer)).address;
     // A service that ignores paging and answers 5 MiB at once.
-    const description = 'x'.repeat(64 * 1024);
-    const goods: Goods[] = Array.from({ length: 80 }, (_, index) => ({
-      id: index + 1,
-      name: `goods ${index + 1}`,
-      category: 'c',
-      price: 1,
-      description,
-    }));
-    await startFakeGoods(closer, distributor, {}, goods);
+    await startFakeGoods(closer, distributor, {}, largeGoods(80, 64 * 1024));
     const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const started = await startGateway(closer, distributor, { log });
     port = started.port;

@@ -25,6 +25,18 @@ const invalid = { code: status.INVALID_ARGUMENT, details: 'Invalid Parameters' }
 const noData = { code: status.NOT_FOUND, details: 'no data' };
 
 /** Hooks a test uses to watch or slow a fake service. */
+/** `count` goods whose descriptions are `descriptionBytes` long each: an answer of a size a test needs. */
+export function largeGoods(count: number, descriptionBytes: number): Goods[] {
+  const description = 'x'.repeat(descriptionBytes);
+  return Array.from({ length: count }, (_, index) => ({
+    id: index + 1,
+    name: `goods ${index + 1}`,
+    category: 'c',
+    price: 1,
+    description,
+  }));
+}
+
 export interface FakeHooks {
   /**
    * Called with every call before it is answered; a promise delays the answer. A rejection is
