@@ -38,7 +38,9 @@ import {
   TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { keepLocalCollectorOffProxy } from './collector-proxy.js';
 import { ConfigError } from './config.js';
+import type { Logger } from './logger.js';
 import type { SpanAttributes, SpanRole, TraceCarrier, Tracer, TraceSpan } from './trace-span.js';
 
 // Loaded only when tracing is asked for (see tracing.ts): nothing of OpenTelemetry is imported otherwise.
@@ -289,10 +291,14 @@ function remoteSpanContext(carrier: TraceCarrier): SpanContext | undefined {
  * exporters asked for are loaded. No context manager is registered: the project never asks for
  * "the active span", every span is given its parent (see ProjectTracer), and the SDK's default one
  * keeps an AsyncLocalStorage, which on Node 20 puts a hook on every promise of the process.
+ *
+ * With OTLP/gRPC, a collector on this machine is kept off the environment's proxy by naming it in
+ * `env`'s no_grpc_proxy (see keepLocalCollectorOffProxy), which `log` is told of, once.
  */
 export async function startOpenTelemetry(
   serviceName: string,
   env: NodeJS.ProcessEnv,
+  log?: Pick<Logger, 'info' | 'warn'>,
 ): Promise<{ tracer: Tracer; stop: () => Promise<void> }> {
   // Export failures and the SDK's own warnings, when asked for (the SDK is silent otherwise).
   const logLevel = LOG_LEVELS.find((level) => level === setting(env, 'OTEL_LOG_LEVEL')?.toUpperCase());
@@ -301,6 +307,12 @@ export async function startOpenTelemetry(
   const sampler = samplerFromEnv(env);
   checkEndpoints(env);
   checkExporterSettings(env);
+  if (exportersAskedFor(env).includes('otlp grpc')) {
+    const note = keepLocalCollectorOffProxy(env);
+    if (note?.event === 'otlp-collector-no-proxy')
+      log?.info({ event: note.event, entry: note.entry }, note.message);
+    else if (note) log?.warn({ event: note.event }, note.message);
+  }
   const processors: SpanProcessor[] = [];
   for (const exporter of await traceExporters(env)) {
     // A console exporter writes each span as it ends, as the Node.js SDK has it.

@@ -38,15 +38,17 @@ export function tracingRequested(env: NodeJS.ProcessEnv): boolean {
  * {@link tracingRequested}), configured by the standard OTEL_* variables (exporter, protocol,
  * endpoint, headers, sampler, resource); `serviceName` is the `service.name` unless
  * OTEL_SERVICE_NAME says otherwise. Resolves with undefined when tracing stays off. Call it once,
- * before the component's servers are built.
+ * before the component's servers are built. `log` hears how the exporter reaches a collector on
+ * this machine when a proxy is set (see keepLocalCollectorOffProxy).
  */
 export async function startTracing(
   serviceName: string,
   env: NodeJS.ProcessEnv = process.env,
+  log?: Pick<Logger, 'info' | 'warn'>,
 ): Promise<RunningTracing | undefined> {
   if (running || !tracingRequested(env)) return running;
   const { startOpenTelemetry } = await import('./otel-tracing.js');
-  const started = await startOpenTelemetry(serviceName, env);
+  const started = await startOpenTelemetry(serviceName, env, log);
   running = {
     tracer: started.tracer,
     stop: async () => {

@@ -26,7 +26,7 @@ export function runDistributor(): void {
     if (config.tls) checkOwnIdentity(config.tls, 'distributor');
     const log = createLogger({ component: 'distributor', level: config.logLevel });
     logGrpcThrough(log);
-    await startTracing('distributor');
+    await startTracing('distributor', process.env, log);
     const { observability } = config;
     const telemetry = new DistributorTelemetry({
       metrics: observability.metrics,

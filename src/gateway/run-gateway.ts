@@ -37,7 +37,7 @@ export function runGateway(): void {
         `${settingName(GATEWAY_SETTINGS.drainDelayMs)} is ${config.drainDelayMs} ms under npm start, whose launcher kills a component 10 s after asking it to stop, drain included: it is meant for a gateway behind a load balancer`,
       );
     }
-    await startTracing('gateway');
+    await startTracing('gateway', process.env, log);
     const gateway = createGateway({
       distributor: config.distributor,
       log,

@@ -18,7 +18,7 @@ export function runService(service: AnyShopService): void {
     const log = createLogger({ component: service.name, level: config.logLevel });
     logGrpcThrough(log);
     // Traces when OTEL_* ask for them (tracing.ts); before the server is built, which reads it.
-    await startTracing(service.name);
+    await startTracing(service.name, process.env, log);
     const running = await startService(service, config, { log });
     const stopAndExit = signals.stopOnSignals(log, () => {
       const begunAt = performance.now();

@@ -1,0 +1,265 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
+import {
+  type Client,
+  credentials,
+  makeGenericClientConstructor,
+  Server,
+  ServerCredentials,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { grpcCollectorAddress, keepLocalCollectorOffProxy } from '../../src/common/collector-proxy.js';
+import { startOpenTelemetry } from '../../src/common/otel-tracing.js';
+import { channelOptionsFor } from '../../src/common/proxy-choice.js';
+
+describe('the address the OTLP/gRPC exporter dials', () => {
+  it.each([
+    [{}, 'localhost:4317'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: ' http://127.1:4317 ' }, '127.0.0.1:4317'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'LocalHost:4317' }, 'localhost:4317'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:4317' }, '[::1]:4317'],
+    [
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'collector:4317',
+      },
+      'collector:4317',
+    ],
+    [
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: ' ' },
+      'collector:4317',
+    ],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock' }, undefined],
+  ])('%o: %s', (env, address) => {
+    expect(grpcCollectorAddress(env)).toBe(address);
+  });
+});
+
+describe('keeping a collector on this machine off the proxy', () => {
+  const PROXY = 'http://proxy.example:3128';
+
+  it.each<[NodeJS.ProcessEnv, string]>([
+    // no_proxy alone: its entries are copied, as they are, since grpc-js then reads no_grpc_proxy alone.
+    [{ http_proxy: PROXY, no_proxy: ' .internal,10.0.0.0/8' }, ' .internal,10.0.0.0/8,127.0.0.1/32'],
+    [{ https_proxy: PROXY, no_grpc_proxy: 'a.example', no_proxy: 'b.example' }, 'a.example,127.0.0.1/32'],
+    [{ grpc_proxy: PROXY, no_grpc_proxy: '', no_proxy: 'b.example' }, 'b.example,127.0.0.1/32'],
+    // No empty entry, which grpc-js would take as matching every host.
+    [{ http_proxy: PROXY }, '127.0.0.1/32'],
+  ])('%o: no_grpc_proxy=%s', (given, expected) => {
+    const env: NodeJS.ProcessEnv = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', ...given };
+    expect(keepLocalCollectorOffProxy(env)).toMatchObject({ event: 'otlp-collector-no-proxy' });
+    expect(env.no_grpc_proxy).toBe(expected);
+    expect(env.no_proxy).toBe(given.no_proxy);
+  });
+
+  it('names localhost by name, the exporter’s default collector', () => {
+    const env: NodeJS.ProcessEnv = { http_proxy: PROXY, no_proxy: 'b.example' };
+    expect(keepLocalCollectorOffProxy(env)).toMatchObject({ entry: 'localhost' });
+    expect(env.no_grpc_proxy).toBe('b.example,localhost');
+  });
+
+  it.each([
+    ['no proxy is set', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', no_proxy: 'b.example' }],
+    [
+      'the collector is on another machine',
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://10.0.0.2:4317', http_proxy: PROXY },
+    ],
+    [
+      'the collector is a unix socket',
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock', http_proxy: PROXY },
+    ],
+    [
+      'the list names it already',
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', http_proxy: PROXY, no_proxy: 'x,127.0.0.1/32' },
+    ],
+  ])('changes nothing when %s', (_case, given) => {
+    const env: NodeJS.ProcessEnv = { ...given };
+    expect(keepLocalCollectorOffProxy(env)).toBeUndefined();
+    expect(env).toEqual(given);
+  });
+
+  it('only warns for an IPv6 collector, whose address grpc-js would match as a suffix of others', () => {
+    const env: NodeJS.ProcessEnv = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:4317', http_proxy: PROXY };
+    const note = keepLocalCollectorOffProxy(env);
+    expect(note).toMatchObject({ event: 'otlp-collector-through-proxy' });
+    expect(note?.message).toContain('http_proxy');
+    expect(note?.message).toContain('no_grpc_proxy');
+    expect(env.no_grpc_proxy).toBeUndefined();
+  });
+});
+
+const asIs = (value: Buffer): Buffer => value;
+const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+
+/** An OTLP/gRPC receiver: it keeps each export request's bytes and answers an empty response. */
+const TRACE_SERVICE: ServiceDefinition = {
+  export: {
+    path: EXPORT_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: asIs,
+    requestDeserialize: asIs,
+    responseSerialize: asIs,
+    responseDeserialize: asIs,
+  },
+};
+
+/** One unary method taking and giving raw bytes, for the channels that are not the exporter's. */
+const ECHO: ServiceDefinition = {
+  ping: {
+    path: '/test.Echo/Ping',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: asIs,
+    requestDeserialize: asIs,
+    responseSerialize: asIs,
+    responseDeserialize: asIs,
+  },
+};
+const EchoClient = makeGenericClientConstructor(ECHO, 'Echo');
+
+describe('an OTLP/gRPC collector on this machine, with a proxy in the environment', () => {
+  let server: Server;
+  let serverPort: number;
+  let proxy: HttpServer;
+  let proxyUrl: string;
+  let refusingUrl: string;
+  /** The export requests the receiver took. */
+  const exports: Buffer[] = [];
+  /** The CONNECT request targets the proxy was asked for. */
+  const asked: string[] = [];
+  const tunnels = new Set<Socket>();
+  const clients: Client[] = [];
+
+  beforeAll(async () => {
+    server = new Server();
+    server.addService(TRACE_SERVICE, {
+      export: (call: { request: Buffer }, callback: (error: null, answer: Buffer) => void) => {
+        exports.push(call.request);
+        callback(null, Buffer.alloc(0));
+      },
+    });
+    server.addService(ECHO, {
+      ping: (_call: unknown, callback: (error: null, answer: Buffer) => void) =>
+        callback(null, Buffer.from('pong')),
+    });
+    serverPort = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) =>
+        error ? reject(error) : resolve(port),
+      ),
+    );
+    // A CONNECT proxy that records what it is asked for and tunnels to the loopback server.
+    proxy = createServer((_request, response) => response.writeHead(405).end());
+    proxy.on('connect', (request, client: Socket, head: Buffer) => {
+      asked.push(request.url ?? '');
+      const upstream = connect(serverPort, '127.0.0.1', () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length > 0) upstream.write(head);
+        upstream.pipe(client).pipe(upstream);
+      });
+      for (const socket of [client, upstream]) {
+        tunnels.add(socket);
+        socket.on('error', () => socket.destroy());
+        socket.on('close', () => tunnels.delete(socket));
+      }
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    // A loopback port nothing listens on: a proxy there refuses every connection.
+    const closed = createTcpServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    refusingUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise((resolve) => closed.close(resolve));
+  });
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close();
+    exports.length = 0;
+    asked.length = 0;
+    vi.unstubAllEnvs();
+  });
+  afterAll(async () => {
+    for (const socket of tunnels) socket.destroy();
+    server.forceShutdown();
+    await new Promise((resolve) => proxy.close(resolve));
+  });
+
+  /** The environment of a traced component exporting over OTLP/gRPC to the receiver, at `host`. */
+  function stubTracingEnv(host: string, proxies: Record<string, string>, noProxy: string): void {
+    for (const name of ['grpc_proxy', 'https_proxy', 'http_proxy', 'no_grpc_proxy', 'no_proxy']) {
+      vi.stubEnv(name, '');
+    }
+    for (const [name, value] of Object.entries(proxies)) vi.stubEnv(name, value);
+    vi.stubEnv('no_proxy', noProxy);
+    vi.stubEnv('OTEL_TRACES_EXPORTER', 'otlp');
+    vi.stubEnv('OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc');
+    vi.stubEnv('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', '');
+    vi.stubEnv('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '');
+    vi.stubEnv('OTEL_EXPORTER_OTLP_ENDPOINT', `http://${host}:${serverPort}`);
+    vi.stubEnv('OTEL_TRACES_SAMPLER', 'always_on');
+    vi.stubEnv('OTEL_NODE_RESOURCE_DETECTORS', 'none');
+  }
+
+  /** Starts tracing from the process environment, ends one span named `name`, and stops (which exports it). */
+  async function traceOneSpan(name: string, log = { info: vi.fn(), warn: vi.fn() }): Promise<void> {
+    const { tracer, stop } = await startOpenTelemetry('test', process.env, log);
+    tracer.startSpan(name, 'server', undefined).end();
+    await stop();
+  }
+
+  function exported(name: string): boolean {
+    return exports.some((request) => request.includes(Buffer.from(name)));
+  }
+
+  it.each([
+    ['127.0.0.1', 'http_proxy'],
+    ['127.0.0.1', 'grpc_proxy'],
+    ['localhost', 'http_proxy'],
+  ])('exports to %s directly with a refusing proxy in %s', async (host, variable) => {
+    stubTracingEnv(host, { [variable]: refusingUrl }, '');
+    await traceOneSpan('GET /goods');
+    expect(exported('GET /goods')).toBe(true);
+  });
+
+  it('leaves the other channels as grpc-js had them: no_proxy honoured, other hosts through the proxy', async () => {
+    // TEST-NET-1 and -2 (RFC 5737): one named in no_proxy, one not.
+    stubTracingEnv('127.0.0.1', { http_proxy: proxyUrl }, '192.0.2.1');
+    const log = { info: vi.fn(), warn: vi.fn() };
+    await traceOneSpan('GET /orders', log);
+    expect(log.info).toHaveBeenCalledOnce();
+    expect(log.info.mock.calls[0]?.[0]).toEqual({ event: 'otlp-collector-no-proxy', entry: '127.0.0.1/32' });
+    expect(log.warn).not.toHaveBeenCalled();
+    expect(exported('GET /orders')).toBe(true);
+    expect(asked).toEqual([]);
+    expect(process.env.no_grpc_proxy).toBe('192.0.2.1,127.0.0.1/32');
+
+    const proxied = `198.51.100.1:${serverPort}`;
+    expect(await ping(clientOf(proxied), 10_000)).toBe('pong');
+    expect(asked).toEqual([proxied]);
+    // Named in no_proxy: dialled directly, so the proxy is not asked (and the address answers nothing).
+    await expect(ping(clientOf(`192.0.2.1:${serverPort}`), 300)).rejects.toThrow();
+    expect(asked).toEqual([proxied]);
+  });
+
+  function clientOf(target: string): Client {
+    const client = new EchoClient(target, credentials.createInsecure(), {
+      ...channelOptionsFor(target),
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    clients.push(client);
+    return client;
+  }
+});
+
+function ping(client: Client, deadlineMs: number): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      '/test.Echo/Ping',
+      asIs,
+      asIs,
+      Buffer.from('ping'),
+      { deadline: Date.now() + deadlineMs },
+      (error, answer) => (error ? reject(error) : resolve(String(answer))),
+    ),
+  );
+}
