@@ -11,7 +11,6 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { grpcCollectorAddress, keepLocalCollectorOffProxy } from '../../src/common/collector-proxy.js';
 import { startOpenTelemetry } from '../../src/common/otel-tracing.js';
-import { channelOptionsFor } from '../../src/common/proxy-choice.js';
 
 describe('the address the OTLP/gRPC exporter dials', () => {
   it.each([
@@ -222,8 +221,9 @@ describe('an OTLP/gRPC collector on this machine, with a proxy in the environmen
   });
 
   it('leaves the other channels as grpc-js had them: no_proxy honoured, other hosts through the proxy', async () => {
-    // TEST-NET-1 and -2 (RFC 5737): one named in no_proxy, one not.
-    stubTracingEnv('127.0.0.1', { http_proxy: proxyUrl }, '192.0.2.1');
+    // Channels made without channelOptionsFor, which grpc-js sends to the proxy even for loopback
+    // (so that no test traffic leaves the machine): one to an address no_proxy names, one to another.
+    stubTracingEnv('127.0.0.1', { http_proxy: proxyUrl }, '127.0.0.2');
     const log = { info: vi.fn(), warn: vi.fn() };
     await traceOneSpan('GET /orders', log);
     expect(log.info).toHaveBeenCalledOnce();
@@ -231,19 +231,20 @@ describe('an OTLP/gRPC collector on this machine, with a proxy in the environmen
     expect(log.warn).not.toHaveBeenCalled();
     expect(exported('GET /orders')).toBe(true);
     expect(asked).toEqual([]);
-    expect(process.env.no_grpc_proxy).toBe('192.0.2.1,127.0.0.1/32');
+    expect(process.env.no_grpc_proxy).toBe('127.0.0.2,127.0.0.1/32');
 
-    const proxied = `198.51.100.1:${serverPort}`;
-    expect(await ping(clientOf(proxied), 10_000)).toBe('pong');
+    const proxied = `127.0.0.3:${serverPort}`;
+    expect(await ping(plainClientOf(proxied), 10_000)).toBe('pong');
     expect(asked).toEqual([proxied]);
-    // Named in no_proxy: dialled directly, so the proxy is not asked (and the address answers nothing).
-    await expect(ping(clientOf(`192.0.2.1:${serverPort}`), 300)).rejects.toThrow();
+    // Named in no_proxy: dialled directly, so the proxy is not asked (and nothing listens there:
+    // the receiver listens on 127.0.0.1 alone).
+    await expect(ping(plainClientOf(`127.0.0.2:${serverPort}`), 2_000)).rejects.toThrow();
     expect(asked).toEqual([proxied]);
   });
 
-  function clientOf(target: string): Client {
+  /** A client made as grpc-js alone makes it, without channelOptionsFor. */
+  function plainClientOf(target: string): Client {
     const client = new EchoClient(target, credentials.createInsecure(), {
-      ...channelOptionsFor(target),
       'grpc.use_local_subchannel_pool': 1,
     });
     clients.push(client);
