@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { type ChannelOptions, experimental } from '@grpc/grpc-js';
 import { dialsThisMachine } from './loopback.js';
 
@@ -27,10 +28,33 @@ function hostsOf(target: string): string[] | undefined {
   return addresses.map((address) => experimental.splitHostPort(address)?.host ?? address);
 }
 
+/** One part of an IPv4 address as inet_aton reads it: hexadecimal (0x), octal (leading 0), decimal. */
+const INET_ATON_PART = /^(?:0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i;
+
+/**
+ * The dotted-quad address a host the system resolver reads as an IPv4 address in inet_aton's
+ * shorter spellings (`127.1`, `0x7f.1`, `2130706433`, `0177.0.0.1`, `0`): grpc-js takes such a host
+ * for a name and asks getaddrinfo, which answers that address without asking DNS; undefined for any
+ * other host (a name, or a dotted quad already).
+ */
+export function inetAtonAddress(host: string): string | undefined {
+  if (isIP(host) !== 0) return undefined;
+  const parts = host.split('.');
+  if (parts.length > 4 || !parts.every((part) => INET_ATON_PART.test(part))) return undefined;
+  const values = parts.map((part) => (/^0[0-7]/.test(part) ? Number.parseInt(part, 8) : Number(part)));
+  const last = values.pop()!;
+  if (values.some((value) => value > 255) || last >= 256 ** (4 - values.length)) return undefined;
+  const bytes = [...values];
+  for (let shift = 3 - values.length; shift >= 0; shift -= 1)
+    bytes.push(Math.floor(last / 256 ** shift) % 256);
+  return bytes.join('.');
+}
+
 /**
  * Whether grpc-js must dial `target` directly, whatever proxy the environment names (`grpc_proxy`,
  * `https_proxy`, `http_proxy`): a target on this machine (127.0.0.0/8, ::1, `localhost` and its
- * subdomains, the any-address, however written), a unix socket, or a `distributor:///` one (see
+ * subdomains, the any-address, however written, inet_aton's `127.1` and `0x7f.1` included: proxied,
+ * the proxy would dial its own loopback), a unix socket, or a `distributor:///` one (see
  * HOSTLESS_SCHEMES). grpc-js sends every other channel through such a proxy unless `no_grpc_proxy`
  * (or, without it, `no_proxy`) names the host, loopback included: behind a corporate proxy,
  * every component of `npm start` was sent to it to reach the distributor on 127.0.0.1 and none
@@ -41,7 +65,10 @@ function hostsOf(target: string): string[] | undefined {
  */
 export function dialsDirectly(target: string): boolean {
   const hosts = hostsOf(target);
-  return hosts === undefined || (hosts.length > 0 && hosts.every(dialsThisMachine));
+  return (
+    hosts === undefined ||
+    (hosts.length > 0 && hosts.every((host) => dialsThisMachine(inetAtonAddress(host) ?? host)))
+  );
 }
 
 /**

@@ -28,6 +28,17 @@ describe('which targets grpc-js must dial without the environment proxy', () => 
     'ipv6:[::1]:9000',
     '0.0.0.0:9000',
     '[::]:9000',
+    // inet_aton's spellings, which getaddrinfo (grpc-js's DNS resolver) answers as 127.0.0.1 and
+    // 0.0.0.0: proxied, they would reach the proxy's own loopback.
+    '127.1:9000',
+    '127.0.1:9000',
+    '0x7f.1:9000',
+    '0X7F.0x0.0x0.0x1:9000',
+    '0177.0.0.1:9000',
+    '2130706433:9000',
+    '0x7f000001:9000',
+    'ipv4:127.1:9000',
+    '0:9000',
     'unix:/tmp/shop.sock',
     'unix:///tmp/shop.sock',
     'unix-abstract:shop',
@@ -50,6 +61,13 @@ describe('which targets grpc-js must dial without the environment proxy', () => 
     'notlocalhost:9000',
     'localhost.example:9000',
     'ipv4:127.0.0.1:9000,10.0.0.1:9000',
+    '127.0.0.1.nip.io:9000',
+    'localhost.example.com:9000',
+    '127.1.example:9000',
+    '10.1:9000',
+    '0x0a000001:9000',
+    '08.0.0.1:9000',
+    '127.256.1:9000',
   ])('%s: as grpc-js decides (proxy unless no_proxy names it)', (target) => {
     expect(dialsDirectly(target)).toBe(false);
     const options: ChannelOptions = { 'grpc.keepalive_time_ms': 1 };
@@ -167,7 +185,7 @@ describe('a channel made with channelOptionsFor, with a proxy in the environment
     },
   );
 
-  it.each(['127.0.0.1', 'localhost', '[::ffff:127.0.0.1]'])(
+  it.each(['127.0.0.1', 'localhost', '[::ffff:127.0.0.1]', '127.1', '0x7f.1'])(
     'dials %s directly: the proxy is asked nothing',
     async (host) => {
       vi.stubEnv('grpc_proxy', proxyUrl);
