@@ -260,9 +260,11 @@ function assess(
 /**
  * What the launcher says of the services the gateway does not reach: which, where they registered,
  * and what to set. Those whose every instance the gateway has failed to connect to (refused, or
- * past its connect timeout) are told apart from those it is still connecting to: "its attempts
- * failing" for the least of their times, "not connected yet" for the others, each in a sentence of
- * its own, so that a service failing for long is never said to be merely connecting.
+ * past its connect timeout) are told apart from those it is still connecting to (an address that
+ * drops packets, for the gateway's connect timeout): "cannot connect ... its attempts failing" for
+ * the least of their times, "has not connected ... yet" for the others, each in a sentence of its
+ * own, so that a service failing for long is never said to be merely connecting, nor one merely
+ * connecting to be out of reach.
  */
 function unreachedProblem(unreached: readonly Unreached[]): string {
   const failing = unreached.filter((each) => each.unreachableSeconds !== undefined);
@@ -273,19 +275,35 @@ function unreachedProblem(unreached: readonly Unreached[]): string {
       : [
           unreachedSentence(
             failing,
+            (it) => `cannot connect to ${it} there`,
             `its attempts failing for ${Math.min(...failing.map((each) => each.unreachableSeconds!))} s`,
+            '',
           ),
         ]),
-    ...(pending.length === 0 ? [] : [unreachedSentence(pending, 'not connected yet')]),
+    ...(pending.length === 0
+      ? []
+      : [
+          unreachedSentence(
+            pending,
+            (it) => `has not connected to ${it} there yet`,
+            'no answer to its attempts so far',
+            'if that lasts, ',
+          ),
+        ]),
   ].join('; ');
 }
 
-function unreachedSentence(unreached: readonly Unreached[], how: string): string {
+function unreachedSentence(
+  unreached: readonly Unreached[],
+  gatewayHas: (it: string) => string,
+  how: string,
+  when: string,
+): string {
   const one = unreached.length === 1;
   const where = unreached.map(({ service, addresses }) => `${service} (at ${addresses.join(', ')})`);
   return (
-    `${listed(where)} ${one ? 'is' : 'are'} registered, but the gateway cannot connect to ${one ? 'it' : 'them'} there ` +
-    `(${how}; see its lines above): give ${one ? 'it' : 'them'} an address the gateway reaches, ` +
+    `${listed(where)} ${one ? 'is' : 'are'} registered, but the gateway ${gatewayHas(one ? 'it' : 'them')} ` +
+    `(${how}; see its lines above): ${when}give ${one ? 'it' : 'them'} an address the gateway reaches, ` +
     `--host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to ${one ? 'that address' : 'those addresses'}`
   );
 }

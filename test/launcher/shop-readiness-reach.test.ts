@@ -65,7 +65,7 @@ describe('ShopReadiness against a real gateway, a service registered where the g
       await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 5_000, interval: 50 });
       expect(lines[0]).toMatch(
         new RegExp(
-          `^warn the shop is not ready 1 s after the start: goods \\(at 127\\.0\\.0\\.1:${refusing}\\) is registered, but the gateway cannot connect to it there \\((?:its attempts failing for \\d+ s|not connected yet); see its lines above\\): give it an address the gateway reaches, --host \\(SERVICE_HOST\\) or --advertise-host \\(ADVERTISE_HOST\\), or open the way from the gateway to that address; the launcher says so once the shop is ready$`,
+          `^warn the shop is not ready 1 s after the start: goods \\(at 127\\.0\\.0\\.1:${refusing}\\) is registered, but the gateway (?:cannot connect to it there \\(its attempts failing for \\d+ s; see its lines above\\): |has not connected to it there yet \\(no answer to its attempts so far; see its lines above\\): if that lasts, )give it an address the gateway reaches, --host \\(SERVICE_HOST\\) or --advertise-host \\(ADVERTISE_HOST\\), or open the way from the gateway to that address; the launcher says so once the shop is ready$`,
         ),
       );
 

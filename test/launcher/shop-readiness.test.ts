@@ -161,7 +161,7 @@ describe('ShopReadiness', () => {
     readiness.gatewayListening('http://127.0.0.1:8000');
     await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 3_000, interval: 50 });
     expect(lines[0]).toBe(
-      'warn the shop is not ready 1 s after the start: members has not registered with the distributor, or the gateway does not route to it yet (see its lines above); goods (at 127.0.0.1:1, [fd00::2]:9010) is registered, but the gateway cannot connect to it there (not connected yet; see its lines above): give it an address the gateway reaches, --host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to that address; the launcher says so once the shop is ready',
+      'warn the shop is not ready 1 s after the start: members has not registered with the distributor, or the gateway does not route to it yet (see its lines above); goods (at 127.0.0.1:1, [fd00::2]:9010) is registered, but the gateway has not connected to it there yet (no answer to its attempts so far; see its lines above): if that lasts, give it an address the gateway reaches, --host (SERVICE_HOST) or --advertise-host (ADVERTISE_HOST), or open the way from the gateway to that address; the launcher says so once the shop is ready',
     );
     // One of them connected: that is enough.
     status.current = statusOf([
@@ -192,7 +192,7 @@ describe('ShopReadiness', () => {
     expect(lines[0]).toBe(
       'warn the shop is not ready 1 s after the start: ' +
         `goods (at 127.0.0.1:1) is registered, but the gateway cannot connect to it there (its attempts failing for 25 s; see its lines above): ${advice('it', 'that address')}; ` +
-        `members (at 127.0.0.1:1) is registered, but the gateway cannot connect to it there (not connected yet; see its lines above): ${advice('it', 'that address')}; ` +
+        `members (at 127.0.0.1:1) is registered, but the gateway has not connected to it there yet (no answer to its attempts so far; see its lines above): if that lasts, ${advice('it', 'that address')}; ` +
         'the launcher says so once the shop is ready',
     );
   });
