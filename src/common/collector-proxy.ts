@@ -36,8 +36,8 @@ export type CollectorProxyNote =
  * of `env` (the process's environment, which grpc-js reads when the exporter makes its channel, at
  * its first export and again after it gives a channel up). Call it in the traced process before the
  * OTLP/gRPC exporter is made; nothing is changed when no proxy is set, when the collector is on
- * another machine (grpc-js's rules, proxy and no_proxy, stay whole), or when the list names the
- * entry already.
+ * another machine (grpc-js's rules, proxy and no_proxy, stay whole), or when grpc-js's list takes
+ * its host directly already (`127.0.0.0/8`, or `::1` as the IPv6 note advises).
  *
  * Why this and not a channel of the shop's: the exporter (@opentelemetry/otlp-grpc-exporter-base
  * 0.223) makes its grpc-js client itself, with fixed channel options, and takes no client, channel,
@@ -61,6 +61,9 @@ export function keepLocalCollectorOffProxy(env: NodeJS.ProcessEnv): CollectorPro
   if (address === undefined || !dialsDirectly(address)) return undefined;
   const host = experimental.splitHostPort(address)?.host;
   if (!host) return undefined;
+  const list = env.no_grpc_proxy || env.no_proxy || '';
+  // Dialled directly already (an operator's entry, `127.0.0.0/8`, an empty entry): nothing to say or add.
+  if (noProxyListMatches(list, host)) return undefined;
   if (isIPv6(host)) {
     return {
       event: 'otlp-collector-through-proxy',
@@ -68,8 +71,6 @@ export function keepLocalCollectorOffProxy(env: NodeJS.ProcessEnv): CollectorPro
     };
   }
   const entry = isIPv4(host) ? `${host}/32` : host;
-  const list = env.no_grpc_proxy || env.no_proxy || '';
-  if (list.split(',').includes(entry)) return undefined;
   // An empty entry would match every host (grpc-js tests host.endsWith(entry)): none is added.
   env.no_grpc_proxy = list === '' ? entry : `${list},${entry}`;
   return {
@@ -77,4 +78,38 @@ export function keepLocalCollectorOffProxy(env: NodeJS.ProcessEnv): CollectorPro
     entry,
     message: `no_grpc_proxy now ends with ${entry} in this process: the OTLP/gRPC exporter dials the trace collector at ${address}, on this machine, directly, not through the proxy ${proxy} names`,
   };
+}
+
+/**
+ * Whether grpc-js (1.14, http_proxy.ts hostMatchesNoProxyList) dials `host` directly for the no-proxy
+ * `list` (no_grpc_proxy, else no_proxy): an entry of the comma-separated list, not trimmed, that is
+ * an IPv4 network holding `host`, or that `host` ends with (an empty entry, so, matches every host).
+ * Exported for tests, which hold it to grpc-js's own answer.
+ */
+export function noProxyListMatches(list: string, host: string): boolean {
+  if (list === '') return false;
+  return list.split(',').some((entry) => {
+    const network = cidrOf(entry);
+    return (isIPv4(host) && network !== undefined && inNetwork(host, network)) || host.endsWith(entry);
+  });
+}
+
+/** An entry as grpc-js reads an IPv4 network: `a.b.c.d/n`, n from 0 to 32 as parseInt reads it. */
+function cidrOf(entry: string): { address: string; prefix: number } | undefined {
+  const parts = entry.split('/');
+  if (parts.length !== 2) return undefined;
+  const prefix = Number.parseInt(parts[1]!, 10);
+  if (!isIPv4(parts[0]!) || Number.isNaN(prefix) || prefix < 0 || prefix > 32) return undefined;
+  return { address: parts[0]!, prefix };
+}
+
+/**
+ * grpc-js's test of an IPv4 address against a network, its 32-bit arithmetic and all: a shift by 32
+ * is a shift by 0 there, so `/0` holds its own address alone, not every address.
+ */
+function inNetwork(host: string, network: { address: string; prefix: number }): boolean {
+  const bits = (address: string) =>
+    address.split('.').reduce((value, octet) => (value << 8) + Number.parseInt(octet, 10), 0);
+  const mask = -1 << (32 - network.prefix);
+  return (bits(host) & mask) === (bits(network.address) & mask);
 }

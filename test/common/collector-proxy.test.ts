@@ -8,8 +8,13 @@ import {
   ServerCredentials,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
+import { mapProxyName } from '@grpc/grpc-js/build/src/http_proxy.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { grpcCollectorAddress, keepLocalCollectorOffProxy } from '../../src/common/collector-proxy.js';
+import {
+  grpcCollectorAddress,
+  keepLocalCollectorOffProxy,
+  noProxyListMatches,
+} from '../../src/common/collector-proxy.js';
 import { startOpenTelemetry } from '../../src/common/otel-tracing.js';
 
 describe('the address the OTLP/gRPC exporter dials', () => {
@@ -76,6 +81,55 @@ describe('keeping a collector on this machine off the proxy', () => {
     const env: NodeJS.ProcessEnv = { ...given };
     expect(keepLocalCollectorOffProxy(env)).toBeUndefined();
     expect(env).toEqual(given);
+  });
+
+  it.each([
+    // The IPv6 note's own advice, followed: no warning that the exporter goes through the proxy.
+    ['[::1]', { no_grpc_proxy: '::1' }],
+    ['127.0.0.1', { no_proxy: '127.0.0.0/8' }],
+    ['127.0.0.1', { no_grpc_proxy: 'a.example,127.0.0.1' }],
+    ['localhost', { no_proxy: '.example,localhost' }],
+    // An empty entry, which grpc-js takes as matching every host.
+    ['127.0.0.1', { no_proxy: 'a.example,' }],
+  ])('says and changes nothing for %s when grpc-js takes it directly already: %o', (host, lists) => {
+    const given: NodeJS.ProcessEnv = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${host}:4317`,
+      http_proxy: PROXY,
+      ...lists,
+    };
+    const env = { ...given };
+    expect(keepLocalCollectorOffProxy(env)).toBeUndefined();
+    expect(env).toEqual(given);
+  });
+
+  it.each<[string, string]>([
+    ['127.0.0.1/32', '127.0.0.1'],
+    ['127.0.0.1/32', '127.0.0.2'],
+    ['127.0.0.0/8', '127.9.9.9'],
+    ['0.0.0.0/0', '10.1.2.3'],
+    ['0.0.0.0/0', '0.0.0.0'],
+    ['128.0.0.0/1', '200.1.1.1'],
+    ['128.0.0.0/1', '100.1.1.1'],
+    ['10.0.0.0/33', '10.0.0.1'],
+    ['localhost', 'notlocalhost'],
+    ['localhost', 'localhost.example'],
+    ['::1', 'fd00::1'],
+    [' 127.0.0.1', '127.0.0.1'],
+    ['a.example,', 'anything'],
+    ['', 'anything'],
+    ['.internal', 'db.internal'],
+  ])('matches no-proxy list %o against %s as grpc-js does', (list, host) => {
+    vi.stubEnv('http_proxy', PROXY);
+    vi.stubEnv('no_grpc_proxy', list);
+    try {
+      const mapped = mapProxyName(
+        { scheme: 'dns', path: `${host.includes(':') ? `[${host}]` : host}:1` },
+        {},
+      );
+      expect(noProxyListMatches(list, host)).toBe(!('grpc.http_connect_target' in mapped.extraOptions));
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it('only warns for an IPv6 collector, whose address grpc-js would match as a suffix of others', () => {
