@@ -35,7 +35,8 @@ export type CollectorProxyNote =
  * as every channel the shop makes does (see proxy-choice.ts), by naming its host in `no_grpc_proxy`
  * of `env` (the process's environment, which grpc-js reads when the exporter makes its channel, at
  * its first export and again after it gives a channel up). Call it in the traced process before the
- * OTLP/gRPC exporter is made; nothing is changed when no proxy is set, when the collector is on
+ * OTLP/gRPC exporter is made; nothing is changed when no proxy is set (or the one set is no http://
+ * URL, for which grpc-js takes none), when the collector is on
  * another machine (grpc-js's rules, proxy and no_proxy, stay whole), or when grpc-js's list takes
  * its host directly already (`127.0.0.0/8`, or `::1` as the IPv6 note advises).
  *
@@ -56,7 +57,8 @@ export type CollectorProxyNote =
  */
 export function keepLocalCollectorOffProxy(env: NodeJS.ProcessEnv): CollectorProxyNote | undefined {
   const proxy = PROXY_VARIABLES.find((name) => env[name]);
-  if (proxy === undefined) return undefined;
+  // grpc-js takes the first one set and, when it is no http:// URL, no proxy at all (it logs why).
+  if (proxy === undefined || !isHttpUrl(env[proxy]!)) return undefined;
   const address = grpcCollectorAddress(env);
   if (address === undefined || !dialsDirectly(address)) return undefined;
   const host = experimental.splitHostPort(address)?.host;
@@ -78,6 +80,15 @@ export function keepLocalCollectorOffProxy(env: NodeJS.ProcessEnv): CollectorPro
     entry,
     message: `no_grpc_proxy now ends with ${entry} in this process: the OTLP/gRPC exporter dials the trace collector at ${address}, on this machine, directly, not through the proxy ${proxy} names`,
   };
+}
+
+/** Whether a proxy variable's value is one grpc-js uses: a URL whose scheme is http. */
+function isHttpUrl(value: string): boolean {
+  try {
+    return new URL(value).protocol === 'http:';
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -73,6 +73,20 @@ describe('keeping a collector on this machine off the proxy', () => {
       'the collector is a unix socket',
       { OTEL_EXPORTER_OTLP_ENDPOINT: 'unix:///run/otel.sock', http_proxy: PROXY },
     ],
+    // grpc-js takes the first variable set, and no proxy when it is no http:// URL.
+    [
+      'the proxy is no http:// URL',
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', https_proxy: 'https://proxy.example:3128' },
+    ],
+    [
+      'the first proxy variable set is no URL',
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317',
+        grpc_proxy: 'proxy.example:3128',
+        http_proxy: PROXY,
+        no_proxy: 'b.example',
+      },
+    ],
     [
       'the list names it already',
       { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', http_proxy: PROXY, no_proxy: 'x,127.0.0.1/32' },
@@ -128,6 +142,26 @@ describe('keeping a collector on this machine off the proxy', () => {
       );
       expect(noProxyListMatches(list, host)).toBe(!('grpc.http_connect_target' in mapped.extraOptions));
     } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
+  it.each([
+    [{ https_proxy: 'https://proxy.example:3128' }],
+    [{ grpc_proxy: 'proxy.example:3128', http_proxy: PROXY }],
+  ])('takes, as grpc-js does, no proxy at all for %o', (proxies) => {
+    for (const name of ['grpc_proxy', 'https_proxy', 'http_proxy', 'no_grpc_proxy', 'no_proxy']) {
+      vi.stubEnv(name, '');
+    }
+    for (const [name, value] of Object.entries(proxies)) vi.stubEnv(name, value);
+    // grpc-js says why on its logger, the console by default.
+    const said = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const mapped = mapProxyName({ scheme: 'dns', path: '192.0.2.1:1' }, {});
+      expect(mapped.extraOptions).toEqual({});
+      expect(String(said.mock.calls[0])).toContain('scheme not supported in proxy URI');
+    } finally {
+      said.mockRestore();
       vi.unstubAllEnvs();
     }
   });
