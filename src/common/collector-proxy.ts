@@ -67,9 +67,11 @@ export function keepLocalCollectorOffProxy(env: NodeJS.ProcessEnv): CollectorPro
   // Dialled directly already (an operator's entry, `127.0.0.0/8`, an empty entry): nothing to say or add.
   if (noProxyListMatches(list, host)) return undefined;
   if (isIPv6(host)) {
+    // The list grpc-js reads: an operator who set no_grpc_proxy alone would lose no_proxy's entries.
+    const listName = !env.no_grpc_proxy && env.no_proxy ? 'no_proxy' : 'no_grpc_proxy';
     return {
       event: 'otlp-collector-through-proxy',
-      message: `the trace collector at ${address} is on this machine, but grpc-js sends the OTLP/gRPC exporter through the proxy ${proxy} names: give the collector's endpoint as 127.0.0.1 or localhost, or add ${host} to no_grpc_proxy (grpc-js matches it as a suffix: other IPv6 addresses ending in it too)`,
+      message: `the trace collector at ${address} is on this machine, but grpc-js sends the OTLP/gRPC exporter through the proxy ${proxy} names: give the collector's endpoint as 127.0.0.1 or localhost, or add ${host} to ${listName} (grpc-js matches it as a suffix: other IPv6 addresses ending in it too)`,
     };
   }
   const entry = isIPv4(host) ? `${host}/32` : host;

@@ -174,6 +174,18 @@ describe('keeping a collector on this machine off the proxy', () => {
     expect(note?.message).toContain('no_grpc_proxy');
     expect(env.no_grpc_proxy).toBeUndefined();
   });
+
+  it('advises the list grpc-js reads: no_proxy when that alone is set, so none of its entries is lost', () => {
+    const env: NodeJS.ProcessEnv = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[::1]:4317',
+      http_proxy: PROXY,
+      no_grpc_proxy: '',
+      no_proxy: '10.0.0.0/8',
+    };
+    const note = keepLocalCollectorOffProxy(env);
+    expect(note?.message).toContain('add ::1 to no_proxy');
+    expect(note?.message).not.toContain('to no_grpc_proxy');
+  });
 });
 
 const asIs = (value: Buffer): Buffer => value;
