@@ -1,13 +1,5 @@
-import { createServer, type Server as HttpServer } from 'node:http';
-import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
-import {
-  type Client,
-  credentials,
-  makeGenericClientConstructor,
-  Server,
-  ServerCredentials,
-  type ServiceDefinition,
-} from '@grpc/grpc-js';
+import { type AddressInfo, createServer as createTcpServer } from 'node:net';
+import { type Client, credentials, Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
 import { mapProxyName } from '@grpc/grpc-js/build/src/http_proxy.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -16,6 +8,14 @@ import {
   noProxyListMatches,
 } from '../../src/common/collector-proxy.js';
 import { startOpenTelemetry } from '../../src/common/otel-tracing.js';
+import {
+  ECHO,
+  ECHO_ANSWERS,
+  EchoClient,
+  ping,
+  type RecordingProxy,
+  startRecordingProxy,
+} from '../helpers/connect-proxy.js';
 
 describe('the address the OTLP/gRPC exporter dials', () => {
   it.each([
@@ -204,31 +204,13 @@ const TRACE_SERVICE: ServiceDefinition = {
   },
 };
 
-/** One unary method taking and giving raw bytes, for the channels that are not the exporter's. */
-const ECHO: ServiceDefinition = {
-  ping: {
-    path: '/test.Echo/Ping',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: asIs,
-    requestDeserialize: asIs,
-    responseSerialize: asIs,
-    responseDeserialize: asIs,
-  },
-};
-const EchoClient = makeGenericClientConstructor(ECHO, 'Echo');
-
 describe('an OTLP/gRPC collector on this machine, with a proxy in the environment', () => {
   let server: Server;
   let serverPort: number;
-  let proxy: HttpServer;
-  let proxyUrl: string;
+  let proxy: RecordingProxy;
   let refusingUrl: string;
   /** The export requests the receiver took. */
   const exports: Buffer[] = [];
-  /** The CONNECT request targets the proxy was asked for. */
-  const asked: string[] = [];
-  const tunnels = new Set<Socket>();
   const clients: Client[] = [];
 
   beforeAll(async () => {
@@ -239,32 +221,13 @@ describe('an OTLP/gRPC collector on this machine, with a proxy in the environmen
         callback(null, Buffer.alloc(0));
       },
     });
-    server.addService(ECHO, {
-      ping: (_call: unknown, callback: (error: null, answer: Buffer) => void) =>
-        callback(null, Buffer.from('pong')),
-    });
+    server.addService(ECHO, ECHO_ANSWERS);
     serverPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) =>
         error ? reject(error) : resolve(port),
       ),
     );
-    // A CONNECT proxy that records what it is asked for and tunnels to the loopback server.
-    proxy = createServer((_request, response) => response.writeHead(405).end());
-    proxy.on('connect', (request, client: Socket, head: Buffer) => {
-      asked.push(request.url ?? '');
-      const upstream = connect(serverPort, '127.0.0.1', () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        if (head.length > 0) upstream.write(head);
-        upstream.pipe(client).pipe(upstream);
-      });
-      for (const socket of [client, upstream]) {
-        tunnels.add(socket);
-        socket.on('error', () => socket.destroy());
-        socket.on('close', () => tunnels.delete(socket));
-      }
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    proxy = await startRecordingProxy(serverPort);
     // A loopback port nothing listens on: a proxy there refuses every connection.
     const closed = createTcpServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
@@ -274,13 +237,12 @@ describe('an OTLP/gRPC collector on this machine, with a proxy in the environmen
   afterEach(() => {
     for (const client of clients.splice(0)) client.close();
     exports.length = 0;
-    asked.length = 0;
+    proxy.asked.length = 0;
     vi.unstubAllEnvs();
   });
   afterAll(async () => {
-    for (const socket of tunnels) socket.destroy();
     server.forceShutdown();
-    await new Promise((resolve) => proxy.close(resolve));
+    await proxy.close();
   });
 
   /** The environment of a traced component exporting over OTLP/gRPC to the receiver, at `host`. */
@@ -323,23 +285,23 @@ describe('an OTLP/gRPC collector on this machine, with a proxy in the environmen
   it('leaves the other channels as grpc-js had them: no_proxy honoured, other hosts through the proxy', async () => {
     // Channels made without channelOptionsFor, which grpc-js sends to the proxy even for loopback
     // (so that no test traffic leaves the machine): one to an address no_proxy names, one to another.
-    stubTracingEnv('127.0.0.1', { http_proxy: proxyUrl }, '127.0.0.2');
+    stubTracingEnv('127.0.0.1', { http_proxy: proxy.url }, '127.0.0.2');
     const log = { info: vi.fn(), warn: vi.fn() };
     await traceOneSpan('GET /orders', log);
     expect(log.info).toHaveBeenCalledOnce();
     expect(log.info.mock.calls[0]?.[0]).toEqual({ event: 'otlp-collector-no-proxy', entry: '127.0.0.1/32' });
     expect(log.warn).not.toHaveBeenCalled();
     expect(exported('GET /orders')).toBe(true);
-    expect(asked).toEqual([]);
+    expect(proxy.asked).toEqual([]);
     expect(process.env.no_grpc_proxy).toBe('127.0.0.2,127.0.0.1/32');
 
     const proxied = `127.0.0.3:${serverPort}`;
     expect(await ping(plainClientOf(proxied), 10_000)).toBe('pong');
-    expect(asked).toEqual([proxied]);
+    expect(proxy.asked).toEqual([proxied]);
     // Named in no_proxy: dialled directly, so the proxy is not asked (and nothing listens there:
     // the receiver listens on 127.0.0.1 alone).
     await expect(ping(plainClientOf(`127.0.0.2:${serverPort}`), 2_000)).rejects.toThrow();
-    expect(asked).toEqual([proxied]);
+    expect(proxy.asked).toEqual([proxied]);
   });
 
   /** A client made as grpc-js alone makes it, without channelOptionsFor. */
@@ -351,16 +313,3 @@ describe('an OTLP/gRPC collector on this machine, with a proxy in the environmen
     return client;
   }
 });
-
-function ping(client: Client, deadlineMs: number): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      '/test.Echo/Ping',
-      asIs,
-      asIs,
-      Buffer.from('ping'),
-      { deadline: Date.now() + deadlineMs },
-      (error, answer) => (error ? reject(error) : resolve(String(answer))),
-    ),
-  );
-}

@@ -1,16 +1,14 @@
-import { createServer, type Server as HttpServer } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
-import {
-  type ChannelOptions,
-  type Client,
-  credentials,
-  makeGenericClientConstructor,
-  Server,
-  ServerCredentials,
-  type ServiceDefinition,
-} from '@grpc/grpc-js';
+import { type ChannelOptions, type Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { channelOptionsFor, dialsDirectly } from '../../src/common/proxy-choice.js';
+import {
+  ECHO,
+  ECHO_ANSWERS,
+  EchoClient,
+  ping,
+  type RecordingProxy,
+  startRecordingProxy,
+} from '../helpers/connect-proxy.js';
 
 describe('which targets grpc-js must dial without the environment proxy', () => {
   it.each([
@@ -82,82 +80,30 @@ describe('which targets grpc-js must dial without the environment proxy', () => 
 });
 
 /** One unary method taking and giving raw bytes. */
-const ECHO: ServiceDefinition = {
-  ping: {
-    path: '/test.Echo/Ping',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: Buffer) => value,
-    requestDeserialize: (value: Buffer) => value,
-    responseSerialize: (value: Buffer) => value,
-    responseDeserialize: (value: Buffer) => value,
-  },
-};
-const EchoClient = makeGenericClientConstructor(ECHO, 'Echo');
-
-function ping(client: Client): Promise<string> {
-  const asIs = (value: Buffer): Buffer => value;
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      '/test.Echo/Ping',
-      asIs,
-      asIs,
-      Buffer.from('ping'),
-      { deadline: Date.now() + 10_000 },
-      (error, answer) => (error ? reject(error) : resolve(String(answer))),
-    ),
-  );
-}
-
 describe('a channel made with channelOptionsFor, with a proxy in the environment', () => {
   let server: Server;
   let serverPort: number;
-  let proxy: HttpServer;
-  let proxyUrl: string;
-  /** The CONNECT request targets the proxy was asked for. */
-  const asked: string[] = [];
-  const tunnels = new Set<Socket>();
+  let proxy: RecordingProxy;
   const clients: Client[] = [];
 
   beforeAll(async () => {
     server = new Server();
-    server.addService(ECHO, {
-      ping: (_call: unknown, callback: (error: null, answer: Buffer) => void) =>
-        callback(null, Buffer.from('pong')),
-    });
+    server.addService(ECHO, ECHO_ANSWERS);
     serverPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) =>
         error ? reject(error) : resolve(port),
       ),
     );
-    // An HTTP CONNECT proxy that records what it is asked for and tunnels every request to the
-    // loopback server, whatever host it names: no packet leaves this machine.
-    proxy = createServer((_request, response) => response.writeHead(405).end());
-    proxy.on('connect', (request, client: Socket, head: Buffer) => {
-      asked.push(request.url ?? '');
-      const upstream = connect(serverPort, '127.0.0.1', () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        if (head.length > 0) upstream.write(head);
-        upstream.pipe(client).pipe(upstream);
-      });
-      for (const socket of [client, upstream]) {
-        tunnels.add(socket);
-        socket.on('error', () => socket.destroy());
-        socket.on('close', () => tunnels.delete(socket));
-      }
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    proxy = await startRecordingProxy(serverPort);
   });
   afterEach(() => {
     for (const client of clients.splice(0)) client.close();
-    asked.length = 0;
+    proxy.asked.length = 0;
     vi.unstubAllEnvs();
   });
   afterAll(async () => {
-    for (const socket of tunnels) socket.destroy();
     server.forceShutdown();
-    await new Promise((resolve) => proxy.close(resolve));
+    await proxy.close();
   });
 
   function clientOf(target: string, options: ChannelOptions): Client {
@@ -177,36 +123,36 @@ describe('a channel made with channelOptionsFor, with a proxy in the environment
       vi.stubEnv('http_proxy', '');
       vi.stubEnv('no_grpc_proxy', '');
       vi.stubEnv('no_proxy', '');
-      vi.stubEnv(variable, proxyUrl);
+      vi.stubEnv(variable, proxy.url);
       // TEST-NET-1 (RFC 5737): only the proxy is dialled, which tunnels to the loopback server.
       const target = `192.0.2.1:${serverPort}`;
       expect(await ping(clientOf(target, channelOptionsFor(target)))).toBe('pong');
-      expect(asked).toEqual([target]);
+      expect(proxy.asked).toEqual([target]);
     },
   );
 
   it.each(['127.0.0.1', 'localhost', '[::ffff:127.0.0.1]', '127.1', '0x7f.1'])(
     'dials %s directly: the proxy is asked nothing',
     async (host) => {
-      vi.stubEnv('grpc_proxy', proxyUrl);
-      vi.stubEnv('https_proxy', proxyUrl);
-      vi.stubEnv('http_proxy', proxyUrl);
+      vi.stubEnv('grpc_proxy', proxy.url);
+      vi.stubEnv('https_proxy', proxy.url);
+      vi.stubEnv('http_proxy', proxy.url);
       vi.stubEnv('no_grpc_proxy', '');
       vi.stubEnv('no_proxy', '');
       const target = `${host}:${serverPort}`;
       expect(await ping(clientOf(target, channelOptionsFor(target)))).toBe('pong');
-      expect(asked).toEqual([]);
+      expect(proxy.asked).toEqual([]);
     },
   );
 
   it('is needed: grpc-js alone sends even a loopback target to the proxy', async () => {
     vi.stubEnv('grpc_proxy', '');
     vi.stubEnv('https_proxy', '');
-    vi.stubEnv('http_proxy', proxyUrl);
+    vi.stubEnv('http_proxy', proxy.url);
     vi.stubEnv('no_grpc_proxy', '');
     vi.stubEnv('no_proxy', '');
     const target = `127.0.0.1:${serverPort}`;
     expect(await ping(clientOf(target, {}))).toBe('pong');
-    expect(asked).toEqual([target]);
+    expect(proxy.asked).toEqual([target]);
   });
 });
