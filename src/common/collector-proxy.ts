@@ -36,9 +36,9 @@ export type CollectorProxyNote =
  * of `env` (the process's environment, which grpc-js reads when the exporter makes its channel, at
  * its first export and again after it gives a channel up). Call it in the traced process before the
  * OTLP/gRPC exporter is made; nothing is changed when no proxy is set (or the one set is no http://
- * URL, for which grpc-js takes none), when the collector is on
- * another machine (grpc-js's rules, proxy and no_proxy, stay whole), or when grpc-js's list takes
- * its host directly already (`127.0.0.0/8`, or `::1` as the IPv6 note advises).
+ * URL, for which grpc-js takes none), when the collector is on another machine (grpc-js's rules,
+ * proxy and no_proxy, stay whole), or when grpc-js's list takes its host directly already
+ * (`127.0.0.0/8`, or `::1` as the IPv6 note advises).
  *
  * Why this and not a channel of the shop's: the exporter (@opentelemetry/otlp-grpc-exporter-base
  * 0.223) makes its grpc-js client itself, with fixed channel options, and takes no client, channel,
