@@ -16,6 +16,17 @@ export async function freePort(): Promise<number> {
   return listenOnAny();
 }
 
+/**
+ * `count` distinct ports that were free a moment ago: freePort picks at random among some 12,000, so
+ * two picks for one start can be the same port (npm start then refused it: "port 32188 would be both
+ * goods's port and gateway's port").
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
+}
+
 /** The kernel's range of ephemeral ports (Linux), or its default where it cannot be read. */
 function ephemeralPortRange(): [number, number] {
   try {

@@ -9,7 +9,7 @@ import {
   type ComponentProcess,
   canBind,
   descendantPids,
-  freePort,
+  freePorts,
   isRunning,
   spawnLogged,
 } from './support/processes.js';
@@ -46,7 +46,7 @@ describe('npm start, stopped from outside', () => {
     npmArgs: string[],
     env: NodeJS.ProcessEnv = {},
   ): Promise<{ npm: ComponentProcess; ports: number[] }> {
-    const ports = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const ports = await freePorts(5);
     const [distributor, goods, members, purchases, gateway] = ports;
     const npm = spawnLogged('npm', ['start', ...npmArgs], {
       cwd: copy,

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 
-export { freePort, residentMiB as rssMiB } from '../../../src/bench/process-probes.js';
+export { freePort, freePorts, residentMiB as rssMiB } from '../../../src/bench/process-probes.js';
 
 /** A component started as its own OS process from src/, through tsx. */
 export interface ComponentProcess {
