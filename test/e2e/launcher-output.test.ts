@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { send } from '../helpers/http.js';
-import { descendantPids, freePort, isRunning, launcherEnv } from './support/processes.js';
+import { descendantPids, freePorts, isRunning, launcherEnv } from './support/processes.js';
 
 // The launcher's output may stop being read: a terminal paused (Ctrl-S, a pager's copy mode) or a
 // pipe left unread. Logging must never stop the shop: its requests are answered, a SIGTERM stops it,
@@ -20,7 +20,7 @@ describe('npm start with its output not read', () => {
   async function launcherSetup(): Promise<{ env: NodeJS.ProcessEnv; gatewayUrl: string; command: string[] }> {
     const dataDir = mkdtempSync(join(tmpdir(), 'shop-output-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+    const [distributorPort, gatewayPort] = await freePorts(2);
     return {
       env: {
         ...process.env,

@@ -15,6 +15,7 @@ import {
   childPids,
   descendantPids,
   freePort,
+  freePorts,
   isAlive,
   isRunning,
   launcherEnv,
@@ -33,7 +34,7 @@ describe('npm start: the launcher runs the five components as processes', () => 
   let gatewayUrl: string;
   let distributorAddress: string;
   beforeAll(async () => {
-    const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+    const [distributorPort, gatewayPort] = await freePorts(2);
     distributorAddress = `127.0.0.1:${distributorPort}`;
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     // A token file left readable by all: this run's token must not be written into it as it is.
@@ -306,7 +307,7 @@ async function withStuckGateway(
   dataDir: string,
   test: (launcher: ReturnType<typeof spawnComponent>, children: number[]) => Promise<void>,
 ): Promise<void> {
-  const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+  const [distributorPort, gatewayPort] = await freePorts(2);
   const launcher = spawnComponent(
     'src/launcher/main.ts',
     [],
@@ -472,7 +473,7 @@ describe('npm start with a configuration error', () => {
   ])(
     '%s: the component is not restarted; the launcher says why, stops the rest and exits 2',
     async (_name, bad, message) => {
-      const ports = [await freePort(), await freePort()];
+      const ports = await freePorts(2);
       const launcher = spawnComponent('src/launcher/main.ts', [], {
         ...launcherEnv({ distributorPort: ports[0]!, gatewayPort: ports[1], dataDir }),
         DISTRIBUTOR_ADDRESS: `127.0.0.1:${ports[0]}`,
@@ -505,7 +506,7 @@ describe('npm start with a configuration error', () => {
   );
 
   it("LOG_FORMAT=json: every line after its prefix is one JSON log record, the launcher's own and what a component printed outside its logger too", async () => {
-    const ports = [await freePort(), await freePort()];
+    const ports = await freePorts(2);
     const launcher = spawnComponent('src/launcher/main.ts', [], {
       ...launcherEnv({ distributorPort: ports[0]!, gatewayPort: ports[1], dataDir }),
       DISTRIBUTOR_ADDRESS: `127.0.0.1:${ports[0]}`,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { send } from '../helpers/http.js';
-import { childPids, freePort, launcherEnv, spawnComponent } from './support/processes.js';
+import { childPids, freePort, freePorts, launcherEnv, spawnComponent } from './support/processes.js';
 
 /**
  * `npm start` on a machine whose environment names a proxy, as many behind a corporate one do:
@@ -53,7 +53,7 @@ describe('npm start with a proxy in the environment', () => {
       const proxy = await proxyUrl();
       const dataDir = mkdtempSync(join(tmpdir(), 'shop-proxy-env-'));
       dataDirs.push(dataDir);
-      const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+      const [distributorPort, gatewayPort] = await freePorts(2);
       const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
       launcher = spawnComponent('src/launcher/main.ts', [], {
         ...launcherEnv({ distributorPort, gatewayPort, dataDir }),

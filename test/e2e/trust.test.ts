@@ -20,7 +20,7 @@ import {
   trafficDuring,
 } from '../helpers/rogue.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { type ComponentProcess, freePort, rssMiB, spawnComponent } from './support/processes.js';
+import { type ComponentProcess, freePorts, rssMiB, spawnComponent } from './support/processes.js';
 
 const TOKEN = 'trust-test-token-0123456789abcdef';
 
@@ -36,7 +36,7 @@ async function startProcesses(
   gatewayUrl: string;
   stop(): Promise<void>;
 }> {
-  const [distributorPort, gatewayPort] = [await freePort(), await freePort()];
+  const [distributorPort, gatewayPort] = await freePorts(2);
   const distributorAddress = `127.0.0.1:${distributorPort}`;
   const common = { DISTRIBUTOR_ADDRESS: distributorAddress, DATA_DIR: dataDir, MYSQL_URL: '' };
   const distributor = spawnComponent('src/distributor/main.ts', ['--port', String(distributorPort)], {
