@@ -2,6 +2,7 @@ import { type AddressInfo, createServer as createTcpServer } from 'node:net';
 import { type Client, credentials, Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
 import { mapProxyName } from '@grpc/grpc-js/build/src/http_proxy.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
 import {
   grpcCollectorAddress,
   keepLocalCollectorOffProxy,
@@ -188,21 +189,10 @@ describe('keeping a collector on this machine off the proxy', () => {
   });
 });
 
-const asIs = (value: Buffer): Buffer => value;
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 /** An OTLP/gRPC receiver: it keeps each export request's bytes and answers an empty response. */
-const TRACE_SERVICE: ServiceDefinition = {
-  export: {
-    path: EXPORT_PATH,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: asIs,
-    requestDeserialize: asIs,
-    responseSerialize: asIs,
-    responseDeserialize: asIs,
-  },
-};
+const TRACE_SERVICE: ServiceDefinition = { export: bytesMethod(EXPORT_PATH) };
 
 describe('an OTLP/gRPC collector on this machine, with a proxy in the environment', () => {
   let server: Server;

@@ -3,6 +3,7 @@ import { connect as connectHttp2 } from 'node:http2';
 import { promisify } from 'node:util';
 import { Server, type ServiceDefinition, type sendUnaryData } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { bytesMethod } from '../../src/common/bytes-method.js';
 import { listen, shutdown } from '../../src/common/grpc-server.js';
 
 // A connection past a full room, every place with a call open, from the address holding the most,
@@ -11,20 +12,10 @@ import { listen, shutdown } from '../../src/common/grpc-server.js';
 // message came in that same read, must not run meanwhile: its client is told it was not processed
 // (REFUSED_STREAM, or the connection dropping), and a write it may repeat elsewhere would be done twice.
 
-const same = (bytes: Buffer): Buffer => bytes;
-const method = (path: string) => ({
-  path,
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: same,
-  requestDeserialize: same,
-  responseSerialize: same,
-  responseDeserialize: same,
-});
-const definition = {
-  Write: method('/probe.Room/Write'),
-  Hold: method('/probe.Room/Hold'),
-} as unknown as ServiceDefinition;
+const definition: ServiceDefinition = {
+  Write: bytesMethod('/probe.Room/Write'),
+  Hold: bytesMethod('/probe.Room/Hold'),
+};
 
 describe('a call on a connection refused at its first call', () => {
   const cleanups: Array<() => Promise<void> | void> = [];

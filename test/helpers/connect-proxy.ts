@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { type Client, makeGenericClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
+import { asIs, bytesMethod } from '../../src/common/bytes-method.js';
 
 /** An HTTP CONNECT proxy on loopback, for tests of what grpc-js sends to a proxy. */
 export interface RecordingProxy {
@@ -44,20 +45,8 @@ export async function startRecordingProxy(tunnelTo: number): Promise<RecordingPr
   };
 }
 
-const asIs = (value: Buffer): Buffer => value;
-
 /** A one-method gRPC service that answers any request "pong", as bytes. */
-export const ECHO: ServiceDefinition = {
-  ping: {
-    path: '/test.Echo/Ping',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: asIs,
-    requestDeserialize: asIs,
-    responseSerialize: asIs,
-    responseDeserialize: asIs,
-  },
-};
+export const ECHO: ServiceDefinition = { ping: bytesMethod('/test.Echo/Ping') };
 
 /** ECHO's implementation, for Server.addService. */
 export const ECHO_ANSWERS = {
