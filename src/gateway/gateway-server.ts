@@ -348,7 +348,7 @@ class GatewayServer implements Gateway {
         // A CA removed (it leaked): connections made before to servers of it are no longer used.
         onCaTaken: (authorities) => this.#stopUsingUntrusted(authorities),
       }),
-      channelOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
+      namingOptionsFor: (name) => secureNamingChannelOptions(options.tls, name),
       calls: this.#telemetry.calls,
       ...(options.upstreamConnectTimeoutMs === undefined
         ? {}

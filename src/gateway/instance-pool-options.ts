@@ -14,8 +14,8 @@ export interface InstancePoolOptions {
    * listing that points at someone else's server gets no traffic.
    */
   credentialsFor?: (name: string) => ChannelCredentials;
-  /** Channel options that go with those credentials, added to `channelOptions`. */
-  channelOptionsFor?: (name: string) => ChannelOptions;
+  /** Channel options that go with those credentials (secure naming), added to `channelOptions`. */
+  namingOptionsFor?: (name: string) => ChannelOptions;
   /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
   calls?: ClientCallTelemetry | undefined;
   /**

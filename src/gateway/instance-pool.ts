@@ -61,7 +61,7 @@ export class InstancePool {
   readonly #leaving = new Set<Upstream>();
   readonly #channelOptions: ChannelOptions;
   readonly #credentialsFor: (name: string) => ChannelCredentials;
-  readonly #channelOptionsFor: (name: string) => ChannelOptions;
+  readonly #namingOptionsFor: (name: string) => ChannelOptions;
   readonly #calls: ClientCallTelemetry | undefined;
   readonly #connectTimeoutMs: number;
   readonly #onConnectTimeout: NonNullable<InstancePoolOptions['onConnectTimeout']>;
@@ -102,7 +102,7 @@ export class InstancePool {
   constructor(options: InstancePoolOptions = {}) {
     this.#channelOptions = options.channelOptions ?? {};
     this.#credentialsFor = options.credentialsFor ?? (() => credentials.createInsecure());
-    this.#channelOptionsFor = options.channelOptionsFor ?? (() => ({}));
+    this.#namingOptionsFor = options.namingOptionsFor ?? (() => ({}));
     this.#calls = options.calls?.active ? options.calls : undefined;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? UPSTREAM_CONNECT_TIMEOUT_MS;
     this.#onConnectTimeout = options.onConnectTimeout ?? (() => {});
@@ -168,7 +168,7 @@ export class InstancePool {
       credentials,
       channelOptionsFor(address, {
         ...this.#channelOptions,
-        ...this.#channelOptionsFor(name),
+        ...this.#namingOptionsFor(name),
         'grpc.use_local_subchannel_pool': 1,
       }),
     );

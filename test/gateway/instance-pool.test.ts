@@ -353,7 +353,7 @@ describe('InstancePool over TLS, an address that serves another component', () =
     const pool = new InstancePool({
       connectTimeoutMs: 300,
       credentialsFor: channelCredentialsByName(gatewayTls),
-      channelOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+      namingOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
       onConnectTimeout: (_upstream, _timeoutMs, _again, attempts, handshakeFailure) =>
         timeouts.push({ attempts, handshakeFailure }),
     });
@@ -382,7 +382,7 @@ describe('InstancePool over TLS, an address that serves another component', () =
     const pool = new InstancePool({
       connectTimeoutMs: 300,
       credentialsFor: channelCredentialsByName(gatewayTls),
-      channelOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+      namingOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
       onConnectTimeout: (_upstream, _timeoutMs, _again, _attempts, handshakeFailure) =>
         failures.push(handshakeFailure),
     });

@@ -94,7 +94,7 @@ async function poolOnLeakedGoods(
   const pool: InstancePool = closer.add(
     new InstancePool({
       credentialsFor,
-      channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+      namingOptionsFor: (name) => secureNamingChannelOptions(files, name),
       onUntrustedServer: (upstream) => cut.push(upstream.key),
     }),
     (made) => made.close(),
@@ -362,7 +362,7 @@ describe("a CA removed from the gateway's CA file", () => {
     const pool = closer.add(
       new InstancePool({
         credentialsFor,
-        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+        namingOptionsFor: (name) => secureNamingChannelOptions(files, name),
         onMoved: () => moved++,
       }),
       (made) => made.close(),
@@ -416,7 +416,7 @@ describe("a CA removed from the gateway's CA file", () => {
     const pool = closer.add(
       new InstancePool({
         credentialsFor,
-        channelOptionsFor: (name) => secureNamingChannelOptions(files, name),
+        namingOptionsFor: (name) => secureNamingChannelOptions(files, name),
         connectTimeoutMs: 60_000,
       }),
       (made) => made.close(),
