@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -124,6 +124,48 @@ describe('one of two goods instances killed with requests in flight', () => {
     expect(after.map((count, index) => count - before[index]!)).toEqual([2, 2, 3]);
     const rows = JSON.parse((await send(url)).body).results.map((row: { name: string }) => row.name);
     expect(rows).toEqual(['two', 'keyed']);
+  }, 20_000);
+
+  it('a keyed POST cut on the killed instance and refused by the other is 504, "the write may still happen"', async () => {
+    const distributor = (await startDistributor(closer)).address;
+    const dir = join(dataDir, 'cut-then-refused');
+    mkdirSync(dir);
+    const first = spawnComponent('test/gateway/fixtures/freezable-goods.ts', [dir], {});
+    closer.add(first, (child) => {
+      child.child.kill('SIGKILL');
+    });
+    register(distributor, Number(/on (\d+)/.exec(await first.waitForLine(/goods listening on \d+/))![1]));
+    const { gateway, port } = await startGateway(closer, distributor);
+    await waitForRoute(gateway, 'POST /goods', 1);
+    // A call answered first: the gateway's connection to it is up, and the next call is sent on it
+    // (one made while frozen would wait for its connection, unsent, and its 503 would be right).
+    expect((await send(`http://127.0.0.1:${port}/goods`)).status).toBe(200);
+
+    first.child.kill('SIGSTOP');
+    const before = await started(port, 'CreateGoods');
+    const answer = send(`http://127.0.0.1:${port}/goods`, {
+      method: 'POST',
+      headers: { ...json, 'Idempotency-Key': 'cut-then-refused-1' },
+      body: goods('keyed'),
+    });
+    await vi.waitFor(async () => expect((await started(port, 'CreateGoods')) - before).toBe(1));
+    // The other instance refuses every call, as one whose database is down.
+    const refusing = await startFakeGoods(closer, distributor, {
+      onCall: () =>
+        Promise.reject(Object.assign(new Error('Database unavailable'), { code: status.UNAVAILABLE })),
+    });
+    await waitForRoute(gateway, 'POST /goods', 2);
+    first.child.kill('SIGKILL');
+
+    const cut = await answer;
+    // The first call may have written before it was cut: not 503, which says nothing was done.
+    expect(cut.status).toBe(504);
+    expect(cut.headers['retry-after']).toBeUndefined();
+    expect(cut.body).toMatch(
+      /^\{"key":\d+,"errorcode":1,"errormessage":"The service was cut off before it answered: the write may still happen"\}$/,
+    );
+    expect(refusing.calls.CreateGoods).toBe(1);
+    expect((await started(port, 'CreateGoods')) - before).toBe(2);
   }, 20_000);
 });
 
