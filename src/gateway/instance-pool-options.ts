@@ -4,7 +4,7 @@ import type { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import type { UntrustedConnection } from './untrusted-connection.js';
 import type { Upstream } from './upstream.js';
 
-/** Options of {@link InstancePool}. */
+/** Options of InstancePool (instance-pool.ts). */
 export interface InstancePoolOptions {
   /** grpc-js options of every channel (keepalive, message sizes). */
   channelOptions?: ChannelOptions;
@@ -16,7 +16,7 @@ export interface InstancePoolOptions {
   credentialsFor?: (name: string) => ChannelCredentials;
   /** Channel options that go with those credentials (secure naming), added to `channelOptions`. */
   namingOptionsFor?: (name: string) => ChannelOptions;
-  /** Counts, times and traces every call made through {@link InstancePool.call}; none: nothing is. */
+  /** Counts, times and traces every call made through InstancePool.call; none: nothing is. */
   calls?: ClientCallTelemetry | undefined;
   /**
    * How long a channel may go on connecting, or failed to, before a new channel replaces it;
@@ -74,7 +74,7 @@ export interface InstancePoolOptions {
   onKeepaliveLoss?: (upstream: Upstream) => void;
   /**
    * Told when a connection made to move an instance's calls to the gateway's renewed certificate
-   * (see {@link InstancePool.renewConnections}) failed, to say so: the instance's calls stay on the
+   * (see InstancePool.renewConnections) failed, to say so: the instance's calls stay on the
    * connection they were on. `handshakeFailure`: why its TLS handshake failed, when it did.
    */
   onMoveFailed?: (upstream: Upstream, handshakeFailure: string | undefined, retry: MoveRetry) => void;
@@ -83,7 +83,7 @@ export interface InstancePoolOptions {
   /** Told when an instance's calls moved to a connection made with the renewed certificate. */
   onMoved?: (upstream: Upstream) => void;
   /**
-   * Told once per connection that {@link InstancePool.stopUsingUntrusted} stopped using, to say so:
+   * Told once per connection that InstancePool.stopUsingUntrusted stopped using, to say so:
    * its server's certificate no longer chains to the CA file.
    */
   onUntrustedServer?: (upstream: Upstream, connection: UntrustedConnection) => void;

@@ -83,7 +83,7 @@ export function outOfReach(upstream: Upstream, nowMs: number): boolean {
 }
 
 /**
- * The key of the upstream of a node the distributor lists ({@link InstancePool.get} makes it of the
+ * The key of the upstream of a node the distributor lists (InstancePool.get makes it of the
  * dialled address), from the node's id: "name@host:port", an IPv6 host in brackets as the distributor
  * writes it ("goods@[::1]:4001"), or without them as a distributor before 2026-12-06 did
  * ("goods@::1:4001" is the upstream "goods@[::1]:4001" too).

@@ -8,7 +8,7 @@ import type { NodeDescription } from '../gen/distributor.js';
 export type RegistrationNode = Omit<NodeDescription, 'descriptorSetSha256'> &
   Partial<Pick<NodeDescription, 'descriptorSetSha256'>>;
 
-/** Options of {@link RegistrationClient}. */
+/** Options of RegistrationClient (registration-client.ts). */
 export interface RegistrationClientOptions {
   /** The distributor's address, "host:port". */
   distributor: string;
