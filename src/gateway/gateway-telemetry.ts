@@ -30,6 +30,7 @@ import { NodeHistory } from './node-history.js';
 import { RouteRates } from './route-rates.js';
 import type { ForgottenRoutes, RouteInfo } from './route-table.js';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
+import type { UnreachableReason, UpstreamConnection } from './upstream.js';
 
 /** What the gateway tells its telemetry about itself. */
 export interface GatewayView {
@@ -67,8 +68,13 @@ export interface GatewayView {
   unreachableSince(nodeId: string): number | undefined;
   /** Whether a node is out of this gateway's reach now: given no call (see outOfReach). */
   outOfReach(nodeId: string): boolean;
-  /** Whether this gateway holds a connection to a node now (see InstancePool.connected). */
-  connected(nodeId: string): boolean;
+  /** What this gateway last learnt of why it cannot reach a node (see Upstream.unreachableReason). */
+  unreachableReason(nodeId: string): UnreachableReason | undefined;
+  /**
+   * Where this gateway's channel to a node stands (see InstancePool.connection); undefined for a node
+   * it routes nothing to.
+   */
+  connection(nodeId: string): UpstreamConnection | undefined;
   /** Its REST connections and requests in flight now, and its `--max-connections`. */
   connectionLoad(): { connections: number; requestsInFlight: number; maxConnections: number };
 }
@@ -574,12 +580,21 @@ export class GatewayTelemetry {
       nodes: this.#nodes.describe(nowMs, offsetMs ?? 0).map((node) => {
         if (node.state === 'gone') return node;
         const since = this.#view.unreachableSince(node.id);
-        if (since === undefined)
-          return this.#view.connected(node.id) ? { ...node, connected: true as const } : node;
+        if (since === undefined) {
+          const connection = this.#view.connection(node.id);
+          if (connection === 'connected') return { ...node, connected: true as const };
+          if (connection === 'idle') return { ...node, idle: true as const };
+          // Failing before the pool has marked it unreachable (the same state change, told to it next).
+          return connection === undefined ? node : { ...node, connecting: true as const };
+        }
         const unreachableSeconds = Math.round((performance.now() - since) / 1000);
-        return this.#view.outOfReach(node.id)
-          ? { ...node, unreachableSeconds, outOfReach: true as const }
-          : { ...node, unreachableSeconds };
+        const reason = this.#view.unreachableReason(node.id);
+        const unreachable = {
+          ...node,
+          unreachableSeconds,
+          ...(reason === undefined ? {} : { unreachableReason: reason }),
+        };
+        return this.#view.outOfReach(node.id) ? { ...unreachable, outOfReach: true as const } : unreachable;
       }),
       routes,
     };

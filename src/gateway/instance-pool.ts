@@ -30,7 +30,15 @@ import {
   UNTRUSTED_CONNECTION_GRACE_MS,
   UNTRUSTED_SERVER,
 } from './untrusted-connection.js';
-import { channelClosed, outOfReach, type Upstream } from './upstream.js';
+import {
+  channelClosed,
+  connectionOf,
+  failedAttemptReason,
+  outOfReach,
+  type UnreachableReason,
+  type Upstream,
+  type UpstreamConnection,
+} from './upstream.js';
 import { withoutCallerStack } from './without-caller-stack.js';
 
 /** A move of an upstream's calls to a new channel under way (see InstancePool.renewConnections). */
@@ -142,6 +150,7 @@ export class InstancePool {
           channel: client.getChannel(),
           inFlight: 0,
           unreachableSince: undefined,
+          unreachableReason: undefined,
           checkingSilence: false,
           wentSilent: false,
           outOfReachAfterMs: this.#connectTimeoutMs,
@@ -234,9 +243,12 @@ export class InstancePool {
       if (state === connectivityState.READY) {
         unconnectedReplacement = false;
         upstream.unreachableSince = undefined;
+        upstream.unreachableReason = undefined;
         upstream.wentSilent = false;
-      } else if (state === connectivityState.TRANSIENT_FAILURE)
+      } else if (state === connectivityState.TRANSIENT_FAILURE) {
         upstream.unreachableSince ??= performance.now();
+        upstream.unreachableReason = failedAttemptReason(this.#credentialsOf.get(upstream.client));
+      }
       if (!unconnected()) {
         clearTimeout(timer);
         timer = undefined;
@@ -253,7 +265,9 @@ export class InstancePool {
           const handshakeFailure = credentials?.lastHandshakeFailure;
           // Read before the replacement: the new channel's credentials have resolved nothing yet.
           const resolved = credentials?.resolvedAddress ?? true;
-          this.#replaceChannel(upstream, true);
+          // A failed attempt told its reason as it failed (above); a later one may have hung since.
+          const reason = resolved ? (attemptFailed ? upstream.unreachableReason : 'no-answer') : 'unresolved';
+          this.#replaceChannel(upstream, true, reason ?? 'attempts-fail');
           this.#onConnectTimeout(
             upstream,
             this.#connectTimeoutMs,
@@ -277,9 +291,10 @@ export class InstancePool {
    * `fromUnconnected`: the old channel never connected either (a connect timeout), so the new one's
    * own connect timeout is told as a repeat; after a silence check the old one had connected.
    */
-  #replaceChannel(upstream: Upstream, fromUnconnected: boolean): void {
+  #replaceChannel(upstream: Upstream, fromUnconnected: boolean, reason: UnreachableReason): void {
     const abandoned = upstream.client;
     upstream.unreachableSince ??= performance.now();
+    upstream.unreachableReason = reason;
     upstream.client = this.#client(upstream.name, upstream.address, () =>
       this.#wentSilent(upstream, 'keepalive'),
     );
@@ -462,7 +477,7 @@ export class InstancePool {
           // An upstream that left meanwhile, or was replaced, needs no new channel.
           if (this.#closed || upstream.client !== client || this.#upstreams.get(upstream.key) !== upstream)
             return;
-          this.#replaceChannel(upstream, false);
+          this.#replaceChannel(upstream, false, 'check-unanswered');
           this.#onUnansweredCheck(upstream, this.#silenceCheckTimeoutMs);
           // Judged, like the check, once what arrived meanwhile has been read: after the loop's poll
           // for I/O. A due timer runs before it, and bytes still in the kernel when this process
@@ -507,12 +522,13 @@ export class InstancePool {
     const state = upstream.channel.getConnectivityState(false);
     if (state === connectivityState.READY) return;
     upstream.unreachableSince ??= performance.now();
+    upstream.unreachableReason = 'went-silent';
     const already = upstream.wentSilent;
     upstream.wentSilent = true;
     if (by === 'keepalive' && !already) this.#onKeepaliveLoss(upstream);
     if (already) return;
     if (state === connectivityState.CONNECTING || state === connectivityState.TRANSIENT_FAILURE)
-      this.#replaceChannel(upstream, false);
+      this.#replaceChannel(upstream, false, 'went-silent');
   }
 
   /**
@@ -641,7 +657,7 @@ export class InstancePool {
         for (const connection of untrusted) this.#onUntrustedServer(upstream, describeUntrusted(connection));
         // One that left takes no new call: its channel closes once its last call ends, as before.
         if (this.#upstreams.get(upstream.key) === upstream && upstream.client === client)
-          this.#replaceChannel(upstream, false);
+          this.#replaceChannel(upstream, false, 'untrusted');
         const cut = (): void => {
           for (const connection of untrusted) credentials.destroyConnection(connection);
         };
@@ -696,14 +712,20 @@ export class InstancePool {
     return this.#upstreams.get(key)?.unreachableSince;
   }
 
+  /** See {@link Upstream.unreachableReason}; undefined for an instance this pool has no channel to. */
+  unreachableReason(key: string): UnreachableReason | undefined {
+    return this.#upstreams.get(key)?.unreachableReason;
+  }
+
   /**
-   * Whether this pool holds a connection to the instance now (its channel is READY): a call to it
-   * starts at once. False while the channel connects, after it failed to, and for an instance this
-   * pool has no channel to. What the launcher waits for (see ShopReadiness): a listed instance at an
-   * address this gateway cannot connect to (link-local, another host's, behind a firewall) never is.
+   * Where this pool's channel to the instance stands (see UpstreamConnection); undefined for an
+   * instance it has no channel to (one it routes nothing to). `connected` is what the launcher
+   * waits for (see ShopReadiness): a listed instance at an address this gateway cannot connect to
+   * (link-local, another host's, behind a firewall) never is.
    */
-  connected(key: string): boolean {
-    return this.#upstreams.get(key)?.channel.getConnectivityState(false) === connectivityState.READY;
+  connection(key: string): UpstreamConnection | undefined {
+    const upstream = this.#upstreams.get(key);
+    return upstream === undefined ? undefined : connectionOf(upstream);
   }
 
   /** See {@link outOfReach}; false for an instance this pool has no channel to. */

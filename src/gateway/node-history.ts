@@ -1,5 +1,6 @@
 import { formatHostPort } from '../common/config.js';
 import { type Node, NodeState } from '../gen/distributor.js';
+import type { UnreachableReason } from './upstream.js';
 
 /** One node as the status page shows it. */
 export interface NodeStatus {
@@ -30,11 +31,23 @@ export interface NodeStatus {
    */
   readonly connected?: true;
   /**
+   * Listed, and this gateway is connecting to it with no attempt failed yet: its first connection,
+   * or a new one after it lost the last (a restart). A call to it waits for the attempt.
+   */
+  readonly connecting?: true;
+  /**
+   * Listed, and this gateway holds no connection to it now, none failed: its last one was closed
+   * (idle, or by its peer); the next call, or the gateway within a few seconds, makes one.
+   */
+  readonly idle?: true;
+  /**
    * Listed, but this gateway has failed to connect to it (refused, or past the connect timeout), or
    * passed it over after a health check it did not answer, for this many seconds: it gets no calls
    * from here meanwhile, though the distributor lists it (a partition, a frozen process).
    */
   readonly unreachableSeconds?: number;
+  /** With unreachableSeconds: what this gateway last learnt of why (see UnreachableReason). */
+  readonly unreachableReason?: UnreachableReason;
   /**
    * Unreachable, and out of reach (see outOfReach in upstream.ts): no call is handed to it, and
    * a route no other instance serves is answered 503 at once rather than at its deadline.

@@ -1,5 +1,6 @@
 import { type Client, connectivityState, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { formatHostPort } from '../common/config.js';
+import type { SocketClosingCredentials } from '../common/socket-closing-credentials.js';
 
 /** One upstream address, the component expected there, and its gRPC channel. */
 export interface Upstream {
@@ -26,6 +27,11 @@ export interface Upstream {
    * only): its routes then fail every call here, which readiness must say.
    */
   unreachableSince: number | undefined;
+  /**
+   * What this gateway last learnt of why it cannot reach the instance, while unreachableSince is
+   * set: a kind, never an error's text (the status page shows it, see UnreachableReason).
+   */
+  unreachableReason: UnreachableReason | undefined;
   /** Whether a health check is asking the instance if its connection still answers (one at a time). */
   checkingSilence: boolean;
   /**
@@ -43,6 +49,58 @@ export interface Upstream {
    * to it went silent (see wentSilent).
    */
   readonly outOfReachAfterMs: number;
+}
+
+/**
+ * Why an instance is unreachable from this gateway, as far as it knows, in kinds the status page
+ * can name without handing its readers more than the address they see already (a TLS failure's
+ * text, which may name certificates, stays in the gateway's log): `attempts-fail`, a connection
+ * attempt failed (refused, reset, no route to its host); `handshake-fails`, its TLS handshake
+ * failed; `unresolved`, its host name resolves to no address here; `no-answer`, an attempt got no
+ * answer within the connect timeout (packets dropped, a peer that never speaks gRPC);
+ * `went-silent`, its connection was given up on for its silence (see Upstream.wentSilent);
+ * `check-unanswered`, a health check after a call's deadline got no answer; `untrusted`, its
+ * certificate's CA was taken out of the gateway's CA file (see InstancePool.stopUsingUntrusted).
+ */
+export type UnreachableReason =
+  | 'attempts-fail'
+  | 'handshake-fails'
+  | 'unresolved'
+  | 'no-answer'
+  | 'went-silent'
+  | 'check-unanswered'
+  | 'untrusted';
+
+/**
+ * Why a channel's attempt failed, from what its credentials saw: a handshake that failed, no
+ * address resolved (grpc-js made no subchannel), or else the connection itself (refused, reset).
+ */
+export function failedAttemptReason(credentials: SocketClosingCredentials | undefined): UnreachableReason {
+  if (credentials?.lastHandshakeFailure !== undefined) return 'handshake-fails';
+  return credentials === undefined || credentials.resolvedAddress ? 'attempts-fail' : 'unresolved';
+}
+
+/**
+ * Where this gateway's channel to an instance stands: `connected` (a call starts at once),
+ * `connecting` (an attempt under way), `idle` (no connection now: a call, or the pool, makes one),
+ * `failing` (its last attempt failed; grpc-js says so through the attempts after it too).
+ */
+export type UpstreamConnection = 'connected' | 'connecting' | 'idle' | 'failing';
+
+/** See {@link UpstreamConnection}; undefined for a channel shut down (the instance left). */
+export function connectionOf(upstream: Upstream): UpstreamConnection | undefined {
+  switch (upstream.channel.getConnectivityState(false)) {
+    case connectivityState.READY:
+      return 'connected';
+    case connectivityState.CONNECTING:
+      return 'connecting';
+    case connectivityState.IDLE:
+      return 'idle';
+    case connectivityState.TRANSIENT_FAILURE:
+      return 'failing';
+    default:
+      return undefined;
+  }
 }
 
 /**

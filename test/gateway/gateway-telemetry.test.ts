@@ -34,7 +34,8 @@ const view: GatewayView = {
   restartGraceMs: () => 10_000,
   unreachableSince: () => undefined,
   outOfReach: () => false,
-  connected: () => true,
+  unreachableReason: () => undefined,
+  connection: () => 'connected',
   holdsTemplate: () => true,
   connectionLoad: () => ({ connections: 0, requestsInFlight: 0, maxConnections: 64 }),
 };

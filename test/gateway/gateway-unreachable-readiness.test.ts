@@ -4,6 +4,7 @@ import { NodeState } from '../../src/gen/distributor.js';
 import { RegistrationClient } from '../../src/registry-client/registration-client.js';
 import { http } from '../helpers/http.js';
 import { goodsNode } from '../helpers/nodes.js';
+import { startSilentServer } from '../helpers/silent-server.js';
 import { Closer, startDistributor, startGateway, waitForRoute } from './support/cluster.js';
 import { startFakeGoods } from './support/fake-shop.js';
 
@@ -54,10 +55,16 @@ describe('gateway readiness, an instance listed but out of reach', () => {
       // The status page says so of the node, which the distributor still lists as serving.
       const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
       const listed = status.nodes.filter((node: { name: string }) => node.name === 'goods');
+      // With why, as a kind the page names: its connection attempts fail (here, refused).
       expect(listed).toEqual([
-        expect.objectContaining({ state: 'serving', unreachableSeconds: expect.any(Number) }),
+        expect.objectContaining({
+          state: 'serving',
+          unreachableSeconds: expect.any(Number),
+          unreachableReason: 'attempts-fail',
+        }),
       ]);
       expect(listed[0]).not.toHaveProperty('connected');
+      expect(listed[0]).not.toHaveProperty('connecting');
       // So does its answer on the launcher's pipe, which the launcher reads as it reads this page.
       expect(gateway.supervisorStatus().nodes.filter((node) => node.name === 'goods')).toEqual([
         expect.objectContaining({ state: 'serving', unreachableSeconds: expect.any(Number) }),
@@ -138,9 +145,47 @@ describe('gateway readiness, an instance listed but out of reach', () => {
     const goods = status.nodes.filter((node: { name: string }) => node.name === 'goods');
     expect(goods[0]).not.toHaveProperty('unreachableSeconds');
     expect(goods[0]).not.toHaveProperty('outOfReach');
+    expect(goods[0]).not.toHaveProperty('unreachableReason');
+    expect(goods[0]).not.toHaveProperty('connecting');
     expect(gateway.supervisorStatus().nodes.filter((node) => node.name === 'goods')).toEqual([
       expect.objectContaining({ address: `127.0.0.1:${fake.port}`, connected: true }),
     ]);
     expect(status.routes.filter((route: { outOfReach?: boolean }) => route.outOfReach)).toEqual([]);
+  });
+
+  it('says an instance whose first connection attempt is under way is connecting, and once that attempt outlasts the connect timeout, unreachable for getting no answer', async () => {
+    const distributor = await startDistributor(closer);
+    const { gateway, port } = await startGateway(closer, distributor.address, {
+      upstreamConnectTimeoutMs: 1_500,
+    });
+    // It takes the TCP connection and never speaks HTTP/2: the attempt hangs.
+    const silent = closer.add(await startSilentServer(), (server) => server.close());
+    const registration = closer.add(
+      new RegistrationClient({
+        distributor: distributor.address,
+        node: goodsNode({ port: silent.port, state: NodeState.NODE_STATE_SERVING }),
+        backoff: { initialMs: 20, maxMs: 200 },
+      }),
+      (client) => client.stop(100),
+    );
+    registration.start();
+    await waitForRoute(gateway, 'GET /goods', 1);
+    const goodsOf = async (): Promise<Record<string, unknown>> =>
+      JSON.parse((await http(port, 'GET', '/status.json')).body).nodes.find(
+        (node: { name: string }) => node.name === 'goods',
+      );
+    const first = await goodsOf();
+    expect(first).toMatchObject({ connecting: true });
+    expect(first).not.toHaveProperty('connected');
+    expect(first).not.toHaveProperty('unreachableSeconds');
+    await vi.waitFor(
+      async () =>
+        expect(await goodsOf()).toMatchObject({
+          unreachableSeconds: expect.any(Number),
+          unreachableReason: 'no-answer',
+        }),
+      { timeout: 5_000, interval: 100 },
+    );
+    expect(await goodsOf()).not.toHaveProperty('connecting');
   });
 });

@@ -358,13 +358,15 @@ describe('InstancePool over TLS, an address that serves another component', () =
         timeouts.push({ attempts, handshakeFailure }),
     });
     try {
-      pool.get('goods', `127.0.0.1:${port}`);
+      const upstream = pool.get('goods', `127.0.0.1:${port}`);
       await vi.waitFor(() => expect(timeouts.length).toBeGreaterThan(0), { timeout: 5_000 });
       expect(timeouts[0]).toEqual({
         attempts: 'failed',
         handshakeFailure:
           "the server's certificate is not for spiffe://shop/goods (it names spiffe://shop/members)",
       });
+      // The status page names the kind only: the failure's text, naming certificates, stays in the log.
+      expect(pool.unreachableReason(upstream.key)).toBe('handshake-fails');
     } finally {
       pool.close();
       server.forceShutdown();
