@@ -20,9 +20,9 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   th { font-weight: 600; background: #f0f0f0; }
   td.number { text-align: right; font-variant-numeric: tabular-nums; }
   .badge { display: inline-block; padding: .05rem .5rem; border-radius: .6rem; font-size: .85rem; }
-  .ready, .serving { background: #d9f2dd; color: #14532d; }
-  .not-ready, .gone { background: #fde2e1; color: #7f1d1d; }
-  .draining { background: #fff1cc; color: #713f12; }
+  .ready, .serving, .connected { background: #d9f2dd; color: #14532d; }
+  .not-ready, .gone, .unreachable { background: #fde2e1; color: #7f1d1d; }
+  .draining, .connecting, .idle { background: #fff1cc; color: #713f12; }
   tr.node-gone td { color: #8a8a8a; }
   #meta, #reasons, .empty { color: #555; }
   #error { color: #b91c1c; }
@@ -35,7 +35,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <div id="error" role="alert"></div>
 <h2>Nodes</h2>
 <table>
-  <thead><tr><th>name</th><th>state</th><th>address</th><th>age</th><th>id</th></tr></thead>
+  <thead><tr><th>name</th><th>state</th><th>from this gateway</th><th>address</th><th>age</th><th>id</th></tr></thead>
   <tbody id="nodes"></tbody>
 </table>
 <h2>Routes</h2>
@@ -80,6 +80,46 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     return Math.round(seconds / 3600) + ' h';
   }
 
+  // Why this gateway cannot reach an instance, by the kind /status.json gives (UnreachableReason).
+  var UNREACHABLE_REASONS = {
+    'attempts-fail': 'its connection attempts fail (refused, reset, or no route to its host)',
+    'handshake-fails': "its TLS handshake fails (the gateway's log says why)",
+    unresolved: "its host name resolves to no address on the gateway's host",
+    'no-answer': 'its connection attempts get no answer (packets dropped, or a peer that never speaks gRPC)',
+    'went-silent': 'its connection went silent',
+    'check-unanswered': "it did not answer a health check after a call's deadline",
+    untrusted: "its certificate's CA was taken out of the gateway's CA file"
+  };
+
+  // Whether this gateway can reach a listed node: in words, the badge's colour only repeating them.
+  function reachCell(row, node) {
+    var td = cell(row, '');
+    if (node.state === 'gone') return;
+    var reach = node.connected ? 'connected'
+      : node.unreachableSeconds != null ? 'unreachable'
+      : node.connecting ? 'connecting'
+      : node.idle ? 'idle' : 'none';
+    row.dataset.reach = reach;
+    if (reach === 'none') {
+      td.textContent = 'no connection: this gateway routes nothing to it';
+      return;
+    }
+    badge(td, reach, reach);
+    var detail = '';
+    if (reach === 'connecting') detail = ': no connection yet (calls wait for it)';
+    else if (reach === 'idle') detail = ': no connection now (the next call makes one)';
+    else if (reach === 'unreachable') {
+      row.dataset.unreachable = 'true';
+      if (node.outOfReach) row.dataset.outOfReach = 'true';
+      var reason = Object.prototype.hasOwnProperty.call(UNREACHABLE_REASONS, node.unreachableReason)
+        ? UNREACHABLE_REASONS[node.unreachableReason] : '';
+      detail = ' for ' + age(node.unreachableSeconds) + (reason ? ': ' + reason : '') + (node.outOfReach
+        ? '; out of reach, given no call (a route it alone serves is answered 503 at once)'
+        : '; passed over');
+    }
+    if (detail) td.appendChild(document.createTextNode(detail));
+  }
+
   function emptyRow(body, columns, text) {
     var row = document.createElement('tr');
     var td = cell(row, text, 'empty');
@@ -115,19 +155,13 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         row.dataset.kept = 'true';
         stateCell.appendChild(document.createTextNode(' kept: not registered again since the distributor restarted'));
       }
-      if (node.unreachableSeconds != null) {
-        row.dataset.unreachable = 'true';
-        if (node.outOfReach) row.dataset.outOfReach = 'true';
-        stateCell.appendChild(document.createTextNode(' unreachable from this gateway for ' + age(node.unreachableSeconds) + (node.outOfReach
-          ? ': out of reach, given no call (a route it alone serves is answered 503 at once)'
-          : ': passed over')));
-      }
+      reachCell(row, node);
       cell(row, node.address);
       cell(row, age(node.ageSeconds), 'number');
       cell(row, node.id);
       nodes.appendChild(row);
     });
-    if (status.nodes.length === 0) emptyRow(nodes, 5, 'no node registered');
+    if (status.nodes.length === 0) emptyRow(nodes, 6, 'no node registered');
 
     var routes = document.getElementById('routes');
     routes.replaceChildren();

@@ -5,10 +5,14 @@ import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer, type DistributorServer } from '../../src/distributor/distributor-server.js';
 import { createGateway, type Gateway } from '../../src/gateway/gateway-server.js';
+import { NodeState } from '../../src/gen/distributor.js';
+import { RegistrationClient } from '../../src/registry-client/registration-client.js';
+import { Closer } from '../gateway/support/cluster.js';
+import { shopDescriptorSet, startFakeGoods } from '../gateway/support/fake-shop.js';
 import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from '../helpers/browser.js';
 import { http } from '../helpers/http.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { type ComponentProcess, spawnComponent } from './support/processes.js';
+import { type ComponentProcess, freePort, spawnComponent } from './support/processes.js';
 import { servingCount } from './support/shop.js';
 
 // Issue 11, part 4: the gateway's live status page, opened in a real browser (Debian's Chromium,
@@ -24,6 +28,7 @@ if (!browserAvailable) {
 describe.runIf(browserAvailable)('the gateway status page in headless Chromium', () => {
   let dataDir: string;
   let distributor: DistributorServer;
+  let distributorAddress: string;
   let gateway: Gateway;
   let port: number;
   let goods: ComponentProcess;
@@ -34,6 +39,7 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     dataDir = mkdtempSync(join(tmpdir(), 'shop-status-'));
     distributor = createDistributorServer();
     const address = `127.0.0.1:${await distributor.listen('127.0.0.1', 0)}`;
+    distributorAddress = address;
     gateway = createGateway({ distributor: address, registrationBackoff: { initialMs: 20, maxMs: 200 } });
     port = await gateway.listen('127.0.0.1', 0);
     goods = spawnComponent(
@@ -73,10 +79,17 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     await page.goto(`http://127.0.0.1:${port}/status`);
     const goodsRow = page.locator(`tr[data-node-id="${goodsNodeId}"]`);
     await goodsRow.and(page.locator('[data-state="serving"]')).waitFor({ timeout: 5_000 });
-    expect(await goodsRow.locator('td').nth(2).textContent()).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(await goodsRow.locator('td').nth(3).textContent()).toMatch(/^127\.0\.0\.1:\d+$/);
     await page.locator('#readiness', { hasText: /^ready$/ }).waitFor({ timeout: 5_000 });
-    // The gateway itself is a node too.
-    expect(await page.locator('tr[data-node-id^="gateway@"]').count()).toBe(1);
+    // Reached by this gateway, and said so in words. The gateway itself is a node too, which it
+    // routes nothing to.
+    await goodsRow.and(page.locator('[data-reach="connected"]')).waitFor({ timeout: 5_000 });
+    expect(await goodsRow.locator('td').nth(2).textContent()).toBe('connected');
+    const gatewayRow = page.locator('tr[data-node-id^="gateway@"]');
+    expect(await gatewayRow.count()).toBe(1);
+    expect(await gatewayRow.locator('td').nth(2).textContent()).toBe(
+      'no connection: this gateway routes nothing to it',
+    );
 
     // Traffic shows as a rate on its route at the next refresh.
     for (let request = 0; request < 6; request++) await http(port, 'GET', '/goods');
@@ -138,9 +151,13 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
 
   /**
    * The state cell of a node added to the status the gateway gives now, as the page shows it once
-   * the row carries `marker` (a data attribute); the page must raise no error.
+   * the row matches `marker` (a selector of its data attributes), and the cell that says whether the gateway reaches
+   * it; the page must raise no error.
    */
-  async function stateShownFor(node: Record<string, unknown>, marker: string): Promise<string | null> {
+  async function stateShownFor(
+    node: Record<string, unknown>,
+    marker: string,
+  ): Promise<{ state: string | null; reach: string | null }> {
     const page = await browser.newPage();
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(error.message));
@@ -149,24 +166,34 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     await page.route('**/status.json', (route) => route.fulfill({ json: status }));
     await page.goto(`http://127.0.0.1:${port}/status`);
     const row = page.locator(`tr[data-node-id="${String(node.id)}"]`);
-    await row.and(page.locator(`[${marker}="true"]`)).waitFor({ timeout: 5_000 });
-    const text = await row.locator('td').nth(1).textContent();
+    await row.and(page.locator(marker)).waitFor({ timeout: 5_000 });
+    const [state, reach] = await Promise.all([1, 2].map((at) => row.locator('td').nth(at).textContent()));
     expect(problems).toEqual([]);
     await page.close();
-    return text;
+    return { state: state ?? null, reach: reach ?? null };
   }
 
   it('says which nodes are kept through a distributor restart (the page fed a status as the gateway gives it then)', async () => {
     const node = { id: 'goods@127.0.0.1:1', address: '127.0.0.1:1', ageSeconds: 3, kept: true };
-    expect(await stateShownFor(node, 'data-kept')).toBe(
+    expect((await stateShownFor(node, '[data-kept="true"]')).state).toBe(
       'serving kept: not registered again since the distributor restarted',
     );
   });
 
   it('says which listed nodes this gateway cannot reach (the page fed a status as the gateway gives it then)', async () => {
     const node = { id: 'goods@127.0.0.1:2', address: '127.0.0.1:2', ageSeconds: 30, unreachableSeconds: 12 };
-    expect(await stateShownFor(node, 'data-unreachable')).toBe(
-      'serving unreachable from this gateway for 12 s: passed over',
+    expect(await stateShownFor(node, '[data-unreachable="true"]')).toEqual({
+      state: 'serving',
+      reach: 'unreachable for 12 s; passed over',
+    });
+    // With what the gateway knows of why, as a kind; an unknown kind (a newer gateway's) shows none.
+    const refused = { ...node, id: 'goods@127.0.0.1:4', unreachableReason: 'attempts-fail' };
+    expect((await stateShownFor(refused, '[data-unreachable="true"]')).reach).toBe(
+      'unreachable for 12 s: its connection attempts fail (refused, reset, or no route to its host); passed over',
+    );
+    const unknown = { ...node, id: 'goods@127.0.0.1:5', unreachableReason: 'toString' };
+    expect((await stateShownFor(unknown, '[data-unreachable="true"]')).reach).toBe(
+      'unreachable for 12 s; passed over',
     );
   });
 
@@ -178,9 +205,11 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
       unreachableSeconds: 9,
       outOfReach: true,
     };
-    expect(await stateShownFor(node, 'data-out-of-reach')).toBe(
-      'serving unreachable from this gateway for 9 s: out of reach, given no call (a route it alone serves is answered 503 at once)',
-    );
+    expect(await stateShownFor(node, '[data-out-of-reach="true"]')).toEqual({
+      state: 'serving',
+      reach:
+        'unreachable for 9 s; out of reach, given no call (a route it alone serves is answered 503 at once)',
+    });
     const page = await browser.newPage();
     const status = JSON.parse((await http(port, 'GET', '/status.json')).body);
     const rate = { requests: 0, errors: 0, requestsPerSecond: 0, errorsPerSecond: 0 };
@@ -197,7 +226,7 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     );
     const near = page.locator('tr[data-route="GET /near"]');
     expect(await near.locator('td').nth(1).textContent()).toBe(node.id);
-    expect(await near.getAttribute('data-out-of-reach')).toBeNull();
+    expect(await near.getAttribute('[data-out-of-reach="true"]')).toBeNull();
     await page.close();
   });
 
@@ -213,5 +242,69 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
       " · the distributor's clock is 3600 s behind this gateway's (ages are by the distributor's)",
     );
     await page.close();
+  });
+
+  it('says which nodes the gateway is still connecting to, or holds no connection to now (the page fed a status as the gateway gives it then)', async () => {
+    const connecting = { id: 'goods@127.0.0.1:6', address: '127.0.0.1:6', ageSeconds: 1, connecting: true };
+    expect(await stateShownFor(connecting, '[data-reach="connecting"]')).toEqual({
+      state: 'serving',
+      reach: 'connecting: no connection yet (calls wait for it)',
+    });
+    const idle = { id: 'goods@127.0.0.1:7', address: '127.0.0.1:7', ageSeconds: 1, idle: true };
+    expect((await stateShownFor(idle, '[data-reach="idle"]')).reach).toBe(
+      'idle: no connection now (the next call makes one)',
+    );
+  });
+
+  it('shows, of one route, the instance the gateway reaches as connected and one registered where nothing listens as unreachable, with why', async () => {
+    // Issue: the page showed an instance the gateway could not reach (a closed port here; a
+    // link-local address, another interface's, a firewall elsewhere) just like a healthy one,
+    // while its route was answered 503 from it.
+    const closer = new Closer();
+    const page = await browser.newPage();
+    try {
+      const reached = await startFakeGoods(closer, distributorAddress);
+      const closedPort = await freePort();
+      const refusing = closer.add(
+        new RegistrationClient({
+          distributor: distributorAddress,
+          node: {
+            name: 'goods',
+            host: '127.0.0.1',
+            port: closedPort,
+            routes: [],
+            descriptorSet: Buffer.from(shopDescriptorSet('shop.v1.GoodsService')),
+            state: NodeState.NODE_STATE_SERVING,
+          },
+          backoff: { initialMs: 20, maxMs: 200 },
+        }),
+        (registration) => registration.stop(100),
+      );
+      refusing.start();
+      await vi.waitFor(() => expect(servingCount(gateway, 'GET', '/goods')).toBe(2), { timeout: 10_000 });
+
+      await page.goto(`http://127.0.0.1:${port}/status`);
+      const reachedRow = page.locator(`tr[data-node-id="goods@127.0.0.1:${reached.port}"]`);
+      const refusingRow = page.locator(`tr[data-node-id="goods@127.0.0.1:${closedPort}"]`);
+      await reachedRow.and(page.locator('[data-reach="connected"]')).waitFor({ timeout: 5_000 });
+      await refusingRow.and(page.locator('[data-reach="unreachable"]')).waitFor({ timeout: 5_000 });
+      // Both are serving in the registry: only the new column tells them apart, in words.
+      expect(await reachedRow.locator('td').allTextContents()).toEqual([
+        'goods',
+        'serving',
+        'connected',
+        `127.0.0.1:${reached.port}`,
+        expect.stringMatching(/^\d+ s$/),
+        `goods@127.0.0.1:${reached.port}`,
+      ]);
+      expect(await refusingRow.locator('td').nth(1).textContent()).toBe('serving');
+      expect(await refusingRow.locator('td').nth(2).textContent()).toMatch(
+        /^unreachable for \d+ s: its connection attempts fail \(refused, reset, or no route to its host\); passed over$/,
+      );
+      expect(await page.locator('th').nth(2).textContent()).toBe('from this gateway');
+    } finally {
+      await page.close();
+      await closer.closeAll();
+    }
   });
 });
