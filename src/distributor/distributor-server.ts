@@ -291,10 +291,30 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       },
     };
     openStreams.add(stream);
+    /**
+     * Ends the writes of the node's answers (acknowledgements, updates, snapshots) and calls `then`
+     * once the stream has taken what they were given: set once the node is listed (see below).
+     */
+    let endAnswers = (then: () => void): void => then();
+    /** Set once the stream is refused: its status waits for the answers given before it. */
+    let refused = false;
+    /**
+     * Ends the stream with `error`: the node leaves the list at once, but the status goes only after
+     * every answer given before it, in order (an acknowledgement among them tells the node that its
+     * last change was applied). A node that takes none of them waits no longer than the port lets an
+     * answer sit unread: its call is reset then (UnreadAnswerWatch), and ends as cancelled.
+     */
     const refuse = (error: unknown): void => {
+      if (finished) return;
       const serviceError = toServiceError(error);
       refusals.refused(peer, serviceError, { grpcMethod: call.getPath().slice(1), node: lease?.id });
-      stream.close(serviceError);
+      refused = true;
+      // Ended before the node leaves: a list still waiting for the stream is made as it is now.
+      const answersOut = new Promise<void>((resolve) => endAnswers(resolve));
+      finish(serviceError.message);
+      void answersOut.then(() =>
+        call.emit('error', { code: serviceError.code, details: serviceError.message }),
+      );
     };
     const stateChanges = new TokenBucket(
       limits.stateChangesPerSecond,
@@ -361,7 +381,9 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
           lease = joined;
           if (request.options) {
             // This contract: an acknowledgement, then the node list only if the node asked for it.
-            writer = updateWriter(call);
+            const answers = updateWriter(call);
+            writer = answers;
+            endAnswers = (then) => answers.end(then);
             const state =
               kind.value.state === NodeState.NODE_STATE_DRAINING
                 ? NodeState.NODE_STATE_DRAINING
@@ -376,6 +398,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
             const write = createSnapshotWriter(call as unknown as WritableCall<Buffer>, () =>
               encoder.registerResponse(joined.id, registry.legacySnapshot()),
             );
+            endAnswers = (then) => write.end(then);
             unsubscribe = registry.subscribe(write);
             write(registry.snapshot());
           }
@@ -410,7 +433,8 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       // reports the call cancelled: let that be the reason, not a goodbye the node never said.
       setImmediate(() => {
         finish('closed by the node');
-        call.end();
+        // A refused stream ends with its refusal, once its answers are out (see refuse).
+        if (!refused) call.end();
       });
     });
     // A process killed, a link lost to keepalive, a node that gave up on its call: grpc-js tells them

@@ -11,6 +11,17 @@ export interface WritableCall<Message> {
   readonly writableEnded?: boolean;
 }
 
+/** A listener that streams snapshots to one peer (see {@link createSnapshotWriter}). */
+export interface SnapshotWriter extends SnapshotListener {
+  /**
+   * Takes no more snapshots, and calls `then` (at most once) when the stream has taken the one in
+   * flight and the one that waited, made now (the list as it is when the stream is ended): the
+   * moment to end it with a status. grpc-js sends a status only after the writes in its buffer, but
+   * the snapshot waiting here would be lost.
+   */
+  end(then: () => void): void;
+}
+
 /**
  * Streams snapshots to one peer with at most one in flight: until the stream has taken the last
  * one, only the newest snapshot waits, and it is sent when the stream is ready. A slow reader
@@ -21,22 +32,47 @@ export interface WritableCall<Message> {
 export function createSnapshotWriter<Message>(
   call: WritableCall<Message>,
   toMessage: (snapshot: Snapshot) => Message,
-): SnapshotListener {
+): SnapshotWriter {
   let inFlight = false;
-  let pending: Snapshot | undefined;
-  const write = (snapshot: Snapshot): void => {
-    if (call.writableEnded) return;
-    if (inFlight) {
-      pending = snapshot;
+  /** What is sent once the stream takes the snapshot in flight: made then, unless the writer ended. */
+  let next: (() => Message) | undefined;
+  let ending = false;
+  let onEnd: (() => void) | undefined;
+  const ended = (): void => {
+    const then = onEnd;
+    onEnd = undefined;
+    then?.();
+  };
+  const send = (message: () => Message): void => {
+    if (call.writableEnded) {
+      ended();
       return;
     }
     inFlight = true;
-    call.write(toMessage(snapshot), () => {
+    call.write(message(), () => {
       inFlight = false;
-      const next = pending;
-      pending = undefined;
-      if (next) write(next);
+      const following = next;
+      next = undefined;
+      if (following) send(following);
+      else ended();
     });
   };
-  return write;
+  const write = (snapshot: Snapshot): void => {
+    if (ending) return;
+    const message = () => toMessage(snapshot);
+    if (inFlight) next = message;
+    else send(message);
+  };
+  return Object.assign(write, {
+    end(then: () => void): void {
+      if (ending) return;
+      ending = true;
+      onEnd = then;
+      if (next) {
+        const made = next();
+        next = () => made;
+      }
+      if (!inFlight) ended();
+    },
+  });
 }

@@ -29,6 +29,11 @@ export interface UpdateWriterOptions {
  * what waits here is dropped, and nothing more is written. (grpc-js may instead stop calling back
  * once its call is cancelled; the subscription ends on 'cancelled', and what waits here goes with
  * the writer.)
+ *
+ * A stream about to be ended with a status (a refusal) is ended through {@link end}: what it was
+ * given goes out first, in order. grpc-js sends a status once the writes in the stream's own buffer
+ * are done, but what waits here would be dropped with it: an acknowledgement among them never told
+ * its node that the change was applied.
  */
 export class UpdateWriter {
   readonly #call: WritableCall<Buffer>;
@@ -46,6 +51,8 @@ export class UpdateWriter {
   #behind = false;
   /** What to send instead of a snapshot when a resync finds the stream idle. */
   #restart: (() => Buffer[]) | undefined;
+  /** Set by {@link end}: called once the stream has taken every message, or is gone. */
+  #onEnd: (() => void) | undefined;
 
   constructor(call: WritableCall<Buffer>, options: UpdateWriterOptions) {
     this.#call = call;
@@ -80,6 +87,25 @@ export class UpdateWriter {
     this.#fallBehind(restart);
   }
 
+  /**
+   * Takes no more messages, and calls `then` (at most once) when the stream has taken every message
+   * it was given (at once if it has), or once a write fails: the moment to end it with a status.
+   * A stream behind gets no snapshot to catch up: it ends. A client that takes nothing holds the
+   * wait only as long as the port lets its answers sit unread (UnreadAnswerWatch resets the call,
+   * and grpc-js reports it cancelled).
+   */
+  end(then: () => void): void {
+    if (this.#onEnd) return;
+    if (this.#closed) {
+      then();
+      return;
+    }
+    this.#onEnd = then;
+    this.#behind = false;
+    this.#restart = undefined;
+    if (this.#pending === 0) this.#close();
+  }
+
   #fallBehind(restart: (() => Buffer[]) | undefined): void {
     this.#behind = true;
     this.#restart = restart;
@@ -94,7 +120,7 @@ export class UpdateWriter {
   }
 
   #write(message: Buffer, eventBytes: number): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#onEnd) return;
     this.#pending++;
     this.#pendingEventBytes += eventBytes;
     this.#waiting.push({ message, eventBytes });
@@ -121,15 +147,18 @@ export class UpdateWriter {
       this.#close();
       return;
     }
-    if (this.#behind && this.#pending === 0) this.#catchUp();
+    if (this.#onEnd && this.#pending === 0) this.#close();
+    else if (this.#behind && this.#pending === 0) this.#catchUp();
     else this.#pump();
   }
 
   /** The stream is over: what waits here is dropped, and nothing more is written. */
   #close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     this.#waiting.clear();
     this.#pending = 0;
     this.#pendingEventBytes = 0;
+    this.#onEnd?.();
   }
 }

@@ -240,3 +240,68 @@ describe('UpdateWriter: a stream ended with a status', () => {
     expect(call.errored).toBeNull();
   });
 });
+
+describe('UpdateWriter: ended before a status', () => {
+  it('takes nothing more, gives the stream everything it holds in order, and only then says so', () => {
+    const stream = slowCall();
+    const writer = new UpdateWriter(stream.call, {
+      snapshot: () => Buffer.from('S'),
+      backlogLimit: () => 10_000,
+    });
+    const acks = Array.from({ length: MESSAGES_IN_STREAM + 3 }, (_, index) => `ack${index}`);
+    for (const ack of acks) writer.send(Buffer.from(ack));
+    let ended = 0;
+    writer.end(() => ended++);
+    writer.send(Buffer.from('late'));
+    writer.event(Buffer.from('late event'));
+    while (stream.waiting > 0) {
+      expect(ended).toBe(0);
+      stream.take();
+    }
+    expect(stream.written).toEqual(acks);
+    expect(ended).toBe(1);
+    writer.end(() => ended++);
+    expect(ended).toBe(1);
+  });
+
+  it('says so at once when the stream holds nothing, and gives a stream behind no snapshot', () => {
+    const stream = slowCall();
+    const writer = new UpdateWriter(stream.call, { snapshot: () => Buffer.from('S'), backlogLimit: () => 2 });
+    let ended = false;
+    writer.end(() => {
+      ended = true;
+    });
+    expect(ended).toBe(true);
+
+    const behind = slowCall();
+    const late = new UpdateWriter(behind.call, { snapshot: () => Buffer.from('S'), backlogLimit: () => 2 });
+    late.event(Buffer.from('e1'));
+    late.event(Buffer.from('e2'));
+    expect(late.behind).toBe(true);
+    let lateEnded = false;
+    late.end(() => {
+      lateEnded = true;
+    });
+    behind.take();
+    expect(behind.written).toEqual(['e1']);
+    expect(lateEnded).toBe(true);
+  });
+
+  it('says so once a write fails: the stream is gone', () => {
+    const failures: Array<() => void> = [];
+    const call = {
+      write(_message: Buffer, callback: (error?: Error | null) => void) {
+        failures.push(() => callback(new Error('stream destroyed')));
+        return true;
+      },
+    };
+    const writer = new UpdateWriter(call, { snapshot: () => Buffer.from('S'), backlogLimit: () => 10_000 });
+    for (let index = 0; index < MESSAGES_IN_STREAM + 3; index++) writer.send(Buffer.from(`ack${index}`));
+    let ended = 0;
+    writer.end(() => ended++);
+    failures.shift()!();
+    expect(ended).toBe(1);
+    for (const fail of failures.splice(0)) fail();
+    expect(ended).toBe(1);
+  });
+});
