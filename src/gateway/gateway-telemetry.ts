@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Metadata } from '@grpc/grpc-js';
 import { Gauge } from 'prom-client';
 import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { GATEWAY_DOCS, GATEWAY_PAGES } from '../common/http-routes.js';
@@ -25,8 +24,16 @@ import { activeTracer } from '../common/tracing.js';
 import type { Node } from '../gen/distributor.js';
 import type { RegistrationClient } from '../registry-client/registration-client.js';
 import { errorBody } from './envelope.js';
-import { callMetadata } from './idempotency-header.js';
 import { NodeHistory } from './node-history.js';
+import {
+  ANSWER_CUT_SHORT,
+  type AnswerRecorder,
+  INCOMPLETE_ANSWERS,
+  type IncompleteAnswer,
+  NO_REQUEST_TELEMETRY,
+  ObservedRequest,
+  type RequestTelemetry,
+} from './request-telemetry.js';
 import { RouteRates } from './route-rates.js';
 import type { ForgottenRoutes, RouteInfo } from './route-table.js';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
@@ -101,41 +108,6 @@ export interface GatewayTelemetryOptions {
   clientTraceContext?: ClientTraceContext;
 }
 
-/** What the gateway carries of one request's telemetry, from its start to its answer. */
-export interface RequestTelemetry {
-  /** The request's id, for log lines and the answer's `X-Request-Id`; undefined when ids are off. */
-  readonly requestId: string | undefined;
-  /** The route the gateway matched (its template), set once it has: the request's label and span name. */
-  route: string | undefined;
-  /** The metadata of the request's upstream calls: Idempotency-Key, request id, trace context. */
-  metadata(idempotencyKey: string | undefined): Metadata;
-  /**
-   * Records the answer (its status; with none sent, 499 when the client left first, or the stop's
-   * 503 when the gateway's stop closed its connection) and ends the request's span. The caller
-   * calls it once, from the response's 'close' listener it has anyway, so that observing a request
-   * adds no listener of its own.
-   */
-  closed(response: ServerResponse): void;
-  /**
-   * Marks an answer that did not reach its end after its status was sent: its status stays the one
-   * sent (as nginx logs it, and as OpenTelemetry's `http.response.status_code` is what was sent),
-   * and `errorType` says why (`error_type` on its series, `error.type` on its span). By default
-   * the gateway cut it short (a page of a streamed list failed, the gateway stopped).
-   */
-  cutShort(reason: string, errorType?: IncompleteAnswer): void;
-}
-
-/**
- * Why an answer whose status was sent did not reach its end, as OpenTelemetry's `error.type` (a
- * label value, so a short fixed set): `answer_cut_short`, the gateway cut it (a page failed, a bug,
- * the gateway's stop), a fault of the gateway or a service; `client_closed`, the client closed its
- * connection before the end; `client_stopped_reading`, the client took nothing of it for
- * `--unread-answer-timeout-ms` and the gateway closed the connection. The two last are the client's
- * doing, as a 499 is: the status page does not count them among the errors.
- */
-export const INCOMPLETE_ANSWERS = ['answer_cut_short', 'client_closed', 'client_stopped_reading'] as const;
-export type IncompleteAnswer = (typeof INCOMPLETE_ANSWERS)[number];
-
 /**
  * What a request counts as when the gateway's stop closed its connection before any answer: the
  * status the stop answers the requests that arrive during its grace (see gatewayErrors.stopping).
@@ -174,9 +146,6 @@ type HttpLabel = 'http_request_method' | 'http_route' | 'http_response_status_co
  */
 type HttpErrorLabel = 'error_type';
 
-/** The `error_type` of an answer the gateway cut short after its status was sent (the span's `error.type` too). */
-const ANSWER_CUT_SHORT: IncompleteAnswer = 'answer_cut_short';
-
 /**
  * The route labels of the API documentation's requests (see api-docs.ts): `/openapi.json`, and
  * `/docs` for the page and all its files. Like the gateway's own pages, they are not shop traffic.
@@ -186,60 +155,6 @@ export const DOCUMENTATION_ROUTES = {
   page: `/${GATEWAY_DOCS.folder}`,
 } as const;
 const DOCUMENTATION_ROUTE_SET: ReadonlySet<string> = new Set(Object.values(DOCUMENTATION_ROUTES));
-
-/** For a request that nothing observes: shared, so its `route` is never read. */
-const NO_REQUEST_TELEMETRY: RequestTelemetry = {
-  requestId: undefined,
-  route: undefined,
-  metadata: callMetadata,
-  closed() {},
-  cutShort() {},
-};
-
-/** Records an observed request's answer (see GatewayTelemetry.#recordAnswer). */
-type AnswerRecorder = (request: ObservedRequest, response: ServerResponse) => void;
-
-/**
- * One observed request. A class, not an object literal with closures: the gateway keeps one per
- * request in flight, and every object that lives as long as a request is copied by the scavenges
- * it outlives and marked again by major collections (see docs/performance-log.md).
- */
-class ObservedRequest implements RequestTelemetry {
-  route: string | undefined = undefined;
-  /** Why the answer did not reach its end after its status was sent; undefined when it did. */
-  cut: string | undefined = undefined;
-  /** Who cut it, as its `error_type` (see IncompleteAnswer). */
-  cutType: IncompleteAnswer = ANSWER_CUT_SHORT;
-  readonly startedAt = performance.now();
-
-  constructor(
-    readonly requestId: string | undefined,
-    readonly method: string,
-    readonly path: string,
-    /** The trace context the upstream calls carry: the server span's, or the caller's. */
-    readonly carrier: TraceCarrier | undefined,
-    readonly span: TraceSpan | undefined,
-    readonly recordAnswer: AnswerRecorder,
-  ) {}
-
-  metadata(idempotencyKey: string | undefined): Metadata {
-    const metadata = callMetadata(idempotencyKey);
-    if (this.requestId !== undefined) metadata.set(REQUEST_ID_HEADER, this.requestId);
-    const carrier = this.carrier;
-    if (carrier?.traceparent) metadata.set(TRACEPARENT_HEADER, carrier.traceparent);
-    if (carrier?.tracestate) metadata.set(TRACESTATE_HEADER, carrier.tracestate);
-    return metadata;
-  }
-
-  closed(response: ServerResponse): void {
-    this.recordAnswer(this, response);
-  }
-
-  cutShort(reason: string, errorType: IncompleteAnswer = ANSWER_CUT_SHORT): void {
-    this.cut = reason;
-    this.cutType = errorType;
-  }
-}
 
 /**
  * The gateway's side of issue 11, kept apart from its routing: request ids, the HTTP server span,

@@ -5,7 +5,8 @@ import { declaredBodySize } from './body-reader.js';
 import type { ConnectionTracker } from './connection-tracker.js';
 import { allowedMethods, Cors } from './cors.js';
 import { gatewayErrors } from './gateway-error.js';
-import { DOCUMENTATION_ROUTES, type GatewayTelemetry, type RequestTelemetry } from './gateway-telemetry.js';
+import { DOCUMENTATION_ROUTES, type GatewayTelemetry } from './gateway-telemetry.js';
+import type { RequestTelemetry } from './request-telemetry.js';
 import type { StatusClients } from './status-clients.js';
 
 /** What the gateway's own pages need of the gateway around them. */

@@ -12,12 +12,13 @@ import { errorBody } from './envelope.js';
 import type { Exchange } from './exchange.js';
 import type { ExchangeIntake } from './exchange-intake.js';
 import { GatewayError, gatewayErrors } from './gateway-error.js';
-import type { GatewayTelemetry, RequestTelemetry } from './gateway-telemetry.js';
+import type { GatewayTelemetry } from './gateway-telemetry.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import type { MethodAnswers } from './method-answers.js';
 import type { OwnPages } from './own-pages.js';
 import { BODY_METHODS, NO_INPUT } from './request-input.js';
 import { asksForUpgrade, framingRefusal, originForm, routingPath, splitQuery } from './request-target.js';
+import type { RequestTelemetry } from './request-telemetry.js';
 import type { Route, RouteTable } from './route-table.js';
 
 /** What the request pipeline needs of the gateway around it. */
