@@ -4,7 +4,8 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { Gauge } from 'prom-client';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Tracer } from '../../src/common/trace-span.js';
-import { GatewayTelemetry, type GatewayView } from '../../src/gateway/gateway-telemetry.js';
+import { GatewayTelemetry } from '../../src/gateway/gateway-telemetry.js';
+import type { GatewayView } from '../../src/gateway/gateway-view.js';
 import { memoryTracer } from '../helpers/memory-tracer.js';
 
 /**
