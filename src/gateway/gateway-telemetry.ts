@@ -4,13 +4,7 @@ import { ClientCallTelemetry } from '../common/grpc-client-telemetry.js';
 import { GATEWAY_DOCS, GATEWAY_PAGES } from '../common/http-routes.js';
 import { type Logger, silentLogger } from '../common/logger.js';
 import { HistogramFamily, type HistogramSeries } from '../common/metric-series.js';
-import {
-  createMetricsRegistry,
-  GrpcCallMetrics,
-  type Registry,
-  serveMetrics,
-  sharedRender,
-} from '../common/metrics.js';
+import { createMetricsRegistry, GrpcCallMetrics, type Registry, sharedRender } from '../common/metrics.js';
 import {
   REQUEST_ID_HEADER,
   requestIdFrom,
@@ -23,9 +17,9 @@ import type { TraceCarrier, TraceSpan } from '../common/trace-span.js';
 import { activeTracer } from '../common/tracing.js';
 import type { Node } from '../gen/distributor.js';
 import type { RegistrationClient } from '../registry-client/registration-client.js';
-import { errorBody } from './envelope.js';
+import { GatewayHealth, type GatewayStatus } from './gateway-health.js';
 import type { GatewayView } from './gateway-view.js';
-import { NodeHistory } from './node-history.js';
+import { OperatorPageAnswers } from './operator-page-answers.js';
 import {
   ANSWER_CUT_SHORT,
   type AnswerRecorder,
@@ -37,7 +31,6 @@ import {
 } from './request-telemetry.js';
 import { RouteRates } from './route-rates.js';
 import type { ForgottenRoutes } from './route-table.js';
-import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
 
 /**
  * What a client's W3C trace context does at the gateway: `child`, the request's span is its child
@@ -111,7 +104,8 @@ const DOCUMENTATION_ROUTE_SET: ReadonlySet<string> = new Set(Object.values(DOCUM
 
 /**
  * The gateway's side of issue 11, kept apart from its routing: request ids, the HTTP server span,
- * HTTP and gRPC client metrics, `/healthz`, `/readyz`, `/metrics` and the `/status` page.
+ * HTTP and gRPC client metrics, `/metrics`, and through the objects it holds `/healthz`, `/readyz`
+ * and the `/status` page (GatewayHealth says what they show, OperatorPageAnswers writes them).
  *
  * `/metrics` is served on the gateway's own HTTP port, beside the book's routes, as the design's
  * "Operating it" lists it: the gateway is an HTTP server already, one port is one less to open and
@@ -127,19 +121,16 @@ export class GatewayTelemetry {
   readonly #linksClientTrace: boolean;
   readonly #ids = new RequestIdGenerator();
   readonly #registry: Registry | undefined;
-  /** Scrapes at once share one render (see sharedRender): /metrics is on the public port. */
-  readonly #renderMetrics: (() => Promise<string>) | undefined;
   readonly #duration: HistogramFamily<HttpLabel, HttpErrorLabel> | undefined;
   readonly #rates: RouteRates | undefined;
   /** The series of each route's answers, by method and status code (see #answeredOf). */
   readonly #answered = new Map<string, Map<number, AnswerSeries>>();
-  readonly #nodes = new NodeHistory();
   readonly #calls: ClientCallTelemetry;
-  #registration: RegistrationClient | undefined;
-  /** When the gateway lost the distributor while holding a node list (performance.now()); undefined while registered. */
-  #registrationLostAt: number | undefined;
   /** The gateway's stop is closing every connection (see closingAllConnections). */
   #closingAllConnections = false;
+  /** Readiness, the node history and the status page's data (see GatewayHealth). */
+  readonly #health: GatewayHealth;
+  readonly #pages: OperatorPageAnswers;
 
   constructor(view: GatewayView, options: GatewayTelemetryOptions = {}, log: Logger = silentLogger()) {
     this.#view = view;
@@ -150,7 +141,6 @@ export class GatewayTelemetry {
     if (metrics) {
       const registry = createMetricsRegistry({ processMetrics: options.processMetrics ?? false });
       this.#registry = registry;
-      this.#renderMetrics = sharedRender(registry);
       this.#duration = new HistogramFamily({
         name: 'http_server_request_duration_seconds',
         help: 'Duration of HTTP server requests, from the request to the last byte of the answer.',
@@ -165,6 +155,12 @@ export class GatewayTelemetry {
     this.#calls = new ClientCallTelemetry({
       metrics: this.#registry && new GrpcCallMetrics(this.#registry, 'client'),
     });
+    this.#health = new GatewayHealth(view, this.#rates);
+    this.#pages = new OperatorPageAnswers(
+      this.#registry,
+      this.#registry && sharedRender(this.#registry),
+      this.#health,
+    );
   }
 
   /**
@@ -227,20 +223,14 @@ export class GatewayTelemetry {
     return this.#closingAllConnections;
   }
 
-  /** Follows the gateway's registration: whether, and since when, it is connected. */
+  /** Follows the gateway's registration: whether, and since when, it is connected (see GatewayHealth.watch). */
   watch(registration: RegistrationClient): void {
-    this.#registration = registration;
-    registration.on('registered', () => {
-      this.#registrationLostAt = undefined;
-    });
-    registration.on('disconnected', () => {
-      if (this.#view.revision() !== undefined) this.#registrationLostAt ??= performance.now();
-    });
+    this.#health.watch(registration);
   }
 
   /** The node list the gateway now routes to; `kept` are nodes kept through a distributor restart. */
   nodesApplied(nodes: readonly Node[], kept: readonly Node[]): void {
-    this.#nodes.update(nodes, Date.now(), kept);
+    this.#health.nodesApplied(nodes, kept);
   }
 
   /**
@@ -331,141 +321,9 @@ export class GatewayTelemetry {
     return GATEWAY_PAGES.has(path);
   }
 
-  /**
-   * Readiness: registered (or the distributor lost less than restartGraceMs ago), a node list
-   * received, a route known, and every known route with a serving instance, but for routes no
-   * instance has served for longer than unservedRouteReadyAfterMs (one service's long outage, or its
-   * retirement, would otherwise hold every gateway out of its load balancer: such routes are still
-   * answered 503), as long as some route serves.
-   */
-  readiness(nowMs = performance.now()): { ready: boolean; reasons: string[] } {
-    const reasons: string[] = [];
-    if (this.#view.stopping()) reasons.push('the gateway is stopping');
-    if (this.#registration?.nodeId === undefined) {
-      const lostAt = this.#registrationLostAt;
-      if (lostAt === undefined || nowMs - lostAt >= this.#view.restartGraceMs()) {
-        reasons.push('not registered with the distributor');
-      }
-    }
-    if (this.#view.revision() === undefined) {
-      reasons.push('no node list received from the distributor yet');
-    } else {
-      const routes = this.#view.routes();
-      if (routes.length === 0) reasons.push('no service has registered a route yet');
-      const longUnserved = nowMs - this.#view.unservedRouteReadyAfterMs();
-      let serving = 0;
-      let outOfReach = 0;
-      for (const route of routes) {
-        if (route.serving.length > 0) {
-          // Listed but out of this gateway's reach, every one (a partition between this gateway and
-          // the service only): the route fails every call here, as if none served it; held by the
-          // same rule, from when the last of them became unreachable.
-          const since = this.#unreachableSince(route.serving);
-          if (since === undefined) serving++;
-          else outOfReach++;
-          if (since !== undefined && since > longUnserved) {
-            reasons.push(`no reachable instance for ${route.method} ${route.template}`);
-          }
-        } else if (route.unservedSince === undefined || route.unservedSince > longUnserved) {
-          reasons.push(`no serving instance for ${route.method} ${route.template}`);
-        }
-      }
-      // Instances listed as serving but out of reach are the path's fault, not the service's: say
-      // so, or an operator looks for a service the distributor (and /status) shows as serving.
-      if (routes.length > 0 && serving === 0 && reasons.length === 0)
-        reasons.push(
-          outOfReach > 0
-            ? 'no route has a serving instance this gateway can reach'
-            : 'no route has a serving instance',
-        );
-    }
-    return { ready: reasons.length === 0, reasons };
-  }
-
-  /** Since when every one of `nodeIds` has been unreachable from this gateway; undefined if one is not. */
-  #unreachableSince(nodeIds: readonly string[]): number | undefined {
-    let latest = 0;
-    for (const nodeId of nodeIds) {
-      const since = this.#view.unreachableSince(nodeId);
-      if (since === undefined) return undefined;
-      latest = Math.max(latest, since);
-    }
-    return latest;
-  }
-
-  /** What the status page shows, as JSON. */
+  /** What the status page shows, as JSON (see GatewayHealth.status). */
   status(nowMs = Date.now()): GatewayStatus {
-    const totals = this.#rates?.totals(nowMs);
-    const window = this.#rates?.windowSeconds ?? 60;
-    const covered = this.#rates?.coveredSeconds(nowMs) ?? window;
-    const rateOf = (key: string): RouteStatus['rate'] => {
-      const total = totals?.get(key);
-      return {
-        requests: total?.requests ?? 0,
-        errors: total?.errors ?? 0,
-        requestsPerSecond: (total?.requests ?? 0) / covered,
-        errorsPerSecond: (total?.errors ?? 0) / covered,
-      };
-    };
-    const routes: RouteStatus[] = this.#view.routes().map((route) => ({
-      method: route.method,
-      path: route.template,
-      listed: true,
-      serving: route.serving,
-      draining: route.draining,
-      rate: rateOf(`${route.method} ${route.template}`),
-      ...(route.serving.length > 0 && route.serving.every((nodeId) => this.#view.outOfReach(nodeId))
-        ? { outOfReach: true as const }
-        : {}),
-    }));
-    const listed = new Map(routes.map((route) => [`${route.method} ${route.path}`, route]));
-    // Traffic to routes no longer listed, and to no route at all, still shows. HEAD has a row of its
-    // own (its label), served by the instances of the GET route it is routed to.
-    for (const key of totals?.keys() ?? []) {
-      if (listed.has(key)) continue;
-      const separator = key.indexOf(' ');
-      const method = key.slice(0, separator);
-      const path = key.slice(separator + 1);
-      const asGet = method === 'HEAD' ? listed.get(`GET ${path}`) : undefined;
-      routes.push({
-        method,
-        path,
-        listed: asGet !== undefined,
-        serving: asGet?.serving ?? [],
-        draining: asGet?.draining ?? [],
-        rate: rateOf(key),
-      });
-    }
-    const offsetMs = this.#registration?.distributorClockOffsetMs;
-    return {
-      now: new Date(nowMs).toISOString(),
-      ...(offsetMs === undefined ? {} : { distributorClockOffsetMs: offsetMs }),
-      revision: this.#view.revision() ?? null,
-      registered: this.#registration?.nodeId !== undefined,
-      readiness: this.readiness(),
-      metrics: this.#rates !== undefined,
-      windowSeconds: window,
-      nodes: this.#nodes.describe(nowMs, offsetMs ?? 0).map((node) => {
-        if (node.state === 'gone') return node;
-        const since = this.#view.unreachableSince(node.id);
-        if (since === undefined) {
-          const connection = this.#view.connection(node.id);
-          if (connection === 'connected') return { ...node, connected: true as const };
-          if (connection === 'idle') return { ...node, idle: true as const };
-          // Failing before the pool has marked it unreachable (the same state change, told to it next).
-          return connection === undefined ? node : { ...node, connecting: true as const };
-        }
-        const unreachableSeconds = Math.round((performance.now() - since) / 1000);
-        const reason = this.#view.unreachableReason(node.id);
-        const unreachable = {
-          ...node,
-          unreachableSeconds,
-          ...(reason === undefined ? {} : { unreachableReason: reason }),
-        };
-        return this.#view.outOfReach(node.id) ? { ...unreachable, outOfReach: true as const } : unreachable;
-      }),
-      routes,
-    };
+    return this.#health.status(nowMs);
   }
 
   /** Made once: each request holds it rather than a closure of its own (see ObservedRequest). */
@@ -587,104 +445,14 @@ export class GatewayTelemetry {
     return answered;
   }
 
-  /** Answers a GET or HEAD of one of the gateway's own pages ({@link servesPage}). */
+  /** Answers a GET or HEAD of one of the gateway's own pages ({@link servesPage}; see OperatorPageAnswers). */
   answerPage(response: ServerResponse, path: string, requestId: string | undefined): void {
-    // Set beforehand, unlike the shop's answers (see onRequest): a page is not the hot path.
-    if (requestId !== undefined) response.setHeader('X-Request-Id', requestId);
-    switch (path) {
-      case '/metrics':
-        if (this.#registry) serveMetrics(this.#registry, response, this.#renderMetrics);
-        else answerJsonText(response, 404, errorBody(null, 'Metrics are off on this gateway (METRICS=off)'));
-        return;
-      case '/healthz':
-        answerJson(response, 200, { status: 'alive' });
-        return;
-      case '/readyz': {
-        const readiness = this.readiness();
-        answerJson(response, readiness.ready ? 200 : 503, {
-          status: readiness.ready ? 'ready' : 'not ready',
-          reasons: readiness.reasons,
-        });
-        return;
-      }
-      case '/status.json':
-        answerJson(response, 200, this.status());
-        return;
-      case '/status':
-        answerText(response, 'text/html; charset=utf-8', STATUS_PAGE_HTML);
-        return;
-      case '/status.js':
-        answerText(response, 'text/javascript; charset=utf-8', STATUS_PAGE_SCRIPT);
-        return;
-    }
+    this.#pages.answerPage(response, path, requestId);
   }
-}
-
-/** One route on the status page. */
-export interface RouteStatus {
-  readonly method: string;
-  readonly path: string;
-  /**
-   * Whether the gateway routes it: false for traffic to no route (`unmatched`), to a method the
-   * path does not have (a 405), or to a route no longer listed, which the page shows as "not
-   * routed" rather than as a route with no serving instance.
-   */
-  readonly listed: boolean;
-  readonly serving: readonly string[];
-  readonly draining: readonly string[];
-  /** Over the last `windowSeconds`. */
-  readonly rate: { requests: number; errors: number; requestsPerSecond: number; errorsPerSecond: number };
-  /** Every serving instance is out of this gateway's reach: its requests are answered 503 at once. */
-  readonly outOfReach?: true;
-}
-
-/** The status page's data (`GET /status.json`). */
-export interface GatewayStatus {
-  readonly now: string;
-  /**
-   * How far the distributor's clock is ahead of this gateway's (behind if negative), in ms, as its
-   * last acknowledgement told; absent before one, or from a distributor that does not tell.
-   */
-  readonly distributorClockOffsetMs?: number;
-  readonly revision: number | null;
-  readonly registered: boolean;
-  readonly readiness: { ready: boolean; reasons: string[] };
-  /** Whether rates are counted (METRICS=on). */
-  readonly metrics: boolean;
-  readonly windowSeconds: number;
-  readonly nodes: ReturnType<NodeHistory['describe']>;
-  readonly routes: RouteStatus[];
 }
 
 /** The trace context that came with a request, when well formed (else it is dropped, as W3C says). */
 function incomingCarrier(request: IncomingMessage): TraceCarrier | undefined {
   const { headers } = request;
   return traceCarrierFrom(headers[TRACEPARENT_HEADER], headers[TRACESTATE_HEADER]);
-}
-
-/** The pages change with every request and may say what is wrong: never cached, never sniffed. */
-const PAGE_HEADERS = {
-  'Cache-Control': 'no-store',
-  'X-Content-Type-Options': 'nosniff',
-  'Content-Security-Policy':
-    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-};
-
-function answerJson(response: ServerResponse, httpStatus: number, body: unknown): void {
-  answerJsonText(response, httpStatus, Buffer.from(JSON.stringify(body)));
-}
-
-function answerJsonText(response: ServerResponse, httpStatus: number, text: Buffer): void {
-  response.writeHead(httpStatus, {
-    ...PAGE_HEADERS,
-    'Content-Type': 'application/json',
-    'Content-Length': text.length,
-  });
-  response.end(response.req.method === 'HEAD' ? undefined : text);
-}
-
-function answerText(response: ServerResponse, contentType: string, text: string): void {
-  const body = Buffer.from(text);
-  response.writeHead(200, { ...PAGE_HEADERS, 'Content-Type': contentType, 'Content-Length': body.length });
-  response.end(response.req.method === 'HEAD' ? undefined : body);
 }

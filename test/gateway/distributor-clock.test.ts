@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { NodeRegistry } from '../../src/distributor/node-registry.js';
-import type { GatewayStatus } from '../../src/gateway/gateway-telemetry.js';
+import type { GatewayStatus } from '../../src/gateway/gateway-health.js';
 import { http } from '../helpers/http.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { Closer, startGateway } from './support/cluster.js';
