@@ -87,7 +87,7 @@ export const ENVELOPE_KEYS: ReadonlySet<string> = new Set(['key', 'errorcode', '
 
 /**
  * The gateway's own pages, which it answers before routing, whatever the method (GET and HEAD; any
- * other method is refused there): see gateway-telemetry.ts.
+ * other method is refused there): see operator-page-answers.ts.
  */
 export const GATEWAY_PAGES: ReadonlySet<string> = new Set([
   '/healthz',

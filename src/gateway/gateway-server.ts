@@ -69,7 +69,7 @@ export interface GatewayOptions {
    */
   restartGraceMs?: number;
   /**
-   * How long a route no instance serves keeps /readyz at 503 (see GatewayTelemetry.readiness).
+   * How long a route no instance serves keeps /readyz at 503 (see GatewayHealth.readiness).
    * Default {@link UNSERVED_ROUTE_READY_AFTER_MS}.
    */
   unservedRouteReadyAfterMs?: number;
@@ -271,7 +271,7 @@ class GatewayServer implements Gateway {
   /** Each request from the HTTP front to an answer or a routed call (request-pipeline.ts). */
   readonly #pipeline: RequestPipeline;
   #allowedHosts: HostAllowlist;
-  /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts). */
+  /** Request ids, metrics, traces, /healthz, /readyz, /metrics and /status (gateway-telemetry.ts, gateway-health.ts). */
   readonly #telemetry: GatewayTelemetry;
   #registration: RegistrationClient | undefined;
   #restartGrace: RestartGrace | undefined;
