@@ -87,18 +87,26 @@ export function checkSameIdentity(files: TlsFiles, current: TlsMaterial, next: T
 }
 
 /**
- * A renewed certificate must be issued by the CA file (read with it) when the one in use is: every
- * component is given the same ca.crt, so peers trust no other issuer, and a certificate of another
- * CA (say, copied from an `npm run certs --new-ca` run or another shop), taken on a re-read, would
- * fail every new handshake, with peers and with the distributor, while the one in use still works.
- * A CA rotation that first adds the new CA to ca.crt, then renews the certificates, then drops the
- * old CA passes at every step; one that replaces ca.crt first is left alone (the certificate in use
- * no longer chains either).
+ * A renewed certificate must chain to a root of the CA file (read with it) when the one in use does:
+ * every component is given the same ca.crt, so peers trust no other issuer, and a certificate of
+ * another CA (say, copied from an `npm run certs --new-ca` run or another shop), or of an
+ * intermediate whose root the CA file lacks (a PKI moved to a new root, its intermediate added to
+ * ca.crt but not the root), taken on a re-read, would fail every new handshake, with peers and with
+ * the distributor, while the one in use still works. A CA rotation that first adds the new CA to
+ * ca.crt, then renews the certificates, then drops the old CA passes at every step; one that
+ * replaces ca.crt first is left alone (the certificate in use no longer chains either).
  */
 export function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, next: TlsMaterial): void {
   if (!next.ca || !current.cert || !next.cert) return;
   const authorities = authoritiesOf(next.ca);
-  if (!chainsTo(current.cert, authorities) || chainsTo(next.cert, authorities)) return;
+  if (!anchoringOf(current.cert, authorities).anchored) return;
+  const { anchored, authority, chain } = anchoringOf(next.cert, authorities);
+  if (anchored) return;
+  if (authority) {
+    throw new ConfigError(
+      `${named(files, 'certFile')} chains to the intermediate CA ${quoted(authority.subject)} of ${named(files, 'caFile')}, which lacks the root above it (${quoted(chain.at(-1)?.issuer)}), where the certificate in use chains to a root of it: a chain is checked up to a root of the CA file, so peers given the same CA file would refuse it; add that root to every component's CA file first (a CA rotation's first step)`,
+    );
+  }
   // A renewer that writes the certificate alone, without the intermediate its PKI issued it from
   // (the intermediate handed apart, as a "ca_chain" or "issuing_ca"): the CA is right, the file is not.
   const top = chainOf(next.cert).at(-1);
@@ -111,37 +119,109 @@ export function checkIssuedByTrustedCa(files: TlsFiles, current: TlsMaterial, ne
     );
   }
   throw new ConfigError(
-    `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}, as the certificate in use is: peers given the same CA would refuse it; issue it with that CA (npm run certs keeps ca.key)`,
+    `${named(files, 'certFile')} is not issued by a CA of ${named(files, 'caFile')}, as the certificate in use is (its chain ends at ${quoted(top?.subject)}, issued by ${quoted(top?.issuer)}): peers given the same CA would refuse it; issue it with that CA (npm run certs keeps ca.key)`,
   );
 }
 
 /**
- * Checks at start that a component's certificate is not the work of another CA of the same name as
- * one of its CA file: a host given the ca.crt of one `npm run certs` run and the certificates of
- * another (every run names its CA alike) listened and dialled, and its peers, given the same
- * ca.crt, refused its every handshake, which the component itself never saw. A certificate whose
- * issuer the CA file does not name at all is left alone: a shop may give its kinds of components
- * certificates of different CAs, each trusting the others' (one CA for the services, another for
- * the gateways), so a component's own issuer need not be among the CAs it checks its peers with.
+ * Checks at start that a component's certificate chains, through the intermediates after it in its
+ * file, to a root of its CA file, as peers given the same CA file check it; every peer refused the
+ * handshakes of one that does not, while the component itself listened and dialled without a word.
+ * Refused (ConfigError) when the CA file claims the certificate's issuer and peers given it would
+ * still refuse it: a CA of the same name that did not sign it (another `npm run certs` run: every
+ * run names its CA alike), or an intermediate CA of the CA file whose root the file lacks. A chain
+ * that reaches nothing of the CA file is only told to `warn`: a shop may give its kinds of
+ * components certificates of different CAs, each trusting the others' (split CAs: one CA for the
+ * services, another for the gateways), so a component's own issuer need not be among the CAs it
+ * checks its peers with, and its peers' CA files, which decide, are not known here. A certificate
+ * file without its intermediate (handed apart by its PKI, as Vault's issuing_ca or cert-manager's
+ * ca.crt) looks the same from here.
  */
-export function checkIssuedByOwnCa(files: TlsFiles, material: TlsMaterial): void {
+export function checkOwnChain(
+  files: TlsFiles,
+  material: TlsMaterial,
+  warn: (warning: string) => void = () => {},
+): void {
   if (!material.ca || !material.cert) return;
   const authorities = authoritiesOf(material.ca);
-  if (chainsTo(material.cert, authorities)) return;
+  const { anchored, authority, chain } = anchoringOf(material.cert, authorities);
+  if (anchored) return;
+  const top = chain.at(-1);
+  if (authority) {
+    throw new ConfigError(
+      `${named(files, 'certFile')} chains to the intermediate CA ${quoted(authority.subject)} of ${named(files, 'caFile')}, which lacks the root above it (${quoted(top?.issuer)}): a chain is checked up to a root (a self-signed CA) of the CA file, so peers given the same CA file would refuse it; add that root to the CA file`,
+    );
+  }
   const links = certificateBlocks(material.cert).flatMap((block) => parseCertificate(block) ?? []);
   const claimed = links.find((link) => authorities.some((authority) => authority.subject === link.issuer));
-  if (!claimed) return;
-  // An intermediate after the certificate, when it is the one that names the CA (another PKI's,
-  // named as this one's are).
-  const naming = claimed === links[0] ? '' : ` holds an intermediate CA (${oneLine(claimed.subject)}) that`;
-  throw new ConfigError(
-    `${named(files, 'certFile')}${naming} names as its issuer "${oneLine(claimed.issuer)}", a CA of ${named(files, 'caFile')}, but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
-  );
+  if (claimed) {
+    // An intermediate after the certificate, when it is the one that names the CA (another PKI's,
+    // named as this one's are).
+    const naming = claimed === links[0] ? '' : ` holds an intermediate CA (${oneLine(claimed.subject)}) that`;
+    throw new ConfigError(
+      `${named(files, 'certFile')}${naming} names as its issuer "${oneLine(claimed.issuer)}", a CA of ${named(files, 'caFile')}, but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+    );
+  }
+  if (!top) return;
+  warn(unanchoredWarning(files, chain, top));
 }
 
-/** Whether a PEM's first certificate, through the intermediates after it, is issued by one of `authorities`. */
-function chainsTo(pem: Buffer, authorities: readonly X509Certificate[]): boolean {
-  return chainOf(pem).some((link) => authorities.some((authority) => issuedBy(link, authority)));
+/** What checkOwnChain warns of a chain that reaches no CA of the CA file, `top` its last link. */
+function unanchoredWarning(files: TlsFiles, chain: readonly X509Certificate[], top: X509Certificate): string {
+  const splitCas =
+    'with split CAs, where the peers of this component hold its CA in their CA files, it is as meant';
+  const peersRefuse = `peers given the same CA file would refuse it`;
+  if (isRoot(top)) {
+    return `${named(files, 'certFile')} chains to the root CA ${quoted(top.subject)}, which is not a CA of ${named(files, 'caFile')}: ${peersRefuse}; add that root to every component's CA file, or ${splitCas}`;
+  }
+  const held =
+    chain.length === 1
+      ? `holds the certificate (${oneLine(top.subject)}) without intermediates, and its issuer, ${quoted(top.issuer)}, is not a CA of ${named(files, 'caFile')}`
+      : `holds the certificate (${oneLine(chain[0]!.subject)}) and intermediates up to ${quoted(top.subject)}, whose issuer, ${quoted(top.issuer)}, is not a CA of ${named(files, 'caFile')}`;
+  return `${named(files, 'certFile')} ${held}: ${peersRefuse}. If that issuer is an intermediate CA, put it after the ${chain.length === 1 ? 'certificate' : 'intermediates'} in the file (a PKI may hand it apart, as Vault's issuing_ca or cert-manager's ca.crt); if it is a root, add it to every component's CA file; ${splitCas}`;
+}
+
+/** A certificate's subject or issuer in quotes, on one line. */
+function quoted(name: string | undefined): string {
+  return `"${oneLine(name ?? '')}"`;
+}
+
+/** How a certificate file's chain stands against the CAs of a CA file (see anchoringOf). */
+interface Anchoring {
+  /** The certificate, then each certificate (of its file, or of the CA file) that issued the one before. */
+  readonly chain: readonly X509Certificate[];
+  /** The first certificate of the CA file the chain reached, if any. */
+  readonly authority?: X509Certificate;
+  /** Whether the chain ends at a root of the CA file, as a peer given that file requires. */
+  readonly anchored: boolean;
+}
+
+/**
+ * Builds a PEM's chain as node:tls (OpenSSL) builds a peer's: from its first certificate, each issuer
+ * taken from `authorities` (the CA file) first, else from the intermediates after it. Node accepts it
+ * only when it ends at a root (see isRoot) of the CA file, as OpenSSL's partial chains are off: an
+ * intermediate of the CA file whose root the file lacks anchors nothing, nor does a root in the
+ * certificate file.
+ */
+export function anchoringOf(pem: Buffer, authorities: readonly X509Certificate[]): Anchoring {
+  const certificates = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
+  const chain: X509Certificate[] = [];
+  let authority: X509Certificate | undefined;
+  let link: X509Certificate | undefined = certificates[0];
+  // At most as many links as certificates in all: a chain that loops ends here, not in an endless walk.
+  const most = certificates.length + authorities.length;
+  while (link !== undefined && chain.length < most) {
+    chain.push(link);
+    const subject: X509Certificate = link;
+    if (authorities.includes(subject)) {
+      authority ??= subject;
+      if (isRoot(subject)) return { chain, authority, anchored: true };
+    }
+    const issuer = (candidates: readonly X509Certificate[]) =>
+      candidates.find((candidate) => candidate !== subject && issuedBy(subject, candidate));
+    link = issuer(authorities) ?? issuer(certificates.slice(1));
+  }
+  return { chain, ...(authority === undefined ? {} : { authority }), anchored: false };
 }
 
 /**

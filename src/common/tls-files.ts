@@ -64,6 +64,12 @@ export interface TlsRefreshOptions {
    * onCaTaken when both changed in one read.
    */
   readonly onCertificateTaken?: () => void;
+  /**
+   * Told at start, once per credentials made, what the checks of the files cannot refuse but peers
+   * may: a certificate that chains to no CA of the CA file (see checkOwnChain), which peers given
+   * the same CA file refuse, and peers of another CA file (split CAs) may accept.
+   */
+  readonly onStartWarning?: (warning: string) => void;
 }
 
 /** What {@link TlsRefreshOptions.onReload} is told. */

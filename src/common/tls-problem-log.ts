@@ -18,7 +18,8 @@ const SAME_NEWS_MS = 60_000;
  * The TLS refresh options of one component that log what becomes of its files: changed files taken
  * (info, `tls-reloaded`: a renewal that worked says so), changed files
  * that cannot be used (the files in use stay in use, so a rotation that failed looked like one that
- * worked until the old certificate expired), a certificate in use that nears its end (see
+ * worked until the old certificate expired), a certificate that chains to no CA of the CA file at
+ * start (warn, `tls-certificate-unanchored`), a certificate in use that nears its end (see
  * expiresSoonWithin), and
  * one that has expired (every handshake fails from then on). Pass the same options to every
  * credentials of the component, so that each problem is logged once.
@@ -26,7 +27,7 @@ const SAME_NEWS_MS = 60_000;
 export function tlsProblemLog(
   log: Logger,
   { peers = 'shop' }: { peers?: TlsPeers } = {},
-): Required<Pick<TlsRefreshOptions, 'onReloadError' | 'onExpiry' | 'onReload'>> {
+): Required<Pick<TlsRefreshOptions, 'onReloadError' | 'onExpiry' | 'onReload' | 'onStartWarning'>> {
   const toldAt = new Map<string, number>();
   const once = (news: string, tell: () => void): void => {
     const now = performance.now();
@@ -38,6 +39,9 @@ export function tlsProblemLog(
     tell();
   };
   return {
+    // Each of a component's credentials checks the same files at start: one warning for all.
+    onStartWarning: (warning) =>
+      once(warning, () => log.warn({ event: 'tls-certificate-unanchored' }, warning)),
     onReloadError: (error) =>
       once(error.message, () =>
         log.error(

@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { ConfigError } from './config.js';
 import { identityForName, uriSans } from './identity.js';
-import { checkIssuedByOwnCa } from './tls-certificate-checks.js';
+import { checkOwnChain } from './tls-certificate-checks.js';
 import type { TlsFiles, TlsMaterial } from './tls-file-types.js';
 import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from './tls-files.js';
 
@@ -43,7 +43,7 @@ export function serverCredentials(
     throw new ConfigError('a TLS server needs a certificate file and a key file');
   }
   const material = readTlsFiles(tls);
-  checkIssuedByOwnCa(tls, material);
+  checkOwnChain(tls, material, options.onStartWarning);
   const provider = new TlsFileProvider(tls, material, options);
   // grpc-js 1.14 passes the FIRST argument on as the identity provider and the second as the CA
   // provider, whatever its typings call them: one provider for both is right either way, and
@@ -114,7 +114,7 @@ function credentialsOfFiles(
   options: TlsRefreshOptions,
 ): (expectedName: string | undefined) => ChannelCredentials {
   const material = readTlsFiles(tls);
-  checkIssuedByOwnCa(tls, material);
+  checkOwnChain(tls, material, options.onStartWarning);
   const provider = material.ca === undefined ? undefined : new TlsFileProvider(tls, material, options);
   return (expectedName) => {
     const verify = expectedName === undefined ? {} : { checkServerIdentity: secureNaming(expectedName) };

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { connect, createServer } from 'node:tls';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '../../src/common/config.js';
 import { channelCredentials, serverCredentials } from '../../src/common/tls.js';
 import { checkOwnIdentity, readTlsFiles, watchTlsFiles } from '../../src/common/tls-files.js';
 import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
@@ -29,6 +30,38 @@ function certificatesOf(file: string): X509Certificate[] {
   return (blocks ?? []).map((block) => new X509Certificate(block));
 }
 
+/**
+ * What a peer given `caFile` makes of a TLS server holding `server`'s certificate file and key, over
+ * a real handshake on loopback: 'accepted', or the client's error.
+ */
+async function peerVerdict(server: { certFile: string; keyFile: string }, caFile: string): Promise<string> {
+  const listener = createServer(
+    { cert: readFileSync(server.certFile), key: readFileSync(server.keyFile) },
+    (socket) => socket.end(),
+  );
+  await new Promise<void>((listening) => listener.listen(0, '127.0.0.1', listening));
+  try {
+    return await new Promise<string>((settled) => {
+      const { port } = listener.address() as AddressInfo;
+      const socket = connect({ port, host: '127.0.0.1', servername: 'localhost', ca: readFileSync(caFile) });
+      socket.once('secureConnect', () => {
+        settled('accepted');
+        socket.destroy();
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => settled(String(error.code)));
+    });
+  } finally {
+    listener.close();
+  }
+}
+
+/** A PEM file in the PKI's folder of the files `parts`, one after the other. */
+function bundle(dir: string, name: string, parts: readonly string[]): string {
+  const file = join(dir, name);
+  writeFileSync(file, parts.map((part) => readFileSync(part, 'utf8')).join(''));
+  return file;
+}
+
 describe('a certificate file of the certificate then its intermediate, with the root as CA file', () => {
   it('passes every start check', () => {
     const files = made.pki.files('goods');
@@ -38,8 +71,10 @@ describe('a certificate file of the certificate then its intermediate, with the 
     ]);
     expect(() => readTlsFiles(files)).not.toThrow();
     expect(() => checkOwnIdentity(files, 'goods')).not.toThrow();
-    expect(() => serverCredentials(files)).not.toThrow();
-    expect(() => channelCredentials(files, { expectedName: 'goods' })).not.toThrow();
+    const onStartWarning = vi.fn();
+    expect(() => serverCredentials(files, { onStartWarning })).not.toThrow();
+    expect(() => channelCredentials(files, { expectedName: 'goods', onStartWarning })).not.toThrow();
+    expect(onStartWarning).not.toHaveBeenCalled();
   });
 
   it("is refused at start when its intermediate was signed by another root named as the CA file's", () => {
@@ -56,9 +91,10 @@ describe('a certificate file of the certificate then its intermediate, with the 
     );
   });
 
-  it('starts without its intermediate, or with one of a root the CA file does not name: a split CA looks the same', () => {
+  it('starts without its intermediate, or with one of a root the CA file does not name, as a split CA looks the same, and warns once, naming the files and the issuer', async () => {
     // A component may hold a certificate of another CA than those it checks its peers with (README,
-    // Trust): an issuer the CA file does not name is left to the peers, which refuse the chain.
+    // Trust): an issuer the CA file does not name is left to the peers, which refuse the chain when
+    // they are given the same CA file. Before, nothing was said at start.
     const { pki } = made;
     const otherRoot = pki.newRoot('unnamed-root', 'unnamed root CA');
     const otherIntermediate = pki.newIntermediate('unnamed-intermediate', {
@@ -71,7 +107,54 @@ describe('a certificate file of the certificate then its intermediate, with the 
     };
     const own = pki.files('goods');
     const leafAlone = { ...own, certFile: pki.leafOnly(own.certFile, 'goods-leaf-alone') };
-    for (const files of [ofOtherRoot, leafAlone]) expect(() => serverCredentials(files)).not.toThrow();
+    // Peers given the same CA file refuse both (a real handshake on loopback).
+    expect(await peerVerdict(leafAlone, pki.rootFile)).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    expect(await peerVerdict(ofOtherRoot, pki.rootFile)).toBe('UNABLE_TO_GET_ISSUER_CERT_LOCALLY');
+    const splitCas =
+      'with split CAs, where the peers of this component hold its CA in their CA files, it is as meant';
+    for (const [files, said] of [
+      [
+        leafAlone,
+        `TLS certificate file "${leafAlone.certFile}" holds the certificate (CN=goods) without intermediates, and its issuer, "CN=test intermediate CA", is not a CA of TLS CA file "${pki.rootFile}": peers given the same CA file would refuse it. If that issuer is an intermediate CA, put it after the certificate in the file (a PKI may hand it apart, as Vault's issuing_ca or cert-manager's ca.crt); if it is a root, add it to every component's CA file; ${splitCas}`,
+      ],
+      [
+        ofOtherRoot,
+        `TLS certificate file "${ofOtherRoot.certFile}" holds the certificate (CN=goods) and intermediates up to "CN=unnamed intermediate CA", whose issuer, "CN=unnamed root CA", is not a CA of TLS CA file "${pki.rootFile}": peers given the same CA file would refuse it. If that issuer is an intermediate CA, put it after the intermediates in the file (a PKI may hand it apart, as Vault's issuing_ca or cert-manager's ca.crt); if it is a root, add it to every component's CA file; ${splitCas}`,
+      ],
+    ] as const) {
+      // A component's server and channels check the same files: one warning in its log.
+      const { log, lines } = captureLog('goods');
+      const problems = tlsProblemLog(log);
+      expect(() => serverCredentials(files, problems)).not.toThrow();
+      expect(() => channelCredentials(files, { ...problems, expectedName: 'distributor' })).not.toThrow();
+      expect(lines.filter((line) => (line.level as number) >= 40)).toEqual([
+        expect.objectContaining({ level: 40, event: 'tls-certificate-unanchored', msg: said }),
+      ]);
+      expect(lines.map((line) => line.msg).join('\n')).not.toContain('PRIVATE KEY');
+    }
+  });
+
+  it('is refused at start when it chains to an intermediate of the CA file whose root the file lacks', async () => {
+    // A PKI moved to a new root: its new intermediate (the "issuing_ca" a renewer hands over) added
+    // to ca.crt, its root not. Node checks a chain up to a root of the CA file, so peers refuse it.
+    const { pki } = made;
+    const newRoot = pki.newRoot('start-new-root', 'new test root CA');
+    const newIntermediate = pki.newIntermediate('start-new-intermediate', {
+      under: newRoot,
+      commonName: 'new test intermediate CA',
+    });
+    const caFile = bundle(pki.dir, 'root-and-new-intermediate.crt', [pki.rootFile, newIntermediate.certFile]);
+    const files = { caFile, ...pki.issue('goods-of-new-root', { identity: 'goods', by: newIntermediate }) };
+    expect(await peerVerdict(files, caFile)).toBe('UNABLE_TO_GET_ISSUER_CERT');
+    const said = `TLS certificate file "${files.certFile}" chains to the intermediate CA "CN=new test intermediate CA" of TLS CA file "${caFile}", which lacks the root above it ("CN=new test root CA"): a chain is checked up to a root (a self-signed CA) of the CA file, so peers given the same CA file would refuse it; add that root to the CA file`;
+    expect(() => serverCredentials(files)).toThrow(new ConfigError(said));
+    expect(() => channelCredentials(files)).toThrow(new ConfigError(said));
+    // With the root added, peers take it, and so does the start check.
+    const withRoot = bundle(pki.dir, 'both-roots-and-new-intermediate.crt', [caFile, newRoot.certFile]);
+    expect(await peerVerdict(files, withRoot)).toBe('accepted');
+    const onStartWarning = vi.fn();
+    expect(() => serverCredentials({ ...files, caFile: withRoot }, { onStartWarning })).not.toThrow();
+    expect(onStartWarning).not.toHaveBeenCalled();
   });
 });
 
@@ -290,6 +373,42 @@ describe('a renewal from an intermediate', () => {
       } finally {
         stop();
       }
+    }
+  });
+});
+
+describe('a renewal onto an intermediate whose root the CA file lacks', () => {
+  it('is refused, and the certificate in use kept, saying to add the root first', async () => {
+    // A PKI moved to a new intermediate under a new root, the intermediate added to ca.crt beside the
+    // old root but not its own root: peers given that CA file refuse the renewed certificate, as
+    // node:tls checks a chain up to a root of it. Before, it was taken.
+    const { pki } = made;
+    const newRoot = pki.newRoot('renewal-new-root', 'renewal root CA');
+    const newIntermediate = pki.newIntermediate('renewal-new-intermediate', {
+      under: newRoot,
+      commonName: 'renewal intermediate CA',
+    });
+    const folder = mkdtempSync(join(pki.dir, 'rootless-renewal-'));
+    const caFile = bundle(folder, 'ca.crt', [pki.rootFile, newIntermediate.certFile]);
+    const files = { caFile, ...installCertificate(pki.files('goods'), folder, 'goods') };
+    const renewal = pki.issue('goods-of-renewal-root', { identity: 'goods', by: newIntermediate });
+    expect(await peerVerdict(renewal, caFile)).toBe('UNABLE_TO_GET_ISSUER_CERT');
+    const onChange = vi.fn();
+    const onReloadError = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), onChange, { ...REFRESH, onReloadError });
+    try {
+      installCertificate(renewal, folder, 'goods');
+      await vi.waitFor(() => expect(onReloadError).toHaveBeenCalledOnce(), WAIT);
+      expect(onReloadError.mock.calls[0]![0].message).toBe(
+        `TLS certificate file "${files.certFile}" chains to the intermediate CA "CN=renewal intermediate CA" of TLS CA file "${caFile}", which lacks the root above it ("CN=renewal root CA"), where the certificate in use chains to a root of it: a chain is checked up to a root of the CA file, so peers given the same CA file would refuse it; add that root to every component's CA file first (a CA rotation's first step)`,
+      );
+      expect(onChange).not.toHaveBeenCalled();
+      // The root added to the CA file: the renewal is taken, and peers given that file accept it.
+      writeFileSync(caFile, readFileSync(caFile, 'utf8') + readFileSync(newRoot.certFile, 'utf8'));
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
+      expect(await peerVerdict(renewal, caFile)).toBe('accepted');
+    } finally {
+      stop();
     }
   });
 });
