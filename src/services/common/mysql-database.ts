@@ -250,6 +250,8 @@ export const POOL_CLOSE_TIMEOUT_MS = 2_000;
 export class MysqlDatabase implements SqlExecutor {
   readonly #pool: Pool;
   readonly #connection: MysqlConnectionOptions;
+  /** The pool's TLS options, whose certificate is replaced when its file is renewed. */
+  readonly #tlsOptions: Record<string, unknown> | undefined;
   readonly #stopWatchingTlsFiles: () => void;
   readonly #schema: readonly MysqlSchemaStep[];
   /** The tables the schema makes, looked for by every health probe. */
@@ -302,6 +304,7 @@ export class MysqlDatabase implements SqlExecutor {
     // The calls' connections and the probe's (see #callLimit).
     const poolLimit = this.#callLimit + 1;
     const tls = mysqlTlsPoolOptions(connection);
+    this.#tlsOptions = typeof tls.ssl === 'object' ? tls.ssl : undefined;
     this.#stopWatchingTlsFiles = watchMysqlTlsFiles(connection, tls, {
       ...tlsProblemLog(this.#log, { peers: 'database' }),
       ...(options.tlsRefreshIntervalMs === undefined
@@ -500,7 +503,11 @@ export class MysqlDatabase implements SqlExecutor {
       await this.#probe();
     } catch (error) {
       // Said with the line the health monitor logs (see DatabaseHealthMonitorOptions.probe).
-      const hint = mysqlTlsHint((error as { cause?: unknown }).cause ?? error, this.#connection);
+      const hint = mysqlTlsHint(
+        (error as { cause?: unknown }).cause ?? error,
+        this.#connection,
+        this.#tlsOptions?.cert,
+      );
       throw hint === undefined ? error : Object.assign(error as object, { hint });
     }
   }

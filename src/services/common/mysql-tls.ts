@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { ConfigError } from '../../common/config.js';
 import type { TlsFiles, TlsMaterial } from '../../common/tls-file-types.js';
@@ -233,12 +234,39 @@ function clientCertificateSource(connection: MysqlConnectionOptions): string | u
   return undefined;
 }
 
+/** The fewest bits of an RSA or DSA key that OpenSSL takes at security level 2. */
+const LEVEL_2_KEY_BITS = 2048;
+
+/**
+ * Why a server may refuse `certificate` (the PEM of the client certificate in use) as a bad one, or
+ * undefined. node:tls takes an RSA key of 1024 bits (OpenSSL's security level 1), MariaDB's server
+ * asks for level 2 and answers a "bad certificate" alert that names no reason: measured with
+ * MariaDB 10.11, whose own client says "ee key too small" of the same pair.
+ */
+function keyTooSmallForServers(certificate: unknown): string | undefined {
+  if (typeof certificate !== 'string' && !Buffer.isBuffer(certificate)) return undefined;
+  let publicKey: X509Certificate['publicKey'];
+  try {
+    publicKey = new X509Certificate(certificate).publicKey;
+  } catch {
+    return undefined;
+  }
+  const bits = publicKey.asymmetricKeyDetails?.modulusLength;
+  if (bits === undefined || bits >= LEVEL_2_KEY_BITS) return undefined;
+  const type = (publicKey.asymmetricKeyType ?? 'rsa').toUpperCase();
+  return `its key, ${type} of ${bits} bits, is smaller than the ${LEVEL_2_KEY_BITS} bits a server at OpenSSL's security level 2 takes (as MariaDB's is): issue it again with a key of ${LEVEL_2_KEY_BITS} bits or more`;
+}
+
 /**
  * What to do about a connection to MySQL that failed for a reason of TLS, or undefined for any
  * other failure: node:tls and MariaDB name the symptom (a certificate "self-signed", a user's
  * "Access denied"), not the setting to change.
  */
-export function mysqlTlsHint(error: unknown, connection: MysqlConnectionOptions): string | undefined {
+export function mysqlTlsHint(
+  error: unknown,
+  connection: MysqlConnectionOptions,
+  clientCertificate?: unknown,
+): string | undefined {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   const text = typeof message === 'string' ? message : '';
   // MariaDB refuses a client without TLS, or without the certificate its user requires, with the
@@ -271,6 +299,10 @@ export function mysqlTlsHint(error: unknown, connection: MysqlConnectionOptions)
     }
     if (alert === 'CERTIFICATE_EXPIRED') {
       return `the server refused the client certificate of ${client}: it has expired: renew it`;
+    }
+    if (alert === 'BAD_CERTIFICATE') {
+      const small = keyTooSmallForServers(clientCertificate);
+      if (small !== undefined) return `the server refused the client certificate of ${client}: ${small}`;
     }
     if (/^(BAD_CERTIFICATE|CERTIFICATE_\w+|ACCESS_DENIED)$/.test(alert)) {
       return `the server refused the client certificate of ${client}`;
