@@ -137,12 +137,12 @@ export class ShopReadiness {
     this.#asking = true;
     let quick = false;
     try {
-      const { missing, unreached } = assess(
+      const { missing, draining, unreached } = assess(
         await this.#fetch(endpoint, ASK_TIMEOUT_MS),
         this.#options.services,
         this.#registeredAfter,
       );
-      if (missing.length === 0 && unreached.length === 0) {
+      if (missing.length === 0 && draining.length === 0 && unreached.length === 0) {
         if (!this.#stopped && this.#waitingSince !== undefined && this.#endpoint === endpoint) {
           this.#ready(httpEndpointUrl(endpoint));
         }
@@ -150,6 +150,7 @@ export class ShopReadiness {
       }
       if (
         missing.length === 0 &&
+        draining.length === 0 &&
         unreached.every((each) => each.unreachableSeconds === undefined) &&
         this.#quickAsks > 0
       ) {
@@ -162,6 +163,7 @@ export class ShopReadiness {
           : [
               `${listed(missing)} ${missing.length === 1 ? 'has' : 'have'} not registered with the distributor, or the gateway does not route to ${missing.length === 1 ? 'it' : 'them'} yet (see ${missing.length === 1 ? 'its' : 'their'} lines above)`,
             ]),
+        ...(draining.length === 0 ? [] : [drainingProblem(draining)]),
         ...(unreached.length === 0 ? [] : [unreachedProblem(unreached)]),
       ]
         .concat('the launcher says so once the shop is ready')
@@ -216,7 +218,10 @@ interface Unreached {
 /**
  * What the gateway's status shows standing between the shop and ready. `missing`: `gateway` when it
  * is not registered itself, and each service with no serving node (registered after its restart,
- * if it restarted) that a listed route is served by. `unreached`: each service with such nodes,
+ * if it restarted) that a listed route is served by, nor one listed as draining. `draining`: each
+ * service with no such serving node but one registered so and listed as draining, as a service is
+ * from its start until its database first answers (a database that does not exist, a password the
+ * server refuses): told apart, as "has not registered" sent the user to look at the registration. `unreached`: each service with such nodes,
  * none of which the gateway holds a connection to (`connected`): registered at an address the
  * gateway cannot reach (link-local, another interface's or host's, behind a firewall), or still
  * connecting; a request to it would fail, as the gateway's own /readyz says once its attempts fail.
@@ -225,25 +230,27 @@ function assess(
   status: GatewayStatusView,
   services: readonly string[],
   registeredAfter: ReadonlyMap<string, number>,
-): { missing: string[]; unreached: Unreached[] } {
+): { missing: string[]; draining: string[]; unreached: Unreached[] } {
   const nodes = Array.isArray(status.nodes) ? status.nodes : [];
   const routes = Array.isArray(status.routes) ? status.routes : [];
   const routed = new Set(routes.filter((route) => route.listed).flatMap((route) => route.serving));
   const missing = status.registered === true ? [] : ['gateway'];
+  const draining: string[] = [];
   const unreached: Unreached[] = [];
   for (const service of services) {
     const after = registeredAfter.get(service) ?? 0;
-    const serving = nodes.filter(
+    const registered = nodes.filter(
       (node) =>
         node.name === service &&
-        node.state === 'serving' &&
         node.kept !== true &&
         node.registeredAt !== null &&
-        Date.parse(node.registeredAt) >= after &&
-        routed.has(node.id),
+        Date.parse(node.registeredAt) >= after,
     );
-    if (serving.length === 0) missing.push(service);
-    else if (!serving.some((node) => node.connected === true)) {
+    const serving = registered.filter((node) => node.state === 'serving' && routed.has(node.id));
+    if (serving.length === 0) {
+      if (registered.some((node) => node.state === 'draining')) draining.push(service);
+      else missing.push(service);
+    } else if (!serving.some((node) => node.connected === true)) {
       const failing = serving.map((node) => node.unreachableSeconds);
       unreached.push({
         service,
@@ -254,7 +261,13 @@ function assess(
       });
     }
   }
-  return { missing, unreached };
+  return { missing, draining, unreached };
+}
+
+/** What the launcher says of the services registered whose every instance is draining. */
+function drainingProblem(draining: readonly string[]): string {
+  const one = draining.length === 1;
+  return `${listed(draining)} ${one ? 'is' : 'are'} registered but not serving (draining, as a service is until its database answers: see ${one ? 'its' : 'their'} lines above)`;
 }
 
 /**

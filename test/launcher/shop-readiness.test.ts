@@ -98,6 +98,25 @@ describe('ShopReadiness', () => {
     expect(lines[3]).toMatch(/^info the shop is ready again: .* \(distributor back; /);
   });
 
+  // A service whose database cannot be used (one that does not exist yet, a password refused)
+  // registers and stays draining: the warning said it had not registered with the distributor.
+  it('says of a service registered but draining that it is not serving, not that it has not registered', async () => {
+    const now = new Date().toISOString();
+    const status = {
+      current: statusOf([node('goods', now, { state: 'draining' }), node('members', now)]),
+    };
+    const { readiness, lines } = makeReadiness();
+    readiness.start();
+    readiness.gatewayListening(await gatewayServing(status));
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 3_000, interval: 50 });
+    expect(lines[0]).toBe(
+      'warn the shop is not ready 1 s after the start: goods is registered but not serving (draining, as a service is until its database answers: see its lines above); the launcher says so once the shop is ready',
+    );
+    status.current = statusOf([node('goods', now), node('members', now)]);
+    await vi.waitFor(() => expect(lines).toHaveLength(2), { timeout: 3_000, interval: 50 });
+    expect(lines[1]).toMatch(/^info the shop is ready: /);
+  });
+
   // A gateway on `--host fe80::1%eth0` said it listens at http://[fe80::1%25eth0]:8000, which WHATWG
   // URL takes no zone id in: the launcher threw there and exited, the shop still running without it.
   it('asks a gateway on a link-local address with a zone id there, zone id included, and says where it is ready', async () => {
