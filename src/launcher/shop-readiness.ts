@@ -221,10 +221,11 @@ interface Unreached {
  * if it restarted) that a listed route is served by, nor one listed as draining. `draining`: each
  * service with no such serving node but one registered so and listed as draining, as a service is
  * from its start until its database first answers (a database that does not exist, a password the
- * server refuses): told apart, as "has not registered" sent the user to look at the registration. `unreached`: each service with such nodes,
- * none of which the gateway holds a connection to (`connected`): registered at an address the
- * gateway cannot reach (link-local, another interface's or host's, behind a firewall), or still
- * connecting; a request to it would fail, as the gateway's own /readyz says once its attempts fail.
+ * server refuses): told apart, as "has not registered" sent the user to look at the registration.
+ * `unreached`: each service with such nodes, none of which the gateway holds a connection to
+ * (`connected`): registered at an address the gateway cannot reach (link-local, another interface's
+ * or host's, behind a firewall), or still connecting; a request to it would fail, as the gateway's
+ * own /readyz says once its attempts fail.
  */
 function assess(
   status: GatewayStatusView,

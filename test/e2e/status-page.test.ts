@@ -151,8 +151,8 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
 
   /**
    * The state cell of a node added to the status the gateway gives now, as the page shows it once
-   * the row matches `marker` (a selector of its data attributes), and the cell that says whether the gateway reaches
-   * it; the page must raise no error.
+   * the row matches `marker` (a selector of its data attributes), and the cell that says whether
+   * the gateway reaches it; the page must raise no error.
    */
   async function stateShownFor(
     node: Record<string, unknown>,
