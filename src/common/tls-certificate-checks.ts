@@ -198,10 +198,10 @@ interface Anchoring {
 
 /**
  * Builds a PEM's chain as node:tls (OpenSSL) builds a peer's: from its first certificate, each issuer
- * taken from `authorities` (the CA file) first, else from the intermediates after it. Node accepts it
- * only when it ends at a root (see isRoot) of the CA file, as OpenSSL's partial chains are off: an
- * intermediate of the CA file whose root the file lacks anchors nothing, nor does a root in the
- * certificate file.
+ * taken from `authorities` (the CA file) first, else from the intermediates after it, chosen among
+ * several as OpenSSL chooses (see issuerAmong). Node accepts it only when it ends at a root (see
+ * isRoot) of the CA file, as OpenSSL's partial chains are off: an intermediate of the CA file whose
+ * root the file lacks anchors nothing, nor does a root in the certificate file.
  */
 export function anchoringOf(pem: Buffer, authorities: readonly X509Certificate[]): Anchoring {
   const certificates = certificateBlocks(pem).flatMap((block) => parseCertificate(block) ?? []);
@@ -217,11 +217,32 @@ export function anchoringOf(pem: Buffer, authorities: readonly X509Certificate[]
       authority ??= subject;
       if (isRoot(subject)) return { chain, authority, anchored: true };
     }
-    const issuer = (candidates: readonly X509Certificate[]) =>
-      candidates.find((candidate) => candidate !== subject && issuedBy(subject, candidate));
-    link = issuer(authorities) ?? issuer(certificates.slice(1));
+    link = issuerAmong(subject, authorities) ?? issuerAmong(subject, certificates.slice(1));
   }
   return { chain, ...(authority === undefined ? {} : { authority }), anchored: false };
+}
+
+/**
+ * The issuer of `subject` among `candidates` that OpenSSL takes (X509_STORE_CTX_get1_issuer for the
+ * CA file, find_issuer for the peer's chain): the first that issued it and is valid now, else the
+ * one of them that expires last. The first by order alone was wrong: a CA file that keeps an
+ * expired copy of an intermediate (cross-signed by a root since dropped) before the valid one works,
+ * as node:tls passes over the copy, and was refused at start as a chain to a rootless intermediate.
+ */
+function issuerAmong(
+  subject: X509Certificate,
+  candidates: readonly X509Certificate[],
+): X509Certificate | undefined {
+  const now = Date.now();
+  let lastToExpire: X509Certificate | undefined;
+  for (const candidate of candidates) {
+    if (candidate === subject || !issuedBy(subject, candidate)) continue;
+    if (Date.parse(candidate.validFrom) <= now && now <= Date.parse(candidate.validTo)) return candidate;
+    if (!lastToExpire || Date.parse(candidate.validTo) > Date.parse(lastToExpire.validTo)) {
+      lastToExpire = candidate;
+    }
+  }
+  return lastToExpire;
 }
 
 /**

@@ -5,13 +5,14 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { connect, createServer } from 'node:tls';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { CertificateFiles } from '../../scripts/certs.mjs';
 import { ConfigError } from '../../src/common/config.js';
 import { channelCredentials, serverCredentials } from '../../src/common/tls.js';
 import { checkOwnIdentity, readTlsFiles, watchTlsFiles } from '../../src/common/tls-files.js';
 import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { installCertificate } from '../helpers/certs.js';
-import { useChainedPki } from '../helpers/chained-pki.js';
+import { type ChainedPki, useChainedPki } from '../helpers/chained-pki.js';
 import { captureLog } from '../helpers/log-capture.js';
 
 // The start and reload checks of TLS files with certificates of an intermediate CA: the certificate
@@ -60,6 +61,80 @@ function bundle(dir: string, name: string, parts: readonly string[]): string {
   const file = join(dir, name);
   writeFileSync(file, parts.map((part) => readFileSync(part, 'utf8')).join(''));
   return file;
+}
+
+/**
+ * Another certificate of `ca` (its name and key: a cross-signed copy, as a PKI moved to a new root
+ * hands out) signed by `issuer`, valid from `notBefore` to `notAfter`: `<dir>/<name>.crt`.
+ */
+function crossSigned(
+  ca: CertificateFiles,
+  issuer: CertificateFiles,
+  dir: string,
+  name: string,
+  { notBefore, notAfter }: { notBefore: string; notAfter: string },
+): string {
+  const scratch = mkdtempSync(join(dir, `${name}-`));
+  const path = (file: string) => join(scratch, file);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: scratch, stdio: 'ignore' });
+  const subject = `/${new X509Certificate(readFileSync(ca.certFile)).subject.replaceAll('\n', '/')}`;
+  openssl('req', '-new', '-key', ca.keyFile, '-subj', subject, '-out', path('copy.csr'));
+  writeFileSync(path('serial'), '1000\n');
+  writeFileSync(path('index.txt'), '');
+  writeFileSync(
+    path('ca.cnf'),
+    [
+      '[ca]',
+      'default_ca = issuer',
+      '[issuer]',
+      'database = index.txt',
+      'serial = serial',
+      'new_certs_dir = .',
+      'policy = names',
+      'unique_subject = no',
+      'default_md = sha256',
+      '[names]',
+      'commonName = supplied',
+      '[ext]',
+      'basicConstraints = critical, CA:TRUE, pathlen:0',
+      'keyUsage = critical, keyCertSign, cRLSign',
+      'subjectKeyIdentifier = hash',
+      'authorityKeyIdentifier = keyid',
+    ].join('\n'),
+  );
+  const out = join(dir, `${name}.crt`);
+  openssl(
+    'ca',
+    '-batch',
+    '-notext',
+    '-config',
+    path('ca.cnf'),
+    '-in',
+    path('copy.csr'),
+    '-out',
+    out,
+    '-cert',
+    issuer.certFile,
+    '-keyfile',
+    issuer.keyFile,
+    '-startdate',
+    notBefore,
+    '-enddate',
+    notAfter,
+    '-extensions',
+    'ext',
+    '-preserveDN',
+  );
+  return out;
+}
+
+/** A copy of the PKI's intermediate cross-signed by a root since dropped, expired in 2021. */
+function expiredCrossSignedIntermediate(pki: ChainedPki, name: string): string {
+  const droppedRoot = pki.newRoot(`${name}-dropped-root`, 'dropped test root CA');
+  return crossSigned(pki.intermediate, droppedRoot, pki.dir, name, {
+    notBefore: '20200101000000Z',
+    notAfter: '20210101000000Z',
+  });
 }
 
 describe('a certificate file of the certificate then its intermediate, with the root as CA file', () => {
@@ -132,6 +207,37 @@ describe('a certificate file of the certificate then its intermediate, with the 
       ]);
       expect(lines.map((line) => line.msg).join('\n')).not.toContain('PRIVATE KEY');
     }
+  });
+
+  it('starts without a word when the CA file holds an expired copy of its intermediate before the valid one, as node:tls passes over it', async () => {
+    // A CA bundle that kept the intermediate cross-signed by a root since dropped, expired, before
+    // the intermediate signed by its root: node:tls takes the issuer that is valid now. Before, the
+    // start check took the first by order and refused it (exit 2) as a chain to a rootless intermediate.
+    const { pki } = made;
+    const expiredCopy = expiredCrossSignedIntermediate(pki, 'start-expired-copy');
+    const caFile = bundle(pki.dir, 'expired-copy-intermediate-root.crt', [
+      expiredCopy,
+      pki.intermediate.certFile,
+      pki.rootFile,
+    ]);
+    const own = pki.files('goods');
+    const leafAlone = { ...own, certFile: pki.leafOnly(own.certFile, 'goods-leaf-beside-expired-copy') };
+    for (const files of [
+      { ...own, caFile },
+      { ...leafAlone, caFile },
+    ]) {
+      expect(await peerVerdict(files, caFile)).toBe('accepted');
+      const onStartWarning = vi.fn();
+      expect(() => serverCredentials(files, { onStartWarning })).not.toThrow();
+      expect(() => channelCredentials(files, { expectedName: 'goods', onStartWarning })).not.toThrow();
+      expect(onStartWarning).not.toHaveBeenCalled();
+    }
+    // Without the valid intermediate, node:tls takes the expired copy and refuses; so does the check.
+    const copyAndRoot = bundle(pki.dir, 'expired-copy-root.crt', [expiredCopy, pki.rootFile]);
+    expect(await peerVerdict(own, copyAndRoot)).toBe('UNABLE_TO_GET_ISSUER_CERT');
+    expect(() => serverCredentials({ ...own, caFile: copyAndRoot })).toThrow(
+      'chains to the intermediate CA "CN=test intermediate CA" of TLS CA file',
+    );
   });
 
   it('is refused at start when it chains to an intermediate of the CA file whose root the file lacks', async () => {
@@ -334,6 +440,34 @@ describe('a renewal from an intermediate', () => {
       installCertificate(pki.issue('goods-of-next', { identity: 'goods', by: next }), folder, 'goods');
       await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
       expect(onChange.mock.calls[0]![0].cert).toEqual(readFileSync(files.certFile));
+      expect(onReloadError).not.toHaveBeenCalled();
+    } finally {
+      stop();
+    }
+  });
+
+  it('is taken when the CA file holds an expired copy of its intermediate before the valid one', async () => {
+    // The certificate in use of another intermediate of the root, the renewal of the intermediate
+    // whose expired cross-signed copy the CA file holds first: node:tls passes over the copy. Before,
+    // the renewal was refused as a chain to an intermediate of the CA file without its root.
+    const { pki } = made;
+    const folder = mkdtempSync(join(pki.dir, 'renewal-beside-expired-copy-'));
+    const caFile = bundle(folder, 'ca.crt', [
+      expiredCrossSignedIntermediate(pki, 'renewal-expired-copy'),
+      pki.intermediate.certFile,
+      pki.rootFile,
+    ]);
+    const other = pki.newIntermediate('in-use-intermediate', { commonName: 'in-use intermediate CA' });
+    const inUse = pki.issue('goods-in-use', { identity: 'goods', by: other });
+    const files = { caFile, ...installCertificate(inUse, folder, 'goods') };
+    const renewal = pki.issue('goods-beside-expired-copy', { identity: 'goods' });
+    expect(await peerVerdict(renewal, caFile)).toBe('accepted');
+    const onChange = vi.fn();
+    const onReloadError = vi.fn();
+    const stop = watchTlsFiles(files, readTlsFiles(files), onChange, { ...REFRESH, onReloadError });
+    try {
+      installCertificate(renewal, folder, 'goods');
+      await vi.waitFor(() => expect(onChange).toHaveBeenCalledOnce(), WAIT);
       expect(onReloadError).not.toHaveBeenCalled();
     } finally {
       stop();
