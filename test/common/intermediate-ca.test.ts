@@ -222,11 +222,19 @@ describe('a certificate file of the certificate then its intermediate, with the 
     ]);
     const own = pki.files('goods');
     const leafAlone = { ...own, certFile: pki.leafOnly(own.certFile, 'goods-leaf-beside-expired-copy') };
+    // So too among a certificate file's intermediates (the copy, then the intermediate), the root
+    // as CA file: node:tls takes the valid one of the peer's chain as well.
+    const withCopy = bundle(pki.dir, 'goods-with-expired-copy.crt', [
+      leafAlone.certFile,
+      expiredCopy,
+      pki.intermediate.certFile,
+    ]);
     for (const files of [
       { ...own, caFile },
       { ...leafAlone, caFile },
+      { ...own, certFile: withCopy },
     ]) {
-      expect(await peerVerdict(files, caFile)).toBe('accepted');
+      expect(await peerVerdict(files, files.caFile)).toBe('accepted');
       const onStartWarning = vi.fn();
       expect(() => serverCredentials(files, { onStartWarning })).not.toThrow();
       expect(() => channelCredentials(files, { expectedName: 'goods', onStartWarning })).not.toThrow();
