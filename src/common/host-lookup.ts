@@ -13,6 +13,8 @@ export const lookupAll: HostLookup = async (name) =>
  * attempts (5 s twice per server by default): probed with a DNS server that drops queries, a
  * service with --distributor a name registered 10 s late, and a SIGTERM meanwhile was acted on
  * only after the lookup. A name in /etc/hosts or from a DNS server that answers takes milliseconds.
+ * The timeout bounds the wait, not the lookup: getaddrinfo runs on in libuv's threadpool, and
+ * Node's exit waits for it, so a process stopped meanwhile exits only when it returns.
  */
 export const START_LOOKUP_TIMEOUT_MS = 2_000;
 
