@@ -1,6 +1,6 @@
 import { createConnection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { classifyMysqlError } from '../../src/services/common/mysql-database.js';
+import { classifyMysqlError } from '../../src/services/common/mysql-errors.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
 

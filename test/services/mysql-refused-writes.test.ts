@@ -4,7 +4,7 @@ import { createConnection } from 'mysql2/promise';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { type CreateGoodsRequest, GoodsServiceClient } from '../../src/gen/services.js';
 import { DATABASE_UNAVAILABLE } from '../../src/services/common/database-errors.js';
-import { classifyMysqlError } from '../../src/services/common/mysql-database.js';
+import { classifyMysqlError } from '../../src/services/common/mysql-errors.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { createServiceServer } from '../../src/services/common/service-server.js';
 import { goodsService } from '../../src/services/goods/goods-service.js';
