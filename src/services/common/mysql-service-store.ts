@@ -1,7 +1,8 @@
 import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Outcome } from './idempotency.js';
-import { MysqlDatabase, type MysqlSchemaStep, type MysqlStoreOptions } from './mysql-database.js';
+import { MysqlDatabase, type MysqlStoreOptions } from './mysql-database.js';
 import { MysqlIdempotencyJournal } from './mysql-idempotency.js';
+import type { MysqlSchemaStep } from './mysql-schema.js';
 import type { ServiceStore } from './service-store.js';
 
 /**

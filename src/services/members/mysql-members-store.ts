@@ -8,10 +8,10 @@ import {
   MYSQL_NOW_MS,
   MYSQL_NOW_US,
   type MysqlStoreOptions,
-  mysqlColumnsAdded,
   type SqlExecutor,
 } from '../common/mysql-database.js';
 import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
+import { mysqlColumnsAdded } from '../common/mysql-schema.js';
 import { MysqlServiceStore } from '../common/mysql-service-store.js';
 import {
   type CreateMemberResult,
