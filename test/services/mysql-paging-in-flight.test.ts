@@ -1,9 +1,10 @@
 import { type Connection, createConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { MysqlDatabase, type PageReader } from '../../src/services/common/mysql-database.js';
+import { MysqlDatabase } from '../../src/services/common/mysql-database.js';
 import { IN_FLIGHT_WAIT_MS, readPageHoldingBackInFlight } from '../../src/services/common/mysql-paging.js';
 import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { PAGE_TEXT_BYTES, takePage } from '../../src/services/common/paging.js';
+import type { PageReader } from '../../src/services/common/sql-executor.js';
 import { MYSQL_GOODS_SCHEMA, MysqlGoodsStore } from '../../src/services/goods/mysql-goods-store.js';
 import { MysqlPurchasesStore } from '../../src/services/purchases/mysql-purchases-store.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';

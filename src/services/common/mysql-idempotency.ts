@@ -15,7 +15,8 @@ import {
   type Outcome,
   outcomeFor,
 } from './idempotency.js';
-import { MYSQL_NOW_MS, type MysqlDatabase, type SqlExecutor } from './mysql-database.js';
+import { MYSQL_NOW_MS, type MysqlDatabase } from './mysql-database.js';
+import type { SqlExecutor } from './sql-executor.js';
 
 /**
  * The journal table of one service in MySQL (see idempotency.ts). The key is ASCII compared byte for

@@ -1,7 +1,8 @@
 import type { ExecuteValues, RowDataPacket } from 'mysql2/promise';
 import type { TraceSpan } from '../../common/trace-span.js';
-import type { MysqlDatabase, PageReader } from './mysql-database.js';
+import type { MysqlDatabase } from './mysql-database.js';
 import type { StoredPage } from './paging.js';
+import type { PageReader } from './sql-executor.js';
 
 /**
  * Keyset pages on MySQL/InnoDB that skip no row written while a caller pages.

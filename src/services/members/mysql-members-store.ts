@@ -4,15 +4,11 @@ import { ServiceError } from '../../common/service-error.js';
 import type { TraceSpan } from '../../common/trace-span.js';
 import { driverErrorCode } from '../common/database-errors.js';
 import type { Once, Outcome } from '../common/idempotency.js';
-import {
-  MYSQL_NOW_MS,
-  MYSQL_NOW_US,
-  type MysqlStoreOptions,
-  type SqlExecutor,
-} from '../common/mysql-database.js';
+import { MYSQL_NOW_MS, MYSQL_NOW_US, type MysqlStoreOptions } from '../common/mysql-database.js';
 import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import { mysqlColumnsAdded } from '../common/mysql-schema.js';
 import { MysqlServiceStore } from '../common/mysql-service-store.js';
+import type { SqlExecutor } from '../common/sql-executor.js';
 import {
   type CreateMemberResult,
   type MemberCredentials,

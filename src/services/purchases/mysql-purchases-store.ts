@@ -1,11 +1,12 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import type { TraceSpan } from '../../common/trace-span.js';
 import type { Once, Outcome } from '../common/idempotency.js';
-import type { MysqlStoreOptions, SqlExecutor } from '../common/mysql-database.js';
+import type { MysqlStoreOptions } from '../common/mysql-database.js';
 import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import { readPageHoldingBackInFlight } from '../common/mysql-paging.js';
 import { MysqlServiceStore } from '../common/mysql-service-store.js';
 import { type PageQuery, type StoredPage, takePage } from '../common/paging.js';
+import type { SqlExecutor } from '../common/sql-executor.js';
 import type { NewPurchase, PurchaseRecord, PurchasesStore } from './purchases-store.js';
 
 /**
