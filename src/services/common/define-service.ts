@@ -1,7 +1,7 @@
 import type { FileDescriptorSet } from '@bufbuild/protobuf/wkt';
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../../common/logger.js';
-import type { MysqlStoreOptions } from './mysql-database.js';
+import type { MysqlStoreOptions } from './mysql-database-options.js';
 import type { ServiceStore } from './service-store.js';
 import type { SqliteStoreOptions } from './sqlite-database.js';
 

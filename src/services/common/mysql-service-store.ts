@@ -1,6 +1,7 @@
 import type { TraceSpan } from '../../common/trace-span.js';
 import type { IdempotencyClaim, Outcome } from './idempotency.js';
-import { MysqlDatabase, type MysqlStoreOptions } from './mysql-database.js';
+import { MysqlDatabase } from './mysql-database.js';
+import type { MysqlStoreOptions } from './mysql-database-options.js';
 import { MysqlIdempotencyJournal } from './mysql-idempotency.js';
 import type { MysqlSchemaStep } from './mysql-schema.js';
 import type { ServiceStore } from './service-store.js';

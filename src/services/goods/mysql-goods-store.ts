@@ -1,7 +1,7 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import type { TraceSpan } from '../../common/trace-span.js';
 import type { Once, Outcome } from '../common/idempotency.js';
-import type { MysqlStoreOptions } from '../common/mysql-database.js';
+import type { MysqlStoreOptions } from '../common/mysql-database-options.js';
 import { mysqlIdempotencySchema } from '../common/mysql-idempotency.js';
 import { readPageHoldingBackInFlight } from '../common/mysql-paging.js';
 import { MysqlServiceStore } from '../common/mysql-service-store.js';

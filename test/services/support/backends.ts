@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { createConnection } from 'mysql2/promise';
 import { inject } from 'vitest';
 import type { ShopService } from '../../../src/services/common/define-service.js';
-import type { MysqlStoreOptions } from '../../../src/services/common/mysql-database.js';
+import type { MysqlStoreOptions } from '../../../src/services/common/mysql-database-options.js';
 import { parseMysqlUrl } from '../../../src/services/common/mysql-url.js';
 import type { ServiceStore } from '../../../src/services/common/service-store.js';
 import type { SqliteStoreOptions } from '../../../src/services/common/sqlite-database.js';
