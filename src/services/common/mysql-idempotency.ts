@@ -15,7 +15,8 @@ import {
   type Outcome,
   outcomeFor,
 } from './idempotency.js';
-import { MYSQL_NOW_MS, type MysqlDatabase } from './mysql-database.js';
+import type { MysqlDatabase } from './mysql-database.js';
+import { MYSQL_NOW_MS } from './mysql-now.js';
 import type { SqlExecutor } from './sql-executor.js';
 
 /**
