@@ -16,7 +16,6 @@ import {
   type DatabaseObserver,
   databaseOperation,
   operationOfStatement,
-  type PoolStats,
   transactionOn,
 } from './database-telemetry.js';
 import type { MysqlDatabaseOptions } from './mysql-database-options.js';
@@ -26,6 +25,7 @@ import {
   MysqlTimeoutError,
   PRIVILEGE_DENIED_CODES,
 } from './mysql-errors.js';
+import { poolStats } from './mysql-pool-stats.js';
 import { type MysqlSchemaStep, tableCreatedBy } from './mysql-schema.js';
 import { mysqlTlsHint, mysqlTlsPoolOptions, watchMysqlTlsFiles } from './mysql-tls.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
@@ -578,15 +578,4 @@ export class MysqlDatabase implements SqlExecutor {
       );
     });
   }
-}
-
-/**
- * The pool's occupancy, read from mysql2's pool (its connection lists are not public API: a
- * version that renames them reads as an empty pool rather than failing a scrape).
- */
-function poolStats(pool: Pool, max: number): PoolStats {
-  const core = (pool as unknown as { pool?: Record<string, { length?: number } | undefined> }).pool ?? {};
-  const all = core._allConnections?.length ?? 0;
-  const idle = core._freeConnections?.length ?? 0;
-  return { used: Math.max(0, all - idle), idle, waiting: core._connectionQueue?.length ?? 0, max };
 }
