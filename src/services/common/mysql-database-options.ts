@@ -4,14 +4,14 @@ import type { IdempotencyOptions } from './idempotency.js';
 import type { MysqlSchemaStep } from './mysql-schema.js';
 import type { MysqlConnectionOptions } from './mysql-url.js';
 
-/** Options of {@link MysqlDatabase}. */
+/** Options of MysqlDatabase (mysql-database.ts). */
 export interface MysqlDatabaseOptions {
   connection: MysqlConnectionOptions;
   /**
    * `CREATE TABLE IF NOT EXISTS` statements for the service's own tables. They run before the first
    * statement and again after a failure, so a service started while MySQL is down creates its tables
    * once MySQL is back, without a restart. A step that is a function looks before it changes
-   * anything (see {@link mysqlColumnsAdded}).
+   * anything (see mysqlColumnsAdded in mysql-schema.ts).
    */
   schema: readonly MysqlSchemaStep[];
   log?: Logger;
