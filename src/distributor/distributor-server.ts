@@ -143,7 +143,11 @@ export interface DistributorServer {
   listen(host: string, port: number): Promise<number>;
   /** The IP addresses it listens on, once listening, in the order they were bound (see boundAddressesOf). */
   boundAddresses(): string[];
-  /** Stops taking calls, closes every stream with UNAVAILABLE, then shuts the server down. */
+  /**
+   * Stops taking calls, closes every stream with UNAVAILABLE (a refused Register stream still
+   * draining too: its status follows its answers), then shuts the server down: a stream whose
+   * client reads nothing is cut when `graceMs` runs out.
+   */
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -235,7 +239,12 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       sentAt: registry.now(),
     });
   const openStreams = new Set<OpenStream>();
-  options.telemetry?.watchRegistry(registry, () => openStreams.size);
+  /**
+   * Register streams refused, their node off the list, whose status waits for the answers given
+   * before it (see refuse): no longer registrations, but still open and holding those answers.
+   */
+  const refusedStreams = new Set<OpenStream>();
+  options.telemetry?.watchRegistry(registry, () => openStreams.size + refusedStreams.size);
 
   /**
    * Checks a Watch, List or GetDescriptorSet call's credentials: the error to end it with (logged),
@@ -312,9 +321,22 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       // Ended before the node leaves: a list still waiting for the stream is made as it is now.
       const answersOut = new Promise<void>((resolve) => endAnswers(resolve));
       finish(serviceError.message);
-      void answersOut.then(() =>
-        call.emit('error', { code: serviceError.code, details: serviceError.message }),
-      );
+      const draining: OpenStream = {
+        call,
+        fields: stream.fields,
+        // At a stop, UNAVAILABLE rather than the refusal, after the same answers.
+        close(error: ServiceError): void {
+          refusedStreams.delete(draining);
+          call.emit('error', { code: error.code, details: error.message });
+        },
+      };
+      refusedStreams.add(draining);
+      // Reset by UnreadAnswerWatch, or by the node: grpc-js calls back none of its writes then.
+      call.on('cancelled', () => refusedStreams.delete(draining));
+      void answersOut.then(() => {
+        if (!refusedStreams.delete(draining)) return;
+        call.emit('error', { code: serviceError.code, details: serviceError.message });
+      });
     };
     const stateChanges = new TokenBucket(
       limits.stateChangesPerSecond,
@@ -593,7 +615,7 @@ export function createDistributorServer(options: DistributorServerOptions = {}):
       admission?.close();
       registry.unsubscribeAll();
       feed.close();
-      for (const stream of [...openStreams]) stream.close(closing);
+      for (const stream of [...openStreams, ...refusedStreams]) stream.close(closing);
       endHealthWatches(health, closing.message);
       await shutdown(server, graceMs);
     },

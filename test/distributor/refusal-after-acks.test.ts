@@ -1,6 +1,7 @@
 import { type ClientHttp2Stream, connect as connectHttp2, constants } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it, vi } from 'vitest';
+import { DistributorTelemetry } from '../../src/distributor/distributor-telemetry.js';
 import { REGISTRATION_LIMITS } from '../../src/distributor/registration-limits.js';
 import { NodeState, RegisterRequest, RegisterResponse } from '../../src/gen/distributor.js';
 import { gatewayNode } from '../helpers/nodes.js';
@@ -178,5 +179,49 @@ describe('a Register stream refused after its node was listed', () => {
     expect(await ended).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
     // Found waiting within a quarter of the timeout, reset a timeout later, looked at every quarter.
     expect(performance.now() - started).toBeLessThan(unreadAnswerTimeoutMs * 2 + 1_000);
+  });
+});
+
+describe('a refused Register stream whose answers still wait', () => {
+  /** Opens a Register stream on a window of 0 and has it refused after its burst: its answers wait. */
+  async function refusedWhileUnread(port: number, address: string) {
+    const { session, open } = closedWindowSession(port);
+    const stream = openRawCall(session, REGISTER);
+    const { ended } = received(stream);
+    stream.write(grpcFrame(RegisterRequest.encode(describeNodeWith(gatewayNode())).finish()));
+    for (const state of flips(REGISTRATION_LIMITS.stateChangeBurst + 1)) {
+      stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
+    }
+    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    return { open, ended };
+  }
+
+  /** The line of shop_registry_open_streams in what `telemetry` reports. */
+  const openStreamsOf = (telemetry: DistributorTelemetry) => async () =>
+    (await telemetry.registry!.metrics())
+      .split('\n')
+      .find((line) => line.startsWith('shop_registry_open_streams '));
+
+  it('is counted among the open streams until it has ended', async () => {
+    const telemetry = new DistributorTelemetry();
+    const { port, address } = await startDistributor({ telemetry });
+    const openStreams = openStreamsOf(telemetry);
+    expect(await openStreams()).toBe('shop_registry_open_streams 0');
+    const { open, ended } = await refusedWhileUnread(port, address);
+    // Off the list, but still open and holding its answers.
+    expect(await openStreams()).toBe('shop_registry_open_streams 1');
+    open();
+    expect(await ended).toMatchObject({ grpcStatus: status.RESOURCE_EXHAUSTED });
+    await vi.waitFor(async () => expect(await openStreams()).toBe('shop_registry_open_streams 0'));
+  });
+
+  it('is counted no more once reset for taking none of its answers', async () => {
+    const telemetry = new DistributorTelemetry();
+    const { port, address } = await startDistributor({ telemetry, unreadAnswerTimeoutMs: 300 });
+    const openStreams = openStreamsOf(telemetry);
+    const { ended } = await refusedWhileUnread(port, address);
+    expect(await openStreams()).toBe('shop_registry_open_streams 1');
+    expect(await ended).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
+    await vi.waitFor(async () => expect(await openStreams()).toBe('shop_registry_open_streams 0'));
   });
 });
