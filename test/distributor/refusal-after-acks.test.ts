@@ -70,6 +70,24 @@ const flips = (count: number) =>
     index % 2 === 0 ? NodeState.NODE_STATE_DRAINING : NodeState.NODE_STATE_SERVING,
   );
 
+/**
+ * A Register stream on a connection of a closed window (see closedWindowSession): `first`, a state
+ * message for each of `states`, then `after`. Its answers wait in the distributor until `open()`.
+ */
+function registerUnread(port: number, first: RegisterRequest, states: NodeState[], after?: RegisterRequest) {
+  const { session, open } = closedWindowSession(port);
+  const stream = openRawCall(session, REGISTER);
+  const { responses, ended } = received(stream);
+  for (const message of [first, ...states.map(stateMessage), ...(after ? [after] : [])]) {
+    stream.write(grpcFrame(RegisterRequest.encode(message).finish()));
+  }
+  return { stream, responses, ended, open };
+}
+
+/** Resolves once the distributor lists no node: a refused node leaves at its refusal. */
+const offTheList = (address: string) =>
+  vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+
 describe('a Register stream refused after its node was listed', () => {
   it('of a node that reads as it goes, gets every acknowledgement of its burst before the refusal', async () => {
     const { address } = await startDistributor();
@@ -89,15 +107,11 @@ describe('a Register stream refused after its node was listed', () => {
   it('gets the acknowledgement of every change applied before the refusal, in order, then the status', async () => {
     const { port, address } = await startDistributor();
     const burst = REGISTRATION_LIMITS.stateChangeBurst;
-    const { session, open } = closedWindowSession(port);
-    const stream = openRawCall(session, REGISTER);
-    const { responses, ended } = received(stream);
-    stream.write(grpcFrame(RegisterRequest.encode(describeNodeWith(gatewayNode())).finish()));
     // The burst is applied, the one after it refused.
     const states = flips(burst + 1);
-    for (const state of states) stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
+    const { responses, ended, open } = registerUnread(port, describeNodeWith(gatewayNode()), states);
     // The node leaves the list at the refusal, not once its answers are read.
-    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    await offTheList(address);
     open();
     expect(await ended).toEqual({
       grpcStatus: status.RESOURCE_EXHAUSTED,
@@ -113,14 +127,14 @@ describe('a Register stream refused after its node was listed', () => {
 
   it('gets them before an INVALID_ARGUMENT for a malformed later message too', async () => {
     const { port, address } = await startDistributor({ limits: { stateChangeBurst: 20 } });
-    const { session, open } = closedWindowSession(port);
-    const stream = openRawCall(session, REGISTER);
-    const { responses, ended } = received(stream);
-    stream.write(grpcFrame(RegisterRequest.encode(describeNodeWith(gatewayNode())).finish()));
     const states = flips(15);
-    for (const state of states) stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
-    stream.write(grpcFrame(RegisterRequest.encode(describeNode(gatewayNode())).finish()));
-    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    const { responses, ended, open } = registerUnread(
+      port,
+      describeNodeWith(gatewayNode()),
+      states,
+      describeNode(gatewayNode()),
+    );
+    await offTheList(address);
     open();
     expect(await ended).toMatchObject({ grpcStatus: status.INVALID_ARGUMENT });
     expect(ackStates(responses)).toEqual(['NODE_STATE_SERVING', ...states.map((state) => NodeState[state])]);
@@ -130,13 +144,9 @@ describe('a Register stream refused after its node was listed', () => {
     // An odd burst: the last change applied leaves the node DRAINING, as no earlier list shows it.
     const burst = 9;
     const { port, address } = await startDistributor({ limits: { stateChangeBurst: burst } });
-    const { session, open } = closedWindowSession(port);
-    const stream = openRawCall(session, REGISTER);
-    const { responses, ended } = received(stream);
-    stream.write(grpcFrame(RegisterRequest.encode(describeNode(gatewayNode())).finish()));
     const states = flips(burst + 1);
-    for (const state of states) stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
-    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    const { responses, ended, open } = registerUnread(port, describeNode(gatewayNode()), states);
+    await offTheList(address);
     open();
     expect(await ended).toMatchObject({ grpcStatus: status.RESOURCE_EXHAUSTED });
     // Snapshots are coalesced while the node reads none (only the newest waits), but the newest is sent.
@@ -148,14 +158,13 @@ describe('a Register stream refused after its node was listed', () => {
   it('gets its refusal, not an OK, when it half-closes while its acknowledgements wait', async () => {
     const { port, address } = await startDistributor();
     const burst = REGISTRATION_LIMITS.stateChangeBurst;
-    const { session, open } = closedWindowSession(port);
-    const stream = openRawCall(session, REGISTER);
-    const { responses, ended } = received(stream);
-    stream.write(grpcFrame(RegisterRequest.encode(describeNodeWith(gatewayNode())).finish()));
-    const states = flips(burst + 1);
-    for (const state of states) stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
+    const { stream, responses, ended, open } = registerUnread(
+      port,
+      describeNodeWith(gatewayNode()),
+      flips(burst + 1),
+    );
     stream.end();
-    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    await offTheList(address);
     // The half-close reached the distributor too (it comes after the messages, on the same stream).
     await new Promise((resolve) => setTimeout(resolve, 50));
     open();
@@ -167,15 +176,9 @@ describe('a Register stream refused after its node was listed', () => {
     const unreadAnswerTimeoutMs = 300;
     const { port, address } = await startDistributor({ unreadAnswerTimeoutMs });
     const burst = REGISTRATION_LIMITS.stateChangeBurst;
-    const { session } = closedWindowSession(port);
-    const stream = openRawCall(session, REGISTER);
-    const { ended } = received(stream);
     const started = performance.now();
-    stream.write(grpcFrame(RegisterRequest.encode(describeNodeWith(gatewayNode())).finish()));
-    for (const state of flips(burst + 1)) {
-      stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
-    }
-    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    const { ended } = registerUnread(port, describeNodeWith(gatewayNode()), flips(burst + 1));
+    await offTheList(address);
     expect(await ended).toEqual({ rstCode: constants.NGHTTP2_CANCEL });
     // Found waiting within a quarter of the timeout, reset a timeout later, looked at every quarter.
     expect(performance.now() - started).toBeLessThan(unreadAnswerTimeoutMs * 2 + 1_000);
@@ -185,14 +188,12 @@ describe('a Register stream refused after its node was listed', () => {
 describe('a refused Register stream whose answers still wait', () => {
   /** Opens a Register stream on a window of 0 and has it refused after its burst: its answers wait. */
   async function refusedWhileUnread(port: number, address: string) {
-    const { session, open } = closedWindowSession(port);
-    const stream = openRawCall(session, REGISTER);
-    const { ended } = received(stream);
-    stream.write(grpcFrame(RegisterRequest.encode(describeNodeWith(gatewayNode())).finish()));
-    for (const state of flips(REGISTRATION_LIMITS.stateChangeBurst + 1)) {
-      stream.write(grpcFrame(RegisterRequest.encode(stateMessage(state)).finish()));
-    }
-    await vi.waitFor(async () => expect((await list(address)).snapshot!.nodes).toEqual([]));
+    const { open, ended } = registerUnread(
+      port,
+      describeNodeWith(gatewayNode()),
+      flips(REGISTRATION_LIMITS.stateChangeBurst + 1),
+    );
+    await offTheList(address);
     return { open, ended };
   }
 
