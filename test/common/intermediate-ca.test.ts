@@ -14,6 +14,7 @@ import { parseMysqlUrl } from '../../src/services/common/mysql-url.js';
 import { installCertificate } from '../helpers/certs.js';
 import { type ChainedPki, useChainedPki } from '../helpers/chained-pki.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { opensslCaSign } from '../helpers/openssl-ca.js';
 
 // The start and reload checks of TLS files with certificates of an intermediate CA: the certificate
 // file holds the certificate then the intermediate, the CA file the root (see docs/operations.md).
@@ -79,52 +80,22 @@ function crossSigned(
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: scratch, stdio: 'ignore' });
   const subject = `/${new X509Certificate(readFileSync(ca.certFile)).subject.replaceAll('\n', '/')}`;
   openssl('req', '-new', '-key', ca.keyFile, '-subj', subject, '-out', path('copy.csr'));
-  writeFileSync(path('serial'), '1000\n');
-  writeFileSync(path('index.txt'), '');
-  writeFileSync(
-    path('ca.cnf'),
-    [
-      '[ca]',
-      'default_ca = issuer',
-      '[issuer]',
-      'database = index.txt',
-      'serial = serial',
-      'new_certs_dir = .',
-      'policy = names',
-      'unique_subject = no',
-      'default_md = sha256',
-      '[names]',
-      'commonName = supplied',
-      '[ext]',
+  const out = join(dir, `${name}.crt`);
+  opensslCaSign({
+    dir: scratch,
+    csr: path('copy.csr'),
+    out,
+    issuer,
+    extensions: [
       'basicConstraints = critical, CA:TRUE, pathlen:0',
       'keyUsage = critical, keyCertSign, cRLSign',
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid',
-    ].join('\n'),
-  );
-  const out = join(dir, `${name}.crt`);
-  openssl(
-    'ca',
-    '-batch',
-    '-notext',
-    '-config',
-    path('ca.cnf'),
-    '-in',
-    path('copy.csr'),
-    '-out',
-    out,
-    '-cert',
-    issuer.certFile,
-    '-keyfile',
-    issuer.keyFile,
-    '-startdate',
-    notBefore,
-    '-enddate',
-    notAfter,
-    '-extensions',
-    'ext',
-    '-preserveDN',
-  );
+    ],
+    startDate: notBefore,
+    endDate: notAfter,
+    preserveDn: true,
+  });
   return out;
 }
 

@@ -51,6 +51,7 @@ import { tlsProblemLog } from '../../src/common/tls-problem-log.js';
 import { GATEWAY_SETTINGS } from '../../src/gateway/config.js';
 import { installCertificate, makeTestPki, replaceFile, type TestPki } from '../helpers/certs.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { opensslCaSign } from '../helpers/openssl-ca.js';
 
 /** One method that answers with the identities of the caller's client certificate. */
 const PEER_SERVICE = {
@@ -430,57 +431,29 @@ describe('rotation without restart', () => {
  */
 function issueValidFrom(name: string, notBefore: string): string {
   const scratch = mkdtempSync(join(dir, 'future-'));
-  const config = join(scratch, 'ca.cnf');
-  writeFileSync(
-    config,
-    [
-      '[ca]',
-      'default_ca = test',
-      '[test]',
-      `database = ${join(scratch, 'index.txt')}`,
-      `new_certs_dir = ${scratch}`,
-      `serial = ${join(scratch, 'serial')}`,
-      'default_md = sha256',
-      'policy = any',
-      'unique_subject = no',
-      '[any]',
-      'commonName = supplied',
-      '[ext]',
+  const csr = join(scratch, 'leaf.csr');
+  const certFile = join(scratch, `${name}.crt`);
+  execFileSync(
+    'openssl',
+    ['req', '-new', '-key', pki.files(name).keyFile, '-subj', `/CN=${name}`, '-out', csr],
+    {
+      stdio: 'ignore',
+    },
+  );
+  opensslCaSign({
+    dir: scratch,
+    csr,
+    out: certFile,
+    issuer: { certFile: pki.caFile, keyFile: pki.caFile.replace(/\.crt$/, '.key') },
+    extensions: [
       'basicConstraints = critical, CA:FALSE',
       'keyUsage = critical, digitalSignature',
       'extendedKeyUsage = serverAuth, clientAuth',
       `subjectAltName = URI:spiffe://shop/${name}, DNS:localhost, IP:127.0.0.1`,
-      '',
-    ].join('\n'),
-  );
-  writeFileSync(join(scratch, 'index.txt'), '');
-  writeFileSync(join(scratch, 'serial'), '01\n');
-  const csr = join(scratch, 'leaf.csr');
-  const certFile = join(scratch, `${name}.crt`);
-  const ca = pki.caFile;
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  openssl('req', '-new', '-key', pki.files(name).keyFile, '-subj', `/CN=${name}`, '-out', csr);
-  openssl(
-    'ca',
-    '-batch',
-    '-config',
-    config,
-    '-cert',
-    ca,
-    '-keyfile',
-    ca.replace(/\.crt$/, '.key'),
-    '-extensions',
-    'ext',
-    '-startdate',
-    notBefore,
-    '-enddate',
-    '20991231000000Z',
-    '-in',
-    csr,
-    '-out',
-    certFile,
-    '-notext',
-  );
+    ],
+    startDate: notBefore,
+    endDate: '20991231000000Z',
+  });
   return certFile;
 }
 

@@ -1,9 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
+import { opensslCaSign, opensslDate } from './openssl-ca.js';
 
 /**
  * A MariaDB server of a test's own, with TLS on: the machine's server (the one the other MySQL
@@ -75,11 +76,6 @@ function openssl(args: readonly string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** `YYYYMMDDHHMMSSZ`, as `openssl ca` takes dates. */
-function opensslDate(date: Date): string {
-  return `${date.toISOString().slice(0, 19).replace(/[-T:]/g, '')}Z`;
-}
-
 /**
  * Makes a CA in `dir` (which must exist) that issues server certificates with the names a test
  * needs, and client certificates.
@@ -127,54 +123,15 @@ export function makeDatabaseCa(dir: string, commonName = 'database test CA'): Te
     const keyFile = join(dir, `${prefix}-${file}.key`);
     const csr = join(dir, `${prefix}-${file}.csr`);
     openssl(['req', '-newkey', key, '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`], dir);
-    // `openssl ca`, as OpenSSL 3.0's x509 cannot set the start of the validity (an expired one).
-    const config = join(dir, `${prefix}-${file}.cnf`);
-    writeFileSync(
-      config,
-      [
-        '[ca]',
-        'default_ca = issuer',
-        '[issuer]',
-        `database = ${prefix}-${file}.index`,
-        `serial = ${prefix}-${file}.serial`,
-        'new_certs_dir = .',
-        'policy = names',
-        'unique_subject = no',
-        'default_md = sha256',
-        '[names]',
-        'commonName = supplied',
-        '[ext]',
-        'basicConstraints = CA:FALSE',
-        ...extensions,
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(join(dir, `${prefix}-${file}.index`), '');
-    writeFileSync(join(dir, `${prefix}-${file}.serial`), `${Date.now().toString(16).padStart(16, '0')}\n`);
-    openssl(
-      [
-        'ca',
-        '-batch',
-        '-notext',
-        '-config',
-        config,
-        '-extensions',
-        'ext',
-        '-cert',
-        caFile,
-        '-keyfile',
-        caKey,
-        '-in',
-        csr,
-        '-out',
-        certFile,
-        '-startdate',
-        opensslDate(start),
-        '-enddate',
-        opensslDate(end),
-      ],
+    opensslCaSign({
       dir,
-    );
+      csr,
+      out: certFile,
+      issuer: { certFile: caFile, keyFile: caKey },
+      extensions: ['basicConstraints = CA:FALSE', ...extensions],
+      startDate: opensslDate(start),
+      endDate: opensslDate(end),
+    });
     return { certFile, keyFile };
   };
   return {
