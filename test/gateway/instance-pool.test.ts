@@ -40,13 +40,16 @@ describe('upstreamKeyOfNode', () => {
   });
 });
 
-/** The first two connect timeouts a pool tells of an instance at `address`: how its attempts went. */
+/**
+ * The first two connect timeouts a pool tells of an instance at `address`: how its attempts went,
+ * and why the pool then says it cannot reach the instance (what /status.json gives of it).
+ */
 async function firstConnectTimeoutsAt(address: string): Promise<string[]> {
   const told: string[] = [];
   const pool = new InstancePool({
     connectTimeoutMs: 300,
-    onConnectTimeout: (_upstream, _timeoutMs, again, attempts) =>
-      told.push(`${attempts}${again ? ', again' : ''}`),
+    onConnectTimeout: (upstream, _timeoutMs, again, attempts) =>
+      told.push(`${attempts}${again ? ', again' : ''}: ${pool.unreachableReason(upstream.key)}`),
   });
   try {
     pool.get('test', address);
@@ -171,7 +174,10 @@ describe('InstancePool', () => {
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
     await proxy.refuse();
     try {
-      expect(await firstConnectTimeoutsAt(`127.0.0.1:${proxy.port}`)).toEqual(['failed', 'failed, again']);
+      expect(await firstConnectTimeoutsAt(`127.0.0.1:${proxy.port}`)).toEqual([
+        'failed: attempts-fail',
+        'failed, again: attempts-fail',
+      ]);
     } finally {
       await proxy.close();
     }
@@ -182,9 +188,19 @@ describe('InstancePool', () => {
     // attempts failed (refused, no route, ...), though no connection was ever tried. RFC 6761: a
     // name under .invalid never resolves.
     expect(await firstConnectTimeoutsAt('goods.shop.invalid:9010')).toEqual([
-      'unresolved',
-      'unresolved, again',
+      'unresolved: unresolved',
+      'unresolved, again: unresolved',
     ]);
+    // Said so from the resolution's failure on, not only once a connect timeout has passed.
+    const pool = new InstancePool({ connectTimeoutMs: 60_000 });
+    try {
+      const upstream = pool.get('goods', 'goods.shop.invalid:9010');
+      await vi.waitFor(() => expect(pool.unreachableReason(upstream.key)).toBe('unresolved'), {
+        timeout: 5_000,
+      });
+    } finally {
+      pool.close();
+    }
   });
 
   it('replaces a failed channel whose next connection attempt hangs (grpc-js reports it failed, not connecting)', async () => {
@@ -395,6 +411,45 @@ describe('InstancePool over TLS, an address that serves another component', () =
       expect(failures[0]).toBe('wrong version number');
     } finally {
       pool.close();
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says the attempts fail, no longer the handshake, within a connect timeout of the address refusing connections', async () => {
+    // The channel's credentials keep a handshake's failure until one succeeds, and grpc-js keeps a
+    // failed channel failed through its later attempts, refused ones too: the reason stays the
+    // first failure's until the connect timeout gives the instance a new channel, whose own first
+    // attempt says what it met.
+    const dir = mkdtempSync(join(tmpdir(), 'pool-handshake-then-refused-'));
+    const pki = makeTestPki(dir, { names: ['gateway', 'members'] });
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, serverCredentials(pki.files('members')));
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port });
+    const gatewayTls = pki.files('gateway');
+    const connectTimeoutMs = 400;
+    const pool = new InstancePool({
+      connectTimeoutMs,
+      credentialsFor: channelCredentialsByName(gatewayTls),
+      namingOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+    });
+    try {
+      const upstream = pool.get('goods', `127.0.0.1:${proxy.port}`);
+      await vi.waitFor(() => expect(pool.unreachableReason(upstream.key)).toBe('handshake-fails'), {
+        timeout: 5_000,
+        interval: 10,
+      });
+      await proxy.refuse();
+      const refusedAt = performance.now();
+      await vi.waitFor(() => expect(pool.unreachableReason(upstream.key)).toBe('attempts-fail'), {
+        timeout: 5_000,
+        interval: 10,
+      });
+      // One connect timeout, and room for a loaded machine; not the channel's whole life.
+      expect(performance.now() - refusedAt).toBeLessThan(2 * connectTimeoutMs);
+    } finally {
+      pool.close();
+      await proxy.close();
       server.forceShutdown();
       rmSync(dir, { recursive: true, force: true });
     }

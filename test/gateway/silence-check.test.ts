@@ -169,6 +169,8 @@ describe("InstancePool's silence check", () => {
       const error = await call(pool, upstream, '/t.T/Busy', Buffer.from([0]), 200);
       expect(error?.code).toBe(status.DEADLINE_EXCEEDED);
       await vi.waitFor(() => expect(passedOver).toEqual([upstream.key]), { timeout: 2_000 });
+      // What the status page says of it: its new channel still connecting, within its connect timeout.
+      expect(pool.unreachableReason(upstream.key)).toBe('check-unanswered');
       pool.close();
       const closedAt = Date.now();
       const heldError = await held;
@@ -211,8 +213,9 @@ describe("InstancePool's silence check", () => {
         timeout: 4_000,
         interval: 20,
       });
-      expect({ wentSilent: upstream.wentSilent, losses }).toEqual({
+      expect({ wentSilent: upstream.wentSilent, reason: upstream.unreachableReason, losses }).toEqual({
         wentSilent: true,
+        reason: 'went-silent',
         losses: [upstream.key],
       });
     } finally {
@@ -226,7 +229,28 @@ describe("InstancePool's silence check", () => {
       outOfReach: outOfReach(upstream, performance.now()),
       wentSilent: upstream.wentSilent,
       unreachableSince: upstream.unreachableSince,
-    }).toEqual({ outOfReach: false, wentSilent: false, unreachableSince: undefined });
+      reason: upstream.unreachableReason,
+    }).toEqual({ outOfReach: false, wentSilent: false, unreachableSince: undefined, reason: undefined });
+  }, 15_000);
+
+  // Lost within the pause between two reconnections of an idle channel (a connection made a moment
+  // before): the channel waits idle, not replaced, and the instance is marked by the loss alone.
+  it('says why an instance is unreachable when keepalive gives up on it while its channel waits to connect again', async () => {
+    const { child, pool, upstream } = await connectedPool({
+      channelOptions: QUICK_KEEPALIVE,
+      idleReconnectIntervalMs: 60_000,
+    });
+
+    child.kill('SIGSTOP');
+    try {
+      await vi.waitFor(() => expect(upstream.wentSilent).toBe(true), { timeout: 4_000, interval: 20 });
+      expect({
+        state: connectivityState[upstream.channel.getConnectivityState(false)],
+        reason: pool.unreachableReason(upstream.key),
+      }).toEqual({ state: 'IDLE', reason: 'went-silent' });
+    } finally {
+      child.kill('SIGCONT');
+    }
   }, 15_000);
 
   // A restart closes the connection (its kernel ends it): no silence, and the instance, refusing
@@ -248,7 +272,8 @@ describe("InstancePool's silence check", () => {
     expect({
       outOfReach: outOfReach(upstream, performance.now()),
       wentSilent: upstream.wentSilent,
+      reason: upstream.unreachableReason,
       losses,
-    }).toEqual({ outOfReach: false, wentSilent: false, losses: [] });
+    }).toEqual({ outOfReach: false, wentSilent: false, reason: 'attempts-fail', losses: [] });
   });
 });
