@@ -247,7 +247,12 @@ export class InstancePool {
         upstream.wentSilent = false;
       } else if (state === connectivityState.TRANSIENT_FAILURE) {
         upstream.unreachableSince ??= performance.now();
-        upstream.unreachableReason = failedAttemptReason(this.#credentialsOf.get(upstream.client));
+        const reason = failedAttemptReason(this.#credentialsOf.get(upstream.client));
+        // The handshakes of a channel that replaced an untrusted one fail for that reason (the
+        // server still holds a certificate of the CA removed): said so, not as any handshake's
+        // failure, or the status page would name it for a moment only.
+        if (reason !== 'handshake-fails' || upstream.unreachableReason !== 'untrusted')
+          upstream.unreachableReason = reason;
       }
       if (!unconnected()) {
         clearTimeout(timer);

@@ -60,7 +60,8 @@ export interface Upstream {
  * answer within the connect timeout (packets dropped, a peer that never speaks gRPC);
  * `went-silent`, its connection was given up on for its silence (see Upstream.wentSilent);
  * `check-unanswered`, a health check after a call's deadline got no answer; `untrusted`, its
- * certificate's CA was taken out of the gateway's CA file (see InstancePool.stopUsingUntrusted).
+ * certificate's CA was taken out of the gateway's CA file (see InstancePool.stopUsingUntrusted), kept
+ * while its handshakes fail after (they fail for that reason, as long as it holds that certificate).
  */
 export type UnreachableReason =
   | 'attempts-fail'

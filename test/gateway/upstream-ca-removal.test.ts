@@ -322,6 +322,16 @@ describe("a CA removed from the gateway's CA file", () => {
     );
     expect([kept.handshakes(), leaked.handshakes()]).toEqual([1, 1]);
     expect(kept.sessions()).toBe(1);
+    // The status page names why, past that connect timeout and the new channel's failed handshakes.
+    const nodes: Array<{ address: string; unreachableReason?: string }> = JSON.parse(
+      (await httpJson(port, 'GET', '/status.json')).body,
+    ).nodes;
+    expect(nodes.find((node) => node.address === `127.0.0.1:${leaked.port}`)?.unreachableReason).toBe(
+      'untrusted',
+    );
+    expect(nodes.find((node) => node.address === `127.0.0.1:${kept.port}`)).not.toHaveProperty(
+      'unreachableReason',
+    );
     expect(untrusted(lines)).toHaveLength(1);
     expect(JSON.stringify(lines)).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
   });
@@ -333,7 +343,7 @@ describe("a CA removed from the gateway's CA file", () => {
     copyFileSync(pki.bothCasFile, caFile);
     const files = { caFile, certFile, keyFile };
     let cutAt = 0;
-    const { cut, leaked, call } = await poolOnLeakedGoods(files, {
+    const { pool, cut, leaked, call } = await poolOnLeakedGoods(files, {
       refreshIntervalMs: REFRESH_MS,
       onCaTaken: (pool, authorities) => {
         cutAt = performance.now();
@@ -346,8 +356,11 @@ describe("a CA removed from the gateway's CA file", () => {
     replaceFile(pki.caFile, caFile);
     // A new connection to it, tried first (it may have been renewed by a CA kept), is refused.
     await vi.waitFor(() => expect(cut).toEqual([leaked.key]), WAIT);
+    expect(pool.unreachableReason(leaked.key)).toBe('untrusted');
 
     expect(await held).toMatchObject({ code: status.UNAVAILABLE });
+    // Its new channel's handshakes fail since, for that reason: the status page still names it.
+    expect(pool.unreachableReason(leaked.key)).toBe('untrusted');
     expect(performance.now() - cutAt).toBeGreaterThanOrEqual(UNTRUSTED_CONNECTION_GRACE_MS - 50);
     await vi.waitFor(() => expect(leaked.sessions()).toBe(0), WAIT);
     expect(leaked.calls()).toBe(1);
