@@ -31,6 +31,13 @@ export class SocketClosingCredentials extends ChannelCredentials {
    */
   resolvedAddress = false;
   /**
+   * How many of the channel's handshakes completed, from this side's view. A TLS 1.3 server checks
+   * the client's certificate after the client's side of the handshake is done, and drops a
+   * connection whose certificate it does not take: a channel that never connects while its
+   * handshakes complete is being refused so (see InstancePool's connect timeout).
+   */
+  handshakesCompleted = 0;
+  /**
    * Told when this side ended a connection made (secured, when secure) and its peer said nothing
    * back within PEER_CLOSE_WAIT_MS: neither its own end (a live peer answers a FIN with its own at
    * once) nor a reset, and destroySockets did not end it. That is grpc-js giving up on the
@@ -108,6 +115,7 @@ export class SocketClosingCredentials extends ChannelCredentials {
         secured.then(
           ({ socket: connection }) => {
             this.lastHandshakeFailure = undefined;
+            this.handshakesCompleted += 1;
             if (!socket.destroyed) {
               connected.add(socket);
               this.#secured.set(connection, socket);

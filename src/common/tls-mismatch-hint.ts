@@ -93,8 +93,11 @@ export function tlsMismatchHint(details: string | undefined, ownTls: boolean, pe
   if (ownTls && SERVER_OF_ANOTHER_CA.test(details)) {
     return ` — ${peer}'s certificate is not issued by a CA in this component's CA file (TLS_CA, or ca.crt in TLS_DIR): give every host the same ca.crt, or, with split CAs, add the CA that issued it; ${ISSUED_BY_INTERMEDIATE}`;
   }
-  if (ownTls && SERVER_DROPPED_TLS_CLIENT.test(details)) {
-    return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and be valid by ${peer}'s clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR; ${ISSUED_BY_INTERMEDIATE}); ${peer}'s log names the reason (untrusted-client-certificate)`;
-  }
+  if (ownTls && SERVER_DROPPED_TLS_CLIENT.test(details)) return clientCertificateRefusedHint(peer);
   return '';
+}
+
+/** The hint for a server that drops this component's connections once it has seen its certificate. */
+export function clientCertificateRefusedHint(peer: string): string {
+  return ` — ${peer} may not accept this component's certificate: it must be issued by the CA in ${peer}'s ca.crt and be valid by ${peer}'s clock, neither expired nor starting later (keep the hosts' clocks in step) (TLS_CERT, or <name>.crt in TLS_DIR; ${ISSUED_BY_INTERMEDIATE}); ${peer}'s log names the reason (untrusted-client-certificate)`;
 }

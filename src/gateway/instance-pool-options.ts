@@ -32,7 +32,9 @@ export interface InstancePoolOptions {
    * replaced every timeout: said once, then quietly). `attempts` says how it failed to connect:
    * `failed` when an attempt ended in failure within the timeout (refused, reset, no route to
    * the host, a failed handshake), `hung` when none ended (a host that drops packets, a peer that never speaks HTTP/2),
-   * `unresolved` when the host name it is listed at resolved to no address on this host.
+   * `unresolved` when the host name it is listed at resolved to no address on this host,
+   * `dropped` when its attempts failed although their TLS handshakes completed: the instance
+   * closed each connection just after, as a server does with a client certificate it refuses.
    * `handshakeFailure`: why the last TLS handshake failed, when one did.
    */
   onConnectTimeout?: (
@@ -104,7 +106,7 @@ export const SILENCE_CHECK_TIMEOUT_MS = 1_000;
 export const SILENT_CONNECTION_CUT_MS = 3_000;
 
 /** How the attempts of a channel that did not connect in time went (see InstancePoolOptions.onConnectTimeout). */
-export type ConnectAttempts = 'failed' | 'hung' | 'unresolved';
+export type ConnectAttempts = 'failed' | 'hung' | 'unresolved' | 'dropped';
 
 /** See {@link InstancePoolOptions.connectTimeoutMs}. */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;

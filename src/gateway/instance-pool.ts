@@ -263,11 +263,18 @@ export class InstancePool {
         if (state === connectivityState.TRANSIENT_FAILURE) attemptFailed = true;
       } else {
         attemptFailed = state === connectivityState.TRANSIENT_FAILURE;
+        // Those of a connection this channel had before (lost since) are not this timeout's.
+        const handshakesBefore = this.#credentialsOf.get(upstream.client)?.handshakesCompleted ?? 0;
         // From the first attempt on, across failures: a new attempt may hang where the last failed.
         timer = setTimeout(() => {
           if (this.#closed || upstream.channel !== channel || !unconnected()) return;
           const credentials = this.#credentialsOf.get(upstream.client);
           const handshakeFailure = credentials?.lastHandshakeFailure;
+          // Failed though a handshake completed meanwhile: the instance dropped the connection after.
+          const dropped =
+            attemptFailed &&
+            handshakeFailure === undefined &&
+            (credentials?.handshakesCompleted ?? 0) > handshakesBefore;
           // Read before the replacement: the new channel's credentials have resolved nothing yet.
           const resolved = credentials?.resolvedAddress ?? true;
           // A failed attempt told its reason as it failed (above); a later one may have hung since.
@@ -277,7 +284,7 @@ export class InstancePool {
             upstream,
             this.#connectTimeoutMs,
             unconnectedReplacement,
-            resolved ? (attemptFailed ? 'failed' : 'hung') : 'unresolved',
+            resolved ? (dropped ? 'dropped' : attemptFailed ? 'failed' : 'hung') : 'unresolved',
             handshakeFailure,
           );
         }, this.#connectTimeoutMs);

@@ -1,5 +1,5 @@
 import type { Logger } from '../common/logger.js';
-import { tlsMismatchHint } from '../common/tls-mismatch-hint.js';
+import { clientCertificateRefusedHint, tlsMismatchHint } from '../common/tls-mismatch-hint.js';
 import type { ConnectAttempts, InstancePoolOptions } from './instance-pool-options.js';
 import { UNTRUSTED_CONNECTION_GRACE_MS } from './untrusted-connection.js';
 
@@ -16,6 +16,9 @@ const CONNECT_ATTEMPTS: Record<ConnectAttempts, string> = {
   // attempts failed and asked whether the instance ran, while none was ever made.
   unresolved:
     "its host name resolves to no address on this gateway's host (not in its DNS or /etc/hosts: is the name the instance gives as --advertise-host one this host can resolve?)",
+  // Found with split CAs, a service's CA file lacking the gateway's CA: only "its attempts failed",
+  // though the gateway's own handshakes had completed and the service had refused its certificate.
+  dropped: 'its TLS handshakes completed, but it closed each connection just after',
 };
 
 /** What the instance pool tells of its connections to the services. */
@@ -49,7 +52,7 @@ export function upstreamEventLog(log: Logger): UpstreamEvents {
           ? `still no connection to ${upstream.key}; trying a new one`
           : `no connection to ${upstream.key} within ${timeoutMs} ms: ${
               handshakeFailure === undefined
-                ? CONNECT_ATTEMPTS[attempts]
+                ? `${CONNECT_ATTEMPTS[attempts]}${attempts === 'dropped' ? clientCertificateRefusedHint(upstream.key) : ''}`
                 : `its TLS handshake failed (${handshakeFailure})${tlsMismatchHint(handshakeFailure, true, upstream.key)}`
             }; trying a new one (every ${timeoutMs} ms until it connects)`,
       ),

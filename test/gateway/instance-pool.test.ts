@@ -23,8 +23,10 @@ import {
 } from '../../src/common/tls.js';
 import { InstancePool } from '../../src/gateway/instance-pool.js';
 import { canTakeCalls, type Upstream, upstreamKeyOfNode } from '../../src/gateway/upstream.js';
+import { upstreamEventLog } from '../../src/gateway/upstream-event-log.js';
 import { withoutCallerStack } from '../../src/gateway/without-caller-stack.js';
 import { makeTestPki } from '../helpers/certs.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { sample } from '../helpers/prometheus.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -383,6 +385,41 @@ describe('InstancePool over TLS, an address that serves another component', () =
       });
       // The status page names the kind only: the failure's text, naming certificates, stays in the log.
       expect(pool.unreachableReason(upstream.key)).toBe('handshake-fails');
+    } finally {
+      pool.close();
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("says the instance dropped each connection after the handshake when it refuses the gateway's certificate (split CAs)", async () => {
+    // The gateway's certificate is of a CA the service's CA file lacks: the gateway's own side of
+    // each handshake completes, then the service drops the connection. The warning said only that
+    // the attempts failed, and asked whether the service was running.
+    const dir = mkdtempSync(join(tmpdir(), 'pool-split-ca-'));
+    const pki = makeTestPki(dir, { names: ['goods', 'gateway'] });
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, serverCredentials(pki.files('goods')));
+    const gatewayTls = pki.foreignFiles('gateway');
+    const timeouts: Array<{ attempts: string; handshakeFailure: string | undefined }> = [];
+    const gatewayLog = captureLog('gateway');
+    const { onConnectTimeout: warn } = upstreamEventLog(gatewayLog.log);
+    const pool = new InstancePool({
+      connectTimeoutMs: 500,
+      credentialsFor: channelCredentialsByName(gatewayTls),
+      namingOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+      onConnectTimeout: (upstream, timeoutMs, again, attempts, handshakeFailure) => {
+        timeouts.push({ attempts, handshakeFailure });
+        warn?.(upstream, timeoutMs, again, attempts, handshakeFailure);
+      },
+    });
+    try {
+      pool.get('goods', `127.0.0.1:${port}`);
+      await vi.waitFor(() => expect(timeouts.length).toBeGreaterThan(0), { timeout: 5_000 });
+      expect(timeouts[0]).toEqual({ attempts: 'dropped', handshakeFailure: undefined });
+      expect(gatewayLog.lines[0]?.msg).toMatch(
+        /^no connection to (goods@127\.0\.0\.1:\d+) within 500 ms: its TLS handshakes completed, but it closed each connection just after — \1 may not accept this component's certificate: .*\1's log names the reason \(untrusted-client-certificate\); trying a new one/,
+      );
     } finally {
       pool.close();
       server.forceShutdown();
