@@ -31,7 +31,7 @@ export class SocketClosingCredentials extends ChannelCredentials {
    */
   resolvedAddress = false;
   /**
-   * How many of the channel's handshakes completed, from this side's view. A TLS 1.3 server checks
+   * How many of the channel's TLS handshakes completed, from this side's view (none when plaintext). A TLS 1.3 server checks
    * the client's certificate after the client's side of the handshake is done, and drops a
    * connection whose certificate it does not take: a channel that never connects while its
    * handshakes complete is being refused so (see InstancePool's connect timeout).
@@ -115,7 +115,8 @@ export class SocketClosingCredentials extends ChannelCredentials {
         secured.then(
           ({ socket: connection }) => {
             this.lastHandshakeFailure = undefined;
-            this.handshakesCompleted += 1;
+            // A plaintext connection has no handshake: its peer closing it says nothing of a certificate.
+            if (this.#inner._isSecure()) this.handshakesCompleted += 1;
             if (!socket.destroyed) {
               connected.add(socket);
               this.#secured.set(connection, socket);

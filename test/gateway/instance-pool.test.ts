@@ -427,6 +427,29 @@ describe('InstancePool over TLS, an address that serves another component', () =
     }
   });
 
+  it("says a plaintext gateway's attempts to a TLS service failed, not that handshakes completed and were dropped", async () => {
+    // A plaintext connection has no handshake: counted as one, the TLS service closing it read as
+    // "its TLS handshakes completed, but it closed each connection just after".
+    const dir = mkdtempSync(join(tmpdir(), 'pool-plaintext-to-tls-'));
+    const pki = makeTestPki(dir, { names: ['goods'] });
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, serverCredentials(pki.files('goods')));
+    const attempts: string[] = [];
+    const pool = new InstancePool({
+      connectTimeoutMs: 500,
+      onConnectTimeout: (_upstream, _timeoutMs, _again, how) => attempts.push(how),
+    });
+    try {
+      pool.get('goods', `127.0.0.1:${port}`);
+      await vi.waitFor(() => expect(attempts.length).toBeGreaterThan(0), { timeout: 5_000 });
+      expect(attempts[0]).toBe('failed');
+    } finally {
+      pool.close();
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names an OpenSSL failure by its reason, on one line: a server that answers TLS in plaintext', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pool-plaintext-'));
     const pki = makeTestPki(dir, { names: ['gateway'] });
