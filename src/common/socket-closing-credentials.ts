@@ -31,10 +31,11 @@ export class SocketClosingCredentials extends ChannelCredentials {
    */
   resolvedAddress = false;
   /**
-   * How many of the channel's TLS handshakes completed, from this side's view (none when plaintext). A TLS 1.3 server checks
-   * the client's certificate after the client's side of the handshake is done, and drops a
-   * connection whose certificate it does not take: a channel that never connects while its
-   * handshakes complete is being refused so (see InstancePool's connect timeout).
+   * How many of the channel's TLS handshakes completed, from this side's view (none when
+   * plaintext). A TLS 1.3 server checks the client's certificate after the client's side of the
+   * handshake is done, and drops a connection whose certificate it does not take: a channel that
+   * never connects while its handshakes complete is being refused so (see InstancePool's connect
+   * timeout).
    */
   handshakesCompleted = 0;
   /**
