@@ -171,7 +171,23 @@ const SETTLE_STEP_MS = 100;
  * again for up to `settleMs` (default ROTATION_SETTLE_MS; 0 where the event loop must not wait),
  * blocking, as the component is starting.
  */
-export function readTlsFiles(files: TlsFiles, { settleMs = ROTATION_SETTLE_MS } = {}): TlsMaterial {
+export function readTlsFiles(
+  files: TlsFiles,
+  {
+    settleMs = ROTATION_SETTLE_MS,
+    checkChain,
+  }: {
+    readonly settleMs?: number;
+    /**
+     * A check of the certificate against the CA file (checkOwnChain) whose refusals are read again
+     * too: a certificate of one CA beside a CA file of another, or a CA file that holds a new
+     * intermediate and not yet its root (`cat old-root.crt new-intermediate.crt new-root.crt`
+     * caught between two writes), is what a CA rotation leaves midway as much as a key beside
+     * another certificate is.
+     */
+    readonly checkChain?: (material: TlsMaterial) => void;
+  } = {},
+): TlsMaterial {
   const deadline = performance.now() + settleMs;
   for (;;) {
     try {
@@ -180,7 +196,15 @@ export function readTlsFiles(files: TlsFiles, { settleMs = ROTATION_SETTLE_MS } 
       if (files.caFile !== undefined) raw.ca = readSync(files, 'caFile', files.caFile);
       if (files.certFile !== undefined) raw.cert = readSync(files, 'certFile', files.certFile);
       if (files.keyFile !== undefined) raw.key = readSync(files, 'keyFile', files.keyFile);
-      return checkTlsMaterial(files, raw);
+      const material = checkTlsMaterial(files, raw);
+      try {
+        checkChain?.(material);
+      } catch (error) {
+        throw error instanceof ConfigError
+          ? new UnsettledTlsFilesError(error.message, { showUsage: error.showUsage })
+          : error;
+      }
+      return material;
     } catch (error) {
       if (!(error instanceof UnsettledTlsFilesError) || performance.now() >= deadline) throw error;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, SETTLE_STEP_MS);

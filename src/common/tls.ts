@@ -42,8 +42,9 @@ export function serverCredentials(
   if (tls.certFile === undefined || tls.keyFile === undefined) {
     throw new ConfigError('a TLS server needs a certificate file and a key file');
   }
-  const material = readTlsFiles(tls);
-  checkOwnChain(tls, material, options.onStartWarning);
+  const material = readTlsFiles(tls, {
+    checkChain: (read) => checkOwnChain(tls, read, options.onStartWarning),
+  });
   const provider = new TlsFileProvider(tls, material, options);
   // grpc-js 1.14 passes the FIRST argument on as the identity provider and the second as the CA
   // provider, whatever its typings call them: one provider for both is right either way, and
@@ -113,8 +114,9 @@ function credentialsOfFiles(
   tls: TlsFiles,
   options: TlsRefreshOptions,
 ): (expectedName: string | undefined) => ChannelCredentials {
-  const material = readTlsFiles(tls);
-  checkOwnChain(tls, material, options.onStartWarning);
+  const material = readTlsFiles(tls, {
+    checkChain: (read) => checkOwnChain(tls, read, options.onStartWarning),
+  });
   const provider = material.ca === undefined ? undefined : new TlsFileProvider(tls, material, options);
   return (expectedName) => {
     const verify = expectedName === undefined ? {} : { checkServerIdentity: secureNaming(expectedName) };

@@ -241,6 +241,37 @@ describe('a certificate file of the certificate then its intermediate, with the 
     expect(() => serverCredentials({ ...files, caFile: withRoot }, { onStartWarning })).not.toThrow();
     expect(onStartWarning).not.toHaveBeenCalled();
   });
+
+  it('is read again at start for a moment, as a CA file written a block at a time holds the new intermediate before its root', () => {
+    const { pki } = made;
+    const newRoot = pki.newRoot('settling-new-root', 'new test root CA');
+    const newIntermediate = pki.newIntermediate('settling-new-intermediate', {
+      under: newRoot,
+      commonName: 'new test intermediate CA',
+    });
+    const folder = mkdtempSync(join(pki.dir, 'new-root-block-at-a-time-'));
+    const caFile = join(folder, 'ca.crt');
+    // `cat root.crt new-intermediate.crt new-root.crt > ca.crt` caught before its last write.
+    writeFileSync(
+      caFile,
+      readFileSync(bundle(folder, 'first-two.crt', [pki.rootFile, newIntermediate.certFile])),
+    );
+    const whole = bundle(folder, 'whole.crt', [pki.rootFile, newIntermediate.certFile, newRoot.certFile]);
+    const files = {
+      caFile,
+      ...pki.issue('goods-while-settling', { identity: 'goods', by: newIntermediate }),
+    };
+    const writer = spawn('sh', ['-c', `sleep 0.3; cat "${whole}" > "${caFile}"`]);
+    try {
+      const startedAt = performance.now();
+      const onStartWarning = vi.fn();
+      expect(() => serverCredentials(files, { onStartWarning })).not.toThrow();
+      expect(performance.now() - startedAt).toBeGreaterThan(200);
+      expect(onStartWarning).not.toHaveBeenCalled();
+    } finally {
+      writer.kill();
+    }
+  });
 });
 
 describe('a CA file that holds the intermediate instead of the root', () => {
