@@ -206,7 +206,13 @@ export function readTlsFiles(
       }
       return material;
     } catch (error) {
-      if (!(error instanceof UnsettledTlsFilesError) || performance.now() >= deadline) throw error;
+      if (!(error instanceof UnsettledTlsFilesError) || performance.now() >= deadline) {
+        // Each reason names the file and the flag it came from: the usage printed after it, some
+        // hundred lines, would bury it.
+        throw error instanceof ConfigError && error.showUsage
+          ? new ConfigError(error.message, { cause: error.cause, showUsage: false })
+          : error;
+      }
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, SETTLE_STEP_MS);
     }
   }
@@ -388,6 +394,7 @@ export function checkOwnIdentity(files: TlsFiles, name: string): void {
   if (offered.includes(expected)) return;
   throw new ConfigError(
     `${named(files, 'certFile')} names ${offered.join(', ') || 'no identity'}, not ${expected}: the ${name} needs its own certificate (${name}.crt of \`npm run certs\`), as its peers accept no other`,
+    { showUsage: false },
   );
 }
 

@@ -777,6 +777,7 @@ describe('configuration errors', () => {
     expect(() => checkOwnIdentity(goods, 'distributor')).toThrow(
       new ConfigError(
         `TLS certificate file "${pki.files('goods').certFile}" from --tls-cert (TLS_CERT) names spiffe://shop/goods, not spiffe://shop/distributor: the distributor needs its own certificate (distributor.crt of \`npm run certs\`), as its peers accept no other`,
+        { showUsage: false },
       ),
     );
     expect(() => checkOwnIdentity(pki.files('goods'), 'goods')).not.toThrow();
@@ -790,6 +791,7 @@ describe('configuration errors', () => {
     const mixed = load({ TLS_CA: pki.caFile, TLS_CERT: certFile, TLS_KEY: keyFile });
     const refusal = new ConfigError(
       `TLS certificate file "${certFile}" from --tls-cert (TLS_CERT) names as its issuer "CN=test CA", a CA of TLS CA file "${pki.caFile}" from --tls-ca (TLS_CA), but was not signed by it: peers given the same CA would refuse it; use a certificate and a CA file of the same \`npm run certs\` run`,
+      { showUsage: false },
     );
     expect(() => serverCredentials(mixed)).toThrow(refusal);
     expect(() => channelCredentials(mixed)).toThrow(refusal);

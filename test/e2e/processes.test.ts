@@ -712,7 +712,7 @@ describe('--help', () => {
 
 describe('each component with TLS_DIR naming a folder that holds no certificates', () => {
   it.each(['src/distributor/main.ts', 'src/gateway/main.ts', 'src/services/goods/main.ts'])(
-    '%s exits 2 at once, naming the file and the setting, with its usage and no stack',
+    '%s exits 2 at once, naming the file and the setting, without its usage or a stack',
     async (entry) => {
       const component = spawnComponent(entry, ['--port', '0'], {
         TLS_DIR: '/nonexistent-shop-certs',
@@ -723,7 +723,8 @@ describe('each component with TLS_DIR naming a folder that holds no certificates
       expect(component.lines[0]).toMatch(
         /\/nonexistent-shop-certs\/\S+" from --tls-dir \(TLS_DIR\) cannot be read: no such file/,
       );
-      expect(component.lines.some((line) => line.startsWith('usage: '))).toBe(true);
+      // The reason names the file and its flag; the usage's hundred lines after it would bury it.
+      expect(component.lines.some((line) => line.startsWith('usage: '))).toBe(false);
       expect(component.lines.some((line) => /^\s+at /.test(line))).toBe(false);
     },
   );
