@@ -200,6 +200,12 @@ export class InstancePool {
     let attemptFailed = false;
     /** This channel replaced one that never connected, and has not connected either. */
     let unconnectedReplacement = replacing;
+    /**
+     * How many TLS handshakes the channel's credentials had completed when it was last connected
+     * (or now: a channel moved to is connected already): one completed since, on an attempt that
+     * then failed, was dropped by the instance (see failedAttemptReason).
+     */
+    let handshakesWhenConnected = this.#credentialsOf.get(upstream.client)?.handshakesCompleted ?? 0;
     /** When this channel was last told to connect (performance.now()), and the kick waiting, if any. */
     let kickedAt: number | undefined;
     let kickTimer: NodeJS.Timeout | undefined;
@@ -242,12 +248,13 @@ export class InstancePool {
       }
       if (state === connectivityState.READY) {
         unconnectedReplacement = false;
+        handshakesWhenConnected = this.#credentialsOf.get(upstream.client)?.handshakesCompleted ?? 0;
         upstream.unreachableSince = undefined;
         upstream.unreachableReason = undefined;
         upstream.wentSilent = false;
       } else if (state === connectivityState.TRANSIENT_FAILURE) {
         upstream.unreachableSince ??= performance.now();
-        const reason = failedAttemptReason(this.#credentialsOf.get(upstream.client));
+        const reason = failedAttemptReason(this.#credentialsOf.get(upstream.client), handshakesWhenConnected);
         // The handshakes of a channel that replaced an untrusted one fail for that reason (the
         // server still holds a certificate of the CA removed): said so, not as any handshake's
         // failure, or the status page would name it for a moment only.
@@ -277,8 +284,15 @@ export class InstancePool {
             (credentials?.handshakesCompleted ?? 0) > handshakesBefore;
           // Read before the replacement: the new channel's credentials have resolved nothing yet.
           const resolved = credentials?.resolvedAddress ?? true;
-          // A failed attempt told its reason as it failed (above); a later one may have hung since.
-          const reason = resolved ? (attemptFailed ? upstream.unreachableReason : 'no-answer') : 'unresolved';
+          // A failed attempt told its reason as it failed (above); a later one may have hung since,
+          // or been dropped after its handshake (said as the warning says it).
+          const reason = resolved
+            ? dropped
+              ? 'connections-dropped'
+              : attemptFailed
+                ? upstream.unreachableReason
+                : 'no-answer'
+            : 'unresolved';
           this.#replaceChannel(upstream, true, reason ?? 'attempts-fail');
           this.#onConnectTimeout(
             upstream,

@@ -56,7 +56,8 @@ export interface Upstream {
  * can name without handing its readers more than the address they see already (a TLS failure's
  * text, which may name certificates, stays in the gateway's log): `attempts-fail`, a connection
  * attempt failed (refused, reset, no route to its host); `handshake-fails`, its TLS handshake
- * failed; `unresolved`, its host name resolves to no address here; `no-answer`, an attempt got no
+ * failed; `connections-dropped`, its TLS handshakes completed and it closed the connections just
+ * after (a TLS 1.3 server that does not take the gateway's certificate: split CAs); `unresolved`, its host name resolves to no address here; `no-answer`, an attempt got no
  * answer within the connect timeout (packets dropped, a peer that never speaks gRPC);
  * `went-silent`, its connection was given up on for its silence (see Upstream.wentSilent);
  * `check-unanswered`, a health check after a call's deadline got no answer; `untrusted`, its
@@ -66,6 +67,7 @@ export interface Upstream {
 export type UnreachableReason =
   | 'attempts-fail'
   | 'handshake-fails'
+  | 'connections-dropped'
   | 'unresolved'
   | 'no-answer'
   | 'went-silent'
@@ -73,12 +75,20 @@ export type UnreachableReason =
   | 'untrusted';
 
 /**
- * Why a channel's attempt failed, from what its credentials saw: a handshake that failed, no
- * address resolved (grpc-js made no subchannel), or else the connection itself (refused, reset).
+ * Why a channel's attempt failed, from what its credentials saw: a handshake that failed, a
+ * handshake completed since `handshakesWhenConnected` (its count when the channel was last
+ * connected, or made) and the connection dropped after it, no address resolved (grpc-js made no
+ * subchannel), or else the connection itself (refused, reset). The handshake of a connection the
+ * channel had, and lost, is no sign of a drop: only one completed since.
  */
-export function failedAttemptReason(credentials: SocketClosingCredentials | undefined): UnreachableReason {
-  if (credentials?.lastHandshakeFailure !== undefined) return 'handshake-fails';
-  return credentials === undefined || credentials.resolvedAddress ? 'attempts-fail' : 'unresolved';
+export function failedAttemptReason(
+  credentials: SocketClosingCredentials | undefined,
+  handshakesWhenConnected: number,
+): UnreachableReason {
+  if (credentials === undefined) return 'attempts-fail';
+  if (credentials.lastHandshakeFailure !== undefined) return 'handshake-fails';
+  if (credentials.handshakesCompleted > handshakesWhenConnected) return 'connections-dropped';
+  return credentials.resolvedAddress ? 'attempts-fail' : 'unresolved';
 }
 
 /**

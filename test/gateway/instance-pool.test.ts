@@ -22,6 +22,7 @@ import {
   serverCredentials,
 } from '../../src/common/tls.js';
 import { InstancePool } from '../../src/gateway/instance-pool.js';
+import type { InstancePoolOptions } from '../../src/gateway/instance-pool-options.js';
 import { canTakeCalls, type Upstream, upstreamKeyOfNode } from '../../src/gateway/upstream.js';
 import { upstreamEventLog } from '../../src/gateway/upstream-event-log.js';
 import { withoutCallerStack } from '../../src/gateway/without-caller-stack.js';
@@ -46,15 +47,20 @@ describe('upstreamKeyOfNode', () => {
  * The first two connect timeouts a pool tells of an instance at `address`: how its attempts went,
  * and why the pool then says it cannot reach the instance (what /status.json gives of it).
  */
-async function firstConnectTimeoutsAt(address: string): Promise<string[]> {
+async function firstConnectTimeoutsAt(
+  address: string,
+  options: Omit<InstancePoolOptions, 'connectTimeoutMs' | 'onConnectTimeout'> = {},
+  name = 'test',
+): Promise<string[]> {
   const told: string[] = [];
   const pool = new InstancePool({
+    ...options,
     connectTimeoutMs: 300,
     onConnectTimeout: (upstream, _timeoutMs, again, attempts) =>
       told.push(`${attempts}${again ? ', again' : ''}: ${pool.unreachableReason(upstream.key)}`),
   });
   try {
-    pool.get('test', address);
+    pool.get(name, address);
     await vi.waitFor(() => expect(told.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
     return told.slice(0, 2);
   } finally {
@@ -427,6 +433,83 @@ describe('InstancePool over TLS, an address that serves another component', () =
     }
   });
 
+  it("says on the status page that the instance drops each connection after the handshake (split CAs), from its first failed attempt on and through the connect timeout's new channels", async () => {
+    // The page said its attempts failed, "refused, reset, or no route to its host", while the log
+    // said the handshakes completed and the instance dropped them.
+    const dir = mkdtempSync(join(tmpdir(), 'pool-split-ca-reason-'));
+    const pki = makeTestPki(dir, { names: ['goods', 'gateway'] });
+    const server = new Server();
+    const port = await listen(server, '127.0.0.1', 0, serverCredentials(pki.files('goods')));
+    const gatewayTls = pki.foreignFiles('gateway');
+    const tls = {
+      credentialsFor: channelCredentialsByName(gatewayTls),
+      namingOptionsFor: (name: string) => secureNamingChannelOptions(gatewayTls, name),
+    };
+    try {
+      expect(await firstConnectTimeoutsAt(`127.0.0.1:${port}`, tls, 'goods')).toEqual([
+        'dropped: connections-dropped',
+        'dropped, again: connections-dropped',
+      ]);
+      // Said so from the first failed attempt on, not only once a connect timeout has passed.
+      const pool = new InstancePool({ ...tls, connectTimeoutMs: 60_000 });
+      try {
+        const upstream = pool.get('goods', `127.0.0.1:${port}`);
+        await vi.waitFor(() => expect(pool.unreachableReason(upstream.key)).toBe('connections-dropped'), {
+          timeout: 5_000,
+          interval: 10,
+        });
+      } finally {
+        pool.close();
+      }
+    } finally {
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says a connection lost and then refused is not dropped after the handshake, but one that completes a new handshake then is', async () => {
+    // The handshake of the connection it had counts for nothing: only those completed after.
+    const dir = mkdtempSync(join(tmpdir(), 'pool-lost-then-dropped-'));
+    const pki = makeTestPki(dir, { names: ['goods', 'gateway'] });
+    const trusting = new Server();
+    const port = await listen(
+      trusting,
+      '127.0.0.1',
+      0,
+      serverCredentials({ ...pki.files('goods'), caFile: pki.bothCasFile }),
+    );
+    const gatewayTls = pki.foreignFiles('gateway');
+    const pool = new InstancePool({
+      connectTimeoutMs: 1_000,
+      // Connected again at once once the connection is lost, not 5 s after the first connection.
+      idleReconnectIntervalMs: 50,
+      credentialsFor: channelCredentialsByName(gatewayTls),
+      namingOptionsFor: (name) => secureNamingChannelOptions(gatewayTls, name),
+    });
+    // Restarted with a CA file that lacks the gateway's CA: it drops the gateway's connections.
+    const refusing = new Server();
+    try {
+      const upstream = pool.get('goods', `127.0.0.1:${port}`);
+      await vi.waitFor(() => expect(pool.connection(upstream.key)).toBe('connected'), { timeout: 5_000 });
+      trusting.forceShutdown();
+      await vi.waitFor(() => expect(pool.unreachableReason(upstream.key)).toBeDefined(), {
+        timeout: 5_000,
+        interval: 10,
+      });
+      expect(pool.unreachableReason(upstream.key)).toBe('attempts-fail');
+      await listen(refusing, '127.0.0.1', port, serverCredentials(pki.files('goods')));
+      await vi.waitFor(() => expect(pool.unreachableReason(upstream.key)).toBe('connections-dropped'), {
+        timeout: 5_000,
+        interval: 10,
+      });
+    } finally {
+      pool.close();
+      trusting.forceShutdown();
+      refusing.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("says a plaintext gateway's attempts to a TLS service failed, not that handshakes completed and were dropped", async () => {
     // A plaintext connection has no handshake: counted as one, the TLS service closing it read as
     // "its TLS handshakes completed, but it closed each connection just after".
@@ -437,12 +520,14 @@ describe('InstancePool over TLS, an address that serves another component', () =
     const attempts: string[] = [];
     const pool = new InstancePool({
       connectTimeoutMs: 500,
-      onConnectTimeout: (_upstream, _timeoutMs, _again, how) => attempts.push(how),
+      // With the reason the status page gives: not that the instance drops connections either.
+      onConnectTimeout: (upstream, _timeoutMs, _again, how) =>
+        attempts.push(`${how}: ${pool.unreachableReason(upstream.key)}`),
     });
     try {
       pool.get('goods', `127.0.0.1:${port}`);
       await vi.waitFor(() => expect(attempts.length).toBeGreaterThan(0), { timeout: 5_000 });
-      expect(attempts[0]).toBe('failed');
+      expect(attempts[0]).toBe('failed: attempts-fail');
     } finally {
       pool.close();
       server.forceShutdown();
