@@ -84,6 +84,8 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
   var UNREACHABLE_REASONS = {
     'attempts-fail': 'its connection attempts fail (refused, reset, or no route to its host)',
     'handshake-fails': "its TLS handshake fails (the gateway's log says why)",
+    'connections-dropped':
+      "its connections are dropped just after the TLS handshake (it may not accept this gateway's certificate)",
     unresolved: "its host name resolves to no address on the gateway's host",
     'no-answer': 'its connection attempts get no answer (packets dropped, or a peer that never speaks gRPC)',
     'went-silent': 'its connection went silent',

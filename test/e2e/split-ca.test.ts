@@ -96,5 +96,13 @@ describe("split CA, the mirror mistake: goods' CA file lacks the gateway's CA", 
     expect(upstreamFailures()[0]?.msg).toMatch(
       /^upstream call failed: .* — goods@127\.0\.0\.1:\d+ may not accept this component's certificate: it must be issued by the CA in goods@127\.0\.0\.1:\d+'s ca\.crt/s,
     );
+    // The status page says so too, not that its connection attempts fail (refused, reset, ...).
+    const goodsReason = async (): Promise<unknown> => {
+      const nodes: Array<{ id: string; unreachableReason?: string }> = JSON.parse(
+        (await send(`${shop().gatewayUrl}/status.json`)).body,
+      ).nodes;
+      return nodes.find((node) => node.id.startsWith('goods@'))?.unreachableReason;
+    };
+    await vi.waitFor(async () => expect(await goodsReason()).toBe('connections-dropped'));
   });
 });

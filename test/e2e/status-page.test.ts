@@ -191,6 +191,10 @@ describe.runIf(browserAvailable)('the gateway status page in headless Chromium',
     expect((await stateShownFor(refused, '[data-unreachable="true"]')).reach).toBe(
       'unreachable for 12 s: its connection attempts fail (refused, reset, or no route to its host); passed over',
     );
+    const dropped = { ...node, id: 'goods@127.0.0.1:6', unreachableReason: 'connections-dropped' };
+    expect((await stateShownFor(dropped, '[data-unreachable="true"]')).reach).toBe(
+      "unreachable for 12 s: its connections are dropped just after the TLS handshake (it may not accept this gateway's certificate); passed over",
+    );
     const unknown = { ...node, id: 'goods@127.0.0.1:5', unreachableReason: 'toString' };
     expect((await stateShownFor(unknown, '[data-unreachable="true"]')).reach).toBe(
       'unreachable for 12 s; passed over',
