@@ -35,7 +35,7 @@ export class SocketClosingCredentials extends ChannelCredentials {
    * plaintext). A TLS 1.3 server checks the client's certificate after the client's side of the
    * handshake is done, and drops a connection whose certificate it does not take: a channel that
    * never connects while its handshakes complete is being refused so (see InstancePool's connect
-   * timeout).
+   * timeout, and failedAttemptReason: the status page's `connections-dropped`).
    */
   handshakesCompleted = 0;
   /**

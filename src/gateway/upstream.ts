@@ -57,8 +57,9 @@ export interface Upstream {
  * text, which may name certificates, stays in the gateway's log): `attempts-fail`, a connection
  * attempt failed (refused, reset, no route to its host); `handshake-fails`, its TLS handshake
  * failed; `connections-dropped`, its TLS handshakes completed and it closed the connections just
- * after (a TLS 1.3 server that does not take the gateway's certificate: split CAs); `unresolved`, its host name resolves to no address here; `no-answer`, an attempt got no
- * answer within the connect timeout (packets dropped, a peer that never speaks gRPC);
+ * after (a TLS 1.3 server that does not take the gateway's certificate: split CAs); `unresolved`,
+ * its host name resolves to no address here; `no-answer`, an attempt got no answer within the
+ * connect timeout (packets dropped, a peer that never speaks gRPC);
  * `went-silent`, its connection was given up on for its silence (see Upstream.wentSilent);
  * `check-unanswered`, a health check after a call's deadline got no answer; `untrusted`, its
  * certificate's CA was taken out of the gateway's CA file (see InstancePool.stopUsingUntrusted), kept
