@@ -305,11 +305,7 @@ export function watchTlsFiles(
         return;
       }
       const next = checkTlsMaterial(files, raw);
-      if (sameIdentity) {
-        checkSameIdentity(files, current, next);
-        checkIssuedByTrustedCa(files, current, next);
-      }
-      checkStarted(files, current, next);
+      checkReplacement(files, current, next, { sameIdentity });
       onChange(next);
       const before = current;
       current = next;
@@ -345,6 +341,24 @@ export function watchTlsFiles(
     stopped = true;
     clearInterval(timer);
   };
+}
+
+/**
+ * Checks that files read again (`next`, already through checkTlsMaterial) may replace those in use
+ * (`current`): with `sameIdentity` (see watchTlsFiles), a certificate that names the component the
+ * one in use names and chains to the CA file as it does; and one whose start has come.
+ */
+export function checkReplacement(
+  files: TlsFiles,
+  current: TlsMaterial,
+  next: TlsMaterial,
+  { sameIdentity = true }: { readonly sameIdentity?: boolean } = {},
+): void {
+  if (sameIdentity) {
+    checkSameIdentity(files, current, next);
+    checkIssuedByTrustedCa(files, current, next);
+  }
+  checkStarted(files, current, next);
 }
 
 /** Tells `onReload` of the certificate file and the CA file whose contents changed from `before` to `next`. */

@@ -11,7 +11,7 @@ import { ConfigError } from './config.js';
 import { identityForName, uriSans } from './identity.js';
 import { checkOwnChain } from './tls-certificate-checks.js';
 import type { TlsFiles, TlsMaterial } from './tls-file-types.js';
-import { readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from './tls-files.js';
+import { checkReplacement, readTlsFiles, type TlsRefreshOptions, watchTlsFiles } from './tls-files.js';
 
 export type { TlsFilePaths, TlsFiles } from './tls-file-types.js';
 export { DEFAULT_TLS_REFRESH_MS, type TlsRefreshOptions } from './tls-files.js';
@@ -258,9 +258,13 @@ class TlsFileProvider implements experimental.CertificateProvider {
     if (this.watchedBefore) {
       // Nothing watched for a while (a channel that was closed, then dialled again): read the files
       // now, so that the next connection does not start from stale material. A failure keeps the
-      // last good material, and the watcher reports it.
+      // last good material, and the watcher reports it. Taken only as the watcher takes files: read
+      // unchecked, a certificate it refuses (another component's, one of a CA the CA file does not
+      // root) was presented at the first dial after an idle spell, and then watched as the one in use.
       try {
-        this.material = readTlsFiles(this.files, { settleMs: 0 });
+        const read = readTlsFiles(this.files, { settleMs: 0 });
+        checkReplacement(this.files, this.material, read);
+        this.material = read;
       } catch {}
     }
     this.watchedBefore = true;

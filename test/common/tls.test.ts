@@ -286,6 +286,21 @@ describe('rotation without restart', () => {
     await expect(whoAmI(port, asGoods())).resolves.toEqual(['spiffe://shop/gateway']);
   });
 
+  it('keeps its own identity on a channel dialled again after none was open: a certificate of another component is not presented', async () => {
+    // Read again unchecked as a channel was dialled after an idle spell (no connection, no watcher),
+    // the members certificate the watcher refused was presented, and then watched as the one in use.
+    const port = await startServer(serverCredentials(pki.files('goods')));
+    const client = rotatable('gateway', pki.files('gateway'));
+    const credentials = channelCredentials(client, REFRESH);
+    const ownSubchannel = { 'grpc.use_local_subchannel_pool': 1 };
+    await expect(whoAmI(port, credentials, ownSubchannel)).resolves.toEqual(['spiffe://shop/gateway']);
+
+    installCertificate(pki.files('members'), client.folder, 'gateway');
+
+    // whoAmI closed its channel: the next one starts the files' watch again.
+    await expect(whoAmI(port, credentials, ownSubchannel)).resolves.toEqual(['spiffe://shop/gateway']);
+  });
+
   it('keeps a certificate its CA file issued: a renewed one of another CA is reported and not served', async () => {
     // Found rotating an mTLS shop across hosts: a goods certificate of another `npm run certs`
     // run, copied over the watched files, was taken without a word, and every new handshake failed.
