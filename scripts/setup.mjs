@@ -134,5 +134,13 @@ if (!installOnly) {
 } else if (process.argv.includes('--generate')) {
   // `--generate`: src/gen/ for the tests and lint, made under the lock as a build makes it: run
   // after the lock was let go, it rewrote src/gen/ while a component's setup compiled from it.
+  // In a folder this user cannot write (an installed copy), generating failed with EACCES and a stack.
+  if (!writable('src/gen', 'src')) {
+    process.stderr.write(
+      `setup: this user (${who()}) cannot write src/gen/ in ${process.cwd()}: ` +
+        'npm test and npm run lint need a folder they can write (a clone of your own)\n',
+    );
+    process.exit(1);
+  }
   run(['run', 'generate']);
 }

@@ -60,8 +60,8 @@ function setWritable(writable: boolean): void {
   for (const folder of folders(project)) chmodSync(folder, writable ? 0o755 : 0o555);
 }
 
-function setup(timeout = 60_000): { status: number | null; output: string } {
-  const result = spawnSync(process.execPath, ['scripts/setup.mjs'], {
+function setup(timeout = 60_000, args: string[] = []): { status: number | null; output: string } {
+  const result = spawnSync(process.execPath, ['scripts/setup.mjs', ...args], {
     cwd: project,
     encoding: 'utf8',
     env: { ...process.env, HOME: home, npm_config_cache: join(home, '.npm') },
@@ -111,6 +111,18 @@ describe('scripts/setup.mjs in a project folder this user cannot write', () => {
     const result = setup();
     expect(result.output).toContain(`${project} has no build (dist/)`);
     expect(result.output).toContain('its owner runs npm ci and npm run build there first');
+    expect(result.output).not.toContain('EACCES');
+    expect(result.status).toBe(1);
+    expect(contents()).toEqual(before);
+  });
+
+  it('refuses npm test and npm run lint in one line, which generate src/gen/ there', () => {
+    installedProject({ built: true });
+    const before = contents();
+    const result = setup(60_000, ['--install-only', '--no-addon-check', '--generate']);
+    expect(result.output).toContain(
+      `cannot write src/gen/ in ${project}: npm test and npm run lint need a folder`,
+    );
     expect(result.output).not.toContain('EACCES');
     expect(result.status).toBe(1);
     expect(contents()).toEqual(before);
