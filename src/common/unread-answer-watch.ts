@@ -1,6 +1,7 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
+import { LOOK_SLACK_MS } from './look-slack.js';
 
 /**
  * A stream with bytes waiting: its writes' progress and its connection's when last seen to move,
@@ -142,10 +143,11 @@ export class UnreadAnswerWatch {
         waiting.passedOnSince = now;
       }
       const cap = this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS;
+      const waited = now + LOOK_SLACK_MS;
       const stalledMs =
-        now - waiting.writesSince >= cap
+        waited - waiting.writesSince >= cap
           ? cap
-          : now - waiting.passedOnSince >= this.#timeoutMs
+          : waited - waiting.passedOnSince >= this.#timeoutMs
             ? this.#timeoutMs
             : undefined;
       if (stalledMs !== undefined) {

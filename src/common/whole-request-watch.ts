@@ -1,5 +1,6 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import { LOOK_SLACK_MS } from './look-slack.js';
 
 /**
  * The default time a call of a one-message method has for its whole request to arrive, as the
@@ -21,15 +22,6 @@ const CONNECTION_PROGRESS_TIMEOUTS = 4;
  * the headers of other calls are far less.
  */
 const CONNECTION_PROGRESS_BYTES = 16 * 1024;
-
-/**
- * How much short of the timeout a call may have been seen waiting and still be reset. The looks
- * come on the event loop's millisecond clock, which performance.now() can find a fraction of a
- * millisecond short (a look 2,499 ms after the one before), so four looks could come to a hair under
- * the timeout and the call waited for a fifth: a goods service under `npm start` reset such calls
- * 12.4 to 14.6 s after they opened, not the 10 to 12.5 s the operations guide gives.
- */
-const LOOK_SLACK_MS = 20;
 
 /** A call seen with its request not whole: when first seen so, and its connection's bytes read when last seen to move. */
 interface Incomplete {
