@@ -96,7 +96,7 @@ export const COMMON_SETTINGS = {
     flag: 'tls-ca',
     env: 'TLS_CA',
     defaultText: 'TLS_DIR/ca.crt',
-    help: 'CA certificate (PEM): peers must present certificates it issued (mTLS)',
+    help: 'CA certificate (PEM): peers must present certificates it issued (mTLS). Re-read when the file changes',
     parse: parsePemFilePath,
   }),
   tlsCert: optionalSetting({
@@ -110,7 +110,7 @@ export const COMMON_SETTINGS = {
     flag: 'tls-key',
     env: 'TLS_KEY',
     defaultText: 'TLS_DIR/<component>.key',
-    help: "this component's private key (PEM), with --tls-cert",
+    help: "this component's private key (PEM), with --tls-cert. Re-read when the file changes",
     parse: parsePemFilePath,
   }),
   registryToken: optionalSetting({
