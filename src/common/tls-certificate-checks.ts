@@ -1,4 +1,4 @@
-import type { X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { ConfigError } from './config.js';
 import { TRUST_DOMAIN, uriSans } from './identity.js';
 import { issuedBy } from './issued-by.js';
@@ -13,6 +13,17 @@ export const NOT_PEM_CERTIFICATES = ': expected PEM certificates';
  */
 export function caCertificatesProblem(pem: Buffer): string | undefined {
   const certificates = certificateBlocks(pem).map(parseCertificate);
+  // A CA file is handed to every host (and a MySQL URL's "ca" sits in its environment): a key in
+  // it goes with it, and node:tls took such a file without a word (`cat ca.key ca.crt > ca.pem`).
+  const keys = privateKeyBlocks(pem);
+  if (keys.length > 0) {
+    const theCas = keys
+      .map(readableKey)
+      .flatMap((key) => (key ? certificates.filter((certificate) => certificate?.checkPrivateKey(key)) : []));
+    return theCas[0]
+      ? ` holds the private key of its CA (${oneLine(theCas[0].subject)}): whoever is given the file can issue certificates its peers trust; take the key out (it belongs on the machine that issues certificates alone) and, if the file was handed out, make a new CA`
+      : ' holds a private key: a CA file is handed to every host, and the key with it; give the CA certificates alone';
+  }
   if (certificates.length === 0 || certificates.includes(undefined)) return NOT_PEM_CERTIFICATES;
   // node:tls takes a component's own certificate given as the CA, and every handshake then fails
   // with an error about the peer's issuer that does not say why: said here instead.
@@ -21,6 +32,24 @@ export function caCertificatesProblem(pem: Buffer): string | undefined {
     return ` holds a certificate that is not a CA (${notCa.subject.replaceAll('\n', ', ')}): give the certificate of the CA that issued the peers' certificates`;
   }
   return undefined;
+}
+
+/** The private key blocks of a PEM (PKCS #8, PKCS #1, SEC 1, encrypted or not). */
+function privateKeyBlocks(pem: Buffer): string[] {
+  return (
+    pem
+      .toString('utf8')
+      .match(/-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/g) ?? []
+  );
+}
+
+/** A key block as a KeyObject, or undefined when it cannot be read without a passphrase (or at all). */
+function readableKey(block: string): KeyObject | undefined {
+  try {
+    return createPrivateKey(block);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -752,6 +752,41 @@ describe('a certificate in use that nears its end', () => {
 });
 
 describe('configuration errors', () => {
+  // Found walking the short-lived certificates guide: `cat ca.key ca.crt > ca.pem` was taken without
+  // a word, and the file that goes to every host carried the key that issues what they all trust.
+  it('refuses a CA file that holds a private key, at start and on a re-read, without quoting the key', async () => {
+    const caKey = pki.caFile.replace(/\.crt$/, '.key');
+    const withCaKey = join(dir, 'ca-with-its-key.pem');
+    writeFileSync(withCaKey, Buffer.concat([readFileSync(caKey), readFileSync(pki.caFile)]));
+    const ofTheCa = `TLS CA file "${withCaKey}" holds the private key of its CA (CN=test CA): whoever is given the file can issue certificates its peers trust; take the key out (it belongs on the machine that issues certificates alone) and, if the file was handed out, make a new CA`;
+    const goods = pki.files('goods');
+    expect(() => serverCredentials({ ...goods, caFile: withCaKey })).toThrow(ofTheCa);
+    expect(() => channelCredentials({ caFile: withCaKey })).toThrow(ofTheCa);
+    const withOtherKey = join(dir, 'ca-with-a-key.pem');
+    writeFileSync(withOtherKey, Buffer.concat([readFileSync(pki.caFile), readFileSync(goods.keyFile)]));
+    expect(() => channelCredentials({ caFile: withOtherKey })).toThrow(
+      `TLS CA file "${withOtherKey}" holds a private key: a CA file is handed to every host, and the key with it; give the CA certificates alone`,
+    );
+    // A re-read keeps the files in use, and says why.
+    const files = rotatable('goods-ca-key', goods);
+    const errors: ConfigError[] = [];
+    const stop = watchTlsFiles(files, readTlsFiles(files), () => {}, {
+      ...REFRESH,
+      onReloadError: (error) => errors.push(error),
+    });
+    try {
+      replaceFile(withCaKey, files.caFile);
+      await vi.waitFor(
+        () =>
+          expect(errors.map((error) => error.message)).toContain(ofTheCa.replace(withCaKey, files.caFile)),
+        WAIT,
+      );
+    } finally {
+      stop();
+    }
+    for (const error of errors) expect(error.message).not.toMatch(/PRIVATE KEY|MII/);
+  });
+
   it('names a missing file', () => {
     const missing = join(dir, 'missing.crt');
     const { keyFile } = pki.files('goods');

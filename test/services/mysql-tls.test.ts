@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,6 +86,15 @@ describe.skipIf(skipReason)(`MySQL over TLS${skipReason ? ` (skipped: ${skipReas
     expect(() => parseMysqlUrl(url(ssl), 'MYSQL_URL')).toThrow(ConfigError);
     expect(() => parseMysqlUrl(url(ssl), 'MYSQL_URL')).toThrow(
       /"ca": expected PEM certificates \(the text of the CA file, not its path: give a file with --mysql-ssl-ca \(MYSQL_SSL_CA\)\)/,
+    );
+  });
+
+  it('refuses at start a "ca" that holds a private key, without quoting the key', () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const ssl = JSON.stringify({ rejectUnauthorized: true, ca: `${caPem}${keyPem}` });
+    expect(() => parseMysqlUrl(url(ssl), 'MYSQL_URL')).toThrow(
+      /the "ssl" parameter's "ca" holds a private key: a CA file is handed to every host, and the key with it; give the CA certificates alone$/,
     );
   });
 

@@ -1,6 +1,10 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ConfigError, isHostNameOrAddress } from '../../common/config.js';
-import { caCertificatesProblem, rootlessCaProblem } from '../../common/tls-certificate-checks.js';
+import {
+  caCertificatesProblem,
+  NOT_PEM_CERTIFICATES,
+  rootlessCaProblem,
+} from '../../common/tls-certificate-checks.js';
 import { MYSQL_SSL_CA_NAME, MYSQL_SSL_CERT_NAME, MYSQL_SSL_KEY_NAME } from './mysql-tls-settings.js';
 
 /** Where and as whom a service connects to MySQL: the parts of a `mysql://` URL. */
@@ -190,9 +194,12 @@ function checkPem(ssl: Record<string, unknown>, source: string): void {
       const problem =
         typeof text === 'string' ? caCertificatesProblem(Buffer.from(text)) : ': expected PEM certificates';
       if (problem) {
-        throw new ConfigError(
-          `${source}: the "ssl" parameter's "ca"${problem} (the text of the CA file, not its path: give a file with ${MYSQL_SSL_CA_NAME})`,
-        );
+        // A path given as the text reads as no PEM at all; other problems are the text's own.
+        const pathHint =
+          problem === NOT_PEM_CERTIFICATES
+            ? ` (the text of the CA file, not its path: give a file with ${MYSQL_SSL_CA_NAME})`
+            : '';
+        throw new ConfigError(`${source}: the "ssl" parameter's "ca"${problem}${pathHint}`);
       }
     }
     // Over all its texts: a root and an intermediate may come as two.
