@@ -17,9 +17,14 @@ export function caCertificatesProblem(pem: Buffer): string | undefined {
   // it goes with it, and node:tls took such a file without a word (`cat ca.key ca.crt > ca.pem`).
   const keys = privateKeyBlocks(pem);
   if (keys.length > 0) {
+    // Only a CA's key issues: a component's own certificate and key given as the CA file (a
+    // combined PEM) was named the key of its CA, and told to make a new CA.
+    const authorities = certificates.filter(
+      (certificate): certificate is X509Certificate => certificate !== undefined && canIssue(certificate),
+    );
     const theCas = keys
       .map(readableKey)
-      .flatMap((key) => (key ? certificates.filter((certificate) => certificate?.checkPrivateKey(key)) : []));
+      .flatMap((key) => (key ? authorities.filter((certificate) => certificate.checkPrivateKey(key)) : []));
     return theCas[0]
       ? ` holds the private key of its CA (${oneLine(theCas[0].subject)}): whoever is given the file can issue certificates its peers trust; take the key out (it belongs on the machine that issues certificates alone) and, if the file was handed out, make a new CA`
       : ' holds a private key: a CA file is handed to every host, and the key with it; give the CA certificates alone';

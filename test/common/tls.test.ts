@@ -767,6 +767,12 @@ describe('configuration errors', () => {
     expect(() => channelCredentials({ caFile: withOtherKey })).toThrow(
       `TLS CA file "${withOtherKey}" holds a private key: a CA file is handed to every host, and the key with it; give the CA certificates alone`,
     );
+    // A component's own certificate and key (a combined PEM) given as the CA: not its CA's key.
+    const ownPair = join(dir, 'goods-with-its-key.pem');
+    writeFileSync(ownPair, Buffer.concat([readFileSync(goods.certFile), readFileSync(goods.keyFile)]));
+    expect(() => channelCredentials({ caFile: ownPair })).toThrow(
+      `TLS CA file "${ownPair}" holds a private key: a CA file is handed to every host, and the key with it; give the CA certificates alone`,
+    );
     // A re-read keeps the files in use, and says why.
     const files = rotatable('goods-ca-key', goods);
     const errors: ConfigError[] = [];
