@@ -793,6 +793,18 @@ describe('configuration errors', () => {
     for (const error of errors) expect(error.message).not.toMatch(/PRIVATE KEY|MII/);
   });
 
+  // Searched up to any END line, each BEGIN of a key without its own END read on to the end of the
+  // file: a 1 MiB CA file of such lines, past the cut-short check, took over 10 s to check.
+  it('checks a CA file of key BEGIN lines without their END in a moment', () => {
+    const lines = join(dir, 'ca-with-key-begin-lines.pem');
+    const line = '-----BEGIN -----BEGIN PRIVATE KEY-----\n-----END -----\n';
+    const fill = Buffer.from(line.repeat(Math.floor(1_000_000 / line.length)));
+    writeFileSync(lines, Buffer.concat([readFileSync(pki.caFile), fill]));
+    const started = performance.now();
+    channelCredentials({ caFile: lines });
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
   it('names a missing file', () => {
     const missing = join(dir, 'missing.crt');
     const { keyFile } = pki.files('goods');
