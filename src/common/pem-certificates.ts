@@ -25,12 +25,21 @@ export function authoritiesOf(pem: Buffer): X509Certificate[] {
 export function cutShort(pem: Buffer): boolean {
   const text = pem.toString('utf8');
   const begun = text.match(/-----BEGIN [^-\r\n]*-----/g)?.length ?? 0;
-  const ended = text.match(/-----BEGIN ([^-\r\n]*)-----[\s\S]*?-----END \1-----/g)?.length ?? 0;
+  const ended = text.match(/-----BEGIN ([^-\r\n]*)-----(?:(?!-----)[\s\S])*-----END \1-----/g)?.length ?? 0;
   return begun > ended;
 }
 
+/**
+ * The certificate blocks of a PEM. A block's body stops at the first "-----", as no PEM body holds
+ * one: searched up to any END line, each BEGIN without its own read on to the end of the file, and
+ * a CA file of 1 MiB of such lines (a file being written, or one made to stall) took seconds at
+ * every read, on the event loop (cutShort likewise).
+ */
 export function certificateBlocks(pem: Buffer): string[] {
-  return pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return (
+    pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----(?:(?!-----)[\s\S])+-----END CERTIFICATE-----/g) ??
+    []
+  );
 }
 
 export function parseCertificate(block: string): X509Certificate | undefined {

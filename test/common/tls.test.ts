@@ -795,14 +795,27 @@ describe('configuration errors', () => {
 
   // Searched up to any END line, each BEGIN of a key without its own END read on to the end of the
   // file: a 1 MiB CA file of such lines, past the cut-short check, took over 10 s to check.
-  it('checks a CA file of key BEGIN lines without their END in a moment', () => {
-    const lines = join(dir, 'ca-with-key-begin-lines.pem');
-    const line = '-----BEGIN -----BEGIN PRIVATE KEY-----\n-----END -----\n';
-    const fill = Buffer.from(line.repeat(Math.floor(1_000_000 / line.length)));
-    writeFileSync(lines, Buffer.concat([readFileSync(pki.caFile), fill]));
-    const started = performance.now();
-    channelCredentials({ caFile: lines });
-    expect(performance.now() - started).toBeLessThan(2_000);
+  it('finds a file of BEGIN lines without their END cut short in a moment, not after reading to its end for each', () => {
+    // Each took seconds to tell at 1 MiB (cutShort, certificateBlocks, privateKeyBlocks), at every read.
+    for (const line of [
+      '-----BEGIN X-----\n',
+      '-----BEGIN -----BEGIN CERTIFICATE-----\n-----END -----\n',
+      '-----BEGIN -----BEGIN PRIVATE KEY-----\n-----END -----\n',
+    ]) {
+      const lines = join(dir, 'ca-with-begin-lines.pem');
+      writeFileSync(
+        lines,
+        Buffer.concat([
+          readFileSync(pki.caFile),
+          Buffer.from(line.repeat(Math.floor(1_000_000 / line.length))),
+        ]),
+      );
+      const started = performance.now();
+      expect(() => readTlsFiles({ caFile: lines }, { settleMs: 0 })).toThrow(
+        `TLS CA file "${lines}" is cut short: it has a PEM block without its END line`,
+      );
+      expect(performance.now() - started).toBeLessThan(2_000);
+    }
   });
 
   it('names a missing file', () => {
