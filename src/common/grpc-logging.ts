@@ -29,14 +29,24 @@ const METADATA_ENTRY = new RegExp(
 );
 
 /**
+ * A header as grpc-js's client traces print the headers and trailers a server answered with
+ * (`subchannel_call`: `Received server headers:` then a line `\t\tname: value` each, the
+ * distributor's `x-shop-distributor-proof` among them). Anchored at a line's start, so that a scan
+ * costs the length of the text.
+ */
+const HEADER_LINE = /^(\t\t)([^\s:]+): [^\n]*$/gm;
+
+/**
  * The text of a grpc-js line with the values of secret metadata (the registration token's
  * `authorization`, say) replaced, as the logger's redaction does for fields: grpc-js writes a call's
  * metadata whole into the text of its trace lines, where no field redaction reaches.
  */
 export function redactGrpcText(text: string): string {
-  return text.replace(METADATA_ENTRY, (entry, key: string) =>
-    isSecretName(key) ? `"${key}":["${REDACTED}"]` : entry,
-  );
+  return text
+    .replace(METADATA_ENTRY, (entry, key: string) => (isSecretName(key) ? `"${key}":["${REDACTED}"]` : entry))
+    .replace(HEADER_LINE, (line, indent: string, key: string) =>
+      isSecretName(key) ? `${indent}${key}: ${REDACTED}` : line,
+    );
 }
 
 /**

@@ -1,7 +1,15 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { redactGrpcText } from '../../src/common/grpc-logging.js';
-import { CALLER_PROOF_HEADER, makeCallerProof, makeNonce } from '../../src/common/registry-proof.js';
+import {
+  CALLER_PROOF_HEADER,
+  DISTRIBUTOR_PROOF_HEADER,
+  makeCallerProof,
+  makeNonce,
+} from '../../src/common/registry-proof.js';
 import { spawnComponent } from '../e2e/support/processes.js';
 
 const TOKEN = 'trace-redaction-token-0123456789';
@@ -77,6 +85,55 @@ describe("grpc-js's trace lines", () => {
     // The line's text, in the JSON of the log line: its quotes escaped.
     expect(output).toContain(String.raw`\"${CALLER_PROOF_HEADER}\":[\"[redacted]\"]`);
   }, 30_000);
+
+  it('keep the values of secret headers out of the headers and trailers a server answered with', () => {
+    // subchannel_call prints them a line each, not as metadata JSON.
+    const line =
+      'subchannel_call | [0] Received server headers:\n\t\t:status: 200\n' +
+      '\t\tcontent-type: application/grpc+proto\n' +
+      `\t\t${DISTRIBUTOR_PROOF_HEADER}: v1 ${'ab'.repeat(32)}\n\t\tset-cookie: id=s3cr3t\n\t\tx-request-id: r-1\n`;
+    expect(redactGrpcText(line)).toBe(
+      'subchannel_call | [0] Received server headers:\n\t\t:status: 200\n' +
+        '\t\tcontent-type: application/grpc+proto\n' +
+        `\t\t${DISTRIBUTOR_PROOF_HEADER}: [redacted]\n\t\tset-cookie: [redacted]\n\t\tx-request-id: r-1\n`,
+    );
+  });
+
+  it("of a service run with GRPC_TRACE=subchannel_call do not show the distributor's proof", async () => {
+    const distributor = spawnComponent('src/distributor/main.ts', ['--port', '0', '--metrics-port', 'off'], {
+      SHOP_REGISTRY_TOKEN: TOKEN,
+    });
+    const dataDir = mkdtempSync(join(tmpdir(), 'shop-trace-redaction-'));
+    try {
+      const listening = await distributor.waitForLine(/listening on 127\.0\.0\.1:\d+/, 20_000);
+      const port = /listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1];
+      const goods = spawnComponent(
+        'src/services/goods/main.ts',
+        ['--port', '0', '--metrics-port', 'off', '--distributor', `127.0.0.1:${port}`],
+        {
+          SHOP_REGISTRY_TOKEN: TOKEN,
+          DATA_DIR: dataDir,
+          MYSQL_URL: '',
+          GRPC_TRACE: 'subchannel_call',
+          GRPC_VERBOSITY: 'DEBUG',
+        },
+      );
+      try {
+        await goods.waitForLine(/registered with the distributor/, 20_000);
+        const output = goods.lines.join('\n');
+        // The line's text, in the JSON of the log line: its tabs escaped.
+        expect(output).toContain(String.raw`\t\t${DISTRIBUTOR_PROOF_HEADER}: [redacted]`);
+        expect(output).not.toMatch(/x-shop-distributor-proof: v1 [0-9a-f]{64}/);
+      } finally {
+        goods.child.kill('SIGTERM');
+        await goods.exited();
+      }
+    } finally {
+      distributor.child.kill('SIGTERM');
+      await distributor.exited();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('cost a scan in proportion to the text, on a method path a client made of metadata look-alikes', () => {
     // grpc-js prints the path a client sent, raw: `Received call to method ...` (server_call).
