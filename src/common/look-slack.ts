@@ -6,4 +6,13 @@
  * it and the call waited for one look more: a goods service under `npm start` reset calls whose
  * request never ended 12.4 to 14.6 s after they opened, not the 10 to 12.5 s the operations guide gives.
  */
-export const LOOK_SLACK_MS = 20;
+const LOOK_SLACK_MS = 20;
+
+/**
+ * The slack of a watch that looks every `intervalMs`: LOOK_SLACK_MS, or a tenth of the interval when
+ * that is less, so that a watch given a timeout of a few tens of milliseconds (in code: the flags'
+ * minimums keep their looks 25 ms apart or more) never acts one look early.
+ */
+export function lookSlackMs(intervalMs: number): number {
+  return Math.min(LOOK_SLACK_MS, intervalMs / 10);
+}

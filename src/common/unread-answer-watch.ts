@@ -1,7 +1,7 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { LOOK_SLACK_MS } from './look-slack.js';
+import { lookSlackMs } from './look-slack.js';
 
 /**
  * A stream with bytes waiting: its writes' progress and its connection's when last seen to move,
@@ -104,6 +104,8 @@ export class UnreadAnswerWatch {
   readonly #onReset: (peerAddress: string | undefined, stalledMs: number) => void;
   readonly #waiting = new Map<ServerHttp2Stream, Waiting>();
   readonly #timer: NodeJS.Timeout;
+  /** How far short of the timeout a look may find a call and still act (see lookSlackMs). */
+  readonly #slackMs: number;
 
   constructor(
     calls: () => Iterable<ServerHttp2Stream>,
@@ -114,7 +116,9 @@ export class UnreadAnswerWatch {
     this.#calls = calls;
     this.#timeoutMs = timeoutMs;
     this.#onReset = onReset;
-    this.#timer = setInterval(() => this.look(), Math.min(Math.max(timeoutMs / 4, 10), 5_000));
+    const lookEveryMs = Math.min(Math.max(timeoutMs / 4, 10), 5_000);
+    this.#slackMs = lookSlackMs(lookEveryMs);
+    this.#timer = setInterval(() => this.look(), lookEveryMs);
     this.#timer.unref();
   }
 
@@ -143,7 +147,7 @@ export class UnreadAnswerWatch {
         waiting.passedOnSince = now;
       }
       const cap = this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS;
-      const waited = now + LOOK_SLACK_MS;
+      const waited = now + this.#slackMs;
       const stalledMs =
         waited - waiting.writesSince >= cap
           ? cap

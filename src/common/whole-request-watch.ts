@@ -1,6 +1,6 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { LOOK_SLACK_MS } from './look-slack.js';
+import { lookSlackMs } from './look-slack.js';
 
 /**
  * The default time a call of a one-message method has for its whole request to arrive, as the
@@ -63,6 +63,8 @@ export class WholeRequestWatch {
   /** Calls seen with their request not whole. */
   readonly #incomplete = new Map<ServerHttp2Stream, Incomplete>();
   readonly #timer: NodeJS.Timeout;
+  /** How far short of the timeout a look may find a call and still act (see lookSlackMs). */
+  readonly #slackMs: number;
 
   constructor(
     calls: () => Iterable<OpenCall>,
@@ -76,7 +78,9 @@ export class WholeRequestWatch {
     this.#requestStreams = requestStreams;
     this.#timeoutMs = timeoutMs;
     this.#onReset = onReset;
-    this.#timer = setInterval(() => this.look(), Math.max(timeoutMs / 4, 10));
+    const lookEveryMs = Math.max(timeoutMs / 4, 10);
+    this.#slackMs = lookSlackMs(lookEveryMs);
+    this.#timer = setInterval(() => this.look(), lookEveryMs);
     this.#timer.unref();
   }
 
@@ -97,7 +101,7 @@ export class WholeRequestWatch {
         incomplete.received = received;
         incomplete.receivedSince = now;
       }
-      const waited = now + LOOK_SLACK_MS;
+      const waited = now + this.#slackMs;
       if (
         waited - incomplete.receivedSince < this.#timeoutMs &&
         waited - incomplete.since < this.#timeoutMs * CONNECTION_PROGRESS_TIMEOUTS

@@ -55,3 +55,19 @@ it('leaves a call alone at the look before the timeout', () => {
   for (const at of [0, 2_500, 5_000, 7_500, 9_900]) watch.look(at);
   expect(resets).toEqual([]);
 });
+
+it('does not reset a call one look early when its timeout is a few tens of milliseconds', () => {
+  // Looks 15 ms apart: a slack of 20 ms reset the call at 45 ms of a 60 ms timeout.
+  const { stream, resets } = waitingCall();
+  const calls: OpenCall[] = [[stream, '/shop.v1.GoodsService/ListGoods']];
+  watch = new WholeRequestWatch(
+    () => calls,
+    () => false,
+    60,
+    () => {},
+  );
+  for (const at of [0, 15, 30, 45]) watch.look(at);
+  expect(resets).toEqual([]);
+  watch.look(60);
+  expect(resets).toEqual([constants.NGHTTP2_CANCEL]);
+});
