@@ -26,48 +26,41 @@ function waitingCall(): { stream: ServerHttp2Stream; resets: number[] } {
   return { stream, resets };
 }
 
-it('resets a call at the look that finds it waiting the timeout, though the clock made it a fraction short', () => {
+/** One such call under a watch of `timeoutMs`: the watch, and the resets the call gets. */
+function watchedCall(timeoutMs: number): { watcher: WholeRequestWatch; resets: number[] } {
   const { stream, resets } = waitingCall();
   const calls: OpenCall[] = [[stream, '/shop.v1.GoodsService/ListGoods']];
-  watch = new WholeRequestWatch(
+  const watcher = new WholeRequestWatch(
     () => calls,
     () => false,
-    10_000,
+    timeoutMs,
     () => {},
   );
+  watch = watcher;
+  return { watcher, resets };
+}
+
+it('resets a call at the look that finds it waiting the timeout, though the clock made it a fraction short', () => {
+  const { watcher, resets } = watchedCall(10_000);
   // First seen, then four looks 2,499.75 ms apart: 9,999 ms after it was first seen. Before, it
   // waited for a fifth look, 2.5 s later than the 10 to 12.5 s after opening that the docs give.
-  for (const at of [1_000, 3_499.75, 5_999.5, 8_499.25]) watch.look(at);
+  for (const at of [1_000, 3_499.75, 5_999.5, 8_499.25]) watcher.look(at);
   expect(resets).toEqual([]);
-  watch.look(10_999);
+  watcher.look(10_999);
   expect(resets).toEqual([constants.NGHTTP2_CANCEL]);
 });
 
 it('leaves a call alone at the look before the timeout', () => {
-  const { stream, resets } = waitingCall();
-  const calls: OpenCall[] = [[stream, '/shop.v1.GoodsService/ListGoods']];
-  watch = new WholeRequestWatch(
-    () => calls,
-    () => false,
-    10_000,
-    () => {},
-  );
-  for (const at of [0, 2_500, 5_000, 7_500, 9_900]) watch.look(at);
+  const { watcher, resets } = watchedCall(10_000);
+  for (const at of [0, 2_500, 5_000, 7_500, 9_900]) watcher.look(at);
   expect(resets).toEqual([]);
 });
 
 it('does not reset a call one look early when its timeout is a few tens of milliseconds', () => {
   // Looks 15 ms apart: a slack of 20 ms reset the call at 45 ms of a 60 ms timeout.
-  const { stream, resets } = waitingCall();
-  const calls: OpenCall[] = [[stream, '/shop.v1.GoodsService/ListGoods']];
-  watch = new WholeRequestWatch(
-    () => calls,
-    () => false,
-    60,
-    () => {},
-  );
-  for (const at of [0, 15, 30, 45]) watch.look(at);
+  const { watcher, resets } = watchedCall(60);
+  for (const at of [0, 15, 30, 45]) watcher.look(at);
   expect(resets).toEqual([]);
-  watch.look(60);
+  watcher.look(60);
   expect(resets).toEqual([constants.NGHTTP2_CANCEL]);
 });
