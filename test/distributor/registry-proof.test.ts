@@ -223,6 +223,35 @@ describe('the distributor, proven to', () => {
     expect(proven.headers?.get(DISTRIBUTOR_PROOF_HEADER)).toHaveLength(1);
   });
 
+  it('ends a Register stream that never sends its first message, which any well-formed proof opens', async () => {
+    const { address } = await startDistributor({ registryToken: TOKEN, firstMessageTimeoutMs: 300 });
+    // Made with no token: its node, the only thing it could be checked against, never comes.
+    const forged = (endpoint: string) => `v1 ${Date.now()} ${'a'.repeat(32)} ${endpoint} ${'b'.repeat(64)}`;
+    const { client, options } = provingClient(address, forged);
+    const call = client.register(new Metadata(), options);
+    call.on('error', () => {});
+    const ended = await new Promise<StatusObject | 'still open'>((resolve) => {
+      const timer = setTimeout(() => resolve('still open'), 5_000);
+      call.on('status', (status: StatusObject) => {
+        clearTimeout(timer);
+        resolve(status);
+      });
+    });
+    call.cancel();
+    expect(ended).toMatchObject({
+      code: status.DEADLINE_EXCEEDED,
+      details: 'no first message within 0.3 s: a Register stream must describe its node at once',
+    });
+    expect((ended as StatusObject).metadata.get(DISTRIBUTOR_PROOF_HEADER)).toEqual([]);
+    // A node that sends its first message at once is let in as before.
+    const described = goodsNode();
+    const forGoods = { name: described.name, host: described.host, port: described.port };
+    const proven = await registerOutcome(address, (endpoint) =>
+      makeCallerProof(TOKEN, REGISTER, makeNonce(), endpoint, forGoods),
+    );
+    expect(proven.headers?.get(DISTRIBUTOR_PROOF_HEADER)).toHaveLength(1);
+  });
+
   it("refuses a proof made for another connection (a relay's), or made as if over TLS on plaintext", async () => {
     const { address } = await startDistributor({ registryToken: TOKEN });
     for (const other of [
