@@ -51,9 +51,11 @@ export type OpenCall = readonly [stream: ServerHttp2Stream, path: string | undef
  * The price: a client that trickles 16 KiB every `timeoutMs` on a connection keeps its calls
  * that never arrive whole four times as long, still bounded by the stream limit per connection.
  * Methods whose client streams (`requestStreams`: reflection, the
- * distributor's Register) are left alone: their calls are bounded by the stream limit per
- * connection. A call whose client half-closed at once (every honest one) is passed over on a look
- * by one property, and never remembered.
+ * distributor's Register) are left alone while their answer goes on: their calls are bounded by
+ * the stream limit per connection; once the server has sent its status, such a call whose client
+ * keeps its side open is reset as any other (a raw client ignoring a Register's refusal held it for
+ * ever). A call whose client half-closed at once (every honest one) is passed over on a look by one
+ * property, and never remembered.
  */
 export class WholeRequestWatch {
   readonly #calls: () => Iterable<OpenCall>;
@@ -89,7 +91,9 @@ export class WholeRequestWatch {
     for (const [stream, path] of this.#calls()) {
       // grpc-js reads a call's request as it comes: 'end' has been emitted once its client half-closed.
       if (stream.readableEnded || stream.destroyed) continue;
-      if (path !== undefined && this.#requestStreams(path)) continue;
+      // A streaming request may go on while its answer does; once the server's status has gone (a
+      // refused Register), a client that keeps its side open holds the call and its memory for nothing.
+      if (path !== undefined && this.#requestStreams(path) && !stream.state.localClose) continue;
       const socket = stream.session?.socket as Socket | undefined;
       const received = socket?.bytesRead ?? 0;
       const incomplete = this.#incomplete.get(stream);

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONCURRENT_STREAMS } from '../../src/common/grpc-server.js';
 import { type Logger, silentLogger } from '../../src/common/logger.js';
+import { CALLER_PROOF_HEADER } from '../../src/common/registry-proof.js';
 import { createDistributorServer } from '../../src/distributor/distributor-server.js';
 import { WatchRequest } from '../../src/gen/distributor.js';
 import { CreateGoodsRequest, GoodsServiceClient, ListGoodsRequest } from '../../src/gen/services.js';
@@ -22,6 +23,7 @@ import { backendsOf } from '../services/support/backends.js';
 // call of a one-message method whose request has not arrived whole in time (WholeRequestWatch).
 
 const LIST_GOODS = '/shop.v1.GoodsService/ListGoods';
+const REGISTER = '/shop.v1.DistributorService/Register';
 const LIST_GOODS_REQUEST = grpcFrame(ListGoodsRequest.encode({ pageSize: 0, pageToken: '' }).finish());
 const WHOLE_REQUEST_TIMEOUT_MS = 400;
 
@@ -298,6 +300,48 @@ describe('a call whose request does not arrive whole', () => {
     register.resume();
     expect((await watchEnded).how).toBe(`reset ${constants.NGHTTP2_CANCEL}`);
     expect(await stillOpenAfter(register, WHOLE_REQUEST_TIMEOUT_MS * 2)).toBe(true);
+  }, 20_000);
+  it('on the distributor: a refused Register stream whose client keeps its side open is reset', async () => {
+    const distributor = createDistributorServer({
+      registryToken: 'token',
+      wholeRequestTimeoutMs: WHOLE_REQUEST_TIMEOUT_MS,
+      firstMessageTimeoutMs: WHOLE_REQUEST_TIMEOUT_MS,
+    });
+    const port = await distributor.listen('127.0.0.1', 0);
+    cleanups.push(() => distributor.stop(100));
+    const session = await rawSession(port);
+    // Refused at once (no token), and refused for want of a first message (a proof made without the
+    // token, which only the node of a first message could have shown to be wrong). A grpc-js client
+    // ends its side on the status; one that does not held each such stream for ever.
+    const withoutToken = openRawCall(session, REGISTER);
+    const endpoint = `127.0.0.1:${session.socket.localPort}`;
+    const forged = session.request({
+      ':method': 'POST',
+      ':path': REGISTER,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      [CALLER_PROOF_HEADER]: `v1 ${Date.now()} ${'a'.repeat(32)} ${endpoint} ${'b'.repeat(64)}`,
+    });
+    forged.on('error', () => {});
+    const statuses = [withoutToken, forged].map(
+      (stream) =>
+        new Promise((resolve) => {
+          const read = (headers: Record<string, unknown>): void => {
+            if (headers['grpc-status'] !== undefined) resolve(Number(headers['grpc-status']));
+          };
+          stream.on('response', read);
+          stream.on('trailers', read);
+        }),
+    );
+    const ends = [withoutToken, forged].map(endOf);
+    expect(await Promise.all(statuses)).toEqual([status.UNAUTHENTICATED, status.DEADLINE_EXCEEDED]);
+    for (const ended of await Promise.all(ends)) {
+      expect(ended.afterMs).toBeLessThan(WHOLE_REQUEST_TIMEOUT_MS * 4.25 + 1_500);
+    }
+    expect([withoutToken.rstCode, forged.rstCode]).toEqual([
+      constants.NGHTTP2_CANCEL,
+      constants.NGHTTP2_CANCEL,
+    ]);
   }, 20_000);
 });
 
