@@ -80,3 +80,9 @@ export declare function makeDevPki(
  * them (a name in lower case, without a trailing dot); throws for anything else.
  */
 export declare function splitHosts(hosts: readonly string[]): { dns: string[]; ips: string[] };
+
+/**
+ * The config of `openssl ca` as the script signs with it, `extensions` appended after it (lines of
+ * a section of the config's own, such as `[ext]` and its `basicConstraints = …`).
+ */
+export declare function opensslCaConfig(extensions?: readonly string[]): string;

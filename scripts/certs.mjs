@@ -317,6 +317,29 @@ function writeKey(file) {
 export const NOT_BEFORE_MARGIN_MS = 60 * 60 * 1000;
 
 /**
+ * The config of `openssl ca` as sign() runs it: its database, serial and new certificates in the
+ * folder it runs in, the subject's common name required, SHA-256. `extensions`: lines appended after
+ * it (a section of extensions of the config's own, as the tests' signer gives them).
+ */
+export function opensslCaConfig(extensions = []) {
+  return [
+    '[ca]',
+    'default_ca = issuer',
+    '[issuer]',
+    'database = index.txt',
+    'serial = serial',
+    'new_certs_dir = .',
+    'policy = names',
+    'unique_subject = no',
+    'default_md = sha256',
+    '[names]',
+    'commonName = supplied',
+    ...extensions,
+    '',
+  ].join('\n');
+}
+
+/**
  * Signs the request `csr` with the [ext] section of `config`: by `issuer` (a CA's certFile and
  * keyFile), or by its own key (`issuer` with a keyFile alone: a CA's own certificate). Valid from
  * `notBefore` (default: NOT_BEFORE_MARGIN_MS ago) for `days` from now, SHA-256, with a random positive serial of up to 127
@@ -333,23 +356,7 @@ function sign(
   writeFileSync(join(scratch, 'serial'), `${serial.toString('hex')}\n`);
   writeFileSync(join(scratch, 'index.txt'), '');
   const caConfig = join(scratch, 'ca-command.cnf');
-  writeFileSync(
-    caConfig,
-    [
-      '[ca]',
-      'default_ca = issuer',
-      '[issuer]',
-      'database = index.txt',
-      'serial = serial',
-      'new_certs_dir = .',
-      'policy = names',
-      'unique_subject = no',
-      'default_md = sha256',
-      '[names]',
-      'commonName = supplied',
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(caConfig, opensslCaConfig());
   // YYYYMMDDHHMMSSZ, which openssl writes as UTCTime for the years RFC 5280 wants it for.
   const startDate = `${notBefore.toISOString().slice(0, 19).replace(/[-T:]/g, '')}Z`;
   const signer = issuer.certFile ? ['-cert', issuer.certFile] : ['-selfsign'];

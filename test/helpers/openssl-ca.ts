@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { opensslCaConfig } from '../../scripts/certs.mjs';
 
 /** What opensslCaSign signs, and how. */
 export interface OpensslCaSigning {
@@ -28,25 +29,7 @@ export interface OpensslCaSigning {
  */
 export function opensslCaSign(signing: OpensslCaSigning): void {
   const scratch = mkdtempSync(join(signing.dir, 'openssl-ca-'));
-  writeFileSync(
-    join(scratch, 'ca.cnf'),
-    [
-      '[ca]',
-      'default_ca = issuer',
-      '[issuer]',
-      'database = index.txt',
-      'serial = serial',
-      'new_certs_dir = .',
-      'policy = names',
-      'unique_subject = no',
-      'default_md = sha256',
-      '[names]',
-      'commonName = supplied',
-      '[ext]',
-      ...signing.extensions,
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(join(scratch, 'ca.cnf'), opensslCaConfig(['[ext]', ...signing.extensions]));
   writeFileSync(join(scratch, 'index.txt'), '');
   writeFileSync(join(scratch, 'serial'), `${Date.now().toString(16).padStart(16, '0')}\n`);
   execFileSync(
